@@ -1,0 +1,25 @@
+# Shared by scripts/* and .ci/run: one build cache outside the checkout, and
+# the system packages the workspace needs.
+
+# Reuse one target directory across checkouts and runs (CI clones afresh).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strand/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Debian packages the build needs. strand-sync needs none; the node, the
+# BLE transport and the GUI will add theirs here (pkg-config, libdbus-1-dev,
+# libfontconfig1-dev).
+STRAND_SYSTEM_PACKAGES=()
+
+ensure_system_packages() {
+    local missing=()
+    for p in "${STRAND_SYSTEM_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing system packages: ${missing[*]}" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+}

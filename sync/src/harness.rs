@@ -1,0 +1,580 @@
+//! A two-peer harness with virtual time, after quinn's `Pair`.
+//!
+//! Two [`Peer`]s, each with an identity, a [`MemoryStore`] and at most one
+//! [`Session`], joined by a virtual link whose latency, rate, MTU and loss
+//! are knobs. Nothing waits on a real clock: [`Pair::step`] jumps to the
+//! next delivery or deadline, [`Pair::drive`] runs until the link is quiet.
+//! Tests read like scripts:
+//!
+//! ```
+//! use strand_sync::harness::Pair;
+//! let mut pair = Pair::new(1);
+//! pair.latency = 100; // ms, one way
+//! pair.a.write("ping");
+//! pair.connect();
+//! pair.drive();
+//! assert_eq!(pair.b.texts(), ["ping"]);
+//! // The hello goes out; Bob's answer finishes the handshake and opens
+//! // reconciliation (1 round trip); Alice's reply carries the message
+//! // (1.5); Bob's acknowledgement is back at 2.
+//! assert_eq!(pair.round_trips(), 2.0);
+//! ```
+//!
+//! Loss is modelled as on a reliable stream: a lost chunk is sent again
+//! after a retransmission timeout, so it arrives late and in order.
+
+use std::collections::VecDeque;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::limits::Time;
+use crate::{
+    Config, Contact, Event, HandshakeError, Identity, Key, Kind, Listener, MemoryStore, Message,
+    Session, Store, HELLO_LEN,
+};
+
+/// A fixed start time for virtual clocks (2023-11-14T22:13:20Z), so runs
+/// are reproducible.
+pub const EPOCH: Time = 1_700_000_000_000;
+
+/// Which peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Peer `a` (the one that dials).
+    A,
+    /// Peer `b` (the one that listens).
+    B,
+}
+
+/// What a [`Pair::filter`] does with a packet one side wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver it (possibly modified).
+    Deliver,
+    /// Deliver only its first `n` bytes, then end the link.
+    Cut(usize),
+}
+
+/// A device in the harness.
+pub struct Peer {
+    /// Its identity.
+    pub identity: Identity,
+    /// Its contacts.
+    pub contacts: Vec<Contact>,
+    /// Its store.
+    pub store: MemoryStore,
+    /// Accepts incoming sessions.
+    pub listener: Listener,
+    /// The session on the link, once there is one.
+    pub session: Option<Session>,
+    /// Every event its sessions reported, in order.
+    pub events: Vec<Event>,
+    /// Why an incoming hello was refused, if it was.
+    pub refused: Option<HandshakeError>,
+    /// Session settings for this side.
+    pub config: Config,
+    /// This peer's clock: the pair's virtual time plus `clock_offset`.
+    pub clock_offset: i64,
+    now: Time,
+    rng: ChaCha20Rng,
+    inbox: Vec<u8>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("name", &self.identity.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// A new device with a fresh identity drawn from `seed`.
+    pub fn new(name: &str, seed: u64) -> Peer {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let identity = Identity::generate(name, &mut rng).expect("a valid name");
+        let listener = Listener::new(&identity, Vec::new());
+        Peer {
+            identity,
+            contacts: Vec::new(),
+            store: MemoryStore::new(),
+            listener,
+            session: None,
+            events: Vec::new(),
+            refused: None,
+            config: Config::default(),
+            clock_offset: 0,
+            now: EPOCH,
+            rng,
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Adds `other` as a contact (one direction of the invite exchange).
+    pub fn add_contact(&mut self, other: &Identity) {
+        self.add_public(&other.public())
+            .expect("distinct identities");
+    }
+
+    /// Adds the contact an invite names.
+    pub fn add_public(&mut self, other: &crate::PublicIdentity) -> Result<(), crate::KeyError> {
+        let contact = self.identity.contact(other)?;
+        self.contacts.push(contact);
+        self.listener.set_contacts(self.contacts.clone());
+        Ok(())
+    }
+
+    /// This peer's clock.
+    pub fn now(&self) -> Time {
+        self.now.saturating_add_signed(self.clock_offset)
+    }
+
+    /// The 1:1 group with the first contact.
+    pub fn group(&self) -> &crate::Group {
+        self.contacts[0].direct_group()
+    }
+
+    /// Writes a text message to the first contact, stamped with this peer's
+    /// clock, and hands it to the live session if any.
+    pub fn write(&mut self, text: &str) -> Key {
+        let now = self.now();
+        self.write_at(text, now)
+    }
+
+    /// Writes a text message with the given timestamp.
+    pub fn write_at(&mut self, text: &str, time: Time) -> Key {
+        let group = self.group().clone();
+        let msg = Message::create(
+            &self.identity,
+            &group,
+            time,
+            Kind::TEXT,
+            text.as_bytes(),
+            &mut self.rng,
+        )
+        .expect("a member writing a short text");
+        self.store.insert(&group.id, &msg).expect("memory store");
+        if let Some(s) = &mut self.session {
+            s.handle_new_message(&group.id, msg.key());
+        }
+        msg.key()
+    }
+
+    /// The texts of the 1:1 group, in (timestamp, id) order.
+    pub fn texts(&self) -> Vec<String> {
+        let group = self.group();
+        self.store
+            .messages(&group.id)
+            .map(|(_, bytes)| {
+                let m = Message::decode(bytes.to_vec()).expect("stored messages decode");
+                String::from_utf8(m.open(group).expect("stored messages open")).expect("text")
+            })
+            .collect()
+    }
+
+    /// The error the session closed with, if it closed with one.
+    pub fn close_error(&self) -> Option<&crate::SessionError> {
+        self.events.iter().find_map(|e| match e {
+            Event::Closed { error: Some(e) } => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The peer's RNG (seeded), for tests that create more messages.
+    pub fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+}
+
+struct Chunk {
+    at: Time,
+    bytes: Vec<u8>,
+    eof: bool,
+}
+
+/// Per-direction link figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Bytes from a to b.
+    pub bytes_a_to_b: u64,
+    /// Bytes from b to a.
+    pub bytes_b_to_a: u64,
+    /// Chunks (MTU-sized pieces) lost and sent again.
+    pub retransmissions: u64,
+}
+
+/// Two peers and a virtual link.
+pub struct Pair {
+    /// The dialling peer.
+    pub a: Peer,
+    /// The listening peer.
+    pub b: Peer,
+    /// Virtual time.
+    pub now: Time,
+    /// One-way latency, ms.
+    pub latency: Time,
+    /// Link rate in bytes per second each way; `None` is unlimited.
+    pub rate: Option<u64>,
+    /// Largest chunk the link carries at once, bytes.
+    pub mtu: usize,
+    /// Probability that a chunk is lost (and retransmitted).
+    pub loss: f64,
+    /// Called on every packet a session writes, before it is chunked.
+    #[allow(clippy::type_complexity)]
+    pub filter: Option<Box<dyn FnMut(Side, &mut Vec<u8>) -> Action>>,
+    /// What crossed the link.
+    pub stats: LinkStats,
+    started: Option<Time>,
+    last_delivery: Time,
+    rng: ChaCha20Rng,
+    a_to_b: VecDeque<Chunk>,
+    b_to_a: VecDeque<Chunk>,
+    free_a_to_b: Time,
+    free_b_to_a: Time,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("now", &self.now)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pair {
+    /// Alice and Bob, contacts of each other, 50 ms apart, MTU 1200.
+    pub fn new(seed: u64) -> Pair {
+        let mut a = Peer::new("alice", seed.wrapping_mul(3).wrapping_add(1));
+        let mut b = Peer::new("bob", seed.wrapping_mul(3).wrapping_add(2));
+        a.add_contact(&b.identity);
+        b.add_contact(&a.identity);
+        Pair::with_peers(a, b, seed)
+    }
+
+    /// Two given peers (which may or may not be each other's contacts).
+    pub fn with_peers(a: Peer, b: Peer, seed: u64) -> Pair {
+        Pair {
+            a,
+            b,
+            now: EPOCH,
+            latency: 50,
+            rate: None,
+            mtu: 1200,
+            loss: 0.0,
+            filter: None,
+            stats: LinkStats::default(),
+            started: None,
+            last_delivery: EPOCH,
+            rng: ChaCha20Rng::seed_from_u64(seed.wrapping_mul(3).wrapping_add(3)),
+            a_to_b: VecDeque::new(),
+            b_to_a: VecDeque::new(),
+            free_a_to_b: EPOCH,
+            free_b_to_a: EPOCH,
+        }
+    }
+
+    /// `a` dials `b` (its first contact) over a fresh link.
+    pub fn connect(&mut self) {
+        self.a_to_b.clear();
+        self.b_to_a.clear();
+        self.a.inbox.clear();
+        self.b.inbox.clear();
+        self.b.session = None;
+        self.b.refused = None;
+        self.set_clocks();
+        let now = self.a.now();
+        let contact = self.a.contacts[0].clone();
+        let config = self.a.config;
+        self.a.session = Some(Session::connect(
+            config,
+            &self.a.identity,
+            &contact,
+            now,
+            &mut self.a.rng,
+        ));
+        self.started = Some(self.now);
+        self.last_delivery = self.now;
+        self.flush(Side::A);
+    }
+
+    /// Puts raw bytes on the link as if `from` had written them.
+    pub fn inject(&mut self, from: Side, bytes: Vec<u8>) {
+        self.schedule(from, bytes, false);
+    }
+
+    fn set_clocks(&mut self) {
+        self.a.now = self.now;
+        self.b.now = self.now;
+    }
+
+    fn peer(&mut self, side: Side) -> &mut Peer {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    fn schedule(&mut self, from: Side, bytes: Vec<u8>, eof: bool) {
+        let mut chunks: Vec<(Vec<u8>, bool)> = if bytes.is_empty() {
+            vec![(Vec::new(), eof)]
+        } else {
+            bytes
+                .chunks(self.mtu.max(1))
+                .map(|c| (c.to_vec(), false))
+                .collect()
+        };
+        if eof && !bytes.is_empty() {
+            chunks.push((Vec::new(), true));
+        }
+        for (chunk, eof) in chunks {
+            let serialize = match self.rate {
+                Some(rate) if rate > 0 => (chunk.len() as u64 * 1000).div_ceil(rate),
+                _ => 0,
+            };
+            let free = match from {
+                Side::A => &mut self.free_a_to_b,
+                Side::B => &mut self.free_b_to_a,
+            };
+            let start = (*free).max(self.now);
+            *free = start + serialize;
+            let mut at = start + serialize + self.latency;
+            if !eof && self.loss > 0.0 {
+                // Each loss costs a retransmission timeout (at least 200 ms,
+                // as TCP's minimum RTO).
+                while (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss {
+                    at += (4 * self.latency).max(200);
+                    self.stats.retransmissions += 1;
+                }
+            }
+            let queue = match from {
+                Side::A => &mut self.a_to_b,
+                Side::B => &mut self.b_to_a,
+            };
+            if let Some(last) = queue.back() {
+                at = at.max(last.at);
+            }
+            match from {
+                Side::A => self.stats.bytes_a_to_b += chunk.len() as u64,
+                Side::B => self.stats.bytes_b_to_a += chunk.len() as u64,
+            }
+            queue.push_back(Chunk {
+                at,
+                bytes: chunk,
+                eof,
+            });
+        }
+    }
+
+    /// Writes everything `side`'s session has to say.
+    fn flush(&mut self, side: Side) {
+        loop {
+            let peer = self.peer(side);
+            let now = peer.now();
+            let Some(session) = &mut peer.session else {
+                return;
+            };
+            let out = session.poll_transmit(now, &mut peer.store);
+            let closed = session.is_closed();
+            while let Some(e) = session.poll_event() {
+                peer.events.push(e);
+            }
+            match out {
+                Some(mut bytes) => {
+                    let action = match &mut self.filter {
+                        Some(f) => f(side, &mut bytes),
+                        None => Action::Deliver,
+                    };
+                    match action {
+                        Action::Deliver => self.schedule(side, bytes, false),
+                        Action::Cut(n) => {
+                            bytes.truncate(n);
+                            self.schedule(side, bytes, true);
+                            if let Some(s) = &mut self.peer(side).session {
+                                s.close();
+                            }
+                            self.peer(side).session = None;
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    if closed {
+                        self.schedule(side, Vec::new(), true);
+                        self.peer(side).session = None;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: Side, chunk: Chunk) {
+        self.last_delivery = self.now;
+        let peer = self.peer(to);
+        let now = peer.now();
+        if chunk.eof {
+            if let Some(s) = &mut peer.session {
+                s.handle_eof();
+                while let Some(e) = s.poll_event() {
+                    peer.events.push(e);
+                }
+            }
+            peer.session = None;
+            return;
+        }
+        if peer.session.is_none() {
+            if to == Side::A || peer.refused.is_some() {
+                return; // the link is dead on this side
+            }
+            peer.inbox.extend_from_slice(&chunk.bytes);
+            if peer.inbox.len() < HELLO_LEN {
+                return;
+            }
+            let hello: Vec<u8> = peer.inbox.drain(..HELLO_LEN).collect();
+            let config = peer.config;
+            match peer.listener.accept(config, &hello, now, &mut peer.rng) {
+                Ok(s) => peer.session = Some(s),
+                Err(e) => {
+                    peer.refused = Some(e);
+                    return;
+                }
+            }
+            let rest = std::mem::take(&mut peer.inbox);
+            if !rest.is_empty() {
+                let s = peer.session.as_mut().expect("just set");
+                let _ = s.handle_input(now, &rest, &mut peer.store);
+            }
+        } else {
+            let s = peer.session.as_mut().expect("checked");
+            let _ = s.handle_input(now, &chunk.bytes, &mut peer.store);
+        }
+        if let Some(s) = &mut peer.session {
+            while let Some(e) = s.poll_event() {
+                peer.events.push(e);
+            }
+        }
+        self.flush(to);
+    }
+
+    fn next_delivery(&self) -> Option<(Time, Side)> {
+        let ab = self.a_to_b.front().map(|c| (c.at, Side::B));
+        let ba = self.b_to_a.front().map(|c| (c.at, Side::A));
+        match (ab, ba) {
+            (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+            (x, y) => x.or(y),
+        }
+    }
+
+    fn next_timeout(&self) -> Option<(Time, Side)> {
+        let ta = self
+            .a
+            .session
+            .as_ref()
+            .and_then(Session::poll_timeout)
+            .map(|t| (t, Side::A));
+        let tb = self
+            .b
+            .session
+            .as_ref()
+            .and_then(Session::poll_timeout)
+            .map(|t| (t, Side::B));
+        match (ta, tb) {
+            (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+            (x, y) => x.or(y),
+        }
+    }
+
+    /// Advances to the next delivery or deadline and handles it. Returns
+    /// `false` when nothing is left to happen. With `timers` false,
+    /// deadlines are ignored (they would tick keepalives forever).
+    pub fn step_with(&mut self, timers: bool) -> bool {
+        let delivery = self.next_delivery();
+        let timeout = if timers { self.next_timeout() } else { None };
+        let fire_timer = match (delivery, timeout) {
+            (None, None) => return false,
+            (Some(d), Some(t)) => t.0 < d.0,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+        };
+        if fire_timer {
+            let (at, side) = timeout.expect("checked");
+            self.now = self.now.max(at);
+            self.set_clocks();
+            let peer = self.peer(side);
+            let now = peer.now().max(at);
+            if let Some(s) = &mut peer.session {
+                s.handle_timeout(now);
+            }
+            self.flush(side);
+        } else {
+            let (at, to) = delivery.expect("checked");
+            self.now = self.now.max(at);
+            self.set_clocks();
+            let chunk = match to {
+                Side::B => self.a_to_b.pop_front(),
+                Side::A => self.b_to_a.pop_front(),
+            }
+            .expect("front exists");
+            self.deliver(to, chunk);
+        }
+        true
+    }
+
+    /// One step, timers included.
+    pub fn step(&mut self) -> bool {
+        self.step_with(true)
+    }
+
+    /// Runs until the link is quiet: nothing in flight and nothing to send.
+    /// Keepalive and idle timers do not fire.
+    pub fn drive(&mut self) {
+        self.set_clocks();
+        self.flush(Side::A);
+        self.flush(Side::B);
+        while self.step_with(false) {}
+    }
+
+    /// Runs for `duration` of virtual time, timers included.
+    pub fn drive_for(&mut self, duration: Time) {
+        let end = self.now + duration;
+        self.set_clocks();
+        self.flush(Side::A);
+        self.flush(Side::B);
+        loop {
+            let next = [self.next_delivery(), self.next_timeout()]
+                .into_iter()
+                .flatten()
+                .map(|(t, _)| t)
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(end);
+        self.set_clocks();
+    }
+
+    /// Virtual time from [`connect`](Pair::connect) to the last delivery.
+    pub fn elapsed(&self) -> Time {
+        self.last_delivery - self.started.unwrap_or(self.now)
+    }
+
+    /// [`elapsed`](Pair::elapsed) in round trips (meaningful when the rate
+    /// is unlimited and there is no loss).
+    pub fn round_trips(&self) -> f64 {
+        if self.latency == 0 {
+            return 0.0;
+        }
+        self.elapsed() as f64 / (2 * self.latency) as f64
+    }
+
+    /// Total bytes both ways.
+    pub fn bytes(&self) -> u64 {
+        self.stats.bytes_a_to_b + self.stats.bytes_b_to_a
+    }
+}

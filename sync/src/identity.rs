@@ -1,0 +1,197 @@
+//! Identities, contacts, and the keys two contacts share.
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand_core::{CryptoRng, RngCore};
+use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::crypto::kdf;
+use crate::group::{Group, GroupId, GroupKey};
+use crate::invite::Invite;
+use crate::limits::MAX_NAME_LEN;
+use crate::KeyError;
+
+/// An author's public signing key (Ed25519). It appears inside message
+/// headers, which only ever travel inside Noise sessions.
+pub type AuthorId = [u8; 32];
+
+/// A user: an Ed25519 signing key, an X25519 key for Noise and key
+/// agreement, and a display name.
+///
+/// The secret halves never leave this type except through
+/// [`Identity::to_secret_bytes`], which the node encrypts before storing.
+pub struct Identity {
+    signing: SigningKey,
+    dh: StaticSecret,
+    name: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("public", &self.public())
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public half of an [`Identity`]: what an invite carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicIdentity {
+    /// Ed25519 verifying key: signs messages.
+    pub sign: AuthorId,
+    /// X25519 public key: the Noise static key and the key-agreement key.
+    pub dh: [u8; 32],
+}
+
+impl Identity {
+    /// Creates a new identity from the caller's RNG.
+    pub fn generate(name: &str, rng: &mut (impl RngCore + CryptoRng)) -> Result<Self, KeyError> {
+        check_name(name)?;
+        let mut secret = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(&mut secret[..]);
+        Self::from_secret_bytes(&secret, name)
+    }
+
+    /// Rebuilds an identity from [`Identity::to_secret_bytes`].
+    pub fn from_secret_bytes(secret: &[u8; 64], name: &str) -> Result<Self, KeyError> {
+        check_name(name)?;
+        let mut sign = [0u8; 32];
+        sign.copy_from_slice(&secret[..32]);
+        let mut dh = [0u8; 32];
+        dh.copy_from_slice(&secret[32..]);
+        let identity = Identity {
+            signing: SigningKey::from_bytes(&sign),
+            dh: StaticSecret::from(dh),
+            name: name.to_owned(),
+        };
+        zeroize::Zeroize::zeroize(&mut sign);
+        Ok(identity)
+    }
+
+    /// The 64 secret bytes (signing seed, then X25519 scalar). Encrypt them
+    /// before they touch a disk.
+    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 64]> {
+        let mut out = Zeroizing::new([0u8; 64]);
+        out[..32].copy_from_slice(self.signing.as_bytes());
+        out[32..].copy_from_slice(self.dh.as_bytes());
+        out
+    }
+
+    /// The public keys.
+    pub fn public(&self) -> PublicIdentity {
+        PublicIdentity {
+            sign: self.signing.verifying_key().to_bytes(),
+            dh: DhPublic::from(&self.dh).to_bytes(),
+        }
+    }
+
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This identity's invite, to be shown as text or QR code.
+    pub fn invite(&self) -> Invite {
+        Invite {
+            public: self.public(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// The keys this identity shares with `their`: derived with one X25519
+    /// operation and no round trip. Both sides compute the same [`Contact`]
+    /// (from their own point of view).
+    pub fn contact(&self, their: &PublicIdentity) -> Result<Contact, KeyError> {
+        let mine = self.public();
+        if mine.sign == their.sign || mine.dh == their.dh {
+            return Err(KeyError::OwnKey);
+        }
+        let shared = Zeroizing::new(self.dh.diffie_hellman(&DhPublic::from(their.dh)).to_bytes());
+        if shared.iter().all(|b| *b == 0) {
+            // A low-order point: the "shared" secret would be public.
+            return Err(KeyError::WeakKey);
+        }
+        let (lo, hi) = if mine.sign < their.sign {
+            (mine, *their)
+        } else {
+            (*their, mine)
+        };
+        let root = Zeroizing::new(kdf(
+            &shared,
+            "strand/v1/pair",
+            &[&lo.sign, &lo.dh, &hi.sign, &hi.dh],
+        ));
+        let group = Group::new(
+            GroupId(kdf(&root, "strand/v1/pair/group-id", &[])),
+            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
+            vec![lo.sign, hi.sign],
+        );
+        Ok(Contact {
+            public: *their,
+            token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
+            beacon_key: Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[])),
+            groups: vec![group],
+        })
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    pub(crate) fn dh_secret(&self) -> &StaticSecret {
+        &self.dh
+    }
+}
+
+/// A contact as the protocol sees it: their public keys, the secrets we
+/// share with them, and the groups we sync with them. The node adds names,
+/// history and the rest.
+#[derive(Clone)]
+pub struct Contact {
+    /// Their public keys.
+    pub public: PublicIdentity,
+    pub(crate) token_key: Zeroizing<[u8; 32]>,
+    pub(crate) beacon_key: Zeroizing<[u8; 32]>,
+    /// Groups reconciled with this contact. The first is always the 1:1
+    /// conversation, derived from the pair's keys; the node appends private
+    /// groups both are members of.
+    pub groups: Vec<Group>,
+}
+
+impl std::fmt::Debug for Contact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contact")
+            .field("public", &self.public)
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Contact {
+    /// The 1:1 conversation with this contact.
+    pub fn direct_group(&self) -> &Group {
+        &self.groups[0]
+    }
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), KeyError> {
+    if name.is_empty() || name.trim() != name {
+        return Err(KeyError::Name(
+            "must be non-empty, without leading or trailing spaces",
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(KeyError::Name("longer than 64 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(KeyError::Name("contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks that `sign` is a usable Ed25519 public key.
+pub(crate) fn verifying_key(sign: &AuthorId) -> Option<VerifyingKey> {
+    let key = VerifyingKey::from_bytes(sign).ok()?;
+    (!key.is_weak()).then_some(key)
+}

@@ -1,0 +1,152 @@
+//! Invites: how two people become contacts.
+//!
+//! An invite is the bytes below, shown as text (`strand1` + unpadded
+//! lowercase base32) or carried as raw bytes in a QR code. Two users are
+//! contacts once each has added the other's invite. See `PROTOCOL.md`.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version (1)
+//! 1       32    Ed25519 public key
+//! 33      32    X25519 public key
+//! 65      1     name length n (1..=64)
+//! 66      n     display name, UTF-8, no control characters
+//! 66+n    4     checksum: first 4 bytes of BLAKE2s-256("strand/v1/invite" || bytes 0..66+n)
+//! ```
+
+use data_encoding::{Encoding, Specification};
+
+use crate::codec::Reader;
+use crate::crypto::hash;
+use crate::identity::{check_name, verifying_key, PublicIdentity};
+use crate::limits::MAX_NAME_LEN;
+use crate::{DecodeError, InviteError};
+
+/// Prefix of an invite's text form. Names the format and its version, and
+/// lets an app tell an invite from any other pasted text.
+pub const INVITE_PREFIX: &str = "strand1";
+
+const VERSION: u8 = 1;
+const CHECKSUM_LEN: usize = 4;
+
+/// Longest text form of an invite, in characters.
+pub const MAX_INVITE_TEXT_LEN: usize =
+    INVITE_PREFIX.len() + (66 + MAX_NAME_LEN + CHECKSUM_LEN).div_ceil(5) * 8;
+
+fn base32() -> Encoding {
+    let mut spec = Specification::new();
+    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+    spec.translate.from.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    spec.translate.to.push_str("abcdefghijklmnopqrstuvwxyz");
+    spec.check_trailing_bits = true;
+    spec.encoding().expect("a valid base32 alphabet")
+}
+
+/// A decoded, checked invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// The inviter's public keys.
+    pub public: PublicIdentity,
+    /// The name the inviter chose for themselves. The person adding them
+    /// may give them another.
+    pub name: String,
+}
+
+impl Invite {
+    /// The invite's bytes, as carried in a QR code.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(70 + self.name.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.public.sign);
+        out.extend_from_slice(&self.public.dh);
+        out.push(self.name.len() as u8);
+        out.extend_from_slice(self.name.as_bytes());
+        let sum = hash(&[b"strand/v1/invite", &out]);
+        out.extend_from_slice(&sum[..CHECKSUM_LEN]);
+        out
+    }
+
+    /// The invite as text, e.g. to paste into a chat or read aloud.
+    pub fn to_text(&self) -> String {
+        format!("{INVITE_PREFIX}{}", base32().encode(&self.to_bytes()))
+    }
+
+    /// Decodes invite bytes (from a QR code). Rejects every malformed or
+    /// altered invite.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InviteError> {
+        if bytes.len() > 66 + MAX_NAME_LEN + CHECKSUM_LEN {
+            return Err(InviteError::Malformed(DecodeError::TooLong {
+                max: 66 + MAX_NAME_LEN + CHECKSUM_LEN,
+            }));
+        }
+        if bytes.len() < 66 + 1 + CHECKSUM_LEN {
+            return Err(InviteError::Malformed(DecodeError::Truncated));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        let expect = hash(&[b"strand/v1/invite", body]);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&expect[..CHECKSUM_LEN], sum)) {
+            return Err(InviteError::Checksum);
+        }
+        let mut r = Reader::new(body);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(InviteError::Version(version));
+        }
+        let sign = r.array::<32>()?;
+        let dh = r.array::<32>()?;
+        let name_len = r.u8()? as usize;
+        let name = r.bytes(name_len)?;
+        r.finish()?;
+        let name = std::str::from_utf8(name).map_err(|_| InviteError::Name("not UTF-8"))?;
+        check_name(name).map_err(|e| match e {
+            crate::KeyError::Name(why) => InviteError::Name(why),
+            _ => InviteError::Name("invalid"),
+        })?;
+        if verifying_key(&sign).is_none() {
+            return Err(InviteError::BadKey);
+        }
+        if dh.iter().all(|b| *b == 0) {
+            return Err(InviteError::BadKey);
+        }
+        Ok(Invite {
+            public: PublicIdentity { sign, dh },
+            name: name.to_owned(),
+        })
+    }
+
+    /// Decodes an invite's text form. Surrounding white space, line breaks
+    /// and dashes inside the code are ignored and letters may be upper case,
+    /// so a code survives being wrapped or read aloud.
+    pub fn from_text(text: &str) -> Result<Self, InviteError> {
+        if text.len() > 4 * MAX_INVITE_TEXT_LEN {
+            return Err(InviteError::Malformed(DecodeError::TooLong {
+                max: MAX_INVITE_TEXT_LEN,
+            }));
+        }
+        let cleaned: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        let lower = cleaned.to_ascii_lowercase();
+        let Some(code) = lower.strip_prefix(INVITE_PREFIX) else {
+            return Err(InviteError::Prefix);
+        };
+        let bytes = base32()
+            .decode(code.as_bytes())
+            .map_err(|_| InviteError::Encoding)?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl std::fmt::Display for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl std::str::FromStr for Invite {
+    type Err = InviteError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Invite::from_text(s)
+    }
+}

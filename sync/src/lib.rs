@@ -1,0 +1,241 @@
+//! strand-sync: Strand's protocol core — identities, invites, Noise
+//! sessions, signed and encrypted group logs, and range-based set
+//! reconciliation — with no IO at all.
+//!
+//! Nothing here touches a clock, a socket, a file or a global RNG: time is a
+//! [`Time`] argument (milliseconds since the Unix epoch, from the caller's
+//! clock, real or virtual) and randomness comes from an RNG the caller
+//! seeds. The same code runs in the node over real links, in the
+//! [`harness`] with virtual time, and in the simulator on thousands of
+//! devices, and the same seed gives the same bytes.
+//!
+//! # Shape
+//!
+//! * [`Identity`] — a user's Ed25519 and X25519 keys; [`Invite`] — the short
+//!   code that makes two users contacts; [`Identity::contact`] derives
+//!   everything two contacts share (their 1:1 [`Group`], token keys) with no
+//!   round trip.
+//! * [`Message`] — an immutable, signed group-log entry whose body is
+//!   encrypted under the group key; id = hash of its bytes.
+//! * [`Session`] — one link: a Noise `KK` handshake that only mutual
+//!   contacts can complete, then reconciliation and message transfer for
+//!   every shared group. Input through `handle_*`, output through `poll_*`;
+//!   the drive loop is on the type. [`Listener`] accepts incoming links.
+//! * [`Store`] — the little the core needs from storage; [`MemoryStore`]
+//!   implements it in memory, the node implements it on redb.
+//! * [`Beacon`] — what a device advertises for discovery: recognisable only
+//!   by contacts, fresh each time, the same size whatever the contact count.
+//!
+//! # Reconciliation
+//!
+//! Range-based set reconciliation (Meyer 2023, <https://arxiv.org/abs/2212.13567>;
+//! the Negentropy protocol): fingerprint ranges of the `(timestamp, id)`
+//! order, split those that differ, list ids where ranges are small, then
+//! send what the other side lacks. Fingerprints are `(count, Σ tag)` so a
+//! range that differs by one item names it directly. Bytes grow with the
+//! difference, not with the log. The wire format is in `PROTOCOL.md`.
+//!
+//! # Example
+//!
+//! ```
+//! use strand_sync::harness::Pair;
+//!
+//! // Two users who exchanged invites, each with an empty store, joined by a
+//! // virtual link with 50 ms latency.
+//! let mut pair = Pair::new(42);
+//! pair.a.write("hello bob");
+//! pair.b.write("hello alice");
+//! pair.connect();
+//! pair.drive();
+//! assert_eq!(pair.a.texts(), pair.b.texts());
+//! assert_eq!(pair.a.texts().len(), 2);
+//! ```
+#![warn(missing_docs)]
+
+mod codec;
+mod crypto;
+mod frame;
+mod group;
+pub mod harness;
+mod identity;
+mod invite;
+pub mod limits;
+mod message;
+mod recon;
+mod session;
+mod store;
+mod token;
+
+pub use group::{Group, GroupId, GroupKey};
+pub use identity::{AuthorId, Contact, Identity, PublicIdentity};
+pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_TEXT_LEN};
+pub use limits::Time;
+pub use message::{Kind, Message, MessageId};
+pub use session::{Config, Event, Listener, Session, Stats, HELLO_LEN};
+pub use store::{Key, KeyRange, MemoryStore, Store, Summary};
+pub use token::{epoch, Beacon, BEACON_LEN};
+
+/// Bytes that do not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Ended before a field did.
+    #[error("truncated")]
+    Truncated,
+    /// Bytes left over after the last field.
+    #[error("trailing bytes")]
+    TrailingBytes,
+    /// A variable-length integer that is too long or not in shortest form.
+    #[error("bad variable-length integer")]
+    Varint,
+    /// A length or count over its limit.
+    #[error("longer than the limit of {max}")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// A format version this code does not speak.
+    #[error("unsupported version {0}")]
+    Version(u8),
+    /// A frame type this code does not know.
+    #[error("unknown frame type {0:#04x}")]
+    UnknownFrame(u8),
+    /// Well-formed bytes that break a rule.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+/// Why an invite code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InviteError {
+    /// Does not start with `strand1`.
+    #[error("not a Strand invite (it should start with \"{INVITE_PREFIX}\")")]
+    Prefix,
+    /// Characters outside the invite alphabet, or a length no invite has.
+    #[error(
+        "the invite contains characters or a length that no invite has; was it copied completely?"
+    )]
+    Encoding,
+    /// The checksum does not match: a typo, or the code was altered.
+    #[error("the invite's checksum does not match: it has a typo or was altered")]
+    Checksum,
+    /// An invite from a newer or unknown version of Strand.
+    #[error("invite version {0} is not supported by this version of Strand")]
+    Version(u8),
+    /// Structure wrong despite a good checksum.
+    #[error("malformed invite: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The display name is not acceptable.
+    #[error("the invite's name {0}")]
+    Name(&'static str),
+    /// A public key that is not a valid curve point.
+    #[error("the invite holds an invalid public key")]
+    BadKey,
+}
+
+/// Problems with keys or names when making an identity or contact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The display name is not acceptable.
+    #[error("the name {0}")]
+    Name(&'static str),
+    /// Adding yourself as a contact.
+    #[error("that is your own invite")]
+    OwnKey,
+    /// A key that gives no shared secret.
+    #[error("the contact's key is weak (a low-order point)")]
+    WeakKey,
+}
+
+/// Why a message is not valid (and so never stored or forwarded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The body exceeds [`limits::MAX_BODY_LEN`].
+    #[error("body of {0} bytes exceeds the limit")]
+    BodyTooLong(usize),
+    /// The author is not a member of the group.
+    #[error("author is not a member of the group")]
+    NotMember,
+    /// The message belongs to a group not shared on this session.
+    #[error("message is for another group")]
+    WrongGroup,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// The body does not decrypt under the group key.
+    #[error("body does not decrypt")]
+    Decrypt,
+    /// A text message whose body is not UTF-8.
+    #[error("text message is not UTF-8")]
+    NotText,
+    /// The timestamp is beyond [`limits::MAX_CLOCK_SKEW`] in the future.
+    #[error("timestamp {time} is too far ahead of now ({now})")]
+    FromTheFuture {
+        /// The message's timestamp.
+        time: Time,
+        /// The receiver's clock.
+        now: Time,
+    },
+}
+
+/// Why a session ended with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The Noise handshake failed.
+    #[error("handshake failed")]
+    Handshake,
+    /// A packet failed authentication: altered, reordered or replayed.
+    #[error("packet failed authentication")]
+    Decrypt,
+    /// A packet's plaintext does not parse.
+    #[error("malformed frame: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer sent an invalid message.
+    #[error("peer sent an invalid message: {0}")]
+    Invalid(Invalid),
+    /// The peer exceeded a limit.
+    #[error("peer exceeded the limit on {0}")]
+    Limit(&'static str),
+    /// Nothing arrived within the handshake or idle timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The link ended in the middle of a packet or message.
+    #[error("link ended mid-packet")]
+    Truncated,
+    /// The link ended without a goodbye.
+    #[error("connection lost")]
+    ConnectionLost,
+    /// The local store failed.
+    #[error("store error: {0}")]
+    Store(String),
+    /// The session is already closed.
+    #[error("session is closed")]
+    Closed,
+}
+
+/// Why an incoming hello was refused. Whatever the reason, the responder
+/// sends nothing back and drops the link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// Not [`HELLO_LEN`] bytes.
+    #[error("malformed hello")]
+    Malformed,
+    /// The token matches no contact: a stranger, or an old token.
+    #[error("hello from an unknown device")]
+    Unknown,
+    /// This exact hello was seen before.
+    #[error("replayed hello")]
+    Replay,
+    /// The token matched but the Noise message did not authenticate.
+    #[error("handshake failed")]
+    Noise,
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,126 @@
+//! Every bound the protocol enforces, with the reason for each number.
+//!
+//! A peer that exceeds one of these ends its session with an error; nothing
+//! it sent before the violation that was valid is lost, nothing invalid is
+//! stored.
+
+/// Milliseconds since the Unix epoch. Strand's one clock unit.
+pub type Time = u64;
+
+/// One second in [`Time`] units.
+pub const SECOND: Time = 1_000;
+/// One minute in [`Time`] units.
+pub const MINUTE: Time = 60 * SECOND;
+
+/// Largest Noise message, ciphertext and tag included (the Noise spec's
+/// 65535-byte limit). The wire length prefix is a `u16` for this reason.
+pub const MAX_PACKET_LEN: usize = 65_535;
+
+/// Smallest packet a session may be configured with. A packet must hold a
+/// reconciliation frame of [`BRANCHING`] fingerprints (about 300 bytes) plus
+/// the 16-byte AEAD tag; 512 is also what a BLE link with a 512-byte ATT
+/// MTU carries without further fragmentation.
+pub const MIN_PACKET_LEN: usize = 512;
+
+/// Default packet size for LAN and relay links: large enough that bulk
+/// message transfer spends <0.2% on per-packet overhead, small enough that a
+/// stalled peer pins only 16 KiB of receive buffer.
+pub const DEFAULT_PACKET_LEN: usize = 16 * 1024;
+
+/// Largest message body (plaintext). Fits a compressed photo and the
+/// simulator's ONE-style 1 MB workloads; a receiver buffers at most one
+/// partial message per session, so this also bounds per-session memory.
+pub const MAX_BODY_LEN: usize = 1024 * 1024;
+
+/// Longest display name in an invite, in bytes of UTF-8. Keeps invite codes
+/// short enough to type and to fit a version-10 QR code.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Fixed-size part of an encoded message: header, nonce, length, tag and
+/// signature. See `PROTOCOL.md`.
+pub const MESSAGE_OVERHEAD: usize = 1 + 32 + 32 + 8 + 1 + 24 + 4 + 16 + 64;
+
+/// Largest encoded message: [`MAX_BODY_LEN`] plus [`MESSAGE_OVERHEAD`].
+pub const MAX_MESSAGE_LEN: usize = MAX_BODY_LEN + MESSAGE_OVERHEAD;
+
+/// How far a message's timestamp may lie in the receiver's future. Devices
+/// without network time drift; fifteen minutes tolerates a badly set phone
+/// while stopping a message from sorting ahead of everything for days.
+/// A message beyond it is not stored now and is offered again next session.
+pub const MAX_CLOCK_SKEW: Time = 15 * MINUTE;
+
+/// Length of a token epoch. Discovery beacons and handshake tokens are keyed
+/// by the epoch, so a recorded one stops working after at most two epochs.
+/// It also has to exceed [`MAX_CLOCK_SKEW`]: receivers accept the previous,
+/// current and next epoch.
+pub const TOKEN_EPOCH: Time = 15 * MINUTE;
+
+/// Number of sub-ranges a mismatched range is split into. 16 is the
+/// Negentropy default: fewer rounds than binary splitting, and a split costs
+/// about 16 × 13 bytes, well under one small BLE packet.
+pub const BRANCHING: usize = 16;
+
+/// A range holding at most this many items is answered with its id tags
+/// (8 bytes each) instead of being split: 16 tags cost less than a split.
+pub const ID_LIST_THRESHOLD: u64 = 16;
+
+/// Most id tags in one reconciliation frame (8 bytes each: 8 KiB). Bounds
+/// the work and memory one frame can ask for.
+pub const MAX_TAGS_PER_FRAME: usize = 1024;
+
+/// Most ranges in one reconciliation frame. A reply splits at most this many
+/// ranges, so one frame can trigger at most this many store scans.
+pub const MAX_RANGES_PER_FRAME: usize = 256;
+
+/// Most groups reconciled in one session. A contact shares its 1:1 group and
+/// the private groups both are in; 256 bounds the per-session bookkeeping.
+pub const MAX_GROUPS_PER_SESSION: usize = 256;
+
+/// Most reconciliation rounds per group per session. A difference needs
+/// about log16(n) + 2 rounds (7 for 10^6 messages); anything far beyond is a
+/// peer wasting our work.
+pub const MAX_ROUNDS_PER_GROUP: u32 = 64;
+
+/// Most messages received in one session. After this the session ends and
+/// the next one continues where reconciliation left off (it keeps no state),
+/// so a flood from a misbehaving contact is cut into bounded pieces.
+pub const MAX_MESSAGES_PER_SESSION: u64 = 1_000_000;
+
+/// Most sent-but-unacknowledged messages a session remembers for delivery
+/// events (40 bytes each). Past it, delivery is learned at the next sync.
+pub const MAX_UNACKED: usize = 4096;
+
+/// A handshake that has not finished after this long is abandoned: bounds
+/// how long a half-open connection holds a slot.
+pub const HANDSHAKE_TIMEOUT: Time = 10 * SECOND;
+
+/// An established session with nothing received for this long is closed.
+/// Three keepalive intervals, so one lost keepalive does not end it.
+pub const IDLE_TIMEOUT: Time = 60 * SECOND;
+
+/// A session that has sent nothing for this long sends a keepalive.
+pub const KEEPALIVE_INTERVAL: Time = 20 * SECOND;
+
+/// Length of the handshake token that prefixes the first handshake message.
+/// 128 bits: a stranger guesses one with probability 2^-128.
+pub const TOKEN_LEN: usize = 16;
+
+/// Entries in a discovery beacon's filter. A beacon always carries exactly
+/// this many (real contacts plus random padding, or a random subset when
+/// there are more contacts), so its content does not reveal how many
+/// contacts a device has.
+pub const BEACON_ENTRIES: usize = 32;
+
+/// Bytes in a discovery beacon's Bloom filter. With [`BEACON_ENTRIES`]
+/// entries and 3 bits each the false-match rate is about 1.5%; a false match
+/// only costs a handshake that fails quietly.
+pub const BEACON_FILTER_LEN: usize = 64;
+
+/// Most contacts a responder checks a handshake token against. Matching is
+/// one keyed hash per contact and epoch (~0.3 µs), so this bounds the work a
+/// stranger's connection costs at about 4 ms.
+pub const MAX_CONTACTS: usize = 4096;
+
+/// Handshakes remembered to refuse replays: one entry per accepted first
+/// message within the token window (three epochs).
+pub const REPLAY_CACHE_LEN: usize = 4096;

@@ -1,0 +1,251 @@
+//! Group-log messages: immutable, content-addressed, signed, encrypted.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version (1)
+//! 1       32    group id
+//! 33      32    author: Ed25519 public key
+//! 65      8     timestamp: ms since the Unix epoch, big-endian
+//! 73      1     kind (1 = UTF-8 text)
+//! 74      24    XChaCha20-Poly1305 nonce
+//! 98      4     L: ciphertext length, big-endian (16..=MAX_BODY_LEN+16)
+//! 102     L     ciphertext of the body under the group key; AAD = bytes 0..98
+//! 102+L   64    Ed25519 signature by the author over
+//!               "strand/v1/message" || BLAKE2s-256(bytes 0..102+L)
+//! ```
+//!
+//! A message's id is BLAKE2s-256 of all its bytes.
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::codec::Reader;
+use crate::crypto::hash;
+use crate::group::{Group, GroupId};
+use crate::identity::{verifying_key, AuthorId, Identity};
+use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MESSAGE_OVERHEAD};
+use crate::{DecodeError, Invalid};
+
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 98;
+const SIGNED_PREFIX: &[u8] = b"strand/v1/message";
+
+/// A message's id: BLAKE2s-256 of its encoding.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub [u8; 32]);
+
+impl std::fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageId({})", crate::hex_prefix(&self.0))
+    }
+}
+
+impl MessageId {
+    /// The 64-bit tag reconciliation uses for this id: its first 8 bytes,
+    /// little-endian. Ids are uniform hashes, so tags are uniform too.
+    pub fn tag(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// What a message is. Unknown kinds are stored and forwarded (a newer
+/// client may send them) but not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kind(pub u8);
+
+impl Kind {
+    /// A UTF-8 text message.
+    pub const TEXT: Kind = Kind(1);
+}
+
+/// A decoded message whose structure is sound; [`Message::validate`] checks
+/// the rest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    bytes: Vec<u8>,
+    id: MessageId,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("time", &self.time())
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Message {
+    /// Writes, encrypts and signs a new message. `time` is the author's
+    /// clock; `rng` draws the nonce.
+    pub fn create(
+        author: &Identity,
+        group: &Group,
+        time: Time,
+        kind: Kind,
+        body: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, Invalid> {
+        if body.len() > MAX_BODY_LEN {
+            return Err(Invalid::BodyTooLong(body.len()));
+        }
+        let me = author.public().sign;
+        if !group.is_member(&me) {
+            return Err(Invalid::NotMember);
+        }
+        let mut bytes = Vec::with_capacity(MESSAGE_OVERHEAD + body.len());
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&group.id.0);
+        bytes.extend_from_slice(&me);
+        bytes.extend_from_slice(&time.to_be_bytes());
+        bytes.push(kind.0);
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        bytes.extend_from_slice(&nonce);
+        debug_assert_eq!(bytes.len(), HEADER_LEN);
+        let cipher = XChaCha20Poly1305::new(group.key().as_bytes().into());
+        let ct = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: body,
+                    aad: &bytes,
+                },
+            )
+            .expect("encryption of a bounded body cannot fail");
+        bytes.extend_from_slice(&(ct.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&ct);
+        let digest = hash(&[&bytes]);
+        let sig = author
+            .signing_key()
+            .sign(&[SIGNED_PREFIX, &digest].concat());
+        bytes.extend_from_slice(&sig.to_bytes());
+        let id = MessageId(hash(&[&bytes]));
+        Ok(Message { bytes, id })
+    }
+
+    /// Checks a message's structure (lengths, version). Says nothing yet
+    /// about signature, membership or time: see [`Message::validate`].
+    pub fn decode(bytes: Vec<u8>) -> Result<Message, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(DecodeError::TooLong {
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let mut r = Reader::new(&bytes);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        r.bytes(HEADER_LEN - 1)?;
+        let ct_len = r.u32()? as usize;
+        if ct_len < 16 || ct_len > MAX_BODY_LEN + 16 {
+            return Err(DecodeError::TooLong {
+                max: MAX_BODY_LEN + 16,
+            });
+        }
+        r.bytes(ct_len)?;
+        r.bytes(64)?;
+        r.finish()?;
+        let id = MessageId(hash(&[&bytes]));
+        Ok(Message { bytes, id })
+    }
+
+    /// Full validation for storing or forwarding: the group is `group`, the
+    /// author is a member, the signature holds, the time is not beyond
+    /// [`MAX_CLOCK_SKEW`] past `now`, and the body decrypts under the
+    /// group key. Returns the plaintext body.
+    pub fn validate(&self, group: &Group, now: Time) -> Result<Vec<u8>, Invalid> {
+        if self.group() != group.id {
+            return Err(Invalid::WrongGroup);
+        }
+        let author = self.author();
+        if !group.is_member(&author) {
+            return Err(Invalid::NotMember);
+        }
+        if self.time() > now.saturating_add(MAX_CLOCK_SKEW) {
+            return Err(Invalid::FromTheFuture {
+                time: self.time(),
+                now,
+            });
+        }
+        self.verify_signature()?;
+        self.open(group)
+    }
+
+    /// Checks only the author's signature (the cost floor of the receive
+    /// path).
+    pub fn verify_signature(&self) -> Result<(), Invalid> {
+        let key = verifying_key(&self.author()).ok_or(Invalid::Signature)?;
+        let split = self.bytes.len() - 64;
+        let sig = Signature::from_bytes(self.bytes[split..].try_into().expect("64 bytes"));
+        let digest = hash(&[&self.bytes[..split]]);
+        key.verify_strict(&[SIGNED_PREFIX, &digest].concat(), &sig)
+            .map_err(|_| Invalid::Signature)
+    }
+
+    /// Decrypts the body (for reading a stored message).
+    pub fn open(&self, group: &Group) -> Result<Vec<u8>, Invalid> {
+        let split = self.bytes.len() - 64;
+        let cipher = XChaCha20Poly1305::new(group.key().as_bytes().into());
+        let body = cipher
+            .decrypt(
+                XNonce::from_slice(&self.bytes[74..HEADER_LEN]),
+                Payload {
+                    msg: &self.bytes[HEADER_LEN + 4..split],
+                    aad: &self.bytes[..HEADER_LEN],
+                },
+            )
+            .map_err(|_| Invalid::Decrypt)?;
+        if self.kind() == Kind::TEXT && std::str::from_utf8(&body).is_err() {
+            return Err(Invalid::NotText);
+        }
+        Ok(body)
+    }
+
+    /// The id.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The reconciliation key: (timestamp, id).
+    pub fn key(&self) -> crate::Key {
+        crate::Key {
+            time: self.time(),
+            id: self.id,
+        }
+    }
+
+    /// The group it claims to belong to.
+    pub fn group(&self) -> GroupId {
+        GroupId(self.bytes[1..33].try_into().expect("32 bytes"))
+    }
+
+    /// The author's signing key.
+    pub fn author(&self) -> AuthorId {
+        self.bytes[33..65].try_into().expect("32 bytes")
+    }
+
+    /// The author's timestamp.
+    pub fn time(&self) -> Time {
+        u64::from_be_bytes(self.bytes[65..73].try_into().expect("8 bytes"))
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        Kind(self.bytes[73])
+    }
+
+    /// The encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoding, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}

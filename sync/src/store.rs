@@ -1,0 +1,191 @@
+//! The store the protocol reads and writes through, and an in-memory one.
+//!
+//! The core needs very little: insert a validated message, fetch one by key,
+//! and walk the keys of a range in order. Everything reconciliation needs
+//! (fingerprints, splits, tag look-ups) is built on [`Store::scan`];
+//! a store with a better index can override [`Store::summarize`].
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+
+use crate::group::GroupId;
+use crate::limits::Time;
+use crate::message::{Message, MessageId};
+
+/// What a group log is ordered by: (timestamp, id). Reconciliation ranges
+/// are ranges of keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// The author's timestamp.
+    pub time: Time,
+    /// The message id.
+    pub id: MessageId,
+}
+
+impl Key {
+    /// The smallest key.
+    pub const MIN: Key = Key {
+        time: 0,
+        id: MessageId([0; 32]),
+    };
+    /// Larger than any stored key (no valid message has this timestamp):
+    /// "infinity" as an exclusive upper bound.
+    pub const MAX: Key = Key {
+        time: u64::MAX,
+        id: MessageId([0xff; 32]),
+    };
+}
+
+/// The half-open key range `[lo, hi)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Inclusive lower bound.
+    pub lo: Key,
+    /// Exclusive upper bound.
+    pub hi: Key,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub const ALL: KeyRange = KeyRange {
+        lo: Key::MIN,
+        hi: Key::MAX,
+    };
+
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.lo <= *key && *key < self.hi
+    }
+}
+
+/// A range's fingerprint: how many items it holds and the wrapping sum of
+/// their 64-bit tags. Equal sets have equal summaries; two different sets
+/// collide with probability 2^-64. When counts differ by one, the
+/// difference of the sums is the tag of the missing item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Items in the range.
+    pub count: u64,
+    /// Wrapping sum of the items' [`MessageId::tag`]s.
+    pub sum: u64,
+}
+
+impl Summary {
+    /// Adds one item.
+    pub fn add(&mut self, id: &MessageId) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(id.tag());
+    }
+}
+
+/// A message store, as the protocol core needs it.
+///
+/// Implementations must keep, per group, a set of messages ordered by
+/// [`Key`]. Messages passed to [`Store::insert`] have been validated.
+pub trait Store {
+    /// What can go wrong (I/O for a disk store).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Stores a message. Returns `false` if it was already stored.
+    fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Self::Error>;
+
+    /// The encoded message with this key, if stored.
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// Calls `visit` on each key of `range` in ascending order, until it
+    /// returns [`ControlFlow::Break`].
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+    ) -> Result<(), Self::Error>;
+
+    /// The fingerprint of `range`. The default walks the range.
+    fn summarize(&self, group: &GroupId, range: &KeyRange) -> Result<Summary, Self::Error> {
+        let mut summary = Summary::default();
+        self.scan(group, range, &mut |key| {
+            summary.add(&key.id);
+            ControlFlow::Continue(())
+        })?;
+        Ok(summary)
+    }
+}
+
+/// A store in memory: one `BTreeMap` per group. Used by tests, the harness,
+/// the simulator and the demo.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    groups: BTreeMap<GroupId, BTreeMap<Key, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Messages stored in `group`.
+    pub fn len(&self, group: &GroupId) -> usize {
+        self.groups.get(group).map_or(0, BTreeMap::len)
+    }
+
+    /// Whether the store holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.groups.values().all(BTreeMap::is_empty)
+    }
+
+    /// The keys stored in `group`, in order.
+    pub fn keys(&self, group: &GroupId) -> Vec<Key> {
+        self.groups
+            .get(group)
+            .map(|g| g.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every stored message of `group`, in key order.
+    pub fn messages(&self, group: &GroupId) -> impl Iterator<Item = (&Key, &[u8])> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.iter().map(|(k, v)| (k, v.as_slice())))
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = Infallible;
+
+    fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Infallible> {
+        let log = self.groups.entry(*group).or_default();
+        let key = message.key();
+        if log.contains_key(&key) {
+            return Ok(false);
+        }
+        log.insert(key, message.as_bytes().to_vec());
+        Ok(true)
+    }
+
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self.groups.get(group).and_then(|g| g.get(key)).cloned())
+    }
+
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+    ) -> Result<(), Infallible> {
+        if range.lo >= range.hi {
+            return Ok(());
+        }
+        if let Some(log) = self.groups.get(group) {
+            for key in log.range(range.lo..range.hi).map(|(k, _)| k) {
+                if visit(key).is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
