@@ -54,6 +54,9 @@ pub enum Action {
     Deliver,
     /// Deliver only its first `n` bytes, then end the link.
     Cut(usize),
+    /// Deliver only its first `n` bytes, then nothing ever again: the
+    /// writer stalls (or the link silently drops everything).
+    Stall(usize),
 }
 
 /// A device in the harness.
@@ -227,6 +230,7 @@ pub struct Pair {
     pub stats: LinkStats,
     started: Option<Time>,
     last_delivery: Time,
+    stalled: [bool; 2],
     rng: ChaCha20Rng,
     a_to_b: VecDeque<Chunk>,
     b_to_a: VecDeque<Chunk>,
@@ -267,6 +271,7 @@ impl Pair {
             stats: LinkStats::default(),
             started: None,
             last_delivery: EPOCH,
+            stalled: [false; 2],
             rng: ChaCha20Rng::seed_from_u64(seed.wrapping_mul(3).wrapping_add(3)),
             a_to_b: VecDeque::new(),
             b_to_a: VecDeque::new(),
@@ -283,6 +288,7 @@ impl Pair {
         self.b.inbox.clear();
         self.b.session = None;
         self.b.refused = None;
+        self.stalled = [false; 2];
         self.set_clocks();
         let now = self.a.now();
         let contact = self.a.contacts[0].clone();
@@ -381,6 +387,7 @@ impl Pair {
                 peer.events.push(e);
             }
             match out {
+                Some(_) if self.stalled[side as usize] => {}
                 Some(mut bytes) => {
                     let action = match &mut self.filter {
                         Some(f) => f(side, &mut bytes),
@@ -388,6 +395,13 @@ impl Pair {
                     };
                     match action {
                         Action::Deliver => self.schedule(side, bytes, false),
+                        Action::Stall(n) => {
+                            bytes.truncate(n);
+                            if !bytes.is_empty() {
+                                self.schedule(side, bytes, false);
+                            }
+                            self.stalled[side as usize] = true;
+                        }
                         Action::Cut(n) => {
                             bytes.truncate(n);
                             self.schedule(side, bytes, true);
@@ -424,7 +438,9 @@ impl Pair {
             peer.session = None;
             return;
         }
-        if peer.session.is_none() {
+        if let Some(s) = &mut peer.session {
+            let _ = s.handle_input(now, &chunk.bytes, &mut peer.store);
+        } else {
             if to == Side::A || peer.refused.is_some() {
                 return; // the link is dead on this side
             }
@@ -446,9 +462,6 @@ impl Pair {
                 let s = peer.session.as_mut().expect("just set");
                 let _ = s.handle_input(now, &rest, &mut peer.store);
             }
-        } else {
-            let s = peer.session.as_mut().expect("checked");
-            let _ = s.handle_input(now, &chunk.bytes, &mut peer.store);
         }
         if let Some(s) = &mut peer.session {
             while let Some(e) = s.poll_event() {

@@ -142,7 +142,7 @@ impl Message {
         }
         r.bytes(HEADER_LEN - 1)?;
         let ct_len = r.u32()? as usize;
-        if ct_len < 16 || ct_len > MAX_BODY_LEN + 16 {
+        if !(16..=MAX_BODY_LEN + 16).contains(&ct_len) {
             return Err(DecodeError::TooLong {
                 max: MAX_BODY_LEN + 16,
             });

@@ -214,6 +214,8 @@ pub struct Session {
     last_send: Time,
     stats: Stats,
     buf: Vec<u8>,
+    /// Whether [`Event::Closed`] has been queued.
+    reported_close: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -259,6 +261,7 @@ impl Session {
             last_send: now,
             stats: Stats::default(),
             buf: vec![0u8; MAX_PACKET_LEN],
+            reported_close: false,
         }
     }
 
@@ -389,13 +392,20 @@ impl Session {
                 self.state = State::Closing(t);
             }
             State::Closed => {}
-            _ => self.events.push_back(Event::Closed { error: None }),
+            _ => self.report_clean_close(),
+        }
+    }
+
+    fn report_clean_close(&mut self) {
+        if !self.reported_close {
+            self.reported_close = true;
+            self.events.push_back(Event::Closed { error: None });
         }
     }
 
     /// The link ended (end of stream, connection reset).
     pub fn handle_eof(&mut self) {
-        if self.is_closed() {
+        if self.reported_close {
             return;
         }
         if !self.rx.is_empty() || self.partial.is_some() {
@@ -417,9 +427,10 @@ impl Session {
     }
 
     fn fail(&mut self, error: SessionError) {
-        if self.is_closed() {
+        if self.reported_close {
             return;
         }
+        self.reported_close = true;
         self.state = State::Closed;
         self.control.clear();
         self.sends.clear();
@@ -605,7 +616,7 @@ impl Session {
                 Frame::Ping => {}
                 Frame::Close(_) => {
                     self.state = State::Closed;
-                    self.events.push_back(Event::Closed { error: None });
+                    self.report_clean_close();
                     return Ok(());
                 }
             }
@@ -766,11 +777,7 @@ impl Session {
     ) -> Result<Option<Vec<u8>>, SessionError> {
         match &self.state {
             State::Closed | State::AwaitResponse(_) => return Ok(None),
-            State::Respond(_) => {
-                if !self.opened {
-                    self.open_groups(store)?;
-                }
-            }
+            State::Respond(_) if !self.opened => self.open_groups(store)?,
             _ => {}
         }
         let overhead = if matches!(self.state, State::Respond(_)) {
@@ -820,7 +827,7 @@ impl Session {
                     .map_err(|_| SessionError::Handshake)?;
                 drop(t);
                 self.state = State::Closed;
-                self.events.push_back(Event::Closed { error: None });
+                self.report_clean_close();
                 n
             }
             other => {
@@ -877,6 +884,10 @@ impl Session {
                 frame::put(payload, frame::MSG, bytes);
                 self.current = None;
             } else if *offset == 0 {
+                if room < 64 {
+                    // Too little room to start a long message: next packet.
+                    return Ok(());
+                }
                 let mut body = Vec::with_capacity(room + 4);
                 crate::codec::Writer::put_varint(&mut body, bytes.len() as u64);
                 let take = room - 4;

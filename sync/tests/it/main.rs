@@ -1,1 +1,18 @@
+//! strand-sync integration tests: one binary, one module per subject.
+//!
+//! - `invite`: invite codes round-trip and every malformed or altered code
+//!   is refused with a clear error.
+//! - `message`: creation and every validation rule.
+//! - `session`: scripted two-peer sessions over the virtual-time harness:
+//!   fresh sync, large logs, strangers, tampering, truncation, replay,
+//!   oversize messages, timeouts, live messages, delivery, BLE-sized
+//!   packets, lossy links, determinism.
+//! - `beacon`: discovery beacons and handshake tokens.
+//! - `properties`: proptest: any two random logs converge to their union.
 
+mod beacon;
+mod common;
+mod invite;
+mod message;
+mod properties;
+mod session;

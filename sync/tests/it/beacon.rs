@@ -1,0 +1,100 @@
+//! Discovery beacons.
+
+use strand_sync::limits::TOKEN_EPOCH;
+use strand_sync::{Beacon, Contact, Identity, BEACON_LEN};
+
+use crate::common::rng;
+
+const NOW: u64 = 1_700_000_000_000;
+
+/// `me` with `n` contacts; returns (me, my contacts, each contact's view of me).
+fn device(n: usize, seed: u64) -> (Identity, Vec<Contact>, Vec<Contact>) {
+    let mut r = rng(seed);
+    let me = Identity::generate("me", &mut r).unwrap();
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..n {
+        let other = Identity::generate(&format!("c{i}"), &mut r).unwrap();
+        mine.push(me.contact(&other.public()).unwrap());
+        theirs.push(other.contact(&me.public()).unwrap());
+    }
+    (me, mine, theirs)
+}
+
+#[test]
+fn contacts_recognise_a_beacon_and_strangers_mostly_do_not() {
+    let (_, mine, theirs) = device(10, 1);
+    let (_, _, strangers) = device(200, 2);
+    let mut r = rng(3);
+    for round in 0..20 {
+        let beacon = Beacon::new(&mine, NOW + round * 1000, &mut r);
+        for c in &theirs {
+            assert!(beacon.matches(c, NOW + round * 1000));
+        }
+    }
+    let beacon = Beacon::new(&mine, NOW, &mut r);
+    let false_matches = strangers.iter().filter(|c| beacon.matches(c, NOW)).count();
+    // ~1.5% expected; 200 strangers -> a handful at most.
+    assert!(
+        false_matches <= 12,
+        "{false_matches} false matches out of 200"
+    );
+}
+
+#[test]
+fn a_beacon_expires_after_the_accepted_epochs() {
+    let (_, mine, theirs) = device(3, 4);
+    let beacon = Beacon::new(&mine, NOW, &mut rng(5));
+    assert!(beacon.matches(&theirs[0], NOW + TOKEN_EPOCH));
+    let later = NOW + 5 * TOKEN_EPOCH;
+    assert!(
+        theirs.iter().all(|c| !beacon.matches(c, later)) || {
+            // A false positive is possible but all three matching is not.
+            theirs.iter().filter(|c| beacon.matches(c, later)).count() < 3
+        }
+    );
+}
+
+#[test]
+fn beacons_do_not_reveal_the_number_of_contacts() {
+    // The filter's fill is the same whether a device has 1 or 30 contacts
+    // (up to collisions), and the size is fixed.
+    let mut r = rng(6);
+    let fill = |n: usize, r: &mut _| {
+        let (_, mine, _) = device(n, 7 + n as u64);
+        let b = Beacon::new(&mine, NOW, r);
+        let bytes = b.to_bytes();
+        assert_eq!(bytes.len(), BEACON_LEN);
+        bytes[8..].iter().map(|b| b.count_ones()).sum::<u32>()
+    };
+    let mut few = 0;
+    let mut many = 0;
+    for _ in 0..20 {
+        few += fill(1, &mut r);
+        many += fill(30, &mut r);
+    }
+    let (few, many) = (few as f64 / 20.0, many as f64 / 20.0);
+    assert!(
+        (few - many).abs() < 6.0,
+        "mean set bits: {few} with 1 contact, {many} with 30"
+    );
+}
+
+#[test]
+fn successive_beacons_are_unlinkable_bytes() {
+    let (_, mine, _) = device(5, 8);
+    let mut r = rng(9);
+    let a = Beacon::new(&mine, NOW, &mut r).to_bytes();
+    let b = Beacon::new(&mine, NOW, &mut r).to_bytes();
+    assert_ne!(a[..8], b[..8]);
+    assert_ne!(a[8..], b[8..]);
+}
+
+#[test]
+fn beacon_bytes_round_trip_and_bad_lengths_fail() {
+    let (_, mine, _) = device(2, 10);
+    let b = Beacon::new(&mine, NOW, &mut rng(11));
+    assert_eq!(Beacon::from_bytes(&b.to_bytes()).unwrap(), b);
+    assert!(Beacon::from_bytes(&b.to_bytes()[..BEACON_LEN - 1]).is_err());
+    assert!(Beacon::from_bytes(&[0; BEACON_LEN + 1]).is_err());
+}
