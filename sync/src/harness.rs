@@ -75,6 +75,8 @@ pub struct Peer {
     pub events: Vec<Event>,
     /// Why an incoming hello was refused, if it was.
     pub refused: Option<HandshakeError>,
+    /// Virtual time of the last [`Event::Received`].
+    pub last_received_at: Option<Time>,
     /// Session settings for this side.
     pub config: Config,
     /// This peer's clock: the pair's virtual time plus `clock_offset`.
@@ -106,6 +108,7 @@ impl Peer {
             session: None,
             events: Vec::new(),
             refused: None,
+            last_received_at: None,
             config: Config::default(),
             clock_offset: 0,
             now: EPOCH,
@@ -174,6 +177,13 @@ impl Peer {
                 String::from_utf8(m.open(group).expect("stored messages open")).expect("text")
             })
             .collect()
+    }
+
+    fn record(&mut self, event: Event) {
+        if matches!(event, Event::Received { .. }) {
+            self.last_received_at = Some(self.now);
+        }
+        self.events.push(event);
     }
 
     /// The error the session closed with, if it closed with one.
@@ -383,9 +393,8 @@ impl Pair {
             };
             let out = session.poll_transmit(now, &mut peer.store);
             let closed = session.is_closed();
-            while let Some(e) = session.poll_event() {
-                peer.events.push(e);
-            }
+            let events: Vec<Event> = std::iter::from_fn(|| session.poll_event()).collect();
+            events.into_iter().for_each(|e| peer.record(e));
             match out {
                 Some(_) if self.stalled[side as usize] => {}
                 Some(mut bytes) => {
@@ -431,9 +440,8 @@ impl Pair {
         if chunk.eof {
             if let Some(s) = &mut peer.session {
                 s.handle_eof();
-                while let Some(e) = s.poll_event() {
-                    peer.events.push(e);
-                }
+                let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+                events.into_iter().for_each(|e| peer.record(e));
             }
             peer.session = None;
             return;
@@ -464,9 +472,8 @@ impl Pair {
             }
         }
         if let Some(s) = &mut peer.session {
-            while let Some(e) = s.poll_event() {
-                peer.events.push(e);
-            }
+            let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+            events.into_iter().for_each(|e| peer.record(e));
         }
         self.flush(to);
     }

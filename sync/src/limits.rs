@@ -68,9 +68,12 @@ pub const ID_LIST_THRESHOLD: u64 = 16;
 /// the work and memory one frame can ask for.
 pub const MAX_TAGS_PER_FRAME: usize = 1024;
 
-/// Most ranges in one reconciliation frame. A reply splits at most this many
-/// ranges, so one frame can trigger at most this many store scans.
-pub const MAX_RANGES_PER_FRAME: usize = 256;
+/// Most ranges in one reconciliation frame. A full 64 KiB packet holds
+/// about 4,000 fingerprint ranges, so this only caps what a decoder
+/// allocates; the work per frame is bounded anyway, because a frame's
+/// ranges are disjoint and each stored key is visited a bounded number of
+/// times per frame.
+pub const MAX_RANGES_PER_FRAME: usize = 4096;
 
 /// Most groups reconciled in one session. A contact shares its 1:1 group and
 /// the private groups both are in; 256 bounds the per-session bookkeeping.
