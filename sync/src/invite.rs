@@ -31,7 +31,7 @@ const CHECKSUM_LEN: usize = 4;
 
 /// Longest text form of an invite, in characters.
 pub const MAX_INVITE_TEXT_LEN: usize =
-    INVITE_PREFIX.len() + (66 + MAX_NAME_LEN + CHECKSUM_LEN).div_ceil(5) * 8;
+    INVITE_PREFIX.len() + ((66 + MAX_NAME_LEN + CHECKSUM_LEN) * 8).div_ceil(5);
 
 fn base32() -> Encoding {
     let mut spec = Specification::new();
@@ -118,10 +118,10 @@ impl Invite {
     /// and dashes inside the code are ignored and letters may be upper case,
     /// so a code survives being wrapped or read aloud.
     pub fn from_text(text: &str) -> Result<Self, InviteError> {
-        if text.len() > 4 * MAX_INVITE_TEXT_LEN {
-            return Err(InviteError::Malformed(DecodeError::TooLong {
-                max: MAX_INVITE_TEXT_LEN,
-            }));
+        // Room for white space and dashes around and inside a code.
+        let limit = 4 * MAX_INVITE_TEXT_LEN;
+        if text.len() > limit {
+            return Err(InviteError::Malformed(DecodeError::TooLong { max: limit }));
         }
         let cleaned: String = text
             .chars()

@@ -236,6 +236,16 @@ pub enum HandshakeError {
     Noise,
 }
 
+/// Entry points for the fuzz targets in `sync/fuzz` to decoders that are
+/// not public API. Not for applications.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes a packet's plaintext into frames; returns how many.
+    pub fn decode_packet(plain: &[u8]) -> Result<usize, crate::DecodeError> {
+        crate::frame::decode_packet(plain).map(|frames| frames.len())
+    }
+}
+
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

@@ -1,8 +1,9 @@
 //! Every bound the protocol enforces, with the reason for each number.
 //!
-//! A peer that exceeds one of these ends its session with an error; nothing
-//! it sent before the violation that was valid is lost, nothing invalid is
-//! stored.
+//! A peer that exceeds a limit on what it sends ends its session with an
+//! error; whatever valid messages it sent before are kept, nothing invalid
+//! is stored. Limits on local configuration (contacts checked per hello,
+//! groups per session) truncate the list, as their docs say.
 
 /// Milliseconds since the Unix epoch. Strand's one clock unit.
 pub type Time = u64;
@@ -51,13 +52,13 @@ pub const MAX_CLOCK_SKEW: Time = 15 * MINUTE;
 
 /// Length of a token epoch. Discovery beacons and handshake tokens are keyed
 /// by the epoch, so a recorded one stops working after at most two epochs.
-/// It also has to exceed [`MAX_CLOCK_SKEW`]: receivers accept the previous,
-/// current and next epoch.
+/// It must be at least [`MAX_CLOCK_SKEW`]: receivers accept the previous,
+/// current and next epoch, so clocks up to one epoch apart still meet.
 pub const TOKEN_EPOCH: Time = 15 * MINUTE;
 
 /// Number of sub-ranges a mismatched range is split into. 16 is the
 /// Negentropy default: fewer rounds than binary splitting, and a split costs
-/// about 16 × 13 bytes, well under one small BLE packet.
+/// about 16 × 18 bytes, under one small BLE packet.
 pub const BRANCHING: usize = 16;
 
 /// A range holding at most this many items is answered with its id tags
@@ -75,8 +76,10 @@ pub const MAX_TAGS_PER_FRAME: usize = 1024;
 /// times per frame.
 pub const MAX_RANGES_PER_FRAME: usize = 4096;
 
-/// Most groups reconciled in one session. A contact shares its 1:1 group and
-/// the private groups both are in; 256 bounds the per-session bookkeeping.
+/// Most groups reconciled in one session (a longer list is truncated), and
+/// most RECON frames for groups it does not share a peer may send. A
+/// contact shares its 1:1 group and the private groups both are in; 256
+/// bounds the per-session bookkeeping.
 pub const MAX_GROUPS_PER_SESSION: usize = 256;
 
 /// Most reconciliation rounds per group per session. A difference needs
@@ -90,7 +93,7 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 64;
 pub const MAX_MESSAGES_PER_SESSION: u64 = 1_000_000;
 
 /// Most sent-but-unacknowledged messages a session remembers for delivery
-/// events (40 bytes each). Past it, delivery is learned at the next sync.
+/// events (about 80 bytes each). Past it, the oldest are forgotten.
 pub const MAX_UNACKED: usize = 4096;
 
 /// A handshake that has not finished after this long is abandoned: bounds
@@ -124,6 +127,8 @@ pub const BEACON_FILTER_LEN: usize = 64;
 /// stranger's connection costs at about 4 ms.
 pub const MAX_CONTACTS: usize = 4096;
 
-/// Handshakes remembered to refuse replays: one entry per accepted first
-/// message within the token window (three epochs).
+/// Hellos remembered to refuse replays: the most recent accepted ones, in
+/// memory. A replay is possible only within the token window (three
+/// epochs) and only after this many newer hellos or a restart; even then
+/// the replayer cannot read the answer or continue the session.
 pub const REPLAY_CACHE_LEN: usize = 4096;

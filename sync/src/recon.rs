@@ -257,24 +257,20 @@ pub(crate) fn reply<S: Store>(
     incoming: &ReconMsg,
     budget: usize,
 ) -> Result<Reply, S::Error> {
-    let mut out = Out {
-        items: Vec::new(),
-        len: 0,
-        prev_time: 0,
-        tags: 0,
-    };
+    let mut out = Out::default();
     let mut send = Vec::new();
     let mut lo = Key::MIN;
-    // Space kept free for the fingerprint that covers what did not fit.
-    let reserve = 1 + 10 + 33 + 1 + 10 + 8;
+    // Room kept for a pending skip plus the fingerprint that covers what
+    // did not fit: two bounds of at most 43 bytes, a mode, a count, a sum.
+    let reserve = 2 * (10 + 1 + 32) + 1 + 10 + 8;
     for item in &incoming.items {
         let range = KeyRange { lo, hi: item.upper };
         lo = item.upper;
         let produced = answer(store, group, &range, &item.mode, &mut send)?;
-        let cost: usize = produced.iter().map(|i| out.cost(i)).sum();
+        let (cost, ranges) = out.cost(&produced);
         let tags: usize = produced.iter().map(|i| tag_count(&i.mode)).sum();
         if out.len + cost + reserve > budget
-            || out.items.len() + produced.len() >= MAX_RANGES_PER_FRAME
+            || out.items.len() + ranges + 2 > MAX_RANGES_PER_FRAME
             || out.tags + tags > MAX_TAGS_PER_FRAME
         {
             // Out of room: one fingerprint for everything from here on; the
@@ -295,56 +291,85 @@ pub(crate) fn reply<S: Store>(
             out.push(i);
         }
     }
-    // Trailing skips carry no information.
-    while matches!(
-        out.items.last(),
-        Some(RangeItem {
-            mode: Mode::Skip,
-            ..
-        })
-    ) {
-        out.items.pop();
-    }
+    debug_assert!(
+        out.len <= budget,
+        "reply of {} bytes over a budget of {budget}",
+        out.len
+    );
+    // A trailing skip carries no information: it stays pending and is dropped.
     Ok(Reply {
         msg: ReconMsg { items: out.items },
         send,
     })
 }
 
+/// A reply under construction, with its exact encoded length. Adjacent
+/// skips merge, so a skip is held back ("pending") until a range that is
+/// not a skip follows; only then is its final bound known and encoded.
+#[derive(Default)]
 struct Out {
     items: Vec<RangeItem>,
     len: usize,
     prev_time: u64,
     tags: usize,
+    pending_skip: Option<Key>,
+}
+
+fn item_len(prev_time: u64, item: &RangeItem) -> usize {
+    bound_len(&item.upper, prev_time)
+        + 1
+        + match &item.mode {
+            Mode::Skip => 0,
+            Mode::Fingerprint(s) => varint_len(s.count) + 8,
+            Mode::IdList(t) | Mode::Want(t) => varint_len(t.len() as u64) + 8 * t.len(),
+        }
 }
 
 impl Out {
-    /// An upper estimate of `item`'s encoded length after what is in.
-    fn cost(&self, item: &RangeItem) -> usize {
-        bound_len(&item.upper, self.prev_time.min(item.upper.time))
-            + 1
-            + match &item.mode {
-                Mode::Skip => 0,
-                Mode::Fingerprint(s) => varint_len(s.count) + 8,
-                Mode::IdList(t) | Mode::Want(t) => varint_len(t.len() as u64) + 8 * t.len(),
+    /// The exact bytes and ranges `items` would add.
+    fn cost(&self, items: &[RangeItem]) -> (usize, usize) {
+        let mut prev_time = self.prev_time;
+        let mut pending = self.pending_skip;
+        let (mut len, mut ranges) = (0, 0);
+        for item in items {
+            if item.mode == Mode::Skip {
+                pending = Some(item.upper);
+                continue;
             }
+            if let Some(upper) = pending.take() {
+                let skip = RangeItem {
+                    upper,
+                    mode: Mode::Skip,
+                };
+                len += item_len(prev_time, &skip);
+                prev_time = upper.time;
+                ranges += 1;
+            }
+            len += item_len(prev_time, item);
+            if item.upper != Key::MAX {
+                prev_time = item.upper.time;
+            }
+            ranges += 1;
+        }
+        (len, ranges)
     }
 
     fn push(&mut self, item: RangeItem) {
-        // Merge adjacent skips: a skip's bound only matters before a
-        // non-skip range.
-        if let (
-            Mode::Skip,
-            Some(RangeItem {
-                mode: Mode::Skip,
-                upper,
-            }),
-        ) = (&item.mode, self.items.last_mut())
-        {
-            *upper = item.upper;
+        if item.mode == Mode::Skip {
+            self.pending_skip = Some(item.upper);
             return;
         }
-        self.len += self.cost(&item);
+        if let Some(upper) = self.pending_skip.take() {
+            self.append(RangeItem {
+                upper,
+                mode: Mode::Skip,
+            });
+        }
+        self.append(item);
+    }
+
+    fn append(&mut self, item: RangeItem) {
+        self.len += item_len(self.prev_time, &item);
         self.tags += tag_count(&item.mode);
         if item.upper != Key::MAX {
             self.prev_time = item.upper.time;
@@ -375,11 +400,14 @@ fn answer<S: Store>(
     match mode {
         Mode::Skip => Ok(skip),
         Mode::Want(tags) => {
-            for tag in tags {
-                if let Some(key) = find_tag(store, group, range, *tag)? {
-                    send.push(Send::Key(key));
+            // One pass over the range, however many tags are wanted.
+            let wanted: BTreeSet<u64> = tags.iter().copied().collect();
+            store.scan(group, range, &mut |key| {
+                if wanted.contains(&key.id.tag()) {
+                    send.push(Send::Key(*key));
                 }
-            }
+                ControlFlow::Continue(())
+            })?;
             Ok(skip)
         }
         Mode::IdList(theirs) => {
@@ -591,5 +619,81 @@ mod tests {
         let mut buf = Vec::new();
         msg.encode(&mut buf);
         assert!(ReconMsg::decode(&mut Reader::new(&buf)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A store whose keys share timestamps, so bounds need long id prefixes.
+    fn store_with_keys(n: u64) -> (MemoryStore, GroupId, Vec<Key>) {
+        // MemoryStore only takes real messages; build them.
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let a = crate::Identity::generate("a", &mut rng).unwrap();
+        let b = crate::Identity::generate("b", &mut rng).unwrap();
+        let group = a.contact(&b.public()).unwrap().direct_group().clone();
+        let mut store = MemoryStore::new();
+        for i in 0..n {
+            let m = crate::Message::create(
+                &a,
+                &group,
+                1000 + i / 50,
+                crate::Kind::TEXT,
+                b"x",
+                &mut rng,
+            )
+            .unwrap();
+            crate::Store::insert(&mut store, &group.id, &m).unwrap();
+        }
+        let keys = store.keys(&group.id);
+        (store, group.id, keys)
+    }
+
+    /// Regression (review of issue 2): merged skips must not push a reply
+    /// past its budget, or the frame would never fit a packet.
+    #[test]
+    fn replies_never_exceed_their_budget() {
+        let (store, group, keys) = store_with_keys(3000);
+        // A hostile-looking message: many ranges whose bounds spell out
+        // full 32-byte ids, alternating skips and wrong fingerprints.
+        let mut items = Vec::new();
+        for (i, k) in keys.iter().enumerate().skip(1).step_by(7) {
+            let mode = if i % 2 == 0 {
+                Mode::Skip
+            } else {
+                Mode::Fingerprint(Summary { count: 1, sum: 1 })
+            };
+            let mut id = k.id.0;
+            id[31] |= 1;
+            items.push(RangeItem {
+                upper: Key {
+                    time: k.time,
+                    id: MessageId(id),
+                },
+                mode,
+            });
+        }
+        items.dedup_by(|a, b| a.upper <= b.upper);
+        items.push(RangeItem {
+            upper: Key::MAX,
+            mode: Mode::Fingerprint(Summary::default()),
+        });
+        let incoming = ReconMsg { items };
+        for budget in [300, 450, 1000, 4000, 16_000] {
+            let reply = reply(&store, &group, &incoming, budget).unwrap();
+            let mut buf = Vec::new();
+            reply.msg.encode(&mut buf);
+            assert!(
+                buf.len() <= budget,
+                "{} bytes for a budget of {budget}",
+                buf.len()
+            );
+            let mut r = Reader::new(&buf);
+            assert_eq!(ReconMsg::decode(&mut r).unwrap(), reply.msg);
+        }
     }
 }

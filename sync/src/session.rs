@@ -216,6 +216,8 @@ pub struct Session {
     buf: Vec<u8>,
     /// Whether [`Event::Closed`] has been queued.
     reported_close: bool,
+    /// RECON frames received for groups this session does not sync.
+    unknown_groups: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -262,6 +264,7 @@ impl Session {
             stats: Stats::default(),
             buf: vec![0u8; MAX_PACKET_LEN],
             reported_close: false,
+            unknown_groups: 0,
         }
     }
 
@@ -600,10 +603,9 @@ impl Session {
                 }
                 Frame::Ack { group, tags } => {
                     for tag in tags {
-                        if let Some((g, key)) = self.unacked.remove(&tag) {
-                            if g == group {
-                                self.events.push_back(Event::Delivered { group, key });
-                            }
+                        if self.unacked.get(&tag).is_some_and(|(g, _)| *g == group) {
+                            let (_, key) = self.unacked.remove(&tag).expect("just seen");
+                            self.events.push_back(Event::Delivered { group, key });
                         }
                     }
                 }
@@ -637,7 +639,7 @@ impl Session {
                 id,
                 Exchange {
                     awaiting_reply: true,
-                    rounds: 1,
+                    rounds: 0,
                     done: false,
                 },
             );
@@ -655,14 +657,17 @@ impl Session {
         store: &S,
     ) -> Result<(), SessionError> {
         if !self.groups.contains_key(&group) {
+            // Bounded like rounds: a peer cannot make us queue answers for
+            // unknown groups without end.
+            self.unknown_groups += 1;
+            if self.unknown_groups > MAX_GROUPS_PER_SESSION {
+                return Err(SessionError::Limit("unknown groups per session"));
+            }
             if msg.expects_reply() {
                 self.control
                     .push_back(frame::simple(frame::UNKNOWN_GROUP, &group.0));
             }
             return Ok(());
-        }
-        if !self.exchanges.contains_key(&group) && self.exchanges.len() >= MAX_GROUPS_PER_SESSION {
-            return Err(SessionError::Limit("groups per session"));
         }
         let ex = self.exchanges.entry(group).or_default();
         ex.rounds += 1;
@@ -789,6 +794,11 @@ impl Session {
         let mut payload = Vec::with_capacity(budget.min(4096));
         while let Some(f) = self.control.front() {
             if payload.len() + f.len() > budget {
+                if payload.is_empty() {
+                    // Cannot happen (replies are built to fit); if it ever
+                    // did, fail loudly instead of stalling the link.
+                    return Err(SessionError::Limit("frame larger than a packet"));
+                }
                 break;
             }
             payload.extend_from_slice(&self.control.pop_front().expect("front exists"));
