@@ -90,10 +90,10 @@ fn handshake_figures() {
     let time = pair.now - strand_sync::harness::EPOCH;
     println!("1. handshake (Noise KK + token), until the initiator holds the first sync data");
     println!(
-        "   {:.1} round trips, {} bytes ({} hello + {} answer carrying the responder's reconciliation opening)",
+        "   {:.1} round trips, {} bytes: the {}-byte hello and a {}-byte answer that carries the responder's reconciliation opening",
         time as f64 / rtt as f64,
-        pair.bytes(),
-        pair.stats.bytes_a_to_b,
+        strand_sync::HELLO_LEN as u64 + pair.stats.bytes_b_to_a,
+        strand_sync::HELLO_LEN,
         pair.stats.bytes_b_to_a,
     );
     println!("   baseline: Noise XX (identities sent encrypted) needs 1.5 round trips before the initiator may send;");
