@@ -84,6 +84,9 @@ pub struct Peer {
     now: Time,
     rng: ChaCha20Rng,
     inbox: Vec<u8>,
+    /// Whether this link already carried a session for this peer (a link
+    /// carries one session; later bytes are not a new hello).
+    had_session: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -114,6 +117,7 @@ impl Peer {
             now: EPOCH,
             rng,
             inbox: Vec::new(),
+            had_session: false,
         }
     }
 
@@ -298,6 +302,7 @@ impl Pair {
         self.b.inbox.clear();
         self.b.session = None;
         self.b.refused = None;
+        self.b.had_session = false;
         self.stalled = [false; 2];
         self.set_clocks();
         let now = self.a.now();
@@ -449,7 +454,7 @@ impl Pair {
         if let Some(s) = &mut peer.session {
             let _ = s.handle_input(now, &chunk.bytes, &mut peer.store);
         } else {
-            if to == Side::A || peer.refused.is_some() {
+            if to == Side::A || peer.refused.is_some() || peer.had_session {
                 return; // the link is dead on this side
             }
             peer.inbox.extend_from_slice(&chunk.bytes);
@@ -459,7 +464,10 @@ impl Pair {
             let hello: Vec<u8> = peer.inbox.drain(..HELLO_LEN).collect();
             let config = peer.config;
             match peer.listener.accept(config, &hello, now, &mut peer.rng) {
-                Ok(s) => peer.session = Some(s),
+                Ok(s) => {
+                    peer.session = Some(s);
+                    peer.had_session = true;
+                }
                 Err(e) => {
                     peer.refused = Some(e);
                     return;

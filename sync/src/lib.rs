@@ -215,6 +215,9 @@ pub enum SessionError {
     /// The session is already closed.
     #[error("session is closed")]
     Closed,
+    /// A local failure that should not happen.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// Why an incoming hello was refused. Whatever the reason, the responder

@@ -19,8 +19,8 @@ pub const MAX_PACKET_LEN: usize = 65_535;
 
 /// Smallest packet a session may be configured with. A packet must hold a
 /// reconciliation frame of [`BRANCHING`] fingerprints (about 300 bytes) plus
-/// the 16-byte AEAD tag; 512 is also what a BLE link with a 512-byte ATT
-/// MTU carries without further fragmentation.
+/// the 16-byte AEAD tag. (On BLE a packet still spans several ATT writes:
+/// the transport fragments the byte stream.)
 pub const MIN_PACKET_LEN: usize = 512;
 
 /// Default packet size for LAN and relay links: large enough that bulk
@@ -82,10 +82,15 @@ pub const MAX_RANGES_PER_FRAME: usize = 4096;
 /// bounds the per-session bookkeeping.
 pub const MAX_GROUPS_PER_SESSION: usize = 256;
 
-/// Most reconciliation rounds per group per session. A difference needs
-/// about log16(n) + 2 rounds (7 for 10^6 messages); anything far beyond is a
-/// peer wasting our work.
-pub const MAX_ROUNDS_PER_GROUP: u32 = 64;
+/// Most reconciliation rounds per group per session. With full-size
+/// packets a difference needs about log16(n) + 2 rounds (7 for 10^6
+/// messages), but a reply that does not fit its packet hands ranges back,
+/// so small BLE packets need about one round per few differences (~3,000
+/// rounds for 10,000 differences in 512-byte packets). Turns are strict
+/// (one reply per RECON), so a peer cannot make us work faster than it
+/// waits for us; this caps how long it can keep us at it. A session that
+/// hits it ends, and the next one carries on from what was transferred.
+pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 
 /// Most messages received in one session. After this the session ends and
 /// the next one continues where reconciliation left off (it keeps no state),

@@ -92,6 +92,10 @@ impl Message {
         if body.len() > MAX_BODY_LEN {
             return Err(Invalid::BodyTooLong(body.len()));
         }
+        if time == u64::MAX {
+            // Reserved: reconciliation uses it for "infinity".
+            return Err(Invalid::FromTheFuture { time, now: time });
+        }
         let me = author.public().sign;
         if !group.is_member(&me) {
             return Err(Invalid::NotMember);
@@ -140,9 +144,17 @@ impl Message {
         if version != VERSION {
             return Err(DecodeError::Version(version));
         }
-        r.bytes(HEADER_LEN - 1)?;
+        r.bytes(64)?;
+        if r.u64()? == u64::MAX {
+            // Reserved: reconciliation uses it for "infinity".
+            return Err(DecodeError::Invalid("timestamp at the end of time"));
+        }
+        r.bytes(HEADER_LEN - 1 - 64 - 8)?;
         let ct_len = r.u32()? as usize;
-        if !(16..=MAX_BODY_LEN + 16).contains(&ct_len) {
+        if ct_len < 16 {
+            return Err(DecodeError::Invalid("ciphertext shorter than its tag"));
+        }
+        if ct_len > MAX_BODY_LEN + 16 {
             return Err(DecodeError::TooLong {
                 max: MAX_BODY_LEN + 16,
             });
@@ -166,13 +178,15 @@ impl Message {
         if !group.is_member(&author) {
             return Err(Invalid::NotMember);
         }
+        // The signature first, so only the real author's message can earn a
+        // "from the future" answer (which does not end a session).
+        self.verify_signature()?;
         if self.time() > now.saturating_add(MAX_CLOCK_SKEW) {
             return Err(Invalid::FromTheFuture {
                 time: self.time(),
                 now,
             });
         }
-        self.verify_signature()?;
         self.open(group)
     }
 

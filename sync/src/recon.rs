@@ -172,14 +172,14 @@ fn decode_bound(r: &mut Reader<'_>, prev_time: &mut u64) -> Result<Key, DecodeEr
     if len > 0 && id[len - 1] == 0 {
         return Err(DecodeError::Invalid("id prefix not minimal"));
     }
-    let key = Key {
+    if time == u64::MAX {
+        // Only infinity has this time, and it has its own encoding.
+        return Err(DecodeError::Invalid("bound at the end of time"));
+    }
+    Ok(Key {
         time,
         id: MessageId(id),
-    };
-    if key == Key::MAX {
-        return Err(DecodeError::Invalid("infinity spelled out"));
-    }
-    Ok(key)
+    })
 }
 
 fn bound_len(key: &Key, prev_time: u64) -> usize {
@@ -263,33 +263,65 @@ pub(crate) fn reply<S: Store>(
     // Room kept for a pending skip plus the fingerprint that covers what
     // did not fit: two bounds of at most 43 bytes, a mode, a count, a sum.
     let reserve = 2 * (10 + 1 + 32) + 1 + 10 + 8;
+    let fits = |out: &Out, items: &[RangeItem]| {
+        let (cost, ranges) = out.cost(items);
+        let tags: usize = items.iter().map(|i| tag_count(&i.mode)).sum();
+        out.len + cost + reserve <= budget
+            && out.items.len() + ranges + 2 <= MAX_RANGES_PER_FRAME
+            && out.tags + tags <= MAX_TAGS_PER_FRAME
+    };
+    let mut full = false;
     for item in &incoming.items {
         let range = KeyRange { lo, hi: item.upper };
         lo = item.upper;
-        let produced = answer(store, group, &range, &item.mode, &mut send)?;
-        let (cost, ranges) = out.cost(&produced);
-        let tags: usize = produced.iter().map(|i| tag_count(&i.mode)).sum();
-        if out.len + cost + reserve > budget
-            || out.items.len() + ranges + 2 > MAX_RANGES_PER_FRAME
-            || out.tags + tags > MAX_TAGS_PER_FRAME
-        {
-            // Out of room: one fingerprint for everything from here on; the
-            // peer answers it next round. (Anything `answer` queued for this
-            // range stays queued: sending it is still right.)
-            let rest = KeyRange {
-                lo: range.lo,
-                hi: Key::MAX,
-            };
-            let summary = store.summarize(group, &rest)?;
-            out.push(RangeItem {
-                upper: Key::MAX,
-                mode: Mode::Fingerprint(summary),
-            });
-            break;
+        if !full {
+            let produced = answer(store, group, &range, &item.mode, &mut send)?;
+            if fits(&out, &produced) {
+                produced.into_iter().for_each(|i| out.push(i));
+                continue;
+            }
+            full = true;
         }
-        for i in produced {
-            out.push(i);
+        // Out of room for full answers: hand each remaining range back with
+        // our fingerprint, unexamined, so that the splitting already done
+        // is not lost; the peer answers them next round. (Anything `answer`
+        // queued for a range stays queued: sending it is still right.)
+        let deferred = match &item.mode {
+            Mode::Skip => Mode::Skip,
+            Mode::Want(_) => {
+                // Wanted items go out whatever the room.
+                answer(store, group, &range, &item.mode, &mut send)?;
+                Mode::Skip
+            }
+            Mode::Fingerprint(theirs) => {
+                let mine = store.summarize(group, &range)?;
+                if mine == *theirs {
+                    Mode::Skip
+                } else {
+                    Mode::Fingerprint(mine)
+                }
+            }
+            Mode::IdList(_) => Mode::Fingerprint(store.summarize(group, &range)?),
+        };
+        let deferred = RangeItem {
+            upper: range.hi,
+            mode: deferred,
+        };
+        if fits(&out, std::slice::from_ref(&deferred)) {
+            out.push(deferred);
+            continue;
         }
+        // Not even that: one fingerprint for everything from here on.
+        let rest = KeyRange {
+            lo: range.lo,
+            hi: Key::MAX,
+        };
+        let summary = store.summarize(group, &rest)?;
+        out.push(RangeItem {
+            upper: Key::MAX,
+            mode: Mode::Fingerprint(summary),
+        });
+        break;
     }
     debug_assert!(
         out.len <= budget,
@@ -452,7 +484,7 @@ fn answer<S: Store>(
                 });
                 return Ok(skip);
             }
-            if mine.count == theirs.count + 1 {
+            if theirs.count.checked_add(1) == Some(mine.count) {
                 // Exactly one more here than there: if its tag is the
                 // difference of the sums, that is the item they lack.
                 let tag = mine.sum.wrapping_sub(theirs.sum);
@@ -460,7 +492,7 @@ fn answer<S: Store>(
                     send.push(Send::Key(key));
                     return Ok(skip);
                 }
-            } else if theirs.count == mine.count + 1 {
+            } else if mine.count.checked_add(1) == Some(theirs.count) {
                 // The mirror case: answer with our fingerprint so the other
                 // side can find the one item and send it. The other side
                 // never bounces it back (for it the counts are reversed).

@@ -1,7 +1,7 @@
 //! A sync session over one link: Noise handshake, then reconciliation and
 //! message transfer for every group the two contacts share.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
 use rand_core::{CryptoRng, RngCore};
@@ -206,7 +206,7 @@ pub struct Session {
     /// A message being received in parts: its total length and the bytes.
     partial: Option<(usize, Vec<u8>)>,
     acks: BTreeMap<GroupId, Vec<u64>>,
-    unacked: HashMap<u64, (GroupId, Key)>,
+    unacked: BTreeMap<u64, (GroupId, Key)>,
     unacked_order: VecDeque<u64>,
     events: VecDeque<Event>,
     deadline_handshake: Time,
@@ -255,14 +255,16 @@ impl Session {
             rx: Vec::new(),
             partial: None,
             acks: BTreeMap::new(),
-            unacked: HashMap::new(),
+            unacked: BTreeMap::new(),
             unacked_order: VecDeque::new(),
             events: VecDeque::new(),
             deadline_handshake: now.saturating_add(HANDSHAKE_TIMEOUT),
             last_recv: now,
             last_send: now,
             stats: Stats::default(),
-            buf: vec![0u8; MAX_PACKET_LEN],
+            // Plaintext of one received packet: the peer's packets may be
+            // larger than ours, so this grows on demand (see handle_packet).
+            buf: Vec::new(),
             reported_close: false,
             unknown_groups: 0,
         }
@@ -499,6 +501,9 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SessionError> {
         let mut plain = std::mem::take(&mut self.buf);
+        if plain.len() < packet.len() {
+            plain.resize(packet.len(), 0);
+        }
         let result = match std::mem::replace(&mut self.state, State::Closed) {
             State::AwaitResponse(mut hs) => match hs.read_message(packet, &mut plain) {
                 Ok(n) => {
@@ -669,6 +674,16 @@ impl Session {
             }
             return Ok(());
         }
+        // Strict turns: a RECON is either the peer opening a group we have
+        // no exchange for yet, or the reply we are waiting for. Anything
+        // else would let a peer make us work without waiting for us.
+        if let Some(ex) = self.exchanges.get(&group) {
+            if !ex.awaiting_reply {
+                return Err(SessionError::Decode(crate::DecodeError::Invalid(
+                    "reconciliation frame out of turn",
+                )));
+            }
+        }
         let ex = self.exchanges.entry(group).or_default();
         ex.rounds += 1;
         if ex.rounds > MAX_ROUNDS_PER_GROUP {
@@ -827,14 +842,14 @@ impl Session {
             State::Established(mut t) => {
                 let n = t
                     .write_message(&payload, &mut out[2..])
-                    .map_err(|_| SessionError::Handshake)?;
+                    .map_err(|_| SessionError::Internal("packet encryption failed"))?;
                 self.state = State::Established(t);
                 n
             }
             State::Closing(mut t) => {
                 let n = t
                     .write_message(&payload, &mut out[2..])
-                    .map_err(|_| SessionError::Handshake)?;
+                    .map_err(|_| SessionError::Internal("packet encryption failed"))?;
                 drop(t);
                 self.state = State::Closed;
                 self.report_clean_close();
@@ -916,14 +931,24 @@ impl Session {
     }
 
     fn remember_unacked(&mut self, group: GroupId, key: Key) {
-        if self.unacked.len() >= MAX_UNACKED {
-            if let Some(old) = self.unacked_order.pop_front() {
-                self.unacked.remove(&old);
+        // `unacked_order` may hold tags already acknowledged: skip those, so
+        // the oldest live entry is the one forgotten.
+        while self.unacked.len() >= MAX_UNACKED {
+            match self.unacked_order.pop_front() {
+                Some(old) => {
+                    self.unacked.remove(&old);
+                }
+                None => break,
             }
         }
         let tag = key.id.tag();
         if self.unacked.insert(tag, (group, key)).is_none() {
             self.unacked_order.push_back(tag);
+        }
+        // Keep the order list from growing with acknowledged tags.
+        if self.unacked_order.len() > 2 * MAX_UNACKED {
+            let live = &self.unacked;
+            self.unacked_order.retain(|t| live.contains_key(t));
         }
     }
 
@@ -1020,7 +1045,7 @@ fn store_error<E: std::error::Error>(e: E) -> SessionError {
 pub struct Listener {
     dh_secret: Zeroizing<[u8; 32]>,
     contacts: Vec<Contact>,
-    seen: HashSet<[u8; 32]>,
+    seen: BTreeSet<[u8; 32]>,
     seen_order: VecDeque<[u8; 32]>,
 }
 
@@ -1039,7 +1064,7 @@ impl Listener {
         let mut l = Listener {
             dh_secret: Zeroizing::new(me.dh_secret().to_bytes()),
             contacts: Vec::new(),
-            seen: HashSet::new(),
+            seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
         };
         l.set_contacts(contacts);

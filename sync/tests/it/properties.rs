@@ -48,7 +48,35 @@ proptest! {
     }
 
     #[test]
-    fn frames_of_random_bytes_never_panic_and_end_the_session(junk in prop::collection::vec(any::<u8>(), 0..300)) {
+    fn hostile_reconciliation_frames_never_panic_or_lose_data(
+        items in prop::collection::vec(any::<u8>(), 0..200),
+        mode in 0u8..5,
+    ) {
+        // A RECON for the real group, as the reply the responder waits for,
+        // with arbitrary range items (biased to plausible mode bytes).
+        let (mut b, mut store, mut a, group, now) = crate::session::responder_awaiting_reply(7);
+        let before = store.keys(&group);
+        let mut body = group.0.to_vec();
+        body.extend_from_slice(&[1 + mode, mode.min(3)]);
+        body.extend_from_slice(&items);
+        let mut plain = vec![0x01];
+        let mut len = body.len() as u64;
+        loop {
+            let b7 = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 { plain.push(b7); break; }
+            plain.push(b7 | 0x80);
+        }
+        plain.extend_from_slice(&body);
+        let packet = a.send_raw_packet(&plain).unwrap();
+        let _ = b.handle_input(now, &packet, &mut store);
+        while b.poll_transmit(now, &mut store).is_some() {}
+        let after = store.keys(&group);
+        prop_assert_eq!(before, after);
+    }
+
+    #[test]
+    fn random_plaintext_never_panics_or_loses_data(junk in prop::collection::vec(any::<u8>(), 0..300)) {
         let mut pair = Pair::new(3);
         pair.a.write("kept");
         pair.connect();

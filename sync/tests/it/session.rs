@@ -690,3 +690,243 @@ fn garbage_after_the_hello_ends_the_session() {
     pair.drive();
     assert_eq!(pair.b.close_error(), Some(&SessionError::Decrypt));
 }
+
+/// Regression (issue 2 review): honest peers far apart on small packets
+/// must converge without hitting the round limit.
+#[test]
+fn large_differences_converge_on_ble_sized_packets() {
+    let mut pair = Pair::new(31);
+    pair.a.config = Config {
+        max_packet: MIN_PACKET_LEN,
+    };
+    pair.b.config = Config {
+        max_packet: MIN_PACKET_LEN,
+    };
+    shared_history(&mut pair, 20_000);
+    let span = 20_000 * 1000;
+    let mut r = rng(31);
+    for i in 0..300 {
+        use rand_core::RngCore;
+        let ta = pair.now - 3_600_000 - span + r.next_u64() % span;
+        let tb = pair.now - 3_600_000 - span + r.next_u64() % span;
+        pair.a.write_at(&format!("a{i}"), ta);
+        pair.b.write_at(&format!("b{i}"), tb);
+    }
+    pair.connect();
+    pair.drive();
+    assert!(pair.a.close_error().is_none(), "{:?}", pair.a.close_error());
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+    let (a, b) = keys(&pair);
+    assert_eq!(a.len(), 20_600);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn peers_with_different_packet_sizes_converge() {
+    let mut pair = Pair::new(32);
+    pair.a.config = Config {
+        max_packet: MIN_PACKET_LEN,
+    };
+    pair.b.config = Config { max_packet: 65_535 };
+    shared_history(&mut pair, 3_000);
+    for i in 0..200 {
+        pair.a
+            .write_at(&format!("a{i}"), pair.now - 2_000_000 + i * 7_000);
+        pair.b
+            .write_at(&format!("b{i}"), pair.now - 2_000_000 + i * 6_000);
+    }
+    pair.b.write(&"long ".repeat(30_000));
+    pair.connect();
+    pair.drive();
+    let (a, b) = keys(&pair);
+    assert_eq!(a.len(), 3_401);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn messages_written_during_a_sync_arrive_too() {
+    let mut pair = Pair::new(33);
+    shared_history(&mut pair, 2_000);
+    for i in 0..50 {
+        pair.a.write(&format!("before {i}"));
+    }
+    pair.connect();
+    // Step part of the way, then write on both sides mid-sync.
+    for _ in 0..3 {
+        pair.step_with(false);
+    }
+    for i in 0..20 {
+        pair.a.write(&format!("during a {i}"));
+        pair.b.write(&format!("during b {i}"));
+    }
+    pair.drive();
+    let (a, b) = keys(&pair);
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 2_090);
+}
+
+#[test]
+fn a_future_message_with_a_bad_signature_is_an_error_not_a_delay() {
+    let mut pair = Pair::new(34);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().clone();
+    let m = Message::create(
+        &pair.a.identity,
+        &group,
+        pair.now + 3_600_000,
+        Kind::TEXT,
+        b"x",
+        &mut rng(5),
+    )
+    .unwrap();
+    let mut bytes = m.into_bytes();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    let packet = pair
+        .a
+        .session
+        .as_mut()
+        .unwrap()
+        .send_raw_packet(&frame(MSG, &bytes))
+        .unwrap();
+    pair.inject(Side::A, packet);
+    pair.drive();
+    assert_eq!(
+        pair.b.close_error(),
+        Some(&SessionError::Invalid(Invalid::Signature))
+    );
+}
+
+/// A responder waiting for the initiator's first reconciliation reply, and
+/// an initiator that has read message 2 but not answered: lets a test play
+/// a hostile initiator.
+pub fn responder_awaiting_reply(
+    seed: u64,
+) -> (
+    strand_sync::Session,
+    strand_sync::MemoryStore,
+    strand_sync::Session,
+    strand_sync::GroupId,
+    u64,
+) {
+    let mut pair = Pair::new(seed);
+    shared_history(&mut pair, 40);
+    let now = pair.now;
+    let contact_b = pair.a.contacts[0].clone();
+    let mut a = strand_sync::Session::connect(
+        Config::default(),
+        &pair.a.identity,
+        &contact_b,
+        now,
+        &mut rng(seed),
+    );
+    let hello = a.poll_transmit(now, &mut pair.a.store).unwrap();
+    let mut b = pair
+        .b
+        .listener
+        .accept(Config::default(), &hello, now, &mut rng(seed + 1))
+        .unwrap();
+    let msg2 = b.poll_transmit(now, &mut pair.b.store).unwrap();
+    let mut scratch = strand_sync::MemoryStore::new();
+    a.handle_input(now, &msg2, &mut scratch).unwrap();
+    (
+        b,
+        std::mem::take(&mut pair.b.store),
+        a,
+        pair.a.group().id,
+        now,
+    )
+}
+
+#[test]
+fn hostile_counts_and_bounds_are_errors_not_panics() {
+    // Fingerprint with count u64::MAX over the whole range.
+    let (mut b, mut store, mut a, group, now) = responder_awaiting_reply(35);
+    let mut body = group.0.to_vec();
+    body.push(0); // bound: infinity
+    body.push(1); // Fingerprint
+    varint(u64::MAX, &mut body);
+    body.extend_from_slice(&[0; 8]);
+    let packet = a.send_raw_packet(&frame(0x01, &body)).unwrap();
+    assert!(b.handle_input(now, &packet, &mut store).is_ok());
+    // A bound at time u64::MAX (only infinity may have it).
+    let (mut b, mut store, mut a, group, now) = responder_awaiting_reply(36);
+    let mut body = group.0.to_vec();
+    body.extend_from_slice(&[2, 0, 0]); // bound: time 1, no prefix; Skip
+    varint(u64::MAX, &mut body); // next bound: time 1 + (u64::MAX - 1)
+    body.extend_from_slice(&[1, 1]); // prefix length 1, id byte 1
+    body.push(1);
+    varint(5, &mut body);
+    body.extend_from_slice(&[0; 8]);
+    let packet = a.send_raw_packet(&frame(0x01, &body)).unwrap();
+    let err = b.handle_input(now, &packet, &mut store).unwrap_err();
+    assert!(matches!(err, SessionError::Decode(_)), "{err:?}");
+}
+
+#[test]
+fn reconciliation_out_of_turn_ends_the_session() {
+    let mut pair = Pair::new(37);
+    pair.connect();
+    pair.drive();
+    // The exchange for the group is finished; a fresh opening is out of turn.
+    let mut body = pair.a.group().id.0.to_vec();
+    body.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let packet = pair
+        .a
+        .session
+        .as_mut()
+        .unwrap()
+        .send_raw_packet(&frame(0x01, &body))
+        .unwrap();
+    pair.inject(Side::A, packet);
+    pair.drive();
+    assert!(matches!(
+        pair.b.close_error(),
+        Some(SessionError::Decode(_))
+    ));
+}
+
+#[test]
+fn data_before_message_two_is_refused() {
+    let mut pair = Pair::new(38);
+    let now = pair.now;
+    let contact_b = pair.a.contacts[0].clone();
+    let mut a = strand_sync::Session::connect(
+        Config::default(),
+        &pair.a.identity,
+        &contact_b,
+        now,
+        &mut rng(1),
+    );
+    let hello = a.poll_transmit(now, &mut pair.a.store).unwrap();
+    let mut b = pair
+        .b
+        .listener
+        .accept(Config::default(), &hello, now, &mut rng(2))
+        .unwrap();
+    let err = b.handle_input(now, &[0, 20, 1, 2, 3], &mut pair.b.store);
+    // Incomplete: waits. A whole packet before message 2: refused.
+    assert!(err.is_ok());
+    let mut junk = vec![0, 20];
+    junk.extend_from_slice(&[9; 20]);
+    let mut b = {
+        let hello2 = {
+            let mut a2 = strand_sync::Session::connect(
+                Config::default(),
+                &pair.a.identity,
+                &contact_b,
+                now,
+                &mut rng(3),
+            );
+            a2.poll_transmit(now, &mut pair.a.store).unwrap()
+        };
+        pair.b
+            .listener
+            .accept(Config::default(), &hello2, now, &mut rng(4))
+            .unwrap()
+    };
+    let err = b.handle_input(now, &junk, &mut pair.b.store).unwrap_err();
+    assert!(matches!(err, SessionError::Decode(_)), "{err:?}");
+    assert!(pair.b.store.is_empty());
+}
