@@ -1,0 +1,305 @@
+//! Profiles on disk.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use redb::ReadableTable;
+use strand_node::{os_rng, schema, Delivery, KdfParams, Profile, ProfileError};
+use strand_sync::Identity;
+
+const NOW: u64 = 1_700_000_000_000;
+
+fn new_profile(dir: &Path) -> Profile {
+    Profile::create(
+        dir,
+        "Alice",
+        "pass phrase",
+        KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap()
+}
+
+fn file_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join(schema::DB_FILE)).unwrap()
+}
+
+#[test]
+fn a_profile_round_trips_through_its_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut p = new_profile(&dir);
+    let public = p.identity().public();
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    p.write("Bob", "first", NOW, &mut os_rng()).unwrap();
+    p.write("Bob", "second", NOW + 1, &mut os_rng()).unwrap();
+    drop(p);
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.identity().public(), public);
+    assert_eq!(p.identity().name(), "Alice");
+    assert_eq!(p.contacts().len(), 1);
+    let conv = p.conversation("Bob").unwrap();
+    let texts: Vec<_> = conv.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["first", "second"]);
+    assert!(conv
+        .iter()
+        .all(|m| m.outgoing && m.delivery == Some(Delivery::Queued)));
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut p = new_profile(&dir);
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    p.write("Bob", "kept", NOW, &mut os_rng()).unwrap();
+    let public = p.identity().public();
+    drop(p);
+    assert_eq!(
+        Profile::open(&dir, "pass phrasE").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+    assert_eq!(
+        Profile::open(&dir, "").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+    // (redb rewrites its header on every open, so compare content, not bytes.)
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.identity().public(), public);
+    assert_eq!(p.conversation("Bob").unwrap().len(), 1);
+}
+
+#[test]
+fn missing_existing_and_empty_passphrase_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let err = Profile::open(&dir, "x").unwrap_err();
+    assert!(matches!(err, ProfileError::NotFound(_)));
+    assert!(err.to_string().contains("strand init"));
+    assert_eq!(
+        Profile::create(
+            &dir,
+            "A",
+            "",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng()
+        )
+        .unwrap_err(),
+        ProfileError::EmptyPassphrase
+    );
+    drop(new_profile(&dir));
+    assert!(matches!(
+        Profile::create(
+            &dir,
+            "A",
+            "x",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng()
+        )
+        .unwrap_err(),
+        ProfileError::AlreadyExists(_)
+    ));
+}
+
+#[test]
+fn a_second_handle_in_this_process_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let _held = new_profile(&dir);
+    let err = Profile::open(&dir, "pass phrase").unwrap_err();
+    assert_eq!(err, ProfileError::InUse(dir.clone()));
+    assert!(
+        err.to_string().contains(&dir.display().to_string()),
+        "{err}"
+    );
+}
+
+/// Not a test on its own: the child process of
+/// `a_second_process_is_refused_and_nothing_is_corrupted`.
+#[test]
+fn hold_profile_child() {
+    let Ok(dir) = std::env::var("STRAND_TEST_HOLD_PROFILE") else {
+        return;
+    };
+    let p = Profile::open(Path::new(&dir), "pass phrase").unwrap();
+    println!("held");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    drop(p);
+}
+
+#[test]
+fn a_second_process_is_refused_and_nothing_is_corrupted() {
+    use std::io::{BufRead, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut p = new_profile(&dir);
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    p.write("Bob", "kept", NOW, &mut os_rng()).unwrap();
+    drop(p);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "profile::hold_profile_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("STRAND_TEST_HOLD_PROFILE", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("held") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before holding the profile"
+        );
+    }
+    let err = Profile::open(&dir, "pass phrase").unwrap_err();
+    assert_eq!(err, ProfileError::InUse(dir.clone()));
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.conversation("Bob").unwrap()[0].text, "kept");
+}
+
+#[test]
+fn secrets_and_bodies_are_not_readable_at_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut p = new_profile(&dir);
+    let secret = p.identity().to_secret_bytes();
+    let bob = Identity::generate("Bobby Tables", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bobby Tables", NOW, &mut os_rng())
+        .unwrap();
+    p.write(
+        "Bobby Tables",
+        "meet at the old mill at nine",
+        NOW,
+        &mut os_rng(),
+    )
+    .unwrap();
+    drop(p);
+    let bytes = file_bytes(&dir);
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(&secret[..32]), "signing key in the clear");
+    assert!(!contains(&secret[32..]), "X25519 key in the clear");
+    assert!(!contains(b"Alice"), "own name in the clear");
+    assert!(!contains(b"Bobby Tables"), "contact name in the clear");
+    assert!(!contains(b"old mill"), "message text in the clear");
+    assert!(!contains(&bob.public().dh), "contact key in the clear");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_profile_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(schema::DB_FILE)), 0o600);
+}
+
+#[test]
+fn a_newer_schema_is_refused_without_touching_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    {
+        let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(schema::META)
+            .unwrap()
+            .insert(schema::meta::SCHEMA, &99u32.to_le_bytes()[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(
+        Profile::open(&dir, "pass phrase").unwrap_err(),
+        ProfileError::SchemaTooNew(99)
+    );
+    // Still version 99: nothing was migrated or rewritten.
+    let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let v = txn
+        .open_table(schema::META)
+        .unwrap()
+        .get(schema::meta::SCHEMA)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(v, 99u32.to_le_bytes());
+}
+
+#[test]
+fn a_damaged_identity_record_is_reported_as_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    {
+        let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut m = txn.open_table(schema::META).unwrap();
+            let mut v = m
+                .get(schema::meta::IDENTITY)
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            v[30] ^= 1;
+            m.insert(schema::meta::IDENTITY, &v[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert!(matches!(
+        Profile::open(&dir, "pass phrase").unwrap_err(),
+        ProfileError::Corrupt(_)
+    ));
+}
+
+#[test]
+fn contacts_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = new_profile(&tmp.path().join("p"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(
+        p.add_contact(&bob.invite(), "Robert", NOW, &mut os_rng())
+            .unwrap_err(),
+        ProfileError::DuplicateContact("Bob".into())
+    );
+    let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
+    assert_eq!(
+        p.add_contact(&carol.invite(), "Bob", NOW, &mut os_rng())
+            .unwrap_err(),
+        ProfileError::DuplicateContact("Bob".into())
+    );
+    assert!(matches!(
+        p.add_contact(&carol.invite(), "  ", NOW, &mut os_rng()),
+        Err(ProfileError::Name(_))
+    ));
+    let own = p.identity().invite();
+    assert!(matches!(
+        p.add_contact(&own, "me", NOW, &mut os_rng()),
+        Err(ProfileError::Invite(_))
+    ));
+    assert_eq!(p.contacts().len(), 1);
+    assert_eq!(
+        p.write("Nobody", "hi", NOW, &mut os_rng()).unwrap_err(),
+        ProfileError::UnknownContact("Nobody".into())
+    );
+}

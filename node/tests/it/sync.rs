@@ -1,0 +1,136 @@
+//! Two profiles' redb stores reconciled by real strand-sync sessions.
+
+use strand_node::{os_rng, Delivery, KdfParams, Profile};
+use strand_sync::{Config, Event, Listener, Session, Store};
+
+const NOW: u64 = 1_700_000_000_000;
+
+fn pair(tmp: &std::path::Path) -> (Profile, Profile) {
+    let mut rng = os_rng();
+    let mut a = Profile::create(
+        &tmp.join("a"),
+        "Alice",
+        "a",
+        KdfParams::insecure_for_tests(),
+        &mut rng,
+    )
+    .unwrap();
+    let mut b = Profile::create(
+        &tmp.join("b"),
+        "Bob",
+        "b",
+        KdfParams::insecure_for_tests(),
+        &mut rng,
+    )
+    .unwrap();
+    let ia = a.identity().invite();
+    let ib = b.identity().invite();
+    a.add_contact(&ib, "Bob", NOW, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", NOW, &mut rng).unwrap();
+    (a, b)
+}
+
+/// Runs one session between the two profiles until quiet, committing each
+/// side's store after every input batch as the node runtime will.
+fn sync(a: &Profile, b: &Profile) -> (Vec<Event>, Vec<Event>) {
+    let mut rng = os_rng();
+    let contact = a.sync_contact(a.contact("Bob").unwrap()).unwrap();
+    let mut sa = Session::connect(Config::default(), a.identity(), &contact, NOW, &mut rng);
+    let mut listener = Listener::new(b.identity(), b.sync_contacts());
+    let mut store_a = a.store();
+    let mut store_b = b.store();
+    let hello = sa.poll_transmit(NOW, &mut store_a).unwrap();
+    let mut sb = listener
+        .accept(Config::default(), &hello, NOW, &mut rng)
+        .unwrap();
+    loop {
+        let mut moved = false;
+        while let Some(p) = sb.poll_transmit(NOW, &mut store_b) {
+            sa.handle_input(NOW, &p, &mut store_a).unwrap();
+            moved = true;
+        }
+        store_a.commit().unwrap();
+        while let Some(p) = sa.poll_transmit(NOW, &mut store_a) {
+            sb.handle_input(NOW, &p, &mut store_b).unwrap();
+            moved = true;
+        }
+        store_b.commit().unwrap();
+        if !moved {
+            break;
+        }
+    }
+    let ea = std::iter::from_fn(|| sa.poll_event()).collect();
+    let eb = std::iter::from_fn(|| sb.poll_event()).collect();
+    (ea, eb)
+}
+
+#[test]
+fn two_profiles_sync_over_their_redb_stores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = pair(tmp.path());
+    let mut rng = os_rng();
+    for i in 0..300 {
+        a.write(
+            "Bob",
+            &format!("a{i}"),
+            NOW - 1_000_000 + i * 1000,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    for i in 0..200 {
+        b.write(
+            "Alice",
+            &format!("b{i}"),
+            NOW - 900_000 + i * 1000,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    let (ea, _) = sync(&a, &b);
+    let ca = a.conversation("Bob").unwrap();
+    let cb = b.conversation("Alice").unwrap();
+    assert_eq!(ca.len(), 500);
+    let keys = |c: &[strand_node::StoredMessage]| c.iter().map(|m| m.key).collect::<Vec<_>>();
+    assert_eq!(keys(&ca), keys(&cb));
+    // Delivery events name exactly the 300 messages Alice sent; record them.
+    let delivered: Vec<_> = ea
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivered { group, key } => Some((*group, *key)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered.len(), 300, "acks cover every message sent");
+    for (g, k) in &delivered {
+        a.mark(g, k, Delivery::Delivered).unwrap();
+    }
+    let ca = a.conversation("Bob").unwrap();
+    assert!(ca
+        .iter()
+        .filter(|m| m.outgoing)
+        .all(|m| m.delivery == Some(Delivery::Delivered)));
+    // Survives a reopen; a second sync moves nothing new.
+    let (dir_a, dir_b) = (a.dir().to_path_buf(), b.dir().to_path_buf());
+    drop((a, b));
+    let a = Profile::open(&dir_a, "a").unwrap();
+    let b = Profile::open(&dir_b, "b").unwrap();
+    let (ea, eb) = sync(&a, &b);
+    assert!(!ea
+        .iter()
+        .chain(&eb)
+        .any(|e| matches!(e, Event::Received { .. })));
+    assert_eq!(b.conversation("Alice").unwrap().len(), 500);
+    let mut count = 0;
+    b.store()
+        .scan(
+            &b.sync_contacts()[0].direct_group().id,
+            &strand_sync::KeyRange::ALL,
+            &mut |_| {
+                count += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    assert_eq!(count, 500);
+}
