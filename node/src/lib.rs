@@ -24,6 +24,7 @@
 
 mod crypto;
 mod profile;
+pub mod runtime;
 pub mod schema;
 mod store;
 
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 
 pub use crypto::{os_rng, KdfParams};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage};
+pub use runtime::{Node, NodeConfig, NodeError, NodeEvent, Status};
 pub use store::RedbStore;
 
 /// What can go wrong with a profile. Every variant leaves the profile as it

@@ -462,3 +462,53 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_: &Path) {}
+
+impl Profile {
+    /// Outgoing messages of `group` not yet known to be delivered.
+    pub fn undelivered(&self, group: &strand_sync::GroupId) -> Result<Vec<Key>, ProfileError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+        let lo = table_key(group, &Key::MIN);
+        let hi = table_key(group, &Key::MAX);
+        let mut out = Vec::new();
+        for entry in outbox.range(lo..hi).map_err(db_error)? {
+            let (k, v) = entry.map_err(db_error)?;
+            if Delivery::from_u8(v.value()) != Delivery::Delivered {
+                out.push(sync_key(&k.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The contact whose 1:1 group this is.
+    pub fn contact_for_group(&self, group: &strand_sync::GroupId) -> Option<&ContactRecord> {
+        self.contacts.iter().find(|c| {
+            self.identity
+                .contact(&c.public)
+                .is_ok_and(|k| k.direct_group().id == *group)
+        })
+    }
+
+    /// One stored message of `group`, decrypted.
+    pub fn message(
+        &self,
+        group: &strand_sync::GroupId,
+        key: &Key,
+    ) -> Result<Option<StoredMessage>, ProfileError> {
+        let Some(record) = self.contact_for_group(group).cloned() else {
+            return Ok(None);
+        };
+        let g = self.sync_contact(&record)?.direct_group().clone();
+        let Some(bytes) = self.store().get(group, key).map_err(db_error)? else {
+            return Ok(None);
+        };
+        let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let body = msg.open(&g).unwrap_or_default();
+        Ok(Some(StoredMessage {
+            key: *key,
+            outgoing: msg.author() == self.identity.public().sign,
+            text: String::from_utf8_lossy(&body).into_owned(),
+            delivery: None,
+        }))
+    }
+}

@@ -1,7 +1,92 @@
 //! strand-transport: everything that moves bytes between two devices.
 //!
-//! **Not built yet.** This is an empty library stub that holds the crate's
-//! place in the workspace until its issue (the LAN transport, issue 3) lands.
-//! See `DESIGN.md` for what it will contain: LAN (libp2p TCP/QUIC + mDNS),
-//! relay, BLE and emulated links, each yielding an ordered, reliable byte
-//! stream to an unauthenticated remote.
+//! Every transport yields the same thing, a [`Link`]: an ordered, reliable,
+//! duplex byte stream to an *unauthenticated* remote, plus what kind of
+//! link it is. Authentication is not this crate's job: strand-sync's Noise
+//! session runs over every link alike.
+//!
+//! **Built:** the LAN transport ([`Lan`]): libp2p over TCP and QUIC, mDNS
+//! discovery (optional: off where multicast is blocked or not allowed), and
+//! dialing known addresses directly. The libp2p identity is created anew
+//! for every run, so the LAN never sees a stable identifier; contacts
+//! recognise each other through strand-sync's beacons and tokens.
+//! **Not built yet:** relay, BLE.
+//!
+//! Streams use the protocol [`PROTOCOL`] through `libp2p-stream`, the
+//! libp2p project's generic stream behaviour (its own crate follows the
+//! behaviour / handler / protocol layout).
+#![warn(missing_docs)]
+
+mod lan;
+
+pub use lan::{Lan, LanConfig, LanEvent};
+pub use libp2p::{Multiaddr, PeerId, Stream};
+
+/// The libp2p protocol name Strand's sync streams are negotiated under.
+pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/strand/sync/1");
+
+/// What kind of link a [`Link`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// Local network (TCP or QUIC).
+    Lan,
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkKind::Lan => "LAN",
+        })
+    }
+}
+
+/// A byte stream to a remote device, not yet authenticated.
+pub struct Link {
+    /// What carries it.
+    pub kind: LinkKind,
+    /// Whether this side opened it.
+    pub outbound: bool,
+    /// The remote's transport identity: ephemeral, for logs only.
+    pub peer: PeerId,
+    /// The stream (futures' `AsyncRead + AsyncWrite`).
+    pub stream: libp2p::Stream,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("kind", &self.kind)
+            .field("outbound", &self.outbound)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What can go wrong on a transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Could not listen on an address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Could not reach an address.
+    #[error("cannot reach {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The transport's task has stopped.
+    #[error("the transport has stopped")]
+    Stopped,
+    /// Setting the transport up failed.
+    #[error("transport setup failed: {0}")]
+    Setup(String),
+}

@@ -5,5 +5,6 @@
 //!   and newer files; what is and is not readable at rest.
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
 
+mod lan;
 mod profile;
 mod sync;

@@ -1,0 +1,125 @@
+//! Two nodes in this process, real libp2p sockets on loopback.
+
+use std::time::Duration;
+
+use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
+use strand_transport::LanConfig;
+
+fn loopback() -> LanConfig {
+    LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+    }
+}
+
+async fn until<F: FnMut(&NodeEvent) -> bool>(
+    rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    mut f: F,
+) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(e) = rx.recv().await {
+                if f(&e) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("event within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_loopback_sync_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let mut a = Profile::create(
+        &tmp.path().join("a"),
+        "Alice",
+        "a",
+        KdfParams::insecure_for_tests(),
+        &mut rng,
+    )
+    .unwrap();
+    let mut b = Profile::create(
+        &tmp.path().join("b"),
+        "Bob",
+        "b",
+        KdfParams::insecure_for_tests(),
+        &mut rng,
+    )
+    .unwrap();
+    let (ia, ib) = (a.identity().invite(), b.identity().invite());
+    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
+    a.write(
+        "Bob",
+        "written before we met",
+        strand_node::runtime::now(),
+        &mut rng,
+    )
+    .unwrap();
+
+    let node_b = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut addrs = Vec::new();
+    for _ in 0..50 {
+        addrs = node_b.listen_addrs().await;
+        if !addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut events_b = node_b.subscribe();
+    let node_a = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            peers: addrs,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut events_a = node_a.subscribe();
+    until(
+        &mut events_b,
+        |e| matches!(e, NodeEvent::Received { text, .. } if text == "written before we met"),
+    )
+    .await;
+    for i in 0..20 {
+        node_a.send("Bob", &format!("a{i}")).unwrap();
+        node_b.send("Alice", &format!("b{i}")).unwrap();
+    }
+    let mut got = 0;
+    until(&mut events_a, |e| {
+        if matches!(e, NodeEvent::Received { .. }) {
+            got += 1;
+        }
+        got == 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let conv_b = node_b.with_profile(|p| p.conversation("Alice").unwrap());
+    let conv_a = node_a.with_profile(|p| p.conversation("Bob").unwrap());
+    assert_eq!(conv_a.len(), 41);
+    assert_eq!(conv_b.len(), 41);
+    assert_eq!(
+        conv_a.iter().map(|m| m.key).collect::<Vec<_>>(),
+        conv_b.iter().map(|m| m.key).collect::<Vec<_>>()
+    );
+    assert!(
+        conv_a
+            .iter()
+            .filter(|m| m.outgoing)
+            .all(|m| m.delivery == Some(Delivery::Delivered)),
+        "{conv_a:?}"
+    );
+}
