@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod control;
 mod crypto;
 mod profile;
 pub mod runtime;

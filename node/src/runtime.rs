@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{AsyncReadExt, AsyncWriteExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strand_sync::limits::{Time, HANDSHAKE_TIMEOUT};
 use strand_sync::{
     Beacon, Config, Event, GroupId, Key, Listener, PublicIdentity, Session, BEACON_LEN, HELLO_LEN,
@@ -54,7 +54,7 @@ pub struct NodeConfig {
 }
 
 /// Something that happened, for the GUI, `strand read --follow` and tests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum NodeEvent {
     /// A session with a contact is up.
@@ -92,7 +92,7 @@ pub enum NodeEvent {
 }
 
 /// How a contact was last seen.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Seen {
     /// Contact name.
     pub contact: String,
@@ -105,7 +105,7 @@ pub struct Seen {
 }
 
 /// A node's state for `strand status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// The user's name.
     pub name: String,

@@ -1,0 +1,242 @@
+//! The local control socket: how `strand send`, `read`, `status` and the
+//! rest talk to a running `strand run`.
+//!
+//! A Unix socket `control.sock` in the profile directory, mode 0600 (the
+//! profile directory is 0700 as well), so only the profile's owner can
+//! use it. One JSON object per line each way: a [`Request`], then one
+//! [`Response`] (or, for `follow`, a stream of [`crate::NodeEvent`] lines).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::runtime::hex;
+use crate::Node;
+
+/// File name of the control socket in a profile directory.
+pub const SOCKET: &str = "control.sock";
+
+/// Longest request line accepted (a message of 1 MiB, JSON-escaped).
+const MAX_REQUEST: usize = 8 * 1024 * 1024;
+
+/// A request to the running node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Send a text.
+    Send {
+        /// Contact name.
+        contact: String,
+        /// Text.
+        text: String,
+    },
+    /// The conversation with a contact.
+    Read {
+        /// Contact name.
+        contact: String,
+    },
+    /// Stream node events.
+    Follow,
+    /// The contacts.
+    Contacts,
+    /// Node status.
+    Status,
+    /// Add a contact.
+    Add {
+        /// Invite code.
+        code: String,
+        /// Name to give them.
+        name: String,
+    },
+    /// This profile's invite.
+    Invite,
+}
+
+/// A message as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageView {
+    /// Timestamp, ms since the Unix epoch.
+    pub time: u64,
+    /// Message id, hex.
+    pub id: String,
+    /// Who wrote it: "me" or the contact's name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Outgoing messages: queued, sent or delivered.
+    pub delivery: Option<String>,
+}
+
+/// A contact as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContactView {
+    /// Name.
+    pub name: String,
+    /// Signing key, hex (a fingerprint to compare out of band).
+    pub key: String,
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether it worked.
+    pub ok: bool,
+    /// What went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl Response {
+    fn ok(data: impl Serialize) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            data: Some(serde_json::to_value(data).expect("serialisable")),
+        }
+    }
+    fn err(e: impl std::fmt::Display) -> Self {
+        Response {
+            ok: false,
+            error: Some(e.to_string()),
+            data: None,
+        }
+    }
+}
+
+/// The socket path for a profile.
+pub fn socket_path(profile: &Path) -> PathBuf {
+    profile.join(SOCKET)
+}
+
+/// Serves the control socket until the task is dropped.
+pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
+    let path = socket_path(profile);
+    // We hold the profile's lock, so a socket file left here is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(node, stream).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd).take(MAX_REQUEST as u64);
+    let mut line = String::new();
+    rd.read_line(&mut line).await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Response::err(format!("bad request: {e}")),
+        Ok(Request::Follow) => {
+            let mut events = node.subscribe();
+            wr.write_all(b"{\"ok\":true}\n").await?;
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        let mut line = serde_json::to_vec(&e).expect("serialisable");
+                        line.push(b'\n');
+                        wr.write_all(&line).await?;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        Ok(request) => answer(&node, request).await,
+    };
+    let mut out = serde_json::to_vec(&response).expect("serialisable");
+    out.push(b'\n');
+    wr.write_all(&out).await
+}
+
+async fn answer(node: &Node, request: Request) -> Response {
+    match request {
+        Request::Send { contact, text } => match node.send(&contact, &text) {
+            Ok(key) => Response::ok(serde_json::json!({ "id": hex(&key.id.0), "time": key.time })),
+            Err(e) => Response::err(e),
+        },
+        Request::Read { contact } => match node.with_profile(|p| conversation(p, &contact)) {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        },
+        Request::Contacts => Response::ok(node.with_profile(|p| contacts(p))),
+        Request::Status => Response::ok(node.status().await),
+        Request::Add { code, name } => match node.add_contact(&code, &name) {
+            Ok(c) => Response::ok(ContactView {
+                name: c.name,
+                key: hex(&c.public.sign),
+            }),
+            Err(e) => Response::err(e),
+        },
+        Request::Invite => Response::ok(node.with_profile(|p| p.identity().invite().to_text())),
+        Request::Follow => Response::err("follow is handled above"),
+    }
+}
+
+/// The conversation as [`MessageView`]s.
+pub fn conversation(
+    p: &crate::Profile,
+    contact: &str,
+) -> Result<Vec<MessageView>, crate::ProfileError> {
+    Ok(p.conversation(contact)?
+        .into_iter()
+        .map(|m| MessageView {
+            time: m.key.time,
+            id: hex(&m.key.id.0),
+            from: if m.outgoing {
+                "me".to_owned()
+            } else {
+                contact.to_owned()
+            },
+            text: m.text,
+            delivery: m.delivery.map(|d| d.as_str().to_owned()),
+        })
+        .collect())
+}
+
+/// The contacts as [`ContactView`]s.
+pub fn contacts(p: &crate::Profile) -> Vec<ContactView> {
+    p.contacts()
+        .iter()
+        .map(|c| ContactView {
+            name: c.name.clone(),
+            key: hex(&c.public.sign),
+        })
+        .collect()
+}
+
+/// Sends one request to a running node. `Ok(None)` if no node answers on
+/// this profile's socket.
+pub async fn request(
+    profile: &Path,
+    request: &Request,
+) -> std::io::Result<Option<(Response, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
+    let Ok(stream) = UnixStream::connect(socket_path(profile)).await else {
+        return Ok(None);
+    };
+    let (rd, mut wr) = stream.into_split();
+    let mut line = serde_json::to_vec(request).expect("serialisable");
+    line.push(b'\n');
+    wr.write_all(&line).await?;
+    let mut rd = BufReader::new(rd);
+    let mut answer = String::new();
+    rd.read_line(&mut answer).await?;
+    let response = serde_json::from_str(&answer)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(Some((response, rd)))
+}
