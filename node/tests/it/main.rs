@@ -4,7 +4,11 @@
 //!   files; wrong passphrases, a second owner (another process), corrupt
 //!   and newer files; what is and is not readable at rest.
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
+//! - `lan`: two nodes in one process over real libp2p sockets on loopback.
+//! - `cli`: the `strand` binary as separate processes: 100 messages each
+//!   way, kill -9 mid-sync, a stranger, bad command-line input.
 
+mod cli;
 mod lan;
 mod profile;
 mod sync;

@@ -1,0 +1,313 @@
+//! The `strand` binary, as separate processes on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strand");
+
+struct User {
+    dir: PathBuf,
+    pass: String,
+}
+
+impl User {
+    fn init(root: &Path, name: &str) -> User {
+        let u = User {
+            dir: root.join(name),
+            pass: format!("{name} passphrase"),
+        };
+        let out = u.cmd(&["init", "--name", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        u
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("STRAND_PROFILE", &self.dir)
+            .env("STRAND_PASSPHRASE", &self.pass)
+            .env_remove("STRAND_LOG");
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "strand {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn invite(&self) -> String {
+        self.ok(&["invite"]).trim().to_owned()
+    }
+
+    /// `strand run` on loopback; returns the process and its address.
+    fn run(&self, peers: &[&str]) -> (Child, String) {
+        let mut args = vec!["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        for p in peers {
+            args.extend(["--peer", p]);
+        }
+        let mut child = self
+            .command()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+            .to_owned();
+        // Keep draining stdout so the node never blocks on it.
+        std::thread::spawn(move || for _ in out.lines() {});
+        (child, addr)
+    }
+
+    fn read(&self, contact: &str) -> Vec<Value> {
+        let out = self.cmd(&["read", contact, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn pair(root: &Path) -> (User, User) {
+    let a = User::init(root, "alice");
+    let b = User::init(root, "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    b.ok(&["add", &a.invite(), "--name", "alice"]);
+    (a, b)
+}
+
+fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_processes_exchange_100_messages_each_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let (b_run, b_addr) = b.run(&[]);
+    let _b_run = Killed(b_run);
+    let (a_run, _) = a.run(&[&b_addr]);
+    let _a_run = Killed(a_run);
+    for i in 0..100 {
+        a.ok(&["send", "bob", &format!("from alice {i}")]);
+        b.ok(&["send", "alice", &format!("from bob {i}")]);
+    }
+    eventually(
+        "200 messages on both sides, all delivered",
+        Duration::from_secs(90),
+        || {
+            let (ma, mb) = (a.read("bob"), b.read("alice"));
+            let delivered = |m: &[Value]| {
+                m.iter()
+                    .filter(|m| m["from"] == "me")
+                    .all(|m| m["delivery"] == "delivered")
+            };
+            ma.len() == 200 && mb.len() == 200 && delivered(&ma) && delivered(&mb)
+        },
+    );
+    let (ma, mb) = (a.read("bob"), b.read("alice"));
+    let ids = |m: &[Value]| {
+        m.iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&ma), ids(&mb), "same log, same order");
+    let mut unique = ids(&ma);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 200, "exactly once");
+    let times: Vec<u64> = ma.iter().map(|m| m["time"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in timestamp order");
+    for i in 0..100 {
+        assert!(ma.iter().any(|m| m["text"] == format!("from bob {i}")));
+        assert!(mb.iter().any(|m| m["text"] == format!("from alice {i}")));
+    }
+}
+
+#[test]
+fn a_receiver_killed_mid_sync_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    // Alice wrote 10,000 messages while offline.
+    {
+        let mut p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+        let mut rng = strand_node::os_rng();
+        let t0 = strand_node::runtime::now() - 20_000_000;
+        for i in 0..10_000u64 {
+            p.write("bob", &format!("bulk {i}"), t0 + i * 1000, &mut rng)
+                .unwrap();
+        }
+    }
+    let (b_run, b_addr) = b.run(&[]);
+    let mut b_run = Killed(b_run);
+    let (a_run, _) = a.run(&[&b_addr]);
+    let _a_run = Killed(a_run);
+    eventually(
+        "bob to receive part of the sync",
+        Duration::from_secs(60),
+        || {
+            let n = b.cmd(&["read", "alice", "--json"]);
+            n.status.success() && !n.stdout.is_empty()
+        },
+    );
+    // kill -9 in the middle.
+    b_run.0.kill().unwrap();
+    b_run.0.wait().unwrap();
+    let partial = b.read("alice").len();
+    assert!(
+        partial < 10_000,
+        "killed after the sync finished ({partial}); the test proves nothing"
+    );
+    // Restart on the same address is not needed: Alice keeps dialling the old
+    // one, so Bob dials Alice instead.
+    let a_addr = {
+        let s = a.ok(&["status", "--json"]);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        v["transports"][0]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("LAN ")
+            .to_owned()
+    };
+    let (b_run2, _) = b.run(&[&a_addr]);
+    let _b_run2 = Killed(b_run2);
+    eventually("all 10,000 at bob", Duration::from_secs(120), || {
+        b.read("alice").len() == 10_000
+    });
+    let m = b.read("alice");
+    let mut ids: Vec<_> = m
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10_000, "nothing duplicated");
+    eprintln!("killed with {partial} of 10,000 stored");
+}
+
+#[test]
+fn a_stranger_on_the_lan_learns_and_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let mallory = User::init(tmp.path(), "mallory");
+    // Mallory has Alice's invite, but Alice never added her.
+    mallory.ok(&["add", &a.invite(), "--name", "alice"]);
+    mallory.ok(&["send", "alice", "let me in"]);
+    a.ok(&["send", "bob", "private"]);
+    let (a_run, a_addr) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    let (m_run, _) = mallory.run(&[&a_addr]);
+    let _m_run = Killed(m_run);
+    let (b_run, _) = b.run(&[&a_addr]);
+    let _b_run = Killed(b_run);
+    eventually("bob gets alice's message", Duration::from_secs(30), || {
+        b.read("alice").len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let v: Value = serde_json::from_str(&mallory.ok(&["status", "--json"])).unwrap();
+    assert_eq!(
+        v["seen"].as_array().unwrap().len(),
+        0,
+        "mallory never had a session: {v}"
+    );
+    assert_eq!(
+        mallory.read("alice").len(),
+        1,
+        "mallory holds only her own message"
+    );
+    assert!(a.read("bob").iter().all(|m| m["text"] != "let me in"));
+    // The real pair keeps syncing.
+    b.ok(&["send", "alice", "still here"]);
+    eventually("alice gets bob's reply", Duration::from_secs(30), || {
+        a.read("bob").len() == 2
+    });
+}
+
+#[test]
+fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    // Wrong passphrase.
+    let out = a
+        .command()
+        .args(["contacts"])
+        .env("STRAND_PASSPHRASE", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    // A corrupt invite code.
+    let mut code = _b.invite();
+    code.replace_range(20..21, if &code[20..21] == "a" { "b" } else { "a" });
+    let out = a.cmd(&["add", &code, "--name", "eve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(a.ok(&["contacts", "--json"]).matches("\"name\"").count(), 1);
+    // Usage errors exit 1.
+    assert_eq!(a.cmd(&["send"]).status.code(), Some(1));
+    // A second process on a running profile.
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let out = a
+        .command()
+        .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use") && err.contains(&a.dir.display().to_string()),
+        "{err}"
+    );
+    // ...while commands go through the running node.
+    assert!(a.ok(&["status"]).contains("node running"));
+}
