@@ -65,12 +65,23 @@ impl User {
         for p in peers {
             args.extend(["--peer", p]);
         }
-        let mut child = self
-            .command()
-            .args(&args)
+        self.run_with(&args, self.command())
+    }
+
+    /// The node's log (stderr of its `strand run`).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Spawns `strand ARGS` (a `run`) with `command`, its log in a file next
+    /// to the profile; waits for its first listening address.
+    fn run_with(&self, args: &[&str], mut command: Command) -> (Child, String) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
+        let mut child = command
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -310,4 +321,140 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     );
     // ...while commands go through the running node.
     assert!(a.ok(&["status"]).contains("node running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_links_are_dropped_with_a_reason_and_contacts_keep_syncing() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use strand_transport::{Lan, LanConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let (a_run, a_addr) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    let (b_run, _) = b.run(&[&a_addr]);
+    let _b_run = Killed(b_run);
+    let (lan, _events) = Lan::start(LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+    })
+    .await
+    .unwrap();
+    let addr: strand_transport::Multiaddr = a_addr.parse().unwrap();
+    // Malformed bytes where the hello should be.
+    let mut junk = lan.dial(addr.clone()).await.unwrap();
+    let mut beacon = [0u8; strand_sync::BEACON_LEN];
+    junk.stream.read_exact(&mut beacon).await.unwrap();
+    junk.stream
+        .write_all(&[0x5a; strand_sync::HELLO_LEN])
+        .await
+        .unwrap();
+    junk.stream.flush().await.unwrap();
+    // A peer that stalls in the middle of its hello.
+    let mut stalled = lan.dial(addr.clone()).await.unwrap();
+    stalled.stream.write_all(&[1; 20]).await.unwrap();
+    stalled.stream.flush().await.unwrap();
+    // 200 connections that never say anything.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(lan.dial(addr.clone()).await.unwrap());
+    }
+    // The real contacts still sync meanwhile.
+    b.ok(&["send", "alice", "through the flood"]);
+    eventually("alice gets bob's message", Duration::from_secs(30), || {
+        a.read("bob")
+            .iter()
+            .any(|m| m["text"] == "through the flood")
+    });
+    // Each bad link is dropped with a logged reason.
+    eventually(
+        "202 drop reasons in the log",
+        Duration::from_secs(40),
+        || a.log().matches("link dropped").count() >= 202,
+    );
+    let log = a.log();
+    assert!(log.contains("hello refused"), "{log}");
+    assert!(log.contains("no hello in time"), "{log}");
+    b.ok(&["send", "alice", "after the flood"]);
+    eventually(
+        "alice gets the next one too",
+        Duration::from_secs(30),
+        || a.read("bob").iter().any(|m| m["text"] == "after the flood"),
+    );
+    drop((junk, stalled, silent));
+}
+
+/// Runs `ip` with arguments; whether it worked.
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Netns(Vec<String>);
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            ip(&["netns", "del", n]);
+        }
+    }
+}
+
+#[test]
+fn two_nodes_in_network_namespaces_find_each_other_by_mdns() {
+    let id = std::process::id() % 10_000;
+    let (n1, n2) = (format!("strand-a-{id}"), format!("strand-b-{id}"));
+    if !ip(&["netns", "add", &n1]) {
+        eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    }
+    let _guard = Netns(vec![n1.clone(), n2.clone()]);
+    let (v1, v2) = (format!("sa{id}"), format!("sb{id}"));
+    let setup = [
+        vec!["netns", "add", &n2],
+        vec!["link", "add", &v1, "type", "veth", "peer", "name", &v2],
+        vec!["link", "set", &v1, "netns", &n1],
+        vec!["link", "set", &v2, "netns", &n2],
+        vec!["-n", &n1, "addr", "add", "10.200.0.1/24", "dev", &v1],
+        vec!["-n", &n2, "addr", "add", "10.200.0.2/24", "dev", &v2],
+        vec!["-n", &n1, "link", "set", &v1, "up"],
+        vec!["-n", &n2, "link", "set", &v2, "up"],
+        vec!["-n", &n1, "link", "set", "lo", "up"],
+        vec!["-n", &n2, "link", "set", "lo", "up"],
+    ];
+    for args in &setup {
+        if !ip(args) {
+            eprintln!("SKIPPED: `ip {}` failed", args.join(" "));
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let in_ns = |u: &User, ns: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, BIN])
+            .env("STRAND_PROFILE", &u.dir)
+            .env("STRAND_PASSPHRASE", &u.pass);
+        c
+    };
+    // mDNS on, no addresses given: they must discover each other.
+    let (a_run, _) = a.run_with(
+        &["run", "--listen", "/ip4/10.200.0.1/tcp/0"],
+        in_ns(&a, &n1),
+    );
+    let _a_run = Killed(a_run);
+    let (b_run, _) = b.run_with(
+        &["run", "--listen", "/ip4/10.200.0.2/tcp/0"],
+        in_ns(&b, &n2),
+    );
+    let _b_run = Killed(b_run);
+    for i in 0..20 {
+        a.ok(&["send", "bob", &format!("across namespaces {i}")]);
+        b.ok(&["send", "alice", &format!("and back {i}")]);
+    }
+    eventually("40 messages on both sides", Duration::from_secs(60), || {
+        a.read("bob").len() == 40 && b.read("alice").len() == 40
+    });
 }
