@@ -464,6 +464,16 @@ fn restrict_permissions(path: &Path) {
 fn restrict_permissions(_: &Path) {}
 
 impl Profile {
+    /// Messages stored, all conversations.
+    pub fn stored_messages(&self) -> Result<u64, ProfileError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read().map_err(db_error)?;
+        txn.open_table(MESSAGES)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+
     /// Outgoing messages of `group` not yet known to be delivered.
     pub fn undelivered(&self, group: &strand_sync::GroupId) -> Result<Vec<Key>, ProfileError> {
         let txn = self.db.begin_read().map_err(db_error)?;

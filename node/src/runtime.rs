@@ -121,6 +121,8 @@ pub struct Status {
     pub bytes_sent: u64,
     /// See `bytes_sent`.
     pub bytes_received: u64,
+    /// Messages stored, all conversations.
+    pub messages: u64,
 }
 
 struct SessionEntry {
@@ -308,6 +310,7 @@ impl Node {
             links: MAX_LINKS - self.shared.links.available_permits(),
             bytes_sent: self.shared.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.shared.bytes_received.load(Ordering::Relaxed),
+            messages: self.with_profile(|p| p.stored_messages().unwrap_or(0)),
         }
     }
 

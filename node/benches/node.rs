@@ -1,0 +1,301 @@
+//! strand-node benchmarks: `cargo bench -p strand-node`.
+//!
+//! Prints, each next to a baseline measured in the same run:
+//!
+//! 1. **Bulk sync**: 100,000 messages of 1 KiB from one node to an empty
+//!    one over libp2p on loopback (the receiver is a real `strand run`
+//!    process); messages per second, against strand-sync moving the same
+//!    messages between two in-memory stores over the virtual harness.
+//!    Target ≥ 30,000 messages/s.
+//! 2. **First message**: two nodes started → first message delivered, on
+//!    loopback; median of 5. Target ≤ 2 s.
+//! 3. **Idle memory**: resident memory of that `strand run` process, idle,
+//!    holding the 100,000 messages; against the same binary idle with an
+//!    empty profile. Target ≤ 40 MiB.
+//!
+//! `STRAND_BENCH_MESSAGES=20000` shrinks the bulk figure for a quick run.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile};
+use strand_sync::{Kind, Message, Store};
+use strand_transport::LanConfig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strand");
+const PASS: &str = "bench passphrase";
+
+fn loopback() -> LanConfig {
+    LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+    }
+}
+
+fn pair(root: &Path) -> (Profile, Profile) {
+    let mut rng = os_rng();
+    let kdf = KdfParams::insecure_for_tests();
+    let mut a = Profile::create(&root.join("a"), "Alice", PASS, kdf, &mut rng).unwrap();
+    let mut b = Profile::create(&root.join("b"), "Bob", PASS, kdf, &mut rng).unwrap();
+    let (ia, ib) = (a.identity().invite(), b.identity().invite());
+    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
+    (a, b)
+}
+
+fn messages(p: &Profile, n: usize) -> Vec<Message> {
+    let group = p.sync_contacts()[0].direct_group().clone();
+    let t0 = strand_node::runtime::now() - n as u64 * 10;
+    let identity = p.identity();
+    std::thread::scope(|s| {
+        let halves: Vec<_> = (0..2)
+            .map(|h| {
+                let group = &group;
+                s.spawn(move || {
+                    let mut rng = os_rng();
+                    let body = vec![b'x'; 1024];
+                    (h * n / 2..(h + 1) * n / 2)
+                        .map(|i| {
+                            Message::create(
+                                identity,
+                                group,
+                                t0 + i as u64 * 10,
+                                Kind::TEXT,
+                                &body,
+                                &mut rng,
+                            )
+                            .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn spawn_run(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("STRAND_PROFILE", dir)
+        .env("STRAND_PASSPHRASE", PASS)
+        .env("STRAND_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || for _ in out.lines() {});
+    (
+        child,
+        line.trim().trim_start_matches("listening on ").to_owned(),
+    )
+}
+
+fn stored(dir: &Path) -> u64 {
+    let out = Command::new(BIN)
+        .args(["status", "--json"])
+        .env("STRAND_PROFILE", dir)
+        .env("STRAND_PASSPHRASE", PASS)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["messages"].as_u64())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and test discovery
+    }
+    let n: usize = std::env::var("STRAND_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("strand-node benchmarks (release build, loopback, this machine)\n");
+
+    // 1. Bulk sync.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let t = Instant::now();
+    let msgs = messages(&a, n);
+    {
+        let group = a.sync_contacts()[0].direct_group().id;
+        let mut store = a.store();
+        for m in &msgs {
+            store.insert(&group, m).unwrap();
+        }
+        store.commit().unwrap();
+    }
+    println!(
+        "1. bulk sync of {n} messages of 1 KiB, empty receiver (made in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let b_dir = b.dir().to_path_buf();
+    drop(b);
+    let (mut b_run, b_addr) = spawn_run(&b_dir);
+    let started = Instant::now();
+    let node_a = rt
+        .block_on(Node::start(
+            a,
+            NodeConfig {
+                lan: loopback(),
+                peers: vec![b_addr.parse().unwrap()],
+                ..NodeConfig::default()
+            },
+        ))
+        .unwrap();
+    while stored(&b_dir) < n as u64 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "bulk sync did not finish"
+        );
+    }
+    let bulk = started.elapsed();
+    // Baseline: the same messages through strand-sync alone, in memory.
+    let mut mem = strand_sync::harness::Pair::new(1);
+    let group = mem.a.group().clone();
+    let base_msgs = {
+        let mut rng = os_rng();
+        let body = vec![b'x'; 1024];
+        (0..n)
+            .map(|i| {
+                Message::create(
+                    &mem.a.identity,
+                    &group,
+                    mem.now - 1_000_000 + i as u64,
+                    Kind::TEXT,
+                    &body,
+                    &mut rng,
+                )
+                .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    for m in &base_msgs {
+        mem.a.store.insert(&group.id, m).unwrap();
+    }
+    mem.latency = 0;
+    let t = Instant::now();
+    mem.connect();
+    mem.drive();
+    let base = t.elapsed();
+    assert_eq!(mem.b.store.len(&group.id), n);
+    let rate = n as f64 / bulk.as_secs_f64();
+    let base_rate = n as f64 / base.as_secs_f64();
+    println!("   {rate:>9.0} messages/s   node to node over libp2p on loopback, into redb ({:.1} s; target ≥ 30,000/s)", bulk.as_secs_f64());
+    println!("   {base_rate:>9.0} messages/s   baseline: strand-sync alone, in-memory stores, virtual link, same run");
+    println!(
+        "   {:>9.0} %            of the baseline\n",
+        100.0 * rate / base_rate
+    );
+
+    // 3. Idle memory of the receiver holding the messages.
+    std::thread::sleep(Duration::from_secs(3));
+    let full_rss = rss_kib(b_run.id());
+    let _ = b_run.kill();
+    let _ = b_run.wait();
+    drop(node_a);
+    let empty_dir = tmp.path().join("empty");
+    drop(
+        Profile::create(
+            &empty_dir,
+            "Empty",
+            PASS,
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap(),
+    );
+    let (mut e_run, _) = spawn_run(&empty_dir);
+    std::thread::sleep(Duration::from_secs(3));
+    let empty_rss = rss_kib(e_run.id());
+    let _ = e_run.kill();
+    let _ = e_run.wait();
+
+    // 2. Two nodes started → first message delivered.
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut a, b) = pair(tmp.path());
+        a.write("Bob", "first", strand_node::runtime::now(), &mut os_rng())
+            .unwrap();
+        let t = rt.block_on(async {
+            let t = Instant::now();
+            let node_b = Node::start(
+                b,
+                NodeConfig {
+                    lan: loopback(),
+                    ..NodeConfig::default()
+                },
+            )
+            .await
+            .unwrap();
+            let mut addrs = Vec::new();
+            while addrs.is_empty() {
+                addrs = node_b.listen_addrs().await;
+                tokio::task::yield_now().await;
+            }
+            let node_a = Node::start(
+                a,
+                NodeConfig {
+                    lan: loopback(),
+                    peers: addrs,
+                    ..NodeConfig::default()
+                },
+            )
+            .await
+            .unwrap();
+            let mut ev = node_a.subscribe();
+            loop {
+                if let Ok(NodeEvent::Delivered { .. }) = ev.recv().await {
+                    break;
+                }
+            }
+            t.elapsed()
+        });
+        times.push(t);
+    }
+    times.sort();
+    println!("2. two nodes started → first message delivered (loopback, median of 5)");
+    println!(
+        "   {:>9.1} ms            (min {:.1}, max {:.1}; target ≤ 2,000 ms)",
+        times[2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[4].as_secs_f64() * 1e3
+    );
+    println!("   baseline: one loopback TCP + Noise XX (libp2p) + Noise KK (Strand) round trip set-up; no same-run figure\n");
+
+    println!("3. resident memory of an idle `strand run`");
+    println!(
+        "   {:>9.1} MiB           holding {n} messages (target ≤ 40 MiB)",
+        full_rss as f64 / 1024.0
+    );
+    println!(
+        "   {:>9.1} MiB           baseline: the same binary idle with an empty profile",
+        empty_rss as f64 / 1024.0
+    );
+}
