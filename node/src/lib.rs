@@ -1,11 +1,17 @@
 //! strand-node: a Strand device — an encrypted profile on redb, contacts,
-//! conversations with delivery state, and (to come) the runtime that syncs
-//! them over every transport.
+//! conversations with delivery state, and the runtime that syncs them with
+//! contacts over every transport (the LAN today).
 //!
-//! **Partly built.** Issue 3 is in progress: the profile store, its
-//! encryption at rest and its single-owner lock are here and tested; the
-//! tokio runtime, the LAN transport, the control socket and the `strand`
-//! CLI are not built yet.
+//! * [`Profile`]: one directory, one redb file ([`schema`]), secrets sealed
+//!   under a passphrase key (Argon2id), one owning process at a time.
+//! * [`Node`]: a tokio runtime over a profile. Every link (from
+//!   [`strand_transport`]) starts with the listener's discovery beacon and
+//!   the dialler's hello, then runs a strand-sync session; what arrives is
+//!   written in one redb transaction per batch. Per-link queues, a cap on
+//!   links ([`runtime::MAX_LINKS`]) and on sessions per contact bound memory
+//!   and work.
+//! * [`control`]: the owner-only Unix socket that `strand send`, `read`,
+//!   `status` use while `strand run` holds the profile.
 //!
 //! ```
 //! use strand_node::{Profile, KdfParams, os_rng};

@@ -400,15 +400,12 @@ async fn run(cli: Cli) -> Result<()> {
                 tracing::info!("listening on {a}");
                 println!("listening on {a}");
             }
-            let mut events = node.subscribe();
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    r = events.recv() => if let Ok(e) = r { tracing::info!("{}", serde_json::to_string(&e)?) },
-                }
-                if control.is_finished() {
-                    bail!("the control socket stopped");
-                }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                r = control => match r {
+                    Ok(Err(e)) => bail!("the control socket failed: {e}"),
+                    _ => bail!("the control socket stopped"),
+                },
             }
             let _ = std::fs::remove_file(control::socket_path(&dir));
         }

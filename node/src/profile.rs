@@ -15,6 +15,10 @@ use crate::store::{sync_key, table_key, RedbStore};
 use crate::ProfileError;
 
 const ROLE_ROOT: &str = "strand/v1/root";
+/// redb's page cache. Its default (1 GiB) would let an idle node holding a
+/// large history grow to the size of its file; 8 MiB keeps the hot pages
+/// (recent ranges, the B-tree's upper levels) and an idle node small.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 const ROLE_IDENTITY: &str = "strand/v1/identity";
 const ROLE_CONTACT: &str = "strand/v1/contact";
 
@@ -96,10 +100,12 @@ fn db_error(e: impl Into<redb::Error>) -> ProfileError {
 
 fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
     let path = dir.join(DB_FILE);
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
     let result = if create {
-        Database::create(&path)
+        builder.create(&path)
     } else {
-        Database::open(&path)
+        builder.open(&path)
     };
     result.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => ProfileError::InUse(dir.to_path_buf()),
@@ -355,14 +361,28 @@ impl Profile {
         key: &Key,
         state: Delivery,
     ) -> Result<(), ProfileError> {
-        let k = table_key(group, key);
+        self.mark_many(&[(*group, *key)], state)
+    }
+
+    /// [`Profile::mark`] for many messages in one transaction.
+    pub fn mark_many(
+        &self,
+        keys: &[(strand_sync::GroupId, Key)],
+        state: Delivery,
+    ) -> Result<(), ProfileError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut t = txn.open_table(OUTBOX).map_err(db_error)?;
-            let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
-            if let Some(cur) = current {
-                if Delivery::from_u8(cur) < state {
-                    t.insert(&k, state as u8).map_err(db_error)?;
+            for (group, key) in keys {
+                let k = table_key(group, key);
+                let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
+                if let Some(cur) = current {
+                    if Delivery::from_u8(cur) < state {
+                        t.insert(&k, state as u8).map_err(db_error)?;
+                    }
                 }
             }
         }

@@ -29,7 +29,9 @@ pub const MAX_SESSIONS_PER_CONTACT: usize = 2;
 /// 8 × 16 KiB and makes a slow reader slow down the producer.
 const WRITE_QUEUE: usize = 8;
 /// Chunks read ahead on one link.
-const READ_QUEUE: usize = 8;
+const READ_QUEUE: usize = 32;
+/// Most read chunks (64 KiB each) written in one store transaction.
+const MAX_BATCH_CHUNKS: usize = 32;
 /// How often configured peers are re-dialled while not connected.
 const REDIAL: Duration = Duration::from_secs(5);
 /// Node events buffered for each subscriber.
@@ -510,7 +512,9 @@ impl Node {
         let mut staged: Option<Vec<u8>> = None;
         let mut snapshot: Vec<(GroupId, Key)> = Vec::new();
         loop {
-            // Events first: they may need the store.
+            // Events first: they may need the store. Delivery marks are
+            // batched into one transaction.
+            let mut delivered: Vec<(GroupId, Key)> = Vec::new();
             while let Some(event) = session.poll_event() {
                 match event {
                     Event::Established { .. } => {
@@ -544,7 +548,7 @@ impl Node {
                             link: kind.to_string(),
                         });
                     }
-                    Event::Received { group, key } => {
+                    Event::Received { group, key } if self.shared.events.receiver_count() > 0 => {
                         let msg = self
                             .with_profile(|p| p.message(&group, &key))
                             .ok()
@@ -557,7 +561,7 @@ impl Node {
                         });
                     }
                     Event::Delivered { group, key } => {
-                        let _ = self.with_profile(|p| p.mark(&group, &key, Delivery::Delivered));
+                        delivered.push((group, key));
                         let _ = self.shared.events.send(NodeEvent::Delivered {
                             contact: contact.name.clone(),
                             id: hex(&key.id.0),
@@ -565,7 +569,7 @@ impl Node {
                     }
                     Event::Synced { group } => {
                         for (g, k) in snapshot.drain(..).filter(|(g, _)| *g == group) {
-                            let _ = self.with_profile(|p| p.mark(&g, &k, Delivery::Delivered));
+                            delivered.push((g, k));
                             let _ = self.shared.events.send(NodeEvent::Delivered {
                                 contact: contact.name.clone(),
                                 id: hex(&k.id.0),
@@ -576,6 +580,7 @@ impl Node {
                         tracing::warn!(contact = %contact.name, "message not stored yet: {reason}");
                     }
                     Event::Closed { error } => {
+                        let _ = self.with_profile(|p| p.mark_many(&delivered, Delivery::Delivered));
                         return match error {
                             None => Ok(()),
                             Some(e) => Err(format!("session with {} ended: {e}", contact.name)),
@@ -583,6 +588,9 @@ impl Node {
                     }
                     _ => {}
                 }
+            }
+            if let Err(e) = self.with_profile(|p| p.mark_many(&delivered, Delivery::Delivered)) {
+                tracing::error!("recording delivery failed: {e}");
             }
             if session.is_closed() {
                 return Ok(());
@@ -608,14 +616,32 @@ impl Node {
                 biased;
                 chunk = in_rx.recv() => match chunk.flatten() {
                     Some(bytes) => {
-                        self.shared.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        // Take whatever else has arrived too: one commit
+                        // (one fsync) per batch, however large.
+                        let mut eof = false;
                         self.with_profile(|p| {
                             let mut store = p.store();
-                            let _ = session.handle_input(now(), &bytes, &mut store);
+                            let mut next = Some(bytes);
+                            let mut taken = 0;
+                            while let Some(bytes) = next.take() {
+                                self.shared.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                let _ = session.handle_input(now(), &bytes, &mut store);
+                                taken += 1;
+                                if taken < MAX_BATCH_CHUNKS {
+                                    match in_rx.try_recv() {
+                                        Ok(Some(b)) => next = Some(b),
+                                        Ok(None) => eof = true,
+                                        Err(_) => {}
+                                    }
+                                }
+                            }
                             if let Err(e) = store.commit() {
                                 tracing::error!("store commit failed: {e}");
                             }
                         });
+                        if eof {
+                            session.handle_eof();
+                        }
                     }
                     None => session.handle_eof(),
                 },
