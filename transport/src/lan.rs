@@ -10,7 +10,8 @@ use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Link, LinkKind, TransportError, PROTOCOL};
+use crate::stream::{self, OpenId};
+use crate::{Link, LinkKind, TransportError};
 
 /// Bound on queued transport events; past it, discoveries are dropped
 /// (mDNS repeats them) and inbound streams wait.
@@ -63,7 +64,7 @@ pub enum LanEvent {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    stream: libp2p_stream::Behaviour,
+    stream: stream::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -75,13 +76,16 @@ enum Command {
     Addresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Open {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<Link, TransportError>>,
+    },
 }
 
 /// A handle to the running LAN transport. Cheap to clone; the transport
 /// stops when every handle and the event receiver are dropped.
 #[derive(Clone)]
 pub struct Lan {
-    control: libp2p_stream::Control,
     commands: mpsc::Sender<Command>,
     local: PeerId,
 }
@@ -119,7 +123,7 @@ impl Lan {
                     None
                 };
                 Ok(Behaviour {
-                    stream: libp2p_stream::Behaviour::new(),
+                    stream: stream::Behaviour::new(),
                     mdns: Toggle::from(mdns),
                 })
             })
@@ -135,16 +139,11 @@ impl Lan {
                 })?;
         }
         let local = *swarm.local_peer_id();
-        let mut control = swarm.behaviour().stream.new_control();
-        let incoming = control
-            .accept(PROTOCOL)
-            .map_err(|e| TransportError::Setup(e.to_string()))?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(run(swarm, incoming, events_tx, commands_rx));
+        tokio::spawn(run(swarm, events_tx, commands_rx));
         Ok((
             Lan {
-                control,
                 commands: commands_tx,
                 local,
             },
@@ -194,27 +193,17 @@ impl Lan {
     /// Opens a stream to a peer we know an address for (from mDNS or an
     /// earlier connection).
     pub async fn open(&self, peer: PeerId) -> Result<Link, TransportError> {
-        let stream = self
-            .control
-            .clone()
-            .open_stream(peer, PROTOCOL)
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Open { peer, reply })
             .await
-            .map_err(|e| TransportError::Dial {
-                addr: peer.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Link {
-            kind: LinkKind::Lan,
-            outbound: true,
-            peer,
-            stream,
-        })
+            .map_err(|_| TransportError::Stopped)?;
+        rx.await.map_err(|_| TransportError::Stopped)?
     }
 }
 
 async fn run(
     mut swarm: Swarm<Behaviour>,
-    mut incoming: libp2p_stream::IncomingStreams,
     events: mpsc::Sender<LanEvent>,
     mut commands: mpsc::Receiver<Command>,
 ) {
@@ -222,16 +211,19 @@ async fn run(
         ConnectionId,
         (Multiaddr, oneshot::Sender<Result<PeerId, TransportError>>),
     > = HashMap::new();
+    let mut opens: HashMap<OpenId, oneshot::Sender<Result<Link, TransportError>>> = HashMap::new();
     loop {
         tokio::select! {
-            Some((peer, stream)) = incoming.next() => {
-                let link = Link { kind: LinkKind::Lan, outbound: false, peer, stream };
-                if events.send(LanEvent::Incoming(link)).await.is_err() {
-                    return;
-                }
-            }
             command = commands.recv() => match command {
                 None => return,
+                Some(Command::Open { peer, reply }) => {
+                    if opens.len() >= COMMAND_QUEUE * 4 {
+                        let _ = reply.send(Err(TransportError::Dial { addr: peer.to_string(), reason: "too many streams being opened".into() }));
+                    } else {
+                        let id = swarm.behaviour_mut().stream.open(peer);
+                        opens.insert(id, reply);
+                    }
+                }
                 Some(Command::Addresses { reply }) => {
                     let _ = reply.send(swarm.listeners().cloned().collect());
                 }
@@ -263,6 +255,24 @@ async fn run(
                         let _ = reply.send(Err(TransportError::Dial { addr: addr.to_string(), reason: error.to_string() }));
                     }
                 }
+                SwarmEvent::Behaviour(BehaviourEvent::Stream(event)) => match event {
+                    stream::Event::Inbound { peer, stream } => {
+                        let link = Link { kind: LinkKind::Lan, outbound: false, peer, stream };
+                        if events.send(LanEvent::Incoming(link)).await.is_err() {
+                            return;
+                        }
+                    }
+                    stream::Event::Opened { id, peer, stream } => {
+                        if let Some(reply) = opens.remove(&id) {
+                            let _ = reply.send(Ok(Link { kind: LinkKind::Lan, outbound: true, peer, stream }));
+                        }
+                    }
+                    stream::Event::OpenFailed { id, peer, error } => {
+                        if let Some(reply) = opens.remove(&id) {
+                            let _ = reply.send(Err(TransportError::Dial { addr: peer.to_string(), reason: error }));
+                        }
+                    }
+                },
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                     let mut seen = std::collections::HashSet::new();
                     for (peer, _) in found {

@@ -12,18 +12,17 @@
 //! recognise each other through strand-sync's beacons and tokens.
 //! **Not built yet:** relay, BLE.
 //!
-//! Streams use the protocol [`PROTOCOL`] through `libp2p-stream`, the
-//! libp2p project's generic stream behaviour (its own crate follows the
-//! behaviour / handler / protocol layout).
+//! Streams use the protocol [`PROTOCOL`], implemented in [`stream`] in
+//! libp2p's protocol layout (behaviour / handler / protocol) and tested
+//! with `libp2p-swarm-test`.
 #![warn(missing_docs)]
 
 mod lan;
+pub mod stream;
 
 pub use lan::{Lan, LanConfig, LanEvent};
 pub use libp2p::{Multiaddr, PeerId, Stream};
-
-/// The libp2p protocol name Strand's sync streams are negotiated under.
-pub const PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/strand/sync/1");
+pub use stream::protocol::PROTOCOL;
 
 /// What kind of link a [`Link`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
