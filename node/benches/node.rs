@@ -254,11 +254,8 @@ fn main() {
             )
             .await
             .unwrap();
-            let mut addrs = Vec::new();
-            while addrs.is_empty() {
-                addrs = node_b.listen_addrs().await;
-                tokio::task::yield_now().await;
-            }
+            let addrs = node_b.wait_listening(Duration::from_secs(10)).await;
+            assert!(!addrs.is_empty(), "node did not start listening");
             let node_a = Node::start(
                 a,
                 NodeConfig {

@@ -124,17 +124,6 @@ pub(crate) fn open(key: &[u8; 32], role: &str, sealed: &[u8]) -> Option<Zeroizin
         .map(Zeroizing::new)
 }
 
-/// Keyed BLAKE2s: derives table keys that do not reveal what they index.
-pub(crate) fn keyed_hash(key: &[u8; 32], label: &str, data: &[u8]) -> [u8; 32] {
-    use blake2::digest::{FixedOutput, Mac};
-    let mut mac = <blake2::Blake2sMac256 as blake2::digest::KeyInit>::new_from_slice(key)
-        .expect("32-byte key");
-    Mac::update(&mut mac, label.as_bytes());
-    Mac::update(&mut mac, &[0]);
-    Mac::update(&mut mac, data);
-    mac.finalize_fixed().into()
-}
-
 /// A ChaCha20 RNG seeded from the operating system: the node's randomness,
 /// handed to strand-sync as a parameter.
 pub fn os_rng() -> rand_chacha::ChaCha20Rng {

@@ -395,8 +395,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let dir = dir.clone();
                 tokio::spawn(async move { control::serve(node, &dir).await })
             };
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            for a in node.listen_addrs().await {
+            for a in node.wait_listening(Duration::from_secs(10)).await {
                 tracing::info!("listening on {a}");
                 println!("listening on {a}");
             }
@@ -508,14 +507,7 @@ async fn demo(messages: usize) -> Result<()> {
         },
     )
     .await?;
-    let mut addrs = Vec::new();
-    for _ in 0..100 {
-        addrs = node_b.listen_addrs().await;
-        if !addrs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
     if addrs.is_empty() {
         bail!("Bob's node did not start listening");
     }

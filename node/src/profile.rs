@@ -9,7 +9,7 @@ use strand_sync::limits::Time;
 use strand_sync::{Contact, Identity, Invite, Key, Kind, Message, PublicIdentity, Store};
 use zeroize::Zeroizing;
 
-use crate::crypto::{keyed_hash, open, passphrase_key, seal, KdfParams};
+use crate::crypto::{open, passphrase_key, seal, KdfParams};
 use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX};
 use crate::store::{sync_key, table_key, RedbStore};
 use crate::ProfileError;
@@ -293,7 +293,7 @@ impl Profile {
             public: invite.public,
             added_at: now,
         };
-        let id = keyed_hash(&self.root, "strand/v1/contact-id", &invite.public.sign);
+        let id = strand_sync::kdf(&self.root, "strand/v1/contact-id", &[&invite.public.sign]);
         let sealed = seal(&self.root, ROLE_CONTACT, &encode_contact(&record), rng);
         let txn = self.db.begin_write().map_err(db_error)?;
         txn.open_table(CONTACTS)
@@ -436,11 +436,6 @@ impl Profile {
     pub fn store(&self) -> RedbStore<'_> {
         RedbStore::new(&self.db)
     }
-
-    /// Messages stored in the conversation with `contact`.
-    pub fn message_count(&self, contact: &str) -> Result<usize, ProfileError> {
-        Ok(self.conversation(contact)?.len())
-    }
 }
 
 impl RedbStore<'_> {
@@ -510,30 +505,17 @@ impl Profile {
         Ok(out)
     }
 
-    /// The contact whose 1:1 group this is.
-    pub fn contact_for_group(&self, group: &strand_sync::GroupId) -> Option<&ContactRecord> {
-        self.contacts.iter().find(|c| {
-            self.identity
-                .contact(&c.public)
-                .is_ok_and(|k| k.direct_group().id == *group)
-        })
-    }
-
     /// One stored message of `group`, decrypted.
     pub fn message(
         &self,
-        group: &strand_sync::GroupId,
+        group: &strand_sync::Group,
         key: &Key,
     ) -> Result<Option<StoredMessage>, ProfileError> {
-        let Some(record) = self.contact_for_group(group).cloned() else {
-            return Ok(None);
-        };
-        let g = self.sync_contact(&record)?.direct_group().clone();
-        let Some(bytes) = self.store().get(group, key).map_err(db_error)? else {
+        let Some(bytes) = self.store().get(&group.id, key).map_err(db_error)? else {
             return Ok(None);
         };
         let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
-        let body = msg.open(&g).unwrap_or_default();
+        let body = msg.open(group).unwrap_or_default();
         Ok(Some(StoredMessage {
             key: *key,
             outgoing: msg.author() == self.identity.public().sign,

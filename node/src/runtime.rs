@@ -2,7 +2,7 @@
 //! sync session on each, writes what arrives, and re-syncs when a contact
 //! reappears or a message is queued.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -142,7 +142,6 @@ struct Shared {
     links: Arc<Semaphore>,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
-    listen: Mutex<Vec<Multiaddr>>,
 }
 
 /// A running node. Dropping it does not stop its tasks; use
@@ -186,7 +185,6 @@ impl Node {
             links: Arc::new(Semaphore::new(MAX_LINKS)),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
-            listen: Mutex::new(Vec::new()),
         });
         let node = Node {
             shared: shared.clone(),
@@ -210,7 +208,6 @@ impl Node {
                             }
                         });
                     }
-                    LanEvent::Listening(addr) => n.shared.listen.lock().expect("lock").push(addr),
                     _ => {}
                 }
             }
@@ -247,6 +244,19 @@ impl Node {
     /// The addresses the LAN transport listens on.
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.lan.listen_addrs().await
+    }
+
+    /// The listening addresses, once there is at least one: listeners come
+    /// up just after [`Node::start`] returns. Empty if none within `within`.
+    pub async fn wait_listening(&self, within: Duration) -> Vec<Multiaddr> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let addrs = self.listen_addrs().await;
+            if !addrs.is_empty() || tokio::time::Instant::now() >= deadline {
+                return addrs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Runs `f` on the profile (briefly: the store is shared with sessions).
@@ -354,13 +364,10 @@ impl Node {
             let beacon = Beacon::from_bytes(&beacon).map_err(|e| format!("bad beacon: {e}"))?;
             let t = now();
             let (identity_contact, record) = self.with_profile(|p| {
-                let busy = self.sessions_with_count();
                 p.contacts()
                     .iter()
                     .filter_map(|r| p.sync_contact(r).ok().map(|c| (c, r.clone())))
-                    .find(|(c, r)| {
-                        beacon.matches(c, t) && busy.get(&r.public).copied().unwrap_or(0) == 0
-                    })
+                    .find(|(c, r)| beacon.matches(c, t) && self.session_count(&r.public) == 0)
                     .ok_or_else(|| "not a contact (or already connected)".to_string())
             })?;
             let session = self.with_profile(|p| {
@@ -399,13 +406,7 @@ impl Node {
             })?;
             (session, record)
         };
-        if self
-            .sessions_with_count()
-            .get(&contact.public)
-            .copied()
-            .unwrap_or(0)
-            >= MAX_SESSIONS_PER_CONTACT
-        {
+        if self.session_count(&contact.public) >= MAX_SESSIONS_PER_CONTACT {
             return Err(format!(
                 "already {MAX_SESSIONS_PER_CONTACT} sessions with {}",
                 contact.name
@@ -414,12 +415,15 @@ impl Node {
         self.run_session(session, contact, kind, rd, wr).await
     }
 
-    fn sessions_with_count(&self) -> HashMap<PublicIdentity, usize> {
-        let mut out = HashMap::new();
-        for s in self.shared.sessions.lock().expect("lock").values() {
-            *out.entry(s.contact).or_insert(0) += 1;
-        }
-        out
+    /// Sessions open with `contact` now.
+    fn session_count(&self, contact: &PublicIdentity) -> usize {
+        self.shared
+            .sessions
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|s| s.contact == *contact)
+            .count()
     }
 
     async fn run_session(
@@ -487,7 +491,7 @@ impl Node {
             .expect("lock")
             .get_mut(&contact.public)
         {
-            s.connected = self.sessions_with_count().contains_key(&contact.public);
+            s.connected = self.session_count(&contact.public) > 0;
             s.at = now();
         }
         drop(out_tx);
@@ -511,6 +515,12 @@ impl Node {
     ) -> Result<(), String> {
         let mut staged: Option<Vec<u8>> = None;
         let mut snapshot: Vec<(GroupId, Key)> = Vec::new();
+        // The groups synced with this contact: derived once per session
+        // (it costs a key agreement), not per message.
+        let groups = self
+            .with_profile(|p| p.sync_contact(contact))
+            .map(|c| c.groups)
+            .map_err(|e| e.to_string())?;
         loop {
             // Events first: they may need the store. Delivery marks are
             // batched into one transaction.
@@ -532,15 +542,13 @@ impl Node {
                         // What we had before reconciliation: once it finishes,
                         // the contact holds all of it.
                         snapshot = self.with_profile(|p| {
-                            let g = p.sync_contact(contact).map(|c| c.direct_group().id);
-                            g.map(|g| {
-                                p.undelivered(&g)
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .map(|k| (g, k))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
+                            groups
+                                .iter()
+                                .flat_map(|g| {
+                                    let keys = p.undelivered(&g.id).unwrap_or_default();
+                                    keys.into_iter().map(move |k| (g.id, k))
+                                })
+                                .collect()
                         });
                         tracing::info!(contact = %contact.name, link = %kind, "session up");
                         let _ = self.shared.events.send(NodeEvent::Connected {
@@ -549,10 +557,10 @@ impl Node {
                         });
                     }
                     Event::Received { group, key } if self.shared.events.receiver_count() > 0 => {
-                        let msg = self
-                            .with_profile(|p| p.message(&group, &key))
-                            .ok()
-                            .flatten();
+                        let msg = groups
+                            .iter()
+                            .find(|g| g.id == group)
+                            .and_then(|g| self.with_profile(|p| p.message(g, &key)).ok().flatten());
                         let _ = self.shared.events.send(NodeEvent::Received {
                             contact: contact.name.clone(),
                             time: key.time,

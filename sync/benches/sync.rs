@@ -23,7 +23,7 @@ use criterion::{BatchSize, Criterion};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::harness::Pair;
-use strand_sync::{Config, Event, Group, Identity, Kind, MemoryStore, Message, Session, Store};
+use strand_sync::{Event, Group, Identity, Kind, MemoryStore, Message, Session, Store};
 
 const RECEIVE_BATCH: usize = 2_000;
 
@@ -312,5 +312,4 @@ fn reconciliation_figures(n: usize) {
     );
     println!("    from the hello to the last message stored, the handshake's included. Target for 1: ≤ 1 KiB, ≤ 3.)");
     println!("   baseline: a naive id exchange sends every id both ways (32 bytes each), as Briar's offer/ack does.\n");
-    let _ = Config::default();
 }

@@ -6,8 +6,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 
 /// `BLAKE2s-256` keyed with `key` over `label || 0x00 || parts...`: every
-/// derived key and tag in Strand is one of these, with a distinct label.
-pub(crate) fn kdf(key: &[u8; 32], label: &str, parts: &[&[u8]]) -> [u8; 32] {
+/// derived key and tag in Strand is one of these, with a distinct label
+/// (the node uses it too, for keys at rest).
+pub fn kdf(key: &[u8; 32], label: &str, parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =
         <Blake2sMac256 as KeyInit>::new_from_slice(key).expect("BLAKE2s accepts 32-byte keys");
     Mac::update(&mut mac, label.as_bytes());

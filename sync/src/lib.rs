@@ -66,6 +66,7 @@ mod session;
 mod store;
 mod token;
 
+pub use crypto::kdf;
 pub use group::{Group, GroupId, GroupKey};
 pub use identity::{AuthorId, Contact, Identity, PublicIdentity};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_TEXT_LEN};

@@ -1135,5 +1135,4 @@ impl Listener {
 fn _assert_send() {
     fn is_send<T: std::marker::Send>() {}
     is_send::<Session>();
-    let _ = BTreeSet::<u8>::new();
 }

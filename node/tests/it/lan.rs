@@ -69,14 +69,7 @@ async fn two_nodes_on_loopback_sync_both_ways() {
     )
     .await
     .unwrap();
-    let mut addrs = Vec::new();
-    for _ in 0..50 {
-        addrs = node_b.listen_addrs().await;
-        if !addrs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
     let mut events_b = node_b.subscribe();
     let node_a = Node::start(
         a,
