@@ -1,0 +1,233 @@
+//! `strand-sim`: run a scenario, or sweep one over a parameter grid.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use strand_sim::sweep::{self, Param};
+use strand_sim::{Outcome, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "strand-sim",
+    version,
+    about = "Deterministic simulator running Strand's real sync protocol on many devices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario: metrics (JSON, CSV, ONE text), plots and a report.
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the scenario's policy: strand, epidemic, spray-and-wait, direct.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Output directory (default: out/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not draw plots.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Run a grid of parameter values × seeds in parallel; means and 95 % CIs.
+    Sweep {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// A parameter: dotted path = comma-separated values, e.g.
+        /// `--set policy=strand,epidemic --set contacts.gap=30m,1h,2h`.
+        #[arg(long = "set", required = true)]
+        params: Vec<Param>,
+        /// Seeds per grid point.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (default: out/<scenario name>-sweep).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strand-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+    pb
+}
+
+fn execute(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Run {
+            scenario,
+            seed,
+            policy,
+            out,
+            no_plots,
+        } => {
+            let mut sc = load(&scenario, policy.as_deref())?;
+            let seed = seed.unwrap_or(sc.seed);
+            let out = out.unwrap_or_else(|| Path::new("out").join(slug(&sc.name)));
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            let pb = bar(
+                sc.duration.0 / 1_000_000,
+                "{elapsed_precise} [{bar:40}] {pos}/{len} simulated s ({eta})",
+            );
+            let start = Instant::now();
+            let o = strand_sim::run(&sc, seed, |now, _| pb.set_position(now / 1_000_000))?;
+            let wall = start.elapsed();
+            pb.finish_and_clear();
+            write_outcome(&out, &o, !no_plots)?;
+            let r = &o.report;
+            sc.seed = seed;
+            println!(
+                "{}: {} devices, {} policy, seed {}: delivered {}/{} ({:.1} %), latency mean {:.1} s / median {:.1} s / p95 {:.1} s, {:.0} bytes per delivered message, {} events in {:.2} s wall",
+                r.scenario,
+                r.devices,
+                r.policy,
+                seed,
+                r.delivered,
+                r.delivery_units,
+                100.0 * r.delivery_ratio,
+                r.latency_s.mean,
+                r.latency_s.median,
+                r.latency_s.p95,
+                r.bytes_per_delivered,
+                r.events,
+                wall.as_secs_f64()
+            );
+            let broken: Vec<_> = r
+                .invariants
+                .iter()
+                .filter(|(_, ok)| !**ok)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if !broken.is_empty() {
+                println!("invariants not holding at the end: {}", broken.join(", "));
+            }
+            println!("wrote {}", out.join("report.md").display());
+            Ok(())
+        }
+        Command::Sweep {
+            scenario,
+            params,
+            seeds,
+            seed,
+            out,
+        } => {
+            anyhow::ensure!(seeds >= 1, "--seeds must be at least 1");
+            let text = std::fs::read_to_string(&scenario)
+                .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", scenario.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
+            let dir = scenario.parent().map(Path::to_path_buf).unwrap_or_default();
+            let name = table
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("sweep")
+                .to_string();
+            let out =
+                out.unwrap_or_else(|| Path::new("out").join(format!("{}-sweep", slug(&name))));
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            let points: u64 = params.iter().map(|p| p.values.len() as u64).product();
+            let seeds: Vec<u64> = (seed..seed + seeds).collect();
+            let pb = bar(
+                points * seeds.len() as u64,
+                "{elapsed_precise} [{bar:40}] {pos}/{len} runs ({eta})",
+            );
+            let finished = AtomicU64::new(0);
+            let start = Instant::now();
+            let results = sweep::sweep(&table, &dir, &params, &seeds, &|| {
+                pb.set_position(finished.fetch_add(1, Ordering::Relaxed) + 1);
+            })?;
+            pb.finish_and_clear();
+            sweep::write(&out, &params, &results)?;
+            println!(
+                "{} runs ({} grid points × {} seeds) in {:.1} s on {} threads; wrote {}",
+                points * seeds.len() as u64,
+                points,
+                seeds.len(),
+                start.elapsed().as_secs_f64(),
+                rayon::current_num_threads(),
+                out.join("sweep.md").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &Path, policy: Option<&str>) -> anyhow::Result<Scenario> {
+    match policy {
+        None => Scenario::load(path),
+        Some(p) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
+            let mut table: toml::Table = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            table.insert("policy".into(), toml::Value::String(p.to_string()));
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Scenario::from_table(table, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
+    }
+}
+
+/// Writes a run's files into `out`.
+fn write_outcome(out: &Path, o: &Outcome, plots: bool) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("metrics.json"),
+        serde_json::to_string_pretty(&o.report)? + "\n",
+    )?;
+    std::fs::write(out.join("metrics.csv"), o.report.to_csv())?;
+    std::fs::write(out.join("MessageStatsReport.txt"), &o.one_text)?;
+    let mut d = String::from("delivered_at_s,latency_s\n");
+    for (t, l) in &o.deliveries {
+        d.push_str(&format!("{},{}\n", *t as f64 / 1e6, *l as f64 / 1e6));
+    }
+    std::fs::write(out.join("deliveries.csv"), d)?;
+    if plots {
+        strand_sim::plot::write_run(out, o)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,625 @@
+//! Scenario files (TOML): who the devices are, how they meet, who knows
+//! whom, what they send, and which forwarding policy carries it.
+//!
+//! Every field is documented in `simulations/README.md`; the bundled
+//! scenarios under `simulations/scenarios/` use most of them. Unknown
+//! fields are an error, so a typo cannot silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::units::{Duration, Micros, Rate, Size, SECOND};
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Shown in reports.
+    pub name: String,
+    /// Simulated time.
+    pub duration: Duration,
+    /// How messages travel.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Seed used when the command line gives none.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Device groups (ONE's `Group`s): counts, links, movement.
+    #[serde(rename = "group")]
+    pub groups: Vec<NodeGroup>,
+    /// Link types by name, overriding or adding to the built-in `ble`,
+    /// `lan` and `relay`.
+    #[serde(default)]
+    pub links: BTreeMap<String, LinkSpec>,
+    /// How devices meet.
+    pub contacts: ContactModel,
+    /// Scheduled partitions.
+    #[serde(default, rename = "partition")]
+    pub partitions: Vec<Partition>,
+    /// Devices switching off and on.
+    #[serde(default)]
+    pub churn: Option<Churn>,
+    /// Who is whose contact, and groups.
+    #[serde(default)]
+    pub social: Social,
+    /// Messages created.
+    #[serde(default)]
+    pub traffic: Traffic,
+    /// Knobs for the baseline policies and for reports.
+    #[serde(default)]
+    pub options: Options,
+    /// Where the file was read from (relative paths resolve against it).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Forwarding policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Strand itself: real strand-sync sessions between contacts, which
+    /// reconcile every group log both are members of.
+    #[default]
+    Strand,
+    /// Epidemic routing (Vahdat & Becker 2000): every encounter exchanges
+    /// summary vectors and copies every message the other lacks.
+    Epidemic,
+    /// Binary Spray-and-Wait (Spyropoulos et al. 2005) with
+    /// `options.copies` copies.
+    SprayAndWait,
+    /// Direct delivery: the source carries the message to the destination.
+    Direct,
+}
+
+impl Policy {
+    /// The name used in files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Strand => "strand",
+            Policy::Epidemic => "epidemic",
+            Policy::SprayAndWait => "spray-and-wait",
+            Policy::Direct => "direct",
+        }
+    }
+}
+
+/// A set of devices with the same radio and movement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    /// Prefix for reports.
+    #[serde(default = "default_group_name")]
+    pub name: String,
+    /// How many devices.
+    pub count: u32,
+    /// Link type these devices use (a key of `links` or a built-in).
+    #[serde(default = "default_link")]
+    pub link: String,
+    /// Radio range in metres (waypoint model).
+    #[serde(default = "default_range")]
+    pub range: f64,
+    /// Speed range in m/s (waypoint model).
+    #[serde(default = "default_speed")]
+    pub speed: [f64; 2],
+    /// Pause range at each waypoint.
+    #[serde(default = "default_pause")]
+    pub pause: [Duration; 2],
+}
+
+fn default_group_name() -> String {
+    "n".into()
+}
+fn default_link() -> String {
+    "ble".into()
+}
+fn default_range() -> f64 {
+    10.0
+}
+fn default_speed() -> [f64; 2] {
+    [0.5, 1.5]
+}
+fn default_pause() -> [Duration; 2] {
+    [Duration(0), Duration(120 * SECOND)]
+}
+
+/// A link type as written in a scenario; missing fields come from the
+/// built-in type of the same name, or from `ble`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Bytes per second each way, or `"inf"`.
+    pub rate: Option<Rate>,
+    /// One-way latency.
+    pub latency: Option<Duration>,
+    /// Payload bytes per link-layer frame.
+    pub frame: Option<Size>,
+    /// Header bytes per frame (counted as overhead).
+    pub frame_overhead: Option<Size>,
+    /// Probability that a frame is lost and sent again.
+    pub loss: Option<f64>,
+    /// Time from coming into range to a usable link.
+    pub setup: Option<Duration>,
+    /// Largest strand-sync packet on this link.
+    pub packet: Option<Size>,
+    /// Ordering when two devices' links differ: the lower wins.
+    pub preference: Option<u32>,
+}
+
+/// A link type, resolved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Link {
+    /// Its name.
+    pub name: String,
+    /// Bytes per second each way (`None`: unlimited).
+    pub rate: Option<f64>,
+    /// One-way latency.
+    pub latency: Micros,
+    /// Payload bytes per frame.
+    pub frame: u64,
+    /// Header bytes per frame.
+    pub frame_overhead: u64,
+    /// Frame loss probability (lost frames are resent).
+    pub loss: f64,
+    /// Setup time.
+    pub setup: Micros,
+    /// strand-sync packet size.
+    pub packet: usize,
+    /// Lower is the slower, more widely available link.
+    pub preference: u32,
+}
+
+impl Link {
+    /// The built-in link types. Figures are typical, not measured here:
+    /// BLE 5 L2CAP at ~1 Mbit/s with 244-byte frames; a Wi-Fi LAN at
+    /// 100 Mbit/s; a libp2p circuit relay over the internet at 10 Mbit/s
+    /// with 80 ms one way and ~2 s to reserve and connect.
+    pub fn builtin(name: &str) -> Option<Link> {
+        let link = |rate: f64, lat_ms: u64, frame, oh, loss, setup_ms: u64, packet, pref| Link {
+            name: name.to_string(),
+            rate: Some(rate),
+            latency: lat_ms * 1000,
+            frame,
+            frame_overhead: oh,
+            loss,
+            setup: setup_ms * 1000,
+            packet,
+            preference: pref,
+        };
+        Some(match name {
+            "ble" => link(125_000.0, 30, 244, 11, 0.01, 1500, 512, 0),
+            "lan" => link(12_500_000.0, 2, 1460, 52, 0.0, 50, 16 * 1024, 2),
+            "relay" => link(1_250_000.0, 80, 1200, 80, 0.0, 2000, 16 * 1024, 1),
+            _ => return None,
+        })
+    }
+
+    fn resolve(name: &str, spec: Option<&LinkSpec>) -> Result<Link, String> {
+        let base = Link::builtin(name);
+        if base.is_none() && spec.is_none() {
+            return Err(format!(
+                "unknown link type `{name}`: define [links.{name}] or use ble, lan or relay"
+            ));
+        }
+        let mut l = base.unwrap_or_else(|| Link {
+            name: name.to_string(),
+            ..Link::builtin("ble").expect("built in")
+        });
+        if let Some(s) = spec {
+            if let Some(v) = s.rate {
+                l.rate = v.0;
+            }
+            if let Some(v) = s.latency {
+                l.latency = v.0;
+            }
+            if let Some(v) = s.frame {
+                l.frame = v.0;
+            }
+            if let Some(v) = s.frame_overhead {
+                l.frame_overhead = v.0;
+            }
+            if let Some(v) = s.loss {
+                l.loss = v;
+            }
+            if let Some(v) = s.setup {
+                l.setup = v.0;
+            }
+            if let Some(v) = s.packet {
+                l.packet = v.0 as usize;
+            }
+            if let Some(v) = s.preference {
+                l.preference = v;
+            }
+        }
+        if l.frame == 0 {
+            return Err(format!("link `{name}`: frame must be at least 1 byte"));
+        }
+        if !(0.0..0.9).contains(&l.loss) {
+            return Err(format!("link `{name}`: loss must be in [0, 0.9)"));
+        }
+        let (lo, hi) = (
+            strand_sync::limits::MIN_PACKET_LEN,
+            strand_sync::limits::MAX_PACKET_LEN,
+        );
+        if !(lo..=hi).contains(&l.packet) {
+            return Err(format!("link `{name}`: packet must be {lo}..={hi} bytes"));
+        }
+        Ok(l)
+    }
+}
+
+/// How devices meet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ContactModel {
+    /// Random meetings between pairs: each pair meets after exponential
+    /// gaps with mean `gap` (rate λ = 1/gap), for `duration`
+    /// (exponentially distributed with that mean unless `fixed_duration`).
+    /// With `communities`, devices are split into that many equal blocks;
+    /// pairs inside a block meet with mean gap `gap`, pairs across with
+    /// `outside_gap`.
+    Meetings {
+        /// Mean time between two meetings of one pair.
+        gap: Duration,
+        /// Mean meeting length.
+        duration: Duration,
+        /// Every meeting lasts exactly `duration`.
+        #[serde(default)]
+        fixed_duration: bool,
+        /// Number of communities (1: none).
+        #[serde(default = "one")]
+        communities: u32,
+        /// Mean gap between meetings across communities.
+        outside_gap: Option<Duration>,
+    },
+    /// Random waypoint in a `[width, height]` metre area; devices in range
+    /// (the smaller of the two ranges) are in contact.
+    Waypoint {
+        /// Area in metres.
+        area: [f64; 2],
+    },
+    /// Replay of a ONE `StandardEventsReader` file: `CONN` lines give
+    /// contacts, `C` lines give messages (replacing `[traffic]`).
+    Trace {
+        /// The file, relative to the scenario.
+        file: PathBuf,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A scheduled partition: from `start` to `end`, devices are split into
+/// `sides` equal blocks (by index) and blocks cannot meet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// When it starts.
+    pub start: Duration,
+    /// When it heals.
+    pub end: Duration,
+    /// Blocks.
+    #[serde(default = "two")]
+    pub sides: u32,
+}
+
+fn two() -> u32 {
+    2
+}
+
+/// Devices switch off for exponential periods.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// Mean time on.
+    pub mean_on: Duration,
+    /// Mean time off.
+    pub mean_off: Duration,
+}
+
+/// Who is whose contact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Social {
+    /// `random` (each device gets ~`degree` random contacts),
+    /// `small-world` (Watts–Strogatz ring of `degree`, rewired with
+    /// probability `rewire`), `complete`, `none`, or `file`.
+    #[serde(default = "small_world")]
+    pub model: String,
+    /// Mean contacts per device.
+    #[serde(default = "ten")]
+    pub degree: u32,
+    /// Small-world rewiring probability.
+    #[serde(default = "tenth")]
+    pub rewire: f64,
+    /// Edge list (`a b` per line, `#` comments), for `model = "file"`.
+    pub file: Option<PathBuf>,
+    /// Private groups: how many.
+    #[serde(default)]
+    pub groups: u32,
+    /// Members per group (drawn from one device's contacts and itself).
+    #[serde(default = "five")]
+    pub group_size: u32,
+}
+
+impl Default for Social {
+    fn default() -> Self {
+        Social {
+            model: small_world(),
+            degree: ten(),
+            rewire: tenth(),
+            file: None,
+            groups: 0,
+            group_size: five(),
+        }
+    }
+}
+
+fn small_world() -> String {
+    "small-world".into()
+}
+fn ten() -> u32 {
+    10
+}
+fn five() -> u32 {
+    5
+}
+fn tenth() -> f64 {
+    0.1
+}
+
+/// Who sends what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// ONE-style: one message in the whole network every `interval`
+    /// (uniform between the two bounds).
+    pub interval: Option<[Duration; 2]>,
+    /// Per device: messages with exponential gaps of this mean.
+    pub per_device_gap: Option<Duration>,
+    /// Body size, uniform between the two bounds.
+    #[serde(default = "default_size")]
+    pub size: [Size; 2],
+    /// Destination: `contact` (a random contact of the sender), `any` (a
+    /// random device; Strand makes the pair contacts), or `group`.
+    #[serde(default = "contact")]
+    pub to: String,
+    /// Share of messages sent to a group the sender is in (when it is in
+    /// one), the rest going by `to`.
+    #[serde(default)]
+    pub group_share: f64,
+    /// No messages are created after this (default: the whole run).
+    pub until: Option<Duration>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            interval: None,
+            per_device_gap: None,
+            size: default_size(),
+            to: contact(),
+            group_share: 0.0,
+            until: None,
+        }
+    }
+}
+
+fn default_size() -> [Size; 2] {
+    [Size(100), Size(100)]
+}
+fn contact() -> String {
+    "contact".into()
+}
+
+/// Baseline and report knobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Spray-and-Wait copies.
+    #[serde(default = "six")]
+    pub copies: u32,
+    /// Baseline buffer per device (`None`: unlimited); the oldest copy is
+    /// dropped first.
+    pub buffer: Option<Size>,
+    /// Baseline message lifetime (`None`: forever).
+    pub ttl: Option<Duration>,
+    /// "Delivered within" budget for reports.
+    #[serde(default = "hour")]
+    pub budget: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            copies: six(),
+            buffer: None,
+            ttl: None,
+            budget: hour(),
+        }
+    }
+}
+
+fn six() -> u32 {
+    6
+}
+fn hour() -> Duration {
+    Duration(3600 * SECOND)
+}
+
+/// Largest device count a scenario may ask for.
+pub const MAX_DEVICES: u32 = 1_000_000;
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Scenario::parse(&text, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks scenario text; `dir` resolves relative paths.
+    pub fn parse(text: &str, dir: PathBuf) -> anyhow::Result<Scenario> {
+        let value: toml::Table = text.parse()?;
+        Scenario::from_table(value, dir)
+    }
+
+    /// Builds a scenario from a parsed table (sweeps edit the table).
+    pub fn from_table(table: toml::Table, dir: PathBuf) -> anyhow::Result<Scenario> {
+        let mut s: Scenario = toml::Value::Table(table).try_into()?;
+        s.dir = dir;
+        s.check().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(s)
+    }
+
+    /// Total devices.
+    pub fn devices(&self) -> u32 {
+        self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// The resolved link type of each group, in group order.
+    pub fn group_links(&self) -> Result<Vec<Link>, String> {
+        self.groups
+            .iter()
+            .map(|g| Link::resolve(&g.link, self.links.get(&g.link)))
+            .collect()
+    }
+
+    /// A path from the scenario, relative to its file.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.duration.0 == 0 {
+            return Err("duration must be above zero".into());
+        }
+        if self.groups.is_empty() {
+            return Err("at least one [[group]] of devices is needed".into());
+        }
+        let n: u64 = self.groups.iter().map(|g| u64::from(g.count)).sum();
+        if n < 2 || n > u64::from(MAX_DEVICES) {
+            return Err(format!("{n} devices: need 2..={MAX_DEVICES}"));
+        }
+        for g in &self.groups {
+            if !(g.range > 0.0 && g.range.is_finite()) {
+                return Err(format!("group `{}`: range must be above zero", g.name));
+            }
+            if !(g.speed[0] > 0.0 && g.speed[0] <= g.speed[1] && g.speed[1].is_finite()) {
+                return Err(format!(
+                    "group `{}`: speed must be [min, max] with 0 < min <= max",
+                    g.name
+                ));
+            }
+            if g.pause[0].0 > g.pause[1].0 {
+                return Err(format!("group `{}`: pause must be [min, max]", g.name));
+            }
+        }
+        for name in self.links.keys() {
+            Link::resolve(name, self.links.get(name))?;
+        }
+        self.group_links()?;
+        match &self.contacts {
+            ContactModel::Meetings {
+                gap,
+                duration,
+                communities,
+                outside_gap,
+                ..
+            } => {
+                if gap.0 == 0 || duration.0 == 0 {
+                    return Err("meetings: gap and duration must be above zero".into());
+                }
+                if *communities == 0 || u64::from(*communities) > n {
+                    return Err("meetings: communities must be 1..=devices".into());
+                }
+                if *communities > 1 && outside_gap.is_none_or(|g| g.0 == 0) {
+                    return Err("meetings: communities > 1 needs outside_gap above zero".into());
+                }
+            }
+            ContactModel::Waypoint { area } => {
+                if !(area[0] > 0.0 && area[1] > 0.0 && area[0].is_finite() && area[1].is_finite()) {
+                    return Err("waypoint: area must be [width, height] above zero".into());
+                }
+            }
+            ContactModel::Trace { .. } => {}
+        }
+        for p in &self.partitions {
+            if p.start.0 >= p.end.0 || p.sides < 2 || u64::from(p.sides) > n {
+                return Err("partition: need start < end and 2..=devices sides".into());
+            }
+        }
+        let mut spans: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|p| (p.start.0, p.end.0))
+            .collect();
+        spans.sort();
+        if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err("partitions must not overlap".into());
+        }
+        if let Some(c) = &self.churn {
+            if c.mean_on.0 == 0 || c.mean_off.0 == 0 {
+                return Err("churn: mean_on and mean_off must be above zero".into());
+            }
+        }
+        let so = &self.social;
+        if !["random", "small-world", "complete", "none", "file"].contains(&so.model.as_str()) {
+            return Err(format!(
+                "social.model `{}`: use random, small-world, complete, none or file",
+                so.model
+            ));
+        }
+        if so.model == "file" && so.file.is_none() {
+            return Err("social.model = \"file\" needs social.file".into());
+        }
+        if !(0.0..=1.0).contains(&so.rewire) {
+            return Err("social.rewire must be in [0, 1]".into());
+        }
+        if so.groups > 0 && so.group_size < 2 {
+            return Err("social.group_size must be at least 2".into());
+        }
+        let t = &self.traffic;
+        if t.interval.is_some() && t.per_device_gap.is_some() {
+            return Err("traffic: give interval or per_device_gap, not both".into());
+        }
+        if let Some([lo, hi]) = t.interval {
+            if lo.0 == 0 || lo.0 > hi.0 {
+                return Err("traffic.interval must be [min, max] with 0 < min <= max".into());
+            }
+        }
+        if t.per_device_gap.is_some_and(|g| g.0 == 0) {
+            return Err("traffic.per_device_gap must be above zero".into());
+        }
+        if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 {
+            return Err("traffic.size must be [min, max] with 0 < min <= max".into());
+        }
+        if self.policy == Policy::Strand && t.size[1].0 > strand_sync::limits::MAX_BODY_LEN as u64 {
+            return Err(format!(
+                "traffic.size: strand messages hold at most {} bytes",
+                strand_sync::limits::MAX_BODY_LEN
+            ));
+        }
+        if !["contact", "any", "group"].contains(&t.to.as_str()) {
+            return Err(format!("traffic.to `{}`: use contact, any or group", t.to));
+        }
+        if !(0.0..=1.0).contains(&t.group_share) {
+            return Err("traffic.group_share must be in [0, 1]".into());
+        }
+        if self.options.copies == 0 {
+            return Err("options.copies must be at least 1".into());
+        }
+        Ok(())
+    }
+}

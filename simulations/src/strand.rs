@@ -1,0 +1,429 @@
+//! Strand's own policy: every device runs strand-sync exactly as the node
+//! does — the listener's discovery beacon, the dialler's hello, a Noise KK
+//! session, reconciliation of every group log the two share — over the
+//! simulated link, with a `MemoryStore` per device. The simulator moves
+//! the bytes and the clock; all protocol decisions are strand-sync's.
+//!
+//! Only contacts can sync: a device that meets a stranger sends its beacon
+//! and nothing else, as on a real LAN.
+
+use std::collections::BTreeMap;
+
+use strand_sync::MemoryStore;
+use strand_sync::{
+    Beacon, Config, Contact, Event, Group, GroupId, GroupKey, Identity, Kind, Listener, Message,
+    MessageId, Session, Store,
+};
+
+use crate::social::{Creation, Dest};
+use crate::world::{LinkId, LinkState, Packet, World};
+
+/// One simulated device.
+struct Device {
+    identity: Identity,
+    /// Contacts as strand-sync sees them (with shared groups), and the
+    /// device index of each.
+    contacts: Vec<Contact>,
+    contact_nodes: Vec<u32>,
+    store: MemoryStore,
+    /// Hop count of each message held (index → hops).
+    held: BTreeMap<u32, u32>,
+    /// Bytes of stored messages.
+    stored: u64,
+}
+
+/// The two sessions of a link and their timers.
+#[derive(Default)]
+struct LinkSessions {
+    /// Raw bytes to send before a session exists (the beacon).
+    raw: [Option<Vec<u8>>; 2],
+    sessions: [Option<Session>; 2],
+    /// New messages each side has stored from this session.
+    new: [u64; 2],
+    /// Deadline a timer event is scheduled for.
+    timer: [Option<u64>; 2],
+}
+
+/// Strand's state across all devices.
+pub struct Strand {
+    devices: Vec<Device>,
+    links: BTreeMap<LinkId, LinkSessions>,
+    by_id: BTreeMap<MessageId, u32>,
+    groups: Vec<Group>,
+}
+
+impl Strand {
+    /// Identities, contacts (with their 1:1 and private groups) and empty
+    /// stores for every device.
+    pub fn new(w: &mut World) -> anyhow::Result<Strand> {
+        let mut devices = Vec::with_capacity(w.n as usize);
+        for i in 0..w.n {
+            let identity = Identity::generate(&format!("d{i}"), &mut w.rng.0)
+                .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+            devices.push(Device {
+                identity,
+                contacts: Vec::new(),
+                contact_nodes: Vec::new(),
+                store: MemoryStore::new(),
+                held: BTreeMap::new(),
+                stored: 0,
+            });
+        }
+        let publics: Vec<_> = devices.iter().map(|d| d.identity.public()).collect();
+        for (i, dev) in devices.iter_mut().enumerate() {
+            for &j in &w.social.contacts[i] {
+                let c = dev
+                    .identity
+                    .contact(&publics[j as usize])
+                    .map_err(|e| anyhow::anyhow!("contact: {e}"))?;
+                dev.contacts.push(c);
+                dev.contact_nodes.push(j);
+            }
+        }
+        let mut groups = Vec::new();
+        for members in &w.social.groups {
+            let mut id = [0u8; 32];
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut w.rng.0, &mut id);
+            rand_core::RngCore::fill_bytes(&mut w.rng.0, &mut key);
+            let authors = members.iter().map(|m| publics[*m as usize].sign).collect();
+            let group = Group::new(GroupId(id), GroupKey::from_bytes(key), authors);
+            for &a in members {
+                let dev = &mut devices[a as usize];
+                for (c, &node) in dev.contacts.iter_mut().zip(&dev.contact_nodes) {
+                    if members.binary_search(&node).is_ok() {
+                        c.groups.push(group.clone());
+                    }
+                }
+            }
+            groups.push(group);
+        }
+        Ok(Strand {
+            devices,
+            links: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            groups,
+        })
+    }
+
+    fn config(w: &World, link: &LinkState) -> Config {
+        Config {
+            max_packet: w.link_types[link.kind].packet,
+        }
+    }
+
+    /// Link ready: the listener (`b`) sends its beacon.
+    pub fn on_ready(&mut self, w: &mut World, link: LinkId) {
+        let b = w.links[&link].b as usize;
+        let now = w.now_ms();
+        let beacon = Beacon::new(&self.devices[b].contacts, now, &mut w.rng.0);
+        let mut s = LinkSessions::default();
+        s.raw[1] = Some(beacon.to_bytes().to_vec());
+        self.links.insert(link, s);
+    }
+
+    /// What side `dir` sends next.
+    pub fn next_packet(
+        &mut self,
+        w: &mut World,
+        link: LinkId,
+        dir: usize,
+    ) -> Option<(crate::world::Packet, u64)> {
+        let node = w.links[&link].node(dir) as usize;
+        let ls = self.links.get_mut(&link)?;
+        let bytes = match ls.raw[dir].take() {
+            Some(b) => b,
+            None => {
+                let now = w.now_ms();
+                let s = ls.sessions[dir].as_mut()?;
+                let out = s.poll_transmit(now, &mut self.devices[node].store);
+                let deadline = s.poll_timeout();
+                arm(w, link, dir, &mut ls.timer[dir], deadline);
+                out?
+            }
+        };
+        let len = bytes.len() as u64;
+        Some((Packet::Bytes(bytes), len))
+    }
+
+    /// Bytes arrive at side `1 - dir`. Returns other links to kick.
+    pub fn on_arrive(
+        &mut self,
+        w: &mut World,
+        link: LinkId,
+        dir: usize,
+        packet: Packet,
+    ) -> Vec<LinkId> {
+        let Packet::Bytes(bytes) = packet else {
+            return Vec::new();
+        };
+        let l = &w.links[&link];
+        let side = 1 - dir;
+        let (node, peer) = (l.node(side) as usize, l.node(dir));
+        let config = Strand::config(w, l);
+        let now = w.now_ms();
+        let Some(ls) = self.links.get_mut(&link) else {
+            return Vec::new();
+        };
+        if ls.sessions[side].is_none() {
+            let dev = &self.devices[node];
+            if side == 0 {
+                // The dialler reads the beacon and picks the contact it names.
+                let Ok(beacon) = Beacon::from_bytes(&bytes) else {
+                    w.metrics.protocol_errors += 1;
+                    return Vec::new();
+                };
+                match dev.contacts.iter().find(|c| beacon.matches(c, now)) {
+                    Some(c) => {
+                        ls.sessions[0] = Some(Session::connect(
+                            config,
+                            &dev.identity,
+                            c,
+                            now,
+                            &mut w.rng.0,
+                        ));
+                        w.metrics.sessions += 1;
+                    }
+                    None => w.metrics.strangers += 1,
+                }
+            } else {
+                let mut listener = Listener::new(&dev.identity, dev.contacts.clone());
+                match listener.accept(config, &bytes, now, &mut w.rng.0) {
+                    Ok(s) => ls.sessions[1] = Some(s),
+                    Err(_) => w.metrics.hellos_refused += 1,
+                }
+            }
+        } else if let Some(s) = ls.sessions[side].as_mut() {
+            // Errors also arrive as Event::Closed, handled below.
+            let _ = s.handle_input(now, &bytes, &mut self.devices[node].store);
+        }
+        self.after_input(w, link, side, node as u32, peer)
+    }
+
+    /// Drains a session's events after input or a timeout.
+    fn after_input(
+        &mut self,
+        w: &mut World,
+        link: LinkId,
+        side: usize,
+        node: u32,
+        peer: u32,
+    ) -> Vec<LinkId> {
+        let mut received = Vec::new();
+        {
+            let Some(ls) = self.links.get_mut(&link) else {
+                return Vec::new();
+            };
+            let Some(s) = ls.sessions[side].as_mut() else {
+                return Vec::new();
+            };
+            while let Some(ev) = s.poll_event() {
+                match ev {
+                    Event::Received { group, key } => received.push((group, key)),
+                    Event::Closed { error: Some(e) } => {
+                        if s.is_initiator() && s.stats().bytes_received == 0 {
+                            // A hello nobody answered: the beacon matched a
+                            // contact by a Bloom-filter false positive and
+                            // the listener stayed silent, as it must.
+                            w.metrics.unanswered_hellos += 1;
+                        } else {
+                            *w.metrics.session_errors.entry(e.to_string()).or_default() += 1;
+                        }
+                    }
+                    Event::Rejected { .. } => w.metrics.rejected += 1,
+                    _ => {}
+                }
+            }
+            let deadline = s.poll_timeout();
+            arm(w, link, side, &mut ls.timer[side], deadline);
+            ls.new[side] += received.len() as u64;
+        }
+        let mut touched = Vec::new();
+        for (group, key) in received {
+            let Some(&idx) = self.by_id.get(&key.id) else {
+                w.metrics.protocol_errors += 1;
+                continue;
+            };
+            let hops = self.devices[peer as usize]
+                .held
+                .get(&idx)
+                .copied()
+                .unwrap_or(0)
+                + 1;
+            let dev = &mut self.devices[node as usize];
+            dev.held.insert(idx, hops);
+            dev.stored += w.messages[idx as usize].creation.size
+                + strand_sync::limits::MESSAGE_OVERHEAD as u64;
+            if let Some(l) = w.links.get_mut(&link) {
+                l.carried = true;
+            }
+            w.received(node, idx, hops);
+            touched.extend(self.announce(w, node, &group, key, Some(link)));
+        }
+        touched
+    }
+
+    /// Tells `node`'s other live sessions about a newly stored message.
+    fn announce(
+        &mut self,
+        w: &World,
+        node: u32,
+        group: &GroupId,
+        key: strand_sync::Key,
+        except: Option<LinkId>,
+    ) -> Vec<LinkId> {
+        let mut touched = Vec::new();
+        for &other in &w.node_links[node as usize] {
+            if Some(other) == except {
+                continue;
+            }
+            let Some(l) = w.links.get(&other) else {
+                continue;
+            };
+            let side = usize::from(l.b == node);
+            if let Some(s) = self
+                .links
+                .get_mut(&other)
+                .and_then(|ls| ls.sessions[side].as_mut())
+            {
+                s.handle_new_message(group, key);
+                touched.push(other);
+            }
+        }
+        touched
+    }
+
+    /// A session timer fired. Returns whether the link may have output.
+    pub fn on_timer(&mut self, w: &mut World, link: LinkId, side: usize) -> bool {
+        let now = w.now;
+        let Some(ls) = self.links.get_mut(&link) else {
+            return false;
+        };
+        if ls.timer[side] != Some(now) {
+            return false;
+        }
+        ls.timer[side] = None;
+        let Some(s) = ls.sessions[side].as_mut() else {
+            return false;
+        };
+        let now_ms = w.now_ms();
+        if s.poll_timeout().is_some_and(|d| d <= now_ms) {
+            s.handle_timeout(now_ms);
+        }
+        let l = &w.links[&link];
+        let (node, peer) = (l.node(side), l.node(1 - side));
+        let touched = self.after_input(w, link, side, node, peer);
+        debug_assert!(touched.is_empty());
+        true
+    }
+
+    /// The link went down mid-whatever.
+    pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
+        if let Some(mut ls) = self.links.remove(&link) {
+            for side in 0..2 {
+                if let Some(s) = ls.sessions[side].as_mut() {
+                    let st = s.stats();
+                    w.metrics.duplicates += st.messages_received.saturating_sub(ls.new[side]);
+                }
+            }
+        }
+    }
+
+    /// A user writes a message. Returns links to kick.
+    pub fn create(&mut self, w: &mut World, c: Creation) -> Vec<LinkId> {
+        let from = c.from;
+        let group = match c.dest {
+            Dest::Device(to) => {
+                let dev = &self.devices[from as usize];
+                let Some(pos) = dev.contact_nodes.iter().position(|n| *n == to) else {
+                    let idx = w.register(c);
+                    w.messages[idx as usize].failed = true;
+                    return Vec::new();
+                };
+                dev.contacts[pos].direct_group().clone()
+            }
+            Dest::Group(g) => self.groups[g as usize].clone(),
+        };
+        let body = vec![0x5a; c.size as usize];
+        let now = w.now_ms();
+        let dev = &mut self.devices[from as usize];
+        let idx = w.register(c);
+        let msg = match Message::create(&dev.identity, &group, now, Kind::TEXT, &body, &mut w.rng.0)
+        {
+            Ok(m) => m,
+            Err(_) => {
+                w.messages[idx as usize].failed = true;
+                return Vec::new();
+            }
+        };
+        let key = msg.key();
+        if !matches!(dev.store.insert(&group.id, &msg), Ok(true)) {
+            w.messages[idx as usize].failed = true;
+            return Vec::new();
+        }
+        dev.held.insert(idx, 0);
+        dev.stored += msg.as_bytes().len() as u64;
+        self.by_id.insert(msg.id(), idx);
+        self.announce(w, from, &group.id, key, None)
+    }
+
+    /// Bytes of stored messages per device.
+    pub fn storage(&self) -> Vec<u64> {
+        self.devices.iter().map(|d| d.stored).collect()
+    }
+
+    /// Every group log (1:1 and private) is identical at all its members.
+    pub fn group_logs_converged(&self, w: &World) -> bool {
+        for (i, dev) in self.devices.iter().enumerate() {
+            for (c, &j) in dev.contacts.iter().zip(&dev.contact_nodes) {
+                if (j as usize) < i {
+                    continue;
+                }
+                let g = &c.direct_group().id;
+                if dev.store.keys(g) != self.devices[j as usize].store.keys(g) {
+                    return false;
+                }
+            }
+        }
+        for (g, members) in self.groups.iter().zip(&w.social.groups) {
+            let first = self.devices[members[0] as usize].store.keys(&g.id);
+            if members[1..]
+                .iter()
+                .any(|m| self.devices[*m as usize].store.keys(&g.id) != first)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Schedules a timer event for a session's deadline.
+fn arm(
+    w: &mut World,
+    link: LinkId,
+    side: usize,
+    timer: &mut Option<u64>,
+    deadline: Option<strand_sync::Time>,
+) {
+    let Some(ms) = deadline else {
+        *timer = None;
+        return;
+    };
+    let at = ms
+        .saturating_sub(strand_sync::harness::EPOCH)
+        .saturating_mul(1000)
+        .max(w.now + 1000);
+    // Only an earlier deadline needs a new event: a later one is re-armed
+    // when the pending event fires.
+    if timer.is_none_or(|t| at < t) {
+        *timer = Some(at);
+        w.queue.push(
+            at,
+            crate::world::Ev::Timer {
+                link,
+                side: side as u8,
+            },
+        );
+    }
+}

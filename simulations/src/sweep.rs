@@ -1,0 +1,384 @@
+//! Parameter sweeps: a grid of scenario edits × several seeds, run in
+//! parallel with rayon (each run still single-threaded and deterministic),
+//! summarised as means with 95 % confidence intervals.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::plot::{line_chart, Series};
+use crate::units::{parse_duration, parse_size};
+use crate::{Report, Scenario};
+
+/// One swept parameter: a dotted path into the scenario (`policy`,
+/// `contacts.gap`, `group.0.count`) and its values as written in TOML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Dotted path.
+    pub path: String,
+    /// Values, as TOML literals or bare strings.
+    pub values: Vec<String>,
+}
+
+impl std::str::FromStr for Param {
+    type Err = String;
+
+    /// `path=v1,v2,...`
+    fn from_str(s: &str) -> Result<Param, String> {
+        let (path, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected path=value1,value2,..."))?;
+        let values: Vec<String> = values
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if path.trim().is_empty() || values.is_empty() {
+            return Err(format!("`{s}`: expected path=value1,value2,..."));
+        }
+        Ok(Param {
+            path: path.trim().to_string(),
+            values,
+        })
+    }
+}
+
+/// A metric's mean and 95 % confidence half-width over seeds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    /// Mean.
+    pub mean: f64,
+    /// Half-width of the 95 % confidence interval (Student's t).
+    pub ci95: f64,
+}
+
+/// One grid point's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point {
+    /// The parameter values.
+    pub values: Vec<String>,
+    /// Runs (one per seed).
+    pub runs: Vec<Report>,
+    /// Each scalar metric, estimated.
+    pub metrics: Vec<(String, Estimate)>,
+}
+
+fn toml_value(v: &str) -> toml::Value {
+    format!("x = {v}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()))
+}
+
+/// Sets `path` in `table`.
+pub fn set(table: &mut toml::Table, path: &str, value: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut cur = table;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if last {
+            cur.insert(part.to_string(), toml_value(value));
+            return Ok(());
+        }
+        let next = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match next {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(a) => {
+                let idx: usize = parts[i + 1].parse().map_err(|_| {
+                    anyhow::anyhow!("`{path}`: `{part}` is a list; give an index next")
+                })?;
+                let len = a.len();
+                let el = a
+                    .get_mut(idx)
+                    .ok_or_else(|| anyhow::anyhow!("`{path}`: `{part}` has {len} entries"))?;
+                let toml::Value::Table(t) = el else {
+                    anyhow::bail!("`{path}`: not a table");
+                };
+                if i + 2 == parts.len() {
+                    anyhow::bail!("`{path}`: ends at a list entry");
+                }
+                // Skip the index segment.
+                return set(t, &parts[i + 2..].join("."), value);
+            }
+            _ => anyhow::bail!("`{path}`: `{part}` is not a table"),
+        };
+    }
+    Ok(())
+}
+
+/// Student's t quantile for a two-sided 95 % interval with `df` degrees of
+/// freedom.
+pub fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[df - 1],
+        _ => 1.96,
+    }
+}
+
+/// Mean and 95 % CI of samples.
+pub fn estimate(xs: &[f64]) -> Estimate {
+    let n = xs.len();
+    let mean = xs.iter().sum::<f64>() / n.max(1) as f64;
+    if n < 2 {
+        return Estimate { mean, ci95: 0.0 };
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Estimate {
+        mean,
+        ci95: t95(n - 1) * (var / n as f64).sqrt(),
+    }
+}
+
+/// Runs the grid. `done()` is called after each run.
+pub fn sweep(
+    base: &toml::Table,
+    dir: &Path,
+    params: &[Param],
+    seeds: &[u64],
+    done: &(dyn Fn() + Sync),
+) -> anyhow::Result<Vec<Point>> {
+    let mut grid: Vec<Vec<String>> = vec![Vec::new()];
+    for p in params {
+        grid = grid
+            .into_iter()
+            .flat_map(|g| {
+                p.values.iter().map(move |v| {
+                    let mut g = g.clone();
+                    g.push(v.clone());
+                    g
+                })
+            })
+            .collect();
+    }
+    let mut scenarios = Vec::new();
+    for values in &grid {
+        let mut t = base.clone();
+        for (p, v) in params.iter().zip(values) {
+            set(&mut t, &p.path, v)?;
+        }
+        let label = params
+            .iter()
+            .zip(values)
+            .map(|(p, v)| format!("{}={v}", p.path))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let sc = Scenario::from_table(t, dir.to_path_buf())
+            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        scenarios.push(sc);
+    }
+    let jobs: Vec<(usize, u64)> = (0..grid.len())
+        .flat_map(|i| seeds.iter().map(move |s| (i, *s)))
+        .collect();
+    let reports: Vec<anyhow::Result<(usize, Report)>> = jobs
+        .par_iter()
+        .map(|&(i, seed)| {
+            let o = crate::run(&scenarios[i], seed, |_, _| {})?;
+            done();
+            Ok((i, o.report))
+        })
+        .collect();
+    let mut points: Vec<Point> = grid
+        .into_iter()
+        .map(|values| Point {
+            values,
+            runs: Vec::new(),
+            metrics: Vec::new(),
+        })
+        .collect();
+    for r in reports {
+        let (i, report) = r?;
+        points[i].runs.push(report);
+    }
+    for p in &mut points {
+        let names: Vec<&str> = p.runs[0].scalars().iter().map(|(k, _)| *k).collect();
+        for (k, name) in names.iter().enumerate() {
+            let xs: Vec<f64> = p.runs.iter().map(|r| r.scalars()[k].1).collect();
+            p.metrics.push((name.to_string(), estimate(&xs)));
+        }
+    }
+    Ok(points)
+}
+
+/// A number for an axis: plain, a duration (in hours when long, else
+/// seconds), or a size.
+fn axis_value(v: &str) -> Option<f64> {
+    let v = v.trim_matches('"');
+    v.parse::<f64>()
+        .ok()
+        .or_else(|| parse_duration(v).ok().map(|us| us as f64 / 1e6))
+        .or_else(|| parse_size(v).ok().map(|b| b as f64))
+}
+
+/// Writes `sweep.csv`, `sweep.json`, plots and `sweep.md`.
+pub fn write(dir: &Path, params: &[Param], points: &[Point]) -> anyhow::Result<()> {
+    let mut csv = String::new();
+    for p in params {
+        let _ = write!(csv, "{},", p.path);
+    }
+    csv.push_str("runs");
+    for (name, _) in &points[0].metrics {
+        let _ = write!(csv, ",{name}_mean,{name}_ci95");
+    }
+    csv.push('\n');
+    for p in points {
+        for v in &p.values {
+            let _ = write!(csv, "{},", v.replace(',', ";"));
+        }
+        let _ = write!(csv, "{}", p.runs.len());
+        for (_, e) in &p.metrics {
+            let _ = write!(csv, ",{},{}", e.mean, e.ci95);
+        }
+        csv.push('\n');
+    }
+    std::fs::write(dir.join("sweep.csv"), csv)?;
+    std::fs::write(
+        dir.join("sweep.json"),
+        serde_json::to_string_pretty(points)?,
+    )?;
+    let numeric = params
+        .first()
+        .is_some_and(|p| p.values.iter().all(|v| axis_value(v).is_some()));
+    let x_of = |p: &Point, i: usize| -> f64 {
+        if numeric {
+            axis_value(&p.values[0]).expect("checked")
+        } else {
+            i as f64
+        }
+    };
+    let x_label = match params.first() {
+        Some(p) if numeric => p.path.clone(),
+        Some(p) => format!(
+            "{} ({})",
+            p.path,
+            p.values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{i} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "run".into(),
+    };
+    let mut md = String::from(
+        "# Sweep\n\nMeans over seeds with 95 % confidence intervals (Student's t).\n\n",
+    );
+    for (metric, title) in [
+        ("delivery_ratio", "Delivery ratio"),
+        ("latency_mean_s", "Mean latency (s)"),
+        ("bytes_per_delivered", "Bytes per delivered message"),
+    ] {
+        let mut series: Vec<Series> = Vec::new();
+        let mut errors: Vec<Vec<f64>> = Vec::new();
+        let first_len = params.first().map_or(1, |p| p.values.len());
+        // Grid order: the first parameter varies slowest.
+        let per = (points.len() / first_len).max(1);
+        for (k, p) in points.iter().enumerate() {
+            let label = p
+                .values
+                .iter()
+                .skip(1)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let e = p
+                .metrics
+                .iter()
+                .find(|(n, _)| n == metric)
+                .map(|(_, e)| *e)
+                .expect("known metric");
+            let xi = k / per;
+            match series.iter().position(|(n, _)| *n == label) {
+                Some(s) => {
+                    series[s].1.push((x_of(p, xi), e.mean));
+                    errors[s].push(e.ci95);
+                }
+                None => {
+                    series.push((label, vec![(x_of(p, xi), e.mean)]));
+                    errors.push(vec![e.ci95]);
+                }
+            }
+        }
+        let file = format!("{metric}.svg");
+        line_chart(
+            &dir.join(&file),
+            title,
+            &x_label,
+            title,
+            &series,
+            Some(&errors),
+        )?;
+        let _ = writeln!(md, "![{title}]({file})\n");
+    }
+    md.push_str("| ");
+    for p in params {
+        let _ = write!(md, "{} | ", p.path);
+    }
+    md.push_str("delivery ratio | mean latency (s) | bytes / delivered |\n|");
+    for _ in 0..params.len() + 3 {
+        md.push_str("---|");
+    }
+    md.push('\n');
+    for p in points {
+        md.push_str("| ");
+        for v in &p.values {
+            let _ = write!(md, "{v} | ");
+        }
+        let get = |m: &str| {
+            p.metrics
+                .iter()
+                .find(|(n, _)| n == m)
+                .map(|(_, e)| *e)
+                .expect("known metric")
+        };
+        let (d, l, b) = (
+            get("delivery_ratio"),
+            get("latency_mean_s"),
+            get("bytes_per_delivered"),
+        );
+        let _ = writeln!(
+            md,
+            "{:.4} ± {:.4} | {:.1} ± {:.1} | {:.0} ± {:.0} |",
+            d.mean, d.ci95, l.mean, l.ci95, b.mean, b.ci95
+        );
+    }
+    std::fs::write(dir.join("sweep.md"), md)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_interval() {
+        let e = estimate(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(e.mean, 3.0);
+        // s = 1.5811, t(4) = 2.776: 2.776 * 1.5811 / sqrt(5)
+        assert!((e.ci95 - 1.963).abs() < 1e-3, "{}", e.ci95);
+    }
+
+    #[test]
+    fn sets_dotted_paths() {
+        let mut t: toml::Table =
+            "policy = \"strand\"\n[contacts]\ngap = \"1h\"\n[[group]]\ncount = 3\n"
+                .parse()
+                .unwrap();
+        set(&mut t, "policy", "epidemic").unwrap();
+        set(&mut t, "contacts.gap", "\"2h\"").unwrap();
+        set(&mut t, "group.0.count", "7").unwrap();
+        assert_eq!(t["policy"].as_str(), Some("epidemic"));
+        assert_eq!(t["contacts"]["gap"].as_str(), Some("2h"));
+        assert_eq!(t["group"][0]["count"].as_integer(), Some(7));
+        assert!(set(&mut t, "group.5.count", "1").is_err());
+    }
+}
