@@ -67,7 +67,11 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strand-sim: {e:#}");
+            // One line, whatever the error's own layout (TOML errors span
+            // several).
+            let msg = format!("{e:#}");
+            let words: Vec<&str> = msg.split_whitespace().collect();
+            eprintln!("strand-sim: {}", words.join(" "));
             ExitCode::from(2)
         }
     }

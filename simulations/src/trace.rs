@@ -155,7 +155,7 @@ fn parse_time(s: &str) -> Result<Micros, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("time `{s}` is not a number"))?;
-    if !v.is_finite() || v < 0.0 || v > 1e11 {
+    if !v.is_finite() || !(0.0..=1e11).contains(&v) {
         return Err(format!("time `{s}` is out of range"));
     }
     Ok((v * SECOND as f64).round() as Micros)

@@ -1,1 +1,238 @@
+use strand_sim::invariants::{GROUP_LOGS_CONVERGED, NO_PROTOCOL_ERRORS};
+use strand_sim::{run, Scenario};
 
+use crate::{bundled, inline};
+
+fn json(s: &Scenario, seed: u64) -> String {
+    serde_json::to_string(&run(s, seed, |_, _| {}).unwrap().report).unwrap()
+}
+
+#[test]
+fn same_seed_gives_identical_json() {
+    // Strand (real sessions, RNG-driven handshakes) and a baseline.
+    let strand = bundled(
+        "partition",
+        &[
+            ("duration", "\"6h\""),
+            ("group.0.count", "20"),
+            ("group.1.count", "4"),
+        ],
+    );
+    let a = json(&strand, 11);
+    assert_eq!(a, json(&strand, 11));
+    assert_ne!(a, json(&strand, 12), "a different seed is a different run");
+    let epidemic = bundled("city", &[("duration", "\"1h\"")]);
+    assert_eq!(json(&epidemic, 3), json(&epidemic, 3));
+}
+
+#[test]
+fn group_logs_converge_after_the_partition_heals() {
+    // Writing stops at hour 6; the partition (hours 1-5) has healed and
+    // meetings continue to hour 24.
+    let s = bundled(
+        "partition",
+        &[("group.0.count", "24"), ("group.1.count", "6")],
+    );
+    let o = run(&s, 5, |_, _| {}).unwrap();
+    let r = &o.report;
+    assert!(r.created > 100, "{}", r.created);
+    assert!(r.sessions > 0 && r.bytes_total > r.bytes_payload);
+    assert!(
+        r.invariants[NO_PROTOCOL_ERRORS],
+        "{:?} {:?}",
+        r.session_errors, r
+    );
+    assert!(r.invariants[GROUP_LOGS_CONVERGED]);
+    assert!(r.invariants.values().all(|ok| *ok), "{:?}", r.invariants);
+    // Converged logs mean every 1:1 and group message reached everyone.
+    assert_eq!(r.delivered, r.delivery_units);
+
+    // And the check can fail: stop the run during the partition.
+    let cut = bundled(
+        "partition",
+        &[
+            ("group.0.count", "24"),
+            ("group.1.count", "6"),
+            ("duration", "\"3h\""),
+        ],
+    );
+    let r = run(&cut, 5, |_, _| {}).unwrap().report;
+    assert!(!r.invariants[GROUP_LOGS_CONVERGED]);
+    assert!(r.delivered < r.delivery_units);
+}
+
+/// Groenevelt, Nain & Koole (2005): with N devices whose pairs meet at
+/// rate λ and instant transfers, Epidemic's mean delay is
+/// H(N-1) / (λ (N-1)).
+#[test]
+fn epidemic_matches_groenevelt() {
+    let n = 50.0f64;
+    let gap_s = 7200.0;
+    let harmonic: f64 = (1..50).map(|k| 1.0 / f64::from(k)).sum();
+    let expected = harmonic * gap_s / (n - 1.0);
+    assert!((expected - 658.1).abs() < 0.1);
+    let s = bundled("epidemic-check", &[]);
+    let mut means = Vec::new();
+    for seed in 1..=3 {
+        let r = run(&s, seed, |_, _| {}).unwrap().report;
+        assert_eq!(r.delivered, r.delivery_units, "every message is delivered");
+        assert!(r.delivered > 3000);
+        means.push(r.latency_s.mean);
+    }
+    let mean = means.iter().sum::<f64>() / means.len() as f64;
+    // ~10,800 deliveries over 3 seeds; delays have a standard deviation
+    // near their mean, but messages share the meeting process, so allow
+    // 5 % (about 5 standard errors of independent samples).
+    let err = (mean - expected).abs() / expected;
+    assert!(
+        err < 0.05,
+        "simulated {mean:.1} s vs closed form {expected:.1} s ({:.1} %), per seed {means:?}",
+        100.0 * err
+    );
+}
+
+const TIMING: &str = r#"
+name = "timing"
+duration = "1h"
+policy = "direct"
+[links.slow]
+rate = "8kbit"        # 1,000 bytes/s
+latency = "250ms"
+setup = "2s"
+frame = 500
+frame_overhead = 10
+loss = 0.0
+[[group]]
+count = 2
+link = "slow"
+[contacts]
+model = "trace"
+file = "TRACE"
+[social]
+model = "none"
+"#;
+
+fn timing(trace: &str) -> strand_sim::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.one"), trace).unwrap();
+    let s = inline(&TIMING.replace("TRACE", "t.one"), dir.path());
+    run(&s, 1, |_, _| {}).unwrap()
+}
+
+#[test]
+fn bytes_take_the_time_the_rate_says_and_a_cut_aborts() {
+    // A 9,968-byte body + 32-byte header = 10,000 bytes = 20 frames of 500
+    // with 10 bytes each: 10,200 bytes at 1,000 B/s = 10.2 s, after 2 s of
+    // setup, plus 0.25 s latency. Created at 1 s, contact at 10 s.
+    let o = timing("1 C M1 0 1 9968\n10 CONN 0 1 up\n100 CONN 0 1 down\n");
+    assert_eq!(o.deliveries.len(), 1);
+    let (at, latency) = o.deliveries[0];
+    assert_eq!(at, 22_450_000, "10 + 2 + 10.2 + 0.25 s");
+    assert_eq!(latency, 21_450_000);
+    assert_eq!(o.report.bytes_total, 10_200);
+    assert_eq!(o.report.bytes_payload, 9_968);
+
+    // The contact ends 5 s into the transfer: nothing arrives.
+    let o = timing("1 C M1 0 1 9968\n10 CONN 0 1 up\n17 CONN 0 1 down\n");
+    assert!(o.deliveries.is_empty());
+    assert_eq!(o.report.aborted, 1);
+    // A later contact delivers it.
+    let o = timing("1 C M1 0 1 9968\n10 CONN 0 1 up\n17 CONN 0 1 down\n60 CONN 1 0 up\n");
+    assert_eq!(o.deliveries.len(), 1);
+    assert_eq!(o.deliveries[0].0, 72_450_000);
+}
+
+#[test]
+fn a_replayed_trace_drives_real_strand_sessions() {
+    let s = bundled("trace-replay", &[]);
+    let o = run(&s, 1, |_, _| {}).unwrap();
+    let r = &o.report;
+    // 120 creations in the file, minus the few a host sends to itself.
+    assert_eq!(r.created, 114);
+    assert!(r.sessions > 100, "{}", r.sessions);
+    assert!(
+        r.delivered > 20 && r.delivered < r.created,
+        "{}",
+        r.delivered
+    );
+    assert!(r.invariants[NO_PROTOCOL_ERRORS]);
+    // The file's transfer lines are ignored, its contacts are not.
+    assert_eq!(r.encounters, 678 + 5);
+    assert!(o.one_text.starts_with(
+        "Message stats for scenario trace-replay\nsim_time: 21600.0000\ncreated: 114\n"
+    ));
+}
+
+#[test]
+fn baselines_order_as_the_literature_says() {
+    // Same contacts and workload for every policy (the baselines draw
+    // nothing from the RNG after setup); with instant links and unlimited
+    // buffers, Epidemic delivers whatever Spray-and-Wait does, which
+    // delivers whatever Direct does.
+    let mut delivered = Vec::new();
+    for policy in ["\"epidemic\"", "\"spray-and-wait\"", "\"direct\""] {
+        let s = bundled(
+            "epidemic-check",
+            &[
+                ("policy", policy),
+                ("duration", "\"8h\""),
+                ("traffic.until", "\"6h\""),
+                ("contacts.gap", "\"8h\""),
+            ],
+        );
+        let r = run(&s, 2, |_, _| {}).unwrap().report;
+        delivered.push((r.delivered, r.latency_s.mean, r.hops_mean, r.relayed));
+    }
+    let [(e, _, _, er), (w, _, wh, wr), (d, _, dh, dr)] = delivered[..] else {
+        unreachable!()
+    };
+    assert!(e > w && w > d, "{delivered:?}");
+    assert_eq!(dh, 1.0, "direct delivery is one hop");
+    // Binary spray with 6 copies: 6 -> 3 -> 1, so at most two relays and
+    // three hops.
+    assert!(
+        wh <= 3.0 && wh > 1.0,
+        "binary spray-and-wait: {delivered:?}"
+    );
+    assert!(er > wr && wr > dr);
+}
+
+#[test]
+fn bad_scenarios_get_clear_errors() {
+    let base = "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 4\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n";
+    assert!(Scenario::parse(base, Default::default()).is_ok());
+    for (extra, needle) in [
+        ("colour = \"red\"\n", "unknown field"),
+        ("[traffic]\nsize = [\"1 parsec\", 2]\n", "unknown size unit"),
+        ("[traffic]\nper_device_gap = \"0s\"\n", "per_device_gap"),
+        (
+            "[traffic]\nsize = [\"2MiB\", \"2MiB\"]\n",
+            "at most 1048576",
+        ),
+        ("[[partition]]\nstart = \"2h\"\nend = \"1h\"\n", "partition"),
+        ("[links.x]\nloss = 2.0\n", "loss"),
+        ("[social]\nmodel = \"telepathy\"\n", "social.model"),
+    ] {
+        let text = if extra.starts_with('[') {
+            format!("{base}{extra}")
+        } else {
+            format!("{extra}{base}")
+        };
+        let e = Scenario::parse(&text, Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{extra:?}: {e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.one"), "0 CONN 0 7 up\n").unwrap();
+    let s = inline(&TIMING.replace("TRACE", "t.one"), dir.path());
+    let e = run(&s, 1, |_, _| {}).err().unwrap().to_string();
+    assert!(e.contains("host 7") && e.contains("2 devices"), "{e}");
+    std::fs::write(
+        dir.path().join("t.one"),
+        "0 CONN 0 1 up\n5 CONN 0 1 maybe\n",
+    )
+    .unwrap();
+    let e = run(&s, 1, |_, _| {}).err().unwrap().to_string();
+    assert!(e.contains("line 2"), "{e}");
+}
