@@ -22,12 +22,7 @@ fn scenario(name: &str, edits: &[(&str, &str)]) -> Scenario {
     Scenario::from_table(table, dir).expect("a valid scenario")
 }
 
-/// Resets the peak-RSS counter (Linux: writing 5 to clear_refs).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak RSS since the last reset, MiB.
+/// Peak RSS of this process, MiB.
 fn peak_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -39,21 +34,84 @@ fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn measure(s: &Scenario) -> (strand_sim::Report, f64, f64) {
-    reset_peak();
-    let start = Instant::now();
-    let o = strand_sim::run(s, s.seed, |_, _| {}).expect("the run succeeds");
-    let wall = start.elapsed().as_secs_f64();
-    (o.report, wall, peak_mib())
+/// The benchmarks: name, title, scenario, wall-time target, ONE's time.
+fn benches() -> Vec<(
+    &'static str,
+    &'static str,
+    Scenario,
+    Option<f64>,
+    &'static str,
+)> {
+    vec![
+        ("city-126", "ONE default workload, 126 devices, 12 h", scenario("city", &[]), Some(2.0), "about 50 s"),
+        ("city-1206", "the same, 1,206 devices, 12 h", scenario("city-1206", &[]), Some(30.0), "over 40 minutes"),
+        (
+            "strand-city-126",
+            "the city-126 contacts and messages carried by Strand's real sessions (senders and recipients made contacts)",
+            scenario("city", &[("policy", "\"strand\"")]),
+            None,
+            "n/a",
+        ),
+        (
+            "text-10k",
+            "10,000 Strand users texting contacts and groups over BLE, 24 h (memory target <= 8 GiB)",
+            scenario("text-10k", &[]),
+            Some(300.0),
+            "n/a",
+        ),
+    ]
 }
 
-fn bench(title: &str, s: Scenario, target_s: Option<f64>, one: &str) {
-    println!("\n== {title}");
-    let mut quiet = s.clone();
-    quiet.traffic.interval = None;
-    quiet.traffic.per_device_gap = None;
-    let (_, base_wall, base_mem) = measure(&quiet);
-    let (r, wall, mem) = measure(&s);
+/// Child process: runs one benchmark (or its no-message baseline) and
+/// prints `wall_s peak_mib` and the report as JSON, so that each figure's
+/// peak memory is its own.
+fn child(name: &str, quiet: bool) {
+    let (_, _, mut s, _, _) = benches()
+        .into_iter()
+        .find(|b| b.0 == name)
+        .expect("a known benchmark");
+    if quiet {
+        s.traffic.interval = None;
+        s.traffic.per_device_gap = None;
+    }
+    let start = Instant::now();
+    let o = strand_sim::run(&s, s.seed, |_, _| {}).expect("the run succeeds");
+    let wall = start.elapsed().as_secs_f64();
+    println!("{wall} {}", peak_mib());
+    println!(
+        "{}",
+        serde_json::to_string(&o.report).expect("serialisable")
+    );
+}
+
+fn spawn(name: &str, quiet: bool) -> (f64, f64, strand_sim::Report) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
+    cmd.args(["--child", name]);
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let out = cmd.output().expect("the benchmark child runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = text.lines();
+    let mut nums = lines
+        .next()
+        .expect("figures")
+        .split(' ')
+        .map(|x| x.parse::<f64>().expect("a number"));
+    let (wall, mem) = (nums.next().expect("wall"), nums.next().expect("memory"));
+    let report = serde_json::from_str(lines.next().expect("report")).expect("a report");
+    (wall, mem, report)
+}
+
+fn bench(name: &str, title: &str, target_s: Option<f64>, one: &str) {
+    println!("\n== {name}: {title}");
+    let (base_wall, base_mem, _) = spawn(name, true);
+    let (wall, mem, r): (f64, f64, strand_sim::Report) = spawn(name, false);
     println!(
         "  {} devices, {:.0} h, {} policy: created {}, delivered {}/{} ({:.1} %), latency mean {:.0} s median {:.0} s p95 {:.0} s, {:.0} bytes/delivered, {} events",
         r.devices,
@@ -82,44 +140,16 @@ fn bench(title: &str, s: Scenario, target_s: Option<f64>, one: &str) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a filter argument selects benchmarks.
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    if want("city-126") && !filter.iter().any(|f| f.starts_with("strand")) {
-        bench(
-            "city-126: ONE default workload, 126 devices, 12 h",
-            scenario("city", &[]),
-            Some(2.0),
-            "about 50 s",
-        );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], args.iter().any(|a| a == "--quiet"));
+        return;
     }
-    if want("city-1206") {
-        bench(
-            "city-1206: the same, 1,206 devices, 12 h",
-            scenario("city-1206", &[]),
-            Some(30.0),
-            "over 40 minutes",
-        );
-    }
-    if want("strand-city") {
-        bench(
-            "strand-city-126: the city-126 contacts with Strand's real sessions (senders and recipients made contacts)",
-            scenario("city", &[("policy", "\"strand\"")]),
-            None,
-            "n/a",
-        );
-    }
-    if want("text-10k") {
-        let s = scenario("text-10k", &[]);
-        bench(
-            "text-10k: 10,000 Strand users texting contacts and groups, 24 h",
-            s,
-            Some(300.0),
-            "n/a",
-        );
-        println!("  memory target: <= 8 GiB");
+    // `cargo bench` passes --bench; other arguments select benchmarks by name.
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    for (name, title, _, target, one) in benches() {
+        if filter.is_empty() || filter.iter().any(|f| f.as_str() == name) {
+            bench(name, title, target, one);
+        }
     }
 }

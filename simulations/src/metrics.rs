@@ -108,7 +108,7 @@ pub struct Sample {
 }
 
 /// Latency summary, seconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Latency {
     /// Mean.
     pub mean: f64,
@@ -121,7 +121,7 @@ pub struct Latency {
 }
 
 /// One run's results.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
