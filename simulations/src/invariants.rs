@@ -19,6 +19,11 @@ pub const GROUP_LOGS_CONVERGED: &str = "group_logs_converged";
 /// Every delivery came after its message was created.
 pub const CAUSAL_DELIVERY: &str = "causal_delivery";
 
+/// Random waypoint: at the end, two devices are in contact exactly when
+/// they are within range (the crossings solved in closed form never drift
+/// from the geometry).
+pub const CONTACTS_MATCH_DISTANCE: &str = "contacts_match_distance";
+
 /// Session errors that only mean the link went away.
 const LINK_LOSS: [&str; 2] = ["connection lost", "link ended mid-packet"];
 
@@ -35,6 +40,9 @@ pub fn check(sim: &Sim) -> BTreeMap<String, bool> {
         CAUSAL_DELIVERY.to_string(),
         m.deliveries.iter().all(|(t, lat)| lat <= t),
     );
+    if let Some(ok) = sim.waypoint_consistent() {
+        out.insert(CONTACTS_MATCH_DISTANCE.to_string(), ok);
+    }
     if let PolicyState::Strand(s) = &sim.policy {
         let clean = m.protocol_errors == 0
             && m.unanswered_hellos <= m.hellos_refused

@@ -348,6 +348,23 @@ impl Waypoint {
         changes
     }
 
+    /// Whether the contacts the model reported match the geometry now:
+    /// every pair is in contact exactly when its distance is within range
+    /// (pairs within a micrometre of the boundary are not judged).
+    pub fn contacts_match_distance(&self, w: &World) -> bool {
+        let t = w.now as f64 / SECOND as f64;
+        let n = self.legs.len();
+        (0..n).all(|i| {
+            (i + 1..n).all(|j| {
+                let r = w.range[i].min(w.range[j]);
+                let (dx, dy) = self.offset(i, j, t);
+                let d = (dx * dx + dy * dy).sqrt();
+                let listed = w.in_contact[i].binary_search(&(j as u32)).is_ok();
+                (d - r).abs() < 1e-6 || listed == (d <= r)
+            })
+        })
+    }
+
     /// A scheduled crossing fires (if neither device changed leg since).
     pub fn cross(
         &mut self,

@@ -282,6 +282,15 @@ impl Sim {
         Ok(sim)
     }
 
+    /// The waypoint model's check that reported contacts match distances
+    /// (`None` for other contact models).
+    pub fn waypoint_consistent(&self) -> Option<bool> {
+        match &self.world.contacts {
+            Contacts::Waypoint(wp) => Some(wp.contacts_match_distance(&self.world)),
+            _ => None,
+        }
+    }
+
     /// The scenario.
     pub fn scenario(&self) -> &Scenario {
         &self.world.scenario
