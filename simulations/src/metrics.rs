@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Hellos a listener refused (the dialler's beacon match was a false
     /// positive, or a replay).
     pub hellos_refused: u64,
+    /// Of those, hellos between two devices that are contacts: the
+    /// dialler's beacon matched another contact first.
+    pub contact_hellos_refused: u64,
     /// Dialler sessions that timed out without a byte back.
     pub unanswered_hellos: u64,
     /// Messages skipped as too far in the future.
@@ -183,6 +186,9 @@ pub struct Report {
     pub stranger_beacons: u64,
     /// Hellos refused by a listener (beacon false positives).
     pub hellos_refused: u64,
+    /// Of those, between contacts (the encounter synced nothing because
+    /// another contact matched the beacon first).
+    pub hellos_refused_between_contacts: u64,
     /// Session errors by kind.
     pub session_errors: BTreeMap<String, u64>,
     /// Mean hops of deliveries.
@@ -268,6 +274,7 @@ impl Report {
             sessions: m.sessions,
             stranger_beacons: m.strangers,
             hellos_refused: m.hellos_refused,
+            hellos_refused_between_contacts: m.contact_hellos_refused,
             session_errors: m.session_errors.clone(),
             hops_mean: if m.hops.is_empty() {
                 0.0

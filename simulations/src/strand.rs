@@ -190,7 +190,15 @@ impl Strand {
                 let mut listener = Listener::new(&dev.identity, dev.contacts.clone());
                 match listener.accept(config, &bytes, now, &mut w.rng.0) {
                     Ok(s) => ls.sessions[1] = Some(s),
-                    Err(_) => w.metrics.hellos_refused += 1,
+                    Err(_) => {
+                        w.metrics.hellos_refused += 1;
+                        // Two contacts met, but the dialler's beacon check
+                        // picked another contact first (a false positive),
+                        // so this encounter syncs nothing.
+                        if dev.contact_nodes.contains(&peer) {
+                            w.metrics.contact_hellos_refused += 1;
+                        }
+                    }
                 }
             }
         } else if let Some(s) = ls.sessions[side].as_mut() {
