@@ -29,6 +29,7 @@ pub fn line_chart(
     y_label: &str,
     series: &[Series],
     errors: Option<&[Vec<f64>]>,
+    x_names: Option<&[String]>,
 ) -> anyhow::Result<()> {
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0.0f64, f64::MIN);
@@ -63,12 +64,25 @@ pub fn line_chart(
         .x_label_area_size(44)
         .y_label_area_size(72)
         .build_cartesian_2d(x0..x1, y0..y1)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
+    let name_of = |x: &f64| -> String {
+        let i = x.round();
+        match x_names {
+            Some(names) if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() => {
+                names[i as usize].clone()
+            }
+            Some(_) => String::new(),
+            None => format!("{x}"),
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label)
         .y_desc(y_label)
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()?;
+        .light_line_style(RGBColor(235, 235, 235));
+    if let Some(names) = x_names {
+        // Categories: one label per value, at 0, 1, 2, ...
+        mesh.x_labels(names.len()).x_label_formatter(&name_of);
+    }
+    mesh.draw()?;
     for (i, (name, p)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
@@ -133,6 +147,7 @@ pub fn write_run(dir: &Path, o: &Outcome) -> anyhow::Result<()> {
         "share of all deliveries wanted",
         &[("created".into(), created), ("delivered".into(), delivered)],
         None,
+        None,
     )?;
     let mut lat: Vec<f64> = o.deliveries.iter().map(|(_, l)| secs(*l)).collect();
     lat.sort_by(f64::total_cmp);
@@ -151,6 +166,7 @@ pub fn write_run(dir: &Path, o: &Outcome) -> anyhow::Result<()> {
         &format!("latency ({lname})"),
         "share delivered within",
         &[(String::new(), cdf)],
+        None,
         None,
     )?;
     let per = |f: &dyn Fn(&crate::metrics::Sample) -> u64| -> Vec<(f64, f64)> {
@@ -173,6 +189,7 @@ pub fn write_run(dir: &Path, o: &Outcome) -> anyhow::Result<()> {
             ("payload".into(), per(&|s| s.bytes_payload)),
             ("overhead".into(), per(&|s| s.bytes_total - s.bytes_payload)),
         ],
+        None,
         None,
     )?;
     std::fs::write(dir.join("report.md"), report_markdown(o))?;

@@ -256,19 +256,10 @@ pub fn write(dir: &Path, params: &[Param], points: &[Point]) -> anyhow::Result<(
         }
     };
     let x_label = match params.first() {
-        Some(p) if numeric => p.path.clone(),
-        Some(p) => format!(
-            "{} ({})",
-            p.path,
-            p.values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("{i} = {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Some(p) => p.path.clone(),
         None => "run".into(),
     };
+    let names: Vec<String> = params.first().map(|p| p.values.clone()).unwrap_or_default();
     let mut md = String::from(
         "# Sweep\n\nMeans over seeds with 95 % confidence intervals (Student's t).\n\n",
     );
@@ -316,6 +307,7 @@ pub fn write(dir: &Path, params: &[Param], points: &[Point]) -> anyhow::Result<(
             title,
             &series,
             Some(&errors),
+            (!numeric).then_some(names.as_slice()),
         )?;
         let _ = writeln!(md, "![{title}]({file})\n");
     }
