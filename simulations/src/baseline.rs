@@ -42,6 +42,15 @@ struct Buffer {
     delivered: BTreeSet<u32>,
 }
 
+/// A copy on the air: Spray-and-Wait copies are taken from the sender
+/// when it starts and given back if the transfer does not complete.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    idx: u32,
+    copies: u32,
+    hops: u32,
+}
+
 #[derive(Default)]
 struct LinkQueues {
     /// The summary vector still to send, per direction.
@@ -49,7 +58,9 @@ struct LinkQueues {
     /// The sender has the peer's summary: it may send copies.
     open: [bool; 2],
     queue: [VecDeque<u32>; 2],
-    in_flight: [Option<u32>; 2],
+    /// Copies sent and not yet arrived, per direction, in order (with
+    /// latency, the next may start before the last arrives).
+    in_flight: [VecDeque<InFlight>; 2],
 }
 
 /// Baseline state across all devices.
@@ -100,11 +111,15 @@ impl Baseline {
         if self.has(to, idx) || self.expired(w, idx) {
             return false;
         }
-        let dest = w.messages[idx as usize].recipients.contains(&to);
+        let m = &w.messages[idx as usize];
+        let dest = m.recipients.contains(&to);
         match self.policy {
             Policy::Epidemic => true,
-            Policy::SprayAndWait => dest || c.copies > 1,
-            _ => dest,
+            // Spray while holding more than one copy; with one, wait for a
+            // destination.
+            Policy::SprayAndWait => c.copies >= 1 && (dest || c.copies > 1),
+            // Only the source delivers, and only to a destination.
+            _ => dest && from == m.creation.from,
         }
     }
 
@@ -212,7 +227,25 @@ impl Baseline {
         }
         while let Some(idx) = self.links.get_mut(&link)?.queue[dir].pop_front() {
             if self.eligible(w, from, to, idx) {
-                self.links.get_mut(&link)?.in_flight[dir] = Some(idx);
+                let held = self.devices[from as usize].copies.get_mut(&idx)?;
+                let m = &w.messages[idx as usize];
+                let only_recipient = m.recipients.len() == 1 && m.recipients[0] == to;
+                // Binary spray: half of the copies go with the message,
+                // except to its only recipient, who keeps none.
+                let copies = match self.policy {
+                    Policy::SprayAndWait if only_recipient => 0,
+                    Policy::SprayAndWait => held.copies / 2,
+                    _ => 1,
+                };
+                if self.policy == Policy::SprayAndWait {
+                    held.copies -= copies;
+                }
+                let f = InFlight {
+                    idx,
+                    copies,
+                    hops: held.hops + 1,
+                };
+                self.links.get_mut(&link)?.in_flight[dir].push_back(f);
                 w.metrics.started += 1;
                 let size = w.messages[idx as usize].creation.size;
                 return Some((Packet::Message(idx), size + COPY_HEADER));
@@ -238,11 +271,16 @@ impl Baseline {
                 vec![link]
             }
             Packet::Message(idx) => {
-                if let Some(q) = self.links.get_mut(&link) {
-                    q.in_flight[dir] = None;
-                }
+                let Some(f) = self
+                    .links
+                    .get_mut(&link)
+                    .and_then(|q| q.in_flight[dir].pop_front())
+                else {
+                    return Vec::new();
+                };
+                debug_assert_eq!(f.idx, idx, "one direction delivers in order");
                 w.metrics.relayed += 1;
-                self.receive(w, link, from, to, idx)
+                self.receive(w, link, from, to, f)
             }
             Packet::Bytes(_) => Vec::new(),
         }
@@ -254,33 +292,26 @@ impl Baseline {
         link: LinkId,
         from: u32,
         to: u32,
-        idx: u32,
+        f: InFlight,
     ) -> Vec<LinkId> {
-        if self.expired(w, idx) {
+        if self.expired(w, f.idx) {
             w.metrics.dropped += 1;
             return Vec::new();
         }
-        if self.has(to, idx) {
+        if self.has(to, f.idx) {
+            // Another link got there first: the copies go back.
+            self.give_back(from, f);
             w.metrics.duplicates += 1;
             return Vec::new();
         }
-        let Some(src) = self.devices[from as usize].copies.get(&idx).copied() else {
-            // The sender dropped it while it was on the air; the copy
-            // still arrived.
-            return self.store(w, link, to, idx, 1, 1);
-        };
-        let given = if self.policy == Policy::SprayAndWait {
-            src.copies / 2
-        } else {
-            1
-        };
-        if self.policy == Policy::SprayAndWait && !w.messages[idx as usize].recipients.contains(&to)
-        {
-            if let Some(c) = self.devices[from as usize].copies.get_mut(&idx) {
-                c.copies -= given;
-            }
+        self.store(w, link, to, f.idx, f.copies, f.hops)
+    }
+
+    /// Returns copies reserved for a transfer that did not complete.
+    fn give_back(&mut self, from: u32, f: InFlight) {
+        if let Some(c) = self.devices[from as usize].copies.get_mut(&f.idx) {
+            c.copies += f.copies;
         }
-        self.store(w, link, to, idx, given.max(1), src.hops + 1)
     }
 
     fn store(
@@ -328,6 +359,7 @@ impl Baseline {
         let Some(cap) = self.buffer else {
             return true;
         };
+        self.expire(w, node);
         if size > cap {
             return false;
         }
@@ -344,9 +376,14 @@ impl Baseline {
     }
 
     /// The link went down: copies in flight are aborted.
-    pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
+    pub fn on_cut(&mut self, w: &mut World, link: LinkId, l: &LinkState) {
         if let Some(q) = self.links.remove(&link) {
-            w.metrics.aborted += q.in_flight.iter().flatten().count() as u64;
+            for (dir, fs) in q.in_flight.iter().enumerate() {
+                for f in fs {
+                    w.metrics.aborted += 1;
+                    self.give_back(l.node(dir), *f);
+                }
+            }
         }
     }
 
@@ -373,8 +410,17 @@ impl Baseline {
         self.offer(w, from, idx)
     }
 
-    /// Bytes buffered per device.
-    pub fn storage(&self) -> Vec<u64> {
-        self.devices.iter().map(|d| d.bytes).collect()
+    /// Bytes buffered per device (copies not yet expired).
+    pub fn storage(&self, w: &World) -> Vec<u64> {
+        self.devices
+            .iter()
+            .map(|d| {
+                d.copies
+                    .keys()
+                    .filter(|idx| !self.expired(w, **idx))
+                    .map(|idx| w.messages[*idx as usize].creation.size)
+                    .sum()
+            })
+            .collect()
     }
 }

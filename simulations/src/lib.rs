@@ -89,7 +89,7 @@ pub fn finish(sim: &Sim, seed: u64) -> Outcome {
     let sc = sim.scenario();
     let storage = match &sim.policy {
         PolicyState::Strand(s) => s.storage(),
-        PolicyState::Baseline(b) => b.storage(),
+        PolicyState::Baseline(b) => b.storage(w),
     };
     let invariants = invariants::check(sim);
     let report = Report::build(

@@ -175,7 +175,10 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
             let points: u64 = params.iter().map(|p| p.values.len() as u64).product();
-            let seeds: Vec<u64> = (seed..seed + seeds).collect();
+            let last = seed
+                .checked_add(seeds)
+                .ok_or_else(|| anyhow::anyhow!("--seed + --seeds overflows"))?;
+            let seeds: Vec<u64> = (seed..last).collect();
             let pb = bar(
                 points * seeds.len() as u64,
                 "{elapsed_precise} [{bar:40}] {pos}/{len} runs ({eta})",

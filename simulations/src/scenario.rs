@@ -236,8 +236,23 @@ impl Link {
                 l.preference = v;
             }
         }
-        if l.frame == 0 {
-            return Err(format!("link `{name}`: frame must be at least 1 byte"));
+        if l.frame == 0 || l.frame > 1 << 30 {
+            return Err(format!("link `{name}`: frame must be 1 byte..1 GiB"));
+        }
+        if l.frame_overhead > 1 << 20 {
+            return Err(format!(
+                "link `{name}`: frame_overhead must be at most 1 MiB"
+            ));
+        }
+        if l.rate.is_some_and(|r| r < 1.0) {
+            return Err(format!(
+                "link `{name}`: rate must be at least 1 byte/s (or \"inf\")"
+            ));
+        }
+        if l.latency > 86_400 * SECOND || l.setup > 86_400 * SECOND {
+            return Err(format!(
+                "link `{name}`: latency and setup must be at most a day"
+            ));
         }
         if !(0.0..0.9).contains(&l.loss) {
             return Err(format!("link `{name}`: loss must be in [0, 0.9)"));
@@ -602,8 +617,8 @@ impl Scenario {
         if t.per_device_gap.is_some_and(|g| g.0 == 0) {
             return Err("traffic.per_device_gap must be above zero".into());
         }
-        if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 {
-            return Err("traffic.size must be [min, max] with 0 < min <= max".into());
+        if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 || t.size[1].0 > 1 << 30 {
+            return Err("traffic.size must be [min, max] with 0 < min <= max <= 1 GiB".into());
         }
         if self.policy == Policy::Strand && t.size[1].0 > strand_sync::limits::MAX_BODY_LEN as u64 {
             return Err(format!(

@@ -54,8 +54,8 @@ impl Social {
         rng: &mut Rng,
     ) -> anyhow::Result<Social> {
         let mut edges = match sc.social.model.as_str() {
-            "random" => random_graph(n, sc.social.degree, rng),
-            "small-world" => small_world(n, sc.social.degree, sc.social.rewire, rng),
+            "random" => random_graph(n, sc.social.degree.min(n - 1), rng),
+            "small-world" => small_world(n, sc.social.degree.min(n - 1), sc.social.rewire, rng),
             "complete" => {
                 anyhow::ensure!(
                     n <= 5_000,

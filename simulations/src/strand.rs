@@ -325,6 +325,18 @@ impl Strand {
         true
     }
 
+    /// Copies received twice on a live link's sessions.
+    pub fn duplicates_on(&self, link: LinkId) -> u64 {
+        self.links.get(&link).map_or(0, |ls| {
+            (0..2)
+                .filter_map(|side| {
+                    let s = ls.sessions[side].as_ref()?;
+                    Some(s.stats().messages_received.saturating_sub(ls.new[side]))
+                })
+                .sum()
+        })
+    }
+
     /// The link went down mid-whatever.
     pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
         if let Some(mut ls) = self.links.remove(&link) {

@@ -21,6 +21,30 @@ pub struct Param {
     pub values: Vec<String>,
 }
 
+/// Splits on commas outside brackets and quotes, so that
+/// `traffic.size=[20,200],[200,2000]` is two values.
+fn split_top_level(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth, mut quoted) = (Vec::new(), String::new(), 0i32, false);
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 impl std::str::FromStr for Param {
     type Err = String;
 
@@ -29,11 +53,7 @@ impl std::str::FromStr for Param {
         let (path, values) = s
             .split_once('=')
             .ok_or_else(|| format!("`{s}`: expected path=value1,value2,..."))?;
-        let values: Vec<String> = values
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect();
+        let values = split_top_level(values);
         if path.trim().is_empty() || values.is_empty() {
             return Err(format!("`{s}`: expected path=value1,value2,..."));
         }
@@ -217,6 +237,7 @@ fn axis_value(v: &str) -> Option<f64> {
         .ok()
         .or_else(|| parse_duration(v).ok().map(|us| us as f64 / 1e6))
         .or_else(|| parse_size(v).ok().map(|b| b as f64))
+        .filter(|x| x.is_finite())
 }
 
 /// Writes `sweep.csv`, `sweep.json`, plots and `sweep.md`.
@@ -299,6 +320,12 @@ pub fn write(dir: &Path, params: &[Param], points: &[Point]) -> anyhow::Result<(
                 }
             }
         }
+        // Values may be given in any order: draw each line left to right.
+        for ((_, pts), errs) in series.iter_mut().zip(errors.iter_mut()) {
+            let mut both: Vec<_> = pts.iter().copied().zip(errs.iter().copied()).collect();
+            both.sort_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
+            (*pts, *errs) = both.into_iter().unzip();
+        }
         let file = format!("{metric}.svg");
         line_chart(
             &dir.join(&file),
@@ -372,5 +399,9 @@ mod tests {
         assert_eq!(t["contacts"]["gap"].as_str(), Some("2h"));
         assert_eq!(t["group"][0]["count"].as_integer(), Some(7));
         assert!(set(&mut t, "group.5.count", "1").is_err());
+        let p: Param = "traffic.size=[20,200], [1, 2],\"a,b\"".parse().unwrap();
+        assert_eq!(p.values, vec!["[20,200]", "[1, 2]", "\"a,b\""]);
+        set(&mut t, "traffic.size", &p.values[0]).unwrap();
+        assert_eq!(t["traffic"]["size"].as_array().map(Vec::len), Some(2));
     }
 }

@@ -85,8 +85,9 @@ impl Trace {
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let err = |reason: String| TraceError { line, reason };
-            let l = raw.trim();
-            if l.is_empty() || l.starts_with('#') {
+            // `#` starts a comment, at the start of a line or after an event.
+            let l = raw.split('#').next().unwrap_or_default().trim();
+            if l.is_empty() {
                 continue;
             }
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -167,9 +168,10 @@ mod tests {
 
     #[test]
     fn parses_one_lines() {
-        let t =
-            Trace::parse("# x\n1 CONN 0 2 up\n0.5 C M1 0 2 100\n3.25 CONN 0 2 down\n4 DE M1 0 2\n")
-                .unwrap();
+        let t = Trace::parse(
+            "# x\n1 CONN 0 2 up # opens\n0.5 C M1 0 2 100\n3.25 CONN 0 2 down\n4 DE M1 0 2\n",
+        )
+        .unwrap();
         assert_eq!(t.conns.len(), 2);
         assert_eq!(t.conns[1].time, 3_250_000);
         assert_eq!(t.creates[0].size, 100);

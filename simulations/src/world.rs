@@ -81,6 +81,24 @@ pub enum Ev {
 pub struct Dir {
     /// A packet is on the air.
     pub busy: bool,
+    /// When it started, how long it takes, and its bytes on the air (the
+    /// bytes are counted as they are sent: a cut counts the part sent).
+    started: Micros,
+    tx: Micros,
+    wire: u64,
+}
+
+impl Dir {
+    /// Bytes of the current packet sent by `now`.
+    fn sent_by(&self, now: Micros) -> u64 {
+        if !self.busy {
+            0
+        } else if self.tx == 0 || now >= self.started + self.tx {
+            self.wire
+        } else {
+            (self.wire as f64 * (now - self.started) as f64 / self.tx as f64).round() as u64
+        }
+    }
 }
 
 /// A link between two devices in contact.
@@ -144,6 +162,8 @@ pub struct World {
     pub on: Vec<bool>,
     /// Partition block of each device (all 0 when not partitioned).
     pub side: Vec<u32>,
+    /// The partition in force.
+    pub active_partition: Option<usize>,
     /// Devices in contact according to the contact model, per device.
     pub in_contact: Vec<Vec<u32>>,
     /// Live links of each device.
@@ -257,6 +277,7 @@ impl Sim {
             range,
             on: vec![true; n as usize],
             side: vec![0; n as usize],
+            active_partition: None,
             in_contact: vec![Vec::new(); n as usize],
             node_links: vec![Vec::new(); n as usize],
             links: BTreeMap::new(),
@@ -341,6 +362,7 @@ impl Sim {
             self.handle(ev);
         }
         self.world.now = end;
+        self.close_books();
         while next_sample <= end {
             self.world.metrics.sample(next_sample);
             next_sample += step;
@@ -429,7 +451,9 @@ impl Sim {
             }
             Ev::TxDone { link, dir } => {
                 if let Some(l) = self.world.links.get_mut(&link) {
-                    l.dirs[dir as usize].busy = false;
+                    let d = &mut l.dirs[dir as usize];
+                    self.world.metrics.wire_bytes += d.wire;
+                    d.busy = false;
                     self.kick(link);
                 }
             }
@@ -497,6 +521,7 @@ impl Sim {
             }
             Ev::PartitionStart(p) => {
                 let w = &mut self.world;
+                w.active_partition = Some(p);
                 let sides = u64::from(w.scenario.partitions[p].sides);
                 for i in 0..w.n {
                     w.side[i as usize] = (u64::from(i) * sides / u64::from(w.n)) as u32;
@@ -511,8 +536,12 @@ impl Sim {
                     self.cut(link);
                 }
             }
-            Ev::PartitionEnd(_) => {
+            Ev::PartitionEnd(p) => {
                 let w = &mut self.world;
+                if w.active_partition != Some(p) {
+                    return;
+                }
+                w.active_partition = None;
                 w.side.iter_mut().for_each(|s| *s = 0);
                 let pairs: Vec<(u32, u32)> = (0..w.n)
                     .flat_map(|a| {
@@ -525,6 +554,21 @@ impl Sim {
                 for (a, b) in pairs {
                     self.open_link(a, b);
                 }
+            }
+        }
+    }
+
+    /// Counts what links still up at the end have carried and sent (as a
+    /// cut would, without cutting them).
+    fn close_books(&mut self) {
+        let w = &mut self.world;
+        for (id, l) in &w.links {
+            if l.ready && l.carried {
+                w.metrics.contacts_carried += 1;
+            }
+            w.metrics.wire_bytes += l.dirs.iter().map(|d| d.sent_by(w.now)).sum::<u64>();
+            if let PolicyState::Strand(s) = &self.policy {
+                w.metrics.duplicates += s.duplicates_on(*id);
             }
         }
     }
@@ -606,6 +650,7 @@ impl Sim {
         if l.ready && l.carried {
             w.metrics.contacts_carried += 1;
         }
+        w.metrics.wire_bytes += l.dirs.iter().map(|d| d.sent_by(w.now)).sum::<u64>();
         match &mut self.policy {
             PolicyState::Strand(s) => s.on_cut(w, link, &l),
             PolicyState::Baseline(b) => b.on_cut(w, link, &l),
@@ -631,7 +676,6 @@ impl Sim {
                 continue;
             };
             let l = w.links.get_mut(&link).expect("checked");
-            l.dirs[dir].busy = true;
             let t = &w.link_types[l.kind];
             let frames = len.div_ceil(t.frame).max(1);
             // Lost frames are sent again: the expected number of sends of a
@@ -643,8 +687,13 @@ impl Sim {
             let tx = t
                 .rate
                 .map_or(0, |r| (wire as f64 / r * 1e6).round() as Micros);
-            w.metrics.wire_bytes += wire;
             let (now, latency) = (w.now, t.latency);
+            l.dirs[dir] = Dir {
+                busy: true,
+                started: now,
+                tx,
+                wire,
+            };
             w.queue.push(
                 now + tx,
                 Ev::TxDone {
