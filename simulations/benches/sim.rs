@@ -10,16 +10,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use strand_sim::{sweep, Scenario};
+use strand_sim::Scenario;
 
 fn scenario(name: &str, edits: &[(&str, &str)]) -> Scenario {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).expect("bundled scenario");
-    let mut table: toml::Table = text.parse().expect("valid TOML");
-    for (k, v) in edits {
-        sweep::set(&mut table, k, v).expect("a valid edit");
-    }
-    Scenario::from_table(table, dir).expect("a valid scenario")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
+    Scenario::load_with(&path, edits).expect("a valid bundled scenario")
 }
 
 /// Peak RSS of this process, MiB.
@@ -112,21 +109,7 @@ fn bench(name: &str, title: &str, target_s: Option<f64>, one: &str) {
     println!("\n== {name}: {title}");
     let (base_wall, base_mem, _) = spawn(name, true);
     let (wall, mem, r): (f64, f64, strand_sim::Report) = spawn(name, false);
-    println!(
-        "  {} devices, {:.0} h, {} policy: created {}, delivered {}/{} ({:.1} %), latency mean {:.0} s median {:.0} s p95 {:.0} s, {:.0} bytes/delivered, {} events",
-        r.devices,
-        r.sim_time_s / 3600.0,
-        r.policy,
-        r.created,
-        r.delivered,
-        r.delivery_units,
-        100.0 * r.delivery_ratio,
-        r.latency_s.mean,
-        r.latency_s.median,
-        r.latency_s.p95,
-        r.bytes_per_delivered,
-        r.events
-    );
+    println!("  {}", r.summary());
     println!(
         "  wall {wall:.2} s ({}), {:.2} us/event, peak RSS {mem:.0} MiB",
         match target_s {

@@ -107,7 +107,8 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             out,
             no_plots,
         } => {
-            let mut sc = load(&scenario, policy.as_deref())?;
+            let edits: Vec<(&str, &str)> = policy.iter().map(|p| ("policy", p.as_str())).collect();
+            let sc = Scenario::load_with(&scenario, &edits)?;
             let seed = seed.unwrap_or(sc.seed);
             let out = out.unwrap_or_else(|| Path::new("out").join(slug(&sc.name)));
             std::fs::create_dir_all(&out)
@@ -122,21 +123,10 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             pb.finish_and_clear();
             write_outcome(&out, &o, !no_plots)?;
             let r = &o.report;
-            sc.seed = seed;
             println!(
-                "{}: {} devices, {} policy, seed {}: delivered {}/{} ({:.1} %), latency mean {:.1} s / median {:.1} s / p95 {:.1} s, {:.0} bytes per delivered message, {} events in {:.2} s wall",
+                "{}: {} in {:.2} s wall",
                 r.scenario,
-                r.devices,
-                r.policy,
-                seed,
-                r.delivered,
-                r.delivery_units,
-                100.0 * r.delivery_ratio,
-                r.latency_s.mean,
-                r.latency_s.median,
-                r.latency_s.p95,
-                r.bytes_per_delivered,
-                r.events,
+                r.summary(),
                 wall.as_secs_f64()
             );
             let broken: Vec<_> = r
@@ -159,12 +149,7 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             out,
         } => {
             anyhow::ensure!(seeds >= 1, "--seeds must be at least 1");
-            let text = std::fs::read_to_string(&scenario)
-                .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", scenario.display()))?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
-            let dir = scenario.parent().map(Path::to_path_buf).unwrap_or_default();
+            let (table, dir) = Scenario::read_table(&scenario)?;
             let name = table
                 .get("name")
                 .and_then(|v| v.as_str())
@@ -200,22 +185,6 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
                 out.join("sweep.md").display()
             );
             Ok(())
-        }
-    }
-}
-
-fn load(path: &Path, policy: Option<&str>) -> anyhow::Result<Scenario> {
-    match policy {
-        None => Scenario::load(path),
-        Some(p) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
-            let mut table: toml::Table = text
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            table.insert("policy".into(), toml::Value::String(p.to_string()));
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            Scenario::from_table(table, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
     }
 }

@@ -89,7 +89,7 @@ impl Metrics {
     }
 
     /// A unit delivered.
-    pub fn deliver(&mut self, now: Micros, latency: Micros, hops: u32, _size: u64) {
+    pub fn deliver(&mut self, now: Micros, latency: Micros, hops: u32) {
         self.deliveries.push((now, latency));
         self.hops.push(hops);
     }
@@ -289,6 +289,25 @@ impl Report {
             events,
             invariants,
         }
+    }
+
+    /// One line: devices, policy, seed, deliveries, latency, bytes, events.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} devices, {} policy, seed {}: created {}, delivered {}/{} ({:.1} %), latency mean {:.1} s / median {:.1} s / p95 {:.1} s, {:.0} bytes per delivered message, {} events",
+            self.devices,
+            self.policy,
+            self.seed,
+            self.created,
+            self.delivered,
+            self.delivery_units,
+            100.0 * self.delivery_ratio,
+            self.latency_s.mean,
+            self.latency_s.median,
+            self.latency_s.p95,
+            self.bytes_per_delivered,
+            self.events
+        )
     }
 
     /// The scalar metrics by name, in a fixed order (CSV columns, sweeps).

@@ -203,16 +203,6 @@ impl Waypoint {
         }
     }
 
-    /// A placeholder while the model is borrowed.
-    pub fn empty() -> Waypoint {
-        Waypoint {
-            area: [1.0, 1.0],
-            legs: Vec::new(),
-            speed: Vec::new(),
-            pause: Vec::new(),
-        }
-    }
-
     fn start(&mut self, w: &mut World) -> Vec<(u32, u32)> {
         let n = w.n as usize;
         for i in 0..n {

@@ -474,10 +474,30 @@ pub const MAX_DEVICES: u32 = 1_000_000;
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        Scenario::load_with(path, &[])
+    }
+
+    /// Reads a scenario file, applies `edits` (dotted path, TOML value; see
+    /// [`crate::sweep::set`]) and checks the result.
+    pub fn load_with(path: &Path, edits: &[(&str, &str)]) -> anyhow::Result<Scenario> {
+        let (mut table, dir) = Scenario::read_table(path)?;
+        for (k, v) in edits {
+            crate::sweep::set(&mut table, k, v)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        Scenario::from_table(table, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// A scenario file's TOML, unchecked, and the directory its relative
+    /// paths resolve against.
+    pub fn read_table(path: &Path) -> anyhow::Result<(toml::Table, PathBuf)> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
+        let table = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Scenario::parse(&text, dir).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Ok((table, dir))
     }
 
     /// Parses and checks scenario text; `dir` resolves relative paths.

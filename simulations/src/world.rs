@@ -336,9 +336,7 @@ impl Sim {
             let t = w.social.workload[0].time;
             w.queue.push(t, Ev::Create);
         }
-        let mut contacts = std::mem::replace(&mut w.contacts, Contacts::None);
-        let ups = contacts.start(w);
-        w.contacts = contacts;
+        let ups = w.with_contacts(|c, w| c.start(w));
         for (a, b) in ups {
             self.contact_up(a, b);
         }
@@ -373,10 +371,7 @@ impl Sim {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Meeting => {
-                let w = &mut self.world;
-                let mut contacts = std::mem::replace(&mut w.contacts, Contacts::None);
-                let meeting = contacts.next_meeting(w);
-                w.contacts = contacts;
+                let meeting = self.world.with_contacts(|c, w| c.next_meeting(w));
                 if let Some((a, b, dur)) = meeting {
                     if !self.world.in_contact[a as usize].contains(&b) {
                         let end = self.world.now + dur;
@@ -408,15 +403,10 @@ impl Sim {
                 }
             }
             Ev::Leg { node } => {
-                let changes = match &mut self.world.contacts {
-                    Contacts::Waypoint(wp) => {
-                        let mut wp = std::mem::replace(wp, Box::new(Waypoint::empty()));
-                        let c = wp.next_leg(node, &mut self.world);
-                        self.world.contacts = Contacts::Waypoint(wp);
-                        c
-                    }
+                let changes = self.world.with_contacts(|c, w| match c {
+                    Contacts::Waypoint(wp) => wp.next_leg(node, w),
                     _ => Vec::new(),
-                };
+                });
                 self.apply_changes(changes);
             }
             Ev::Cross {
@@ -426,15 +416,10 @@ impl Sim {
                 vb,
                 enter,
             } => {
-                let changes = match &mut self.world.contacts {
-                    Contacts::Waypoint(wp) => {
-                        let mut wp = std::mem::replace(wp, Box::new(Waypoint::empty()));
-                        let c = wp.cross(a, b, va, vb, enter, &mut self.world);
-                        self.world.contacts = Contacts::Waypoint(wp);
-                        c
-                    }
+                let changes = self.world.with_contacts(|c, w| match c {
+                    Contacts::Waypoint(wp) => wp.cross(a, b, va, vb, enter, w),
                     _ => Vec::new(),
-                };
+                });
                 self.apply_changes(changes);
             }
             Ev::Ready { link } => {
@@ -714,6 +699,15 @@ impl Sim {
 }
 
 impl World {
+    /// Lends the contact model and the rest of the world at once (the
+    /// model schedules events and reads device state).
+    fn with_contacts<R>(&mut self, f: impl FnOnce(&mut Contacts, &mut World) -> R) -> R {
+        let mut contacts = std::mem::replace(&mut self.contacts, Contacts::None);
+        let r = f(&mut contacts, self);
+        self.contacts = contacts;
+        r
+    }
+
     /// Virtual wall clock for strand-sync, in Unix milliseconds.
     pub fn now_ms(&self) -> strand_sync::Time {
         strand_sync::harness::EPOCH + self.now / 1000
@@ -754,7 +748,7 @@ impl World {
         self.metrics.payload_bytes += size;
         self.metrics.copies += 1;
         if m.recipients.contains(&node) {
-            self.metrics.deliver(self.now, latency, hops, size);
+            self.metrics.deliver(self.now, latency, hops);
         }
     }
 }
