@@ -1,4 +1,71 @@
-//! strand-gui: the Slint desktop app.
+//! strand-gui: Strand's desktop app — a Slint window over an embedded
+//! [`strand_node::Node`] and its encrypted redb profile.
 //!
-//! **Not built yet.** This is an empty library stub that holds the crate's
-//! place in the workspace until its issue (issue 5) lands.
+//! The look lives in `ui/` (Slint): `views/` are the screens, `widgets/`
+//! their parts, and `globals.slint` one adapter per screen. The logic lives
+//! here: [`init`] connects each adapter's callbacks (`src/adapters/`) to a
+//! core thread ([`backend`]) that owns the node and its tokio runtime, so
+//! the UI thread never waits on the store, a KDF or the network. Results
+//! come back with `upgrade_in_event_loop`. [`init`] is apart from `main`
+//! so that tests drive the adapters with no window ([`headless`]).
+//!
+//! ```no_run
+//! use slint::ComponentHandle;
+//! let ui = strand_gui::AppWindow::new().unwrap();
+//! let options = strand_gui::Options {
+//!     profile: "/tmp/strand-profile".into(),
+//!     node: Default::default(),
+//!     kdf: Default::default(),
+//!     dark: false,
+//! };
+//! let _app = strand_gui::init(&ui, options);
+//! ui.run().unwrap();
+//! ```
+#![warn(missing_docs)]
+
+#[allow(missing_docs)]
+mod ui {
+    slint::include_modules!();
+}
+pub use ui::*;
+
+pub mod adapters;
+pub mod backend;
+pub mod format;
+pub mod headless;
+pub mod qr;
+pub mod strength;
+
+pub use backend::Options;
+
+use slint::ComponentHandle;
+
+/// The running app: its core thread. Dropping it stops the node and
+/// releases the profile.
+pub struct App {
+    backend: backend::Backend,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        backend::quit(&self.backend);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects the window's adapters to a new core thread for the profile in
+/// `options`, and shows first run, unlock or "in use" as the profile
+/// calls for.
+pub fn init(ui: &AppWindow, options: Options) -> App {
+    ui.global::<Theme>().set_dark(options.dark);
+    let (backend, thread) = backend::spawn(options, ui.as_weak());
+    adapters::connect(ui, &backend);
+    backend.job(adapters::onboarding::show);
+    App {
+        backend,
+        thread: Some(thread),
+    }
+}

@@ -10,6 +10,9 @@
 //!   written in one redb transaction per batch. Per-link queues, a cap on
 //!   links ([`runtime::MAX_LINKS`]) and on sessions per contact bound memory
 //!   and work.
+//! * [`ContactSummary`], [`Profile::conversation_keys`],
+//!   [`Profile::conversation_page`]: read-side views for UIs (unread counts,
+//!   long conversations a page at a time).
 //! * [`control`]: the owner-only Unix socket that `strand send`, `read`,
 //!   `status` use while `strand run` holds the profile.
 //!
@@ -34,6 +37,7 @@ mod profile;
 pub mod runtime;
 pub mod schema;
 mod store;
+mod views;
 
 use std::path::PathBuf;
 
@@ -41,6 +45,13 @@ pub use crypto::{os_rng, KdfParams};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage};
 pub use runtime::{Node, NodeConfig, NodeError, NodeEvent, Status};
 pub use store::RedbStore;
+pub use views::{ContactSummary, UNREAD_CAP};
+
+/// The profile directory `strand` and the desktop app use when none is
+/// given: the platform's data directory (`~/.local/share/strand` on Linux).
+pub fn default_profile_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("org", "Strand", "strand").map(|d| d.data_dir().to_path_buf())
+}
 
 /// What can go wrong with a profile. Every variant leaves the profile as it
 /// was.

@@ -138,8 +138,7 @@ fn profile_dir(cli: &Cli) -> Result<PathBuf> {
     if let Some(p) = &cli.profile {
         return Ok(p.clone());
     }
-    directories::ProjectDirs::from("org", "Strand", "strand")
-        .map(|d| d.data_dir().to_path_buf())
+    strand_node::default_profile_dir()
         .ok_or_else(|| anyhow!("no home directory: pass --profile DIR"))
 }
 

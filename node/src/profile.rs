@@ -10,7 +10,7 @@ use strand_sync::{Contact, Identity, Invite, Key, Kind, Message, PublicIdentity,
 use zeroize::Zeroizing;
 
 use crate::crypto::{open, passphrase_key, seal, KdfParams};
-use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX};
+use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, READ};
 use crate::store::{sync_key, table_key, RedbStore};
 use crate::ProfileError;
 
@@ -34,7 +34,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    fn from_u8(v: u8) -> Delivery {
+    pub(crate) fn from_u8(v: u8) -> Delivery {
         match v {
             2 => Delivery::Delivered,
             1 => Delivery::Sent,
@@ -80,9 +80,9 @@ pub struct StoredMessage {
 /// process (or a second `Profile` in this one) gets [`ProfileError::InUse`].
 pub struct Profile {
     dir: PathBuf,
-    db: Database,
+    pub(crate) db: Database,
     root: Zeroizing<[u8; 32]>,
-    identity: Identity,
+    pub(crate) identity: Identity,
     contacts: Vec<ContactRecord>,
 }
 
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-fn db_error(e: impl Into<redb::Error>) -> ProfileError {
+pub(crate) fn db_error(e: impl Into<redb::Error>) -> ProfileError {
     ProfileError::Db(e.into().to_string())
 }
 
@@ -117,6 +117,13 @@ impl Profile {
     /// Whether `dir` holds a profile.
     pub fn exists(dir: &Path) -> bool {
         dir.join(DB_FILE).is_file()
+    }
+
+    /// Whether another process (or handle) holds the profile in `dir` now.
+    /// Reads nothing secret; for UIs that want to say so before asking for
+    /// the passphrase.
+    pub fn in_use(dir: &Path) -> bool {
+        Profile::exists(dir) && matches!(open_db(dir, false), Err(ProfileError::InUse(_)))
     }
 
     /// Creates a new profile with a fresh identity named `name`, locked by
@@ -164,6 +171,7 @@ impl Profile {
             txn.open_table(CONTACTS).map_err(db_error)?;
             txn.open_table(MESSAGES).map_err(db_error)?;
             txn.open_table(OUTBOX).map_err(db_error)?;
+            txn.open_table(READ).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         restrict_permissions(&dir.join(DB_FILE));
@@ -197,7 +205,7 @@ impl Profile {
                 .try_into()
                 .map_err(|_| ProfileError::Corrupt("bad schema version".into()))?,
         );
-        schema::migrate(version)?;
+        schema::check_version(version)?;
         let (salt, kdf) = KdfParams::decode(&get(meta::KDF)?)
             .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
         let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
@@ -229,6 +237,7 @@ impl Profile {
         }
         contacts.sort_by(|a, b| a.name.cmp(&b.name));
         drop((m, table, txn));
+        schema::migrate(&db, version)?;
         Ok(Profile {
             dir: dir.to_path_buf(),
             db,
@@ -246,6 +255,32 @@ impl Profile {
     /// The user's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Changes the user's display name. Invites made from now on carry it;
+    /// contacts keep the name they gave this user.
+    pub fn rename(
+        &mut self,
+        name: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        let name = name.trim();
+        let secret_bytes = self.identity.to_secret_bytes();
+        let identity = Identity::from_secret_bytes(&secret_bytes, name)
+            .map_err(|e| ProfileError::Name(e.to_string()))?;
+        let mut secret = Zeroizing::new(secret_bytes.to_vec());
+        secret.extend_from_slice(name.as_bytes());
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(META)
+            .map_err(db_error)?
+            .insert(
+                meta::IDENTITY,
+                &seal(&self.root, ROLE_IDENTITY, &secret, rng)[..],
+            )
+            .map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        self.identity = identity;
+        Ok(())
     }
 
     /// The contacts, by name.

@@ -144,8 +144,9 @@ struct Shared {
     bytes_received: AtomicU64,
 }
 
-/// A running node. Dropping it does not stop its tasks; use
-/// [`Node::shutdown`] (or end the runtime).
+/// A running node. Dropping it does not stop its tasks: end the tokio
+/// runtime it runs on to stop it (and, once every clone is gone, release
+/// the profile).
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
@@ -234,6 +235,13 @@ impl Node {
             }
             tokio::time::sleep(REDIAL).await;
         }
+    }
+
+    /// Dials `addr` now and again every few seconds while no session with
+    /// it is up, like [`NodeConfig::peers`]. Needs the node's runtime.
+    pub fn add_peer(&self, addr: Multiaddr) {
+        let n = self.clone();
+        tokio::spawn(async move { n.keep_dialling(addr).await });
     }
 
     /// Subscribes to node events.

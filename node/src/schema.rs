@@ -8,6 +8,7 @@
 //! | `contacts` | keyed hash of the contact's signing key (32) | sealed contact record |
 //! | `messages` | group id (32) ‖ time (u64 BE) ‖ message id (32) | encoded message (body already encrypted under the group key) |
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
+//! | `read` | group id (32) | the newest message the user has seen: time (u64 BE) ‖ id (32) (since version 2) |
 //!
 //! `meta` holds: `schema` (u32 LE), `kdf` (Argon2id salt and parameters),
 //! `root` (the random root key, sealed under the passphrase key) and
@@ -23,7 +24,7 @@ use redb::TableDefinition;
 
 /// The schema this code writes. A file with a newer one is refused; an
 /// older one is migrated by [`migrate`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// File name of the store inside a profile directory.
 pub const DB_FILE: &str = "strand.redb";
@@ -36,6 +37,9 @@ pub const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("con
 pub const MESSAGES: TableDefinition<[u8; 72], &[u8]> = TableDefinition::new("messages");
 /// Delivery state of messages this profile wrote.
 pub const OUTBOX: TableDefinition<[u8; 72], u8> = TableDefinition::new("outbox");
+/// Per conversation, the newest message the user has seen (for unread
+/// counts). Added in schema version 2.
+pub const READ: TableDefinition<[u8; 32], [u8; 40]> = TableDefinition::new("read");
 
 /// Names of `meta` entries.
 pub mod meta {
@@ -49,12 +53,37 @@ pub mod meta {
     pub const IDENTITY: &str = "identity";
 }
 
-/// Brings a store written with schema `from` up to [`SCHEMA_VERSION`].
-/// Version 1 is the first: there is nothing to migrate yet, and every
-/// future version adds its step here.
-pub fn migrate(from: u32) -> Result<(), crate::ProfileError> {
+/// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in
+/// one write transaction (so a crash leaves the old version intact).
+/// Called only after the passphrase unlocked the profile: a wrong
+/// passphrase changes nothing.
+///
+/// * 1 → 2: adds the `read` table (every conversation starts unread up to
+///   its newest message being opened).
+pub fn migrate(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError> {
+    let db_error = |e: redb::Error| crate::ProfileError::Db(e.to_string());
     match from {
         SCHEMA_VERSION => Ok(()),
+        v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
+        1 => {
+            let txn = db.begin_write().map_err(|e| db_error(e.into()))?;
+            txn.open_table(READ).map_err(|e| db_error(e.into()))?;
+            txn.open_table(META)
+                .map_err(|e| db_error(e.into()))?
+                .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
+                .map_err(|e| db_error(e.into()))?;
+            txn.commit().map_err(|e| db_error(e.into()))
+        }
+        v => Err(crate::ProfileError::Corrupt(format!(
+            "unknown schema version {v}"
+        ))),
+    }
+}
+
+/// Checks that a stored schema version can be opened (before unlocking).
+pub fn check_version(from: u32) -> Result<(), crate::ProfileError> {
+    match from {
+        1..=SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
         v => Err(crate::ProfileError::Corrupt(format!(
             "unknown schema version {v}"

@@ -7,8 +7,11 @@
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//! - `views`: summaries and unread counts, paged conversations, read marks,
+//!   renaming, the schema 1 → 2 migration (issue 5).
 
 mod cli;
 mod lan;
 mod profile;
 mod sync;
+mod views;

@@ -1,0 +1,110 @@
+//! Adding a contact: the user's own invite as text and QR code, and their
+//! code checked as it is typed.
+
+use slint::ComponentHandle;
+use strand_sync::Invite;
+
+use crate::backend::{Backend, Core};
+use crate::{AddContactAdapter, AppAdapter, AppWindow, Screen};
+
+/// Checks a pasted code without touching the store. `Ok` carries the name
+/// the invite suggests.
+pub fn validate(code: &str, own_invite: &str) -> Result<String, String> {
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(String::new());
+    }
+    let invite = Invite::from_text(code).map_err(|e| format!("Not a valid invite: {e}."))?;
+    if let Ok(own) = Invite::from_text(own_invite) {
+        if own.public == invite.public {
+            return Err(
+                "This is your own invite. Paste the code of the person you want to add.".into(),
+            );
+        }
+    }
+    Ok(invite.name)
+}
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let adapter = ui.global::<AddContactAdapter>();
+
+    let weak = ui.as_weak();
+    adapter.on_code_edited(move |code| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<AddContactAdapter>();
+        a.set_add_error("".into());
+        match validate(&code, &a.get_my_invite()) {
+            Ok(name) => {
+                a.set_code_error("".into());
+                a.set_code_ok(true);
+                a.set_suggested_name(name.into());
+            }
+            Err(e) => {
+                a.set_code_error(e.into());
+                a.set_code_ok(false);
+            }
+        }
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_add(move |code, name| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<AddContactAdapter>();
+        if let Err(e) = validate(&code, &a.get_my_invite()) {
+            a.set_code_error(if e.is_empty() {
+                "Paste their invite code first.".into()
+            } else {
+                e.into()
+            });
+            a.set_code_ok(false);
+            return;
+        }
+        a.set_busy(true);
+        let (code, name) = (code.to_string(), name.trim().to_owned());
+        b.job(move |core| add(core, &code, &name));
+    });
+}
+
+/// Shows the user's own invite.
+pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
+    let a = ui.global::<AddContactAdapter>();
+    a.set_my_invite(invite.into());
+    if let Some(image) = crate::qr::image(invite) {
+        a.set_my_qr(image);
+    }
+}
+
+fn add(core: &mut Core, code: &str, name: &str) {
+    let Some(node) = core.node.clone() else {
+        return;
+    };
+    match node.add_contact(code, name) {
+        Ok(record) => {
+            let name = record.name;
+            core.ui(|ui| {
+                let a = ui.global::<AddContactAdapter>();
+                a.set_busy(false);
+                a.set_add_error("".into());
+                a.set_code_ok(false);
+                a.set_suggested_name("".into());
+                ui.global::<AppAdapter>().set_screen(Screen::Chats);
+            });
+            core.chats_visible = true;
+            super::conversation::open(core, name);
+        }
+        Err(e) => {
+            let message = match e {
+                strand_node::ProfileError::DuplicateContact(n) => {
+                    format!("You already have a contact “{n}”: pick another name, or this person is already added.")
+                }
+                other => other.to_string(),
+            };
+            core.ui(move |ui| {
+                let a = ui.global::<AddContactAdapter>();
+                a.set_busy(false);
+                a.set_add_error(message.into());
+            });
+        }
+    }
+}

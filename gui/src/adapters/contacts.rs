@@ -1,0 +1,135 @@
+//! The contact list: newest conversation first, with unread counts and how
+//! each contact is reachable now.
+
+use std::rc::Rc;
+
+use slint::{ComponentHandle, Model, ModelRc, VecModel};
+use strand_node::runtime::Seen;
+use strand_node::ContactSummary;
+
+use crate::backend::{Backend, Core};
+use crate::format::{self, Clock};
+use crate::{AppAdapter, AppWindow, ContactItem, ContactsAdapter};
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let adapter = ui.global::<ContactsAdapter>();
+    adapter.set_contacts(ModelRc::from(Rc::new(VecModel::<ContactItem>::default())));
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_open(move |index| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<ContactsAdapter>();
+        let Some(item) = usize::try_from(index)
+            .ok()
+            .and_then(|i| a.get_contacts().row_data(i))
+        else {
+            return;
+        };
+        a.set_current(index);
+        let name = item.name.to_string();
+        b.job(move |core| super::conversation::open(core, name));
+    });
+}
+
+/// "LAN · connected", "Seen 5 min ago via LAN", or "Not seen since
+/// Strand started".
+pub(crate) fn reach(seen: Option<&Seen>, clock: &Clock) -> (String, bool) {
+    match seen {
+        Some(s) if s.connected => (format!("{} · connected", format::link_name(&s.link)), true),
+        Some(s) => (
+            format!(
+                "Seen {} via {}",
+                clock.ago(s.at),
+                format::link_name(&s.link)
+            ),
+            false,
+        ),
+        None => ("Not seen since Strand started".into(), false),
+    }
+}
+
+fn item(summary: &ContactSummary, seen: Option<&Seen>, clock: &Clock) -> ContactItem {
+    let (reach, online) = reach(seen, clock);
+    let (last_text, last_time, last_outgoing) = match &summary.last {
+        Some(m) => (
+            format::preview(&m.text),
+            clock.short(m.key.time),
+            m.outgoing,
+        ),
+        None => ("No messages yet".to_owned(), String::new(), false),
+    };
+    ContactItem {
+        name: summary.name.clone().into(),
+        initials: format::initials(&summary.name).into(),
+        hue: format::hue(&summary.name),
+        last_text: last_text.into(),
+        last_time: last_time.into(),
+        last_outgoing,
+        unread: summary.unread as i32,
+        reach: reach.into(),
+        online,
+    }
+}
+
+/// Re-reads the list (one store read, one status call) and shows it.
+pub(crate) fn refresh(core: &mut Core) {
+    let Some(Ok(mut summaries)) = core.with_profile(|p| p.summaries()) else {
+        return;
+    };
+    let seen = core
+        .node
+        .clone()
+        .and_then(|n| core.block_on(async move { n.status().await.seen }))
+        .unwrap_or_default();
+    // Newest conversation first; contacts with no messages after, by name.
+    summaries.sort_by(|a, b| {
+        let ta = a.last.as_ref().map(|m| m.key.time);
+        let tb = b.last.as_ref().map(|m| m.key.time);
+        tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
+    });
+    let clock = Clock::now();
+    let items: Vec<ContactItem> = summaries
+        .iter()
+        .map(|s| item(s, seen.iter().find(|x| x.contact == s.name), &clock))
+        .collect();
+    let unread_total: i32 = items.iter().map(|i| i.unread).sum();
+    let open = core.open.clone();
+    let open_reach = open
+        .as_ref()
+        .map(|name| reach(seen.iter().find(|x| &x.contact == name), &clock));
+    core.ui(move |ui| {
+        let a = ui.global::<ContactsAdapter>();
+        let current = open
+            .as_ref()
+            .and_then(|name| items.iter().position(|i| i.name.as_str() == name))
+            .map_or(-1, |i| i as i32);
+        let model = a.get_contacts();
+        match model.as_any().downcast_ref::<VecModel<ContactItem>>() {
+            Some(vec) => vec.set_vec(items),
+            None => a.set_contacts(ModelRc::from(Rc::new(VecModel::from(items)))),
+        }
+        a.set_current(current);
+        ui.global::<AppAdapter>().set_unread_total(unread_total);
+        if let Some((text, online)) = open_reach {
+            let c = ui.global::<crate::ConversationAdapter>();
+            c.set_reach(text.into());
+            c.set_online(online);
+        }
+    });
+}
+
+/// Empties the list (on lock).
+pub(crate) fn clear(core: &mut Core) {
+    core.ui(|ui| {
+        let a = ui.global::<ContactsAdapter>();
+        if let Some(vec) = a
+            .get_contacts()
+            .as_any()
+            .downcast_ref::<VecModel<ContactItem>>()
+        {
+            vec.set_vec(Vec::new());
+        }
+        a.set_current(-1);
+        ui.global::<AppAdapter>().set_unread_total(0);
+    });
+}

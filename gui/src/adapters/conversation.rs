@@ -1,0 +1,333 @@
+//! The open conversation. Its rows come from a [`ConversationModel`]: the
+//! conversation's keys (40 bytes a message) are held in full so the list
+//! knows its length and each row's time and day, but message bodies are
+//! read and decrypted on the core thread a page at a time, as rows scroll
+//! into view, and at most [`MAX_PAGES`] pages are kept.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use slint::{ComponentHandle, Model, ModelNotify, ModelRc, ModelTracker, SharedString};
+use strand_node::{Delivery, StoredMessage};
+use strand_sync::limits::MAX_BODY_LEN;
+use strand_sync::Key;
+
+use crate::backend::{Backend, Core};
+use crate::format::Clock;
+use crate::{AppWindow, ConversationAdapter, MessageItem};
+
+/// Messages read from the store at a time.
+pub const PAGE: usize = 50;
+/// Pages kept decrypted; the least recently shown goes first.
+pub const MAX_PAGES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    key: Key,
+    text: SharedString,
+    outgoing: bool,
+    delivery: Option<Delivery>,
+}
+
+impl From<StoredMessage> for Row {
+    fn from(m: StoredMessage) -> Row {
+        Row {
+            key: m.key,
+            text: m.text.into(),
+            outgoing: m.outgoing,
+            delivery: m.delivery,
+        }
+    }
+}
+
+struct Inner {
+    contact: String,
+    generation: u64,
+    keys: Vec<Key>,
+    /// Page number → (last use, rows).
+    pages: BTreeMap<usize, (u64, Vec<Row>)>,
+    pending: BTreeSet<usize>,
+    uses: u64,
+}
+
+/// A conversation's rows, paged in from the store on demand.
+pub struct ConversationModel {
+    inner: RefCell<Inner>,
+    notify: ModelNotify,
+    backend: Backend,
+}
+
+impl ConversationModel {
+    fn new(backend: Backend) -> ConversationModel {
+        ConversationModel {
+            inner: RefCell::new(Inner {
+                contact: String::new(),
+                generation: 0,
+                keys: Vec::new(),
+                pages: BTreeMap::new(),
+                pending: BTreeSet::new(),
+                uses: 0,
+            }),
+            notify: ModelNotify::default(),
+            backend,
+        }
+    }
+
+    /// Decrypted pages held now (for tests and the benchmark).
+    pub fn pages_held(&self) -> usize {
+        self.inner.borrow().pages.len()
+    }
+
+    /// Forgets the conversation (on lock): no keys, no text.
+    pub(crate) fn clear(&self) {
+        self.reset(String::new(), u64::MAX, Vec::new(), Vec::new());
+    }
+
+    /// Replaces the listing: new keys, and the pages read with them.
+    fn reset(
+        &self,
+        contact: String,
+        generation: u64,
+        keys: Vec<Key>,
+        pages: Vec<(usize, Vec<Row>)>,
+    ) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.contact = contact;
+            inner.generation = generation;
+            inner.keys = keys;
+            inner.pages.clear();
+            inner.pending.clear();
+            for (page, rows) in pages {
+                inner.uses += 1;
+                let uses = inner.uses;
+                inner.pages.insert(page, (uses, rows));
+            }
+        }
+        self.notify.reset();
+    }
+
+    /// A page read on request.
+    fn fill(&self, generation: u64, page: usize, rows: Vec<Row>) {
+        let range = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.generation != generation {
+                return;
+            }
+            inner.pending.remove(&page);
+            inner.uses += 1;
+            let uses = inner.uses;
+            inner.pages.insert(page, (uses, rows));
+            while inner.pages.len() > MAX_PAGES {
+                let oldest = inner
+                    .pages
+                    .iter()
+                    .filter(|(p, _)| **p != page)
+                    .min_by_key(|(_, (used, _))| *used)
+                    .map(|(p, _)| *p);
+                match oldest {
+                    Some(p) => inner.pages.remove(&p),
+                    None => break,
+                };
+            }
+            let start = page * PAGE;
+            start..(start + PAGE).min(inner.keys.len())
+        };
+        for row in range {
+            self.notify.row_changed(row);
+        }
+    }
+
+    fn request(&self, page: usize, inner: &Inner) {
+        let Some(from) = inner.keys.get(page * PAGE).copied() else {
+            return;
+        };
+        let contact = inner.contact.clone();
+        let generation = inner.generation;
+        self.backend.job(move |core| {
+            let Some(Ok(rows)) = core.with_profile(|p| p.conversation_page(&contact, &from, PAGE))
+            else {
+                return;
+            };
+            let rows: Vec<Row> = rows.into_iter().map(Row::from).collect();
+            core.ui(move |ui| {
+                with_model(&ui, |m| m.fill(generation, page, rows));
+            });
+        });
+    }
+}
+
+fn state(delivery: Option<Delivery>) -> SharedString {
+    delivery.map(|d| d.as_str()).unwrap_or_default().into()
+}
+
+impl Model for ConversationModel {
+    type Data = MessageItem;
+
+    fn row_count(&self) -> usize {
+        self.inner.borrow().keys.len()
+    }
+
+    fn row_data(&self, row: usize) -> Option<MessageItem> {
+        let mut inner = self.inner.borrow_mut();
+        let key = *inner.keys.get(row)?;
+        let clock = Clock::now();
+        let day = if row == 0 || !Clock::same_day(inner.keys[row - 1].time, key.time) {
+            clock.day_heading(key.time)
+        } else {
+            String::new()
+        };
+        let mut item = MessageItem {
+            text: SharedString::new(),
+            time: clock.time(key.time).into(),
+            outgoing: false,
+            state: SharedString::new(),
+            day: day.into(),
+            loaded: false,
+        };
+        let page = row / PAGE;
+        inner.uses += 1;
+        let uses = inner.uses;
+        match inner.pages.get_mut(&page) {
+            Some((used, rows)) => {
+                *used = uses;
+                // Rows are matched by key: a message stored since the keys
+                // were listed shifts a page, and the refresh its event
+                // triggers will list it.
+                if let Ok(i) = rows.binary_search_by(|r| r.key.cmp(&key)) {
+                    let r = &rows[i];
+                    item.text = r.text.clone();
+                    item.outgoing = r.outgoing;
+                    item.state = state(r.delivery);
+                    item.loaded = true;
+                }
+            }
+            None => {
+                if inner.pending.insert(page) {
+                    self.request(page, &inner);
+                }
+            }
+        }
+        Some(item)
+    }
+
+    fn model_tracker(&self) -> &dyn ModelTracker {
+        &self.notify
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Runs `f` on the window's conversation model.
+pub fn with_model<R>(ui: &AppWindow, f: impl FnOnce(&ConversationModel) -> R) -> Option<R> {
+    let rc = ui.global::<ConversationAdapter>().get_messages();
+    let model = rc.as_any().downcast_ref::<ConversationModel>()?;
+    Some(f(model))
+}
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let adapter = ui.global::<ConversationAdapter>();
+    adapter.set_messages(ModelRc::from(Rc::new(ConversationModel::new(
+        backend.clone(),
+    ))));
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_send(move |text| {
+        let Some(ui) = weak.upgrade() else {
+            return false;
+        };
+        let a = ui.global::<ConversationAdapter>();
+        let text = text.trim_end_matches(['\n', '\r']).to_owned();
+        if text.trim().is_empty() {
+            return false;
+        }
+        // Leave room for the message's header inside the body limit.
+        if text.len() > MAX_BODY_LEN - 1024 {
+            a.set_error(
+                format!(
+                    "This message is {} kB; the most one message can carry is {} kB.",
+                    text.len() / 1000,
+                    (MAX_BODY_LEN - 1024) / 1000
+                )
+                .into(),
+            );
+            return false;
+        }
+        a.set_error("".into());
+        let contact = a.get_contact().to_string();
+        b.job(move |core| send(core, &contact, &text));
+        true
+    });
+}
+
+/// Opens the conversation with `contact`.
+pub(crate) fn open(core: &mut Core, contact: String) {
+    core.open = Some(contact.clone());
+    core.ui(move |ui| {
+        let a = ui.global::<ConversationAdapter>();
+        a.set_contact(contact.into());
+        a.set_error("".into());
+    });
+    reload(core, true);
+    super::contacts::refresh(core);
+}
+
+/// Re-lists the open conversation: keys and the newest page in one go (so
+/// the bottom of the list shows at once), marks it read if it is on
+/// screen, and scrolls to the newest message if `scroll`.
+pub(crate) fn reload(core: &mut Core, scroll: bool) {
+    let Some(contact) = core.open.clone() else {
+        return;
+    };
+    core.generation += 1;
+    let generation = core.generation;
+    let visible = core.chats_visible;
+    let listed = core.with_profile(|p| {
+        let keys = p.conversation_keys(&contact)?;
+        let mut pages = Vec::new();
+        if let Some(last) = keys.len().checked_sub(1) {
+            let page = last / PAGE;
+            let rows = p.conversation_page(&contact, &keys[page * PAGE], PAGE)?;
+            pages.push((page, rows.into_iter().map(Row::from).collect::<Vec<_>>()));
+            if visible {
+                p.mark_read(&contact, &keys[last])?;
+            }
+        }
+        Ok::<_, strand_node::ProfileError>((keys, pages))
+    });
+    match listed {
+        Some(Ok((keys, pages))) => core.ui(move |ui| {
+            with_model(&ui, |m| m.reset(contact, generation, keys, pages));
+            if scroll {
+                let a = ui.global::<ConversationAdapter>();
+                a.set_scroll_to_end(a.get_scroll_to_end() + 1);
+            }
+        }),
+        Some(Err(e)) => {
+            let message = e.to_string();
+            core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+        }
+        None => {}
+    }
+}
+
+fn send(core: &mut Core, contact: &str, text: &str) {
+    let Some(node) = core.node.clone() else {
+        return;
+    };
+    match node.send(contact, text) {
+        Ok(_) => {
+            reload(core, true);
+            super::contacts::refresh(core);
+        }
+        Err(e) => {
+            let message = format!("Not sent: {e}");
+            core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+        }
+    }
+}

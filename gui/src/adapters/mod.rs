@@ -1,0 +1,92 @@
+//! The Rust half of each screen's global adapter (`ui/globals.slint`):
+//! callbacks become core-thread jobs; their results come back to the
+//! adapter's properties on the UI thread.
+
+pub mod add_contact;
+pub mod contacts;
+pub mod conversation;
+pub mod network;
+pub mod onboarding;
+pub mod settings;
+
+use slint::ComponentHandle;
+
+use crate::backend::{Backend, Changes, Core};
+use crate::{AppAdapter, AppWindow, Screen};
+
+/// Connects every adapter's callbacks.
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    onboarding::connect(ui, backend);
+    contacts::connect(ui, backend);
+    conversation::connect(ui, backend);
+    add_contact::connect(ui, backend);
+    network::connect(ui, backend);
+    settings::connect(ui, backend);
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    ui.global::<AppAdapter>().on_navigate(move |screen| {
+        let Some(ui) = weak.upgrade() else { return };
+        ui.global::<AppAdapter>().set_screen(screen);
+        let chats = screen == Screen::Chats;
+        b.job(move |core| {
+            core.chats_visible = chats;
+            match screen {
+                // Back on a conversation: what it shows is now read.
+                Screen::Chats => {
+                    if core.open.is_some() {
+                        conversation::reload(core, false);
+                    }
+                    contacts::refresh(core);
+                }
+                Screen::Network => network::refresh(core),
+                _ => {}
+            }
+        });
+    });
+}
+
+/// After unlocking: fill every screen and show the chats.
+pub(crate) fn unlocked(core: &mut Core) {
+    let Some((name, path, invite)) = core.with_profile(|p| {
+        (
+            p.identity().name().to_owned(),
+            p.dir().display().to_string(),
+            p.identity().invite().to_text(),
+        )
+    }) else {
+        return;
+    };
+    core.chats_visible = true;
+    core.ui(move |ui| {
+        ui.global::<AppAdapter>().set_my_name(name.clone().into());
+        settings::show(&ui, &name, &path);
+        add_contact::show_invite(&ui, &invite);
+        ui.global::<AppAdapter>().set_screen(Screen::Chats);
+    });
+    contacts::refresh(core);
+    network::refresh(core);
+}
+
+/// Node events, gathered: refresh what they touch.
+pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
+    if core.node.is_none() {
+        return;
+    }
+    if let Some(open) = &core.open {
+        if changes.all || changes.contacts.contains(open) {
+            conversation::reload(core, true);
+        }
+    }
+    contacts::refresh(core);
+    network::refresh(core);
+}
+
+/// The periodic refresh: "seen 5 min ago", transports, traffic.
+pub(crate) fn on_tick(core: &mut Core) {
+    if core.node.is_none() {
+        return;
+    }
+    contacts::refresh(core);
+    network::refresh(core);
+}

@@ -1,0 +1,99 @@
+//! Settings: display name, profile location, palette, lock.
+
+use slint::ComponentHandle;
+use strand_node::os_rng;
+
+use crate::backend::{Backend, Core};
+use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter, Theme};
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let adapter = ui.global::<SettingsAdapter>();
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_rename(move |name| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<SettingsAdapter>();
+        let name = name.trim().to_owned();
+        if name.is_empty() {
+            a.set_name_ok(false);
+            a.set_name_result("A name cannot be empty.".into());
+            return;
+        }
+        b.job(move |core| rename(core, &name));
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_lock(move || {
+        let Some(ui) = weak.upgrade() else { return };
+        ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
+        ui.global::<crate::OnboardingAdapter>().set_busy(true);
+        b.job(lock);
+    });
+
+    let weak = ui.as_weak();
+    adapter.on_set_dark(move |dark| {
+        if let Some(ui) = weak.upgrade() {
+            ui.global::<Theme>().set_dark(dark);
+        }
+    });
+}
+
+/// Shows the profile's name and folder.
+pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
+    let a = ui.global::<SettingsAdapter>();
+    a.set_name(name.into());
+    a.set_profile_path(path.into());
+    a.set_name_result("".into());
+}
+
+fn rename(core: &mut Core, name: &str) {
+    let Some(result) = core.with_profile(|p| {
+        p.rename(name, &mut os_rng())?;
+        Ok::<_, strand_node::ProfileError>((
+            p.identity().name().to_owned(),
+            p.identity().invite().to_text(),
+        ))
+    }) else {
+        return;
+    };
+    match result {
+        Ok((name, invite)) => core.ui(move |ui| {
+            let a = ui.global::<SettingsAdapter>();
+            a.set_name(name.clone().into());
+            a.set_name_ok(true);
+            a.set_name_result("Saved. New invites carry this name.".into());
+            ui.global::<AppAdapter>().set_my_name(name.into());
+            super::add_contact::show_invite(&ui, &invite);
+        }),
+        Err(e) => {
+            let message = e.to_string();
+            core.ui(move |ui| {
+                let a = ui.global::<SettingsAdapter>();
+                a.set_name_ok(false);
+                a.set_name_result(message.into());
+            });
+        }
+    }
+}
+
+/// Stops the node, releases the profile and its key, and asks for the
+/// passphrase again.
+pub(crate) fn lock(core: &mut Core) {
+    core.stop();
+    core.ui(|ui| {
+        ui.global::<crate::ContactsAdapter>().set_current(-1);
+        ui.global::<crate::ConversationAdapter>()
+            .set_contact("".into());
+        crate::adapters::conversation::with_model(&ui, |m| m.clear());
+        ui.global::<crate::AddContactAdapter>()
+            .set_my_invite("".into());
+        ui.global::<crate::AddContactAdapter>()
+            .set_my_qr(slint::Image::default());
+        ui.global::<AppAdapter>().set_my_name("".into());
+        ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
+    });
+    super::contacts::clear(core);
+    super::onboarding::show(core);
+}

@@ -1,0 +1,167 @@
+//! How times, days, sizes and names are shown.
+
+use chrono::{DateTime, Datelike, Local, NaiveDate, TimeZone};
+
+/// Formats message times against one "now", in the local time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    now_ms: u64,
+}
+
+impl Clock {
+    /// A clock at `now_ms` (ms since the Unix epoch).
+    pub fn at(now_ms: u64) -> Clock {
+        Clock { now_ms }
+    }
+
+    /// A clock at the current time.
+    pub fn now() -> Clock {
+        Clock::at(strand_node::runtime::now())
+    }
+
+    fn local(ms: u64) -> DateTime<Local> {
+        Local
+            .timestamp_millis_opt(ms.min(i64::MAX as u64) as i64)
+            .single()
+            .unwrap_or_else(|| Local.timestamp_millis_opt(0).single().expect("epoch"))
+    }
+
+    fn day(ms: u64) -> NaiveDate {
+        Clock::local(ms).date_naive()
+    }
+
+    /// Whether two times fall on the same local day.
+    pub fn same_day(a: u64, b: u64) -> bool {
+        Clock::day(a) == Clock::day(b)
+    }
+
+    /// "14:05": the time of a message.
+    pub fn time(&self, ms: u64) -> String {
+        Clock::local(ms).format("%H:%M").to_string()
+    }
+
+    /// "Today", "Yesterday", "Monday", "3 November", "3 November 2024":
+    /// the heading above a day's first message.
+    pub fn day_heading(&self, ms: u64) -> String {
+        let today = Clock::day(self.now_ms);
+        let day = Clock::day(ms);
+        let age = (today - day).num_days();
+        match age {
+            0 => "Today".into(),
+            1 => "Yesterday".into(),
+            2..=6 => Clock::local(ms).format("%A").to_string(),
+            _ if day.year() == today.year() => Clock::local(ms).format("%-d %B").to_string(),
+            _ => Clock::local(ms).format("%-d %B %Y").to_string(),
+        }
+    }
+
+    /// "14:05" today, "Yesterday", "Mon", "3 Nov", "3/11/24": the time of
+    /// a contact's newest message in the list.
+    pub fn short(&self, ms: u64) -> String {
+        let today = Clock::day(self.now_ms);
+        let day = Clock::day(ms);
+        match (today - day).num_days() {
+            0 => self.time(ms),
+            1 => "Yesterday".into(),
+            2..=6 => Clock::local(ms).format("%a").to_string(),
+            _ if day.year() == today.year() => Clock::local(ms).format("%-d %b").to_string(),
+            _ => Clock::local(ms).format("%-d/%-m/%y").to_string(),
+        }
+    }
+
+    /// "just now", "5 min ago", "3 h ago", "2 days ago".
+    pub fn ago(&self, ms: u64) -> String {
+        let s = self.now_ms.saturating_sub(ms) / 1000;
+        match s {
+            0..=59 => "just now".into(),
+            60..=3599 => format!("{} min ago", s / 60),
+            3600..=86_399 => format!("{} h ago", s / 3600),
+            _ => format!("{} days ago", s / 86_400),
+        }
+    }
+}
+
+/// "LAN", "Bluetooth", "relay" for a node's link kind.
+pub fn link_name(link: &str) -> String {
+    match link.to_ascii_lowercase().as_str() {
+        "lan" => "LAN".into(),
+        "ble" | "bluetooth" => "Bluetooth".into(),
+        "relay" => "relay".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// "1.2 MB": a byte count.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// "AB" for "Alice Baker", "A" for "alice".
+pub fn initials(name: &str) -> String {
+    let mut words = name.split_whitespace().filter_map(|w| w.chars().next());
+    let first = words.next().map(|c| c.to_uppercase().to_string());
+    let last = words.last().map(|c| c.to_uppercase().to_string());
+    format!("{}{}", first.unwrap_or_default(), last.unwrap_or_default())
+}
+
+/// A stable hue (degrees) for a name, so each contact keeps a colour.
+pub fn hue(name: &str) -> f32 {
+    // FNV-1a: stable across runs and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % 360) as f32
+}
+
+/// The first line of a message, for previews.
+pub fn preview(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut out: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 || text.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sizes_and_previews() {
+        assert_eq!(initials("Alice Baker"), "AB");
+        assert_eq!(initials("bob"), "B");
+        assert_eq!(initials("  "), "");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_234_567), "1.2 MB");
+        assert_eq!(preview("\nfirst line\nsecond"), "first line…");
+        assert_eq!(hue("Alice"), hue("Alice"));
+        assert_ne!(hue("Alice"), hue("Bob"));
+    }
+
+    #[test]
+    fn days_and_ages() {
+        let now = 1_763_700_000_000; // a Friday
+        let c = Clock::at(now);
+        assert_eq!(c.day_heading(now), "Today");
+        assert_eq!(c.day_heading(now - 86_400_000), "Yesterday");
+        assert!(c.day_heading(now - 400 * 86_400_000).ends_with("2024"));
+        assert_eq!(c.ago(now - 30_000), "just now");
+        assert_eq!(c.ago(now - 5 * 60_000), "5 min ago");
+        assert!(Clock::same_day(now, now + 1));
+        assert!(!Clock::same_day(now, now - 2 * 86_400_000));
+    }
+}

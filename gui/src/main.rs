@@ -1,0 +1,80 @@
+//! `strand-gui`: the desktop app.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use slint::ComponentHandle;
+use strand_node::{KdfParams, NodeConfig};
+use strand_transport::{LanConfig, Multiaddr};
+
+/// Strand's desktop app: your conversations, synced directly with your
+/// contacts.
+#[derive(Parser, Debug)]
+#[command(name = "strand-gui", version, about)]
+struct Cli {
+    /// Profile directory [default: the platform's data directory, as for `strand`]
+    #[arg(long, env = "STRAND_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC]
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Address of a peer to dial and keep dialling (repeatable), where multicast is blocked
+    #[arg(long)]
+    peer: Vec<Multiaddr>,
+    /// Do not use mDNS discovery
+    #[arg(long)]
+    no_mdns: bool,
+    /// Start with the dark palette
+    #[arg(long)]
+    dark: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Some(profile) = cli.profile.or_else(strand_node::default_profile_dir) else {
+        eprintln!("strand-gui: no data directory on this system; pass --profile DIR");
+        return ExitCode::from(1);
+    };
+    let mut lan = LanConfig {
+        mdns: !cli.no_mdns,
+        ..LanConfig::default()
+    };
+    if !cli.listen.is_empty() {
+        lan.listen = cli.listen;
+    }
+    let options = strand_gui::Options {
+        profile,
+        node: NodeConfig {
+            lan,
+            peers: cli.peer,
+            ..NodeConfig::default()
+        },
+        kdf: KdfParams::default(),
+        dark: cli.dark,
+    };
+    let ui = match strand_gui::AppWindow::new() {
+        Ok(ui) => ui,
+        Err(e) => {
+            eprintln!("strand-gui: cannot open a window: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = strand_gui::init(&ui, options);
+    let result = ui.run();
+    drop(app);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strand-gui: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

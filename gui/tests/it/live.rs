@@ -1,0 +1,221 @@
+//! The app's node syncing with a second node over real loopback sockets.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use slint::{ComponentHandle, Model};
+use strand_gui::{
+    AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter,
+};
+use strand_node::{os_rng, Delivery, KdfParams, Node, Profile};
+
+use crate::support::{loopback, on_ui, options, Gui, WAIT};
+
+fn add_bob(h: &strand_gui::headless::Headless, gui: &Gui, code: &str) {
+    gui.ui
+        .global::<AddContactAdapter>()
+        .invoke_add(code.into(), "Bob".into());
+    assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+}
+
+#[test]
+fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+
+        // Bob: a second, real node with its own profile and runtime.
+        let mut bob = Profile::create(
+            &tmp.path().join("bob"),
+            "Bob",
+            "bob pass",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap();
+        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
+        bob.add_contact(
+            &alice_invite,
+            "Alice",
+            strand_node::runtime::now(),
+            &mut os_rng(),
+        )
+        .unwrap();
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+
+        add_bob(h, &gui, &bob_code);
+        // Alice leaves the conversation so that what arrives is unread.
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(strand_gui::Screen::Network);
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial("not an address".into());
+        assert!(!net.get_dial_ok());
+        net.invoke_dial(bob_addr.to_string().into());
+        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+
+        bob.send("Alice", "hi Alice, are you there?").unwrap();
+        assert!(
+            h.pump_until(WAIT, || gui
+                .contacts()
+                .first()
+                .is_some_and(|c| c.unread == 1)),
+            "{:?}",
+            gui.contacts()
+        );
+        let c = &gui.contacts()[0];
+        assert_eq!(c.last_text, "hi Alice, are you there?");
+        assert!(!c.last_outgoing);
+        assert_eq!(gui.ui.global::<AppAdapter>().get_unread_total(), 1);
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].online));
+        assert_eq!(gui.contacts()[0].reach, "LAN · connected");
+        assert!(h.pump_until(WAIT, || net
+            .get_peers()
+            .iter()
+            .any(|p| p.name == "Bob" && p.online)));
+
+        // Opening it reads it.
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(strand_gui::Screen::Chats);
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].unread == 0));
+        assert_eq!(gui.ui.global::<AppAdapter>().get_unread_total(), 0);
+
+        // The reply reaches Bob, and Alice sees it delivered.
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(conv.invoke_send("yes — here".into()));
+        let messages = conv.get_messages();
+        assert!(
+            h.pump_until(WAIT, || messages.row_count() == 2
+                && messages.row_data(1).is_some_and(|m| m.state == "delivered")),
+            "{:?}",
+            messages.row_data(1)
+        );
+        let at_bob = bob.with_profile(|p| p.conversation("Alice").unwrap());
+        assert_eq!(at_bob.len(), 2);
+        assert_eq!(at_bob[1].text, "yes — here");
+        assert_eq!(at_bob[0].delivery, Some(Delivery::Delivered));
+        drop(gui);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    });
+}
+
+/// The `strand` binary, which `cargo test --workspace` builds next to this
+/// test's directory (strand-node's own tests need it).
+fn strand_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("strand");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p strand-node`) first",
+        bin.display()
+    );
+    bin
+}
+
+struct Cli {
+    dir: PathBuf,
+}
+
+impl Cli {
+    fn command(&self) -> Command {
+        let mut c = Command::new(strand_bin());
+        c.env("STRAND_PROFILE", &self.dir)
+            .env("STRAND_PASSPHRASE", "bob's passphrase")
+            .env_remove("STRAND_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "strand {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+
+        let bob = Cli {
+            dir: tmp.path().join("bob"),
+        };
+        bob.ok(&["init", "--name", "Bob"]);
+        bob.ok(&["add", &gui.invite(), "--name", "Alice"]);
+        let bob_code = bob.ok(&["invite"]).trim().to_owned();
+        let mut child = bob
+            .command()
+            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let _running = Running(child);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        std::thread::spawn(move || for _ in out.lines() {});
+
+        // While `strand run` holds Bob's profile, the app on it says so.
+        {
+            let other = Gui::new(h, options(&bob.dir));
+            assert!(other.onboarding().get_in_use());
+        }
+
+        add_bob(h, &gui, &bob_code);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(strand_gui::Screen::Settings);
+        gui.ui.global::<NetworkAdapter>().invoke_dial(addr.into());
+        bob.ok(&["send", "Alice", "from the terminal"]);
+        assert!(
+            h.pump_until(WAIT, || gui
+                .contacts()
+                .first()
+                .is_some_and(|c| c.unread == 1)),
+            "{:?}",
+            gui.contacts()
+        );
+        assert_eq!(gui.contacts()[0].last_text, "from the terminal");
+
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(strand_gui::Screen::Chats);
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(conv.invoke_send("from the app".into()));
+        let messages = conv.get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == 2
+            && messages.row_data(1).is_some_and(|m| m.state == "delivered")));
+        let read = bob.ok(&["read", "Alice"]);
+        assert!(read.contains("from the app"), "{read}");
+    });
+}

@@ -1,0 +1,20 @@
+//! strand-gui integration tests: one binary, every window on one UI thread
+//! (Slint has one platform per process, and a window stays on the thread
+//! that made it); `support::on_ui` runs each test's body there.
+//!
+//! - `support`: the UI thread, a window over a fresh profile, a second
+//!   node, and waiting for the UI to settle.
+//! - `onboarding`: first run creates a profile; weak and mismatched
+//!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
+//! - `contacts`: adding a contact from a code (valid, bad, own, twice);
+//!   sending appends a message.
+//! - `live`: the app's node syncing with a second node over real loopback
+//!   sockets: an incoming message updates the list and unread count, a reply
+//!   is delivered; and the same against `strand run` as a separate process.
+//! - `paging`: a 2,000-message conversation is read a page at a time.
+
+mod contacts;
+mod live;
+mod onboarding;
+mod paging;
+mod support;

@@ -1,0 +1,107 @@
+//! First run, unlock, lock, and a profile held by another owner.
+
+use slint::ComponentHandle;
+use strand_gui::{AppAdapter, Screen, SettingsAdapter};
+use strand_node::Profile;
+
+use crate::support::{on_ui, options, Gui, PASS, WAIT};
+
+#[test]
+fn onboarding_creates_a_profile_and_checks_the_passphrase() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        let a = gui.onboarding();
+        assert!(a.get_first_run());
+        assert!(!a.get_in_use());
+
+        // The strength hint follows what is typed.
+        a.invoke_passphrase_edited("password".into());
+        assert!(a.get_strength() < 2, "{}", a.get_strength_hint());
+        a.invoke_passphrase_edited(PASS.into());
+        assert!(a.get_strength() >= 3, "{}", a.get_strength_hint());
+
+        // Refused at once, and nothing is written.
+        a.invoke_create("Alice".into(), "password".into(), "password".into());
+        assert!(a.get_error().contains("too easy"), "{}", a.get_error());
+        a.invoke_create("Alice".into(), PASS.into(), "copper kettle".into());
+        assert!(a.get_error().contains("differ"), "{}", a.get_error());
+        a.invoke_create("  ".into(), PASS.into(), PASS.into());
+        assert!(a.get_error().contains("name"), "{}", a.get_error());
+        h.pump();
+        assert!(!Profile::exists(&dir));
+
+        gui.create(h, "Alice");
+        assert_eq!(gui.ui.global::<AppAdapter>().get_my_name(), "Alice");
+        assert!(gui.invite().starts_with("strand1"));
+        assert!(Profile::exists(&dir));
+        assert_eq!(
+            gui.ui.global::<SettingsAdapter>().get_profile_path(),
+            dir.display().to_string()
+        );
+    });
+}
+
+#[test]
+fn lock_then_a_wrong_passphrase_then_the_right_one() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        gui.create(h, "Alice");
+        let invite = gui.invite();
+
+        gui.ui.global::<SettingsAdapter>().invoke_lock();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
+            && !gui.onboarding().get_busy()
+            && gui.invite().is_empty()));
+        assert!(!gui.onboarding().get_first_run());
+        // Locked means released: another owner could open it now.
+        drop(Profile::open(&dir, PASS).expect("the lock released the profile"));
+
+        let a = gui.onboarding();
+        a.invoke_unlock("not it".into());
+        assert!(h.pump_until(WAIT, || !a.get_busy() && !a.get_error().is_empty()));
+        assert_eq!(a.get_error(), "Wrong passphrase. Try again.");
+        assert_eq!(gui.screen(), Screen::Onboarding);
+
+        a.invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+        assert_eq!(gui.invite(), invite, "the same identity");
+    });
+}
+
+#[test]
+fn a_profile_held_elsewhere_shows_a_clear_message() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        // Another owner, as `strand run` would be (the `live` tests use a
+        // real `strand run` process).
+        let holder = Profile::create(
+            &dir,
+            "Alice",
+            PASS,
+            strand_node::KdfParams::insecure_for_tests(),
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        let gui = Gui::new(h, options(&dir));
+        let a = gui.onboarding();
+        assert!(a.get_in_use());
+
+        // Retrying while it is still held says so again; once released,
+        // the unlock screen shows and works.
+        a.invoke_retry();
+        assert!(a.get_busy());
+        assert!(h.pump_until(WAIT, || !a.get_busy()));
+        assert!(a.get_in_use());
+        drop(holder);
+        a.invoke_retry();
+        assert!(h.pump_until(WAIT, || !a.get_in_use()));
+        assert!(!a.get_first_run());
+        a.invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+    });
+}

@@ -1,0 +1,88 @@
+//! A long conversation is read a page at a time (issue 5: scrolling 10,000
+//! messages does not load them all; the benchmark measures that size).
+
+use slint::{ComponentHandle, Model};
+use strand_gui::adapters::conversation::{with_model, MAX_PAGES, PAGE};
+use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
+use strand_node::{os_rng, KdfParams, Profile};
+use strand_sync::{Identity, Kind, Message, Store};
+
+use crate::support::{on_ui, options, Gui, PASS, WAIT};
+
+const N: usize = 2_000;
+
+#[test]
+fn a_long_conversation_is_read_a_page_at_a_time() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        {
+            let mut p = Profile::create(
+                &dir,
+                "Alice",
+                PASS,
+                KdfParams::insecure_for_tests(),
+                &mut os_rng(),
+            )
+            .unwrap();
+            let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+            p.add_contact(&bob.invite(), "Bob", 0, &mut os_rng())
+                .unwrap();
+            let group = bob
+                .contact(&p.identity().public())
+                .unwrap()
+                .direct_group()
+                .clone();
+            let mut store = p.store();
+            let t0 = strand_node::runtime::now() - N as u64 * 60_000;
+            for i in 0..N {
+                let m = Message::create(
+                    &bob,
+                    &group,
+                    t0 + i as u64 * 60_000,
+                    Kind::TEXT,
+                    format!("message {i}").as_bytes(),
+                    &mut os_rng(),
+                )
+                .unwrap();
+                store.insert(&group.id, &m).unwrap();
+            }
+            store.commit().unwrap();
+        }
+        let gui = Gui::new(h, options(&dir));
+        gui.onboarding().invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && gui.contacts().len() == 1));
+        assert_eq!(gui.contacts()[0].unread, 999, "capped");
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let messages = gui.ui.global::<ConversationAdapter>().get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == N));
+        // The newest page came with the listing.
+        assert_eq!(
+            messages.row_data(N - 1).unwrap().text,
+            format!("message {}", N - 1)
+        );
+        assert!(
+            h.pump_until(WAIT, || gui.contacts()[0].unread == 0),
+            "opening it read it"
+        );
+
+        // Scroll from the bottom to the top, a screenful at a time.
+        let mut row = N;
+        while row > 0 {
+            let lo = row.saturating_sub(20);
+            for r in lo..row {
+                messages.row_data(r);
+            }
+            assert!(h.pump_until(WAIT, || (lo..row)
+                .all(|r| messages.row_data(r).unwrap().loaded)));
+            for r in lo..row {
+                assert_eq!(messages.row_data(r).unwrap().text, format!("message {r}"));
+            }
+            let held = with_model(&gui.ui, |m| m.pages_held()).unwrap();
+            assert!(held <= MAX_PAGES, "{held} pages held");
+            row = lo;
+        }
+        assert!(N / PAGE > MAX_PAGES, "the test scrolls past what is kept");
+    });
+}

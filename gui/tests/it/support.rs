@@ -1,0 +1,136 @@
+//! The UI thread and fixtures.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use slint::{ComponentHandle, Model};
+use strand_gui::headless::Headless;
+use strand_gui::{App, AppAdapter, AppWindow, ContactsAdapter, OnboardingAdapter, Options, Screen};
+use strand_node::{KdfParams, NodeConfig};
+use strand_transport::LanConfig;
+
+/// Long enough for a loaded 2-core machine; a passing test returns as
+/// soon as its condition holds.
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const PASS: &str = "copper kettle under the violet moon";
+
+type Body = Box<dyn FnOnce(&Headless) + Send>;
+
+fn ui_thread() -> &'static Mutex<Sender<Body>> {
+    static UI: OnceLock<Mutex<Sender<Body>>> = OnceLock::new();
+    UI.get_or_init(|| {
+        let (tx, rx) = channel::<Body>();
+        std::thread::Builder::new()
+            .name("ui".into())
+            .spawn(move || {
+                let headless = Headless::install(1040, 700).expect("install the headless platform");
+                for body in rx {
+                    body(&headless);
+                }
+            })
+            .unwrap();
+        Mutex::new(tx)
+    })
+}
+
+/// Runs `body` on the UI thread, one test at a time; its panic is this
+/// test's panic.
+pub fn on_ui(body: impl FnOnce(&Headless) + Send + 'static) {
+    let (done_tx, done_rx) = channel();
+    let body: Body = Box::new(move |h| {
+        let result = catch_unwind(AssertUnwindSafe(|| body(h)));
+        let _ = done_tx.send(result);
+    });
+    ui_thread()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(body)
+        .unwrap();
+    match done_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => resume_unwind(panic),
+        Err(_) => panic!("the UI thread died"),
+    }
+}
+
+/// Loopback only, mDNS off (it ignores loopback, and must not multicast
+/// off this machine).
+pub fn loopback() -> NodeConfig {
+    NodeConfig {
+        lan: LanConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+        },
+        ..NodeConfig::default()
+    }
+}
+
+pub fn options(dir: &Path) -> Options {
+    Options {
+        profile: dir.to_path_buf(),
+        node: loopback(),
+        kdf: KdfParams::insecure_for_tests(),
+        dark: false,
+    }
+}
+
+/// A window over the profile in `dir`, its adapters connected.
+pub struct Gui {
+    pub ui: AppWindow,
+    pub app: Option<App>,
+}
+
+impl Gui {
+    pub fn new(h: &Headless, options: Options) -> Gui {
+        let ui = AppWindow::new().unwrap();
+        let app = strand_gui::init(&ui, options);
+        let gui = Gui { ui, app: Some(app) };
+        // `init` asks the core thread which screen to show.
+        assert!(h.pump_until(WAIT, || !gui.onboarding().get_profile_path().is_empty()));
+        gui
+    }
+
+    pub fn onboarding(&self) -> OnboardingAdapter<'_> {
+        self.ui.global::<OnboardingAdapter>()
+    }
+
+    pub fn screen(&self) -> Screen {
+        self.ui.global::<AppAdapter>().get_screen()
+    }
+
+    /// Creates the profile through the first-run screen.
+    pub fn create(&self, h: &Headless, name: &str) {
+        self.onboarding()
+            .invoke_create(name.into(), PASS.into(), PASS.into());
+        assert!(
+            h.pump_until(WAIT, || self.screen() == Screen::Chats),
+            "not unlocked: {}",
+            self.onboarding().get_error()
+        );
+    }
+
+    pub fn contacts(&self) -> Vec<strand_gui::ContactItem> {
+        self.ui
+            .global::<ContactsAdapter>()
+            .get_contacts()
+            .iter()
+            .collect()
+    }
+
+    pub fn invite(&self) -> String {
+        self.ui
+            .global::<strand_gui::AddContactAdapter>()
+            .get_my_invite()
+            .to_string()
+    }
+}
+
+impl Drop for Gui {
+    fn drop(&mut self) {
+        // Stops the node and releases the profile before the window goes.
+        self.app.take();
+    }
+}
