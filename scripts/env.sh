@@ -6,10 +6,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strand/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the build needs: the desktop app (Slint) finds fonts
-# with fontconfig, and its accessibility and windowing stack needs D-Bus
-# headers; fonts-dejavu-core gives the headless renderer (tests,
-# screenshots) the same fonts on every machine.
-STRAND_SYSTEM_PACKAGES=(pkg-config libdbus-1-dev libfontconfig1-dev fonts-dejavu-core)
+# with fontconfig, and fonts-dejavu-core gives its headless renderer
+# (tests, screenshots) the same fonts on every machine. The BLE transport
+# will add libdbus-1-dev.
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core)
 
 ensure_system_packages() {
     local missing=()

@@ -14,7 +14,11 @@ pub fn validate(code: &str, own_invite: &str) -> Result<String, String> {
     if code.is_empty() {
         return Err(String::new());
     }
-    let invite = Invite::from_text(code).map_err(|e| format!("Not a valid invite: {e}."))?;
+    let invite = Invite::from_text(code).map_err(|e| {
+        let reason = e.to_string();
+        let reason = reason.trim_end_matches(['.', '?', '!']);
+        format!("Not a valid invite: {reason}.")
+    })?;
     if let Ok(own) = Invite::from_text(own_invite) {
         if own.public == invite.public {
             return Err(

@@ -1,0 +1,308 @@
+//! Renders every screen of the app with realistic sample data, headless
+//! (Slint's software renderer), into `gui/screenshots/*.png`:
+//!
+//! ```sh
+//! cargo run -p strand-gui --example screenshots
+//! ```
+//!
+//! The data is real: a profile on disk, and a second node ("Bob") on
+//! loopback that the app's node syncs with, so states such as
+//! "LAN · connected" and "delivered" are what the app shows for real.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use slint::{ComponentHandle, Model};
+use strand_gui::headless::Headless;
+use strand_gui::{
+    AddContactAdapter, AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter, NetworkAdapter,
+    OnboardingAdapter, Screen, SettingsAdapter, Theme,
+};
+use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, Profile};
+use strand_sync::{Identity, Kind, Message, Store};
+use strand_transport::LanConfig;
+
+const PASS: &str = "copper kettle under the violet moon";
+const WAIT: Duration = Duration::from_secs(30);
+const W: u32 = 1040;
+const H: u32 = 700;
+const MIN: u64 = 60_000;
+const HOUR: u64 = 60 * MIN;
+
+fn loopback() -> NodeConfig {
+    NodeConfig {
+        lan: LanConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+        },
+        ..NodeConfig::default()
+    }
+}
+
+fn save(h: &Headless, ui: &AppWindow, out: &Path, name: &str) {
+    // Let timers (the scroll to the newest message) and layout settle.
+    h.pump_until(Duration::from_millis(300), || false);
+    let shot = h.snapshot(ui).expect("render");
+    let path = out.join(format!("{name}.png"));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), shot.width(), shot.height());
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(shot.as_bytes())
+        .unwrap();
+    println!("{}  {}×{}", path.display(), shot.width(), shot.height());
+}
+
+/// Texts from `from`, stored as sync would store them.
+fn receive(p: &Profile, from: &Identity, texts: &[(u64, &str)]) {
+    let group = from
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    let mut store = p.store();
+    for (t, text) in texts {
+        let m =
+            Message::create(from, &group, *t, Kind::TEXT, text.as_bytes(), &mut os_rng()).unwrap();
+        store.insert(&group.id, &m).unwrap();
+    }
+    store.commit().unwrap();
+}
+
+fn write(p: &mut Profile, to: &str, texts: &[(u64, &str, Delivery)]) {
+    for (t, text, state) in texts {
+        let (g, k) = p.write(to, text, *t, &mut os_rng()).unwrap();
+        p.mark(&g, &k, *state).unwrap();
+    }
+}
+
+fn main() {
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    std::fs::create_dir_all(&out).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Headless::install(W, H).unwrap();
+    let now = strand_node::runtime::now();
+    let rng = &mut os_rng();
+
+    // First run.
+    let options = |dir: PathBuf, dark| strand_gui::Options {
+        profile: dir,
+        node: loopback(),
+        kdf: KdfParams::insecure_for_tests(),
+        dark,
+    };
+    {
+        let ui = AppWindow::new().unwrap();
+        let _app = strand_gui::init(&ui, options(tmp.path().join("new"), false));
+        h.pump_until(WAIT, || {
+            !ui.global::<OnboardingAdapter>()
+                .get_profile_path()
+                .is_empty()
+        });
+        save(&h, &ui, &out, "01-first-run");
+    }
+
+    // Alice's profile: five contacts, a few days of conversation.
+    let dir = tmp.path().join("alice");
+    // Bob runs his own node below, so his identity lives in his profile.
+    let bob_dir = tmp.path().join("bob");
+    let mut bob_profile = Profile::create(
+        &bob_dir,
+        "Bob Okafor",
+        "bob pass",
+        KdfParams::insecure_for_tests(),
+        rng,
+    )
+    .unwrap();
+    let alice_invite = {
+        let mut p = Profile::create(
+            &dir,
+            "Alice Moreau",
+            PASS,
+            KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        let others: Vec<Identity> = [
+            "Carol Nguyen",
+            "Dmitri Ivanov",
+            "Esther Cohen",
+            "Farah Haddad",
+        ]
+        .iter()
+        .map(|n| Identity::generate(n, rng).unwrap())
+        .collect();
+        let bob = bob_profile.identity();
+        for who in std::iter::once(bob).chain(&others) {
+            p.add_contact(&who.invite(), who.name(), now - 9 * 24 * HOUR, rng)
+                .unwrap();
+        }
+        let [carol, dmitri, esther, _farah] = &others[..] else {
+            unreachable!()
+        };
+        let y = now - 24 * HOUR;
+        receive(
+            &p,
+            bob,
+            &[
+                (
+                    y - 3 * HOUR,
+                    "Are you still at the press centre? The network there was down all morning.",
+                ),
+                (
+                    y - 3 * HOUR + 2 * MIN,
+                    "If it is, we can meet at the library instead.",
+                ),
+            ],
+        );
+        write(
+            &mut p,
+            "Bob Okafor",
+            &[(
+                y - 2 * HOUR,
+                "Still here. Wi-Fi is back, but I'm only using Strand on the local network.",
+                Delivery::Delivered,
+            )],
+        );
+        receive(&p, bob, &[
+            (now - 50 * MIN, "I've got the interview notes from yesterday. They are long — I'll send them in parts so you can start reading on the way.\n\nPart 1: the council meeting moved to Thursday; three members confirmed they will speak on record."),
+            (now - 48 * MIN, "Part 2 after lunch."),
+        ]);
+        write(
+            &mut p,
+            "Bob Okafor",
+            &[
+                (
+                    now - 20 * MIN,
+                    "Thanks! Got part 1. Thursday works for me.",
+                    Delivery::Delivered,
+                ),
+                (
+                    now - 18 * MIN,
+                    "Can you also bring the printed copies?",
+                    Delivery::Sent,
+                ),
+            ],
+        );
+        receive(
+            &p,
+            carol,
+            &[(
+                now - 3 * HOUR,
+                "The photos from the march are ready; I'll bring the card tomorrow.",
+            )],
+        );
+        write(
+            &mut p,
+            "Carol Nguyen",
+            &[(now - 2 * HOUR, "Great, see you at nine.", Delivery::Queued)],
+        );
+        receive(
+            &p,
+            dmitri,
+            &[
+                (
+                    now - 30 * HOUR,
+                    "Battery at 10 %, switching off until tonight.",
+                ),
+                (now - 29 * HOUR, "Back. Did my message reach you?"),
+                (now - 28 * HOUR, "Ping"),
+            ],
+        );
+        receive(
+            &p,
+            esther,
+            &[(now - 4 * 24 * HOUR, "Shabbat shalom! Talk next week.")],
+        );
+        write(
+            &mut p,
+            "Esther Cohen",
+            &[(
+                now - 4 * 24 * HOUR + HOUR,
+                "Shabbat shalom 🙂",
+                Delivery::Delivered,
+            )],
+        );
+        // Read up to each conversation's newest message but Dmitri's and Bob's last two.
+        for name in ["Carol Nguyen", "Esther Cohen"] {
+            let keys = p.conversation_keys(name).unwrap();
+            p.mark_read(name, keys.last().unwrap()).unwrap();
+        }
+        let keys = p.conversation_keys("Bob Okafor").unwrap();
+        p.mark_read("Bob Okafor", &keys[2]).unwrap();
+        p.identity().invite()
+    };
+    bob_profile
+        .add_contact(&alice_invite, "Alice", now, rng)
+        .unwrap();
+    // Bob's own node, online on loopback, so the app shows him connected.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bob_node = rt.block_on(Node::start(bob_profile, loopback())).unwrap();
+    let bob_addr = rt.block_on(bob_node.wait_listening(WAIT))[0].clone();
+
+    let ui = AppWindow::new().unwrap();
+    let _app = strand_gui::init(&ui, options(dir.clone(), false));
+    h.pump_until(WAIT, || {
+        !ui.global::<OnboardingAdapter>()
+            .get_profile_path()
+            .is_empty()
+    });
+    let onboarding = ui.global::<OnboardingAdapter>();
+    onboarding.invoke_unlock("wrong horse battery".into());
+    h.pump_until(WAIT, || !onboarding.get_error().is_empty());
+    save(&h, &ui, &out, "02-unlock-wrong-passphrase");
+    onboarding.invoke_unlock(PASS.into());
+    h.pump_until(WAIT, || {
+        ui.global::<AppAdapter>().get_screen() == Screen::Chats
+    });
+    ui.global::<NetworkAdapter>()
+        .invoke_dial(bob_addr.to_string().into());
+    let contacts = ui.global::<ContactsAdapter>();
+    h.pump_until(WAIT, || contacts.get_contacts().iter().any(|c| c.online));
+    let bob_row = contacts
+        .get_contacts()
+        .iter()
+        .position(|c| c.name == "Bob Okafor")
+        .unwrap();
+    contacts.invoke_open(bob_row as i32);
+    let messages = ui.global::<ConversationAdapter>().get_messages();
+    h.pump_until(WAIT, || messages.row_count() == 7);
+    save(&h, &ui, &out, "03-chats");
+
+    ui.global::<Theme>().set_dark(true);
+    save(&h, &ui, &out, "04-chats-dark");
+    ui.global::<Theme>().set_dark(false);
+
+    ui.global::<AppAdapter>()
+        .invoke_navigate(Screen::AddContact);
+    let add = ui.global::<AddContactAdapter>();
+    add.invoke_code_edited("strand1qqxmv3p8kxt5r2uyq0ffh5yx9wfw0kbr8k5q".into());
+    save(&h, &ui, &out, "05-add-contact");
+
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Network);
+    let net = ui.global::<NetworkAdapter>();
+    h.pump_until(WAIT, || net.get_peers().row_count() > 0);
+    save(&h, &ui, &out, "06-network");
+
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Settings);
+    h.pump_until(WAIT, || {
+        !ui.global::<SettingsAdapter>().get_profile_path().is_empty()
+    });
+    save(&h, &ui, &out, "07-settings");
+
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
+    h.resize(&ui, W, H, 2.0);
+    save(&h, &ui, &out, "08-chats-200-percent");
+    h.resize(&ui, W, H, 1.0);
+
+    // The profile held by another process (here: Bob's node holds Bob's).
+    {
+        let other = AppWindow::new().unwrap();
+        let _app = strand_gui::init(&other, options(bob_dir.clone(), false));
+        h.pump_until(WAIT, || other.global::<OnboardingAdapter>().get_in_use());
+        save(&h, &other, &out, "09-profile-in-use");
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+}
