@@ -111,7 +111,7 @@ pub fn bytes(n: u64) -> String {
 pub fn initials(name: &str) -> String {
     let mut words = name.split_whitespace().filter_map(|w| w.chars().next());
     let first = words.next().map(|c| c.to_uppercase().to_string());
-    let last = words.last().map(|c| c.to_uppercase().to_string());
+    let last = words.next_back().map(|c| c.to_uppercase().to_string());
     format!("{}{}", first.unwrap_or_default(), last.unwrap_or_default())
 }
 

@@ -354,7 +354,7 @@ impl Sim {
             }
             self.world.now = t;
             self.events += 1;
-            if self.events % 65_536 == 0 {
+            if self.events.is_multiple_of(65_536) {
                 progress(t, end);
             }
             self.handle(ev);
