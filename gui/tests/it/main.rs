@@ -8,12 +8,15 @@
 //!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
+//! - `keyboard`: real pointer and key events: arrows in the contact list,
+//!   Enter and Shift+Enter in the compose box, Ctrl+number.
 //! - `live`: the app's node syncing with a second node over real loopback
 //!   sockets: an incoming message updates the list and unread count, a reply
 //!   is delivered; and the same against `strand run` as a separate process.
 //! - `paging`: a 2,000-message conversation is read a page at a time.
 
 mod contacts;
+mod keyboard;
 mod live;
 mod onboarding;
 mod paging;

@@ -1,0 +1,98 @@
+//! Real pointer and key events through the window: click a contact, arrow
+//! keys move through the list, Enter sends, Shift+Enter adds a line,
+//! Ctrl+number switches screens.
+
+use slint::platform::{Key, PointerEventButton, WindowEvent};
+use slint::{ComponentHandle, LogicalPosition, Model, SharedString};
+use strand_gui::{AddContactAdapter, ContactsAdapter, ConversationAdapter, Screen};
+use strand_sync::Identity;
+
+use crate::support::{on_ui, options, Gui, WAIT};
+
+fn click(gui: &Gui, x: f32, y: f32) {
+    let position = LogicalPosition::new(x, y);
+    let w = gui.ui.window();
+    w.dispatch_event(WindowEvent::PointerMoved { position });
+    w.dispatch_event(WindowEvent::PointerPressed {
+        position,
+        button: PointerEventButton::Left,
+    });
+    w.dispatch_event(WindowEvent::PointerReleased {
+        position,
+        button: PointerEventButton::Left,
+    });
+}
+
+fn key(gui: &Gui, text: impl Into<SharedString>) {
+    let text = text.into();
+    gui.ui
+        .window()
+        .dispatch_event(WindowEvent::KeyPressed { text: text.clone() });
+    gui.ui
+        .window()
+        .dispatch_event(WindowEvent::KeyReleased { text });
+}
+
+fn with_modifier(gui: &Gui, modifier: Key, text: impl Into<SharedString>) {
+    let m: SharedString = modifier.into();
+    gui.ui
+        .window()
+        .dispatch_event(WindowEvent::KeyPressed { text: m.clone() });
+    key(gui, text);
+    gui.ui
+        .window()
+        .dispatch_event(WindowEvent::KeyReleased { text: m });
+}
+
+#[test]
+fn the_keyboard_drives_the_chats() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        for name in ["Bob", "Carol"] {
+            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+            gui.ui
+                .global::<AddContactAdapter>()
+                .invoke_add(who.invite().to_text().into(), name.into());
+            let n = gui.contacts().len();
+            assert!(h.pump_until(WAIT, || gui.contacts().len() == n + 1));
+        }
+        h.pump();
+        // The list: 190 px rail + 1 px rule, then the "Chats" heading and
+        // 72 px rows. Click the first row, then arrow down.
+        click(&gui, 340.0, 80.0);
+        h.pump();
+        let contacts = gui.ui.global::<ContactsAdapter>();
+        assert_eq!(contacts.get_current(), 0);
+        let first = gui.contacts()[0].name.clone();
+        key(&gui, Key::DownArrow);
+        assert!(h.pump_until(WAIT, || contacts.get_current() == 1
+            && gui.ui.global::<ConversationAdapter>().get_contact() != first));
+        key(&gui, Key::UpArrow);
+        assert!(h.pump_until(WAIT, || contacts.get_current() == 0));
+
+        // The compose box sits at the bottom of the window.
+        click(&gui, 700.0, 655.0);
+        h.pump();
+        for c in "hi".chars() {
+            key(&gui, c.to_string());
+        }
+        with_modifier(&gui, Key::Shift, Key::Return);
+        for c in "there".chars() {
+            key(&gui, c.to_string());
+        }
+        key(&gui, Key::Return);
+        let messages = gui.ui.global::<ConversationAdapter>().get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == 1
+            && messages.row_data(0).is_some_and(|m| m.loaded)));
+        assert_eq!(messages.row_data(0).unwrap().text, "hi\nthere");
+
+        with_modifier(&gui, Key::Control, "3");
+        h.pump();
+        assert_eq!(gui.screen(), Screen::Network);
+        with_modifier(&gui, Key::Control, "1");
+        h.pump();
+        assert_eq!(gui.screen(), Screen::Chats);
+    });
+}
