@@ -365,8 +365,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(strand_sync::GroupId, Key), ProfileError> {
-        let record = self.contact(contact)?.clone();
-        let group = self.sync_contact(&record)?.direct_group().clone();
+        let group = self.direct_group(contact)?;
         let msg = Message::create(
             &self.identity,
             &group,
@@ -427,44 +426,7 @@ impl Profile {
 
     /// The conversation with `contact`, oldest first.
     pub fn conversation(&self, contact: &str) -> Result<Vec<StoredMessage>, ProfileError> {
-        let record = self.contact(contact)?.clone();
-        let group = self.sync_contact(&record)?.direct_group().clone();
-        let me = self.identity.public().sign;
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
-        let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
-        let lo = table_key(&group.id, &Key::MIN);
-        let hi = table_key(&group.id, &Key::MAX);
-        let mut out = Vec::new();
-        for entry in messages.range(lo..hi).map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
-            let msg = Message::decode(v.value().to_vec())
-                .map_err(|e| ProfileError::Corrupt(e.to_string()))?;
-            let body = msg.open(&group).unwrap_or_default();
-            let text = if msg.kind() == Kind::TEXT {
-                String::from_utf8_lossy(&body).into_owned()
-            } else {
-                String::new()
-            };
-            let outgoing = msg.author() == me;
-            let delivery = if outgoing {
-                Some(
-                    outbox
-                        .get(&k.value())
-                        .map_err(db_error)?
-                        .map_or(Delivery::Queued, |s| Delivery::from_u8(s.value())),
-                )
-            } else {
-                None
-            };
-            out.push(StoredMessage {
-                key: sync_key(&k.value()),
-                outgoing,
-                text,
-                delivery,
-            });
-        }
-        Ok(out)
+        self.conversation_page(contact, &Key::MIN, usize::MAX)
     }
 
     /// A batch of store reads and writes for a sync session.

@@ -45,7 +45,8 @@ fn read_mark_key(bytes: &[u8; 40]) -> Key {
 }
 
 impl Profile {
-    fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
+    /// The 1:1 group with `contact`.
+    pub(crate) fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
         let record = self.contact(contact)?.clone();
         Ok(self.sync_contact(&record)?.direct_group().clone())
     }

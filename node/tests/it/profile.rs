@@ -9,7 +9,8 @@ use strand_sync::Identity;
 
 const NOW: u64 = 1_700_000_000_000;
 
-fn new_profile(dir: &Path) -> Profile {
+/// Alice's profile, passphrase "pass phrase" (also used by `views`).
+pub fn new_profile(dir: &Path) -> Profile {
     Profile::create(
         dir,
         "Alice",

@@ -4,21 +4,11 @@
 
 use std::path::Path;
 
+use crate::profile::new_profile;
 use strand_node::{os_rng, schema, Delivery, KdfParams, Profile, ProfileError, UNREAD_CAP};
 use strand_sync::{Identity, Key, Kind, Message, Store};
 
 const NOW: u64 = 1_700_000_000_000;
-
-fn alice(dir: &Path) -> Profile {
-    Profile::create(
-        dir,
-        "Alice",
-        "pass phrase",
-        KdfParams::insecure_for_tests(),
-        &mut os_rng(),
-    )
-    .unwrap()
-}
 
 /// Stores `n` texts from `from` to the profile's user, as sync would.
 fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
@@ -50,7 +40,7 @@ fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
 #[test]
 fn summaries_show_the_newest_message_and_unread_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = alice(&tmp.path().join("a"));
+    let mut p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
@@ -93,7 +83,7 @@ fn summaries_show_the_newest_message_and_unread_count() {
 #[test]
 fn unread_counts_stop_at_the_cap() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = alice(&tmp.path().join("a"));
+    let mut p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -104,7 +94,7 @@ fn unread_counts_stop_at_the_cap() {
 #[test]
 fn a_conversation_reads_a_page_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = alice(&tmp.path().join("a"));
+    let mut p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
@@ -131,7 +121,7 @@ fn a_conversation_reads_a_page_at_a_time() {
 fn renaming_changes_the_invite_and_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
-    let mut p = alice(&dir);
+    let mut p = new_profile(&dir);
     let public = p.identity().public();
     assert!(matches!(
         p.rename("  ", &mut os_rng()),
@@ -162,7 +152,7 @@ fn stored_version(dir: &Path) -> u32 {
 fn a_version_1_profile_is_migrated_after_it_unlocks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
-    let mut p = alice(&dir);
+    let mut p = new_profile(&dir);
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -199,7 +189,7 @@ fn in_use_is_reported_before_unlocking() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     assert!(!Profile::in_use(&dir));
-    let p = alice(&dir);
+    let p = new_profile(&dir);
     assert!(Profile::in_use(&dir));
     drop(p);
     assert!(!Profile::in_use(&dir));
