@@ -73,14 +73,18 @@ fn item(summary: &ContactSummary, seen: Option<&Seen>, clock: &Clock) -> Contact
 
 /// Re-reads the list (one store read, one status call) and shows it.
 pub(crate) fn refresh(core: &mut Core) {
+    let seen = super::network::status(core)
+        .map(|s| s.seen)
+        .unwrap_or_default();
+    show(core, &seen);
+}
+
+/// Re-reads the list from the store and shows it with `seen` (from the
+/// node's status) as each contact's reachability.
+pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
     let Some(Ok(mut summaries)) = core.with_profile(|p| p.summaries()) else {
         return;
     };
-    let seen = core
-        .node
-        .clone()
-        .and_then(|n| core.block_on(async move { n.status().await.seen }))
-        .unwrap_or_default();
     // Newest conversation first; contacts with no messages after, by name.
     summaries.sort_by(|a, b| {
         let ta = a.last.as_ref().map(|m| m.key.time);

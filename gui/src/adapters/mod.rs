@@ -64,8 +64,7 @@ pub(crate) fn unlocked(core: &mut Core) {
         add_contact::show_invite(&ui, &invite);
         ui.global::<AppAdapter>().set_screen(Screen::Chats);
     });
-    contacts::refresh(core);
-    network::refresh(core);
+    refresh_lists(core);
 }
 
 /// Node events, gathered: refresh what they touch.
@@ -78,8 +77,7 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             conversation::reload(core, true);
         }
     }
-    contacts::refresh(core);
-    network::refresh(core);
+    refresh_lists(core);
 }
 
 /// The periodic refresh: "seen 5 min ago", transports, traffic.
@@ -87,6 +85,14 @@ pub(crate) fn on_tick(core: &mut Core) {
     if core.node.is_none() {
         return;
     }
-    contacts::refresh(core);
-    network::refresh(core);
+    refresh_lists(core);
+}
+
+/// The contact list and the network screen, from one read of the node's
+/// status.
+fn refresh_lists(core: &mut Core) {
+    if let Some(status) = network::status(core) {
+        contacts::show(core, &status.seen);
+        network::show(core, status);
+    }
 }

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use slint::{ComponentHandle, ModelRc, VecModel};
+use strand_node::Status;
 use strand_transport::Multiaddr;
 
 use crate::backend::{Backend, Core};
@@ -40,14 +41,21 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 }
 
+/// The node's status; `None` while locked.
+pub(crate) fn status(core: &Core) -> Option<Status> {
+    let node = core.node.clone()?;
+    core.block_on(async move { node.status().await })
+}
+
 /// Re-reads the node's status and shows it.
 pub(crate) fn refresh(core: &mut Core) {
-    let Some(node) = core.node.clone() else {
-        return;
-    };
-    let Some(status) = core.block_on(async move { node.status().await }) else {
-        return;
-    };
+    if let Some(status) = status(core) {
+        show(core, status);
+    }
+}
+
+/// Shows `status` on the network screen.
+pub(crate) fn show(core: &mut Core, status: Status) {
     let mdns = core.options.node.lan.mdns;
     let clock = Clock::now();
     let addrs: Vec<&String> = status

@@ -60,14 +60,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         assert!(net.get_dial_ok(), "{}", net.get_dial_result());
 
         bob.send("Alice", "hi Alice, are you there?").unwrap();
-        assert!(
-            h.pump_until(WAIT, || gui
-                .contacts()
-                .first()
-                .is_some_and(|c| c.unread == 1)),
-            "{:?}",
-            gui.contacts()
-        );
+        gui.wait_first_unread(h, 1);
         let c = &gui.contacts()[0];
         assert_eq!(c.last_text, "hi Alice, are you there?");
         assert!(!c.last_outgoing);
@@ -196,14 +189,7 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
             .invoke_navigate(strand_gui::Screen::Settings);
         gui.ui.global::<NetworkAdapter>().invoke_dial(addr.into());
         bob.ok(&["send", "Alice", "from the terminal"]);
-        assert!(
-            h.pump_until(WAIT, || gui
-                .contacts()
-                .first()
-                .is_some_and(|c| c.unread == 1)),
-            "{:?}",
-            gui.contacts()
-        );
+        gui.wait_first_unread(h, 1);
         assert_eq!(gui.contacts()[0].last_text, "from the terminal");
 
         gui.ui

@@ -120,6 +120,18 @@ impl Gui {
             .collect()
     }
 
+    /// Pumps until the top of the contact list shows `n` unread.
+    pub fn wait_first_unread(&self, h: &Headless, n: i32) {
+        assert!(
+            h.pump_until(WAIT, || self
+                .contacts()
+                .first()
+                .is_some_and(|c| c.unread == n)),
+            "{:?}",
+            self.contacts()
+        );
+    }
+
     pub fn invite(&self) -> String {
         self.ui
             .global::<strand_gui::AddContactAdapter>()
