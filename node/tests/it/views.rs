@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::profile::new_profile;
-use strand_node::{os_rng, schema, Delivery, KdfParams, Profile, ProfileError, UNREAD_CAP};
+use strand_node::{os_rng, schema, Delivery, Profile, ProfileError, UNREAD_CAP};
 use strand_sync::{Identity, Key, Kind, Message, Store};
 
 const NOW: u64 = 1_700_000_000_000;
