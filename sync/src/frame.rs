@@ -5,8 +5,10 @@
 
 use crate::codec::{Reader, Writer};
 use crate::group::GroupId;
-use crate::limits::{MAX_MESSAGE_LEN, MAX_PACKET_LEN, MAX_TAGS_PER_FRAME};
+use crate::limits::{MAX_MESSAGE_LEN, MAX_PACKET_LEN, MAX_QUERY_KEYS, MAX_TAGS_PER_FRAME};
+use crate::message::MessageId;
 use crate::recon::ReconMsg;
+use crate::store::Key;
 use crate::DecodeError;
 
 pub(crate) const RECON: u8 = 0x01;
@@ -18,6 +20,11 @@ pub(crate) const ACK: u8 = 0x06;
 pub(crate) const UNKNOWN_GROUP: u8 = 0x07;
 pub(crate) const PING: u8 = 0x08;
 pub(crate) const CLOSE: u8 = 0x09;
+pub(crate) const PAD: u8 = 0x0a;
+pub(crate) const QUERY: u8 = 0x0b;
+
+/// Bytes of one key in a QUERY frame: time (u64 BE) and id.
+pub(crate) const QUERY_KEY_LEN: usize = 8 + 32;
 
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub(crate) enum Frame<'a> {
     UnknownGroup(GroupId),
     Ping,
     Close(u8),
+    Pad,
+    Query { group: GroupId, keys: Vec<Key> },
 }
 
 /// Splits a packet's plaintext into frames.
@@ -86,6 +95,21 @@ fn decode_frame(kind: u8, body: &[u8]) -> Result<Frame<'_>, DecodeError> {
         UNKNOWN_GROUP => Frame::UnknownGroup(GroupId(r.array()?)),
         PING => Frame::Ping,
         CLOSE => Frame::Close(r.u8()?),
+        PAD => {
+            r.bytes(r.remaining())?;
+            Frame::Pad
+        }
+        QUERY => {
+            let group = GroupId(r.array()?);
+            let n = r.len(MAX_QUERY_KEYS)?;
+            let mut keys = Vec::with_capacity(n);
+            for _ in 0..n {
+                let time = r.u64()?;
+                let id = MessageId(r.array()?);
+                keys.push(Key { time, id });
+            }
+            Frame::Query { group, keys }
+        }
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     r.finish()?;
@@ -121,5 +145,17 @@ pub(crate) fn ack(group: &GroupId, tags: &[u64]) -> Vec<u8> {
 pub(crate) fn simple(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 2);
     put(&mut out, kind, body);
+    out
+}
+
+pub(crate) fn query(group: &GroupId, keys: &[Key]) -> Vec<u8> {
+    let mut body = group.0.to_vec();
+    body.put_varint(keys.len() as u64);
+    for k in keys {
+        body.extend_from_slice(&k.time.to_be_bytes());
+        body.extend_from_slice(&k.id.0);
+    }
+    let mut out = Vec::with_capacity(body.len() + 4);
+    put(&mut out, QUERY, &body);
     out
 }

@@ -14,10 +14,11 @@
 //! pair.connect();
 //! pair.drive();
 //! assert_eq!(pair.b.texts(), ["ping"]);
-//! // The hello goes out; Bob's answer finishes the handshake and opens
-//! // reconciliation (1 round trip); Alice's reply carries the message
-//! // (1.5); Bob's acknowledgement is back at 2.
-//! assert_eq!(pair.round_trips(), 2.0);
+//! // Bob's beacon reaches Alice (half a round trip); her hello goes out and
+//! // Bob's answer finishes the handshake and opens reconciliation (1.5);
+//! // Alice's reply carries the message (2); Bob's acknowledgement is back
+//! // at 2.5.
+//! assert_eq!(pair.round_trips(), 2.5);
 //! ```
 //!
 //! Loss is modelled as on a reliable stream: a lost chunk is sent again
@@ -30,8 +31,8 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::limits::Time;
 use crate::{
-    Config, Contact, Event, HandshakeError, Identity, Key, Kind, Listener, MemoryStore, Message,
-    Session, Store, HELLO_LEN,
+    Config, Contact, Endpoint, Event, HandshakeError, Identity, Key, Kind, MemoryStore, Message,
+    Session, SessionError, WriteStore,
 };
 
 /// A fixed start time for virtual clocks (2023-11-14T22:13:20Z), so runs
@@ -67,14 +68,13 @@ pub struct Peer {
     pub contacts: Vec<Contact>,
     /// Its store.
     pub store: MemoryStore,
-    /// Accepts incoming sessions.
-    pub listener: Listener,
-    /// The session on the link, once there is one.
+    /// Starts its sessions (kept in step with `contacts` by
+    /// [`Peer::set_contacts`]).
+    pub endpoint: Endpoint,
+    /// The session on the link, while there is one.
     pub session: Option<Session>,
     /// Every event its sessions reported, in order.
     pub events: Vec<Event>,
-    /// Why an incoming hello was refused, if it was.
-    pub refused: Option<HandshakeError>,
     /// Virtual time of the last [`Event::Received`].
     pub last_received_at: Option<Time>,
     /// Session settings for this side.
@@ -83,10 +83,6 @@ pub struct Peer {
     pub clock_offset: i64,
     now: Time,
     rng: ChaCha20Rng,
-    inbox: Vec<u8>,
-    /// Whether this link already carried a session for this peer (a link
-    /// carries one session; later bytes are not a new hello).
-    had_session: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -102,23 +98,26 @@ impl Peer {
     pub fn new(name: &str, seed: u64) -> Peer {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let identity = Identity::generate(name, &mut rng).expect("a valid name");
-        let listener = Listener::new(&identity, Vec::new());
+        let endpoint = Endpoint::new(&identity, Vec::new());
         Peer {
             identity,
             contacts: Vec::new(),
             store: MemoryStore::new(),
-            listener,
+            endpoint,
             session: None,
             events: Vec::new(),
-            refused: None,
             last_received_at: None,
             config: Config::default(),
             clock_offset: 0,
             now: EPOCH,
             rng,
-            inbox: Vec::new(),
-            had_session: false,
         }
+    }
+
+    /// Replaces the contact list (links started later use it).
+    pub fn set_contacts(&mut self, contacts: Vec<Contact>) {
+        self.endpoint.set_contacts(contacts.clone());
+        self.contacts = contacts;
     }
 
     /// Adds `other` as a contact (one direction of the invite exchange).
@@ -130,8 +129,9 @@ impl Peer {
     /// Adds the contact an invite names.
     pub fn add_public(&mut self, other: &crate::PublicIdentity) -> Result<(), crate::KeyError> {
         let contact = self.identity.contact(other)?;
-        self.contacts.push(contact);
-        self.listener.set_contacts(self.contacts.clone());
+        let mut contacts = self.contacts.clone();
+        contacts.push(contact);
+        self.set_contacts(contacts);
         Ok(())
     }
 
@@ -164,7 +164,7 @@ impl Peer {
             &mut self.rng,
         )
         .expect("a member writing a short text");
-        self.store.insert(&group.id, &msg).expect("memory store");
+        WriteStore::insert(&mut self.store, &group.id, &msg).expect("memory store");
         if let Some(s) = &mut self.session {
             s.handle_new_message(&group.id, msg.key());
         }
@@ -191,11 +191,26 @@ impl Peer {
     }
 
     /// The error the session closed with, if it closed with one.
-    pub fn close_error(&self) -> Option<&crate::SessionError> {
+    pub fn close_error(&self) -> Option<&SessionError> {
         self.events.iter().find_map(|e| match e {
             Event::Closed { error: Some(e) } => Some(e),
             _ => None,
         })
+    }
+
+    /// Why the link ended before a handshake, if it did.
+    pub fn handshake_error(&self) -> Option<HandshakeError> {
+        match self.close_error() {
+            Some(SessionError::Preamble(e)) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// Whether a session with a contact came up (it was authenticated).
+    pub fn established(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Established { .. }))
     }
 
     /// The peer's RNG (seeded), for tests that create more messages.
@@ -294,29 +309,26 @@ impl Pair {
         }
     }
 
-    /// `a` dials `b` (its first contact) over a fresh link.
+    /// `a` dials `b` over a fresh link: `b` accepts and sends its beacon,
+    /// `a` says hello to the contacts it matches.
     pub fn connect(&mut self) {
         self.a_to_b.clear();
         self.b_to_a.clear();
-        self.a.inbox.clear();
-        self.b.inbox.clear();
-        self.b.session = None;
-        self.b.refused = None;
-        self.b.had_session = false;
         self.stalled = [false; 2];
         self.set_clocks();
-        let now = self.a.now();
-        let contact = self.a.contacts[0].clone();
-        let config = self.a.config;
-        self.a.session = Some(Session::connect(
-            config,
-            &self.a.identity,
-            &contact,
-            now,
-            &mut self.a.rng,
-        ));
+        for side in [Side::A, Side::B] {
+            let peer = self.peer(side);
+            let now = peer.now();
+            let config = peer.config;
+            let session = match side {
+                Side::A => peer.endpoint.dial(config, now, &mut peer.rng),
+                Side::B => peer.endpoint.accept(config, now, &mut peer.rng),
+            };
+            peer.session = Some(session);
+        }
         self.started = Some(self.now);
         self.last_delivery = self.now;
+        self.flush(Side::B);
         self.flush(Side::A);
     }
 
@@ -396,7 +408,7 @@ impl Pair {
             let Some(session) = &mut peer.session else {
                 return;
             };
-            let out = session.poll_transmit(now, &mut peer.store);
+            let out = session.poll_transmit(now, &peer.store);
             let closed = session.is_closed();
             let events: Vec<Event> = std::iter::from_fn(|| session.poll_event()).collect();
             events.into_iter().for_each(|e| peer.record(e));
@@ -442,46 +454,21 @@ impl Pair {
         self.last_delivery = self.now;
         let peer = self.peer(to);
         let now = peer.now();
+        let Some(s) = &mut peer.session else {
+            return; // the link is dead on this side
+        };
         if chunk.eof {
-            if let Some(s) = &mut peer.session {
-                s.handle_eof();
-                let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
-                events.into_iter().for_each(|e| peer.record(e));
-            }
+            s.handle_eof();
+        } else {
+            let _ = s.handle_input(now, &chunk.bytes, &peer.store);
+            s.settle(now, &mut peer.store);
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        let closed = s.is_closed();
+        events.into_iter().for_each(|e| peer.record(e));
+        if chunk.eof && closed {
             peer.session = None;
             return;
-        }
-        if let Some(s) = &mut peer.session {
-            let _ = s.handle_input(now, &chunk.bytes, &mut peer.store);
-        } else {
-            if to == Side::A || peer.refused.is_some() || peer.had_session {
-                return; // the link is dead on this side
-            }
-            peer.inbox.extend_from_slice(&chunk.bytes);
-            if peer.inbox.len() < HELLO_LEN {
-                return;
-            }
-            let hello: Vec<u8> = peer.inbox.drain(..HELLO_LEN).collect();
-            let config = peer.config;
-            match peer.listener.accept(config, &hello, now, &mut peer.rng) {
-                Ok(s) => {
-                    peer.session = Some(s);
-                    peer.had_session = true;
-                }
-                Err(e) => {
-                    peer.refused = Some(e);
-                    return;
-                }
-            }
-            let rest = std::mem::take(&mut peer.inbox);
-            if !rest.is_empty() {
-                let s = peer.session.as_mut().expect("just set");
-                let _ = s.handle_input(now, &rest, &mut peer.store);
-            }
-        }
-        if let Some(s) = &mut peer.session {
-            let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
-            events.into_iter().for_each(|e| peer.record(e));
         }
         self.flush(to);
     }

@@ -17,14 +17,23 @@
 //!   round trip.
 //! * [`Message`] — an immutable, signed group-log entry whose body is
 //!   encrypted under the group key; id = hash of its bytes.
-//! * [`Session`] — one link: a Noise `KK` handshake that only mutual
-//!   contacts can complete, then reconciliation and message transfer for
-//!   every shared group. Input through `handle_*`, output through `poll_*`;
-//!   the drive loop is on the type. [`Listener`] accepts incoming links.
-//! * [`Store`] — the little the core needs from storage; [`MemoryStore`]
-//!   implements it in memory, the node implements it on redb.
-//! * [`Beacon`] — what a device advertises for discovery: recognisable only
-//!   by contacts, fresh each time, the same size whatever the contact count.
+//! * [`Endpoint`] — a device's long-lived link state (its keys, its
+//!   contacts with their shared keys derived once); it starts the
+//!   [`Session`] of every link, dialled or accepted, over any transport.
+//! * [`Session`] — one link from its first byte: the accepting side's
+//!   [`Beacon`], the dialler's hello to each contact the beacon matches in
+//!   turn, a Noise `KK` handshake that only mutual contacts can complete,
+//!   then reconciliation and message transfer for every shared group.
+//!   Input through `handle_*`, output through `poll_*`; the drive loop is
+//!   on the type. Received messages leave it as [`Inbound`] batches, so the
+//!   caller can check signatures (in batches, on any core) and store them
+//!   where it likes.
+//! * [`Store`] — the little a session reads; [`WriteStore`] adds inserts.
+//!   [`MemoryStore`] implements both in memory, the node implements them
+//!   on redb.
+//! * [`Beacon`] — what the accepting side shows first (and a device may
+//!   advertise): recognisable only by contacts, fresh each time, the same
+//!   size and fill whatever the contact count.
 //!
 //! # Reconciliation
 //!
@@ -54,26 +63,31 @@
 
 mod codec;
 mod crypto;
+mod endpoint;
 mod frame;
 mod group;
 pub mod harness;
 mod identity;
+mod inbound;
 mod invite;
 pub mod limits;
 mod message;
+mod preamble;
 mod recon;
 mod session;
 mod store;
 mod token;
 
 pub use crypto::kdf;
+pub use endpoint::Endpoint;
 pub use group::{Group, GroupId, GroupKey};
 pub use identity::{AuthorId, Contact, Identity, PublicIdentity};
+pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_TEXT_LEN};
-pub use limits::Time;
+pub use limits::{Time, HELLO_LEN};
 pub use message::{Kind, Message, MessageId};
-pub use session::{Config, Event, Listener, Session, Stats, HELLO_LEN};
-pub use store::{Key, KeyRange, MemoryStore, Store, Summary};
+pub use session::{Config, Event, Session, Stats};
+pub use store::{Key, KeyRange, MemoryStore, Store, Summary, WriteStore};
 pub use token::{epoch, Beacon, BEACON_LEN};
 
 /// Bytes that do not parse.
@@ -186,7 +200,10 @@ pub enum Invalid {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The Noise handshake failed.
+    /// The link never got as far as a handshake.
+    #[error(transparent)]
+    Preamble(#[from] HandshakeError),
+    /// The Noise handshake failed after both sides agreed on a contact.
     #[error("handshake failed")]
     Handshake,
     /// A packet failed authentication: altered, reordered or replayed.
@@ -221,23 +238,40 @@ pub enum SessionError {
     Internal(&'static str),
 }
 
-/// Why an incoming hello was refused. Whatever the reason, the responder
-/// sends nothing back and drops the link.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a link ended before its handshake. The accepting side tells the
+/// dialler nothing beyond refusals that look like answers, so these are
+/// for the local log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// Not [`HELLO_LEN`] bytes.
+    /// Dialler: the link ended before a beacon arrived.
+    #[error("the link ended before the other side's beacon")]
+    NoBeacon,
+    /// Dialler: the beacon is malformed or not an honest one (wrong size,
+    /// or a filter without exactly the honest number of bits).
+    #[error("the other side's beacon is malformed")]
+    BadBeacon,
+    /// Dialler: the beacon matches none of our contacts: a stranger (or a
+    /// contact whose beacon did not name us this time).
+    #[error("the device is not one of our contacts")]
+    NoContact,
+    /// Dialler: the beacon matches only contacts we were told to skip
+    /// (already connected).
+    #[error("the device is a contact we are already connected to")]
+    Skipped,
+    /// Dialler: every contact the beacon matched refused our hello.
+    #[error("every hello was refused")]
+    Refused,
+    /// Acceptor: the link ended before a hello arrived.
+    #[error("the link ended before a hello")]
+    NoHello,
+    /// Acceptor: a hello of the wrong size.
     #[error("malformed hello")]
     Malformed,
-    /// The token matches no contact: a stranger, or an old token.
-    #[error("hello from an unknown device")]
+    /// Acceptor: [`limits::MAX_HELLOS_PER_LINK`] hellos matched no
+    /// contact: a stranger, or hellos recorded on another link.
+    #[error("hellos from an unknown device")]
     Unknown,
-    /// This exact hello was seen before.
-    #[error("replayed hello")]
-    Replay,
-    /// The token matched but the Noise message did not authenticate.
-    #[error("handshake failed")]
-    Noise,
 }
 
 /// Entry points for the fuzz targets in `sync/fuzz` to decoders that are

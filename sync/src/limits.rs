@@ -116,24 +116,56 @@ pub const KEEPALIVE_INTERVAL: Time = 20 * SECOND;
 /// 128 bits: a stranger guesses one with probability 2^-128.
 pub const TOKEN_LEN: usize = 16;
 
-/// Entries in a discovery beacon's filter. A beacon always carries exactly
-/// this many (real contacts plus random padding, or a random subset when
-/// there are more contacts), so its content does not reveal how many
-/// contacts a device has.
-pub const BEACON_ENTRIES: usize = 32;
+/// Bytes of a hello before its padding: token, Noise message 1 (ephemeral
+/// key and the empty payload's tag).
+pub const HELLO_LEN: usize = TOKEN_LEN + 32 + 16;
 
-/// Bytes in a discovery beacon's Bloom filter. With [`BEACON_ENTRIES`]
-/// entries and 3 bits each the false-match rate is about 1.5%; a false match
-/// only costs a handshake that fails quietly.
-pub const BEACON_FILTER_LEN: usize = 64;
+/// Bytes of the fresh random nonce that starts every beacon. The dialler's
+/// hello is bound to it (token and Noise prologue), so it is what makes a
+/// recorded hello useless on any other link: 128 bits, so two links never
+/// share one.
+pub const BEACON_NONCE_LEN: usize = 16;
+
+/// Entries in a discovery beacon's filter. A beacon always carries exactly
+/// this many (real contacts plus entries from random keys, or a random
+/// subset when there are more contacts), so its content does not reveal how
+/// many contacts a device has. 64 covers most people's whole contact list
+/// in every beacon; past it, each beacon names a random 64.
+pub const BEACON_ENTRIES: usize = 64;
+
+/// Bits each entry sets in the filter.
+pub const BEACON_HASHES: usize = 4;
+
+/// Bytes in a discovery beacon's Bloom filter (2048 bits). With
+/// [`BEACON_SET_BITS`] of them set, a stranger's entry matches with
+/// probability (1/8)^4 per epoch, about 0.07% over the three epochs tried:
+/// a false match costs one refused hello and one round trip.
+pub const BEACON_FILTER_LEN: usize = 256;
+
+/// Bits set in every honest beacon: exactly `BEACON_ENTRIES x BEACON_HASHES`
+/// (entries that collide are topped up with random bits). A filter with any
+/// other count is refused, so nobody can send an all-ones filter that
+/// matches every contact and makes the dialler name them one by one.
+pub const BEACON_SET_BITS: u32 = (BEACON_ENTRIES * BEACON_HASHES) as u32;
+
+/// Most random padding after a beacon or a hello, and in message 2, in
+/// bytes. The first records on a link vary in size, so their lengths do not
+/// single Strand out.
+pub const MAX_PREAMBLE_PAD: usize = 127;
+
+/// Most hellos on one link: the dialler tries this many contacts that the
+/// beacon matches, in turn, and the accepting side refuses this many before
+/// it drops the link. An honest beacon matches more than one contact about
+/// 0.07% of the time per contact, so 8 is far more than honest links need;
+/// it bounds what a stranger can make the acceptor compute (8 token scans).
+pub const MAX_HELLOS_PER_LINK: usize = 8;
 
 /// Most contacts a responder checks a handshake token against. Matching is
 /// one keyed hash per contact and epoch (~0.3 µs), so this bounds the work a
-/// stranger's connection costs at about 4 ms.
+/// stranger's hello costs at about 4 ms. Contacts past it are not
+/// recognised.
 pub const MAX_CONTACTS: usize = 4096;
 
-/// Hellos remembered to refuse replays: the most recent accepted ones, in
-/// memory. A replay is possible only within the token window (three
-/// epochs) and only after this many newer hellos or a restart; even then
-/// the replayer cannot read the answer or continue the session.
-pub const REPLAY_CACHE_LEN: usize = 4096;
+/// Most keys asked about in one QUERY frame (40 bytes each, 10 KiB): the
+/// peer looks each up once. Delivery confirmations for more are split.
+pub const MAX_QUERY_KEYS: usize = 256;

@@ -18,19 +18,21 @@
 
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use ed25519_dalek::{Signature, Signer};
+use ed25519_dalek::Signer;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::Reader;
 use crate::crypto::hash;
 use crate::group::{Group, GroupId};
-use crate::identity::{verifying_key, AuthorId, Identity};
+use crate::identity::{AuthorId, Identity};
 use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MESSAGE_OVERHEAD};
 use crate::{DecodeError, Invalid};
 
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 98;
 const SIGNED_PREFIX: &[u8] = b"strand/v1/message";
+/// The signed input: the prefix and a BLAKE2s-256 digest.
+pub(crate) const SIGNED_LEN: usize = 17 + 32;
 
 /// A message's id: BLAKE2s-256 of its encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,6 +183,17 @@ impl Message {
         // The signature first, so only the real author's message can earn a
         // "from the future" answer (which does not end a session).
         self.verify_signature()?;
+        self.check_after_signature(group, now)
+    }
+
+    /// The checks that follow the signature: the time is not beyond
+    /// [`MAX_CLOCK_SKEW`] past `now`, and the body decrypts (and is UTF-8
+    /// for a text). Returns the plaintext body.
+    pub(crate) fn check_after_signature(
+        &self,
+        group: &Group,
+        now: Time,
+    ) -> Result<Vec<u8>, Invalid> {
         if self.time() > now.saturating_add(MAX_CLOCK_SKEW) {
             return Err(Invalid::FromTheFuture {
                 time: self.time(),
@@ -191,14 +204,34 @@ impl Message {
     }
 
     /// Checks only the author's signature (the cost floor of the receive
-    /// path).
+    /// path), by ZIP-215's rules: the same verdict as
+    /// [`crate::Inbound::verify`]'s batch check on every input.
     pub fn verify_signature(&self) -> Result<(), Invalid> {
-        let key = verifying_key(&self.author()).ok_or(Invalid::Signature)?;
-        let split = self.bytes.len() - 64;
-        let sig = Signature::from_bytes(self.bytes[split..].try_into().expect("64 bytes"));
-        let digest = hash(&[&self.bytes[..split]]);
-        key.verify_strict(&[SIGNED_PREFIX, &digest].concat(), &sig)
+        let (key, sig, signed) = self.signature_parts();
+        ed25519_zebra::VerificationKey::try_from(key)
+            .and_then(|k| k.verify(&sig, &signed))
             .map_err(|_| Invalid::Signature)
+    }
+
+    /// The author's key, the signature, and the 49 bytes it signs.
+    pub(crate) fn signature_parts(
+        &self,
+    ) -> (
+        ed25519_zebra::VerificationKeyBytes,
+        ed25519_zebra::Signature,
+        [u8; SIGNED_LEN],
+    ) {
+        let split = self.bytes.len() - 64;
+        let sig_bytes: [u8; 64] = self.bytes[split..].try_into().expect("64 bytes");
+        let digest = hash(&[&self.bytes[..split]]);
+        let mut signed = [0u8; SIGNED_LEN];
+        signed[..SIGNED_PREFIX.len()].copy_from_slice(SIGNED_PREFIX);
+        signed[SIGNED_PREFIX.len()..].copy_from_slice(&digest);
+        (
+            ed25519_zebra::VerificationKeyBytes::from(self.author()),
+            ed25519_zebra::Signature::from_bytes(&sig_bytes),
+            signed,
+        )
     }
 
     /// Decrypts the body (for reading a stored message).

@@ -679,7 +679,7 @@ mod budget_tests {
                 &mut rng,
             )
             .unwrap();
-            crate::Store::insert(&mut store, &group.id, &m).unwrap();
+            crate::WriteStore::insert(&mut store, &group.id, &m).unwrap();
         }
         let keys = store.keys(&group.id);
         (store, group.id, keys)

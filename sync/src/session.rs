@@ -1,38 +1,38 @@
-//! A sync session over one link: Noise handshake, then reconciliation and
-//! message transfer for every group the two contacts share.
+//! Everything that happens on one link, from its first byte to its last:
+//! the preamble (beacon, contact choice, hello), the Noise handshake, then
+//! reconciliation and message transfer for every group the two contacts
+//! share.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroizing;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 
-use crate::crypto::{SeededResolver, NOISE_PARAMS};
+use crate::endpoint::Keys;
 use crate::frame::{self, Frame};
 use crate::group::{Group, GroupId};
-use crate::identity::{Contact, Identity, PublicIdentity};
+use crate::identity::{AuthorId, PublicIdentity};
+use crate::inbound::{Inbound, Verdict};
 use crate::limits::*;
-use crate::message::{Message, MessageId};
+use crate::message::Message;
+use crate::preamble::{self, MAX_RECORD};
 use crate::recon::{self, Send};
-use crate::store::{Key, KeyRange, Store};
-use crate::token::{handshake_token, token_matches};
+use crate::store::{Key, KeyRange, Store, WriteStore};
+use crate::token::{Beacon, BEACON_LEN};
 use crate::{HandshakeError, Invalid, SessionError};
 
-/// Bytes of a session's first message: token, ephemeral key, AEAD tag.
-/// It has no length prefix; a responder reads exactly this many bytes.
-pub const HELLO_LEN: usize = TOKEN_LEN + 32 + 16;
-
-const PROLOGUE: &[u8] = b"strand/v1";
 const TAG_LEN: usize = 16;
 /// Noise message 2: ephemeral key and the payload's tag.
 const MSG2_OVERHEAD: usize = 32 + TAG_LEN;
 /// Most queued message sends (40-90 bytes each); beyond, later sends are
-/// dropped and the next reconciliation finds them.
+/// refused and the next reconciliation finds them.
 const MAX_SEND_QUEUE: usize = 65_536;
 /// Keys fetched from the store per scan when streaming a range.
 const SEND_BATCH: usize = 64;
 
-/// Session settings.
+/// Session settings: per link kind (a BLE link wants small packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Largest packet this side sends (Noise message incl. tag), clamped
@@ -58,10 +58,19 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// The handshake finished: the peer is this contact.
+    /// The other side proved who it is: the dialler when message 2
+    /// decrypts, the accepting side when the dialler's first packet after
+    /// it does. Nothing before this is authenticated.
     Established {
         /// The contact.
         peer: PublicIdentity,
+    },
+    /// The dialler's hello to this contact was refused: the beacon matched
+    /// it by chance (or the link is to someone else). The next matching
+    /// contact is tried.
+    Refused {
+        /// The contact the hello was for.
+        contact: PublicIdentity,
     },
     /// A new valid message was stored.
     Received {
@@ -70,7 +79,15 @@ pub enum Event {
         /// Its key.
         key: Key,
     },
-    /// The peer confirmed it holds a message this session sent.
+    /// A message this device wrote went out in full on this link.
+    Sent {
+        /// Its group.
+        group: GroupId,
+        /// Its key.
+        key: Key,
+    },
+    /// The peer confirmed it holds a message this session sent or asked
+    /// about ([`Session::confirm`]).
     Delivered {
         /// Its group.
         group: GroupId,
@@ -78,7 +95,7 @@ pub enum Event {
         key: Key,
     },
     /// Reconciliation of a group finished: every message either side
-    /// lacked has been queued for sending.
+    /// lacked has been queued for sending (not yet received).
     Synced {
         /// The group.
         group: GroupId,
@@ -89,8 +106,8 @@ pub enum Event {
     Rejected {
         /// Its group.
         group: GroupId,
-        /// Its id.
-        id: MessageId,
+        /// Its key.
+        key: Key,
         /// Why.
         reason: Invalid,
     },
@@ -108,19 +125,29 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Wire bytes received.
     pub bytes_received: u64,
-    /// Packets sent, the handshake messages included.
+    /// Packets and preamble records sent.
     pub packets_sent: u64,
-    /// Messages received and stored (new or not).
+    /// Messages received (new, duplicate or invalid).
     pub messages_received: u64,
     /// Messages sent.
     pub messages_sent: u64,
+    /// Hellos sent (dialler) or read (acceptor).
+    pub hellos: u64,
 }
 
 enum State {
-    /// Initiator: hello sent (or queued), waiting for message 2.
-    AwaitResponse(Box<snow::HandshakeState>),
-    /// Responder: hello read, message 2 not yet written.
+    /// Dialler: waiting for the acceptor's beacon.
+    AwaitBeacon,
+    /// Dialler: a hello is out for the first candidate, waiting for message
+    /// 2 or a refusal.
+    AwaitAnswer(Box<snow::HandshakeState>),
+    /// Acceptor: beacon sent (or queued), waiting for a hello.
+    AwaitHello,
+    /// Acceptor: a hello was accepted; message 2 not yet written.
     Respond(Box<snow::HandshakeState>),
+    /// Acceptor: message 2 written; the dialler has not yet proved its
+    /// ephemeral key (a recorded hello could get this far, never further).
+    AwaitConfirm(Box<snow::TransportState>),
     Established(Box<snow::TransportState>),
     /// A CLOSE frame is queued; closed once it is sent.
     Closing(Box<snow::TransportState>),
@@ -134,17 +161,22 @@ struct Exchange {
     done: bool,
 }
 
-/// One Noise + sync session with one contact over one link.
+/// One link with one contact: preamble, Noise handshake, reconciliation
+/// and message transfer. Made by [`crate::Endpoint::dial`] or
+/// [`crate::Endpoint::accept`].
 ///
 /// Sans-IO: the caller moves bytes and time. Feed what the link delivers to
-/// [`handle_input`](Session::handle_input), write what
-/// [`poll_transmit`](Session::poll_transmit) returns, call
+/// [`handle_input`](Session::handle_input); store what
+/// [`poll_inbound`](Session::poll_inbound) hands out and give it back with
+/// [`handle_stored`](Session::handle_stored) (or let
+/// [`settle`](Session::settle) do both); write what
+/// [`poll_transmit`](Session::poll_transmit) returns; call
 /// [`handle_timeout`](Session::handle_timeout) when
-/// [`poll_timeout`](Session::poll_timeout)'s deadline passes, and act on
+/// [`poll_timeout`](Session::poll_timeout)'s deadline passes; act on
 /// [`poll_event`](Session::poll_event)s.
 ///
 /// ```
-/// use strand_sync::{Identity, Listener, MemoryStore, Session, Config, Event, Message, Kind};
+/// use strand_sync::{Config, Endpoint, Event, Identity, Kind, MemoryStore, Message, WriteStore};
 /// use rand_chacha::ChaCha20Rng;
 /// use rand_core::SeedableRng;
 ///
@@ -152,31 +184,32 @@ struct Exchange {
 /// let now = 1_700_000_000_000; // ms since the Unix epoch, from the caller's clock
 /// let alice = Identity::generate("alice", &mut rng).unwrap();
 /// let bob = Identity::generate("bob", &mut rng).unwrap();
-/// let bob_as_seen_by_alice = alice.contact(&bob.public()).unwrap();
-/// let alice_as_seen_by_bob = bob.contact(&alice.public()).unwrap();
+/// let bob_for_alice = alice.contact(&bob.public()).unwrap();
+/// let group = bob_for_alice.direct_group().clone();
+/// let alice_end = Endpoint::new(&alice, vec![bob_for_alice]);
+/// let bob_end = Endpoint::new(&bob, vec![bob.contact(&alice.public()).unwrap()]);
 ///
 /// // Alice writes a message into their 1:1 conversation.
 /// let mut alice_store = MemoryStore::new();
-/// let group = bob_as_seen_by_alice.direct_group().clone();
 /// let msg = Message::create(&alice, &group, now, Kind::TEXT, b"hi", &mut rng).unwrap();
-/// strand_sync::Store::insert(&mut alice_store, &group.id, &msg).unwrap();
+/// alice_store.insert(&group.id, &msg).unwrap();
 /// let mut bob_store = MemoryStore::new();
 ///
-/// // Alice dials; Bob's listener reads the fixed-size hello and accepts.
-/// let mut a = Session::connect(Config::default(), &alice, &bob_as_seen_by_alice, now, &mut rng);
-/// let mut listener = Listener::new(&bob, vec![alice_as_seen_by_bob]);
-/// let hello = a.poll_transmit(now, &mut alice_store).unwrap();
-/// let mut b = listener.accept(Config::default(), &hello, now, &mut rng).unwrap();
+/// // A link: Alice dialled, Bob accepted.
+/// let mut a = alice_end.dial(Config::default(), now, &mut rng);
+/// let mut b = bob_end.accept(Config::default(), now, &mut rng);
 ///
-/// // The drive loop: move bytes until neither side has anything to say.
+/// // The drive loop: move bytes, settle what arrived, until both are quiet.
 /// loop {
 ///     let mut moved = false;
 ///     while let Some(bytes) = b.poll_transmit(now, &mut bob_store) {
-///         a.handle_input(now, &bytes, &mut alice_store).unwrap();
+///         a.handle_input(now, &bytes, &alice_store).unwrap();
+///         a.settle(now, &mut alice_store);
 ///         moved = true;
 ///     }
 ///     while let Some(bytes) = a.poll_transmit(now, &mut alice_store) {
-///         b.handle_input(now, &bytes, &mut bob_store).unwrap();
+///         b.handle_input(now, &bytes, &bob_store).unwrap();
+///         b.settle(now, &mut bob_store);
 ///         moved = true;
 ///     }
 ///     if !moved { break; }
@@ -187,24 +220,40 @@ struct Exchange {
 /// ```
 pub struct Session {
     config: Config,
+    keys: Arc<Keys>,
+    /// This link's randomness: seeded once from the caller's RNG.
+    rng: ChaCha20Rng,
     state: State,
     initiator: bool,
-    peer: PublicIdentity,
-    groups: BTreeMap<GroupId, Group>,
+    /// The beacon that opened this link (sent or received).
+    beacon: Option<Beacon>,
+    /// Dialler: contacts (indices into `keys.contacts`) the beacon matched
+    /// that have not been tried yet, in order.
+    candidates: VecDeque<usize>,
+    /// Dialler: contacts not to say hello to.
+    exclude: BTreeSet<AuthorId>,
+    /// The contact being tried (dialler) or accepted.
+    contact: Option<usize>,
+    peer: Option<PublicIdentity>,
+    groups: BTreeMap<GroupId, Arc<Group>>,
     exchanges: BTreeMap<GroupId, Exchange>,
     opened: bool,
+    /// Preamble records waiting to go out (beacon, hello, refusal).
+    records: VecDeque<Vec<u8>>,
     /// Encoded frames waiting to go out, in order.
     control: VecDeque<Vec<u8>>,
-    /// The hello, for an initiator that has not sent it yet.
-    hello: Option<Vec<u8>>,
     sends: VecDeque<(GroupId, Send)>,
     ready: VecDeque<(GroupId, Key)>,
-    /// The message being sent in parts, and how much of it is out.
-    current: Option<(Vec<u8>, usize)>,
-    /// Received bytes that do not make a whole packet yet.
+    /// The message being sent in parts, its key, and how much of it is out.
+    current: Option<(GroupId, Key, Vec<u8>, usize)>,
+    /// Received bytes that do not make a whole record or packet yet.
     rx: Vec<u8>,
     /// A message being received in parts: its total length and the bytes.
     partial: Option<(usize, Vec<u8>)>,
+    /// Received messages not yet handed out by `poll_inbound`.
+    inbound: Inbound,
+    /// Messages handed out and not yet back through `handle_stored`.
+    inbound_out: usize,
     acks: BTreeMap<GroupId, Vec<u64>>,
     unacked: BTreeMap<u64, (GroupId, Key)>,
     unacked_order: VecDeque<u64>,
@@ -232,28 +281,39 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    fn new(config: Config, state: State, initiator: bool, contact: &Contact, now: Time) -> Self {
-        let groups = contact
-            .groups
-            .iter()
-            .take(MAX_GROUPS_PER_SESSION)
-            .map(|g| (g.id, g.clone()))
-            .collect();
+    fn new(
+        config: Config,
+        keys: Arc<Keys>,
+        state: State,
+        initiator: bool,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Self {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut seed[..]);
         Session {
             config,
+            keys,
+            rng: ChaCha20Rng::from_seed(*seed),
             state,
             initiator,
-            peer: contact.public,
-            groups,
+            beacon: None,
+            candidates: VecDeque::new(),
+            exclude: BTreeSet::new(),
+            contact: None,
+            peer: None,
+            groups: BTreeMap::new(),
             exchanges: BTreeMap::new(),
             opened: false,
+            records: VecDeque::new(),
             control: VecDeque::new(),
-            hello: None,
             sends: VecDeque::new(),
             ready: VecDeque::new(),
             current: None,
             rx: Vec::new(),
             partial: None,
+            inbound: Inbound::default(),
+            inbound_out: 0,
             acks: BTreeMap::new(),
             unacked: BTreeMap::new(),
             unacked_order: VecDeque::new(),
@@ -270,42 +330,34 @@ impl Session {
         }
     }
 
-    /// Starts a session to `contact`. The first [`poll_transmit`]
-    /// (Session::poll_transmit) returns the hello ([`HELLO_LEN`] bytes).
-    pub fn connect(
+    pub(crate) fn dialler(
         config: Config,
-        me: &Identity,
-        contact: &Contact,
+        keys: Arc<Keys>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        exclude: BTreeSet<AuthorId>,
+    ) -> Session {
+        let mut s = Session::new(config, keys, State::AwaitBeacon, true, now, rng);
+        s.exclude = exclude;
+        s
+    }
+
+    pub(crate) fn acceptor(
+        config: Config,
+        keys: Arc<Keys>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Session {
-        let mut hs = snow::Builder::with_resolver(
-            NOISE_PARAMS.parse().expect("a valid Noise pattern"),
-            Box::new(SeededResolver::new(rng)),
-        )
-        .local_private_key(me.dh_secret().as_bytes())
-        .and_then(|b| b.remote_public_key(&contact.public.dh))
-        .and_then(|b| b.prologue(PROLOGUE))
-        .and_then(snow::Builder::build_initiator)
-        .expect("32-byte X25519 keys and a supported pattern");
-        let mut msg = [0u8; HELLO_LEN - TOKEN_LEN];
-        let n = hs
-            .write_message(&[], &mut msg)
-            .expect("the first KK message fits 48 bytes");
-        debug_assert_eq!(n, msg.len());
-        let token = handshake_token(&contact.token_key, crate::token::epoch(now), &msg[..32]);
-        let mut session = Session::new(
-            config,
-            State::AwaitResponse(Box::new(hs)),
-            true,
-            contact,
-            now,
-        );
-        session.hello = Some([&token[..], &msg[..]].concat());
-        session
+        let mut s = Session::new(config, keys, State::AwaitHello, false, now, rng);
+        let beacon = Beacon::new(&s.keys.contacts, now, &mut s.rng);
+        let record = preamble::record(&beacon.to_bytes(), &mut s.rng);
+        s.records.push_back(record);
+        s.beacon = Some(beacon);
+        s
     }
 
-    /// Whether the handshake has finished and the session is not closed.
+    /// Whether the other side has proved who it is and the session is not
+    /// closed.
     pub fn is_established(&self) -> bool {
         matches!(self.state, State::Established(_) | State::Closing(_))
     }
@@ -315,10 +367,11 @@ impl Session {
         matches!(self.state, State::Closed)
     }
 
-    /// The contact at the other end (known from the start to an initiator,
-    /// and to a responder once the hello matched).
-    pub fn peer(&self) -> &PublicIdentity {
-        &self.peer
+    /// The contact at the other end: known to the dialler once a hello was
+    /// answered, to the acceptor once a hello matched (authenticated only
+    /// once [`Event::Established`] is reported).
+    pub fn peer(&self) -> Option<&PublicIdentity> {
+        self.peer.as_ref()
     }
 
     /// Whether this side dialled.
@@ -326,9 +379,21 @@ impl Session {
         self.initiator
     }
 
+    /// The beacon that opened this link, once sent or received.
+    pub fn beacon(&self) -> Option<&Beacon> {
+        self.beacon.as_ref()
+    }
+
     /// Bytes and messages moved so far.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Received messages the caller has not finished with: waiting in the
+    /// session or handed out and not yet back. A caller that stores on
+    /// other threads stops reading the link while this is high.
+    pub fn inbound_pending(&self) -> usize {
+        self.inbound.len() + self.inbound_out
     }
 
     /// Whether every group's reconciliation has finished and nothing is
@@ -342,6 +407,7 @@ impl Session {
             && self.ready.is_empty()
             && self.current.is_none()
             && self.acks.is_empty()
+            && self.inbound_pending() == 0
     }
 
     /// The next thing to report, if any.
@@ -353,12 +419,12 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Time> {
         match self.state {
             State::Closed => None,
-            State::AwaitResponse(_) | State::Respond(_) => Some(self.deadline_handshake),
             State::Established(_) | State::Closing(_) => Some(
                 self.last_recv
                     .saturating_add(IDLE_TIMEOUT)
                     .min(self.last_send.saturating_add(KEEPALIVE_INTERVAL)),
             ),
+            _ => Some(self.deadline_handshake),
         }
     }
 
@@ -366,11 +432,6 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Time) {
         match self.state {
             State::Closed => {}
-            State::AwaitResponse(_) | State::Respond(_) => {
-                if now >= self.deadline_handshake {
-                    self.fail(SessionError::Timeout);
-                }
-            }
             State::Established(_) | State::Closing(_) => {
                 if now >= self.last_recv.saturating_add(IDLE_TIMEOUT) {
                     self.fail(SessionError::Timeout);
@@ -380,14 +441,20 @@ impl Session {
                     self.control.push_back(frame::simple(frame::PING, &[]));
                 }
             }
+            _ => {
+                if now >= self.deadline_handshake {
+                    self.fail(SessionError::Timeout);
+                }
+            }
         }
     }
 
     /// Ends the session politely: a CLOSE frame is sent with the next
-    /// [`poll_transmit`](Session::poll_transmit), then it is closed.
+    /// [`poll_transmit`](Session::poll_transmit), then it is closed. Before
+    /// the handshake is done it just closes.
     pub fn close(&mut self) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::Established(t) | State::Closing(t) => {
+            State::Established(t) | State::Closing(t) | State::AwaitConfirm(t) => {
                 self.control.clear();
                 self.sends.clear();
                 self.ready.clear();
@@ -397,7 +464,10 @@ impl Session {
                 self.state = State::Closing(t);
             }
             State::Closed => {}
-            _ => self.report_clean_close(),
+            _ => {
+                self.records.clear();
+                self.report_clean_close();
+            }
         }
     }
 
@@ -413,22 +483,53 @@ impl Session {
         if self.reported_close {
             return;
         }
-        if !self.rx.is_empty() || self.partial.is_some() {
-            self.fail(SessionError::Truncated);
-        } else {
-            self.fail(SessionError::ConnectionLost);
+        match self.state {
+            State::AwaitBeacon => self.fail(SessionError::Preamble(HandshakeError::NoBeacon)),
+            State::AwaitAnswer(_) => self.fail(SessionError::Preamble(HandshakeError::Refused)),
+            State::AwaitHello => self.fail(SessionError::Preamble(HandshakeError::NoHello)),
+            _ if !self.rx.is_empty() || self.partial.is_some() => {
+                self.fail(SessionError::Truncated)
+            }
+            _ => self.fail(SessionError::ConnectionLost),
         }
     }
 
     /// A message was stored locally (written by the user, or received from
     /// another contact): send it now if this session syncs its group.
-    pub fn handle_new_message(&mut self, group: &GroupId, key: Key) {
+    /// Returns whether it was queued; if not (not established, another
+    /// group, or the queue is full) the next reconciliation finds it.
+    pub fn handle_new_message(&mut self, group: &GroupId, key: Key) -> bool {
         if self.is_established()
             && self.groups.contains_key(group)
             && self.sends.len() < MAX_SEND_QUEUE
         {
             self.sends.push_back((*group, Send::Key(key)));
+            true
+        } else {
+            false
         }
+    }
+
+    /// Asks the peer whether it holds these messages of `group` (for
+    /// example this device's messages that no earlier session saw
+    /// acknowledged). Each one it holds comes back as
+    /// [`Event::Delivered`]. Returns how many were asked about (at most
+    /// [`MAX_UNACKED`]; none before the session is established).
+    pub fn confirm(&mut self, group: &GroupId, keys: &[Key]) -> usize {
+        if !self.is_established() || !self.groups.contains_key(group) {
+            return 0;
+        }
+        // A QUERY frame: type, length (3), group, count (2), keys.
+        let room = self.config.packet() - TAG_LEN - 1 - 3 - 32 - 2;
+        let per_frame = (room / frame::QUERY_KEY_LEN).min(MAX_QUERY_KEYS);
+        let keys = &keys[..keys.len().min(MAX_UNACKED)];
+        for chunk in keys.chunks(per_frame) {
+            self.control.push_back(frame::query(group, chunk));
+            for key in chunk {
+                self.remember_unacked(*group, *key);
+            }
+        }
+        keys.len()
     }
 
     fn fail(&mut self, error: SessionError) {
@@ -437,6 +538,7 @@ impl Session {
         }
         self.reported_close = true;
         self.state = State::Closed;
+        self.records.clear();
         self.control.clear();
         self.sends.clear();
         self.ready.clear();
@@ -447,19 +549,18 @@ impl Session {
     }
 
     /// Bytes from the link. Errors close the session (and are also
-    /// reported as [`Event::Closed`]); the store keeps whatever valid
-    /// messages arrived before.
+    /// reported as [`Event::Closed`]); messages received before stay
+    /// valid. Received messages wait for [`Session::poll_inbound`].
     pub fn handle_input<S: Store>(
         &mut self,
         now: Time,
         bytes: &[u8],
-        store: &mut S,
+        store: &S,
     ) -> Result<(), SessionError> {
         if self.is_closed() {
             return Err(SessionError::Closed);
         }
         self.stats.bytes_received += bytes.len() as u64;
-        self.last_recv = now;
         self.rx.extend_from_slice(bytes);
         let mut start = 0;
         let result = loop {
@@ -467,17 +568,15 @@ impl Session {
                 break Ok(());
             }
             let len = u16::from_be_bytes([self.rx[start], self.rx[start + 1]]) as usize;
-            if len < TAG_LEN {
-                break Err(SessionError::Decode(crate::DecodeError::Invalid(
-                    "packet shorter than its tag",
-                )));
+            if let Err(e) = self.check_length(len) {
+                break Err(e);
             }
             if self.rx.len() - start < 2 + len {
                 break Ok(());
             }
             let packet = self.rx[start + 2..start + 2 + len].to_vec();
             start += 2 + len;
-            if let Err(e) = self.handle_packet(now, &packet, store) {
+            if let Err(e) = self.handle_record(now, &packet, store) {
                 break Err(e);
             }
             if self.is_closed() {
@@ -494,39 +593,171 @@ impl Session {
         Ok(())
     }
 
+    /// Refuses a record or packet length the state does not allow, before
+    /// buffering it.
+    fn check_length(&self, len: usize) -> Result<(), SessionError> {
+        let bad = |what| Err(SessionError::Preamble(what));
+        match self.state {
+            State::AwaitBeacon if !(BEACON_LEN..=MAX_RECORD).contains(&len) => {
+                bad(HandshakeError::BadBeacon)
+            }
+            State::AwaitHello if !(HELLO_LEN..=HELLO_LEN + MAX_PREAMBLE_PAD).contains(&len) => {
+                bad(HandshakeError::Malformed)
+            }
+            State::AwaitBeacon | State::AwaitHello | State::AwaitAnswer(_) => Ok(()),
+            _ if len < TAG_LEN => Err(SessionError::Decode(crate::DecodeError::Invalid(
+                "packet shorter than its tag",
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_record<S: Store>(
+        &mut self,
+        now: Time,
+        record: &[u8],
+        store: &S,
+    ) -> Result<(), SessionError> {
+        match self.state {
+            State::AwaitBeacon => self.on_beacon(now, record),
+            State::AwaitHello => {
+                self.on_hello(now, record);
+                Ok(())
+            }
+            _ => self.handle_packet(now, record, store),
+        }
+    }
+
+    /// Dialler: the beacon arrived. Choose the contacts it matches.
+    fn on_beacon(&mut self, now: Time, record: &[u8]) -> Result<(), SessionError> {
+        let beacon = Beacon::from_bytes(&record[..BEACON_LEN])
+            .map_err(|_| SessionError::Preamble(HandshakeError::BadBeacon))?;
+        let keys = self.keys.clone();
+        let mut any = false;
+        for (i, c) in keys.contacts.iter().enumerate() {
+            if beacon.matches(c, now) {
+                any = true;
+                if !self.exclude.contains(&c.public.sign)
+                    && self.candidates.len() < MAX_HELLOS_PER_LINK
+                {
+                    self.candidates.push_back(i);
+                }
+            }
+        }
+        self.beacon = Some(beacon);
+        if self.candidates.is_empty() {
+            let why = if any {
+                HandshakeError::Skipped
+            } else {
+                HandshakeError::NoContact
+            };
+            return Err(SessionError::Preamble(why));
+        }
+        self.next_hello(now);
+        Ok(())
+    }
+
+    /// Dialler: says hello to the next candidate, or gives up.
+    fn next_hello(&mut self, now: Time) {
+        let Some(index) = self.candidates.pop_front() else {
+            self.fail(SessionError::Preamble(HandshakeError::Refused));
+            return;
+        };
+        let beacon = self.beacon.as_ref().expect("a beacon came first");
+        let (hs, record) = preamble::hello(&self.keys, index, beacon, now, &mut self.rng);
+        self.contact = Some(index);
+        self.stats.hellos += 1;
+        self.records.push_back(record);
+        self.state = State::AwaitAnswer(Box::new(hs));
+    }
+
+    /// Acceptor: a hello arrived. Answer a contact, refuse anyone else.
+    fn on_hello(&mut self, now: Time, record: &[u8]) {
+        self.stats.hellos += 1;
+        let beacon = self.beacon.as_ref().expect("the acceptor made a beacon");
+        match preamble::check_hello(&self.keys, beacon, record, now, &mut self.rng) {
+            Some((index, hs)) => {
+                self.start_contact(index);
+                self.state = State::Respond(Box::new(hs));
+            }
+            None if self.stats.hellos >= MAX_HELLOS_PER_LINK as u64 => {
+                self.fail(SessionError::Preamble(HandshakeError::Unknown));
+            }
+            None => {
+                let refusal = preamble::refusal(&mut self.rng);
+                self.records.push_back(refusal);
+            }
+        }
+    }
+
+    fn start_contact(&mut self, index: usize) {
+        let contact = &self.keys.contacts[index];
+        self.contact = Some(index);
+        self.peer = Some(contact.public);
+        self.groups = contact
+            .groups
+            .iter()
+            .take(MAX_GROUPS_PER_SESSION)
+            .map(|g| (g.id, Arc::new(g.clone())))
+            .collect();
+    }
+
+    fn established(&mut self, transport: snow::TransportState) {
+        self.state = State::Established(Box::new(transport));
+        let peer = self.peer.expect("the contact is known by now");
+        self.events.push_back(Event::Established { peer });
+    }
+
     fn handle_packet<S: Store>(
         &mut self,
         now: Time,
         packet: &[u8],
-        store: &mut S,
+        store: &S,
     ) -> Result<(), SessionError> {
         let mut plain = std::mem::take(&mut self.buf);
         if plain.len() < packet.len() {
             plain.resize(packet.len(), 0);
         }
         let result = match std::mem::replace(&mut self.state, State::Closed) {
-            State::AwaitResponse(mut hs) => match hs.read_message(packet, &mut plain) {
+            State::AwaitAnswer(mut hs) => match hs.read_message(packet, &mut plain) {
                 Ok(n) => {
                     let t = hs
                         .into_transport_mode()
                         .map_err(|_| SessionError::Handshake)?;
-                    self.state = State::Established(Box::new(t));
-                    self.events
-                        .push_back(Event::Established { peer: self.peer });
+                    let index = self.contact.expect("a hello names its contact");
+                    self.start_contact(index);
+                    self.established(t);
+                    self.last_recv = now;
                     if n == 0 {
                         Err(SessionError::Decode(crate::DecodeError::Invalid(
                             "empty packet",
                         )))
                     } else {
-                        self.handle_plain(now, &plain[..n], store)
+                        self.handle_plain(&plain[..n], store)
                     }
                 }
-                Err(_) => Err(SessionError::Handshake),
+                Err(_) => {
+                    // A refusal (or a broken answer): the next candidate.
+                    let index = self.contact.take().expect("a hello names its contact");
+                    let contact = self.keys.contacts[index].public;
+                    self.events.push_back(Event::Refused { contact });
+                    self.next_hello(now);
+                    Ok(())
+                }
+            },
+            State::AwaitConfirm(mut t) => match t.read_message(packet, &mut plain) {
+                Ok(n) => {
+                    self.established(*t);
+                    self.last_recv = now;
+                    self.handle_plain(&plain[..n], store)
+                }
+                Err(_) => Err(SessionError::Decrypt),
             },
             State::Established(mut t) => match t.read_message(packet, &mut plain) {
                 Ok(n) => {
                     self.state = State::Established(t);
-                    self.handle_plain(now, &plain[..n], store)
+                    self.last_recv = now;
+                    self.handle_plain(&plain[..n], store)
                 }
                 Err(_) => Err(SessionError::Decrypt),
             },
@@ -540,11 +771,15 @@ impl Session {
                 r
             }
             State::Respond(hs) => {
-                // The initiator may not speak before message 2.
+                // The dialler may not speak before message 2.
                 self.state = State::Respond(hs);
                 Err(SessionError::Decode(crate::DecodeError::Invalid(
                     "data before the handshake finished",
                 )))
+            }
+            other @ (State::AwaitBeacon | State::AwaitHello) => {
+                self.state = other;
+                Err(SessionError::Internal("a preamble record read as a packet"))
             }
             State::Closed => Err(SessionError::Closed),
         };
@@ -552,12 +787,7 @@ impl Session {
         result
     }
 
-    fn handle_plain<S: Store>(
-        &mut self,
-        now: Time,
-        plain: &[u8],
-        store: &mut S,
-    ) -> Result<(), SessionError> {
+    fn handle_plain<S: Store>(&mut self, plain: &[u8], store: &S) -> Result<(), SessionError> {
         let frames = frame::decode_packet(plain)?;
         for f in frames {
             match f {
@@ -576,7 +806,7 @@ impl Session {
                             "message inside a message",
                         )));
                     }
-                    self.on_message(now, bytes.to_vec(), store)?;
+                    self.on_message(bytes.to_vec())?;
                 }
                 Frame::MsgBegin { total, data } => {
                     if self.partial.is_some() {
@@ -601,7 +831,7 @@ impl Session {
                     }
                     buf.extend_from_slice(data);
                     if buf.len() == total {
-                        self.on_message(now, buf, store)?;
+                        self.on_message(buf)?;
                     } else {
                         self.partial = Some((total, buf));
                     }
@@ -614,13 +844,22 @@ impl Session {
                         }
                     }
                 }
+                Frame::Query { group, keys } => {
+                    if self.groups.contains_key(&group) {
+                        for key in keys {
+                            if store.contains(&group, &key).map_err(store_error)? {
+                                self.acks.entry(group).or_default().push(key.id.tag());
+                            }
+                        }
+                    }
+                }
                 Frame::UnknownGroup(group) => {
                     if let Some(e) = self.exchanges.get_mut(&group) {
                         e.done = true;
                         e.awaiting_reply = false;
                     }
                 }
-                Frame::Ping => {}
+                Frame::Ping | Frame::Pad => {}
                 Frame::Close(_) => {
                     self.state = State::Closed;
                     self.report_clean_close();
@@ -714,63 +953,114 @@ impl Session {
         Ok(())
     }
 
-    fn on_message<S: Store>(
-        &mut self,
-        now: Time,
-        bytes: Vec<u8>,
-        store: &mut S,
-    ) -> Result<(), SessionError> {
+    /// A whole message arrived: the cheap checks now, the rest in a batch.
+    fn on_message(&mut self, bytes: Vec<u8>) -> Result<(), SessionError> {
         self.stats.messages_received += 1;
         if self.stats.messages_received > MAX_MESSAGES_PER_SESSION {
             return Err(SessionError::Limit("messages per session"));
         }
         let message = Message::decode(bytes)?;
-        let group_id = message.group();
-        let Some(group) = self.groups.get(&group_id) else {
+        let Some(group) = self.groups.get(&message.group()) else {
             return Err(SessionError::Invalid(Invalid::WrongGroup));
         };
-        let key = message.key();
-        let ack = |s: &mut Self| {
-            let tags = s.acks.entry(group_id).or_default();
-            tags.push(key.id.tag());
-        };
-        if store.get(&group_id, &key).map_err(store_error)?.is_some() {
-            ack(self);
-            return Ok(());
-        }
-        match message.validate(group, now) {
-            Ok(_) => {}
-            Err(reason @ Invalid::FromTheFuture { .. }) => {
-                self.events.push_back(Event::Rejected {
-                    group: group_id,
-                    id: key.id,
-                    reason,
-                });
-                return Ok(());
-            }
-            Err(e) => return Err(SessionError::Invalid(e)),
-        }
-        if store.insert(&group_id, &message).map_err(store_error)? {
-            self.events.push_back(Event::Received {
-                group: group_id,
-                key,
-            });
-        }
-        ack(self);
+        self.inbound.push(group.clone(), message);
         Ok(())
+    }
+
+    /// The messages received since the last call, checked for form and
+    /// group, as one batch: check them ([`Inbound::skip_held`],
+    /// [`Inbound::verify`]), store the valid ones, and give the batch back
+    /// to [`Session::handle_stored`].
+    pub fn poll_inbound(&mut self) -> Option<Inbound> {
+        if self.inbound.is_empty() {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.inbound);
+        self.inbound_out += batch.len();
+        Some(batch)
+    }
+
+    /// A batch from [`Session::poll_inbound`] is back, its messages checked
+    /// and the valid ones stored: acknowledge them, report the new ones,
+    /// and end the session if a peer sent an invalid one (after reporting
+    /// everything stored before it).
+    pub fn handle_stored(&mut self, inbound: Inbound) {
+        self.inbound_out = self.inbound_out.saturating_sub(inbound.len());
+        let open = !self.is_closed();
+        for item in inbound.items {
+            let group = *item.group();
+            let key = item.key();
+            let mut ack = || {
+                if open {
+                    self.acks.entry(group).or_default().push(key.id.tag());
+                }
+            };
+            match item.verdict() {
+                Verdict::Held | Verdict::Stored { new: false } => ack(),
+                Verdict::Stored { new: true } => {
+                    ack();
+                    self.events.push_back(Event::Received { group, key });
+                }
+                Verdict::Invalid(reason @ Invalid::FromTheFuture { .. }) => {
+                    self.events.push_back(Event::Rejected {
+                        group,
+                        key,
+                        reason: reason.clone(),
+                    });
+                }
+                Verdict::Invalid(e) => {
+                    let e = e.clone();
+                    self.fail(SessionError::Invalid(e));
+                    return;
+                }
+                Verdict::Unchecked | Verdict::Valid => {
+                    self.fail(SessionError::Internal(
+                        "a received message came back neither checked nor stored",
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Checks and stores every received message in place, on this thread:
+    /// [`Session::poll_inbound`], [`Inbound::skip_held`], [`Inbound::verify`],
+    /// [`WriteStore::insert`], [`Session::handle_stored`]. A store error
+    /// ends the session.
+    pub fn settle<S: WriteStore>(&mut self, now: Time, store: &mut S) {
+        while let Some(mut batch) = self.poll_inbound() {
+            if let Err(e) = batch.skip_held(|g, k| store.contains(g, k)) {
+                self.inbound_out = 0;
+                self.fail(store_error(e));
+                return;
+            }
+            batch.verify(now);
+            for item in batch.iter_mut() {
+                if *item.verdict() == Verdict::Valid {
+                    match store.insert(item.group(), item.message()) {
+                        Ok(new) => item.set_stored(new),
+                        Err(e) => {
+                            self.inbound_out = 0;
+                            self.fail(store_error(e));
+                            return;
+                        }
+                    }
+                }
+            }
+            self.handle_stored(batch);
+        }
     }
 
     /// The next bytes to write to the link, if any. Call it until it returns
     /// `None` whenever the link can take more; messages are read from
     /// `store` only as space allows, so a large transfer never sits in
     /// memory.
-    pub fn poll_transmit<S: Store>(&mut self, now: Time, store: &mut S) -> Option<Vec<u8>> {
-        if let Some(hello) = self.hello.take() {
-            self.count_sent(now, hello.len());
-            return Some(hello);
+    pub fn poll_transmit<S: Store>(&mut self, now: Time, store: &S) -> Option<Vec<u8>> {
+        if let Some(record) = self.records.pop_front() {
+            self.count_sent(now, record.len());
+            return Some(record);
         }
-        let result = self.transmit(now, store);
-        match result {
+        match self.transmit(store) {
             Ok(out) => {
                 if let Some(bytes) = &out {
                     self.count_sent(now, bytes.len());
@@ -790,21 +1080,17 @@ impl Session {
         self.last_send = now;
     }
 
-    fn transmit<S: Store>(
-        &mut self,
-        _now: Time,
-        store: &mut S,
-    ) -> Result<Option<Vec<u8>>, SessionError> {
+    fn transmit<S: Store>(&mut self, store: &S) -> Result<Option<Vec<u8>>, SessionError> {
         match &self.state {
-            State::Closed | State::AwaitResponse(_) => return Ok(None),
             State::Respond(_) if !self.opened => self.open_groups(store)?,
-            _ => {}
+            State::Respond(_)
+            | State::AwaitConfirm(_)
+            | State::Established(_)
+            | State::Closing(_) => {}
+            _ => return Ok(None),
         }
-        let overhead = if matches!(self.state, State::Respond(_)) {
-            MSG2_OVERHEAD
-        } else {
-            TAG_LEN
-        };
+        let responding = matches!(self.state, State::Respond(_));
+        let overhead = if responding { MSG2_OVERHEAD } else { TAG_LEN };
         let budget = self.config.packet() - overhead;
         let mut payload = Vec::with_capacity(budget.min(4096));
         while let Some(f) = self.control.front() {
@@ -822,6 +1108,12 @@ impl Session {
             self.fill_acks(&mut payload, budget);
             self.fill_messages(&mut payload, budget, store)?;
         }
+        if responding {
+            // Message 2 varies in size: a PAD frame of random length.
+            let room = budget.saturating_sub(payload.len() + 3);
+            let pad = preamble::pad_len(&mut self.rng).min(room);
+            frame::put(&mut payload, frame::PAD, &vec![0u8; pad]);
+        }
         if payload.is_empty() {
             return Ok(None);
         }
@@ -834,9 +1126,7 @@ impl Session {
                 let t = hs
                     .into_transport_mode()
                     .map_err(|_| SessionError::Handshake)?;
-                self.state = State::Established(Box::new(t));
-                self.events
-                    .push_back(Event::Established { peer: self.peer });
+                self.state = State::AwaitConfirm(Box::new(t));
                 n
             }
             State::Established(mut t) => {
@@ -844,6 +1134,13 @@ impl Session {
                     .write_message(&payload, &mut out[2..])
                     .map_err(|_| SessionError::Internal("packet encryption failed"))?;
                 self.state = State::Established(t);
+                n
+            }
+            State::AwaitConfirm(mut t) => {
+                let n = t
+                    .write_message(&payload, &mut out[2..])
+                    .map_err(|_| SessionError::Internal("packet encryption failed"))?;
+                self.state = State::AwaitConfirm(t);
                 n
             }
             State::Closing(mut t) => {
@@ -900,14 +1197,15 @@ impl Session {
                 };
                 self.stats.messages_sent += 1;
                 self.remember_unacked(group, key);
-                self.current = Some((bytes, 0));
+                self.current = Some((group, key, bytes, 0));
             }
-            let (bytes, offset) = self.current.as_mut().expect("set above");
+            let (group, key, bytes, offset) = self.current.as_mut().expect("set above");
             let room = budget - payload.len() - HEADER;
             let left = bytes.len() - *offset;
+            let mut finished = false;
             if *offset == 0 && left <= room {
                 frame::put(payload, frame::MSG, bytes);
-                self.current = None;
+                finished = true;
             } else if *offset == 0 {
                 if room < 64 {
                     // Too little room to start a long message: next packet.
@@ -923,8 +1221,14 @@ impl Session {
                 let take = left.min(room);
                 frame::put(payload, frame::MSG_MORE, &bytes[*offset..*offset + take]);
                 *offset += take;
-                if *offset == bytes.len() {
-                    self.current = None;
+                finished = *offset == bytes.len();
+            }
+            if finished {
+                let own = bytes[33..65] == self.keys.me.sign;
+                let (group, key) = (*group, *key);
+                self.current = None;
+                if own {
+                    self.events.push_back(Event::Sent { group, key });
                 }
             }
         }
@@ -1012,7 +1316,7 @@ impl Session {
     /// it.
     #[doc(hidden)]
     pub fn send_raw_packet(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        let State::Established(t) = &mut self.state else {
+        let (State::Established(t) | State::AwaitConfirm(t)) = &mut self.state else {
             return None;
         };
         let mut out = vec![0u8; 2 + plaintext.len() + TAG_LEN];
@@ -1040,99 +1344,9 @@ fn store_error<E: std::error::Error>(e: E) -> SessionError {
     SessionError::Store(e.to_string())
 }
 
-/// Accepts sessions: matches a hello's token against the contacts, refuses
-/// strangers and replays without a word.
-pub struct Listener {
-    dh_secret: Zeroizing<[u8; 32]>,
-    contacts: Vec<Contact>,
-    seen: BTreeSet<[u8; 32]>,
-    seen_order: VecDeque<[u8; 32]>,
-}
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("contacts", &self.contacts.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Listener {
-    /// A listener for `me`, recognising `contacts` (at most
-    /// [`MAX_CONTACTS`] are checked).
-    pub fn new(me: &Identity, contacts: Vec<Contact>) -> Self {
-        let mut l = Listener {
-            dh_secret: Zeroizing::new(me.dh_secret().to_bytes()),
-            contacts: Vec::new(),
-            seen: BTreeSet::new(),
-            seen_order: VecDeque::new(),
-        };
-        l.set_contacts(contacts);
-        l
-    }
-
-    /// Replaces the contact list (after an invite was added).
-    pub fn set_contacts(&mut self, mut contacts: Vec<Contact>) {
-        contacts.truncate(MAX_CONTACTS);
-        self.contacts = contacts;
-    }
-
-    /// Reads a hello (the first [`HELLO_LEN`] bytes a link delivers) and
-    /// starts the responder's session. On error, send nothing back and drop
-    /// the link: the caller learns nothing it could tell a stranger.
-    pub fn accept(
-        &mut self,
-        config: Config,
-        hello: &[u8],
-        now: Time,
-        rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Session, HandshakeError> {
-        if hello.len() != HELLO_LEN {
-            return Err(HandshakeError::Malformed);
-        }
-        let (token, msg) = hello.split_at(TOKEN_LEN);
-        let ephemeral: [u8; 32] = msg[..32].try_into().expect("HELLO_LEN covers it");
-        let Some(contact) = self
-            .contacts
-            .iter()
-            .find(|c| token_matches(c, token, &ephemeral, now))
-        else {
-            return Err(HandshakeError::Unknown);
-        };
-        if self.seen.contains(&ephemeral) {
-            return Err(HandshakeError::Replay);
-        }
-        let mut hs = snow::Builder::with_resolver(
-            NOISE_PARAMS.parse().expect("a valid Noise pattern"),
-            Box::new(SeededResolver::new(rng)),
-        )
-        .local_private_key(&self.dh_secret[..])
-        .and_then(|b| b.remote_public_key(&contact.public.dh))
-        .and_then(|b| b.prologue(PROLOGUE))
-        .and_then(snow::Builder::build_responder)
-        .expect("32-byte X25519 keys and a supported pattern");
-        let mut payload = [0u8; 16];
-        hs.read_message(msg, &mut payload)
-            .map_err(|_| HandshakeError::Noise)?;
-        if self.seen_order.len() >= REPLAY_CACHE_LEN {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        self.seen.insert(ephemeral);
-        self.seen_order.push_back(ephemeral);
-        Ok(Session::new(
-            config,
-            State::Respond(Box::new(hs)),
-            false,
-            contact,
-            now,
-        ))
-    }
-}
-
 #[allow(dead_code)]
 fn _assert_send() {
     fn is_send<T: std::marker::Send>() {}
     is_send::<Session>();
+    is_send::<Inbound>();
 }

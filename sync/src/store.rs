@@ -1,9 +1,12 @@
 //! The store the protocol reads and writes through, and an in-memory one.
 //!
-//! The core needs very little: insert a validated message, fetch one by key,
-//! and walk the keys of a range in order. Everything reconciliation needs
-//! (fingerprints, splits, tag look-ups) is built on [`Store::scan`];
-//! a store with a better index can override [`Store::summarize`].
+//! A session only reads: fetch a message by key and walk the keys of a
+//! range in order. Everything reconciliation needs (fingerprints, splits,
+//! tag look-ups) is built on [`Store::scan`]; a store with a better index
+//! can override [`Store::summarize`]. Storing what arrives is the caller's
+//! job (see [`crate::Inbound`]), so a node can verify and write on other
+//! threads; [`WriteStore`] is what [`crate::Session::settle`] needs to do it
+//! all in place.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -79,19 +82,20 @@ impl Summary {
     }
 }
 
-/// A message store, as the protocol core needs it.
+/// A message store, as a session reads it.
 ///
-/// Implementations must keep, per group, a set of messages ordered by
-/// [`Key`]. Messages passed to [`Store::insert`] have been validated.
+/// Implementations keep, per group, a set of messages ordered by [`Key`].
 pub trait Store {
     /// What can go wrong (I/O for a disk store).
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Stores a message. Returns `false` if it was already stored.
-    fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Self::Error>;
-
     /// The encoded message with this key, if stored.
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// Whether a message with this key is stored. The default fetches it.
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, Self::Error> {
+        Ok(self.get(group, key)?.is_some())
+    }
 
     /// Calls `visit` on each key of `range` in ascending order, until it
     /// returns [`ControlFlow::Break`].
@@ -111,6 +115,13 @@ pub trait Store {
         })?;
         Ok(summary)
     }
+}
+
+/// A store that can also take messages. Messages passed to
+/// [`WriteStore::insert`] have been validated.
+pub trait WriteStore: Store {
+    /// Stores a message. Returns `false` if it was already stored.
+    fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Self::Error>;
 }
 
 /// A store in memory: one `BTreeMap` per group. Used by tests, the harness,
@@ -153,9 +164,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    type Error = Infallible;
-
+impl WriteStore for MemoryStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Infallible> {
         let log = self.groups.entry(*group).or_default();
         let key = message.key();
@@ -164,6 +173,14 @@ impl Store for MemoryStore {
         }
         log.insert(key, message.as_bytes().to_vec());
         Ok(true)
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = Infallible;
+
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, Infallible> {
+        Ok(self.groups.get(group).is_some_and(|g| g.contains_key(key)))
     }
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Infallible> {

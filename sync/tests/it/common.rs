@@ -3,7 +3,7 @@
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use strand_sync::harness::Pair;
-use strand_sync::{Kind, Message, Store};
+use strand_sync::{Kind, Message, WriteStore};
 
 /// A deterministic RNG for test data.
 pub fn rng(seed: u64) -> ChaCha20Rng {

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use strand_sync::harness::Pair;
-use strand_sync::{Config, Kind, Message, Store};
+use strand_sync::{Config, Kind, Message, WriteStore};
 
 use crate::common::{keys, rng};
 
@@ -54,7 +54,7 @@ proptest! {
     ) {
         // A RECON for the real group, as the reply the responder waits for,
         // with arbitrary range items (biased to plausible mode bytes).
-        let (mut b, mut store, mut a, group, now) = crate::session::responder_awaiting_reply(7);
+        let (mut b, store, mut a, group, now) = crate::session::responder_awaiting_reply(7);
         let before = store.keys(&group);
         let mut body = group.0.to_vec();
         body.extend_from_slice(&[1 + mode, mode.min(3)]);
@@ -69,8 +69,8 @@ proptest! {
         }
         plain.extend_from_slice(&body);
         let packet = a.send_raw_packet(&plain).unwrap();
-        let _ = b.handle_input(now, &packet, &mut store);
-        while b.poll_transmit(now, &mut store).is_some() {}
+        let _ = b.handle_input(now, &packet, &store);
+        while b.poll_transmit(now, &store).is_some() {}
         let after = store.keys(&group);
         prop_assert_eq!(before, after);
     }
