@@ -8,10 +8,10 @@ use crate::world::{PolicyState, Sim};
 
 /// No more deliveries than (message, recipient) pairs created.
 pub const DELIVERED_AT_MOST_CREATED: &str = "delivered_at_most_created";
-/// Every beacon parsed, every received message was one the simulator
-/// created, no session failed (a cut link just drops its sessions), and
-/// every unanswered hello was one a listener refused (a beacon false
-/// positive).
+/// Every received message was one the simulator created, no session
+/// failed (a cut link just drops its sessions; a stranger's link ending in
+/// its preamble is no failure), and no encounter between contacts was
+/// lost in the preamble.
 pub const NO_PROTOCOL_ERRORS: &str = "no_protocol_errors";
 /// Every group log (1:1 and private) is the same at all its members.
 /// Holds once a partition has healed, traffic has stopped and enough
@@ -36,9 +36,8 @@ pub fn check(sim: &Sim) -> BTreeMap<String, bool> {
         out.insert(CONTACTS_MATCH_DISTANCE.to_string(), ok);
     }
     if let PolicyState::Strand(s) = &sim.policy {
-        let clean = m.protocol_errors == 0
-            && m.unanswered_hellos <= m.hellos_refused
-            && m.session_errors.is_empty();
+        let clean =
+            m.protocol_errors == 0 && m.contact_encounters_lost == 0 && m.session_errors.is_empty();
         out.insert(NO_PROTOCOL_ERRORS.to_string(), clean);
         out.insert(GROUP_LOGS_CONVERGED.to_string(), s.group_logs_converged(w));
     }

@@ -46,23 +46,23 @@ pub struct Metrics {
     pub aborted: u64,
     /// Copies dropped (full buffer, expired).
     pub dropped: u64,
-    /// strand-sync sessions begun (a contact recognised in a beacon).
+    /// strand-sync sessions established (both sides authenticated).
     pub sessions: u64,
-    /// Beacons that named no contact (strangers meeting).
+    /// Links whose beacon named none of the dialler's contacts (strangers
+    /// meeting).
     pub strangers: u64,
     /// Session errors by kind (a cut link ends sessions with "connection
     /// lost" or similar; anything else is a protocol failure).
     pub session_errors: BTreeMap<String, u64>,
-    /// Beacons that do not parse, unknown message ids.
+    /// Unknown message ids.
     pub protocol_errors: u64,
-    /// Hellos a listener refused (the dialler's beacon match was a false
-    /// positive, or a replay).
+    /// Hellos refused (the beacon matched the contact by a Bloom-filter
+    /// false positive); the dialler then tried its next match.
     pub hellos_refused: u64,
-    /// Of those, hellos between two devices that are contacts: the
-    /// dialler's beacon matched another contact first.
-    pub contact_hellos_refused: u64,
-    /// Dialler sessions that timed out without a byte back.
-    pub unanswered_hellos: u64,
+    /// Links between two mutual contacts that ended without a session
+    /// while the devices were still in contact: encounters the preamble
+    /// lost.
+    pub contact_encounters_lost: u64,
     /// Messages skipped as too far in the future.
     pub rejected: u64,
     devices: u32,
@@ -184,11 +184,12 @@ pub struct Report {
     pub sessions: u64,
     /// Beacons seen by strangers.
     pub stranger_beacons: u64,
-    /// Hellos refused by a listener (beacon false positives).
+    /// Hellos refused (beacon false positives; the dialler tried its next
+    /// match).
     pub hellos_refused: u64,
-    /// Of those, between contacts (the encounter synced nothing because
-    /// another contact matched the beacon first).
-    pub hellos_refused_between_contacts: u64,
+    /// Links between mutual contacts that ended without a session while
+    /// they were in contact.
+    pub contact_encounters_lost: u64,
     /// Session errors by kind.
     pub session_errors: BTreeMap<String, u64>,
     /// Mean hops of deliveries.
@@ -274,7 +275,7 @@ impl Report {
             sessions: m.sessions,
             stranger_beacons: m.strangers,
             hellos_refused: m.hellos_refused,
-            hellos_refused_between_contacts: m.contact_hellos_refused,
+            contact_encounters_lost: m.contact_encounters_lost,
             session_errors: m.session_errors.clone(),
             hops_mean: if m.hops.is_empty() {
                 0.0

@@ -1,8 +1,10 @@
-//! Strand's own policy: every device runs strand-sync exactly as the node
-//! does — the listener's discovery beacon, the dialler's hello, a Noise KK
-//! session, reconciliation of every group log the two share — over the
-//! simulated link, with a `MemoryStore` per device. The simulator moves
-//! the bytes and the clock; all protocol decisions are strand-sync's.
+//! Strand's own policy: every device runs strand-sync's link code exactly
+//! as the node does — an [`Endpoint`] per device, and on every link a
+//! [`Session`] from the accepting side's beacon through the dialler's
+//! hellos, the Noise KK handshake and reconciliation of every group log the
+//! two share — over the simulated link, with a `MemoryStore` per device.
+//! The simulator moves the bytes and the clock; all protocol decisions are
+//! strand-sync's.
 //!
 //! Only contacts can sync: a device that meets a stranger sends its beacon
 //! and nothing else, as on a real LAN.
@@ -11,8 +13,8 @@ use std::collections::BTreeMap;
 
 use strand_sync::MemoryStore;
 use strand_sync::{
-    Beacon, Config, Contact, Event, Group, GroupId, GroupKey, Identity, Kind, Listener, Message,
-    MessageId, Session, Store,
+    Config, Contact, Endpoint, Event, Group, GroupId, GroupKey, HandshakeError, Identity, Kind,
+    Message, MessageId, Session, SessionError, WriteStore,
 };
 
 use crate::social::{Creation, Dest};
@@ -25,6 +27,8 @@ struct Device {
     /// device index of each.
     contacts: Vec<Contact>,
     contact_nodes: Vec<u32>,
+    /// Starts this device's sessions (built from `contacts`).
+    endpoint: Endpoint,
     store: MemoryStore,
     /// Hop count of each message held (index → hops).
     held: BTreeMap<u32, u32>,
@@ -32,11 +36,10 @@ struct Device {
     stored: u64,
 }
 
-/// The two sessions of a link and their timers.
+/// The two sessions of a link (side 0 dialled, side 1 accepted) and their
+/// timers.
 #[derive(Default)]
 struct LinkSessions {
-    /// Raw bytes to send before a session exists (the beacon).
-    raw: [Option<Vec<u8>>; 2],
     sessions: [Option<Session>; 2],
     /// New messages each side has stored from this session.
     new: [u64; 2],
@@ -60,10 +63,12 @@ impl Strand {
         for i in 0..w.n {
             let identity = Identity::generate(&format!("d{i}"), &mut w.rng.0)
                 .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+            let endpoint = Endpoint::new(&identity, Vec::new());
             devices.push(Device {
                 identity,
                 contacts: Vec::new(),
                 contact_nodes: Vec::new(),
+                endpoint,
                 store: MemoryStore::new(),
                 held: BTreeMap::new(),
                 stored: 0,
@@ -98,6 +103,9 @@ impl Strand {
             }
             groups.push(group);
         }
+        for dev in &mut devices {
+            dev.endpoint.set_contacts(dev.contacts.clone());
+        }
         Ok(Strand {
             devices,
             links: BTreeMap::new(),
@@ -112,13 +120,15 @@ impl Strand {
         }
     }
 
-    /// Link ready: the listener (`b`) sends its beacon.
+    /// Link ready: `a` dials, `b` accepts (and speaks first: its beacon).
     pub fn on_ready(&mut self, w: &mut World, link: LinkId) {
-        let b = w.links[&link].b as usize;
+        let l = &w.links[&link];
+        let (a, b) = (l.a as usize, l.b as usize);
+        let config = Strand::config(w, l);
         let now = w.now_ms();
-        let beacon = Beacon::new(&self.devices[b].contacts, now, &mut w.rng.0);
         let mut s = LinkSessions::default();
-        s.raw[1] = Some(beacon.to_bytes().to_vec());
+        s.sessions[0] = Some(self.devices[a].endpoint.dial(config, now, &mut w.rng.0));
+        s.sessions[1] = Some(self.devices[b].endpoint.accept(config, now, &mut w.rng.0));
         self.links.insert(link, s);
     }
 
@@ -131,17 +141,12 @@ impl Strand {
     ) -> Option<(crate::world::Packet, u64)> {
         let node = w.links[&link].node(dir) as usize;
         let ls = self.links.get_mut(&link)?;
-        let bytes = match ls.raw[dir].take() {
-            Some(b) => b,
-            None => {
-                let now = w.now_ms();
-                let s = ls.sessions[dir].as_mut()?;
-                let out = s.poll_transmit(now, &mut self.devices[node].store);
-                let deadline = s.poll_timeout();
-                arm(w, link, dir, &mut ls.timer[dir], deadline);
-                out?
-            }
-        };
+        let now = w.now_ms();
+        let s = ls.sessions[dir].as_mut()?;
+        let out = s.poll_transmit(now, &self.devices[node].store);
+        let deadline = s.poll_timeout();
+        arm(w, link, dir, &mut ls.timer[dir], deadline);
+        let bytes = out?;
         let len = bytes.len() as u64;
         Some((Packet::Bytes(bytes), len))
     }
@@ -160,51 +165,18 @@ impl Strand {
         let l = &w.links[&link];
         let side = 1 - dir;
         let (node, peer) = (l.node(side) as usize, l.node(dir));
-        let config = Strand::config(w, l);
         let now = w.now_ms();
-        let Some(ls) = self.links.get_mut(&link) else {
+        let Some(s) = self
+            .links
+            .get_mut(&link)
+            .and_then(|ls| ls.sessions[side].as_mut())
+        else {
             return Vec::new();
         };
-        if ls.sessions[side].is_none() {
-            let dev = &self.devices[node];
-            if side == 0 {
-                // The dialler reads the beacon and picks the contact it names.
-                let Ok(beacon) = Beacon::from_bytes(&bytes) else {
-                    w.metrics.protocol_errors += 1;
-                    return Vec::new();
-                };
-                match dev.contacts.iter().find(|c| beacon.matches(c, now)) {
-                    Some(c) => {
-                        ls.sessions[0] = Some(Session::connect(
-                            config,
-                            &dev.identity,
-                            c,
-                            now,
-                            &mut w.rng.0,
-                        ));
-                        w.metrics.sessions += 1;
-                    }
-                    None => w.metrics.strangers += 1,
-                }
-            } else {
-                let mut listener = Listener::new(&dev.identity, dev.contacts.clone());
-                match listener.accept(config, &bytes, now, &mut w.rng.0) {
-                    Ok(s) => ls.sessions[1] = Some(s),
-                    Err(_) => {
-                        w.metrics.hellos_refused += 1;
-                        // Two contacts met, but the dialler's beacon check
-                        // picked another contact first (a false positive),
-                        // so this encounter syncs nothing.
-                        if dev.contact_nodes.contains(&peer) {
-                            w.metrics.contact_hellos_refused += 1;
-                        }
-                    }
-                }
-            }
-        } else if let Some(s) = ls.sessions[side].as_mut() {
-            // Errors also arrive as Event::Closed, handled below.
-            let _ = s.handle_input(now, &bytes, &mut self.devices[node].store);
-        }
+        let store = &mut self.devices[node].store;
+        // Errors also arrive as Event::Closed, handled below.
+        let _ = s.handle_input(now, &bytes, store);
+        s.settle(now, store);
         self.after_input(w, link, side, node as u32, peer)
     }
 
@@ -218,6 +190,8 @@ impl Strand {
         peer: u32,
     ) -> Vec<LinkId> {
         let mut received = Vec::new();
+        let contacts = self.devices[node as usize].contact_nodes.contains(&peer)
+            && self.devices[peer as usize].contact_nodes.contains(&node);
         {
             let Some(ls) = self.links.get_mut(&link) else {
                 return Vec::new();
@@ -228,15 +202,10 @@ impl Strand {
             while let Some(ev) = s.poll_event() {
                 match ev {
                     Event::Received { group, key } => received.push((group, key)),
+                    Event::Established { .. } if side == 0 => w.metrics.sessions += 1,
+                    Event::Refused { .. } => w.metrics.hellos_refused += 1,
                     Event::Closed { error: Some(e) } => {
-                        if s.is_initiator() && s.stats().bytes_received == 0 {
-                            // A hello nobody answered: the beacon matched a
-                            // contact by a Bloom-filter false positive and
-                            // the listener stayed silent, as it must.
-                            w.metrics.unanswered_hellos += 1;
-                        } else {
-                            *w.metrics.session_errors.entry(e.to_string()).or_default() += 1;
-                        }
+                        classify_close(w, &e, side, contacts, s.peer().is_some())
                     }
                     Event::Rejected { .. } => w.metrics.rejected += 1,
                     _ => {}
@@ -377,7 +346,10 @@ impl Strand {
             }
         };
         let key = msg.key();
-        if !matches!(dev.store.insert(&group.id, &msg), Ok(true)) {
+        if !matches!(
+            WriteStore::insert(&mut dev.store, &group.id, &msg),
+            Ok(true)
+        ) {
             w.messages[idx as usize].failed = true;
             return Vec::new();
         }
@@ -415,6 +387,32 @@ impl Strand {
             }
         }
         true
+    }
+}
+
+/// Counts how a session that ended with an error ended. A link that ends
+/// in its preamble is what strangers' links do, and no protocol failure;
+/// between two mutual contacts it is a lost encounter.
+fn classify_close(w: &mut World, e: &SessionError, side: usize, contacts: bool, matched: bool) {
+    match e {
+        SessionError::Preamble(
+            why @ (HandshakeError::NoContact | HandshakeError::Refused | HandshakeError::Skipped),
+        ) if side == 0 => {
+            if *why == HandshakeError::NoContact {
+                w.metrics.strangers += 1;
+            }
+            if contacts {
+                w.metrics.contact_encounters_lost += 1;
+            }
+        }
+        // The accepting side of a link whose dialler found nobody to greet.
+        SessionError::Preamble(_) | SessionError::Timeout if side == 1 && !matched => {}
+        other => {
+            *w.metrics
+                .session_errors
+                .entry(other.to_string())
+                .or_default() += 1
+        }
     }
 }
 
