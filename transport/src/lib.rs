@@ -1,65 +1,220 @@
 //! strand-transport: everything that moves bytes between two devices.
 //!
 //! Every transport yields the same thing, a [`Link`]: an ordered, reliable,
-//! duplex byte stream to an *unauthenticated* remote, plus what kind of
-//! link it is. Authentication is not this crate's job: strand-sync's Noise
-//! session runs over every link alike.
+//! duplex byte stream to an *unauthenticated* remote, its [`LinkKind`], and
+//! a hint of who the remote may be ([`Remote`]: where it comes from, for
+//! limits and logs; never an identity). There are no libp2p or Bluetooth
+//! types in it. Authentication is not this crate's job: strand-sync's
+//! preamble and Noise session run over every link alike.
 //!
-//! **Built:** the LAN transport ([`Lan`]): libp2p over TCP and QUIC, mDNS
-//! discovery (optional: off where multicast is blocked or not allowed), and
-//! dialing known addresses directly. The libp2p identity is created anew
-//! for every run, so the LAN never sees a stable identifier; contacts
-//! recognise each other through strand-sync's beacons and tokens.
-//! **Not built yet:** relay, BLE.
+//! A node holds a set of transports behind one interface, [`Transport`],
+//! and reads one stream of [`TransportEvent`]s that they all write to.
 //!
-//! Streams use the protocol [`PROTOCOL`], implemented in [`stream`] in
-//! libp2p's protocol layout (behaviour / handler / protocol) and tested
-//! with `libp2p-swarm-test`.
+//! * [`lan`]: libp2p over TCP and QUIC, mDNS discovery (optional: off where
+//!   multicast is blocked or not allowed), and dialing known addresses. The
+//!   libp2p identity rotates every epoch, keeping the listening ports and
+//!   the live links; connections are limited per remote IP address.
+//! * [`memory`]: emulated in-memory links between transports of one
+//!   process (tests, and anything that wants a second link kind without a
+//!   network).
+//! * Relay and BLE: not built yet.
+//!
+//! Streams on libp2p use the protocol [`PROTOCOL`], implemented in
+//! [`stream`] in libp2p's layout (behaviour / handler / protocol) and
+//! tested with `libp2p-swarm-test`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use futures::{AsyncReadExt, AsyncWriteExt};
+//! use strand_transport::{memory::Hub, Transport, TransportEvent};
+//! let hub = Hub::new();
+//! let (tx_a, _events_a) = tokio::sync::mpsc::channel(16);
+//! let (tx_b, mut events_b) = tokio::sync::mpsc::channel(16);
+//! let a = hub.join(tx_a);
+//! let _b = hub.join(tx_b);
+//! let mut link = a.dial(&"/memory/2".parse().unwrap()).unwrap().await.unwrap();
+//! link.stream.write_all(b"hi").await.unwrap();
+//! loop {
+//!     if let Some(TransportEvent::Incoming(mut l)) = events_b.recv().await {
+//!         let mut buf = [0u8; 2];
+//!         l.stream.read_exact(&mut buf).await.unwrap();
+//!         assert_eq!(&buf, b"hi");
+//!         break;
+//!     }
+//! }
+//! # }
+//! ```
 #![warn(missing_docs)]
 
-mod lan;
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use futures::{AsyncRead, AsyncWrite};
+
+pub mod lan;
+pub mod memory;
 pub mod stream;
 
-pub use lan::{Lan, LanConfig, LanEvent};
-pub use libp2p::{Multiaddr, PeerId, Stream};
+pub use lan::{Lan, LanConfig};
+pub use libp2p::Multiaddr;
 pub use stream::protocol::PROTOCOL;
 
 /// What kind of link a [`Link`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum LinkKind {
     /// Local network (TCP or QUIC).
     Lan,
+    /// Through a libp2p circuit relay.
+    Relay,
+    /// Bluetooth LE.
+    Bluetooth,
+    /// An in-memory link ([`memory`]).
+    Emulated,
 }
 
 impl std::fmt::Display for LinkKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             LinkKind::Lan => "LAN",
+            LinkKind::Relay => "relay",
+            LinkKind::Bluetooth => "Bluetooth",
+            LinkKind::Emulated => "emulated",
         })
     }
 }
+
+/// Which side opened a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// This device opened it.
+    Outbound,
+    /// The remote opened it.
+    Inbound,
+}
+
+/// Where a link's remote is, as far as its transport can tell: for
+/// per-remote limits and logs. Unauthenticated, and not an identity (on a
+/// LAN it is an IP address, which every neighbour sees anyway).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Remote {
+    /// An IP address.
+    Ip(IpAddr),
+    /// An emulated device, by its number on the hub.
+    Emulated(u64),
+    /// The transport could not tell.
+    Unknown,
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Ip(ip) => write!(f, "{ip}"),
+            Remote::Emulated(n) => write!(f, "emulated device {n}"),
+            Remote::Unknown => f.write_str("an unknown address"),
+        }
+    }
+}
+
+/// The byte stream of a link: `futures`' `AsyncRead + AsyncWrite`.
+pub trait LinkStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> LinkStream for T {}
 
 /// A byte stream to a remote device, not yet authenticated.
 pub struct Link {
     /// What carries it.
     pub kind: LinkKind,
-    /// Whether this side opened it.
-    pub outbound: bool,
-    /// The remote's transport identity: ephemeral, for logs only.
-    pub peer: PeerId,
-    /// The stream (futures' `AsyncRead + AsyncWrite`).
-    pub stream: libp2p::Stream,
+    /// Which side opened it.
+    pub direction: Direction,
+    /// Where the remote is (unauthenticated).
+    pub remote: Remote,
+    /// The stream.
+    pub stream: Box<dyn LinkStream>,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("kind", &self.kind)
-            .field("outbound", &self.outbound)
-            .field("peer", &self.peer)
+            .field("direction", &self.direction)
+            .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
+}
+
+/// A device a transport discovered: a handle for [`Transport::open`],
+/// meaningful to the transport that reported it only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Peer {
+    /// The transport that found it.
+    pub kind: LinkKind,
+    id: u64,
+}
+
+impl Peer {
+    pub(crate) fn new(kind: LinkKind, id: u64) -> Peer {
+        Peer { kind, id }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// What transports report, all on one stream.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TransportEvent {
+    /// A remote opened a link to us.
+    Incoming(Link),
+    /// A device nearby (not necessarily a contact). `initiate` is the
+    /// transport's tie-break for devices that discover each other: exactly
+    /// one of the two should open the link, so one meeting makes one link.
+    Discovered {
+        /// The device.
+        peer: Peer,
+        /// Whether this side should open the link.
+        initiate: bool,
+    },
+    /// A transport listens on a new address.
+    Listening {
+        /// The transport.
+        kind: LinkKind,
+        /// The address, as users write it.
+        addr: Multiaddr,
+    },
+}
+
+/// What a transport says about itself, for status screens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportInfo {
+    /// Which transport.
+    pub kind: LinkKind,
+    /// Addresses it listens on.
+    pub addresses: Vec<Multiaddr>,
+    /// Whether it discovers devices by itself (mDNS, BLE scanning).
+    pub discovery: bool,
+    /// Its current ephemeral identity on the wire, if it has one (the
+    /// libp2p PeerId of this epoch), for logs and tests.
+    pub ephemeral_id: Option<String>,
+}
+
+/// A transport, as the node sees it. Each one writes its
+/// [`TransportEvent`]s to the sender it was started with.
+pub trait Transport: Send + Sync + 'static {
+    /// Its kind.
+    fn kind(&self) -> LinkKind;
+    /// Opens a link to a device it reported in [`TransportEvent::Discovered`].
+    fn open(&self, peer: Peer) -> BoxFuture<'static, Result<Link, TransportError>>;
+    /// Opens a link to an address, if this transport handles addresses of
+    /// that form (`None` otherwise).
+    fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>>;
+    /// What it is doing now.
+    fn info(&self) -> BoxFuture<'static, TransportInfo>;
+    /// Stops listening, discovering and dialling, and closes its links.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
 
 /// What can go wrong on a transport.
@@ -67,25 +222,36 @@ impl std::fmt::Debug for Link {
 #[non_exhaustive]
 pub enum TransportError {
     /// Could not listen on an address.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: Multiaddr,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Could not reach an address.
-    #[error("cannot reach {addr}: {reason}")]
+    /// Could not reach an address or a device.
+    #[error("cannot reach {target}")]
     Dial {
-        /// The address.
-        addr: String,
+        /// The address or device.
+        target: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The transport's task has stopped.
+    /// A device this transport no longer knows (discovered too long ago).
+    #[error("that device is gone")]
+    UnknownPeer,
+    /// The transport has stopped.
     #[error("the transport has stopped")]
     Stopped,
     /// Setting the transport up failed.
-    #[error("transport setup failed: {0}")]
-    Setup(String),
+    #[error("transport setup failed")]
+    Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// An error message as an error source (for failures libp2p reports as
+/// text).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reason(pub String);

@@ -1,36 +1,80 @@
-//! The LAN transport: a libp2p swarm on a task of its own.
+//! The LAN transport: libp2p over TCP and QUIC, mDNS discovery, direct
+//! dialling, and an identity that rotates.
+//!
+//! # Identity rotation
+//!
+//! A libp2p identity (PeerId) is what mDNS announces and every connection
+//! authenticates, so one that lived as long as the process would let any
+//! neighbour follow a device from network to network. Every
+//! [`LanConfig::rotate_every`] a new *generation* takes over: a swarm with
+//! a fresh identity that listens on the same TCP ports (the sockets use
+//! `SO_REUSEPORT`, so there is no gap) and announces itself over mDNS. The
+//! old generation closes its listeners, so it announces nothing more, and
+//! keeps its connections until the last one closes: live sessions on TCP
+//! are not dropped.
+//!
+//! QUIC cannot do the same: a QUIC listener and its connections share one
+//! UDP socket, and closing the listener closes them. So the old
+//! generation's QUIC connections end at a rotation (their sessions resume
+//! at once on the new identity; nothing is lost), the new generation binds
+//! the QUIC port again once it is free, and this transport prefers TCP
+//! addresses when it dials a discovered device.
+//!
+//! # Limits
+//!
+//! Inbound connections are limited per remote IP address
+//! ([`limits::MAX_PENDING_PER_IP`], [`limits::MAX_CONNECTIONS_PER_IP`]),
+//! across generations, so a stranger with many fresh PeerIds gets a sliver
+//! of the node, not all of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use crate::stream::{self, OpenId};
-use crate::{Link, LinkKind, TransportError};
+use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
-/// Bound on queued transport events; past it, discoveries are dropped
-/// (mDNS repeats them) and inbound streams wait.
-const EVENT_QUEUE: usize = 256;
-/// Bound on queued commands to the swarm task.
-const COMMAND_QUEUE: usize = 64;
-/// Connections idle this long are closed (sessions keep theirs busy with
-/// keepalives).
-const IDLE_CONNECTION: Duration = Duration::from_secs(90);
+pub mod limits;
+mod swarm;
+
+use swarm::{Command, Generation};
+
+/// How often the identity rotates by default: the token epoch of
+/// strand-sync (15 minutes), so the PeerId changes at least as often as
+/// the beacons and tokens a contact recognises.
+pub const DEFAULT_ROTATION: Duration = Duration::from_secs(15 * 60);
+
+/// Devices remembered from mDNS for [`Transport::open`]. A LAN has tens of
+/// devices; past this, the oldest are forgotten (mDNS finds them again).
+const MAX_KNOWN_PEERS: usize = 1024;
+
+/// Old generations kept draining at once. Each holds only connections that
+/// were live when it was replaced; past this, the oldest is stopped and its
+/// sessions resume on the current identity.
+const MAX_GENERATIONS: usize = 16;
+
+/// How long the new generation tries to bind a QUIC port the old one is
+/// still releasing, before it takes any free port.
+const QUIC_REBIND: Duration = Duration::from_secs(2);
 
 /// LAN transport settings.
 #[derive(Debug, Clone)]
 pub struct LanConfig {
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0` and
-    /// `/ip4/0.0.0.0/udp/0/quic-v1`.
+    /// `/ip4/0.0.0.0/udp/0/quic-v1`. A port of 0 is chosen once and kept
+    /// across rotations.
     pub listen: Vec<Multiaddr>,
     /// Announce and discover peers with mDNS. Off on networks that block
     /// multicast, and in tests on loopback (mDNS ignores loopback).
     pub mdns: bool,
+    /// How often the libp2p identity is replaced.
+    pub rotate_every: Duration,
 }
 
 impl Default for LanConfig {
@@ -43,246 +87,355 @@ impl Default for LanConfig {
                     .expect("valid multiaddr"),
             ],
             mdns: true,
+            rotate_every: DEFAULT_ROTATION,
         }
     }
 }
 
-/// Something the LAN transport saw.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum LanEvent {
-    /// A remote opened a stream to us.
-    Incoming(Link),
-    /// mDNS found a device (not necessarily a contact).
-    Discovered {
-        /// Its ephemeral transport id.
-        peer: PeerId,
-    },
-    /// We listen on a new address.
-    Listening(Multiaddr),
+/// A generation's command queue and identity.
+#[derive(Clone)]
+struct Current {
+    commands: mpsc::Sender<Command>,
+    local: PeerId,
 }
 
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    stream: stream::Behaviour,
-    mdns: Toggle<mdns::tokio::Behaviour>,
+/// What the handle and the generations share.
+pub(crate) struct Shared {
+    config: LanConfig,
+    events: mpsc::Sender<TransportEvent>,
+    counts: limits::SharedCounts,
+    current: RwLock<Current>,
+    /// The listening addresses as configured, with the ports actually
+    /// bound, so later generations take the same ones.
+    bound: Mutex<Vec<Multiaddr>>,
+    peers: Mutex<PeerTable>,
+    old: Mutex<VecDeque<Generation>>,
+    stop: CancellationToken,
 }
 
-enum Command {
-    Dial {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, TransportError>>,
-    },
-    Addresses {
-        reply: oneshot::Sender<Vec<Multiaddr>>,
-    },
-    Open {
-        peer: PeerId,
-        reply: oneshot::Sender<Result<Link, TransportError>>,
-    },
+#[derive(Default)]
+struct PeerTable {
+    by_handle: HashMap<u64, (PeerId, Vec<Multiaddr>)>,
+    by_peer: HashMap<PeerId, u64>,
+    order: VecDeque<u64>,
+    next: u64,
+}
+
+impl Shared {
+    /// The handle for a peer mDNS found (the same handle each time).
+    pub(crate) fn remember(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Peer {
+        let mut t = self.peers.lock().expect("peer table lock");
+        if let Some(&h) = t.by_peer.get(&peer) {
+            t.by_handle.insert(h, (peer, addrs));
+            return Peer::new(LinkKind::Lan, h);
+        }
+        t.next += 1;
+        let h = t.next;
+        t.by_handle.insert(h, (peer, addrs));
+        t.by_peer.insert(peer, h);
+        t.order.push_back(h);
+        while t.order.len() > MAX_KNOWN_PEERS {
+            if let Some(old) = t.order.pop_front() {
+                if let Some((p, _)) = t.by_handle.remove(&old) {
+                    t.by_peer.remove(&p);
+                }
+            }
+        }
+        Peer::new(LinkKind::Lan, h)
+    }
+
+    fn current(&self) -> Current {
+        self.current.read().expect("current lock").clone()
+    }
 }
 
 /// A handle to the running LAN transport. Cheap to clone; the transport
-/// stops when every handle and the event receiver are dropped.
+/// stops with [`Transport::shutdown`] or when every handle is dropped.
 #[derive(Clone)]
 pub struct Lan {
-    commands: mpsc::Sender<Command>,
-    local: PeerId,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Lan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lan")
-            .field("local", &self.local)
+            .field("local", &self.shared.current().local)
             .finish_non_exhaustive()
     }
 }
 
+async fn ask<T>(
+    commands: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, TransportError> {
+    let (reply, rx) = oneshot::channel();
+    commands
+        .send(make(reply))
+        .await
+        .map_err(|_| TransportError::Stopped)?;
+    rx.await.map_err(|_| TransportError::Stopped)
+}
+
+/// `configured` with the TCP or UDP port of `bound`.
+fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
+    let port = bound.iter().find_map(|p| match p {
+        Protocol::Tcp(n) | Protocol::Udp(n) => Some(n),
+        _ => None,
+    });
+    configured
+        .iter()
+        .map(|p| match (p, port) {
+            (Protocol::Tcp(_), Some(n)) => Protocol::Tcp(n),
+            (Protocol::Udp(_), Some(n)) => Protocol::Udp(n),
+            (other, _) => other,
+        })
+        .collect()
+}
+
+fn is_tcp(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
 impl Lan {
-    /// Starts the transport with a fresh, ephemeral libp2p identity. Must be
-    /// called inside a tokio runtime.
+    /// Starts the transport (a first generation with a fresh, ephemeral
+    /// identity), reporting to `events`. Must be called inside a tokio
+    /// runtime. Fails if it cannot listen on every configured address.
     pub async fn start(
         config: LanConfig,
-    ) -> Result<(Lan, mpsc::Receiver<LanEvent>), TransportError> {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| TransportError::Setup(e.to_string()))?
-            .with_quic()
-            .with_behaviour(|key| {
-                let mdns = if config.mdns {
-                    Some(mdns::tokio::Behaviour::new(
-                        mdns::Config::default(),
-                        key.public().to_peer_id(),
-                    )?)
-                } else {
-                    None
-                };
-                Ok(Behaviour {
-                    stream: stream::Behaviour::new(),
-                    mdns: Toggle::from(mdns),
-                })
-            })
-            .map_err(|e| TransportError::Setup(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
-            .build();
+        events: mpsc::Sender<TransportEvent>,
+    ) -> Result<Lan, TransportError> {
+        let counts = limits::SharedCounts::default();
+        // The first generation is started just below; until then `current`
+        // holds a closed queue.
+        let (closed, _) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            events: events.clone(),
+            counts: counts.clone(),
+            current: RwLock::new(Current {
+                commands: closed,
+                local: PeerId::random(),
+            }),
+            bound: Mutex::new(Vec::new()),
+            peers: Mutex::new(PeerTable::default()),
+            old: Mutex::new(VecDeque::new()),
+            stop: CancellationToken::new(),
+        });
+        let generation = swarm::spawn(&config, counts, Arc::downgrade(&shared), events)?;
+        let current = Current {
+            commands: generation.commands.clone(),
+            local: generation.local,
+        };
+        *shared.current.write().expect("current lock") = current.clone();
+        let mut bound = Vec::new();
         for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| TransportError::Listen {
-                    addr: addr.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
-        let local = *swarm.local_peer_id();
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(run(swarm, events_tx, commands_rx));
-        Ok((
-            Lan {
-                commands: commands_tx,
-                local,
-            },
-            events_rx,
-        ))
-    }
-
-    /// This run's ephemeral transport id.
-    pub fn local_peer_id(&self) -> PeerId {
-        self.local
-    }
-
-    /// The addresses we listen on now.
-    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Addresses { reply })
-            .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// Connects to `addr` and opens a stream.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<Link, TransportError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Dial {
+            let got = ask(&current.commands, |reply| Command::Listen {
                 addr: addr.clone(),
                 reply,
             })
-            .await
-            .map_err(|_| TransportError::Stopped)?;
-        let peer = rx.await.map_err(|_| TransportError::Stopped)??;
-        self.open(peer).await.map_err(|e| match e {
-            TransportError::Dial { reason, .. } => TransportError::Dial {
-                addr: addr.to_string(),
-                reason,
-            },
-            other => other,
-        })
+            .await??;
+            bound.push(with_port(addr, &got));
+        }
+        *shared.bound.lock().expect("bound lock") = bound;
+        shared.old.lock().expect("old lock").push_back(generation);
+        tokio::spawn(rotate_forever(Arc::downgrade(&shared)));
+        Ok(Lan { shared })
     }
 
-    /// Opens a stream to a peer we know an address for (from mDNS or an
-    /// earlier connection).
-    pub async fn open(&self, peer: PeerId) -> Result<Link, TransportError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Open { peer, reply })
-            .await
-            .map_err(|_| TransportError::Stopped)?;
-        rx.await.map_err(|_| TransportError::Stopped)?
+    /// This generation's ephemeral libp2p identity.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.shared.current().local
+    }
+
+    /// The addresses the current generation listens on.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        ask(&self.shared.current().commands, |reply| {
+            Command::Addresses { reply }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Replaces the identity now (a new generation takes over the ports;
+    /// the old one keeps its live connections). Runs by itself every
+    /// [`LanConfig::rotate_every`].
+    pub async fn rotate(&self) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let old = shared.current();
+        let generation = swarm::spawn(
+            &shared.config,
+            shared.counts.clone(),
+            Arc::downgrade(shared),
+            shared.events.clone(),
+        )?;
+        let bound = shared.bound.lock().expect("bound lock").clone();
+        // TCP first: the new listener sits beside the old one.
+        for addr in bound.iter().filter(|a| is_tcp(a)) {
+            ask(&generation.commands, |reply| Command::Listen {
+                addr: addr.clone(),
+                reply,
+            })
+            .await??;
+        }
+        *shared.current.write().expect("current lock") = Current {
+            commands: generation.commands.clone(),
+            local: generation.local,
+        };
+        // The old generation stops listening (and announcing).
+        let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
+        // QUIC: the port frees once the old endpoint has closed.
+        let mut rebound = bound.clone();
+        for (i, addr) in bound.iter().enumerate().filter(|(_, a)| !is_tcp(a)) {
+            let deadline = tokio::time::Instant::now() + QUIC_REBIND;
+            let got = loop {
+                let r = ask(&generation.commands, |reply| Command::Listen {
+                    addr: addr.clone(),
+                    reply,
+                })
+                .await?;
+                match r {
+                    Ok(a) => break Some(a),
+                    Err(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, "QUIC port still in use after rotation, taking another: {e}");
+                        break None;
+                    }
+                }
+            };
+            if got.is_none() {
+                let any = with_port(addr, &"/udp/0".parse().expect("valid"));
+                let a = ask(&generation.commands, |reply| Command::Listen {
+                    addr: any.clone(),
+                    reply,
+                })
+                .await??;
+                rebound[i] = with_port(addr, &a);
+            }
+        }
+        *shared.bound.lock().expect("bound lock") = rebound;
+        let mut old = shared.old.lock().expect("old lock");
+        old.retain(|g| !g.task.is_finished());
+        old.push_back(generation);
+        while old.len() > MAX_GENERATIONS {
+            if let Some(g) = old.pop_front() {
+                g.task.abort();
+            }
+        }
+        tracing::debug!(local = %self.local_peer_id(), "LAN identity rotated");
+        Ok(())
     }
 }
 
-async fn run(
-    mut swarm: Swarm<Behaviour>,
-    events: mpsc::Sender<LanEvent>,
-    mut commands: mpsc::Receiver<Command>,
-) {
-    let mut dials: HashMap<
-        ConnectionId,
-        (Multiaddr, oneshot::Sender<Result<PeerId, TransportError>>),
-    > = HashMap::new();
-    let mut opens: HashMap<OpenId, oneshot::Sender<Result<Link, TransportError>>> = HashMap::new();
+/// Rotates the identity every epoch until the transport stops (or every
+/// handle is gone).
+async fn rotate_forever(shared: Weak<Shared>) {
     loop {
+        let Some((every, stop)) = shared
+            .upgrade()
+            .map(|s| (s.config.rotate_every, s.stop.clone()))
+        else {
+            return;
+        };
         tokio::select! {
-            command = commands.recv() => match command {
-                None => return,
-                Some(Command::Open { peer, reply }) => {
-                    if opens.len() >= COMMAND_QUEUE * 4 {
-                        let _ = reply.send(Err(TransportError::Dial { addr: peer.to_string(), reason: "too many streams being opened".into() }));
-                    } else {
-                        let id = swarm.behaviour_mut().stream.open(peer);
-                        opens.insert(id, reply);
-                    }
-                }
-                Some(Command::Addresses { reply }) => {
-                    let _ = reply.send(swarm.listeners().cloned().collect());
-                }
-                Some(Command::Dial { addr, reply }) => {
-                    let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
-                    let id = opts.connection_id();
-                    match swarm.dial(opts) {
-                        Ok(()) => {
-                            dials.insert(id, (addr, reply));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(TransportError::Dial { addr: addr.to_string(), reason: e.to_string() }));
-                        }
-                    }
-                }
-            },
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { address, .. } => {
-                    tracing::info!(%address, "listening");
-                    let _ = events.try_send(LanEvent::Listening(address));
-                }
-                SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
-                    if let Some((_, reply)) = dials.remove(&connection_id) {
-                        let _ = reply.send(Ok(peer_id));
-                    }
-                }
-                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
-                    if let Some((addr, reply)) = dials.remove(&connection_id) {
-                        let _ = reply.send(Err(TransportError::Dial { addr: addr.to_string(), reason: error.to_string() }));
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Stream(event)) => match event {
-                    stream::Event::Inbound { peer, stream } => {
-                        let link = Link { kind: LinkKind::Lan, outbound: false, peer, stream };
-                        if events.send(LanEvent::Incoming(link)).await.is_err() {
-                            return;
-                        }
-                    }
-                    stream::Event::Opened { id, peer, stream } => {
-                        if let Some(reply) = opens.remove(&id) {
-                            let _ = reply.send(Ok(Link { kind: LinkKind::Lan, outbound: true, peer, stream }));
-                        }
-                    }
-                    stream::Event::OpenFailed { id, peer, error } => {
-                        if let Some(reply) = opens.remove(&id) {
-                            let _ = reply.send(Err(TransportError::Dial { addr: peer.to_string(), reason: error }));
-                        }
-                    }
-                },
-                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                    let mut seen = std::collections::HashSet::new();
-                    for (peer, _) in found {
-                        if seen.insert(peer) {
-                            let _ = events.try_send(LanEvent::Discovered { peer });
-                        }
-                    }
-                }
-                _ => {}
-            },
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
         }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = (Lan { shared }).rotate().await {
+            tracing::warn!("LAN identity rotation failed: {e}");
+        }
+    }
+}
+
+impl Transport for Lan {
+    fn kind(&self) -> LinkKind {
+        LinkKind::Lan
+    }
+
+    fn open(&self, peer: Peer) -> BoxFuture<'static, Result<crate::Link, TransportError>> {
+        let found = (peer.kind == LinkKind::Lan)
+            .then(|| {
+                self.shared
+                    .peers
+                    .lock()
+                    .expect("peer table lock")
+                    .by_handle
+                    .get(&peer.id())
+                    .cloned()
+            })
+            .flatten();
+        let commands = self.shared.current().commands;
+        async move {
+            let (peer, addrs) = found.ok_or(TransportError::UnknownPeer)?;
+            // TCP where the device has it: TCP links survive our rotations.
+            let tcp: Vec<_> = addrs.iter().filter(|a| is_tcp(a)).cloned().collect();
+            let addrs = if tcp.is_empty() { addrs } else { tcp };
+            ask(&commands, |reply| Command::Open { peer, addrs, reply }).await?
+        }
+        .boxed()
+    }
+
+    fn dial(
+        &self,
+        addr: &Multiaddr,
+    ) -> Option<BoxFuture<'static, Result<crate::Link, TransportError>>> {
+        let first = addr.iter().next()?;
+        if !matches!(
+            first,
+            Protocol::Ip4(_)
+                | Protocol::Ip6(_)
+                | Protocol::Dns(_)
+                | Protocol::Dns4(_)
+                | Protocol::Dns6(_)
+        ) {
+            return None;
+        }
+        let commands = self.shared.current().commands;
+        let addr = addr.clone();
+        Some(
+            async move {
+                let target = addr.to_string();
+                ask(&commands, |reply| Command::Dial { addr, reply })
+                    .await?
+                    .map_err(|e| match e {
+                        TransportError::Dial { source, .. } => {
+                            TransportError::Dial { target, source }
+                        }
+                        other => other,
+                    })
+            }
+            .boxed(),
+        )
+    }
+
+    fn info(&self) -> BoxFuture<'static, TransportInfo> {
+        let lan = self.clone();
+        async move {
+            TransportInfo {
+                kind: LinkKind::Lan,
+                addresses: lan.listen_addrs().await,
+                discovery: lan.shared.config.mdns,
+                ephemeral_id: Some(lan.local_peer_id().to_string()),
+            }
+        }
+        .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        async move {
+            shared.stop.cancel();
+            let generations: Vec<Generation> =
+                shared.old.lock().expect("old lock").drain(..).collect();
+            for g in generations {
+                g.task.abort();
+                let _ = g.task.await;
+            }
+        }
+        .boxed()
     }
 }

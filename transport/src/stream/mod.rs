@@ -13,7 +13,7 @@
 //!             // speak Strand on `stream`
 //!             break;
 //!         }
-//!         libp2p::swarm::SwarmEvent::Behaviour(Event::Inbound { peer, stream }) => { /* a remote opened one */ }
+//!         libp2p::swarm::SwarmEvent::Behaviour(Event::Inbound { peer, stream, .. }) => { /* a remote opened one */ }
 //!         _ => {}
 //!     }
 //! }
@@ -48,6 +48,8 @@ pub enum Event {
     Inbound {
         /// The remote's (ephemeral) id.
         peer: PeerId,
+        /// The remote address of the connection it came on.
+        remote: Option<Multiaddr>,
         /// The stream.
         stream: Stream,
     },
@@ -57,6 +59,8 @@ pub enum Event {
         id: OpenId,
         /// The remote.
         peer: PeerId,
+        /// The remote address of the connection it is on.
+        remote: Option<Multiaddr>,
         /// The stream.
         stream: Stream,
     },
@@ -76,6 +80,7 @@ pub enum Event {
 #[derive(Default)]
 pub struct Behaviour {
     connected: HashMap<PeerId, Vec<ConnectionId>>,
+    remotes: HashMap<ConnectionId, Multiaddr>,
     awaiting_connection: HashMap<PeerId, Vec<OpenId>>,
     actions: VecDeque<ToSwarm<Event, HandlerIn>>,
     next: u64,
@@ -93,6 +98,12 @@ impl Behaviour {
     /// The answer is an [`Event::Opened`] or [`Event::OpenFailed`] with the
     /// returned id.
     pub fn open(&mut self, peer: PeerId) -> OpenId {
+        self.open_at(peer, Vec::new())
+    }
+
+    /// [`Behaviour::open`], dialling `addresses` if there is no connection
+    /// (besides any the other behaviours know).
+    pub fn open_at(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) -> OpenId {
         let id = OpenId(self.next);
         self.next += 1;
         if self.connected.contains_key(&peer) {
@@ -105,7 +116,7 @@ impl Behaviour {
             let waiting = self.awaiting_connection.entry(peer).or_default();
             if waiting.is_empty() {
                 self.actions.push_back(ToSwarm::Dial {
-                    opts: DialOpts::peer_id(peer).build(),
+                    opts: DialOpts::peer_id(peer).addresses(addresses).build(),
                 });
             }
             waiting.push(id);
@@ -145,6 +156,8 @@ impl NetworkBehaviour for Behaviour {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
+                self.remotes
+                    .insert(e.connection_id, e.endpoint.get_remote_address().clone());
                 self.connected
                     .entry(e.peer_id)
                     .or_default()
@@ -162,6 +175,7 @@ impl NetworkBehaviour for Behaviour {
                 }
             }
             FromSwarm::ConnectionClosed(e) => {
+                self.remotes.remove(&e.connection_id);
                 if let Some(list) = self.connected.get_mut(&e.peer_id) {
                     list.retain(|c| *c != e.connection_id);
                     if list.is_empty() {
@@ -190,12 +204,22 @@ impl NetworkBehaviour for Behaviour {
     fn on_connection_handler_event(
         &mut self,
         peer: PeerId,
-        _: ConnectionId,
+        connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
+        let remote = self.remotes.get(&connection).cloned();
         let event = match event {
-            HandlerOut::Inbound(stream) => Event::Inbound { peer, stream },
-            HandlerOut::Opened(id, stream) => Event::Opened { id, peer, stream },
+            HandlerOut::Inbound(stream) => Event::Inbound {
+                peer,
+                remote,
+                stream,
+            },
+            HandlerOut::Opened(id, stream) => Event::Opened {
+                id,
+                peer,
+                remote,
+                stream,
+            },
             HandlerOut::Failed(id, error) => Event::OpenFailed { id, peer, error },
         };
         self.actions.push_back(ToSwarm::GenerateEvent(event));

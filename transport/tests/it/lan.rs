@@ -2,17 +2,30 @@
 
 use std::time::Duration;
 
-use futures::{AsyncReadExt, AsyncWriteExt};
-use strand_transport::{Lan, LanConfig, LanEvent, LinkKind, TransportError};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use strand_transport::lan::limits::MAX_CONNECTIONS_PER_IP;
+use strand_transport::{
+    Direction, Lan, LanConfig, LinkKind, Remote, Transport, TransportError, TransportEvent,
+};
+use tokio::sync::mpsc;
 
 fn loopback() -> LanConfig {
     LanConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
+        ..LanConfig::default()
     }
 }
 
-async fn address(lan: &Lan) -> strand_transport::Multiaddr {
+async fn start(config: LanConfig) -> (Lan, mpsc::Receiver<TransportEvent>) {
+    let (tx, rx) = mpsc::channel(64);
+    (Lan::start(config, tx).await.unwrap(), rx)
+}
+
+async fn address(lan: &Lan) -> Multiaddr {
     for _ in 0..100 {
         if let Some(a) = lan.listen_addrs().await.into_iter().next() {
             return a;
@@ -22,70 +35,231 @@ async fn address(lan: &Lan) -> strand_transport::Multiaddr {
     panic!("not listening");
 }
 
-#[tokio::test]
+/// Answers every incoming link by echoing 5 bytes reversed.
+fn echo(mut events: mpsc::Receiver<TransportEvent>) -> tokio::task::JoinHandle<Vec<Remote>> {
+    tokio::spawn(async move {
+        let mut remotes = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let TransportEvent::Incoming(mut link) = event {
+                assert_eq!(link.direction, Direction::Inbound);
+                remotes.push(link.remote.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 5];
+                    while link.stream.read_exact(&mut buf).await.is_ok() {
+                        buf.reverse();
+                        if link.stream.write_all(&buf).await.is_err() {
+                            return;
+                        }
+                        let _ = link.stream.flush().await;
+                    }
+                });
+            }
+        }
+        remotes
+    })
+}
+
+async fn round_trip(link: &mut strand_transport::Link, what: &[u8; 5]) -> [u8; 5] {
+    link.stream.write_all(what).await.unwrap();
+    link.stream.flush().await.unwrap();
+    let mut back = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), link.stream.read_exact(&mut back))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    back
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dialled_stream_carries_bytes_both_ways() {
-    let (server, mut events) = Lan::start(loopback()).await.unwrap();
-    let (client, _) = Lan::start(loopback()).await.unwrap();
+    let (server, events) = start(loopback()).await;
+    let (client, _ev) = start(loopback()).await;
     assert_ne!(
         server.local_peer_id(),
         client.local_peer_id(),
         "identities are per run"
     );
     let addr = address(&server).await;
-    let echo = tokio::spawn(async move {
-        loop {
-            match events.recv().await.unwrap() {
-                LanEvent::Incoming(mut link) => {
-                    assert!(!link.outbound);
-                    let mut buf = [0u8; 5];
-                    link.stream.read_exact(&mut buf).await.unwrap();
-                    buf.reverse();
-                    link.stream.write_all(&buf).await.unwrap();
-                    link.stream.flush().await.unwrap();
-                    return;
-                }
-                _ => continue,
-            }
-        }
-    });
-    let mut link = client.dial(addr).await.unwrap();
+    let echo = echo(events);
+    let mut link = client.dial(&addr).unwrap().await.unwrap();
     assert_eq!(link.kind, LinkKind::Lan);
-    assert!(link.outbound);
-    link.stream.write_all(b"hello").await.unwrap();
-    link.stream.flush().await.unwrap();
-    let mut back = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(10), link.stream.read_exact(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&back, b"olleh");
-    echo.await.unwrap();
+    assert_eq!(link.direction, Direction::Outbound);
+    assert_eq!(link.remote, Remote::Ip("127.0.0.1".parse().unwrap()));
+    assert_eq!(&round_trip(&mut link, b"hello").await, b"olleh");
+    server.shutdown().await;
+    drop(server);
+    let remotes = echo.await.unwrap();
+    assert_eq!(remotes, [Remote::Ip("127.0.0.1".parse().unwrap())]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialling_nobody_is_a_clear_error() {
-    let (client, _) = Lan::start(loopback()).await.unwrap();
+    let (client, _ev) = start(loopback()).await;
     // A port on loopback that nothing listens on: bind one and drop it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let addr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(20), client.dial(addr))
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), client.dial(&addr).unwrap())
         .await
         .unwrap()
         .unwrap_err();
     assert!(matches!(err, TransportError::Dial { .. }), "{err}");
     assert!(err.to_string().contains(&port.to_string()));
+    // An address that is not the LAN's kind is not taken at all.
+    assert!(client.dial(&"/memory/3".parse().unwrap()).is_none());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_listen_address_is_a_clear_error() {
     let bad = LanConfig {
         listen: vec!["/dns4/example.invalid/tcp/1".parse().unwrap()],
-        mdns: false,
+        ..loopback()
     };
-    let err = Lan::start(bad).await.unwrap_err();
+    let (tx, _rx) = mpsc::channel(4);
+    let err = Lan::start(bad, tx).await.unwrap_err();
     assert!(matches!(err, TransportError::Listen { .. }), "{err}");
+}
+
+/// A bare libp2p swarm on loopback: what any LAN neighbour could run.
+fn neighbour() -> Swarm<libp2p::swarm::dummy::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Connects to `addr` and returns the PeerId the other side proved.
+async fn peer_id_seen_at(
+    swarm: &mut Swarm<libp2p::swarm::dummy::Behaviour>,
+    addr: &Multiaddr,
+) -> PeerId {
+    swarm
+        .dial(DialOpts::unknown_peer_id().address(addr.clone()).build())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => return peer_id,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("connected in time")
+}
+
+/// Issue 10: the libp2p PeerId used to live as long as the process, so a
+/// LAN neighbour (and mDNS) saw one stable identifier. It now changes at
+/// every rotation, on the same address, while a link opened before the
+/// rotation keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_id_a_neighbour_sees_changes_across_epochs_and_live_links_survive() {
+    let (server, events) = start(LanConfig {
+        rotate_every: Duration::from_secs(3600),
+        ..loopback()
+    })
+    .await;
+    let _echo = echo(events);
+    let (client, _ev) = start(loopback()).await;
+    let addr = address(&server).await;
+    let mut live = client.dial(&addr).unwrap().await.unwrap();
+    assert_eq!(&round_trip(&mut live, b"12345").await, b"54321");
+    let mut seen = Vec::new();
+    let mut n = neighbour();
+    seen.push(peer_id_seen_at(&mut n, &addr).await);
+    for _ in 0..2 {
+        server.rotate().await.unwrap();
+        let now = address(&server).await;
+        assert_eq!(now, addr, "the listening address is kept");
+        let mut n = neighbour();
+        seen.push(peer_id_seen_at(&mut n, &addr).await);
+        // The link from before the rotation still carries bytes.
+        assert_eq!(&round_trip(&mut live, b"abcde").await, b"edcba");
+    }
+    assert!(
+        seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2],
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], server.local_peer_id());
+    // New links go to the new identity too.
+    let mut fresh = client.dial(&addr).unwrap().await.unwrap();
+    assert_eq!(&round_trip(&mut fresh, b"fresh").await, b"hserf");
+}
+
+/// Issue 10: nothing limited connections per remote address, so one
+/// stranger with fresh PeerIds could take every slot. One IP address gets
+/// at most `MAX_CONNECTIONS_PER_IP`; others still get in. (The strangers
+/// come from `::1`, the contact from `127.0.0.1`: two loopback addresses.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let (server, events) = start(LanConfig {
+        listen: vec![
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            "/ip6/::1/tcp/0".parse().unwrap(),
+        ],
+        ..loopback()
+    })
+    .await;
+    let _echo = echo(events);
+    let addrs = server.listen_addrs().await;
+    let v4 = addrs
+        .iter()
+        .find(|a| a.to_string().starts_with("/ip4"))
+        .unwrap()
+        .clone();
+    let v6 = addrs
+        .iter()
+        .find(|a| a.to_string().starts_with("/ip6"))
+        .unwrap()
+        .clone();
+    // Strangers, each with its own PeerId, all from ::1.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..MAX_CONNECTIONS_PER_IP + 4 {
+        let mut s = neighbour();
+        s.dial(DialOpts::unknown_peer_id().address(v6.clone()).build())
+            .unwrap();
+        let ok = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => return true,
+                    SwarmEvent::OutgoingConnectionError { .. } => return false,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("an outcome in time");
+        if ok {
+            // Keep the connection open: the swarm must be polled.
+            held.push(tokio::spawn(async move {
+                loop {
+                    s.select_next_some().await;
+                }
+            }));
+        } else {
+            refused += 1;
+        }
+    }
+    assert_eq!(held.len(), MAX_CONNECTIONS_PER_IP, "{refused} refused");
+    assert_eq!(refused, 4);
+    // A device at another address still gets a working link.
+    let (client, _ev) = start(loopback()).await;
+    let mut link = client.dial(&v4).unwrap().await.unwrap();
+    assert_eq!(&round_trip(&mut link, b"still").await, b"llits");
+    for h in held {
+        h.abort();
+    }
 }

@@ -2,7 +2,10 @@
 //!
 //! - `stream`: the stream protocol's behaviour between two swarms, driven
 //!   by libp2p-swarm-test (memory transport).
-//! - `lan`: the LAN transport over real libp2p TCP sockets on loopback.
+//! - `lan`: the LAN transport over real libp2p TCP sockets on loopback:
+//!   links, errors, identity rotation (issue 10), per-IP limits (issue 10).
+//! - `memory`: emulated links between transports on one hub.
 
 mod lan;
+mod memory;
 mod stream;

@@ -19,6 +19,7 @@ async fn a_requested_stream_opens_and_carries_bytes() {
         id: got,
         peer,
         stream: mut sa,
+        ..
     } = opened
     else {
         panic!("{opened:?}")
@@ -27,6 +28,7 @@ async fn a_requested_stream_opens_and_carries_bytes() {
     let Event::Inbound {
         peer,
         stream: mut sb,
+        ..
     } = inbound
     else {
         panic!("{inbound:?}")

@@ -1,0 +1,182 @@
+//! Connections per remote IP address: a stranger cannot take every slot.
+//!
+//! libp2p limits connections per PeerId, but a PeerId costs nothing to
+//! make, so a stranger could open any number of connections with a fresh
+//! one each. This behaviour counts inbound connections by remote IP address
+//! (pending and established) and denies past the limits. The counts are
+//! shared by every generation of the LAN transport's swarm, so an identity
+//! rotation does not reset them.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{
+    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+use crate::Reason;
+
+/// Inbound connections one IP address may have in their handshakes at
+/// once. An honest device opens one connection per meeting (two while
+/// identities rotate); 4 leaves room for a reconnect.
+pub const MAX_PENDING_PER_IP: usize = 4;
+
+/// Inbound connections one IP address may hold. A device needs one per
+/// live identity of ours it talks to (the current one, plus old ones whose
+/// sessions are still running); 8 covers that while a stranger on one
+/// address gets no more than a sliver of the node.
+pub const MAX_CONNECTIONS_PER_IP: usize = 8;
+
+/// The IP address a multiaddr starts with.
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    pending: HashMap<IpAddr, usize>,
+    established: HashMap<IpAddr, usize>,
+}
+
+impl Counts {
+    fn release(map: &mut HashMap<IpAddr, usize>, ip: &IpAddr) {
+        if let Some(n) = map.get_mut(ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(ip);
+            }
+        }
+    }
+}
+
+/// Counts shared by the behaviours of every generation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedCounts(Arc<Mutex<Counts>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Pending,
+    Established,
+}
+
+/// The behaviour. Denies inbound connections over the per-IP limits.
+#[derive(Debug)]
+pub(crate) struct IpLimits {
+    counts: SharedCounts,
+    mine: HashMap<ConnectionId, (IpAddr, Stage)>,
+}
+
+impl IpLimits {
+    pub(crate) fn new(counts: SharedCounts) -> Self {
+        IpLimits {
+            counts,
+            mine: HashMap::new(),
+        }
+    }
+
+    fn release(&mut self, connection: ConnectionId) {
+        if let Some((ip, stage)) = self.mine.remove(&connection) {
+            let mut c = self.counts.0.lock().expect("counts lock");
+            match stage {
+                Stage::Pending => Counts::release(&mut c.pending, &ip),
+                Stage::Established => Counts::release(&mut c.established, &ip),
+            }
+        }
+    }
+}
+
+fn denied(what: &str, ip: IpAddr) -> ConnectionDenied {
+    tracing::debug!(%ip, "connection refused: {what}");
+    ConnectionDenied::new(Reason(format!("{what} from {ip}")))
+}
+
+impl NetworkBehaviour for IpLimits {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = ip_of(remote) else {
+            return Ok(());
+        };
+        let mut c = self.counts.0.lock().expect("counts lock");
+        if c.pending.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
+            return Err(denied("too many connections in handshake", ip));
+        }
+        if c.established.get(&ip).copied().unwrap_or(0) >= MAX_CONNECTIONS_PER_IP {
+            return Err(denied("too many connections", ip));
+        }
+        *c.pending.entry(ip).or_default() += 1;
+        self.mine.insert(connection, (ip, Stage::Pending));
+        Ok(())
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.release(connection);
+        let Some(ip) = ip_of(remote) else {
+            return Ok(dummy::ConnectionHandler);
+        };
+        let mut c = self.counts.0.lock().expect("counts lock");
+        if c.established.get(&ip).copied().unwrap_or(0) >= MAX_CONNECTIONS_PER_IP {
+            return Err(denied("too many connections", ip));
+        }
+        *c.established.entry(ip).or_default() += 1;
+        self.mine.insert(connection, (ip, Stage::Established));
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        // Our own dials are limited by the node's dial rate.
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ListenFailure(e) => self.release(e.connection_id),
+            FromSwarm::ConnectionClosed(e) => self.release(e.connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}

@@ -1,0 +1,291 @@
+//! One generation of the LAN transport: a libp2p swarm with one ephemeral
+//! identity, on a task of its own.
+//!
+//! The current generation listens, answers mDNS, dials and opens streams.
+//! When the identity rotates, the old generation *drains*: it closes its
+//! listeners (so mDNS announces nothing for it) and keeps only the
+//! connections it already has, until the last one closes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::transport::ListenerId;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{identity, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use super::limits::{ip_of, IpLimits, SharedCounts};
+use super::{LanConfig, Shared};
+use crate::stream::{self, OpenId};
+use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
+
+/// Bound on queued commands to a generation's task.
+pub(crate) const COMMAND_QUEUE: usize = 64;
+/// Streams being opened at once by one generation: more means the node
+/// asks faster than connections negotiate.
+const MAX_OPENING: usize = COMMAND_QUEUE * 4;
+/// Connections idle this long are closed (sessions keep theirs busy with
+/// keepalives).
+const IDLE_CONNECTION: Duration = Duration::from_secs(90);
+/// Inbound connections in their handshakes at once, from everyone.
+const MAX_PENDING_INCOMING: u32 = 64;
+/// Inbound connections held at once, from everyone: a few per contact.
+const MAX_ESTABLISHED_INCOMING: u32 = 256;
+/// Connections to one PeerId (ephemeral, so this only stops accidents).
+const MAX_PER_PEER: u32 = 4;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    ip_limits: IpLimits,
+    limits: connection_limits::Behaviour,
+    stream: stream::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What a generation's task does for the handle.
+pub(crate) enum Command {
+    /// Listen on an address; the answer is the first address it got.
+    Listen {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, TransportError>>,
+    },
+    /// Connect to an address and open a stream.
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Link, TransportError>>,
+    },
+    /// Open a stream to a discovered peer at these addresses.
+    Open {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<Link, TransportError>>,
+    },
+    /// The addresses it listens on.
+    Addresses {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    /// Close the listeners, keep the connections; answer once the
+    /// listeners are closed. The task ends with its last connection.
+    Drain { reply: oneshot::Sender<()> },
+}
+
+/// A running generation.
+pub(crate) struct Generation {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) local: PeerId,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds a swarm with a fresh identity and starts its task.
+pub(crate) fn spawn(
+    config: &LanConfig,
+    counts: SharedCounts,
+    shared: std::sync::Weak<Shared>,
+    events: mpsc::Sender<TransportEvent>,
+) -> Result<Generation, TransportError> {
+    let mdns_on = config.mdns;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| TransportError::Setup(Box::new(e)))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                ip_limits: IpLimits::new(counts),
+                limits: connection_limits::Behaviour::new(
+                    ConnectionLimits::default()
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                        .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                        .with_max_established_per_peer(Some(MAX_PER_PEER)),
+                ),
+                stream: stream::Behaviour::new(),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| TransportError::Setup(Box::new(Reason(e.to_string()))))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
+        .build();
+    let local = *swarm.local_peer_id();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let task = tokio::spawn(run(swarm, rx, events, shared));
+    Ok(Generation {
+        commands: tx,
+        local,
+        task,
+    })
+}
+
+fn dial_error(target: impl ToString, reason: impl ToString) -> TransportError {
+    TransportError::Dial {
+        target: target.to_string(),
+        source: Box::new(Reason(reason.to_string())),
+    }
+}
+
+fn link(direction: Direction, remote: Option<&Multiaddr>, stream: libp2p::Stream) -> Link {
+    Link {
+        kind: LinkKind::Lan,
+        direction,
+        remote: remote.and_then(ip_of).map_or(Remote::Unknown, Remote::Ip),
+        stream: Box::new(stream),
+    }
+}
+
+type LinkReply = oneshot::Sender<Result<Link, TransportError>>;
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<TransportEvent>,
+    shared: std::sync::Weak<Shared>,
+) {
+    let mut dials: HashMap<ConnectionId, (Multiaddr, LinkReply)> = HashMap::new();
+    let mut opens: HashMap<OpenId, (String, LinkReply)> = HashMap::new();
+    let mut listens: HashMap<ListenerId, oneshot::Sender<Result<Multiaddr, TransportError>>> =
+        HashMap::new();
+    let mut listeners: Vec<ListenerId> = Vec::new();
+    let mut draining: Option<Vec<oneshot::Sender<()>>> = None;
+    loop {
+        if let Some(waiting) = &mut draining {
+            if listeners.is_empty() {
+                for reply in waiting.drain(..) {
+                    let _ = reply.send(());
+                }
+                if swarm.network_info().connection_counters().num_connections() == 0 {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Listen { addr, reply }) => match swarm.listen_on(addr.clone()) {
+                    Ok(id) => {
+                        listeners.push(id);
+                        listens.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(TransportError::Listen { addr, source: Box::new(e) }));
+                    }
+                },
+                Some(Command::Addresses { reply }) => {
+                    let _ = reply.send(swarm.listeners().cloned().collect());
+                }
+                Some(Command::Drain { reply }) => {
+                    for id in &listeners {
+                        swarm.remove_listener(*id);
+                    }
+                    draining.get_or_insert_with(Vec::new).push(reply);
+                }
+                Some(Command::Dial { addr, reply }) => {
+                    if draining.is_some() {
+                        let _ = reply.send(Err(TransportError::Stopped));
+                        continue;
+                    }
+                    let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                    let id = opts.connection_id();
+                    match swarm.dial(opts) {
+                        Ok(()) => {
+                            dials.insert(id, (addr, reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(dial_error(&addr, e)));
+                        }
+                    }
+                }
+                Some(Command::Open { peer, addrs, reply }) => {
+                    if opens.len() >= MAX_OPENING {
+                        let _ = reply.send(Err(dial_error(peer, "too many streams being opened")));
+                    } else {
+                        let id = swarm.behaviour_mut().stream.open_at(peer, addrs);
+                        opens.insert(id, (peer.to_string(), reply));
+                    }
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    tracing::debug!(%address, "listening");
+                    if let Some(reply) = listens.remove(&listener_id) {
+                        let _ = reply.send(Ok(address.clone()));
+                    }
+                    if draining.is_none() {
+                        let _ = events.try_send(TransportEvent::Listening { kind: LinkKind::Lan, addr: address });
+                    }
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
+                    listeners.retain(|l| *l != listener_id);
+                    if let Some(reply) = listens.remove(&listener_id) {
+                        let why = match reason {
+                            Ok(()) => Box::new(Reason("closed".into())) as Box<dyn std::error::Error + Send + Sync>,
+                            Err(e) => Box::new(e),
+                        };
+                        let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                        let _ = reply.send(Err(TransportError::Listen { addr, source: why }));
+                    }
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } => {
+                    if let Some((addr, reply)) = dials.remove(&connection_id) {
+                        let id = swarm.behaviour_mut().stream.open(peer_id);
+                        opens.insert(id, (addr.to_string(), reply));
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                    if let Some((addr, reply)) = dials.remove(&connection_id) {
+                        let _ = reply.send(Err(dial_error(&addr, error)));
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Stream(event)) => match event {
+                    stream::Event::Inbound { remote, stream, .. } => {
+                        let link = link(Direction::Inbound, remote.as_ref(), stream);
+                        if events.send(TransportEvent::Incoming(link)).await.is_err() {
+                            return;
+                        }
+                    }
+                    stream::Event::Opened { id, remote, stream, .. } => {
+                        if let Some((_, reply)) = opens.remove(&id) {
+                            let _ = reply.send(Ok(link(Direction::Outbound, remote.as_ref(), stream)));
+                        }
+                    }
+                    stream::Event::OpenFailed { id, error, .. } => {
+                        if let Some((target, reply)) = opens.remove(&id) {
+                            let _ = reply.send(Err(dial_error(target, error)));
+                        }
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                    if draining.is_some() {
+                        continue;
+                    }
+                    let Some(shared) = shared.upgrade() else { return };
+                    let local = *swarm.local_peer_id();
+                    let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                    for (peer, addr) in found {
+                        by_peer.entry(peer).or_default().push(addr);
+                    }
+                    for (peer, addrs) in by_peer {
+                        let handle = shared.remember(peer, addrs);
+                        // Both sides discover each other: the smaller id dials.
+                        let _ = events.try_send(TransportEvent::Discovered { peer: handle, initiate: local < peer });
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}

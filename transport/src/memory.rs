@@ -1,0 +1,204 @@
+//! Emulated links: in-memory byte streams between transports that joined
+//! the same [`Hub`], in one process.
+//!
+//! Every transport on a hub discovers every other one (the smaller number
+//! initiates), and can dial one by `/memory/N`. A link is a pair of
+//! bounded in-memory pipes ([`HubConfig::buffer`] bytes each way), so a
+//! slow reader slows its writer down exactly as a socket would. Links are
+//! [`LinkKind::Emulated`]: a node can give them their own session settings
+//! (small packets, like BLE), which is what tests of a second link kind
+//! use.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use libp2p::multiaddr::Protocol;
+use tokio::sync::mpsc;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use crate::{
+    Direction, Link, LinkKind, Multiaddr, Peer, Reason, Remote, Transport, TransportError,
+    TransportEvent, TransportInfo,
+};
+
+/// Hub settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Bytes buffered in each direction of a link. Small values make a
+    /// writer wait for its reader, as a socket's window does.
+    pub buffer: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        // 64 KiB: a few packets in flight, like a socket buffer.
+        HubConfig { buffer: 64 * 1024 }
+    }
+}
+
+struct Device {
+    events: mpsc::Sender<TransportEvent>,
+}
+
+#[derive(Default)]
+struct HubState {
+    devices: BTreeMap<u64, Device>,
+    next: u64,
+}
+
+/// Where emulated transports meet. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hub {
+    state: Arc<Mutex<HubState>>,
+    config: HubConfig,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("config", &self.config).finish()
+    }
+}
+
+impl Hub {
+    /// A hub with default settings.
+    pub fn new() -> Hub {
+        Hub::with_config(HubConfig::default())
+    }
+
+    /// A hub with these settings.
+    pub fn with_config(config: HubConfig) -> Hub {
+        Hub {
+            state: Arc::default(),
+            config,
+        }
+    }
+
+    /// A new transport on this hub (numbered from 1), reporting to
+    /// `events`. It and every transport already there discover each other.
+    pub fn join(&self, events: mpsc::Sender<TransportEvent>) -> MemoryTransport {
+        let mut state = self.state.lock().expect("hub lock");
+        state.next += 1;
+        let me = state.next;
+        for (&other, device) in &state.devices {
+            // Both sides learn of each other; the smaller number initiates.
+            let _ = device.events.try_send(TransportEvent::Discovered {
+                peer: Peer::new(LinkKind::Emulated, me),
+                initiate: other < me,
+            });
+            let _ = events.try_send(TransportEvent::Discovered {
+                peer: Peer::new(LinkKind::Emulated, other),
+                initiate: me < other,
+            });
+        }
+        state.devices.insert(me, Device { events });
+        MemoryTransport {
+            hub: self.clone(),
+            me,
+        }
+    }
+}
+
+/// One device's emulated transport.
+pub struct MemoryTransport {
+    hub: Hub,
+    me: u64,
+}
+
+impl std::fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTransport")
+            .field("me", &self.me)
+            .finish()
+    }
+}
+
+impl MemoryTransport {
+    /// This device's number on the hub (its address is `/memory/N`).
+    pub fn number(&self) -> u64 {
+        self.me
+    }
+
+    fn connect(&self, to: u64) -> Result<Link, TransportError> {
+        let state = self.hub.state.lock().expect("hub lock");
+        if !state.devices.contains_key(&self.me) {
+            return Err(TransportError::Stopped);
+        }
+        let Some(target) = state.devices.get(&to) else {
+            return Err(TransportError::UnknownPeer);
+        };
+        let (here, there) = tokio::io::duplex(self.hub.config.buffer);
+        let incoming = Link {
+            kind: LinkKind::Emulated,
+            direction: Direction::Inbound,
+            remote: Remote::Emulated(self.me),
+            stream: Box::new(there.compat()),
+        };
+        target
+            .events
+            .try_send(TransportEvent::Incoming(incoming))
+            .map_err(|_| TransportError::Dial {
+                target: format!("/memory/{to}"),
+                source: Box::new(Reason("the device is not taking links".into())),
+            })?;
+        Ok(Link {
+            kind: LinkKind::Emulated,
+            direction: Direction::Outbound,
+            remote: Remote::Emulated(to),
+            stream: Box::new(here.compat()),
+        })
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn kind(&self) -> LinkKind {
+        LinkKind::Emulated
+    }
+
+    fn open(&self, peer: Peer) -> BoxFuture<'static, Result<Link, TransportError>> {
+        let result = if peer.kind == LinkKind::Emulated {
+            self.connect(peer.id())
+        } else {
+            Err(TransportError::UnknownPeer)
+        };
+        async move { result }.boxed()
+    }
+
+    fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
+        let mut parts = addr.iter();
+        let Some(Protocol::Memory(n)) = parts.next() else {
+            return None;
+        };
+        let result = self.connect(n);
+        Some(async move { result }.boxed())
+    }
+
+    fn info(&self) -> BoxFuture<'static, TransportInfo> {
+        let info = TransportInfo {
+            kind: LinkKind::Emulated,
+            addresses: vec![Multiaddr::empty().with(Protocol::Memory(self.me))],
+            discovery: true,
+            ephemeral_id: None,
+        };
+        async move { info }.boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        self.hub
+            .state
+            .lock()
+            .expect("hub lock")
+            .devices
+            .remove(&self.me);
+        async {}.boxed()
+    }
+}
+
+impl Drop for MemoryTransport {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.hub.state.lock() {
+            state.devices.remove(&self.me);
+        }
+    }
+}
