@@ -23,24 +23,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile};
-use strand_sync::{Kind, Message, Store};
+use strand_sync::{Kind, Message, WriteStore};
 use strand_transport::LanConfig;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand");
 const PASS: &str = "bench passphrase";
 
-fn loopback() -> LanConfig {
-    LanConfig {
+fn loopback() -> Option<LanConfig> {
+    Some(LanConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
-    }
+        ..LanConfig::default()
+    })
 }
 
 fn pair(root: &Path) -> (Profile, Profile) {
     let mut rng = os_rng();
     let kdf = KdfParams::insecure_for_tests();
-    let mut a = Profile::create(&root.join("a"), "Alice", PASS, kdf, &mut rng).unwrap();
-    let mut b = Profile::create(&root.join("b"), "Bob", PASS, kdf, &mut rng).unwrap();
+    let a = Profile::create(&root.join("a"), "Alice", PASS, kdf, &mut rng).unwrap();
+    let b = Profile::create(&root.join("b"), "Bob", PASS, kdf, &mut rng).unwrap();
     let (ia, ib) = (a.identity().invite(), b.identity().invite());
     a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
     b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
@@ -49,8 +50,8 @@ fn pair(root: &Path) -> (Profile, Profile) {
 
 fn messages(p: &Profile, n: usize) -> Vec<Message> {
     let group = p.sync_contacts()[0].direct_group().clone();
-    let t0 = strand_node::runtime::now() - n as u64 * 10;
-    let identity = p.identity();
+    let t0 = strand_node::now() - n as u64 * 10;
+    let identity = &*p.identity();
     std::thread::scope(|s| {
         let halves: Vec<_> = (0..2)
             .map(|h| {
@@ -143,7 +144,7 @@ fn main() {
     let msgs = messages(&a, n);
     {
         let group = a.sync_contacts()[0].direct_group().id;
-        let mut store = a.store();
+        let mut store = a.store().unwrap();
         for m in &msgs {
             store.insert(&group, m).unwrap();
         }
@@ -240,8 +241,8 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..5 {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut a, b) = pair(tmp.path());
-        a.write("Bob", "first", strand_node::runtime::now(), &mut os_rng())
+        let (a, b) = pair(tmp.path());
+        a.write("Bob", "first", strand_node::now(), &mut os_rng())
             .unwrap();
         let t = rt.block_on(async {
             let t = Instant::now();

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::runtime::hex;
-use crate::Node;
+use crate::{hex, Node};
 
 /// File name of the control socket in a profile directory.
 pub const SOCKET: &str = "control.sock";
@@ -99,10 +98,15 @@ impl Response {
             data: Some(serde_json::to_value(data).expect("serialisable")),
         }
     }
-    fn err(e: impl std::fmt::Display) -> Self {
+    /// An error and its sources, as one line.
+    fn err(e: &dyn std::error::Error) -> Self {
+        Response::refuse(crate::node::chain(e))
+    }
+
+    fn refuse(why: impl std::fmt::Display) -> Self {
         Response {
             ok: false,
-            error: Some(e.to_string()),
+            error: Some(why.to_string()),
             data: None,
         }
     }
@@ -141,7 +145,7 @@ async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {
     let mut line = String::new();
     rd.read_line(&mut line).await?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Response::err(format!("bad request: {e}")),
+        Err(e) => Response::refuse(format!("bad request: {e}")),
         Ok(Request::Follow) => {
             let mut events = node.subscribe();
             wr.write_all(b"{\"ok\":true}\n").await?;
@@ -166,25 +170,25 @@ async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {
 
 async fn answer(node: &Node, request: Request) -> Response {
     match request {
-        Request::Send { contact, text } => match node.send(&contact, &text) {
+        Request::Send { contact, text } => match node.send(&contact, &text).await {
             Ok(key) => Response::ok(serde_json::json!({ "id": hex(&key.id.0), "time": key.time })),
-            Err(e) => Response::err(e),
+            Err(e) => Response::err(&e),
         },
-        Request::Read { contact } => match node.with_profile(|p| conversation(p, &contact)) {
+        Request::Read { contact } => match conversation(node.profile(), &contact) {
             Ok(v) => Response::ok(v),
-            Err(e) => Response::err(e),
+            Err(e) => Response::err(&e),
         },
-        Request::Contacts => Response::ok(node.with_profile(|p| contacts(p))),
+        Request::Contacts => Response::ok(contacts(node.profile())),
         Request::Status => Response::ok(node.status().await),
-        Request::Add { code, name } => match node.add_contact(&code, &name) {
+        Request::Add { code, name } => match node.add_contact(&code, &name).await {
             Ok(c) => Response::ok(ContactView {
                 name: c.name,
                 key: hex(&c.public.sign),
             }),
-            Err(e) => Response::err(e),
+            Err(e) => Response::err(&e),
         },
-        Request::Invite => Response::ok(node.with_profile(|p| p.identity().invite().to_text())),
-        Request::Follow => Response::err("follow is handled above"),
+        Request::Invite => Response::ok(node.profile().identity().invite().to_text()),
+        Request::Follow => Response::refuse("follow is handled above"),
     }
 }
 

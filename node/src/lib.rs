@@ -1,26 +1,32 @@
 //! strand-node: a Strand device — an encrypted profile on redb, contacts,
 //! conversations with delivery state, and the runtime that syncs them with
-//! contacts over every transport (the LAN today).
+//! contacts over every transport.
 //!
 //! * [`Profile`]: one directory, one redb file ([`schema`]), secrets sealed
-//!   under a passphrase key (Argon2id), one owning process at a time.
-//! * [`Node`]: a tokio runtime over a profile. Every link (from
-//!   [`strand_transport`]) starts with the listener's discovery beacon and
-//!   the dialler's hello, then runs a strand-sync session; what arrives is
-//!   written in one redb transaction per batch. Per-link queues, a cap on
-//!   links ([`runtime::MAX_LINKS`]) and on sessions per contact bound memory
-//!   and work.
+//!   under a passphrase key (Argon2id), one owning process at a time. A
+//!   cheap shared handle: reads use read transactions on any thread, writes
+//!   go to one writer ([`writer`] docs) that commits them in batches.
+//! * [`Node`]: a tokio runtime over a profile and a set of transports
+//!   (LAN, emulated links; relay and BLE to come) behind one interface.
+//!   Every link, whatever carries it, runs strand-sync's [`Session`] from
+//!   its first byte (beacon, hello, Noise, sync); signatures are checked in
+//!   batches on every core before the writer stores what arrived. Strangers
+//!   get bounded work ([`limits`]), contacts a slot each.
+//!   [`Node::shutdown`] returns once the profile is released.
 //! * [`ContactSummary`], [`Profile::conversation_keys`],
 //!   [`Profile::conversation_page`]: read-side views for UIs (unread counts,
 //!   long conversations a page at a time).
 //! * [`control`]: the owner-only Unix socket that `strand send`, `read`,
 //!   `status` use while `strand run` holds the profile.
+//! * [`args`]: the transport flags `strand run` and the desktop app share.
+//!
+//! [`Session`]: strand_sync::Session
 //!
 //! ```
 //! use strand_node::{Profile, KdfParams, os_rng};
 //! let dir = tempfile::tempdir().unwrap();
 //! let mut rng = os_rng();
-//! let mut alice = Profile::create(&dir.path().join("alice"), "Alice", "correct horse",
+//! let alice = Profile::create(&dir.path().join("alice"), "Alice", "correct horse",
 //!     KdfParams::insecure_for_tests(), &mut rng).unwrap();
 //! let bob = strand_sync::Identity::generate("Bob", &mut rng).unwrap();
 //! alice.add_contact(&bob.invite(), "Bob", 0, &mut rng).unwrap();
@@ -31,27 +37,91 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod control;
 mod crypto;
+pub mod limits;
+mod node;
 mod profile;
-pub mod runtime;
 pub mod schema;
 mod store;
 mod views;
+mod writer;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
+pub use node::{
+    chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, Seen, SessionSettings,
+    Status, TransportStatus,
+};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage};
-pub use runtime::{Node, NodeConfig, NodeError, NodeEvent, Status};
-pub use store::RedbStore;
+pub use store::{ReadView, RedbStore};
 pub use views::{ContactSummary, UNREAD_CAP};
+
+/// The wall clock as strand-sync's [`strand_sync::Time`].
+pub fn now() -> strand_sync::Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The profile directory `strand` and the desktop app use when none is
 /// given: the platform's data directory (`~/.local/share/strand` on Linux).
 pub fn default_profile_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("org", "Strand", "strand").map(|d| d.data_dir().to_path_buf())
 }
+
+/// A database error (kept as the source of [`ProfileError::Db`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(Arc<redb::Error>);
+
+impl DbError {
+    pub(crate) fn other(what: String) -> DbError {
+        DbError(Arc::new(redb::Error::Corrupted(what)))
+    }
+}
+
+impl From<redb::Error> for DbError {
+    fn from(e: redb::Error) -> Self {
+        DbError(Arc::new(e))
+    }
+}
+
+impl PartialEq for DbError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for DbError {}
+
+/// A filesystem error (kept as the source of [`ProfileError::Io`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct IoError(Arc<std::io::Error>);
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        IoError(Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for IoError {}
 
 /// What can go wrong with a profile. Every variant leaves the profile as it
 /// was.
@@ -85,17 +155,26 @@ pub enum ProfileError {
     #[error("the profile is damaged: {0}")]
     Corrupt(String),
     /// The database failed.
-    #[error("database error: {0}")]
-    Db(String),
+    #[error("database error")]
+    Db(#[source] DbError),
     /// A filesystem error.
-    #[error("{0}")]
-    Io(String),
+    #[error("{}", path.display())]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What.
+        #[source]
+        source: IoError,
+    },
     /// A bad name.
     #[error("bad name: {0}")]
     Name(String),
-    /// A bad invite.
-    #[error("bad invite: {0}")]
-    Invite(String),
+    /// An invite code that does not decode.
+    #[error("bad invite")]
+    Invite(#[from] strand_sync::InviteError),
+    /// Keys that cannot make a contact (your own, or a weak one).
+    #[error("cannot add that contact")]
+    Key(#[source] strand_sync::KeyError),
     /// No contact by that name.
     #[error("no contact named {0:?}")]
     UnknownContact(String),
@@ -103,6 +182,18 @@ pub enum ProfileError {
     #[error("already a contact: {0:?}")]
     DuplicateContact(String),
     /// The message could not be written.
-    #[error("cannot write the message: {0}")]
-    Message(String),
+    #[error("cannot write the message")]
+    Message(#[source] strand_sync::Invalid),
+    /// The profile was closed (its node stopped).
+    #[error("the profile is closed")]
+    Closed,
+}
+
+impl From<strand_sync::KeyError> for ProfileError {
+    fn from(e: strand_sync::KeyError) -> Self {
+        match e {
+            strand_sync::KeyError::Name(why) => ProfileError::Name(format!("the name {why}")),
+            other => ProfileError::Key(other),
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `strand`: the Strand command line.
+//! `strand`: the Strand command line, one function per command.
 //!
 //! Exit codes: 0 ok, 1 usage, 2 runtime error (with a one-line message).
 
@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+use strand_node::args::TransportArgs;
 use strand_node::control::{self, ContactView, MessageView, Request};
-use strand_node::runtime::now;
-use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, Status};
-use strand_transport::{LanConfig, Multiaddr};
+use strand_node::{
+    now, os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, Status,
+};
+use strand_transport::LanConfig;
 
 /// Strand: a peer-to-peer, offline-first messenger.
 #[derive(Parser, Debug)]
@@ -66,17 +68,10 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Run the node in the foreground: sync with contacts on the LAN
+    /// Run the node in the foreground: sync with contacts over every transport
     Run {
-        /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC, random ports]
-        #[arg(long)]
-        listen: Vec<Multiaddr>,
-        /// Address of a peer to dial and keep dialling (repeatable), for networks without multicast
-        #[arg(long)]
-        peer: Vec<Multiaddr>,
-        /// Do not use mDNS discovery
-        #[arg(long)]
-        no_mdns: bool,
+        #[command(flatten)]
+        transports: TransportArgs,
     },
     /// Show identity, transports, and contacts seen
     Status,
@@ -108,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -134,12 +129,33 @@ fn init_logging(verbose: u8, node: bool) {
         .try_init();
 }
 
-fn profile_dir(cli: &Cli) -> Result<PathBuf> {
-    if let Some(p) = &cli.profile {
-        return Ok(p.clone());
+/// What every command needs.
+struct Ctx {
+    dir: PathBuf,
+    json: bool,
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let dir = match &cli.profile {
+        Some(p) => p.clone(),
+        None => strand_node::default_profile_dir()
+            .ok_or_else(|| anyhow!("no home directory: pass --profile DIR"))?,
+    };
+    let ctx = Ctx {
+        dir,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init { name } => init(&ctx, &name),
+        Command::Invite => invite(&ctx).await,
+        Command::Add { code, name } => add(&ctx, &code, &name).await,
+        Command::Contacts => contacts(&ctx).await,
+        Command::Send { name, text } => send(&ctx, &name, text).await,
+        Command::Read { name, follow } => read(&ctx, &name, follow).await,
+        Command::Run { transports } => run(&ctx, &transports).await,
+        Command::Status => status(&ctx).await,
+        Command::Demo { messages } => demo(messages).await,
     }
-    strand_node::default_profile_dir()
-        .ok_or_else(|| anyhow!("no home directory: pass --profile DIR"))
 }
 
 fn passphrase(confirm: bool) -> Result<String> {
@@ -181,235 +197,246 @@ async fn ask(dir: &Path, request: &Request) -> Result<Option<serde_json::Value>>
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let dir = profile_dir(&cli)?;
-    match &cli.command {
-        Command::Init { name } => {
-            if Profile::exists(&dir) {
-                return Err(ProfileError::AlreadyExists(dir).into());
-            }
-            let pass = passphrase(true)?;
-            let p = Profile::create(&dir, name, &pass, KdfParams::default(), &mut os_rng())?;
-            println!(
-                "Created a profile for {} in {}",
-                p.identity().name(),
-                dir.display()
-            );
-            println!("Your invite code: {}", p.identity().invite());
+/// `strand init`.
+fn init(ctx: &Ctx, name: &str) -> Result<()> {
+    if Profile::exists(&ctx.dir) {
+        return Err(ProfileError::AlreadyExists(ctx.dir.clone()).into());
+    }
+    let pass = passphrase(true)?;
+    let p = Profile::create(&ctx.dir, name, &pass, KdfParams::default(), &mut os_rng())?;
+    println!(
+        "Created a profile for {} in {}",
+        p.identity().name(),
+        ctx.dir.display()
+    );
+    println!("Your invite code: {}", p.identity().invite());
+    Ok(())
+}
+
+/// `strand invite`.
+async fn invite(ctx: &Ctx) -> Result<()> {
+    let code = match ask(&ctx.dir, &Request::Invite).await? {
+        Some(v) => v.as_str().unwrap_or_default().to_owned(),
+        None => open_profile(&ctx.dir)?.identity().invite().to_text(),
+    };
+    println!("{code}");
+    Ok(())
+}
+
+/// `strand add`.
+async fn add(ctx: &Ctx, code: &str, name: &str) -> Result<()> {
+    let request = Request::Add {
+        code: code.to_owned(),
+        name: name.to_owned(),
+    };
+    let added = match ask(&ctx.dir, &request).await? {
+        Some(_) => name.to_owned(),
+        None => {
+            let invite = strand_sync::Invite::from_text(code).context("bad invite code")?;
+            let p = open_profile(&ctx.dir)?;
+            p.add_contact(&invite, name, now(), &mut os_rng())?.name
         }
-        Command::Invite => {
-            let code = match ask(&dir, &Request::Invite).await? {
-                Some(v) => v.as_str().unwrap_or_default().to_owned(),
-                None => open_profile(&dir)?.identity().invite().to_text(),
-            };
-            println!("{code}");
+    };
+    println!("Added {added}. They must add your invite too (`strand invite`).");
+    Ok(())
+}
+
+/// `strand contacts`.
+async fn contacts(ctx: &Ctx) -> Result<()> {
+    let list: Vec<ContactView> = match ask(&ctx.dir, &Request::Contacts).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => control::contacts(&open_profile(&ctx.dir)?),
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("No contacts yet. Add one with `strand add CODE --name NAME`.");
+    } else {
+        for c in list {
+            println!("{:<24} {}", c.name, &c.key[..16]);
         }
-        Command::Add { code, name } => {
-            let request = Request::Add {
-                code: code.clone(),
-                name: name.clone(),
-            };
-            let added = match ask(&dir, &request).await? {
-                Some(_) => name.clone(),
-                None => {
-                    let invite = strand_sync::Invite::from_text(code)
-                        .map_err(|e| anyhow!("bad invite code: {e}"))?;
-                    let mut p = open_profile(&dir)?;
-                    p.add_contact(&invite, name, now(), &mut os_rng())?.name
-                }
-            };
-            println!("Added {added}. They must add your invite too (`strand invite`).");
-        }
-        Command::Contacts => {
-            let list: Vec<ContactView> = match ask(&dir, &Request::Contacts).await? {
-                Some(v) => serde_json::from_value(v)?,
-                None => control::contacts(&open_profile(&dir)?),
-            };
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if list.is_empty() {
-                println!("No contacts yet. Add one with `strand add CODE --name NAME`.");
-            } else {
-                for c in list {
-                    println!("{:<24} {}", c.name, &c.key[..16]);
-                }
-            }
-        }
-        Command::Send { name, text } => {
-            let text = match text {
-                Some(t) => t.clone(),
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut s)
-                        .context("reading standard input")?;
-                    s.trim_end_matches('\n').to_owned()
-                }
-            };
-            if text.is_empty() {
-                bail!("nothing to send: the message is empty");
-            }
-            let request = Request::Send {
-                contact: name.clone(),
-                text: text.clone(),
-            };
-            match ask(&dir, &request).await? {
-                Some(_) => println!("Sent to {name}."),
-                None => {
-                    let mut p = open_profile(&dir)?;
-                    p.write(name, &text, now(), &mut os_rng())?;
-                    println!("Queued for {name}: it goes out when `strand run` meets them.");
-                }
-            }
-        }
-        Command::Read { name, follow } => {
-            let list: Vec<MessageView> = match ask(
-                &dir,
-                &Request::Read {
-                    contact: name.clone(),
-                },
-            )
-            .await?
-            {
-                Some(v) => serde_json::from_value(v)?,
-                None if *follow => bail!("--follow needs a running node (`strand run`)"),
-                None => control::conversation(&open_profile(&dir)?, name)?,
-            };
-            for m in &list {
-                print_message(m, cli.json)?;
-            }
-            if *follow {
-                let Some((r, mut rd)) = control::request(&dir, &Request::Follow).await? else {
-                    bail!("the node stopped");
-                };
-                if !r.ok {
-                    bail!(r.error.unwrap_or_default());
-                }
-                use tokio::io::AsyncBufReadExt;
-                let mut line = String::new();
-                while rd.read_line(&mut line).await? > 0 {
-                    if let Ok(NodeEvent::Received {
-                        contact,
-                        time,
-                        id,
-                        text,
-                    }) = serde_json::from_str(&line)
-                    {
-                        if &contact == name {
-                            print_message(
-                                &MessageView {
-                                    time,
-                                    id,
-                                    from: contact,
-                                    text,
-                                    delivery: None,
-                                },
-                                cli.json,
-                            )?;
-                        }
-                    }
-                    line.clear();
-                }
-            }
-        }
-        Command::Status => {
-            let status: Option<Status> = match ask(&dir, &Request::Status).await? {
-                Some(v) => Some(serde_json::from_value(v)?),
-                None => None,
-            };
-            match status {
-                Some(s) if cli.json => println!("{}", serde_json::to_string_pretty(&s)?),
-                Some(s) => {
-                    println!("{} — profile {} — node running", s.name, s.profile);
-                    for t in &s.transports {
-                        println!("  transport: {t}");
-                    }
-                    println!(
-                        "  links open: {}, bytes sent {}, received {}",
-                        s.links, s.bytes_sent, s.bytes_received
-                    );
-                    for c in &s.seen {
-                        let how = if c.connected {
-                            "connected"
-                        } else {
-                            "last seen"
-                        };
-                        println!(
-                            "  {:<20} {how} over {} at {}",
-                            c.contact,
-                            c.link,
-                            format_time(c.at)
-                        );
-                    }
-                    if s.seen.is_empty() {
-                        println!("  no contact seen yet");
-                    }
-                }
-                None => {
-                    let p = open_profile(&dir)?;
-                    if cli.json {
-                        let v = serde_json::json!({
-                            "name": p.identity().name(), "profile": dir.display().to_string(),
-                            "running": false, "contacts": p.contacts().len(),
-                        });
-                        println!("{}", serde_json::to_string_pretty(&v)?);
-                    } else {
-                        println!(
-                            "{} — profile {} — node not running",
-                            p.identity().name(),
-                            dir.display()
-                        );
-                        println!(
-                            "  {} contacts; start syncing with `strand run`",
-                            p.contacts().len()
-                        );
-                    }
-                }
-            }
-        }
-        Command::Run {
-            listen,
-            peer,
-            no_mdns,
-        } => {
-            let profile = open_profile(&dir)?;
-            let mut lan = LanConfig {
-                mdns: !no_mdns,
-                ..LanConfig::default()
-            };
-            if !listen.is_empty() {
-                lan.listen = listen.clone();
-            }
-            let node = Node::start(
-                profile,
-                NodeConfig {
-                    lan,
-                    peers: peer.clone(),
-                    ..NodeConfig::default()
-                },
-            )
-            .await?;
-            let control = {
-                let node = node.clone();
-                let dir = dir.clone();
-                tokio::spawn(async move { control::serve(node, &dir).await })
-            };
-            for a in node.wait_listening(Duration::from_secs(10)).await {
-                tracing::info!("listening on {a}");
-                println!("listening on {a}");
-            }
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                r = control => match r {
-                    Ok(Err(e)) => bail!("the control socket failed: {e}"),
-                    _ => bail!("the control socket stopped"),
-                },
-            }
-            let _ = std::fs::remove_file(control::socket_path(&dir));
-        }
-        Command::Demo { messages } => demo(*messages).await?,
     }
     Ok(())
+}
+
+/// `strand send`.
+async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
+    let text = match text {
+        Some(t) => t,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            s.trim_end_matches('\n').to_owned()
+        }
+    };
+    if text.is_empty() {
+        bail!("nothing to send: the message is empty");
+    }
+    let request = Request::Send {
+        contact: name.to_owned(),
+        text: text.clone(),
+    };
+    match ask(&ctx.dir, &request).await? {
+        Some(_) => println!("Sent to {name}."),
+        None => {
+            let p = open_profile(&ctx.dir)?;
+            p.write(name, &text, now(), &mut os_rng())?;
+            println!("Queued for {name}: it goes out when `strand run` meets them.");
+        }
+    }
+    Ok(())
+}
+
+/// `strand read`.
+async fn read(ctx: &Ctx, name: &str, follow: bool) -> Result<()> {
+    let request = Request::Read {
+        contact: name.to_owned(),
+    };
+    let list: Vec<MessageView> = match ask(&ctx.dir, &request).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None if follow => bail!("--follow needs a running node (`strand run`)"),
+        None => control::conversation(&open_profile(&ctx.dir)?, name)?,
+    };
+    for m in &list {
+        print_message(m, ctx.json)?;
+    }
+    if !follow {
+        return Ok(());
+    }
+    let Some((r, mut rd)) = control::request(&ctx.dir, &Request::Follow).await? else {
+        bail!("the node stopped");
+    };
+    if !r.ok {
+        bail!(r.error.unwrap_or_default());
+    }
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    while rd.read_line(&mut line).await? > 0 {
+        if let Ok(NodeEvent::Received {
+            contact,
+            time,
+            id,
+            text,
+        }) = serde_json::from_str(&line)
+        {
+            if contact == name {
+                let m = MessageView {
+                    time,
+                    id,
+                    from: contact,
+                    text,
+                    delivery: None,
+                };
+                print_message(&m, ctx.json)?;
+            }
+        }
+        line.clear();
+    }
+    Ok(())
+}
+
+/// `strand status`.
+async fn status(ctx: &Ctx) -> Result<()> {
+    let status: Option<Status> = match ask(&ctx.dir, &Request::Status).await? {
+        Some(v) => Some(serde_json::from_value(v)?),
+        None => None,
+    };
+    match status {
+        Some(s) if ctx.json => println!("{}", serde_json::to_string_pretty(&s)?),
+        Some(s) => {
+            println!("{} — profile {} — node running", s.name, s.profile);
+            for t in &s.transports {
+                let discovery = if t.discovery { ", discovery on" } else { "" };
+                println!(
+                    "  transport {}: {}{discovery}",
+                    t.kind,
+                    if t.addresses.is_empty() {
+                        "not listening".to_owned()
+                    } else {
+                        t.addresses.join(" ")
+                    }
+                );
+            }
+            println!(
+                "  sessions: {}, links in handshake: {}, bytes sent {}, received {}",
+                s.sessions,
+                s.links - s.sessions,
+                s.bytes_sent,
+                s.bytes_received
+            );
+            for c in &s.seen {
+                let how = if c.connected {
+                    "connected"
+                } else {
+                    "last seen"
+                };
+                println!(
+                    "  {:<20} {how} over {} at {}",
+                    c.contact,
+                    c.link,
+                    format_time(c.at)
+                );
+            }
+            if s.seen.is_empty() {
+                println!("  no contact seen yet");
+            }
+        }
+        None => {
+            let p = open_profile(&ctx.dir)?;
+            if ctx.json {
+                let v = serde_json::json!({
+                    "name": p.identity().name(), "profile": ctx.dir.display().to_string(),
+                    "running": false, "contacts": p.contacts().len(),
+                    "messages": p.stored_messages()?,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{} — profile {} — node not running",
+                    p.identity().name(),
+                    ctx.dir.display()
+                );
+                println!(
+                    "  {} contacts; start syncing with `strand run`",
+                    p.contacts().len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `strand run`: until Ctrl-C (or SIGTERM), then a clean shutdown.
+async fn run(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
+    let profile = open_profile(&ctx.dir)?;
+    // The passphrase has done its job; children of this process do not
+    // need it.
+    std::env::remove_var("STRAND_PASSPHRASE");
+    let node = Node::start(profile, transports.node_config()).await?;
+    let control = {
+        let node = node.clone();
+        let dir = ctx.dir.clone();
+        tokio::spawn(async move { control::serve(node, &dir).await })
+    };
+    for a in node.wait_listening(Duration::from_secs(10)).await {
+        tracing::info!("listening on {a}");
+        println!("listening on {a}");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        r = control => match r {
+            Ok(Err(e)) => Err(anyhow!(e).context("the control socket failed")),
+            _ => Err(anyhow!("the control socket stopped")),
+        },
+    };
+    let _ = std::fs::remove_file(control::socket_path(&ctx.dir));
+    node.shutdown().await;
+    result
 }
 
 fn print_message(m: &MessageView, json: bool) -> Result<()> {
@@ -452,14 +479,14 @@ async fn demo(messages: usize) -> Result<()> {
     let mut rng = os_rng();
     let t = Instant::now();
     let kdf = KdfParams::default();
-    let mut alice = Profile::create(
+    let alice = Profile::create(
         &tmp.path().join("alice"),
         "Alice",
         "demo passphrase a",
         kdf,
         &mut rng,
     )?;
-    let mut bob = Profile::create(
+    let bob = Profile::create(
         &tmp.path().join("bob"),
         "Bob",
         "demo passphrase b",
@@ -494,9 +521,12 @@ async fn demo(messages: usize) -> Result<()> {
         t,
     );
     let t = Instant::now();
-    let loopback = || LanConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")],
-        mdns: false,
+    let loopback = || {
+        Some(LanConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")],
+            mdns: false,
+            ..LanConfig::default()
+        })
     };
     let node_b = Node::start(
         bob,
@@ -538,8 +568,12 @@ async fn demo(messages: usize) -> Result<()> {
     step(4, "they found each other, authenticated as contacts (Noise KK) and synced: Bob has Alice's offline message", t);
     let t = Instant::now();
     for i in 0..messages {
-        node_a.send("Bob", &format!("Alice → Bob #{}", i + 1))?;
-        node_b.send("Alice", &format!("Bob → Alice #{}", i + 1))?;
+        node_a
+            .send("Bob", &format!("Alice → Bob #{}", i + 1))
+            .await?;
+        node_b
+            .send("Alice", &format!("Bob → Alice #{}", i + 1))
+            .await?;
     }
     let (mut got_a, mut got_b, mut delivered_a) = (0, 0, 0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -562,8 +596,8 @@ async fn demo(messages: usize) -> Result<()> {
         ),
         t,
     );
-    let conv_a = node_a.with_profile(|p| control::conversation(p, "Bob"))?;
-    let conv_b = node_b.with_profile(|p| control::conversation(p, "Alice"))?;
+    let conv_a = control::conversation(node_a.profile(), "Bob")?;
+    let conv_b = control::conversation(node_b.profile(), "Alice")?;
     let ids = |c: &[MessageView]| c.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
     if ids(&conv_a) != ids(&conv_b) || conv_a.len() != 2 * messages + 1 {
         bail!(
@@ -587,6 +621,8 @@ async fn demo(messages: usize) -> Result<()> {
         status.bytes_received,
         started.elapsed().as_millis()
     );
+    node_a.shutdown().await;
+    node_b.shutdown().await;
     Ok(())
 }
 

@@ -1,18 +1,32 @@
 //! A profile: one directory holding one user's identity, contacts and
 //! messages, encrypted at rest and owned by one process at a time.
+//!
+//! A [`Profile`] is a cheap, shared handle (clone it freely). Reads run in
+//! read transactions on the caller's thread and never wait for a writer.
+//! Writes run in place until a node starts, then on the profile's writer
+//! thread ([`crate::writer`]). The contact list is kept in memory with
+//! everything the protocol derives from it (the keys shared with each
+//! contact, one X25519 operation per contact), recomputed only when a
+//! contact is added, never per link.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use strand_sync::limits::Time;
-use strand_sync::{Contact, Identity, Invite, Key, Kind, Message, PublicIdentity, Store};
+use strand_sync::{
+    Contact, Endpoint, GroupId, Identity, Inbound, Invite, Key, Kind, Message, PublicIdentity,
+    Verdict,
+};
 use zeroize::Zeroizing;
 
 use crate::crypto::{open, passphrase_key, seal, KdfParams};
 use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, READ};
-use crate::store::{sync_key, table_key, RedbStore};
-use crate::ProfileError;
+use crate::store::{insert, sync_key, table_key, ReadView, RedbStore};
+use crate::writer::Writer;
+use crate::{DbError, ProfileError};
 
 const ROLE_ROOT: &str = "strand/v1/root";
 /// redb's page cache. Its default (1 GiB) would let an idle node holding a
@@ -21,15 +35,17 @@ const ROLE_ROOT: &str = "strand/v1/root";
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 const ROLE_IDENTITY: &str = "strand/v1/identity";
 const ROLE_CONTACT: &str = "strand/v1/contact";
+/// How long [`Profile::close`] waits for reads still in flight.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a message this profile wrote stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Delivery {
-    /// Stored here; no contact has been offered it yet.
+    /// Stored here; not yet sent on any link.
     Queued = 0,
-    /// Sent to the contact over a session.
+    /// Went out on a link to the contact.
     Sent = 1,
-    /// The contact confirmed it holds it.
+    /// The contact acknowledged it holds it.
     Delivered = 2,
 }
 
@@ -76,26 +92,79 @@ pub struct StoredMessage {
     pub delivery: Option<Delivery>,
 }
 
-/// An open, unlocked profile. Holding it holds the profile's lock: a second
-/// process (or a second `Profile` in this one) gets [`ProfileError::InUse`].
-pub struct Profile {
+/// The contact list and what the protocol derives from it, replaced whole
+/// on every change.
+pub(crate) struct Book {
+    /// By name.
+    pub(crate) records: Vec<ContactRecord>,
+    /// The protocol's view of each, in the same order.
+    pub(crate) sync: Vec<Contact>,
+    /// Starts every link's session.
+    pub(crate) endpoint: Endpoint,
+}
+
+impl Book {
+    fn new(identity: &Identity, mut records: Vec<ContactRecord>) -> Book {
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        // A record whose keys give no shared secret cannot have been added;
+        // if one is found it is skipped, not fatal.
+        let (records, sync): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .filter_map(|r| identity.contact(&r.public).ok().map(|c| (r, c)))
+            .unzip();
+        let endpoint = Endpoint::new(identity, sync.clone());
+        Book {
+            records,
+            sync,
+            endpoint,
+        }
+    }
+
+    pub(crate) fn sync_contact(
+        &self,
+        public: &PublicIdentity,
+    ) -> Option<(&ContactRecord, &Contact)> {
+        self.records
+            .iter()
+            .zip(&self.sync)
+            .find(|(r, _)| r.public == *public)
+    }
+}
+
+struct Inner {
     dir: PathBuf,
-    pub(crate) db: Database,
+    db: RwLock<Option<Arc<Database>>>,
     root: Zeroizing<[u8; 32]>,
-    pub(crate) identity: Identity,
-    contacts: Vec<ContactRecord>,
+    identity: RwLock<Arc<Identity>>,
+    book: RwLock<Arc<Book>>,
+    writer: Writer,
+}
+
+/// An open, unlocked profile. While any handle is open (or until
+/// [`Profile::close`]) it holds the profile's lock: a second process (or a
+/// second `Profile::open` in this one) gets [`ProfileError::InUse`].
+#[derive(Clone)]
+pub struct Profile {
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Profile")
-            .field("dir", &self.dir)
+            .field("dir", &self.inner.dir)
             .finish_non_exhaustive()
     }
 }
 
 pub(crate) fn db_error(e: impl Into<redb::Error>) -> ProfileError {
-    ProfileError::Db(e.into().to_string())
+    ProfileError::Db(DbError::from(e.into()))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
+    ProfileError::Io {
+        path: path.to_path_buf(),
+        source: crate::IoError::from(e),
+    }
 }
 
 fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
@@ -109,11 +178,31 @@ fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
     };
     result.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => ProfileError::InUse(dir.to_path_buf()),
-        other => ProfileError::Db(format!("{}: {other}", path.display())),
+        other => db_error(other),
     })
 }
 
 impl Profile {
+    fn from_parts(
+        dir: &Path,
+        db: Database,
+        root: Zeroizing<[u8; 32]>,
+        identity: Identity,
+        records: Vec<ContactRecord>,
+    ) -> Profile {
+        let book = Book::new(&identity, records);
+        Profile {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db: RwLock::new(Some(Arc::new(db))),
+                root,
+                identity: RwLock::new(Arc::new(identity)),
+                book: RwLock::new(Arc::new(book)),
+                writer: Writer::default(),
+            }),
+        }
+    }
+
     /// Whether `dir` holds a profile.
     pub fn exists(dir: &Path) -> bool {
         dir.join(DB_FILE).is_file()
@@ -141,10 +230,8 @@ impl Profile {
         if passphrase.is_empty() {
             return Err(ProfileError::EmptyPassphrase);
         }
-        let identity =
-            Identity::generate(name, rng).map_err(|e| ProfileError::Name(e.to_string()))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ProfileError::Io(format!("{}: {e}", dir.display())))?;
+        let identity = Identity::generate(name, rng)?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         restrict_permissions(dir);
         let db = open_db(dir, true)?;
         let mut salt = [0u8; 16];
@@ -175,13 +262,7 @@ impl Profile {
         }
         txn.commit().map_err(db_error)?;
         restrict_permissions(&dir.join(DB_FILE));
-        Ok(Profile {
-            dir: dir.to_path_buf(),
-            db,
-            root,
-            identity,
-            contacts: Vec::new(),
-        })
+        Ok(Profile::from_parts(dir, db, root, identity, Vec::new()))
     }
 
     /// Opens and unlocks an existing profile. A wrong passphrase is
@@ -235,71 +316,136 @@ impl Profile {
                 .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
             contacts.push(decode_contact(&plain)?);
         }
-        contacts.sort_by(|a, b| a.name.cmp(&b.name));
         drop((m, table, txn));
         schema::migrate(&db, version)?;
-        Ok(Profile {
-            dir: dir.to_path_buf(),
-            db,
-            root,
-            identity,
-            contacts,
-        })
+        Ok(Profile::from_parts(dir, db, root, identity, contacts))
+    }
+
+    /// The database, or [`ProfileError::Closed`].
+    pub(crate) fn db(&self) -> Result<Arc<Database>, ProfileError> {
+        self.inner
+            .db
+            .read()
+            .expect("db lock")
+            .clone()
+            .ok_or(ProfileError::Closed)
+    }
+
+    /// Runs `f` in a write transaction (see [`crate::writer`]). Blocking.
+    pub(crate) fn write_txn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, ProfileError> + Send + 'static,
+    ) -> Result<R, ProfileError> {
+        let db = self.db()?;
+        self.inner.writer.run(&db, f)
+    }
+
+    /// [`Profile::write_txn`] for async tasks.
+    pub(crate) async fn write_txn_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, ProfileError> + Send + 'static,
+    ) -> Result<R, ProfileError> {
+        let db = self.db()?;
+        self.inner.writer.run_async(db, f).await
+    }
+
+    /// Moves writes to the writer thread (a node starts).
+    pub(crate) fn start_writer(&self) -> Result<(), ProfileError> {
+        self.inner.writer.start_thread(self.db()?);
+        Ok(())
+    }
+
+    /// Finishes pending writes, stops the writer and releases the profile
+    /// (its file lock and its key) once reads in flight are done. Every
+    /// handle then answers [`ProfileError::Closed`].
+    pub fn close(&self) {
+        self.inner.writer.stop_thread();
+        let db = self.inner.db.write().expect("db lock").take();
+        if let Some(mut db) = db {
+            // Readers hold the Arc for a moment; wait for them.
+            let deadline = std::time::Instant::now() + CLOSE_WAIT;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        return;
+                    }
+                    Err(shared) if std::time::Instant::now() < deadline => {
+                        db = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => {
+                        tracing::warn!("the profile is still read after {CLOSE_WAIT:?}; released when the read ends");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// The profile directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
     }
 
     /// The user's identity.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    pub fn identity(&self) -> Arc<Identity> {
+        self.inner.identity.read().expect("identity lock").clone()
+    }
+
+    pub(crate) fn book(&self) -> Arc<Book> {
+        self.inner.book.read().expect("book lock").clone()
+    }
+
+    /// What starts every link's session: this identity and the contacts,
+    /// with their shared keys derived once.
+    pub fn endpoint(&self) -> Endpoint {
+        self.book().endpoint.clone()
     }
 
     /// Changes the user's display name. Invites made from now on carry it;
     /// contacts keep the name they gave this user.
     pub fn rename(
-        &mut self,
+        &self,
         name: &str,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(), ProfileError> {
         let name = name.trim();
-        let secret_bytes = self.identity.to_secret_bytes();
-        let identity = Identity::from_secret_bytes(&secret_bytes, name)
-            .map_err(|e| ProfileError::Name(e.to_string()))?;
+        let secret_bytes = self.identity().to_secret_bytes();
+        let identity = Identity::from_secret_bytes(&secret_bytes, name)?;
         let mut secret = Zeroizing::new(secret_bytes.to_vec());
         secret.extend_from_slice(name.as_bytes());
-        let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(META)
-            .map_err(db_error)?
-            .insert(
-                meta::IDENTITY,
-                &seal(&self.root, ROLE_IDENTITY, &secret, rng)[..],
-            )
-            .map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
-        self.identity = identity;
+        let sealed = seal(&self.inner.root, ROLE_IDENTITY, &secret, rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::IDENTITY, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        *self.inner.identity.write().expect("identity lock") = Arc::new(identity);
         Ok(())
     }
 
     /// The contacts, by name.
-    pub fn contacts(&self) -> &[ContactRecord] {
-        &self.contacts
+    pub fn contacts(&self) -> Vec<ContactRecord> {
+        self.book().records.clone()
     }
 
     /// The contact with this name.
-    pub fn contact(&self, name: &str) -> Result<&ContactRecord, ProfileError> {
-        self.contacts
+    pub fn contact(&self, name: &str) -> Result<ContactRecord, ProfileError> {
+        self.book()
+            .records
             .iter()
             .find(|c| c.name == name)
+            .cloned()
             .ok_or_else(|| ProfileError::UnknownContact(name.to_owned()))
     }
 
     /// Adds the contact an invite names, under `name`. Adding the same
     /// person twice, or a second contact with the same name, is an error.
     pub fn add_contact(
-        &mut self,
+        &self,
         invite: &Invite,
         name: &str,
         now: Time,
@@ -314,114 +460,153 @@ impl Profile {
                 "a contact name must be 1 to 64 bytes, without control characters".into(),
             ));
         }
-        self.identity
-            .contact(&invite.public)
-            .map_err(|e| ProfileError::Invite(e.to_string()))?;
-        if let Some(c) = self.contacts.iter().find(|c| c.public == invite.public) {
-            return Err(ProfileError::DuplicateContact(c.name.clone()));
-        }
-        if self.contacts.iter().any(|c| c.name == name) {
-            return Err(ProfileError::DuplicateContact(name.to_owned()));
-        }
+        let identity = self.identity();
+        identity.contact(&invite.public)?;
         let record = ContactRecord {
             name: name.to_owned(),
             public: invite.public,
             added_at: now,
         };
-        let id = strand_sync::kdf(&self.root, "strand/v1/contact-id", &[&invite.public.sign]);
-        let sealed = seal(&self.root, ROLE_CONTACT, &encode_contact(&record), rng);
-        let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(CONTACTS)
-            .map_err(db_error)?
-            .insert(&id, &sealed[..])
-            .map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
-        self.contacts.push(record.clone());
-        self.contacts.sort_by(|a, b| a.name.cmp(&b.name));
+        let id = strand_sync::kdf(
+            &self.inner.root,
+            "strand/v1/contact-id",
+            &[&invite.public.sign],
+        );
+        let sealed = seal(
+            &self.inner.root,
+            ROLE_CONTACT,
+            &encode_contact(&record),
+            rng,
+        );
+        // The duplicate checks and the insert happen together on the
+        // writer, so two adds at once cannot both pass.
+        let inner = self.inner.clone();
+        let added = record.clone();
+        self.write_txn(move |txn| {
+            let book = inner.book.read().expect("book lock").clone();
+            if let Some(c) = book.records.iter().find(|c| c.public == added.public) {
+                return Err(ProfileError::DuplicateContact(c.name.clone()));
+            }
+            if book.records.iter().any(|c| c.name == added.name) {
+                return Err(ProfileError::DuplicateContact(added.name.clone()));
+            }
+            txn.open_table(CONTACTS)
+                .map_err(db_error)?
+                .insert(&id, &sealed[..])
+                .map_err(db_error)?;
+            let mut records = book.records.clone();
+            records.push(added);
+            let identity = inner.identity.read().expect("identity lock").clone();
+            *inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
+            Ok(())
+        })?;
         Ok(record)
     }
 
     /// Every contact with the keys the protocol needs.
     pub fn sync_contacts(&self) -> Vec<Contact> {
-        self.contacts
-            .iter()
-            .filter_map(|c| self.identity.contact(&c.public).ok())
-            .collect()
+        self.book().sync.clone()
     }
 
     /// The protocol view of one contact.
     pub fn sync_contact(&self, record: &ContactRecord) -> Result<Contact, ProfileError> {
-        self.identity
-            .contact(&record.public)
-            .map_err(|e| ProfileError::Invite(e.to_string()))
+        self.book()
+            .sync_contact(&record.public)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| ProfileError::UnknownContact(record.name.clone()))
     }
 
     /// Writes a text message to `contact`, stored here and queued for
     /// delivery.
     pub fn write(
-        &mut self,
+        &self,
         contact: &str,
         text: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<(strand_sync::GroupId, Key), ProfileError> {
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let (group, msg) = self.compose(contact, text, now, rng)?;
+        self.write_txn(move |txn| store_own(txn, &group, &msg))
+    }
+
+    /// [`Profile::write`] for async tasks.
+    pub(crate) async fn write_async(
+        &self,
+        contact: &str,
+        text: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let (group, msg) = self.compose(contact, text, now, rng)?;
+        self.write_txn_async(move |txn| store_own(txn, &group, &msg))
+            .await
+    }
+
+    fn compose(
+        &self,
+        contact: &str,
+        text: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Message), ProfileError> {
         let group = self.direct_group(contact)?;
         let msg = Message::create(
-            &self.identity,
+            &self.identity(),
             &group,
             now,
             Kind::TEXT,
             text.as_bytes(),
             rng,
         )
-        .map_err(|e| ProfileError::Message(e.to_string()))?;
-        let mut store = self.store();
-        store.insert(&group.id, &msg).map_err(db_error)?;
-        {
-            let txn = store.transaction().map_err(db_error)?;
-            txn.open_table(OUTBOX)
-                .map_err(db_error)?
-                .insert(&table_key(&group.id, &msg.key()), Delivery::Queued as u8)
-                .map_err(db_error)?;
-        }
-        store.commit().map_err(db_error)?;
-        Ok((group.id, msg.key()))
+        .map_err(ProfileError::Message)?;
+        Ok((group.id, msg))
     }
 
     /// Raises the delivery state of an outgoing message (never lowers it).
-    pub fn mark(
-        &self,
-        group: &strand_sync::GroupId,
-        key: &Key,
-        state: Delivery,
-    ) -> Result<(), ProfileError> {
-        self.mark_many(&[(*group, *key)], state)
+    pub fn mark(&self, group: &GroupId, key: &Key, state: Delivery) -> Result<(), ProfileError> {
+        self.mark_many(vec![(*group, *key)], state)
     }
 
     /// [`Profile::mark`] for many messages in one transaction.
     pub fn mark_many(
         &self,
-        keys: &[(strand_sync::GroupId, Key)],
+        keys: Vec<(GroupId, Key)>,
         state: Delivery,
     ) -> Result<(), ProfileError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut t = txn.open_table(OUTBOX).map_err(db_error)?;
-            for (group, key) in keys {
-                let k = table_key(group, key);
-                let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
-                if let Some(cur) = current {
-                    if Delivery::from_u8(cur) < state {
-                        t.insert(&k, state as u8).map_err(db_error)?;
-                    }
+        self.write_txn(move |txn| mark_in(txn, &keys, state))
+    }
+
+    /// [`Profile::mark_many`] for async tasks.
+    pub(crate) async fn mark_many_async(
+        &self,
+        keys: Vec<(GroupId, Key)>,
+        state: Delivery,
+    ) -> Result<(), ProfileError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write_txn_async(move |txn| mark_in(txn, &keys, state))
+            .await
+    }
+
+    /// Stores the valid messages of a checked batch (one job for the
+    /// writer) and records in it which were new.
+    pub(crate) async fn store_inbound(&self, batch: Inbound) -> Result<Inbound, ProfileError> {
+        self.write_txn_async(move |txn| {
+            let mut batch = batch;
+            let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
+            for item in batch.iter_mut() {
+                if *item.verdict() == Verdict::Valid {
+                    let new = insert(&mut table, item.group(), item.message()).map_err(db_error)?;
+                    item.set_stored(new);
                 }
             }
-        }
-        txn.commit().map_err(db_error)?;
-        Ok(())
+            Ok(batch)
+        })
+        .await
     }
 
     /// The conversation with `contact`, oldest first.
@@ -429,16 +614,50 @@ impl Profile {
         self.conversation_page(contact, &Key::MIN, usize::MAX)
     }
 
-    /// A batch of store reads and writes for a sync session.
-    pub fn store(&self) -> RedbStore<'_> {
-        RedbStore::new(&self.db)
+    /// What a session reads: the messages as of now.
+    pub fn read_view(&self) -> Result<ReadView, ProfileError> {
+        let db = self.db()?;
+        ReadView::new(&db).map_err(db_error)
+    }
+
+    /// A batch store (one write transaction, committed by
+    /// [`RedbStore::commit`]) for loading many messages into a profile no
+    /// node is running on.
+    pub fn store(&self) -> Result<RedbStore, ProfileError> {
+        Ok(RedbStore::new(self.db()?))
     }
 }
 
-impl RedbStore<'_> {
-    fn transaction(&mut self) -> Result<&redb::WriteTransaction, redb::Error> {
-        self.write_txn()
+fn store_own(
+    txn: &WriteTransaction,
+    group: &GroupId,
+    msg: &Message,
+) -> Result<(GroupId, Key), ProfileError> {
+    let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
+    insert(&mut messages, group, msg).map_err(db_error)?;
+    txn.open_table(OUTBOX)
+        .map_err(db_error)?
+        .insert(&table_key(group, &msg.key()), Delivery::Queued as u8)
+        .map_err(db_error)?;
+    Ok((*group, msg.key()))
+}
+
+fn mark_in(
+    txn: &WriteTransaction,
+    keys: &[(GroupId, Key)],
+    state: Delivery,
+) -> Result<(), ProfileError> {
+    let mut t = txn.open_table(OUTBOX).map_err(db_error)?;
+    for (group, key) in keys {
+        let k = table_key(group, key);
+        let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
+        if let Some(cur) = current {
+            if Delivery::from_u8(cur) < state {
+                t.insert(&k, state as u8).map_err(db_error)?;
+            }
+        }
     }
+    Ok(())
 }
 
 fn encode_contact(c: &ContactRecord) -> Vec<u8> {
@@ -479,7 +698,7 @@ impl Profile {
     /// Messages stored, all conversations.
     pub fn stored_messages(&self) -> Result<u64, ProfileError> {
         use redb::ReadableTableMetadata;
-        let txn = self.db.begin_read().map_err(db_error)?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
         txn.open_table(MESSAGES)
             .map_err(db_error)?
             .len()
@@ -487,8 +706,8 @@ impl Profile {
     }
 
     /// Outgoing messages of `group` not yet known to be delivered.
-    pub fn undelivered(&self, group: &strand_sync::GroupId) -> Result<Vec<Key>, ProfileError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
+    pub fn undelivered(&self, group: &GroupId) -> Result<Vec<Key>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let lo = table_key(group, &Key::MIN);
         let hi = table_key(group, &Key::MAX);
@@ -502,20 +721,33 @@ impl Profile {
         Ok(out)
     }
 
+    /// The delivery state of one outgoing message (`None`: not one this
+    /// profile wrote).
+    pub fn delivery(&self, group: &GroupId, key: &Key) -> Result<Option<Delivery>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+        Ok(outbox
+            .get(&table_key(group, key))
+            .map_err(db_error)?
+            .map(|v| Delivery::from_u8(v.value())))
+    }
+
     /// One stored message of `group`, decrypted.
     pub fn message(
         &self,
         group: &strand_sync::Group,
         key: &Key,
     ) -> Result<Option<StoredMessage>, ProfileError> {
-        let Some(bytes) = self.store().get(&group.id, key).map_err(db_error)? else {
+        let Some(bytes) =
+            strand_sync::Store::get(&self.read_view()?, &group.id, key).map_err(db_error)?
+        else {
             return Ok(None);
         };
         let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
         let body = msg.open(group).unwrap_or_default();
         Ok(Some(StoredMessage {
             key: *key,
-            outgoing: msg.author() == self.identity.public().sign,
+            outgoing: msg.author() == self.identity().public().sign,
             text: String::from_utf8_lossy(&body).into_owned(),
             delivery: None,
         }))

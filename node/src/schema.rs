@@ -61,7 +61,7 @@ pub mod meta {
 /// * 1 → 2: adds the `read` table (every conversation starts unread up to
 ///   its newest message being opened).
 pub fn migrate(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError> {
-    let db_error = |e: redb::Error| crate::ProfileError::Db(e.to_string());
+    let db_error = |e: redb::Error| crate::ProfileError::Db(crate::DbError::from(e));
     match from {
         SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),

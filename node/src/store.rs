@@ -1,14 +1,17 @@
-//! strand-sync's [`Store`] on redb.
+//! strand-sync's [`Store`] on redb: a read view for sessions, inserts for
+//! the writer, and a batch store for loading a profile no node runs on.
 //!
-//! Writes go into one write transaction that stays open until
-//! [`RedbStore::commit`]: the runtime commits after each batch of input, so
-//! a bulk sync costs one fsync per batch, not per message. Reads see the
-//! uncommitted writes of the same store.
+//! Sessions only read ([`ReadView`]: one read transaction, no lock, never
+//! waiting on a writer). Everything that arrives is written by the
+//! profile's single writer ([`crate::writer`]) with [`insert`]; a batch of
+//! received messages is one job, and the writer commits many jobs in one
+//! transaction.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
-use strand_sync::{GroupId, Key, KeyRange, Message, MessageId, Store};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use strand_sync::{GroupId, Key, KeyRange, Message, MessageId, Store, WriteStore};
 
 use crate::schema::MESSAGES;
 
@@ -30,23 +33,103 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
     }
 }
 
-/// A batch of reads and writes against the profile's message table.
-pub struct RedbStore<'a> {
-    db: &'a Database,
-    txn: Option<WriteTransaction>,
-    inserted: Vec<(GroupId, Key)>,
+/// Stores `message` unless it is there. Returns whether it was new.
+pub(crate) fn insert(
+    table: &mut Table<'_, [u8; 72], &[u8]>,
+    group: &GroupId,
+    message: &Message,
+) -> Result<bool, redb::Error> {
+    let k = table_key(group, &message.key());
+    if table.get(&k)?.is_some() {
+        return Ok(false);
+    }
+    table.insert(&k, message.as_bytes())?;
+    Ok(true)
 }
 
-impl<'a> RedbStore<'a> {
-    pub(crate) fn new(db: &'a Database) -> Self {
-        RedbStore {
-            db,
-            txn: None,
-            inserted: Vec::new(),
+fn walk(
+    table: &impl ReadableTable<[u8; 72], &'static [u8]>,
+    group: &GroupId,
+    range: &KeyRange,
+    visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+) -> Result<(), redb::Error> {
+    if range.lo >= range.hi {
+        return Ok(());
+    }
+    let lo = table_key(group, &range.lo);
+    let hi = table_key(group, &range.hi);
+    for entry in table.range(lo..hi)? {
+        let (k, _) = entry?;
+        if visit(&sync_key(&k.value())).is_break() {
+            break;
         }
     }
+    Ok(())
+}
 
-    pub(crate) fn write_txn(&mut self) -> Result<&WriteTransaction, redb::Error> {
+/// What a session reads: the message table as of one read transaction.
+/// Cheap to make (a page-cache lookup), never blocked by the writer.
+pub struct ReadView {
+    table: Option<ReadOnlyTable<[u8; 72], &'static [u8]>>,
+}
+
+impl ReadView {
+    pub(crate) fn new(db: &Database) -> Result<ReadView, redb::Error> {
+        let txn = db.begin_read()?;
+        let table = match txn.open_table(MESSAGES) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ReadView { table })
+    }
+}
+
+impl Store for ReadView {
+    type Error = redb::Error;
+
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, redb::Error> {
+        let Some(t) = &self.table else {
+            return Ok(None);
+        };
+        Ok(t.get(&table_key(group, key))?.map(|v| v.value().to_vec()))
+    }
+
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
+        let Some(t) = &self.table else {
+            return Ok(false);
+        };
+        Ok(t.get(&table_key(group, key))?.is_some())
+    }
+
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+    ) -> Result<(), redb::Error> {
+        match &self.table {
+            Some(t) => walk(t, group, range, visit),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads and writes in one write transaction that stays open until
+/// [`RedbStore::commit`]: for loading many messages into a profile that no
+/// node is running on (benchmarks, imports, tests). A running node writes
+/// through its writer instead.
+pub struct RedbStore {
+    db: Arc<Database>,
+    txn: Option<WriteTransaction>,
+}
+
+impl RedbStore {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        RedbStore { db, txn: None }
+    }
+
+    fn write_txn(&mut self) -> Result<&WriteTransaction, redb::Error> {
         if self.txn.is_none() {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)
@@ -56,45 +139,34 @@ impl<'a> RedbStore<'a> {
         Ok(self.txn.as_ref().expect("just set"))
     }
 
-    /// Makes every insert since the last commit durable (one fsync), and
-    /// returns what was inserted.
-    pub fn commit(&mut self) -> Result<Vec<(GroupId, Key)>, redb::Error> {
+    /// Makes every insert since the last commit durable (one fsync).
+    pub fn commit(&mut self) -> Result<(), redb::Error> {
         if let Some(txn) = self.txn.take() {
             txn.commit()?;
         }
-        Ok(std::mem::take(&mut self.inserted))
+        Ok(())
     }
 }
 
-impl Store for RedbStore<'_> {
-    type Error = redb::Error;
-
+impl WriteStore for RedbStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, redb::Error> {
-        let k = table_key(group, &message.key());
         let txn = self.write_txn()?;
         let mut table = txn.open_table(MESSAGES)?;
-        if table.get(&k)?.is_some() {
-            return Ok(false);
-        }
-        table.insert(&k, message.as_bytes())?;
-        drop(table);
-        self.inserted.push((*group, message.key()));
-        Ok(true)
+        insert(&mut table, group, message)
     }
+}
+
+impl Store for RedbStore {
+    type Error = redb::Error;
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, redb::Error> {
-        let k = table_key(group, key);
-        if let Some(txn) = &self.txn {
-            let table = txn.open_table(MESSAGES)?;
-            return Ok(table.get(&k)?.map(|v| v.value().to_vec()));
+        match &self.txn {
+            Some(txn) => Ok(txn
+                .open_table(MESSAGES)?
+                .get(&table_key(group, key))?
+                .map(|v| v.value().to_vec())),
+            None => ReadView::new(&self.db)?.get(group, key),
         }
-        let txn = self.db.begin_read()?;
-        let table = match txn.open_table(MESSAGES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(table.get(&k)?.map(|v| v.value().to_vec()))
     }
 
     fn scan(
@@ -103,31 +175,9 @@ impl Store for RedbStore<'_> {
         range: &KeyRange,
         visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
     ) -> Result<(), redb::Error> {
-        if range.lo >= range.hi {
-            return Ok(());
+        match &self.txn {
+            Some(txn) => walk(&txn.open_table(MESSAGES)?, group, range, visit),
+            None => ReadView::new(&self.db)?.scan(group, range, visit),
         }
-        let lo = table_key(group, &range.lo);
-        let hi = table_key(group, &range.hi);
-        let walk = |iter: redb::Range<'_, [u8; 72], &[u8]>,
-                    visit: &mut dyn FnMut(&Key) -> ControlFlow<()>| {
-            for entry in iter {
-                let (k, _) = entry?;
-                if visit(&sync_key(&k.value())).is_break() {
-                    break;
-                }
-            }
-            Ok::<(), redb::Error>(())
-        };
-        if let Some(txn) = &self.txn {
-            let table = txn.open_table(MESSAGES)?;
-            return walk(table.range(lo..hi)?, visit);
-        }
-        let txn = self.db.begin_read()?;
-        let table = match txn.open_table(MESSAGES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        walk(table.range(lo..hi)?, visit)
     }
 }

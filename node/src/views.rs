@@ -47,7 +47,7 @@ fn read_mark_key(bytes: &[u8; 40]) -> Key {
 impl Profile {
     /// The 1:1 group with `contact`.
     pub(crate) fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
-        let record = self.contact(contact)?.clone();
+        let record = self.contact(contact)?;
         Ok(self.sync_contact(&record)?.direct_group().clone())
     }
 
@@ -60,7 +60,7 @@ impl Profile {
     ) -> Result<StoredMessage, ProfileError> {
         let msg =
             Message::decode(bytes.to_vec()).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
-        let outgoing = msg.author() == self.identity.public().sign;
+        let outgoing = msg.author() == self.identity().public().sign;
         let text = if msg.kind() == Kind::TEXT {
             String::from_utf8_lossy(&msg.open(group).unwrap_or_default()).into_owned()
         } else {
@@ -88,14 +88,15 @@ impl Profile {
     /// count. Costs one lookup per contact plus the unread messages (at
     /// most [`UNREAD_CAP`] each), however long the conversations are.
     pub fn summaries(&self) -> Result<Vec<ContactSummary>, ProfileError> {
-        let me = self.identity.public().sign;
-        let txn = self.db.begin_read().map_err(db_error)?;
+        let me = self.identity().public().sign;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let read = txn.open_table(READ).map_err(db_error)?;
-        let mut out = Vec::with_capacity(self.contacts().len());
-        for record in self.contacts() {
-            let group = self.sync_contact(record)?.direct_group().clone();
+        let book = self.book();
+        let mut out = Vec::with_capacity(book.records.len());
+        for (record, contact) in book.records.iter().zip(&book.sync) {
+            let group = contact.direct_group().clone();
             let lo = table_key(&group.id, &Key::MIN);
             let hi = table_key(&group.id, &Key::MAX);
             let last = match messages.range(lo..hi).map_err(db_error)?.next_back() {
@@ -145,7 +146,7 @@ impl Profile {
     /// per message, no bodies read or decrypted.
     pub fn conversation_keys(&self, contact: &str) -> Result<Vec<Key>, ProfileError> {
         let group = self.direct_group(contact)?;
-        let txn = self.db.begin_read().map_err(db_error)?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let lo = table_key(&group.id, &Key::MIN);
         let hi = table_key(&group.id, &Key::MAX);
@@ -166,7 +167,7 @@ impl Profile {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, ProfileError> {
         let group = self.direct_group(contact)?;
-        let txn = self.db.begin_read().map_err(db_error)?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let lo = table_key(&group.id, from);
@@ -183,20 +184,20 @@ impl Profile {
     /// to `up_to`. Never moves the mark back.
     pub fn mark_read(&self, contact: &str, up_to: &Key) -> Result<(), ProfileError> {
         let group: GroupId = self.direct_group(contact)?.id;
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
+        let up_to = *up_to;
+        self.write_txn(move |txn| {
             let mut read = txn.open_table(READ).map_err(db_error)?;
             let current = read
                 .get(&group.0)
                 .map_err(db_error)?
                 .map(|v| read_mark_key(&v.value()));
-            if current.is_some_and(|c| c >= *up_to) {
+            if current.is_some_and(|c| c >= up_to) {
                 return Ok(());
             }
-            read.insert(&group.0, read_mark_bytes(up_to))
+            read.insert(&group.0, read_mark_bytes(&up_to))
                 .map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)
+            Ok(())
+        })
     }
 }
 

@@ -5,11 +5,12 @@ use std::time::Duration;
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
 use strand_transport::LanConfig;
 
-fn loopback() -> LanConfig {
-    LanConfig {
+fn loopback() -> Option<LanConfig> {
+    Some(LanConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
-    }
+        ..LanConfig::default()
+    })
 }
 
 async fn until<F: FnMut(&NodeEvent) -> bool>(
@@ -33,7 +34,7 @@ async fn until<F: FnMut(&NodeEvent) -> bool>(
 async fn two_nodes_on_loopback_sync_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = os_rng();
-    let mut a = Profile::create(
+    let a = Profile::create(
         &tmp.path().join("a"),
         "Alice",
         "a",
@@ -41,7 +42,7 @@ async fn two_nodes_on_loopback_sync_both_ways() {
         &mut rng,
     )
     .unwrap();
-    let mut b = Profile::create(
+    let b = Profile::create(
         &tmp.path().join("b"),
         "Bob",
         "b",
@@ -52,13 +53,8 @@ async fn two_nodes_on_loopback_sync_both_ways() {
     let (ia, ib) = (a.identity().invite(), b.identity().invite());
     a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
     b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
-    a.write(
-        "Bob",
-        "written before we met",
-        strand_node::runtime::now(),
-        &mut rng,
-    )
-    .unwrap();
+    a.write("Bob", "written before we met", strand_node::now(), &mut rng)
+        .unwrap();
 
     let node_b = Node::start(
         b,
@@ -88,8 +84,8 @@ async fn two_nodes_on_loopback_sync_both_ways() {
     )
     .await;
     for i in 0..20 {
-        node_a.send("Bob", &format!("a{i}")).unwrap();
-        node_b.send("Alice", &format!("b{i}")).unwrap();
+        node_a.send("Bob", &format!("a{i}")).await.unwrap();
+        node_b.send("Alice", &format!("b{i}")).await.unwrap();
     }
     let mut got = 0;
     until(&mut events_a, |e| {

@@ -7,10 +7,14 @@
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
+//!   replayed hellos (and after a restart), receipts without
+//!   acknowledgements; shutdown releases the profile.
 //! - `views`: summaries and unread counts, paged conversations, read marks,
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
 mod cli;
+mod hostile;
 mod lan;
 mod profile;
 mod sync;

@@ -29,7 +29,7 @@ fn file_bytes(dir: &Path) -> Vec<u8> {
 fn a_profile_round_trips_through_its_passphrase() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let public = p.identity().public();
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
@@ -53,7 +53,7 @@ fn a_profile_round_trips_through_its_passphrase() {
 fn a_wrong_passphrase_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -138,7 +138,7 @@ fn a_second_process_is_refused_and_nothing_is_corrupted() {
     use std::io::{BufRead, Write};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -177,7 +177,7 @@ fn a_second_process_is_refused_and_nothing_is_corrupted() {
 fn secrets_and_bodies_are_not_readable_at_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let secret = p.identity().to_secret_bytes();
     let bob = Identity::generate("Bobby Tables", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bobby Tables", NOW, &mut os_rng())
@@ -274,7 +274,7 @@ fn a_damaged_identity_record_is_reported_as_damage() {
 #[test]
 fn contacts_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = new_profile(&tmp.path().join("p"));
+    let p = new_profile(&tmp.path().join("p"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -296,7 +296,7 @@ fn contacts_are_checked() {
     let own = p.identity().invite();
     assert!(matches!(
         p.add_contact(&own, "me", NOW, &mut os_rng()),
-        Err(ProfileError::Invite(_))
+        Err(ProfileError::Key(strand_sync::KeyError::OwnKey))
     ));
     assert_eq!(p.contacts().len(), 1);
     assert_eq!(

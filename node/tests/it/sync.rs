@@ -1,13 +1,13 @@
 //! Two profiles' redb stores reconciled by real strand-sync sessions.
 
 use strand_node::{os_rng, Delivery, KdfParams, Profile};
-use strand_sync::{Config, Event, Listener, Session, Store};
+use strand_sync::{Config, Event, Store};
 
 const NOW: u64 = 1_700_000_000_000;
 
 fn pair(tmp: &std::path::Path) -> (Profile, Profile) {
     let mut rng = os_rng();
-    let mut a = Profile::create(
+    let a = Profile::create(
         &tmp.join("a"),
         "Alice",
         "a",
@@ -15,7 +15,7 @@ fn pair(tmp: &std::path::Path) -> (Profile, Profile) {
         &mut rng,
     )
     .unwrap();
-    let mut b = Profile::create(
+    let b = Profile::create(
         &tmp.join("b"),
         "Bob",
         "b",
@@ -30,28 +30,25 @@ fn pair(tmp: &std::path::Path) -> (Profile, Profile) {
     (a, b)
 }
 
-/// Runs one session between the two profiles until quiet, committing each
-/// side's store after every input batch as the node runtime will.
+/// Runs one link between the two profiles until quiet (Alice dials),
+/// storing what arrives in each profile's redb file.
 fn sync(a: &Profile, b: &Profile) -> (Vec<Event>, Vec<Event>) {
     let mut rng = os_rng();
-    let contact = a.sync_contact(a.contact("Bob").unwrap()).unwrap();
-    let mut sa = Session::connect(Config::default(), a.identity(), &contact, NOW, &mut rng);
-    let mut listener = Listener::new(b.identity(), b.sync_contacts());
-    let mut store_a = a.store();
-    let mut store_b = b.store();
-    let hello = sa.poll_transmit(NOW, &mut store_a).unwrap();
-    let mut sb = listener
-        .accept(Config::default(), &hello, NOW, &mut rng)
-        .unwrap();
+    let mut sa = a.endpoint().dial(Config::default(), NOW, &mut rng);
+    let mut sb = b.endpoint().accept(Config::default(), NOW, &mut rng);
+    let mut store_a = a.store().unwrap();
+    let mut store_b = b.store().unwrap();
     loop {
         let mut moved = false;
-        while let Some(p) = sb.poll_transmit(NOW, &mut store_b) {
-            sa.handle_input(NOW, &p, &mut store_a).unwrap();
+        while let Some(p) = sb.poll_transmit(NOW, &store_b) {
+            sa.handle_input(NOW, &p, &store_a).unwrap();
+            sa.settle(NOW, &mut store_a);
             moved = true;
         }
         store_a.commit().unwrap();
-        while let Some(p) = sa.poll_transmit(NOW, &mut store_a) {
-            sb.handle_input(NOW, &p, &mut store_b).unwrap();
+        while let Some(p) = sa.poll_transmit(NOW, &store_a) {
+            sb.handle_input(NOW, &p, &store_b).unwrap();
+            sb.settle(NOW, &mut store_b);
             moved = true;
         }
         store_b.commit().unwrap();
@@ -67,7 +64,7 @@ fn sync(a: &Profile, b: &Profile) -> (Vec<Event>, Vec<Event>) {
 #[test]
 fn two_profiles_sync_over_their_redb_stores() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut a, mut b) = pair(tmp.path());
+    let (a, b) = pair(tmp.path());
     let mut rng = os_rng();
     for i in 0..300 {
         a.write(
@@ -123,6 +120,7 @@ fn two_profiles_sync_over_their_redb_stores() {
     assert_eq!(b.conversation("Alice").unwrap().len(), 500);
     let mut count = 0;
     b.store()
+        .unwrap()
         .scan(
             &b.sync_contacts()[0].direct_group().id,
             &strand_sync::KeyRange::ALL,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::profile::new_profile;
 use strand_node::{os_rng, schema, Delivery, Profile, ProfileError, UNREAD_CAP};
-use strand_sync::{Identity, Key, Kind, Message, Store};
+use strand_sync::{Identity, Key, Kind, Message, WriteStore};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -17,7 +17,7 @@ fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
         .unwrap()
         .direct_group()
         .clone();
-    let mut store = p.store();
+    let mut store = p.store().unwrap();
     let mut keys = Vec::new();
     for i in 0..n {
         let text = format!("from {} #{i}", from.name());
@@ -40,7 +40,7 @@ fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
 #[test]
 fn summaries_show_the_newest_message_and_unread_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = new_profile(&tmp.path().join("a"));
+    let p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
@@ -83,7 +83,7 @@ fn summaries_show_the_newest_message_and_unread_count() {
 #[test]
 fn unread_counts_stop_at_the_cap() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = new_profile(&tmp.path().join("a"));
+    let p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -94,7 +94,7 @@ fn unread_counts_stop_at_the_cap() {
 #[test]
 fn a_conversation_reads_a_page_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut p = new_profile(&tmp.path().join("a"));
+    let p = new_profile(&tmp.path().join("a"));
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
@@ -121,7 +121,7 @@ fn a_conversation_reads_a_page_at_a_time() {
 fn renaming_changes_the_invite_and_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let public = p.identity().public();
     assert!(matches!(
         p.rename("  ", &mut os_rng()),
@@ -152,7 +152,7 @@ fn stored_version(dir: &Path) -> u32 {
 fn a_version_1_profile_is_migrated_after_it_unlocks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
-    let mut p = new_profile(&dir);
+    let p = new_profile(&dir);
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();

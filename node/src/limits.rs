@@ -1,0 +1,90 @@
+//! Every bound the node enforces, with the reason for each number.
+//!
+//! Strangers get bounded work: a link that has not authenticated holds a
+//! *pending* slot (few, and few per remote address, and only for the
+//! handshake timeout), and new links from one address are rate limited.
+//! Contacts get sessions, which strangers cannot reach. The protocol's own
+//! limits (frames, messages, rounds) are in [`strand_sync::limits`].
+
+use std::time::Duration;
+
+/// Links in their preamble (not yet authenticated) at once, from everyone.
+/// Each costs a task, two small buffers and at most a few token scans; a
+/// stranger holds one for at most strand-sync's handshake timeout (10 s).
+pub const MAX_PENDING_LINKS: usize = 128;
+
+/// Links in their preamble at once from one remote address. An honest
+/// device opens one link per meeting (two while both dial); 4 leaves room
+/// for a reconnect while keeping one address from taking the pending slots.
+pub const MAX_PENDING_PER_REMOTE: usize = 4;
+
+/// New inbound links per second from one remote address, sustained. An
+/// honest device opens a link per meeting and redials every few seconds at
+/// most; a flood past this is refused before any work (no beacon).
+pub const LINKS_PER_REMOTE_PER_SECOND: f64 = 2.0;
+
+/// New inbound links one remote address may open at once after a quiet
+/// spell (the rate limiter's bucket).
+pub const LINKS_PER_REMOTE_BURST: f64 = 8.0;
+
+/// Remote addresses whose link rate is remembered. Past this, quiet ones
+/// are forgotten first; a flood from more addresses than this still meets
+/// [`MAX_PENDING_LINKS`].
+pub const MAX_TRACKED_REMOTES: usize = 4096;
+
+/// Authenticated sessions at once: a few per contact for a large contact
+/// list. Strangers never hold one.
+pub const MAX_SESSIONS: usize = 512;
+
+/// Sessions with one contact at once. Two devices that dial each other at
+/// the same moment may briefly have two; a third replaces the oldest (a
+/// newly authenticated session is the one that works now).
+pub const MAX_SESSIONS_PER_CONTACT: usize = 2;
+
+/// Links this node opens per second, sustained, whatever asked for them
+/// (discoveries, configured peers): a LAN full of announcements (or fake
+/// ones) cannot make it dial without end.
+pub const DIALS_PER_SECOND: f64 = 10.0;
+
+/// Dials at once after a quiet spell.
+pub const DIAL_BURST: f64 = 20.0;
+
+/// How often configured peers are redialled while not connected.
+pub const REDIAL: Duration = Duration::from_secs(5);
+
+/// Packets queued for writing on one link: bounds memory per link to
+/// 8 × 16 KiB and makes a slow reader slow down the session.
+pub const WRITE_QUEUE: usize = 8;
+
+/// Chunks read ahead on one link.
+pub const READ_QUEUE: usize = 32;
+
+/// Bytes read from a link at once.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Batches of received messages being verified or stored at once for one
+/// link. Past it the link is not read (the sender waits: TCP's window).
+/// Eight batches of a 64 KiB read each keep both cores and the writer busy
+/// without holding more than about half a megabyte per link (plus at most
+/// one large message).
+pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
+/// Write jobs queued for the writer thread. Past it, async writers wait
+/// (without holding a tokio worker) until the disk catches up.
+pub const WRITER_QUEUE: usize = 256;
+
+/// Jobs committed in one transaction (one fsync).
+pub const MAX_WRITE_BATCH: usize = 128;
+
+/// Node events buffered for each subscriber (GUI, `read --follow`).
+pub const EVENT_BUFFER: usize = 1024;
+
+/// Commands (new messages to push, close) queued for one session.
+pub const SESSION_COMMANDS: usize = 1024;
+
+/// Transport events (incoming links, discoveries) queued for the node.
+pub const TRANSPORT_EVENTS: usize = 256;
+
+/// How long [`crate::Node::shutdown`] lets sessions send their goodbye
+/// before it ends them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,410 @@
+//! One link, from its first byte to its last.
+//!
+//! ```text
+//!  transport ─► reader task ─► handle_input ─► poll_inbound ─► verify (rayon) ─► writer ─► handle_stored
+//!                                   │                                                         │
+//!  transport ◄─ writer task ◄─ poll_transmit ◄────────── acknowledgements, replies ◄──────────┘
+//! ```
+//!
+//! The same strand-sync [`Session`] runs on every link, whatever carries
+//! it: it starts with the beacon (accepting side) or waits for one
+//! (dialling side), and is authenticated once it reports
+//! [`Event::Established`]. Until then the link holds a pending slot
+//! ([`super::guard`]); after, it registers with the contact
+//! ([`super::registry`]). Received messages are checked in batches on the
+//! rayon pool (signatures, bodies) and stored by the profile's writer,
+//! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] the link is
+//! not read, so a fast sender waits for the disk.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use strand_sync::{
+    Event, Group, GroupId, Inbound, Key, PublicIdentity, Session, SessionError, Store, Verdict,
+};
+use strand_transport::{Direction, Link, LinkKind, LinkStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::guard::Pending;
+use super::registry::{Command, SessionId};
+use super::{LinkError, NodeEvent, Shared};
+use crate::limits::{MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE};
+use crate::{hex, Delivery, Profile, ProfileError};
+
+type Stored = BoxFuture<'static, Result<Inbound, ProfileError>>;
+
+/// Checks a batch on the rayon pool: what the store already holds is
+/// skipped, the rest verified (signatures in one batch).
+async fn check(profile: Profile, mut batch: Inbound, now: u64) -> Result<Inbound, ProfileError> {
+    let (tx, rx) = oneshot::channel();
+    rayon::spawn(move || {
+        let result = profile.read_view().and_then(|view| {
+            batch
+                .skip_held(|g, k| view.contains(g, k))
+                .map_err(crate::profile::db_error)?;
+            batch.verify(now);
+            Ok(batch)
+        });
+        let _ = tx.send(result);
+    });
+    rx.await.map_err(|_| ProfileError::Closed)?
+}
+
+/// Checks then stores a batch; the writer only sees batches with something
+/// new in them.
+async fn check_and_store(
+    profile: Profile,
+    batch: Inbound,
+    now: u64,
+) -> Result<Inbound, ProfileError> {
+    let batch = check(profile.clone(), batch, now).await?;
+    if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
+        profile.store_inbound(batch).await
+    } else {
+        Ok(batch)
+    }
+}
+
+struct Pump {
+    node: Arc<Shared>,
+    session: Session,
+    kind: LinkKind,
+    pending: Option<Pending>,
+    contact: Option<(PublicIdentity, String, Vec<Group>)>,
+    id: Option<SessionId>,
+    commands: mpsc::Sender<Command>,
+    sent: Vec<(GroupId, Key)>,
+    delivered: Vec<(GroupId, Key)>,
+    closed: Option<Option<SessionError>>,
+}
+
+/// Runs a link to its end. The pending slot is given back once the peer is
+/// authenticated (or the link ends).
+pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Result<(), LinkError> {
+    let config = node.config.sessions.for_kind(link.kind);
+    let now = node.clock.now();
+    let endpoint = node.profile.endpoint();
+    let session = {
+        let mut rng = node.rng.lock().expect("rng lock");
+        match link.direction {
+            Direction::Outbound => {
+                endpoint.dial_excluding(config, now, &mut *rng, node.registry.connected())
+            }
+            Direction::Inbound => endpoint.accept(config, now, &mut *rng),
+        }
+    };
+    let (commands, command_rx) = mpsc::channel(SESSION_COMMANDS);
+    let pump = Pump {
+        node,
+        session,
+        kind: link.kind,
+        pending: Some(pending),
+        contact: None,
+        id: None,
+        commands,
+        sent: Vec::new(),
+        delivered: Vec::new(),
+        closed: None,
+    };
+    pump.run(link.stream, command_rx).await
+}
+
+impl Pump {
+    async fn run(
+        mut self,
+        stream: Box<dyn LinkStream>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<(), LinkError> {
+        let (mut rd, mut wr) = stream.split();
+        // Reader and writer tasks, so reading never waits on writing.
+        let (in_tx, mut in_rx) = mpsc::channel::<Option<Vec<u8>>>(READ_QUEUE);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = in_tx.send(None).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if in_tx.send(Some(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let writer = tokio::spawn(async move {
+            while let Some(p) = out_rx.recv().await {
+                if wr.write_all(&p).await.is_err() {
+                    break;
+                }
+                if out_rx.is_empty() && wr.flush().await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.close().await;
+        });
+        let mut in_flight: FuturesOrdered<Stored> = FuturesOrdered::new();
+        let mut staged: Option<Vec<u8>> = None;
+        let mut store_error: Option<ProfileError> = None;
+        let cancel = self.node.cancel.clone();
+        let mut closing = false;
+        loop {
+            self.events();
+            self.flush_marks();
+            if self.closed.is_some() {
+                break;
+            }
+            if staged.is_none() {
+                if let Ok(view) = self.node.profile.read_view() {
+                    staged = self.session.poll_transmit(self.node.clock.now(), &view);
+                    if let Some(p) = &staged {
+                        self.node
+                            .bytes_sent
+                            .fetch_add(p.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                if staged.is_none() && !self.session.is_closed() {
+                    // poll_transmit may have produced events (a failure).
+                    self.events();
+                    if self.closed.is_some() {
+                        break;
+                    }
+                }
+            }
+            let wait = self
+                .session
+                .poll_timeout()
+                .map_or(60_000, |t| t.saturating_sub(self.node.clock.now()));
+            let reading = in_flight.len() < MAX_BATCHES_IN_FLIGHT;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled(), if !closing => {
+                    closing = true;
+                    self.session.close();
+                }
+                Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
+                    Ok(batch) => self.session.handle_stored(batch),
+                    Err(e) => {
+                        tracing::error!("storing received messages failed: {e}");
+                        store_error = Some(e);
+                        self.session.close();
+                    }
+                },
+                chunk = in_rx.recv(), if reading => match chunk.flatten() {
+                    Some(bytes) => {
+                        // Take whatever else has arrived too: one read view,
+                        // one batch to check.
+                        let mut chunks = vec![bytes];
+                        let mut eof = false;
+                        while chunks.len() < READ_QUEUE {
+                            match in_rx.try_recv() {
+                                Ok(Some(b)) => chunks.push(b),
+                                Ok(None) => { eof = true; break; }
+                                Err(_) => break,
+                            }
+                        }
+                        let now = self.node.clock.now();
+                        match self.node.profile.read_view() {
+                            Ok(view) => {
+                                for b in &chunks {
+                                    self.node.bytes_received.fetch_add(b.len() as u64, Ordering::Relaxed);
+                                    if self.session.handle_input(now, b, &view).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                store_error = Some(e);
+                                self.session.close();
+                            }
+                        }
+                        while let Some(batch) = self.session.poll_inbound() {
+                            let profile = self.node.profile.clone();
+                            in_flight.push_back(Box::pin(check_and_store(profile, batch, now)));
+                        }
+                        if eof {
+                            self.session.handle_eof();
+                        }
+                    }
+                    None => self.session.handle_eof(),
+                },
+                permit = out_tx.reserve(), if staged.is_some() => match permit {
+                    Ok(permit) => permit.send(staged.take().expect("staged")),
+                    Err(_) => self.session.handle_eof(),
+                },
+                command = commands.recv() => match command {
+                    Some(Command::New(group, key)) => {
+                        self.session.handle_new_message(&group, key);
+                    }
+                    Some(Command::Close) => self.session.close(),
+                    None => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                    self.session.handle_timeout(self.node.clock.now());
+                }
+            }
+        }
+        // What was in flight is stored (or fails) anyway: report it.
+        while let Some(result) = in_flight.next().await {
+            if let Ok(batch) = result {
+                self.session.handle_stored(batch);
+            }
+        }
+        self.events();
+        self.flush_marks();
+        if let Some(id) = self.id.take() {
+            self.node.registry.unregister(id, crate::now());
+        }
+        drop(out_tx);
+        let _ = writer.await;
+        reader.abort();
+        let error = self.closed.take().flatten();
+        if let Some((_, name, _)) = &self.contact {
+            let _ = self.node.events.send(NodeEvent::Disconnected {
+                contact: name.clone(),
+                error: error.as_ref().map(|e| e.to_string()),
+            });
+        }
+        match (store_error, error) {
+            (Some(e), _) => Err(LinkError::Store(e)),
+            (None, Some(e)) => Err(LinkError::Session(e)),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Acts on what the session reported.
+    fn events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Established { peer } => self.established(peer),
+                Event::Received { group, key } => self.received(group, key),
+                Event::Sent { group, key } => {
+                    self.sent.push((group, key));
+                    self.notify_own(group, key, true);
+                }
+                Event::Delivered { group, key } => {
+                    self.delivered.push((group, key));
+                    self.notify_own(group, key, false);
+                }
+                Event::Refused { .. } => {
+                    tracing::debug!(
+                        "a hello was refused (a beacon false match); trying the next contact"
+                    );
+                }
+                Event::Rejected { reason, .. } => {
+                    if let Some((_, name, _)) = &self.contact {
+                        tracing::warn!(contact = %name, "message not stored yet: {reason}");
+                    }
+                }
+                Event::Closed { error } => self.closed = Some(error),
+                _ => {}
+            }
+        }
+    }
+
+    fn established(&mut self, peer: PublicIdentity) {
+        let book = self.node.profile.book();
+        let Some((record, contact)) = book.sync_contact(&peer) else {
+            // Removed while the link came up.
+            self.session.close();
+            return;
+        };
+        let name = record.name.clone();
+        let groups = contact.groups.clone();
+        match self.node.registry.register(
+            peer,
+            &name,
+            self.kind,
+            crate::now(),
+            self.commands.clone(),
+        ) {
+            Ok(id) => self.id = Some(id),
+            Err(e) => {
+                tracing::warn!(contact = %name, "{e}");
+                self.session.close();
+                return;
+            }
+        }
+        // Authenticated: the link leaves the pending budget.
+        self.pending = None;
+        tracing::info!(contact = %name, link = %self.kind, "session up");
+        let _ = self.node.events.send(NodeEvent::Connected {
+            contact: name.clone(),
+            link: self.kind.to_string(),
+        });
+        // Our messages no earlier session saw acknowledged: ask.
+        for g in &groups {
+            match self.node.profile.undelivered(&g.id) {
+                Ok(keys) if !keys.is_empty() => {
+                    self.session.confirm(&g.id, &keys);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading undelivered messages failed: {e}"),
+            }
+        }
+        self.contact = Some((peer, name, groups));
+    }
+
+    fn received(&mut self, group: GroupId, key: Key) {
+        // Other sessions that sync this group (a contact on a second link,
+        // group members) get it now.
+        self.node.registry.announce(group, key, self.id);
+        if self.node.events.receiver_count() == 0 {
+            return;
+        }
+        let Some((_, name, groups)) = &self.contact else {
+            return;
+        };
+        let text = groups
+            .iter()
+            .find(|g| g.id == group)
+            .and_then(|g| self.node.profile.message(g, &key).ok().flatten())
+            .map(|m| m.text)
+            .unwrap_or_default();
+        let _ = self.node.events.send(NodeEvent::Received {
+            contact: name.clone(),
+            time: key.time,
+            id: hex(&key.id.0),
+            text,
+        });
+    }
+
+    fn notify_own(&self, _group: GroupId, key: Key, sent: bool) {
+        let Some((_, name, _)) = &self.contact else {
+            return;
+        };
+        let contact = name.clone();
+        let id = hex(&key.id.0);
+        let _ = self.node.events.send(if sent {
+            NodeEvent::Sent { contact, id }
+        } else {
+            NodeEvent::Delivered { contact, id }
+        });
+    }
+
+    /// Records delivery states (on the writer, not waited for: the marks
+    /// only ever rise, so their order does not matter).
+    fn flush_marks(&mut self) {
+        for (keys, state) in [
+            (std::mem::take(&mut self.sent), Delivery::Sent),
+            (std::mem::take(&mut self.delivered), Delivery::Delivered),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            let profile = self.node.profile.clone();
+            self.node.tasks.spawn(async move {
+                if let Err(e) = profile.mark_many_async(keys, state).await {
+                    tracing::error!("recording delivery failed: {e}");
+                }
+            });
+        }
+    }
+}

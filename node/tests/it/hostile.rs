@@ -1,0 +1,405 @@
+//! Issue 10's attacks on real nodes over real sockets: a stranger's flood,
+//! replayed hellos, receipts without acknowledgements.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, Swarm};
+use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
+use strand_sync::Config;
+use strand_transport::stream::{Behaviour, Event};
+use strand_transport::{Lan, LanConfig, Transport};
+use tokio::sync::broadcast::Receiver;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Alice's node listens on both loopback addresses: contacts come from
+/// 127.0.0.1, strangers from ::1 (two devices have two addresses).
+fn both_loopbacks() -> Option<LanConfig> {
+    Some(LanConfig {
+        listen: vec![
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            "/ip6/::1/tcp/0".parse().unwrap(),
+        ],
+        mdns: false,
+        ..LanConfig::default()
+    })
+}
+
+fn loopback() -> Option<LanConfig> {
+    Some(LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ..LanConfig::default()
+    })
+}
+
+/// Alice and Bob, contacts of each other, in `root`.
+pub fn pair(root: &std::path::Path) -> (Profile, Profile) {
+    let mut rng = os_rng();
+    let kdf = KdfParams::insecure_for_tests();
+    let a = Profile::create(&root.join("a"), "Alice", "a", kdf, &mut rng).unwrap();
+    let b = Profile::create(&root.join("b"), "Bob", "b", kdf, &mut rng).unwrap();
+    a.add_contact(&b.identity().invite(), "Bob", 0, &mut rng)
+        .unwrap();
+    b.add_contact(&a.identity().invite(), "Alice", 0, &mut rng)
+        .unwrap();
+    (a, b)
+}
+
+async fn addr_of(node: &Node, v6: bool) -> Multiaddr {
+    node.wait_listening(WAIT)
+        .await
+        .into_iter()
+        .find(|a| a.to_string().starts_with(if v6 { "/ip6" } else { "/ip4" }))
+        .expect("a listening address")
+}
+
+pub async fn until(rx: &mut Receiver<NodeEvent>, mut f: impl FnMut(&NodeEvent) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(e) = rx.recv().await {
+                if f(&e) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the event within 30 s");
+}
+
+/// What a stranger's flood did.
+#[derive(Debug, Default)]
+pub struct Flood {
+    /// Streams opened (the node may drop them at once).
+    pub streams: u64,
+    /// Connections that came up.
+    pub connections: u64,
+}
+
+/// A stranger (a bare libp2p swarm speaking Strand's stream protocol) that
+/// opens `per_second` links a second to `addr` for `duration`: new streams
+/// on one connection, and new connections too. Holds everything open and
+/// says nothing.
+pub async fn flood(addr: Multiaddr, per_second: u32, duration: Duration) -> Flood {
+    let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let mut report = Flood::default();
+    let mut held = Vec::new();
+    let mut peer = None;
+    let end = tokio::time::Instant::now() + duration;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => return report,
+            _ = tick.tick() => {
+                n += 1;
+                match peer {
+                    // Alternate: a stream on the connection, a new connection.
+                    Some(p) if n.is_multiple_of(2) => {
+                        swarm.behaviour_mut().open(p);
+                    }
+                    _ => {
+                        let _ = swarm.dial(DialOpts::unknown_peer_id().address(addr.clone()).build());
+                    }
+                }
+            }
+            e = swarm.select_next_some() => match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    peer = Some(peer_id);
+                    report.connections += 1;
+                }
+                SwarmEvent::Behaviour(Event::Opened { stream, .. }) => {
+                    report.streams += 1;
+                    held.push(stream);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Issue 10: `MAX_LINKS` was global and nothing was limited per remote
+/// address, so a stranger opening links faster than the handshake timeout
+/// let them go filled every slot, and contacts could not get in. Now a
+/// stranger's links are limited per address and never hold a contact's
+/// session slot: two contacts meet and sync while the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_opening_50_links_a_second_for_20_s_does_not_stop_two_contacts_syncing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let alice = Node::start(
+        a,
+        NodeConfig {
+            lan: both_loopbacks(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v4 = addr_of(&alice, false).await;
+    let v6 = addr_of(&alice, true).await;
+    let mut events = alice.subscribe();
+    let stranger = tokio::spawn(flood(v6, 50, Duration::from_secs(20)));
+    // Let the flood fill whatever it can before Bob arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bob = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            peers: vec![v4],
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut bob_events = bob.subscribe();
+    for i in 0..20 {
+        bob.send("Alice", &format!("during the flood {i}"))
+            .await
+            .unwrap();
+    }
+    let mut got = 0;
+    until(&mut events, |e| {
+        got += usize::from(matches!(e, NodeEvent::Received { .. }));
+        got == 20
+    })
+    .await;
+    let mut delivered = 0;
+    until(&mut bob_events, |e| {
+        delivered += usize::from(matches!(e, NodeEvent::Delivered { .. }));
+        delivered == 20
+    })
+    .await;
+    assert!(
+        !stranger.is_finished(),
+        "the sync finished while the flood was still going"
+    );
+    let report = stranger.await.unwrap();
+    eprintln!("flood: {report:?}");
+    assert!(report.streams + report.connections > 10, "{report:?}");
+    let status = alice.status().await;
+    assert_eq!(status.sessions, 1, "only Bob holds a session");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
+
+/// Reads one preamble record (`u16` length, body) from a raw link.
+async fn read_record(link: &mut strand_transport::Link) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    link.stream.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    link.stream.read_exact(&mut body).await.unwrap();
+    [&len[..], &body].concat()
+}
+
+/// Issue 10: every link had a new listener (a new replay cache), so a hello
+/// recorded on the LAN was answered again later, and two replayed hellos
+/// held open took both of Alice's session slots at Bob. Now a hello is
+/// bound to its link's beacon: on a later link, and after Bob's node
+/// restarts, it is refused, and Alice still syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_hellos_get_no_session_and_do_not_keep_the_real_contact_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let b_dir = b.dir().to_path_buf();
+    let bob = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = addr_of(&bob, false).await;
+    // An observer's recording of a real hello of Alice's to Bob.
+    let (tx, _ev) = tokio::sync::mpsc::channel(16);
+    let observer = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let alice_end = a.endpoint();
+    let hello = {
+        let mut link = observer.dial(&addr).unwrap().await.unwrap();
+        let beacon = read_record(&mut link).await;
+        let view = a.read_view().unwrap();
+        let mut s = alice_end.dial(Config::default(), strand_node::now(), &mut os_rng());
+        s.handle_input(strand_node::now(), &beacon, &view).unwrap();
+        let hello = s.poll_transmit(strand_node::now(), &view).unwrap();
+        link.stream.write_all(&hello).await.unwrap();
+        link.stream.flush().await.unwrap();
+        // Bob answers this one (it is genuine, on its own link).
+        read_record(&mut link).await;
+        hello
+    };
+    // Two later links replay it and hold on, dripping a byte now and then.
+    let mut replays = Vec::new();
+    for _ in 0..2 {
+        let mut link = observer.dial(&addr).unwrap().await.unwrap();
+        read_record(&mut link).await;
+        link.stream.write_all(&hello).await.unwrap();
+        link.stream.flush().await.unwrap();
+        // The answer is a refusal: a record shaped like message 2, so the
+        // observer cannot tell it from one.
+        read_record(&mut link).await;
+        link.stream.write_all(&[0]).await.unwrap();
+        replays.push(link);
+    }
+    // The real Alice arrives and syncs.
+    let mut bob_events = bob.subscribe();
+    let alice = Node::start(
+        a.clone(),
+        NodeConfig {
+            lan: loopback(),
+            peers: vec![addr.clone()],
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    alice.send("Bob", "the real me").await.unwrap();
+    until(
+        &mut bob_events,
+        |e| matches!(e, NodeEvent::Received { text, .. } if text == "the real me"),
+    )
+    .await;
+    assert_eq!(bob.status().await.sessions, 1);
+    alice.shutdown().await;
+    // After Bob restarts, the recording is still worthless.
+    bob.shutdown().await;
+    let b = Profile::open(&b_dir, "b").unwrap();
+    let bob = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = addr_of(&bob, false).await;
+    let mut link = observer.dial(&addr).unwrap().await.unwrap();
+    read_record(&mut link).await;
+    link.stream.write_all(&hello).await.unwrap();
+    link.stream.flush().await.unwrap();
+    let mut events = bob.subscribe();
+    read_record(&mut link).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !matches!(events.try_recv(), Ok(NodeEvent::Connected { .. })),
+        "a replayed hello made a session"
+    );
+    assert_eq!(bob.status().await.sessions, 0);
+    drop(replays);
+    bob.shutdown().await;
+}
+
+/// Issue 10: `Synced` (reconciliation finished, i.e. sends *queued*) used to
+/// mark every undelivered message Delivered. A peer that receives but never
+/// acknowledges must leave Alice's message at "sent".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_message_is_never_shown_delivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let (group, key) = a
+        .write("Bob", "did you get it?", strand_node::now(), &mut os_rng())
+        .unwrap();
+    let alice = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = addr_of(&alice, false).await;
+    let mut events = alice.subscribe();
+    // Bob, played by the test: he syncs but never stores or acknowledges.
+    let (tx, _ev) = tokio::sync::mpsc::channel(16);
+    let lan = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let mut link = lan.dial(&addr).unwrap().await.unwrap();
+    let mut s = b
+        .endpoint()
+        .dial(Config::default(), strand_node::now(), &mut os_rng());
+    let view = b.read_view().unwrap();
+    let mut synced = false;
+    let mut got_message = false;
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(synced && got_message) {
+        while let Some(out) = s.poll_transmit(strand_node::now(), &view) {
+            link.stream.write_all(&out).await.unwrap();
+        }
+        link.stream.flush().await.unwrap();
+        let n = tokio::time::timeout_at(deadline, link.stream.read(&mut buf))
+            .await
+            .expect("alice keeps talking")
+            .unwrap();
+        s.handle_input(strand_node::now(), &buf[..n], &view)
+            .unwrap();
+        // Received messages are taken and dropped: never stored, never
+        // acknowledged.
+        got_message |= s.poll_inbound().is_some();
+        while let Some(e) = s.poll_event() {
+            synced |= matches!(e, strand_sync::Event::Synced { .. });
+        }
+    }
+    until(&mut events, |e| matches!(e, NodeEvent::Sent { .. })).await;
+    // Give a wrong "delivered" every chance to be written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        alice.profile().delivery(&group, &key).unwrap(),
+        Some(Delivery::Sent)
+    );
+    drop(link);
+    alice.shutdown().await;
+}
+
+/// `Node::shutdown` returns once the profile can be opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let a_dir = a.dir().to_path_buf();
+    let alice = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = addr_of(&alice, false).await;
+    let bob = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            peers: vec![addr],
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut ev = alice.subscribe();
+    until(&mut ev, |e| matches!(e, NodeEvent::Connected { .. })).await;
+    assert!(Profile::in_use(&a_dir));
+    alice.shutdown().await;
+    assert!(!Profile::in_use(&a_dir), "released when shutdown returns");
+    let again = Profile::open(&a_dir, "a").unwrap();
+    assert_eq!(again.contacts().len(), 1);
+    bob.shutdown().await;
+}
