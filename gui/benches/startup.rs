@@ -19,7 +19,7 @@ use strand_gui::{
     AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter, OnboardingAdapter, Screen,
 };
 use strand_node::{os_rng, KdfParams, NodeConfig, Profile};
-use strand_sync::{Identity, Kind, Message, Store};
+use strand_sync::{Identity, Kind, Message, WriteStore};
 use strand_transport::LanConfig;
 
 const CONTACTS: usize = 10;
@@ -58,8 +58,8 @@ fn main() {
     let t = Instant::now();
     {
         let rng = &mut os_rng();
-        let mut p = Profile::create(&dir, "Alice", PASS, KdfParams::default(), rng).unwrap();
-        let t0 = strand_node::runtime::now() - (PER_CONTACT as u64) * 60_000;
+        let p = Profile::create(&dir, "Alice", PASS, KdfParams::default(), rng).unwrap();
+        let t0 = strand_node::now() - (PER_CONTACT as u64) * 60_000;
         for c in 0..CONTACTS {
             let who = Identity::generate(&format!("Contact {c:02}"), rng).unwrap();
             p.add_contact(&who.invite(), who.name(), 0, rng).unwrap();
@@ -68,7 +68,7 @@ fn main() {
                 .unwrap()
                 .direct_group()
                 .clone();
-            let mut store = p.store();
+            let mut store = p.store().unwrap();
             for i in 0..PER_CONTACT {
                 let text = format!(
                     "message {i} from {}: the quick brown fox jumps over the lazy dog",
@@ -122,10 +122,11 @@ fn main() {
     let options = strand_gui::Options {
         profile: dir.clone(),
         node: NodeConfig {
-            lan: LanConfig {
+            lan: Some(LanConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                 mdns: false,
-            },
+                ..LanConfig::default()
+            }),
             ..NodeConfig::default()
         },
         kdf: KdfParams::default(),

@@ -19,7 +19,7 @@ use strand_gui::{
     OnboardingAdapter, Screen, SettingsAdapter, Theme,
 };
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, Profile};
-use strand_sync::{Identity, Kind, Message, Store};
+use strand_sync::{Identity, Kind, Message, WriteStore};
 use strand_transport::LanConfig;
 
 const PASS: &str = "copper kettle under the violet moon";
@@ -31,10 +31,11 @@ const HOUR: u64 = 60 * MIN;
 
 fn loopback() -> NodeConfig {
     NodeConfig {
-        lan: LanConfig {
+        lan: Some(LanConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             mdns: false,
-        },
+            ..LanConfig::default()
+        }),
         ..NodeConfig::default()
     }
 }
@@ -62,7 +63,7 @@ fn receive(p: &Profile, from: &Identity, texts: &[(u64, &str)]) {
         .unwrap()
         .direct_group()
         .clone();
-    let mut store = p.store();
+    let mut store = p.store().unwrap();
     for (t, text) in texts {
         let m =
             Message::create(from, &group, *t, Kind::TEXT, text.as_bytes(), &mut os_rng()).unwrap();
@@ -83,7 +84,7 @@ fn main() {
     std::fs::create_dir_all(&out).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let h = Headless::install(W, H).unwrap();
-    let now = strand_node::runtime::now();
+    let now = strand_node::now();
     let rng = &mut os_rng();
 
     // First run.
@@ -108,7 +109,7 @@ fn main() {
     let dir = tmp.path().join("alice");
     // Bob runs his own node below, so his identity lives in his profile.
     let bob_dir = tmp.path().join("bob");
-    let mut bob_profile = Profile::create(
+    let bob_profile = Profile::create(
         &bob_dir,
         "Bob Okafor",
         "bob pass",
@@ -134,7 +135,8 @@ fn main() {
         .iter()
         .map(|n| Identity::generate(n, rng).unwrap())
         .collect();
-        let bob = bob_profile.identity();
+        let bob_identity = bob_profile.identity();
+        let bob = &*bob_identity;
         for who in std::iter::once(bob).chain(&others) {
             p.add_contact(&who.invite(), who.name(), now - 9 * 24 * HOUR, rng)
                 .unwrap();

@@ -57,10 +57,14 @@ pub(crate) struct Changes {
 impl Changes {
     fn add(&mut self, event: Option<NodeEvent>) {
         match event {
-            Some(NodeEvent::Received { contact, .. } | NodeEvent::Delivered { contact, .. }) => {
+            Some(
+                NodeEvent::Received { contact, .. }
+                | NodeEvent::Sent { contact, .. }
+                | NodeEvent::Delivered { contact, .. },
+            ) => {
                 self.contacts.insert(contact);
             }
-            Some(NodeEvent::Connected { .. } | NodeEvent::Disconnected { .. }) => {}
+            Some(_) => {}
             None => self.all = true,
         }
     }
@@ -110,7 +114,7 @@ impl Core {
     }
 
     /// Runs `f` on the unlocked profile; `None` while locked.
-    pub fn with_profile<R>(&self, f: impl FnOnce(&mut Profile) -> R) -> Option<R> {
+    pub fn with_profile<R>(&self, f: impl FnOnce(&Profile) -> R) -> Option<R> {
         self.node.as_ref().map(|n| n.with_profile(f))
     }
 
@@ -135,11 +139,7 @@ impl Core {
             .thread_name("strand-node")
             .enable_all()
             .build()
-            .map_err(|e| {
-                NodeError::Profile(strand_node::ProfileError::Io(format!(
-                    "cannot start the node's runtime: {e}"
-                )))
-            })?;
+            .map_err(NodeError::Runtime)?;
         let node = runtime.block_on(Node::start(profile, self.options.node.clone()))?;
         let mut events = node.subscribe();
         let backend = self.backend.clone();
@@ -176,21 +176,16 @@ impl Core {
         Ok(())
     }
 
-    /// Stops the node and releases the profile (its lock and its key).
+    /// Stops the node and releases the profile (its lock and its key):
+    /// when this returns, another process can open it.
     pub fn stop(&mut self) {
-        self.node = None;
         self.open = None;
+        let node = self.node.take();
         if let Some(rt) = self.runtime.take() {
-            // Ends every task, and with them the last handles on the
-            // profile, so the file's lock is released when this returns.
-            rt.shutdown_timeout(Duration::from_secs(5));
-            // Worker threads drop their tasks' last handles on the profile
-            // just after that returns; wait (briefly) until the file is
-            // free, so that "locked" means another owner can open it.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while Profile::in_use(&self.options.profile) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+            if let Some(node) = node {
+                rt.block_on(node.shutdown());
             }
+            rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }

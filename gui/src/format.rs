@@ -16,7 +16,7 @@ impl Clock {
 
     /// A clock at the current time.
     pub fn now() -> Clock {
-        Clock::at(strand_node::runtime::now())
+        Clock::at(strand_node::now())
     }
 
     fn local(ms: u64) -> DateTime<Local> {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use slint::ComponentHandle;
-use strand_node::{KdfParams, NodeConfig};
-use strand_transport::{LanConfig, Multiaddr};
+use strand_node::args::TransportArgs;
+use strand_node::KdfParams;
 
 /// Strand's desktop app: your conversations, synced directly with your
 /// contacts.
@@ -16,15 +16,8 @@ struct Cli {
     /// Profile directory [default: the platform's data directory, as for `strand`]
     #[arg(long, env = "STRAND_PROFILE")]
     profile: Option<PathBuf>,
-    /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC]
-    #[arg(long)]
-    listen: Vec<Multiaddr>,
-    /// Address of a peer to dial and keep dialling (repeatable), where multicast is blocked
-    #[arg(long)]
-    peer: Vec<Multiaddr>,
-    /// Do not use mDNS discovery
-    #[arg(long)]
-    no_mdns: bool,
+    #[command(flatten)]
+    transports: TransportArgs,
     /// Start with the dark palette
     #[arg(long)]
     dark: bool,
@@ -43,20 +36,9 @@ fn main() -> ExitCode {
         eprintln!("strand-gui: no data directory on this system; pass --profile DIR");
         return ExitCode::from(1);
     };
-    let mut lan = LanConfig {
-        mdns: !cli.no_mdns,
-        ..LanConfig::default()
-    };
-    if !cli.listen.is_empty() {
-        lan.listen = cli.listen;
-    }
     let options = strand_gui::Options {
         profile,
-        node: NodeConfig {
-            lan,
-            peers: cli.peer,
-            ..NodeConfig::default()
-        },
+        node: cli.transports.node_config(),
         kdf: KdfParams::default(),
         dark: cli.dark,
     };

@@ -83,8 +83,8 @@ fn add(core: &mut Core, code: &str, name: &str) {
     let Some(node) = core.node.clone() else {
         return;
     };
-    match node.add_contact(code, name) {
-        Ok(record) => {
+    match core.block_on(node.add_contact(code, name)) {
+        Some(Ok(record)) => {
             let name = record.name;
             core.ui(|ui| {
                 let a = ui.global::<AddContactAdapter>();
@@ -97,12 +97,13 @@ fn add(core: &mut Core, code: &str, name: &str) {
             core.chats_visible = true;
             super::conversation::open(core, name);
         }
-        Err(e) => {
+        None => {}
+        Some(Err(e)) => {
             let message = match e {
                 strand_node::ProfileError::DuplicateContact(n) => {
                     format!("You already have a contact “{n}”: pick another name, or this person is already added.")
                 }
-                other => other.to_string(),
+                other => strand_node::chain(&other),
             };
             core.ui(move |ui| {
                 let a = ui.global::<AddContactAdapter>();

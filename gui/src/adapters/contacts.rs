@@ -4,8 +4,8 @@
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelRc, VecModel};
-use strand_node::runtime::Seen;
 use strand_node::ContactSummary;
+use strand_node::Seen;
 
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};

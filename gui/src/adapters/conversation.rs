@@ -320,13 +320,14 @@ fn send(core: &mut Core, contact: &str, text: &str) {
     let Some(node) = core.node.clone() else {
         return;
     };
-    match node.send(contact, text) {
-        Ok(_) => {
+    match core.block_on(node.send(contact, text)) {
+        None => {}
+        Some(Ok(_)) => {
             reload(core, true);
             super::contacts::refresh(core);
         }
-        Err(e) => {
-            let message = format!("Not sent: {e}");
+        Some(Err(e)) => {
+            let message = format!("Not sent: {}", strand_node::chain(&e));
             core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
         }
     }

@@ -56,21 +56,16 @@ pub(crate) fn refresh(core: &mut Core) {
 
 /// Shows `status` on the network screen.
 pub(crate) fn show(core: &mut Core, status: Status) {
-    let mdns = core.options.node.lan.mdns;
+    let lan = status.transports.iter().find(|t| t.kind == "LAN");
+    let mdns = lan.is_some_and(|t| t.discovery);
     let clock = Clock::now();
-    let addrs: Vec<&String> = status
-        .transports
-        .iter()
-        .filter(|t| !t.starts_with("LAN mDNS"))
-        .collect();
-    let lan_detail = if addrs.is_empty() {
+    let addrs: Vec<String> = lan.map(|t| t.addresses.clone()).unwrap_or_default();
+    let lan_detail = if lan.is_none() {
+        "off".to_owned()
+    } else if addrs.is_empty() {
         "not listening".to_owned()
     } else {
-        addrs
-            .iter()
-            .map(|t| t.trim_start_matches("LAN ").to_owned())
-            .collect::<Vec<_>>()
-            .join("  ")
+        addrs.join("  ")
     };
     let transports = vec![
         TransportItem {

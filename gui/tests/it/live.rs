@@ -27,7 +27,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         gui.create(h, "Alice");
 
         // Bob: a second, real node with its own profile and runtime.
-        let mut bob = Profile::create(
+        let bob = Profile::create(
             &tmp.path().join("bob"),
             "Bob",
             "bob pass",
@@ -36,13 +36,8 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         )
         .unwrap();
         let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
-        bob.add_contact(
-            &alice_invite,
-            "Alice",
-            strand_node::runtime::now(),
-            &mut os_rng(),
-        )
-        .unwrap();
+        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
+            .unwrap();
         let bob_code = bob.identity().invite().to_text();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
@@ -59,7 +54,8 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         net.invoke_dial(bob_addr.to_string().into());
         assert!(net.get_dial_ok(), "{}", net.get_dial_result());
 
-        bob.send("Alice", "hi Alice, are you there?").unwrap();
+        rt.block_on(bob.send("Alice", "hi Alice, are you there?"))
+            .unwrap();
         gui.wait_first_unread(h, 1);
         let c = &gui.contacts()[0];
         assert_eq!(c.last_text, "hi Alice, are you there?");

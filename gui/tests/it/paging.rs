@@ -5,7 +5,7 @@ use slint::{ComponentHandle, Model};
 use strand_gui::adapters::conversation::{with_model, MAX_PAGES, PAGE};
 use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
 use strand_node::{os_rng, KdfParams, Profile};
-use strand_sync::{Identity, Kind, Message, Store};
+use strand_sync::{Identity, Kind, Message, WriteStore};
 
 use crate::support::{on_ui, options, Gui, PASS, WAIT};
 
@@ -17,7 +17,7 @@ fn a_long_conversation_is_read_a_page_at_a_time() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("alice");
         {
-            let mut p = Profile::create(
+            let p = Profile::create(
                 &dir,
                 "Alice",
                 PASS,
@@ -33,8 +33,8 @@ fn a_long_conversation_is_read_a_page_at_a_time() {
                 .unwrap()
                 .direct_group()
                 .clone();
-            let mut store = p.store();
-            let t0 = strand_node::runtime::now() - N as u64 * 60_000;
+            let mut store = p.store().unwrap();
+            let t0 = strand_node::now() - N as u64 * 60_000;
             for i in 0..N {
                 let m = Message::create(
                     &bob,

@@ -60,10 +60,11 @@ pub fn on_ui(body: impl FnOnce(&Headless) + Send + 'static) {
 /// off this machine).
 pub fn loopback() -> NodeConfig {
     NodeConfig {
-        lan: LanConfig {
+        lan: Some(LanConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             mdns: false,
-        },
+            ..LanConfig::default()
+        }),
         ..NodeConfig::default()
     }
 }
