@@ -85,6 +85,11 @@ pub const SESSION_COMMANDS: usize = 1024;
 /// Transport events (incoming links, discoveries) queued for the node.
 pub const TRANSPORT_EVENTS: usize = 256;
 
+/// How often the node checks whether it has gone idle after moving bytes;
+/// when it has, memory freed by the burst goes back to the OS (glibc
+/// keeps it otherwise).
+pub const IDLE_CHECK: Duration = Duration::from_secs(2);
+
 /// How long [`crate::Node::shutdown`] lets sessions send their goodbye
 /// before it ends them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

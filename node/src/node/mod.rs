@@ -38,7 +38,7 @@ mod registry;
 pub use guard::Refusal;
 pub use registry::Seen;
 
-use crate::limits::{EVENT_BUFFER, REDIAL, SHUTDOWN_GRACE, TRANSPORT_EVENTS};
+use crate::limits::{EVENT_BUFFER, IDLE_CHECK, REDIAL, SHUTDOWN_GRACE, TRANSPORT_EVENTS};
 use crate::{os_rng, ContactRecord, Profile, ProfileError};
 
 /// Session settings per link kind: the packet size suits the link.
@@ -305,6 +305,7 @@ impl Node {
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
+        node.shared.tasks.spawn(node.clone().trim_when_idle());
         for addr in node.shared.config.peers.clone() {
             node.add_peer(addr);
         }
@@ -327,6 +328,33 @@ impl Node {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Gives memory freed after a burst of traffic back to the OS once the
+    /// node goes quiet: the allocator keeps freed memory in per-thread
+    /// arenas, and a sync of 100,000 messages passes through four threads.
+    async fn trim_when_idle(self) {
+        let cancel = self.shared.cancel.clone();
+        let moved = || {
+            self.shared.bytes_sent.load(Ordering::Relaxed)
+                + self.shared.bytes_received.load(Ordering::Relaxed)
+        };
+        let mut last = moved();
+        let mut busy = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(IDLE_CHECK) => {}
+            }
+            let now = moved();
+            if now != last {
+                busy = true;
+            } else if busy {
+                busy = false;
+                release_free_memory();
+            }
+            last = now;
         }
     }
 
@@ -540,6 +568,16 @@ impl Node {
         }
         let profile = s.profile.clone();
         let _ = tokio::task::spawn_blocking(move || profile.close()).await;
+    }
+}
+
+/// Hands memory the allocator holds but nobody uses back to the OS.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no
+    // preconditions and is thread safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

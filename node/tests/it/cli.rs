@@ -390,7 +390,7 @@ async fn hostile_links_are_dropped_with_a_reason_and_contacts_keep_syncing() {
     stalled.stream.write_all(&[0, 70, 1, 1]).await.unwrap();
     stalled.stream.flush().await.unwrap();
     // Links that never say anything: 200 in 4 s, streams and connections.
-    let silent = tokio::spawn(crate::hostile::flood(v6, 50, Duration::from_secs(4)));
+    let silent = tokio::spawn(crate::flood::flood(v6, 50, Duration::from_secs(4)));
     // The real contacts still sync meanwhile.
     b.ok(&["send", "alice", "through the flood"]);
     eventually("alice gets bob's message", Duration::from_secs(30), || {

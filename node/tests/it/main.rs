@@ -7,6 +7,7 @@
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
@@ -14,6 +15,7 @@
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
 mod cli;
+mod flood;
 mod hostile;
 mod lan;
 mod profile;

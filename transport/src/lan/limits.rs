@@ -3,7 +3,8 @@
 //! libp2p limits connections per PeerId, but a PeerId costs nothing to
 //! make, so a stranger could open any number of connections with a fresh
 //! one each. This behaviour counts inbound connections by remote IP address
-//! (pending and established) and denies past the limits. The counts are
+//! (pending and established) and their rate, and denies past the limits
+//! before any handshake work. The counts are
 //! shared by every generation of the LAN transport's swarm, so an identity
 //! rotation does not reset them.
 
@@ -35,6 +36,54 @@ pub const MAX_PENDING_PER_IP: usize = 4;
 /// address gets no more than a sliver of the node.
 pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 
+/// New inbound connections per second one IP address may start, sustained
+/// (checked before any handshake, so a refused one costs a TCP accept and
+/// a close). An honest device connects once per meeting and redials every
+/// few seconds at most.
+pub const NEW_CONNECTIONS_PER_IP_PER_SECOND: f64 = 2.0;
+
+/// New inbound connections one IP address may start at once after a quiet
+/// spell.
+pub const NEW_CONNECTIONS_PER_IP_BURST: f64 = 8.0;
+
+/// IP addresses whose connection rate is remembered; past this, the quiet
+/// ones are forgotten first.
+const MAX_TRACKED_IPS: usize = 4096;
+
+/// A token bucket per IP address.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            tokens: NEW_CONNECTIONS_PER_IP_BURST,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * NEW_CONNECTIONS_PER_IP_PER_SECOND)
+            .min(NEW_CONNECTIONS_PER_IP_BURST);
+    }
+
+    fn take(&mut self) -> bool {
+        self.refill();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The IP address a multiaddr starts with.
 pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     match addr.iter().next()? {
@@ -48,6 +97,7 @@ pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 struct Counts {
     pending: HashMap<IpAddr, usize>,
     established: HashMap<IpAddr, usize>,
+    rate: HashMap<IpAddr, Bucket>,
 }
 
 impl Counts {
@@ -116,6 +166,15 @@ impl NetworkBehaviour for IpLimits {
             return Ok(());
         };
         let mut c = self.counts.0.lock().expect("counts lock");
+        if c.rate.len() >= MAX_TRACKED_IPS && !c.rate.contains_key(&ip) {
+            c.rate.retain(|_, b| {
+                b.refill();
+                b.tokens < NEW_CONNECTIONS_PER_IP_BURST
+            });
+        }
+        if !c.rate.entry(ip).or_insert_with(Bucket::new).take() {
+            return Err(denied("too many new connections", ip));
+        }
         if c.pending.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
             return Err(denied("too many connections in handshake", ip));
         }
