@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use strand_sync::MemoryStore;
 use strand_sync::{
     Config, Contact, Endpoint, Event, Group, GroupId, GroupKey, HandshakeError, Identity, Kind,
@@ -29,6 +31,9 @@ struct Device {
     contact_nodes: Vec<u32>,
     /// Starts this device's sessions (built from `contacts`).
     endpoint: Endpoint,
+    /// This device's own randomness for its links (seeded from the run's
+    /// RNG): a device's sessions do not depend on what others draw.
+    rng: ChaCha20Rng,
     store: MemoryStore,
     /// Hop count of each message held (index → hops).
     held: BTreeMap<u32, u32>,
@@ -53,6 +58,8 @@ pub struct Strand {
     links: BTreeMap<LinkId, LinkSessions>,
     by_id: BTreeMap<MessageId, u32>,
     groups: Vec<Group>,
+    /// When set, every byte each link's sides wrote (tests).
+    recording: Option<BTreeMap<LinkId, [Vec<u8>; 2]>>,
 }
 
 impl Strand {
@@ -64,11 +71,14 @@ impl Strand {
             let identity = Identity::generate(&format!("d{i}"), &mut w.rng.0)
                 .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
             let endpoint = Endpoint::new(&identity, Vec::new());
+            let mut seed = [0u8; 32];
+            w.rng.0.fill_bytes(&mut seed);
             devices.push(Device {
                 identity,
                 contacts: Vec::new(),
                 contact_nodes: Vec::new(),
                 endpoint,
+                rng: ChaCha20Rng::from_seed(seed),
                 store: MemoryStore::new(),
                 held: BTreeMap::new(),
                 stored: 0,
@@ -111,6 +121,7 @@ impl Strand {
             links: BTreeMap::new(),
             by_id: BTreeMap::new(),
             groups,
+            recording: None,
         })
     }
 
@@ -127,8 +138,10 @@ impl Strand {
         let config = Strand::config(w, l);
         let now = w.now_ms();
         let mut s = LinkSessions::default();
-        s.sessions[0] = Some(self.devices[a].endpoint.dial(config, now, &mut w.rng.0));
-        s.sessions[1] = Some(self.devices[b].endpoint.accept(config, now, &mut w.rng.0));
+        let dev = &mut self.devices[a];
+        s.sessions[0] = Some(dev.endpoint.dial(config, now, &mut dev.rng));
+        let dev = &mut self.devices[b];
+        s.sessions[1] = Some(dev.endpoint.accept(config, now, &mut dev.rng));
         self.links.insert(link, s);
     }
 
@@ -147,6 +160,9 @@ impl Strand {
         let deadline = s.poll_timeout();
         arm(w, link, dir, &mut ls.timer[dir], deadline);
         let bytes = out?;
+        if let Some(r) = &mut self.recording {
+            r.entry(link).or_default()[dir].extend_from_slice(&bytes);
+        }
         let len = bytes.len() as u64;
         Some((Packet::Bytes(bytes), len))
     }
@@ -357,6 +373,40 @@ impl Strand {
         dev.stored += msg.as_bytes().len() as u64;
         self.by_id.insert(msg.id(), idx);
         self.announce(w, from, &group.id, key, None)
+    }
+
+    /// Replaces device `i` with a given identity, contacts (with the
+    /// devices they are), store and link RNG seed: for running a fixed link
+    /// ([`crate::world::Sim::fixture_transcript`]).
+    pub fn set_device(
+        &mut self,
+        i: u32,
+        identity: Identity,
+        contacts: Vec<(Contact, u32)>,
+        store: MemoryStore,
+        link_seed: u64,
+    ) {
+        let (contacts, nodes): (Vec<Contact>, Vec<u32>) = contacts.into_iter().unzip();
+        let dev = &mut self.devices[i as usize];
+        dev.endpoint = Endpoint::new(&identity, contacts.clone());
+        dev.identity = identity;
+        dev.contacts = contacts;
+        dev.contact_nodes = nodes;
+        dev.store = store;
+        dev.rng = ChaCha20Rng::seed_from_u64(link_seed);
+    }
+
+    /// Starts keeping every byte links carry.
+    pub fn record(&mut self) {
+        self.recording = Some(BTreeMap::new());
+    }
+
+    /// What each link carried, by link, `[side 0's bytes, side 1's]`.
+    pub fn recorded(&self) -> Vec<[Vec<u8>; 2]> {
+        self.recording
+            .as_ref()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Bytes of stored messages per device.

@@ -303,6 +303,71 @@ impl Sim {
         Ok(sim)
     }
 
+    /// Runs strand-sync's fixed link ([`LinkFixture`]) the way every
+    /// simulated link runs: two devices (Alice device 0, who dials) on a
+    /// LAN link that comes up at time 0, for 15 s (the link is quiet long
+    /// before, and the first keepalive is due at 20 s). Returns
+    /// what each side wrote, to compare with the fixture's reference.
+    ///
+    /// [`LinkFixture`]: strand_sync::harness::LinkFixture
+    pub fn fixture_transcript(
+        f: &strand_sync::harness::LinkFixture,
+    ) -> anyhow::Result<[Vec<u8>; 2]> {
+        let scenario = Scenario::parse(
+            r#"
+            name = "fixture"
+            duration = "15s"
+            [[group]]
+            count = 2
+            link = "lan"
+            [contacts]
+            model = "meetings"
+            gap = "10000h"
+            duration = "1m"
+            [social]
+            model = "complete"
+            "#,
+            Default::default(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let mut sim = Sim::new(&scenario, 1)?;
+        let PolicyState::Strand(s) = &mut sim.policy else {
+            anyhow::bail!("the fixture needs the strand policy");
+        };
+        let (alice, bob) = (f.alice.public(), f.bob.public());
+        let mut store = strand_sync::MemoryStore::new();
+        strand_sync::WriteStore::insert(&mut store, &f.message.group(), &f.message)?;
+        let copy = |i: &strand_sync::Identity| {
+            strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
+        };
+        s.set_device(
+            0,
+            copy(&f.alice)?,
+            vec![(f.alice.contact(&bob)?, 1)],
+            store,
+            f.alice_link_seed,
+        );
+        s.set_device(
+            1,
+            copy(&f.bob)?,
+            vec![(f.bob.contact(&alice)?, 0)],
+            strand_sync::MemoryStore::new(),
+            f.bob_link_seed,
+        );
+        s.record();
+        // The simulation's clock starts at strand-sync's EPOCH, the
+        // fixture's time.
+        sim.contact_up(0, 1);
+        sim.run(|_, _| {});
+        let PolicyState::Strand(s) = &sim.policy else {
+            unreachable!("checked above")
+        };
+        s.recorded()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no link came up"))
+    }
+
     /// The waypoint model's check that reported contacts match distances
     /// (`None` for other contact models).
     pub fn waypoint_consistent(&self) -> Option<bool> {

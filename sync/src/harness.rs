@@ -593,3 +593,131 @@ impl Pair {
         self.stats.bytes_a_to_b + self.stats.bytes_b_to_a
     }
 }
+
+/// One link, the same everywhere: fixed identities (Alice's from seed
+/// [`LinkFixture::ALICE`], Bob's from [`LinkFixture::BOB`]), one message
+/// of Alice's in her store, a fixed time, and a fixed seed for each side's
+/// link randomness. The node (over its link pump and an emulated
+/// transport) and the simulator (over its link model) each run this link
+/// and must write exactly the bytes of [`LinkFixture::transcript`]: the
+/// three run the same preamble and session code.
+pub struct LinkFixture {
+    /// Alice, who dials: `Identity::generate("alice", ChaCha20(ALICE))`.
+    pub alice: Identity,
+    /// Bob, who accepts: `Identity::generate("bob", ChaCha20(BOB))`.
+    pub bob: Identity,
+    /// The one message of the 1:1 conversation, in Alice's store.
+    pub message: Message,
+    /// Everyone's clock.
+    pub now: Time,
+    /// Seeds Alice's RNG for links (her session's randomness).
+    pub alice_link_seed: u64,
+    /// Seeds Bob's RNG for links.
+    pub bob_link_seed: u64,
+    /// Session settings on both sides.
+    pub config: Config,
+}
+
+impl std::fmt::Debug for LinkFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkFixture").finish_non_exhaustive()
+    }
+}
+
+impl Default for LinkFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinkFixture {
+    /// Seed of Alice's identity.
+    pub const ALICE: u64 = 0xa11ce;
+    /// Seed of Bob's identity.
+    pub const BOB: u64 = 0xb0b;
+
+    /// The fixture.
+    pub fn new() -> LinkFixture {
+        let alice = Identity::generate("alice", &mut ChaCha20Rng::seed_from_u64(Self::ALICE))
+            .expect("a valid name");
+        let bob = Identity::generate("bob", &mut ChaCha20Rng::seed_from_u64(Self::BOB))
+            .expect("a valid name");
+        let group = alice
+            .contact(&bob.public())
+            .expect("distinct identities")
+            .direct_group()
+            .clone();
+        let message = Message::create(
+            &alice,
+            &group,
+            EPOCH - 60_000,
+            Kind::TEXT,
+            b"the same bytes everywhere",
+            &mut ChaCha20Rng::seed_from_u64(7),
+        )
+        .expect("a member writing a short text");
+        LinkFixture {
+            alice,
+            bob,
+            message,
+            now: EPOCH,
+            alice_link_seed: 11,
+            bob_link_seed: 12,
+            config: Config::default(),
+        }
+    }
+
+    /// Alice's and Bob's endpoints (each the other's only contact).
+    pub fn endpoints(&self) -> (Endpoint, Endpoint) {
+        let a = Endpoint::new(
+            &self.alice,
+            vec![self.alice.contact(&self.bob.public()).expect("distinct")],
+        );
+        let b = Endpoint::new(
+            &self.bob,
+            vec![self.bob.contact(&self.alice.public()).expect("distinct")],
+        );
+        (a, b)
+    }
+
+    /// The bytes Alice and Bob write on the link, in order, each side's
+    /// output taken as soon as it has any and every input settled at once:
+    /// `[Alice's, Bob's]`.
+    pub fn transcript(&self) -> [Vec<u8>; 2] {
+        let (ea, eb) = self.endpoints();
+        let now = self.now;
+        let mut a = ea.dial(
+            self.config,
+            now,
+            &mut ChaCha20Rng::seed_from_u64(self.alice_link_seed),
+        );
+        let mut b = eb.accept(
+            self.config,
+            now,
+            &mut ChaCha20Rng::seed_from_u64(self.bob_link_seed),
+        );
+        let mut store_a = MemoryStore::new();
+        let group = self.message.group();
+        store_a.insert(&group, &self.message).expect("memory store");
+        let mut store_b = MemoryStore::new();
+        let mut out: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = b.poll_transmit(now, &store_b) {
+                out[1].extend_from_slice(&bytes);
+                let _ = a.handle_input(now, &bytes, &store_a);
+                a.settle(now, &mut store_a);
+                moved = true;
+            }
+            while let Some(bytes) = a.poll_transmit(now, &store_a) {
+                out[0].extend_from_slice(&bytes);
+                let _ = b.handle_input(now, &bytes, &store_b);
+                b.settle(now, &mut store_b);
+                moved = true;
+            }
+            if !moved {
+                return out;
+            }
+        }
+    }
+}

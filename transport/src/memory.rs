@@ -29,12 +29,78 @@ pub struct HubConfig {
     /// Bytes buffered in each direction of a link. Small values make a
     /// writer wait for its reader, as a socket's window does.
     pub buffer: usize,
+    /// Keep a copy of every byte written on every link (tests compare
+    /// transcripts; see [`Hub::recorded`]).
+    pub record: bool,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         // 64 KiB: a few packets in flight, like a socket buffer.
-        HubConfig { buffer: 64 * 1024 }
+        HubConfig {
+            buffer: 64 * 1024,
+            record: false,
+        }
+    }
+}
+
+/// What one link carried, when the hub records: the device that opened
+/// it, the one that accepted, and the bytes each wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recording {
+    /// The dialling device's number.
+    pub from: u64,
+    /// The accepting device's number.
+    pub to: u64,
+    /// Bytes the dialling side wrote, then those the accepting side wrote.
+    pub bytes: [Vec<u8>; 2],
+}
+
+type Tape = Arc<Mutex<Recording>>;
+
+/// A stream that copies what is written to it onto a tape.
+struct Recorded<S> {
+    inner: S,
+    tape: Tape,
+    side: usize,
+}
+
+impl<S: futures::AsyncRead + Unpin> futures::AsyncRead for Recorded<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: futures::AsyncWrite + Unpin> futures::AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            let side = self.side;
+            self.tape.lock().expect("tape lock").bytes[side].extend_from_slice(&buf[..*n]);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 
@@ -46,6 +112,7 @@ struct Device {
 struct HubState {
     devices: BTreeMap<u64, Device>,
     next: u64,
+    tapes: Vec<Tape>,
 }
 
 /// Where emulated transports meet. Cheap to clone.
@@ -73,6 +140,17 @@ impl Hub {
             state: Arc::default(),
             config,
         }
+    }
+
+    /// What every link carried so far, in the order the links opened
+    /// (empty unless [`HubConfig::record`]).
+    pub fn recorded(&self) -> Vec<Recording> {
+        let state = self.state.lock().expect("hub lock");
+        state
+            .tapes
+            .iter()
+            .map(|t| t.lock().expect("tape lock").clone())
+            .collect()
     }
 
     /// A new transport on this hub (numbered from 1), reporting to
@@ -121,19 +199,43 @@ impl MemoryTransport {
     }
 
     fn connect(&self, to: u64) -> Result<Link, TransportError> {
-        let state = self.hub.state.lock().expect("hub lock");
+        let mut state = self.hub.state.lock().expect("hub lock");
         if !state.devices.contains_key(&self.me) {
             return Err(TransportError::Stopped);
         }
-        let Some(target) = state.devices.get(&to) else {
+        if !state.devices.contains_key(&to) {
             return Err(TransportError::UnknownPeer);
-        };
+        }
         let (here, there) = tokio::io::duplex(self.hub.config.buffer);
+        let (here, there): (Box<dyn crate::LinkStream>, Box<dyn crate::LinkStream>) =
+            if self.hub.config.record {
+                let tape = Tape::new(Mutex::new(Recording {
+                    from: self.me,
+                    to,
+                    bytes: [Vec::new(), Vec::new()],
+                }));
+                state.tapes.push(tape.clone());
+                (
+                    Box::new(Recorded {
+                        inner: here.compat(),
+                        tape: tape.clone(),
+                        side: 0,
+                    }),
+                    Box::new(Recorded {
+                        inner: there.compat(),
+                        tape,
+                        side: 1,
+                    }),
+                )
+            } else {
+                (Box::new(here.compat()), Box::new(there.compat()))
+            };
+        let target = state.devices.get(&to).expect("checked above");
         let incoming = Link {
             kind: LinkKind::Emulated,
             direction: Direction::Inbound,
             remote: Remote::Emulated(self.me),
-            stream: Box::new(there.compat()),
+            stream: there,
         };
         target
             .events
@@ -146,7 +248,7 @@ impl MemoryTransport {
             kind: LinkKind::Emulated,
             direction: Direction::Outbound,
             remote: Remote::Emulated(to),
-            stream: Box::new(here.compat()),
+            stream: here,
         })
     }
 }

@@ -11,6 +11,8 @@
 //! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
+//! - `transcript`: the node writes strand-sync's reference bytes for a
+//!   fixed link (the simulator's test checks the same; issue 10).
 //! - `views`: summaries and unread counts, paged conversations, read marks,
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
@@ -20,4 +22,5 @@ mod hostile;
 mod lan;
 mod profile;
 mod sync;
+mod transcript;
 mod views;

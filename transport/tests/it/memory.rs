@@ -44,7 +44,10 @@ async fn devices_on_a_hub_discover_each_other_once_and_link() {
 
 #[tokio::test]
 async fn a_small_buffer_makes_the_writer_wait_for_the_reader() {
-    let hub = Hub::with_config(HubConfig { buffer: 16 });
+    let hub = Hub::with_config(HubConfig {
+        buffer: 16,
+        ..HubConfig::default()
+    });
     let (ta, _ea) = mpsc::channel(16);
     let (tb, mut eb) = mpsc::channel(16);
     let a = hub.join(ta);
