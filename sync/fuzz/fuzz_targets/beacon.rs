@@ -1,4 +1,4 @@
-//! Discovery beacons heard over the air or the LAN.
+//! Discovery beacons heard over the air, the LAN, or first on a link.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
