@@ -46,14 +46,13 @@ pub async fn flood(addr: Multiaddr, per_second: u32, duration: Duration) -> Floo
             _ = tokio::time::sleep_until(end) => return report,
             _ = tick.tick() => {
                 n += 1;
-                match peer {
-                    // Alternate: a stream on the connection, a new connection.
-                    Some(p) if n.is_multiple_of(2) => {
-                        swarm.behaviour_mut().open(p);
-                    }
-                    _ => {
-                        let _ = swarm.dial(DialOpts::unknown_peer_id().address(addr.clone()).build());
-                    }
+                // A stream on the connection every tick, and a new
+                // connection every fifth.
+                if let Some(p) = peer {
+                    swarm.behaviour_mut().open(p);
+                }
+                if peer.is_none() || n.is_multiple_of(5) {
+                    let _ = swarm.dial(DialOpts::unknown_peer_id().address(addr.clone()).build());
                 }
             }
             e = swarm.select_next_some() => match e {

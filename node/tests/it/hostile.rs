@@ -92,8 +92,9 @@ async fn a_stranger_opening_50_links_a_second_for_20_s_does_not_stop_two_contact
     let v6 = addr_of(&alice, true).await;
     let mut events = alice.subscribe();
     let stranger = tokio::spawn(flood(v6, 50, Duration::from_secs(20)));
-    // Let the flood fill whatever it can before Bob arrives.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the flood fill whatever it can before Bob arrives: at 50 a
+    // second, the old node's 256 link slots were full after 5 s.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let bob = Node::start(
         b,
         NodeConfig {
@@ -116,6 +117,13 @@ async fn a_stranger_opening_50_links_a_second_for_20_s_does_not_stop_two_contact
         got == 20
     })
     .await;
+    // The stranger holds no more than its address's share of links in
+    // handshake (the old node had all 256 of its link slots full by now).
+    let links = alice.status().await.links;
+    assert!(
+        links <= 1 + strand_node::limits::MAX_PENDING_PER_REMOTE,
+        "{links} links open during the flood"
+    );
     let mut delivered = 0;
     until(&mut bob_events, |e| {
         delivered += usize::from(matches!(e, NodeEvent::Delivered { .. }));
