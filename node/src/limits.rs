@@ -13,7 +13,13 @@ use std::time::Duration;
 /// stranger holds one for at most strand-sync's handshake timeout (10 s).
 pub const MAX_PENDING_LINKS: usize = 128;
 
-/// Links in their preamble at once from one remote address. An honest
+/// Links this node opens that are in their preamble at once: a budget of
+/// their own, so strangers filling [`MAX_PENDING_LINKS`] never stop the
+/// node from reaching its contacts.
+pub const MAX_PENDING_DIALS: usize = 64;
+
+/// Links in their preamble at once from one remote address (an IPv6
+/// address counts by its /64). An honest
 /// device opens one link per meeting (two while both dial); 4 leaves room
 /// for a reconnect while keeping one address from taking the pending slots.
 pub const MAX_PENDING_PER_REMOTE: usize = 4;
@@ -89,6 +95,10 @@ pub const TRANSPORT_EVENTS: usize = 256;
 /// when it has, memory freed by the burst goes back to the OS (glibc
 /// keeps it otherwise).
 pub const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+/// How long a finished link waits for its last bytes to drain to a peer
+/// that may have stopped reading.
+pub const LINK_DRAIN: Duration = Duration::from_secs(5);
 
 /// How long [`crate::Node::shutdown`] lets sessions send their goodbye
 /// before it ends them.

@@ -137,6 +137,8 @@ struct Inner {
     root: Zeroizing<[u8; 32]>,
     identity: RwLock<Arc<Identity>>,
     book: RwLock<Arc<Book>>,
+    /// Contact-list changes one at a time: check, write, then publish.
+    adding: std::sync::Mutex<()>,
     writer: Writer,
 }
 
@@ -198,6 +200,7 @@ impl Profile {
                 root,
                 identity: RwLock::new(Arc::new(identity)),
                 book: RwLock::new(Arc::new(book)),
+                adding: std::sync::Mutex::new(()),
                 writer: Writer::default(),
             }),
         }
@@ -478,28 +481,26 @@ impl Profile {
             &encode_contact(&record),
             rng,
         );
-        // The duplicate checks and the insert happen together on the
-        // writer, so two adds at once cannot both pass.
-        let inner = self.inner.clone();
-        let added = record.clone();
+        // Check, write, and publish the new list only once it is committed;
+        // one change at a time, so two adds cannot both pass the check.
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        if let Some(c) = book.records.iter().find(|c| c.public == record.public) {
+            return Err(ProfileError::DuplicateContact(c.name.clone()));
+        }
+        if book.records.iter().any(|c| c.name == record.name) {
+            return Err(ProfileError::DuplicateContact(record.name.clone()));
+        }
         self.write_txn(move |txn| {
-            let book = inner.book.read().expect("book lock").clone();
-            if let Some(c) = book.records.iter().find(|c| c.public == added.public) {
-                return Err(ProfileError::DuplicateContact(c.name.clone()));
-            }
-            if book.records.iter().any(|c| c.name == added.name) {
-                return Err(ProfileError::DuplicateContact(added.name.clone()));
-            }
             txn.open_table(CONTACTS)
                 .map_err(db_error)?
                 .insert(&id, &sealed[..])
                 .map_err(db_error)?;
-            let mut records = book.records.clone();
-            records.push(added);
-            let identity = inner.identity.read().expect("identity lock").clone();
-            *inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
             Ok(())
         })?;
+        let mut records = book.records.clone();
+        records.push(record.clone());
+        *self.inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
         Ok(record)
     }
 

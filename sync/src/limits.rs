@@ -154,8 +154,8 @@ pub const BEACON_SET_BITS: u32 = (BEACON_ENTRIES * BEACON_HASHES) as u32;
 pub const MAX_PREAMBLE_PAD: usize = 127;
 
 /// Most hellos on one link: the dialler tries this many contacts that the
-/// beacon matches, in turn, and the accepting side refuses this many before
-/// it drops the link. An honest beacon matches more than one contact about
+/// beacon matches, in turn; the accepting side refuses the first ones and
+/// drops the link at this many (the last is not answered). An honest beacon matches more than one contact about
 /// 0.07% of the time per contact, so 8 is far more than honest links need;
 /// it bounds what a stranger can make the acceptor compute (8 token scans).
 pub const MAX_HELLOS_PER_LINK: usize = 8;

@@ -31,6 +31,13 @@ const MSG2_OVERHEAD: usize = 32 + TAG_LEN;
 const MAX_SEND_QUEUE: usize = 65_536;
 /// Keys fetched from the store per scan when streaming a range.
 const SEND_BATCH: usize = 64;
+/// Most acknowledgements a QUERY may leave waiting to be sent (8 bytes
+/// each): a peer asks about at most [`MAX_UNACKED`] messages at once, and
+/// answers drain as fast as the link takes them.
+const MAX_QUEUED_ACKS: usize = 2 * MAX_UNACKED;
+/// Room kept for message 2's PAD frame (type, a 2-byte length, at least an
+/// empty body), so the padded packet never exceeds `max_packet`.
+const PAD_FRAME_MIN: usize = 3;
 
 /// Session settings: per link kind (a BLE link wants small packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +152,8 @@ enum State {
     AwaitHello,
     /// Acceptor: a hello was accepted; message 2 not yet written.
     Respond(Box<snow::HandshakeState>),
-    /// Acceptor: message 2 written; the dialler has not yet proved its
-    /// ephemeral key (a recorded hello could get this far, never further).
+    /// Acceptor: message 2 written; the dialler has not yet proved it holds
+    /// the ephemeral key of its hello.
     AwaitConfirm(Box<snow::TransportState>),
     Established(Box<snow::TransportState>),
     /// A CLOSE frame is queued; closed once it is sent.
@@ -419,11 +426,18 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Time> {
         match self.state {
             State::Closed => None,
-            State::Established(_) | State::Closing(_) => Some(
-                self.last_recv
-                    .saturating_add(IDLE_TIMEOUT)
-                    .min(self.last_send.saturating_add(KEEPALIVE_INTERVAL)),
-            ),
+            State::Established(_) | State::Closing(_) => {
+                let idle = self.last_recv.saturating_add(IDLE_TIMEOUT);
+                // A keepalive is due only when nothing is waiting to go out:
+                // a queued frame (a PING already, or anything) is sent as
+                // soon as the link takes it, and moves `last_send` on. So a
+                // link that does not drain never has a deadline in the past.
+                Some(if self.control.is_empty() {
+                    idle.min(self.last_send.saturating_add(KEEPALIVE_INTERVAL))
+                } else {
+                    idle
+                })
+            }
             _ => Some(self.deadline_handshake),
         }
     }
@@ -846,6 +860,12 @@ impl Session {
                 }
                 Frame::Query { group, keys } => {
                     if self.groups.contains_key(&group) {
+                        // A peer that asks without reading our answers would
+                        // grow the queue without end.
+                        let queued: usize = self.acks.values().map(Vec::len).sum();
+                        if queued + keys.len() > MAX_QUEUED_ACKS {
+                            return Err(SessionError::Limit("unread acknowledgements"));
+                        }
                         for key in keys {
                             if store.contains(&group, &key).map_err(store_error)? {
                                 self.acks.entry(group).or_default().push(key.id.tag());
@@ -986,19 +1006,24 @@ impl Session {
     /// everything stored before it).
     pub fn handle_stored(&mut self, inbound: Inbound) {
         self.inbound_out = self.inbound_out.saturating_sub(inbound.len());
-        let open = !self.is_closed();
+        // Every message the caller stored is reported, even those after an
+        // invalid one in the batch; only acknowledgements stop at the first
+        // error (the session ends with it).
+        let mut error = None;
         for item in inbound.items {
             let group = *item.group();
             let key = item.key();
-            let mut ack = || {
-                if open {
-                    self.acks.entry(group).or_default().push(key.id.tag());
-                }
-            };
+            let ack = error.is_none() && !self.is_closed();
             match item.verdict() {
-                Verdict::Held | Verdict::Stored { new: false } => ack(),
+                Verdict::Held | Verdict::Stored { new: false } => {
+                    if ack {
+                        self.acks.entry(group).or_default().push(key.id.tag());
+                    }
+                }
                 Verdict::Stored { new: true } => {
-                    ack();
+                    if ack {
+                        self.acks.entry(group).or_default().push(key.id.tag());
+                    }
                     self.events.push_back(Event::Received { group, key });
                 }
                 Verdict::Invalid(reason @ Invalid::FromTheFuture { .. }) => {
@@ -1009,17 +1034,17 @@ impl Session {
                     });
                 }
                 Verdict::Invalid(e) => {
-                    let e = e.clone();
-                    self.fail(SessionError::Invalid(e));
-                    return;
+                    error.get_or_insert(SessionError::Invalid(e.clone()));
                 }
                 Verdict::Unchecked | Verdict::Valid => {
-                    self.fail(SessionError::Internal(
+                    error.get_or_insert(SessionError::Internal(
                         "a received message came back neither checked nor stored",
                     ));
-                    return;
                 }
             }
+        }
+        if let Some(e) = error {
+            self.fail(e);
         }
     }
 
@@ -1090,7 +1115,11 @@ impl Session {
             _ => return Ok(None),
         }
         let responding = matches!(self.state, State::Respond(_));
-        let overhead = if responding { MSG2_OVERHEAD } else { TAG_LEN };
+        let overhead = if responding {
+            MSG2_OVERHEAD + PAD_FRAME_MIN
+        } else {
+            TAG_LEN
+        };
         let budget = self.config.packet() - overhead;
         let mut payload = Vec::with_capacity(budget.min(4096));
         while let Some(f) = self.control.front() {
@@ -1109,14 +1138,16 @@ impl Session {
             self.fill_messages(&mut payload, budget, store)?;
         }
         if responding {
-            // Message 2 varies in size: a PAD frame of random length.
-            let room = budget.saturating_sub(payload.len() + 3);
+            // Message 2 varies in size: a PAD frame of random length, in the
+            // room kept for it and whatever the frames left.
+            let room = budget - payload.len();
             let pad = preamble::pad_len(&mut self.rng).min(room);
             frame::put(&mut payload, frame::PAD, &vec![0u8; pad]);
         }
         if payload.is_empty() {
             return Ok(None);
         }
+        let overhead = if responding { MSG2_OVERHEAD } else { TAG_LEN };
         let mut out = vec![0u8; 2 + overhead + payload.len()];
         let n = match std::mem::replace(&mut self.state, State::Closed) {
             State::Respond(mut hs) => {

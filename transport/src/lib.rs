@@ -107,6 +107,30 @@ pub enum Remote {
     Unknown,
 }
 
+impl Remote {
+    /// What limits count this remote under: an IPv6 address by its /64
+    /// (one LAN host can hold any number of addresses in its prefix), any
+    /// other remote as itself.
+    pub fn limit_key(&self) -> Remote {
+        match self {
+            Remote::Ip(ip) => Remote::Ip(ip_limit_key(*ip)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// An IP address as limits count it: IPv6 by its /64.
+pub(crate) fn ip_limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let mut s = v6.segments();
+            s[4..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(s))
+        }
+        other => other,
+    }
+}
+
 impl std::fmt::Display for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -197,60 +197,61 @@ impl MemoryTransport {
     pub fn number(&self) -> u64 {
         self.me
     }
+}
 
-    fn connect(&self, to: u64) -> Result<Link, TransportError> {
-        let mut state = self.hub.state.lock().expect("hub lock");
-        if !state.devices.contains_key(&self.me) {
-            return Err(TransportError::Stopped);
-        }
-        if !state.devices.contains_key(&to) {
-            return Err(TransportError::UnknownPeer);
-        }
-        let (here, there) = tokio::io::duplex(self.hub.config.buffer);
-        let (here, there): (Box<dyn crate::LinkStream>, Box<dyn crate::LinkStream>) =
-            if self.hub.config.record {
-                let tape = Tape::new(Mutex::new(Recording {
-                    from: self.me,
-                    to,
-                    bytes: [Vec::new(), Vec::new()],
-                }));
-                state.tapes.push(tape.clone());
-                (
-                    Box::new(Recorded {
-                        inner: here.compat(),
-                        tape: tape.clone(),
-                        side: 0,
-                    }),
-                    Box::new(Recorded {
-                        inner: there.compat(),
-                        tape,
-                        side: 1,
-                    }),
-                )
-            } else {
-                (Box::new(here.compat()), Box::new(there.compat()))
-            };
-        let target = state.devices.get(&to).expect("checked above");
-        let incoming = Link {
-            kind: LinkKind::Emulated,
-            direction: Direction::Inbound,
-            remote: Remote::Emulated(self.me),
-            stream: there,
-        };
-        target
-            .events
-            .try_send(TransportEvent::Incoming(incoming))
-            .map_err(|_| TransportError::Dial {
-                target: format!("/memory/{to}"),
-                source: Box::new(Reason("the device is not taking links".into())),
-            })?;
-        Ok(Link {
-            kind: LinkKind::Emulated,
-            direction: Direction::Outbound,
-            remote: Remote::Emulated(to),
-            stream: here,
-        })
+/// A link from device `me` to device `to` on `hub`.
+fn connect(hub: &Hub, me: u64, to: u64) -> Result<Link, TransportError> {
+    let mut state = hub.state.lock().expect("hub lock");
+    if !state.devices.contains_key(&me) {
+        return Err(TransportError::Stopped);
     }
+    if !state.devices.contains_key(&to) {
+        return Err(TransportError::UnknownPeer);
+    }
+    let (here, there) = tokio::io::duplex(hub.config.buffer);
+    let (here, there): (Box<dyn crate::LinkStream>, Box<dyn crate::LinkStream>) =
+        if hub.config.record {
+            let tape = Tape::new(Mutex::new(Recording {
+                from: me,
+                to,
+                bytes: [Vec::new(), Vec::new()],
+            }));
+            state.tapes.push(tape.clone());
+            (
+                Box::new(Recorded {
+                    inner: here.compat(),
+                    tape: tape.clone(),
+                    side: 0,
+                }),
+                Box::new(Recorded {
+                    inner: there.compat(),
+                    tape,
+                    side: 1,
+                }),
+            )
+        } else {
+            (Box::new(here.compat()), Box::new(there.compat()))
+        };
+    let target = state.devices.get(&to).expect("checked above");
+    let incoming = Link {
+        kind: LinkKind::Emulated,
+        direction: Direction::Inbound,
+        remote: Remote::Emulated(me),
+        stream: there,
+    };
+    target
+        .events
+        .try_send(TransportEvent::Incoming(incoming))
+        .map_err(|_| TransportError::Dial {
+            target: format!("/memory/{to}"),
+            source: Box::new(Reason("the device is not taking links".into())),
+        })?;
+    Ok(Link {
+        kind: LinkKind::Emulated,
+        direction: Direction::Outbound,
+        remote: Remote::Emulated(to),
+        stream: here,
+    })
 }
 
 impl Transport for MemoryTransport {
@@ -260,7 +261,7 @@ impl Transport for MemoryTransport {
 
     fn open(&self, peer: Peer) -> BoxFuture<'static, Result<Link, TransportError>> {
         let result = if peer.kind == LinkKind::Emulated {
-            self.connect(peer.id())
+            connect(&self.hub, self.me, peer.id())
         } else {
             Err(TransportError::UnknownPeer)
         };
@@ -272,8 +273,9 @@ impl Transport for MemoryTransport {
         let Some(Protocol::Memory(n)) = parts.next() else {
             return None;
         };
-        let result = self.connect(n);
-        Some(async move { result }.boxed())
+        // Connects when polled, like a socket would.
+        let (hub, me) = (self.hub.clone(), self.me);
+        Some(async move { connect(&hub, me, n) }.boxed())
     }
 
     fn info(&self) -> BoxFuture<'static, TransportInfo> {

@@ -1,13 +1,15 @@
 //! Admission: which links may start, before anyone is authenticated.
 //!
 //! A link that has not authenticated its peer is *pending*. Pending links
-//! are few ([`MAX_PENDING_LINKS`]), few per remote address
-//! ([`MAX_PENDING_PER_REMOTE`]) and rate limited per remote address
-//! ([`LINKS_PER_REMOTE_PER_SECOND`]); a refused link is dropped before the
-//! node does any work for it (not even a beacon). Once a session
+//! others open are few ([`MAX_PENDING_LINKS`]), few per remote address
+//! ([`MAX_PENDING_PER_REMOTE`]; IPv6 by /64) and rate limited per remote
+//! address ([`LINKS_PER_REMOTE_PER_SECOND`]); a refused link is dropped
+//! before the node does any work for it (not even a beacon). Once a session
 //! authenticates its contact, the link leaves the pending budget, so
-//! strangers can fill it without touching contacts' sessions. The node's
-//! own dials are rate limited too ([`DIALS_PER_SECOND`]).
+//! strangers can fill it without touching contacts' sessions; links the
+//! node opens have a budget of their own ([`MAX_PENDING_DIALS`]), so its
+//! dials to contacts go out whatever strangers do. The node's own dials
+//! are rate limited too ([`DIALS_PER_SECOND`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{
     DIALS_PER_SECOND, DIAL_BURST, LINKS_PER_REMOTE_BURST, LINKS_PER_REMOTE_PER_SECOND,
-    MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
+    MAX_PENDING_DIALS, MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
 };
 
 /// A token bucket: `rate` per second, at most `burst` at once.
@@ -89,6 +91,7 @@ struct PerRemote {
 #[derive(Debug)]
 pub(crate) struct Guard {
     pending: Arc<Semaphore>,
+    dialling: Arc<Semaphore>,
     remotes: Mutex<HashMap<Remote, PerRemote>>,
     dials: Mutex<Bucket>,
 }
@@ -116,6 +119,7 @@ impl Guard {
     pub(crate) fn new() -> Arc<Guard> {
         Arc::new(Guard {
             pending: Arc::new(Semaphore::new(MAX_PENDING_LINKS)),
+            dialling: Arc::new(Semaphore::new(MAX_PENDING_DIALS)),
             remotes: Mutex::new(HashMap::new()),
             dials: Mutex::new(Bucket::new(DIALS_PER_SECOND, DIAL_BURST)),
         })
@@ -123,6 +127,7 @@ impl Guard {
 
     /// Admits a link a remote opened, or says why not.
     pub(crate) fn admit_inbound(self: &Arc<Self>, remote: &Remote) -> Result<Pending, Refusal> {
+        let remote = &remote.limit_key();
         let mut map = self.remotes.lock().expect("guard lock");
         if map.len() >= MAX_TRACKED_REMOTES && !map.contains_key(remote) {
             // Forget remotes that are quiet (nothing pending, bucket full).
@@ -154,10 +159,11 @@ impl Guard {
         })
     }
 
-    /// Admits a link this node opens (its dial rate was checked already).
+    /// Admits a link this node opens (its dial rate was checked already),
+    /// from a budget strangers cannot touch.
     pub(crate) fn admit_outbound(self: &Arc<Self>) -> Result<Pending, Refusal> {
         let permit = self
-            .pending
+            .dialling
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Full)?;
@@ -175,6 +181,7 @@ impl Guard {
 
     /// Links in handshake now.
     pub(crate) fn pending(&self) -> usize {
-        MAX_PENDING_LINKS - self.pending.available_permits()
+        MAX_PENDING_LINKS - self.pending.available_permits() + MAX_PENDING_DIALS
+            - self.dialling.available_permits()
     }
 }

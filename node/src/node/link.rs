@@ -32,7 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::guard::Pending;
 use super::registry::{Command, SessionId};
 use super::{LinkError, NodeEvent, Shared};
-use crate::limits::{MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE};
+use crate::limits::{
+    LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE,
+};
 use crate::{hex, Delivery, Profile, ProfileError};
 
 type Stored = BoxFuture<'static, Result<Inbound, ProfileError>>;
@@ -77,6 +79,8 @@ struct Pump {
     contact: Option<(PublicIdentity, String, Vec<Group>)>,
     id: Option<SessionId>,
     commands: mpsc::Sender<Command>,
+    /// Told to close (replaced by a newer session, or the node stops).
+    close: tokio_util::sync::CancellationToken,
     sent: Vec<(GroupId, Key)>,
     delivered: Vec<(GroupId, Key)>,
     closed: Option<Option<SessionError>>,
@@ -98,7 +102,9 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         }
     };
     let (commands, command_rx) = mpsc::channel(SESSION_COMMANDS);
+    let close = node.cancel.child_token();
     let pump = Pump {
+        close,
         node,
         session,
         kind: link.kind,
@@ -153,12 +159,16 @@ impl Pump {
         let mut in_flight: FuturesOrdered<Stored> = FuturesOrdered::new();
         let mut staged: Option<Vec<u8>> = None;
         let mut store_error: Option<ProfileError> = None;
-        let cancel = self.node.cancel.clone();
+        let close = self.close.clone();
         let mut closing = false;
         loop {
             self.events();
             self.flush_marks();
             if self.closed.is_some() {
+                // The session's last packet (a CLOSE) may still be staged.
+                if let Some(p) = staged.take() {
+                    let _ = tokio::time::timeout(LINK_DRAIN, out_tx.send(p)).await;
+                }
                 break;
             }
             if staged.is_none() {
@@ -178,14 +188,17 @@ impl Pump {
                     }
                 }
             }
+            // At least a millisecond: a deadline in the past is handled on
+            // the next pass, never in a busy loop.
             let wait = self
                 .session
                 .poll_timeout()
-                .map_or(60_000, |t| t.saturating_sub(self.node.clock.now()));
+                .map_or(60_000, |t| t.saturating_sub(self.node.clock.now()))
+                .max(1);
             let reading = in_flight.len() < MAX_BATCHES_IN_FLIGHT;
             tokio::select! {
                 biased;
-                _ = cancel.cancelled(), if !closing => {
+                _ = close.cancelled(), if !closing => {
                     closing = true;
                     self.session.close();
                 }
@@ -239,12 +252,8 @@ impl Pump {
                     Ok(permit) => permit.send(staged.take().expect("staged")),
                     Err(_) => self.session.handle_eof(),
                 },
-                command = commands.recv() => match command {
-                    Some(Command::New(group, key)) => {
-                        self.session.handle_new_message(&group, key);
-                    }
-                    Some(Command::Close) => self.session.close(),
-                    None => {}
+                Some(Command::New(group, key)) = commands.recv() => {
+                    self.session.handle_new_message(&group, key);
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
                     self.session.handle_timeout(self.node.clock.now());
@@ -262,9 +271,14 @@ impl Pump {
         if let Some(id) = self.id.take() {
             self.node.registry.unregister(id, crate::now());
         }
-        drop(out_tx);
-        let _ = writer.await;
         reader.abort();
+        drop(out_tx);
+        // A peer that stopped reading cannot hold this task (or the node's
+        // shutdown) for longer than the drain allows.
+        let mut writer = writer;
+        if tokio::time::timeout(LINK_DRAIN, &mut writer).await.is_err() {
+            writer.abort();
+        }
         let error = self.closed.take().flatten();
         if let Some((_, name, _)) = &self.contact {
             let _ = self.node.events.send(NodeEvent::Disconnected {
@@ -324,6 +338,7 @@ impl Pump {
             self.kind,
             crate::now(),
             self.commands.clone(),
+            self.close.clone(),
         ) {
             Ok(id) => self.id = Some(id),
             Err(e) => {

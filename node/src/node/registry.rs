@@ -13,16 +13,16 @@ use serde::{Deserialize, Serialize};
 use strand_sync::{AuthorId, GroupId, Key, PublicIdentity};
 use strand_transport::LinkKind;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::limits::{MAX_SESSIONS, MAX_SESSIONS_PER_CONTACT};
 
-/// What a running session is told.
+/// What a running session is told (besides to close: that is its
+/// `CancellationToken`, which cannot be lost to a full queue).
 #[derive(Debug, Clone)]
 pub(crate) enum Command {
     /// A message was stored: send it if the session syncs its group.
     New(GroupId, Key),
-    /// End politely (replaced by a newer session, or the node stops).
-    Close,
 }
 
 /// A session's number in the registry.
@@ -32,6 +32,7 @@ pub(crate) struct SessionId(u64);
 struct Entry {
     contact: PublicIdentity,
     commands: mpsc::Sender<Command>,
+    close: CancellationToken,
 }
 
 /// How a contact was last seen.
@@ -74,6 +75,7 @@ impl Registry {
         kind: LinkKind,
         now: u64,
         commands: mpsc::Sender<Command>,
+        close: CancellationToken,
     ) -> Result<SessionId, Full> {
         let mut inner = self.inner.lock().expect("registry lock");
         let mine: Vec<SessionId> = inner
@@ -85,14 +87,21 @@ impl Registry {
         if mine.len() >= MAX_SESSIONS_PER_CONTACT {
             // Ids grow with time: the first is the oldest.
             if let Some(old) = inner.sessions.remove(&mine[0]) {
-                let _ = old.commands.try_send(Command::Close);
+                old.close.cancel();
             }
         } else if inner.sessions.len() >= MAX_SESSIONS {
             return Err(Full);
         }
         inner.next += 1;
         let id = SessionId(inner.next);
-        inner.sessions.insert(id, Entry { contact, commands });
+        inner.sessions.insert(
+            id,
+            Entry {
+                contact,
+                commands,
+                close,
+            },
+        );
         inner.seen.insert(
             contact,
             Seen {
@@ -139,7 +148,7 @@ impl Registry {
     pub(crate) fn close_all(&self) {
         let inner = self.inner.lock().expect("registry lock");
         for e in inner.sessions.values() {
-            let _ = e.commands.try_send(Command::Close);
+            e.close.cancel();
         }
     }
 

@@ -135,7 +135,7 @@ fn one_missing_message_in_a_large_log_costs_little() {
         assert_eq!(a, b);
         assert_eq!(a.len(), 20_001);
         // Preamble (beacon 274, hello 66, message 2 ~100, each with up to
-        // 255 bytes of random padding), a fingerprint or two, one message
+        // 127 bytes of random padding), a fingerprint or two, one message
         // of ~220 bytes and its acknowledgement.
         let padding = 3 * MAX_PREAMBLE_PAD as u64;
         assert!(
@@ -1116,4 +1116,153 @@ fn data_before_message_two_is_refused() {
     let err = b.handle_input(now, &junk, &pair.b.store).unwrap_err();
     assert!(matches!(err, SessionError::Decode(_)), "{err:?}");
     assert!(pair.b.store.is_empty());
+}
+
+/// Review of issue 10: a keepalive queued on a link that does not drain
+/// left its deadline in the past, and the node's loop spun on it. The
+/// deadline now moves on once a frame is waiting.
+#[test]
+fn a_waiting_keepalive_leaves_no_deadline_in_the_past() {
+    let mut pair = Pair::new(66);
+    pair.connect();
+    pair.drive();
+    let s = pair.a.session.as_mut().unwrap();
+    let due = s.poll_timeout().unwrap();
+    s.handle_timeout(due);
+    // The PING is queued but the link never takes it.
+    let next = s.poll_timeout().unwrap();
+    assert!(next > due, "{next} is not after {due}");
+    s.handle_timeout(next);
+    assert_eq!(pair.a.close_error(), None);
+    let s = pair.a.session.as_mut().unwrap();
+    assert!(std::iter::from_fn(|| s.poll_event()).any(|e| e
+        == Event::Closed {
+            error: Some(SessionError::Timeout)
+        }));
+}
+
+/// Review of issue 10: QUERY frames from a peer that never reads our
+/// answers grew the acknowledgement queue without end.
+#[test]
+fn queries_that_are_never_read_end_the_session() {
+    let (mut b, store, mut a, group, now) = responder_awaiting_reply(67);
+    let keys = store.keys(&group);
+    let mut body = group.0.to_vec();
+    varint(256, &mut body);
+    for i in 0..256 {
+        let k = keys[i % keys.len()];
+        body.extend_from_slice(&k.time.to_be_bytes());
+        body.extend_from_slice(&k.id.0);
+    }
+    let query = frame(0x0b, &body);
+    let mut result = Ok(());
+    for _ in 0..100 {
+        let packet = a.send_raw_packet(&query).unwrap();
+        result = b.handle_input(now, &packet, &store);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(SessionError::Limit("unread acknowledgements")));
+}
+
+/// Review of issue 10: a batch with an invalid message in the middle
+/// reported nothing after it, though the valid ones after it were stored.
+#[test]
+fn valid_messages_after_an_invalid_one_in_a_batch_are_still_reported() {
+    let mut pair = Pair::new(68);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().clone();
+    let make = |text: &str, seed| {
+        Message::create(
+            &pair.a.identity,
+            &group,
+            pair.now - 1000,
+            Kind::TEXT,
+            text.as_bytes(),
+            &mut rng(seed),
+        )
+        .unwrap()
+    };
+    let (m1, m3) = (make("first", 1), make("third", 3));
+    let mut m2 = make("second", 2).into_bytes();
+    let n = m2.len();
+    m2[n - 1] ^= 1;
+    let mut plain = frame(MSG, m1.as_bytes());
+    plain.extend(frame(MSG, &m2));
+    plain.extend(frame(MSG, m3.as_bytes()));
+    let packet = pair
+        .a
+        .session
+        .as_mut()
+        .unwrap()
+        .send_raw_packet(&plain)
+        .unwrap();
+    pair.inject(Side::A, packet);
+    pair.drive();
+    assert_eq!(
+        pair.b.close_error(),
+        Some(&SessionError::Invalid(Invalid::Signature))
+    );
+    assert_eq!(received(&pair.b), 2, "both stored messages are reported");
+    assert_eq!(pair.b.store.len(&group.id), 2);
+}
+
+/// Review of issue 10: message 2's PAD frame could take it 2 bytes past
+/// `max_packet` when the openings filled the packet exactly. Sweeps empty
+/// groups and one group of up to 16 messages (an IdList opening of up to
+/// 165 bytes) so that some opening lists fill message 2 to the byte.
+#[test]
+fn message_two_never_exceeds_the_packet_size() {
+    for empty in 0..14usize {
+        for listed in [1usize, 8, 15, 16] {
+            let mut pair = Pair::new(1000 + (empty * 17 + listed) as u64);
+            pair.a.config = Config { max_packet: 512 };
+            pair.b.config = Config { max_packet: 512 };
+            let members = vec![pair.a.identity.public().sign, pair.b.identity.public().sign];
+            let mut extra = Vec::new();
+            for g in 0..=empty {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(g as u64 + 1).to_be_bytes());
+                extra.push(strand_sync::Group::new(
+                    strand_sync::GroupId(id),
+                    strand_sync::GroupKey::from_bytes([g as u8; 32]),
+                    members.clone(),
+                ));
+            }
+            // The first group holds `listed` of Bob's messages.
+            for i in 0..listed {
+                let m = Message::create(
+                    &pair.b.identity,
+                    &extra[0],
+                    pair.now - 10_000 + i as u64,
+                    Kind::TEXT,
+                    b"x",
+                    &mut rng(i as u64),
+                )
+                .unwrap();
+                WriteStore::insert(&mut pair.b.store, &extra[0].id, &m).unwrap();
+            }
+            for peer in [&mut pair.a, &mut pair.b] {
+                let mut contacts = peer.contacts.clone();
+                contacts[0].groups.extend(extra.iter().cloned());
+                peer.set_contacts(contacts);
+            }
+            let biggest = std::rc::Rc::new(std::cell::Cell::new(0));
+            let b2 = biggest.clone();
+            pair.filter = Some(Box::new(move |_, bytes| {
+                b2.set(b2.get().max(bytes.len()));
+                Action::Deliver
+            }));
+            pair.connect();
+            pair.drive();
+            assert!(pair.a.established() && pair.b.established());
+            assert!(
+                biggest.get() <= 2 + 512,
+                "{} bytes ({empty} empty groups, {listed} listed)",
+                biggest.get()
+            );
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! make, so a stranger could open any number of connections with a fresh
 //! one each. This behaviour counts inbound connections by remote IP address
 //! (pending and established) and their rate, and denies past the limits
-//! before any handshake work. The counts are
+//! before any handshake work. An IPv6 address counts by its /64: one host
+//! can hold any number of addresses in its prefix. The counts are
 //! shared by every generation of the LAN transport's swarm, so an identity
 //! rotation does not reset them.
 
@@ -93,6 +94,11 @@ pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     }
 }
 
+/// The address limits count a connection under (IPv6 by its /64).
+fn limit_key(addr: &Multiaddr) -> Option<IpAddr> {
+    ip_of(addr).map(crate::ip_limit_key)
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     pending: HashMap<IpAddr, usize>,
@@ -147,6 +153,17 @@ impl IpLimits {
     }
 }
 
+impl Drop for IpLimits {
+    /// A generation's swarm can end with connections still open (it is
+    /// stopped, not drained): their counts go with it.
+    fn drop(&mut self) {
+        let ids: Vec<ConnectionId> = self.mine.keys().copied().collect();
+        for id in ids {
+            self.release(id);
+        }
+    }
+}
+
 fn denied(what: &str, ip: IpAddr) -> ConnectionDenied {
     tracing::debug!(%ip, "connection refused: {what}");
     ConnectionDenied::new(Reason(format!("{what} from {ip}")))
@@ -162,7 +179,7 @@ impl NetworkBehaviour for IpLimits {
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        let Some(ip) = ip_of(remote) else {
+        let Some(ip) = limit_key(remote) else {
             return Ok(());
         };
         let mut c = self.counts.0.lock().expect("counts lock");
@@ -194,7 +211,7 @@ impl NetworkBehaviour for IpLimits {
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.release(connection);
-        let Some(ip) = ip_of(remote) else {
+        let Some(ip) = limit_key(remote) else {
             return Ok(dummy::ConnectionHandler);
         };
         let mut c = self.counts.0.lock().expect("counts lock");

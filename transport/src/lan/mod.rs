@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     peers: Mutex<PeerTable>,
     old: Mutex<VecDeque<Generation>>,
     stop: CancellationToken,
+    /// One rotation at a time.
+    rotating: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -220,6 +222,7 @@ impl Lan {
             peers: Mutex::new(PeerTable::default()),
             old: Mutex::new(VecDeque::new()),
             stop: CancellationToken::new(),
+            rotating: tokio::sync::Mutex::new(()),
         });
         let generation = swarm::spawn(&config, counts, Arc::downgrade(&shared), events)?;
         let current = Current {
@@ -261,6 +264,7 @@ impl Lan {
     /// [`LanConfig::rotate_every`].
     pub async fn rotate(&self) -> Result<(), TransportError> {
         let shared = &self.shared;
+        let _one_at_a_time = shared.rotating.lock().await;
         let old = shared.current();
         let generation = swarm::spawn(
             &shared.config,
@@ -268,19 +272,31 @@ impl Lan {
             Arc::downgrade(shared),
             shared.events.clone(),
         )?;
+        let new = Current {
+            commands: generation.commands.clone(),
+            local: generation.local,
+        };
+        // Tracked at once, so shutdown stops it whatever happens below.
+        {
+            let mut gens = shared.old.lock().expect("old lock");
+            gens.retain(|g| !g.task.is_finished());
+            gens.push_back(generation);
+            while gens.len() > MAX_GENERATIONS {
+                if let Some(g) = gens.pop_front() {
+                    g.task.abort();
+                }
+            }
+        }
         let bound = shared.bound.lock().expect("bound lock").clone();
         // TCP first: the new listener sits beside the old one.
         for addr in bound.iter().filter(|a| is_tcp(a)) {
-            ask(&generation.commands, |reply| Command::Listen {
+            ask(&new.commands, |reply| Command::Listen {
                 addr: addr.clone(),
                 reply,
             })
             .await??;
         }
-        *shared.current.write().expect("current lock") = Current {
-            commands: generation.commands.clone(),
-            local: generation.local,
-        };
+        *shared.current.write().expect("current lock") = new.clone();
         // The old generation stops listening (and announcing).
         let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
         // QUIC: the port frees once the old endpoint has closed.
@@ -288,7 +304,7 @@ impl Lan {
         for (i, addr) in bound.iter().enumerate().filter(|(_, a)| !is_tcp(a)) {
             let deadline = tokio::time::Instant::now() + QUIC_REBIND;
             let got = loop {
-                let r = ask(&generation.commands, |reply| Command::Listen {
+                let r = ask(&new.commands, |reply| Command::Listen {
                     addr: addr.clone(),
                     reply,
                 })
@@ -306,7 +322,7 @@ impl Lan {
             };
             if got.is_none() {
                 let any = with_port(addr, &"/udp/0".parse().expect("valid"));
-                let a = ask(&generation.commands, |reply| Command::Listen {
+                let a = ask(&new.commands, |reply| Command::Listen {
                     addr: any.clone(),
                     reply,
                 })
@@ -315,14 +331,6 @@ impl Lan {
             }
         }
         *shared.bound.lock().expect("bound lock") = rebound;
-        let mut old = shared.old.lock().expect("old lock");
-        old.retain(|g| !g.task.is_finished());
-        old.push_back(generation);
-        while old.len() > MAX_GENERATIONS {
-            if let Some(g) = old.pop_front() {
-                g.task.abort();
-            }
-        }
         tracing::debug!(local = %self.local_peer_id(), "LAN identity rotated");
         Ok(())
     }

@@ -210,7 +210,9 @@ async fn run(
                     }
                 }
                 Some(Command::Open { peer, addrs, reply }) => {
-                    if opens.len() >= MAX_OPENING {
+                    if draining.is_some() {
+                        let _ = reply.send(Err(TransportError::Stopped));
+                    } else if opens.len() >= MAX_OPENING {
                         let _ = reply.send(Err(dial_error(peer, "too many streams being opened")));
                     } else {
                         let id = swarm.behaviour_mut().stream.open_at(peer, addrs);

@@ -90,3 +90,16 @@ async fn a_device_that_left_is_unreachable() {
     assert!(matches!(err, TransportError::UnknownPeer), "{err}");
     assert!(a.dial(&"/ip4/127.0.0.1/tcp/1".parse().unwrap()).is_none());
 }
+
+#[test]
+fn limits_count_an_ipv6_host_by_its_prefix() {
+    let a: Remote = Remote::Ip("2001:db8:1:2:aaaa::1".parse().unwrap());
+    let b: Remote = Remote::Ip("2001:db8:1:2:bbbb::7".parse().unwrap());
+    let c: Remote = Remote::Ip("2001:db8:1:3::1".parse().unwrap());
+    assert_eq!(a.limit_key(), b.limit_key());
+    assert_ne!(a.limit_key(), c.limit_key());
+    let v4 = Remote::Ip("192.168.1.20".parse().unwrap());
+    assert_eq!(v4.limit_key(), v4);
+    let lo = Remote::Ip("::1".parse().unwrap());
+    assert_eq!(lo.limit_key(), lo);
+}
