@@ -13,6 +13,8 @@
 //!   acknowledgements; shutdown releases the profile.
 //! - `transcript`: the node writes strand-sync's reference bytes for a
 //!   fixed link (the simulator's test checks the same; issue 10).
+//! - `transports`: one node on the LAN and emulated links at once, each
+//!   link kind with its own session settings (issue 10).
 //! - `views`: summaries and unread counts, paged conversations, read marks,
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
@@ -23,4 +25,5 @@ mod lan;
 mod profile;
 mod sync;
 mod transcript;
+mod transports;
 mod views;
