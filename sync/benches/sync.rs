@@ -344,8 +344,8 @@ fn reconciliation_figures(n: usize) {
         );
     }
     println!(
-        "   (bytes: everything on the link, handshake and acknowledgements included; round trips:"
+        "   (bytes: everything on the link, preamble and acknowledgements included; round trips:"
     );
-    println!("    from the hello to the last message stored, the handshake's included. Target for 1: ≤ 1 KiB, ≤ 3.)");
+    println!("    from the link opening (the beacon) to the last message stored. Target for 1: ≤ 1 KiB, ≤ 3.)");
     println!("   baseline: a naive id exchange sends every id both ways (32 bytes each), as Briar's offer/ack does.\n");
 }

@@ -65,7 +65,15 @@ pub(crate) fn show(core: &mut Core, status: Status) {
     } else if addrs.is_empty() {
         "not listening".to_owned()
     } else {
-        addrs.join("  ")
+        // The libp2p identity neighbours see: a new one every 15 minutes.
+        let id = lan
+            .and_then(|t| t.ephemeral_id.as_deref())
+            .map(|id| {
+                let tail = &id[id.len().saturating_sub(6)..];
+                format!("  ·  identity …{tail}, renewed every 15 min")
+            })
+            .unwrap_or_default();
+        format!("{}{id}", addrs.join("  "))
     };
     let transports = vec![
         TransportItem {

@@ -1266,3 +1266,35 @@ fn message_two_never_exceeds_the_packet_size() {
         }
     }
 }
+
+/// Issue 10: the first messages on a link were 72 and 64 bytes every time,
+/// which marks a link as Strand. The beacon record, the hello and message
+/// 2 now carry random padding: over 30 links their sizes vary widely.
+#[test]
+fn the_first_records_of_a_link_vary_in_size() {
+    let mut sizes: [std::collections::BTreeSet<usize>; 3] = Default::default();
+    for seed in 0..30u64 {
+        let mut pair = Pair::new(2000 + seed);
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let s2 = seen.clone();
+        pair.filter = Some(Box::new(move |side, bytes| {
+            s2.borrow_mut().push((side, bytes.len()));
+            Action::Deliver
+        }));
+        pair.connect();
+        pair.drive();
+        let seen = seen.borrow();
+        let from = |side| {
+            seen.iter()
+                .filter(move |(s, _)| *s == side)
+                .map(|(_, n)| *n)
+        };
+        let mut b = from(Side::B);
+        sizes[0].insert(b.next().unwrap()); // beacon record
+        sizes[2].insert(b.next().unwrap()); // message 2
+        sizes[1].insert(from(Side::A).next().unwrap()); // hello
+    }
+    for (what, s) in ["beacon", "hello", "message 2"].iter().zip(&sizes) {
+        assert!(s.len() >= 20, "{what}: only {} sizes in 30 links", s.len());
+    }
+}
