@@ -165,3 +165,40 @@ impl Registry {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(n: u8) -> PublicIdentity {
+        PublicIdentity {
+            sign: [n; 32],
+            dh: [n; 32],
+        }
+    }
+
+    /// Issue 10: at the per-contact cap a newly authenticated session
+    /// replaces the oldest (which is told to close), so stale or replayed
+    /// sessions cannot keep the contact's working one out.
+    #[test]
+    fn a_third_session_replaces_the_oldest() {
+        let r = Registry::default();
+        let mut tokens = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_CONTACT + 1 {
+            let (tx, _rx) = mpsc::channel(1);
+            let close = CancellationToken::new();
+            r.register(contact(1), "ann", LinkKind::Lan, 0, tx, close.clone())
+                .unwrap();
+            tokens.push(close);
+        }
+        // Another contact's session is not touched.
+        let (tx, _rx) = mpsc::channel(1);
+        let other = CancellationToken::new();
+        r.register(contact(2), "ben", LinkKind::Lan, 0, tx, other.clone())
+            .unwrap();
+        assert!(tokens[0].is_cancelled(), "the oldest was told to close");
+        assert!(tokens[1..].iter().all(|t| !t.is_cancelled()));
+        assert!(!other.is_cancelled());
+        assert_eq!(r.sessions(), MAX_SESSIONS_PER_CONTACT + 1);
+    }
+}
