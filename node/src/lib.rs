@@ -43,6 +43,7 @@ mod crypto;
 pub mod limits;
 mod node;
 mod profile;
+mod reach;
 pub mod schema;
 mod store;
 mod views;
@@ -187,6 +188,9 @@ pub enum ProfileError {
     /// The profile was closed (its node stopped).
     #[error("the profile is closed")]
     Closed,
+    /// A relay address or list that cannot be used.
+    #[error("{0}")]
+    Relay(String),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

@@ -386,6 +386,11 @@ impl Profile {
         }
     }
 
+    /// The root key, for sealing this profile's records.
+    pub(crate) fn root(&self) -> &[u8; 32] {
+        &self.inner.root
+    }
+
     /// The profile directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -501,6 +506,9 @@ impl Profile {
         let mut records = book.records.clone();
         records.push(record.clone());
         *self.inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
+        drop(_one_at_a_time);
+        // Where to reach us beyond the LAN, if we have said it to others.
+        self.reach_new_contact(&record, now, rng)?;
         Ok(record)
     }
 

@@ -11,9 +11,11 @@
 //! | `read` | group id (32) | the newest message the user has seen: time (u64 BE) ‖ id (32) (since version 2) |
 //!
 //! `meta` holds: `schema` (u32 LE), `kdf` (Argon2id salt and parameters),
-//! `root` (the random root key, sealed under the passphrase key) and
+//! `root` (the random root key, sealed under the passphrase key),
 //! `identity` (the identity's secret keys and name, sealed under the root
-//! key). "Sealed" is XChaCha20-Poly1305 with a random 24-byte nonce in
+//! key), and, once relays are used, `relays`, `relay_seed` and `reach`
+//! (sealed; see [`meta`]). Keys a version does not know are left alone, so
+//! these needed no new schema version. "Sealed" is XChaCha20-Poly1305 with a random 24-byte nonce in
 //! front and the record's role as associated data.
 //!
 //! Crash assumptions: every change is one redb write transaction committed
@@ -51,6 +53,15 @@ pub mod meta {
     pub const ROOT: &str = "root";
     /// Identity secret (64) ‖ name, sealed under the root key.
     pub const IDENTITY: &str = "identity";
+    /// The relays to reserve on: count (u8) ‖ per relay, length (u16 LE) ‖
+    /// the multiaddr as text; sealed under the root key. Absent: none.
+    pub const RELAYS: &str = "relays";
+    /// The seed of this device's relay identities (32 bytes), sealed under
+    /// the root key. Made when first needed.
+    pub const RELAY_SEED: &str = "relay_seed";
+    /// The [`strand_sync::Reach`] record last written to contacts, sealed
+    /// under the root key: a new one is written only when it changes.
+    pub const REACH: &str = "reach";
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

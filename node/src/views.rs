@@ -99,13 +99,14 @@ impl Profile {
             let group = contact.direct_group().clone();
             let lo = table_key(&group.id, &Key::MIN);
             let hi = table_key(&group.id, &Key::MAX);
-            let last = match messages.range(lo..hi).map_err(db_error)?.next_back() {
-                Some(entry) => {
-                    let (k, v) = entry.map_err(db_error)?;
-                    Some(self.decode_stored(&group, &k.value(), v.value(), &outbox)?)
+            let mut last = None;
+            for entry in messages.range(lo..hi).map_err(db_error)?.rev() {
+                let (k, v) = entry.map_err(db_error)?;
+                if shown(v.value()) {
+                    last = Some(self.decode_stored(&group, &k.value(), v.value(), &outbox)?);
+                    break;
                 }
-                None => None,
-            };
+            }
             let seen = read
                 .get(&group.id.0)
                 .map_err(db_error)?
@@ -152,8 +153,10 @@ impl Profile {
         let hi = table_key(&group.id, &Key::MAX);
         let mut out = Vec::new();
         for entry in messages.range(lo..hi).map_err(db_error)? {
-            let (k, _) = entry.map_err(db_error)?;
-            out.push(sync_key(&k.value()));
+            let (k, v) = entry.map_err(db_error)?;
+            if shown(v.value()) {
+                out.push(sync_key(&k.value()));
+            }
         }
         Ok(out)
     }
@@ -173,9 +176,14 @@ impl Profile {
         let lo = table_key(&group.id, from);
         let hi = table_key(&group.id, &Key::MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in messages.range(lo..hi).map_err(db_error)?.take(limit) {
+        for entry in messages.range(lo..hi).map_err(db_error)? {
+            if out.len() == limit {
+                break;
+            }
             let (k, v) = entry.map_err(db_error)?;
-            out.push(self.decode_stored(&group, &k.value(), v.value(), &outbox)?);
+            if shown(v.value()) {
+                out.push(self.decode_stored(&group, &k.value(), v.value(), &outbox)?);
+            }
         }
         Ok(out)
     }
@@ -199,6 +207,12 @@ impl Profile {
             Ok(())
         })
     }
+}
+
+/// Whether a stored message is one conversations show (a text; records
+/// such as [`Kind::REACH`] are not), read from its header.
+pub(crate) fn shown(encoded: &[u8]) -> bool {
+    encoded.get(73) == Some(&Kind::TEXT.0)
 }
 
 /// Adds one to a big-endian number (saturating at all ones).

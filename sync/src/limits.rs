@@ -166,6 +166,21 @@ pub const MAX_HELLOS_PER_LINK: usize = 8;
 /// recognised.
 pub const MAX_CONTACTS: usize = 4096;
 
+/// Addresses in each list of a [`crate::Reach`] record (relays reserved on,
+/// relays offered). A device uses a handful of relays; 8 bounds what a
+/// contact can make us dial.
+pub const MAX_REACH_ADDRESSES: usize = 8;
+
+/// Longest address in a [`crate::Reach`] record, in bytes of binary
+/// multiaddr (an IPv6 address, a port, a 38-byte PeerId and a circuit
+/// marker take under 80).
+pub const MAX_REACH_ADDRESS_LEN: usize = 255;
+
+/// How long a device keeps one identity at relays: the default relay
+/// reservation lasts an hour, so a new identity per reservation period
+/// stops a relay from linking a device's hours together.
+pub const RELAY_EPOCH: Time = 60 * MINUTE;
+
 /// Most keys asked about in one QUERY frame (40 bytes each, 10 KiB): the
 /// peer looks each up once. Delivery confirmations for more are split.
 pub const MAX_QUERY_KEYS: usize = 256;

@@ -60,6 +60,9 @@ pub struct Kind(pub u8);
 impl Kind {
     /// A UTF-8 text message.
     pub const TEXT: Kind = Kind(1);
+    /// Where the author can be reached beyond its LAN (a
+    /// [`crate::Reach`] record). Not shown in conversations.
+    pub const REACH: Kind = Kind(2);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

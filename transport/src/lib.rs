@@ -56,7 +56,7 @@ pub mod memory;
 pub mod stream;
 
 pub use lan::{Lan, LanConfig};
-pub use libp2p::Multiaddr;
+pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use stream::protocol::PROTOCOL;
 
 /// What kind of link a [`Link`] is.

@@ -3,6 +3,8 @@
 //! - `profile`: creating, unlocking and locking profiles on real redb
 //!   files; wrong passphrases, a second owner (another process), corrupt
 //!   and newer files; what is and is not readable at rest.
+//! - `reach`: relays in the profile and the records that tell contacts
+//!   about them, hidden from conversations (issue 12).
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
@@ -23,6 +25,7 @@ mod flood;
 mod hostile;
 mod lan;
 mod profile;
+mod reach;
 mod sync;
 mod transcript;
 mod transports;

@@ -236,3 +236,40 @@ fn truncated_encodings_do_not_decode() {
     longer.push(0);
     assert!(Message::decode(longer).is_err());
 }
+
+/// Issue 12: the record that tells contacts where to reach a device beyond
+/// its LAN round-trips, refuses what breaks its limits, and derives one
+/// relay identity per epoch.
+#[test]
+fn reach_records_round_trip_and_bad_ones_are_refused() {
+    use strand_sync::{relay_epoch, Reach};
+    let r = Reach {
+        seed: [7; 32],
+        relays: vec![vec![1, 2, 3], vec![4; 40]],
+        offers: vec![vec![9; 12]],
+    };
+    r.check().unwrap();
+    let bytes = r.encode();
+    assert_eq!(Reach::decode(&bytes).unwrap(), r);
+    for cut in 0..bytes.len() {
+        assert!(Reach::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Reach::decode(&longer).is_err());
+    let mut too_many = vec![1u8];
+    too_many.extend_from_slice(&[0; 32]);
+    too_many.push(9);
+    assert!(Reach::decode(&too_many).is_err());
+    let mut empty = Reach {
+        relays: vec![vec![]],
+        ..r.clone()
+    };
+    assert!(empty.check().is_err());
+    empty.relays = vec![vec![1; 256]];
+    assert!(empty.check().is_err());
+    let hour = strand_sync::limits::RELAY_EPOCH;
+    assert_eq!(relay_epoch(10 * hour + 1), 10);
+    assert_ne!(r.relay_key(1), r.relay_key(2));
+    assert_eq!(r.relay_key(3), strand_sync::relay_key(&[7; 32], 3));
+}

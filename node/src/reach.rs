@@ -1,0 +1,316 @@
+//! Reaching contacts beyond the LAN: this profile's relay list and relay
+//! seed, the [`Reach`] records that tell contacts about them, and reading
+//! the records contacts wrote.
+//!
+//! A record is a message of kind [`Kind::REACH`] in each contact's 1:1
+//! group: encrypted and synced like a text, never shown. A new one is
+//! written only when what it says changes (the relays, or the relay this
+//! node offers its contacts), and to a new contact when it is added.
+
+use rand_core::{CryptoRng, RngCore};
+use redb::ReadableDatabase;
+use strand_sync::limits::{Time, MAX_REACH_ADDRESSES};
+use strand_sync::{GroupId, Key, Kind, Message, Reach};
+use strand_transport::Multiaddr;
+use zeroize::Zeroizing;
+
+use crate::crypto::{open, seal};
+use crate::profile::db_error;
+use crate::schema::{meta, MESSAGES, META};
+use crate::store::{insert, table_key};
+use crate::{ContactRecord, Profile, ProfileError};
+
+const ROLE_RELAYS: &str = "strand/v2/relays";
+const ROLE_RELAY_SEED: &str = "strand/v2/relay-seed";
+const ROLE_REACH: &str = "strand/v2/reach";
+
+fn encode_relays(relays: &[String]) -> Vec<u8> {
+    let mut out = vec![relays.len() as u8];
+    for r in relays {
+        out.extend_from_slice(&(r.len() as u16).to_le_bytes());
+        out.extend_from_slice(r.as_bytes());
+    }
+    out
+}
+
+fn decode_relays(b: &[u8]) -> Result<Vec<String>, ProfileError> {
+    let bad = || ProfileError::Corrupt("the relay list".into());
+    let (&n, mut rest) = b.split_first().ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if rest.len() < 2 {
+            return Err(bad());
+        }
+        let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+        let text = rest.get(2..2 + len).ok_or_else(bad)?;
+        out.push(String::from_utf8(text.to_vec()).map_err(|_| bad())?);
+        rest = &rest[2 + len..];
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Why a relay address was refused.
+fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
+    let parsed: Multiaddr = addr
+        .trim()
+        .parse()
+        .map_err(|e| ProfileError::Relay(format!("not an address: {e}")))?;
+    let ends_in_id = matches!(
+        parsed.iter().last(),
+        Some(strand_transport::multiaddr::Protocol::P2p(_))
+    );
+    if !ends_in_id {
+        return Err(ProfileError::Relay(
+            "a relay address must end in the relay's id (…/p2p/12D3KooW…): `strand relay` prints one"
+                .into(),
+        ));
+    }
+    if parsed.to_vec().len() > strand_sync::limits::MAX_REACH_ADDRESS_LEN {
+        return Err(ProfileError::Relay("the address is too long".into()));
+    }
+    Ok(parsed)
+}
+
+impl Profile {
+    fn meta_sealed(
+        &self,
+        name: &str,
+        role: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let m = txn.open_table(META).map_err(db_error)?;
+        let Some(v) = m.get(name).map_err(db_error)? else {
+            return Ok(None);
+        };
+        open(self.root(), role, v.value())
+            .map(Some)
+            .ok_or_else(|| ProfileError::Corrupt(format!("`{name}` does not decrypt")))
+    }
+
+    /// The relays this profile reserves on, as given.
+    pub fn relays(&self) -> Result<Vec<String>, ProfileError> {
+        match self.meta_sealed(meta::RELAYS, ROLE_RELAYS)? {
+            Some(b) => decode_relays(&b),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn set_relays(
+        &self,
+        relays: &[String],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        let sealed = seal(self.root(), ROLE_RELAYS, &encode_relays(relays), rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::RELAYS, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    /// Adds a relay (a multiaddr ending in the relay's `/p2p/` id). The
+    /// profile's contacts learn it with the next sync. Adding one twice is
+    /// an error, and so is going past [`MAX_REACH_ADDRESSES`].
+    pub fn add_relay(
+        &self,
+        addr: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<String, ProfileError> {
+        let parsed = check_relay(addr)?.to_string();
+        let mut relays = self.relays()?;
+        if relays.contains(&parsed) {
+            return Err(ProfileError::Relay(format!(
+                "{parsed} is already in the list"
+            )));
+        }
+        if relays.len() >= MAX_REACH_ADDRESSES {
+            return Err(ProfileError::Relay(format!(
+                "at most {MAX_REACH_ADDRESSES} relays: remove one first"
+            )));
+        }
+        relays.push(parsed.clone());
+        self.set_relays(&relays, rng)?;
+        self.publish_reach(&self.current_offers()?, now, rng)?;
+        Ok(parsed)
+    }
+
+    /// Removes a relay. Returns whether it was in the list.
+    pub fn remove_relay(
+        &self,
+        addr: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<bool, ProfileError> {
+        let wanted = addr
+            .trim()
+            .parse::<Multiaddr>()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| addr.trim().to_owned());
+        let mut relays = self.relays()?;
+        let before = relays.len();
+        relays.retain(|r| *r != wanted);
+        if relays.len() == before {
+            return Ok(false);
+        }
+        self.set_relays(&relays, rng)?;
+        self.publish_reach(&self.current_offers()?, now, rng)?;
+        Ok(true)
+    }
+
+    /// The seed this device's relay identities derive from (made on first
+    /// use).
+    pub fn relay_seed(
+        &self,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<[u8; 32], ProfileError> {
+        if let Some(b) = self.meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED)? {
+            return b
+                .as_slice()
+                .try_into()
+                .map_err(|_| ProfileError::Corrupt("the relay seed".into()));
+        }
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let sealed = seal(self.root(), ROLE_RELAY_SEED, &seed, rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::RELAY_SEED, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        Ok(seed)
+    }
+
+    /// The record last written to contacts, if any.
+    pub fn published_reach(&self) -> Result<Option<Reach>, ProfileError> {
+        match self.meta_sealed(meta::REACH, ROLE_REACH)? {
+            Some(b) => Reach::decode(&b)
+                .map(Some)
+                .map_err(|e| ProfileError::Corrupt(format!("the reach record: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn current_offers(&self) -> Result<Vec<Vec<u8>>, ProfileError> {
+        Ok(self
+            .published_reach()?
+            .map(|r| r.offers)
+            .unwrap_or_default())
+    }
+
+    /// Writes a [`Reach`] record (this profile's relays, `offers`, its seed)
+    /// into every contact's 1:1 group, unless the last one said the same.
+    /// Returns the messages written.
+    pub fn publish_reach(
+        &self,
+        offers: &[Vec<u8>],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let relays: Vec<Vec<u8>> = self
+            .relays()?
+            .iter()
+            .filter_map(|r| r.parse::<Multiaddr>().ok())
+            .map(|a| a.to_vec())
+            .collect();
+        let reach = Reach {
+            seed: self.relay_seed(rng)?,
+            relays,
+            offers: offers.to_vec(),
+        };
+        reach
+            .check()
+            .map_err(|e| ProfileError::Relay(e.to_string()))?;
+        let last = self.published_reach()?;
+        if last.as_ref() == Some(&reach) {
+            return Ok(Vec::new());
+        }
+        let contacts = self.contacts();
+        let written = self.write_reach(&reach, &contacts, now, rng)?;
+        let sealed = seal(self.root(), ROLE_REACH, &reach.encode(), rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::REACH, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        Ok(written)
+    }
+
+    /// Writes the last published record to a contact added since, if there
+    /// is one.
+    pub(crate) fn reach_new_contact(
+        &self,
+        contact: &ContactRecord,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        if let Some(reach) = self.published_reach()? {
+            self.write_reach(&reach, std::slice::from_ref(contact), now, rng)?;
+        }
+        Ok(())
+    }
+
+    fn write_reach(
+        &self,
+        reach: &Reach,
+        contacts: &[ContactRecord],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let identity = self.identity();
+        let body = Zeroizing::new(reach.encode());
+        let mut messages = Vec::with_capacity(contacts.len());
+        for c in contacts {
+            let group = self.sync_contact(c)?.direct_group().clone();
+            let m = Message::create(&identity, &group, now, Kind::REACH, &body, rng)
+                .map_err(ProfileError::Message)?;
+            messages.push((group.id, m));
+        }
+        let keys: Vec<(GroupId, Key)> = messages.iter().map(|(g, m)| (*g, m.key())).collect();
+        self.write_txn(move |txn| {
+            let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
+            for (g, m) in &messages {
+                insert(&mut table, g, m).map_err(db_error)?;
+            }
+            Ok(())
+        })?;
+        Ok(keys)
+    }
+
+    /// The newest [`Reach`] record `contact` wrote into your 1:1 group:
+    /// where to reach them beyond the LAN. Reads headers newest first and
+    /// decrypts only the record.
+    pub fn contact_reach(&self, contact: &ContactRecord) -> Result<Option<Reach>, ProfileError> {
+        let group = self.sync_contact(contact)?.direct_group().clone();
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let lo = table_key(&group.id, &Key::MIN);
+        let hi = table_key(&group.id, &Key::MAX);
+        for entry in messages.range(lo..hi).map_err(db_error)?.rev() {
+            let (_, v) = entry.map_err(db_error)?;
+            let b = v.value();
+            if b.get(73) != Some(&Kind::REACH.0) || b.get(33..65) != Some(&contact.public.sign[..])
+            {
+                continue;
+            }
+            let Ok(m) = Message::decode(b.to_vec()) else {
+                continue;
+            };
+            if let Ok(body) = m.open(&group) {
+                if let Ok(r) = Reach::decode(&body) {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

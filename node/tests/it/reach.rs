@@ -1,0 +1,152 @@
+//! Relays in the profile, and the records that tell contacts about them
+//! (issue 12).
+
+use strand_node::{os_rng, KdfParams, Profile, ProfileError};
+use strand_sync::{Config, Kind, Store};
+
+const NOW: u64 = 1_700_000_000_000;
+const RELAY: &str =
+    "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWYNjnECGDVtFdxXnYyRJFk";
+
+fn pair(root: &std::path::Path) -> (Profile, Profile) {
+    let mut rng = os_rng();
+    let kdf = KdfParams::insecure_for_tests();
+    let a = Profile::create(&root.join("a"), "Alice", "a", kdf, &mut rng).unwrap();
+    let b = Profile::create(&root.join("b"), "Bob", "b", kdf, &mut rng).unwrap();
+    a.add_contact(&b.identity().invite(), "Bob", NOW, &mut rng)
+        .unwrap();
+    b.add_contact(&a.identity().invite(), "Alice", NOW, &mut rng)
+        .unwrap();
+    (a, b)
+}
+
+/// Runs one link between the two profiles until quiet.
+fn sync(a: &Profile, b: &Profile) {
+    let mut rng = os_rng();
+    let mut sa = a.endpoint().dial(Config::default(), NOW, &mut rng);
+    let mut sb = b.endpoint().accept(Config::default(), NOW, &mut rng);
+    let (mut store_a, mut store_b) = (a.store().unwrap(), b.store().unwrap());
+    loop {
+        let mut moved = false;
+        while let Some(p) = sb.poll_transmit(NOW, &store_b) {
+            sa.handle_input(NOW, &p, &store_a).unwrap();
+            sa.settle(NOW, &mut store_a);
+            moved = true;
+        }
+        store_a.commit().unwrap();
+        while let Some(p) = sa.poll_transmit(NOW, &store_a) {
+            sb.handle_input(NOW, &p, &store_b).unwrap();
+            sb.settle(NOW, &mut store_b);
+            moved = true;
+        }
+        store_b.commit().unwrap();
+        if !moved {
+            break;
+        }
+    }
+}
+
+#[test]
+fn relays_reach_contacts_inside_the_conversation_and_are_never_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let mut rng = os_rng();
+    assert!(a.relays().unwrap().is_empty());
+    a.write("Bob", "a text first", NOW - 10, &mut rng).unwrap();
+    let added = a.add_relay(&format!("  {RELAY} "), NOW, &mut rng).unwrap();
+    assert_eq!(added, RELAY);
+    assert_eq!(a.relays().unwrap(), [RELAY]);
+    // Bob has no record of Alice's until they sync; then he has it.
+    let bob_view_of_alice = b.contact("Alice").unwrap();
+    assert!(b.contact_reach(&bob_view_of_alice).unwrap().is_none());
+    sync(&a, &b);
+    let reach = b.contact_reach(&bob_view_of_alice).unwrap().unwrap();
+    assert_eq!(reach.relays.len(), 1);
+    assert_eq!(
+        reach.relays[0],
+        RELAY
+            .parse::<strand_transport::Multiaddr>()
+            .unwrap()
+            .to_vec()
+    );
+    assert_eq!(reach.seed, a.relay_seed(&mut rng).unwrap());
+    // The record is in the log but no conversation view shows it.
+    let conv = b.conversation("Alice").unwrap();
+    assert_eq!(conv.len(), 1);
+    assert_eq!(conv[0].text, "a text first");
+    assert_eq!(b.conversation_keys("Alice").unwrap().len(), 1);
+    let summaries = b.summaries().unwrap();
+    assert_eq!(summaries[0].last.as_ref().unwrap().text, "a text first");
+    assert_eq!(summaries[0].unread, 1);
+    // Removing it writes a newer record, which wins.
+    assert!(a.remove_relay(RELAY, NOW + 1, &mut rng).unwrap());
+    assert!(!a.remove_relay(RELAY, NOW + 2, &mut rng).unwrap());
+    sync(&a, &b);
+    assert!(b
+        .contact_reach(&bob_view_of_alice)
+        .unwrap()
+        .unwrap()
+        .relays
+        .is_empty());
+    // Saying the same thing again writes nothing.
+    let before = a.stored_messages().unwrap();
+    assert!(a.publish_reach(&[], NOW + 3, &mut rng).unwrap().is_empty());
+    assert_eq!(a.stored_messages().unwrap(), before);
+}
+
+#[test]
+fn a_contact_added_later_gets_the_record_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let kdf = KdfParams::insecure_for_tests();
+    let a = Profile::create(&tmp.path().join("a"), "Alice", "a", kdf, &mut rng).unwrap();
+    a.add_relay(RELAY, NOW, &mut rng).unwrap();
+    let c = Profile::create(&tmp.path().join("c"), "Carol", "c", kdf, &mut rng).unwrap();
+    a.add_contact(&c.identity().invite(), "Carol", NOW, &mut rng)
+        .unwrap();
+    c.add_contact(&a.identity().invite(), "Alice", NOW, &mut rng)
+        .unwrap();
+    sync(&a, &c);
+    let alice = c.contact("Alice").unwrap();
+    assert_eq!(c.contact_reach(&alice).unwrap().unwrap().relays.len(), 1);
+    // Only the record is there: nothing to show.
+    assert!(c.conversation("Alice").unwrap().is_empty());
+    let group = c.sync_contact(&alice).unwrap().direct_group().clone();
+    let mut kinds = Vec::new();
+    c.store()
+        .unwrap()
+        .scan(&group.id, &strand_sync::KeyRange::ALL, &mut |k| {
+            kinds.push(*k);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(kinds.len(), 1);
+    let m = c.message(&group, &kinds[0]).unwrap().unwrap();
+    assert!(m.text.is_empty() || m.text.chars().count() > 0);
+    let _ = Kind::REACH;
+}
+
+#[test]
+fn bad_relay_addresses_are_refused_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = pair(tmp.path());
+    let mut rng = os_rng();
+    let before = a.stored_messages().unwrap();
+    for bad in ["not an address", "/ip4/203.0.113.7/tcp/4001", ""] {
+        assert!(
+            matches!(a.add_relay(bad, NOW, &mut rng), Err(ProfileError::Relay(_))),
+            "{bad:?} accepted"
+        );
+    }
+    a.add_relay(RELAY, NOW, &mut rng).unwrap();
+    assert!(matches!(
+        a.add_relay(RELAY, NOW, &mut rng),
+        Err(ProfileError::Relay(_))
+    ));
+    assert_eq!(a.relays().unwrap().len(), 1);
+    assert_eq!(
+        a.stored_messages().unwrap(),
+        before + 1,
+        "one record, to Bob"
+    );
+}
