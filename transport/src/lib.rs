@@ -17,7 +17,11 @@
 //! * [`memory`]: emulated in-memory links between transports of one
 //!   process (tests, and anything that wants a second link kind without a
 //!   network).
-//! * Relay and BLE: not built yet.
+//! * [`relay`]: libp2p circuit relays (v2) for devices that share no
+//!   network, hole punching (DCUtR) to a direct connection where the
+//!   routers allow, and the relay server `strand relay` runs. The identity
+//!   there is not the LAN one, and changes every relay epoch.
+//! * BLE: not built yet.
 //!
 //! Streams on libp2p use the protocol [`PROTOCOL`], implemented in
 //! [`stream`] in libp2p's layout (behaviour / handler / protocol) and
@@ -53,10 +57,12 @@ use futures::{AsyncRead, AsyncWrite};
 
 pub mod lan;
 pub mod memory;
+pub mod relay;
 pub mod stream;
 
 pub use lan::{Lan, LanConfig};
 pub use libp2p::{multiaddr, Multiaddr, PeerId};
+pub use relay::{RelayConfig, RelayState, Relays, ReservationState};
 pub use stream::protocol::PROTOCOL;
 
 /// What kind of link a [`Link`] is.
@@ -67,6 +73,9 @@ pub enum LinkKind {
     Lan,
     /// Through a libp2p circuit relay.
     Relay,
+    /// A direct connection across the internet that hole punching made
+    /// (DCUtR), after meeting through a relay.
+    HolePunched,
     /// Bluetooth LE.
     Bluetooth,
     /// An in-memory link ([`memory`]).
@@ -78,6 +87,7 @@ impl std::fmt::Display for LinkKind {
         f.write_str(match self {
             LinkKind::Lan => "LAN",
             LinkKind::Relay => "relay",
+            LinkKind::HolePunched => "hole-punched",
             LinkKind::Bluetooth => "Bluetooth",
             LinkKind::Emulated => "emulated",
         })
@@ -103,6 +113,9 @@ pub enum Remote {
     Ip(IpAddr),
     /// An emulated device, by its number on the hub.
     Emulated(u64),
+    /// A device through a relay, by its ephemeral id there (the relay
+    /// hides its address; the id changes every relay epoch).
+    Relayed(String),
     /// The transport could not tell.
     Unknown,
 }
@@ -136,6 +149,7 @@ impl std::fmt::Display for Remote {
         match self {
             Remote::Ip(ip) => write!(f, "{ip}"),
             Remote::Emulated(n) => write!(f, "emulated device {n}"),
+            Remote::Relayed(id) => write!(f, "relayed peer {id}"),
             Remote::Unknown => f.write_str("an unknown address"),
         }
     }
@@ -223,6 +237,10 @@ pub struct TransportInfo {
     /// Its current ephemeral identity on the wire, if it has one (the
     /// libp2p PeerId of this epoch), for logs and tests.
     pub ephemeral_id: Option<String>,
+    /// Relays and the reservations on them (the relay transport only).
+    pub relays: Vec<RelayState>,
+    /// Its public addresses, as confirmed by others (AutoNAT), if any.
+    pub external: Vec<Multiaddr>,
 }
 
 /// A transport, as the node sees it. Each one writes its
@@ -272,6 +290,21 @@ pub enum TransportError {
     /// Setting the transport up failed.
     #[error("transport setup failed")]
     Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !out.ends_with(&next) {
+            out.push_str(": ");
+            out.push_str(&next);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// An error message as an error source (for failures libp2p reports as

@@ -284,6 +284,8 @@ impl Transport for MemoryTransport {
             addresses: vec![Multiaddr::empty().with(Protocol::Memory(self.me))],
             discovery: true,
             ephemeral_id: None,
+            relays: Vec::new(),
+            external: Vec::new(),
         };
         async move { info }.boxed()
     }

@@ -51,6 +51,32 @@ pub const NEW_CONNECTIONS_PER_IP_BURST: f64 = 8.0;
 /// ones are forgotten first.
 const MAX_TRACKED_IPS: usize = 4096;
 
+/// Per-IP limits on inbound connections. The default is the LAN's (the
+/// constants above); a relay server, with many users behind one NAT, sets
+/// its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IpLimitConfig {
+    /// Connections in their handshakes at once.
+    pub pending: usize,
+    /// Connections held.
+    pub established: usize,
+    /// New connections per second, sustained.
+    pub per_second: f64,
+    /// New connections at once after a quiet spell.
+    pub burst: f64,
+}
+
+impl Default for IpLimitConfig {
+    fn default() -> Self {
+        IpLimitConfig {
+            pending: MAX_PENDING_PER_IP,
+            established: MAX_CONNECTIONS_PER_IP,
+            per_second: NEW_CONNECTIONS_PER_IP_PER_SECOND,
+            burst: NEW_CONNECTIONS_PER_IP_BURST,
+        }
+    }
+}
+
 /// A token bucket per IP address.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -59,23 +85,22 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new() -> Bucket {
+    fn new(config: &IpLimitConfig) -> Bucket {
         Bucket {
-            tokens: NEW_CONNECTIONS_PER_IP_BURST,
+            tokens: config.burst,
             last: std::time::Instant::now(),
         }
     }
 
-    fn refill(&mut self) {
+    fn refill(&mut self, config: &IpLimitConfig) {
         let now = std::time::Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + dt * NEW_CONNECTIONS_PER_IP_PER_SECOND)
-            .min(NEW_CONNECTIONS_PER_IP_BURST);
+        self.tokens = (self.tokens + dt * config.per_second).min(config.burst);
     }
 
-    fn take(&mut self) -> bool {
-        self.refill();
+    fn take(&mut self, config: &IpLimitConfig) -> bool {
+        self.refill(config);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -101,6 +126,7 @@ fn limit_key(addr: &Multiaddr) -> Option<IpAddr> {
 
 #[derive(Debug, Default)]
 struct Counts {
+    config: IpLimitConfig,
     pending: HashMap<IpAddr, usize>,
     established: HashMap<IpAddr, usize>,
     rate: HashMap<IpAddr, Bucket>,
@@ -120,6 +146,16 @@ impl Counts {
 /// Counts shared by the behaviours of every generation.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedCounts(Arc<Mutex<Counts>>);
+
+impl SharedCounts {
+    /// Counts under other limits than the LAN's.
+    pub(crate) fn with_config(config: IpLimitConfig) -> SharedCounts {
+        SharedCounts(Arc::new(Mutex::new(Counts {
+            config,
+            ..Counts::default()
+        })))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -182,20 +218,27 @@ impl NetworkBehaviour for IpLimits {
         let Some(ip) = limit_key(remote) else {
             return Ok(());
         };
-        let mut c = self.counts.0.lock().expect("counts lock");
+        let mut guard = self.counts.0.lock().expect("counts lock");
+        let c = &mut *guard;
+        let config = c.config;
         if c.rate.len() >= MAX_TRACKED_IPS && !c.rate.contains_key(&ip) {
             c.rate.retain(|_, b| {
-                b.refill();
-                b.tokens < NEW_CONNECTIONS_PER_IP_BURST
+                b.refill(&config);
+                b.tokens < config.burst
             });
         }
-        if !c.rate.entry(ip).or_insert_with(Bucket::new).take() {
+        if !c
+            .rate
+            .entry(ip)
+            .or_insert_with(|| Bucket::new(&config))
+            .take(&config)
+        {
             return Err(denied("too many new connections", ip));
         }
-        if c.pending.get(&ip).copied().unwrap_or(0) >= MAX_PENDING_PER_IP {
+        if c.pending.get(&ip).copied().unwrap_or(0) >= config.pending {
             return Err(denied("too many connections in handshake", ip));
         }
-        if c.established.get(&ip).copied().unwrap_or(0) >= MAX_CONNECTIONS_PER_IP {
+        if c.established.get(&ip).copied().unwrap_or(0) >= config.established {
             return Err(denied("too many connections", ip));
         }
         *c.pending.entry(ip).or_default() += 1;
@@ -215,7 +258,7 @@ impl NetworkBehaviour for IpLimits {
             return Ok(dummy::ConnectionHandler);
         };
         let mut c = self.counts.0.lock().expect("counts lock");
-        if c.established.get(&ip).copied().unwrap_or(0) >= MAX_CONNECTIONS_PER_IP {
+        if c.established.get(&ip).copied().unwrap_or(0) >= c.config.established {
             return Err(denied("too many connections", ip));
         }
         *c.established.entry(ip).or_default() += 1;

@@ -392,6 +392,9 @@ impl Transport for Lan {
         addr: &Multiaddr,
     ) -> Option<BoxFuture<'static, Result<crate::Link, TransportError>>> {
         let first = addr.iter().next()?;
+        if crate::relay::is_circuit(addr) {
+            return None;
+        }
         if !matches!(
             first,
             Protocol::Ip4(_)
@@ -428,6 +431,8 @@ impl Transport for Lan {
                 addresses: lan.listen_addrs().await,
                 discovery: lan.shared.config.mdns,
                 ephemeral_id: Some(lan.local_peer_id().to_string()),
+                relays: Vec::new(),
+                external: Vec::new(),
             }
         }
         .boxed()

@@ -50,6 +50,10 @@ pub enum Event {
         peer: PeerId,
         /// The remote address of the connection it came on.
         remote: Option<Multiaddr>,
+        /// The connection it came on.
+        connection: ConnectionId,
+        /// Whether that connection goes through a relay.
+        relayed: bool,
         /// The stream.
         stream: Stream,
     },
@@ -61,6 +65,10 @@ pub enum Event {
         peer: PeerId,
         /// The remote address of the connection it is on.
         remote: Option<Multiaddr>,
+        /// The connection it is on.
+        connection: ConnectionId,
+        /// Whether that connection goes through a relay.
+        relayed: bool,
         /// The stream.
         stream: Stream,
     },
@@ -80,8 +88,12 @@ pub enum Event {
 #[derive(Default)]
 pub struct Behaviour {
     connected: HashMap<PeerId, Vec<ConnectionId>>,
-    remotes: HashMap<ConnectionId, Multiaddr>,
+    /// Each connection's remote address and whether it is relayed.
+    remotes: HashMap<ConnectionId, (Multiaddr, bool)>,
     awaiting_connection: HashMap<PeerId, Vec<OpenId>>,
+    /// Requests handed to a connection and not yet answered: failed if the
+    /// connection closes first (its handler drops them silently).
+    on_connection: HashMap<OpenId, (PeerId, ConnectionId)>,
     actions: VecDeque<ToSwarm<Event, HandlerIn>>,
     next: u64,
     waker: Option<Waker>,
@@ -104,14 +116,18 @@ impl Behaviour {
     /// [`Behaviour::open`], dialling `addresses` if there is no connection
     /// (besides any the other behaviours know).
     pub fn open_at(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) -> OpenId {
-        let id = OpenId(self.next);
-        self.next += 1;
-        if self.connected.contains_key(&peer) {
-            self.actions.push_back(ToSwarm::NotifyHandler {
-                peer_id: peer,
-                handler: NotifyHandler::Any,
-                event: HandlerIn::Open(id),
-            });
+        let id = self.next_id();
+        let best = self.connected.get(&peer).and_then(|conns| {
+            // A direct connection where there is one: it is the faster, and
+            // a relay limits what it carries.
+            conns
+                .iter()
+                .find(|c| !self.is_relayed(**c))
+                .or_else(|| conns.first())
+                .copied()
+        });
+        if let Some(connection) = best {
+            self.notify(peer, connection, id);
         } else {
             let waiting = self.awaiting_connection.entry(peer).or_default();
             if waiting.is_empty() {
@@ -121,10 +137,52 @@ impl Behaviour {
             }
             waiting.push(id);
         }
+        self.wake();
+        id
+    }
+
+    /// Opens a stream on one connection (e.g. the direct connection that
+    /// hole punching made). Fails if that connection is gone.
+    pub fn open_on(&mut self, peer: PeerId, connection: ConnectionId) -> OpenId {
+        let id = self.next_id();
+        if self.remotes.contains_key(&connection) {
+            self.notify(peer, connection, id);
+        } else {
+            self.actions
+                .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
+                    id,
+                    peer,
+                    error: "the connection is gone".into(),
+                }));
+        }
+        self.wake();
+        id
+    }
+
+    /// Whether a connection goes through a relay.
+    pub fn is_relayed(&self, connection: ConnectionId) -> bool {
+        self.remotes.get(&connection).is_some_and(|(_, r)| *r)
+    }
+
+    fn next_id(&mut self) -> OpenId {
+        let id = OpenId(self.next);
+        self.next += 1;
+        id
+    }
+
+    fn notify(&mut self, peer: PeerId, connection: ConnectionId, id: OpenId) {
+        self.on_connection.insert(id, (peer, connection));
+        self.actions.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: HandlerIn::Open(id),
+        });
+    }
+
+    fn wake(&mut self) {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
-        id
     }
 }
 
@@ -156,8 +214,13 @@ impl NetworkBehaviour for Behaviour {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                self.remotes
-                    .insert(e.connection_id, e.endpoint.get_remote_address().clone());
+                self.remotes.insert(
+                    e.connection_id,
+                    (
+                        e.endpoint.get_remote_address().clone(),
+                        e.endpoint.is_relayed(),
+                    ),
+                );
                 self.connected
                     .entry(e.peer_id)
                     .or_default()
@@ -167,15 +230,26 @@ impl NetworkBehaviour for Behaviour {
                     .remove(&e.peer_id)
                     .unwrap_or_default()
                 {
-                    self.actions.push_back(ToSwarm::NotifyHandler {
-                        peer_id: e.peer_id,
-                        handler: NotifyHandler::One(e.connection_id),
-                        event: HandlerIn::Open(id),
-                    });
+                    self.notify(e.peer_id, e.connection_id, id);
                 }
             }
             FromSwarm::ConnectionClosed(e) => {
                 self.remotes.remove(&e.connection_id);
+                let lost: Vec<OpenId> = self
+                    .on_connection
+                    .iter()
+                    .filter(|(_, (_, c))| *c == e.connection_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in lost {
+                    self.on_connection.remove(&id);
+                    self.actions
+                        .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
+                            id,
+                            peer: e.peer_id,
+                            error: "the connection closed".into(),
+                        }));
+                }
                 if let Some(list) = self.connected.get_mut(&e.peer_id) {
                     list.retain(|c| *c != e.connection_id);
                     if list.is_empty() {
@@ -207,20 +281,33 @@ impl NetworkBehaviour for Behaviour {
         connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        let remote = self.remotes.get(&connection).cloned();
+        let (remote, relayed) = match self.remotes.get(&connection) {
+            Some((addr, relayed)) => (Some(addr.clone()), *relayed),
+            None => (None, false),
+        };
         let event = match event {
             HandlerOut::Inbound(stream) => Event::Inbound {
                 peer,
                 remote,
+                connection,
+                relayed,
                 stream,
             },
-            HandlerOut::Opened(id, stream) => Event::Opened {
-                id,
-                peer,
-                remote,
-                stream,
-            },
-            HandlerOut::Failed(id, error) => Event::OpenFailed { id, peer, error },
+            HandlerOut::Opened(id, stream) => {
+                self.on_connection.remove(&id);
+                Event::Opened {
+                    id,
+                    peer,
+                    remote,
+                    connection,
+                    relayed,
+                    stream,
+                }
+            }
+            HandlerOut::Failed(id, error) => {
+                self.on_connection.remove(&id);
+                Event::OpenFailed { id, peer, error }
+            }
         };
         self.actions.push_back(ToSwarm::GenerateEvent(event));
     }

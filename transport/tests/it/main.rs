@@ -5,7 +5,10 @@
 //! - `lan`: the LAN transport over real libp2p TCP sockets on loopback:
 //!   links, errors, identity rotation (issue 10), per-IP limits (issue 10).
 //! - `memory`: emulated links between transports on one hub.
+//! - `relay`: a relay server and clients on loopback: reservations,
+//!   circuits, identity rotation, hole punching (issue 12).
 
 mod lan;
 mod memory;
+mod relay;
 mod stream;

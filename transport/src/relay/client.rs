@@ -1,0 +1,741 @@
+//! One generation of the relay client: a libp2p swarm with one epoch's
+//! identity, on a task of its own. It keeps the reservations, dials
+//! through relays, punches holes, and opens streams.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    autonat, dcutr, identify, identity, noise, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{
+    last_peer, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
+    MIN_RESERVE_BACKOFF, RELAYED_GRACE,
+};
+use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
+use crate::stream::{self, OpenId};
+use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
+
+/// Bound on queued commands to a generation's task.
+const COMMAND_QUEUE: usize = 64;
+/// Streams being opened at once.
+const MAX_OPENING: usize = COMMAND_QUEUE * 4;
+/// Connections idle this long are closed (a reservation, and sessions'
+/// keepalives, keep theirs busy).
+const IDLE_CONNECTION: Duration = Duration::from_secs(90);
+/// Inbound connections in their handshakes at once (direct ones from hole
+/// punching, and circuits through relays).
+const MAX_PENDING_INCOMING: u32 = 64;
+/// Inbound connections held at once: a few per contact.
+const MAX_ESTABLISHED_INCOMING: u32 = 256;
+/// Connections to one PeerId: a relay and a direct one, each way.
+const MAX_PER_PEER: u32 = 4;
+/// How long a circuit dial waits for the relay to tell us our public
+/// address (see `Task::dial`).
+const IDENTIFY_WAIT: Duration = Duration::from_secs(5);
+/// The identify protocol version this client announces.
+const IDENTIFY_VERSION: &str = "/strand/relay-client/1";
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    ip_limits: IpLimits,
+    limits: connection_limits::Behaviour,
+    relay: relay::client::Behaviour,
+    identify: identify::Behaviour,
+    dcutr: Toggle<dcutr::Behaviour>,
+    autonat: Toggle<autonat::v2::client::Behaviour>,
+    stream: stream::Behaviour,
+}
+
+/// What the handle and the current generation report.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    pub(crate) relays: Vec<RelayState>,
+    pub(crate) addresses: Vec<Multiaddr>,
+    pub(crate) external: Vec<Multiaddr>,
+}
+
+type LinkReply = oneshot::Sender<Result<Link, TransportError>>;
+
+/// What a generation's task does for the handle.
+pub(crate) enum Command {
+    /// Listen for direct connections.
+    Listen {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, TransportError>>,
+    },
+    /// Keep reservations on these relays (and give up the others).
+    SetRelays {
+        relays: Vec<Multiaddr>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Open a stream at a circuit address.
+    Dial { addr: Multiaddr, reply: LinkReply },
+    /// Open a stream on a direct connection hole punching made.
+    OpenOn {
+        peer: PeerId,
+        connection: ConnectionId,
+        reply: LinkReply,
+    },
+    /// Reservations and addresses.
+    Status { reply: oneshot::Sender<Status> },
+    /// Give up reservations and listeners, keep live links until `until`;
+    /// the task ends with its last connection.
+    Drain { until: Instant },
+}
+
+/// A running generation.
+pub(crate) struct Generation {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) local: PeerId,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+fn setup_error(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Setup(Box::new(Reason(e.to_string())))
+}
+
+/// Builds a swarm with this identity and starts its task.
+pub(crate) fn spawn(
+    key: identity::Keypair,
+    config: &RelayConfig,
+    counts: SharedCounts,
+    shared: std::sync::Weak<Shared>,
+    events: mpsc::Sender<TransportEvent>,
+) -> Result<Generation, TransportError> {
+    let hole_punch = config.hole_punch;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(setup_error)?
+        .with_quic()
+        .with_dns()
+        .map_err(setup_error)?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(setup_error)?
+        .with_behaviour(|key, relay| Behaviour {
+            ip_limits: IpLimits::new(counts),
+            limits: connection_limits::Behaviour::new(
+                ConnectionLimits::default()
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                    .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                    .with_max_established_per_peer(Some(MAX_PER_PEER)),
+            ),
+            relay,
+            // The relay learns our public address from this and tells us
+            // the one it sees (what hole punching dials); the addresses we
+            // listen on stay ours.
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_hide_listen_addrs(true),
+            ),
+            dcutr: Toggle::from(
+                hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
+            ),
+            autonat: Toggle::from(hole_punch.then(autonat::v2::client::Behaviour::default)),
+            stream: stream::Behaviour::new(),
+        })
+        .map_err(setup_error)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
+        .build();
+    let local = *swarm.local_peer_id();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let task = tokio::spawn(
+        Task {
+            swarm,
+            commands_tx: tx.clone(),
+            events,
+            shared,
+            slots: Vec::new(),
+            listens: HashMap::new(),
+            direct_listeners: Vec::new(),
+            opens: HashMap::new(),
+            relayed: HashMap::new(),
+            to_close: Vec::new(),
+            external: HashSet::new(),
+            draining: None,
+            hole_punch,
+            identified: HashSet::new(),
+            before_circuit: HashMap::new(),
+        }
+        .run(rx),
+    );
+    Ok(Generation {
+        commands: tx,
+        local,
+        task,
+    })
+}
+
+/// A relay and this generation's reservation on it.
+struct Slot {
+    addr: Multiaddr,
+    relay: PeerId,
+    listener: Option<ListenerId>,
+    state: ReservationState,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    /// The last connection error to the relay, for when its listener
+    /// closes without saying why.
+    last_error: Option<String>,
+}
+
+impl Slot {
+    fn backoff(&self) -> Duration {
+        let n = self.attempts.saturating_sub(1).min(16);
+        (MIN_RESERVE_BACKOFF * 2u32.pow(n)).min(MAX_RESERVE_BACKOFF)
+    }
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    commands_tx: mpsc::Sender<Command>,
+    events: mpsc::Sender<TransportEvent>,
+    shared: std::sync::Weak<Shared>,
+    slots: Vec<Slot>,
+    listens: HashMap<ListenerId, oneshot::Sender<Result<Multiaddr, TransportError>>>,
+    direct_listeners: Vec<ListenerId>,
+    opens: HashMap<OpenId, (String, LinkReply)>,
+    /// Relayed connections, by remote.
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Remotes whose relayed connections close at a time (a direct one
+    /// replaced them).
+    to_close: Vec<(Instant, PeerId)>,
+    external: HashSet<Multiaddr>,
+    draining: Option<Instant>,
+    hole_punch: bool,
+    /// Relays that told us our address (identify) on the live connection.
+    identified: HashSet<PeerId>,
+    /// Circuit dials waiting for that, by relay.
+    before_circuit: HashMap<PeerId, Vec<(Instant, Multiaddr, PeerId, LinkReply)>>,
+}
+
+/// The relay a circuit address goes through, and its address.
+fn relay_of(circuit: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut relay = Multiaddr::empty();
+    for p in circuit.iter() {
+        if matches!(p, Protocol::P2pCircuit) {
+            return last_peer(&relay).map(|id| (id, relay));
+        }
+        relay.push(p);
+    }
+    None
+}
+
+fn dial_error(target: impl ToString, reason: impl ToString) -> TransportError {
+    TransportError::Dial {
+        target: target.to_string(),
+        source: Box::new(Reason(reason.to_string())),
+    }
+}
+
+fn link(
+    direction: Direction,
+    peer: PeerId,
+    remote: Option<&Multiaddr>,
+    relayed: bool,
+    stream: libp2p::Stream,
+) -> Link {
+    // A relayed connection's remote address is the relay's (or none):
+    // the remote is known by its ephemeral id there.
+    let (kind, remote) = if relayed {
+        (LinkKind::Relay, Remote::Relayed(peer.to_string()))
+    } else {
+        (
+            LinkKind::HolePunched,
+            remote.and_then(ip_of).map_or(Remote::Unknown, Remote::Ip),
+        )
+    };
+    Link {
+        kind,
+        direction,
+        remote,
+        stream: Box::new(stream),
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            if let Some(until) = self.draining {
+                let connections = self
+                    .swarm
+                    .network_info()
+                    .connection_counters()
+                    .num_connections();
+                if connections == 0 || Instant::now() >= until {
+                    return;
+                }
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(c) => self.command(c),
+                },
+                event = self.swarm.select_next_some() => {
+                    if !self.swarm_event(event).await {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => self.timers(),
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.slots
+            .iter()
+            .filter_map(|s| s.retry_at)
+            .chain(self.to_close.iter().map(|(t, _)| *t))
+            .chain(self.draining)
+            .chain(self.before_circuit.values().flatten().map(|(t, ..)| *t))
+            .min()
+            .unwrap_or(far)
+    }
+
+    fn timers(&mut self) {
+        self.release_circuits(None);
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            if self.slots[i].retry_at.is_some_and(|t| t <= now) {
+                self.slots[i].retry_at = None;
+                self.reserve(i);
+            }
+        }
+        let due: Vec<PeerId> = self
+            .to_close
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, p)| *p)
+            .collect();
+        self.to_close.retain(|(t, _)| *t > now);
+        for peer in due {
+            for c in self.relayed.get(&peer).cloned().unwrap_or_default() {
+                tracing::debug!(%peer, "closing the relayed connection: a direct one replaced it");
+                self.swarm.close_connection(c);
+            }
+        }
+    }
+
+    /// Asks relay `i` for a reservation.
+    fn reserve(&mut self, i: usize) {
+        if self.draining.is_some() {
+            return;
+        }
+        let addr = self.slots[i].addr.clone().with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(addr) {
+            Ok(id) => {
+                self.slots[i].listener = Some(id);
+                self.slots[i].state = ReservationState::Reserving;
+            }
+            Err(e) => self.failed(i, e.to_string()),
+        }
+    }
+
+    fn failed(&mut self, i: usize, error: String) {
+        let slot = &mut self.slots[i];
+        slot.listener = None;
+        slot.attempts += 1;
+        let wait = slot.backoff();
+        tracing::debug!(relay = %slot.addr, attempts = slot.attempts, "reservation failed: {error}");
+        slot.state = ReservationState::Failing {
+            error,
+            attempts: slot.attempts,
+            retry_in: wait.as_secs(),
+        };
+        slot.retry_at = Some(Instant::now() + wait);
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    self.direct_listeners.push(id);
+                    self.listens.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(TransportError::Listen {
+                        addr,
+                        source: Box::new(e),
+                    }));
+                }
+            },
+            Command::SetRelays { relays, reply } => {
+                self.set_relays(relays);
+                let _ = reply.send(());
+            }
+            Command::Dial { addr, reply } => {
+                if self.draining.is_some() {
+                    let _ = reply.send(Err(TransportError::Stopped));
+                    return;
+                }
+                let Some(peer) = last_peer(&addr) else {
+                    let _ = reply.send(Err(dial_error(
+                        &addr,
+                        "the address does not end in /p2p/<id>",
+                    )));
+                    return;
+                };
+                if peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err(dial_error(&addr, "that is this device")));
+                    return;
+                }
+                if self.opens.len() >= MAX_OPENING {
+                    let _ = reply.send(Err(dial_error(&addr, "too many streams being opened")));
+                    return;
+                }
+                self.dial(addr, peer, reply);
+            }
+            Command::OpenOn {
+                peer,
+                connection,
+                reply,
+            } => {
+                if self.opens.len() >= MAX_OPENING {
+                    let _ = reply.send(Err(dial_error(peer, "too many streams being opened")));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().stream.open_on(peer, connection);
+                self.opens.insert(id, (peer.to_string(), reply));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(Status {
+                    relays: self
+                        .slots
+                        .iter()
+                        .map(|s| RelayState {
+                            relay: s.addr.clone(),
+                            state: match (&s.state, s.retry_at) {
+                                (
+                                    ReservationState::Failing {
+                                        error, attempts, ..
+                                    },
+                                    Some(at),
+                                ) => ReservationState::Failing {
+                                    error: error.clone(),
+                                    attempts: *attempts,
+                                    retry_in: at
+                                        .saturating_duration_since(Instant::now())
+                                        .as_secs(),
+                                },
+                                (state, _) => state.clone(),
+                            },
+                        })
+                        .collect(),
+                    addresses: self.swarm.listeners().cloned().collect(),
+                    external: self.external.iter().cloned().collect(),
+                });
+            }
+            Command::Drain { until } => {
+                self.draining = Some(until);
+                for id in self.direct_listeners.drain(..) {
+                    self.swarm.remove_listener(id);
+                }
+                for slot in &mut self.slots {
+                    if let Some(id) = slot.listener.take() {
+                        self.swarm.remove_listener(id);
+                    }
+                    slot.retry_at = None;
+                }
+            }
+        }
+    }
+
+    /// Dials `peer` at a circuit address. With hole punching on, the
+    /// relay must have told us our public address first (identify): hole
+    /// punching sends the addresses known when the circuit opens. So a
+    /// dial through a relay we are not yet connected to connects to it
+    /// first, and opens the circuit once the relay has answered (or failed,
+    /// or [`IDENTIFY_WAIT`] passed).
+    fn dial(&mut self, addr: Multiaddr, peer: PeerId, reply: LinkReply) {
+        let relay = relay_of(&addr);
+        if self.hole_punch {
+            if let Some((relay, relay_addr)) = relay {
+                if !self.identified.contains(&relay) {
+                    let waiting = self.before_circuit.entry(relay).or_default();
+                    if waiting.is_empty() && !self.swarm.is_connected(&relay) {
+                        let opts = DialOpts::peer_id(relay).addresses(vec![relay_addr]).build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!(%relay, "dial to the relay failed: {e}");
+                        }
+                    }
+                    waiting.push((Instant::now() + IDENTIFY_WAIT, addr, peer, reply));
+                    return;
+                }
+            }
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .stream
+            .open_at(peer, vec![addr.clone()]);
+        self.opens.insert(id, (addr.to_string(), reply));
+    }
+
+    /// Opens the circuits that waited for `relay` (or all that waited too
+    /// long, with `None`).
+    fn release_circuits(&mut self, relay: Option<PeerId>) {
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        self.before_circuit.retain(|r, waiting| {
+            if relay == Some(*r) {
+                ready.append(waiting);
+            } else {
+                let (due, wait): (Vec<_>, Vec<_>) =
+                    waiting.drain(..).partition(|(t, ..)| *t <= now);
+                ready.extend(due);
+                *waiting = wait;
+            }
+            !waiting.is_empty()
+        });
+        for (_, addr, peer, reply) in ready {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .stream
+                .open_at(peer, vec![addr.clone()]);
+            self.opens.insert(id, (addr.to_string(), reply));
+        }
+    }
+
+    fn set_relays(&mut self, relays: Vec<Multiaddr>) {
+        let keep: HashSet<&Multiaddr> = relays.iter().collect();
+        let mut gone = Vec::new();
+        self.slots.retain(|s| {
+            let kept = keep.contains(&s.addr);
+            if !kept {
+                gone.extend(s.listener);
+            }
+            kept
+        });
+        for id in gone {
+            self.swarm.remove_listener(id);
+        }
+        for addr in relays {
+            if self.slots.iter().any(|s| s.addr == addr) {
+                continue;
+            }
+            let Some(relay) = last_peer(&addr) else {
+                continue;
+            };
+            self.slots.push(Slot {
+                addr,
+                relay,
+                listener: None,
+                state: ReservationState::Reserving,
+                attempts: 0,
+                retry_at: None,
+                last_error: None,
+            });
+            let i = self.slots.len() - 1;
+            self.reserve(i);
+        }
+    }
+
+    /// Handles one swarm event; false when the task should end.
+    async fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::debug!(%address, "relay client listening");
+                if let Some(reply) = self.listens.remove(&listener_id) {
+                    let _ = reply.send(Ok(address.clone()));
+                }
+                if self.draining.is_none() {
+                    let _ = self.events.try_send(TransportEvent::Listening {
+                        kind: LinkKind::Relay,
+                        addr: address,
+                    });
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                addresses,
+            } => {
+                self.direct_listeners.retain(|l| *l != listener_id);
+                if let Some(reply) = self.listens.remove(&listener_id) {
+                    let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                    let source: Box<dyn std::error::Error + Send + Sync> = match reason {
+                        Ok(()) => Box::new(Reason("closed".into())),
+                        Err(e) => Box::new(e),
+                    };
+                    let _ = reply.send(Err(TransportError::Listen { addr, source }));
+                } else if let Some(i) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.listener == Some(listener_id))
+                {
+                    let error = match reason {
+                        Err(e) => crate::error_chain(&e),
+                        Ok(()) => self.slots[i]
+                            .last_error
+                            .take()
+                            .unwrap_or_else(|| "the connection to the relay closed".into()),
+                    };
+                    self.failed(i, error);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if let Some(slot) = self.slots.iter_mut().find(|s| s.relay == peer) {
+                    slot.last_error = Some(crate::error_chain(&error));
+                }
+                if self.before_circuit.contains_key(&peer) && !self.swarm.is_connected(&peer) {
+                    // The circuit dial fails too, with the reason.
+                    self.release_circuits(Some(peer));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                ..
+            })) => {
+                self.identified.insert(peer_id);
+                self.release_circuits(Some(peer_id));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } if endpoint.is_relayed() => {
+                self.relayed.entry(peer_id).or_default().push(connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.identified.remove(&peer_id);
+                }
+                if let Some(list) = self.relayed.get_mut(&peer_id) {
+                    list.retain(|c| *c != connection_id);
+                    if list.is_empty() {
+                        self.relayed.remove(&peer_id);
+                    }
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::debug!(%address, "external address confirmed");
+                self.external.insert(address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.external.remove(&address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => match event {
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    limit,
+                } => {
+                    for slot in self.slots.iter_mut().filter(|s| s.relay == relay_peer_id) {
+                        if !renewal {
+                            tracing::info!(relay = %slot.addr, ?limit, "reserved on the relay");
+                        }
+                        slot.state = ReservationState::Reserved;
+                        slot.attempts = 0;
+                        slot.last_error = None;
+                    }
+                }
+                other => tracing::debug!(?other, "relay client"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(connection) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection");
+                    self.to_close
+                        .push((Instant::now() + RELAYED_GRACE, remote_peer_id));
+                    // One side moves the session: the one with the smaller id.
+                    if *self.swarm.local_peer_id() < remote_peer_id {
+                        if let Some(shared) = self.shared.upgrade() {
+                            let peer = shared.remember_punched(
+                                self.commands_tx.clone(),
+                                remote_peer_id,
+                                connection,
+                            );
+                            let _ = self.events.try_send(TransportEvent::Discovered {
+                                peer,
+                                initiate: true,
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punching failed, staying on the relay: {e}")
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                tracing::debug!(addr = %event.tested_addr, ok = event.result.is_ok(), "reachability probe");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Stream(event)) => match event {
+                stream::Event::Inbound {
+                    peer,
+                    remote,
+                    relayed,
+                    stream,
+                    ..
+                } => {
+                    let link = link(Direction::Inbound, peer, remote.as_ref(), relayed, stream);
+                    if self
+                        .events
+                        .send(TransportEvent::Incoming(link))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                stream::Event::Opened {
+                    id,
+                    peer,
+                    remote,
+                    relayed,
+                    stream,
+                    ..
+                } => {
+                    if let Some((_, reply)) = self.opens.remove(&id) {
+                        let _ = reply.send(Ok(link(
+                            Direction::Outbound,
+                            peer,
+                            remote.as_ref(),
+                            relayed,
+                            stream,
+                        )));
+                    }
+                }
+                stream::Event::OpenFailed { id, error, .. } => {
+                    if let Some((target, reply)) = self.opens.remove(&id) {
+                        let _ = reply.send(Err(dial_error(target, error)));
+                    }
+                }
+            },
+            _ => {}
+        }
+        true
+    }
+}

@@ -1,0 +1,582 @@
+//! Links across the internet: libp2p circuit relays (v2), upgraded to
+//! direct connections by hole punching (DCUtR) where the routers allow.
+//!
+//! # The client ([`Relays`])
+//!
+//! The node keeps a *reservation* on every relay it is configured with:
+//! the relay then forwards circuits other devices open to it. The
+//! reservation is renewed while the connection to the relay lives, made
+//! again after it drops (with backoff), and each relay's state (reserving,
+//! reserved, failing and why) is in [`TransportInfo::relays`].
+//!
+//! A contact is dialled at `<relay>/p2p-circuit/p2p/<their id>`: the relay
+//! joins the two connections and sees sizes and timing, not content (the
+//! libp2p Noise handshake and Strand's own session run end to end inside).
+//! When both sides can take direct connections, DCUtR punches a hole: each
+//! learns its public address from the relay (identify), and both dial at
+//! once. Once the direct connection is up, the side with the smaller id
+//! opens a Strand stream on it (reported as [`TransportEvent::Discovered`];
+//! the link's kind is [`LinkKind::HolePunched`]), and the relayed
+//! connection closes [`RELAYED_GRACE`] later: the node moves its session
+//! to the direct link, and strand-sync's reconciliation means a move in
+//! the middle of a sync loses and repeats nothing.
+//!
+//! # Identity
+//!
+//! The libp2p identity used here is not the LAN one, and it changes every
+//! [`RelayConfig::epoch`]: it is [`RelayConfig::identity`]'s key for the
+//! epoch (the node derives it from a seed only its contacts know, so they
+//! can compute the id to dial, and a relay cannot link one epoch's id to
+//! the next). At an epoch boundary a new *generation* with the new identity
+//! reserves on every relay, and the old one gives up its reservations and
+//! keeps its live links until they end (at most [`MAX_DRAIN`]).
+//!
+//! # The server ([`server`])
+//!
+//! `strand relay` runs [`server::RelayServer`], with limits suited to sync
+//! ([`server::RelayLimits`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{identity, Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::lan::limits::SharedCounts;
+use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
+
+mod client;
+pub mod server;
+
+use client::{Command, Generation};
+
+/// How long a relayed connection stays open after hole punching made a
+/// direct one: time for the node to start its session on the direct link
+/// and let the relayed one end by itself.
+pub const RELAYED_GRACE: Duration = Duration::from_secs(20);
+
+/// How long an old generation keeps its links after its epoch, at most:
+/// sessions on it resume at once on the new identity.
+pub const MAX_DRAIN: Duration = Duration::from_secs(10 * 60);
+
+/// The first wait before reserving again on a relay that failed; doubled
+/// after each failure up to [`MAX_RESERVE_BACKOFF`].
+pub const MIN_RESERVE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The longest wait between attempts to reserve on a failing relay.
+pub const MAX_RESERVE_BACKOFF: Duration = Duration::from_secs(5 * 60);
+
+/// Old generations kept at once (each holds only links that were live at
+/// its epoch's end).
+const MAX_GENERATIONS: usize = 4;
+
+/// Direct connections made by hole punching, remembered for
+/// [`Transport::open`].
+const MAX_PUNCHED: usize = 256;
+
+/// The secret key (Ed25519, 32 bytes) of this device's relay identity in a
+/// given epoch.
+pub type IdentityFn = Arc<dyn Fn(u64) -> [u8; 32] + Send + Sync>;
+
+/// Relay client settings.
+#[derive(Clone)]
+pub struct RelayConfig {
+    /// Relays to keep a reservation on (each ending in `/p2p/<relay id>`).
+    pub relays: Vec<Multiaddr>,
+    /// This device's relay identity per epoch.
+    pub identity: IdentityFn,
+    /// How long one identity lives. Epochs count from the Unix epoch, so
+    /// every device with a correct clock agrees on them.
+    pub epoch: Duration,
+    /// Accept direct connections and punch holes (DCUtR). Off, the node
+    /// is reached through relays only and listens on nothing else.
+    pub hole_punch: bool,
+    /// Where direct connections are accepted when hole punching (ports of
+    /// 0: the system picks; each generation picks anew).
+    pub listen: Vec<Multiaddr>,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("relays", &self.relays)
+            .field("epoch", &self.epoch)
+            .field("hole_punch", &self.hole_punch)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayConfig {
+    /// Settings for these relays and identities: hole punching on, direct
+    /// connections accepted on all interfaces (TCP and QUIC).
+    pub fn new(relays: Vec<Multiaddr>, identity: IdentityFn, epoch: Duration) -> RelayConfig {
+        RelayConfig {
+            relays,
+            identity,
+            epoch,
+            hole_punch: true,
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+        }
+    }
+}
+
+/// Where a reservation on one relay stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReservationState {
+    /// Connecting to the relay, or waiting for its answer.
+    Reserving,
+    /// The relay holds a slot: contacts can reach this device through it.
+    Reserved,
+    /// The last attempt failed; another follows in `retry_in`.
+    Failing {
+        /// Why, in words.
+        error: String,
+        /// Failed attempts in a row.
+        attempts: u32,
+        /// Seconds until the next attempt.
+        retry_in: u64,
+    },
+}
+
+impl std::fmt::Display for ReservationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReservationState::Reserving => f.write_str("reserving"),
+            ReservationState::Reserved => f.write_str("reserved"),
+            ReservationState::Failing {
+                error,
+                attempts,
+                retry_in,
+            } => write!(
+                f,
+                "failing ({attempts} attempts; retry in {retry_in} s): {error}"
+            ),
+        }
+    }
+}
+
+/// One relay and this device's reservation on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayState {
+    /// The relay's address.
+    pub relay: Multiaddr,
+    /// The reservation.
+    pub state: ReservationState,
+}
+
+/// The PeerId of an Ed25519 secret key, as [`RelayConfig::identity`]
+/// returns them: what a contact computes to dial a device through a relay.
+pub fn peer_id_of(secret: [u8; 32]) -> PeerId {
+    keypair(secret).public().to_peer_id()
+}
+
+pub(crate) fn keypair(mut secret: [u8; 32]) -> identity::Keypair {
+    identity::Keypair::ed25519_from_bytes(&mut secret).expect("any 32 bytes are an Ed25519 key")
+}
+
+/// The address of `peer` through `relay`: `<relay>/p2p-circuit/p2p/<peer>`.
+pub fn circuit_addr(relay: &Multiaddr, peer: PeerId) -> Multiaddr {
+    relay
+        .clone()
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(peer))
+}
+
+/// Whether an address goes through a relay.
+pub fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// The id at the end of an address (`…/p2p/<id>`).
+pub(crate) fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last()? {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// The epoch `at` falls in.
+pub fn epoch_at(at: SystemTime, epoch: Duration) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (since.as_millis() / epoch.as_millis().max(1)) as u64
+}
+
+/// How long from `at` until the next epoch starts.
+fn until_next_epoch(at: SystemTime, epoch: Duration) -> Duration {
+    let since = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let len = epoch.as_millis().max(1);
+    Duration::from_millis((len - since % len) as u64)
+}
+
+#[derive(Clone)]
+struct Current {
+    commands: mpsc::Sender<Command>,
+    local: PeerId,
+    epoch: u64,
+}
+
+/// What the handle and the generations share.
+pub(crate) struct Shared {
+    config: RelayConfig,
+    relays: Mutex<Vec<Multiaddr>>,
+    events: mpsc::Sender<TransportEvent>,
+    counts: SharedCounts,
+    current: RwLock<Current>,
+    old: Mutex<VecDeque<Generation>>,
+    punched: Mutex<Punched>,
+    stop: CancellationToken,
+    rotating: tokio::sync::Mutex<()>,
+}
+
+/// Direct connections hole punching made, by handle.
+#[derive(Default)]
+struct Punched {
+    by_handle: HashMap<u64, (mpsc::Sender<Command>, PeerId, ConnectionId)>,
+    order: VecDeque<u64>,
+    next: u64,
+}
+
+impl Shared {
+    /// A handle the node can [`Transport::open`] for a direct connection.
+    pub(crate) fn remember_punched(
+        &self,
+        commands: mpsc::Sender<Command>,
+        peer: PeerId,
+        connection: ConnectionId,
+    ) -> Peer {
+        let mut t = self.punched.lock().expect("punched lock");
+        t.next += 1;
+        let h = t.next;
+        t.by_handle.insert(h, (commands, peer, connection));
+        t.order.push_back(h);
+        while t.order.len() > MAX_PUNCHED {
+            if let Some(old) = t.order.pop_front() {
+                t.by_handle.remove(&old);
+            }
+        }
+        Peer::new(LinkKind::Relay, h)
+    }
+
+    fn current(&self) -> Current {
+        self.current.read().expect("current lock").clone()
+    }
+}
+
+/// A handle to the running relay client. Cheap to clone; it stops with
+/// [`Transport::shutdown`].
+#[derive(Clone)]
+pub struct Relays {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Relays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relays")
+            .field("local", &self.shared.current().local)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) async fn ask<T>(
+    commands: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, TransportError> {
+    let (reply, rx) = oneshot::channel();
+    commands
+        .send(make(reply))
+        .await
+        .map_err(|_| TransportError::Stopped)?;
+    rx.await.map_err(|_| TransportError::Stopped)
+}
+
+impl Relays {
+    /// Starts the client: a first generation with this epoch's identity
+    /// reserves on every relay. Needs a tokio runtime. Relay addresses that
+    /// do not end in a relay id are refused.
+    pub async fn start(
+        config: RelayConfig,
+        events: mpsc::Sender<TransportEvent>,
+    ) -> Result<Relays, TransportError> {
+        check_relays(&config.relays)?;
+        let (closed, _) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            relays: Mutex::new(config.relays.clone()),
+            config,
+            events,
+            counts: SharedCounts::default(),
+            current: RwLock::new(Current {
+                commands: closed,
+                local: PeerId::random(),
+                epoch: 0,
+            }),
+            old: Mutex::new(VecDeque::new()),
+            punched: Mutex::new(Punched::default()),
+            stop: CancellationToken::new(),
+            rotating: tokio::sync::Mutex::new(()),
+        });
+        let relays = Relays { shared };
+        let epoch = epoch_at(SystemTime::now(), relays.shared.config.epoch);
+        relays.start_generation(epoch).await?;
+        tokio::spawn(rotate_forever(Arc::downgrade(&relays.shared)));
+        Ok(relays)
+    }
+
+    /// Starts a generation for `epoch`, makes it current, and has the one
+    /// before drain.
+    async fn start_generation(&self, epoch: u64) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.rotating.lock().await;
+        let key = keypair((shared.config.identity)(epoch));
+        let generation = client::spawn(
+            key,
+            &shared.config,
+            shared.counts.clone(),
+            Arc::downgrade(shared),
+            shared.events.clone(),
+        )?;
+        let new = Current {
+            commands: generation.commands.clone(),
+            local: generation.local,
+            epoch,
+        };
+        {
+            let mut gens = shared.old.lock().expect("old lock");
+            gens.retain(|g| !g.task.is_finished());
+            gens.push_back(generation);
+            while gens.len() > MAX_GENERATIONS {
+                if let Some(g) = gens.pop_front() {
+                    g.task.abort();
+                }
+            }
+        }
+        if shared.config.hole_punch {
+            for addr in &shared.config.listen {
+                ask(&new.commands, |reply| Command::Listen {
+                    addr: addr.clone(),
+                    reply,
+                })
+                .await??;
+            }
+        }
+        let relays = shared.relays.lock().expect("relays lock").clone();
+        ask(&new.commands, |reply| Command::SetRelays { relays, reply }).await?;
+        let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
+        let _ = old
+            .commands
+            .send(Command::Drain {
+                until: tokio::time::Instant::now() + MAX_DRAIN,
+            })
+            .await;
+        tracing::debug!(local = %self.local_peer_id(), epoch, "relay identity for this epoch");
+        Ok(())
+    }
+
+    /// The identity relays see now.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.shared.current().local
+    }
+
+    /// The epoch of the current identity.
+    pub fn epoch(&self) -> u64 {
+        self.shared.current().epoch
+    }
+
+    /// Replaces the relays to reserve on (reservations on relays no longer
+    /// listed are given up).
+    pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), TransportError> {
+        check_relays(&relays)?;
+        *self.shared.relays.lock().expect("relays lock") = relays.clone();
+        let commands = self.shared.current().commands;
+        ask(&commands, |reply| Command::SetRelays { relays, reply }).await
+    }
+
+    /// Each relay and the reservation on it.
+    pub async fn relay_states(&self) -> Vec<RelayState> {
+        ask(&self.shared.current().commands, |reply| Command::Status {
+            reply,
+        })
+        .await
+        .map(|s| s.relays)
+        .unwrap_or_default()
+    }
+
+    /// Moves to the next epoch's identity now (tests; it happens by itself
+    /// at every epoch boundary).
+    pub async fn rotate(&self) -> Result<(), TransportError> {
+        let next = self.epoch() + 1;
+        self.start_generation(next).await
+    }
+}
+
+fn check_relays(relays: &[Multiaddr]) -> Result<(), TransportError> {
+    for r in relays {
+        if last_peer(r).is_none() || is_circuit(r) {
+            return Err(TransportError::Setup(Box::new(crate::Reason(format!(
+                "{r} is not a relay address: it must end in /p2p/<relay id> and not go through another relay"
+            )))));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the next epoch's generation at every epoch boundary.
+async fn rotate_forever(shared: Weak<Shared>) {
+    loop {
+        let Some((wait, stop)) = shared.upgrade().map(|s| {
+            (
+                until_next_epoch(SystemTime::now(), s.config.epoch),
+                s.stop.clone(),
+            )
+        }) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let relays = Relays { shared };
+        let epoch = epoch_at(SystemTime::now(), relays.shared.config.epoch);
+        if epoch <= relays.epoch() {
+            continue;
+        }
+        if let Err(e) = relays.start_generation(epoch).await {
+            tracing::warn!("relay identity rotation failed: {e}");
+        }
+    }
+}
+
+impl Transport for Relays {
+    fn kind(&self) -> LinkKind {
+        LinkKind::Relay
+    }
+
+    fn open(&self, peer: Peer) -> BoxFuture<'static, Result<Link, TransportError>> {
+        let found = (peer.kind == LinkKind::Relay)
+            .then(|| {
+                self.shared
+                    .punched
+                    .lock()
+                    .expect("punched lock")
+                    .by_handle
+                    .get(&peer.id())
+                    .cloned()
+            })
+            .flatten();
+        async move {
+            let (commands, peer, connection) = found.ok_or(TransportError::UnknownPeer)?;
+            ask(&commands, |reply| Command::OpenOn {
+                peer,
+                connection,
+                reply,
+            })
+            .await?
+        }
+        .boxed()
+    }
+
+    fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
+        if !is_circuit(addr) {
+            return None;
+        }
+        let commands = self.shared.current().commands;
+        let addr = addr.clone();
+        Some(
+            async move {
+                let target = addr.to_string();
+                ask(&commands, |reply| Command::Dial { addr, reply })
+                    .await?
+                    .map_err(|e| match e {
+                        TransportError::Dial { source, .. } => {
+                            TransportError::Dial { target, source }
+                        }
+                        other => other,
+                    })
+            }
+            .boxed(),
+        )
+    }
+
+    fn info(&self) -> BoxFuture<'static, TransportInfo> {
+        let relays = self.clone();
+        async move {
+            let status = ask(&relays.shared.current().commands, |reply| Command::Status {
+                reply,
+            })
+            .await
+            .unwrap_or_default();
+            TransportInfo {
+                kind: LinkKind::Relay,
+                addresses: status.addresses,
+                discovery: false,
+                ephemeral_id: Some(relays.local_peer_id().to_string()),
+                relays: status.relays,
+                external: status.external,
+            }
+        }
+        .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        async move {
+            shared.stop.cancel();
+            let generations: Vec<Generation> =
+                shared.old.lock().expect("old lock").drain(..).collect();
+            for g in generations {
+                g.task.abort();
+                let _ = g.task.await;
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_count_from_the_unix_epoch() {
+        let hour = Duration::from_secs(3600);
+        let t = UNIX_EPOCH + Duration::from_secs(3600 * 5 + 10);
+        assert_eq!(epoch_at(t, hour), 5);
+        assert_eq!(until_next_epoch(t, hour), Duration::from_secs(3590));
+    }
+
+    #[test]
+    fn circuit_addresses_end_in_the_peer() {
+        let relay: Multiaddr =
+            "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWYNjnECGDVtFdxXnYyRJFk"
+                .parse()
+                .unwrap();
+        let peer = peer_id_of([7; 32]);
+        let c = circuit_addr(&relay, peer);
+        assert!(is_circuit(&c));
+        assert!(!is_circuit(&relay));
+        assert_eq!(last_peer(&c), Some(peer));
+        assert_eq!(peer_id_of([7; 32]), peer, "the same key gives the same id");
+        assert_ne!(peer_id_of([8; 32]), peer);
+        assert!(check_relays(&[relay]).is_ok());
+        assert!(check_relays(&["/ip4/127.0.0.1/tcp/4001".parse().unwrap()]).is_err());
+        assert!(check_relays(&[c]).is_err(), "no relay behind a relay");
+    }
+}

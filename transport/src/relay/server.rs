@@ -1,0 +1,466 @@
+//! A circuit relay (libp2p relay v2) with limits suited to sync: what
+//! `strand relay` runs, and what a node runs for its contacts.
+//!
+//! A relay forwards bytes between two devices that both reach it, and sees
+//! no more than their ephemeral ids, addresses, sizes and timing: Strand's
+//! session runs end to end inside. It is still a service strangers can
+//! use, so everything it gives is bounded: reservations and circuits, in
+//! total and per peer, circuits in time and bytes, and new ones per IP
+//! address per minute. [`RelayLimits`] documents what each bound allows.
+//! A relay with an [`RelayServerConfig::only`] filter serves the listed
+//! peers alone (a node relaying for its contacts).
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{autonat, identify, noise, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use super::keypair;
+use crate::lan::limits::{IpLimitConfig, IpLimits, SharedCounts};
+use crate::{Reason, TransportError};
+
+/// Reservations held at once, from everyone. A reservation is one device
+/// reachable through this relay: its connection, buffers and a table entry
+/// (the relay benchmark measures the memory each costs).
+pub const MAX_RESERVATIONS: usize = 4096;
+
+/// Reservations one PeerId may hold. A Strand device holds one per
+/// identity (it renews on the same connection); the rest cover a
+/// reconnect before the old connection has timed out.
+pub const RESERVATIONS_PER_PEER: usize = 4;
+
+/// How long a reservation lasts before it must be renewed (clients renew
+/// at three quarters of it): one Strand relay epoch, the life of a relay
+/// identity, so an identity reserves about once.
+pub const RESERVATION_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// Circuits open at once, from everyone: one per pair of devices syncing
+/// through this relay now.
+pub const MAX_CIRCUITS: usize = 1024;
+
+/// Circuits one PeerId may have open: one per contact it syncs with now.
+pub const CIRCUITS_PER_PEER: usize = 32;
+
+/// How long a circuit lives. Strand keeps a link up while both devices are
+/// online (keepalives every few seconds); a circuit that ends is dialled
+/// again and its session resumes where it was, so this bounds how long a
+/// stranger can hold a slot rather than how long a sync may take. The
+/// libp2p default, 2 minutes, would cut every long sync.
+pub const CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// Bytes one circuit carries, both ways together, before the relay resets
+/// it. 10,000 messages of 1 KiB take about 13 MiB; a first sync of a large
+/// history takes several circuits, each resuming the last. The libp2p
+/// default, 128 KiB, would cut a sync after about a hundred messages. This
+/// is what makes the relay no open proxy: a stranger gets this much per
+/// circuit, and [`CIRCUITS_PER_IP_BURST`] circuits at once.
+pub const CIRCUIT_BYTES: u64 = 64 << 20;
+
+/// New reservations one IP address may make at once, then one per
+/// [`RESERVATIONS_PER_IP_INTERVAL`]: a household or office of devices
+/// behind one router, each reserving once per epoch.
+pub const RESERVATIONS_PER_IP_BURST: u32 = 64;
+
+/// See [`RESERVATIONS_PER_IP_BURST`].
+pub const RESERVATIONS_PER_IP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// New circuits one IP address may open at once, then one per
+/// [`CIRCUITS_PER_IP_INTERVAL`]: a device dialling its contacts after
+/// coming online, and redials after resets.
+pub const CIRCUITS_PER_IP_BURST: u32 = 64;
+
+/// See [`CIRCUITS_PER_IP_BURST`].
+pub const CIRCUITS_PER_IP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Connections idle this long are closed (reservations and circuits keep
+/// theirs busy).
+const IDLE_CONNECTION: Duration = Duration::from_secs(60);
+
+/// Connections one IP address may hold: a NATed office of devices, each
+/// with a connection or two.
+pub const CONNECTIONS_PER_IP: usize = 256;
+
+/// The identify protocol version the relay announces.
+const IDENTIFY_VERSION: &str = "/strand/relay/1";
+
+/// A relay's limits (see the constants for what each allows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelayLimits {
+    /// [`MAX_RESERVATIONS`].
+    pub max_reservations: usize,
+    /// [`RESERVATIONS_PER_PEER`].
+    pub reservations_per_peer: usize,
+    /// [`RESERVATION_DURATION`].
+    pub reservation_duration: Duration,
+    /// [`MAX_CIRCUITS`].
+    pub max_circuits: usize,
+    /// [`CIRCUITS_PER_PEER`].
+    pub circuits_per_peer: usize,
+    /// [`CIRCUIT_DURATION`]. At most `u32::MAX` seconds.
+    pub circuit_duration: Duration,
+    /// [`CIRCUIT_BYTES`]; 0 is no limit.
+    pub circuit_bytes: u64,
+    /// [`RESERVATIONS_PER_IP_BURST`].
+    pub reservations_per_ip_burst: u32,
+    /// [`RESERVATIONS_PER_IP_INTERVAL`].
+    pub reservations_per_ip_interval: Duration,
+    /// [`CIRCUITS_PER_IP_BURST`].
+    pub circuits_per_ip_burst: u32,
+    /// [`CIRCUITS_PER_IP_INTERVAL`].
+    pub circuits_per_ip_interval: Duration,
+    /// Inbound connections per IP address.
+    pub ip: IpLimitConfig,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: MAX_RESERVATIONS,
+            reservations_per_peer: RESERVATIONS_PER_PEER,
+            reservation_duration: RESERVATION_DURATION,
+            max_circuits: MAX_CIRCUITS,
+            circuits_per_peer: CIRCUITS_PER_PEER,
+            circuit_duration: CIRCUIT_DURATION,
+            circuit_bytes: CIRCUIT_BYTES,
+            reservations_per_ip_burst: RESERVATIONS_PER_IP_BURST,
+            reservations_per_ip_interval: RESERVATIONS_PER_IP_INTERVAL,
+            circuits_per_ip_burst: CIRCUITS_PER_IP_BURST,
+            circuits_per_ip_interval: CIRCUITS_PER_IP_INTERVAL,
+            ip: IpLimitConfig {
+                pending: 32,
+                established: CONNECTIONS_PER_IP,
+                per_second: 20.0,
+                burst: 64.0,
+            },
+        }
+    }
+}
+
+/// Which peers a relay serves, if not everyone.
+pub type PeerFilter = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
+
+/// Relay server settings.
+#[derive(Clone)]
+pub struct RelayServerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses clients reach the relay at, as the relay tells them in
+    /// reservations; empty: the addresses it listens on (right on a LAN or
+    /// a host with a public address; behind port forwarding, give the
+    /// public one).
+    pub announce: Vec<Multiaddr>,
+    /// The relay's Ed25519 secret key: its PeerId, which users write in
+    /// relay addresses, so it is kept across restarts.
+    pub key: [u8; 32],
+    /// Its limits.
+    pub limits: RelayLimits,
+    /// Serve only these peers (reservations and circuits); `None`: everyone.
+    pub only: Option<PeerFilter>,
+}
+
+impl std::fmt::Debug for RelayServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayServerConfig")
+            .field("listen", &self.listen)
+            .field("announce", &self.announce)
+            .field("limits", &self.limits)
+            .field("only", &self.only.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a relay is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Reservations held now.
+    pub reservations: usize,
+    /// Circuits open now.
+    pub circuits: usize,
+    /// Circuits accepted since start.
+    pub circuits_total: u64,
+    /// Circuits the relay ended at a limit (bytes or time).
+    pub circuits_cut: u64,
+    /// Requests denied (reservations and circuits).
+    pub denied: u64,
+    /// Connections open now.
+    pub connections: u32,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    ip_limits: IpLimits,
+    limits: connection_limits::Behaviour,
+    relay: relay::Behaviour,
+    identify: identify::Behaviour,
+    autonat: autonat::v2::server::Behaviour,
+}
+
+enum Command {
+    Addresses(oneshot::Sender<Vec<Multiaddr>>),
+    Stats(oneshot::Sender<RelayStats>),
+}
+
+/// A running relay. It stops when dropped or with
+/// [`RelayServer::shutdown`].
+#[derive(Debug)]
+pub struct RelayServer {
+    commands: mpsc::Sender<Command>,
+    local: PeerId,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RelayServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn setup_error(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Setup(Box::new(Reason(e.to_string())))
+}
+
+fn relay_config(limits: &RelayLimits, only: Option<PeerFilter>) -> relay::Config {
+    let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least 1");
+    // The filter comes first: the limiters run in order and stop at the
+    // first refusal.
+    let mut reservation: Vec<Box<dyn relay::RateLimiter>> = Vec::new();
+    let mut circuit: Vec<Box<dyn relay::RateLimiter>> = Vec::new();
+    if let Some(only) = only {
+        let o = only.clone();
+        reservation.push(Box::new(
+            move |p: PeerId, _: &Multiaddr, _: std::time::Instant| o(&p),
+        ));
+        circuit.push(Box::new(
+            move |p: PeerId, _: &Multiaddr, _: std::time::Instant| only(&p),
+        ));
+    }
+    relay::Config {
+        max_reservations: limits.max_reservations,
+        // libp2p lets a peer have one more than this number.
+        max_reservations_per_peer: limits.reservations_per_peer.saturating_sub(1),
+        reservation_duration: limits.reservation_duration,
+        reservation_rate_limiters: reservation,
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.circuits_per_peer.saturating_sub(1),
+        max_circuit_duration: limits
+            .circuit_duration
+            .min(Duration::from_secs(u32::MAX as u64)),
+        max_circuit_bytes: limits.circuit_bytes,
+        circuit_src_rate_limiters: circuit,
+    }
+    .reservation_rate_per_ip(
+        nz(limits.reservations_per_ip_burst),
+        limits.reservations_per_ip_interval,
+    )
+    .circuit_src_per_ip(
+        nz(limits.circuits_per_ip_burst),
+        limits.circuits_per_ip_interval,
+    )
+}
+
+impl RelayServer {
+    /// Starts the relay and waits until it listens on every address.
+    /// Needs a tokio runtime.
+    pub async fn start(config: RelayServerConfig) -> Result<RelayServer, TransportError> {
+        let key = keypair(config.key);
+        let limits = config.limits;
+        let only = config.only.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(setup_error)?
+            .with_quic()
+            .with_behaviour(|key| Behaviour {
+                ip_limits: IpLimits::new(SharedCounts::with_config(limits.ip)),
+                limits: connection_limits::Behaviour::new(
+                    ConnectionLimits::default()
+                        .with_max_established_incoming(Some(
+                            (limits.max_reservations + limits.max_circuits) as u32 + 64,
+                        ))
+                        .with_max_established_per_peer(Some(
+                            (limits.reservations_per_peer + limits.circuits_per_peer) as u32,
+                        )),
+                ),
+                relay: relay::Behaviour::new(
+                    key.public().to_peer_id(),
+                    relay_config(&limits, only),
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_VERSION.into(),
+                    key.public(),
+                )),
+                autonat: autonat::v2::server::Behaviour::default(),
+            })
+            .map_err(setup_error)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
+            .build();
+        // Serve whether or not an external address is confirmed yet.
+        swarm
+            .behaviour_mut()
+            .relay
+            .set_status(Some(relay::Status::Enable));
+        for addr in &config.announce {
+            swarm.add_external_address(addr.clone());
+        }
+        let mut waiting = Vec::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| TransportError::Listen {
+                    addr: addr.clone(),
+                    source: Box::new(e),
+                })?;
+            waiting.push((id, addr.clone()));
+        }
+        let announce_listen = config.announce.is_empty();
+        // Until each listener has an address.
+        while !waiting.is_empty() {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    waiting.retain(|(id, _)| *id != listener_id);
+                    if announce_listen {
+                        swarm.add_external_address(address);
+                    }
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    if let Some((_, addr)) = waiting.iter().find(|(id, _)| *id == listener_id) {
+                        let source: Box<dyn std::error::Error + Send + Sync> = match reason {
+                            Ok(()) => Box::new(Reason("closed".into())),
+                            Err(e) => Box::new(e),
+                        };
+                        return Err(TransportError::Listen {
+                            addr: addr.clone(),
+                            source,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let local = *swarm.local_peer_id();
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(run(swarm, rx, announce_listen));
+        Ok(RelayServer {
+            commands: tx,
+            local,
+            task,
+        })
+    }
+
+    /// The relay's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// The relay's addresses as users add them: each ends in
+    /// `/p2p/<relay id>`.
+    pub async fn addresses(&self) -> Vec<Multiaddr> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Addresses(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.with(Protocol::P2p(self.local)))
+            .collect()
+    }
+
+    /// What the relay holds now.
+    pub async fn stats(&self) -> RelayStats {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stats(tx)).await.is_err() {
+            return RelayStats::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops the relay.
+    pub async fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    announce_listen: bool,
+) {
+    let mut stats = RelayStats::default();
+    let mut reserved: HashSet<PeerId> = HashSet::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Addresses(reply)) => {
+                    let _ = reply.send(swarm.external_addresses().cloned().collect());
+                }
+                Some(Command::Stats(reply)) => {
+                    stats.reservations = reserved.len();
+                    stats.connections = swarm.network_info().connection_counters().num_connections();
+                    let _ = reply.send(stats.clone());
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } if announce_listen => {
+                    swarm.add_external_address(address);
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } if announce_listen => {
+                    swarm.remove_external_address(&address);
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+                    #[allow(deprecated)]
+                    match event {
+                        relay::Event::ReservationReqAccepted { src_peer_id, renewed } => {
+                            tracing::debug!(peer = %src_peer_id, renewed, "reservation");
+                            reserved.insert(src_peer_id);
+                        }
+                        relay::Event::ReservationClosed { src_peer_id }
+                        | relay::Event::ReservationTimedOut { src_peer_id } => {
+                            reserved.remove(&src_peer_id);
+                        }
+                        relay::Event::ReservationReqDenied { src_peer_id, status } => {
+                            tracing::debug!(peer = %src_peer_id, ?status, "reservation denied");
+                            stats.denied += 1;
+                        }
+                        relay::Event::CircuitReqAccepted { .. } => {
+                            stats.circuits += 1;
+                            stats.circuits_total += 1;
+                        }
+                        relay::Event::CircuitReqDenied { status, .. } => {
+                            tracing::debug!(?status, "circuit denied");
+                            stats.denied += 1;
+                        }
+                        relay::Event::CircuitClosed { error, .. } => {
+                            stats.circuits = stats.circuits.saturating_sub(1);
+                            if let Some(e) = error {
+                                tracing::info!("circuit ended by the relay: {e}");
+                                stats.circuits_cut += 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}

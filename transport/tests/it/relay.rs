@@ -1,0 +1,293 @@
+//! Relays on loopback: a real relay server and real clients (libp2p TCP
+//! sockets), reservations, circuits, identity rotation, and hole punching
+//! to a direct connection (which on loopback needs no NAT: the network
+//! namespace test in strand-node punches through real ones).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
+use strand_transport::relay::{circuit_addr, peer_id_of, IdentityFn};
+use strand_transport::{
+    Direction, Link, LinkKind, Multiaddr, RelayConfig, Relays, Remote, ReservationState, Transport,
+    TransportError, TransportEvent,
+};
+use tokio::sync::mpsc;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn identity(device: u8) -> IdentityFn {
+    Arc::new(move |epoch: u64| {
+        let mut k = [device; 32];
+        k[..8].copy_from_slice(&epoch.to_be_bytes());
+        k
+    })
+}
+
+async fn relay_server(key: u8, listen: &str) -> RelayServer {
+    RelayServer::start(RelayServerConfig {
+        listen: vec![listen.parse().unwrap()],
+        announce: Vec::new(),
+        key: [key; 32],
+        limits: RelayLimits::default(),
+        only: None,
+    })
+    .await
+    .unwrap()
+}
+
+async fn relay_addr(server: &RelayServer) -> Multiaddr {
+    server
+        .addresses()
+        .await
+        .into_iter()
+        .next()
+        .expect("an address")
+}
+
+fn config(device: u8, relays: Vec<Multiaddr>, hole_punch: bool) -> RelayConfig {
+    let mut c = RelayConfig::new(relays, identity(device), HOUR);
+    c.hole_punch = hole_punch;
+    c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    c
+}
+
+async fn client(config: RelayConfig) -> (Relays, mpsc::Receiver<TransportEvent>) {
+    let (tx, rx) = mpsc::channel(64);
+    (Relays::start(config, tx).await.unwrap(), rx)
+}
+
+async fn wait_reserved(relays: &Relays) {
+    for _ in 0..400 {
+        let states = relays.relay_states().await;
+        if !states.is_empty() && states.iter().all(|s| s.state == ReservationState::Reserved) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not reserved: {:?}", relays.relay_states().await);
+}
+
+async fn next_incoming(events: &mut mpsc::Receiver<TransportEvent>) -> Link {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("an incoming link in time")
+            .expect("events open");
+        if let TransportEvent::Incoming(link) = e {
+            return link;
+        }
+    }
+}
+
+async fn exchange(a: &mut Link, b: &mut Link) {
+    a.stream.write_all(b"ping!").await.unwrap();
+    a.stream.flush().await.unwrap();
+    let mut buf = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), b.stream.read_exact(&mut buf))
+        .await
+        .expect("bytes in time")
+        .unwrap();
+    assert_eq!(&buf, b"ping!");
+    b.stream.write_all(b"pong!").await.unwrap();
+    b.stream.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), a.stream.read_exact(&mut buf))
+        .await
+        .expect("bytes in time")
+        .unwrap();
+    assert_eq!(&buf, b"pong!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_link_through_a_relay_that_sees_only_ephemeral_ids() {
+    let server = relay_server(1, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], false)).await;
+    let (bob, _bob_events) = client(config(0xb, Vec::new(), false)).await;
+    wait_reserved(&alice).await;
+    let info = alice.info().await;
+    assert!(
+        info.addresses
+            .iter()
+            .any(strand_transport::relay::is_circuit),
+        "the circuit address is listed: {:?}",
+        info.addresses
+    );
+    assert_eq!(info.relays.len(), 1);
+
+    // Bob computes Alice's id for this epoch from her key, as a contact does.
+    let alice_id = peer_id_of((identity(0xa))(alice.epoch()));
+    assert_eq!(alice_id, alice.local_peer_id());
+    let mut out = bob
+        .dial(&circuit_addr(&relay, alice_id))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(out.kind, LinkKind::Relay);
+    assert_eq!(out.direction, Direction::Outbound);
+    assert_eq!(out.remote, Remote::Relayed(alice_id.to_string()));
+    let mut inc = next_incoming(&mut alice_events).await;
+    assert_eq!(inc.kind, LinkKind::Relay);
+    assert_eq!(inc.remote, Remote::Relayed(bob.local_peer_id().to_string()));
+    exchange(&mut out, &mut inc).await;
+
+    let stats = server.stats().await;
+    assert_eq!(stats.reservations, 1, "{stats:?}");
+    assert_eq!(stats.circuits, 1, "{stats:?}");
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialling_a_device_without_a_reservation_is_a_clear_error() {
+    let server = relay_server(2, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let (bob, _e) = client(config(0xb, Vec::new(), false)).await;
+    let nobody = peer_id_of([0x99; 32]);
+    let r = bob.dial(&circuit_addr(&relay, nobody)).unwrap().await;
+    match r {
+        Err(TransportError::Dial { target, source }) => {
+            assert!(target.contains(&nobody.to_string()), "{target}");
+            let why = source.to_string();
+            assert!(why.to_lowercase().contains("reservation"), "{why}");
+        }
+        other => panic!("expected a dial error, got {other:?}"),
+    }
+    assert!(
+        bob.dial(&"/ip4/127.0.0.1/tcp/1".parse().unwrap()).is_none(),
+        "only circuit addresses are the relay transport's"
+    );
+    bob.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_is_down_is_reported_failing_and_reserved_on_once_it_is_back() {
+    // Find a free port, then free it again.
+    let first = relay_server(3, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&first).await;
+    first.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (alice, _e) = client(config(0xa, vec![relay.clone()], false)).await;
+    let mut failing = None;
+    for _ in 0..200 {
+        let s = alice.relay_states().await;
+        if let ReservationState::Failing {
+            error, attempts, ..
+        } = &s[0].state
+        {
+            failing = Some((error.clone(), *attempts));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (error, attempts) = failing.expect("the relay is reported failing");
+    assert!(attempts >= 1);
+    assert!(!error.is_empty());
+
+    // The relay comes back on the same port with the same key.
+    let tcp = relay
+        .iter()
+        .take_while(|p| !matches!(p, strand_transport::multiaddr::Protocol::P2p(_)))
+        .collect::<Multiaddr>();
+    let _again = relay_server(3, &tcp.to_string()).await;
+    wait_reserved(&alice).await;
+    alice.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_epoch_brings_a_new_id_at_the_relay() {
+    let server = relay_server(4, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], false)).await;
+    let (bob, _b) = client(config(0xb, Vec::new(), false)).await;
+    wait_reserved(&alice).await;
+    let before = alice.local_peer_id();
+    let mut live = bob
+        .dial(&circuit_addr(&relay, before))
+        .unwrap()
+        .await
+        .unwrap();
+    let mut live_in = next_incoming(&mut alice_events).await;
+
+    alice.rotate().await.unwrap();
+    let after = alice.local_peer_id();
+    assert_ne!(before, after, "the id changes with the epoch");
+    assert_eq!(after, peer_id_of((identity(0xa))(alice.epoch())));
+    wait_reserved(&alice).await;
+
+    // The new id is reachable; the link made before still works.
+    let mut out = bob
+        .dial(&circuit_addr(&relay, after))
+        .unwrap()
+        .await
+        .unwrap();
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    exchange(&mut live, &mut live_in).await;
+    // The old id no longer holds a reservation.
+    let mut gone = false;
+    for _ in 0..100 {
+        if bob
+            .dial(&circuit_addr(&relay, before))
+            .unwrap()
+            .await
+            .is_err()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the old identity's reservation was given up");
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
+    let server = relay_server(5, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], true)).await;
+    let (bob, mut bob_events) = client(config(0xb, vec![relay.clone()], true)).await;
+    wait_reserved(&alice).await;
+    wait_reserved(&bob).await;
+    let mut out = bob
+        .dial(&circuit_addr(&relay, alice.local_peer_id()))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(out.kind, LinkKind::Relay);
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+
+    // The side with the smaller id is told to open the direct link.
+    let (opener, opener_events, other_events) = if alice.local_peer_id() < bob.local_peer_id() {
+        (&alice, &mut alice_events, &mut bob_events)
+    } else {
+        (&bob, &mut bob_events, &mut alice_events)
+    };
+    let peer = loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), opener_events.recv())
+            .await
+            .expect("hole punching in time")
+            .unwrap();
+        if let TransportEvent::Discovered { peer, initiate } = e {
+            assert!(initiate);
+            break peer;
+        }
+    };
+    let mut direct = opener.open(peer).await.unwrap();
+    assert_eq!(direct.kind, LinkKind::HolePunched);
+    assert_eq!(direct.direction, Direction::Outbound);
+    assert_eq!(direct.remote, Remote::Ip("127.0.0.1".parse().unwrap()));
+    let mut direct_in = next_incoming(other_events).await;
+    assert_eq!(direct_in.kind, LinkKind::HolePunched);
+    exchange(&mut direct, &mut direct_in).await;
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+}
