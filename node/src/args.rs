@@ -3,7 +3,7 @@
 
 use strand_transport::{LanConfig, Multiaddr};
 
-use crate::NodeConfig;
+use crate::{NodeConfig, RelaySettings, ServeSettings};
 
 /// How the node reaches other devices.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +20,34 @@ pub struct TransportArgs {
     /// Do not use the LAN at all
     #[arg(long, conflicts_with_all = ["listen", "no_mdns"])]
     pub no_lan: bool,
+    /// Do not use relays: contacts beyond the LAN are not reached (`strand relay add` keeps the list)
+    #[arg(long)]
+    pub no_relay: bool,
+    /// Reach contacts beyond the LAN through relays only: no hole punching, and nothing listens for direct connections
+    #[arg(long, conflicts_with = "no_relay")]
+    pub no_hole_punch: bool,
+    /// Where direct connections from hole punching are accepted (repeatable) [default: all interfaces, TCP and QUIC, random ports]
+    #[arg(long, value_name = "MULTIADDR", conflicts_with_all = ["no_relay", "no_hole_punch"])]
+    pub punch_listen: Vec<Multiaddr>,
+    /// Also run a relay for your contacts (and nobody else); they learn its address when you sync
+    #[arg(long, conflicts_with = "no_relay")]
+    pub relay_for_contacts: bool,
+    /// Where that relay listens (repeatable) [default: all interfaces, TCP and QUIC, port 4001]
+    #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
+    pub relay_listen: Vec<Multiaddr>,
+    /// The address contacts reach that relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
+    #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
+    pub relay_announce: Vec<Multiaddr>,
+}
+
+/// Where `strand relay` and `--relay-for-contacts` listen by default.
+pub fn default_relay_listen() -> Vec<Multiaddr> {
+    vec![
+        "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
+        "/ip4/0.0.0.0/udp/4001/quic-v1"
+            .parse()
+            .expect("valid multiaddr"),
+    ]
 }
 
 impl TransportArgs {
@@ -35,8 +63,32 @@ impl TransportArgs {
             }
             lan
         });
+        let relay = (!self.no_relay).then(|| {
+            let mut relay = RelaySettings {
+                hole_punch: !self.no_hole_punch,
+                ..RelaySettings::default()
+            };
+            if !self.punch_listen.is_empty() {
+                relay.listen = self.punch_listen.clone();
+            }
+            if self.no_hole_punch {
+                relay.listen.clear();
+            }
+            if self.relay_for_contacts {
+                relay.serve = Some(ServeSettings {
+                    listen: if self.relay_listen.is_empty() {
+                        default_relay_listen()
+                    } else {
+                        self.relay_listen.clone()
+                    },
+                    announce: self.relay_announce.clone(),
+                });
+            }
+            relay
+        });
         NodeConfig {
             lan,
+            relay,
             peers: self.peer.clone(),
             ..NodeConfig::default()
         }

@@ -51,6 +51,18 @@ pub enum Request {
     },
     /// This profile's invite.
     Invite,
+    /// The relays and the reservations on them.
+    Relays,
+    /// Add a relay to the profile.
+    RelayAdd {
+        /// Its multiaddr, ending in `/p2p/<relay id>`.
+        address: String,
+    },
+    /// Remove a relay from the profile.
+    RelayRemove {
+        /// Its multiaddr.
+        address: String,
+    },
 }
 
 /// A message as the control socket shows it.
@@ -187,7 +199,20 @@ async fn answer(node: &Node, request: Request) -> Response {
             }),
             Err(e) => Response::err(&e),
         },
-        Request::Invite => Response::ok(node.profile().identity().invite().to_text()),
+        Request::Invite => match node.profile().invite() {
+            Ok(i) => Response::ok(i.to_text()),
+            Err(e) => Response::err(&e),
+        },
+        Request::Relays => Response::ok(node.relays().await),
+        Request::RelayAdd { address } => match node.add_relay(&address).await {
+            Ok(c) => Response::ok(c.address),
+            Err(e) => Response::err(&e),
+        },
+        Request::RelayRemove { address } => match node.remove_relay(&address).await {
+            Ok(Some(c)) => Response::ok(c.address),
+            Ok(None) => Response::refuse(format!("{} is not in the relay list", address.trim())),
+            Err(e) => Response::err(&e),
+        },
         Request::Follow => Response::refuse("follow is handled above"),
     }
 }

@@ -55,10 +55,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
 pub use node::{
-    chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, Seen, SessionSettings,
-    Status, TransportStatus,
+    chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, RelaySettings, RelayStatus,
+    Seen, ServeSettings, ServingStatus, SessionSettings, Status, TransportStatus,
 };
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage};
+pub use reach::RelayChange;
 pub use store::{ReadView, RedbStore};
 pub use views::{ContactSummary, UNREAD_CAP};
 
@@ -72,6 +73,14 @@ pub fn now() -> strand_sync::Time {
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where `strand relay` keeps its key when none is given: the platform's
+/// data directory (`~/.local/share/strand-relay/key` on Linux), apart from
+/// any profile.
+pub fn default_relay_key_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("org", "Strand", "strand-relay")
+        .map(|d| d.data_dir().join("key"))
 }
 
 /// The profile directory `strand` and the desktop app use when none is

@@ -103,3 +103,15 @@ pub const LINK_DRAIN: Duration = Duration::from_secs(5);
 /// How long [`crate::Node::shutdown`] lets sessions send their goodbye
 /// before it ends them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the contact with the larger relay id waits before dialling a
+/// contact through relays (the other side dials at once), so one meeting
+/// makes one link.
+pub const RELAY_DIAL_DEFER: Duration = Duration::from_secs(2);
+
+/// The first wait after a failed attempt to reach a contact through
+/// relays; doubled after each failure.
+pub const RELAY_MIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between attempts to reach a contact through relays.
+pub const RELAY_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);

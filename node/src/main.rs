@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use strand_node::args::TransportArgs;
 use strand_node::control::{self, ContactView, MessageView, Request};
 use strand_node::{
-    now, os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, Status,
+    now, os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, RelayStatus, Status,
 };
 use strand_transport::LanConfig;
 
@@ -73,14 +73,67 @@ enum Command {
         #[command(flatten)]
         transports: TransportArgs,
     },
-    /// Show identity, transports, and contacts seen
+    /// Show identity, transports, relays, and contacts seen
     Status,
+    /// Run a relay (no profile needed), or manage your relays: `strand relay add|list|remove`
+    #[command(args_conflicts_with_subcommands = true)]
+    Relay {
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+        #[command(flatten)]
+        server: RelayServerArgs,
+    },
     /// Two throwaway nodes on this machine become contacts and chat over the real LAN transport on loopback
     Demo {
         /// Messages each way
         #[arg(long, default_value_t = 5)]
         messages: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayAction {
+    /// Add a relay to your profile: you keep a slot there, and your contacts learn to reach you through it
+    Add {
+        /// The relay's address, ending in its id (`strand relay` prints it), e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…
+        address: String,
+    },
+    /// List your relays and the reservations on them
+    List,
+    /// Remove a relay from your profile
+    Remove {
+        /// The relay's address, as `strand relay list` shows it
+        address: String,
+    },
+}
+
+/// How `strand relay` runs a relay.
+#[derive(clap::Args, Debug)]
+struct RelayServerArgs {
+    /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC, port 4001]
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<strand_transport::Multiaddr>,
+    /// The address clients reach the relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
+    #[arg(long, value_name = "MULTIADDR")]
+    announce: Vec<strand_transport::Multiaddr>,
+    /// File holding the relay's key, so its id (part of its address) survives restarts; created if missing [default: the platform's data directory]
+    #[arg(long, value_name = "FILE", conflicts_with = "ephemeral")]
+    key: Option<PathBuf>,
+    /// A new key (and id) every run, stored nowhere
+    #[arg(long)]
+    ephemeral: bool,
+    /// Most reservations held at once
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_RESERVATIONS)]
+    max_reservations: usize,
+    /// Most circuits open at once
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_CIRCUITS)]
+    max_circuits: usize,
+    /// Seconds a circuit may last
+    #[arg(long, value_name = "SECONDS", default_value_t = strand_transport::relay::server::CIRCUIT_DURATION.as_secs())]
+    circuit_duration: u64,
+    /// Bytes a circuit may carry, both ways together, before the relay resets it (0: no limit)
+    #[arg(long, value_name = "BYTES", default_value_t = strand_transport::relay::server::CIRCUIT_BYTES)]
+    circuit_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -92,7 +145,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.verbose, matches!(cli.command, Command::Run { .. }));
+    let long_running = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Relay { action: None, .. }
+    );
+    init_logging(cli.verbose, long_running);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -154,6 +211,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Run { transports } => run(&ctx, &transports).await,
         Command::Status => status(&ctx).await,
+        Command::Relay { action, server } => match action {
+            None => relay_serve(&server).await,
+            Some(RelayAction::Add { address }) => relay_add(&ctx, &address).await,
+            Some(RelayAction::List) => relay_list(&ctx).await,
+            Some(RelayAction::Remove { address }) => relay_remove(&ctx, &address).await,
+        },
         Command::Demo { messages } => demo(messages).await,
     }
 }
@@ -217,7 +280,7 @@ fn init(ctx: &Ctx, name: &str) -> Result<()> {
 async fn invite(ctx: &Ctx) -> Result<()> {
     let code = match ask(&ctx.dir, &Request::Invite).await? {
         Some(v) => v.as_str().unwrap_or_default().to_owned(),
-        None => open_profile(&ctx.dir)?.identity().invite().to_text(),
+        None => open_profile(&ctx.dir)?.invite()?.to_text(),
     };
     println!("{code}");
     Ok(())
@@ -359,6 +422,28 @@ async fn status(ctx: &Ctx) -> Result<()> {
                     }
                 );
             }
+            if let Some(relay) = s.transports.iter().find(|t| t.kind == "relay") {
+                if let Some(id) = &relay.ephemeral_id {
+                    println!("  relay identity this epoch: {id}");
+                }
+                for r in &relay.relays {
+                    print_relay(r);
+                }
+                if relay.relays.is_empty() {
+                    println!("  no relays: add one with `strand relay add MULTIADDR`");
+                }
+                for e in &relay.external {
+                    println!("  public address (confirmed): {e}");
+                }
+            }
+            if let Some(serving) = &s.serving {
+                println!(
+                    "  relaying for contacts at {}: {} reservations, {} circuits",
+                    serving.addresses.join(" "),
+                    serving.reservations,
+                    serving.circuits
+                );
+            }
             println!(
                 "  sessions: {}, links in handshake: {}, bytes sent {}, received {}",
                 s.sessions,
@@ -405,6 +490,206 @@ async fn status(ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn until_stopped() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// The relay's key: read from `path`, or made and written there (readable
+/// by this user only).
+fn relay_key(path: &Path) -> Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+            anyhow!(
+                "{} is not a relay key (it must hold 32 bytes; move it away to make a new one)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut os_rng(), &mut key);
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&key)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `strand relay`: runs a relay until Ctrl-C (or SIGTERM).
+async fn relay_serve(args: &RelayServerArgs) -> Result<()> {
+    use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
+    let key = if args.ephemeral {
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut os_rng(), &mut key);
+        key
+    } else {
+        let path = match &args.key {
+            Some(p) => p.clone(),
+            None => strand_node::default_relay_key_path()
+                .ok_or_else(|| anyhow!("no home directory: pass --key FILE or --ephemeral"))?,
+        };
+        relay_key(&path)?
+    };
+    if args.circuit_duration == 0 {
+        bail!("--circuit-duration must be at least 1 second");
+    }
+    let limits = RelayLimits {
+        max_reservations: args.max_reservations,
+        max_circuits: args.max_circuits,
+        circuit_duration: Duration::from_secs(args.circuit_duration.min(u32::MAX as u64)),
+        circuit_bytes: args.circuit_bytes,
+        ..RelayLimits::default()
+    };
+    let server = RelayServer::start(RelayServerConfig {
+        listen: if args.listen.is_empty() {
+            strand_node::args::default_relay_listen()
+        } else {
+            args.listen.clone()
+        },
+        announce: args.announce.clone(),
+        key,
+        limits,
+        only: None,
+    })
+    .await
+    .context("starting the relay")?;
+    for a in server.addresses().await {
+        println!("relay listening on {a}");
+    }
+    println!(
+        "limits: {} reservations, {} circuits, each circuit {} s and {}",
+        limits.max_reservations,
+        limits.max_circuits,
+        limits.circuit_duration.as_secs(),
+        if limits.circuit_bytes == 0 {
+            "unlimited bytes".to_owned()
+        } else {
+            format!("{} bytes", limits.circuit_bytes)
+        }
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let report = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let s = server.stats().await;
+            tracing::info!(
+                reservations = s.reservations,
+                circuits = s.circuits,
+                circuits_total = s.circuits_total,
+                ended_with_error = s.circuits_cut,
+                denied = s.denied,
+                "relay"
+            );
+        }
+    };
+    tokio::select! {
+        r = until_stopped() => r?,
+        _ = report => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// `strand relay add`.
+async fn relay_add(ctx: &Ctx, address: &str) -> Result<()> {
+    let request = Request::RelayAdd {
+        address: address.to_owned(),
+    };
+    let added = match ask(&ctx.dir, &request).await? {
+        Some(v) => v.as_str().unwrap_or(address).to_owned(),
+        None => {
+            open_profile(&ctx.dir)?
+                .add_relay(address, now(), &mut os_rng())?
+                .address
+        }
+    };
+    println!("Added relay {added}. Your contacts learn it the next time you sync.");
+    Ok(())
+}
+
+/// `strand relay list`.
+async fn relay_list(ctx: &Ctx) -> Result<()> {
+    let list: Vec<RelayStatus> = match ask(&ctx.dir, &Request::Relays).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => open_profile(&ctx.dir)?
+            .relays()?
+            .into_iter()
+            .map(|address| RelayStatus {
+                address,
+                state: "not running".into(),
+                error: None,
+                retry_in: None,
+                source: "yours".into(),
+            })
+            .collect(),
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!(
+            "No relays. Add one with `strand relay add MULTIADDR` (run one with `strand relay`)."
+        );
+    } else {
+        for r in &list {
+            print_relay(r);
+        }
+    }
+    Ok(())
+}
+
+fn print_relay(r: &RelayStatus) {
+    let why = match (&r.error, r.retry_in) {
+        (Some(e), Some(s)) => format!(" — {e} (retry in {s} s)"),
+        (Some(e), None) => format!(" — {e}"),
+        _ => String::new(),
+    };
+    let source = if r.source == "yours" {
+        String::new()
+    } else {
+        format!(" ({})", r.source)
+    };
+    println!("  {}{source}: {}{why}", r.address, r.state);
+}
+
+/// `strand relay remove`.
+async fn relay_remove(ctx: &Ctx, address: &str) -> Result<()> {
+    let request = Request::RelayRemove {
+        address: address.to_owned(),
+    };
+    let removed = match ask(&ctx.dir, &request).await? {
+        Some(v) => v.as_str().unwrap_or(address).to_owned(),
+        None => match open_profile(&ctx.dir)?.remove_relay(address, now(), &mut os_rng())? {
+            Some(c) => c.address,
+            None => bail!(
+                "{} is not in the relay list (see `strand relay list`)",
+                address.trim()
+            ),
+        },
+    };
+    println!("Removed relay {removed}.");
     Ok(())
 }
 

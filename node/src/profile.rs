@@ -496,11 +496,30 @@ impl Profile {
         if book.records.iter().any(|c| c.name == record.name) {
             return Err(ProfileError::DuplicateContact(record.name.clone()));
         }
+        // Where the invite said they can be reached, until their own
+        // records say more.
+        let invite_reach = invite.reach.as_ref().map(|r| {
+            (
+                crate::reach::invite_reach_key(&id),
+                seal(
+                    &self.inner.root,
+                    crate::reach::ROLE_INVITE_REACH,
+                    &r.encode(),
+                    rng,
+                ),
+            )
+        });
         self.write_txn(move |txn| {
             txn.open_table(CONTACTS)
                 .map_err(db_error)?
                 .insert(&id, &sealed[..])
                 .map_err(db_error)?;
+            if let Some((key, sealed)) = &invite_reach {
+                txn.open_table(crate::schema::META)
+                    .map_err(db_error)?
+                    .insert(key.as_str(), &sealed[..])
+                    .map_err(db_error)?;
+            }
             Ok(())
         })?;
         let mut records = book.records.clone();

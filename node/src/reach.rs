@@ -23,6 +23,13 @@ use crate::{ContactRecord, Profile, ProfileError};
 const ROLE_RELAYS: &str = "strand/v2/relays";
 const ROLE_RELAY_SEED: &str = "strand/v2/relay-seed";
 const ROLE_REACH: &str = "strand/v2/reach";
+pub(crate) const ROLE_INVITE_REACH: &str = "strand/v2/invite-reach";
+
+/// The META key of the reach section a contact's invite carried (by the
+/// contact's keyed id, not their key).
+pub(crate) fn invite_reach_key(contact_id: &[u8; 32]) -> String {
+    format!("invite-reach/{}", crate::hex(contact_id))
+}
 
 fn encode_relays(relays: &[String]) -> Vec<u8> {
     let mut out = vec![relays.len() as u8];
@@ -50,6 +57,15 @@ fn decode_relays(b: &[u8]) -> Result<Vec<String>, ProfileError> {
         return Err(bad());
     }
     Ok(out)
+}
+
+/// What a change to the relay list did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayChange {
+    /// The relay's address, as the list keeps it.
+    pub address: String,
+    /// The records written to contacts (hand them to live sessions).
+    pub written: Vec<(GroupId, Key)>,
 }
 
 /// Why a relay address was refused.
@@ -121,7 +137,7 @@ impl Profile {
         addr: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<String, ProfileError> {
+    ) -> Result<RelayChange, ProfileError> {
         let parsed = check_relay(addr)?.to_string();
         let mut relays = self.relays()?;
         if relays.contains(&parsed) {
@@ -136,17 +152,20 @@ impl Profile {
         }
         relays.push(parsed.clone());
         self.set_relays(&relays, rng)?;
-        self.publish_reach(&self.current_offers()?, now, rng)?;
-        Ok(parsed)
+        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
+        Ok(RelayChange {
+            address: parsed,
+            written,
+        })
     }
 
-    /// Removes a relay. Returns whether it was in the list.
+    /// Removes a relay; `None` if it was not in the list.
     pub fn remove_relay(
         &self,
         addr: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<bool, ProfileError> {
+    ) -> Result<Option<RelayChange>, ProfileError> {
         let wanted = addr
             .trim()
             .parse::<Multiaddr>()
@@ -156,11 +175,14 @@ impl Profile {
         let before = relays.len();
         relays.retain(|r| *r != wanted);
         if relays.len() == before {
-            return Ok(false);
+            return Ok(None);
         }
         self.set_relays(&relays, rng)?;
-        self.publish_reach(&self.current_offers()?, now, rng)?;
-        Ok(true)
+        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
+        Ok(Some(RelayChange {
+            address: wanted,
+            written,
+        }))
     }
 
     /// The seed this device's relay identities derive from (made on first
@@ -205,21 +227,32 @@ impl Profile {
             .unwrap_or_default())
     }
 
-    /// Writes a [`Reach`] record (this profile's relays, `offers`, its seed)
-    /// into every contact's 1:1 group, unless the last one said the same.
-    /// Returns the messages written.
+    /// Writes a [`Reach`] record (this profile's relays and `offers`, the
+    /// relays this node runs for its contacts, which it is reached through
+    /// too; its seed) into every contact's 1:1 group, unless the last one
+    /// said the same, or there is nothing to say yet. Returns the messages
+    /// written.
     pub fn publish_reach(
         &self,
         offers: &[Vec<u8>],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
-        let relays: Vec<Vec<u8>> = self
+        let mut relays: Vec<Vec<u8>> = self
             .relays()?
             .iter()
             .filter_map(|r| r.parse::<Multiaddr>().ok())
             .map(|a| a.to_vec())
             .collect();
+        for o in offers {
+            if !relays.contains(o) && relays.len() < MAX_REACH_ADDRESSES {
+                relays.push(o.clone());
+            }
+        }
+        let last = self.published_reach()?;
+        if last.is_none() && relays.is_empty() && offers.is_empty() {
+            return Ok(Vec::new());
+        }
         let reach = Reach {
             seed: self.relay_seed(rng)?,
             relays,
@@ -228,7 +261,6 @@ impl Profile {
         reach
             .check()
             .map_err(|e| ProfileError::Relay(e.to_string()))?;
-        let last = self.published_reach()?;
         if last.as_ref() == Some(&reach) {
             return Ok(Vec::new());
         }
@@ -286,6 +318,34 @@ impl Profile {
         Ok(keys)
     }
 
+    /// This profile's invite, with where it can be reached through relays
+    /// when it has relays (see [`strand_sync::Invite::with_reach`]).
+    pub fn invite(&self) -> Result<strand_sync::Invite, ProfileError> {
+        let invite = self.identity().invite();
+        Ok(match self.published_reach()? {
+            Some(r) => invite.with_reach(&r),
+            None => invite,
+        })
+    }
+
+    /// The kind of a stored message, from its header (`None` if it is not
+    /// stored).
+    pub fn message_kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        Ok(messages
+            .get(table_key(group, key))
+            .map_err(db_error)?
+            .and_then(|v| v.value().get(73).map(|k| Kind(*k))))
+    }
+
+    /// A key for the relay this node may run for its contacts: kept across
+    /// runs (contacts reserve at its address, id included), derived from
+    /// the profile's secret, so nothing more is stored.
+    pub fn relay_server_key(&self) -> [u8; 32] {
+        strand_sync::kdf(self.root(), "strand/v2/relay-server", &[])
+    }
+
     /// The newest [`Reach`] record `contact` wrote into your 1:1 group:
     /// where to reach them beyond the LAN. Reads headers newest first and
     /// decrypts only the record.
@@ -311,6 +371,13 @@ impl Profile {
                 }
             }
         }
-        Ok(None)
+        drop(messages);
+        drop(txn);
+        // None yet: what their invite said, if anything.
+        let id = strand_sync::kdf(self.root(), "strand/v1/contact-id", &[&contact.public.sign]);
+        match self.meta_sealed(&invite_reach_key(&id), ROLE_INVITE_REACH)? {
+            Some(b) => Ok(Reach::decode(&b).ok()),
+            None => Ok(None),
+        }
     }
 }

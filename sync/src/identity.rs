@@ -96,6 +96,7 @@ impl Identity {
         Invite {
             public: self.public(),
             name: self.name.clone(),
+            reach: None,
         }
     }
 

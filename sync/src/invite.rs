@@ -11,8 +11,17 @@
 //! 33      32    X25519 public key
 //! 65      1     name length n (1..=64)
 //! 66      n     display name, UTF-8, no control characters
-//! 66+n    4     checksum: first 4 bytes of BLAKE2s-256("strand/v1/invite" || bytes 0..66+n)
+//! [66+n   2     reach length r, little endian (optional: present when the
+//!               inviter has relays)
+//!  68+n   r     a Reach record: relays and relay seed, see `crate::Reach`]
+//! end-4   4     checksum: first 4 bytes of BLAKE2s-256("strand/v1/invite" || all bytes before it)
 //! ```
+//!
+//! The optional reach section lets someone who has never synced with the
+//! inviter (they exchanged codes by mail or phone, not on a LAN) reach
+//! them through their relays; after the first sync, the inviter's [`Reach`]
+//! records inside the conversation keep it current. It is at most
+//! [`MAX_INVITE_REACH_LEN`] bytes, so the invite still fits a QR code.
 
 use data_encoding::{Encoding, Specification};
 
@@ -20,6 +29,7 @@ use crate::codec::Reader;
 use crate::crypto::hash;
 use crate::identity::{check_name, verifying_key, PublicIdentity};
 use crate::limits::MAX_NAME_LEN;
+use crate::reach::Reach;
 use crate::{DecodeError, InviteError};
 
 /// Prefix of an invite's text form. Names the format and its version, and
@@ -29,9 +39,15 @@ pub const INVITE_PREFIX: &str = "strand1";
 const VERSION: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
 
+/// Longest reach section in an invite, in bytes: a few relays, and the
+/// whole invite still fits a QR code comfortably.
+pub const MAX_INVITE_REACH_LEN: usize = 600;
+
+/// Longest invite, in bytes.
+const MAX_INVITE_LEN: usize = 66 + MAX_NAME_LEN + 2 + MAX_INVITE_REACH_LEN + CHECKSUM_LEN;
+
 /// Longest text form of an invite, in characters.
-pub const MAX_INVITE_TEXT_LEN: usize =
-    INVITE_PREFIX.len() + ((66 + MAX_NAME_LEN + CHECKSUM_LEN) * 8).div_ceil(5);
+pub const MAX_INVITE_TEXT_LEN: usize = INVITE_PREFIX.len() + (MAX_INVITE_LEN * 8).div_ceil(5);
 
 fn base32() -> Encoding {
     let mut spec = Specification::new();
@@ -50,6 +66,8 @@ pub struct Invite {
     /// The name the inviter chose for themselves. The person adding them
     /// may give them another.
     pub name: String,
+    /// Where the inviter can be reached beyond their LAN, if they said.
+    pub reach: Option<Reach>,
 }
 
 impl Invite {
@@ -61,6 +79,12 @@ impl Invite {
         out.extend_from_slice(&self.public.dh);
         out.push(self.name.len() as u8);
         out.extend_from_slice(self.name.as_bytes());
+        if let Some(reach) = &self.reach {
+            let r = reach.encode();
+            debug_assert!(r.len() <= MAX_INVITE_REACH_LEN, "checked by with_reach");
+            out.extend_from_slice(&(r.len() as u16).to_le_bytes());
+            out.extend_from_slice(&r);
+        }
         let sum = hash(&[b"strand/v1/invite", &out]);
         out.extend_from_slice(&sum[..CHECKSUM_LEN]);
         out
@@ -74,9 +98,9 @@ impl Invite {
     /// Decodes invite bytes (from a QR code). Rejects every malformed or
     /// altered invite.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, InviteError> {
-        if bytes.len() > 66 + MAX_NAME_LEN + CHECKSUM_LEN {
+        if bytes.len() > MAX_INVITE_LEN {
             return Err(InviteError::Malformed(DecodeError::TooLong {
-                max: 66 + MAX_NAME_LEN + CHECKSUM_LEN,
+                max: MAX_INVITE_LEN,
             }));
         }
         if bytes.len() < 66 + 1 + CHECKSUM_LEN {
@@ -96,6 +120,17 @@ impl Invite {
         let dh = r.array::<32>()?;
         let name_len = r.u8()? as usize;
         let name = r.bytes(name_len)?;
+        let reach = if r.is_empty() {
+            None
+        } else {
+            let len = u16::from_le_bytes(r.array::<2>()?) as usize;
+            if len > MAX_INVITE_REACH_LEN {
+                return Err(InviteError::Malformed(DecodeError::TooLong {
+                    max: MAX_INVITE_REACH_LEN,
+                }));
+            }
+            Some(Reach::decode(r.bytes(len)?).map_err(InviteError::Malformed)?)
+        };
         r.finish()?;
         let name = std::str::from_utf8(name).map_err(|_| InviteError::Name("not UTF-8"))?;
         check_name(name).map_err(|e| match e {
@@ -111,7 +146,20 @@ impl Invite {
         Ok(Invite {
             public: PublicIdentity { sign, dh },
             name: name.to_owned(),
+            reach,
         })
+    }
+
+    /// This invite with a reach section: as many of `reach`'s relays as
+    /// fit in [`MAX_INVITE_REACH_LEN`] (none: no section).
+    pub fn with_reach(mut self, reach: &Reach) -> Invite {
+        let mut r = reach.clone();
+        r.offers.clear();
+        while !r.relays.is_empty() && r.encode().len() > MAX_INVITE_REACH_LEN {
+            r.relays.pop();
+        }
+        self.reach = (!r.relays.is_empty()).then_some(r);
+        self
     }
 
     /// Decodes an invite's text form. Surrounding white space, line breaks

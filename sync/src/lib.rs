@@ -84,7 +84,7 @@ pub use endpoint::Endpoint;
 pub use group::{Group, GroupId, GroupKey};
 pub use identity::{AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
-pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_TEXT_LEN};
+pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
 pub use message::{Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};

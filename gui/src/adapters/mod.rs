@@ -52,7 +52,9 @@ pub(crate) fn unlocked(core: &mut Core) {
         (
             p.identity().name().to_owned(),
             p.dir().display().to_string(),
-            p.identity().invite().to_text(),
+            p.invite()
+                .unwrap_or_else(|_| p.identity().invite())
+                .to_text(),
         )
     }) else {
         return;

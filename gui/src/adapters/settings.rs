@@ -51,10 +51,7 @@ pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
 fn rename(core: &mut Core, name: &str) {
     let Some(result) = core.with_profile(|p| {
         p.rename(name, &mut os_rng())?;
-        Ok::<_, strand_node::ProfileError>((
-            p.identity().name().to_owned(),
-            p.identity().invite().to_text(),
-        ))
+        Ok::<_, strand_node::ProfileError>((p.identity().name().to_owned(), p.invite()?.to_text()))
     }) else {
         return;
     };

@@ -16,6 +16,7 @@
 //! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] the link is
 //! not read, so a fast sender waits for the disk.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +25,14 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use strand_sync::{
-    Event, Group, GroupId, Inbound, Key, PublicIdentity, Session, SessionError, Store, Verdict,
+    Event, Group, GroupId, Inbound, Key, Kind, PublicIdentity, Session, SessionError, Store,
+    Verdict,
 };
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::guard::Pending;
-use super::registry::{Command, SessionId};
+use super::registry::{Command, Joining, SessionId};
 use super::{LinkError, NodeEvent, Shared};
 use crate::limits::{
     LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE,
@@ -84,6 +86,10 @@ struct Pump {
     sent: Vec<(GroupId, Key)>,
     delivered: Vec<(GroupId, Key)>,
     closed: Option<Option<SessionError>>,
+    /// Records (not texts) stored and not yet reported by the session.
+    records: HashSet<Key>,
+    /// The registry's mark when the link started.
+    mark: u64,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -92,6 +98,8 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
     let config = node.config.sessions.for_kind(link.kind);
     let now = node.clock.now();
     let endpoint = node.profile.endpoint();
+    // Before the session first reads the store (see `Registry::mark`).
+    let mark = node.registry.mark();
     let session = {
         let mut rng = node.rng.lock().expect("rng lock");
         match link.direction {
@@ -115,6 +123,8 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         sent: Vec::new(),
         delivered: Vec::new(),
         closed: None,
+        records: HashSet::new(),
+        mark,
     };
     pump.run(link.stream, command_rx).await
 }
@@ -203,7 +213,10 @@ impl Pump {
                     self.session.close();
                 }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
-                    Ok(batch) => self.session.handle_stored(batch),
+                    Ok(batch) => {
+                        self.note_records(&batch);
+                        self.session.handle_stored(batch)
+                    }
                     Err(e) => {
                         tracing::error!("storing received messages failed: {e}");
                         store_error = Some(e);
@@ -263,6 +276,7 @@ impl Pump {
         // What was in flight is stored (or fails) anyway: report it.
         while let Some(result) = in_flight.next().await {
             if let Ok(batch) = result {
+                self.note_records(&batch);
                 self.session.handle_stored(batch);
             }
         }
@@ -332,15 +346,24 @@ impl Pump {
         };
         let name = record.name.clone();
         let groups = contact.groups.clone();
-        match self.node.registry.register(
-            peer,
-            &name,
-            self.kind,
-            crate::now(),
-            self.commands.clone(),
-            self.close.clone(),
-        ) {
-            Ok(id) => self.id = Some(id),
+        let joining = Joining {
+            contact: peer,
+            name: &name,
+            kind: self.kind,
+            now: crate::now(),
+            since: self.mark,
+        };
+        match self
+            .node
+            .registry
+            .register(joining, self.commands.clone(), self.close.clone())
+        {
+            Ok((id, missed)) => {
+                self.id = Some(id);
+                for (g, k) in missed {
+                    self.session.handle_new_message(&g, k);
+                }
+            }
             Err(e) => {
                 tracing::warn!(contact = %name, "{e}");
                 self.session.close();
@@ -367,10 +390,38 @@ impl Pump {
         self.contact = Some((peer, name, groups));
     }
 
+    /// Notes the records (not texts) in a stored batch: they make no
+    /// `Received` event, and a contact's new [`Kind::REACH`] record updates
+    /// how the node reaches them.
+    fn note_records(&mut self, batch: &Inbound) {
+        let mut reach = false;
+        for m in batch.iter() {
+            let kind = m.message().kind();
+            if kind != Kind::TEXT && *m.verdict() == Verdict::Valid {
+                self.records.insert(m.key());
+                reach |= kind == Kind::REACH;
+            }
+        }
+        if reach {
+            if let Some((public, ..)) = &self.contact {
+                let node = super::Node {
+                    shared: self.node.clone(),
+                };
+                let public = *public;
+                self.node
+                    .tasks
+                    .spawn(async move { node.reach_record(public).await });
+            }
+        }
+    }
+
     fn received(&mut self, group: GroupId, key: Key) {
         // Other sessions that sync this group (a contact on a second link,
         // group members) get it now.
         self.node.registry.announce(group, key, self.id);
+        if self.records.remove(&key) {
+            return;
+        }
         if self.node.events.receiver_count() == 0 {
             return;
         }

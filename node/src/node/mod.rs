@@ -24,8 +24,11 @@ use serde::{Deserialize, Serialize};
 use strand_sync::limits::{Time, DEFAULT_PACKET_LEN, MIN_PACKET_LEN};
 use strand_sync::{Config, Invite, Key};
 use strand_transport::memory::Hub;
+use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
+use strand_transport::relay::{is_circuit, RelayConfig};
 use strand_transport::{
-    Lan, LanConfig, Link, LinkKind, Multiaddr, Peer, Transport, TransportError, TransportEvent,
+    Lan, LanConfig, Link, LinkKind, Multiaddr, Peer, Relays, ReservationState, Transport,
+    TransportError, TransportEvent,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +37,7 @@ use tokio_util::task::TaskTracker;
 mod guard;
 mod link;
 mod registry;
+mod relaying;
 
 pub use guard::Refusal;
 pub use registry::Seen;
@@ -76,11 +80,49 @@ impl SessionSettings {
     pub fn for_kind(&self, kind: LinkKind) -> Config {
         match kind {
             LinkKind::Lan => self.lan,
-            LinkKind::Relay => self.relay,
+            LinkKind::Relay | LinkKind::HolePunched => self.relay,
             LinkKind::Bluetooth => self.bluetooth,
             _ => self.emulated,
         }
     }
+}
+
+/// How the node uses relays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Punch holes to direct connections (DCUtR), accepting direct
+    /// connections at [`RelaySettings::listen`]. Off, contacts beyond the
+    /// LAN are reached through relays only.
+    pub hole_punch: bool,
+    /// Where direct connections from hole punching are accepted.
+    pub listen: Vec<Multiaddr>,
+    /// How long a relay identity lives ([`strand_sync::limits::RELAY_EPOCH`];
+    /// shorter only in tests: contacts must agree on it).
+    pub epoch: Duration,
+    /// Run a relay for this profile's contacts (and only them).
+    pub serve: Option<ServeSettings>,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        let client = RelayConfig::new(Vec::new(), Arc::new(|_| [0; 32]), Duration::ZERO);
+        RelaySettings {
+            hole_punch: true,
+            listen: client.listen,
+            epoch: Duration::from_millis(strand_sync::limits::RELAY_EPOCH),
+            serve: None,
+        }
+    }
+}
+
+/// A relay the node runs for its contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// Where it listens (a public address, or one the router forwards).
+    pub listen: Vec<Multiaddr>,
+    /// The addresses contacts reach it at, if not the ones it listens on
+    /// (behind port forwarding: the router's public address).
+    pub announce: Vec<Multiaddr>,
 }
 
 /// Node settings.
@@ -88,6 +130,8 @@ impl SessionSettings {
 pub struct NodeConfig {
     /// The LAN transport, if any.
     pub lan: Option<LanConfig>,
+    /// Relays, if used: the profile's relays, and contacts' relays.
+    pub relay: Option<RelaySettings>,
     /// Join this hub of emulated links (tests; a second link kind without
     /// a network).
     pub emulated: Option<Hub>,
@@ -150,7 +194,7 @@ pub enum NodeEvent {
 /// One transport's state, for `strand status` and the Network screen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransportStatus {
-    /// Which transport ("LAN", "emulated", …).
+    /// Which transport ("LAN", "relay", "emulated", …).
     pub kind: String,
     /// The addresses it listens on.
     pub addresses: Vec<String>,
@@ -158,6 +202,29 @@ pub struct TransportStatus {
     pub discovery: bool,
     /// Its current ephemeral identity (rotates).
     pub ephemeral_id: Option<String>,
+    /// Relays and this node's reservations on them (relay transport).
+    #[serde(default)]
+    pub relays: Vec<RelayStatus>,
+    /// Public addresses others confirmed (AutoNAT).
+    #[serde(default)]
+    pub external: Vec<String>,
+}
+
+/// One relay, for `strand relay list`, `strand status` and the Network
+/// screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStatus {
+    /// Its address.
+    pub address: String,
+    /// "reserved", "reserving", "failing", or "not running" (no node).
+    pub state: String,
+    /// The last error, while failing.
+    pub error: Option<String>,
+    /// Seconds until the next attempt, while failing.
+    pub retry_in: Option<u64>,
+    /// Where it comes from: "yours" (the profile's list), "contact" (a
+    /// contact runs it for their contacts), "this node" (it serves here).
+    pub source: String,
 }
 
 /// A node's state for `strand status`.
@@ -181,6 +248,20 @@ pub struct Status {
     pub bytes_received: u64,
     /// Messages stored, all conversations.
     pub messages: u64,
+    /// The relay this node runs for its contacts, if it does.
+    #[serde(default)]
+    pub serving: Option<ServingStatus>,
+}
+
+/// The relay a node runs for its contacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingStatus {
+    /// Where contacts reach it (these go to them in the reach record).
+    pub addresses: Vec<String>,
+    /// Reservations it holds.
+    pub reservations: usize,
+    /// Circuits open through it.
+    pub circuits: usize,
 }
 
 /// Errors from starting or running the node.
@@ -237,6 +318,11 @@ impl Clock {
 }
 
 pub(crate) struct Shared {
+    pub(crate) relays: Option<Relays>,
+    pub(crate) relay_server: tokio::sync::Mutex<Option<RelayServer>>,
+    /// The relay this node runs for contacts, as they reach it.
+    pub(crate) serving: Vec<Multiaddr>,
+    pub(crate) reach: Arc<relaying::Reachability>,
     pub(crate) profile: Profile,
     pub(crate) config: NodeConfig,
     pub(crate) events: broadcast::Sender<NodeEvent>,
@@ -271,17 +357,36 @@ impl Node {
         profile.start_writer()?;
         let (tx, rx) = mpsc::channel(TRANSPORT_EVENTS);
         let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
+        let fail = |profile: &Profile, e: NodeError| {
+            profile.close();
+            Err(e)
+        };
         if let Some(lan) = &config.lan {
             match Lan::start(lan.clone(), tx.clone()).await {
                 Ok(t) => transports.push(Arc::new(t)),
-                Err(e) => {
-                    profile.close();
-                    return Err(e.into());
-                }
+                Err(e) => return fail(&profile, e.into()),
             }
         }
         if let Some(hub) = &config.emulated {
             transports.push(Arc::new(hub.join(tx.clone())));
+        }
+        let reach = Arc::new(relaying::Reachability::load(&profile));
+        let (mut relays, mut relay_server, mut serving) = (None, None, Vec::new());
+        if let Some(settings) = &config.relay {
+            match start_relays(&profile, settings, &reach, tx.clone()).await {
+                Ok((client, server, addrs)) => {
+                    transports.push(Arc::new(client.clone()));
+                    relays = Some(client);
+                    relay_server = server;
+                    serving = addrs;
+                }
+                Err(e) => {
+                    for t in &transports {
+                        t.shutdown().await;
+                    }
+                    return fail(&profile, e);
+                }
+            }
         }
         drop(tx);
         let (clock, rng) = match config.deterministic {
@@ -290,6 +395,10 @@ impl Node {
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
+            relays: relays.clone(),
+            relay_server: tokio::sync::Mutex::new(relay_server),
+            serving,
+            reach,
             profile,
             config,
             events,
@@ -306,6 +415,11 @@ impl Node {
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
         node.shared.tasks.spawn(node.clone().trim_when_idle());
+        if let Some(relays) = relays {
+            node.shared
+                .tasks
+                .spawn(node.clone().dial_through_relays(relays));
+        }
         for addr in node.shared.config.peers.clone() {
             node.add_peer(addr);
         }
@@ -325,6 +439,11 @@ impl Node {
                 TransportEvent::Discovered { peer, initiate } if initiate => self.open(peer),
                 TransportEvent::Listening { kind, addr } => {
                     tracing::info!(%kind, %addr, "listening");
+                    if is_circuit(&addr) {
+                        // A new reservation: contacts may be reachable now
+                        // that were not (they dial us, we dial them).
+                        self.shared.reach.retry_all();
+                    }
                 }
                 _ => {}
             }
@@ -532,6 +651,12 @@ impl Node {
                 addresses: info.addresses.iter().map(|a| a.to_string()).collect(),
                 discovery: info.discovery,
                 ephemeral_id: info.ephemeral_id,
+                relays: info
+                    .relays
+                    .iter()
+                    .map(|r| self.relay_status(r.relay.to_string(), Some(&r.state)))
+                    .collect(),
+                external: info.external.iter().map(|a| a.to_string()).collect(),
             });
         }
         let sessions = self.shared.registry.sessions();
@@ -545,6 +670,99 @@ impl Node {
             bytes_sent: self.shared.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.shared.bytes_received.load(Ordering::Relaxed),
             messages: p.stored_messages().unwrap_or(0),
+            serving: match &*self.shared.relay_server.lock().await {
+                Some(server) => {
+                    let stats = server.stats().await;
+                    Some(ServingStatus {
+                        addresses: self.shared.serving.iter().map(|a| a.to_string()).collect(),
+                        reservations: stats.reservations,
+                        circuits: stats.circuits,
+                    })
+                }
+                None => None,
+            },
+        }
+    }
+
+    /// One relay's status line.
+    fn relay_status(&self, address: String, state: Option<&ReservationState>) -> RelayStatus {
+        let p = &self.shared.profile;
+        let source = if self.shared.serving.iter().any(|a| a.to_string() == address) {
+            "this node"
+        } else if p.relays().unwrap_or_default().contains(&address) {
+            "yours"
+        } else {
+            "contact"
+        };
+        relay_status(address, state, source)
+    }
+
+    /// The relays: the profile's list, the one this node runs, and the
+    /// ones contacts run for their contacts, each with its reservation.
+    pub async fn relays(&self) -> Vec<RelayStatus> {
+        let states = match &self.shared.relays {
+            Some(r) => r.relay_states().await,
+            None => Vec::new(),
+        };
+        let mut out: Vec<RelayStatus> = states
+            .iter()
+            .map(|r| self.relay_status(r.relay.to_string(), Some(&r.state)))
+            .collect();
+        for r in self.shared.profile.relays().unwrap_or_default() {
+            if !out.iter().any(|o| o.address == r) {
+                out.push(relay_status(r, None, "yours"));
+            }
+        }
+        out
+    }
+
+    /// Adds a relay to the profile: contacts learn it on their next sync
+    /// (live sessions at once), and the node reserves on it now.
+    pub async fn add_relay(&self, addr: &str) -> Result<crate::RelayChange, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let addr = addr.to_owned();
+        let now = self.shared.clock.now();
+        let change =
+            tokio::task::spawn_blocking(move || profile.add_relay(&addr, now, &mut os_rng()))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        self.relays_changed(&change.written).await;
+        Ok(change)
+    }
+
+    /// Removes a relay from the profile; `None` if it was not listed.
+    pub async fn remove_relay(
+        &self,
+        addr: &str,
+    ) -> Result<Option<crate::RelayChange>, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let addr = addr.to_owned();
+        let now = self.shared.clock.now();
+        let change =
+            tokio::task::spawn_blocking(move || profile.remove_relay(&addr, now, &mut os_rng()))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        if let Some(c) = &change {
+            self.relays_changed(&c.written).await;
+        }
+        Ok(change)
+    }
+
+    /// After the relay list or a contact's offers changed: live sessions
+    /// get the new records, and the client reserves on the new list.
+    pub(crate) async fn relays_changed(&self, written: &[(strand_sync::GroupId, Key)]) {
+        for (g, k) in written {
+            self.shared.registry.announce(*g, *k, None);
+        }
+        if let Some(r) = &self.shared.relays {
+            let list = relay_list(
+                &self.shared.profile,
+                &self.shared.serving,
+                &self.shared.reach,
+            );
+            if let Err(e) = r.set_relays(list).await {
+                tracing::warn!("updating the relays failed: {e}");
+            }
         }
     }
 
@@ -566,9 +784,90 @@ impl Node {
         for t in &s.transports {
             t.shutdown().await;
         }
+        if let Some(server) = s.relay_server.lock().await.take() {
+            server.shutdown().await;
+        }
         let profile = s.profile.clone();
         let _ = tokio::task::spawn_blocking(move || profile.close()).await;
     }
+}
+
+fn relay_status(address: String, state: Option<&ReservationState>, source: &str) -> RelayStatus {
+    let (state, error, retry_in) = match state {
+        None => ("not running".to_owned(), None, None),
+        Some(ReservationState::Failing {
+            error, retry_in, ..
+        }) => ("failing".to_owned(), Some(error.clone()), Some(*retry_in)),
+        Some(other) => (other.to_string(), None, None),
+    };
+    RelayStatus {
+        address,
+        state,
+        error,
+        retry_in,
+        source: source.to_owned(),
+    }
+}
+
+/// Starts the relay client (and the relay for contacts, if asked), and
+/// tells contacts where this node can be reached.
+async fn start_relays(
+    profile: &Profile,
+    settings: &RelaySettings,
+    reach: &Arc<relaying::Reachability>,
+    events: mpsc::Sender<TransportEvent>,
+) -> Result<(Relays, Option<RelayServer>, Vec<Multiaddr>), NodeError> {
+    let seed = profile.relay_seed(&mut os_rng())?;
+    let epoch = settings.epoch;
+    let identity = move |e: u64| strand_sync::relay_key(&seed, e);
+    let (server, serving) = match &settings.serve {
+        Some(serve) => {
+            let only = relaying::contacts_only(reach.clone(), Arc::new(identity), epoch);
+            let server = RelayServer::start(RelayServerConfig {
+                listen: serve.listen.clone(),
+                announce: serve.announce.clone(),
+                key: profile.relay_server_key(),
+                limits: RelayLimits::default(),
+                only: Some(only),
+            })
+            .await?;
+            let addrs = server.addresses().await;
+            (Some(server), addrs)
+        }
+        None => (None, Vec::new()),
+    };
+    let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
+    profile.publish_reach(&offers, crate::now(), &mut os_rng())?;
+    let mut config = RelayConfig::new(
+        relay_list(profile, &serving, reach),
+        Arc::new(identity),
+        epoch,
+    );
+    config.hole_punch = settings.hole_punch;
+    config.listen = settings.listen.clone();
+    let client = Relays::start(config, events).await?;
+    Ok((client, server, serving))
+}
+
+/// The relays to reserve on: the profile's, the one this node runs, and
+/// the ones contacts run for their contacts.
+fn relay_list(
+    profile: &Profile,
+    serving: &[Multiaddr],
+    reach: &relaying::Reachability,
+) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = profile
+        .relays()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.parse().ok())
+        .collect();
+    for a in serving.iter().cloned().chain(reach.offers()) {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// Hands memory the allocator holds but nobody uses back to the OS.

@@ -4,9 +4,11 @@
 //! stranger never takes a contact's slot). At [`MAX_SESSIONS_PER_CONTACT`]
 //! a newly authenticated session replaces the oldest, which is told to
 //! close: the new one is the one that works now, and a recorded or stalled
-//! old one cannot keep the real contact out.
+//! old one cannot keep the real contact out. A session on a direct link
+//! (LAN, hole-punched, Bluetooth) also replaces the contact's relayed ones:
+//! the relay is the slower path and limits what it carries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{MAX_SESSIONS, MAX_SESSIONS_PER_CONTACT};
+
+/// Announcements kept for sessions that register after them (see
+/// [`Registry::mark`]): more than are stored while one link comes up.
+const RECENT_ANNOUNCEMENTS: usize = 4096;
 
 /// What a running session is told (besides to close: that is its
 /// `CancellationToken`, which cannot be lost to a full queue).
@@ -31,6 +37,7 @@ pub(crate) struct SessionId(u64);
 
 struct Entry {
     contact: PublicIdentity,
+    kind: LinkKind,
     commands: mpsc::Sender<Command>,
     close: CancellationToken,
 }
@@ -52,7 +59,23 @@ pub struct Seen {
 struct Inner {
     sessions: BTreeMap<SessionId, Entry>,
     seen: BTreeMap<PublicIdentity, Seen>,
+    /// Sessions each contact has had.
+    started: BTreeMap<PublicIdentity, u64>,
+    /// Announcements so far, and the latest few (see [`Registry::mark`]).
+    seq: u64,
+    recent: VecDeque<(u64, GroupId, Key)>,
     next: u64,
+}
+
+/// A session registering: who, over what, when, and its mark.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Joining<'a> {
+    pub(crate) contact: PublicIdentity,
+    pub(crate) name: &'a str,
+    pub(crate) kind: LinkKind,
+    pub(crate) now: u64,
+    /// [`Registry::mark`] when the link started.
+    pub(crate) since: u64,
 }
 
 /// Why a session could not register.
@@ -60,24 +83,69 @@ struct Inner {
 #[error("the node already has {MAX_SESSIONS} sessions")]
 pub struct Full;
 
+/// The best link a contact has up now: a direct one over a relayed one.
+fn best_kind(inner: &Inner, contact: &PublicIdentity) -> Option<LinkKind> {
+    let mut kinds = inner
+        .sessions
+        .values()
+        .filter(|e| e.contact == *contact)
+        .map(|e| e.kind);
+    let first = kinds.next()?;
+    Some(
+        std::iter::once(first)
+            .chain(kinds)
+            .find(|k| *k != LinkKind::Relay)
+            .unwrap_or(first),
+    )
+}
+
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
 }
 
 impl Registry {
+    /// Where announcements stand now. A link takes a mark before its
+    /// session first reads the store; when it registers, it gets the
+    /// messages announced since ([`Registry::register`]): a message
+    /// stored after the session read the store but announced before the
+    /// session registered would otherwise wait for the next link.
+    pub(crate) fn mark(&self) -> u64 {
+        self.inner.lock().expect("registry lock").seq
+    }
+
     /// Registers an authenticated session with `contact`; at the per-contact
-    /// cap the oldest is told to close and leaves the registry.
+    /// cap the oldest is told to close and leaves the registry. Returns
+    /// its id and the messages announced since `since` (a
+    /// [`Registry::mark`]).
     pub(crate) fn register(
         &self,
-        contact: PublicIdentity,
-        name: &str,
-        kind: LinkKind,
-        now: u64,
+        session: Joining<'_>,
         commands: mpsc::Sender<Command>,
         close: CancellationToken,
-    ) -> Result<SessionId, Full> {
+    ) -> Result<(SessionId, Vec<(GroupId, Key)>), Full> {
+        let Joining {
+            contact,
+            name,
+            kind,
+            now,
+            since,
+        } = session;
         let mut inner = self.inner.lock().expect("registry lock");
+        if kind != LinkKind::Relay {
+            let relayed: Vec<SessionId> = inner
+                .sessions
+                .iter()
+                .filter(|(_, e)| e.contact == contact && e.kind == LinkKind::Relay)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in relayed {
+                if let Some(old) = inner.sessions.remove(&id) {
+                    tracing::debug!(contact = %name, link = %kind, "moving off the relay");
+                    old.close.cancel();
+                }
+            }
+        }
         let mine: Vec<SessionId> = inner
             .sessions
             .iter()
@@ -98,32 +166,57 @@ impl Registry {
             id,
             Entry {
                 contact,
+                kind,
                 commands,
                 close,
             },
         );
+        *inner.started.entry(contact).or_default() += 1;
+        let link = best_kind(&inner, &contact).unwrap_or(kind);
         inner.seen.insert(
             contact,
             Seen {
                 contact: name.to_owned(),
-                link: kind.to_string(),
+                link: link.to_string(),
                 at: now,
                 connected: true,
             },
         );
-        Ok(id)
+        let missed = inner
+            .recent
+            .iter()
+            .filter(|(seq, ..)| *seq > since)
+            .map(|(_, g, k)| (*g, *k))
+            .collect();
+        Ok((id, missed))
     }
 
     /// A session ended.
     pub(crate) fn unregister(&self, id: SessionId, now: u64) {
         let mut inner = self.inner.lock().expect("registry lock");
         if let Some(e) = inner.sessions.remove(&id) {
-            let still = inner.sessions.values().any(|o| o.contact == e.contact);
+            let still = best_kind(&inner, &e.contact);
             if let Some(s) = inner.seen.get_mut(&e.contact) {
-                s.connected = still;
+                s.connected = still.is_some();
                 s.at = now;
+                if let Some(kind) = still {
+                    s.link = kind.to_string();
+                }
             }
         }
+    }
+
+    /// How many sessions `contact` has had (to tell whether a link
+    /// authenticated).
+    pub(crate) fn started(&self, contact: &PublicIdentity) -> u64 {
+        let inner = self.inner.lock().expect("registry lock");
+        inner.started.get(contact).copied().unwrap_or(0)
+    }
+
+    /// Whether a session with `contact` is up now.
+    pub(crate) fn is_connected(&self, contact: &PublicIdentity) -> bool {
+        let inner = self.inner.lock().expect("registry lock");
+        inner.sessions.values().any(|e| e.contact == *contact)
     }
 
     /// Contacts with a session up (their signing keys).
@@ -136,7 +229,13 @@ impl Registry {
     /// newly stored message; a session whose queue is full misses it (its
     /// next reconciliation finds it).
     pub(crate) fn announce(&self, group: GroupId, key: Key, except: Option<SessionId>) {
-        let inner = self.inner.lock().expect("registry lock");
+        let mut inner = self.inner.lock().expect("registry lock");
+        inner.seq += 1;
+        let seq = inner.seq;
+        inner.recent.push_back((seq, group, key));
+        if inner.recent.len() > RECENT_ANNOUNCEMENTS {
+            inner.recent.pop_front();
+        }
         for (id, e) in &inner.sessions {
             if Some(*id) != except {
                 let _ = e.commands.try_send(Command::New(group, key));
@@ -170,6 +269,16 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn j(c: u8, name: &str, kind: LinkKind, now: u64, since: u64) -> Joining<'_> {
+        Joining {
+            contact: contact(c),
+            name,
+            kind,
+            now,
+            since,
+        }
+    }
+
     fn contact(n: u8) -> PublicIdentity {
         PublicIdentity {
             sign: [n; 32],
@@ -187,18 +296,87 @@ mod tests {
         for _ in 0..MAX_SESSIONS_PER_CONTACT + 1 {
             let (tx, _rx) = mpsc::channel(1);
             let close = CancellationToken::new();
-            r.register(contact(1), "ann", LinkKind::Lan, 0, tx, close.clone())
+            r.register(j(1, "ann", LinkKind::Lan, 0, 0), tx, close.clone())
                 .unwrap();
             tokens.push(close);
         }
         // Another contact's session is not touched.
         let (tx, _rx) = mpsc::channel(1);
         let other = CancellationToken::new();
-        r.register(contact(2), "ben", LinkKind::Lan, 0, tx, other.clone())
+        r.register(j(2, "ben", LinkKind::Lan, 0, 0), tx, other.clone())
             .unwrap();
         assert!(tokens[0].is_cancelled(), "the oldest was told to close");
         assert!(tokens[1..].iter().all(|t| !t.is_cancelled()));
         assert!(!other.is_cancelled());
         assert_eq!(r.sessions(), MAX_SESSIONS_PER_CONTACT + 1);
+    }
+
+    /// Issue 12: a direct session (here a hole-punched one) replaces the
+    /// contact's relayed session; a relayed one replaces nothing direct.
+    #[test]
+    fn a_direct_session_replaces_the_relayed_one() {
+        let r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let relayed = CancellationToken::new();
+        let a = r
+            .register(
+                j(1, "ann", LinkKind::Relay, 0, 0),
+                tx.clone(),
+                relayed.clone(),
+            )
+            .unwrap()
+            .0;
+        assert_eq!(r.seen()[0].link, "relay");
+        let direct = CancellationToken::new();
+        let b = r
+            .register(
+                j(1, "ann", LinkKind::HolePunched, 1, 0),
+                tx.clone(),
+                direct.clone(),
+            )
+            .unwrap()
+            .0;
+        assert!(
+            relayed.is_cancelled(),
+            "the relayed session was told to close"
+        );
+        assert_eq!(r.sessions(), 1);
+        assert_eq!(r.seen()[0].link, "hole-punched");
+        // Its end does not mark the contact gone.
+        r.unregister(a, 2);
+        assert!(r.seen()[0].connected);
+        let again = CancellationToken::new();
+        r.register(j(1, "ann", LinkKind::Relay, 3, 0), tx, again.clone())
+            .unwrap();
+        assert!(!direct.is_cancelled() && !again.is_cancelled());
+        assert_eq!(r.seen()[0].link, "hole-punched", "the best link shows");
+        r.unregister(b, 4);
+        assert_eq!(r.seen()[0].link, "relay");
+        assert!(r.seen()[0].connected);
+    }
+
+    /// A message announced after a link took its mark and before its
+    /// session registered is handed to the session when it registers.
+    #[test]
+    fn a_session_gets_what_was_announced_while_it_came_up() {
+        let r = Registry::default();
+        let g = GroupId([1; 32]);
+        let k = |n: u64| Key {
+            time: n,
+            id: strand_sync::MessageId([n as u8; 32]),
+        };
+        r.announce(g, k(1), None);
+        let mark = r.mark();
+        r.announce(g, k(2), None);
+        r.announce(g, k(3), None);
+        let (tx, _rx) = mpsc::channel(1);
+        let (_, missed) = r
+            .register(
+                j(1, "ann", LinkKind::Lan, 0, mark),
+                tx,
+                CancellationToken::new(),
+            )
+            .unwrap();
+        assert_eq!(missed, [(g, k(2)), (g, k(3))]);
     }
 }

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_strand");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_strand");
 
-struct User {
-    dir: PathBuf,
-    pass: String,
+pub(crate) struct User {
+    pub(crate) dir: PathBuf,
+    pub(crate) pass: String,
 }
 
 impl User {
-    fn init(root: &Path, name: &str) -> User {
+    pub(crate) fn init(root: &Path, name: &str) -> User {
         let u = User {
             dir: root.join(name),
             pass: format!("{name} passphrase"),
@@ -29,7 +29,7 @@ impl User {
         u
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env("STRAND_PROFILE", &self.dir)
             .env("STRAND_PASSPHRASE", &self.pass)
@@ -37,7 +37,7 @@ impl User {
         c
     }
 
-    fn cmd(&self, args: &[&str]) -> Output {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Output {
         self.command()
             .args(args)
             .stdin(Stdio::null())
@@ -45,7 +45,7 @@ impl User {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args);
         assert!(
             out.status.success(),
@@ -55,13 +55,20 @@ impl User {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn invite(&self) -> String {
+    pub(crate) fn invite(&self) -> String {
         self.ok(&["invite"]).trim().to_owned()
     }
 
     /// `strand run` on loopback; returns the process and its address.
-    fn run(&self, peers: &[&str]) -> (Child, String) {
-        let mut args = vec!["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    pub(crate) fn run(&self, peers: &[&str]) -> (Child, String) {
+        let mut args = vec![
+            "run",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--punch-listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ];
         for p in peers {
             args.extend(["--peer", p]);
         }
@@ -69,13 +76,13 @@ impl User {
     }
 
     /// The node's log (stderr of its `strand run`).
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
     }
 
     /// Spawns `strand ARGS` (a `run`) with `command`, its log in a file next
     /// to the profile; waits for its first listening address.
-    fn run_with(&self, args: &[&str], mut command: Command) -> (Child, String) {
+    pub(crate) fn run_with(&self, args: &[&str], mut command: Command) -> (Child, String) {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         let mut child = command
             .args(args)
@@ -97,7 +104,7 @@ impl User {
         (child, addr)
     }
 
-    fn read(&self, contact: &str) -> Vec<Value> {
+    pub(crate) fn read(&self, contact: &str) -> Vec<Value> {
         let out = self.cmd(&["read", contact, "--json"]);
         assert!(
             out.status.success(),
@@ -120,7 +127,7 @@ fn pair(root: &Path) -> (User, User) {
     (a, b)
 }
 
-fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
@@ -128,7 +135,7 @@ fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -353,6 +360,8 @@ async fn hostile_links_are_dropped_with_a_reason_and_contacts_keep_syncing() {
             "/ip4/127.0.0.1/tcp/0",
             "--listen",
             "/ip6/::1/tcp/0",
+            "--punch-listen",
+            "/ip4/127.0.0.1/tcp/0",
         ],
         cmd,
     );
@@ -420,7 +429,7 @@ async fn hostile_links_are_dropped_with_a_reason_and_contacts_keep_syncing() {
 }
 
 /// Runs `ip` with arguments; whether it worked.
-fn ip(args: &[&str]) -> bool {
+pub(crate) fn ip(args: &[&str]) -> bool {
     Command::new("ip")
         .args(args)
         .stdout(Stdio::null())
@@ -429,7 +438,7 @@ fn ip(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-struct Netns(Vec<String>);
+pub(crate) struct Netns(pub(crate) Vec<String>);
 impl Drop for Netns {
     fn drop(&mut self) {
         for n in &self.0 {

@@ -5,6 +5,9 @@
 //!   and newer files; what is and is not readable at rest.
 //! - `reach`: relays in the profile and the records that tell contacts
 //!   about them, hidden from conversations (issue 12).
+//! - `relay`: nodes with no shared network syncing through a real relay on
+//!   loopback: in this process, a stranger on the same relay, a circuit
+//!   reset mid-sync (issue 12).
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
@@ -26,6 +29,7 @@ mod hostile;
 mod lan;
 mod profile;
 mod reach;
+mod relay;
 mod sync;
 mod transcript;
 mod transports;

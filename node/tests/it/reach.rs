@@ -54,7 +54,8 @@ fn relays_reach_contacts_inside_the_conversation_and_are_never_shown() {
     assert!(a.relays().unwrap().is_empty());
     a.write("Bob", "a text first", NOW - 10, &mut rng).unwrap();
     let added = a.add_relay(&format!("  {RELAY} "), NOW, &mut rng).unwrap();
-    assert_eq!(added, RELAY);
+    assert_eq!(added.address, RELAY);
+    assert_eq!(added.written.len(), 1, "one record, to Bob");
     assert_eq!(a.relays().unwrap(), [RELAY]);
     // Bob has no record of Alice's until they sync; then he has it.
     let bob_view_of_alice = b.contact("Alice").unwrap();
@@ -79,8 +80,8 @@ fn relays_reach_contacts_inside_the_conversation_and_are_never_shown() {
     assert_eq!(summaries[0].last.as_ref().unwrap().text, "a text first");
     assert_eq!(summaries[0].unread, 1);
     // Removing it writes a newer record, which wins.
-    assert!(a.remove_relay(RELAY, NOW + 1, &mut rng).unwrap());
-    assert!(!a.remove_relay(RELAY, NOW + 2, &mut rng).unwrap());
+    assert!(a.remove_relay(RELAY, NOW + 1, &mut rng).unwrap().is_some());
+    assert!(a.remove_relay(RELAY, NOW + 2, &mut rng).unwrap().is_none());
     sync(&a, &b);
     assert!(b
         .contact_reach(&bob_view_of_alice)
@@ -149,4 +150,41 @@ fn bad_relay_addresses_are_refused_and_change_nothing() {
         before + 1,
         "one record, to Bob"
     );
+}
+
+/// Issue 12: someone who never synced with Alice (they swapped codes by
+/// mail) learns her relays from her invite; her own records win once they
+/// sync.
+#[test]
+fn an_invite_tells_a_new_contact_the_relays_until_records_say_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let kdf = KdfParams::insecure_for_tests();
+    let a = Profile::create(&tmp.path().join("a"), "Alice", "a", kdf, &mut rng).unwrap();
+    let b = Profile::create(&tmp.path().join("b"), "Bob", "b", kdf, &mut rng).unwrap();
+    assert!(a.invite().unwrap().reach.is_none(), "no relays, no section");
+    a.add_relay(RELAY, NOW, &mut rng).unwrap();
+    let code = a.invite().unwrap().to_text();
+    let invite = strand_sync::Invite::from_text(&code).unwrap();
+    b.add_contact(&invite, "Alice", NOW, &mut rng).unwrap();
+    a.add_contact(&b.identity().invite(), "Bob", NOW, &mut rng)
+        .unwrap();
+    let alice = b.contact("Alice").unwrap();
+    let from_invite = b.contact_reach(&alice).unwrap().expect("from the invite");
+    assert_eq!(from_invite.seed, a.relay_seed(&mut rng).unwrap());
+    assert_eq!(from_invite.relays.len(), 1);
+    // The invite's section is sealed at rest like everything else.
+    drop(b);
+    let raw = std::fs::read(tmp.path().join("b").join(strand_node::schema::DB_FILE)).unwrap();
+    let seed = a.relay_seed(&mut rng).unwrap();
+    assert!(
+        !raw.windows(32).any(|w| w == seed),
+        "the seed is not in the clear"
+    );
+    let b = Profile::open(&tmp.path().join("b"), "b").unwrap();
+    // Alice removes the relay; after a sync her record wins over the invite.
+    a.remove_relay(RELAY, NOW + 1, &mut rng).unwrap();
+    sync(&a, &b);
+    let alice = b.contact("Alice").unwrap();
+    assert!(b.contact_reach(&alice).unwrap().unwrap().relays.is_empty());
 }

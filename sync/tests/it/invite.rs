@@ -167,3 +167,74 @@ fn identity_secret_bytes_round_trip() {
     let b = Identity::from_secret_bytes(&a.to_secret_bytes(), a.name()).unwrap();
     assert_eq!(a.public(), b.public());
 }
+
+fn reach(relays: usize) -> strand_sync::Reach {
+    strand_sync::Reach {
+        seed: [7; 32],
+        relays: (0..relays).map(|i| vec![i as u8 + 1; 100]).collect(),
+        offers: vec![vec![9; 40]],
+    }
+}
+
+/// Issue 12: an invite can say where its maker is reached through relays,
+/// for contacts who never shared a LAN with them; the section is checked
+/// like the rest, and an invite without it is the same bytes as before.
+#[test]
+fn an_invite_carries_relays_when_asked() {
+    let plain = alice().invite();
+    let with = plain.clone().with_reach(&reach(2));
+    let got = Invite::from_text(&with.to_text()).unwrap();
+    let r = got.reach.as_ref().expect("the reach section");
+    assert_eq!(r.seed, [7; 32]);
+    assert_eq!(r.relays.len(), 2);
+    assert!(r.offers.is_empty(), "offers go in records, not invites");
+    assert_eq!(got.public, plain.public);
+    // No relays: no section, the bytes of an invite without one.
+    assert_eq!(
+        plain.clone().with_reach(&reach(0)).to_bytes(),
+        plain.to_bytes()
+    );
+    // Too many relays for a QR code: as many as fit.
+    let big = plain.clone().with_reach(&reach(8));
+    let n = big.reach.as_ref().unwrap().relays.len();
+    assert!((1..8).contains(&n), "{n} relays kept");
+    assert!(big.to_bytes().len() <= 66 + 64 + 2 + strand_sync::MAX_INVITE_REACH_LEN + 4);
+    // Every truncation and bit flip is refused.
+    let bytes = with.to_bytes();
+    for len in 0..bytes.len() {
+        assert!(Invite::from_bytes(&bytes[..len]).is_err(), "prefix {len}");
+    }
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x10;
+        assert!(Invite::from_bytes(&b).is_err(), "flip at {i}");
+    }
+}
+
+#[test]
+fn a_bad_reach_section_is_refused_even_with_a_good_checksum() {
+    let plain = alice().invite().to_bytes();
+    let body = &plain[..plain.len() - 4];
+    let with_section = |section: &[u8]| {
+        let mut b = body.to_vec();
+        b.extend_from_slice(section);
+        let sum = blake2_checksum(&b);
+        b.extend_from_slice(&sum);
+        b
+    };
+    // A length past the end, a length past the limit, a record that does
+    // not decode, one stray byte.
+    assert!(Invite::from_bytes(&with_section(&[50, 0, 1])).is_err());
+    let mut huge = vec![0xff, 0xff];
+    huge.extend(vec![0; 100]);
+    assert!(Invite::from_bytes(&with_section(&huge)).is_err());
+    assert!(Invite::from_bytes(&with_section(&[3, 0, 9, 9, 9])).is_err());
+    assert!(Invite::from_bytes(&with_section(&[1])).is_err());
+    let good = reach(1).encode();
+    let mut ok = (good.len() as u16).to_le_bytes().to_vec();
+    ok.extend_from_slice(&good);
+    assert!(Invite::from_bytes(&with_section(&ok))
+        .unwrap()
+        .reach
+        .is_some());
+}

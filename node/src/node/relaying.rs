@@ -1,0 +1,310 @@
+//! Reaching contacts through relays: the relays this node reserves on, and
+//! dialling each contact who is not connected through the relays they
+//! announced.
+//!
+//! A contact's [`Reach`] record gives their relays and the seed of their
+//! relay identities; their id at a relay in an epoch is
+//! `peer_id_of(relay_key(seed, epoch))`. A contact with no session up is
+//! dialled through each of their relays, with this epoch's id first and
+//! the neighbouring epochs' after it (clocks differ a little). Of two
+//! contacts who both have relays, the one whose relay id is smaller dials
+//! at once and the other [`RELAY_DIAL_DEFER`] later, so one meeting makes
+//! one link. Failed attempts back off from [`RELAY_MIN_BACKOFF`] to
+//! [`RELAY_MAX_BACKOFF`];
+//! a session's end, a new record, or a new reservation of ours tries again
+//! at once.
+//!
+//! [`RELAY_DIAL_DEFER`]: crate::limits::RELAY_DIAL_DEFER
+//! [`RELAY_MIN_BACKOFF`]: crate::limits::RELAY_MIN_BACKOFF
+//! [`RELAY_MAX_BACKOFF`]: crate::limits::RELAY_MAX_BACKOFF
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use strand_sync::relay_key;
+use strand_sync::{PublicIdentity, Reach};
+use strand_transport::relay::server::PeerFilter;
+use strand_transport::relay::{circuit_addr, epoch_at, peer_id_of, IdentityFn};
+use strand_transport::{Multiaddr, PeerId, Relays, Transport};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{chain, Node};
+use crate::limits::{
+    RELAY_DIAL_DEFER as DIAL_DEFER, RELAY_MAX_BACKOFF as MAX_BACKOFF,
+    RELAY_MIN_BACKOFF as MIN_BACKOFF,
+};
+use crate::{ContactRecord, Profile};
+
+/// Where a contact can be reached through relays.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    seed: [u8; 32],
+    relays: Vec<Multiaddr>,
+    offers: Vec<Multiaddr>,
+    next: Instant,
+    backoff: Duration,
+    busy: bool,
+}
+
+/// What the node knows of its contacts' relays.
+#[derive(Default)]
+pub(crate) struct Reachability {
+    targets: Mutex<HashMap<PublicIdentity, Target>>,
+    pub(crate) wake: Notify,
+    /// Bumped whenever a record changes.
+    version: AtomicU64,
+}
+
+fn addrs(list: &[Vec<u8>]) -> Vec<Multiaddr> {
+    list.iter()
+        .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
+        .collect()
+}
+
+impl Reachability {
+    /// Reads every contact's newest record.
+    pub(crate) fn load(profile: &Profile) -> Reachability {
+        let r = Reachability::default();
+        for c in profile.contacts() {
+            r.update(profile, &c);
+        }
+        r
+    }
+
+    /// Re-reads one contact's record (a new one arrived). Returns whether
+    /// their offers changed.
+    pub(crate) fn update(&self, profile: &Profile, contact: &ContactRecord) -> bool {
+        let reach: Option<Reach> = match profile.contact_reach(contact) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(contact = %contact.name, "reading their relays failed: {e}");
+                return false;
+            }
+        };
+        self.version.fetch_add(1, Ordering::Relaxed);
+        let mut t = self.targets.lock().expect("targets lock");
+        let Some(reach) = reach else {
+            return t.remove(&contact.public).is_some();
+        };
+        let relays = addrs(&reach.relays);
+        let offers = addrs(&reach.offers);
+        let offers_changed = t.get(&contact.public).map(|o| &o.offers) != Some(&offers);
+        t.insert(
+            contact.public,
+            Target {
+                name: contact.name.clone(),
+                seed: reach.seed,
+                relays,
+                offers,
+                next: Instant::now(),
+                backoff: MIN_BACKOFF,
+                busy: false,
+            },
+        );
+        drop(t);
+        self.wake.notify_one();
+        offers_changed
+    }
+
+    /// Relays contacts run for their contacts (reserve on these too).
+    pub(crate) fn offers(&self) -> Vec<Multiaddr> {
+        let t = self.targets.lock().expect("targets lock");
+        let mut out: Vec<Multiaddr> = t.values().flat_map(|x| x.offers.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Contacts' relay ids in the epochs around `e` (for a relay that
+    /// serves contacts only).
+    fn contact_ids(&self, e: u64) -> Vec<PeerId> {
+        let t = self.targets.lock().expect("targets lock");
+        t.values()
+            .flat_map(|x| {
+                [e.saturating_sub(1), e, e + 1].map(|ep| peer_id_of(relay_key(&x.seed, ep)))
+            })
+            .collect()
+    }
+
+    /// Tries every contact again now (e.g. a reservation of ours is new).
+    pub(crate) fn retry_all(&self) {
+        let now = Instant::now();
+        for t in self.targets.lock().expect("targets lock").values_mut() {
+            t.next = t.next.min(now);
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl Node {
+    /// The relay epoch now, by the node's clock.
+    pub(crate) fn relay_epoch(&self) -> u64 {
+        let len = self
+            .shared
+            .config
+            .relay
+            .as_ref()
+            .map_or(strand_sync::limits::RELAY_EPOCH, |r| {
+                r.epoch.as_millis() as u64
+            })
+            .max(1);
+        self.shared.clock.now() / len
+    }
+
+    /// A contact wrote a new [`Reach`] record: dial them through their
+    /// relays now, and reserve on the relays they offer.
+    pub(crate) async fn reach_record(self, public: PublicIdentity) {
+        let profile = self.shared.profile.clone();
+        let Some(record) = profile.contacts().into_iter().find(|c| c.public == public) else {
+            return;
+        };
+        let reach = self.shared.reach.clone();
+        let offers_changed = tokio::task::spawn_blocking(move || reach.update(&profile, &record))
+            .await
+            .unwrap_or(false);
+        if offers_changed {
+            self.relays_changed(&[]).await;
+        }
+    }
+
+    /// Dials contacts through their relays, for as long as the node runs.
+    pub(crate) async fn dial_through_relays(self, relays: Relays) {
+        let cancel = self.shared.cancel.clone();
+        let reach = self.shared.reach.clone();
+        loop {
+            let now = Instant::now();
+            let mut due = Vec::new();
+            let mut next = now + Duration::from_secs(60);
+            {
+                let mut targets = reach.targets.lock().expect("targets lock");
+                for (public, t) in targets.iter_mut() {
+                    if t.busy || t.relays.is_empty() && self.own_relays().is_empty() {
+                        continue;
+                    }
+                    if self.shared.registry.is_connected(public) {
+                        t.backoff = MIN_BACKOFF;
+                        continue;
+                    }
+                    if t.next <= now {
+                        t.busy = true;
+                        due.push((*public, t.clone()));
+                    } else {
+                        next = next.min(t.next);
+                    }
+                }
+            }
+            for (public, target) in due {
+                let n = self.clone();
+                let relays = relays.clone();
+                self.shared
+                    .tasks
+                    .spawn(async move { n.reach_contact(relays, public, target).await });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = reach.wake.notified() => {}
+                _ = tokio::time::sleep_until(next) => {}
+            }
+        }
+    }
+
+    /// Relays this node runs for its contacts (contacts reserve there, so
+    /// they can be dialled there too).
+    fn own_relays(&self) -> Vec<Multiaddr> {
+        self.shared.serving.clone()
+    }
+
+    /// One attempt to reach a contact through relays; runs the link to its
+    /// end if one comes up.
+    async fn reach_contact(self, relays: Relays, public: PublicIdentity, target: Target) {
+        let epoch = self.relay_epoch();
+        let theirs = peer_id_of(relay_key(&target.seed, epoch));
+        let mine = relays.local_peer_id();
+        // The smaller id dials at once, the other a little later.
+        if mine > theirs && target.backoff == MIN_BACKOFF {
+            tokio::time::sleep(DIAL_DEFER).await;
+        }
+        let mut reached = false;
+        if !self.shared.registry.is_connected(&public) {
+            let vias: Vec<Multiaddr> = target
+                .relays
+                .iter()
+                .chain(self.own_relays().iter())
+                .cloned()
+                .collect();
+            'all: for ep in [epoch, epoch + 1, epoch.saturating_sub(1)] {
+                let id = peer_id_of(relay_key(&target.seed, ep));
+                for via in &vias {
+                    if self.shared.cancel.is_cancelled() {
+                        break 'all;
+                    }
+                    let addr = circuit_addr(via, id);
+                    let Some(dial) = relays.dial(&addr) else {
+                        continue;
+                    };
+                    if !self.shared.guard.may_dial() {
+                        break 'all;
+                    }
+                    match dial.await {
+                        Ok(link) => {
+                            tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
+                            let before = self.shared.registry.started(&public);
+                            let (done, ended) = tokio::sync::oneshot::channel();
+                            self.admit_outbound(link, Some(done));
+                            let _ = ended.await;
+                            // A link that reached the contact is dialled
+                            // again at once when it ends (a reset circuit);
+                            // one that never did backs off.
+                            reached = self.shared.registry.started(&public) != before;
+                            break 'all;
+                        }
+                        Err(e) => {
+                            tracing::debug!(contact = %target.name, relay = %via, "not reached: {}", chain(&e))
+                        }
+                    }
+                }
+            }
+        }
+        let mut targets = self.shared.reach.targets.lock().expect("targets lock");
+        if let Some(t) = targets.get_mut(&public) {
+            t.busy = false;
+            if reached {
+                // The link ended: try again at once.
+                t.backoff = MIN_BACKOFF;
+                t.next = Instant::now();
+            } else {
+                t.next = Instant::now() + t.backoff;
+                t.backoff = (t.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        drop(targets);
+        self.shared.reach.wake.notify_one();
+    }
+}
+
+/// The filter of a relay that serves this node's contacts only: their
+/// relay ids (and this node's) in the epochs around now, recomputed when
+/// the epoch or a contact's record changes.
+pub(crate) fn contacts_only(
+    reach: Arc<Reachability>,
+    mine: IdentityFn,
+    epoch: Duration,
+) -> PeerFilter {
+    let cache: Mutex<(u64, u64, HashSet<PeerId>)> =
+        Mutex::new((u64::MAX, u64::MAX, HashSet::new()));
+    Arc::new(move |peer: &PeerId| {
+        let e = epoch_at(SystemTime::now(), epoch);
+        let v = reach.version.load(Ordering::Relaxed);
+        let mut c = cache.lock().expect("filter lock");
+        if c.0 != e || c.1 != v {
+            let mut ids: HashSet<PeerId> = reach.contact_ids(e).into_iter().collect();
+            ids.extend([e.saturating_sub(1), e, e + 1].map(|ep| peer_id_of(mine(ep))));
+            *c = (e, v, ids);
+        }
+        c.2.contains(peer)
+    })
+}
