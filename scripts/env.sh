@@ -7,9 +7,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages the build needs: the desktop app (Slint) finds fonts
 # with fontconfig, and fonts-dejavu-core gives its headless renderer
-# (tests, screenshots) the same fonts on every machine. The BLE transport
+# (tests, screenshots) the same fonts on every machine. iptables puts the
+# relay tests' network namespaces behind NAT (hole punching). The BLE transport
 # will add libdbus-1-dev.
-STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core)
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables)
 
 ensure_system_packages() {
     local missing=()

@@ -104,7 +104,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         let mut rng = node.rng.lock().expect("rng lock");
         match link.direction {
             Direction::Outbound => {
-                endpoint.dial_excluding(config, now, &mut *rng, node.registry.connected())
+                endpoint.dial_excluding(config, now, &mut *rng, node.registry.connected(link.kind))
             }
             Direction::Inbound => endpoint.accept(config, now, &mut *rng),
         }

@@ -219,10 +219,18 @@ impl Registry {
         inner.sessions.values().any(|e| e.contact == *contact)
     }
 
-    /// Contacts with a session up (their signing keys).
-    pub(crate) fn connected(&self) -> BTreeSet<AuthorId> {
+    /// Contacts a new link of `kind` need not offer itself to (their
+    /// signing keys): those with a session up, except, for a direct link,
+    /// contacts reached only through a relay (the direct link replaces
+    /// that session).
+    pub(crate) fn connected(&self, kind: LinkKind) -> BTreeSet<AuthorId> {
         let inner = self.inner.lock().expect("registry lock");
-        inner.sessions.values().map(|e| e.contact.sign).collect()
+        inner
+            .sessions
+            .values()
+            .filter(|e| kind == LinkKind::Relay || e.kind != LinkKind::Relay)
+            .map(|e| e.contact.sign)
+            .collect()
     }
 
     /// Tells every session (but `except`, the one it came from) about a
@@ -327,6 +335,10 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!(r.seen()[0].link, "relay");
+        // A direct link still offers itself to a contact reached only
+        // through a relay; a relayed one does not.
+        assert!(r.connected(LinkKind::HolePunched).is_empty());
+        assert_eq!(r.connected(LinkKind::Relay).len(), 1);
         let direct = CancellationToken::new();
         let b = r
             .register(

@@ -179,10 +179,11 @@ impl Node {
             let now = Instant::now();
             let mut due = Vec::new();
             let mut next = now + Duration::from_secs(60);
+            let no_own = self.own_relays().is_empty();
             {
                 let mut targets = reach.targets.lock().expect("targets lock");
                 for (public, t) in targets.iter_mut() {
-                    if t.busy || t.relays.is_empty() && self.own_relays().is_empty() {
+                    if t.busy || t.relays.is_empty() && no_own {
                         continue;
                     }
                     if self.shared.registry.is_connected(public) {
@@ -212,10 +213,20 @@ impl Node {
         }
     }
 
-    /// Relays this node runs for its contacts (contacts reserve there, so
-    /// they can be dialled there too).
+    /// Relays to try a contact at besides the ones they announced: the
+    /// one this node runs for its contacts (they reserve there), and this
+    /// node's own (contacts often share a relay, and a contact who changed
+    /// relays while apart can be found there).
     fn own_relays(&self) -> Vec<Multiaddr> {
-        self.shared.serving.clone()
+        let mut out = self.shared.serving.clone();
+        for r in self.shared.profile.relays().unwrap_or_default() {
+            if let Ok(a) = r.parse::<Multiaddr>() {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
     }
 
     /// One attempt to reach a contact through relays; runs the link to its
@@ -230,12 +241,12 @@ impl Node {
         }
         let mut reached = false;
         if !self.shared.registry.is_connected(&public) {
-            let vias: Vec<Multiaddr> = target
-                .relays
-                .iter()
-                .chain(self.own_relays().iter())
-                .cloned()
-                .collect();
+            let mut vias = target.relays.clone();
+            for r in self.own_relays() {
+                if !vias.contains(&r) {
+                    vias.push(r);
+                }
+            }
             'all: for ep in [epoch, epoch + 1, epoch.saturating_sub(1)] {
                 let id = peer_id_of(relay_key(&target.seed, ep));
                 for via in &vias {

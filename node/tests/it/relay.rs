@@ -305,3 +305,247 @@ fn three_processes_a_relay_and_two_nodes_exchange_100_messages_each_way() {
     assert!(status.contains("connected over relay"), "{status}");
     assert!(status.contains("reserved"), "{status}");
 }
+
+/// Two homes behind NAT routers and a "public" network between them, as
+/// network namespaces: `pub` holds a bridge (the internet) and the relay;
+/// each router (`nat-a`, `nat-b`) masquerades its home (`home-a`,
+/// `home-b`) and, like a home router, lets in only replies. Symmetric NAT
+/// (`--random-fully`: a new public port for every connection) defeats hole
+/// punching.
+struct NatLab {
+    ns: crate::cli::Netns,
+    public: String,
+    homes: [String; 2],
+}
+
+impl NatLab {
+    fn new(tag: &str, symmetric: bool) -> Option<NatLab> {
+        use crate::cli::{ip, Netns};
+        let id = format!("{}{tag}", std::process::id() % 100_000);
+        let name = |n: &str| format!("s{id}{n}");
+        let (public, nat, home) = (
+            name("p"),
+            [name("na"), name("nb")],
+            [name("ha"), name("hb")],
+        );
+        if !ip(&["netns", "add", &public]) {
+            eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
+            return None;
+        }
+        let lab = NatLab {
+            ns: Netns(vec![
+                public.clone(),
+                nat[0].clone(),
+                nat[1].clone(),
+                home[0].clone(),
+                home[1].clone(),
+            ]),
+            public: public.clone(),
+            homes: home.clone(),
+        };
+        let iptables = |ns: &str, rule: &str| {
+            let mut args = vec!["netns", "exec", ns, "iptables"];
+            args.extend(rule.split(' '));
+            ip(&args)
+        };
+        if !iptables(&public, "-t nat -L") {
+            eprintln!("SKIPPED: iptables is not usable here (install iptables)");
+            return None;
+        }
+        let mut steps: Vec<Vec<String>> = Vec::new();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for n in nat.iter().chain(&home) {
+            steps.push(s(&["netns", "add", n]));
+        }
+        for n in lab.ns.0.iter() {
+            steps.push(s(&["-n", n, "link", "set", "lo", "up"]));
+        }
+        steps.push(s(&["-n", &public, "link", "add", "br0", "type", "bridge"]));
+        steps.push(s(&["-n", &public, "link", "set", "br0", "up"]));
+        steps.push(s(&[
+            "-n",
+            &public,
+            "addr",
+            "add",
+            "203.0.113.1/24",
+            "dev",
+            "br0",
+        ]));
+        for (i, x) in ["a", "b"].iter().enumerate() {
+            let (wan, wan_peer) = (format!("w{id}{x}"), format!("v{id}{x}"));
+            let (lan, lan_peer) = (format!("l{id}{x}"), format!("c{id}{x}"));
+            let wan_ip = format!("203.0.113.{}/24", i + 2);
+            let gw = format!("10.0.{}.1", i + 1);
+            let host_ip = format!("10.0.{}.2/24", i + 1);
+            steps.extend([
+                s(&[
+                    "link", "add", &wan, "type", "veth", "peer", "name", &wan_peer,
+                ]),
+                s(&["link", "set", &wan, "netns", &nat[i]]),
+                s(&["link", "set", &wan_peer, "netns", &public]),
+                s(&["-n", &public, "link", "set", &wan_peer, "master", "br0"]),
+                s(&["-n", &public, "link", "set", &wan_peer, "up"]),
+                s(&["-n", &nat[i], "addr", "add", &wan_ip, "dev", &wan]),
+                s(&["-n", &nat[i], "link", "set", &wan, "up"]),
+                s(&[
+                    "link", "add", &lan, "type", "veth", "peer", "name", &lan_peer,
+                ]),
+                s(&["link", "set", &lan, "netns", &nat[i]]),
+                s(&["link", "set", &lan_peer, "netns", &home[i]]),
+                s(&[
+                    "-n",
+                    &nat[i],
+                    "addr",
+                    "add",
+                    &format!("{gw}/24"),
+                    "dev",
+                    &lan,
+                ]),
+                s(&["-n", &nat[i], "link", "set", &lan, "up"]),
+                s(&["-n", &home[i], "addr", "add", &host_ip, "dev", &lan_peer]),
+                s(&["-n", &home[i], "link", "set", &lan_peer, "up"]),
+                s(&["-n", &home[i], "route", "add", "default", "via", &gw]),
+                s(&[
+                    "netns",
+                    "exec",
+                    &nat[i],
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ]),
+            ]);
+            let masquerade = if symmetric {
+                format!("-t nat -A POSTROUTING -o {wan} -j MASQUERADE --random-fully")
+            } else {
+                format!("-t nat -A POSTROUTING -o {wan} -j MASQUERADE")
+            };
+            for rule in [
+                masquerade,
+                format!("-A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"),
+                format!("-A FORWARD -i {wan} -j DROP"),
+                format!("-A INPUT -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"),
+                format!("-A INPUT -i {wan} -j DROP"),
+            ] {
+                let mut v = s(&["netns", "exec", &nat[i], "iptables"]);
+                v.extend(rule.split(' ').map(|x| x.to_owned()));
+                steps.push(v);
+            }
+        }
+        for step in &steps {
+            let args: Vec<&str> = step.iter().map(|x| x.as_str()).collect();
+            if !ip(&args) {
+                eprintln!("SKIPPED: `ip {}` failed", args.join(" "));
+                return None;
+            }
+        }
+        Some(lab)
+    }
+
+    /// `strand ARGS` in namespace `ns`.
+    fn command(&self, ns: &str, user: Option<&crate::cli::User>) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", ns, crate::cli::BIN]);
+        if let Some(u) = user {
+            c.env("STRAND_PROFILE", &u.dir)
+                .env("STRAND_PASSPHRASE", &u.pass)
+                .env("STRAND_LOG", "info,strand_transport=debug,libp2p=warn");
+        }
+        c
+    }
+}
+
+/// The link kind `strand status` shows for the contact.
+fn link_kind(u: &crate::cli::User) -> String {
+    let s: serde_json::Value = serde_json::from_str(&u.ok(&["status", "--json"])).unwrap();
+    s["seen"][0]["link"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs the lab: a relay in public, Alice and Bob at home; returns once
+/// they have a session, with what the link became after `settle`.
+fn meet_behind_nat(
+    lab: &NatLab,
+    root: &Path,
+    settle: Duration,
+) -> (String, [crate::cli::Killed; 3], [crate::cli::User; 2]) {
+    use crate::cli::{eventually, Killed, User};
+    let (relay, addr) = spawn_relay(lab.command(&lab.public, None).args([
+        "relay",
+        "--ephemeral",
+        "--listen",
+        "/ip4/203.0.113.1/tcp/0",
+    ]));
+    let (a, b) = (User::init(root, "alice"), User::init(root, "bob"));
+    for u in [&a, &b] {
+        u.ok(&["relay", "add", &addr]);
+    }
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    b.ok(&["add", &a.invite(), "--name", "alice"]);
+    let (ra, _) = a.run_with(&["run", "--no-lan"], lab.command(&lab.homes[0], Some(&a)));
+    let (rb, _) = b.run_with(&["run", "--no-lan"], lab.command(&lab.homes[1], Some(&b)));
+    let runs = [relay, Killed(ra), Killed(rb)];
+    a.ok(&["send", "bob", "hello across the internet"]);
+    eventually("Bob has Alice's message", Duration::from_secs(60), || {
+        b.read("alice").len() == 1
+    });
+    let start = Instant::now();
+    let mut kind = link_kind(&a);
+    while start.elapsed() < settle && kind != "hole-punched" {
+        std::thread::sleep(Duration::from_millis(200));
+        kind = link_kind(&a);
+    }
+    (kind, runs, [a, b])
+}
+
+/// Issue 12: behind two NAT routers, DCUtR punches a hole, the session
+/// moves to the direct connection, and syncing goes on there after the
+/// relayed connection is closed.
+#[test]
+fn hole_punching_through_two_nat_routers_moves_the_session_to_a_direct_link() {
+    let Some(lab) = NatLab::new("h", false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (kind, _runs, [a, b]) = meet_behind_nat(&lab, tmp.path(), Duration::from_secs(30));
+    assert_eq!(kind, "hole-punched", "alice's log:\n{}", a.log());
+    assert_eq!(link_kind(&b), "hole-punched");
+    // Past the relayed connection's grace period: still syncing, directly.
+    std::thread::sleep(strand_transport::relay::RELAYED_GRACE + Duration::from_secs(2));
+    for i in 0..20 {
+        b.ok(&["send", "alice", &format!("direct {i}")]);
+    }
+    crate::cli::eventually(
+        "20 messages back, delivered",
+        Duration::from_secs(60),
+        || {
+            let m = b.read("alice");
+            m.len() == 21
+                && m.iter()
+                    .filter(|m| m["from"] == "me")
+                    .all(|m| m["delivery"] == "delivered")
+        },
+    );
+    assert_eq!(link_kind(&a), "hole-punched");
+}
+
+/// Issue 12: with symmetric NAT hole punching cannot work; the contacts
+/// keep syncing over the relay.
+#[test]
+fn with_symmetric_nat_sync_continues_over_the_relay() {
+    let Some(lab) = NatLab::new("s", true) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (kind, _runs, [a, b]) = meet_behind_nat(&lab, tmp.path(), Duration::from_secs(15));
+    assert_eq!(kind, "relay", "alice's log:\n{}", a.log());
+    for i in 0..20 {
+        a.ok(&["send", "bob", &format!("relayed {i}")]);
+    }
+    crate::cli::eventually("20 more at Bob, delivered", Duration::from_secs(60), || {
+        let m = a.read("bob");
+        b.read("alice").len() == 21
+            && m.iter()
+                .filter(|m| m["from"] == "me")
+                .all(|m| m["delivery"] == "delivered")
+    });
+    assert_eq!(link_kind(&b), "relay");
+}
