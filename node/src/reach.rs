@@ -150,9 +150,10 @@ impl Profile {
                 "at most {MAX_REACH_ADDRESSES} relays: remove one first"
             )));
         }
+        let (offers, borrowed) = self.current_extras()?;
         relays.push(parsed.clone());
         self.set_relays(&relays, rng)?;
-        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
+        let written = self.publish_reach_with(&offers, &borrowed, now, rng)?;
         Ok(RelayChange {
             address: parsed,
             written,
@@ -177,8 +178,10 @@ impl Profile {
         if relays.len() == before {
             return Ok(None);
         }
+        // What the last record said besides the old list.
+        let (offers, borrowed) = self.current_extras()?;
         self.set_relays(&relays, rng)?;
-        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
+        let written = self.publish_reach_with(&offers, &borrowed, now, rng)?;
         Ok(Some(RelayChange {
             address: wanted,
             written,
@@ -220,11 +223,25 @@ impl Profile {
         }
     }
 
-    fn current_offers(&self) -> Result<Vec<Vec<u8>>, ProfileError> {
-        Ok(self
-            .published_reach()?
-            .map(|r| r.offers)
-            .unwrap_or_default())
+    /// What the last record said besides the profile's relays: the relays
+    /// this node offers, and contacts' relays it reserves on.
+    fn current_extras(&self) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), ProfileError> {
+        let Some(last) = self.published_reach()? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let own: Vec<Vec<u8>> = self
+            .relays()?
+            .iter()
+            .filter_map(|r| r.parse::<Multiaddr>().ok())
+            .map(|a| a.to_vec())
+            .collect();
+        let borrowed = last
+            .relays
+            .iter()
+            .filter(|r| !own.contains(r) && !last.offers.contains(r))
+            .cloned()
+            .collect();
+        Ok((last.offers, borrowed))
     }
 
     /// Writes a [`Reach`] record (this profile's relays and `offers`, the
@@ -238,13 +255,27 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        self.publish_reach_with(offers, &[], now, rng)
+    }
+
+    /// [`Profile::publish_reach`], also listing relays contacts offered
+    /// that this node reserves on (`borrowed`): it is reached there too,
+    /// and the record tells the contact who runs one the seed it needs to
+    /// let this node reserve.
+    pub fn publish_reach_with(
+        &self,
+        offers: &[Vec<u8>],
+        borrowed: &[Vec<u8>],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         let mut relays: Vec<Vec<u8>> = self
             .relays()?
             .iter()
             .filter_map(|r| r.parse::<Multiaddr>().ok())
             .map(|a| a.to_vec())
             .collect();
-        for o in offers {
+        for o in offers.iter().chain(borrowed) {
             if !relays.contains(o) && relays.len() < MAX_REACH_ADDRESSES {
                 relays.push(o.clone());
             }
@@ -318,14 +349,19 @@ impl Profile {
         Ok(keys)
     }
 
-    /// This profile's invite, with where it can be reached through relays
-    /// when it has relays (see [`strand_sync::Invite::with_reach`]).
+    /// This profile's invite, with its relay seed and its relays (see
+    /// [`strand_sync::Invite::with_reach`]): a contact who never shares a
+    /// network with this device can still reach it through a relay.
     pub fn invite(&self) -> Result<strand_sync::Invite, ProfileError> {
-        let invite = self.identity().invite();
-        Ok(match self.published_reach()? {
-            Some(r) => invite.with_reach(&r),
-            None => invite,
-        })
+        let reach = match self.published_reach()? {
+            Some(r) => r,
+            None => Reach {
+                seed: self.relay_seed(&mut crate::os_rng())?,
+                relays: Vec::new(),
+                offers: Vec::new(),
+            },
+        };
+        Ok(self.identity().invite().with_reach(&reach))
     }
 
     /// The kind of a stored message, from its header (`None` if it is not

@@ -12,7 +12,7 @@
 //! 65      1     name length n (1..=64)
 //! 66      n     display name, UTF-8, no control characters
 //! [66+n   2     reach length r, little endian (optional: present when the
-//!               inviter has relays)
+//!               inviter's node uses relays)
 //!  68+n   r     a Reach record: relays and relay seed, see `crate::Reach`]
 //! end-4   4     checksum: first 4 bytes of BLAKE2s-256("strand/v1/invite" || all bytes before it)
 //! ```
@@ -150,15 +150,17 @@ impl Invite {
         })
     }
 
-    /// This invite with a reach section: as many of `reach`'s relays as
-    /// fit in [`MAX_INVITE_REACH_LEN`] (none: no section).
+    /// This invite with a reach section: the relay seed, and as many of
+    /// `reach`'s relays as fit in [`MAX_INVITE_REACH_LEN`] (the seed alone
+    /// still lets the new contact find the inviter at a relay they both
+    /// use later).
     pub fn with_reach(mut self, reach: &Reach) -> Invite {
         let mut r = reach.clone();
         r.offers.clear();
         while !r.relays.is_empty() && r.encode().len() > MAX_INVITE_REACH_LEN {
             r.relays.pop();
         }
-        self.reach = (!r.relays.is_empty()).then_some(r);
+        self.reach = Some(r);
         self
     }
 

@@ -397,7 +397,7 @@ impl Pump {
         let mut reach = false;
         for m in batch.iter() {
             let kind = m.message().kind();
-            if kind != Kind::TEXT && *m.verdict() == Verdict::Valid {
+            if kind != Kind::TEXT && *m.verdict() == (Verdict::Stored { new: true }) {
                 self.records.insert(m.key());
                 reach |= kind == Kind::REACH;
             }

@@ -751,7 +751,29 @@ impl Node {
     /// After the relay list or a contact's offers changed: live sessions
     /// get the new records, and the client reserves on the new list.
     pub(crate) async fn relays_changed(&self, written: &[(strand_sync::GroupId, Key)]) {
-        for (g, k) in written {
+        let mut written = written.to_vec();
+        if self.shared.relays.is_some() {
+            // Contacts learn where this node now reserves (and the contact
+            // running a relay learns the seed that lets it in).
+            let s = self.shared.clone();
+            let now = self.shared.clock.now();
+            let more = tokio::task::spawn_blocking(move || {
+                let offers: Vec<Vec<u8>> = s.serving.iter().map(|a| a.to_vec()).collect();
+                s.profile.publish_reach_with(
+                    &offers,
+                    &borrowed(&s.reach, &s.serving),
+                    now,
+                    &mut os_rng(),
+                )
+            })
+            .await;
+            match more {
+                Ok(Ok(keys)) => written.extend(keys),
+                Ok(Err(e)) => tracing::warn!("telling contacts about relays failed: {e}"),
+                Err(_) => {}
+            }
+        }
+        for (g, k) in &written {
             self.shared.registry.announce(*g, *k, None);
         }
         if let Some(r) = &self.shared.relays {
@@ -837,7 +859,12 @@ async fn start_relays(
         None => (None, Vec::new()),
     };
     let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
-    profile.publish_reach(&offers, crate::now(), &mut os_rng())?;
+    profile.publish_reach_with(
+        &offers,
+        &borrowed(reach, &serving),
+        crate::now(),
+        &mut os_rng(),
+    )?;
     let mut config = RelayConfig::new(
         relay_list(profile, &serving, reach),
         Arc::new(identity),
@@ -847,6 +874,16 @@ async fn start_relays(
     config.listen = settings.listen.clone();
     let client = Relays::start(config, events).await?;
     Ok((client, server, serving))
+}
+
+/// Relays contacts offer that this node reserves on (not its own).
+fn borrowed(reach: &relaying::Reachability, serving: &[Multiaddr]) -> Vec<Vec<u8>> {
+    reach
+        .offers()
+        .into_iter()
+        .filter(|a| !serving.contains(a))
+        .map(|a| a.to_vec())
+        .collect()
 }
 
 /// The relays to reserve on: the profile's, the one this node runs, and

@@ -214,11 +214,17 @@ impl Node {
     }
 
     /// Relays to try a contact at besides the ones they announced: the
-    /// one this node runs for its contacts (they reserve there), and this
-    /// node's own (contacts often share a relay, and a contact who changed
-    /// relays while apart can be found there).
+    /// one this node runs for its contacts (they reserve there), the ones
+    /// contacts run for theirs, and this node's own (contacts often share
+    /// a relay, and a contact who changed relays while apart can be found
+    /// there).
     fn own_relays(&self) -> Vec<Multiaddr> {
         let mut out = self.shared.serving.clone();
+        for a in self.shared.reach.offers() {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
         for r in self.shared.profile.relays().unwrap_or_default() {
             if let Ok(a) = r.parse::<Multiaddr>() {
                 if !out.contains(&a) {

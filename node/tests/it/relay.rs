@@ -85,6 +85,7 @@ async fn nodes_with_no_shared_network_sync_through_a_relay() {
     let (a, b) = pair_on(tmp.path(), &addr);
     let na = Node::start(a, relay_only()).await.unwrap();
     let nb = Node::start(b, relay_only()).await.unwrap();
+    let mut events = nb.subscribe();
     for i in 0..20 {
         na.send("bob", &format!("a{i}")).await.unwrap();
         nb.send("alice", &format!("b{i}")).await.unwrap();
@@ -97,6 +98,15 @@ async fn nodes_with_no_shared_network_sync_through_a_relay() {
         || all_delivered(na.profile(), "bob", 40) && all_delivered(nb.profile(), "alice", 40),
     )
     .await;
+    // Alice's relay record came too, and made no "received" event.
+    let mut received = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let strand_node::NodeEvent::Received { text, .. } = e {
+            received.push(text);
+        }
+    }
+    assert_eq!(received.len(), 20, "{received:?}");
+    assert!(received.iter().all(|t| t.starts_with('a')));
     let status = na.status().await;
     let seen = &status.seen[0];
     assert!(seen.connected);
@@ -548,4 +558,96 @@ fn with_symmetric_nat_sync_continues_over_the_relay() {
                 .all(|m| m["delivery"] == "delivered")
     });
     assert_eq!(link_kind(&b), "relay");
+}
+
+/// Issue 12: Carol runs a relay for her contacts (`--relay-for-contacts`).
+/// Alice and Bob, her contacts, who swapped codes but share no network and
+/// have no relay of their own, reserve there once they have synced with
+/// Carol, and reach each other through it. Mallory, not Carol's contact,
+/// cannot reserve there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_relays_for_its_contacts_and_nobody_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let serving = NodeConfig {
+        lan: None,
+        relay: Some(RelaySettings {
+            hole_punch: false,
+            listen: Vec::new(),
+            serve: Some(strand_node::ServeSettings {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                announce: Vec::new(),
+            }),
+            ..RelaySettings::default()
+        }),
+        ..NodeConfig::default()
+    };
+    let carol = profile(tmp.path(), "carol");
+    let (a, b, m) = (
+        profile(tmp.path(), "alice"),
+        profile(tmp.path(), "bob"),
+        profile(tmp.path(), "mallory"),
+    );
+    for p in [&a, &b] {
+        carol
+            .add_contact(&p.invite().unwrap(), p.identity().name(), 0, &mut rng)
+            .unwrap();
+    }
+    a.add_contact(&b.invite().unwrap(), "bob", 0, &mut rng)
+        .unwrap();
+    b.add_contact(&a.invite().unwrap(), "alice", 0, &mut rng)
+        .unwrap();
+    let nc = Node::start(carol, serving).await.unwrap();
+    let status = nc.status().await;
+    let relay_addr = status.serving.as_ref().expect("serving").addresses[0].clone();
+    // Carol's invite now says where her relay is.
+    let carol_invite = nc.profile().invite().unwrap();
+    assert_eq!(carol_invite.reach.as_ref().unwrap().relays.len(), 1);
+    for p in [&a, &b, &m] {
+        p.add_contact(&carol_invite, "carol", 0, &mut rng).unwrap();
+    }
+    m.add_relay(&relay_addr, 0, &mut rng).unwrap();
+    let na = Node::start(a, relay_only()).await.unwrap();
+    let nb = Node::start(b, relay_only()).await.unwrap();
+    let nm = Node::start(m, relay_only()).await.unwrap();
+    na.send("bob", "through Carol's relay").await.unwrap();
+    nb.send("alice", "and back").await.unwrap();
+    eventually(
+        "Alice and Bob synced through Carol's relay",
+        Duration::from_secs(90),
+        || all_delivered(na.profile(), "bob", 2) && all_delivered(nb.profile(), "alice", 2),
+    )
+    .await;
+    let sa = na.status().await;
+    let bob = sa
+        .seen
+        .iter()
+        .find(|s| s.contact == "bob")
+        .expect("bob seen");
+    assert_eq!(bob.link, "relay");
+    let relays = na.relays().await;
+    assert!(
+        relays
+            .iter()
+            .any(|r| r.address == relay_addr && r.source == "contact" && r.state == "reserved"),
+        "{relays:?}"
+    );
+    let serving = nc.status().await.serving.unwrap();
+    assert!(serving.reservations >= 2, "{serving:?}");
+    // Mallory's reservation is refused, and says so.
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = nm.relays().await;
+        if let Some(e) = r.iter().find_map(|r| r.error.clone()) {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let why = refused.expect("Mallory's reservation fails");
+    assert!(!why.is_empty());
+    assert!(nm.status().await.seen.is_empty(), "Mallory reached nobody");
+    for n in [&na, &nb, &nm, &nc] {
+        n.shutdown().await;
+    }
 }

@@ -7,8 +7,9 @@
 //! use, so everything it gives is bounded: reservations and circuits, in
 //! total and per peer, circuits in time and bytes, and new ones per IP
 //! address per minute. [`RelayLimits`] documents what each bound allows.
-//! A relay with an [`RelayServerConfig::only`] filter serves the listed
-//! peers alone (a node relaying for its contacts).
+//! A relay with an [`RelayServerConfig::only`] filter holds reservations
+//! for the listed peers alone (a node relaying for its contacts), so
+//! nobody else can be reached through it.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -161,7 +162,11 @@ pub struct RelayServerConfig {
     pub key: [u8; 32],
     /// Its limits.
     pub limits: RelayLimits,
-    /// Serve only these peers (reservations and circuits); `None`: everyone.
+    /// Hold reservations for these peers only; `None`: for everyone.
+    /// Circuits end only at peers with a reservation, so a filtered relay
+    /// reaches nobody else, whoever dials (a node relaying for its
+    /// contacts: a contact who has not synced with it yet can still reach
+    /// it through its relay).
     pub only: Option<PeerFilter>,
 }
 
@@ -229,15 +234,13 @@ fn setup_error(e: impl std::fmt::Display) -> TransportError {
 fn relay_config(limits: &RelayLimits, only: Option<PeerFilter>) -> relay::Config {
     let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("at least 1");
     // The filter comes first: the limiters run in order and stop at the
-    // first refusal.
+    // first refusal. It filters reservations: circuits can only end at a
+    // peer that holds one, so only listed peers can be reached through
+    // this relay, whoever dials.
     let mut reservation: Vec<Box<dyn relay::RateLimiter>> = Vec::new();
-    let mut circuit: Vec<Box<dyn relay::RateLimiter>> = Vec::new();
+    let circuit: Vec<Box<dyn relay::RateLimiter>> = Vec::new();
     if let Some(only) = only {
-        let o = only.clone();
         reservation.push(Box::new(
-            move |p: PeerId, _: &Multiaddr, _: std::time::Instant| o(&p),
-        ));
-        circuit.push(Box::new(
             move |p: PeerId, _: &Multiaddr, _: std::time::Instant| only(&p),
         ));
     }
