@@ -20,6 +20,9 @@ use crate::schema::{meta, MESSAGES, META};
 use crate::store::{insert, table_key};
 use crate::{ContactRecord, Profile, ProfileError};
 
+/// Binary multiaddrs.
+type Addresses = Vec<Vec<u8>>;
+
 const ROLE_RELAYS: &str = "strand/v2/relays";
 const ROLE_RELAY_SEED: &str = "strand/v2/relay-seed";
 const ROLE_REACH: &str = "strand/v2/reach";
@@ -225,7 +228,7 @@ impl Profile {
 
     /// What the last record said besides the profile's relays: the relays
     /// this node offers, and contacts' relays it reserves on.
-    fn current_extras(&self) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), ProfileError> {
+    fn current_extras(&self) -> Result<(Addresses, Addresses), ProfileError> {
         let Some(last) = self.published_reach()? else {
             return Ok((Vec::new(), Vec::new()));
         };
