@@ -9,6 +9,8 @@
 //!   loopback: in this process, a stranger on the same relay, a circuit
 //!   reset mid-sync (issue 12).
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
+//! - `interop`: a js-libp2p relay carries Strand's sync; a js-libp2p
+//!   client uses `strand relay` (issue 12).
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
@@ -26,6 +28,7 @@
 mod cli;
 mod flood;
 mod hostile;
+mod interop;
 mod lan;
 mod profile;
 mod reach;

@@ -36,7 +36,7 @@ fn profile(root: &Path, name: &str) -> Profile {
 
 /// Alice and Bob each keep a slot on `relay` and swap invites (by mail:
 /// they never share a network, so the invites carry the relays).
-fn pair_on(root: &Path, relay: &str) -> (Profile, Profile) {
+pub(crate) fn pair_on(root: &Path, relay: &str) -> (Profile, Profile) {
     let (a, b) = (profile(root, "alice"), profile(root, "bob"));
     let mut rng = os_rng();
     for p in [&a, &b] {
@@ -62,7 +62,7 @@ fn relay_only() -> NodeConfig {
     }
 }
 
-async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
@@ -70,7 +70,7 @@ async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn all_delivered(p: &Profile, contact: &str, n: usize) -> bool {
+pub(crate) fn all_delivered(p: &Profile, contact: &str, n: usize) -> bool {
     let c = p.conversation(contact).unwrap();
     c.len() == n
         && c.iter()
