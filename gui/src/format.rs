@@ -81,12 +81,14 @@ impl Clock {
     }
 }
 
-/// "LAN", "Bluetooth", "relay" for a node's link kind.
+/// "LAN", "Bluetooth", "relayed", "direct (hole-punched)" for a node's
+/// link kind.
 pub fn link_name(link: &str) -> String {
     match link.to_ascii_lowercase().as_str() {
         "lan" => "LAN".into(),
         "ble" | "bluetooth" => "Bluetooth".into(),
-        "relay" => "relay".into(),
+        "relay" => "relayed".into(),
+        "hole-punched" => "direct (hole-punched)".into(),
         other => other.to_owned(),
     }
 }

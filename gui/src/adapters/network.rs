@@ -1,16 +1,24 @@
-//! The network screen: transports, contacts seen, traffic, manual dialling.
+//! The network screen: transports (every address in full), relays and the
+//! reservations on them, contacts seen and over what link, traffic, manual
+//! dialling.
 
 use std::rc::Rc;
 
-use slint::{ComponentHandle, ModelRc, VecModel};
+use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 use strand_node::Status;
 use strand_transport::Multiaddr;
 
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
-use crate::{AppWindow, NetworkAdapter, PeerItem, TransportItem};
+use crate::{AppWindow, NetworkAdapter, PeerItem, RelayItem, TransportItem};
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let (b, weak) = (backend.clone(), ui.as_weak());
+    ui.global::<NetworkAdapter>()
+        .on_add_relay(move |text| change_relay(&b, weak.clone(), text.to_string(), true));
+    let (b, weak) = (backend.clone(), ui.as_weak());
+    ui.global::<NetworkAdapter>()
+        .on_remove_relay(move |text| change_relay(&b, weak.clone(), text.to_string(), false));
     let b = backend.clone();
     let weak = ui.as_weak();
     ui.global::<NetworkAdapter>().on_dial(move |text| {
@@ -41,6 +49,52 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 }
 
+/// Adds or removes a relay, then shows the result and the new list.
+fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String, add: bool) {
+    let address = address.trim().to_owned();
+    if address.is_empty() {
+        return;
+    }
+    backend.job(move |core| {
+        let Some(node) = core.node.clone() else {
+            return;
+        };
+        let result = core.block_on(async {
+            if add {
+                node.add_relay(&address).await.map(|c| {
+                    format!(
+                        "Added {}. Your contacts learn it the next time you sync.",
+                        c.address
+                    )
+                })
+            } else {
+                node.remove_relay(&address).await.map(|c| match c {
+                    Some(c) => format!("Removed {}.", c.address),
+                    None => format!("{address} was not in your list."),
+                })
+            }
+        });
+        let Some(result) = result else { return };
+        let (ok, text) = match result {
+            Ok(t) => (true, t),
+            Err(e) => (false, strand_node::chain(&e)),
+        };
+        // The invite carries the relays: show the new one.
+        let invite = core
+            .with_profile(|p| p.invite().map(|i| i.to_text()))
+            .and_then(Result::ok);
+        let _ = weak.upgrade_in_event_loop(move |ui| {
+            let a = ui.global::<NetworkAdapter>();
+            a.set_relay_ok(ok);
+            a.set_relay_result(text.into());
+            if let Some(invite) = invite {
+                super::add_contact::show_invite(&ui, &invite);
+            }
+        });
+        refresh(core);
+    });
+}
+
 /// The node's status; `None` while locked.
 pub(crate) fn status(core: &Core) -> Option<Status> {
     let node = core.node.clone()?;
@@ -51,6 +105,29 @@ pub(crate) fn status(core: &Core) -> Option<Status> {
 pub(crate) fn refresh(core: &mut Core) {
     if let Some(status) = status(core) {
         show(core, status);
+    }
+}
+
+/// A transport's row, before it becomes a [`TransportItem`] on the UI
+/// thread (models are not `Send`).
+struct Row {
+    name: String,
+    state: String,
+    detail: String,
+    addresses: Vec<String>,
+    up: bool,
+}
+
+impl Row {
+    fn item(self) -> TransportItem {
+        let addresses: Vec<SharedString> = self.addresses.into_iter().map(Into::into).collect();
+        TransportItem {
+            name: self.name.into(),
+            state: self.state.into(),
+            detail: self.detail.into(),
+            addresses: ModelRc::from(Rc::new(VecModel::from(addresses))),
+            up: self.up,
+        }
     }
 }
 
@@ -73,10 +150,88 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 format!("  ·  identity …{tail}, renewed every 15 min")
             })
             .unwrap_or_default();
-        format!("{}{id}", addrs.join("  "))
+        id.trim_start_matches("  ·  ").to_owned()
     };
+    let relay = status.transports.iter().find(|t| t.kind == "relay");
+    let relay_row = match relay {
+        None => Row {
+            name: "Relay".into(),
+            state: "off".into(),
+            detail: "contacts beyond this network are not reached".into(),
+            addresses: Vec::new(),
+            up: false,
+        },
+        Some(t) => {
+            let reserved = t.relays.iter().filter(|r| r.state == "reserved").count();
+            let state = if t.relays.is_empty() {
+                "no relays".to_owned()
+            } else {
+                format!("reserved {reserved} of {}", t.relays.len())
+            };
+            let id = t
+                .ephemeral_id
+                .as_deref()
+                .map(|id| {
+                    let tail = &id[id.len().saturating_sub(6)..];
+                    format!("identity …{tail}, renewed every hour")
+                })
+                .unwrap_or_default();
+            // Where contacts reach this device: its circuit addresses, and
+            // public addresses others confirmed.
+            let mut shown: Vec<String> = t
+                .addresses
+                .iter()
+                .filter(|a| a.contains("/p2p-circuit"))
+                .cloned()
+                .collect();
+            shown.extend(
+                t.external
+                    .iter()
+                    .filter(|a| !a.contains("/p2p-circuit"))
+                    .map(|a| format!("public: {a}")),
+            );
+            Row {
+                name: "Relay".into(),
+                state: state.into(),
+                detail: id.into(),
+                addresses: shown,
+                up: reserved > 0,
+            }
+        }
+    };
+    let relays: Vec<RelayItem> = relay
+        .map(|t| t.relays.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let from = match r.source.as_str() {
+                "contact" => "run by a contact",
+                "this node" => "run by this device for your contacts",
+                _ => "",
+            };
+            let error = match (&r.error, r.retry_in) {
+                (Some(e), Some(s)) => format!("{e} (trying again in {s} s)"),
+                (Some(e), None) => e.clone(),
+                _ => String::new(),
+            };
+            let detail = [from, error.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" · ");
+            RelayItem {
+                address: r.address.clone().into(),
+                state: r.state.clone().into(),
+                detail: detail.into(),
+                ok: r.state == "reserved",
+                removable: r.source == "yours",
+            }
+        })
+        .collect();
+    let lan_addresses = addrs.clone();
     let transports = vec![
-        TransportItem {
+        Row {
             name: "LAN".into(),
             state: if addrs.is_empty() {
                 "down"
@@ -85,9 +240,10 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             }
             .into(),
             detail: lan_detail.into(),
+            addresses: lan_addresses,
             up: !addrs.is_empty(),
         },
-        TransportItem {
+        Row {
             name: "mDNS".into(),
             state: if mdns { "on" } else { "off" }.into(),
             detail: if mdns {
@@ -96,18 +252,15 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 "off: dial addresses below"
             }
             .into(),
+            addresses: Vec::new(),
             up: mdns,
         },
-        TransportItem {
+        relay_row,
+        Row {
             name: "Bluetooth".into(),
             state: "not available".into(),
             detail: "not built into this version of Strand yet".into(),
-            up: false,
-        },
-        TransportItem {
-            name: "Relay".into(),
-            state: "not available".into(),
-            detail: "not built into this version of Strand yet".into(),
+            addresses: Vec::new(),
             up: false,
         },
     ];
@@ -133,7 +286,9 @@ pub(crate) fn show(core: &mut Core, status: Status) {
     );
     core.ui(move |ui| {
         let a = ui.global::<NetworkAdapter>();
+        let transports: Vec<TransportItem> = transports.into_iter().map(Row::item).collect();
         a.set_transports(ModelRc::from(Rc::new(VecModel::from(transports))));
+        a.set_relays(ModelRc::from(Rc::new(VecModel::from(relays))));
         a.set_peers(ModelRc::from(Rc::new(VecModel::from(peers))));
         a.set_links(links.into());
         a.set_bytes_sent(sent.into());

@@ -635,9 +635,14 @@ impl Node {
         let profile = self.shared.profile.clone();
         let name = name.to_owned();
         let now = self.shared.clock.now();
-        tokio::task::spawn_blocking(move || profile.add_contact(&invite, &name, now, &mut os_rng()))
-            .await
-            .map_err(|_| ProfileError::Closed)?
+        let record = tokio::task::spawn_blocking(move || {
+            profile.add_contact(&invite, &name, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        // Where their invite says they can be reached: dial them there.
+        self.clone().reach_record(record.public).await;
+        Ok(record)
     }
 
     /// The node's state.

@@ -92,7 +92,10 @@ impl Reachability {
         };
         let relays = addrs(&reach.relays);
         let offers = addrs(&reach.offers);
-        let offers_changed = t.get(&contact.public).map(|o| &o.offers) != Some(&offers);
+        let old = t.get(&contact.public);
+        let offers_changed = old.map(|o| &o.offers) != Some(&offers);
+        // An attempt in flight stays the only one.
+        let busy = old.is_some_and(|o| o.busy);
         t.insert(
             contact.public,
             Target {
@@ -102,7 +105,7 @@ impl Reachability {
                 offers,
                 next: Instant::now(),
                 backoff: MIN_BACKOFF,
-                busy: false,
+                busy,
             },
         );
         drop(t);
