@@ -192,8 +192,8 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             );
             Row {
                 name: "Relay".into(),
-                state: state.into(),
-                detail: id.into(),
+                state: state,
+                detail: id,
                 addresses: shown,
                 up: reserved > 0,
             }
@@ -239,7 +239,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 "listening"
             }
             .into(),
-            detail: lan_detail.into(),
+            detail: lan_detail,
             addresses: lan_addresses,
             up: !addrs.is_empty(),
         },
