@@ -192,7 +192,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             );
             Row {
                 name: "Relay".into(),
-                state: state,
+                state,
                 detail: id,
                 addresses: shown,
                 up: reserved > 0,
