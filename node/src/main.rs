@@ -134,6 +134,15 @@ struct RelayServerArgs {
     /// Bytes a circuit may carry, both ways together, before the relay resets it (0: no limit)
     #[arg(long, value_name = "BYTES", default_value_t = strand_transport::relay::server::CIRCUIT_BYTES)]
     circuit_bytes: u64,
+    /// New reservations one IP address may make at once (then one every 30 s)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::RESERVATIONS_PER_IP_BURST)]
+    reservations_per_ip: u32,
+    /// New circuits one IP address may open at once (then one every 10 s)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CIRCUITS_PER_IP_BURST)]
+    circuits_per_ip: u32,
+    /// Connections one IP address may hold (and open at once)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CONNECTIONS_PER_IP)]
+    connections_per_ip: usize,
 }
 
 fn main() -> ExitCode {
@@ -555,12 +564,21 @@ async fn relay_serve(args: &RelayServerArgs) -> Result<()> {
     if args.circuit_duration == 0 {
         bail!("--circuit-duration must be at least 1 second");
     }
+    let defaults = RelayLimits::default();
     let limits = RelayLimits {
         max_reservations: args.max_reservations,
         max_circuits: args.max_circuits,
         circuit_duration: Duration::from_secs(args.circuit_duration.min(u32::MAX as u64)),
         circuit_bytes: args.circuit_bytes,
-        ..RelayLimits::default()
+        reservations_per_ip_burst: args.reservations_per_ip,
+        circuits_per_ip_burst: args.circuits_per_ip,
+        ip: strand_transport::lan::limits::IpLimitConfig {
+            established: args.connections_per_ip,
+            pending: defaults.ip.pending.max(args.connections_per_ip / 8),
+            burst: defaults.ip.burst.max(args.connections_per_ip as f64),
+            ..defaults.ip
+        },
+        ..defaults
     };
     let server = RelayServer::start(RelayServerConfig {
         listen: if args.listen.is_empty() {
