@@ -20,6 +20,7 @@ use strand_gui::{
 };
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, Profile};
 use strand_sync::{Identity, Kind, Message, WriteStore};
+use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
 use strand_transport::LanConfig;
 
 const PASS: &str = "copper kettle under the violet moon";
@@ -32,9 +33,19 @@ const HOUR: u64 = 60 * MIN;
 fn loopback() -> NodeConfig {
     NodeConfig {
         lan: Some(LanConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+                "/ip6/::1/tcp/0".parse().unwrap(),
+            ],
             mdns: false,
             ..LanConfig::default()
+        }),
+        // Relays on loopback: reached through relays only (no listener
+        // for hole punching).
+        relay: Some(strand_node::RelaySettings {
+            hole_punch: false,
+            listen: Vec::new(),
+            ..strand_node::RelaySettings::default()
         }),
         ..NodeConfig::default()
     }
@@ -286,6 +297,27 @@ fn main() {
     ui.global::<AppAdapter>().invoke_navigate(Screen::Network);
     let net = ui.global::<NetworkAdapter>();
     h.pump_until(WAIT, || net.get_peers().row_count() > 0);
+    // A relay that works, and one that is down.
+    let relay = rt
+        .block_on(RelayServer::start(RelayServerConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            announce: Vec::new(),
+            key: [0x33; 32],
+            limits: RelayLimits::default(),
+            only: None,
+        }))
+        .unwrap();
+    let relay_addr = rt.block_on(relay.addresses())[0].to_string();
+    net.invoke_add_relay(relay_addr.into());
+    net.invoke_add_relay(
+        "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWYNjnECGDVtFdxXnYyRJFk".into(),
+    );
+    h.pump_until(WAIT, || {
+        let r = net.get_relays();
+        r.row_count() == 2
+            && r.iter()
+                .all(|r| r.state == "reserved" || r.state == "failing")
+    });
     save(&h, &ui, &out, "06-network");
 
     ui.global::<AppAdapter>().invoke_navigate(Screen::Settings);

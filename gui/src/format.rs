@@ -138,6 +138,23 @@ pub fn preview(text: &str) -> String {
     out
 }
 
+/// A multiaddr broken into lines of at most `width` characters at its `/`
+/// (a relay address is longer than a line: shown whole, never clipped).
+pub fn address_lines(addr: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for part in addr.split_inclusive('/') {
+        if !line.is_empty() && line.chars().count() + part.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        line.push_str(part);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +182,20 @@ mod tests {
         assert_eq!(c.ago(now - 5 * 60_000), "5 min ago");
         assert!(Clock::same_day(now, now + 1));
         assert!(!Clock::same_day(now, now - 2 * 86_400_000));
+    }
+
+    #[test]
+    fn long_addresses_break_at_slashes_and_lose_nothing() {
+        let a = "/ip4/127.0.0.1/tcp/46829/p2p/12D3KooWBRFW3HkJCLKSWb4yG6iWRBpgNjbM4FFvNsL5T5JKTqrd/p2p-circuit/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWYNjnECGDVtFdxXnYyRJFk";
+        let shown = address_lines(a, 64);
+        assert!(shown.lines().count() >= 3);
+        assert!(shown
+            .lines()
+            .all(|l| l.len() <= 64 || !l[1..].contains('/')));
+        assert_eq!(shown.replace('\n', ""), a);
+        assert_eq!(
+            address_lines("/ip4/1.2.3.4/tcp/1", 64),
+            "/ip4/1.2.3.4/tcp/1"
+        );
     }
 }

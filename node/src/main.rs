@@ -483,7 +483,7 @@ async fn status(ctx: &Ctx) -> Result<()> {
                 let v = serde_json::json!({
                     "name": p.identity().name(), "profile": ctx.dir.display().to_string(),
                     "running": false, "contacts": p.contacts().len(),
-                    "messages": p.stored_messages()?,
+                    "messages": p.stored_messages()?, "relays": p.relays()?,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -496,6 +496,9 @@ async fn status(ctx: &Ctx) -> Result<()> {
                     "  {} contacts; start syncing with `strand run`",
                     p.contacts().len()
                 );
+                for r in p.relays()? {
+                    println!("  relay {r} (reserved on when the node runs)");
+                }
             }
         }
     }

@@ -108,6 +108,9 @@ pub(crate) fn refresh(core: &mut Core) {
     }
 }
 
+/// Characters per line of a long address (it breaks at a `/`).
+const ADDRESS_LINE: usize = 72;
+
 /// A transport's row, before it becomes a [`TransportItem`] on the UI
 /// thread (models are not `Send`).
 struct Row {
@@ -120,7 +123,11 @@ struct Row {
 
 impl Row {
     fn item(self) -> TransportItem {
-        let addresses: Vec<SharedString> = self.addresses.into_iter().map(Into::into).collect();
+        let addresses: Vec<SharedString> = self
+            .addresses
+            .iter()
+            .map(|a| format::address_lines(a, ADDRESS_LINE).into())
+            .collect();
         TransportItem {
             name: self.name.into(),
             state: self.state.into(),
@@ -221,6 +228,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 .collect::<Vec<_>>()
                 .join(" · ");
             RelayItem {
+                label: format::address_lines(&r.address, ADDRESS_LINE).into(),
                 address: r.address.clone().into(),
                 state: r.state.clone().into(),
                 detail: detail.into(),

@@ -224,6 +224,25 @@ struct Task {
     before_circuit: HashMap<PeerId, Vec<(Instant, Multiaddr, PeerId, LinkReply)>>,
 }
 
+/// Why a dial failed, in a few words: the innermost reason of the first
+/// address tried (libp2p's own text repeats every address).
+fn dial_failure(error: &libp2p::swarm::DialError) -> String {
+    use libp2p::swarm::DialError;
+    match error {
+        DialError::Transport(errors) => match errors.first() {
+            Some((_, e)) => {
+                let mut cause: &dyn std::error::Error = e;
+                while let Some(inner) = cause.source() {
+                    cause = inner;
+                }
+                format!("cannot connect: {cause}")
+            }
+            None => "cannot connect".into(),
+        },
+        other => crate::error_chain(other),
+    }
+}
+
 /// The relay a circuit address goes through, and its address.
 fn relay_of(circuit: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut relay = Multiaddr::empty();
@@ -600,7 +619,7 @@ impl Task {
                 ..
             } => {
                 if let Some(slot) = self.slots.iter_mut().find(|s| s.relay == peer) {
-                    slot.last_error = Some(crate::error_chain(&error));
+                    slot.last_error = Some(dial_failure(&error));
                 }
                 if self.before_circuit.contains_key(&peer) && !self.swarm.is_connected(&peer) {
                     // The circuit dial fails too, with the reason.
