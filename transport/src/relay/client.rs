@@ -345,6 +345,10 @@ impl Task {
             .collect();
         self.to_close.retain(|(t, _)| *t > now);
         for peer in due {
+            // Only if the direct connection is still there to replace it.
+            if !self.swarm.behaviour().stream.has_direct(&peer) {
+                continue;
+            }
             for c in self.relayed.get(&peer).cloned().unwrap_or_default() {
                 tracing::debug!(%peer, "closing the relayed connection: a direct one replaced it");
                 self.swarm.close_connection(c);
@@ -415,7 +419,8 @@ impl Task {
                     let _ = reply.send(Err(dial_error(&addr, "that is this device")));
                     return;
                 }
-                if self.opens.len() >= MAX_OPENING {
+                let waiting: usize = self.before_circuit.values().map(Vec::len).sum();
+                if self.opens.len() + waiting >= MAX_OPENING {
                     let _ = reply.send(Err(dial_error(&addr, "too many streams being opened")));
                     return;
                 }
@@ -689,19 +694,21 @@ impl Task {
                     tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection");
                     self.to_close
                         .push((Instant::now() + RELAYED_GRACE, remote_peer_id));
-                    // One side moves the session: the one with the smaller id.
-                    if *self.swarm.local_peer_id() < remote_peer_id {
-                        if let Some(shared) = self.shared.upgrade() {
-                            let peer = shared.remember_punched(
-                                self.commands_tx.clone(),
-                                remote_peer_id,
-                                connection,
-                            );
-                            let _ = self.events.try_send(TransportEvent::Discovered {
-                                peer,
-                                initiate: true,
-                            });
-                        }
+                    // Each side that sees the punch succeed opens a stream
+                    // on it: DCUtR does not always report it on both (one
+                    // TCP simultaneous open makes one connection). A second
+                    // session with the same contact is refused by the
+                    // first's preamble, or replaces it.
+                    if let Some(shared) = self.shared.upgrade() {
+                        let peer = shared.remember_punched(
+                            self.commands_tx.clone(),
+                            remote_peer_id,
+                            connection,
+                        );
+                        let _ = self.events.try_send(TransportEvent::Discovered {
+                            peer,
+                            initiate: true,
+                        });
                     }
                 }
                 Err(e) => {

@@ -14,12 +14,12 @@
 //! libp2p Noise handshake and Strand's own session run end to end inside).
 //! When both sides can take direct connections, DCUtR punches a hole: each
 //! learns its public address from the relay (identify), and both dial at
-//! once. Once the direct connection is up, the side with the smaller id
-//! opens a Strand stream on it (reported as [`TransportEvent::Discovered`];
-//! the link's kind is [`LinkKind::HolePunched`]), and the relayed
-//! connection closes [`RELAYED_GRACE`] later: the node moves its session
-//! to the direct link, and strand-sync's reconciliation means a move in
-//! the middle of a sync loses and repeats nothing.
+//! once. Once the direct connection is up, each side that sees it opens a
+//! Strand stream on it (reported as [`TransportEvent::Discovered`]; the
+//! link's kind is [`LinkKind::HolePunched`]), and the relayed connection
+//! closes [`RELAYED_GRACE`] later if the direct one is still up: the node
+//! moves its session to the direct link, and strand-sync's reconciliation
+//! means a move in the middle of a sync loses and repeats nothing.
 //!
 //! # Identity
 //!
@@ -71,6 +71,9 @@ pub const MIN_RESERVE_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The longest wait between attempts to reserve on a failing relay.
 pub const MAX_RESERVE_BACKOFF: Duration = Duration::from_secs(5 * 60);
+
+/// How often the client checks the wall clock for a new epoch, at most.
+const RECHECK_EPOCH: Duration = Duration::from_secs(60);
 
 /// Old generations kept at once (each holds only links that were live at
 /// its epoch's end).
@@ -208,6 +211,17 @@ pub(crate) fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// `addr` with its TCP or UDP port set to 0.
+fn any_port(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
 /// The epoch `at` falls in.
 pub fn epoch_at(at: SystemTime, epoch: Duration) -> u64 {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -313,10 +327,9 @@ impl Relays {
         config: RelayConfig,
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Relays, TransportError> {
-        check_relays(&config.relays)?;
         let (closed, _) = mpsc::channel(1);
         let shared = Arc::new(Shared {
-            relays: Mutex::new(config.relays.clone()),
+            relays: Mutex::new(usable_relays(config.relays.clone())),
             config,
             events,
             counts: SharedCounts::default(),
@@ -355,27 +368,22 @@ impl Relays {
             local: generation.local,
             epoch,
         };
+        if let Err(e) = self.set_up(&new).await {
+            // Nothing else holds it: it goes, and the current one stays.
+            generation.task.abort();
+            return Err(e);
+        }
         {
             let mut gens = shared.old.lock().expect("old lock");
             gens.retain(|g| !g.task.is_finished());
             gens.push_back(generation);
+            // The newest (current) is never the one stopped.
             while gens.len() > MAX_GENERATIONS {
                 if let Some(g) = gens.pop_front() {
                     g.task.abort();
                 }
             }
         }
-        if shared.config.hole_punch {
-            for addr in &shared.config.listen {
-                ask(&new.commands, |reply| Command::Listen {
-                    addr: addr.clone(),
-                    reply,
-                })
-                .await??;
-            }
-        }
-        let relays = shared.relays.lock().expect("relays lock").clone();
-        ask(&new.commands, |reply| Command::SetRelays { relays, reply }).await?;
         let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
         let _ = old
             .commands
@@ -385,6 +393,32 @@ impl Relays {
             .await;
         tracing::debug!(local = %self.local_peer_id(), epoch, "relay identity for this epoch");
         Ok(())
+    }
+
+    /// A new generation listens for direct connections and reserves on the
+    /// relays. A listening port still held by the generation before it
+    /// (QUIC cannot share one) gives way to a free one.
+    async fn set_up(&self, new: &Current) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        if shared.config.hole_punch {
+            for addr in &shared.config.listen {
+                let r = ask(&new.commands, |reply| Command::Listen {
+                    addr: addr.clone(),
+                    reply,
+                })
+                .await?;
+                if let Err(e) = r {
+                    let any = any_port(addr);
+                    if any == *addr {
+                        return Err(e);
+                    }
+                    tracing::warn!(%addr, "cannot listen there ({e}); taking another port");
+                    ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await??;
+                }
+            }
+        }
+        let relays = shared.relays.lock().expect("relays lock").clone();
+        ask(&new.commands, |reply| Command::SetRelays { relays, reply }).await
     }
 
     /// The identity relays see now.
@@ -399,8 +433,11 @@ impl Relays {
 
     /// Replaces the relays to reserve on (reservations on relays no longer
     /// listed are given up).
+    /// Addresses that are not a relay's are left out (with a warning).
     pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), TransportError> {
-        check_relays(&relays)?;
+        let relays = usable_relays(relays);
+        // Not while a rotation reads the list for the next generation.
+        let _one_at_a_time = self.shared.rotating.lock().await;
         *self.shared.relays.lock().expect("relays lock") = relays.clone();
         let commands = self.shared.current().commands;
         ask(&commands, |reply| Command::SetRelays { relays, reply }).await
@@ -424,23 +461,37 @@ impl Relays {
     }
 }
 
-fn check_relays(relays: &[Multiaddr]) -> Result<(), TransportError> {
-    for r in relays {
-        if last_peer(r).is_none() || is_circuit(r) {
-            return Err(TransportError::Setup(Box::new(crate::Reason(format!(
-                "{r} is not a relay address: it must end in /p2p/<relay id> and not go through another relay"
-            )))));
-        }
-    }
-    Ok(())
+/// Whether an address can be a relay's: it ends in the relay's
+/// `/p2p/<id>` and does not itself go through a relay.
+pub fn is_relay_addr(addr: &Multiaddr) -> bool {
+    last_peer(addr).is_some() && !is_circuit(addr)
+}
+
+/// The relay addresses of `relays`; the others are left out, with a
+/// warning (one bad address, e.g. from a contact, spoils nothing else).
+fn usable_relays(relays: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    relays
+        .into_iter()
+        .filter(|r| {
+            let ok = is_relay_addr(r);
+            if !ok {
+                tracing::warn!(
+                    "{r} is not a relay address (it must end in /p2p/<relay id> and not go through another relay): left out"
+                );
+            }
+            ok
+        })
+        .collect()
 }
 
 /// Starts the next epoch's generation at every epoch boundary.
 async fn rotate_forever(shared: Weak<Shared>) {
     loop {
+        // At most a minute at a time: the monotonic clock stops while the
+        // machine sleeps, the wall clock (which epochs follow) does not.
         let Some((wait, stop)) = shared.upgrade().map(|s| {
             (
-                until_next_epoch(SystemTime::now(), s.config.epoch),
+                until_next_epoch(SystemTime::now(), s.config.epoch).min(RECHECK_EPOCH),
                 s.stop.clone(),
             )
         }) else {
@@ -575,8 +626,17 @@ mod tests {
         assert_eq!(last_peer(&c), Some(peer));
         assert_eq!(peer_id_of([7; 32]), peer, "the same key gives the same id");
         assert_ne!(peer_id_of([8; 32]), peer);
-        assert!(check_relays(&[relay]).is_ok());
-        assert!(check_relays(&["/ip4/127.0.0.1/tcp/4001".parse().unwrap()]).is_err());
-        assert!(check_relays(&[c]).is_err(), "no relay behind a relay");
+        assert!(is_relay_addr(&relay));
+        assert!(!is_relay_addr(&"/ip4/127.0.0.1/tcp/4001".parse().unwrap()));
+        assert!(!is_relay_addr(&c), "no relay behind a relay");
+        assert_eq!(
+            usable_relays(vec![
+                c,
+                relay.clone(),
+                "/ip4/1.2.3.4/tcp/1".parse().unwrap()
+            ]),
+            [relay],
+            "bad addresses are left out, the rest kept"
+        );
     }
 }

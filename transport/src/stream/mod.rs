@@ -159,6 +159,13 @@ impl Behaviour {
         id
     }
 
+    /// Whether `peer` has a connection that does not go through a relay.
+    pub fn has_direct(&self, peer: &PeerId) -> bool {
+        self.connected
+            .get(peer)
+            .is_some_and(|conns| conns.iter().any(|c| !self.is_relayed(*c)))
+    }
+
     /// Whether a connection goes through a relay.
     pub fn is_relayed(&self, connection: ConnectionId) -> bool {
         self.remotes.get(&connection).is_some_and(|(_, r)| *r)

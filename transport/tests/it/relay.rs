@@ -264,24 +264,29 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     let mut inc = next_incoming(&mut alice_events).await;
     exchange(&mut out, &mut inc).await;
 
-    // The side with the smaller id is told to open the direct link.
-    let (opener, opener_events, other_events) = if alice.local_peer_id() < bob.local_peer_id() {
-        (&alice, &mut alice_events, &mut bob_events)
-    } else {
-        (&bob, &mut bob_events, &mut alice_events)
-    };
-    let peer = loop {
-        let e = tokio::time::timeout(Duration::from_secs(30), opener_events.recv())
-            .await
-            .expect("hole punching in time")
-            .unwrap();
-        if let TransportEvent::Discovered { peer, initiate } = e {
-            assert!(initiate);
-            break peer;
+    // A side that sees the punch is told to open the direct link; the
+    // other gets it as an incoming link.
+    let (opener, mut direct, other_events) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::select! {
+                Some(e) = alice_events.recv() => {
+                    if let TransportEvent::Discovered { peer, initiate } = e {
+                        assert!(initiate);
+                        break ("alice", alice.open(peer).await.unwrap(), &mut bob_events);
+                    }
+                }
+                Some(e) = bob_events.recv() => {
+                    if let TransportEvent::Discovered { peer, initiate } = e {
+                        assert!(initiate);
+                        break ("bob", bob.open(peer).await.unwrap(), &mut alice_events);
+                    }
+                }
+            }
         }
-    };
-    let mut direct = opener.open(peer).await.unwrap();
-    assert_eq!(direct.kind, LinkKind::HolePunched);
+    })
+    .await
+    .expect("hole punching in time");
+    assert_eq!(direct.kind, LinkKind::HolePunched, "{opener} opened it");
     assert_eq!(direct.direction, Direction::Outbound);
     assert_eq!(direct.remote, Remote::Ip("127.0.0.1".parse().unwrap()));
     let mut direct_in = next_incoming(other_events).await;
