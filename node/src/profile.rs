@@ -527,7 +527,10 @@ impl Profile {
         *self.inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
         drop(_one_at_a_time);
         // Where to reach us beyond the LAN, if we have said it to others.
-        self.reach_new_contact(&record, now, rng)?;
+        // The contact is added either way; the record can follow later.
+        if let Err(e) = self.reach_new_contact(&record, now, rng) {
+            tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
+        }
         Ok(record)
     }
 
@@ -628,7 +631,8 @@ impl Profile {
             let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
             for item in batch.iter_mut() {
                 if *item.verdict() == Verdict::Valid {
-                    let new = insert(&mut table, item.group(), item.message()).map_err(db_error)?;
+                    let new =
+                        insert(txn, &mut table, item.group(), item.message()).map_err(db_error)?;
                     item.set_stored(new);
                 }
             }
@@ -662,7 +666,7 @@ fn store_own(
     msg: &Message,
 ) -> Result<(GroupId, Key), ProfileError> {
     let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
-    insert(&mut messages, group, msg).map_err(db_error)?;
+    insert(txn, &mut messages, group, msg).map_err(db_error)?;
     txn.open_table(OUTBOX)
         .map_err(db_error)?
         .insert(&table_key(group, &msg.key()), Delivery::Queued as u8)

@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::schema::{meta, MESSAGES, META};
-use crate::store::{insert, table_key};
+use crate::schema::{meta, MESSAGES, META, RECORDS};
+use crate::store::{insert, record_key, table_key};
 use crate::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
@@ -77,6 +77,11 @@ fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
         .trim()
         .parse()
         .map_err(|e| ProfileError::Relay(format!("not an address: {e}")))?;
+    if strand_transport::relay::is_circuit(&parsed) {
+        return Err(ProfileError::Relay(
+            "that address goes through a relay itself: give the relay's own address".into(),
+        ));
+    }
     let ends_in_id = matches!(
         parsed.iter().last(),
         Some(strand_transport::multiaddr::Protocol::P2p(_))
@@ -153,10 +158,9 @@ impl Profile {
                 "at most {MAX_REACH_ADDRESSES} relays: remove one first"
             )));
         }
-        let (offers, borrowed) = self.current_extras()?;
         relays.push(parsed.clone());
         self.set_relays(&relays, rng)?;
-        let written = self.publish_reach_with(&offers, &borrowed, now, rng)?;
+        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
         Ok(RelayChange {
             address: parsed,
             written,
@@ -181,10 +185,8 @@ impl Profile {
         if relays.len() == before {
             return Ok(None);
         }
-        // What the last record said besides the old list.
-        let (offers, borrowed) = self.current_extras()?;
         self.set_relays(&relays, rng)?;
-        let written = self.publish_reach_with(&offers, &borrowed, now, rng)?;
+        let written = self.publish_reach(&self.current_offers()?, now, rng)?;
         Ok(Some(RelayChange {
             address: wanted,
             written,
@@ -226,25 +228,12 @@ impl Profile {
         }
     }
 
-    /// What the last record said besides the profile's relays: the relays
-    /// this node offers, and contacts' relays it reserves on.
-    fn current_extras(&self) -> Result<(Addresses, Addresses), ProfileError> {
-        let Some(last) = self.published_reach()? else {
-            return Ok((Vec::new(), Vec::new()));
-        };
-        let own: Vec<Vec<u8>> = self
-            .relays()?
-            .iter()
-            .filter_map(|r| r.parse::<Multiaddr>().ok())
-            .map(|a| a.to_vec())
-            .collect();
-        let borrowed = last
-            .relays
-            .iter()
-            .filter(|r| !own.contains(r) && !last.offers.contains(r))
-            .cloned()
-            .collect();
-        Ok((last.offers, borrowed))
+    /// The relays the last record offered (this node's relay for contacts).
+    fn current_offers(&self) -> Result<Addresses, ProfileError> {
+        Ok(self
+            .published_reach()?
+            .map(|r| r.offers)
+            .unwrap_or_default())
     }
 
     /// Writes a [`Reach`] record (this profile's relays and `offers`, the
@@ -258,27 +247,13 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
-        self.publish_reach_with(offers, &[], now, rng)
-    }
-
-    /// [`Profile::publish_reach`], also listing relays contacts offered
-    /// that this node reserves on (`borrowed`): it is reached there too,
-    /// and the record tells the contact who runs one the seed it needs to
-    /// let this node reserve.
-    pub fn publish_reach_with(
-        &self,
-        offers: &[Vec<u8>],
-        borrowed: &[Vec<u8>],
-        now: Time,
-        rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         let mut relays: Vec<Vec<u8>> = self
             .relays()?
             .iter()
             .filter_map(|r| r.parse::<Multiaddr>().ok())
             .map(|a| a.to_vec())
             .collect();
-        for o in offers.iter().chain(borrowed) {
+        for o in offers {
             if !relays.contains(o) && relays.len() < MAX_REACH_ADDRESSES {
                 relays.push(o.clone());
             }
@@ -345,7 +320,7 @@ impl Profile {
         self.write_txn(move |txn| {
             let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
             for (g, m) in &messages {
-                insert(&mut table, g, m).map_err(db_error)?;
+                insert(txn, &mut table, g, m).map_err(db_error)?;
             }
             Ok(())
         })?;
@@ -386,31 +361,31 @@ impl Profile {
     }
 
     /// The newest [`Reach`] record `contact` wrote into your 1:1 group:
-    /// where to reach them beyond the LAN. Reads headers newest first and
-    /// decrypts only the record.
+    /// where to reach them beyond the LAN (one index lookup, one message
+    /// decrypted); before they wrote one, what their invite said.
     pub fn contact_reach(&self, contact: &ContactRecord) -> Result<Option<Reach>, ProfileError> {
         let group = self.sync_contact(contact)?.direct_group().clone();
         let txn = self.db()?.begin_read().map_err(db_error)?;
-        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
-        let lo = table_key(&group.id, &Key::MIN);
-        let hi = table_key(&group.id, &Key::MAX);
-        for entry in messages.range(lo..hi).map_err(db_error)?.rev() {
-            let (_, v) = entry.map_err(db_error)?;
-            let b = v.value();
-            if b.get(73) != Some(&Kind::REACH.0) || b.get(33..65) != Some(&contact.public.sign[..])
-            {
-                continue;
-            }
-            let Ok(m) = Message::decode(b.to_vec()) else {
-                continue;
-            };
-            if let Ok(body) = m.open(&group) {
-                if let Ok(r) = Reach::decode(&body) {
-                    return Ok(Some(r));
+        let found = match txn.open_table(RECORDS) {
+            Ok(records) => records
+                .get(record_key(&group.id, &contact.public.sign))
+                .map_err(db_error)?
+                .map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_error(e)),
+        };
+        if let Some(k) = found {
+            let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+            if let Some(v) = messages.get(k).map_err(db_error)? {
+                if let Ok(m) = Message::decode(v.value().to_vec()) {
+                    if let Ok(body) = m.open(&group) {
+                        if let Ok(r) = Reach::decode(&body) {
+                            return Ok(Some(r));
+                        }
+                    }
                 }
             }
         }
-        drop(messages);
         drop(txn);
         // None yet: what their invite said, if anything.
         let id = strand_sync::kdf(self.root(), "strand/v1/contact-id", &[&contact.public.sign]);

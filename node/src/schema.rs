@@ -7,6 +7,7 @@
 //! | `meta` | name (`&str`) | bytes, see below |
 //! | `contacts` | keyed hash of the contact's signing key (32) | sealed contact record |
 //! | `messages` | group id (32) ‖ time (u64 BE) ‖ message id (32) | encoded message (body already encrypted under the group key) |
+//! | `records` | group id (32) ‖ author's signing key (32) | key in `messages` of that author's newest reach record (72) |
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
 //! | `read` | group id (32) | the newest message the user has seen: time (u64 BE) ‖ id (32) (since version 2) |
 //!
@@ -37,6 +38,10 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("contacts");
 /// Every message of every group, in (group, time, id) order.
 pub const MESSAGES: TableDefinition<[u8; 72], &[u8]> = TableDefinition::new("messages");
+/// Per group and author, the table key of their newest record
+/// ([`strand_sync::Kind::REACH`]): where a contact says they can be
+/// reached, without scanning the conversation.
+pub const RECORDS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("records");
 /// Delivery state of messages this profile wrote.
 pub const OUTBOX: TableDefinition<[u8; 72], u8> = TableDefinition::new("outbox");
 /// Per conversation, the newest message the user has seen (for unread

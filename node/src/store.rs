@@ -11,9 +11,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
-use strand_sync::{GroupId, Key, KeyRange, Message, MessageId, Store, WriteStore};
+use strand_sync::{AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, WriteStore};
 
-use crate::schema::MESSAGES;
+use crate::schema::{MESSAGES, RECORDS};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
 /// (group, time, id) order.
@@ -33,8 +33,11 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
     }
 }
 
-/// Stores `message` unless it is there. Returns whether it was new.
+/// Stores `message` unless it is there. Returns whether it was new. A
+/// record ([`Kind::REACH`]) is also noted in [`RECORDS`], so the newest of
+/// an author's is found without scanning the conversation.
 pub(crate) fn insert(
+    txn: &WriteTransaction,
     table: &mut Table<'_, [u8; 72], &[u8]>,
     group: &GroupId,
     message: &Message,
@@ -44,7 +47,26 @@ pub(crate) fn insert(
         return Ok(false);
     }
     table.insert(&k, message.as_bytes())?;
+    if message.kind() == Kind::REACH {
+        let mut records = txn.open_table(RECORDS)?;
+        let at = record_key(group, &message.author());
+        let newer = match records.get(&at)? {
+            Some(old) => old.value() < k,
+            None => true,
+        };
+        if newer {
+            records.insert(&at, &k)?;
+        }
+    }
     Ok(true)
+}
+
+/// The [`RECORDS`] key of an author's records in a group.
+pub(crate) fn record_key(group: &GroupId, author: &AuthorId) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&group.0);
+    out[32..].copy_from_slice(author);
+    out
 }
 
 fn walk(
@@ -152,7 +174,7 @@ impl WriteStore for RedbStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, redb::Error> {
         let txn = self.write_txn()?;
         let mut table = txn.open_table(MESSAGES)?;
-        insert(&mut table, group, message)
+        insert(txn, &mut table, group, message)
     }
 }
 

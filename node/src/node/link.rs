@@ -318,6 +318,9 @@ impl Pump {
                     self.notify_own(group, key, true);
                 }
                 Event::Delivered { group, key } => {
+                    if let Some((public, ..)) = &self.contact {
+                        self.node.registry.moved(public, 1);
+                    }
                     self.delivered.push((group, key));
                     self.notify_own(group, key, false);
                 }
@@ -419,6 +422,9 @@ impl Pump {
         // Other sessions that sync this group (a contact on a second link,
         // group members) get it now.
         self.node.registry.announce(group, key, self.id);
+        if let Some((public, ..)) = &self.contact {
+            self.node.registry.moved(public, 1);
+        }
         if self.records.remove(&key) {
             return;
         }

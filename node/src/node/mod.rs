@@ -370,7 +370,14 @@ impl Node {
         if let Some(hub) = &config.emulated {
             transports.push(Arc::new(hub.join(tx.clone())));
         }
-        let reach = Arc::new(relaying::Reachability::load(&profile));
+        let reach = {
+            let p = profile.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || relaying::Reachability::load(&p))
+                    .await
+                    .unwrap_or_default(),
+            )
+        };
         let (mut relays, mut relay_server, mut serving) = (None, None, Vec::new());
         if let Some(settings) = &config.relay {
             match start_relays(&profile, settings, &reach, tx.clone()).await {
@@ -756,29 +763,7 @@ impl Node {
     /// After the relay list or a contact's offers changed: live sessions
     /// get the new records, and the client reserves on the new list.
     pub(crate) async fn relays_changed(&self, written: &[(strand_sync::GroupId, Key)]) {
-        let mut written = written.to_vec();
-        if self.shared.relays.is_some() {
-            // Contacts learn where this node now reserves (and the contact
-            // running a relay learns the seed that lets it in).
-            let s = self.shared.clone();
-            let now = self.shared.clock.now();
-            let more = tokio::task::spawn_blocking(move || {
-                let offers: Vec<Vec<u8>> = s.serving.iter().map(|a| a.to_vec()).collect();
-                s.profile.publish_reach_with(
-                    &offers,
-                    &borrowed(&s.reach, &s.serving),
-                    now,
-                    &mut os_rng(),
-                )
-            })
-            .await;
-            match more {
-                Ok(Ok(keys)) => written.extend(keys),
-                Ok(Err(e)) => tracing::warn!("telling contacts about relays failed: {e}"),
-                Err(_) => {}
-            }
-        }
-        for (g, k) in &written {
+        for (g, k) in written {
             self.shared.registry.announce(*g, *k, None);
         }
         if let Some(r) = &self.shared.relays {
@@ -858,18 +843,13 @@ async fn start_relays(
                 only: Some(only),
             })
             .await?;
-            let addrs = server.addresses().await;
+            let addrs = serving_addresses(server.addresses().await);
             (Some(server), addrs)
         }
         None => (None, Vec::new()),
     };
     let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
-    profile.publish_reach_with(
-        &offers,
-        &borrowed(reach, &serving),
-        crate::now(),
-        &mut os_rng(),
-    )?;
+    profile.publish_reach(&offers, crate::now(), &mut os_rng())?;
     let mut config = RelayConfig::new(
         relay_list(profile, &serving, reach),
         Arc::new(identity),
@@ -881,14 +861,26 @@ async fn start_relays(
     Ok((client, server, serving))
 }
 
-/// Relays contacts offer that this node reserves on (not its own).
-fn borrowed(reach: &relaying::Reachability, serving: &[Multiaddr]) -> Vec<Vec<u8>> {
-    reach
-        .offers()
-        .into_iter()
-        .filter(|a| !serving.contains(a))
-        .map(|a| a.to_vec())
-        .collect()
+/// The addresses of the relay this node runs that contacts are told:
+/// not loopback ones (unless there is nothing else, as in tests), at most
+/// [`MAX_REACH_ADDRESSES`](strand_sync::limits::MAX_REACH_ADDRESSES). A
+/// relay behind port forwarding is told its public address with
+/// `--relay-announce`.
+fn serving_addresses(all: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    use strand_transport::multiaddr::Protocol;
+    let loopback = |a: &Multiaddr| {
+        a.iter().any(|p| match p {
+            Protocol::Ip4(ip) => ip.is_loopback(),
+            Protocol::Ip6(ip) => ip.is_loopback(),
+            _ => false,
+        })
+    };
+    let mut out: Vec<Multiaddr> = all.iter().filter(|a| !loopback(a)).cloned().collect();
+    if out.is_empty() {
+        out = all;
+    }
+    out.truncate(strand_sync::limits::MAX_REACH_ADDRESSES);
+    out
 }
 
 /// The relays to reserve on: the profile's, the one this node runs, and

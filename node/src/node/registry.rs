@@ -59,8 +59,8 @@ pub struct Seen {
 struct Inner {
     sessions: BTreeMap<SessionId, Entry>,
     seen: BTreeMap<PublicIdentity, Seen>,
-    /// Sessions each contact has had.
-    started: BTreeMap<PublicIdentity, u64>,
+    /// Messages each contact's sessions moved (received, or acknowledged).
+    progress: BTreeMap<PublicIdentity, u64>,
     /// Announcements so far, and the latest few (see [`Registry::mark`]).
     seq: u64,
     recent: VecDeque<(u64, GroupId, Key)>,
@@ -80,8 +80,16 @@ pub(crate) struct Joining<'a> {
 
 /// Why a session could not register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the node already has {MAX_SESSIONS} sessions")]
-pub struct Full;
+#[non_exhaustive]
+pub enum Full {
+    /// The node has its most sessions.
+    #[error("the node already has {MAX_SESSIONS} sessions")]
+    Node,
+    /// A relayed session, while the contact has its most sessions, all
+    /// direct.
+    #[error("the contact is already connected directly")]
+    Direct,
+}
 
 /// The best link a contact has up now: a direct one over a relayed one.
 fn best_kind(inner: &Inner, contact: &PublicIdentity) -> Option<LinkKind> {
@@ -146,19 +154,25 @@ impl Registry {
                 }
             }
         }
-        let mine: Vec<SessionId> = inner
+        let mine: Vec<(SessionId, LinkKind)> = inner
             .sessions
             .iter()
             .filter(|(_, e)| e.contact == contact)
-            .map(|(id, _)| *id)
+            .map(|(id, e)| (*id, e.kind))
             .collect();
         if mine.len() >= MAX_SESSIONS_PER_CONTACT {
-            // Ids grow with time: the first is the oldest.
-            if let Some(old) = inner.sessions.remove(&mine[0]) {
+            // Ids grow with time: the first is the oldest. A relayed
+            // newcomer replaces only a relayed session, never a direct one.
+            let victim = mine
+                .iter()
+                .find(|(_, k)| kind != LinkKind::Relay || *k == LinkKind::Relay)
+                .map(|(id, _)| *id)
+                .ok_or(Full::Direct)?;
+            if let Some(old) = inner.sessions.remove(&victim) {
                 old.close.cancel();
             }
         } else if inner.sessions.len() >= MAX_SESSIONS {
-            return Err(Full);
+            return Err(Full::Node);
         }
         inner.next += 1;
         let id = SessionId(inner.next);
@@ -171,7 +185,6 @@ impl Registry {
                 close,
             },
         );
-        *inner.started.entry(contact).or_default() += 1;
         let link = best_kind(&inner, &contact).unwrap_or(kind);
         inner.seen.insert(
             contact,
@@ -206,11 +219,17 @@ impl Registry {
         }
     }
 
-    /// How many sessions `contact` has had (to tell whether a link
-    /// authenticated).
-    pub(crate) fn started(&self, contact: &PublicIdentity) -> u64 {
+    /// How many messages `contact`'s sessions have moved (to tell a link
+    /// that did something from one that did not).
+    pub(crate) fn progress(&self, contact: &PublicIdentity) -> u64 {
         let inner = self.inner.lock().expect("registry lock");
-        inner.started.get(contact).copied().unwrap_or(0)
+        inner.progress.get(contact).copied().unwrap_or(0)
+    }
+
+    /// A session with `contact` moved `n` messages.
+    pub(crate) fn moved(&self, contact: &PublicIdentity, n: u64) {
+        let mut inner = self.inner.lock().expect("registry lock");
+        *inner.progress.entry(*contact).or_default() += n;
     }
 
     /// Whether a session with `contact` is up now.
@@ -365,6 +384,28 @@ mod tests {
         r.unregister(b, 4);
         assert_eq!(r.seen()[0].link, "relay");
         assert!(r.seen()[0].connected);
+    }
+
+    /// A relayed session never takes a direct one's place at the cap.
+    #[test]
+    fn a_relayed_session_does_not_evict_direct_ones() {
+        let r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let direct: Vec<CancellationToken> = (0..MAX_SESSIONS_PER_CONTACT)
+            .map(|_| {
+                let c = CancellationToken::new();
+                r.register(j(1, "ann", LinkKind::Lan, 0, 0), tx.clone(), c.clone())
+                    .unwrap();
+                c
+            })
+            .collect();
+        let relayed = r.register(
+            j(1, "ann", LinkKind::Relay, 0, 0),
+            tx,
+            CancellationToken::new(),
+        );
+        assert_eq!(relayed.err(), Some(Full::Direct));
+        assert!(direct.iter().all(|c| !c.is_cancelled()));
     }
 
     /// A message announced after a link took its mark and before its

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use strand_sync::relay_key;
 use strand_sync::{PublicIdentity, Reach};
 use strand_transport::relay::server::PeerFilter;
-use strand_transport::relay::{circuit_addr, epoch_at, peer_id_of, IdentityFn};
+use strand_transport::relay::{circuit_addr, epoch_at, is_relay_addr, peer_id_of, IdentityFn};
 use strand_transport::{Multiaddr, PeerId, Relays, Transport};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -57,11 +57,27 @@ pub(crate) struct Reachability {
     pub(crate) wake: Notify,
     /// Bumped whenever a record changes.
     version: AtomicU64,
+    last_retry: Mutex<Option<Instant>>,
 }
 
+/// Relays contacts offer that this node reserves on, at most.
+pub const MAX_BORROWED_RELAYS: usize = 4;
+
+/// How often a new reservation may make the node try every contact again.
+const RETRY_ALL_EVERY: Duration = Duration::from_secs(30);
+
+/// How close to an epoch's boundary a contact is also tried under the
+/// neighbouring epoch's id (clocks differ a little). Elsewhere only the
+/// current id is asked for, so a relay never sees two ids of one device
+/// asked for together but at a boundary.
+const EPOCH_MARGIN: u64 = 5 * 60 * 1000;
+
+/// The relay addresses in a record's list (what a contact wrote is
+/// checked like anything from the wire: the rest is left out).
 fn addrs(list: &[Vec<u8>]) -> Vec<Multiaddr> {
     list.iter()
         .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
+        .filter(is_relay_addr)
         .collect()
 }
 
@@ -85,10 +101,11 @@ impl Reachability {
                 return false;
             }
         };
-        self.version.fetch_add(1, Ordering::Relaxed);
         let mut t = self.targets.lock().expect("targets lock");
         let Some(reach) = reach else {
-            return t.remove(&contact.public).is_some();
+            let had = t.remove(&contact.public).is_some();
+            self.version.fetch_add(1, Ordering::Relaxed);
+            return had;
         };
         let relays = addrs(&reach.relays);
         let offers = addrs(&reach.offers);
@@ -108,17 +125,23 @@ impl Reachability {
                 busy,
             },
         );
+        // After the change, under the lock: a filter that sees the new
+        // version reads the new targets.
+        self.version.fetch_add(1, Ordering::Relaxed);
         drop(t);
         self.wake.notify_one();
         offers_changed
     }
 
-    /// Relays contacts run for their contacts (reserve on these too).
+    /// Relays contacts run for their contacts (reserve on these too): at
+    /// most [`MAX_BORROWED_RELAYS`], so contacts cannot make this node
+    /// keep connections to any number of hosts.
     pub(crate) fn offers(&self) -> Vec<Multiaddr> {
         let t = self.targets.lock().expect("targets lock");
         let mut out: Vec<Multiaddr> = t.values().flat_map(|x| x.offers.clone()).collect();
         out.sort();
         out.dedup();
+        out.truncate(MAX_BORROWED_RELAYS);
         out
     }
 
@@ -133,9 +156,18 @@ impl Reachability {
             .collect()
     }
 
-    /// Tries every contact again now (e.g. a reservation of ours is new).
+    /// Tries every contact again now (a reservation of ours is new), at
+    /// most once per [`RETRY_ALL_EVERY`] (a relay that takes reservations
+    /// and drops them must not make the node redial everyone).
     pub(crate) fn retry_all(&self) {
         let now = Instant::now();
+        {
+            let mut last = self.last_retry.lock().expect("retry lock");
+            if last.is_some_and(|t| now.duration_since(t) < RETRY_ALL_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
         for t in self.targets.lock().expect("targets lock").values_mut() {
             t.next = t.next.min(now);
         }
@@ -144,20 +176,6 @@ impl Reachability {
 }
 
 impl Node {
-    /// The relay epoch now, by the node's clock.
-    pub(crate) fn relay_epoch(&self) -> u64 {
-        let len = self
-            .shared
-            .config
-            .relay
-            .as_ref()
-            .map_or(strand_sync::limits::RELAY_EPOCH, |r| {
-                r.epoch.as_millis() as u64
-            })
-            .max(1);
-        self.shared.clock.now() / len
-    }
-
     /// A contact wrote a new [`Reach`] record: dial them through their
     /// relays now, and reserve on the relays they offer.
     pub(crate) async fn reach_record(self, public: PublicIdentity) {
@@ -238,25 +256,53 @@ impl Node {
         out
     }
 
+    /// The epochs to try a contact under now: this one, and the
+    /// neighbouring one within [`EPOCH_MARGIN`] of a boundary.
+    fn epochs_to_try(&self) -> Vec<u64> {
+        let len = self
+            .shared
+            .config
+            .relay
+            .as_ref()
+            .map_or(strand_sync::limits::RELAY_EPOCH, |r| {
+                r.epoch.as_millis() as u64
+            })
+            .max(1);
+        let now = self.shared.clock.now();
+        let (e, into) = (now / len, now % len);
+        let margin = EPOCH_MARGIN.min(len / 4);
+        let mut out = vec![e];
+        if len - into <= margin {
+            out.push(e + 1);
+        }
+        if into < margin && e > 0 {
+            out.push(e - 1);
+        }
+        out
+    }
+
     /// One attempt to reach a contact through relays; runs the link to its
     /// end if one comes up.
     async fn reach_contact(self, relays: Relays, public: PublicIdentity, target: Target) {
-        let epoch = self.relay_epoch();
-        let theirs = peer_id_of(relay_key(&target.seed, epoch));
+        let epochs = self.epochs_to_try();
+        let theirs = peer_id_of(relay_key(&target.seed, epochs[0]));
         let mine = relays.local_peer_id();
         // The smaller id dials at once, the other a little later.
         if mine > theirs && target.backoff == MIN_BACKOFF {
             tokio::time::sleep(DIAL_DEFER).await;
         }
-        let mut reached = false;
+        let mut progressed = false;
         if !self.shared.registry.is_connected(&public) {
+            // Where they said they are first; then the relay this node
+            // runs, its own, and the ones contacts offer (the contact may
+            // reserve there too).
             let mut vias = target.relays.clone();
             for r in self.own_relays() {
                 if !vias.contains(&r) {
                     vias.push(r);
                 }
             }
-            'all: for ep in [epoch, epoch + 1, epoch.saturating_sub(1)] {
+            'all: for ep in epochs {
                 let id = peer_id_of(relay_key(&target.seed, ep));
                 for via in &vias {
                     if self.shared.cancel.is_cancelled() {
@@ -272,14 +318,11 @@ impl Node {
                     match dial.await {
                         Ok(link) => {
                             tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
-                            let before = self.shared.registry.started(&public);
+                            let progress = self.shared.registry.progress(&public);
                             let (done, ended) = tokio::sync::oneshot::channel();
                             self.admit_outbound(link, Some(done));
                             let _ = ended.await;
-                            // A link that reached the contact is dialled
-                            // again at once when it ends (a reset circuit);
-                            // one that never did backs off.
-                            reached = self.shared.registry.started(&public) != before;
+                            progressed = self.shared.registry.progress(&public) != progress;
                             break 'all;
                         }
                         Err(e) => {
@@ -292,11 +335,14 @@ impl Node {
         let mut targets = self.shared.reach.targets.lock().expect("targets lock");
         if let Some(t) = targets.get_mut(&public) {
             t.busy = false;
-            if reached {
-                // The link ended: try again at once.
+            if progressed {
+                // A link that carried messages ended (a reset circuit):
+                // again at once.
                 t.backoff = MIN_BACKOFF;
                 t.next = Instant::now();
             } else {
+                // Nobody there, or a session that carried nothing (a
+                // contact that hangs up at once is not redialled at once).
                 t.next = Instant::now() + t.backoff;
                 t.backoff = (t.backoff * 2).min(MAX_BACKOFF);
             }

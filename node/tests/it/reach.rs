@@ -133,7 +133,16 @@ fn bad_relay_addresses_are_refused_and_change_nothing() {
     let (a, _) = pair(tmp.path());
     let mut rng = os_rng();
     let before = a.stored_messages().unwrap();
-    for bad in ["not an address", "/ip4/203.0.113.7/tcp/4001", ""] {
+    let circuit = format!(
+        "{RELAY}/p2p-circuit/p2p/{}",
+        RELAY.rsplit('/').next().unwrap()
+    );
+    for bad in [
+        "not an address",
+        "/ip4/203.0.113.7/tcp/4001",
+        "",
+        circuit.as_str(),
+    ] {
         assert!(
             matches!(a.add_relay(bad, NOW, &mut rng), Err(ProfileError::Relay(_))),
             "{bad:?} accepted"

@@ -651,3 +651,50 @@ async fn a_node_relays_for_its_contacts_and_nobody_else() {
         n.shutdown().await;
     }
 }
+
+/// A contact's record can hold anything that decodes: a relay address
+/// without its id, one that goes through another relay. Those are left
+/// out; the node starts, and reserves on its good relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_bad_relay_addresses_spoil_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, addr) = relay(RelayLimits::default()).await;
+    let (a, b) = pair_on(tmp.path(), &addr);
+    let bad: Vec<Vec<u8>> = [
+        "/ip4/198.51.100.1/tcp/1".to_owned(),
+        format!("{addr}/p2p-circuit"),
+    ]
+    .iter()
+    .map(|a| a.parse::<strand_transport::Multiaddr>().unwrap().to_vec())
+    .collect();
+    a.publish_reach(&bad, strand_node::now(), &mut os_rng())
+        .unwrap();
+    // Bob gets the record (over a link of their own, as a sync would).
+    let na = Node::start(a, relay_only()).await.unwrap();
+    let nb = Node::start(b, relay_only()).await.unwrap();
+    na.send("bob", "after the bad record").await.unwrap();
+    eventually("Bob has it", Duration::from_secs(60), || {
+        nb.profile().conversation("alice").unwrap().len() == 1
+    })
+    .await;
+    nb.shutdown().await;
+    // Bob starts again with Alice's record stored: fine.
+    let b = Profile::open(&tmp.path().join("bob"), "bob").unwrap();
+    let nb = Node::start(b, relay_only()).await.unwrap();
+    let mut reserved = false;
+    for _ in 0..100 {
+        let r = nb.relays().await;
+        if r.iter().any(|r| r.address == addr && r.state == "reserved") {
+            reserved = true;
+            assert!(
+                r.iter().all(|r| r.address == addr),
+                "bad ones left out: {r:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reserved);
+    na.shutdown().await;
+    nb.shutdown().await;
+}
