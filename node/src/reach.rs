@@ -328,7 +328,7 @@ impl Profile {
     }
 
     /// This profile's invite, with its relay seed and its relays (see
-    /// [`strand_sync::Invite::with_reach`]): a contact who never shares a
+    /// [`strand_sync::Identity::invite_with_reach`]): a contact who never shares a
     /// network with this device can still reach it through a relay.
     pub fn invite(&self) -> Result<strand_sync::Invite, ProfileError> {
         let reach = match self.published_reach()? {
@@ -339,7 +339,7 @@ impl Profile {
                 offers: Vec::new(),
             },
         };
-        Ok(self.identity().invite().with_reach(&reach))
+        Ok(self.identity().invite_with_reach(&reach))
     }
 
     /// The kind of a stored message, from its header (`None` if it is not

@@ -91,13 +91,18 @@ impl Identity {
         &self.name
     }
 
-    /// This identity's invite, to be shown as text or QR code.
+    /// This identity's invite, to be shown as text or QR code, signed.
     pub fn invite(&self) -> Invite {
-        Invite {
-            public: self.public(),
-            name: self.name.clone(),
-            reach: None,
-        }
+        Invite::signed(self, None)
+    }
+
+    /// This identity's invite with a reach section: the relay seed, and as
+    /// many of `reach`'s relays as fit in
+    /// [`MAX_INVITE_REACH_LEN`](crate::MAX_INVITE_REACH_LEN) (the seed
+    /// alone still lets the new contact find the inviter at a relay they
+    /// both use later). Offers are left out.
+    pub fn invite_with_reach(&self, reach: &crate::Reach) -> Invite {
+        Invite::signed(self, Some(reach))
     }
 
     /// The keys this identity shares with `their`: derived with one X25519

@@ -6,16 +6,24 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     version (1)
+//! 0       1     version (2)
 //! 1       32    Ed25519 public key
 //! 33      32    X25519 public key
 //! 65      1     name length n (1..=64)
-//! 66      n     display name, UTF-8, no control characters
-//! [66+n   2     reach length r, little endian (optional: present when the
-//!               inviter's node uses relays)
+//! 66      n     display name, UTF-8, no control, bidi or invisible characters
+//! [66+n   2     reach length r, little endian (optional)
 //!  68+n   r     a Reach record: relays and relay seed, see `crate::Reach`]
+//! end-68  64    Ed25519 signature by the key at offset 1 over
+//!               "strand/v2/invite" || all bytes before it
 //! end-4   4     checksum: first 4 bytes of BLAKE2s-256("strand/v1/invite" || all bytes before it)
 //! ```
+//!
+//! The signature ties the X25519 key (and the name and reach) to the
+//! signing key: someone who swaps in their own X25519 key cannot sign for
+//! the signing key they kept, so the fingerprint or safety number a person
+//! checks covers both keys. Version 1 invites had no signature and are
+//! refused ([`InviteError::Unsigned`]): accepting one would keep that
+//! attack open.
 //!
 //! The optional reach section lets someone who has never synced with the
 //! inviter (they exchanged codes by mail or phone, not on a LAN) reach
@@ -24,10 +32,11 @@
 //! [`MAX_INVITE_REACH_LEN`] bytes, so the invite still fits a QR code.
 
 use data_encoding::{Encoding, Specification};
+use ed25519_dalek::{Signature, Signer};
 
 use crate::codec::Reader;
 use crate::crypto::hash;
-use crate::identity::{check_name, verifying_key, PublicIdentity};
+use crate::identity::{check_name, verifying_key, Identity, PublicIdentity};
 use crate::limits::MAX_NAME_LEN;
 use crate::reach::Reach;
 use crate::{DecodeError, InviteError};
@@ -36,15 +45,19 @@ use crate::{DecodeError, InviteError};
 /// lets an app tell an invite from any other pasted text.
 pub const INVITE_PREFIX: &str = "strand1";
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const CHECKSUM_LEN: usize = 4;
+const SIGNATURE_LEN: usize = 64;
+/// Prefix of what an invite's signature signs (no 0x00).
+const SIGNED_PREFIX: &[u8] = b"strand/v2/invite";
 
 /// Longest reach section in an invite, in bytes: a few relays, and the
 /// whole invite still fits a QR code comfortably.
 pub const MAX_INVITE_REACH_LEN: usize = 600;
 
 /// Longest invite, in bytes.
-const MAX_INVITE_LEN: usize = 66 + MAX_NAME_LEN + 2 + MAX_INVITE_REACH_LEN + CHECKSUM_LEN;
+const MAX_INVITE_LEN: usize =
+    66 + MAX_NAME_LEN + 2 + MAX_INVITE_REACH_LEN + SIGNATURE_LEN + CHECKSUM_LEN;
 
 /// Longest text form of an invite, in characters.
 pub const MAX_INVITE_TEXT_LEN: usize = INVITE_PREFIX.len() + (MAX_INVITE_LEN * 8).div_ceil(5);
@@ -58,7 +71,8 @@ fn base32() -> Encoding {
     spec.encoding().expect("a valid base32 alphabet")
 }
 
-/// A decoded, checked invite.
+/// A decoded, checked invite. Made by [`Identity::invite`] (signed by
+/// the identity); [`Invite::from_bytes`] checks the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invite {
     /// The inviter's public keys.
@@ -68,11 +82,40 @@ pub struct Invite {
     pub name: String,
     /// Where the inviter can be reached beyond their LAN, if they said.
     pub reach: Option<Reach>,
+    /// The signing key's signature over everything above. An invite whose
+    /// fields were changed after signing encodes, but does not decode.
+    pub signature: [u8; SIGNATURE_LEN],
 }
 
 impl Invite {
-    /// The invite's bytes, as carried in a QR code.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// `identity`'s invite under `name`, with `reach` (its relay seed and
+    /// as many relays as fit in [`MAX_INVITE_REACH_LEN`]; offers are left
+    /// out), signed.
+    pub(crate) fn signed(identity: &Identity, reach: Option<&Reach>) -> Invite {
+        let reach = reach.map(|reach| {
+            let mut r = reach.clone();
+            r.offers.clear();
+            while !r.relays.is_empty() && r.encode().len() > MAX_INVITE_REACH_LEN {
+                r.relays.pop();
+            }
+            r
+        });
+        let mut invite = Invite {
+            public: identity.public(),
+            name: identity.name().to_owned(),
+            reach,
+            signature: [0; SIGNATURE_LEN],
+        };
+        let body = invite.signed_body();
+        invite.signature = identity
+            .signing_key()
+            .sign(&[SIGNED_PREFIX, &body].concat())
+            .to_bytes();
+        invite
+    }
+
+    /// The bytes the signature covers (without the prefix).
+    fn signed_body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(70 + self.name.len());
         out.push(VERSION);
         out.extend_from_slice(&self.public.sign);
@@ -81,10 +124,17 @@ impl Invite {
         out.extend_from_slice(self.name.as_bytes());
         if let Some(reach) = &self.reach {
             let r = reach.encode();
-            debug_assert!(r.len() <= MAX_INVITE_REACH_LEN, "checked by with_reach");
+            debug_assert!(r.len() <= MAX_INVITE_REACH_LEN, "trimmed by Invite::signed");
             out.extend_from_slice(&(r.len() as u16).to_le_bytes());
             out.extend_from_slice(&r);
         }
+        out
+    }
+
+    /// The invite's bytes, as carried in a QR code.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.signed_body();
+        out.extend_from_slice(&self.signature);
         let sum = hash(&[b"strand/v1/invite", &out]);
         out.extend_from_slice(&sum[..CHECKSUM_LEN]);
         out
@@ -103,7 +153,7 @@ impl Invite {
                 max: MAX_INVITE_LEN,
             }));
         }
-        if bytes.len() < 66 + 1 + CHECKSUM_LEN {
+        if bytes.len() < 2 + CHECKSUM_LEN {
             return Err(InviteError::Malformed(DecodeError::Truncated));
         }
         let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
@@ -111,11 +161,20 @@ impl Invite {
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&expect[..CHECKSUM_LEN], sum)) {
             return Err(InviteError::Checksum);
         }
-        let mut r = Reader::new(body);
-        let version = r.u8()?;
+        let version = body[0];
+        if version == 1 {
+            return Err(InviteError::Unsigned);
+        }
         if version != VERSION {
             return Err(InviteError::Version(version));
         }
+        if body.len() < 66 + 1 + SIGNATURE_LEN {
+            return Err(InviteError::Malformed(DecodeError::Truncated));
+        }
+        let (body, signature) = body.split_at(body.len() - SIGNATURE_LEN);
+        let signature: [u8; SIGNATURE_LEN] = signature.try_into().expect("64 bytes");
+        let mut r = Reader::new(body);
+        r.u8()?;
         let sign = r.array::<32>()?;
         let dh = r.array::<32>()?;
         let name_len = r.u8()? as usize;
@@ -137,31 +196,23 @@ impl Invite {
             crate::KeyError::Name(why) => InviteError::Name(why),
             _ => InviteError::Name("invalid"),
         })?;
-        if verifying_key(&sign).is_none() {
+        let Some(key) = verifying_key(&sign) else {
             return Err(InviteError::BadKey);
-        }
+        };
         if dh.iter().all(|b| *b == 0) {
             return Err(InviteError::BadKey);
         }
+        key.verify_strict(
+            &[SIGNED_PREFIX, body].concat(),
+            &Signature::from_bytes(&signature),
+        )
+        .map_err(|_| InviteError::Signature)?;
         Ok(Invite {
             public: PublicIdentity { sign, dh },
             name: name.to_owned(),
             reach,
+            signature,
         })
-    }
-
-    /// This invite with a reach section: the relay seed, and as many of
-    /// `reach`'s relays as fit in [`MAX_INVITE_REACH_LEN`] (the seed alone
-    /// still lets the new contact find the inviter at a relay they both
-    /// use later).
-    pub fn with_reach(mut self, reach: &Reach) -> Invite {
-        let mut r = reach.clone();
-        r.offers.clear();
-        while !r.relays.is_empty() && r.encode().len() > MAX_INVITE_REACH_LEN {
-            r.relays.pop();
-        }
-        self.reach = Some(r);
-        self
     }
 
     /// Decodes an invite's text form. Surrounding white space, line breaks

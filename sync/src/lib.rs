@@ -75,6 +75,7 @@ mod message;
 mod preamble;
 mod reach;
 mod recon;
+mod safety;
 mod session;
 mod store;
 mod token;
@@ -88,6 +89,7 @@ pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LE
 pub use limits::{Time, HELLO_LEN};
 pub use message::{Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
+pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
 pub use session::{Config, Event, Session, Stats};
 pub use store::{Key, KeyRange, MemoryStore, Store, Summary, WriteStore};
 pub use token::{epoch, Beacon, BEACON_LEN};
@@ -140,6 +142,16 @@ pub enum InviteError {
     /// An invite from a newer or unknown version of Strand.
     #[error("invite version {0} is not supported by this version of Strand")]
     Version(u8),
+    /// A version 1 invite: it cannot prove that its two keys belong
+    /// together, so it is refused.
+    #[error("this is an old (version 1) invite code, which cannot prove that its keys belong together: ask your contact for a new code from an up-to-date Strand")]
+    Unsigned,
+    /// The signature does not match the keys and name: the code was
+    /// forged or altered.
+    #[error(
+        "the invite's signature does not match its keys: it was forged or altered, do not use it"
+    )]
+    Signature,
     /// Structure wrong despite a good checksum.
     #[error("malformed invite: {0}")]
     Malformed(#[from] DecodeError),

@@ -13,8 +13,8 @@ fn text_and_bytes_round_trip() {
     let invite = alice().invite();
     let text = invite.to_text();
     assert!(text.starts_with(INVITE_PREFIX));
-    // 7 + ceil(83 bytes * 8 / 5) characters for a 13-byte name.
-    assert_eq!(text.len(), 7 + (66 + 13 + 4) * 8_usize.div_ceil(1) / 5 + 1);
+    // 7 + ceil(147 bytes * 8 / 5) characters for a 13-byte name.
+    assert_eq!(text.len(), 7 + ((66 + 13 + 64 + 4) * 8_usize).div_ceil(5));
     assert_eq!(Invite::from_text(&text).unwrap(), invite);
     assert_eq!(Invite::from_bytes(&invite.to_bytes()).unwrap(), invite);
     assert_eq!(text.parse::<Invite>().unwrap(), invite);
@@ -120,21 +120,97 @@ fn a_valid_checksum_over_bad_content_is_still_refused() {
         body.extend_from_slice(&sum);
         body
     };
-    let mut v2 = good.clone();
-    v2[0] = 2;
-    assert_eq!(Invite::from_bytes(&resum(v2)), Err(InviteError::Version(2)));
+    let mut v3 = good.clone();
+    v3[0] = 3;
+    assert_eq!(Invite::from_bytes(&resum(v3)), Err(InviteError::Version(3)));
     let mut ctrl = good.clone();
     ctrl[66] = b'\n';
     assert!(matches!(
-        Invite::from_bytes(&resum(ctrl)),
+        Invite::from_bytes(&resum(resign(ctrl))),
         Err(InviteError::Name(_))
     ));
     let mut zero_dh = good.clone();
     zero_dh[33..65].fill(0);
     assert_eq!(
-        Invite::from_bytes(&resum(zero_dh)),
+        Invite::from_bytes(&resum(resign(zero_dh))),
         Err(InviteError::BadKey)
     );
+}
+
+/// The secret behind [`alice`]'s signing key, for tests that sign bytes
+/// the public API would never produce.
+fn alice_signing_key() -> ed25519_dalek::SigningKey {
+    let secret = alice().to_secret_bytes();
+    ed25519_dalek::SigningKey::from_bytes(secret[..32].try_into().unwrap())
+}
+
+/// Signs an invite's bytes again as Alice (the checksum is left stale).
+fn resign(mut invite: Vec<u8>) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    let n = invite.len();
+    let body = invite[..n - 68].to_vec();
+    let sig = alice_signing_key().sign(&[b"strand/v2/invite".as_slice(), &body].concat());
+    invite[n - 68..n - 4].copy_from_slice(&sig.to_bytes());
+    invite
+}
+
+/// Issue 11: Mallory keeps Alice's signing key (so the fingerprint Bob
+/// checks is Alice's) and puts in her own X25519 key (so she completes
+/// the handshake and reads everything). Version 1 invites accepted that;
+/// the signature refuses it, with or without a good checksum.
+#[test]
+fn a_swapped_x25519_key_is_refused() {
+    let alice = alice().invite();
+    let mallory = Identity::generate("Mallory", &mut rng(66)).unwrap();
+    let forged = Invite {
+        public: strand_sync::PublicIdentity {
+            sign: alice.public.sign,
+            dh: mallory.public().dh,
+        },
+        ..alice.clone()
+    };
+    let err = Invite::from_text(&forged.to_text()).unwrap_err();
+    assert_eq!(err, InviteError::Signature);
+    assert!(err.to_string().contains("forged"), "{err}");
+    // Nor may she re-sign with her own key under Alice's.
+    let mut resigned = forged.clone();
+    resigned.signature = mallory.invite().signature;
+    assert_eq!(
+        Invite::from_bytes(&resigned.to_bytes()),
+        Err(InviteError::Signature)
+    );
+    // The name and the reach section are covered too.
+    let renamed = Invite {
+        name: "Alice (new phone)".into(),
+        ..alice.clone()
+    };
+    assert_eq!(
+        Invite::from_bytes(&renamed.to_bytes()),
+        Err(InviteError::Signature)
+    );
+    let mut with_reach = alice.clone();
+    with_reach.reach = Some(reach(1));
+    assert_eq!(
+        Invite::from_bytes(&with_reach.to_bytes()),
+        Err(InviteError::Signature)
+    );
+}
+
+/// Issue 11: a version 1 code (no signature) is refused with advice, even
+/// when it is otherwise perfect.
+#[test]
+fn a_version_1_invite_is_refused_with_advice() {
+    let a = alice().public();
+    let mut v1 = vec![1u8];
+    v1.extend_from_slice(&a.sign);
+    v1.extend_from_slice(&a.dh);
+    v1.push(5);
+    v1.extend_from_slice(b"Alice");
+    let sum = blake2_checksum(&v1);
+    v1.extend_from_slice(&sum);
+    let err = Invite::from_bytes(&v1).unwrap_err();
+    assert_eq!(err, InviteError::Unsigned);
+    assert!(err.to_string().contains("ask"), "{err}");
 }
 
 fn blake2_checksum(body: &[u8]) -> [u8; 4] {
@@ -182,7 +258,7 @@ fn reach(relays: usize) -> strand_sync::Reach {
 #[test]
 fn an_invite_carries_relays_when_asked() {
     let plain = alice().invite();
-    let with = plain.clone().with_reach(&reach(2));
+    let with = alice().invite_with_reach(&reach(2));
     let got = Invite::from_text(&with.to_text()).unwrap();
     let r = got.reach.as_ref().expect("the reach section");
     assert_eq!(r.seed, [7; 32]);
@@ -190,14 +266,15 @@ fn an_invite_carries_relays_when_asked() {
     assert!(r.offers.is_empty(), "offers go in records, not invites");
     assert_eq!(got.public, plain.public);
     // No relays: the seed alone (a relay both use later finds them).
-    let seed_only = Invite::from_bytes(&plain.clone().with_reach(&reach(0)).to_bytes()).unwrap();
+    let seed_only = Invite::from_bytes(&alice().invite_with_reach(&reach(0)).to_bytes()).unwrap();
     assert!(seed_only.reach.as_ref().unwrap().relays.is_empty());
     assert_eq!(seed_only.reach.unwrap().seed, [7; 32]);
     // Too many relays for a QR code: as many as fit.
-    let big = plain.clone().with_reach(&reach(8));
+    let big = alice().invite_with_reach(&reach(8));
     let n = big.reach.as_ref().unwrap().relays.len();
     assert!((1..8).contains(&n), "{n} relays kept");
-    assert!(big.to_bytes().len() <= 66 + 64 + 2 + strand_sync::MAX_INVITE_REACH_LEN + 4);
+    assert!(big.to_bytes().len() <= 66 + 64 + 2 + strand_sync::MAX_INVITE_REACH_LEN + 64 + 4);
+    assert_eq!(Invite::from_bytes(&big.to_bytes()).unwrap(), big);
     // Every truncation and bit flip is refused.
     let bytes = with.to_bytes();
     for len in 0..bytes.len() {
@@ -213,12 +290,16 @@ fn an_invite_carries_relays_when_asked() {
 #[test]
 fn a_bad_reach_section_is_refused_even_with_a_good_checksum() {
     let plain = alice().invite().to_bytes();
-    let body = &plain[..plain.len() - 4];
+    let body = &plain[..plain.len() - 68];
+    // Signed and checksummed, so only the section's own checks can refuse.
     let with_section = |section: &[u8]| {
         let mut b = body.to_vec();
         b.extend_from_slice(section);
-        let sum = blake2_checksum(&b);
-        b.extend_from_slice(&sum);
+        b.extend_from_slice(&[0; 68]);
+        let mut b = resign(b);
+        let n = b.len();
+        let sum = blake2_checksum(&b[..n - 4]);
+        b[n - 4..].copy_from_slice(&sum);
         b
     };
     // A length past the end, a length past the limit, a record that does
@@ -236,4 +317,40 @@ fn a_bad_reach_section_is_refused_even_with_a_good_checksum() {
         .unwrap()
         .reach
         .is_some());
+}
+
+/// Issue 11: both sides compute the same safety number, and it changes
+/// when either key of either side does.
+#[test]
+fn safety_numbers_match_both_ways_and_cover_both_keys() {
+    use strand_sync::{safety_number, PublicIdentity};
+    let a = alice().public();
+    let b = Identity::generate("Bob", &mut rng(2)).unwrap().public();
+    let m = Identity::generate("Mallory", &mut rng(66))
+        .unwrap()
+        .public();
+    let n = safety_number(&a, &b);
+    assert_eq!(n, safety_number(&b, &a));
+    assert_eq!(n.digits().len(), 60);
+    assert!(n.digits().chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(n.groups().len(), 12);
+    assert_eq!(n.to_string().len(), 60 + 11);
+    for swapped in [
+        PublicIdentity {
+            sign: a.sign,
+            dh: m.dh,
+        },
+        PublicIdentity {
+            sign: m.sign,
+            dh: a.dh,
+        },
+    ] {
+        assert_ne!(safety_number(&swapped, &b), n);
+    }
+    assert!(n.matches(&n.to_string()));
+    assert!(n.matches(&n.qr_payload()));
+    assert!(n.matches(&format!("  {}  ", n.digits())));
+    assert!(!n.matches(&safety_number(&a, &m).to_string()));
+    assert!(!n.matches(""));
+    assert!(!n.matches(&n.digits()[..59]));
 }
