@@ -63,6 +63,14 @@ pub enum Request {
         /// Its multiaddr.
         address: String,
     },
+    /// A contact's safety number; with `verified`, mark them verified or
+    /// not.
+    Verify {
+        /// Contact name.
+        contact: String,
+        /// `Some(true)`: the user compared the numbers and they match.
+        verified: Option<bool>,
+    },
 }
 
 /// A message as the control socket shows it.
@@ -85,8 +93,57 @@ pub struct MessageView {
 pub struct ContactView {
     /// Name.
     pub name: String,
-    /// Signing key, hex (a fingerprint to compare out of band).
+    /// Signing key, hex.
     pub key: String,
+    /// Whether the user confirmed the safety number with them.
+    #[serde(default)]
+    pub verified: bool,
+    /// Added from a version 1 invite, which could not prove that its keys
+    /// belong together: only the safety number can.
+    #[serde(default)]
+    pub legacy: bool,
+}
+
+impl ContactView {
+    /// The view of a contact record.
+    pub fn of(c: &crate::ContactRecord) -> Self {
+        ContactView {
+            name: c.name.clone(),
+            key: hex(&c.public.sign),
+            verified: c.verified,
+            legacy: c.legacy,
+        }
+    }
+}
+
+/// A contact's safety number, as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SafetyView {
+    /// The contact.
+    pub contact: ContactView,
+    /// 12 groups of 5 digits, space-separated.
+    pub safety_number: String,
+    /// What its QR code holds.
+    pub qr: String,
+}
+
+/// `contact`'s safety number, after marking them verified or not if
+/// `verified` says.
+pub fn verify(
+    p: &crate::Profile,
+    contact: &str,
+    verified: Option<bool>,
+) -> Result<SafetyView, crate::ProfileError> {
+    let c = match verified {
+        Some(v) => p.set_verified(contact, v, &mut crate::os_rng())?,
+        None => p.contact(contact)?,
+    };
+    let n = p.safety_number(&c);
+    Ok(SafetyView {
+        contact: ContactView::of(&c),
+        safety_number: n.to_string(),
+        qr: n.qr_payload(),
+    })
 }
 
 /// The answer to a request.
@@ -193,10 +250,7 @@ async fn answer(node: &Node, request: Request) -> Response {
         Request::Contacts => Response::ok(contacts(node.profile())),
         Request::Status => Response::ok(node.status().await),
         Request::Add { code, name } => match node.add_contact(&code, &name).await {
-            Ok(c) => Response::ok(ContactView {
-                name: c.name,
-                key: hex(&c.public.sign),
-            }),
+            Ok(c) => Response::ok(ContactView::of(&c)),
             Err(e) => Response::err(&e),
         },
         Request::Invite => match node.profile().invite() {
@@ -211,6 +265,10 @@ async fn answer(node: &Node, request: Request) -> Response {
         Request::RelayRemove { address } => match node.remove_relay(&address).await {
             Ok(Some(c)) => Response::ok(c.address),
             Ok(None) => Response::refuse(format!("{} is not in the relay list", address.trim())),
+            Err(e) => Response::err(&e),
+        },
+        Request::Verify { contact, verified } => match verify(node.profile(), &contact, verified) {
+            Ok(v) => Response::ok(v),
             Err(e) => Response::err(&e),
         },
         Request::Follow => Response::refuse("follow is handled above"),
@@ -240,13 +298,7 @@ pub fn conversation(
 
 /// The contacts as [`ContactView`]s.
 pub fn contacts(p: &crate::Profile) -> Vec<ContactView> {
-    p.contacts()
-        .iter()
-        .map(|c| ContactView {
-            name: c.name.clone(),
-            key: hex(&c.public.sign),
-        })
-        .collect()
+    p.contacts().iter().map(ContactView::of).collect()
 }
 
 /// Sends one request to a running node. `Ok(None)` if no node answers on

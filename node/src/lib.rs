@@ -191,6 +191,10 @@ pub enum ProfileError {
     /// That contact (or name) is already there.
     #[error("already a contact: {0:?}")]
     DuplicateContact(String),
+    /// An invite with a contact's signing key but other keys: someone may
+    /// be impersonating them. The contact is left as it is.
+    #[error("this invite has the signing key of your contact {0:?} but a different encryption key: someone may be impersonating them. {0:?} is unchanged; if they really have new keys, remove them first, then add the new invite and compare safety numbers")]
+    KeyConflict(String),
     /// The message could not be written.
     #[error("cannot write the message")]
     Message(#[source] strand_sync::Invalid),

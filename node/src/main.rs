@@ -51,8 +51,19 @@ enum Command {
         #[arg(long)]
         name: String,
     },
-    /// List your contacts
+    /// List your contacts, and which you verified
     Contacts,
+    /// Show the safety number you and a contact compare (in person, or over a channel you trust); --confirm once they match
+    Verify {
+        /// Contact name
+        name: String,
+        /// The numbers match: mark the contact verified
+        #[arg(long, conflicts_with = "unconfirm")]
+        confirm: bool,
+        /// Take the verified mark back
+        #[arg(long)]
+        unconfirm: bool,
+    },
     /// Send a message (the text, or standard input)
     Send {
         /// Contact name
@@ -216,6 +227,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Invite => invite(&ctx).await,
         Command::Add { code, name } => add(&ctx, &code, &name).await,
         Command::Contacts => contacts(&ctx).await,
+        Command::Verify {
+            name,
+            confirm,
+            unconfirm,
+        } => {
+            verify(
+                &ctx,
+                &name,
+                confirm.then_some(true).or(unconfirm.then_some(false)),
+            )
+            .await
+        }
         Command::Send { name, text } => send(&ctx, &name, text).await,
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Run { transports } => run(&ctx, &transports).await,
@@ -281,7 +304,7 @@ fn init(ctx: &Ctx, name: &str) -> Result<()> {
         p.identity().name(),
         ctx.dir.display()
     );
-    println!("Your invite code: {}", p.identity().invite());
+    println!("Your invite code: {}", p.invite()?);
     Ok(())
 }
 
@@ -325,7 +348,56 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
         println!("No contacts yet. Add one with `strand add CODE --name NAME`.");
     } else {
         for c in list {
-            println!("{:<24} {}", c.name, &c.key[..16]);
+            let mark = if c.verified {
+                "verified"
+            } else if c.legacy {
+                "NOT VERIFIED (old invite): run `strand verify`"
+            } else {
+                "not verified"
+            };
+            println!("{:<24} {}  {mark}", c.name, &c.key[..16]);
+        }
+    }
+    Ok(())
+}
+
+/// `strand verify`.
+async fn verify(ctx: &Ctx, name: &str, verified: Option<bool>) -> Result<()> {
+    let request = Request::Verify {
+        contact: name.to_owned(),
+        verified,
+    };
+    let view: control::SafetyView = match ask(&ctx.dir, &request).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => control::verify(&open_profile(&ctx.dir)?, name, verified)?,
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let groups: Vec<&str> = view.safety_number.split(' ').collect();
+    println!("Safety number with {}:\n", view.contact.name);
+    for row in groups.chunks(4) {
+        println!("    {}", row.join("  "));
+    }
+    println!();
+    match (verified, view.contact.verified) {
+        (Some(true), _) => println!("{} is now marked verified.", view.contact.name),
+        (Some(false), _) => println!("{} is no longer marked verified.", view.contact.name),
+        (None, true) => println!("{} is verified.", view.contact.name),
+        (None, false) => {
+            if view.contact.legacy {
+                println!(
+                    "{} was added from an old invite code, which could not prove that its keys belong together.",
+                    view.contact.name
+                );
+            }
+            println!(
+                "Compare this number with the one {0}'s Strand shows for you, in person or over a channel you trust. \
+                 If every digit matches, run `strand verify {0:?} --confirm`. If not, someone may stand between you: \
+                 do not trust this contact.",
+                view.contact.name
+            );
         }
     }
     Ok(())

@@ -77,6 +77,13 @@ pub struct ContactRecord {
     pub public: PublicIdentity,
     /// When they were added.
     pub added_at: Time,
+    /// Whether the user confirmed their safety number
+    /// ([`strand_sync::safety_number`]) with them, in person or over a
+    /// channel they trust.
+    pub verified: bool,
+    /// Added from a version 1 invite, which could not prove that its two
+    /// keys belong together: confirming the safety number is the only check.
+    pub legacy: bool,
 }
 
 /// A message of a conversation, decrypted.
@@ -468,12 +475,17 @@ impl Profile {
                 "a contact name must be 1 to 64 bytes, without control characters".into(),
             ));
         }
+        // The invite's own signature, again: an `Invite` built in code (not
+        // decoded) must not skip the check that ties its keys together.
+        Invite::from_bytes(&invite.to_bytes())?;
         let identity = self.identity();
         identity.contact(&invite.public)?;
         let record = ContactRecord {
             name: name.to_owned(),
             public: invite.public,
             added_at: now,
+            verified: false,
+            legacy: false,
         };
         let id = strand_sync::kdf(
             &self.inner.root,
@@ -492,6 +504,15 @@ impl Profile {
         let book = self.book();
         if let Some(c) = book.records.iter().find(|c| c.public == record.public) {
             return Err(ProfileError::DuplicateContact(c.name.clone()));
+        }
+        // One key the same, the other not: never a second row (rows are
+        // keyed by the signing key, so it would replace the first).
+        if let Some(c) = book
+            .records
+            .iter()
+            .find(|c| c.public.sign == record.public.sign || c.public.dh == record.public.dh)
+        {
+            return Err(ProfileError::KeyConflict(c.name.clone()));
         }
         if book.records.iter().any(|c| c.name == record.name) {
             return Err(ProfileError::DuplicateContact(record.name.clone()));
@@ -531,6 +552,53 @@ impl Profile {
         if let Err(e) = self.reach_new_contact(&record, now, rng) {
             tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
         }
+        Ok(record)
+    }
+
+    /// The safety number the user and `contact` compare to know that each
+    /// holds the other's real keys (see [`strand_sync::safety_number`]).
+    pub fn safety_number(&self, contact: &ContactRecord) -> strand_sync::SafetyNumber {
+        strand_sync::safety_number(&self.identity().public(), &contact.public)
+    }
+
+    /// Marks `name` verified (the user compared safety numbers) or not.
+    pub fn set_verified(
+        &self,
+        name: &str,
+        verified: bool,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        let mut records = book.records.clone();
+        let Some(record) = records.iter_mut().find(|c| c.name == name) else {
+            return Err(ProfileError::UnknownContact(name.to_owned()));
+        };
+        if record.verified == verified {
+            return Ok(record.clone());
+        }
+        record.verified = verified;
+        let record = record.clone();
+        let id = strand_sync::kdf(
+            &self.inner.root,
+            "strand/v1/contact-id",
+            &[&record.public.sign],
+        );
+        let sealed = seal(
+            &self.inner.root,
+            ROLE_CONTACT,
+            &encode_contact(&record),
+            rng,
+        );
+        self.write_txn(move |txn| {
+            txn.open_table(CONTACTS)
+                .map_err(db_error)?
+                .insert(&id, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&self.identity(), records));
         Ok(record)
     }
 
@@ -692,12 +760,25 @@ fn mark_in(
     Ok(())
 }
 
+/// Flags byte of a contact record: the safety number was confirmed.
+const CONTACT_VERIFIED: u8 = 1;
+/// Flags byte of a contact record: added from a version 1 invite.
+const CONTACT_LEGACY: u8 = 2;
+
+/// A contact record: sign (32) ‖ dh (32) ‖ added at (u64 LE) ‖ name, then
+/// 0x00 ‖ flags. Records written before flags existed end with the name
+/// (names hold no control characters, so the 0x00 cannot be part of one);
+/// they were added from version 1 invites and decode as `legacy`.
 fn encode_contact(c: &ContactRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(72 + c.name.len());
+    let mut out = Vec::with_capacity(74 + c.name.len());
     out.extend_from_slice(&c.public.sign);
     out.extend_from_slice(&c.public.dh);
     out.extend_from_slice(&c.added_at.to_le_bytes());
     out.extend_from_slice(c.name.as_bytes());
+    out.push(0);
+    out.push(
+        if c.verified { CONTACT_VERIFIED } else { 0 } | if c.legacy { CONTACT_LEGACY } else { 0 },
+    );
     out
 }
 
@@ -705,14 +786,22 @@ fn decode_contact(b: &[u8]) -> Result<ContactRecord, ProfileError> {
     if b.len() < 72 {
         return Err(ProfileError::Corrupt("contact record too short".into()));
     }
+    let rest = &b[72..];
+    let (name, flags) = match rest.iter().position(|&x| x == 0) {
+        Some(i) if rest.len() == i + 2 => (&rest[..i], Some(rest[i + 1])),
+        Some(_) => return Err(ProfileError::Corrupt("contact record".into())),
+        None => (rest, None),
+    };
     Ok(ContactRecord {
         public: PublicIdentity {
             sign: b[..32].try_into().expect("32 bytes"),
             dh: b[32..64].try_into().expect("32 bytes"),
         },
         added_at: u64::from_le_bytes(b[64..72].try_into().expect("8 bytes")),
-        name: String::from_utf8(b[72..].to_vec())
+        name: String::from_utf8(name.to_vec())
             .map_err(|_| ProfileError::Corrupt("contact name".into()))?,
+        verified: flags.is_some_and(|f| f & CONTACT_VERIFIED != 0),
+        legacy: flags.is_none_or(|f| f & CONTACT_LEGACY != 0),
     })
 }
 
@@ -783,5 +872,45 @@ impl Profile {
             text: String::from_utf8_lossy(&body).into_owned(),
             delivery: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(verified: bool, legacy: bool) -> ContactRecord {
+        ContactRecord {
+            name: "Zoë".into(),
+            public: PublicIdentity {
+                sign: [1; 32],
+                dh: [2; 32],
+            },
+            added_at: 7,
+            verified,
+            legacy,
+        }
+    }
+
+    #[test]
+    fn contact_records_round_trip_with_their_flags() {
+        for (v, l) in [(false, false), (true, false), (false, true), (true, true)] {
+            let r = record(v, l);
+            assert_eq!(decode_contact(&encode_contact(&r)).unwrap(), r);
+        }
+    }
+
+    /// Records written before invites were signed end with the name: they
+    /// decode as legacy (added from a version 1 invite) and unverified.
+    #[test]
+    fn a_record_without_flags_is_legacy_and_unverified() {
+        let mut old = encode_contact(&record(false, false));
+        old.truncate(old.len() - 2);
+        let r = decode_contact(&old).unwrap();
+        assert_eq!(r.name, "Zoë");
+        assert!(r.legacy && !r.verified);
+        let mut bad = encode_contact(&record(false, false));
+        bad.push(9);
+        assert!(decode_contact(&bad).is_err());
     }
 }

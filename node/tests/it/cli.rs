@@ -503,3 +503,43 @@ fn two_nodes_in_network_namespaces_find_each_other_by_mdns() {
         a.read("bob").len() == 40 && b.read("alice").len() == 40
     });
 }
+
+/// Issue 11: `strand verify` shows both sides the same safety number;
+/// `--confirm` marks the contact verified, offline or through a running
+/// node, and `strand contacts` says so.
+#[test]
+fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let number = |u: &User, who: &str| -> String {
+        let v: Value = serde_json::from_str(&u.ok(&["verify", who, "--json"])).unwrap();
+        v["safety_number"].as_str().unwrap().to_owned()
+    };
+    let n = number(&a, "bob");
+    assert_eq!(n, number(&b, "alice"));
+    assert_eq!(n.split(' ').count(), 12);
+    let shown = a.ok(&["verify", "bob"]);
+    assert!(
+        shown.contains(&n.split(' ').take(4).collect::<Vec<_>>().join("  ")),
+        "{shown}"
+    );
+    assert!(shown.contains("--confirm"), "{shown}");
+    assert!(a.ok(&["contacts"]).contains("not verified"));
+
+    a.ok(&["verify", "bob", "--confirm"]);
+    let contacts: Value = serde_json::from_str(&a.ok(&["contacts", "--json"])).unwrap();
+    assert_eq!(contacts[0]["verified"], true);
+    assert_eq!(contacts[0]["legacy"], false);
+    // Through a running node too.
+    let (run, _) = b.run(&[]);
+    let _run = Killed(run);
+    b.ok(&["verify", "alice", "--confirm"]);
+    let listed = b.ok(&["contacts"]);
+    assert!(
+        listed.contains("verified") && !listed.contains("not verified"),
+        "{listed}"
+    );
+    let out = b.cmd(&["verify", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named"));
+}

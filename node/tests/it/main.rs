@@ -36,4 +36,5 @@ mod relay;
 mod sync;
 mod transcript;
 mod transports;
+mod verify;
 mod views;

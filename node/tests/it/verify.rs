@@ -1,0 +1,90 @@
+//! Verifiable contacts (issue 11): invites whose keys are tied together,
+//! contacts that cannot be overwritten, safety numbers.
+
+use strand_node::{os_rng, Profile, ProfileError};
+use strand_sync::{Identity, PublicIdentity};
+
+use crate::profile::new_profile;
+
+const NOW: u64 = 1_700_000_000_000;
+
+/// Mallory hands Bob an invite with Alice's signing key and her own X25519
+/// key. Before invites were signed, it passed the fingerprint check and,
+/// keyed by the signing key, replaced Bob's real Alice. Now it is refused
+/// and the real Alice stays.
+#[test]
+fn a_swapped_key_neither_passes_nor_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bob = new_profile(&tmp.path().join("bob"));
+    let alice = Identity::generate("Alice", &mut os_rng()).unwrap();
+    let mallory = Identity::generate("Mallory", &mut os_rng()).unwrap();
+    bob.add_contact(&alice.invite(), "Alice", NOW, &mut os_rng())
+        .unwrap();
+    let before = bob.contact("Alice").unwrap();
+
+    // Built in code (never decoded): the profile checks the signature too.
+    let forged = strand_sync::Invite {
+        public: PublicIdentity {
+            sign: alice.public().sign,
+            dh: mallory.public().dh,
+        },
+        ..alice.invite()
+    };
+    assert!(matches!(
+        bob.add_contact(&forged, "Alice 2", NOW, &mut os_rng()),
+        Err(ProfileError::Invite(strand_sync::InviteError::Signature))
+    ));
+    // A validly signed invite sharing one key with a contact (here: the
+    // same signing key with another X25519 key) is refused too, saying why.
+    let mut secret = alice.to_secret_bytes();
+    secret[32..].copy_from_slice(&mallory.to_secret_bytes()[32..]);
+    let twin = Identity::from_secret_bytes(&secret, "Alice").unwrap();
+    let err = bob
+        .add_contact(&twin.invite(), "Alice 2", NOW, &mut os_rng())
+        .unwrap_err();
+    assert_eq!(err, ProfileError::KeyConflict("Alice".into()));
+    assert!(err.to_string().contains("impersonating"), "{err}");
+
+    assert_eq!(bob.contacts(), vec![before.clone()]);
+    drop(bob);
+    let bob = Profile::open(&tmp.path().join("bob"), "pass phrase").unwrap();
+    assert_eq!(bob.contacts(), vec![before]);
+}
+
+/// Both sides see the same safety number; confirming it marks the contact
+/// verified, and that survives a restart.
+#[test]
+fn safety_numbers_agree_and_verification_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_profile(&tmp.path().join("a"));
+    let b = Profile::create(
+        &tmp.path().join("b"),
+        "Bob",
+        "pass phrase",
+        strand_node::KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap();
+    a.add_contact(&b.identity().invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    b.add_contact(&a.identity().invite(), "Alice", NOW, &mut os_rng())
+        .unwrap();
+    let (ab, ba) = (a.contact("Bob").unwrap(), b.contact("Alice").unwrap());
+    assert_eq!(a.safety_number(&ab), b.safety_number(&ba));
+    assert!(!ab.verified && !ab.legacy);
+
+    assert!(a.set_verified("Bob", true, &mut os_rng()).unwrap().verified);
+    assert!(matches!(
+        a.set_verified("Nobody", true, &mut os_rng()),
+        Err(ProfileError::UnknownContact(_))
+    ));
+    drop(a);
+    let a = Profile::open(&tmp.path().join("a"), "pass phrase").unwrap();
+    assert!(a.contact("Bob").unwrap().verified);
+    assert!(
+        !a.set_verified("Bob", false, &mut os_rng())
+            .unwrap()
+            .verified
+    );
+    assert!(!a.contact("Bob").unwrap().verified);
+}
