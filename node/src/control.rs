@@ -102,16 +102,20 @@ pub struct ContactView {
     /// belong together: only the safety number can.
     #[serde(default)]
     pub legacy: bool,
+    /// Another contact (or you) whose name looks like this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookalike: Option<String>,
 }
 
 impl ContactView {
-    /// The view of a contact record.
-    pub fn of(c: &crate::ContactRecord) -> Self {
+    /// The view of a contact record of `p`.
+    pub fn of(p: &crate::Profile, c: &crate::ContactRecord) -> Self {
         ContactView {
             name: c.name.clone(),
             key: hex(&c.public.sign),
             verified: c.verified,
             legacy: c.legacy,
+            lookalike: p.lookalike(&c.name),
         }
     }
 }
@@ -140,7 +144,7 @@ pub fn verify(
     };
     let n = p.safety_number(&c);
     Ok(SafetyView {
-        contact: ContactView::of(&c),
+        contact: ContactView::of(p, &c),
         safety_number: n.to_string(),
         qr: n.qr_payload(),
     })
@@ -250,7 +254,7 @@ async fn answer(node: &Node, request: Request) -> Response {
         Request::Contacts => Response::ok(contacts(node.profile())),
         Request::Status => Response::ok(node.status().await),
         Request::Add { code, name } => match node.add_contact(&code, &name).await {
-            Ok(c) => Response::ok(ContactView::of(&c)),
+            Ok(c) => Response::ok(ContactView::of(node.profile(), &c)),
             Err(e) => Response::err(&e),
         },
         Request::Invite => match node.profile().invite() {
@@ -298,7 +302,7 @@ pub fn conversation(
 
 /// The contacts as [`ContactView`]s.
 pub fn contacts(p: &crate::Profile) -> Vec<ContactView> {
-    p.contacts().iter().map(ContactView::of).collect()
+    p.contacts().iter().map(|c| ContactView::of(p, c)).collect()
 }
 
 /// Sends one request to a running node. `Ok(None)` if no node answers on

@@ -324,15 +324,25 @@ async fn add(ctx: &Ctx, code: &str, name: &str) -> Result<()> {
         code: code.to_owned(),
         name: name.to_owned(),
     };
-    let added = match ask(&ctx.dir, &request).await? {
-        Some(_) => name.to_owned(),
+    let added: ContactView = match ask(&ctx.dir, &request).await? {
+        Some(v) => serde_json::from_value(v)?,
         None => {
             let invite = strand_sync::Invite::from_text(code).context("bad invite code")?;
             let p = open_profile(&ctx.dir)?;
-            p.add_contact(&invite, name, now(), &mut os_rng())?.name
+            let c = p.add_contact(&invite, name, now(), &mut os_rng())?;
+            ContactView::of(&p, &c)
         }
     };
-    println!("Added {added}. They must add your invite too (`strand invite`).");
+    println!(
+        "Added {}. They must add your invite too (`strand invite`). Then compare safety numbers: `strand verify {:?}`.",
+        added.name, added.name
+    );
+    if let Some(other) = &added.lookalike {
+        println!(
+            "Careful: {:?} looks like {other:?}. Make sure you can tell them apart.",
+            added.name
+        );
+    }
     Ok(())
 }
 
@@ -356,6 +366,9 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
                 "not verified"
             };
             println!("{:<24} {}  {mark}", c.name, &c.key[..16]);
+            if let Some(other) = &c.lookalike {
+                println!("{:<24} ^ looks like {other:?}: check which is which", "");
+            }
         }
     }
     Ok(())

@@ -467,14 +467,12 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
         let name = name.trim();
-        if name.is_empty()
-            || name.len() > strand_sync::limits::MAX_NAME_LEN
-            || name.chars().any(char::is_control)
-        {
-            return Err(ProfileError::Name(
-                "a contact name must be 1 to 64 bytes, without control characters".into(),
-            ));
-        }
+        strand_sync::check_name(name).map_err(|e| match e {
+            strand_sync::KeyError::Name(why) => {
+                ProfileError::Name(format!("the contact name {why}"))
+            }
+            other => ProfileError::Key(other),
+        })?;
         // The invite's own signature, again: an `Invite` built in code (not
         // decoded) must not skip the check that ties its keys together.
         Invite::from_bytes(&invite.to_bytes())?;
@@ -553,6 +551,20 @@ impl Profile {
             tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
         }
         Ok(record)
+    }
+
+    /// Another contact whose name looks like `name` (the same Unicode
+    /// TS #39 skeleton, case aside), or this profile's own name: two people
+    /// the user could take for each other. `None` if there is none.
+    pub fn lookalike(&self, name: &str) -> Option<String> {
+        let own = self.identity().name().to_owned();
+        self.book()
+            .records
+            .iter()
+            .map(|c| &c.name)
+            .chain(std::iter::once(&own))
+            .find(|other| other.as_str() != name && looks_alike(other, name))
+            .cloned()
     }
 
     /// The safety number the user and `contact` compare to know that each
@@ -760,6 +772,14 @@ fn mark_in(
     Ok(())
 }
 
+/// Whether two names could be taken for each other: the same confusable
+/// skeleton (UTS #39), compared as written and in lower case.
+pub(crate) fn looks_alike(a: &str, b: &str) -> bool {
+    use unicode_security::confusable_detection::skeleton;
+    let same = |x: &str, y: &str| skeleton(x).eq(skeleton(y));
+    same(a, b) || same(&a.to_lowercase(), &b.to_lowercase())
+}
+
 /// Flags byte of a contact record: the safety number was confirmed.
 const CONTACT_VERIFIED: u8 = 1;
 /// Flags byte of a contact record: added from a version 1 invite.
@@ -898,6 +918,18 @@ mod tests {
             let r = record(v, l);
             assert_eq!(decode_contact(&encode_contact(&r)).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn lookalike_names_are_caught_and_different_ones_are_not() {
+        // Latin and Cyrillic "a", "o", "e"; l and I; a case change.
+        assert!(looks_alike("Alice", "Аlice"));
+        assert!(looks_alike("bob", "bоb"));
+        assert!(looks_alike("Paul", "PauI"));
+        assert!(looks_alike("rn", "m"));
+        assert!(looks_alike("Alice", "alice"));
+        assert!(!looks_alike("Alice", "Alicia"));
+        assert!(!looks_alike("Bob", "Rob"));
     }
 
     /// Records written before invites were signed end with the name: they

@@ -55,7 +55,7 @@ impl Identity {
 
     /// Rebuilds an identity from [`Identity::to_secret_bytes`].
     pub fn from_secret_bytes(secret: &[u8; 64], name: &str) -> Result<Self, KeyError> {
-        check_name(name)?;
+        check_stored_name(name)?;
         let mut sign = [0u8; 32];
         sign.copy_from_slice(&secret[..32]);
         let mut dh = [0u8; 32];
@@ -181,7 +181,23 @@ impl Contact {
     }
 }
 
-pub(crate) fn check_name(name: &str) -> Result<(), KeyError> {
+/// Checks a display name: 1 to 64 bytes of UTF-8, no leading or trailing
+/// space, no control characters, and nothing invisible or
+/// direction-changing, so that two names that differ also look different
+/// (names that merely look alike are for the app to flag).
+pub fn check_name(name: &str) -> Result<(), KeyError> {
+    check_stored_name(name)?;
+    if name.chars().any(is_invisible) {
+        return Err(KeyError::Name(
+            "contains invisible or direction-changing characters (bidi controls, zero-width characters, fillers)",
+        ));
+    }
+    Ok(())
+}
+
+/// The rules for names written before invisible characters were refused:
+/// a profile or contact stored then still opens.
+pub(crate) fn check_stored_name(name: &str) -> Result<(), KeyError> {
     if name.is_empty() || name.trim() != name {
         return Err(KeyError::Name(
             "must be non-empty, without leading or trailing spaces",
@@ -194,6 +210,42 @@ pub(crate) fn check_name(name: &str) -> Result<(), KeyError> {
         return Err(KeyError::Name("contains control characters"));
     }
     Ok(())
+}
+
+/// Characters that show as nothing or change the direction of what
+/// follows, so that two different names can look the same: Unicode format
+/// characters (general category Cf: bidi controls and marks, zero-width
+/// space and joiners, the soft hyphen, invisible operators, tags), line and
+/// paragraph separators, the combining grapheme joiner, Khmer inherent
+/// vowels and Hangul fillers. (Emoji variation selectors stay allowed.)
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// Checks that `sign` is a usable Ed25519 public key.

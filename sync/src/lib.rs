@@ -83,7 +83,7 @@ mod token;
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
 pub use group::{Group, GroupId, GroupKey};
-pub use identity::{AuthorId, Contact, Identity, PublicIdentity};
+pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};

@@ -88,3 +88,34 @@ fn safety_numbers_agree_and_verification_is_kept() {
     );
     assert!(!a.contact("Bob").unwrap().verified);
 }
+
+/// Issue 11: a contact name with invisible characters is refused; one that
+/// looks like another contact's is flagged (in `strand contacts` and the
+/// app), not refused.
+#[test]
+fn invisible_names_are_refused_and_lookalikes_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("p"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    let err = p
+        .add_contact(&bob.invite(), "B\u{200b}ob", NOW, &mut os_rng())
+        .unwrap_err();
+    assert!(matches!(err, ProfileError::Name(_)), "{err}");
+    assert!(p.contacts().is_empty());
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("Bob"), None);
+    let fake = Identity::generate("Bob", &mut os_rng()).unwrap();
+    // Cyrillic "о".
+    p.add_contact(&fake.invite(), "B\u{43e}b", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("B\u{43e}b").as_deref(), Some("Bob"));
+    assert_eq!(p.lookalike("Bob").as_deref(), Some("B\u{43e}b"));
+    let views = strand_node::control::contacts(&p);
+    assert!(views.iter().all(|v| v.lookalike.is_some()));
+    // Your own name counts too.
+    let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
+    p.add_contact(&carol.invite(), "Alicе", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("Alicе").as_deref(), Some("Alice"));
+}
