@@ -1,9 +1,10 @@
 //! The local control socket: how `strand send`, `read`, `status` and the
 //! rest talk to a running `strand run`.
 //!
-//! A Unix socket `control.sock` in the profile directory, mode 0600 (the
-//! profile directory is 0700 as well), so only the profile's owner can
-//! use it. One JSON object per line each way: a [`Request`], then one
+//! A Unix socket `control.sock` in the profile directory, mode 0600 from
+//! the moment it exists (the profile directory is 0700 as well), and the
+//! node serves only processes of its own user, checked with `SO_PEERCRED`
+//! on every connection, so a loosened permission does not open it. One JSON object per line each way: a [`Request`], then one
 //! [`Response`] (or, for `follow`, a stream of [`crate::NodeEvent`] lines).
 
 use std::path::{Path, PathBuf};
@@ -190,26 +191,76 @@ pub fn socket_path(profile: &Path) -> PathBuf {
     profile.join(SOCKET)
 }
 
-/// Serves the control socket until the task is dropped.
+/// Binds the control socket at `path` with no moment in which anyone else
+/// could connect: the socket is made inside a fresh directory only this
+/// user can enter, given mode 0600 there, then renamed into place. (A
+/// umask would do it too, but the umask is the whole process's.) Returns
+/// the listener and the uid that owns the socket: this process's.
+fn bind_private(path: &Path) -> std::io::Result<(UnixListener, u32)> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut nonce = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut crate::os_rng(), &mut nonce);
+    let private = parent.join(format!(".control-{}", hex(&nonce)));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let made = (|| {
+        let inner = private.join(SOCKET);
+        let listener = UnixListener::bind(&inner)?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        let uid = std::fs::symlink_metadata(&inner)?.uid();
+        std::fs::rename(&inner, path)?;
+        Ok((listener, uid))
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    made
+}
+
+/// Serves the control socket until the task is dropped. Only processes
+/// of the user who runs the node are served (`SO_PEERCRED`), whatever the
+/// file's permissions.
 pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let path = socket_path(profile);
     // We hold the profile's lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    let (listener, owner) = bind_private(&path)?;
     loop {
         let (stream, _) = listener.accept().await?;
         let node = node.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(node, stream).await {
-                tracing::debug!("control connection: {e}");
+            match stream.peer_cred().map(|c| c.uid()) {
+                Ok(uid) if uid == owner => {
+                    if let Err(e) = handle(node, stream).await {
+                        tracing::debug!("control connection: {e}");
+                    }
+                }
+                other => {
+                    tracing::warn!(
+                        "refused a control connection from uid {:?}: only uid {owner} is served",
+                        other.ok()
+                    );
+                    let _ = refuse_stranger(stream).await;
+                }
             }
         });
     }
+}
+
+/// Tells a process of another user why it gets nothing, and hangs up. Its
+/// request is read (bounded, and dropped unread) first, so the answer is
+/// not lost to a reset while the client is still writing.
+async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    let mut rd = BufReader::new(&mut stream).take(MAX_REQUEST as u64);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        rd.read_until(b'\n', &mut line),
+    )
+    .await;
+    let response = Response::refuse("this node serves only the user who runs it");
+    let mut out = serde_json::to_vec(&response).expect("serialisable");
+    out.push(b'\n');
+    stream.write_all(&out).await?;
+    stream.shutdown().await
 }
 
 async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {

@@ -543,3 +543,57 @@ fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named"));
 }
+
+/// Issue 11: a process of another user gets nothing from the control
+/// socket, even when every permission on the way was opened up (the
+/// node checks the peer's uid with `SO_PEERCRED`). Needs root, to run the
+/// client as `nobody`; skips, saying so, otherwise.
+#[test]
+fn a_control_client_of_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("SKIPPED: running a client as another user needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is private from the start");
+    // Open every door a careless user could: directories, socket, binary.
+    let open =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    open(tmp.path(), 0o755);
+    open(&a.dir, 0o755);
+    open(&socket, 0o666);
+    let bin = tmp.path().join("strand");
+    std::fs::copy(BIN, &bin).unwrap();
+    open(&bin, 0o755);
+    let out = Command::new(&bin)
+        .args(["contacts"])
+        .env("STRAND_PROFILE", &a.dir)
+        .env("STRAND_PASSPHRASE", "not needed")
+        .env_remove("STRAND_LOG")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("serves only the user who runs it"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Its owner is still served.
+    assert!(a.ok(&["contacts"]).contains("bob"));
+}
