@@ -152,6 +152,8 @@ fn main() {
             p.add_contact(&who.invite(), who.name(), now - 9 * 24 * HOUR, rng)
                 .unwrap();
         }
+        // Carol compared safety numbers with Alice in person.
+        p.set_verified("Carol Nguyen", true, rng).unwrap();
         let [carol, dmitri, esther, _farah] = &others[..] else {
             unreachable!()
         };
@@ -287,6 +289,13 @@ fn main() {
     ui.global::<Theme>().set_dark(true);
     save(&h, &ui, &out, "04-chats-dark");
     ui.global::<Theme>().set_dark(false);
+
+    // Bob's safety number, as Alice would compare it with him.
+    let conv = ui.global::<ConversationAdapter>();
+    h.pump_until(WAIT, || !conv.get_safety_number().is_empty());
+    conv.set_verify_open(true);
+    save(&h, &ui, &out, "10-verify");
+    conv.set_verify_open(false);
 
     ui.global::<AppAdapter>()
         .invoke_navigate(Screen::AddContact);

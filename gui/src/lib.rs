@@ -34,6 +34,7 @@ pub mod backend;
 pub mod format;
 pub mod headless;
 pub mod qr;
+pub mod scan;
 pub mod strength;
 
 pub use backend::Options;

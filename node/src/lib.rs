@@ -193,7 +193,7 @@ pub enum ProfileError {
     DuplicateContact(String),
     /// An invite with a contact's signing key but other keys: someone may
     /// be impersonating them. The contact is left as it is.
-    #[error("this invite has the signing key of your contact {0:?} but a different encryption key: someone may be impersonating them. {0:?} is unchanged; if they really have new keys, remove them first, then add the new invite and compare safety numbers")]
+    #[error("this invite has the signing key of your contact {0:?} but a different encryption key: someone may be impersonating them. {0:?} is unchanged (a contact's keys never change); a real new identity has two new keys, and its invite can be added under another name")]
     KeyConflict(String),
     /// The message could not be written.
     #[error("cannot write the message")]

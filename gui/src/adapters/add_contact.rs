@@ -68,6 +68,60 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let (code, name) = (code.to_string(), name.trim().to_owned());
         b.job(move |core| add(core, &code, &name));
     });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_read_image(move |path| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<AddContactAdapter>();
+        let path = path.trim().to_owned();
+        if path.is_empty() {
+            a.set_image_error(
+                "Type the path of a photo or screenshot of their invite's QR code.".into(),
+            );
+            return;
+        }
+        a.set_image_error("".into());
+        b.job(move |core| {
+            let result = invite_from_image(std::path::Path::new(&path));
+            core.ui(move |ui| {
+                let a = ui.global::<AddContactAdapter>();
+                match result {
+                    Ok(code) => {
+                        a.set_image_error("".into());
+                        a.set_scanned_code(code.into());
+                    }
+                    Err(e) => a.set_image_error(e.into()),
+                }
+            });
+        });
+    });
+}
+
+/// The invite in a photo or screenshot of its QR code, as text.
+pub fn invite_from_image(path: &std::path::Path) -> Result<String, String> {
+    let texts = crate::scan::decode_file(path)?;
+    let mut last = None;
+    for t in &texts {
+        match Invite::from_text(t) {
+            Ok(invite) => return Ok(invite.to_text()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(strand_sync::InviteError::Prefix) | None => {
+            if texts
+                .iter()
+                .any(|t| t.starts_with(strand_sync::SAFETY_QR_PREFIX))
+            {
+                "That is a safety number, not an invite: open the conversation to compare it."
+                    .into()
+            } else {
+                "That QR code is not a Strand invite.".into()
+            }
+        }
+        Some(e) => format!("The QR code holds a bad invite: {e}."),
+    })
 }
 
 /// Shows the user's own invite.
@@ -103,6 +157,9 @@ fn add(core: &mut Core, code: &str, name: &str) {
                 strand_node::ProfileError::DuplicateContact(n) => {
                     format!("You already have a contact “{n}”: pick another name, or this person is already added.")
                 }
+                strand_node::ProfileError::KeyConflict(n) => format!(
+                    "This invite shares a key with your contact “{n}” but not the other: someone may be impersonating them. “{n}” is unchanged: a contact's keys never change. A real new identity has two new keys and can be added under another name."
+                ),
                 other => strand_node::chain(&other),
             };
             core.ui(move |ui| {

@@ -48,7 +48,31 @@ pub(crate) fn reach(seen: Option<&Seen>, clock: &Clock) -> (String, bool) {
     }
 }
 
-fn item(summary: &ContactSummary, seen: Option<&Seen>, clock: &Clock) -> ContactItem {
+/// What the user should know about a contact before trusting the name:
+/// verified or not, and whose name it looks like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Trust {
+    pub verified: bool,
+    pub warning: String,
+}
+
+/// [`Trust`] of `name` in `p`.
+pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
+    let Ok(c) = p.contact(name) else {
+        return Trust::default();
+    };
+    let warning = match (p.lookalike(name), c.verified, c.legacy) {
+        (Some(other), _, _) => format!("Name looks like “{other}”: check who this is"),
+        (None, false, true) => "Added from an old invite: compare safety numbers".to_owned(),
+        _ => String::new(),
+    };
+    Trust {
+        verified: c.verified,
+        warning,
+    }
+}
+
+fn item(summary: &ContactSummary, trust: Trust, seen: Option<&Seen>, clock: &Clock) -> ContactItem {
     let (reach, online) = reach(seen, clock);
     let (last_text, last_time, last_outgoing) = match &summary.last {
         Some(m) => (
@@ -68,6 +92,8 @@ fn item(summary: &ContactSummary, seen: Option<&Seen>, clock: &Clock) -> Contact
         unread: summary.unread as i32,
         reach: reach.into(),
         online,
+        verified: trust.verified,
+        warning: trust.warning.into(),
     }
 }
 
@@ -82,7 +108,14 @@ pub(crate) fn refresh(core: &mut Core) {
 /// Re-reads the list from the store and shows it with `seen` (from the
 /// node's status) as each contact's reachability.
 pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
-    let Some(Ok(mut summaries)) = core.with_profile(|p| p.summaries()) else {
+    let Some(Ok((mut summaries, trusts))) = core.with_profile(|p| {
+        let summaries = p.summaries()?;
+        let trusts: Vec<(String, Trust)> = summaries
+            .iter()
+            .map(|s| (s.name.clone(), trust(p, &s.name)))
+            .collect();
+        Ok::<_, strand_node::ProfileError>((summaries, trusts))
+    }) else {
         return;
     };
     // Newest conversation first; contacts with no messages after, by name.
@@ -94,7 +127,14 @@ pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
     let clock = Clock::now();
     let items: Vec<ContactItem> = summaries
         .iter()
-        .map(|s| item(s, seen.iter().find(|x| x.contact == s.name), &clock))
+        .map(|s| {
+            let t = trusts
+                .iter()
+                .find(|(n, _)| *n == s.name)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default();
+            item(s, t, seen.iter().find(|x| x.contact == s.name), &clock)
+        })
         .collect();
     let unread_total: i32 = items.iter().map(|i| i.unread).sum();
     let open = core.open.clone();

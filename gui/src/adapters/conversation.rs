@@ -263,6 +263,115 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         b.job(move |core| send(core, &contact, &text));
         true
     });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_set_verified(move |verified| {
+        let Some(ui) = weak.upgrade() else { return };
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        b.job(move |core| set_verified(core, &contact, verified));
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_check_image(move |path| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<ConversationAdapter>();
+        let path = path.trim().to_owned();
+        if path.is_empty() {
+            a.set_scan_ok(false);
+            a.set_scan_result(
+                "Type the path of a photo or screenshot of their safety-number QR code.".into(),
+            );
+            return;
+        }
+        let contact = a.get_contact().to_string();
+        b.job(move |core| check_image(core, &contact, std::path::Path::new(&path)));
+    });
+}
+
+/// The safety number as shown: 3 lines of 4 groups of 5 digits.
+pub fn safety_lines(n: &strand_sync::SafetyNumber) -> String {
+    n.groups()
+        .chunks(4)
+        .map(|row| row.join("  "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Shows the open contact's safety number, verified mark and warning.
+pub(crate) fn show_trust(core: &mut Core) {
+    let Some(contact) = core.open.clone() else {
+        return;
+    };
+    let Some(Ok((number, trust))) = core.with_profile(|p| {
+        let c = p.contact(&contact)?;
+        Ok::<_, strand_node::ProfileError>((
+            p.safety_number(&c),
+            super::contacts::trust(p, &contact),
+        ))
+    }) else {
+        return;
+    };
+    core.ui(move |ui| {
+        let a = ui.global::<ConversationAdapter>();
+        if a.get_contact() != contact.as_str() {
+            return;
+        }
+        a.set_verified(trust.verified);
+        a.set_warning(trust.warning.into());
+        a.set_safety_number(safety_lines(&number).into());
+        if let Some(image) = crate::qr::image(&number.qr_payload()) {
+            a.set_safety_qr(image);
+        }
+    });
+}
+
+fn set_verified(core: &mut Core, contact: &str, verified: bool) {
+    let done = core.with_profile(|p| p.set_verified(contact, verified, &mut strand_node::os_rng()));
+    if let Some(Err(e)) = done {
+        let message = strand_node::chain(&e);
+        core.ui(move |ui| {
+            let a = ui.global::<ConversationAdapter>();
+            a.set_scan_ok(false);
+            a.set_scan_result(message.into());
+        });
+        return;
+    }
+    show_trust(core);
+    super::contacts::refresh(core);
+}
+
+/// Reads a QR code from an image file and compares it with the safety
+/// number: a match marks the contact verified.
+fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
+    let found = crate::scan::decode_file(path);
+    let number = core.with_profile(|p| p.contact(contact).map(|c| p.safety_number(&c)));
+    let Some(Ok(number)) = number else { return };
+    let (ok, message) = match found {
+        Err(e) => (false, e),
+        Ok(texts) if texts.iter().any(|t| number.matches(t)) => (
+            true,
+            format!("The code matches your safety number with {contact}: marked verified."),
+        ),
+        Ok(texts) if texts.iter().any(|t| t.to_ascii_lowercase().starts_with(strand_sync::INVITE_PREFIX)) => (
+            false,
+            "That is an invite code, not a safety number. Ask them to show the safety number of your conversation.".to_owned(),
+        ),
+        Ok(texts) if texts.iter().any(|t| t.starts_with(strand_sync::SAFETY_QR_PREFIX)) => (
+            false,
+            format!("That safety number does NOT match yours with {contact}. It may be another conversation's, or someone stands between you: do not mark {contact} verified."),
+        ),
+        Ok(_) => (false, "That QR code is not a Strand safety number.".to_owned()),
+    };
+    if ok {
+        set_verified(core, contact, true);
+    }
+    core.ui(move |ui| {
+        let a = ui.global::<ConversationAdapter>();
+        a.set_scan_ok(ok);
+        a.set_scan_result(message.into());
+    });
 }
 
 /// Opens the conversation with `contact`.
@@ -272,8 +381,12 @@ pub(crate) fn open(core: &mut Core, contact: String) {
         let a = ui.global::<ConversationAdapter>();
         a.set_contact(contact.into());
         a.set_error("".into());
+        a.set_verify_open(false);
+        a.set_scan_result("".into());
+        a.set_scan_ok(false);
     });
     reload(core, true);
+    show_trust(core);
     super::contacts::refresh(core);
 }
 

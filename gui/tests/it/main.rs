@@ -24,3 +24,4 @@ mod onboarding;
 mod paging;
 mod relays;
 mod support;
+mod verify;

@@ -1,0 +1,94 @@
+//! Reading QR codes from an image file: a photo or a screenshot of a
+//! contact's invite or safety number. (A camera is not read: see the
+//! README.)
+
+use std::path::Path;
+
+/// Largest image file read, in bytes: a phone photo is a few MB.
+pub const MAX_IMAGE_FILE: u64 = 40 << 20;
+/// Largest image read, in pixels per side (a bigger one is scaled down).
+const MAX_SIDE: u32 = 2048;
+
+/// The text of every QR code found in `image`, in the order found.
+pub fn decode(image: &image::DynamicImage) -> Vec<String> {
+    let mut luma = image.to_luma8();
+    if luma.width().max(luma.height()) > MAX_SIDE {
+        let (w, h) = (luma.width(), luma.height());
+        let k = f64::from(MAX_SIDE) / f64::from(w.max(h));
+        let (nw, nh) = (
+            ((f64::from(w) * k) as u32).max(1),
+            ((f64::from(h) * k) as u32).max(1),
+        );
+        luma = image::imageops::resize(&luma, nw, nh, image::imageops::FilterType::Triangle);
+    }
+    let found = grids(luma.clone());
+    if !found.is_empty() {
+        return found;
+    }
+    // A small or jagged code (a screenshot turned, a low-resolution photo)
+    // is often found once smoothed to twice the size; a huge one once
+    // halved.
+    let (w, h) = (luma.width(), luma.height());
+    for k in [2.0, 0.5] {
+        let (nw, nh) = ((f64::from(w) * k) as u32, (f64::from(h) * k) as u32);
+        if nw.max(nh) > 2 * MAX_SIDE || nw.min(nh) < 21 {
+            continue;
+        }
+        let resized = image::imageops::resize(&luma, nw, nh, image::imageops::FilterType::Triangle);
+        let found = grids(resized);
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+fn grids(luma: image::GrayImage) -> Vec<String> {
+    let mut prepared = rqrr::PreparedImage::prepare(luma);
+    prepared
+        .detect_grids()
+        .into_iter()
+        .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+        .collect()
+}
+
+/// Reads the image at `path` (PNG or JPEG) and decodes its QR codes.
+/// Errors say what the user can do.
+pub fn decode_file(path: &Path) -> Result<Vec<String>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("Cannot read {}: {e}.", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file.", path.display()));
+    }
+    if meta.len() > MAX_IMAGE_FILE {
+        return Err(format!(
+            "{} is {} MB; pick an image under {} MB.",
+            path.display(),
+            meta.len() >> 20,
+            MAX_IMAGE_FILE >> 20
+        ));
+    }
+    let reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| format!("Cannot read {}: {e}.", path.display()))?;
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(16_384);
+    limits.max_image_height = Some(16_384);
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| {
+        format!(
+            "{} is not an image Strand can read (PNG or JPEG): {e}.",
+            path.display()
+        )
+    })?;
+    let found = decode(&image);
+    if found.is_empty() {
+        return Err(
+            "No QR code found in that image. Take the photo straight on, with the whole code in view and in focus."
+                .into(),
+        );
+    }
+    Ok(found)
+}

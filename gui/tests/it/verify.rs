@@ -1,0 +1,204 @@
+//! Verifying a contact in the app (issue 11): the safety number and its QR
+//! code in the conversation, the verified mark in the header and the chat
+//! list, and QR codes read from images (drawn by the app's own encoder,
+//! then rotated and scaled as a photo would be).
+
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, Luma};
+use slint::ComponentHandle;
+use strand_gui::{AddContactAdapter, ContactsAdapter, ConversationAdapter};
+use strand_sync::Identity;
+
+use crate::support::{on_ui, options, Gui, WAIT};
+
+/// What the app's encoder draws for `text`, as an image.
+fn drawn(text: &str) -> GrayImage {
+    let (side, grey) = strand_gui::qr::pixels(text).unwrap();
+    GrayImage::from_raw(side as u32, side as u32, grey).unwrap()
+}
+
+/// `img` turned by `degrees` about its centre on a white page, as a photo
+/// held askew would show it (bilinear, as a camera's optics blur).
+fn turned(img: &GrayImage, degrees: f64) -> GrayImage {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let side = (w.hypot(h)).ceil() as u32 + 8;
+    let (cx, cy) = (w / 2.0, h / 2.0);
+    let c = side as f64 / 2.0;
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    GrayImage::from_fn(side, side, |x, y| {
+        let (dx, dy) = (x as f64 - c, y as f64 - c);
+        let (sx, sy) = (cos * dx + sin * dy + cx, -sin * dx + cos * dy + cy);
+        let at = |x: f64, y: f64| -> f64 {
+            if x >= 0.0 && y >= 0.0 && x < w && y < h {
+                f64::from(img.get_pixel(x as u32, y as u32)[0])
+            } else {
+                255.0
+            }
+        };
+        let (fx, fy) = (sx.floor(), sy.floor());
+        let (tx, ty) = (sx - fx, sy - fy);
+        let v = at(fx, fy) * (1.0 - tx) * (1.0 - ty)
+            + at(fx + 1.0, fy) * tx * (1.0 - ty)
+            + at(fx, fy + 1.0) * (1.0 - tx) * ty
+            + at(fx + 1.0, fy + 1.0) * tx * ty;
+        Luma([v.round() as u8])
+    })
+}
+
+fn scaled(img: &GrayImage, k: f64) -> GrayImage {
+    let (w, h) = (
+        (img.width() as f64 * k) as u32,
+        (img.height() as f64 * k) as u32,
+    );
+    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+}
+
+/// The ways a photo or screenshot differs from the drawing.
+fn variants(text: &str) -> Vec<(String, GrayImage)> {
+    let base = drawn(text);
+    vec![
+        ("as drawn".into(), base.clone()),
+        ("turned 90°".into(), image::imageops::rotate90(&base)),
+        ("upside down".into(), image::imageops::rotate180(&base)),
+        ("turned 12°".into(), turned(&base, 12.0)),
+        (
+            "enlarged 1.6×, turned -30°".into(),
+            turned(&scaled(&base, 1.6), -30.0),
+        ),
+        ("shrunk to 80 %".into(), scaled(&base, 0.8)),
+        ("enlarged 2.3×".into(), scaled(&base, 2.3)),
+    ]
+}
+
+fn save(dir: &Path, name: &str, img: &GrayImage) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.png"));
+    DynamicImage::ImageLuma8(img.clone()).save(&path).unwrap();
+    path
+}
+
+#[test]
+fn qr_codes_the_app_draws_are_read_back_turned_and_scaled() {
+    // Fixed keys, so every run draws the same codes: several of them.
+    let person = |k: u8, name: &str| Identity::from_secret_bytes(&[k; 64], name).unwrap();
+    let bob = person(1, "Bob");
+    let code = bob.invite().to_text();
+    let number = strand_sync::safety_number(&bob.public(), &person(2, "Alice").public());
+    let mut texts = vec![code.clone(), number.qr_payload()];
+    for k in 3..6 {
+        texts.push(person(k, "Zoë Q. Example").invite().to_text());
+        texts
+            .push(strand_sync::safety_number(&person(k, "A").public(), &bob.public()).qr_payload());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for text in texts {
+        for (i, (how, img)) in variants(&text).into_iter().enumerate() {
+            let found = strand_gui::scan::decode(&DynamicImage::ImageLuma8(img.clone()));
+            assert_eq!(found.len(), 1, "{how}: {found:?}");
+            assert_eq!(found[0], text.to_ascii_uppercase(), "{how}");
+            // And from a file, as the app reads it.
+            let path = save(tmp.path(), &format!("v{i}"), &img);
+            assert_eq!(strand_gui::scan::decode_file(&path).unwrap(), found);
+        }
+    }
+    let invite = strand_gui::adapters::add_contact::invite_from_image(&save(
+        tmp.path(),
+        "invite",
+        &turned(&drawn(&code), 20.0),
+    ))
+    .unwrap();
+    assert_eq!(invite, code);
+    // Not an image, no code, the wrong code: clear errors.
+    let junk = tmp.path().join("junk.png");
+    std::fs::write(&junk, b"not a picture").unwrap();
+    assert!(strand_gui::scan::decode_file(&junk)
+        .unwrap_err()
+        .contains("not an image"));
+    let blank = save(
+        tmp.path(),
+        "blank",
+        &GrayImage::from_pixel(200, 200, Luma([255])),
+    );
+    assert!(strand_gui::scan::decode_file(&blank)
+        .unwrap_err()
+        .contains("No QR code"));
+    assert!(
+        strand_gui::scan::decode_file(&tmp.path().join("missing.png"))
+            .unwrap_err()
+            .contains("Cannot read")
+    );
+    let number_img = save(tmp.path(), "number", &drawn(&number.qr_payload()));
+    assert!(
+        strand_gui::adapters::add_contact::invite_from_image(&number_img)
+            .unwrap_err()
+            .contains("safety number")
+    );
+}
+
+#[test]
+fn the_conversation_shows_the_safety_number_and_marks_the_contact_verified() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let bob = Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+        // Bob's invite, read from a photo of its QR code.
+        let add = gui.ui.global::<AddContactAdapter>();
+        let photo = save(
+            tmp.path(),
+            "bob",
+            &turned(&drawn(&bob.invite().to_text()), 12.0),
+        );
+        add.invoke_read_image(photo.display().to_string().into());
+        assert!(h.pump_until(WAIT, || !add.get_scanned_code().is_empty()));
+        assert_eq!(add.get_scanned_code(), bob.invite().to_text().as_str());
+        add.invoke_add(add.get_scanned_code(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        assert!(!gui.contacts()[0].verified);
+
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || !conv.get_safety_number().is_empty()));
+        let shown = conv.get_safety_number().to_string();
+        assert_eq!(shown.lines().count(), 3);
+        assert_eq!(shown.split_whitespace().count(), 12);
+        // What Bob's Strand computes for Alice.
+        let alice = strand_sync::Invite::from_text(&gui.invite())
+            .unwrap()
+            .public;
+        let bobs = strand_sync::safety_number(&bob.public(), &alice);
+        assert_eq!(shown.split_whitespace().collect::<Vec<_>>(), bobs.groups());
+        assert!(!conv.get_verified());
+
+        // A photo of the wrong number: refused, not verified.
+        let carol = Identity::generate("Carol", &mut strand_node::os_rng()).unwrap();
+        let wrong = strand_sync::safety_number(&carol.public(), &bob.public());
+        let wrong = save(tmp.path(), "wrong", &drawn(&wrong.qr_payload()));
+        conv.invoke_check_image(wrong.display().to_string().into());
+        assert!(h.pump_until(WAIT, || !conv.get_scan_result().is_empty()));
+        assert!(!conv.get_scan_ok());
+        assert!(
+            conv.get_scan_result().contains("NOT match"),
+            "{}",
+            conv.get_scan_result()
+        );
+        assert!(!conv.get_verified());
+
+        // Bob's screen, photographed askew: it matches, and Bob is verified.
+        let right = save(
+            tmp.path(),
+            "right",
+            &turned(&scaled(&drawn(&bobs.qr_payload()), 1.6), -30.0),
+        );
+        conv.set_scan_result("".into());
+        conv.invoke_check_image(right.display().to_string().into());
+        assert!(h.pump_until(WAIT, || conv.get_scan_ok() && conv.get_verified()));
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].verified));
+
+        // The mark can be taken back by hand.
+        conv.invoke_set_verified(false);
+        assert!(h.pump_until(WAIT, || !conv.get_verified() && !gui.contacts()[0].verified));
+        conv.invoke_set_verified(true);
+        assert!(h.pump_until(WAIT, || conv.get_verified()));
+    });
+}
