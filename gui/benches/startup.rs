@@ -129,7 +129,7 @@ fn main() {
             }),
             ..NodeConfig::default()
         },
-        kdf: KdfParams::default(),
+        kdf: Some(KdfParams::default()),
         dark: false,
     };
     let _app = strand_gui::init(&ui, options);

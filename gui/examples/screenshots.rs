@@ -102,7 +102,7 @@ fn main() {
     let options = |dir: PathBuf, dark| strand_gui::Options {
         profile: dir,
         node: loopback(),
-        kdf: KdfParams::insecure_for_tests(),
+        kdf: Some(KdfParams::insecure_for_tests()),
         dark,
     };
     {

@@ -39,8 +39,9 @@ pub struct Options {
     pub profile: PathBuf,
     /// Transports and peers for the embedded node.
     pub node: NodeConfig,
-    /// Passphrase hashing for a profile created by the first-run screen.
-    pub kdf: KdfParams,
+    /// Passphrase hashing for a profile created by the first-run screen:
+    /// `None` calibrates it on this device ([`KdfParams::calibrate`]).
+    pub kdf: Option<KdfParams>,
     /// Start with the dark palette.
     pub dark: bool,
 }

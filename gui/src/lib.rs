@@ -15,7 +15,7 @@
 //! let options = strand_gui::Options {
 //!     profile: "/tmp/strand-profile".into(),
 //!     node: Default::default(),
-//!     kdf: Default::default(),
+//!     kdf: None,
 //!     dark: false,
 //! };
 //! let _app = strand_gui::init(&ui, options);

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use slint::ComponentHandle;
 use strand_node::args::TransportArgs;
-use strand_node::KdfParams;
 
 /// Strand's desktop app: your conversations, synced directly with your
 /// contacts.
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
     let options = strand_gui::Options {
         profile,
         node: cli.transports.node_config(),
-        kdf: KdfParams::default(),
+        kdf: None,
         dark: cli.dark,
     };
     let ui = match strand_gui::AppWindow::new() {

@@ -4,6 +4,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use rand_core::{CryptoRng, RngCore};
+use std::time::{Duration, Instant};
+
 use zeroize::Zeroizing;
 
 /// Argon2id cost parameters, stored with the profile so they can be raised
@@ -19,27 +21,84 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// OWASP's minimum recommendation for Argon2id (19 MiB, 2 passes, 1
-    /// lane): about 50 ms on a laptop, so a guessed passphrase costs an
-    /// attacker with the file about that much.
+    /// The floor, [`KdfParams::FLOOR`]; [`KdfParams::calibrate`] gives
+    /// what a new profile should use on this device.
     fn default() -> Self {
-        KdfParams {
-            m_cost: 19_456,
-            t_cost: 2,
-            p_cost: 1,
-        }
+        KdfParams::FLOOR
     }
 }
 
+/// How long deriving the passphrase key should take on the device that
+/// creates the profile: each guess costs an attacker with the file about
+/// as much (on similar hardware).
+pub const KDF_TARGET: Duration = Duration::from_millis(750);
+
 impl KdfParams {
+    /// The least a profile may use: 64 MiB and 3 passes (RFC 9106's second
+    /// recommendation), one lane. A profile is never created under it, and
+    /// one found under it is upgraded on unlock (or refused, below
+    /// [`KdfParams::LEGACY`]).
+    pub const FLOOR: KdfParams = KdfParams {
+        m_cost: 65_536,
+        t_cost: 3,
+        p_cost: 1,
+    };
+
+    /// What Strand used before the floor (OWASP's minimum, 19 MiB and 2
+    /// passes). Profiles with it still open, and are moved to calibrated
+    /// parameters in the same unlock; anything weaker is refused, since no
+    /// Strand wrote it (someone lowered it in the file).
+    pub const LEGACY: KdfParams = KdfParams {
+        m_cost: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
     /// Cheap parameters for tests only: they make a stolen profile easy to
-    /// brute-force.
+    /// brute-force. Exists (and is accepted) only in builds with the
+    /// `insecure-kdf` feature, which tests and benchmarks turn on.
+    #[cfg(feature = "insecure-kdf")]
     pub fn insecure_for_tests() -> Self {
         KdfParams {
             m_cost: 64,
             t_cost: 1,
             p_cost: 1,
         }
+    }
+
+    /// Whether these parameters are at least `other` in memory and passes.
+    pub fn at_least(&self, other: &KdfParams) -> bool {
+        self.m_cost >= other.m_cost && self.t_cost >= other.t_cost && self.p_cost >= 1
+    }
+
+    /// Whether a profile may be created with these parameters.
+    pub fn allowed(&self) -> bool {
+        #[cfg(feature = "insecure-kdf")]
+        if *self == KdfParams::insecure_for_tests() {
+            return true;
+        }
+        self.at_least(&KdfParams::FLOOR)
+    }
+
+    /// Whether a stored profile with these parameters may be opened (and
+    /// whether it must then be upgraded).
+    pub(crate) fn openable(&self) -> bool {
+        self.allowed() || self.at_least(&KdfParams::LEGACY)
+    }
+
+    /// The parameters a new profile should use on this device: the floor's
+    /// memory, and as many passes as make one derivation take about
+    /// [`KDF_TARGET`] (never fewer than the floor's). Takes about that long
+    /// itself.
+    pub fn calibrate() -> KdfParams {
+        let mut p = KdfParams::FLOOR;
+        let start = Instant::now();
+        let _ = passphrase_key("calibration", &[0; 16], p);
+        let took = start.elapsed().max(Duration::from_millis(1));
+        let per_pass = took.as_secs_f64() / f64::from(p.t_cost);
+        let passes = (KDF_TARGET.as_secs_f64() / per_pass).round();
+        p.t_cost = (passes as u32).clamp(KdfParams::FLOOR.t_cost, 64);
+        p
     }
 
     pub(crate) fn encode(&self, salt: &[u8; 16]) -> Vec<u8> {

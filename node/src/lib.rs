@@ -156,6 +156,11 @@ pub enum ProfileError {
     /// The passphrase key could not be derived (bad stored parameters).
     #[error("could not derive the passphrase key")]
     Kdf,
+    /// Argon2id parameters under the floor: a new profile is not created
+    /// with them, and a stored profile with them (which no Strand writes)
+    /// is not opened.
+    #[error("the passphrase key's Argon2id parameters are weaker than Strand allows (at least 64 MiB and 3 passes); the profile is left as it is")]
+    WeakKdf,
     /// The profile was written by a newer Strand.
     #[error(
         "the profile uses schema version {0}, newer than this Strand understands; upgrade Strand"

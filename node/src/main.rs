@@ -15,6 +15,7 @@ use strand_node::{
     now, os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, RelayStatus, Status,
 };
 use strand_transport::LanConfig;
+use zeroize::Zeroizing;
 
 /// Strand: a peer-to-peer, offline-first messenger.
 #[derive(Parser, Debug)]
@@ -26,6 +27,9 @@ struct Cli {
     /// Print JSON (contacts, read, status)
     #[arg(long, global = true)]
     json: bool,
+    /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// More logging (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -157,6 +161,11 @@ struct RelayServerArgs {
 }
 
 fn main() -> ExitCode {
+    // Taken out of the environment before any other thread exists, so
+    // nothing started from here (or reading /proc/PID/environ later) sees it.
+    let env_passphrase = std::env::var("STRAND_PASSPHRASE").ok().map(Zeroizing::new);
+    scrub_env("STRAND_PASSPHRASE");
+    std::env::remove_var("STRAND_PASSPHRASE");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -180,7 +189,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli, env_passphrase)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -210,17 +219,24 @@ fn init_logging(verbose: u8, node: bool) {
 struct Ctx {
     dir: PathBuf,
     json: bool,
+    /// From `--passphrase-file` or `STRAND_PASSPHRASE`, if given.
+    passphrase: Option<Zeroizing<String>>,
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
+async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result<()> {
     let dir = match &cli.profile {
         Some(p) => p.clone(),
         None => strand_node::default_profile_dir()
             .ok_or_else(|| anyhow!("no home directory: pass --profile DIR"))?,
     };
+    let passphrase = match &cli.passphrase_file {
+        Some(file) => Some(passphrase_from_file(file)?),
+        None => env_passphrase,
+    };
     let ctx = Ctx {
         dir,
         json: cli.json,
+        passphrase,
     };
     match cli.command {
         Command::Init { name } => init(&ctx, &name),
@@ -253,17 +269,64 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn passphrase(confirm: bool) -> Result<String> {
-    if let Ok(p) = std::env::var("STRAND_PASSPHRASE") {
-        return Ok(p);
+/// Overwrites the value of `name` in the process's initial environment
+/// block, which `remove_var` leaves in memory (and Linux shows in
+/// `/proc/PID/environ` to the same user). Runs before any thread starts.
+#[cfg(target_os = "linux")]
+fn scrub_env(name: &str) {
+    use std::os::raw::c_char;
+    extern "C" {
+        static mut environ: *mut *mut c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: single-threaded at this point (called first thing in main);
+    // `environ` is a null-terminated array of null-terminated strings, and
+    // only bytes inside one string, before its terminator, are written.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let s = *entry;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            if bytes.starts_with(prefix.as_bytes()) {
+                let len = bytes.len();
+                std::ptr::write_bytes(s.add(prefix.len()), b'x', len - prefix.len());
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn scrub_env(_: &str) {}
+
+/// The first line of `file`, without its line ending.
+fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
+    let all = Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("reading the passphrase file {}", file.display()))?,
+    );
+    let line = all.lines().next().unwrap_or("");
+    if line.is_empty() {
+        bail!("the passphrase file {} is empty", file.display());
+    }
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
+/// The passphrase: given (file or environment), or typed in the terminal.
+fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
+    if let Some(p) = &ctx.passphrase {
+        return Ok(p.clone());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no passphrase: set STRAND_PASSPHRASE or run in a terminal");
+        bail!("no passphrase: use --passphrase-file, set STRAND_PASSPHRASE, or run in a terminal");
     }
-    let p = rpassword::prompt_password("Passphrase: ").context("reading the passphrase")?;
+    let p = Zeroizing::new(
+        rpassword::prompt_password("Passphrase: ").context("reading the passphrase")?,
+    );
     if confirm {
-        let again =
-            rpassword::prompt_password("Passphrase again: ").context("reading the passphrase")?;
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Passphrase again: ").context("reading the passphrase")?,
+        );
         if again != p {
             bail!("the passphrases do not match");
         }
@@ -271,11 +334,21 @@ fn passphrase(confirm: bool) -> Result<String> {
     Ok(p)
 }
 
-fn open_profile(dir: &Path) -> Result<Profile> {
-    if !Profile::exists(dir) {
-        return Err(ProfileError::NotFound(dir.to_path_buf()).into());
+fn open_profile(ctx: &Ctx) -> Result<Profile> {
+    if !Profile::exists(&ctx.dir) {
+        return Err(ProfileError::NotFound(ctx.dir.clone()).into());
     }
-    Ok(Profile::open(dir, &passphrase(false)?)?)
+    Ok(Profile::open(&ctx.dir, &passphrase(ctx, false)?)?)
+}
+
+/// The Argon2id parameters for a new profile: calibrated on this device.
+/// (Test builds may ask for cheap ones, so that the CLI tests run fast.)
+fn new_profile_kdf() -> KdfParams {
+    #[cfg(feature = "insecure-kdf")]
+    if std::env::var_os("STRAND_INSECURE_KDF_FOR_TESTS").is_some() {
+        return KdfParams::insecure_for_tests();
+    }
+    KdfParams::calibrate()
 }
 
 /// Asks a running node; `None` if none runs on this profile.
@@ -297,8 +370,8 @@ fn init(ctx: &Ctx, name: &str) -> Result<()> {
     if Profile::exists(&ctx.dir) {
         return Err(ProfileError::AlreadyExists(ctx.dir.clone()).into());
     }
-    let pass = passphrase(true)?;
-    let p = Profile::create(&ctx.dir, name, &pass, KdfParams::default(), &mut os_rng())?;
+    let pass = passphrase(ctx, true)?;
+    let p = Profile::create(&ctx.dir, name, &pass, new_profile_kdf(), &mut os_rng())?;
     println!(
         "Created a profile for {} in {}",
         p.identity().name(),
@@ -312,7 +385,7 @@ fn init(ctx: &Ctx, name: &str) -> Result<()> {
 async fn invite(ctx: &Ctx) -> Result<()> {
     let code = match ask(&ctx.dir, &Request::Invite).await? {
         Some(v) => v.as_str().unwrap_or_default().to_owned(),
-        None => open_profile(&ctx.dir)?.invite()?.to_text(),
+        None => open_profile(ctx)?.invite()?.to_text(),
     };
     println!("{code}");
     Ok(())
@@ -328,7 +401,7 @@ async fn add(ctx: &Ctx, code: &str, name: &str) -> Result<()> {
         Some(v) => serde_json::from_value(v)?,
         None => {
             let invite = strand_sync::Invite::from_text(code).context("bad invite code")?;
-            let p = open_profile(&ctx.dir)?;
+            let p = open_profile(ctx)?;
             let c = p.add_contact(&invite, name, now(), &mut os_rng())?;
             ContactView::of(&p, &c)
         }
@@ -350,7 +423,7 @@ async fn add(ctx: &Ctx, code: &str, name: &str) -> Result<()> {
 async fn contacts(ctx: &Ctx) -> Result<()> {
     let list: Vec<ContactView> = match ask(&ctx.dir, &Request::Contacts).await? {
         Some(v) => serde_json::from_value(v)?,
-        None => control::contacts(&open_profile(&ctx.dir)?),
+        None => control::contacts(&open_profile(ctx)?),
     };
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -382,7 +455,7 @@ async fn verify(ctx: &Ctx, name: &str, verified: Option<bool>) -> Result<()> {
     };
     let view: control::SafetyView = match ask(&ctx.dir, &request).await? {
         Some(v) => serde_json::from_value(v)?,
-        None => control::verify(&open_profile(&ctx.dir)?, name, verified)?,
+        None => control::verify(&open_profile(ctx)?, name, verified)?,
     };
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
@@ -438,7 +511,7 @@ async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
     match ask(&ctx.dir, &request).await? {
         Some(_) => println!("Sent to {name}."),
         None => {
-            let p = open_profile(&ctx.dir)?;
+            let p = open_profile(ctx)?;
             p.write(name, &text, now(), &mut os_rng())?;
             println!("Queued for {name}: it goes out when `strand run` meets them.");
         }
@@ -454,7 +527,7 @@ async fn read(ctx: &Ctx, name: &str, follow: bool) -> Result<()> {
     let list: Vec<MessageView> = match ask(&ctx.dir, &request).await? {
         Some(v) => serde_json::from_value(v)?,
         None if follow => bail!("--follow needs a running node (`strand run`)"),
-        None => control::conversation(&open_profile(&ctx.dir)?, name)?,
+        None => control::conversation(&open_profile(ctx)?, name)?,
     };
     for m in &list {
         print_message(m, ctx.json)?;
@@ -563,7 +636,7 @@ async fn status(ctx: &Ctx) -> Result<()> {
             }
         }
         None => {
-            let p = open_profile(&ctx.dir)?;
+            let p = open_profile(ctx)?;
             if ctx.json {
                 let v = serde_json::json!({
                     "name": p.identity().name(), "profile": ctx.dir.display().to_string(),
@@ -727,7 +800,7 @@ async fn relay_add(ctx: &Ctx, address: &str) -> Result<()> {
     let added = match ask(&ctx.dir, &request).await? {
         Some(v) => v.as_str().unwrap_or(address).to_owned(),
         None => {
-            open_profile(&ctx.dir)?
+            open_profile(ctx)?
                 .add_relay(address, now(), &mut os_rng())?
                 .address
         }
@@ -740,7 +813,7 @@ async fn relay_add(ctx: &Ctx, address: &str) -> Result<()> {
 async fn relay_list(ctx: &Ctx) -> Result<()> {
     let list: Vec<RelayStatus> = match ask(&ctx.dir, &Request::Relays).await? {
         Some(v) => serde_json::from_value(v)?,
-        None => open_profile(&ctx.dir)?
+        None => open_profile(ctx)?
             .relays()?
             .into_iter()
             .map(|address| RelayStatus {
@@ -787,7 +860,7 @@ async fn relay_remove(ctx: &Ctx, address: &str) -> Result<()> {
     };
     let removed = match ask(&ctx.dir, &request).await? {
         Some(v) => v.as_str().unwrap_or(address).to_owned(),
-        None => match open_profile(&ctx.dir)?.remove_relay(address, now(), &mut os_rng())? {
+        None => match open_profile(ctx)?.remove_relay(address, now(), &mut os_rng())? {
             Some(c) => c.address,
             None => bail!(
                 "{} is not in the relay list (see `strand relay list`)",
@@ -801,10 +874,7 @@ async fn relay_remove(ctx: &Ctx, address: &str) -> Result<()> {
 
 /// `strand run`: until Ctrl-C (or SIGTERM), then a clean shutdown.
 async fn run(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
-    let profile = open_profile(&ctx.dir)?;
-    // The passphrase has done its job; children of this process do not
-    // need it.
-    std::env::remove_var("STRAND_PASSPHRASE");
+    let profile = open_profile(ctx)?;
     let node = Node::start(profile, transports.node_config()).await?;
     let control = {
         let node = node.clone();

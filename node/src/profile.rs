@@ -240,6 +240,9 @@ impl Profile {
         if passphrase.is_empty() {
             return Err(ProfileError::EmptyPassphrase);
         }
+        if !kdf.allowed() {
+            return Err(ProfileError::WeakKdf);
+        }
         let identity = Identity::generate(name, rng)?;
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         restrict_permissions(dir);
@@ -299,6 +302,9 @@ impl Profile {
         schema::check_version(version)?;
         let (salt, kdf) = KdfParams::decode(&get(meta::KDF)?)
             .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
+        if !kdf.openable() {
+            return Err(ProfileError::WeakKdf);
+        }
         let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
         let root_plain =
             open(&key, ROLE_ROOT, &get(meta::ROOT)?).ok_or(ProfileError::WrongPassphrase)?;
@@ -328,6 +334,9 @@ impl Profile {
         }
         drop((m, table, txn));
         schema::migrate(&db, version)?;
+        if !kdf.allowed() {
+            rekey(&db, passphrase, &root)?;
+        }
         Ok(Profile::from_parts(dir, db, root, identity, contacts))
     }
 
@@ -778,6 +787,34 @@ pub(crate) fn looks_alike(a: &str, b: &str) -> bool {
     use unicode_security::confusable_detection::skeleton;
     let same = |x: &str, y: &str| skeleton(x).eq(skeleton(y));
     same(a, b) || same(&a.to_lowercase(), &b.to_lowercase())
+}
+
+/// Seals the root key under a new passphrase key with parameters
+/// calibrated on this device (a new salt), in one transaction: run on
+/// unlock when the stored parameters are under [`KdfParams::FLOOR`].
+fn rekey(db: &Database, passphrase: &str, root: &[u8; 32]) -> Result<(), ProfileError> {
+    let kdf = KdfParams::calibrate();
+    let mut rng = crate::os_rng();
+    let mut salt = [0u8; 16];
+    rng.fill_bytes(&mut salt);
+    let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
+    let mut txn = db.begin_write().map_err(db_error)?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(db_error)?;
+    {
+        let mut m = txn.open_table(META).map_err(db_error)?;
+        m.insert(meta::KDF, &kdf.encode(&salt)[..])
+            .map_err(db_error)?;
+        m.insert(meta::ROOT, &seal(&key, ROLE_ROOT, &root[..], &mut rng)[..])
+            .map_err(db_error)?;
+    }
+    txn.commit().map_err(db_error)?;
+    tracing::info!(
+        m_cost = kdf.m_cost,
+        t_cost = kdf.t_cost,
+        "the passphrase key now uses stronger Argon2id parameters"
+    );
+    Ok(())
 }
 
 /// Flags byte of a contact record: the safety number was confirmed.

@@ -45,7 +45,24 @@ impl SeededResolver {
     }
 }
 
+impl Drop for SeededResolver {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
+}
+
 struct SnowRng(ChaCha20Rng);
+
+impl Drop for SnowRng {
+    /// The generator's state is the seed in another form: overwrite it (a
+    /// volatile write, so the compiler keeps it) before the memory is
+    /// freed. rand_chacha has no zeroize support of its own.
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is a valid, aligned `ChaCha20Rng`; the old value
+        // needs no drop (it owns no heap memory).
+        unsafe { std::ptr::write_volatile(&mut self.0, ChaCha20Rng::from_seed([0; 32])) };
+    }
+}
 
 impl snow::types::Random for SnowRng {
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {

@@ -66,6 +66,7 @@ impl Identity {
             name: name.to_owned(),
         };
         zeroize::Zeroize::zeroize(&mut sign);
+        zeroize::Zeroize::zeroize(&mut dh);
         Ok(identity)
     }
 

@@ -109,7 +109,10 @@ fn fail(core: &Core, error: ProfileError) {
 
 fn create(core: &mut Core, name: &str, pass: &str) {
     let dir = core.options.profile.clone();
-    let kdf = core.options.kdf;
+    let kdf = core
+        .options
+        .kdf
+        .unwrap_or_else(strand_node::KdfParams::calibrate);
     match Profile::create(&dir, name, pass, kdf, &mut os_rng()) {
         Ok(profile) => started(core, profile),
         Err(e) => fail(core, e),

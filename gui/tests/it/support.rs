@@ -73,7 +73,7 @@ pub fn options(dir: &Path) -> Options {
     Options {
         profile: dir.to_path_buf(),
         node: loopback(),
-        kdf: KdfParams::insecure_for_tests(),
+        kdf: Some(KdfParams::insecure_for_tests()),
         dark: false,
     }
 }

@@ -33,6 +33,8 @@ impl User {
         let mut c = Command::new(BIN);
         c.env("STRAND_PROFILE", &self.dir)
             .env("STRAND_PASSPHRASE", &self.pass)
+            // Cheap Argon2id for new profiles (test builds only).
+            .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
             .env_remove("STRAND_LOG");
         c
     }
@@ -596,4 +598,66 @@ fn a_control_client_of_another_user_is_refused() {
     );
     // Its owner is still served.
     assert!(a.ok(&["contacts"]).contains("bob"));
+}
+
+/// Issue 11: `strand init` calibrates Argon2id on this machine, never under
+/// the floor; the passphrase can come from a file; a running node does not
+/// keep STRAND_PASSPHRASE in its environment.
+#[test]
+fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
+    use redb::ReadableDatabase;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("real");
+    let pass_file = tmp.path().join("pass");
+    std::fs::write(&pass_file, "correct horse battery\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--name", "Real", "--passphrase-file"])
+        .arg(&pass_file)
+        .env("STRAND_PROFILE", &dir)
+        .env_remove("STRAND_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        let db = redb::Database::open(dir.join(strand_node::schema::DB_FILE)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(strand_node::schema::META).unwrap();
+        let kdf = meta.get("kdf").unwrap().unwrap().value().to_vec();
+        let m = u32::from_le_bytes(kdf[16..20].try_into().unwrap());
+        let t = u32::from_le_bytes(kdf[20..24].try_into().unwrap());
+        assert!(m >= 65_536 && t >= 3, "m_cost {m} KiB, t_cost {t}");
+    }
+    // The file opens it; a wrong one does not.
+    let with = |file: &Path| {
+        Command::new(BIN)
+            .args(["contacts", "--passphrase-file"])
+            .arg(file)
+            .env("STRAND_PROFILE", &dir)
+            .env_remove("STRAND_PASSPHRASE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(with(&pass_file).status.success());
+    std::fs::write(tmp.path().join("wrong"), "nope\n").unwrap();
+    let out = with(&tmp.path().join("wrong"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+
+    // A running node's environment holds no passphrase.
+    let u = User::init(tmp.path(), "alice");
+    let (run, _) = u.run(&[]);
+    let run = Killed(run);
+    let environ = std::fs::read(format!("/proc/{}/environ", run.0.id())).unwrap();
+    assert!(
+        !environ
+            .windows(u.pass.len())
+            .any(|w| w == u.pass.as_bytes()),
+        "the passphrase is still readable in the node's environment"
+    );
 }

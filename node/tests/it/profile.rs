@@ -304,3 +304,144 @@ fn contacts_are_checked() {
         ProfileError::UnknownContact("Nobody".into())
     );
 }
+
+/// The key a passphrase gives under `m` KiB and `t` passes (as the node
+/// derives it), for tests that rewrite a profile's parameters.
+fn argon_key(pass: &str, salt: &[u8], m: u32, t: u32) -> [u8; 32] {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let mut key = [0u8; 32];
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(m, t, 1, Some(32)).unwrap(),
+    )
+    .hash_password_into(pass.as_bytes(), salt, &mut key)
+    .unwrap();
+    key
+}
+
+/// Issue 11: Argon2id has a floor. A profile is never created under it;
+/// one written by an earlier Strand (19 MiB, 2 passes) opens and is moved
+/// to calibrated parameters in the same unlock; one whose parameters were
+/// lowered further is refused and left as it is.
+#[test]
+fn the_kdf_has_a_floor_and_old_profiles_are_upgraded() {
+    use chacha20poly1305::aead::{Aead, Payload};
+    use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+    let tmp = tempfile::tempdir().unwrap();
+    let weak = KdfParams {
+        m_cost: 8_192,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    assert_eq!(
+        Profile::create(
+            &tmp.path().join("w"),
+            "W",
+            "pass phrase",
+            weak,
+            &mut os_rng()
+        )
+        .unwrap_err(),
+        ProfileError::WeakKdf
+    );
+    assert!(!tmp.path().join("w").exists());
+
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    let path = dir.join(schema::DB_FILE);
+    let kdf_of = |db: &redb::Database| -> Vec<u8> {
+        use redb::ReadableDatabase;
+        let txn = db.begin_read().unwrap();
+        let m = txn.open_table(schema::META).unwrap();
+        let v = m.get("kdf").unwrap().unwrap().value().to_vec();
+        v
+    };
+    // Rewrite it as an earlier Strand would have: the same root key under
+    // a 19 MiB, 2-pass key.
+    {
+        use redb::ReadableDatabase;
+        let db = redb::Database::open(&path).unwrap();
+        let (salt, root_sealed) = {
+            let txn = db.begin_read().unwrap();
+            let m = txn.open_table(schema::META).unwrap();
+            let kdf = m.get("kdf").unwrap().unwrap().value().to_vec();
+            let root = m.get("root").unwrap().unwrap().value().to_vec();
+            (kdf[..16].to_vec(), root)
+        };
+        let test = KdfParams::insecure_for_tests();
+        let key = argon_key("pass phrase", &salt, test.m_cost, test.t_cost);
+        let root = XChaCha20Poly1305::new((&key).into())
+            .decrypt(
+                XNonce::from_slice(&root_sealed[..24]),
+                Payload {
+                    msg: &root_sealed[24..],
+                    aad: b"strand/v1/root",
+                },
+            )
+            .unwrap();
+        let legacy = argon_key("pass phrase", &salt, 19_456, 2);
+        let nonce = [9u8; 24];
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            XChaCha20Poly1305::new((&legacy).into())
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &root,
+                        aad: b"strand/v1/root",
+                    },
+                )
+                .unwrap(),
+        );
+        let mut kdf = salt.clone();
+        for v in [19_456u32, 2, 1] {
+            kdf.extend_from_slice(&v.to_le_bytes());
+        }
+        let txn = db.begin_write().unwrap();
+        {
+            let mut m = txn.open_table(schema::META).unwrap();
+            m.insert("kdf", &kdf[..]).unwrap();
+            m.insert("root", &sealed[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    // It opens, and comes out on calibrated parameters.
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    drop(p);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let kdf = kdf_of(&db);
+        let m = u32::from_le_bytes(kdf[16..20].try_into().unwrap());
+        let t = u32::from_le_bytes(kdf[20..24].try_into().unwrap());
+        assert!(m >= 65_536 && t >= 3, "upgraded to {m} KiB, {t} passes");
+    }
+    assert!(Profile::open(&dir, "pass phrase").is_ok());
+    assert_eq!(
+        Profile::open(&dir, "wrong").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+
+    // Lowered below anything Strand wrote: refused, nothing changes.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let mut kdf = kdf_of(&db);
+        kdf[16..20].copy_from_slice(&1_024u32.to_le_bytes());
+        kdf[20..24].copy_from_slice(&1u32.to_le_bytes());
+        let txn = db.begin_write().unwrap();
+        txn.open_table(schema::META)
+            .unwrap()
+            .insert("kdf", &kdf[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let before = kdf_of(&redb::Database::open(&path).unwrap());
+    assert_eq!(
+        Profile::open(&dir, "pass phrase").unwrap_err(),
+        ProfileError::WeakKdf
+    );
+    assert!(
+        kdf_of(&redb::Database::open(&path).unwrap()) == before,
+        "the refused profile's parameters were changed"
+    );
+}
