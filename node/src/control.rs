@@ -64,6 +64,8 @@ pub enum Request {
         /// Its multiaddr.
         address: String,
     },
+    /// Stop the node (it answers first): `strand wipe` uses it.
+    Shutdown,
     /// A contact's safety number; with `verified`, mark them verified or
     /// not.
     Verify {
@@ -215,21 +217,27 @@ fn bind_private(path: &Path) -> std::io::Result<(UnixListener, u32)> {
     made
 }
 
-/// Serves the control socket until the task is dropped. Only processes
-/// of the user who runs the node are served (`SO_PEERCRED`), whatever the
-/// file's permissions.
+/// Serves the control socket until the task is dropped, or returns
+/// `Ok(())` once a client asked for [`Request::Shutdown`] (and was
+/// answered). Only processes of the user who runs the node are served
+/// (`SO_PEERCRED`), whatever the file's permissions.
 pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let path = socket_path(profile);
     // We hold the profile's lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
     let (listener, owner) = bind_private(&path)?;
+    let stop = tokio_util::sync::CancellationToken::new();
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = stop.cancelled() => return Ok(()),
+        };
         let node = node.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             match stream.peer_cred().map(|c| c.uid()) {
                 Ok(uid) if uid == owner => {
-                    if let Err(e) = handle(node, stream).await {
+                    if let Err(e) = handle(node, stream, stop).await {
                         tracing::debug!("control connection: {e}");
                     }
                 }
@@ -263,7 +271,11 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
-async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {
+async fn handle(
+    node: Node,
+    stream: UnixStream,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd).take(MAX_REQUEST as u64);
     let mut line = String::new();
@@ -284,6 +296,11 @@ async fn handle(node: Node, stream: UnixStream) -> std::io::Result<()> {
                     Err(_) => return Ok(()),
                 }
             }
+        }
+        Ok(Request::Shutdown) => {
+            wr.write_all(b"{\"ok\":true}\n").await?;
+            stop.cancel();
+            return Ok(());
         }
         Ok(request) => answer(&node, request).await,
     };
@@ -326,7 +343,7 @@ async fn answer(node: &Node, request: Request) -> Response {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err(&e),
         },
-        Request::Follow => Response::refuse("follow is handled above"),
+        Request::Follow | Request::Shutdown => Response::refuse("handled above"),
     }
 }
 

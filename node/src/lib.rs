@@ -47,6 +47,7 @@ mod reach;
 pub mod schema;
 mod store;
 mod views;
+pub mod wipe;
 mod writer;
 
 use std::path::PathBuf;

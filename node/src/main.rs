@@ -90,6 +90,12 @@ enum Command {
     },
     /// Show identity, transports, relays, and contacts seen
     Status,
+    /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
+    Wipe {
+        /// Do not ask: wipe at once
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run a relay (no profile needed), or manage your relays: `strand relay add|list|remove`
     #[command(args_conflicts_with_subcommands = true)]
     Relay {
@@ -259,6 +265,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Run { transports } => run(&ctx, &transports).await,
         Command::Status => status(&ctx).await,
+        Command::Wipe { yes } => wipe(&ctx, yes).await,
         Command::Relay { action, server } => match action {
             None => relay_serve(&server).await,
             Some(RelayAction::Add { address }) => relay_add(&ctx, &address).await,
@@ -444,6 +451,62 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `strand wipe`.
+async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
+    if !Profile::exists(&ctx.dir) {
+        return Err(ProfileError::NotFound(ctx.dir.clone()).into());
+    }
+    let name = ctx
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ctx.dir.display().to_string());
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to wipe without confirmation: run it in a terminal, or pass --yes");
+        }
+        eprintln!(
+            "This destroys the profile in {} for good: identity, contacts, every message. It cannot be undone.",
+            ctx.dir.display()
+        );
+        eprint!("Type the folder's name ({name}) to wipe it: ");
+        let mut typed = String::new();
+        std::io::stdin()
+            .read_line(&mut typed)
+            .context("reading the confirmation")?;
+        if typed.trim() != name {
+            bail!("not wiped: that was not {name:?}");
+        }
+    }
+    // A running node first stops and lets go of the profile (one that is
+    // still starting may not answer yet: ask again for a few seconds).
+    let start = std::time::Instant::now();
+    let mut asked = ask(&ctx.dir, &Request::Shutdown).await?.is_some();
+    while !asked && Profile::in_use(&ctx.dir) && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        asked = ask(&ctx.dir, &Request::Shutdown).await?.is_some();
+    }
+    if asked {
+        while Profile::in_use(&ctx.dir) {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("the running node did not stop within 30 s; stop it, then wipe again");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let wiped = strand_node::wipe::wipe(&ctx.dir)?;
+    println!(
+        "Wiped {}: {} key copies destroyed, {} bytes overwritten, the folder removed.",
+        ctx.dir.display(),
+        wiped.key_copies,
+        wiped.bytes
+    );
+    println!(
+        "Not reached by any wipe: copies on SSD/flash blocks the drive remapped, file-system snapshots, backups, swap. See the README."
+    );
     Ok(())
 }
 
@@ -891,8 +954,12 @@ async fn run(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
         r = control => match r {
+            Ok(Ok(())) => {
+                println!("stopping: asked to over the control socket");
+                Ok(())
+            }
             Ok(Err(e)) => Err(anyhow!(e).context("the control socket failed")),
-            _ => Err(anyhow!("the control socket stopped")),
+            Err(_) => Err(anyhow!("the control socket stopped")),
         },
     };
     let _ = std::fs::remove_file(control::socket_path(&ctx.dir));

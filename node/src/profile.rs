@@ -176,7 +176,7 @@ fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
     }
 }
 
-fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
+pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
     let path = dir.join(DB_FILE);
     let mut builder = Database::builder();
     builder.set_cache_size(CACHE_BYTES);

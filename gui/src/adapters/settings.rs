@@ -32,6 +32,19 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         b.job(lock);
     });
 
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_wipe(move |typed| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<SettingsAdapter>();
+        if typed != a.get_name() || typed.is_empty() {
+            a.set_wipe_result("Type your name exactly as shown to confirm.".into());
+            return;
+        }
+        a.set_wipe_result("".into());
+        b.job(wipe);
+    });
+
     let weak = ui.as_weak();
     adapter.on_set_dark(move |dark| {
         if let Some(ui) = weak.upgrade() {
@@ -70,6 +83,29 @@ fn rename(core: &mut Core, name: &str) {
                 let a = ui.global::<SettingsAdapter>();
                 a.set_name_ok(false);
                 a.set_name_result(message.into());
+            });
+        }
+    }
+}
+
+/// Stops the node, releases the profile, and destroys it
+/// ([`strand_node::wipe::wipe`]); then shows the first-run screen.
+pub(crate) fn wipe(core: &mut Core) {
+    core.stop();
+    let dir = core.options.profile.clone();
+    match strand_node::wipe::wipe(&dir) {
+        Ok(_) => {
+            // No profile any more: the first-run screen.
+            lock(core);
+            core.ui(|ui| ui.global::<SettingsAdapter>().set_wipe_result("".into()));
+        }
+        Err(e) => {
+            // The node is stopped either way: the unlock screen says why.
+            let message = format!("Not wiped: {}", strand_node::chain(&e));
+            lock(core);
+            core.ui(move |ui| {
+                ui.global::<crate::OnboardingAdapter>()
+                    .set_error(message.into());
             });
         }
     }

@@ -202,3 +202,28 @@ fn the_conversation_shows_the_safety_number_and_marks_the_contact_verified() {
         assert!(h.pump_until(WAIT, || conv.get_verified()));
     });
 }
+
+/// Issue 11: Settings → Wipe asks for the user's name, stops the node,
+/// destroys the profile, and shows the first-run screen.
+#[test]
+fn wiping_from_settings_destroys_the_profile() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        gui.create(h, "Alice");
+        let settings = gui.ui.global::<strand_gui::SettingsAdapter>();
+        assert!(h.pump_until(WAIT, || settings.get_name() == "Alice"));
+        settings.invoke_wipe("alice".into());
+        h.pump();
+        assert!(settings.get_wipe_result().contains("exactly"));
+        assert!(dir.exists(), "nothing wiped on a wrong confirmation");
+        settings.invoke_wipe("Alice".into());
+        assert!(
+            h.pump_until(WAIT, || gui.screen() == strand_gui::Screen::Onboarding
+                && gui.onboarding().get_first_run())
+        );
+        assert!(!dir.exists(), "the profile folder is gone");
+        assert!(gui.contacts().is_empty());
+    });
+}

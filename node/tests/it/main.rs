@@ -38,3 +38,4 @@ mod transcript;
 mod transports;
 mod verify;
 mod views;
+mod wipe;

@@ -1,0 +1,152 @@
+//! Panic wipe: destroy a profile so that no passphrase opens it again.
+//!
+//! Order matters, so that a wipe cut short (power, a seized laptop being
+//! unplugged) already leaves nothing readable:
+//!
+//! 1. **The keys.** Every copy in the file of the sealed root key and the
+//!    sealed identity is overwritten with random bytes and flushed to disk.
+//!    Everything else in the profile (contacts, message bodies, relays) is
+//!    sealed under the root key or under keys only the identity derives,
+//!    so once these are gone the rest is ciphertext without a key.
+//! 2. **The file.** The whole database file is overwritten with random
+//!    bytes and flushed, then truncated.
+//! 3. **The folder.** Every file in the profile folder is removed, then the
+//!    folder.
+//!
+//! What it cannot do: storage that remaps writes (SSDs and flash wear
+//! levelling, copy-on-write or snapshotting file systems such as btrfs and
+//! ZFS) may keep old blocks the overwrite never reaches; backups and copies
+//! of the folder are untouched; swap may hold pages of a running process.
+//! Encrypted storage (full-disk encryption) is the defence for those; see
+//! the README.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use rand_core::RngCore;
+use redb::ReadableDatabase;
+
+use crate::profile::open_db;
+use crate::schema::{meta, DB_FILE, META};
+use crate::ProfileError;
+
+/// Bytes overwritten per write.
+const CHUNK: usize = 1 << 20;
+
+/// What a wipe did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiped {
+    /// Copies of the sealed keys found and overwritten (step 1).
+    pub key_copies: usize,
+    /// Bytes of the database file overwritten (step 2).
+    pub bytes: u64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ProfileError + '_ {
+    move |e| ProfileError::Io {
+        path: path.to_path_buf(),
+        source: crate::IoError::from(e),
+    }
+}
+
+/// Step 1 alone: overwrites every copy of the sealed root key and
+/// identity in `dir`'s database file, and flushes. No passphrase opens the
+/// profile afterwards. Needs the profile not to be in use
+/// ([`ProfileError::InUse`]). Returns the copies overwritten.
+pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
+    if !dir.join(DB_FILE).exists() {
+        return Err(ProfileError::NotFound(dir.to_path_buf()));
+    }
+    // Read what to look for; opening also proves nobody else holds it.
+    let needles: Vec<Vec<u8>> = {
+        let db = open_db(dir, false)?;
+        let txn = db.begin_read().map_err(crate::profile::db_error)?;
+        let m = txn.open_table(META).map_err(crate::profile::db_error)?;
+        let mut out = Vec::new();
+        for name in [meta::ROOT, meta::IDENTITY] {
+            if let Some(v) = m.get(name).map_err(crate::profile::db_error)? {
+                if v.value().len() >= 32 {
+                    out.push(v.value().to_vec());
+                }
+            }
+        }
+        out
+    };
+    let path = dir.join(DB_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let longest = needles.iter().map(Vec::len).max().unwrap_or(0);
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; CHUNK + longest];
+    let mut at = 0u64;
+    loop {
+        file.seek(SeekFrom::Start(at)).map_err(io(&path))?;
+        let mut n = 0;
+        while n < buf.len() {
+            let r = file.read(&mut buf[n..]).map_err(io(&path))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        for needle in &needles {
+            for (i, w) in buf[..n].windows(needle.len()).enumerate() {
+                if w == needle.as_slice() {
+                    let pos = at + i as u64;
+                    if !found.contains(&(pos, needle.len())) {
+                        found.push((pos, needle.len()));
+                    }
+                }
+            }
+        }
+        if n < buf.len() {
+            break;
+        }
+        at += CHUNK as u64;
+    }
+    let mut rng = crate::os_rng();
+    for (pos, len) in &found {
+        let mut noise = vec![0u8; *len];
+        rng.fill_bytes(&mut noise);
+        file.seek(SeekFrom::Start(*pos)).map_err(io(&path))?;
+        file.write_all(&noise).map_err(io(&path))?;
+    }
+    file.sync_all().map_err(io(&path))?;
+    Ok(found.len())
+}
+
+/// Destroys the profile in `dir`: its keys first, then the whole database
+/// file, then the folder (see the module documentation for the order and
+/// what it cannot erase). The profile must not be in use: stop its node
+/// first.
+pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
+    let key_copies = destroy_keys(dir)?;
+    let path = dir.join(DB_FILE);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let len = file.metadata().map_err(io(&path))?.len();
+    let mut rng = crate::os_rng();
+    let mut noise = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK as u64) as usize;
+        rng.fill_bytes(&mut noise[..n]);
+        file.write_all(&noise[..n]).map_err(io(&path))?;
+        done += n as u64;
+    }
+    file.sync_all().map_err(io(&path))?;
+    file.set_len(0).map_err(io(&path))?;
+    file.sync_all().map_err(io(&path))?;
+    drop(file);
+    std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    Ok(Wiped {
+        key_copies,
+        bytes: len,
+    })
+}
