@@ -45,6 +45,7 @@ mod node;
 mod profile;
 mod reach;
 pub mod schema;
+pub mod sealed;
 mod store;
 mod views;
 pub mod wipe;

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{open, passphrase_key, seal, KdfParams};
 use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, READ};
+use crate::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::store::{insert, sync_key, table_key, ReadView, RedbStore};
 use crate::writer::Writer;
 use crate::{DbError, ProfileError};
@@ -191,6 +192,44 @@ pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError
     })
 }
 
+/// Opens the sealed profile file in `dir` with the page key from `root`
+/// (see [`crate::sealed`]).
+fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, ProfileError> {
+    let path = dir.join(DB_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    sealed_db(dir, file, root)
+}
+
+fn sealed_db(dir: &Path, file: std::fs::File, root: &[u8; 32]) -> Result<Database, ProfileError> {
+    let path = dir.join(DB_FILE);
+    let backend = SealedBackend::new(file, root).map_err(|e| io_error(&path, e))?;
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder.create_with_backend(backend).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => ProfileError::InUse(dir.to_path_buf()),
+        other => db_error(other),
+    })
+}
+
+/// A new file for a sealed profile at `path` (mode 0600 from the start),
+/// with its header written.
+fn new_sealed_file(path: &Path, header: &Header) -> Result<std::fs::File, ProfileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    write_header(&file, header, true).map_err(|e| io_error(path, e))?;
+    Ok(file)
+}
+
 impl Profile {
     fn from_parts(
         dir: &Path,
@@ -222,7 +261,44 @@ impl Profile {
     /// Reads nothing secret; for UIs that want to say so before asking for
     /// the passphrase.
     pub fn in_use(dir: &Path) -> bool {
-        Profile::exists(dir) && matches!(open_db(dir, false), Err(ProfileError::InUse(_)))
+        let path = dir.join(DB_FILE);
+        if !Profile::exists(dir) {
+            return false;
+        }
+        if crate::sealed::is_sealed(&path) {
+            return crate::sealed::is_locked(&path);
+        }
+        matches!(open_db(dir, false), Err(ProfileError::InUse(_)))
+    }
+
+    /// The Argon2id parameters the profile in `dir` is locked with (public:
+    /// they are read before the passphrase).
+    pub fn kdf_params(dir: &Path) -> Result<KdfParams, ProfileError> {
+        let path = dir.join(DB_FILE);
+        if !Profile::exists(dir) {
+            return Err(ProfileError::NotFound(dir.to_path_buf()));
+        }
+        if crate::sealed::is_sealed(&path) {
+            return read_header(&path)
+                .map(|(_, h)| h.kdf)
+                .map_err(|e| ProfileError::Corrupt(e.to_string()));
+        }
+        let db = open_db(dir, false)?;
+        let txn = db.begin_read().map_err(db_error)?;
+        let m = txn.open_table(META).map_err(db_error)?;
+        let v = m
+            .get(meta::KDF)
+            .map_err(db_error)?
+            .ok_or_else(|| ProfileError::Corrupt("missing `kdf`".into()))?;
+        KdfParams::decode(v.value())
+            .map(|(_, k)| k)
+            .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))
+    }
+
+    /// Whether the profile file in `dir` is sealed as a whole (see
+    /// [`crate::sealed`]); profiles from before are, after their next unlock.
+    pub fn is_sealed(dir: &Path) -> bool {
+        crate::sealed::is_sealed(&dir.join(DB_FILE))
     }
 
     /// Creates a new profile with a fresh identity named `name`, locked by
@@ -243,15 +319,50 @@ impl Profile {
         if !kdf.allowed() {
             return Err(ProfileError::WeakKdf);
         }
+        Profile::create_as(dir, name, passphrase, kdf, true, rng)
+    }
+
+    /// A profile in the format used before files were sealed as a whole
+    /// (plain redb, rows sealed one by one), for tests of the migration.
+    #[cfg(feature = "insecure-kdf")]
+    pub fn create_unsealed_for_tests(
+        dir: &Path,
+        name: &str,
+        passphrase: &str,
+        kdf: KdfParams,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Profile, ProfileError> {
+        Profile::create_as(dir, name, passphrase, kdf, false, rng)
+    }
+
+    fn create_as(
+        dir: &Path,
+        name: &str,
+        passphrase: &str,
+        kdf: KdfParams,
+        sealed: bool,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Profile, ProfileError> {
         let identity = Identity::generate(name, rng)?;
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         restrict_permissions(dir);
-        let db = open_db(dir, true)?;
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
         let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
         let mut root = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut root[..]);
+        let sealed_root = seal(&key, ROLE_ROOT, &root[..], rng);
+        let db = if sealed {
+            let header = Header {
+                salt,
+                kdf,
+                sealed_root: sealed_root.clone(),
+            };
+            let file = new_sealed_file(&dir.join(DB_FILE), &header)?;
+            sealed_db(dir, file, &root)?
+        } else {
+            open_db(dir, true)?
+        };
         let mut secret = Zeroizing::new(identity.to_secret_bytes().to_vec());
         secret.extend_from_slice(name.as_bytes());
         let txn = db.begin_write().map_err(db_error)?;
@@ -259,10 +370,11 @@ impl Profile {
             let mut m = txn.open_table(META).map_err(db_error)?;
             m.insert(meta::SCHEMA, &schema::SCHEMA_VERSION.to_le_bytes()[..])
                 .map_err(db_error)?;
-            m.insert(meta::KDF, &kdf.encode(&salt)[..])
-                .map_err(db_error)?;
-            m.insert(meta::ROOT, &seal(&key, ROLE_ROOT, &root[..], rng)[..])
-                .map_err(db_error)?;
+            if !sealed {
+                m.insert(meta::KDF, &kdf.encode(&salt)[..])
+                    .map_err(db_error)?;
+                m.insert(meta::ROOT, &sealed_root[..]).map_err(db_error)?;
+            }
             m.insert(
                 meta::IDENTITY,
                 &seal(&root, ROLE_IDENTITY, &secret, rng)[..],
@@ -283,6 +395,10 @@ impl Profile {
     pub fn open(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
         if !Profile::exists(dir) {
             return Err(ProfileError::NotFound(dir.to_path_buf()));
+        }
+        let path = dir.join(DB_FILE);
+        if crate::sealed::is_sealed(&path) {
+            return Profile::open_sealed_profile(dir, passphrase);
         }
         let db = open_db(dir, false)?;
         let txn = db.begin_read().map_err(db_error)?;
@@ -332,10 +448,83 @@ impl Profile {
                 .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
             contacts.push(decode_contact(&plain)?);
         }
+        let sealed_root = get(meta::ROOT)?;
         drop((m, table, txn));
         schema::migrate(&db, version)?;
-        if !kdf.allowed() {
-            rekey(&db, passphrase, &root)?;
+        // Move it into a sealed file, with stronger KDF parameters if they
+        // were under the floor.
+        let header = if kdf.allowed() {
+            Header {
+                salt,
+                kdf,
+                sealed_root,
+            }
+        } else {
+            strong_header(passphrase, &root)?
+        };
+        let db = seal_file(dir, db, &header, &root)?;
+        Ok(Profile::from_parts(dir, db, root, identity, contacts))
+    }
+
+    fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
+        let path = dir.join(DB_FILE);
+        if crate::sealed::is_locked(&path) {
+            return Err(ProfileError::InUse(dir.to_path_buf()));
+        }
+        let (_, header) = read_header(&path).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        if !header.kdf.openable() {
+            return Err(ProfileError::WeakKdf);
+        }
+        let key = passphrase_key(passphrase, &header.salt, header.kdf).ok_or(ProfileError::Kdf)?;
+        let root_plain =
+            open(&key, ROLE_ROOT, &header.sealed_root).ok_or(ProfileError::WrongPassphrase)?;
+        if root_plain.len() != 32 {
+            return Err(ProfileError::Corrupt("bad root key".into()));
+        }
+        let mut root = Zeroizing::new([0u8; 32]);
+        root.copy_from_slice(&root_plain);
+        let db = open_sealed(dir, &root)?;
+        let (version, identity, contacts) = {
+            let txn = db.begin_read().map_err(db_error)?;
+            let m = txn.open_table(META).map_err(db_error)?;
+            let get = |name: &str| -> Result<Vec<u8>, ProfileError> {
+                m.get(name)
+                    .map_err(db_error)?
+                    .map(|v| v.value().to_vec())
+                    .ok_or_else(|| ProfileError::Corrupt(format!("missing `{name}`")))
+            };
+            let version = get(meta::SCHEMA)?;
+            let version = u32::from_le_bytes(
+                version
+                    .try_into()
+                    .map_err(|_| ProfileError::Corrupt("bad schema version".into()))?,
+            );
+            schema::check_version(version)?;
+            let identity = open_identity(&root, &get(meta::IDENTITY)?)?;
+            let table = txn.open_table(CONTACTS).map_err(db_error)?;
+            let mut contacts = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (_, v) = entry.map_err(db_error)?;
+                let plain = open(&root, ROLE_CONTACT, v.value())
+                    .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
+                contacts.push(decode_contact(&plain)?);
+            }
+            (version, identity, contacts)
+        };
+        schema::migrate(&db, version)?;
+        if !header.kdf.allowed() {
+            let stronger = strong_header(passphrase, &root)?;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?;
+            write_header(&file, &stronger, false).map_err(|e| io_error(&path, e))?;
+            tracing::info!(
+                m_cost = stronger.kdf.m_cost,
+                t_cost = stronger.kdf.t_cost,
+                "the passphrase key now uses stronger Argon2id parameters"
+            );
         }
         Ok(Profile::from_parts(dir, db, root, identity, contacts))
     }
@@ -789,32 +978,127 @@ pub(crate) fn looks_alike(a: &str, b: &str) -> bool {
     same(a, b) || same(&a.to_lowercase(), &b.to_lowercase())
 }
 
-/// Seals the root key under a new passphrase key with parameters
-/// calibrated on this device (a new salt), in one transaction: run on
-/// unlock when the stored parameters are under [`KdfParams::FLOOR`].
-fn rekey(db: &Database, passphrase: &str, root: &[u8; 32]) -> Result<(), ProfileError> {
+/// A header with the root key sealed under a new passphrase key, with
+/// parameters calibrated on this device and a new salt: for profiles
+/// found under [`KdfParams::FLOOR`].
+fn strong_header(passphrase: &str, root: &[u8; 32]) -> Result<Header, ProfileError> {
     let kdf = KdfParams::calibrate();
     let mut rng = crate::os_rng();
     let mut salt = [0u8; 16];
     rng.fill_bytes(&mut salt);
     let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
-    let mut txn = db.begin_write().map_err(db_error)?;
-    txn.set_durability(redb::Durability::Immediate)
-        .map_err(db_error)?;
-    {
-        let mut m = txn.open_table(META).map_err(db_error)?;
-        m.insert(meta::KDF, &kdf.encode(&salt)[..])
-            .map_err(db_error)?;
-        m.insert(meta::ROOT, &seal(&key, ROLE_ROOT, &root[..], &mut rng)[..])
-            .map_err(db_error)?;
-    }
-    txn.commit().map_err(db_error)?;
-    tracing::info!(
-        m_cost = kdf.m_cost,
-        t_cost = kdf.t_cost,
-        "the passphrase key now uses stronger Argon2id parameters"
+    Ok(Header {
+        salt,
+        kdf,
+        sealed_root: seal(&key, ROLE_ROOT, &root[..], &mut rng),
+    })
+}
+
+/// The identity sealed under `root`: secret keys (64) then the name.
+fn open_identity(root: &[u8; 32], sealed: &[u8]) -> Result<Identity, ProfileError> {
+    let secret = Zeroizing::new(
+        open(root, ROLE_IDENTITY, sealed)
+            .ok_or_else(|| ProfileError::Corrupt("identity does not decrypt".into()))?,
     );
-    Ok(())
+    if secret.len() < 64 {
+        return Err(ProfileError::Corrupt("identity too short".into()));
+    }
+    let mut bytes = Zeroizing::new([0u8; 64]);
+    bytes.copy_from_slice(&secret[..64]);
+    let name = std::str::from_utf8(&secret[64..])
+        .map_err(|_| ProfileError::Corrupt("identity name".into()))?;
+    Identity::from_secret_bytes(&bytes, name).map_err(|e| ProfileError::Corrupt(e.to_string()))
+}
+
+/// Copies every table of `old` (a profile file from before sealing, its
+/// KDF and root key moving to the header) into a new sealed file in one
+/// transaction, puts it in the old one's place, and overwrites the old
+/// file's bytes. Run once, after an unlock; a crash before the rename
+/// leaves the old file as it was (the next unlock starts again).
+fn seal_file(
+    dir: &Path,
+    old: Database,
+    header: &Header,
+    root: &[u8; 32],
+) -> Result<Database, ProfileError> {
+    use crate::schema::RECORDS;
+    let path = dir.join(DB_FILE);
+    let tmp = dir.join(format!("{DB_FILE}.sealing"));
+    let _ = std::fs::remove_file(&tmp);
+    let file = new_sealed_file(&tmp, header)?;
+    let db = sealed_db(dir, file, root)?;
+    {
+        let from = old.begin_read().map_err(db_error)?;
+        let mut to = db.begin_write().map_err(db_error)?;
+        to.set_durability(redb::Durability::Immediate)
+            .map_err(db_error)?;
+        {
+            let mut t = to.open_table(META).map_err(db_error)?;
+            for e in from
+                .open_table(META)
+                .map_err(db_error)?
+                .iter()
+                .map_err(db_error)?
+            {
+                let (k, v) = e.map_err(db_error)?;
+                if k.value() != meta::KDF && k.value() != meta::ROOT {
+                    t.insert(k.value(), v.value()).map_err(db_error)?;
+                }
+            }
+        }
+        macro_rules! copy {
+            ($table:expr) => {{
+                let mut t = to.open_table($table).map_err(db_error)?;
+                match from.open_table($table) {
+                    Ok(f) => {
+                        for e in f.iter().map_err(db_error)? {
+                            let (k, v) = e.map_err(db_error)?;
+                            t.insert(k.value(), v.value()).map_err(db_error)?;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(db_error(e)),
+                }
+            }};
+        }
+        copy!(CONTACTS);
+        copy!(MESSAGES);
+        copy!(OUTBOX);
+        copy!(READ);
+        copy!(RECORDS);
+        to.commit().map_err(db_error)?;
+    }
+    // Keep a handle on the old file to overwrite it once it is replaced.
+    let old_file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    drop(old);
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    if let Ok(dirf) = std::fs::File::open(dir) {
+        let _ = dirf.sync_all();
+    }
+    overwrite(&old_file).map_err(|e| io_error(&path, e))?;
+    tracing::info!("the profile file is now sealed as a whole");
+    Ok(db)
+}
+
+/// Random bytes over the whole of `file`, synced, then truncated.
+pub(crate) fn overwrite(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut rng = crate::os_rng();
+    let mut noise = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(noise.len() as u64) as usize;
+        rng.fill_bytes(&mut noise[..n]);
+        file.write_all_at(&noise[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()?;
+    file.set_len(0)?;
+    file.sync_all()
 }
 
 /// Flags byte of a contact record: the safety number was confirmed.

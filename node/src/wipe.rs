@@ -3,11 +3,12 @@
 //! Order matters, so that a wipe cut short (power, a seized laptop being
 //! unplugged) already leaves nothing readable:
 //!
-//! 1. **The keys.** Every copy in the file of the sealed root key and the
-//!    sealed identity is overwritten with random bytes and flushed to disk.
-//!    Everything else in the profile (contacts, message bodies, relays) is
-//!    sealed under the root key or under keys only the identity derives,
-//!    so once these are gone the rest is ciphertext without a key.
+//! 1. **The keys.** The file's header (both copies of the sealed root key,
+//!    see [`crate::sealed`]) is overwritten with random bytes and flushed to
+//!    disk. Everything else in the file is sealed under a key derived from
+//!    the root key, so once it is gone the rest is ciphertext without a
+//!    key. (For a profile file from before sealing, every copy in the file
+//!    of the sealed root key and the sealed identity.)
 //! 2. **The file.** The whole database file is overwritten with random
 //!    bytes and flushed, then truncated.
 //! 3. **The folder.** Every file in the profile folder is removed, then the
@@ -55,8 +56,16 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ProfileError + '_ {
 /// profile afterwards. Needs the profile not to be in use
 /// ([`ProfileError::InUse`]). Returns the copies overwritten.
 pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
-    if !dir.join(DB_FILE).exists() {
+    let path = dir.join(DB_FILE);
+    if !path.exists() {
         return Err(ProfileError::NotFound(dir.to_path_buf()));
+    }
+    if crate::sealed::is_sealed(&path) {
+        if crate::sealed::is_locked(&path) {
+            return Err(ProfileError::InUse(dir.to_path_buf()));
+        }
+        crate::sealed::destroy_header(&path).map_err(io(&path))?;
+        return Ok(2);
     }
     // Read what to look for; opening also proves nobody else holds it.
     let needles: Vec<Vec<u8>> = {
@@ -126,23 +135,12 @@ pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
 pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
     let key_copies = destroy_keys(dir)?;
     let path = dir.join(DB_FILE);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .open(&path)
         .map_err(io(&path))?;
     let len = file.metadata().map_err(io(&path))?.len();
-    let mut rng = crate::os_rng();
-    let mut noise = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64) as usize;
-        rng.fill_bytes(&mut noise[..n]);
-        file.write_all(&noise[..n]).map_err(io(&path))?;
-        done += n as u64;
-    }
-    file.sync_all().map_err(io(&path))?;
-    file.set_len(0).map_err(io(&path))?;
-    file.sync_all().map_err(io(&path))?;
+    crate::profile::overwrite(&file).map_err(io(&path))?;
     drop(file);
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
     Ok(Wiped {

@@ -605,7 +605,6 @@ fn a_control_client_of_another_user_is_refused() {
 /// keep STRAND_PASSPHRASE in its environment.
 #[test]
 fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
-    use redb::ReadableDatabase;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("real");
     let pass_file = tmp.path().join("pass");
@@ -623,15 +622,8 @@ fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    {
-        let db = redb::Database::open(dir.join(strand_node::schema::DB_FILE)).unwrap();
-        let txn = db.begin_read().unwrap();
-        let meta = txn.open_table(strand_node::schema::META).unwrap();
-        let kdf = meta.get("kdf").unwrap().unwrap().value().to_vec();
-        let m = u32::from_le_bytes(kdf[16..20].try_into().unwrap());
-        let t = u32::from_le_bytes(kdf[20..24].try_into().unwrap());
-        assert!(m >= 65_536 && t >= 3, "m_cost {m} KiB, t_cost {t}");
-    }
+    let kdf = strand_node::Profile::kdf_params(&dir).unwrap();
+    assert!(kdf.at_least(&strand_node::KdfParams::FLOOR), "{kdf:?}");
     // The file opens it; a wrong one does not.
     let with = |file: &Path| {
         Command::new(BIN)

@@ -9,6 +9,19 @@ use strand_sync::Identity;
 
 const NOW: u64 = 1_700_000_000_000;
 
+/// Alice's profile in the format from before files were sealed as a
+/// whole (plain redb), passphrase "pass phrase": what an upgrade finds.
+pub fn old_profile(dir: &Path) -> Profile {
+    Profile::create_unsealed_for_tests(
+        dir,
+        "Alice",
+        "pass phrase",
+        KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap()
+}
+
 /// Alice's profile, passphrase "pass phrase" (also used by `views`).
 pub fn new_profile(dir: &Path) -> Profile {
     Profile::create(
@@ -216,7 +229,7 @@ fn the_profile_is_private_to_its_owner() {
 fn a_newer_schema_is_refused_without_touching_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    drop(new_profile(&dir));
+    drop(old_profile(&dir));
     {
         let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -248,7 +261,7 @@ fn a_newer_schema_is_refused_without_touching_the_file() {
 fn a_damaged_identity_record_is_reported_as_damage() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    drop(new_profile(&dir));
+    drop(old_profile(&dir));
     {
         let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -305,29 +318,13 @@ fn contacts_are_checked() {
     );
 }
 
-/// The key a passphrase gives under `m` KiB and `t` passes (as the node
-/// derives it), for tests that rewrite a profile's parameters.
-fn argon_key(pass: &str, salt: &[u8], m: u32, t: u32) -> [u8; 32] {
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let mut key = [0u8; 32];
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(m, t, 1, Some(32)).unwrap(),
-    )
-    .hash_password_into(pass.as_bytes(), salt, &mut key)
-    .unwrap();
-    key
-}
-
 /// Issue 11: Argon2id has a floor. A profile is never created under it;
-/// one written by an earlier Strand (19 MiB, 2 passes) opens and is moved
-/// to calibrated parameters in the same unlock; one whose parameters were
+/// one written by an earlier Strand (19 MiB, 2 passes, rows sealed one by
+/// one) opens, and in the same unlock moves to calibrated parameters and a
+/// file sealed as a whole, conversation intact; one whose parameters were
 /// lowered further is refused and left as it is.
 #[test]
 fn the_kdf_has_a_floor_and_old_profiles_are_upgraded() {
-    use chacha20poly1305::aead::{Aead, Payload};
-    use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
     let tmp = tempfile::tempdir().unwrap();
     let weak = KdfParams {
         m_cost: 8_192,
@@ -348,100 +345,137 @@ fn the_kdf_has_a_floor_and_old_profiles_are_upgraded() {
     assert!(!tmp.path().join("w").exists());
 
     let dir = tmp.path().join("p");
-    drop(new_profile(&dir));
-    let path = dir.join(schema::DB_FILE);
-    let kdf_of = |db: &redb::Database| -> Vec<u8> {
-        use redb::ReadableDatabase;
-        let txn = db.begin_read().unwrap();
-        let m = txn.open_table(schema::META).unwrap();
-        let v = m.get("kdf").unwrap().unwrap().value().to_vec();
-        v
-    };
-    // Rewrite it as an earlier Strand would have: the same root key under
-    // a 19 MiB, 2-pass key.
-    {
-        use redb::ReadableDatabase;
-        let db = redb::Database::open(&path).unwrap();
-        let (salt, root_sealed) = {
-            let txn = db.begin_read().unwrap();
-            let m = txn.open_table(schema::META).unwrap();
-            let kdf = m.get("kdf").unwrap().unwrap().value().to_vec();
-            let root = m.get("root").unwrap().unwrap().value().to_vec();
-            (kdf[..16].to_vec(), root)
-        };
-        let test = KdfParams::insecure_for_tests();
-        let key = argon_key("pass phrase", &salt, test.m_cost, test.t_cost);
-        let root = XChaCha20Poly1305::new((&key).into())
-            .decrypt(
-                XNonce::from_slice(&root_sealed[..24]),
-                Payload {
-                    msg: &root_sealed[24..],
-                    aad: b"strand/v1/root",
-                },
-            )
-            .unwrap();
-        let legacy = argon_key("pass phrase", &salt, 19_456, 2);
-        let nonce = [9u8; 24];
-        let mut sealed = nonce.to_vec();
-        sealed.extend(
-            XChaCha20Poly1305::new((&legacy).into())
-                .encrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &root,
-                        aad: b"strand/v1/root",
-                    },
-                )
-                .unwrap(),
-        );
-        let mut kdf = salt.clone();
-        for v in [19_456u32, 2, 1] {
-            kdf.extend_from_slice(&v.to_le_bytes());
-        }
-        let txn = db.begin_write().unwrap();
-        {
-            let mut m = txn.open_table(schema::META).unwrap();
-            m.insert("kdf", &kdf[..]).unwrap();
-            m.insert("root", &sealed[..]).unwrap();
-        }
-        txn.commit().unwrap();
-    }
-    // It opens, and comes out on calibrated parameters.
-    let p = Profile::open(&dir, "pass phrase").unwrap();
+    let p = Profile::create_unsealed_for_tests(
+        &dir,
+        "Alice",
+        "pass phrase",
+        KdfParams::LEGACY,
+        &mut os_rng(),
+    )
+    .unwrap();
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    p.write("Bob", "kept through the upgrade", NOW, &mut os_rng())
+        .unwrap();
     drop(p);
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let kdf = kdf_of(&db);
-        let m = u32::from_le_bytes(kdf[16..20].try_into().unwrap());
-        let t = u32::from_le_bytes(kdf[20..24].try_into().unwrap());
-        assert!(m >= 65_536 && t >= 3, "upgraded to {m} KiB, {t} passes");
-    }
-    assert!(Profile::open(&dir, "pass phrase").is_ok());
+    assert!(!Profile::is_sealed(&dir));
+    assert_eq!(Profile::kdf_params(&dir).unwrap(), KdfParams::LEGACY);
+    // A wrong passphrase changes nothing.
+    assert_eq!(
+        Profile::open(&dir, "wrong").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+    assert!(!Profile::is_sealed(&dir));
+    // The right one upgrades both.
+    drop(Profile::open(&dir, "pass phrase").unwrap());
+    assert!(Profile::is_sealed(&dir));
+    let kdf = Profile::kdf_params(&dir).unwrap();
+    assert!(kdf.at_least(&KdfParams::FLOOR), "{kdf:?}");
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(
+        p.conversation("Bob").unwrap()[0].text,
+        "kept through the upgrade"
+    );
+    assert_eq!(p.contacts().len(), 1);
+    drop(p);
     assert_eq!(
         Profile::open(&dir, "wrong").unwrap_err(),
         ProfileError::WrongPassphrase
     );
 
-    // Lowered below anything Strand wrote: refused, nothing changes.
-    {
-        let db = redb::Database::open(&path).unwrap();
-        let mut kdf = kdf_of(&db);
-        kdf[16..20].copy_from_slice(&1_024u32.to_le_bytes());
-        kdf[20..24].copy_from_slice(&1u32.to_le_bytes());
-        let txn = db.begin_write().unwrap();
-        txn.open_table(schema::META)
-            .unwrap()
-            .insert("kdf", &kdf[..])
-            .unwrap();
-        txn.commit().unwrap();
+    // Lowered below anything Strand wrote (both header copies rewritten
+    // with valid checksums): refused, nothing changes.
+    let path = dir.join(schema::DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for slot in [0usize, 2048] {
+        let s = &mut bytes[slot..slot + 2048];
+        s[32..36].copy_from_slice(&1_024u32.to_le_bytes());
+        s[36..40].copy_from_slice(&1u32.to_le_bytes());
+        let sum = strand_sync::kdf(&[0; 32], "strand/v3/header", &[&s[..2016]]);
+        s[2016..].copy_from_slice(&sum);
     }
-    let before = kdf_of(&redb::Database::open(&path).unwrap());
+    std::fs::write(&path, &bytes).unwrap();
     assert_eq!(
         Profile::open(&dir, "pass phrase").unwrap_err(),
         ProfileError::WeakKdf
     );
     assert!(
-        kdf_of(&redb::Database::open(&path).unwrap()) == before,
-        "the refused profile's parameters were changed"
+        std::fs::read(&path).unwrap() == bytes,
+        "the refused file was changed"
     );
+}
+
+/// Issue 11: a seized profile file shows no contact key, group id,
+/// timestamp or message length: the whole file is sealed, so neither the
+/// B-tree keys (group ‖ time ‖ id) nor the message headers appear.
+#[test]
+fn the_raw_file_shows_no_keys_groups_times_or_lengths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let p = new_profile(&dir);
+    let me = p.identity().public();
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let text = "x".repeat(1234);
+    let mut times = Vec::new();
+    for i in 0..20u64 {
+        let (_, key) = p
+            .write("Bob", &text, NOW + i * 1000, &mut os_rng())
+            .unwrap();
+        times.push(key.time);
+    }
+    let group = p
+        .sync_contact(&p.contact("Bob").unwrap())
+        .unwrap()
+        .direct_group()
+        .id
+        .0;
+    drop(p);
+    let bytes = file_bytes(&dir);
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(&group), "group id");
+    assert!(!contains(&group[..8]), "group id prefix");
+    for key in [&me.sign, &me.dh, &bob.public().sign, &bob.public().dh] {
+        assert!(!contains(&key[..]), "a public key");
+    }
+    for t in &times {
+        assert!(!contains(&t.to_be_bytes()), "a timestamp (BE)");
+        assert!(!contains(&t.to_le_bytes()), "a timestamp (LE)");
+    }
+    // Message lengths as a header or length prefix would hold them.
+    for len in [1234u32, 1234 + 16] {
+        assert!(
+            !contains(&len.to_le_bytes()[..]) && !contains(&len.to_be_bytes()[..]),
+            "length {len}"
+        );
+    }
+    assert!(
+        !contains(b"messages") && !contains(b"contacts"),
+        "table names"
+    );
+    // ...and it still opens.
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.conversation("Bob").unwrap().len(), 20);
+}
+
+/// A sealed file with a damaged block is reported, not a panic.
+#[test]
+fn a_damaged_sealed_file_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let p = new_profile(&dir);
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    drop(p);
+    let path = dir.join(schema::DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[4096..n] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(Profile::open(&dir, "pass phrase").is_err());
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::profile::new_profile;
+use crate::profile::{new_profile, old_profile};
 use strand_node::{os_rng, schema, Delivery, Profile, ProfileError, UNREAD_CAP};
 use strand_sync::{Identity, Key, Kind, Message, WriteStore};
 
@@ -152,7 +152,7 @@ fn stored_version(dir: &Path) -> u32 {
 fn a_version_1_profile_is_migrated_after_it_unlocks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
-    let p = new_profile(&dir);
+    let p = old_profile(&dir);
     let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
     p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
         .unwrap();
@@ -181,7 +181,10 @@ fn a_version_1_profile_is_migrated_after_it_unlocks() {
     let p = Profile::open(&dir, "pass phrase").unwrap();
     assert_eq!(p.summaries().unwrap()[0].unread, 3);
     drop(p);
-    assert_eq!(stored_version(&dir), schema::SCHEMA_VERSION);
+    // Migrated, and sealed as a whole on the way.
+    assert!(Profile::is_sealed(&dir));
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 3);
 }
 
 #[test]
