@@ -1,6 +1,9 @@
 //! The on-disk format: every redb table, the schema version, migrations.
 //!
-//! One file, `strand.redb`, in the profile directory. Tables:
+//! One file, `strand.redb`, in the profile directory, encrypted as a whole
+//! ([`crate::sealed`]): a header with the Argon2id salt and parameters and
+//! the sealed root key, then redb's pages, each block sealed under a key
+//! derived from the root key. Inside, the tables:
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -11,17 +14,26 @@
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
 //! | `read` | group id (32) | the newest message the user has seen: time (u64 BE) ‖ id (32) (since version 2) |
 //!
-//! `meta` holds: `schema` (u32 LE), `kdf` (Argon2id salt and parameters),
-//! `root` (the random root key, sealed under the passphrase key),
-//! `identity` (the identity's secret keys and name, sealed under the root
-//! key), and, once relays are used, `relays`, `relay_seed` and `reach`
-//! (sealed; see [`meta`]). Keys a version does not know are left alone, so
-//! these needed no new schema version. "Sealed" is XChaCha20-Poly1305 with a random 24-byte nonce in
-//! front and the record's role as associated data.
+//! `meta` holds: `schema` (u32 LE), `identity` (the identity's secret keys
+//! and name, sealed under the root key), and, once relays are used,
+//! `relays`, `relay_seed` and `reach` (sealed; see [`meta`]). Keys a
+//! version does not know are left alone, so these needed no new schema
+//! version. "Sealed" is XChaCha20-Poly1305 with a random 24-byte nonce in
+//! front and the record's role as associated data: secrets (identity,
+//! contacts, relays) are sealed one by one under the root key as well as
+//! by the file's own sealing.
+//!
+//! Files from before the file was sealed as a whole are plain redb files
+//! with the same tables, and `kdf` (Argon2id salt and parameters) and
+//! `root` (the root key, sealed under the passphrase key) in `meta`. They
+//! are moved into a sealed file after their next unlock
+//! (`profile::seal_file`), in one transaction.
 //!
 //! Crash assumptions: every change is one redb write transaction committed
 //! with `Durability::Immediate`, so after a crash the file holds exactly
 //! the transactions that committed; a message batch is one transaction.
+//! The sealed backend keeps redb's one in-place page (its header) in two
+//! copies, so a torn write of it reads as before or after.
 
 use redb::TableDefinition;
 
