@@ -32,10 +32,18 @@ pub enum Request {
         /// Text.
         text: String,
     },
-    /// The conversation with a contact.
+    /// One page of the conversation with a contact, oldest first: at most
+    /// `limit` messages (default and most [`READ_PAGE`]) from `from` on
+    /// (the `next` of the previous page; the start if absent).
     Read {
         /// Contact name.
         contact: String,
+        /// Where the page starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Cursor>,
+        /// Most messages in the page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
     /// Stream node events.
     Follow,
@@ -89,6 +97,28 @@ pub struct MessageView {
     pub text: String,
     /// Outgoing messages: queued, sent or delivered.
     pub delivery: Option<String>,
+}
+
+/// Most messages in one page of [`Request::Read`]: a long conversation
+/// crosses the socket a page at a time, so neither side holds it whole.
+pub const READ_PAGE: usize = 500;
+
+/// Where a page of a conversation starts: a message's time and id (hex).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cursor {
+    /// Timestamp, ms since the Unix epoch.
+    pub time: u64,
+    /// Message id, hex.
+    pub id: String,
+}
+
+/// A page of a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadPage {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<Cursor>,
 }
 
 /// A contact as the control socket shows it.
@@ -315,9 +345,13 @@ async fn answer(node: &Node, request: Request) -> Response {
             Ok(key) => Response::ok(serde_json::json!({ "id": hex(&key.id.0), "time": key.time })),
             Err(e) => Response::err(&e),
         },
-        Request::Read { contact } => match conversation(node.profile(), &contact) {
+        Request::Read {
+            contact,
+            from,
+            limit,
+        } => match read_page(node.profile(), &contact, from.as_ref(), limit) {
             Ok(v) => Response::ok(v),
-            Err(e) => Response::err(&e),
+            Err(e) => Response::refuse(e),
         },
         Request::Contacts => Response::ok(contacts(node.profile())),
         Request::Status => Response::ok(node.status().await),
@@ -347,25 +381,75 @@ async fn answer(node: &Node, request: Request) -> Response {
     }
 }
 
-/// The conversation as [`MessageView`]s.
+fn view(contact: &str, m: crate::StoredMessage) -> MessageView {
+    MessageView {
+        time: m.key.time,
+        id: hex(&m.key.id.0),
+        from: if m.outgoing {
+            "me".to_owned()
+        } else {
+            contact.to_owned()
+        },
+        text: m.text,
+        delivery: m.delivery.map(|d| d.as_str().to_owned()),
+    }
+}
+
+/// The whole conversation as [`MessageView`]s (small ones: the demo).
 pub fn conversation(
     p: &crate::Profile,
     contact: &str,
 ) -> Result<Vec<MessageView>, crate::ProfileError> {
     Ok(p.conversation(contact)?
         .into_iter()
-        .map(|m| MessageView {
+        .map(|m| view(contact, m))
+        .collect())
+}
+
+/// One page of the conversation with `contact` (see [`Request::Read`]).
+/// Errors are for people: an unknown contact, a bad cursor.
+pub fn read_page(
+    p: &crate::Profile,
+    contact: &str,
+    from: Option<&Cursor>,
+    limit: Option<usize>,
+) -> Result<ReadPage, String> {
+    let limit = limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE);
+    let start = match from {
+        None => strand_sync::Key::MIN,
+        Some(c) => strand_sync::Key {
+            time: c.time,
+            id: strand_sync::MessageId(
+                unhex32(&c.id)
+                    .ok_or_else(|| format!("bad cursor: {:?} is not a message id", c.id))?,
+            ),
+        },
+    };
+    let mut page = p
+        .conversation_page(contact, &start, limit + 1)
+        .map_err(|e| e.to_string())?;
+    let next = (page.len() > limit).then(|| {
+        let m = page.pop().expect("limit + 1 messages");
+        Cursor {
             time: m.key.time,
             id: hex(&m.key.id.0),
-            from: if m.outgoing {
-                "me".to_owned()
-            } else {
-                contact.to_owned()
-            },
-            text: m.text,
-            delivery: m.delivery.map(|d| d.as_str().to_owned()),
-        })
-        .collect())
+        }
+    });
+    Ok(ReadPage {
+        messages: page.into_iter().map(|m| view(contact, m)).collect(),
+        next,
+    })
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The contacts as [`ContactView`]s.

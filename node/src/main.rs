@@ -584,16 +584,36 @@ async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
 
 /// `strand read`.
 async fn read(ctx: &Ctx, name: &str, follow: bool) -> Result<()> {
-    let request = Request::Read {
-        contact: name.to_owned(),
-    };
-    let list: Vec<MessageView> = match ask(&ctx.dir, &request).await? {
-        Some(v) => serde_json::from_value(v)?,
-        None if follow => bail!("--follow needs a running node (`strand run`)"),
-        None => control::conversation(&open_profile(ctx)?, name)?,
-    };
-    for m in &list {
-        print_message(m, ctx.json)?;
+    // A page at a time: a long conversation is never held whole.
+    let mut from = None;
+    let mut profile = None;
+    loop {
+        let request = Request::Read {
+            contact: name.to_owned(),
+            from: from.clone(),
+            limit: None,
+        };
+        let page: control::ReadPage = match &profile {
+            Some(p) => control::read_page(p, name, from.as_ref(), None).map_err(|e| anyhow!(e))?,
+            None => match ask(&ctx.dir, &request).await? {
+                Some(v) => serde_json::from_value(v)?,
+                None if follow => bail!("--follow needs a running node (`strand run`)"),
+                None => {
+                    let p = open_profile(ctx)?;
+                    let page = control::read_page(&p, name, from.as_ref(), None)
+                        .map_err(|e| anyhow!(e))?;
+                    profile = Some(p);
+                    page
+                }
+            },
+        };
+        for m in &page.messages {
+            print_message(m, ctx.json)?;
+        }
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
     }
     if !follow {
         return Ok(());

@@ -653,3 +653,74 @@ fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
         "the passphrase is still readable in the node's environment"
     );
 }
+
+/// Issue 11: `strand read` crosses the control socket a page at a time
+/// (a page holds at most `READ_PAGE` messages), in order, with nothing
+/// lost at page boundaries; a bad cursor is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_is_paged_over_the_control_socket() {
+    use strand_node::control::{self, Cursor, ReadPage, Request, READ_PAGE};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let b = User::init(tmp.path(), "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    let n = READ_PAGE * 2 + 37;
+    {
+        let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+        for i in 0..n {
+            p.write(
+                "bob",
+                &format!("m{i}"),
+                1_000 + i as u64,
+                &mut strand_node::os_rng(),
+            )
+            .unwrap();
+        }
+    }
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let out = a.cmd(&["read", "bob", "--json"]);
+    assert!(out.status.success());
+    let texts: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, (0..n).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+    // One request: one bounded page and where the next starts.
+    let ask = |from: Option<Cursor>, limit: Option<usize>| {
+        let dir = a.dir.clone();
+        async move {
+            let req = Request::Read {
+                contact: "bob".into(),
+                from,
+                limit,
+            };
+            control::request(&dir, &req).await.unwrap().unwrap().0
+        }
+    };
+    let r = ask(None, Some(100_000)).await;
+    let page: ReadPage = serde_json::from_value(r.data.unwrap()).unwrap();
+    assert_eq!(page.messages.len(), READ_PAGE);
+    let next = page.next.unwrap();
+    let r = ask(Some(next), Some(10)).await;
+    let page: ReadPage = serde_json::from_value(r.data.unwrap()).unwrap();
+    assert_eq!(page.messages[0].text, format!("m{READ_PAGE}"));
+    assert_eq!(page.messages.len(), 10);
+    let bad = ask(
+        Some(Cursor {
+            time: 0,
+            id: "zz".into(),
+        }),
+        None,
+    )
+    .await;
+    assert!(!bad.ok);
+    assert!(bad.error.unwrap().contains("bad cursor"));
+}
