@@ -365,7 +365,8 @@ impl Profile {
         };
         let mut secret = Zeroizing::new(identity.to_secret_bytes().to_vec());
         secret.extend_from_slice(name.as_bytes());
-        let txn = db.begin_write().map_err(db_error)?;
+        let mut txn = db.begin_write().map_err(db_error)?;
+        txn.set_two_phase_commit(true);
         {
             let mut m = txn.open_table(META).map_err(db_error)?;
             m.insert(meta::SCHEMA, &schema::SCHEMA_VERSION.to_le_bytes()[..])
@@ -1032,6 +1033,7 @@ fn seal_file(
         let mut to = db.begin_write().map_err(db_error)?;
         to.set_durability(redb::Durability::Immediate)
             .map_err(db_error)?;
+        to.set_two_phase_commit(true);
         {
             let mut t = to.open_table(META).map_err(db_error)?;
             for e in from
@@ -1073,8 +1075,10 @@ fn seal_file(
         .write(true)
         .open(&path)
         .map_err(|e| io_error(&path, e))?;
-    drop(old);
+    // Renamed while the old file is still locked, so no other process
+    // can open it in between; the new file's lock guards the path after.
     std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    drop(old);
     if let Ok(dirf) = std::fs::File::open(dir) {
         let _ = dirf.sync_all();
     }

@@ -94,7 +94,8 @@ pub fn migrate(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError
         SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
         1 => {
-            let txn = db.begin_write().map_err(|e| db_error(e.into()))?;
+            let mut txn = db.begin_write().map_err(|e| db_error(e.into()))?;
+            txn.set_two_phase_commit(true);
             txn.open_table(READ).map_err(|e| db_error(e.into()))?;
             txn.open_table(META)
                 .map_err(|e| db_error(e.into()))?

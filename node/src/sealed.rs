@@ -13,8 +13,9 @@
 //! 0                 2048   header slot A
 //! 2048              2048   header slot B
 //! 4096              4144   block 0, copy A   } redb's first page (its own header,
-//! 8240              4144   block 0, copy B   } rewritten in place at every commit)
-//! 12384 + (i-1)·4144 4144  block i ≥ 1
+//! 12288             4144   block 0, copy B   } rewritten in place at every commit;
+//!                                              each copy in 4 KiB pages of its own)
+//! 20480 + (i-1)·4144 4144  block i ≥ 1
 //!
 //! header slot: magic "STRAND\0\x03" (8) ‖ counter u64 LE ‖ Argon2id salt and
 //!              parameters (28) ‖ sealed root key (72) ‖ zeros ‖
@@ -36,9 +37,20 @@
 //! after, which is all redb asks of a disk. Every other block is written
 //! whole or not referenced yet.
 //!
+//! That needs data pages on disk before a header points at them: every
+//! write transaction uses redb's two-phase commit (an extra sync per
+//! commit), since a torn data page would not decrypt and redb verifies
+//! checksums only while recovering.
+//!
 //! **Cost.** One XChaCha20-Poly1305 pass per 4 KiB read from disk (redb's
 //! page cache holds the hot ones) and per 4 KiB written; 48 bytes per
-//! block (1.2 %) and one extra 4 KiB block on disk.
+//! block (1.2 %) and 16 KiB for the header and block 0's copies; two syncs
+//! per commit instead of one.
+//!
+//! **What it shows.** The file's length; block 0's counter, in the clear,
+//! counts commits (roughly how active the profile has been); which blocks
+//! change when. An attacker who can write the file can zero a block or put
+//! back an older copy of it: damage, not forgery.
 
 use std::fs::{File, OpenOptions};
 use std::ops::Bound;
@@ -66,6 +78,10 @@ const TAG: usize = 16;
 /// A block on disk: counter, nonce, ciphertext, tag.
 const SLOT: u64 = (8 + NONCE + BLOCK + TAG) as u64;
 const SEALED_ROOT_LEN: usize = 72;
+/// Where block 0's two copies start (4 KiB-aligned, no page shared).
+const ZERO_COPY: [u64; 2] = [HEADER, HEADER + 8192];
+/// Where block 1 starts.
+const FIRST: u64 = HEADER + 16384;
 
 /// What the header holds: all that is needed before the key is known.
 #[derive(Clone, PartialEq, Eq)]
@@ -163,9 +179,17 @@ pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Res
         let a = parse_header(&buf[..HEADER_SLOT as usize]).map(|x| x.0);
         let b = parse_header(&buf[HEADER_SLOT as usize..]).map(|x| x.0);
         let newest = a.max(b).unwrap_or(0);
-        // Over the copy that is not the newest valid one.
-        let at = if a == Some(newest) { HEADER_SLOT } else { 0 };
-        file.write_all_at(&header_bytes(h, newest + 1), at)?;
+        // Over the copy that is not the newest valid one, synced; then over
+        // the other, so no copy of the old header (and of the root key
+        // sealed under the old passphrase key) is left.
+        let (first, second) = if a == Some(newest) {
+            (HEADER_SLOT, 0)
+        } else {
+            (0, HEADER_SLOT)
+        };
+        file.write_all_at(&header_bytes(h, newest + 1), first)?;
+        file.sync_data()?;
+        file.write_all_at(&header_bytes(h, newest + 2), second)?;
     }
     file.sync_data()
 }
@@ -203,6 +227,9 @@ pub(crate) struct SealedBackend {
     len: AtomicU64,
     /// Block 0's newest counter and which copy holds it.
     zero: Mutex<(u64, u64)>,
+    /// Whether block 0's newest copy is on disk (synced): the other copy is
+    /// only overwritten once it is, so one valid copy always survives.
+    zero_synced: std::sync::atomic::AtomicBool,
     /// Writes exclude reads of the same file (a read-modify-write of a
     /// block must not interleave with a read of it).
     io: RwLock<()>,
@@ -218,9 +245,9 @@ impl std::fmt::Debug for SealedBackend {
 
 fn slot_offset(index: u64, copy: u64) -> u64 {
     if index == 0 {
-        HEADER + copy * SLOT
+        ZERO_COPY[copy as usize]
     } else {
-        HEADER + 2 * SLOT + (index - 1) * SLOT
+        FIRST + (index - 1) * SLOT
     }
 }
 
@@ -228,7 +255,7 @@ fn physical_len(blocks: u64) -> u64 {
     if blocks == 0 {
         HEADER
     } else {
-        HEADER + 2 * SLOT + (blocks - 1) * SLOT
+        FIRST + (blocks - 1) * SLOT
     }
 }
 
@@ -246,13 +273,14 @@ impl SealedBackend {
         let blocks = if phys <= HEADER {
             0
         } else {
-            1 + phys.saturating_sub(HEADER + 2 * SLOT) / SLOT
+            1 + phys.saturating_sub(FIRST) / SLOT
         };
         let backend = SealedBackend {
             file,
             cipher,
             len: AtomicU64::new(blocks * BLOCK as u64),
             zero: Mutex::new((0, 1)),
+            zero_synced: std::sync::atomic::AtomicBool::new(true),
             io: RwLock::new(()),
         };
         if blocks > 0 {
@@ -312,6 +340,9 @@ impl SealedBackend {
     fn write_block(&self, index: u64, data: &[u8]) -> std::io::Result<()> {
         debug_assert_eq!(data.len(), BLOCK);
         let (counter, offset) = if index == 0 {
+            if !self.zero_synced.swap(false, Ordering::AcqRel) {
+                self.file.sync_data()?;
+            }
             let mut zero = self.zero.lock().expect("zero lock");
             let next = zero.0 + 1;
             let copy = 1 - zero.1;
@@ -399,7 +430,9 @@ impl StorageBackend for SealedBackend {
     }
 
     fn sync_data(&self) -> Result<(), std::io::Error> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.zero_synced.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {

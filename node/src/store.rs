@@ -156,6 +156,7 @@ impl RedbStore {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            txn.set_two_phase_commit(true);
             self.txn = Some(txn);
         }
         Ok(self.txn.as_ref().expect("just set"))

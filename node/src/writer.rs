@@ -58,6 +58,9 @@ fn begin(db: &Database) -> Result<WriteTransaction, ProfileError> {
     let mut txn = db.begin_write().map_err(crate::profile::db_error)?;
     txn.set_durability(redb::Durability::Immediate)
         .map_err(|e| ProfileError::Db(crate::DbError::other(e.to_string())))?;
+    // Data pages reach the disk before a header points at them: the
+    // sealed file cannot verify a torn page (see `crate::sealed`).
+    txn.set_two_phase_commit(true);
     Ok(txn)
 }
 

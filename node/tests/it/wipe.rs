@@ -49,6 +49,10 @@ fn destroying_the_keys_alone_leaves_nothing_the_passphrase_opens() {
         ),
         "{err:?}"
     );
+    // A wipe cut short after that step can be finished.
+    let wiped = strand_node::wipe::wipe(&dir).unwrap();
+    assert_eq!(wiped.key_copies, 0, "nothing left to destroy");
+    assert!(!dir.exists());
 }
 
 /// `strand wipe` asks first (and refuses without a terminal), stops a
