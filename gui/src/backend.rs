@@ -53,6 +53,8 @@ pub(crate) struct Changes {
     pub contacts: BTreeSet<String>,
     /// Events were lost (the subscriber lagged): refresh everything.
     pub all: bool,
+    /// A contact over their storage budget, and the budget in bytes.
+    pub over_budget: Option<(String, u64)>,
 }
 
 impl Changes {
@@ -64,6 +66,9 @@ impl Changes {
                 | NodeEvent::Delivered { contact, .. },
             ) => {
                 self.contacts.insert(contact);
+            }
+            Some(NodeEvent::OverBudget { contact, budget }) => {
+                self.over_budget = Some((contact, budget));
             }
             Some(_) => {}
             None => self.all = true,

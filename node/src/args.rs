@@ -38,6 +38,9 @@ pub struct TransportArgs {
     /// The address contacts reach that relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
     #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
     pub relay_announce: Vec<Multiaddr>,
+    /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub budget_per_contact: Option<u64>,
 }
 
 /// Where `strand relay` and `--relay-for-contacts` listen by default.
@@ -86,10 +89,15 @@ impl TransportArgs {
             }
             relay
         });
+        let mut budgets = crate::Budgets::default();
+        if let Some(mib) = self.budget_per_contact {
+            budgets.per_contact = mib << 20;
+        }
         NodeConfig {
             lan,
             relay,
             peers: self.peer.clone(),
+            budgets,
             ..NodeConfig::default()
         }
     }

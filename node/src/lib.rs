@@ -56,6 +56,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
+pub use node::budget::Budgets;
 pub use node::{
     chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, RelaySettings, RelayStatus,
     Seen, ServeSettings, ServingStatus, SessionSettings, Status, TransportStatus,

@@ -42,8 +42,8 @@ pub enum Verdict {
         /// Whether this call stored it (false: it was already there).
         new: bool,
     },
-    /// Not valid. [`Invalid::FromTheFuture`] is offered again later; any
-    /// other reason ends the session.
+    /// Not valid. [`Invalid::FromTheFuture`] and [`Invalid::OverBudget`]
+    /// are offered again later; any other reason ends the session.
     Invalid(Invalid),
 }
 
@@ -81,6 +81,16 @@ impl InboundMessage {
     pub fn set_stored(&mut self, new: bool) {
         if self.verdict == Verdict::Valid {
             self.verdict = Verdict::Stored { new };
+        }
+    }
+
+    /// Declines a [`Verdict::Valid`] message without storing it: the
+    /// storage budget for its sender is spent. The session reports it as
+    /// rejected, does not acknowledge it, and goes on; the sender offers it
+    /// again later. Other verdicts are left as they are.
+    pub fn decline(&mut self) {
+        if self.verdict == Verdict::Valid {
+            self.verdict = Verdict::Invalid(Invalid::OverBudget);
         }
     }
 }

@@ -208,6 +208,11 @@ pub enum Invalid {
         /// The receiver's clock.
         now: Time,
     },
+    /// Valid, but the receiver's storage budget for this sender is spent
+    /// (the node's choice, never the protocol's): not stored, offered again
+    /// by a later sync.
+    #[error("over this device's storage budget for its sender; offered again later")]
+    OverBudget,
 }
 
 /// Why a session ended with an error.

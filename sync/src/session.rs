@@ -108,8 +108,9 @@ pub enum Event {
         group: GroupId,
     },
     /// A message that is fine but cannot be stored yet (its timestamp is
-    /// too far ahead of our clock). It was not stored; it will be offered
-    /// again by the next sync.
+    /// too far ahead of our clock, or the storage budget for its sender is
+    /// spent). It was not stored; it will be offered again by the next
+    /// sync.
     Rejected {
         /// Its group.
         group: GroupId,
@@ -1026,7 +1027,9 @@ impl Session {
                     }
                     self.events.push_back(Event::Received { group, key });
                 }
-                Verdict::Invalid(reason @ Invalid::FromTheFuture { .. }) => {
+                Verdict::Invalid(
+                    reason @ (Invalid::FromTheFuture { .. } | Invalid::OverBudget),
+                ) => {
                     self.events.push_back(Event::Rejected {
                         group,
                         key,

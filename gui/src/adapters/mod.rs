@@ -74,6 +74,17 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
     if core.node.is_none() {
         return;
     }
+    if let Some((contact, budget)) = changes.over_budget.clone() {
+        core.ui(move |ui| {
+            ui.global::<crate::AppAdapter>().set_notice(
+                format!(
+                    "{contact} has sent more than the {} MiB this device keeps per contact; the rest waits until there is room.",
+                    budget >> 20
+                )
+                .into(),
+            );
+        });
+    }
     if let Some(open) = &core.open {
         if changes.all || changes.contacts.contains(open) {
             conversation::reload(core, true);

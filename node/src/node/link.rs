@@ -58,16 +58,31 @@ async fn check(profile: Profile, mut batch: Inbound, now: u64) -> Result<Inbound
     rx.await.map_err(|_| ProfileError::Closed)?
 }
 
-/// Checks then stores a batch; the writer only sees batches with something
-/// new in them.
+/// Checks a batch, declines what is over budget, then stores it; the
+/// writer only sees batches with something new in them.
 async fn check_and_store(
-    profile: Profile,
+    node: Arc<Shared>,
     batch: Inbound,
     now: u64,
 ) -> Result<Inbound, ProfileError> {
-    let batch = check(profile.clone(), batch, now).await?;
+    let profile = node.profile.clone();
+    let mut batch = check(profile.clone(), batch, now).await?;
     if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
-        profile.store_inbound(batch).await
+        let ledger = node.ledger.clone();
+        let budgets = node.config.budgets;
+        let p = profile.clone();
+        batch = tokio::task::spawn_blocking(move || {
+            ledger.apply(&p, &budgets, &mut batch).map(|_| batch)
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+    }
+    if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
+        let stored = profile.store_inbound(batch).await;
+        if stored.is_err() {
+            node.ledger.forget();
+        }
+        stored
     } else {
         Ok(batch)
     }
@@ -90,6 +105,8 @@ struct Pump {
     records: HashSet<Key>,
     /// The registry's mark when the link started.
     mark: u64,
+    /// Whether this session already said the contact is over budget.
+    over_budget: bool,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -125,6 +142,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         closed: None,
         records: HashSet::new(),
         mark,
+        over_budget: false,
     };
     pump.run(link.stream, command_rx).await
 }
@@ -215,6 +233,7 @@ impl Pump {
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                     Ok(batch) => {
                         self.note_records(&batch);
+                        self.note_budget(&batch);
                         self.session.handle_stored(batch)
                     }
                     Err(e) => {
@@ -252,8 +271,8 @@ impl Pump {
                             }
                         }
                         while let Some(batch) = self.session.poll_inbound() {
-                            let profile = self.node.profile.clone();
-                            in_flight.push_back(Box::pin(check_and_store(profile, batch, now)));
+                            let node = self.node.clone();
+                            in_flight.push_back(Box::pin(check_and_store(node, batch, now)));
                         }
                         if eof {
                             self.session.handle_eof();
@@ -304,6 +323,32 @@ impl Pump {
             (Some(e), _) => Err(LinkError::Store(e)),
             (None, Some(e)) => Err(LinkError::Session(e)),
             (None, None) => Ok(()),
+        }
+    }
+
+    /// Says once per session that the contact is over budget.
+    fn note_budget(&mut self, batch: &Inbound) {
+        if self.over_budget {
+            return;
+        }
+        let over = batch
+            .iter()
+            .any(|m| *m.verdict() == Verdict::Invalid(strand_sync::Invalid::OverBudget));
+        if !over {
+            return;
+        }
+        self.over_budget = true;
+        if let Some((_, name, _)) = &self.contact {
+            let budget = self.node.config.budgets.per_contact;
+            tracing::warn!(
+                contact = %name,
+                budget,
+                "over the storage budget: the rest of their messages waits for a later sync (raise it with --budget-per-contact)"
+            );
+            let _ = self.node.events.send(NodeEvent::OverBudget {
+                contact: name.clone(),
+                budget,
+            });
         }
     }
 

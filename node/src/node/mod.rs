@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod budget;
 mod guard;
 mod link;
 mod registry;
@@ -139,6 +140,8 @@ pub struct NodeConfig {
     pub peers: Vec<Multiaddr>,
     /// Session settings per link kind.
     pub sessions: SessionSettings,
+    /// How much each contact may store here.
+    pub budgets: budget::Budgets,
     /// Tests only: a fixed clock and a seeded RNG for links, so two runs
     /// give the same bytes.
     #[doc(hidden)]
@@ -188,6 +191,15 @@ pub enum NodeEvent {
         contact: String,
         /// Message id (hex).
         id: String,
+    },
+    /// A contact's messages are over their storage budget here: the rest
+    /// is not stored (the contact offers it again at a later sync; raise
+    /// the budget to let it in). Once per session.
+    OverBudget {
+        /// Contact name.
+        contact: String,
+        /// The budget, in bytes.
+        budget: u64,
     },
 }
 
@@ -335,6 +347,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    /// What each contact has stored, against [`NodeConfig::budgets`].
+    pub(crate) ledger: Arc<budget::Ledger>,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -418,6 +432,7 @@ impl Node {
             clock,
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
+            ledger: Arc::default(),
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));

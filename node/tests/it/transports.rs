@@ -143,3 +143,172 @@ async fn one_node_syncs_over_the_lan_and_emulated_links_with_each_kind_s_setting
         n.shutdown().await;
     }
 }
+
+/// Issue 11: a contact over their storage budget stops being stored (the
+/// node says so once), nothing is lost: the contact offers the rest again,
+/// and it arrives, exactly once, after the budget is raised. Messages of
+/// kinds this version does not know have a budget of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_over_budget_waits_and_resumes_when_it_is_raised() {
+    use strand_node::Budgets;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let now = strand_node::now();
+    let mut rng = os_rng();
+    let text = "x".repeat(1000);
+    for i in 0..60u64 {
+        ben.write(
+            "ann",
+            &format!("{i:02} {text}"),
+            now - 100_000 + i,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    let hub = Hub::default();
+    let small = Budgets {
+        per_contact: 20_000,
+        ..Budgets::default()
+    };
+    let start = |p: Profile, budgets: Budgets, hub: Hub| async move {
+        Node::start(
+            p,
+            NodeConfig {
+                emulated: Some(hub),
+                budgets,
+                ..NodeConfig::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let ann_dir = tmp.path().join("ann");
+    let ann_node = start(ann, small, hub.clone()).await;
+    let mut events = ann_node.subscribe();
+    let ben_node = start(ben, Budgets::default(), hub.clone()).await;
+    let over = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(NodeEvent::OverBudget { contact, budget }) = events.recv().await {
+                break (contact, budget);
+            }
+        }
+    })
+    .await
+    .expect("the node says the contact is over budget");
+    assert_eq!(over, ("ben".to_owned(), 20_000));
+    // Stored up to the budget, no further.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = ann_node.profile().conversation("ben").unwrap().len();
+    assert!((1..60).contains(&held), "{held} stored");
+    assert!(
+        held <= 20,
+        "{held} messages of ~1.2 KB within a 20 KB budget"
+    );
+    ann_node.shutdown().await;
+
+    // A bigger budget: the rest arrives, each message once.
+    let ann = Profile::open(&ann_dir, "pass").unwrap();
+    let ann_node = start(ann, Budgets::default(), hub.clone()).await;
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let n = ann_node.profile().conversation("ben").unwrap().len();
+            if n == 60 {
+                break n;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the rest arrives once the budget is raised");
+    assert_eq!(got, 60);
+    let texts: Vec<String> = ann_node
+        .profile()
+        .conversation("ben")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text[..2].to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..60).map(|i| format!("{i:02}")).collect::<Vec<_>>()
+    );
+    ann_node.shutdown().await;
+    ben_node.shutdown().await;
+}
+
+/// Issue 11: messages of kinds this version does not know (it cannot show
+/// them) are stored only up to their own, smaller budget; texts still
+/// arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kinds_are_capped_and_texts_still_arrive() {
+    use strand_node::Budgets;
+    use strand_sync::{Kind, Message, WriteStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let now = strand_node::now();
+    let mut rng = os_rng();
+    let group = ben
+        .sync_contact(&ben.contact("ann").unwrap())
+        .unwrap()
+        .direct_group()
+        .clone();
+    {
+        let mut store = ben.store().unwrap();
+        for i in 0..50u64 {
+            let m = Message::create(
+                &ben.identity(),
+                &group,
+                now - 200_000 + i,
+                Kind(77),
+                &[7u8; 1000],
+                &mut rng,
+            )
+            .unwrap();
+            store.insert(&group.id, &m).unwrap();
+        }
+        store.commit().unwrap();
+    }
+    for i in 0..5u64 {
+        ben.write("ann", &format!("text {i}"), now - 100_000 + i, &mut rng)
+            .unwrap();
+    }
+    let hub = Hub::default();
+    let budgets = Budgets {
+        unknown_kinds: 10_000,
+        ..Budgets::default()
+    };
+    let ann = Node::start(
+        ann,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            budgets,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ben = Node::start(
+        ben,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while ann.profile().conversation("ben").unwrap().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the texts arrive");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = ann.profile().stored_messages().unwrap();
+    // 5 texts, and at most 10,000 bytes of the unknown kind (~1.2 KB each).
+    assert!((6..=13).contains(&stored), "{stored} stored");
+    ann.shutdown().await;
+    ben.shutdown().await;
+}

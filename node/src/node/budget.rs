@@ -1,0 +1,141 @@
+//! Storage budgets: how much of this device's disk each contact may fill.
+//!
+//! A contact can send any number of valid messages; without a budget, one
+//! contact (or a bug on their side) fills the disk. Each contact's 1:1
+//! group has a byte budget for what *they* wrote ([`Budgets::per_contact`]),
+//! and messages of kinds this version does not know (it cannot show or
+//! use them) have a smaller one ([`Budgets::unknown_kinds`]). A message
+//! over budget is declined, not dropped: strand-sync reports it as
+//! rejected, does not acknowledge it, and the contact offers it again at a
+//! later sync, so nothing valid is lost silently; raising the budget lets
+//! it in. The node says so once per session ([`super::NodeEvent::OverBudget`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Message, Verdict};
+
+use crate::schema::MESSAGES;
+use crate::store::table_key;
+use crate::{Profile, ProfileError};
+
+/// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
+pub const DEFAULT_PER_CONTACT: u64 = 1 << 30;
+/// Bytes of messages of unknown kinds a contact may store here: 1 MiB.
+pub const DEFAULT_UNKNOWN_KINDS: u64 = 1 << 20;
+
+/// The budgets a node enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Bytes of messages a contact wrote, stored in your 1:1 group.
+    pub per_contact: u64,
+    /// Of those, bytes of messages of kinds this version does not know.
+    pub unknown_kinds: u64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            per_contact: DEFAULT_PER_CONTACT,
+            unknown_kinds: DEFAULT_UNKNOWN_KINDS,
+        }
+    }
+}
+
+/// What a contact has stored: all bytes, and bytes of unknown kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Used {
+    all: u64,
+    unknown: u64,
+}
+
+fn known(kind: Kind) -> bool {
+    kind == Kind::TEXT || kind == Kind::REACH
+}
+
+/// Per group, what the other members stored, counted once from the store
+/// and then kept up to date by the node.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    used: Mutex<HashMap<GroupId, Used>>,
+}
+
+impl Ledger {
+    /// Reads what is stored in `group` by authors other than `me`.
+    fn count(profile: &Profile, group: &GroupId, me: &AuthorId) -> Result<Used, ProfileError> {
+        use redb::ReadableDatabase;
+        let txn = profile
+            .db()?
+            .begin_read()
+            .map_err(crate::profile::db_error)?;
+        let table = match txn.open_table(MESSAGES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Used::default()),
+            Err(e) => return Err(crate::profile::db_error(e)),
+        };
+        let lo = table_key(group, &Key::MIN);
+        let hi = table_key(group, &Key::MAX);
+        let mut used = Used::default();
+        for entry in table.range(lo..hi).map_err(crate::profile::db_error)? {
+            let (_, v) = entry.map_err(crate::profile::db_error)?;
+            let Ok(m) = Message::decode(v.value().to_vec()) else {
+                continue;
+            };
+            if m.author() == *me {
+                continue;
+            }
+            let n = v.value().len() as u64;
+            used.all += n;
+            if !known(m.kind()) {
+                used.unknown += n;
+            }
+        }
+        Ok(used)
+    }
+
+    /// Declines the valid messages of `batch` that would take their
+    /// author past a budget, and counts the others as stored. Blocking
+    /// (the first time a group is seen, its messages are counted). Returns
+    /// whether anything was declined.
+    pub(crate) fn apply(
+        &self,
+        profile: &Profile,
+        budgets: &Budgets,
+        batch: &mut Inbound,
+    ) -> Result<bool, ProfileError> {
+        let me = profile.identity().public().sign;
+        let mut declined = false;
+        for item in batch.iter_mut() {
+            if *item.verdict() != Verdict::Valid || item.message().author() == me {
+                continue;
+            }
+            let group = *item.group();
+            let seen = self.used.lock().expect("ledger lock").get(&group).copied();
+            let mut used = match seen {
+                Some(u) => u,
+                None => Ledger::count(profile, &group, &me)?,
+            };
+            let n = item.message().as_bytes().len() as u64;
+            let unknown = !known(item.message().kind());
+            if used.all + n > budgets.per_contact
+                || (unknown && used.unknown + n > budgets.unknown_kinds)
+            {
+                item.decline();
+                declined = true;
+            } else {
+                used.all += n;
+                if unknown {
+                    used.unknown += n;
+                }
+            }
+            self.used.lock().expect("ledger lock").insert(group, used);
+        }
+        Ok(declined)
+    }
+
+    /// Forgets what was counted (after a batch failed to store, the store
+    /// is the truth again).
+    pub(crate) fn forget(&self) {
+        self.used.lock().expect("ledger lock").clear();
+    }
+}
