@@ -404,19 +404,8 @@ impl Profile {
         let db = open_db(dir, false)?;
         let txn = db.begin_read().map_err(db_error)?;
         let m = txn.open_table(META).map_err(db_error)?;
-        let get = |name: &str| -> Result<Vec<u8>, ProfileError> {
-            m.get(name)
-                .map_err(db_error)?
-                .map(|v| v.value().to_vec())
-                .ok_or_else(|| ProfileError::Corrupt(format!("missing `{name}`")))
-        };
-        let version = get(meta::SCHEMA)?;
-        let version = u32::from_le_bytes(
-            version
-                .try_into()
-                .map_err(|_| ProfileError::Corrupt("bad schema version".into()))?,
-        );
-        schema::check_version(version)?;
+        let get = |name: &str| meta_value(&m, name);
+        let version = schema_version(&get(meta::SCHEMA)?)?;
         let (salt, kdf) = KdfParams::decode(&get(meta::KDF)?)
             .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
         if !kdf.openable() {
@@ -430,27 +419,10 @@ impl Profile {
             return Err(ProfileError::Corrupt("bad root key".into()));
         }
         root.copy_from_slice(&root_plain);
-        let secret = open(&root, ROLE_IDENTITY, &get(meta::IDENTITY)?)
-            .ok_or_else(|| ProfileError::Corrupt("identity does not decrypt".into()))?;
-        if secret.len() < 64 {
-            return Err(ProfileError::Corrupt("identity too short".into()));
-        }
-        let mut bytes = Zeroizing::new([0u8; 64]);
-        bytes.copy_from_slice(&secret[..64]);
-        let name = std::str::from_utf8(&secret[64..])
-            .map_err(|_| ProfileError::Corrupt("identity name".into()))?;
-        let identity = Identity::from_secret_bytes(&bytes, name)
-            .map_err(|e| ProfileError::Corrupt(e.to_string()))?;
-        let mut contacts = Vec::new();
-        let table = txn.open_table(CONTACTS).map_err(db_error)?;
-        for entry in table.iter().map_err(db_error)? {
-            let (_, v) = entry.map_err(db_error)?;
-            let plain = open(&root, ROLE_CONTACT, v.value())
-                .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
-            contacts.push(decode_contact(&plain)?);
-        }
+        let identity = open_identity(&root, &get(meta::IDENTITY)?)?;
+        let contacts = load_contacts(&txn, &root)?;
         let sealed_root = get(meta::ROOT)?;
-        drop((m, table, txn));
+        drop((m, txn));
         schema::migrate(&db, version)?;
         // Move it into a sealed file, with stronger KDF parameters if they
         // were under the floor.
@@ -488,29 +460,9 @@ impl Profile {
         let (version, identity, contacts) = {
             let txn = db.begin_read().map_err(db_error)?;
             let m = txn.open_table(META).map_err(db_error)?;
-            let get = |name: &str| -> Result<Vec<u8>, ProfileError> {
-                m.get(name)
-                    .map_err(db_error)?
-                    .map(|v| v.value().to_vec())
-                    .ok_or_else(|| ProfileError::Corrupt(format!("missing `{name}`")))
-            };
-            let version = get(meta::SCHEMA)?;
-            let version = u32::from_le_bytes(
-                version
-                    .try_into()
-                    .map_err(|_| ProfileError::Corrupt("bad schema version".into()))?,
-            );
-            schema::check_version(version)?;
-            let identity = open_identity(&root, &get(meta::IDENTITY)?)?;
-            let table = txn.open_table(CONTACTS).map_err(db_error)?;
-            let mut contacts = Vec::new();
-            for entry in table.iter().map_err(db_error)? {
-                let (_, v) = entry.map_err(db_error)?;
-                let plain = open(&root, ROLE_CONTACT, v.value())
-                    .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
-                contacts.push(decode_contact(&plain)?);
-            }
-            (version, identity, contacts)
+            let version = schema_version(&meta_value(&m, meta::SCHEMA)?)?;
+            let identity = open_identity(&root, &meta_value(&m, meta::IDENTITY)?)?;
+            (version, identity, load_contacts(&txn, &root)?)
         };
         schema::migrate(&db, version)?;
         if !header.kdf.allowed() {
@@ -993,6 +945,44 @@ fn strong_header(passphrase: &str, root: &[u8; 32]) -> Result<Header, ProfileErr
         kdf,
         sealed_root: seal(&key, ROLE_ROOT, &root[..], &mut rng),
     })
+}
+
+/// A `meta` value that must be there.
+fn meta_value(
+    m: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Vec<u8>, ProfileError> {
+    m.get(name)
+        .map_err(db_error)?
+        .map(|v| v.value().to_vec())
+        .ok_or_else(|| ProfileError::Corrupt(format!("missing `{name}`")))
+}
+
+/// The stored schema version, checked to be one this code opens.
+fn schema_version(bytes: &[u8]) -> Result<u32, ProfileError> {
+    let version = u32::from_le_bytes(
+        bytes
+            .try_into()
+            .map_err(|_| ProfileError::Corrupt("bad schema version".into()))?,
+    );
+    schema::check_version(version)?;
+    Ok(version)
+}
+
+/// Every contact record, unsealed with `root`.
+fn load_contacts(
+    txn: &redb::ReadTransaction,
+    root: &[u8; 32],
+) -> Result<Vec<ContactRecord>, ProfileError> {
+    let table = txn.open_table(CONTACTS).map_err(db_error)?;
+    let mut contacts = Vec::new();
+    for entry in table.iter().map_err(db_error)? {
+        let (_, v) = entry.map_err(db_error)?;
+        let plain = open(root, ROLE_CONTACT, v.value())
+            .ok_or_else(|| ProfileError::Corrupt("a contact does not decrypt".into()))?;
+        contacts.push(decode_contact(&plain)?);
+    }
+    Ok(contacts)
 }
 
 /// The identity sealed under `root`: secret keys (64) then the name.
