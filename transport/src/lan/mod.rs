@@ -35,9 +35,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::generation::ask;
 use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
 pub mod limits;
@@ -166,18 +167,6 @@ impl std::fmt::Debug for Lan {
     }
 }
 
-async fn ask<T>(
-    commands: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Result<T, TransportError> {
-    let (reply, rx) = oneshot::channel();
-    commands
-        .send(make(reply))
-        .await
-        .map_err(|_| TransportError::Stopped)?;
-    rx.await.map_err(|_| TransportError::Stopped)
-}
-
 /// `configured` with the TCP or UDP port of `bound`.
 fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
     let port = bound.iter().find_map(|p| match p {
@@ -277,16 +266,7 @@ impl Lan {
             local: generation.local,
         };
         // Tracked at once, so shutdown stops it whatever happens below.
-        {
-            let mut gens = shared.old.lock().expect("old lock");
-            gens.retain(|g| !g.task.is_finished());
-            gens.push_back(generation);
-            while gens.len() > MAX_GENERATIONS {
-                if let Some(g) = gens.pop_front() {
-                    g.task.abort();
-                }
-            }
-        }
+        crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
         let bound = shared.bound.lock().expect("bound lock").clone();
         // TCP first: the new listener sits beside the old one.
         for addr in bound.iter().filter(|a| is_tcp(a)) {

@@ -74,11 +74,7 @@ pub(crate) enum Command {
 }
 
 /// A running generation.
-pub(crate) struct Generation {
-    pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) local: PeerId,
-    pub(crate) task: tokio::task::JoinHandle<()>,
-}
+pub(crate) type Generation = crate::generation::Generation<Command>;
 
 /// Builds a swarm with a fresh identity and starts its task.
 pub(crate) fn spawn(

@@ -95,11 +95,7 @@ pub(crate) enum Command {
 }
 
 /// A running generation.
-pub(crate) struct Generation {
-    pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) local: PeerId,
-    pub(crate) task: tokio::task::JoinHandle<()>,
-}
+pub(crate) type Generation = crate::generation::Generation<Command>;
 
 fn setup_error(e: impl std::fmt::Display) -> TransportError {
     TransportError::Setup(Box::new(Reason(e.to_string())))
@@ -504,6 +500,17 @@ impl Task {
                 }
             }
         }
+        self.open_circuit(peer, addr, reply);
+    }
+
+    /// Opens a stream to `peer` at the circuit address `addr`; `reply`
+    /// hears how it went.
+    fn open_circuit(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Link, TransportError>>,
+    ) {
         let id = self
             .swarm
             .behaviour_mut()
@@ -529,12 +536,7 @@ impl Task {
             !waiting.is_empty()
         });
         for (_, addr, peer, reply) in ready {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .stream
-                .open_at(peer, vec![addr.clone()]);
-            self.opens.insert(id, (addr.to_string(), reply));
+            self.open_circuit(peer, addr, reply);
         }
     }
 

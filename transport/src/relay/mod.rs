@@ -45,9 +45,10 @@ use futures::FutureExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{identity, Multiaddr, PeerId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::generation::ask;
 use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
@@ -307,18 +308,6 @@ impl std::fmt::Debug for Relays {
     }
 }
 
-pub(crate) async fn ask<T>(
-    commands: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Result<T, TransportError> {
-    let (reply, rx) = oneshot::channel();
-    commands
-        .send(make(reply))
-        .await
-        .map_err(|_| TransportError::Stopped)?;
-    rx.await.map_err(|_| TransportError::Stopped)
-}
-
 impl Relays {
     /// Starts the client: a first generation with this epoch's identity
     /// reserves on every relay. Needs a tokio runtime. Relay addresses that
@@ -373,17 +362,7 @@ impl Relays {
             generation.task.abort();
             return Err(e);
         }
-        {
-            let mut gens = shared.old.lock().expect("old lock");
-            gens.retain(|g| !g.task.is_finished());
-            gens.push_back(generation);
-            // The newest (current) is never the one stopped.
-            while gens.len() > MAX_GENERATIONS {
-                if let Some(g) = gens.pop_front() {
-                    g.task.abort();
-                }
-            }
-        }
+        crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
         let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
         let _ = old
             .commands

@@ -1,0 +1,50 @@
+//! What the LAN and relay transports share about their swarm generations:
+//! each identity runs a swarm on a task of its own, driven by commands,
+//! and a new identity starts a new generation beside the old ones.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::TransportError;
+
+/// One swarm (one identity) and its task, driven by commands `C`.
+pub(crate) struct Generation<C> {
+    pub(crate) commands: mpsc::Sender<C>,
+    pub(crate) local: PeerId,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+/// Sends a generation a command that carries its reply channel, and waits
+/// for the reply; a stopped generation is [`TransportError::Stopped`].
+pub(crate) async fn ask<C, T>(
+    commands: &mpsc::Sender<C>,
+    make: impl FnOnce(oneshot::Sender<T>) -> C,
+) -> Result<T, TransportError> {
+    let (reply, rx) = oneshot::channel();
+    commands
+        .send(make(reply))
+        .await
+        .map_err(|_| TransportError::Stopped)?;
+    rx.await.map_err(|_| TransportError::Stopped)
+}
+
+/// Tracks `generation` beside the older ones still running (their live
+/// links keep them), so shutdown stops them all; past `max`, the oldest is
+/// stopped. The newest is never the one stopped.
+pub(crate) fn keep<C>(
+    gens: &Mutex<VecDeque<Generation<C>>>,
+    generation: Generation<C>,
+    max: usize,
+) {
+    let mut gens = gens.lock().expect("generations lock");
+    gens.retain(|g| !g.task.is_finished());
+    gens.push_back(generation);
+    while gens.len() > max {
+        if let Some(g) = gens.pop_front() {
+            g.task.abort();
+        }
+    }
+}
