@@ -295,10 +295,18 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
     )
     .await;
     let response = Response::refuse("this node serves only the user who runs it");
-    let mut out = serde_json::to_vec(&response).expect("serialisable");
-    out.push(b'\n');
-    stream.write_all(&out).await?;
+    send(&mut stream, &response).await?;
     stream.shutdown().await
+}
+
+/// Writes one line of JSON.
+async fn send(
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    line: &impl Serialize,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(line).expect("serialisable");
+    bytes.push(b'\n');
+    out.write_all(&bytes).await
 }
 
 async fn handle(
@@ -317,11 +325,7 @@ async fn handle(
             wr.write_all(b"{\"ok\":true}\n").await?;
             loop {
                 match events.recv().await {
-                    Ok(e) => {
-                        let mut line = serde_json::to_vec(&e).expect("serialisable");
-                        line.push(b'\n');
-                        wr.write_all(&line).await?;
-                    }
+                    Ok(e) => send(&mut wr, &e).await?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return Ok(()),
                 }
@@ -334,9 +338,7 @@ async fn handle(
         }
         Ok(request) => answer(&node, request).await,
     };
-    let mut out = serde_json::to_vec(&response).expect("serialisable");
-    out.push(b'\n');
-    wr.write_all(&out).await
+    send(&mut wr, &response).await
 }
 
 async fn answer(node: &Node, request: Request) -> Response {

@@ -170,7 +170,7 @@ pub(crate) fn db_error(e: impl Into<redb::Error>) -> ProfileError {
     ProfileError::Db(DbError::from(e.into()))
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
     ProfileError::Io {
         path: path.to_path_buf(),
         source: crate::IoError::from(e),
@@ -636,17 +636,7 @@ impl Profile {
             verified: false,
             legacy: false,
         };
-        let id = strand_sync::kdf(
-            &self.inner.root,
-            "strand/v1/contact-id",
-            &[&invite.public.sign],
-        );
-        let sealed = seal(
-            &self.inner.root,
-            ROLE_CONTACT,
-            &encode_contact(&record),
-            rng,
-        );
+        let (id, sealed) = self.sealed_contact(&record, rng);
         // Check, write, and publish the new list only once it is committed;
         // one change at a time, so two adds cannot both pass the check.
         let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
@@ -742,17 +732,7 @@ impl Profile {
         }
         record.verified = verified;
         let record = record.clone();
-        let id = strand_sync::kdf(
-            &self.inner.root,
-            "strand/v1/contact-id",
-            &[&record.public.sign],
-        );
-        let sealed = seal(
-            &self.inner.root,
-            ROLE_CONTACT,
-            &encode_contact(&record),
-            rng,
-        );
+        let (id, sealed) = self.sealed_contact(&record, rng);
         self.write_txn(move |txn| {
             txn.open_table(CONTACTS)
                 .map_err(db_error)?
@@ -763,6 +743,24 @@ impl Profile {
         *self.inner.book.write().expect("book lock") =
             Arc::new(Book::new(&self.identity(), records));
         Ok(record)
+    }
+
+    /// The `contacts` table key of a contact: a keyed hash of their
+    /// signing key, so the table names nobody.
+    pub(crate) fn contact_id(&self, sign: &strand_sync::AuthorId) -> [u8; 32] {
+        strand_sync::kdf(&self.inner.root, "strand/v1/contact-id", &[sign])
+    }
+
+    /// A contact record as the `contacts` table holds it: its key, and the
+    /// record sealed under the root key.
+    fn sealed_contact(
+        &self,
+        record: &ContactRecord,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> ([u8; 32], Vec<u8>) {
+        let id = self.contact_id(&record.public.sign);
+        let sealed = seal(&self.inner.root, ROLE_CONTACT, &encode_contact(record), rng);
+        (id, sealed)
     }
 
     /// Every contact with the keys the protocol needs.

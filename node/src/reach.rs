@@ -388,7 +388,7 @@ impl Profile {
         }
         drop(txn);
         // None yet: what their invite said, if anything.
-        let id = strand_sync::kdf(self.root(), "strand/v1/contact-id", &[&contact.public.sign]);
+        let id = self.contact_id(&contact.public.sign);
         match self.meta_sealed(&invite_reach_key(&id), ROLE_INVITE_REACH)? {
             Some(b) => Ok(Reach::decode(&b).ok()),
             None => Ok(None),

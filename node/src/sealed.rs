@@ -146,11 +146,18 @@ pub(crate) fn read_header(path: &Path) -> std::io::Result<(u64, Header)> {
     read_header_from(&file)
 }
 
-fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
+/// Both header slots, each parsed if it checks out.
+fn header_slots(file: &File) -> std::io::Result<[Option<(u64, Header)>; 2]> {
     let mut buf = vec![0u8; HEADER as usize];
     file.read_exact_at(&mut buf, 0)?;
-    let a = parse_header(&buf[..HEADER_SLOT as usize]);
-    let b = parse_header(&buf[HEADER_SLOT as usize..]);
+    Ok([
+        parse_header(&buf[..HEADER_SLOT as usize]),
+        parse_header(&buf[HEADER_SLOT as usize..]),
+    ])
+}
+
+fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
+    let [a, b] = header_slots(file)?;
     match (a, b) {
         (Some(a), Some(b)) => Ok(if a.0 >= b.0 { a } else { b }),
         (Some(x), None) | (None, Some(x)) => Ok(x),
@@ -174,10 +181,7 @@ pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Res
         file.write_all_at(&header_bytes(h, 1), 0)?;
         file.write_all_at(&header_bytes(h, 0), HEADER_SLOT)?;
     } else {
-        let mut buf = vec![0u8; HEADER as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        let a = parse_header(&buf[..HEADER_SLOT as usize]).map(|x| x.0);
-        let b = parse_header(&buf[HEADER_SLOT as usize..]).map(|x| x.0);
+        let [a, b] = header_slots(file)?.map(|slot| slot.map(|(counter, _)| counter));
         let newest = a.max(b).unwrap_or(0);
         // Over the copy that is not the newest valid one, synced; then over
         // the other, so no copy of the old header (and of the root key

@@ -45,10 +45,7 @@ pub struct Wiped {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ProfileError + '_ {
-    move |e| ProfileError::Io {
-        path: path.to_path_buf(),
-        source: crate::IoError::from(e),
-    }
+    move |e| crate::profile::io_error(path, e)
 }
 
 /// Step 1 alone: overwrites every copy of the sealed root key and
