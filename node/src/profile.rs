@@ -109,6 +109,9 @@ pub(crate) struct Book {
     pub(crate) sync: Vec<Contact>,
     /// Starts every link's session.
     pub(crate) endpoint: Endpoint,
+    /// Each record's name as [`Skeleton`] compares it, in the same
+    /// order: computed once per change of the list, not per lookup.
+    skeletons: Vec<Skeleton>,
 }
 
 impl Book {
@@ -121,10 +124,12 @@ impl Book {
             .filter_map(|r| identity.contact(&r.public).ok().map(|c| (r, c)))
             .unzip();
         let endpoint = Endpoint::new(identity, sync.clone());
+        let skeletons = records.iter().map(|r| Skeleton::of(&r.name)).collect();
         Book {
             records,
             sync,
             endpoint,
+            skeletons,
         }
     }
 
@@ -698,14 +703,15 @@ impl Profile {
     /// TS #39 skeleton, case aside), or this profile's own name: two people
     /// the user could take for each other. `None` if there is none.
     pub fn lookalike(&self, name: &str) -> Option<String> {
+        let book = self.book();
+        let wanted = Skeleton::of(name);
         let own = self.identity().name().to_owned();
-        self.book()
-            .records
+        book.records
             .iter()
-            .map(|c| &c.name)
-            .chain(std::iter::once(&own))
-            .find(|other| other.as_str() != name && looks_alike(other, name))
-            .cloned()
+            .zip(&book.skeletons)
+            .find(|(c, s)| c.name != name && wanted.alike(s))
+            .map(|(c, _)| c.name.clone())
+            .or_else(|| (own != name && wanted.alike(&Skeleton::of(&own))).then_some(own))
     }
 
     /// The safety number the user and `contact` compare to know that each
@@ -923,10 +929,30 @@ fn mark_in(
 
 /// Whether two names could be taken for each other: the same confusable
 /// skeleton (UTS #39), compared as written and in lower case.
-pub(crate) fn looks_alike(a: &str, b: &str) -> bool {
-    use unicode_security::confusable_detection::skeleton;
-    let same = |x: &str, y: &str| skeleton(x).eq(skeleton(y));
-    same(a, b) || same(&a.to_lowercase(), &b.to_lowercase())
+#[cfg(test)]
+fn looks_alike(a: &str, b: &str) -> bool {
+    Skeleton::of(a).alike(&Skeleton::of(b))
+}
+
+/// A name's confusable skeletons (UTS #39), as written and in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Skeleton {
+    written: String,
+    lower: String,
+}
+
+impl Skeleton {
+    fn of(name: &str) -> Skeleton {
+        use unicode_security::confusable_detection::skeleton;
+        Skeleton {
+            written: skeleton(name).collect(),
+            lower: skeleton(&name.to_lowercase()).collect(),
+        }
+    }
+
+    fn alike(&self, other: &Skeleton) -> bool {
+        self.written == other.written || self.lower == other.lower
+    }
 }
 
 /// A header with the root key sealed under a new passphrase key, with
