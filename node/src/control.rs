@@ -87,8 +87,15 @@ pub enum Request {
 /// A message as the control socket shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessageView {
-    /// Timestamp, ms since the Unix epoch.
+    /// The author's timestamp, ms since the Unix epoch.
     pub time: u64,
+    /// When it is shown (its place in the conversation): `time`, unless it
+    /// claimed to be older than what the conversation already showed.
+    #[serde(default)]
+    pub shown: u64,
+    /// When this device stored it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
     /// Message id, hex.
     pub id: String,
     /// Who wrote it: "me" or the contact's name.
@@ -103,10 +110,14 @@ pub struct MessageView {
 /// crosses the socket a page at a time, so neither side holds it whole.
 pub const READ_PAGE: usize = 500;
 
-/// Where a page of a conversation starts: a message's time and id (hex).
+/// Where a page of a conversation starts: a message's place (shown at,
+/// time, id in hex).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Cursor {
-    /// Timestamp, ms since the Unix epoch.
+    /// When the message is shown, ms since the Unix epoch (absent: `time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<u64>,
+    /// The author's timestamp, ms since the Unix epoch.
     pub time: u64,
     /// Message id, hex.
     pub id: String,
@@ -351,10 +362,18 @@ async fn answer(node: &Node, request: Request) -> Response {
             contact,
             from,
             limit,
-        } => match read_page(node.profile(), &contact, from.as_ref(), limit) {
-            Ok(v) => Response::ok(v),
-            Err(e) => Response::refuse(e),
-        },
+        } => {
+            // Reads and a read mark (a write): off the async workers.
+            let p = node.profile().clone();
+            let page =
+                tokio::task::spawn_blocking(move || read_page(&p, &contact, from.as_ref(), limit))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reading failed: {e}")));
+            match page {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::refuse(e),
+            }
+        }
         Request::Contacts => Response::ok(contacts(node.profile())),
         Request::Status => Response::ok(node.status().await),
         Request::Add { code, name } => match node.add_contact(&code, &name).await {
@@ -386,6 +405,8 @@ async fn answer(node: &Node, request: Request) -> Response {
 fn view(contact: &str, m: crate::StoredMessage) -> MessageView {
     MessageView {
         time: m.key.time,
+        shown: m.shown,
+        received: m.received,
         id: hex(&m.key.id.0),
         from: if m.outgoing {
             "me".to_owned()
@@ -408,8 +429,9 @@ pub fn conversation(
         .collect())
 }
 
-/// One page of the conversation with `contact` (see [`Request::Read`]).
-/// Errors are for people: an unknown contact, a bad cursor.
+/// One page of the conversation with `contact` (see [`Request::Read`]),
+/// marked read: it is being shown. Errors are for people: an unknown
+/// contact, a bad cursor.
 pub fn read_page(
     p: &crate::Profile,
     contact: &str,
@@ -418,13 +440,16 @@ pub fn read_page(
 ) -> Result<ReadPage, String> {
     let limit = limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE);
     let start = match from {
-        None => strand_sync::Key::MIN,
-        Some(c) => strand_sync::Key {
-            time: c.time,
-            id: strand_sync::MessageId(
-                unhex32(&c.id)
-                    .ok_or_else(|| format!("bad cursor: {:?} is not a message id", c.id))?,
-            ),
+        None => crate::Position::MIN,
+        Some(c) => crate::Position {
+            shown: c.shown.unwrap_or(c.time),
+            key: strand_sync::Key {
+                time: c.time,
+                id: strand_sync::MessageId(
+                    unhex32(&c.id)
+                        .ok_or_else(|| format!("bad cursor: {:?} is not a message id", c.id))?,
+                ),
+            },
         },
     };
     let mut page = p
@@ -433,10 +458,15 @@ pub fn read_page(
     let next = (page.len() > limit).then(|| {
         let m = page.pop().expect("limit + 1 messages");
         Cursor {
+            shown: Some(m.shown),
             time: m.key.time,
             id: hex(&m.key.id.0),
         }
     });
+    if let Some(last) = page.last() {
+        p.mark_read(contact, &last.position())
+            .map_err(|e| e.to_string())?;
+    }
     Ok(ReadPage {
         messages: page.into_iter().map(|m| view(contact, m)).collect(),
         next,

@@ -61,9 +61,9 @@ pub use node::{
     chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, RelaySettings, RelayStatus,
     Seen, ServeSettings, ServingStatus, SessionSettings, Status, TransportStatus,
 };
-pub use profile::{ContactRecord, Delivery, Profile, StoredMessage};
+pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use reach::RelayChange;
-pub use store::{ReadView, RedbStore};
+pub use store::{Position, ReadView, RedbStore};
 pub use views::{ContactSummary, UNREAD_CAP};
 
 /// The wall clock as strand-sync's [`strand_sync::Time`].

@@ -635,8 +635,12 @@ async fn read(ctx: &Ctx, name: &str, follow: bool) -> Result<()> {
         }) = serde_json::from_str(&line)
         {
             if contact == name {
+                // It arrived now, below everything shown before.
+                let received = now();
                 let m = MessageView {
                     time,
+                    shown: time.max(received),
+                    received: Some(received),
                     id,
                     from: contact,
                     text,
@@ -996,9 +1000,33 @@ fn print_message(m: &MessageView, json: bool) -> Result<()> {
             .as_deref()
             .map(|d| format!("  [{d}]"))
             .unwrap_or_default();
-        println!("{} {}: {}{state}", format_time(m.time), m.from, m.text);
+        let skew = match m.received {
+            Some(r) if r.saturating_sub(m.time) > strand_node::SKEW_SHOWN => format!(
+                "  (dated {} by its author: {} before it arrived)",
+                format_time(m.time),
+                format_span(r - m.time)
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "{} {}: {}{state}{skew}",
+            format_time(m.shown.max(m.time)),
+            m.from,
+            m.text
+        );
     }
     Ok(())
+}
+
+/// A span of time, roughly: "3 days", "5 hours", "20 minutes".
+fn format_span(ms: u64) -> String {
+    let minutes = ms / 60_000;
+    let (n, unit) = match minutes {
+        m if m >= 2 * 24 * 60 => (m / (24 * 60), "days"),
+        m if m >= 2 * 60 => (m / 60, "hours"),
+        m => (m, "minutes"),
+    };
+    format!("{n} {unit}")
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC.

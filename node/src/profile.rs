@@ -23,9 +23,9 @@ use strand_sync::{
 use zeroize::Zeroizing;
 
 use crate::crypto::{open, passphrase_key, seal, KdfParams};
-use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, READ};
+use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::sealed::{read_header, write_header, Header, SealedBackend};
-use crate::store::{insert, sync_key, table_key, ReadView, RedbStore};
+use crate::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
 use crate::writer::Writer;
 use crate::{DbError, ProfileError};
 
@@ -90,8 +90,15 @@ pub struct ContactRecord {
 /// A message of a conversation, decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    /// Its sync key (timestamp, id).
+    /// Its sync key (the author's timestamp, id).
     pub key: Key,
+    /// When it is shown: the author's time, or when it arrived if it
+    /// claimed to be older than what its conversation already showed
+    /// (see [`Position`]).
+    pub shown: Time,
+    /// When this device stored it; `None` for messages stored before
+    /// arrival times were kept.
+    pub received: Option<Time>,
     /// Whether this profile wrote it.
     pub outgoing: bool,
     /// The text (empty for kinds this version does not show).
@@ -99,6 +106,29 @@ pub struct StoredMessage {
     /// For outgoing messages, its delivery state.
     pub delivery: Option<Delivery>,
 }
+
+impl StoredMessage {
+    /// Where it sits in its conversation.
+    pub fn position(&self) -> Position {
+        Position {
+            shown: self.shown,
+            key: self.key,
+        }
+    }
+
+    /// How long before it arrived its author claims to have written it,
+    /// if that is more than [`SKEW_SHOWN`]: a UI marks such a message
+    /// with both times. Messages carried for hours are honest examples; a
+    /// contact backdating one is the other.
+    pub fn skew(&self) -> Option<Time> {
+        let gap = self.received?.checked_sub(self.key.time)?;
+        (gap > SKEW_SHOWN).then_some(gap)
+    }
+}
+
+/// A message that arrives more than this after its author's time is shown
+/// with both times: the clock skew strand-sync tolerates.
+pub const SKEW_SHOWN: Time = strand_sync::limits::MAX_CLOCK_SKEW;
 
 /// The contact list and what the protocol derives from it, replaced whole
 /// on every change.
@@ -389,7 +419,8 @@ impl Profile {
             txn.open_table(CONTACTS).map_err(db_error)?;
             txn.open_table(MESSAGES).map_err(db_error)?;
             txn.open_table(OUTBOX).map_err(db_error)?;
-            txn.open_table(READ).map_err(db_error)?;
+            txn.open_table(SHOWN).map_err(db_error)?;
+            txn.open_table(SEEN).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         restrict_permissions(&dir.join(DB_FILE));
@@ -428,7 +459,7 @@ impl Profile {
         let contacts = load_contacts(&txn, &root)?;
         let sealed_root = get(meta::ROOT)?;
         drop((m, txn));
-        schema::migrate(&db, version)?;
+        schema::migrate(&db, version, &identity.public().sign)?;
         // Move it into a sealed file, with stronger KDF parameters if they
         // were under the floor.
         let header = if kdf.allowed() {
@@ -469,7 +500,7 @@ impl Profile {
             let identity = open_identity(&root, &meta_value(&m, meta::IDENTITY)?)?;
             (version, identity, load_contacts(&txn, &root)?)
         };
-        schema::migrate(&db, version)?;
+        schema::migrate(&db, version, &identity.public().sign)?;
         if !header.kdf.allowed() {
             let stronger = strong_header(passphrase, &root)?;
             let file = std::fs::OpenOptions::new()
@@ -861,13 +892,15 @@ impl Profile {
     /// Stores the valid messages of a checked batch (one job for the
     /// writer) and records in it which were new.
     pub(crate) async fn store_inbound(&self, batch: Inbound) -> Result<Inbound, ProfileError> {
+        let me = self.identity().public().sign;
         self.write_txn_async(move |txn| {
             let mut batch = batch;
-            let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
+            let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
             for item in batch.iter_mut() {
                 if *item.verdict() == Verdict::Valid {
-                    let new =
-                        insert(txn, &mut table, item.group(), item.message()).map_err(db_error)?;
+                    let new = store
+                        .insert(item.group(), item.message())
+                        .map_err(db_error)?;
                     item.set_stored(new);
                 }
             }
@@ -878,7 +911,7 @@ impl Profile {
 
     /// The conversation with `contact`, oldest first.
     pub fn conversation(&self, contact: &str) -> Result<Vec<StoredMessage>, ProfileError> {
-        self.conversation_page(contact, &Key::MIN, usize::MAX)
+        self.conversation_page(contact, &Position::MIN, usize::MAX)
     }
 
     /// What a session reads: the messages as of now.
@@ -891,7 +924,7 @@ impl Profile {
     /// [`RedbStore::commit`]) for loading many messages into a profile no
     /// node is running on.
     pub fn store(&self) -> Result<RedbStore, ProfileError> {
-        Ok(RedbStore::new(self.db()?))
+        Ok(RedbStore::new(self.db()?, self.identity().public().sign))
     }
 }
 
@@ -900,8 +933,9 @@ fn store_own(
     group: &GroupId,
     msg: &Message,
 ) -> Result<(GroupId, Key), ProfileError> {
-    let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
-    insert(txn, &mut messages, group, msg).map_err(db_error)?;
+    Inserter::new(txn, msg.author(), crate::now())
+        .and_then(|mut s| s.insert(group, msg))
+        .map_err(db_error)?;
     txn.open_table(OUTBOX)
         .map_err(db_error)?
         .insert(&table_key(group, &msg.key()), Delivery::Queued as u8)
@@ -1080,7 +1114,8 @@ fn seal_file(
         copy!(CONTACTS);
         copy!(MESSAGES);
         copy!(OUTBOX);
-        copy!(READ);
+        copy!(SHOWN);
+        copy!(SEEN);
         copy!(RECORDS);
         to.commit().map_err(db_error)?;
     }
@@ -1212,12 +1247,12 @@ impl Profile {
             .map(|v| Delivery::from_u8(v.value())))
     }
 
-    /// One stored message of `group`, decrypted.
-    pub fn message(
+    /// The text of one stored message of `group`, decrypted.
+    pub fn message_text(
         &self,
         group: &strand_sync::Group,
         key: &Key,
-    ) -> Result<Option<StoredMessage>, ProfileError> {
+    ) -> Result<Option<String>, ProfileError> {
         let Some(bytes) =
             strand_sync::Store::get(&self.read_view()?, &group.id, key).map_err(db_error)?
         else {
@@ -1225,12 +1260,7 @@ impl Profile {
         };
         let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
         let body = msg.open(group).unwrap_or_default();
-        Ok(Some(StoredMessage {
-            key: *key,
-            outgoing: msg.author() == self.identity().public().sign,
-            text: String::from_utf8_lossy(&body).into_owned(),
-            delivery: None,
-        }))
+        Ok(Some(String::from_utf8_lossy(&body).into_owned()))
     }
 }
 

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::schema::{meta, MESSAGES, META, RECORDS};
-use crate::store::{insert, record_key, table_key};
+use crate::store::{record_key, table_key, Inserter};
 use crate::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
@@ -317,10 +317,11 @@ impl Profile {
             messages.push((group.id, m));
         }
         let keys: Vec<(GroupId, Key)> = messages.iter().map(|(g, m)| (*g, m.key())).collect();
+        let me = identity.public().sign;
         self.write_txn(move |txn| {
-            let mut table = txn.open_table(MESSAGES).map_err(db_error)?;
+            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
             for (g, m) in &messages {
-                insert(txn, &mut table, g, m).map_err(db_error)?;
+                store.insert(g, m).map_err(db_error)?;
             }
             Ok(())
         })?;

@@ -12,7 +12,15 @@
 //! | `messages` | group id (32) ‖ time (u64 BE) ‖ message id (32) | encoded message (body already encrypted under the group key) |
 //! | `records` | group id (32) ‖ author's signing key (32) | key in `messages` of that author's newest reach record (72) |
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
-//! | `read` | group id (32) | the newest message the user has seen: time (u64 BE) ‖ id (32) (since version 2) |
+//! | `shown` | group id (32) ‖ position (48): shown at (u64 BE) ‖ time (u64 BE) ‖ message id (32) | received at (u64 BE, 0 if unknown) ‖ flags (u8; 1 = a contact wrote it) |
+//! | `seen` | group id (32) | position (48) of the newest message the user has seen |
+//!
+//! `shown` lists the texts of each conversation in the order a user sees
+//! them ([`crate::store::Position`]): a message is shown at its author's
+//! time unless it claims to be no newer than what the conversation
+//! already shows, and then when it arrived, below everything there.
+//! Unread counts are taken from it too, so a backdated message can
+//! neither slip into history nor arrive unnoticed.
 //!
 //! `meta` holds: `schema` (u32 LE), `identity` (the identity's secret keys
 //! and name, sealed under the root key), and, once relays are used,
@@ -39,7 +47,7 @@ use redb::TableDefinition;
 
 /// The schema this code writes. A file with a newer one is refused; an
 /// older one is migrated by [`migrate`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// File name of the store inside a profile directory.
 pub const DB_FILE: &str = "strand.redb";
@@ -56,9 +64,16 @@ pub const MESSAGES: TableDefinition<[u8; 72], &[u8]> = TableDefinition::new("mes
 pub const RECORDS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("records");
 /// Delivery state of messages this profile wrote.
 pub const OUTBOX: TableDefinition<[u8; 72], u8> = TableDefinition::new("outbox");
-/// Per conversation, the newest message the user has seen (for unread
-/// counts). Added in schema version 2.
-pub const READ: TableDefinition<[u8; 32], [u8; 40]> = TableDefinition::new("read");
+/// Per conversation, the newest message the user had seen, by author
+/// time (for unread counts). Schema version 2 only: version 3 replaced it
+/// with [`SEEN`].
+const READ: TableDefinition<[u8; 32], [u8; 40]> = TableDefinition::new("read");
+/// Texts of every conversation in the order they are shown (see the
+/// module docs), with when each arrived. Since schema version 3.
+pub const SHOWN: TableDefinition<[u8; 80], [u8; 9]> = TableDefinition::new("shown");
+/// Per conversation, the position of the newest text the user has seen.
+/// Since schema version 3.
+pub const SEEN: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("seen");
 
 /// Names of `meta` entries.
 pub mod meta {
@@ -83,30 +98,92 @@ pub mod meta {
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in
 /// one write transaction (so a crash leaves the old version intact).
-/// Called only after the passphrase unlocked the profile: a wrong
-/// passphrase changes nothing.
+/// Called only after the passphrase unlocked the profile (whose author
+/// key is `me`): a wrong passphrase changes nothing.
 ///
-/// * 1 → 2: adds the `read` table (every conversation starts unread up to
-///   its newest message being opened).
-pub fn migrate(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError> {
-    let db_error = |e: redb::Error| crate::ProfileError::Db(crate::DbError::from(e));
+/// * 1 → 2: added the `read` table (every conversation started unread up
+///   to its newest message being opened).
+/// * 2 → 3 (and 1 → 3): lists every stored text in `shown`, at its
+///   author's time (when they arrived was not kept: 0), and moves each
+///   conversation's `read` mark into `seen`; drops `read`.
+pub fn migrate(
+    db: &redb::Database,
+    from: u32,
+    me: &strand_sync::AuthorId,
+) -> Result<(), crate::ProfileError> {
     match from {
         SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
-        1 => {
-            let mut txn = db.begin_write().map_err(|e| db_error(e.into()))?;
+        1 | 2 => {
+            let mut txn = db.begin_write().map_err(db_error)?;
             txn.set_two_phase_commit(true);
-            txn.open_table(READ).map_err(|e| db_error(e.into()))?;
+            list_shown(&txn, me)?;
+            if from == 2 {
+                move_read_marks(&txn)?;
+                txn.delete_table(READ).map_err(db_error)?;
+            }
             txn.open_table(META)
-                .map_err(|e| db_error(e.into()))?
+                .map_err(db_error)?
                 .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
-                .map_err(|e| db_error(e.into()))?;
-            txn.commit().map_err(|e| db_error(e.into()))
+                .map_err(db_error)?;
+            txn.commit().map_err(db_error)
         }
         v => Err(crate::ProfileError::Corrupt(format!(
             "unknown schema version {v}"
         ))),
     }
+}
+
+fn db_error(e: impl Into<redb::Error>) -> crate::ProfileError {
+    crate::ProfileError::Db(crate::DbError::from(e.into()))
+}
+
+/// Version 3's `shown`, for a store that has none: every text at its
+/// author's time.
+fn list_shown(
+    txn: &redb::WriteTransaction,
+    me: &strand_sync::AuthorId,
+) -> Result<(), crate::ProfileError> {
+    use crate::store::{shown_key, shown_value, sync_key, Position};
+    use redb::ReadableTable;
+    let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+    let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
+    for entry in messages.iter().map_err(db_error)? {
+        let (k, v) = entry.map_err(db_error)?;
+        if !crate::views::shown(v.value()) {
+            continue;
+        }
+        let k = k.value();
+        let group = strand_sync::GroupId(k[..32].try_into().expect("32 bytes"));
+        let key = sync_key(&k);
+        let msg = strand_sync::Message::decode(v.value().to_vec())
+            .map_err(|e| crate::ProfileError::Corrupt(e.to_string()))?;
+        let at = Position {
+            shown: key.time,
+            key,
+        };
+        shown
+            .insert(&shown_key(&group, &at), shown_value(0, msg.author() != *me))
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Version 2's read marks (time ‖ id) as version 3's positions: texts
+/// were shown at their author's time then.
+fn move_read_marks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileError> {
+    use redb::ReadableTable;
+    let read = txn.open_table(READ).map_err(db_error)?;
+    let mut seen = txn.open_table(SEEN).map_err(db_error)?;
+    for entry in read.iter().map_err(db_error)? {
+        let (group, mark) = entry.map_err(db_error)?;
+        let mark = mark.value();
+        let mut at = [0u8; 48];
+        at[..8].copy_from_slice(&mark[..8]);
+        at[8..].copy_from_slice(&mark);
+        seen.insert(&group.value(), at).map_err(db_error)?;
+    }
+    Ok(())
 }
 
 /// Checks that a stored schema version can be opened (before unlocking).

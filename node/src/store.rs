@@ -11,9 +11,11 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
-use strand_sync::{AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, WriteStore};
+use strand_sync::{
+    AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time, WriteStore,
+};
 
-use crate::schema::{MESSAGES, RECORDS};
+use crate::schema::{MESSAGES, RECORDS, SEEN, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
 /// (group, time, id) order.
@@ -33,32 +35,157 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
     }
 }
 
-/// Stores `message` unless it is there. Returns whether it was new. A
-/// record ([`Kind::REACH`]) is also noted in [`RECORDS`], so the newest of
-/// an author's is found without scanning the conversation.
-pub(crate) fn insert(
-    txn: &WriteTransaction,
-    table: &mut Table<'_, [u8; 72], &[u8]>,
-    group: &GroupId,
-    message: &Message,
-) -> Result<bool, redb::Error> {
-    let k = table_key(group, &message.key());
-    if table.get(&k)?.is_some() {
-        return Ok(false);
+/// Where a message sits in its conversation as shown, oldest first: the
+/// time it is shown at, then its sync key. A message is shown at its
+/// author's time, unless it claims to be no newer than what the user has
+/// already seen of the conversation (the read mark, which also moves to
+/// each message the user writes): then it is shown when it arrived,
+/// below what was seen, and counts as unread. So a contact cannot slip a
+/// message into history by backdating it. Messages that arrive together
+/// keep their authors' order among themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The time it is shown at, ms since the Unix epoch.
+    pub shown: Time,
+    /// Its sync key (author's time, id).
+    pub key: Key,
+}
+
+impl Position {
+    /// Before every message.
+    pub const MIN: Position = Position {
+        shown: 0,
+        key: Key::MIN,
+    };
+
+    /// The 48 bytes of a position: shown (BE) ‖ time (BE) ‖ id.
+    pub(crate) fn to_bytes(self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        out[..8].copy_from_slice(&self.shown.to_be_bytes());
+        out[8..16].copy_from_slice(&self.key.time.to_be_bytes());
+        out[16..].copy_from_slice(&self.key.id.0);
+        out
     }
-    table.insert(&k, message.as_bytes())?;
-    if message.kind() == Kind::REACH {
-        let mut records = txn.open_table(RECORDS)?;
-        let at = record_key(group, &message.author());
-        let newer = match records.get(&at)? {
-            Some(old) => old.value() < k,
-            None => true,
-        };
-        if newer {
-            records.insert(&at, &k)?;
+
+    pub(crate) fn from_bytes(bytes: &[u8; 48]) -> Position {
+        Position {
+            shown: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            key: Key {
+                time: u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")),
+                id: MessageId(bytes[16..].try_into().expect("32 bytes")),
+            },
         }
     }
-    Ok(true)
+}
+
+/// The [`SHOWN`] key of a position in a group: group ‖ position.
+pub(crate) fn shown_key(group: &GroupId, at: &Position) -> [u8; 80] {
+    let mut out = [0u8; 80];
+    out[..32].copy_from_slice(&group.0);
+    out[32..].copy_from_slice(&at.to_bytes());
+    out
+}
+
+/// The position in a [`SHOWN`] key.
+pub(crate) fn shown_position(key: &[u8; 80]) -> Position {
+    Position::from_bytes(key[32..].try_into().expect("48 bytes"))
+}
+
+/// A [`SHOWN`] value: when it arrived (u64 BE, 0 if unknown) ‖ flags.
+pub(crate) fn shown_value(received: Time, incoming: bool) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[..8].copy_from_slice(&received.to_be_bytes());
+    out[8] = u8::from(incoming) * SHOWN_INCOMING;
+    out
+}
+
+/// Flag in a [`SHOWN`] value: a contact wrote it.
+pub(crate) const SHOWN_INCOMING: u8 = 1;
+
+/// Where a message written at `time` and arriving at `now` is shown, in
+/// a conversation whose user has seen up to `seen`.
+pub(crate) fn show_at(seen: Option<&Position>, time: Time, now: Time) -> Time {
+    match seen {
+        Some(s) if time <= s.shown => now.max(s.shown.saturating_add(1)),
+        _ => time,
+    }
+}
+
+/// Stores messages in one write transaction: each in [`MESSAGES`], a
+/// record ([`Kind::REACH`]) also in [`RECORDS`] (so the newest of an
+/// author's is found without scanning the conversation), a text also in
+/// [`SHOWN`] with the time it arrived. A text the user wrote moves the
+/// read mark ([`SEEN`]) to itself: they saw the conversation to write it.
+pub(crate) struct Inserter<'t> {
+    txn: &'t WriteTransaction,
+    messages: Table<'t, [u8; 72], &'static [u8]>,
+    shown: Table<'t, [u8; 80], [u8; 9]>,
+    seen: Table<'t, [u8; 32], [u8; 48]>,
+    me: AuthorId,
+    now: Time,
+}
+
+impl<'t> Inserter<'t> {
+    /// For the profile whose author key is `me`, receiving at `now`.
+    pub(crate) fn new(
+        txn: &'t WriteTransaction,
+        me: AuthorId,
+        now: Time,
+    ) -> Result<Inserter<'t>, redb::Error> {
+        Ok(Inserter {
+            txn,
+            messages: txn.open_table(MESSAGES)?,
+            shown: txn.open_table(SHOWN)?,
+            seen: txn.open_table(SEEN)?,
+            me,
+            now,
+        })
+    }
+
+    /// Stores `message` unless it is there. Returns whether it was new.
+    pub(crate) fn insert(
+        &mut self,
+        group: &GroupId,
+        message: &Message,
+    ) -> Result<bool, redb::Error> {
+        let key = message.key();
+        let k = table_key(group, &key);
+        if self.messages.get(&k)?.is_some() {
+            return Ok(false);
+        }
+        self.messages.insert(&k, message.as_bytes())?;
+        match message.kind() {
+            Kind::REACH => {
+                let mut records = self.txn.open_table(RECORDS)?;
+                let at = record_key(group, &message.author());
+                let newer = match records.get(&at)? {
+                    Some(old) => old.value() < k,
+                    None => true,
+                };
+                if newer {
+                    records.insert(&at, &k)?;
+                }
+            }
+            Kind::TEXT => {
+                let seen = self
+                    .seen
+                    .get(&group.0)?
+                    .map(|v| Position::from_bytes(&v.value()));
+                let at = Position {
+                    shown: show_at(seen.as_ref(), key.time, self.now),
+                    key,
+                };
+                let incoming = message.author() != self.me;
+                self.shown
+                    .insert(&shown_key(group, &at), shown_value(self.now, incoming))?;
+                if !incoming && seen.is_none_or(|s| s < at) {
+                    self.seen.insert(&group.0, at.to_bytes())?;
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
 }
 
 /// The [`RECORDS`] key of an author's records in a group.
@@ -143,28 +270,45 @@ impl Store for ReadView {
 /// through its writer instead.
 pub struct RedbStore {
     db: Arc<Database>,
-    txn: Option<WriteTransaction>,
+    /// The open transaction and when it began (what it stores arrives
+    /// then).
+    txn: Option<(WriteTransaction, Time)>,
+    me: AuthorId,
+    /// When what it stores arrived, if not when each transaction begins.
+    arrival: Option<Time>,
 }
 
 impl RedbStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        RedbStore { db, txn: None }
+    pub(crate) fn new(db: Arc<Database>, me: AuthorId) -> Self {
+        RedbStore {
+            db,
+            txn: None,
+            me,
+            arrival: None,
+        }
     }
 
-    fn write_txn(&mut self) -> Result<&WriteTransaction, redb::Error> {
+    /// Records what it stores as arrived at `time` (an import of messages
+    /// that came earlier; demos and tests) instead of now.
+    pub fn arrived_at(mut self, time: Time) -> Self {
+        self.arrival = Some(time);
+        self
+    }
+
+    fn write_txn(&mut self) -> Result<&(WriteTransaction, Time), redb::Error> {
         if self.txn.is_none() {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             txn.set_two_phase_commit(true);
-            self.txn = Some(txn);
+            self.txn = Some((txn, self.arrival.unwrap_or_else(crate::now)));
         }
         Ok(self.txn.as_ref().expect("just set"))
     }
 
     /// Makes every insert since the last commit durable (one fsync).
     pub fn commit(&mut self) -> Result<(), redb::Error> {
-        if let Some(txn) = self.txn.take() {
+        if let Some((txn, _)) = self.txn.take() {
             txn.commit()?;
         }
         Ok(())
@@ -173,9 +317,9 @@ impl RedbStore {
 
 impl WriteStore for RedbStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, redb::Error> {
-        let txn = self.write_txn()?;
-        let mut table = txn.open_table(MESSAGES)?;
-        insert(txn, &mut table, group, message)
+        let me = self.me;
+        let (txn, now) = self.write_txn()?;
+        Inserter::new(txn, me, *now)?.insert(group, message)
     }
 }
 
@@ -184,7 +328,7 @@ impl Store for RedbStore {
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, redb::Error> {
         match &self.txn {
-            Some(txn) => Ok(txn
+            Some((txn, _)) => Ok(txn
                 .open_table(MESSAGES)?
                 .get(&table_key(group, key))?
                 .map(|v| v.value().to_vec())),
@@ -199,7 +343,7 @@ impl Store for RedbStore {
         visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
     ) -> Result<(), redb::Error> {
         match &self.txn {
-            Some(txn) => walk(&txn.open_table(MESSAGES)?, group, range, visit),
+            Some((txn, _)) => walk(&txn.open_table(MESSAGES)?, group, range, visit),
             None => ReadView::new(&self.db)?.scan(group, range, visit),
         }
     }

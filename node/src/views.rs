@@ -2,16 +2,22 @@
 //! counts, and conversations read a page at a time.
 //!
 //! A long conversation is never decrypted whole: [`Profile::conversation_keys`]
-//! lists its keys (40 bytes each, no bodies) so a UI knows how many rows
-//! it has and where each sits, and [`Profile::conversation_page`] decrypts
-//! just the rows on screen.
+//! lists its positions (48 bytes each, no bodies) so a UI knows how many
+//! rows it has and where each sits, and [`Profile::conversation_page`]
+//! decrypts just the rows on screen.
+//!
+//! Conversations are in the order messages are shown, not the order their
+//! authors claim ([`Position`]): a message claiming to be older than what
+//! the conversation already showed goes below it, counts as unread, and
+//! carries when it arrived so a UI can mark the gap
+//! ([`StoredMessage::skew`]).
 
 use redb::{ReadableDatabase, ReadableTable};
-use strand_sync::{GroupId, Key, Kind, Message, MessageId};
+use strand_sync::{GroupId, Kind, Message};
 
 use crate::profile::db_error;
-use crate::schema::{MESSAGES, OUTBOX, READ};
-use crate::store::{sync_key, table_key};
+use crate::schema::{MESSAGES, OUTBOX, SEEN, SHOWN};
+use crate::store::{shown_key, shown_position, table_key, Position, SHOWN_INCOMING};
 use crate::{Delivery, Profile, ProfileError, StoredMessage};
 
 /// Unread counts stop here: a UI shows "999+", and counting a long unread
@@ -30,20 +36,6 @@ pub struct ContactSummary {
     pub unread: u32,
 }
 
-fn read_mark_bytes(key: &Key) -> [u8; 40] {
-    let mut out = [0u8; 40];
-    out[..8].copy_from_slice(&key.time.to_be_bytes());
-    out[8..].copy_from_slice(&key.id.0);
-    out
-}
-
-fn read_mark_key(bytes: &[u8; 40]) -> Key {
-    Key {
-        time: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
-        id: MessageId(bytes[8..].try_into().expect("32 bytes")),
-    }
-}
-
 impl Profile {
     /// The 1:1 group with `contact`.
     pub(crate) fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
@@ -51,15 +43,22 @@ impl Profile {
         Ok(self.sync_contact(&record)?.direct_group().clone())
     }
 
+    /// The text at `at` in `group`, from its [`SHOWN`] entry.
     fn decode_stored(
         &self,
         group: &strand_sync::Group,
-        table_key: &[u8; 72],
-        bytes: &[u8],
+        at: Position,
+        shown_value: &[u8; 9],
+        messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
         outbox: &impl ReadableTable<[u8; 72], u8>,
     ) -> Result<StoredMessage, ProfileError> {
-        let msg =
-            Message::decode(bytes.to_vec()).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let table_key = table_key(&group.id, &at.key);
+        let bytes = messages
+            .get(&table_key)
+            .map_err(db_error)?
+            .ok_or_else(|| ProfileError::Corrupt("a listed message is missing".into()))?;
+        let msg = Message::decode(bytes.value().to_vec())
+            .map_err(|e| ProfileError::Corrupt(e.to_string()))?;
         let outgoing = msg.author() == self.identity().public().sign;
         let text = if msg.kind() == Kind::TEXT {
             String::from_utf8_lossy(&msg.open(group).unwrap_or_default()).into_owned()
@@ -69,15 +68,18 @@ impl Profile {
         let delivery = if outgoing {
             Some(
                 outbox
-                    .get(table_key)
+                    .get(&table_key)
                     .map_err(db_error)?
                     .map_or(Delivery::Queued, |s| Delivery::from_u8(s.value())),
             )
         } else {
             None
         };
+        let received = u64::from_be_bytes(shown_value[..8].try_into().expect("8 bytes"));
         Ok(StoredMessage {
-            key: sync_key(table_key),
+            key: at.key,
+            shown: at.shown,
+            received: (received != 0).then_some(received),
             outgoing,
             text,
             delivery,
@@ -88,45 +90,38 @@ impl Profile {
     /// count. Costs one lookup per contact plus the unread messages (at
     /// most [`UNREAD_CAP`] each), however long the conversations are.
     pub fn summaries(&self) -> Result<Vec<ContactSummary>, ProfileError> {
-        let me = self.identity().public().sign;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
-        let read = txn.open_table(READ).map_err(db_error)?;
+        let seen = txn.open_table(SEEN).map_err(db_error)?;
         let book = self.book();
         let mut out = Vec::with_capacity(book.records.len());
         for (record, contact) in book.records.iter().zip(&book.sync) {
             let group = contact.direct_group().clone();
-            let lo = table_key(&group.id, &Key::MIN);
-            let hi = table_key(&group.id, &Key::MAX);
-            let mut last = None;
-            for entry in messages.range(lo..hi).map_err(db_error)?.rev() {
-                let (k, v) = entry.map_err(db_error)?;
-                if shown(v.value()) {
-                    last = Some(self.decode_stored(&group, &k.value(), v.value(), &outbox)?);
-                    break;
+            let (lo, hi) = shown_range(&group.id);
+            let last = match shown.range(lo..=hi).map_err(db_error)?.next_back() {
+                Some(entry) => {
+                    let (k, v) = entry.map_err(db_error)?;
+                    let at = shown_position(&k.value());
+                    Some(self.decode_stored(&group, at, &v.value(), &messages, &outbox)?)
                 }
-            }
-            let seen = read
-                .get(&group.id.0)
-                .map_err(db_error)?
-                .map(|v| read_mark_key(&v.value()));
-            let from = match seen {
+                None => None,
+            };
+            let from = match seen.get(&group.id.0).map_err(db_error)? {
                 // Strictly after the mark: the smallest key above it.
-                Some(k) => {
-                    let mut t = table_key(&group.id, &k);
-                    increment(&mut t[32..]);
-                    t
+                Some(mark) => {
+                    let mut k = shown_key(&group.id, &Position::from_bytes(&mark.value()));
+                    increment(&mut k[32..]);
+                    k
                 }
                 None => lo,
             };
             let mut unread = 0;
-            if from < hi {
-                for entry in messages.range(from..hi).map_err(db_error)? {
+            if from <= hi {
+                for entry in shown.range(from..=hi).map_err(db_error)? {
                     let (_, v) = entry.map_err(db_error)?;
-                    let msg = Message::decode(v.value().to_vec())
-                        .map_err(|e| ProfileError::Corrupt(e.to_string()))?;
-                    if msg.author() != me && msg.kind() == Kind::TEXT {
+                    if v.value()[8] & SHOWN_INCOMING != 0 {
                         unread += 1;
                         if unread == UNREAD_CAP {
                             break;
@@ -143,70 +138,74 @@ impl Profile {
         Ok(out)
     }
 
-    /// The keys of the conversation with `contact`, oldest first: 40 bytes
-    /// per message, no bodies read or decrypted.
-    pub fn conversation_keys(&self, contact: &str) -> Result<Vec<Key>, ProfileError> {
+    /// Where each text of the conversation with `contact` is shown, first
+    /// to last: 48 bytes per message, no bodies read or decrypted.
+    pub fn conversation_keys(&self, contact: &str) -> Result<Vec<Position>, ProfileError> {
         let group = self.direct_group(contact)?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
-        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
-        let lo = table_key(&group.id, &Key::MIN);
-        let hi = table_key(&group.id, &Key::MAX);
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
+        let (lo, hi) = shown_range(&group.id);
         let mut out = Vec::new();
-        for entry in messages.range(lo..hi).map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
-            if shown(v.value()) {
-                out.push(sync_key(&k.value()));
-            }
+        for entry in shown.range(lo..=hi).map_err(db_error)? {
+            let (k, _) = entry.map_err(db_error)?;
+            out.push(shown_position(&k.value()));
         }
         Ok(out)
     }
 
     /// At most `limit` messages of the conversation with `contact`, from
-    /// `from` (inclusive) on, oldest first, decrypted.
+    /// `from` (inclusive) on, in the order they are shown, decrypted.
     pub fn conversation_page(
         &self,
         contact: &str,
-        from: &Key,
+        from: &Position,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, ProfileError> {
         let group = self.direct_group(contact)?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
-        let lo = table_key(&group.id, from);
-        let hi = table_key(&group.id, &Key::MAX);
+        let (_, hi) = shown_range(&group.id);
+        let lo = shown_key(&group.id, from);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in messages.range(lo..hi).map_err(db_error)? {
+        for entry in shown.range(lo..=hi).map_err(db_error)? {
             if out.len() == limit {
                 break;
             }
             let (k, v) = entry.map_err(db_error)?;
-            if shown(v.value()) {
-                out.push(self.decode_stored(&group, &k.value(), v.value(), &outbox)?);
-            }
+            let at = shown_position(&k.value());
+            out.push(self.decode_stored(&group, at, &v.value(), &messages, &outbox)?);
         }
         Ok(out)
     }
 
     /// Records that the user has seen the conversation with `contact` up
     /// to `up_to`. Never moves the mark back.
-    pub fn mark_read(&self, contact: &str, up_to: &Key) -> Result<(), ProfileError> {
+    pub fn mark_read(&self, contact: &str, up_to: &Position) -> Result<(), ProfileError> {
         let group: GroupId = self.direct_group(contact)?.id;
         let up_to = *up_to;
         self.write_txn(move |txn| {
-            let mut read = txn.open_table(READ).map_err(db_error)?;
-            let current = read
+            let mut seen = txn.open_table(SEEN).map_err(db_error)?;
+            let current = seen
                 .get(&group.0)
                 .map_err(db_error)?
-                .map(|v| read_mark_key(&v.value()));
+                .map(|v| Position::from_bytes(&v.value()));
             if current.is_some_and(|c| c >= up_to) {
                 return Ok(());
             }
-            read.insert(&group.0, read_mark_bytes(&up_to))
-                .map_err(db_error)?;
+            seen.insert(&group.0, up_to.to_bytes()).map_err(db_error)?;
             Ok(())
         })
     }
+}
+
+/// The first and last possible [`SHOWN`] keys of `group` (inclusive).
+fn shown_range(group: &GroupId) -> ([u8; 80], [u8; 80]) {
+    let lo = shown_key(group, &Position::MIN);
+    let mut hi = [0xffu8; 80];
+    hi[..32].copy_from_slice(&group.0);
+    (lo, hi)
 }
 
 /// Whether a stored message is one conversations show (a text; records

@@ -482,8 +482,7 @@ impl Pump {
         let text = groups
             .iter()
             .find(|g| g.id == group)
-            .and_then(|g| self.node.profile.message(g, &key).ok().flatten())
-            .map(|m| m.text)
+            .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
             .unwrap_or_default();
         let _ = self.node.events.send(NodeEvent::Received {
             contact: name.clone(),

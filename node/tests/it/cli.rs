@@ -176,13 +176,22 @@ fn two_processes_exchange_100_messages_each_way() {
             .map(|m| m["id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids(&ma), ids(&mb), "same log, same order");
-    let mut unique = ids(&ma);
-    unique.sort();
+    let sorted = |m: &[Value]| {
+        let mut ids = ids(m);
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(&ma), sorted(&mb), "same log");
+    let mut unique = sorted(&ma);
     unique.dedup();
     assert_eq!(unique.len(), 200, "exactly once");
-    let times: Vec<u64> = ma.iter().map(|m| m["time"].as_u64().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in timestamp order");
+    // Each side shows them in order: by time, except that one which
+    // arrives claiming to be older than what was shown goes below it.
+    for m in [&ma, &mb] {
+        let shown: Vec<u64> = m.iter().map(|m| m["shown"].as_u64().unwrap()).collect();
+        assert!(shown.windows(2).all(|w| w[0] <= w[1]), "in the order shown");
+        assert!(m.iter().all(|m| m["shown"].as_u64() >= m["time"].as_u64()));
+    }
     for i in 0..100 {
         assert!(ma.iter().any(|m| m["text"] == format!("from bob {i}")));
         assert!(mb.iter().any(|m| m["text"] == format!("from alice {i}")));
@@ -715,6 +724,7 @@ async fn read_is_paged_over_the_control_socket() {
     assert_eq!(page.messages.len(), 10);
     let bad = ask(
         Some(Cursor {
+            shown: None,
             time: 0,
             id: "zz".into(),
         }),

@@ -122,8 +122,8 @@ fn a_contact_added_later_gets_the_record_too() {
         })
         .unwrap();
     assert_eq!(kinds.len(), 1);
-    let m = c.message(&group, &kinds[0]).unwrap().unwrap();
-    assert!(m.text.is_empty() || m.text.chars().count() > 0);
+    // It is stored and opens under the group key, though no one sees it.
+    assert!(c.message_text(&group, &kinds[0]).unwrap().is_some());
     let _ = Kind::REACH;
 }
 

@@ -88,8 +88,16 @@ fn two_profiles_sync_over_their_redb_stores() {
     let ca = a.conversation("Bob").unwrap();
     let cb = b.conversation("Alice").unwrap();
     assert_eq!(ca.len(), 500);
-    let keys = |c: &[strand_node::StoredMessage]| c.iter().map(|m| m.key).collect::<Vec<_>>();
+    // The same messages; each side shows the other's, which claim to be
+    // older than its own last one, below its own, in the order they came.
+    let keys = |c: &[strand_node::StoredMessage]| {
+        let mut k = c.iter().map(|m| m.key).collect::<Vec<_>>();
+        k.sort();
+        k
+    };
     assert_eq!(keys(&ca), keys(&cb));
+    assert!(ca[..300].iter().all(|m| m.outgoing));
+    assert!(cb[..200].iter().all(|m| m.outgoing));
     // Delivery events name exactly the 300 messages Alice sent; record them.
     let delivered: Vec<_> = ea
         .iter()

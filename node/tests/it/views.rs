@@ -1,11 +1,12 @@
 //! Read-side views for UIs: summaries, unread counts, paged
-//! conversations, read marks, renaming, and the schema 1 → 2 migration
-//! that added read marks (issue 5).
+//! conversations, read marks, renaming, the schema migrations that added
+//! read marks (issue 5) and the order messages are shown in (issue 11),
+//! and backdated messages (issue 11).
 
 use std::path::Path;
 
 use crate::profile::{new_profile, old_profile};
-use strand_node::{os_rng, schema, Delivery, Profile, ProfileError, UNREAD_CAP};
+use strand_node::{now, os_rng, schema, Delivery, Profile, ProfileError, SKEW_SHOWN, UNREAD_CAP};
 use strand_sync::{Identity, Key, Kind, Message, WriteStore};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -47,16 +48,14 @@ fn summaries_show_the_newest_message_and_unread_count() {
         .unwrap();
     p.add_contact(&carol.invite(), "Carol", NOW, &mut os_rng())
         .unwrap();
-    let keys = receive(&p, &bob, 5, NOW);
-    p.write("Bob", "my reply", NOW + 10, &mut os_rng()).unwrap();
+    receive(&p, &bob, 5, NOW);
+    let keys = p.conversation_keys("Bob").unwrap();
 
     let s = p.summaries().unwrap();
     assert_eq!(s.len(), 2);
     assert_eq!(s[0].name, "Bob");
-    assert_eq!(s[0].unread, 5, "my own message is not unread");
-    let last = s[0].last.as_ref().unwrap();
-    assert_eq!(last.text, "my reply");
-    assert_eq!(last.delivery, Some(Delivery::Queued));
+    assert_eq!(s[0].unread, 5);
+    assert_eq!(s[0].last.as_ref().unwrap().text, "from Bob #4");
     assert_eq!(
         (s[1].name.as_str(), s[1].unread, s[1].last.is_none()),
         ("Carol", 0, true)
@@ -67,8 +66,14 @@ fn summaries_show_the_newest_message_and_unread_count() {
     // The mark never moves back.
     p.mark_read("Bob", &keys[0]).unwrap();
     assert_eq!(p.summaries().unwrap()[0].unread, 2);
-    p.mark_read("Bob", &keys[4]).unwrap();
-    assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    // Writing in a conversation means having read it; my message is
+    // never unread.
+    p.write("Bob", "my reply", NOW + 10, &mut os_rng()).unwrap();
+    let s = p.summaries().unwrap();
+    assert_eq!(s[0].unread, 0);
+    let last = s[0].last.as_ref().unwrap();
+    assert_eq!(last.text, "my reply");
+    assert_eq!(last.delivery, Some(Delivery::Queued));
     // Marks survive a restart.
     let dir = p.dir().to_path_buf();
     drop(p);
@@ -158,11 +163,12 @@ fn a_version_1_profile_is_migrated_after_it_unlocks() {
         .unwrap();
     receive(&p, &bob, 3, NOW);
     drop(p);
-    // Make it what version 1 wrote: no `read` table.
+    // Make it what version 1 wrote: no `read`, `shown` or `seen` table.
     {
         let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.delete_table(schema::READ).unwrap();
+        txn.delete_table(schema::SHOWN).unwrap();
+        txn.delete_table(schema::SEEN).unwrap();
         txn.open_table(schema::META)
             .unwrap()
             .insert(schema::meta::SCHEMA, &1u32.to_le_bytes()[..])
@@ -185,6 +191,199 @@ fn a_version_1_profile_is_migrated_after_it_unlocks() {
     assert!(Profile::is_sealed(&dir));
     let p = Profile::open(&dir, "pass phrase").unwrap();
     assert_eq!(p.summaries().unwrap()[0].unread, 3);
+}
+
+/// Version 2's read marks: group → time ‖ id of the newest message seen.
+const V2_READ: redb::TableDefinition<[u8; 32], [u8; 40]> = redb::TableDefinition::new("read");
+
+#[test]
+fn a_version_2_profile_keeps_its_order_and_read_marks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let p = old_profile(&dir);
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let keys = receive(&p, &bob, 5, NOW);
+    p.write("Bob", "mine", NOW + 10, &mut os_rng()).unwrap();
+    let group = bob
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .id;
+    drop(p);
+    // Make it what version 2 wrote: a `read` mark at Bob's third message
+    // (by time and id), no `shown` or `seen`.
+    {
+        let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(schema::SHOWN).unwrap();
+        txn.delete_table(schema::SEEN).unwrap();
+        let mut mark = [0u8; 40];
+        mark[..8].copy_from_slice(&keys[2].time.to_be_bytes());
+        mark[8..].copy_from_slice(&keys[2].id.0);
+        txn.open_table(V2_READ)
+            .unwrap()
+            .insert(&group.0, mark)
+            .unwrap();
+        txn.open_table(schema::META)
+            .unwrap()
+            .insert(schema::meta::SCHEMA, &2u32.to_le_bytes()[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(
+        Profile::open(&dir, "wrong").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+    assert_eq!(
+        stored_version(&dir),
+        2,
+        "a wrong passphrase migrates nothing"
+    );
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    // Bob's 4th and 5th are unread; mine is not. Everything is where its
+    // time puts it, with no arrival time known.
+    assert_eq!(p.summaries().unwrap()[0].unread, 2);
+    let c = p.conversation("Bob").unwrap();
+    let texts: Vec<&str> = c.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "from Bob #0",
+            "from Bob #1",
+            "from Bob #2",
+            "from Bob #3",
+            "from Bob #4",
+            "mine"
+        ]
+    );
+    assert!(c
+        .iter()
+        .all(|m| m.shown == m.key.time && m.received.is_none()));
+    drop(p);
+    assert!(Profile::is_sealed(&dir));
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 2);
+}
+
+/// Stores one text from `from`, dated `time`, as sync would (arriving now).
+fn receive_dated(p: &Profile, from: &Identity, text: &str, time: u64) -> Key {
+    let group = from
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    let m = Message::create(
+        from,
+        &group,
+        time,
+        Kind::TEXT,
+        text.as_bytes(),
+        &mut os_rng(),
+    )
+    .unwrap();
+    let mut store = p.store().unwrap();
+    assert!(store.insert(&group.id, &m).unwrap());
+    store.commit().unwrap();
+    m.key()
+}
+
+#[test]
+fn a_backdated_message_does_not_jump_into_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    // A conversation of the last ten minutes, arriving as it was written.
+    let t = now() - 600_000;
+    receive_dated(&p, &bob, "hi", t);
+    p.write("Bob", "hello Bob", t + 60_000, &mut os_rng())
+        .unwrap();
+    receive_dated(&p, &bob, "see you at 6", t + 120_000);
+    let seen = p.conversation("Bob").unwrap();
+    p.mark_read("Bob", &seen.last().unwrap().position())
+        .unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 0);
+
+    // Bob claims, a month late, to have said something before all of it.
+    let month = 30 * 86_400_000;
+    let before = now();
+    receive_dated(&p, &bob, "you agreed to pay", t - month);
+    let c = p.conversation("Bob").unwrap();
+    let texts: Vec<&str> = c.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["hi", "hello Bob", "see you at 6", "you agreed to pay"],
+        "shown below what was already shown, not slipped into history"
+    );
+    assert_eq!(p.summaries().unwrap()[0].unread, 1, "and counted unread");
+    assert_eq!(
+        p.summaries().unwrap()[0].last.as_ref().unwrap().text,
+        "you agreed to pay"
+    );
+    let forged = c.last().unwrap();
+    assert_eq!(forged.key.time, t - month, "its claimed time is kept");
+    assert!(forged.shown >= before, "shown when it arrived");
+    assert!(forged.received.unwrap() >= before);
+    assert!(
+        forged.skew().unwrap() >= month,
+        "marked: a month before it arrived"
+    );
+    assert!(c[..3]
+        .iter()
+        .all(|m| m.skew().is_none() && m.shown == m.key.time));
+    // The positions listed are the order shown, and pages agree.
+    let keys = p.conversation_keys("Bob").unwrap();
+    assert_eq!(keys, c.iter().map(|m| m.position()).collect::<Vec<_>>());
+    assert_eq!(p.conversation_page("Bob", &keys[3], 10).unwrap(), c[3..]);
+    // Reading it clears it; the order survives a restart.
+    p.mark_read("Bob", &keys[3]).unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    let dir = p.dir().to_path_buf();
+    drop(p);
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.conversation("Bob").unwrap(), c);
+}
+
+#[test]
+fn late_messages_keep_their_own_order_below_what_was_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let t = now() - 10 * 3_600_000;
+    p.write("Bob", "anyone there?", t + 3_600_000, &mut os_rng())
+        .unwrap();
+    // Five messages Bob wrote while out of reach arrive together (one
+    // batch, in order); a sixth written after mine goes where its time is.
+    receive(&p, &bob, 5, t);
+    let c = p.conversation("Bob").unwrap();
+    let texts: Vec<&str> = c.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "anyone there?",
+            "from Bob #0",
+            "from Bob #1",
+            "from Bob #2",
+            "from Bob #3",
+            "from Bob #4"
+        ]
+    );
+    assert!(c[1..]
+        .iter()
+        .all(|m| m.skew().is_some_and(|s| s > SKEW_SHOWN)));
+    let later = receive_dated(&p, &bob, "back now", now() + 60_000);
+    let c = p.conversation("Bob").unwrap();
+    let last = c.last().unwrap();
+    assert_eq!(
+        (last.key, last.shown, last.skew()),
+        (later, later.time, None)
+    );
+    assert!(c.windows(2).all(|w| w[0].position() < w[1].position()));
 }
 
 #[test]
