@@ -67,19 +67,24 @@ fn save(h: &Headless, ui: &AppWindow, out: &Path, name: &str) {
     println!("{}  {}×{}", path.display(), shot.width(), shot.height());
 }
 
-/// Texts from `from`, stored as sync would store them.
+/// Texts from `from`, stored as sync would store them, each arriving a
+/// few seconds after it was written.
 fn receive(p: &Profile, from: &Identity, texts: &[(u64, &str)]) {
+    for (t, text) in texts {
+        receive_at(p, from, *t, text, t + 3000);
+    }
+}
+
+/// A text written at `t`, arriving at `arrived`.
+fn receive_at(p: &Profile, from: &Identity, t: u64, text: &str, arrived: u64) {
     let group = from
         .contact(&p.identity().public())
         .unwrap()
         .direct_group()
         .clone();
-    let mut store = p.store().unwrap();
-    for (t, text) in texts {
-        let m =
-            Message::create(from, &group, *t, Kind::TEXT, text.as_bytes(), &mut os_rng()).unwrap();
-        store.insert(&group.id, &m).unwrap();
-    }
+    let mut store = p.store().unwrap().arrived_at(arrived);
+    let m = Message::create(from, &group, t, Kind::TEXT, text.as_bytes(), &mut os_rng()).unwrap();
+    store.insert(&group.id, &m).unwrap();
     store.commit().unwrap();
 }
 
@@ -226,6 +231,17 @@ fn main() {
                 (now - 28 * HOUR, "Ping"),
             ],
         );
+        // Alice read those; then one Dmitri dated six days back arrives:
+        // it goes below them, unread, marked with its date.
+        let keys = p.conversation_keys("Dmitri Ivanov").unwrap();
+        p.mark_read("Dmitri Ivanov", keys.last().unwrap()).unwrap();
+        receive_at(
+            &p,
+            dmitri,
+            now - 6 * 24 * HOUR,
+            "The list of names is with Farah, not with me.",
+            now - 2 * HOUR,
+        );
         receive(
             &p,
             esther,
@@ -240,7 +256,8 @@ fn main() {
                 Delivery::Delivered,
             )],
         );
-        // Read up to each conversation's newest message but Dmitri's and Bob's last two.
+        // Read up to each conversation's newest message but Dmitri's last
+        // and Bob's last two.
         for name in ["Carol Nguyen", "Esther Cohen"] {
             let keys = p.conversation_keys(name).unwrap();
             p.mark_read(name, keys.last().unwrap()).unwrap();
@@ -296,6 +313,22 @@ fn main() {
     conv.set_verify_open(true);
     save(&h, &ui, &out, "10-verify");
     conv.set_verify_open(false);
+
+    // A message dated well before it arrived, in Dmitri's conversation.
+    let row = |name: &str| {
+        contacts
+            .get_contacts()
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap() as i32
+    };
+    contacts.invoke_open(row("Dmitri Ivanov"));
+    h.pump_until(WAIT, || {
+        messages.row_count() == 4 && messages.row_data(3).is_some_and(|m| !m.dated.is_empty())
+    });
+    save(&h, &ui, &out, "11-late-message");
+    contacts.invoke_open(row("Bob Okafor"));
+    h.pump_until(WAIT, || messages.row_count() == 7);
 
     ui.global::<AppAdapter>()
         .invoke_navigate(Screen::AddContact);

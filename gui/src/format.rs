@@ -69,6 +69,19 @@ impl Clock {
         }
     }
 
+    /// "Dated 3 November, 09:12 · 19 days before it arrived": the mark on
+    /// a message whose author's time lies well before its arrival.
+    pub fn dated(&self, ms: u64, gap_ms: u64) -> String {
+        let when = format!("{}, {}", self.day_heading(ms), self.time(ms));
+        let s = gap_ms / 1000;
+        let gap = match s {
+            0..=7199 => format!("{} min", s / 60),
+            7200..=172_799 => format!("{} h", s / 3600),
+            _ => format!("{} days", s / 86_400),
+        };
+        format!("Dated {when} · {gap} before it arrived")
+    }
+
     /// "just now", "5 min ago", "3 h ago", "2 days ago".
     pub fn ago(&self, ms: u64) -> String {
         let s = self.now_ms.saturating_sub(ms) / 1000;

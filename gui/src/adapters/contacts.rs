@@ -75,11 +75,7 @@ pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
 fn item(summary: &ContactSummary, trust: Trust, seen: Option<&Seen>, clock: &Clock) -> ContactItem {
     let (reach, online) = reach(seen, clock);
     let (last_text, last_time, last_outgoing) = match &summary.last {
-        Some(m) => (
-            format::preview(&m.text),
-            clock.short(m.key.time),
-            m.outgoing,
-        ),
+        Some(m) => (format::preview(&m.text), clock.short(m.shown), m.outgoing),
         None => ("No messages yet".to_owned(), String::new(), false),
     };
     ContactItem {
@@ -120,8 +116,8 @@ pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
     };
     // Newest conversation first; contacts with no messages after, by name.
     summaries.sort_by(|a, b| {
-        let ta = a.last.as_ref().map(|m| m.key.time);
-        let tb = b.last.as_ref().map(|m| m.key.time);
+        let ta = a.last.as_ref().map(|m| m.shown);
+        let tb = b.last.as_ref().map(|m| m.shown);
         tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
     });
     let clock = Clock::now();

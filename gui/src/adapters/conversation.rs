@@ -1,6 +1,6 @@
 //! The open conversation. Its rows come from a [`ConversationModel`]: the
-//! conversation's keys (40 bytes a message) are held in full so the list
-//! knows its length and each row's time and day, but message bodies are
+//! conversation's positions (48 bytes a message) are held in full so the
+//! list knows its length and each row's time and day, but message bodies are
 //! read and decrypted on the core thread a page at a time, as rows scroll
 //! into view, and at most [`MAX_PAGES`] pages are kept.
 
@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelNotify, ModelRc, ModelTracker, SharedString};
-use strand_node::{Delivery, StoredMessage};
+use strand_node::{Delivery, Position, StoredMessage};
 use strand_sync::limits::MAX_BODY_LEN;
-use strand_sync::Key;
 
 use crate::backend::{Backend, Core};
 use crate::format::Clock;
@@ -25,16 +24,20 @@ pub const MAX_PAGES: usize = 8;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
-    key: Key,
+    at: Position,
     text: SharedString,
     outgoing: bool,
     delivery: Option<Delivery>,
+    /// Its author's time and how long before it arrived, if that gap is
+    /// large enough to show.
+    skew: Option<(u64, u64)>,
 }
 
 impl From<StoredMessage> for Row {
     fn from(m: StoredMessage) -> Row {
         Row {
-            key: m.key,
+            at: m.position(),
+            skew: m.skew().map(|gap| (m.key.time, gap)),
             text: m.text.into(),
             outgoing: m.outgoing,
             delivery: m.delivery,
@@ -45,7 +48,7 @@ impl From<StoredMessage> for Row {
 struct Inner {
     contact: String,
     generation: u64,
-    keys: Vec<Key>,
+    keys: Vec<Position>,
     /// Page number → (last use, rows).
     pages: BTreeMap<usize, (u64, Vec<Row>)>,
     pending: BTreeSet<usize>,
@@ -90,7 +93,7 @@ impl ConversationModel {
         &self,
         contact: String,
         generation: u64,
-        keys: Vec<Key>,
+        keys: Vec<Position>,
         pages: Vec<(usize, Vec<Row>)>,
     ) {
         {
@@ -174,18 +177,21 @@ impl Model for ConversationModel {
         let mut inner = self.inner.borrow_mut();
         let key = *inner.keys.get(row)?;
         let clock = Clock::now();
-        let day = if row == 0 || !Clock::same_day(inner.keys[row - 1].time, key.time) {
-            clock.day_heading(key.time)
+        // Days and times are those a message is shown at (its author's
+        // time unless it claimed to be older than what was shown).
+        let day = if row == 0 || !Clock::same_day(inner.keys[row - 1].shown, key.shown) {
+            clock.day_heading(key.shown)
         } else {
             String::new()
         };
         let mut item = MessageItem {
             text: SharedString::new(),
-            time: clock.time(key.time).into(),
+            time: clock.time(key.shown).into(),
             outgoing: false,
             state: SharedString::new(),
             day: day.into(),
             loaded: false,
+            dated: SharedString::new(),
         };
         let page = row / PAGE;
         inner.uses += 1;
@@ -196,12 +202,15 @@ impl Model for ConversationModel {
                 // Rows are matched by key: a message stored since the keys
                 // were listed shifts a page, and the refresh its event
                 // triggers will list it.
-                if let Ok(i) = rows.binary_search_by(|r| r.key.cmp(&key)) {
+                if let Ok(i) = rows.binary_search_by(|r| r.at.cmp(&key)) {
                     let r = &rows[i];
                     item.text = r.text.clone();
                     item.outgoing = r.outgoing;
                     item.state = state(r.delivery);
                     item.loaded = true;
+                    if let Some((time, gap)) = r.skew {
+                        item.dated = clock.dated(time, gap).into();
+                    }
                 }
             }
             None => {

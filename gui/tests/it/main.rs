@@ -14,11 +14,13 @@
 //!   sockets: an incoming message updates the list and unread count, a reply
 //!   is delivered; and the same against `strand run` as a separate process.
 //! - `paging`: a 2,000-message conversation is read a page at a time.
+//! - `late`: a backdated message shows below what was read, with its date.
 //! - `relays`: a relay added on the Network screen reserves and carries a
 //!   contact; every address in full (issue 12).
 
 mod contacts;
 mod keyboard;
+mod late;
 mod live;
 mod onboarding;
 mod paging;

@@ -1,0 +1,78 @@
+//! A message dated well before it arrived (issue 11): the conversation
+//! shows it below what was already read, unread, with its author's date
+//! and the gap marked.
+
+use slint::{ComponentHandle, Model};
+use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
+use strand_node::{now, os_rng, KdfParams, Profile};
+use strand_sync::{Identity, Kind, Message, WriteStore};
+
+use crate::support::{on_ui, options, Gui, PASS, WAIT};
+
+const MIN: u64 = 60_000;
+const DAY: u64 = 24 * 60 * MIN;
+
+fn receive(p: &Profile, from: &Identity, time: u64, text: &str, arrived: u64) {
+    let group = from
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    let m = Message::create(
+        from,
+        &group,
+        time,
+        Kind::TEXT,
+        text.as_bytes(),
+        &mut os_rng(),
+    )
+    .unwrap();
+    let mut store = p.store().unwrap().arrived_at(arrived);
+    store.insert(&group.id, &m).unwrap();
+    store.commit().unwrap();
+}
+
+#[test]
+fn a_backdated_message_shows_below_what_was_read_with_its_date() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        let t = now() - 30 * MIN;
+        {
+            let p = Profile::create(
+                &dir,
+                "Alice",
+                PASS,
+                KdfParams::insecure_for_tests(),
+                &mut os_rng(),
+            )
+            .unwrap();
+            let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+            p.add_contact(&bob.invite(), "Bob", 0, &mut os_rng())
+                .unwrap();
+            receive(&p, &bob, t, "one", t + 2000);
+            receive(&p, &bob, t + MIN, "two", t + MIN + 2000);
+            let keys = p.conversation_keys("Bob").unwrap();
+            p.mark_read("Bob", keys.last().unwrap()).unwrap();
+            receive(&p, &bob, t - 20 * DAY, "backdated", now());
+        }
+        let gui = Gui::new(h, options(&dir));
+        gui.onboarding().invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && gui.contacts().len() == 1));
+        assert_eq!(gui.contacts()[0].unread, 1, "it counts as unread");
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let messages = gui.ui.global::<ConversationAdapter>().get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == 3
+            && (0..3).all(|r| messages.row_data(r).unwrap().loaded)));
+        let rows: Vec<_> = (0..3).map(|r| messages.row_data(r).unwrap()).collect();
+        let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two", "backdated"]);
+        assert!(rows[..2].iter().all(|r| r.dated.is_empty()));
+        assert!(
+            rows[2].dated.contains("20 days before it arrived"),
+            "{}",
+            rows[2].dated
+        );
+    });
+}
