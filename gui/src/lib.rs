@@ -31,6 +31,7 @@ pub use ui::*;
 
 pub mod adapters;
 pub mod backend;
+pub mod camera;
 pub mod format;
 pub mod headless;
 pub mod qr;

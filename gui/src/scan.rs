@@ -1,6 +1,6 @@
 //! Reading QR codes from an image file: a photo or a screenshot of a
-//! contact's invite or safety number. (A camera is not read: see the
-//! README.)
+//! contact's invite or safety number; and from camera frames
+//! ([`crate::camera`]), once turned into grey levels.
 
 use std::path::Path;
 
@@ -11,7 +11,12 @@ const MAX_SIDE: u32 = 2048;
 
 /// The text of every QR code found in `image`, in the order found.
 pub fn decode(image: &image::DynamicImage) -> Vec<String> {
-    let mut luma = image.to_luma8();
+    decode_luma(image.to_luma8())
+}
+
+/// The text of every QR code found in a grey image, in the order found.
+pub fn decode_luma(luma: image::GrayImage) -> Vec<String> {
+    let mut luma = luma;
     if luma.width().max(luma.height()) > MAX_SIDE {
         let (w, h) = (luma.width(), luma.height());
         let k = f64::from(MAX_SIDE) / f64::from(w.max(h));

@@ -100,9 +100,13 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 
 /// The invite in a photo or screenshot of its QR code, as text.
 pub fn invite_from_image(path: &std::path::Path) -> Result<String, String> {
-    let texts = crate::scan::decode_file(path)?;
+    invite_from_texts(&crate::scan::decode_file(path)?)
+}
+
+/// The invite among QR texts read from an image or a camera.
+pub fn invite_from_texts(texts: &[String]) -> Result<String, String> {
     let mut last = None;
-    for t in &texts {
+    for t in texts {
         match Invite::from_text(t) {
             Ok(invite) => return Ok(invite.to_text()),
             Err(e) => last = Some(e),

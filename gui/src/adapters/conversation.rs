@@ -354,7 +354,12 @@ fn set_verified(core: &mut Core, contact: &str, verified: bool) {
 /// Reads a QR code from an image file and compares it with the safety
 /// number: a match marks the contact verified.
 fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
-    let found = crate::scan::decode_file(path);
+    check_texts(core, contact, crate::scan::decode_file(path));
+}
+
+/// Compares QR texts read from an image or a camera with the safety
+/// number of `contact`: a match marks them verified.
+pub(crate) fn check_texts(core: &mut Core, contact: &str, found: Result<Vec<String>, String>) {
     let number = core.with_profile(|p| p.contact(contact).map(|c| p.safety_number(&c)));
     let Some(Ok(number)) = number else { return };
     let (ok, message) = match found {

@@ -3,6 +3,7 @@
 //! adapter's properties on the UI thread.
 
 pub mod add_contact;
+pub mod camera;
 pub mod contacts;
 pub mod conversation;
 pub mod network;
@@ -20,6 +21,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     contacts::connect(ui, backend);
     conversation::connect(ui, backend);
     add_contact::connect(ui, backend);
+    camera::connect(ui, backend);
     network::connect(ui, backend);
     settings::connect(ui, backend);
 

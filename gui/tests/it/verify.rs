@@ -227,3 +227,29 @@ fn wiping_from_settings_destroys_the_profile() {
         assert!(gui.contacts().is_empty());
     });
 }
+
+#[test]
+fn the_camera_button_shows_only_where_a_camera_is() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let cams = strand_gui::camera::cameras();
+        let camera = gui.ui.global::<strand_gui::CameraAdapter>();
+        if !cams.is_empty() {
+            // Scanning a real camera needs a code held up to it.
+            println!("skipped: this machine has a camera ({})", cams[0].name);
+            assert_eq!(camera.get_camera(), cams[0].name.as_str());
+            return;
+        }
+        // No camera: no button, and asking anyway says what to do.
+        assert_eq!(camera.get_camera(), "");
+        camera.invoke_start("invite".into());
+        assert_eq!(camera.get_scanning(), "");
+        assert!(
+            camera.get_status().contains("No camera found"),
+            "{}",
+            camera.get_status()
+        );
+    });
+}

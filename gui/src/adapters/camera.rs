@@ -1,0 +1,206 @@
+//! Scanning a QR code with the camera ([`crate::camera`]): on the
+//! add-contact screen an invite, in the verify panel a safety number. The
+//! scan runs on its own thread; its previews and its result come back to
+//! the UI thread, and a result is handled as one read from an image.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use slint::{ComponentHandle, Image, Rgb8Pixel, SharedPixelBuffer};
+
+use crate::backend::Backend;
+use crate::camera::{self, Report, Scan};
+use crate::{AddContactAdapter, AppWindow, CameraAdapter, ConversationAdapter};
+
+/// What a scan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Invite,
+    Safety,
+}
+
+impl Purpose {
+    fn parse(s: &str) -> Option<Purpose> {
+        match s {
+            "invite" => Some(Purpose::Invite),
+            "safety" => Some(Purpose::Safety),
+            _ => None,
+        }
+    }
+
+    fn accepts(self, text: &str) -> bool {
+        match self {
+            Purpose::Invite => text
+                .to_ascii_lowercase()
+                .starts_with(strand_sync::INVITE_PREFIX),
+            Purpose::Safety => text.starts_with(strand_sync::SAFETY_QR_PREFIX),
+        }
+    }
+
+    /// What to tell the user about a code that is not the one sought.
+    fn skipped(self, text: &str) -> String {
+        let invite = Purpose::Invite.accepts(text);
+        let safety = Purpose::Safety.accepts(text);
+        match self {
+            Purpose::Invite if safety => {
+                "That is a safety number, not an invite: open the conversation to compare it."
+                    .into()
+            }
+            Purpose::Safety if invite => {
+                "That is an invite code, not a safety number. Ask them to show the safety number of your conversation.".into()
+            }
+            Purpose::Invite => "That QR code is not a Strand invite.".into(),
+            Purpose::Safety => "That QR code is not a Strand safety number.".into(),
+        }
+    }
+}
+
+/// The first camera this machine has, if any.
+fn first_camera() -> Option<camera::Camera> {
+    camera::cameras().into_iter().next()
+}
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let adapter = ui.global::<CameraAdapter>();
+    adapter.set_camera(first_camera().map(|c| c.name).unwrap_or_default().into());
+    let scan: Rc<RefCell<Option<Scan>>> = Rc::default();
+
+    let running = scan.clone();
+    let weak = ui.as_weak();
+    let b = backend.clone();
+    adapter.on_start(move |purpose| {
+        let Some(ui) = weak.upgrade() else { return };
+        let Some(purpose) = Purpose::parse(&purpose) else {
+            return;
+        };
+        let a = ui.global::<CameraAdapter>();
+        // Looked up again: a camera may have come or gone.
+        let Some(cam) = first_camera() else {
+            a.set_camera("".into());
+            a.set_status("No camera found. Use a photo or screenshot of the code instead.".into());
+            return;
+        };
+        a.set_camera(cam.name.clone().into());
+        a.set_status("".into());
+        a.set_preview(Image::default());
+        a.set_scanning(
+            if purpose == Purpose::Invite {
+                "invite"
+            } else {
+                "safety"
+            }
+            .into(),
+        );
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        let weak = ui.as_weak();
+        let b = b.clone();
+        let started = camera::start(
+            &cam.path,
+            move |t| purpose.accepts(t),
+            move |report| on_report(&weak, &b, purpose, &contact, report),
+        );
+        // A scan already running is stopped by being replaced.
+        *running.borrow_mut() = Some(started);
+    });
+
+    let running = scan;
+    let weak = ui.as_weak();
+    adapter.on_stop(move || {
+        if let Some(s) = running.borrow_mut().take() {
+            s.stop();
+        }
+        if let Some(ui) = weak.upgrade() {
+            let a = ui.global::<CameraAdapter>();
+            a.set_scanning("".into());
+            a.set_status("".into());
+        }
+    });
+}
+
+/// Runs on the scan's thread.
+fn on_report(
+    weak: &slint::Weak<AppWindow>,
+    backend: &Backend,
+    purpose: Purpose,
+    contact: &str,
+    report: Report,
+) {
+    match report {
+        Report::Preview(grey) => {
+            let mut buffer = SharedPixelBuffer::<Rgb8Pixel>::new(grey.width(), grey.height());
+            for (px, g) in buffer.make_mut_slice().iter_mut().zip(grey.as_raw()) {
+                *px = Rgb8Pixel::new(*g, *g, *g);
+            }
+            let _ = weak.upgrade_in_event_loop(move |ui| {
+                ui.global::<CameraAdapter>()
+                    .set_preview(Image::from_rgb8(buffer));
+            });
+        }
+        Report::Skipped(text) => {
+            let message = purpose.skipped(&text);
+            let _ = weak.upgrade_in_event_loop(move |ui| {
+                ui.global::<CameraAdapter>().set_status(message.into());
+            });
+        }
+        Report::Done(result) => {
+            let contact = contact.to_owned();
+            let b = backend.clone();
+            let _ = weak.upgrade_in_event_loop(move |ui| {
+                let a = ui.global::<CameraAdapter>();
+                a.set_scanning("".into());
+                match result {
+                    Err(e) if e == "Stopped." => a.set_status("".into()),
+                    Err(e) => a.set_status(e.into()),
+                    Ok(text) => {
+                        a.set_status("".into());
+                        finish(&ui, &b, purpose, contact, text);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A code found: an invite goes into the code field, a safety number is
+/// compared as one read from an image.
+fn finish(ui: &AppWindow, backend: &Backend, purpose: Purpose, contact: String, text: String) {
+    match purpose {
+        Purpose::Invite => {
+            let a = ui.global::<AddContactAdapter>();
+            match super::add_contact::invite_from_texts(&[text]) {
+                Ok(code) => {
+                    a.set_image_error("".into());
+                    a.set_scanned_code(code.into());
+                }
+                Err(e) => a.set_image_error(e.into()),
+            }
+        }
+        Purpose::Safety => {
+            backend
+                .job(move |core| super::conversation::check_texts(core, &contact, Ok(vec![text])));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_purpose_takes_its_own_codes() {
+        let invite = "STRAND1ABCDEF";
+        let safety = format!("{}123", strand_sync::SAFETY_QR_PREFIX);
+        assert!(Purpose::Invite.accepts(invite));
+        assert!(Purpose::Invite.accepts(&invite.to_ascii_lowercase()));
+        assert!(!Purpose::Invite.accepts(&safety));
+        assert!(Purpose::Safety.accepts(&safety));
+        assert!(!Purpose::Safety.accepts(invite));
+        assert!(Purpose::Safety.skipped(invite).contains("invite code"));
+        assert!(Purpose::Invite.skipped(&safety).contains("safety number"));
+        assert!(Purpose::Invite
+            .skipped("https://example.org")
+            .contains("not a Strand invite"));
+        assert_eq!(Purpose::parse("invite"), Some(Purpose::Invite));
+        assert_eq!(Purpose::parse("other"), None);
+    }
+}

@@ -1,0 +1,754 @@
+//! Reading QR codes from a camera: a contact holds up their phone or
+//! laptop showing an invite or a safety number, and the app reads it from
+//! the video, as from a photo ([`crate::scan`]).
+//!
+//! On Linux a camera is a V4L2 capture device (`/dev/video*`), read with
+//! `linuxvideo` (memory-mapped streaming). A scan runs on its own thread:
+//! it picks the pixel format cheapest to turn into grey levels that the
+//! camera offers, asks for 1280×720 (the driver picks what is near),
+//! takes frames as they come, turns each into grey levels ([`luma`]) and
+//! looks for QR codes ([`crate::scan::decode_luma`]). It ends when a code
+//! the caller accepts is found, when it is stopped, after [`SCAN_TIMEOUT`],
+//! or on an error, and shows the user a small grey preview meanwhile so
+//! they can aim. Frames never leave the process and nothing is stored.
+//!
+//! Everything after the device (formats, conversion, decoding, bounds) is
+//! tested with frames built from the app's own QR drawings; the device
+//! side needs a camera (see the README for what was exercised).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::GrayImage;
+
+/// A scan gives up after this long without finding a code.
+pub const SCAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest frame side accepted from a driver, in pixels.
+pub const MAX_SIDE: u32 = 8192;
+/// Width of the preview shown while scanning, in pixels.
+pub const PREVIEW_WIDTH: u32 = 320;
+/// Time between two previews.
+const PREVIEW_EVERY: Duration = Duration::from_millis(150);
+
+/// How a frame's pixels are laid out: the V4L2 formats read here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `GREY`: one byte of brightness per pixel.
+    Grey,
+    /// `YUYV`: 4:2:2, Y0 U Y1 V.
+    Yuyv,
+    /// `UYVY`: 4:2:2, U Y0 V Y1.
+    Uyvy,
+    /// `NV12`: a plane of Y, then interleaved U and V at quarter size.
+    Nv12,
+    /// `YU12` (I420): a plane of Y, then U and V planes.
+    Yu12,
+    /// `RGB3`: 8-bit red, green, blue.
+    Rgb24,
+    /// `BGR3`: 8-bit blue, green, red.
+    Bgr24,
+    /// `MJPG` or `JPEG`: each frame a JPEG image.
+    Jpeg,
+}
+
+impl Layout {
+    /// Every layout, cheapest to turn into grey levels first (the order a
+    /// camera's formats are chosen in).
+    pub const ALL: [Layout; 8] = [
+        Layout::Grey,
+        Layout::Nv12,
+        Layout::Yu12,
+        Layout::Yuyv,
+        Layout::Uyvy,
+        Layout::Rgb24,
+        Layout::Bgr24,
+        Layout::Jpeg,
+    ];
+
+    /// The layout of a V4L2 fourcc, if it is one read here.
+    pub fn from_fourcc(fourcc: [u8; 4]) -> Option<Layout> {
+        Some(match &fourcc {
+            b"GREY" => Layout::Grey,
+            b"YUYV" => Layout::Yuyv,
+            b"UYVY" => Layout::Uyvy,
+            b"NV12" => Layout::Nv12,
+            b"YU12" => Layout::Yu12,
+            b"RGB3" => Layout::Rgb24,
+            b"BGR3" => Layout::Bgr24,
+            b"MJPG" | b"JPEG" => Layout::Jpeg,
+            _ => return None,
+        })
+    }
+
+    /// Its V4L2 fourcc.
+    pub fn fourcc(self) -> [u8; 4] {
+        *match self {
+            Layout::Grey => b"GREY",
+            Layout::Yuyv => b"YUYV",
+            Layout::Uyvy => b"UYVY",
+            Layout::Nv12 => b"NV12",
+            Layout::Yu12 => b"YU12",
+            Layout::Rgb24 => b"RGB3",
+            Layout::Bgr24 => b"BGR3",
+            Layout::Jpeg => b"MJPG",
+        }
+    }
+
+    /// Bytes per pixel in a line of the first plane (0: compressed).
+    fn line_bytes_per_pixel(self) -> u64 {
+        match self {
+            Layout::Grey | Layout::Nv12 | Layout::Yu12 => 1,
+            Layout::Yuyv | Layout::Uyvy => 2,
+            Layout::Rgb24 | Layout::Bgr24 => 3,
+            Layout::Jpeg => 0,
+        }
+    }
+}
+
+/// One captured frame, as a driver hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// How its pixels are laid out.
+    pub layout: Layout,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes from one line of the first plane to the next (drivers may pad
+    /// lines); 0 for packed lines or JPEG.
+    pub stride: u32,
+    /// The bytes the driver filled.
+    pub data: &'a [u8],
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Zero or too large a size.
+    #[error("a {0}×{1} frame is not one a camera sends")]
+    Size(u32, u32),
+    /// Fewer bytes than its format and size need.
+    #[error("the frame holds {got} bytes where {need} are needed")]
+    Short {
+        /// Bytes needed.
+        need: u64,
+        /// Bytes there.
+        got: usize,
+    },
+    /// Its lines are shorter than its width.
+    #[error("a line of {0} bytes is too short for the frame's width")]
+    Stride(u32),
+    /// A JPEG frame that does not decode.
+    #[error("the frame is not a JPEG image: {0}")]
+    Jpeg(String),
+}
+
+/// The brightness of every pixel of `frame`, one byte each.
+pub fn luma(frame: &Frame<'_>) -> Result<GrayImage, FrameError> {
+    let (w, h) = (frame.width, frame.height);
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return Err(FrameError::Size(w, h));
+    }
+    if frame.layout == Layout::Jpeg {
+        return jpeg_luma(frame.data);
+    }
+    let packed = u64::from(w) * frame.layout.line_bytes_per_pixel();
+    let stride = if frame.stride == 0 {
+        packed
+    } else {
+        u64::from(frame.stride)
+    };
+    if stride < packed {
+        return Err(FrameError::Stride(frame.stride));
+    }
+    // The first plane's lines; for the planar formats the colour planes
+    // follow, and are not needed.
+    let need = stride * u64::from(h - 1) + packed;
+    if (frame.data.len() as u64) < need {
+        return Err(FrameError::Short {
+            need,
+            got: frame.data.len(),
+        });
+    }
+    let (w, stride) = (w as usize, stride as usize);
+    let mut out = Vec::with_capacity(w * h as usize);
+    for line in frame.data.chunks(stride).take(h as usize) {
+        match frame.layout {
+            Layout::Grey | Layout::Nv12 | Layout::Yu12 => out.extend_from_slice(&line[..w]),
+            Layout::Yuyv => out.extend(line[..2 * w].iter().step_by(2)),
+            Layout::Uyvy => out.extend(line[1..2 * w].iter().step_by(2)),
+            Layout::Rgb24 => out.extend(
+                line[..3 * w]
+                    .chunks_exact(3)
+                    .map(|p| grey(p[0], p[1], p[2])),
+            ),
+            Layout::Bgr24 => out.extend(
+                line[..3 * w]
+                    .chunks_exact(3)
+                    .map(|p| grey(p[2], p[1], p[0])),
+            ),
+            Layout::Jpeg => unreachable!("decoded above"),
+        }
+    }
+    Ok(GrayImage::from_raw(w as u32, h, out).expect("w × h bytes"))
+}
+
+/// BT.601 luma of one pixel.
+fn grey(r: u8, g: u8, b: u8) -> u8 {
+    ((77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b) + 128) >> 8) as u8
+}
+
+/// A JPEG frame's grey levels. (Some cameras' JPEG frames are not the size
+/// negotiated: the image's own size is taken, within the same bounds.)
+fn jpeg_luma(data: &[u8]) -> Result<GrayImage, FrameError> {
+    let mut reader =
+        image::ImageReader::with_format(std::io::Cursor::new(data), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let image = reader
+        .decode()
+        .map_err(|e| FrameError::Jpeg(e.to_string()))?;
+    Ok(image.to_luma8())
+}
+
+/// The QR texts in one frame.
+pub fn decode_frame(frame: &Frame<'_>) -> Result<Vec<String>, FrameError> {
+    Ok(crate::scan::decode_luma(luma(frame)?))
+}
+
+/// A grey preview of `image`, [`PREVIEW_WIDTH`] wide.
+pub fn preview(image: &GrayImage) -> GrayImage {
+    let w = PREVIEW_WIDTH.min(image.width()).max(1);
+    let h = ((u64::from(image.height()) * u64::from(w) / u64::from(image.width().max(1))) as u32)
+        .max(1);
+    image::imageops::resize(image, w, h, image::imageops::FilterType::Nearest)
+}
+
+/// A camera on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Camera {
+    /// Its device file.
+    pub path: PathBuf,
+    /// Its name, as the driver gives it.
+    pub name: String,
+}
+
+/// The cameras this machine has that deliver a format read here.
+pub fn cameras() -> Vec<Camera> {
+    #[cfg(target_os = "linux")]
+    {
+        v4l2::cameras()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// What a scan reports, from its own thread.
+pub enum Report {
+    /// A preview frame to show.
+    Preview(GrayImage),
+    /// A code was found that was not accepted (what it was, for the user).
+    Skipped(String),
+    /// The scan ended: the accepted text, or why not.
+    Done(Result<String, String>),
+}
+
+/// A scan in progress; dropping it stops it.
+pub struct Scan {
+    stop: Arc<AtomicBool>,
+}
+
+impl Scan {
+    /// Asks the scan to end (it reports `Done(Err)` within a frame or two).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts reading `camera` on a thread of its own. Every text found is
+/// offered to `accept`; the first accepted one ends the scan. `report` is
+/// called on the scan's thread.
+pub fn start(
+    camera: &Path,
+    accept: impl Fn(&str) -> bool + Send + 'static,
+    report: impl FnMut(Report) + Send + 'static,
+) -> Scan {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let camera = camera.to_path_buf();
+    let mut report = report;
+    std::thread::Builder::new()
+        .name("strand-camera".into())
+        .spawn(move || {
+            let result = run(&camera, &flag, &accept, &mut report);
+            report(Report::Done(result));
+        })
+        .expect("spawn the camera thread");
+    Scan { stop }
+}
+
+/// Where frames come from: hands the next one to its callback, or says
+/// there was none yet (`Ok(false)`); an error ends the scan.
+type NextFrame<'a> = dyn FnMut(&mut dyn FnMut(&Frame<'_>)) -> Result<bool, String> + 'a;
+
+/// Looks at frames from `next_frame` until one holds an accepted code.
+fn watch(
+    stop: &AtomicBool,
+    accept: &dyn Fn(&str) -> bool,
+    report: &mut dyn FnMut(Report),
+    next_frame: &mut NextFrame<'_>,
+) -> Result<String, String> {
+    let deadline = Instant::now() + SCAN_TIMEOUT;
+    let mut last_preview: Option<Instant> = None;
+    let mut last_skipped = String::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err("Stopped.".into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "No QR code found in {} s. Hold the code closer, flat and well lit, or use a photo of it.",
+                SCAN_TIMEOUT.as_secs()
+            ));
+        }
+        let mut found = None;
+        let mut bad_frame = None;
+        let mut on_frame = |frame: &Frame<'_>| match luma(frame) {
+            Ok(grey) => {
+                if last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_EVERY) {
+                    last_preview = Some(Instant::now());
+                    report(Report::Preview(preview(&grey)));
+                }
+                found = Some(crate::scan::decode_luma(grey));
+            }
+            Err(e) => bad_frame = Some(e),
+        };
+        if !next_frame(&mut on_frame)? {
+            continue;
+        }
+        if let Some(e) = bad_frame {
+            tracing::debug!("camera frame skipped: {e}");
+        }
+        for text in found.unwrap_or_default() {
+            if accept(&text) {
+                return Ok(text);
+            }
+            if text != last_skipped {
+                report(Report::Skipped(text.clone()));
+                last_skipped = text;
+            }
+        }
+    }
+}
+
+fn run(
+    camera: &Path,
+    stop: &AtomicBool,
+    accept: &dyn Fn(&str) -> bool,
+    report: &mut dyn FnMut(Report),
+) -> Result<String, String> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut stream = v4l2::Stream::open(camera)?;
+        watch(stop, accept, report, &mut |f| stream.next(f))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (stop, accept, report, watch);
+        Err(format!(
+            "Reading {} is not supported on this system; use a photo of the code.",
+            camera.display()
+        ))
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod v4l2 {
+    //! The device side, with `linuxvideo`.
+
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use linuxvideo::format::{PixFormat, PixelFormat};
+    use linuxvideo::{BufType, CapabilityFlags, Device};
+
+    use super::{Camera, Frame, Layout};
+
+    /// How long to wait for a frame before looking at the stop flag again.
+    const FRAME_WAIT: Duration = Duration::from_millis(250);
+
+    /// The best layout `device` offers, if any.
+    fn best_layout(device: &Device) -> Option<Layout> {
+        let offered: Vec<Layout> = device
+            .formats(BufType::VIDEO_CAPTURE)
+            .filter_map(|f| f.ok())
+            .filter_map(|f| Layout::from_fourcc(f.pixel_format().as_fourcc()))
+            .collect();
+        Layout::ALL.into_iter().find(|l| offered.contains(l))
+    }
+
+    pub(super) fn cameras() -> Vec<Camera> {
+        let Ok(devices) = linuxvideo::list() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for device in devices.flatten() {
+            let Ok(caps) = device.capabilities() else {
+                continue;
+            };
+            if !caps
+                .device_capabilities()
+                .contains(CapabilityFlags::VIDEO_CAPTURE | CapabilityFlags::STREAMING)
+                || best_layout(&device).is_none()
+            {
+                continue;
+            }
+            let Ok(path) = device.path() else { continue };
+            out.push(Camera {
+                path,
+                name: caps.card().trim().to_owned(),
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// A camera streaming frames.
+    pub(super) struct Stream {
+        stream: linuxvideo::stream::ReadStream,
+        layout: Layout,
+        width: u32,
+        height: u32,
+        stride: u32,
+    }
+
+    impl Stream {
+        pub(super) fn open(path: &Path) -> Result<Stream, String> {
+            let shown = path.display();
+            let device = Device::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "Cannot open the camera {shown}: permission denied (is your user in the `video` group?)."
+                ),
+                std::io::ErrorKind::NotFound => format!("There is no camera at {shown}."),
+                _ => format!("Cannot open the camera {shown}: {e}."),
+            })?;
+            let layout = best_layout(&device).ok_or_else(|| {
+                format!("The camera {shown} offers no picture format Strand can read.")
+            })?;
+            let capture = device
+                .video_capture(PixFormat::new(
+                    1280,
+                    720,
+                    PixelFormat::from_fourcc(layout.fourcc()),
+                ))
+                .map_err(|e| format!("The camera {shown} refused to start: {e}."))?;
+            let format = capture.format();
+            let layout =
+                Layout::from_fourcc(format.pixel_format().as_fourcc()).ok_or_else(|| {
+                    format!("The camera {shown} chose a picture format Strand cannot read.")
+                })?;
+            let (width, height, stride) =
+                (format.width(), format.height(), format.bytes_per_line());
+            let stream = capture
+                .into_stream()
+                .map_err(|e| format!("The camera {shown} would not stream: {e}."))?;
+            tracing::info!("camera {shown}: {}×{} {:?}", width, height, layout);
+            Ok(Stream {
+                stream,
+                layout,
+                width,
+                height,
+                stride,
+            })
+        }
+
+        /// Hands the next frame to `f`; `Ok(false)` if none came within
+        /// [`FRAME_WAIT`].
+        pub(super) fn next(&mut self, f: &mut dyn FnMut(&Frame<'_>)) -> Result<bool, String> {
+            if !readable(&self.stream, FRAME_WAIT)? {
+                return Ok(false);
+            }
+            let (layout, width, height, stride) =
+                (self.layout, self.width, self.height, self.stride);
+            self.stream
+                .dequeue(|buf| {
+                    if !buf.is_error() {
+                        f(&Frame {
+                            layout,
+                            width,
+                            height,
+                            stride: if layout == Layout::Jpeg { 0 } else { stride },
+                            data: &buf,
+                        });
+                    }
+                    Ok(())
+                })
+                .map_err(|e| format!("The camera stopped: {e}."))?;
+            Ok(true)
+        }
+    }
+
+    /// Whether `fd` has a frame to read within `wait`.
+    fn readable(fd: &impl AsRawFd, wait: Duration) -> Result<bool, String> {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(format!("The camera stopped: {e}."));
+        }
+        if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Err("The camera was disconnected.".into());
+        }
+        Ok(n > 0 && p.revents & libc::POLLIN != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The app's own drawing of `text`, filling most of the height of a
+    /// grey `w`×`h` scene, as a camera held up to a screen would see it.
+    fn scene(text: &str, w: u32, h: u32) -> GrayImage {
+        let (side, px) = crate::qr::pixels(text).unwrap();
+        let code = GrayImage::from_raw(side as u32, side as u32, px).unwrap();
+        let k = (w.min(h) * 8 / 10).max(1);
+        let code = image::imageops::resize(&code, k, k, image::imageops::FilterType::Triangle);
+        let mut out = GrayImage::from_pixel(w, h, image::Luma([140]));
+        let (x, y) = ((w - code.width()) / 2, (h - code.height()) / 2);
+        image::imageops::overlay(&mut out, &code, i64::from(x), i64::from(y));
+        out
+    }
+
+    /// `grey` packed as `layout`, lines padded to `stride` bytes (0: none),
+    /// with made-up colour where the layout has colour.
+    fn pack(grey: &GrayImage, layout: Layout, stride: u32) -> Vec<u8> {
+        let (w, h) = (grey.width() as usize, grey.height() as usize);
+        let line = w * layout.line_bytes_per_pixel() as usize;
+        let stride = if stride == 0 { line } else { stride as usize };
+        let mut out = Vec::new();
+        for y in 0..h {
+            let row = &grey.as_raw()[y * w..(y + 1) * w];
+            let start = out.len();
+            match layout {
+                Layout::Grey | Layout::Nv12 | Layout::Yu12 => out.extend_from_slice(row),
+                Layout::Yuyv => {
+                    for (x, v) in row.iter().enumerate() {
+                        out.extend([*v, if x % 2 == 0 { 90 } else { 200 }]);
+                    }
+                }
+                Layout::Uyvy => {
+                    for (x, v) in row.iter().enumerate() {
+                        out.extend([if x % 2 == 0 { 90 } else { 200 }, *v]);
+                    }
+                }
+                // Grey pixels: equal channels give back the same luma.
+                Layout::Rgb24 | Layout::Bgr24 => {
+                    for v in row {
+                        out.extend([*v, *v, *v]);
+                    }
+                }
+                Layout::Jpeg => unreachable!(),
+            }
+            out.resize(start + stride, 0xAB);
+        }
+        match layout {
+            Layout::Nv12 => out.extend(std::iter::repeat_n(128, w * h / 2)),
+            Layout::Yu12 => out.extend(std::iter::repeat_n(128, w * h / 2)),
+            _ => {}
+        }
+        out
+    }
+
+    fn jpeg(grey: &GrayImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&image::DynamicImage::ImageLuma8(grey.clone()).to_rgb8())
+            .unwrap();
+        out
+    }
+
+    const INVITE: &str = "strand:ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+    #[test]
+    fn every_layout_gives_back_the_code() {
+        let text = "STRAND-SAFETY-1:123451234512345123451234512345123451234512345123451234512345";
+        for (w, h) in [(640, 480), (321, 241)] {
+            let grey = scene(text, w, h);
+            for layout in Layout::ALL {
+                for stride in [0, w * layout.line_bytes_per_pixel() as u32 + 64] {
+                    let (data, stride) = match layout {
+                        Layout::Jpeg => (jpeg(&grey), 0),
+                        _ => (pack(&grey, layout, stride), stride),
+                    };
+                    let frame = Frame {
+                        layout,
+                        width: w,
+                        height: h,
+                        stride,
+                        data: &data,
+                    };
+                    let back = luma(&frame).unwrap();
+                    if layout != Layout::Jpeg {
+                        assert_eq!(back, grey, "{layout:?} {w}×{h} stride {stride}");
+                    }
+                    assert_eq!(
+                        decode_frame(&frame).unwrap(),
+                        [text],
+                        "{layout:?} {w}×{h} stride {stride}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fourccs_round_trip() {
+        for layout in Layout::ALL {
+            assert_eq!(Layout::from_fourcc(layout.fourcc()), Some(layout));
+        }
+        assert_eq!(Layout::from_fourcc(*b"JPEG"), Some(Layout::Jpeg));
+        assert_eq!(Layout::from_fourcc(*b"H264"), None);
+    }
+
+    #[test]
+    fn short_odd_and_garbage_frames_are_errors_not_panics() {
+        let grey = scene(INVITE, 320, 240);
+        let data = pack(&grey, Layout::Yuyv, 0);
+        let frame = |layout, width, height, stride, data| Frame {
+            layout,
+            width,
+            height,
+            stride,
+            data,
+        };
+        assert!(matches!(
+            luma(&frame(Layout::Yuyv, 320, 240, 0, &data[..data.len() - 1])),
+            Err(FrameError::Short { .. })
+        ));
+        assert_eq!(
+            luma(&frame(Layout::Yuyv, 0, 240, 0, &data)),
+            Err(FrameError::Size(0, 240))
+        );
+        assert_eq!(
+            luma(&frame(Layout::Yuyv, 320, MAX_SIDE + 1, 0, &data)),
+            Err(FrameError::Size(320, MAX_SIDE + 1))
+        );
+        assert_eq!(
+            luma(&frame(Layout::Yuyv, 320, 240, 100, &data)),
+            Err(FrameError::Stride(100))
+        );
+        assert!(matches!(
+            luma(&frame(Layout::Jpeg, 320, 240, 0, &data[..4096])),
+            Err(FrameError::Jpeg(_))
+        ));
+        // A cheap deterministic stream of sizes and bytes.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            let layout = Layout::ALL[(next() % 8) as usize];
+            let (w, h) = ((next() % 300) as u32, (next() % 300) as u32);
+            let stride = (next() % 1000) as u32;
+            let bytes: Vec<u8> = (0..next() % 200_000).map(|_| next() as u8).collect();
+            let _ = decode_frame(&Frame {
+                layout,
+                width: w,
+                height: h,
+                stride,
+                data: &bytes,
+            });
+        }
+    }
+
+    #[test]
+    fn a_scan_takes_the_first_accepted_code_and_reports_the_others() {
+        let safety = "STRAND-SAFETY-1:999991234512345123451234512345123451234512345123451234512345";
+        let frames: Vec<GrayImage> = vec![
+            GrayImage::from_pixel(320, 240, image::Luma([30])),
+            scene(safety, 640, 480),
+            scene(INVITE, 640, 480),
+        ];
+        let stop = AtomicBool::new(false);
+        let mut reports = Vec::new();
+        let mut i = 0;
+        let found = watch(
+            &stop,
+            &|t| t.to_ascii_lowercase().starts_with("strand:"),
+            &mut |r| reports.push(r),
+            &mut |f| {
+                let g = &frames[i.min(frames.len() - 1)];
+                i += 1;
+                f(&Frame {
+                    layout: Layout::Grey,
+                    width: g.width(),
+                    height: g.height(),
+                    stride: 0,
+                    data: g.as_raw(),
+                });
+                Ok(true)
+            },
+        );
+        assert_eq!(
+            found.unwrap().to_ascii_lowercase(),
+            INVITE.to_ascii_lowercase()
+        );
+        let skipped: Vec<&String> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Skipped(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(skipped, [safety]);
+        assert!(reports
+            .iter()
+            .any(|r| matches!(r, Report::Preview(p) if p.width() == PREVIEW_WIDTH)));
+    }
+
+    #[test]
+    fn a_stopped_scan_ends_and_a_missing_camera_says_so() {
+        let stop = AtomicBool::new(true);
+        let r = watch(&stop, &|_| true, &mut |_| {}, &mut |_| Ok(false));
+        assert_eq!(r, Err("Stopped.".into()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _scan = start(
+            Path::new("/nonexistent/video7"),
+            |_| true,
+            move |r| {
+                if let Report::Done(d) = r {
+                    let _ = tx.send(d);
+                }
+            },
+        );
+        let done = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let e = done.unwrap_err();
+        assert!(e.contains("/nonexistent/video7"), "{e}");
+    }
+}
