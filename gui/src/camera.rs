@@ -286,6 +286,17 @@ pub fn start(
     accept: impl Fn(&str) -> bool + Send + 'static,
     report: impl FnMut(Report) + Send + 'static,
 ) -> Scan {
+    start_with(camera, &Layout::ALL, accept, report)
+}
+
+/// [`start`], choosing among `layouts` only (in that order of preference).
+pub fn start_with(
+    camera: &Path,
+    layouts: &[Layout],
+    accept: impl Fn(&str) -> bool + Send + 'static,
+    report: impl FnMut(Report) + Send + 'static,
+) -> Scan {
+    let layouts = layouts.to_vec();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let camera = camera.to_path_buf();
@@ -293,7 +304,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("strand-camera".into())
         .spawn(move || {
-            let result = run(&camera, &flag, &accept, &mut report);
+            let result = run(&camera, &layouts, &flag, &accept, &mut report);
             report(Report::Done(result));
         })
         .expect("spawn the camera thread");
@@ -356,18 +367,19 @@ fn watch(
 
 fn run(
     camera: &Path,
+    layouts: &[Layout],
     stop: &AtomicBool,
     accept: &dyn Fn(&str) -> bool,
     report: &mut dyn FnMut(Report),
 ) -> Result<String, String> {
     #[cfg(target_os = "linux")]
     {
-        let mut stream = v4l2::Stream::open(camera)?;
+        let mut stream = v4l2::Stream::open(camera, layouts)?;
         watch(stop, accept, report, &mut |f| stream.next(f))
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (stop, accept, report, watch);
+        let _ = (layouts, stop, accept, report, watch);
         Err(format!(
             "Reading {} is not supported on this system; use a photo of the code.",
             camera.display()
@@ -391,14 +403,14 @@ mod v4l2 {
     /// How long to wait for a frame before looking at the stop flag again.
     const FRAME_WAIT: Duration = Duration::from_millis(250);
 
-    /// The best layout `device` offers, if any.
-    fn best_layout(device: &Device) -> Option<Layout> {
+    /// The first of `wanted` that `device` offers, if any.
+    fn best_layout(device: &Device, wanted: &[Layout]) -> Option<Layout> {
         let offered: Vec<Layout> = device
             .formats(BufType::VIDEO_CAPTURE)
             .filter_map(|f| f.ok())
             .filter_map(|f| Layout::from_fourcc(f.pixel_format().as_fourcc()))
             .collect();
-        Layout::ALL.into_iter().find(|l| offered.contains(l))
+        wanted.iter().copied().find(|l| offered.contains(l))
     }
 
     pub(super) fn cameras() -> Vec<Camera> {
@@ -413,7 +425,7 @@ mod v4l2 {
             if !caps
                 .device_capabilities()
                 .contains(CapabilityFlags::VIDEO_CAPTURE | CapabilityFlags::STREAMING)
-                || best_layout(&device).is_none()
+                || best_layout(&device, &Layout::ALL).is_none()
             {
                 continue;
             }
@@ -437,7 +449,7 @@ mod v4l2 {
     }
 
     impl Stream {
-        pub(super) fn open(path: &Path) -> Result<Stream, String> {
+        pub(super) fn open(path: &Path, layouts: &[Layout]) -> Result<Stream, String> {
             let shown = path.display();
             let device = Device::open(path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::PermissionDenied => format!(
@@ -446,7 +458,7 @@ mod v4l2 {
                 std::io::ErrorKind::NotFound => format!("There is no camera at {shown}."),
                 _ => format!("Cannot open the camera {shown}: {e}."),
             })?;
-            let layout = best_layout(&device).ok_or_else(|| {
+            let layout = best_layout(&device, layouts).ok_or_else(|| {
                 format!("The camera {shown} offers no picture format Strand can read.")
             })?;
             let capture = device
