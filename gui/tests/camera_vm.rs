@@ -6,7 +6,8 @@
 //! the capture node, so a QR code written to one is what the camera code
 //! sees on the other: device discovery, format negotiation, memory-mapped
 //! streaming, waiting for frames, turning them into grey levels and
-//! decoding, all on the kernel's own V4L2 stack.
+//! decoding, all on the kernel's own V4L2 stack; and then the app's own
+//! "Scan their code with the camera" filling the invite field.
 #![cfg(target_os = "linux")]
 
 use std::fs::File;
@@ -18,7 +19,11 @@ use std::time::{Duration, Instant};
 use image::GrayImage;
 use linuxvideo::format::{PixFormat, PixelFormat};
 use linuxvideo::Device;
+use slint::ComponentHandle;
 use strand_gui::camera::{self, Layout, Report};
+use strand_gui::{
+    AddContactAdapter, AppAdapter, AppWindow, CameraAdapter, OnboardingAdapter, Screen,
+};
 
 /// vivid's "Loop Video" control (capture node): output frames become the
 /// capture's.
@@ -302,4 +307,53 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
         );
         drop(output);
     }
+
+    // The app itself: on the add-contact screen, "Scan their code with
+    // the camera" reads Carol's invite into the code field.
+    let h = strand_gui::headless::Headless::install(1040, 700).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ui = AppWindow::new().unwrap();
+    let _app = strand_gui::init(
+        &ui,
+        strand_gui::Options {
+            profile: tmp.path().join("alice"),
+            node: strand_node::NodeConfig {
+                lan: None,
+                ..Default::default()
+            },
+            kdf: Some(strand_node::KdfParams::insecure_for_tests()),
+            dark: false,
+        },
+    );
+    let onboarding = ui.global::<OnboardingAdapter>();
+    assert!(h.pump_until(WAIT, || !onboarding.get_profile_path().is_empty()));
+    let pass = "copper kettle under the violet moon";
+    onboarding.invoke_create("Alice".into(), pass.into(), pass.into());
+    assert!(h.pump_until(WAIT, || ui.global::<AppAdapter>().get_screen()
+        == Screen::Chats));
+    let cam = ui.global::<CameraAdapter>();
+    assert_eq!(cam.get_camera(), cams[0].name.as_str(), "the button shows");
+    let carol = strand_sync::Identity::generate("Carol", &mut strand_node::os_rng()).unwrap();
+    let carols = carol.invite().to_text();
+    // The app picks the camera's cheapest format: GREY on vivid.
+    let grey = PixelFormat::from_fourcc(Layout::Grey.fourcc());
+    let output = Device::open(&out)
+        .unwrap()
+        .video_output(PixFormat::new(1280, 720, grey))
+        .unwrap();
+    let f = output.format();
+    let (stride, size) = (f.bytes_per_line() as usize, f.size_image() as usize);
+    show(&output, &pack(&scene(&carols), Layout::Grey, stride, size));
+    cam.invoke_start("invite".into());
+    assert_eq!(cam.get_scanning(), "invite");
+    let add = ui.global::<AddContactAdapter>();
+    assert!(
+        h.pump_until(WAIT, || !add.get_scanned_code().is_empty()),
+        "status: {}",
+        cam.get_status()
+    );
+    assert_eq!(add.get_scanned_code().as_str(), carols);
+    assert_eq!(cam.get_scanning(), "");
+    assert_eq!(add.get_image_error(), "");
+    drop(output);
 }
