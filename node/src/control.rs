@@ -32,9 +32,10 @@ pub enum Request {
         /// Text.
         text: String,
     },
-    /// One page of the conversation with a contact, oldest first: at most
-    /// `limit` messages (default and most [`READ_PAGE`]) from `from` on
-    /// (the `next` of the previous page; the start if absent).
+    /// One page of the conversation with a contact, in the order shown
+    /// (see [`crate::Position`]): at most `limit` messages (default and
+    /// most [`READ_PAGE`]) from `from` on (the `next` of the previous page;
+    /// the start if absent). What it returns is marked read.
     Read {
         /// Contact name.
         contact: String,
@@ -90,7 +91,8 @@ pub struct MessageView {
     /// The author's timestamp, ms since the Unix epoch.
     pub time: u64,
     /// When it is shown (its place in the conversation): `time`, unless it
-    /// claimed to be older than what the conversation already showed.
+    /// claimed to be no newer than what the user had read or written, and
+    /// then when it arrived.
     #[serde(default)]
     pub shown: u64,
     /// When this device stored it, if known.

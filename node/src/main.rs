@@ -584,74 +584,87 @@ async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
 
 /// `strand read`.
 async fn read(ctx: &Ctx, name: &str, follow: bool) -> Result<()> {
-    // A page at a time: a long conversation is never held whole.
-    let mut from = None;
+    // With --follow, listen before reading, so that nothing arriving in
+    // between is missed.
+    let events = if follow {
+        let Some((r, rd)) = control::request(&ctx.dir, &Request::Follow).await? else {
+            bail!("--follow needs a running node (`strand run`)");
+        };
+        if !r.ok {
+            bail!(r.error.unwrap_or_default());
+        }
+        Some(rd)
+    } else {
+        None
+    };
     let mut profile = None;
+    let mut last = None;
+    print_after(ctx, name, &mut profile, &mut last).await?;
+    let Some(mut rd) = events else {
+        return Ok(());
+    };
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    while rd.read_line(&mut line).await? > 0 {
+        if let Ok(NodeEvent::Received { contact, .. }) = serde_json::from_str(&line) {
+            if contact == name {
+                // Read back from the store: where it is shown, and marked
+                // read, as the pages before it.
+                print_after(ctx, name, &mut profile, &mut last).await?;
+            }
+        }
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Prints the conversation after `last` (from the start if `None`), a
+/// page at a time (a long conversation is never held whole), through the
+/// running node or else from the profile, and moves `last` to the last
+/// message printed. Each page is marked read.
+async fn print_after(
+    ctx: &Ctx,
+    name: &str,
+    profile: &mut Option<Profile>,
+    last: &mut Option<control::Cursor>,
+) -> Result<()> {
+    let mut from = last.clone();
     loop {
         let request = Request::Read {
             contact: name.to_owned(),
             from: from.clone(),
             limit: None,
         };
-        let page: control::ReadPage = match &profile {
+        let page: control::ReadPage = match profile.as_ref() {
             Some(p) => control::read_page(p, name, from.as_ref(), None).map_err(|e| anyhow!(e))?,
             None => match ask(&ctx.dir, &request).await? {
                 Some(v) => serde_json::from_value(v)?,
-                None if follow => bail!("--follow needs a running node (`strand run`)"),
                 None => {
                     let p = open_profile(ctx)?;
                     let page = control::read_page(&p, name, from.as_ref(), None)
                         .map_err(|e| anyhow!(e))?;
-                    profile = Some(p);
+                    *profile = Some(p);
                     page
                 }
             },
         };
         for m in &page.messages {
+            // A page starts at its cursor, inclusive: skip what was printed.
+            if last.as_ref().is_some_and(|c| c.id == m.id) {
+                continue;
+            }
             print_message(m, ctx.json)?;
+            *last = Some(control::Cursor {
+                shown: Some(m.shown),
+                time: m.time,
+                id: m.id.clone(),
+            });
         }
         match page.next {
             Some(next) => from = Some(next),
-            None => break,
+            None => return Ok(()),
         }
     }
-    if !follow {
-        return Ok(());
-    }
-    let Some((r, mut rd)) = control::request(&ctx.dir, &Request::Follow).await? else {
-        bail!("the node stopped");
-    };
-    if !r.ok {
-        bail!(r.error.unwrap_or_default());
-    }
-    use tokio::io::AsyncBufReadExt;
-    let mut line = String::new();
-    while rd.read_line(&mut line).await? > 0 {
-        if let Ok(NodeEvent::Received {
-            contact,
-            time,
-            id,
-            text,
-        }) = serde_json::from_str(&line)
-        {
-            if contact == name {
-                // It arrived now, below everything shown before.
-                let received = now();
-                let m = MessageView {
-                    time,
-                    shown: time.max(received),
-                    received: Some(received),
-                    id,
-                    from: contact,
-                    text,
-                    delivery: None,
-                };
-                print_message(&m, ctx.json)?;
-            }
-        }
-        line.clear();
-    }
-    Ok(())
 }
 
 /// `strand status`.

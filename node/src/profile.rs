@@ -23,7 +23,7 @@ use strand_sync::{
 use zeroize::Zeroizing;
 
 use crate::crypto::{open, passphrase_key, seal, KdfParams};
-use crate::schema::{self, meta, CONTACTS, DB_FILE, MESSAGES, META, OUTBOX, SEEN, SHOWN};
+use crate::schema::{self, meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
 use crate::writer::Writer;
@@ -93,7 +93,7 @@ pub struct StoredMessage {
     /// Its sync key (the author's timestamp, id).
     pub key: Key,
     /// When it is shown: the author's time, or when it arrived if it
-    /// claimed to be older than what its conversation already showed
+    /// claimed to be no newer than what the user had read or written
     /// (see [`Position`]).
     pub shown: Time,
     /// When this device stored it; `None` for messages stored before
@@ -421,6 +421,7 @@ impl Profile {
             txn.open_table(OUTBOX).map_err(db_error)?;
             txn.open_table(SHOWN).map_err(db_error)?;
             txn.open_table(SEEN).map_err(db_error)?;
+            txn.open_table(FLOOR).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         restrict_permissions(&dir.join(DB_FILE));
@@ -896,6 +897,14 @@ impl Profile {
         self.write_txn_async(move |txn| {
             let mut batch = batch;
             let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
+            store
+                .look_ahead(
+                    batch
+                        .iter()
+                        .filter(|i| *i.verdict() == Verdict::Valid)
+                        .map(|i| (i.group(), i.message())),
+                )
+                .map_err(db_error)?;
             for item in batch.iter_mut() {
                 if *item.verdict() == Verdict::Valid {
                     let new = store
@@ -1116,6 +1125,7 @@ fn seal_file(
         copy!(OUTBOX);
         copy!(SHOWN);
         copy!(SEEN);
+        copy!(FLOOR);
         copy!(RECORDS);
         to.commit().map_err(db_error)?;
     }

@@ -13,14 +13,15 @@
 //! | `records` | group id (32) ‖ author's signing key (32) | key in `messages` of that author's newest reach record (72) |
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
 //! | `shown` | group id (32) ‖ position (48): shown at (u64 BE) ‖ time (u64 BE) ‖ message id (32) | received at (u64 BE, 0 if unknown) ‖ flags (u8; 1 = a contact wrote it) |
-//! | `seen` | group id (32) | position (48) of the newest message the user has seen |
+//! | `seen` | group id (32) | position (48) of the newest text the user has read (the read mark) |
+//! | `floor` | group id (32) | position (48) of the newest of the read mark and the user's own texts |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
 //! them ([`crate::store::Position`]): a message is shown at its author's
-//! time unless it claims to be no newer than what the conversation
-//! already shows, and then when it arrived, below everything there.
-//! Unread counts are taken from it too, so a backdated message can
-//! neither slip into history nor arrive unnoticed.
+//! time unless it claims to be no newer than the conversation's `floor`
+//! (what the user read or wrote), and then when it arrived, above the
+//! floor. Unread counts are the contact's texts after the read mark, so a
+//! backdated message can neither slip into history nor arrive unnoticed.
 //!
 //! `meta` holds: `schema` (u32 LE), `identity` (the identity's secret keys
 //! and name, sealed under the root key), and, once relays are used,
@@ -44,6 +45,8 @@
 //! copies, so a torn write of it reads as before or after.
 
 use redb::TableDefinition;
+
+use crate::store::Position;
 
 /// The schema this code writes. A file with a newer one is refused; an
 /// older one is migrated by [`migrate`].
@@ -71,9 +74,13 @@ const READ: TableDefinition<[u8; 32], [u8; 40]> = TableDefinition::new("read");
 /// Texts of every conversation in the order they are shown (see the
 /// module docs), with when each arrived. Since schema version 3.
 pub const SHOWN: TableDefinition<[u8; 80], [u8; 9]> = TableDefinition::new("shown");
-/// Per conversation, the position of the newest text the user has seen.
-/// Since schema version 3.
+/// Per conversation, the position of the newest text the user has read
+/// (for unread counts). Since schema version 3.
 pub const SEEN: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("seen");
+/// Per conversation, the newest of the read mark and the user's own texts:
+/// a contact's text dated at or before it is shown when it arrives. Since
+/// schema version 3.
+pub const FLOOR: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("floor");
 
 /// Names of `meta` entries.
 pub mod meta {
@@ -104,8 +111,10 @@ pub mod meta {
 /// * 1 → 2: added the `read` table (every conversation started unread up
 ///   to its newest message being opened).
 /// * 2 → 3 (and 1 → 3): lists every stored text in `shown`, at its
-///   author's time (when they arrived was not kept: 0), and moves each
-///   conversation's `read` mark into `seen`; drops `read`.
+///   author's time (when they arrived was not kept: 0), moves each
+///   conversation's `read` mark into `seen` (a version 1 store has none:
+///   its conversations start unread), sets each `floor` to the newest of
+///   that mark and the user's own texts, and drops `read`.
 pub fn migrate(
     db: &redb::Database,
     from: u32,
@@ -117,11 +126,13 @@ pub fn migrate(
         1 | 2 => {
             let mut txn = db.begin_write().map_err(db_error)?;
             txn.set_two_phase_commit(true);
-            list_shown(&txn, me)?;
+            let own = list_shown(&txn, me)?;
+            txn.open_table(SEEN).map_err(db_error)?;
             if from == 2 {
                 move_read_marks(&txn)?;
                 txn.delete_table(READ).map_err(db_error)?;
             }
+            set_floors(&txn, own)?;
             txn.open_table(META)
                 .map_err(db_error)?
                 .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
@@ -139,13 +150,15 @@ fn db_error(e: impl Into<redb::Error>) -> crate::ProfileError {
 }
 
 /// Version 3's `shown`, for a store that has none: every text at its
-/// author's time.
+/// author's time. Returns the position of the user's newest text in each
+/// conversation.
 fn list_shown(
     txn: &redb::WriteTransaction,
     me: &strand_sync::AuthorId,
-) -> Result<(), crate::ProfileError> {
-    use crate::store::{shown_key, shown_value, sync_key, Position};
+) -> Result<Vec<([u8; 32], Position)>, crate::ProfileError> {
+    use crate::store::{shown_key, shown_value, sync_key};
     use redb::ReadableTable;
+    let mut own: std::collections::BTreeMap<[u8; 32], Position> = Default::default();
     let messages = txn.open_table(MESSAGES).map_err(db_error)?;
     let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
     for entry in messages.iter().map_err(db_error)? {
@@ -162,9 +175,35 @@ fn list_shown(
             shown: key.time,
             key,
         };
+        let incoming = msg.author() != *me;
         shown
-            .insert(&shown_key(&group, &at), shown_value(0, msg.author() != *me))
+            .insert(&shown_key(&group, &at), shown_value(0, incoming))
             .map_err(db_error)?;
+        if !incoming {
+            // Keys come in order: the last one seen is the newest.
+            own.insert(group.0, at);
+        }
+    }
+    Ok(own.into_iter().collect())
+}
+
+/// Each conversation's floor: the newest of its read mark and `own`.
+fn set_floors(
+    txn: &redb::WriteTransaction,
+    own: Vec<([u8; 32], Position)>,
+) -> Result<(), crate::ProfileError> {
+    use redb::ReadableTable;
+    let seen = txn.open_table(SEEN).map_err(db_error)?;
+    let mut floors = txn.open_table(FLOOR).map_err(db_error)?;
+    let mut all: std::collections::BTreeMap<[u8; 32], Position> = own.into_iter().collect();
+    for entry in seen.iter().map_err(db_error)? {
+        let (group, mark) = entry.map_err(db_error)?;
+        let mark = Position::from_bytes(&mark.value());
+        let f = all.entry(group.value()).or_insert(mark);
+        *f = (*f).max(mark);
+    }
+    for (group, at) in all {
+        floors.insert(&group, at.to_bytes()).map_err(db_error)?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use strand_sync::{
     AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time, WriteStore,
 };
 
-use crate::schema::{MESSAGES, RECORDS, SEEN, SHOWN};
+use crate::schema::{FLOOR, MESSAGES, RECORDS, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
 /// (group, time, id) order.
@@ -36,13 +36,18 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
 }
 
 /// Where a message sits in its conversation as shown, oldest first: the
-/// time it is shown at, then its sync key. A message is shown at its
-/// author's time, unless it claims to be no newer than what the user has
-/// already seen of the conversation (the read mark, which also moves to
-/// each message the user writes): then it is shown when it arrived,
-/// below what was seen, and counts as unread. So a contact cannot slip a
-/// message into history by backdating it. Messages that arrive together
-/// keep their authors' order among themselves.
+/// time it is shown at, then its sync key.
+///
+/// Each conversation has a *floor* ([`FLOOR`]): the newest of what the
+/// user has read (the read mark, [`SEEN`](crate::schema::SEEN)) and what
+/// they wrote. A
+/// contact's message is shown at its author's time, unless it claims to
+/// be no newer than the floor; then it is *late*, and shown when it
+/// arrived (never at or below the floor). The other messages of the same
+/// conversation that arrive in the same transaction and are not dated
+/// ahead of their arrival are late too, so what arrives together keeps its
+/// author's order. A late message is below what was seen and counts as
+/// unread: a contact cannot slip a message into history by backdating it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     /// The time it is shown at, ms since the Unix epoch.
@@ -102,25 +107,24 @@ pub(crate) fn shown_value(received: Time, incoming: bool) -> [u8; 9] {
 /// Flag in a [`SHOWN`] value: a contact wrote it.
 pub(crate) const SHOWN_INCOMING: u8 = 1;
 
-/// Where a message written at `time` and arriving at `now` is shown, in
-/// a conversation whose user has seen up to `seen`.
-pub(crate) fn show_at(seen: Option<&Position>, time: Time, now: Time) -> Time {
-    match seen {
-        Some(s) if time <= s.shown => now.max(s.shown.saturating_add(1)),
-        _ => time,
-    }
+/// Whether a contact's message dated `time` is late in a conversation
+/// whose floor is `floor`.
+fn is_late(floor: Option<&Position>, time: Time) -> bool {
+    floor.is_some_and(|f| time <= f.shown)
 }
 
 /// Stores messages in one write transaction: each in [`MESSAGES`], a
 /// record ([`Kind::REACH`]) also in [`RECORDS`] (so the newest of an
 /// author's is found without scanning the conversation), a text also in
-/// [`SHOWN`] with the time it arrived. A text the user wrote moves the
-/// read mark ([`SEEN`]) to itself: they saw the conversation to write it.
+/// [`SHOWN`] at its [`Position`], with the time it arrived. A text the
+/// user wrote raises the conversation's floor to itself.
 pub(crate) struct Inserter<'t> {
     txn: &'t WriteTransaction,
     messages: Table<'t, [u8; 72], &'static [u8]>,
     shown: Table<'t, [u8; 80], [u8; 9]>,
-    seen: Table<'t, [u8; 32], [u8; 48]>,
+    floors: Table<'t, [u8; 32], [u8; 48]>,
+    /// Conversations with a late message in this transaction.
+    late: std::collections::HashSet<GroupId>,
     me: AuthorId,
     now: Time,
 }
@@ -136,10 +140,37 @@ impl<'t> Inserter<'t> {
             txn,
             messages: txn.open_table(MESSAGES)?,
             shown: txn.open_table(SHOWN)?,
-            seen: txn.open_table(SEEN)?,
+            floors: txn.open_table(FLOOR)?,
+            late: Default::default(),
             me,
             now,
         })
+    }
+
+    fn floor(&self, group: &GroupId) -> Result<Option<Position>, redb::Error> {
+        Ok(self
+            .floors
+            .get(&group.0)?
+            .map(|v| Position::from_bytes(&v.value())))
+    }
+
+    /// Looks at a batch before it is stored: if any of its texts from a
+    /// contact is late, every one of that conversation's texts in this
+    /// transaction is (see [`Position`]), whatever order they come in.
+    pub(crate) fn look_ahead<'m>(
+        &mut self,
+        batch: impl IntoIterator<Item = (&'m GroupId, &'m Message)>,
+    ) -> Result<(), redb::Error> {
+        for (group, message) in batch {
+            if message.kind() == Kind::TEXT
+                && message.author() != self.me
+                && !self.late.contains(group)
+                && is_late(self.floor(group)?.as_ref(), message.key().time)
+            {
+                self.late.insert(*group);
+            }
+        }
+        Ok(())
     }
 
     /// Stores `message` unless it is there. Returns whether it was new.
@@ -167,19 +198,23 @@ impl<'t> Inserter<'t> {
                 }
             }
             Kind::TEXT => {
-                let seen = self
-                    .seen
-                    .get(&group.0)?
-                    .map(|v| Position::from_bytes(&v.value()));
-                let at = Position {
-                    shown: show_at(seen.as_ref(), key.time, self.now),
-                    key,
-                };
+                let floor = self.floor(group)?;
                 let incoming = message.author() != self.me;
+                let late = incoming
+                    && (is_late(floor.as_ref(), key.time)
+                        || (self.late.contains(group) && key.time <= self.now));
+                let shown = match floor {
+                    Some(f) if late => self.now.max(f.shown.saturating_add(1)),
+                    _ => key.time,
+                };
+                if late {
+                    self.late.insert(*group);
+                }
+                let at = Position { shown, key };
                 self.shown
                     .insert(&shown_key(group, &at), shown_value(self.now, incoming))?;
-                if !incoming && seen.is_none_or(|s| s < at) {
-                    self.seen.insert(&group.0, at.to_bytes())?;
+                if !incoming && floor.is_none_or(|f| f < at) {
+                    self.floors.insert(&group.0, at.to_bytes())?;
                 }
             }
             _ => {}
@@ -346,5 +381,91 @@ impl Store for RedbStore {
             Some((txn, _)) => walk(&txn.open_table(MESSAGES)?, group, range, visit),
             None => ReadView::new(&self.db)?.scan(group, range, visit),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SEEN;
+    use redb::ReadableDatabase;
+    use strand_sync::Identity;
+
+    const HOUR: Time = 3_600_000;
+
+    /// A contact's texts dated 10:00, 11:00, 13:00 and 14:00 arrive
+    /// together at 18:00, in any order, in a conversation read up to
+    /// 12:00: all four are late, in their author's order.
+    #[test]
+    fn what_arrives_together_keeps_its_authors_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::create(tmp.path().join("t.redb")).unwrap();
+        let rng = &mut crate::os_rng();
+        let alice = Identity::generate("Alice", rng).unwrap();
+        let bob = Identity::generate("Bob", rng).unwrap();
+        let group = bob.contact(&alice.public()).unwrap().direct_group().clone();
+        let at = |h: Time| {
+            Message::create(
+                &bob,
+                &group,
+                h * HOUR,
+                Kind::TEXT,
+                b"x",
+                &mut crate::os_rng(),
+            )
+            .unwrap()
+        };
+        let (ten, eleven, one, two) = (at(10), at(11), at(13), at(14));
+        let mark = Position {
+            shown: 12 * HOUR,
+            key: Key {
+                time: 12 * HOUR,
+                id: MessageId([0; 32]),
+            },
+        };
+        let order = |look_ahead: bool| {
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(SHOWN).unwrap();
+            txn.delete_table(MESSAGES).unwrap();
+            txn.open_table(FLOOR)
+                .unwrap()
+                .insert(&group.id.0, mark.to_bytes())
+                .unwrap();
+            {
+                let mut store = Inserter::new(&txn, alice.public().sign, 18 * HOUR).unwrap();
+                let batch = [&one, &ten, &two, &eleven];
+                if look_ahead {
+                    store
+                        .look_ahead(batch.iter().map(|m| (&group.id, *m)))
+                        .unwrap();
+                }
+                for m in batch {
+                    assert!(store.insert(&group.id, m).unwrap());
+                }
+            }
+            txn.commit().unwrap();
+            let read = db.begin_read().unwrap();
+            let shown = read.open_table(SHOWN).unwrap();
+            shown
+                .iter()
+                .unwrap()
+                .map(|e| shown_position(&e.unwrap().0.value()))
+                .map(|p| (p.shown / HOUR, p.key.time / HOUR))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(true),
+            [(18, 10), (18, 11), (18, 13), (18, 14)],
+            "late together, in their author's order"
+        );
+        // One message at a time (no look-ahead), the 13:00 one comes before
+        // the first late one and stays at its time.
+        assert_eq!(order(false), [(13, 13), (18, 10), (18, 11), (18, 14)]);
+        // Nothing here touches the read mark.
+        let read = db.begin_read().unwrap();
+        assert!(matches!(
+            read.open_table(SEEN),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
     }
 }

@@ -7,16 +7,16 @@
 //! decrypts just the rows on screen.
 //!
 //! Conversations are in the order messages are shown, not the order their
-//! authors claim ([`Position`]): a message claiming to be older than what
-//! the conversation already showed goes below it, counts as unread, and
-//! carries when it arrived so a UI can mark the gap
+//! authors claim ([`Position`]): a message claiming to be no newer than
+//! what the user read or wrote goes above that, at its arrival, counts as
+//! unread, and carries when it arrived so a UI can mark the gap
 //! ([`StoredMessage::skew`]).
 
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{GroupId, Kind, Message};
 
 use crate::profile::db_error;
-use crate::schema::{MESSAGES, OUTBOX, SEEN, SHOWN};
+use crate::schema::{FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN};
 use crate::store::{shown_key, shown_position, table_key, Position, SHOWN_INCOMING};
 use crate::{Delivery, Profile, ProfileError, StoredMessage};
 
@@ -181,20 +181,22 @@ impl Profile {
     }
 
     /// Records that the user has seen the conversation with `contact` up
-    /// to `up_to`. Never moves the mark back.
+    /// to `up_to`, and raises its floor there (see [`Position`]). Never
+    /// moves either back.
     pub fn mark_read(&self, contact: &str, up_to: &Position) -> Result<(), ProfileError> {
         let group: GroupId = self.direct_group(contact)?.id;
         let up_to = *up_to;
         self.write_txn(move |txn| {
-            let mut seen = txn.open_table(SEEN).map_err(db_error)?;
-            let current = seen
-                .get(&group.0)
-                .map_err(db_error)?
-                .map(|v| Position::from_bytes(&v.value()));
-            if current.is_some_and(|c| c >= up_to) {
-                return Ok(());
+            for table in [SEEN, FLOOR] {
+                let mut t = txn.open_table(table).map_err(db_error)?;
+                let current = t
+                    .get(&group.0)
+                    .map_err(db_error)?
+                    .map(|v| Position::from_bytes(&v.value()));
+                if current.is_none_or(|c| c < up_to) {
+                    t.insert(&group.0, up_to.to_bytes()).map_err(db_error)?;
+                }
             }
-            seen.insert(&group.0, up_to.to_bytes()).map_err(db_error)?;
             Ok(())
         })
     }

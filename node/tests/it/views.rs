@@ -66,14 +66,16 @@ fn summaries_show_the_newest_message_and_unread_count() {
     // The mark never moves back.
     p.mark_read("Bob", &keys[0]).unwrap();
     assert_eq!(p.summaries().unwrap()[0].unread, 2);
-    // Writing in a conversation means having read it; my message is
-    // never unread.
+    // Writing is not reading (`strand send` shows nothing): the two
+    // unread stay unread, and my message is never unread.
     p.write("Bob", "my reply", NOW + 10, &mut os_rng()).unwrap();
     let s = p.summaries().unwrap();
-    assert_eq!(s[0].unread, 0);
+    assert_eq!(s[0].unread, 2);
     let last = s[0].last.as_ref().unwrap();
     assert_eq!(last.text, "my reply");
     assert_eq!(last.delivery, Some(Delivery::Queued));
+    p.mark_read("Bob", &last.position()).unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 0);
     // Marks survive a restart.
     let dir = p.dir().to_path_buf();
     drop(p);
