@@ -374,7 +374,19 @@ fn run(
 ) -> Result<String, String> {
     #[cfg(target_os = "linux")]
     {
-        let mut stream = v4l2::Stream::open(camera, layouts)?;
+        // A scan just stopped may still hold the camera for a frame or
+        // two: a busy camera is tried again for a while.
+        let mut tries = 0;
+        let mut stream = loop {
+            match v4l2::Stream::open(camera, layouts) {
+                Ok(s) => break s,
+                Err((true, _)) if tries < 20 && !stop.load(Ordering::Relaxed) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err((_, message)) => return Err(message),
+            }
+        };
         watch(stop, accept, report, &mut |f| stream.next(f))
     }
     #[cfg(not(target_os = "linux"))]
@@ -449,35 +461,54 @@ mod v4l2 {
     }
 
     impl Stream {
-        pub(super) fn open(path: &Path, layouts: &[Layout]) -> Result<Stream, String> {
+        /// The camera at `path`, streaming; or whether it was busy, and
+        /// what to tell the user.
+        pub(super) fn open(path: &Path, layouts: &[Layout]) -> Result<Stream, (bool, String)> {
+            Stream::open_inner(path, layouts).map_err(|e| {
+                let busy = e.1.raw_os_error() == Some(libc::EBUSY);
+                (busy, e.0)
+            })
+        }
+
+        fn open_inner(path: &Path, layouts: &[Layout]) -> Result<Stream, (String, std::io::Error)> {
             let shown = path.display();
-            let device = Device::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => format!(
-                    "Cannot open the camera {shown}: permission denied (is your user in the `video` group?)."
-                ),
-                std::io::ErrorKind::NotFound => format!("There is no camera at {shown}."),
-                _ => format!("Cannot open the camera {shown}: {e}."),
+            let device = Device::open(path).map_err(|e| {
+                let m = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => format!(
+                        "Cannot open the camera {shown}: permission denied (is your user in the `video` group?)."
+                    ),
+                    std::io::ErrorKind::NotFound => format!("There is no camera at {shown}."),
+                    _ => format!("Cannot open the camera {shown}: {e}."),
+                };
+                (m, e)
             })?;
-            let layout = best_layout(&device, layouts).ok_or_else(|| {
-                format!("The camera {shown} offers no picture format Strand can read.")
-            })?;
+            let unsupported = || {
+                (
+                    format!("The camera {shown} offers no picture format Strand can read."),
+                    std::io::Error::from(std::io::ErrorKind::Unsupported),
+                )
+            };
+            let layout = best_layout(&device, layouts).ok_or_else(unsupported)?;
             let capture = device
                 .video_capture(PixFormat::new(
                     1280,
                     720,
                     PixelFormat::from_fourcc(layout.fourcc()),
                 ))
-                .map_err(|e| format!("The camera {shown} refused to start: {e}."))?;
+                .map_err(|e| (format!("The camera {shown} refused to start: {e}."), e))?;
             let format = capture.format();
             let layout =
                 Layout::from_fourcc(format.pixel_format().as_fourcc()).ok_or_else(|| {
-                    format!("The camera {shown} chose a picture format Strand cannot read.")
+                    (
+                        format!("The camera {shown} chose a picture format Strand cannot read."),
+                        std::io::Error::from(std::io::ErrorKind::Unsupported),
+                    )
                 })?;
             let (width, height, stride) =
                 (format.width(), format.height(), format.bytes_per_line());
             let stream = capture
                 .into_stream()
-                .map_err(|e| format!("The camera {shown} would not stream: {e}."))?;
+                .map_err(|e| (format!("The camera {shown} would not stream: {e}."), e))?;
             tracing::info!("camera {shown}: {}×{} {:?}", width, height, layout);
             Ok(Stream {
                 stream,

@@ -355,5 +355,24 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
     assert_eq!(add.get_scanned_code().as_str(), carols);
     assert_eq!(cam.get_scanning(), "");
     assert_eq!(add.get_image_error(), "");
+    // Stop and start again at once: the stopped scan lets the camera go,
+    // and what it reports late changes nothing.
+    add.set_scanned_code("".into());
+    cam.invoke_start("invite".into());
+    cam.invoke_stop();
+    assert_eq!(cam.get_scanning(), "");
+    cam.invoke_start("invite".into());
+    assert!(
+        h.pump_until(WAIT, || !add.get_scanned_code().is_empty()),
+        "status: {}",
+        cam.get_status()
+    );
+    assert_eq!(add.get_scanned_code().as_str(), carols);
+    assert_eq!(cam.get_scanning(), "");
+    // Leaving the screen stops a scan.
+    cam.invoke_start("invite".into());
+    assert_eq!(cam.get_scanning(), "invite");
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Network);
+    assert_eq!(cam.get_scanning(), "");
     drop(output);
 }

@@ -3,8 +3,7 @@
 //! scan runs on its own thread; its previews and its result come back to
 //! the UI thread, and a result is handled as one read from an image.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
 
 use slint::{ComponentHandle, Image, Rgb8Pixel, SharedPixelBuffer};
 
@@ -60,12 +59,34 @@ fn first_camera() -> Option<camera::Camera> {
     camera::cameras().into_iter().next()
 }
 
+thread_local! {
+    /// The scan running, if any, and its number (on the UI thread).
+    static SCAN: RefCell<Option<(u64, Scan)>> = const { RefCell::new(None) };
+    /// Numbers scans, so that what an older one reports is ignored.
+    static SCANS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether scan `n` is the one running.
+fn current(n: u64) -> bool {
+    SCAN.with_borrow(|s| s.as_ref().is_some_and(|(m, _)| *m == n))
+}
+
+/// Stops the scan running, if any (leaving a screen, locking, opening
+/// another conversation): the camera goes off and nothing it finds later
+/// is used.
+pub(crate) fn stop(ui: &AppWindow) {
+    if let Some((_, scan)) = SCAN.with_borrow_mut(|s| s.take()) {
+        scan.stop();
+    }
+    let a = ui.global::<CameraAdapter>();
+    a.set_scanning("".into());
+    a.set_status("".into());
+}
+
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let adapter = ui.global::<CameraAdapter>();
     adapter.set_camera(first_camera().map(|c| c.name).unwrap_or_default().into());
-    let scan: Rc<RefCell<Option<Scan>>> = Rc::default();
 
-    let running = scan.clone();
     let weak = ui.as_weak();
     let b = backend.clone();
     adapter.on_start(move |purpose| {
@@ -94,25 +115,26 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
         let weak = ui.as_weak();
         let b = b.clone();
+        let n = SCANS.get() + 1;
+        SCANS.set(n);
+        // A scan already running stops; its thread lets the camera go
+        // before the new one opens it (the driver serialises opens), and
+        // whatever it still reports is ignored.
+        if let Some((_, old)) = SCAN.with_borrow_mut(|s| s.take()) {
+            old.stop();
+        }
         let started = camera::start(
             &cam.path,
             move |t| purpose.accepts(t),
-            move |report| on_report(&weak, &b, purpose, &contact, report),
+            move |report| on_report(&weak, &b, n, purpose, &contact, report),
         );
-        // A scan already running is stopped by being replaced.
-        *running.borrow_mut() = Some(started);
+        SCAN.with_borrow_mut(|s| *s = Some((n, started)));
     });
 
-    let running = scan;
     let weak = ui.as_weak();
     adapter.on_stop(move || {
-        if let Some(s) = running.borrow_mut().take() {
-            s.stop();
-        }
         if let Some(ui) = weak.upgrade() {
-            let a = ui.global::<CameraAdapter>();
-            a.set_scanning("".into());
-            a.set_status("".into());
+            stop(&ui);
         }
     });
 }
@@ -121,6 +143,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 fn on_report(
     weak: &slint::Weak<AppWindow>,
     backend: &Backend,
+    n: u64,
     purpose: Purpose,
     contact: &str,
     report: Report,
@@ -132,20 +155,28 @@ fn on_report(
                 *px = Rgb8Pixel::new(*g, *g, *g);
             }
             let _ = weak.upgrade_in_event_loop(move |ui| {
-                ui.global::<CameraAdapter>()
-                    .set_preview(Image::from_rgb8(buffer));
+                if current(n) {
+                    ui.global::<CameraAdapter>()
+                        .set_preview(Image::from_rgb8(buffer));
+                }
             });
         }
         Report::Skipped(text) => {
             let message = purpose.skipped(&text);
             let _ = weak.upgrade_in_event_loop(move |ui| {
-                ui.global::<CameraAdapter>().set_status(message.into());
+                if current(n) {
+                    ui.global::<CameraAdapter>().set_status(message.into());
+                }
             });
         }
         Report::Done(result) => {
             let contact = contact.to_owned();
             let b = backend.clone();
             let _ = weak.upgrade_in_event_loop(move |ui| {
+                if !current(n) {
+                    return;
+                }
+                SCAN.with_borrow_mut(|s| s.take());
                 let a = ui.global::<CameraAdapter>();
                 a.set_scanning("".into());
                 match result {

@@ -393,6 +393,9 @@ pub(crate) fn open(core: &mut Core, contact: String) {
     core.open = Some(contact.clone());
     core.ui(move |ui| {
         let a = ui.global::<ConversationAdapter>();
+        if a.get_contact() != contact.as_str() {
+            super::camera::stop(&ui);
+        }
         a.set_contact(contact.into());
         a.set_error("".into());
         a.set_verify_open(false);

@@ -29,6 +29,9 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let weak = ui.as_weak();
     ui.global::<AppAdapter>().on_navigate(move |screen| {
         let Some(ui) = weak.upgrade() else { return };
+        if screen != ui.global::<AppAdapter>().get_screen() {
+            camera::stop(&ui);
+        }
         ui.global::<AppAdapter>().set_screen(screen);
         let chats = screen == Screen::Chats;
         b.job(move |core| {

@@ -27,6 +27,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let weak = ui.as_weak();
     adapter.on_lock(move || {
         let Some(ui) = weak.upgrade() else { return };
+        super::camera::stop(&ui);
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
         ui.global::<crate::OnboardingAdapter>().set_busy(true);
         b.job(lock);
