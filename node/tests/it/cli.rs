@@ -734,3 +734,61 @@ async fn read_is_paged_over_the_control_socket() {
     assert!(!bad.ok);
     assert!(bad.error.unwrap().contains("bad cursor"));
 }
+
+#[test]
+fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    b.ok(&["send", "alice", "queued before"]);
+    let (b_run, b_addr) = b.run(&[]);
+    let _b_run = Killed(b_run);
+    let (a_run, _) = a.run(&[&b_addr]);
+    let a_run = Killed(a_run);
+    eventually("the queued message", Duration::from_secs(60), || {
+        a.read("bob").len() == 1
+    });
+    let mut follow = a
+        .command()
+        .args(["read", "bob", "--follow", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(follow.stdout.take().unwrap());
+    let follow = Killed(follow);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(60)).expect("a line");
+    assert_eq!(
+        next()["text"],
+        "queued before",
+        "first the conversation so far"
+    );
+    b.ok(&["send", "alice", "one"]);
+    b.ok(&["send", "alice", "two"]);
+    let (one, two) = (next(), next());
+    assert_eq!(
+        (one["text"].as_str(), two["text"].as_str()),
+        (Some("one"), Some("two"))
+    );
+    for m in [&one, &two] {
+        // Read back from the store: its place and when it arrived.
+        assert!(m["shown"].as_u64() >= m["time"].as_u64(), "{m}");
+        assert!(m["received"].as_u64().is_some(), "{m}");
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "each once"
+    );
+    drop(follow);
+    drop(a_run);
+    // What --follow printed was marked read.
+    let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+    let s = p.summaries().unwrap();
+    assert_eq!((s[0].name.as_str(), s[0].unread), ("bob", 0));
+}
