@@ -97,6 +97,11 @@ impl Ledger {
     /// author past a budget, and counts the others as stored. Blocking
     /// (the first time a group is seen, its messages are counted). Returns
     /// whether anything was declined.
+    ///
+    /// The ledger stays locked for the whole batch: batches of one link
+    /// are checked while earlier ones are still being stored, and each
+    /// must see what the others took (a first count from the store would
+    /// not), or together they would overshoot the budget.
     pub(crate) fn apply(
         &self,
         profile: &Profile,
@@ -105,15 +110,18 @@ impl Ledger {
     ) -> Result<bool, ProfileError> {
         let me = profile.identity().public().sign;
         let mut declined = false;
+        let mut ledger = self.used.lock().expect("ledger lock");
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
             }
             let group = *item.group();
-            let seen = self.used.lock().expect("ledger lock").get(&group).copied();
-            let mut used = match seen {
+            let used = match ledger.get_mut(&group) {
                 Some(u) => u,
-                None => Ledger::count(profile, &group, &me)?,
+                None => {
+                    let counted = Ledger::count(profile, &group, &me)?;
+                    ledger.entry(group).or_insert(counted)
+                }
             };
             let n = item.message().as_bytes().len() as u64;
             let unknown = !known(item.message().kind());
@@ -128,7 +136,6 @@ impl Ledger {
                     used.unknown += n;
                 }
             }
-            self.used.lock().expect("ledger lock").insert(group, used);
         }
         Ok(declined)
     }
