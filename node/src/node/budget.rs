@@ -140,9 +140,89 @@ impl Ledger {
         Ok(declined)
     }
 
+    /// Gives back what [`Ledger::apply`] counted for messages of a stored
+    /// batch that were already there (another link brought them first):
+    /// they take no more room.
+    pub(crate) fn refund(&self, profile: &Profile, batch: &Inbound) {
+        let me = profile.identity().public().sign;
+        let mut ledger = self.used.lock().expect("ledger lock");
+        for item in batch.iter() {
+            if *item.verdict() != (Verdict::Stored { new: false }) || item.message().author() == me
+            {
+                continue;
+            }
+            if let Some(used) = ledger.get_mut(item.group()) {
+                let n = item.message().as_bytes().len() as u64;
+                used.all = used.all.saturating_sub(n);
+                if !known(item.message().kind()) {
+                    used.unknown = used.unknown.saturating_sub(n);
+                }
+            }
+        }
+    }
+
     /// Forgets what was counted (after a batch failed to store, the store
     /// is the truth again).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_sync::Identity;
+
+    #[test]
+    fn messages_that_were_already_stored_give_their_room_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let p = Profile::create(
+            &tmp.path().join("a"),
+            "Alice",
+            "pass phrase",
+            crate::KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        let bob = Identity::generate("Bob", rng).unwrap();
+        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        let group = bob
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        let now = crate::now();
+        let texts: Vec<Message> = (0..8)
+            .map(|i| {
+                Message::create(&bob, &group, now - 1000 + i, Kind::TEXT, &[b'x'; 1000], rng)
+                    .unwrap()
+            })
+            .collect();
+        let batch = || {
+            let mut b = Inbound::new(&group, texts.clone());
+            b.verify(now);
+            b
+        };
+        let budgets = Budgets {
+            per_contact: 12_000,
+            ..Budgets::default()
+        };
+        let ledger = Ledger::default();
+        let mut first = batch();
+        assert!(!ledger.apply(&p, &budgets, &mut first).unwrap(), "8 KB fit");
+        // Another link brought them first: nothing new was stored.
+        for item in first.iter_mut() {
+            item.set_stored(false);
+        }
+        ledger.refund(&p, &first);
+        let mut again = batch();
+        assert!(
+            !ledger.apply(&p, &budgets, &mut again).unwrap(),
+            "the same 8 KB, counted once"
+        );
+        // Counted, not given back: a third copy would be over.
+        let mut third = batch();
+        assert!(ledger.apply(&p, &budgets, &mut third).unwrap());
     }
 }

@@ -79,8 +79,9 @@ async fn check_and_store(
     }
     if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
         let stored = profile.store_inbound(batch).await;
-        if stored.is_err() {
-            node.ledger.forget();
+        match &stored {
+            Ok(batch) => node.ledger.refund(&profile, batch),
+            Err(_) => node.ledger.forget(),
         }
         stored
     } else {
