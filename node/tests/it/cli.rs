@@ -216,12 +216,18 @@ fn a_receiver_killed_mid_sync_loses_and_duplicates_nothing() {
     let mut b_run = Killed(b_run);
     let (a_run, _) = a.run(&[&b_addr]);
     let _a_run = Killed(a_run);
+    // Polled with `status` (a count), not `read` (the whole conversation,
+    // which takes longer than the rest of the sync).
     eventually(
         "bob to receive part of the sync",
         Duration::from_secs(60),
         || {
-            let n = b.cmd(&["read", "alice", "--json"]);
-            n.status.success() && !n.stdout.is_empty()
+            let out = b.cmd(&["status", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v["messages"].as_u64())
+                    .is_some_and(|n| n > 0)
         },
     );
     // kill -9 in the middle.
@@ -244,8 +250,14 @@ fn a_receiver_killed_mid_sync_loses_and_duplicates_nothing() {
     };
     let (b_run2, _) = b.run(&[&a_addr]);
     let _b_run2 = Killed(b_run2);
+    let stored = || {
+        let out = b.cmd(&["status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["messages"].as_u64())
+    };
     eventually("all 10,000 at bob", Duration::from_secs(120), || {
-        b.read("alice").len() == 10_000
+        stored() == Some(10_000)
     });
     let m = b.read("alice");
     let mut ids: Vec<_> = m
