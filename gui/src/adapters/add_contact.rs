@@ -103,6 +103,13 @@ pub fn invite_from_image(path: &std::path::Path) -> Result<String, String> {
     invite_from_texts(&crate::scan::decode_file(path)?)
 }
 
+/// Whether a QR text is a Strand invite, by its prefix (QR readers may
+/// give it back upper case).
+pub(crate) fn is_invite(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .starts_with(strand_sync::INVITE_PREFIX)
+}
+
 /// The invite among QR texts read from an image or a camera.
 pub fn invite_from_texts(texts: &[String]) -> Result<String, String> {
     let mut last = None;

@@ -29,27 +29,21 @@ impl Purpose {
 
     fn accepts(self, text: &str) -> bool {
         match self {
-            Purpose::Invite => text
-                .to_ascii_lowercase()
-                .starts_with(strand_sync::INVITE_PREFIX),
+            Purpose::Invite => super::add_contact::is_invite(text),
             Purpose::Safety => text.starts_with(strand_sync::SAFETY_QR_PREFIX),
         }
     }
 
-    /// What to tell the user about a code that is not the one sought.
+    /// What to tell the user about a code that is not the one sought: what
+    /// a photo of it would have said.
     fn skipped(self, text: &str) -> String {
-        let invite = Purpose::Invite.accepts(text);
-        let safety = Purpose::Safety.accepts(text);
+        let texts = [text.to_owned()];
         match self {
-            Purpose::Invite if safety => {
-                "That is a safety number, not an invite: open the conversation to compare it."
-                    .into()
-            }
-            Purpose::Safety if invite => {
-                "That is an invite code, not a safety number. Ask them to show the safety number of your conversation.".into()
-            }
-            Purpose::Invite => "That QR code is not a Strand invite.".into(),
-            Purpose::Safety => "That QR code is not a Strand safety number.".into(),
+            // Never an invite (that would have been accepted): the error.
+            Purpose::Invite => super::add_contact::invite_from_texts(&texts)
+                .err()
+                .unwrap_or_default(),
+            Purpose::Safety => super::conversation::not_a_safety_number(&texts),
         }
     }
 }

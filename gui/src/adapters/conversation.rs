@@ -368,15 +368,14 @@ pub(crate) fn check_texts(core: &mut Core, contact: &str, found: Result<Vec<Stri
             true,
             format!("The code matches your safety number with {contact}: marked verified."),
         ),
-        Ok(texts) if texts.iter().any(|t| t.to_ascii_lowercase().starts_with(strand_sync::INVITE_PREFIX)) => (
-            false,
-            "That is an invite code, not a safety number. Ask them to show the safety number of your conversation.".to_owned(),
-        ),
-        Ok(texts) if texts.iter().any(|t| t.starts_with(strand_sync::SAFETY_QR_PREFIX)) => (
+        Ok(texts)
+            if texts.iter().any(|t| t.starts_with(strand_sync::SAFETY_QR_PREFIX))
+                && !texts.iter().any(|t| super::add_contact::is_invite(t)) =>
+        (
             false,
             format!("That safety number does NOT match yours with {contact}. It may be another conversation's, or someone stands between you: do not mark {contact} verified."),
         ),
-        Ok(_) => (false, "That QR code is not a Strand safety number.".to_owned()),
+        Ok(texts) => (false, not_a_safety_number(&texts)),
     };
     if ok {
         set_verified(core, contact, true);
@@ -386,6 +385,15 @@ pub(crate) fn check_texts(core: &mut Core, contact: &str, found: Result<Vec<Stri
         a.set_scan_ok(ok);
         a.set_scan_result(message.into());
     });
+}
+
+/// What to tell the user about QR texts none of which is a safety number.
+pub(crate) fn not_a_safety_number(texts: &[String]) -> String {
+    if texts.iter().any(|t| super::add_contact::is_invite(t)) {
+        "That is an invite code, not a safety number. Ask them to show the safety number of your conversation.".to_owned()
+    } else {
+        "That QR code is not a Strand safety number.".to_owned()
+    }
 }
 
 /// Opens the conversation with `contact`.
