@@ -149,16 +149,19 @@ fn db_error(e: impl Into<redb::Error>) -> crate::ProfileError {
     crate::ProfileError::Db(crate::DbError::from(e.into()))
 }
 
+/// Per conversation (group id), a position.
+type Positions = std::collections::BTreeMap<[u8; 32], Position>;
+
 /// Version 3's `shown`, for a store that has none: every text at its
 /// author's time. Returns the position of the user's newest text in each
 /// conversation.
 fn list_shown(
     txn: &redb::WriteTransaction,
     me: &strand_sync::AuthorId,
-) -> Result<Vec<([u8; 32], Position)>, crate::ProfileError> {
+) -> Result<Positions, crate::ProfileError> {
     use crate::store::{shown_key, shown_value, sync_key};
     use redb::ReadableTable;
-    let mut own: std::collections::BTreeMap<[u8; 32], Position> = Default::default();
+    let mut own = Positions::new();
     let messages = txn.open_table(MESSAGES).map_err(db_error)?;
     let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
     for entry in messages.iter().map_err(db_error)? {
@@ -184,25 +187,22 @@ fn list_shown(
             own.insert(group.0, at);
         }
     }
-    Ok(own.into_iter().collect())
+    Ok(own)
 }
 
 /// Each conversation's floor: the newest of its read mark and `own`.
-fn set_floors(
-    txn: &redb::WriteTransaction,
-    own: Vec<([u8; 32], Position)>,
-) -> Result<(), crate::ProfileError> {
+fn set_floors(txn: &redb::WriteTransaction, own: Positions) -> Result<(), crate::ProfileError> {
     use redb::ReadableTable;
     let seen = txn.open_table(SEEN).map_err(db_error)?;
     let mut floors = txn.open_table(FLOOR).map_err(db_error)?;
-    let mut all: std::collections::BTreeMap<[u8; 32], Position> = own.into_iter().collect();
+    let mut newest = own;
     for entry in seen.iter().map_err(db_error)? {
         let (group, mark) = entry.map_err(db_error)?;
         let mark = Position::from_bytes(&mark.value());
-        let f = all.entry(group.value()).or_insert(mark);
+        let f = newest.entry(group.value()).or_insert(mark);
         *f = (*f).max(mark);
     }
-    for (group, at) in all {
+    for (group, at) in newest {
         floors.insert(&group, at.to_bytes()).map_err(db_error)?;
     }
     Ok(())
@@ -217,10 +217,16 @@ fn move_read_marks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileErr
     for entry in read.iter().map_err(db_error)? {
         let (group, mark) = entry.map_err(db_error)?;
         let mark = mark.value();
-        let mut at = [0u8; 48];
-        at[..8].copy_from_slice(&mark[..8]);
-        at[8..].copy_from_slice(&mark);
-        seen.insert(&group.value(), at).map_err(db_error)?;
+        let key = strand_sync::Key {
+            time: u64::from_be_bytes(mark[..8].try_into().expect("8 bytes")),
+            id: strand_sync::MessageId(mark[8..].try_into().expect("32 bytes")),
+        };
+        let at = Position {
+            shown: key.time,
+            key,
+        };
+        seen.insert(&group.value(), at.to_bytes())
+            .map_err(db_error)?;
     }
     Ok(())
 }
