@@ -7,30 +7,44 @@ use std::path::Path;
 
 use crate::profile::{new_profile, old_profile};
 use strand_node::{now, os_rng, schema, Delivery, Profile, ProfileError, SKEW_SHOWN, UNREAD_CAP};
-use strand_sync::{Identity, Key, Kind, Message, WriteStore};
+use strand_sync::{Group, Identity, Key, Kind, Message, WriteStore};
 
 const NOW: u64 = 1_700_000_000_000;
 
-/// Stores `n` texts from `from` to the profile's user, as sync would.
-fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
-    let group = from
-        .contact(&p.identity().public())
+/// The 1:1 group of `from` with the profile's user.
+fn group_with(p: &Profile, from: &Identity) -> Group {
+    from.contact(&p.identity().public())
         .unwrap()
         .direct_group()
-        .clone();
+        .clone()
+}
+
+/// A text from `from` in `group`, dated `time`.
+fn text_from(from: &Identity, group: &Group, time: u64, text: &str) -> Message {
+    Message::create(
+        from,
+        group,
+        time,
+        Kind::TEXT,
+        text.as_bytes(),
+        &mut os_rng(),
+    )
+    .unwrap()
+}
+
+/// Stores `n` texts from `from` to the profile's user, as sync would (one
+/// transaction: they arrive together).
+fn receive(p: &Profile, from: &Identity, n: usize, t0: u64) -> Vec<Key> {
+    let group = group_with(p, from);
     let mut store = p.store().unwrap();
     let mut keys = Vec::new();
     for i in 0..n {
-        let text = format!("from {} #{i}", from.name());
-        let m = Message::create(
+        let m = text_from(
             from,
             &group,
             t0 + i as u64,
-            Kind::TEXT,
-            text.as_bytes(),
-            &mut os_rng(),
-        )
-        .unwrap();
+            &format!("from {} #{i}", from.name()),
+        );
         assert!(store.insert(&group.id, &m).unwrap());
         keys.push(m.key());
     }
@@ -155,6 +169,36 @@ fn stored_version(dir: &Path) -> u32 {
     u32::from_le_bytes(v.value().try_into().unwrap())
 }
 
+/// Makes the profile in `dir` what schema `version` wrote: without the
+/// tables version 3 added (`shown`, `seen`, `floor`); `old` puts in what
+/// that version had.
+fn downgrade(dir: &Path, version: u32, old: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(schema::SHOWN).unwrap();
+    txn.delete_table(schema::SEEN).unwrap();
+    txn.delete_table(schema::FLOOR).unwrap();
+    old(&txn);
+    txn.open_table(schema::META)
+        .unwrap()
+        .insert(schema::meta::SCHEMA, &version.to_le_bytes()[..])
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+/// A wrong passphrase is refused and leaves the profile at `version`.
+fn wrong_passphrase_migrates_nothing(dir: &Path, version: u32) {
+    assert_eq!(
+        Profile::open(dir, "wrong").unwrap_err(),
+        ProfileError::WrongPassphrase
+    );
+    assert_eq!(
+        stored_version(dir),
+        version,
+        "a wrong passphrase migrates nothing"
+    );
+}
+
 #[test]
 fn a_version_1_profile_is_migrated_after_it_unlocks() {
     let tmp = tempfile::tempdir().unwrap();
@@ -165,27 +209,9 @@ fn a_version_1_profile_is_migrated_after_it_unlocks() {
         .unwrap();
     receive(&p, &bob, 3, NOW);
     drop(p);
-    // Make it what version 1 wrote: no `read`, `shown` or `seen` table.
-    {
-        let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.delete_table(schema::SHOWN).unwrap();
-        txn.delete_table(schema::SEEN).unwrap();
-        txn.open_table(schema::META)
-            .unwrap()
-            .insert(schema::meta::SCHEMA, &1u32.to_le_bytes()[..])
-            .unwrap();
-        txn.commit().unwrap();
-    }
-    assert_eq!(
-        Profile::open(&dir, "wrong").unwrap_err(),
-        ProfileError::WrongPassphrase
-    );
-    assert_eq!(
-        stored_version(&dir),
-        1,
-        "a wrong passphrase migrates nothing"
-    );
+    // Make it what version 1 wrote: no `read` table either.
+    downgrade(&dir, 1, |_| {});
+    wrong_passphrase_migrates_nothing(&dir, 1);
     let p = Profile::open(&dir, "pass phrase").unwrap();
     assert_eq!(p.summaries().unwrap()[0].unread, 3);
     drop(p);
@@ -208,19 +234,11 @@ fn a_version_2_profile_keeps_its_order_and_read_marks() {
         .unwrap();
     let keys = receive(&p, &bob, 5, NOW);
     p.write("Bob", "mine", NOW + 10, &mut os_rng()).unwrap();
-    let group = bob
-        .contact(&p.identity().public())
-        .unwrap()
-        .direct_group()
-        .id;
+    let group = group_with(&p, &bob).id;
     drop(p);
     // Make it what version 2 wrote: a `read` mark at Bob's third message
-    // (by time and id), no `shown` or `seen`.
-    {
-        let db = redb::Database::open(dir.join(schema::DB_FILE)).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.delete_table(schema::SHOWN).unwrap();
-        txn.delete_table(schema::SEEN).unwrap();
+    // (by time and id).
+    downgrade(&dir, 2, |txn| {
         let mut mark = [0u8; 40];
         mark[..8].copy_from_slice(&keys[2].time.to_be_bytes());
         mark[8..].copy_from_slice(&keys[2].id.0);
@@ -228,21 +246,8 @@ fn a_version_2_profile_keeps_its_order_and_read_marks() {
             .unwrap()
             .insert(&group.0, mark)
             .unwrap();
-        txn.open_table(schema::META)
-            .unwrap()
-            .insert(schema::meta::SCHEMA, &2u32.to_le_bytes()[..])
-            .unwrap();
-        txn.commit().unwrap();
-    }
-    assert_eq!(
-        Profile::open(&dir, "wrong").unwrap_err(),
-        ProfileError::WrongPassphrase
-    );
-    assert_eq!(
-        stored_version(&dir),
-        2,
-        "a wrong passphrase migrates nothing"
-    );
+    });
+    wrong_passphrase_migrates_nothing(&dir, 2);
     let p = Profile::open(&dir, "pass phrase").unwrap();
     // Bob's 4th and 5th are unread; mine is not. Everything is where its
     // time puts it, with no arrival time known.
@@ -271,20 +276,8 @@ fn a_version_2_profile_keeps_its_order_and_read_marks() {
 
 /// Stores one text from `from`, dated `time`, as sync would (arriving now).
 fn receive_dated(p: &Profile, from: &Identity, text: &str, time: u64) -> Key {
-    let group = from
-        .contact(&p.identity().public())
-        .unwrap()
-        .direct_group()
-        .clone();
-    let m = Message::create(
-        from,
-        &group,
-        time,
-        Kind::TEXT,
-        text.as_bytes(),
-        &mut os_rng(),
-    )
-    .unwrap();
+    let group = group_with(p, from);
+    let m = text_from(from, &group, time, text);
     let mut store = p.store().unwrap();
     assert!(store.insert(&group.id, &m).unwrap());
     store.commit().unwrap();
