@@ -129,6 +129,27 @@ fn show(device: &impl AsRawFd, frame: &[u8]) {
     ioctl(device, VIDIOC_STREAMON, &mut kind, "STREAMON");
 }
 
+/// Opens vivid's output (`out`) in `layout` at 1280×720 and puts
+/// `picture` on it; it stays there while the returned device is open.
+fn on_output(out: &Path, layout: Layout, picture: &GrayImage) -> linuxvideo::VideoOutputDevice {
+    let fourcc = PixelFormat::from_fourcc(layout.fourcc());
+    let output = Device::open(out)
+        .unwrap()
+        .video_output(PixFormat::new(1280, 720, fourcc))
+        .unwrap();
+    let f = output.format();
+    let (width, height, got, stride, size) = (
+        f.width(),
+        f.height(),
+        f.pixel_format(),
+        f.bytes_per_line() as usize,
+        f.size_image() as usize,
+    );
+    assert_eq!((width, height, got), (1280, 720, fourcc), "{layout:?}");
+    show(&output, &pack(picture, layout, stride, size));
+    output
+}
+
 /// How long a step may take in a slow (emulated) VM.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -262,23 +283,7 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
     let invite = bob.invite().to_text();
     let picture = scene(&invite);
     for layout in [Layout::Yuyv, Layout::Grey, Layout::Nv12, Layout::Rgb24] {
-        let fourcc = PixelFormat::from_fourcc(layout.fourcc());
-        let output = Device::open(&out)
-            .unwrap()
-            .video_output(PixFormat::new(1280, 720, fourcc))
-            .unwrap();
-        let f = output.format();
-        let (width, height, got, stride, size) = (
-            f.width(),
-            f.height(),
-            f.pixel_format(),
-            f.bytes_per_line() as usize,
-            f.size_image() as usize,
-        );
-        assert_eq!((width, height, got), (1280, 720, fourcc), "{layout:?}");
-        let frame = pack(&picture, layout, stride, size);
-        // The frame stays on the output while it is open.
-        show(&output, &frame);
+        let output = on_output(&out, layout, &picture);
         let (tx, rx) = mpsc::channel();
         let started = Instant::now();
         let _scan = camera::start_with(
@@ -336,24 +341,21 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
     let carol = strand_sync::Identity::generate("Carol", &mut strand_node::os_rng()).unwrap();
     let carols = carol.invite().to_text();
     // The app picks the camera's cheapest format: GREY on vivid.
-    let grey = PixelFormat::from_fourcc(Layout::Grey.fourcc());
-    let output = Device::open(&out)
-        .unwrap()
-        .video_output(PixFormat::new(1280, 720, grey))
-        .unwrap();
-    let f = output.format();
-    let (stride, size) = (f.bytes_per_line() as usize, f.size_image() as usize);
-    show(&output, &pack(&scene(&carols), Layout::Grey, stride, size));
+    let output = on_output(&out, Layout::Grey, &scene(&carols));
     cam.invoke_start("invite".into());
     assert_eq!(cam.get_scanning(), "invite");
     let add = ui.global::<AddContactAdapter>();
-    assert!(
-        h.pump_until(WAIT, || !add.get_scanned_code().is_empty()),
-        "status: {}",
-        cam.get_status()
-    );
-    assert_eq!(add.get_scanned_code().as_str(), carols);
-    assert_eq!(cam.get_scanning(), "");
+    // The scan ends with Carol's invite in the code field.
+    let reads_carol = || {
+        assert!(
+            h.pump_until(WAIT, || !add.get_scanned_code().is_empty()),
+            "status: {}",
+            cam.get_status()
+        );
+        assert_eq!(add.get_scanned_code().as_str(), carols);
+        assert_eq!(cam.get_scanning(), "");
+    };
+    reads_carol();
     assert_eq!(add.get_image_error(), "");
     // Stop and start again at once: the stopped scan lets the camera go,
     // and what it reports late changes nothing.
@@ -362,13 +364,7 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
     cam.invoke_stop();
     assert_eq!(cam.get_scanning(), "");
     cam.invoke_start("invite".into());
-    assert!(
-        h.pump_until(WAIT, || !add.get_scanned_code().is_empty()),
-        "status: {}",
-        cam.get_status()
-    );
-    assert_eq!(add.get_scanned_code().as_str(), carols);
-    assert_eq!(cam.get_scanning(), "");
+    reads_carol();
     // Leaving the screen stops a scan.
     cam.invoke_start("invite".into());
     assert_eq!(cam.get_scanning(), "invite");
