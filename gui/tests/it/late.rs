@@ -4,23 +4,19 @@
 
 use slint::{ComponentHandle, Model};
 use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
-use strand_node::{now, os_rng, KdfParams, Profile};
-use strand_sync::{Identity, Kind, Message, WriteStore};
+use strand_node::{now, os_rng, Profile};
+use strand_sync::{Group, Identity, Kind, Message, WriteStore};
 
-use crate::support::{on_ui, options, Gui, PASS, WAIT};
+use crate::support::{alice_with_bob, on_ui, options, Gui, PASS, WAIT};
 
 const MIN: u64 = 60_000;
 const DAY: u64 = 24 * 60 * MIN;
 
-fn receive(p: &Profile, from: &Identity, time: u64, text: &str, arrived: u64) {
-    let group = from
-        .contact(&p.identity().public())
-        .unwrap()
-        .direct_group()
-        .clone();
+/// A text from `from` in `group`, dated `time`, arriving at `arrived`.
+fn receive(p: &Profile, from: &Identity, group: &Group, time: u64, text: &str, arrived: u64) {
     let m = Message::create(
         from,
-        &group,
+        group,
         time,
         Kind::TEXT,
         text.as_bytes(),
@@ -39,22 +35,12 @@ fn a_backdated_message_shows_below_what_was_read_with_its_date() {
         let dir = tmp.path().join("alice");
         let t = now() - 30 * MIN;
         {
-            let p = Profile::create(
-                &dir,
-                "Alice",
-                PASS,
-                KdfParams::insecure_for_tests(),
-                &mut os_rng(),
-            )
-            .unwrap();
-            let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
-            p.add_contact(&bob.invite(), "Bob", 0, &mut os_rng())
-                .unwrap();
-            receive(&p, &bob, t, "one", t + 2000);
-            receive(&p, &bob, t + MIN, "two", t + MIN + 2000);
+            let (p, bob, g) = alice_with_bob(&dir);
+            receive(&p, &bob, &g, t, "one", t + 2000);
+            receive(&p, &bob, &g, t + MIN, "two", t + MIN + 2000);
             let keys = p.conversation_keys("Bob").unwrap();
             p.mark_read("Bob", keys.last().unwrap()).unwrap();
-            receive(&p, &bob, t - 20 * DAY, "backdated", now());
+            receive(&p, &bob, &g, t - 20 * DAY, "backdated", now());
         }
         let gui = Gui::new(h, options(&dir));
         gui.onboarding().invoke_unlock(PASS.into());

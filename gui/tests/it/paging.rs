@@ -4,10 +4,10 @@
 use slint::{ComponentHandle, Model};
 use strand_gui::adapters::conversation::{with_model, MAX_PAGES, PAGE};
 use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
-use strand_node::{os_rng, KdfParams, Profile};
-use strand_sync::{Identity, Kind, Message, WriteStore};
+use strand_node::os_rng;
+use strand_sync::{Kind, Message, WriteStore};
 
-use crate::support::{on_ui, options, Gui, PASS, WAIT};
+use crate::support::{alice_with_bob, on_ui, options, Gui, PASS, WAIT};
 
 const N: usize = 2_000;
 
@@ -17,22 +17,7 @@ fn a_long_conversation_is_read_a_page_at_a_time() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("alice");
         {
-            let p = Profile::create(
-                &dir,
-                "Alice",
-                PASS,
-                KdfParams::insecure_for_tests(),
-                &mut os_rng(),
-            )
-            .unwrap();
-            let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
-            p.add_contact(&bob.invite(), "Bob", 0, &mut os_rng())
-                .unwrap();
-            let group = bob
-                .contact(&p.identity().public())
-                .unwrap()
-                .direct_group()
-                .clone();
+            let (p, bob, group) = alice_with_bob(&dir);
             let mut store = p.store().unwrap();
             let t0 = strand_node::now() - N as u64 * 60_000;
             for i in 0..N {

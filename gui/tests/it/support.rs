@@ -147,3 +147,31 @@ impl Drop for Gui {
         self.app.take();
     }
 }
+
+/// A profile for Alice in `dir` (passphrase [`PASS`]) with one contact,
+/// Bob, whose identity and 1:1 group come back too.
+pub fn alice_with_bob(
+    dir: &Path,
+) -> (
+    strand_node::Profile,
+    strand_sync::Identity,
+    strand_sync::Group,
+) {
+    let p = strand_node::Profile::create(
+        dir,
+        "Alice",
+        PASS,
+        KdfParams::insecure_for_tests(),
+        &mut strand_node::os_rng(),
+    )
+    .unwrap();
+    let bob = strand_sync::Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", 0, &mut strand_node::os_rng())
+        .unwrap();
+    let group = bob
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    (p, bob, group)
+}
