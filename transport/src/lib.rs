@@ -55,6 +55,7 @@ use std::net::IpAddr;
 use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncWrite};
 
+pub mod ble;
 mod generation;
 pub mod lan;
 pub mod memory;

@@ -2,13 +2,18 @@
 //!
 //! - `stream`: the stream protocol's behaviour between two swarms, driven
 //!   by libp2p-swarm-test (memory transport).
+//! - `ble`: the BLE link layer over the emulated radio: loss, slow
+//!   readers, drops, hostile frames, 10,000-message syncs (issue 13).
 //! - `lan`: the LAN transport over real libp2p TCP sockets on loopback:
 //!   links, errors, identity rotation (issue 10), per-IP limits (issue 10).
 //! - `memory`: emulated links between transports on one hub.
 //! - `relay`: a relay server and clients on loopback: reservations,
 //!   circuits, identity rotation, hole punching (issue 12).
 
+mod ble;
 mod lan;
 mod memory;
 mod relay;
 mod stream;
+#[path = "../support/sync_end.rs"]
+mod sync_end;

@@ -1,0 +1,452 @@
+//! The BLE link layer over the emulated radio (issue 13): streams of every
+//! packet size arrive whole through loss, a slow reader loses nothing, a
+//! hostile peer's frames end the link, and Strand sessions sync 10,000
+//! messages over it, resuming after a dropped connection.
+
+use crate::sync_end::{devices, meet, SyncEnd};
+use proptest::prelude::*;
+use strand_transport::ble::link::{BleLink, LinkConfig, LinkError, Micros, Reason};
+use strand_transport::ble::radio::{Bulk, Endpoint, Pair, Phy, RadioConfig};
+
+const SECOND: Micros = 1_000_000;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn radio(packet: [usize; 2], loss: f64) -> RadioConfig {
+    RadioConfig {
+        packet,
+        loss,
+        ..RadioConfig::new(Phy::OneM, 15_000)
+    }
+}
+
+/// Sends 100 KB one way and 30 KB the other, both ways at once.
+fn bulk(radio: RadioConfig, seed: u64) -> Pair<Bulk> {
+    let ends = [
+        Bulk::sending(pattern(100_000, 1)),
+        Bulk::sending(pattern(30_000, 2)),
+    ];
+    let mut pair = Pair::new(radio, 64, ends, seed);
+    let done = pair.run_while(3_600 * SECOND, |p| p.ends.iter().all(|e| e.eof));
+    assert!(
+        done,
+        "stuck at {} µs: {:?}",
+        pair.now(),
+        pair.links.iter().map(|l| l.error()).collect::<Vec<_>>()
+    );
+    pair
+}
+
+#[test]
+fn a_stream_arrives_whole_at_every_packet_size_and_loss() {
+    for packet in [[20, 20], [244, 244], [244, 20], [20, 185]] {
+        for loss in [0.0, 0.01, 0.1] {
+            let pair = bulk(radio(packet, loss), 7);
+            let what = format!("packets {packet:?}, loss {loss}");
+            assert_eq!(pair.ends[1].received, pair.ends[0].outgoing, "{what}");
+            assert_eq!(pair.ends[0].received, pair.ends[1].outgoing, "{what}");
+            assert!(pair.ends.iter().all(|e| e.error.is_none()), "{what}");
+            for (i, link) in pair.links.iter().enumerate() {
+                // Nobody writes more than the other side takes.
+                assert!(link.packet_size() <= Some(packet[i]), "{what}");
+            }
+            if loss == 0.0 {
+                assert_eq!(pair.links[0].stats().retransmitted, 0, "{what}");
+            } else {
+                assert!(pair.stats.lost > 0, "{what}");
+                assert!(pair.links[0].stats().retransmitted > 0, "{what}");
+            }
+        }
+    }
+}
+
+/// An endpoint that reads nothing until `wake`, then everything.
+struct Sleepy {
+    inner: Bulk,
+    wake: Micros,
+}
+
+impl Endpoint for Sleepy {
+    fn drive(&mut self, now: Micros, link: &mut BleLink) {
+        if now < self.wake {
+            return;
+        }
+        self.inner.drive(now, link);
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        Some(self.wake)
+    }
+}
+
+#[test]
+fn a_reader_that_stops_holds_its_writer_back_and_loses_nothing() {
+    let wake = 120 * SECOND;
+    let ends = [
+        Sleepy {
+            inner: Bulk::sending(pattern(50_000, 3)),
+            wake: 0,
+        },
+        Sleepy {
+            inner: Bulk::default(),
+            wake,
+        },
+    ];
+    let mut pair = Pair::new(radio([244, 244], 0.0), 16, ends, 1);
+    pair.run_until(wake - 1);
+    // The reader's window (16 frames) is all that crossed; the writer waits
+    // and probes, and is still up after two minutes (no timeout).
+    let stats = pair.links[1].stats();
+    assert!(stats.bytes_received < 16 * 244 + 4_000, "{stats:?}");
+    assert!(pair.links[0].error().is_none() && pair.links[1].error().is_none());
+    assert!(pair.links[1].readable() > 0);
+    let done = pair.run_while(3_600 * SECOND, |p| p.ends[1].inner.eof);
+    assert!(done);
+    assert_eq!(pair.ends[1].inner.received, pair.ends[0].inner.outgoing);
+}
+
+#[test]
+fn a_dropped_connection_is_reported_on_both_sides_and_what_arrived_is_a_prefix() {
+    let config = RadioConfig {
+        drop_at: Some(2 * SECOND),
+        ..radio([244, 244], 0.05)
+    };
+    let ends = [Bulk::sending(pattern(400_000, 4)), Bulk::default()];
+    let mut pair = Pair::new(config, 64, ends, 3);
+    pair.run_until(3_600 * SECOND);
+    assert!(!pair.connected());
+    let got = &pair.ends[1].received;
+    assert!(!got.is_empty() && got.len() < 400_000, "{}", got.len());
+    assert_eq!(got[..], pair.ends[0].outgoing[..got.len()]);
+    for end in &pair.ends {
+        assert_eq!(end.error, Some(LinkError::Disconnected));
+    }
+}
+
+#[test]
+fn a_peer_that_stops_answering_times_out() {
+    let mut link = BleLink::new(LinkConfig::default());
+    let mut peer = BleLink::new(LinkConfig::default());
+    link.write(b"anyone there?").unwrap();
+    // One exchange of HELLOs, then the peer goes silent.
+    let hello = link.poll_transmit(0).unwrap();
+    peer.handle_packet(0, &hello).unwrap();
+    while let Some(p) = peer.poll_transmit(0) {
+        link.handle_packet(0, &p).unwrap();
+    }
+    let mut now = 0;
+    while link.error().is_none() {
+        while link.poll_transmit(now).is_some() {}
+        now = link.poll_timeout().expect("a retransmission is pending");
+        link.handle_timeout(now);
+    }
+    assert_eq!(link.error(), Some(&LinkError::TimedOut));
+    assert!(now >= strand_transport::ble::link::LINK_TIMEOUT);
+}
+
+/// A hostile frame: what it is, its bytes, and the error it must cause.
+type Hostile = (&'static str, Vec<u8>, fn(&LinkError) -> bool);
+
+/// Frames a hostile peer sends after a proper HELLO.
+fn hostile_frames() -> Vec<Hostile> {
+    fn malformed(e: &LinkError) -> bool {
+        matches!(e, LinkError::Malformed(_))
+    }
+    fn violation(e: &LinkError) -> bool {
+        matches!(e, LinkError::Violation(_))
+    }
+    vec![
+        ("empty", vec![], malformed),
+        ("unknown type", vec![0x7f, 1, 2], malformed),
+        ("short ACK", vec![4, 0, 1], malformed),
+        (
+            "ACK of unsent frames",
+            vec![4, 0, 9, 0, 8, 0, 0, 0, 0],
+            violation,
+        ),
+        (
+            "SACK of unsent frames",
+            vec![4, 0, 0, 0, 8, 0, 0, 0, 4],
+            violation,
+        ),
+        (
+            "window beyond the limit",
+            vec![4, 0, 0, 0xff, 0xff, 0, 0, 0, 0],
+            violation,
+        ),
+        ("empty DATA", vec![2], malformed),
+        ("FIN with bytes", vec![3, 0, 0, 1], malformed),
+        ("PROBE with bytes", vec![5, 1], malformed),
+        ("changed HELLO", vec![1, 1, 0, 100, 0, 64], violation),
+        ("other version", vec![1, 9, 0, 244, 0, 64], |e| {
+            matches!(e, LinkError::Version(9))
+        }),
+        ("oversize packet", vec![2; 245], |e| {
+            matches!(e, LinkError::TooLarge { len: 245, max: 244 })
+        }),
+        ("garbage", pattern(100, 9), malformed),
+    ]
+}
+
+#[test]
+fn a_hostile_peers_frames_end_the_link_with_an_error() {
+    for (what, frame, expected) in hostile_frames() {
+        let mut link = BleLink::new(LinkConfig::default());
+        let mut peer = BleLink::new(LinkConfig::default());
+        // A proper start: HELLOs both ways, so the link trusts nothing yet
+        // but has a peer.
+        let hello = peer.poll_transmit(0).unwrap();
+        link.handle_packet(0, &hello).unwrap();
+        while link.poll_transmit(0).is_some() {}
+        let err = link.handle_packet(1, &frame).expect_err(what);
+        assert!(expected(&err), "{what}: {err:?}");
+        assert_eq!(link.error(), Some(&err), "{what}");
+        // It tells the peer once, then is silent and refuses everything.
+        let abort = link.poll_transmit(2).expect(what);
+        assert_eq!(
+            peer.handle_packet(2, &abort),
+            Err(LinkError::PeerAborted(Reason::Protocol)),
+            "{what}"
+        );
+        assert!(link.poll_transmit(3).is_none(), "{what}");
+        assert!(link.write(b"x").is_err(), "{what}");
+        assert!(link.handle_packet(4, &hello).is_err(), "{what}");
+        assert_eq!(link.poll_timeout(), None, "{what}");
+    }
+}
+
+#[test]
+fn data_after_the_end_of_the_stream_is_a_violation() {
+    let mut link = BleLink::new(LinkConfig::default());
+    link.handle_packet(0, &[1, 1, 0, 244, 0, 64]).unwrap();
+    link.handle_packet(0, &[2, 0, 0, b'h', b'i']).unwrap();
+    link.handle_packet(0, &[3, 0, 1]).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(link.read(&mut buf), 2);
+    assert!(link.is_eof());
+    // A duplicate of what came before is fine (its ACK was lost)...
+    link.handle_packet(0, &[2, 0, 0, b'h', b'i']).unwrap();
+    // ...more data is not.
+    let err = link.handle_packet(0, &[2, 0, 2, b'!']).unwrap_err();
+    assert!(matches!(err, LinkError::Violation(_)), "{err:?}");
+}
+
+#[test]
+fn ten_thousand_messages_sync_over_ble_at_20_and_244_byte_packets_through_loss() {
+    for (packet, loss) in [(20, 0.01), (244, 0.1)] {
+        let (a, b) = devices(5_000);
+        let what = format!("{packet}-byte packets, loss {loss}");
+        let (a, b) = meet(a, b, radio([packet, packet], loss), 5, |p| {
+            p.ends.iter().all(|e| e.count() == 10_000)
+        });
+        assert_eq!(a.store.len(&a.group().id), 10_000, "{what}");
+        assert_eq!(b.store.len(&b.group().id), 10_000, "{what}");
+        assert_eq!(a.texts(), b.texts(), "{what}");
+        assert!(
+            a.close_error().is_none() && b.close_error().is_none(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_meeting_cut_short_resumes_at_the_next_with_nothing_lost_or_twice() {
+    let (a, b) = devices(5_000);
+    let wanted: std::collections::BTreeSet<String> =
+        a.texts().into_iter().chain(b.texts()).collect();
+    // The first meeting ends after 20 s, mid-transfer.
+    let cut = RadioConfig {
+        drop_at: Some(20 * SECOND),
+        ..radio([244, 244], 0.01)
+    };
+    let (a, b) = meet(a, b, cut, 9, |p| !p.connected());
+    let (got_a, got_b) = (a.store.len(&a.group().id), b.store.len(&b.group().id));
+    assert!(got_a > 5_000 && got_a < 10_000, "{got_a}");
+    assert!(got_b > 5_000 && got_b < 10_000, "{got_b}");
+    // They meet again: everything else arrives, each message once.
+    let (a, b) = meet(a, b, radio([244, 244], 0.01), 10, |p| {
+        p.ends.iter().all(|e| e.count() == 10_000)
+    });
+    for peer in [&a, &b] {
+        let texts = peer.texts();
+        assert_eq!(texts.len(), 10_000);
+        let set: std::collections::BTreeSet<String> = texts.into_iter().collect();
+        assert_eq!(set, wanted);
+    }
+}
+
+#[test]
+fn a_hostile_peer_on_the_link_ends_it_and_nothing_is_stored() {
+    for (what, frame, _) in hostile_frames() {
+        let (_, b) = devices(0);
+        let mut bob = SyncEnd::new(b, false, 3);
+        let mut link = BleLink::new(LinkConfig::default());
+        let mut attacker = BleLink::new(LinkConfig::default());
+        bob.drive(0, &mut link);
+        // The attacker completes the link's HELLO, takes Bob's beacon, and
+        // then sends its frame.
+        let hello = attacker.poll_transmit(0).unwrap();
+        link.handle_packet(0, &hello).unwrap();
+        for now in 1..4 {
+            while let Some(p) = link.poll_transmit(now) {
+                let _ = attacker.handle_packet(now, &p);
+            }
+            while let Some(p) = attacker.poll_transmit(now) {
+                link.handle_packet(now, &p).unwrap();
+            }
+            bob.drive(now, &mut link);
+        }
+        assert!(link.handle_packet(5, &frame).is_err(), "{what}");
+        bob.drive(6, &mut link);
+        assert!(
+            bob.peer.session.is_none(),
+            "{what}: the session ends with the link"
+        );
+        assert_eq!(bob.count(), 0, "{what}");
+    }
+}
+
+/// What a property test does to a link pair.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Side 0 writes this many bytes of the stream.
+    Write(usize),
+    /// Deliver the packet at this position of a direction's queue (any
+    /// order: a radio does not reorder, but a host might).
+    Deliver { to: usize, at: usize },
+    /// Lose a packet.
+    Lose { to: usize, at: usize },
+    /// Deliver a packet twice.
+    Duplicate { to: usize, at: usize },
+    /// Time passes.
+    Wait(Micros),
+    /// Side 1 reads.
+    Read(usize),
+    /// The connection drops.
+    Drop,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1usize..2_000).prop_map(Op::Write),
+        8 => (0usize..2, 0usize..8).prop_map(|(to, at)| Op::Deliver { to, at }),
+        2 => (0usize..2, 0usize..8).prop_map(|(to, at)| Op::Lose { to, at }),
+        1 => (0usize..2, 0usize..8).prop_map(|(to, at)| Op::Duplicate { to, at }),
+        2 => (1u64..3_000_000).prop_map(Op::Wait),
+        2 => (1usize..5_000).prop_map(Op::Read),
+        1 => Just(Op::Drop),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any interleaving of writes, losses, duplicates, reordering, waits
+    /// and drops delivers a prefix of the stream, in order, and a link that
+    /// is then left to run either delivers all of it or reports the break.
+    #[test]
+    fn any_interleaving_delivers_in_order_or_reports_the_break(
+        ops in prop::collection::vec(op(), 1..300),
+        packet in 20usize..300,
+    ) {
+        let config = LinkConfig { max_write: packet, max_receive: packet, window: 8 };
+        let mut links = [BleLink::new(config), BleLink::new(config)];
+        let mut queues: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        let stream = pattern(60_000, 5);
+        let (mut written, mut read) = (0usize, Vec::new());
+        let mut now: Micros = 0;
+        let mut dropped = false;
+        let pump = |links: &mut [BleLink; 2], queues: &mut [Vec<Vec<u8>>; 2], now| {
+            for i in 0..2 {
+                while let Some(p) = links[i].poll_transmit(now) {
+                    queues[1 - i].push(p);
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Write(n) => {
+                    let end = (written + n).min(stream.len());
+                    if let Ok(k) = links[0].write(&stream[written..end]) {
+                        written += k;
+                    }
+                }
+                Op::Deliver { to, at } | Op::Duplicate { to, at } if !queues[to].is_empty() => {
+                    let at = at % queues[to].len();
+                    let p = if matches!(op, Op::Duplicate { .. }) {
+                        queues[to][at].clone()
+                    } else {
+                        queues[to].remove(at)
+                    };
+                    let _ = links[to].handle_packet(now, &p);
+                }
+                Op::Lose { to, at } if !queues[to].is_empty() => {
+                    let at = at % queues[to].len();
+                    queues[to].remove(at);
+                }
+                Op::Wait(d) => {
+                    now += d;
+                    links[0].handle_timeout(now);
+                    links[1].handle_timeout(now);
+                }
+                Op::Read(n) => {
+                    let mut buf = vec![0u8; n];
+                    let k = links[1].read(&mut buf);
+                    read.extend_from_slice(&buf[..k]);
+                }
+                Op::Drop => {
+                    dropped = true;
+                    links[0].handle_disconnect();
+                    links[1].handle_disconnect();
+                }
+                _ => {}
+            }
+            pump(&mut links, &mut queues, now);
+            // Never out of order, never more than was written.
+            prop_assert!(read.len() <= written);
+            prop_assert_eq!(&read[..], &stream[..read.len()]);
+        }
+        // Then a clean radio: deliver everything, in order, to the end.
+        links[0].finish();
+        for _ in 0..200_000 {
+            pump(&mut links, &mut queues, now);
+            let mut moved = false;
+            for to in 0..2 {
+                for p in std::mem::take(&mut queues[to]) {
+                    let _ = links[to].handle_packet(now, &p);
+                    moved = true;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                let k = links[1].read(&mut buf);
+                if k == 0 { break; }
+                read.extend_from_slice(&buf[..k]);
+            }
+            if links[1].is_eof() || links.iter().any(|l| l.error().is_some()) {
+                break;
+            }
+            if !moved {
+                match links.iter().filter_map(BleLink::poll_timeout).min() {
+                    Some(t) => {
+                        now = now.max(t);
+                        links[0].handle_timeout(now);
+                        links[1].handle_timeout(now);
+                    }
+                    None => break,
+                }
+            }
+        }
+        prop_assert_eq!(&read[..], &stream[..read.len()]);
+        let broken = links.iter().any(|l| l.error().is_some());
+        if dropped {
+            prop_assert!(broken);
+        }
+        prop_assert!(broken || (links[1].is_eof() && read.len() == written),
+            "neither delivered ({} of {}) nor broken", read.len(), written);
+    }
+}
