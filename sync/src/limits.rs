@@ -148,6 +148,29 @@ pub const BEACON_FILTER_LEN: usize = 256;
 /// matches every contact and makes the dialler name them one by one.
 pub const BEACON_SET_BITS: u32 = (BEACON_ENTRIES * BEACON_HASHES) as u32;
 
+/// Bytes of the random nonce in a BLE advertisement hint ([`crate::Advert`]):
+/// it makes the hint fresh each time one is made, and is too short to
+/// identify anything.
+pub const ADVERT_NONCE_LEN: usize = 2;
+
+/// Bytes of a BLE advertisement hint's Bloom filter (64 bits): what a
+/// legacy advertisement has room for beside the 128-bit service UUID
+/// (31 bytes: flags 3, service data header 2 + UUID 16, hint 10).
+pub const ADVERT_FILTER_LEN: usize = 8;
+
+/// Contacts a hint names (real ones plus random keys, as in the beacon, so
+/// its content does not reveal how many contacts a device has). Past four,
+/// each hint names a random four; the link's full beacon settles the rest.
+pub const ADVERT_ENTRIES: usize = 4;
+
+/// Bits each entry sets in a hint's filter.
+pub const ADVERT_HASHES: usize = 3;
+
+/// Bits set in every honest hint: a stranger's entry matches with
+/// probability (12/64)^3, about 0.7% per epoch tried; a false match costs
+/// one BLE connection that the beacon then turns down.
+pub const ADVERT_SET_BITS: u32 = (ADVERT_ENTRIES * ADVERT_HASHES) as u32;
+
 /// Most random padding after a beacon or a hello, and in message 2, in
 /// bytes. The first records on a link vary in size, so their lengths do not
 /// single Strand out.

@@ -13,6 +13,13 @@
 //!   hash of the epoch, the beacon's nonce and the hello's fresh ephemeral
 //!   key. Binding the nonce makes a hello recorded on one link useless on
 //!   every other link, with no replay cache to keep.
+//!
+//! A third, the **BLE advertisement hint** ([`Advert`]), is a beacon shrunk
+//! to what a legacy advertisement carries (10 bytes): a 2-byte nonce and a
+//! 64-bit filter naming four contacts (or random keys), made afresh every
+//! epoch. Contacts use it to decide which advertising devices to connect
+//! to; a scanner learns that a Strand device is near, and nothing that
+//! follows it into the next epoch.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +30,8 @@ use crate::codec::Reader;
 use crate::crypto::kdf;
 use crate::identity::Contact;
 use crate::limits::{
-    Time, BEACON_ENTRIES, BEACON_FILTER_LEN, BEACON_HASHES, BEACON_NONCE_LEN, BEACON_SET_BITS,
+    Time, ADVERT_ENTRIES, ADVERT_FILTER_LEN, ADVERT_HASHES, ADVERT_NONCE_LEN, ADVERT_SET_BITS,
+    BEACON_ENTRIES, BEACON_FILTER_LEN, BEACON_HASHES, BEACON_NONCE_LEN, BEACON_SET_BITS,
     TOKEN_EPOCH, TOKEN_LEN,
 };
 use crate::DecodeError;
@@ -89,39 +97,67 @@ impl std::fmt::Debug for Beacon {
     }
 }
 
-const BITS: usize = BEACON_FILTER_LEN * 8;
-
-fn positions(key: &[u8; 32], epoch: u64, nonce: &[u8; BEACON_NONCE_LEN]) -> [usize; BEACON_HASHES] {
-    let h = kdf(key, "strand/v2/beacon", &[&epoch.to_be_bytes(), nonce]);
-    let mut out = [0usize; BEACON_HASHES];
-    for (i, p) in out.iter_mut().enumerate() {
-        *p = u16::from_le_bytes([h[2 * i], h[2 * i + 1]]) as usize % BITS;
-    }
-    out
+/// The shape of a keyed Bloom filter: the beacon's and the hint's.
+struct Shape {
+    label: &'static str,
+    entries: usize,
+    hashes: usize,
+    set_bits: u32,
 }
 
-impl Beacon {
-    /// A fresh beacon for `epoch(now)` announcing this device to
-    /// `contacts`. With more than [`BEACON_ENTRIES`] contacts a random
-    /// subset is announced; make a new beacon for every link and every
-    /// contact is included often.
+const BEACON_SHAPE: Shape = Shape {
+    label: "strand/v2/beacon",
+    entries: BEACON_ENTRIES,
+    hashes: BEACON_HASHES,
+    set_bits: BEACON_SET_BITS,
+};
+
+const ADVERT_SHAPE: Shape = Shape {
+    label: "strand/v2/ble-advert",
+    entries: ADVERT_ENTRIES,
+    hashes: ADVERT_HASHES,
+    set_bits: ADVERT_SET_BITS,
+};
+
+impl Shape {
+    /// The bits `key` sets in a filter of `len` bytes for `epoch` and
+    /// `nonce`.
+    fn positions(
+        &self,
+        key: &[u8; 32],
+        epoch: u64,
+        nonce: &[u8],
+        len: usize,
+    ) -> impl Iterator<Item = usize> {
+        let h = kdf(key, self.label, &[&epoch.to_be_bytes(), nonce]);
+        let bits = len * 8;
+        (0..self.hashes).map(move |i| u16::from_le_bytes([h[2 * i], h[2 * i + 1]]) as usize % bits)
+    }
+
+    /// Fills `filter` for `epoch(now)` and `nonce` with entries for
+    /// `contacts` (a random subset when there are more than `entries`),
+    /// entries for random keys up to `entries`, and random bits up to
+    /// exactly `set_bits`.
     ///
     /// The work does not depend on the number of contacts: exactly
-    /// [`BEACON_ENTRIES`] keyed hashes, the missing entries from random
-    /// keys, and the subset drawn in `BEACON_ENTRIES` steps (Floyd's
-    /// sampling), however long the list.
-    pub fn new(contacts: &[Contact], now: Time, rng: &mut (impl RngCore + CryptoRng)) -> Beacon {
-        let mut nonce = [0u8; BEACON_NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let mut filter = [0u8; BEACON_FILTER_LEN];
+    /// `entries` keyed hashes, the subset drawn in `entries` steps
+    /// (Floyd's sampling), however long the list.
+    fn fill(
+        &self,
+        filter: &mut [u8],
+        nonce: &[u8],
+        contacts: &[Contact],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) {
         let e = epoch(now);
+        let len = filter.len();
         let n = contacts.len();
-        // Floyd's algorithm: a uniform subset of min(n, ENTRIES) indices.
         let mut chosen = BTreeSet::new();
-        if n <= BEACON_ENTRIES {
+        if n <= self.entries {
             chosen.extend(0..n);
         } else {
-            for j in n - BEACON_ENTRIES..n {
+            for j in n - self.entries..n {
                 let t = (rng.next_u64() % (j as u64 + 1)) as usize;
                 if !chosen.insert(t) {
                     chosen.insert(j);
@@ -130,26 +166,53 @@ impl Beacon {
         }
         let mut set = |p: usize| filter[p / 8] |= 1 << (p % 8);
         for &c in &chosen {
-            positions(&contacts[c].beacon_key, e, &nonce)
-                .into_iter()
+            self.positions(&contacts[c].beacon_key, e, nonce, len)
                 .for_each(&mut set);
         }
         // Entries for random keys, computed exactly like real ones.
-        for _ in chosen.len()..BEACON_ENTRIES {
+        for _ in chosen.len()..self.entries {
             let mut key = zeroize::Zeroizing::new([0u8; 32]);
             rng.fill_bytes(&mut key[..]);
-            positions(&key, e, &nonce).into_iter().for_each(&mut set);
+            self.positions(&key, e, nonce, len).for_each(&mut set);
         }
         // Entries that collided leave fewer bits set: top up with random
-        // bits so every beacon has exactly BEACON_SET_BITS.
+        // bits so every filter has exactly `set_bits`.
+        let bits = (len * 8) as u64;
         let mut count: u32 = filter.iter().map(|b| b.count_ones()).sum();
-        while count < BEACON_SET_BITS {
-            let p = (rng.next_u64() % BITS as u64) as usize;
+        while count < self.set_bits {
+            let p = (rng.next_u64() % bits) as usize;
             if filter[p / 8] & (1 << (p % 8)) == 0 {
                 filter[p / 8] |= 1 << (p % 8);
                 count += 1;
             }
         }
+    }
+
+    /// Whether `filter` may name `contact` in an epoch accepted at `now`.
+    fn matches(&self, filter: &[u8], nonce: &[u8], contact: &Contact, now: Time) -> bool {
+        accepted_epochs(now).iter().any(|&e| {
+            self.positions(&contact.beacon_key, e, nonce, filter.len())
+                .all(|p| filter[p / 8] & (1 << (p % 8)) != 0)
+        })
+    }
+
+    /// Whether `filter` has the honest number of bits set.
+    fn honest(&self, filter: &[u8]) -> bool {
+        filter.iter().map(|b| b.count_ones()).sum::<u32>() == self.set_bits
+    }
+}
+
+impl Beacon {
+    /// A fresh beacon for `epoch(now)` announcing this device to
+    /// `contacts`. With more than [`BEACON_ENTRIES`] contacts a random
+    /// subset is announced; make a new beacon for every link and every
+    /// contact is included often. Its work does not depend on the number
+    /// of contacts.
+    pub fn new(contacts: &[Contact], now: Time, rng: &mut (impl RngCore + CryptoRng)) -> Beacon {
+        let mut nonce = [0u8; BEACON_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let mut filter = [0u8; BEACON_FILTER_LEN];
+        BEACON_SHAPE.fill(&mut filter, &nonce, contacts, now, rng);
         Beacon { nonce, filter }
     }
 
@@ -157,11 +220,7 @@ impl Beacon {
     /// 0.07%: the handshake settles it). Accepts the previous, current and
     /// next epoch.
     pub fn matches(&self, contact: &Contact, now: Time) -> bool {
-        accepted_epochs(now).iter().any(|&e| {
-            positions(&contact.beacon_key, e, &self.nonce)
-                .iter()
-                .all(|p| self.filter[p / 8] & (1 << (p % 8)) != 0)
-        })
+        BEACON_SHAPE.matches(&self.filter, &self.nonce, contact, now)
     }
 
     /// The fresh nonce every hello on this link is bound to.
@@ -184,12 +243,72 @@ impl Beacon {
         let nonce = r.array()?;
         let filter: [u8; BEACON_FILTER_LEN] = r.array()?;
         r.finish()?;
-        let count: u32 = filter.iter().map(|b| b.count_ones()).sum();
-        if count != BEACON_SET_BITS {
+        if !BEACON_SHAPE.honest(&filter) {
             return Err(DecodeError::Invalid(
                 "beacon filter without the honest number of bits",
             ));
         }
         Ok(Beacon { nonce, filter })
+    }
+}
+
+/// Encoded size of an [`Advert`].
+pub const ADVERT_LEN: usize = ADVERT_NONCE_LEN + ADVERT_FILTER_LEN;
+
+/// What a device puts in its BLE advertisement, beside Strand's service
+/// UUID, so contacts nearby know to connect: a beacon shrunk to 10 bytes.
+/// Make a new one every epoch (and when the radio's random address
+/// changes); it matches a contact in the previous, current and next
+/// epoch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Advert {
+    nonce: [u8; ADVERT_NONCE_LEN],
+    filter: [u8; ADVERT_FILTER_LEN],
+}
+
+impl std::fmt::Debug for Advert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Advert").finish_non_exhaustive()
+    }
+}
+
+impl Advert {
+    /// A fresh hint for `epoch(now)` naming (up to [`ADVERT_ENTRIES`] of)
+    /// `contacts`.
+    pub fn new(contacts: &[Contact], now: Time, rng: &mut (impl RngCore + CryptoRng)) -> Advert {
+        let mut nonce = [0u8; ADVERT_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let mut filter = [0u8; ADVERT_FILTER_LEN];
+        ADVERT_SHAPE.fill(&mut filter, &nonce, contacts, now, rng);
+        Advert { nonce, filter }
+    }
+
+    /// Whether this hint may come from `contact` (false positives about
+    /// 2% over the three epochs tried; the link's beacon settles it).
+    pub fn matches(&self, contact: &Contact, now: Time) -> bool {
+        ADVERT_SHAPE.matches(&self.filter, &self.nonce, contact, now)
+    }
+
+    /// Its bytes.
+    pub fn to_bytes(&self) -> [u8; ADVERT_LEN] {
+        let mut out = [0u8; ADVERT_LEN];
+        out[..ADVERT_NONCE_LEN].copy_from_slice(&self.nonce);
+        out[ADVERT_NONCE_LEN..].copy_from_slice(&self.filter);
+        out
+    }
+
+    /// Reads a hint. One without exactly [`ADVERT_SET_BITS`] bits set is
+    /// refused (an all-ones filter would match everyone).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Advert, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let nonce = r.array()?;
+        let filter: [u8; ADVERT_FILTER_LEN] = r.array()?;
+        r.finish()?;
+        if !ADVERT_SHAPE.honest(&filter) {
+            return Err(DecodeError::Invalid(
+                "advertisement hint without the honest number of bits",
+            ));
+        }
+        Ok(Advert { nonce, filter })
     }
 }

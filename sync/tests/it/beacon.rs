@@ -139,3 +139,65 @@ fn beacon_bytes_round_trip_and_bad_lengths_fail() {
     assert!(Beacon::from_bytes(&b.to_bytes()[..BEACON_LEN - 1]).is_err());
     assert!(Beacon::from_bytes(&[0; BEACON_LEN + 1]).is_err());
 }
+
+// BLE advertisement hints (issue 13): the beacon shrunk to 10 bytes.
+
+#[test]
+fn contacts_recognise_an_advert_and_strangers_rarely_do() {
+    use strand_sync::Advert;
+    let (_, mine, theirs) = device(3, 11);
+    let (_, _, strangers) = device(300, 12);
+    let mut r = rng(13);
+    let mut false_matches = 0;
+    for round in 0..10 {
+        let now = NOW + round * TOKEN_EPOCH;
+        let advert = Advert::new(&mine, now, &mut r);
+        assert!(theirs.iter().all(|c| advert.matches(c, now)));
+        false_matches += strangers.iter().filter(|c| advert.matches(c, now)).count();
+    }
+    // (12/64)^3 per epoch over three epochs: ~2%, 60 expected in 3,000.
+    assert!(false_matches < 150, "{false_matches} of 3000");
+}
+
+#[test]
+fn an_advert_says_nothing_about_the_contact_count_and_does_not_link_across_epochs() {
+    use strand_sync::limits::{ADVERT_FILTER_LEN, ADVERT_SET_BITS};
+    use strand_sync::{Advert, ADVERT_LEN};
+    let mut r = rng(14);
+    let mut seen = std::collections::BTreeSet::new();
+    for n in [0, 1, 4, 40] {
+        let (_, mine, _) = device(n, 15 + n as u64);
+        for round in 0..5 {
+            let bytes = Advert::new(&mine, NOW + round * TOKEN_EPOCH, &mut r).to_bytes();
+            assert_eq!(bytes.len(), ADVERT_LEN);
+            let ones: u32 = bytes[ADVERT_LEN - ADVERT_FILTER_LEN..]
+                .iter()
+                .map(|b| b.count_ones())
+                .sum();
+            assert_eq!(ones, ADVERT_SET_BITS, "{n} contacts");
+            // One device's hints in successive epochs share nothing a
+            // scanner could follow: every one differs.
+            assert!(seen.insert(bytes));
+        }
+    }
+    // With more contacts than a hint names, each is named now and then.
+    let (_, mine, theirs) = device(12, 30);
+    let named = theirs
+        .iter()
+        .filter(|c| (0..40).any(|i| Advert::new(&mine, NOW + i, &mut r).matches(c, NOW)))
+        .count();
+    assert_eq!(named, 12);
+}
+
+#[test]
+fn dishonest_or_short_adverts_are_refused() {
+    use strand_sync::Advert;
+    let (_, mine, _) = device(2, 16);
+    let good = Advert::new(&mine, NOW, &mut rng(17)).to_bytes();
+    assert!(Advert::from_bytes(&good).is_ok());
+    let mut all_ones = good;
+    all_ones[2..].fill(0xff);
+    assert!(Advert::from_bytes(&all_ones).is_err());
+    assert!(Advert::from_bytes(&good[..9]).is_err());
+    assert!(Advert::from_bytes(&[good.as_slice(), &[0]].concat()).is_err());
+}
