@@ -9,8 +9,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # with fontconfig, and fonts-dejavu-core gives its headless renderer
 # (tests, screenshots) the same fonts on every machine. iptables puts the
 # relay tests' network namespaces behind NAT (hole punching). The BLE transport
-# will add libdbus-1-dev.
-STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables)
+# talks to BlueZ over D-Bus (bluer and btleplug link libdbus).
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev)
 
 ensure_system_packages() {
     local missing=()

@@ -21,7 +21,8 @@
 //!   network, hole punching (DCUtR) to a direct connection where the
 //!   routers allow, and the relay server `strand relay` runs. The identity
 //!   there is not the LAN one, and changes every relay epoch.
-//! * BLE: not built yet.
+//! * [`ble`]: Bluetooth LE — a link layer over GATT (or an L2CAP channel),
+//!   btleplug as central and bluer as peripheral, and an emulated radio.
 //!
 //! Streams on libp2p use the protocol [`PROTOCOL`], implemented in
 //! [`stream`] in libp2p's layout (behaviour / handler / protocol) and
@@ -118,6 +119,9 @@ pub enum Remote {
     /// A device through a relay, by its ephemeral id there (the relay
     /// hides its address; the id changes every relay epoch).
     Relayed(String),
+    /// A Bluetooth device, by its radio address (random and rotating where
+    /// the device uses LE privacy).
+    Bluetooth(String),
     /// The transport could not tell.
     Unknown,
 }
@@ -152,6 +156,7 @@ impl std::fmt::Display for Remote {
             Remote::Ip(ip) => write!(f, "{ip}"),
             Remote::Emulated(n) => write!(f, "emulated device {n}"),
             Remote::Relayed(id) => write!(f, "relayed peer {id}"),
+            Remote::Bluetooth(addr) => write!(f, "Bluetooth device {addr}"),
             Remote::Unknown => f.write_str("an unknown address"),
         }
     }
@@ -243,6 +248,9 @@ pub struct TransportInfo {
     pub relays: Vec<RelayState>,
     /// Its public addresses, as confirmed by others (AutoNAT), if any.
     pub external: Vec<Multiaddr>,
+    /// The adapter, devices seen, links and bytes (the BLE transport only).
+    #[cfg(target_os = "linux")]
+    pub bluetooth: Option<ble::BleInfo>,
 }
 
 /// A transport, as the node sees it. Each one writes its

@@ -286,6 +286,8 @@ impl Transport for MemoryTransport {
             ephemeral_id: None,
             relays: Vec::new(),
             external: Vec::new(),
+            #[cfg(target_os = "linux")]
+            bluetooth: None,
         };
         async move { info }.boxed()
     }

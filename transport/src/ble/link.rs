@@ -431,7 +431,18 @@ impl BleLink {
     }
 
     /// The radio connection dropped: the link is over (nothing to send).
+    /// It is an error unless both streams had ended and everything but this
+    /// side's FIN was acknowledged (the peer, done too, may disconnect
+    /// before that last ACK arrives).
     pub fn handle_disconnect(&mut self) {
+        let done = self.peer_fin
+            && self.fin_sent
+            && self.send_buf.is_empty()
+            && self.in_flight.iter().all(|f| f.payload.is_empty());
+        if done && self.error.is_none() {
+            self.in_flight.clear();
+            return;
+        }
         if self.error.is_none() {
             self.error = Some(LinkError::Disconnected);
         }

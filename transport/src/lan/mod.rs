@@ -413,6 +413,8 @@ impl Transport for Lan {
                 ephemeral_id: Some(lan.local_peer_id().to_string()),
                 relays: Vec::new(),
                 external: Vec::new(),
+                #[cfg(target_os = "linux")]
+                bluetooth: None,
             }
         }
         .boxed()

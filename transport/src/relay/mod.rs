@@ -560,6 +560,8 @@ impl Transport for Relays {
                 ephemeral_id: Some(relays.local_peer_id().to_string()),
                 relays: status.relays,
                 external: status.external,
+                #[cfg(target_os = "linux")]
+                bluetooth: None,
             }
         }
         .boxed()

@@ -450,3 +450,132 @@ proptest! {
             "neither delivered ({} of {}) nor broken", read.len(), written);
     }
 }
+
+/// Carries packets from `rx` to `tx`, losing every `lose_every`-th, until
+/// `cut_after` packets (then drops both channels: the connection is gone).
+fn relay(
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    lose_every: usize,
+    cut_after: Option<usize>,
+) {
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(p) = rx.recv().await {
+            n += 1;
+            if cut_after.is_some_and(|c| n > c) {
+                return;
+            }
+            if n % lose_every != 0 && tx.send(p).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+type Ends = (
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<strand_transport::ble::driver::Ended>,
+);
+
+fn driven_pair(lose_every: usize, cut_after: Option<usize>) -> [Ends; 2] {
+    use strand_transport::ble::driver;
+    use tokio::sync::mpsc::channel;
+    let config = LinkConfig::with_packet(100);
+    let (a_out, a_wire) = channel(8);
+    let (b_out, b_wire) = channel(8);
+    let (a_in_tx, a_in) = channel(8);
+    let (b_in_tx, b_in) = channel(8);
+    relay(a_wire, b_in_tx, lose_every, cut_after);
+    relay(b_wire, a_in_tx, lose_every, cut_after);
+    [
+        driver::spawn(config, a_in, a_out),
+        driver::spawn(config, b_in, b_out),
+    ]
+}
+
+#[tokio::test]
+async fn the_driver_carries_a_stream_both_ways_over_lossy_packet_channels() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let [(mut a, ta), (mut b, tb)] = driven_pair(20, None);
+    let sent = pattern(100_000, 6);
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        a.write_all(&to_send).await.unwrap();
+        a.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        a.read_to_end(&mut back).await.unwrap();
+        back
+    });
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, sent);
+    b.write_all(b"thanks").await.unwrap();
+    b.shutdown().await.unwrap();
+    assert_eq!(writer.await.unwrap(), b"thanks");
+    let (a, b) = (ta.await.unwrap(), tb.await.unwrap());
+    assert_eq!((&a.error, &b.error), (&None, &None));
+    // The loss was real and repaired.
+    assert!(a.stats.retransmitted > 0, "{:?}", a.stats);
+    assert_eq!(b.stats.delivered, 100_000);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_ends_the_driven_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let [(mut a, ta), (mut b, tb)] = driven_pair(1_000, Some(200));
+    let writer = tokio::spawn(async move {
+        let _ = a.write_all(&pattern(500_000, 7)).await;
+    });
+    let mut got = Vec::new();
+    let _ = b.read_to_end(&mut got).await;
+    assert!(got.len() < 500_000);
+    assert_eq!(got[..], pattern(500_000, 7)[..got.len()]);
+    for task in [ta, tb] {
+        assert_eq!(task.await.unwrap().error, Some(LinkError::Disconnected));
+    }
+    writer.abort();
+}
+
+#[test]
+fn a_disconnect_after_both_ends_finished_is_a_clean_close() {
+    let (mut a, mut b) = (
+        BleLink::new(LinkConfig::default()),
+        BleLink::new(LinkConfig::default()),
+    );
+    a.write(b"bye").unwrap();
+    b.finish();
+    let mut buf = [0u8; 8];
+    for step in 0..10 {
+        let now = step * 50_000; // past the delayed-ACK timer each time
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        while let Some(p) = a.poll_transmit(now) {
+            b.handle_packet(now, &p).unwrap();
+        }
+        b.read(&mut buf);
+        // Once a's data is acknowledged it finishes; b's ACK of that FIN
+        // is lost, and a never hears it.
+        let b_saw_fin = b.is_eof();
+        while let Some(p) = b.poll_transmit(now) {
+            if !b_saw_fin {
+                a.handle_packet(now, &p).unwrap();
+            }
+        }
+        a.read(&mut buf);
+        if a.is_flushed() {
+            a.finish();
+        }
+    }
+    assert!(b.is_closed() && b.error().is_none());
+    assert!(!a.is_closed() && a.is_eof());
+    a.handle_disconnect();
+    assert!(a.is_closed() && a.error().is_none());
+    // Data unacknowledged: a disconnect is an error.
+    let mut c = BleLink::new(LinkConfig::default());
+    c.handle_packet(0, &[1, 1, 0, 244, 0, 64]).unwrap();
+    c.write(b"lost?").unwrap();
+    while c.poll_transmit(0).is_some() {}
+    c.handle_disconnect();
+    assert_eq!(c.error(), Some(&LinkError::Disconnected));
+}
