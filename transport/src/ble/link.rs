@@ -92,8 +92,10 @@ pub const MAX_PACKET: usize = 4096;
 /// ~30 frames), and keeps 16-bit sequence numbers unambiguous.
 pub const MAX_WINDOW: u16 = 512;
 /// Stream bytes a writer buffers beyond what is in flight: enough to keep
-/// the radio busy while the session makes its next packet.
-pub const SEND_BUFFER: usize = 64 * 1024;
+/// the radio busy while the session makes its next packet, and no more.
+/// Bytes queued here wait their turn on a ~100 kB/s radio, and so does
+/// every round trip of the session above (64 KiB would add ~0.7 s).
+pub const SEND_BUFFER: usize = 4 * 1024;
 /// An ACK goes out after a quarter of the window (at least this many
 /// in-order frames)... Every ACK takes air time from the data: one in each
 /// connection event costs a 1M-PHY link a sixth of its packets.
