@@ -91,10 +91,18 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
 }
 
 /// A Strand advertisement: count it, and tell the node if it is wanted.
+///
+/// One side dials: the one whose own hint sorts first, so two devices
+/// that see each other open one link, not two. But a hint names at most
+/// four contacts, so the other side may not know it is wanted: a device
+/// that wants a link and is not the one to dial dials anyway once
+/// [`REDISCOVER`] has passed with no link.
 async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: Vec<u8>) {
     let _ = central;
     let now = tokio::time::Instant::now();
     let wanted = (shared.config.wanted)(&hint);
+    let own = shared.config.advert.borrow().clone();
+    let first = own < hint;
     let report = {
         let mut seen = shared.seen.lock().expect("not poisoned");
         let next = seen.len() as u64;
@@ -104,23 +112,21 @@ async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: V
             reported: None,
             linked: false,
         });
-        let fresh = entry.hint != hint;
         entry.hint = hint.clone();
         let due = entry
             .reported
             .is_none_or(|t| now.duration_since(t) >= REDISCOVER);
-        if wanted && !entry.linked && (fresh || due) {
+        if wanted && !entry.linked && due {
+            // The first report from the side that is not first to dial only
+            // starts the wait; the next one, a REDISCOVER later, dials.
+            let initiate = first || entry.reported.is_some();
             entry.reported = Some(now);
-            Some(entry.number)
+            Some((entry.number, initiate))
         } else {
             None
         }
     };
-    if let Some(number) = report {
-        // One side dials: the one whose own hint sorts first, so two
-        // devices that see each other open one link, not two.
-        let own = shared.config.advert.borrow().clone();
-        let initiate = own < hint;
+    if let Some((number, initiate)) = report {
         let peer = Peer::new(LinkKind::Bluetooth, number);
         let _ = shared
             .events

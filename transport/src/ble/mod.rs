@@ -274,10 +274,9 @@ mod linux {
             config: BleConfig,
             events: mpsc::Sender<TransportEvent>,
         ) -> Result<Ble, TransportError> {
+            let wanted = config.adapter.clone();
             let setup = |e: bluer::Error| {
-                TransportError::Setup(Box::new(crate::Reason(format!(
-                    "Bluetooth: {e} (is BlueZ running?)"
-                ))))
+                TransportError::Setup(Box::new(crate::Reason(why_not(&e, wanted.as_deref()))))
             };
             let session = bluer::Session::new().await.map_err(setup)?;
             let adapter = match &config.adapter {
@@ -345,6 +344,23 @@ mod linux {
                 bytes_received: c.received.load(Ordering::Relaxed),
                 psm: self.shared.psm,
             }
+        }
+    }
+
+    /// What keeps Bluetooth from starting, in words a user can act on.
+    fn why_not(e: &bluer::Error, adapter: Option<&str>) -> String {
+        let text = e.to_string();
+        if text.contains("system_bus_socket") {
+            "no system D-Bus here, so no BlueZ (install and start bluez)".into()
+        } else if text.contains("org.bluez") || text.contains("ServiceUnknown") {
+            "BlueZ (bluetoothd) is not running".into()
+        } else if e.kind == bluer::ErrorKind::NotFound || text.contains("does not exist") {
+            match adapter {
+                Some(name) => format!("no Bluetooth adapter named {name}"),
+                None => "no Bluetooth adapter".into(),
+            }
+        } else {
+            format!("BlueZ refused: {text}")
         }
     }
 
