@@ -3,7 +3,7 @@
 
 use strand_transport::{LanConfig, Multiaddr};
 
-use crate::{NodeConfig, RelaySettings, ServeSettings};
+use crate::{BleSettings, NodeConfig, RelaySettings, ServeSettings};
 
 /// How the node reaches other devices.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +38,15 @@ pub struct TransportArgs {
     /// The address contacts reach that relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
     #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
     pub relay_announce: Vec<Multiaddr>,
+    /// Do not use Bluetooth LE (on by default where an adapter and BlueZ exist)
+    #[arg(long)]
+    pub no_ble: bool,
+    /// The Bluetooth adapter to use, by BlueZ's name (such as hci1) [default: BlueZ's default adapter]
+    #[arg(long, value_name = "NAME", conflicts_with = "no_ble")]
+    pub ble_adapter: Option<String>,
+    /// Over Bluetooth, use GATT only: no L2CAP channels (for devices whose channels fail)
+    #[arg(long, conflicts_with = "no_ble")]
+    pub ble_gatt_only: bool,
     /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_contact: Option<u64>,
@@ -93,9 +102,14 @@ impl TransportArgs {
         if let Some(mib) = self.budget_per_contact {
             budgets.per_contact = mib << 20;
         }
+        let ble = (!self.no_ble).then(|| BleSettings {
+            adapter: self.ble_adapter.clone(),
+            l2cap: !self.ble_gatt_only,
+        });
         NodeConfig {
             lan,
             relay,
+            ble,
             peers: self.peer.clone(),
             budgets,
             ..NodeConfig::default()

@@ -58,8 +58,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use crypto::{os_rng, KdfParams};
 pub use node::budget::Budgets;
 pub use node::{
-    chain, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal, RelaySettings, RelayStatus,
-    Seen, ServeSettings, ServingStatus, SessionSettings, Status, TransportStatus,
+    chain, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError, NodeEvent,
+    Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus, SessionSettings,
+    Status, TransportStatus,
 };
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use reach::RelayChange;

@@ -703,6 +703,20 @@ async fn status(ctx: &Ctx) -> Result<()> {
                     println!("  public address (confirmed): {e}");
                 }
             }
+            for b in s.transports.iter().filter_map(|t| t.bluetooth.as_ref()) {
+                println!(
+                    "  Bluetooth LE on {}: {} Strand devices heard, {} links, bytes sent {}, received {}{}",
+                    b.adapter,
+                    b.devices_seen,
+                    b.links,
+                    b.bytes_sent,
+                    b.bytes_received,
+                    b.psm.map(|p| format!(", L2CAP channel {p:#x}")).unwrap_or_default()
+                );
+            }
+            if let Some(reason) = &s.bluetooth_off {
+                println!("  Bluetooth off: {reason}");
+            }
             if let Some(serving) = &s.serving {
                 println!(
                     "  relaying for contacts at {}: {} reservations, {} circuits",
@@ -984,6 +998,14 @@ async fn run(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
     for a in node.wait_listening(Duration::from_secs(10)).await {
         tracing::info!("listening on {a}");
         println!("listening on {a}");
+    }
+    if let Some(reason) = node.bluetooth_off() {
+        println!("Bluetooth off: {reason}; running without it (--no-ble turns it off quietly)");
+    }
+    for t in node.status().await.transports {
+        if let Some(b) = t.bluetooth {
+            println!("Bluetooth LE on {}", b.adapter);
+        }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;

@@ -264,13 +264,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             up: mdns,
         },
         relay_row,
-        Row {
-            name: "Bluetooth".into(),
-            state: "not available".into(),
-            detail: "not built into this version of Strand yet".into(),
-            addresses: Vec::new(),
-            up: false,
-        },
+        bluetooth_row(&status),
     ];
     let peers: Vec<PeerItem> = status
         .seen
@@ -303,4 +297,38 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         a.set_bytes_received(received.into());
         a.set_messages(messages.into());
     });
+}
+
+/// The Bluetooth row: the adapter and what it carried, or why it is off.
+fn bluetooth_row(status: &Status) -> Row {
+    let ble = status.transports.iter().find_map(|t| t.bluetooth.as_ref());
+    match (ble, &status.bluetooth_off) {
+        (Some(b), _) => Row {
+            name: "Bluetooth".into(),
+            state: format!("on ({})", b.adapter),
+            detail: format!(
+                "{} Strand devices heard nearby · {} links · sent {}, received {}",
+                b.devices_seen,
+                b.links,
+                format::bytes(b.bytes_sent),
+                format::bytes(b.bytes_received)
+            ),
+            addresses: Vec::new(),
+            up: true,
+        },
+        (None, Some(reason)) => Row {
+            name: "Bluetooth".into(),
+            state: "off".into(),
+            detail: reason.clone(),
+            addresses: Vec::new(),
+            up: false,
+        },
+        (None, None) => Row {
+            name: "Bluetooth".into(),
+            state: "off".into(),
+            detail: "turned off (--no-ble)".into(),
+            addresses: Vec::new(),
+            up: false,
+        },
+    }
 }

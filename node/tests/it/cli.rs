@@ -804,3 +804,59 @@ fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
     let s = p.summaries().unwrap();
     assert_eq!((s[0].name.as_str(), s[0].unread), ("bob", 0));
 }
+
+/// Issue 13: where Bluetooth cannot run (here: an adapter that does not
+/// exist, so the test means the same on a machine with BlueZ), `strand
+/// run` says why in one line and runs on its other transports; `strand
+/// status` says it too; `--no-ble` says nothing.
+#[test]
+fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let mut child = a
+        .command()
+        .args([
+            "run",
+            "--no-mdns",
+            "--no-relay",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--ble-adapter",
+            "hci99",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let running = Killed(child);
+    assert!(lines[0].starts_with("listening on "), "{lines:?}");
+    assert!(lines[1].starts_with("Bluetooth off: "), "{lines:?}");
+    assert_eq!(lines[1].trim_end().lines().count(), 1);
+    let status = a.ok(&["status"]);
+    assert!(status.contains("Bluetooth off: "), "{status}");
+    assert!(status.contains("transport LAN"), "{status}");
+    drop(running);
+    // Turned off on purpose: not a word about it.
+    let (quiet, _) = a.run_with(
+        &[
+            "run",
+            "--no-mdns",
+            "--no-relay",
+            "--no-ble",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        a.command(),
+    );
+    let _quiet = Killed(quiet);
+    let status = a.ok(&["status"]);
+    assert!(!status.contains("Bluetooth"), "{status}");
+}

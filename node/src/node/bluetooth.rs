@@ -1,0 +1,142 @@
+//! Bluetooth LE as the node runs it: the hint it advertises (renewed every
+//! epoch from its contacts), the check of hints it hears, and starting the
+//! transport where an adapter exists, or saying in one line why not.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strand_sync::{epoch, Advert, Contact, Time};
+use strand_transport::ble::{Ble, BleConfig};
+use strand_transport::TransportEvent;
+use tokio::sync::{mpsc, watch};
+
+use super::Clock;
+use crate::Profile;
+
+/// How the node uses Bluetooth LE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BleSettings {
+    /// The BlueZ adapter (`hci0`); `None` takes BlueZ's default.
+    pub adapter: Option<String>,
+    /// Offer and use L2CAP channels; off, links run over GATT only.
+    pub l2cap: bool,
+}
+
+impl Default for BleSettings {
+    fn default() -> Self {
+        BleSettings {
+            adapter: None,
+            l2cap: true,
+        }
+    }
+}
+
+/// How often the hint is checked for renewal (a new epoch, or contacts
+/// that changed).
+const RENEW_CHECK: Duration = Duration::from_secs(30);
+/// How long BlueZ may take to answer at start.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the hint is made from, shared with the transport's check.
+pub(crate) struct Hints {
+    contacts: Mutex<Vec<Contact>>,
+    clock: Clock,
+    advert: watch::Sender<Vec<u8>>,
+    /// The epoch and contact count the current hint was made for.
+    made_for: Mutex<(u64, usize)>,
+}
+
+impl Hints {
+    fn contacts(&self) -> Vec<Contact> {
+        self.contacts.lock().expect("not poisoned").clone()
+    }
+
+    /// Whether a hint heard over the air may come from a contact.
+    fn wanted(&self, hint: &[u8]) -> bool {
+        let Ok(advert) = Advert::from_bytes(hint) else {
+            return false;
+        };
+        let now = self.clock.now();
+        self.contacts
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|c| advert.matches(c, now))
+    }
+
+    /// Makes a new hint if the epoch or the contacts changed.
+    pub(crate) fn renew(
+        &self,
+        profile: &Profile,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) {
+        let contacts = profile.sync_contacts();
+        let now: Time = self.clock.now();
+        let key = (epoch(now), contacts.len());
+        let mut made_for = self.made_for.lock().expect("not poisoned");
+        if *made_for == key {
+            return;
+        }
+        *made_for = key;
+        let advert = Advert::new(&contacts, now, rng);
+        *self.contacts.lock().expect("not poisoned") = contacts;
+        let _ = self.advert.send(advert.to_bytes().to_vec());
+    }
+}
+
+/// Starts the BLE transport, or says why it cannot run here.
+pub(crate) async fn start(
+    profile: &Profile,
+    settings: &BleSettings,
+    clock: Clock,
+    events: mpsc::Sender<TransportEvent>,
+) -> Result<(Ble, Arc<Hints>), String> {
+    let contacts = profile.sync_contacts();
+    let now = clock.now();
+    let first = Advert::new(&contacts, now, &mut crate::os_rng());
+    let (advert, advert_rx) = watch::channel(first.to_bytes().to_vec());
+    let hints = Arc::new(Hints {
+        made_for: Mutex::new((epoch(now), contacts.len())),
+        contacts: Mutex::new(contacts),
+        clock,
+        advert,
+    });
+    let check = hints.clone();
+    let config = BleConfig {
+        adapter: settings.adapter.clone(),
+        advert: advert_rx,
+        wanted: Arc::new(move |hint: &[u8]| check.wanted(hint)),
+        l2cap: settings.l2cap,
+        window: strand_transport::ble::link::LinkConfig::default().window,
+    };
+    match tokio::time::timeout(START_TIMEOUT, Ble::start(config, events)).await {
+        Ok(Ok(ble)) => Ok((ble, hints)),
+        // The transport's reason, without "transport setup failed".
+        Ok(Err(strand_transport::TransportError::Setup(why))) => Err(super::chain(&*why)),
+        Ok(Err(e)) => Err(super::chain(&e)),
+        Err(_) => Err("BlueZ did not answer".into()),
+    }
+}
+
+/// Renews the hint until the node stops.
+pub(crate) async fn renew(node: super::Node, hints: Arc<Hints>) {
+    let cancel = node.shared.cancel.clone();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RENEW_CHECK) => {}
+        }
+        let profile = node.shared.profile.clone();
+        let hints = hints.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || hints.renew(&profile, &mut crate::os_rng())).await;
+    }
+}
+
+impl std::fmt::Debug for Hints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hints")
+            .field("contacts", &self.contacts().len())
+            .finish_non_exhaustive()
+    }
+}
