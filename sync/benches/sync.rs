@@ -7,7 +7,8 @@
 //!    parse → verify signature → decrypt body → store (in memory), on one
 //!    core, against signature verification alone (the floor). Target ≥ 50%.
 //! 3. **Reconciliation** of two logs of 1,000,000 messages that differ by
-//!    1, 10 and 1,000: total bytes both ways and round trips, against the
+//!    1, 10, 1,000 and 10,000, with 16 KiB and with 512-byte packets:
+//!    total bytes both ways and round trips, against the
 //!    bytes a naive id exchange (Briar's offer/ack) would need for the same
 //!    logs. Target for a difference of 1: ≤ 1 KiB and ≤ 3 round trips.
 //!
@@ -287,13 +288,26 @@ fn reconciliation_figures(n: usize) {
         t.elapsed().as_secs_f64()
     );
     println!(
-        "   {:>10} {:>12} {:>14} {:>12} {:>12} {:>14}",
-        "difference", "bytes", "bytes w/o msgs", "round trips", "CPU time", "naive id xchg"
+        "   {:>7} {:>10} {:>12} {:>14} {:>12} {:>12} {:>14}",
+        "packet",
+        "difference",
+        "bytes",
+        "bytes w/o msgs",
+        "round trips",
+        "CPU time",
+        "naive id xchg"
     );
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    for d in [1usize, 10, 1000] {
+    // Packets of 16 KiB (the LAN's and relays') and of 512 bytes (the
+    // smallest a session uses; issue 13 measures BLE at both).
+    for (packet, d) in [16 * 1024, 512]
+        .into_iter()
+        .flat_map(|p| [1usize, 10, 1000, 10_000].map(move |d| (p, d)))
+    {
+        let mut rng = ChaCha20Rng::seed_from_u64(9 + d as u64);
         let mut pair = Pair::new(3);
         pair.latency = 50;
+        pair.a.config = strand_sync::Config { max_packet: packet };
+        pair.b.config = strand_sync::Config { max_packet: packet };
         pair.a.store = base.clone();
         pair.b.store = base.clone();
         // The difference: d new messages at random places in the history,
@@ -334,7 +348,8 @@ fn reconciliation_figures(n: usize) {
         let rtts = (done - strand_sync::harness::EPOCH) as f64 / (2 * pair.latency) as f64;
         let naive = 2 * 32 * n as u64 + 32 * d as u64;
         println!(
-            "   {:>10} {:>12} {:>14} {:>12.1} {:>9.0} ms {:>11.1} MB",
+            "   {:>7} {:>10} {:>12} {:>14} {:>12.1} {:>9.0} ms {:>11.1} MB",
+            packet,
             d,
             pair.bytes(),
             pair.bytes() - payload,
