@@ -38,8 +38,11 @@ pub struct TransportArgs {
     /// The address contacts reach that relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
     #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
     pub relay_announce: Vec<Multiaddr>,
-    /// Do not use Bluetooth LE (on by default where an adapter and BlueZ exist)
+    /// Use Bluetooth LE: the default where an adapter and BlueZ exist (where not, the node says why in one line and runs on)
     #[arg(long)]
+    pub ble: bool,
+    /// Do not use Bluetooth LE
+    #[arg(long, conflicts_with = "ble")]
     pub no_ble: bool,
     /// The Bluetooth adapter to use, by BlueZ's name (such as hci1) [default: BlueZ's default adapter]
     #[arg(long, value_name = "NAME", conflicts_with = "no_ble")]

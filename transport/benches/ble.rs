@@ -87,6 +87,37 @@ fn meeting() {
     }
 }
 
+/// Both sides hold 5,000 messages the other lacks, interleaved in time:
+/// reconciliation has to find 10,000 differences before and while they
+/// flow (the one-sided meeting above needs one round).
+fn two_sided() {
+    println!();
+    println!("2b. a meeting where each side holds 5,000 messages the other lacks (10,000 differences, interleaved)");
+    println!(
+        "   {:<16} {:>8} {:>12} {:>14} {:>16}",
+        "connection", "packets", "all after", "link B/msg", "at the rate"
+    );
+    for (label, radio) in connections().into_iter().step_by(2) {
+        for max_packet in [512, 16 * 1024] {
+            let (a, b) = sync_end::devices_with([5_000, 5_000], max_packet);
+            let mut pair = sync_end::pair(a, b, radio, 4);
+            pair.run_while(3_600 * SECOND, |p| {
+                p.ends.iter().all(|e| e.count() == 10_000)
+            });
+            let all = pair.now() as f64 / 1e6;
+            // Both directions share the air: all bytes at the one-way
+            // payload rate is what the radio alone would need (a little
+            // more, as both can send in one exchange).
+            let total = (pair.stats.bytes[0] + pair.stats.bytes[1]) as f64;
+            let per_message = total / 10_000.0;
+            println!(
+                "   {label:<16} {max_packet:>8} {all:>10.1} s {per_message:>14.0} {:>14.1} s",
+                total / radio.payload_rate()
+            );
+        }
+    }
+}
+
 fn overhead() {
     println!();
     println!("3. framing overhead: link-layer bytes both ways per stream byte (1M PHY, 15 ms, 100 KB bulk)");
@@ -116,5 +147,6 @@ fn main() {
     }
     goodput();
     meeting();
+    two_sided();
     overhead();
 }

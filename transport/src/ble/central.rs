@@ -11,7 +11,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{driver, link::LinkConfig, Seen, Shared, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR};
+use super::{
+    driver, link::LinkConfig, Seen, Shared, MAX_SEEN, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR,
+};
 use crate::{Direction, Link, LinkKind, Peer, Reason, Remote, TransportError, TransportEvent};
 
 /// How long a connection attempt may take: btvirt and busy radios take
@@ -98,25 +100,53 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
 /// that wants a link and is not the one to dial dials anyway once
 /// [`REDISCOVER`] has passed with no link.
 async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: Vec<u8>) {
-    let _ = central;
+    let known = shared.seen.lock().expect("not poisoned").contains_key(&id);
+    let address = if known {
+        String::new()
+    } else {
+        match central.peripheral(&id).await {
+            Ok(p) => p.address().to_string(),
+            Err(_) => return,
+        }
+    };
     let now = tokio::time::Instant::now();
-    let wanted = (shared.config.wanted)(&hint);
     let own = shared.config.advert.borrow().clone();
     let first = own < hint;
     let report = {
         let mut seen = shared.seen.lock().expect("not poisoned");
-        let next = seen.len() as u64;
+        if !seen.contains_key(&id) && seen.len() >= MAX_SEEN {
+            let oldest = seen
+                .iter()
+                .filter(|(_, s)| !s.linked)
+                .min_by_key(|(_, s)| s.heard)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(old) => {
+                    seen.remove(&old);
+                }
+                None => return,
+            }
+        }
         let entry = seen.entry(id.clone()).or_insert_with(|| Seen {
-            number: next,
+            number: shared
+                .next_number
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             hint: Vec::new(),
+            wanted: false,
+            heard: now,
+            address,
             reported: None,
             linked: false,
         });
-        entry.hint = hint.clone();
+        entry.heard = now;
+        if entry.hint != hint {
+            entry.wanted = (shared.config.wanted)(&hint);
+            entry.hint = hint;
+        }
         let due = entry
             .reported
             .is_none_or(|t| now.duration_since(t) >= REDISCOVER);
-        if wanted && !entry.linked && due {
+        if entry.wanted && !entry.linked && due {
             // The first report from the side that is not first to dial only
             // starts the wait; the next one, a REDISCOVER later, dials.
             let initiate = first || entry.reported.is_some();
@@ -158,17 +188,27 @@ pub(super) async fn open(
         .await
         .map_err(|e| dial(Box::new(e)))?;
     let props = device.properties().await.ok().flatten();
-    if !device.is_connected().await.unwrap_or(false) {
+    // A connection this side did not make (the other side's, in the other
+    // role) is left up when this link ends.
+    let connected_here = !device.is_connected().await.unwrap_or(false);
+    if connected_here {
         tokio::time::timeout(CONNECT_TIMEOUT, device.connect())
             .await
             .map_err(|_| dial(Box::new(Reason("connecting timed out".into()))))?
             .map_err(|e| dial(Box::new(e)))?;
     }
     shared.set_linked(&id, true);
-    let opened = open_connected(&shared, &device, props).await;
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        open_connected(&shared, &device, props, connected_here),
+    )
+    .await
+    .unwrap_or_else(|_| Err(Box::new(Reason("the Strand service did not answer".into()))));
     if opened.is_err() {
         shared.set_linked(&id, false);
-        let _ = device.disconnect().await;
+        if connected_here {
+            let _ = device.disconnect().await;
+        }
     }
     opened.map_err(dial)
 }
@@ -179,6 +219,7 @@ async fn open_connected(
     shared: &Arc<Shared>,
     device: &Peripheral,
     props: Option<btleplug::api::PeripheralProperties>,
+    connected_here: bool,
 ) -> Result<Link, BoxError> {
     device.discover_services().await?;
     let chars = device.characteristics();
@@ -210,9 +251,11 @@ async fn open_connected(
                     let (shared, device) = (shared.clone(), device.clone());
                     counted.on_drop = Some(Box::new(move || {
                         shared.set_linked(&device.id(), false);
-                        tokio::spawn(async move {
-                            let _ = device.disconnect().await;
-                        });
+                        if connected_here {
+                            tokio::spawn(async move {
+                                let _ = device.disconnect().await;
+                            });
+                        }
                     }));
                     return Ok(Link {
                         kind: LinkKind::Bluetooth,
@@ -274,7 +317,9 @@ async fn open_connected(
         }
         drop(in_tx);
         let _ = ended.await;
-        let _ = device.disconnect().await;
+        if connected_here {
+            let _ = device.disconnect().await;
+        }
         task_shared.set_linked(&device.id(), false);
     });
     shared.counters.link_opened();

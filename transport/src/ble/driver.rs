@@ -15,6 +15,12 @@ use super::link::{BleLink, LinkConfig, LinkStats, Micros};
 
 /// Bytes the stream between the session and the driver buffers each way.
 const STREAM_BUFFER: usize = 64 * 1024;
+/// How long a link that closed cleanly stays to acknowledge the peer's FIN
+/// again, should the first ACK be lost (TCP's TIME_WAIT, short: the radio
+/// connection ends soon after anyway).
+const LINGER: Duration = Duration::from_secs(1);
+/// How long the last packets may wait for room when the link ends.
+const LAST_WORDS: Duration = Duration::from_millis(500);
 
 /// How a driven link ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +61,8 @@ async fn run(
     let mut app_done = false; // the session finished writing
     let mut eof_told = false; // the session was told the peer finished
     let mut held: Option<Vec<u8>> = None; // a packet waiting for room
+    let mut disconnected = false; // the packet channel closed
+    let mut closed_at: Option<Instant> = None;
     loop {
         // Everything the link has to send, while the channel has room.
         loop {
@@ -74,8 +82,15 @@ async fn run(
                 }
             }
         }
-        if link.error().is_some() || (link.is_closed() && eof_told) {
+        // A clean close may still have bytes for the session: deliver them.
+        if link.error().is_some() || (disconnected && eof_told) {
             break;
+        }
+        if link.is_closed() && eof_told {
+            let since = *closed_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= LINGER {
+                break;
+            }
         }
         // What arrived, for the session.
         if to_app_pos == to_app.len() && link.readable() > 0 {
@@ -88,18 +103,30 @@ async fn run(
             eof_told = true;
             let _ = wr.shutdown().await;
         }
-        let deadline = link.poll_timeout().map(|t| base + Duration::from_micros(t));
+        // A deadline already due while a packet waits for room is one that
+        // only sending clears (an ACK to send): the room wakes the loop.
+        let t_now = now();
+        let deadline = link
+            .poll_timeout()
+            .filter(|&t| held.is_none() || t > t_now)
+            .map(|t| base + Duration::from_micros(t))
+            .into_iter()
+            .chain(closed_at.map(|c| c + LINGER))
+            .min();
         let room = if app_done {
             0
         } else {
             link.send_capacity().min(from_app.len())
         };
         tokio::select! {
-            packet = incoming.recv() => match packet {
+            packet = incoming.recv(), if !disconnected => match packet {
                 Some(p) => {
                     let _ = link.handle_packet(now(), &p);
                 }
-                None => link.handle_disconnect(),
+                None => {
+                    disconnected = true;
+                    link.handle_disconnect();
+                }
             },
             permit = outgoing.reserve(), if held.is_some() => match permit {
                 Ok(permit) => permit.send(held.take().expect("checked")),
@@ -123,11 +150,21 @@ async fn run(
             _ = sleep_until(deadline) => link.handle_timeout(now()),
         }
     }
-    // Say goodbye on the wire if the link ended here (an ABORT), then stop.
-    while let Some(p) = link.poll_transmit(now()) {
-        if outgoing.try_send(p).is_err() {
-            break;
-        }
+    // The last packets (an ACK, or an ABORT if the link ended here), given
+    // a moment to find room, then stop.
+    let last: Vec<Vec<u8>> = held
+        .into_iter()
+        .chain(std::iter::from_fn(|| link.poll_transmit(now())))
+        .collect();
+    if !disconnected {
+        let _ = tokio::time::timeout(LAST_WORDS, async {
+            for p in last {
+                if outgoing.send(p).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     Ended {
         error: link.error().cloned(),

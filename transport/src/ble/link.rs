@@ -80,9 +80,10 @@ pub type Micros = u64;
 pub const VERSION: u8 = 1;
 /// Bytes before the stream's bytes in a DATA frame.
 pub const DATA_HEADER: usize = 3;
-/// Smallest packet a link works with: the ATT default MTU (23) less the
-/// 3-byte ATT header, what every BLE device supports.
-pub const MIN_PACKET: usize = 20;
+/// Smallest packet a link works with: below the ATT default MTU (23) less
+/// the 3-byte ATT header, since BlueZ's notification sockets keep 2 bytes
+/// more back (18 at MTU 23); every frame but DATA is at most 9 bytes.
+pub const MIN_PACKET: usize = 16;
 /// Largest packet a link works with: comfortably above BLE's 512-byte
 /// attribute limit and the L2CAP SDUs BlueZ and phones use; bounds the
 /// memory a peer's window can claim.
@@ -722,6 +723,17 @@ impl BleLink {
         if let Some(rtt) = sample {
             self.rtt_sample(rtt);
         }
+        // An honest receiver keeps what it acknowledged selectively: a
+        // frame it reported and now lacks again is a peer taking it back.
+        if self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.sacked && f.seq == next)
+        {
+            return Err(self.fail(LinkError::Violation(
+                "a selectively acknowledged frame taken back",
+            )));
+        }
         if let Some(high) = highest_sacked {
             let srtt = self.srtt.unwrap_or(self.rto);
             for f in self.in_flight.iter_mut() {
@@ -883,15 +895,21 @@ impl BleLink {
             return None;
         }
         let rto = self.current_rto();
-        let hello = (!self.hello_acked).then_some(self.hello_sent + rto);
+        let hello = (!self.hello_acked && !self.hello_due).then_some(self.hello_sent + rto);
+        // Whatever else is pending, a link waiting on the peer gives up at
+        // LINK_TIMEOUT (so no peer can leave it waiting with no timer).
+        let waiting = !self.in_flight.is_empty() || !self.hello_acked;
+        let give_up = waiting.then_some(self.last_progress + LINK_TIMEOUT);
         let retransmit = self
             .in_flight
             .iter()
             .filter(|f| !f.sacked && !f.resend)
             .map(|f| f.last_sent + rto)
             .min();
-        let probe = self.probe_at.filter(|_| self.window_blocked());
-        [hello, retransmit, self.ack_at, probe]
+        let probe = self
+            .probe_at
+            .filter(|_| self.window_blocked() && !self.probe_due);
+        [hello, retransmit, self.ack_at, probe, give_up]
             .into_iter()
             .flatten()
             .min()
@@ -909,7 +927,7 @@ impl BleLink {
             return;
         }
         let mut fired = false;
-        if !self.hello_acked && self.hello_sent + rto <= now {
+        if !self.hello_acked && !self.hello_due && self.hello_sent + rto <= now {
             self.hello_due = true;
             fired = true;
         }

@@ -44,7 +44,7 @@ mod peripheral;
 #[cfg(target_os = "linux")]
 pub use linux::{Ble, BleConfig, BleInfo};
 #[cfg(target_os = "linux")]
-use linux::{Seen, Shared, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR};
+use linux::{Seen, Shared, MAX_SEEN, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR};
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -144,9 +144,21 @@ mod linux {
     pub(crate) struct Seen {
         pub(crate) number: u64,
         pub(crate) hint: Vec<u8>,
+        /// Whether `hint` names a contact (checked once per hint: the check
+        /// costs a few hashes per contact).
+        pub(crate) wanted: bool,
+        pub(crate) heard: tokio::time::Instant,
+        /// Its radio address, as `AA:BB:…` (links it opens to this side are
+        /// known by it).
+        pub(crate) address: String,
         pub(crate) reported: Option<tokio::time::Instant>,
         pub(crate) linked: bool,
     }
+
+    /// Devices remembered from advertisements; past this, the one heard
+    /// longest ago (and not linked) is forgotten, so advertising from
+    /// ever new addresses costs a bounded table.
+    pub(crate) const MAX_SEEN: usize = 256;
 
     pub(crate) struct Shared {
         pub(crate) config: BleConfig,
@@ -155,6 +167,8 @@ mod linux {
         pub(crate) tasks: TaskTracker,
         pub(crate) counters: Arc<Counters>,
         pub(crate) seen: Mutex<BTreeMap<PeripheralId, Seen>>,
+        /// Numbers for [`Seen`] devices (the handle the node dials by).
+        pub(crate) next_number: AtomicU64,
         /// Cancelled when the device disconnects.
         gone: Mutex<BTreeMap<PeripheralId, CancellationToken>>,
         pub(crate) address: bluer::Address,
@@ -164,9 +178,27 @@ mod linux {
     }
 
     impl Shared {
+        /// Marks a link to `id` open or closed. A closed one starts the
+        /// who-dials rule afresh, so both sides never dial at once.
         pub(crate) fn set_linked(&self, id: &PeripheralId, linked: bool) {
             if let Some(s) = self.seen.lock().expect("not poisoned").get_mut(id) {
                 s.linked = linked;
+                if !linked {
+                    s.reported = None;
+                }
+            }
+        }
+
+        /// Marks links with the device at `address` that the *other* side
+        /// opened: while one is up, this side does not dial it.
+        pub(crate) fn set_linked_address(&self, address: &str, linked: bool) {
+            for s in self.seen.lock().expect("not poisoned").values_mut() {
+                if s.address.eq_ignore_ascii_case(address) {
+                    s.linked = linked;
+                    if !linked {
+                        s.reported = None;
+                    }
+                }
             }
         }
 
@@ -300,6 +332,7 @@ mod linux {
                 tasks: TaskTracker::new(),
                 counters: Arc::default(),
                 seen: Mutex::default(),
+                next_number: AtomicU64::new(0),
                 gone: Mutex::default(),
                 address,
                 address_type,

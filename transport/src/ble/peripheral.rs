@@ -83,11 +83,16 @@ pub(super) async fn accept_l2cap(shared: Arc<Shared>, listener: StreamListener) 
         match accepted {
             Ok((stream, peer)) => {
                 shared.counters.link_opened();
+                let address = peer.addr.to_string();
+                shared.set_linked_address(&address, true);
+                let mut counted = shared.counted(stream);
+                let (s, a) = (shared.clone(), address.clone());
+                counted.on_drop = Some(Box::new(move || s.set_linked_address(&a, false)));
                 let link = Link {
                     kind: LinkKind::Bluetooth,
                     direction: Direction::Inbound,
-                    remote: Remote::Bluetooth(peer.addr.to_string()),
-                    stream: Box::new(shared.counted(stream).compat()),
+                    remote: Remote::Bluetooth(address),
+                    stream: Box::new(counted.compat()),
                 };
                 if shared
                     .events
@@ -202,7 +207,9 @@ async fn serve_gatt_links(
             // One GATT link at a time (BlueZ 5.66 shares these sockets
             // between centrals): serve it to its end, keeping the control
             // channels polled meanwhile.
-            let remote = Remote::Bluetooth(r.device_address().to_string());
+            let address = r.device_address().to_string();
+            shared.set_linked_address(&address, true);
+            let remote = Remote::Bluetooth(address.clone());
             let config = LinkConfig {
                 max_write: w.mtu(),
                 max_receive: r.mtu().saturating_sub(3),
@@ -270,8 +277,11 @@ async fn serve_gatt_links(
                 }
             }
             drop(pump);
-            let ended = ended.await;
-            tracing::debug!(?ended, "GATT link ended");
+            shared.set_linked_address(&address, false);
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                ended = ended => tracing::debug!(?ended, "GATT link ended"),
+            }
         }
     }
 }

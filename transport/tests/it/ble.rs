@@ -237,7 +237,7 @@ fn data_after_the_end_of_the_stream_is_a_violation() {
 
 #[test]
 fn ten_thousand_messages_sync_over_ble_at_20_and_244_byte_packets_through_loss() {
-    for (packet, loss) in [(20, 0.01), (244, 0.1)] {
+    for (packet, loss) in [(20, 0.01), (20, 0.1), (244, 0.01), (244, 0.1)] {
         let (a, b) = devices(5_000);
         let what = format!("{packet}-byte packets, loss {loss}");
         let (a, b) = meet(a, b, radio([packet, packet], loss), 5, |p| {
@@ -578,4 +578,36 @@ fn a_disconnect_after_both_ends_finished_is_a_clean_close() {
     while c.poll_transmit(0).is_some() {}
     c.handle_disconnect();
     assert_eq!(c.error(), Some(&LinkError::Disconnected));
+}
+
+#[test]
+fn a_peer_that_takes_back_a_selective_ack_ends_the_link() {
+    let mut link = BleLink::new(LinkConfig::default());
+    link.handle_packet(0, &[1, 1, 0, 244, 0, 64]).unwrap();
+    link.write(&pattern(1000, 8)).unwrap();
+    while link.poll_transmit(0).is_some() {}
+    // Frame 1 arrived (selectively), frame 0 not...
+    link.handle_packet(1, &[4, 0, 0, 0, 64, 0, 0, 0, 1])
+        .unwrap();
+    // ...then frame 0 did, and frame 1 is missing again: no honest
+    // receiver says that, and without this check the link would wait on a
+    // frame it never sends again.
+    let err = link
+        .handle_packet(2, &[4, 0, 1, 0, 64, 0, 0, 0, 0])
+        .unwrap_err();
+    assert!(matches!(err, LinkError::Violation(_)), "{err:?}");
+}
+
+#[test]
+fn a_link_waiting_on_its_peer_always_has_a_deadline() {
+    // Whatever the peer does, a link with frames out has a timer: at the
+    // latest, the link timeout.
+    let mut link = BleLink::new(LinkConfig::default());
+    link.handle_packet(0, &[1, 1, 0, 244, 0, 64]).unwrap();
+    link.write(b"hello").unwrap();
+    while link.poll_transmit(0).is_some() {}
+    // The peer closes its window and acknowledges nothing.
+    link.handle_packet(1, &[4, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    let deadline = link.poll_timeout().expect("a deadline");
+    assert!(deadline <= strand_transport::ble::link::LINK_TIMEOUT);
 }
