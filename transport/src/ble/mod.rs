@@ -155,6 +155,17 @@ mod linux {
         pub(crate) linked: bool,
     }
 
+    impl Seen {
+        /// A link to it opened or closed. A closed one starts the
+        /// who-dials rule afresh, so both sides never dial at once.
+        fn mark(&mut self, linked: bool) {
+            self.linked = linked;
+            if !linked {
+                self.reported = None;
+            }
+        }
+    }
+
     /// Devices remembered from advertisements; past this, the one heard
     /// longest ago (and not linked) is forgotten, so advertising from
     /// ever new addresses costs a bounded table.
@@ -178,14 +189,10 @@ mod linux {
     }
 
     impl Shared {
-        /// Marks a link to `id` open or closed. A closed one starts the
-        /// who-dials rule afresh, so both sides never dial at once.
+        /// Marks a link this side opened to `id` open or closed.
         pub(crate) fn set_linked(&self, id: &PeripheralId, linked: bool) {
             if let Some(s) = self.seen.lock().expect("not poisoned").get_mut(id) {
-                s.linked = linked;
-                if !linked {
-                    s.reported = None;
-                }
+                s.mark(linked);
             }
         }
 
@@ -194,10 +201,7 @@ mod linux {
         pub(crate) fn set_linked_address(&self, address: &str, linked: bool) {
             for s in self.seen.lock().expect("not poisoned").values_mut() {
                 if s.address.eq_ignore_ascii_case(address) {
-                    s.linked = linked;
-                    if !linked {
-                        s.reported = None;
-                    }
+                    s.mark(linked);
                 }
             }
         }

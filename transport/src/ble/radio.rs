@@ -217,19 +217,14 @@ impl<E: Endpoint> Pair<E> {
             return;
         }
         let now = self.now;
-        self.ends[i].drive(now, &mut self.links[i]);
-        while self.queues[i].len() < self.radio.queue {
-            match self.links[i].poll_transmit(now) {
-                Some(p) => self.queues[i].push_back(p),
-                None => break,
-            }
-        }
-        // The application may write more once the link took bytes.
-        self.ends[i].drive(now, &mut self.links[i]);
-        while self.queues[i].len() < self.radio.queue {
-            match self.links[i].poll_transmit(now) {
-                Some(p) => self.queues[i].push_back(p),
-                None => break,
+        // Twice: the application may write more once the link took bytes.
+        for _ in 0..2 {
+            self.ends[i].drive(now, &mut self.links[i]);
+            while self.queues[i].len() < self.radio.queue {
+                match self.links[i].poll_transmit(now) {
+                    Some(p) => self.queues[i].push_back(p),
+                    None => break,
+                }
             }
         }
     }
