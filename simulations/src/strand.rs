@@ -128,6 +128,7 @@ impl Strand {
     fn config(w: &World, link: &LinkState) -> Config {
         Config {
             max_packet: w.link_types[link.kind].packet,
+            ..Default::default()
         }
     }
 

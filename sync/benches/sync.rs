@@ -1,6 +1,6 @@
 //! strand-sync benchmarks: `cargo bench -p strand-sync`.
 //!
-//! Prints three figures, each next to a baseline measured in the same run:
+//! Prints four figures, each next to a baseline measured in the same run:
 //!
 //! 1. **Handshake**: round trips and bytes until the first sync data.
 //! 2. **Receive path**: messages per second through decrypt packet →
@@ -11,6 +11,9 @@
 //!    total bytes both ways and round trips, against the
 //!    bytes a naive id exchange (Briar's offer/ack) would need for the same
 //!    logs. Target for a difference of 1: ≤ 1 KiB and ≤ 3 round trips.
+//! 4. **Keyed tags** against the public tags of version 2 (issue 14): the
+//!    same reconciliations at 1, 10 and 1,000 differences with each, bytes,
+//!    round trips and CPU, and the time of one whole-log fingerprint.
 //!
 //! Then criterion times the handshake and the receive path.
 //! `STRAND_BENCH_LOG=100000` shrinks the reconciliation logs for a quick run.
@@ -25,7 +28,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::harness::Pair;
 use strand_sync::{
-    Event, Group, Identity, Inbound, Kind, MemoryStore, Message, Session, WriteStore,
+    Event, Group, Identity, Inbound, KeyRange, Kind, MemoryStore, Message, Session, Store, TagKey,
+    WriteStore,
 };
 
 const RECEIVE_BATCH: usize = 2_000;
@@ -303,58 +307,16 @@ fn reconciliation_figures(n: usize) {
         .into_iter()
         .flat_map(|p| [1usize, 10, 1000, 10_000].map(move |d| (p, d)))
     {
-        let mut rng = ChaCha20Rng::seed_from_u64(9 + d as u64);
-        let mut pair = Pair::new(3);
-        pair.latency = 50;
-        pair.a.config = strand_sync::Config { max_packet: packet };
-        pair.b.config = strand_sync::Config { max_packet: packet };
-        pair.a.store = base.clone();
-        pair.b.store = base.clone();
-        // The difference: d new messages at random places in the history,
-        // split between the two sides (all on Alice's for d = 1).
-        let mut payload = 0u64;
-        for i in 0..d {
-            let time = start + rng.next_u64() % (n as u64 * 1000);
-            let on_alice = d == 1 || i % 2 == 0;
-            let author = if on_alice {
-                &pair.a.identity
-            } else {
-                &pair.b.identity
-            };
-            let body = format!("difference {i}");
-            let m = Message::create(author, &group, time, Kind::TEXT, body.as_bytes(), &mut rng)
-                .unwrap();
-            payload += m.as_bytes().len() as u64;
-            let store = if on_alice {
-                &mut pair.a.store
-            } else {
-                &mut pair.b.store
-            };
-            store.insert(&group.id, &m).unwrap();
-        }
-        let t = Instant::now();
-        pair.connect();
-        pair.drive();
-        let cpu = t.elapsed();
-        assert_eq!(pair.a.store.len(&group.id), n + d);
-        assert_eq!(pair.a.store.keys(&group.id), pair.b.store.keys(&group.id));
-        let done = pair
-            .a
-            .last_received_at
-            .into_iter()
-            .chain(pair.b.last_received_at)
-            .max()
-            .unwrap();
-        let rtts = (done - strand_sync::harness::EPOCH) as f64 / (2 * pair.latency) as f64;
+        let run = reconcile(&base, &group, start, n, d, packet, false);
         let naive = 2 * 32 * n as u64 + 32 * d as u64;
         println!(
             "   {:>7} {:>10} {:>12} {:>14} {:>12.1} {:>9.0} ms {:>11.1} MB",
             packet,
             d,
-            pair.bytes(),
-            pair.bytes() - payload,
-            rtts,
-            cpu.as_secs_f64() * 1000.0,
+            run.bytes,
+            run.bytes - run.payload,
+            run.rtts,
+            run.cpu.as_secs_f64() * 1000.0,
             naive as f64 / 1e6
         );
     }
@@ -363,4 +325,123 @@ fn reconciliation_figures(n: usize) {
     );
     println!("    from the link opening (the beacon) to the last message stored. Target for 1: ≤ 1 KiB, ≤ 3.)");
     println!("   baseline: a naive id exchange sends every id both ways (32 bytes each), as Briar's offer/ack does.\n");
+    tag_figures(&base, &group, start, n);
+}
+
+/// One reconciliation's figures.
+struct Run {
+    bytes: u64,
+    payload: u64,
+    rtts: f64,
+    cpu: Duration,
+}
+
+/// Reconciles two copies of `base` that differ by `d` messages at random
+/// places (all on Alice's side for d = 1, else split between the two).
+fn reconcile(
+    base: &MemoryStore,
+    group: &Group,
+    start: u64,
+    n: usize,
+    d: usize,
+    packet: usize,
+    unkeyed_tags: bool,
+) -> Run {
+    let mut rng = ChaCha20Rng::seed_from_u64(9 + d as u64);
+    let mut pair = Pair::new(3);
+    pair.latency = 50;
+    let config = strand_sync::Config {
+        max_packet: packet,
+        unkeyed_tags,
+    };
+    pair.a.config = config;
+    pair.b.config = config;
+    pair.a.store = base.clone();
+    pair.b.store = base.clone();
+    let mut payload = 0u64;
+    for i in 0..d {
+        let time = start + rng.next_u64() % (n as u64 * 1000);
+        let on_alice = d == 1 || i % 2 == 0;
+        let author = if on_alice {
+            &pair.a.identity
+        } else {
+            &pair.b.identity
+        };
+        let body = format!("difference {i}");
+        let m =
+            Message::create(author, group, time, Kind::TEXT, body.as_bytes(), &mut rng).unwrap();
+        payload += m.as_bytes().len() as u64;
+        let store = if on_alice {
+            &mut pair.a.store
+        } else {
+            &mut pair.b.store
+        };
+        store.insert(&group.id, &m).unwrap();
+    }
+    let t = Instant::now();
+    pair.connect();
+    pair.drive();
+    let cpu = t.elapsed();
+    assert_eq!(pair.a.store.len(&group.id), n + d);
+    assert_eq!(pair.a.store.keys(&group.id), pair.b.store.keys(&group.id));
+    let done = pair
+        .a
+        .last_received_at
+        .into_iter()
+        .chain(pair.b.last_received_at)
+        .max()
+        .unwrap();
+    Run {
+        bytes: pair.bytes(),
+        payload,
+        rtts: (done - strand_sync::harness::EPOCH) as f64 / (2 * pair.latency) as f64,
+        cpu,
+    }
+}
+
+/// Tags keyed per session (PROTOCOL.md §8.0) against version 2's public
+/// tags: the same reconciliations, and the cost of one whole-log sum.
+fn tag_figures(base: &MemoryStore, group: &Group, start: u64, n: usize) {
+    println!("4. keyed tags (SipHash per session) against version 2's public tags (first 8 id bytes), 16 KiB packets");
+    println!(
+        "   {:>10} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12}",
+        "difference",
+        "bytes keyed",
+        "bytes public",
+        "RTTs keyed",
+        "RTTs public",
+        "CPU keyed",
+        "CPU public"
+    );
+    for d in [1usize, 10, 1000] {
+        let keyed = reconcile(base, group, start, n, d, 16 * 1024, false);
+        let public = reconcile(base, group, start, n, d, 16 * 1024, true);
+        println!(
+            "   {:>10} {:>14} {:>14} {:>12.1} {:>12.1} {:>9.0} ms {:>9.0} ms",
+            d,
+            keyed.bytes,
+            public.bytes,
+            keyed.rtts,
+            public.rtts,
+            keyed.cpu.as_secs_f64() * 1000.0,
+            public.cpu.as_secs_f64() * 1000.0
+        );
+    }
+    let sum = |tags: &TagKey| {
+        best_of(5, || {
+            let t = Instant::now();
+            let s = base.summarize(&group.id, &KeyRange::ALL, tags).unwrap();
+            std::hint::black_box(s);
+            t.elapsed()
+        })
+    };
+    let keyed = sum(&TagKey::for_session(&[7; 32], b"bench"));
+    let public = sum(&TagKey::unkeyed());
+    println!(
+        "   one fingerprint of all {n} messages: {:.1} ms keyed, {:.1} ms public ({:.1} ns per id more)",
+        keyed.as_secs_f64() * 1000.0,
+        public.as_secs_f64() * 1000.0,
+        (keyed.as_secs_f64() - public.as_secs_f64()) * 1e9 / n as f64
+    );
+    println!("   (the wire format is the same: tags and sums stay 8 bytes; what keying costs is hashing each id once per range visited)\n");
 }

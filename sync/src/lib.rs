@@ -91,7 +91,7 @@ pub use message::{Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
 pub use session::{Config, Event, Session, Stats};
-pub use store::{Key, KeyRange, MemoryStore, Store, Summary, WriteStore};
+pub use store::{Key, KeyRange, MemoryStore, Store, Summary, TagKey, WriteStore};
 pub use token::{epoch, Advert, Beacon, ADVERT_LEN, BEACON_LEN};
 
 /// Bytes that do not parse.

@@ -44,14 +44,6 @@ impl std::fmt::Debug for MessageId {
     }
 }
 
-impl MessageId {
-    /// The 64-bit tag reconciliation uses for this id: its first 8 bytes,
-    /// little-endian. Ids are uniform hashes, so tags are uniform too.
-    pub fn tag(&self) -> u64 {
-        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
-    }
-}
-
 /// What a message is. Unknown kinds are stored and forwarded (a newer
 /// client may send them) but not shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

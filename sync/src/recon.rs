@@ -22,7 +22,7 @@ use crate::codec::{varint_len, Reader, Writer};
 use crate::group::GroupId;
 use crate::limits::{BRANCHING, ID_LIST_THRESHOLD, MAX_RANGES_PER_FRAME, MAX_TAGS_PER_FRAME};
 use crate::message::MessageId;
-use crate::store::{Key, KeyRange, Store, Summary};
+use crate::store::{Key, KeyRange, Store, Summary, TagKey};
 use crate::DecodeError;
 
 /// What a reconciliation message says about one range.
@@ -235,10 +235,14 @@ pub(crate) struct Reply {
 
 /// The opening message for a group: the whole log's fingerprint, or its
 /// ids if it is small.
-pub(crate) fn open<S: Store>(store: &S, group: &GroupId) -> Result<ReconMsg, S::Error> {
-    let all = store.summarize(group, &KeyRange::ALL)?;
+pub(crate) fn open<S: Store>(
+    store: &S,
+    group: &GroupId,
+    tags: &TagKey,
+) -> Result<ReconMsg, S::Error> {
+    let all = store.summarize(group, &KeyRange::ALL, tags)?;
     let mode = if all.count <= ID_LIST_THRESHOLD {
-        Mode::IdList(tags_in(store, group, &KeyRange::ALL)?)
+        Mode::IdList(tags_in(store, group, tags, &KeyRange::ALL)?)
     } else {
         Mode::Fingerprint(all)
     };
@@ -254,6 +258,7 @@ pub(crate) fn open<S: Store>(store: &S, group: &GroupId) -> Result<ReconMsg, S::
 pub(crate) fn reply<S: Store>(
     store: &S,
     group: &GroupId,
+    tags: &TagKey,
     incoming: &ReconMsg,
     budget: usize,
 ) -> Result<Reply, S::Error> {
@@ -275,7 +280,7 @@ pub(crate) fn reply<S: Store>(
         let range = KeyRange { lo, hi: item.upper };
         lo = item.upper;
         if !full {
-            let produced = answer(store, group, &range, &item.mode, &mut send)?;
+            let produced = answer(store, group, tags, &range, &item.mode, &mut send)?;
             if fits(&out, &produced) {
                 produced.into_iter().for_each(|i| out.push(i));
                 continue;
@@ -290,18 +295,18 @@ pub(crate) fn reply<S: Store>(
             Mode::Skip => Mode::Skip,
             Mode::Want(_) => {
                 // Wanted items go out whatever the room.
-                answer(store, group, &range, &item.mode, &mut send)?;
+                answer(store, group, tags, &range, &item.mode, &mut send)?;
                 Mode::Skip
             }
             Mode::Fingerprint(theirs) => {
-                let mine = store.summarize(group, &range)?;
+                let mine = store.summarize(group, &range, tags)?;
                 if mine == *theirs {
                     Mode::Skip
                 } else {
                     Mode::Fingerprint(mine)
                 }
             }
-            Mode::IdList(_) => Mode::Fingerprint(store.summarize(group, &range)?),
+            Mode::IdList(_) => Mode::Fingerprint(store.summarize(group, &range, tags)?),
         };
         let deferred = RangeItem {
             upper: range.hi,
@@ -316,7 +321,7 @@ pub(crate) fn reply<S: Store>(
             lo: range.lo,
             hi: Key::MAX,
         };
-        let summary = store.summarize(group, &rest)?;
+        let summary = store.summarize(group, &rest, tags)?;
         out.push(RangeItem {
             upper: Key::MAX,
             mode: Mode::Fingerprint(summary),
@@ -421,6 +426,7 @@ fn tag_count(mode: &Mode) -> usize {
 fn answer<S: Store>(
     store: &S,
     group: &GroupId,
+    keyed: &TagKey,
     range: &KeyRange,
     mode: &Mode,
     send: &mut Vec<Send>,
@@ -435,7 +441,7 @@ fn answer<S: Store>(
             // One pass over the range, however many tags are wanted.
             let wanted: BTreeSet<u64> = tags.iter().copied().collect();
             store.scan(group, range, &mut |key| {
-                if wanted.contains(&key.id.tag()) {
+                if wanted.contains(&keyed.tag(&key.id)) {
                     send.push(Send::Key(*key));
                 }
                 ControlFlow::Continue(())
@@ -447,7 +453,7 @@ fn answer<S: Store>(
             let mut found = BTreeSet::new();
             let mut extra = false;
             store.scan(group, range, &mut |key| {
-                let tag = key.id.tag();
+                let tag = keyed.tag(&key.id);
                 if theirs.contains(&tag) {
                     found.insert(tag);
                 } else {
@@ -472,7 +478,7 @@ fn answer<S: Store>(
             }
         }
         Mode::Fingerprint(theirs) => {
-            let mine = store.summarize(group, range)?;
+            let mine = store.summarize(group, range, keyed)?;
             if mine == *theirs {
                 return Ok(skip);
             }
@@ -488,7 +494,7 @@ fn answer<S: Store>(
                 // Exactly one more here than there: if its tag is the
                 // difference of the sums, that is the item they lack.
                 let tag = mine.sum.wrapping_sub(theirs.sum);
-                if let Some(key) = find_tag(store, group, range, tag)? {
+                if let Some(key) = find_tag(store, group, keyed, range, tag)? {
                     send.push(Send::Key(key));
                     return Ok(skip);
                 }
@@ -502,21 +508,26 @@ fn answer<S: Store>(
                 }]);
             }
             if mine.count <= ID_LIST_THRESHOLD {
-                let tags = tags_in(store, group, range)?;
+                let tags = tags_in(store, group, keyed, range)?;
                 return Ok(vec![RangeItem {
                     upper: range.hi,
                     mode: Mode::IdList(tags),
                 }]);
             }
-            split(store, group, range, mine.count)
+            split(store, group, keyed, range, mine.count)
         }
     }
 }
 
-fn tags_in<S: Store>(store: &S, group: &GroupId, range: &KeyRange) -> Result<Vec<u64>, S::Error> {
+fn tags_in<S: Store>(
+    store: &S,
+    group: &GroupId,
+    keyed: &TagKey,
+    range: &KeyRange,
+) -> Result<Vec<u64>, S::Error> {
     let mut tags = Vec::new();
     store.scan(group, range, &mut |key| {
-        tags.push(key.id.tag());
+        tags.push(keyed.tag(&key.id));
         ControlFlow::Continue(())
     })?;
     Ok(tags)
@@ -525,12 +536,13 @@ fn tags_in<S: Store>(store: &S, group: &GroupId, range: &KeyRange) -> Result<Vec
 fn find_tag<S: Store>(
     store: &S,
     group: &GroupId,
+    keyed: &TagKey,
     range: &KeyRange,
     tag: u64,
 ) -> Result<Option<Key>, S::Error> {
     let mut found = None;
     store.scan(group, range, &mut |key| {
-        if key.id.tag() == tag {
+        if keyed.tag(&key.id) == tag {
             found = Some(*key);
             ControlFlow::Break(())
         } else {
@@ -545,6 +557,7 @@ fn find_tag<S: Store>(
 fn split<S: Store>(
     store: &S,
     group: &GroupId,
+    keyed: &TagKey,
     range: &KeyRange,
     count: u64,
 ) -> Result<Vec<RangeItem>, S::Error> {
@@ -563,7 +576,7 @@ fn split<S: Store>(
             });
             current = Summary::default();
         }
-        current.add(&key.id);
+        current.add(keyed, &key.id);
         prev = Some(*key);
         index += 1;
         ControlFlow::Continue(())
@@ -716,7 +729,7 @@ mod budget_tests {
         });
         let incoming = ReconMsg { items };
         for budget in [300, 450, 1000, 4000, 16_000] {
-            let reply = reply(&store, &group, &incoming, budget).unwrap();
+            let reply = reply(&store, &group, &TagKey::unkeyed(), &incoming, budget).unwrap();
             let mut buf = Vec::new();
             reply.msg.encode(&mut buf);
             assert!(

@@ -19,7 +19,7 @@ use crate::limits::*;
 use crate::message::Message;
 use crate::preamble::{self, MAX_RECORD};
 use crate::recon::{self, Send};
-use crate::store::{Key, KeyRange, Store, WriteStore};
+use crate::store::{Key, KeyRange, Store, TagKey, WriteStore};
 use crate::token::{Beacon, BEACON_LEN};
 use crate::{HandshakeError, Invalid, SessionError};
 
@@ -45,12 +45,20 @@ pub struct Config {
     /// Largest packet this side sends (Noise message incl. tag), clamped
     /// to [`MIN_PACKET_LEN`]..=[`MAX_PACKET_LEN`]. Small for BLE.
     pub max_packet: usize,
+    /// Sum the public 64-bit id prefix instead of tags keyed per session
+    /// (PROTOCOL.md §8), as before groups: **forgeable by a group member**
+    /// ([`TagKey`]). Both ends must agree or nothing reconciles. Only for
+    /// the benchmark that sets the two schemes side by side; nodes never
+    /// set it.
+    #[doc(hidden)]
+    pub unkeyed_tags: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_packet: DEFAULT_PACKET_LEN,
+            unkeyed_tags: false,
         }
     }
 }
@@ -58,6 +66,14 @@ impl Default for Config {
 impl Config {
     fn packet(&self) -> usize {
         self.max_packet.clamp(MIN_PACKET_LEN, MAX_PACKET_LEN)
+    }
+
+    fn tag_key(&self, pair_key: &[u8; 32], transcript: &[u8]) -> TagKey {
+        if self.unkeyed_tags {
+            TagKey::unkeyed()
+        } else {
+            TagKey::for_session(pair_key, transcript)
+        }
     }
 }
 
@@ -245,6 +261,11 @@ pub struct Session {
     peer: Option<PublicIdentity>,
     groups: BTreeMap<GroupId, Arc<Group>>,
     exchanges: BTreeMap<GroupId, Exchange>,
+    /// Reconciliation tags: keyed from the handshake hash once the
+    /// handshake is done (random until then, and unused).
+    tags: TagKey,
+    /// Dialler: the Noise transcript hash after the hello it last wrote.
+    hello_transcript: Vec<u8>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -312,6 +333,8 @@ impl Session {
             peer: None,
             groups: BTreeMap::new(),
             exchanges: BTreeMap::new(),
+            tags: TagKey::for_session(&seed, &[]),
+            hello_transcript: Vec::new(),
             opened: false,
             records: VecDeque::new(),
             control: VecDeque::new(),
@@ -680,6 +703,7 @@ impl Session {
         };
         let beacon = self.beacon.as_ref().expect("a beacon came first");
         let (hs, record) = preamble::hello(&self.keys, index, beacon, now, &mut self.rng);
+        self.hello_transcript = hs.get_handshake_hash().to_vec();
         self.contact = Some(index);
         self.stats.hellos += 1;
         self.records.push_back(record);
@@ -692,7 +716,8 @@ impl Session {
         let beacon = self.beacon.as_ref().expect("the acceptor made a beacon");
         match preamble::check_hello(&self.keys, beacon, record, now, &mut self.rng) {
             Some((index, hs)) => {
-                self.start_contact(index);
+                let transcript = hs.get_handshake_hash().to_vec();
+                self.start_contact(index, &transcript);
                 self.state = State::Respond(Box::new(hs));
             }
             None if self.stats.hellos >= MAX_HELLOS_PER_LINK as u64 => {
@@ -705,8 +730,11 @@ impl Session {
         }
     }
 
-    fn start_contact(&mut self, index: usize) {
+    /// Starts the session with contact `index`, the hello's Noise
+    /// transcript hash being `transcript`.
+    fn start_contact(&mut self, index: usize, transcript: &[u8]) {
         let contact = &self.keys.contacts[index];
+        self.tags = self.config.tag_key(&contact.token_key, transcript);
         self.contact = Some(index);
         self.peer = Some(contact.public);
         self.groups = contact
@@ -736,11 +764,16 @@ impl Session {
         let result = match std::mem::replace(&mut self.state, State::Closed) {
             State::AwaitAnswer(mut hs) => match hs.read_message(packet, &mut plain) {
                 Ok(n) => {
+                    // The tags are keyed by the transcript as it was before
+                    // this answer (the acceptor wrote its opening with them).
+                    // `read_message` has moved it on since; the hello's
+                    // transcript was kept when the hello was written.
                     let t = hs
                         .into_transport_mode()
                         .map_err(|_| SessionError::Handshake)?;
                     let index = self.contact.expect("a hello names its contact");
-                    self.start_contact(index);
+                    let transcript = std::mem::take(&mut self.hello_transcript);
+                    self.start_contact(index, &transcript);
                     self.established(t);
                     self.last_recv = now;
                     if n == 0 {
@@ -869,7 +902,10 @@ impl Session {
                         }
                         for key in keys {
                             if store.contains(&group, &key).map_err(store_error)? {
-                                self.acks.entry(group).or_default().push(key.id.tag());
+                                self.acks
+                                    .entry(group)
+                                    .or_default()
+                                    .push(self.tags.tag(&key.id));
                             }
                         }
                     }
@@ -898,7 +934,7 @@ impl Session {
             if self.exchanges.contains_key(&id) {
                 continue;
             }
-            let msg = recon::open(store, &id).map_err(store_error)?;
+            let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
             self.control.push_back(frame::recon(&id, &msg));
             self.exchanges.insert(
                 id,
@@ -951,7 +987,7 @@ impl Session {
         }
         ex.awaiting_reply = false;
         let budget = self.config.packet() - TAG_LEN - 40;
-        let reply = recon::reply(store, &group, msg, budget).map_err(store_error)?;
+        let reply = recon::reply(store, &group, &self.tags, msg, budget).map_err(store_error)?;
         for s in reply.send {
             if self.sends.len() < MAX_SEND_QUEUE {
                 self.sends.push_back((group, s));
@@ -1018,12 +1054,18 @@ impl Session {
             match item.verdict() {
                 Verdict::Held | Verdict::Stored { new: false } => {
                     if ack {
-                        self.acks.entry(group).or_default().push(key.id.tag());
+                        self.acks
+                            .entry(group)
+                            .or_default()
+                            .push(self.tags.tag(&key.id));
                     }
                 }
                 Verdict::Stored { new: true } => {
                     if ack {
-                        self.acks.entry(group).or_default().push(key.id.tag());
+                        self.acks
+                            .entry(group)
+                            .or_default()
+                            .push(self.tags.tag(&key.id));
                     }
                     self.events.push_back(Event::Received { group, key });
                 }
@@ -1279,7 +1321,7 @@ impl Session {
                 None => break,
             }
         }
-        let tag = key.id.tag();
+        let tag = self.tags.tag(&key.id);
         if self.unacked.insert(tag, (group, key)).is_none() {
             self.unacked_order.push_back(tag);
         }
@@ -1307,12 +1349,13 @@ impl Session {
             match send {
                 Send::Key(key) => self.ready.push_back((group, key)),
                 Send::Range { range, except } => {
+                    let tags = self.tags;
                     let mut batch = Vec::new();
                     let mut last = None;
                     store
                         .scan(&group, &range, &mut |key| {
                             last = Some(*key);
-                            if !except.contains(&key.id.tag()) {
+                            if !except.contains(&tags.tag(&key.id)) {
                                 batch.push(*key);
                             }
                             if batch.len() == SEND_BATCH {

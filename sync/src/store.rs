@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 
+use siphasher::sip::SipHasher24;
+
 use crate::group::GroupId;
 use crate::limits::Time;
 use crate::message::{Message, MessageId};
@@ -62,23 +64,76 @@ impl KeyRange {
     }
 }
 
+/// What turns a message id into the 64-bit tag that reconciliation sums,
+/// lists and acknowledges (PROTOCOL.md §8): SipHash-2-4 of the id under a
+/// 128-bit key that the two ends of a session derive from their pair's
+/// secret and the Noise transcript of the session's hello (so from the
+/// dialler's fresh ephemeral key).
+///
+/// Keyed per session because a sum of *public* 64-bit tags can be forged:
+/// a group member can search out two different message sets with the same
+/// count and sum (a generalised-birthday search over a few tens of
+/// thousands of its own messages), give one to each of two other members,
+/// and their fingerprints would never show the split. Under a key that
+/// neither end knew before the handshake, and that the forger (not an end
+/// of this session) can neither predict nor compute, such sets collide like
+/// random ones: with probability 2^-64 per comparison.
+#[derive(Clone, Copy)]
+pub struct TagKey(Option<SipHasher24>);
+
+impl std::fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "TagKey(keyed)"
+        } else {
+            "TagKey(unkeyed)"
+        })
+    }
+}
+
+impl TagKey {
+    /// The key for a session of the pair whose secret is `pair_key`, with
+    /// `transcript` the Noise handshake hash right after the hello.
+    pub fn for_session(pair_key: &[u8; 32], transcript: &[u8]) -> TagKey {
+        let okm = crate::crypto::kdf(pair_key, "strand/v1/recon-tags", &[transcript]);
+        let key: [u8; 16] = okm[..16].try_into().expect("16 bytes");
+        TagKey(Some(SipHasher24::new_with_key(&key)))
+    }
+
+    /// The scheme before tags were keyed: the id's first 8 bytes,
+    /// little-endian. Forgeable by a group member (see above); kept only so
+    /// that benchmarks can set the two side by side (`Config::unkeyed_tags`).
+    pub fn unkeyed() -> TagKey {
+        TagKey(None)
+    }
+
+    /// The tag of `id`.
+    pub fn tag(&self, id: &MessageId) -> u64 {
+        match &self.0 {
+            Some(sip) => sip.hash(&id.0),
+            None => u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
+        }
+    }
+}
+
 /// A range's fingerprint: how many items it holds and the wrapping sum of
-/// their 64-bit tags. Equal sets have equal summaries; two different sets
-/// collide with probability 2^-64. When counts differ by one, the
-/// difference of the sums is the tag of the missing item.
+/// their 64-bit tags under the session's [`TagKey`]. Equal sets have equal
+/// summaries; two different sets collide with probability 2^-64, whoever
+/// chose them. When counts differ by one, the difference of the sums is the
+/// tag of the missing item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
     /// Items in the range.
     pub count: u64,
-    /// Wrapping sum of the items' [`MessageId::tag`]s.
+    /// Wrapping sum of the items' tags.
     pub sum: u64,
 }
 
 impl Summary {
     /// Adds one item.
-    pub fn add(&mut self, id: &MessageId) {
+    pub fn add(&mut self, tags: &TagKey, id: &MessageId) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(id.tag());
+        self.sum = self.sum.wrapping_add(tags.tag(id));
     }
 }
 
@@ -106,11 +161,18 @@ pub trait Store {
         visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
     ) -> Result<(), Self::Error>;
 
-    /// The fingerprint of `range`. The default walks the range.
-    fn summarize(&self, group: &GroupId, range: &KeyRange) -> Result<Summary, Self::Error> {
+    /// The fingerprint of `range` under `tags`. The default walks the range.
+    /// (Tags change with every session, so an index cannot keep sums from
+    /// one session to the next; it can keep counts.)
+    fn summarize(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        tags: &TagKey,
+    ) -> Result<Summary, Self::Error> {
         let mut summary = Summary::default();
         self.scan(group, range, &mut |key| {
-            summary.add(&key.id);
+            summary.add(tags, &key.id);
             ControlFlow::Continue(())
         })?;
         Ok(summary)

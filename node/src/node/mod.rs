@@ -65,6 +65,7 @@ impl Default for SessionSettings {
     fn default() -> Self {
         let big = Config {
             max_packet: DEFAULT_PACKET_LEN,
+            ..Default::default()
         };
         SessionSettings {
             lan: big,

@@ -55,7 +55,10 @@ async fn one_node_syncs_over_the_lan_and_emulated_links_with_each_kind_s_setting
     }
     // Emulated links carry BLE-sized packets.
     let small = SessionSettings {
-        emulated: Config { max_packet: 512 },
+        emulated: Config {
+            max_packet: 512,
+            ..Default::default()
+        },
         ..SessionSettings::default()
     };
     let hub = Hub::with_config(HubConfig {

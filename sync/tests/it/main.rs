@@ -9,8 +9,10 @@
 //!   packets, lossy links, determinism.
 //! - `beacon`: discovery beacons and handshake tokens.
 //! - `properties`: proptest: any two random logs converge to their union.
+//! - `collision`: a member's colliding fingerprint sets cannot hide messages.
 
 mod beacon;
+mod collision;
 mod common;
 mod invite;
 mod message;

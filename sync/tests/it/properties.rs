@@ -22,8 +22,14 @@ proptest! {
     ) {
         let mut pair = Pair::new(seed);
         if small_packets {
-            pair.a.config = Config { max_packet: 512 };
-            pair.b.config = Config { max_packet: 512 };
+            pair.a.config = Config {
+            max_packet: 512,
+            ..Default::default()
+        };
+            pair.b.config = Config {
+            max_packet: 512,
+            ..Default::default()
+        };
             pair.mtu = 64;
         }
         let group = pair.a.group().clone();

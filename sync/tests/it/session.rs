@@ -777,9 +777,11 @@ fn ble_sized_packets_and_tiny_mtu_carry_large_messages() {
     let mut pair = Pair::new(24);
     pair.a.config = Config {
         max_packet: MIN_PACKET_LEN,
+        ..Default::default()
     };
     pair.b.config = Config {
         max_packet: MIN_PACKET_LEN,
+        ..Default::default()
     };
     pair.mtu = 20;
     pair.latency = 15;
@@ -910,9 +912,11 @@ fn large_differences_converge_on_ble_sized_packets() {
     let mut pair = Pair::new(31);
     pair.a.config = Config {
         max_packet: MIN_PACKET_LEN,
+        ..Default::default()
     };
     pair.b.config = Config {
         max_packet: MIN_PACKET_LEN,
+        ..Default::default()
     };
     shared_history(&mut pair, 20_000);
     let span = 20_000 * 1000;
@@ -938,8 +942,12 @@ fn peers_with_different_packet_sizes_converge() {
     let mut pair = Pair::new(32);
     pair.a.config = Config {
         max_packet: MIN_PACKET_LEN,
+        ..Default::default()
     };
-    pair.b.config = Config { max_packet: 65_535 };
+    pair.b.config = Config {
+        max_packet: 65_535,
+        ..Default::default()
+    };
     shared_history(&mut pair, 3_000);
     for i in 0..200 {
         pair.a
@@ -1218,8 +1226,14 @@ fn message_two_never_exceeds_the_packet_size() {
     for empty in 0..14usize {
         for listed in [1usize, 8, 15, 16] {
             let mut pair = Pair::new(1000 + (empty * 17 + listed) as u64);
-            pair.a.config = Config { max_packet: 512 };
-            pair.b.config = Config { max_packet: 512 };
+            pair.a.config = Config {
+                max_packet: 512,
+                ..Default::default()
+            };
+            pair.b.config = Config {
+                max_packet: 512,
+                ..Default::default()
+            };
             let members = vec![pair.a.identity.public().sign, pair.b.identity.public().sign];
             let mut extra = Vec::new();
             for g in 0..=empty {

@@ -124,7 +124,10 @@ pub fn devices_with(n: [usize; 2], max_packet: usize) -> (Peer, Peer) {
     a.add_contact(&b.identity);
     b.add_contact(&a.identity);
     for (peer, n) in [(&mut a, n[0]), (&mut b, n[1])] {
-        peer.config = Config { max_packet };
+        peer.config = Config {
+            max_packet,
+            ..Default::default()
+        };
         let name = peer.identity.name().to_string();
         for i in 0..n {
             peer.write_at(&format!("{name} {i}"), EPOCH - 10_000_000 + i as u64);
