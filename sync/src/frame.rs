@@ -22,6 +22,7 @@ pub(crate) const PING: u8 = 0x08;
 pub(crate) const CLOSE: u8 = 0x09;
 pub(crate) const PAD: u8 = 0x0a;
 pub(crate) const QUERY: u8 = 0x0b;
+pub(crate) const OPEN: u8 = 0x0c;
 
 /// Bytes of one key in a QUERY frame: time (u64 BE) and id.
 pub(crate) const QUERY_KEY_LEN: usize = 8 + 32;
@@ -29,17 +30,34 @@ pub(crate) const QUERY_KEY_LEN: usize = 8 + 32;
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Frame<'a> {
-    Recon { group: GroupId, msg: ReconMsg },
+    Recon {
+        group: GroupId,
+        msg: ReconMsg,
+    },
+    /// A group opened mid-session (PROTOCOL.md §8.5): an opening RECON.
+    Open {
+        group: GroupId,
+        msg: ReconMsg,
+    },
     Ready,
     Msg(&'a [u8]),
-    MsgBegin { total: usize, data: &'a [u8] },
+    MsgBegin {
+        total: usize,
+        data: &'a [u8],
+    },
     MsgMore(&'a [u8]),
-    Ack { group: GroupId, tags: Vec<u64> },
+    Ack {
+        group: GroupId,
+        tags: Vec<u64>,
+    },
     UnknownGroup(GroupId),
     Ping,
     Close(u8),
     Pad,
-    Query { group: GroupId, keys: Vec<Key> },
+    Query {
+        group: GroupId,
+        keys: Vec<Key>,
+    },
 }
 
 /// Splits a packet's plaintext into frames.
@@ -65,6 +83,14 @@ fn decode_frame(kind: u8, body: &[u8]) -> Result<Frame<'_>, DecodeError> {
             let group = GroupId(r.array()?);
             let msg = ReconMsg::decode(&mut r)?;
             Frame::Recon { group, msg }
+        }
+        OPEN => {
+            let group = GroupId(r.array()?);
+            let msg = ReconMsg::decode(&mut r)?;
+            if !msg.is_opening() {
+                return Err(DecodeError::Invalid("an OPEN that is not an opening"));
+            }
+            Frame::Open { group, msg }
         }
         READY => Frame::Ready,
         MSG => Frame::Msg(r.bytes(r.remaining())?),
@@ -124,10 +150,20 @@ pub(crate) fn put(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
 }
 
 pub(crate) fn recon(group: &GroupId, msg: &ReconMsg) -> Vec<u8> {
+    recon_as(RECON, group, msg)
+}
+
+/// An OPEN frame: `msg` must be an opening.
+pub(crate) fn open(group: &GroupId, msg: &ReconMsg) -> Vec<u8> {
+    debug_assert!(msg.is_opening());
+    recon_as(OPEN, group, msg)
+}
+
+fn recon_as(kind: u8, group: &GroupId, msg: &ReconMsg) -> Vec<u8> {
     let mut body = group.0.to_vec();
     msg.encode(&mut body);
     let mut out = Vec::with_capacity(body.len() + 4);
-    put(&mut out, RECON, &body);
+    put(&mut out, kind, &body);
     out
 }
 

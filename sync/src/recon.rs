@@ -59,6 +59,18 @@ pub(crate) struct ReconMsg {
 
 impl ReconMsg {
     /// Whether the receiver has to answer.
+    /// Whether this is an opening (§8.5): one IdList or Fingerprint item
+    /// that covers everything.
+    pub(crate) fn is_opening(&self) -> bool {
+        matches!(
+            self.items.as_slice(),
+            [RangeItem {
+                upper: Key::MAX,
+                mode: Mode::IdList(_) | Mode::Fingerprint(_),
+            }]
+        )
+    }
+
     pub(crate) fn expects_reply(&self) -> bool {
         self.items
             .iter()

@@ -181,6 +181,8 @@ enum State {
 #[derive(Debug, Default)]
 struct Exchange {
     awaiting_reply: bool,
+    /// This side opened the group and awaits the first reply.
+    opening: bool,
     rounds: u32,
     done: bool,
 }
@@ -266,6 +268,8 @@ pub struct Session {
     tags: TagKey,
     /// Dialler: the Noise transcript hash after the hello it last wrote.
     hello_transcript: Vec<u8>,
+    /// Groups added mid-session ([`Session::add_group`]) not opened yet.
+    to_open: Vec<GroupId>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -335,6 +339,7 @@ impl Session {
             exchanges: BTreeMap::new(),
             tags: TagKey::for_session(&seed, &[]),
             hello_transcript: Vec::new(),
+            to_open: Vec::new(),
             opened: false,
             records: VecDeque::new(),
             control: VecDeque::new(),
@@ -546,6 +551,32 @@ impl Session {
         } else {
             false
         }
+    }
+
+    /// Starts syncing `group` on this live session (a group created or
+    /// joined while the link is up), or updates its member list and key if
+    /// the session already syncs it. A new group is opened at once, or
+    /// after the initial openings if they are still under way; if the peer
+    /// does not sync it (yet), it answers UNKNOWN_GROUP, and opens it in
+    /// turn when it adds the group itself. Returns whether the group is
+    /// new to the session: `false` before the handshake (the session then
+    /// starts with the contact's groups; add again on
+    /// [`Event::Established`]), for a known group, once closed, or over
+    /// [`MAX_GROUPS_PER_SESSION`].
+    pub fn add_group(&mut self, group: Group) -> bool {
+        if !self.is_established() || self.is_closed() {
+            return false;
+        }
+        if let Some(known) = self.groups.get_mut(&group.id) {
+            *known = Arc::new(group);
+            return false;
+        }
+        if self.groups.len() >= MAX_GROUPS_PER_SESSION {
+            return false;
+        }
+        self.to_open.push(group.id);
+        self.groups.insert(group.id, Arc::new(group));
+        true
     }
 
     /// Asks the peer whether it holds these messages of `group` (for
@@ -840,6 +871,7 @@ impl Session {
         for f in frames {
             match f {
                 Frame::Recon { group, msg } => self.on_recon(group, &msg, store)?,
+                Frame::Open { group, msg } => self.on_open(group, &msg, store)?,
                 Frame::Ready => {
                     if !self.initiator || self.opened {
                         return Err(SessionError::Decode(crate::DecodeError::Invalid(
@@ -940,15 +972,73 @@ impl Session {
                 id,
                 Exchange {
                     awaiting_reply: true,
+                    opening: true,
                     rounds: 0,
                     done: false,
                 },
             );
         }
+        self.to_open.clear();
         if !self.initiator {
             self.control.push_back(frame::simple(frame::READY, &[]));
         }
         Ok(())
+    }
+
+    /// Opens the groups added mid-session that neither side has opened.
+    fn open_added<S: Store>(&mut self, store: &S) -> Result<(), SessionError> {
+        for id in std::mem::take(&mut self.to_open) {
+            if self.exchanges.contains_key(&id) || !self.groups.contains_key(&id) {
+                continue;
+            }
+            let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
+            self.control.push_back(frame::open(&id, &msg));
+            self.exchanges.insert(
+                id,
+                Exchange {
+                    awaiting_reply: true,
+                    opening: true,
+                    rounds: 0,
+                    done: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The peer opened a group mid-session (§8.5).
+    fn on_open<S: Store>(
+        &mut self,
+        group: GroupId,
+        msg: &recon::ReconMsg,
+        store: &S,
+    ) -> Result<(), SessionError> {
+        if self.groups.contains_key(&group) {
+            match self.exchanges.get_mut(&group) {
+                None => {}
+                // Over (or refused with UNKNOWN_GROUP before we knew the
+                // group): a new exchange.
+                Some(ex) if ex.done => {
+                    ex.done = false;
+                    ex.awaiting_reply = true;
+                }
+                // Both opened it at once: the dialler's opening stands, and
+                // the acceptor answers it instead of waiting for an answer
+                // to its own.
+                Some(ex) if ex.opening => {
+                    if self.initiator {
+                        return Ok(());
+                    }
+                    ex.opening = false;
+                }
+                Some(_) => {
+                    return Err(SessionError::Decode(crate::DecodeError::Invalid(
+                        "a group opened again while it reconciles",
+                    )))
+                }
+            }
+        }
+        self.on_recon(group, msg, store)
     }
 
     fn on_recon<S: Store>(
@@ -986,6 +1076,7 @@ impl Session {
             return Err(SessionError::Limit("reconciliation rounds per group"));
         }
         ex.awaiting_reply = false;
+        ex.opening = false;
         let budget = self.config.packet() - TAG_LEN - 40;
         let reply = recon::reply(store, &group, &self.tags, msg, budget).map_err(store_error)?;
         for s in reply.send {
@@ -1153,6 +1244,9 @@ impl Session {
     fn transmit<S: Store>(&mut self, store: &S) -> Result<Option<Vec<u8>>, SessionError> {
         match &self.state {
             State::Respond(_) if !self.opened => self.open_groups(store)?,
+            State::Established(_) if self.opened && !self.to_open.is_empty() => {
+                self.open_added(store)?
+            }
             State::Respond(_)
             | State::AwaitConfirm(_)
             | State::Established(_)

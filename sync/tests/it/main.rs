@@ -10,10 +10,12 @@
 //! - `beacon`: discovery beacons and handshake tokens.
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.
+//! - `groups`: groups added to a live session sync on it.
 
 mod beacon;
 mod collision;
 mod common;
+mod groups;
 mod invite;
 mod message;
 mod properties;
