@@ -65,6 +65,29 @@ fn group_logs_converge_after_the_partition_heals() {
     assert!(r.delivered < r.delivery_units);
 }
 
+/// A private group of 200 phones spread over a district, Bluetooth only:
+/// every member relays the group log to the members it meets, and by the
+/// end of the day every phone holds every group message (issue 14).
+#[test]
+fn a_group_of_200_converges_over_a_district() {
+    let s = bundled("group-200", &[]);
+    let o = run(&s, 1, |_, _| {}).unwrap();
+    let r = &o.report;
+    assert!(r.created > 300, "{}", r.created);
+    assert_eq!(r.delivery_units, r.created * 199, "each reaches 199 others");
+    assert!(r.session_errors.is_empty(), "{:?}", r.session_errors);
+    assert!(r.invariants[GROUP_LOGS_CONVERGED], "{:?}", r.invariants);
+    assert_eq!(r.delivered, r.delivery_units);
+    // Most group messages travel through other members: nobody meets all
+    // 199 others in a day.
+    assert!(r.hops_mean > 2.0, "{}", r.hops_mean);
+
+    // And it can fail: stop while members are still writing.
+    let cut = bundled("group-200", &[("duration", "\"4h\"")]);
+    let r = run(&cut, 1, |_, _| {}).unwrap().report;
+    assert!(!r.invariants[GROUP_LOGS_CONVERGED]);
+}
+
 /// Groenevelt, Nain & Koole (2005): with N devices whose pairs meet at
 /// rate λ and instant transfers, Epidemic's mean delay is
 /// H(N-1) / (λ (N-1)).
