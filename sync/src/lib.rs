@@ -71,6 +71,7 @@ mod identity;
 mod inbound;
 mod invite;
 pub mod limits;
+mod membership;
 mod message;
 mod preamble;
 mod reach;
@@ -87,6 +88,9 @@ pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
+pub use membership::{
+    Chain, Change, Epoch, GroupError, Head, Member, Transition, MAX_GROUP_MEMBERS,
+};
 pub use message::{Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};

@@ -55,6 +55,12 @@ impl Kind {
     /// Where the author can be reached beyond its LAN (a
     /// [`crate::Reach`] record). Not shown in conversations.
     pub const REACH: Kind = Kind(2);
+    /// A change to a private group's members, in the epoch's own log
+    /// (PROTOCOL.md §14).
+    pub const MEMBERSHIP: Kind = Kind(3);
+    /// A private group's epoch, key included, for a new member: in the 1:1
+    /// conversation with whoever added them (§14).
+    pub const WELCOME: Kind = Kind(4);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

@@ -11,12 +11,14 @@
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.
 //! - `groups`: groups added to a live session sync on it.
+//! - `membership`: private groups over sessions: relay, leave, removal, forks.
 
 mod beacon;
 mod collision;
 mod common;
 mod groups;
 mod invite;
+mod membership;
 mod message;
 mod properties;
 mod session;

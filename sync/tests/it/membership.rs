@@ -1,0 +1,419 @@
+//! Private groups over real sessions: membership changes travel in the
+//! epochs' own logs, keys rotate, forks from two partitions converge
+//! (PROTOCOL.md §14).
+
+use strand_sync::harness::{Pair, Peer};
+use strand_sync::{
+    Chain, Change, Epoch, GroupId, Head, Invalid, Key, Kind, Message, PublicIdentity, Store,
+    WriteStore,
+};
+
+use crate::common::rng;
+
+/// A device: a harness peer and the groups it knows.
+struct Device {
+    peer: Peer,
+    chains: Vec<Chain>,
+}
+
+struct World {
+    devices: Vec<Device>,
+    seed: u64,
+}
+
+impl World {
+    fn new(names: &[&str]) -> World {
+        let devices = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Device {
+                peer: Peer::new(n, 700 + i as u64),
+                chains: Vec::new(),
+            })
+            .collect();
+        World { devices, seed: 1 }
+    }
+
+    fn public(&self, i: usize) -> PublicIdentity {
+        self.devices[i].peer.identity.public()
+    }
+
+    fn befriend(&mut self, i: usize, j: usize) {
+        let (pi, pj) = (
+            self.devices[i].peer.identity.public(),
+            self.devices[j].peer.identity.public(),
+        );
+        self.devices[i].peer.add_public(&pj).unwrap();
+        self.devices[j].peer.add_public(&pi).unwrap();
+        self.refresh(i);
+        self.refresh(j);
+    }
+
+    fn now(&self) -> u64 {
+        strand_sync::harness::EPOCH
+    }
+
+    /// The contact entry of `j` in `i`'s list.
+    fn contact_index(&self, i: usize, j: usize) -> usize {
+        let sign = self.public(j).sign;
+        self.devices[i]
+            .peer
+            .contacts
+            .iter()
+            .position(|c| c.public.sign == sign)
+            .expect("contacts")
+    }
+
+    /// Sets each contact's groups: the 1:1 group, then every epoch both
+    /// are members of.
+    fn refresh(&mut self, i: usize) {
+        let d = &mut self.devices[i];
+        let me = d.peer.identity.public().sign;
+        let mut contacts = d.peer.contacts.clone();
+        for c in &mut contacts {
+            c.groups.truncate(1);
+            for chain in &d.chains {
+                for e in chain.epochs() {
+                    if e.member(&me).is_some() && e.member(&c.public.sign).is_some() {
+                        c.groups.push(e.group().clone());
+                    }
+                }
+            }
+        }
+        d.peer.set_contacts(contacts);
+    }
+
+    /// Reads welcomes and membership changes in `i`'s store.
+    fn digest(&mut self, i: usize) {
+        let now = self.now();
+        let d = &mut self.devices[i];
+        for c in d.peer.contacts.clone() {
+            let pair = c.direct_group().clone();
+            for (_, bytes) in d.peer.store.messages(&pair.id) {
+                let msg = Message::decode(bytes.to_vec()).unwrap();
+                if msg.kind() != Kind::WELCOME {
+                    continue;
+                }
+                let Ok(epoch) = Epoch::from_welcome(&d.peer.identity, &pair, &msg, now) else {
+                    continue;
+                };
+                match d.chains.iter_mut().find(|ch| ch.root() == epoch.root) {
+                    Some(chain) => chain.insert(epoch),
+                    None => d.chains.push(Chain::new(epoch)),
+                }
+            }
+        }
+        for chain in &mut d.chains {
+            chain.update(&d.peer.identity, &d.peer.store, now).unwrap();
+        }
+        self.refresh(i);
+    }
+
+    /// One meeting of `i` (dialling) and `j`.
+    fn meet(&mut self, i: usize, j: usize) {
+        let a = std::mem::replace(&mut self.devices[i].peer, Peer::new("x", 1));
+        let b = std::mem::replace(&mut self.devices[j].peer, Peer::new("y", 2));
+        self.seed += 1;
+        let mut pair = Pair::with_peers(a, b, self.seed);
+        pair.connect();
+        pair.drive();
+        assert!(pair.a.established(), "{:?}", pair.a.close_error());
+        assert!(pair.a.close_error().is_none(), "{:?}", pair.a.close_error());
+        assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+        let Pair { mut a, mut b, .. } = pair;
+        a.session = None;
+        b.session = None;
+        self.devices[i].peer = a;
+        self.devices[j].peer = b;
+        self.digest(i);
+        self.digest(j);
+    }
+
+    /// The head epoch if `i` is a member, else the last epoch it was in.
+    #[allow(clippy::result_large_err)]
+    fn head(&self, i: usize, root: GroupId) -> Result<Epoch, Epoch> {
+        let chain = self.devices[i]
+            .chains
+            .iter()
+            .find(|c| c.root() == root)
+            .expect("knows the group");
+        match chain.head() {
+            Head::Member(e) => Ok(e.clone()),
+            Head::Out { last, .. } => Err(last.clone()),
+        }
+    }
+
+    fn members(&self, i: usize, root: GroupId) -> Vec<PublicIdentity> {
+        let head = self.head(i, root).expect("a member");
+        head.members().iter().map(|m| m.public).collect()
+    }
+
+    /// `i` creates a group with the given contacts and welcomes them.
+    fn create(&mut self, i: usize, name: &str, with: &[usize]) -> GroupId {
+        let others: Vec<(PublicIdentity, String)> = with
+            .iter()
+            .map(|&j| {
+                (
+                    self.public(j),
+                    self.devices[j].peer.identity.name().to_owned(),
+                )
+            })
+            .collect();
+        let mut r = rng(self.seed * 31);
+        let epoch = Epoch::create(&self.devices[i].peer.identity, name, &others, &mut r).unwrap();
+        let root = epoch.root;
+        for &j in with {
+            self.welcome(i, j, &epoch);
+        }
+        self.devices[i].chains.push(Chain::new(epoch));
+        self.refresh(i);
+        root
+    }
+
+    fn welcome(&mut self, i: usize, j: usize, epoch: &Epoch) {
+        self.seed += 1;
+        let c = self.contact_index(i, j);
+        let now = self.now();
+        let d = &mut self.devices[i];
+        let pair = d.peer.contacts[c].direct_group().clone();
+        let msg = epoch
+            .welcome(&d.peer.identity, &pair, now - 1000, &mut rng(self.seed))
+            .unwrap();
+        d.peer.store.insert(&pair.id, &msg).unwrap();
+    }
+
+    /// `i` makes a change at its head; returns the next epoch if it is in it.
+    fn change(&mut self, i: usize, root: GroupId, change: Change) -> Option<Epoch> {
+        self.seed += 1;
+        let head = self.head(i, root).expect("a member");
+        let time = self.now() - 500 + self.seed;
+        let d = &mut self.devices[i];
+        let (msg, next) = head
+            .propose(&d.peer.identity, change.clone(), time, &mut rng(self.seed))
+            .unwrap();
+        d.peer.store.insert(&head.id(), &msg).unwrap();
+        self.digest(i);
+        if let (Change::Add { public, .. }, Some(next)) = (&change, &next) {
+            let j = (0..self.devices.len())
+                .find(|&j| self.public(j) == *public)
+                .unwrap();
+            self.welcome(i, j, next);
+        }
+        next
+    }
+
+    /// `i` writes a text in its head epoch; returns the message.
+    fn write(&mut self, i: usize, root: GroupId, text: &str) -> (GroupId, Message) {
+        self.seed += 1;
+        let head = self.head(i, root).expect("a member");
+        let time = self.now() - 100 + self.seed;
+        let d = &mut self.devices[i];
+        let msg = Message::create(
+            &d.peer.identity,
+            head.group(),
+            time,
+            Kind::TEXT,
+            text.as_bytes(),
+            &mut rng(self.seed),
+        )
+        .unwrap();
+        d.peer.store.insert(&head.id(), &msg).unwrap();
+        (head.id(), msg)
+    }
+
+    fn holds(&self, i: usize, epoch: GroupId, key: Key) -> bool {
+        self.devices[i].peer.store.contains(&epoch, &key).unwrap()
+    }
+}
+
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+
+/// A and C are not contacts; B is both's. C's messages reach A through B.
+/// When B leaves, A's and C's new messages stop reaching each other until
+/// they meet as contacts. When C is removed, C cannot read what follows.
+#[test]
+fn three_members_relay_leave_and_remove() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    w.befriend(A, B);
+    w.befriend(B, C);
+    // Alice creates the group with Bob; Bob adds Carol (Alice's stranger).
+    let root = w.create(A, "newsroom", &[B]);
+    w.meet(A, B);
+    assert_eq!(w.members(B, root).len(), 2);
+    w.change(
+        B,
+        root,
+        Change::Add {
+            public: w.public(C),
+            name: "carol".into(),
+        },
+    )
+    .expect("Bob stays in");
+    w.meet(B, C);
+    w.meet(A, B);
+    for i in [A, B, C] {
+        assert_eq!(w.members(i, root).len(), 3, "device {i}");
+    }
+    let three = w.head(A, root).unwrap().id();
+    assert_eq!(w.head(C, root).unwrap().id(), three);
+
+    // Carol writes; it reaches Alice through Bob.
+    let (epoch, from_carol) = w.write(C, root, "hello from carol");
+    assert_eq!(epoch, three);
+    w.meet(B, C);
+    w.meet(A, B);
+    assert!(w.holds(A, three, from_carol.key()));
+
+    // Alice (creator, admin) removes Carol: a new epoch without her.
+    let next = w.change(A, root, Change::Remove(w.public(C).sign)).unwrap();
+    assert_eq!(next.members().len(), 2);
+    w.meet(A, B);
+    w.meet(B, C);
+    assert_eq!(w.head(B, root).unwrap().id(), next.id());
+    match w.head(C, root) {
+        Err(last) => assert_eq!(last.id(), three, "Carol sees she is out after epoch 1"),
+        Ok(e) => panic!("Carol still a member of {e:?}"),
+    }
+    let (after, secret) = w.write(A, root, "after carol");
+    assert_eq!(after, next.id());
+    w.meet(A, B);
+    w.meet(B, C);
+    assert!(w.holds(B, after, secret.key()));
+    assert!(
+        !w.holds(C, after, secret.key()),
+        "nobody syncs the new epoch with Carol"
+    );
+    // And with the bytes in hand, Carol's keys do not open it: she holds
+    // only the old epoch's key.
+    let carol_epochs: Vec<Epoch> = w.devices[C].chains[0].epochs().cloned().collect();
+    assert!(carol_epochs.iter().all(|e| e.id() != after));
+    for e in &carol_epochs {
+        // Even told the new epoch's id, the old keys do not decrypt.
+        let g = strand_sync::Group::new(
+            after,
+            strand_sync::GroupKey::from_bytes(*e.group().key().as_bytes()),
+            e.group().members().to_vec(),
+        );
+        assert!(matches!(secret.open(&g), Err(Invalid::Decrypt)));
+    }
+}
+
+#[test]
+fn when_a_relaying_member_leaves_the_others_need_to_meet() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    w.befriend(A, B);
+    w.befriend(B, C);
+    let root = w.create(B, "bridge", &[A, C]);
+    w.meet(A, B);
+    w.meet(B, C);
+    let (e1, m1) = w.write(C, root, "before bob leaves");
+    w.meet(B, C);
+    w.meet(A, B);
+    assert!(w.holds(A, e1, m1.key()), "relayed by Bob");
+
+    assert!(w.change(B, root, Change::Leave).is_none());
+    w.meet(A, B);
+    w.meet(B, C);
+    assert_eq!(w.members(A, root).len(), 2);
+    assert_eq!(w.members(C, root).len(), 2);
+    assert!(w.head(B, root).is_err(), "Bob is out");
+    let (e2, m2) = w.write(C, root, "after bob left");
+    assert_ne!(e2, e1);
+    w.meet(B, C);
+    w.meet(A, B);
+    assert!(!w.holds(A, e2, m2.key()), "Bob no longer relays");
+    assert!(!w.holds(B, e2, m2.key()));
+    // Alice and Carol meet as contacts: it arrives.
+    w.befriend(A, C);
+    w.meet(A, C);
+    assert!(w.holds(A, e2, m2.key()));
+}
+
+/// Two admins on two partitions remove different members at once. When
+/// the partitions heal, every remaining member ends in the same epoch with
+/// the same members: the fork's loser re-issued its removal on the winner.
+#[test]
+fn concurrent_changes_on_two_partitions_converge() {
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut w = World::new(&names);
+    // Everyone knows Alice; the partitions are {A, B, C} and {D, E, F},
+    // and B and E are contacts across them (the bridge that heals).
+    for j in 1..names.len() {
+        w.befriend(0, j);
+    }
+    w.befriend(1, 2);
+    w.befriend(3, 4);
+    w.befriend(4, 5);
+    w.befriend(1, 4);
+    let root = w.create(0, "two towns", &[1, 2, 3, 4, 5]);
+    for j in 1..names.len() {
+        w.meet(0, j);
+    }
+    // Alice makes Erin an admin, and everyone hears of it.
+    w.change(0, root, Change::MakeAdmin(w.public(4).sign))
+        .unwrap();
+    for j in 1..names.len() {
+        w.meet(0, j);
+    }
+    let start = w.head(0, root).unwrap();
+    for i in 0..names.len() {
+        assert_eq!(w.head(i, root).unwrap().id(), start.id(), "device {i}");
+    }
+
+    // Partition: Alice removes Dave on her side, Erin removes Carol on hers.
+    w.change(0, root, Change::Remove(w.public(3).sign)).unwrap();
+    w.change(4, root, Change::Remove(w.public(2).sign)).unwrap();
+    w.meet(0, 1);
+    w.meet(0, 2);
+    w.meet(4, 5);
+    w.meet(3, 4);
+    assert_ne!(
+        w.head(0, root).unwrap().id(),
+        w.head(4, root).unwrap().id(),
+        "forked"
+    );
+
+    // Heal: Bob and Erin meet, then everyone syncs with everyone they know,
+    // and whoever lost a fork makes its change again on the winner.
+    let mut reissued = Vec::new();
+    for _ in 0..3 {
+        w.meet(1, 4);
+        for (i, j) in [
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (0, 4),
+            (0, 5),
+            (1, 2),
+            (3, 4),
+            (4, 5),
+            (1, 4),
+        ] {
+            w.meet(i, j);
+        }
+        for i in 0..names.len() {
+            let me = w.public(i).sign;
+            let again = w.devices[i].chains[0].reissue(&me);
+            for change in again {
+                reissued.push((i, change.clone()));
+                w.change(i, root, change);
+            }
+        }
+    }
+    // Alice's removal was stamped first, so it won; Erin made hers again.
+    assert_eq!(reissued, vec![(4, Change::Remove(w.public(2).sign))]);
+    let final_members: Vec<PublicIdentity> =
+        [0usize, 1, 4, 5].iter().map(|&i| w.public(i)).collect();
+    let mut want = final_members.clone();
+    want.sort_by_key(|p| p.sign);
+    let head = w.head(0, root).unwrap().id();
+    for i in [0usize, 1, 4, 5] {
+        assert_eq!(w.head(i, root).unwrap().id(), head, "device {i}");
+        assert_eq!(w.members(i, root), want, "device {i}");
+    }
+    for i in [2usize, 3] {
+        assert!(w.head(i, root).is_err(), "device {i} is out");
+    }
+}
