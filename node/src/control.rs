@@ -75,6 +75,43 @@ pub enum Request {
     },
     /// Stop the node (it answers first): `strand wipe` uses it.
     Shutdown,
+    /// Every private group.
+    Groups,
+    /// Create a private group with these contacts.
+    GroupCreate {
+        /// Its name.
+        name: String,
+        /// Contact names.
+        with: Vec<String>,
+    },
+    /// A group's members.
+    GroupMembers {
+        /// Group name (or id prefix).
+        group: String,
+    },
+    /// Change a group: `add` a contact, `remove` a member, `admin` (make a
+    /// member an admin), or `leave`.
+    GroupChange {
+        /// Group name (or id prefix).
+        group: String,
+        /// `add`, `remove`, `admin` or `leave`.
+        action: String,
+        /// The contact or member (not for `leave`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
+    },
+    /// Send a text to a group.
+    GroupSend {
+        /// Group name (or id prefix).
+        group: String,
+        /// Text.
+        text: String,
+    },
+    /// A group's conversation (all of it), marked read.
+    GroupRead {
+        /// Group name (or id prefix).
+        group: String,
+    },
     /// A contact's safety number; with `verified`, mark them verified or
     /// not.
     Verify {
@@ -162,6 +199,67 @@ impl ContactView {
             verified: c.verified,
             legacy: c.legacy,
             lookalike: p.lookalike(&c.name),
+        }
+    }
+}
+
+/// A group as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupView {
+    /// Name.
+    pub name: String,
+    /// First 8 hex digits of its id.
+    pub id: String,
+    /// Members of its newest epoch this device knows.
+    pub members: usize,
+    /// Still a member.
+    pub member: bool,
+    /// May remove members.
+    pub admin: bool,
+    /// Unread texts.
+    pub unread: u32,
+}
+
+impl GroupView {
+    /// The view of a group summary.
+    pub fn of(g: &crate::GroupSummary) -> Self {
+        GroupView {
+            name: g.name.clone(),
+            id: g.id.clone(),
+            members: g.members,
+            member: g.member,
+            admin: g.admin,
+            unread: g.unread,
+        }
+    }
+}
+
+/// A group text as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupMessageView {
+    /// The message (`from` is the author, as the member list names them).
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Whether `from` is the user's own name for the author (themselves
+    /// or a contact), not one another member gave.
+    pub verified: bool,
+}
+
+impl GroupMessageView {
+    /// The view of a group text.
+    pub fn of(m: &crate::GroupMessage) -> Self {
+        let s = &m.message;
+        GroupMessageView {
+            message: MessageView {
+                time: s.key.time,
+                shown: s.shown,
+                received: s.received,
+                id: hex(&s.key.id.0),
+                from: m.author.clone(),
+                text: s.text.clone(),
+                delivery: s.delivery.map(|d| d.as_str().to_owned()),
+            },
+            verified: m.verified,
         }
     }
 }
@@ -377,6 +475,78 @@ async fn answer(node: &Node, request: Request) -> Response {
             }
         }
         Request::Contacts => Response::ok(contacts(node.profile())),
+        Request::Groups => match node.profile().groups() {
+            Ok(groups) => Response::ok(groups.iter().map(GroupView::of).collect::<Vec<_>>()),
+            Err(e) => Response::err(&e),
+        },
+        Request::GroupCreate { name, with } => match node.create_group(&name, &with).await {
+            Ok(()) => Response::ok(serde_json::json!({ "name": name })),
+            Err(e) => Response::err(&e),
+        },
+        Request::GroupMembers { group } => match node.profile().group_members(&group) {
+            Ok(members) => Response::ok(
+                members
+                    .into_iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "name": m.name,
+                            "verified": m.verified,
+                            "admin": m.admin,
+                            "creator": m.creator,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => Response::err(&e),
+        },
+        Request::GroupChange {
+            group,
+            action,
+            member,
+        } => {
+            let action = match (action.as_str(), member) {
+                ("add", Some(m)) => crate::GroupAction::Add(m),
+                ("remove", Some(m)) => crate::GroupAction::Remove(m),
+                ("admin", Some(m)) => crate::GroupAction::MakeAdmin(m),
+                ("leave", None) => crate::GroupAction::Leave,
+                (a @ ("add" | "remove" | "admin"), None) => {
+                    return Response::refuse(format!("{a} needs a member"))
+                }
+                ("leave", Some(_)) => return Response::refuse("leave takes no member"),
+                (other, _) => {
+                    return Response::refuse(format!(
+                        "unknown group action {other:?}: add, remove, admin or leave"
+                    ))
+                }
+            };
+            match node.change_group(&group, action).await {
+                Ok(()) => Response::ok(serde_json::json!({ "group": group })),
+                Err(e) => Response::err(&e),
+            }
+        }
+        Request::GroupSend { group, text } => match node.send_group(&group, &text).await {
+            Ok(key) => Response::ok(serde_json::json!({ "id": hex(&key.id.0), "time": key.time })),
+            Err(e) => Response::err(&e),
+        },
+        Request::GroupRead { group } => {
+            let p = node.profile().clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let messages = p.group_conversation(&group)?;
+                p.mark_group_read(&group)?;
+                Ok::<_, crate::ProfileError>(messages)
+            })
+            .await;
+            match read {
+                Ok(Ok(messages)) => Response::ok(
+                    messages
+                        .iter()
+                        .map(GroupMessageView::of)
+                        .collect::<Vec<_>>(),
+                ),
+                Ok(Err(e)) => Response::err(&e),
+                Err(e) => Response::refuse(format!("reading failed: {e}")),
+            }
+        }
         Request::Status => Response::ok(node.status().await),
         Request::Add { code, name } => match node.add_contact(&code, &name).await {
             Ok(c) => Response::ok(ContactView::of(node.profile(), &c)),

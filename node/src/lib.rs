@@ -40,6 +40,7 @@
 pub mod args;
 pub mod control;
 mod crypto;
+mod groups;
 pub mod limits;
 mod node;
 mod profile;
@@ -56,6 +57,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
+pub use groups::{GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite};
 pub use node::budget::Budgets;
 pub use node::{
     chain, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError, NodeEvent,
@@ -213,6 +215,12 @@ pub enum ProfileError {
     /// A relay address or list that cannot be used.
     #[error("{0}")]
     Relay(String),
+    /// No group by that name (or id prefix).
+    #[error("no group named {0:?}")]
+    UnknownGroup(String),
+    /// A group change that cannot be made, and why.
+    #[error("{0}")]
+    Group(String),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

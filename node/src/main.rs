@@ -83,6 +83,11 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Private groups: `strand group create|list|members|add|remove|admin|leave|send|read`
+    Group {
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
     /// Run the node in the foreground: sync with contacts over every transport
     Run {
         #[command(flatten)]
@@ -109,6 +114,63 @@ enum Command {
         /// Messages each way
         #[arg(long, default_value_t = 5)]
         messages: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCmd {
+    /// Create a group of you and some of your contacts (each gets a welcome when you next meet)
+    Create {
+        /// The group's name
+        name: String,
+        /// Contacts to add, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        with: Vec<String>,
+    },
+    /// List your groups, with members and unread messages
+    List,
+    /// Show a group's members (names other members gave are marked unverified)
+    Members {
+        /// Group name (or the id `strand group list` shows)
+        group: String,
+    },
+    /// Add one of your contacts to a group
+    Add {
+        /// Group name
+        group: String,
+        /// Contact name
+        contact: String,
+    },
+    /// Remove a member (admins only): they cannot read what is written after
+    Remove {
+        /// Group name
+        group: String,
+        /// Member name, as `strand group members` shows it
+        member: String,
+    },
+    /// Make a member an admin (the creator only)
+    Admin {
+        /// Group name
+        group: String,
+        /// Member name
+        member: String,
+    },
+    /// Leave a group: you keep what you have, and read nothing written after
+    Leave {
+        /// Group name
+        group: String,
+    },
+    /// Send a message to a group (the text, or standard input)
+    Send {
+        /// Group name
+        group: String,
+        /// The text; read from standard input if absent
+        text: Option<String>,
+    },
+    /// Show a group's conversation
+    Read {
+        /// Group name
+        group: String,
     },
 }
 
@@ -263,6 +325,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         }
         Command::Send { name, text } => send(&ctx, &name, text).await,
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
+        Command::Group { action } => group(&ctx, action).await,
         Command::Run { transports } => run(&ctx, &transports).await,
         Command::Status => status(&ctx).await,
         Command::Wipe { yes } => wipe(&ctx, yes).await,
@@ -450,6 +513,199 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
                 println!("{:<24} ^ looks like {other:?}: check which is which", "");
             }
         }
+    }
+    Ok(())
+}
+
+/// `strand group …`: through the running node if there is one, else on
+/// the profile directly (what it writes goes out at the next `strand run`).
+async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
+    match action {
+        GroupCmd::Create { name, with } => {
+            let request = Request::GroupCreate {
+                name: name.clone(),
+                with: with.clone(),
+            };
+            if ask(&ctx.dir, &request).await?.is_none() {
+                open_profile(ctx)?.create_group(&name, &with, now(), &mut os_rng())?;
+            }
+            println!(
+                "Created {name:?} with {}. Each gets a welcome when you next sync with them.",
+                with.join(", ")
+            );
+        }
+        GroupCmd::List => {
+            let list: Vec<control::GroupView> = match ask(&ctx.dir, &Request::Groups).await? {
+                Some(v) => serde_json::from_value(v)?,
+                None => open_profile(ctx)?
+                    .groups()?
+                    .iter()
+                    .map(control::GroupView::of)
+                    .collect(),
+            };
+            if ctx.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No groups yet. Make one with `strand group create NAME --with A,B`.");
+            } else {
+                for g in list {
+                    let mut notes = Vec::new();
+                    if g.unread > 0 {
+                        notes.push(format!("{} unread", g.unread));
+                    }
+                    if g.admin {
+                        notes.push("admin".into());
+                    }
+                    if !g.member {
+                        notes.push("you are no longer a member".into());
+                    }
+                    println!(
+                        "{:<24} {}  {} members  {}",
+                        g.name,
+                        g.id,
+                        g.members,
+                        notes.join(", ")
+                    );
+                }
+            }
+        }
+        GroupCmd::Members { group } => {
+            let request = Request::GroupMembers {
+                group: group.clone(),
+            };
+            let list: Vec<serde_json::Value> = match ask(&ctx.dir, &request).await? {
+                Some(v) => serde_json::from_value(v)?,
+                None => open_profile(ctx)?
+                    .group_members(&group)?
+                    .into_iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "name": m.name, "verified": m.verified,
+                            "admin": m.admin, "creator": m.creator,
+                        })
+                    })
+                    .collect(),
+            };
+            if ctx.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for m in list {
+                    let mut notes = Vec::new();
+                    if m["creator"].as_bool() == Some(true) {
+                        notes.push("creator");
+                    } else if m["admin"].as_bool() == Some(true) {
+                        notes.push("admin");
+                    }
+                    if m["verified"].as_bool() != Some(true) {
+                        notes.push("unverified name (not your contact)");
+                    }
+                    println!(
+                        "{:<24} {}",
+                        m["name"].as_str().unwrap_or_default(),
+                        notes.join(", ")
+                    );
+                }
+            }
+        }
+        GroupCmd::Add { group, contact } => {
+            group_change(ctx, &group, "add", Some(contact.clone())).await?;
+            println!(
+                "Added {contact} to {group}; they get a welcome when you next sync with them."
+            );
+        }
+        GroupCmd::Remove { group, member } => {
+            group_change(ctx, &group, "remove", Some(member.clone())).await?;
+            println!("Removed {member} from {group}: the group has a new key they do not get. What they already had, they keep.");
+        }
+        GroupCmd::Admin { group, member } => {
+            group_change(ctx, &group, "admin", Some(member.clone())).await?;
+            println!("{member} is now an admin of {group}.");
+        }
+        GroupCmd::Leave { group } => {
+            group_change(ctx, &group, "leave", None).await?;
+            println!(
+                "You left {group}. You keep what you have; what is written after, you cannot read."
+            );
+        }
+        GroupCmd::Send { group, text } => {
+            let text = match text {
+                Some(t) => t,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading standard input")?;
+                    s.trim_end_matches('\n').to_owned()
+                }
+            };
+            if text.is_empty() {
+                bail!("nothing to send: the message is empty");
+            }
+            let request = Request::GroupSend {
+                group: group.clone(),
+                text: text.clone(),
+            };
+            match ask(&ctx.dir, &request).await? {
+                Some(_) => println!("Sent to {group}."),
+                None => {
+                    open_profile(ctx)?.write_group(&group, &text, now(), &mut os_rng())?;
+                    println!(
+                        "Queued for {group}: it goes out when `strand run` meets its members."
+                    );
+                }
+            }
+        }
+        GroupCmd::Read { group } => {
+            let request = Request::GroupRead {
+                group: group.clone(),
+            };
+            let list: Vec<control::GroupMessageView> = match ask(&ctx.dir, &request).await? {
+                Some(v) => serde_json::from_value(v)?,
+                None => {
+                    let p = open_profile(ctx)?;
+                    let messages = p.group_conversation(&group)?;
+                    p.mark_group_read(&group)?;
+                    messages.iter().map(control::GroupMessageView::of).collect()
+                }
+            };
+            if ctx.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No messages in {group} yet.");
+            } else {
+                for m in list {
+                    let who = if m.verified {
+                        m.message.from.clone()
+                    } else {
+                        format!("{} (unverified)", m.message.from)
+                    };
+                    println!(
+                        "{}  {who}: {}",
+                        format_time(m.message.shown),
+                        m.message.text
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A group change through the running node, else on the profile.
+async fn group_change(ctx: &Ctx, group: &str, action: &str, member: Option<String>) -> Result<()> {
+    let request = Request::GroupChange {
+        group: group.to_owned(),
+        action: action.to_owned(),
+        member: member.clone(),
+    };
+    if ask(&ctx.dir, &request).await?.is_none() {
+        let action = match (action, member) {
+            ("add", Some(m)) => strand_node::GroupAction::Add(m),
+            ("remove", Some(m)) => strand_node::GroupAction::Remove(m),
+            ("admin", Some(m)) => strand_node::GroupAction::MakeAdmin(m),
+            _ => strand_node::GroupAction::Leave,
+        };
+        open_profile(ctx)?.change_group(group, &action, now(), &mut os_rng())?;
     }
     Ok(())
 }

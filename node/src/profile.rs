@@ -17,8 +17,8 @@ use rand_core::{CryptoRng, RngCore};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use strand_sync::limits::Time;
 use strand_sync::{
-    Contact, Endpoint, GroupId, Identity, Inbound, Invite, Key, Kind, Message, PublicIdentity,
-    Verdict,
+    Chain, Contact, Endpoint, GroupId, Identity, Inbound, Invite, Key, Kind, Message,
+    PublicIdentity, Verdict,
 };
 use zeroize::Zeroizing;
 
@@ -145,14 +145,31 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    fn new(identity: &Identity, mut records: Vec<ContactRecord>) -> Book {
+    fn new(identity: &Identity, mut records: Vec<ContactRecord>, chains: &[Chain]) -> Book {
         records.sort_by(|a, b| a.name.cmp(&b.name));
         // A record whose keys give no shared secret cannot have been added;
         // if one is found it is skipped, not fatal.
-        let (records, sync): (Vec<_>, Vec<_>) = records
+        let (records, mut sync): (Vec<_>, Vec<_>) = records
             .into_iter()
             .filter_map(|r| identity.contact(&r.public).ok().map(|c| (r, c)))
             .unzip();
+        // Each contact also syncs every group epoch both are members of
+        // (newest first, so a contact in many groups keeps its current
+        // ones within the session's limit).
+        let me = identity.public().sign;
+        let mut epochs: Vec<&strand_sync::Epoch> = chains
+            .iter()
+            .flat_map(|c| c.epochs())
+            .filter(|e| e.member(&me).is_some())
+            .collect();
+        epochs.sort_by_key(|e| std::cmp::Reverse(e.number));
+        for contact in &mut sync {
+            for e in &epochs {
+                if e.member(&contact.public.sign).is_some() {
+                    contact.groups.push(e.group().clone());
+                }
+            }
+        }
         let endpoint = Endpoint::new(identity, sync.clone());
         let skeletons = records.iter().map(|r| Skeleton::of(&r.name)).collect();
         Book {
@@ -180,6 +197,8 @@ struct Inner {
     root: Zeroizing<[u8; 32]>,
     identity: RwLock<Arc<Identity>>,
     book: RwLock<Arc<Book>>,
+    /// Private groups (see [`crate::groups`]).
+    chains: RwLock<Arc<Vec<Chain>>>,
     /// Contact-list changes one at a time: check, write, then publish.
     adding: std::sync::Mutex<()>,
     writer: Writer,
@@ -272,19 +291,22 @@ impl Profile {
         root: Zeroizing<[u8; 32]>,
         identity: Identity,
         records: Vec<ContactRecord>,
-    ) -> Profile {
-        let book = Book::new(&identity, records);
-        Profile {
+    ) -> Result<Profile, ProfileError> {
+        let book = Book::new(&identity, records, &[]);
+        let profile = Profile {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db: RwLock::new(Some(Arc::new(db))),
                 root,
                 identity: RwLock::new(Arc::new(identity)),
                 book: RwLock::new(Arc::new(book)),
+                chains: RwLock::new(Arc::new(Vec::new())),
                 adding: std::sync::Mutex::new(()),
                 writer: Writer::default(),
             }),
-        }
+        };
+        profile.load_groups()?;
+        Ok(profile)
     }
 
     /// Whether `dir` holds a profile.
@@ -425,7 +447,7 @@ impl Profile {
         }
         txn.commit().map_err(db_error)?;
         restrict_permissions(&dir.join(DB_FILE));
-        Ok(Profile::from_parts(dir, db, root, identity, Vec::new()))
+        Profile::from_parts(dir, db, root, identity, Vec::new())
     }
 
     /// Opens and unlocks an existing profile. A wrong passphrase is
@@ -473,7 +495,7 @@ impl Profile {
             strong_header(passphrase, &root)?
         };
         let db = seal_file(dir, db, &header, &root)?;
-        Ok(Profile::from_parts(dir, db, root, identity, contacts))
+        Profile::from_parts(dir, db, root, identity, contacts)
     }
 
     fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
@@ -516,7 +538,7 @@ impl Profile {
                 "the passphrase key now uses stronger Argon2id parameters"
             );
         }
-        Ok(Profile::from_parts(dir, db, root, identity, contacts))
+        Profile::from_parts(dir, db, root, identity, contacts)
     }
 
     /// The database, or [`ProfileError::Closed`].
@@ -598,6 +620,21 @@ impl Profile {
 
     pub(crate) fn book(&self) -> Arc<Book> {
         self.inner.book.read().expect("book lock").clone()
+    }
+
+    /// The private groups this device knows.
+    pub(crate) fn chains(&self) -> Arc<Vec<Chain>> {
+        self.inner.chains.read().expect("groups lock").clone()
+    }
+
+    /// Replaces the groups, and with them what each contact syncs.
+    pub(crate) fn set_chains(&self, chains: Vec<Chain>) {
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        let records = book.records.clone();
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&self.identity(), records, &chains));
+        *self.inner.chains.write().expect("groups lock") = Arc::new(chains);
     }
 
     /// What starts every link's session: this identity and the contacts,
@@ -721,7 +758,8 @@ impl Profile {
         })?;
         let mut records = book.records.clone();
         records.push(record.clone());
-        *self.inner.book.write().expect("book lock") = Arc::new(Book::new(&identity, records));
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&identity, records, &self.chains()));
         drop(_one_at_a_time);
         // Where to reach us beyond the LAN, if we have said it to others.
         // The contact is added either way; the record can follow later.
@@ -779,7 +817,7 @@ impl Profile {
             Ok(())
         })?;
         *self.inner.book.write().expect("book lock") =
-            Arc::new(Book::new(&self.identity(), records));
+            Arc::new(Book::new(&self.identity(), records, &self.chains()));
         Ok(record)
     }
 
@@ -937,7 +975,7 @@ impl Profile {
     }
 }
 
-fn store_own(
+pub(crate) fn store_own(
     txn: &WriteTransaction,
     group: &GroupId,
     msg: &Message,

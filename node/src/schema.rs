@@ -15,6 +15,7 @@
 //! | `shown` | group id (32) ‖ position (48): shown at (u64 BE) ‖ time (u64 BE) ‖ message id (32) | received at (u64 BE, 0 if unknown) ‖ flags (u8; 1 = a contact wrote it) |
 //! | `seen` | group id (32) | position (48) of the newest text the user has read (the read mark) |
 //! | `floor` | group id (32) | position (48) of the newest of the read mark and the user's own texts |
+//! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
 //! them ([`crate::store::Position`]): a message is shown at its author's
@@ -81,6 +82,11 @@ pub const SEEN: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("seen
 /// a contact's text dated at or before it is shown when it arrives. Since
 /// schema version 3.
 pub const FLOOR: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("floor");
+
+/// Private groups: the epochs this device can read, each sealed under the
+/// root key, under a keyed hash of its id (see `crate::groups`). A table
+/// older versions ignore, so it needed no new schema version.
+pub const EPOCHS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("epochs");
 
 /// Names of `meta` entries.
 pub mod meta {

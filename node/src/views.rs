@@ -44,7 +44,7 @@ impl Profile {
     }
 
     /// The text at `at` in `group`, from its [`SHOWN`] entry.
-    fn decode_stored(
+    pub(crate) fn decode_stored(
         &self,
         group: &strand_sync::Group,
         at: Position,
@@ -203,7 +203,7 @@ impl Profile {
 }
 
 /// The first and last possible [`SHOWN`] keys of `group` (inclusive).
-fn shown_range(group: &GroupId) -> ([u8; 80], [u8; 80]) {
+pub(crate) fn shown_range(group: &GroupId) -> ([u8; 80], [u8; 80]) {
     let lo = shown_key(group, &Position::MIN);
     let mut hi = [0xffu8; 80];
     hi[..32].copy_from_slice(&group.0);
@@ -217,7 +217,7 @@ pub(crate) fn shown(encoded: &[u8]) -> bool {
 }
 
 /// Adds one to a big-endian number (saturating at all ones).
-fn increment(bytes: &mut [u8]) {
+pub(crate) fn increment(bytes: &mut [u8]) {
     for b in bytes.iter_mut().rev() {
         if *b == 0xff {
             *b = 0;

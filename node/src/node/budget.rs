@@ -50,7 +50,7 @@ struct Used {
 }
 
 fn known(kind: Kind) -> bool {
-    kind == Kind::TEXT || kind == Kind::REACH
+    [Kind::TEXT, Kind::REACH, Kind::MEMBERSHIP, Kind::WELCOME].contains(&kind)
 }
 
 /// Per group, what the other members stored, counted once from the store

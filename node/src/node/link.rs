@@ -285,8 +285,11 @@ impl Pump {
                     Ok(permit) => permit.send(staged.take().expect("staged")),
                     Err(_) => self.session.handle_eof(),
                 },
-                Some(Command::New(group, key)) = commands.recv() => {
-                    self.session.handle_new_message(&group, key);
+                Some(command) = commands.recv() => match command {
+                    Command::New(group, key) => {
+                        self.session.handle_new_message(&group, key);
+                    }
+                    Command::Groups(groups) => self.sync_groups(groups),
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
                     self.session.handle_timeout(self.node.clock.now());
@@ -395,6 +398,10 @@ impl Pump {
         };
         let name = record.name.clone();
         let groups = contact.groups.clone();
+        // Groups joined since this link started.
+        for g in &groups {
+            self.session.add_group(g.clone());
+        }
         let joining = Joining {
             contact: peer,
             name: &name,
@@ -439,17 +446,38 @@ impl Pump {
         self.contact = Some((peer, name, groups));
     }
 
+    /// Starts syncing the groups in `groups` that the session does not yet
+    /// (and updates the member lists of those it does).
+    fn sync_groups(&mut self, groups: Vec<Group>) {
+        for g in &groups {
+            self.session.add_group(g.clone());
+        }
+        if let Some((_, _, known)) = &mut self.contact {
+            *known = groups;
+        }
+    }
+
     /// Notes the records (not texts) in a stored batch: they make no
     /// `Received` event, and a contact's new [`Kind::REACH`] record updates
     /// how the node reaches them.
     fn note_records(&mut self, batch: &Inbound) {
         let mut reach = false;
+        let mut groups = Vec::new();
         for m in batch.iter() {
             let kind = m.message().kind();
             if kind != Kind::TEXT && *m.verdict() == (Verdict::Stored { new: true }) {
                 self.records.insert(m.key());
                 reach |= kind == Kind::REACH;
+                if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {
+                    groups.push((*m.group(), m.key()));
+                }
             }
+        }
+        if !groups.is_empty() {
+            let node = super::Node {
+                shared: self.node.clone(),
+            };
+            self.node.tasks.spawn(node.group_messages(groups));
         }
         if reach {
             if let Some((public, ..)) = &self.contact {
@@ -480,13 +508,22 @@ impl Pump {
         let Some((_, name, groups)) = &self.contact else {
             return;
         };
-        let text = groups
-            .iter()
-            .find(|g| g.id == group)
-            .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
-            .unwrap_or_default();
+        let direct = groups.first().is_some_and(|g| g.id == group);
+        let (contact, group_name, text) = if direct {
+            let text = groups
+                .first()
+                .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
+                .unwrap_or_default();
+            (name.clone(), None, text)
+        } else {
+            match self.node.profile.describe_group_text(&group, &key) {
+                Some((group, author, text)) => (author, Some(group), text),
+                None => return,
+            }
+        };
         let _ = self.node.events.send(NodeEvent::Received {
-            contact: name.clone(),
+            contact,
+            group: group_name,
             time: key.time,
             id: hex(&key.id.0),
             text,

@@ -177,8 +177,12 @@ pub enum NodeEvent {
     },
     /// A new message arrived.
     Received {
-        /// Contact name.
+        /// Contact name (in a group: the author, named as the group's
+        /// member list names them).
         contact: String,
+        /// The group it was written to, if not the 1:1 conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         /// Timestamp (ms since the Unix epoch).
         time: u64,
         /// Message id (hex).
@@ -186,6 +190,8 @@ pub enum NodeEvent {
         /// The text.
         text: String,
     },
+    /// A group was created, joined or changed (members, epochs).
+    GroupsChanged,
     /// A message this node wrote went out to the contact.
     Sent {
         /// Contact name.
@@ -702,6 +708,84 @@ impl Node {
             .await?;
         self.shared.registry.announce(group, key, None);
         Ok(key)
+    }
+
+    /// Creates a private group of this user and the named contacts, and
+    /// writes each a welcome; sessions up now start syncing it.
+    pub async fn create_group(&self, name: &str, with: &[String]) -> Result<(), ProfileError> {
+        let profile = self.shared.profile.clone();
+        let (name, with) = (name.to_owned(), with.to_vec());
+        let now = self.shared.clock.now();
+        let written = tokio::task::spawn_blocking(move || {
+            profile.create_group(&name, &with, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        self.after_group_change(written);
+        Ok(())
+    }
+
+    /// Adds, removes, leaves or makes an admin, at the group's newest
+    /// epoch.
+    pub async fn change_group(
+        &self,
+        group: &str,
+        action: crate::GroupAction,
+    ) -> Result<(), ProfileError> {
+        let profile = self.shared.profile.clone();
+        let group = group.to_owned();
+        let now = self.shared.clock.now();
+        let written = tokio::task::spawn_blocking(move || {
+            profile.change_group(&group, &action, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        self.after_group_change(written);
+        Ok(())
+    }
+
+    /// Writes a text to a group and hands it to the live sessions that
+    /// sync it.
+    pub async fn send_group(&self, group: &str, text: &str) -> Result<Key, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let (group, text) = (group.to_owned(), text.to_owned());
+        let now = self.shared.clock.now();
+        let (id, key) = tokio::task::spawn_blocking(move || {
+            profile.write_group(&group, &text, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        self.shared.registry.announce(id, key, None);
+        Ok(key)
+    }
+
+    /// Follows welcomes and membership changes a link just stored.
+    pub(crate) async fn group_messages(self, stored: Vec<(strand_sync::GroupId, Key)>) {
+        let profile = self.shared.profile.clone();
+        let now = self.shared.clock.now();
+        let result = tokio::task::spawn_blocking(move || {
+            profile.apply_group_messages(&stored, now, &mut os_rng())
+        })
+        .await;
+        match result {
+            Ok(Ok(written)) => self.after_group_change(written),
+            Ok(Err(e)) => tracing::warn!("following a group change failed: {e}"),
+            Err(_) => {}
+        }
+    }
+
+    /// Hands what a group operation wrote to live sessions, and the epochs
+    /// each contact now shares to their sessions.
+    fn after_group_change(&self, written: crate::groups::Written) {
+        if written.epochs {
+            self.shared
+                .registry
+                .refresh_groups(&self.shared.profile.book());
+            let _ = self.shared.events.send(NodeEvent::GroupsChanged);
+        }
+        for (group, key) in written.messages {
+            self.shared.registry.announce(group, key, None);
+        }
     }
 
     /// Adds a contact from an invite code; links started from now on

@@ -29,6 +29,9 @@ const RECENT_ANNOUNCEMENTS: usize = 4096;
 pub(crate) enum Command {
     /// A message was stored: send it if the session syncs its group.
     New(GroupId, Key),
+    /// The groups this contact shares now (the 1:1 group first): sync
+    /// any the session does not yet.
+    Groups(Vec<strand_sync::Group>),
 }
 
 /// A session's number in the registry.
@@ -266,6 +269,17 @@ impl Registry {
         for (id, e) in &inner.sessions {
             if Some(*id) != except {
                 let _ = e.commands.try_send(Command::New(group, key));
+            }
+        }
+    }
+
+    /// Tells every session which groups its contact shares now (after a
+    /// group was created, joined or changed).
+    pub(crate) fn refresh_groups(&self, book: &crate::profile::Book) {
+        let inner = self.inner.lock().expect("registry lock");
+        for e in inner.sessions.values() {
+            if let Some((_, contact)) = book.sync_contact(&e.contact) {
+                let _ = e.commands.try_send(Command::Groups(contact.groups.clone()));
             }
         }
     }

@@ -15,6 +15,8 @@
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
+//! - `groups`: private groups between three real nodes: relay through a
+//!   common member, removal, leaving (issue 14).
 //! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
@@ -27,6 +29,7 @@
 
 mod cli;
 mod flood;
+mod groups;
 mod hostile;
 mod interop;
 mod lan;

@@ -1,0 +1,683 @@
+//! Private groups in the profile (issue 14; `sync/PROTOCOL.md` §14).
+//!
+//! strand-sync's [`Chain`] does the protocol: epochs, changes, forks. This
+//! module keeps it on disk and in front of the user:
+//!
+//! - every epoch this device can read is stored in [`EPOCHS`], sealed
+//!   under the root key (its key is a secret), under a keyed hash of its
+//!   id, so the table names no group;
+//! - the chains are rebuilt from those epochs and the logs at unlock, and
+//!   followed again whenever a change or a welcome is stored;
+//! - each contact syncs every epoch both are members of ([`crate::profile`]'s
+//!   book), and live sessions learn new epochs through the registry;
+//! - a group's conversation is the texts of all its epochs, in the order
+//!   they are shown, with each author's name: the contact's name when the
+//!   author is a contact, else the name the member was added under, marked
+//!   unverified.
+
+use std::collections::BTreeMap;
+
+use rand_core::{CryptoRng, RngCore};
+use redb::{ReadableDatabase, ReadableTable};
+use strand_sync::{
+    AuthorId, Chain, Change, Epoch, GroupError, GroupId, Head, Key, Kind, Message, Store,
+};
+
+use crate::crypto::{open, seal};
+use crate::profile::db_error;
+use crate::schema::{EPOCHS, MESSAGES, OUTBOX, SEEN, SHOWN};
+use crate::store::{shown_key, shown_position, Position, SHOWN_INCOMING};
+use crate::views::{increment, shown_range};
+use strand_sync::Time;
+
+use crate::{Profile, ProfileError, StoredMessage};
+
+const ROLE_EPOCH: &str = "strand/v3/epoch";
+
+/// A group as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// Its name.
+    pub name: String,
+    /// The first 8 hex digits of its root id: tells apart groups with the
+    /// same name.
+    pub id: String,
+    /// Members of the newest epoch this device knows.
+    pub members: usize,
+    /// Whether this device is still a member (not removed, not left).
+    pub member: bool,
+    /// Whether this device may remove members.
+    pub admin: bool,
+    /// Texts from others after the read mark, at most [`crate::UNREAD_CAP`].
+    pub unread: u32,
+    /// The newest text.
+    pub last: Option<GroupMessage>,
+}
+
+/// A member as a group's member list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The name to show: "me", the contact's name, or the name they were
+    /// added under.
+    pub name: String,
+    /// Whether the name is the user's own word for them (themselves or a
+    /// contact); otherwise it is what another member called them.
+    pub verified: bool,
+    /// May remove members.
+    pub admin: bool,
+    /// Created the group.
+    pub creator: bool,
+}
+
+/// A text of a group conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// The message.
+    pub message: StoredMessage,
+    /// Who wrote it, named as in [`GroupMember::name`].
+    pub author: String,
+    /// Whether that name is the user's own word for them.
+    pub verified: bool,
+}
+
+/// A change to a group, as the user asks for it (names of contacts and
+/// members, not keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAction {
+    /// Add a contact.
+    Add(String),
+    /// Remove a member (admins only).
+    Remove(String),
+    /// Leave the group.
+    Leave,
+    /// Make a member an admin (the creator only).
+    MakeAdmin(String),
+}
+
+/// Messages a group operation wrote (to hand to live sessions), and
+/// whether epochs changed (so live sessions must learn them).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub(crate) messages: Vec<(GroupId, Key)>,
+    pub(crate) epochs: bool,
+}
+
+fn group_error(e: GroupError) -> ProfileError {
+    ProfileError::Group(e.to_string())
+}
+
+impl Profile {
+    /// The `epochs` table key of an epoch.
+    fn epoch_key(&self, id: &GroupId) -> [u8; 32] {
+        strand_sync::kdf(self.root(), "strand/v3/epoch-id", &[&id.0])
+    }
+
+    /// Reads the stored epochs and follows each group's changes: at unlock.
+    pub(crate) fn load_groups(&self) -> Result<(), ProfileError> {
+        let db = self.db()?;
+        let mut by_root: BTreeMap<GroupId, Chain> = BTreeMap::new();
+        {
+            let txn = db.begin_read().map_err(db_error)?;
+            let table = match txn.open_table(EPOCHS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(db_error(e)),
+            };
+            for entry in table.iter().map_err(db_error)? {
+                let (_, v) = entry.map_err(db_error)?;
+                let plain = open(self.root(), ROLE_EPOCH, v.value()).ok_or_else(|| {
+                    ProfileError::Corrupt("a group epoch does not decrypt".into())
+                })?;
+                let epoch = Epoch::decode(&plain)
+                    .map_err(|e| ProfileError::Corrupt(format!("a group epoch: {e}")))?;
+                match by_root.get_mut(&epoch.root) {
+                    Some(chain) => chain.insert(epoch),
+                    None => {
+                        by_root.insert(epoch.root, Chain::new(epoch));
+                    }
+                }
+            }
+        }
+        let me = self.identity();
+        let view = self.read_view()?;
+        let now = crate::now();
+        for chain in by_root.values_mut() {
+            chain.update(&me, &view, now).map_err(db_error)?;
+        }
+        self.set_chains(by_root.into_values().collect());
+        Ok(())
+    }
+
+    /// Every group, by name.
+    pub fn groups(&self) -> Result<Vec<GroupSummary>, ProfileError> {
+        let chains = self.chains();
+        let me = self.identity().public().sign;
+        let mut out = Vec::with_capacity(chains.len());
+        for chain in chains.iter() {
+            let (epoch, member) = match chain.head() {
+                Head::Member(e) => (e, true),
+                Head::Out { last, .. } => (last, false),
+            };
+            let (unread, last) = self.group_unread_and_last(chain)?;
+            out.push(GroupSummary {
+                name: epoch.name.clone(),
+                id: crate::hex(&chain.root().0[..4]),
+                members: epoch.members().len(),
+                member,
+                admin: member && epoch.is_admin(&me),
+                unread,
+                last,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The group called `name` (or whose id starts with `name`).
+    fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
+        let chains = self.chains();
+        let matches: Vec<&Chain> = chains
+            .iter()
+            .filter(|c| {
+                let e = match c.head() {
+                    Head::Member(e) => e,
+                    Head::Out { last, .. } => last,
+                };
+                e.name == name
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => {
+                let by_id: Vec<&Chain> = chains
+                    .iter()
+                    .filter(|c| name.len() >= 4 && crate::hex(&c.root().0).starts_with(name))
+                    .collect();
+                match by_id.as_slice() {
+                    [one] => Ok((*one).clone()),
+                    _ => Err(ProfileError::UnknownGroup(name.to_owned())),
+                }
+            }
+            _ => Err(ProfileError::Group(format!(
+                "{} groups are called {name:?}: name one by the id `strand group list` shows",
+                matches.len()
+            ))),
+        }
+    }
+
+    /// The name to show for a member, and whether it is the user's own.
+    fn member_name(&self, sign: &AuthorId, added_as: &str) -> (String, bool) {
+        if *sign == self.identity().public().sign {
+            return ("me".into(), true);
+        }
+        let book = self.book();
+        match book.records.iter().find(|r| r.public.sign == *sign) {
+            Some(r) => (r.name.clone(), true),
+            None => (added_as.to_owned(), false),
+        }
+    }
+
+    /// The members of a group's newest epoch this device knows.
+    pub fn group_members(&self, group: &str) -> Result<Vec<GroupMember>, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let epoch = match chain.head() {
+            Head::Member(e) => e.clone(),
+            Head::Out { last, .. } => last.clone(),
+        };
+        let mut out: Vec<GroupMember> = epoch
+            .members()
+            .iter()
+            .map(|m| {
+                let (name, verified) = self.member_name(&m.public.sign, &m.name);
+                GroupMember {
+                    name,
+                    verified,
+                    admin: m.admin,
+                    creator: m.public.sign == epoch.creator,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Creates a group of this user and the named contacts, and writes
+    /// each of them a welcome (sent like any message of their 1:1
+    /// conversation).
+    pub fn create_group(
+        &self,
+        name: &str,
+        with: &[String],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let name = name.trim();
+        if with.is_empty() {
+            return Err(ProfileError::Group(
+                "a group needs at least one contact besides you".into(),
+            ));
+        }
+        let mut others = Vec::with_capacity(with.len());
+        for contact in with {
+            let record = self.contact(contact.trim())?;
+            if others
+                .iter()
+                .any(|(p, _): &(strand_sync::PublicIdentity, String)| *p == record.public)
+            {
+                return Err(ProfileError::Group(format!("{contact:?} is listed twice")));
+            }
+            others.push((record.public, record.name.clone()));
+        }
+        let identity = self.identity();
+        let epoch = Epoch::create(&identity, name, &others, rng).map_err(group_error)?;
+        let mut welcomes = Vec::with_capacity(with.len());
+        for contact in with {
+            let pair = self.direct_group(contact.trim())?;
+            let msg = epoch
+                .welcome(&identity, &pair, now, rng)
+                .map_err(group_error)?;
+            welcomes.push((pair.id, msg));
+        }
+        let sealed = (
+            self.epoch_key(&epoch.id()),
+            seal(self.root(), ROLE_EPOCH, &epoch.encode(), rng),
+        );
+        let written = self.write_txn(move |txn| {
+            txn.open_table(EPOCHS)
+                .map_err(db_error)?
+                .insert(&sealed.0, &sealed.1[..])
+                .map_err(db_error)?;
+            let mut keys = Vec::new();
+            for (group, msg) in &welcomes {
+                keys.push(crate::profile::store_own(txn, group, msg)?);
+            }
+            Ok(keys)
+        })?;
+        let mut chains = (*self.chains()).clone();
+        chains.push(Chain::new(epoch));
+        self.set_chains(chains);
+        Ok(Written {
+            messages: written,
+            epochs: true,
+        })
+    }
+
+    /// Makes a change to a group at its newest epoch.
+    pub fn change_group(
+        &self,
+        group: &str,
+        action: &GroupAction,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let Head::Member(head) = chain.head() else {
+            return Err(ProfileError::Group(format!(
+                "you are no longer a member of {group:?}"
+            )));
+        };
+        let head = head.clone();
+        let member = |name: &str| -> Result<AuthorId, ProfileError> {
+            head.members()
+                .iter()
+                .find(|m| self.member_name(&m.public.sign, &m.name).0 == name)
+                .map(|m| m.public.sign)
+                .ok_or_else(|| ProfileError::Group(format!("{group:?} has no member {name:?}")))
+        };
+        let (change, welcome_to) = match action {
+            GroupAction::Add(contact) => {
+                let record = self.contact(contact)?;
+                (
+                    Change::Add {
+                        public: record.public,
+                        name: record.name.clone(),
+                    },
+                    Some(record.name),
+                )
+            }
+            GroupAction::Remove(name) => (Change::Remove(member(name)?), None),
+            GroupAction::Leave => (Change::Leave, None),
+            GroupAction::MakeAdmin(name) => (Change::MakeAdmin(member(name)?), None),
+        };
+        self.propose(&head, change, welcome_to.as_deref(), now, rng)
+    }
+
+    /// Writes `change` into `head`'s log, stores the next epoch, welcomes
+    /// an added contact, and follows the chain.
+    fn propose(
+        &self,
+        head: &Epoch,
+        change: Change,
+        welcome_to: Option<&str>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let identity = self.identity();
+        let (msg, next) = head
+            .propose(&identity, change, now, rng)
+            .map_err(group_error)?;
+        let mut messages = vec![(head.id(), msg)];
+        let mut sealed = None;
+        if let Some(next) = &next {
+            sealed = Some((
+                self.epoch_key(&next.id()),
+                seal(self.root(), ROLE_EPOCH, &next.encode(), rng),
+            ));
+            if let Some(contact) = welcome_to {
+                let pair = self.direct_group(contact)?;
+                let w = next
+                    .welcome(&identity, &pair, now, rng)
+                    .map_err(group_error)?;
+                messages.push((pair.id, w));
+            }
+        }
+        let written = self.write_txn(move |txn| {
+            if let Some((k, v)) = &sealed {
+                txn.open_table(EPOCHS)
+                    .map_err(db_error)?
+                    .insert(k, &v[..])
+                    .map_err(db_error)?;
+            }
+            let mut keys = Vec::new();
+            for (group, msg) in &messages {
+                keys.push(crate::profile::store_own(txn, group, msg)?);
+            }
+            Ok(keys)
+        })?;
+        let mut chains = (*self.chains()).clone();
+        if let Some(chain) = chains.iter_mut().find(|c| c.root() == head.root) {
+            if let Some(next) = next {
+                chain.insert(next);
+            }
+            chain
+                .update(&identity, &self.read_view()?, now)
+                .map_err(db_error)?;
+        }
+        self.set_chains(chains);
+        Ok(Written {
+            messages: written,
+            epochs: true,
+        })
+    }
+
+    /// Writes a text to a group's newest epoch.
+    pub fn write_group(
+        &self,
+        group: &str,
+        text: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let chain = self.chain_named(group)?;
+        let Head::Member(head) = chain.head() else {
+            return Err(ProfileError::Group(format!(
+                "you are no longer a member of {group:?}: you can read it, not write to it"
+            )));
+        };
+        let msg = Message::create(
+            &self.identity(),
+            head.group(),
+            now,
+            Kind::TEXT,
+            text.as_bytes(),
+            rng,
+        )
+        .map_err(ProfileError::Message)?;
+        let id = head.id();
+        self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
+    }
+
+    /// Follows stored welcomes and changes (messages of those kinds just
+    /// stored): opens new epochs, stores them, and makes again any change
+    /// of this user's that lost a fork. Returns what it wrote.
+    pub(crate) fn apply_group_messages(
+        &self,
+        stored: &[(GroupId, Key)],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let identity = self.identity();
+        let view = self.read_view()?;
+        let book = self.book();
+        let mut chains = (*self.chains()).clone();
+        let mut dirty = std::collections::BTreeSet::new();
+        let mut new_epochs = Vec::new();
+        for (group, key) in stored {
+            let Some(bytes) = view.get(group, key).map_err(db_error)? else {
+                continue;
+            };
+            let Ok(msg) = Message::decode(bytes) else {
+                continue;
+            };
+            if msg.kind() == Kind::WELCOME {
+                let Some(pair) = book
+                    .sync
+                    .iter()
+                    .map(|c| c.direct_group())
+                    .find(|g| g.id == *group)
+                else {
+                    continue;
+                };
+                match Epoch::from_welcome(&identity, pair, &msg, now) {
+                    Ok(epoch) => {
+                        let known = chains
+                            .iter()
+                            .any(|c| c.epochs().any(|e| e.id() == epoch.id()));
+                        if known {
+                            continue;
+                        }
+                        dirty.insert(epoch.root);
+                        new_epochs.push(epoch.clone());
+                        match chains.iter_mut().find(|c| c.root() == epoch.root) {
+                            Some(chain) => chain.insert(epoch),
+                            None => chains.push(Chain::new(epoch)),
+                        }
+                    }
+                    Err(e) => tracing::warn!("a group welcome was not accepted: {e}"),
+                }
+            } else if msg.kind() == Kind::MEMBERSHIP {
+                if let Some(chain) = chains.iter().find(|c| c.epochs().any(|e| e.id() == *group)) {
+                    dirty.insert(chain.root());
+                }
+            }
+        }
+        if dirty.is_empty() {
+            return Ok(Written::default());
+        }
+        for chain in chains.iter_mut().filter(|c| dirty.contains(&c.root())) {
+            for id in chain.update(&identity, &view, now).map_err(db_error)? {
+                if let Some(e) = chain.epochs().find(|e| e.id() == id) {
+                    new_epochs.push(e.clone());
+                }
+            }
+        }
+        let sealed: Vec<([u8; 32], Vec<u8>)> = new_epochs
+            .iter()
+            .map(|e| {
+                (
+                    self.epoch_key(&e.id()),
+                    seal(self.root(), ROLE_EPOCH, &e.encode(), rng),
+                )
+            })
+            .collect();
+        self.write_txn(move |txn| {
+            let mut t = txn.open_table(EPOCHS).map_err(db_error)?;
+            for (k, v) in &sealed {
+                t.insert(k, &v[..]).map_err(db_error)?;
+            }
+            Ok(())
+        })?;
+        let me = identity.public().sign;
+        let reissue: Vec<(Epoch, Change)> = chains
+            .iter()
+            .filter(|c| dirty.contains(&c.root()))
+            .filter_map(|c| match c.head() {
+                Head::Member(head) => Some((head.clone(), c.reissue(&me))),
+                Head::Out { .. } => None,
+            })
+            .flat_map(|(head, changes)| changes.into_iter().map(move |ch| (head.clone(), ch)))
+            .collect();
+        self.set_chains(chains);
+        let mut written = Written {
+            messages: Vec::new(),
+            epochs: !new_epochs.is_empty(),
+        };
+        for (head, change) in reissue {
+            let welcome_to = match &change {
+                Change::Add { public, .. } => book
+                    .records
+                    .iter()
+                    .find(|r| r.public == *public)
+                    .map(|r| r.name.clone()),
+                _ => None,
+            };
+            tracing::info!(group = %head.name, "making a change again that lost a fork");
+            match self.propose(&head, change, welcome_to.as_deref(), now, rng) {
+                Ok(w) => {
+                    written.messages.extend(w.messages);
+                    written.epochs = true;
+                }
+                Err(e) => tracing::warn!("making a change again failed: {e}"),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Every text of a group, in the order shown, with author names.
+    pub fn group_conversation(&self, group: &str) -> Result<Vec<GroupMessage>, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
+        let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+        let mut out = Vec::new();
+        for epoch in chain.epochs() {
+            let (lo, hi) = shown_range(&epoch.id());
+            for entry in shown.range(lo..=hi).map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let at = shown_position(&k.value());
+                let message =
+                    self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
+                out.push(self.group_message(epoch, &messages, message)?);
+            }
+        }
+        out.sort_by_key(|m| m.message.position());
+        Ok(out)
+    }
+
+    fn group_message(
+        &self,
+        epoch: &Epoch,
+        messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
+        message: StoredMessage,
+    ) -> Result<GroupMessage, ProfileError> {
+        let bytes = messages
+            .get(&crate::store::table_key(&epoch.id(), &message.key))
+            .map_err(db_error)?
+            .ok_or_else(|| ProfileError::Corrupt("a listed message is missing".into()))?;
+        let author: AuthorId = bytes.value()[33..65].try_into().expect("a stored message");
+        let added_as = epoch
+            .member(&author)
+            .map_or("(unknown)", |m| m.name.as_str());
+        let (author, verified) = self.member_name(&author, added_as);
+        Ok(GroupMessage {
+            message,
+            author,
+            verified,
+        })
+    }
+
+    /// Marks a group read up to its newest text.
+    pub fn mark_group_read(&self, group: &str) -> Result<(), ProfileError> {
+        let chain = self.chain_named(group)?;
+        let Some(last) = self.group_conversation(group)?.pop() else {
+            return Ok(());
+        };
+        let up_to = last.message.position();
+        let ids: Vec<GroupId> = chain.epochs().map(Epoch::id).collect();
+        self.write_txn(move |txn| {
+            let mut t = txn.open_table(SEEN).map_err(db_error)?;
+            for id in &ids {
+                let current = t
+                    .get(&id.0)
+                    .map_err(db_error)?
+                    .map(|v| Position::from_bytes(&v.value()));
+                if current.is_none_or(|c| c < up_to) {
+                    t.insert(&id.0, up_to.to_bytes()).map_err(db_error)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn group_unread_and_last(
+        &self,
+        chain: &Chain,
+    ) -> Result<(u32, Option<GroupMessage>), ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
+        let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+        let seen = txn.open_table(SEEN).map_err(db_error)?;
+        let mut unread = 0u32;
+        let mut last: Option<(Position, GroupMessage)> = None;
+        for epoch in chain.epochs() {
+            let id = epoch.id();
+            let (lo, hi) = shown_range(&id);
+            if let Some(entry) = shown.range(lo..=hi).map_err(db_error)?.next_back() {
+                let (k, v) = entry.map_err(db_error)?;
+                let at = shown_position(&k.value());
+                if last.as_ref().is_none_or(|(p, _)| *p < at) {
+                    let m =
+                        self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
+                    last = Some((at, self.group_message(epoch, &messages, m)?));
+                }
+            }
+            let from = match seen.get(&id.0).map_err(db_error)? {
+                Some(mark) => {
+                    let mut k = shown_key(&id, &Position::from_bytes(&mark.value()));
+                    increment(&mut k[32..]);
+                    k
+                }
+                None => lo,
+            };
+            if from <= hi {
+                for entry in shown.range(from..=hi).map_err(db_error)? {
+                    let (_, v) = entry.map_err(db_error)?;
+                    if v.value()[8] & SHOWN_INCOMING != 0 {
+                        unread += 1;
+                        if unread >= crate::UNREAD_CAP {
+                            return Ok((unread, last.map(|(_, m)| m)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok((unread, last.map(|(_, m)| m)))
+    }
+
+    /// The group and author of a stored group text, and the text: for
+    /// notifications.
+    pub(crate) fn describe_group_text(
+        &self,
+        group: &GroupId,
+        key: &Key,
+    ) -> Option<(String, String, String)> {
+        let chains = self.chains();
+        let epoch = chains
+            .iter()
+            .flat_map(|c| c.epochs())
+            .find(|e| e.id() == *group)?;
+        let bytes = Store::get(&self.read_view().ok()?, group, key).ok()??;
+        let msg = Message::decode(bytes).ok()?;
+        if msg.kind() != Kind::TEXT {
+            return None;
+        }
+        let text = String::from_utf8(msg.open(epoch.group()).ok()?).ok()?;
+        let added_as = epoch
+            .member(&msg.author())
+            .map_or("(unknown)", |m| m.name.as_str());
+        let (author, _) = self.member_name(&msg.author(), added_as);
+        Some((epoch.name.clone(), author, text))
+    }
+}

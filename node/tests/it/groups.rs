@@ -1,0 +1,255 @@
+//! Private groups between real nodes (issue 14): three nodes on one
+//! emulated link hub, Ann and Cat not contacts. A group of the three, made
+//! by Ann with Ben and grown by Ben; Cat's messages reach Ann through Ben;
+//! Cat removed cannot read what follows; Ben leaving cuts Ann and Cat off
+//! until they become contacts.
+
+use std::time::Duration;
+
+use strand_node::{os_rng, GroupAction, KdfParams, Node, NodeConfig, Profile};
+use strand_transport::memory::Hub;
+
+fn profile(root: &std::path::Path, name: &str) -> Profile {
+    Profile::create(
+        &root.join(name),
+        name,
+        "pass",
+        KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap()
+}
+
+fn befriend(a: &Profile, b: &Profile) {
+    let mut rng = os_rng();
+    a.add_contact(&b.identity().invite(), b.identity().name(), 0, &mut rng)
+        .unwrap();
+    b.add_contact(&a.identity().invite(), a.identity().name(), 0, &mut rng)
+        .unwrap();
+}
+
+async fn start(p: Profile, hub: &Hub) -> Node {
+    Node::start(
+        p,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits (at most a minute) until `check` holds.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn members(node: &Node, group: &str) -> Vec<String> {
+    node.profile()
+        .group_members(group)
+        .map(|m| m.into_iter().map(|m| m.name).collect())
+        .unwrap_or_default()
+}
+
+fn texts(node: &Node, group: &str) -> Vec<(String, String, bool)> {
+    node.profile()
+        .group_conversation(group)
+        .map(|c| {
+            c.into_iter()
+                .map(|m| (m.author, m.message.text, m.verified))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_member(node: &Node, group: &str) -> Option<bool> {
+    node.profile()
+        .groups()
+        .ok()?
+        .into_iter()
+        .find(|g| g.name == group)
+        .map(|g| g.member)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_group_relay_and_removal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let cat = start(cat, &hub).await;
+
+    // Bad input changes nothing.
+    assert!(ann
+        .create_group("newsroom", &["nobody".into()])
+        .await
+        .is_err());
+    assert!(ann.create_group("newsroom", &[]).await.is_err());
+    assert!(ann.create_group(" ", &["ben".into()]).await.is_err());
+    assert!(ann.profile().groups().unwrap().is_empty());
+
+    ann.create_group("newsroom", &["ben".into()]).await.unwrap();
+    until("Ben joins", || is_member(&ben, "newsroom") == Some(true)).await;
+    assert_eq!(members(&ben, "newsroom"), ["ann", "me"]);
+    // Ben adds Cat, whom Ann does not know.
+    ben.change_group("newsroom", GroupAction::Add("cat".into()))
+        .await
+        .unwrap();
+    until("Cat joins", || is_member(&cat, "newsroom") == Some(true)).await;
+    until("Ann sees three", || members(&ann, "newsroom").len() == 3).await;
+    assert_eq!(members(&ann, "newsroom"), ["ben", "cat", "me"]);
+    // Cat is not Ann's contact: her name is Ben's word for her.
+    let ann_view = ann.profile().group_members("newsroom").unwrap();
+    let cat_entry = ann_view.iter().find(|m| m.name == "cat").unwrap();
+    assert!(!cat_entry.verified);
+
+    // Cat writes; it reaches Ann through Ben.
+    cat.send_group("newsroom", "hello from cat").await.unwrap();
+    until("Ann gets Cat's message", || {
+        texts(&ann, "newsroom")
+            .iter()
+            .any(|(a, t, v)| a == "cat" && t == "hello from cat" && !v)
+    })
+    .await;
+    ann.send_group("newsroom", "hello from ann").await.unwrap();
+    until("Cat gets Ann's message", || {
+        texts(&cat, "newsroom")
+            .iter()
+            .any(|(a, t, _)| a == "ann" && t == "hello from ann")
+    })
+    .await;
+
+    // Ann removes Cat: a new epoch, a new key, without her.
+    assert!(
+        ben.change_group("newsroom", GroupAction::Remove("cat".into()))
+            .await
+            .is_err(),
+        "Ben is no admin"
+    );
+    ann.change_group("newsroom", GroupAction::Remove("cat".into()))
+        .await
+        .unwrap();
+    until("Cat learns she is out", || {
+        is_member(&cat, "newsroom") == Some(false)
+    })
+    .await;
+    until("Ben sees two", || members(&ben, "newsroom").len() == 2).await;
+    assert!(cat.send_group("newsroom", "still here?").await.is_err());
+    ann.send_group("newsroom", "after cat").await.unwrap();
+    until("Ben gets it", || {
+        texts(&ben, "newsroom")
+            .iter()
+            .any(|(_, t, _)| t == "after cat")
+    })
+    .await;
+    // A 1:1 message Ben writes after it reaches Cat: the links are up and
+    // syncing, and still Cat has nothing of the new epoch.
+    ben.send("cat", "are you there").await.unwrap();
+    until("Cat gets Ben's 1:1 text", || {
+        cat.profile()
+            .conversation("ben")
+            .unwrap()
+            .iter()
+            .any(|m| m.text == "are you there")
+    })
+    .await;
+    assert!(!texts(&cat, "newsroom")
+        .iter()
+        .any(|(_, t, _)| t == "after cat"));
+    // She keeps what she had.
+    assert!(texts(&cat, "newsroom")
+        .iter()
+        .any(|(_, t, _)| t == "hello from ann"));
+
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_ben_leaves_ann_and_cat_must_meet_as_contacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann_p, ben_p, cat_p) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann_p, &ben_p);
+    befriend(&ben_p, &cat_p);
+    let hub = Hub::new();
+    let ann = start(ann_p, &hub).await;
+    let ben = start(ben_p, &hub).await;
+    let cat = start(cat_p, &hub).await;
+    ben.create_group("bridge", &["ann".into(), "cat".into()])
+        .await
+        .unwrap();
+    until("both join", || {
+        is_member(&ann, "bridge") == Some(true) && is_member(&cat, "bridge") == Some(true)
+    })
+    .await;
+    cat.send_group("bridge", "via ben").await.unwrap();
+    until("relayed", || {
+        texts(&ann, "bridge").iter().any(|(_, t, _)| t == "via ben")
+    })
+    .await;
+
+    ben.change_group("bridge", GroupAction::Leave)
+        .await
+        .unwrap();
+    until("both see two", || {
+        members(&ann, "bridge").len() == 2 && members(&cat, "bridge").len() == 2
+    })
+    .await;
+    assert_eq!(is_member(&ben, "bridge"), Some(false));
+    cat.send_group("bridge", "after ben left").await.unwrap();
+    // Ben's links stay up; a 1:1 text from Cat to Ben arriving shows Cat's
+    // link to Ben has synced since, and Ann still has nothing new.
+    cat.send("ben", "bye").await.unwrap();
+    until("Ben gets bye", || {
+        ben.profile()
+            .conversation("cat")
+            .unwrap()
+            .iter()
+            .any(|m| m.text == "bye")
+    })
+    .await;
+    assert!(!texts(&ann, "bridge")
+        .iter()
+        .any(|(_, t, _)| t == "after ben left"));
+    assert!(!texts(&ben, "bridge")
+        .iter()
+        .any(|(_, t, _)| t == "after ben left"));
+
+    // Ann and Cat become contacts and meet again: it arrives.
+    ann.shutdown().await;
+    cat.shutdown().await;
+    let ann_p = Profile::open(&tmp.path().join("ann"), "pass").unwrap();
+    let cat_p = Profile::open(&tmp.path().join("cat"), "pass").unwrap();
+    befriend(&ann_p, &cat_p);
+    // The group survived the restart, from the profile alone.
+    assert_eq!(ann_p.group_members("bridge").unwrap().len(), 2);
+    let ann = start(ann_p, &hub).await;
+    let cat = start(cat_p, &hub).await;
+    until("Ann gets it from Cat directly", || {
+        texts(&ann, "bridge")
+            .iter()
+            .any(|(a, t, v)| a == "cat" && t == "after ben left" && *v)
+    })
+    .await;
+
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
