@@ -860,3 +860,60 @@ fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
     let status = a.ok(&["status"]);
     assert!(!status.contains("Bluetooth"), "{status}");
 }
+
+/// `strand group`: made offline, synced by two `strand run` processes, and
+/// bad group input refused with a clear error that changes nothing.
+#[test]
+fn groups_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    // Offline: the profile directly.
+    let out = a.cmd(&["group", "create", "desk", "--with", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named \"nobody\""));
+    let out = a.cmd(&["group", "send", "desk", "hi"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no group named \"desk\""));
+    assert!(a.ok(&["group", "list"]).contains("No groups yet"));
+    a.ok(&["group", "create", "desk", "--with", "bob"]);
+    a.ok(&["group", "send", "desk", "written offline"]);
+    let list: Vec<Value> = serde_json::from_str(&a.ok(&["group", "list", "--json"])).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["members"], 2);
+    assert_eq!(list[0]["admin"], true);
+
+    let (b_run, b_addr) = b.run(&[]);
+    let _b_run = Killed(b_run);
+    let (a_run, _) = a.run(&[&b_addr]);
+    let _a_run = Killed(a_run);
+    eventually("Bob joins and reads", Duration::from_secs(60), || {
+        let out = b.cmd(&["group", "read", "desk", "--json"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("written offline")
+    });
+    // Through the running nodes now.
+    b.ok(&["group", "send", "desk", "from bob"]);
+    eventually("Alice reads Bob", Duration::from_secs(60), || {
+        a.ok(&["group", "read", "desk"]).contains("bob: from bob")
+    });
+    let members = a.ok(&["group", "members", "desk"]);
+    assert!(
+        members.contains("me") && members.contains("bob"),
+        "{members}"
+    );
+    // Bob is no admin; removing needs one, leaving a member does not.
+    let out = b.cmd(&["group", "remove", "desk", "alice"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an admin"));
+    let out = a.cmd(&["group", "remove", "desk", "carol"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no member \"carol\""));
+    b.ok(&["group", "leave", "desk"]);
+    eventually("Alice sees Bob leave", Duration::from_secs(60), || {
+        a.ok(&["group", "list", "--json"])
+            .contains("\"members\": 1")
+    });
+    assert!(b
+        .ok(&["group", "list"])
+        .contains("you are no longer a member"));
+    let out = b.cmd(&["group", "send", "desk", "still?"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no longer a member"));
+}
