@@ -15,8 +15,8 @@ use std::time::Duration;
 use slint::{ComponentHandle, Model};
 use strand_gui::headless::Headless;
 use strand_gui::{
-    AddContactAdapter, AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter, NetworkAdapter,
-    OnboardingAdapter, Screen, SettingsAdapter, Theme,
+    AddContactAdapter, AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter, GroupsAdapter,
+    NetworkAdapter, OnboardingAdapter, Screen, SettingsAdapter, Theme,
 };
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, Profile};
 use strand_sync::{Identity, Kind, Message, WriteStore};
@@ -367,6 +367,44 @@ fn main() {
         !ui.global::<SettingsAdapter>().get_profile_path().is_empty()
     });
     save(&h, &ui, &out, "07-settings");
+
+    // A group: made in the app with Bob and Carol; Bob (online) adds
+    // Gideon, whom Alice does not know, and writes.
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Groups);
+    let groups = ui.global::<GroupsAdapter>();
+    groups.invoke_new_group();
+    groups.invoke_toggle("Bob Okafor".into(), true);
+    groups.invoke_toggle("Carol Nguyen".into(), true);
+    h.pump_until(Duration::from_millis(300), || false);
+    save(&h, &ui, &out, "13-new-group");
+    groups.invoke_create("Newsroom".into());
+    h.pump_until(WAIT, || !groups.get_creating());
+    let joined = |n: &Node| n.profile().groups().map(|g| g.len() == 1).unwrap_or(false);
+    h.pump_until(WAIT, || joined(&bob_node));
+    let gideon = Identity::generate("Gideon Mensah", rng).unwrap();
+    rt.block_on(bob_node.add_contact(&gideon.invite().to_text(), "Gideon Mensah"))
+        .unwrap();
+    rt.block_on(bob_node.change_group(
+        "Newsroom",
+        strand_node::GroupAction::Add("Gideon Mensah".into()),
+    ))
+    .unwrap();
+    rt.block_on(bob_node.send_group(
+        "Newsroom",
+        "I added Gideon: he covers the harbour and has the shipping records.",
+    ))
+    .unwrap();
+    h.pump_until(WAIT, || {
+        groups.get_members().row_count() == 4 && groups.get_messages().row_count() == 1
+    });
+    groups.invoke_send("Welcome, Gideon. Thursday's meeting is at the library, 10:00.".into());
+    rt.block_on(bob_node.send_group("Newsroom", "I'll bring the printed copies."))
+        .unwrap();
+    h.pump_until(WAIT, || groups.get_messages().row_count() == 3);
+    save(&h, &ui, &out, "12-groups");
+    groups.set_members_open(true);
+    save(&h, &ui, &out, "14-group-members");
+    groups.set_members_open(false);
 
     ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
     h.resize(&ui, W, H, 2.0);

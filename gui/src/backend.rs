@@ -51,6 +51,8 @@ pub struct Options {
 pub(crate) struct Changes {
     /// Contacts with new messages or delivery states.
     pub contacts: BTreeSet<String>,
+    /// A group was created, joined or changed, or has a new text.
+    pub groups: bool,
     /// Events were lost (the subscriber lagged): refresh everything.
     pub all: bool,
     /// A contact over their storage budget, and the budget in bytes.
@@ -60,6 +62,10 @@ pub(crate) struct Changes {
 impl Changes {
     fn add(&mut self, event: Option<NodeEvent>) {
         match event {
+            Some(NodeEvent::Received {
+                group: Some(_), ..
+            })
+            | Some(NodeEvent::GroupsChanged) => self.groups = true,
             Some(
                 NodeEvent::Received { contact, .. }
                 | NodeEvent::Sent { contact, .. }
@@ -107,6 +113,10 @@ pub(crate) struct Core {
     pub open: Option<String>,
     /// Whether the chats screen is showing (messages there count as read).
     pub chats_visible: bool,
+    /// The group open on the groups screen.
+    pub open_group: Option<String>,
+    /// Whether the groups screen is showing.
+    pub groups_visible: bool,
     /// Bumped whenever the open conversation is re-read, so late pages of
     /// an older listing are ignored.
     pub generation: u64,
@@ -186,6 +196,7 @@ impl Core {
     /// when this returns, another process can open it.
     pub fn stop(&mut self) {
         self.open = None;
+        self.open_group = None;
         let node = self.node.take();
         if let Some(rt) = self.runtime.take() {
             if let Some(node) = node {
@@ -208,6 +219,8 @@ pub(crate) fn spawn(options: Options, ui: slint::Weak<AppWindow>) -> (Backend, J
         node: None,
         open: None,
         chats_visible: true,
+        open_group: None,
+        groups_visible: false,
         generation: 0,
         quit: false,
     };

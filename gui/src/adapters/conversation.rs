@@ -192,6 +192,8 @@ impl Model for ConversationModel {
             day: day.into(),
             loaded: false,
             dated: SharedString::new(),
+            author: SharedString::new(),
+            unverified: false,
         };
         let page = row / PAGE;
         inner.uses += 1;

@@ -6,6 +6,7 @@ pub mod add_contact;
 pub mod camera;
 pub mod contacts;
 pub mod conversation;
+pub mod groups;
 pub mod network;
 pub mod onboarding;
 pub mod settings;
@@ -20,6 +21,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     onboarding::connect(ui, backend);
     contacts::connect(ui, backend);
     conversation::connect(ui, backend);
+    groups::connect(ui, backend);
     add_contact::connect(ui, backend);
     camera::connect(ui, backend);
     network::connect(ui, backend);
@@ -36,6 +38,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let chats = screen == Screen::Chats;
         b.job(move |core| {
             core.chats_visible = chats;
+            core.groups_visible = screen == Screen::Groups;
             match screen {
                 // Back on a conversation: what it shows is now read.
                 Screen::Chats => {
@@ -45,6 +48,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     contacts::refresh(core);
                 }
                 Screen::Network => network::refresh(core),
+                Screen::Groups => {
+                    groups::refresh(core);
+                    groups::reload(core, false);
+                }
                 _ => {}
             }
         });
@@ -65,6 +72,8 @@ pub(crate) fn unlocked(core: &mut Core) {
         return;
     };
     core.chats_visible = true;
+    core.groups_visible = false;
+    groups::refresh(core);
     core.ui(move |ui| {
         ui.global::<AppAdapter>().set_my_name(name.clone().into());
         settings::show(&ui, &name, &path);
@@ -94,6 +103,10 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         if changes.all || changes.contacts.contains(open) {
             conversation::reload(core, true);
         }
+    }
+    if changes.all || changes.groups {
+        groups::refresh(core);
+        groups::reload(core, true);
     }
     refresh_lists(core);
 }

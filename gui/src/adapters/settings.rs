@@ -129,5 +129,6 @@ pub(crate) fn lock(core: &mut Core) {
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
     });
     super::contacts::clear(core);
+    super::groups::clear(core);
     super::onboarding::show(core);
 }

@@ -8,6 +8,8 @@
 //!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
+//! - `groups`: the groups screen against a second node: make a group, read
+//!   a member's text with its author, add and remove members (issue 14).
 //! - `keyboard`: real pointer and key events: arrows in the contact list,
 //!   Enter and Shift+Enter in the compose box, Ctrl+number.
 //! - `live`: the app's node syncing with a second node over real loopback
@@ -19,6 +21,7 @@
 //!   contact; every address in full (issue 12).
 
 mod contacts;
+mod groups;
 mod keyboard;
 mod late;
 mod live;

@@ -1,0 +1,354 @@
+//! Private groups: the list, the open group (its texts with their authors,
+//! read whole: group conversations are not paged yet), its members and the
+//! changes the user may make, and a new group.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
+use strand_node::{GroupAction, GroupMessage, GroupSummary};
+
+use crate::backend::{Backend, Core};
+use crate::format::{self, Clock};
+use crate::{AppAdapter, AppWindow, ContactItem, GroupMemberItem, GroupsAdapter, MessageItem};
+
+fn set_vec<T: Clone + 'static>(model: ModelRc<T>, items: Vec<T>, set: impl FnOnce(ModelRc<T>)) {
+    match model.as_any().downcast_ref::<VecModel<T>>() {
+        Some(vec) => vec.set_vec(items),
+        None => set(ModelRc::from(Rc::new(VecModel::from(items)))),
+    }
+}
+
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+    let a = ui.global::<GroupsAdapter>();
+    let chosen: Rc<RefCell<BTreeSet<String>>> = Rc::default();
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    a.on_open(move |index| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<GroupsAdapter>();
+        let Some(item) = usize::try_from(index)
+            .ok()
+            .and_then(|i| a.get_groups().row_data(i))
+        else {
+            return;
+        };
+        a.set_current(index);
+        a.set_members_open(false);
+        a.set_error(SharedString::new());
+        let name = item.name.to_string();
+        b.job(move |core| {
+            core.open_group = Some(name);
+            reload(core, true);
+        });
+    });
+
+    let b = backend.clone();
+    a.on_send(move |text| {
+        let text = text.trim_end_matches('\n').to_owned();
+        if text.trim().is_empty() {
+            return false;
+        }
+        b.job(move |core| {
+            let Some(group) = core.open_group.clone() else {
+                return;
+            };
+            let result = core
+                .node
+                .clone()
+                .and_then(|n| core.block_on(async move { n.send_group(&group, &text).await }));
+            match result {
+                Some(Err(e)) => show_error(core, e.to_string()),
+                _ => reload(core, true),
+            }
+        });
+        true
+    });
+
+    let change = |backend: &Backend, action: fn(String) -> GroupAction| {
+        let b = backend.clone();
+        move |who: SharedString| {
+            let who = who.to_string();
+            b.job(move |core| change_group(core, action(who)));
+        }
+    };
+    a.on_add(change(backend, GroupAction::Add));
+    a.on_remove(change(backend, GroupAction::Remove));
+    a.on_make_admin(change(backend, GroupAction::MakeAdmin));
+    let b = backend.clone();
+    a.on_leave(move || b.job(|core| change_group(core, GroupAction::Leave)));
+
+    let picked = chosen.clone();
+    a.on_toggle(move |contact, on| {
+        let mut picked = picked.borrow_mut();
+        if on {
+            picked.insert(contact.to_string());
+        } else {
+            picked.remove(contact.as_str());
+        }
+    });
+    let b = backend.clone();
+    let picked = chosen.clone();
+    a.on_create(move |name| {
+        let name = name.trim().to_owned();
+        let with: Vec<String> = picked.borrow().iter().cloned().collect();
+        b.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let n = name.clone();
+            let result = core.block_on(async move { node.create_group(&n, &with).await });
+            match result {
+                Some(Err(e)) => {
+                    let e = e.to_string();
+                    core.ui(move |ui| {
+                        ui.global::<GroupsAdapter>().set_create_error(e.into());
+                    });
+                }
+                _ => {
+                    core.open_group = Some(name.clone());
+                    refresh(core);
+                    core.ui(|ui| {
+                        let a = ui.global::<GroupsAdapter>();
+                        a.set_creating(false);
+                        a.set_create_error(SharedString::new());
+                    });
+                    reload(core, true);
+                }
+            }
+        });
+    });
+    // A fresh form each time it opens.
+    let weak = ui.as_weak();
+    a.on_new_group(move || {
+        chosen.borrow_mut().clear();
+        if let Some(ui) = weak.upgrade() {
+            let a = ui.global::<GroupsAdapter>();
+            a.set_create_error(SharedString::new());
+            a.set_creating(true);
+        }
+    });
+}
+
+fn change_group(core: &mut Core, action: GroupAction) {
+    let Some(group) = core.open_group.clone() else {
+        return;
+    };
+    let Some(node) = core.node.clone() else {
+        return;
+    };
+    let result = core.block_on(async move { node.change_group(&group, action).await });
+    match result {
+        Some(Err(e)) => show_error(core, e.to_string()),
+        _ => {
+            core.ui(|ui| ui.global::<GroupsAdapter>().set_error(SharedString::new()));
+            refresh(core);
+            reload(core, false);
+        }
+    }
+}
+
+fn show_error(core: &Core, e: String) {
+    core.ui(move |ui| ui.global::<GroupsAdapter>().set_error(e.into()));
+}
+
+fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
+    let (last_text, last_time, last_outgoing) = match &g.last {
+        Some(m) => (
+            if m.message.outgoing {
+                format::preview(&m.message.text)
+            } else {
+                format!("{}: {}", m.author, format::preview(&m.message.text))
+            },
+            clock.short(m.message.shown),
+            m.message.outgoing,
+        ),
+        None => ("No messages yet".to_owned(), String::new(), false),
+    };
+    let reach = if g.member {
+        format!(
+            "{} members{}",
+            g.members,
+            if g.admin { " · admin" } else { "" }
+        )
+    } else {
+        "You are no longer a member".to_owned()
+    };
+    ContactItem {
+        name: g.name.clone().into(),
+        initials: format::initials(&g.name).into(),
+        hue: format::hue(&g.name),
+        last_text: last_text.into(),
+        last_time: last_time.into(),
+        last_outgoing,
+        unread: g.unread as i32,
+        reach: reach.into(),
+        online: false,
+        verified: false,
+        warning: SharedString::new(),
+    }
+}
+
+/// Re-reads the group list and shows it, with the contacts a new group
+/// can be made of.
+pub(crate) fn refresh(core: &mut Core) {
+    let Some(Ok((groups, contacts))) = core.with_profile(|p| {
+        let groups = p.groups()?;
+        let contacts: Vec<String> = p.contacts().into_iter().map(|c| c.name).collect();
+        Ok::<_, strand_node::ProfileError>((groups, contacts))
+    }) else {
+        return;
+    };
+    let clock = Clock::now();
+    let mut groups = groups;
+    groups.sort_by(|a, b| {
+        let ta = a.last.as_ref().map(|m| m.message.shown);
+        let tb = b.last.as_ref().map(|m| m.message.shown);
+        tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
+    });
+    let items: Vec<ContactItem> = groups.iter().map(|g| item(g, &clock)).collect();
+    let unread: i32 = items.iter().map(|i| i.unread).sum();
+    let open = core.open_group.clone();
+    core.ui(move |ui| {
+        let a = ui.global::<GroupsAdapter>();
+        let current = open
+            .as_ref()
+            .and_then(|n| items.iter().position(|i| i.name.as_str() == n))
+            .map_or(-1, |i| i as i32);
+        set_vec(a.get_groups(), items, |m| a.set_groups(m));
+        a.set_current(current);
+        let contacts: Vec<SharedString> = contacts.into_iter().map(Into::into).collect();
+        set_vec(a.get_contacts(), contacts, |m| a.set_contacts(m));
+        ui.global::<AppAdapter>().set_unread_groups(unread);
+    });
+}
+
+fn message_item(m: &GroupMessage, prev: Option<&GroupMessage>, clock: &Clock) -> MessageItem {
+    let shown = m.message.shown;
+    let day = match prev {
+        Some(p) if Clock::same_day(p.message.shown, shown) => String::new(),
+        _ => clock.day_heading(shown),
+    };
+    let dated = m
+        .message
+        .skew()
+        .map(|gap| clock.dated(m.message.key.time, gap))
+        .unwrap_or_default();
+    MessageItem {
+        text: m.message.text.clone().into(),
+        time: clock.time(shown).into(),
+        outgoing: m.message.outgoing,
+        state: m
+            .message
+            .delivery
+            .map(|d| d.as_str())
+            .unwrap_or_default()
+            .into(),
+        day: day.into(),
+        loaded: true,
+        dated: dated.into(),
+        author: if m.message.outgoing {
+            SharedString::new()
+        } else {
+            m.author.clone().into()
+        },
+        unverified: !m.verified,
+    }
+}
+
+/// Re-reads the open group (texts, members, who can be added) and marks it
+/// read while the groups screen shows it; `scroll` asks the view to go to
+/// the newest text.
+pub(crate) fn reload(core: &mut Core, scroll: bool) {
+    let Some(group) = core.open_group.clone() else {
+        return;
+    };
+    let visible = core.groups_visible;
+    let read = core.with_profile(|p| {
+        let messages = p.group_conversation(&group)?;
+        let members = p.group_members(&group)?;
+        let summary = p
+            .groups()?
+            .into_iter()
+            .find(|g| g.name == group)
+            .ok_or_else(|| strand_node::ProfileError::UnknownGroup(group.clone()))?;
+        if visible {
+            p.mark_group_read(&group)?;
+        }
+        let in_group: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+        let addable: Vec<String> = p
+            .contacts()
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|n| !in_group.contains(n))
+            .collect();
+        Ok::<_, strand_node::ProfileError>((messages, members, summary, addable))
+    });
+    let Some(Ok((messages, members, summary, addable))) = read else {
+        return;
+    };
+    let clock = Clock::now();
+    let items: Vec<MessageItem> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message_item(m, i.checked_sub(1).map(|j| &messages[j]), &clock))
+        .collect();
+    let creator = members.iter().any(|m| m.name == "me" && m.creator);
+    let members: Vec<GroupMemberItem> = members
+        .into_iter()
+        .map(|m| GroupMemberItem {
+            me: m.name == "me",
+            name: if m.name == "me" {
+                "You".into()
+            } else {
+                m.name.into()
+            },
+            verified: m.verified,
+            admin: m.admin,
+            creator: m.creator,
+        })
+        .collect();
+    let line = if summary.member {
+        format!(
+            "{} members{}",
+            summary.members,
+            if summary.admin { " · you are an admin" } else { "" }
+        )
+    } else {
+        "You are no longer a member".to_owned()
+    };
+    core.ui(move |ui| {
+        let a = ui.global::<GroupsAdapter>();
+        a.set_name(group.into());
+        a.set_summary(line.into());
+        a.set_member(summary.member);
+        a.set_admin(summary.admin);
+        a.set_creator(creator);
+        set_vec(a.get_messages(), items, |m| a.set_messages(m));
+        set_vec(a.get_members(), members, |m| a.set_members(m));
+        let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();
+        set_vec(a.get_addable(), addable, |m| a.set_addable(m));
+        if scroll {
+            a.set_scroll_to_end(a.get_scroll_to_end() + 1);
+        }
+    });
+    if visible {
+        refresh(core);
+    }
+}
+
+/// Empties the screen (on lock).
+pub(crate) fn clear(core: &mut Core) {
+    core.open_group = None;
+    core.ui(|ui| {
+        let a = ui.global::<GroupsAdapter>();
+        set_vec(a.get_groups(), Vec::new(), |m| a.set_groups(m));
+        set_vec(a.get_messages(), Vec::new(), |m| a.set_messages(m));
+        set_vec(a.get_members(), Vec::new(), |m| a.set_members(m));
+        a.set_current(-1);
+        a.set_members_open(false);
+        ui.global::<AppAdapter>().set_unread_groups(0);
+    });
+}

@@ -1,0 +1,97 @@
+//! The groups screen against a real second node on loopback: make a group,
+//! read a member's message with the author's name, add a contact, remove a
+//! member, and what a bad request shows.
+
+use slint::{ComponentHandle, Model};
+use strand_gui::{AddContactAdapter, AppAdapter, GroupsAdapter, NetworkAdapter, Screen};
+use strand_node::{os_rng, GroupAction, KdfParams, Node, Profile};
+
+use crate::support::{loopback, on_ui, options, Gui, WAIT};
+
+#[test]
+fn a_group_is_made_read_and_changed_from_the_app() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = Profile::create(
+            &tmp.path().join("bob"),
+            "Bob",
+            "bob pass",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap();
+        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
+        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
+            .unwrap();
+        let bob_code = bob.identity().invite().to_text();
+        let carol = strand_sync::Identity::generate("Carol", &mut os_rng()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        let add = gui.ui.global::<AddContactAdapter>();
+        add.invoke_add(bob_code.into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        add.invoke_add(carol.invite().to_text().into(), "Carol".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial(bob_addr.to_string().into());
+        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+
+        gui.ui.global::<AppAdapter>().invoke_navigate(Screen::Groups);
+        let g = gui.ui.global::<GroupsAdapter>();
+        assert_eq!(g.get_groups().row_count(), 0);
+        // A group needs someone besides you: the error is shown, nothing made.
+        g.invoke_new_group();
+        assert!(g.get_creating());
+        g.invoke_create("Newsroom".into());
+        assert!(h.pump_until(WAIT, || g.get_create_error() != ""));
+        assert!(g.get_creating());
+        g.invoke_toggle("Bob".into(), true);
+        g.invoke_create("Newsroom".into());
+        assert!(h.pump_until(WAIT, || !g.get_creating()));
+        assert_eq!(g.get_groups().row_count(), 1);
+        assert_eq!(g.get_current(), 0);
+        assert_eq!(g.get_name(), "Newsroom");
+        assert!(g.get_admin() && g.get_creator() && g.get_member());
+        assert_eq!(g.get_summary(), "2 members · you are an admin");
+
+        // Bob joins, and writes; his text shows with his name.
+        assert!(h.pump_until(WAIT, || rt
+            .block_on(async { bob.profile().groups() })
+            .map(|l| l.len() == 1)
+            .unwrap_or(false)));
+        rt.block_on(bob.send_group("Newsroom", "hello group")).unwrap();
+        assert!(h.pump_until(WAIT, || g
+            .get_messages()
+            .iter()
+            .any(|m| m.text == "hello group" && m.author == "Bob" && !m.unverified)));
+        assert!(g.invoke_send("hi Bob".into()));
+        assert!(h.pump_until(WAIT, || bob
+            .profile()
+            .group_conversation("Newsroom")
+            .unwrap()
+            .iter()
+            .any(|m| m.message.text == "hi Bob")));
+
+        // Members: Carol can be added (a contact not in it); then removed.
+        assert!(g.get_addable().iter().any(|c| c == "Carol"));
+        g.invoke_add("Carol".into());
+        assert!(h.pump_until(WAIT, || g.get_members().row_count() == 3));
+        assert!(!g.get_addable().iter().any(|c| c == "Carol"));
+        g.invoke_remove("nobody".into());
+        assert!(h.pump_until(WAIT, || g.get_error().contains("no member")));
+        g.invoke_remove("Carol".into());
+        assert!(h.pump_until(WAIT, || g.get_members().row_count() == 2));
+        assert!(h.pump_until(WAIT, || rt
+            .block_on(async { bob.profile().group_members("Newsroom") })
+            .map(|m| m.len() == 2)
+            .unwrap_or(false)));
+        // Bob (no admin) cannot remove Alice.
+        assert!(rt
+            .block_on(bob.change_group("Newsroom", GroupAction::Remove("Alice".into())))
+            .is_err());
+        rt.block_on(bob.shutdown());
+    });
+}
