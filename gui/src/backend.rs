@@ -62,10 +62,9 @@ pub(crate) struct Changes {
 impl Changes {
     fn add(&mut self, event: Option<NodeEvent>) {
         match event {
-            Some(NodeEvent::Received {
-                group: Some(_), ..
-            })
-            | Some(NodeEvent::GroupsChanged) => self.groups = true,
+            Some(NodeEvent::Received { group: Some(_), .. }) | Some(NodeEvent::GroupsChanged) => {
+                self.groups = true
+            }
             Some(
                 NodeEvent::Received { contact, .. }
                 | NodeEvent::Sent { contact, .. }

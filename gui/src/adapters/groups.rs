@@ -314,7 +314,11 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         format!(
             "{} members{}",
             summary.members,
-            if summary.admin { " · you are an admin" } else { "" }
+            if summary.admin {
+                " · you are an admin"
+            } else {
+                ""
+            }
         )
     } else {
         "You are no longer a member".to_owned()

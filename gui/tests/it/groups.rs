@@ -39,7 +39,9 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         net.invoke_dial(bob_addr.to_string().into());
         assert!(net.get_dial_ok(), "{}", net.get_dial_result());
 
-        gui.ui.global::<AppAdapter>().invoke_navigate(Screen::Groups);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
         let g = gui.ui.global::<GroupsAdapter>();
         assert_eq!(g.get_groups().row_count(), 0);
         // A group needs someone besides you: the error is shown, nothing made.
@@ -62,7 +64,8 @@ fn a_group_is_made_read_and_changed_from_the_app() {
             .block_on(async { bob.profile().groups() })
             .map(|l| l.len() == 1)
             .unwrap_or(false)));
-        rt.block_on(bob.send_group("Newsroom", "hello group")).unwrap();
+        rt.block_on(bob.send_group("Newsroom", "hello group"))
+            .unwrap();
         assert!(h.pump_until(WAIT, || g
             .get_messages()
             .iter()
