@@ -79,6 +79,7 @@ mod recon;
 mod safety;
 mod session;
 mod store;
+mod timer;
 mod token;
 
 pub use crypto::kdf;
@@ -96,6 +97,7 @@ pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
 pub use session::{Config, Event, Session, Stats};
 pub use store::{Key, KeyRange, MemoryStore, Store, Summary, TagKey, WriteStore};
+pub use timer::{decode_timer, encode_timer, MAX_TIMER, MIN_TIMER};
 pub use token::{epoch, Advert, Beacon, ADVERT_LEN, BEACON_LEN};
 
 /// Bytes that do not parse.
@@ -209,6 +211,16 @@ pub enum Invalid {
     FromTheFuture {
         /// The message's timestamp.
         time: Time,
+        /// The receiver's clock.
+        now: Time,
+    },
+    /// A disappearing message whose time is up: every device deletes it
+    /// then, and none stores or forwards it after. Not the sender's fault
+    /// (its clock may be behind): the session goes on.
+    #[error("expired at {expires} (now {now})")]
+    Expired {
+        /// When it expired.
+        expires: Time,
         /// The receiver's clock.
         now: Time,
     },

@@ -14,6 +14,12 @@
 //!               "strand/v1/message" || BLAKE2s-256(bytes 0..102+L)
 //! ```
 //!
+//! A **disappearing** message is version 2: the same, with its expiry (8
+//! bytes, ms since the Unix epoch, big-endian) after the kind, so the
+//! nonce is at 82, the length at 106 and the ciphertext at 110; the AAD is
+//! bytes 0..106. The expiry is in the AAD and under the signature: nobody
+//! can change it. (PROTOCOL.md §4.)
+//!
 //! A message's id is BLAKE2s-256 of all its bytes.
 
 use chacha20poly1305::aead::{Aead, Payload};
@@ -29,7 +35,11 @@ use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MESSAGE
 use crate::{DecodeError, Invalid};
 
 const VERSION: u8 = 1;
+/// A message with an expiry.
+const VERSION_EXPIRING: u8 = 2;
 const HEADER_LEN: usize = 98;
+/// Version 2's header: the expiry after the kind.
+const HEADER_LEN_EXPIRING: usize = 106;
 const SIGNED_PREFIX: &[u8] = b"strand/v1/message";
 /// The signed input: the prefix and a BLAKE2s-256 digest.
 pub(crate) const SIGNED_LEN: usize = 17 + 32;
@@ -61,6 +71,9 @@ impl Kind {
     /// A private group's epoch, key included, for a new member: in the 1:1
     /// conversation with whoever added them (§14).
     pub const WELCOME: Kind = Kind(4);
+    /// How long the conversation's messages last from now on
+    /// (PROTOCOL.md §4.1).
+    pub const TIMER: Kind = Kind(5);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks
@@ -92,8 +105,33 @@ impl Message {
         body: &[u8],
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Message, Invalid> {
-        if body.len() > MAX_BODY_LEN {
+        Message::create_expiring(author, group, time, None, kind, body, rng)
+    }
+
+    /// [`Message::create`] for a message that every device deletes at
+    /// `expires` (and refuses from then on); `None` writes one that stays
+    /// (version 1). An expiring body may be 8 bytes shorter than
+    /// [`MAX_BODY_LEN`], so the message stays within [`MAX_MESSAGE_LEN`].
+    pub fn create_expiring(
+        author: &Identity,
+        group: &Group,
+        time: Time,
+        expires: Option<Time>,
+        kind: Kind,
+        body: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, Invalid> {
+        let max = MAX_BODY_LEN - if expires.is_some() { 8 } else { 0 };
+        if body.len() > max {
             return Err(Invalid::BodyTooLong(body.len()));
+        }
+        if let Some(e) = expires {
+            if e <= time {
+                return Err(Invalid::Expired {
+                    expires: e,
+                    now: time,
+                });
+            }
         }
         if time == u64::MAX {
             // Reserved: reconciliation uses it for "infinity".
@@ -103,16 +141,23 @@ impl Message {
         if !group.is_member(&me) {
             return Err(Invalid::NotMember);
         }
-        let mut bytes = Vec::with_capacity(MESSAGE_OVERHEAD + body.len());
-        bytes.push(VERSION);
+        let mut bytes = Vec::with_capacity(MESSAGE_OVERHEAD + 8 + body.len());
+        bytes.push(if expires.is_some() {
+            VERSION_EXPIRING
+        } else {
+            VERSION
+        });
         bytes.extend_from_slice(&group.id.0);
         bytes.extend_from_slice(&me);
         bytes.extend_from_slice(&time.to_be_bytes());
         bytes.push(kind.0);
+        if let Some(e) = expires {
+            bytes.extend_from_slice(&e.to_be_bytes());
+        }
         let mut nonce = [0u8; 24];
         rng.fill_bytes(&mut nonce);
         bytes.extend_from_slice(&nonce);
-        debug_assert_eq!(bytes.len(), HEADER_LEN);
+        debug_assert_eq!(bytes.len(), header_len(bytes[0]));
         let cipher = XChaCha20Poly1305::new(group.key().as_bytes().into());
         let ct = cipher
             .encrypt(
@@ -144,15 +189,20 @@ impl Message {
         }
         let mut r = Reader::new(&bytes);
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_EXPIRING {
             return Err(DecodeError::Version(version));
         }
         r.bytes(64)?;
-        if r.u64()? == u64::MAX {
+        let time = r.u64()?;
+        if time == u64::MAX {
             // Reserved: reconciliation uses it for "infinity".
             return Err(DecodeError::Invalid("timestamp at the end of time"));
         }
-        r.bytes(HEADER_LEN - 1 - 64 - 8)?;
+        r.u8()?;
+        if version == VERSION_EXPIRING && r.u64()? <= time {
+            return Err(DecodeError::Invalid("expires before it was written"));
+        }
+        r.bytes(24)?;
         let ct_len = r.u32()? as usize;
         if ct_len < 16 {
             return Err(DecodeError::Invalid("ciphertext shorter than its tag"));
@@ -201,6 +251,11 @@ impl Message {
                 now,
             });
         }
+        if let Some(expires) = self.expires() {
+            if expires <= now {
+                return Err(Invalid::Expired { expires, now });
+            }
+        }
         self.open(group)
     }
 
@@ -238,13 +293,14 @@ impl Message {
     /// Decrypts the body (for reading a stored message).
     pub fn open(&self, group: &Group) -> Result<Vec<u8>, Invalid> {
         let split = self.bytes.len() - 64;
+        let header = header_len(self.bytes[0]);
         let cipher = XChaCha20Poly1305::new(group.key().as_bytes().into());
         let body = cipher
             .decrypt(
-                XNonce::from_slice(&self.bytes[74..HEADER_LEN]),
+                XNonce::from_slice(&self.bytes[header - 24..header]),
                 Payload {
-                    msg: &self.bytes[HEADER_LEN + 4..split],
-                    aad: &self.bytes[..HEADER_LEN],
+                    msg: &self.bytes[header + 4..split],
+                    aad: &self.bytes[..header],
                 },
             )
             .map_err(|_| Invalid::Decrypt)?;
@@ -287,6 +343,11 @@ impl Message {
         Kind(self.bytes[73])
     }
 
+    /// When every device deletes it, for a disappearing message.
+    pub fn expires(&self) -> Option<Time> {
+        expires_of(&self.bytes)
+    }
+
     /// The encoding.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -295,5 +356,26 @@ impl Message {
     /// The encoding, by value.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
+    }
+}
+
+/// The header length for a message of this version.
+fn header_len(version: u8) -> usize {
+    if version == VERSION_EXPIRING {
+        HEADER_LEN_EXPIRING
+    } else {
+        HEADER_LEN
+    }
+}
+
+/// The expiry of an encoded message (one that decodes), read from its
+/// header: what a session checks before sending a stored message.
+pub(crate) fn expires_of(bytes: &[u8]) -> Option<Time> {
+    if bytes.first() == Some(&VERSION_EXPIRING) {
+        bytes
+            .get(74..82)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+    } else {
+        None
     }
 }

@@ -270,6 +270,9 @@ pub struct Session {
     hello_transcript: Vec<u8>,
     /// Groups added mid-session ([`Session::add_group`]) not opened yet.
     to_open: Vec<GroupId>,
+    /// The caller's clock as last given: what expired messages are
+    /// measured against when sending.
+    clock: Time,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -340,6 +343,7 @@ impl Session {
             tags: TagKey::for_session(&seed, &[]),
             hello_transcript: Vec::new(),
             to_open: Vec::new(),
+            clock: now,
             opened: false,
             records: VecDeque::new(),
             control: VecDeque::new(),
@@ -1161,7 +1165,9 @@ impl Session {
                     self.events.push_back(Event::Received { group, key });
                 }
                 Verdict::Invalid(
-                    reason @ (Invalid::FromTheFuture { .. } | Invalid::OverBudget),
+                    reason @ (Invalid::FromTheFuture { .. }
+                    | Invalid::Expired { .. }
+                    | Invalid::OverBudget),
                 ) => {
                     self.events.push_back(Event::Rejected {
                         group,
@@ -1217,6 +1223,7 @@ impl Session {
     /// `store` only as space allows, so a large transfer never sits in
     /// memory.
     pub fn poll_transmit<S: Store>(&mut self, now: Time, store: &S) -> Option<Vec<u8>> {
+        self.clock = self.clock.max(now);
         if let Some(record) = self.records.pop_front() {
             self.count_sent(now, record.len());
             return Some(record);
@@ -1433,6 +1440,11 @@ impl Session {
         loop {
             if let Some((group, key)) = self.ready.pop_front() {
                 if let Some(bytes) = store.get(&group, &key).map_err(store_error)? {
+                    // An expired message is never forwarded: the peer would
+                    // refuse it, and its author's device deletes it anyway.
+                    if crate::message::expires_of(&bytes).is_some_and(|e| e <= self.clock) {
+                        continue;
+                    }
                     return Ok(Some((group, key, bytes)));
                 }
                 continue;

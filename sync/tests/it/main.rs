@@ -10,12 +10,14 @@
 //! - `beacon`: discovery beacons and handshake tokens.
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.
+//! - `expiry`: disappearing messages: the signed expiry, never forwarded.
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.
 
 mod beacon;
 mod collision;
 mod common;
+mod expiry;
 mod groups;
 mod invite;
 mod membership;
