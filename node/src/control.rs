@@ -75,6 +75,18 @@ pub enum Request {
     },
     /// Stop the node (it answers first): `strand wipe` uses it.
     Shutdown,
+    /// A conversation's disappearing-message timer; with `set`, set it
+    /// first (`off`, or such as `5m`, `1h`, `1d`, `1w`, `1y`).
+    Timer {
+        /// Contact name, or group name if `group`.
+        conversation: String,
+        /// `conversation` names a group.
+        #[serde(default)]
+        group: bool,
+        /// The new timer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<String>,
+    },
     /// Every private group.
     Groups,
     /// Create a private group with these contacts.
@@ -143,6 +155,10 @@ pub struct MessageView {
     pub text: String,
     /// Outgoing messages: queued, sent or delivered.
     pub delivery: Option<String>,
+    /// When it disappears (ms since the Unix epoch), if written under a
+    /// timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// Most messages in one page of [`Request::Read`]: a long conversation
@@ -258,6 +274,7 @@ impl GroupMessageView {
                 from: m.author.clone(),
                 text: s.text.clone(),
                 delivery: s.delivery.map(|d| d.as_str().to_owned()),
+                expires: s.expires,
             },
             verified: m.verified,
         }
@@ -475,6 +492,34 @@ async fn answer(node: &Node, request: Request) -> Response {
             }
         }
         Request::Contacts => Response::ok(contacts(node.profile())),
+        Request::Timer {
+            conversation,
+            group,
+            set,
+        } => {
+            if let Some(set) = set {
+                let lasts = match crate::parse_timer(&set) {
+                    Ok(l) => l,
+                    Err(e) => return Response::refuse(e),
+                };
+                if let Err(e) = node.set_timer(&conversation, group, lasts).await {
+                    return Response::err(&e);
+                }
+            }
+            let p = node.profile();
+            let timer = if group {
+                p.group_timer(&conversation)
+            } else {
+                p.timer(&conversation)
+            };
+            match timer {
+                Ok(t) => Response::ok(serde_json::json!({
+                    "ms": t.unwrap_or(0),
+                    "label": crate::timer_label(t),
+                })),
+                Err(e) => Response::err(&e),
+            }
+        }
         Request::Groups => match node.profile().groups() {
             Ok(groups) => Response::ok(groups.iter().map(GroupView::of).collect::<Vec<_>>()),
             Err(e) => Response::err(&e),
@@ -587,6 +632,7 @@ fn view(contact: &str, m: crate::StoredMessage) -> MessageView {
         },
         text: m.text,
         delivery: m.delivery.map(|d| d.as_str().to_owned()),
+        expires: m.expires,
     }
 }
 

@@ -174,7 +174,7 @@ impl Profile {
     }
 
     /// The group called `name` (or whose id starts with `name`).
-    fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
+    pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();
         let matches: Vec<&Chain> = chains
             .iter()
@@ -414,10 +414,12 @@ impl Profile {
                 "you are no longer a member of {group:?}: you can read it, not write to it"
             )));
         };
-        let msg = Message::create(
+        let expires = self.group_timer(group)?.map(|t| now.saturating_add(t));
+        let msg = Message::create_expiring(
             &self.identity(),
             head.group(),
             now,
+            expires,
             Kind::TEXT,
             text.as_bytes(),
             rng,

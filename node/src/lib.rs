@@ -40,6 +40,7 @@
 pub mod args;
 pub mod control;
 mod crypto;
+mod expiry;
 mod groups;
 pub mod limits;
 mod node;
@@ -57,6 +58,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
+pub use expiry::{parse_timer, timer_label};
 pub use groups::{GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite};
 pub use node::budget::Budgets;
 pub use node::{
@@ -221,6 +223,9 @@ pub enum ProfileError {
     /// A group change that cannot be made, and why.
     #[error("{0}")]
     Group(String),
+    /// A disappearing-message timer that cannot be set.
+    #[error("{0}")]
+    Timer(String),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

@@ -96,6 +96,10 @@ pub const TRANSPORT_EVENTS: usize = 256;
 /// keeps it otherwise).
 pub const IDLE_CHECK: Duration = Duration::from_secs(2);
 
+/// How often the node looks whether a disappearing message is due (one
+/// read of the first `expiry` entry): messages go at most this late.
+pub const EXPIRY_CHECK: Duration = Duration::from_secs(1);
+
 /// How long a finished link waits for its last bytes to drain to a peer
 /// that may have stopped reading.
 pub const LINK_DRAIN: Duration = Duration::from_secs(5);

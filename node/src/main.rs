@@ -83,7 +83,14 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Private groups: `strand group create|list|members|add|remove|admin|leave|send|read`
+    /// Show or set how long messages with a contact last: `off`, or such as 5m, 1h, 1d, 1w, 1y (messages written from then on disappear on every device)
+    Timer {
+        /// Contact name
+        name: String,
+        /// The new timer; shows the current one if absent
+        set: Option<String>,
+    },
+    /// Private groups: `strand group create|list|members|add|remove|admin|leave|send|read|timer`
     Group {
         #[command(subcommand)]
         action: GroupCmd,
@@ -171,6 +178,13 @@ enum GroupCmd {
     Read {
         /// Group name
         group: String,
+    },
+    /// Show or set how long the group's messages last (admins set it): `off`, or such as 5m, 1h, 1d, 1w, 1y
+    Timer {
+        /// Group name
+        group: String,
+        /// The new timer; shows the current one if absent
+        set: Option<String>,
     },
 }
 
@@ -326,6 +340,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         Command::Send { name, text } => send(&ctx, &name, text).await,
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Group { action } => group(&ctx, action).await,
+        Command::Timer { name, set } => timer(&ctx, &name, false, set).await,
         Command::Run { transports } => run(&ctx, &transports).await,
         Command::Status => status(&ctx).await,
         Command::Wipe { yes } => wipe(&ctx, yes).await,
@@ -655,6 +670,7 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                 }
             }
         }
+        GroupCmd::Timer { group, set } => timer(ctx, &group, true, set).await?,
         GroupCmd::Read { group } => {
             let request = Request::GroupRead {
                 group: group.clone(),
@@ -679,14 +695,61 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                     } else {
                         format!("{} (unverified)", m.message.from)
                     };
+                    let expires = m
+                        .message
+                        .expires
+                        .map(|e| format!("  (disappears {})", format_time(e)))
+                        .unwrap_or_default();
                     println!(
-                        "{}  {who}: {}",
+                        "{}  {who}: {}{expires}",
                         format_time(m.message.shown),
                         m.message.text
                     );
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `strand timer` and `strand group timer`.
+async fn timer(ctx: &Ctx, name: &str, group: bool, set: Option<String>) -> Result<()> {
+    // Checked here too, so that bad input never reaches a profile.
+    let lasts = match &set {
+        Some(s) => Some(strand_node::parse_timer(s).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
+    let request = Request::Timer {
+        conversation: name.to_owned(),
+        group,
+        set: set.clone(),
+    };
+    let label = match ask(&ctx.dir, &request).await? {
+        Some(v) => v["label"].as_str().unwrap_or_default().to_owned(),
+        None => {
+            let p = open_profile(ctx)?;
+            if let Some(lasts) = lasts {
+                if group {
+                    p.set_group_timer(name, lasts, now(), &mut os_rng())?;
+                } else {
+                    p.set_timer(name, lasts, now(), &mut os_rng())?;
+                }
+            }
+            let t = if group {
+                p.group_timer(name)?
+            } else {
+                p.timer(name)?
+            };
+            strand_node::timer_label(t)
+        }
+    };
+    match (set.is_some(), label.as_str()) {
+        (true, "off") => println!("Messages with {name} stay from now on."),
+        (true, l) => println!(
+            "Messages written with {name} from now on disappear after {l}, on every device."
+        ),
+        (false, "off") => println!("Messages with {name} stay (no timer)."),
+        (false, l) => println!("Messages with {name} disappear after {l}."),
     }
     Ok(())
 }
@@ -1299,8 +1362,12 @@ fn print_message(m: &MessageView, json: bool) -> Result<()> {
             ),
             _ => String::new(),
         };
+        let expires = m
+            .expires
+            .map(|e| format!("  (disappears {})", format_time(e)))
+            .unwrap_or_default();
         println!(
-            "{} {}: {}{state}{skew}",
+            "{} {}: {}{state}{skew}{expires}",
             format_time(m.shown.max(m.time)),
             m.from,
             m.text

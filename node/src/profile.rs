@@ -105,6 +105,8 @@ pub struct StoredMessage {
     pub text: String,
     /// For outgoing messages, its delivery state.
     pub delivery: Option<Delivery>,
+    /// When it disappears, for a message written under a timer.
+    pub expires: Option<Time>,
 }
 
 impl StoredMessage {
@@ -306,6 +308,9 @@ impl Profile {
             }),
         };
         profile.load_groups()?;
+        // What expired while the profile was closed goes before anything
+        // can read or sync it.
+        profile.sweep_expired(crate::now())?;
         Ok(profile)
     }
 
@@ -886,10 +891,12 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Message), ProfileError> {
         let group = self.direct_group(contact)?;
-        let msg = Message::create(
+        let expires = self.timer(contact)?.map(|t| now.saturating_add(t));
+        let msg = Message::create_expiring(
             &self.identity(),
             &group,
             now,
+            expires,
             Kind::TEXT,
             text.as_bytes(),
             rng,

@@ -15,6 +15,8 @@
 //! | `shown` | group id (32) ‖ position (48): shown at (u64 BE) ‖ time (u64 BE) ‖ message id (32) | received at (u64 BE, 0 if unknown) ‖ flags (u8; 1 = a contact wrote it) |
 //! | `seen` | group id (32) | position (48) of the newest text the user has read (the read mark) |
 //! | `floor` | group id (32) | position (48) of the newest of the read mark and the user's own texts |
+//! | `expiry` | expiry (u64 BE) ‖ `messages` key (72) | its `shown` key (80), or empty |
+//! | `timers` | group id (32) ‖ author (32) | `messages` key of that author's newest timer message (72) |
 //! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
@@ -87,6 +89,15 @@ pub const FLOOR: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("flo
 /// root key, under a keyed hash of its id (see `crate::groups`). A table
 /// older versions ignore, so it needed no new schema version.
 pub const EPOCHS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("epochs");
+
+/// Disappearing messages, by when they expire: expiry (u64 BE) ‖ the
+/// message's `messages` key (72) → its `shown` key (80), or nothing if it
+/// is not shown. The node deletes each entry's message when its time comes.
+pub const EXPIRY: TableDefinition<[u8; 80], &[u8]> = TableDefinition::new("expiry");
+
+/// Per conversation and author, the `messages` key of their newest timer
+/// message ([`strand_sync::Kind::TIMER`]): group id (32) ‖ author (32).
+pub const TIMERS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("timers");
 
 /// Names of `meta` entries.
 pub mod meta {

@@ -185,6 +185,7 @@ impl<'t> Inserter<'t> {
             return Ok(false);
         }
         self.messages.insert(&k, message.as_bytes())?;
+        let mut shown_at = None;
         match message.kind() {
             Kind::REACH => {
                 let mut records = self.txn.open_table(RECORDS)?;
@@ -195,6 +196,17 @@ impl<'t> Inserter<'t> {
                 };
                 if newer {
                     records.insert(&at, &k)?;
+                }
+            }
+            Kind::TIMER => {
+                let mut timers = self.txn.open_table(crate::schema::TIMERS)?;
+                let at = record_key(group, &message.author());
+                let newer = match timers.get(&at)? {
+                    Some(old) => old.value()[32..] < k[32..],
+                    None => true,
+                };
+                if newer {
+                    timers.insert(&at, &k)?;
                 }
             }
             Kind::TEXT => {
@@ -216,8 +228,21 @@ impl<'t> Inserter<'t> {
                 if !incoming && floor.is_none_or(|f| f < at) {
                     self.floors.insert(&group.0, at.to_bytes())?;
                 }
+                shown_at = Some(shown_key(group, &at));
             }
             _ => {}
+        }
+        if let Some(expires) = message.expires() {
+            let mut at = [0u8; 80];
+            at[..8].copy_from_slice(&expires.to_be_bytes());
+            at[8..].copy_from_slice(&k);
+            let value: &[u8] = match &shown_at {
+                Some(s) => &s[..],
+                None => &[],
+            };
+            self.txn
+                .open_table(crate::schema::EXPIRY)?
+                .insert(&at, value)?;
         }
         Ok(true)
     }

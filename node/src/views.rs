@@ -83,6 +83,7 @@ impl Profile {
             outgoing,
             text,
             delivery,
+            expires: msg.expires(),
         })
     }
 

@@ -45,7 +45,9 @@ pub use bluetooth::BleSettings;
 pub use guard::Refusal;
 pub use registry::Seen;
 
-use crate::limits::{EVENT_BUFFER, IDLE_CHECK, REDIAL, SHUTDOWN_GRACE, TRANSPORT_EVENTS};
+use crate::limits::{
+    EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, REDIAL, SHUTDOWN_GRACE, TRANSPORT_EVENTS,
+};
 use crate::{os_rng, ContactRecord, Profile, ProfileError};
 
 /// Session settings per link kind: the packet size suits the link.
@@ -192,6 +194,11 @@ pub enum NodeEvent {
     },
     /// A group was created, joined or changed (members, epochs).
     GroupsChanged,
+    /// Disappearing messages reached their time and were deleted.
+    Expired {
+        /// How many.
+        count: usize,
+    },
     /// A message this node wrote went out to the contact.
     Sent {
         /// Contact name.
@@ -492,6 +499,7 @@ impl Node {
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
         node.shared.tasks.spawn(node.clone().trim_when_idle());
+        node.shared.tasks.spawn(node.clone().sweep_expired());
         if let Some(hints) = hints {
             node.shared
                 .tasks
@@ -530,6 +538,53 @@ impl Node {
                 _ => {}
             }
         }
+    }
+
+    /// Deletes disappearing messages as they come due: checks the next
+    /// expiry every second (one read) and sweeps when it has passed.
+    async fn sweep_expired(self) {
+        let cancel = self.shared.cancel.clone();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(EXPIRY_CHECK) => {}
+            }
+            let profile = self.shared.profile.clone();
+            let now = self.shared.clock.now();
+            let swept = tokio::task::spawn_blocking(move || profile.sweep_expired(now)).await;
+            match swept {
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(count)) => {
+                    tracing::info!(count, "disappearing messages deleted");
+                    let _ = self.shared.events.send(NodeEvent::Expired { count });
+                }
+                Ok(Err(e)) => tracing::warn!("deleting expired messages failed: {e}"),
+            }
+        }
+    }
+
+    /// Sets how long messages last in a conversation (`group`: a group's
+    /// name, else a contact's), from now on; `None`: they stay.
+    pub async fn set_timer(
+        &self,
+        conversation: &str,
+        group: bool,
+        lasts: Option<Time>,
+    ) -> Result<(), ProfileError> {
+        let profile = self.shared.profile.clone();
+        let name = conversation.to_owned();
+        let now = self.shared.clock.now();
+        let (id, key) = tokio::task::spawn_blocking(move || {
+            if group {
+                profile.set_group_timer(&name, lasts, now, &mut os_rng())
+            } else {
+                profile.set_timer(&name, lasts, now, &mut os_rng())
+            }
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        self.shared.registry.announce(id, key, None);
+        Ok(())
     }
 
     /// Gives memory freed after a burst of traffic back to the OS once the

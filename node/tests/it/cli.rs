@@ -895,6 +895,29 @@ fn groups_from_the_command_line() {
     eventually("Alice reads Bob", Duration::from_secs(60), || {
         a.ok(&["group", "read", "desk"]).contains("bob: from bob")
     });
+    // Timers: bad ones refused, admins only in a group.
+    let out = a.cmd(&["timer", "bob", "4m"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 5 minutes and a year"));
+    assert!(a.ok(&["timer", "bob"]).contains("stay (no timer)"));
+    assert!(a
+        .ok(&["timer", "bob", "1h"])
+        .contains("disappear after 1 hour"));
+    let out = b.cmd(&["group", "timer", "desk", "1d"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only an admin"));
+    assert!(a
+        .ok(&["group", "timer", "desk", "1d"])
+        .contains("after 1 day"));
+    a.ok(&["group", "send", "desk", "under a timer"]);
+    eventually(
+        "Bob sees it will disappear",
+        Duration::from_secs(60),
+        || {
+            b.ok(&["group", "read", "desk"])
+                .lines()
+                .any(|l| l.contains("under a timer") && l.contains("(disappears "))
+        },
+    );
+    assert!(b.ok(&["group", "timer", "desk"]).contains("after 1 day"));
     let members = a.ok(&["group", "members", "desk"]);
     assert!(
         members.contains("me") && members.contains("bob"),

@@ -14,6 +14,8 @@
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//! - `expiry`: disappearing messages deleted on every node, and not
+//!   brought back by one that was off (issue 14).
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `groups`: private groups between three real nodes: relay through a
 //!   common member, removal, leaving (issue 14).
@@ -28,6 +30,7 @@
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
 mod cli;
+mod expiry;
 mod flood;
 mod groups;
 mod hostile;

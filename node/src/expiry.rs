@@ -1,0 +1,252 @@
+//! Disappearing messages in the profile (issue 14; `sync/PROTOCOL.md` §4.1).
+//!
+//! A conversation's timer is the newest TIMER message its members may
+//! write (in a group, its admins), found through the `timers` index. Texts
+//! written under a timer carry their expiry in the signed header; every
+//! stored message with an expiry is listed in `expiry` by when it expires,
+//! and [`Profile::sweep_expired`] deletes what is due: the message, its
+//! place in the conversation and its delivery state. The node sweeps at
+//! unlock (before any link) and then as expiries come due.
+
+use rand_core::{CryptoRng, RngCore};
+use redb::{ReadableDatabase, ReadableTable};
+use strand_sync::Time;
+use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Head, Key, Kind, Message};
+
+use crate::profile::db_error;
+use crate::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
+use crate::{Profile, ProfileError};
+
+/// A log of a conversation and who may set its timer there.
+type TimerLog<'a> = (&'a Group, Box<dyn Fn(&AuthorId) -> bool + 'a>);
+
+impl Profile {
+    /// Deletes every message whose expiry is at or before `now`. Returns
+    /// how many.
+    pub fn sweep_expired(&self, now: Time) -> Result<usize, ProfileError> {
+        if self.next_expiry()?.is_none_or(|e| e > now) {
+            return Ok(0);
+        }
+        self.write_txn(move |txn| {
+            let mut expiry = txn.open_table(EXPIRY).map_err(db_error)?;
+            let mut hi = [0xffu8; 80];
+            hi[..8].copy_from_slice(&now.to_be_bytes());
+            let due: Vec<([u8; 80], Vec<u8>)> = expiry
+                .range(..=hi)
+                .map_err(db_error)?
+                .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+            let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
+            for (k, v) in &due {
+                let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
+                messages.remove(&key).map_err(db_error)?;
+                outbox.remove(&key).map_err(db_error)?;
+                if let Ok(s) = <[u8; 80]>::try_from(&v[..]) {
+                    shown.remove(&s).map_err(db_error)?;
+                }
+                expiry.remove(k).map_err(db_error)?;
+            }
+            Ok(due.len())
+        })
+    }
+
+    /// When the next stored message expires.
+    pub fn next_expiry(&self) -> Result<Option<Time>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let table = match txn.open_table(EXPIRY) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error(e)),
+        };
+        let first = table.first().map_err(db_error)?;
+        Ok(first.map(|(k, _)| u64::from_be_bytes(k.value()[..8].try_into().expect("8 bytes"))))
+    }
+
+    /// The newest valid timer among `logs`.
+    fn timer_in(&self, logs: &[TimerLog<'_>]) -> Result<Option<Time>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let timers = match txn.open_table(TIMERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error(e)),
+        };
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let mut best: Option<([u8; 40], Option<Time>)> = None;
+        for (group, allowed) in logs {
+            let mut lo = [0u8; 64];
+            lo[..32].copy_from_slice(&group.id.0);
+            let mut hi = [0xffu8; 64];
+            hi[..32].copy_from_slice(&group.id.0);
+            for entry in timers.range(lo..=hi).map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
+                if !allowed(&author) {
+                    continue;
+                }
+                let at = v.value();
+                let Some(bytes) = messages.get(&at).map_err(db_error)? else {
+                    continue;
+                };
+                let Ok(msg) = Message::decode(bytes.value().to_vec()) else {
+                    continue;
+                };
+                let Ok(Ok(lasts)) = msg.open(group).map(|b| decode_timer(&b)) else {
+                    continue;
+                };
+                let order: [u8; 40] = at[32..].try_into().expect("40 bytes");
+                if best.as_ref().is_none_or(|(b, _)| *b < order) {
+                    best = Some((order, lasts));
+                }
+            }
+        }
+        Ok(best.and_then(|(_, t)| t))
+    }
+
+    /// How long messages in the conversation with `contact` last (`None`:
+    /// they stay).
+    pub fn timer(&self, contact: &str) -> Result<Option<Time>, ProfileError> {
+        let group = self.direct_group(contact)?;
+        self.timer_in(&[(&group, Box::new(|_: &AuthorId| true))])
+    }
+
+    /// How long messages in a group last: the newest timer an admin set.
+    pub fn group_timer(&self, group: &str) -> Result<Option<Time>, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let logs: Vec<TimerLog<'_>> = chain
+            .epochs()
+            .map(|e| {
+                let allowed: Box<dyn Fn(&AuthorId) -> bool + '_> =
+                    Box::new(move |a: &AuthorId| e.is_admin(a));
+                (e.group(), allowed)
+            })
+            .collect();
+        self.timer_in(&logs)
+    }
+
+    /// Sets how long the messages written from now on in the conversation
+    /// with `contact` last (`None`: they stay). Both sides may.
+    pub fn set_timer(
+        &self,
+        contact: &str,
+        lasts: Option<Time>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let group = self.direct_group(contact)?;
+        self.write_timer(&group, lasts, now, rng)
+    }
+
+    /// [`Profile::set_timer`] for a group: admins only.
+    pub fn set_group_timer(
+        &self,
+        group: &str,
+        lasts: Option<Time>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let chain = self.chain_named(group)?;
+        let Head::Member(head) = chain.head() else {
+            return Err(ProfileError::Group(format!(
+                "you are no longer a member of {group:?}"
+            )));
+        };
+        if !head.is_admin(&self.identity().public().sign) {
+            return Err(ProfileError::Group(
+                "only an admin may set a group's timer".into(),
+            ));
+        }
+        let g = head.group().clone();
+        self.write_timer(&g, lasts, now, rng)
+    }
+
+    fn write_timer(
+        &self,
+        group: &Group,
+        lasts: Option<Time>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Key), ProfileError> {
+        let body = encode_timer(lasts).map_err(|e| ProfileError::Timer(e.to_string()))?;
+        let msg = Message::create(&self.identity(), group, now, Kind::TIMER, &body, rng)
+            .map_err(ProfileError::Message)?;
+        let id = group.id;
+        self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
+    }
+}
+
+/// Reads a timer as people write it: `off`, or a number and a unit
+/// (`m`inutes, `h`ours, `d`ays, `w`eeks, `y`ears: 365 days), such as `5m`,
+/// `1h`, `4w`. Between 5 minutes and 366 days.
+pub fn parse_timer(text: &str) -> Result<Option<Time>, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "off" || t == "0" {
+        return Ok(None);
+    }
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?}: give a unit, such as 5m, 1h, 1d, 1w or 1y"))?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: start with a number, such as 5m or 1h"))?;
+    let unit_ms: u64 = match unit {
+        "m" | "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        "w" | "week" | "weeks" => 7 * 86_400_000,
+        "y" | "year" | "years" => 365 * 86_400_000,
+        _ => return Err(format!("{text:?}: the unit is m, h, d, w or y")),
+    };
+    let ms = n.saturating_mul(unit_ms);
+    encode_timer(Some(ms)).map_err(|_| {
+        format!("{text:?}: a timer is between 5 minutes and a year (366 days), or off")
+    })?;
+    Ok(Some(ms))
+}
+
+/// A timer as people read it: "5 minutes", "1 hour", "4 weeks", "off".
+pub fn timer_label(lasts: Option<Time>) -> String {
+    let Some(ms) = lasts else {
+        return "off".into();
+    };
+    let units = [
+        (365 * 86_400_000, "year"),
+        (7 * 86_400_000, "week"),
+        (86_400_000, "day"),
+        (3_600_000, "hour"),
+        (60_000, "minute"),
+    ];
+    for (unit, name) in units {
+        if ms % unit == 0 {
+            let n = ms / unit;
+            return format!("{n} {name}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    format!("{} minutes", ms / 60_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_parse_and_print() {
+        assert_eq!(parse_timer("off"), Ok(None));
+        assert_eq!(parse_timer("5m"), Ok(Some(300_000)));
+        assert_eq!(parse_timer("1h"), Ok(Some(3_600_000)));
+        assert_eq!(parse_timer("4w"), Ok(Some(28 * 86_400_000)));
+        assert_eq!(parse_timer("1y"), Ok(Some(365 * 86_400_000)));
+        assert!(parse_timer("4m").is_err());
+        assert!(parse_timer("2y").is_err());
+        assert!(parse_timer("h").is_err());
+        assert!(parse_timer("5").is_err());
+        assert!(parse_timer("5 parsecs").is_err());
+        assert_eq!(timer_label(Some(300_000)), "5 minutes");
+        assert_eq!(timer_label(Some(3_600_000)), "1 hour");
+        assert_eq!(timer_label(Some(28 * 86_400_000)), "4 weeks");
+        assert_eq!(timer_label(None), "off");
+    }
+}

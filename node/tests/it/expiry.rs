@@ -1,0 +1,155 @@
+//! Disappearing messages between real nodes (issue 14): a message written
+//! under a timer is deleted on every device when it expires, and a device
+//! that was off at that moment neither keeps it nor brings it back.
+
+use std::time::Duration;
+
+use strand_node::{os_rng, KdfParams, Node, NodeConfig, Profile};
+use strand_transport::memory::Hub;
+
+fn profile(root: &std::path::Path, name: &str) -> Profile {
+    Profile::create(
+        &root.join(name),
+        name,
+        "pass",
+        KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap()
+}
+
+fn befriend(a: &Profile, b: &Profile) {
+    let mut rng = os_rng();
+    a.add_contact(&b.identity().invite(), b.identity().name(), 0, &mut rng)
+        .unwrap();
+    b.add_contact(&a.identity().invite(), a.identity().name(), 0, &mut rng)
+        .unwrap();
+}
+
+async fn start(p: Profile, hub: &Hub) -> Node {
+    Node::start(
+        p,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn texts(p: &Profile, contact: &str) -> Vec<String> {
+    p.conversation(contact)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+const MIN: u64 = 60_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_message_goes_everywhere_and_does_not_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ann, &cat);
+    let mut rng = os_rng();
+    // The timer: both sides see it; bad timers change nothing.
+    assert!(ann.set_timer("nobody", Some(5 * MIN), 0, &mut rng).is_err());
+    assert_eq!(ann.timer("ben").unwrap(), None);
+    ann.set_timer(
+        "ben",
+        Some(5 * MIN),
+        strand_node::now() - 10 * MIN,
+        &mut rng,
+    )
+    .unwrap();
+    ann.set_timer(
+        "cat",
+        Some(5 * MIN),
+        strand_node::now() - 10 * MIN,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(ann.timer("ben").unwrap(), Some(5 * MIN));
+    // Written (as if) 4 min 40 s ago under the 5-minute timer: it expires
+    // in 20 s. Another written now stays for 5 minutes.
+    let written = strand_node::now() - 5 * MIN + 20_000;
+    ann.write("ben", "gone soon", written, &mut rng).unwrap();
+    ann.write("cat", "gone soon", written, &mut rng).unwrap();
+    ann.write("ben", "later", strand_node::now(), &mut rng)
+        .unwrap();
+    let expires = ann.conversation("ben").unwrap()[0].expires.unwrap();
+    assert_eq!(expires, written + 5 * MIN);
+
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let cat = start(cat, &hub).await;
+    until("Ben and Cat get it before it expires", || {
+        texts(ben.profile(), "ann").contains(&"gone soon".to_string())
+            && texts(cat.profile(), "ann").contains(&"gone soon".to_string())
+    })
+    .await;
+    assert_eq!(
+        ben.profile().timer("ann").unwrap(),
+        Some(5 * MIN),
+        "the timer synced"
+    );
+    assert_eq!(
+        ben.profile().conversation("ann").unwrap()[0].expires,
+        Some(expires)
+    );
+    // Cat goes offline before it expires.
+    cat.shutdown().await;
+
+    until("deleted on both running nodes", || {
+        !texts(ann.profile(), "ben").contains(&"gone soon".to_string())
+            && !texts(ann.profile(), "cat").contains(&"gone soon".to_string())
+            && !texts(ben.profile(), "ann").contains(&"gone soon".to_string())
+    })
+    .await;
+    assert!(strand_node::now() >= expires, "not before its time");
+    assert!(texts(ben.profile(), "ann").contains(&"later".to_string()));
+
+    // Cat comes back after the expiry: it is gone from her profile before
+    // anything syncs, and Ann does not get it back.
+    let cat_p = Profile::open(&tmp.path().join("cat"), "pass").unwrap();
+    assert!(!texts(&cat_p, "ann").contains(&"gone soon".to_string()));
+    let cat = start(cat_p, &hub).await;
+    ann.send("cat", "welcome back").await.unwrap();
+    until("Cat syncs with Ann", || {
+        texts(cat.profile(), "ann").contains(&"welcome back".to_string())
+    })
+    .await;
+    cat.send("ann", "thanks").await.unwrap();
+    until("Ann gets Cat's reply", || {
+        texts(ann.profile(), "cat").contains(&"thanks".to_string())
+    })
+    .await;
+    assert!(!texts(ann.profile(), "cat").contains(&"gone soon".to_string()));
+    assert!(!texts(cat.profile(), "ann").contains(&"gone soon".to_string()));
+
+    // Timers off: new messages stay.
+    ann.set_timer("ben", false, None).await.unwrap();
+    until("Ben sees the timer off", || {
+        ben.profile().timer("ann").unwrap().is_none()
+    })
+    .await;
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
