@@ -397,6 +397,8 @@ fn main() {
     h.pump_until(WAIT, || {
         groups.get_members().row_count() == 4 && groups.get_messages().row_count() == 1
     });
+    groups.invoke_set_timer(4);
+    h.pump_until(WAIT, || groups.get_timer() == 4);
     groups.invoke_send("Welcome, Gideon. Thursday's meeting is at the library, 10:00.".into());
     rt.block_on(bob_node.send_group("Newsroom", "I'll bring the printed copies."))
         .unwrap();

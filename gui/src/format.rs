@@ -82,6 +82,18 @@ impl Clock {
         format!("Dated {when} · {gap} before it arrived")
     }
 
+    /// "disappears in 4 min", "… in 3 h", "… in 2 days": the mark on a
+    /// message written under a timer.
+    pub fn disappears(&self, expires_ms: u64) -> String {
+        let s = expires_ms.saturating_sub(self.now_ms) / 1000;
+        match s {
+            0..=59 => "disappears in under a minute".into(),
+            60..=7199 => format!("disappears in {} min", s.div_ceil(60)),
+            7200..=172_799 => format!("disappears in {} h", s.div_ceil(3600)),
+            _ => format!("disappears in {} days", s.div_ceil(86_400)),
+        }
+    }
+
     /// "just now", "5 min ago", "3 h ago", "2 days ago".
     pub fn ago(&self, ms: u64) -> String {
         let s = self.now_ms.saturating_sub(ms) / 1000;
@@ -166,6 +178,30 @@ pub fn address_lines(addr: &str, width: usize) -> String {
         lines.push(line);
     }
     lines.join("\n")
+}
+
+/// The durations behind the timer choices (`Timers.options` in the UI),
+/// in ms: index 0 is "messages stay".
+pub const TIMERS: [Option<u64>; 7] = [
+    None,
+    Some(5 * 60_000),
+    Some(3_600_000),
+    Some(86_400_000),
+    Some(7 * 86_400_000),
+    Some(28 * 86_400_000),
+    Some(365 * 86_400_000),
+];
+
+/// The choice that shows `timer` (a timer set elsewhere that is not one of
+/// them shows as the nearest longer choice).
+pub fn timer_index(timer: Option<u64>) -> i32 {
+    match timer {
+        None => 0,
+        Some(ms) => TIMERS
+            .iter()
+            .position(|t| t.is_some_and(|t| t >= ms))
+            .unwrap_or(TIMERS.len() - 1) as i32,
+    }
 }
 
 #[cfg(test)]

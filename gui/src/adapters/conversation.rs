@@ -31,6 +31,8 @@ pub(crate) struct Row {
     /// Its author's time and how long before it arrived, if that gap is
     /// large enough to show.
     skew: Option<(u64, u64)>,
+    /// When it disappears.
+    expires: Option<u64>,
 }
 
 impl From<StoredMessage> for Row {
@@ -38,6 +40,7 @@ impl From<StoredMessage> for Row {
         Row {
             at: m.position(),
             skew: m.skew().map(|gap| (m.key.time, gap)),
+            expires: m.expires,
             text: m.text.into(),
             outgoing: m.outgoing,
             delivery: m.delivery,
@@ -194,6 +197,7 @@ impl Model for ConversationModel {
             dated: SharedString::new(),
             author: SharedString::new(),
             unverified: false,
+            expires: SharedString::new(),
         };
         let page = row / PAGE;
         inner.uses += 1;
@@ -212,6 +216,9 @@ impl Model for ConversationModel {
                     item.loaded = true;
                     if let Some((time, gap)) = r.skew {
                         item.dated = clock.dated(time, gap).into();
+                    }
+                    if let Some(e) = r.expires {
+                        item.expires = clock.disappears(e).into();
                     }
                 }
             }
@@ -277,6 +284,25 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 
     let b = backend.clone();
     let weak = ui.as_weak();
+    let tb = backend.clone();
+    let tweak = ui.as_weak();
+    adapter.on_set_timer(move |index| {
+        let Some(ui) = tweak.upgrade() else { return };
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        let lasts = crate::format::TIMERS.get(index as usize).copied().flatten();
+        tb.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            if let Some(Err(e)) =
+                core.block_on(async move { node.set_timer(&contact, false, lasts).await })
+            {
+                let message = format!("Timer not set: {}", strand_node::chain(&e));
+                core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+            }
+            reload(core, false);
+        });
+    });
     adapter.on_set_verified(move |verified| {
         let Some(ui) = weak.upgrade() else { return };
         let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
@@ -428,6 +454,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let generation = core.generation;
     let visible = core.chats_visible;
     let listed = core.with_profile(|p| {
+        let timer = crate::format::timer_index(p.timer(&contact)?);
         let keys = p.conversation_keys(&contact)?;
         let mut pages = Vec::new();
         if let Some(last) = keys.len().checked_sub(1) {
@@ -438,10 +465,11 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
                 p.mark_read(&contact, &keys[last])?;
             }
         }
-        Ok::<_, strand_node::ProfileError>((keys, pages))
+        Ok::<_, strand_node::ProfileError>((keys, pages, timer))
     });
     match listed {
-        Some(Ok((keys, pages))) => core.ui(move |ui| {
+        Some(Ok((keys, pages, timer))) => core.ui(move |ui| {
+            ui.global::<ConversationAdapter>().set_timer(timer);
             with_model(&ui, |m| m.reset(contact, generation, keys, pages));
             if scroll {
                 let a = ui.global::<ConversationAdapter>();

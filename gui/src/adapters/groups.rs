@@ -67,6 +67,22 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         true
     });
 
+    let b = backend.clone();
+    a.on_set_timer(move |index| {
+        let lasts = crate::format::TIMERS.get(index as usize).copied().flatten();
+        b.job(move |core| {
+            let (Some(group), Some(node)) = (core.open_group.clone(), core.node.clone()) else {
+                return;
+            };
+            if let Some(Err(e)) =
+                core.block_on(async move { node.set_timer(&group, true, lasts).await })
+            {
+                show_error(core, e.to_string());
+            }
+            reload(core, false);
+        });
+    });
+
     let change = |backend: &Backend, action: fn(String) -> GroupAction| {
         let b = backend.clone();
         move |who: SharedString| {
@@ -110,12 +126,13 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 _ => {
                     core.open_group = Some(name.clone());
                     refresh(core);
+                    reload(core, true);
+                    // Last, so that the new group shows once the form goes.
                     core.ui(|ui| {
                         let a = ui.global::<GroupsAdapter>();
                         a.set_creating(false);
                         a.set_create_error(SharedString::new());
                     });
-                    reload(core, true);
                 }
             }
         });
@@ -255,6 +272,12 @@ fn message_item(m: &GroupMessage, prev: Option<&GroupMessage>, clock: &Clock) ->
             m.author.clone().into()
         },
         unverified: !m.verified,
+        expires: m
+            .message
+            .expires
+            .map(|e| clock.disappears(e))
+            .unwrap_or_default()
+            .into(),
     }
 }
 
@@ -284,9 +307,10 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
             .map(|c| c.name)
             .filter(|n| !in_group.contains(n))
             .collect();
-        Ok::<_, strand_node::ProfileError>((messages, members, summary, addable))
+        let timer = crate::format::timer_index(p.group_timer(&group)?);
+        Ok::<_, strand_node::ProfileError>((messages, members, summary, addable, timer))
     });
-    let Some(Ok((messages, members, summary, addable))) = read else {
+    let Some(Ok((messages, members, summary, addable, timer))) = read else {
         return;
     };
     let clock = Clock::now();
@@ -330,6 +354,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         a.set_member(summary.member);
         a.set_admin(summary.admin);
         a.set_creator(creator);
+        a.set_timer(timer);
         set_vec(a.get_messages(), items, |m| a.set_messages(m));
         set_vec(a.get_members(), members, |m| a.set_members(m));
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();

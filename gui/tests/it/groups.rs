@@ -3,7 +3,10 @@
 //! member, and what a bad request shows.
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{AddContactAdapter, AppAdapter, GroupsAdapter, NetworkAdapter, Screen};
+use strand_gui::{
+    AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter,
+    NetworkAdapter, Screen,
+};
 use strand_node::{os_rng, GroupAction, KdfParams, Node, Profile};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -77,6 +80,36 @@ fn a_group_is_made_read_and_changed_from_the_app() {
             .unwrap()
             .iter()
             .any(|m| m.message.text == "hi Bob")));
+
+        // A timer: texts written after it disappear, and say so.
+        assert_eq!(g.get_timer(), 0);
+        g.invoke_set_timer(2);
+        assert!(h.pump_until(WAIT, || g.get_timer() == 2));
+        assert!(g.invoke_send("for an hour".into()));
+        assert!(h
+            .pump_until(WAIT, || g.get_messages().iter().any(|m| m.text
+                == "for an hour"
+                && m.expires.starts_with("disappears in"))));
+        assert!(h.pump_until(WAIT, || rt
+            .block_on(async { bob.profile().group_timer("Newsroom") })
+            .ok()
+            .flatten()
+            == Some(3_600_000)));
+        // And in a 1:1 conversation, from its header.
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let c = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || c.get_contact() == "Bob"));
+        c.invoke_set_timer(1);
+        assert!(h.pump_until(WAIT, || c.get_timer() == 1));
+        assert!(h.pump_until(WAIT, || rt
+            .block_on(async { bob.profile().timer("Alice") })
+            .ok()
+            .flatten()
+            == Some(300_000)));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        g.invoke_open(0);
 
         // Members: Carol can be added (a contact not in it); then removed.
         assert!(g.get_addable().iter().any(|c| c == "Carol"));
