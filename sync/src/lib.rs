@@ -64,6 +64,7 @@
 mod codec;
 mod crypto;
 mod endpoint;
+mod file;
 mod frame;
 mod group;
 pub mod harness;
@@ -84,6 +85,7 @@ mod token;
 
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
+pub use file::{chunk_count, file_hash, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN};
 pub use group::{Group, GroupId, GroupKey};
 pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};

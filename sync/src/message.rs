@@ -74,6 +74,10 @@ impl Kind {
     /// How long the conversation's messages last from now on
     /// (PROTOCOL.md §4.1).
     pub const TIMER: Kind = Kind(5);
+    /// Bytes of a file (PROTOCOL.md §4.2): sent after other messages.
+    pub const CHUNK: Kind = Kind(6);
+    /// A file's manifest: its name, size, hash and chunks (§4.2).
+    pub const FILE: Kind = Kind(7);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

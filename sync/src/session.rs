@@ -31,6 +31,9 @@ const MSG2_OVERHEAD: usize = 32 + TAG_LEN;
 const MAX_SEND_QUEUE: usize = 65_536;
 /// Keys fetched from the store per scan when streaming a range.
 const SEND_BATCH: usize = 64;
+/// File chunks held back behind other messages at most (their keys only);
+/// past this they go in turn.
+const MAX_BULK: usize = 4096;
 /// Most acknowledgements a QUERY may leave waiting to be sent (8 bytes
 /// each): a peer asks about at most [`MAX_UNACKED`] messages at once, and
 /// answers drain as fast as the link takes them.
@@ -273,6 +276,8 @@ pub struct Session {
     /// The caller's clock as last given: what expired messages are
     /// measured against when sending.
     clock: Time,
+    /// File chunks put off while other messages were queued.
+    bulk: VecDeque<(GroupId, Key)>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -344,6 +349,7 @@ impl Session {
             hello_transcript: Vec::new(),
             to_open: Vec::new(),
             clock: now,
+            bulk: VecDeque::new(),
             opened: false,
             records: VecDeque::new(),
             control: VecDeque::new(),
@@ -445,6 +451,7 @@ impl Session {
             && self.control.is_empty()
             && self.sends.is_empty()
             && self.ready.is_empty()
+            && self.bulk.is_empty()
             && self.current.is_none()
             && self.acks.is_empty()
             && self.inbound_pending() == 0
@@ -615,6 +622,7 @@ impl Session {
         self.control.clear();
         self.sends.clear();
         self.ready.clear();
+        self.bulk.clear();
         self.current = None;
         self.rx = Vec::new();
         self.partial = None;
@@ -1445,11 +1453,30 @@ impl Session {
                     if crate::message::expires_of(&bytes).is_some_and(|e| e <= self.clock) {
                         continue;
                     }
+                    // File chunks wait while anything else is queued, so a
+                    // text is not stuck behind a large file.
+                    let chunk = bytes.get(73) == Some(&crate::Kind::CHUNK.0);
+                    if chunk
+                        && (!self.ready.is_empty() || !self.sends.is_empty())
+                        && self.bulk.len() < MAX_BULK
+                    {
+                        self.bulk.push_back((group, key));
+                        continue;
+                    }
                     return Ok(Some((group, key, bytes)));
                 }
                 continue;
             }
             let Some((group, send)) = self.sends.pop_front() else {
+                // Nothing but chunks left.
+                while let Some((group, key)) = self.bulk.pop_front() {
+                    if let Some(bytes) = store.get(&group, &key).map_err(store_error)? {
+                        if crate::message::expires_of(&bytes).is_some_and(|e| e <= self.clock) {
+                            continue;
+                        }
+                        return Ok(Some((group, key, bytes)));
+                    }
+                }
                 return Ok(None);
             };
             match send {

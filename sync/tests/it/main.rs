@@ -11,6 +11,7 @@
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.
 //! - `expiry`: disappearing messages: the signed expiry, never forwarded.
+//! - `files`: file chunks do not hold up texts; an altered chunk is refused.
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.
 
@@ -18,6 +19,7 @@ mod beacon;
 mod collision;
 mod common;
 mod expiry;
+mod files;
 mod groups;
 mod invite;
 mod membership;
