@@ -87,6 +87,23 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         set: Option<String>,
     },
+    /// Send a file to a contact or a group.
+    SendFile {
+        /// Contact name, or group name if `group`.
+        conversation: String,
+        /// `conversation` names a group.
+        #[serde(default)]
+        group: bool,
+        /// The file's path (as the node's process sees it).
+        path: String,
+    },
+    /// Put together a received file and write it into a folder.
+    Save {
+        /// The file message's id (at least 8 hex digits).
+        id: String,
+        /// The folder.
+        dir: String,
+    },
     /// Every private group.
     Groups,
     /// Create a private group with these contacts.
@@ -159,6 +176,36 @@ pub struct MessageView {
     /// timer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// For a file: what it is and how much of it is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+/// A file message as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileView {
+    /// Its name, as its sender gave it.
+    pub name: String,
+    /// Its media type, or empty.
+    pub mime: String,
+    /// Bytes.
+    pub size: u64,
+    /// Parts held here.
+    pub have: usize,
+    /// Parts in all.
+    pub total: usize,
+}
+
+impl FileView {
+    fn of(f: &crate::FileInfo) -> Self {
+        FileView {
+            name: f.name.clone(),
+            mime: f.mime.clone(),
+            size: f.size,
+            have: f.have,
+            total: f.total,
+        }
+    }
 }
 
 /// Most messages in one page of [`Request::Read`]: a long conversation
@@ -275,6 +322,7 @@ impl GroupMessageView {
                 text: s.text.clone(),
                 delivery: s.delivery.map(|d| d.as_str().to_owned()),
                 expires: s.expires,
+                file: s.file.as_ref().map(FileView::of),
             },
             verified: m.verified,
         }
@@ -520,6 +568,34 @@ async fn answer(node: &Node, request: Request) -> Response {
                 Err(e) => Response::err(&e),
             }
         }
+        Request::SendFile {
+            conversation,
+            group,
+            path,
+        } => {
+            let to = if group {
+                crate::Conversation::Group(&conversation)
+            } else {
+                crate::Conversation::Contact(&conversation)
+            };
+            match node.send_file(to, std::path::Path::new(&path)).await {
+                Ok(key) => {
+                    Response::ok(serde_json::json!({ "id": hex(&key.id.0), "time": key.time }))
+                }
+                Err(e) => Response::err(&e),
+            }
+        }
+        Request::Save { id, dir } => {
+            let p = node.profile().clone();
+            let saved =
+                tokio::task::spawn_blocking(move || p.save_file(&id, std::path::Path::new(&dir)))
+                    .await;
+            match saved {
+                Ok(Ok(path)) => Response::ok(path.display().to_string()),
+                Ok(Err(e)) => Response::err(&e),
+                Err(e) => Response::refuse(format!("saving failed: {e}")),
+            }
+        }
         Request::Groups => match node.profile().groups() {
             Ok(groups) => Response::ok(groups.iter().map(GroupView::of).collect::<Vec<_>>()),
             Err(e) => Response::err(&e),
@@ -633,6 +709,7 @@ fn view(contact: &str, m: crate::StoredMessage) -> MessageView {
         text: m.text,
         delivery: m.delivery.map(|d| d.as_str().to_owned()),
         expires: m.expires,
+        file: m.file.as_ref().map(FileView::of),
     }
 }
 

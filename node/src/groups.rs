@@ -672,10 +672,11 @@ impl Profile {
             .find(|e| e.id() == *group)?;
         let bytes = Store::get(&self.read_view().ok()?, group, key).ok()??;
         let msg = Message::decode(bytes).ok()?;
-        if msg.kind() != Kind::TEXT {
-            return None;
-        }
-        let text = String::from_utf8(msg.open(epoch.group()).ok()?).ok()?;
+        let text = match msg.kind() {
+            Kind::TEXT => String::from_utf8(msg.open(epoch.group()).ok()?).ok()?,
+            Kind::FILE => format!("[file] {}", self.file_info(epoch.group(), &msg)?.name),
+            _ => return None,
+        };
         let added_as = epoch
             .member(&msg.author())
             .map_or("(unknown)", |m| m.name.as_str());

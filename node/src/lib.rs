@@ -41,6 +41,7 @@ pub mod args;
 pub mod control;
 mod crypto;
 mod expiry;
+mod files;
 mod groups;
 pub mod limits;
 mod node;
@@ -59,6 +60,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crypto::{os_rng, KdfParams};
 pub use expiry::{parse_timer, timer_label};
+pub use files::{safe_name, Conversation, FileInfo, FileSent};
 pub use groups::{GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite};
 pub use node::budget::Budgets;
 pub use node::{
@@ -226,6 +228,9 @@ pub enum ProfileError {
     /// A disappearing-message timer that cannot be set.
     #[error("{0}")]
     Timer(String),
+    /// A file that cannot be sent or saved, and why.
+    #[error("{0}")]
+    File(String),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

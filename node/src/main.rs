@@ -68,12 +68,22 @@ enum Command {
         #[arg(long)]
         unconfirm: bool,
     },
-    /// Send a message (the text, or standard input)
+    /// Send a message (the text, or standard input), or a file with --file
     Send {
         /// Contact name
         name: String,
         /// The text; read from standard input if absent
         text: Option<String>,
+        /// Send this file (up to 256 MiB) instead of a text
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
+    },
+    /// Save a received file into a folder: `strand save ID DIR` (the id from `strand read`)
+    Save {
+        /// The file message's id (its first 8 or more hex digits)
+        id: String,
+        /// The folder to write it into
+        dir: PathBuf,
     },
     /// Show the conversation with a contact
     Read {
@@ -167,12 +177,15 @@ enum GroupCmd {
         /// Group name
         group: String,
     },
-    /// Send a message to a group (the text, or standard input)
+    /// Send a message to a group (the text, or standard input), or a file with --file
     Send {
         /// Group name
         group: String,
         /// The text; read from standard input if absent
         text: Option<String>,
+        /// Send this file (up to 256 MiB) instead of a text
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
     },
     /// Show a group's conversation
     Read {
@@ -337,7 +350,13 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
             )
             .await
         }
-        Command::Send { name, text } => send(&ctx, &name, text).await,
+        Command::Send {
+            name,
+            file: Some(file),
+            ..
+        } => send_file(&ctx, &name, false, &file).await,
+        Command::Send { name, text, .. } => send(&ctx, &name, text).await,
+        Command::Save { id, dir } => save(&ctx, &id, &dir).await,
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Group { action } => group(&ctx, action).await,
         Command::Timer { name, set } => timer(&ctx, &name, false, set).await,
@@ -642,7 +661,12 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                 "You left {group}. You keep what you have; what is written after, you cannot read."
             );
         }
-        GroupCmd::Send { group, text } => {
+        GroupCmd::Send {
+            group,
+            file: Some(file),
+            ..
+        } => send_file(ctx, &group, true, &file).await?,
+        GroupCmd::Send { group, text, .. } => {
             let text = match text {
                 Some(t) => t,
                 None => {
@@ -700,15 +724,60 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                         .expires
                         .map(|e| format!("  (disappears {})", format_time(e)))
                         .unwrap_or_default();
-                    println!(
-                        "{}  {who}: {}{expires}",
-                        format_time(m.message.shown),
-                        m.message.text
-                    );
+                    let text = match &m.message.file {
+                        Some(f) => file_line(f, &m.message.id),
+                        None => m.message.text.clone(),
+                    };
+                    println!("{}  {who}: {text}{expires}", format_time(m.message.shown));
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// `strand send --file` and `strand group send --file`.
+async fn send_file(ctx: &Ctx, name: &str, group: bool, path: &Path) -> Result<()> {
+    // The node runs in its own working directory: give it the whole path.
+    let path = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    let request = Request::SendFile {
+        conversation: name.to_owned(),
+        group,
+        path: path.display().to_string(),
+    };
+    match ask(&ctx.dir, &request).await? {
+        Some(_) => println!("Sending {} to {name}.", path.display()),
+        None => {
+            let to = if group {
+                strand_node::Conversation::Group(name)
+            } else {
+                strand_node::Conversation::Contact(name)
+            };
+            open_profile(ctx)?.send_file(to, &path, now(), &mut os_rng())?;
+            println!(
+                "Queued {} for {name}: it goes out when `strand run` meets them.",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `strand save`.
+async fn save(ctx: &Ctx, id: &str, dir: &Path) -> Result<()> {
+    let dir = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
+    let request = Request::Save {
+        id: id.to_owned(),
+        dir: dir.display().to_string(),
+    };
+    let path = match ask(&ctx.dir, &request).await? {
+        Some(v) => v.as_str().unwrap_or_default().to_owned(),
+        None => open_profile(ctx)?
+            .save_file(id, &dir)?
+            .display()
+            .to_string(),
+    };
+    println!("Saved {path}");
     Ok(())
 }
 
@@ -1366,14 +1435,38 @@ fn print_message(m: &MessageView, json: bool) -> Result<()> {
             .expires
             .map(|e| format!("  (disappears {})", format_time(e)))
             .unwrap_or_default();
+        let text = match &m.file {
+            Some(f) => file_line(f, &m.id),
+            None => m.text.clone(),
+        };
         println!(
-            "{} {}: {}{state}{skew}{expires}",
+            "{} {}: {text}{state}{skew}{expires}",
             format_time(m.shown.max(m.time)),
             m.from,
-            m.text
         );
     }
     Ok(())
+}
+
+/// "[file] notes.pdf, 2.1 MB, 3 of 9 parts here" or "… ready: strand save 1a2b3c4d DIR".
+fn file_line(f: &control::FileView, id: &str) -> String {
+    let size = if f.size >= 1 << 20 {
+        format!("{:.1} MiB", f.size as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", f.size as f64 / 1024.0)
+    };
+    if f.have == f.total {
+        format!(
+            "[file] {}, {size}, ready: strand save {} DIR",
+            f.name,
+            &id[..16.min(id.len())]
+        )
+    } else {
+        format!(
+            "[file] {}, {size}, {} of {} parts here",
+            f.name, f.have, f.total
+        )
+    }
 }
 
 /// A span of time, roughly: "3 days", "5 hours", "20 minutes".

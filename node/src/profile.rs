@@ -107,6 +107,8 @@ pub struct StoredMessage {
     pub delivery: Option<Delivery>,
     /// When it disappears, for a message written under a timer.
     pub expires: Option<Time>,
+    /// For a file: what it is and how much of it is here.
+    pub file: Option<crate::FileInfo>,
 }
 
 impl StoredMessage {
@@ -1314,6 +1316,11 @@ impl Profile {
             return Ok(None);
         };
         let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        if msg.kind() == Kind::FILE {
+            return Ok(self
+                .file_info(group, &msg)
+                .map(|f| format!("[file] {}", f.name)));
+        }
         let body = msg.open(group).unwrap_or_default();
         Ok(Some(String::from_utf8_lossy(&body).into_owned()))
     }

@@ -162,7 +162,7 @@ impl<'t> Inserter<'t> {
         batch: impl IntoIterator<Item = (&'m GroupId, &'m Message)>,
     ) -> Result<(), redb::Error> {
         for (group, message) in batch {
-            if message.kind() == Kind::TEXT
+            if (message.kind() == Kind::TEXT || message.kind() == Kind::FILE)
                 && message.author() != self.me
                 && !self.late.contains(group)
                 && is_late(self.floor(group)?.as_ref(), message.key().time)
@@ -209,7 +209,7 @@ impl<'t> Inserter<'t> {
                     timers.insert(&at, &k)?;
                 }
             }
-            Kind::TEXT => {
+            Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
                 let incoming = message.author() != self.me;
                 let late = incoming

@@ -65,6 +65,11 @@ impl Profile {
         } else {
             String::new()
         };
+        let file = if msg.kind() == Kind::FILE {
+            self.file_info(group, &msg)
+        } else {
+            None
+        };
         let delivery = if outgoing {
             Some(
                 outbox
@@ -84,6 +89,7 @@ impl Profile {
             text,
             delivery,
             expires: msg.expires(),
+            file,
         })
     }
 
@@ -214,7 +220,7 @@ pub(crate) fn shown_range(group: &GroupId) -> ([u8; 80], [u8; 80]) {
 /// Whether a stored message is one conversations show (a text; records
 /// such as [`Kind::REACH`] are not), read from its header.
 pub(crate) fn shown(encoded: &[u8]) -> bool {
-    encoded.get(73) == Some(&Kind::TEXT.0)
+    encoded.get(73) == Some(&Kind::TEXT.0) || encoded.get(73) == Some(&Kind::FILE.0)
 }
 
 /// Adds one to a big-endian number (saturating at all ones).

@@ -46,6 +46,39 @@ pub fn file_hash(data: &[u8]) -> [u8; 32] {
     hash(&[b"strand/v1/file", &[0], data])
 }
 
+/// [`file_hash`] a piece at a time.
+#[derive(Clone)]
+pub struct FileHasher(blake2::Blake2s256);
+
+impl FileHasher {
+    /// Starts a hash.
+    pub fn new() -> FileHasher {
+        use blake2::Digest;
+        let mut h = blake2::Blake2s256::new();
+        h.update(b"strand/v1/file");
+        h.update([0u8]);
+        FileHasher(h)
+    }
+
+    /// Adds the next bytes of the file.
+    pub fn update(&mut self, data: &[u8]) {
+        use blake2::Digest;
+        self.0.update(data);
+    }
+
+    /// The hash of everything added.
+    pub fn finish(self) -> [u8; 32] {
+        use blake2::Digest;
+        self.0.finalize().into()
+    }
+}
+
+impl Default for FileHasher {
+    fn default() -> Self {
+        FileHasher::new()
+    }
+}
+
 /// How many chunks a file of `size` bytes has.
 pub fn chunk_count(size: u64) -> usize {
     size.div_ceil(CHUNK_LEN as u64) as usize
@@ -168,5 +201,9 @@ mod tests {
         assert_eq!(chunk_count(1), 1);
         assert_eq!(chunk_count(CHUNK_LEN as u64), 1);
         assert_eq!(chunk_count(CHUNK_LEN as u64 + 1), 2);
+        let mut h = FileHasher::new();
+        h.update(b"hello ");
+        h.update(b"world");
+        assert_eq!(h.finish(), file_hash(b"hello world"));
     }
 }

@@ -85,7 +85,9 @@ mod token;
 
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
-pub use file::{chunk_count, file_hash, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN};
+pub use file::{
+    chunk_count, file_hash, FileHasher, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN,
+};
 pub use group::{Group, GroupId, GroupKey};
 pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};

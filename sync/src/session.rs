@@ -278,6 +278,8 @@ pub struct Session {
     clock: Time,
     /// File chunks put off while other messages were queued.
     bulk: VecDeque<(GroupId, Key)>,
+    /// Groups to reconcile again ([`Session::resync`]).
+    resync: BTreeSet<GroupId>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -350,6 +352,7 @@ impl Session {
             to_open: Vec::new(),
             clock: now,
             bulk: VecDeque::new(),
+            resync: BTreeSet::new(),
             opened: false,
             records: VecDeque::new(),
             control: VecDeque::new(),
@@ -587,6 +590,21 @@ impl Session {
         }
         self.to_open.push(group.id);
         self.groups.insert(group.id, Arc::new(group));
+        true
+    }
+
+    /// Reconciles `group` again on this session, as soon as its current
+    /// exchange (if any) is over: for when many messages were stored at
+    /// once (a file's chunks), rather than handing over each one. The
+    /// session opens it again with OPEN (PROTOCOL.md §8.5). Returns
+    /// whether the session syncs the group.
+    pub fn resync(&mut self, group: &GroupId) -> bool {
+        if !self.is_established() || self.is_closed() || !self.groups.contains_key(group) {
+            return false;
+        }
+        if self.resync.insert(*group) {
+            self.to_open.push(*group);
+        }
         true
     }
 
@@ -997,12 +1015,25 @@ impl Session {
         Ok(())
     }
 
-    /// Opens the groups added mid-session that neither side has opened.
+    /// Opens the groups added mid-session that neither side has opened,
+    /// and those asked to reconcile again once their exchange is over.
     fn open_added<S: Store>(&mut self, store: &S) -> Result<(), SessionError> {
+        let mut later = Vec::new();
         for id in std::mem::take(&mut self.to_open) {
-            if self.exchanges.contains_key(&id) || !self.groups.contains_key(&id) {
+            if !self.groups.contains_key(&id) {
                 continue;
             }
+            match self.exchanges.get(&id) {
+                Some(ex) if !ex.done => {
+                    if self.resync.contains(&id) {
+                        later.push(id);
+                    }
+                    continue;
+                }
+                Some(_) if !self.resync.remove(&id) => continue,
+                _ => {}
+            }
+            let rounds = self.exchanges.get(&id).map_or(0, |ex| ex.rounds);
             let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
             self.control.push_back(frame::open(&id, &msg));
             self.exchanges.insert(
@@ -1010,11 +1041,12 @@ impl Session {
                 Exchange {
                     awaiting_reply: true,
                     opening: true,
-                    rounds: 0,
+                    rounds,
                     done: false,
                 },
             );
         }
+        self.to_open.extend(later);
         Ok(())
     }
 

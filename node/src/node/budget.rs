@@ -50,7 +50,16 @@ struct Used {
 }
 
 fn known(kind: Kind) -> bool {
-    [Kind::TEXT, Kind::REACH, Kind::MEMBERSHIP, Kind::WELCOME].contains(&kind)
+    [
+        Kind::TEXT,
+        Kind::REACH,
+        Kind::MEMBERSHIP,
+        Kind::WELCOME,
+        Kind::TIMER,
+        Kind::CHUNK,
+        Kind::FILE,
+    ]
+    .contains(&kind)
 }
 
 /// Per group, what the other members stored, counted once from the store

@@ -290,6 +290,9 @@ impl Pump {
                         self.session.handle_new_message(&group, key);
                     }
                     Command::Groups(groups) => self.sync_groups(groups),
+                    Command::Resync(group) => {
+                        self.session.resync(&group);
+                    }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
                     self.session.handle_timeout(self.node.clock.now());
@@ -465,7 +468,10 @@ impl Pump {
         let mut groups = Vec::new();
         for m in batch.iter() {
             let kind = m.message().kind();
-            if kind != Kind::TEXT && *m.verdict() == (Verdict::Stored { new: true }) {
+            if kind != Kind::TEXT
+                && kind != Kind::FILE
+                && *m.verdict() == (Verdict::Stored { new: true })
+            {
                 self.records.insert(m.key());
                 reach |= kind == Kind::REACH;
                 if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {

@@ -814,6 +814,40 @@ impl Node {
         Ok(key)
     }
 
+    /// Sends a file (see [`crate::Profile::send_file`]) and hands its
+    /// manifest, then its chunks, to the live sessions that sync the
+    /// conversation. Returns the manifest's key.
+    pub async fn send_file(
+        &self,
+        to: crate::Conversation<'_>,
+        path: &std::path::Path,
+    ) -> Result<Key, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let path = path.to_path_buf();
+        let now = self.shared.clock.now();
+        let owned = match to {
+            crate::Conversation::Contact(c) => (c.to_owned(), false),
+            crate::Conversation::Group(g) => (g.to_owned(), true),
+        };
+        let sent = tokio::task::spawn_blocking(move || {
+            let to = if owned.1 {
+                crate::Conversation::Group(&owned.0)
+            } else {
+                crate::Conversation::Contact(&owned.0)
+            };
+            profile.send_file(to, &path, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        // The manifest (and its preview) at once; the chunks by
+        // reconciling again, behind anything else queued.
+        self.shared
+            .registry
+            .announce(sent.group, sent.manifest, None);
+        self.shared.registry.resync(sent.group);
+        Ok(sent.manifest)
+    }
+
     /// Follows welcomes and membership changes a link just stored.
     pub(crate) async fn group_messages(self, stored: Vec<(strand_sync::GroupId, Key)>) {
         let profile = self.shared.profile.clone();

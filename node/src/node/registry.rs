@@ -32,6 +32,9 @@ pub(crate) enum Command {
     /// The groups this contact shares now (the 1:1 group first): sync
     /// any the session does not yet.
     Groups(Vec<strand_sync::Group>),
+    /// Many messages of this group were stored at once (a file): reconcile
+    /// it again.
+    Resync(GroupId),
 }
 
 /// A session's number in the registry.
@@ -281,6 +284,15 @@ impl Registry {
             if let Some((_, contact)) = book.sync_contact(&e.contact) {
                 let _ = e.commands.try_send(Command::Groups(contact.groups.clone()));
             }
+        }
+    }
+
+    /// Tells every session to reconcile `group` again (those that do not
+    /// sync it ignore it).
+    pub(crate) fn resync(&self, group: GroupId) {
+        let inner = self.inner.lock().expect("registry lock");
+        for e in inner.sessions.values() {
+            let _ = e.commands.try_send(Command::Resync(group));
         }
     }
 

@@ -940,3 +940,79 @@ fn groups_from_the_command_line() {
     let out = b.cmd(&["group", "send", "desk", "still?"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no longer a member"));
 }
+
+/// A 50 MiB file between two `strand run` processes, the receiver killed
+/// with SIGKILL three times mid-transfer: it resumes each time, and the
+/// saved file is byte-identical, its hash checked.
+#[test]
+fn a_50_mib_file_survives_three_kills_of_the_receiver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let size = 50 * 1024 * 1024;
+    let mut data = vec![0u8; size];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let path = tmp.path().join("archive.bin");
+    std::fs::write(&path, &data).unwrap();
+    a.ok(&["send", "bob", "--file", path.to_str().unwrap()]);
+    let (a_run, a_addr) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    let progress = || -> Option<(usize, usize, String)> {
+        let out = b.cmd(&["read", "alice", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|m| {
+                let f = m.get("file")?;
+                Some((
+                    f["have"].as_u64()? as usize,
+                    f["total"].as_u64()? as usize,
+                    m["id"].as_str()?.to_owned(),
+                ))
+            })
+    };
+    // Each round: start Bob, and kill him (SIGKILL) as soon as more of the
+    // file is there than before, checking as fast as `strand read` answers.
+    let mut kills = 0;
+    let mut last = 0;
+    while kills < 3 {
+        let (b_run, _) = b.run(&[&a_addr]);
+        let b_run = Killed(b_run);
+        let start = Instant::now();
+        while progress().is_none_or(|(have, _, _)| have <= last) {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no progress after kill {kills}"
+            );
+        }
+        drop(b_run);
+        let (have, total, _) = progress().unwrap();
+        assert!(
+            have < total,
+            "finished before kill {} ({have} of {total})",
+            kills + 1
+        );
+        assert!(have > last);
+        kills += 1;
+        last = have;
+    }
+    let (b_run, _) = b.run(&[&a_addr]);
+    let _b_run = Killed(b_run);
+    eventually("the whole file", Duration::from_secs(180), || {
+        progress().is_some_and(|(have, total, _)| have == total)
+    });
+    let (_, total, id) = progress().unwrap();
+    assert_eq!(total, 200);
+    let out_dir = tmp.path().join("out");
+    let saved = b.ok(&["save", &id[..12], out_dir.to_str().unwrap()]);
+    assert!(saved.contains("archive.bin"), "{saved}");
+    let back = std::fs::read(out_dir.join("archive.bin")).unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "byte-identical");
+    assert_eq!(strand_sync::file_hash(&back), strand_sync::file_hash(&data));
+}

@@ -16,6 +16,8 @@
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
 //! - `expiry`: disappearing messages deleted on every node, and not
 //!   brought back by one that was off (issue 14).
+//! - `files`: files and images to a contact and a group, saved
+//!   byte-identical; a file that does not match its hash is refused.
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `groups`: private groups between three real nodes: relay through a
 //!   common member, removal, leaving (issue 14).
@@ -31,6 +33,7 @@
 
 mod cli;
 mod expiry;
+mod files;
 mod flood;
 mod groups;
 mod hostile;

@@ -200,3 +200,31 @@ fn hostile_openings_end_the_session() {
         pair.b.close_error()
     );
 }
+
+/// Many messages stored at once (a file's chunks) are synced by asking the
+/// live session to reconcile the group again, even in the middle of an
+/// exchange, rather than by handing over each one.
+#[test]
+fn a_group_reconciled_again_on_a_live_session() {
+    let mut pair = Pair::new(69);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().clone();
+    // Asked twice before it runs: one more exchange.
+    write(&mut pair, Side::A, &group, 30);
+    let s = pair.a.session.as_mut().unwrap();
+    assert!(s.resync(&group.id));
+    assert!(s.resync(&group.id));
+    pair.drive();
+    assert!(pair.a.close_error().is_none(), "{:?}", pair.a.close_error());
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+    assert_eq!(pair.b.store.len(&group.id), 30);
+    // From the accepting side too, and for a group it does not sync: no.
+    write(&mut pair, Side::B, &group, 7);
+    let s = pair.b.session.as_mut().unwrap();
+    assert!(!s.resync(&GroupId([9; 32])));
+    assert!(s.resync(&group.id));
+    pair.drive();
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+    assert_eq!(pair.a.store.len(&group.id), 37);
+}

@@ -1,0 +1,455 @@
+//! Files in conversations (issue 14; `sync/PROTOCOL.md` §4.2).
+//!
+//! Sending reads the file a chunk at a time: each 256 KiB becomes a CHUNK
+//! message, stored 16 to a transaction, then the FILE message (the
+//! manifest: name, type, size, hash, the chunks' keys, and for an image a
+//! small preview) is stored like a text, so conversations show it. Chunks
+//! sync like any message and resume wherever a link broke; a file is put
+//! together only when every chunk is here, into a temporary file in the
+//! folder asked for, checked against the manifest's hash, and only then
+//! given its (safe) name.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use rand_core::{CryptoRng, RngCore};
+use redb::{ReadableDatabase, ReadableTable};
+use strand_sync::{
+    chunk_count, Group, GroupId, Head, Key, Kind, Manifest, Message, Time, CHUNK_LEN, MAX_FILE_LEN,
+    MAX_PREVIEW_LEN,
+};
+
+use crate::profile::db_error;
+use crate::schema::{MESSAGES, SHOWN};
+use crate::store::{table_key, Inserter};
+use crate::{Profile, ProfileError};
+
+/// Chunks stored per write transaction when sending (4 MiB).
+const CHUNKS_PER_TXN: usize = 16;
+/// Images up to this size get a preview.
+const MAX_PREVIEWED: u64 = 32 * 1024 * 1024;
+/// A preview's longest side, in pixels.
+const PREVIEW_SIDE: u32 = 160;
+
+/// Where a file goes: a contact's conversation or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversation<'a> {
+    /// The 1:1 conversation with this contact.
+    Contact(&'a str),
+    /// This group (name or id prefix).
+    Group(&'a str),
+}
+
+/// A file message as a conversation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Its name, as the sender gave it.
+    pub name: String,
+    /// Its media type, or empty.
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Chunks held here.
+    pub have: usize,
+    /// Chunks in all.
+    pub total: usize,
+    /// A small PNG or JPEG, for images.
+    pub preview: Option<Vec<u8>>,
+}
+
+impl FileInfo {
+    /// Every chunk is here: it can be saved.
+    pub fn complete(&self) -> bool {
+        self.have == self.total
+    }
+}
+
+/// What sending a file stored: the manifest's key first, then the
+/// chunks', to hand to live sessions.
+#[derive(Debug)]
+pub struct FileSent {
+    /// The conversation's log.
+    pub group: GroupId,
+    /// The manifest.
+    pub manifest: Key,
+    /// The chunks.
+    pub chunks: Vec<Key>,
+}
+
+fn media_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "txt" | "md" => "text/plain",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "ogg" | "opus" => "audio/ogg",
+        "mp4" => "video/mp4",
+        "zip" => "application/zip",
+        _ => "",
+    }
+}
+
+/// A small JPEG of an image, if it decodes and the result fits a manifest.
+fn preview_of(path: &Path, mime: &str, size: u64) -> Option<Vec<u8>> {
+    if !(mime == "image/png" || mime == "image/jpeg") || size > MAX_PREVIEWED {
+        return None;
+    }
+    let img = image::ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?
+        .decode()
+        .ok()?;
+    let thumb = img.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE).to_rgb8();
+    for quality in [80, 60, 40] {
+        let mut out = Vec::new();
+        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+        if thumb.write_with_encoder(enc).is_ok() && out.len() <= MAX_PREVIEW_LEN {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// A name safe to create in a folder: the last path part, without
+/// separators, control characters or a leading dot.
+pub fn safe_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .map(|c| if c.is_control() || c == ':' { '_' } else { c })
+        .collect();
+    let trimmed = cleaned.trim().trim_start_matches('.');
+    if trimmed.is_empty() {
+        "file".into()
+    } else {
+        trimmed.chars().take(200).collect()
+    }
+}
+
+impl Profile {
+    /// The log a new message to `to` goes in, and its expiry from `now`.
+    fn log_for(
+        &self,
+        to: Conversation<'_>,
+        now: Time,
+    ) -> Result<(Group, Option<Time>), ProfileError> {
+        match to {
+            Conversation::Contact(c) => {
+                let group = self.direct_group(c)?;
+                let expires = self.timer(c)?.map(|t| now.saturating_add(t));
+                Ok((group, expires))
+            }
+            Conversation::Group(g) => {
+                let chain = self.chain_named(g)?;
+                let Head::Member(head) = chain.head() else {
+                    return Err(ProfileError::Group(format!(
+                        "you are no longer a member of {g:?}: you can read it, not write to it"
+                    )));
+                };
+                let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
+                Ok((head.group().clone(), expires))
+            }
+        }
+    }
+
+    /// Sends the file at `path` to a conversation: stores its chunks and
+    /// its manifest here, queued for delivery.
+    pub fn send_file(
+        &self,
+        to: Conversation<'_>,
+        path: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<FileSent, ProfileError> {
+        let io = |e| crate::profile::io_error(path, e);
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(ProfileError::File(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        if meta.len() > MAX_FILE_LEN {
+            return Err(ProfileError::File(format!(
+                "{} is {} MiB; files of up to {} MiB can be sent",
+                path.display(),
+                meta.len() >> 20,
+                MAX_FILE_LEN >> 20
+            )));
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(safe_name)
+            .ok_or_else(|| ProfileError::File("the file's name is not UTF-8".into()))?;
+        let name: String = name.chars().take(120).collect();
+        let mime = media_type(path);
+        let (group, expires) = self.log_for(to, now)?;
+        let identity = self.identity();
+        let me = identity.public().sign;
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = strand_sync::FileHasher::new();
+        let mut chunks = Vec::with_capacity(chunk_count(meta.len()));
+        let mut size = 0u64;
+        let mut buf = vec![0u8; CHUNK_LEN];
+        let mut batch: Vec<Message> = Vec::with_capacity(CHUNKS_PER_TXN);
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK_LEN {
+                let n = file.read(&mut buf[filled..]).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            size += filled as u64;
+            if size > MAX_FILE_LEN {
+                return Err(ProfileError::File(format!(
+                    "{} grew past {} MiB while it was read",
+                    path.display(),
+                    MAX_FILE_LEN >> 20
+                )));
+            }
+            hasher.update(&buf[..filled]);
+            let m = Message::create_expiring(
+                &identity,
+                &group,
+                now,
+                expires,
+                Kind::CHUNK,
+                &buf[..filled],
+                rng,
+            )
+            .map_err(ProfileError::Message)?;
+            chunks.push(m.key());
+            batch.push(m);
+            if batch.len() == CHUNKS_PER_TXN {
+                self.store_chunks(&group.id, std::mem::take(&mut batch), me)?;
+            }
+            if filled < CHUNK_LEN {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            self.store_chunks(&group.id, batch, me)?;
+        }
+        let manifest = Manifest {
+            name,
+            mime: mime.to_owned(),
+            size,
+            hash: hasher.finish(),
+            chunks: chunks.clone(),
+            preview: preview_of(path, mime, size),
+        };
+        let m = Message::create_expiring(
+            &identity,
+            &group,
+            now,
+            expires,
+            Kind::FILE,
+            &manifest.encode(),
+            rng,
+        )
+        .map_err(ProfileError::Message)?;
+        let id = group.id;
+        let (_, key) = self.write_txn(move |txn| crate::profile::store_own(txn, &id, &m))?;
+        Ok(FileSent {
+            group: id,
+            manifest: key,
+            chunks,
+        })
+    }
+
+    fn store_chunks(
+        &self,
+        group: &GroupId,
+        batch: Vec<Message>,
+        me: strand_sync::AuthorId,
+    ) -> Result<(), ProfileError> {
+        let group = *group;
+        self.write_txn(move |txn| {
+            let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
+            for m in &batch {
+                store.insert(&group, m).map_err(db_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The manifest of a stored FILE message and how much of it is here.
+    pub(crate) fn file_info(&self, group: &Group, msg: &Message) -> Option<FileInfo> {
+        let manifest = Manifest::decode(&msg.open(group).ok()?).ok()?;
+        let txn = self.db().ok()?.begin_read().ok()?;
+        let messages = txn.open_table(MESSAGES).ok()?;
+        let mut have = 0;
+        for k in &manifest.chunks {
+            if messages.get(&table_key(&group.id, k)).ok()?.is_some() {
+                have += 1;
+            }
+        }
+        Some(FileInfo {
+            name: manifest.name,
+            mime: manifest.mime,
+            size: manifest.size,
+            have,
+            total: manifest.chunks.len(),
+            preview: manifest.preview,
+        })
+    }
+
+    /// The conversation log a stored message's id (hex, at least 8
+    /// digits) belongs to, and its key: looked up among shown messages.
+    fn find_shown(&self, id: &str) -> Result<(Group, Key), ProfileError> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.len() < 8 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ProfileError::File(format!(
+                "{id:?} is not a message id: give at least its first 8 hex digits (`strand read --json` shows them)"
+            )));
+        }
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
+        let mut found = Vec::new();
+        for entry in shown.iter().map_err(db_error)? {
+            let (k, _) = entry.map_err(db_error)?;
+            let k = k.value();
+            if crate::hex(&k[48..]).starts_with(&id) {
+                let group = GroupId(k[..32].try_into().expect("32 bytes"));
+                found.push((group, crate::store::shown_position(&k).key));
+            }
+        }
+        let (group_id, key) = match found.as_slice() {
+            [one] => *one,
+            [] => return Err(ProfileError::File(format!("no message {id}"))),
+            _ => {
+                return Err(ProfileError::File(format!(
+                    "{id} names {} messages: give more of its digits",
+                    found.len()
+                )))
+            }
+        };
+        let book = self.book();
+        let group = book
+            .sync
+            .iter()
+            .map(|c| c.direct_group().clone())
+            .chain(
+                self.chains()
+                    .iter()
+                    .flat_map(|c| c.epochs().map(|e| e.group().clone()).collect::<Vec<_>>()),
+            )
+            .find(|g| g.id == group_id)
+            .ok_or_else(|| ProfileError::File(format!("message {id} is in no conversation")))?;
+        Ok((group, key))
+    }
+
+    /// Puts together the file of the FILE message whose id starts with
+    /// `id` and writes it into `dir` (under a safe name that does not
+    /// replace anything there). Refused until every chunk is here, and if
+    /// the bytes do not match the manifest's hash.
+    pub fn save_file(&self, id: &str, dir: &Path) -> Result<PathBuf, ProfileError> {
+        let (group, key) = self.find_shown(id)?;
+        let view = self.read_view()?;
+        let bytes = strand_sync::Store::get(&view, &group.id, &key)
+            .map_err(db_error)?
+            .ok_or_else(|| ProfileError::File(format!("message {id} is gone")))?;
+        let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        if msg.kind() != Kind::FILE {
+            return Err(ProfileError::File(format!("message {id} is not a file")));
+        }
+        let manifest = msg
+            .open(&group)
+            .ok()
+            .and_then(|b| Manifest::decode(&b).ok())
+            .ok_or_else(|| ProfileError::File("the file's description does not read".into()))?;
+        let mut have = 0;
+        for k in &manifest.chunks {
+            if strand_sync::Store::contains(&view, &group.id, k).map_err(db_error)? {
+                have += 1;
+            }
+        }
+        if have < manifest.chunks.len() {
+            return Err(ProfileError::File(format!(
+                "{} is not all here yet: {have} of {} parts; the rest comes at the next sync",
+                manifest.name,
+                manifest.chunks.len()
+            )));
+        }
+        let io = |e| crate::profile::io_error(dir, e);
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut nonce = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut crate::os_rng(), &mut nonce);
+        let temp = dir.join(format!(".strand-{}.part", crate::hex(&nonce)));
+        let result = (|| {
+            let mut out = std::fs::File::create(&temp).map_err(io)?;
+            let mut hasher = strand_sync::FileHasher::new();
+            let mut size = 0u64;
+            for k in &manifest.chunks {
+                let bytes = strand_sync::Store::get(&view, &group.id, k)
+                    .map_err(db_error)?
+                    .ok_or_else(|| ProfileError::File("a part went missing".into()))?;
+                let chunk = Message::decode(bytes)
+                    .ok()
+                    .filter(|m| m.id() == k.id && m.kind() == Kind::CHUNK)
+                    .and_then(|m| m.open(&group).ok())
+                    .ok_or_else(|| ProfileError::File("a part does not read".into()))?;
+                size += chunk.len() as u64;
+                hasher.update(&chunk);
+                out.write_all(&chunk).map_err(io)?;
+            }
+            out.sync_all().map_err(io)?;
+            if size != manifest.size || hasher.finish() != manifest.hash {
+                return Err(ProfileError::File(format!(
+                    "{} was refused: its bytes do not match the hash its sender gave",
+                    manifest.name
+                )));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        let name = safe_name(&manifest.name);
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+            _ => (name.clone(), String::new()),
+        };
+        let mut target = dir.join(&name);
+        let mut n = 1;
+        while target.exists() {
+            target = dir.join(format!("{stem} ({n}){ext}"));
+            n += 1;
+        }
+        std::fs::rename(&temp, &target).map_err(io)?;
+        Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_safe() {
+        assert_eq!(safe_name("report.pdf"), "report.pdf");
+        assert_eq!(safe_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(safe_name(".bashrc"), "bashrc");
+        assert_eq!(safe_name("..."), "file");
+        assert_eq!(safe_name("a\u{7}b\nc"), "a_b_c");
+        assert_eq!(safe_name(""), "file");
+    }
+}
