@@ -402,7 +402,26 @@ fn main() {
     groups.invoke_send("Welcome, Gideon. Thursday's meeting is at the library, 10:00.".into());
     rt.block_on(bob_node.send_group("Newsroom", "I'll bring the printed copies."))
         .unwrap();
-    h.pump_until(WAIT, || groups.get_messages().row_count() == 3);
+    // A photo of the harbour (drawn here), and a document.
+    let photo = tmp.path().join("harbour.jpg");
+    image::RgbImage::from_fn(640, 400, |x, y| {
+        let sky = y < 220;
+        image::Rgb(if sky {
+            [120 + (y / 4) as u8, 170 + (y / 8) as u8, 230]
+        } else {
+            [30, 60 + ((x + y) % 40) as u8, 110 + (x % 30) as u8]
+        })
+    })
+    .save(&photo)
+    .unwrap();
+    rt.block_on(bob_node.send_file(strand_node::Conversation::Group("Newsroom"), &photo))
+        .unwrap();
+    h.pump_until(WAIT, || {
+        groups
+            .get_messages()
+            .iter()
+            .any(|m| m.has_preview && m.file_ready)
+    });
     save(&h, &ui, &out, "12-groups");
     groups.set_members_open(true);
     save(&h, &ui, &out, "14-group-members");

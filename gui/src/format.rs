@@ -180,6 +180,32 @@ pub fn address_lines(addr: &str, width: usize) -> String {
     lines.join("\n")
 }
 
+/// What a list shows of a message: its first line, or "File: name".
+pub fn message_preview(m: &strand_node::StoredMessage) -> String {
+    match &m.file {
+        Some(f) => format!("File: {}", f.name),
+        None => preview(&m.text),
+    }
+}
+
+/// "2.1 MB", or "2.1 MB · 3 of 9 parts here" while a file arrives.
+pub fn file_detail(f: &strand_node::FileInfo) -> String {
+    if f.complete() {
+        bytes(f.size)
+    } else {
+        format!("{} · {} of {} parts here", bytes(f.size), f.have, f.total)
+    }
+}
+
+/// An image's preview (a small JPEG or PNG) for the UI.
+pub fn preview_image(encoded: &[u8]) -> Option<slint::Image> {
+    let img = image::load_from_memory(encoded).ok()?.to_rgba8();
+    let (w, h) = img.dimensions();
+    let buffer =
+        slint::SharedPixelBuffer::<slint::Rgba8Pixel>::clone_from_slice(img.as_raw(), w, h);
+    Some(slint::Image::from_rgba8(buffer))
+}
+
 /// The durations behind the timer choices (`Timers.options` in the UI),
 /// in ms: index 0 is "messages stay".
 pub const TIMERS: [Option<u64>; 7] = [

@@ -73,6 +73,21 @@ pub use reach::RelayChange;
 pub use store::{Position, ReadView, RedbStore};
 pub use views::{ContactSummary, UNREAD_CAP};
 
+/// Where saved files go by default: `STRAND_DOWNLOADS` if set, else the
+/// user's downloads folder, else their home, else the working directory.
+pub fn downloads_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("STRAND_DOWNLOADS") {
+        return dir.into();
+    }
+    directories::UserDirs::new()
+        .and_then(|d| {
+            d.download_dir()
+                .map(std::path::Path::to_path_buf)
+                .or_else(|| Some(d.home_dir().to_path_buf()))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
 /// The wall clock as strand-sync's [`strand_sync::Time`].
 pub fn now() -> strand_sync::Time {
     SystemTime::now()

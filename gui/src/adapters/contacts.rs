@@ -75,7 +75,7 @@ pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
 fn item(summary: &ContactSummary, trust: Trust, seen: Option<&Seen>, clock: &Clock) -> ContactItem {
     let (reach, online) = reach(seen, clock);
     let (last_text, last_time, last_outgoing) = match &summary.last {
-        Some(m) => (format::preview(&m.text), clock.short(m.shown), m.outgoing),
+        Some(m) => (format::message_preview(m), clock.short(m.shown), m.outgoing),
         None => ("No messages yet".to_owned(), String::new(), false),
     };
     ContactItem {

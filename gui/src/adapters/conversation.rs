@@ -33,6 +33,10 @@ pub(crate) struct Row {
     skew: Option<(u64, u64)>,
     /// When it disappears.
     expires: Option<u64>,
+    /// Its id, hex.
+    id: SharedString,
+    /// For a file: what it is and how much is here.
+    file: Option<strand_node::FileInfo>,
 }
 
 impl From<StoredMessage> for Row {
@@ -41,6 +45,15 @@ impl From<StoredMessage> for Row {
             at: m.position(),
             skew: m.skew().map(|gap| (m.key.time, gap)),
             expires: m.expires,
+            id: m
+                .key
+                .id
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+            file: m.file.clone(),
             text: m.text.into(),
             outgoing: m.outgoing,
             delivery: m.delivery,
@@ -198,6 +211,12 @@ impl Model for ConversationModel {
             author: SharedString::new(),
             unverified: false,
             expires: SharedString::new(),
+            id: SharedString::new(),
+            file_name: SharedString::new(),
+            file_detail: SharedString::new(),
+            file_ready: false,
+            preview: Default::default(),
+            has_preview: false,
         };
         let page = row / PAGE;
         inner.uses += 1;
@@ -219,6 +238,18 @@ impl Model for ConversationModel {
                     }
                     if let Some(e) = r.expires {
                         item.expires = clock.disappears(e).into();
+                    }
+                    item.id = r.id.clone();
+                    if let Some(f) = &r.file {
+                        item.file_name = f.name.clone().into();
+                        item.file_detail = crate::format::file_detail(f).into();
+                        item.file_ready = f.complete();
+                        if let Some(img) =
+                            f.preview.as_deref().and_then(crate::format::preview_image)
+                        {
+                            item.preview = img;
+                            item.has_preview = true;
+                        }
                     }
                 }
             }
@@ -301,6 +332,52 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
             }
             reload(core, false);
+        });
+    });
+    let fb = backend.clone();
+    let fweak = ui.as_weak();
+    adapter.on_send_file(move |path| {
+        let Some(ui) = fweak.upgrade() else {
+            return false;
+        };
+        let path = path.trim().to_owned();
+        if path.is_empty() {
+            return false;
+        }
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        fb.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let sent = core.block_on(async move {
+                node.send_file(
+                    strand_node::Conversation::Contact(&contact),
+                    std::path::Path::new(&path),
+                )
+                .await
+            });
+            if let Some(Err(e)) = sent {
+                let message = format!("Not sent: {}", strand_node::chain(&e));
+                core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+            } else {
+                core.ui(|ui| ui.global::<ConversationAdapter>().set_error("".into()));
+                reload(core, true);
+            }
+        });
+        true
+    });
+    let sb = backend.clone();
+    adapter.on_save_file(move |id| {
+        let id = id.to_string();
+        sb.job(move |core| {
+            let dir = strand_node::downloads_dir();
+            let saved = core.with_profile(|p| p.save_file(&id, &dir));
+            let notice = match saved {
+                Some(Ok(path)) => format!("Saved to {}", path.display()),
+                Some(Err(e)) => format!("Not saved: {e}"),
+                None => return,
+            };
+            core.ui(move |ui| ui.global::<ConversationAdapter>().set_notice(notice.into()));
         });
     });
     adapter.on_set_verified(move |verified| {

@@ -83,6 +83,44 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         });
     });
 
+    let b = backend.clone();
+    a.on_send_file(move |path| {
+        let path = path.trim().to_owned();
+        if path.is_empty() {
+            return false;
+        }
+        b.job(move |core| {
+            let (Some(group), Some(node)) = (core.open_group.clone(), core.node.clone()) else {
+                return;
+            };
+            let sent = core.block_on(async move {
+                node.send_file(
+                    strand_node::Conversation::Group(&group),
+                    std::path::Path::new(&path),
+                )
+                .await
+            });
+            match sent {
+                Some(Err(e)) => show_error(core, format!("Not sent: {e}")),
+                _ => reload(core, true),
+            }
+        });
+        true
+    });
+    let b = backend.clone();
+    a.on_save_file(move |id| {
+        let id = id.to_string();
+        b.job(move |core| {
+            let dir = strand_node::downloads_dir();
+            let notice = match core.with_profile(|p| p.save_file(&id, &dir)) {
+                Some(Ok(path)) => format!("Saved to {}", path.display()),
+                Some(Err(e)) => format!("Not saved: {e}"),
+                None => return,
+            };
+            core.ui(move |ui| ui.global::<GroupsAdapter>().set_notice(notice.into()));
+        });
+    });
+
     let change = |backend: &Backend, action: fn(String) -> GroupAction| {
         let b = backend.clone();
         move |who: SharedString| {
@@ -175,9 +213,9 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     let (last_text, last_time, last_outgoing) = match &g.last {
         Some(m) => (
             if m.message.outgoing {
-                format::preview(&m.message.text)
+                format::message_preview(&m.message)
             } else {
-                format!("{}: {}", m.author, format::preview(&m.message.text))
+                format!("{}: {}", m.author, format::message_preview(&m.message))
             },
             clock.short(m.message.shown),
             m.message.outgoing,
@@ -244,6 +282,10 @@ pub(crate) fn refresh(core: &mut Core) {
 
 fn message_item(m: &GroupMessage, prev: Option<&GroupMessage>, clock: &Clock) -> MessageItem {
     let shown = m.message.shown;
+    let f = m.message.file.as_ref();
+    let preview = f
+        .and_then(|f| f.preview.as_deref())
+        .and_then(format::preview_image);
     let day = match prev {
         Some(p) if Clock::same_day(p.message.shown, shown) => String::new(),
         _ => clock.day_heading(shown),
@@ -278,6 +320,20 @@ fn message_item(m: &GroupMessage, prev: Option<&GroupMessage>, clock: &Clock) ->
             .map(|e| clock.disappears(e))
             .unwrap_or_default()
             .into(),
+        id: m
+            .message
+            .key
+            .id
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into(),
+        file_name: f.map(|f| f.name.clone()).unwrap_or_default().into(),
+        file_detail: f.map(format::file_detail).unwrap_or_default().into(),
+        file_ready: f.is_some_and(|f| f.complete()),
+        has_preview: preview.is_some(),
+        preview: preview.unwrap_or_default(),
     }
 }
 
@@ -313,12 +369,6 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let Some(Ok((messages, members, summary, addable, timer))) = read else {
         return;
     };
-    let clock = Clock::now();
-    let items: Vec<MessageItem> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| message_item(m, i.checked_sub(1).map(|j| &messages[j]), &clock))
-        .collect();
     let creator = members.iter().any(|m| m.name == "me" && m.creator);
     let members: Vec<GroupMemberItem> = members
         .into_iter()
@@ -355,6 +405,12 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         a.set_admin(summary.admin);
         a.set_creator(creator);
         a.set_timer(timer);
+        let clock = Clock::now();
+        let items: Vec<MessageItem> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| message_item(m, i.checked_sub(1).map(|j| &messages[j]), &clock))
+            .collect();
         set_vec(a.get_messages(), items, |m| a.set_messages(m));
         set_vec(a.get_members(), members, |m| a.set_members(m));
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();

@@ -8,6 +8,7 @@
 //!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
+//! - `files`: attach a file, receive an image with its preview, save it.
 //! - `groups`: the groups screen against a second node: make a group, read
 //!   a member's text with its author, add and remove members (issue 14).
 //! - `keyboard`: real pointer and key events: arrows in the contact list,
@@ -21,6 +22,7 @@
 //!   contact; every address in full (issue 12).
 
 mod contacts;
+mod files;
 mod groups;
 mod keyboard;
 mod late;

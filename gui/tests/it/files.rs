@@ -1,0 +1,88 @@
+//! Files in the app against a real second node: attach one by its path,
+//! receive an image that shows its preview, save it (issue 14).
+
+use slint::{ComponentHandle, Model};
+use strand_gui::{AddContactAdapter, ConversationAdapter, NetworkAdapter};
+use strand_node::{os_rng, Conversation, KdfParams, Node, Profile};
+
+use crate::support::{loopback, on_ui, options, Gui, WAIT};
+
+#[test]
+fn files_are_sent_shown_and_saved_from_the_app() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let downloads = tmp.path().join("downloads");
+        // Only this test saves files; the variable names where.
+        std::env::set_var("STRAND_DOWNLOADS", &downloads);
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = Profile::create(
+            &tmp.path().join("bob"),
+            "Bob",
+            "bob pass",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap();
+        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
+        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
+            .unwrap();
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        gui.ui
+            .global::<AddContactAdapter>()
+            .invoke_add(bob_code.into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial(bob_addr.to_string().into());
+        gui.ui
+            .global::<strand_gui::ContactsAdapter>()
+            .invoke_open(0);
+        let c = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || c.get_contact() == "Bob"));
+
+        // Attach a file by its path; a path that is not a file says why.
+        assert!(c.invoke_send_file("/nonexistent/file.txt".into()));
+        assert!(h.pump_until(WAIT, || c.get_error().contains("Not sent")));
+        let doc = tmp.path().join("notes.txt");
+        std::fs::write(&doc, b"minutes of the meeting").unwrap();
+        assert!(c.invoke_send_file(doc.to_str().unwrap().into()));
+        assert!(h.pump_until(WAIT, || bob
+            .profile()
+            .conversation("Alice")
+            .unwrap()
+            .iter()
+            .any(|m| m
+                .file
+                .as_ref()
+                .is_some_and(|f| f.name == "notes.txt" && f.complete()))));
+
+        // Bob sends a photo: Alice's conversation shows it with its preview.
+        let png = tmp.path().join("harbour.png");
+        image::RgbImage::from_fn(400, 300, |x, y| {
+            image::Rgb([(x % 200) as u8, 80, (y % 250) as u8])
+        })
+        .save(&png)
+        .unwrap();
+        rt.block_on(bob.send_file(Conversation::Contact("Alice"), &png))
+            .unwrap();
+        let photo = || {
+            let m = c.get_messages();
+            (0..m.row_count())
+                .filter_map(|i| m.row_data(i))
+                .find(|r| r.file_name == "harbour.png" && r.file_ready && r.has_preview)
+        };
+        assert!(h.pump_until(WAIT, || photo().is_some()));
+        let row = photo().unwrap();
+        assert!(!row.outgoing);
+        c.invoke_save_file(row.id.clone());
+        assert!(h.pump_until(WAIT, || c.get_notice().starts_with("Saved to")));
+        assert_eq!(
+            std::fs::read(downloads.join("harbour.png")).unwrap(),
+            std::fs::read(&png).unwrap()
+        );
+        rt.block_on(bob.shutdown());
+    });
+}
