@@ -65,9 +65,41 @@ pub fn init(ui: &AppWindow, options: Options) -> App {
     ui.global::<Theme>().set_dark(options.dark);
     let (backend, thread) = backend::spawn(options, ui.as_weak());
     adapters::connect(ui, &backend);
+    accept_dropped_files(ui);
     backend.job(adapters::onboarding::show);
     App {
         backend,
         thread: Some(thread),
     }
+}
+
+/// Files dropped onto the window go to the open conversation (a contact's
+/// or a group's), like *Attach*; elsewhere the app says where to drop them.
+/// Only where the window is a winit one (not headless).
+fn accept_dropped_files(ui: &AppWindow) {
+    use slint::winit_030::{winit::event::WindowEvent, EventResult, WinitWindowAccessor};
+    let weak = ui.as_weak();
+    ui.window().on_winit_window_event(move |_, event| {
+        let WindowEvent::DroppedFile(path) = event else {
+            return EventResult::Propagate;
+        };
+        let Some(ui) = weak.upgrade() else {
+            return EventResult::Propagate;
+        };
+        let path: slint::SharedString = path.display().to_string().into();
+        let app = ui.global::<AppAdapter>();
+        let groups = ui.global::<GroupsAdapter>();
+        let chats = ui.global::<ConversationAdapter>();
+        let contacts = ui.global::<ContactsAdapter>();
+        match app.get_screen() {
+            Screen::Groups if groups.get_current() >= 0 && groups.get_member() => {
+                groups.invoke_send_file(path);
+            }
+            Screen::Chats if contacts.get_current() >= 0 => {
+                chats.invoke_send_file(path);
+            }
+            _ => app.set_notice("Open a conversation, then drop the file on it to send it.".into()),
+        }
+        EventResult::PreventDefault
+    });
 }

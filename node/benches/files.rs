@@ -55,11 +55,18 @@ fn main() {
     let kdf = KdfParams::insecure_for_tests();
     let a = Profile::create(&tmp.path().join("a"), "Alice", PASS, kdf, &mut rng).unwrap();
     let b = Profile::create(&tmp.path().join("b"), "Bob", PASS, kdf, &mut rng).unwrap();
-    a.add_contact(&b.identity().invite(), "Bob", 0, &mut rng).unwrap();
-    b.add_contact(&a.identity().invite(), "Alice", 0, &mut rng).unwrap();
-    let t = Instant::now();
-    a.send_file(Conversation::Contact("Bob"), &path, strand_node::now(), &mut rng)
+    a.add_contact(&b.identity().invite(), "Bob", 0, &mut rng)
         .unwrap();
+    b.add_contact(&a.identity().invite(), "Alice", 0, &mut rng)
+        .unwrap();
+    let t = Instant::now();
+    a.send_file(
+        Conversation::Contact("Bob"),
+        &path,
+        strand_node::now(),
+        &mut rng,
+    )
+    .unwrap();
     let stored = t.elapsed();
 
     let lan = || LanConfig {
@@ -94,14 +101,26 @@ fn main() {
                 .find(|m| m.file.as_ref().is_some_and(|f| f.complete()))
         });
         if let Some(m) = done {
-            break m.key.id.0.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            break m
+                .key
+                .id
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
         }
-        assert!(start.elapsed() < Duration::from_secs(600), "the file never arrived");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "the file never arrived"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     let synced = start.elapsed();
     let t = Instant::now();
-    let out = node_b.profile().save_file(&id, &tmp.path().join("out")).unwrap();
+    let out = node_b
+        .profile()
+        .save_file(&id, &tmp.path().join("out"))
+        .unwrap();
     let saved = t.elapsed();
     assert_eq!(std::fs::read(out).unwrap(), data, "byte-identical");
     rt.block_on(node_a.shutdown());
@@ -109,7 +128,9 @@ fn main() {
 
     let rate = |d: Duration| mib as f64 / d.as_secs_f64();
     println!("strand-node file benchmark (release build, loopback, this machine)\n");
-    println!("a {mib} MiB file, node to node over libp2p TCP on loopback, sealed stores on both sides");
+    println!(
+        "a {mib} MiB file, node to node over libp2p TCP on loopback, sealed stores on both sides"
+    );
     println!(
         "   {:>8.1} MiB/s   receiver started → whole file stored ({:.2} s; includes connecting and the handshake)",
         rate(synced),
