@@ -40,10 +40,12 @@ impl Profile {
             let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(db_error)?;
             let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
+            let mut chunks = txn.open_table(crate::schema::CHUNKS).map_err(db_error)?;
             for (k, v) in &due {
                 let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
                 messages.remove(&key).map_err(db_error)?;
                 outbox.remove(&key).map_err(db_error)?;
+                chunks.remove(&key).map_err(db_error)?;
                 if let Ok(s) = <[u8; 80]>::try_from(&v[..]) {
                     shown.remove(&s).map_err(db_error)?;
                 }

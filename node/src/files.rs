@@ -20,7 +20,7 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::schema::{MESSAGES, SHOWN};
+use crate::schema::SHOWN;
 use crate::store::{table_key, Inserter};
 use crate::{Profile, ProfileError};
 
@@ -293,11 +293,14 @@ impl Profile {
     pub(crate) fn file_info(&self, group: &Group, msg: &Message) -> Option<FileInfo> {
         let manifest = Manifest::decode(&msg.open(group).ok()?).ok()?;
         let txn = self.db().ok()?.begin_read().ok()?;
-        let messages = txn.open_table(MESSAGES).ok()?;
+        // The chunks index, not the chunks: a file's progress costs a few
+        // small reads however big it is.
         let mut have = 0;
-        for k in &manifest.chunks {
-            if messages.get(&table_key(&group.id, k)).ok()?.is_some() {
-                have += 1;
+        if let Ok(chunks) = txn.open_table(crate::schema::CHUNKS) {
+            for k in &manifest.chunks {
+                if chunks.get(&table_key(&group.id, k)).ok()?.is_some() {
+                    have += 1;
+                }
             }
         }
         Some(FileInfo {

@@ -17,6 +17,7 @@
 //! | `floor` | group id (32) | position (48) of the newest of the read mark and the user's own texts |
 //! | `expiry` | expiry (u64 BE) ‖ `messages` key (72) | its `shown` key (80), or empty |
 //! | `timers` | group id (32) ‖ author (32) | `messages` key of that author's newest timer message (72) |
+//! | `chunks` | `messages` key of a file chunk (72) | nothing: the chunk is here |
 //! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
@@ -98,6 +99,10 @@ pub const EXPIRY: TableDefinition<[u8; 80], &[u8]> = TableDefinition::new("expir
 /// Per conversation and author, the `messages` key of their newest timer
 /// message ([`strand_sync::Kind::TIMER`]): group id (32) ‖ author (32).
 pub const TIMERS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("timers");
+
+/// File chunks held, by their `messages` key: whether a file is all here
+/// is answered without reading its chunks (each up to 256 KiB).
+pub const CHUNKS: TableDefinition<[u8; 72], ()> = TableDefinition::new("chunks");
 
 /// Names of `meta` entries.
 pub mod meta {

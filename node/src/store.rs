@@ -198,6 +198,9 @@ impl<'t> Inserter<'t> {
                     records.insert(&at, &k)?;
                 }
             }
+            Kind::CHUNK => {
+                self.txn.open_table(crate::schema::CHUNKS)?.insert(&k, ())?;
+            }
             Kind::TIMER => {
                 let mut timers = self.txn.open_table(crate::schema::TIMERS)?;
                 let at = record_key(group, &message.author());
