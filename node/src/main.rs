@@ -667,19 +667,7 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
             ..
         } => send_file(ctx, &group, true, &file).await?,
         GroupCmd::Send { group, text, .. } => {
-            let text = match text {
-                Some(t) => t,
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut s)
-                        .context("reading standard input")?;
-                    s.trim_end_matches('\n').to_owned()
-                }
-            };
-            if text.is_empty() {
-                bail!("nothing to send: the message is empty");
-            }
+            let text = text_to_send(text)?;
             let request = Request::GroupSend {
                 group: group.clone(),
                 text: text.clone(),
@@ -941,7 +929,9 @@ async fn verify(ctx: &Ctx, name: &str, verified: Option<bool>) -> Result<()> {
 }
 
 /// `strand send`.
-async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
+/// The text given, or standard input without its final newlines; never
+/// empty.
+fn text_to_send(text: Option<String>) -> Result<String> {
     let text = match text {
         Some(t) => t,
         None => {
@@ -955,6 +945,11 @@ async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
     if text.is_empty() {
         bail!("nothing to send: the message is empty");
     }
+    Ok(text)
+}
+
+async fn send(ctx: &Ctx, name: &str, text: Option<String>) -> Result<()> {
+    let text = text_to_send(text)?;
     let request = Request::Send {
         contact: name.to_owned(),
         text: text.clone(),

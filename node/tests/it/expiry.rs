@@ -2,49 +2,10 @@
 //! under a timer is deleted on every device when it expires, and a device
 //! that was off at that moment neither keeps it nor brings it back.
 
-use std::time::Duration;
-
-use strand_node::{os_rng, KdfParams, Node, NodeConfig, Profile};
+use strand_node::{os_rng, Profile};
 use strand_transport::memory::Hub;
 
-fn profile(root: &std::path::Path, name: &str) -> Profile {
-    Profile::create(
-        &root.join(name),
-        name,
-        "pass",
-        KdfParams::insecure_for_tests(),
-        &mut os_rng(),
-    )
-    .unwrap()
-}
-
-fn befriend(a: &Profile, b: &Profile) {
-    let mut rng = os_rng();
-    a.add_contact(&b.identity().invite(), b.identity().name(), 0, &mut rng)
-        .unwrap();
-    b.add_contact(&a.identity().invite(), a.identity().name(), 0, &mut rng)
-        .unwrap();
-}
-
-async fn start(p: Profile, hub: &Hub) -> Node {
-    Node::start(
-        p,
-        NodeConfig {
-            emulated: Some(hub.clone()),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::hub::{befriend, profile, start, until};
 
 fn texts(p: &Profile, contact: &str) -> Vec<String> {
     p.conversation(contact)

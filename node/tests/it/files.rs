@@ -2,38 +2,11 @@
 //! preview, to a contact and to a group; saved byte-identical; a file
 //! whose bytes do not match its hash is refused; bad input changes nothing.
 
-use std::time::Duration;
-
-use strand_node::{os_rng, Conversation, KdfParams, Node, NodeConfig, Profile};
+use strand_node::{os_rng, Conversation, Node, NodeConfig, Profile};
 use strand_sync::{Kind, Manifest, Message, WriteStore};
 use strand_transport::memory::Hub;
 
-fn profile(root: &std::path::Path, name: &str) -> Profile {
-    Profile::create(
-        &root.join(name),
-        name,
-        "pass",
-        KdfParams::insecure_for_tests(),
-        &mut os_rng(),
-    )
-    .unwrap()
-}
-
-fn befriend(a: &Profile, b: &Profile) {
-    let mut rng = os_rng();
-    a.add_contact(&b.identity().invite(), b.identity().name(), 0, &mut rng)
-        .unwrap();
-    b.add_contact(&a.identity().invite(), a.identity().name(), 0, &mut rng)
-        .unwrap();
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::hub::{befriend, profile, until};
 
 fn file_message(p: &Profile, contact: &str) -> Option<strand_node::StoredMessage> {
     p.conversation(contact)

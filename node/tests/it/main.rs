@@ -21,6 +21,7 @@
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `groups`: private groups between three real nodes: relay through a
 //!   common member, removal, leaving (issue 14).
+//! - `hub`: helpers for several nodes on an emulated link hub.
 //! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
@@ -37,6 +38,7 @@ mod files;
 mod flood;
 mod groups;
 mod hostile;
+mod hub;
 mod interop;
 mod lan;
 mod profile;

@@ -3,29 +3,12 @@
 
 use std::time::Duration;
 
-use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, SessionSettings};
+use strand_node::{os_rng, Node, NodeConfig, NodeEvent, Profile, SessionSettings};
 use strand_sync::Config;
 use strand_transport::memory::{Hub, HubConfig};
 use strand_transport::LanConfig;
 
-fn profile(root: &std::path::Path, name: &str) -> Profile {
-    Profile::create(
-        &root.join(name),
-        name,
-        "pass",
-        KdfParams::insecure_for_tests(),
-        &mut os_rng(),
-    )
-    .unwrap()
-}
-
-fn befriend(a: &Profile, b: &Profile) {
-    let mut rng = os_rng();
-    a.add_contact(&b.identity().invite(), b.identity().name(), 0, &mut rng)
-        .unwrap();
-    b.add_contact(&a.identity().invite(), a.identity().name(), 0, &mut rng)
-        .unwrap();
-}
+use crate::hub::{befriend, profile};
 
 fn lan() -> Option<LanConfig> {
     Some(LanConfig {
