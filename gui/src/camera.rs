@@ -375,12 +375,13 @@ fn run(
     #[cfg(target_os = "linux")]
     {
         // A scan just stopped may still hold the camera for a frame or
-        // two: a busy camera is tried again for a while.
+        // two: a busy camera is tried again for a while (5 s: a loaded or
+        // emulated machine took over 2 s to let go of it in CI).
         let mut tries = 0;
         let mut stream = loop {
             match v4l2::Stream::open(camera, layouts) {
                 Ok(s) => break s,
-                Err((true, _)) if tries < 20 && !stop.load(Ordering::Relaxed) => {
+                Err((true, _)) if tries < 50 && !stop.load(Ordering::Relaxed) => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
