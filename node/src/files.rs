@@ -138,7 +138,7 @@ pub fn safe_name(name: &str) -> String {
 
 impl Profile {
     /// The log a new message to `to` goes in, and its expiry from `now`.
-    fn log_for(
+    pub(crate) fn log_for(
         &self,
         to: Conversation<'_>,
         now: Time,

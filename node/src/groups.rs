@@ -112,6 +112,19 @@ impl Profile {
         strand_sync::kdf(self.root(), "strand/v3/epoch-id", &[&id.0])
     }
 
+    /// An epoch as the `epochs` table holds it: its key, and the epoch
+    /// sealed under the root key.
+    fn sealed_epoch(
+        &self,
+        epoch: &Epoch,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> ([u8; 32], Vec<u8>) {
+        (
+            self.epoch_key(&epoch.id()),
+            seal(self.root(), ROLE_EPOCH, &epoch.encode(), rng),
+        )
+    }
+
     /// Reads the stored epochs and follows each group's changes: at unlock.
     pub(crate) fn load_groups(&self) -> Result<(), ProfileError> {
         let db = self.db()?;
@@ -278,10 +291,7 @@ impl Profile {
                 .map_err(group_error)?;
             welcomes.push((pair.id, msg));
         }
-        let sealed = (
-            self.epoch_key(&epoch.id()),
-            seal(self.root(), ROLE_EPOCH, &epoch.encode(), rng),
-        );
+        let sealed = self.sealed_epoch(&epoch, rng);
         let written = self.write_txn(move |txn| {
             txn.open_table(EPOCHS)
                 .map_err(db_error)?
@@ -359,10 +369,7 @@ impl Profile {
         let mut messages = vec![(head.id(), msg)];
         let mut sealed = None;
         if let Some(next) = &next {
-            sealed = Some((
-                self.epoch_key(&next.id()),
-                seal(self.root(), ROLE_EPOCH, &next.encode(), rng),
-            ));
+            sealed = Some(self.sealed_epoch(next, rng));
             if let Some(contact) = welcome_to {
                 let pair = self.direct_group(contact)?;
                 let w = next
@@ -408,16 +415,10 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let chain = self.chain_named(group)?;
-        let Head::Member(head) = chain.head() else {
-            return Err(ProfileError::Group(format!(
-                "you are no longer a member of {group:?}: you can read it, not write to it"
-            )));
-        };
-        let expires = self.group_timer(group)?.map(|t| now.saturating_add(t));
+        let (log, expires) = self.log_for(crate::Conversation::Group(group), now)?;
         let msg = Message::create_expiring(
             &self.identity(),
-            head.group(),
+            &log,
             now,
             expires,
             Kind::TEXT,
@@ -425,7 +426,7 @@ impl Profile {
             rng,
         )
         .map_err(ProfileError::Message)?;
-        let id = head.id();
+        let id = log.id;
         self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
     }
 
@@ -495,12 +496,7 @@ impl Profile {
         }
         let sealed: Vec<([u8; 32], Vec<u8>)> = new_epochs
             .iter()
-            .map(|e| {
-                (
-                    self.epoch_key(&e.id()),
-                    seal(self.root(), ROLE_EPOCH, &e.encode(), rng),
-                )
-            })
+            .map(|e| self.sealed_epoch(e, rng))
             .collect();
         self.write_txn(move |txn| {
             let mut t = txn.open_table(EPOCHS).map_err(db_error)?;

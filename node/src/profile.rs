@@ -892,8 +892,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Message), ProfileError> {
-        let group = self.direct_group(contact)?;
-        let expires = self.timer(contact)?.map(|t| now.saturating_add(t));
+        let (group, expires) = self.log_for(crate::Conversation::Contact(contact), now)?;
         let msg = Message::create_expiring(
             &self.identity(),
             &group,

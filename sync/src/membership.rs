@@ -741,21 +741,14 @@ impl Chain {
     /// knows, follow each epoch's winning change while the device can open
     /// the next one. `removed` says whether the chain goes on without it.
     pub fn head(&self) -> Head<'_> {
-        let mut current = self.first();
-        loop {
-            match self.winner(&current.id()) {
-                None => return Head::Member(current),
-                Some(t) => match t.next.as_ref().and_then(|n| self.epochs.get(&n.id())) {
-                    Some(next) => current = next,
-                    None if t.next.is_none() => {
-                        return Head::Out {
-                            last: current,
-                            change: t,
-                        }
-                    }
-                    None => return Head::Member(current),
-                },
-            }
+        let last = *self.path().last().expect("a path starts at an epoch");
+        let current = &self.epochs[&last];
+        match self.winner(&last) {
+            Some(change) if change.next.is_none() => Head::Out {
+                last: current,
+                change,
+            },
+            _ => Head::Member(current),
         }
     }
 

@@ -143,11 +143,7 @@ pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
             .as_ref()
             .and_then(|name| items.iter().position(|i| i.name.as_str() == name))
             .map_or(-1, |i| i as i32);
-        let model = a.get_contacts();
-        match model.as_any().downcast_ref::<VecModel<ContactItem>>() {
-            Some(vec) => vec.set_vec(items),
-            None => a.set_contacts(ModelRc::from(Rc::new(VecModel::from(items)))),
-        }
+        super::set_vec(a.get_contacts(), items, |m| a.set_contacts(m));
         a.set_current(current);
         ui.global::<AppAdapter>().set_unread_total(unread_total);
         if let Some((text, online)) = open_reach {

@@ -6,19 +6,13 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
+use slint::{ComponentHandle, Model, SharedString};
 use strand_node::{GroupAction, GroupMessage, GroupSummary};
 
+use super::set_vec;
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
 use crate::{AppAdapter, AppWindow, ContactItem, GroupMemberItem, GroupsAdapter, MessageItem};
-
-fn set_vec<T: Clone + 'static>(model: ModelRc<T>, items: Vec<T>, set: impl FnOnce(ModelRc<T>)) {
-    match model.as_any().downcast_ref::<VecModel<T>>() {
-        Some(vec) => vec.set_vec(items),
-        None => set(ModelRc::from(Rc::new(VecModel::from(items)))),
-    }
-}
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let a = ui.global::<GroupsAdapter>();

@@ -16,6 +16,21 @@ use slint::ComponentHandle;
 use crate::backend::{Backend, Changes, Core};
 use crate::{AppAdapter, AppWindow, Screen};
 
+/// Shows `items` in a list model: in place if it is a `VecModel` (so the
+/// view keeps its scroll position), else through `set` with a new one.
+pub(crate) fn set_vec<T: Clone + 'static>(
+    model: slint::ModelRc<T>,
+    items: Vec<T>,
+    set: impl FnOnce(slint::ModelRc<T>),
+) {
+    match slint::Model::as_any(&model).downcast_ref::<slint::VecModel<T>>() {
+        Some(vec) => vec.set_vec(items),
+        None => set(slint::ModelRc::from(std::rc::Rc::new(
+            slint::VecModel::from(items),
+        ))),
+    }
+}
+
 /// Connects every adapter's callbacks.
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     onboarding::connect(ui, backend);
