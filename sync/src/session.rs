@@ -996,17 +996,7 @@ impl Session {
             if self.exchanges.contains_key(&id) {
                 continue;
             }
-            let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
-            self.control.push_back(frame::recon(&id, &msg));
-            self.exchanges.insert(
-                id,
-                Exchange {
-                    awaiting_reply: true,
-                    opening: true,
-                    rounds: 0,
-                    done: false,
-                },
-            );
+            self.open_exchange(store, id, frame::recon, 0)?;
         }
         self.to_open.clear();
         if !self.initiator {
@@ -1034,20 +1024,41 @@ impl Session {
                 _ => {}
             }
             let rounds = self.exchanges.get(&id).map_or(0, |ex| ex.rounds);
-            let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
-            self.control.push_back(frame::open(&id, &msg));
-            self.exchanges.insert(
-                id,
-                Exchange {
-                    awaiting_reply: true,
-                    opening: true,
-                    rounds,
-                    done: false,
-                },
-            );
+            self.open_exchange(store, id, frame::open, rounds)?;
         }
         self.to_open.extend(later);
         Ok(())
+    }
+
+    /// Sends this side's opening for `id` in a frame made by `frame` (RECON
+    /// at the start, OPEN mid-session) and awaits the reply, the group's
+    /// rounds so far carried on.
+    fn open_exchange<S: Store>(
+        &mut self,
+        store: &S,
+        id: GroupId,
+        frame: fn(&GroupId, &recon::ReconMsg) -> Vec<u8>,
+        rounds: u32,
+    ) -> Result<(), SessionError> {
+        let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
+        self.control.push_back(frame(&id, &msg));
+        self.exchanges.insert(
+            id,
+            Exchange {
+                awaiting_reply: true,
+                opening: true,
+                rounds,
+                done: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether a stored message has expired by this session's clock: such
+    /// a message is never forwarded (the peer would refuse it, and its
+    /// author's device deletes it anyway).
+    fn expired(&self, bytes: &[u8]) -> bool {
+        crate::message::expires_of(bytes).is_some_and(|e| e <= self.clock)
     }
 
     /// The peer opened a group mid-session (§8.5).
@@ -1480,9 +1491,7 @@ impl Session {
         loop {
             if let Some((group, key)) = self.ready.pop_front() {
                 if let Some(bytes) = store.get(&group, &key).map_err(store_error)? {
-                    // An expired message is never forwarded: the peer would
-                    // refuse it, and its author's device deletes it anyway.
-                    if crate::message::expires_of(&bytes).is_some_and(|e| e <= self.clock) {
+                    if self.expired(&bytes) {
                         continue;
                     }
                     // File chunks wait while anything else is queued, so a
@@ -1503,7 +1512,7 @@ impl Session {
                 // Nothing but chunks left.
                 while let Some((group, key)) = self.bulk.pop_front() {
                     if let Some(bytes) = store.get(&group, &key).map_err(store_error)? {
-                        if crate::message::expires_of(&bytes).is_some_and(|e| e <= self.clock) {
+                        if self.expired(&bytes) {
                             continue;
                         }
                         return Ok(Some((group, key, bytes)));
