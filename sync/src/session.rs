@@ -160,6 +160,9 @@ pub struct Stats {
     pub messages_sent: u64,
     /// Hellos sent (dialler) or read (acceptor).
     pub hellos: u64,
+    /// Messages received for a group this side does not sync (yet), and
+    /// dropped.
+    pub messages_dropped: u64,
 }
 
 enum State {
@@ -1164,7 +1167,13 @@ impl Session {
         }
         let message = Message::decode(bytes)?;
         let Some(group) = self.groups.get(&message.group()) else {
-            return Err(SessionError::Invalid(Invalid::WrongGroup));
+            // The peer already syncs a group with us that this side has
+            // not added yet (it learns of groups in its own time, §8.5):
+            // the message is dropped, not stored or acknowledged, and
+            // comes again when this side opens the group. Bounded by the
+            // messages-per-session limit above.
+            self.stats.messages_dropped += 1;
+            return Ok(());
         };
         self.inbound.push(group.clone(), message);
         Ok(())

@@ -30,6 +30,10 @@ pub(crate) fn befriend(a: &Profile, b: &Profile) {
 
 /// A node on `hub` only.
 pub(crate) async fn start(p: Profile, hub: &Hub) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Node::start(
         p,
         NodeConfig {

@@ -66,6 +66,48 @@ fn synced(pair: &Pair, side: Side, group: &GroupId) -> usize {
         .count()
 }
 
+/// A member pushes a message of a group the moment it adds it, before the
+/// other side has added it (each learns of a new group in its own time):
+/// the receiver drops it and keeps the session, and the message arrives
+/// when the receiver adds the group. On the starting main the session
+/// ended with "message is for another group", and the link with it.
+#[test]
+fn a_message_pushed_before_the_peer_adds_its_group_does_not_end_the_session() {
+    let mut pair = Pair::new(63);
+    pair.connect();
+    pair.drive();
+    let group = group_of_pair(&pair, 64);
+    assert!(add(&mut pair, Side::A, &group));
+    pair.drive();
+    let msg = Message::create(
+        &pair.a.identity,
+        &group,
+        pair.now,
+        Kind::TEXT,
+        b"early",
+        &mut rng(65),
+    )
+    .unwrap();
+    pair.a.store.insert(&group.id, &msg).unwrap();
+    assert!(pair
+        .a
+        .session
+        .as_mut()
+        .unwrap()
+        .handle_new_message(&group.id, msg.key()));
+    pair.drive();
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+    assert!(pair.a.close_error().is_none(), "{:?}", pair.a.close_error());
+    assert!(pair.b.established());
+    assert_eq!(pair.b.store.len(&group.id), 0, "dropped, not stored");
+    assert_eq!(pair.b.session.as_ref().unwrap().stats().messages_dropped, 1);
+
+    assert!(add(&mut pair, Side::B, &group));
+    pair.drive();
+    assert_eq!(pair.b.store.len(&group.id), 1, "it comes with B's OPEN");
+    assert!(pair.b.close_error().is_none());
+}
+
 /// One side adds the group, the other answers UNKNOWN_GROUP, then adds it
 /// too and opens it: both logs converge on the same link.
 #[test]
