@@ -605,19 +605,7 @@ async fn answer(node: &Node, request: Request) -> Response {
             Err(e) => Response::err(&e),
         },
         Request::GroupMembers { group } => match node.profile().group_members(&group) {
-            Ok(members) => Response::ok(
-                members
-                    .into_iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "name": m.name,
-                            "verified": m.verified,
-                            "admin": m.admin,
-                            "creator": m.creator,
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            ),
+            Ok(members) => Response::ok(members),
             Err(e) => Response::err(&e),
         },
         Request::GroupChange {

@@ -12,20 +12,22 @@
 //!   book), and live sessions learn new epochs through the registry;
 //! - a group's conversation is the texts of all its epochs, in the order
 //!   they are shown, with each author's name: the contact's name when the
-//!   author is a contact, else the name the member was added under, marked
-//!   unverified.
+//!   author is a contact, else the name the member chose for themselves
+//!   (a NAME message, §14.1), else the name they were added under, the
+//!   last two marked unverified.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
-    AuthorId, Chain, Change, Epoch, GroupError, GroupId, Head, Key, Kind, Message, Store,
+    decode_chosen_name, encode_chosen_name, AuthorId, Chain, Change, Epoch, Group, GroupError,
+    GroupId, Head, Key, Kind, Message, Store,
 };
 
 use crate::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::schema::{EPOCHS, MESSAGES, OUTBOX, SEEN, SHOWN};
+use crate::schema::{EPOCHS, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
 use crate::store::{shown_key, shown_position, Position, SHOWN_INCOMING};
 use crate::views::{increment, shown_range};
 use strand_sync::Time;
@@ -55,14 +57,17 @@ pub struct GroupSummary {
 }
 
 /// A member as a group's member list shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupMember {
-    /// The name to show: "me", the contact's name, or the name they were
-    /// added under.
+    /// The name to show: "me", the contact's name, the name they chose, or
+    /// the name they were added under.
     pub name: String,
     /// Whether the name is the user's own word for them (themselves or a
-    /// contact); otherwise it is what another member called them.
+    /// contact); otherwise it is what they or another member called them.
     pub verified: bool,
+    /// The name the member chose for themselves (§14.1), if they said;
+    /// `None` for the user.
+    pub chosen: Option<String>,
     /// May remove members.
     pub admin: bool,
     /// Created the group.
@@ -218,16 +223,109 @@ impl Profile {
         }
     }
 
-    /// The name to show for a member, and whether it is the user's own.
-    fn member_name(&self, sign: &AuthorId, added_as: &str) -> (String, bool) {
+    /// The name to show for a member, and whether it is the user's own:
+    /// "me", a contact's name, else the name they chose (`chosen`, from
+    /// [`Profile::chosen_names`]), else the name they were added under.
+    fn member_name(
+        &self,
+        sign: &AuthorId,
+        added_as: &str,
+        chosen: &HashMap<AuthorId, String>,
+    ) -> (String, bool) {
         if *sign == self.identity().public().sign {
             return ("me".into(), true);
         }
         let book = self.book();
-        match book.records.iter().find(|r| r.public.sign == *sign) {
-            Some(r) => (r.name.clone(), true),
+        if let Some(r) = book.records.iter().find(|r| r.public.sign == *sign) {
+            return (r.name.clone(), true);
+        }
+        match chosen.get(sign) {
+            Some(name) => (name.clone(), false),
             None => (added_as.to_owned(), false),
         }
+    }
+
+    /// The names members of a group chose for themselves: each member's
+    /// newest NAME message across the group's epochs (§14.1).
+    fn chosen_names(&self, chain: &Chain) -> Result<HashMap<AuthorId, String>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let names = match txn.open_table(NAMES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let mut newest: HashMap<AuthorId, ([u8; 40], String)> = HashMap::new();
+        for epoch in chain.epochs() {
+            let mut lo = [0u8; 64];
+            lo[..32].copy_from_slice(&epoch.id().0);
+            let mut hi = [0xffu8; 64];
+            hi[..32].copy_from_slice(&epoch.id().0);
+            for entry in names.range(lo..=hi).map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
+                let at = v.value();
+                let Some(bytes) = messages.get(&at).map_err(db_error)? else {
+                    continue;
+                };
+                let Ok(msg) = Message::decode(bytes.value().to_vec()) else {
+                    continue;
+                };
+                let Some(name) = msg
+                    .open(epoch.group())
+                    .ok()
+                    .and_then(|b| decode_chosen_name(&b))
+                else {
+                    continue;
+                };
+                let order: [u8; 40] = at[32..].try_into().expect("40 bytes");
+                if newest.get(&author).is_none_or(|(o, _)| *o < order) {
+                    newest.insert(author, (order, name));
+                }
+            }
+        }
+        Ok(newest.into_iter().map(|(a, (_, n))| (a, n)).collect())
+    }
+
+    /// Writes this user's chosen name into the newest epoch of every group
+    /// it is a member of (of `only` those, when given) whose members do
+    /// not have it yet: when it joins a group and when the user renames.
+    pub(crate) fn write_chosen_names(
+        &self,
+        only: Option<&std::collections::BTreeSet<GroupId>>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let identity = self.identity();
+        let me = identity.public().sign;
+        let body = encode_chosen_name(identity.name())
+            .map_err(|e| ProfileError::Group(format!("your name cannot be sent to groups: {e}")))?;
+        let mut heads: Vec<Group> = Vec::new();
+        for chain in self.chains().iter() {
+            if only.is_some_and(|o| !o.contains(&chain.root())) {
+                continue;
+            }
+            let Head::Member(head) = chain.head() else {
+                continue;
+            };
+            if self.chosen_names(chain)?.get(&me).map(String::as_str) != Some(identity.name()) {
+                heads.push(head.group().clone());
+            }
+        }
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut msgs = Vec::with_capacity(heads.len());
+        for group in &heads {
+            let msg = Message::create(&identity, group, now, Kind::NAME, &body, rng)
+                .map_err(ProfileError::Message)?;
+            msgs.push((group.id, msg));
+        }
+        self.write_txn(move |txn| {
+            msgs.iter()
+                .map(|(id, msg)| crate::profile::store_own(txn, id, msg))
+                .collect()
+        })
     }
 
     /// The members of a group's newest epoch this device knows.
@@ -237,14 +335,17 @@ impl Profile {
             Head::Member(e) => e.clone(),
             Head::Out { last, .. } => last.clone(),
         };
+        let chosen = self.chosen_names(&chain)?;
         let mut out: Vec<GroupMember> = epoch
             .members()
             .iter()
             .map(|m| {
-                let (name, verified) = self.member_name(&m.public.sign, &m.name);
+                let (name, verified) = self.member_name(&m.public.sign, &m.name, &chosen);
+                let me = m.public.sign == self.identity().public().sign;
                 GroupMember {
                     name,
                     verified,
+                    chosen: chosen.get(&m.public.sign).filter(|_| !me).cloned(),
                     admin: m.admin,
                     creator: m.public.sign == epoch.creator,
                 }
@@ -327,12 +428,28 @@ impl Profile {
             )));
         };
         let head = head.clone();
+        let chosen = self.chosen_names(&chain)?;
+        // A contact's name is the user's own word: it wins over a name a
+        // member chose (anyone may choose any name).
         let member = |name: &str| -> Result<AuthorId, ProfileError> {
-            head.members()
+            let named: Vec<(AuthorId, bool)> = head
+                .members()
                 .iter()
-                .find(|m| self.member_name(&m.public.sign, &m.name).0 == name)
-                .map(|m| m.public.sign)
-                .ok_or_else(|| ProfileError::Group(format!("{group:?} has no member {name:?}")))
+                .filter_map(|m| {
+                    let (n, verified) = self.member_name(&m.public.sign, &m.name, &chosen);
+                    (n == name).then_some((m.public.sign, verified))
+                })
+                .collect();
+            match (named.iter().find(|(_, v)| *v), named.as_slice()) {
+                (Some((sign, _)), _) | (None, [(sign, _)]) => Ok(*sign),
+                (None, []) => Err(ProfileError::Group(format!(
+                    "{group:?} has no member {name:?}"
+                ))),
+                (None, _) => Err(ProfileError::Group(format!(
+                    "{} members of {group:?} call themselves {name:?}: add the one you mean as a contact first",
+                    named.len()
+                ))),
+            }
         };
         let (change, welcome_to) = match action {
             GroupAction::Add(contact) => {
@@ -520,6 +637,9 @@ impl Profile {
             messages: Vec::new(),
             epochs: !new_epochs.is_empty(),
         };
+        written
+            .messages
+            .extend(self.write_chosen_names(Some(&dirty), now, rng)?);
         for (head, change) in reissue {
             let welcome_to = match &change {
                 Change::Add { public, .. } => book
@@ -548,6 +668,7 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
+        let chosen = self.chosen_names(&chain)?;
         let mut out = Vec::new();
         for epoch in chain.epochs() {
             let (lo, hi) = shown_range(&epoch.id());
@@ -556,7 +677,7 @@ impl Profile {
                 let at = shown_position(&k.value());
                 let message =
                     self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
-                out.push(self.group_message(epoch, &messages, message)?);
+                out.push(self.group_message(epoch, &messages, message, &chosen)?);
             }
         }
         out.sort_by_key(|m| m.message.position());
@@ -568,6 +689,7 @@ impl Profile {
         epoch: &Epoch,
         messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
         message: StoredMessage,
+        chosen: &HashMap<AuthorId, String>,
     ) -> Result<GroupMessage, ProfileError> {
         let bytes = messages
             .get(&crate::store::table_key(&epoch.id(), &message.key))
@@ -577,7 +699,7 @@ impl Profile {
         let added_as = epoch
             .member(&author)
             .map_or("(unknown)", |m| m.name.as_str());
-        let (author, verified) = self.member_name(&author, added_as);
+        let (author, verified) = self.member_name(&author, added_as, chosen);
         Ok(GroupMessage {
             message,
             author,
@@ -628,7 +750,8 @@ impl Profile {
                 if last.as_ref().is_none_or(|(p, _)| *p < at) {
                     let m =
                         self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
-                    last = Some((at, self.group_message(epoch, &messages, m)?));
+                    let chosen = self.chosen_names(chain)?;
+                    last = Some((at, self.group_message(epoch, &messages, m, &chosen)?));
                 }
             }
             let from = match seen.get(&id.0).map_err(db_error)? {
@@ -662,10 +785,10 @@ impl Profile {
         key: &Key,
     ) -> Option<(String, String, String)> {
         let chains = self.chains();
-        let epoch = chains
+        let (chain, epoch) = chains
             .iter()
-            .flat_map(|c| c.epochs())
-            .find(|e| e.id() == *group)?;
+            .flat_map(|c| c.epochs().map(move |e| (c, e)))
+            .find(|(_, e)| e.id() == *group)?;
         let bytes = Store::get(&self.read_view().ok()?, group, key).ok()??;
         let msg = Message::decode(bytes).ok()?;
         let text = match msg.kind() {
@@ -676,7 +799,8 @@ impl Profile {
         let added_as = epoch
             .member(&msg.author())
             .map_or("(unknown)", |m| m.name.as_str());
-        let (author, _) = self.member_name(&msg.author(), added_as);
+        let chosen = self.chosen_names(chain).ok()?;
+        let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some((epoch.name.clone(), author, text))
     }
 }

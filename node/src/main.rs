@@ -612,13 +612,8 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                 None => open_profile(ctx)?
                     .group_members(&group)?
                     .into_iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "name": m.name, "verified": m.verified,
-                            "admin": m.admin, "creator": m.creator,
-                        })
-                    })
-                    .collect(),
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?,
             };
             if ctx.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -626,12 +621,18 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                 for m in list {
                     let mut notes = Vec::new();
                     if m["creator"].as_bool() == Some(true) {
-                        notes.push("creator");
+                        notes.push("creator".to_owned());
                     } else if m["admin"].as_bool() == Some(true) {
-                        notes.push("admin");
+                        notes.push("admin".to_owned());
                     }
                     if m["verified"].as_bool() != Some(true) {
-                        notes.push("unverified name (not your contact)");
+                        notes.push("unverified name (not your contact)".to_owned());
+                    }
+                    match m["chosen"].as_str() {
+                        Some(c) if Some(c) != m["name"].as_str() => {
+                            notes.push(format!("calls themselves {c:?}"));
+                        }
+                        _ => {}
                     }
                     println!(
                         "{:<24} {}",

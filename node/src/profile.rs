@@ -658,6 +658,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(), ProfileError> {
         let name = name.trim();
+        strand_sync::check_name(name)?;
         let secret_bytes = self.identity().to_secret_bytes();
         let identity = Identity::from_secret_bytes(&secret_bytes, name)?;
         let mut secret = Zeroizing::new(secret_bytes.to_vec());

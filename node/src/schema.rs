@@ -100,6 +100,10 @@ pub const EXPIRY: TableDefinition<[u8; 80], &[u8]> = TableDefinition::new("expir
 /// message ([`strand_sync::Kind::TIMER`]): group id (32) ‖ author (32).
 pub const TIMERS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("timers");
 
+/// Per group epoch and author, the `messages` key of their newest chosen
+/// name ([`strand_sync::Kind::NAME`]): epoch id (32) ‖ author (32).
+pub const NAMES: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("names");
+
 /// File chunks held, by their `messages` key: whether a file is all here
 /// is answered without reading its chunks (each up to 256 KiB).
 pub const CHUNKS: TableDefinition<[u8; 72], ()> = TableDefinition::new("chunks");

@@ -173,6 +173,28 @@ impl<'t> Inserter<'t> {
         Ok(())
     }
 
+    /// Points `table`'s entry for the message's group and author at it,
+    /// unless it points at a newer message already (for the kinds whose
+    /// newest per author is all that counts).
+    fn keep_newest(
+        &self,
+        table: redb::TableDefinition<'_, [u8; 64], [u8; 72]>,
+        group: &GroupId,
+        message: &Message,
+        k: &[u8; 72],
+    ) -> Result<(), redb::Error> {
+        let mut t = self.txn.open_table(table)?;
+        let at = record_key(group, &message.author());
+        let newer = match t.get(&at)? {
+            Some(old) => old.value()[32..] < k[32..],
+            None => true,
+        };
+        if newer {
+            t.insert(&at, k)?;
+        }
+        Ok(())
+    }
+
     /// Stores `message` unless it is there. Returns whether it was new.
     pub(crate) fn insert(
         &mut self,
@@ -187,30 +209,11 @@ impl<'t> Inserter<'t> {
         self.messages.insert(&k, message.as_bytes())?;
         let mut shown_at = None;
         match message.kind() {
-            Kind::REACH => {
-                let mut records = self.txn.open_table(RECORDS)?;
-                let at = record_key(group, &message.author());
-                let newer = match records.get(&at)? {
-                    Some(old) => old.value() < k,
-                    None => true,
-                };
-                if newer {
-                    records.insert(&at, &k)?;
-                }
-            }
+            Kind::REACH => self.keep_newest(RECORDS, group, message, &k)?,
+            Kind::TIMER => self.keep_newest(crate::schema::TIMERS, group, message, &k)?,
+            Kind::NAME => self.keep_newest(crate::schema::NAMES, group, message, &k)?,
             Kind::CHUNK => {
                 self.txn.open_table(crate::schema::CHUNKS)?.insert(&k, ())?;
-            }
-            Kind::TIMER => {
-                let mut timers = self.txn.open_table(crate::schema::TIMERS)?;
-                let at = record_key(group, &message.author());
-                let newer = match timers.get(&at)? {
-                    Some(old) => old.value()[32..] < k[32..],
-                    None => true,
-                };
-                if newer {
-                    timers.insert(&at, &k)?;
-                }
             }
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;

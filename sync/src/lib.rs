@@ -94,7 +94,8 @@ pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
 pub use membership::{
-    Chain, Change, Epoch, GroupError, Head, Member, Transition, MAX_GROUP_MEMBERS,
+    decode_chosen_name, encode_chosen_name, Chain, Change, Epoch, GroupError, Head, Member,
+    Transition, MAX_GROUP_MEMBERS,
 };
 pub use message::{Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};

@@ -30,11 +30,11 @@ use zeroize::Zeroizing;
 use crate::codec::Reader;
 use crate::crypto::kdf;
 use crate::group::{Group, GroupId, GroupKey};
-use crate::identity::{check_stored_name, AuthorId, Identity, PublicIdentity};
+use crate::identity::{check_name, check_stored_name, AuthorId, Identity, PublicIdentity};
 use crate::limits::Time;
 use crate::message::{Kind, Message};
 use crate::store::{Key, KeyRange, Store};
-use crate::{DecodeError, Invalid};
+use crate::{DecodeError, Invalid, KeyError};
 
 /// Most members an epoch may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
@@ -46,6 +46,21 @@ const CHANGE_ADD: u8 = 1;
 const CHANGE_REMOVE: u8 = 2;
 const CHANGE_LEAVE: u8 = 3;
 const CHANGE_ADMIN: u8 = 4;
+
+/// The body of a [`Kind::NAME`] message: the name its author chose for
+/// themselves (the naming rules of [`check_name`]), as UTF-8.
+pub fn encode_chosen_name(name: &str) -> Result<Vec<u8>, KeyError> {
+    check_name(name)?;
+    Ok(name.as_bytes().to_vec())
+}
+
+/// The name a [`Kind::NAME`] body carries, or `None` if it breaks the
+/// naming rules (such a message stays valid; it names no one).
+pub fn decode_chosen_name(body: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(body).ok()?;
+    check_name(name).ok()?;
+    Some(name.to_owned())
+}
 
 /// One member of an epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,6 +78,9 @@ impl Kind {
     pub const CHUNK: Kind = Kind(6);
     /// A file's manifest: its name, size, hash and chunks (§4.2).
     pub const FILE: Kind = Kind(7);
+    /// The name its author chose for themselves, for members who are not
+    /// their contacts (PROTOCOL.md §14.1).
+    pub const NAME: Kind = Kind(8);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

@@ -368,6 +368,11 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         .into_iter()
         .map(|m| GroupMemberItem {
             me: m.name == "me",
+            note: match &m.chosen {
+                _ if !m.verified => "unverified: not your contact".into(),
+                Some(c) if *c != m.name => format!("calls themselves “{c}”").into(),
+                _ => SharedString::new(),
+            },
             name: if m.name == "me" {
                 "You".into()
             } else {

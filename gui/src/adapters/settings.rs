@@ -1,7 +1,6 @@
 //! Settings: display name, profile location, palette, lock.
 
 use slint::ComponentHandle;
-use strand_node::os_rng;
 
 use crate::backend::{Backend, Core};
 use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter, Theme};
@@ -63,9 +62,17 @@ pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
 }
 
 fn rename(core: &mut Core, name: &str) {
-    let Some(result) = core.with_profile(|p| {
-        p.rename(name, &mut os_rng())?;
-        Ok::<_, strand_node::ProfileError>((p.identity().name().to_owned(), p.invite()?.to_text()))
+    let Some(node) = core.node.clone() else {
+        return;
+    };
+    let Some(result) = core.block_on(async {
+        node.rename(name).await?;
+        node.with_profile(|p| {
+            Ok::<_, strand_node::ProfileError>((
+                p.identity().name().to_owned(),
+                p.invite()?.to_text(),
+            ))
+        })
     }) else {
         return;
     };
@@ -74,7 +81,7 @@ fn rename(core: &mut Core, name: &str) {
             let a = ui.global::<SettingsAdapter>();
             a.set_name(name.clone().into());
             a.set_name_ok(true);
-            a.set_name_result("Saved. New invites carry this name.".into());
+            a.set_name_result("Saved. New invites carry this name, and your groups see it.".into());
             ui.global::<AppAdapter>().set_my_name(name.into());
             super::add_contact::show_invite(&ui, &invite);
         }),

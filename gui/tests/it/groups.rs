@@ -5,7 +5,7 @@
 use slint::{ComponentHandle, Model};
 use strand_gui::{
     AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter,
-    NetworkAdapter, Screen,
+    NetworkAdapter, Screen, SettingsAdapter,
 };
 use strand_node::{os_rng, GroupAction, KdfParams, Node, Profile};
 
@@ -128,6 +128,23 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         assert!(rt
             .block_on(bob.change_group("Newsroom", GroupAction::Remove("Alice".into())))
             .is_err());
+
+        // Renaming from the settings tells the group: Bob's node stores
+        // Alice's chosen name (he still shows his own word for her).
+        let settings = gui.ui.global::<SettingsAdapter>();
+        settings.invoke_rename("Alice\u{202e}evil".into());
+        assert!(h.pump_until(WAIT, || settings.get_name_result() != ""));
+        assert!(!settings.get_name_ok());
+        settings.invoke_rename("Alice Doe".into());
+        assert!(h.pump_until(WAIT, || settings.get_name_ok()));
+        assert_eq!(gui.ui.global::<AppAdapter>().get_my_name(), "Alice Doe");
+        assert!(h.pump_until(WAIT, || rt
+            .block_on(async { bob.profile().group_members("Newsroom") })
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "Alice"
+                && m.verified
+                && m.chosen.as_deref() == Some("Alice Doe"))));
         rt.block_on(bob.shutdown());
     });
 }

@@ -58,6 +58,7 @@ fn known(kind: Kind) -> bool {
         Kind::TIMER,
         Kind::CHUNK,
         Kind::FILE,
+        Kind::NAME,
     ]
     .contains(&kind)
 }

@@ -587,6 +587,25 @@ impl Node {
         Ok(())
     }
 
+    /// Changes the user's display name ([`crate::Profile::rename`]) and
+    /// tells the groups the user is in (a NAME message in each, §14.1).
+    pub async fn rename(&self, name: &str) -> Result<(), ProfileError> {
+        let profile = self.shared.profile.clone();
+        let name = name.to_owned();
+        let now = self.shared.clock.now();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut rng = os_rng();
+            profile.rename(&name, &mut rng)?;
+            profile.write_chosen_names(None, now, &mut rng)
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        for (group, key) in written {
+            self.shared.registry.announce(group, key, None);
+        }
+        Ok(())
+    }
+
     /// Gives memory freed after a burst of traffic back to the OS once the
     /// node goes quiet: the allocator keeps freed memory in per-thread
     /// arenas, and a sync of 100,000 messages passes through four threads.

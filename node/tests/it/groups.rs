@@ -213,3 +213,96 @@ async fn when_ben_leaves_ann_and_cat_must_meet_as_contacts() {
     ben.shutdown().await;
     cat.shutdown().await;
 }
+
+/// A member who is not the reader's contact is shown by the name they
+/// chose (unverified), not the name whoever added them used; renaming
+/// reaches the group; a contact's own name still wins; and a member who
+/// chose a contact's name cannot take their place in `remove`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_named_as_they_chose_unless_they_are_contacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    // Ben knows Cat as "cathy from work".
+    let mut rng = strand_node::os_rng();
+    ben.add_contact(&cat.identity().invite(), "cathy from work", 0, &mut rng)
+        .unwrap();
+    cat.add_contact(&ben.identity().invite(), "ben", 0, &mut rng)
+        .unwrap();
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let cat = start(cat, &hub).await;
+
+    ann.create_group("desk", &["ben".into()]).await.unwrap();
+    until("Ben joins", || is_member(&ben, "desk") == Some(true)).await;
+    ben.change_group("desk", GroupAction::Add("cathy from work".into()))
+        .await
+        .unwrap();
+    until("Cat joins", || is_member(&cat, "desk") == Some(true)).await;
+    // Ben's word for her until her NAME arrives; then her own.
+    until("Ann sees Cat's chosen name", || {
+        members(&ann, "desk") == ["ben", "cat", "me"]
+    })
+    .await;
+    let entry = |node: &Node, name: &str| {
+        node.profile()
+            .group_members("desk")
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == name)
+    };
+    assert!(!entry(&ann, "cat").unwrap().verified);
+    // Ben's own word for her stays his.
+    assert_eq!(members(&ben, "desk"), ["ann", "cathy from work", "me"]);
+    assert!(entry(&ben, "cathy from work").unwrap().verified);
+
+    cat.send_group("desk", "hi").await.unwrap();
+    until("Ann shows it under Cat's name", || {
+        texts(&ann, "desk")
+            .iter()
+            .any(|(a, t, v)| a == "cat" && t == "hi" && !v)
+    })
+    .await;
+
+    // A name with a direction-changing character is refused, changing
+    // nothing.
+    assert!(cat.rename("evil\u{202e}name").await.is_err());
+    assert_eq!(cat.profile().identity().name(), "cat");
+    // Cat renames herself "ben": Ann still sees her real contact Ben as
+    // "ben" (verified), and Cat's chosen name unverified.
+    cat.rename("ben").await.unwrap();
+    until("Ann sees the new name", || {
+        texts(&ann, "desk")
+            .iter()
+            .any(|(a, t, v)| a == "ben" && t == "hi" && !v)
+    })
+    .await;
+    let named_ben: Vec<bool> = ann
+        .profile()
+        .group_members("desk")
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.name == "ben")
+        .map(|m| m.verified)
+        .collect();
+    assert_eq!(named_ben.len(), 2);
+    assert!(named_ben.contains(&true) && named_ben.contains(&false));
+    // "ben" in a command means the contact, never the member who chose
+    // his name.
+    ann.change_group("desk", GroupAction::Remove("ben".into()))
+        .await
+        .unwrap();
+    until("Ben is out", || is_member(&ben, "desk") == Some(false)).await;
+    assert_eq!(is_member(&cat, "desk"), Some(true));
+    assert_eq!(members(&ann, "desk"), ["ben", "me"]);
+    assert!(!entry(&ann, "ben").unwrap().verified);
+
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
