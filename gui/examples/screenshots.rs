@@ -15,8 +15,9 @@ use std::time::Duration;
 use slint::{ComponentHandle, Model};
 use strand_gui::headless::Headless;
 use strand_gui::{
-    AddContactAdapter, AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter, GroupsAdapter,
-    NetworkAdapter, OnboardingAdapter, Screen, SettingsAdapter, Theme,
+    AddContactAdapter, AppAdapter, AppWindow, ContactsAdapter, ConversationAdapter,
+    FilePickerAdapter, GroupsAdapter, NetworkAdapter, OnboardingAdapter, Screen, SettingsAdapter,
+    Theme,
 };
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, Profile};
 use strand_sync::{Identity, Kind, Message, WriteStore};
@@ -426,6 +427,25 @@ fn main() {
     groups.set_members_open(true);
     save(&h, &ui, &out, "14-group-members");
     groups.set_members_open(false);
+    // Attaching a file: the picker over a folder of documents.
+    let docs = tmp.path().join("Documents");
+    std::fs::create_dir_all(docs.join("Photos")).unwrap();
+    std::fs::create_dir_all(docs.join("Interviews")).unwrap();
+    for (name, len) in [
+        ("Budget 2026.ods", 48_213),
+        ("harbour-notes.txt", 6_104),
+        ("shipping-records.pdf", 2_870_112),
+        ("source-list.odt", 19_377),
+    ] {
+        std::fs::write(docs.join(name), vec![0u8; len]).unwrap();
+    }
+    groups.set_attaching(true);
+    h.pump_until(Duration::from_millis(200), || false);
+    let picker = ui.global::<FilePickerAdapter>();
+    picker.invoke_go(docs.join("shipping-records.pdf").to_str().unwrap().into());
+    h.pump_until(Duration::from_millis(200), || false);
+    save(&h, &ui, &out, "15-file-picker");
+    groups.set_attaching(false);
 
     ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
     h.resize(&ui, W, H, 2.0);

@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod groups;
 pub mod network;
 pub mod onboarding;
+pub mod picker;
 pub mod settings;
 
 use slint::ComponentHandle;
@@ -41,6 +42,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     camera::connect(ui, backend);
     network::connect(ui, backend);
     settings::connect(ui, backend);
+    picker::connect(ui);
 
     let b = backend.clone();
     let weak = ui.as_weak();

@@ -1,8 +1,8 @@
-//! Files in the app against a real second node: attach one by its path,
-//! receive an image that shows its preview, save it (issue 14).
+//! Files in the app against a real second node: attach one by its path
+//! and one with the file picker, receive an image that shows its preview, save it (issue 14).
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{AddContactAdapter, ConversationAdapter, NetworkAdapter};
+use strand_gui::{AddContactAdapter, ConversationAdapter, FilePickerAdapter, NetworkAdapter};
 use strand_node::{os_rng, Conversation, KdfParams, Node, Profile};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -58,6 +58,69 @@ fn files_are_sent_shown_and_saved_from_the_app() {
                 .file
                 .as_ref()
                 .is_some_and(|f| f.name == "notes.txt" && f.complete()))));
+
+        // The file picker: folders first, hidden entries left out; a folder
+        // opens, Up comes back with it highlighted; a file is picked and
+        // sent as the picker's "Send file" does.
+        let box_dir = tmp.path().join("box");
+        std::fs::create_dir_all(box_dir.join("Drafts")).unwrap();
+        std::fs::write(box_dir.join("report.pdf"), vec![7u8; 1500]).unwrap();
+        std::fs::write(box_dir.join("agenda.txt"), b"1. budget").unwrap();
+        std::fs::write(box_dir.join(".secret"), b"hidden").unwrap();
+        std::fs::write(box_dir.join("Drafts").join("draft.txt"), b"v1").unwrap();
+        let p = gui.ui.global::<FilePickerAdapter>();
+        c.set_attaching(true);
+        // What the picker does when it is shown.
+        p.invoke_start();
+        assert!(p.get_dir() != "", "it lists a folder");
+        p.invoke_go("/no/such/folder".into());
+        assert!(p.get_error().contains("no such file or folder"));
+        p.invoke_go(box_dir.to_str().unwrap().into());
+        assert_eq!(p.get_error(), "");
+        let rows = |p: &FilePickerAdapter| -> Vec<(String, bool, String)> {
+            p.get_entries()
+                .iter()
+                .map(|e| (e.name.to_string(), e.folder, e.size.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            rows(&p),
+            [
+                ("Drafts".to_owned(), true, String::new()),
+                ("agenda.txt".to_owned(), false, "9 B".to_owned()),
+                ("report.pdf".to_owned(), false, "1.5 kB".to_owned()),
+            ]
+        );
+        assert_eq!(p.get_chosen_path(), "");
+        p.invoke_pick(0);
+        assert_eq!(p.get_dir(), box_dir.join("Drafts").to_str().unwrap());
+        assert_eq!(rows(&p).len(), 1);
+        p.invoke_up();
+        assert_eq!(p.get_dir(), box_dir.to_str().unwrap());
+        assert_eq!(p.get_selected(), 0);
+        assert_eq!(p.get_chosen_path(), "", "a folder is never sent");
+        p.invoke_pick(2);
+        assert_eq!(p.get_selected(), 2);
+        let chosen = p.get_chosen_path();
+        assert_eq!(chosen, box_dir.join("report.pdf").to_str().unwrap());
+        assert!(c.invoke_send_file(chosen));
+        assert!(h.pump_until(WAIT, || bob
+            .profile()
+            .conversation("Alice")
+            .unwrap()
+            .iter()
+            .any(|m| m
+                .file
+                .as_ref()
+                .is_some_and(|f| f.name == "report.pdf" && f.complete()))));
+        // A typed file path picks it in its folder; the next start opens
+        // the folder used last.
+        p.invoke_go(box_dir.join("agenda.txt").to_str().unwrap().into());
+        assert_eq!(p.get_selected(), 1);
+        p.invoke_start();
+        assert_eq!(p.get_dir(), box_dir.to_str().unwrap());
+        assert_eq!(p.get_selected(), 1, "still picked");
+        c.set_attaching(false);
 
         // Bob sends a photo: Alice's conversation shows it with its preview.
         let png = tmp.path().join("harbour.png");
