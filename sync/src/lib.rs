@@ -61,6 +61,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bundle;
 mod codec;
 mod crypto;
 mod endpoint;
@@ -83,6 +84,10 @@ mod store;
 mod timer;
 mod token;
 
+pub use bundle::{
+    bundle_contact, BundleError, BundleMeta, BundleReader, BundleWriter, BUNDLE_HEADER_LEN,
+    BUNDLE_MAGIC, MAX_BUNDLE_FRAME,
+};
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
 pub use file::{

@@ -14,8 +14,10 @@
 //! - `files`: file chunks do not hold up texts; an altered chunk is refused.
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.
+//! - `bundle`: drive bundles open only for their contact, whole and unchanged.
 
 mod beacon;
+mod bundle;
 mod collision;
 mod common;
 mod expiry;
