@@ -330,6 +330,11 @@ fn main() {
     save(&h, &ui, &out, "11-late-message");
     contacts.invoke_open(row("Bob Okafor"));
     h.pump_until(WAIT, || messages.row_count() == 7);
+    // Send by removable drive: the folder it offers.
+    conv.set_drive_folder("/media/alice/KINGSTON".into());
+    conv.set_exporting(true);
+    save(&h, &ui, &out, "16-send-by-drive");
+    conv.set_exporting(false);
 
     ui.global::<AppAdapter>()
         .invoke_navigate(Screen::AddContact);

@@ -75,6 +75,8 @@ impl Changes {
             Some(NodeEvent::OverBudget { contact, budget }) => {
                 self.over_budget = Some((contact, budget));
             }
+            // A bundle can touch any conversation and group.
+            Some(NodeEvent::Imported { .. }) => self.all = true,
             Some(_) => {}
             None => self.all = true,
         }

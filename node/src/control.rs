@@ -104,6 +104,19 @@ pub enum Request {
         /// The folder.
         dir: String,
     },
+    /// Write a bundle for a removable drive: everything shared with a
+    /// contact, sealed for them, into a new file.
+    Export {
+        /// Contact name.
+        contact: String,
+        /// The new file's path (as the node's process sees it).
+        to: String,
+    },
+    /// Take in a bundle a contact made for this user.
+    Import {
+        /// The bundle's path (as the node's process sees it).
+        path: String,
+    },
     /// Every private group.
     Groups,
     /// Create a private group with these contacts.
@@ -596,6 +609,19 @@ async fn answer(node: &Node, request: Request) -> Response {
                 Err(e) => Response::refuse(format!("saving failed: {e}")),
             }
         }
+        Request::Export { contact, to } => {
+            match node
+                .export_bundle(&contact, std::path::Path::new(&to))
+                .await
+            {
+                Ok(e) => Response::ok(e),
+                Err(e) => Response::err(&e),
+            }
+        }
+        Request::Import { path } => match node.import_bundle(std::path::Path::new(&path)).await {
+            Ok(i) => Response::ok(i),
+            Err(e) => Response::err(&e),
+        },
         Request::Groups => match node.profile().groups() {
             Ok(groups) => Response::ok(groups.iter().map(GroupView::of).collect::<Vec<_>>()),
             Err(e) => Response::err(&e),

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+mod bundles;
 pub mod control;
 mod crypto;
 mod expiry;
@@ -58,6 +59,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use bundles::{Exported, Imported};
 pub use crypto::{os_rng, KdfParams};
 pub use expiry::{parse_timer, timer_label};
 pub use files::{safe_name, Conversation, FileInfo, FileSent};
@@ -246,6 +248,9 @@ pub enum ProfileError {
     /// A file that cannot be sent or saved, and why.
     #[error("{0}")]
     File(String),
+    /// A bundle that cannot be written or taken in, and why.
+    #[error("{0}")]
+    Bundle(String),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

@@ -85,6 +85,21 @@ enum Command {
         /// The folder to write it into
         dir: PathBuf,
     },
+    /// Write everything shared with a contact into one encrypted file for a
+    /// removable drive, which only they can open: `strand export NAME --to FILE`
+    Export {
+        /// Contact name
+        name: String,
+        /// The new file (an existing file is never replaced)
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Take in a file a contact wrote for you with `strand export`: safe to
+    /// repeat; a changed or foreign file is refused and nothing is stored
+    Import {
+        /// The file
+        file: PathBuf,
+    },
     /// Show the conversation with a contact
     Read {
         /// Contact name
@@ -357,6 +372,8 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         } => send_file(&ctx, &name, false, &file).await,
         Command::Send { name, text, .. } => send(&ctx, &name, text).await,
         Command::Save { id, dir } => save(&ctx, &id, &dir).await,
+        Command::Export { name, to } => export(&ctx, &name, &to).await,
+        Command::Import { file } => import(&ctx, &file).await,
         Command::Read { name, follow } => read(&ctx, &name, follow).await,
         Command::Group { action } => group(&ctx, action).await,
         Command::Timer { name, set } => timer(&ctx, &name, false, set).await,
@@ -767,6 +784,60 @@ async fn save(ctx: &Ctx, id: &str, dir: &Path) -> Result<()> {
             .to_string(),
     };
     println!("Saved {path}");
+    Ok(())
+}
+
+/// `strand export NAME --to FILE`.
+async fn export(ctx: &Ctx, name: &str, to: &Path) -> Result<()> {
+    let to = std::path::absolute(to).with_context(|| format!("{}", to.display()))?;
+    let request = Request::Export {
+        contact: name.to_owned(),
+        to: to.display().to_string(),
+    };
+    let done: strand_node::Exported = match ask(&ctx.dir, &request).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => open_profile(ctx)?.export_bundle(name, &to, now(), &mut os_rng())?,
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "Wrote {} message(s) for {} into {} ({} bytes). Only {} can open it.",
+            done.messages,
+            done.contact,
+            done.path.display(),
+            done.bytes,
+            done.contact
+        );
+    }
+    Ok(())
+}
+
+/// `strand import FILE`.
+async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
+    let file = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
+    let request = Request::Import {
+        path: file.display().to_string(),
+    };
+    let done: serde_json::Value = match ask(&ctx.dir, &request).await? {
+        Some(v) => v,
+        None => serde_json::to_value(open_profile(ctx)?.import_bundle(
+            &file,
+            strand_node::now(),
+            &mut os_rng(),
+        )?)?,
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "From {}: {} new message(s), {} already here, {} refused.",
+            done["contact"].as_str().unwrap_or_default(),
+            done["new"],
+            done["held"],
+            done["refused"]
+        );
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use rand_core::{CryptoRng, RngCore};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use strand_sync::limits::Time;
 use strand_sync::{
-    Chain, Contact, Endpoint, GroupId, Identity, Inbound, Invite, Key, Kind, Message,
+    AuthorId, Chain, Contact, Endpoint, GroupId, Identity, Inbound, Invite, Key, Kind, Message,
     PublicIdentity, Verdict,
 };
 use zeroize::Zeroizing;
@@ -941,28 +941,8 @@ impl Profile {
     /// writer) and records in it which were new.
     pub(crate) async fn store_inbound(&self, batch: Inbound) -> Result<Inbound, ProfileError> {
         let me = self.identity().public().sign;
-        self.write_txn_async(move |txn| {
-            let mut batch = batch;
-            let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
-            store
-                .look_ahead(
-                    batch
-                        .iter()
-                        .filter(|i| *i.verdict() == Verdict::Valid)
-                        .map(|i| (i.group(), i.message())),
-                )
-                .map_err(db_error)?;
-            for item in batch.iter_mut() {
-                if *item.verdict() == Verdict::Valid {
-                    let new = store
-                        .insert(item.group(), item.message())
-                        .map_err(db_error)?;
-                    item.set_stored(new);
-                }
-            }
-            Ok(batch)
-        })
-        .await
+        self.write_txn_async(move |txn| store_checked(txn, me, batch))
+            .await
     }
 
     /// The conversation with `contact`, oldest first.
@@ -982,6 +962,33 @@ impl Profile {
     pub fn store(&self) -> Result<RedbStore, ProfileError> {
         Ok(RedbStore::new(self.db()?, self.identity().public().sign))
     }
+}
+
+/// Stores the valid messages of a checked batch in `txn` and records in
+/// it which were new.
+pub(crate) fn store_checked(
+    txn: &WriteTransaction,
+    me: AuthorId,
+    mut batch: Inbound,
+) -> Result<Inbound, ProfileError> {
+    let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
+    store
+        .look_ahead(
+            batch
+                .iter()
+                .filter(|i| *i.verdict() == Verdict::Valid)
+                .map(|i| (i.group(), i.message())),
+        )
+        .map_err(db_error)?;
+    for item in batch.iter_mut() {
+        if *item.verdict() == Verdict::Valid {
+            let new = store
+                .insert(item.group(), item.message())
+                .map_err(db_error)?;
+            item.set_stored(new);
+        }
+    }
+    Ok(batch)
 }
 
 pub(crate) fn store_own(

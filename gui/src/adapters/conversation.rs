@@ -366,6 +366,49 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         });
         true
     });
+    let eweak = ui.as_weak();
+    adapter.on_start_export(move || {
+        let Some(ui) = eweak.upgrade() else { return };
+        let a = ui.global::<ConversationAdapter>();
+        a.set_drive_folder(drive_folder().to_string_lossy().into_owned().into());
+        a.set_exporting(true);
+    });
+    let eb = backend.clone();
+    let eweak = ui.as_weak();
+    adapter.on_export_bundle(move |folder| {
+        let Some(ui) = eweak.upgrade() else { return };
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        let folder = std::path::PathBuf::from(folder.trim());
+        eb.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let to = bundle_path(&folder, &contact);
+            let done = core.block_on(async move { node.export_bundle(&contact, &to).await });
+            match done {
+                Some(Ok(e)) => {
+                    let notice = format!(
+                        "Wrote {} message{} to {}. Only {} can open it: give it to them to import.",
+                        e.messages,
+                        if e.messages == 1 { "" } else { "s" },
+                        e.path.display(),
+                        e.contact
+                    );
+                    core.ui(move |ui| {
+                        let a = ui.global::<ConversationAdapter>();
+                        a.set_error("".into());
+                        a.set_notice(notice.into());
+                        a.set_exporting(false);
+                    });
+                }
+                Some(Err(e)) => {
+                    let message = format!("Not written: {}", strand_node::chain(&e));
+                    core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+                }
+                None => {}
+            }
+        });
+    });
     let sb = backend.clone();
     adapter.on_save_file(move |id| {
         let id = id.to_string();
@@ -576,4 +619,39 @@ fn send(core: &mut Core, contact: &str, text: &str) {
             core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
         }
     }
+}
+
+/// Where "Send by drive" offers to write: the first removable drive
+/// mounted for this user (`/media/USER/…`, `/run/media/USER/…`), else the
+/// downloads folder.
+fn drive_folder() -> std::path::PathBuf {
+    let user = std::env::var_os("USER").unwrap_or_default();
+    for root in ["/media", "/run/media"] {
+        let base = std::path::Path::new(root).join(&user);
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            let mut drives: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            drives.sort();
+            if let Some(first) = drives.into_iter().next() {
+                return first;
+            }
+        }
+    }
+    strand_node::downloads_dir()
+}
+
+/// A new bundle file's path in `folder`: `strand-for-NAME.strand`, or
+/// with ` (2)`, ` (3)`, … if that is taken.
+fn bundle_path(folder: &std::path::Path, contact: &str) -> std::path::PathBuf {
+    let stem = format!("strand-for-{}", strand_node::safe_name(contact));
+    let mut path = folder.join(format!("{stem}.strand"));
+    let mut n = 2;
+    while path.exists() {
+        path = folder.join(format!("{stem} ({n}).strand"));
+        n += 1;
+    }
+    path
 }

@@ -20,6 +20,44 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     ui.global::<NetworkAdapter>()
         .on_remove_relay(move |text| change_relay(&b, weak.clone(), text.to_string(), false));
     let b = backend.clone();
+    ui.global::<NetworkAdapter>().on_import_bundle(move |path| {
+        let path = std::path::PathBuf::from(path.as_str());
+        b.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let Some(done) = core.block_on(async move { node.import_bundle(&path).await }) else {
+                return;
+            };
+            let (ok, text) = match done {
+                Ok(i) => (
+                    true,
+                    format!(
+                        "From {}: {} new message{}, {} already here{}.",
+                        i.contact,
+                        i.new,
+                        if i.new == 1 { "" } else { "s" },
+                        i.held,
+                        if i.refused > 0 {
+                            format!(", {} refused", i.refused)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ),
+                Err(e) => (false, format!("Not imported: {}", strand_node::chain(&e))),
+            };
+            core.ui(move |ui| {
+                let a = ui.global::<NetworkAdapter>();
+                a.set_import_ok(ok);
+                a.set_import_result(text.into());
+                if ok {
+                    a.set_importing(false);
+                }
+            });
+        });
+    });
+    let b = backend.clone();
     let weak = ui.as_weak();
     ui.global::<NetworkAdapter>().on_dial(move |text| {
         let Some(ui) = weak.upgrade() else { return };

@@ -8,6 +8,8 @@
 //!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
+//! - `drive`: import a bundle from a drive, and write one for a contact
+//!   (issue 15).
 //! - `files`: attach a file, receive an image with its preview, save it.
 //! - `groups`: the groups screen against a second node: make a group, read
 //!   a member's text with its author, add and remove members (issue 14).
@@ -22,6 +24,7 @@
 //!   contact; every address in full (issue 12).
 
 mod contacts;
+mod drive;
 mod files;
 mod groups;
 mod keyboard;

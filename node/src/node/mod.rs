@@ -199,6 +199,13 @@ pub enum NodeEvent {
         /// How many.
         count: usize,
     },
+    /// A bundle from a removable drive brought new messages.
+    Imported {
+        /// The contact who made it.
+        contact: String,
+        /// How many messages were new.
+        messages: usize,
+    },
     /// A message this node wrote went out to the contact.
     Sent {
         /// Contact name.
@@ -880,6 +887,50 @@ impl Node {
             Ok(Err(e)) => tracing::warn!("following a group change failed: {e}"),
             Err(_) => {}
         }
+    }
+
+    /// Writes a bundle of everything shared with `contact` to a new file
+    /// (see [`crate::Profile::export_bundle`]).
+    pub async fn export_bundle(
+        &self,
+        contact: &str,
+        to: &std::path::Path,
+    ) -> Result<crate::Exported, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let (contact, to) = (contact.to_owned(), to.to_path_buf());
+        let now = self.shared.clock.now();
+        tokio::task::spawn_blocking(move || {
+            profile.export_bundle(&contact, &to, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)?
+    }
+
+    /// Takes in a bundle file (see [`crate::Profile::import_bundle`]) and
+    /// hands what it brought to live sessions: the contact's other links
+    /// and group members get it as if it had arrived over a link.
+    pub async fn import_bundle(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::Imported, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let path = path.to_path_buf();
+        let now = self.shared.clock.now();
+        let mut imported =
+            tokio::task::spawn_blocking(move || profile.import_bundle(&path, now, &mut os_rng()))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        for (group, key) in &imported.stored {
+            self.shared.registry.announce(*group, *key, None);
+        }
+        self.after_group_change(std::mem::take(&mut imported.written));
+        if imported.new > 0 {
+            let _ = self.shared.events.send(NodeEvent::Imported {
+                contact: imported.contact.clone(),
+                messages: imported.new,
+            });
+        }
+        Ok(imported)
     }
 
     /// Hands what a group operation wrote to live sessions, and the epochs

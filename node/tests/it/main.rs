@@ -12,6 +12,8 @@
 //! - `interop`: a js-libp2p relay carries Strand's sync; a js-libp2p
 //!   client uses `strand relay` (issue 12).
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
+//! - `bundles`: removable-drive bundles between profiles that never met
+//!   and from the command line (issue 15).
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
 //! - `expiry`: disappearing messages deleted on every node, and not
@@ -32,6 +34,7 @@
 //! - `views`: summaries and unread counts, paged conversations, read marks,
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
+mod bundles;
 mod cli;
 mod expiry;
 mod files;

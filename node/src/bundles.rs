@@ -1,0 +1,325 @@
+//! Removable drives (issue 15; `sync/PROTOCOL.md` §15): everything a
+//! contact may lack, in one bundle file only they can open, and taking
+//! such a file in.
+//!
+//! An export holds every message of the logs this user syncs with the
+//! contact (their conversation, and every group epoch both are in), except
+//! expired ones. An import checks the whole file before it stores
+//! anything (a bundle changed anywhere is refused, and nothing is
+//! stored), then checks each message as if it had come from that contact
+//! over a link, and stores the new ones. Importing a bundle twice changes
+//! nothing the second time.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use rand_core::{CryptoRng, RngCore};
+use redb::ReadableDatabase;
+use strand_sync::{
+    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key, Kind,
+    Message, Store, Time, Verdict, BUNDLE_HEADER_LEN,
+};
+
+use crate::profile::{db_error, io_error};
+use crate::schema::MESSAGES;
+use crate::{Profile, ProfileError};
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exported {
+    /// The contact it is for.
+    pub contact: String,
+    /// Messages in it.
+    pub messages: usize,
+    /// The file's size.
+    pub bytes: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// What an import took in.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Imported {
+    /// The contact who made it.
+    pub contact: String,
+    /// Messages stored now.
+    pub new: usize,
+    /// Messages this device already had.
+    pub held: usize,
+    /// Messages refused (invalid, expired, or of a log not shared with
+    /// that contact).
+    pub refused: usize,
+    /// The new messages, for live sessions.
+    #[serde(skip)]
+    pub(crate) stored: Vec<(GroupId, Key)>,
+    /// What following the group changes it brought wrote.
+    #[serde(skip)]
+    pub(crate) written: crate::groups::Written,
+}
+
+/// What one import pass did.
+#[derive(Default)]
+struct Pass {
+    new: usize,
+    held: usize,
+    refused: usize,
+    /// Refused as of a log not (yet) shared with the contact.
+    unknown: usize,
+    stored: Vec<(GroupId, Key)>,
+    /// Stored welcomes and membership changes.
+    changes: Vec<(GroupId, Key)>,
+}
+
+fn bundle_error(e: BundleError) -> ProfileError {
+    ProfileError::Bundle(e.to_string())
+}
+
+/// Reads a bundle's frames in order, giving each frame's messages to
+/// `each`; errors unless the file is one whole bundle.
+fn read_frames(
+    path: &Path,
+    contact: &Contact,
+    mut each: impl FnMut(&BundleReader, Vec<(GroupId, Message)>) -> Result<(), ProfileError>,
+) -> Result<(), ProfileError> {
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; BUNDLE_HEADER_LEN];
+    r.read_exact(&mut header)
+        .map_err(|_| bundle_error(BundleError::NotABundle))?;
+    let mut reader = BundleReader::new(&header, contact);
+    let mut sealed = Vec::new();
+    loop {
+        let mut prefix = [0u8; 4];
+        match r.read(&mut prefix[..1]) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
+        r.read_exact(&mut prefix[1..])
+            .map_err(|_| bundle_error(BundleError::Truncated))?;
+        let len = BundleReader::frame_len(prefix).map_err(bundle_error)?;
+        sealed.resize(len, 0);
+        r.read_exact(&mut sealed)
+            .map_err(|_| bundle_error(BundleError::Truncated))?;
+        let messages = reader.open(&sealed).map_err(bundle_error)?;
+        each(&reader, messages)?;
+    }
+    if !reader.is_done() {
+        return Err(bundle_error(BundleError::Truncated));
+    }
+    Ok(())
+}
+
+impl Profile {
+    /// Writes everything this user syncs with `contact` into a new bundle
+    /// file at `to`, sealed for them. Refuses to replace a file.
+    pub fn export_bundle(
+        &self,
+        contact: &str,
+        to: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Exported, ProfileError> {
+        let record = self.contact(contact)?;
+        let sync = self.sync_contact(&record)?;
+        if to.exists() {
+            return Err(ProfileError::Bundle(format!(
+                "{} already exists: give a new file name",
+                to.display()
+            )));
+        }
+        let tmp = to.with_file_name(format!(
+            ".{}.strand-partial",
+            to.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let result = self.write_bundle(&sync, &tmp, now, rng);
+        let messages = match result {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // Not over a file that appeared meanwhile.
+        if to.exists() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ProfileError::Bundle(format!(
+                "{} already exists: give a new file name",
+                to.display()
+            )));
+        }
+        std::fs::rename(&tmp, to).map_err(|e| io_error(to, e))?;
+        let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
+        Ok(Exported {
+            contact: record.name,
+            messages,
+            bytes,
+            path: to.to_path_buf(),
+        })
+    }
+
+    fn write_bundle(
+        &self,
+        contact: &Contact,
+        path: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<usize, ProfileError> {
+        let file = {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(path).map_err(|e| io_error(path, e))?
+        };
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let (mut writer, header) = BundleWriter::new(&self.identity(), contact, now, rng);
+        out.write_all(&header).map_err(|e| io_error(path, e))?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let mut count = 0;
+        for group in &contact.groups {
+            let mut lo = [0u8; 72];
+            lo[..32].copy_from_slice(&group.id.0);
+            let mut hi = [0xffu8; 72];
+            hi[..32].copy_from_slice(&group.id.0);
+            for entry in messages.range(lo..=hi).map_err(db_error)? {
+                let (_, v) = entry.map_err(db_error)?;
+                let Ok(msg) = Message::decode(v.value().to_vec()) else {
+                    continue;
+                };
+                if msg.expires().is_some_and(|e| e <= now) {
+                    continue;
+                }
+                if let Some(frame) = writer.push(&group.id, &msg) {
+                    out.write_all(&frame).map_err(|e| io_error(path, e))?;
+                }
+                count += 1;
+            }
+        }
+        out.write_all(&writer.finish())
+            .map_err(|e| io_error(path, e))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error(path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(path, e))?;
+        Ok(count)
+    }
+
+    /// One pass over a bundle that opened: checks and stores its messages.
+    fn import_pass(&self, path: &Path, contact: &Contact, now: Time) -> Result<Pass, ProfileError> {
+        let me = self.identity().public().sign;
+        let mut pass = Pass::default();
+        read_frames(path, contact, |_, messages| {
+            let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
+            for (group, msg) in messages {
+                match by_group.last_mut() {
+                    Some((g, list)) if *g == group => list.push(msg),
+                    _ => by_group.push((group, vec![msg])),
+                }
+            }
+            for (group, list) in by_group {
+                let Some(g) = contact.groups.iter().find(|g| g.id == group) else {
+                    pass.refused += list.len();
+                    pass.unknown += list.len();
+                    continue;
+                };
+                let mut batch = Inbound::new(g, list);
+                let view = self.read_view()?;
+                batch
+                    .skip_held(|g, k| view.contains(g, k))
+                    .map_err(db_error)?;
+                batch.verify(now);
+                let batch =
+                    self.write_txn(move |txn| crate::profile::store_checked(txn, me, batch))?;
+                for item in batch.iter() {
+                    match item.verdict() {
+                        Verdict::Stored { new: true } => {
+                            pass.new += 1;
+                            pass.stored.push((*item.group(), item.key()));
+                            let kind = item.message().kind();
+                            if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {
+                                pass.changes.push((*item.group(), item.key()));
+                            }
+                        }
+                        Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,
+                        _ => pass.refused += 1,
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(pass)
+    }
+
+    /// Takes in a bundle file made for this user by a contact: checks all
+    /// of it first (a changed, cut or foreign file is refused and nothing
+    /// is stored), then stores each message it lacks, checked as if the
+    /// contact had sent it. Follows group changes it brought in.
+    pub fn import_bundle(
+        &self,
+        path: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Imported, ProfileError> {
+        let mut header = [0u8; BUNDLE_HEADER_LEN];
+        {
+            let mut f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+            f.read_exact(&mut header)
+                .map_err(|_| bundle_error(BundleError::NotABundle))?;
+        }
+        let book = self.book();
+        let Some(contact) = bundle_contact(&header, &book.sync).map_err(bundle_error)? else {
+            return Err(bundle_error(BundleError::Foreign));
+        };
+        let name = book
+            .sync_contact(&contact.public)
+            .map(|(r, _)| r.name.clone())
+            .unwrap_or_default();
+        let me = self.identity().public().sign;
+        // First: the whole file opens, and was made by them.
+        let mut maker = None;
+        read_frames(path, contact, |reader, _| {
+            maker = reader.meta().map(|m| m.maker);
+            Ok(())
+        })?;
+        if maker == Some(me) {
+            return Err(ProfileError::Bundle(format!(
+                "you made this bundle, for {name:?}: it is theirs to import"
+            )));
+        }
+        // Then check and store, a frame at a time. Groups the bundle
+        // brings (a welcome in the 1:1 conversation) are only known once
+        // their welcome is stored and followed, so their messages are
+        // taken on another pass (at most a few: each follows a change).
+        let mut imported = Imported {
+            contact: name,
+            ..Imported::default()
+        };
+        let mut earlier = 0;
+        for _ in 0..4 {
+            let book = self.book();
+            let Some((_, contact)) = book.sync_contact(&contact.public) else {
+                return Err(ProfileError::Closed);
+            };
+            let pass = self.import_pass(path, contact, now)?;
+            imported.new += pass.new;
+            imported.held = pass.held.saturating_sub(earlier);
+            imported.refused = pass.refused;
+            earlier += pass.new;
+            imported.stored.extend(pass.stored);
+            if pass.changes.is_empty() {
+                break;
+            }
+            let written = self.apply_group_messages(&pass.changes, now, rng)?;
+            imported.written.messages.extend(written.messages);
+            imported.written.epochs |= written.epochs;
+            if pass.unknown == 0 {
+                break;
+            }
+        }
+        Ok(imported)
+    }
+}

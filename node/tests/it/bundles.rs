@@ -1,0 +1,199 @@
+//! Removable drives (issue 15): a bundle made for a contact who was never
+//! met carries the conversation, a file and a group; only that contact
+//! opens it; it is taken in once however often it is imported; a changed,
+//! cut, foreign or own bundle is refused and changes nothing stored.
+
+use std::path::Path;
+
+use strand_node::{os_rng, Conversation, Profile};
+
+use crate::cli::{eventually, Killed, User};
+use crate::hub::{befriend, profile};
+
+const NOW: fn() -> u64 = strand_node::now;
+
+/// Every message of Ben's conversation with Ann and of the group, as
+/// (text, file name) pairs: what the user sees.
+fn seen(p: &Profile) -> (Vec<String>, Vec<String>) {
+    let texts = p
+        .conversation("ann")
+        .unwrap()
+        .into_iter()
+        .map(|m| match m.file {
+            Some(f) => format!("[file {} complete={}]", f.name, f.complete()),
+            None => m.text,
+        })
+        .collect();
+    let group = p
+        .group_conversation("desk")
+        .map(|c| c.into_iter().map(|m| m.message.text).collect())
+        .unwrap_or_default();
+    (texts, group)
+}
+
+fn flip(from: &Path, to: &Path, at: usize) {
+    let mut bytes = std::fs::read(from).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x01;
+    std::fs::write(to, bytes).unwrap();
+}
+
+#[test]
+fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    let mut rng = os_rng();
+    // Ann and Ben never meet: everything goes by drive.
+    for i in 0..30 {
+        ann.write("ben", &format!("text {i}"), NOW(), &mut rng)
+            .unwrap();
+    }
+    let doc = tmp.path().join("minutes.txt");
+    let body: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&doc, &body).unwrap();
+    ann.send_file(Conversation::Contact("ben"), &doc, NOW(), &mut rng)
+        .unwrap();
+    ann.create_group("desk", &["ben".into()], NOW(), &mut rng)
+        .unwrap();
+    for i in 0..5 {
+        ann.write_group("desk", &format!("group text {i}"), NOW(), &mut rng)
+            .unwrap();
+    }
+
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir(&drive).unwrap();
+    let bundle = drive.join("for-ben.strand");
+    let made = ann.export_bundle("ben", &bundle, NOW(), &mut rng).unwrap();
+    // 30 texts, the file's manifest and 3 chunks, the welcome, the
+    // group's 5 texts and Ann's chosen name is not written offline.
+    assert!(made.messages >= 30 + 1 + 3 + 1 + 5, "{made:?}");
+    assert_eq!(made.bytes, std::fs::metadata(&bundle).unwrap().len());
+    // An existing file is never replaced.
+    let out = ann.export_bundle("ben", &bundle, NOW(), &mut rng);
+    assert!(out.unwrap_err().to_string().contains("already exists"));
+    assert!(ann
+        .export_bundle("nobody", &drive.join("x"), NOW(), &mut rng)
+        .is_err());
+    assert!(!drive.join("x").exists());
+
+    let before = seen(&ben);
+    assert!(before.0.is_empty());
+    let refused = |p: &Profile, path: &Path, says: &str| {
+        let e = p.import_bundle(path, NOW(), &mut os_rng()).unwrap_err();
+        assert!(e.to_string().contains(says), "{e}");
+    };
+    // One byte changed, anywhere: refused, nothing stored.
+    let len = std::fs::metadata(&bundle).unwrap().len() as usize;
+    for at in [45, len / 2, len - 1] {
+        let bad = drive.join(format!("changed-{at}"));
+        flip(&bundle, &bad, at);
+        refused(&ben, &bad, "damaged or was changed");
+    }
+    // Cut short, or with bytes added: refused.
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(drive.join("cut"), &bytes[..len - 100]).unwrap();
+    refused(&ben, &drive.join("cut"), "cut short");
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[0, 0, 0, 16]);
+    longer.extend_from_slice(&[7; 16]);
+    std::fs::write(drive.join("longer"), &longer).unwrap();
+    refused(&ben, &drive.join("longer"), "data after its end");
+    // A changed header names no contact.
+    flip(&bundle, &drive.join("header"), 30);
+    refused(&ben, &drive.join("header"), "not for you");
+    // Not a bundle at all.
+    std::fs::write(drive.join("photo.jpg"), b"\xff\xd8\xff\xe0 not a bundle").unwrap();
+    refused(&ben, &drive.join("photo.jpg"), "not a Strand bundle");
+    // Cat is Ben's contact, not Ann's: not for her. Ann made it: hers
+    // to give, not to import.
+    refused(&cat, &bundle, "not for you");
+    refused(&ann, &bundle, "you made this bundle");
+    assert_eq!(seen(&ben), before, "nothing stored by any refusal");
+
+    // Ben takes it in: every message once, the file whole, the group.
+    let got = ben.import_bundle(&bundle, NOW(), &mut rng).unwrap();
+    assert_eq!(got.contact, "ann");
+    assert_eq!(got.new, made.messages, "{got:?}");
+    assert_eq!((got.held, got.refused), (0, 0), "{got:?}");
+    let (texts, group) = seen(&ben);
+    // Each once (texts written in the same millisecond show in id order).
+    let mut sorted = texts.clone();
+    sorted.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("text {i}")).collect();
+    want.push("[file minutes.txt complete=true]".into());
+    want.sort();
+    assert_eq!(sorted, want);
+    assert_eq!(
+        group,
+        (0..5)
+            .map(|i| format!("group text {i}"))
+            .collect::<Vec<_>>()
+    );
+    let id = ben
+        .conversation("ann")
+        .unwrap()
+        .into_iter()
+        .find(|m| m.file.is_some())
+        .unwrap()
+        .key
+        .id
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let saved = ben.save_file(&id, &tmp.path().join("saved")).unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), body);
+
+    // Again: no change.
+    let again = ben.import_bundle(&bundle, NOW(), &mut rng).unwrap();
+    assert_eq!((again.new, again.held), (0, made.messages), "{again:?}");
+    assert_eq!(seen(&ben), (texts, group));
+}
+
+/// `strand export` and `strand import` between two real processes' profiles
+/// (never linked): offline on both sides, then into a running node.
+#[test]
+fn export_and_import_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let b = User::init(tmp.path(), "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    b.ok(&["add", &a.invite(), "--name", "alice"]);
+    a.ok(&["send", "bob", "by drive"]);
+    let file = tmp.path().join("bob.strand");
+    let out = a.ok(&["export", "bob", "--to", file.to_str().unwrap()]);
+    assert!(out.contains("Only bob can open it"), "{out}");
+    let out = a.cmd(&["export", "bob", "--to", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let bad = tmp.path().join("bad.strand");
+    flip(&file, &bad, 60);
+    let out = b.cmd(&["import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged or was changed"));
+    assert!(b.read("alice").is_empty());
+
+    let out = b.ok(&["import", file.to_str().unwrap()]);
+    assert!(out.contains("From alice: 1 new message(s)"), "{out}");
+    assert_eq!(b.read("alice")[0]["text"], "by drive");
+
+    // Into Bob's running node: the node takes it (and would hand it on).
+    a.ok(&["send", "bob", "second trip"]);
+    let file2 = tmp.path().join("bob-2.strand");
+    a.ok(&["export", "bob", "--to", file2.to_str().unwrap()]);
+    let (run, _) = b.run(&[]);
+    let _run = Killed(run);
+    let out = b.ok(&["import", file2.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["new"].as_u64(), v["held"].as_u64()), (Some(1), Some(1)));
+    eventually("Bob reads it", std::time::Duration::from_secs(30), || {
+        b.read("alice").iter().any(|m| m["text"] == "second trip")
+    });
+}
