@@ -161,8 +161,15 @@ async fn a_stranger_on_the_same_relay_gets_nothing() {
     // Mallory has had time to dial (its dial loop starts at once).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let sa = na.status().await;
-    assert_eq!(sa.sessions, 1, "only Bob: {:?}", sa.seen);
-    assert!(sa.seen.iter().all(|c| c.contact == "bob"));
+    // Bob's, and only his: a second link to Bob may be up for a moment
+    // while the session moves to a hole-punched one (CI saw 2 once).
+    assert!(
+        (1..=2).contains(&sa.sessions),
+        "only Bob: {} sessions, {:?}",
+        sa.sessions,
+        sa.seen
+    );
+    assert!(sa.seen.iter().all(|c| c.contact == "bob"), "{:?}", sa.seen);
     let ss = ns.status().await;
     assert_eq!(ss.sessions, 0);
     assert!(ss.seen.is_empty(), "Mallory never had a session");
