@@ -68,6 +68,8 @@ pub struct GroupMember {
     /// The name the member chose for themselves (§14.1), if they said;
     /// `None` for the user.
     pub chosen: Option<String>,
+    /// The user themselves (whatever name another member chose).
+    pub me: bool,
     /// May remove members.
     pub admin: bool,
     /// Created the group.
@@ -248,6 +250,14 @@ impl Profile {
     /// The names members of a group chose for themselves: each member's
     /// newest NAME message across the group's epochs (§14.1).
     fn chosen_names(&self, chain: &Chain) -> Result<HashMap<AuthorId, String>, ProfileError> {
+        self.chosen_names_in(chain.epochs())
+    }
+
+    /// [`Profile::chosen_names`] over some epochs of a group.
+    fn chosen_names_in<'a>(
+        &self,
+        epochs: impl Iterator<Item = &'a Epoch>,
+    ) -> Result<HashMap<AuthorId, String>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let names = match txn.open_table(NAMES) {
             Ok(t) => t,
@@ -256,7 +266,7 @@ impl Profile {
         };
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut newest: HashMap<AuthorId, ([u8; 40], String)> = HashMap::new();
-        for epoch in chain.epochs() {
+        for epoch in epochs {
             let mut lo = [0u8; 64];
             lo[..32].copy_from_slice(&epoch.id().0);
             let mut hi = [0xffu8; 64];
@@ -308,7 +318,10 @@ impl Profile {
             let Head::Member(head) = chain.head() else {
                 continue;
             };
-            if self.chosen_names(chain)?.get(&me).map(String::as_str) != Some(identity.name()) {
+            // Each epoch needs it: members who join later read only the
+            // epochs from theirs on.
+            let there = self.chosen_names_in(std::iter::once(head))?;
+            if there.get(&me).map(String::as_str) != Some(identity.name()) {
                 heads.push(head.group().clone());
             }
         }
@@ -346,6 +359,7 @@ impl Profile {
                     name,
                     verified,
                     chosen: chosen.get(&m.public.sign).filter(|_| !me).cloned(),
+                    me,
                     admin: m.admin,
                     creator: m.public.sign == epoch.creator,
                 }
@@ -404,11 +418,14 @@ impl Profile {
             }
             Ok(keys)
         })?;
+        let root = epoch.root;
         let mut chains = (*self.chains()).clone();
         chains.push(Chain::new(epoch));
         self.set_chains(chains);
+        let mut messages = written;
+        messages.extend(self.names_for(root, now, rng));
         Ok(Written {
-            messages: written,
+            messages,
             epochs: true,
         })
     }
@@ -518,10 +535,29 @@ impl Profile {
                 .map_err(db_error)?;
         }
         self.set_chains(chains);
+        let mut messages = written;
+        messages.extend(self.names_for(head.root, now, rng));
         Ok(Written {
-            messages: written,
+            messages,
             epochs: true,
         })
+    }
+
+    /// This user's chosen name written into a group's newest epoch if it
+    /// is not there yet; a failure is logged, not fatal (the change it
+    /// follows stands).
+    fn names_for(
+        &self,
+        root: GroupId,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<(GroupId, Key)> {
+        let only = std::collections::BTreeSet::from([root]);
+        self.write_chosen_names(Some(&only), now, rng)
+            .unwrap_or_else(|e| {
+                tracing::warn!("your name was not written to a group: {e}");
+                Vec::new()
+            })
     }
 
     /// Writes a text to a group's newest epoch.
@@ -637,9 +673,10 @@ impl Profile {
             messages: Vec::new(),
             epochs: !new_epochs.is_empty(),
         };
-        written
-            .messages
-            .extend(self.write_chosen_names(Some(&dirty), now, rng)?);
+        match self.write_chosen_names(Some(&dirty), now, rng) {
+            Ok(names) => written.messages.extend(names),
+            Err(e) => tracing::warn!("your name was not written to a group: {e}"),
+        }
         for (head, change) in reissue {
             let welcome_to = match &change {
                 Change::Add { public, .. } => book

@@ -363,21 +363,17 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let Some(Ok((messages, members, summary, addable, timer))) = read else {
         return;
     };
-    let creator = members.iter().any(|m| m.name == "me" && m.creator);
+    let creator = members.iter().any(|m| m.me && m.creator);
     let members: Vec<GroupMemberItem> = members
         .into_iter()
         .map(|m| GroupMemberItem {
-            me: m.name == "me",
+            me: m.me,
             note: match &m.chosen {
                 _ if !m.verified => "unverified: not your contact".into(),
                 Some(c) if *c != m.name => format!("calls themselves “{c}”").into(),
                 _ => SharedString::new(),
             },
-            name: if m.name == "me" {
-                "You".into()
-            } else {
-                m.name.into()
-            },
+            name: if m.me { "You".into() } else { m.name.into() },
             verified: m.verified,
             admin: m.admin,
             creator: m.creator,

@@ -233,10 +233,13 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
         .unwrap();
     cat.add_contact(&ben.identity().invite(), "ben", 0, &mut rng)
         .unwrap();
+    let dan = profile(tmp.path(), "dan");
+    befriend(&ann, &dan);
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
     let cat = start(cat, &hub).await;
+    let dan = start(dan, &hub).await;
 
     ann.create_group("desk", &["ben".into()]).await.unwrap();
     until("Ben joins", || is_member(&ben, "desk") == Some(true)).await;
@@ -292,6 +295,22 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
         .collect();
     assert_eq!(named_ben.len(), 2);
     assert!(named_ben.contains(&true) && named_ben.contains(&false));
+    // Dan, Ann's contact only, joins later: he reads only the new epoch,
+    // and still sees the names Ben and Cat chose (each writes it into
+    // every new epoch), not the names they were added under.
+    ann.change_group("desk", GroupAction::Add("dan".into()))
+        .await
+        .unwrap();
+    until("Dan sees the names they chose", || {
+        members(&dan, "desk") == ["ann", "ben", "ben", "me"]
+    })
+    .await;
+    assert!(dan
+        .profile()
+        .group_members("desk")
+        .unwrap()
+        .iter()
+        .all(|m| m.me || m.name == "ann" || !m.verified));
     // "ben" in a command means the contact, never the member who chose
     // his name.
     ann.change_group("desk", GroupAction::Remove("ben".into()))
@@ -299,9 +318,10 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
         .unwrap();
     until("Ben is out", || is_member(&ben, "desk") == Some(false)).await;
     assert_eq!(is_member(&cat, "desk"), Some(true));
-    assert_eq!(members(&ann, "desk"), ["ben", "me"]);
+    assert_eq!(members(&ann, "desk"), ["ben", "dan", "me"]);
     assert!(!entry(&ann, "ben").unwrap().verified);
 
+    dan.shutdown().await;
     ann.shutdown().await;
     ben.shutdown().await;
     cat.shutdown().await;
