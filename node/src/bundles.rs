@@ -20,6 +20,7 @@ use strand_sync::{
     Message, Store, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
+use crate::node::budget::{Budgets, Ledger};
 use crate::profile::{db_error, io_error};
 use crate::schema::MESSAGES;
 use crate::{Profile, ProfileError};
@@ -49,6 +50,11 @@ pub struct Imported {
     /// Messages refused (invalid, expired, or of a log not shared with
     /// that contact).
     pub refused: usize,
+    /// Messages declined: over your storage budget for that contact.
+    pub over_budget: usize,
+    /// Why the import stopped before the end of the file, if it did
+    /// (what was stored stays; importing again finishes it).
+    pub incomplete: Option<String>,
     /// The new messages, for live sessions.
     #[serde(skip)]
     pub(crate) stored: Vec<(GroupId, Key)>,
@@ -63,26 +69,35 @@ struct Pass {
     new: usize,
     held: usize,
     refused: usize,
+    over_budget: usize,
     /// Refused as of a log not (yet) shared with the contact.
     unknown: usize,
     stored: Vec<(GroupId, Key)>,
-    /// Stored welcomes and membership changes.
+    /// Welcomes and membership changes stored or already here.
     changes: Vec<(GroupId, Key)>,
+    /// Why the pass stopped early, if it did.
+    error: Option<ProfileError>,
 }
+
+/// Most passes over one bundle: each follows one more epoch of a group.
+const MAX_PASSES: usize = 64;
 
 fn bundle_error(e: BundleError) -> ProfileError {
     ProfileError::Bundle(e.to_string())
 }
 
-/// Reads a bundle's frames in order, giving each frame's messages to
-/// `each`; errors unless the file is one whole bundle.
+/// Reads a bundle's frames in order from the start of `file`, giving
+/// each frame's messages to `each`; errors unless the file is one whole
+/// bundle.
 fn read_frames(
+    file: &mut std::fs::File,
     path: &Path,
     contact: &Contact,
     mut each: impl FnMut(&BundleReader, Vec<(GroupId, Message)>) -> Result<(), ProfileError>,
 ) -> Result<(), ProfileError> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    use std::io::Seek;
+    file.rewind().map_err(|e| io_error(path, e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, &mut *file);
     let mut header = [0u8; BUNDLE_HEADER_LEN];
     r.read_exact(&mut header)
         .map_err(|_| bundle_error(BundleError::NotABundle))?;
@@ -122,35 +137,7 @@ impl Profile {
     ) -> Result<Exported, ProfileError> {
         let record = self.contact(contact)?;
         let sync = self.sync_contact(&record)?;
-        if to.exists() {
-            return Err(ProfileError::Bundle(format!(
-                "{} already exists: give a new file name",
-                to.display()
-            )));
-        }
-        let tmp = to.with_file_name(format!(
-            ".{}.strand-partial",
-            to.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        let result = self.write_bundle(&sync, &tmp, now, rng);
-        let messages = match result {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        // Not over a file that appeared meanwhile.
-        if to.exists() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(ProfileError::Bundle(format!(
-                "{} already exists: give a new file name",
-                to.display()
-            )));
-        }
-        std::fs::rename(&tmp, to).map_err(|e| io_error(to, e))?;
+        let messages = self.write_bundle(&sync, to, now, rng)?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
@@ -167,13 +154,40 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<usize, ProfileError> {
+        // Created new: never over a file that exists, even one made a
+        // moment ago.
         let file = {
             let mut o = std::fs::OpenOptions::new();
             o.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            o.open(path).map_err(|e| io_error(path, e))?
+            match o.open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(ProfileError::Bundle(format!(
+                        "{} already exists: give a new file name",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(io_error(path, e)),
+            }
         };
+        // No half bundle is left behind.
+        let written = self.fill_bundle(file, contact, path, now, rng);
+        if written.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        written
+    }
+
+    fn fill_bundle(
+        &self,
+        file: std::fs::File,
+        contact: &Contact,
+        path: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<usize, ProfileError> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let (mut writer, header) = BundleWriter::new(&self.identity(), contact, now, rng);
         out.write_all(&header).map_err(|e| io_error(path, e))?;
@@ -208,11 +222,20 @@ impl Profile {
         Ok(count)
     }
 
-    /// One pass over a bundle that opened: checks and stores its messages.
-    fn import_pass(&self, path: &Path, contact: &Contact, now: Time) -> Result<Pass, ProfileError> {
+    /// One pass over a bundle that opened: checks its messages as a link
+    /// would (budgets included) and stores them.
+    fn import_pass(
+        &self,
+        file: &mut std::fs::File,
+        path: &Path,
+        contact: &Contact,
+        ledger: &Ledger,
+        budgets: &Budgets,
+        now: Time,
+    ) -> Result<Pass, ProfileError> {
         let me = self.identity().public().sign;
         let mut pass = Pass::default();
-        read_frames(path, contact, |_, messages| {
+        let result = read_frames(file, path, contact, |_, messages| {
             let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
             for (group, msg) in messages {
                 match by_group.last_mut() {
@@ -232,44 +255,78 @@ impl Profile {
                     .skip_held(|g, k| view.contains(g, k))
                     .map_err(db_error)?;
                 batch.verify(now);
-                let batch =
-                    self.write_txn(move |txn| crate::profile::store_checked(txn, me, batch))?;
+                ledger.apply(self, budgets, &mut batch)?;
+                let stored =
+                    self.write_txn(move |txn| crate::profile::store_checked(txn, me, batch));
+                let batch = match stored {
+                    Ok(b) => b,
+                    Err(e) => {
+                        ledger.forget();
+                        return Err(e);
+                    }
+                };
+                ledger.refund(self, &batch);
                 for item in batch.iter() {
+                    let kind = item.message().kind();
+                    let change = kind == Kind::WELCOME || kind == Kind::MEMBERSHIP;
                     match item.verdict() {
                         Verdict::Stored { new: true } => {
                             pass.new += 1;
                             pass.stored.push((*item.group(), item.key()));
-                            let kind = item.message().kind();
-                            if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {
-                                pass.changes.push((*item.group(), item.key()));
-                            }
                         }
                         Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,
-                        _ => pass.refused += 1,
+                        Verdict::Invalid(strand_sync::Invalid::OverBudget) => {
+                            pass.over_budget += 1;
+                            continue;
+                        }
+                        _ => {
+                            pass.refused += 1;
+                            continue;
+                        }
+                    }
+                    // Held ones too: an import cut short may have stored a
+                    // change it never followed.
+                    if change {
+                        pass.changes.push((*item.group(), item.key()));
                     }
                 }
             }
             Ok(())
-        })?;
+        });
+        pass.error = result.err();
         Ok(pass)
     }
 
     /// Takes in a bundle file made for this user by a contact: checks all
     /// of it first (a changed, cut or foreign file is refused and nothing
     /// is stored), then stores each message it lacks, checked as if the
-    /// contact had sent it. Follows group changes it brought in.
+    /// contact had sent it over a link, storage budgets included. Follows
+    /// group changes it brought in. If reading or storing fails after
+    /// the check (a drive pulled out), what was stored stays and
+    /// [`Imported::incomplete`] says why: importing again finishes it.
     pub fn import_bundle(
         &self,
         path: &Path,
+        budgets: &Budgets,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Imported, ProfileError> {
+        self.import_bundle_with(path, &Ledger::default(), budgets, now, rng)
+    }
+
+    /// [`Profile::import_bundle`] with the node's budget ledger.
+    pub(crate) fn import_bundle_with(
+        &self,
+        path: &Path,
+        ledger: &Ledger,
+        budgets: &Budgets,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Imported, ProfileError> {
+        let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
         let mut header = [0u8; BUNDLE_HEADER_LEN];
-        {
-            let mut f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-            f.read_exact(&mut header)
-                .map_err(|_| bundle_error(BundleError::NotABundle))?;
-        }
+        file.read_exact(&mut header)
+            .map_err(|_| bundle_error(BundleError::NotABundle))?;
         let book = self.book();
         let Some(contact) = bundle_contact(&header, &book.sync).map_err(bundle_error)? else {
             return Err(bundle_error(BundleError::Foreign));
@@ -281,7 +338,7 @@ impl Profile {
         let me = self.identity().public().sign;
         // First: the whole file opens, and was made by them.
         let mut maker = None;
-        read_frames(path, contact, |reader, _| {
+        read_frames(&mut file, path, contact, |reader, _| {
             maker = reader.meta().map(|m| m.maker);
             Ok(())
         })?;
@@ -293,30 +350,44 @@ impl Profile {
         // Then check and store, a frame at a time. Groups the bundle
         // brings (a welcome in the 1:1 conversation) are only known once
         // their welcome is stored and followed, so their messages are
-        // taken on another pass (at most a few: each follows a change).
+        // taken on another pass: one per epoch a chain of changes adds.
         let mut imported = Imported {
             contact: name,
             ..Imported::default()
         };
         let mut earlier = 0;
-        for _ in 0..4 {
+        for _ in 0..MAX_PASSES {
             let book = self.book();
             let Some((_, contact)) = book.sync_contact(&contact.public) else {
-                return Err(ProfileError::Closed);
+                imported.incomplete = Some("the contact was removed meanwhile".into());
+                break;
             };
-            let pass = self.import_pass(path, contact, now)?;
+            let pass = self.import_pass(&mut file, path, contact, ledger, budgets, now)?;
             imported.new += pass.new;
             imported.held = pass.held.saturating_sub(earlier);
             imported.refused = pass.refused;
+            imported.over_budget = pass.over_budget;
             earlier += pass.new;
             imported.stored.extend(pass.stored);
-            if pass.changes.is_empty() {
+            let mut epochs = false;
+            if !pass.changes.is_empty() {
+                match self.apply_group_messages(&pass.changes, now, rng) {
+                    Ok(written) => {
+                        epochs = written.epochs;
+                        imported.written.messages.extend(written.messages);
+                        imported.written.epochs |= written.epochs;
+                    }
+                    Err(e) => {
+                        imported.incomplete = Some(crate::chain(&e));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = pass.error {
+                imported.incomplete = Some(crate::chain(&e));
                 break;
             }
-            let written = self.apply_group_messages(&pass.changes, now, rng)?;
-            imported.written.messages.extend(written.messages);
-            imported.written.epochs |= written.epochs;
-            if pass.unknown == 0 {
+            if pass.unknown == 0 || !epochs {
                 break;
             }
         }

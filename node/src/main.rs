@@ -787,12 +787,20 @@ async fn save(ctx: &Ctx, id: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A path as the control socket carries it: UTF-8 only (any other would
+/// name a different file on the node's side).
+fn utf8(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{}: use a path that is valid UTF-8", path.display()))
+}
+
 /// `strand export NAME --to FILE`.
 async fn export(ctx: &Ctx, name: &str, to: &Path) -> Result<()> {
     let to = std::path::absolute(to).with_context(|| format!("{}", to.display()))?;
     let request = Request::Export {
         contact: name.to_owned(),
-        to: to.display().to_string(),
+        to: utf8(&to)?,
     };
     let done: strand_node::Exported = match ask(&ctx.dir, &request).await? {
         Some(v) => serde_json::from_value(v)?,
@@ -816,14 +824,13 @@ async fn export(ctx: &Ctx, name: &str, to: &Path) -> Result<()> {
 /// `strand import FILE`.
 async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
     let file = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
-    let request = Request::Import {
-        path: file.display().to_string(),
-    };
+    let request = Request::Import { path: utf8(&file)? };
     let done: serde_json::Value = match ask(&ctx.dir, &request).await? {
         Some(v) => v,
         None => serde_json::to_value(open_profile(ctx)?.import_bundle(
             &file,
-            strand_node::now(),
+            &strand_node::Budgets::default(),
+            now(),
             &mut os_rng(),
         )?)?,
     };
@@ -837,6 +844,15 @@ async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
             done["held"],
             done["refused"]
         );
+        if done["over_budget"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "{} message(s) declined: over your storage budget for them.",
+                done["over_budget"]
+            );
+        }
+    }
+    if let Some(why) = done["incomplete"].as_str() {
+        bail!("the import stopped before the end ({why}); what was stored stays: import the file again to finish");
     }
     Ok(())
 }

@@ -383,7 +383,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             let Some(node) = core.node.clone() else {
                 return;
             };
-            let to = bundle_path(&folder, &contact);
+            let to = bundle_path(&folder);
             let done = core.block_on(async move { node.export_bundle(&contact, &to).await });
             match done {
                 Some(Ok(e)) => {
@@ -643,10 +643,11 @@ fn drive_folder() -> std::path::PathBuf {
     strand_node::downloads_dir()
 }
 
-/// A new bundle file's path in `folder`: `strand-for-NAME.strand`, or
-/// with ` (2)`, ` (3)`, … if that is taken.
-fn bundle_path(folder: &std::path::Path, contact: &str) -> std::path::PathBuf {
-    let stem = format!("strand-for-{}", strand_node::safe_name(contact));
+/// A new bundle file's path in `folder`: `strand-bundle.strand`, or with
+/// ` (2)`, ` (3)`, … if that is taken. The name does not say for whom
+/// (whoever finds the drive learns nothing from it).
+fn bundle_path(folder: &std::path::Path) -> std::path::PathBuf {
+    let stem = "strand-bundle";
     let mut path = folder.join(format!("{stem}.strand"));
     let mut n = 2;
     while path.exists() {

@@ -30,21 +30,29 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 return;
             };
             let (ok, text) = match done {
-                Ok(i) => (
-                    true,
-                    format!(
-                        "From {}: {} new message{}, {} already here{}.",
+                Ok(i) => {
+                    let mut text = format!(
+                        "From {}: {} new message{}, {} already here",
                         i.contact,
                         i.new,
                         if i.new == 1 { "" } else { "s" },
-                        i.held,
-                        if i.refused > 0 {
-                            format!(", {} refused", i.refused)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                ),
+                        i.held
+                    );
+                    if i.refused > 0 {
+                        text += &format!(", {} refused", i.refused);
+                    }
+                    if i.over_budget > 0 {
+                        text += &format!(", {} over your storage budget for them", i.over_budget);
+                    }
+                    text.push('.');
+                    match i.incomplete {
+                        Some(why) => (
+                            false,
+                            format!("{text} It stopped before the end ({why}): import it again to finish."),
+                        ),
+                        None => (true, text),
+                    }
+                }
                 Err(e) => (false, format!("Not imported: {}", strand_node::chain(&e))),
             };
             core.ui(move |ui| {

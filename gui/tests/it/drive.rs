@@ -91,13 +91,18 @@ fn bundles_are_imported_and_written_from_the_app() {
         c.invoke_export_bundle(drive.to_str().unwrap().into());
         assert!(h.pump_until(WAIT, || c.get_notice().starts_with("Wrote")));
         assert!(!c.get_exporting());
-        let to_bob = drive.join("strand-for-Bob.strand");
+        let to_bob = drive.join("strand-bundle.strand");
         assert!(to_bob.exists(), "{}", c.get_notice());
         // A second one does not replace it.
         c.invoke_export_bundle(drive.to_str().unwrap().into());
-        assert!(h.pump_until(WAIT, || drive.join("strand-for-Bob (2).strand").exists()));
+        assert!(h.pump_until(WAIT, || drive.join("strand-bundle (2).strand").exists()));
         let got = bob
-            .import_bundle(&to_bob, strand_node::now(), &mut os_rng())
+            .import_bundle(
+                &to_bob,
+                &Default::default(),
+                strand_node::now(),
+                &mut os_rng(),
+            )
             .unwrap();
         assert_eq!(got.contact, "Alice");
         assert!(bob

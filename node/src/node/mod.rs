@@ -916,10 +916,12 @@ impl Node {
         let profile = self.shared.profile.clone();
         let path = path.to_path_buf();
         let now = self.shared.clock.now();
-        let mut imported =
-            tokio::task::spawn_blocking(move || profile.import_bundle(&path, now, &mut os_rng()))
-                .await
-                .map_err(|_| ProfileError::Closed)??;
+        let (ledger, budgets) = (self.shared.ledger.clone(), self.shared.config.budgets);
+        let mut imported = tokio::task::spawn_blocking(move || {
+            profile.import_bundle_with(&path, &ledger, &budgets, now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
         for (group, key) in &imported.stored {
             self.shared.registry.announce(*group, *key, None);
         }

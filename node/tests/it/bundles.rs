@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use strand_node::{os_rng, Conversation, Profile};
+use strand_node::{os_rng, Budgets, Conversation, Profile};
 
 use crate::cli::{eventually, Killed, User};
 use crate::hub::{befriend, profile};
@@ -85,7 +85,9 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     let before = seen(&ben);
     assert!(before.0.is_empty());
     let refused = |p: &Profile, path: &Path, says: &str| {
-        let e = p.import_bundle(path, NOW(), &mut os_rng()).unwrap_err();
+        let e = p
+            .import_bundle(path, &Budgets::default(), NOW(), &mut os_rng())
+            .unwrap_err();
         assert!(e.to_string().contains(says), "{e}");
     };
     // One byte changed, anywhere: refused, nothing stored.
@@ -117,7 +119,9 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     assert_eq!(seen(&ben), before, "nothing stored by any refusal");
 
     // Ben takes it in: every message once, the file whole, the group.
-    let got = ben.import_bundle(&bundle, NOW(), &mut rng).unwrap();
+    let got = ben
+        .import_bundle(&bundle, &Budgets::default(), NOW(), &mut rng)
+        .unwrap();
     assert_eq!(got.contact, "ann");
     assert_eq!(got.new, made.messages, "{got:?}");
     assert_eq!((got.held, got.refused), (0, 0), "{got:?}");
@@ -151,7 +155,9 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     assert_eq!(std::fs::read(saved).unwrap(), body);
 
     // Again: no change.
-    let again = ben.import_bundle(&bundle, NOW(), &mut rng).unwrap();
+    let again = ben
+        .import_bundle(&bundle, &Budgets::default(), NOW(), &mut rng)
+        .unwrap();
     assert_eq!((again.new, again.held), (0, made.messages), "{again:?}");
     assert_eq!(seen(&ben), (texts, group));
 }
@@ -196,4 +202,43 @@ fn export_and_import_from_the_command_line() {
     eventually("Bob reads it", std::time::Duration::from_secs(30), || {
         b.read("alice").iter().any(|m| m["text"] == "second trip")
     });
+}
+
+/// An import is held to the storage budgets a link is: what is over is
+/// declined (and counted), nothing past the budget is stored, and a
+/// larger budget lets the rest in on the next import.
+#[test]
+fn an_import_keeps_to_the_storage_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    let text = "x".repeat(1000);
+    for _ in 0..20 {
+        ann.write("ben", &text, NOW(), &mut rng).unwrap();
+    }
+    let bundle = tmp.path().join("b.strand");
+    ann.export_bundle("ben", &bundle, NOW(), &mut rng).unwrap();
+    let small = Budgets {
+        per_contact: 10_000,
+        ..Budgets::default()
+    };
+    let got = ben.import_bundle(&bundle, &small, NOW(), &mut rng).unwrap();
+    assert!(got.new > 0 && got.over_budget > 0, "{got:?}");
+    assert_eq!(got.new + got.over_budget, 20);
+    let stored: usize = ben
+        .conversation("ann")
+        .unwrap()
+        .iter()
+        .map(|m| m.text.len())
+        .sum();
+    assert!(stored <= 10_000, "{stored} bytes of text stored");
+    let rest = ben
+        .import_bundle(&bundle, &Budgets::default(), NOW(), &mut rng)
+        .unwrap();
+    assert_eq!(
+        (rest.new, rest.held, rest.over_budget),
+        (got.over_budget, got.new, 0)
+    );
+    assert_eq!(ben.conversation("ann").unwrap().len(), 20);
 }
