@@ -4,7 +4,7 @@
 
 use slint::{ComponentHandle, Model};
 use strand_gui::{AddContactAdapter, ConversationAdapter, NetworkAdapter};
-use strand_node::{os_rng, KdfParams, Profile};
+use strand_node::os_rng;
 
 use crate::support::{on_ui, options, Gui, WAIT};
 
@@ -16,17 +16,7 @@ fn bundles_are_imported_and_written_from_the_app() {
         std::fs::create_dir(&drive).unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = Profile::create(
-            &tmp.path().join("bob"),
-            "Bob",
-            "bob pass",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap();
-        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
-        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
-            .unwrap();
+        let bob = gui.bob(tmp.path());
         gui.ui
             .global::<AddContactAdapter>()
             .invoke_add(bob.identity().invite().to_text().into(), "Bob".into());

@@ -3,7 +3,7 @@
 
 use slint::{ComponentHandle, Model};
 use strand_gui::{AddContactAdapter, ConversationAdapter, FilePickerAdapter, NetworkAdapter};
-use strand_node::{os_rng, Conversation, KdfParams, Node, Profile};
+use strand_node::{Conversation, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
 
@@ -16,17 +16,7 @@ fn files_are_sent_shown_and_saved_from_the_app() {
         std::env::set_var("STRAND_DOWNLOADS", &downloads);
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = Profile::create(
-            &tmp.path().join("bob"),
-            "Bob",
-            "bob pass",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap();
-        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
-        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
-            .unwrap();
+        let bob = gui.bob(tmp.path());
         let bob_code = bob.identity().invite().to_text();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();

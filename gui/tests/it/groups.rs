@@ -7,7 +7,7 @@ use strand_gui::{
     AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter,
     NetworkAdapter, Screen, SettingsAdapter,
 };
-use strand_node::{os_rng, GroupAction, KdfParams, Node, Profile};
+use strand_node::{os_rng, GroupAction, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
 
@@ -17,17 +17,7 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = Profile::create(
-            &tmp.path().join("bob"),
-            "Bob",
-            "bob pass",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap();
-        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
-        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
-            .unwrap();
+        let bob = gui.bob(tmp.path());
         let bob_code = bob.identity().invite().to_text();
         let carol = strand_sync::Identity::generate("Carol", &mut os_rng()).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();

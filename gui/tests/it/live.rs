@@ -8,7 +8,7 @@ use slint::{ComponentHandle, Model};
 use strand_gui::{
     AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter,
 };
-use strand_node::{os_rng, Delivery, KdfParams, Node, Profile};
+use strand_node::{Delivery, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
 
@@ -27,17 +27,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         gui.create(h, "Alice");
 
         // Bob: a second, real node with its own profile and runtime.
-        let bob = Profile::create(
-            &tmp.path().join("bob"),
-            "Bob",
-            "bob pass",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap();
-        let alice_invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
-        bob.add_contact(&alice_invite, "Alice", strand_node::now(), &mut os_rng())
-            .unwrap();
+        let bob = gui.bob(tmp.path());
         let bob_code = bob.identity().invite().to_text();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();

@@ -133,6 +133,28 @@ impl Gui {
         );
     }
 
+    /// Bob: a second profile in `root/bob` that has this window's user as
+    /// his contact "Alice" (the window does not have him yet).
+    pub fn bob(&self, root: &Path) -> strand_node::Profile {
+        let bob = strand_node::Profile::create(
+            &root.join("bob"),
+            "Bob",
+            "bob pass",
+            KdfParams::insecure_for_tests(),
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        let alice = strand_sync::Invite::from_text(&self.invite()).unwrap();
+        bob.add_contact(
+            &alice,
+            "Alice",
+            strand_node::now(),
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        bob
+    }
+
     pub fn invite(&self) -> String {
         self.ui
             .global::<strand_gui::AddContactAdapter>()
