@@ -65,6 +65,7 @@ mod bundle;
 mod codec;
 mod crypto;
 mod endpoint;
+mod envelope;
 mod file;
 mod frame;
 mod group;
@@ -90,6 +91,7 @@ pub use bundle::{
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
+pub use envelope::{AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN, ENVELOPE_SIZES};
 pub use file::{
     chunk_count, file_hash, FileHasher, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN,
 };

@@ -15,11 +15,14 @@
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.
 //! - `bundle`: drive bundles open only for their contact, whole and unchanged.
+//! - `envelope`: sealed envelopes open only for their recipient; carriers
+//!   see nothing linkable.
 
 mod beacon;
 mod bundle;
 mod collision;
 mod common;
+mod envelope;
 mod expiry;
 mod files;
 mod groups;

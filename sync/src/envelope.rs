@@ -1,0 +1,260 @@
+//! Sealed envelopes (PROTOCOL.md §16): a message sealed for its recipient
+//! so that people who carry it learn neither what it says, nor who wrote
+//! it, nor who it is for.
+//!
+//! The sealed content is the sender's ordinary message in the pair's 1:1
+//! group (§4): signed by the sender, encrypted under the pair's key. The
+//! envelope hides that message's header (group id, author) too: it is
+//! encrypted again to the recipient's key-agreement key with a fresh
+//! ephemeral key, and padded to one of a few sizes. What a carrier sees
+//! is the size bucket, a coarse expiry (to the hour), a copy count it may
+//! change, a random-looking ephemeral key, a short recognition tag and the
+//! hash of an acknowledgement token; every envelope's are unlinkable to
+//! every other's. The recipient recognises its envelopes with one X25519
+//! per envelope, and acknowledges one by revealing its token, which any
+//! carrier checks against the hash and then deletes its copy.
+//!
+//! This module is the format. What a recipient accepts from an opened
+//! envelope is decided like any message: it must be valid in the 1:1
+//! group of the contact it names, so a carrier cannot inject anything.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
+use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::crypto::{hash, kdf};
+use crate::identity::{Identity, PublicIdentity};
+use crate::limits::{Time, MAX_MESSAGE_LEN};
+use crate::message::Message;
+
+const VERSION: u8 = 1;
+/// Version, expiry hour, copies, ephemeral key, tag, acknowledgement hash.
+pub const ENVELOPE_HEADER_LEN: usize = 1 + 4 + 1 + 32 + 8 + 16;
+const TAG_LEN: usize = 16;
+const HOUR_MS: u64 = 3_600_000;
+/// The sizes a sealed message is padded to (its length prefix included):
+/// 1 KiB, 4 KiB, 16 KiB, 64 KiB, a file chunk, and the largest message.
+pub const ENVELOPE_SIZES: [usize; 6] = [
+    1 << 10,
+    1 << 12,
+    1 << 14,
+    1 << 16,
+    (1 << 18) + (1 << 12),
+    MAX_MESSAGE_LEN + 4,
+];
+
+/// Why an envelope cannot be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not the length of any envelope, or an unknown version.
+    #[error("not an envelope")]
+    Malformed,
+    /// The recipient's key gives no shared secret.
+    #[error("the recipient's key is not usable")]
+    WeakKey,
+}
+
+/// An acknowledgement token: what the recipient reveals once it has an
+/// envelope's message, so carriers delete their copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckToken(pub [u8; 16]);
+
+impl AckToken {
+    /// The hash an envelope carries for this token.
+    pub fn hash(&self) -> [u8; 16] {
+        hash(&[b"strand/v1/envelope-ack-hash".as_slice(), &self.0])[..16]
+            .try_into()
+            .expect("16 bytes")
+    }
+}
+
+/// A sealed envelope, well formed (its seal is checked by
+/// [`Envelope::open`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Envelope {
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("len", &self.bytes.len())
+            .field("expires", &self.expires())
+            .field("copies", &self.copies())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Keys {
+    key: Zeroizing<[u8; 32]>,
+    tag: [u8; 8],
+    ack: AckToken,
+}
+
+fn keys(shared: &[u8; 32], ephemeral: &[u8; 32], recipient_dh: &[u8; 32]) -> Keys {
+    let parts: [&[u8]; 2] = [ephemeral, recipient_dh];
+    Keys {
+        key: Zeroizing::new(kdf(shared, "strand/v1/envelope-key", &parts)),
+        tag: kdf(shared, "strand/v1/envelope-tag", &parts)[..8]
+            .try_into()
+            .expect("8 bytes"),
+        ack: AckToken(
+            kdf(shared, "strand/v1/envelope-ack", &parts)[..16]
+                .try_into()
+                .expect("16 bytes"),
+        ),
+    }
+}
+
+/// The padded size for a message of `len` bytes, if any fits.
+fn bucket(len: usize) -> Option<usize> {
+    ENVELOPE_SIZES.iter().copied().find(|&s| s >= len + 4)
+}
+
+impl Envelope {
+    /// Seals `message` (the sender's message in the pair's 1:1 group) for
+    /// `recipient`, to be carried until `expires` (rounded up to the
+    /// hour) in at most `copies` copies.
+    pub fn seal(
+        recipient: &PublicIdentity,
+        message: &Message,
+        expires: Time,
+        copies: u8,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Envelope, EnvelopeError> {
+        let inner = message.as_bytes();
+        let size = bucket(inner.len()).ok_or(EnvelopeError::Malformed)?;
+        let eph = StaticSecret::random_from_rng(&mut *rng);
+        let eph_public = DhPublic::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&DhPublic::from(recipient.dh));
+        if !shared.was_contributory() {
+            return Err(EnvelopeError::WeakKey);
+        }
+        let k = keys(shared.as_bytes(), &eph_public, &recipient.dh);
+        let hour = u32::try_from(expires.div_ceil(HOUR_MS)).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(ENVELOPE_HEADER_LEN + size + TAG_LEN);
+        out.push(VERSION);
+        out.extend_from_slice(&hour.to_be_bytes());
+        out.push(copies.max(1));
+        out.extend_from_slice(&eph_public);
+        out.extend_from_slice(&k.tag);
+        out.extend_from_slice(&k.ack.hash());
+        let mut plain = Zeroizing::new(Vec::with_capacity(size));
+        plain.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        plain.extend_from_slice(inner);
+        plain.resize(size, 0);
+        let sealed = ChaCha20Poly1305::new(k.key.as_ref().into())
+            .encrypt(
+                &Nonce::default(),
+                Payload {
+                    msg: &plain,
+                    aad: &aad(&out),
+                },
+            )
+            .expect("ChaCha20-Poly1305 seals any envelope size");
+        out.extend_from_slice(&sealed);
+        Ok(Envelope { bytes: out })
+    }
+
+    /// Reads an envelope's bytes: its version and length are checked (one
+    /// of [`ENVELOPE_SIZES`] sealed), not its seal.
+    pub fn decode(bytes: Vec<u8>) -> Result<Envelope, EnvelopeError> {
+        if bytes.first() != Some(&VERSION)
+            || !ENVELOPE_SIZES
+                .iter()
+                .any(|s| bytes.len() == ENVELOPE_HEADER_LEN + s + TAG_LEN)
+        {
+            return Err(EnvelopeError::Malformed);
+        }
+        Ok(Envelope { bytes })
+    }
+
+    /// The envelope's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// When carriers delete it (ms since the Unix epoch, a whole hour).
+    pub fn expires(&self) -> Time {
+        u64::from(u32::from_be_bytes(
+            self.bytes[1..5].try_into().expect("4 bytes"),
+        )) * HOUR_MS
+    }
+
+    /// How many copies its holder may still hand out (spray and wait: a
+    /// holder of `n > 1` gives `n / 2` to another carrier and keeps the
+    /// rest; with 1 it waits for the recipient).
+    pub fn copies(&self) -> u8 {
+        self.bytes[5]
+    }
+
+    /// Sets the copy count (not sealed: only its holder's policy).
+    pub fn set_copies(&mut self, copies: u8) {
+        self.bytes[5] = copies.max(1);
+    }
+
+    /// The hash of its acknowledgement token.
+    pub fn ack_hash(&self) -> [u8; 16] {
+        self.bytes[46..62].try_into().expect("16 bytes")
+    }
+
+    /// Whether `token` acknowledges this envelope.
+    pub fn acknowledged_by(&self, token: &AckToken) -> bool {
+        token.hash().ct_eq(&self.ack_hash()).into()
+    }
+
+    /// What names it across copies: a hash of everything but the copy
+    /// count.
+    pub fn id(&self) -> [u8; 32] {
+        hash(&[
+            b"strand/v1/envelope-id".as_slice(),
+            &self.bytes[..5],
+            &self.bytes[6..],
+        ])
+    }
+
+    /// Opens it if it is for `me`: the sealed message (check it as any
+    /// received message before storing it) and the token that
+    /// acknowledges it. `None` if it is for someone else or was altered.
+    pub fn open(&self, me: &Identity) -> Option<(Message, AckToken)> {
+        let eph: [u8; 32] = self.bytes[6..38].try_into().expect("32 bytes");
+        let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph));
+        if !shared.was_contributory() {
+            return None;
+        }
+        let my_dh = me.public().dh;
+        let k = keys(shared.as_bytes(), &eph, &my_dh);
+        if !bool::from(k.tag.ct_eq(&self.bytes[38..46])) {
+            return None;
+        }
+        let plain = Zeroizing::new(
+            ChaCha20Poly1305::new(k.key.as_ref().into())
+                .decrypt(
+                    &Nonce::default(),
+                    Payload {
+                        msg: &self.bytes[ENVELOPE_HEADER_LEN..],
+                        aad: &aad(&self.bytes[..ENVELOPE_HEADER_LEN]),
+                    },
+                )
+                .ok()?,
+        );
+        let len = u32::from_be_bytes(plain.get(..4)?.try_into().ok()?) as usize;
+        let inner = plain.get(4..4 + len)?;
+        if plain[4 + len..].iter().any(|b| *b != 0) {
+            return None;
+        }
+        let message = Message::decode(inner.to_vec()).ok()?;
+        Some((message, k.ack))
+    }
+}
+
+/// The sealed header: everything but the copy count.
+fn aad(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENVELOPE_HEADER_LEN - 1);
+    out.extend_from_slice(&header[..5]);
+    out.extend_from_slice(&header[6..ENVELOPE_HEADER_LEN]);
+    out
+}
