@@ -8,9 +8,9 @@
 //! encrypted again to the recipient's key-agreement key with a fresh
 //! ephemeral key, and padded to one of a few sizes. What a carrier sees
 //! is the size bucket, a coarse expiry (to the hour), a copy count it may
-//! change, a random-looking ephemeral key, a short recognition tag and the
-//! hash of an acknowledgement token; every envelope's are unlinkable to
-//! every other's. The recipient recognises its envelopes with one X25519
+//! change, a fresh ephemeral public key, a short recognition tag and the
+//! hash of an acknowledgement token; apart from size and expiry, nothing
+//! links one envelope to another. The recipient recognises its envelopes with one X25519
 //! per envelope, and acknowledges one by revealing its token, which any
 //! carrier checks against the hash and then deletes its copy.
 //!
@@ -163,6 +163,7 @@ impl Envelope {
     /// of [`ENVELOPE_SIZES`] sealed), not its seal.
     pub fn decode(bytes: Vec<u8>) -> Result<Envelope, EnvelopeError> {
         if bytes.first() != Some(&VERSION)
+            || bytes.get(5) == Some(&0)
             || !ENVELOPE_SIZES
                 .iter()
                 .any(|s| bytes.len() == ENVELOPE_HEADER_LEN + s + TAG_LEN)
@@ -219,6 +220,10 @@ impl Envelope {
     /// Opens it if it is for `me`: the sealed message (check it as any
     /// received message before storing it) and the token that
     /// acknowledges it. `None` if it is for someone else or was altered.
+    ///
+    /// Reveal the token only once the message is valid in the 1:1 group
+    /// of one of `me`'s contacts: anyone can seal to a public key, and an
+    /// acknowledgement of a stranger's envelope would show who opened it.
     pub fn open(&self, me: &Identity) -> Option<(Message, AckToken)> {
         let eph: [u8; 32] = self.bytes[6..38].try_into().expect("32 bytes");
         let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph));
@@ -242,8 +247,9 @@ impl Envelope {
                 .ok()?,
         );
         let len = u32::from_be_bytes(plain.get(..4)?.try_into().ok()?) as usize;
-        let inner = plain.get(4..4 + len)?;
-        if plain[4 + len..].iter().any(|b| *b != 0) {
+        let end = len.checked_add(4)?;
+        let inner = plain.get(4..end)?;
+        if plain[end..].iter().any(|b| *b != 0) {
             return None;
         }
         let message = Message::decode(inner.to_vec()).ok()?;

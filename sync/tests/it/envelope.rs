@@ -127,12 +127,30 @@ fn envelopes_come_in_a_few_sizes_and_carriers_may_change_only_the_copies() {
     handed.set_copies(0);
     assert_eq!(handed.copies(), 1, "never below one");
     // Any other byte changed: it no longer opens.
-    for at in [1, 4, 6, 37, 38, 45, 46, 61, 62, 500, e.as_bytes().len() - 1] {
+    for (at, bit) in [
+        (1, 0x10),
+        (4, 0x10),
+        (6, 0x10),
+        (37, 0x10),
+        // X25519 ignores this bit of the key; the seal does not.
+        (37, 0x80),
+        (38, 0x10),
+        (45, 0x10),
+        (46, 0x10),
+        (61, 0x10),
+        (62, 0x10),
+        (500, 0x10),
+        (e.as_bytes().len() - 1, 0x10),
+    ] {
         let mut b = e.as_bytes().to_vec();
-        b[at] ^= 0x10;
+        b[at] ^= bit;
         let changed = Envelope::decode(b).unwrap();
-        assert!(changed.open(&p.cat).is_none(), "byte {at}");
+        assert!(changed.open(&p.cat).is_none(), "byte {at}, bit {bit:#x}");
     }
+    // A copy count of zero is not an envelope.
+    let mut zero = e.as_bytes().to_vec();
+    zero[5] = 0;
+    assert_eq!(Envelope::decode(zero), Err(EnvelopeError::Malformed));
 }
 
 /// Anyone can seal to Cat's public key, so an opened envelope proves
