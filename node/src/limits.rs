@@ -58,6 +58,14 @@ pub const DIAL_BURST: f64 = 20.0;
 /// How often configured peers are redialled while not connected.
 pub const REDIAL: Duration = Duration::from_secs(5);
 
+/// Devices discovered lately that a new contact's link is tried to at
+/// once: at most this many, seen within [`NEARBY_FRESH`]. (A device found
+/// before it was a contact got a link that was refused; without this the
+/// two would wait for the next discovery, up to an identity rotation.)
+pub const NEARBY_KEPT: usize = 64;
+/// How recently a device must have been discovered to be tried again.
+pub const NEARBY_FRESH: Duration = Duration::from_secs(15 * 60);
+
 /// Packets queued for writing on one link: bounds memory per link to
 /// 8 × 16 KiB and makes a slow reader slow down the session.
 pub const WRITE_QUEUE: usize = 8;

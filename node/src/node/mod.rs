@@ -46,7 +46,8 @@ pub use guard::Refusal;
 pub use registry::Seen;
 
 use crate::limits::{
-    EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, REDIAL, SHUTDOWN_GRACE, TRANSPORT_EVENTS,
+    EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL, SHUTDOWN_GRACE,
+    TRANSPORT_EVENTS,
 };
 use crate::{os_rng, ContactRecord, Profile, ProfileError};
 
@@ -404,6 +405,8 @@ pub(crate) struct Shared {
     pub(crate) ledger: Arc<budget::Ledger>,
     /// Why Bluetooth is off, if it was asked for and could not start.
     pub(crate) bluetooth_off: Option<String>,
+    /// Devices discovered lately, newest last (see [`NEARBY_KEPT`]).
+    pub(crate) nearby: Mutex<std::collections::VecDeque<(Peer, std::time::Instant)>>,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -502,6 +505,7 @@ impl Node {
             bytes_received: AtomicU64::new(0),
             ledger: Arc::default(),
             bluetooth_off,
+            nearby: Mutex::default(),
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
@@ -533,7 +537,12 @@ impl Node {
             };
             match event {
                 TransportEvent::Incoming(link) => self.accept(link),
-                TransportEvent::Discovered { peer, initiate } if initiate => self.open(peer),
+                TransportEvent::Discovered { peer, initiate } => {
+                    self.note_nearby(peer);
+                    if initiate {
+                        self.open(peer);
+                    }
+                }
                 TransportEvent::Listening { kind, addr } => {
                     tracing::info!(%kind, %addr, "listening");
                     if is_circuit(&addr) {
@@ -645,6 +654,35 @@ impl Node {
         match self.shared.guard.admit_inbound(&link.remote) {
             Ok(pending) => self.spawn_link(link, pending, None),
             Err(why) => tracing::debug!(remote = %link.remote, "link dropped: {why}"),
+        }
+    }
+
+    /// Remembers a discovered device, for [`Node::redial_nearby`].
+    fn note_nearby(&self, peer: Peer) {
+        let mut nearby = self.shared.nearby.lock().expect("nearby lock");
+        nearby.retain(|(p, _)| *p != peer);
+        if nearby.len() == NEARBY_KEPT {
+            nearby.pop_front();
+        }
+        nearby.push_back((peer, std::time::Instant::now()));
+    }
+
+    /// Opens links again to devices discovered lately: after a contact is
+    /// added, the device that is theirs may be among them (its first link
+    /// was refused, since it was no contact then). Either side dials, so
+    /// whichever adds the other last links them.
+    fn redial_nearby(&self) {
+        let fresh: Vec<Peer> = self
+            .shared
+            .nearby
+            .lock()
+            .expect("nearby lock")
+            .iter()
+            .filter(|(_, at)| at.elapsed() < NEARBY_FRESH)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in fresh {
+            self.open(peer);
         }
     }
 
@@ -961,8 +999,10 @@ impl Node {
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
-        // Where their invite says they can be reached: dial them there.
+        // Where their invite says they can be reached: dial them there;
+        // and devices around that may be theirs.
         self.clone().reach_record(record.public).await;
+        self.redial_nearby();
         Ok(record)
     }
 

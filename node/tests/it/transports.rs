@@ -298,3 +298,37 @@ async fn unknown_kinds_are_capped_and_texts_still_arrive() {
     ann.shutdown().await;
     ben.shutdown().await;
 }
+
+/// Two people meet, their devices already see each other, and then they
+/// add each other (scanning invites): they link at once. On the starting
+/// main the first links, refused while they were strangers, were never
+/// tried again, and nothing synced until the next discovery (on a LAN,
+/// up to an identity rotation, 15 minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_met_as_strangers_link_once_their_users_add_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    let (code_a, code_b) = (
+        a.identity().invite().to_text(),
+        b.identity().invite().to_text(),
+    );
+    let hub = Hub::new();
+    let na = crate::hub::start(a, &hub).await;
+    let nb = crate::hub::start(b, &hub).await;
+    // They find each other as strangers; the link is refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(na.status().await.sessions, 0);
+    na.add_contact(&code_b, "ben").await.unwrap();
+    nb.add_contact(&code_a, "ann").await.unwrap();
+    na.send("ben", "hello, neighbour").await.unwrap();
+    crate::hub::until("Ben gets it", || {
+        nb.profile()
+            .conversation("ann")
+            .unwrap()
+            .iter()
+            .any(|m| m.text == "hello, neighbour")
+    })
+    .await;
+    na.shutdown().await;
+    nb.shutdown().await;
+}
