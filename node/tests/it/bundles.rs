@@ -133,8 +133,10 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     want.push("[file minutes.txt complete=true]".into());
     want.sort();
     assert_eq!(sorted, want);
+    let mut sorted = group.clone();
+    sorted.sort();
     assert_eq!(
-        group,
+        sorted,
         (0..5)
             .map(|i| format!("group text {i}"))
             .collect::<Vec<_>>()
