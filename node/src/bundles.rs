@@ -23,6 +23,7 @@ use strand_sync::{
 use crate::node::budget::{Budgets, Ledger};
 use crate::profile::{db_error, io_error};
 use crate::schema::MESSAGES;
+use crate::store::table_key;
 use crate::{Profile, ProfileError};
 
 /// What an export wrote.
@@ -195,10 +196,8 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut count = 0;
         for group in &contact.groups {
-            let mut lo = [0u8; 72];
-            lo[..32].copy_from_slice(&group.id.0);
-            let mut hi = [0xffu8; 72];
-            hi[..32].copy_from_slice(&group.id.0);
+            let lo = table_key(&group.id, &Key::MIN);
+            let hi = table_key(&group.id, &Key::MAX);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
                 let (_, v) = entry.map_err(db_error)?;
                 let Ok(msg) = Message::decode(v.value().to_vec()) else {

@@ -78,11 +78,10 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut best: Option<([u8; 40], Option<Time>)> = None;
         for (group, allowed) in logs {
-            let mut lo = [0u8; 64];
-            lo[..32].copy_from_slice(&group.id.0);
-            let mut hi = [0xffu8; 64];
-            hi[..32].copy_from_slice(&group.id.0);
-            for entry in timers.range(lo..=hi).map_err(db_error)? {
+            for entry in timers
+                .range(crate::store::record_range(&group.id))
+                .map_err(db_error)?
+            {
                 let (k, v) = entry.map_err(db_error)?;
                 let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
                 if !allowed(&author) {

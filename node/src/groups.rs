@@ -267,11 +267,10 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut newest: HashMap<AuthorId, ([u8; 40], String)> = HashMap::new();
         for epoch in epochs {
-            let mut lo = [0u8; 64];
-            lo[..32].copy_from_slice(&epoch.id().0);
-            let mut hi = [0xffu8; 64];
-            hi[..32].copy_from_slice(&epoch.id().0);
-            for entry in names.range(lo..=hi).map_err(db_error)? {
+            for entry in names
+                .range(crate::store::record_range(&epoch.id()))
+                .map_err(db_error)?
+            {
                 let (k, v) = entry.map_err(db_error)?;
                 let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
                 let at = v.value();

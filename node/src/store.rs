@@ -254,6 +254,12 @@ impl<'t> Inserter<'t> {
     }
 }
 
+/// Every key of a group in a table keyed like [`record_key`] (group ‖
+/// author): [`RECORDS`], `timers`, `names`.
+pub(crate) fn record_range(group: &GroupId) -> std::ops::RangeInclusive<[u8; 64]> {
+    record_key(group, &[0; 32])..=record_key(group, &[0xff; 32])
+}
+
 /// The [`RECORDS`] key of an author's records in a group.
 pub(crate) fn record_key(group: &GroupId, author: &AuthorId) -> [u8; 64] {
     let mut out = [0u8; 64];
