@@ -36,12 +36,18 @@ pub const ENVELOPE_HEADER_LEN: usize = 1 + 4 + 1 + 32 + 8 + 16;
 const TAG_LEN: usize = 16;
 const HOUR_MS: u64 = 3_600_000;
 /// The sizes a sealed message is padded to (its length prefix included):
-/// 1 KiB, 4 KiB, 16 KiB, 64 KiB, a file chunk, and the largest message.
-pub const ENVELOPE_SIZES: [usize; 6] = [
+/// every power of two from 1 KiB to 256 KiB (so padding at most doubles
+/// a message), a file chunk, and the largest message.
+pub const ENVELOPE_SIZES: [usize; 11] = [
     1 << 10,
+    1 << 11,
     1 << 12,
+    1 << 13,
     1 << 14,
+    1 << 15,
     1 << 16,
+    1 << 17,
+    1 << 18,
     (1 << 18) + (1 << 12),
     MAX_MESSAGE_LEN + 4,
 ];
@@ -225,16 +231,7 @@ impl Envelope {
     /// of one of `me`'s contacts: anyone can seal to a public key, and an
     /// acknowledgement of a stranger's envelope would show who opened it.
     pub fn open(&self, me: &Identity) -> Option<(Message, AckToken)> {
-        let eph: [u8; 32] = self.bytes[6..38].try_into().expect("32 bytes");
-        let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph));
-        if !shared.was_contributory() {
-            return None;
-        }
-        let my_dh = me.public().dh;
-        let k = keys(shared.as_bytes(), &eph, &my_dh);
-        if !bool::from(k.tag.ct_eq(&self.bytes[38..46])) {
-            return None;
-        }
+        let k = recognise(&self.bytes[..ENVELOPE_HEADER_LEN], me)?;
         let plain = Zeroizing::new(
             ChaCha20Poly1305::new(k.key.as_ref().into())
                 .decrypt(
@@ -255,6 +252,42 @@ impl Envelope {
         let message = Message::decode(inner.to_vec()).ok()?;
         Some((message, k.ack))
     }
+}
+
+impl Envelope {
+    /// The header alone (version, expiry, copies, ephemeral key, tag,
+    /// acknowledgement hash): enough for the recipient to recognise the
+    /// envelope with [`Envelope::recognises`] before it is sent in full.
+    pub fn header(&self) -> &[u8] {
+        &self.bytes[..ENVELOPE_HEADER_LEN]
+    }
+
+    /// Whether an envelope header (see [`Envelope::header`]) was sealed to
+    /// `me`: one X25519 and a tag comparison. `false` for anything that
+    /// is not a header.
+    pub fn recognises(header: &[u8], me: &Identity) -> bool {
+        header.len() == ENVELOPE_HEADER_LEN
+            && header[0] == VERSION
+            && header[5] != 0
+            && recognise(header, me).is_some()
+    }
+
+    /// The acknowledgement hash in a header from [`Envelope::header`].
+    pub fn header_ack_hash(header: &[u8]) -> Option<[u8; 16]> {
+        header.get(46..62)?.try_into().ok()
+    }
+}
+
+/// The envelope keys, if the header's tag says it is for `me`.
+fn recognise(header: &[u8], me: &Identity) -> Option<Keys> {
+    let eph: [u8; 32] = header.get(6..38)?.try_into().ok()?;
+    let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph));
+    if !shared.was_contributory() {
+        return None;
+    }
+    let my_dh = me.public().dh;
+    let k = keys(shared.as_bytes(), &eph, &my_dh);
+    bool::from(k.tag.ct_eq(header.get(38..46)?)).then_some(k)
 }
 
 /// The sealed header: everything but the copy count.

@@ -134,11 +134,17 @@ impl Identity {
             GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
             vec![lo.sign, hi.sign],
         );
+        let pool = Group::new(
+            GroupId(kdf(&root, "strand/v1/pair/pool-id", &[])),
+            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/pool-key", &[])),
+            vec![lo.sign, hi.sign],
+        );
         Ok(Contact {
             public: *their,
             token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
             beacon_key: Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[])),
             groups: vec![group],
+            pool,
         })
     }
 
@@ -164,6 +170,10 @@ pub struct Contact {
     /// conversation, derived from the pair's keys; the node appends private
     /// groups both are members of.
     pub groups: Vec<Group>,
+    /// The pair's carrying pool (PROTOCOL.md §17): where the two hand each
+    /// other sealed envelopes and acknowledgements. Derived like the 1:1
+    /// group; synced only when the caller adds it to `groups`.
+    pub pool: Group,
 }
 
 impl std::fmt::Debug for Contact {

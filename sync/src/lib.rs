@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod bundle;
+mod carry;
 mod codec;
 mod crypto;
 mod endpoint;
@@ -88,6 +89,10 @@ mod token;
 pub use bundle::{
     bundle_contact, BundleError, BundleMeta, BundleReader, BundleWriter, BUNDLE_HEADER_LEN,
     BUNDLE_MAGIC, MAX_BUNDLE_FRAME,
+};
+pub use carry::{
+    decode_carrying, encode_carrying, Arrival, Carrier, CarryConfig, CarryError, CarryStats,
+    Handout,
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;

@@ -81,6 +81,17 @@ impl Kind {
     /// The name its author chose for themselves, for members who are not
     /// their contacts (PROTOCOL.md §14.1).
     pub const NAME: Kind = Kind(8);
+    /// A sealed envelope handed to a carrier or a possible recipient, in
+    /// the pair's carrying pool (PROTOCOL.md §17).
+    pub const ENVELOPE: Kind = Kind(9);
+    /// An envelope's acknowledgement token, flowing back through the
+    /// carrying pools (§17).
+    pub const ACK: Kind = Kind(10);
+    /// Whether the author carries envelopes for its contacts (§17).
+    pub const CARRYING: Kind = Kind(11);
+    /// A request for an envelope offered by its header only, from the one
+    /// device that recognised it (§17).
+    pub const REQUEST: Kind = Kind(12);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

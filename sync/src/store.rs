@@ -217,12 +217,35 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
-    /// Every stored message of `group`, in key order.
+    /// Every stored message of `group` that is not hollow, in key order.
     pub fn messages(&self, group: &GroupId) -> impl Iterator<Item = (&Key, &[u8])> {
+        self.groups.get(group).into_iter().flat_map(|g| {
+            g.iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, v.as_slice()))
+        })
+    }
+
+    /// Drops a message's bytes but keeps its key, so reconciliation still
+    /// counts it as held and never brings it back: what a carrying pool
+    /// does with an envelope once it is taken in, handed over,
+    /// acknowledged or evicted (PROTOCOL.md §17). Returns whether the
+    /// message had bytes to drop.
+    pub fn hollow(&mut self, group: &GroupId, key: &Key) -> bool {
+        match self.groups.get_mut(group).and_then(|g| g.get_mut(key)) {
+            Some(bytes) if !bytes.is_empty() => {
+                *bytes = Vec::new();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes held by messages of `group` (hollow ones hold none).
+    pub fn bytes(&self, group: &GroupId) -> u64 {
         self.groups
             .get(group)
-            .into_iter()
-            .flat_map(|g| g.iter().map(|(k, v)| (k, v.as_slice())))
+            .map_or(0, |g| g.values().map(|v| v.len() as u64).sum())
     }
 }
 
@@ -246,7 +269,12 @@ impl Store for MemoryStore {
     }
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(self.groups.get(group).and_then(|g| g.get(key)).cloned())
+        Ok(self
+            .groups
+            .get(group)
+            .and_then(|g| g.get(key))
+            .filter(|v| !v.is_empty())
+            .cloned())
     }
 
     fn scan(

@@ -90,10 +90,15 @@ fn envelopes_come_in_a_few_sizes_and_carriers_may_change_only_the_copies() {
     for (len, kind, size) in [
         (1, Kind::TEXT, ENVELOPE_SIZES[0]),
         (1_000, Kind::TEXT, ENVELOPE_SIZES[1]),
-        (5_000, Kind::TEXT, ENVELOPE_SIZES[2]),
-        (40_000, Kind::TEXT, ENVELOPE_SIZES[3]),
-        (262_144, Kind::CHUNK, ENVELOPE_SIZES[4]),
-        (900_000, Kind::TEXT, ENVELOPE_SIZES[5]),
+        (2_000, Kind::TEXT, ENVELOPE_SIZES[2]),
+        (5_000, Kind::TEXT, ENVELOPE_SIZES[3]),
+        (9_000, Kind::TEXT, ENVELOPE_SIZES[4]),
+        (25_000, Kind::TEXT, ENVELOPE_SIZES[5]),
+        (40_000, Kind::TEXT, ENVELOPE_SIZES[6]),
+        (100_000, Kind::TEXT, ENVELOPE_SIZES[7]),
+        (200_000, Kind::TEXT, ENVELOPE_SIZES[8]),
+        (262_144, Kind::CHUNK, ENVELOPE_SIZES[9]),
+        (900_000, Kind::TEXT, ENVELOPE_SIZES[10]),
     ] {
         let msg = for_cat(&p, len, kind);
         let e = Envelope::seal(&p.cat.public(), &msg, NOW + HOUR, 2, &mut r).unwrap();

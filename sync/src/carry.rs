@@ -1,0 +1,945 @@
+//! Carrying sealed envelopes through contacts (PROTOCOL.md §17): binary
+//! spray and wait over the pairs' carrying pools.
+//!
+//! A [`Carrier`] is one device's carrying state, with no IO: the envelopes
+//! it holds for others (under a byte budget, oldest evicted first), the
+//! messages it sent that are still spreading, the acknowledgements it has
+//! seen, and which contacts said they carry. The caller moves its
+//! decisions through the pools: every [`Handout`] becomes a message of its
+//! kind in the pool shared with `to`, and every pool message received is
+//! passed back in. The node and the simulator both drive it so.
+//!
+//! The spreading rule is binary spray and wait (Spyropoulos et al. 2005),
+//! with one change forced by sealing: a carrier cannot tell who an
+//! envelope is for, so where spray and wait gives its last copy only to
+//! the destination, a carrier offers the envelope's 62-byte header to
+//! each contact it meets, once; only the recipient recognises it (one
+//! X25519) and asks for the rest, which then comes "for delivery only".
+//! The sender knows its recipient and seals a fresh envelope for each
+//! carrier, so two first-hop carriers hold nothing in common.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::envelope::{AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
+use crate::identity::{AuthorId, Identity, PublicIdentity};
+use crate::limits::Time;
+use crate::message::{Kind, Message, MessageId};
+
+/// Acknowledgements remembered at once (each 24 bytes); beyond this the
+/// soonest to expire are forgotten first.
+pub const MAX_ACKS: usize = 1 << 16;
+/// Own messages still spreading at once; beyond this the oldest stop.
+pub const MAX_OWN: usize = 1 << 12;
+
+const CARRY: u8 = 0;
+const DELIVER: u8 = 1;
+const OFFER: u8 = 2;
+
+/// What a device does with envelopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarryConfig {
+    /// Copies a message's envelopes start with in all (binary spray and
+    /// wait: a carrier passes on half of its copies, keeping the rest).
+    /// 1 hands nothing to carriers.
+    pub copies: u8,
+    /// Most bytes of other people's envelopes held at once.
+    pub budget: u64,
+    /// How long an envelope lasts from sealing (a message that expires
+    /// sooner keeps its own expiry).
+    pub lifetime: Time,
+    /// Whether this device carries envelopes for its contacts (it always
+    /// opens its own).
+    pub carry: bool,
+}
+
+impl Default for CarryConfig {
+    fn default() -> Self {
+        CarryConfig {
+            copies: 6,
+            budget: 16 << 20,
+            lifetime: 7 * 24 * 3_600_000,
+            carry: true,
+        }
+    }
+}
+
+/// A pool message to write: `body` of `kind`, expiring at `expires`, in
+/// the carrying pool shared with contact `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handout {
+    /// The contact whose pool it goes in.
+    pub to: AuthorId,
+    /// [`Kind::ENVELOPE`] or [`Kind::ACK`].
+    pub kind: Kind,
+    /// The message body.
+    pub body: Vec<u8>,
+    /// The message's expiry.
+    pub expires: Time,
+}
+
+/// What an envelope handed to this device turned out to be.
+#[derive(Debug)]
+pub enum Arrival {
+    /// It opened: a message for this device. The caller accepts it only
+    /// if it is valid in the 1:1 group of the contact that wrote it (any
+    /// stranger can seal to a public key), stores it as if it came
+    /// directly, and then calls [`Carrier::acknowledge`].
+    Opened {
+        /// The sealed message.
+        message: Message,
+        /// What proves delivery to carriers.
+        token: AckToken,
+        /// The envelope's expiry (for the acknowledgement).
+        expires: Time,
+    },
+    /// Only its header was offered, and it is for this device: write
+    /// `request` (a [`Kind::REQUEST`]) to get the rest.
+    Wanted {
+        /// The request to write.
+        request: Handout,
+    },
+    /// Taken in to carry; `evicted` older envelopes made room.
+    Held {
+        /// Envelopes dropped for it, oldest first.
+        evicted: usize,
+    },
+    /// Handed for delivery only (or this device does not carry), and not
+    /// for this device: dropped.
+    NotForUs,
+    /// Already held: nothing new (the giver is remembered).
+    Known,
+    /// Already acknowledged: delivered, so dropped (a replay).
+    Delivered,
+}
+
+/// Why a pool message was refused. Nothing is changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CarryError {
+    /// Not a pool message of its kind.
+    #[error("not a carrying message: {0}")]
+    Malformed(&'static str),
+    /// The envelope has expired.
+    #[error("the envelope expired at {expires} (now {now})")]
+    Expired {
+        /// When.
+        expires: Time,
+        /// The caller's clock.
+        now: Time,
+    },
+    /// Larger than this device's whole carrying budget.
+    #[error("an envelope of {0} bytes is over the carrying budget")]
+    OverBudget(usize),
+}
+
+impl From<EnvelopeError> for CarryError {
+    fn from(_: EnvelopeError) -> Self {
+        CarryError::Malformed("not an envelope")
+    }
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarryStats {
+    /// Envelopes taken in to carry.
+    pub held: u64,
+    /// Envelopes evicted for room.
+    pub evicted: u64,
+    /// Envelopes deleted because their acknowledgement arrived.
+    pub acknowledged: u64,
+    /// Envelopes sealed by this device (one per carrier handed to).
+    pub sealed: u64,
+    /// Envelopes that opened for this device.
+    pub opened: u64,
+}
+
+struct Held {
+    envelope: Envelope,
+    /// When it came, and in what order: oldest is evicted first.
+    arrived: (Time, u64),
+    /// Contacts it came from or went to: never offered to them again, and
+    /// where its acknowledgement is passed on.
+    peers: BTreeSet<AuthorId>,
+    /// Contacts offered its header: one of them may ask for the rest.
+    offered: BTreeSet<AuthorId>,
+}
+
+struct Own {
+    recipient: PublicIdentity,
+    message: Message,
+    expires: Time,
+    copies: u8,
+    peers: BTreeSet<AuthorId>,
+    /// The acknowledgement hashes of the envelopes sealed from it.
+    acks: Vec<[u8; 16]>,
+}
+
+/// One device's carrying state (see the module documentation).
+pub struct Carrier {
+    config: CarryConfig,
+    held: BTreeMap<[u8; 32], Held>,
+    /// Acknowledgement hash → envelope id, for the held ones.
+    by_ack: BTreeMap<[u8; 16], [u8; 32]>,
+    own: BTreeMap<MessageId, Own>,
+    own_order: BTreeMap<(Time, u64), MessageId>,
+    /// Acknowledgements seen, until they expire.
+    acked: BTreeMap<[u8; 16], Time>,
+    /// Contacts that said they carry.
+    carriers: BTreeSet<AuthorId>,
+    used: u64,
+    seq: u64,
+    stats: CarryStats,
+}
+
+impl std::fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carrier")
+            .field("held", &self.held.len())
+            .field("used", &self.used)
+            .field("own", &self.own.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of a [`Kind::CARRYING`] message.
+pub fn encode_carrying(carries: bool) -> Vec<u8> {
+    vec![u8::from(carries)]
+}
+
+/// Reads a [`Kind::CARRYING`] body.
+pub fn decode_carrying(body: &[u8]) -> Result<bool, CarryError> {
+    match body {
+        [0] => Ok(false),
+        [1] => Ok(true),
+        _ => Err(CarryError::Malformed(
+            "a carrying notice is one byte, 0 or 1",
+        )),
+    }
+}
+
+fn wrap(mode: u8, envelope: &Envelope) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + envelope.as_bytes().len());
+    body.push(mode);
+    body.extend_from_slice(envelope.as_bytes());
+    body
+}
+
+impl Carrier {
+    /// Nothing held yet.
+    pub fn new(config: CarryConfig) -> Carrier {
+        Carrier {
+            config,
+            held: BTreeMap::new(),
+            by_ack: BTreeMap::new(),
+            own: BTreeMap::new(),
+            own_order: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            carriers: BTreeSet::new(),
+            used: 0,
+            seq: 0,
+            stats: CarryStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CarryConfig {
+        &self.config
+    }
+
+    /// Bytes of others' envelopes held.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Envelopes held for others.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// This device's messages still spreading.
+    pub fn spreading(&self) -> usize {
+        self.own.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CarryStats {
+        self.stats
+    }
+
+    /// Contact `peer` said (in a [`Kind::CARRYING`] message) whether it
+    /// carries.
+    pub fn set_carrier(&mut self, peer: &AuthorId, carries: bool) {
+        if carries {
+            self.carriers.insert(*peer);
+        } else {
+            self.carriers.remove(peer);
+        }
+    }
+
+    /// Starts spreading `message`, this device's message in its 1:1 group
+    /// with `recipient`: envelopes sealed from it go to carriers met from
+    /// now on (never to the recipient, who gets the message directly).
+    pub fn originate(&mut self, recipient: &PublicIdentity, message: Message, now: Time) {
+        if self.config.copies <= 1 {
+            return;
+        }
+        let expires = message
+            .expires()
+            .unwrap_or(Time::MAX)
+            .min(now.saturating_add(self.config.lifetime));
+        if expires <= now || self.own.contains_key(&message.id()) {
+            return;
+        }
+        while self.own.len() >= MAX_OWN {
+            let Some((_, id)) = self.own_order.pop_first() else {
+                break;
+            };
+            self.own.remove(&id);
+        }
+        self.seq += 1;
+        self.own_order.insert((now, self.seq), message.id());
+        self.own.insert(
+            message.id(),
+            Own {
+                recipient: *recipient,
+                message,
+                expires,
+                copies: self.config.copies,
+                peers: BTreeSet::new(),
+                acks: Vec::new(),
+            },
+        );
+    }
+
+    /// This device's message `id` reached its recipient directly: stop
+    /// spreading it.
+    pub fn delivered(&mut self, id: &MessageId) {
+        self.own.remove(id);
+        self.own_order.retain(|_, v| v != id);
+    }
+
+    /// What to hand contact `peer` now, once per envelope: half the copies
+    /// of each envelope with more than one to a carrier, and to anyone
+    /// else (or with one copy left) a copy for delivery only. Own messages
+    /// go only to carriers, each in a freshly sealed envelope.
+    pub fn hand(
+        &mut self,
+        peer: &PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<Handout> {
+        let carries = self.carriers.contains(&peer.sign);
+        let mut out = Vec::new();
+        if carries {
+            for own in self.own.values_mut() {
+                if own.expires <= now
+                    || own.copies <= 1
+                    || own.recipient.sign == peer.sign
+                    || own.peers.contains(&peer.sign)
+                {
+                    continue;
+                }
+                let give = own.copies / 2;
+                let Ok(envelope) =
+                    Envelope::seal(&own.recipient, &own.message, own.expires, give, rng)
+                else {
+                    continue;
+                };
+                own.copies -= give;
+                own.peers.insert(peer.sign);
+                own.acks.push(envelope.ack_hash());
+                self.stats.sealed += 1;
+                out.push(Handout {
+                    to: peer.sign,
+                    kind: Kind::ENVELOPE,
+                    body: wrap(CARRY, &envelope),
+                    expires: envelope.expires(),
+                });
+            }
+        }
+        for held in self.held.values_mut() {
+            let expires = held.envelope.expires();
+            if expires <= now || held.peers.contains(&peer.sign) {
+                continue;
+            }
+            let copies = held.envelope.copies();
+            if carries && copies > 1 {
+                let give = copies / 2;
+                let mut copy = held.envelope.clone();
+                copy.set_copies(give);
+                held.envelope.set_copies(copies - give);
+                held.peers.insert(peer.sign);
+                out.push(Handout {
+                    to: peer.sign,
+                    kind: Kind::ENVELOPE,
+                    body: wrap(CARRY, &copy),
+                    expires,
+                });
+            } else if held.offered.insert(peer.sign) {
+                let mut body = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
+                body.push(OFFER);
+                body.extend_from_slice(held.envelope.header());
+                body[6] = 1;
+                out.push(Handout {
+                    to: peer.sign,
+                    kind: Kind::ENVELOPE,
+                    body,
+                    expires,
+                });
+            }
+        }
+        out
+    }
+
+    /// A [`Kind::REQUEST`] body from contact `from`: the rest of an
+    /// envelope offered to them, for delivery only, once.
+    pub fn receive_request(
+        &mut self,
+        from: &PublicIdentity,
+        body: &[u8],
+        now: Time,
+    ) -> Result<Vec<Handout>, CarryError> {
+        let hash: [u8; 16] = body
+            .try_into()
+            .map_err(|_| CarryError::Malformed("a request is 16 bytes"))?;
+        let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) else {
+            return Ok(Vec::new());
+        };
+        let expires = held.envelope.expires();
+        if expires <= now || !held.offered.contains(&from.sign) || !held.peers.insert(from.sign) {
+            return Ok(Vec::new());
+        }
+        let mut copy = held.envelope.clone();
+        copy.set_copies(1);
+        Ok(vec![Handout {
+            to: from.sign,
+            kind: Kind::ENVELOPE,
+            body: wrap(DELIVER, &copy),
+            expires,
+        }])
+    }
+
+    /// A [`Kind::ENVELOPE`] body from contact `from` (in their pool).
+    pub fn receive_envelope(
+        &mut self,
+        me: &Identity,
+        from: &PublicIdentity,
+        body: &[u8],
+        now: Time,
+    ) -> Result<Arrival, CarryError> {
+        let (&mode, bytes) = body
+            .split_first()
+            .ok_or(CarryError::Malformed("an empty envelope message"))?;
+        if mode == OFFER {
+            if bytes.len() != ENVELOPE_HEADER_LEN || bytes[0] != 1 {
+                return Err(CarryError::Malformed("not an envelope header"));
+            }
+            let hour = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+            let expires = u64::from(hour) * 3_600_000;
+            if expires <= now {
+                return Err(CarryError::Expired { expires, now });
+            }
+            let hash = Envelope::header_ack_hash(bytes).expect("a header's length");
+            if self.acked.contains_key(&hash) {
+                return Ok(Arrival::Delivered);
+            }
+            if !Envelope::recognises(bytes, me) {
+                return Ok(Arrival::NotForUs);
+            }
+            return Ok(Arrival::Wanted {
+                request: Handout {
+                    to: from.sign,
+                    kind: Kind::REQUEST,
+                    body: hash.to_vec(),
+                    expires,
+                },
+            });
+        }
+        if mode != CARRY && mode != DELIVER {
+            return Err(CarryError::Malformed("an unknown handing mode"));
+        }
+        let envelope = Envelope::decode(bytes.to_vec())?;
+        let expires = envelope.expires();
+        if expires <= now {
+            return Err(CarryError::Expired { expires, now });
+        }
+        if self.acked.contains_key(&envelope.ack_hash()) {
+            return Ok(Arrival::Delivered);
+        }
+        let id = envelope.id();
+        if let Some(held) = self.held.get_mut(&id) {
+            held.peers.insert(from.sign);
+            return Ok(Arrival::Known);
+        }
+        if let Some((message, token)) = envelope.open(me) {
+            self.stats.opened += 1;
+            return Ok(Arrival::Opened {
+                message,
+                token,
+                expires,
+            });
+        }
+        if mode == DELIVER || !self.config.carry {
+            return Ok(Arrival::NotForUs);
+        }
+        let size = envelope.as_bytes().len();
+        if size as u64 > self.config.budget {
+            return Err(CarryError::OverBudget(size));
+        }
+        let mut evicted = 0;
+        while self.used + size as u64 > self.config.budget {
+            let oldest = self
+                .held
+                .iter()
+                .min_by_key(|(_, h)| h.arrived)
+                .map(|(id, _)| *id)
+                .expect("held bytes mean a held envelope");
+            self.remove(&oldest);
+            self.stats.evicted += 1;
+            evicted += 1;
+        }
+        self.seq += 1;
+        self.used += size as u64;
+        self.by_ack.insert(envelope.ack_hash(), id);
+        self.held.insert(
+            id,
+            Held {
+                envelope,
+                arrived: (now, self.seq),
+                peers: BTreeSet::from([from.sign]),
+                offered: BTreeSet::new(),
+            },
+        );
+        self.stats.held += 1;
+        Ok(Arrival::Held { evicted })
+    }
+
+    fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
+        let held = self.held.remove(id)?;
+        self.used -= held.envelope.as_bytes().len() as u64;
+        self.by_ack.remove(&held.envelope.ack_hash());
+        Some(held)
+    }
+
+    fn remember_ack(&mut self, hash: [u8; 16], expires: Time) {
+        if self.acked.len() >= MAX_ACKS {
+            if let Some(first) = self.acked.iter().min_by_key(|(_, e)| **e).map(|(h, _)| *h) {
+                self.acked.remove(&first);
+            }
+        }
+        self.acked.insert(hash, expires);
+    }
+
+    /// The recipient took in an opened envelope's message: the
+    /// [`Kind::ACK`] body to put in the pool of the contact that brought
+    /// it. A replay of the envelope is refused from now on. Call it only
+    /// for a message a contact wrote: acknowledging anything else would
+    /// tell a stranger who holds the key it was sealed to.
+    pub fn acknowledge(&mut self, token: &AckToken, expires: Time) -> Vec<u8> {
+        self.remember_ack(token.hash(), expires);
+        token.0.to_vec()
+    }
+
+    /// A [`Kind::ACK`] body from contact `from`, in a message expiring at
+    /// `expires`: the envelope it proves delivered is deleted, and the
+    /// acknowledgement goes on to every other contact that envelope came
+    /// from or went to.
+    pub fn receive_ack(
+        &mut self,
+        from: &PublicIdentity,
+        body: &[u8],
+        expires: Time,
+        now: Time,
+    ) -> Result<Vec<Handout>, CarryError> {
+        let token = AckToken(
+            body.try_into()
+                .map_err(|_| CarryError::Malformed("an acknowledgement is 16 bytes"))?,
+        );
+        if expires <= now {
+            return Err(CarryError::Expired { expires, now });
+        }
+        let hash = token.hash();
+        if self.acked.contains_key(&hash) {
+            return Ok(Vec::new());
+        }
+        self.remember_ack(hash, expires);
+        let mut out = Vec::new();
+        if let Some(id) = self.by_ack.get(&hash).copied() {
+            let held = self.remove(&id).expect("indexed");
+            self.stats.acknowledged += 1;
+            for peer in held.peers.iter().filter(|p| **p != from.sign) {
+                out.push(Handout {
+                    to: *peer,
+                    kind: Kind::ACK,
+                    body: token.0.to_vec(),
+                    expires,
+                });
+            }
+        }
+        let done: Vec<MessageId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| o.acks.contains(&hash))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.delivered(&id);
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything expired by `now`.
+    pub fn expire(&mut self, now: Time) {
+        let gone: Vec<[u8; 32]> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.envelope.expires() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+        let done: Vec<MessageId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| o.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.delivered(&id);
+        }
+        self.acked.retain(|_, e| *e > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    const NOW: Time = 1_700_000_000_000;
+    const HOUR: Time = 3_600_000;
+
+    struct Person {
+        id: Identity,
+        carrier: Carrier,
+    }
+
+    fn person(name: &str, rng: &mut ChaCha20Rng, config: CarryConfig) -> Person {
+        Person {
+            id: Identity::generate(name, rng).unwrap(),
+            carrier: Carrier::new(config),
+        }
+    }
+
+    fn text(from: &Person, to: &Person, body: &[u8], rng: &mut ChaCha20Rng) -> Message {
+        let c = from.id.contact(&to.id.public()).unwrap();
+        Message::create(&from.id, c.direct_group(), NOW, Kind::TEXT, body, rng).unwrap()
+    }
+
+    fn copies_of(h: &Handout) -> u8 {
+        Envelope::decode(h.body[1..].to_vec()).unwrap().copies()
+    }
+
+    #[test]
+    fn the_sender_sprays_half_its_copies_to_each_carrier_and_none_to_others() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let c = person("c", &mut rng, cfg);
+        let carriers: Vec<Person> = (0..4)
+            .map(|i| person(&format!("b{i}"), &mut rng, cfg))
+            .collect();
+        let stranger = person("s", &mut rng, cfg);
+        let m = text(&a, &c, b"hi", &mut rng);
+        a.carrier.originate(&c.id.public(), m, NOW);
+        for b in &carriers {
+            a.carrier.set_carrier(&b.id.public().sign, true);
+        }
+        a.carrier.set_carrier(&c.id.public().sign, true);
+        // Not a carrier, and the recipient: nothing.
+        assert!(a
+            .carrier
+            .hand(&stranger.id.public(), NOW, &mut rng)
+            .is_empty());
+        assert!(a.carrier.hand(&c.id.public(), NOW, &mut rng).is_empty());
+        // 6 → 3 given, then 3 → 1, then 2 → 1, then 1 left: wait.
+        let given: Vec<u8> = carriers
+            .iter()
+            .flat_map(|b| a.carrier.hand(&b.id.public(), NOW, &mut rng))
+            .map(|h| copies_of(&h))
+            .collect();
+        assert_eq!(given, vec![3, 1, 1]);
+        // Once per carrier.
+        assert!(a
+            .carrier
+            .hand(&carriers[0].id.public(), NOW, &mut rng)
+            .is_empty());
+        // Each envelope is sealed afresh.
+        assert_eq!(a.carrier.stats().sealed, 3);
+    }
+
+    /// A → B → C, and the acknowledgement back C → B → A.
+    #[test]
+    fn a_carrier_delivers_and_the_acknowledgement_clears_every_copy() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let mut c = person("c", &mut rng, cfg);
+        let m = text(&a, &c, b"meet at noon", &mut rng);
+        a.carrier.originate(&c.id.public(), m.clone(), NOW);
+        a.carrier.set_carrier(&b.id.public().sign, true);
+        let to_b = a.carrier.hand(&b.id.public(), NOW, &mut rng);
+        assert_eq!(to_b.len(), 1);
+        let arrival = b
+            .carrier
+            .receive_envelope(&b.id, &a.id.public(), &to_b[0].body, NOW)
+            .unwrap();
+        assert!(matches!(arrival, Arrival::Held { evicted: 0 }));
+        assert_eq!(b.carrier.held(), 1);
+        // B holds the sealed bytes only: neither key nor the text.
+        let held = &to_b[0].body;
+        for secret in [
+            &a.id.public().sign[..],
+            &c.id.public().sign[..],
+            b"meet at noon",
+        ] {
+            assert!(!held.windows(secret.len()).any(|w| w == secret));
+        }
+        // C is not a carrier: B offers it the header only, and C alone
+        // recognises it and asks for the rest.
+        let offer = b.carrier.hand(&c.id.public(), NOW, &mut rng);
+        assert_eq!((offer.len(), offer[0].body[0]), (1, OFFER));
+        assert_eq!(offer[0].body.len(), 1 + ENVELOPE_HEADER_LEN);
+        let Arrival::Wanted { request } = c
+            .carrier
+            .receive_envelope(&c.id, &b.id.public(), &offer[0].body, NOW)
+            .unwrap()
+        else {
+            panic!("C recognises the header")
+        };
+        assert_eq!(
+            (request.to, request.kind),
+            (b.id.public().sign, Kind::REQUEST)
+        );
+        // Someone B did not offer it to gets nothing by asking.
+        assert!(b
+            .carrier
+            .receive_request(&a.id.public(), &request.body, NOW)
+            .unwrap()
+            .is_empty());
+        let to_c = b
+            .carrier
+            .receive_request(&c.id.public(), &request.body, NOW)
+            .unwrap();
+        assert_eq!(
+            (to_c.len(), to_c[0].body[0], copies_of(&to_c[0])),
+            (1, DELIVER, 1)
+        );
+        // Once only.
+        assert!(b
+            .carrier
+            .receive_request(&c.id.public(), &request.body, NOW)
+            .unwrap()
+            .is_empty());
+        let Arrival::Opened {
+            message,
+            token,
+            expires,
+        } = c
+            .carrier
+            .receive_envelope(&c.id, &b.id.public(), &to_c[0].body, NOW)
+            .unwrap()
+        else {
+            panic!("C opens its envelope")
+        };
+        assert_eq!(message, m);
+        let ack = c.carrier.acknowledge(&token, expires);
+        // A replay is refused from now on.
+        assert!(matches!(
+            c.carrier
+                .receive_envelope(&c.id, &b.id.public(), &to_c[0].body, NOW)
+                .unwrap(),
+            Arrival::Delivered
+        ));
+        // B deletes its copy and passes the acknowledgement to A.
+        let back = b
+            .carrier
+            .receive_ack(&c.id.public(), &ack, expires, NOW)
+            .unwrap();
+        assert_eq!(b.carrier.held(), 0);
+        assert_eq!(b.carrier.used(), 0);
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].to, back[0].kind), (a.id.public().sign, Kind::ACK));
+        assert_eq!(a.carrier.spreading(), 1);
+        a.carrier
+            .receive_ack(&b.id.public(), &back[0].body, expires, NOW)
+            .unwrap();
+        assert_eq!(a.carrier.spreading(), 0);
+        // A second acknowledgement changes nothing.
+        assert!(b
+            .carrier
+            .receive_ack(&c.id.public(), &ack, expires, NOW)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_full_carrier_evicts_its_oldest_envelopes_first() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let small = CarryConfig {
+            budget: 3 * (ENVELOPE_HEADER_LEN + 1024 + 16) as u64,
+            ..CarryConfig::default()
+        };
+        let mut a = person("a", &mut rng, CarryConfig::default());
+        let mut b = person("b", &mut rng, small);
+        let c = person("c", &mut rng, CarryConfig::default());
+        a.carrier.set_carrier(&b.id.public().sign, true);
+        let mut bodies = Vec::new();
+        for i in 0..5u8 {
+            let m = text(&a, &c, &[i], &mut rng);
+            a.carrier.originate(&c.id.public(), m, NOW + u64::from(i));
+        }
+        bodies.extend(a.carrier.hand(&b.id.public(), NOW, &mut rng));
+        assert_eq!(bodies.len(), 5);
+        let mut evictions = Vec::new();
+        for (i, h) in bodies.iter().enumerate() {
+            match b
+                .carrier
+                .receive_envelope(&b.id, &a.id.public(), &h.body, NOW + i as u64)
+                .unwrap()
+            {
+                Arrival::Held { evicted } => evictions.push(evicted),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(evictions, vec![0, 0, 0, 1, 1]);
+        assert_eq!(b.carrier.held(), 3);
+        assert!(b.carrier.used() <= small.budget);
+        // The survivors are the newest three.
+        let kept: Vec<[u8; 32]> = bodies[2..]
+            .iter()
+            .map(|h| Envelope::decode(h.body[1..].to_vec()).unwrap().id())
+            .collect();
+        assert!(kept.iter().all(|id| b.carrier.held.contains_key(id)));
+        // The sender still spreads all five: nothing it holds is lost.
+        assert_eq!(a.carrier.spreading(), 5);
+        // Larger than the whole budget: refused.
+        let tiny = CarryConfig {
+            budget: 100,
+            ..CarryConfig::default()
+        };
+        let mut d = person("d", &mut rng, tiny);
+        assert_eq!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &bodies[0].body, NOW)
+                .err(),
+            Some(CarryError::OverBudget(bodies[0].body.len() - 1))
+        );
+        assert_eq!(d.carrier.held(), 0);
+    }
+
+    #[test]
+    fn expired_malformed_and_delivery_only_envelopes_are_not_carried() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let mut a = person("a", &mut rng, CarryConfig::default());
+        let mut b = person(
+            "b",
+            &mut rng,
+            CarryConfig {
+                carry: false,
+                ..CarryConfig::default()
+            },
+        );
+        let mut d = person("d", &mut rng, CarryConfig::default());
+        let c = person("c", &mut rng, CarryConfig::default());
+        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier.set_carrier(&d.id.public().sign, true);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        // B does not carry.
+        assert!(matches!(
+            b.carrier
+                .receive_envelope(&b.id, &a.id.public(), &h.body, NOW),
+            Ok(Arrival::NotForUs)
+        ));
+        assert_eq!(b.carrier.held(), 0);
+        // Expired.
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &h.body, h.expires),
+            Err(CarryError::Expired { .. })
+        ));
+        // For delivery only.
+        let mut deliver = h.body.clone();
+        deliver[0] = DELIVER;
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &deliver, NOW),
+            Ok(Arrival::NotForUs)
+        ));
+        // Malformed: an unknown mode, a cut envelope, nothing at all, a bad ack.
+        let mut bad = h.body.clone();
+        bad[0] = 7;
+        for body in [&bad[..], &h.body[..h.body.len() - 1], &[][..]] {
+            assert!(matches!(
+                d.carrier.receive_envelope(&d.id, &a.id.public(), body, NOW),
+                Err(CarryError::Malformed(_))
+            ));
+        }
+        assert!(d
+            .carrier
+            .receive_ack(&a.id.public(), &[0; 15], NOW + HOUR, NOW)
+            .is_err());
+        assert_eq!(d.carrier.held(), 0);
+        assert_eq!(decode_carrying(&encode_carrying(true)), Ok(true));
+        assert!(decode_carrying(&[2]).is_err());
+        // Expiry forgets what a carrier held.
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &h.body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        d.carrier.expire(h.expires);
+        assert_eq!((d.carrier.held(), d.carrier.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_carrier_in_the_wait_phase_offers_the_header_to_everyone_once() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let c = person("c", &mut rng, cfg);
+        let others: Vec<Person> = (0..3)
+            .map(|i| person(&format!("o{i}"), &mut rng, cfg))
+            .collect();
+        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        b.carrier
+            .receive_envelope(&b.id, &a.id.public(), &h.body, NOW)
+            .unwrap();
+        // B has 3: a carrier gets 1 for carrying (3 → 2 kept)...
+        b.carrier.set_carrier(&others[0].id.public().sign, true);
+        let g = b.carrier.hand(&others[0].id.public(), NOW, &mut rng);
+        assert_eq!((g[0].body[0], copies_of(&g[0])), (CARRY, 1));
+        // ...and every other contact its header, once, which none of them
+        // recognises; never A again.
+        for o in &others[1..] {
+            let g = b.carrier.hand(&o.id.public(), NOW, &mut rng);
+            assert_eq!(g[0].body[0], OFFER);
+            assert!(matches!(
+                Carrier::new(cfg).receive_envelope(&o.id, &b.id.public(), &g[0].body, NOW),
+                Ok(Arrival::NotForUs)
+            ));
+            assert!(b.carrier.hand(&o.id.public(), NOW, &mut rng).is_empty());
+        }
+        assert!(b.carrier.hand(&a.id.public(), NOW, &mut rng).is_empty());
+    }
+}
