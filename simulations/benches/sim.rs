@@ -5,7 +5,8 @@
 //! scenario with no messages (contacts, links, beacons and handshakes
 //! only), i.e. what the engine costs before any payload moves. The ONE
 //! simulator's own times on this machine are quoted from the issue, not
-//! measured here (ONE is not installed).
+//! measured here (ONE is not installed). `carrying` compares Strand with
+//! and without carrying to the baselines on the carrying scenarios.
 
 use std::path::Path;
 use std::time::Instant;
@@ -141,6 +142,57 @@ fn bench(name: &str, title: &str, target_s: Option<f64>, one: &str) {
     }
 }
 
+/// Carrying (issue 15): on the two bundled carrying scenarios, Strand
+/// with carrying beside Strand without it and the three baselines held to
+/// the same contact graph, over `SEEDS` seeds: means and 95 % intervals.
+fn carrying() {
+    const SEEDS: u64 = 5;
+    const POLICIES: [&str; 5] = [
+        "strand-carrying",
+        "strand",
+        "spray-and-wait",
+        "epidemic",
+        "direct",
+    ];
+    for name in ["city-carry", "trace-carry"] {
+        println!("\n== carrying on {name}: {SEEDS} seeds, baselines through contacts only; means ± 95 % CI");
+        println!("  | policy | delivered | mean latency | within 1 h | bytes / delivered | carried per device (mean, max of peaks) |");
+        println!("  |---|---|---|---|---|---|");
+        for policy in POLICIES {
+            let s = scenario(
+                name,
+                &[
+                    ("policy", &format!("\"{policy}\"")),
+                    ("options.contacts_only", "true"),
+                ],
+            );
+            let start = Instant::now();
+            let reports: Vec<strand_sim::Report> = (1..=SEEDS)
+                .map(|seed| {
+                    strand_sim::run(&s, seed, |_, _| {})
+                        .expect("the run succeeds")
+                        .report
+                })
+                .collect();
+            let wall = start.elapsed().as_secs_f64();
+            let est = |f: &dyn Fn(&strand_sim::Report) -> f64| {
+                let xs: Vec<f64> = reports.iter().map(f).collect();
+                strand_sim::sweep::estimate(&xs)
+            };
+            let d = est(&|r| 100.0 * r.delivery_ratio);
+            let l = est(&|r| r.latency_s.mean / 60.0);
+            let b = est(&|r| 100.0 * r.delivered_within_budget);
+            let y = est(&|r| r.bytes_per_delivered / 1000.0);
+            let cm = est(&|r| r.carried_mean_bytes / 1000.0);
+            let cx = est(&|r| r.carried_max_bytes as f64 / 1000.0);
+            println!(
+                "  | {policy} | {:.1} ± {:.1} % | {:.0} ± {:.0} min | {:.1} ± {:.1} % | {:.1} ± {:.1} kB | {:.0} ± {:.0} kB, {:.0} ± {:.0} kB | ({wall:.1} s)",
+                d.mean, d.ci95, l.mean, l.ci95, b.mean, b.ci95, y.mean, y.ci95, cm.mean, cm.ci95, cx.mean, cx.ci95
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -153,5 +205,8 @@ fn main() {
         if filter.is_empty() || filter.iter().any(|f| f.as_str() == name) {
             bench(name, title, target, one);
         }
+    }
+    if filter.is_empty() || filter.iter().any(|f| f.as_str() == "carrying") {
+        carrying();
     }
 }

@@ -66,6 +66,7 @@ struct LinkQueues {
 /// Baseline state across all devices.
 pub struct Baseline {
     policy: Policy,
+    contacts_only: bool,
     copies: u32,
     buffer: Option<u64>,
     ttl: Option<Micros>,
@@ -79,6 +80,7 @@ impl Baseline {
     pub fn new(w: &World, policy: Policy, o: &Options) -> Baseline {
         Baseline {
             policy,
+            contacts_only: o.contacts_only,
             copies: if policy == Policy::SprayAndWait {
                 o.copies
             } else {
@@ -193,6 +195,11 @@ impl Baseline {
 
     /// Link ready: summary vectors, or straight to sending for Direct.
     pub fn on_ready(&mut self, w: &mut World, link: LinkId) {
+        let l = &w.links[&link];
+        if self.contacts_only && w.social.contacts[l.a as usize].binary_search(&l.b).is_err() {
+            // Strangers exchange nothing.
+            return;
+        }
         let direct = self.policy == Policy::Direct;
         self.links.insert(
             link,
@@ -351,6 +358,7 @@ impl Baseline {
         );
         d.by_arrival.insert((self.arrivals, idx));
         d.bytes += size;
+        w.metrics.note_carried(to, d.bytes);
         self.offer(w, to, idx)
     }
 

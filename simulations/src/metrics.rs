@@ -65,6 +65,10 @@ pub struct Metrics {
     pub contact_encounters_lost: u64,
     /// Messages skipped as too far in the future.
     pub rejected: u64,
+    /// Most bytes each device held at once for others: relayed copies
+    /// (baselines; a source's own copies count too) or sealed envelopes
+    /// (Strand with carrying).
+    pub carried_peak: Vec<u64>,
     devices: u32,
 }
 
@@ -73,7 +77,15 @@ impl Metrics {
     pub fn new(n: u32) -> Metrics {
         Metrics {
             devices: n,
+            carried_peak: vec![0; n as usize],
             ..Metrics::default()
+        }
+    }
+
+    /// Device `node` holds `bytes` for others now.
+    pub fn note_carried(&mut self, node: u32, bytes: u64) {
+        if let Some(p) = self.carried_peak.get_mut(node as usize) {
+            *p = (*p).max(bytes);
         }
     }
 
@@ -166,6 +178,11 @@ pub struct Report {
     pub storage_mean_bytes: f64,
     /// Largest.
     pub storage_max_bytes: u64,
+    /// Mean over devices of the most bytes each held at once for others
+    /// (copies in transit, or sealed envelopes).
+    pub carried_mean_bytes: f64,
+    /// Largest of those.
+    pub carried_max_bytes: u64,
     /// Encounters from the contact model.
     pub encounters: u64,
     /// Links that came up.
@@ -265,6 +282,12 @@ impl Report {
                 storage.iter().sum::<u64>() as f64 / storage.len() as f64
             },
             storage_max_bytes: storage.iter().copied().max().unwrap_or(0),
+            carried_mean_bytes: if m.carried_peak.is_empty() {
+                0.0
+            } else {
+                m.carried_peak.iter().sum::<u64>() as f64 / m.carried_peak.len() as f64
+            },
+            carried_max_bytes: m.carried_peak.iter().copied().max().unwrap_or(0),
             encounters: m.encounters,
             contacts_used: m.contacts,
             contacts_carried: m.contacts_carried,
@@ -330,6 +353,8 @@ impl Report {
             ("duplicates", self.duplicates as f64),
             ("storage_mean_bytes", self.storage_mean_bytes),
             ("storage_max_bytes", self.storage_max_bytes as f64),
+            ("carried_mean_bytes", self.carried_mean_bytes),
+            ("carried_max_bytes", self.carried_max_bytes as f64),
             ("encounters", self.encounters as f64),
             ("contacts_used", self.contacts_used as f64),
             ("contacts_carried", self.contacts_carried as f64),

@@ -67,6 +67,10 @@ pub enum Policy {
     /// reconcile every group log both are members of.
     #[default]
     Strand,
+    /// Strand with carrying (PROTOCOL.md §17): every device also carries
+    /// sealed envelopes for its contacts, `options.copies` copies per
+    /// message, within `options.carry_budget`.
+    StrandCarrying,
     /// Epidemic routing (Vahdat & Becker 2000): every encounter exchanges
     /// summary vectors and copies every message the other lacks.
     Epidemic,
@@ -78,10 +82,16 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Whether real strand-sync sessions run (with or without carrying).
+    pub fn is_strand(self) -> bool {
+        matches!(self, Policy::Strand | Policy::StrandCarrying)
+    }
+
     /// The name used in files and reports.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Strand => "strand",
+            Policy::StrandCarrying => "strand-carrying",
             Policy::Epidemic => "epidemic",
             Policy::SprayAndWait => "spray-and-wait",
             Policy::Direct => "direct",
@@ -456,6 +466,17 @@ pub struct Options {
     /// "Delivered within" budget for reports.
     #[serde(default = "hour")]
     pub budget: Duration,
+    /// Baselines forward only between devices that are each other's
+    /// contacts (`[social]`), as Strand does; by default they forward
+    /// through anyone they meet, as ONE's routers do.
+    #[serde(default)]
+    pub contacts_only: bool,
+    /// Strand with carrying: bytes of others' envelopes a device holds.
+    #[serde(default = "carry_budget")]
+    pub carry_budget: Size,
+    /// Strand with carrying: how long an envelope lasts (default: `ttl`,
+    /// or 24 h).
+    pub carry_lifetime: Option<Duration>,
 }
 
 impl Default for Options {
@@ -465,8 +486,15 @@ impl Default for Options {
             buffer: None,
             ttl: None,
             budget: hour(),
+            contacts_only: false,
+            carry_budget: carry_budget(),
+            carry_lifetime: None,
         }
     }
+}
+
+fn carry_budget() -> Size {
+    Size(5 << 20)
 }
 
 fn six() -> u32 {
@@ -648,7 +676,7 @@ impl Scenario {
         if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 || t.size[1].0 > 1 << 30 {
             return Err("traffic.size must be [min, max] with 0 < min <= max <= 1 GiB".into());
         }
-        if self.policy == Policy::Strand && t.size[1].0 > strand_sync::limits::MAX_BODY_LEN as u64 {
+        if self.policy.is_strand() && t.size[1].0 > strand_sync::limits::MAX_BODY_LEN as u64 {
             return Err(format!(
                 "traffic.size: strand messages hold at most {} bytes",
                 strand_sync::limits::MAX_BODY_LEN
@@ -662,6 +690,9 @@ impl Scenario {
         }
         if self.options.copies == 0 {
             return Err("options.copies must be at least 1".into());
+        }
+        if self.policy == Policy::StrandCarrying && self.options.copies > u32::from(u8::MAX) {
+            return Err("options.copies: carrying takes at most 255 copies".into());
         }
         Ok(())
     }

@@ -9,14 +9,15 @@
 //! Only contacts can sync: a device that meets a stranger sends its beacon
 //! and nothing else, as on a real LAN.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::MemoryStore;
 use strand_sync::{
-    Config, Contact, Endpoint, Event, Group, GroupId, GroupKey, HandshakeError, Identity, Kind,
-    Message, MessageId, Session, SessionError, WriteStore,
+    decode_carrying, encode_carrying, Arrival, Carrier, CarryConfig, Config, Contact, Endpoint,
+    Event, Group, GroupId, GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId,
+    Session, SessionError, Store, WriteStore,
 };
 
 use crate::social::{Creation, Dest};
@@ -39,6 +40,10 @@ struct Device {
     held: BTreeMap<u32, u32>,
     /// Bytes of stored messages.
     stored: u64,
+    /// Carrying state (Strand with carrying).
+    carrier: Option<Carrier>,
+    /// Carrying pool id → contact index.
+    pools: BTreeMap<GroupId, usize>,
 }
 
 /// The two sessions of a link (side 0 dialled, side 1 accepted) and their
@@ -65,7 +70,7 @@ pub struct Strand {
 impl Strand {
     /// Identities, contacts (with their 1:1 and private groups) and empty
     /// stores for every device.
-    pub fn new(w: &mut World) -> anyhow::Result<Strand> {
+    pub fn new(w: &mut World, carry: Option<CarryConfig>) -> anyhow::Result<Strand> {
         let mut devices = Vec::with_capacity(w.n as usize);
         for i in 0..w.n {
             let identity = Identity::generate(&format!("d{i}"), &mut w.rng.0)
@@ -82,6 +87,8 @@ impl Strand {
                 store: MemoryStore::new(),
                 held: BTreeMap::new(),
                 stored: 0,
+                carrier: carry.map(Carrier::new),
+                pools: BTreeMap::new(),
             });
         }
         let publics: Vec<_> = devices.iter().map(|d| d.identity.public()).collect();
@@ -113,7 +120,27 @@ impl Strand {
             }
             groups.push(group);
         }
+        // With carrying, each pair also syncs its carrying pool, and each
+        // device tells every contact there that it carries.
+        let now = w.now_ms();
         for dev in &mut devices {
+            if dev.carrier.is_some() {
+                for (i, c) in dev.contacts.iter_mut().enumerate() {
+                    c.groups.push(c.pool.clone());
+                    dev.pools.insert(c.pool.id, i);
+                    let m = Message::create(
+                        &dev.identity,
+                        &c.pool,
+                        now,
+                        Kind::CARRYING,
+                        &encode_carrying(true),
+                        &mut dev.rng,
+                    )
+                    .map_err(|e| anyhow::anyhow!("carrying notice: {e}"))?;
+                    WriteStore::insert(&mut dev.store, &c.pool.id, &m)
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
+            }
             dev.endpoint.set_contacts(dev.contacts.clone());
         }
         Ok(Strand {
@@ -207,6 +234,8 @@ impl Strand {
         peer: u32,
     ) -> Vec<LinkId> {
         let mut received = Vec::new();
+        let mut delivered = Vec::new();
+        let mut established = false;
         let contacts = self.devices[node as usize].contact_nodes.contains(&peer)
             && self.devices[peer as usize].contact_nodes.contains(&node);
         {
@@ -219,7 +248,13 @@ impl Strand {
             while let Some(ev) = s.poll_event() {
                 match ev {
                     Event::Received { group, key } => received.push((group, key)),
-                    Event::Established { .. } if side == 0 => w.metrics.sessions += 1,
+                    Event::Delivered { group, key } => delivered.push((group, key)),
+                    Event::Established { .. } => {
+                        established = true;
+                        if side == 0 {
+                            w.metrics.sessions += 1;
+                        }
+                    }
                     Event::Refused { .. } => w.metrics.hellos_refused += 1,
                     Event::Closed { error: Some(e) } => {
                         classify_close(w, &e, side, contacts, s.peer().is_some())
@@ -233,17 +268,20 @@ impl Strand {
             ls.new[side] += received.len() as u64;
         }
         let mut touched = Vec::new();
+        if self.devices[node as usize].carrier.is_some() {
+            touched.extend(self.carry(w, node, peer, established, &mut received, delivered));
+        }
         for (group, key) in received {
             let Some(&idx) = self.by_id.get(&key.id) else {
                 w.metrics.protocol_errors += 1;
                 continue;
             };
+            // A message that came out of an envelope went through at least
+            // one carrier (the chain's length is not tracked: 2).
             let hops = self.devices[peer as usize]
                 .held
                 .get(&idx)
-                .copied()
-                .unwrap_or(0)
-                + 1;
+                .map_or(2, |h| h + 1);
             let dev = &mut self.devices[node as usize];
             dev.held.insert(idx, hops);
             dev.stored += w.messages[idx as usize].creation.size
@@ -255,6 +293,206 @@ impl Strand {
             touched.extend(self.announce(w, node, &group, key, Some(link)));
         }
         touched
+    }
+
+    /// Carrying (Strand with carrying) after a session's events: hands
+    /// envelopes to a newly established peer, takes in pool messages (and
+    /// takes them out of `received`, adding any message an envelope held
+    /// for this device), and hollows pool messages the peer confirmed.
+    /// Returns links to kick.
+    fn carry(
+        &mut self,
+        w: &mut World,
+        node: u32,
+        peer: u32,
+        established: bool,
+        received: &mut Vec<(GroupId, strand_sync::Key)>,
+        delivered: Vec<(GroupId, strand_sync::Key)>,
+    ) -> Vec<LinkId> {
+        let now = w.now_ms();
+        let n = node as usize;
+        let Some(ci) = self.devices[n]
+            .contact_nodes
+            .iter()
+            .position(|c| *c == peer)
+        else {
+            return Vec::new();
+        };
+        let mut touched = Vec::new();
+        let mut hand_to = BTreeSet::new();
+        if established {
+            hand_to.insert(ci);
+        }
+        for (group, key) in delivered {
+            let dev = &mut self.devices[n];
+            if dev.pools.contains_key(&group) {
+                dev.store.hollow(&group, &key);
+            } else if let Some(c) = dev.carrier.as_mut() {
+                // The recipient holds it: no more envelopes of it.
+                c.delivered(&key.id);
+            }
+        }
+        enum Todo {
+            Write(Handout),
+            Opened {
+                message: Message,
+                token: strand_sync::AckToken,
+                expires: strand_sync::Time,
+                from: strand_sync::AuthorId,
+            },
+        }
+        let mut todo = Vec::new();
+        received.retain(|(group, key)| {
+            let dev = &mut self.devices[n];
+            let Some(&pi) = dev.pools.get(group) else {
+                return true;
+            };
+            let bytes = dev.store.get(group, key).ok().flatten();
+            dev.store.hollow(group, key);
+            let Some(msg) = bytes.and_then(|b| Message::decode(b).ok()) else {
+                return false;
+            };
+            let pool = dev.contacts[pi].pool.clone();
+            let from = dev.contacts[pi].public;
+            let Ok(body) = msg.open(&pool) else {
+                return false;
+            };
+            let carrier = dev.carrier.as_mut().expect("carrying");
+            match msg.kind() {
+                Kind::CARRYING => {
+                    if let Ok(on) = decode_carrying(&body) {
+                        carrier.set_carrier(&from.sign, on);
+                        hand_to.insert(pi);
+                    }
+                }
+                Kind::REQUEST => {
+                    if let Ok(outs) = carrier.receive_request(&from, &body, now) {
+                        todo.extend(outs.into_iter().map(Todo::Write));
+                    }
+                }
+                Kind::ACK => {
+                    let expires = msg.expires().unwrap_or(now + 1);
+                    if let Ok(outs) = carrier.receive_ack(&from, &body, expires, now) {
+                        todo.extend(outs.into_iter().map(Todo::Write));
+                    }
+                }
+                Kind::ENVELOPE => {
+                    match carrier.receive_envelope(&dev.identity, &from, &body, now) {
+                        Ok(Arrival::Opened {
+                            message,
+                            token,
+                            expires,
+                        }) => todo.push(Todo::Opened {
+                            message,
+                            token,
+                            expires,
+                            from: from.sign,
+                        }),
+                        Ok(Arrival::Wanted { request }) => todo.push(Todo::Write(request)),
+                        Ok(Arrival::Held { .. }) => {
+                            w.metrics.note_carried(node, carrier.used());
+                            // Pass it on over this device's other live links.
+                            hand_to.extend(0..dev.contacts.len());
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+            false
+        });
+        for t in todo {
+            match t {
+                Todo::Write(h) => touched.extend(self.write_pool(w, node, h)),
+                Todo::Opened {
+                    message,
+                    token,
+                    expires,
+                    from,
+                } => {
+                    let dev = &mut self.devices[n];
+                    // Only a message a contact wrote in their 1:1 group is
+                    // taken, and only then is it acknowledged.
+                    let Some(c) = dev.contacts.iter().find(|c| {
+                        c.public.sign == message.author() && c.direct_group().id == message.group()
+                    }) else {
+                        continue;
+                    };
+                    let group = c.direct_group().clone();
+                    if message.validate(&group, now).is_err() {
+                        continue;
+                    }
+                    if let Ok(true) = WriteStore::insert(&mut dev.store, &group.id, &message) {
+                        received.push((group.id, message.key()));
+                    }
+                    let carrier = dev.carrier.as_mut().expect("carrying");
+                    let body = carrier.acknowledge(&token, expires);
+                    let ack = Handout {
+                        to: from,
+                        kind: Kind::ACK,
+                        body,
+                        expires,
+                    };
+                    touched.extend(self.write_pool(w, node, ack));
+                }
+            }
+        }
+        for pi in hand_to {
+            let peer_node = self.devices[n].contact_nodes[pi];
+            if !self.live(w, node, peer_node) {
+                continue;
+            }
+            let dev = &mut self.devices[n];
+            let carrier = dev.carrier.as_mut().expect("carrying");
+            carrier.expire(now);
+            let public = dev.contacts[pi].public;
+            for h in carrier.hand(&public, now, &mut dev.rng) {
+                touched.extend(self.write_pool(w, node, h));
+            }
+        }
+        touched
+    }
+
+    /// Whether `node` has an established session with `peer` now.
+    fn live(&self, w: &World, node: u32, peer: u32) -> bool {
+        w.node_links[node as usize].iter().any(|l| {
+            let Some(ls) = w.links.get(l) else {
+                return false;
+            };
+            let side = usize::from(ls.b == node);
+            ls.node(1 - side) == peer
+                && self
+                    .links
+                    .get(l)
+                    .and_then(|s| s.sessions[side].as_ref())
+                    .is_some_and(|s| s.is_established() && !s.is_closed())
+        })
+    }
+
+    /// Writes a carrying handout into the pool `node` shares with its
+    /// contact, and tells the live sessions.
+    fn write_pool(&mut self, w: &World, node: u32, h: Handout) -> Vec<LinkId> {
+        let now = w.now_ms();
+        let dev = &mut self.devices[node as usize];
+        let Some(c) = dev.contacts.iter().find(|c| c.public.sign == h.to) else {
+            return Vec::new();
+        };
+        let pool = c.pool.clone();
+        let Ok(m) = Message::create_expiring(
+            &dev.identity,
+            &pool,
+            now,
+            Some(h.expires),
+            h.kind,
+            &h.body,
+            &mut dev.rng,
+        ) else {
+            return Vec::new();
+        };
+        if !matches!(WriteStore::insert(&mut dev.store, &pool.id, &m), Ok(true)) {
+            return Vec::new();
+        }
+        self.announce(w, node, &pool.id, m.key(), None)
     }
 
     /// Tells `node`'s other live sessions about a newly stored message.
@@ -338,6 +576,7 @@ impl Strand {
     /// A user writes a message. Returns links to kick.
     pub fn create(&mut self, w: &mut World, c: Creation) -> Vec<LinkId> {
         let from = c.from;
+        let c_dest = c.dest;
         let group = match c.dest {
             Dest::Device(to) => {
                 let dev = &self.devices[from as usize];
@@ -373,7 +612,29 @@ impl Strand {
         dev.held.insert(idx, 0);
         dev.stored += msg.as_bytes().len() as u64;
         self.by_id.insert(msg.id(), idx);
-        self.announce(w, from, &group.id, key, None)
+        let mut touched = self.announce(w, from, &group.id, key, None);
+        // With carrying, a 1:1 message also spreads sealed, through the
+        // carriers met from now on (and those linked now).
+        let dev = &mut self.devices[from as usize];
+        if let (Some(carrier), Dest::Device(to)) = (dev.carrier.as_mut(), c_dest) {
+            let pos = dev.contact_nodes.iter().position(|n| *n == to);
+            if let Some(pos) = pos {
+                carrier.originate(&dev.contacts[pos].public, msg, now);
+                for pi in 0..dev.contacts.len() {
+                    let peer = self.devices[from as usize].contact_nodes[pi];
+                    if !self.live(w, from, peer) {
+                        continue;
+                    }
+                    let dev = &mut self.devices[from as usize];
+                    let public = dev.contacts[pi].public;
+                    let carrier = dev.carrier.as_mut().expect("carrying");
+                    for h in carrier.hand(&public, now, &mut dev.rng) {
+                        touched.extend(self.write_pool(w, from, h));
+                    }
+                }
+            }
+        }
+        touched
     }
 
     /// Replaces device `i` with a given identity, contacts (with the
@@ -410,9 +671,17 @@ impl Strand {
             .unwrap_or_default()
     }
 
-    /// Bytes of stored messages per device.
+    /// Bytes of stored messages per device (with carrying, envelopes and
+    /// pool messages not yet hollowed too).
     pub fn storage(&self) -> Vec<u64> {
-        self.devices.iter().map(|d| d.stored).collect()
+        self.devices
+            .iter()
+            .map(|d| {
+                d.stored
+                    + d.carrier.as_ref().map_or(0, Carrier::used)
+                    + d.pools.keys().map(|p| d.store.bytes(p)).sum::<u64>()
+            })
+            .collect()
     }
 
     /// Every group log (1:1 and private) is identical at all its members.

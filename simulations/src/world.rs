@@ -229,7 +229,7 @@ impl Sim {
             }
         }
         let social = Social::build(scenario, n, trace.as_ref(), &mut rng)?;
-        if scenario.policy == Policy::Strand {
+        if scenario.policy.is_strand() {
             if let Some(c) = social
                 .workload
                 .iter()
@@ -291,7 +291,20 @@ impl Sim {
             scenario: scenario.clone(),
         };
         let policy = match scenario.policy {
-            Policy::Strand => PolicyState::Strand(Box::new(Strand::new(&mut world)?)),
+            Policy::Strand => PolicyState::Strand(Box::new(Strand::new(&mut world, None)?)),
+            Policy::StrandCarrying => {
+                let o = &scenario.options;
+                let carry = strand_sync::CarryConfig {
+                    copies: u8::try_from(o.copies).unwrap_or(u8::MAX),
+                    budget: o.carry_budget.0,
+                    lifetime: o
+                        .carry_lifetime
+                        .or(o.ttl)
+                        .map_or(24 * 3_600_000, |d| d.0 / 1000),
+                    carry: true,
+                };
+                PolicyState::Strand(Box::new(Strand::new(&mut world, Some(carry))?))
+            }
             p => PolicyState::Baseline(Box::new(Baseline::new(&world, p, &scenario.options))),
         };
         let mut sim = Sim {
