@@ -53,6 +53,9 @@ pub struct TransportArgs {
     /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_contact: Option<u64>,
+    /// When you carry for contacts (`strand carry on`): how much their sealed envelopes may take on this device, in MiB; past it the oldest are dropped [default: 16]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub carry_budget: Option<u64>,
 }
 
 /// Where `strand relay` and `--relay-for-contacts` listen by default.
@@ -109,12 +112,17 @@ impl TransportArgs {
             adapter: self.ble_adapter.clone(),
             l2cap: !self.ble_gatt_only,
         });
+        let mut carry = crate::CarrySettings::default();
+        if let Some(mib) = self.carry_budget {
+            carry.budget = mib << 20;
+        }
         NodeConfig {
             lan,
             relay,
             ble,
             peers: self.peer.clone(),
             budgets,
+            carry,
             ..NodeConfig::default()
         }
     }

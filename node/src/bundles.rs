@@ -195,7 +195,9 @@ impl Profile {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut count = 0;
-        for group in &contact.groups {
+        // The carrying pool is for links only: its envelopes are handed
+        // over and acknowledged in a session.
+        for group in contact.groups.iter().filter(|g| g.id != contact.pool.id) {
             let lo = table_key(&group.id, &Key::MIN);
             let hi = table_key(&group.id, &Key::MAX);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
@@ -243,7 +245,11 @@ impl Profile {
                 }
             }
             for (group, list) in by_group {
-                let Some(g) = contact.groups.iter().find(|g| g.id == group) else {
+                let Some(g) = contact
+                    .groups
+                    .iter()
+                    .find(|g| g.id == group && g.id != contact.pool.id)
+                else {
                     pass.refused += list.len();
                     pass.unknown += list.len();
                     continue;

@@ -75,6 +75,13 @@ pub enum Request {
     },
     /// Stop the node (it answers first): `strand wipe` uses it.
     Shutdown,
+    /// Carrying for contacts: with `set`, start or stop first. Answers a
+    /// [`crate::CarryStatus`].
+    Carry {
+        /// On or off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<bool>,
+    },
     /// A conversation's disappearing-message timer; with `set`, set it
     /// first (`off`, or such as `5m`, `1h`, `1d`, `1w`, `1y`).
     Timer {
@@ -553,6 +560,13 @@ async fn answer(node: &Node, request: Request) -> Response {
             }
         }
         Request::Contacts => Response::ok(contacts(node.profile())),
+        Request::Carry { set } => match set {
+            Some(on) => match node.set_carrying(on).await {
+                Ok(s) => Response::ok(s),
+                Err(e) => Response::err(&e),
+            },
+            None => Response::ok(node.carry_status()),
+        },
         Request::Timer {
             conversation,
             group,

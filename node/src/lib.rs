@@ -39,6 +39,7 @@
 
 pub mod args;
 mod bundles;
+mod carry;
 pub mod control;
 mod crypto;
 mod expiry;
@@ -60,6 +61,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use bundles::{Exported, Imported};
+pub use carry::{CarrySettings, CarryStatus};
 pub use crypto::{os_rng, KdfParams};
 pub use expiry::{parse_timer, timer_label};
 pub use files::{safe_name, Conversation, FileInfo, FileSent};

@@ -125,6 +125,11 @@ enum Command {
         #[command(flatten)]
         transports: TransportArgs,
     },
+    /// Carry sealed messages for your contacts (they cannot be read, and who they are for is hidden): `strand carry on|off`; shows what you carry if no argument
+    Carry {
+        /// on or off
+        set: Option<OnOff>,
+    },
     /// Show identity, transports, relays, and contacts seen
     Status,
     /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
@@ -378,6 +383,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         Command::Group { action } => group(&ctx, action).await,
         Command::Timer { name, set } => timer(&ctx, &name, false, set).await,
         Command::Run { transports } => run(&ctx, &transports).await,
+        Command::Carry { set } => carry(&ctx, set.map(|s| s == OnOff::On)).await,
         Command::Status => status(&ctx).await,
         Command::Wipe { yes } => wipe(&ctx, yes).await,
         Command::Relay { action, server } => match action {
@@ -854,6 +860,55 @@ async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
     if let Some(why) = done["incomplete"].as_str() {
         bail!("the import stopped before the end ({why}); what was stored stays: import the file again to finish");
     }
+    Ok(())
+}
+
+/// `strand carry [on|off]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// `strand carry`: through the running node, else on the profile.
+async fn carry(ctx: &Ctx, set: Option<bool>) -> Result<()> {
+    let status: strand_node::CarryStatus = match ask(&ctx.dir, &Request::Carry { set }).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => {
+            let p = open_profile(ctx)?;
+            let settings = strand_node::CarrySettings::default();
+            match set {
+                Some(on) => p.set_carrying(on, &settings, now(), &mut os_rng())?,
+                None => p.carry_status(&settings)?,
+            }
+        }
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string(&status)?);
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    if status.carrying {
+        println!(
+            "You carry sealed messages for your contacts: {} held ({:.2} of {:.0} MiB; the oldest go first when full).",
+            status.held,
+            mib(status.held_bytes),
+            mib(status.budget)
+        );
+    } else {
+        println!("You do not carry messages for your contacts (`strand carry on` to start).");
+        if status.held > 0 {
+            println!(
+                "Still held until delivered or expired: {} ({:.2} MiB).",
+                status.held,
+                mib(status.held_bytes)
+            );
+        }
+    }
+    println!(
+        "Contacts who carry for you: {}. Your messages on their way through them: {}. Messages that reached you this way: {}.",
+        status.carriers, status.spreading, status.opened
+    );
     Ok(())
 }
 

@@ -168,6 +168,9 @@ impl Book {
             .collect();
         epochs.sort_by_key(|e| std::cmp::Reverse(e.number));
         for contact in &mut sync {
+            // The carrying pool (PROTOCOL.md §17) right after the 1:1
+            // conversation, so a contact in many groups still has it.
+            contact.groups.push(contact.pool.clone());
             for e in &epochs {
                 if e.member(&contact.public.sign).is_some() {
                     contact.groups.push(e.group().clone());

@@ -99,7 +99,7 @@ fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
 }
 
 impl Profile {
-    fn meta_sealed(
+    pub(crate) fn meta_sealed(
         &self,
         name: &str,
         role: &str,

@@ -127,6 +127,13 @@ pub mod meta {
     /// The [`strand_sync::Reach`] record last written to contacts, sealed
     /// under the root key: a new one is written only when it changes.
     pub const REACH: &str = "reach";
+    /// Whether this user carries envelopes for contacts (1 byte, 0 or 1),
+    /// sealed under the root key. Absent: no.
+    pub const CARRY: &str = "carry";
+    /// The carrying state ([`strand_sync::Carrier::encode`]): envelopes
+    /// held for others, own messages spreading, acknowledgements seen;
+    /// sealed under the root key.
+    pub const CARRIER: &str = "carrier";
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

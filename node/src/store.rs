@@ -313,7 +313,11 @@ impl Store for ReadView {
         let Some(t) = &self.table else {
             return Ok(None);
         };
-        Ok(t.get(&table_key(group, key))?.map(|v| v.value().to_vec()))
+        // A hollow message (a carrying pool's, once read) keeps its key
+        // and no bytes: held, but nothing to send.
+        Ok(t.get(&table_key(group, key))?
+            .map(|v| v.value().to_vec())
+            .filter(|v| !v.is_empty()))
     }
 
     fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
@@ -403,7 +407,8 @@ impl Store for RedbStore {
             Some((txn, _)) => Ok(txn
                 .open_table(MESSAGES)?
                 .get(&table_key(group, key))?
-                .map(|v| v.value().to_vec())),
+                .map(|v| v.value().to_vec())
+                .filter(|v| !v.is_empty())),
             None => ReadView::new(&self.db)?.get(group, key),
         }
     }

@@ -120,14 +120,17 @@ impl Strand {
             }
             groups.push(group);
         }
-        // With carrying, each pair also syncs its carrying pool, and each
-        // device tells every contact there that it carries.
+        // Each pair also syncs its carrying pool, as nodes do (empty when
+        // nobody carries); with carrying, each device tells every contact
+        // there that it carries.
         let now = w.now_ms();
         for dev in &mut devices {
+            for (i, c) in dev.contacts.iter_mut().enumerate() {
+                c.groups.insert(1, c.pool.clone());
+                dev.pools.insert(c.pool.id, i);
+            }
             if dev.carrier.is_some() {
-                for (i, c) in dev.contacts.iter_mut().enumerate() {
-                    c.groups.push(c.pool.clone());
-                    dev.pools.insert(c.pool.id, i);
+                for c in &dev.contacts {
                     let m = Message::create(
                         &dev.identity,
                         &c.pool,

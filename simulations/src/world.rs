@@ -347,23 +347,23 @@ impl Sim {
         let PolicyState::Strand(s) = &mut sim.policy else {
             anyhow::bail!("the fixture needs the strand policy");
         };
-        let (alice, bob) = (f.alice.public(), f.bob.public());
         let mut store = strand_sync::MemoryStore::new();
         strand_sync::WriteStore::insert(&mut store, &f.message.group(), &f.message)?;
         let copy = |i: &strand_sync::Identity| {
             strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
         };
+        let (with_bob, with_alice) = f.contacts();
         s.set_device(
             0,
             copy(&f.alice)?,
-            vec![(f.alice.contact(&bob)?, 1)],
+            vec![(with_bob, 1)],
             store,
             f.alice_link_seed,
         );
         s.set_device(
             1,
             copy(&f.bob)?,
-            vec![(f.bob.contact(&alice)?, 0)],
+            vec![(with_alice, 0)],
             strand_sync::MemoryStore::new(),
             f.bob_link_seed,
         );

@@ -257,6 +257,11 @@ impl Carrier {
         self.held.len()
     }
 
+    /// The envelopes held for others, as a carrier sees them.
+    pub fn envelopes(&self) -> impl Iterator<Item = &Envelope> {
+        self.held.values().map(|h| &h.envelope)
+    }
+
     /// This device's messages still spreading.
     pub fn spreading(&self) -> usize {
         self.own.len()
@@ -265,6 +270,18 @@ impl Carrier {
     /// Counters.
     pub fn stats(&self) -> CarryStats {
         self.stats
+    }
+
+    /// Whether this device carries for its contacts from now on. Turned
+    /// off, it keeps what it holds until that is delivered or expires, and
+    /// takes in nothing new.
+    pub fn set_carrying(&mut self, carry: bool) {
+        self.config.carry = carry;
+    }
+
+    /// Whether contact `peer` said it carries.
+    pub fn is_carrier(&self, peer: &AuthorId) -> bool {
+        self.carriers.contains(peer)
     }
 
     /// Contact `peer` said (in a [`Kind::CARRYING`] message) whether it
@@ -613,6 +630,194 @@ impl Carrier {
     }
 }
 
+const STATE_VERSION: u8 = 1;
+
+/// Most entries of any one list in a saved state: far above what budgets
+/// allow, so a damaged length cannot make the decoder allocate much.
+const MAX_SAVED: usize = 1 << 20;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CarryError> {
+        if self.0.len() < n {
+            return Err(CarryError::Malformed("a carrying state cut short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, CarryError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, CarryError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, CarryError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], CarryError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+    fn count(&mut self) -> Result<usize, CarryError> {
+        let n = self.u32()? as usize;
+        if n > MAX_SAVED {
+            return Err(CarryError::Malformed("a carrying state list too long"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, CarryError> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn keys(&mut self) -> Result<BTreeSet<AuthorId>, CarryError> {
+        (0..self.count()?).map(|_| self.arr::<32>()).collect()
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_keys(out: &mut Vec<u8>, keys: &BTreeSet<AuthorId>) {
+    out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+    for k in keys {
+        out.extend_from_slice(k);
+    }
+}
+
+impl Carrier {
+    /// Everything held, as bytes to keep (sealed) between runs; the
+    /// configuration is not included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        put_keys(&mut out, &self.carriers);
+        out.extend_from_slice(&(self.acked.len() as u32).to_be_bytes());
+        for (h, e) in &self.acked {
+            out.extend_from_slice(h);
+            out.extend_from_slice(&e.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.held.len() as u32).to_be_bytes());
+        for h in self.held.values() {
+            out.extend_from_slice(&h.arrived.0.to_be_bytes());
+            out.extend_from_slice(&h.arrived.1.to_be_bytes());
+            put_bytes(&mut out, h.envelope.as_bytes());
+            put_keys(&mut out, &h.peers);
+            put_keys(&mut out, &h.offered);
+        }
+        out.extend_from_slice(&(self.own_order.len() as u32).to_be_bytes());
+        for (order, id) in &self.own_order {
+            let o = &self.own[id];
+            out.extend_from_slice(&order.0.to_be_bytes());
+            out.extend_from_slice(&order.1.to_be_bytes());
+            out.extend_from_slice(&o.recipient.sign);
+            out.extend_from_slice(&o.recipient.dh);
+            put_bytes(&mut out, o.message.as_bytes());
+            out.extend_from_slice(&o.expires.to_be_bytes());
+            out.push(o.copies);
+            put_keys(&mut out, &o.peers);
+            out.extend_from_slice(&(o.acks.len() as u32).to_be_bytes());
+            for a in &o.acks {
+                out.extend_from_slice(a);
+            }
+        }
+        let s = self.stats;
+        for v in [s.held, s.evicted, s.acknowledged, s.sealed, s.opened] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// A carrier from [`Carrier::encode`]'s bytes, under `config`. What
+    /// does not fit the budget now is evicted, oldest first.
+    pub fn decode(bytes: &[u8], config: CarryConfig) -> Result<Carrier, CarryError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != STATE_VERSION {
+            return Err(CarryError::Malformed("an unknown carrying state version"));
+        }
+        let mut c = Carrier::new(config);
+        c.seq = r.u64()?;
+        c.carriers = r.keys()?;
+        for _ in 0..r.count()? {
+            let h = r.arr::<16>()?;
+            let e = r.u64()?;
+            c.acked.insert(h, e);
+        }
+        let mut held = Vec::new();
+        for _ in 0..r.count()? {
+            let arrived = (r.u64()?, r.u64()?);
+            let envelope = Envelope::decode(r.bytes()?)?;
+            let peers = r.keys()?;
+            let offered = r.keys()?;
+            held.push(Held {
+                envelope,
+                arrived,
+                peers,
+                offered,
+            });
+        }
+        for _ in 0..r.count()? {
+            let order = (r.u64()?, r.u64()?);
+            let recipient = PublicIdentity {
+                sign: r.arr()?,
+                dh: r.arr()?,
+            };
+            let message = Message::decode(r.bytes()?)
+                .map_err(|_| CarryError::Malformed("a carried message"))?;
+            let expires = r.u64()?;
+            let copies = r.u8()?;
+            let peers = r.keys()?;
+            let acks = (0..r.count()?)
+                .map(|_| r.arr::<16>())
+                .collect::<Result<Vec<_>, _>>()?;
+            c.own_order.insert(order, message.id());
+            c.own.insert(
+                message.id(),
+                Own {
+                    recipient,
+                    message,
+                    expires,
+                    copies,
+                    peers,
+                    acks,
+                },
+            );
+        }
+        let mut stats = [0u64; 5];
+        for v in &mut stats {
+            *v = r.u64()?;
+        }
+        if !r.0.is_empty() {
+            return Err(CarryError::Malformed("bytes after a carrying state"));
+        }
+        c.stats = CarryStats {
+            held: stats[0],
+            evicted: stats[1],
+            acknowledged: stats[2],
+            sealed: stats[3],
+            opened: stats[4],
+        };
+        // Newest first, while they fit.
+        held.sort_by_key(|h| std::cmp::Reverse(h.arrived));
+        for h in held {
+            let size = h.envelope.as_bytes().len() as u64;
+            if c.used + size > c.config.budget {
+                continue;
+            }
+            c.used += size;
+            c.by_ack.insert(h.envelope.ack_hash(), h.envelope.id());
+            c.held.insert(h.envelope.id(), h);
+        }
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,5 +1146,55 @@ mod tests {
             assert!(b.carrier.hand(&o.id.public(), NOW, &mut rng).is_empty());
         }
         assert!(b.carrier.hand(&a.id.public(), NOW, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn the_state_survives_a_restart_and_damaged_state_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let c = person("c", &mut rng, cfg);
+        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"y", &mut rng), NOW + 1);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng);
+        b.carrier
+            .receive_envelope(&b.id, &a.id.public(), &h[0].body, NOW)
+            .unwrap();
+        b.carrier.hand(&c.id.public(), NOW, &mut rng);
+        b.carrier.acknowledge(&AckToken([7; 16]), NOW + HOUR);
+        for p in [&a, &b] {
+            let bytes = p.carrier.encode();
+            let back = Carrier::decode(&bytes, cfg).unwrap();
+            assert_eq!(back.encode(), bytes);
+            assert_eq!(
+                (back.held(), back.used(), back.spreading(), back.stats()),
+                (
+                    p.carrier.held(),
+                    p.carrier.used(),
+                    p.carrier.spreading(),
+                    p.carrier.stats()
+                )
+            );
+            // Every cut, and one byte more, is refused.
+            for n in 0..bytes.len() {
+                assert!(Carrier::decode(&bytes[..n], cfg).is_err(), "{n}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Carrier::decode(&longer, cfg).is_err());
+        }
+        // B's copy is not offered to C twice after a restart.
+        let mut again = Carrier::decode(&b.carrier.encode(), cfg).unwrap();
+        assert!(again.hand(&c.id.public(), NOW, &mut rng).is_empty());
+        // A smaller budget keeps what fits.
+        let small = CarryConfig { budget: 10, ..cfg };
+        assert_eq!(
+            Carrier::decode(&b.carrier.encode(), small).unwrap().held(),
+            0
+        );
     }
 }

@@ -669,15 +669,25 @@ impl LinkFixture {
 
     /// Alice's and Bob's endpoints (each the other's only contact).
     pub fn endpoints(&self) -> (Endpoint, Endpoint) {
-        let a = Endpoint::new(
-            &self.alice,
-            vec![self.alice.contact(&self.bob.public()).expect("distinct")],
-        );
-        let b = Endpoint::new(
-            &self.bob,
-            vec![self.bob.contact(&self.alice.public()).expect("distinct")],
-        );
-        (a, b)
+        let (a, b) = self.contacts();
+        (
+            Endpoint::new(&self.alice, vec![a]),
+            Endpoint::new(&self.bob, vec![b]),
+        )
+    }
+
+    /// Alice's contact Bob and Bob's contact Alice, syncing what a node
+    /// syncs with a contact it shares no private group with: their 1:1
+    /// conversation and their carrying pool (PROTOCOL.md §17).
+    pub fn contacts(&self) -> (Contact, Contact) {
+        let with_pool = |mut c: Contact| {
+            c.groups.push(c.pool.clone());
+            c
+        };
+        (
+            with_pool(self.alice.contact(&self.bob.public()).expect("distinct")),
+            with_pool(self.bob.contact(&self.alice.public()).expect("distinct")),
+        )
     }
 
     /// The bytes Alice and Bob write on the link, in order, each side's

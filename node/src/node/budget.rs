@@ -59,6 +59,10 @@ fn known(kind: Kind) -> bool {
         Kind::CHUNK,
         Kind::FILE,
         Kind::NAME,
+        Kind::ENVELOPE,
+        Kind::ACK,
+        Kind::CARRYING,
+        Kind::REQUEST,
     ]
     .contains(&kind)
 }

@@ -108,6 +108,9 @@ struct Pump {
     mark: u64,
     /// Whether this session already said the contact is over budget.
     over_budget: bool,
+    /// Messages of ours the peer confirmed, for carrying (pool messages
+    /// to hollow, 1:1 messages to stop spreading).
+    confirmed: Vec<(GroupId, Key)>,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -144,6 +147,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         records: HashSet::new(),
         mark,
         over_budget: false,
+        confirmed: Vec::new(),
     };
     pump.run(link.stream, command_rx).await
 }
@@ -374,6 +378,7 @@ impl Pump {
                         self.node.registry.moved(public, 1);
                     }
                     self.delivered.push((group, key));
+                    self.confirmed.push((group, key));
                     self.notify_own(group, key, false);
                 }
                 Event::Refused { .. } => {
@@ -447,6 +452,9 @@ impl Pump {
             }
         }
         self.contact = Some((peer, name, groups));
+        self.node
+            .tasks
+            .spawn(super::carrying::session_up(self.node.clone(), peer));
     }
 
     /// Starts syncing the groups in `groups` that the session does not yet
@@ -466,6 +474,7 @@ impl Pump {
     fn note_records(&mut self, batch: &Inbound) {
         let mut reach = false;
         let mut groups = Vec::new();
+        let mut pool = Vec::new();
         for m in batch.iter() {
             let kind = m.message().kind();
             if kind != Kind::TEXT
@@ -477,7 +486,15 @@ impl Pump {
                 if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {
                     groups.push((*m.group(), m.key()));
                 }
+                if crate::carry::is_pool_kind(kind) {
+                    pool.push((*m.group(), m.key()));
+                }
             }
+        }
+        if !pool.is_empty() {
+            self.node
+                .tasks
+                .spawn(super::carrying::pool_received(self.node.clone(), pool));
         }
         if !groups.is_empty() {
             let node = super::Node {
@@ -552,6 +569,12 @@ impl Pump {
     /// Records delivery states (on the writer, not waited for: the marks
     /// only ever rise, so their order does not matter).
     fn flush_marks(&mut self) {
+        if !self.confirmed.is_empty() {
+            let items = std::mem::take(&mut self.confirmed);
+            self.node
+                .tasks
+                .spawn(super::carrying::confirmed(self.node.clone(), items));
+        }
         for (keys, state) in [
             (std::mem::take(&mut self.sent), Delivery::Sent),
             (std::mem::take(&mut self.delivered), Delivery::Delivered),

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 mod bluetooth;
 pub mod budget;
+mod carrying;
 mod guard;
 mod link;
 mod registry;
@@ -153,6 +154,9 @@ pub struct NodeConfig {
     pub sessions: SessionSettings,
     /// How much each contact may store here.
     pub budgets: budget::Budgets,
+    /// How this node carries envelopes (PROTOCOL.md §17); whether it does
+    /// is the user's choice, kept in the profile.
+    pub carry: crate::CarrySettings,
     /// Tests only: a fixed clock and a seeded RNG for links, so two runs
     /// give the same bytes.
     #[doc(hidden)]
@@ -407,6 +411,9 @@ pub(crate) struct Shared {
     pub(crate) bluetooth_off: Option<String>,
     /// Devices discovered lately, newest last (see [`NEARBY_KEPT`]).
     pub(crate) nearby: Mutex<std::collections::VecDeque<(Peer, std::time::Instant)>>,
+    /// Envelopes carried for contacts, and this user's spreading
+    /// ([`carrying`]).
+    pub(crate) carrier: Mutex<strand_sync::Carrier>,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -485,6 +492,22 @@ impl Node {
             }
         }
         drop(tx);
+        let carrier = {
+            let (p, settings) = (profile.clone(), config.carry);
+            tokio::task::spawn_blocking(move || p.load_carrier(&settings))
+                .await
+                .map_err(|_| ProfileError::Closed)
+                .and_then(|r| r)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("the carrying state is unreadable, starting empty: {e}");
+                    strand_sync::Carrier::new(strand_sync::CarryConfig {
+                        copies: config.carry.copies,
+                        budget: config.carry.budget,
+                        lifetime: config.carry.lifetime,
+                        carry: false,
+                    })
+                })
+        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
             relays: relays.clone(),
@@ -506,6 +529,7 @@ impl Node {
             ledger: Arc::default(),
             bluetooth_off,
             nearby: Mutex::default(),
+            carrier: Mutex::new(carrier),
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
@@ -826,6 +850,7 @@ impl Node {
             .write_async(contact, text, now, &mut rng)
             .await?;
         self.shared.registry.announce(group, key, None);
+        self.spread(group, key).await;
         Ok(key)
     }
 
@@ -1003,6 +1028,7 @@ impl Node {
         // and devices around that may be theirs.
         self.clone().reach_record(record.public).await;
         self.redial_nearby();
+        self.carrying_new_contact(record.public).await;
         Ok(record)
     }
 

@@ -1022,3 +1022,58 @@ fn a_50_mib_file_survives_three_kills_of_the_receiver() {
     assert!(back == data, "byte-identical");
     assert_eq!(strand_sync::file_hash(&back), strand_sync::file_hash(&data));
 }
+
+/// Carrying from the command line, three `strand run` processes on
+/// loopback: Bob carries; Alice writes to Carol, whom she never meets;
+/// Bob brings it, and drops his copy once Carol has it.
+#[test]
+fn carrying_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let c = User::init(tmp.path(), "carol");
+    for (x, y, yname, xname) in [(&b, &c, "carol", "bob"), (&a, &c, "carol", "alice")] {
+        x.ok(&["add", &y.invite(), "--name", yname]);
+        y.ok(&["add", &x.invite(), "--name", xname]);
+    }
+    let status = |u: &User| -> Value { serde_json::from_str(&u.ok(&["carry", "--json"])).unwrap() };
+    // Offline: off by default; bad input refused; on.
+    assert!(b.ok(&["carry"]).contains("You do not carry"));
+    let out = b.cmd(&["carry", "maybe"]);
+    assert_eq!(out.status.code(), Some(1), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: on, off"));
+    assert_eq!(status(&b)["carrying"], false);
+    assert!(b.ok(&["carry", "on"]).contains("You carry sealed messages"));
+    assert_eq!(status(&b)["carrying"], true);
+
+    let (b_run, b_addr) = b.run(&[]);
+    let _b_run = Killed(b_run);
+    let (a_run, _) = a.run(&[&b_addr]);
+    let mut a_run = Killed(a_run);
+    eventually("Alice learns Bob carries", Duration::from_secs(60), || {
+        status(&a)["carriers"] == 1
+    });
+    a.ok(&["send", "carol", "the meeting moved to nine"]);
+    eventually("Bob holds an envelope", Duration::from_secs(60), || {
+        status(&b)["held"] == 1
+    });
+    let _ = a_run.0.kill();
+    let _ = a_run.0.wait();
+
+    let (c_run, _) = c.run(&[&b_addr]);
+    let _c_run = Killed(c_run);
+    eventually(
+        "Carol reads Alice's message",
+        Duration::from_secs(60),
+        || {
+            c.read("alice")
+                .iter()
+                .any(|m| m["text"] == "the meeting moved to nine")
+        },
+    );
+    eventually("Bob drops his copy", Duration::from_secs(60), || {
+        status(&b)["held"] == 0
+    });
+    assert!(c
+        .ok(&["carry"])
+        .contains("Messages that reached you this way: 1."));
+}

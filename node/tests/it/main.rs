@@ -35,6 +35,7 @@
 //!   renaming, the schema 1 → 2 migration (issue 5).
 
 mod bundles;
+mod carry;
 mod cli;
 mod expiry;
 mod files;

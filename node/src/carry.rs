@@ -1,0 +1,306 @@
+//! Carrying in a profile (PROTOCOL.md §17): whether the user carries
+//! envelopes for contacts, the [`Carrier`]'s state (sealed at rest under
+//! the root key, like every other record of metadata), and the carrying
+//! pools' messages: written, read, and hollowed once read.
+//!
+//! What runs it lives in the node ([`crate::node`]): a running node hands
+//! envelopes to contacts as their sessions come up and takes in what
+//! their pools bring. A profile no node runs on only reports.
+
+use rand_core::{CryptoRng, RngCore};
+use redb::{ReadableDatabase, ReadableTable};
+use strand_sync::{
+    Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Time,
+};
+
+use crate::crypto::seal;
+use crate::node::budget::{Budgets, Ledger};
+use crate::profile::{db_error, store_checked};
+use crate::schema::{meta, MESSAGES, META};
+use crate::store::{table_key, Inserter};
+use crate::{Profile, ProfileError};
+
+const ROLE_CARRY: &str = "strand/v2/carry";
+const ROLE_CARRIER: &str = "strand/v2/carrier";
+
+/// How a node carries: copies, budget and envelope lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarrySettings {
+    /// Copies each of this user's 1:1 messages spreads in (binary spray
+    /// and wait); 1 hands nothing to carriers.
+    pub copies: u8,
+    /// Most bytes of other people's envelopes held.
+    pub budget: u64,
+    /// How long an envelope lasts, ms.
+    pub lifetime: Time,
+}
+
+impl Default for CarrySettings {
+    fn default() -> Self {
+        let d = CarryConfig::default();
+        CarrySettings {
+            copies: d.copies,
+            budget: d.budget,
+            lifetime: d.lifetime,
+        }
+    }
+}
+
+/// What carrying looks like now (`strand carry`, the app's Network
+/// screen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CarryStatus {
+    /// Whether this user carries for contacts.
+    pub carrying: bool,
+    /// Envelopes held for others.
+    pub held: usize,
+    /// Their bytes.
+    pub held_bytes: u64,
+    /// The budget for them.
+    pub budget: u64,
+    /// This user's messages still spreading through carriers.
+    pub spreading: usize,
+    /// Contacts who said they carry.
+    pub carriers: usize,
+    /// Envelopes delivered to this user.
+    pub opened: u64,
+}
+
+/// A pool message read back: who shares the pool, and the message.
+pub(crate) struct PoolMessage {
+    pub(crate) from: PublicIdentity,
+    pub(crate) message: Message,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Profile {
+    /// Whether this user carries envelopes for contacts (off until turned
+    /// on).
+    pub fn carrying(&self) -> Result<bool, ProfileError> {
+        Ok(self
+            .meta_sealed(meta::CARRY, ROLE_CARRY)?
+            .is_some_and(|b| b.first() == Some(&1)))
+    }
+
+    /// The carrying state, under `settings`; empty if none was saved.
+    pub(crate) fn load_carrier(&self, settings: &CarrySettings) -> Result<Carrier, ProfileError> {
+        let config = CarryConfig {
+            copies: settings.copies,
+            budget: settings.budget,
+            lifetime: settings.lifetime,
+            carry: self.carrying()?,
+        };
+        match self.meta_sealed(meta::CARRIER, ROLE_CARRIER)? {
+            Some(bytes) => Carrier::decode(&bytes, config)
+                .map_err(|e| ProfileError::Corrupt(format!("the carrying state: {e}"))),
+            None => Ok(Carrier::new(config)),
+        }
+    }
+
+    /// What carrying looks like, read from the saved state.
+    pub fn carry_status(&self, settings: &CarrySettings) -> Result<CarryStatus, ProfileError> {
+        let carrier = self.load_carrier(settings)?;
+        Ok(status(&carrier, &self.book().sync))
+    }
+
+    /// Starts or stops carrying with no node running: saved, and every
+    /// contact is told in its pool (they learn it at the next sync).
+    pub fn set_carrying(
+        &self,
+        on: bool,
+        settings: &CarrySettings,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<CarryStatus, ProfileError> {
+        let mut carrier = self.load_carrier(settings)?;
+        carrier.set_carrying(on);
+        let contacts = self.book().sync.clone();
+        let notices = contacts.iter().map(|c| notice(&c.public, on)).collect();
+        self.save_carrying(&carrier, notices, now, rng)?;
+        Ok(status(&carrier, &contacts))
+    }
+
+    /// Saves the carrying state and the user's choice, and writes the
+    /// given pool messages, in one transaction. Returns the messages'
+    /// keys, to hand to live sessions.
+    pub(crate) fn save_carrying(
+        &self,
+        carrier: &Carrier,
+        handouts: Vec<Handout>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let state = seal(self.root(), ROLE_CARRIER, &carrier.encode(), rng);
+        let choice = seal(
+            self.root(),
+            ROLE_CARRY,
+            &[u8::from(carrier.config().carry)],
+            rng,
+        );
+        let messages = self.pool_messages(handouts, now, rng)?;
+        let me = self.identity().public().sign;
+        self.write_txn(move |txn| {
+            let mut m = txn.open_table(META).map_err(db_error)?;
+            m.insert(meta::CARRIER, &state[..]).map_err(db_error)?;
+            m.insert(meta::CARRY, &choice[..]).map_err(db_error)?;
+            drop(m);
+            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
+            let mut keys = Vec::new();
+            for (group, msg) in &messages {
+                if store.insert(group, msg).map_err(db_error)? {
+                    keys.push((*group, msg.key()));
+                }
+            }
+            Ok(keys)
+        })
+    }
+
+    /// The handouts as messages in the pools they go to (a handout for
+    /// someone no longer a contact is dropped).
+    fn pool_messages(
+        &self,
+        handouts: Vec<Handout>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Message)>, ProfileError> {
+        let book = self.book();
+        let identity = self.identity();
+        let mut out = Vec::with_capacity(handouts.len());
+        for h in handouts {
+            let Some(c) = book.sync.iter().find(|c| c.public.sign == h.to) else {
+                continue;
+            };
+            let expires = (h.expires > now).then_some(h.expires);
+            let msg =
+                Message::create_expiring(&identity, &c.pool, now, expires, h.kind, &h.body, rng)
+                    .map_err(ProfileError::Message)?;
+            out.push((c.pool.id, msg));
+        }
+        Ok(out)
+    }
+
+    /// A stored pool message, opened; `None` if it is gone, hollow, or not
+    /// in a contact's pool.
+    pub(crate) fn read_pool(
+        &self,
+        group: &GroupId,
+        key: &Key,
+    ) -> Result<Option<PoolMessage>, ProfileError> {
+        let book = self.book();
+        let Some(c) = book.sync.iter().find(|c| c.pool.id == *group) else {
+            return Ok(None);
+        };
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let t = txn.open_table(MESSAGES).map_err(db_error)?;
+        let Some(v) = t.get(&table_key(group, key)).map_err(db_error)? else {
+            return Ok(None);
+        };
+        let Ok(message) = Message::decode(v.value().to_vec()) else {
+            return Ok(None);
+        };
+        let Ok(body) = message.open(&c.pool) else {
+            return Ok(None);
+        };
+        Ok(Some(PoolMessage {
+            from: c.public,
+            message,
+            body,
+        }))
+    }
+
+    /// Drops the bytes of pool messages and keeps their keys (see
+    /// [`strand_sync::MemoryStore::hollow`]): the envelope inside lives in
+    /// the carrying state from now on, or is gone.
+    pub(crate) fn hollow(&self, items: Vec<(GroupId, Key)>) -> Result<(), ProfileError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.write_txn(move |txn| {
+            let mut t = txn.open_table(MESSAGES).map_err(db_error)?;
+            for (group, key) in &items {
+                let k = table_key(group, key);
+                let present = t.get(&k).map_err(db_error)?.is_some();
+                if present {
+                    t.insert(&k, &[][..]).map_err(db_error)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes in a message that came out of an envelope, checked exactly
+    /// as if its author had sent it over a link (budgets included): it
+    /// must be valid in the 1:1 group of the contact that wrote it. Returns
+    /// that contact's name and whether the message was new; `None` if it
+    /// is not a contact's (a stranger can seal to anyone) or not valid.
+    pub(crate) fn take_opened(
+        &self,
+        message: Message,
+        ledger: &Ledger,
+        budgets: &Budgets,
+        now: Time,
+    ) -> Result<Option<(String, Key, bool)>, ProfileError> {
+        let book = self.book();
+        let Some((record, contact)) = book.records.iter().zip(&book.sync).find(|(_, c)| {
+            c.public.sign == message.author() && c.direct_group().id == message.group()
+        }) else {
+            return Ok(None);
+        };
+        let name = record.name.clone();
+        let key = message.key();
+        let mut batch = Inbound::new(contact.direct_group(), vec![message]);
+        let view = self.read_view()?;
+        batch
+            .skip_held(|g, k| strand_sync::Store::contains(&view, g, k))
+            .map_err(db_error)?;
+        batch.verify(now);
+        ledger.apply(self, budgets, &mut batch)?;
+        let me = self.identity().public().sign;
+        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch)) {
+            Ok(b) => b,
+            Err(e) => {
+                ledger.forget();
+                return Err(e);
+            }
+        };
+        ledger.refund(self, &batch);
+        let verdict = batch.iter().next().map(|i| i.verdict().clone());
+        Ok(match verdict {
+            Some(strand_sync::Verdict::Stored { new }) => Some((name, key, new)),
+            Some(strand_sync::Verdict::Held) => Some((name, key, false)),
+            _ => None,
+        })
+    }
+}
+
+/// The status of `carrier` among `contacts`.
+pub(crate) fn status(carrier: &Carrier, contacts: &[strand_sync::Contact]) -> CarryStatus {
+    CarryStatus {
+        carrying: carrier.config().carry,
+        held: carrier.held(),
+        held_bytes: carrier.used(),
+        budget: carrier.config().budget,
+        spreading: carrier.spreading(),
+        carriers: contacts
+            .iter()
+            .filter(|c| carrier.is_carrier(&c.public.sign))
+            .count(),
+        opened: carrier.stats().opened,
+    }
+}
+
+/// The pool message telling `to` whether this user carries. Notices do
+/// not expire: the newest counts.
+pub(crate) fn notice(to: &PublicIdentity, on: bool) -> Handout {
+    Handout {
+        to: to.sign,
+        kind: Kind::CARRYING,
+        body: strand_sync::encode_carrying(on),
+        expires: 0,
+    }
+}
+
+/// Whether a pool message's kind is one carrying reads.
+pub(crate) fn is_pool_kind(kind: Kind) -> bool {
+    [Kind::ENVELOPE, Kind::ACK, Kind::CARRYING, Kind::REQUEST].contains(&kind)
+}

@@ -1,0 +1,317 @@
+//! Carrying in a running node (PROTOCOL.md §17): strand-sync's
+//! [`Carrier`] driven by the node's sessions.
+//!
+//! * A session comes up: the contact gets what the carrier hands it (half
+//!   the copies of an envelope, or a header offer), as messages in the
+//!   pair's carrying pool, which the session then syncs.
+//! * A pool message arrives: the carrier reads it (a notice that the
+//!   contact carries, an envelope, a request, an acknowledgement), and
+//!   the message is hollowed: the envelope lives in the carrier's sealed
+//!   state from then on. An envelope that opens for this user is taken in
+//!   exactly as if its author had sent it over a link, and acknowledged
+//!   to the contact that brought it.
+//! * The peer confirms a pool message this node wrote: hollowed too. It
+//!   confirms one of this user's 1:1 messages: it stops spreading.
+//! * The user sends a 1:1 text: it starts spreading.
+//!
+//! Every step runs on a blocking thread under one lock, and saves the
+//! carrier's state with the pool messages it writes in one transaction.
+
+use std::sync::Arc;
+
+use strand_sync::{Arrival, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store};
+
+use super::{Node, NodeEvent, Shared};
+use crate::carry::{is_pool_kind, notice, status, CarryStatus};
+use crate::{hex, os_rng, ProfileError};
+
+/// Runs `f` on the carrier on a blocking thread, then saves the carrier
+/// with the handouts `f` returned and hands the new pool messages to the
+/// live sessions.
+async fn with_carrier<R: Send + 'static>(
+    shared: Arc<Shared>,
+    f: impl FnOnce(&Shared, &mut Carrier, &mut Vec<Handout>) -> Result<R, ProfileError> + Send + 'static,
+) -> Result<R, ProfileError> {
+    tokio::task::spawn_blocking(move || {
+        let mut carrier = shared.carrier.lock().expect("carrier lock");
+        let mut handouts = Vec::new();
+        let r = f(&shared, &mut carrier, &mut handouts)?;
+        let now = shared.clock.now();
+        let keys = shared
+            .profile
+            .save_carrying(&carrier, handouts, now, &mut os_rng())?;
+        for (group, key) in keys {
+            shared.registry.announce(group, key, None);
+        }
+        Ok(r)
+    })
+    .await
+    .map_err(|_| ProfileError::Closed)?
+}
+
+/// What the carrier hands each of `peers` now.
+fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], out: &mut Vec<Handout>) {
+    let now = shared.clock.now();
+    carrier.expire(now);
+    let mut rng = os_rng();
+    for peer in peers {
+        out.extend(carrier.hand(peer, now, &mut rng));
+    }
+}
+
+/// The contacts with a session up now, but `except`.
+fn live(shared: &Shared, except: Option<&PublicIdentity>) -> Vec<PublicIdentity> {
+    let up = shared.registry.connected(strand_transport::LinkKind::Relay);
+    shared
+        .profile
+        .book()
+        .sync
+        .iter()
+        .filter(|c| up.contains(&c.public.sign) && Some(&c.public) != except)
+        .map(|c| c.public)
+        .collect()
+}
+
+impl Node {
+    /// Whether this user carries envelopes for contacts, with what is held.
+    pub fn carry_status(&self) -> CarryStatus {
+        let carrier = self.shared.carrier.lock().expect("carrier lock");
+        status(&carrier, &self.shared.profile.book().sync)
+    }
+
+    /// The envelopes held for contacts, as bytes (sealed: this node
+    /// cannot read them).
+    pub fn carried_envelopes(&self) -> Vec<Vec<u8>> {
+        let carrier = self.shared.carrier.lock().expect("carrier lock");
+        carrier.envelopes().map(|e| e.as_bytes().to_vec()).collect()
+    }
+
+    /// Starts or stops carrying envelopes for contacts: saved, and every
+    /// contact is told in its pool. Stopped, what is held stays until it
+    /// is delivered or expires, and nothing new is taken in.
+    pub async fn set_carrying(&self, on: bool) -> Result<CarryStatus, ProfileError> {
+        with_carrier(self.shared.clone(), move |shared, carrier, out| {
+            carrier.set_carrying(on);
+            for c in &shared.profile.book().sync {
+                out.push(notice(&c.public, on));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(self.carry_status())
+    }
+
+    /// A contact was added: if this user carries, tell them.
+    pub(crate) async fn carrying_new_contact(&self, public: PublicIdentity) {
+        let result = with_carrier(self.shared.clone(), move |_, carrier, out| {
+            if carrier.config().carry {
+                out.push(notice(&public, true));
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("telling a new contact that you carry failed: {e}");
+        }
+    }
+
+    /// This user wrote `key` in the 1:1 group `group`: spread it sealed
+    /// through carriers, starting with those linked now.
+    pub(crate) async fn spread(&self, group: GroupId, key: Key) {
+        let result = with_carrier(self.shared.clone(), move |shared, carrier, out| {
+            let book = shared.profile.book();
+            let Some(c) = book.sync.iter().find(|c| c.direct_group().id == group) else {
+                return Ok(());
+            };
+            let Some(bytes) = shared
+                .profile
+                .read_view()?
+                .get(&group, &key)
+                .map_err(crate::profile::db_error)?
+            else {
+                return Ok(());
+            };
+            let Ok(message) = Message::decode(bytes) else {
+                return Ok(());
+            };
+            let now = shared.clock.now();
+            carrier.originate(&c.public, message, now);
+            hand(shared, carrier, &live(shared, None), out);
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("spreading a message through carriers failed: {e}");
+        }
+    }
+}
+
+/// A session with `peer` came up.
+pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
+    let result = with_carrier(shared, move |shared, carrier, out| {
+        hand(shared, carrier, &[peer], out);
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("handing envelopes to a contact failed: {e}");
+    }
+}
+
+/// The peer confirmed holding messages this node wrote.
+pub(crate) async fn confirmed(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
+    let result = with_carrier(shared, move |shared, carrier, _| {
+        let book = shared.profile.book();
+        let mut hollow = Vec::new();
+        for (group, key) in items {
+            if book.sync.iter().any(|c| c.pool.id == group) {
+                hollow.push((group, key));
+            } else if book.sync.iter().any(|c| c.direct_group().id == group) {
+                carrier.delivered(&key.id);
+            }
+        }
+        shared.profile.hollow(hollow)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("recording what a contact holds failed: {e}");
+    }
+}
+
+/// Pool messages `items` arrived from `peer`'s session and were stored.
+pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
+    let node = Node {
+        shared: shared.clone(),
+    };
+    let result = with_carrier(shared, move |shared, carrier, out| {
+        let profile = &shared.profile;
+        let identity = profile.identity();
+        let now = shared.clock.now();
+        let mut hollow = Vec::new();
+        let mut pass_on = false;
+        let mut hand_back = Vec::new();
+        let mut opened = Vec::new();
+        for (group, key) in items {
+            let Some(pm) = profile.read_pool(&group, &key)? else {
+                continue;
+            };
+            if pm.message.author() == identity.public().sign || !is_pool_kind(pm.message.kind()) {
+                continue;
+            }
+            hollow.push((group, key));
+            let from = pm.from;
+            let expires = pm.message.expires().unwrap_or(now.saturating_add(1));
+            let outcome = match pm.message.kind() {
+                Kind::CARRYING => strand_sync::decode_carrying(&pm.body).map(|on| {
+                    carrier.set_carrier(&from.sign, on);
+                    hand_back.push(from);
+                }),
+                Kind::REQUEST => carrier
+                    .receive_request(&from, &pm.body, now)
+                    .map(|h| out.extend(h)),
+                Kind::ACK => carrier
+                    .receive_ack(&from, &pm.body, expires, now)
+                    .map(|h| out.extend(h)),
+                _ => match carrier.receive_envelope(&identity, &from, &pm.body, now) {
+                    Ok(Arrival::Opened {
+                        message,
+                        token,
+                        expires,
+                    }) => {
+                        match profile.take_opened(
+                            message,
+                            &shared.ledger,
+                            &shared.config.budgets,
+                            now,
+                        )? {
+                            Some((name, key, new)) => {
+                                let body = carrier.acknowledge(&token, expires);
+                                out.push(Handout {
+                                    to: from.sign,
+                                    kind: Kind::ACK,
+                                    body,
+                                    expires,
+                                });
+                                if new {
+                                    opened.push((name, key));
+                                }
+                            }
+                            None => tracing::warn!(
+                                "an envelope opened to a message no contact wrote: dropped"
+                            ),
+                        }
+                        Ok(())
+                    }
+                    Ok(Arrival::Wanted { request }) => {
+                        out.push(request);
+                        Ok(())
+                    }
+                    Ok(Arrival::Held { evicted }) => {
+                        if evicted > 0 {
+                            tracing::info!(
+                                evicted,
+                                "carrying budget full: oldest envelopes dropped"
+                            );
+                        }
+                        pass_on = true;
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = outcome {
+                tracing::debug!("a carrying message refused: {e}");
+            }
+        }
+        if pass_on {
+            hand(shared, carrier, &live(shared, None), out);
+        } else if !hand_back.is_empty() {
+            hand(shared, carrier, &hand_back, out);
+        }
+        profile.hollow(hollow)?;
+        Ok(opened)
+    })
+    .await;
+    match result {
+        Ok(opened) => {
+            for (name, key) in opened {
+                node.opened(&name, key);
+            }
+        }
+        Err(e) => tracing::warn!("taking in carrying messages failed: {e}"),
+    }
+}
+
+impl Node {
+    /// A message that came out of an envelope was stored: live sessions
+    /// get it, and the user sees it.
+    fn opened(&self, name: &str, key: Key) {
+        let shared = &self.shared;
+        let book = shared.profile.book();
+        let Some((_, c)) = book
+            .records
+            .iter()
+            .zip(&book.sync)
+            .find(|(r, _)| r.name == name)
+        else {
+            return;
+        };
+        let group = c.direct_group();
+        shared.registry.announce(group.id, key, None);
+        let text = shared
+            .profile
+            .message_text(group, &key)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        tracing::info!(contact = %name, "a message arrived by envelope");
+        let _ = shared.events.send(NodeEvent::Received {
+            contact: name.to_owned(),
+            group: None,
+            time: key.time,
+            id: hex(&key.id.0),
+            text,
+        });
+    }
+}

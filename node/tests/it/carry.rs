@@ -1,0 +1,179 @@
+//! Carrying between real nodes (issue 15), on one emulated link hub: Ann
+//! and Cat are contacts but are never on the hub at the same time; Ben, a
+//! contact of both, carries. Ann's message reaches Cat through Ben, who
+//! holds only the sealed envelope and deletes it once Cat's
+//! acknowledgement reaches him; the acknowledgement then reaches Ann.
+//! A carrier cannot make Cat accept what no contact of hers wrote.
+
+use strand_node::{Node, Profile};
+use strand_sync::{Envelope, Identity, Kind, Message, WriteStore};
+use strand_transport::memory::Hub;
+
+use crate::hub::{befriend, profile, start, until};
+
+fn texts(node: &Node, contact: &str) -> Vec<String> {
+    node.profile()
+        .conversation(contact)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    befriend(&ann, &cat);
+    let (ann_key, cat_key) = (ann.identity().public(), cat.identity().public());
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+
+    // Ben opts in; Ann learns it through their pool.
+    assert!(!ben.carry_status().carrying);
+    ben.set_carrying(true).await.unwrap();
+    until("Ann learns Ben carries", || {
+        ann.carry_status().carriers == 1
+    })
+    .await;
+    assert_eq!(ben.carry_status().carriers, 0, "Ann does not carry");
+
+    ann.send("cat", "meet at noon by the river").await.unwrap();
+    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    assert_eq!(ann.carry_status().spreading, 1);
+    // What Ben holds is sealed: no text, no sender or recipient key.
+    let held = ben.carried_envelopes();
+    assert_eq!(held.len(), 1);
+    for secret in [
+        &b"meet at noon"[..],
+        &ann_key.sign[..],
+        &ann_key.dh[..],
+        &cat_key.sign[..],
+        &cat_key.dh[..],
+    ] {
+        assert!(!contains(&held[0], secret));
+    }
+    // Ben's own conversations hold nothing of it.
+    assert!(texts(&ben, "ann").is_empty() && texts(&ben, "cat").is_empty());
+
+    // Ann leaves; only then does Cat come.
+    let ann_dir = tmp.path().join("ann");
+    ann.shutdown().await;
+    let cat = start(cat, &hub).await;
+    until("Cat gets Ann's message through Ben", || {
+        texts(&cat, "ann") == ["meet at noon by the river"]
+    })
+    .await;
+    // Cat's acknowledgement reaches Ben: he deletes the envelope.
+    until("Ben deletes the envelope", || ben.carry_status().held == 0).await;
+    assert!(ben.carried_envelopes().is_empty());
+    assert_eq!(cat.carry_status().opened, 1);
+
+    // Cat leaves; Ann comes back and meets only Ben: the acknowledgement
+    // reaches her, and her message stops spreading.
+    cat.shutdown().await;
+    let ann = start(Profile::open(&ann_dir, "pass").unwrap(), &hub).await;
+    assert_eq!(ann.carry_status().spreading, 1, "kept across a restart");
+    until("Ann learns it was delivered", || {
+        ann.carry_status().spreading == 0
+    })
+    .await;
+
+    // When Ann and Cat finally meet, the direct copy is no duplicate.
+    let cat = start(
+        Profile::open(&tmp.path().join("cat"), "pass").unwrap(),
+        &hub,
+    )
+    .await;
+    until("Ann's message is delivered directly", || {
+        ann.profile()
+            .conversation("cat")
+            .unwrap()
+            .iter()
+            .any(|m| m.delivery == Some(strand_node::Delivery::Delivered))
+    })
+    .await;
+    assert_eq!(texts(&cat, "ann"), ["meet at noon by the river"]);
+
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_cannot_make_the_recipient_accept_what_no_contact_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ben, cat) = (profile(tmp.path(), "ben"), profile(tmp.path(), "cat"));
+    befriend(&ben, &cat);
+    let mut rng = strand_node::os_rng();
+    // Ben forges: a message from a stranger in the stranger's 1:1 group
+    // with Cat, sealed to Cat and handed to her in their pool for
+    // delivery, as if carried.
+    let stranger = Identity::generate("mallory", &mut rng).unwrap();
+    let with_cat = stranger.contact(&cat.identity().public()).unwrap();
+    let forged = Message::create(
+        &stranger,
+        with_cat.direct_group(),
+        strand_node::now(),
+        Kind::TEXT,
+        b"trust me",
+        &mut rng,
+    )
+    .unwrap();
+    let ben_id = ben.identity();
+    let pool = ben_id.contact(&cat.identity().public()).unwrap().pool;
+    let mut store = ben.store().unwrap();
+    let envelope = Envelope::seal(
+        &cat.identity().public(),
+        &forged,
+        strand_node::now() + 3_600_000,
+        1,
+        &mut rng,
+    )
+    .unwrap();
+    let mut body = vec![1u8];
+    body.extend_from_slice(envelope.as_bytes());
+    let wrapper = Message::create_expiring(
+        &ben_id,
+        &pool,
+        strand_node::now(),
+        Some(envelope.expires()),
+        Kind::ENVELOPE,
+        &body,
+        &mut rng,
+    )
+    .unwrap();
+    store.insert(&pool.id, &wrapper).unwrap();
+    store.commit().unwrap();
+    drop(store);
+
+    let hub = Hub::new();
+    let ben = start(ben, &hub).await;
+    let cat = start(cat, &hub).await;
+    // Cat opens it (it was sealed to her) and takes nothing.
+    until("Cat looks at the envelope", || {
+        cat.carry_status().opened == 1
+    })
+    .await;
+    // Give an acknowledgement time to go out, if one wrongly did.
+    ben.send("cat", "a real one").await.unwrap();
+    until("Cat gets Ben's real message", || {
+        texts(&cat, "ben") == ["a real one"]
+    })
+    .await;
+    assert!(cat.profile().contacts().iter().all(|c| c.name == "ben"));
+    assert_eq!(texts(&cat, "ben"), ["a real one"]);
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
