@@ -22,6 +22,7 @@ use crate::{Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
 const ROLE_CARRIER: &str = "strand/v2/carrier";
+const ROLE_CARRY_BUDGET: &str = "strand/v2/carry-budget";
 
 /// How a node carries: copies, budget and envelope lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,10 @@ pub struct CarryStatus {
     pub carriers: usize,
     /// Envelopes delivered to this user.
     pub opened: u64,
+    /// Envelopes taken in to carry, ever.
+    pub carried: u64,
+    /// Of those, dropped for room (oldest first).
+    pub evicted: u64,
 }
 
 /// A pool message read back: who shares the pool, and the message.
@@ -116,17 +121,19 @@ impl Profile {
         carrier.set_carrying(on);
         let contacts = self.book().sync.clone();
         let notices = contacts.iter().map(|c| notice(&c.public, on)).collect();
-        self.save_carrying(&carrier, notices, now, rng)?;
+        self.save_carrying(&carrier, notices, Vec::new(), now, rng)?;
         Ok(status(&carrier, &contacts))
     }
 
-    /// Saves the carrying state and the user's choice, and writes the
-    /// given pool messages, in one transaction. Returns the messages'
-    /// keys, to hand to live sessions.
+    /// Saves the carrying state and the user's choice, writes the given
+    /// pool messages and hollows the pool messages read, in one
+    /// transaction. Returns the written messages' keys, to hand to live
+    /// sessions.
     pub(crate) fn save_carrying(
         &self,
         carrier: &Carrier,
         handouts: Vec<Handout>,
+        hollow: Vec<(GroupId, Key)>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
@@ -137,13 +144,14 @@ impl Profile {
             &[u8::from(carrier.config().carry)],
             rng,
         );
-        let messages = self.pool_messages(handouts, now, rng)?;
+        let messages = self.pool_messages(handouts, now, rng);
         let me = self.identity().public().sign;
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
             m.insert(meta::CARRIER, &state[..]).map_err(db_error)?;
             m.insert(meta::CARRY, &choice[..]).map_err(db_error)?;
             drop(m);
+            hollow_in(txn, &hollow)?;
             let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
             let mut keys = Vec::new();
             for (group, msg) in &messages {
@@ -155,14 +163,51 @@ impl Profile {
         })
     }
 
-    /// The handouts as messages in the pools they go to (a handout for
-    /// someone no longer a contact is dropped).
+    /// The carrying budget the last node ran with (`strand run
+    /// --carry-budget`), for what runs without a node.
+    pub fn carry_settings(&self) -> Result<CarrySettings, ProfileError> {
+        let mut s = CarrySettings::default();
+        if let Some(b) = self.meta_sealed(meta::CARRY_BUDGET, ROLE_CARRY_BUDGET)? {
+            if let Ok(b) = <[u8; 8]>::try_from(&b[..]) {
+                s.budget = u64::from_be_bytes(b);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Keeps the carrying budget a node runs with (see
+    /// [`Profile::carry_settings`]).
+    pub(crate) fn keep_carry_budget(
+        &self,
+        budget: u64,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        if self.carry_settings()?.budget == budget
+            && self
+                .meta_sealed(meta::CARRY_BUDGET, ROLE_CARRY_BUDGET)?
+                .is_some()
+        {
+            return Ok(());
+        }
+        let sealed = seal(self.root(), ROLE_CARRY_BUDGET, &budget.to_be_bytes(), rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::CARRY_BUDGET, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    /// The handouts as messages in the pools they go to. A handout for
+    /// someone no longer a contact, or one that makes no valid message, is
+    /// dropped (and said so).
     fn pool_messages(
         &self,
         handouts: Vec<Handout>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Vec<(GroupId, Message)>, ProfileError> {
+    ) -> Vec<(GroupId, Message)> {
         let book = self.book();
         let identity = self.identity();
         let mut out = Vec::with_capacity(handouts.len());
@@ -171,10 +216,40 @@ impl Profile {
                 continue;
             };
             let expires = (h.expires > now).then_some(h.expires);
-            let msg =
-                Message::create_expiring(&identity, &c.pool, now, expires, h.kind, &h.body, rng)
-                    .map_err(ProfileError::Message)?;
-            out.push((c.pool.id, msg));
+            match Message::create_expiring(&identity, &c.pool, now, expires, h.kind, &h.body, rng) {
+                Ok(msg) => out.push((c.pool.id, msg)),
+                Err(e) => tracing::warn!("a carrying message not written: {e}"),
+            }
+        }
+        out
+    }
+
+    /// The pool messages contacts wrote that were stored and never read
+    /// (a node stopped between storing and reading them): read at start.
+    pub(crate) fn unread_pool(&self) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let book = self.book();
+        let me = self.identity().public().sign;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let t = match txn.open_table(MESSAGES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut out = Vec::new();
+        for c in &book.sync {
+            let lo = table_key(&c.pool.id, &Key::MIN);
+            let hi = table_key(&c.pool.id, &Key::MAX);
+            for entry in t.range(lo..=hi).map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                if v.value().is_empty() {
+                    continue;
+                }
+                if let Ok(m) = Message::decode(v.value().to_vec()) {
+                    if m.author() != me {
+                        out.push((c.pool.id, crate::store::sync_key(&k.value())));
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -208,26 +283,6 @@ impl Profile {
         }))
     }
 
-    /// Drops the bytes of pool messages and keeps their keys (see
-    /// [`strand_sync::MemoryStore::hollow`]): the envelope inside lives in
-    /// the carrying state from now on, or is gone.
-    pub(crate) fn hollow(&self, items: Vec<(GroupId, Key)>) -> Result<(), ProfileError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.write_txn(move |txn| {
-            let mut t = txn.open_table(MESSAGES).map_err(db_error)?;
-            for (group, key) in &items {
-                let k = table_key(group, key);
-                let present = t.get(&k).map_err(db_error)?.is_some();
-                if present {
-                    t.insert(&k, &[][..]).map_err(db_error)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Takes in a message that came out of an envelope, checked exactly
     /// as if its author had sent it over a link (budgets included): it
     /// must be valid in the 1:1 group of the contact that wrote it. Returns
@@ -240,6 +295,11 @@ impl Profile {
         budgets: &Budgets,
         now: Time,
     ) -> Result<Option<(String, Key, bool)>, ProfileError> {
+        // Only texts are carried: anything else (a group welcome, a
+        // timer) needs what a link does after it, and comes over links.
+        if message.kind() != Kind::TEXT {
+            return Ok(None);
+        }
         let book = self.book();
         let Some((record, contact)) = book.records.iter().zip(&book.sync).find(|(_, c)| {
             c.public.sign == message.author() && c.direct_group().id == message.group()
@@ -273,6 +333,24 @@ impl Profile {
     }
 }
 
+/// Drops the bytes of pool messages and keeps their keys (see
+/// [`strand_sync::MemoryStore::hollow`]): the envelope inside lives in
+/// the carrying state from then on, or is gone.
+fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(), ProfileError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut t = txn.open_table(MESSAGES).map_err(db_error)?;
+    for (group, key) in items {
+        let k = table_key(group, key);
+        let present = t.get(&k).map_err(db_error)?.is_some();
+        if present {
+            t.insert(&k, &[][..]).map_err(db_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// The status of `carrier` among `contacts`.
 pub(crate) fn status(carrier: &Carrier, contacts: &[strand_sync::Contact]) -> CarryStatus {
     CarryStatus {
@@ -286,6 +364,8 @@ pub(crate) fn status(carrier: &Carrier, contacts: &[strand_sync::Contact]) -> Ca
             .filter(|c| carrier.is_carrier(&c.public.sign))
             .count(),
         opened: carrier.stats().opened,
+        carried: carrier.stats().held,
+        evicted: carrier.stats().evicted,
     }
 }
 

@@ -876,7 +876,7 @@ async fn carry(ctx: &Ctx, set: Option<bool>) -> Result<()> {
         Some(v) => serde_json::from_value(v)?,
         None => {
             let p = open_profile(ctx)?;
-            let settings = strand_node::CarrySettings::default();
+            let settings = p.carry_settings()?;
             match set {
                 Some(on) => p.set_carrying(on, &settings, now(), &mut os_rng())?,
                 None => p.carry_status(&settings)?,
@@ -890,10 +890,11 @@ async fn carry(ctx: &Ctx, set: Option<bool>) -> Result<()> {
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     if status.carrying {
         println!(
-            "You carry sealed messages for your contacts: {} held ({:.2} of {:.0} MiB; the oldest go first when full).",
+            "You carry sealed messages for your contacts: {} held ({:.2} of {:.0} MiB; the oldest go first when full, {} so far).",
             status.held,
             mib(status.held_bytes),
-            mib(status.budget)
+            mib(status.budget),
+            status.evicted
         );
     } else {
         println!("You do not carry messages for your contacts (`strand carry on` to start).");

@@ -134,6 +134,9 @@ pub mod meta {
     /// held for others, own messages spreading, acknowledgements seen;
     /// sealed under the root key.
     pub const CARRIER: &str = "carrier";
+    /// The carrying budget the last node ran with (u64 BE), sealed under
+    /// the root key.
+    pub const CARRY_BUDGET: &str = "carry_budget";
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

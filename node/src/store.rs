@@ -402,6 +402,16 @@ impl WriteStore for RedbStore {
 impl Store for RedbStore {
     type Error = redb::Error;
 
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
+        match &self.txn {
+            Some((txn, _)) => Ok(txn
+                .open_table(MESSAGES)?
+                .get(&table_key(group, key))?
+                .is_some()),
+            None => ReadView::new(&self.db)?.contains(group, key),
+        }
+    }
+
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, redb::Error> {
         match &self.txn {
             Some((txn, _)) => Ok(txn

@@ -364,7 +364,7 @@ impl Strand {
             match msg.kind() {
                 Kind::CARRYING => {
                     if let Ok(on) = decode_carrying(&body) {
-                        carrier.set_carrier(&from.sign, on);
+                        carrier.set_carrier(&from.sign, on, msg.time());
                         hand_to.insert(pi);
                     }
                 }
@@ -621,8 +621,7 @@ impl Strand {
         let dev = &mut self.devices[from as usize];
         if let (Some(carrier), Dest::Device(to)) = (dev.carrier.as_mut(), c_dest) {
             let pos = dev.contact_nodes.iter().position(|n| *n == to);
-            if let Some(pos) = pos {
-                carrier.originate(&dev.contacts[pos].public, msg, now);
+            if pos.is_some_and(|p| carrier.originate(&dev.contacts[p].public, msg, now)) {
                 for pi in 0..dev.contacts.len() {
                     let peer = self.devices[from as usize].contact_nodes[pi];
                     if !self.live(w, from, peer) {

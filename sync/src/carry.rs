@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::{CryptoRng, RngCore};
 
-use crate::envelope::{AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
+use crate::envelope::{sealed_len, AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
 use crate::identity::{AuthorId, Identity, PublicIdentity};
-use crate::limits::Time;
+use crate::limits::{Time, MAX_BODY_LEN};
 use crate::message::{Kind, Message, MessageId};
 
 /// Acknowledgements remembered at once (each 24 bytes); beyond this the
@@ -32,6 +32,13 @@ use crate::message::{Kind, Message, MessageId};
 pub const MAX_ACKS: usize = 1 << 16;
 /// Own messages still spreading at once; beyond this the oldest stop.
 pub const MAX_OWN: usize = 1 << 12;
+/// Bytes of own messages kept for spreading at once; beyond this the
+/// oldest stop.
+pub const MAX_OWN_BYTES: usize = 16 << 20;
+/// The largest envelope carried: one that fits, with its handing mode, in
+/// an expiring pool message. Larger messages are not spread (their
+/// recipient gets them directly).
+pub const MAX_CARRIED_ENVELOPE: usize = MAX_BODY_LEN - 8 - 1;
 
 const CARRY: u8 = 0;
 const DELIVER: u8 = 1;
@@ -154,6 +161,7 @@ pub struct CarryStats {
     pub opened: u64,
 }
 
+#[derive(Clone)]
 struct Held {
     envelope: Envelope,
     /// When it came, and in what order: oldest is evicted first.
@@ -165,6 +173,7 @@ struct Held {
     offered: BTreeSet<AuthorId>,
 }
 
+#[derive(Clone)]
 struct Own {
     recipient: PublicIdentity,
     message: Message,
@@ -176,6 +185,7 @@ struct Own {
 }
 
 /// One device's carrying state (see the module documentation).
+#[derive(Clone)]
 pub struct Carrier {
     config: CarryConfig,
     held: BTreeMap<[u8; 32], Held>,
@@ -185,8 +195,11 @@ pub struct Carrier {
     own_order: BTreeMap<(Time, u64), MessageId>,
     /// Acknowledgements seen, until they expire.
     acked: BTreeMap<[u8; 16], Time>,
-    /// Contacts that said they carry.
-    carriers: BTreeSet<AuthorId>,
+    /// Contacts that said whether they carry, and when they said it (the
+    /// newest notice counts).
+    carriers: BTreeMap<AuthorId, (Time, bool)>,
+    /// Bytes of own messages kept.
+    own_bytes: usize,
     used: u64,
     seq: u64,
     stats: CarryStats,
@@ -235,7 +248,8 @@ impl Carrier {
             own: BTreeMap::new(),
             own_order: BTreeMap::new(),
             acked: BTreeMap::new(),
-            carriers: BTreeSet::new(),
+            carriers: BTreeMap::new(),
+            own_bytes: 0,
             used: 0,
             seq: 0,
             stats: CarryStats::default(),
@@ -281,39 +295,49 @@ impl Carrier {
 
     /// Whether contact `peer` said it carries.
     pub fn is_carrier(&self, peer: &AuthorId) -> bool {
-        self.carriers.contains(peer)
+        self.carriers.get(peer).is_some_and(|(_, on)| *on)
     }
 
-    /// Contact `peer` said (in a [`Kind::CARRYING`] message) whether it
-    /// carries.
-    pub fn set_carrier(&mut self, peer: &AuthorId, carries: bool) {
-        if carries {
-            self.carriers.insert(*peer);
-        } else {
-            self.carriers.remove(peer);
+    /// Contact `peer` said (in a [`Kind::CARRYING`] message written at
+    /// `time`) whether it carries. An older notice than one already seen
+    /// changes nothing.
+    pub fn set_carrier(&mut self, peer: &AuthorId, carries: bool, time: Time) {
+        let newer = self.carriers.get(peer).is_none_or(|(t, _)| time >= *t);
+        if newer {
+            self.carriers.insert(*peer, (time, carries));
         }
     }
 
     /// Starts spreading `message`, this device's message in its 1:1 group
     /// with `recipient`: envelopes sealed from it go to carriers met from
     /// now on (never to the recipient, who gets the message directly).
-    pub fn originate(&mut self, recipient: &PublicIdentity, message: Message, now: Time) {
-        if self.config.copies <= 1 {
-            return;
+    ///
+    /// Returns whether it spreads: not with fewer than 2 copies, nor a
+    /// message too large for a carried envelope, nor one already expired.
+    pub fn originate(&mut self, recipient: &PublicIdentity, message: Message, now: Time) -> bool {
+        let len = message.as_bytes().len();
+        if self.config.copies <= 1
+            || sealed_len(len).is_none_or(|l| l > MAX_CARRIED_ENVELOPE)
+            || len > MAX_OWN_BYTES
+        {
+            return false;
         }
         let expires = message
             .expires()
             .unwrap_or(Time::MAX)
             .min(now.saturating_add(self.config.lifetime));
         if expires <= now || self.own.contains_key(&message.id()) {
-            return;
+            return false;
         }
-        while self.own.len() >= MAX_OWN {
+        while self.own.len() >= MAX_OWN || self.own_bytes + len > MAX_OWN_BYTES {
             let Some((_, id)) = self.own_order.pop_first() else {
                 break;
             };
-            self.own.remove(&id);
+            if let Some(o) = self.own.remove(&id) {
+                self.own_bytes -= o.message.as_bytes().len();
+            }
         }
+        self.own_bytes += len;
         self.seq += 1;
         self.own_order.insert((now, self.seq), message.id());
         self.own.insert(
@@ -327,13 +351,16 @@ impl Carrier {
                 acks: Vec::new(),
             },
         );
+        true
     }
 
     /// This device's message `id` reached its recipient directly: stop
     /// spreading it.
     pub fn delivered(&mut self, id: &MessageId) {
-        self.own.remove(id);
-        self.own_order.retain(|_, v| v != id);
+        if let Some(o) = self.own.remove(id) {
+            self.own_bytes -= o.message.as_bytes().len();
+            self.own_order.retain(|_, v| v != id);
+        }
     }
 
     /// What to hand contact `peer` now, once per envelope: half the copies
@@ -346,7 +373,7 @@ impl Carrier {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Vec<Handout> {
-        let carries = self.carriers.contains(&peer.sign);
+        let carries = self.is_carrier(&peer.sign);
         let mut out = Vec::new();
         if carries {
             for own in self.own.values_mut() {
@@ -489,6 +516,12 @@ impl Carrier {
             held.peers.insert(from.sign);
             return Ok(Arrival::Known);
         }
+        // Another envelope with the same acknowledgement hash: a copy
+        // someone altered (carriers cannot check the sealed part). The
+        // first one stays.
+        if self.by_ack.contains_key(&envelope.ack_hash()) {
+            return Ok(Arrival::Known);
+        }
         if let Some((message, token)) = envelope.open(me) {
             self.stats.opened += 1;
             return Ok(Arrival::Opened {
@@ -580,6 +613,14 @@ impl Carrier {
         if self.acked.contains_key(&hash) {
             return Ok(Vec::new());
         }
+        // Only an acknowledgement of something held or spreading here is
+        // remembered (a contact cannot flood the list), until at most the
+        // longest an envelope lasts.
+        let own = self.own.values().any(|o| o.acks.contains(&hash));
+        if !own && !self.by_ack.contains_key(&hash) {
+            return Ok(Vec::new());
+        }
+        let expires = expires.min(now.saturating_add(self.config.lifetime));
         self.remember_ack(hash, expires);
         let mut out = Vec::new();
         if let Some(id) = self.by_ack.get(&hash).copied() {
@@ -697,7 +738,12 @@ impl Carrier {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_VERSION];
         out.extend_from_slice(&self.seq.to_be_bytes());
-        put_keys(&mut out, &self.carriers);
+        out.extend_from_slice(&(self.carriers.len() as u32).to_be_bytes());
+        for (k, (t, on)) in &self.carriers {
+            out.extend_from_slice(k);
+            out.extend_from_slice(&t.to_be_bytes());
+            out.push(u8::from(*on));
+        }
         out.extend_from_slice(&(self.acked.len() as u32).to_be_bytes());
         for (h, e) in &self.acked {
             out.extend_from_slice(h);
@@ -743,11 +789,28 @@ impl Carrier {
         }
         let mut c = Carrier::new(config);
         c.seq = r.u64()?;
-        c.carriers = r.keys()?;
         for _ in 0..r.count()? {
+            let k = r.arr::<32>()?;
+            let t = r.u64()?;
+            let on = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(CarryError::Malformed("a carrier flag")),
+            };
+            if c.carriers.insert(k, (t, on)).is_some() {
+                return Err(CarryError::Malformed("a carrier listed twice"));
+            }
+        }
+        let acks = r.count()?;
+        if acks > MAX_ACKS {
+            return Err(CarryError::Malformed("too many acknowledgements"));
+        }
+        for _ in 0..acks {
             let h = r.arr::<16>()?;
             let e = r.u64()?;
-            c.acked.insert(h, e);
+            if c.acked.insert(h, e).is_some() {
+                return Err(CarryError::Malformed("an acknowledgement listed twice"));
+            }
         }
         let mut held = Vec::new();
         for _ in 0..r.count()? {
@@ -776,7 +839,13 @@ impl Carrier {
             let acks = (0..r.count()?)
                 .map(|_| r.arr::<16>())
                 .collect::<Result<Vec<_>, _>>()?;
-            c.own_order.insert(order, message.id());
+            if c.own.contains_key(&message.id())
+                || c.own_order.insert(order, message.id()).is_some()
+                || c.own.len() >= MAX_OWN
+            {
+                return Err(CarryError::Malformed("an own message listed twice"));
+            }
+            c.own_bytes += message.as_bytes().len();
             c.own.insert(
                 message.id(),
                 Own {
@@ -807,7 +876,10 @@ impl Carrier {
         held.sort_by_key(|h| std::cmp::Reverse(h.arrived));
         for h in held {
             let size = h.envelope.as_bytes().len() as u64;
-            if c.used + size > c.config.budget {
+            if c.used + size > c.config.budget
+                || c.held.contains_key(&h.envelope.id())
+                || c.by_ack.contains_key(&h.envelope.ack_hash())
+            {
                 continue;
             }
             c.used += size;
@@ -861,9 +933,9 @@ mod tests {
         let m = text(&a, &c, b"hi", &mut rng);
         a.carrier.originate(&c.id.public(), m, NOW);
         for b in &carriers {
-            a.carrier.set_carrier(&b.id.public().sign, true);
+            a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         }
-        a.carrier.set_carrier(&c.id.public().sign, true);
+        a.carrier.set_carrier(&c.id.public().sign, true, NOW);
         // Not a carrier, and the recipient: nothing.
         assert!(a
             .carrier
@@ -896,7 +968,7 @@ mod tests {
         let mut c = person("c", &mut rng, cfg);
         let m = text(&a, &c, b"meet at noon", &mut rng);
         a.carrier.originate(&c.id.public(), m.clone(), NOW);
-        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         let to_b = a.carrier.hand(&b.id.public(), NOW, &mut rng);
         assert_eq!(to_b.len(), 1);
         let arrival = b
@@ -1002,7 +1074,7 @@ mod tests {
         let mut a = person("a", &mut rng, CarryConfig::default());
         let mut b = person("b", &mut rng, small);
         let c = person("c", &mut rng, CarryConfig::default());
-        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         let mut bodies = Vec::new();
         for i in 0..5u8 {
             let m = text(&a, &c, &[i], &mut rng);
@@ -1061,8 +1133,8 @@ mod tests {
         );
         let mut d = person("d", &mut rng, CarryConfig::default());
         let c = person("c", &mut rng, CarryConfig::default());
-        a.carrier.set_carrier(&b.id.public().sign, true);
-        a.carrier.set_carrier(&d.id.public().sign, true);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
+        a.carrier.set_carrier(&d.id.public().sign, true, NOW);
         a.carrier
             .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
         let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
@@ -1123,7 +1195,7 @@ mod tests {
         let others: Vec<Person> = (0..3)
             .map(|i| person(&format!("o{i}"), &mut rng, cfg))
             .collect();
-        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         a.carrier
             .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
         let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
@@ -1131,7 +1203,8 @@ mod tests {
             .receive_envelope(&b.id, &a.id.public(), &h.body, NOW)
             .unwrap();
         // B has 3: a carrier gets 1 for carrying (3 → 2 kept)...
-        b.carrier.set_carrier(&others[0].id.public().sign, true);
+        b.carrier
+            .set_carrier(&others[0].id.public().sign, true, NOW);
         let g = b.carrier.hand(&others[0].id.public(), NOW, &mut rng);
         assert_eq!((g[0].body[0], copies_of(&g[0])), (CARRY, 1));
         // ...and every other contact its header, once, which none of them
@@ -1155,7 +1228,7 @@ mod tests {
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
-        a.carrier.set_carrier(&b.id.public().sign, true);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         a.carrier
             .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
         a.carrier
@@ -1196,5 +1269,64 @@ mod tests {
             Carrier::decode(&b.carrier.encode(), small).unwrap().held(),
             0
         );
+    }
+
+    #[test]
+    fn hostile_contacts_cannot_swap_copies_flood_acks_or_overfill() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let c = person("c", &mut rng, cfg);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        // An altered copy (same header, other sealed bytes) arrives first
+        // from someone else; the real one then is no second envelope.
+        let mut altered = h.body.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(matches!(
+            b.carrier
+                .receive_envelope(&b.id, &c.id.public(), &altered, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        assert!(matches!(
+            b.carrier
+                .receive_envelope(&b.id, &a.id.public(), &h.body, NOW),
+            Ok(Arrival::Known)
+        ));
+        assert_eq!(b.carrier.held(), 1);
+        // Acknowledgements of nothing held are not remembered.
+        for i in 0..100u8 {
+            let out = b
+                .carrier
+                .receive_ack(&c.id.public(), &[i; 16], NOW + HOUR, NOW)
+                .unwrap();
+            assert!(out.is_empty());
+        }
+        assert!(b.carrier.acked.is_empty());
+        // A message too large for a carried envelope does not spread.
+        let big = text(&a, &c, &vec![0; 300_000], &mut rng);
+        assert!(!a.carrier.originate(&c.id.public(), big, NOW));
+        // A state with an envelope listed twice is refused.
+        let one = b.carrier.encode();
+        let mut two = b.carrier.clone();
+        let (id, held) = two
+            .held
+            .iter()
+            .next()
+            .map(|(k, v)| (*k, v.clone()))
+            .unwrap();
+        let mut other = id;
+        other[0] ^= 1;
+        two.held.insert(other, held);
+        assert!(Carrier::decode(&two.encode(), cfg).is_ok_and(|c| c.held() == 1));
+        assert!(Carrier::decode(&one, cfg).is_ok());
+        // Older notices do not override newer ones.
+        b.carrier.set_carrier(&a.id.public().sign, true, NOW + 10);
+        b.carrier.set_carrier(&a.id.public().sign, false, NOW);
+        assert!(b.carrier.is_carrier(&a.id.public().sign));
     }
 }

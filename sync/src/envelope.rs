@@ -120,6 +120,12 @@ fn bucket(len: usize) -> Option<usize> {
     ENVELOPE_SIZES.iter().copied().find(|&s| s >= len + 4)
 }
 
+/// The length of the envelope a message of `message_len` bytes seals
+/// into, if it fits one.
+pub fn sealed_len(message_len: usize) -> Option<usize> {
+    bucket(message_len).map(|s| ENVELOPE_HEADER_LEN + s + TAG_LEN)
+}
+
 impl Envelope {
     /// Seals `message` (the sender's message in the pair's 1:1 group) for
     /// `recipient`, to be carried until `expires` (rounded up to the

@@ -25,21 +25,35 @@ use super::{Node, NodeEvent, Shared};
 use crate::carry::{is_pool_kind, notice, status, CarryStatus};
 use crate::{hex, os_rng, ProfileError};
 
-/// Runs `f` on the carrier on a blocking thread, then saves the carrier
-/// with the handouts `f` returned and hands the new pool messages to the
-/// live sessions.
+/// What a carrying step writes besides the carrier's state.
+#[derive(Default)]
+struct Job {
+    /// Pool messages to write.
+    out: Vec<Handout>,
+    /// Pool messages read, to hollow.
+    hollow: Vec<(GroupId, Key)>,
+}
+
+/// Runs `f` on a copy of the carrier on a blocking thread, one step at a
+/// time; then saves the copy, writes the pool messages and hollows those
+/// read, in one transaction, and only then makes the copy the carrier. A
+/// step that fails changes nothing (what it read is read again). New pool
+/// messages go to the live sessions.
 async fn with_carrier<R: Send + 'static>(
     shared: Arc<Shared>,
-    f: impl FnOnce(&Shared, &mut Carrier, &mut Vec<Handout>) -> Result<R, ProfileError> + Send + 'static,
+    f: impl FnOnce(&Shared, &mut Carrier, &mut Job) -> Result<R, ProfileError> + Send + 'static,
 ) -> Result<R, ProfileError> {
     tokio::task::spawn_blocking(move || {
-        let mut carrier = shared.carrier.lock().expect("carrier lock");
-        let mut handouts = Vec::new();
-        let r = f(&shared, &mut carrier, &mut handouts)?;
+        let _step = shared.carry_step.lock().expect("carrying step lock");
+        let mut carrier = shared.carrier.lock().expect("carrier lock").clone();
+        let mut job = Job::default();
+        let r = f(&shared, &mut carrier, &mut job)?;
         let now = shared.clock.now();
-        let keys = shared
-            .profile
-            .save_carrying(&carrier, handouts, now, &mut os_rng())?;
+        let keys =
+            shared
+                .profile
+                .save_carrying(&carrier, job.out, job.hollow, now, &mut os_rng())?;
+        *shared.carrier.lock().expect("carrier lock") = carrier;
         for (group, key) in keys {
             shared.registry.announce(group, key, None);
         }
@@ -50,12 +64,12 @@ async fn with_carrier<R: Send + 'static>(
 }
 
 /// What the carrier hands each of `peers` now.
-fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], out: &mut Vec<Handout>) {
+fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], job: &mut Job) {
     let now = shared.clock.now();
     carrier.expire(now);
     let mut rng = os_rng();
     for peer in peers {
-        out.extend(carrier.hand(peer, now, &mut rng));
+        job.out.extend(carrier.hand(peer, now, &mut rng));
     }
 }
 
@@ -90,10 +104,10 @@ impl Node {
     /// contact is told in its pool. Stopped, what is held stays until it
     /// is delivered or expires, and nothing new is taken in.
     pub async fn set_carrying(&self, on: bool) -> Result<CarryStatus, ProfileError> {
-        with_carrier(self.shared.clone(), move |shared, carrier, out| {
+        with_carrier(self.shared.clone(), move |shared, carrier, job| {
             carrier.set_carrying(on);
             for c in &shared.profile.book().sync {
-                out.push(notice(&c.public, on));
+                job.out.push(notice(&c.public, on));
             }
             Ok(())
         })
@@ -103,9 +117,9 @@ impl Node {
 
     /// A contact was added: if this user carries, tell them.
     pub(crate) async fn carrying_new_contact(&self, public: PublicIdentity) {
-        let result = with_carrier(self.shared.clone(), move |_, carrier, out| {
+        let result = with_carrier(self.shared.clone(), move |_, carrier, job| {
             if carrier.config().carry {
-                out.push(notice(&public, true));
+                job.out.push(notice(&public, true));
             }
             Ok(())
         })
@@ -118,7 +132,7 @@ impl Node {
     /// This user wrote `key` in the 1:1 group `group`: spread it sealed
     /// through carriers, starting with those linked now.
     pub(crate) async fn spread(&self, group: GroupId, key: Key) {
-        let result = with_carrier(self.shared.clone(), move |shared, carrier, out| {
+        let result = with_carrier(self.shared.clone(), move |shared, carrier, job| {
             let book = shared.profile.book();
             let Some(c) = book.sync.iter().find(|c| c.direct_group().id == group) else {
                 return Ok(());
@@ -135,8 +149,9 @@ impl Node {
                 return Ok(());
             };
             let now = shared.clock.now();
-            carrier.originate(&c.public, message, now);
-            hand(shared, carrier, &live(shared, None), out);
+            if carrier.originate(&c.public, message, now) {
+                hand(shared, carrier, &live(shared, None), job);
+            }
             Ok(())
         })
         .await;
@@ -148,8 +163,8 @@ impl Node {
 
 /// A session with `peer` came up.
 pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
-    let result = with_carrier(shared, move |shared, carrier, out| {
-        hand(shared, carrier, &[peer], out);
+    let result = with_carrier(shared, move |shared, carrier, job| {
+        hand(shared, carrier, &[peer], job);
         Ok(())
     })
     .await;
@@ -158,19 +173,29 @@ pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
     }
 }
 
+/// Reads the pool messages a node stopped before reading (at start).
+pub(crate) async fn read_unread(shared: Arc<Shared>) {
+    let p = shared.profile.clone();
+    match tokio::task::spawn_blocking(move || p.unread_pool()).await {
+        Ok(Ok(items)) if !items.is_empty() => pool_received(shared, items).await,
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("reading the carrying pools failed: {e}"),
+        Err(_) => {}
+    }
+}
+
 /// The peer confirmed holding messages this node wrote.
 pub(crate) async fn confirmed(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
-    let result = with_carrier(shared, move |shared, carrier, _| {
+    let result = with_carrier(shared, move |shared, carrier, job| {
         let book = shared.profile.book();
-        let mut hollow = Vec::new();
         for (group, key) in items {
             if book.sync.iter().any(|c| c.pool.id == group) {
-                hollow.push((group, key));
+                job.hollow.push((group, key));
             } else if book.sync.iter().any(|c| c.direct_group().id == group) {
                 carrier.delivered(&key.id);
             }
         }
-        shared.profile.hollow(hollow)
+        Ok(())
     })
     .await;
     if let Err(e) = result {
@@ -183,11 +208,10 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
     let node = Node {
         shared: shared.clone(),
     };
-    let result = with_carrier(shared, move |shared, carrier, out| {
+    let result = with_carrier(shared, move |shared, carrier, job| {
         let profile = &shared.profile;
         let identity = profile.identity();
         let now = shared.clock.now();
-        let mut hollow = Vec::new();
         let mut pass_on = false;
         let mut hand_back = Vec::new();
         let mut opened = Vec::new();
@@ -198,20 +222,20 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
             if pm.message.author() == identity.public().sign || !is_pool_kind(pm.message.kind()) {
                 continue;
             }
-            hollow.push((group, key));
+            job.hollow.push((group, key));
             let from = pm.from;
             let expires = pm.message.expires().unwrap_or(now.saturating_add(1));
             let outcome = match pm.message.kind() {
                 Kind::CARRYING => strand_sync::decode_carrying(&pm.body).map(|on| {
-                    carrier.set_carrier(&from.sign, on);
+                    carrier.set_carrier(&from.sign, on, pm.message.time());
                     hand_back.push(from);
                 }),
                 Kind::REQUEST => carrier
                     .receive_request(&from, &pm.body, now)
-                    .map(|h| out.extend(h)),
+                    .map(|h| job.out.extend(h)),
                 Kind::ACK => carrier
                     .receive_ack(&from, &pm.body, expires, now)
-                    .map(|h| out.extend(h)),
+                    .map(|h| job.out.extend(h)),
                 _ => match carrier.receive_envelope(&identity, &from, &pm.body, now) {
                     Ok(Arrival::Opened {
                         message,
@@ -226,7 +250,7 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                         )? {
                             Some((name, key, new)) => {
                                 let body = carrier.acknowledge(&token, expires);
-                                out.push(Handout {
+                                job.out.push(Handout {
                                     to: from.sign,
                                     kind: Kind::ACK,
                                     body,
@@ -243,7 +267,7 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                         Ok(())
                     }
                     Ok(Arrival::Wanted { request }) => {
-                        out.push(request);
+                        job.out.push(request);
                         Ok(())
                     }
                     Ok(Arrival::Held { evicted }) => {
@@ -265,11 +289,10 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
             }
         }
         if pass_on {
-            hand(shared, carrier, &live(shared, None), out);
+            hand(shared, carrier, &live(shared, None), job);
         } else if !hand_back.is_empty() {
-            hand(shared, carrier, &hand_back, out);
+            hand(shared, carrier, &hand_back, job);
         }
-        profile.hollow(hollow)?;
         Ok(opened)
     })
     .await;

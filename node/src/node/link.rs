@@ -553,10 +553,18 @@ impl Pump {
         });
     }
 
-    fn notify_own(&self, _group: GroupId, key: Key, sent: bool) {
-        let Some((_, name, _)) = &self.contact else {
+    fn notify_own(&self, group: GroupId, key: Key, sent: bool) {
+        let Some((public, name, _)) = &self.contact else {
             return;
         };
+        // Carrying-pool messages are no one's conversation.
+        let book = self.node.profile.book();
+        if book
+            .sync_contact(public)
+            .is_some_and(|(_, c)| c.pool.id == group)
+        {
+            return;
+        }
         let contact = name.clone();
         let id = hex(&key.id.0);
         let _ = self.node.events.send(if sent {

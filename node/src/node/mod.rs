@@ -414,6 +414,9 @@ pub(crate) struct Shared {
     /// Envelopes carried for contacts, and this user's spreading
     /// ([`carrying`]).
     pub(crate) carrier: Mutex<strand_sync::Carrier>,
+    /// Held through one carrying step, so steps run one at a time (the
+    /// carrier itself is locked only to copy and replace it).
+    pub(crate) carry_step: Mutex<()>,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -494,19 +497,23 @@ impl Node {
         drop(tx);
         let carrier = {
             let (p, settings) = (profile.clone(), config.carry);
-            tokio::task::spawn_blocking(move || p.load_carrier(&settings))
-                .await
-                .map_err(|_| ProfileError::Closed)
-                .and_then(|r| r)
-                .unwrap_or_else(|e| {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = p.keep_carry_budget(settings.budget, &mut os_rng()) {
+                    tracing::warn!("keeping the carrying budget failed: {e}");
+                }
+                p.load_carrier(&settings).unwrap_or_else(|e| {
+                    // The user's choice is kept apart: it survives.
                     tracing::warn!("the carrying state is unreadable, starting empty: {e}");
                     strand_sync::Carrier::new(strand_sync::CarryConfig {
-                        copies: config.carry.copies,
-                        budget: config.carry.budget,
-                        lifetime: config.carry.lifetime,
-                        carry: false,
+                        copies: settings.copies,
+                        budget: settings.budget,
+                        lifetime: settings.lifetime,
+                        carry: p.carrying().unwrap_or(false),
                     })
                 })
+            })
+            .await
+            .map_err(|_| NodeError::Profile(ProfileError::Closed))?
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
@@ -530,11 +537,15 @@ impl Node {
             bluetooth_off,
             nearby: Mutex::default(),
             carrier: Mutex::new(carrier),
+            carry_step: Mutex::new(()),
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
         node.shared.tasks.spawn(node.clone().trim_when_idle());
         node.shared.tasks.spawn(node.clone().sweep_expired());
+        node.shared
+            .tasks
+            .spawn(carrying::read_unread(node.shared.clone()));
         if let Some(hints) = hints {
             node.shared
                 .tasks

@@ -177,3 +177,69 @@ async fn a_carrier_cannot_make_the_recipient_accept_what_no_contact_wrote() {
     ben.shutdown().await;
     cat.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    befriend(&ann, &cat);
+    let hub = Hub::new();
+    // Ben carries at most two 1 KiB envelopes.
+    let small = |p| async {
+        Node::start(
+            p,
+            strand_node::NodeConfig {
+                emulated: Some(hub.clone()),
+                carry: strand_node::CarrySettings {
+                    budget: 2 * 1102,
+                    ..strand_node::CarrySettings::default()
+                },
+                ..strand_node::NodeConfig::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let ann = start(ann, &hub).await;
+    let ben = small(ben).await;
+    ben.set_carrying(true).await.unwrap();
+    until("Ann learns Ben carries", || {
+        ann.carry_status().carriers == 1
+    })
+    .await;
+    for i in 0..5 {
+        ann.send("cat", &format!("note {i}")).await.unwrap();
+        until("Ben takes it in", || ben.carry_status().carried == i + 1).await;
+    }
+    let s = ben.carry_status();
+    assert_eq!((s.held, s.evicted), (2, 3), "{s:?}");
+    assert!(s.held_bytes <= s.budget, "{s:?}");
+    ann.shutdown().await;
+    // Cat meets Ben: she gets the newest two, the others were dropped.
+    let cat = start(cat, &hub).await;
+    until("Cat gets the two Ben kept", || {
+        texts(&cat, "ann").len() == 2
+    })
+    .await;
+    assert_eq!(texts(&cat, "ann"), ["note 3", "note 4"]);
+    // Ann comes back: everything she wrote reaches Cat, once each.
+    let ann = start(
+        Profile::open(&tmp.path().join("ann"), "pass").unwrap(),
+        &hub,
+    )
+    .await;
+    until("Cat has all five", || texts(&cat, "ann").len() == 5).await;
+    assert_eq!(
+        texts(&cat, "ann"),
+        ["note 0", "note 1", "note 2", "note 3", "note 4"]
+    );
+    ann.shutdown().await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
