@@ -366,7 +366,15 @@ fn main() {
             && r.iter()
                 .all(|r| r.state == "reserved" || r.state == "failing")
     });
+    // Alice carries for her contacts.
+    net.set_carrying(true);
+    net.invoke_set_carrying(true);
+    h.pump_until(WAIT, || net.get_carry_status().starts_with("Holding"));
     save(&h, &ui, &out, "06-network");
+    // The whole screen, down to carrying and the drive.
+    h.resize(&ui, W, 1250, 1.0);
+    save(&h, &ui, &out, "17-network-carrying");
+    h.resize(&ui, W, H, 1.0);
 
     ui.global::<AppAdapter>().invoke_navigate(Screen::Settings);
     h.pump_until(WAIT, || {

@@ -20,6 +20,26 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     ui.global::<NetworkAdapter>()
         .on_remove_relay(move |text| change_relay(&b, weak.clone(), text.to_string(), false));
     let b = backend.clone();
+    ui.global::<NetworkAdapter>().on_set_carrying(move |on| {
+        b.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let Some(done) = core.block_on(async move { node.set_carrying(on).await }) else {
+                return;
+            };
+            let (on, text) = match done {
+                Ok(s) => (s.carrying, carry_text(&s)),
+                Err(e) => (!on, format!("Not changed: {}", strand_node::chain(&e))),
+            };
+            core.ui(move |ui| {
+                let a = ui.global::<NetworkAdapter>();
+                a.set_carrying(on);
+                a.set_carry_status(text.into());
+            });
+        });
+    });
+    let b = backend.clone();
     ui.global::<NetworkAdapter>().on_import_bundle(move |path| {
         let path = std::path::PathBuf::from(path.as_str());
         b.job(move |core| {
@@ -326,6 +346,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             online: s.connected,
         })
         .collect();
+    let carry = core.node.as_ref().map(|n| n.carry_status());
     let (links, sent, received, messages) = (
         status.links.to_string(),
         format::bytes(status.bytes_sent),
@@ -342,7 +363,38 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         a.set_bytes_sent(sent.into());
         a.set_bytes_received(received.into());
         a.set_messages(messages.into());
+        if let Some(c) = carry {
+            a.set_carrying(c.carrying);
+            a.set_carry_status(carry_text(&c).into());
+        }
     });
+}
+
+/// What carrying looks like, in a line.
+fn carry_text(s: &strand_node::CarryStatus) -> String {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut parts = Vec::new();
+    if s.carrying || s.held > 0 {
+        parts.push(format!(
+            "Holding {} ({} of {})",
+            plural(s.held as u64, "message", "messages"),
+            format::bytes(s.held_bytes),
+            format::bytes(s.budget)
+        ));
+    }
+    parts.push(format!(
+        "{} for you",
+        plural(s.carriers as u64, "contact carries", "contacts carry")
+    ));
+    parts.push(format!(
+        "{} on the way through them",
+        plural(s.spreading as u64, "of your messages", "of your messages")
+    ));
+    parts.push(format!(
+        "{} reached you this way",
+        plural(s.opened, "message", "messages")
+    ));
+    parts.join(" · ")
 }
 
 /// The Bluetooth row: the adapter and what it carried, or why it is off.

@@ -23,6 +23,7 @@
 //! - `relays`: a relay added on the Network screen reserves and carries a
 //!   contact; every address in full (issue 12).
 
+mod carrying;
 mod contacts;
 mod drive;
 mod files;

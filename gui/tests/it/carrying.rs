@@ -1,0 +1,49 @@
+//! Carrying in the app (issue 15): the switch on the Network screen turns
+//! carrying on and off, the line under it says what is held, and a
+//! contact's node learns it over a real loopback link.
+
+use slint::ComponentHandle;
+use strand_gui::{AddContactAdapter, NetworkAdapter};
+use strand_node::Node;
+
+use crate::support::{loopback, on_ui, options, Gui, WAIT};
+
+#[test]
+fn the_switch_turns_carrying_on_and_contacts_learn_it() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        gui.ui
+            .global::<AddContactAdapter>()
+            .invoke_add(bob_code.into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial(bob_addr.to_string().into());
+
+        assert!(!net.get_carrying());
+        net.set_carrying(true);
+        net.invoke_set_carrying(true);
+        assert!(h.pump_until(WAIT, || net
+            .get_carry_status()
+            .starts_with("Holding 0 messages")));
+        assert!(net.get_carrying());
+        assert!(
+            net.get_carry_status().contains("0 contacts carry for you"),
+            "{}",
+            net.get_carry_status()
+        );
+        assert!(h.pump_until(WAIT, || bob.carry_status().carriers == 1));
+
+        net.set_carrying(false);
+        net.invoke_set_carrying(false);
+        assert!(h.pump_until(WAIT, || !net.get_carry_status().starts_with("Holding")));
+        assert!(h.pump_until(WAIT, || bob.carry_status().carriers == 0));
+        rt.block_on(bob.shutdown());
+    });
+}
