@@ -75,6 +75,17 @@ pub enum Request {
     },
     /// Stop the node (it answers first): `strand wipe` uses it.
     Shutdown,
+    /// The mailbox (PROTOCOL.md §17.1): with `init`, make this profile the
+    /// mailbox of the owner whose invite that is; with `add`, pair the
+    /// mailbox whose code that is. Answers a [`MailboxView`].
+    Mailbox {
+        /// The owner's invite code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<String>,
+        /// The mailbox's code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        add: Option<String>,
+    },
     /// Carrying for contacts: with `set`, start or stop first. Answers a
     /// [`crate::CarryStatus`].
     Carry {
@@ -560,6 +571,17 @@ async fn answer(node: &Node, request: Request) -> Response {
             }
         }
         Request::Contacts => Response::ok(contacts(node.profile())),
+        Request::Mailbox { init, add } => {
+            let done = match (init, add) {
+                (Some(code), _) => node.become_mailbox(&code).await.map(|_| ()),
+                (None, Some(code)) => node.pair_mailbox(&code).await.map(|_| ()),
+                (None, None) => Ok(()),
+            };
+            match done.and_then(|()| mailbox_view(node.profile())) {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(&e),
+            }
+        }
         Request::Carry { set } => match set {
             Some(on) => match node.set_carrying(on).await {
                 Ok(s) => Response::ok(s),
@@ -805,6 +827,32 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
+}
+
+/// The mailbox pairing, as `strand mailbox` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MailboxView {
+    /// Whose mailbox this profile is (their contact name).
+    pub owner: Option<String>,
+    /// This profile's mailbox (its contact name).
+    pub mailbox: Option<String>,
+    /// This profile's code (its invite), to pair it as a mailbox.
+    pub code: String,
+}
+
+/// The mailbox pairing of `p`.
+pub fn mailbox_view(p: &crate::Profile) -> Result<MailboxView, crate::ProfileError> {
+    let mailbox = p.mailbox()?.and_then(|m| {
+        p.contacts()
+            .into_iter()
+            .find(|c| c.public == m.public)
+            .map(|c| c.name)
+    });
+    Ok(MailboxView {
+        owner: p.mailbox_of()?.map(|o| o.name),
+        mailbox,
+        code: p.invite()?.to_text(),
+    })
 }
 
 /// The contacts as [`ContactView`]s.

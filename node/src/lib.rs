@@ -46,6 +46,7 @@ mod expiry;
 mod files;
 mod groups;
 pub mod limits;
+mod mailbox;
 mod node;
 mod profile;
 mod reach;
@@ -66,6 +67,7 @@ pub use crypto::{os_rng, KdfParams};
 pub use expiry::{parse_timer, timer_label};
 pub use files::{safe_name, Conversation, FileInfo, FileSent};
 pub use groups::{GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite};
+pub use mailbox::MAILBOX_NAME;
 pub use node::budget::Budgets;
 pub use node::{
     chain, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError, NodeEvent,
@@ -167,6 +169,9 @@ impl Eq for IoError {}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
+    /// A mailbox pairing that cannot be (PROTOCOL.md §17.1).
+    #[error("{0}")]
+    Mailbox(String),
     /// No profile in that directory.
     #[error("no Strand profile in {0} (run `strand init` first)")]
     NotFound(PathBuf),

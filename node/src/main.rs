@@ -130,6 +130,11 @@ enum Command {
         /// on or off
         set: Option<OnOff>,
     },
+    /// Your mailbox: a device you own (an old laptop at home) that holds sealed messages for you while you are away: `strand mailbox init CODE` on it, then `strand mailbox add CODE` here; shows the pairing if no argument
+    Mailbox {
+        #[command(subcommand)]
+        action: Option<MailboxAction>,
+    },
     /// Show identity, transports, relays, and contacts seen
     Status,
     /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
@@ -218,6 +223,20 @@ enum GroupCmd {
         group: String,
         /// The new timer; shows the current one if absent
         set: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MailboxAction {
+    /// On the mailbox device: make this profile the mailbox of the owner whose invite code this is (`strand invite` on their device); prints the code to pair it there
+    Init {
+        /// The owner's invite code
+        code: String,
+    },
+    /// On your device: pair the mailbox whose code `strand mailbox init` printed
+    Add {
+        /// The mailbox's code
+        code: String,
     },
 }
 
@@ -384,6 +403,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         Command::Timer { name, set } => timer(&ctx, &name, false, set).await,
         Command::Run { transports } => run(&ctx, &transports).await,
         Command::Carry { set } => carry(&ctx, set.map(|s| s == OnOff::On)).await,
+        Command::Mailbox { action } => mailbox(&ctx, action).await,
         Command::Status => status(&ctx).await,
         Command::Wipe { yes } => wipe(&ctx, yes).await,
         Command::Relay { action, server } => match action {
@@ -868,6 +888,60 @@ async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
 enum OnOff {
     On,
     Off,
+}
+
+/// `strand mailbox [init CODE | add CODE]`: through the running node, else
+/// on the profile.
+async fn mailbox(ctx: &Ctx, action: Option<MailboxAction>) -> Result<()> {
+    let request = match &action {
+        None => Request::Mailbox {
+            init: None,
+            add: None,
+        },
+        Some(MailboxAction::Init { code }) => Request::Mailbox {
+            init: Some(code.trim().to_owned()),
+            add: None,
+        },
+        Some(MailboxAction::Add { code }) => Request::Mailbox {
+            init: None,
+            add: Some(code.trim().to_owned()),
+        },
+    };
+    let view: control::MailboxView = match ask(&ctx.dir, &request).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => {
+            let p = open_profile(ctx)?;
+            match &action {
+                Some(MailboxAction::Init { code }) => {
+                    let invite = strand_sync::Invite::from_text(code.trim())?;
+                    p.become_mailbox(&invite, &p.carry_settings()?, now(), &mut os_rng())?;
+                }
+                Some(MailboxAction::Add { code }) => {
+                    let invite = strand_sync::Invite::from_text(code.trim())?;
+                    p.pair_mailbox(&invite, now(), &mut os_rng())?;
+                }
+                None => {}
+            }
+            control::mailbox_view(&p)?
+        }
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string(&view)?);
+        return Ok(());
+    }
+    match (&view.owner, &view.mailbox) {
+        (Some(owner), _) => {
+            println!("This device is the mailbox of {owner}: it carries sealed messages for them and their contacts, and cannot read them.");
+            println!("On {owner}'s device, pair it with:\n  strand mailbox add {}", view.code);
+        }
+        (None, Some(name)) => println!(
+            "Your mailbox is paired (contact {name:?}). Your contacts learn it the next time you sync with them; messages for you wait there while you are away."
+        ),
+        (None, None) => println!(
+            "No mailbox. On a device you own, `strand init`, then `strand mailbox init CODE` with your invite code (`strand invite`), then `strand mailbox add` here with the code it prints."
+        ),
+    }
+    Ok(())
 }
 
 /// `strand carry`: through the running node, else on the profile.

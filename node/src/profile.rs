@@ -712,8 +712,6 @@ impl Profile {
         // The invite's own signature, again: an `Invite` built in code (not
         // decoded) must not skip the check that ties its keys together.
         Invite::from_bytes(&invite.to_bytes())?;
-        let identity = self.identity();
-        identity.contact(&invite.public)?;
         let record = ContactRecord {
             name: name.to_owned(),
             public: invite.public,
@@ -721,6 +719,27 @@ impl Profile {
             verified: false,
             legacy: false,
         };
+        self.add_record(record, invite.reach.as_ref(), now, rng)
+    }
+
+    /// Adds a contact whose keys came from a trusted source instead of
+    /// their invite (a mailbox learns its owner's contacts from the owner).
+    pub(crate) fn add_record(
+        &self,
+        record: ContactRecord,
+        invite_reach: Option<&strand_sync::Reach>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        let name = record.name.as_str();
+        strand_sync::check_name(name).map_err(|e| match e {
+            strand_sync::KeyError::Name(why) => {
+                ProfileError::Name(format!("the contact name {why}"))
+            }
+            other => ProfileError::Key(other),
+        })?;
+        let identity = self.identity();
+        identity.contact(&record.public)?;
         let (id, sealed) = self.sealed_contact(&record, rng);
         // Check, write, and publish the new list only once it is committed;
         // one change at a time, so two adds cannot both pass the check.
@@ -743,7 +762,7 @@ impl Profile {
         }
         // Where the invite said they can be reached, until their own
         // records say more.
-        let invite_reach = invite.reach.as_ref().map(|r| {
+        let invite_reach = invite_reach.map(|r| {
             (
                 crate::reach::invite_reach_key(&id),
                 seal(

@@ -137,6 +137,12 @@ pub mod meta {
     /// The carrying budget the last node ran with (u64 BE), sealed under
     /// the root key.
     pub const CARRY_BUDGET: &str = "carry_budget";
+    /// The mailbox paired to this profile (PROTOCOL.md §17.1): its
+    /// invite, sealed under the root key. Absent: none.
+    pub const MAILBOX: &str = "mailbox";
+    /// Whose mailbox this profile is: the owner's signing key (32),
+    /// sealed under the root key. Absent: no one's.
+    pub const MAILBOX_OF: &str = "mailbox_of";
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

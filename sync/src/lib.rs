@@ -75,6 +75,7 @@ mod identity;
 mod inbound;
 mod invite;
 pub mod limits;
+mod mailbox;
 mod membership;
 mod message;
 mod preamble;
@@ -105,6 +106,10 @@ pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
+pub use mailbox::{
+    decode_mailbox, decode_mailbox_contacts, encode_mailbox, encode_mailbox_contacts, MailboxError,
+    MAX_MAILBOX_CONTACTS,
+};
 pub use membership::{
     decode_chosen_name, encode_chosen_name, Chain, Change, Epoch, GroupError, Head, Member,
     Transition, MAX_GROUP_MEMBERS,

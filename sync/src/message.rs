@@ -92,6 +92,12 @@ impl Kind {
     /// A request for an envelope offered by its header only, from the one
     /// device that recognised it (§17).
     pub const REQUEST: Kind = Kind(12);
+    /// In a 1:1 conversation: the author's mailbox device, as its signed
+    /// invite (PROTOCOL.md §17.1).
+    pub const MAILBOX: Kind = Kind(13);
+    /// In the conversation between an owner and their mailbox: the
+    /// owner's contacts' public keys, whom the mailbox carries for (§17.1).
+    pub const MAILBOX_CONTACTS: Kind = Kind(14);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

@@ -63,6 +63,8 @@ fn known(kind: Kind) -> bool {
         Kind::ACK,
         Kind::CARRYING,
         Kind::REQUEST,
+        Kind::MAILBOX,
+        Kind::MAILBOX_CONTACTS,
     ]
     .contains(&kind)
 }

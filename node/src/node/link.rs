@@ -475,6 +475,7 @@ impl Pump {
         let mut reach = false;
         let mut groups = Vec::new();
         let mut pool = Vec::new();
+        let mut mailbox = Vec::new();
         for m in batch.iter() {
             let kind = m.message().kind();
             if kind != Kind::TEXT
@@ -489,12 +490,20 @@ impl Pump {
                 if crate::carry::is_pool_kind(kind) {
                     pool.push((*m.group(), m.key()));
                 }
+                if kind == Kind::MAILBOX || kind == Kind::MAILBOX_CONTACTS {
+                    mailbox.push((*m.group(), m.key()));
+                }
             }
         }
         if !pool.is_empty() {
             self.node
                 .tasks
                 .spawn(super::carrying::pool_received(self.node.clone(), pool));
+        }
+        if !mailbox.is_empty() {
+            self.node
+                .tasks
+                .spawn(super::mailbox::records(self.node.clone(), mailbox));
         }
         if !groups.is_empty() {
             let node = super::Node {

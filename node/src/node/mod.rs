@@ -39,6 +39,7 @@ pub mod budget;
 mod carrying;
 mod guard;
 mod link;
+mod mailbox;
 mod registry;
 mod relaying;
 
@@ -1037,9 +1038,7 @@ impl Node {
         .map_err(|_| ProfileError::Closed)??;
         // Where their invite says they can be reached: dial them there;
         // and devices around that may be theirs.
-        self.clone().reach_record(record.public).await;
-        self.redial_nearby();
-        self.carrying_new_contact(record.public).await;
+        self.contact_added(&record).await;
         Ok(record)
     }
 

@@ -243,3 +243,75 @@ async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
     ben.shutdown().await;
     cat.shutdown().await;
 }
+
+/// The mailbox (issue 15): Owen's mailbox Max is paired to his profile;
+/// Ann, Owen's contact, learns it through their conversation and Max
+/// learns Ann from Owen. Owen is away when Ann writes; Ann meets only Max;
+/// Owen comes back somewhere Ann is not, meets only Max, and has the
+/// message. Max holds only the sealed envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_away_gets_a_message_from_the_mailbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max, ann) = (
+        profile(tmp.path(), "owen"),
+        profile(tmp.path(), "max"),
+        profile(tmp.path(), "ann"),
+    );
+    befriend(&owen, &ann);
+    let mut rng = strand_node::os_rng();
+    let settings = strand_node::CarrySettings::default();
+    // Bad pairings change nothing.
+    assert!(owen
+        .pair_mailbox(&owen.invite().unwrap(), 0, &mut rng)
+        .is_err());
+    assert!(owen.mailbox().unwrap().is_none());
+    max.become_mailbox(&owen.invite().unwrap(), &settings, 0, &mut rng)
+        .unwrap();
+    owen.pair_mailbox(&max.invite().unwrap(), 0, &mut rng)
+        .unwrap();
+    assert!(
+        max.pair_mailbox(&ann.invite().unwrap(), 0, &mut rng)
+            .is_err(),
+        "a mailbox has none"
+    );
+    assert_eq!(max.mailbox_of().unwrap().unwrap().name, "owen");
+    assert!(max.carrying().unwrap());
+
+    let hub = Hub::new();
+    let owen = start(owen, &hub).await;
+    let max = start(max, &hub).await;
+    let ann = start(ann, &hub).await;
+    // Ann learns Owen's mailbox; Max learns Ann; they link.
+    until("Ann adds Owen's mailbox", || {
+        ann.profile()
+            .contacts()
+            .iter()
+            .any(|c| c.name == "owen's mailbox")
+    })
+    .await;
+    until("Max adds Ann", || max.profile().contacts().len() == 2).await;
+    until("Ann learns Max carries", || {
+        ann.carry_status().carriers == 1
+    })
+    .await;
+    owen.shutdown().await;
+
+    ann.send("owen", "call me when you are back").await.unwrap();
+    until("Max holds the envelope", || max.carry_status().held == 1).await;
+    let held = max.carried_envelopes();
+    assert!(!contains(&held[0], b"call me"));
+    ann.shutdown().await;
+
+    let owen = start(
+        Profile::open(&tmp.path().join("owen"), "pass").unwrap(),
+        &hub,
+    )
+    .await;
+    until("Owen gets it from his mailbox", || {
+        texts(&owen, "ann") == ["call me when you are back"]
+    })
+    .await;
+    until("Max deletes it", || max.carry_status().held == 0).await;
+    owen.shutdown().await;
+    max.shutdown().await;
+}

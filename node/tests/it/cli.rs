@@ -1077,3 +1077,72 @@ fn carrying_from_the_command_line() {
         .ok(&["carry"])
         .contains("Messages that reached you this way: 1."));
 }
+
+/// The mailbox from the command line: `strand mailbox init` on the
+/// mailbox, `strand mailbox add` on the owner's device; the owner, away
+/// when a contact writes, gets the message from the mailbox alone.
+#[test]
+fn a_mailbox_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, ann) = pair(tmp.path());
+    let max = User::init(tmp.path(), "max");
+    assert!(max.ok(&["mailbox"]).contains("No mailbox"));
+    let out = max.cmd(&["mailbox", "init", "strand1notacode"]);
+    assert!(!out.status.success());
+    assert!(max.ok(&["contacts", "--json"]).matches("\"name\"").count() == 0);
+    let init = max.ok(&["mailbox", "init", &owen.invite()]);
+    assert!(
+        init.contains("This device is the mailbox of alice"),
+        "{init}"
+    );
+    let code = init
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .strip_prefix("strand mailbox add ")
+        .unwrap()
+        .to_owned();
+    let added = owen.ok(&["mailbox", "add", &code]);
+    assert!(added.contains("Your mailbox is paired"), "{added}");
+    assert!(
+        owen.ok(&["carry"]).contains("do not carry"),
+        "the owner need not carry"
+    );
+
+    let (m_run, m_addr) = max.run(&[]);
+    let _m_run = Killed(m_run);
+    let (o_run, o_addr) = owen.run(&[&m_addr]);
+    let mut o_run = Killed(o_run);
+    let (a_run, _) = ann.run(&[&o_addr, &m_addr]);
+    let mut a_run = Killed(a_run);
+    eventually("Max knows Bob", Duration::from_secs(60), || {
+        max.ok(&["contacts", "--json"]).matches("\"name\"").count() == 2
+    });
+    eventually("Bob knows Alice's mailbox", Duration::from_secs(60), || {
+        ann.ok(&["contacts"]).contains("alice's mailbox")
+    });
+    let _ = o_run.0.kill();
+    let _ = o_run.0.wait();
+    eventually(
+        "Bob learns the mailbox carries",
+        Duration::from_secs(60),
+        || {
+            ann.ok(&["carry"])
+                .contains("Contacts who carry for you: 1.")
+        },
+    );
+    ann.ok(&["send", "alice", "left you a note"]);
+    eventually("the mailbox holds it", Duration::from_secs(60), || {
+        max.ok(&["carry"]).contains(": 1 held")
+    });
+    let _ = a_run.0.kill();
+    let _ = a_run.0.wait();
+    let (o_run, _) = owen.run(&[&m_addr]);
+    let _o_run = Killed(o_run);
+    eventually("Alice reads Bob's note", Duration::from_secs(60), || {
+        owen.read("bob")
+            .iter()
+            .any(|m| m["text"] == "left you a note")
+    });
+}

@@ -1,0 +1,324 @@
+//! The mailbox (PROTOCOL.md §17.1): a device the user owns, paired to the
+//! profile, that carries for the user and the user's contacts and reads
+//! nothing.
+//!
+//! * On the mailbox: `strand mailbox init CODE` (the owner's invite code)
+//!   adds the owner as a contact, marks the profile as the owner's
+//!   mailbox and turns carrying on. It prints its own code.
+//! * On the owner's device: `strand mailbox add CODE` (the mailbox's
+//!   code) adds the mailbox as a contact and tells every contact, in
+//!   their 1:1 conversation, the mailbox's signed invite; and tells the
+//!   mailbox the contacts' public keys.
+//! * A contact told of a mailbox adds it as a contact ("NAME's mailbox");
+//!   the mailbox adds the contacts it is told of. From then on they sync
+//!   carrying pools: the contact's envelopes for the owner wait at the
+//!   mailbox, and so do the owner's for them.
+
+use rand_core::{CryptoRng, RngCore};
+use strand_sync::{
+    decode_mailbox, decode_mailbox_contacts, encode_mailbox, encode_mailbox_contacts, GroupId,
+    Invite, Key, Kind, Message, PublicIdentity, Time,
+};
+
+use crate::crypto::seal;
+use crate::profile::db_error;
+use crate::schema::{meta, META};
+use crate::store::Inserter;
+use crate::{ContactRecord, Profile, ProfileError};
+
+const ROLE_MAILBOX: &str = "strand/v2/mailbox";
+const ROLE_MAILBOX_OF: &str = "strand/v2/mailbox-of";
+
+/// The name a mailbox has on its owner's device.
+pub const MAILBOX_NAME: &str = "my mailbox";
+
+impl Profile {
+    /// The mailbox paired to this profile, as its invite.
+    pub fn mailbox(&self) -> Result<Option<Invite>, ProfileError> {
+        match self.meta_sealed(meta::MAILBOX, ROLE_MAILBOX)? {
+            Some(b) => Invite::from_bytes(&b)
+                .map(Some)
+                .map_err(|e| ProfileError::Corrupt(format!("the mailbox: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whose mailbox this profile is: the owner, as a contact.
+    pub fn mailbox_of(&self) -> Result<Option<ContactRecord>, ProfileError> {
+        let Some(b) = self.meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .book()
+            .records
+            .iter()
+            .find(|r| r.public.sign[..] == b[..])
+            .cloned())
+    }
+
+    /// Makes this profile the mailbox of the owner whose invite this is:
+    /// the owner becomes a contact (under the name they chose), and this
+    /// profile carries from now on (see [`Profile::set_carrying`]). Give
+    /// the owner this profile's invite ([`Profile::invite`]).
+    pub fn become_mailbox(
+        &self,
+        owner: &Invite,
+        settings: &crate::CarrySettings,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        let record = self.mailbox_owner(owner, now, rng)?;
+        self.set_carrying(true, settings, now, rng)?;
+        Ok(record)
+    }
+
+    /// [`Profile::become_mailbox`] but for carrying, which a running node
+    /// turns on itself.
+    pub(crate) fn mailbox_owner(
+        &self,
+        owner: &Invite,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        if self.mailbox()?.is_some() {
+            return Err(ProfileError::Mailbox(
+                "this profile has a mailbox of its own; a mailbox is a profile of its own".into(),
+            ));
+        }
+        if let Some(o) = self.mailbox_of()? {
+            if o.public != owner.public {
+                return Err(ProfileError::Mailbox(format!(
+                    "this is already the mailbox of {}",
+                    o.name
+                )));
+            }
+        }
+        let record = match self.add_contact(owner, &owner.name, now, rng) {
+            Ok(r) => r,
+            Err(ProfileError::DuplicateContact(_)) => self
+                .book()
+                .records
+                .iter()
+                .find(|r| r.public == owner.public)
+                .cloned()
+                .ok_or_else(|| {
+                    ProfileError::Mailbox(format!(
+                        "a contact is already named {:?}: rename it first",
+                        owner.name
+                    ))
+                })?,
+            Err(e) => return Err(e),
+        };
+        let sealed = seal(self.root(), ROLE_MAILBOX_OF, &owner.public.sign, rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::MAILBOX_OF, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        Ok(record)
+    }
+
+    /// Pairs the mailbox whose invite this is: it becomes a contact
+    /// ([`MAILBOX_NAME`]), every contact is told of it, and it is told of
+    /// them. Returns the contact and the records written (for live
+    /// sessions).
+    pub fn pair_mailbox(
+        &self,
+        mailbox: &Invite,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(ContactRecord, Vec<(GroupId, Key)>), ProfileError> {
+        if self.mailbox_of()?.is_some() {
+            return Err(ProfileError::Mailbox(
+                "this profile is a mailbox: it cannot have one".into(),
+            ));
+        }
+        if let Some(old) = self.mailbox()? {
+            if old.public != mailbox.public {
+                return Err(ProfileError::Mailbox(
+                    "a mailbox is paired already (one per profile)".into(),
+                ));
+            }
+        }
+        let record = match self.add_contact(mailbox, MAILBOX_NAME, now, rng) {
+            Ok(r) => r,
+            Err(ProfileError::DuplicateContact(_)) => self
+                .book()
+                .records
+                .iter()
+                .find(|r| r.public == mailbox.public)
+                .cloned()
+                .ok_or_else(|| {
+                    ProfileError::Mailbox(format!(
+                        "a contact is already named {MAILBOX_NAME:?}: rename it first"
+                    ))
+                })?,
+            Err(e) => return Err(e),
+        };
+        let sealed = seal(self.root(), ROLE_MAILBOX, &mailbox.to_bytes(), rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::MAILBOX, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        let written = self.tell_mailbox(None, now, rng)?;
+        Ok((record, written))
+    }
+
+    /// With a mailbox paired: tells contact `only` (or every contact) of
+    /// it, and tells it of every contact. Nothing without a mailbox.
+    pub(crate) fn tell_mailbox(
+        &self,
+        only: Option<&PublicIdentity>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let Some(mailbox) = self.mailbox()? else {
+            return Ok(Vec::new());
+        };
+        let book = self.book();
+        let identity = self.identity();
+        let mut messages = Vec::new();
+        let others: Vec<PublicIdentity> = book
+            .sync
+            .iter()
+            .map(|c| c.public)
+            .filter(|p| *p != mailbox.public)
+            .collect();
+        for c in &book.sync {
+            let body = if c.public == mailbox.public {
+                encode_mailbox_contacts(&others)
+            } else if only.is_none_or(|o| *o == c.public) {
+                encode_mailbox(Some(&mailbox))
+            } else {
+                continue;
+            };
+            let kind = if c.public == mailbox.public {
+                Kind::MAILBOX_CONTACTS
+            } else {
+                Kind::MAILBOX
+            };
+            let group = c.direct_group();
+            let msg = Message::create(&identity, group, now, kind, &body, rng)
+                .map_err(ProfileError::Message)?;
+            messages.push((group.id, msg));
+        }
+        let me = identity.public().sign;
+        self.write_txn(move |txn| {
+            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
+            let mut keys = Vec::new();
+            for (group, msg) in &messages {
+                if store.insert(group, msg).map_err(db_error)? {
+                    keys.push((*group, msg.key()));
+                }
+            }
+            Ok(keys)
+        })
+    }
+
+    /// A mailbox record a contact wrote in the 1:1 conversation `group`:
+    /// a contact's mailbox is added as a contact (named after them); at a
+    /// mailbox, the contacts its owner lists are added. Returns the
+    /// contacts added. Anything else (a record from someone who is not
+    /// this mailbox's owner, a damaged one) adds nobody.
+    pub(crate) fn take_mailbox_record(
+        &self,
+        group: &GroupId,
+        key: &Key,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<ContactRecord>, ProfileError> {
+        let book = self.book();
+        let Some((from, contact)) = book
+            .records
+            .iter()
+            .zip(&book.sync)
+            .find(|(_, c)| c.direct_group().id == *group)
+        else {
+            return Ok(Vec::new());
+        };
+        let Some(bytes) =
+            strand_sync::Store::get(&self.read_view()?, group, key).map_err(db_error)?
+        else {
+            return Ok(Vec::new());
+        };
+        let Ok(msg) = Message::decode(bytes) else {
+            return Ok(Vec::new());
+        };
+        if msg.author() != contact.public.sign {
+            return Ok(Vec::new());
+        }
+        let Ok(body) = msg.open(contact.direct_group()) else {
+            return Ok(Vec::new());
+        };
+        let mut added = Vec::new();
+        match msg.kind() {
+            Kind::MAILBOX => {
+                let Ok(Some(invite)) = decode_mailbox(&body) else {
+                    return Ok(Vec::new());
+                };
+                if book.records.iter().any(|r| r.public == invite.public)
+                    || invite.public == self.identity().public()
+                {
+                    return Ok(Vec::new());
+                }
+                let name = free_name(&book.records, &format!("{}'s mailbox", from.name));
+                match self.add_contact(&invite, &name, now, rng) {
+                    Ok(r) => added.push(r),
+                    Err(e) => tracing::warn!(contact = %from.name, "their mailbox not added: {e}"),
+                }
+            }
+            Kind::MAILBOX_CONTACTS => {
+                let owner = self.mailbox_of()?;
+                if owner.is_none_or(|o| o.public != contact.public) {
+                    return Ok(Vec::new());
+                }
+                let Ok(list) = decode_mailbox_contacts(&body) else {
+                    return Ok(Vec::new());
+                };
+                let me = self.identity().public();
+                for public in list {
+                    let book = self.book();
+                    if public == me
+                        || book
+                            .records
+                            .iter()
+                            .any(|r| r.public.sign == public.sign || r.public.dh == public.dh)
+                    {
+                        continue;
+                    }
+                    let hex = crate::hex(&public.sign[..3]);
+                    let record = ContactRecord {
+                        name: free_name(&book.records, &format!("{}'s contact {hex}", from.name)),
+                        public,
+                        added_at: now,
+                        verified: false,
+                        legacy: false,
+                    };
+                    match self.add_record(record, None, now, rng) {
+                        Ok(r) => added.push(r),
+                        Err(e) => tracing::warn!("a contact of the owner not added: {e}"),
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(added)
+    }
+}
+
+/// `wanted`, or `wanted (2)`, `wanted (3)`, … : the first no contact has.
+fn free_name(records: &[ContactRecord], wanted: &str) -> String {
+    let taken = |n: &str| records.iter().any(|r| r.name == n);
+    if !taken(wanted) {
+        return wanted.to_owned();
+    }
+    (2..)
+        .map(|i| format!("{wanted} ({i})"))
+        .find(|n| !taken(n))
+        .expect("some number is free")
+}

@@ -1,0 +1,93 @@
+//! The mailbox in a running node (see [`crate::mailbox`]): pairing through
+//! the node, and mailbox records that arrive over links.
+
+use std::sync::Arc;
+
+use strand_sync::{GroupId, Invite, Key};
+
+use super::{Node, Shared};
+use crate::{os_rng, ContactRecord, ProfileError};
+
+impl Node {
+    /// Pairs the mailbox whose code (invite) this is: it becomes a contact
+    /// and contacts are told of it (see [`crate::Profile::pair_mailbox`]).
+    pub async fn pair_mailbox(&self, code: &str) -> Result<ContactRecord, ProfileError> {
+        let invite = Invite::from_text(code)?;
+        let profile = self.shared.profile.clone();
+        let now = self.shared.clock.now();
+        let (record, written) =
+            tokio::task::spawn_blocking(move || profile.pair_mailbox(&invite, now, &mut os_rng()))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        for (g, k) in written {
+            self.shared.registry.announce(g, k, None);
+        }
+        self.contact_added(&record).await;
+        Ok(record)
+    }
+
+    /// Makes this device the mailbox of the owner whose code (invite) this
+    /// is: the owner becomes a contact and this node carries.
+    pub async fn become_mailbox(&self, code: &str) -> Result<ContactRecord, ProfileError> {
+        let invite = Invite::from_text(code)?;
+        let profile = self.shared.profile.clone();
+        let now = self.shared.clock.now();
+        let record =
+            tokio::task::spawn_blocking(move || profile.mailbox_owner(&invite, now, &mut os_rng()))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        self.set_carrying(true).await?;
+        self.contact_added(&record).await;
+        Ok(record)
+    }
+
+    /// After a contact is added by this node: reach them, dial devices
+    /// around that may be theirs, and tell them what carrying they need to
+    /// know.
+    pub(crate) async fn contact_added(&self, record: &ContactRecord) {
+        self.clone().reach_record(record.public).await;
+        self.redial_nearby();
+        self.carrying_new_contact(record.public).await;
+        let profile = self.shared.profile.clone();
+        let (public, now) = (record.public, self.shared.clock.now());
+        let written = tokio::task::spawn_blocking(move || {
+            profile.tell_mailbox(Some(&public), now, &mut os_rng())
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)
+        .and_then(|r| r);
+        match written {
+            Ok(keys) => {
+                for (g, k) in keys {
+                    self.shared.registry.announce(g, k, None);
+                }
+            }
+            Err(e) => tracing::warn!("telling the mailbox of a new contact failed: {e}"),
+        }
+    }
+}
+
+/// Mailbox records `items` arrived over a link and were stored.
+pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
+    let node = Node {
+        shared: shared.clone(),
+    };
+    let profile = shared.profile.clone();
+    let now = shared.clock.now();
+    let added = tokio::task::spawn_blocking(move || {
+        let mut added = Vec::new();
+        for (g, k) in items {
+            match profile.take_mailbox_record(&g, &k, now, &mut os_rng()) {
+                Ok(a) => added.extend(a),
+                Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
+            }
+        }
+        added
+    })
+    .await
+    .unwrap_or_default();
+    for record in added {
+        tracing::info!(contact = %record.name, "added through a mailbox record");
+        node.contact_added(&record).await;
+    }
+}
