@@ -20,6 +20,35 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     ui.global::<NetworkAdapter>()
         .on_remove_relay(move |text| change_relay(&b, weak.clone(), text.to_string(), false));
     let b = backend.clone();
+    ui.global::<NetworkAdapter>().on_pair_mailbox(move |code| {
+        let code = code.trim().to_owned();
+        b.job(move |core| {
+            let Some(node) = core.node.clone() else {
+                return;
+            };
+            let Some(done) = core.block_on(async move { node.pair_mailbox(&code).await }) else {
+                return;
+            };
+            let (ok, text) = match done {
+                Ok(r) => (
+                    true,
+                    format!(
+                        "Paired (your contact {:?}). Your contacts learn it the next time you sync with them.",
+                        r.name
+                    ),
+                ),
+                Err(e) => (false, format!("Not paired: {}", strand_node::chain(&e))),
+            };
+            let status = mailbox_text(core);
+            core.ui(move |ui| {
+                let a = ui.global::<NetworkAdapter>();
+                a.set_mailbox_ok(ok);
+                a.set_mailbox_result(text.into());
+                a.set_mailbox_status(status.into());
+            });
+        });
+    });
+    let b = backend.clone();
     ui.global::<NetworkAdapter>().on_set_carrying(move |on| {
         b.job(move |core| {
             let Some(node) = core.node.clone() else {
@@ -347,6 +376,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         })
         .collect();
     let carry = core.node.as_ref().map(|n| n.carry_status());
+    let mailbox = mailbox_text(core);
     let (links, sent, received, messages) = (
         status.links.to_string(),
         format::bytes(status.bytes_sent),
@@ -363,11 +393,28 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         a.set_bytes_sent(sent.into());
         a.set_bytes_received(received.into());
         a.set_messages(messages.into());
+        a.set_mailbox_status(mailbox.into());
         if let Some(c) = carry {
             a.set_carrying(c.carrying);
             a.set_carry_status(carry_text(&c).into());
         }
     });
+}
+
+/// The mailbox pairing, in a line.
+fn mailbox_text(core: &Core) -> String {
+    let view = core.with_profile(strand_node::control::mailbox_view);
+    match view {
+        Some(Ok(v)) => match (v.owner, v.mailbox) {
+            (Some(owner), _) => format!("This device is the mailbox of {owner}."),
+            (None, Some(name)) => format!(
+                "Your mailbox is paired (your contact {name:?}): messages for you wait there while you are away."
+            ),
+            (None, None) => "A device you own (an old laptop at home) can hold messages for you while you are away, sealed so it cannot read them. On it: `strand init`, then `strand mailbox init` with your invite code; paste here the code it prints.".into(),
+        },
+        Some(Err(e)) => format!("The mailbox could not be read: {}", strand_node::chain(&e)),
+        None => String::new(),
+    }
 }
 
 /// What carrying looks like, in a line.

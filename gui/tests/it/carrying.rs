@@ -47,3 +47,50 @@ fn the_switch_turns_carrying_on_and_contacts_learn_it() {
         rt.block_on(bob.shutdown());
     });
 }
+
+#[test]
+fn a_mailbox_is_paired_from_the_network_screen() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        gui.ui
+            .global::<AddContactAdapter>()
+            .invoke_add(bob.identity().invite().to_text().into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        // The mailbox: a profile of its own that took Alice's invite.
+        let mailbox = strand_node::Profile::create(
+            &tmp.path().join("mailbox"),
+            "attic laptop",
+            "mailbox pass",
+            strand_node::KdfParams::insecure_for_tests(),
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        let alice = strand_sync::Invite::from_text(&gui.invite()).unwrap();
+        mailbox
+            .become_mailbox(
+                &alice,
+                &strand_node::CarrySettings::default(),
+                strand_node::now(),
+                &mut strand_node::os_rng(),
+            )
+            .unwrap();
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_pair_mailbox("strand1nonsense".into());
+        assert!(h.pump_until(WAIT, || net.get_mailbox_result() != ""));
+        assert!(!net.get_mailbox_ok());
+        assert!(net.get_mailbox_result().starts_with("Not paired"));
+        net.invoke_pair_mailbox(mailbox.invite().unwrap().to_text().into());
+        assert!(h.pump_until(WAIT, || net.get_mailbox_ok()));
+        assert!(
+            net.get_mailbox_status()
+                .starts_with("Your mailbox is paired"),
+            "{}",
+            net.get_mailbox_status()
+        );
+        // The mailbox is a contact now; Bob will be told of it.
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
+    });
+}
