@@ -136,8 +136,29 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Exported, ProfileError> {
+        self.export_bundle_as(contact, to, true, now, rng)
+    }
+
+    /// [`Profile::export_bundle`]; with `carry`, first hands the contact
+    /// what this device carries (a running node does that itself, on its
+    /// own carrier).
+    pub(crate) fn export_bundle_as(
+        &self,
+        contact: &str,
+        to: &Path,
+        carry: bool,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Exported, ProfileError> {
         let record = self.contact(contact)?;
         let sync = self.sync_contact(&record)?;
+        if carry {
+            let mut carrier = self.load_carrier(&self.carry_settings()?)?;
+            let handouts = carrier.hand_for_drive(&sync.public, now, rng);
+            if !handouts.is_empty() {
+                self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
+            }
+        }
         let messages = self.write_bundle(&sync, to, now, rng)?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
@@ -195,9 +216,9 @@ impl Profile {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut count = 0;
-        // The carrying pool is for links only: its envelopes are handed
-        // over and acknowledged in a session.
-        for group in contact.groups.iter().filter(|g| g.id != contact.pool.id) {
+        // The carrying pool too: envelopes handed to them (whole, as a
+        // drive allows no asking) and acknowledgements.
+        for group in &contact.groups {
             let lo = table_key(&group.id, &Key::MIN);
             let hi = table_key(&group.id, &Key::MAX);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
@@ -245,11 +266,7 @@ impl Profile {
                 }
             }
             for (group, list) in by_group {
-                let Some(g) = contact
-                    .groups
-                    .iter()
-                    .find(|g| g.id == group && g.id != contact.pool.id)
-                else {
+                let Some(g) = contact.groups.iter().find(|g| g.id == group) else {
                     pass.refused += list.len();
                     pass.unknown += list.len();
                     continue;
@@ -276,7 +293,12 @@ impl Profile {
                     let change = kind == Kind::WELCOME || kind == Kind::MEMBERSHIP;
                     match item.verdict() {
                         Verdict::Stored { new: true } => {
-                            pass.new += 1;
+                            // Carrying-pool messages are no conversation's:
+                            // carrying reads them (a running node now, else
+                            // the next one to start).
+                            if *item.group() != contact.pool.id {
+                                pass.new += 1;
+                            }
                             pass.stored.push((*item.group(), item.key()));
                         }
                         Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,

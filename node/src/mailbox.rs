@@ -171,7 +171,7 @@ impl Profile {
 
     /// With a mailbox paired: tells contact `only` (or every contact) of
     /// it, and tells it of every contact. Nothing without a mailbox.
-    pub(crate) fn tell_mailbox(
+    pub fn tell_mailbox(
         &self,
         only: Option<&PublicIdentity>,
         now: Time,
@@ -180,6 +180,10 @@ impl Profile {
         let Some(mailbox) = self.mailbox()? else {
             return Ok(Vec::new());
         };
+        // The mailbox itself was told everything when it was paired.
+        if only.is_some_and(|o| *o == mailbox.public) {
+            return Ok(Vec::new());
+        }
         let book = self.book();
         let identity = self.identity();
         let mut messages = Vec::new();
@@ -258,15 +262,25 @@ impl Profile {
         let mut added = Vec::new();
         match msg.kind() {
             Kind::MAILBOX => {
+                // A mailbox carries for its owner's contacts, not for
+                // other mailboxes' owners.
+                if self.mailbox_of()?.is_some() {
+                    return Ok(Vec::new());
+                }
                 let Ok(Some(invite)) = decode_mailbox(&body) else {
                     return Ok(Vec::new());
                 };
-                if book.records.iter().any(|r| r.public == invite.public)
-                    || invite.public == self.identity().public()
+                // One mailbox per contact: the first they named (a contact
+                // cannot fill the list by naming mailbox after mailbox).
+                let name = fit_name(&from.name, "'s mailbox");
+                if book.records.iter().any(|r| {
+                    r.public == invite.public
+                        || r.public.sign == invite.public.sign
+                        || r.name == name
+                }) || invite.public == self.identity().public()
                 {
                     return Ok(Vec::new());
                 }
-                let name = free_name(&book.records, &format!("{}'s mailbox", from.name));
                 match self.add_contact(&invite, &name, now, rng) {
                     Ok(r) => added.push(r),
                     Err(e) => tracing::warn!(contact = %from.name, "their mailbox not added: {e}"),
@@ -281,28 +295,33 @@ impl Profile {
                     return Ok(Vec::new());
                 };
                 let me = self.identity().public();
+                let mut records: Vec<ContactRecord> = Vec::new();
                 for public in list {
-                    let book = self.book();
+                    let known = |r: &ContactRecord| {
+                        r.public.sign == public.sign || r.public.dh == public.dh
+                    };
                     if public == me
-                        || book
-                            .records
-                            .iter()
-                            .any(|r| r.public.sign == public.sign || r.public.dh == public.dh)
+                        || book.records.iter().any(known)
+                        || records.iter().any(known)
+                        || self.identity().contact(&public).is_err()
                     {
                         continue;
                     }
-                    let hex = crate::hex(&public.sign[..3]);
-                    let record = ContactRecord {
-                        name: free_name(&book.records, &format!("{}'s contact {hex}", from.name)),
+                    // Named by their key: unique, so no search for a free
+                    // name.
+                    let hex = crate::hex(&public.sign[..8]);
+                    records.push(ContactRecord {
+                        name: fit_name(&from.name, &format!("'s contact {hex}")),
                         public,
                         added_at: now,
                         verified: false,
                         legacy: false,
-                    };
-                    match self.add_record(record, None, now, rng) {
-                        Ok(r) => added.push(r),
-                        Err(e) => tracing::warn!("a contact of the owner not added: {e}"),
-                    }
+                    });
+                }
+                // All in one change of the contact list.
+                match self.add_records(records, now, rng) {
+                    Ok(r) => added.extend(r),
+                    Err(e) => tracing::warn!("the owner's contacts not added: {e}"),
                 }
             }
             _ => {}
@@ -311,14 +330,13 @@ impl Profile {
     }
 }
 
-/// `wanted`, or `wanted (2)`, `wanted (3)`, … : the first no contact has.
-fn free_name(records: &[ContactRecord], wanted: &str) -> String {
-    let taken = |n: &str| records.iter().any(|r| r.name == n);
-    if !taken(wanted) {
-        return wanted.to_owned();
+/// `base` followed by `suffix`, `base` cut (at a character) so that the
+/// whole fits a contact name.
+fn fit_name(base: &str, suffix: &str) -> String {
+    let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
+    let mut end = base.len().min(room);
+    while !base.is_char_boundary(end) {
+        end -= 1;
     }
-    (2..)
-        .map(|i| format!("{wanted} ({i})"))
-        .find(|n| !taken(n))
-        .expect("some number is free")
+    format!("{}{suffix}", &base[..end])
 }

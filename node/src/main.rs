@@ -550,6 +550,8 @@ async fn add(ctx: &Ctx, code: &str, name: &str) -> Result<()> {
             let invite = strand_sync::Invite::from_text(code).context("bad invite code")?;
             let p = open_profile(ctx)?;
             let c = p.add_contact(&invite, name, now(), &mut os_rng())?;
+            // With a mailbox: the new contact learns it, and it them.
+            p.tell_mailbox(Some(&c.public), now(), &mut os_rng())?;
             ContactView::of(&p, &c)
         }
     };

@@ -799,6 +799,63 @@ impl Profile {
         Ok(record)
     }
 
+    /// Adds several contacts in one change of the contact list (one
+    /// transaction, one rebuild), skipping any whose name or keys are
+    /// taken or unusable: what a mailbox does with its owner's contacts.
+    /// Returns those added.
+    pub(crate) fn add_records(
+        &self,
+        wanted: Vec<ContactRecord>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<ContactRecord>, ProfileError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identity = self.identity();
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        let mut added: Vec<ContactRecord> = Vec::new();
+        let mut rows = Vec::new();
+        for record in wanted {
+            let clash = |c: &ContactRecord| {
+                c.name == record.name
+                    || c.public.sign == record.public.sign
+                    || c.public.dh == record.public.dh
+            };
+            if strand_sync::check_name(&record.name).is_err()
+                || identity.contact(&record.public).is_err()
+                || book.records.iter().any(clash)
+                || added.iter().any(clash)
+            {
+                continue;
+            }
+            rows.push(self.sealed_contact(&record, rng));
+            added.push(record);
+        }
+        if added.is_empty() {
+            return Ok(added);
+        }
+        self.write_txn(move |txn| {
+            let mut t = txn.open_table(CONTACTS).map_err(db_error)?;
+            for (id, sealed) in &rows {
+                t.insert(id, &sealed[..]).map_err(db_error)?;
+            }
+            Ok(())
+        })?;
+        let mut records = book.records.clone();
+        records.extend(added.iter().cloned());
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&identity, records, &self.chains()));
+        drop(_one_at_a_time);
+        for record in &added {
+            if let Err(e) = self.reach_new_contact(record, now, rng) {
+                tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
+            }
+        }
+        Ok(added)
+    }
+
     /// Another contact whose name looks like `name` (the same Unicode
     /// TS #39 skeleton, case aside), or this profile's own name: two people
     /// the user could take for each other. `None` if there is none.

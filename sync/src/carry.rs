@@ -365,13 +365,35 @@ impl Carrier {
 
     /// What to hand contact `peer` now, once per envelope: half the copies
     /// of each envelope with more than one to a carrier, and to anyone
-    /// else (or with one copy left) a copy for delivery only. Own messages
-    /// go only to carriers, each in a freshly sealed envelope.
+    /// else (or with one copy left) its header, offered for delivery. Own
+    /// messages go only to carriers, each in a freshly sealed envelope.
     pub fn hand(
         &mut self,
         peer: &PublicIdentity,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<Handout> {
+        self.hand_as(peer, now, rng, false)
+    }
+
+    /// [`Carrier::hand`] for a removable drive made for `peer`: with no
+    /// round trip to ask for the rest, what would be offered by header
+    /// goes whole, for delivery only.
+    pub fn hand_for_drive(
+        &mut self,
+        peer: &PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Vec<Handout> {
+        self.hand_as(peer, now, rng, true)
+    }
+
+    fn hand_as(
+        &mut self,
+        peer: &PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        drive: bool,
     ) -> Vec<Handout> {
         let carries = self.is_carrier(&peer.sign);
         let mut out = Vec::new();
@@ -418,6 +440,16 @@ impl Carrier {
                     to: peer.sign,
                     kind: Kind::ENVELOPE,
                     body: wrap(CARRY, &copy),
+                    expires,
+                });
+            } else if drive {
+                held.peers.insert(peer.sign);
+                let mut copy = held.envelope.clone();
+                copy.set_copies(1);
+                out.push(Handout {
+                    to: peer.sign,
+                    kind: Kind::ENVELOPE,
+                    body: wrap(DELIVER, &copy),
                     expires,
                 });
             } else if held.offered.insert(peer.sign) {
@@ -1219,6 +1251,12 @@ mod tests {
             assert!(b.carrier.hand(&o.id.public(), NOW, &mut rng).is_empty());
         }
         assert!(b.carrier.hand(&a.id.public(), NOW, &mut rng).is_empty());
+        // On a drive there is no asking: the envelope goes whole, once.
+        let c_key = c.id.public();
+        let d = b.carrier.hand_for_drive(&c_key, NOW, &mut rng);
+        assert_eq!((d.len(), d[0].body[0], copies_of(&d[0])), (1, DELIVER, 1));
+        assert!(b.carrier.hand_for_drive(&c_key, NOW, &mut rng).is_empty());
+        assert!(b.carrier.hand(&c_key, NOW, &mut rng).is_empty());
     }
 
     #[test]

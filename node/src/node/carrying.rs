@@ -44,8 +44,17 @@ async fn with_carrier<R: Send + 'static>(
     f: impl FnOnce(&Shared, &mut Carrier, &mut Job) -> Result<R, ProfileError> + Send + 'static,
 ) -> Result<R, ProfileError> {
     tokio::task::spawn_blocking(move || {
-        let _step = shared.carry_step.lock().expect("carrying step lock");
-        let mut carrier = shared.carrier.lock().expect("carrier lock").clone();
+        // Each step works on a copy: a step that panicked left nothing
+        // half-done, so a poisoned lock is safe to take.
+        let _step = shared
+            .carry_step
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut carrier = shared
+            .carrier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let mut job = Job::default();
         let r = f(&shared, &mut carrier, &mut job)?;
         let now = shared.clock.now();
@@ -53,7 +62,10 @@ async fn with_carrier<R: Send + 'static>(
             shared
                 .profile
                 .save_carrying(&carrier, job.out, job.hollow, now, &mut os_rng())?;
-        *shared.carrier.lock().expect("carrier lock") = carrier;
+        *shared
+            .carrier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = carrier;
         for (group, key) in keys {
             shared.registry.announce(group, key, None);
         }
@@ -115,11 +127,25 @@ impl Node {
         Ok(self.carry_status())
     }
 
-    /// A contact was added: if this user carries, tell them.
-    pub(crate) async fn carrying_new_contact(&self, public: PublicIdentity) {
+    /// Before a drive bundle for `contact` is written: hands them what
+    /// this node carries, whole (see [`Carrier::hand_for_drive`]).
+    pub(crate) async fn carry_to_drive(&self, contact: &str) -> Result<(), ProfileError> {
+        let contact = contact.to_owned();
+        with_carrier(self.shared.clone(), move |shared, carrier, job| {
+            let record = shared.profile.contact(&contact)?;
+            let now = shared.clock.now();
+            job.out
+                .extend(carrier.hand_for_drive(&record.public, now, &mut os_rng()));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Contacts were added: if this user carries, tell them.
+    pub(crate) async fn carrying_new_contacts(&self, publics: Vec<PublicIdentity>) {
         let result = with_carrier(self.shared.clone(), move |_, carrier, job| {
             if carrier.config().carry {
-                job.out.push(notice(&public, true));
+                job.out.extend(publics.iter().map(|p| notice(p, true)));
             }
             Ok(())
         })

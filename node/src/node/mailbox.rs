@@ -42,16 +42,28 @@ impl Node {
     }
 
     /// After a contact is added by this node: reach them, dial devices
-    /// around that may be theirs, and tell them what carrying they need to
-    /// know.
+    /// around that may be theirs, and tell them what carrying and the
+    /// mailbox they need to know.
     pub(crate) async fn contact_added(&self, record: &ContactRecord) {
-        self.clone().reach_record(record.public).await;
+        self.contacts_added(std::slice::from_ref(record)).await;
+    }
+
+    /// [`Node::contact_added`] for several at once (one carrying step).
+    pub(crate) async fn contacts_added(&self, records: &[ContactRecord]) {
+        for r in records {
+            self.clone().reach_record(r.public).await;
+        }
         self.redial_nearby();
-        self.carrying_new_contact(record.public).await;
+        let publics: Vec<_> = records.iter().map(|r| r.public).collect();
+        self.carrying_new_contacts(publics.clone()).await;
         let profile = self.shared.profile.clone();
-        let (public, now) = (record.public, self.shared.clock.now());
+        let now = self.shared.clock.now();
         let written = tokio::task::spawn_blocking(move || {
-            profile.tell_mailbox(Some(&public), now, &mut os_rng())
+            let mut keys = Vec::new();
+            for public in &publics {
+                keys.extend(profile.tell_mailbox(Some(public), now, &mut os_rng())?);
+            }
+            Ok(keys)
         })
         .await
         .map_err(|_| ProfileError::Closed)
@@ -86,8 +98,12 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     })
     .await
     .unwrap_or_default();
-    for record in added {
-        tracing::info!(contact = %record.name, "added through a mailbox record");
-        node.contact_added(&record).await;
+    if added.is_empty() {
+        return;
     }
+    tracing::info!(
+        count = added.len(),
+        "contacts added through a mailbox record"
+    );
+    node.contacts_added(&added).await;
 }

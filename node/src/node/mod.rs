@@ -22,7 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 use strand_sync::limits::{Time, DEFAULT_PACKET_LEN};
-use strand_sync::{Config, Invite, Key};
+use strand_sync::{Config, GroupId, Invite, Key};
 use strand_transport::memory::Hub;
 use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
 use strand_transport::relay::{is_circuit, RelayConfig};
@@ -971,11 +971,13 @@ impl Node {
         contact: &str,
         to: &std::path::Path,
     ) -> Result<crate::Exported, ProfileError> {
+        // What this node carries goes on the drive too, for them.
+        self.carry_to_drive(contact).await?;
         let profile = self.shared.profile.clone();
         let (contact, to) = (contact.to_owned(), to.to_path_buf());
         let now = self.shared.clock.now();
         tokio::task::spawn_blocking(move || {
-            profile.export_bundle(&contact, &to, now, &mut os_rng())
+            profile.export_bundle_as(&contact, &to, false, now, &mut os_rng())
         })
         .await
         .map_err(|_| ProfileError::Closed)?
@@ -999,6 +1001,26 @@ impl Node {
         .map_err(|_| ProfileError::Closed)??;
         for (group, key) in &imported.stored {
             self.shared.registry.announce(*group, *key, None);
+        }
+        let book = self.shared.profile.book();
+        let pool: Vec<(GroupId, Key)> = imported
+            .stored
+            .iter()
+            .filter(|(g, _)| book.sync.iter().any(|c| c.pool.id == *g))
+            .copied()
+            .collect();
+        if !pool.is_empty() {
+            carrying::pool_received(self.shared.clone(), pool).await;
+        }
+        // Mailbox records a bundle brought are read as if a link had.
+        let direct: Vec<(GroupId, Key)> = imported
+            .stored
+            .iter()
+            .filter(|(g, _)| book.sync.iter().any(|c| c.direct_group().id == *g))
+            .copied()
+            .collect();
+        if !direct.is_empty() {
+            mailbox::records(self.shared.clone(), direct).await;
         }
         self.after_group_change(std::mem::take(&mut imported.written));
         if imported.new > 0 {

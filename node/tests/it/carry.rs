@@ -315,3 +315,119 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
     owen.shutdown().await;
     max.shutdown().await;
 }
+
+/// Envelopes on a drive (issue 15): Ben carries Ann's message for Cat,
+/// and Cat is on no link Ben is on; Ben's drive bundle for Cat holds it,
+/// whole, and Cat has Ann's message once she imports the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_hands_envelopes_over_on_a_drive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    befriend(&ann, &cat);
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    ben.set_carrying(true).await.unwrap();
+    until("Ann learns Ben carries", || {
+        ann.carry_status().carriers == 1
+    })
+    .await;
+    ann.send("cat", "on the stick").await.unwrap();
+    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    ann.shutdown().await;
+
+    let file = tmp.path().join("for-cat.strand");
+    ben.export_bundle("cat", &file).await.unwrap();
+    // Cat, on another hub: she never links with Ben or Ann.
+    let other = Hub::new();
+    let cat = start(cat, &other).await;
+    let imported = cat.import_bundle(&file).await.unwrap();
+    assert_eq!(
+        imported.new, 0,
+        "no text of Ben's: the envelope is no conversation's"
+    );
+    until("Cat has Ann's message", || {
+        texts(&cat, "ann") == ["on the stick"]
+    })
+    .await;
+    assert_eq!(cat.carry_status().opened, 1);
+    // Importing again changes nothing.
+    cat.import_bundle(&file).await.unwrap();
+    assert_eq!(texts(&cat, "ann"), ["on the stick"]);
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
+
+/// A contact cannot fill a user's contact list through mailbox records:
+/// only the first mailbox a contact names is added, a list of contacts is
+/// taken only by a mailbox from its owner, and a mailbox takes no
+/// mailbox records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_records_from_a_hostile_contact_add_at_most_one_contact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, eve) = (profile(tmp.path(), "ann"), profile(tmp.path(), "eve"));
+    befriend(&ann, &eve);
+    let mut rng = strand_node::os_rng();
+    let eve_id = eve.identity();
+    let with_ann = eve_id.contact(&ann.identity().public()).unwrap();
+    let group = with_ann.direct_group();
+    let mut store = eve.store().unwrap();
+    let strangers: Vec<Identity> = (0..5)
+        .map(|i| Identity::generate(&format!("m{i}"), &mut rng).unwrap())
+        .collect();
+    let now = strand_node::now();
+    for (i, m) in strangers.iter().enumerate() {
+        let body = strand_sync::encode_mailbox(Some(&m.invite()));
+        let msg = Message::create(
+            &eve_id,
+            group,
+            now + i as u64,
+            Kind::MAILBOX,
+            &body,
+            &mut rng,
+        )
+        .unwrap();
+        store.insert(&group.id, &msg).unwrap();
+    }
+    let list: Vec<_> = strangers.iter().map(|m| m.public()).collect();
+    let body = strand_sync::encode_mailbox_contacts(&list);
+    let msg = Message::create(
+        &eve_id,
+        group,
+        now + 9,
+        Kind::MAILBOX_CONTACTS,
+        &body,
+        &mut rng,
+    )
+    .unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    store.commit().unwrap();
+    drop(store);
+
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let eve = start(eve, &hub).await;
+    until("Ann adds Eve's mailbox", || {
+        ann.profile().contacts().len() == 2
+    })
+    .await;
+    // Time for the other records to do harm, if they could.
+    eve.send("ann", "hello").await.unwrap();
+    until("Ann reads Eve", || texts(&ann, "eve") == ["hello"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let names: Vec<String> = ann
+        .profile()
+        .contacts()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["eve", "eve's mailbox"]);
+    ann.shutdown().await;
+    eve.shutdown().await;
+}
