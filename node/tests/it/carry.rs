@@ -20,6 +20,28 @@ fn texts(node: &Node, contact: &str) -> Vec<String> {
         .collect()
 }
 
+/// Ann, Ben and Cat, each the others' contact.
+fn three(root: &std::path::Path) -> (Profile, Profile, Profile) {
+    let (ann, ben, cat) = (
+        profile(root, "ann"),
+        profile(root, "ben"),
+        profile(root, "cat"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ben, &cat);
+    befriend(&ann, &cat);
+    (ann, ben, cat)
+}
+
+/// Ben turns carrying on, and Ann learns it.
+async fn ben_carries(ann: &Node, ben: &Node) {
+    ben.set_carrying(true).await.unwrap();
+    until("Ann learns Ben carries", || {
+        ann.carry_status().carriers == 1
+    })
+    .await;
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -27,14 +49,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ann, ben, cat) = (
-        profile(tmp.path(), "ann"),
-        profile(tmp.path(), "ben"),
-        profile(tmp.path(), "cat"),
-    );
-    befriend(&ann, &ben);
-    befriend(&ben, &cat);
-    befriend(&ann, &cat);
+    let (ann, ben, cat) = three(tmp.path());
     let (ann_key, cat_key) = (ann.identity().public(), cat.identity().public());
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
@@ -42,11 +57,7 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
 
     // Ben opts in; Ann learns it through their pool.
     assert!(!ben.carry_status().carrying);
-    ben.set_carrying(true).await.unwrap();
-    until("Ann learns Ben carries", || {
-        ann.carry_status().carriers == 1
-    })
-    .await;
+    ben_carries(&ann, &ben).await;
     assert_eq!(ben.carry_status().carriers, 0, "Ann does not carry");
 
     ann.send("cat", "meet at noon by the river").await.unwrap();
@@ -181,14 +192,7 @@ async fn a_carrier_cannot_make_the_recipient_accept_what_no_contact_wrote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ann, ben, cat) = (
-        profile(tmp.path(), "ann"),
-        profile(tmp.path(), "ben"),
-        profile(tmp.path(), "cat"),
-    );
-    befriend(&ann, &ben);
-    befriend(&ben, &cat);
-    befriend(&ann, &cat);
+    let (ann, ben, cat) = three(tmp.path());
     let hub = Hub::new();
     // Ben carries at most two 1 KiB envelopes.
     let small = |p| async {
@@ -208,11 +212,7 @@ async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
     };
     let ann = start(ann, &hub).await;
     let ben = small(ben).await;
-    ben.set_carrying(true).await.unwrap();
-    until("Ann learns Ben carries", || {
-        ann.carry_status().carriers == 1
-    })
-    .await;
+    ben_carries(&ann, &ben).await;
     for i in 0..5 {
         ann.send("cat", &format!("note {i}")).await.unwrap();
         until("Ben takes it in", || ben.carry_status().carried == i + 1).await;
@@ -322,22 +322,11 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_hands_envelopes_over_on_a_drive() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ann, ben, cat) = (
-        profile(tmp.path(), "ann"),
-        profile(tmp.path(), "ben"),
-        profile(tmp.path(), "cat"),
-    );
-    befriend(&ann, &ben);
-    befriend(&ben, &cat);
-    befriend(&ann, &cat);
+    let (ann, ben, cat) = three(tmp.path());
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
-    ben.set_carrying(true).await.unwrap();
-    until("Ann learns Ben carries", || {
-        ann.carry_status().carriers == 1
-    })
-    .await;
+    ben_carries(&ann, &ben).await;
     ann.send("cat", "on the stick").await.unwrap();
     until("Ben holds an envelope", || ben.carry_status().held == 1).await;
     ann.shutdown().await;
