@@ -836,7 +836,8 @@ pub struct MailboxView {
     pub owner: Option<String>,
     /// This profile's mailbox (its contact name).
     pub mailbox: Option<String>,
-    /// This profile's code (its invite), to pair it as a mailbox.
+    /// On a mailbox, the code that pairs it on its owner's device;
+    /// otherwise this profile's invite.
     pub code: String,
 }
 
@@ -851,7 +852,10 @@ pub fn mailbox_view(p: &crate::Profile) -> Result<MailboxView, crate::ProfileErr
     Ok(MailboxView {
         owner: p.mailbox_of()?.map(|o| o.name),
         mailbox,
-        code: p.invite()?.to_text(),
+        code: match p.mailbox_code()? {
+            Some(code) => code,
+            None => p.invite()?.to_text(),
+        },
     })
 }
 

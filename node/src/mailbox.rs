@@ -16,8 +16,9 @@
 
 use rand_core::{CryptoRng, RngCore};
 use strand_sync::{
-    decode_mailbox, decode_mailbox_contacts, encode_mailbox, encode_mailbox_contacts, GroupId,
-    Invite, Key, Kind, Message, PublicIdentity, Time,
+    decode_mailbox, decode_mailbox_code, decode_mailbox_contacts, encode_mailbox,
+    encode_mailbox_code, encode_mailbox_contacts, mailbox_proof, GroupId, Invite, Key, Kind,
+    MailboxProof, Message, PublicIdentity, Time,
 };
 
 use crate::crypto::seal;
@@ -35,12 +36,30 @@ pub const MAILBOX_NAME: &str = "my mailbox";
 impl Profile {
     /// The mailbox paired to this profile, as its invite.
     pub fn mailbox(&self) -> Result<Option<Invite>, ProfileError> {
-        match self.meta_sealed(meta::MAILBOX, ROLE_MAILBOX)? {
-            Some(b) => Invite::from_bytes(&b)
-                .map(Some)
-                .map_err(|e| ProfileError::Corrupt(format!("the mailbox: {e}"))),
-            None => Ok(None),
-        }
+        Ok(self.mailbox_pairing()?.map(|(i, _)| i))
+    }
+
+    /// The mailbox's invite and its proof that it agreed to be this
+    /// user's.
+    fn mailbox_pairing(&self) -> Result<Option<(Invite, MailboxProof)>, ProfileError> {
+        let Some(b) = self.meta_sealed(meta::MAILBOX, ROLE_MAILBOX)? else {
+            return Ok(None);
+        };
+        let corrupt = || ProfileError::Corrupt("the mailbox pairing does not read".into());
+        let (proof, invite) = b.split_first_chunk::<64>().ok_or_else(corrupt)?;
+        let invite = Invite::from_bytes(invite).map_err(|_| corrupt())?;
+        Ok(Some((invite, *proof)))
+    }
+
+    /// On a mailbox: the code that pairs it on its owner's device (its
+    /// invite and its proof that it agreed to be theirs).
+    pub fn mailbox_code(&self) -> Result<Option<String>, ProfileError> {
+        let Some(owner) = self.mailbox_of()? else {
+            return Ok(None);
+        };
+        let me = self.identity();
+        let proof = mailbox_proof(&me, &owner.public);
+        Ok(Some(encode_mailbox_code(&self.invite()?, &proof)))
     }
 
     /// Whose mailbox this profile is: the owner, as a contact.
@@ -126,10 +145,18 @@ impl Profile {
     /// sessions).
     pub fn pair_mailbox(
         &self,
-        mailbox: &Invite,
+        code: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(ContactRecord, Vec<(GroupId, Key)>), ProfileError> {
+        let (invite, proof) =
+            decode_mailbox_code(code).map_err(|e| ProfileError::Mailbox(e.to_string()))?;
+        if !strand_sync::check_mailbox_proof(&invite.public, &self.identity().public(), &proof) {
+            return Err(ProfileError::Mailbox(
+                "this mailbox was paired to someone else (run `strand mailbox init` on it with your invite code)".into(),
+            ));
+        }
+        let mailbox = &invite;
         if self.mailbox_of()?.is_some() {
             return Err(ProfileError::Mailbox(
                 "this profile is a mailbox: it cannot have one".into(),
@@ -157,7 +184,12 @@ impl Profile {
                 })?,
             Err(e) => return Err(e),
         };
-        let sealed = seal(self.root(), ROLE_MAILBOX, &mailbox.to_bytes(), rng);
+        let sealed = seal(
+            self.root(),
+            ROLE_MAILBOX,
+            &[&proof[..], &mailbox.to_bytes()].concat(),
+            rng,
+        );
         self.write_txn(move |txn| {
             txn.open_table(META)
                 .map_err(db_error)?
@@ -177,7 +209,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
-        let Some(mailbox) = self.mailbox()? else {
+        let Some((mailbox, proof)) = self.mailbox_pairing()? else {
             return Ok(Vec::new());
         };
         // The mailbox itself was told everything when it was paired.
@@ -197,7 +229,7 @@ impl Profile {
             let body = if c.public == mailbox.public {
                 encode_mailbox_contacts(&others)
             } else if only.is_none_or(|o| *o == c.public) {
-                encode_mailbox(Some(&mailbox))
+                encode_mailbox(Some((&mailbox, &proof)))
             } else {
                 continue;
             };
@@ -267,7 +299,8 @@ impl Profile {
                 if self.mailbox_of()?.is_some() {
                     return Ok(Vec::new());
                 }
-                let Ok(Some(invite)) = decode_mailbox(&body) else {
+                // Only a mailbox that agreed to be this contact's.
+                let Ok(Some((invite, _))) = decode_mailbox(&body, &contact.public) else {
                     return Ok(Vec::new());
                 };
                 // One mailbox per contact: the first they named (a contact

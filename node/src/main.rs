@@ -919,8 +919,7 @@ async fn mailbox(ctx: &Ctx, action: Option<MailboxAction>) -> Result<()> {
                     p.become_mailbox(&invite, &p.carry_settings()?, now(), &mut os_rng())?;
                 }
                 Some(MailboxAction::Add { code }) => {
-                    let invite = strand_sync::Invite::from_text(code.trim())?;
-                    p.pair_mailbox(&invite, now(), &mut os_rng())?;
+                    p.pair_mailbox(code.trim(), now(), &mut os_rng())?;
                 }
                 None => {}
             }

@@ -107,8 +107,9 @@ pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
 pub use mailbox::{
-    decode_mailbox, decode_mailbox_contacts, encode_mailbox, encode_mailbox_contacts, MailboxError,
-    MAX_MAILBOX_CONTACTS,
+    check_mailbox_proof, decode_mailbox, decode_mailbox_code, decode_mailbox_contacts,
+    encode_mailbox, encode_mailbox_code, encode_mailbox_contacts, mailbox_proof, MailboxError,
+    MailboxProof, MAX_MAILBOX_CONTACTS,
 };
 pub use membership::{
     decode_chosen_name, encode_chosen_name, Chain, Change, Epoch, GroupError, Head, Member,

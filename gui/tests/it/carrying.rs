@@ -82,7 +82,10 @@ fn a_mailbox_is_paired_from_the_network_screen() {
         assert!(h.pump_until(WAIT, || net.get_mailbox_result() != ""));
         assert!(!net.get_mailbox_ok());
         assert!(net.get_mailbox_result().starts_with("Not paired"));
+        // An invite is no mailbox code.
         net.invoke_pair_mailbox(mailbox.invite().unwrap().to_text().into());
+        assert!(h.pump_until(WAIT, || net.get_mailbox_result().contains("not an invite")));
+        net.invoke_pair_mailbox(mailbox.mailbox_code().unwrap().unwrap().into());
         assert!(h.pump_until(WAIT, || net.get_mailbox_ok()));
         assert!(
             net.get_mailbox_status()

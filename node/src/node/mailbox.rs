@@ -9,14 +9,15 @@ use super::{Node, Shared};
 use crate::{os_rng, ContactRecord, ProfileError};
 
 impl Node {
-    /// Pairs the mailbox whose code (invite) this is: it becomes a contact
+    /// Pairs the mailbox whose code (`strand mailbox init` prints it) this
+    /// is: it becomes a contact
     /// and contacts are told of it (see [`crate::Profile::pair_mailbox`]).
     pub async fn pair_mailbox(&self, code: &str) -> Result<ContactRecord, ProfileError> {
-        let invite = Invite::from_text(code)?;
+        let code = code.to_owned();
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
         let (record, written) =
-            tokio::task::spawn_blocking(move || profile.pair_mailbox(&invite, now, &mut os_rng()))
+            tokio::task::spawn_blocking(move || profile.pair_mailbox(&code, now, &mut os_rng()))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
         for (g, k) in written {

@@ -260,18 +260,24 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
     befriend(&owen, &ann);
     let mut rng = strand_node::os_rng();
     let settings = strand_node::CarrySettings::default();
-    // Bad pairings change nothing.
-    assert!(owen
-        .pair_mailbox(&owen.invite().unwrap(), 0, &mut rng)
-        .is_err());
+    // An invite is no mailbox code; Ann's mailbox is not Owen's.
+    let plain = owen.invite().unwrap().to_text();
+    assert!(owen.pair_mailbox(&plain, 0, &mut rng).is_err());
+    let anns = profile(tmp.path(), "anns-mailbox");
+    anns.become_mailbox(&ann.invite().unwrap(), &settings, 0, &mut rng)
+        .unwrap();
+    let err = owen
+        .pair_mailbox(&anns.mailbox_code().unwrap().unwrap(), 0, &mut rng)
+        .unwrap_err();
+    assert!(err.to_string().contains("paired to someone else"), "{err}");
     assert!(owen.mailbox().unwrap().is_none());
+    assert_eq!(owen.contacts().len(), 1);
     max.become_mailbox(&owen.invite().unwrap(), &settings, 0, &mut rng)
         .unwrap();
-    owen.pair_mailbox(&max.invite().unwrap(), 0, &mut rng)
-        .unwrap();
+    let code = max.mailbox_code().unwrap().unwrap();
+    owen.pair_mailbox(&code, 0, &mut rng).unwrap();
     assert!(
-        max.pair_mailbox(&ann.invite().unwrap(), 0, &mut rng)
-            .is_err(),
+        max.pair_mailbox(&code, 0, &mut rng).is_err(),
         "a mailbox has none"
     );
     assert_eq!(max.mailbox_of().unwrap().unwrap().name, "owen");
@@ -371,8 +377,16 @@ async fn mailbox_records_from_a_hostile_contact_add_at_most_one_contact() {
         .map(|i| Identity::generate(&format!("m{i}"), &mut rng).unwrap())
         .collect();
     let now = strand_node::now();
+    // A third party's invite, with a proof made for someone else: refused.
+    let other = Identity::generate("other", &mut rng).unwrap();
+    let squat = strand_sync::mailbox_proof(&strangers[0], &other.public());
+    let body = strand_sync::encode_mailbox(Some((&strangers[0].invite(), &squat)));
+    let msg = Message::create(&eve_id, group, now - 1, Kind::MAILBOX, &body, &mut rng).unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    // Then five that did agree to be Eve's: only the first is added.
     for (i, m) in strangers.iter().enumerate() {
-        let body = strand_sync::encode_mailbox(Some(&m.invite()));
+        let proof = strand_sync::mailbox_proof(m, &eve_id.public());
+        let body = strand_sync::encode_mailbox(Some((&m.invite(), &proof)));
         let msg = Message::create(
             &eve_id,
             group,
