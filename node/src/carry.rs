@@ -17,7 +17,7 @@ use crate::crypto::seal;
 use crate::node::budget::{Budgets, Ledger};
 use crate::profile::{db_error, store_checked};
 use crate::schema::{meta, MESSAGES, META};
-use crate::store::{table_key, Inserter};
+use crate::store::{insert_written, table_key};
 use crate::{Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
@@ -152,14 +152,7 @@ impl Profile {
             m.insert(meta::CARRY, &choice[..]).map_err(db_error)?;
             drop(m);
             hollow_in(txn, &hollow)?;
-            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
-            let mut keys = Vec::new();
-            for (group, msg) in &messages {
-                if store.insert(group, msg).map_err(db_error)? {
-                    keys.push((*group, msg.key()));
-                }
-            }
-            Ok(keys)
+            insert_written(txn, me, now, &messages).map_err(db_error)
         })
     }
 
@@ -265,12 +258,13 @@ impl Profile {
         let Some(c) = book.sync.iter().find(|c| c.pool.id == *group) else {
             return Ok(None);
         };
-        let txn = self.db()?.begin_read().map_err(db_error)?;
-        let t = txn.open_table(MESSAGES).map_err(db_error)?;
-        let Some(v) = t.get(&table_key(group, key)).map_err(db_error)? else {
+        // A hollow message reads as absent.
+        let Some(bytes) =
+            strand_sync::Store::get(&self.read_view()?, group, key).map_err(db_error)?
+        else {
             return Ok(None);
         };
-        let Ok(message) = Message::decode(v.value().to_vec()) else {
+        let Ok(message) = Message::decode(bytes) else {
             return Ok(None);
         };
         let Ok(body) = message.open(&c.pool) else {

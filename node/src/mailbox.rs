@@ -24,7 +24,7 @@ use strand_sync::{
 use crate::crypto::seal;
 use crate::profile::db_error;
 use crate::schema::{meta, META};
-use crate::store::Inserter;
+use crate::store::insert_written;
 use crate::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";
@@ -112,22 +112,7 @@ impl Profile {
                 )));
             }
         }
-        let record = match self.add_contact(owner, &owner.name, now, rng) {
-            Ok(r) => r,
-            Err(ProfileError::DuplicateContact(_)) => self
-                .book()
-                .records
-                .iter()
-                .find(|r| r.public == owner.public)
-                .cloned()
-                .ok_or_else(|| {
-                    ProfileError::Mailbox(format!(
-                        "a contact is already named {:?}: rename it first",
-                        owner.name
-                    ))
-                })?,
-            Err(e) => return Err(e),
-        };
+        let record = self.add_or_find(owner, &owner.name, now, rng)?;
         let sealed = seal(self.root(), ROLE_MAILBOX_OF, &owner.public.sign, rng);
         self.write_txn(move |txn| {
             txn.open_table(META)
@@ -169,21 +154,7 @@ impl Profile {
                 ));
             }
         }
-        let record = match self.add_contact(mailbox, MAILBOX_NAME, now, rng) {
-            Ok(r) => r,
-            Err(ProfileError::DuplicateContact(_)) => self
-                .book()
-                .records
-                .iter()
-                .find(|r| r.public == mailbox.public)
-                .cloned()
-                .ok_or_else(|| {
-                    ProfileError::Mailbox(format!(
-                        "a contact is already named {MAILBOX_NAME:?}: rename it first"
-                    ))
-                })?,
-            Err(e) => return Err(e),
-        };
+        let record = self.add_or_find(mailbox, MAILBOX_NAME, now, rng)?;
         let sealed = seal(
             self.root(),
             ROLE_MAILBOX,
@@ -199,6 +170,31 @@ impl Profile {
         })?;
         let written = self.tell_mailbox(None, now, rng)?;
         Ok((record, written))
+    }
+
+    /// Adds the contact whose invite this is under `name`, or finds them
+    /// if they are a contact already (pairing again is no error).
+    fn add_or_find(
+        &self,
+        invite: &Invite,
+        name: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        match self.add_contact(invite, name, now, rng) {
+            Err(ProfileError::DuplicateContact(_)) => self
+                .book()
+                .records
+                .iter()
+                .find(|r| r.public == invite.public)
+                .cloned()
+                .ok_or_else(|| {
+                    ProfileError::Mailbox(format!(
+                        "a contact is already named {name:?}: rename it first"
+                    ))
+                }),
+            other => other,
+        }
     }
 
     /// With a mailbox paired: tells contact `only` (or every contact) of
@@ -244,16 +240,7 @@ impl Profile {
             messages.push((group.id, msg));
         }
         let me = identity.public().sign;
-        self.write_txn(move |txn| {
-            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
-            let mut keys = Vec::new();
-            for (group, msg) in &messages {
-                if store.insert(group, msg).map_err(db_error)? {
-                    keys.push((*group, msg.key()));
-                }
-            }
-            Ok(keys)
-        })
+        self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
     }
 
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::schema::{meta, MESSAGES, META, RECORDS};
-use crate::store::{record_key, table_key, Inserter};
+use crate::store::{insert_written, record_key, table_key};
 use crate::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
@@ -316,16 +316,8 @@ impl Profile {
                 .map_err(ProfileError::Message)?;
             messages.push((group.id, m));
         }
-        let keys: Vec<(GroupId, Key)> = messages.iter().map(|(g, m)| (*g, m.key())).collect();
         let me = identity.public().sign;
-        self.write_txn(move |txn| {
-            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
-            for (g, m) in &messages {
-                store.insert(g, m).map_err(db_error)?;
-            }
-            Ok(())
-        })?;
-        Ok(keys)
+        self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
     }
 
     /// This profile's invite, with its relay seed and its relays (see

@@ -254,6 +254,25 @@ impl<'t> Inserter<'t> {
     }
 }
 
+/// Stores messages this profile wrote (records, not texts: nothing goes
+/// in the outbox) in `txn`. Returns the keys of those that were new, to
+/// hand to live sessions.
+pub(crate) fn insert_written(
+    txn: &WriteTransaction,
+    me: AuthorId,
+    now: Time,
+    messages: &[(GroupId, Message)],
+) -> Result<Vec<(GroupId, Key)>, redb::Error> {
+    let mut store = Inserter::new(txn, me, now)?;
+    let mut keys = Vec::new();
+    for (group, msg) in messages {
+        if store.insert(group, msg)? {
+            keys.push((*group, msg.key()));
+        }
+    }
+    Ok(keys)
+}
+
 /// Every key of a group in a table keyed like [`record_key`] (group ‖
 /// author): [`RECORDS`], `timers`, `names`.
 pub(crate) fn record_range(group: &GroupId) -> std::ops::RangeInclusive<[u8; 64]> {

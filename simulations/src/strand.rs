@@ -440,7 +440,22 @@ impl Strand {
                 }
             }
         }
-        for pi in hand_to {
+        touched.extend(self.hand_live(w, node, hand_to));
+        touched
+    }
+
+    /// What `node`'s carrier hands each of its contacts `contacts` (by
+    /// index) that it has a session with now. Returns links to kick.
+    fn hand_live(
+        &mut self,
+        w: &World,
+        node: u32,
+        contacts: impl IntoIterator<Item = usize>,
+    ) -> Vec<LinkId> {
+        let now = w.now_ms();
+        let n = node as usize;
+        let mut touched = Vec::new();
+        for pi in contacts {
             let peer_node = self.devices[n].contact_nodes[pi];
             if !self.live(w, node, peer_node) {
                 continue;
@@ -622,18 +637,8 @@ impl Strand {
         if let (Some(carrier), Dest::Device(to)) = (dev.carrier.as_mut(), c_dest) {
             let pos = dev.contact_nodes.iter().position(|n| *n == to);
             if pos.is_some_and(|p| carrier.originate(&dev.contacts[p].public, msg, now)) {
-                for pi in 0..dev.contacts.len() {
-                    let peer = self.devices[from as usize].contact_nodes[pi];
-                    if !self.live(w, from, peer) {
-                        continue;
-                    }
-                    let dev = &mut self.devices[from as usize];
-                    let public = dev.contacts[pi].public;
-                    let carrier = dev.carrier.as_mut().expect("carrying");
-                    for h in carrier.hand(&public, now, &mut dev.rng) {
-                        touched.extend(self.write_pool(w, from, h));
-                    }
-                }
+                let all = 0..dev.contacts.len();
+                touched.extend(self.hand_live(w, from, all));
             }
         }
         touched
