@@ -64,7 +64,7 @@ pub struct CarryConfig {
 impl Default for CarryConfig {
     fn default() -> Self {
         CarryConfig {
-            copies: 6,
+            copies: 8,
             budget: 16 << 20,
             lifetime: 7 * 24 * 3_600_000,
             carry: true,
@@ -520,6 +520,16 @@ impl Carrier {
             if self.acked.contains_key(&hash) {
                 return Ok(Arrival::Delivered);
             }
+            // The offerer holds a copy of an envelope this device holds or
+            // sealed: it gets no other copy of that message from here.
+            if let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) {
+                held.peers.insert(from.sign);
+                return Ok(Arrival::Known);
+            }
+            if let Some(own) = self.own.values_mut().find(|o| o.acks.contains(&hash)) {
+                own.peers.insert(from.sign);
+                return Ok(Arrival::Known);
+            }
             if !Envelope::recognises(bytes, me) {
                 return Ok(Arrival::NotForUs);
             }
@@ -955,7 +965,10 @@ mod tests {
     #[test]
     fn the_sender_sprays_half_its_copies_to_each_carrier_and_none_to_others() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let cfg = CarryConfig::default();
+        let cfg = CarryConfig {
+            copies: 6,
+            ..CarryConfig::default()
+        };
         let mut a = person("a", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
         let carriers: Vec<Person> = (0..4)
@@ -988,6 +1001,53 @@ mod tests {
             .is_empty());
         // Each envelope is sealed afresh.
         assert_eq!(a.carrier.stats().sealed, 3);
+    }
+
+    /// A carrier that offers the sender the header of the sender's own
+    /// envelope already holds it: the sender spends no copy on it.
+    #[test]
+    fn a_sender_offered_its_own_envelope_gives_that_contact_no_other() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let cfg = CarryConfig {
+            copies: 4,
+            ..CarryConfig::default()
+        };
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let c = person("c", &mut rng, cfg);
+        let mut d = person("d", &mut rng, cfg);
+        let e = person("e", &mut rng, cfg);
+        let m = text(&a, &c, b"the bridge is closed", &mut rng);
+        a.carrier.originate(&c.id.public(), m, NOW);
+        for p in [&b, &d, &e] {
+            a.carrier.set_carrier(&p.id.public().sign, true, NOW);
+        }
+        b.carrier.set_carrier(&d.id.public().sign, true, NOW);
+        // A → B (2 of 4), B → D (1 of 2).
+        let to_b = a.carrier.hand(&b.id.public(), NOW, &mut rng);
+        b.carrier
+            .receive_envelope(&b.id, &a.id.public(), &to_b[0].body, NOW)
+            .unwrap();
+        let to_d = b.carrier.hand(&d.id.public(), NOW, &mut rng);
+        assert_eq!(copies_of(&to_d[0]), 1);
+        d.carrier
+            .receive_envelope(&d.id, &b.id.public(), &to_d[0].body, NOW)
+            .unwrap();
+        // D, with one copy, offers A the header: A recognises its own.
+        let offer = d.carrier.hand(&a.id.public(), NOW, &mut rng);
+        assert_eq!((offer.len(), offer[0].body[0]), (1, OFFER));
+        assert!(matches!(
+            a.carrier
+                .receive_envelope(&a.id, &d.id.public(), &offer[0].body, NOW)
+                .unwrap(),
+            Arrival::Known
+        ));
+        // So D gets nothing from A, and E, who holds none, gets a copy.
+        assert!(a.carrier.hand(&d.id.public(), NOW, &mut rng).is_empty());
+        let to_e = a.carrier.hand(&e.id.public(), NOW, &mut rng);
+        assert_eq!((to_e.len(), copies_of(&to_e[0])), (1, 1));
+        // B, who gave D its copy, is offered nothing back by D.
+        assert!(d.carrier.hand(&b.id.public(), NOW, &mut rng).is_empty());
     }
 
     /// A → B → C, and the acknowledgement back C → B → A.
@@ -1220,7 +1280,10 @@ mod tests {
     #[test]
     fn a_carrier_in_the_wait_phase_offers_the_header_to_everyone_once() {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let cfg = CarryConfig::default();
+        let cfg = CarryConfig {
+            copies: 6,
+            ..CarryConfig::default()
+        };
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
