@@ -36,17 +36,27 @@ pub const ENVELOPE_HEADER_LEN: usize = 1 + 4 + 1 + 32 + 8 + 16;
 const TAG_LEN: usize = 16;
 const HOUR_MS: u64 = 3_600_000;
 /// The sizes a sealed message is padded to (its length prefix included):
-/// every power of two from 1 KiB to 256 KiB (so padding at most doubles
-/// a message), a file chunk, and the largest message.
-pub const ENVELOPE_SIZES: [usize; 11] = [
+/// from 1 KiB to 256 KiB, every power of two and one and a half times
+/// each (1, 1.5, 2, 3, 4, 6 … 192, 256 KiB: padding adds at most half,
+/// a quarter on average, and a size tells at most 4.2 bits), then a file
+/// chunk and the largest message.
+pub const ENVELOPE_SIZES: [usize; 19] = [
     1 << 10,
+    3 << 9,
     1 << 11,
+    3 << 10,
     1 << 12,
+    3 << 11,
     1 << 13,
+    3 << 12,
     1 << 14,
+    3 << 13,
     1 << 15,
+    3 << 14,
     1 << 16,
+    3 << 15,
     1 << 17,
+    3 << 16,
     1 << 18,
     (1 << 18) + (1 << 12),
     MAX_MESSAGE_LEN + 4,

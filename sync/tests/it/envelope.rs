@@ -88,17 +88,19 @@ fn envelopes_come_in_a_few_sizes_and_carriers_may_change_only_the_copies() {
     let p = people();
     let mut r = rng(42);
     for (len, kind, size) in [
-        (1, Kind::TEXT, ENVELOPE_SIZES[0]),
-        (1_000, Kind::TEXT, ENVELOPE_SIZES[1]),
-        (2_000, Kind::TEXT, ENVELOPE_SIZES[2]),
-        (5_000, Kind::TEXT, ENVELOPE_SIZES[3]),
-        (9_000, Kind::TEXT, ENVELOPE_SIZES[4]),
-        (25_000, Kind::TEXT, ENVELOPE_SIZES[5]),
-        (40_000, Kind::TEXT, ENVELOPE_SIZES[6]),
-        (100_000, Kind::TEXT, ENVELOPE_SIZES[7]),
-        (200_000, Kind::TEXT, ENVELOPE_SIZES[8]),
-        (262_144, Kind::CHUNK, ENVELOPE_SIZES[9]),
-        (900_000, Kind::TEXT, ENVELOPE_SIZES[10]),
+        (1, Kind::TEXT, 1 << 10),
+        (1_000, Kind::TEXT, 3 << 9),
+        (1_600, Kind::TEXT, 1 << 11),
+        (2_000, Kind::TEXT, 3 << 10),
+        (5_000, Kind::TEXT, 3 << 11),
+        (9_000, Kind::TEXT, 3 << 12),
+        (25_000, Kind::TEXT, 1 << 15),
+        (40_000, Kind::TEXT, 3 << 14),
+        (100_000, Kind::TEXT, 1 << 17),
+        (150_000, Kind::TEXT, 3 << 16),
+        (200_000, Kind::TEXT, 1 << 18),
+        (262_144, Kind::CHUNK, (1 << 18) + (1 << 12)),
+        (900_000, Kind::TEXT, ENVELOPE_SIZES[18]),
     ] {
         let msg = for_cat(&p, len, kind);
         let e = Envelope::seal(&p.cat.public(), &msg, NOW + HOUR, 2, &mut r).unwrap();
