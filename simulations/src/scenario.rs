@@ -68,8 +68,8 @@ pub enum Policy {
     #[default]
     Strand,
     /// Strand with carrying (PROTOCOL.md §17): every device also carries
-    /// sealed envelopes for its contacts, `options.copies` copies per
-    /// message, within `options.carry_budget`.
+    /// sealed envelopes for its contacts, `options.carry_copies` copies
+    /// per message, within `options.carry_budget`.
     StrandCarrying,
     /// Epidemic routing (Vahdat & Becker 2000): every encounter exchanges
     /// summary vectors and copies every message the other lacks.
@@ -471,6 +471,10 @@ pub struct Options {
     /// through anyone they meet, as ONE's routers do.
     #[serde(default)]
     pub contacts_only: bool,
+    /// Strand with carrying: copies per message (default: `copies`, so
+    /// a sweep over `copies` moves both; the node's default is
+    /// `CarryConfig::default().copies`).
+    pub carry_copies: Option<u32>,
     /// Strand with carrying: bytes of others' envelopes a device holds.
     #[serde(default = "carry_budget")]
     pub carry_budget: Size,
@@ -487,6 +491,7 @@ impl Default for Options {
             ttl: None,
             budget: hour(),
             contacts_only: false,
+            carry_copies: None,
             carry_budget: carry_budget(),
             carry_lifetime: None,
         }
@@ -691,8 +696,12 @@ impl Scenario {
         if self.options.copies == 0 {
             return Err("options.copies must be at least 1".into());
         }
-        if self.policy == Policy::StrandCarrying && self.options.copies > u32::from(u8::MAX) {
-            return Err("options.copies: carrying takes at most 255 copies".into());
+        let carry_copies = self.options.carry_copies.unwrap_or(self.options.copies);
+        if carry_copies == 0 {
+            return Err("options.carry_copies must be at least 1".into());
+        }
+        if self.policy == Policy::StrandCarrying && carry_copies > u32::from(u8::MAX) {
+            return Err("options.carry_copies: carrying takes at most 255 copies".into());
         }
         Ok(())
     }

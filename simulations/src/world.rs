@@ -295,7 +295,7 @@ impl Sim {
             Policy::StrandCarrying => {
                 let o = &scenario.options;
                 let carry = strand_sync::CarryConfig {
-                    copies: u8::try_from(o.copies).unwrap_or(u8::MAX),
+                    copies: u8::try_from(o.carry_copies.unwrap_or(o.copies)).unwrap_or(u8::MAX),
                     budget: o.carry_budget.0,
                     lifetime: o
                         .carry_lifetime
