@@ -553,6 +553,19 @@ impl Carrier {
         if self.acked.contains_key(&envelope.ack_hash()) {
             return Ok(Arrival::Delivered);
         }
+        if let Some((message, token)) = envelope.open(me) {
+            self.stats.opened += 1;
+            return Ok(Arrival::Opened {
+                message,
+                token,
+                expires,
+            });
+        }
+        // Sealed to this device but it does not open: a copy someone
+        // altered. Held, it would make the real copies look known.
+        if Envelope::recognises(envelope.header(), me) {
+            return Ok(Arrival::NotForUs);
+        }
         let id = envelope.id();
         if let Some(held) = self.held.get_mut(&id) {
             held.peers.insert(from.sign);
@@ -563,14 +576,6 @@ impl Carrier {
         // first one stays.
         if self.by_ack.contains_key(&envelope.ack_hash()) {
             return Ok(Arrival::Known);
-        }
-        if let Some((message, token)) = envelope.open(me) {
-            self.stats.opened += 1;
-            return Ok(Arrival::Opened {
-                message,
-                token,
-                expires,
-            });
         }
         if mode == DELIVER || !self.config.carry {
             return Ok(Arrival::NotForUs);
@@ -1048,6 +1053,47 @@ mod tests {
         assert_eq!((to_e.len(), copies_of(&to_e[0])), (1, 1));
         // B, who gave D its copy, is offered nothing back by D.
         assert!(d.carrier.hand(&b.id.public(), NOW, &mut rng).is_empty());
+        // A holder offered what it holds (here by E, as if E had a copy
+        // too) offers E nothing.
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &e.id.public(), &offer[0].body, NOW)
+                .unwrap(),
+            Arrival::Known
+        ));
+        assert!(d.carrier.hand(&e.id.public(), NOW, &mut rng).is_empty());
+    }
+
+    /// A copy of C's envelope that someone altered does not open; C drops
+    /// it rather than carry it, and the real copy still opens.
+    #[test]
+    fn a_recipient_drops_an_altered_copy_of_its_own_envelope() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let b = person("b", &mut rng, cfg);
+        let mut c = person("c", &mut rng, cfg);
+        let m = text(&a, &c, b"not this one", &mut rng);
+        a.carrier.originate(&c.id.public(), m.clone(), NOW);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
+        let real = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        let mut altered = real.body.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            c.carrier
+                .receive_envelope(&c.id, &b.id.public(), &altered, NOW)
+                .unwrap(),
+            Arrival::NotForUs
+        ));
+        assert_eq!(c.carrier.held(), 0);
+        let Arrival::Opened { message, .. } = c
+            .carrier
+            .receive_envelope(&c.id, &b.id.public(), &real.body, NOW)
+            .unwrap()
+        else {
+            panic!("the real copy opens")
+        };
+        assert_eq!(message, m);
     }
 
     /// A → B → C, and the acknowledgement back C → B → A.

@@ -37,9 +37,9 @@ const TAG_LEN: usize = 16;
 const HOUR_MS: u64 = 3_600_000;
 /// The sizes a sealed message is padded to (its length prefix included):
 /// from 1 KiB to 256 KiB, every power of two and one and a half times
-/// each (1, 1.5, 2, 3, 4, 6 … 192, 256 KiB: padding adds at most half,
-/// a quarter on average, and a size tells at most 4.2 bits), then a file
-/// chunk and the largest message.
+/// each (1, 1.5, 2, 3, 4, 6 … 192, 256 KiB: in that range padding adds
+/// at most half, about a fifth on average; a size tells at most 4.2
+/// bits), then a file chunk and the largest message.
 pub const ENVELOPE_SIZES: [usize; 19] = [
     1 << 10,
     3 << 9,
