@@ -17,7 +17,7 @@ use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::{
     bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key, Kind,
-    Message, Store, Time, Verdict, BUNDLE_HEADER_LEN,
+    Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
 use crate::node::budget::{Budgets, Ledger};
@@ -255,7 +255,6 @@ impl Profile {
         budgets: &Budgets,
         now: Time,
     ) -> Result<Pass, ProfileError> {
-        let me = self.identity().public().sign;
         let mut pass = Pass::default();
         let result = read_frames(file, path, contact, |_, messages| {
             let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
@@ -271,23 +270,7 @@ impl Profile {
                     pass.unknown += list.len();
                     continue;
                 };
-                let mut batch = Inbound::new(g, list);
-                let view = self.read_view()?;
-                batch
-                    .skip_held(|g, k| view.contains(g, k))
-                    .map_err(db_error)?;
-                batch.verify(now);
-                ledger.apply(self, budgets, &mut batch)?;
-                let stored =
-                    self.write_txn(move |txn| crate::profile::store_checked(txn, me, batch));
-                let batch = match stored {
-                    Ok(b) => b,
-                    Err(e) => {
-                        ledger.forget();
-                        return Err(e);
-                    }
-                };
-                ledger.refund(self, &batch);
+                let batch = self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
                 for item in batch.iter() {
                     let kind = item.message().kind();
                     let change = kind == Kind::WELCOME || kind == Kind::MEMBERSHIP;
@@ -338,7 +321,26 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Imported, ProfileError> {
-        self.import_bundle_with(path, &Ledger::default(), budgets, now, rng)
+        let imported = self.import_bundle_with(path, &Ledger::default(), budgets, now, rng)?;
+        // With no node running nothing else reads what it brought: the
+        // mailbox records are taken now (pool messages are read at the
+        // next start). A running node takes both as from a link.
+        let book = self.book();
+        let mut added = Vec::new();
+        for (group, key) in &imported.stored {
+            if book.sync.iter().any(|c| c.direct_group().id == *group) {
+                match self.take_mailbox_record(group, key, now, rng) {
+                    Ok(a) => added.extend(a),
+                    Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
+                }
+            }
+        }
+        for record in &added {
+            if let Err(e) = self.tell_mailbox(Some(&record.public), now, rng) {
+                tracing::warn!("telling the mailbox of a new contact failed: {e}");
+            }
+        }
+        Ok(imported)
     }
 
     /// [`Profile::import_bundle`] with the node's budget ledger.

@@ -15,7 +15,7 @@ use strand_sync::{
 
 use crate::crypto::seal;
 use crate::node::budget::{Budgets, Ledger};
-use crate::profile::{db_error, store_checked};
+use crate::profile::db_error;
 use crate::schema::{meta, MESSAGES, META};
 use crate::store::{insert_written, table_key};
 use crate::{Profile, ProfileError};
@@ -302,22 +302,12 @@ impl Profile {
         };
         let name = record.name.clone();
         let key = message.key();
-        let mut batch = Inbound::new(contact.direct_group(), vec![message]);
-        let view = self.read_view()?;
-        batch
-            .skip_held(|g, k| strand_sync::Store::contains(&view, g, k))
-            .map_err(db_error)?;
-        batch.verify(now);
-        ledger.apply(self, budgets, &mut batch)?;
-        let me = self.identity().public().sign;
-        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch)) {
-            Ok(b) => b,
-            Err(e) => {
-                ledger.forget();
-                return Err(e);
-            }
-        };
-        ledger.refund(self, &batch);
+        let batch = self.check_and_store(
+            Inbound::new(contact.direct_group(), vec![message]),
+            ledger,
+            budgets,
+            now,
+        )?;
         let verdict = batch.iter().next().map(|i| i.verdict().clone());
         Ok(match verdict {
             Some(strand_sync::Verdict::Stored { new }) => Some((name, key, new)),

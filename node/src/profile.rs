@@ -1043,6 +1043,38 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// Checks `batch` exactly as a link's is checked (what is held is
+    /// skipped; signatures, validity and storage budgets), then stores
+    /// what is valid, in one transaction. Blocking: for what comes off a
+    /// drive or out of an envelope (links check on the verifier pool and
+    /// store through the writer).
+    pub(crate) fn check_and_store(
+        &self,
+        mut batch: Inbound,
+        ledger: &crate::node::budget::Ledger,
+        budgets: &crate::node::budget::Budgets,
+        now: Time,
+    ) -> Result<Inbound, ProfileError> {
+        let view = self.read_view()?;
+        batch
+            .skip_held(|g, k| strand_sync::Store::contains(&view, g, k))
+            .map_err(db_error)?;
+        batch.verify(now);
+        ledger.apply(self, budgets, &mut batch)?;
+        let me = self.identity().public().sign;
+        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch)) {
+            Ok(b) => b,
+            Err(e) => {
+                ledger.forget();
+                return Err(e);
+            }
+        };
+        ledger.refund(self, &batch);
+        Ok(batch)
+    }
+}
+
 /// Stores the valid messages of a checked batch in `txn` and records in
 /// it which were new.
 pub(crate) fn store_checked(

@@ -322,6 +322,45 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
     max.shutdown().await;
 }
 
+/// A mailbox learnt from a drive imported with no node running (`strand
+/// import` offline): its records are taken at import, as from a link.
+/// Ann learns Owen's mailbox; the mailbox learns Ann.
+#[test]
+fn mailbox_records_on_a_drive_imported_offline_are_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max, ann) = (
+        profile(tmp.path(), "owen"),
+        profile(tmp.path(), "max"),
+        profile(tmp.path(), "ann"),
+    );
+    befriend(&owen, &ann);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let settings = strand_node::CarrySettings::default();
+    max.become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
+        .unwrap();
+    let (mailbox, _) = owen
+        .pair_mailbox(&max.mailbox_code().unwrap().unwrap(), now, &mut rng)
+        .unwrap();
+    let (for_ann, for_max) = (tmp.path().join("for-ann"), tmp.path().join("for-max"));
+    owen.export_bundle("ann", &for_ann, now, &mut rng).unwrap();
+    owen.export_bundle(&mailbox.name, &for_max, now, &mut rng)
+        .unwrap();
+    let budgets = strand_node::Budgets::default();
+    for _ in 0..2 {
+        ann.import_bundle(&for_ann, &budgets, now, &mut rng)
+            .unwrap();
+        let names: Vec<String> = ann.contacts().into_iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().any(|n| n == "owen's mailbox"), "{names:?}");
+        max.import_bundle(&for_max, &budgets, now, &mut rng)
+            .unwrap();
+        let keys: Vec<_> = max.contacts().into_iter().map(|c| c.public).collect();
+        assert_eq!(keys.len(), 2);
+        assert!(keys.contains(&ann.identity().public()));
+    }
+}
+
 /// Envelopes on a drive (issue 15): Ben carries Ann's message for Cat,
 /// and Cat is on no link Ben is on; Ben's drive bundle for Cat holds it,
 /// whole, and Cat has Ann's message once she imports the file.
