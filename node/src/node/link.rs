@@ -289,15 +289,23 @@ impl Pump {
                     Ok(permit) => permit.send(staged.take().expect("staged")),
                     Err(_) => self.session.handle_eof(),
                 },
-                Some(command) = commands.recv() => match command {
-                    Command::New(group, key) => {
-                        self.session.handle_new_message(&group, key);
+                Some(command) = commands.recv() => {
+                    match command {
+                        Command::New(group, key) => {
+                            self.session.handle_new_message(&group, key);
+                        }
+                        Command::Groups(groups) => self.sync_groups(groups),
+                        Command::Resync(group) => {
+                            self.session.resync(&group);
+                        }
                     }
-                    Command::Groups(groups) => self.sync_groups(groups),
-                    Command::Resync(group) => {
-                        self.session.resync(&group);
+                    // What a full queue dropped: reconciled again.
+                    if let Some(id) = self.id {
+                        for group in self.node.registry.take_missed(id) {
+                            self.session.resync(&group);
+                        }
                     }
-                },
+                }
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
                     self.session.handle_timeout(self.node.clock.now());
                 }

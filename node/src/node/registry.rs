@@ -9,6 +9,7 @@
 //! the relay is the slower path and limits what it carries.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ struct Entry {
     kind: LinkKind,
     commands: mpsc::Sender<Command>,
     close: CancellationToken,
+    /// Groups whose announcements its full queue dropped: it reconciles
+    /// them again once it catches up ([`Registry::take_missed`]).
+    missed: BTreeSet<GroupId>,
 }
 
 /// How a contact was last seen.
@@ -116,6 +120,9 @@ fn best_kind(inner: &Inner, contact: &PublicIdentity) -> Option<LinkKind> {
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// Whether any session has missed groups (read without the lock on
+    /// every command a session handles).
+    any_missed: AtomicBool,
 }
 
 impl Registry {
@@ -189,6 +196,7 @@ impl Registry {
                 kind,
                 commands,
                 close,
+                missed: BTreeSet::new(),
             },
         );
         let link = best_kind(&inner, &contact).unwrap_or(kind);
@@ -259,8 +267,9 @@ impl Registry {
     }
 
     /// Tells every session (but `except`, the one it came from) about a
-    /// newly stored message; a session whose queue is full misses it (its
-    /// next reconciliation finds it).
+    /// newly stored message. A session whose queue is full (a file's
+    /// chunks relayed at once) misses it, and notes its group to
+    /// reconcile again when it catches up.
     pub(crate) fn announce(&self, group: GroupId, key: Key, except: Option<SessionId>) {
         let mut inner = self.inner.lock().expect("registry lock");
         inner.seq += 1;
@@ -269,11 +278,33 @@ impl Registry {
         if inner.recent.len() > RECENT_ANNOUNCEMENTS {
             inner.recent.pop_front();
         }
-        for (id, e) in &inner.sessions {
-            if Some(*id) != except {
-                let _ = e.commands.try_send(Command::New(group, key));
+        for (id, e) in &mut inner.sessions {
+            if Some(*id) != except
+                && e.commands.try_send(Command::New(group, key)).is_err()
+                && e.missed.insert(group)
+            {
+                self.any_missed.store(true, Ordering::Release);
             }
         }
+    }
+
+    /// The groups session `id` missed announcements of since last asked
+    /// (its queue was full): it reconciles them again. Cheap when none
+    /// did.
+    pub(crate) fn take_missed(&self, id: SessionId) -> BTreeSet<GroupId> {
+        if !self.any_missed.load(Ordering::Acquire) {
+            return BTreeSet::new();
+        }
+        let mut inner = self.inner.lock().expect("registry lock");
+        let missed = inner
+            .sessions
+            .get_mut(&id)
+            .map(|e| std::mem::take(&mut e.missed))
+            .unwrap_or_default();
+        if inner.sessions.values().all(|e| e.missed.is_empty()) {
+            self.any_missed.store(false, Ordering::Release);
+        }
+        missed
     }
 
     /// Tells every session which groups its contact shares now (after a
@@ -457,5 +488,40 @@ mod tests {
             )
             .unwrap();
         assert_eq!(missed, [(g, k(2)), (g, k(3))]);
+    }
+
+    /// Announcements a full queue drops are not lost: the session learns
+    /// which groups to reconcile again (a member relaying a large file's
+    /// chunks to another member used to leave the rest for the next link).
+    #[test]
+    fn a_session_with_a_full_queue_reconciles_what_it_missed() {
+        let r = Registry::default();
+        let (g1, g2) = (GroupId([1; 32]), GroupId([2; 32]));
+        let k = |n: u64| Key {
+            time: n,
+            id: strand_sync::MessageId([n as u8; 32]),
+        };
+        let (tx, mut rx) = mpsc::channel(2);
+        let (id, _) = r
+            .register(
+                j(1, "ann", LinkKind::Lan, 0, 0),
+                tx,
+                CancellationToken::new(),
+            )
+            .unwrap();
+        assert!(r.take_missed(id).is_empty());
+        for n in 0..5 {
+            r.announce(g1, k(n), None);
+        }
+        r.announce(g2, k(9), None);
+        // Two fit; the rest of g1's and all of g2's are dropped.
+        assert!(matches!(rx.try_recv(), Ok(Command::New(g, _)) if g == g1));
+        assert!(matches!(rx.try_recv(), Ok(Command::New(g, _)) if g == g1));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(r.take_missed(id), BTreeSet::from([g1, g2]));
+        assert!(r.take_missed(id).is_empty());
+        // With room again, nothing is missed.
+        r.announce(g2, k(10), None);
+        assert!(r.take_missed(id).is_empty());
     }
 }
