@@ -13,16 +13,17 @@ use strand_sync::{
     Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Time,
 };
 
-use crate::crypto::seal;
+use crate::crypto::{open, seal};
 use crate::node::budget::{Budgets, Ledger};
 use crate::profile::db_error;
-use crate::schema::{meta, MESSAGES, META};
+use crate::schema::{meta, CARRIED, MESSAGES, META};
 use crate::store::{insert_written, table_key};
 use crate::{Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
 const ROLE_CARRIER: &str = "strand/v2/carrier";
 const ROLE_CARRY_BUDGET: &str = "strand/v2/carry-budget";
+const ROLE_CARRY_PART: &str = "strand/v2/carry-part";
 
 /// How a node carries: copies, budget and envelope lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +96,36 @@ impl Profile {
             lifetime: settings.lifetime,
             carry: self.carrying()?,
         };
-        match self.meta_sealed(meta::CARRIER, ROLE_CARRIER)? {
-            Some(bytes) => Carrier::decode(&bytes, config)
-                .map_err(|e| ProfileError::Corrupt(format!("the carrying state: {e}"))),
-            None => Ok(Carrier::new(config)),
+        let Some(bytes) = self.meta_sealed(meta::CARRIER, ROLE_CARRIER)? else {
+            return Ok(Carrier::new(config));
+        };
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let table = match txn.open_table(CARRIED) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut failed = None;
+        let carrier = Carrier::decode_state(&bytes, config, |key| {
+            let row = table.as_ref()?.get(&self.part_row(key));
+            match row {
+                Ok(v) => open(self.root(), ROLE_CARRY_PART, v?.value()).map(|p| p.to_vec()),
+                Err(e) => {
+                    failed = Some(db_error(e));
+                    None
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        carrier.map_err(|e| ProfileError::Corrupt(format!("the carrying state: {e}")))
+    }
+
+    /// The row of carrying part `key` in `carried`: a keyed hash, so the
+    /// file does not list the envelopes' ids.
+    fn part_row(&self, key: &strand_sync::PartKey) -> [u8; 32] {
+        strand_sync::kdf(self.root(), "strand/v2/carry-part-row", &[key])
     }
 
     /// What carrying looks like, read from the saved state.
@@ -137,7 +163,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
-        let state = seal(self.root(), ROLE_CARRIER, &carrier.encode(), rng);
+        let state = seal(self.root(), ROLE_CARRIER, &carrier.encode_state(), rng);
         let choice = seal(
             self.root(),
             ROLE_CARRY,
@@ -146,14 +172,57 @@ impl Profile {
         );
         let messages = self.pool_messages(handouts, now, rng);
         let me = self.identity().public().sign;
+        // Only parts not yet stored are sealed and written, and only those
+        // the state no longer names are deleted: a step costs what it
+        // changed, not the whole budget. (Steps are one at a time, and
+        // nothing else writes `carried`.)
+        let stored = self.part_rows()?;
+        let rows: Vec<([u8; 32], &[u8])> = carrier
+            .parts()
+            .map(|(k, bytes)| (self.part_row(&k), bytes))
+            .collect();
+        let keep: std::collections::HashSet<[u8; 32]> = rows.iter().map(|(r, _)| *r).collect();
+        let gone: Vec<[u8; 32]> = stored
+            .iter()
+            .filter(|r| !keep.contains(*r))
+            .copied()
+            .collect();
+        let new: Vec<([u8; 32], Vec<u8>)> = rows
+            .into_iter()
+            .filter(|(r, _)| !stored.contains(r))
+            .map(|(r, bytes)| (r, seal(self.root(), ROLE_CARRY_PART, bytes, rng)))
+            .collect();
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
             m.insert(meta::CARRIER, &state[..]).map_err(db_error)?;
             m.insert(meta::CARRY, &choice[..]).map_err(db_error)?;
             drop(m);
+            let mut parts = txn.open_table(CARRIED).map_err(db_error)?;
+            for row in &gone {
+                parts.remove(row).map_err(db_error)?;
+            }
+            for (row, sealed) in &new {
+                parts.insert(row, &sealed[..]).map_err(db_error)?;
+            }
+            drop(parts);
             hollow_in(txn, &hollow)?;
             insert_written(txn, me, now, &messages).map_err(db_error)
         })
+    }
+
+    /// The rows of `carried` stored now.
+    fn part_rows(&self) -> Result<std::collections::HashSet<[u8; 32]>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let table = match txn.open_table(CARRIED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut rows = std::collections::HashSet::new();
+        for entry in table.iter().map_err(db_error)? {
+            rows.insert(entry.map_err(db_error)?.0.value());
+        }
+        Ok(rows)
     }
 
     /// The carrying budget the last node ran with (`strand run
@@ -367,4 +436,104 @@ pub(crate) fn notice(to: &PublicIdentity, on: bool) -> Handout {
 /// Whether a pool message's kind is one carrying reads.
 pub(crate) fn is_pool_kind(kind: Kind) -> bool {
     [Kind::ENVELOPE, Kind::ACK, Kind::CARRYING, Kind::REQUEST].contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{os_rng, KdfParams};
+    use strand_sync::Identity;
+
+    fn carried_rows(p: &Profile) -> Vec<([u8; 32], Vec<u8>)> {
+        let txn = p.db().unwrap().begin_read().unwrap();
+        let Ok(t) = txn.open_table(CARRIED) else {
+            return Vec::new();
+        };
+        t.iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect()
+    }
+
+    /// The carrying state is kept in parts: each envelope sealed and
+    /// written once, deleted when it goes, the small state rewritten at
+    /// each step. A state an older version saved whole is read, and saved
+    /// in parts from then on.
+    #[test]
+    fn the_carrying_state_is_kept_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = os_rng();
+        let p = Profile::create(
+            &dir.path().join("ben"),
+            "Ben",
+            "pass",
+            KdfParams::insecure_for_tests(),
+            &mut rng,
+        )
+        .unwrap();
+        let (ann, cat) = (
+            Identity::generate("Ann", &mut rng).unwrap(),
+            Identity::generate("Cat", &mut rng).unwrap(),
+        );
+        let now = crate::now();
+        let config = CarryConfig {
+            carry: true,
+            ..CarryConfig::default()
+        };
+        // Ann hands Ben an envelope for Cat.
+        let mut anns = Carrier::new(config);
+        let ben = p.identity();
+        anns.set_carrier(&ben.public().sign, true, now);
+        let group = ann.contact(&cat.public()).unwrap();
+        let m =
+            Message::create(&ann, group.direct_group(), now, Kind::TEXT, b"hi", &mut rng).unwrap();
+        assert!(anns.originate(&cat.public(), m, now));
+        let h = anns.hand(&ben.public(), now, &mut rng).remove(0);
+        let mut bens = Carrier::new(config);
+        bens.receive_envelope(&ben, &ann.public(), &h.body, now)
+            .unwrap();
+        assert_eq!(bens.held(), 1);
+
+        // Saved whole, as before `carried`.
+        let whole = seal(p.root(), ROLE_CARRIER, &bens.encode(), &mut rng);
+        p.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(meta::CARRIER, &whole[..])
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        let settings = CarrySettings::default();
+        let loaded = p.load_carrier(&settings).unwrap();
+        assert_eq!(loaded.encode(), bens.encode());
+        assert!(carried_rows(&p).is_empty());
+
+        // Saved in parts: one row, sealed (no envelope byte in the clear).
+        p.save_carrying(&loaded, Vec::new(), Vec::new(), now, &mut rng)
+            .unwrap();
+        let rows = carried_rows(&p);
+        assert_eq!(rows.len(), 1);
+        let envelope = loaded.envelopes().next().unwrap().as_bytes().to_vec();
+        assert!(!rows[0]
+            .1
+            .windows(32)
+            .any(|w| envelope.windows(32).any(|e| e == w)));
+        assert_eq!(p.load_carrier(&settings).unwrap().encode(), bens.encode());
+        // Another step does not write it again (a new seal would differ).
+        p.save_carrying(&loaded, Vec::new(), Vec::new(), now, &mut rng)
+            .unwrap();
+        assert_eq!(carried_rows(&p), rows);
+
+        // Gone from the state, gone from the file.
+        let mut later = loaded.clone();
+        later.expire(u64::MAX);
+        p.save_carrying(&later, Vec::new(), Vec::new(), now, &mut rng)
+            .unwrap();
+        assert!(carried_rows(&p).is_empty());
+        assert_eq!(p.load_carrier(&settings).unwrap().held(), 0);
+    }
 }

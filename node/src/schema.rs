@@ -19,6 +19,7 @@
 //! | `timers` | group id (32) ‖ author (32) | `messages` key of that author's newest timer message (72) |
 //! | `chunks` | `messages` key of a file chunk (72) | nothing: the chunk is here |
 //! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
+//! | `carried` | keyed hash of a carrying part's key (32) | sealed part: an envelope held for others or an own message spreading (`strand_sync::Carrier::parts`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
 //! them ([`crate::store::Position`]): a message is shown at its author's
@@ -108,6 +109,10 @@ pub const NAMES: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("nam
 /// is answered without reading its chunks (each up to 256 KiB).
 pub const CHUNKS: TableDefinition<[u8; 72], ()> = TableDefinition::new("chunks");
 
+/// The large parts of the carrying state (`meta` `carrier` names them):
+/// each written once, so a carrying step rewrites only the small state.
+pub const CARRIED: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("carried");
+
 /// Names of `meta` entries.
 pub mod meta {
     /// Schema version, u32 LE.
@@ -130,9 +135,10 @@ pub mod meta {
     /// Whether this user carries envelopes for contacts (1 byte, 0 or 1),
     /// sealed under the root key. Absent: no.
     pub const CARRY: &str = "carry";
-    /// The carrying state ([`strand_sync::Carrier::encode`]): envelopes
-    /// held for others, own messages spreading, acknowledgements seen;
-    /// sealed under the root key.
+    /// The carrying state ([`strand_sync::Carrier::encode_state`]): what
+    /// is held for others and spreading (the envelopes and messages
+    /// themselves are in `carried`), acknowledgements seen; sealed under
+    /// the root key. A state from before `carried` holds them inline.
     pub const CARRIER: &str = "carrier";
     /// The carrying budget the last node ran with (u64 BE), sealed under
     /// the root key.

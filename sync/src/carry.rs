@@ -718,7 +718,24 @@ impl Carrier {
     }
 }
 
+/// A state with every envelope and message in it.
 const STATE_VERSION: u8 = 1;
+/// A state that names its envelopes and messages by [`PartKey`].
+const STATE_VERSION_PARTS: u8 = 2;
+
+/// The key of a large part of a carrying state kept apart from it
+/// ([`Carrier::encode_state`]): `b'e'` and a held envelope's id, or `b'm'`
+/// and an own message's id. A part never changes under its key (an
+/// envelope's copy count is kept in the state), so a device stores each
+/// once and rewrites only the small state at each step.
+pub type PartKey = [u8; 33];
+
+fn part_key(tag: u8, id: &[u8; 32]) -> PartKey {
+    let mut k = [0u8; 33];
+    k[0] = tag;
+    k[1..].copy_from_slice(id);
+    k
+}
 
 /// Most entries of any one list in a saved state: far above what budgets
 /// allow, so a damaged length cannot make the decoder allocate much.
@@ -783,7 +800,37 @@ impl Carrier {
     /// Everything held, as bytes to keep (sealed) between runs; the
     /// configuration is not included.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![STATE_VERSION];
+        self.encode_as(false)
+    }
+
+    /// The state without its envelopes and messages, which it names by
+    /// key: keep it with [`Carrier::parts`], and read it back with
+    /// [`Carrier::decode_state`]. Its size grows with the number of
+    /// envelopes, not their bytes.
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.encode_as(true)
+    }
+
+    /// The parts [`Carrier::encode_state`] names: every held envelope and
+    /// every own message still spreading, by key.
+    pub fn parts(&self) -> impl Iterator<Item = (PartKey, &[u8])> {
+        let envelopes = self
+            .held
+            .values()
+            .map(|h| (part_key(b'e', &h.envelope.id()), h.envelope.as_bytes()));
+        let messages = self
+            .own
+            .iter()
+            .map(|(id, o)| (part_key(b'm', &id.0), o.message.as_bytes()));
+        envelopes.chain(messages)
+    }
+
+    fn encode_as(&self, parts: bool) -> Vec<u8> {
+        let mut out = vec![if parts {
+            STATE_VERSION_PARTS
+        } else {
+            STATE_VERSION
+        }];
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&(self.carriers.len() as u32).to_be_bytes());
         for (k, (t, on)) in &self.carriers {
@@ -800,7 +847,12 @@ impl Carrier {
         for h in self.held.values() {
             out.extend_from_slice(&h.arrived.0.to_be_bytes());
             out.extend_from_slice(&h.arrived.1.to_be_bytes());
-            put_bytes(&mut out, h.envelope.as_bytes());
+            if parts {
+                out.extend_from_slice(&part_key(b'e', &h.envelope.id()));
+                out.push(h.envelope.copies());
+            } else {
+                put_bytes(&mut out, h.envelope.as_bytes());
+            }
             put_keys(&mut out, &h.peers);
             put_keys(&mut out, &h.offered);
         }
@@ -811,7 +863,11 @@ impl Carrier {
             out.extend_from_slice(&order.1.to_be_bytes());
             out.extend_from_slice(&o.recipient.sign);
             out.extend_from_slice(&o.recipient.dh);
-            put_bytes(&mut out, o.message.as_bytes());
+            if parts {
+                out.extend_from_slice(&part_key(b'm', &id.0));
+            } else {
+                put_bytes(&mut out, o.message.as_bytes());
+            }
             out.extend_from_slice(&o.expires.to_be_bytes());
             out.push(o.copies);
             put_keys(&mut out, &o.peers);
@@ -830,10 +886,24 @@ impl Carrier {
     /// A carrier from [`Carrier::encode`]'s bytes, under `config`. What
     /// does not fit the budget now is evicted, oldest first.
     pub fn decode(bytes: &[u8], config: CarryConfig) -> Result<Carrier, CarryError> {
+        Carrier::decode_state(bytes, config, |_| None)
+    }
+
+    /// Reads what [`Carrier::encode_state`] wrote, with `part` giving the
+    /// bytes of each part it names (a part that is missing or is not what
+    /// its key says makes the state malformed); also reads what
+    /// [`Carrier::encode`] wrote.
+    pub fn decode_state(
+        bytes: &[u8],
+        config: CarryConfig,
+        mut part: impl FnMut(&PartKey) -> Option<Vec<u8>>,
+    ) -> Result<Carrier, CarryError> {
         let mut r = Reader(bytes);
-        if r.u8()? != STATE_VERSION {
-            return Err(CarryError::Malformed("an unknown carrying state version"));
-        }
+        let parts = match r.u8()? {
+            STATE_VERSION => false,
+            STATE_VERSION_PARTS => true,
+            _ => return Err(CarryError::Malformed("an unknown carrying state version")),
+        };
         let mut c = Carrier::new(config);
         c.seq = r.u64()?;
         for _ in 0..r.count()? {
@@ -862,7 +932,20 @@ impl Carrier {
         let mut held = Vec::new();
         for _ in 0..r.count()? {
             let arrived = (r.u64()?, r.u64()?);
-            let envelope = Envelope::decode(r.bytes()?)?;
+            let envelope = if parts {
+                let key = r.arr::<33>()?;
+                let copies = r.u8()?;
+                let mut e = Envelope::decode(
+                    part(&key).ok_or(CarryError::Malformed("a carried envelope is missing"))?,
+                )?;
+                if copies == 0 || key != part_key(b'e', &e.id()) {
+                    return Err(CarryError::Malformed("a carried envelope is not its own"));
+                }
+                e.set_copies(copies);
+                e
+            } else {
+                Envelope::decode(r.bytes()?)?
+            };
             let peers = r.keys()?;
             let offered = r.keys()?;
             held.push(Held {
@@ -878,8 +961,20 @@ impl Carrier {
                 sign: r.arr()?,
                 dh: r.arr()?,
             };
-            let message = Message::decode(r.bytes()?)
+            let message = if parts {
+                let key = r.arr::<33>()?;
+                let m = Message::decode(
+                    part(&key).ok_or(CarryError::Malformed("a spreading message is missing"))?,
+                )
                 .map_err(|_| CarryError::Malformed("a carried message"))?;
+                if key != part_key(b'm', &m.id().0) {
+                    return Err(CarryError::Malformed("a spreading message is not its own"));
+                }
+                m
+            } else {
+                Message::decode(r.bytes()?)
+                    .map_err(|_| CarryError::Malformed("a carried message"))?
+            };
             let expires = r.u64()?;
             let copies = r.u8()?;
             let peers = r.keys()?;
@@ -1407,6 +1502,44 @@ mod tests {
             longer.push(0);
             assert!(Carrier::decode(&longer, cfg).is_err());
         }
+        // In parts: a small state and the envelopes and messages by key.
+        for p in [&a, &b] {
+            let state = p.carrier.encode_state();
+            let parts: BTreeMap<PartKey, Vec<u8>> =
+                p.carrier.parts().map(|(k, v)| (k, v.to_vec())).collect();
+            assert_eq!(parts.len(), p.carrier.held() + p.carrier.spreading());
+            let big: usize = parts.values().map(Vec::len).sum();
+            assert!(state.len() + big <= p.carrier.encode().len() + 64 * parts.len());
+            let back = Carrier::decode_state(&state, cfg, |k| parts.get(k).cloned()).unwrap();
+            assert_eq!(back.encode(), p.carrier.encode());
+            assert_eq!(back.encode_state(), state);
+            // A part missing, or another one under its key, is refused.
+            for k in parts.keys() {
+                let lacking = Carrier::decode_state(&state, cfg, |q| {
+                    (q != k).then(|| parts.get(q).cloned()).flatten()
+                });
+                assert!(lacking.is_err());
+                let swapped = Carrier::decode_state(&state, cfg, |q| {
+                    let other = parts.keys().find(|o| *o != q).unwrap_or(q);
+                    parts.get(if q == k { other } else { q }).cloned()
+                });
+                if parts.len() > 1 {
+                    assert!(swapped.is_err());
+                }
+            }
+        }
+        // B's copy count lives in the state: halved after a hand-out,
+        // the part stays as it was written.
+        let before: BTreeMap<PartKey, Vec<u8>> =
+            b.carrier.parts().map(|(k, v)| (k, v.to_vec())).collect();
+        let d = person("d", &mut rng, cfg);
+        b.carrier.set_carrier(&d.id.public().sign, true, NOW);
+        let given = b.carrier.hand(&d.id.public(), NOW, &mut rng);
+        assert_eq!(given.len(), 1);
+        let back =
+            Carrier::decode_state(&b.carrier.encode_state(), cfg, |k| before.get(k).cloned())
+                .unwrap();
+        assert_eq!(back.encode(), b.carrier.encode());
         // B's copy is not offered to C twice after a restart.
         let mut again = Carrier::decode(&b.carrier.encode(), cfg).unwrap();
         assert!(again.hand(&c.id.public(), NOW, &mut rng).is_empty());
