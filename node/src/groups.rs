@@ -699,24 +699,61 @@ impl Profile {
 
     /// Every text of a group, in the order shown, with author names.
     pub fn group_conversation(&self, group: &str) -> Result<Vec<GroupMessage>, ProfileError> {
+        self.group_conversation_page(group, &Position::MIN, usize::MAX)
+    }
+
+    /// Where each text of a group is shown (all its epochs), first to
+    /// last: 48 bytes per message, no bodies read or decrypted.
+    pub fn group_conversation_keys(&self, group: &str) -> Result<Vec<Position>, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let shown = txn.open_table(SHOWN).map_err(db_error)?;
+        let mut out = Vec::new();
+        for epoch in chain.epochs() {
+            let (lo, hi) = shown_range(&epoch.id());
+            for entry in shown.range(lo..=hi).map_err(db_error)? {
+                out.push(shown_position(&entry.map_err(db_error)?.0.value()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// At most `limit` texts of a group from `from` (inclusive) on, in the
+    /// order they are shown, decrypted, with author names: only those are
+    /// read, whatever the group's length.
+    pub fn group_conversation_page(
+        &self,
+        group: &str,
+        from: &Position,
+        limit: usize,
+    ) -> Result<Vec<GroupMessage>, ProfileError> {
         let chain = self.chain_named(group)?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let chosen = self.chosen_names(&chain)?;
-        let mut out = Vec::new();
-        for epoch in chain.epochs() {
-            let (lo, hi) = shown_range(&epoch.id());
-            for entry in shown.range(lo..=hi).map_err(db_error)? {
+        // The first `limit` of each epoch from `from`, then the first
+        // `limit` of those in order: each epoch's rows are in order.
+        let epochs: Vec<&Epoch> = chain.epochs().collect();
+        let mut rows = Vec::new();
+        for (i, epoch) in epochs.iter().enumerate() {
+            let (_, hi) = shown_range(&epoch.id());
+            let lo = shown_key(&epoch.id(), from);
+            for entry in shown.range(lo..=hi).map_err(db_error)?.take(limit) {
                 let (k, v) = entry.map_err(db_error)?;
-                let at = shown_position(&k.value());
-                let message =
-                    self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
-                out.push(self.group_message(epoch, &messages, message, &chosen)?);
+                rows.push((shown_position(&k.value()), i, v.value()));
             }
         }
-        out.sort_by_key(|m| m.message.position());
+        rows.sort_by_key(|(at, ..)| *at);
+        rows.truncate(limit);
+        let mut out = Vec::with_capacity(rows.len());
+        for (at, i, v) in rows {
+            let epoch = epochs[i];
+            let message = self.decode_stored(epoch.group(), at, &v, &messages, &outbox)?;
+            out.push(self.group_message(epoch, &messages, message, &chosen)?);
+        }
         Ok(out)
     }
 
@@ -746,10 +783,9 @@ impl Profile {
     /// Marks a group read up to its newest text.
     pub fn mark_group_read(&self, group: &str) -> Result<(), ProfileError> {
         let chain = self.chain_named(group)?;
-        let Some(last) = self.group_conversation(group)?.pop() else {
+        let Some(up_to) = self.group_conversation_keys(group)?.pop() else {
             return Ok(());
         };
-        let up_to = last.message.position();
         let ids: Vec<GroupId> = chain.epochs().map(Epoch::id).collect();
         self.write_txn(move |txn| {
             let mut t = txn.open_table(SEEN).map_err(db_error)?;

@@ -2,7 +2,8 @@
 //! conversation's positions (48 bytes a message) are held in full so the
 //! list knows its length and each row's time and day, but message bodies are
 //! read and decrypted on the core thread a page at a time, as rows scroll
-//! into view, and at most [`MAX_PAGES`] pages are kept.
+//! into view, and at most [`MAX_PAGES`] pages are kept. The open group's
+//! texts (the groups screen) come from another such model.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -10,12 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelNotify, ModelRc, ModelTracker, SharedString};
-use strand_node::{Delivery, Position, StoredMessage};
+use strand_node::{Delivery, GroupMessage, Position, StoredMessage};
 use strand_sync::limits::MAX_BODY_LEN;
 
 use crate::backend::{Backend, Core};
 use crate::format::Clock;
-use crate::{AppWindow, ConversationAdapter, MessageItem};
+use crate::{AppWindow, ConversationAdapter, GroupsAdapter, MessageItem};
 
 /// Messages read from the store at a time.
 pub const PAGE: usize = 50;
@@ -37,6 +38,25 @@ pub(crate) struct Row {
     id: SharedString,
     /// For a file: what it is and how much is here.
     file: Option<strand_node::FileInfo>,
+    /// In a group, who wrote it ("" for your own), and whether that name
+    /// is another member's word for them.
+    author: SharedString,
+    unverified: bool,
+}
+
+impl From<GroupMessage> for Row {
+    fn from(m: GroupMessage) -> Row {
+        let author = if m.message.outgoing {
+            SharedString::new()
+        } else {
+            m.author.into()
+        };
+        Row {
+            author,
+            unverified: !m.verified,
+            ..Row::from(m.message)
+        }
+    }
 }
 
 impl From<StoredMessage> for Row {
@@ -57,11 +77,14 @@ impl From<StoredMessage> for Row {
             text: m.text.into(),
             outgoing: m.outgoing,
             delivery: m.delivery,
+            author: SharedString::new(),
+            unverified: false,
         }
     }
 }
 
 struct Inner {
+    /// The contact, or the group.
     contact: String,
     generation: u64,
     keys: Vec<Position>,
@@ -76,10 +99,12 @@ pub struct ConversationModel {
     inner: RefCell<Inner>,
     notify: ModelNotify,
     backend: Backend,
+    /// A group's texts (the groups screen), not a contact's.
+    group: bool,
 }
 
 impl ConversationModel {
-    fn new(backend: Backend) -> ConversationModel {
+    pub(crate) fn new(backend: Backend, group: bool) -> ConversationModel {
         ConversationModel {
             inner: RefCell::new(Inner {
                 contact: String::new(),
@@ -91,6 +116,7 @@ impl ConversationModel {
             }),
             notify: ModelNotify::default(),
             backend,
+            group,
         }
     }
 
@@ -105,7 +131,7 @@ impl ConversationModel {
     }
 
     /// Replaces the listing: new keys, and the pages read with them.
-    fn reset(
+    pub(crate) fn reset(
         &self,
         contact: String,
         generation: u64,
@@ -165,14 +191,27 @@ impl ConversationModel {
         };
         let contact = inner.contact.clone();
         let generation = inner.generation;
+        let group = self.group;
         self.backend.job(move |core| {
-            let Some(Ok(rows)) = core.with_profile(|p| p.conversation_page(&contact, &from, PAGE))
-            else {
+            let rows: Option<Result<Vec<Row>, _>> = core.with_profile(|p| {
+                if group {
+                    p.group_conversation_page(&contact, &from, PAGE)
+                        .map(|r| r.into_iter().map(Row::from).collect())
+                } else {
+                    p.conversation_page(&contact, &from, PAGE)
+                        .map(|r| r.into_iter().map(Row::from).collect())
+                }
+            });
+            let Some(Ok(rows)) = rows else {
                 return;
             };
-            let rows: Vec<Row> = rows.into_iter().map(Row::from).collect();
             core.ui(move |ui| {
-                with_model(&ui, |m| m.fill(generation, page, rows));
+                let fill = |m: &ConversationModel| m.fill(generation, page, rows);
+                if group {
+                    with_group_model(&ui, fill);
+                } else {
+                    with_model(&ui, fill);
+                }
             });
         });
     }
@@ -240,6 +279,8 @@ impl Model for ConversationModel {
                         item.expires = clock.disappears(e).into();
                     }
                     item.id = r.id.clone();
+                    item.author = r.author.clone();
+                    item.unverified = r.unverified;
                     if let Some(f) = &r.file {
                         item.file_name = f.name.clone().into();
                         item.file_detail = crate::format::file_detail(f).into();
@@ -278,11 +319,24 @@ pub fn with_model<R>(ui: &AppWindow, f: impl FnOnce(&ConversationModel) -> R) ->
     Some(f(model))
 }
 
+/// Runs `f` on the window's open-group model (the groups screen's texts).
+pub fn with_group_model<R>(ui: &AppWindow, f: impl FnOnce(&ConversationModel) -> R) -> Option<R> {
+    let rc = ui.global::<GroupsAdapter>().get_messages();
+    let model = rc.as_any().downcast_ref::<ConversationModel>()?;
+    Some(f(model))
+}
+
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let adapter = ui.global::<ConversationAdapter>();
     adapter.set_messages(ModelRc::from(Rc::new(ConversationModel::new(
         backend.clone(),
+        false,
     ))));
+    ui.global::<GroupsAdapter>()
+        .set_messages(ModelRc::from(Rc::new(ConversationModel::new(
+            backend.clone(),
+            true,
+        ))));
 
     let b = backend.clone();
     let weak = ui.as_weak();

@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, SharedString};
-use strand_node::{GroupAction, GroupMessage, GroupSummary};
+use strand_node::{GroupAction, GroupSummary};
 
+use super::conversation::{with_group_model, Row, PAGE};
 use super::set_vec;
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
-use crate::{AppAdapter, AppWindow, ContactItem, GroupMemberItem, GroupsAdapter, MessageItem};
+use crate::{AppAdapter, AppWindow, ContactItem, GroupMemberItem, GroupsAdapter};
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let a = ui.global::<GroupsAdapter>();
@@ -274,63 +275,6 @@ pub(crate) fn refresh(core: &mut Core) {
     });
 }
 
-fn message_item(m: &GroupMessage, prev: Option<&GroupMessage>, clock: &Clock) -> MessageItem {
-    let shown = m.message.shown;
-    let f = m.message.file.as_ref();
-    let preview = f
-        .and_then(|f| f.preview.as_deref())
-        .and_then(format::preview_image);
-    let day = match prev {
-        Some(p) if Clock::same_day(p.message.shown, shown) => String::new(),
-        _ => clock.day_heading(shown),
-    };
-    let dated = m
-        .message
-        .skew()
-        .map(|gap| clock.dated(m.message.key.time, gap))
-        .unwrap_or_default();
-    MessageItem {
-        text: m.message.text.clone().into(),
-        time: clock.time(shown).into(),
-        outgoing: m.message.outgoing,
-        state: m
-            .message
-            .delivery
-            .map(|d| d.as_str())
-            .unwrap_or_default()
-            .into(),
-        day: day.into(),
-        loaded: true,
-        dated: dated.into(),
-        author: if m.message.outgoing {
-            SharedString::new()
-        } else {
-            m.author.clone().into()
-        },
-        unverified: !m.verified,
-        expires: m
-            .message
-            .expires
-            .map(|e| clock.disappears(e))
-            .unwrap_or_default()
-            .into(),
-        id: m
-            .message
-            .key
-            .id
-            .0
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .into(),
-        file_name: f.map(|f| f.name.clone()).unwrap_or_default().into(),
-        file_detail: f.map(format::file_detail).unwrap_or_default().into(),
-        file_ready: f.is_some_and(|f| f.complete()),
-        has_preview: preview.is_some(),
-        preview: preview.unwrap_or_default(),
-    }
-}
-
 /// Re-reads the open group (texts, members, who can be added) and marks it
 /// read while the groups screen shows it; `scroll` asks the view to go to
 /// the newest text.
@@ -339,8 +283,19 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         return;
     };
     let visible = core.groups_visible;
+    core.generation += 1;
+    let generation = core.generation;
     let read = core.with_profile(|p| {
-        let messages = p.group_conversation(&group)?;
+        // Positions of every text, and the newest page read with them; the
+        // rest is read as it scrolls into view.
+        let keys = p.group_conversation_keys(&group)?;
+        let mut pages = Vec::new();
+        if let Some(last) = keys.len().checked_sub(1) {
+            let page = last / PAGE;
+            let rows = p.group_conversation_page(&group, &keys[page * PAGE], PAGE)?;
+            pages.push((page, rows.into_iter().map(Row::from).collect::<Vec<_>>()));
+        }
+        let messages = (keys, pages);
         let members = p.group_members(&group)?;
         let summary = p
             .groups()?
@@ -394,19 +349,15 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     };
     core.ui(move |ui| {
         let a = ui.global::<GroupsAdapter>();
+        let group_name = group.clone();
         a.set_name(group.into());
         a.set_summary(line.into());
         a.set_member(summary.member);
         a.set_admin(summary.admin);
         a.set_creator(creator);
         a.set_timer(timer);
-        let clock = Clock::now();
-        let items: Vec<MessageItem> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| message_item(m, i.checked_sub(1).map(|j| &messages[j]), &clock))
-            .collect();
-        set_vec(a.get_messages(), items, |m| a.set_messages(m));
+        let (keys, pages) = messages;
+        with_group_model(&ui, |m| m.reset(group_name, generation, keys, pages));
         set_vec(a.get_members(), members, |m| a.set_members(m));
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();
         set_vec(a.get_addable(), addable, |m| a.set_addable(m));
@@ -425,7 +376,7 @@ pub(crate) fn clear(core: &mut Core) {
     core.ui(|ui| {
         let a = ui.global::<GroupsAdapter>();
         set_vec(a.get_groups(), Vec::new(), |m| a.set_groups(m));
-        set_vec(a.get_messages(), Vec::new(), |m| a.set_messages(m));
+        with_group_model(&ui, |m| m.clear());
         set_vec(a.get_members(), Vec::new(), |m| a.set_members(m));
         a.set_current(-1);
         a.set_members_open(false);

@@ -2,8 +2,8 @@
 //! messages does not load them all; the benchmark measures that size).
 
 use slint::{ComponentHandle, Model};
-use strand_gui::adapters::conversation::{with_model, MAX_PAGES, PAGE};
-use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
+use strand_gui::adapters::conversation::{with_group_model, with_model, MAX_PAGES, PAGE};
+use strand_gui::{AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter, Screen};
 use strand_node::os_rng;
 use strand_sync::{Kind, Message, WriteStore};
 
@@ -69,5 +69,60 @@ fn a_long_conversation_is_read_a_page_at_a_time() {
             row = lo;
         }
         const { assert!(N / PAGE > MAX_PAGES, "the test scrolls past what is kept") };
+    });
+}
+
+/// A long group conversation is read a page at a time too (it used to be
+/// read and decrypted whole at every refresh).
+#[test]
+fn a_long_group_conversation_is_read_a_page_at_a_time() {
+    const M: usize = 600;
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        {
+            let (p, _, _) = alice_with_bob(&dir);
+            let t0 = strand_node::now() - M as u64 * 60_000;
+            p.create_group("Desk", &["Bob".to_owned()], t0, &mut os_rng())
+                .unwrap();
+            for i in 0..M {
+                let at = t0 + 1 + i as u64 * 60_000;
+                p.write_group("Desk", &format!("note {i}"), at, &mut os_rng())
+                    .unwrap();
+            }
+        }
+        let gui = Gui::new(h, options(&dir));
+        gui.onboarding().invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        let g = gui.ui.global::<GroupsAdapter>();
+        assert!(h.pump_until(WAIT, || g.get_groups().row_count() == 1));
+        g.invoke_open(0);
+        let messages = g.get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == M));
+        assert_eq!(
+            messages.row_data(M - 1).unwrap().text,
+            format!("note {}", M - 1)
+        );
+        let mut row = M;
+        while row > 0 {
+            let lo = row.saturating_sub(20);
+            for r in lo..row {
+                messages.row_data(r);
+            }
+            assert!(h.pump_until(WAIT, || (lo..row)
+                .all(|r| messages.row_data(r).unwrap().loaded)));
+            for r in lo..row {
+                let item = messages.row_data(r).unwrap();
+                assert_eq!(item.text, format!("note {r}"));
+                assert!(item.outgoing && item.author.is_empty());
+            }
+            let held = with_group_model(&gui.ui, |m| m.pages_held()).unwrap();
+            assert!(held <= MAX_PAGES, "{held} pages held");
+            row = lo;
+        }
+        const { assert!(M / PAGE > MAX_PAGES, "the test scrolls past what is kept") };
     });
 }

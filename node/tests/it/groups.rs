@@ -114,6 +114,21 @@ async fn three_nodes_group_relay_and_removal() {
             .any(|(_, t, _)| t == "after cat")
     })
     .await;
+    // Ben's view spans two epochs now; read a page at a time (as the app
+    // does), it is the same texts in the same order.
+    let p = ben.profile();
+    let whole = p.group_conversation("newsroom").unwrap();
+    let keys = p.group_conversation_keys("newsroom").unwrap();
+    assert_eq!(keys.len(), whole.len());
+    for (i, at) in keys.iter().enumerate() {
+        assert_eq!(*at, whole[i].message.position());
+        let page = p.group_conversation_page("newsroom", at, 2).unwrap();
+        let want: Vec<_> = whole[i..(i + 2).min(whole.len())]
+            .iter()
+            .map(|m| m.message.key)
+            .collect();
+        assert_eq!(page.iter().map(|m| m.message.key).collect::<Vec<_>>(), want);
+    }
     // A 1:1 message Ben writes after it reaches Cat: the links are up and
     // syncing, and still Cat has nothing of the new epoch.
     ben.send("cat", "are you there").await.unwrap();
