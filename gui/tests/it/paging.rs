@@ -3,13 +3,41 @@
 
 use slint::{ComponentHandle, Model};
 use strand_gui::adapters::conversation::{with_group_model, with_model, MAX_PAGES, PAGE};
-use strand_gui::{AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter, Screen};
+use strand_gui::{
+    AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter, MessageItem, Screen,
+};
 use strand_node::os_rng;
 use strand_sync::{Kind, Message, WriteStore};
 
 use crate::support::{alice_with_bob, on_ui, options, Gui, PASS, WAIT};
 
 const N: usize = 2_000;
+
+/// Scrolls `messages` from the bottom to the top a screenful at a time,
+/// checking each row with `check` and that at most [`MAX_PAGES`] pages
+/// are held (`held`) at any time.
+fn scroll_to_the_top(
+    h: &strand_gui::headless::Headless,
+    messages: &slint::ModelRc<MessageItem>,
+    held: impl Fn() -> Option<usize>,
+    check: impl Fn(usize, MessageItem),
+) {
+    let mut row = messages.row_count();
+    while row > 0 {
+        let lo = row.saturating_sub(20);
+        for r in lo..row {
+            messages.row_data(r);
+        }
+        assert!(h.pump_until(WAIT, || (lo..row)
+            .all(|r| messages.row_data(r).unwrap().loaded)));
+        for r in lo..row {
+            check(r, messages.row_data(r).unwrap());
+        }
+        let held = held().unwrap();
+        assert!(held <= MAX_PAGES, "{held} pages held");
+        row = lo;
+    }
+}
 
 #[test]
 fn a_long_conversation_is_read_a_page_at_a_time() {
@@ -52,22 +80,14 @@ fn a_long_conversation_is_read_a_page_at_a_time() {
             "opening it read it"
         );
 
-        // Scroll from the bottom to the top, a screenful at a time.
-        let mut row = N;
-        while row > 0 {
-            let lo = row.saturating_sub(20);
-            for r in lo..row {
-                messages.row_data(r);
-            }
-            assert!(h.pump_until(WAIT, || (lo..row)
-                .all(|r| messages.row_data(r).unwrap().loaded)));
-            for r in lo..row {
-                assert_eq!(messages.row_data(r).unwrap().text, format!("message {r}"));
-            }
-            let held = with_model(&gui.ui, |m| m.pages_held()).unwrap();
-            assert!(held <= MAX_PAGES, "{held} pages held");
-            row = lo;
-        }
+        scroll_to_the_top(
+            h,
+            &messages,
+            || with_model(&gui.ui, |m| m.pages_held()),
+            |r, item| {
+                assert_eq!(item.text, format!("message {r}"));
+            },
+        );
         const { assert!(N / PAGE > MAX_PAGES, "the test scrolls past what is kept") };
     });
 }
@@ -106,23 +126,15 @@ fn a_long_group_conversation_is_read_a_page_at_a_time() {
             messages.row_data(M - 1).unwrap().text,
             format!("note {}", M - 1)
         );
-        let mut row = M;
-        while row > 0 {
-            let lo = row.saturating_sub(20);
-            for r in lo..row {
-                messages.row_data(r);
-            }
-            assert!(h.pump_until(WAIT, || (lo..row)
-                .all(|r| messages.row_data(r).unwrap().loaded)));
-            for r in lo..row {
-                let item = messages.row_data(r).unwrap();
+        scroll_to_the_top(
+            h,
+            &messages,
+            || with_group_model(&gui.ui, |m| m.pages_held()),
+            |r, item| {
                 assert_eq!(item.text, format!("note {r}"));
                 assert!(item.outgoing && item.author.is_empty());
-            }
-            let held = with_group_model(&gui.ui, |m| m.pages_held()).unwrap();
-            assert!(held <= MAX_PAGES, "{held} pages held");
-            row = lo;
-        }
+            },
+        );
         const { assert!(M / PAGE > MAX_PAGES, "the test scrolls past what is kept") };
     });
 }

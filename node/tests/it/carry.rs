@@ -20,6 +20,18 @@ fn texts(node: &Node, contact: &str) -> Vec<String> {
         .collect()
 }
 
+/// Owen and his contact Ann, and Max (the device Owen will make his
+/// mailbox).
+fn owen_max_and_ann(root: &std::path::Path) -> (Profile, Profile, Profile) {
+    let (owen, max, ann) = (
+        profile(root, "owen"),
+        profile(root, "max"),
+        profile(root, "ann"),
+    );
+    befriend(&owen, &ann);
+    (owen, max, ann)
+}
+
 /// Ann, Ben and Cat, each the others' contact.
 fn three(root: &std::path::Path) -> (Profile, Profile, Profile) {
     let (ann, ben, cat) = (
@@ -252,12 +264,7 @@ async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_away_gets_a_message_from_the_mailbox() {
     let tmp = tempfile::tempdir().unwrap();
-    let (owen, max, ann) = (
-        profile(tmp.path(), "owen"),
-        profile(tmp.path(), "max"),
-        profile(tmp.path(), "ann"),
-    );
-    befriend(&owen, &ann);
+    let (owen, max, ann) = owen_max_and_ann(tmp.path());
     let mut rng = strand_node::os_rng();
     let settings = strand_node::CarrySettings::default();
     // An invite is no mailbox code; Ann's mailbox is not Owen's.
@@ -328,12 +335,7 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
 #[test]
 fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     let tmp = tempfile::tempdir().unwrap();
-    let (owen, max, ann) = (
-        profile(tmp.path(), "owen"),
-        profile(tmp.path(), "max"),
-        profile(tmp.path(), "ann"),
-    );
-    befriend(&owen, &ann);
+    let (owen, max, ann) = owen_max_and_ann(tmp.path());
     let mut rng = strand_node::os_rng();
     let now = strand_node::now();
     let settings = strand_node::CarrySettings::default();
