@@ -299,9 +299,17 @@ impl Pump {
                             self.session.resync(&group);
                         }
                     }
-                    // What a full queue dropped: reconciled again.
+                    // What a full queue dropped: caught up on now.
                     if let Some(id) = self.id {
-                        for group in self.node.registry.take_missed(id) {
+                        let missed = self.node.registry.take_missed(id);
+                        if missed.regroup {
+                            let book = self.node.profile.book();
+                            let peer = self.contact.as_ref().map(|(p, ..)| *p);
+                            if let Some((_, c)) = peer.and_then(|p| book.sync_contact(&p)) {
+                                self.sync_groups(c.groups.clone());
+                            }
+                        }
+                        for group in missed.groups {
                             self.session.resync(&group);
                         }
                     }

@@ -47,9 +47,26 @@ struct Entry {
     kind: LinkKind,
     commands: mpsc::Sender<Command>,
     close: CancellationToken,
-    /// Groups whose announcements its full queue dropped: it reconciles
-    /// them again once it catches up ([`Registry::take_missed`]).
-    missed: BTreeSet<GroupId>,
+    /// What its full queue dropped, for it to catch up on
+    /// ([`Registry::take_missed`]).
+    missed: Missed,
+}
+
+/// What a session's full queue dropped (a file's chunks relayed at
+/// once): groups to reconcile again, and whether its contact's groups
+/// changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Missed {
+    /// Groups whose announcements or resyncs were dropped.
+    pub(crate) groups: BTreeSet<GroupId>,
+    /// A change of the contact's groups was dropped.
+    pub(crate) regroup: bool,
+}
+
+impl Missed {
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty() && !self.regroup
+    }
 }
 
 /// How a contact was last seen.
@@ -196,7 +213,7 @@ impl Registry {
                 kind,
                 commands,
                 close,
-                missed: BTreeSet::new(),
+                missed: Missed::default(),
             },
         );
         let link = best_kind(&inner, &contact).unwrap_or(kind);
@@ -281,19 +298,19 @@ impl Registry {
         for (id, e) in &mut inner.sessions {
             if Some(*id) != except
                 && e.commands.try_send(Command::New(group, key)).is_err()
-                && e.missed.insert(group)
+                && e.missed.groups.insert(group)
             {
                 self.any_missed.store(true, Ordering::Release);
             }
         }
     }
 
-    /// The groups session `id` missed announcements of since last asked
-    /// (its queue was full): it reconciles them again. Cheap when none
-    /// did.
-    pub(crate) fn take_missed(&self, id: SessionId) -> BTreeSet<GroupId> {
+    /// What session `id` missed since last asked (its queue was full):
+    /// groups to reconcile again, and whether to read its contact's groups
+    /// again. Cheap when no session missed anything.
+    pub(crate) fn take_missed(&self, id: SessionId) -> Missed {
         if !self.any_missed.load(Ordering::Acquire) {
-            return BTreeSet::new();
+            return Missed::default();
         }
         let mut inner = self.inner.lock().expect("registry lock");
         let missed = inner
@@ -310,10 +327,16 @@ impl Registry {
     /// Tells every session which groups its contact shares now (after a
     /// group was created, joined or changed).
     pub(crate) fn refresh_groups(&self, book: &crate::profile::Book) {
-        let inner = self.inner.lock().expect("registry lock");
-        for e in inner.sessions.values() {
+        let mut inner = self.inner.lock().expect("registry lock");
+        for e in inner.sessions.values_mut() {
             if let Some((_, contact)) = book.sync_contact(&e.contact) {
-                let _ = e.commands.try_send(Command::Groups(contact.groups.clone()));
+                if e.commands
+                    .try_send(Command::Groups(contact.groups.clone()))
+                    .is_err()
+                {
+                    e.missed.regroup = true;
+                    self.any_missed.store(true, Ordering::Release);
+                }
             }
         }
     }
@@ -321,9 +344,12 @@ impl Registry {
     /// Tells every session to reconcile `group` again (those that do not
     /// sync it ignore it).
     pub(crate) fn resync(&self, group: GroupId) {
-        let inner = self.inner.lock().expect("registry lock");
-        for e in inner.sessions.values() {
-            let _ = e.commands.try_send(Command::Resync(group));
+        let mut inner = self.inner.lock().expect("registry lock");
+        for e in inner.sessions.values_mut() {
+            if e.commands.try_send(Command::Resync(group)).is_err() {
+                e.missed.groups.insert(group);
+                self.any_missed.store(true, Ordering::Release);
+            }
         }
     }
 
@@ -514,11 +540,14 @@ mod tests {
             r.announce(g1, k(n), None);
         }
         r.announce(g2, k(9), None);
-        // Two fit; the rest of g1's and all of g2's are dropped.
+        let g3 = GroupId([3; 32]);
+        r.resync(g3);
+        // Two fit; the rest of g1's and all of g2's are dropped, and so is
+        // the resync of g3.
         assert!(matches!(rx.try_recv(), Ok(Command::New(g, _)) if g == g1));
         assert!(matches!(rx.try_recv(), Ok(Command::New(g, _)) if g == g1));
         assert!(rx.try_recv().is_err());
-        assert_eq!(r.take_missed(id), BTreeSet::from([g1, g2]));
+        assert_eq!(r.take_missed(id).groups, BTreeSet::from([g1, g2, g3]));
         assert!(r.take_missed(id).is_empty());
         // With room again, nothing is missed.
         r.announce(g2, k(10), None);
