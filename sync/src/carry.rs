@@ -932,22 +932,34 @@ impl Carrier {
         let mut held = Vec::new();
         for _ in 0..r.count()? {
             let arrived = (r.u64()?, r.u64()?);
+            // A part that is missing drops its envelope only (as eviction
+            // would: its sender still holds the message); one that is not
+            // what its key says is damage, and refused.
             let envelope = if parts {
                 let key = r.arr::<33>()?;
                 let copies = r.u8()?;
-                let mut e = Envelope::decode(
-                    part(&key).ok_or(CarryError::Malformed("a carried envelope is missing"))?,
-                )?;
-                if copies == 0 || key != part_key(b'e', &e.id()) {
-                    return Err(CarryError::Malformed("a carried envelope is not its own"));
+                if copies == 0 {
+                    return Err(CarryError::Malformed("a carried envelope with no copies"));
                 }
-                e.set_copies(copies);
-                e
+                match part(&key) {
+                    Some(bytes) => {
+                        let mut e = Envelope::decode(bytes)?;
+                        if key != part_key(b'e', &e.id()) {
+                            return Err(CarryError::Malformed("a carried envelope is not its own"));
+                        }
+                        e.set_copies(copies);
+                        Some(e)
+                    }
+                    None => None,
+                }
             } else {
-                Envelope::decode(r.bytes()?)?
+                Some(Envelope::decode(r.bytes()?)?)
             };
             let peers = r.keys()?;
             let offered = r.keys()?;
+            let Some(envelope) = envelope else {
+                continue;
+            };
             held.push(Held {
                 envelope,
                 arrived,
@@ -961,19 +973,28 @@ impl Carrier {
                 sign: r.arr()?,
                 dh: r.arr()?,
             };
+            // A missing part stops that message spreading only (it still
+            // goes directly).
             let message = if parts {
                 let key = r.arr::<33>()?;
-                let m = Message::decode(
-                    part(&key).ok_or(CarryError::Malformed("a spreading message is missing"))?,
-                )
-                .map_err(|_| CarryError::Malformed("a carried message"))?;
-                if key != part_key(b'm', &m.id().0) {
-                    return Err(CarryError::Malformed("a spreading message is not its own"));
+                match part(&key) {
+                    Some(bytes) => {
+                        let m = Message::decode(bytes)
+                            .map_err(|_| CarryError::Malformed("a carried message"))?;
+                        if key != part_key(b'm', &m.id().0) {
+                            return Err(CarryError::Malformed(
+                                "a spreading message is not its own",
+                            ));
+                        }
+                        Some(m)
+                    }
+                    None => None,
                 }
-                m
             } else {
-                Message::decode(r.bytes()?)
-                    .map_err(|_| CarryError::Malformed("a carried message"))?
+                Some(
+                    Message::decode(r.bytes()?)
+                        .map_err(|_| CarryError::Malformed("a carried message"))?,
+                )
             };
             let expires = r.u64()?;
             let copies = r.u8()?;
@@ -981,6 +1002,9 @@ impl Carrier {
             let acks = (0..r.count()?)
                 .map(|_| r.arr::<16>())
                 .collect::<Result<Vec<_>, _>>()?;
+            let Some(message) = message else {
+                continue;
+            };
             if c.own.contains_key(&message.id())
                 || c.own_order.insert(order, message.id()).is_some()
                 || c.own.len() >= MAX_OWN
@@ -1513,12 +1537,19 @@ mod tests {
             let back = Carrier::decode_state(&state, cfg, |k| parts.get(k).cloned()).unwrap();
             assert_eq!(back.encode(), p.carrier.encode());
             assert_eq!(back.encode_state(), state);
-            // A part missing, or another one under its key, is refused.
+            // A part missing drops its entry only; another one under its
+            // key is refused.
             for k in parts.keys() {
                 let lacking = Carrier::decode_state(&state, cfg, |q| {
                     (q != k).then(|| parts.get(q).cloned()).flatten()
-                });
-                assert!(lacking.is_err());
+                })
+                .unwrap();
+                assert_eq!(
+                    lacking.held() + lacking.spreading(),
+                    parts.len() - 1,
+                    "{k:?}"
+                );
+                assert_eq!(lacking.parts().count(), parts.len() - 1);
                 let swapped = Carrier::decode_state(&state, cfg, |q| {
                     let other = parts.keys().find(|o| *o != q).unwrap_or(q);
                     parts.get(if q == k { other } else { q }).cloned()
