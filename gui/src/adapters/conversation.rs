@@ -154,6 +154,14 @@ impl ConversationModel {
         self.notify.reset();
     }
 
+    /// A page that could not be read: no longer waited for.
+    fn unpend(&self, generation: u64, page: usize) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.generation == generation {
+            inner.pending.remove(&page);
+        }
+    }
+
     /// A page read on request.
     fn fill(&self, generation: u64, page: usize, rows: Vec<Row>) {
         let range = {
@@ -203,6 +211,16 @@ impl ConversationModel {
                 }
             });
             let Some(Ok(rows)) = rows else {
+                // Not read (locked, or a store error): asked again when
+                // the rows are next shown.
+                core.ui(move |ui| {
+                    let unpend = |m: &ConversationModel| m.unpend(generation, page);
+                    if group {
+                        with_group_model(&ui, unpend);
+                    } else {
+                        with_model(&ui, unpend);
+                    }
+                });
                 return;
             };
             core.ui(move |ui| {
