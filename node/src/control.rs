@@ -279,6 +279,9 @@ pub struct ContactView {
     /// belong together: only the safety number can.
     #[serde(default)]
     pub legacy: bool,
+    /// A mailbox: it carries sealed messages and reads nothing.
+    #[serde(default)]
+    pub mailbox: bool,
     /// Another contact (or you) whose name looks like this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookalike: Option<String>,
@@ -292,6 +295,7 @@ impl ContactView {
             key: hex(&c.public.sign),
             verified: c.verified,
             legacy: c.legacy,
+            mailbox: c.mailbox,
             lookalike: p.lookalike(&c.name),
         }
     }

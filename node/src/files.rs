@@ -145,6 +145,11 @@ impl Profile {
     ) -> Result<(Group, Option<Time>), ProfileError> {
         match to {
             Conversation::Contact(c) => {
+                if self.contact(c)?.mailbox {
+                    return Err(ProfileError::Mailbox(format!(
+                        "{c:?} is a mailbox: it carries sealed messages for its owner and reads nothing; write to its owner instead"
+                    )));
+                }
                 let group = self.direct_group(c)?;
                 let expires = self.timer(c)?.map(|t| now.saturating_add(t));
                 Ok((group, expires))

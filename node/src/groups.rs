@@ -387,6 +387,7 @@ impl Profile {
         let mut others = Vec::with_capacity(with.len());
         for contact in with {
             let record = self.contact(contact.trim())?;
+            refuse_mailbox(&record)?;
             if others
                 .iter()
                 .any(|(p, _): &(strand_sync::PublicIdentity, String)| *p == record.public)
@@ -470,6 +471,7 @@ impl Profile {
         let (change, welcome_to) = match action {
             GroupAction::Add(contact) => {
                 let record = self.contact(contact)?;
+                refuse_mailbox(&record)?;
                 (
                     Change::Add {
                         public: record.public,
@@ -875,4 +877,16 @@ impl Profile {
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some((epoch.name.clone(), author, text))
     }
+}
+
+/// A mailbox reads nothing: it is never made a group's member (it would
+/// get the group's key).
+fn refuse_mailbox(record: &crate::profile::ContactRecord) -> Result<(), ProfileError> {
+    if record.mailbox {
+        return Err(ProfileError::Group(format!(
+            "{:?} is a mailbox: it carries sealed messages and reads nothing, so it cannot be a member",
+            record.name
+        )));
+    }
+    Ok(())
 }

@@ -112,7 +112,7 @@ impl Profile {
                 )));
             }
         }
-        let record = self.add_or_find(owner, &owner.name, now, rng)?;
+        let record = self.add_or_find(owner, &owner.name, false, now, rng)?;
         let sealed = seal(self.root(), ROLE_MAILBOX_OF, &owner.public.sign, rng);
         self.write_txn(move |txn| {
             txn.open_table(META)
@@ -154,7 +154,7 @@ impl Profile {
                 ));
             }
         }
-        let record = self.add_or_find(mailbox, MAILBOX_NAME, now, rng)?;
+        let record = self.add_or_find(mailbox, MAILBOX_NAME, true, now, rng)?;
         let sealed = seal(
             self.root(),
             ROLE_MAILBOX,
@@ -178,10 +178,11 @@ impl Profile {
         &self,
         invite: &Invite,
         name: &str,
+        mailbox: bool,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        match self.add_contact(invite, name, now, rng) {
+        match self.add_contact_as(invite, name, mailbox, now, rng) {
             Err(ProfileError::DuplicateContact(_)) => self
                 .book()
                 .records
@@ -301,7 +302,7 @@ impl Profile {
                 {
                     return Ok(Vec::new());
                 }
-                match self.add_contact(&invite, &name, now, rng) {
+                match self.add_contact_as(&invite, &name, true, now, rng) {
                     Ok(r) => added.push(r),
                     Err(e) => tracing::warn!(contact = %from.name, "their mailbox not added: {e}"),
                 }
@@ -336,6 +337,7 @@ impl Profile {
                         added_at: now,
                         verified: false,
                         legacy: false,
+                        mailbox: false,
                     });
                 }
                 // All in one change of the contact list.

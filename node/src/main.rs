@@ -580,7 +580,9 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
         println!("No contacts yet. Add one with `strand add CODE --name NAME`.");
     } else {
         for c in list {
-            let mark = if c.verified {
+            let mark = if c.mailbox {
+                "mailbox: carries sealed messages, reads nothing"
+            } else if c.verified {
                 "verified"
             } else if c.legacy {
                 "NOT VERIFIED (old invite): run `strand verify`"

@@ -85,6 +85,10 @@ pub struct ContactRecord {
     /// Added from a version 1 invite, which could not prove that its two
     /// keys belong together: confirming the safety number is the only check.
     pub legacy: bool,
+    /// A mailbox (PROTOCOL.md §17.1): this user's own, or one a contact
+    /// named. It carries sealed messages and reads nothing, so nothing is
+    /// written to it.
+    pub mailbox: bool,
 }
 
 /// A message of a conversation, decrypted.
@@ -702,6 +706,18 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
+        self.add_contact_as(invite, name, false, now, rng)
+    }
+
+    /// [`Profile::add_contact`], for a mailbox if `mailbox`.
+    pub(crate) fn add_contact_as(
+        &self,
+        invite: &Invite,
+        name: &str,
+        mailbox: bool,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
         let name = name.trim();
         strand_sync::check_name(name).map_err(|e| match e {
             strand_sync::KeyError::Name(why) => {
@@ -718,6 +734,7 @@ impl Profile {
             added_at: now,
             verified: false,
             legacy: false,
+            mailbox,
         };
         self.add_record(record, invite.reach.as_ref(), now, rng)
     }
@@ -1333,6 +1350,8 @@ pub(crate) fn overwrite(file: &std::fs::File) -> std::io::Result<()> {
 const CONTACT_VERIFIED: u8 = 1;
 /// Flags byte of a contact record: added from a version 1 invite.
 const CONTACT_LEGACY: u8 = 2;
+/// Flags byte of a contact record: a mailbox.
+const CONTACT_MAILBOX: u8 = 4;
 
 /// A contact record: sign (32) ‖ dh (32) ‖ added at (u64 LE) ‖ name, then
 /// 0x00 ‖ flags. Records written before flags existed end with the name
@@ -1346,7 +1365,9 @@ fn encode_contact(c: &ContactRecord) -> Vec<u8> {
     out.extend_from_slice(c.name.as_bytes());
     out.push(0);
     out.push(
-        if c.verified { CONTACT_VERIFIED } else { 0 } | if c.legacy { CONTACT_LEGACY } else { 0 },
+        if c.verified { CONTACT_VERIFIED } else { 0 }
+            | if c.legacy { CONTACT_LEGACY } else { 0 }
+            | if c.mailbox { CONTACT_MAILBOX } else { 0 },
     );
     out
 }
@@ -1371,6 +1392,7 @@ fn decode_contact(b: &[u8]) -> Result<ContactRecord, ProfileError> {
             .map_err(|_| ProfileError::Corrupt("contact name".into()))?,
         verified: flags.is_some_and(|f| f & CONTACT_VERIFIED != 0),
         legacy: flags.is_none_or(|f| f & CONTACT_LEGACY != 0),
+        mailbox: flags.is_some_and(|f| f & CONTACT_MAILBOX != 0),
     })
 }
 
@@ -1458,6 +1480,7 @@ mod tests {
             added_at: 7,
             verified,
             legacy,
+            mailbox: false,
         }
     }
 
@@ -1466,6 +1489,11 @@ mod tests {
         for (v, l) in [(false, false), (true, false), (false, true), (true, true)] {
             let r = record(v, l);
             assert_eq!(decode_contact(&encode_contact(&r)).unwrap(), r);
+            let m = ContactRecord {
+                mailbox: true,
+                ..record(v, l)
+            };
+            assert_eq!(decode_contact(&encode_contact(&m)).unwrap(), m);
         }
     }
 

@@ -62,6 +62,7 @@ pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
         return Trust::default();
     };
     let warning = match (p.lookalike(name), c.verified, c.legacy) {
+        _ if c.mailbox => "Mailbox: carries sealed messages, reads nothing".to_owned(),
         (Some(other), _, _) => format!("Name looks like “{other}”: check who this is"),
         (None, false, true) => "Added from an old invite: compare safety numbers".to_owned(),
         _ => String::new(),

@@ -348,6 +348,7 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     owen.export_bundle("ann", &for_ann, now, &mut rng).unwrap();
     owen.export_bundle(&mailbox.name, &for_max, now, &mut rng)
         .unwrap();
+    assert!(mailbox.mailbox);
     let budgets = strand_node::Budgets::default();
     for _ in 0..2 {
         ann.import_bundle(&for_ann, &budgets, now, &mut rng)
@@ -361,6 +362,20 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
         assert_eq!(keys.len(), 2);
         assert!(keys.contains(&ann.identity().public()));
     }
+    // Both know the mailbox for one, and write nothing to it: it reads
+    // nothing (nor can it be a group's member).
+    let theirs = ann.contact("owen's mailbox").unwrap();
+    assert!(theirs.mailbox && !ann.contact("owen").unwrap().mailbox);
+    for (p, name) in [(&ann, "owen's mailbox"), (&owen, mailbox.name.as_str())] {
+        let err = p.write(name, "hello?", now, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("is a mailbox"), "{err}");
+    }
+    let err = ann
+        .create_group("desk", &["owen's mailbox".to_owned()], now, &mut rng)
+        .unwrap_err();
+    assert!(err.to_string().contains("is a mailbox"), "{err}");
+    assert!(ann.groups().unwrap().is_empty());
+    assert!(ann.write("owen", "still fine", now, &mut rng).is_ok());
 }
 
 /// Envelopes on a drive (issue 15): Ben carries Ann's message for Cat,
