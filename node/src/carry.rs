@@ -251,14 +251,12 @@ impl Profile {
         {
             return Ok(());
         }
-        let sealed = seal(self.root(), ROLE_CARRY_BUDGET, &budget.to_be_bytes(), rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::CARRY_BUDGET, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })
+        self.set_meta_sealed(
+            meta::CARRY_BUDGET,
+            ROLE_CARRY_BUDGET,
+            &budget.to_be_bytes(),
+            rng,
+        )
     }
 
     /// The handouts as messages in the pools they go to. A handout for
@@ -498,15 +496,8 @@ mod tests {
         assert_eq!(bens.held(), 1);
 
         // Saved whole, as before `carried`.
-        let whole = seal(p.root(), ROLE_CARRIER, &bens.encode(), &mut rng);
-        p.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::CARRIER, &whole[..])
-                .map_err(db_error)?;
-            Ok(())
-        })
-        .unwrap();
+        p.set_meta_sealed(meta::CARRIER, ROLE_CARRIER, &bens.encode(), &mut rng)
+            .unwrap();
         let settings = CarrySettings::default();
         let loaded = p.load_carrier(&settings).unwrap();
         assert_eq!(loaded.encode(), bens.encode());

@@ -21,9 +21,8 @@ use strand_sync::{
     MailboxProof, Message, PublicIdentity, Time,
 };
 
-use crate::crypto::seal;
 use crate::profile::db_error;
-use crate::schema::{meta, META};
+use crate::schema::meta;
 use crate::store::insert_written;
 use crate::{ContactRecord, Profile, ProfileError};
 
@@ -113,14 +112,7 @@ impl Profile {
             }
         }
         let record = self.add_or_find(owner, &owner.name, false, now, rng)?;
-        let sealed = seal(self.root(), ROLE_MAILBOX_OF, &owner.public.sign, rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::MAILBOX_OF, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
+        self.set_meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF, &owner.public.sign, rng)?;
         Ok(record)
     }
 
@@ -155,19 +147,12 @@ impl Profile {
             }
         }
         let record = self.add_or_find(mailbox, MAILBOX_NAME, true, now, rng)?;
-        let sealed = seal(
-            self.root(),
+        self.set_meta_sealed(
+            meta::MAILBOX,
             ROLE_MAILBOX,
             &[&proof[..], &mailbox.to_bytes()].concat(),
             rng,
-        );
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::MAILBOX, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
+        )?;
         let written = self.tell_mailbox(None, now, rng)?;
         Ok((record, written))
     }

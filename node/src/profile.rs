@@ -670,14 +670,7 @@ impl Profile {
         let identity = Identity::from_secret_bytes(&secret_bytes, name)?;
         let mut secret = Zeroizing::new(secret_bytes.to_vec());
         secret.extend_from_slice(name.as_bytes());
-        let sealed = seal(&self.inner.root, ROLE_IDENTITY, &secret, rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::IDENTITY, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
+        self.set_meta_sealed(meta::IDENTITY, ROLE_IDENTITY, &secret, rng)?;
         *self.inner.identity.write().expect("identity lock") = Arc::new(identity);
         Ok(())
     }

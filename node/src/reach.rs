@@ -99,6 +99,26 @@ fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
 }
 
 impl Profile {
+    /// Seals `plain` under the root key for `role` and stores it as the
+    /// `meta` entry `name`, in a transaction of its own (read back with
+    /// [`Profile::meta_sealed`]).
+    pub(crate) fn set_meta_sealed(
+        &self,
+        name: &'static str,
+        role: &str,
+        plain: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        let sealed = seal(self.root(), role, plain, rng);
+        self.write_txn(move |txn| {
+            txn.open_table(META)
+                .map_err(db_error)?
+                .insert(name, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn meta_sealed(
         &self,
         name: &str,
@@ -127,14 +147,7 @@ impl Profile {
         relays: &[String],
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(), ProfileError> {
-        let sealed = seal(self.root(), ROLE_RELAYS, &encode_relays(relays), rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::RELAYS, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })
+        self.set_meta_sealed(meta::RELAYS, ROLE_RELAYS, &encode_relays(relays), rng)
     }
 
     /// Adds a relay (a multiaddr ending in the relay's `/p2p/` id). The
@@ -207,14 +220,7 @@ impl Profile {
         }
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let sealed = seal(self.root(), ROLE_RELAY_SEED, &seed, rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::RELAY_SEED, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
+        self.set_meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED, &seed, rng)?;
         Ok(seed)
     }
 
@@ -275,14 +281,7 @@ impl Profile {
         }
         let contacts = self.contacts();
         let written = self.write_reach(&reach, &contacts, now, rng)?;
-        let sealed = seal(self.root(), ROLE_REACH, &reach.encode(), rng);
-        self.write_txn(move |txn| {
-            txn.open_table(META)
-                .map_err(db_error)?
-                .insert(meta::REACH, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
+        self.set_meta_sealed(meta::REACH, ROLE_REACH, &reach.encode(), rng)?;
         Ok(written)
     }
 
