@@ -711,13 +711,8 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
+        // The name is checked with the record (`add_record`).
         let name = name.trim();
-        strand_sync::check_name(name).map_err(|e| match e {
-            strand_sync::KeyError::Name(why) => {
-                ProfileError::Name(format!("the contact name {why}"))
-            }
-            other => ProfileError::Key(other),
-        })?;
         // The invite's own signature, again: an `Invite` built in code (not
         // decoded) must not skip the check that ties its keys together.
         Invite::from_bytes(&invite.to_bytes())?;
