@@ -3,7 +3,7 @@
 //! contact's node learns it over a real loopback link.
 
 use slint::ComponentHandle;
-use strand_gui::{AddContactAdapter, NetworkAdapter};
+use strand_gui::NetworkAdapter;
 use strand_node::Node;
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -19,10 +19,7 @@ fn the_switch_turns_carrying_on_and_contacts_learn_it() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
         let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
-        gui.ui
-            .global::<AddContactAdapter>()
-            .invoke_add(bob_code.into(), "Bob".into());
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        gui.add_bob(h, &bob_code);
         let net = gui.ui.global::<NetworkAdapter>();
         net.invoke_dial(bob_addr.to_string().into());
 
@@ -55,10 +52,7 @@ fn a_mailbox_is_paired_from_the_network_screen() {
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
         let bob = gui.bob(tmp.path());
-        gui.ui
-            .global::<AddContactAdapter>()
-            .invoke_add(bob.identity().invite().to_text().into(), "Bob".into());
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        gui.add_bob(h, &bob.identity().invite().to_text());
         // The mailbox: a profile of its own that took Alice's invite.
         let mailbox = strand_node::Profile::create(
             &tmp.path().join("mailbox"),

@@ -3,7 +3,7 @@
 //! drive" from a conversation writes one only that contact opens.
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{AddContactAdapter, ConversationAdapter, NetworkAdapter};
+use strand_gui::{ConversationAdapter, NetworkAdapter};
 use strand_node::os_rng;
 
 use crate::support::{on_ui, options, Gui, WAIT};
@@ -17,10 +17,7 @@ fn bundles_are_imported_and_written_from_the_app() {
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
         let bob = gui.bob(tmp.path());
-        gui.ui
-            .global::<AddContactAdapter>()
-            .invoke_add(bob.identity().invite().to_text().into(), "Bob".into());
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        gui.add_bob(h, &bob.identity().invite().to_text());
 
         // Bob, never met, writes and sends by drive.
         bob.write(

@@ -2,7 +2,7 @@
 //! and one with the file picker, receive an image that shows its preview, save it (issue 14).
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{AddContactAdapter, ConversationAdapter, FilePickerAdapter, NetworkAdapter};
+use strand_gui::{ConversationAdapter, FilePickerAdapter, NetworkAdapter};
 use strand_node::{Conversation, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -21,10 +21,7 @@ fn files_are_sent_shown_and_saved_from_the_app() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
         let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
-        gui.ui
-            .global::<AddContactAdapter>()
-            .invoke_add(bob_code.into(), "Bob".into());
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        gui.add_bob(h, &bob_code);
         let net = gui.ui.global::<NetworkAdapter>();
         net.invoke_dial(bob_addr.to_string().into());
         gui.ui

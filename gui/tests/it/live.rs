@@ -5,19 +5,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{
-    AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter,
-};
+use strand_gui::{AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter};
 use strand_node::{Delivery, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
-
-fn add_bob(h: &strand_gui::headless::Headless, gui: &Gui, code: &str) {
-    gui.ui
-        .global::<AddContactAdapter>()
-        .invoke_add(code.into(), "Bob".into());
-    assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
-}
 
 #[test]
 fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
@@ -33,7 +24,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
         let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
 
-        add_bob(h, &gui, &bob_code);
+        gui.add_bob(h, &bob_code);
         // Alice leaves the conversation so that what arrives is unread.
         gui.ui
             .global::<AppAdapter>()
@@ -169,7 +160,7 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
             assert!(other.onboarding().get_in_use());
         }
 
-        add_bob(h, &gui, &bob_code);
+        gui.add_bob(h, &bob_code);
         gui.ui
             .global::<AppAdapter>()
             .invoke_navigate(strand_gui::Screen::Settings);

@@ -155,6 +155,15 @@ impl Gui {
         bob
     }
 
+    /// Adds Bob by his invite `code` from the add-contact screen, and
+    /// waits until he is the one contact listed.
+    pub fn add_bob(&self, h: &Headless, code: &str) {
+        self.ui
+            .global::<strand_gui::AddContactAdapter>()
+            .invoke_add(code.into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || self.contacts().len() == 1));
+    }
+
     pub fn invite(&self) -> String {
         self.ui
             .global::<strand_gui::AddContactAdapter>()
