@@ -784,10 +784,17 @@ impl Profile {
 
     /// Marks a group read up to its newest text.
     pub fn mark_group_read(&self, group: &str) -> Result<(), ProfileError> {
+        match self.group_conversation_keys(group)?.pop() {
+            Some(up_to) => self.mark_group_read_to(group, &up_to),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks a group read up to `up_to` (a position from
+    /// [`Profile::group_conversation_keys`]); never moves the mark back.
+    pub fn mark_group_read_to(&self, group: &str, up_to: &Position) -> Result<(), ProfileError> {
         let chain = self.chain_named(group)?;
-        let Some(up_to) = self.group_conversation_keys(group)?.pop() else {
-            return Ok(());
-        };
+        let up_to = *up_to;
         let ids: Vec<GroupId> = chain.epochs().map(Epoch::id).collect();
         self.write_txn(move |txn| {
             let mut t = txn.open_table(SEEN).map_err(db_error)?;

@@ -330,6 +330,19 @@ impl Model for ConversationModel {
     }
 }
 
+/// The page a list opens on (the newest), read with `read` from its
+/// first position: what a model is reset with, beside `keys`.
+pub(crate) fn newest_page<E>(
+    keys: &[Position],
+    read: impl FnOnce(&Position) -> Result<Vec<Row>, E>,
+) -> Result<Vec<(usize, Vec<Row>)>, E> {
+    let Some(last) = keys.len().checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let page = last / PAGE;
+    Ok(vec![(page, read(&keys[page * PAGE])?)])
+}
+
 /// Runs `f` on the window's conversation model.
 pub fn with_model<R>(ui: &AppWindow, f: impl FnOnce(&ConversationModel) -> R) -> Option<R> {
     let rc = ui.global::<ConversationAdapter>().get_messages();
@@ -648,14 +661,12 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let listed = core.with_profile(|p| {
         let timer = crate::format::timer_index(p.timer(&contact)?);
         let keys = p.conversation_keys(&contact)?;
-        let mut pages = Vec::new();
-        if let Some(last) = keys.len().checked_sub(1) {
-            let page = last / PAGE;
-            let rows = p.conversation_page(&contact, &keys[page * PAGE], PAGE)?;
-            pages.push((page, rows.into_iter().map(Row::from).collect::<Vec<_>>()));
-            if visible {
-                p.mark_read(&contact, &keys[last])?;
-            }
+        let pages = newest_page(&keys, |from| {
+            p.conversation_page(&contact, from, PAGE)
+                .map(|rows| rows.into_iter().map(Row::from).collect())
+        })?;
+        if let (true, Some(last)) = (visible, keys.last()) {
+            p.mark_read(&contact, last)?;
         }
         Ok::<_, strand_node::ProfileError>((keys, pages, timer))
     });

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use slint::{ComponentHandle, Model, SharedString};
 use strand_node::{GroupAction, GroupSummary};
 
-use super::conversation::{with_group_model, Row, PAGE};
+use super::conversation::{newest_page, with_group_model, Row, PAGE};
 use super::set_vec;
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
@@ -289,11 +289,12 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         // Positions of every text, and the newest page read with them; the
         // rest is read as it scrolls into view.
         let keys = p.group_conversation_keys(&group)?;
-        let mut pages = Vec::new();
-        if let Some(last) = keys.len().checked_sub(1) {
-            let page = last / PAGE;
-            let rows = p.group_conversation_page(&group, &keys[page * PAGE], PAGE)?;
-            pages.push((page, rows.into_iter().map(Row::from).collect::<Vec<_>>()));
+        let pages = newest_page(&keys, |from| {
+            p.group_conversation_page(&group, from, PAGE)
+                .map(|rows| rows.into_iter().map(Row::from).collect())
+        })?;
+        if let (true, Some(last)) = (visible, keys.last()) {
+            p.mark_group_read_to(&group, last)?;
         }
         let messages = (keys, pages);
         let members = p.group_members(&group)?;
@@ -302,9 +303,6 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
             .into_iter()
             .find(|g| g.name == group)
             .ok_or_else(|| strand_node::ProfileError::UnknownGroup(group.clone()))?;
-        if visible {
-            p.mark_group_read(&group)?;
-        }
         let in_group: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
         let addable: Vec<String> = p
             .contacts()
