@@ -62,6 +62,9 @@ pub struct Imported {
     /// What following the group changes it brought wrote.
     #[serde(skip)]
     pub(crate) written: crate::groups::Written,
+    /// Contacts its mailbox records added.
+    #[serde(skip)]
+    pub(crate) added: Vec<crate::ContactRecord>,
 }
 
 /// What one import pass did.
@@ -322,20 +325,10 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Imported, ProfileError> {
         let imported = self.import_bundle_with(path, &Ledger::default(), budgets, now, rng)?;
-        // With no node running nothing else reads what it brought: the
-        // mailbox records are taken now (pool messages are read at the
-        // next start). A running node takes both as from a link.
-        let book = self.book();
-        let mut added = Vec::new();
-        for (group, key) in &imported.stored {
-            if book.sync.iter().any(|c| c.direct_group().id == *group) {
-                match self.take_mailbox_record(group, key, now, rng) {
-                    Ok(a) => added.extend(a),
-                    Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
-                }
-            }
-        }
-        for record in &added {
+        // With no node running, the mailbox learns of the contacts added
+        // now (a running node tells it with the rest of what follows an
+        // added contact). Pool messages are read at the next start.
+        for record in &imported.added {
             if let Err(e) = self.tell_mailbox(Some(&record.public), now, rng) {
                 tracing::warn!("telling the mailbox of a new contact failed: {e}");
             }
@@ -418,6 +411,16 @@ impl Profile {
             }
             if pass.unknown == 0 || !epochs {
                 break;
+            }
+        }
+        // Mailbox records it brought are taken as if a link had.
+        let book = self.book();
+        for (group, key) in &imported.stored {
+            if book.sync.iter().any(|c| c.direct_group().id == *group) {
+                match self.take_mailbox_record(group, key, now, rng) {
+                    Ok(a) => imported.added.extend(a),
+                    Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
+                }
             }
         }
         Ok(imported)

@@ -1012,15 +1012,9 @@ impl Node {
         if !pool.is_empty() {
             carrying::pool_received(self.shared.clone(), pool).await;
         }
-        // Mailbox records a bundle brought are read as if a link had.
-        let direct: Vec<(GroupId, Key)> = imported
-            .stored
-            .iter()
-            .filter(|(g, _)| book.sync.iter().any(|c| c.direct_group().id == *g))
-            .copied()
-            .collect();
-        if !direct.is_empty() {
-            mailbox::records(self.shared.clone(), direct).await;
+        // Contacts its mailbox records added, followed up as a link's are.
+        if !imported.added.is_empty() {
+            self.contacts_added(&imported.added).await;
         }
         self.after_group_change(std::mem::take(&mut imported.written));
         if imported.new > 0 {
