@@ -526,7 +526,7 @@ impl Carrier {
                 held.peers.insert(from.sign);
                 return Ok(Arrival::Known);
             }
-            if let Some(own) = self.own.values_mut().find(|o| o.acks.contains(&hash)) {
+            if let Some(own) = self.own_by_ack(&hash).and_then(|id| self.own.get_mut(&id)) {
                 own.peers.insert(from.sign);
                 return Ok(Arrival::Known);
             }
@@ -612,6 +612,15 @@ impl Carrier {
         Ok(Arrival::Held { evicted })
     }
 
+    /// The own message one of whose envelopes has acknowledgement hash
+    /// `hash`.
+    fn own_by_ack(&self, hash: &[u8; 16]) -> Option<MessageId> {
+        self.own
+            .iter()
+            .find(|(_, o)| o.acks.contains(hash))
+            .map(|(id, _)| *id)
+    }
+
     fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
         let held = self.held.remove(id)?;
         self.used -= held.envelope.as_bytes().len() as u64;
@@ -663,8 +672,8 @@ impl Carrier {
         // Only an acknowledgement of something held or spreading here is
         // remembered (a contact cannot flood the list), until at most the
         // longest an envelope lasts.
-        let own = self.own.values().any(|o| o.acks.contains(&hash));
-        if !own && !self.by_ack.contains_key(&hash) {
+        let own = self.own_by_ack(&hash);
+        if own.is_none() && !self.by_ack.contains_key(&hash) {
             return Ok(Vec::new());
         }
         let expires = expires.min(now.saturating_add(self.config.lifetime));
@@ -682,13 +691,7 @@ impl Carrier {
                 });
             }
         }
-        let done: Vec<MessageId> = self
-            .own
-            .iter()
-            .filter(|(_, o)| o.acks.contains(&hash))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
+        if let Some(id) = own {
             self.delivered(&id);
         }
         Ok(out)
