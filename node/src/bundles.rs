@@ -218,6 +218,7 @@ impl Profile {
         out.write_all(&header).map_err(|e| io_error(path, e))?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
+        let bodies = crate::store::open_if_there(&txn, crate::schema::BODIES).map_err(db_error)?;
         let mut count = 0;
         // The carrying pool too: envelopes handed to them (whole, as a
         // drive allows no asking) and acknowledgements.
@@ -225,8 +226,13 @@ impl Profile {
             let lo = table_key(&group.id, &Key::MIN);
             let hi = table_key(&group.id, &Key::MAX);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
-                let (_, v) = entry.map_err(db_error)?;
-                let Ok(msg) = Message::decode(v.value().to_vec()) else {
+                let (k, v) = entry.map_err(db_error)?;
+                let Some(bytes) = crate::store::whole(bodies.as_ref(), &k.value(), v.value())
+                    .map_err(db_error)?
+                else {
+                    continue;
+                };
+                let Ok(msg) = Message::decode(bytes) else {
                     continue;
                 };
                 if msg.expires().is_some_and(|e| e <= now) {

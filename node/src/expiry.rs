@@ -45,7 +45,9 @@ impl Profile {
                 let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
                 messages.remove(&key).map_err(db_error)?;
                 outbox.remove(&key).map_err(db_error)?;
-                chunks.remove(&key).map_err(db_error)?;
+                if chunks.remove(&key).map_err(db_error)?.is_some() {
+                    crate::store::remove_body(txn, &key).map_err(db_error)?;
+                }
                 if let Ok(s) = <[u8; 80]>::try_from(&v[..]) {
                     shown.remove(&s).map_err(db_error)?;
                 }

@@ -449,6 +449,125 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::{BODIES, CHUNKS, MESSAGES};
+    use crate::store::HEAD;
+    use redb::ReadableTableMetadata;
+
+    /// Each chunk's `messages` row (its head) and the lengths of its
+    /// parts in `bodies`.
+    fn stored_chunks(p: &Profile, sent: &FileSent) -> Vec<(usize, Vec<usize>)> {
+        let db = p.db().unwrap();
+        let txn = db.begin_read().unwrap();
+        let messages = txn.open_table(MESSAGES).unwrap();
+        let bodies = txn.open_table(BODIES).unwrap();
+        sent.chunks
+            .iter()
+            .map(|key| {
+                let k = table_key(&sent.group, key);
+                let mut hi = [0xff; 73];
+                hi[..72].copy_from_slice(&k);
+                let mut lo = [0; 73];
+                lo[..72].copy_from_slice(&k);
+                let parts = bodies
+                    .range(lo..=hi)
+                    .unwrap()
+                    .map(|e| e.unwrap().1.value().len())
+                    .collect();
+                (messages.get(&k).unwrap().unwrap().value().len(), parts)
+            })
+            .collect()
+    }
+
+    /// A file's chunks are stored split (a small `messages` row, the rest
+    /// in 64 KiB parts), read back whole, split by the version 3 → 4
+    /// migration when a store holds them whole, and deleted with every
+    /// part when they expire.
+    #[test]
+    fn chunks_are_stored_in_parts_migrated_and_expired_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let p = Profile::create(
+            &tmp.path().join("a"),
+            "Alice",
+            "pass",
+            crate::KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
+        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        let now = crate::now();
+        p.set_timer("Bob", Some(3_600_000), now, rng).unwrap();
+        let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let path = tmp.path().join("f.bin");
+        std::fs::write(&path, &data).unwrap();
+        let sent = p
+            .send_file(Conversation::Contact("Bob"), &path, now, rng)
+            .unwrap();
+        let id: String = sent.manifest.id.0[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let save = |n: &str| std::fs::read(p.save_file(&id, &tmp.path().join(n)).unwrap()).unwrap();
+        let split = stored_chunks(&p, &sent);
+        assert_eq!(split.len(), 3);
+        for (head, parts) in &split {
+            assert_eq!(*head, HEAD);
+            assert!(parts.iter().all(|&n| n <= PART_MAX));
+        }
+        assert_eq!(split[0].1.len(), 5, "256 KiB and a header: 5 parts");
+        assert_eq!(save("one"), data);
+
+        // What version 3 stored: every chunk whole in `messages`.
+        let db = p.db().unwrap();
+        let mut txn = db.begin_write().unwrap();
+        txn.set_two_phase_commit(true);
+        {
+            let view = p.read_view().unwrap();
+            let mut messages = txn.open_table(MESSAGES).unwrap();
+            for key in &sent.chunks {
+                let whole = strand_sync::Store::get(&view, &sent.group, key)
+                    .unwrap()
+                    .unwrap();
+                messages
+                    .insert(&table_key(&sent.group, key), &whole[..])
+                    .unwrap();
+            }
+        }
+        txn.delete_table(BODIES).unwrap();
+        txn.commit().unwrap();
+        assert!(stored_chunks_whole(&p, &sent));
+        assert_eq!(save("two"), data, "read whole as version 3 stored it");
+        let me = p.identity().public().sign;
+        crate::schema::migrate(&db, 3, &me).unwrap();
+        assert_eq!(stored_chunks(&p, &sent), split);
+        assert_eq!(save("three"), data);
+
+        assert_eq!(p.sweep_expired(now + 3_600_001).unwrap(), 4);
+        let txn = db.begin_read().unwrap();
+        assert!(txn.open_table(BODIES).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());
+    }
+
+    /// The largest part.
+    const PART_MAX: usize = 65_536 - 256;
+
+    fn stored_chunks_whole(p: &Profile, sent: &FileSent) -> bool {
+        let db = p.db().unwrap();
+        let txn = db.begin_read().unwrap();
+        let messages = txn.open_table(MESSAGES).unwrap();
+        sent.chunks.iter().all(|key| {
+            messages
+                .get(&table_key(&sent.group, key))
+                .unwrap()
+                .unwrap()
+                .value()
+                .len()
+                > HEAD
+        })
+    }
 
     #[test]
     fn names_are_made_safe() {

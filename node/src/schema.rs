@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `meta` | name (`&str`) | bytes, see below |
 //! | `contacts` | keyed hash of the contact's signing key (32) | sealed contact record |
-//! | `messages` | group id (32) ‖ time (u64 BE) ‖ message id (32) | encoded message (body already encrypted under the group key) |
+//! | `messages` | group id (32) ‖ time (u64 BE) ‖ message id (32) | encoded message (body already encrypted under the group key); a file chunk's first 110 bytes only (since schema version 4) |
+//! | `bodies` | `messages` key (72) ‖ part (u8) | the rest of a file chunk, in parts of at most 65,280 bytes |
 //! | `records` | group id (32) ‖ author's signing key (32) | key in `messages` of that author's newest reach record (72) |
 //! | `outbox` | same key as `messages` | delivery state of a message this profile wrote (u8) |
 //! | `shown` | group id (32) ‖ position (48): shown at (u64 BE) ‖ time (u64 BE) ‖ message id (32) | received at (u64 BE, 0 if unknown) ‖ flags (u8; 1 = a contact wrote it) |
@@ -55,7 +56,7 @@ use crate::store::Position;
 
 /// The schema this code writes. A file with a newer one is refused; an
 /// older one is migrated by [`migrate`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// File name of the store inside a profile directory.
 pub const DB_FILE: &str = "strand.redb";
@@ -104,6 +105,14 @@ pub const TIMERS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("ti
 /// Per group epoch and author, the `messages` key of their newest chosen
 /// name ([`strand_sync::Kind::NAME`]): epoch id (32) ‖ author (32).
 pub const NAMES: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("names");
+
+/// The rest of each file chunk, after the head its `messages` row holds:
+/// `messages` key ‖ part number → up to 65,280 bytes. Since schema
+/// version 4. In `messages` a chunk whole (256 KiB and a header) filled a
+/// 512 KiB page, written and sealed at every store and read and unsealed
+/// by every range read that crossed it (reconciliation, listing a
+/// conversation); now its row is small and its parts fill 64 KiB pages.
+pub const BODIES: TableDefinition<[u8; 73], &[u8]> = TableDefinition::new("bodies");
 
 /// File chunks held, by their `messages` key: whether a file is all here
 /// is answered without reading its chunks (each up to 256 KiB).
@@ -163,6 +172,8 @@ pub mod meta {
 ///   conversation's `read` mark into `seen` (a version 1 store has none:
 ///   its conversations start unread), sets each `floor` to the newest of
 ///   that mark and the user's own texts, and drops `read`.
+/// * 3 → 4 (and 1, 2 → 4): splits every stored file chunk into its head
+///   in `messages` and its rest in `bodies`.
 pub fn migrate(
     db: &redb::Database,
     from: u32,
@@ -171,16 +182,19 @@ pub fn migrate(
     match from {
         SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
-        1 | 2 => {
+        1..=3 => {
             let mut txn = db.begin_write().map_err(db_error)?;
             txn.set_two_phase_commit(true);
-            let own = list_shown(&txn, me)?;
-            txn.open_table(SEEN).map_err(db_error)?;
-            if from == 2 {
-                move_read_marks(&txn)?;
-                txn.delete_table(READ).map_err(db_error)?;
+            if from < 3 {
+                let own = list_shown(&txn, me)?;
+                txn.open_table(SEEN).map_err(db_error)?;
+                if from == 2 {
+                    move_read_marks(&txn)?;
+                    txn.delete_table(READ).map_err(db_error)?;
+                }
+                set_floors(&txn, own)?;
             }
-            set_floors(&txn, own)?;
+            split_chunks(&txn)?;
             txn.open_table(META)
                 .map_err(db_error)?
                 .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
@@ -236,6 +250,37 @@ fn list_shown(
         }
     }
     Ok(own)
+}
+
+/// Version 4's split chunks: every chunk stored whole (the `chunks`
+/// index lists them) becomes its head in `messages` and its rest in
+/// `bodies`.
+fn split_chunks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileError> {
+    use redb::ReadableTable;
+    let keys: Vec<[u8; 72]> = match txn.open_table(CHUNKS) {
+        Ok(t) => t
+            .iter()
+            .map_err(db_error)?
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(db_error(e)),
+    };
+    let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
+    for k in keys {
+        let Some(bytes) = messages
+            .get(&k)
+            .map_err(db_error)?
+            .map(|v| v.value().to_vec())
+        else {
+            continue;
+        };
+        if bytes.len() > crate::store::HEAD {
+            crate::store::put_message(txn, &mut messages, &k, &bytes, true).map_err(db_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Each conversation's floor: the newest of its read mark and `own`.

@@ -15,7 +15,7 @@ use strand_sync::{
     AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time, WriteStore,
 };
 
-use crate::schema::{FLOOR, MESSAGES, RECORDS, SHOWN};
+use crate::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
 /// (group, time, id) order.
@@ -25,6 +25,84 @@ pub fn table_key(group: &GroupId, key: &Key) -> [u8; 72] {
     out[32..40].copy_from_slice(&key.time.to_be_bytes());
     out[40..].copy_from_slice(&key.id.0);
     out
+}
+
+/// How much of a file chunk its [`MESSAGES`] row holds: the header (110
+/// bytes at most, kind at byte 73) and, for a message without an expiry,
+/// the first 8 bytes of its ciphertext. The rest is in [`BODIES`].
+pub(crate) const HEAD: usize = 110;
+/// The most of a chunk's rest one [`BODIES`] row holds: with its key and
+/// redb's leaf header it fills a 64 KiB page. (A chunk whole, 256 KiB and
+/// a header, would take a 512 KiB page: redb gives a value that does not
+/// fit a page the next power of two.)
+const PART: usize = 65_536 - 256;
+
+/// Whether a message is stored split: a file chunk, the one kind whose
+/// size would waste most of a page, and that range reads (reconciliation,
+/// conversation views) would otherwise read in full.
+fn split(message: &Message) -> bool {
+    message.kind() == Kind::CHUNK
+}
+
+/// The [`BODIES`] key of part `i` of the message at `k`.
+fn body_key(k: &[u8; 72], i: u8) -> [u8; 73] {
+    let mut out = [0u8; 73];
+    out[..72].copy_from_slice(k);
+    out[72] = i;
+    out
+}
+
+/// Stores `bytes` at `k`: whole, or split into its head in `messages`
+/// and the rest in [`BODIES`].
+pub(crate) fn put_message(
+    txn: &WriteTransaction,
+    messages: &mut Table<'_, [u8; 72], &'static [u8]>,
+    k: &[u8; 72],
+    bytes: &[u8],
+    split: bool,
+) -> Result<(), redb::Error> {
+    if !split || bytes.len() <= HEAD {
+        messages.insert(k, bytes)?;
+        return Ok(());
+    }
+    messages.insert(k, &bytes[..HEAD])?;
+    let mut bodies = txn.open_table(BODIES)?;
+    for (i, part) in bytes[HEAD..].chunks(PART).enumerate() {
+        let i = u8::try_from(i).expect("a message is at most 255 parts");
+        bodies.insert(&body_key(k, i), part)?;
+    }
+    Ok(())
+}
+
+/// Deletes the rest of a split message at `k`, if it was split.
+pub(crate) fn remove_body(txn: &WriteTransaction, k: &[u8; 72]) -> Result<(), redb::Error> {
+    let mut bodies = txn.open_table(BODIES)?;
+    bodies.retain_in(body_key(k, 0)..=body_key(k, u8::MAX), |_, _| false)?;
+    Ok(())
+}
+
+/// A stored message's bytes from its [`MESSAGES`] row `stored`: the row
+/// itself, or its head and the rest from `bodies` if it was split. `None`
+/// for a hollow row (a carrying pool's, once read: held, nothing to send).
+/// A split message whose rest is missing reads as its head, which does
+/// not decode: damage shows as damage.
+pub(crate) fn whole(
+    bodies: Option<&impl ReadableTable<[u8; 73], &'static [u8]>>,
+    k: &[u8; 72],
+    stored: &[u8],
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    let mut out = stored.to_vec();
+    if stored.len() == HEAD {
+        if let Some(bodies) = bodies {
+            for part in bodies.range(body_key(k, 0)..=body_key(k, u8::MAX))? {
+                out.extend_from_slice(part?.1.value());
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The sync key of a table key.
@@ -206,7 +284,13 @@ impl<'t> Inserter<'t> {
         if self.messages.get(&k)?.is_some() {
             return Ok(false);
         }
-        self.messages.insert(&k, message.as_bytes())?;
+        put_message(
+            self.txn,
+            &mut self.messages,
+            &k,
+            message.as_bytes(),
+            split(message),
+        )?;
         let mut shown_at = None;
         match message.kind() {
             Kind::REACH => self.keep_newest(RECORDS, group, message, &k)?,
@@ -311,17 +395,28 @@ fn walk(
 /// Cheap to make (a page-cache lookup), never blocked by the writer.
 pub struct ReadView {
     table: Option<ReadOnlyTable<[u8; 72], &'static [u8]>>,
+    bodies: Option<ReadOnlyTable<[u8; 73], &'static [u8]>>,
 }
 
 impl ReadView {
     pub(crate) fn new(db: &Database) -> Result<ReadView, redb::Error> {
         let txn = db.begin_read()?;
-        let table = match txn.open_table(MESSAGES) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        Ok(ReadView { table })
+        Ok(ReadView {
+            table: open_if_there(&txn, MESSAGES)?,
+            bodies: open_if_there(&txn, BODIES)?,
+        })
+    }
+}
+
+/// A table of a read transaction, or `None` if it was never made.
+pub(crate) fn open_if_there<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<'_, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, redb::Error> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -332,11 +427,11 @@ impl Store for ReadView {
         let Some(t) = &self.table else {
             return Ok(None);
         };
-        // A hollow message (a carrying pool's, once read) keeps its key
-        // and no bytes: held, but nothing to send.
-        Ok(t.get(&table_key(group, key))?
-            .map(|v| v.value().to_vec())
-            .filter(|v| !v.is_empty()))
+        let k = table_key(group, key);
+        match t.get(&k)? {
+            Some(v) => whole(self.bodies.as_ref(), &k, v.value()),
+            None => Ok(None),
+        }
     }
 
     fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
@@ -433,11 +528,13 @@ impl Store for RedbStore {
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, redb::Error> {
         match &self.txn {
-            Some((txn, _)) => Ok(txn
-                .open_table(MESSAGES)?
-                .get(&table_key(group, key))?
-                .map(|v| v.value().to_vec())
-                .filter(|v| !v.is_empty())),
+            Some((txn, _)) => {
+                let k = table_key(group, key);
+                match txn.open_table(MESSAGES)?.get(&k)? {
+                    Some(v) => whole(Some(&txn.open_table(BODIES)?), &k, v.value()),
+                    None => Ok(None),
+                }
+            }
             None => ReadView::new(&self.db)?.get(group, key),
         }
     }
