@@ -28,6 +28,17 @@ pub(crate) fn hash(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize_fixed().into()
 }
 
+/// `BLAKE2s-256` of `bytes` without their last `tail` bytes, and of all
+/// of them, in one pass: a message's signed digest and its id.
+pub(crate) fn hash_prefix_and_whole(bytes: &[u8], tail: usize) -> ([u8; 32], [u8; 32]) {
+    let (head, rest) = bytes.split_at(bytes.len() - tail);
+    let mut h = Blake2s256::new();
+    Update::update(&mut h, head);
+    let prefix = h.clone().finalize_fixed().into();
+    Update::update(&mut h, rest);
+    (prefix, h.finalize_fixed().into())
+}
+
 /// The Noise protocol every Strand link speaks.
 pub(crate) const NOISE_PARAMS: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
 

@@ -28,11 +28,13 @@ use ed25519_dalek::Signer;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::codec::Reader;
-use crate::crypto::hash;
+use crate::crypto::hash_prefix_and_whole;
 use crate::group::{Group, GroupId};
 use crate::identity::{AuthorId, Identity};
 use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MESSAGE_OVERHEAD};
 use crate::{DecodeError, Invalid};
+use blake2::digest::{FixedOutput, Update};
+use blake2::{Blake2s256, Digest};
 
 const VERSION: u8 = 1;
 /// A message with an expiry.
@@ -106,6 +108,9 @@ impl Kind {
 pub struct Message {
     bytes: Vec<u8>,
     id: MessageId,
+    /// BLAKE2s-256 of the bytes before the signature (what the signature
+    /// signs), found in the same pass as the id.
+    digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Message {
@@ -194,13 +199,19 @@ impl Message {
             .expect("encryption of a bounded body cannot fail");
         bytes.extend_from_slice(&(ct.len() as u32).to_be_bytes());
         bytes.extend_from_slice(&ct);
-        let digest = hash(&[&bytes]);
+        // The digest's state goes on over the signature to the id: one
+        // pass over the body.
+        let mut h = Blake2s256::new();
+        Update::update(&mut h, &bytes);
+        let digest: [u8; 32] = h.clone().finalize_fixed().into();
         let sig = author
             .signing_key()
             .sign(&[SIGNED_PREFIX, &digest].concat());
-        bytes.extend_from_slice(&sig.to_bytes());
-        let id = MessageId(hash(&[&bytes]));
-        Ok(Message { bytes, id })
+        let sig = sig.to_bytes();
+        bytes.extend_from_slice(&sig);
+        Update::update(&mut h, &sig);
+        let id = MessageId(h.finalize_fixed().into());
+        Ok(Message { bytes, id, digest })
     }
 
     /// Checks a message's structure (lengths, version). Says nothing yet
@@ -239,8 +250,12 @@ impl Message {
         r.bytes(ct_len)?;
         r.bytes(64)?;
         r.finish()?;
-        let id = MessageId(hash(&[&bytes]));
-        Ok(Message { bytes, id })
+        let (digest, id) = hash_prefix_and_whole(&bytes, 64);
+        Ok(Message {
+            bytes,
+            id: MessageId(id),
+            digest,
+        })
     }
 
     /// Full validation for storing or forwarding: the group is `group`, the
@@ -303,7 +318,7 @@ impl Message {
     ) {
         let split = self.bytes.len() - 64;
         let sig_bytes: [u8; 64] = self.bytes[split..].try_into().expect("64 bytes");
-        let digest = hash(&[&self.bytes[..split]]);
+        let digest = self.digest;
         let mut signed = [0u8; SIGNED_LEN];
         signed[..SIGNED_PREFIX.len()].copy_from_slice(SIGNED_PREFIX);
         signed[SIGNED_PREFIX.len()..].copy_from_slice(&digest);
