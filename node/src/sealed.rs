@@ -300,21 +300,85 @@ impl SealedBackend {
     fn open_slot(&self, index: u64, offset: u64) -> std::io::Result<Option<(u64, Vec<u8>)>> {
         let mut raw = vec![0u8; SLOT as usize];
         self.file.read_exact_at(&mut raw, offset)?;
+        let mut data = vec![0u8; BLOCK];
+        Ok(self.open_raw(index, &raw, &mut data).map(|c| (c, data)))
+    }
+
+    /// Decrypts the slot `raw` as block `index` into `out` (one block):
+    /// its counter, or `None` if it does not authenticate; zeros for a
+    /// slot never written.
+    fn open_raw(&self, index: u64, raw: &[u8], out: &mut [u8]) -> Option<u64> {
         if raw.iter().all(|b| *b == 0) {
-            return Ok(Some((0, vec![0u8; BLOCK])));
+            out.fill(0);
+            return Some(0);
         }
         let counter = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
-        let nonce = XNonce::clone_from_slice(&raw[8..8 + NONCE]);
-        let mut data = raw[8 + NONCE..8 + NONCE + BLOCK].to_vec();
-        let tag = Tag::clone_from_slice(&raw[8 + NONCE + BLOCK..]);
-        let aad = aad(index, counter);
-        match self
+        let nonce = XNonce::from_slice(&raw[8..8 + NONCE]);
+        out.copy_from_slice(&raw[8 + NONCE..8 + NONCE + BLOCK]);
+        let tag = Tag::from_slice(&raw[8 + NONCE + BLOCK..]);
+        self.cipher
+            .decrypt_in_place_detached(nonce, &aad(index, counter), out, tag)
+            .ok()
+            .map(|()| counter)
+    }
+
+    /// Seals `data` (one block) as block `index` with `counter` and
+    /// `nonce` into `slot`.
+    fn seal_into(
+        &self,
+        index: u64,
+        counter: u64,
+        nonce: &[u8],
+        data: &[u8],
+        slot: &mut [u8],
+    ) -> std::io::Result<()> {
+        let (head, rest) = slot.split_at_mut(8 + NONCE);
+        head[..8].copy_from_slice(&counter.to_le_bytes());
+        head[8..].copy_from_slice(nonce);
+        let (ct, tag_out) = rest.split_at_mut(BLOCK);
+        ct.copy_from_slice(data);
+        let tag = self
             .cipher
-            .decrypt_in_place_detached(&nonce, &aad, &mut data, &tag)
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), &aad(index, counter), ct)
+            .map_err(|_| corrupt("encryption failed"))?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Reads whole blocks `first..` into `out` (a multiple of a block),
+    /// none of them block 0: one read of their slots, which lie end to
+    /// end.
+    fn read_run(&self, first: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let mut raw = vec![0u8; out.len() / BLOCK * SLOT as usize];
+        self.file.read_exact_at(&mut raw, slot_offset(first, 0))?;
+        for (i, (raw, out)) in raw
+            .chunks_exact(SLOT as usize)
+            .zip(out.chunks_exact_mut(BLOCK))
+            .enumerate()
         {
-            Ok(()) => Ok(Some((counter, data))),
-            Err(_) => Ok(None),
+            if self.open_raw(first + i as u64, raw, out).is_none() {
+                return Err(corrupt("a block of the profile file does not decrypt"));
+            }
         }
+        Ok(())
+    }
+
+    /// Writes whole blocks `first..` from `data` (a multiple of a block),
+    /// none of them block 0: one write of their slots.
+    fn write_run(&self, first: u64, data: &[u8]) -> std::io::Result<()> {
+        let blocks = data.len() / BLOCK;
+        let mut nonces = vec![0u8; blocks * NONCE];
+        crate::os_rng().fill_bytes(&mut nonces);
+        let mut out = vec![0u8; blocks * SLOT as usize];
+        for (i, ((slot, data), nonce)) in out
+            .chunks_exact_mut(SLOT as usize)
+            .zip(data.chunks_exact(BLOCK))
+            .zip(nonces.chunks_exact(NONCE))
+            .enumerate()
+        {
+            self.seal_into(first + i as u64, 0, nonce, data, slot)?;
+        }
+        self.file.write_all_at(&out, slot_offset(first, 0))
     }
 
     /// Block 0: the newest copy that authenticates (counter, copy, data).
@@ -357,19 +421,14 @@ impl SealedBackend {
         };
         let mut nonce = [0u8; NONCE];
         crate::os_rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(SLOT as usize);
-        out.extend_from_slice(&counter.to_le_bytes());
-        out.extend_from_slice(&nonce);
-        let mut ct = data.to_vec();
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad(index, counter), &mut ct)
-            .map_err(|_| corrupt("encryption failed"))?;
-        out.extend_from_slice(&ct);
-        out.extend_from_slice(&tag);
+        let mut out = vec![0u8; SLOT as usize];
+        self.seal_into(index, counter, &nonce, data, &mut out)?;
         self.file.write_all_at(&out, offset)
     }
 }
+
+/// The most blocks one read or write of a run moves (1 MiB).
+const RUN: usize = 256;
 
 fn aad(index: u64, counter: u64) -> [u8; 31] {
     let mut out = [0u8; 31];
@@ -401,9 +460,15 @@ impl StorageBackend for SealedBackend {
         while at < end {
             let index = at / BLOCK as u64;
             let within = (at % BLOCK as u64) as usize;
+            let o = (at - offset) as usize;
+            let whole = ((end - at) as usize / BLOCK).min(RUN);
+            if index > 0 && within == 0 && whole > 0 {
+                self.read_run(index, &mut out[o..o + whole * BLOCK])?;
+                at += (whole * BLOCK) as u64;
+                continue;
+            }
             let n = (BLOCK - within).min((end - at) as usize);
             let block = self.read_block(index)?;
-            let o = (at - offset) as usize;
             out[o..o + n].copy_from_slice(&block[within..within + n]);
             at += n as u64;
         }
@@ -453,8 +518,14 @@ impl StorageBackend for SealedBackend {
         while at < end {
             let index = at / BLOCK as u64;
             let within = (at % BLOCK as u64) as usize;
-            let n = (BLOCK - within).min((end - at) as usize);
             let o = (at - offset) as usize;
+            let whole = ((end - at) as usize / BLOCK).min(RUN);
+            if index > 0 && within == 0 && whole > 0 {
+                self.write_run(index, &data[o..o + whole * BLOCK])?;
+                at += (whole * BLOCK) as u64;
+                continue;
+            }
+            let n = (BLOCK - within).min((end - at) as usize);
             if n == BLOCK {
                 self.write_block(index, &data[o..o + n])?;
             } else {
