@@ -397,6 +397,9 @@ fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(
         let present = t.get(&k).map_err(db_error)?.is_some();
         if present {
             t.insert(&k, &[][..]).map_err(db_error)?;
+            // Pool messages are never split; should one ever be, its
+            // parts go with it.
+            crate::store::remove_body(txn, &k).map_err(db_error)?;
         }
     }
     Ok(())

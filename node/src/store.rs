@@ -83,9 +83,9 @@ pub(crate) fn remove_body(txn: &WriteTransaction, k: &[u8; 72]) -> Result<(), re
 
 /// A stored message's bytes from its [`MESSAGES`] row `stored`: the row
 /// itself, or its head and the rest from `bodies` if it was split. `None`
-/// for a hollow row (a carrying pool's, once read: held, nothing to send).
-/// A split message whose rest is missing reads as its head, which does
-/// not decode: damage shows as damage.
+/// for a hollow row (a carrying pool's, once read: held, nothing to send)
+/// and for a split message whose parts are not all there (a damaged
+/// store: it is not sent or shown as if whole).
 pub(crate) fn whole(
     bodies: Option<&impl ReadableTable<[u8; 73], &'static [u8]>>,
     k: &[u8; 72],
@@ -94,15 +94,36 @@ pub(crate) fn whole(
     if stored.is_empty() {
         return Ok(None);
     }
-    let mut out = stored.to_vec();
-    if stored.len() == HEAD {
-        if let Some(bodies) = bodies {
-            for part in bodies.range(body_key(k, 0)..=body_key(k, u8::MAX))? {
-                out.extend_from_slice(part?.1.value());
-            }
+    if stored.len() != HEAD {
+        return Ok(Some(stored.to_vec()));
+    }
+    let Some(len) = strand_sync::encoded_len(stored) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(stored);
+    if let Some(bodies) = bodies {
+        for part in bodies.range(body_key(k, 0)..=body_key(k, u8::MAX))? {
+            out.extend_from_slice(part?.1.value());
         }
     }
+    if out.len() != len {
+        tracing::warn!("a stored file chunk is missing parts");
+        return Ok(None);
+    }
     Ok(Some(out))
+}
+
+/// The author, kind and whole length of the message in a [`MESSAGES`]
+/// row, read from its head if it was split (its parts stay unread);
+/// `None` for a hollow row or one that does not decode.
+pub(crate) fn row_facts(row: &[u8]) -> Option<(AuthorId, Kind, usize)> {
+    if row.len() == HEAD {
+        let author = row[33..65].try_into().expect("32 bytes");
+        return Some((author, Kind(row[73]), strand_sync::encoded_len(row)?));
+    }
+    let m = Message::decode(row.to_vec()).ok()?;
+    Some((m.author(), m.kind(), row.len()))
 }
 
 /// The sync key of a table key.

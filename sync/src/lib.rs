@@ -115,7 +115,7 @@ pub use membership::{
     decode_chosen_name, encode_chosen_name, Chain, Change, Epoch, GroupError, Head, Member,
     Transition, MAX_GROUP_MEMBERS,
 };
-pub use message::{Kind, Message, MessageId};
+pub use message::{encoded_len, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
 pub use session::{Config, Event, Session, Stats};

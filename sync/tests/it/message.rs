@@ -273,3 +273,29 @@ fn reach_records_round_trip_and_bad_ones_are_refused() {
     assert_ne!(r.relay_key(1), r.relay_key(2));
     assert_eq!(r.relay_key(3), strand_sync::relay_key(&[7; 32], 3));
 }
+
+/// A message's whole length follows from its first bytes, with or
+/// without an expiry; anything else says nothing.
+#[test]
+fn the_length_is_read_from_the_header() {
+    let w = world();
+    let plain =
+        Message::create(&w.alice, &w.group, NOW, Kind::TEXT, &[7; 300], &mut rng(1)).unwrap();
+    let expiring = Message::create_expiring(
+        &w.alice,
+        &w.group,
+        NOW,
+        Some(NOW + 60_000),
+        Kind::TEXT,
+        &[7; 300],
+        &mut rng(2),
+    )
+    .unwrap();
+    for m in [&plain, &expiring] {
+        let bytes = m.as_bytes();
+        assert_eq!(strand_sync::encoded_len(&bytes[..110]), Some(bytes.len()));
+    }
+    assert_eq!(strand_sync::encoded_len(&plain.as_bytes()[..101]), None);
+    assert_eq!(strand_sync::encoded_len(&[9; 110]), None);
+    assert_eq!(strand_sync::encoded_len(&[]), None);
+}
