@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::schema::{meta, MESSAGES, META, RECORDS};
-use crate::store::{insert_written, record_key, table_key};
+use crate::store::{insert_written, record_key};
 use crate::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
@@ -337,12 +337,7 @@ impl Profile {
     /// The kind of a stored message, from its header (`None` if it is not
     /// stored).
     pub fn message_kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, ProfileError> {
-        let txn = self.db()?.begin_read().map_err(db_error)?;
-        let messages = txn.open_table(MESSAGES).map_err(db_error)?;
-        Ok(messages
-            .get(table_key(group, key))
-            .map_err(db_error)?
-            .and_then(|v| v.value().get(73).map(|k| Kind(*k))))
+        strand_sync::Store::kind(&self.read_view()?, group, key).map_err(db_error)
     }
 
     /// A key for the relay this node may run for its contacts: kept across

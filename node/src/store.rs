@@ -455,6 +455,15 @@ impl Store for ReadView {
         }
     }
 
+    fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, redb::Error> {
+        let Some(t) = &self.table else {
+            return Ok(None);
+        };
+        // Byte 73 is in a split message's head: its parts stay unread.
+        Ok(t.get(&table_key(group, key))?
+            .and_then(|v| v.value().get(73).map(|k| Kind(*k))))
+    }
+
     fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
         let Some(t) = &self.table else {
             return Ok(false);

@@ -716,13 +716,14 @@ impl Chain {
                 ControlFlow::Continue(())
             })?;
             for k in keys {
+                // Only changes are read in full: a group's files and texts
+                // are most of its log.
+                if store.kind(&id, &k)? != Some(Kind::MEMBERSHIP) {
+                    continue;
+                }
                 let Some(bytes) = store.get(&id, &k)? else {
                     continue;
                 };
-                // The kind is byte 73; only changes are decoded in full.
-                if bytes.get(73) != Some(&Kind::MEMBERSHIP.0) {
-                    continue;
-                }
                 let Ok(msg) = Message::decode(bytes) else {
                     continue;
                 };

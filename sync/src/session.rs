@@ -1499,18 +1499,18 @@ impl Session {
     ) -> Result<Option<(GroupId, Key, Vec<u8>)>, SessionError> {
         loop {
             if let Some((group, key)) = self.ready.pop_front() {
+                // File chunks wait while anything else is queued, so a
+                // text is not stuck behind a large file. Their kind is
+                // read without their body, which is read once, when sent.
+                if (!self.ready.is_empty() || !self.sends.is_empty())
+                    && self.bulk.len() < MAX_BULK
+                    && store.kind(&group, &key).map_err(store_error)? == Some(crate::Kind::CHUNK)
+                {
+                    self.bulk.push_back((group, key));
+                    continue;
+                }
                 if let Some(bytes) = store.get(&group, &key).map_err(store_error)? {
                     if self.expired(&bytes) {
-                        continue;
-                    }
-                    // File chunks wait while anything else is queued, so a
-                    // text is not stuck behind a large file.
-                    let chunk = bytes.get(73) == Some(&crate::Kind::CHUNK.0);
-                    if chunk
-                        && (!self.ready.is_empty() || !self.sends.is_empty())
-                        && self.bulk.len() < MAX_BULK
-                    {
-                        self.bulk.push_back((group, key));
                         continue;
                     }
                     return Ok(Some((group, key, bytes)));

@@ -16,7 +16,7 @@ use siphasher::sip::SipHasher24;
 
 use crate::group::GroupId;
 use crate::limits::Time;
-use crate::message::{Message, MessageId};
+use crate::message::{Kind, Message, MessageId};
 
 /// What a group log is ordered by: (timestamp, id). Reconciliation ranges
 /// are ranges of keys.
@@ -152,6 +152,15 @@ pub trait Store {
         Ok(self.get(group, key)?.is_some())
     }
 
+    /// The kind of the message with this key (byte 73 of its encoding),
+    /// if stored. The default fetches it; a store that keeps headers apart
+    /// from bodies answers without reading the body.
+    fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, Self::Error> {
+        Ok(self
+            .get(group, key)?
+            .and_then(|bytes| bytes.get(73).map(|k| Kind(*k))))
+    }
+
     /// Calls `visit` on each key of `range` in ascending order, until it
     /// returns [`ControlFlow::Break`].
     fn scan(
@@ -275,6 +284,14 @@ impl Store for MemoryStore {
             .and_then(|g| g.get(key))
             .filter(|v| !v.is_empty())
             .cloned())
+    }
+
+    fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, Infallible> {
+        Ok(self
+            .groups
+            .get(group)
+            .and_then(|g| g.get(key))
+            .and_then(|v| v.get(73).map(|k| Kind(*k))))
     }
 
     fn scan(

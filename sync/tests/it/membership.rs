@@ -417,3 +417,62 @@ fn concurrent_changes_on_two_partitions_converge() {
         assert!(w.head(i, root).is_err(), "device {i} is out");
     }
 }
+
+/// A store that notes the kind of every message fetched whole.
+struct Counting<'s, S> {
+    inner: &'s S,
+    fetched: std::cell::RefCell<Vec<Kind>>,
+}
+
+impl<S: Store> Store for Counting<'_, S> {
+    type Error = S::Error;
+
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, S::Error> {
+        let bytes = self.inner.get(group, key)?;
+        if let Some(b) = &bytes {
+            self.fetched.borrow_mut().push(Kind(b[73]));
+        }
+        Ok(bytes)
+    }
+
+    fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, S::Error> {
+        self.inner.kind(group, key)
+    }
+
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &strand_sync::KeyRange,
+        visit: &mut dyn FnMut(&Key) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), S::Error> {
+        self.inner.scan(group, range, visit)
+    }
+}
+
+/// Following a group's changes fetches the changes only, not the texts
+/// and file chunks that are most of its log (a node stores a chunk's
+/// body apart and reads its kind from the header).
+#[test]
+fn following_changes_fetches_only_the_changes() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.befriend(A, B);
+    let root = w.create(A, "newsroom", &[B]);
+    let first = w.head(A, root).unwrap();
+    for i in 0..10 {
+        w.write(A, root, &format!("before {i}"));
+    }
+    w.change(A, root, Change::MakeAdmin(w.public(B).sign));
+    for i in 0..10 {
+        w.write(A, root, &format!("after {i}"));
+    }
+    let mut chain = Chain::new(first);
+    let store = Counting {
+        inner: &w.devices[A].peer.store,
+        fetched: Default::default(),
+    };
+    chain
+        .update(&w.devices[A].peer.identity, &store, w.now())
+        .unwrap();
+    assert_eq!(chain.epochs().count(), 2, "the change was followed");
+    assert_eq!(*store.fetched.borrow(), [Kind::MEMBERSHIP]);
+}
