@@ -553,4 +553,46 @@ mod tests {
         r.announce(g2, k(10), None);
         assert!(r.take_missed(id).is_empty());
     }
+
+    /// A change of groups a full queue drops is not lost either: the
+    /// session learns to read its contact's groups again.
+    #[test]
+    fn a_session_with_a_full_queue_rereads_its_groups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let p = crate::Profile::create(
+            &tmp.path().join("a"),
+            "Alice",
+            "pass",
+            crate::KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
+        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        let r = Registry::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let (id, _) = r
+            .register(
+                Joining {
+                    contact: bob.public(),
+                    name: "Bob",
+                    kind: LinkKind::Lan,
+                    now: 0,
+                    since: 0,
+                },
+                tx,
+                CancellationToken::new(),
+            )
+            .unwrap();
+        r.refresh_groups(&p.book());
+        assert!(r.take_missed(id).is_empty(), "it had room");
+        r.refresh_groups(&p.book());
+        let missed = r.take_missed(id);
+        assert!(missed.regroup && missed.groups.is_empty());
+        let ids = |g: &[strand_sync::Group]| g.iter().map(|g| g.id).collect::<Vec<_>>();
+        let groups = ids(&p.book().sync[0].groups);
+        assert!(matches!(rx.try_recv(), Ok(Command::Groups(g)) if ids(&g) == groups));
+        assert!(r.take_missed(id).is_empty());
+    }
 }
