@@ -486,16 +486,7 @@ mod tests {
     fn chunks_are_stored_in_parts_migrated_and_expired_whole() {
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::os_rng();
-        let p = Profile::create(
-            &tmp.path().join("a"),
-            "Alice",
-            "pass",
-            crate::KdfParams::insecure_for_tests(),
-            rng,
-        )
-        .unwrap();
-        let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
-        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        let (p, ..) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::now();
         p.set_timer("Bob", Some(3_600_000), now, rng).unwrap();
         let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)

@@ -1462,6 +1462,23 @@ impl Profile {
     }
 }
 
+/// For unit tests: Alice's profile in `dir` (passphrase "pass", the
+/// quick key derivation) with one contact, Bob, whose identity comes back
+/// with their 1:1 group.
+#[cfg(test)]
+pub(crate) fn alice_with_bob(dir: &Path) -> (Profile, strand_sync::Identity, strand_sync::Group) {
+    let rng = &mut crate::os_rng();
+    let p = Profile::create(dir, "Alice", "pass", KdfParams::insecure_for_tests(), rng).unwrap();
+    let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
+    p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+    let group = bob
+        .contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    (p, bob, group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,27 +188,13 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strand_sync::{Identity, Message};
+    use strand_sync::Message;
 
     #[test]
     fn messages_that_were_already_stored_give_their_room_back() {
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::os_rng();
-        let p = Profile::create(
-            &tmp.path().join("a"),
-            "Alice",
-            "pass phrase",
-            crate::KdfParams::insecure_for_tests(),
-            rng,
-        )
-        .unwrap();
-        let bob = Identity::generate("Bob", rng).unwrap();
-        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
-        let group = bob
-            .contact(&p.identity().public())
-            .unwrap()
-            .direct_group()
-            .clone();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::now();
         let texts: Vec<Message> = (0..8)
             .map(|i| {
@@ -249,21 +235,7 @@ mod tests {
     fn stored_file_chunks_count_whole() {
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::os_rng();
-        let p = Profile::create(
-            &tmp.path().join("a"),
-            "Alice",
-            "pass phrase",
-            crate::KdfParams::insecure_for_tests(),
-            rng,
-        )
-        .unwrap();
-        let bob = Identity::generate("Bob", rng).unwrap();
-        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
-        let group = bob
-            .contact(&p.identity().public())
-            .unwrap()
-            .direct_group()
-            .clone();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::now();
         let mut store = p.store().unwrap();
         let mut bytes = 0;

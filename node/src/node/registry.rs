@@ -559,17 +559,7 @@ mod tests {
     #[test]
     fn a_session_with_a_full_queue_rereads_its_groups() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
-        let p = crate::Profile::create(
-            &tmp.path().join("a"),
-            "Alice",
-            "pass",
-            crate::KdfParams::insecure_for_tests(),
-            rng,
-        )
-        .unwrap();
-        let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
-        p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let r = Registry::default();
         let (tx, mut rx) = mpsc::channel(1);
         let (id, _) = r
