@@ -234,13 +234,18 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
     let node = Node {
         shared: shared.clone(),
     };
+    // Messages out of envelopes are stored as they open: the user hears
+    // of them even if a later step (saving the carrying state) fails, as
+    // a retry would find them stored and say nothing.
+    let opened_here = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let opened_out = opened_here.clone();
     let result = with_carrier(shared, move |shared, carrier, job| {
         let profile = &shared.profile;
         let identity = profile.identity();
         let now = shared.clock.now();
         let mut pass_on = false;
         let mut hand_back = Vec::new();
-        let mut opened = Vec::new();
+        let opened = &opened_here;
         for (group, key) in items {
             let Some(pm) = profile.read_pool(&group, &key)? else {
                 continue;
@@ -283,7 +288,10 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                                     expires,
                                 });
                                 if new {
-                                    opened.push((name, key));
+                                    opened
+                                        .lock()
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                        .push((name, key));
                                 }
                             }
                             None => tracing::warn!(
@@ -319,16 +327,19 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
         } else if !hand_back.is_empty() {
             hand(shared, carrier, &hand_back, job);
         }
-        Ok(opened)
+        Ok(())
     })
     .await;
-    match result {
-        Ok(opened) => {
-            for (name, key) in opened {
-                node.opened(&name, key);
-            }
-        }
-        Err(e) => tracing::warn!("taking in carrying messages failed: {e}"),
+    if let Err(e) = result {
+        tracing::warn!("taking in carrying messages failed: {e}");
+    }
+    let opened = std::mem::take(
+        &mut *opened_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for (name, key) in opened {
+        node.opened(&name, key);
     }
 }
 
