@@ -161,7 +161,8 @@ pub mod meta {
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in
-/// one write transaction (so a crash leaves the old version intact).
+/// one write transaction (so a crash leaves the old version intact), then
+/// splits stored file chunks (see 3 → 4 below).
 /// Called only after the passphrase unlocked the profile (whose author
 /// key is `me`): a wrong passphrase changes nothing.
 ///
@@ -173,7 +174,8 @@ pub mod meta {
 ///   its conversations start unread), sets each `floor` to the newest of
 ///   that mark and the user's own texts, and drops `read`.
 /// * 3 → 4 (and 1, 2 → 4): splits every stored file chunk into its head
-///   in `messages` and its rest in `bodies`.
+///   in `messages` and its rest in `bodies`, after the version is written,
+///   a batch at a time. A chunk a failed batch left whole reads as before.
 pub fn migrate(
     db: &redb::Database,
     from: u32,
@@ -194,12 +196,19 @@ pub fn migrate(
                 }
                 set_floors(&txn, own)?;
             }
-            split_chunks(&txn)?;
             txn.open_table(META)
                 .map_err(db_error)?
                 .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
                 .map_err(db_error)?;
-            txn.commit().map_err(db_error)
+            txn.commit().map_err(db_error)?;
+            // Version 4 reads a chunk stored whole as well as a split one,
+            // so the split comes after the version and in batches: a full
+            // disk leaves some chunks whole, never a profile that cannot
+            // be opened.
+            if let Err(e) = split_chunks(db) {
+                tracing::warn!("file chunks were left stored whole: {e}");
+            }
+            Ok(())
         }
         v => Err(crate::ProfileError::Corrupt(format!(
             "unknown schema version {v}"
@@ -254,34 +263,50 @@ fn list_shown(
 
 /// Version 4's split chunks: every chunk stored whole (the `chunks`
 /// index lists them) becomes its head in `messages` and its rest in
-/// `bodies`.
-fn split_chunks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileError> {
-    use redb::ReadableTable;
-    let keys: Vec<[u8; 72]> = match txn.open_table(CHUNKS) {
-        Ok(t) => t
-            .iter()
-            .map_err(db_error)?
-            .map(|e| e.map(|(k, _)| k.value()))
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(db_error(e)),
-    };
-    let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
-    for k in keys {
-        let Some(bytes) = messages
-            .get(&k)
-            .map_err(db_error)?
-            .map(|v| v.value().to_vec())
-        else {
-            continue;
-        };
-        if bytes.len() > crate::store::HEAD {
-            crate::store::put_message(txn, &mut messages, &k, &bytes, true).map_err(db_error)?;
+/// `bodies`, [`SPLIT_BATCH`] chunks to a transaction.
+fn split_chunks(db: &redb::Database) -> Result<(), crate::ProfileError> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let keys: Vec<[u8; 72]> = {
+        let txn = db.begin_read().map_err(db_error)?;
+        match txn.open_table(CHUNKS) {
+            Ok(t) => t
+                .iter()
+                .map_err(db_error)?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(db_error(e)),
         }
+    };
+    for batch in keys.chunks(SPLIT_BATCH) {
+        let mut txn = db.begin_write().map_err(db_error)?;
+        txn.set_two_phase_commit(true);
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
+            for k in batch {
+                let Some(bytes) = messages
+                    .get(k)
+                    .map_err(db_error)?
+                    .map(|v| v.value().to_vec())
+                else {
+                    continue;
+                };
+                if bytes.len() > crate::store::HEAD {
+                    crate::store::put_message(&txn, &mut messages, k, &bytes, true)
+                        .map_err(db_error)?;
+                }
+            }
+        }
+        txn.commit().map_err(db_error)?;
     }
     Ok(())
 }
+
+/// Chunks split in one transaction by the version 4 migration (16 MiB):
+/// what a transaction rewrites needs that much free disk until it
+/// commits.
+const SPLIT_BATCH: usize = 64;
 
 /// Each conversation's floor: the newest of its read mark and `own`.
 fn set_floors(txn: &redb::WriteTransaction, own: Positions) -> Result<(), crate::ProfileError> {
