@@ -533,6 +533,9 @@ mod tests {
         assert_eq!(save("two"), data, "read whole as version 3 stored it");
         let me = p.identity().public().sign;
         crate::schema::migrate(&db, 3, &me).unwrap();
+        assert!(stored_chunks_whole(&p, &sent), "read whole until split");
+        assert_eq!(save("between"), data);
+        crate::schema::split_chunks(&db, 3).unwrap();
         assert_eq!(stored_chunks(&p, &sent), split);
         assert_eq!(save("three"), data);
 

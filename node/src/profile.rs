@@ -242,6 +242,25 @@ pub(crate) fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
     }
 }
 
+/// Splits the file chunks a store from before schema version 4 holds
+/// whole ([`schema::split_chunks`]). If that fails (a full disk), the
+/// chunks left whole read as before and the handle is replaced by
+/// `reopen`'s: redb refuses every write on a handle whose commit failed.
+fn split_chunks(
+    db: Database,
+    from: u32,
+    reopen: impl FnOnce() -> Result<Database, ProfileError>,
+) -> Result<Database, ProfileError> {
+    match schema::split_chunks(&db, from) {
+        Ok(()) => Ok(db),
+        Err(e) => {
+            tracing::warn!("file chunks were left stored whole: {e}");
+            drop(db);
+            reopen()
+        }
+    }
+}
+
 pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError> {
     let path = dir.join(DB_FILE);
     let mut builder = Database::builder();
@@ -509,6 +528,7 @@ impl Profile {
             strong_header(passphrase, &root)?
         };
         let db = seal_file(dir, db, &header, &root)?;
+        let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         Profile::from_parts(dir, db, root, identity, contacts)
     }
 
@@ -538,6 +558,7 @@ impl Profile {
             (version, identity, load_contacts(&txn, &root)?)
         };
         schema::migrate(&db, version, &identity.public().sign)?;
+        let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         if !header.kdf.allowed() {
             let stronger = strong_header(passphrase, &root)?;
             let file = std::fs::OpenOptions::new()

@@ -161,8 +161,7 @@ pub mod meta {
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in
-/// one write transaction (so a crash leaves the old version intact), then
-/// splits stored file chunks (see 3 → 4 below).
+/// one write transaction (so a crash leaves the old version intact).
 /// Called only after the passphrase unlocked the profile (whose author
 /// key is `me`): a wrong passphrase changes nothing.
 ///
@@ -173,9 +172,9 @@ pub mod meta {
 ///   conversation's `read` mark into `seen` (a version 1 store has none:
 ///   its conversations start unread), sets each `floor` to the newest of
 ///   that mark and the user's own texts, and drops `read`.
-/// * 3 → 4 (and 1, 2 → 4): splits every stored file chunk into its head
-///   in `messages` and its rest in `bodies`, after the version is written,
-///   a batch at a time. A chunk a failed batch left whole reads as before.
+/// * 3 → 4 (and 1, 2 → 4): nothing in this transaction: version 4 reads
+///   a file chunk stored whole as well as a split one. [`split_chunks`]
+///   splits them afterwards, a batch at a time.
 pub fn migrate(
     db: &redb::Database,
     from: u32,
@@ -200,15 +199,7 @@ pub fn migrate(
                 .map_err(db_error)?
                 .insert(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..])
                 .map_err(db_error)?;
-            txn.commit().map_err(db_error)?;
-            // Version 4 reads a chunk stored whole as well as a split one,
-            // so the split comes after the version and in batches: a full
-            // disk leaves some chunks whole, never a profile that cannot
-            // be opened.
-            if let Err(e) = split_chunks(db) {
-                tracing::warn!("file chunks were left stored whole: {e}");
-            }
-            Ok(())
+            txn.commit().map_err(db_error)
         }
         v => Err(crate::ProfileError::Corrupt(format!(
             "unknown schema version {v}"
@@ -261,11 +252,17 @@ fn list_shown(
     Ok(own)
 }
 
-/// Version 4's split chunks: every chunk stored whole (the `chunks`
-/// index lists them) becomes its head in `messages` and its rest in
-/// `bodies`, [`SPLIT_BATCH`] chunks to a transaction.
-fn split_chunks(db: &redb::Database) -> Result<(), crate::ProfileError> {
+/// Version 4's split chunks, for a store [`migrate`]d from `from`: every
+/// chunk stored whole (the `chunks` index lists them) becomes its head in
+/// `messages` and its rest in `bodies`, [`SPLIT_BATCH`] chunks to a
+/// transaction, so a full disk stops it with every chunk whole or split
+/// (both read the same). After a failed commit redb refuses writes on
+/// the handle: reopen it.
+pub fn split_chunks(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError> {
     use redb::{ReadableDatabase, ReadableTable};
+    if from >= 4 {
+        return Ok(());
+    }
     let keys: Vec<[u8; 72]> = {
         let txn = db.begin_read().map_err(db_error)?;
         match txn.open_table(CHUNKS) {

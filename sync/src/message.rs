@@ -401,7 +401,8 @@ impl Message {
 /// The length of a whole message from its first bytes, up to and
 /// including the ciphertext length (102 bytes, or 110 for a message with
 /// an expiry): what a store that keeps a message's body apart can tell
-/// without reading it. `None` if they do not say.
+/// without reading it. `None` if they do not say, or say more than
+/// [`MAX_MESSAGE_LEN`].
 pub fn encoded_len(head: &[u8]) -> Option<usize> {
     let version = *head.first()?;
     if version != VERSION && version != VERSION_EXPIRING {
@@ -409,7 +410,7 @@ pub fn encoded_len(head: &[u8]) -> Option<usize> {
     }
     let at = header_len(version);
     let ct = u32::from_be_bytes(head.get(at..at + 4)?.try_into().ok()?) as usize;
-    Some(at + 4 + ct + 64)
+    Some(at + 4 + ct.checked_add(64)?).filter(|&len| len <= MAX_MESSAGE_LEN)
 }
 
 /// The header length for a message of this version.
