@@ -511,7 +511,26 @@ mod tests {
         assert_eq!(split[0].1.len(), 5, "256 KiB and a header: 5 parts");
         assert_eq!(save("one"), data);
 
-        // What version 3 stored: every chunk whole in `messages`.
+        store_as_version_3(&p, &sent);
+        let db = p.db().unwrap();
+        assert_eq!(save("two"), data, "read whole as version 3 stored it");
+        let me = p.identity().public().sign;
+        crate::schema::migrate(&db, 3, &me).unwrap();
+        assert!(stored_chunks_whole(&p, &sent), "read whole until split");
+        assert_eq!(save("between"), data);
+        crate::schema::split_chunks(&db, 3).unwrap();
+        assert_eq!(stored_chunks(&p, &sent), split);
+        assert_eq!(save("three"), data);
+
+        assert_eq!(p.sweep_expired(now + 3_600_001).unwrap(), 4);
+        let txn = db.begin_read().unwrap();
+        assert!(txn.open_table(BODIES).unwrap().is_empty().unwrap());
+        assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());
+    }
+
+    /// Rewrites the chunks of `sent` as version 3 stored them: whole, in
+    /// `messages`, with no `bodies` table.
+    fn store_as_version_3(p: &Profile, sent: &FileSent) {
         let db = p.db().unwrap();
         let mut txn = db.begin_write().unwrap();
         txn.set_two_phase_commit(true);
@@ -529,20 +548,106 @@ mod tests {
         }
         txn.delete_table(BODIES).unwrap();
         txn.commit().unwrap();
-        assert!(stored_chunks_whole(&p, &sent));
-        assert_eq!(save("two"), data, "read whole as version 3 stored it");
-        let me = p.identity().public().sign;
-        crate::schema::migrate(&db, 3, &me).unwrap();
-        assert!(stored_chunks_whole(&p, &sent), "read whole until split");
-        assert_eq!(save("between"), data);
-        crate::schema::split_chunks(&db, 3).unwrap();
-        assert_eq!(stored_chunks(&p, &sent), split);
-        assert_eq!(save("three"), data);
+        assert!(stored_chunks_whole(p, sent));
+    }
 
-        assert_eq!(p.sweep_expired(now + 3_600_001).unwrap(), 4);
-        let txn = db.begin_read().unwrap();
-        assert!(txn.open_table(BODIES).unwrap().is_empty().unwrap());
-        assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());
+    /// A split the disk has no room for (every write fails, as on a full
+    /// disk) leaves the chunks whole: the profile opens, the file saves
+    /// byte for byte, and the handle takes writes again (redb refuses
+    /// them on a handle whose commit failed, so the split reopens it).
+    #[test]
+    fn a_split_with_no_room_leaves_chunks_whole_and_the_profile_writable() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        /// The sealed backend on a disk that fills up when `full` is set.
+        #[derive(Debug)]
+        struct FillingDisk {
+            inner: crate::sealed::SealedBackend,
+            full: Arc<AtomicBool>,
+            refused: Arc<AtomicBool>,
+        }
+        impl FillingDisk {
+            fn room(&self) -> std::io::Result<()> {
+                if self.full.load(Ordering::Acquire) {
+                    self.refused.store(true, Ordering::Release);
+                    return Err(std::io::ErrorKind::StorageFull.into());
+                }
+                Ok(())
+            }
+        }
+        impl redb::StorageBackend for FillingDisk {
+            fn len(&self) -> std::io::Result<u64> {
+                self.inner.len()
+            }
+            fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+                self.inner.read(offset, out)
+            }
+            fn set_len(&self, len: u64) -> std::io::Result<()> {
+                self.room()?;
+                self.inner.set_len(len)
+            }
+            fn sync_data(&self) -> std::io::Result<()> {
+                self.room()?;
+                self.inner.sync_data()
+            }
+            fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+                self.room()?;
+                self.inner.write(offset, data)
+            }
+        }
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::os_rng();
+        let (p, ..) = crate::profile::alice_with_bob(&dir);
+        let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
+            .map(|i| (i * 13 % 251) as u8)
+            .collect();
+        let path = tmp.path().join("f.bin");
+        std::fs::write(&path, &data).unwrap();
+        let sent = p
+            .send_file(Conversation::Contact("Bob"), &path, crate::now(), rng)
+            .unwrap();
+        let id: String = sent.manifest.id.0[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        store_as_version_3(&p, &sent);
+        let root = p.root_for_tests();
+        let me = p.identity().public().sign;
+        p.close();
+
+        let full = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicBool::new(false));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(crate::schema::DB_FILE))
+            .unwrap();
+        let disk = FillingDisk {
+            inner: crate::sealed::SealedBackend::new(file, &root).unwrap(),
+            full: full.clone(),
+            refused: refused.clone(),
+        };
+        let db = redb::Database::builder().create_with_backend(disk).unwrap();
+        crate::schema::migrate(&db, 3, &me).unwrap();
+        full.store(true, Ordering::Release);
+        let db = crate::profile::split_chunks(db, 3, || crate::profile::open_sealed(&dir, &root))
+            .unwrap();
+        assert!(
+            refused.load(Ordering::Acquire),
+            "the split hit the full disk"
+        );
+        let txn = db.begin_write().unwrap();
+        txn.open_table(MESSAGES).unwrap();
+        txn.commit().expect("the reopened handle takes writes");
+        drop(db);
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert!(stored_chunks_whole(&p, &sent), "left whole");
+        let saved = p.save_file(&id, &tmp.path().join("out")).unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), data);
     }
 
     /// The largest part.

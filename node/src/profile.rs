@@ -246,7 +246,7 @@ pub(crate) fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
 /// whole ([`schema::split_chunks`]). If that fails (a full disk), the
 /// chunks left whole read as before and the handle is replaced by
 /// `reopen`'s: redb refuses every write on a handle whose commit failed.
-fn split_chunks(
+pub(crate) fn split_chunks(
     db: Database,
     from: u32,
     reopen: impl FnOnce() -> Result<Database, ProfileError>,
@@ -278,7 +278,7 @@ pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError
 
 /// Opens the sealed profile file in `dir` with the page key from `root`
 /// (see [`crate::sealed`]).
-fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, ProfileError> {
+pub(crate) fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, ProfileError> {
     let path = dir.join(DB_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -574,6 +574,12 @@ impl Profile {
             );
         }
         Profile::from_parts(dir, db, root, identity, contacts)
+    }
+
+    /// The profile's root key, for tests that open its file themselves.
+    #[cfg(test)]
+    pub(crate) fn root_for_tests(&self) -> [u8; 32] {
+        *self.inner.root
     }
 
     /// The database, or [`ProfileError::Closed`].
