@@ -121,7 +121,8 @@ fn preview_of(path: &Path, mime: &str, size: u64) -> Option<Vec<u8>> {
 }
 
 /// A name safe to create in a folder: the last path part, without
-/// separators, control characters or a leading dot.
+/// separators, control characters or a leading dot, and at most 200
+/// bytes (a longer one loses the end of its stem, not its extension).
 pub fn safe_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last
@@ -130,10 +131,34 @@ pub fn safe_name(name: &str) -> String {
         .collect();
     let trimmed = cleaned.trim().trim_start_matches('.');
     if trimmed.is_empty() {
-        "file".into()
-    } else {
-        trimmed.chars().take(200).collect()
+        return "file".into();
     }
+    if trimmed.len() <= MAX_NAME_BYTES {
+        return trimmed.into();
+    }
+    // Cut the stem, keeping a short extension.
+    match trimmed.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXT_BYTES => {
+            format!("{}.{ext}", cut(stem, MAX_NAME_BYTES - 1 - ext.len()))
+        }
+        _ => cut(trimmed, MAX_NAME_BYTES).into(),
+    }
+}
+
+/// Longest name [`safe_name`] gives, in bytes: room for a " (N)" that
+/// tells it from a name already taken, within the 255 bytes Linux allows.
+const MAX_NAME_BYTES: usize = 200;
+/// Longest extension [`safe_name`] keeps when it shortens a name.
+const MAX_EXT_BYTES: usize = 16;
+
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl Profile {
@@ -197,7 +222,6 @@ impl Profile {
             .and_then(|n| n.to_str())
             .map(safe_name)
             .ok_or_else(|| ProfileError::File("the file's name is not UTF-8".into()))?;
-        let name: String = name.chars().take(120).collect();
         let mime = media_type(path);
         let (group, expires) = self.log_for(to, now)?;
         let identity = self.identity();
@@ -414,6 +438,9 @@ impl Profile {
                     .and_then(|m| m.open(&group).ok())
                     .ok_or_else(|| ProfileError::File("a part does not read".into()))?;
                 size += chunk.len() as u64;
+                if size > manifest.size {
+                    break;
+                }
                 hasher.update(&chunk);
                 out.write_all(&chunk).map_err(io)?;
             }
@@ -441,7 +468,10 @@ impl Profile {
             target = dir.join(format!("{stem} ({n}){ext}"));
             n += 1;
         }
-        std::fs::rename(&temp, &target).map_err(io)?;
+        if let Err(e) = std::fs::rename(&temp, &target) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io(e));
+        }
         Ok(target)
     }
 }
@@ -668,6 +698,56 @@ mod tests {
         })
     }
 
+    /// A file whose name is as long as a manifest allows (255 bytes; a
+    /// contact's device writes what it likes) saves, and saves again
+    /// beside the first copy, keeping its extension; nothing is left
+    /// behind. The second save used to fail (the " (1)" made the name
+    /// too long for Linux) and leave the whole file in a hidden
+    /// temporary one.
+    #[test]
+    fn a_long_name_saves_twice_and_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let (p, _, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::now();
+        let data = b"a file with a long name".to_vec();
+        let me = p.identity();
+        let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
+        let manifest = Manifest {
+            name: format!("{}.bin", "é".repeat(125)),
+            mime: String::new(),
+            size: data.len() as u64,
+            hash: strand_sync::file_hash(&data),
+            chunks: vec![chunk.key()],
+            preview: None,
+        };
+        assert_eq!(manifest.name.len(), 254);
+        let file = Message::create(&me, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap();
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &pair.id, &chunk).unwrap();
+        strand_sync::WriteStore::insert(&mut store, &pair.id, &file).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let id: String = file.id().0[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let out = tmp.path().join("out");
+        let first = p.save_file(&id, &out).unwrap();
+        let second = p.save_file(&id, &out).unwrap();
+        assert_ne!(first, second);
+        for saved in [&first, &second] {
+            assert_eq!(std::fs::read(saved).unwrap(), data);
+            assert!(saved.extension().is_some_and(|e| e == "bin"));
+        }
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".strand-"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
     #[test]
     fn names_are_made_safe() {
         assert_eq!(safe_name("report.pdf"), "report.pdf");
@@ -676,6 +756,12 @@ mod tests {
         assert_eq!(safe_name(".bashrc"), "bashrc");
         assert_eq!(safe_name("..."), "file");
         assert_eq!(safe_name("a\u{7}b\nc"), "a_b_c");
+        // Shortened by bytes, on a character, keeping the extension.
+        let long = format!("{}.jpeg", "é".repeat(125));
+        let safe = safe_name(&long);
+        assert_eq!(safe.len(), 199);
+        assert_eq!(safe, format!("{}.jpeg", "é".repeat(97)));
+        assert_eq!(safe_name(&"ü".repeat(127)), "ü".repeat(100));
         assert_eq!(safe_name(""), "file");
     }
 }
