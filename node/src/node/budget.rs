@@ -42,6 +42,13 @@ impl Default for Budgets {
     }
 }
 
+/// What a hollow row counts for: its 72-byte key and redb's bookkeeping.
+/// A pool message that was read keeps its key, with no bytes, until it
+/// expires ([`crate::carry`]), so it is not synced again; its row no
+/// longer says who wrote it, and counts against the contact whose pool
+/// it is in.
+pub(crate) const HOLLOW_ROW: u64 = 96;
+
 /// What a contact has stored: all bytes, and bytes of unknown kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Used {
@@ -94,6 +101,10 @@ impl Ledger {
         let mut used = Used::default();
         for entry in table.range(lo..hi).map_err(crate::profile::db_error)? {
             let (_, v) = entry.map_err(crate::profile::db_error)?;
+            if v.value().is_empty() {
+                used.all += HOLLOW_ROW;
+                continue;
+            }
             // A file chunk's row is its head: its length is read there.
             let Some((author, kind, n)) = crate::store::row_facts(v.value()) else {
                 continue;
@@ -178,6 +189,14 @@ impl Ledger {
         }
     }
 
+    /// Gives back `freed` bytes of `group`: pool messages read and
+    /// hollowed, each down to [`HOLLOW_ROW`].
+    pub(crate) fn hollowed(&self, group: &GroupId, freed: u64) {
+        if let Some(used) = self.used.lock().expect("ledger lock").get_mut(group) {
+            used.all = used.all.saturating_sub(freed);
+        }
+    }
+
     /// Forgets what was counted (after a batch failed to store, the store
     /// is the truth again).
     pub(crate) fn forget(&self) {
@@ -252,5 +271,68 @@ mod tests {
         let used = Ledger::count(&p, &group.id, &p.identity().public().sign).unwrap();
         assert_eq!(used.all, bytes);
         assert_eq!(used.unknown, 0);
+    }
+
+    /// Pool messages a contact wrote still count once read and hollowed
+    /// (their keys stay, so they are not synced again), at a row's cost,
+    /// and the ledger gives back the rest. They used to count as nothing
+    /// after a restart, so a contact could fill the disk with keys, a
+    /// budget's worth per run; and as their whole size until one, so a
+    /// long-running device (a mailbox) declined a contact's pool for
+    /// good after a budget's worth of envelopes.
+    #[test]
+    fn hollowed_pool_messages_count_as_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
+        let now = crate::now();
+        let mut store = p.store().unwrap();
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        for i in 0..3 {
+            let m = Message::create_expiring(
+                &bob,
+                &pool,
+                now - 10 + i,
+                Some(now + 3_600_000),
+                Kind::ACK,
+                &[i as u8; 16],
+                rng,
+            )
+            .unwrap();
+            bytes += m.as_bytes().len() as u64;
+            keys.push((pool.id, m.key()));
+            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
+        }
+        store.commit().unwrap();
+        let ledger = Ledger::default();
+        let late = Message::create_expiring(
+            &bob,
+            &pool,
+            now,
+            Some(now + 3_600_000),
+            Kind::ACK,
+            &[9; 16],
+            rng,
+        )
+        .unwrap();
+        let late_len = late.as_bytes().len() as u64;
+        let mut batch = Inbound::new(&pool, [late]);
+        batch.verify(now);
+        ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        let used = |l: &Ledger| l.used.lock().unwrap().get(&pool.id).copied().unwrap();
+        assert_eq!(used(&ledger).all, bytes + late_len);
+
+        let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
+        p.save_carrying(&carrier, Vec::new(), keys, now, rng)
+            .unwrap();
+        assert_eq!(
+            Ledger::count(&p, &pool.id, &me).unwrap().all,
+            3 * HOLLOW_ROW
+        );
+        ledger.hollowed(&pool.id, bytes - 3 * HOLLOW_ROW);
+        assert_eq!(used(&ledger).all, 3 * HOLLOW_ROW + late_len);
     }
 }

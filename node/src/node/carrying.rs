@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use strand_sync::{Arrival, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store};
 
+use super::budget::HOLLOW_ROW;
 use super::{Node, NodeEvent, Shared};
 use crate::carry::{is_pool_kind, notice, status, CarryStatus};
 use crate::{hex, os_rng, ProfileError};
@@ -32,6 +33,8 @@ struct Job {
     out: Vec<Handout>,
     /// Pool messages read, to hollow.
     hollow: Vec<(GroupId, Key)>,
+    /// Bytes that hollowing them gives back to their authors' budgets.
+    freed: Vec<(GroupId, u64)>,
 }
 
 /// Runs `f` on a copy of the carrier on a blocking thread, one step at a
@@ -62,6 +65,9 @@ async fn with_carrier<R: Send + 'static>(
             shared
                 .profile
                 .save_carrying(&carrier, job.out, job.hollow, now, &mut os_rng())?;
+        for (group, n) in job.freed {
+            shared.ledger.hollowed(&group, n);
+        }
         *shared
             .carrier
             .lock()
@@ -254,6 +260,8 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                 continue;
             }
             job.hollow.push((group, key));
+            let size = pm.message.as_bytes().len() as u64;
+            job.freed.push((group, size.saturating_sub(HOLLOW_ROW)));
             let from = pm.from;
             let expires = pm.message.expires().unwrap_or(now.saturating_add(1));
             let outcome = match pm.message.kind() {
