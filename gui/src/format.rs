@@ -197,14 +197,29 @@ pub fn file_detail(f: &strand_node::FileInfo) -> String {
     }
 }
 
-/// An image's preview (a small JPEG or PNG) for the UI.
+/// An image's preview (a small JPEG or PNG) for the UI. A preview comes
+/// from a contact's device: one that says it is larger than
+/// [`MAX_PREVIEW_SIDE`] a side is refused before anything is decoded (a
+/// few kilobytes could otherwise ask for hundreds of megabytes).
 pub fn preview_image(encoded: &[u8]) -> Option<slint::Image> {
-    let img = image::load_from_memory(encoded).ok()?.to_rgba8();
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(encoded))
+        .with_guessed_format()
+        .ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PREVIEW_SIDE);
+    limits.max_image_height = Some(MAX_PREVIEW_SIDE);
+    limits.max_alloc = Some(u64::from(MAX_PREVIEW_SIDE).pow(2) * 4 * 2);
+    reader.limits(limits);
+    let img = reader.decode().ok()?.to_rgba8();
     let (w, h) = img.dimensions();
     let buffer =
         slint::SharedPixelBuffer::<slint::Rgba8Pixel>::clone_from_slice(img.as_raw(), w, h);
     Some(slint::Image::from_rgba8(buffer))
 }
+
+/// The largest side of a preview shown: previews are made 160 pixels a
+/// side; this leaves room for other senders' choices.
+pub const MAX_PREVIEW_SIDE: u32 = 1024;
 
 /// The durations behind the timer choices (`Timers.options` in the UI),
 /// in ms: index 0 is "messages stay".
@@ -244,6 +259,30 @@ mod tests {
         assert_eq!(preview("\nfirst line\nsecond"), "first line…");
         assert_eq!(hue("Alice"), hue("Alice"));
         assert_ne!(hue("Alice"), hue("Bob"));
+    }
+
+    /// A preview small on the wire but large in pixels (a contact's
+    /// device chooses it) is refused; one of the size previews are made
+    /// at shows. The large one used to be decoded whole.
+    #[test]
+    fn previews_larger_than_a_preview_are_refused() {
+        let png = |side: u32| {
+            let mut out = std::io::Cursor::new(Vec::new());
+            image::GrayImage::new(side, side)
+                .write_to(&mut out, image::ImageFormat::Png)
+                .unwrap();
+            out.into_inner()
+        };
+        let large = png(2_000);
+        assert!(
+            large.len() <= strand_sync::MAX_PREVIEW_LEN,
+            "{}",
+            large.len()
+        );
+        assert!(preview_image(&large).is_none());
+        let shown = preview_image(&png(160)).expect("a preview shows");
+        assert_eq!((shown.size().width, shown.size().height), (160, 160));
+        assert!(preview_image(b"not an image").is_none());
     }
 
     #[test]
