@@ -53,8 +53,8 @@ pub struct TransportArgs {
     /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_contact: Option<u64>,
-    /// When you carry for contacts (`strand carry on`): how much their sealed envelopes may take on this device, in MiB; past it the oldest are dropped [default: 16]
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    /// When you carry for contacts (`strand carry on`): how much their sealed envelopes may take on this device, in MiB; past it the oldest are dropped [default: 16, at most 1024]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_024))]
     pub carry_budget: Option<u64>,
 }
 

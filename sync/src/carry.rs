@@ -40,6 +40,12 @@ pub const MAX_OWN_BYTES: usize = 16 << 20;
 /// recipient gets them directly).
 pub const MAX_CARRIED_ENVELOPE: usize = MAX_BODY_LEN - 8 - 1;
 
+/// The largest carrying budget a carrier takes: 1 GiB. Even of the
+/// smallest envelopes, that many stay a list a saved state can name
+/// (`MAX_SAVED` entries); a larger budget in a [`CarryConfig`] counts as
+/// this one.
+pub const MAX_CARRY_BUDGET: u64 = 1 << 30;
+
 const CARRY: u8 = 0;
 const DELIVER: u8 = 1;
 const OFFER: u8 = 2;
@@ -51,7 +57,8 @@ pub struct CarryConfig {
     /// wait: a carrier passes on half of its copies, keeping the rest).
     /// 1 hands nothing to carriers.
     pub copies: u8,
-    /// Most bytes of other people's envelopes held at once.
+    /// Most bytes of other people's envelopes held at once (at most
+    /// [`MAX_CARRY_BUDGET`]).
     pub budget: u64,
     /// How long an envelope lasts from sealing (a message that expires
     /// sooner keeps its own expiry).
@@ -239,8 +246,9 @@ fn wrap(mode: u8, envelope: &Envelope) -> Vec<u8> {
 }
 
 impl Carrier {
-    /// Nothing held yet.
-    pub fn new(config: CarryConfig) -> Carrier {
+    /// Nothing held yet. A budget over [`MAX_CARRY_BUDGET`] is cut to it.
+    pub fn new(mut config: CarryConfig) -> Carrier {
+        config.budget = config.budget.min(MAX_CARRY_BUDGET);
         Carrier {
             config,
             held: BTreeMap::new(),
@@ -1087,6 +1095,27 @@ mod tests {
 
     fn copies_of(h: &Handout) -> u8 {
         Envelope::decode(h.body[1..].to_vec()).unwrap().copies()
+    }
+
+    /// However large the budget a device is configured with, a carrier
+    /// full of the smallest envelopes can still be saved and read back.
+    /// A budget over about 1.1 GiB (`strand run --carry-budget` took up to
+    /// 64 GiB) let it hold more than a saved state may list, and the next
+    /// start dropped everything carried.
+    #[test]
+    fn a_full_carrier_can_always_be_saved() {
+        let smallest = sealed_len(0).unwrap() as u64;
+        assert!(MAX_CARRY_BUDGET / smallest <= MAX_SAVED as u64);
+        let huge = CarryConfig {
+            budget: 64 << 30,
+            ..CarryConfig::default()
+        };
+        assert_eq!(Carrier::new(huge).config().budget, MAX_CARRY_BUDGET);
+        let saved = Carrier::new(huge).encode();
+        assert_eq!(
+            Carrier::decode(&saved, huge).unwrap().config().budget,
+            MAX_CARRY_BUDGET
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub use bundle::{
 };
 pub use carry::{
     decode_carrying, encode_carrying, Arrival, Carrier, CarryConfig, CarryError, CarryStats,
-    Handout, PartKey,
+    Handout, PartKey, MAX_CARRY_BUDGET,
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
