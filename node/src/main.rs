@@ -857,12 +857,11 @@ async fn import(ctx: &Ctx, file: &Path) -> Result<()> {
     let request = Request::Import { path: utf8(&file)? };
     let done: serde_json::Value = match ask(&ctx.dir, &request).await? {
         Some(v) => v,
-        None => serde_json::to_value(open_profile(ctx)?.import_bundle(
-            &file,
-            &strand_node::Budgets::default(),
-            now(),
-            &mut os_rng(),
-        )?)?,
+        None => {
+            let profile = open_profile(ctx)?;
+            let budgets = profile.budgets()?;
+            serde_json::to_value(profile.import_bundle(&file, &budgets, now(), &mut os_rng())?)?
+        }
     };
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&done)?);

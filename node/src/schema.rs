@@ -152,6 +152,9 @@ pub mod meta {
     /// The carrying budget the last node ran with (u64 BE), sealed under
     /// the root key.
     pub const CARRY_BUDGET: &str = "carry_budget";
+    /// The storage budgets the last node ran with: per contact and for
+    /// unknown kinds (two u64 BE), sealed under the root key.
+    pub const BUDGETS: &str = "budgets";
     /// The mailbox paired to this profile (PROTOCOL.md §17.1): its
     /// invite, sealed under the root key. Absent: none.
     pub const MAILBOX: &str = "mailbox";

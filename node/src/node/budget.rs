@@ -42,6 +42,39 @@ impl Default for Budgets {
     }
 }
 
+const ROLE_BUDGETS: &str = "strand/v2/budgets";
+
+impl Profile {
+    /// The storage budgets the last node ran with (`strand run
+    /// --budget-per-contact`), for what takes messages in without a node
+    /// (`strand import`); the defaults if none has run.
+    pub fn budgets(&self) -> Result<Budgets, ProfileError> {
+        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
+        Ok(saved
+            .and_then(|b| <[u8; 16]>::try_from(&b[..]).ok())
+            .map(|b| Budgets {
+                per_contact: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+                unknown_kinds: u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
+            })
+            .unwrap_or_default())
+    }
+
+    /// Keeps the budgets a node runs with (see [`Profile::budgets`]).
+    pub(crate) fn keep_budgets(
+        &self,
+        budgets: &Budgets,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> Result<(), ProfileError> {
+        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
+        if saved.is_some() && self.budgets()? == *budgets {
+            return Ok(());
+        }
+        let mut bytes = budgets.per_contact.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&budgets.unknown_kinds.to_be_bytes());
+        self.set_meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS, &bytes, rng)
+    }
+}
+
 /// What a hollow row counts for: its 72-byte key and redb's bookkeeping.
 /// A pool message that was read keeps its key, with no bytes, until it
 /// expires ([`crate::carry`]), so it is not synced again; its row no

@@ -497,10 +497,13 @@ impl Node {
         }
         drop(tx);
         let carrier = {
-            let (p, settings) = (profile.clone(), config.carry);
+            let (p, settings, budgets) = (profile.clone(), config.carry, config.budgets);
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = p.keep_carry_budget(settings.budget, &mut os_rng()) {
                     tracing::warn!("keeping the carrying budget failed: {e}");
+                }
+                if let Err(e) = p.keep_budgets(&budgets, &mut os_rng()) {
+                    tracing::warn!("keeping the storage budgets failed: {e}");
                 }
                 p.load_carrier(&settings).unwrap_or_else(|e| {
                     // The user's choice is kept apart: it survives.

@@ -244,3 +244,41 @@ fn an_import_keeps_to_the_storage_budget() {
     );
     assert_eq!(ben.conversation("ann").unwrap().len(), 20);
 }
+
+/// `strand import` with no node running keeps to the budget the last node
+/// ran with (`strand run --budget-per-contact`); it used to take the
+/// default (1 GiB) whatever the user had set.
+#[test]
+fn an_offline_import_keeps_to_the_budget_the_node_ran_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let b = User::init(tmp.path(), "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    b.ok(&["add", &a.invite(), "--name", "alice"]);
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 3 << 20]).unwrap();
+    a.ok(&["send", "bob", "--file", big.to_str().unwrap()]);
+    let file = tmp.path().join("bob.strand");
+    a.ok(&["export", "bob", "--to", file.to_str().unwrap()]);
+
+    let args = [
+        "run",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--punch-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--budget-per-contact",
+        "1",
+    ];
+    let (run, _) = b.run_with(&args, b.command());
+    drop(Killed(run));
+    let out = b.ok(&["import", file.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (new, over) = (
+        v["new"].as_u64().unwrap(),
+        v["over_budget"].as_u64().unwrap(),
+    );
+    assert!(over > 0, "nothing over a 1 MiB budget: {out}");
+    assert!(new > 0, "{out}");
+}
