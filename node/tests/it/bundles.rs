@@ -261,17 +261,7 @@ fn an_offline_import_keeps_to_the_budget_the_node_ran_with() {
     let file = tmp.path().join("bob.strand");
     a.ok(&["export", "bob", "--to", file.to_str().unwrap()]);
 
-    let args = [
-        "run",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--punch-listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--budget-per-contact",
-        "1",
-    ];
-    let (run, _) = b.run_with(&args, b.command());
+    let (run, _) = b.run_also(&[], &["--budget-per-contact", "1"]);
     drop(Killed(run));
     let out = b.ok(&["import", file.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

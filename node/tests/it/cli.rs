@@ -63,6 +63,11 @@ impl User {
 
     /// `strand run` on loopback; returns the process and its address.
     pub(crate) fn run(&self, peers: &[&str]) -> (Child, String) {
+        self.run_also(peers, &[])
+    }
+
+    /// [`User::run`] with `extra` flags.
+    pub(crate) fn run_also(&self, peers: &[&str], extra: &[&str]) -> (Child, String) {
         let mut args = vec![
             "run",
             "--no-mdns",
@@ -74,6 +79,7 @@ impl User {
         for p in peers {
             args.extend(["--peer", p]);
         }
+        args.extend_from_slice(extra);
         self.run_with(&args, self.command())
     }
 
