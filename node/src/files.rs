@@ -139,9 +139,9 @@ pub fn safe_name(name: &str) -> String {
     // Cut the stem, keeping a short extension.
     match trimmed.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXT_BYTES => {
-            format!("{}.{ext}", cut(stem, MAX_NAME_BYTES - 1 - ext.len()))
+            format!("{}.{ext}", crate::cut(stem, MAX_NAME_BYTES - 1 - ext.len()))
         }
-        _ => cut(trimmed, MAX_NAME_BYTES).into(),
+        _ => crate::cut(trimmed, MAX_NAME_BYTES).into(),
     }
 }
 
@@ -150,16 +150,6 @@ pub fn safe_name(name: &str) -> String {
 const MAX_NAME_BYTES: usize = 200;
 /// Longest extension [`safe_name`] keeps when it shortens a name.
 const MAX_EXT_BYTES: usize = 16;
-
-/// The longest start of `s` of at most `max` bytes that ends on a
-/// character.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = max.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
 
 impl Profile {
     /// The log a new message to `to` goes in, and its expiry from `now`.
@@ -527,10 +517,7 @@ mod tests {
         let sent = p
             .send_file(Conversation::Contact("Bob"), &path, now, rng)
             .unwrap();
-        let id: String = sent.manifest.id.0[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = crate::hex(&sent.manifest.id.0[..8]);
         let save = |n: &str| std::fs::read(p.save_file(&id, &tmp.path().join(n)).unwrap()).unwrap();
         let split = stored_chunks(&p, &sent);
         assert_eq!(split.len(), 3);
@@ -639,10 +626,7 @@ mod tests {
         let sent = p
             .send_file(Conversation::Contact("Bob"), &path, crate::now(), rng)
             .unwrap();
-        let id: String = sent.manifest.id.0[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = crate::hex(&sent.manifest.id.0[..8]);
         store_as_version_3(&p, &sent);
         let root = p.root_for_tests();
         let me = p.identity().public().sign;
@@ -728,10 +712,7 @@ mod tests {
         strand_sync::WriteStore::insert(&mut store, &pair.id, &file).unwrap();
         store.commit().unwrap();
         drop(store);
-        let id: String = file.id().0[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = crate::hex(&file.id().0[..8]);
         let out = tmp.path().join("out");
         let first = p.save_file(&id, &out).unwrap();
         let second = p.save_file(&id, &out).unwrap();

@@ -106,6 +106,16 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Where `strand relay` keeps its key when none is given: the platform's
 /// data directory (`~/.local/share/strand-relay/key` on Linux), apart from
 /// any profile.

@@ -341,9 +341,5 @@ impl Profile {
 /// whole fits a contact name.
 fn fit_name(base: &str, suffix: &str) -> String {
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    let mut end = base.len().min(room);
-    while !base.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{suffix}", &base[..end])
+    format!("{}{suffix}", crate::cut(base, room))
 }
