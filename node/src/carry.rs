@@ -244,11 +244,8 @@ impl Profile {
         budget: u64,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(), ProfileError> {
-        if self.carry_settings()?.budget == budget
-            && self
-                .meta_sealed(meta::CARRY_BUDGET, ROLE_CARRY_BUDGET)?
-                .is_some()
-        {
+        let saved = self.meta_sealed(meta::CARRY_BUDGET, ROLE_CARRY_BUDGET)?;
+        if saved.is_some_and(|s| s[..] == budget.to_be_bytes()) {
             return Ok(());
         }
         self.set_meta_sealed(

@@ -65,12 +65,12 @@ impl Profile {
         budgets: &Budgets,
         rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
     ) -> Result<(), ProfileError> {
-        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
-        if saved.is_some() && self.budgets()? == *budgets {
-            return Ok(());
-        }
         let mut bytes = budgets.per_contact.to_be_bytes().to_vec();
         bytes.extend_from_slice(&budgets.unknown_kinds.to_be_bytes());
+        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
+        if saved.is_some_and(|s| s[..] == bytes[..]) {
+            return Ok(());
+        }
         self.set_meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS, &bytes, rng)
     }
 }
