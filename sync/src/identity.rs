@@ -229,7 +229,8 @@ pub(crate) fn check_stored_name(name: &str) -> Result<(), KeyError> {
 /// space and joiners, the soft hyphen, invisible operators, tags), line and
 /// paragraph separators, the combining grapheme joiner, Khmer inherent
 /// vowels and Hangul fillers. (Emoji variation selectors stay allowed.)
-fn is_invisible(c: char) -> bool {
+/// Apps show these visibly in anything someone else wrote.
+pub fn is_invisible(c: char) -> bool {
     matches!(
         c as u32,
         0x00AD

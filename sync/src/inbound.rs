@@ -93,6 +93,16 @@ impl InboundMessage {
             self.verdict = Verdict::Invalid(Invalid::OverBudget);
         }
     }
+
+    /// Declines a [`Verdict::Valid`] message written into an old epoch of
+    /// a private group by someone no longer in it
+    /// ([`crate::Chain::accepts`]): reported as [`Invalid::FormerMember`],
+    /// not acknowledged, the session goes on.
+    pub fn decline_former_member(&mut self) {
+        if self.verdict == Verdict::Valid {
+            self.verdict = Verdict::Invalid(Invalid::FormerMember);
+        }
+    }
 }
 
 /// A batch of received messages (those of one or more packets), from

@@ -102,7 +102,7 @@ pub use file::{
     chunk_count, file_hash, FileHasher, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN,
 };
 pub use group::{Group, GroupId, GroupKey};
-pub use identity::{check_name, AuthorId, Contact, Identity, PublicIdentity};
+pub use identity::{check_name, is_invisible, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};
@@ -112,8 +112,8 @@ pub use mailbox::{
     MailboxProof, MAX_MAILBOX_CONTACTS,
 };
 pub use membership::{
-    decode_chosen_name, encode_chosen_name, Chain, Change, Epoch, GroupError, Head, Member,
-    Transition, MAX_GROUP_MEMBERS,
+    decode_chosen_name, encode_chosen_name, Chain, Change, Entry, Epoch, GroupError, Head, KeyWork,
+    Member, Next, Sealing, Transition, Unwritable, MAX_GROUP_MEMBERS,
 };
 pub use message::{encoded_len, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
@@ -252,6 +252,11 @@ pub enum Invalid {
     /// by a later sync.
     #[error("over this device's storage budget for its sender; offered again later")]
     OverBudget,
+    /// Valid, but written into an old epoch of a private group by someone
+    /// who is no longer a member (PROTOCOL.md §14): not stored, offered
+    /// again by a later sync (taken if the receiver finds it was wrong).
+    #[error("written into an old epoch of a group by someone no longer in it")]
+    FormerMember,
 }
 
 /// Why a session ended with an error.

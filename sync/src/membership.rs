@@ -1,51 +1,84 @@
 //! Private groups: membership as a chain of epochs (PROTOCOL.md §14).
 //!
-//! A group is a chain of **epochs**. Each epoch is one group log (its own
-//! [`GroupId`] and [`GroupKey`], both random) with a fixed member list, so
+//! A group is a tree of **epochs**, read as a chain. Each epoch is one group
+//! log (its own [`GroupId`] and [`GroupKey`]) with a fixed member list, so
 //! whether a message is valid never depends on what else a receiver has
 //! seen. Every membership change (add, remove, leave, make admin) is a
-//! [`Kind::MEMBERSHIP`] message in the current epoch's log that names the
-//! next epoch's members and carries the next epoch's id and key sealed to
-//! each of them (X25519 to their key-agreement key). A member who is left
-//! out of the next epoch cannot open it: it keeps what it had and reads
-//! nothing written after.
+//! [`Kind::MEMBERSHIP`] message in an epoch's log that names the next
+//! epoch's members, commits to its key, and carries that key sealed to
+//! each of them. The next epoch's id is a hash of its parent's id and the
+//! change's message id, so an epoch's id commits to where it comes from
+//! and what it holds; the first epoch's id commits to its members and key,
+//! and the group's root id to its creator and name, which the creator
+//! signs.
 //!
-//! Changes made at once on two partitions fork an epoch. Every member
-//! resolves a fork the same way: the valid change with the smallest log key
-//! (time, id) wins, and its author's rivals re-issue theirs on top of it
-//! ([`Chain::reissue`]), so the member list converges everywhere.
+//! Only admins change an epoch (others ask to leave, and an admin removes
+//! them), and of each author's changes in an epoch only the one with the
+//! smallest id counts. Two admins' changes written into one epoch fork it.
+//! Every member picks the same winner from the same changes, with nothing
+//! an author can choose deciding it ([`Chain`]): a change is struck when
+//! another change's branch holds its author's removal by the creator (or
+//! its author's leaving), so a removed admin writing late into an old
+//! epoch changes nothing; then the higher rank wins (the creator's change,
+//! then an admin's), then the smaller message id. Times never count. An
+//! admin whose change lost makes it again on the winner
+//! ([`Chain::reissue`]).
+//!
+//! A member whose box does not open asks for the key in the epoch that
+//! holds the change, and any member who has it answers, sealed to the
+//! asker ([`Kind::KEY`]); the key is checked against the change's
+//! commitment, so no one can hand over a wrong one. A member that
+//! outranks a change's author and cannot open its box makes the same
+//! change again itself ([`Chain::overrides`]): no one locks the creator
+//! out.
 //!
 //! New members get the epoch they join in a [`Kind::WELCOME`] message in
-//! their 1:1 conversation with whoever added them.
+//! their 1:1 conversation with the admin who added them. A welcome is
+//! taken only for a group the reader does not know yet, or from an admin
+//! of its newest welcomed epoch while it has not seen the group change
+//! ([`Chain::take_welcome`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use ed25519_dalek::{Signature, Signer};
 use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::codec::Reader;
-use crate::crypto::kdf;
+use crate::crypto::{hash, kdf};
 use crate::group::{Group, GroupId, GroupKey};
 use crate::identity::{check_name, check_stored_name, AuthorId, Identity, PublicIdentity};
 use crate::limits::Time;
-use crate::message::{Kind, Message};
+use crate::message::{Kind, Message, MessageId};
 use crate::store::{Key, KeyRange, Store};
 use crate::{DecodeError, Invalid, KeyError};
 
 /// Most members an epoch may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
 
-const VERSION: u8 = 1;
-const BOX_LEN: usize = 64 + 16;
+/// The encoding of epochs and changes.
+const VERSION: u8 = 2;
+/// Epochs stored by versions before 2: read-only groups.
+const LEGACY_VERSION: u8 = 1;
+/// A sealed epoch key: 32 bytes and the AEAD tag.
+const BOX_LEN: usize = 32 + 16;
 
 const CHANGE_ADD: u8 = 1;
 const CHANGE_REMOVE: u8 = 2;
 const CHANGE_LEAVE: u8 = 3;
 const CHANGE_ADMIN: u8 = 4;
+
+/// A MEMBERSHIP body that asks the admins to remove its author.
+const LEAVE_REQUEST: u8 = 0x81;
+
+const KEY_REQUEST: u8 = 1;
+const KEY_SHARE: u8 = 2;
+
+const ROOT_LABEL: &[u8] = b"strand/v2/group-root";
 
 /// The body of a [`Kind::NAME`] message: the name its author chose for
 /// themselves (the naming rules of [`check_name`]), as UTF-8.
@@ -70,14 +103,23 @@ pub struct Member {
     /// The name whoever added them knew them by (their contacts may know
     /// them by another; anyone else should show it as unverified).
     pub name: String,
-    /// Whether they may remove members (the creator always may).
+    /// Whether they may add and remove members (the creator always may).
     pub admin: bool,
+}
+
+/// What the creator signed: the group's root commits to its creator, a
+/// random nonce and its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Genesis {
+    nonce: [u8; 32],
+    proof: [u8; 64],
 }
 
 /// One epoch of a group: a log with a fixed member list.
 #[derive(Clone)]
 pub struct Epoch {
-    /// The group's first epoch id: it names the conversation across epochs.
+    /// The group's root id (a hash of its creator, a nonce and its name,
+    /// signed by the creator): it names the conversation across epochs.
     pub root: GroupId,
     /// 0 for the first epoch, then one more per change.
     pub number: u32,
@@ -85,6 +127,11 @@ pub struct Epoch {
     pub name: String,
     /// Who created the group: an admin in every epoch it belongs to.
     pub creator: AuthorId,
+    /// `None` for an epoch stored by a version before 2 (a read-only
+    /// group).
+    genesis: Option<Genesis>,
+    /// The epoch and the change that made this one (`None` for the first).
+    parent: Option<(GroupId, MessageId)>,
     members: Vec<Member>,
     group: Group,
 }
@@ -102,16 +149,18 @@ impl std::fmt::Debug for Epoch {
 /// A membership change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Add someone (any member may).
+    /// Add someone (admins only).
     Add {
         /// Their keys.
         public: PublicIdentity,
         /// Their name as the adder knows it.
         name: String,
     },
-    /// Remove a member (admins only; not the creator).
+    /// Remove a member (admins; an admin only by the creator; never the
+    /// creator).
     Remove(AuthorId),
-    /// The author leaves.
+    /// The author leaves (admins; any other member asks the admins to
+    /// remove them: [`Epoch::leave_request`]).
     Leave,
     /// Make a member an admin (the creator only).
     MakeAdmin(AuthorId),
@@ -151,11 +200,56 @@ pub enum GroupError {
     /// This member's sealed key did not open.
     #[error("the next epoch's key did not open")]
     Sealed,
+    /// The group's root is not what its creator signed.
+    #[error("the group's creator did not sign it")]
+    Unsigned,
+    /// A welcome into a group the reader already follows, from someone
+    /// who may not move it there.
+    #[error("a welcome into a group this device already follows")]
+    KnownGroup,
+    /// A group made by a version before 2: it can be read, not changed.
+    #[error("made by an older version of Strand: it can be read, not changed or written to")]
+    Legacy,
+}
+
+/// The root of a group: what its creator signs.
+fn root_of(creator: &AuthorId, nonce: &[u8; 32], name: &str) -> GroupId {
+    GroupId(hash(&[
+        ROOT_LABEL,
+        creator,
+        nonce,
+        &[name.len() as u8],
+        name.as_bytes(),
+    ]))
+}
+
+/// What an epoch's key is committed to, in the change that makes it (or,
+/// for the first epoch, in its id): a hash of where it comes from and the
+/// key.
+fn key_commitment(from: &GroupId, key: &[u8; 32]) -> [u8; 32] {
+    hash(&[b"strand/v2/epoch-key", &from.0, key])
+}
+
+/// The first epoch's id: its root, members and key commitment.
+fn first_id(root: &GroupId, members: &[Member], key: &[u8; 32]) -> GroupId {
+    let mut enc = Vec::new();
+    encode_members(members, &mut enc);
+    GroupId(hash(&[
+        b"strand/v2/epoch-0",
+        &root.0,
+        &enc,
+        &key_commitment(root, key),
+    ]))
+}
+
+/// The id of the epoch a change makes: its parent and the change's id.
+fn next_id(parent: &GroupId, change: &MessageId) -> GroupId {
+    GroupId(hash(&[b"strand/v2/epoch", &parent.0, &change.0]))
 }
 
 impl Epoch {
-    /// Creates a group: the first epoch, with a random id and key, the
-    /// creator (an admin) and `others`, as the creator knows them.
+    /// Creates a group: the first epoch, with a random key, the creator
+    /// (an admin) and `others`, as the creator knows them.
     pub fn create(
         creator: &Identity,
         name: &str,
@@ -181,59 +275,78 @@ impl Epoch {
                 admin: false,
             });
         }
-        let mut id = [0u8; 32];
-        rng.fill_bytes(&mut id);
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut key[..]);
-        Epoch::new(
-            GroupId(id),
-            GroupId(id),
+        let sign = creator.public().sign;
+        let root = root_of(&sign, &nonce, name);
+        let proof = creator
+            .signing_key()
+            .sign(&[ROOT_LABEL, &root.0].concat())
+            .to_bytes();
+        Epoch::assemble(
+            root,
             0,
             name.to_owned(),
-            creator.public().sign,
+            sign,
+            Some(Genesis { nonce, proof }),
+            None,
             members,
-            GroupKey::from_bytes(*key),
+            *key,
         )
     }
 
-    fn new(
+    /// An epoch from its parts: members sorted, the creator's admin flag
+    /// set, the id derived (§14).
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        root: GroupId,
+        number: u32,
+        name: String,
+        creator: AuthorId,
+        genesis: Option<Genesis>,
+        parent: Option<(GroupId, MessageId)>,
+        members: Vec<Member>,
+        key: [u8; 32],
+    ) -> Result<Epoch, GroupError> {
+        let members = normalise(members, &creator)?;
+        let id = match &parent {
+            Some((p, change)) => next_id(p, change),
+            None => first_id(&root, &members, &key),
+        };
+        Ok(Epoch::with_id(
+            root, id, number, name, creator, genesis, parent, members, key,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_id(
         root: GroupId,
         id: GroupId,
         number: u32,
         name: String,
         creator: AuthorId,
-        mut members: Vec<Member>,
-        key: GroupKey,
-    ) -> Result<Epoch, GroupError> {
-        if members.len() > MAX_GROUP_MEMBERS {
-            return Err(GroupError::TooMany);
-        }
-        for m in &members {
-            check_stored_name(&m.name)
-                .map_err(|_| GroupError::Name("of a member is not acceptable"))?;
-            if crate::identity::verifying_key(&m.public.sign).is_none() {
-                return Err(GroupError::WeakKey);
-            }
-        }
-        members.sort_by_key(|m| m.public.sign);
-        if members
-            .windows(2)
-            .any(|w| w[0].public.sign == w[1].public.sign)
-        {
-            return Err(GroupError::NoEffect("a member is listed twice"));
-        }
-        if let Some(c) = members.iter_mut().find(|m| m.public.sign == creator) {
-            c.admin = true;
-        }
-        let group = Group::new(id, key, members.iter().map(|m| m.public.sign).collect());
-        Ok(Epoch {
+        genesis: Option<Genesis>,
+        parent: Option<(GroupId, MessageId)>,
+        members: Vec<Member>,
+        key: [u8; 32],
+    ) -> Epoch {
+        let group = Group::new(
+            id,
+            GroupKey::from_bytes(key),
+            members.iter().map(|m| m.public.sign).collect(),
+        );
+        Epoch {
             root,
             number,
             name,
             creator,
+            genesis,
+            parent,
             members,
             group,
-        })
+        }
     }
 
     /// This epoch's log id.
@@ -259,26 +372,56 @@ impl Epoch {
             .map(|i| &self.members[i])
     }
 
-    /// Whether `sign` may remove members.
+    /// Whether `sign` may add and remove members.
     pub fn is_admin(&self, sign: &AuthorId) -> bool {
         self.member(sign).is_some_and(|m| m.admin)
     }
 
+    /// Whether this epoch was stored by a version before 2: its group can
+    /// be read, not changed or written to.
+    pub fn is_legacy(&self) -> bool {
+        self.genesis.is_none()
+    }
+
+    /// The epoch this one follows, if any.
+    pub fn parent(&self) -> Option<GroupId> {
+        self.parent.map(|(p, _)| p)
+    }
+
+    /// How `sign` ranks here when forks are resolved: 0 the creator, 1 an
+    /// admin, 2 anyone else.
+    fn rank(&self, sign: &AuthorId) -> u8 {
+        if *sign == self.creator {
+            0
+        } else if self.is_admin(sign) {
+            1
+        } else {
+            2
+        }
+    }
+
     /// What `change` by `author` makes of the member list, or why it may
-    /// not be made.
-    fn apply(&self, author: &AuthorId, change: &Change) -> Result<Vec<Member>, GroupError> {
+    /// not be made (§14, "who may change").
+    pub fn apply(&self, author: &AuthorId, change: &Change) -> Result<Vec<Member>, GroupError> {
+        if self.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
         if self.member(author).is_none() {
             return Err(GroupError::NotMember);
         }
         let mut members = self.members.clone();
         match change {
             Change::Add { public, name } => {
+                if !self.is_admin(author) {
+                    return Err(GroupError::NotAllowed("an admin"));
+                }
                 if self.member(&public.sign).is_some() {
                     return Err(GroupError::NoEffect("already a member"));
                 }
                 if crate::identity::verifying_key(&public.sign).is_none() {
                     return Err(GroupError::WeakKey);
                 }
+                check_stored_name(name).map_err(|_| GroupError::Name("is not acceptable"))?;
                 if members.len() >= MAX_GROUP_MEMBERS {
                     return Err(GroupError::TooMany);
                 }
@@ -298,12 +441,21 @@ impl Epoch {
                 if who == author {
                     return Err(GroupError::NoEffect("leave instead of removing yourself"));
                 }
-                if self.member(who).is_none() {
-                    return Err(GroupError::NoEffect("not a member"));
+                match self.member(who) {
+                    None => return Err(GroupError::NoEffect("not a member")),
+                    Some(m) if m.admin && *author != self.creator => {
+                        return Err(GroupError::NotAllowed("the creator (to remove an admin)"))
+                    }
+                    Some(_) => {}
                 }
                 members.retain(|m| m.public.sign != *who);
             }
             Change::Leave => {
+                if !self.is_admin(author) {
+                    return Err(GroupError::NotAllowed(
+                        "an admin (others ask the admins to remove them)",
+                    ));
+                }
                 if members.len() == 1 {
                     return Err(GroupError::NoEffect("the last member cannot leave"));
                 }
@@ -325,8 +477,7 @@ impl Epoch {
                 }
             }
         }
-        members.sort_by_key(|m| m.public.sign);
-        Ok(members)
+        normalise(members, &self.creator)
     }
 
     /// Makes `change` as `me`: the MEMBERSHIP message to store in this
@@ -339,51 +490,130 @@ impl Epoch {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Message, Option<Epoch>), GroupError> {
+        self.propose_sealed(me, change, now, Sealing::Honest, rng)
+    }
+
+    /// [`Epoch::propose`] with boxes sealed as `sealing` says: tests and
+    /// fuzzing write what a hostile member could.
+    #[doc(hidden)]
+    pub fn propose_sealed(
+        &self,
+        me: &Identity,
+        change: Change,
+        now: Time,
+        sealing: Sealing,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Message, Option<Epoch>), GroupError> {
+        let members = self.apply(&me.public().sign, &change)?;
+        self.write_change(me, change, members, now, sealing, rng)
+    }
+
+    /// A change as `me` would write it whether or not it may: the member
+    /// list it names is what the change would make of this epoch's. What
+    /// a hostile member can sign, for tests and fuzzing; readers find such
+    /// a change invalid if `me` may not make it.
+    #[doc(hidden)]
+    pub fn forge(
+        &self,
+        me: &Identity,
+        change: Change,
+        now: Time,
+        sealing: Sealing,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, GroupError> {
         let author = me.public().sign;
-        let members = self.apply(&author, &change)?;
-        let mut id = [0u8; 32];
-        rng.fill_bytes(&mut id);
+        let mut members = self.members.clone();
+        match &change {
+            Change::Add { public, name } => members.push(Member {
+                public: *public,
+                name: name.clone(),
+                admin: false,
+            }),
+            Change::Remove(x) => members.retain(|m| m.public.sign != *x),
+            Change::Leave => members.retain(|m| m.public.sign != author),
+            Change::MakeAdmin(x) => members
+                .iter_mut()
+                .filter(|m| m.public.sign == *x)
+                .for_each(|m| m.admin = true),
+        }
+        let members = normalise(members, &self.creator)?;
+        self.write_change(me, change, members, now, sealing, rng)
+            .map(|(m, _)| m)
+    }
+
+    fn write_change(
+        &self,
+        me: &Identity,
+        change: Change,
+        members: Vec<Member>,
+        now: Time,
+        sealing: Sealing,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Message, Option<Epoch>), GroupError> {
+        let author = me.public().sign;
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut key[..]);
-        let next = Epoch::new(
-            self.root,
-            GroupId(id),
-            self.number + 1,
-            self.name.clone(),
-            self.creator,
-            members,
-            GroupKey::from_bytes(*key),
-        )?;
+        let mut commit = key_commitment(&self.id(), &key);
+        if let Sealing::WrongCommitment = sealing {
+            commit = hash(&[b"not the key", &commit]);
+        }
         let mut body = vec![VERSION];
         encode_change(&change, &mut body);
-        body.extend_from_slice(&next.number.to_be_bytes());
-        encode_members(&next.members, &mut body);
+        body.extend_from_slice(&(self.number + 1).to_be_bytes());
+        encode_members(&members, &mut body);
+        body.extend_from_slice(&commit);
         let eph = StaticSecret::random_from_rng(&mut *rng);
         let eph_public = DhPublic::from(&eph).to_bytes();
         body.extend_from_slice(&eph_public);
-        let mut secret = Zeroizing::new([0u8; 64]);
-        secret[..32].copy_from_slice(&next.group.id.0);
-        secret[32..].copy_from_slice(next.group.key().as_bytes());
-        for m in &next.members {
+        for m in &members {
             let shared = eph.diffie_hellman(&DhPublic::from(m.public.dh));
             if !shared.was_contributory() {
                 return Err(GroupError::WeakKey);
             }
-            let cipher = box_cipher(shared.as_bytes(), &eph_public, &m.public.sign, &self.id());
-            let sealed = cipher
-                .encrypt(&Nonce::default(), &secret[..])
-                .expect("a 64-byte plaintext seals");
+            let cipher = box_cipher(
+                "strand/v2/group-box",
+                shared.as_bytes(),
+                &eph_public,
+                &m.public.sign,
+                &self.id(),
+            );
+            let mut sealed = cipher
+                .encrypt(&Nonce::default(), &key[..])
+                .expect("a 32-byte plaintext seals");
+            if let Sealing::Garble(who) = &sealing {
+                if who.contains(&m.public.sign) {
+                    sealed[0] ^= 1;
+                }
+            }
             body.extend_from_slice(&sealed);
         }
         let msg = Message::create(me, &self.group, now, Kind::MEMBERSHIP, &body, rng)?;
-        let mine = next.member(&author).is_some();
-        Ok((msg, mine.then_some(next)))
+        let mine = members.iter().any(|m| m.public.sign == author);
+        let next = if mine {
+            Some(Epoch::assemble(
+                self.root,
+                self.number + 1,
+                self.name.clone(),
+                self.creator,
+                self.genesis,
+                Some((self.id(), msg.id())),
+                members,
+                *key,
+            )?)
+        } else {
+            None
+        };
+        Ok((msg, next))
     }
 
     /// Reads a MEMBERSHIP message of this epoch's log as `me`: checks it
     /// (valid message, allowed change, consistent member list) and opens
-    /// the next epoch if `me` is in it.
+    /// the next epoch if `me` is in it and its box opens to the key the
+    /// change commits to.
     pub fn read(&self, me: &Identity, msg: &Message, now: Time) -> Result<Transition, GroupError> {
+        if self.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
         if msg.kind() != Kind::MEMBERSHIP {
             return Err(GroupError::Decode(DecodeError::Invalid(
                 "not a membership change",
@@ -399,64 +629,211 @@ impl Epoch {
         let change = decode_change(&mut r)?;
         let number = r.u32()?;
         let listed = decode_members(&mut r)?;
+        let commit: [u8; 32] = r.array()?;
         let eph_public: [u8; 32] = r.array()?;
         let boxes = r.bytes(listed.len() * BOX_LEN)?;
         r.finish()?;
-        let mut expected = self.apply(&author, &change)?;
-        for m in &mut expected {
-            if m.public.sign == self.creator {
-                m.admin = true;
-            }
-        }
+        let expected = self.apply(&author, &change)?;
         if number != self.number + 1 || listed != expected {
             return Err(GroupError::Inconsistent);
         }
+        let next_id = next_id(&self.id(), &msg.id());
         let mine = me.public().sign;
-        // A box that does not open leaves this reader out of the next
-        // epoch, as a removal would; the change stays valid, so that every
-        // member picks the same winner whatever the author sealed.
+        // A box that does not open (or opens to a key the change does not
+        // commit to) leaves this reader waiting for the key: the change
+        // stays valid, so that every member picks the same winner whatever
+        // the author sealed, and another member can hand the key over.
         let next = match listed.iter().position(|m| m.public.sign == mine) {
-            None => None,
-            Some(i) => (|| {
-                let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph_public));
-                if !shared.was_contributory() {
-                    return Err(GroupError::Sealed);
-                }
-                let cipher = box_cipher(shared.as_bytes(), &eph_public, &mine, &self.id());
+            None => Next::NotListed,
+            Some(i) => {
                 let sealed = &boxes[i * BOX_LEN..(i + 1) * BOX_LEN];
-                let secret = Zeroizing::new(
-                    cipher
-                        .decrypt(&Nonce::default(), sealed)
-                        .map_err(|_| GroupError::Sealed)?,
-                );
-                let id: [u8; 32] = secret[..32].try_into().expect("64 bytes");
-                let key: [u8; 32] = secret[32..].try_into().expect("64 bytes");
-                Epoch::new(
-                    self.root,
-                    GroupId(id),
-                    number,
-                    self.name.clone(),
-                    self.creator,
-                    listed.clone(),
-                    GroupKey::from_bytes(key),
-                )
-            })()
-            .ok(),
+                match open_box(me, "strand/v2/group-box", &eph_public, sealed, &self.id())
+                    .filter(|key| key_commitment(&self.id(), key) == commit)
+                {
+                    Some(key) => Next::Opened(self.child(next_id, msg.id(), listed.clone(), key)),
+                    None => Next::Pending,
+                }
+            }
         };
         Ok(Transition {
             key: msg.key(),
             author,
             change,
             members: listed,
+            next_id,
+            commit,
             next,
         })
+    }
+
+    /// The epoch a change of this one makes, with its key.
+    fn child(&self, id: GroupId, change: MessageId, members: Vec<Member>, key: [u8; 32]) -> Epoch {
+        Epoch::with_id(
+            self.root,
+            id,
+            self.number + 1,
+            self.name.clone(),
+            self.creator,
+            self.genesis,
+            Some((self.id(), change)),
+            members,
+            key,
+        )
+    }
+
+    /// A request to leave, in this epoch's log (a MEMBERSHIP message that
+    /// changes nothing): an admin removes its author. Members who are not
+    /// admins leave this way, so that every change that makes an epoch is
+    /// an admin's.
+    pub fn leave_request(
+        &self,
+        me: &Identity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, GroupError> {
+        if self.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
+        if self.member(&me.public().sign).is_none() {
+            return Err(GroupError::NotMember);
+        }
+        Ok(Message::create(
+            me,
+            &self.group,
+            now,
+            Kind::MEMBERSHIP,
+            &[LEAVE_REQUEST],
+            rng,
+        )?)
+    }
+
+    /// Reads a MEMBERSHIP message of this epoch's log: a change (see
+    /// [`Epoch::read`]) or a request to leave.
+    fn read_membership(
+        &self,
+        me: &Identity,
+        msg: &Message,
+        now: Time,
+    ) -> Result<Option<Transition>, GroupError> {
+        if msg.kind() == Kind::MEMBERSHIP {
+            let body = msg.validate(&self.group, now)?;
+            if body[..] == [LEAVE_REQUEST] {
+                return Ok(None);
+            }
+        }
+        self.read(me, msg, now).map(Some)
+    }
+
+    /// A [`Kind::KEY`] request in this epoch's log: `me` is listed in
+    /// `next` (made by a change here) and its box did not open.
+    pub fn key_request(
+        &self,
+        me: &Identity,
+        next: &GroupId,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, GroupError> {
+        let mut body = vec![KEY_REQUEST];
+        body.extend_from_slice(&next.0);
+        Ok(Message::create(
+            me,
+            &self.group,
+            now,
+            Kind::KEY,
+            &body,
+            rng,
+        )?)
+    }
+
+    /// A [`Kind::KEY`] answer in this epoch's log: `next`'s key sealed to
+    /// `to`.
+    pub fn key_share(
+        &self,
+        me: &Identity,
+        to: &PublicIdentity,
+        next: &Epoch,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, GroupError> {
+        let eph = StaticSecret::random_from_rng(&mut *rng);
+        let eph_public = DhPublic::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&DhPublic::from(to.dh));
+        if !shared.was_contributory() {
+            return Err(GroupError::WeakKey);
+        }
+        let cipher = box_cipher(
+            "strand/v2/group-key-share",
+            shared.as_bytes(),
+            &eph_public,
+            &to.sign,
+            &next.id(),
+        );
+        let sealed = cipher
+            .encrypt(&Nonce::default(), &next.group.key().as_bytes()[..])
+            .expect("a 32-byte plaintext seals");
+        let mut body = vec![KEY_SHARE];
+        body.extend_from_slice(&next.id().0);
+        body.extend_from_slice(&to.sign);
+        body.extend_from_slice(&eph_public);
+        body.extend_from_slice(&sealed);
+        Ok(Message::create(
+            me,
+            &self.group,
+            now,
+            Kind::KEY,
+            &body,
+            rng,
+        )?)
+    }
+
+    /// Reads a [`Kind::KEY`] message of this epoch's log.
+    fn read_key(&self, msg: &Message, now: Time) -> Result<KeyMessage, GroupError> {
+        let body = msg.validate(&self.group, now)?;
+        let mut r = Reader::new(&body);
+        let out = match r.u8()? {
+            KEY_REQUEST => KeyMessage::Request {
+                next: GroupId(r.array()?),
+            },
+            KEY_SHARE => KeyMessage::Share {
+                next: GroupId(r.array()?),
+                to: r.array()?,
+                eph: r.array()?,
+                sealed: r.array()?,
+            },
+            _ => {
+                return Err(GroupError::Decode(DecodeError::Invalid(
+                    "unknown key message",
+                )))
+            }
+        };
+        r.finish()?;
+        Ok(out)
     }
 
     /// The whole epoch, key included: the body of a WELCOME message (sent
     /// in a 1:1 conversation, so under that pair's key), and what a node
     /// stores (encrypted at rest).
     pub fn encode(&self) -> Vec<u8> {
+        let Some(genesis) = &self.genesis else {
+            return self.encode_legacy();
+        };
         let mut out = vec![VERSION];
+        out.extend_from_slice(&genesis.nonce);
+        out.extend_from_slice(&genesis.proof);
+        put_name(&self.name, &mut out);
+        out.extend_from_slice(&self.creator);
+        out.extend_from_slice(&self.number.to_be_bytes());
+        if let Some((parent, change)) = &self.parent {
+            out.extend_from_slice(&parent.0);
+            out.extend_from_slice(&change.0);
+        }
+        out.extend_from_slice(self.group.key().as_bytes());
+        encode_members(&self.members, &mut out);
+        out
+    }
+
+    fn encode_legacy(&self) -> Vec<u8> {
+        let mut out = vec![LEGACY_VERSION];
         out.extend_from_slice(&self.root.0);
         out.extend_from_slice(&self.group.id.0);
         out.extend_from_slice(self.group.key().as_bytes());
@@ -467,30 +844,63 @@ impl Epoch {
         out
     }
 
-    /// Reads [`Epoch::encode`]'s bytes.
+    /// Reads [`Epoch::encode`]'s bytes: the root must be what the
+    /// creator signed, and the id is derived, never read.
     pub fn decode(bytes: &[u8]) -> Result<Epoch, GroupError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
+        if version == LEGACY_VERSION {
+            return Epoch::decode_legacy(&mut r);
+        }
         if version != VERSION {
             return Err(GroupError::Decode(DecodeError::Version(version)));
         }
+        let nonce: [u8; 32] = r.array()?;
+        let proof: [u8; 64] = r.array()?;
+        let name = get_name(&mut r)?;
+        let creator: AuthorId = r.array()?;
+        let number = r.u32()?;
+        let parent = if number == 0 {
+            None
+        } else {
+            Some((GroupId(r.array()?), MessageId(r.array()?)))
+        };
+        let key: [u8; 32] = r.array()?;
+        let members = decode_members(&mut r)?;
+        r.finish()?;
+        let root = root_of(&creator, &nonce, &name);
+        let signer = crate::identity::verifying_key(&creator).ok_or(GroupError::WeakKey)?;
+        signer
+            .verify_strict(
+                &[ROOT_LABEL, &root.0].concat(),
+                &Signature::from_bytes(&proof),
+            )
+            .map_err(|_| GroupError::Unsigned)?;
+        Epoch::assemble(
+            root,
+            number,
+            name,
+            creator,
+            Some(Genesis { nonce, proof }),
+            parent,
+            members,
+            key,
+        )
+    }
+
+    fn decode_legacy(r: &mut Reader<'_>) -> Result<Epoch, GroupError> {
         let root = GroupId(r.array()?);
         let id = GroupId(r.array()?);
         let key: [u8; 32] = r.array()?;
         let number = r.u32()?;
-        let name = get_name(&mut r)?;
+        let name = get_name(r)?;
         let creator: AuthorId = r.array()?;
-        let members = decode_members(&mut r)?;
+        let members = decode_members(r)?;
         r.finish()?;
-        Epoch::new(
-            root,
-            id,
-            number,
-            name,
-            creator,
-            members,
-            GroupKey::from_bytes(key),
-        )
+        let members = normalise(members, &creator)?;
+        Ok(Epoch::with_id(
+            root, id, number, name, creator, None, None, members, key,
+        ))
     }
 
     /// A WELCOME message for a new member, to store in the 1:1 log `pair`
@@ -502,6 +912,9 @@ impl Epoch {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Message, GroupError> {
+        if self.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
         Ok(Message::create(
             me,
             pair,
@@ -512,8 +925,10 @@ impl Epoch {
         )?)
     }
 
-    /// Reads a WELCOME message from the 1:1 log `pair`: the epoch, if its
-    /// author and `me` are both members of it.
+    /// Reads a WELCOME message from the 1:1 log `pair`: the epoch, if `me`
+    /// is a member of it and its author may have written it (the creator
+    /// for a first epoch, an admin of the epoch for a later one). Whether
+    /// to take it is [`Chain::take_welcome`]'s question.
     pub fn from_welcome(
         me: &Identity,
         pair: &Group,
@@ -525,25 +940,98 @@ impl Epoch {
         }
         let body = msg.validate(pair, now)?;
         let epoch = Epoch::decode(&body)?;
-        if epoch.member(&msg.author()).is_none() || epoch.member(&me.public().sign).is_none() {
+        if epoch.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
+        if epoch.member(&me.public().sign).is_none() {
             return Err(GroupError::NotMember);
+        }
+        let author = msg.author();
+        if epoch.number == 0 && author != epoch.creator {
+            return Err(GroupError::NotAllowed(
+                "the creator (to welcome into a new group)",
+            ));
+        }
+        if !epoch.is_admin(&author) {
+            return Err(GroupError::NotAllowed("an admin (to welcome someone)"));
         }
         Ok(epoch)
     }
 }
 
+/// How [`Epoch::propose_sealed`] seals the next epoch's key.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum Sealing {
+    /// As the protocol says.
+    Honest,
+    /// Boxes for these members do not open.
+    Garble(Vec<AuthorId>),
+    /// The change commits to another key than the one sealed.
+    WrongCommitment,
+}
+
+/// Members sorted by signing key, none twice, names and keys acceptable,
+/// at most [`MAX_GROUP_MEMBERS`], the creator an admin.
+fn normalise(mut members: Vec<Member>, creator: &AuthorId) -> Result<Vec<Member>, GroupError> {
+    if members.is_empty() {
+        return Err(GroupError::NoEffect("a group has members"));
+    }
+    if members.len() > MAX_GROUP_MEMBERS {
+        return Err(GroupError::TooMany);
+    }
+    for m in &members {
+        check_stored_name(&m.name)
+            .map_err(|_| GroupError::Name("of a member is not acceptable"))?;
+        if crate::identity::verifying_key(&m.public.sign).is_none() {
+            return Err(GroupError::WeakKey);
+        }
+    }
+    members.sort_by_key(|m| m.public.sign);
+    if members
+        .windows(2)
+        .any(|w| w[0].public.sign == w[1].public.sign)
+    {
+        return Err(GroupError::NoEffect("a member is listed twice"));
+    }
+    if let Some(c) = members.iter_mut().find(|m| m.public.sign == *creator) {
+        c.admin = true;
+    }
+    Ok(members)
+}
+
 fn box_cipher(
+    label: &str,
     shared: &[u8; 32],
     eph_public: &[u8; 32],
     member: &AuthorId,
     epoch: &GroupId,
 ) -> ChaCha20Poly1305 {
-    let key = Zeroizing::new(kdf(
-        shared,
-        "strand/v1/group-box",
-        &[eph_public, member, &epoch.0],
-    ));
+    let key = Zeroizing::new(kdf(shared, label, &[eph_public, member, &epoch.0]));
     ChaCha20Poly1305::new((&*key).into())
+}
+
+/// Opens a box sealed to `me` with `label`: the 32-byte key, or `None`.
+fn open_box(
+    me: &Identity,
+    label: &str,
+    eph_public: &[u8; 32],
+    sealed: &[u8],
+    epoch: &GroupId,
+) -> Option<[u8; 32]> {
+    let shared = me.dh_secret().diffie_hellman(&DhPublic::from(*eph_public));
+    if !shared.was_contributory() {
+        return None;
+    }
+    let cipher = box_cipher(
+        label,
+        shared.as_bytes(),
+        eph_public,
+        &me.public().sign,
+        epoch,
+    );
+    let plain = Zeroizing::new(cipher.decrypt(&Nonce::default(), sealed).ok()?);
+    plain[..].try_into().ok()
 }
 
 fn put_name(name: &str, out: &mut Vec<u8>) {
@@ -641,10 +1129,32 @@ fn decode_members(r: &mut Reader<'_>) -> Result<Vec<Member>, GroupError> {
     Ok(members)
 }
 
+/// The epoch a change makes, as its reader stands to it.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// The reader is in it and holds its key.
+    Opened(Epoch),
+    /// The reader is in it, but its box did not open to the committed key
+    /// (yet: another member may hand it over).
+    Pending,
+    /// The reader is not in it.
+    NotListed,
+}
+
+impl Next {
+    /// The epoch, if the reader holds it.
+    pub fn opened(&self) -> Option<&Epoch> {
+        match self {
+            Next::Opened(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// A valid membership change read from an epoch's log.
 #[derive(Debug, Clone)]
 pub struct Transition {
-    /// Its message's log key: the smallest wins a fork.
+    /// Its message's log key.
     pub key: Key,
     /// Who made it.
     pub author: AuthorId,
@@ -652,32 +1162,152 @@ pub struct Transition {
     pub change: Change,
     /// The next epoch's members.
     pub members: Vec<Member>,
-    /// The next epoch, if the reader is in it.
-    pub next: Option<Epoch>,
+    /// The next epoch's id (every reader of the change knows it).
+    pub next_id: GroupId,
+    /// What the next epoch's key is committed to.
+    commit: [u8; 32],
+    /// The next epoch as the reader stands to it.
+    pub next: Next,
 }
 
-/// What a device knows of one group: the epochs it has opened, and the
-/// changes read from their logs.
+/// A [`Kind::KEY`] message's body.
+enum KeyMessage {
+    Request {
+        next: GroupId,
+    },
+    Share {
+        next: GroupId,
+        to: AuthorId,
+        eph: [u8; 32],
+        sealed: [u8; BOX_LEN],
+    },
+}
+
+/// What a member should write for others' keys ([`Chain::key_work`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyWork {
+    /// `(epoch, next)`: ask in `epoch`'s log for `next`'s key.
+    pub requests: Vec<(GroupId, GroupId)>,
+    /// `(epoch, to, next)`: answer `to`'s request in `epoch`'s log with
+    /// `next`'s key.
+    pub shares: Vec<(GroupId, PublicIdentity, GroupId)>,
+}
+
+/// Where the path from the entry ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// The last epoch has no change: the reader is a member of it.
+    Member,
+    /// The last epoch's winning change (its index) lists the reader, who
+    /// does not hold the next key yet.
+    Waiting(usize),
+    /// The last epoch's winning change (its index) leaves the reader out.
+    Out(usize),
+}
+
+/// An epoch a device was welcomed into (or created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The epoch.
+    pub id: GroupId,
+    /// Who welcomed the device into it (the creator for a group made on
+    /// the device).
+    pub by: AuthorId,
+    /// The welcome's time (0 for a group made on the device): of two
+    /// welcomes from one adder into epochs as far along, the later wins
+    /// (an adder welcomes again when its first add lost a fork).
+    pub at: Time,
+}
+
+/// What a device knows of one group: the epochs it has opened, the changes
+/// and key messages read from their logs, and where it stands.
+///
+/// **Forks.** Only admins make changes, and of each author's MEMBERSHIP
+/// messages in an epoch only the one with the smallest id counts. Among
+/// an epoch's valid changes, one is *struck* when another one's branch
+/// (that change, then the winners after it) holds its author's removal
+/// by the creator or its author's leaving: an admin who was removed
+/// cannot come back by writing late into an epoch from before. The
+/// winner is the change of the highest rank (the creator's, then an
+/// admin's) among those not struck, then the one with the smaller message
+/// id. No claimed time decides anything, and nothing beyond the epoch's
+/// own log and the branches that follow it counts.
 #[derive(Debug, Clone)]
 pub struct Chain {
-    epochs: BTreeMap<GroupId, Epoch>,
-    /// Valid changes per epoch, smallest key first.
-    changes: BTreeMap<GroupId, Vec<Transition>>,
     root: GroupId,
+    epochs: BTreeMap<GroupId, Epoch>,
+    /// Epochs taken from welcomes (or created here), and who welcomed
+    /// this device into each (the creator for a group made here): the
+    /// path starts at the best ([`Chain::resolve`]).
+    entries: Vec<Entry>,
+    /// Valid changes per epoch (at most one per author), sorted by id.
+    changes: BTreeMap<GroupId, Vec<Transition>>,
+    /// Members who asked to leave, per epoch.
+    leaving: BTreeMap<GroupId, BTreeSet<AuthorId>>,
+    /// Key requests per epoch: (who asks, for which next epoch).
+    requests: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId)>>,
+    /// Key answers seen per epoch: (to whom, for which next epoch).
+    shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId)>>,
+    /// Derived by [`Chain::resolve`].
+    path: Vec<GroupId>,
+    end: End,
+    winners: BTreeMap<GroupId, usize>,
+    revoked: BTreeSet<AuthorId>,
 }
 
 impl Chain {
-    /// A chain that starts from `epoch` (the first one the device got: the
-    /// group's creation or a welcome).
+    /// A chain that starts from `epoch`: a group this device created, or
+    /// one whose welcome its creator wrote.
     pub fn new(epoch: Epoch) -> Chain {
+        let by = epoch.creator;
+        Chain::welcomed(epoch, by, 0)
+    }
+
+    /// A chain that starts from `epoch`, which `by` welcomed this device
+    /// into at `at`.
+    fn welcomed(epoch: Epoch, by: AuthorId, at: Time) -> Chain {
         let root = epoch.root;
+        let id = epoch.id();
         let mut epochs = BTreeMap::new();
-        epochs.insert(epoch.id(), epoch);
-        Chain {
-            epochs,
-            changes: BTreeMap::new(),
+        epochs.insert(id, epoch);
+        let mut chain = Chain {
             root,
+            epochs,
+            entries: vec![Entry { id, by, at }],
+            changes: BTreeMap::new(),
+            leaving: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            shares: BTreeMap::new(),
+            path: vec![id],
+            end: End::Member,
+            winners: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+        };
+        chain.resolve();
+        chain
+    }
+
+    /// A chain as a device stored it: the epochs it was welcomed into (or
+    /// created), each with its [`Entry`], and every other epoch it opened.
+    /// Follow it with [`Chain::update`].
+    pub fn restore(entries: Vec<(Epoch, Entry)>, others: Vec<Epoch>) -> Option<Chain> {
+        let mut entries = entries.into_iter();
+        let (first, e) = entries.next()?;
+        let mut chain = Chain::welcomed(first, e.by, e.at);
+        for (epoch, e) in entries {
+            let id = epoch.id();
+            if epoch.root == chain.root && !chain.entries.iter().any(|x| x.id == id) {
+                chain.epochs.entry(id).or_insert(epoch);
+                chain.entries.push(Entry { id, ..e });
+            }
         }
+        for e in others {
+            if e.root == chain.root {
+                chain.epochs.entry(e.id()).or_insert(e);
+            }
+        }
+        chain.resolve();
+        Some(chain)
     }
 
     /// The group's root id.
@@ -685,9 +1315,15 @@ impl Chain {
         self.root
     }
 
-    /// Adds an epoch (a welcome, or one this device made).
-    pub fn insert(&mut self, epoch: Epoch) {
-        self.epochs.entry(epoch.id()).or_insert(epoch);
+    /// Whether the group was made by a version before 2 (read-only).
+    pub fn is_legacy(&self) -> bool {
+        self.epochs.values().any(Epoch::is_legacy)
+    }
+
+    /// The epochs taken from welcomes or created here, with who welcomed
+    /// this device into each.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     /// Every epoch this device can read: all of them sync with the members
@@ -696,29 +1332,105 @@ impl Chain {
         self.epochs.values()
     }
 
-    /// Reads the MEMBERSHIP messages of every known epoch from `store` and
-    /// follows the changes: returns the epochs newly opened. Invalid
-    /// changes are skipped (a member's mistake must not stop the others).
+    /// The epoch with this id, if this device holds it.
+    pub fn epoch(&self, id: &GroupId) -> Option<&Epoch> {
+        self.epochs.get(id)
+    }
+
+    /// Members removed by the creator, or by an admin whom the creator did
+    /// not remove, as far as this device knows. (Leaving is not here: a
+    /// leave that lost a fork leaves its author a member, and an honest
+    /// leaver makes it again.)
+    pub fn revoked(&self) -> &BTreeSet<AuthorId> {
+        &self.revoked
+    }
+
+    /// Adds an epoch this device made (a change of its own): it must
+    /// follow from a known one.
+    pub fn insert(&mut self, epoch: Epoch) {
+        if epoch.root == self.root {
+            self.epochs.entry(epoch.id()).or_insert(epoch);
+            self.resolve();
+        }
+    }
+
+    /// Takes the epoch of a welcome that [`Epoch::from_welcome`] accepted
+    /// into the group it belongs to: a new chain in `chains` if the group
+    /// is new here. For a group this device already follows, only from
+    /// its creator or from whoever welcomed it into the epoch its path
+    /// starts at (an adder whose change lost a fork welcomes again, and
+    /// the creator when it made an adder's change again); the path then
+    /// starts from the entry that leads furthest ([`Chain::resolve`]). So
+    /// no one else — a removed member least of all — can move a member
+    /// anywhere. Returns whether it was taken.
+    pub fn take_welcome(
+        chains: &mut Vec<Chain>,
+        author: &AuthorId,
+        at: Time,
+        epoch: Epoch,
+    ) -> Result<bool, GroupError> {
+        let Some(chain) = chains.iter_mut().find(|c| c.root == epoch.root) else {
+            chains.push(Chain::welcomed(epoch, *author, at));
+            return Ok(true);
+        };
+        if chain.epochs.contains_key(&epoch.id()) {
+            return Ok(false);
+        }
+        if chain.is_legacy() {
+            return Err(GroupError::Legacy);
+        }
+        let entry = chain.path[0];
+        let welcomer = chain.entries.iter().find(|e| e.id == entry).map(|e| e.by);
+        if *author != epoch.creator && Some(*author) != welcomer {
+            return Err(GroupError::KnownGroup);
+        }
+        let id = epoch.id();
+        chain.epochs.insert(id, epoch);
+        chain.entries.push(Entry {
+            id,
+            by: *author,
+            at,
+        });
+        chain.resolve();
+        Ok(true)
+    }
+
+    /// Reads the MEMBERSHIP and KEY messages of every known epoch from
+    /// `store` and follows the changes: returns the epochs newly opened.
+    /// Invalid changes are skipped (a member's mistake must not stop the
+    /// others).
     pub fn update<S: Store>(
         &mut self,
         me: &Identity,
         store: &S,
         now: Time,
     ) -> Result<Vec<GroupId>, S::Error> {
+        if self.is_legacy() {
+            return Ok(Vec::new());
+        }
+        let mine = me.public().sign;
         let mut opened = Vec::new();
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
             let epoch = self.epochs[&id].clone();
-            let mut found = Vec::new();
             let mut keys = Vec::new();
             store.scan(&id, &KeyRange::ALL, &mut |k| {
                 keys.push(*k);
                 ControlFlow::Continue(())
             })?;
+            let mut requests = BTreeSet::new();
+            let mut shares = BTreeSet::new();
+            let mut mine_shares = Vec::new();
+            // Each author's MEMBERSHIP message with the smallest id is the
+            // only one that counts in an epoch (valid or not): a member
+            // cannot flood an epoch with changes, and every device that
+            // holds the same messages picks the same one.
+            let mut changes: BTreeMap<AuthorId, Message> = BTreeMap::new();
             for k in keys {
-                // Only changes are read in full: a group's files and texts
-                // are most of its log.
-                if store.kind(&id, &k)? != Some(Kind::MEMBERSHIP) {
+                // Only changes and key messages are read in full: a
+                // group's files and texts are most of its log.
+                let kind = store.kind(&id, &k)?;
+                if kind != Some(Kind::MEMBERSHIP) && kind != Some(Kind::KEY) {
                     continue;
                 }
                 let Some(bytes) = store.get(&id, &k)? else {
@@ -727,13 +1439,65 @@ impl Chain {
                 let Ok(msg) = Message::decode(bytes) else {
                     continue;
                 };
-                if let Ok(t) = epoch.read(me, &msg, now) {
-                    found.push(t);
+                if msg.kind() == Kind::MEMBERSHIP {
+                    let smaller = changes
+                        .get(&msg.author())
+                        .is_none_or(|held| msg.id() < held.id());
+                    if smaller {
+                        changes.insert(msg.author(), msg);
+                    }
+                    continue;
+                }
+                match epoch.read_key(&msg, now) {
+                    Ok(KeyMessage::Request { next }) => {
+                        requests.insert((msg.author(), next));
+                    }
+                    Ok(KeyMessage::Share {
+                        next,
+                        to,
+                        eph,
+                        sealed,
+                    }) => {
+                        shares.insert((to, next));
+                        if to == mine {
+                            mine_shares.push((next, eph, sealed));
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
-            found.sort_by_key(|t| t.key);
+            let mut found: Vec<Transition> = Vec::new();
+            let mut leaving = BTreeSet::new();
+            for msg in changes.values() {
+                match epoch.read_membership(me, msg, now) {
+                    Ok(Some(t)) => found.push(t),
+                    Ok(None) => {
+                        leaving.insert(msg.author());
+                    }
+                    Err(_) => {}
+                }
+            }
+            found.sort_by_key(|t| t.key.id);
+            for t in &mut found {
+                if !matches!(t.next, Next::Pending) {
+                    continue;
+                }
+                for (next, eph, sealed) in &mine_shares {
+                    if *next != t.next_id {
+                        continue;
+                    }
+                    let key = open_box(me, "strand/v2/group-key-share", eph, sealed, next)
+                        .filter(|key| key_commitment(&id, key) == t.commit);
+                    if let Some(key) = key {
+                        let change = t.key.id;
+                        t.next =
+                            Next::Opened(epoch.child(t.next_id, change, t.members.clone(), key));
+                        break;
+                    }
+                }
+            }
             for t in &found {
-                if let Some(next) = &t.next {
+                if let Next::Opened(next) = &t.next {
                     if let std::collections::btree_map::Entry::Vacant(slot) =
                         self.epochs.entry(next.id())
                     {
@@ -744,71 +1508,450 @@ impl Chain {
                 }
             }
             self.changes.insert(id, found);
+            self.leaving.insert(id, leaving);
+            self.requests.insert(id, requests);
+            self.shares.insert(id, shares);
         }
+        self.resolve();
         Ok(opened)
     }
 
-    /// The change that won epoch `id`: the valid one with the smallest key.
-    pub fn winner(&self, id: &GroupId) -> Option<&Transition> {
-        self.changes.get(id).and_then(|c| c.first())
-    }
-
-    /// The current epoch as this device sees it: from the first epoch it
-    /// knows, follow each epoch's winning change while the device can open
-    /// the next one. `removed` says whether the chain goes on without it.
-    pub fn head(&self) -> Head<'_> {
-        let last = *self.path().last().expect("a path starts at an epoch");
-        let current = &self.epochs[&last];
-        match self.winner(&last) {
-            Some(change) if change.next.is_none() => Head::Out {
-                last: current,
-                change,
-            },
-            _ => Head::Member(current),
+    /// Works out who is revoked, every epoch's winning change, the path
+    /// from the newest entry and where it ends.
+    fn resolve(&mut self) {
+        self.revoked = self.compute_revoked();
+        let creator = self.epochs.values().next().map(|e| e.creator);
+        // Per epoch: its winner, and who its branch (the winner's change
+        // and every winner after it) removes by the creator or sees leave.
+        let mut info: HashMap<GroupId, (Option<usize>, BTreeSet<AuthorId>)> = HashMap::new();
+        // Post-order over the tree from every entry, without recursion
+        // (chains may be long).
+        let mut stack: Vec<(GroupId, bool)> = self.entries.iter().map(|e| (e.id, false)).collect();
+        while let Some((id, expanded)) = stack.pop() {
+            if info.contains_key(&id) {
+                continue;
+            }
+            let changes = self.changes.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            if !expanded {
+                stack.push((id, true));
+                for t in changes {
+                    if let Some(next) = t.next.opened() {
+                        if self.epochs.contains_key(&next.id()) && !info.contains_key(&next.id()) {
+                            stack.push((next.id(), false));
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(epoch) = self.epochs.get(&id) else {
+                continue;
+            };
+            // Who each candidate's branch sees gone.
+            let gone: Vec<BTreeSet<AuthorId>> = changes
+                .iter()
+                .map(|t| {
+                    let mut g = t
+                        .next
+                        .opened()
+                        .and_then(|n| info.get(&n.id()))
+                        .map(|(_, g)| g.clone())
+                        .unwrap_or_default();
+                    match &t.change {
+                        Change::Remove(x) if Some(t.author) == creator => {
+                            g.insert(*x);
+                        }
+                        Change::Leave => {
+                            g.insert(t.author);
+                        }
+                        _ => {}
+                    }
+                    g
+                })
+                .collect();
+            let struck = |i: usize| {
+                let author = changes[i].author;
+                (0..changes.len()).any(|j| j != i && gone[j].contains(&author))
+            };
+            let order = |i: usize| (epoch.rank(&changes[i].author), changes[i].key.id);
+            let standing: Vec<usize> = (0..changes.len()).filter(|&i| !struck(i)).collect();
+            let pool = if standing.is_empty() {
+                (0..changes.len()).collect()
+            } else {
+                standing
+            };
+            let winner = pool.into_iter().min_by_key(|&i| order(i));
+            let seen = winner.map(|w| gone[w].clone()).unwrap_or_default();
+            info.insert(id, (winner, seen));
         }
+        self.winners = info
+            .iter()
+            .filter_map(|(id, (w, _))| w.map(|w| (*id, w)))
+            .collect();
+        // The path starts at the entry that leads furthest (then the one
+        // the higher-ranked member welcomed this device into, then the
+        // later welcome, then the smaller id): an old or made-up entry
+        // never wins over the epoch the group went on to.
+        let best = self
+            .entries
+            .iter()
+            .map(|e| {
+                let (path, end) = self.walk(e.id);
+                let reach = self.epochs[path.last().expect("a path")].number;
+                let rank = self.epochs[&e.id].rank(&e.by);
+                (
+                    (
+                        std::cmp::Reverse(reach),
+                        rank,
+                        std::cmp::Reverse(e.at),
+                        e.id,
+                    ),
+                    path,
+                    end,
+                )
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .expect("a chain has an entry");
+        self.path = best.1;
+        self.end = best.2;
     }
 
-    /// Changes `me` made that lost a fork and still mean something at the
-    /// head: make them again there.
-    pub fn reissue(&self, me: &AuthorId) -> Vec<Change> {
-        let Head::Member(head) = self.head() else {
-            return Vec::new();
-        };
-        let path = self.path();
-        let mut out = Vec::new();
-        for (id, changes) in &self.changes {
-            // On the path every change but the winner lost; off it, all did.
-            let skip = usize::from(path.contains(id));
-            for lost in changes.iter().skip(skip).filter(|t| t.author == *me) {
-                if head.apply(me, &lost.change).is_ok() && !out.contains(&lost.change) {
-                    out.push(lost.change.clone());
+    /// The path from `entry` by winning changes, and where it ends.
+    fn walk(&self, entry: GroupId) -> (Vec<GroupId>, End) {
+        let mut path = vec![entry];
+        let mut current = entry;
+        while let Some(&w) = self.winners.get(&current) {
+            let t = &self.changes[&current][w];
+            match &t.next {
+                Next::Opened(next) if self.epochs.contains_key(&next.id()) => {
+                    current = next.id();
+                    path.push(current);
+                }
+                Next::NotListed => return (path, End::Out(w)),
+                _ => return (path, End::Waiting(w)),
+            }
+        }
+        (path, End::Member)
+    }
+
+    fn compute_revoked(&self) -> BTreeSet<AuthorId> {
+        let all = || self.changes.values().flatten();
+        let creator = self.epochs.values().next().map(|e| e.creator);
+        let by_creator: BTreeSet<AuthorId> = all()
+            .filter_map(|t| match &t.change {
+                Change::Remove(x) if Some(t.author) == creator => Some(*x),
+                _ => None,
+            })
+            .collect();
+        let mut out = by_creator.clone();
+        for t in all() {
+            if let Change::Remove(x) = &t.change {
+                if !by_creator.contains(&t.author) {
+                    out.insert(*x);
                 }
             }
         }
         out
     }
 
-    /// The epochs from the first known to the head, by winning changes.
-    fn path(&self) -> Vec<GroupId> {
-        let mut current = self.first();
-        let mut path = vec![current.id()];
-        while let Some(next) = self
-            .winner(&current.id())
-            .and_then(|t| t.next.as_ref())
-            .and_then(|n| self.epochs.get(&n.id()))
-        {
-            current = next;
-            path.push(current.id());
-        }
-        path
+    /// Members of the head who asked to leave.
+    fn leaving_in_head(&self) -> Vec<AuthorId> {
+        let Head::Member(head) = self.head() else {
+            return Vec::new();
+        };
+        let asked: BTreeSet<&AuthorId> = self.leaving.values().flatten().collect();
+        head.members()
+            .iter()
+            .map(|m| m.public.sign)
+            .filter(|s| asked.contains(s))
+            .collect()
     }
 
-    fn first(&self) -> &Epoch {
-        self.epochs
-            .values()
-            .min_by_key(|e| e.number)
-            .expect("a chain has an epoch")
+    /// Whether `me` asked to leave and is still a member.
+    pub fn leaving(&self, me: &AuthorId) -> bool {
+        self.leaving_in_head().contains(me)
     }
+
+    /// The change that won epoch `id`, if it has any.
+    pub fn winner(&self, id: &GroupId) -> Option<&Transition> {
+        let w = self.winners.get(id)?;
+        self.changes.get(id).map(|c| &c[*w])
+    }
+
+    /// The epochs from the newest entry to the last one this device holds,
+    /// by winning changes.
+    pub fn path(&self) -> &[GroupId] {
+        &self.path
+    }
+
+    /// Where this device stands in the group.
+    pub fn head(&self) -> Head<'_> {
+        let last = &self.epochs[self.path.last().expect("a path starts at an epoch")];
+        if self.is_legacy() {
+            let newest = self
+                .epochs
+                .values()
+                .max_by_key(|e| e.number)
+                .expect("a chain has an epoch");
+            return Head::Member(newest);
+        }
+        match self.end {
+            End::Member => Head::Member(last),
+            End::Waiting(w) => Head::Waiting {
+                last,
+                change: &self.changes[&last.id()][w],
+            },
+            End::Out(w) => Head::Out {
+                last,
+                change: &self.changes[&last.id()][w],
+            },
+        }
+    }
+
+    /// The newest epoch this device holds on its path: the head, the epoch
+    /// it waits to leave, or the last it was in.
+    pub fn last(&self) -> &Epoch {
+        match self.head() {
+            Head::Member(e) => e,
+            Head::Waiting { last, .. } | Head::Out { last, .. } => last,
+        }
+    }
+
+    /// Members of the head who are revoked: until an admin removes them
+    /// there, members must not write into it.
+    pub fn revoked_in_head(&self) -> Vec<AuthorId> {
+        match self.head() {
+            Head::Member(h) if !self.is_legacy() => h
+                .members()
+                .iter()
+                .map(|m| m.public.sign)
+                .filter(|s| self.revoked.contains(s))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The head, if `me` may write into it now: a member, not waiting for
+    /// a key, not leaving, no revoked member in it, not a legacy group.
+    pub fn writable(&self, me: &AuthorId) -> Result<&Epoch, Unwritable> {
+        if self.is_legacy() {
+            return Err(Unwritable::Legacy);
+        }
+        match self.head() {
+            Head::Member(h) => {
+                let revoked = self.revoked_in_head();
+                if !revoked.is_empty() {
+                    Err(Unwritable::Revoked(revoked))
+                } else if self.leaving(me) {
+                    Err(Unwritable::Leaving)
+                } else {
+                    Ok(h)
+                }
+            }
+            Head::Waiting { .. } => Err(Unwritable::Waiting),
+            Head::Out { .. } => Err(Unwritable::Out),
+        }
+    }
+
+    /// Changes `me` should make at the head: its own changes that lost a
+    /// fork and still mean something there, and removals `me` may make of
+    /// members still in it who were removed elsewhere or asked to leave.
+    pub fn reissue(&self, me: &AuthorId) -> Vec<Change> {
+        let Head::Member(head) = self.head() else {
+            return Vec::new();
+        };
+        if self.is_legacy() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (id, changes) in &self.changes {
+            let winner = if self.path.contains(id) {
+                self.winners.get(id).copied()
+            } else {
+                None
+            };
+            let Some(at) = self.epochs.get(id) else {
+                continue;
+            };
+            for (i, lost) in changes.iter().enumerate() {
+                if Some(i) == winner
+                    || lost.author != *me
+                    || self.took_effect(at.number, &lost.change)
+                {
+                    continue;
+                }
+                if head.apply(me, &lost.change).is_ok() && !out.contains(&lost.change) {
+                    out.push(lost.change.clone());
+                }
+            }
+        }
+        for x in self
+            .revoked_in_head()
+            .into_iter()
+            .chain(self.leaving_in_head())
+        {
+            let change = Change::Remove(x);
+            if head.apply(me, &change).is_ok() && !out.contains(&change) {
+                out.push(change);
+            }
+        }
+        out
+    }
+
+    /// Whether what `change` (made in an epoch numbered `after`) does held
+    /// in some epoch of the path after it, or is moot: then it is not
+    /// made again even if it lost (it was, or something after it undid
+    /// it on purpose).
+    fn took_effect(&self, after: u32, change: &Change) -> bool {
+        let mut later = self
+            .path
+            .iter()
+            .filter_map(|id| self.epochs.get(id))
+            .filter(|e| e.number > after);
+        match change {
+            Change::Add { public, .. } => {
+                self.revoked.contains(&public.sign)
+                    || later.any(|e| e.member(&public.sign).is_some())
+            }
+            Change::Remove(x) => later.any(|e| e.member(x).is_none()),
+            Change::MakeAdmin(x) => later.any(|e| e.is_admin(x)),
+            Change::Leave => false,
+        }
+    }
+
+    /// When this device waits for a key it cannot get from the winning
+    /// change's author and outranks them: the same change, made by `me` in
+    /// the epoch it waits to leave (a leave becomes a removal). Written
+    /// there, it wins the fork on rank while no one can open the other.
+    pub fn overrides(&self, me: &AuthorId) -> Vec<(GroupId, Change)> {
+        let Head::Waiting { last, change } = self.head() else {
+            return Vec::new();
+        };
+        if last.rank(me) >= last.rank(&change.author) {
+            return Vec::new();
+        }
+        let already = self.changes[&last.id()].iter().any(|t| t.author == *me);
+        if already {
+            return Vec::new();
+        }
+        let same = match &change.change {
+            Change::Leave => Change::Remove(change.author),
+            other => other.clone(),
+        };
+        match last.apply(me, &same) {
+            Ok(members) if members == change.members => vec![(last.id(), same)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Key messages `me` should write: a request for every epoch it is
+    /// listed in but could not open (once), and an answer to every request
+    /// for an epoch it holds that no one has answered.
+    pub fn key_work(&self, me: &AuthorId) -> KeyWork {
+        let mut work = KeyWork::default();
+        if self.is_legacy() {
+            return work;
+        }
+        for (id, changes) in &self.changes {
+            for t in changes {
+                if matches!(t.next, Next::Pending)
+                    && !self
+                        .requests
+                        .get(id)
+                        .is_some_and(|r| r.contains(&(*me, t.next_id)))
+                {
+                    work.requests.push((*id, t.next_id));
+                }
+            }
+        }
+        for (id, requests) in &self.requests {
+            for (who, next) in requests {
+                if who == me {
+                    continue;
+                }
+                let Some(epoch) = self.epochs.get(next) else {
+                    continue;
+                };
+                let Some(member) = epoch.member(who) else {
+                    continue;
+                };
+                if epoch.parent() != Some(*id) {
+                    continue;
+                }
+                if self
+                    .shares
+                    .get(id)
+                    .is_some_and(|s| s.contains(&(*who, *next)))
+                {
+                    continue;
+                }
+                work.shares.push((*id, member.public, *next));
+            }
+        }
+        work
+    }
+
+    /// Whether a message of `kind` by `author` in epoch `epoch` should be
+    /// stored now. Content (texts, files, names, timers) in an epoch other
+    /// than the head, from an author who is no longer a member of the
+    /// head, is declined: a removed member cannot go on posting into the
+    /// epochs it still holds. Changes and key messages are always taken
+    /// (a fork is only resolved the same way everywhere if every member
+    /// sees every change).
+    pub fn accepts(&self, epoch: &GroupId, author: &AuthorId, kind: Kind) -> bool {
+        if kind == Kind::MEMBERSHIP || kind == Kind::KEY || self.is_legacy() {
+            return true;
+        }
+        let head = match self.head() {
+            Head::Member(h) => h,
+            Head::Waiting { last, .. } => last,
+            Head::Out { .. } => return true,
+        };
+        *epoch == head.id() || head.member(author).is_some()
+    }
+
+    /// Whether a timer `author` wrote in `epoch` counts: only admins of the
+    /// head who were admins where they wrote it.
+    pub fn may_set_timer(&self, epoch: &Epoch, author: &AuthorId) -> bool {
+        epoch.is_admin(author) && self.last().is_admin(author)
+    }
+
+    /// The change on this device's path that left `author` out (a removal
+    /// or their leaving), if any: what they wrote after its time is shown
+    /// as written after.
+    pub fn left_at(&self, author: &AuthorId) -> Option<&Transition> {
+        for id in &self.path {
+            let Some(t) = self.winner(id) else {
+                continue;
+            };
+            let was = self.epochs[id].member(author).is_some();
+            if was && !t.members.iter().any(|m| m.public.sign == *author) {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+/// Why a device may not write into a group now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unwritable {
+    /// Removed, or left.
+    #[error("no longer a member of the group")]
+    Out,
+    /// Listed in the next epoch, whose key has not arrived.
+    #[error("waiting for the group's new key from another member")]
+    Waiting,
+    /// This device asked to leave; an admin has not removed it yet.
+    #[error("you asked to leave the group: waiting for an admin to remove you")]
+    Leaving,
+    /// Members who were removed are still in the newest epoch: an admin
+    /// has to make the removal again there.
+    #[error("{} member(s) who were removed are still in the newest epoch: waiting for an admin to remove them there", .0.len())]
+    Revoked(Vec<AuthorId>),
+    /// Made by a version before 2.
+    #[error("the group was made by an older version of Strand: make a new one")]
+    Legacy,
 }
 
 /// Where a device stands in a group.
@@ -816,6 +1959,14 @@ impl Chain {
 pub enum Head<'a> {
     /// It is a member of this epoch, the newest it knows.
     Member(&'a Epoch),
+    /// The group went on to an epoch that lists it, whose key it does not
+    /// hold yet (its box did not open): it asks other members.
+    Waiting {
+        /// The last epoch it holds.
+        last: &'a Epoch,
+        /// The change that made the next one.
+        change: &'a Transition,
+    },
     /// The group went on without it: `change` (a removal or its leaving)
     /// made the epoch after `last`.
     Out {
@@ -847,9 +1998,9 @@ mod tests {
     }
 
     #[test]
-    fn only_admins_remove_only_the_creator_promotes() {
+    fn who_may_change_what() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let ids = people(3, &mut rng);
+        let ids = people(4, &mut rng);
         let e = group(&ids, &mut rng);
         let c = ids[2].public().sign;
         assert_eq!(
@@ -858,14 +2009,23 @@ mod tests {
             GroupError::NotAllowed("an admin")
         );
         assert_eq!(
+            e.propose(
+                &ids[1],
+                Change::Add {
+                    public: people(1, &mut rng)[0].public(),
+                    name: "x".into()
+                },
+                5,
+                &mut rng
+            )
+            .unwrap_err(),
+            GroupError::NotAllowed("an admin"),
+            "only admins add"
+        );
+        assert_eq!(
             e.propose(&ids[1], Change::MakeAdmin(c), 5, &mut rng)
                 .unwrap_err(),
             GroupError::NotAllowed("the creator")
-        );
-        assert_eq!(
-            e.propose(&ids[1], Change::Remove(ids[0].public().sign), 5, &mut rng)
-                .unwrap_err(),
-            GroupError::NotAllowed("an admin")
         );
         let (_, next) = e
             .propose(
@@ -882,6 +2042,19 @@ mod tests {
                 .unwrap_err(),
             GroupError::NotAllowed("the creator itself (by leaving)")
         );
+        let (_, two) = next
+            .propose(&ids[0], Change::MakeAdmin(c), 6, &mut rng)
+            .unwrap();
+        let two = two.unwrap();
+        assert_eq!(
+            two.propose(&ids[1], Change::Remove(c), 7, &mut rng)
+                .unwrap_err(),
+            GroupError::NotAllowed("the creator (to remove an admin)"),
+            "an admin removes an admin only if it is the creator"
+        );
+        assert!(two
+            .propose(&ids[1], Change::Remove(ids[3].public().sign), 7, &mut rng)
+            .is_ok());
         let stranger = Identity::generate("s", &mut rng).unwrap();
         assert_eq!(
             e.propose(&stranger, Change::Leave, 5, &mut rng)
@@ -899,17 +2072,18 @@ mod tests {
             .propose(&ids[0], Change::Remove(ids[3].public().sign), 9, &mut rng)
             .unwrap();
         let next = next.unwrap();
-        // Every remaining member opens the same next epoch; the removed
-        // one reads the change but gets no epoch.
+        assert_eq!(next.id(), next_id(&e.id(), &msg.id()), "the id commits");
         for p in &ids[..3] {
             let t = e.read(p, &msg, 10).unwrap();
+            let opened = t.next.opened().unwrap();
+            assert_eq!(opened.id(), next.id());
             assert_eq!(
-                t.next.unwrap().group().key().as_bytes(),
+                opened.group().key().as_bytes(),
                 next.group().key().as_bytes()
             );
         }
         let t = e.read(&ids[3], &msg, 10).unwrap();
-        assert!(t.next.is_none());
+        assert!(matches!(t.next, Next::NotListed));
         assert_eq!(t.members.len(), 3);
 
         // The same change written by hand with a member list that keeps the
@@ -918,6 +2092,7 @@ mod tests {
         encode_change(&Change::Remove(ids[3].public().sign), &mut body);
         body.extend_from_slice(&1u32.to_be_bytes());
         encode_members(e.members(), &mut body);
+        body.extend_from_slice(&[7; 32]);
         body.extend_from_slice(&[9; 32]);
         body.extend_from_slice(&vec![0; BOX_LEN * e.members().len()]);
         let forged =
@@ -929,26 +2104,90 @@ mod tests {
     }
 
     #[test]
+    fn a_box_that_does_not_open_or_opens_to_another_key_leaves_the_reader_waiting() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let ids = people(3, &mut rng);
+        let e = group(&ids, &mut rng);
+        let victim = ids[0].public().sign;
+        let (msg, _) = e
+            .propose_sealed(
+                &ids[0],
+                Change::MakeAdmin(ids[1].public().sign),
+                9,
+                Sealing::Garble(vec![victim]),
+                &mut rng,
+            )
+            .unwrap();
+        assert!(matches!(
+            e.read(&ids[0], &msg, 10).unwrap().next,
+            Next::Pending
+        ));
+        assert!(e.read(&ids[1], &msg, 10).unwrap().next.opened().is_some());
+        let (msg, _) = e
+            .propose_sealed(
+                &ids[0],
+                Change::MakeAdmin(ids[1].public().sign),
+                9,
+                Sealing::WrongCommitment,
+                &mut rng,
+            )
+            .unwrap();
+        for p in &ids {
+            assert!(matches!(e.read(p, &msg, 10).unwrap().next, Next::Pending));
+        }
+    }
+
+    #[test]
     fn epochs_round_trip_and_bad_bytes_are_refused() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let ids = people(3, &mut rng);
         let e = group(&ids, &mut rng);
-        let bytes = e.encode();
-        let back = Epoch::decode(&bytes).unwrap();
-        assert_eq!(back.id(), e.id());
-        assert_eq!(back.members(), e.members());
-        assert_eq!(back.group().key().as_bytes(), e.group().key().as_bytes());
-        for cut in 0..bytes.len() {
-            assert!(Epoch::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        let (_, next) = e
+            .propose(&ids[0], Change::Leave, 5, &mut rng)
+            .map(|(m, _)| {
+                let t = e.read(&ids[1], &m, 6).unwrap();
+                (m, t.next.opened().cloned())
+            })
+            .unwrap();
+        for epoch in [e.clone(), next.unwrap()] {
+            let bytes = epoch.encode();
+            let back = Epoch::decode(&bytes).unwrap();
+            assert_eq!(back.id(), epoch.id());
+            assert_eq!(back.root, epoch.root);
+            assert_eq!(back.members(), epoch.members());
+            assert_eq!(
+                back.group().key().as_bytes(),
+                epoch.group().key().as_bytes()
+            );
+            for cut in 0..bytes.len() {
+                assert!(Epoch::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Epoch::decode(&longer).is_err());
         }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(Epoch::decode(&longer).is_err());
+        let bytes = e.encode();
         let mut v = bytes.clone();
-        v[0] = 2;
+        v[0] = 3;
         assert_eq!(
             Epoch::decode(&v).unwrap_err(),
-            GroupError::Decode(DecodeError::Version(2))
+            GroupError::Decode(DecodeError::Version(3))
         );
+        // Another name, or a creator who did not sign: refused.
+        let mut renamed = bytes.clone();
+        renamed[1 + 32 + 64 + 1] ^= 1;
+        assert!(Epoch::decode(&renamed).is_err());
+        let mut forged_creator = bytes.clone();
+        let at = 1 + 32 + 64 + 1 + e.name.len();
+        forged_creator[at..at + 32].copy_from_slice(&ids[1].public().sign);
+        assert!(matches!(
+            Epoch::decode(&forged_creator).unwrap_err(),
+            GroupError::Unsigned | GroupError::NotMember
+        ));
+        // Another key gives another first epoch: the id commits to it.
+        let mut rekeyed = bytes;
+        let key_at = at + 32 + 4;
+        rekeyed[key_at] ^= 1;
+        assert_ne!(Epoch::decode(&rekeyed).unwrap().id(), e.id());
     }
 }

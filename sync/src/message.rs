@@ -100,6 +100,11 @@ impl Kind {
     /// In the conversation between an owner and their mailbox: the
     /// owner's contacts' public keys, whom the mailbox carries for (§17.1).
     pub const MAILBOX_CONTACTS: Kind = Kind(14);
+    /// A private group epoch's key for a member whose box in the change
+    /// did not open: its request, or another member's answer sealed to
+    /// it, in the log of the epoch that holds the change (PROTOCOL.md
+    /// §14.2).
+    pub const KEY: Kind = Kind(15);
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks

@@ -1227,7 +1227,8 @@ impl Session {
                 Verdict::Invalid(
                     reason @ (Invalid::FromTheFuture { .. }
                     | Invalid::Expired { .. }
-                    | Invalid::OverBudget),
+                    | Invalid::OverBudget
+                    | Invalid::FormerMember),
                 ) => {
                     self.events.push_back(Event::Rejected {
                         group,

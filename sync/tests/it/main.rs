@@ -14,6 +14,7 @@
 //! - `files`: file chunks do not hold up texts; an altered chunk is refused.
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.
+//! - `membership_model`: proptest: hostile members cannot bend membership.
 //! - `bundle`: drive bundles open only for their contact, whole and unchanged.
 //! - `envelope`: sealed envelopes open only for their recipient; carriers
 //!   see nothing linkable.
@@ -28,6 +29,7 @@ mod files;
 mod groups;
 mod invite;
 mod membership;
+mod membership_model;
 mod message;
 mod properties;
 mod session;
