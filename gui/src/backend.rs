@@ -72,7 +72,9 @@ impl Changes {
             ) => {
                 self.contacts.insert(contact);
             }
-            Some(NodeEvent::OverBudget { contact, budget }) => {
+            Some(NodeEvent::OverBudget {
+                contact, budget, ..
+            }) => {
                 self.over_budget = Some((contact, budget));
             }
             // A bundle can touch any conversation and group.

@@ -156,6 +156,7 @@ pub fn hue(name: &str) -> f32 {
 /// The first line of a message, for previews.
 pub fn preview(text: &str) -> String {
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let line = strand_node::display::one_line(line);
     let mut out: String = line.chars().take(80).collect();
     if line.chars().count() > 80 || text.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
         out.push('…');
@@ -183,7 +184,7 @@ pub fn address_lines(addr: &str, width: usize) -> String {
 /// What a list shows of a message: its first line, or "File: name".
 pub fn message_preview(m: &strand_node::StoredMessage) -> String {
     match &m.file {
-        Some(f) => format!("File: {}", f.name),
+        Some(f) => format!("File: {}", strand_node::display::one_line(&f.name)),
         None => preview(&m.text),
     }
 }

@@ -53,6 +53,12 @@ pub struct TransportArgs {
     /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_contact: Option<u64>,
+    /// How much one member's messages in one private group may take on this device, in MiB (all the group's epochs together) [default: 256]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub budget_per_member: Option<u64>,
+    /// How much all other members' messages in one private group may take on this device together, in MiB [default: 2048]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub budget_per_group: Option<u64>,
     /// When you carry for contacts (`strand carry on`): how much their sealed envelopes may take on this device, in MiB; past it the oldest are dropped [default: 16, at most 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_024))]
     pub carry_budget: Option<u64>,
@@ -107,6 +113,12 @@ impl TransportArgs {
         let mut budgets = crate::Budgets::default();
         if let Some(mib) = self.budget_per_contact {
             budgets.per_contact = mib << 20;
+        }
+        if let Some(mib) = self.budget_per_member {
+            budgets.per_member = mib << 20;
+        }
+        if let Some(mib) = self.budget_per_group {
+            budgets.per_group = mib << 20;
         }
         let ble = (!self.no_ble).then(|| BleSettings {
             adapter: self.ble_adapter.clone(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::{
-    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key, Kind,
+    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key,
     Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
@@ -282,7 +282,7 @@ impl Profile {
                 let batch = self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
                 for item in batch.iter() {
                     let kind = item.message().kind();
-                    let change = kind == Kind::WELCOME || kind == Kind::MEMBERSHIP;
+                    let change = crate::groups::is_group_kind(kind);
                     match item.verdict() {
                         Verdict::Stored { new: true } => {
                             // Carrying-pool messages are no conversation's:

@@ -312,7 +312,10 @@ pub struct GroupView {
     pub members: usize,
     /// Still a member.
     pub member: bool,
-    /// May remove members.
+    /// Why the device cannot write to it now, if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// May add and remove members.
     pub admin: bool,
     /// Unread texts.
     pub unread: u32,
@@ -326,6 +329,7 @@ impl GroupView {
             id: g.id.clone(),
             members: g.members,
             member: g.member,
+            blocked: g.blocked.clone(),
             admin: g.admin,
             unread: g.unread,
         }
@@ -341,6 +345,9 @@ pub struct GroupMessageView {
     /// Whether `from` is the user's own name for the author (themselves
     /// or a contact), not one another member gave.
     pub verified: bool,
+    /// Written, by its own time, after its author was removed or left.
+    #[serde(default)]
+    pub late: bool,
 }
 
 impl GroupMessageView {
@@ -360,6 +367,7 @@ impl GroupMessageView {
                 file: s.file.as_ref().map(FileView::of),
             },
             verified: m.verified,
+            late: m.late,
         }
     }
 }

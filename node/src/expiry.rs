@@ -11,7 +11,7 @@
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::Time;
-use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Head, Key, Kind, Message};
+use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kind, Message};
 
 use crate::profile::db_error;
 use crate::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
@@ -118,11 +118,14 @@ impl Profile {
     /// How long messages in a group last: the newest timer an admin set.
     pub fn group_timer(&self, group: &str) -> Result<Option<Time>, ProfileError> {
         let chain = self.chain_named(group)?;
+        let chain = &chain;
+        // Only admins of the newest epoch count, and only where they
+        // were admins: a removed admin's timers stop counting.
         let logs: Vec<TimerLog<'_>> = chain
             .epochs()
             .map(|e| {
                 let allowed: Box<dyn Fn(&AuthorId) -> bool + '_> =
-                    Box::new(move |a: &AuthorId| e.is_admin(a));
+                    Box::new(move |a: &AuthorId| chain.may_set_timer(e, a));
                 (e.group(), allowed)
             })
             .collect();
@@ -151,11 +154,9 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
         let chain = self.chain_named(group)?;
-        let Head::Member(head) = chain.head() else {
-            return Err(ProfileError::Group(format!(
-                "you are no longer a member of {group:?}"
-            )));
-        };
+        let head = chain
+            .writable(&self.identity().public().sign)
+            .map_err(|e| ProfileError::Group(crate::groups::unwritable(group, e)))?;
         if !head.is_admin(&self.identity().public().sign) {
             return Err(ProfileError::Group(
                 "only an admin may set a group's timer".into(),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
-    chunk_count, Group, GroupId, Head, Key, Kind, Manifest, Message, Time, CHUNK_LEN, MAX_FILE_LEN,
+    chunk_count, Group, GroupId, Key, Kind, Manifest, Message, Time, CHUNK_LEN, MAX_FILE_LEN,
     MAX_PREVIEW_LEN,
 };
 
@@ -121,12 +121,15 @@ fn preview_of(path: &Path, mime: &str, size: u64) -> Option<Vec<u8>> {
 }
 
 /// A name safe to create in a folder: the last path part, without
-/// separators, control characters or a leading dot, and at most 200
-/// bytes (a longer one loses the end of its stem, not its extension).
+/// separators, control characters or a leading dot, with no invisible or
+/// direction-changing characters (so `invoice\u{202e}gpj.sh` saves as
+/// `invoicegpj.sh`, what it is), and at most 200 bytes (a longer one
+/// loses the end of its stem, not its extension).
 pub fn safe_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last
         .chars()
+        .filter(|c| !strand_sync::is_invisible(*c))
         .map(|c| if c.is_control() || c == ':' { '_' } else { c })
         .collect();
     let trimmed = cleaned.trim().trim_start_matches('.');
@@ -171,11 +174,9 @@ impl Profile {
             }
             Conversation::Group(g) => {
                 let chain = self.chain_named(g)?;
-                let Head::Member(head) = chain.head() else {
-                    return Err(ProfileError::Group(format!(
-                        "you are no longer a member of {g:?}: you can read it, not write to it"
-                    )));
-                };
+                let head = chain
+                    .writable(&self.identity().public().sign)
+                    .map_err(|e| ProfileError::Group(crate::groups::unwritable(g, e)))?;
                 let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
                 Ok((head.group().clone(), expires))
             }
@@ -468,6 +469,17 @@ impl Profile {
 
 #[cfg(test)]
 mod tests {
+    use super::safe_name;
+
+    /// Issue 26, attack 6: a name with a bidi override or zero-width
+    /// characters is saved without them.
+    #[test]
+    fn saved_names_drop_invisible_and_direction_changing_characters() {
+        assert_eq!(safe_name("invoice\u{202e}gpj.sh"), "invoicegpj.sh");
+        assert_eq!(safe_name("a\u{200b}b\u{2066}.txt"), "ab.txt");
+        assert_eq!(safe_name("../../x\u{7}.txt"), "x_.txt");
+    }
+
     use super::*;
     use crate::schema::{BODIES, CHUNKS, MESSAGES};
     use crate::store::HEAD;

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
-    decode_chosen_name, encode_chosen_name, AuthorId, Chain, Change, Epoch, Group, GroupError,
-    GroupId, Head, Key, Kind, Message, Store,
+    decode_chosen_name, encode_chosen_name, AuthorId, Chain, Change, Entry, Epoch, Group,
+    GroupError, GroupId, Head, Key, Kind, Message, Store, Unwritable,
 };
 
 use crate::crypto::{open, seal};
@@ -35,6 +35,21 @@ use strand_sync::Time;
 use crate::{Profile, ProfileError, StoredMessage};
 
 const ROLE_EPOCH: &str = "strand/v3/epoch";
+/// An epoch this device took from a welcome (or made by creating the
+/// group): who welcomed it in (32 bytes), the welcome's time (u64 BE),
+/// then the epoch.
+const ROLE_ENTRY: &str = "strand/v4/group-entry";
+
+/// Rounds of key messages, overrides and changes made again that one
+/// call of [`Profile::group_work`] makes at most (each round reads what
+/// the last one wrote).
+const WORK_ROUNDS: usize = 4;
+
+/// Whether a stored message of this kind may move a group: welcomes,
+/// changes and key messages are followed at once.
+pub(crate) fn is_group_kind(kind: Kind) -> bool {
+    kind == Kind::WELCOME || kind == Kind::MEMBERSHIP || kind == Kind::KEY
+}
 
 /// A group as a list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +63,11 @@ pub struct GroupSummary {
     pub members: usize,
     /// Whether this device is still a member (not removed, not left).
     pub member: bool,
-    /// Whether this device may remove members.
+    /// Why this device cannot write to the group now, if it cannot (no
+    /// longer a member, waiting for the group's new key, removed members
+    /// still in the newest epoch, made by an older version).
+    pub blocked: Option<String>,
+    /// Whether this device may add and remove members.
     pub admin: bool,
     /// Texts from others after the read mark, at most [`crate::UNREAD_CAP`].
     pub unread: u32,
@@ -85,6 +104,9 @@ pub struct GroupMessage {
     pub author: String,
     /// Whether that name is the user's own word for them.
     pub verified: bool,
+    /// Written (by its own claimed time) after its author was removed or
+    /// left: it reached this device before this device heard of that.
+    pub late: bool,
 }
 
 /// A change to a group, as the user asks for it (names of contacts and
@@ -132,10 +154,28 @@ impl Profile {
         )
     }
 
+    /// An epoch this device entered by (a welcome or creating the group),
+    /// with who welcomed it in and when, as the `epochs` table holds it.
+    fn sealed_entry(
+        &self,
+        epoch: &Epoch,
+        entry: &Entry,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> ([u8; 32], Vec<u8>) {
+        let mut plain = entry.by.to_vec();
+        plain.extend_from_slice(&entry.at.to_be_bytes());
+        plain.extend_from_slice(&epoch.encode());
+        (
+            self.epoch_key(&epoch.id()),
+            seal(self.root(), ROLE_ENTRY, &plain, rng),
+        )
+    }
+
     /// Reads the stored epochs and follows each group's changes: at unlock.
     pub(crate) fn load_groups(&self) -> Result<(), ProfileError> {
         let db = self.db()?;
-        let mut by_root: BTreeMap<GroupId, Chain> = BTreeMap::new();
+        let mut entries: BTreeMap<GroupId, Vec<(Epoch, Entry)>> = BTreeMap::new();
+        let mut others: BTreeMap<GroupId, Vec<Epoch>> = BTreeMap::new();
         {
             let txn = db.begin_read().map_err(db_error)?;
             let table = match txn.open_table(EPOCHS) {
@@ -145,26 +185,60 @@ impl Profile {
             };
             for entry in table.iter().map_err(db_error)? {
                 let (_, v) = entry.map_err(db_error)?;
+                let corrupt = |e: GroupError| ProfileError::Corrupt(format!("a group epoch: {e}"));
+                if let Some(plain) = open(self.root(), ROLE_ENTRY, v.value()) {
+                    if plain.len() < 40 {
+                        return Err(ProfileError::Corrupt("a group entry is cut short".into()));
+                    }
+                    let by: AuthorId = plain[..32].try_into().expect("32 bytes");
+                    let at = u64::from_be_bytes(plain[32..40].try_into().expect("8 bytes"));
+                    let epoch = Epoch::decode(&plain[40..]).map_err(corrupt)?;
+                    let entry = Entry {
+                        id: epoch.id(),
+                        by,
+                        at,
+                    };
+                    entries.entry(epoch.root).or_default().push((epoch, entry));
+                    continue;
+                }
                 let plain = open(self.root(), ROLE_EPOCH, v.value()).ok_or_else(|| {
                     ProfileError::Corrupt("a group epoch does not decrypt".into())
                 })?;
-                let epoch = Epoch::decode(&plain)
-                    .map_err(|e| ProfileError::Corrupt(format!("a group epoch: {e}")))?;
-                match by_root.get_mut(&epoch.root) {
-                    Some(chain) => chain.insert(epoch),
-                    None => {
-                        by_root.insert(epoch.root, Chain::new(epoch));
-                    }
-                }
+                let epoch = Epoch::decode(&plain).map_err(corrupt)?;
+                others.entry(epoch.root).or_default().push(epoch);
             }
         }
         let me = self.identity();
         let view = self.read_view()?;
         let now = crate::now();
-        for chain in by_root.values_mut() {
+        let roots: std::collections::BTreeSet<GroupId> =
+            entries.keys().chain(others.keys()).copied().collect();
+        let mut chains = Vec::with_capacity(roots.len());
+        for root in roots {
+            let mut taken = entries.remove(&root).unwrap_or_default();
+            let mut rest = others.remove(&root).unwrap_or_default();
+            // Groups stored before entries were kept (made by an older
+            // version, read-only) start from their oldest epoch.
+            if taken.is_empty() {
+                rest.sort_by_key(|e| e.number);
+                if rest.is_empty() {
+                    continue;
+                }
+                let first = rest.remove(0);
+                let entry = Entry {
+                    id: first.id(),
+                    by: first.creator,
+                    at: 0,
+                };
+                taken.push((first, entry));
+            }
+            let Some(mut chain) = Chain::restore(taken, rest) else {
+                continue;
+            };
             chain.update(&me, &view, now).map_err(db_error)?;
+            chains.push(chain);
         }
-        self.set_chains(by_root.into_values().collect());
+        self.set_chains(chains);
         Ok(())
     }
 
@@ -174,16 +248,19 @@ impl Profile {
         let me = self.identity().public().sign;
         let mut out = Vec::with_capacity(chains.len());
         for chain in chains.iter() {
-            let (epoch, member) = match chain.head() {
-                Head::Member(e) => (e, true),
-                Head::Out { last, .. } => (last, false),
-            };
+            let epoch = chain.last();
+            let member = !matches!(chain.head(), Head::Out { .. });
+            let blocked = chain
+                .writable(&me)
+                .err()
+                .map(|e| unwritable(&epoch.name, e));
             let (unread, last) = self.group_unread_and_last(chain)?;
             out.push(GroupSummary {
                 name: epoch.name.clone(),
                 id: crate::hex(&chain.root().0[..4]),
                 members: epoch.members().len(),
                 member,
+                blocked,
                 admin: member && epoch.is_admin(&me),
                 unread,
                 last,
@@ -196,16 +273,7 @@ impl Profile {
     /// The group called `name` (or whose id starts with `name`).
     pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();
-        let matches: Vec<&Chain> = chains
-            .iter()
-            .filter(|c| {
-                let e = match c.head() {
-                    Head::Member(e) => e,
-                    Head::Out { last, .. } => last,
-                };
-                e.name == name
-            })
-            .collect();
+        let matches: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => {
@@ -245,6 +313,40 @@ impl Profile {
             Some(name) => (name.clone(), false),
             None => (added_as.to_owned(), false),
         }
+    }
+
+    /// How this device names `author` in logs and events: "me", the
+    /// contact's name, or in group `root` the name the member list gives
+    /// (marked unverified), else the first hex digits of their key.
+    pub(crate) fn author_name(&self, author: &AuthorId, root: Option<&GroupId>) -> String {
+        let chains = self.chains();
+        let chain = root.and_then(|r| chains.iter().find(|c| c.root() == *r));
+        if let Some(chain) = chain {
+            let added_as = chain
+                .epochs()
+                .find_map(|e| e.member(author).map(|m| m.name.clone()))
+                .unwrap_or_else(|| crate::hex(&author[..4]));
+            let chosen = self.chosen_names(chain).unwrap_or_default();
+            let (name, verified) = self.member_name(author, &added_as, &chosen);
+            return if verified {
+                name
+            } else {
+                format!("{name} (unverified)")
+            };
+        }
+        let book = self.book();
+        match book.records.iter().find(|r| r.public.sign == *author) {
+            Some(r) => r.name.clone(),
+            None => crate::hex(&author[..4]),
+        }
+    }
+
+    /// The name of the group with root `root`, if this device has it.
+    pub(crate) fn group_name(&self, root: &GroupId) -> Option<String> {
+        self.chains()
+            .iter()
+            .find(|c| c.root() == *root)
+            .map(|c| c.last().name.clone())
     }
 
     /// The names members of a group chose for themselves: each member's
@@ -314,7 +416,7 @@ impl Profile {
             if only.is_some_and(|o| !o.contains(&chain.root())) {
                 continue;
             }
-            let Head::Member(head) = chain.head() else {
+            let Ok(head) = chain.writable(&me) else {
                 continue;
             };
             // Each epoch needs it: members who join later read only the
@@ -340,13 +442,29 @@ impl Profile {
         })
     }
 
+    /// Every epoch of a group this device holds, keys included (the
+    /// newest on its path last): for tools and tests that write to a
+    /// group at a lower level than this profile does.
+    pub fn group_epochs(&self, group: &str) -> Result<Vec<Epoch>, ProfileError> {
+        let chain = self.chain_named(group)?;
+        let mut out: Vec<Epoch> = chain
+            .epochs()
+            .filter(|e| !chain.path().contains(&e.id()))
+            .cloned()
+            .collect();
+        out.extend(
+            chain
+                .path()
+                .iter()
+                .filter_map(|id| chain.epoch(id).cloned()),
+        );
+        Ok(out)
+    }
+
     /// The members of a group's newest epoch this device knows.
     pub fn group_members(&self, group: &str) -> Result<Vec<GroupMember>, ProfileError> {
         let chain = self.chain_named(group)?;
-        let epoch = match chain.head() {
-            Head::Member(e) => e.clone(),
-            Head::Out { last, .. } => last.clone(),
-        };
+        let epoch = chain.last().clone();
         let chosen = self.chosen_names(&chain)?;
         let mut out: Vec<GroupMember> = epoch
             .members()
@@ -406,7 +524,12 @@ impl Profile {
                 .map_err(group_error)?;
             welcomes.push((pair.id, msg));
         }
-        let sealed = self.sealed_epoch(&epoch, rng);
+        let entry = Entry {
+            id: epoch.id(),
+            by: identity.public().sign,
+            at: 0,
+        };
+        let sealed = self.sealed_entry(&epoch, &entry, rng);
         let written = self.write_txn(move |txn| {
             txn.open_table(EPOCHS)
                 .map_err(db_error)?
@@ -439,12 +562,10 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
         let chain = self.chain_named(group)?;
-        let Head::Member(head) = chain.head() else {
-            return Err(ProfileError::Group(format!(
-                "you are no longer a member of {group:?}"
-            )));
-        };
-        let head = head.clone();
+        let head = chain
+            .writable(&self.identity().public().sign)
+            .map_err(|e| ProfileError::Group(unwritable(group, e)))?
+            .clone();
         let chosen = self.chosen_names(&chain)?;
         // A contact's name is the user's own word: it wins over a name a
         // member chose (anyone may choose any name).
@@ -472,6 +593,16 @@ impl Profile {
             GroupAction::Add(contact) => {
                 let record = self.contact(contact)?;
                 refuse_mailbox(&record)?;
+                // Someone who left or was removed stays out: their old
+                // changes and texts would count against them again.
+                let before = chain
+                    .epochs()
+                    .any(|e| e.member(&record.public.sign).is_some());
+                if before && head.member(&record.public.sign).is_none() {
+                    return Err(ProfileError::Group(format!(
+                        "{contact:?} was in {group:?} before and left or was removed: someone cannot rejoin the same group; make a new group"
+                    )));
+                }
                 (
                     Change::Add {
                         public: record.public,
@@ -481,10 +612,41 @@ impl Profile {
                 )
             }
             GroupAction::Remove(name) => (Change::Remove(member(name)?), None),
+            GroupAction::Leave if !head.is_admin(&self.identity().public().sign) => {
+                return self.ask_to_leave(&chain, &head, now, rng);
+            }
             GroupAction::Leave => (Change::Leave, None),
             GroupAction::MakeAdmin(name) => (Change::MakeAdmin(member(name)?), None),
         };
-        self.propose(&head, change, welcome_to.as_deref(), now, rng)
+        let mut written = self.propose(&head, change, welcome_to.as_deref(), now, rng)?;
+        let roots = std::collections::BTreeSet::from([head.root]);
+        let more = self.group_work(&roots, now, rng)?;
+        written.messages.extend(more.messages);
+        Ok(written)
+    }
+
+    /// A member who is not an admin leaves by asking: the request goes to
+    /// the group like any message, and the first admin who reads it removes
+    /// them (a new key they do not get). Until then the group shows them
+    /// as leaving and takes nothing more from them here.
+    fn ask_to_leave(
+        &self,
+        chain: &Chain,
+        head: &Epoch,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let msg = head
+            .leave_request(&self.identity(), now, rng)
+            .map_err(group_error)?;
+        let at = head.id();
+        let written = self.write_txn(move |txn| crate::profile::store_own(txn, &at, &msg))?;
+        let roots = std::collections::BTreeSet::from([chain.root()]);
+        self.refresh_chains(&roots, now)?;
+        Ok(Written {
+            messages: vec![written],
+            epochs: false,
+        })
     }
 
     /// Writes `change` into `head`'s log, stores the next epoch, welcomes
@@ -584,9 +746,10 @@ impl Profile {
         self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
     }
 
-    /// Follows stored welcomes and changes (messages of those kinds just
-    /// stored): opens new epochs, stores them, and makes again any change
-    /// of this user's that lost a fork. Returns what it wrote.
+    /// Follows stored welcomes, changes and key messages (messages of those
+    /// kinds just stored): takes welcomes the protocol allows, opens new
+    /// epochs, stores them, then does the group work they call for
+    /// ([`Profile::group_work`]). Returns what it wrote.
     pub(crate) fn apply_group_messages(
         &self,
         stored: &[(GroupId, Key)],
@@ -599,6 +762,7 @@ impl Profile {
         let mut chains = (*self.chains()).clone();
         let mut dirty = std::collections::BTreeSet::new();
         let mut new_epochs = Vec::new();
+        let mut new_entries = Vec::new();
         for (group, key) in stored {
             let Some(bytes) = view.get(group, key).map_err(db_error)? else {
                 continue;
@@ -615,25 +779,27 @@ impl Profile {
                 else {
                     continue;
                 };
-                match Epoch::from_welcome(&identity, pair, &msg, now) {
-                    Ok(epoch) => {
-                        let known = chains
-                            .iter()
-                            .any(|c| c.epochs().any(|e| e.id() == epoch.id()));
-                        if known {
-                            continue;
-                        }
-                        dirty.insert(epoch.root);
-                        new_epochs.push(epoch.clone());
-                        match chains.iter_mut().find(|c| c.root() == epoch.root) {
-                            Some(chain) => chain.insert(epoch),
-                            None => chains.push(Chain::new(epoch)),
-                        }
+                let taken = Epoch::from_welcome(&identity, pair, &msg, now).and_then(|epoch| {
+                    let root = epoch.root;
+                    let kept = epoch.clone();
+                    Chain::take_welcome(&mut chains, &msg.author(), msg.time(), epoch)
+                        .map(|t| (t, root, kept))
+                });
+                match taken {
+                    Ok((true, root, epoch)) => {
+                        dirty.insert(root);
+                        let entry = Entry {
+                            id: epoch.id(),
+                            by: msg.author(),
+                            at: msg.time(),
+                        };
+                        new_entries.push((epoch, entry));
                     }
-                    Err(e) => tracing::warn!("a group welcome was not accepted: {e}"),
+                    Ok((false, ..)) => {}
+                    Err(e) => tracing::warn!("a group welcome was not taken: {e}"),
                 }
-            } else if msg.kind() == Kind::MEMBERSHIP {
-                if let Some(chain) = chains.iter().find(|c| c.epochs().any(|e| e.id() == *group)) {
+            } else if is_group_kind(msg.kind()) {
+                if let Some(chain) = chains.iter().find(|c| c.epoch(group).is_some()) {
                     dirty.insert(chain.root());
                 }
             }
@@ -643,15 +809,20 @@ impl Profile {
         }
         for chain in chains.iter_mut().filter(|c| dirty.contains(&c.root())) {
             for id in chain.update(&identity, &view, now).map_err(db_error)? {
-                if let Some(e) = chain.epochs().find(|e| e.id() == id) {
+                if let Some(e) = chain.epoch(&id) {
                     new_epochs.push(e.clone());
                 }
             }
         }
-        let sealed: Vec<([u8; 32], Vec<u8>)> = new_epochs
+        let mut sealed: Vec<([u8; 32], Vec<u8>)> = new_epochs
             .iter()
             .map(|e| self.sealed_epoch(e, rng))
             .collect();
+        sealed.extend(
+            new_entries
+                .iter()
+                .map(|(e, entry)| self.sealed_entry(e, entry, rng)),
+        );
         self.write_txn(move |txn| {
             let mut t = txn.open_table(EPOCHS).map_err(db_error)?;
             for (k, v) in &sealed {
@@ -659,44 +830,119 @@ impl Profile {
             }
             Ok(())
         })?;
-        let me = identity.public().sign;
-        let reissue: Vec<(Epoch, Change)> = chains
-            .iter()
-            .filter(|c| dirty.contains(&c.root()))
-            .filter_map(|c| match c.head() {
-                Head::Member(head) => Some((head.clone(), c.reissue(&me))),
-                Head::Out { .. } => None,
-            })
-            .flat_map(|(head, changes)| changes.into_iter().map(move |ch| (head.clone(), ch)))
-            .collect();
         self.set_chains(chains);
-        let mut written = Written {
-            messages: Vec::new(),
-            epochs: !new_epochs.is_empty(),
-        };
+        let mut written = self.group_work(&dirty, now, rng)?;
+        written.epochs |= !new_epochs.is_empty() || !new_entries.is_empty();
         match self.write_chosen_names(Some(&dirty), now, rng) {
             Ok(names) => written.messages.extend(names),
             Err(e) => tracing::warn!("your name was not written to a group: {e}"),
         }
-        for (head, change) in reissue {
-            let welcome_to = match &change {
-                Change::Add { public, .. } => book
-                    .records
-                    .iter()
-                    .find(|r| r.public == *public)
-                    .map(|r| r.name.clone()),
-                _ => None,
-            };
-            tracing::info!(group = %head.name, "making a change again that lost a fork");
-            match self.propose(&head, change, welcome_to.as_deref(), now, rng) {
-                Ok(w) => {
-                    written.messages.extend(w.messages);
-                    written.epochs = true;
+        Ok(written)
+    }
+
+    /// What the protocol asks of this device in the groups `roots` (§14):
+    /// asks for a key its box did not give, hands keys to members who
+    /// asked, makes again a change of its own that lost a fork, removes
+    /// removed members still in the newest epoch if it may, and makes a
+    /// change again whose key no one can give it when it outranks the
+    /// author. A few rounds, each reading what the last wrote.
+    pub(crate) fn group_work(
+        &self,
+        roots: &std::collections::BTreeSet<GroupId>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let identity = self.identity();
+        let me = identity.public().sign;
+        let mut written = Written::default();
+        for _ in 0..WORK_ROUNDS {
+            let chains = self.chains();
+            let mut keys: Vec<(GroupId, Message)> = Vec::new();
+            let mut changes: Vec<(Epoch, Change)> = Vec::new();
+            for chain in chains.iter().filter(|c| roots.contains(&c.root())) {
+                let work = chain.key_work(&me);
+                for (at, next) in &work.requests {
+                    let epoch = chain.epoch(at).expect("requests are in held epochs");
+                    tracing::info!(group = %epoch.name, "asking the other members for a new key");
+                    keys.push((
+                        *at,
+                        epoch
+                            .key_request(&identity, next, now, rng)
+                            .map_err(group_error)?,
+                    ));
                 }
-                Err(e) => tracing::warn!("making a change again failed: {e}"),
+                for (at, to, next) in &work.shares {
+                    let epoch = chain.epoch(at).expect("requests are in held epochs");
+                    let next = chain.epoch(next).expect("shares are of held epochs");
+                    keys.push((
+                        *at,
+                        epoch
+                            .key_share(&identity, to, next, now, rng)
+                            .map_err(group_error)?,
+                    ));
+                }
+                for (at, change) in chain.overrides(&me) {
+                    let epoch = chain.epoch(&at).expect("overrides are in held epochs");
+                    tracing::warn!(group = %epoch.name, "the new key did not reach this device: making the change again");
+                    changes.push((epoch.clone(), change));
+                }
+                if let Head::Member(head) = chain.head() {
+                    // One at a time: each moves the head.
+                    if let Some(change) = chain.reissue(&me).into_iter().next() {
+                        tracing::info!(group = %head.name, "making a change again on the winning epoch");
+                        changes.push((head.clone(), change));
+                    }
+                }
+            }
+            drop(chains);
+            if keys.is_empty() && changes.is_empty() {
+                break;
+            }
+            if !keys.is_empty() {
+                let stored = self.write_txn(move |txn| {
+                    keys.iter()
+                        .map(|(g, m)| crate::profile::store_own(txn, g, m))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
+                self.refresh_chains(roots, now)?;
+                written.messages.extend(stored);
+            }
+            let book = self.book();
+            for (epoch, change) in changes {
+                let welcome_to = match &change {
+                    Change::Add { public, .. } => book
+                        .records
+                        .iter()
+                        .find(|r| r.public == *public)
+                        .map(|r| r.name.clone()),
+                    _ => None,
+                };
+                match self.propose(&epoch, change, welcome_to.as_deref(), now, rng) {
+                    Ok(w) => {
+                        written.messages.extend(w.messages);
+                        written.epochs = true;
+                    }
+                    Err(e) => tracing::warn!("a group change was not made again: {e}"),
+                }
             }
         }
         Ok(written)
+    }
+
+    /// Follows the changes and key messages of these groups again.
+    fn refresh_chains(
+        &self,
+        roots: &std::collections::BTreeSet<GroupId>,
+        now: Time,
+    ) -> Result<(), ProfileError> {
+        let identity = self.identity();
+        let view = self.read_view()?;
+        let mut chains = (*self.chains()).clone();
+        for chain in chains.iter_mut().filter(|c| roots.contains(&c.root())) {
+            chain.update(&identity, &view, now).map_err(db_error)?;
+        }
+        self.set_chains(chains);
+        Ok(())
     }
 
     /// Every text of a group, in the order shown, with author names.
@@ -754,13 +1000,14 @@ impl Profile {
         for (at, i, v) in rows {
             let epoch = epochs[i];
             let message = self.decode_stored(epoch.group(), at, &v, &messages, &outbox)?;
-            out.push(self.group_message(epoch, &messages, message, &chosen)?);
+            out.push(self.group_message(&chain, epoch, &messages, message, &chosen)?);
         }
         Ok(out)
     }
 
     fn group_message(
         &self,
+        chain: &Chain,
         epoch: &Epoch,
         messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
         message: StoredMessage,
@@ -774,11 +1021,15 @@ impl Profile {
         let added_as = epoch
             .member(&author)
             .map_or("(unknown)", |m| m.name.as_str());
+        let late = chain
+            .left_at(&author)
+            .is_some_and(|t| message.key.time > t.key.time);
         let (author, verified) = self.member_name(&author, added_as, chosen);
         Ok(GroupMessage {
             message,
             author,
             verified,
+            late,
         })
     }
 
@@ -832,7 +1083,7 @@ impl Profile {
                     let m =
                         self.decode_stored(epoch.group(), at, &v.value(), &messages, &outbox)?;
                     let chosen = self.chosen_names(chain)?;
-                    last = Some((at, self.group_message(epoch, &messages, m, &chosen)?));
+                    last = Some((at, self.group_message(chain, epoch, &messages, m, &chosen)?));
                 }
             }
             let from = match seen.get(&id.0).map_err(db_error)? {
@@ -883,6 +1134,16 @@ impl Profile {
         let chosen = self.chosen_names(chain).ok()?;
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some((epoch.name.clone(), author, text))
+    }
+}
+
+/// Why `group` cannot be written to now, as the user reads it.
+pub(crate) fn unwritable(group: &str, why: Unwritable) -> String {
+    match why {
+        Unwritable::Out => {
+            format!("you are no longer a member of {group:?}: you can read it, not write to it")
+        }
+        other => format!("{group:?}: {other}"),
     }
 }
 

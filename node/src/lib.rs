@@ -42,6 +42,7 @@ mod bundles;
 mod carry;
 pub mod control;
 mod crypto;
+pub mod display;
 mod expiry;
 mod files;
 mod groups;

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use strand_node::args::TransportArgs;
 use strand_node::control::{self, ContactView, MessageView, Request};
+use strand_node::display;
 use strand_node::{
     now, os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError, RelayStatus, Status,
 };
@@ -616,14 +617,7 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
             );
         }
         GroupCmd::List => {
-            let list: Vec<control::GroupView> = match ask(&ctx.dir, &Request::Groups).await? {
-                Some(v) => serde_json::from_value(v)?,
-                None => open_profile(ctx)?
-                    .groups()?
-                    .iter()
-                    .map(control::GroupView::of)
-                    .collect(),
-            };
+            let list = groups_view(ctx).await?;
             if ctx.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -639,6 +633,8 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                     }
                     if !g.member {
                         notes.push("you are no longer a member".into());
+                    } else if let Some(why) = &g.blocked {
+                        notes.push(format!("cannot write now: {why}"));
                     }
                     println!(
                         "{:<24} {}  {} members  {}",
@@ -677,13 +673,13 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                     }
                     match m["chosen"].as_str() {
                         Some(c) if Some(c) != m["name"].as_str() => {
-                            notes.push(format!("calls themselves {c:?}"));
+                            notes.push(format!("calls themselves “{}”", display::one_line(c)));
                         }
                         _ => {}
                     }
                     println!(
                         "{:<24} {}",
-                        m["name"].as_str().unwrap_or_default(),
+                        display::one_line(m["name"].as_str().unwrap_or_default()),
                         notes.join(", ")
                     );
                 }
@@ -705,9 +701,19 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
         }
         GroupCmd::Leave { group } => {
             group_change(ctx, &group, "leave", None).await?;
-            println!(
-                "You left {group}. You keep what you have; what is written after, you cannot read."
-            );
+            let still = groups_view(ctx)
+                .await?
+                .into_iter()
+                .any(|g| g.name == group && g.member);
+            if still {
+                println!(
+                    "You asked to leave {group}: the first admin who syncs with the group removes you (a new key you do not get). You keep what you have."
+                );
+            } else {
+                println!(
+                    "You left {group}. You keep what you have; what is written after, you cannot read."
+                );
+            }
         }
         GroupCmd::Send {
             group,
@@ -750,10 +756,11 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                 println!("No messages in {group} yet.");
             } else {
                 for m in list {
+                    let from = display::one_line(&m.message.from);
                     let who = if m.verified {
-                        m.message.from.clone()
+                        from
                     } else {
-                        format!("{} (unverified)", m.message.from)
+                        format!("{from} (unverified)")
                     };
                     let expires = m
                         .message
@@ -762,9 +769,17 @@ async fn group(ctx: &Ctx, action: GroupCmd) -> Result<()> {
                         .unwrap_or_default();
                     let text = match &m.message.file {
                         Some(f) => file_line(f, &m.message.id),
-                        None => m.message.text.clone(),
+                        None => display::lines(&m.message.text, ""),
                     };
-                    println!("{}  {who}: {text}{expires}", format_time(m.message.shown));
+                    let late = if m.late {
+                        "  (written after they left the group; it arrived late)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{}  {who}: {text}{expires}{late}",
+                        format_time(m.message.shown)
+                    );
                 }
             }
         }
@@ -1032,6 +1047,18 @@ async fn timer(ctx: &Ctx, name: &str, group: bool, set: Option<String>) -> Resul
 }
 
 /// A group change through the running node, else on the profile.
+/// The groups, from a running node or the profile.
+async fn groups_view(ctx: &Ctx) -> Result<Vec<control::GroupView>> {
+    Ok(match ask(&ctx.dir, &Request::Groups).await? {
+        Some(v) => serde_json::from_value(v)?,
+        None => open_profile(ctx)?
+            .groups()?
+            .iter()
+            .map(control::GroupView::of)
+            .collect(),
+    })
+}
+
 async fn group_change(ctx: &Ctx, group: &str, action: &str, member: Option<String>) -> Result<()> {
     let request = Request::GroupChange {
         group: group.to_owned(),
@@ -1652,12 +1679,12 @@ fn print_message(m: &MessageView, json: bool) -> Result<()> {
             .unwrap_or_default();
         let text = match &m.file {
             Some(f) => file_line(f, &m.id),
-            None => m.text.clone(),
+            None => display::lines(&m.text, ""),
         };
         println!(
             "{} {}: {text}{state}{skew}{expires}",
             format_time(m.shown.max(m.time)),
-            m.from,
+            display::one_line(&m.from),
         );
     }
     Ok(())
@@ -1673,13 +1700,15 @@ fn file_line(f: &control::FileView, id: &str) -> String {
     if f.have == f.total {
         format!(
             "[file] {}, {size}, ready: strand save {} DIR",
-            f.name,
+            display::one_line(&f.name),
             &id[..16.min(id.len())]
         )
     } else {
         format!(
             "[file] {}, {size}, {} of {} parts here",
-            f.name, f.have, f.total
+            display::one_line(&f.name),
+            f.have,
+            f.total
         )
     }
 }

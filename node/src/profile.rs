@@ -1329,6 +1329,7 @@ fn seal_file(
         copy!(schema::EXPIRY);
         copy!(schema::TIMERS);
         copy!(schema::NAMES);
+        copy!(schema::CHANGES);
         copy!(schema::CHUNKS);
         copy!(schema::BODIES);
         copy!(schema::CARRIED);

@@ -106,6 +106,12 @@ pub const TIMERS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("ti
 /// name ([`strand_sync::Kind::NAME`]): epoch id (32) ‖ author (32).
 pub const NAMES: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("names");
 
+/// The one MEMBERSHIP message kept per author per group epoch (the one
+/// with the smallest id, the only one that counts: PROTOCOL.md §14):
+/// epoch id (32) ‖ author (32) → its `messages` key. A larger one is not
+/// stored; a smaller one replaces the one kept.
+pub const CHANGES: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("changes");
+
 /// The rest of each file chunk, after the head its `messages` row holds:
 /// `messages` key ‖ part number → up to 65,280 bytes. Since schema
 /// version 4. In `messages` a chunk whole (256 KiB and a header) filled a

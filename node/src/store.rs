@@ -294,7 +294,31 @@ impl<'t> Inserter<'t> {
         Ok(())
     }
 
-    /// Stores `message` unless it is there. Returns whether it was new.
+    /// Whether to store a MEMBERSHIP message: only each author's one
+    /// with the smallest id counts in an epoch, so a larger one is not
+    /// stored and a smaller one replaces the one kept (removed here).
+    fn keep_smallest_change(
+        &mut self,
+        group: &GroupId,
+        message: &Message,
+        k: &[u8; 72],
+    ) -> Result<bool, redb::Error> {
+        let mut t = self.txn.open_table(crate::schema::CHANGES)?;
+        let at = record_key(group, &message.author());
+        let kept = t.get(&at)?.map(|v| v.value());
+        if let Some(old) = kept {
+            if old[40..] <= k[40..] {
+                return Ok(false);
+            }
+            self.messages.remove(&old)?;
+        }
+        t.insert(&at, k)?;
+        Ok(true)
+    }
+
+    /// Stores `message` unless it is there (or is a MEMBERSHIP message
+    /// that does not count, see [`Inserter::keep_smallest_change`]).
+    /// Returns whether it was new.
     pub(crate) fn insert(
         &mut self,
         group: &GroupId,
@@ -303,6 +327,9 @@ impl<'t> Inserter<'t> {
         let key = message.key();
         let k = table_key(group, &key);
         if self.messages.get(&k)?.is_some() {
+            return Ok(false);
+        }
+        if message.kind() == Kind::MEMBERSHIP && !self.keep_smallest_change(group, message, &k)? {
             return Ok(false);
         }
         put_message(

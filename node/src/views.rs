@@ -38,7 +38,7 @@ pub struct ContactSummary {
 
 impl Profile {
     /// The 1:1 group with `contact`.
-    pub(crate) fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
+    pub fn direct_group(&self, contact: &str) -> Result<strand_sync::Group, ProfileError> {
         let record = self.contact(contact)?;
         Ok(self.sync_contact(&record)?.direct_group().clone())
     }

@@ -48,8 +48,14 @@ impl From<GroupMessage> for Row {
     fn from(m: GroupMessage) -> Row {
         let author = if m.message.outgoing {
             SharedString::new()
+        } else if m.late {
+            format!(
+                "{} · written after they left the group",
+                strand_node::display::one_line(&m.author)
+            )
+            .into()
         } else {
-            m.author.into()
+            strand_node::display::one_line(&m.author).into()
         };
         Row {
             author,
@@ -74,7 +80,7 @@ impl From<StoredMessage> for Row {
                 .collect::<String>()
                 .into(),
             file: m.file.clone(),
-            text: m.text.into(),
+            text: strand_node::display::multiline(&m.text).into(),
             outgoing: m.outgoing,
             delivery: m.delivery,
             author: SharedString::new(),
@@ -300,7 +306,7 @@ impl Model for ConversationModel {
                     item.author = r.author.clone();
                     item.unverified = r.unverified;
                     if let Some(f) = &r.file {
-                        item.file_name = f.name.clone().into();
+                        item.file_name = strand_node::display::one_line(&f.name).into();
                         item.file_detail = crate::format::file_detail(f).into();
                         item.file_ready = f.complete();
                         if let Some(img) =

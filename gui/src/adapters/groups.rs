@@ -210,14 +210,20 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
             if m.message.outgoing {
                 format::message_preview(&m.message)
             } else {
-                format!("{}: {}", m.author, format::message_preview(&m.message))
+                format!(
+                    "{}: {}",
+                    strand_node::display::one_line(&m.author),
+                    format::message_preview(&m.message)
+                )
             },
             clock.short(m.message.shown),
             m.message.outgoing,
         ),
         None => ("No messages yet".to_owned(), String::new(), false),
     };
-    let reach = if g.member {
+    let reach = if let (true, Some(why)) = (g.member, &g.blocked) {
+        format!("{} members · {why}", g.members)
+    } else if g.member {
         format!(
             "{} members{}",
             g.members,
@@ -323,16 +329,24 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
             me: m.me,
             note: match &m.chosen {
                 _ if !m.verified => "unverified: not your contact".into(),
-                Some(c) if *c != m.name => format!("calls themselves “{c}”").into(),
+                Some(c) if *c != m.name => {
+                    format!("calls themselves “{}”", strand_node::display::one_line(c)).into()
+                }
                 _ => SharedString::new(),
             },
-            name: if m.me { "You".into() } else { m.name.into() },
+            name: if m.me {
+                "You".into()
+            } else {
+                strand_node::display::one_line(&m.name).into()
+            },
             verified: m.verified,
             admin: m.admin,
             creator: m.creator,
         })
         .collect();
-    let line = if summary.member {
+    let line = if let (true, Some(why)) = (summary.member, &summary.blocked) {
+        format!("{} members · cannot write now: {why}", summary.members)
+    } else if summary.member {
         format!(
             "{} members{}",
             summary.members,
@@ -350,7 +364,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         let group_name = group.clone();
         a.set_name(group.into());
         a.set_summary(line.into());
-        a.set_member(summary.member);
+        a.set_member(summary.member && summary.blocked.is_none());
         a.set_admin(summary.admin);
         a.set_creator(creator);
         a.set_timer(timer);

@@ -1,14 +1,26 @@
-//! Storage budgets: how much of this device's disk each contact may fill.
+//! Storage budgets: how much of this device's disk others may fill.
 //!
 //! A contact can send any number of valid messages; without a budget, one
 //! contact (or a bug on their side) fills the disk. Each contact's 1:1
-//! group has a byte budget for what *they* wrote ([`Budgets::per_contact`]),
-//! and messages of kinds this version does not know (it cannot show or
-//! use them) have a smaller one ([`Budgets::unknown_kinds`]). A message
-//! over budget is declined, not dropped: strand-sync reports it as
-//! rejected, does not acknowledge it, and the contact offers it again at a
-//! later sync, so nothing valid is lost silently; raising the budget lets
-//! it in. The node says so once per session ([`super::NodeEvent::OverBudget`]).
+//! group (and carrying pool) has a byte budget for what *they* wrote
+//! ([`Budgets::per_contact`]). In a private group every member has a
+//! budget of their own, across all the group's epochs
+//! ([`Budgets::per_member`]), and all other members together one more
+//! ([`Budgets::per_group`]): one member who fills theirs declines only
+//! their own messages, and a new epoch brings no fresh budget. Messages of
+//! kinds this version does not know (it cannot show or use them) have a
+//! smaller one ([`Budgets::unknown_kinds`]).
+//!
+//! Membership changes and welcomes are never counted nor declined (a
+//! flood must not keep a removal out): the protocol keeps one change per
+//! author per epoch (PROTOCOL.md §14), and welcomes are counted by number
+//! ([`MAX_WELCOMES_PER_CONTACT`]), not bytes.
+//!
+//! A message over budget is declined, not dropped: strand-sync reports it
+//! as rejected, does not acknowledge it, and it is offered again at a later
+//! sync, so nothing valid is lost silently; raising the budget lets it in.
+//! The node says so once per session and names whose messages were
+//! declined ([`super::NodeEvent::OverBudget`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,14 +33,27 @@ use crate::{Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
 pub const DEFAULT_PER_CONTACT: u64 = 1 << 30;
+/// Bytes one member may store here in one private group, by default:
+/// 256 MiB.
+pub const DEFAULT_PER_MEMBER: u64 = 256 << 20;
+/// Bytes all other members together may store here in one private group,
+/// by default: 2 GiB.
+pub const DEFAULT_PER_GROUP: u64 = 2 << 30;
 /// Bytes of messages of unknown kinds a contact may store here: 1 MiB.
 pub const DEFAULT_UNKNOWN_KINDS: u64 = 1 << 20;
+/// Welcomes a contact may store here: many more groups than anyone joins,
+/// few enough that a contact cannot fill the disk with made-up ones.
+pub const MAX_WELCOMES_PER_CONTACT: u64 = 4096;
 
 /// The budgets a node enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budgets {
     /// Bytes of messages a contact wrote, stored in your 1:1 group.
     pub per_contact: u64,
+    /// Bytes one member wrote in one private group (all its epochs).
+    pub per_member: u64,
+    /// Bytes all other members wrote in one private group.
+    pub per_group: u64,
     /// Of those, bytes of messages of kinds this version does not know.
     pub unknown_kinds: u64,
 }
@@ -37,12 +62,52 @@ impl Default for Budgets {
     fn default() -> Self {
         Budgets {
             per_contact: DEFAULT_PER_CONTACT,
+            per_member: DEFAULT_PER_MEMBER,
+            per_group: DEFAULT_PER_GROUP,
             unknown_kinds: DEFAULT_UNKNOWN_KINDS,
         }
     }
 }
 
 const ROLE_BUDGETS: &str = "strand/v2/budgets";
+
+impl Budgets {
+    fn to_bytes(self) -> Vec<u8> {
+        [
+            self.per_contact,
+            self.unknown_kinds,
+            self.per_member,
+            self.per_group,
+        ]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+    }
+
+    /// Reads [`Budgets::to_bytes`] (or the 16 bytes versions before group
+    /// budgets kept: those two, and the defaults for the rest).
+    fn from_bytes(b: &[u8]) -> Option<Budgets> {
+        let field = |i: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(
+                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        let mut out = Budgets {
+            per_contact: field(0)?,
+            unknown_kinds: field(1)?,
+            ..Budgets::default()
+        };
+        match b.len() {
+            16 => {}
+            32 => {
+                out.per_member = field(2)?;
+                out.per_group = field(3)?;
+            }
+            _ => return None,
+        }
+        Some(out)
+    }
+}
 
 impl Profile {
     /// The storage budgets the last node ran with (`strand run
@@ -51,11 +116,7 @@ impl Profile {
     pub fn budgets(&self) -> Result<Budgets, ProfileError> {
         let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
         Ok(saved
-            .and_then(|b| <[u8; 16]>::try_from(&b[..]).ok())
-            .map(|b| Budgets {
-                per_contact: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
-                unknown_kinds: u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
-            })
+            .and_then(|b| Budgets::from_bytes(&b))
             .unwrap_or_default())
     }
 
@@ -65,8 +126,7 @@ impl Profile {
         budgets: &Budgets,
         rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
     ) -> Result<(), ProfileError> {
-        let mut bytes = budgets.per_contact.to_be_bytes().to_vec();
-        bytes.extend_from_slice(&budgets.unknown_kinds.to_be_bytes());
+        let bytes = budgets.to_bytes();
         let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
         if saved.is_some_and(|s| s[..] == bytes[..]) {
             return Ok(());
@@ -82,11 +142,36 @@ impl Profile {
 /// it is in.
 pub(crate) const HOLLOW_ROW: u64 = 96;
 
-/// What a contact has stored: all bytes, and bytes of unknown kinds.
+/// Bytes stored: all of them, and those of unknown kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Used {
     all: u64,
     unknown: u64,
+}
+
+impl Used {
+    fn add(&mut self, n: u64, unknown: bool) {
+        self.all += n;
+        if unknown {
+            self.unknown += n;
+        }
+    }
+
+    fn sub(&mut self, n: u64, unknown: bool) {
+        self.all = self.all.saturating_sub(n);
+        if unknown {
+            self.unknown = self.unknown.saturating_sub(n);
+        }
+    }
+}
+
+/// What others stored in one scope: a private group (all its epochs),
+/// or one 1:1 group or carrying pool.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    total: Used,
+    by_author: HashMap<AuthorId, Used>,
+    welcomes: u64,
 }
 
 fn known(kind: Kind) -> bool {
@@ -105,20 +190,67 @@ fn known(kind: Kind) -> bool {
         Kind::REQUEST,
         Kind::MAILBOX,
         Kind::MAILBOX_CONTACTS,
+        Kind::KEY,
     ]
     .contains(&kind)
 }
 
-/// Per group, what the other members stored, counted once from the store
+/// Kinds no byte budget counts: a flood must never keep them out.
+fn exempt(kind: Kind) -> bool {
+    kind == Kind::MEMBERSHIP || kind == Kind::WELCOME
+}
+
+/// Which budget a message was declined by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Over {
+    /// Its author's in a 1:1 group or pool ([`Budgets::per_contact`]).
+    Contact,
+    /// Its author's in a private group ([`Budgets::per_member`]).
+    Member,
+    /// The group's, for all members together ([`Budgets::per_group`]).
+    Group,
+    /// Messages of kinds this version does not know.
+    UnknownKinds,
+    /// Welcomes ([`MAX_WELCOMES_PER_CONTACT`]).
+    Welcomes,
+    /// Written into an old epoch by someone no longer in the group.
+    FormerMember,
+}
+
+/// A message declined, and whose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declined {
+    /// Its author.
+    pub author: AuthorId,
+    /// The private group's root, if it was in one.
+    pub group: Option<GroupId>,
+    /// Why.
+    pub over: Over,
+}
+
+/// Per scope, what the other members stored, counted once from the store
 /// and then kept up to date by the node.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    used: Mutex<HashMap<GroupId, Used>>,
+    used: Mutex<HashMap<GroupId, Scope>>,
+}
+
+impl Profile {
+    /// The scope a group log's messages are counted in: a private group's
+    /// root and all its epochs, or the log itself.
+    fn budget_scope(&self, group: &GroupId) -> (GroupId, Vec<GroupId>, bool) {
+        for chain in self.chains().iter() {
+            if chain.epoch(group).is_some() {
+                return (chain.root(), chain.epochs().map(|e| e.id()).collect(), true);
+            }
+        }
+        (*group, vec![*group], false)
+    }
 }
 
 impl Ledger {
-    /// Reads what is stored in `group` by authors other than `me`.
-    fn count(profile: &Profile, group: &GroupId, me: &AuthorId) -> Result<Used, ProfileError> {
+    /// Reads what is stored in `logs` by authors other than `me`.
+    fn count(profile: &Profile, logs: &[GroupId], me: &AuthorId) -> Result<Scope, ProfileError> {
         use redb::ReadableDatabase;
         let txn = profile
             .db()?
@@ -126,38 +258,49 @@ impl Ledger {
             .map_err(crate::profile::db_error)?;
         let table = match txn.open_table(MESSAGES) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Used::default()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Scope::default()),
             Err(e) => return Err(crate::profile::db_error(e)),
         };
-        let lo = table_key(group, &Key::MIN);
-        let hi = table_key(group, &Key::MAX);
-        let mut used = Used::default();
-        for entry in table.range(lo..hi).map_err(crate::profile::db_error)? {
-            let (_, v) = entry.map_err(crate::profile::db_error)?;
-            if v.value().is_empty() {
-                used.all += HOLLOW_ROW;
-                continue;
-            }
-            // A file chunk's row is its head: its length is read there.
-            let Some((author, kind, n)) = crate::store::row_facts(v.value()) else {
-                continue;
-            };
-            if author == *me {
-                continue;
-            }
-            let n = n as u64;
-            used.all += n;
-            if !known(kind) {
-                used.unknown += n;
+        let mut scope = Scope::default();
+        for group in logs {
+            let lo = table_key(group, &Key::MIN);
+            let hi = table_key(group, &Key::MAX);
+            for entry in table.range(lo..hi).map_err(crate::profile::db_error)? {
+                let (_, v) = entry.map_err(crate::profile::db_error)?;
+                if v.value().is_empty() {
+                    scope.total.all += HOLLOW_ROW;
+                    continue;
+                }
+                // A file chunk's row is its head: its length is read there.
+                let Some((author, kind, n)) = crate::store::row_facts(v.value()) else {
+                    continue;
+                };
+                if author == *me {
+                    continue;
+                }
+                if kind == Kind::WELCOME {
+                    scope.welcomes += 1;
+                }
+                if exempt(kind) {
+                    continue;
+                }
+                let unknown = !known(kind);
+                scope.total.add(n as u64, unknown);
+                scope
+                    .by_author
+                    .entry(author)
+                    .or_default()
+                    .add(n as u64, unknown);
             }
         }
-        Ok(used)
+        Ok(scope)
     }
 
     /// Declines the valid messages of `batch` that would take their
-    /// author past a budget, and counts the others as stored. Blocking
-    /// (the first time a group is seen, its messages are counted). Returns
-    /// whether anything was declined.
+    /// author (or their group) past a budget, and those a removed member
+    /// wrote into an old epoch, and counts the others as stored. Blocking
+    /// (the first time a scope is seen, its messages are counted).
+    /// Returns what was declined.
     ///
     /// The ledger stays locked for the whole batch: batches of one link
     /// are checked while earlier ones are still being stored, and each
@@ -168,34 +311,72 @@ impl Ledger {
         profile: &Profile,
         budgets: &Budgets,
         batch: &mut Inbound,
-    ) -> Result<bool, ProfileError> {
+    ) -> Result<Vec<Declined>, ProfileError> {
         let me = profile.identity().public().sign;
-        let mut declined = false;
+        let chains = profile.chains();
+        let mut declined = Vec::new();
         let mut ledger = self.used.lock().expect("ledger lock");
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
             }
             let group = *item.group();
-            let used = match ledger.get_mut(&group) {
-                Some(u) => u,
+            let author = item.message().author();
+            let kind = item.message().kind();
+            let chain = chains.iter().find(|c| c.epoch(&group).is_some());
+            if let Some(chain) = chain {
+                if !chain.accepts(&group, &author, kind) {
+                    item.decline_former_member();
+                    declined.push(Declined {
+                        author,
+                        group: Some(chain.root()),
+                        over: Over::FormerMember,
+                    });
+                    continue;
+                }
+            }
+            let (scope_id, logs, private) = profile.budget_scope(&group);
+            let scope = match ledger.get_mut(&scope_id) {
+                Some(s) => s,
                 None => {
-                    let counted = Ledger::count(profile, &group, &me)?;
-                    ledger.entry(group).or_insert(counted)
+                    let counted = Ledger::count(profile, &logs, &me)?;
+                    ledger.entry(scope_id).or_insert(counted)
                 }
             };
-            let n = item.message().as_bytes().len() as u64;
-            let unknown = !known(item.message().kind());
-            if used.all + n > budgets.per_contact
-                || (unknown && used.unknown + n > budgets.unknown_kinds)
-            {
-                item.decline();
-                declined = true;
-            } else {
-                used.all += n;
-                if unknown {
-                    used.unknown += n;
+            let mut over = None;
+            if kind == Kind::WELCOME {
+                if scope.welcomes >= MAX_WELCOMES_PER_CONTACT {
+                    over = Some(Over::Welcomes);
+                } else {
+                    scope.welcomes += 1;
                 }
+            } else if !exempt(kind) {
+                let n = item.message().as_bytes().len() as u64;
+                let unknown = !known(kind);
+                let mine = scope.by_author.get(&author).copied().unwrap_or_default();
+                over = if private && mine.all + n > budgets.per_member {
+                    Some(Over::Member)
+                } else if private && scope.total.all + n > budgets.per_group {
+                    Some(Over::Group)
+                } else if !private && scope.total.all + n > budgets.per_contact {
+                    Some(Over::Contact)
+                } else if unknown && mine.unknown + n > budgets.unknown_kinds {
+                    Some(Over::UnknownKinds)
+                } else {
+                    None
+                };
+                if over.is_none() {
+                    scope.total.add(n, unknown);
+                    scope.by_author.entry(author).or_default().add(n, unknown);
+                }
+            }
+            if let Some(over) = over {
+                item.decline();
+                declined.push(Declined {
+                    author,
+                    group: private.then_some(scope_id),
+                    over,
+                });
             }
         }
         Ok(declined)
@@ -212,12 +393,22 @@ impl Ledger {
             {
                 continue;
             }
-            if let Some(used) = ledger.get_mut(item.group()) {
-                let n = item.message().as_bytes().len() as u64;
-                used.all = used.all.saturating_sub(n);
-                if !known(item.message().kind()) {
-                    used.unknown = used.unknown.saturating_sub(n);
-                }
+            let kind = item.message().kind();
+            let (scope_id, _, _) = profile.budget_scope(item.group());
+            let Some(scope) = ledger.get_mut(&scope_id) else {
+                continue;
+            };
+            if kind == Kind::WELCOME {
+                scope.welcomes = scope.welcomes.saturating_sub(1);
+            }
+            if exempt(kind) {
+                continue;
+            }
+            let n = item.message().as_bytes().len() as u64;
+            let unknown = !known(kind);
+            scope.total.sub(n, unknown);
+            if let Some(a) = scope.by_author.get_mut(&item.message().author()) {
+                a.sub(n, unknown);
             }
         }
     }
@@ -225,13 +416,13 @@ impl Ledger {
     /// Gives back `freed` bytes of `group`: pool messages read and
     /// hollowed, each down to [`HOLLOW_ROW`].
     pub(crate) fn hollowed(&self, group: &GroupId, freed: u64) {
-        if let Some(used) = self.used.lock().expect("ledger lock").get_mut(group) {
-            used.all = used.all.saturating_sub(freed);
+        if let Some(scope) = self.used.lock().expect("ledger lock").get_mut(group) {
+            scope.total.all = scope.total.all.saturating_sub(freed);
         }
     }
 
-    /// Forgets what was counted (after a batch failed to store, the store
-    /// is the truth again).
+    /// Forgets what was counted (after a batch failed to store, or the
+    /// groups changed: the store is the truth again).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
     }
@@ -265,7 +456,10 @@ mod tests {
         };
         let ledger = Ledger::default();
         let mut first = batch();
-        assert!(!ledger.apply(&p, &budgets, &mut first).unwrap(), "8 KB fit");
+        assert!(
+            ledger.apply(&p, &budgets, &mut first).unwrap().is_empty(),
+            "8 KB fit"
+        );
         // Another link brought them first: nothing new was stored.
         for item in first.iter_mut() {
             item.set_stored(false);
@@ -273,12 +467,12 @@ mod tests {
         ledger.refund(&p, &first);
         let mut again = batch();
         assert!(
-            !ledger.apply(&p, &budgets, &mut again).unwrap(),
+            ledger.apply(&p, &budgets, &mut again).unwrap().is_empty(),
             "the same 8 KB, counted once"
         );
         // Counted, not given back: a third copy would be over.
         let mut third = batch();
-        assert!(ledger.apply(&p, &budgets, &mut third).unwrap());
+        assert!(!ledger.apply(&p, &budgets, &mut third).unwrap().is_empty());
     }
 
     /// A contact's file chunks count whole when the ledger is counted
@@ -301,9 +495,9 @@ mod tests {
             assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &m).unwrap());
         }
         store.commit().unwrap();
-        let used = Ledger::count(&p, &group.id, &p.identity().public().sign).unwrap();
-        assert_eq!(used.all, bytes);
-        assert_eq!(used.unknown, 0);
+        let used = Ledger::count(&p, &[group.id], &p.identity().public().sign).unwrap();
+        assert_eq!(used.total.all, bytes);
+        assert_eq!(used.total.unknown, 0);
     }
 
     /// Pool messages a contact wrote still count once read and hollowed
@@ -355,14 +549,14 @@ mod tests {
         let mut batch = Inbound::new(&pool, [late]);
         batch.verify(now);
         ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
-        let used = |l: &Ledger| l.used.lock().unwrap().get(&pool.id).copied().unwrap();
+        let used = |l: &Ledger| l.used.lock().unwrap().get(&pool.id).unwrap().total;
         assert_eq!(used(&ledger).all, bytes + late_len);
 
         let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
         p.save_carrying(&carrier, Vec::new(), keys, now, rng)
             .unwrap();
         assert_eq!(
-            Ledger::count(&p, &pool.id, &me).unwrap().all,
+            Ledger::count(&p, &[pool.id], &me).unwrap().total.all,
             3 * HOLLOW_ROW
         );
         ledger.hollowed(&pool.id, bytes - 3 * HOLLOW_ROW);

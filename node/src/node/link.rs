@@ -31,6 +31,7 @@ use strand_sync::{
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::budget::{Declined, Over};
 use super::guard::Pending;
 use super::registry::{Command, Joining, SessionId};
 use super::{LinkError, NodeEvent, Shared};
@@ -39,7 +40,7 @@ use crate::limits::{
 };
 use crate::{hex, Delivery, Profile, ProfileError};
 
-type Stored = BoxFuture<'static, Result<Inbound, ProfileError>>;
+type Stored = BoxFuture<'static, Result<(Inbound, Vec<Declined>), ProfileError>>;
 
 /// Checks a batch on the rayon pool: what the store already holds is
 /// skipped, the rest verified (signatures in one batch).
@@ -58,24 +59,28 @@ async fn check(profile: Profile, mut batch: Inbound, now: u64) -> Result<Inbound
     rx.await.map_err(|_| ProfileError::Closed)?
 }
 
-/// Checks a batch, declines what is over budget, then stores it; the
-/// writer only sees batches with something new in them.
+/// Checks a batch, declines what is over budget (or from a removed
+/// member into an old epoch), then stores it; the writer only sees batches
+/// with something new in them. Returns the batch and what was declined.
 async fn check_and_store(
     node: Arc<Shared>,
     batch: Inbound,
     now: u64,
-) -> Result<Inbound, ProfileError> {
+) -> Result<(Inbound, Vec<Declined>), ProfileError> {
     let profile = node.profile.clone();
     let mut batch = check(profile.clone(), batch, now).await?;
+    let mut declined = Vec::new();
     if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
         let ledger = node.ledger.clone();
         let budgets = node.config.budgets;
         let p = profile.clone();
-        batch = tokio::task::spawn_blocking(move || {
-            ledger.apply(&p, &budgets, &mut batch).map(|_| batch)
+        let (b, d) = tokio::task::spawn_blocking(move || {
+            ledger.apply(&p, &budgets, &mut batch).map(|d| (batch, d))
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
+        batch = b;
+        declined = d;
     }
     if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
         let stored = profile.store_inbound(batch).await;
@@ -83,9 +88,9 @@ async fn check_and_store(
             Ok(batch) => node.ledger.refund(&profile, batch),
             Err(_) => node.ledger.forget(),
         }
-        stored
+        stored.map(|b| (b, declined))
     } else {
-        Ok(batch)
+        Ok((batch, declined))
     }
 }
 
@@ -106,8 +111,8 @@ struct Pump {
     records: HashSet<Key>,
     /// The registry's mark when the link started.
     mark: u64,
-    /// Whether this session already said the contact is over budget.
-    over_budget: bool,
+    /// Whose declined messages this session already reported.
+    declined: HashSet<(strand_sync::AuthorId, Over)>,
     /// Messages of ours the peer confirmed, for carrying (pool messages
     /// to hollow, 1:1 messages to stop spreading).
     confirmed: Vec<(GroupId, Key)>,
@@ -146,7 +151,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         closed: None,
         records: HashSet::new(),
         mark,
-        over_budget: false,
+        declined: HashSet::new(),
         confirmed: Vec::new(),
     };
     pump.run(link.stream, command_rx).await
@@ -236,9 +241,9 @@ impl Pump {
                     self.session.close();
                 }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
-                    Ok(batch) => {
+                    Ok((batch, declined)) => {
                         self.note_records(&batch);
-                        self.note_budget(&batch);
+                        self.note_declined(&declined);
                         self.session.handle_stored(batch)
                     }
                     Err(e) => {
@@ -321,7 +326,7 @@ impl Pump {
         }
         // What was in flight is stored (or fails) anyway: report it.
         while let Some(result) = in_flight.next().await {
-            if let Ok(batch) = result {
+            if let Ok((batch, _)) = result {
                 self.note_records(&batch);
                 self.session.handle_stored(batch);
             }
@@ -353,27 +358,51 @@ impl Pump {
         }
     }
 
-    /// Says once per session that the contact is over budget.
-    fn note_budget(&mut self, batch: &Inbound) {
-        if self.over_budget {
-            return;
-        }
-        let over = batch
-            .iter()
-            .any(|m| *m.verdict() == Verdict::Invalid(strand_sync::Invalid::OverBudget));
-        if !over {
-            return;
-        }
-        self.over_budget = true;
-        if let Some((_, name, _)) = &self.contact {
-            let budget = self.node.config.budgets.per_contact;
+    /// Says once per session, per author, whose messages a budget
+    /// declined (and once that a removed member wrote into an old epoch).
+    fn note_declined(&mut self, declined: &[Declined]) {
+        for d in declined {
+            if !self.declined.insert((d.author, d.over)) {
+                continue;
+            }
+            let author = self.node.profile.author_name(&d.author, d.group.as_ref());
+            let group = d
+                .group
+                .as_ref()
+                .and_then(|g| self.node.profile.group_name(g));
+            let from = self
+                .contact
+                .as_ref()
+                .map(|(_, n, _)| n.clone())
+                .unwrap_or_default();
+            let budgets = &self.node.config.budgets;
+            let (budget, flag) = match d.over {
+                Over::Contact => (budgets.per_contact, "--budget-per-contact"),
+                Over::Member => (budgets.per_member, "--budget-per-member"),
+                Over::Group => (budgets.per_group, "--budget-per-group"),
+                Over::UnknownKinds => (budgets.unknown_kinds, ""),
+                Over::Welcomes => (crate::node::budget::MAX_WELCOMES_PER_CONTACT, ""),
+                Over::FormerMember => {
+                    tracing::warn!(
+                        author = %author,
+                        group = group.as_deref().unwrap_or(""),
+                        "declined messages from someone no longer in the group, written into an epoch they still hold"
+                    );
+                    continue;
+                }
+            };
             tracing::warn!(
-                contact = %name,
+                author = %author,
+                via = %from,
+                group = group.as_deref().unwrap_or(""),
                 budget,
-                "over the storage budget: the rest of their messages waits for a later sync (raise it with --budget-per-contact)"
+                over = ?d.over,
+                "over the storage budget: the rest of their messages waits for a later sync{}",
+                if flag.is_empty() { String::new() } else { format!(" (raise it with {flag})") }
             );
             let _ = self.node.events.send(NodeEvent::OverBudget {
-                contact: name.clone(),
+                contact: author,
+                group,
                 budget,
             });
         }
@@ -500,7 +529,7 @@ impl Pump {
             {
                 self.records.insert(m.key());
                 reach |= kind == Kind::REACH;
-                if kind == Kind::WELCOME || kind == Kind::MEMBERSHIP {
+                if crate::groups::is_group_kind(kind) {
                     groups.push((*m.group(), m.key()));
                 }
                 if crate::carry::is_pool_kind(kind) {

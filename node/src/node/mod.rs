@@ -230,8 +230,11 @@ pub enum NodeEvent {
     /// is not stored (the contact offers it again at a later sync; raise
     /// the budget to let it in). Once per session.
     OverBudget {
-        /// Contact name.
+        /// Whose messages were declined: a contact's name, or a group
+        /// member as the member list names them.
         contact: String,
+        /// The private group, if the messages were in one.
+        group: Option<String>,
         /// The budget, in bytes.
         budget: u64,
     },

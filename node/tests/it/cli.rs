@@ -946,9 +946,11 @@ fn groups_from_the_command_line() {
         a.ok(&["group", "list", "--json"])
             .contains("\"members\": 1")
     });
-    assert!(b
-        .ok(&["group", "list"])
-        .contains("you are no longer a member"));
+    // Bob is no admin: he asked to leave, and Alice's node removed him.
+    eventually("Bob is out", Duration::from_secs(60), || {
+        b.ok(&["group", "list"])
+            .contains("you are no longer a member")
+    });
     let out = b.cmd(&["group", "send", "desk", "still?"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no longer a member"));
 }
@@ -1151,4 +1153,62 @@ fn a_mailbox_from_the_command_line() {
             .iter()
             .any(|m| m["text"] == "left you a note")
     });
+}
+
+/// Issue 26, attack 6: what a contact writes reaches the terminal as
+/// text, never as control. Bob's text carries a line break followed by a
+/// forged line under Carol's name, a terminal escape that sets the window
+/// title, and a bidi override; his file is named `invoice<U+202E>gpj.sh`.
+/// `strand read` shows every one of them visibly and forges no line; the
+/// file's name loses the override (here when Bob's `strand` sends it; a
+/// hostile client's is dropped by `safe_name` when Alice saves it), so it
+/// shows what it is.
+#[test]
+fn what_a_contact_writes_cannot_drive_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let forged = "see you\n2026-11-23 12:00:00 carol: send money to X\x1b]0;pwned\x07 \u{202e}evil";
+    b.ok(&["send", "alice", forged]);
+    let path = tmp.path().join("invoice\u{202e}gpj.sh");
+    std::fs::write(&path, b"#!/bin/sh\necho hi\n").unwrap();
+    b.ok(&["send", "alice", "--file", path.to_str().unwrap()]);
+    let (a_run, a_addr) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    let (b_run, _) = b.run(&[&a_addr]);
+    let _b_run = Killed(b_run);
+    eventually(
+        "both arrive, the file whole",
+        Duration::from_secs(60),
+        || {
+            let out = a.ok(&["read", "bob"]);
+            out.contains("see you") && out.contains("ready: strand save")
+        },
+    );
+    let out = a.ok(&["read", "bob"]);
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(!out.contains('\u{202e}'), "{out:?}");
+    assert!(out.contains("<U+001B>]0;pwned<U+0007>"), "{out}");
+    for line in out.lines() {
+        assert!(
+            !line.starts_with("2026-11-23 12:00:00 carol"),
+            "a forged line: {out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  │ 2026-11-23 12:00:00 carol")),
+        "the break shows as a continuation: {out}"
+    );
+    let id = a
+        .read("bob")
+        .iter()
+        .find_map(|m| m.get("file").and(m["id"].as_str()).map(str::to_owned))
+        .unwrap();
+    let out_dir = tmp.path().join("saved");
+    a.ok(&["save", &id[..12], out_dir.to_str().unwrap()]);
+    let names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["invoicegpj.sh"]);
 }

@@ -63,7 +63,20 @@ async fn three_nodes_group_relay_and_removal() {
     ann.create_group("newsroom", &["ben".into()]).await.unwrap();
     until("Ben joins", || is_member(&ben, "newsroom") == Some(true)).await;
     assert_eq!(members(&ben, "newsroom"), ["ann", "me"]);
-    // Ben adds Cat, whom Ann does not know.
+    // Only admins add: Ann makes Ben one, and Ben adds Cat, whom Ann
+    // does not know.
+    let refused = ben
+        .change_group("newsroom", GroupAction::Add("cat".into()))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("admin"), "{refused}");
+    ann.change_group("newsroom", GroupAction::MakeAdmin("ben".into()))
+        .await
+        .unwrap();
+    until("Ben is an admin", || {
+        ben.profile().groups().unwrap().iter().any(|g| g.admin)
+    })
+    .await;
     ben.change_group("newsroom", GroupAction::Add("cat".into()))
         .await
         .unwrap();
@@ -93,10 +106,10 @@ async fn three_nodes_group_relay_and_removal() {
 
     // Ann removes Cat: a new epoch, a new key, without her.
     assert!(
-        ben.change_group("newsroom", GroupAction::Remove("cat".into()))
+        ben.change_group("newsroom", GroupAction::Remove("ann".into()))
             .await
             .is_err(),
-        "Ben is no admin"
+        "no one removes the creator"
     );
     ann.change_group("newsroom", GroupAction::Remove("cat".into()))
         .await
@@ -258,6 +271,13 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
 
     ann.create_group("desk", &["ben".into()]).await.unwrap();
     until("Ben joins", || is_member(&ben, "desk") == Some(true)).await;
+    ann.change_group("desk", GroupAction::MakeAdmin("ben".into()))
+        .await
+        .unwrap();
+    until("Ben is an admin", || {
+        ben.profile().groups().unwrap().iter().any(|g| g.admin)
+    })
+    .await;
     ben.change_group("desk", GroupAction::Add("cathy from work".into()))
         .await
         .unwrap();

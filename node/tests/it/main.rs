@@ -24,6 +24,9 @@
 //! - `groups`: private groups between three real nodes: relay through a
 //!   common member, removal, leaving (issue 14).
 //! - `hub`: helpers for several nodes on an emulated link hub.
+//! - `insiders`: a group's own hostile member against real nodes: made-up
+//!   welcomes, back-dated changes, key boxes that do not open, floods,
+//!   posts and timers into old epochs.
 //! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
@@ -43,6 +46,7 @@ mod flood;
 mod groups;
 mod hostile;
 mod hub;
+mod insiders;
 mod interop;
 mod lan;
 mod profile;

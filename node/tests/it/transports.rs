@@ -175,7 +175,10 @@ async fn a_contact_over_budget_waits_and_resumes_when_it_is_raised() {
     let ben_node = start(ben, Budgets::default(), hub.clone()).await;
     let over = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let Ok(NodeEvent::OverBudget { contact, budget }) = events.recv().await {
+            if let Ok(NodeEvent::OverBudget {
+                contact, budget, ..
+            }) = events.recv().await
+            {
                 break (contact, budget);
             }
         }

@@ -1,0 +1,94 @@
+//! What others wrote, made safe to show on a terminal or in the app.
+//!
+//! A text, a member's name or a file name comes from someone else, who
+//! chose every character. Shown raw, a newline forges a whole line (under
+//! any name, without its "(unverified)" mark), an escape sequence drives
+//! the terminal (a window title, on some terminals the clipboard), and a
+//! direction override or an invisible character makes `invoice<U+202E>gpj.sh`
+//! show as `invoicehs.jpg`, a photo. So every such string is shown through here: control
+//! characters, direction-changing and invisible characters appear as a
+//! visible `<U+202E>`, and a text's line breaks start a marked
+//! continuation line that cannot pass for another message.
+
+use std::fmt::Write;
+
+/// Marks the start of a continuation line of a multi-line text.
+pub const CONTINUATION: &str = "  │ ";
+
+/// `text` on one line: line breaks and every control, invisible or
+/// direction-changing character shown as `<U+XXXX>`.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_visible(&mut out, c);
+    }
+    out
+}
+
+/// `text` over as many lines as it has: each line break starts a new line
+/// with `indent` then [`CONTINUATION`]; everything else as [`one_line`].
+pub fn lines(text: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(indent);
+            out.push_str(CONTINUATION);
+        }
+        // A CR before the break is the break's; any other one is shown.
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        for c in line.chars() {
+            push_visible(&mut out, c);
+        }
+    }
+    out
+}
+
+/// `text` for the app: line breaks kept (a bubble shows them as such),
+/// every other control, invisible or direction-changing character shown
+/// as `<U+XXXX>`.
+pub fn multiline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' {
+            out.push(c);
+        } else {
+            push_visible(&mut out, c);
+        }
+    }
+    out
+}
+
+/// Whether `c` must not reach a screen as it is.
+pub fn hidden(c: char) -> bool {
+    c.is_control() || strand_sync::is_invisible(c)
+}
+
+fn push_visible(out: &mut String, c: char) {
+    if c == '\t' {
+        out.push_str("    ");
+    } else if hidden(c) {
+        let _ = write!(out, "<U+{:04X}>", c as u32);
+    } else {
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_acts_and_nothing_hides() {
+        assert_eq!(one_line("hi\nbob: fake"), "hi<U+000A>bob: fake");
+        assert_eq!(one_line("\x1b]0;pwned\x07"), "<U+001B>]0;pwned<U+0007>");
+        assert_eq!(one_line("invoice\u{202e}gpj.sh"), "invoice<U+202E>gpj.sh");
+        assert_eq!(one_line("a\u{200b}b"), "a<U+200B>b");
+        assert_eq!(one_line("café 🙂"), "café 🙂");
+        assert_eq!(
+            lines("one\r\ntwo\n2026-01-01 alice: fake", "      "),
+            "one\n        │ two\n        │ 2026-01-01 alice: fake"
+        );
+        assert_eq!(multiline("a\nb\x1b[2J"), "a\nb<U+001B>[2J");
+    }
+}
