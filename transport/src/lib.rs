@@ -177,6 +177,33 @@ pub struct Link {
     pub remote: Remote,
     /// The stream.
     pub stream: Box<dyn LinkStream>,
+    /// Call once the session on this link authenticated its remote as a
+    /// contact: a transport that holds back what answers a remote before
+    /// that (identify and hole punching on relayed links) lets it go.
+    /// `None` where nothing waits.
+    pub authenticated: Option<Authenticated>,
+}
+
+/// What a transport does once a link's remote is known to be a contact
+/// ([`Link::authenticated`]).
+pub struct Authenticated(Box<dyn FnOnce() + Send>);
+
+impl Authenticated {
+    /// Runs `f` when the link authenticates.
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Authenticated {
+        Authenticated(Box::new(f))
+    }
+
+    /// The session authenticated the remote.
+    pub fn call(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticated")
+    }
 }
 
 impl std::fmt::Debug for Link {

@@ -238,6 +238,7 @@ fn connect(hub: &Hub, me: u64, to: u64) -> Result<Link, TransportError> {
         direction: Direction::Inbound,
         remote: Remote::Emulated(me),
         stream: there,
+        authenticated: None,
     };
     target
         .events
@@ -251,6 +252,7 @@ fn connect(hub: &Hub, me: u64, to: u64) -> Result<Link, TransportError> {
         direction: Direction::Outbound,
         remote: Remote::Emulated(to),
         stream: here,
+        authenticated: None,
     })
 }
 

@@ -113,6 +113,8 @@ struct Pump {
     mark: u64,
     /// Whose declined messages this session already reported.
     declined: HashSet<(strand_sync::AuthorId, Over)>,
+    /// Tells the transport the remote authenticated.
+    authenticated: Option<strand_transport::Authenticated>,
     /// Messages of ours the peer confirmed, for carrying (pool messages
     /// to hollow, 1:1 messages to stop spreading).
     confirmed: Vec<(GroupId, Key)>,
@@ -152,6 +154,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         records: HashSet::new(),
         mark,
         declined: HashSet::new(),
+        authenticated: link.authenticated,
         confirmed: Vec::new(),
     };
     pump.run(link.stream, command_rx).await
@@ -451,6 +454,11 @@ impl Pump {
         };
         let name = record.name.clone();
         let groups = contact.groups.clone();
+        // The remote is a contact: what the transport held back until now
+        // (identify and hole punching on a relayed link) may answer it.
+        if let Some(authenticated) = self.authenticated.take() {
+            authenticated.call();
+        }
         // Groups joined since this link started.
         for g in &groups {
             self.session.add_group(g.clone());

@@ -262,6 +262,7 @@ async fn open_connected(
                         direction: Direction::Outbound,
                         remote,
                         stream: Box::new(counted.compat()),
+                        authenticated: None,
                     });
                 }
                 Err(e) => tracing::debug!(error = %e, "L2CAP failed; GATT instead"),
@@ -328,6 +329,7 @@ async fn open_connected(
         direction: Direction::Outbound,
         remote,
         stream: Box::new(stream.compat()),
+        authenticated: None,
     })
 }
 

@@ -93,6 +93,7 @@ pub(super) async fn accept_l2cap(shared: Arc<Shared>, listener: StreamListener) 
                     direction: Direction::Inbound,
                     remote: Remote::Bluetooth(address),
                     stream: Box::new(counted.compat()),
+                    authenticated: None,
                 };
                 if shared
                     .events
@@ -224,6 +225,7 @@ async fn serve_gatt_links(
                 direction: Direction::Inbound,
                 remote,
                 stream: Box::new(stream.compat()),
+                authenticated: None,
             };
             if shared
                 .events

@@ -140,6 +140,7 @@ fn link(direction: Direction, remote: Option<&Multiaddr>, stream: libp2p::Stream
         direction,
         remote: remote.and_then(ip_of).map_or(Remote::Unknown, Remote::Ip),
         stream: Box::new(stream),
+        authenticated: None,
     }
 }
 

@@ -18,6 +18,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::gate::Gate;
 use super::{
     last_peer, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
     MIN_RESERVE_BACKOFF, RELAYED_GRACE,
@@ -51,10 +52,28 @@ pub(crate) struct Behaviour {
     ip_limits: IpLimits,
     limits: connection_limits::Behaviour,
     relay: relay::client::Behaviour,
-    identify: identify::Behaviour,
-    dcutr: Toggle<dcutr::Behaviour>,
-    autonat: Toggle<autonat::v2::client::Behaviour>,
+    // Behind the gate: they answer a remote only once a Strand session
+    // on that connection authenticated it (or it is a relay).
+    identify: Gate<identify::Behaviour>,
+    dcutr: Gate<Toggle<dcutr::Behaviour>>,
+    autonat: Gate<Toggle<autonat::v2::client::Behaviour>>,
     stream: stream::Behaviour,
+}
+
+impl Behaviour {
+    /// The relays' connections pass the gate from the start.
+    fn trust(&mut self, relays: &[PeerId]) {
+        self.identify.trust(relays.iter().copied());
+        self.dcutr.trust(relays.iter().copied());
+        self.autonat.trust(relays.iter().copied());
+    }
+
+    /// A Strand session on `connection` authenticated `peer`.
+    fn open(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.identify.open(peer, connection);
+        self.dcutr.open(peer, connection);
+        self.autonat.open(peer, connection);
+    }
 }
 
 /// What the handle and the current generation report.
@@ -92,6 +111,12 @@ pub(crate) enum Command {
     /// Give up reservations and listeners, keep live links until `until`;
     /// the task ends with its last connection.
     Drain { until: Instant },
+    /// A Strand session on this connection authenticated its remote: let
+    /// identify and hole punching answer it.
+    Authenticated {
+        peer: PeerId,
+        connection: ConnectionId,
+    },
 }
 
 /// A running generation.
@@ -135,14 +160,16 @@ pub(crate) fn spawn(
             // The relay learns our public address from this and tells us
             // the one it sees (what hole punching dials); the addresses we
             // listen on stay ours.
-            identify: identify::Behaviour::new(
+            identify: Gate::new(identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                     .with_hide_listen_addrs(true),
-            ),
-            dcutr: Toggle::from(
+            )),
+            dcutr: Gate::new(Toggle::from(
                 hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
-            ),
-            autonat: Toggle::from(hole_punch.then(autonat::v2::client::Behaviour::default)),
+            )),
+            autonat: Gate::new(Toggle::from(
+                hole_punch.then(autonat::v2::client::Behaviour::default),
+            )),
             stream: stream::Behaviour::new(),
         })
         .map_err(setup_error)?
@@ -261,10 +288,15 @@ fn dial_error(target: impl ToString, reason: impl ToString) -> TransportError {
 fn link(
     direction: Direction,
     peer: PeerId,
-    remote: Option<&Multiaddr>,
+    (remote, connection): (Option<&Multiaddr>, ConnectionId),
     relayed: bool,
     stream: libp2p::Stream,
+    commands: &mpsc::Sender<Command>,
 ) -> Link {
+    let commands = commands.clone();
+    let authenticated = crate::Authenticated::new(move || {
+        let _ = commands.try_send(Command::Authenticated { peer, connection });
+    });
     // A relayed connection's remote address is the relay's (or none):
     // the remote is known by its ephemeral id there.
     let (kind, remote) = if relayed {
@@ -280,6 +312,7 @@ fn link(
         direction,
         remote,
         stream: Box::new(stream),
+        authenticated: Some(authenticated),
     }
 }
 
@@ -462,6 +495,10 @@ impl Task {
                     external: self.external.iter().cloned().collect(),
                 });
             }
+            Command::Authenticated { peer, connection } => {
+                tracing::debug!(%peer, "authenticated: identify and hole punching may answer");
+                self.swarm.behaviour_mut().open(peer, connection);
+            }
             Command::Drain { until } => {
                 self.draining = Some(until);
                 for id in self.direct_listeners.drain(..) {
@@ -553,6 +590,8 @@ impl Task {
         for id in gone {
             self.swarm.remove_listener(id);
         }
+        let trusted: Vec<PeerId> = relays.iter().filter_map(last_peer).collect();
+        self.swarm.behaviour_mut().trust(&trusted);
         for addr in relays {
             if self.slots.iter().any(|s| s.addr == addr) {
                 continue;
@@ -724,11 +763,18 @@ impl Task {
                 stream::Event::Inbound {
                     peer,
                     remote,
+                    connection,
                     relayed,
                     stream,
-                    ..
                 } => {
-                    let link = link(Direction::Inbound, peer, remote.as_ref(), relayed, stream);
+                    let link = link(
+                        Direction::Inbound,
+                        peer,
+                        (remote.as_ref(), connection),
+                        relayed,
+                        stream,
+                        &self.commands_tx,
+                    );
                     if self
                         .events
                         .send(TransportEvent::Incoming(link))
@@ -742,17 +788,18 @@ impl Task {
                     id,
                     peer,
                     remote,
+                    connection,
                     relayed,
                     stream,
-                    ..
                 } => {
                     if let Some((_, reply)) = self.opens.remove(&id) {
                         let _ = reply.send(Ok(link(
                             Direction::Outbound,
                             peer,
-                            remote.as_ref(),
+                            (remote.as_ref(), connection),
                             relayed,
                             stream,
+                            &self.commands_tx,
                         )));
                     }
                 }

@@ -53,6 +53,7 @@ use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
 mod client;
+mod gate;
 pub mod server;
 
 use client::{Command, Generation};

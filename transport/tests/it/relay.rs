@@ -263,6 +263,16 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     assert_eq!(out.kind, LinkKind::Relay);
     let mut inc = next_incoming(&mut alice_events).await;
     exchange(&mut out, &mut inc).await;
+    // The sessions on both ends authenticate (here, by fiat): only then
+    // do identify and hole punching answer on the relayed connection.
+    out.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+    inc.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
 
     // A side that sees the punch is told to open the direct link; the
     // other gets it as an incoming link.
@@ -295,4 +305,85 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     for t in [&alice, &bob] {
         t.shutdown().await;
     }
+}
+
+/// Issue 26, attack 7: a stranger who saw Alice's invite computes her relay
+/// id and dials her through the relay. Before a Strand session on that
+/// connection authenticates it (a stranger's never does), Alice's side
+/// answers neither identify (how it sees her, her agent, her protocols)
+/// nor DCUtR (her public addresses): the stranger learns only that the
+/// relay put the circuit through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{dcutr, identify, noise, relay, tcp, yamux};
+
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    struct Stranger {
+        relay: relay::client::Behaviour,
+        identify: identify::Behaviour,
+        dcutr: dcutr::Behaviour,
+    }
+
+    let server = relay_server(7, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay_at.clone()], true)).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key, relay| Stranger {
+            relay,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/stranger/1".into(),
+                key.public(),
+            )),
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    stranger.dial(circuit_addr(&relay_at, target)).unwrap();
+
+    let mut connected = false;
+    let mut refused = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        tokio::select! {
+            e = stranger.select_next_some() => match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
+                    connected = true;
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Received { peer_id, info, .. })) if peer_id == target => {
+                    panic!("Alice answered identify: {info:?}");
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Error { peer_id, .. })) if peer_id == target => {
+                    refused = true;
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Dcutr(e)) if e.remote_peer_id == target => {
+                    panic!("hole punching with a stranger: {e:?}");
+                }
+                _ => {}
+            },
+            // Alice's transport hands the node nothing to authenticate
+            // with here: the stranger opens no Strand stream.
+            Some(e) = alice_events.recv() => {
+                assert!(!matches!(e, TransportEvent::Incoming(_)), "a link from the stranger");
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    assert!(connected, "the relay put the circuit through");
+    assert!(refused, "Alice's side refused the identify request");
+    alice.shutdown().await;
 }

@@ -1,0 +1,295 @@
+//! A gate in front of the protocols that answer a remote before Strand
+//! knows who it is: identify (our agent, protocols and how we see them)
+//! and DCUtR (our public addresses, to punch a hole), and AutoNAT's
+//! dial-back.
+//!
+//! Anyone who ever saw an invite can compute the relay id a device has
+//! this epoch and dial it through the relay. Without the gate, identify
+//! and DCUtR answered such a stranger at once, before Strand's handshake:
+//! the device's public IP and port, and that it is online. Behind the
+//! gate, a connection's handler for the wrapped behaviour refuses every
+//! stream the remote opens and starts none of its own until the gate is
+//! opened for that connection: at once for the relays this device
+//! reserves on (it needs their identify to learn its public address),
+//! and for any other connection only when a Strand session on it
+//! authenticated its remote as a contact ([`crate::Authenticated`]).
+
+use std::collections::{HashSet, VecDeque};
+use std::task::{Context, Poll, Waker};
+
+use either::Either;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::DeniedUpgrade;
+use libp2p::core::Endpoint;
+use libp2p::swarm::handler::{
+    ConnectionEvent, FullyNegotiatedInbound, ListenUpgradeError, SendWrapper,
+};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+    NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+/// A behaviour behind the gate.
+pub(crate) struct Gate<B> {
+    inner: B,
+    /// Peers whose connections are open from the start: the relays.
+    trusted: HashSet<PeerId>,
+    /// Connections the gate is open for.
+    open: HashSet<ConnectionId>,
+    /// Connections to tell their handler that the gate opened.
+    opening: VecDeque<(PeerId, ConnectionId)>,
+}
+
+impl<B> Gate<B> {
+    pub(crate) fn new(inner: B) -> Gate<B> {
+        Gate {
+            inner,
+            trusted: HashSet::new(),
+            open: HashSet::new(),
+            opening: VecDeque::new(),
+        }
+    }
+
+    /// The peers (relays) whose connections need no authentication.
+    pub(crate) fn trust(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        self.trusted = peers.into_iter().collect();
+    }
+
+    /// Opens the gate for `connection`: a Strand session on it
+    /// authenticated `peer`.
+    pub(crate) fn open(&mut self, peer: PeerId, connection: ConnectionId) {
+        if self.open.insert(connection) {
+            self.opening.push_back((peer, connection));
+        }
+    }
+
+    fn handler<H>(&mut self, connection: ConnectionId, peer: &PeerId, inner: H) -> Gated<H> {
+        let open = self.trusted.contains(peer);
+        if open {
+            self.open.insert(connection);
+        }
+        Gated {
+            inner,
+            open,
+            waker: None,
+        }
+    }
+}
+
+/// What the gate's behaviour tells a connection's handler.
+#[derive(Debug)]
+pub(crate) enum GateIn<T> {
+    /// The gate is open for this connection from now on.
+    Open,
+    /// For the wrapped handler.
+    Inner(T),
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
+    type ConnectionHandler = Gated<THandler<B>>;
+    type ToSwarm = B::ToSwarm;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let inner = self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )?;
+        Ok(self.handler(connection_id, &peer, inner))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let inner = self.inner.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )?;
+        Ok(self.handler(connection_id, &peer, inner))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::ConnectionClosed(closed) = event {
+            self.open.remove(&closed.connection_id);
+            self.opening.retain(|(_, c)| *c != closed.connection_id);
+        }
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner
+            .on_connection_handler_event(peer_id, connection_id, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        if let Some((peer_id, connection)) = self.opening.pop_front() {
+            return Poll::Ready(ToSwarm::NotifyHandler {
+                peer_id,
+                handler: NotifyHandler::One(connection),
+                event: GateIn::Open,
+            });
+        }
+        self.inner.poll(cx).map(|e| e.map_in(GateIn::Inner))
+    }
+}
+
+/// A connection's handler behind the gate: while closed it refuses the
+/// remote's streams and is not polled (so opens none of its own); what
+/// the behaviour sends it waits in the wrapped handler.
+pub(crate) struct Gated<H> {
+    inner: H,
+    open: bool,
+    waker: Option<Waker>,
+}
+
+impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
+    type FromBehaviour = GateIn<H::FromBehaviour>;
+    type ToBehaviour = H::ToBehaviour;
+    type InboundProtocol = Either<SendWrapper<H::InboundProtocol>, SendWrapper<DeniedUpgrade>>;
+    type OutboundProtocol = H::OutboundProtocol;
+    type InboundOpenInfo = Either<H::InboundOpenInfo, ()>;
+    type OutboundOpenInfo = H::OutboundOpenInfo;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        if self.open {
+            self.inner
+                .listen_protocol()
+                .map_upgrade(|u| Either::Left(SendWrapper(u)))
+                .map_info(Either::Left)
+        } else {
+            SubstreamProtocol::new(Either::Right(SendWrapper(DeniedUpgrade)), Either::Right(()))
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        match event {
+            GateIn::Open => {
+                self.open = true;
+                if let Some(w) = self.waker.take() {
+                    w.wake();
+                }
+            }
+            GateIn::Inner(e) => self.inner.on_behaviour_event(e),
+        }
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.inner.connection_keep_alive()
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
+        if !self.open {
+            self.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.inner.poll(cx)
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, info }) => {
+                match (protocol, info) {
+                    (futures::future::Either::Left(protocol), Either::Left(info)) => self
+                        .inner
+                        .on_connection_event(ConnectionEvent::FullyNegotiatedInbound(
+                            FullyNegotiatedInbound { protocol, info },
+                        )),
+                    // A denied upgrade never completes; a stream taken
+                    // while closed is dropped.
+                    _ => {}
+                }
+            }
+            ConnectionEvent::ListenUpgradeError(ListenUpgradeError { info, error }) => {
+                if let (Either::Left(info), Either::Left(error)) = (info, error) {
+                    self.inner
+                        .on_connection_event(ConnectionEvent::ListenUpgradeError(
+                            ListenUpgradeError { info, error },
+                        ));
+                }
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(e) => self
+                .inner
+                .on_connection_event(ConnectionEvent::FullyNegotiatedOutbound(e)),
+            ConnectionEvent::DialUpgradeError(e) => self
+                .inner
+                .on_connection_event(ConnectionEvent::DialUpgradeError(e)),
+            ConnectionEvent::AddressChange(e) => self
+                .inner
+                .on_connection_event(ConnectionEvent::AddressChange(e)),
+            ConnectionEvent::LocalProtocolsChange(e) => self
+                .inner
+                .on_connection_event(ConnectionEvent::LocalProtocolsChange(e)),
+            ConnectionEvent::RemoteProtocolsChange(e) => self
+                .inner
+                .on_connection_event(ConnectionEvent::RemoteProtocolsChange(e)),
+            _ => {}
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
+        self.inner.poll_close(cx)
+    }
+}
