@@ -13,7 +13,7 @@
 //! - a group's conversation is the texts of all its epochs, in the order
 //!   they are shown, with each author's name: the contact's name when the
 //!   author is a contact, else the name the member chose for themselves
-//!   (a NAME message, §14.1), else the name they were added under, the
+//!   (a NAME message, §14.5), else the name they were added under, the
 //!   last two marked unverified.
 
 use std::collections::{BTreeMap, HashMap};
@@ -84,7 +84,7 @@ pub struct GroupMember {
     /// Whether the name is the user's own word for them (themselves or a
     /// contact); otherwise it is what they or another member called them.
     pub verified: bool,
-    /// The name the member chose for themselves (§14.1), if they said;
+    /// The name the member chose for themselves (§14.5), if they said;
     /// `None` for the user.
     pub chosen: Option<String>,
     /// The user themselves (whatever name another member chose).
@@ -350,7 +350,7 @@ impl Profile {
     }
 
     /// The names members of a group chose for themselves: each member's
-    /// newest NAME message across the group's epochs (§14.1).
+    /// newest NAME message across the group's epochs (§14.5).
     fn chosen_names(&self, chain: &Chain) -> Result<HashMap<AuthorId, String>, ProfileError> {
         self.chosen_names_in(chain.epochs())
     }

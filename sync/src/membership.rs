@@ -938,6 +938,9 @@ impl Epoch {
         if msg.kind() != Kind::WELCOME {
             return Err(GroupError::Decode(DecodeError::Invalid("not a welcome")));
         }
+        if msg.author() == me.public().sign {
+            return Err(GroupError::NoEffect("a welcome of one's own"));
+        }
         let body = msg.validate(pair, now)?;
         let epoch = Epoch::decode(&body)?;
         if epoch.is_legacy() {
@@ -1611,8 +1614,18 @@ impl Chain {
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .expect("a chain has an entry");
-        self.path = best.1;
-        self.end = best.2;
+        // Of the entries whose paths end there, the longest path: an entry
+        // that lies on another's path adds nothing but a shorter history.
+        let end = *best.1.last().expect("a path");
+        let (path, end_state) = self
+            .entries
+            .iter()
+            .map(|e| self.walk(e.id))
+            .filter(|(p, _)| p.last() == Some(&end))
+            .max_by_key(|(p, _)| p.len())
+            .unwrap_or((best.1, best.2));
+        self.path = path;
+        self.end = end_state;
     }
 
     /// The path from `entry` by winning changes, and where it ends.

@@ -81,7 +81,7 @@ impl Kind {
     /// A file's manifest: its name, size, hash and chunks (§4.2).
     pub const FILE: Kind = Kind(7);
     /// The name its author chose for themselves, for members who are not
-    /// their contacts (PROTOCOL.md §14.1).
+    /// their contacts (PROTOCOL.md §14.5).
     pub const NAME: Kind = Kind(8);
     /// A sealed envelope handed to a carrier or a possible recipient, in
     /// the pair's carrying pool (PROTOCOL.md §17).

@@ -646,7 +646,7 @@ impl Node {
     }
 
     /// Changes the user's display name ([`crate::Profile::rename`]) and
-    /// tells the groups the user is in (a NAME message in each, §14.1).
+    /// tells the groups the user is in (a NAME message in each, §14.5).
     pub async fn rename(&self, name: &str) -> Result<(), ProfileError> {
         let profile = self.shared.profile.clone();
         let name = name.to_owned();

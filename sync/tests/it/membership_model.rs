@@ -824,22 +824,36 @@ impl Model {
                 self.initial.contains(m) || added.contains(m),
                 "a member no admin added"
             );
-            prop_assert!(!gone.contains(m), "a removed or departed member is back");
+            prop_assert!(
+                !gone.contains(m),
+                "a removed or departed member ({}) is back:{}",
+                self.who(m),
+                self.dump()
+            );
         }
         for (i, d) in self.devs.iter().enumerate() {
             let s = self.sign(i);
-            // Added by an honest admin, who makes its add again if it
-            // loses a fork (unless the creator removed it meanwhile); a
-            // hostile admin's add that lost stays lost.
+            // Added by an honest admin who is still there to make its add
+            // again if it lost a fork; a hostile admin's add that lost,
+            // or one whose adder left or was removed, stays lost.
             let was = self.initial.contains(&s)
                 || self.adds.iter().any(|(by, x)| {
                     *x == s
                         && !self.is_hostile(by)
+                        && members.contains(by)
                         && !creator_removed(&by_creator, *by, &creator_id)
                 });
             if !d.hostile && was && !members.contains(&s) {
                 let removed = self.removes.iter().any(|(_, x)| *x == s) || self.left.contains(&s);
-                prop_assert!(removed, "honest device {i} is gone but no admin removed it");
+                prop_assert!(
+                    removed,
+                    "honest device {i} is gone but no admin removed it:{}\n adds {:?}",
+                    self.dump(),
+                    self.adds
+                        .iter()
+                        .map(|(a, b)| (self.who(a), self.who(b)))
+                        .collect::<Vec<_>>()
+                );
             }
         }
         Ok(())
