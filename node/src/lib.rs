@@ -7,7 +7,7 @@
 //!   cheap shared handle: reads use read transactions on any thread, writes
 //!   go to one writer ([`writer`] docs) that commits them in batches.
 //! * [`Node`]: a tokio runtime over a profile and a set of transports
-//!   (LAN, emulated links; relay and BLE to come) behind one interface.
+//!   (LAN, relays, Bluetooth LE, emulated links) behind one interface.
 //!   Every link, whatever carries it, runs strand-sync's [`Session`] from
 //!   its first byte (beacon, hello, Noise, sync); signatures are checked in
 //!   batches on every core before the writer stores what arrived. Strangers
@@ -37,48 +37,41 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod args;
-mod bundles;
-mod carry;
-pub mod control;
-mod crypto;
+// The three layers, each in its own folder: the profile (storage and
+// what the user's data means: contacts, messages, groups, files,
+// carrying state, budgets, bundles), the runtime that syncs it (the
+// Node, its links and transports), and the `strand` command line.
+pub mod cli;
 pub mod display;
-mod expiry;
-mod files;
-mod groups;
-pub mod limits;
-mod mailbox;
-mod node;
-mod profile;
-mod reach;
-pub mod schema;
-pub mod sealed;
-mod store;
-mod views;
-pub mod wipe;
-mod writer;
+pub mod profile;
+pub mod runtime;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use bundles::{Exported, Imported};
-pub use carry::{CarrySettings, CarryStatus};
-pub use crypto::{os_rng, KdfParams};
-pub use expiry::{parse_timer, timer_label};
-pub use files::{safe_name, Conversation, FileInfo, FileSent};
-pub use groups::{GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite};
-pub use mailbox::MAILBOX_NAME;
-pub use node::budget::Budgets;
-pub use node::{
+pub use cli::args;
+pub use profile::budget::Budgets;
+pub use profile::bundles::{Exported, Imported};
+pub use profile::carried::{CarrySettings, CarryStatus};
+pub use profile::crypto::{os_rng, KdfParams};
+pub use profile::expiry::{parse_timer, timer_label};
+pub use profile::files::{safe_name, Conversation, FileInfo, FileSent};
+pub use profile::groups::{
+    GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite,
+};
+pub use profile::pairing::MAILBOX_NAME;
+pub use profile::reach::RelayChange;
+pub use profile::store::{Position, ReadView, RedbStore};
+pub use profile::views::{ContactSummary, UNREAD_CAP};
+pub use profile::{schema, sealed, wipe};
+pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
+pub use runtime::{
     chain, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError, NodeEvent,
     Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus, SessionSettings,
     Status, TransportStatus,
 };
-pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
-pub use reach::RelayChange;
-pub use store::{Position, ReadView, RedbStore};
-pub use views::{ContactSummary, UNREAD_CAP};
+pub use runtime::{control, limits};
 
 /// Where saved files go by default: `STRAND_DOWNLOADS` if set, else the
 /// user's downloads folder, else their home, else the working directory.

@@ -3,7 +3,7 @@
 //!
 //! Sessions only read ([`ReadView`]: one read transaction, no lock, never
 //! waiting on a writer). Everything that arrives is written by the
-//! profile's single writer ([`crate::writer`]) with [`insert`]; a batch of
+//! profile's single writer ([`crate::profile::writer`]) with [`insert`]; a batch of
 //! received messages is one job, and the writer commits many jobs in one
 //! transaction.
 
@@ -15,7 +15,7 @@ use strand_sync::{
     AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time, WriteStore,
 };
 
-use crate::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
+use crate::profile::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
 /// (group, time, id) order.
@@ -138,7 +138,7 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
 /// time it is shown at, then its sync key.
 ///
 /// Each conversation has a *floor* ([`FLOOR`]): the newest of what the
-/// user has read (the read mark, [`SEEN`](crate::schema::SEEN)) and what
+/// user has read (the read mark, [`SEEN`](crate::profile::schema::SEEN)) and what
 /// they wrote. A
 /// contact's message is shown at its author's time, unless it claims to
 /// be no newer than the floor; then it is *late*, and shown when it
@@ -303,7 +303,7 @@ impl<'t> Inserter<'t> {
         message: &Message,
         k: &[u8; 72],
     ) -> Result<bool, redb::Error> {
-        let mut t = self.txn.open_table(crate::schema::CHANGES)?;
+        let mut t = self.txn.open_table(crate::profile::schema::CHANGES)?;
         let at = record_key(group, &message.author());
         let kept = t.get(&at)?.map(|v| v.value());
         if let Some(old) = kept {
@@ -342,10 +342,12 @@ impl<'t> Inserter<'t> {
         let mut shown_at = None;
         match message.kind() {
             Kind::REACH => self.keep_newest(RECORDS, group, message, &k)?,
-            Kind::TIMER => self.keep_newest(crate::schema::TIMERS, group, message, &k)?,
-            Kind::NAME => self.keep_newest(crate::schema::NAMES, group, message, &k)?,
+            Kind::TIMER => self.keep_newest(crate::profile::schema::TIMERS, group, message, &k)?,
+            Kind::NAME => self.keep_newest(crate::profile::schema::NAMES, group, message, &k)?,
             Kind::CHUNK => {
-                self.txn.open_table(crate::schema::CHUNKS)?.insert(&k, ())?;
+                self.txn
+                    .open_table(crate::profile::schema::CHUNKS)?
+                    .insert(&k, ())?;
             }
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
@@ -379,7 +381,7 @@ impl<'t> Inserter<'t> {
                 None => &[],
             };
             self.txn
-                .open_table(crate::schema::EXPIRY)?
+                .open_table(crate::profile::schema::EXPIRY)?
                 .insert(&at, value)?;
         }
         Ok(true)
@@ -612,7 +614,7 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SEEN;
+    use crate::profile::schema::SEEN;
     use redb::ReadableDatabase;
     use strand_sync::Identity;
 

@@ -22,8 +22,8 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::schema::meta;
-use crate::store::insert_written;
+use crate::profile::schema::meta;
+use crate::profile::store::insert_written;
 use crate::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";

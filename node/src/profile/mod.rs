@@ -4,10 +4,26 @@
 //! A [`Profile`] is a cheap, shared handle (clone it freely). Reads run in
 //! read transactions on the caller's thread and never wait for a writer.
 //! Writes run in place until a node starts, then on the profile's writer
-//! thread ([`crate::writer`]). The contact list is kept in memory with
+//! thread ([`crate::profile::writer`]). The contact list is kept in memory with
 //! everything the protocol derives from it (the keys shared with each
 //! contact, one X25519 operation per contact), recomputed only when a
 //! contact is added, never per link.
+
+pub mod budget;
+pub(crate) mod bundles;
+pub(crate) mod carried;
+pub(crate) mod crypto;
+pub(crate) mod expiry;
+pub(crate) mod files;
+pub(crate) mod groups;
+pub(crate) mod pairing;
+pub(crate) mod reach;
+pub mod schema;
+pub mod sealed;
+pub(crate) mod store;
+pub(crate) mod views;
+pub mod wipe;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -22,11 +38,11 @@ use strand_sync::{
 };
 use zeroize::Zeroizing;
 
-use crate::crypto::{open, passphrase_key, seal, KdfParams};
-use crate::schema::{self, meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
-use crate::sealed::{read_header, write_header, Header, SealedBackend};
-use crate::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
-use crate::writer::Writer;
+use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
+use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
+use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
+use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
+use crate::profile::writer::Writer;
 use crate::{DbError, ProfileError};
 
 const ROLE_ROOT: &str = "strand/v1/root";
@@ -208,7 +224,7 @@ struct Inner {
     root: Zeroizing<[u8; 32]>,
     identity: RwLock<Arc<Identity>>,
     book: RwLock<Arc<Book>>,
-    /// Private groups (see [`crate::groups`]).
+    /// Private groups (see [`crate::profile::groups`]).
     chains: RwLock<Arc<Vec<Chain>>>,
     /// Contact-list changes one at a time: check, write, then publish.
     adding: std::sync::Mutex<()>,
@@ -277,7 +293,7 @@ pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError
 }
 
 /// Opens the sealed profile file in `dir` with the page key from `root`
-/// (see [`crate::sealed`]).
+/// (see [`crate::profile::sealed`]).
 pub(crate) fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, ProfileError> {
     let path = dir.join(DB_FILE);
     let file = std::fs::OpenOptions::new()
@@ -355,8 +371,8 @@ impl Profile {
         if !Profile::exists(dir) {
             return false;
         }
-        if crate::sealed::is_sealed(&path) {
-            return crate::sealed::is_locked(&path);
+        if crate::profile::sealed::is_sealed(&path) {
+            return crate::profile::sealed::is_locked(&path);
         }
         matches!(open_db(dir, false), Err(ProfileError::InUse(_)))
     }
@@ -368,7 +384,7 @@ impl Profile {
         if !Profile::exists(dir) {
             return Err(ProfileError::NotFound(dir.to_path_buf()));
         }
-        if crate::sealed::is_sealed(&path) {
+        if crate::profile::sealed::is_sealed(&path) {
             return read_header(&path)
                 .map(|(_, h)| h.kdf)
                 .map_err(|e| ProfileError::Corrupt(e.to_string()));
@@ -386,9 +402,9 @@ impl Profile {
     }
 
     /// Whether the profile file in `dir` is sealed as a whole (see
-    /// [`crate::sealed`]); profiles from before are, after their next unlock.
+    /// [`crate::profile::sealed`]); profiles from before are, after their next unlock.
     pub fn is_sealed(dir: &Path) -> bool {
-        crate::sealed::is_sealed(&dir.join(DB_FILE))
+        crate::profile::sealed::is_sealed(&dir.join(DB_FILE))
     }
 
     /// Creates a new profile with a fresh identity named `name`, locked by
@@ -490,7 +506,7 @@ impl Profile {
             return Err(ProfileError::NotFound(dir.to_path_buf()));
         }
         let path = dir.join(DB_FILE);
-        if crate::sealed::is_sealed(&path) {
+        if crate::profile::sealed::is_sealed(&path) {
             return Profile::open_sealed_profile(dir, passphrase);
         }
         let db = open_db(dir, false)?;
@@ -534,7 +550,7 @@ impl Profile {
 
     fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
         let path = dir.join(DB_FILE);
-        if crate::sealed::is_locked(&path) {
+        if crate::profile::sealed::is_locked(&path) {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
         let (_, header) = read_header(&path).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
@@ -592,7 +608,7 @@ impl Profile {
             .ok_or(ProfileError::Closed)
     }
 
-    /// Runs `f` in a write transaction (see [`crate::writer`]). Blocking.
+    /// Runs `f` in a write transaction (see [`crate::profile::writer`]). Blocking.
     pub(crate) fn write_txn<R: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<R, ProfileError> + Send + 'static,
@@ -796,10 +812,10 @@ impl Profile {
         // records say more.
         let invite_reach = invite_reach.map(|r| {
             (
-                crate::reach::invite_reach_key(&id),
+                crate::profile::reach::invite_reach_key(&id),
                 seal(
                     &self.inner.root,
-                    crate::reach::ROLE_INVITE_REACH,
+                    crate::profile::reach::ROLE_INVITE_REACH,
                     &r.encode(),
                     rng,
                 ),
@@ -811,7 +827,7 @@ impl Profile {
                 .insert(&id, &sealed[..])
                 .map_err(db_error)?;
             if let Some((key, sealed)) = &invite_reach {
-                txn.open_table(crate::schema::META)
+                txn.open_table(crate::profile::schema::META)
                     .map_err(db_error)?
                     .insert(key.as_str(), &sealed[..])
                     .map_err(db_error)?;
@@ -1084,8 +1100,8 @@ impl Profile {
     pub(crate) fn check_and_store(
         &self,
         mut batch: Inbound,
-        ledger: &crate::node::budget::Ledger,
-        budgets: &crate::node::budget::Budgets,
+        ledger: &crate::profile::budget::Ledger,
+        budgets: &crate::profile::budget::Budgets,
         now: Time,
     ) -> Result<Inbound, ProfileError> {
         let view = self.read_view()?;
@@ -1276,7 +1292,7 @@ fn seal_file(
     header: &Header,
     root: &[u8; 32],
 ) -> Result<Database, ProfileError> {
-    use crate::schema::RECORDS;
+    use crate::profile::schema::RECORDS;
     let path = dir.join(DB_FILE);
     let tmp = dir.join(format!("{DB_FILE}.sealing"));
     let _ = std::fs::remove_file(&tmp);

@@ -425,7 +425,7 @@ impl Response {
     }
     /// An error and its sources, as one line.
     fn err(e: &dyn std::error::Error) -> Self {
-        Response::refuse(crate::node::chain(e))
+        Response::refuse(crate::runtime::chain(e))
     }
 
     fn refuse(why: impl std::fmt::Display) -> Self {

@@ -3,7 +3,7 @@
 //! the root key, like every other record of metadata), and the carrying
 //! pools' messages: written, read, and hollowed once read.
 //!
-//! What runs it lives in the node ([`crate::node`]): a running node hands
+//! What runs it is the runtime (`runtime::carrying`): a running node hands
 //! envelopes to contacts as their sessions come up and takes in what
 //! their pools bring. A profile no node runs on only reports.
 
@@ -13,11 +13,11 @@ use strand_sync::{
     Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Time,
 };
 
-use crate::crypto::{open, seal};
-use crate::node::budget::{Budgets, Ledger};
+use crate::profile::budget::{Budgets, Ledger};
+use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::schema::{meta, CARRIED, MESSAGES, META};
-use crate::store::{insert_written, table_key};
+use crate::profile::schema::{meta, CARRIED, MESSAGES, META};
+use crate::profile::store::{insert_written, table_key};
 use crate::{Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
@@ -303,7 +303,7 @@ impl Profile {
                 }
                 if let Ok(m) = Message::decode(v.value().to_vec()) {
                     if m.author() != me {
-                        out.push((c.pool.id, crate::store::sync_key(&k.value())));
+                        out.push((c.pool.id, crate::profile::store::sync_key(&k.value())));
                     }
                 }
             }
@@ -396,7 +396,7 @@ fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(
             t.insert(&k, &[][..]).map_err(db_error)?;
             // Pool messages are never split; should one ever be, its
             // parts go with it.
-            crate::store::remove_body(txn, &k).map_err(db_error)?;
+            crate::profile::store::remove_body(txn, &k).map_err(db_error)?;
         }
     }
     Ok(())

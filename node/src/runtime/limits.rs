@@ -83,13 +83,6 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// one large message).
 pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
-/// Write jobs queued for the writer thread. Past it, async writers wait
-/// (without holding a tokio worker) until the disk catches up.
-pub const WRITER_QUEUE: usize = 256;
-
-/// Jobs committed in one transaction (one fsync).
-pub const MAX_WRITE_BATCH: usize = 128;
-
 /// Node events buffered for each subscriber (GUI, `read --follow`).
 pub const EVENT_BUFFER: usize = 1024;
 

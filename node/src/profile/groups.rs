@@ -25,11 +25,11 @@ use strand_sync::{
     GroupError, GroupId, Head, Key, Kind, Message, Store, Unwritable,
 };
 
-use crate::crypto::{open, seal};
+use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::schema::{EPOCHS, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
-use crate::store::{shown_key, shown_position, Position, SHOWN_INCOMING};
-use crate::views::{increment, shown_range};
+use crate::profile::schema::{EPOCHS, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
+use crate::profile::store::{shown_key, shown_position, Position, SHOWN_INCOMING};
+use crate::profile::views::{increment, shown_range};
 use strand_sync::Time;
 
 use crate::{Profile, ProfileError, StoredMessage};
@@ -370,7 +370,7 @@ impl Profile {
         let mut newest: HashMap<AuthorId, ([u8; 40], String)> = HashMap::new();
         for epoch in epochs {
             for entry in names
-                .range(crate::store::record_range(&epoch.id()))
+                .range(crate::profile::store::record_range(&epoch.id()))
                 .map_err(db_error)?
             {
                 let (k, v) = entry.map_err(db_error)?;
@@ -1014,7 +1014,7 @@ impl Profile {
         chosen: &HashMap<AuthorId, String>,
     ) -> Result<GroupMessage, ProfileError> {
         let bytes = messages
-            .get(&crate::store::table_key(&epoch.id(), &message.key))
+            .get(&crate::profile::store::table_key(&epoch.id(), &message.key))
             .map_err(db_error)?
             .ok_or_else(|| ProfileError::Corrupt("a listed message is missing".into()))?;
         let author: AuthorId = bytes.value()[33..65].try_into().expect("a stored message");

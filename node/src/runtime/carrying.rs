@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use strand_sync::{Arrival, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store};
 
-use super::budget::HOLLOW_ROW;
 use super::{Node, NodeEvent, Shared};
-use crate::carry::{is_pool_kind, notice, status, CarryStatus};
+use crate::profile::budget::HOLLOW_ROW;
+use crate::profile::carried::{is_pool_kind, notice, status, CarryStatus};
 use crate::{hex, os_rng, ProfileError};
 
 /// What a carrying step writes besides the carrier's state.

@@ -20,10 +20,10 @@ use strand_sync::{
     Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
-use crate::node::budget::{Budgets, Ledger};
+use crate::profile::budget::{Budgets, Ledger};
+use crate::profile::schema::MESSAGES;
+use crate::profile::store::table_key;
 use crate::profile::{db_error, io_error};
-use crate::schema::MESSAGES;
-use crate::store::table_key;
 use crate::{Profile, ProfileError};
 
 /// What an export wrote.
@@ -61,7 +61,7 @@ pub struct Imported {
     pub(crate) stored: Vec<(GroupId, Key)>,
     /// What following the group changes it brought wrote.
     #[serde(skip)]
-    pub(crate) written: crate::groups::Written,
+    pub(crate) written: crate::profile::groups::Written,
     /// Contacts its mailbox records added.
     #[serde(skip)]
     pub(crate) added: Vec<crate::ContactRecord>,
@@ -218,7 +218,8 @@ impl Profile {
         out.write_all(&header).map_err(|e| io_error(path, e))?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
-        let bodies = crate::store::open_if_there(&txn, crate::schema::BODIES).map_err(db_error)?;
+        let bodies = crate::profile::store::open_if_there(&txn, crate::profile::schema::BODIES)
+            .map_err(db_error)?;
         let mut count = 0;
         // The carrying pool too: envelopes handed to them (whole, as a
         // drive allows no asking) and acknowledgements.
@@ -227,8 +228,9 @@ impl Profile {
             let hi = table_key(&group.id, &Key::MAX);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
                 let (k, v) = entry.map_err(db_error)?;
-                let Some(bytes) = crate::store::whole(bodies.as_ref(), &k.value(), v.value())
-                    .map_err(db_error)?
+                let Some(bytes) =
+                    crate::profile::store::whole(bodies.as_ref(), &k.value(), v.value())
+                        .map_err(db_error)?
                 else {
                     continue;
                 };
@@ -282,7 +284,7 @@ impl Profile {
                 let batch = self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
                 for item in batch.iter() {
                     let kind = item.message().kind();
-                    let change = crate::groups::is_group_kind(kind);
+                    let change = crate::profile::groups::is_group_kind(kind);
                     match item.verdict() {
                         Verdict::Stored { new: true } => {
                             // Carrying-pool messages are no conversation's:

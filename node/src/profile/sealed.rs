@@ -65,7 +65,7 @@ use rand_core::RngCore;
 use redb::{BackendError, StorageBackend};
 use zeroize::Zeroizing;
 
-use crate::crypto::KdfParams;
+use crate::profile::crypto::KdfParams;
 
 /// First bytes of a sealed profile file.
 pub const MAGIC: &[u8; 8] = b"STRAND\0\x03";

@@ -14,9 +14,9 @@
 //! a session's end, a new record, or a new reservation of ours tries again
 //! at once.
 //!
-//! [`RELAY_DIAL_DEFER`]: crate::limits::RELAY_DIAL_DEFER
-//! [`RELAY_MIN_BACKOFF`]: crate::limits::RELAY_MIN_BACKOFF
-//! [`RELAY_MAX_BACKOFF`]: crate::limits::RELAY_MAX_BACKOFF
+//! [`RELAY_DIAL_DEFER`]: crate::runtime::limits::RELAY_DIAL_DEFER
+//! [`RELAY_MIN_BACKOFF`]: crate::runtime::limits::RELAY_MIN_BACKOFF
+//! [`RELAY_MAX_BACKOFF`]: crate::runtime::limits::RELAY_MAX_BACKOFF
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{chain, Node};
-use crate::limits::{
+use crate::runtime::limits::{
     RELAY_DIAL_DEFER as DIAL_DEFER, RELAY_MAX_BACKOFF as MAX_BACKOFF,
     RELAY_MIN_BACKOFF as MIN_BACKOFF,
 };

@@ -18,7 +18,7 @@ use strand_transport::LinkKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{MAX_SESSIONS, MAX_SESSIONS_PER_CONTACT};
+use crate::runtime::limits::{MAX_SESSIONS, MAX_SESSIONS_PER_CONTACT};
 
 /// Announcements kept for sessions that register after them (see
 /// [`Registry::mark`]): more than are stored while one link comes up.

@@ -19,7 +19,12 @@ use std::thread::JoinHandle;
 
 use redb::{Database, WriteTransaction};
 
-use crate::limits::{MAX_WRITE_BATCH, WRITER_QUEUE};
+/// Write jobs queued for the writer thread. Past it, async writers wait
+/// (without holding a tokio worker) until the disk catches up.
+pub const WRITER_QUEUE: usize = 256;
+
+/// Jobs committed in one transaction (one fsync).
+pub const MAX_WRITE_BATCH: usize = 128;
 use crate::ProfileError;
 
 type Finish = Box<dyn FnOnce(Result<(), ProfileError>) + Send>;
@@ -59,7 +64,7 @@ fn begin(db: &Database) -> Result<WriteTransaction, ProfileError> {
     txn.set_durability(redb::Durability::Immediate)
         .map_err(|e| ProfileError::Db(crate::DbError::other(e.to_string())))?;
     // Data pages reach the disk before a header points at them: the
-    // sealed file cannot verify a torn page (see `crate::sealed`).
+    // sealed file cannot verify a torn page (see `crate::profile::sealed`).
     txn.set_two_phase_commit(true);
     Ok(txn)
 }

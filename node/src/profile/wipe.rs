@@ -4,7 +4,7 @@
 //! unplugged) already leaves nothing readable:
 //!
 //! 1. **The keys.** The file's header (both copies of the sealed root key,
-//!    see [`crate::sealed`]) is overwritten with random bytes and flushed to
+//!    see [`crate::profile::sealed`]) is overwritten with random bytes and flushed to
 //!    disk. Everything else in the file is sealed under a key derived from
 //!    the root key, so once it is gone the rest is ciphertext without a
 //!    key. (For a profile file from before sealing, every copy in the file
@@ -29,7 +29,7 @@ use rand_core::RngCore;
 use redb::ReadableDatabase;
 
 use crate::profile::open_db;
-use crate::schema::{meta, DB_FILE, META};
+use crate::profile::schema::{meta, DB_FILE, META};
 use crate::ProfileError;
 
 /// Bytes overwritten per write.
@@ -57,11 +57,11 @@ pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
     if !path.exists() {
         return Err(ProfileError::NotFound(dir.to_path_buf()));
     }
-    if crate::sealed::is_sealed(&path) {
-        if crate::sealed::is_locked(&path) {
+    if crate::profile::sealed::is_sealed(&path) {
+        if crate::profile::sealed::is_locked(&path) {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
-        crate::sealed::destroy_header(&path).map_err(io(&path))?;
+        crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
         return Ok(2);
     }
     // Neither sealed nor redb: the keys were destroyed by a wipe that was

@@ -31,11 +31,11 @@ use strand_sync::{
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::budget::{Declined, Over};
 use super::guard::Pending;
 use super::registry::{Command, Joining, SessionId};
 use super::{LinkError, NodeEvent, Shared};
-use crate::limits::{
+use crate::profile::budget::{Declined, Over};
+use crate::runtime::limits::{
     LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE,
 };
 use crate::{hex, Delivery, Profile, ProfileError};
@@ -384,7 +384,7 @@ impl Pump {
                 Over::Member => (budgets.per_member, "--budget-per-member"),
                 Over::Group => (budgets.per_group, "--budget-per-group"),
                 Over::UnknownKinds => (budgets.unknown_kinds, ""),
-                Over::Welcomes => (crate::node::budget::MAX_WELCOMES_PER_CONTACT, ""),
+                Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
                 Over::FormerMember => {
                     tracing::warn!(
                         author = %author,
@@ -537,10 +537,10 @@ impl Pump {
             {
                 self.records.insert(m.key());
                 reach |= kind == Kind::REACH;
-                if crate::groups::is_group_kind(kind) {
+                if crate::profile::groups::is_group_kind(kind) {
                     groups.push((*m.group(), m.key()));
                 }
-                if crate::carry::is_pool_kind(kind) {
+                if crate::profile::carried::is_pool_kind(kind) {
                     pool.push((*m.group(), m.key()));
                 }
                 if kind == Kind::MAILBOX || kind == Kind::MAILBOX_CONTACTS {
@@ -556,7 +556,7 @@ impl Pump {
         if !mailbox.is_empty() {
             self.node
                 .tasks
-                .spawn(super::mailbox::records(self.node.clone(), mailbox));
+                .spawn(super::paired::records(self.node.clone(), mailbox));
         }
         if !groups.is_empty() {
             let node = super::Node {

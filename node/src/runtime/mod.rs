@@ -35,11 +35,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod bluetooth;
-pub mod budget;
 mod carrying;
+pub mod control;
 mod guard;
+pub mod limits;
 mod link;
-mod mailbox;
+mod paired;
 mod registry;
 mod relaying;
 
@@ -47,7 +48,7 @@ pub use bluetooth::BleSettings;
 pub use guard::Refusal;
 pub use registry::Seen;
 
-use crate::limits::{
+use crate::runtime::limits::{
     EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL, SHUTDOWN_GRACE,
     TRANSPORT_EVENTS,
 };
@@ -154,7 +155,7 @@ pub struct NodeConfig {
     /// Session settings per link kind.
     pub sessions: SessionSettings,
     /// How much each contact may store here.
-    pub budgets: budget::Budgets,
+    pub budgets: crate::profile::budget::Budgets,
     /// How this node carries envelopes (PROTOCOL.md §17); whether it does
     /// is the user's choice, kept in the profile.
     pub carry: crate::CarrySettings,
@@ -410,7 +411,7 @@ pub(crate) struct Shared {
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     /// What each contact has stored, against [`NodeConfig::budgets`].
-    pub(crate) ledger: Arc<budget::Ledger>,
+    pub(crate) ledger: Arc<crate::profile::budget::Ledger>,
     /// Why Bluetooth is off, if it was asked for and could not start.
     pub(crate) bluetooth_off: Option<String>,
     /// Devices discovered lately, newest last (see [`NEARBY_KEPT`]).
@@ -1034,7 +1035,7 @@ impl Node {
 
     /// Hands what a group operation wrote to live sessions, and the epochs
     /// each contact now shares to their sessions.
-    fn after_group_change(&self, written: crate::groups::Written) {
+    fn after_group_change(&self, written: crate::profile::groups::Written) {
         if written.epochs {
             self.shared
                 .registry

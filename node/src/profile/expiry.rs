@@ -14,7 +14,7 @@ use strand_sync::Time;
 use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kind, Message};
 
 use crate::profile::db_error;
-use crate::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
+use crate::profile::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
 use crate::{Profile, ProfileError};
 
 /// A log of a conversation and who may set its timer there.
@@ -40,13 +40,15 @@ impl Profile {
             let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(db_error)?;
             let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
-            let mut chunks = txn.open_table(crate::schema::CHUNKS).map_err(db_error)?;
+            let mut chunks = txn
+                .open_table(crate::profile::schema::CHUNKS)
+                .map_err(db_error)?;
             for (k, v) in &due {
                 let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
                 messages.remove(&key).map_err(db_error)?;
                 outbox.remove(&key).map_err(db_error)?;
                 if chunks.remove(&key).map_err(db_error)?.is_some() {
-                    crate::store::remove_body(txn, &key).map_err(db_error)?;
+                    crate::profile::store::remove_body(txn, &key).map_err(db_error)?;
                 }
                 if let Ok(s) = <[u8; 80]>::try_from(&v[..]) {
                     shown.remove(&s).map_err(db_error)?;
@@ -81,7 +83,7 @@ impl Profile {
         let mut best: Option<([u8; 40], Option<Time>)> = None;
         for (group, allowed) in logs {
             for entry in timers
-                .range(crate::store::record_range(&group.id))
+                .range(crate::profile::store::record_range(&group.id))
                 .map_err(db_error)?
             {
                 let (k, v) = entry.map_err(db_error)?;
@@ -156,7 +158,7 @@ impl Profile {
         let chain = self.chain_named(group)?;
         let head = chain
             .writable(&self.identity().public().sign)
-            .map_err(|e| ProfileError::Group(crate::groups::unwritable(group, e)))?;
+            .map_err(|e| ProfileError::Group(crate::profile::groups::unwritable(group, e)))?;
         if !head.is_admin(&self.identity().public().sign) {
             return Err(ProfileError::Group(
                 "only an admin may set a group's timer".into(),

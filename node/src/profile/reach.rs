@@ -14,10 +14,10 @@ use strand_sync::{GroupId, Key, Kind, Message, Reach};
 use strand_transport::Multiaddr;
 use zeroize::Zeroizing;
 
-use crate::crypto::{open, seal};
+use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::schema::{meta, MESSAGES, META, RECORDS};
-use crate::store::{insert_written, record_key};
+use crate::profile::schema::{meta, MESSAGES, META, RECORDS};
+use crate::profile::store::{insert_written, record_key};
 use crate::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.

@@ -27,8 +27,8 @@ use std::sync::Mutex;
 
 use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Verdict};
 
-use crate::schema::MESSAGES;
-use crate::store::table_key;
+use crate::profile::schema::MESSAGES;
+use crate::profile::store::table_key;
 use crate::{Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
@@ -114,7 +114,7 @@ impl Profile {
     /// --budget-per-contact`), for what takes messages in without a node
     /// (`strand import`); the defaults if none has run.
     pub fn budgets(&self) -> Result<Budgets, ProfileError> {
-        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
+        let saved = self.meta_sealed(crate::profile::schema::meta::BUDGETS, ROLE_BUDGETS)?;
         Ok(saved
             .and_then(|b| Budgets::from_bytes(&b))
             .unwrap_or_default())
@@ -127,17 +127,22 @@ impl Profile {
         rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
     ) -> Result<(), ProfileError> {
         let bytes = budgets.to_bytes();
-        let saved = self.meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS)?;
+        let saved = self.meta_sealed(crate::profile::schema::meta::BUDGETS, ROLE_BUDGETS)?;
         if saved.is_some_and(|s| s[..] == bytes[..]) {
             return Ok(());
         }
-        self.set_meta_sealed(crate::schema::meta::BUDGETS, ROLE_BUDGETS, &bytes, rng)
+        self.set_meta_sealed(
+            crate::profile::schema::meta::BUDGETS,
+            ROLE_BUDGETS,
+            &bytes,
+            rng,
+        )
     }
 }
 
 /// What a hollow row counts for: its 72-byte key and redb's bookkeeping.
 /// A pool message that was read keeps its key, with no bytes, until it
-/// expires ([`crate::carry`]), so it is not synced again; its row no
+/// expires ([`crate::profile::carried`]), so it is not synced again; its row no
 /// longer says who wrote it, and counts against the contact whose pool
 /// it is in.
 pub(crate) const HOLLOW_ROW: u64 = 96;
@@ -272,7 +277,7 @@ impl Ledger {
                     continue;
                 }
                 // A file chunk's row is its head: its length is read there.
-                let Some((author, kind, n)) = crate::store::row_facts(v.value()) else {
+                let Some((author, kind, n)) = crate::profile::store::row_facts(v.value()) else {
                     continue;
                 };
                 if author == *me {

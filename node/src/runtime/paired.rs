@@ -1,4 +1,4 @@
-//! The mailbox in a running node (see [`crate::mailbox`]): pairing through
+//! The mailbox in a running node (see [`crate::profile::pairing`]): pairing through
 //! the node, and mailbox records that arrive over links.
 
 use std::sync::Arc;

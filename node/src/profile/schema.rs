@@ -1,7 +1,7 @@
 //! The on-disk format: every redb table, the schema version, migrations.
 //!
 //! One file, `strand.redb`, in the profile directory, encrypted as a whole
-//! ([`crate::sealed`]): a header with the Argon2id salt and parameters and
+//! ([`crate::profile::sealed`]): a header with the Argon2id salt and parameters and
 //! the sealed root key, then redb's pages, each block sealed under a key
 //! derived from the root key. Inside, the tables:
 //!
@@ -23,7 +23,7 @@
 //! | `carried` | keyed hash of a carrying part's key (32) | sealed part: an envelope held for others or an own message spreading (`strand_sync::Carrier::parts`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
-//! them ([`crate::store::Position`]): a message is shown at its author's
+//! them ([`crate::profile::store::Position`]): a message is shown at its author's
 //! time unless it claims to be no newer than the conversation's `floor`
 //! (what the user read or wrote), and then when it arrived, above the
 //! floor. Unread counts are the contact's texts after the read mark, so a
@@ -52,7 +52,7 @@
 
 use redb::TableDefinition;
 
-use crate::store::Position;
+use crate::profile::store::Position;
 
 /// The schema this code writes. A file with a newer one is refused; an
 /// older one is migrated by [`migrate`].
@@ -89,7 +89,7 @@ pub const SEEN: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("seen
 pub const FLOOR: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("floor");
 
 /// Private groups: the epochs this device can read, each sealed under the
-/// root key, under a keyed hash of its id (see `crate::groups`). A table
+/// root key, under a keyed hash of its id (see `crate::profile::groups`). A table
 /// older versions ignore, so it needed no new schema version.
 pub const EPOCHS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("epochs");
 
@@ -230,14 +230,14 @@ fn list_shown(
     txn: &redb::WriteTransaction,
     me: &strand_sync::AuthorId,
 ) -> Result<Positions, crate::ProfileError> {
-    use crate::store::{shown_key, shown_value, sync_key};
+    use crate::profile::store::{shown_key, shown_value, sync_key};
     use redb::ReadableTable;
     let mut own = Positions::new();
     let messages = txn.open_table(MESSAGES).map_err(db_error)?;
     let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
     for entry in messages.iter().map_err(db_error)? {
         let (k, v) = entry.map_err(db_error)?;
-        if !crate::views::shown(v.value()) {
+        if !crate::profile::views::shown(v.value()) {
             continue;
         }
         let k = k.value();
@@ -298,8 +298,8 @@ pub fn split_chunks(db: &redb::Database, from: u32) -> Result<(), crate::Profile
                 else {
                     continue;
                 };
-                if bytes.len() > crate::store::HEAD {
-                    crate::store::put_message(&txn, &mut messages, k, &bytes, true)
+                if bytes.len() > crate::profile::store::HEAD {
+                    crate::profile::store::put_message(&txn, &mut messages, k, &bytes, true)
                         .map_err(db_error)?;
                 }
             }

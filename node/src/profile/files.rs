@@ -20,8 +20,8 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::schema::SHOWN;
-use crate::store::{table_key, Inserter};
+use crate::profile::schema::SHOWN;
+use crate::profile::store::{table_key, Inserter};
 use crate::{Profile, ProfileError};
 
 /// Chunks stored per write transaction when sending (4 MiB).
@@ -176,7 +176,7 @@ impl Profile {
                 let chain = self.chain_named(g)?;
                 let head = chain
                     .writable(&self.identity().public().sign)
-                    .map_err(|e| ProfileError::Group(crate::groups::unwritable(g, e)))?;
+                    .map_err(|e| ProfileError::Group(crate::profile::groups::unwritable(g, e)))?;
                 let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
                 Ok((head.group().clone(), expires))
             }
@@ -316,7 +316,7 @@ impl Profile {
         // The chunks index, not the chunks: a file's progress costs a few
         // small reads however big it is.
         let mut have = 0;
-        if let Ok(chunks) = txn.open_table(crate::schema::CHUNKS) {
+        if let Ok(chunks) = txn.open_table(crate::profile::schema::CHUNKS) {
             for k in &manifest.chunks {
                 if chunks.get(&table_key(&group.id, k)).ok()?.is_some() {
                     have += 1;
@@ -350,7 +350,7 @@ impl Profile {
             let k = k.value();
             if crate::hex(&k[48..]).starts_with(&id) {
                 let group = GroupId(k[..32].try_into().expect("32 bytes"));
-                found.push((group, crate::store::shown_position(&k).key));
+                found.push((group, crate::profile::store::shown_position(&k).key));
             }
         }
         let (group_id, key) = match found.as_slice() {
@@ -481,8 +481,8 @@ mod tests {
     }
 
     use super::*;
-    use crate::schema::{BODIES, CHUNKS, MESSAGES};
-    use crate::store::HEAD;
+    use crate::profile::schema::{BODIES, CHUNKS, MESSAGES};
+    use crate::profile::store::HEAD;
     use redb::ReadableTableMetadata;
 
     /// Each chunk's `messages` row (its head) and the lengths of its
@@ -544,10 +544,10 @@ mod tests {
         let db = p.db().unwrap();
         assert_eq!(save("two"), data, "read whole as version 3 stored it");
         let me = p.identity().public().sign;
-        crate::schema::migrate(&db, 3, &me).unwrap();
+        crate::profile::schema::migrate(&db, 3, &me).unwrap();
         assert!(stored_chunks_whole(&p, &sent), "read whole until split");
         assert_eq!(save("between"), data);
-        crate::schema::split_chunks(&db, 3).unwrap();
+        crate::profile::schema::split_chunks(&db, 3).unwrap();
         assert_eq!(stored_chunks(&p, &sent), split);
         assert_eq!(save("three"), data);
 
@@ -592,7 +592,7 @@ mod tests {
         /// The sealed backend on a disk that fills up when `full` is set.
         #[derive(Debug)]
         struct FillingDisk {
-            inner: crate::sealed::SealedBackend,
+            inner: crate::profile::sealed::SealedBackend,
             full: Arc<AtomicBool>,
             refused: Arc<AtomicBool>,
         }
@@ -649,15 +649,15 @@ mod tests {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(dir.join(crate::schema::DB_FILE))
+            .open(dir.join(crate::profile::schema::DB_FILE))
             .unwrap();
         let disk = FillingDisk {
-            inner: crate::sealed::SealedBackend::new(file, &root).unwrap(),
+            inner: crate::profile::sealed::SealedBackend::new(file, &root).unwrap(),
             full: full.clone(),
             refused: refused.clone(),
         };
         let db = redb::Database::builder().create_with_backend(disk).unwrap();
-        crate::schema::migrate(&db, 3, &me).unwrap();
+        crate::profile::schema::migrate(&db, 3, &me).unwrap();
         full.store(true, Ordering::Release);
         let db = crate::profile::split_chunks(db, 3, || crate::profile::open_sealed(&dir, &root))
             .unwrap();

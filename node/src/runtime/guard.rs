@@ -18,7 +18,7 @@ use std::time::Instant;
 use strand_transport::Remote;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::limits::{
+use crate::runtime::limits::{
     DIALS_PER_SECOND, DIAL_BURST, LINKS_PER_REMOTE_BURST, LINKS_PER_REMOTE_PER_SECOND,
     MAX_PENDING_DIALS, MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
 };
