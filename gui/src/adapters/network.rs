@@ -403,7 +403,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
 
 /// The mailbox pairing, in a line.
 fn mailbox_text(core: &Core) -> String {
-    let view = core.with_profile(strand_node::control::mailbox_view);
+    let view = core.with_profile(strand_node::runtime::commands::mailbox_view);
     match view {
         Some(Ok(v)) => match (v.owner, v.mailbox) {
             (Some(owner), _) => format!("This device is the mailbox of {owner}."),

@@ -1,4 +1,542 @@
-//! The `strand` command line: its clap types and, one function per
-//! command, what each asks of a device and prints.
+//! The `strand` command line: the clap types, one function per command
+//! (each one [`Device::call`] and what it prints), printing, the relay
+//! server and the demo.
+//!
+//! Exit codes: 0 ok; 1 usage, including a value that cannot be (a name
+//! that is not there, a timer out of range); 2 a runtime error. Errors
+//! print as one line.
 
 pub mod args;
+mod commands;
+mod demo;
+pub(crate) mod print;
+mod relay;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
+
+use crate::runtime::api::{Failure, FailureKind};
+use crate::runtime::device::Device;
+use crate::{KdfParams, Profile, ProfileError};
+use args::TransportArgs;
+
+/// Strand: a peer-to-peer, offline-first messenger.
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Parser, Debug)]
+#[command(name = "strand", version, about, long_about = None)]
+pub struct Cli {
+    /// Profile directory [default: the platform's data directory]
+    #[arg(long, global = true, env = "STRAND_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Print JSON (contacts, read, status)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// More logging (-v, -vv)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a profile: a new identity, locked by a passphrase
+    Init {
+        /// Your display name, shown to people you invite
+        #[arg(long)]
+        name: String,
+    },
+    /// Print your invite code (give it to the people you want to talk to)
+    Invite,
+    /// Add a contact from their invite code
+    Add {
+        /// Their invite code (strand1…)
+        code: String,
+        /// The name you give them
+        #[arg(long)]
+        name: String,
+    },
+    /// List your contacts, and which you verified
+    Contacts,
+    /// Show the safety number you and a contact compare (in person, or over a channel you trust); --confirm once they match
+    Verify {
+        /// Contact name
+        name: String,
+        /// The numbers match: mark the contact verified
+        #[arg(long, conflicts_with = "unconfirm")]
+        confirm: bool,
+        /// Take the verified mark back
+        #[arg(long)]
+        unconfirm: bool,
+    },
+    /// Send a message (the text, or standard input), or a file with --file
+    Send {
+        /// Contact name
+        name: String,
+        /// The text; read from standard input if absent
+        text: Option<String>,
+        /// Send this file (up to 256 MiB) instead of a text
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
+    },
+    /// Save a received file into a folder: `strand save ID DIR` (the id from `strand read`)
+    Save {
+        /// The file message's id (its first 8 or more hex digits)
+        id: String,
+        /// The folder to write it into
+        dir: PathBuf,
+    },
+    /// Write everything shared with a contact into one encrypted file for a
+    /// removable drive, which only they can open: `strand export NAME --to FILE`
+    Export {
+        /// Contact name
+        name: String,
+        /// The new file (an existing file is never replaced)
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Take in a file a contact wrote for you with `strand export`: safe to
+    /// repeat; a changed or foreign file is refused and nothing is stored
+    Import {
+        /// The file
+        file: PathBuf,
+    },
+    /// Show the conversation with a contact
+    Read {
+        /// Contact name
+        name: String,
+        /// Keep printing new messages as they arrive (needs `strand run`)
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show or set how long messages with a contact last: `off`, or such as 5m, 1h, 1d, 1w, 1y (messages written from then on disappear on every device)
+    Timer {
+        /// Contact name
+        name: String,
+        /// The new timer; shows the current one if absent
+        set: Option<String>,
+    },
+    /// Private groups: `strand group create|list|members|add|remove|admin|leave|send|read|timer`
+    Group {
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
+    /// Run the node in the foreground: sync with contacts over every transport
+    Run {
+        #[command(flatten)]
+        transports: TransportArgs,
+    },
+    /// Carry sealed messages for your contacts (they cannot be read, and who they are for is hidden): `strand carry on|off`; shows what you carry if no argument
+    Carry {
+        /// on or off
+        set: Option<OnOff>,
+    },
+    /// Your mailbox: a device you own (an old laptop at home) that holds sealed messages for you while you are away: `strand mailbox init CODE` on it, then `strand mailbox add CODE` here; shows the pairing if no argument
+    Mailbox {
+        #[command(subcommand)]
+        action: Option<MailboxAction>,
+    },
+    /// Show identity, transports, relays, and contacts seen
+    Status,
+    /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
+    Wipe {
+        /// Do not ask: wipe at once
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Run a relay (no profile needed), or manage your relays: `strand relay add|list|remove`
+    #[command(args_conflicts_with_subcommands = true)]
+    Relay {
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+        #[command(flatten)]
+        server: RelayServerArgs,
+    },
+    /// Two throwaway nodes on this machine become contacts and chat over the real LAN transport on loopback
+    Demo {
+        /// Messages each way
+        #[arg(long, default_value_t = 5)]
+        messages: usize,
+    },
+}
+
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Create a group of you and some of your contacts (each gets a welcome when you next meet)
+    Create {
+        /// The group's name
+        name: String,
+        /// Contacts to add, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        with: Vec<String>,
+    },
+    /// List your groups, with members and unread messages
+    List,
+    /// Show a group's members (names other members gave are marked unverified)
+    Members {
+        /// Group name (or the id `strand group list` shows)
+        group: String,
+    },
+    /// Add one of your contacts to a group
+    Add {
+        /// Group name
+        group: String,
+        /// Contact name
+        contact: String,
+    },
+    /// Remove a member (admins only): they cannot read what is written after
+    Remove {
+        /// Group name
+        group: String,
+        /// Member name, as `strand group members` shows it
+        member: String,
+    },
+    /// Make a member an admin (the creator only)
+    Admin {
+        /// Group name
+        group: String,
+        /// Member name
+        member: String,
+    },
+    /// Leave a group: you keep what you have, and read nothing written after
+    Leave {
+        /// Group name
+        group: String,
+    },
+    /// Send a message to a group (the text, or standard input), or a file with --file
+    Send {
+        /// Group name
+        group: String,
+        /// The text; read from standard input if absent
+        text: Option<String>,
+        /// Send this file (up to 256 MiB) instead of a text
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
+    },
+    /// Show a group's conversation
+    Read {
+        /// Group name
+        group: String,
+    },
+    /// Show or set how long the group's messages last (admins set it): `off`, or such as 5m, 1h, 1d, 1w, 1y
+    Timer {
+        /// Group name
+        group: String,
+        /// The new timer; shows the current one if absent
+        set: Option<String>,
+    },
+}
+
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Subcommand, Debug)]
+pub enum MailboxAction {
+    /// On the mailbox device: make this profile the mailbox of the owner whose invite code this is (`strand invite` on their device); prints the code to pair it there
+    Init {
+        /// The owner's invite code
+        code: String,
+    },
+    /// On your device: pair the mailbox whose code `strand mailbox init` printed
+    Add {
+        /// The mailbox's code
+        code: String,
+    },
+}
+
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Subcommand, Debug)]
+pub enum RelayAction {
+    /// Add a relay to your profile: you keep a slot there, and your contacts learn to reach you through it
+    Add {
+        /// The relay's address, ending in its id (`strand relay` prints it), e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…
+        address: String,
+    },
+    /// List your relays and the reservations on them
+    List,
+    /// Remove a relay from your profile
+    Remove {
+        /// The relay's address, as `strand relay list` shows it
+        address: String,
+    },
+}
+
+/// How `strand relay` runs a relay.
+#[derive(clap::Args, Debug)]
+pub struct RelayServerArgs {
+    /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC, port 4001]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<strand_transport::Multiaddr>,
+    /// The address clients reach the relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
+    #[arg(long, value_name = "MULTIADDR")]
+    pub announce: Vec<strand_transport::Multiaddr>,
+    /// File holding the relay's key, so its id (part of its address) survives restarts; created if missing [default: the platform's data directory]
+    #[arg(long, value_name = "FILE", conflicts_with = "ephemeral")]
+    pub key: Option<PathBuf>,
+    /// A new key (and id) every run, stored nowhere
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Most reservations held at once
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_RESERVATIONS)]
+    pub max_reservations: usize,
+    /// Most circuits open at once
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_CIRCUITS)]
+    pub max_circuits: usize,
+    /// Seconds a circuit may last
+    #[arg(long, value_name = "SECONDS", default_value_t = strand_transport::relay::server::CIRCUIT_DURATION.as_secs())]
+    pub circuit_duration: u64,
+    /// Bytes a circuit may carry, both ways together, before the relay resets it (0: no limit)
+    #[arg(long, value_name = "BYTES", default_value_t = strand_transport::relay::server::CIRCUIT_BYTES)]
+    pub circuit_bytes: u64,
+    /// New reservations one IP address may make at once (then one every 30 s)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::RESERVATIONS_PER_IP_BURST)]
+    pub reservations_per_ip: u32,
+    /// New circuits one IP address may open at once (then one every 10 s)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CIRCUITS_PER_IP_BURST)]
+    pub circuits_per_ip: u32,
+    /// Connections one IP address may hold (and open at once)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CONNECTIONS_PER_IP)]
+    pub connections_per_ip: usize,
+}
+
+/// `strand carry [on|off]`.
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// What a command can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The device refused or failed the request.
+    #[error(transparent)]
+    Failure(#[from] Failure),
+    /// A usage error found here (before asking the device).
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else, with its causes.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    /// The exit code: 1 for usage and bad values, 2 for the rest.
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 1,
+            CliError::Failure(f) if f.kind == FailureKind::BadInput => 1,
+            _ => 2,
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            CliError::Other(e) => e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": "),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<ProfileError> for CliError {
+    fn from(e: ProfileError) -> Self {
+        CliError::Failure(e.into())
+    }
+}
+
+/// A command's result.
+pub type Result<T> = std::result::Result<T, CliError>;
+
+/// A usage error, formatted.
+macro_rules! usage {
+    ($($t:tt)*) => { $crate::cli::CliError::Usage(format!($($t)*)) };
+}
+pub(crate) use usage;
+
+/// `strand`'s `main`.
+pub fn main() -> ExitCode {
+    // Taken out of the environment before any other thread exists, so
+    // nothing started from here (or reading /proc/PID/environ later) sees it.
+    let env_passphrase = std::env::var("STRAND_PASSPHRASE").ok().map(Zeroizing::new);
+    scrub_env("STRAND_PASSPHRASE");
+    std::env::remove_var("STRAND_PASSPHRASE");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let long_running = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Relay { action: None, .. }
+    );
+    init_logging(cli.verbose, long_running);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strand: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli, env_passphrase)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strand: {}", e.line());
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8, node: bool) {
+    let default = match (verbose, node) {
+        (0, false) => "warn",
+        (0, true) => "info,libp2p=warn",
+        (1, _) => "debug,libp2p=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What every command needs.
+pub(crate) struct Ctx {
+    pub(crate) dir: PathBuf,
+    pub(crate) json: bool,
+    /// From `--passphrase-file` or `STRAND_PASSPHRASE`, if given.
+    passphrase: Option<Zeroizing<String>>,
+}
+
+impl Ctx {
+    /// The profile's device: its running node, or one started offline on
+    /// it (the passphrase is asked for only then).
+    pub(crate) async fn device(&self) -> Result<Device> {
+        Device::open(&self.dir, || passphrase(self, false).map_err(|e| e.line()))
+            .await
+            .map_err(|e| CliError::Other(anyhow::Error::new(e)))
+    }
+}
+
+async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result<()> {
+    let dir = match &cli.profile {
+        Some(p) => p.clone(),
+        None => crate::default_profile_dir()
+            .ok_or_else(|| CliError::Usage("no home directory: pass --profile DIR".into()))?,
+    };
+    let passphrase = match &cli.passphrase_file {
+        Some(file) => Some(passphrase_from_file(file)?),
+        None => env_passphrase,
+    };
+    let ctx = Ctx {
+        dir,
+        json: cli.json,
+        passphrase,
+    };
+    commands::run(&ctx, cli.command).await
+}
+
+/// Overwrites the value of `name` in the process's initial environment
+/// block, which `remove_var` leaves in memory (and Linux shows in
+/// `/proc/PID/environ` to the same user). Runs before any thread starts.
+#[cfg(target_os = "linux")]
+fn scrub_env(name: &str) {
+    use std::os::raw::c_char;
+    extern "C" {
+        static mut environ: *mut *mut c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: single-threaded at this point (called first thing in main);
+    // `environ` is a null-terminated array of null-terminated strings, and
+    // only bytes inside one string, before its terminator, are written.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let s = *entry;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            if bytes.starts_with(prefix.as_bytes()) {
+                let len = bytes.len();
+                std::ptr::write_bytes(s.add(prefix.len()), b'x', len - prefix.len());
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn scrub_env(_: &str) {}
+
+/// The first line of `file`, without its line ending.
+fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
+    let all = Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("reading the passphrase file {}", file.display()))?,
+    );
+    let line = all.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(usage!("the passphrase file {} is empty", file.display()));
+    }
+    Ok(Zeroizing::new(line.to_owned()))
+}
+
+/// The passphrase: given (file or environment), or typed in the terminal.
+fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
+    if let Some(p) = &ctx.passphrase {
+        return Ok(p.clone());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage!(
+            "no passphrase: use --passphrase-file, set STRAND_PASSPHRASE, or run in a terminal"
+        ));
+    }
+    let p = Zeroizing::new(
+        rpassword::prompt_password("Passphrase: ").context("reading the passphrase")?,
+    );
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Passphrase again: ").context("reading the passphrase")?,
+        );
+        if again != p {
+            return Err(usage!("the passphrases do not match"));
+        }
+    }
+    Ok(p)
+}
+
+fn open_profile(ctx: &Ctx) -> Result<Profile> {
+    if !Profile::exists(&ctx.dir) {
+        return Err(ProfileError::NotFound(ctx.dir.clone()).into());
+    }
+    Ok(Profile::open(&ctx.dir, &passphrase(ctx, false)?)?)
+}
+
+/// The Argon2id parameters for a new profile: calibrated on this device.
+/// (Test builds may ask for cheap ones, so that the CLI tests run fast.)
+fn new_profile_kdf() -> KdfParams {
+    #[cfg(feature = "insecure-kdf")]
+    if std::env::var_os("STRAND_INSECURE_KDF_FOR_TESTS").is_some() {
+        return KdfParams::insecure_for_tests();
+    }
+    KdfParams::calibrate()
+}

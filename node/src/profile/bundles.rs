@@ -40,7 +40,7 @@ pub struct Exported {
 }
 
 /// What an import took in.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Imported {
     /// The contact who made it.
     pub contact: String,

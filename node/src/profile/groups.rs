@@ -76,7 +76,7 @@ pub struct GroupSummary {
 }
 
 /// A member as a group's member list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupMember {
     /// The name to show: "me", the contact's name, the name they chose, or
     /// the name they were added under.
@@ -111,7 +111,8 @@ pub struct GroupMessage {
 
 /// A change to a group, as the user asks for it (names of contacts and
 /// members, not keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "do", content = "member", rename_all = "snake_case")]
 pub enum GroupAction {
     /// Add a contact.
     Add(String),
@@ -125,7 +126,7 @@ pub enum GroupAction {
 
 /// Messages a group operation wrote (to hand to live sessions), and
 /// whether epochs changed (so live sessions must learn them).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Written {
     pub(crate) messages: Vec<(GroupId, Key)>,
     pub(crate) epochs: bool,

@@ -193,6 +193,44 @@ impl Node {
     }
 }
 
+/// At start: this user's 1:1 texts not yet delivered and not spreading
+/// (written with no node running, by an older version, or dropped when
+/// the carrier was full) start spreading. A text written while no node
+/// ran is carried as one written while it runs.
+pub(crate) async fn spread_queued(shared: Arc<Shared>) {
+    let result = with_carrier(shared, move |shared, carrier, _job| {
+        let book = shared.profile.book();
+        let view = shared.profile.read_view()?;
+        let now = shared.clock.now();
+        let mut started = 0usize;
+        for c in &book.sync {
+            let group = c.direct_group().id;
+            for key in shared.profile.undelivered(&group)? {
+                if view.kind(&group, &key).map_err(crate::profile::db_error)? != Some(Kind::TEXT) {
+                    continue;
+                }
+                let Some(bytes) = view.get(&group, &key).map_err(crate::profile::db_error)? else {
+                    continue;
+                };
+                let Ok(message) = Message::decode(bytes) else {
+                    continue;
+                };
+                if carrier.originate(&c.public, message, now) {
+                    started += 1;
+                }
+            }
+        }
+        if started > 0 {
+            tracing::info!(started, "queued texts spread through carriers");
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("spreading queued texts through carriers failed: {e}");
+    }
+}
+
 /// A session with `peer` came up.
 pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
     let result = with_carrier(shared, move |shared, carrier, job| {

@@ -34,9 +34,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod api;
 mod bluetooth;
 mod carrying;
+pub mod commands;
 pub mod control;
+pub mod device;
 mod guard;
 pub mod limits;
 mod link;
@@ -163,6 +166,23 @@ pub struct NodeConfig {
     /// give the same bytes.
     #[doc(hidden)]
     pub deterministic: Option<(Time, u64)>,
+    /// Started for one command while no node runs: no transports, and
+    /// the budgets and carrying settings the last running node kept
+    /// ([`NodeConfig::offline`]).
+    pub offline: bool,
+}
+
+impl NodeConfig {
+    /// A node with no transports, for one command while no node runs on
+    /// the profile: everything a command does but reaching anyone
+    /// (writing, carrying state, groups), with the budgets and carrying
+    /// budget the last running node kept, not the defaults.
+    pub fn offline() -> NodeConfig {
+        NodeConfig {
+            offline: true,
+            ..NodeConfig::default()
+        }
+    }
 }
 
 /// Something that happened, for the GUI, `strand read --follow` and tests.
@@ -326,6 +346,16 @@ pub struct Status {
     /// (no adapter, no BlueZ).
     #[serde(default)]
     pub bluetooth_off: Option<String>,
+    /// Whether a node runs (with transports): `false` when the status
+    /// came from a node started for one command.
+    #[serde(default)]
+    pub running: bool,
+    /// The profile's relays (where it reserves while a node runs).
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Contacts.
+    #[serde(default)]
+    pub contacts: usize,
 }
 
 /// The relay a node runs for its contacts.
@@ -500,6 +530,22 @@ impl Node {
             }
         }
         drop(tx);
+        let mut config = config;
+        if config.offline {
+            let p = profile.clone();
+            let kept = tokio::task::spawn_blocking(move || {
+                Ok::<_, ProfileError>((p.budgets()?, p.carry_settings()?))
+            })
+            .await
+            .map_err(|_| NodeError::Profile(ProfileError::Closed))?;
+            match kept {
+                Ok((budgets, carry)) => {
+                    config.budgets = budgets;
+                    config.carry = carry;
+                }
+                Err(e) => return fail(&profile, e.into()),
+            }
+        }
         let carrier = {
             let (p, settings, budgets) = (profile.clone(), config.carry, config.budgets);
             tokio::task::spawn_blocking(move || {
@@ -554,6 +600,11 @@ impl Node {
         node.shared
             .tasks
             .spawn(carrying::read_unread(node.shared.clone()));
+        // What a command did with no node running, caught up now.
+        node.shared
+            .tasks
+            .spawn(carrying::spread_queued(node.shared.clone()));
+
         if let Some(hints) = hints {
             node.shared
                 .tasks
@@ -1120,6 +1171,9 @@ impl Node {
                 None => None,
             },
             bluetooth_off: self.shared.bluetooth_off.clone(),
+            running: !self.shared.config.offline,
+            relays: p.relays().unwrap_or_default(),
+            contacts: p.contacts().len(),
         }
     }
 

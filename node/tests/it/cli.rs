@@ -337,7 +337,7 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     let mut code = _b.invite();
     code.replace_range(20..21, if &code[20..21] == "a" { "b" } else { "a" });
     let out = a.cmd(&["add", &code, "--name", "eve"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "a bad value is a usage error");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("checksum"),
         "{}",
@@ -575,7 +575,11 @@ fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
         "{listed}"
     );
     let out = b.cmd(&["verify", "nobody"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a name that is not there is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named"));
 }
 
@@ -692,7 +696,8 @@ fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
 /// lost at page boundaries; a bad cursor is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_is_paged_over_the_control_socket() {
-    use strand_node::control::{self, Cursor, ReadPage, Request, READ_PAGE};
+    use strand_node::control;
+    use strand_node::runtime::api::{Answer, Cursor, Reply, Request, READ_PAGE};
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
     let b = User::init(tmp.path(), "bob");
@@ -738,12 +743,14 @@ async fn read_is_paged_over_the_control_socket() {
             control::request(&dir, &req).await.unwrap().unwrap().0
         }
     };
-    let r = ask(None, Some(100_000)).await;
-    let page: ReadPage = serde_json::from_value(r.data.unwrap()).unwrap();
-    assert_eq!(page.messages.len(), READ_PAGE);
-    let next = page.next.unwrap();
-    let r = ask(Some(next), Some(10)).await;
-    let page: ReadPage = serde_json::from_value(r.data.unwrap()).unwrap();
+    let page = |a: Answer| match a {
+        Answer::Ok(Reply::Page(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    let r = page(ask(None, Some(100_000)).await);
+    assert_eq!(r.messages.len(), READ_PAGE);
+    let next = r.next.unwrap();
+    let page = page(ask(Some(next), Some(10)).await);
     assert_eq!(page.messages[0].text, format!("m{READ_PAGE}"));
     assert_eq!(page.messages.len(), 10);
     let bad = ask(
@@ -755,8 +762,10 @@ async fn read_is_paged_over_the_control_socket() {
         None,
     )
     .await;
-    assert!(!bad.ok);
-    assert!(bad.error.unwrap().contains("bad cursor"));
+    match bad {
+        Answer::Error(e) => assert!(e.message.contains("bad cursor"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

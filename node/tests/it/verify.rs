@@ -111,7 +111,7 @@ fn invisible_names_are_refused_and_lookalikes_flagged() {
         .unwrap();
     assert_eq!(p.lookalike("B\u{43e}b").as_deref(), Some("Bob"));
     assert_eq!(p.lookalike("Bob").as_deref(), Some("B\u{43e}b"));
-    let views = strand_node::control::contacts(&p);
+    let views = strand_node::runtime::commands::contacts(&p);
     assert!(views.iter().all(|v| v.lookalike.is_some()));
     // Your own name counts too.
     let carol = Identity::generate("Carol", &mut os_rng()).unwrap();

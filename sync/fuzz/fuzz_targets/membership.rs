@@ -158,9 +158,13 @@ fuzz_target!(|data: &[u8]| {
         let head = chain.last().id();
         assert!(chain.path().contains(&head), "the head is on the path");
         assert!(chain.epoch(&head).is_some(), "the head is held");
-        let again = chain.update(reader, &store, NOW).unwrap();
-        assert!(again.is_empty(), "following twice opens nothing new");
-        assert_eq!(chain.last().id(), head, "following twice moves nothing");
+        // Following again (every other input: it doubles the work) opens
+        // and moves nothing.
+        if data[0] & 0x80 != 0 {
+            let again = chain.update(reader, &store, NOW).unwrap();
+            assert!(again.is_empty(), "following twice opens nothing new");
+            assert_eq!(chain.last().id(), head, "following twice moves nothing");
+        }
         if only_hostile && chain.root() == w.chain.root() {
             assert_eq!(head, before, "a member who is not an admin moved the reader");
             assert!(matches!(chain.head(), Head::Member(_)));

@@ -1,0 +1,800 @@
+//! One function per command. Each asks the profile's device
+//! ([`Ctx::device`]: the running node, or one started for the command)
+//! with one [`Request`] and prints the [`Reply`]: the same whether a node
+//! runs or not, because the same code answers both.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::print::{self, print_message};
+use super::{usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result};
+use crate::display;
+use crate::runtime::api::{self, Cursor, GroupOutcome, Reply, Request, Target, TimerSetting};
+use crate::runtime::device::Device;
+use crate::{GroupAction, NodeEvent, Profile};
+
+/// Runs one command.
+pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Init { name } => init(ctx, &name),
+        Command::Run { transports } => super::relay::run_node(ctx, &transports).await,
+        Command::Wipe { yes } => wipe(ctx, yes).await,
+        Command::Relay {
+            action: None,
+            server,
+        } => super::relay::serve(&server).await,
+        Command::Demo { messages } => super::demo::demo(messages).await,
+        other => {
+            let device = ctx.device().await?;
+            let result = on_device(ctx, &device, other).await;
+            device.close().await;
+            result
+        }
+    }
+}
+
+/// A command that is one or more requests to the device.
+async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
+    match command {
+        Command::Invite => invite(device).await,
+        Command::Add { code, name } => add(device, code, name).await,
+        Command::Contacts => contacts(ctx, device).await,
+        Command::Verify {
+            name,
+            confirm,
+            unconfirm,
+        } => {
+            let verified = confirm.then_some(true).or(unconfirm.then_some(false));
+            verify(ctx, device, name, verified).await
+        }
+        Command::Send {
+            name,
+            file: Some(file),
+            ..
+        } => send_file(device, Target::Contact(name), &file).await,
+        Command::Send { name, text, .. } => send(device, Target::Contact(name), text).await,
+        Command::Save { id, dir } => save(device, id, &dir).await,
+        Command::Export { name, to } => export(ctx, device, name, &to).await,
+        Command::Import { file } => import(ctx, device, &file).await,
+        Command::Read { name, follow } => read(ctx, device, &name, follow).await,
+        Command::Timer { name, set } => timer(device, Target::Contact(name), set).await,
+        Command::Group { action } => group(ctx, device, action).await,
+        Command::Carry { set } => carry(ctx, device, set.map(|s| s == OnOff::On)).await,
+        Command::Mailbox { action } => mailbox(ctx, device, action).await,
+        Command::Status => status(ctx, device).await,
+        Command::Relay {
+            action: Some(action),
+            ..
+        } => match action {
+            RelayAction::Add { address } => relay_add(device, address).await,
+            RelayAction::List => relay_list(ctx, device).await,
+            RelayAction::Remove { address } => relay_remove(device, address).await,
+        },
+        Command::Init { .. }
+        | Command::Run { .. }
+        | Command::Wipe { .. }
+        | Command::Demo { .. }
+        | Command::Relay { action: None, .. } => {
+            unreachable!("handled without a device")
+        }
+    }
+}
+
+/// Prints `v` as pretty JSON.
+fn json(v: &impl serde::Serialize) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+/// A reply that is not the one a request answers: a bug between this
+/// binary's two halves, said plainly.
+fn unexpected(reply: Reply) -> super::CliError {
+    super::CliError::Other(anyhow::anyhow!("the device answered {reply:?}"))
+}
+
+/// `strand init`: the one command with no device (there is no profile).
+fn init(ctx: &Ctx, name: &str) -> Result<()> {
+    if Profile::exists(&ctx.dir) {
+        return Err(crate::ProfileError::AlreadyExists(ctx.dir.clone()).into());
+    }
+    let pass = super::passphrase(ctx, true)?;
+    let p = Profile::create(
+        &ctx.dir,
+        name,
+        &pass,
+        super::new_profile_kdf(),
+        &mut crate::os_rng(),
+    )?;
+    println!(
+        "Created a profile for {} in {}",
+        p.identity().name(),
+        ctx.dir.display()
+    );
+    println!("Your invite code: {}", p.invite()?);
+    Ok(())
+}
+
+/// `strand invite`.
+async fn invite(device: &Device) -> Result<()> {
+    match device.call(Request::Invite).await? {
+        Reply::Invite { code } => println!("{code}"),
+        other => return Err(unexpected(other)),
+    }
+    Ok(())
+}
+
+/// `strand add`.
+async fn add(device: &Device, code: String, name: String) -> Result<()> {
+    let Reply::Added { contact } = device.call(Request::Add { code, name }).await? else {
+        return Err(super::CliError::Other(anyhow::anyhow!("unexpected reply")));
+    };
+    println!(
+        "Added {}. They must add your invite too (`strand invite`). Then compare safety numbers: `strand verify {:?}`.",
+        contact.name, contact.name
+    );
+    if let Some(other) = &contact.lookalike {
+        println!(
+            "Careful: {:?} looks like {other:?}. Make sure you can tell them apart.",
+            contact.name
+        );
+    }
+    Ok(())
+}
+
+/// `strand contacts`.
+async fn contacts(ctx: &Ctx, device: &Device) -> Result<()> {
+    let list = match device.call(Request::Contacts).await? {
+        Reply::Contacts { contacts } => contacts,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        println!("No contacts yet. Add one with `strand add CODE --name NAME`.");
+    }
+    for c in list {
+        let mark = if c.mailbox {
+            "mailbox: carries sealed messages, reads nothing"
+        } else if c.verified {
+            "verified"
+        } else if c.legacy {
+            "NOT VERIFIED (old invite): run `strand verify`"
+        } else {
+            "not verified"
+        };
+        println!("{:<24} {}  {mark}", c.name, &c.key[..16]);
+        if let Some(other) = &c.lookalike {
+            println!("{:<24} ^ looks like {other:?}: check which is which", "");
+        }
+    }
+    Ok(())
+}
+
+/// `strand verify`.
+async fn verify(ctx: &Ctx, device: &Device, name: String, verified: Option<bool>) -> Result<()> {
+    let view = match device
+        .call(Request::Verify {
+            contact: name,
+            verified,
+        })
+        .await?
+    {
+        Reply::Safety(v) => v,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&view);
+    }
+    let groups: Vec<&str> = view.safety_number.split(' ').collect();
+    println!("Safety number with {}:\n", view.contact.name);
+    for row in groups.chunks(4) {
+        println!("    {}", row.join("  "));
+    }
+    println!();
+    match (verified, view.contact.verified) {
+        (Some(true), _) => println!("{} is now marked verified.", view.contact.name),
+        (Some(false), _) => println!("{} is no longer marked verified.", view.contact.name),
+        (None, true) => println!("{} is verified.", view.contact.name),
+        (None, false) => {
+            if view.contact.legacy {
+                println!(
+                    "{} was added from an old invite code, which could not prove that its keys belong together.",
+                    view.contact.name
+                );
+            }
+            println!(
+                "Compare this number with the one {0}'s Strand shows for you, in person or over a channel you trust. \
+                 If every digit matches, run `strand verify {0:?} --confirm`. If not, someone may stand between you: \
+                 do not trust this contact.",
+                view.contact.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The text given, or standard input without its final newlines; never
+/// empty.
+fn text_to_send(text: Option<String>) -> Result<String> {
+    let text = match text {
+        Some(t) => t,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            s.trim_end_matches('\n').to_owned()
+        }
+    };
+    if text.is_empty() {
+        return Err(usage!("nothing to send: the message is empty"));
+    }
+    Ok(text)
+}
+
+/// `strand send` and `strand group send`.
+async fn send(device: &Device, to: Target, text: Option<String>) -> Result<()> {
+    let text = text_to_send(text)?;
+    let name = to.name().to_owned();
+    match device.call(Request::Send { to, text }).await? {
+        Reply::Written { .. } => {
+            println!("Queued for {name}: it goes out when your node syncs with them.");
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// An absolute path a device can take (the node may run in another
+/// directory, and the socket carries UTF-8 only).
+fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    let path = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    crate::runtime::commands::utf8_path(&path)?;
+    Ok(path)
+}
+
+/// `strand send --file` and `strand group send --file`.
+async fn send_file(device: &Device, to: Target, path: &Path) -> Result<()> {
+    let path = absolute(path)?;
+    let name = to.name().to_owned();
+    match device
+        .call(Request::SendFile {
+            to,
+            path: path.clone(),
+        })
+        .await?
+    {
+        Reply::Written { .. } => {
+            println!(
+                "Queued {} for {name}: it goes out when your node syncs with them.",
+                path.display()
+            );
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `strand save`.
+async fn save(device: &Device, id: String, dir: &Path) -> Result<()> {
+    let dir = absolute(dir)?;
+    match device.call(Request::Save { id, dir }).await? {
+        Reply::Saved { path } => {
+            println!("Saved {}", display::one_line(&path.display().to_string()));
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `strand export NAME --to FILE`.
+async fn export(ctx: &Ctx, device: &Device, contact: String, to: &Path) -> Result<()> {
+    let to = absolute(to)?;
+    let done = match device.call(Request::Export { contact, to }).await? {
+        Reply::Exported(e) => e,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&done);
+    }
+    println!(
+        "Wrote {} message(s) for {} into {} ({} bytes). Only {} can open it.",
+        done.messages,
+        done.contact,
+        done.path.display(),
+        done.bytes,
+        done.contact
+    );
+    Ok(())
+}
+
+/// `strand import FILE`.
+async fn import(ctx: &Ctx, device: &Device, file: &Path) -> Result<()> {
+    let path = absolute(file)?;
+    let done = match device.call(Request::Import { path }).await? {
+        Reply::Imported(i) => i,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        json(&done)?;
+    } else {
+        println!(
+            "From {}: {} new message(s), {} already here, {} refused.",
+            done.contact, done.new, done.held, done.refused
+        );
+        if done.over_budget > 0 {
+            println!(
+                "{} message(s) declined: over your storage budget for them.",
+                done.over_budget
+            );
+        }
+    }
+    if let Some(why) = &done.incomplete {
+        return Err(super::CliError::Other(anyhow::anyhow!(
+            "the import stopped before the end ({why}); what was stored stays: import the file again to finish"
+        )));
+    }
+    Ok(())
+}
+
+/// `strand read [--follow]`.
+async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()> {
+    // With --follow, listen before reading, so that nothing arriving in
+    // between is missed.
+    let mut events = if follow {
+        Some(device.follow().await?)
+    } else {
+        None
+    };
+    let mut last = None;
+    print_after(ctx, device, name, &mut last).await?;
+    let Some(events) = &mut events else {
+        return Ok(());
+    };
+    while let Some(e) = events.next().await {
+        if let NodeEvent::Received {
+            contact,
+            group: None,
+            ..
+        } = e
+        {
+            if contact == name {
+                // Read back from the store: where it is shown, and marked
+                // read, as the pages before it.
+                print_after(ctx, device, name, &mut last).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the conversation after `last` (from the start if `None`), a
+/// page at a time (a long conversation is never held whole), and moves
+/// `last` to the last message printed. Each page is marked read.
+async fn print_after(
+    ctx: &Ctx,
+    device: &Device,
+    name: &str,
+    last: &mut Option<Cursor>,
+) -> Result<()> {
+    let mut from = last.clone();
+    loop {
+        let request = Request::Read {
+            contact: name.to_owned(),
+            from: from.clone(),
+            limit: None,
+        };
+        let page = match device.call(request).await? {
+            Reply::Page(p) => p,
+            other => return Err(unexpected(other)),
+        };
+        for m in &page.messages {
+            // A page starts at its cursor, inclusive: skip what was printed.
+            if last.as_ref().is_some_and(|c| c.id == m.id) {
+                continue;
+            }
+            print_message(m, ctx.json)?;
+            *last = Some(Cursor {
+                shown: Some(m.shown),
+                time: m.time,
+                id: m.id.clone(),
+            });
+        }
+        match page.next {
+            Some(next) => from = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `strand timer` and `strand group timer`.
+async fn timer(device: &Device, of: Target, set: Option<String>) -> Result<()> {
+    let setting = match &set {
+        Some(s) => Some(TimerSetting::parse(s).map_err(super::CliError::Usage)?),
+        None => None,
+    };
+    let name = of.name().to_owned();
+    let label = match device.call(Request::Timer { of, set: setting }).await? {
+        Reply::Timer(t) => t.label,
+        other => return Err(unexpected(other)),
+    };
+    match (set.is_some(), label.as_str()) {
+        (true, "off") => println!("Messages with {name} stay from now on."),
+        (true, l) => println!(
+            "Messages written with {name} from now on disappear after {l}, on every device."
+        ),
+        (false, "off") => println!("Messages with {name} stay (no timer)."),
+        (false, l) => println!("Messages with {name} disappear after {l}."),
+    }
+    Ok(())
+}
+
+/// The groups.
+async fn groups(device: &Device) -> Result<Vec<api::GroupView>> {
+    match device.call(Request::Groups).await? {
+        Reply::Groups { groups } => Ok(groups),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `strand group …`.
+async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
+    let change = |group: &str, action: GroupAction| Request::GroupChange {
+        group: group.to_owned(),
+        action,
+    };
+    match action {
+        GroupCmd::Create { name, with } => {
+            device
+                .call(Request::GroupCreate {
+                    name: name.clone(),
+                    with: with.clone(),
+                })
+                .await?;
+            println!(
+                "Created {name:?} with {}. Each gets a welcome when you next sync with them.",
+                with.join(", ")
+            );
+        }
+        GroupCmd::List => {
+            let list = groups(device).await?;
+            if ctx.json {
+                return json(&list);
+            }
+            if list.is_empty() {
+                println!("No groups yet. Make one with `strand group create NAME --with A,B`.");
+            }
+            for g in list {
+                let mut notes = Vec::new();
+                if g.unread > 0 {
+                    notes.push(format!("{} unread", g.unread));
+                }
+                if g.admin {
+                    notes.push("admin".into());
+                }
+                if !g.member {
+                    notes.push("you are no longer a member".into());
+                } else if let Some(why) = &g.blocked {
+                    notes.push(format!("cannot write now: {why}"));
+                }
+                println!(
+                    "{:<24} {}  {} members  {}",
+                    g.name,
+                    g.id,
+                    g.members,
+                    notes.join(", ")
+                );
+            }
+        }
+        GroupCmd::Members { group } => {
+            let members = match device.call(Request::GroupMembers { group }).await? {
+                Reply::Members { members } => members,
+                other => return Err(unexpected(other)),
+            };
+            if ctx.json {
+                return json(&members);
+            }
+            for m in members {
+                let mut notes = Vec::new();
+                if m.creator {
+                    notes.push("creator".to_owned());
+                } else if m.admin {
+                    notes.push("admin".to_owned());
+                }
+                if !m.verified {
+                    notes.push("unverified name (not your contact)".to_owned());
+                }
+                match &m.chosen {
+                    Some(c) if *c != m.name => {
+                        notes.push(format!("calls themselves “{}”", display::one_line(c)));
+                    }
+                    _ => {}
+                }
+                println!("{:<24} {}", display::one_line(&m.name), notes.join(", "));
+            }
+        }
+        GroupCmd::Add { group, contact } => {
+            device
+                .call(change(&group, GroupAction::Add(contact.clone())))
+                .await?;
+            println!(
+                "Added {contact} to {group}; they get a welcome when you next sync with them."
+            );
+        }
+        GroupCmd::Remove { group, member } => {
+            device
+                .call(change(&group, GroupAction::Remove(member.clone())))
+                .await?;
+            println!("Removed {member} from {group}: the group has a new key they do not get. What they already had, they keep.");
+        }
+        GroupCmd::Admin { group, member } => {
+            device
+                .call(change(&group, GroupAction::MakeAdmin(member.clone())))
+                .await?;
+            println!("{member} is now an admin of {group}.");
+        }
+        GroupCmd::Leave { group } => match device.call(change(&group, GroupAction::Leave)).await? {
+            Reply::GroupChanged {
+                outcome: GroupOutcome::AskedToLeave,
+            } => println!(
+                "You asked to leave {group}: the first admin who syncs with the group removes you (a new key you do not get). You keep what you have."
+            ),
+            Reply::GroupChanged { .. } => println!(
+                "You left {group}. You keep what you have; what is written after, you cannot read."
+            ),
+            other => return Err(unexpected(other)),
+        },
+        GroupCmd::Send {
+            group,
+            file: Some(file),
+            ..
+        } => send_file(device, Target::Group(group), &file).await?,
+        GroupCmd::Send { group, text, .. } => send(device, Target::Group(group), text).await?,
+        GroupCmd::Timer { group, set } => timer(device, Target::Group(group), set).await?,
+        GroupCmd::Read { group } => {
+            let list = match device
+                .call(Request::GroupRead {
+                    group: group.clone(),
+                })
+                .await?
+            {
+                Reply::GroupMessages { messages } => messages,
+                other => return Err(unexpected(other)),
+            };
+            if ctx.json {
+                return json(&list);
+            }
+            if list.is_empty() {
+                println!("No messages in {group} yet.");
+            }
+            for m in list {
+                let from = display::one_line(&m.message.from);
+                let who = if m.verified {
+                    from
+                } else {
+                    format!("{from} (unverified)")
+                };
+                let expires = m
+                    .message
+                    .expires
+                    .map(|e| format!("  (disappears {})", print::format_time(e)))
+                    .unwrap_or_default();
+                let text = match &m.message.file {
+                    Some(f) => print::file_line(f, &m.message.id),
+                    None => display::lines(&m.message.text, ""),
+                };
+                let late = if m.late {
+                    "  (written after they left the group; it arrived late)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}  {who}: {text}{expires}{late}",
+                    print::format_time(m.message.shown)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `strand carry [on|off]`.
+async fn carry(ctx: &Ctx, device: &Device, set: Option<bool>) -> Result<()> {
+    let status = match device.call(Request::Carry { set }).await? {
+        Reply::Carry(s) => s,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string(&status).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    if status.carrying {
+        println!(
+            "You carry sealed messages for your contacts: {} held ({:.2} of {:.0} MiB; the oldest go first when full, {} so far).",
+            status.held,
+            mib(status.held_bytes),
+            mib(status.budget),
+            status.evicted
+        );
+    } else {
+        println!("You do not carry messages for your contacts (`strand carry on` to start).");
+        if status.held > 0 {
+            println!(
+                "Still held until delivered or expired: {} ({:.2} MiB).",
+                status.held,
+                mib(status.held_bytes)
+            );
+        }
+    }
+    println!(
+        "Contacts who carry for you: {}. Your messages on their way through them: {}. Messages that reached you this way: {}.",
+        status.carriers, status.spreading, status.opened
+    );
+    Ok(())
+}
+
+/// `strand mailbox [init CODE | add CODE]`.
+async fn mailbox(ctx: &Ctx, device: &Device, action: Option<MailboxAction>) -> Result<()> {
+    let action = action.map(|a| match a {
+        MailboxAction::Init { code } => api::MailboxAction::Init { code },
+        MailboxAction::Add { code } => api::MailboxAction::Add { code },
+    });
+    let view = match device.call(Request::Mailbox { action }).await? {
+        Reply::Mailbox(v) => v,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string(&view).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    match (&view.owner, &view.mailbox) {
+        (Some(owner), _) => {
+            println!("This device is the mailbox of {owner}: it carries sealed messages for them and their contacts, and cannot read them.");
+            println!("On {owner}'s device, pair it with:\n  strand mailbox add {}", view.code);
+        }
+        (None, Some(name)) => println!(
+            "Your mailbox is paired (contact {name:?}). Your contacts learn it the next time you sync with them; messages for you wait there while you are away."
+        ),
+        (None, None) => println!(
+            "No mailbox. On a device you own, `strand init`, then `strand mailbox init CODE` with your invite code (`strand invite`), then `strand mailbox add` here with the code it prints."
+        ),
+    }
+    Ok(())
+}
+
+/// `strand status`.
+async fn status(ctx: &Ctx, device: &Device) -> Result<()> {
+    let status = match device.call(Request::Status).await? {
+        Reply::Status(s) => s,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&status);
+    }
+    print::status(&status);
+    Ok(())
+}
+
+/// `strand relay add`.
+async fn relay_add(device: &Device, address: String) -> Result<()> {
+    match device.call(Request::RelayAdd { address }).await? {
+        Reply::Relay { address } => {
+            println!("Added relay {address}. Your contacts learn it the next time you sync.");
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `strand relay list`.
+async fn relay_list(ctx: &Ctx, device: &Device) -> Result<()> {
+    let list = match device.call(Request::Relays).await? {
+        Reply::Relays { relays } => relays,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        println!(
+            "No relays. Add one with `strand relay add MULTIADDR` (run one with `strand relay`)."
+        );
+    }
+    for r in &list {
+        print::print_relay(r);
+    }
+    Ok(())
+}
+
+/// `strand relay remove`.
+async fn relay_remove(device: &Device, address: String) -> Result<()> {
+    match device.call(Request::RelayRemove { address }).await? {
+        Reply::Relay { address } => {
+            println!("Removed relay {address}.");
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `strand wipe`: stops a running node (it lets go of the profile),
+/// then destroys the profile. Needs no passphrase: whoever can delete the
+/// folder can destroy it anyway; this makes it fast and thorough.
+async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
+    if !Profile::exists(&ctx.dir) {
+        return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
+    }
+    let name = ctx
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ctx.dir.display().to_string());
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(usage!(
+                "refusing to wipe without confirmation: run it in a terminal, or pass --yes"
+            ));
+        }
+        eprintln!(
+            "This destroys the profile in {} for good: identity, contacts, every message. It cannot be undone.",
+            ctx.dir.display()
+        );
+        eprint!("Type the folder's name ({name}) to wipe it: ");
+        let mut typed = String::new();
+        std::io::stdin()
+            .read_line(&mut typed)
+            .context("reading the confirmation")?;
+        if typed.trim() != name {
+            return Err(usage!("not wiped: that was not {name:?}"));
+        }
+    }
+    // A running node first stops and lets go of the profile (one that is
+    // still starting may not answer yet: ask again for a few seconds).
+    let start = std::time::Instant::now();
+    let stop = || async {
+        crate::control::request(&ctx.dir, &Request::Shutdown)
+            .await
+            .map(|a| a.is_some())
+            .unwrap_or(false)
+    };
+    let mut asked = stop().await;
+    while !asked && Profile::in_use(&ctx.dir) && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        asked = stop().await;
+    }
+    if asked {
+        while Profile::in_use(&ctx.dir) {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(super::CliError::Other(anyhow::anyhow!(
+                    "the running node did not stop within 30 s; stop it, then wipe again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let wiped = crate::wipe::wipe(&ctx.dir)?;
+    println!(
+        "Wiped {}: {} key copies destroyed, {} bytes overwritten, the folder removed.",
+        ctx.dir.display(),
+        wiped.key_copies,
+        wiped.bytes
+    );
+    println!(
+        "Not reached by any wipe: copies on SSD/flash blocks the drive remapped, file-system snapshots, backups, swap. See the README."
+    );
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! What the CLI prints: messages, files, times, relays, status. Everything
+//! another person wrote goes through [`crate::display`].
+
+use crate::display;
+use crate::runtime::api::{FileView, MessageView};
+use crate::{RelayStatus, Status};
+
+/// Prints a message: one line (more if its text has line breaks, each
+/// marked as a continuation), or its JSON.
+pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(m).map_err(anyhow::Error::from)?);
+    } else {
+        let state = m
+            .delivery
+            .as_deref()
+            .map(|d| format!("  [{d}]"))
+            .unwrap_or_default();
+        let skew = match m.received {
+            Some(r) if r.saturating_sub(m.time) > crate::SKEW_SHOWN => format!(
+                "  (dated {} by its author: {} before it arrived)",
+                format_time(m.time),
+                format_span(r - m.time)
+            ),
+            _ => String::new(),
+        };
+        let expires = m
+            .expires
+            .map(|e| format!("  (disappears {})", format_time(e)))
+            .unwrap_or_default();
+        let text = match &m.file {
+            Some(f) => file_line(f, &m.id),
+            None => display::lines(&m.text, ""),
+        };
+        println!(
+            "{} {}: {text}{state}{skew}{expires}",
+            format_time(m.shown.max(m.time)),
+            display::one_line(&m.from),
+        );
+    }
+    Ok(())
+}
+
+/// "[file] notes.pdf, 2.1 MB, 3 of 9 parts here" or "… ready: strand save 1a2b3c4d DIR".
+pub(crate) fn file_line(f: &FileView, id: &str) -> String {
+    let size = if f.size >= 1 << 20 {
+        format!("{:.1} MiB", f.size as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", f.size as f64 / 1024.0)
+    };
+    if f.have == f.total {
+        format!(
+            "[file] {}, {size}, ready: strand save {} DIR",
+            display::one_line(&f.name),
+            &id[..16.min(id.len())]
+        )
+    } else {
+        format!(
+            "[file] {}, {size}, {} of {} parts here",
+            display::one_line(&f.name),
+            f.have,
+            f.total
+        )
+    }
+}
+
+/// A span of time, roughly: "3 days", "5 hours", "20 minutes".
+pub(crate) fn format_span(ms: u64) -> String {
+    let minutes = ms / 60_000;
+    let (n, unit) = match minutes {
+        m if m >= 2 * 24 * 60 => (m / (24 * 60), "days"),
+        m if m >= 2 * 60 => (m / 60, "hours"),
+        m => (m, "minutes"),
+    };
+    format!("{n} {unit}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC.
+pub(crate) fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+pub(crate) fn print_relay(r: &RelayStatus) {
+    let why = match (&r.error, r.retry_in) {
+        (Some(e), Some(s)) => format!(" — {e} (retry in {s} s)"),
+        (Some(e), None) => format!(" — {e}"),
+        _ => String::new(),
+    };
+    let source = if r.source == "yours" {
+        String::new()
+    } else {
+        format!(" ({})", r.source)
+    };
+    println!("  {}{source}: {}{why}", r.address, r.state);
+}
+
+/// `strand status` for a device: a running node's transports, relays
+/// and contacts seen, or what a profile with no node running has.
+pub(crate) fn status(s: &Status) {
+    if !s.running {
+        println!("{} — profile {} — node not running", s.name, s.profile);
+        println!("  {} contacts; start syncing with `strand run`", s.contacts);
+        for r in &s.relays {
+            println!("  relay {r} (reserved on when the node runs)");
+        }
+        return;
+    }
+    println!("{} — profile {} — node running", s.name, s.profile);
+    for t in &s.transports {
+        let discovery = if t.discovery { ", discovery on" } else { "" };
+        println!(
+            "  transport {}: {}{discovery}",
+            t.kind,
+            if t.addresses.is_empty() {
+                "not listening".to_owned()
+            } else {
+                t.addresses.join(" ")
+            }
+        );
+    }
+    if let Some(relay) = s.transports.iter().find(|t| t.kind == "relay") {
+        if let Some(id) = &relay.ephemeral_id {
+            println!("  relay identity this epoch: {id}");
+        }
+        for r in &relay.relays {
+            print_relay(r);
+        }
+        if relay.relays.is_empty() {
+            println!("  no relays: add one with `strand relay add MULTIADDR`");
+        }
+        for e in &relay.external {
+            println!("  public address (confirmed): {e}");
+        }
+    }
+    for b in s.transports.iter().filter_map(|t| t.bluetooth.as_ref()) {
+        println!(
+            "  Bluetooth LE on {}: {} Strand devices heard, {} links, bytes sent {}, received {}{}",
+            b.adapter,
+            b.devices_seen,
+            b.links,
+            b.bytes_sent,
+            b.bytes_received,
+            b.psm
+                .map(|p| format!(", L2CAP channel {p:#x}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(reason) = &s.bluetooth_off {
+        println!("  Bluetooth off: {reason}");
+    }
+    if let Some(serving) = &s.serving {
+        println!(
+            "  relaying for contacts at {}: {} reservations, {} circuits",
+            serving.addresses.join(" "),
+            serving.reservations,
+            serving.circuits
+        );
+    }
+    println!(
+        "  sessions: {}, links in handshake: {}, bytes sent {}, received {}",
+        s.sessions,
+        s.links - s.sessions,
+        s.bytes_sent,
+        s.bytes_received
+    );
+    for c in &s.seen {
+        let how = if c.connected {
+            "connected"
+        } else {
+            "last seen"
+        };
+        println!(
+            "  {:<20} {how} over {} at {}",
+            c.contact,
+            c.link,
+            format_time(c.at)
+        );
+    }
+    if s.seen.is_empty() {
+        println!("  no contact seen yet");
+    }
+}

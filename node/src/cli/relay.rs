@@ -1,0 +1,192 @@
+//! The long-running commands: `strand run` (a node until stopped, its
+//! control socket open) and `strand relay` (a relay server, no profile).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+
+use super::args::TransportArgs;
+use super::{Ctx, RelayServerArgs};
+use crate::{control, os_rng, Node};
+
+type Result<T> = anyhow::Result<T>;
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn until_stopped() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// The relay's key: read from `path`, or made and written there (readable
+/// by this user only).
+fn relay_key(path: &Path) -> Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+            anyhow!(
+                "{} is not a relay key (it must hold 32 bytes; move it away to make a new one)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut os_rng(), &mut key);
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&key)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `strand relay`: runs a relay until Ctrl-C (or SIGTERM).
+pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
+    use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
+    let key = if args.ephemeral {
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut os_rng(), &mut key);
+        key
+    } else {
+        let path = match &args.key {
+            Some(p) => p.clone(),
+            None => crate::default_relay_key_path()
+                .ok_or_else(|| anyhow!("no home directory: pass --key FILE or --ephemeral"))?,
+        };
+        relay_key(&path)?
+    };
+    if args.circuit_duration == 0 {
+        bail!("--circuit-duration must be at least 1 second");
+    }
+    let defaults = RelayLimits::default();
+    let limits = RelayLimits {
+        max_reservations: args.max_reservations,
+        max_circuits: args.max_circuits,
+        circuit_duration: Duration::from_secs(args.circuit_duration.min(u32::MAX as u64)),
+        circuit_bytes: args.circuit_bytes,
+        reservations_per_ip_burst: args.reservations_per_ip,
+        circuits_per_ip_burst: args.circuits_per_ip,
+        ip: strand_transport::lan::limits::IpLimitConfig {
+            established: args.connections_per_ip,
+            pending: defaults.ip.pending.max(args.connections_per_ip / 8),
+            burst: defaults.ip.burst.max(args.connections_per_ip as f64),
+            ..defaults.ip
+        },
+        ..defaults
+    };
+    let server = RelayServer::start(RelayServerConfig {
+        listen: if args.listen.is_empty() {
+            crate::args::default_relay_listen()
+        } else {
+            args.listen.clone()
+        },
+        announce: args.announce.clone(),
+        key,
+        limits,
+        only: None,
+    })
+    .await
+    .context("starting the relay")?;
+    for a in server.addresses().await {
+        println!("relay listening on {a}");
+    }
+    println!(
+        "limits: {} reservations, {} circuits, each circuit {} s and {}",
+        limits.max_reservations,
+        limits.max_circuits,
+        limits.circuit_duration.as_secs(),
+        if limits.circuit_bytes == 0 {
+            "unlimited bytes".to_owned()
+        } else {
+            format!("{} bytes", limits.circuit_bytes)
+        }
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let report = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let s = server.stats().await;
+            tracing::info!(
+                reservations = s.reservations,
+                circuits = s.circuits,
+                circuits_total = s.circuits_total,
+                ended_with_error = s.circuits_cut,
+                denied = s.denied,
+                "relay"
+            );
+        }
+    };
+    tokio::select! {
+        r = until_stopped() => r?,
+        _ = report => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// `strand run`: until Ctrl-C (or SIGTERM), then a clean shutdown.
+pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
+    let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
+    let node = Node::start(profile, transports.node_config()).await?;
+    let control = {
+        let node = node.clone();
+        let dir = ctx.dir.clone();
+        tokio::spawn(async move { control::serve(node, &dir).await })
+    };
+    for a in node.wait_listening(Duration::from_secs(10)).await {
+        tracing::info!("listening on {a}");
+        println!("listening on {a}");
+    }
+    if let Some(reason) = node.bluetooth_off() {
+        println!("Bluetooth off: {reason}; running without it (--no-ble turns it off quietly)");
+    }
+    for t in node.status().await.transports {
+        if let Some(b) = t.bluetooth {
+            println!("Bluetooth LE on {}", b.adapter);
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        r = control => match r {
+            Ok(Ok(())) => {
+                println!("stopping: asked to over the control socket");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow!(e).context("the control socket failed")),
+            Err(_) => Err(anyhow!("the control socket stopped")),
+        },
+    };
+    let _ = std::fs::remove_file(control::socket_path(&ctx.dir));
+    node.shutdown().await;
+    result
+}
+
+/// `strand run`.
+pub(super) async fn run_node(ctx: &Ctx, transports: &TransportArgs) -> super::Result<()> {
+    Ok(run_node_inner(ctx, transports).await?)
+}
+
+/// `strand relay` (no subcommand).
+pub(super) async fn serve(args: &RelayServerArgs) -> super::Result<()> {
+    Ok(serve_relay(args).await?)
+}

@@ -1,0 +1,640 @@
+//! What a device answers to: every command of the `strand` CLI and the
+//! desktop app is one [`Request`], answered by one [`Reply`] or a
+//! [`Failure`], the same whether the device is a running node reached
+//! over its control socket or a node started for the command
+//! ([`crate::runtime::device::Device`]). Typed both ways: serde enums,
+//! one JSON object per line on the socket.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{hex, GroupAction};
+
+/// A conversation: with a contact, or a private group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Target {
+    /// The 1:1 conversation with the contact of this name.
+    Contact(String),
+    /// The group of this name (or id prefix).
+    Group(String),
+}
+
+impl Target {
+    /// The contact's or group's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Contact(n) | Target::Group(n) => n,
+        }
+    }
+
+    /// As the profile takes it.
+    pub fn conversation(&self) -> crate::Conversation<'_> {
+        match self {
+            Target::Contact(n) => crate::Conversation::Contact(n),
+            Target::Group(n) => crate::Conversation::Group(n),
+        }
+    }
+}
+
+/// A disappearing-message timer to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerSetting {
+    /// Messages stay.
+    Off,
+    /// Messages written from now on disappear after this many ms (5
+    /// minutes to 366 days: [`crate::parse_timer`] reads what people
+    /// write).
+    Lasts(u64),
+}
+
+impl TimerSetting {
+    /// `off`, or such as `5m`, `1h`, `1d`, `1w`, `1y`.
+    pub fn parse(text: &str) -> Result<TimerSetting, String> {
+        Ok(match crate::parse_timer(text)? {
+            None => TimerSetting::Off,
+            Some(ms) => TimerSetting::Lasts(ms),
+        })
+    }
+}
+
+/// What a mailbox command does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum MailboxAction {
+    /// Make this profile the mailbox of the owner whose invite this is.
+    Init {
+        /// The owner's invite code.
+        code: String,
+    },
+    /// Pair the mailbox whose code this is.
+    Add {
+        /// The mailbox's code.
+        code: String,
+    },
+}
+
+/// A request to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// This profile's invite code.
+    Invite,
+    /// Add a contact from their invite code.
+    Add {
+        /// Invite code.
+        code: String,
+        /// The name to give them.
+        name: String,
+    },
+    /// The contacts.
+    Contacts,
+    /// A contact's safety number; with `verified`, mark them verified or
+    /// not first.
+    Verify {
+        /// Contact name.
+        contact: String,
+        /// `Some(true)`: the user compared the numbers and they match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verified: Option<bool>,
+    },
+    /// Write a text.
+    Send {
+        /// Where.
+        to: Target,
+        /// The text.
+        text: String,
+    },
+    /// Send a file.
+    SendFile {
+        /// Where.
+        to: Target,
+        /// The file, as the device's process sees it (absolute).
+        path: PathBuf,
+    },
+    /// Put together a received file and write it into a folder.
+    Save {
+        /// The file message's id (at least 8 hex digits).
+        id: String,
+        /// The folder (absolute).
+        dir: PathBuf,
+    },
+    /// Write a bundle for a removable drive: everything shared with a
+    /// contact, sealed for them, into a new file.
+    Export {
+        /// Contact name.
+        contact: String,
+        /// The new file (absolute).
+        to: PathBuf,
+    },
+    /// Take in a bundle a contact made for this user.
+    Import {
+        /// The bundle (absolute).
+        path: PathBuf,
+    },
+    /// One page of the conversation with a contact, in the order shown (see
+    /// [`crate::Position`]): at most `limit` messages (default and most
+    /// [`READ_PAGE`]) from `from` on (the `next` of the previous page; the
+    /// start if absent). What it returns is marked read.
+    Read {
+        /// Contact name.
+        contact: String,
+        /// Where the page starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Cursor>,
+        /// Most messages in the page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// A conversation's disappearing-message timer; with `set`, set it
+    /// first.
+    Timer {
+        /// Which conversation.
+        of: Target,
+        /// The new timer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<TimerSetting>,
+    },
+    /// Every private group.
+    Groups,
+    /// Create a private group with these contacts.
+    GroupCreate {
+        /// Its name.
+        name: String,
+        /// Contact names.
+        with: Vec<String>,
+    },
+    /// A group's members.
+    GroupMembers {
+        /// Group name (or id prefix).
+        group: String,
+    },
+    /// Change a group.
+    GroupChange {
+        /// Group name (or id prefix).
+        group: String,
+        /// What to do.
+        action: GroupAction,
+    },
+    /// A group's conversation (all of it), marked read.
+    GroupRead {
+        /// Group name (or id prefix).
+        group: String,
+    },
+    /// Carrying for contacts: with `set`, start or stop first.
+    Carry {
+        /// On or off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<bool>,
+    },
+    /// The mailbox pairing; with an action, make or pair one first.
+    Mailbox {
+        /// What to do first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<MailboxAction>,
+    },
+    /// The device's status.
+    Status,
+    /// The relays and the reservations on them.
+    Relays,
+    /// Add a relay to the profile.
+    RelayAdd {
+        /// Its multiaddr, ending in `/p2p/<relay id>`.
+        address: String,
+    },
+    /// Remove a relay from the profile.
+    RelayRemove {
+        /// Its multiaddr.
+        address: String,
+    },
+    /// Stream the device's events ([`crate::NodeEvent`] lines after the
+    /// reply): a running node only.
+    Follow,
+    /// Stop the running node (it replies first): `strand wipe` uses it.
+    Shutdown,
+}
+
+/// What a group change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupOutcome {
+    /// The change was made (a new epoch).
+    Changed,
+    /// The user left.
+    Left,
+    /// The user, not an admin, asked to leave: an admin removes them.
+    AskedToLeave,
+}
+
+/// A device's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// [`Request::Invite`].
+    Invite {
+        /// The code.
+        code: String,
+    },
+    /// [`Request::Add`].
+    Added {
+        /// The new contact.
+        contact: ContactView,
+    },
+    /// [`Request::Contacts`].
+    Contacts {
+        /// Every contact, by name.
+        contacts: Vec<ContactView>,
+    },
+    /// [`Request::Verify`].
+    Safety(SafetyView),
+    /// [`Request::Send`] and [`Request::SendFile`]: written here, queued
+    /// until a session with each recipient takes it.
+    Written {
+        /// Message id, hex.
+        id: String,
+        /// Its time.
+        time: u64,
+    },
+    /// [`Request::Save`].
+    Saved {
+        /// Where the file is now.
+        path: PathBuf,
+    },
+    /// [`Request::Export`].
+    Exported(crate::Exported),
+    /// [`Request::Import`].
+    Imported(crate::Imported),
+    /// [`Request::Read`].
+    Page(ReadPage),
+    /// [`Request::Timer`].
+    Timer(TimerView),
+    /// [`Request::Groups`].
+    Groups {
+        /// Every group, by name.
+        groups: Vec<GroupView>,
+    },
+    /// [`Request::GroupCreate`].
+    GroupCreated {
+        /// Its name.
+        name: String,
+    },
+    /// [`Request::GroupMembers`].
+    Members {
+        /// Members of its newest epoch this device knows.
+        members: Vec<crate::GroupMember>,
+    },
+    /// [`Request::GroupChange`].
+    GroupChanged {
+        /// What it did.
+        outcome: GroupOutcome,
+    },
+    /// [`Request::GroupRead`].
+    GroupMessages {
+        /// Oldest first.
+        messages: Vec<GroupMessageView>,
+    },
+    /// [`Request::Carry`].
+    Carry(crate::CarryStatus),
+    /// [`Request::Mailbox`].
+    Mailbox(MailboxView),
+    /// [`Request::Status`].
+    Status(Box<crate::Status>),
+    /// [`Request::Relays`].
+    Relays {
+        /// The profile's and contacts' relays.
+        relays: Vec<crate::RelayStatus>,
+    },
+    /// [`Request::RelayAdd`] and [`Request::RelayRemove`].
+    Relay {
+        /// The relay, written as the profile keeps it.
+        address: String,
+    },
+    /// [`Request::Follow`]: events follow, one per line.
+    Following,
+    /// [`Request::Shutdown`].
+    Done,
+}
+
+/// Why a request failed: the device changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// What kind of failure (the CLI's exit code follows it).
+    pub kind: FailureKind,
+    /// What went wrong, and why, for people.
+    pub message: String,
+}
+
+/// What kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The request asked for something that cannot be: a value out of
+    /// range, a name that is not there, a code that does not decode.
+    BadInput,
+    /// The request was understood and refused (not an admin, a mailbox).
+    Refused,
+    /// Something failed on the device (the disk, the network).
+    Failed,
+}
+
+impl Failure {
+    /// A bad value in the request.
+    pub fn bad_input(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind: FailureKind::BadInput,
+            message: message.to_string(),
+        }
+    }
+
+    /// Refused.
+    pub fn refused(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind: FailureKind::Refused,
+            message: message.to_string(),
+        }
+    }
+
+    /// Failed on the device.
+    pub fn failed(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind: FailureKind::Failed,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<crate::ProfileError> for Failure {
+    fn from(e: crate::ProfileError) -> Failure {
+        use crate::ProfileError as E;
+        let kind = match &e {
+            E::UnknownContact(_)
+            | E::UnknownGroup(_)
+            | E::Name(_)
+            | E::Invite(_)
+            | E::Key(_)
+            | E::DuplicateContact(_)
+            | E::KeyConflict(_)
+            | E::Timer(_)
+            | E::Relay(_) => FailureKind::BadInput,
+            E::Group(_) | E::Mailbox(_) | E::File(_) | E::Bundle(_) => FailureKind::Refused,
+            _ => FailureKind::Failed,
+        };
+        Failure {
+            kind,
+            message: crate::chain(&e),
+        }
+    }
+}
+
+/// One line of a device's answer on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// It worked.
+    Ok(Reply),
+    /// It did not, and nothing changed.
+    Error(Failure),
+}
+
+impl From<Result<Reply, Failure>> for Answer {
+    fn from(r: Result<Reply, Failure>) -> Answer {
+        match r {
+            Ok(reply) => Answer::Ok(reply),
+            Err(e) => Answer::Error(e),
+        }
+    }
+}
+
+impl From<Answer> for Result<Reply, Failure> {
+    fn from(a: Answer) -> Self {
+        match a {
+            Answer::Ok(reply) => Ok(reply),
+            Answer::Error(e) => Err(e),
+        }
+    }
+}
+
+/// A conversation's timer as a device reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerView {
+    /// How long messages last, ms (0: they stay).
+    pub ms: u64,
+    /// The same for people: `off`, `1 hour`, `4 weeks`.
+    pub label: String,
+}
+
+/// A message as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageView {
+    /// The author's timestamp, ms since the Unix epoch.
+    pub time: u64,
+    /// When it is shown (its place in the conversation): `time`, unless it
+    /// claimed to be no newer than what the user had read or written, and
+    /// then when it arrived.
+    #[serde(default)]
+    pub shown: u64,
+    /// When this device stored it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
+    /// Message id, hex.
+    pub id: String,
+    /// Who wrote it: "me" or the contact's name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Outgoing messages: queued, sent or delivered.
+    pub delivery: Option<String>,
+    /// When it disappears (ms since the Unix epoch), if written under a
+    /// timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// For a file: what it is and how much of it is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+/// A file message as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileView {
+    /// Its name, as its sender gave it.
+    pub name: String,
+    /// Its media type, or empty.
+    pub mime: String,
+    /// Bytes.
+    pub size: u64,
+    /// Parts held here.
+    pub have: usize,
+    /// Parts in all.
+    pub total: usize,
+}
+
+impl FileView {
+    pub(crate) fn of(f: &crate::FileInfo) -> Self {
+        FileView {
+            name: f.name.clone(),
+            mime: f.mime.clone(),
+            size: f.size,
+            have: f.have,
+            total: f.total,
+        }
+    }
+}
+
+/// Most messages in one page of [`Request::Read`]: a long conversation
+/// crosses the socket a page at a time, so neither side holds it whole.
+pub const READ_PAGE: usize = 500;
+
+/// Where a page of a conversation starts: a message's place (shown at,
+/// time, id in hex).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cursor {
+    /// When the message is shown, ms since the Unix epoch (absent: `time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<u64>,
+    /// The author's timestamp, ms since the Unix epoch.
+    pub time: u64,
+    /// Message id, hex.
+    pub id: String,
+}
+
+/// A page of a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadPage {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<Cursor>,
+}
+
+/// A contact as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContactView {
+    /// Name.
+    pub name: String,
+    /// Signing key, hex.
+    pub key: String,
+    /// Whether the user confirmed the safety number with them.
+    #[serde(default)]
+    pub verified: bool,
+    /// Added from a version 1 invite, which could not prove that its keys
+    /// belong together: only the safety number can.
+    #[serde(default)]
+    pub legacy: bool,
+    /// A mailbox: it carries sealed messages and reads nothing.
+    #[serde(default)]
+    pub mailbox: bool,
+    /// Another contact (or you) whose name looks like this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookalike: Option<String>,
+}
+
+impl ContactView {
+    /// The view of a contact record of `p`.
+    pub fn of(p: &crate::Profile, c: &crate::ContactRecord) -> Self {
+        ContactView {
+            name: c.name.clone(),
+            key: hex(&c.public.sign),
+            verified: c.verified,
+            legacy: c.legacy,
+            mailbox: c.mailbox,
+            lookalike: p.lookalike(&c.name),
+        }
+    }
+}
+
+/// A group as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupView {
+    /// Name.
+    pub name: String,
+    /// First 8 hex digits of its id.
+    pub id: String,
+    /// Members of its newest epoch this device knows.
+    pub members: usize,
+    /// Still a member.
+    pub member: bool,
+    /// Why the device cannot write to it now, if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// May add and remove members.
+    pub admin: bool,
+    /// Unread texts.
+    pub unread: u32,
+}
+
+impl GroupView {
+    /// The view of a group summary.
+    pub fn of(g: &crate::GroupSummary) -> Self {
+        GroupView {
+            name: g.name.clone(),
+            id: g.id.clone(),
+            members: g.members,
+            member: g.member,
+            blocked: g.blocked.clone(),
+            admin: g.admin,
+            unread: g.unread,
+        }
+    }
+}
+
+/// A group text as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupMessageView {
+    /// The message (`from` is the author, as the member list names them).
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Whether `from` is the user's own name for the author (themselves
+    /// or a contact), not one another member gave.
+    pub verified: bool,
+    /// Written, by its own time, after its author was removed or left.
+    #[serde(default)]
+    pub late: bool,
+}
+
+impl GroupMessageView {
+    /// The view of a group text.
+    pub fn of(m: &crate::GroupMessage) -> Self {
+        let s = &m.message;
+        GroupMessageView {
+            message: MessageView {
+                time: s.key.time,
+                shown: s.shown,
+                received: s.received,
+                id: hex(&s.key.id.0),
+                from: m.author.clone(),
+                text: s.text.clone(),
+                delivery: s.delivery.map(|d| d.as_str().to_owned()),
+                expires: s.expires,
+                file: s.file.as_ref().map(FileView::of),
+            },
+            verified: m.verified,
+            late: m.late,
+        }
+    }
+}
+
+/// A contact's safety number, as the control socket shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SafetyView {
+    /// The contact.
+    pub contact: ContactView,
+    /// 12 groups of 5 digits, space-separated.
+    pub safety_number: String,
+    /// What its QR code holds.
+    pub qr: String,
+}
+
+/// The mailbox pairing, as `strand mailbox` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxView {
+    /// Whose mailbox this profile is (their contact name).
+    pub owner: Option<String>,
+    /// This profile's mailbox (its contact name).
+    pub mailbox: Option<String>,
+    /// On a mailbox, the code that pairs it on its owner's device;
+    /// otherwise this profile's invite.
+    pub code: String,
+}

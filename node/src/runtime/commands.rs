@@ -1,0 +1,327 @@
+//! Every command a device takes, implemented once: [`Node::handle`]. A
+//! running node answers its control socket with it; the CLI and the app
+//! call it on a node they started for the purpose when none runs
+//! ([`super::device::Device`]). So no command has a second
+//! implementation, and a command does the same with or without a node
+//! running (a text written offline is sealed for carriers as one written
+//! online is, a contact added offline is told you carry, …).
+
+use std::path::Path;
+
+use super::api::{
+    ContactView, Cursor, Failure, GroupMessageView, GroupOutcome, GroupView, MailboxAction,
+    MailboxView, MessageView, ReadPage, Reply, Request, SafetyView, Target, TimerSetting,
+    TimerView, READ_PAGE,
+};
+use super::Node;
+use crate::{hex, GroupAction, Profile, ProfileError};
+
+impl Node {
+    /// Answers one request. Every failure leaves the profile as it was.
+    /// [`Request::Follow`] and [`Request::Shutdown`] are for the control
+    /// socket, which answers them itself; here they are refused.
+    pub async fn handle(&self, request: Request) -> Result<Reply, Failure> {
+        match request {
+            Request::Invite => Ok(Reply::Invite {
+                code: self.profile().invite()?.to_text(),
+            }),
+            Request::Add { code, name } => {
+                let c = self.add_contact(code.trim(), &name).await?;
+                Ok(Reply::Added {
+                    contact: ContactView::of(self.profile(), &c),
+                })
+            }
+            Request::Contacts => Ok(Reply::Contacts {
+                contacts: contacts(self.profile()),
+            }),
+            Request::Verify { contact, verified } => {
+                let p = self.profile().clone();
+                let view = blocking(move || verify(&p, &contact, verified)).await?;
+                Ok(Reply::Safety(view))
+            }
+            Request::Send { to, text } => {
+                if text.is_empty() {
+                    return Err(Failure::bad_input("nothing to send: the message is empty"));
+                }
+                let key = match &to {
+                    Target::Contact(c) => self.send(c, &text).await?,
+                    Target::Group(g) => self.send_group(g, &text).await?,
+                };
+                Ok(Reply::Written {
+                    id: hex(&key.id.0),
+                    time: key.time,
+                })
+            }
+            Request::SendFile { to, path } => {
+                let key = self.send_file(to.conversation(), &path).await?;
+                Ok(Reply::Written {
+                    id: hex(&key.id.0),
+                    time: key.time,
+                })
+            }
+            Request::Save { id, dir } => {
+                let p = self.profile().clone();
+                let path = blocking(move || p.save_file(&id, &dir)).await?;
+                Ok(Reply::Saved { path })
+            }
+            Request::Export { contact, to } => {
+                Ok(Reply::Exported(self.export_bundle(&contact, &to).await?))
+            }
+            Request::Import { path } => Ok(Reply::Imported(self.import_bundle(&path).await?)),
+            Request::Read {
+                contact,
+                from,
+                limit,
+            } => {
+                let p = self.profile().clone();
+                let page = blocking(move || read_page(&p, &contact, from.as_ref(), limit)).await?;
+                Ok(Reply::Page(page))
+            }
+            Request::Timer { of, set } => {
+                if let Some(set) = set {
+                    let lasts = match set {
+                        TimerSetting::Off => None,
+                        TimerSetting::Lasts(ms) => Some(ms),
+                    };
+                    let group = matches!(of, Target::Group(_));
+                    self.set_timer(of.name(), group, lasts).await?;
+                }
+                let p = self.profile().clone();
+                let t = blocking(move || match &of {
+                    Target::Contact(c) => p.timer(c),
+                    Target::Group(g) => p.group_timer(g),
+                })
+                .await?;
+                Ok(Reply::Timer(TimerView {
+                    ms: t.unwrap_or(0),
+                    label: crate::timer_label(t),
+                }))
+            }
+            Request::Groups => {
+                let p = self.profile().clone();
+                let groups = blocking(move || p.groups()).await?;
+                Ok(Reply::Groups {
+                    groups: groups.iter().map(GroupView::of).collect(),
+                })
+            }
+            Request::GroupCreate { name, with } => {
+                self.create_group(&name, &with).await?;
+                Ok(Reply::GroupCreated {
+                    name: name.trim().to_owned(),
+                })
+            }
+            Request::GroupMembers { group } => {
+                let p = self.profile().clone();
+                let members = blocking(move || p.group_members(&group)).await?;
+                Ok(Reply::Members { members })
+            }
+            Request::GroupChange { group, action } => {
+                let leaving = action == GroupAction::Leave;
+                self.change_group(&group, action).await?;
+                let outcome = if !leaving {
+                    GroupOutcome::Changed
+                } else {
+                    let p = self.profile().clone();
+                    let still = blocking(move || {
+                        Ok::<_, ProfileError>(
+                            p.groups()?.iter().any(|g| g.name == group && g.member),
+                        )
+                    })
+                    .await?;
+                    if still {
+                        GroupOutcome::AskedToLeave
+                    } else {
+                        GroupOutcome::Left
+                    }
+                };
+                Ok(Reply::GroupChanged { outcome })
+            }
+            Request::GroupRead { group } => {
+                let p = self.profile().clone();
+                let messages = blocking(move || {
+                    let messages = p.group_conversation(&group)?;
+                    p.mark_group_read(&group)?;
+                    Ok::<_, ProfileError>(messages)
+                })
+                .await?;
+                Ok(Reply::GroupMessages {
+                    messages: messages.iter().map(GroupMessageView::of).collect(),
+                })
+            }
+            Request::Carry { set } => Ok(Reply::Carry(match set {
+                Some(on) => self.set_carrying(on).await?,
+                None => self.carry_status(),
+            })),
+            Request::Mailbox { action } => {
+                match action {
+                    Some(MailboxAction::Init { code }) => {
+                        self.become_mailbox(code.trim()).await?;
+                    }
+                    Some(MailboxAction::Add { code }) => {
+                        self.pair_mailbox(code.trim()).await?;
+                    }
+                    None => {}
+                }
+                let p = self.profile().clone();
+                Ok(Reply::Mailbox(blocking(move || mailbox_view(&p)).await?))
+            }
+            Request::Status => Ok(Reply::Status(Box::new(self.status().await))),
+            Request::Relays => Ok(Reply::Relays {
+                relays: self.relays().await,
+            }),
+            Request::RelayAdd { address } => Ok(Reply::Relay {
+                address: self.add_relay(&address).await?.address,
+            }),
+            Request::RelayRemove { address } => match self.remove_relay(&address).await? {
+                Some(c) => Ok(Reply::Relay { address: c.address }),
+                None => Err(Failure::bad_input(format!(
+                    "{} is not in the relay list (see `strand relay list`)",
+                    address.trim()
+                ))),
+            },
+            Request::Follow | Request::Shutdown => Err(Failure::refused(
+                "only a running node's control socket follows events or shuts down",
+            )),
+        }
+    }
+}
+
+/// Runs store work off the async workers.
+async fn blocking<T: Send + 'static, E: Into<Failure> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(Failure::failed(format!("the device's worker failed: {e}"))),
+    }
+}
+
+/// `contact`'s safety number, after marking them verified or not if
+/// `verified` says.
+pub fn verify(
+    p: &Profile,
+    contact: &str,
+    verified: Option<bool>,
+) -> Result<SafetyView, ProfileError> {
+    let c = match verified {
+        Some(v) => p.set_verified(contact, v, &mut crate::os_rng())?,
+        None => p.contact(contact)?,
+    };
+    let n = p.safety_number(&c);
+    Ok(SafetyView {
+        contact: ContactView::of(p, &c),
+        safety_number: n.to_string(),
+        qr: n.qr_payload(),
+    })
+}
+
+fn view(contact: &str, m: crate::StoredMessage) -> MessageView {
+    MessageView {
+        time: m.key.time,
+        shown: m.shown,
+        received: m.received,
+        id: hex(&m.key.id.0),
+        from: if m.outgoing {
+            "me".to_owned()
+        } else {
+            contact.to_owned()
+        },
+        text: m.text,
+        delivery: m.delivery.map(|d| d.as_str().to_owned()),
+        expires: m.expires,
+        file: m.file.as_ref().map(super::api::FileView::of),
+    }
+}
+
+/// The whole conversation as [`MessageView`]s (small ones: the demo).
+pub fn conversation(p: &Profile, contact: &str) -> Result<Vec<MessageView>, ProfileError> {
+    Ok(p.conversation(contact)?
+        .into_iter()
+        .map(|m| view(contact, m))
+        .collect())
+}
+
+/// One page of the conversation with `contact` (see [`Request::Read`]),
+/// marked read: it is being shown.
+pub fn read_page(
+    p: &Profile,
+    contact: &str,
+    from: Option<&Cursor>,
+    limit: Option<usize>,
+) -> Result<ReadPage, Failure> {
+    let limit = limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE);
+    let start = match from {
+        None => crate::Position::MIN,
+        Some(c) => crate::Position {
+            shown: c.shown.unwrap_or(c.time),
+            key: strand_sync::Key {
+                time: c.time,
+                id: strand_sync::MessageId(unhex32(&c.id).ok_or_else(|| {
+                    Failure::bad_input(format!("bad cursor: {:?} is not a message id", c.id))
+                })?),
+            },
+        },
+    };
+    let mut page = p.conversation_page(contact, &start, limit + 1)?;
+    let next = (page.len() > limit).then(|| {
+        let m = page.pop().expect("limit + 1 messages");
+        Cursor {
+            shown: Some(m.shown),
+            time: m.key.time,
+            id: hex(&m.key.id.0),
+        }
+    });
+    if let Some(last) = page.last() {
+        p.mark_read(contact, &last.position())?;
+    }
+    Ok(ReadPage {
+        messages: page.into_iter().map(|m| view(contact, m)).collect(),
+        next,
+    })
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The mailbox pairing of `p`.
+pub fn mailbox_view(p: &Profile) -> Result<MailboxView, ProfileError> {
+    let mailbox = p.mailbox()?.and_then(|m| {
+        p.contacts()
+            .into_iter()
+            .find(|c| c.public == m.public)
+            .map(|c| c.name)
+    });
+    Ok(MailboxView {
+        owner: p.mailbox_of()?.map(|o| o.name),
+        mailbox,
+        code: match p.mailbox_code()? {
+            Some(code) => code,
+            None => p.invite()?.to_text(),
+        },
+    })
+}
+
+/// The contacts as [`ContactView`]s.
+pub fn contacts(p: &Profile) -> Vec<ContactView> {
+    p.contacts().iter().map(|c| ContactView::of(p, c)).collect()
+}
+
+/// Whether a path can cross the control socket: UTF-8 only (any other
+/// would name a different file on the node's side).
+pub fn utf8_path(path: &Path) -> Result<(), Failure> {
+    match path.to_str() {
+        Some(_) => Ok(()),
+        None => Err(Failure::bad_input(format!(
+            "{}: use a path that is valid UTF-8",
+            path.display()
+        ))),
+    }
+}

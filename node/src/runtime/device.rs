@@ -1,0 +1,151 @@
+//! One way into a device: a [`Device`] is either the profile's running
+//! node, reached over its control socket, or a node started for the
+//! command on the profile (offline: its writer and carrier, no
+//! transports). Every `strand` command and every action of the desktop
+//! app is one [`Device::call`]; both kinds answer it with
+//! [`Node::handle`], so nothing has a second implementation.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncBufReadExt;
+
+use super::api::{Answer, Failure, Reply, Request};
+use super::control;
+use crate::{Node, NodeConfig, NodeError, NodeEvent, Profile, ProfileError};
+
+/// A profile's device: its running node, or one started for the caller.
+#[derive(Debug, Clone)]
+pub enum Device {
+    /// A node runs on the profile (`strand run`, the app): requests go
+    /// over its control socket.
+    Running(PathBuf),
+    /// No node ran: this one was started offline on the profile, and
+    /// holds it until [`Device::close`].
+    Offline(Node),
+    /// A node this process runs with its transports (the desktop app).
+    Local(Node),
+}
+
+/// Why a device could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The profile could not be opened (none there, a wrong passphrase,
+    /// in use by a node that did not answer).
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The node could not start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The running node's socket failed.
+    #[error("talking to the running node")]
+    Control(#[source] std::io::Error),
+    /// The passphrase could not be had (it is asked for only when no node
+    /// runs).
+    #[error("{0}")]
+    Passphrase(String),
+}
+
+impl Device {
+    /// The device of the profile in `dir`: its running node if one
+    /// answers on the control socket; else the profile, unlocked with the
+    /// passphrase `passphrase` gives, with a node started offline on it.
+    pub async fn open(
+        dir: &Path,
+        passphrase: impl FnOnce() -> Result<zeroize::Zeroizing<String>, String>,
+    ) -> Result<Device, OpenError> {
+        if Self::running(dir).await.map_err(OpenError::Control)? {
+            return Ok(Device::Running(dir.to_path_buf()));
+        }
+        if !Profile::exists(dir) {
+            return Err(ProfileError::NotFound(dir.to_path_buf()).into());
+        }
+        let pass = passphrase().map_err(OpenError::Passphrase)?;
+        let profile = Profile::open(dir, &pass)?;
+        let node = Node::start(profile, NodeConfig::offline()).await?;
+        Ok(Device::Offline(node))
+    }
+
+    /// Whether a node answers on `dir`'s control socket.
+    pub async fn running(dir: &Path) -> std::io::Result<bool> {
+        Ok(control::request(dir, &Request::Status).await?.is_some())
+    }
+
+    /// Whether a node with transports answers (not one started offline).
+    pub fn is_running(&self) -> bool {
+        !matches!(self, Device::Offline(_))
+    }
+
+    /// Answers one request.
+    pub async fn call(&self, request: Request) -> Result<Reply, Failure> {
+        match self {
+            Device::Running(dir) => match control::request(dir, &request).await {
+                Ok(Some((answer, _))) => answer.into(),
+                Ok(None) => Err(Failure::failed(
+                    "the running node stopped (start it again, or run the command again)",
+                )),
+                Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
+            },
+            Device::Offline(node) | Device::Local(node) => node.handle(request).await,
+        }
+    }
+
+    /// The node's events from now on, one at a time, until it stops: a
+    /// running node only (an offline one has no links to hear from).
+    pub async fn follow(&self) -> Result<Events, Failure> {
+        match self {
+            Device::Running(dir) => match control::request(dir, &Request::Follow).await {
+                Ok(Some((Answer::Ok(_), lines))) => Ok(Events::Socket(lines)),
+                Ok(Some((Answer::Error(e), _))) => Err(e),
+                Ok(None) => Err(Failure::failed("the running node stopped")),
+                Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
+            },
+            Device::Local(node) => Ok(Events::Local(node.subscribe())),
+            Device::Offline(_) => Err(Failure::refused(
+                "following needs a running node (`strand run`)",
+            )),
+        }
+    }
+
+    /// Lets go of the profile: an offline node stops (what it wrote is
+    /// committed); a running one goes on.
+    pub async fn close(self) {
+        if let Device::Offline(node) = self {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// A device's events ([`Device::follow`]).
+pub enum Events {
+    /// Lines from a running node's control socket.
+    Socket(tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>),
+    /// A node in this process.
+    Local(tokio::sync::broadcast::Receiver<NodeEvent>),
+}
+
+impl Events {
+    /// The next event; `None` once the node stopped.
+    pub async fn next(&mut self) -> Option<NodeEvent> {
+        match self {
+            Events::Socket(lines) => loop {
+                let mut line = String::new();
+                match lines.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {
+                        if let Ok(e) = serde_json::from_str(&line) {
+                            return Some(e);
+                        }
+                    }
+                }
+            },
+            Events::Local(rx) => loop {
+                match rx.recv().await {
+                    Ok(e) => return Some(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            },
+        }
+    }
+}
