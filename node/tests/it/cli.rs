@@ -1221,3 +1221,273 @@ fn what_a_contact_writes_cannot_drive_the_terminal() {
         .collect();
     assert_eq!(names, ["invoicegpj.sh"]);
 }
+
+/// Issue 27: a text written with `strand send` while no node runs is
+/// carried as one written through a running node. Alice knows Bob
+/// carries; she writes to Carol with her node down, then meets only Bob;
+/// Bob brings it to Carol. (It used to stay at Alice's: offline sending
+/// never sealed it for carriers, and a starting node did not either.)
+#[test]
+fn a_text_written_offline_is_carried_to_someone_never_met() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let c = User::init(tmp.path(), "carol");
+    for (x, y, yname, xname) in [(&b, &c, "carol", "bob"), (&a, &c, "carol", "alice")] {
+        x.ok(&["add", &y.invite(), "--name", yname]);
+        y.ok(&["add", &x.invite(), "--name", xname]);
+    }
+    let status = |u: &User| -> Value { serde_json::from_str(&u.ok(&["carry", "--json"])).unwrap() };
+    b.ok(&["carry", "on"]);
+    let (b_run, b_addr) = b.run(&[]);
+    let _b_run = Killed(b_run);
+    {
+        let (a_run, _) = a.run(&[&b_addr]);
+        let _a_run = Killed(a_run);
+        eventually("Alice learns Bob carries", Duration::from_secs(60), || {
+            status(&a)["carriers"] == 1
+        });
+    }
+    // Alice's node is down: this goes through a node started for it.
+    let sent = a.ok(&["send", "carol", "written with no node running"]);
+    assert!(sent.contains("Queued for carol"), "{sent}");
+    assert_eq!(status(&a)["spreading"], 1, "sealed for carriers at once");
+    {
+        let (a_run, _) = a.run(&[&b_addr]);
+        let _a_run = Killed(a_run);
+        eventually("Bob holds an envelope", Duration::from_secs(60), || {
+            status(&b)["held"] == 1
+        });
+    }
+    let (c_run, _) = c.run(&[&b_addr]);
+    let _c_run = Killed(c_run);
+    eventually("Carol reads it", Duration::from_secs(60), || {
+        c.read("alice")
+            .iter()
+            .any(|m| m["text"] == "written with no node running")
+    });
+}
+
+/// Issue 27: a text Bob writes to Alice with his node down reaches
+/// Alice's mailbox when Bob's node next meets only the mailbox, and Alice
+/// gets it from there.
+#[test]
+fn a_text_written_offline_waits_at_the_mailbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, ann) = pair(tmp.path());
+    let max = User::init(tmp.path(), "max");
+    let init = max.ok(&["mailbox", "init", &owen.invite()]);
+    let code = init
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .strip_prefix("strand mailbox add ")
+        .unwrap()
+        .to_owned();
+    owen.ok(&["mailbox", "add", &code]);
+    let (m_run, m_addr) = max.run(&[]);
+    let _m_run = Killed(m_run);
+    {
+        let (o_run, o_addr) = owen.run(&[&m_addr]);
+        let _o_run = Killed(o_run);
+        let (a_run, _) = ann.run(&[&o_addr, &m_addr]);
+        let _a_run = Killed(a_run);
+        eventually(
+            "Bob knows the mailbox carries",
+            Duration::from_secs(60),
+            || {
+                ann.ok(&["carry"])
+                    .contains("Contacts who carry for you: 1.")
+            },
+        );
+    }
+    // Bob's node is down.
+    ann.ok(&["send", "alice", "left with no node running"]);
+    {
+        let (a_run, _) = ann.run(&[&m_addr]);
+        let _a_run = Killed(a_run);
+        eventually("the mailbox holds it", Duration::from_secs(60), || {
+            max.ok(&["carry"]).contains(": 1 held")
+        });
+    }
+    let (o_run, _) = owen.run(&[&m_addr]);
+    let _o_run = Killed(o_run);
+    eventually("Alice reads Bob's note", Duration::from_secs(60), || {
+        owen.read("bob")
+            .iter()
+            .any(|m| m["text"] == "left with no node running")
+    });
+}
+
+/// Issue 27: every command gives the same result whether a node runs on
+/// the profile or not: the same output (ids, times and the profile's
+/// folder aside) and the same exit code, errors included. One profile,
+/// copied: the table runs on one copy with no node and on the other
+/// through a running `strand run`. (`status` and `relay list` describe
+/// the node itself, and `run`, `init`, `wipe`, `demo` are not commands on
+/// a profile's device; they are tested elsewhere.)
+#[test]
+fn every_command_does_the_same_with_or_without_a_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let c = User::init(tmp.path(), "carol");
+    a.ok(&["add", &c.invite(), "--name", "carol"]);
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, b"a few notes\n").unwrap();
+    let bundle_from_bob = tmp.path().join("from-bob.strand");
+    b.ok(&["send", "alice", "for the drive"]);
+    b.ok(&["export", "alice", "--to", bundle_from_bob.to_str().unwrap()]);
+    // Two copies of Alice's profile: one with no node, one with a node.
+    let copy = |to: &str| {
+        let dir = tmp.path().join(to);
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&a.dir)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        User {
+            dir,
+            pass: a.pass.clone(),
+        }
+    };
+    let (offline, online) = (copy("alice-offline"), copy("alice-online"));
+    let (run, _) = online.run(&[]);
+    let _run = Killed(run);
+    let saves = |u: &User| u.dir.with_extension("saved");
+    let table: Vec<Vec<String>> = [
+        "invite",
+        "contacts",
+        "contacts --json",
+        "verify bob",
+        "verify bob --confirm",
+        "verify nobody",
+        "send bob hello",
+        "send nobody hello",
+        "send bob --file FILE",
+        "read bob",
+        "read nobody",
+        "timer bob 1h",
+        "timer bob",
+        "timer bob 4m",
+        "timer bob off",
+        "import BUNDLE",
+        "import BUNDLE",
+        "read bob",
+        "export bob --to OUT",
+        "export bob --to OUT",
+        "group create desk --with bob,carol",
+        "group create desk --with nobody",
+        "group list",
+        "group members desk",
+        "group send desk hi",
+        "group read desk",
+        "group timer desk 1d",
+        "group timer desk",
+        "group admin desk bob",
+        "group remove desk carol",
+        "group remove desk nobody",
+        "group add desk nobody",
+        "group explode desk",
+        "group send nowhere hi",
+        "group leave desk",
+        "group list",
+        "carry",
+        "carry on",
+        "carry --json",
+        "carry off",
+        "mailbox",
+        "mailbox add strand1notacode",
+        "relay add /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "relay add nonsense",
+        "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+    ]
+    .iter()
+    .map(|l| l.split(' ').map(str::to_owned).collect())
+    .collect();
+    let hex = |s: &str| {
+        let mut out = String::new();
+        let mut run = String::new();
+        for ch in s.chars() {
+            if ch.is_ascii_hexdigit() {
+                run.push(ch);
+                continue;
+            }
+            out.push_str(if run.len() >= 8 { "HEX" } else { &run });
+            run.clear();
+            out.push(ch);
+        }
+        out.push_str(if run.len() >= 8 { "HEX" } else { &run });
+        out
+    };
+    let normal = |u: &User, text: &[u8]| -> String {
+        let text = String::from_utf8_lossy(text)
+            .replace(&u.dir.display().to_string(), "PROFILE")
+            .replace(&saves(u).display().to_string(), "SAVED");
+        let text: String = text
+            .lines()
+            .map(|l| {
+                // Times: "2026-11-23 12:00:00" and ms since the epoch.
+                let mut l = l.to_owned();
+                while let Some(i) = l.find("20") {
+                    let t = &l[i..];
+                    if t.len() >= 19 && t.as_bytes()[4] == b'-' && t.as_bytes()[13] == b':' {
+                        l.replace_range(i..i + 19, "TIME");
+                    } else {
+                        break;
+                    }
+                }
+                l
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        hex(&text)
+    };
+    let run_table = |u: &User| -> Vec<(Option<i32>, String, String)> {
+        let out_file = u.dir.with_extension("bundle");
+        table
+            .iter()
+            .map(|args| {
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|a| match a.as_str() {
+                        "FILE" => file.display().to_string(),
+                        "BUNDLE" => bundle_from_bob.display().to_string(),
+                        "OUT" => out_file.display().to_string(),
+                        other => other.to_owned(),
+                    })
+                    .collect();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let out = u.cmd(&args);
+                let text = normal(u, &out.stdout).replace(&out_file.display().to_string(), "OUT");
+                let err = normal(u, &out.stderr).replace(&out_file.display().to_string(), "OUT");
+                (out.status.code(), text, err)
+            })
+            .collect()
+    };
+    let without = run_table(&offline);
+    let with = run_table(&online);
+    if std::env::var("SHOW_TABLE").is_ok() {
+        for ((args, w), o) in table.iter().zip(&with).zip(&without) {
+            eprintln!("== {}\n{w:?}\n{o:?}", args.join(" "));
+        }
+    }
+    for ((args, w), o) in table.iter().zip(&with).zip(&without) {
+        assert_eq!(
+            w,
+            o,
+            "`strand {}` differs with a node running (left) and without (right)",
+            args.join(" ")
+        );
+    }
+    // And it did what it says, both ways.
+    for u in [&offline, &online] {
+        assert!(u
+            .read("bob")
+            .iter()
+            .any(|m| m["text"] == "hello" && m["from"] == "me"));
+        assert!(u.read("bob").iter().any(|m| m["text"] == "for the drive"));
+    }
+}
