@@ -38,7 +38,7 @@
 //! of its newest welcomed epoch while it has not seen the group change
 //! ([`Chain::take_welcome`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -650,7 +650,9 @@ impl Epoch {
                 match open_box(me, "strand/v2/group-box", &eph_public, sealed, &self.id())
                     .filter(|key| key_commitment(&self.id(), key) == commit)
                 {
-                    Some(key) => Next::Opened(self.child(next_id, msg.id(), listed.clone(), key)),
+                    Some(key) => {
+                        Next::Opened(Box::new(self.child(next_id, msg.id(), listed.clone(), key)))
+                    }
                     None => Next::Pending,
                 }
             }
@@ -1136,7 +1138,7 @@ fn decode_members(r: &mut Reader<'_>) -> Result<Vec<Member>, GroupError> {
 #[derive(Debug, Clone)]
 pub enum Next {
     /// The reader is in it and holds its key.
-    Opened(Epoch),
+    Opened(Box<Epoch>),
     /// The reader is in it, but its box did not open to the committed key
     /// (yet: another member may hand it over).
     Pending,
@@ -1493,8 +1495,12 @@ impl Chain {
                         .filter(|key| key_commitment(&id, key) == t.commit);
                     if let Some(key) = key {
                         let change = t.key.id;
-                        t.next =
-                            Next::Opened(epoch.child(t.next_id, change, t.members.clone(), key));
+                        t.next = Next::Opened(Box::new(epoch.child(
+                            t.next_id,
+                            change,
+                            t.members.clone(),
+                            key,
+                        )));
                         break;
                     }
                 }
@@ -1504,7 +1510,7 @@ impl Chain {
                     if let std::collections::btree_map::Entry::Vacant(slot) =
                         self.epochs.entry(next.id())
                     {
-                        slot.insert(next.clone());
+                        slot.insert((**next).clone());
                         opened.push(next.id());
                         todo.push(next.id());
                     }
@@ -1526,7 +1532,7 @@ impl Chain {
         let creator = self.epochs.values().next().map(|e| e.creator);
         // Per epoch: its winner, and who its branch (the winner's change
         // and every winner after it) removes by the creator or sees leave.
-        let mut info: HashMap<GroupId, (Option<usize>, BTreeSet<AuthorId>)> = HashMap::new();
+        let mut info: BTreeMap<GroupId, (Option<usize>, BTreeSet<AuthorId>)> = BTreeMap::new();
         // Post-order over the tree from every entry, without recursion
         // (chains may be long).
         let mut stack: Vec<(GroupId, bool)> = self.entries.iter().map(|e| (e.id, false)).collect();

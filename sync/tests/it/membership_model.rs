@@ -343,9 +343,9 @@ impl Model {
         }
         if let Head::Member(head) = chain.head() {
             let head = head.clone();
-            for change in chain.reissue(&me) {
+            // One change at a time: the next one on the new head, next round.
+            if let Some(change) = chain.reissue(&me).into_iter().next() {
                 wrote |= self.make(i, &head, change);
-                break; // the next one on the new head, next round
             }
         }
         wrote
@@ -895,18 +895,11 @@ proptest! {
 
     #[test]
     fn hostile_members_cannot_bend_membership((n, hostile, admins, seed, ops) in schedule()) {
-        let started = std::time::Instant::now();
         let mut model = Model::new(n, &hostile, admins, seed);
-        let count = ops.len();
         for op in ops {
             model.apply(op);
         }
-        let applied = started.elapsed();
         model.heal();
-        if std::env::var("MODEL_TIMES").is_ok() {
-            let epochs: usize = model.devs.iter().map(|d| d.chains.iter().map(|c| c.epochs().count()).sum::<usize>()).sum();
-            eprintln!("{n} members, {count} ops: {applied:?} then healed at {:?}, {epochs} epochs held", started.elapsed());
-        }
         model.check()?;
     }
 }

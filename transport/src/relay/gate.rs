@@ -251,15 +251,15 @@ impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
     ) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, info }) => {
-                match (protocol, info) {
-                    (futures::future::Either::Left(protocol), Either::Left(info)) => self
-                        .inner
+                // A denied upgrade never completes; a stream taken while
+                // closed is dropped.
+                if let (futures::future::Either::Left(protocol), Either::Left(info)) =
+                    (protocol, info)
+                {
+                    self.inner
                         .on_connection_event(ConnectionEvent::FullyNegotiatedInbound(
                             FullyNegotiatedInbound { protocol, info },
-                        )),
-                    // A denied upgrade never completes; a stream taken
-                    // while closed is dropped.
-                    _ => {}
+                        ))
                 }
             }
             ConnectionEvent::ListenUpgradeError(ListenUpgradeError { info, error }) => {
