@@ -14,6 +14,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use strand_node::runtime::api::{Failure, Reply, Request};
+use strand_node::runtime::device::Device;
 use strand_node::{KdfParams, Node, NodeConfig, NodeError, NodeEvent, Profile};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
@@ -111,7 +113,9 @@ pub(crate) struct Core {
     ui: slint::Weak<AppWindow>,
     pub backend: Backend,
     runtime: Option<tokio::runtime::Runtime>,
-    pub node: Option<Node>,
+    /// The unlocked profile's device: a node with the app's transports.
+    /// Every action and every read goes through it ([`Core::call`]).
+    pub device: Option<Device>,
     /// The conversation on screen, if the chats screen shows one.
     pub open: Option<String>,
     /// Whether the chats screen is showing (messages there count as read).
@@ -132,21 +136,20 @@ impl Core {
         let _ = self.ui.upgrade_in_event_loop(f);
     }
 
-    /// Runs `f` on the unlocked profile; `None` while locked.
-    pub fn with_profile<R>(&self, f: impl FnOnce(&Profile) -> R) -> Option<R> {
-        self.node.as_ref().map(|n| n.with_profile(f))
+    /// Asks the device; `None` while locked.
+    pub fn call(&self, request: Request) -> Option<Result<Reply, Failure>> {
+        let device = self.device.as_ref()?;
+        self.block_on(device.call(request))
+    }
+
+    /// Whether a profile is unlocked.
+    pub fn unlocked(&self) -> bool {
+        self.device.is_some()
     }
 
     /// Runs a future of the node to completion on its runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
         self.runtime.as_ref().map(|rt| rt.block_on(f))
-    }
-
-    /// Runs `f` inside the node runtime's context (for calls that spawn).
-    pub fn in_runtime<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
-        let rt = self.runtime.as_ref()?;
-        let _guard = rt.enter();
-        Some(f())
     }
 
     /// Starts the node on an unlocked profile, with the event forwarder and
@@ -190,7 +193,7 @@ impl Core {
                 backend.job(crate::adapters::on_tick);
             }
         });
-        self.node = Some(node);
+        self.device = Some(Device::Local(node));
         self.runtime = Some(runtime);
         Ok(())
     }
@@ -200,9 +203,9 @@ impl Core {
     pub fn stop(&mut self) {
         self.open = None;
         self.open_group = None;
-        let node = self.node.take();
+        let device = self.device.take();
         if let Some(rt) = self.runtime.take() {
-            if let Some(node) = node {
+            if let Some(Device::Local(node) | Device::Offline(node)) = device {
                 rt.block_on(node.shutdown());
             }
             rt.shutdown_timeout(Duration::from_secs(1));
@@ -219,7 +222,7 @@ pub(crate) fn spawn(options: Options, ui: slint::Weak<AppWindow>) -> (Backend, J
         ui,
         backend: backend.clone(),
         runtime: None,
-        node: None,
+        device: None,
         open: None,
         chats_visible: true,
         open_group: None,

@@ -231,9 +231,12 @@ pub enum ProfileError {
     /// No contact by that name.
     #[error("no contact named {0:?}")]
     UnknownContact(String),
-    /// That contact (or name) is already there.
-    #[error("already a contact: {0:?}")]
+    /// This person is already a contact, under this name.
+    #[error("this person is already your contact {0:?}")]
     DuplicateContact(String),
+    /// Another contact has this name.
+    #[error("you already have a contact named {0:?}: pick another name for this person")]
+    NameTaken(String),
     /// An invite with a contact's signing key but other keys: someone may
     /// be impersonating them. The contact is left as it is.
     #[error("this invite has the signing key of your contact {0:?} but a different encryption key: someone may be impersonating them. {0:?} is unchanged (a contact's keys never change); a real new identity has two new keys, and its invite can be added under another name")]

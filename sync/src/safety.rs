@@ -65,14 +65,25 @@ impl SafetyNumber {
     /// Whether `text` (typed with any spacing, or read from a QR code) is
     /// this number.
     pub fn matches(&self, text: &str) -> bool {
-        let text = text.trim();
-        let text = text.strip_prefix(SAFETY_QR_PREFIX).unwrap_or(text);
-        let digits: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .collect();
-        subtle::ConstantTimeEq::ct_eq(digits.as_bytes(), self.digits.as_bytes()).into()
+        subtle::ConstantTimeEq::ct_eq(digits_of(text).as_bytes(), self.digits.as_bytes()).into()
     }
+
+    /// The number `text` holds (typed with any spacing, or a QR code's
+    /// payload), if it is one.
+    pub fn read(text: &str) -> Option<SafetyNumber> {
+        let digits = digits_of(text);
+        (digits.len() == SAFETY_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(SafetyNumber { digits })
+    }
+}
+
+/// `text` without the QR prefix, spaces and dashes.
+fn digits_of(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix(SAFETY_QR_PREFIX).unwrap_or(text);
+    text.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect()
 }
 
 impl std::fmt::Display for SafetyNumber {

@@ -2,6 +2,7 @@
 //! code checked as it is typed.
 
 use slint::ComponentHandle;
+use strand_node::runtime::api::{Reply, Request};
 use strand_sync::Invite;
 
 use crate::backend::{Backend, Core};
@@ -145,12 +146,13 @@ pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
 }
 
 fn add(core: &mut Core, code: &str, name: &str) {
-    let Some(node) = core.node.clone() else {
-        return;
+    let request = Request::Add {
+        code: code.to_owned(),
+        name: name.to_owned(),
     };
-    match core.block_on(node.add_contact(code, name)) {
-        Some(Ok(record)) => {
-            let name = record.name;
+    match core.call(request) {
+        Some(Ok(Reply::Added { contact })) => {
+            let name = contact.name;
             core.ui(|ui| {
                 let a = ui.global::<AddContactAdapter>();
                 a.set_busy(false);
@@ -162,17 +164,9 @@ fn add(core: &mut Core, code: &str, name: &str) {
             core.chats_visible = true;
             super::conversation::open(core, name);
         }
-        None => {}
+        None | Some(Ok(_)) => {}
         Some(Err(e)) => {
-            let message = match e {
-                strand_node::ProfileError::DuplicateContact(n) => {
-                    format!("You already have a contact “{n}”: pick another name, or this person is already added.")
-                }
-                strand_node::ProfileError::KeyConflict(n) => format!(
-                    "This invite shares a key with your contact “{n}” but not the other: someone may be impersonating them. “{n}” is unchanged: a contact's keys never change. A real new identity has two new keys and can be added under another name."
-                ),
-                other => strand_node::chain(&other),
-            };
+            let message = e.message;
             core.ui(move |ui| {
                 let a = ui.global::<AddContactAdapter>();
                 a.set_busy(false);

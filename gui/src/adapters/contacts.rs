@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelRc, VecModel};
+use strand_node::runtime::api::{ContactView, Reply, Request};
 use strand_node::ContactSummary;
 use strand_node::Seen;
 
@@ -56,12 +57,9 @@ pub(crate) struct Trust {
     pub warning: String,
 }
 
-/// [`Trust`] of `name` in `p`.
-pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
-    let Ok(c) = p.contact(name) else {
-        return Trust::default();
-    };
-    let warning = match (p.lookalike(name), c.verified, c.legacy) {
+/// [`Trust`] of a contact, as the device shows it.
+pub(crate) fn trust(c: &ContactView) -> Trust {
+    let warning = match (&c.lookalike, c.verified, c.legacy) {
         _ if c.mailbox => "Mailbox: carries sealed messages, reads nothing".to_owned(),
         (Some(other), _, _) => format!("Name looks like “{other}”: check who this is"),
         (None, false, true) => "Added from an old invite: compare safety numbers".to_owned(),
@@ -70,6 +68,18 @@ pub(crate) fn trust(p: &strand_node::Profile, name: &str) -> Trust {
     Trust {
         verified: c.verified,
         warning,
+    }
+}
+
+/// Every contact as the device shows it, by name.
+pub(crate) fn views(core: &Core) -> Option<Vec<ContactView>> {
+    match core.call(Request::Contacts)? {
+        Ok(Reply::Contacts { contacts }) => Some(contacts),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("reading the contacts: {e}");
+            None
+        }
     }
 }
 
@@ -105,16 +115,17 @@ pub(crate) fn refresh(core: &mut Core) {
 /// Re-reads the list from the store and shows it with `seen` (from the
 /// node's status) as each contact's reachability.
 pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
-    let Some(Ok((mut summaries, trusts))) = core.with_profile(|p| {
-        let summaries = p.summaries()?;
-        let trusts: Vec<(String, Trust)> = summaries
-            .iter()
-            .map(|s| (s.name.clone(), trust(p, &s.name)))
-            .collect();
-        Ok::<_, strand_node::ProfileError>((summaries, trusts))
-    }) else {
+    let Some(Ok(Reply::Summaries {
+        contacts: mut summaries,
+    })) = core.call(Request::Summaries)
+    else {
         return;
     };
+    let trusts: Vec<(String, Trust)> = views(core)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (c.name.clone(), trust(c)))
+        .collect();
     // Newest conversation first; contacts with no messages after, by name.
     summaries.sort_by(|a, b| {
         let ta = a.last.as_ref().map(|m| m.shown);

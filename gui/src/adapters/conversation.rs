@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelNotify, ModelRc, ModelTracker, SharedString};
+use strand_node::runtime::api::{Failure, Reply, Request, Target, TimerSetting};
 use strand_node::{Delivery, GroupMessage, Position, StoredMessage};
 use strand_sync::limits::MAX_BODY_LEN;
+use strand_sync::SafetyNumber;
 
 use crate::backend::{Backend, Core};
 use crate::format::Clock;
@@ -207,16 +209,25 @@ impl ConversationModel {
         let generation = inner.generation;
         let group = self.group;
         self.backend.job(move |core| {
-            let rows: Option<Result<Vec<Row>, _>> = core.with_profile(|p| {
-                if group {
-                    p.group_conversation_page(&contact, &from, PAGE)
-                        .map(|r| r.into_iter().map(Row::from).collect())
-                } else {
-                    p.conversation_page(&contact, &from, PAGE)
-                        .map(|r| r.into_iter().map(Row::from).collect())
+            let of = if group {
+                Target::Group(contact)
+            } else {
+                Target::Contact(contact)
+            };
+            let rows: Option<Vec<Row>> = match core.call(Request::Page {
+                of,
+                from,
+                limit: PAGE,
+            }) {
+                Some(Ok(Reply::Stored { messages })) => {
+                    Some(messages.into_iter().map(Row::from).collect())
                 }
-            });
-            let Some(Ok(rows)) = rows else {
+                Some(Ok(Reply::GroupPage { messages })) => {
+                    Some(messages.into_iter().map(Row::from).collect())
+                }
+                _ => None,
+            };
+            let Some(rows) = rows else {
                 // Not read (locked, or a store error): asked again when
                 // the rows are next shown.
                 core.ui(move |ui| {
@@ -413,13 +424,12 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
         let lasts = crate::format::TIMERS.get(index as usize).copied().flatten();
         tb.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            if let Some(Err(e)) =
-                core.block_on(async move { node.set_timer(&contact, false, lasts).await })
-            {
-                let message = format!("Timer not set: {}", strand_node::chain(&e));
+            let set = lasts.map_or(TimerSetting::Off, TimerSetting::Lasts);
+            if let Some(Err(e)) = core.call(Request::Timer {
+                of: Target::Contact(contact),
+                set: Some(set),
+            }) {
+                let message = format!("Timer not set: {e}");
                 core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
             }
             reload(core, false);
@@ -437,18 +447,12 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         }
         let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
         fb.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            let sent = core.block_on(async move {
-                node.send_file(
-                    strand_node::Conversation::Contact(&contact),
-                    std::path::Path::new(&path),
-                )
-                .await
+            let sent = core.call(Request::SendFile {
+                to: Target::Contact(contact),
+                path: super::absolute(&path),
             });
             if let Some(Err(e)) = sent {
-                let message = format!("Not sent: {}", strand_node::chain(&e));
+                let message = format!("Not sent: {e}");
                 core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
             } else {
                 core.ui(|ui| ui.global::<ConversationAdapter>().set_error("".into()));
@@ -471,13 +475,9 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
         let folder = std::path::PathBuf::from(folder.trim());
         eb.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
             let to = bundle_path(&folder);
-            let done = core.block_on(async move { node.export_bundle(&contact, &to).await });
-            match done {
-                Some(Ok(e)) => {
+            match core.call(Request::Export { contact, to }) {
+                Some(Ok(Reply::Exported(e))) => {
                     let notice = format!(
                         "Wrote {} message{} to {}. Only {} can open it: give it to them to import.",
                         e.messages,
@@ -493,10 +493,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     });
                 }
                 Some(Err(e)) => {
-                    let message = format!("Not written: {}", strand_node::chain(&e));
+                    let message = format!("Not written: {e}");
                     core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
                 }
-                None => {}
+                Some(Ok(_)) | None => {}
             }
         });
     });
@@ -505,11 +505,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let id = id.to_string();
         sb.job(move |core| {
             let dir = strand_node::downloads_dir();
-            let saved = core.with_profile(|p| p.save_file(&id, &dir));
-            let notice = match saved {
-                Some(Ok(path)) => format!("Saved to {}", path.display()),
+            let notice = match core.call(Request::Save { id, dir }) {
+                Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
                 Some(Err(e)) => format!("Not saved: {e}"),
-                None => return,
+                Some(Ok(_)) | None => return,
             };
             core.ui(move |ui| ui.global::<ConversationAdapter>().set_notice(notice.into()));
         });
@@ -552,13 +551,7 @@ pub(crate) fn show_trust(core: &mut Core) {
     let Some(contact) = core.open.clone() else {
         return;
     };
-    let Some(Ok((number, trust))) = core.with_profile(|p| {
-        let c = p.contact(&contact)?;
-        Ok::<_, strand_node::ProfileError>((
-            p.safety_number(&c),
-            super::contacts::trust(p, &contact),
-        ))
-    }) else {
+    let Some((number, trust)) = safety(core, &contact, None) else {
         return;
     };
     core.ui(move |ui| {
@@ -575,10 +568,36 @@ pub(crate) fn show_trust(core: &mut Core) {
     });
 }
 
+/// `contact`'s safety number and trust, after marking them verified or
+/// not if `verified` says; `None` while locked or if that failed (logged).
+fn safety(
+    core: &Core,
+    contact: &str,
+    verified: Option<bool>,
+) -> Option<(SafetyNumber, super::contacts::Trust)> {
+    match core.call(Request::Verify {
+        contact: contact.to_owned(),
+        verified,
+    })? {
+        Ok(Reply::Safety(view)) => Some((
+            SafetyNumber::read(&view.qr)?,
+            super::contacts::trust(&view.contact),
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("the safety number with a contact: {e}");
+            None
+        }
+    }
+}
+
 fn set_verified(core: &mut Core, contact: &str, verified: bool) {
-    let done = core.with_profile(|p| p.set_verified(contact, verified, &mut strand_node::os_rng()));
+    let done = core.call(Request::Verify {
+        contact: contact.to_owned(),
+        verified: Some(verified),
+    });
     if let Some(Err(e)) = done {
-        let message = strand_node::chain(&e);
+        let message = e.message;
         core.ui(move |ui| {
             let a = ui.global::<ConversationAdapter>();
             a.set_scan_ok(false);
@@ -599,8 +618,9 @@ fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
 /// Compares QR texts read from an image or a camera with the safety
 /// number of `contact`: a match marks them verified.
 pub(crate) fn check_texts(core: &mut Core, contact: &str, found: Result<Vec<String>, String>) {
-    let number = core.with_profile(|p| p.contact(contact).map(|c| p.safety_number(&c)));
-    let Some(Ok(number)) = number else { return };
+    let Some((number, _)) = safety(core, contact, None) else {
+        return;
+    };
     let (ok, message) = match found {
         Err(e) => (false, e),
         Ok(texts) if texts.iter().any(|t| number.matches(t)) => (
@@ -664,20 +684,11 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     core.generation += 1;
     let generation = core.generation;
     let visible = core.chats_visible;
-    let listed = core.with_profile(|p| {
-        let timer = crate::format::timer_index(p.timer(&contact)?);
-        let keys = p.conversation_keys(&contact)?;
-        let pages = newest_page(&keys, |from| {
-            p.conversation_page(&contact, from, PAGE)
-                .map(|rows| rows.into_iter().map(Row::from).collect())
-        })?;
-        if let (true, Some(last)) = (visible, keys.last()) {
-            p.mark_read(&contact, last)?;
-        }
-        Ok::<_, strand_node::ProfileError>((keys, pages, timer))
-    });
+    let Some(listed) = list(core, Target::Contact(contact.clone()), visible) else {
+        return;
+    };
     match listed {
-        Some(Ok((keys, pages, timer))) => core.ui(move |ui| {
+        Ok((keys, pages, timer)) => core.ui(move |ui| {
             ui.global::<ConversationAdapter>().set_timer(timer);
             with_model(&ui, |m| m.reset(contact, generation, keys, pages));
             if scroll {
@@ -685,26 +696,72 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
                 a.set_scroll_to_end(a.get_scroll_to_end() + 1);
             }
         }),
-        Some(Err(e)) => {
-            let message = e.to_string();
+        Err(e) => {
+            let message = e.message;
             core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
         }
-        None => {}
     }
 }
 
-fn send(core: &mut Core, contact: &str, text: &str) {
-    let Some(node) = core.node.clone() else {
-        return;
+/// What a conversation's list needs: where every message is shown, its
+/// newest page read, and its timer's index; marked read to its end if
+/// `visible`. `None` while locked.
+pub(crate) type Listing = (Vec<Position>, Vec<(usize, Vec<Row>)>, i32);
+
+pub(crate) fn list(core: &Core, of: Target, visible: bool) -> Option<Result<Listing, Failure>> {
+    let timer = match core.call(Request::Timer {
+        of: of.clone(),
+        set: None,
+    })? {
+        Ok(Reply::Timer(t)) => crate::format::timer_index((t.ms > 0).then_some(t.ms)),
+        Ok(_) => 0,
+        Err(e) => return Some(Err(e)),
     };
-    match core.block_on(node.send(contact, text)) {
+    let keys = match core.call(Request::Positions { of: of.clone() })? {
+        Ok(Reply::Positions { positions }) => positions,
+        Ok(_) => Vec::new(),
+        Err(e) => return Some(Err(e)),
+    };
+    let pages = newest_page(&keys, |from| {
+        match core.call(Request::Page {
+            of: of.clone(),
+            from: *from,
+            limit: PAGE,
+        }) {
+            Some(Ok(Reply::Stored { messages })) => {
+                Ok(messages.into_iter().map(Row::from).collect())
+            }
+            Some(Ok(Reply::GroupPage { messages })) => {
+                Ok(messages.into_iter().map(Row::from).collect())
+            }
+            Some(Ok(_)) | None => Ok(Vec::new()),
+            Some(Err(e)) => Err(e),
+        }
+    });
+    let pages = match pages {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    if let (true, Some(last)) = (visible, keys.last()) {
+        if let Err(e) = core.call(Request::MarkRead { of, up_to: *last })? {
+            return Some(Err(e));
+        }
+    }
+    Some(Ok((keys, pages, timer)))
+}
+
+fn send(core: &mut Core, contact: &str, text: &str) {
+    match core.call(Request::Send {
+        to: Target::Contact(contact.to_owned()),
+        text: text.to_owned(),
+    }) {
         None => {}
         Some(Ok(_)) => {
             reload(core, true);
             super::contacts::refresh(core);
         }
         Some(Err(e)) => {
-            let message = format!("Not sent: {}", strand_node::chain(&e));
+            let message = format!("Not sent: {e}");
             core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
         }
     }

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use slint::{ComponentHandle, Model, SharedString};
 use strand_node::{GroupAction, GroupSummary};
 
-use super::conversation::{newest_page, with_group_model, Row, PAGE};
+use strand_node::runtime::api::{Reply, Request, Target, TimerSetting};
+
+use super::conversation::with_group_model;
 use super::set_vec;
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
@@ -50,12 +52,12 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             let Some(group) = core.open_group.clone() else {
                 return;
             };
-            let result = core
-                .node
-                .clone()
-                .and_then(|n| core.block_on(async move { n.send_group(&group, &text).await }));
+            let result = core.call(Request::Send {
+                to: Target::Group(group),
+                text,
+            });
             match result {
-                Some(Err(e)) => show_error(core, e.to_string()),
+                Some(Err(e)) => show_error(core, e.message),
                 _ => reload(core, true),
             }
         });
@@ -66,13 +68,15 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     a.on_set_timer(move |index| {
         let lasts = crate::format::TIMERS.get(index as usize).copied().flatten();
         b.job(move |core| {
-            let (Some(group), Some(node)) = (core.open_group.clone(), core.node.clone()) else {
+            let Some(group) = core.open_group.clone() else {
                 return;
             };
-            if let Some(Err(e)) =
-                core.block_on(async move { node.set_timer(&group, true, lasts).await })
-            {
-                show_error(core, e.to_string());
+            let set = lasts.map_or(TimerSetting::Off, TimerSetting::Lasts);
+            if let Some(Err(e)) = core.call(Request::Timer {
+                of: Target::Group(group),
+                set: Some(set),
+            }) {
+                show_error(core, e.message);
             }
             reload(core, false);
         });
@@ -85,15 +89,12 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             return false;
         }
         b.job(move |core| {
-            let (Some(group), Some(node)) = (core.open_group.clone(), core.node.clone()) else {
+            let Some(group) = core.open_group.clone() else {
                 return;
             };
-            let sent = core.block_on(async move {
-                node.send_file(
-                    strand_node::Conversation::Group(&group),
-                    std::path::Path::new(&path),
-                )
-                .await
+            let sent = core.call(Request::SendFile {
+                to: Target::Group(group),
+                path: super::absolute(&path),
             });
             match sent {
                 Some(Err(e)) => show_error(core, format!("Not sent: {e}")),
@@ -107,10 +108,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let id = id.to_string();
         b.job(move |core| {
             let dir = strand_node::downloads_dir();
-            let notice = match core.with_profile(|p| p.save_file(&id, &dir)) {
-                Some(Ok(path)) => format!("Saved to {}", path.display()),
+            let notice = match core.call(Request::Save { id, dir }) {
+                Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
                 Some(Err(e)) => format!("Not saved: {e}"),
-                None => return,
+                Some(Ok(_)) | None => return,
             };
             core.ui(move |ui| ui.global::<GroupsAdapter>().set_notice(notice.into()));
         });
@@ -144,14 +145,13 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let name = name.trim().to_owned();
         let with: Vec<String> = picked.borrow().iter().cloned().collect();
         b.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            let n = name.clone();
-            let result = core.block_on(async move { node.create_group(&n, &with).await });
+            let result = core.call(Request::GroupCreate {
+                name: name.clone(),
+                with,
+            });
             match result {
                 Some(Err(e)) => {
-                    let e = e.to_string();
+                    let e = e.message;
                     core.ui(move |ui| {
                         ui.global::<GroupsAdapter>().set_create_error(e.into());
                     });
@@ -186,12 +186,9 @@ fn change_group(core: &mut Core, action: GroupAction) {
     let Some(group) = core.open_group.clone() else {
         return;
     };
-    let Some(node) = core.node.clone() else {
-        return;
-    };
-    let result = core.block_on(async move { node.change_group(&group, action).await });
+    let result = core.call(Request::GroupChange { group, action });
     match result {
-        Some(Err(e)) => show_error(core, e.to_string()),
+        Some(Err(e)) => show_error(core, e.message),
         _ => {
             core.ui(|ui| ui.global::<GroupsAdapter>().set_error(SharedString::new()));
             refresh(core);
@@ -250,13 +247,14 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
 /// Re-reads the group list and shows it, with the contacts a new group
 /// can be made of.
 pub(crate) fn refresh(core: &mut Core) {
-    let Some(Ok((groups, contacts))) = core.with_profile(|p| {
-        let groups = p.groups()?;
-        let contacts: Vec<String> = p.contacts().into_iter().map(|c| c.name).collect();
-        Ok::<_, strand_node::ProfileError>((groups, contacts))
-    }) else {
+    let Some(groups) = summaries(core) else {
         return;
     };
+    let contacts: Vec<String> = super::contacts::views(core)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     let clock = Clock::now();
     let mut groups = groups;
     groups.sort_by(|a, b| {
@@ -291,37 +289,34 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let visible = core.groups_visible;
     core.generation += 1;
     let generation = core.generation;
-    let read = core.with_profile(|p| {
-        // Positions of every text, and the newest page read with them; the
-        // rest is read as it scrolls into view.
-        let keys = p.group_conversation_keys(&group)?;
-        let pages = newest_page(&keys, |from| {
-            p.group_conversation_page(&group, from, PAGE)
-                .map(|rows| rows.into_iter().map(Row::from).collect())
-        })?;
-        if let (true, Some(last)) = (visible, keys.last()) {
-            p.mark_group_read_to(&group, last)?;
-        }
-        let messages = (keys, pages);
-        let members = p.group_members(&group)?;
-        let summary = p
-            .groups()?
-            .into_iter()
-            .find(|g| g.name == group)
-            .ok_or_else(|| strand_node::ProfileError::UnknownGroup(group.clone()))?;
-        let in_group: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
-        let addable: Vec<String> = p
-            .contacts()
-            .into_iter()
-            .map(|c| c.name)
-            .filter(|n| !in_group.contains(n))
-            .collect();
-        let timer = crate::format::timer_index(p.group_timer(&group)?);
-        Ok::<_, strand_node::ProfileError>((messages, members, summary, addable, timer))
-    });
-    let Some(Ok((messages, members, summary, addable, timer))) = read else {
+    // Positions of every text, and the newest page read with them; the
+    // rest is read as it scrolls into view.
+    let messages = match super::conversation::list(core, Target::Group(group.clone()), visible) {
+        Some(Ok(listed)) => listed,
+        Some(Err(e)) => return show_error(core, e.message),
+        None => return,
+    };
+    let members = match core.call(Request::GroupMembers {
+        group: group.clone(),
+    }) {
+        Some(Ok(Reply::Members { members })) => members,
+        Some(Err(e)) => return show_error(core, e.message),
+        _ => return,
+    };
+    let Some(summary) = summaries(core)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|g| g.name == group)
+    else {
         return;
     };
+    let in_group: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+    let addable: Vec<String> = super::contacts::views(core)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| !in_group.contains(n))
+        .collect();
     let creator = members.iter().any(|m| m.me && m.creator);
     let members: Vec<GroupMemberItem> = members
         .into_iter()
@@ -367,8 +362,8 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         a.set_member(summary.member && summary.blocked.is_none());
         a.set_admin(summary.admin);
         a.set_creator(creator);
+        let (keys, pages, timer) = messages;
         a.set_timer(timer);
-        let (keys, pages) = messages;
         with_group_model(&ui, |m| m.reset(group_name, generation, keys, pages));
         set_vec(a.get_members(), members, |m| a.set_members(m));
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();
@@ -379,6 +374,19 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     });
     if visible {
         refresh(core);
+    }
+}
+
+/// Every group, as the device lists them; `None` while locked or if that
+/// failed (logged).
+fn summaries(core: &Core) -> Option<Vec<GroupSummary>> {
+    match core.call(Request::GroupSummaries)? {
+        Ok(Reply::GroupSummaries { groups }) => Some(groups),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("reading the groups: {e}");
+            None
+        }
     }
 }
 

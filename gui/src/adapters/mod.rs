@@ -32,6 +32,13 @@ pub(crate) fn set_vec<T: Clone + 'static>(
     }
 }
 
+/// A path the user typed, made absolute against the app's working
+/// directory (the device takes absolute paths).
+pub(crate) fn absolute(path: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(path);
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Connects every adapter's callbacks.
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     onboarding::connect(ui, backend);
@@ -77,15 +84,15 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 
 /// After unlocking: fill every screen and show the chats.
 pub(crate) fn unlocked(core: &mut Core) {
-    let Some((name, path, invite)) = core.with_profile(|p| {
-        (
-            p.identity().name().to_owned(),
-            p.dir().display().to_string(),
-            p.invite()
-                .unwrap_or_else(|_| p.identity().invite())
-                .to_text(),
-        )
-    }) else {
+    let Some(Ok(strand_node::runtime::api::Reply::Status(status))) =
+        core.call(strand_node::runtime::api::Request::Status)
+    else {
+        return;
+    };
+    let (name, path) = (status.name, status.profile);
+    let Some(Ok(strand_node::runtime::api::Reply::Invite { code: invite })) =
+        core.call(strand_node::runtime::api::Request::Invite)
+    else {
         return;
     };
     core.chats_visible = true;
@@ -102,7 +109,7 @@ pub(crate) fn unlocked(core: &mut Core) {
 
 /// Node events, gathered: refresh what they touch.
 pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
-    if core.node.is_none() {
+    if !core.unlocked() {
         return;
     }
     if let Some((contact, budget)) = changes.over_budget.clone() {
@@ -130,7 +137,7 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
 
 /// The periodic refresh: "seen 5 min ago", transports, traffic.
 pub(crate) fn on_tick(core: &mut Core) {
-    if core.node.is_none() {
+    if !core.unlocked() {
         return;
     }
     refresh_lists(core);

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
+use strand_node::runtime::api::{MailboxAction, Reply, Request};
 use strand_node::Status;
 use strand_transport::Multiaddr;
 
@@ -23,21 +24,21 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     ui.global::<NetworkAdapter>().on_pair_mailbox(move |code| {
         let code = code.trim().to_owned();
         b.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            let Some(done) = core.block_on(async move { node.pair_mailbox(&code).await }) else {
+            let Some(done) = core.call(Request::Mailbox {
+                action: Some(MailboxAction::Add { code }),
+            }) else {
                 return;
             };
             let (ok, text) = match done {
-                Ok(r) => (
+                Ok(Reply::Mailbox(view)) => (
                     true,
                     format!(
                         "Paired (your contact {:?}). Your contacts learn it the next time you sync with them.",
-                        r.name
+                        view.mailbox.unwrap_or_default()
                     ),
                 ),
-                Err(e) => (false, format!("Not paired: {}", strand_node::chain(&e))),
+                Ok(_) => return,
+                Err(e) => (false, format!("Not paired: {e}")),
             };
             let status = mailbox_text(core);
             core.ui(move |ui| {
@@ -51,15 +52,13 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let b = backend.clone();
     ui.global::<NetworkAdapter>().on_set_carrying(move |on| {
         b.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            let Some(done) = core.block_on(async move { node.set_carrying(on).await }) else {
+            let Some(done) = core.call(Request::Carry { set: Some(on) }) else {
                 return;
             };
             let (on, text) = match done {
-                Ok(s) => (s.carrying, carry_text(&s)),
-                Err(e) => (!on, format!("Not changed: {}", strand_node::chain(&e))),
+                Ok(Reply::Carry(s)) => (s.carrying, carry_text(&s)),
+                Ok(_) => return,
+                Err(e) => (!on, format!("Not changed: {e}")),
             };
             core.ui(move |ui| {
                 let a = ui.global::<NetworkAdapter>();
@@ -70,16 +69,13 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
     let b = backend.clone();
     ui.global::<NetworkAdapter>().on_import_bundle(move |path| {
-        let path = std::path::PathBuf::from(path.as_str());
+        let path = super::absolute(path.trim());
         b.job(move |core| {
-            let Some(node) = core.node.clone() else {
-                return;
-            };
-            let Some(done) = core.block_on(async move { node.import_bundle(&path).await }) else {
+            let Some(done) = core.call(Request::Import { path }) else {
                 return;
             };
             let (ok, text) = match done {
-                Ok(i) => {
+                Ok(Reply::Imported(i)) => {
                     let mut text = format!(
                         "From {}: {} new message{}, {} already here",
                         i.contact,
@@ -102,7 +98,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                         None => (true, text),
                     }
                 }
-                Err(e) => (false, format!("Not imported: {}", strand_node::chain(&e))),
+                Ok(_) => return,
+                Err(e) => (false, format!("Not imported: {e}")),
             };
             core.ui(move |ui| {
                 let a = ui.global::<NetworkAdapter>();
@@ -128,8 +125,9 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                         .into(),
                 );
                 b.job(move |core| {
-                    if let Some(node) = core.node.clone() {
-                        core.in_runtime(|| node.add_peer(addr));
+                    let address = addr.to_string();
+                    if let Some(Err(e)) = core.call(Request::AddPeer { address }) {
+                        tracing::warn!("dialling {addr}: {e}");
                     }
                 });
             }
@@ -151,33 +149,32 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
         return;
     }
     backend.job(move |core| {
-        let Some(node) = core.node.clone() else {
+        let request = if add {
+            Request::RelayAdd {
+                address: address.clone(),
+            }
+        } else {
+            Request::RelayRemove {
+                address: address.clone(),
+            }
+        };
+        let Some(result) = core.call(request) else {
             return;
         };
-        let result = core.block_on(async {
-            if add {
-                node.add_relay(&address).await.map(|c| {
-                    format!(
-                        "Added {}. Your contacts learn it the next time you sync.",
-                        c.address
-                    )
-                })
-            } else {
-                node.remove_relay(&address).await.map(|c| match c {
-                    Some(c) => format!("Removed {}.", c.address),
-                    None => format!("{address} was not in your list."),
-                })
-            }
-        });
-        let Some(result) = result else { return };
         let (ok, text) = match result {
-            Ok(t) => (true, t),
-            Err(e) => (false, strand_node::chain(&e)),
+            Ok(Reply::Relay { address }) if add => (
+                true,
+                format!("Added {address}. Your contacts learn it the next time you sync."),
+            ),
+            Ok(Reply::Relay { address }) => (true, format!("Removed {address}.")),
+            Ok(_) => return,
+            Err(e) => (false, e.message),
         };
         // The invite carries the relays: show the new one.
-        let invite = core
-            .with_profile(|p| p.invite().map(|i| i.to_text()))
-            .and_then(Result::ok);
+        let invite = match core.call(Request::Invite) {
+            Some(Ok(Reply::Invite { code })) => Some(code),
+            _ => None,
+        };
         let _ = weak.upgrade_in_event_loop(move |ui| {
             let a = ui.global::<NetworkAdapter>();
             a.set_relay_ok(ok);
@@ -192,8 +189,14 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
 
 /// The node's status; `None` while locked.
 pub(crate) fn status(core: &Core) -> Option<Status> {
-    let node = core.node.clone()?;
-    core.block_on(async move { node.status().await })
+    match core.call(Request::Status)? {
+        Ok(Reply::Status(status)) => Some(*status),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("the node's status: {e}");
+            None
+        }
+    }
 }
 
 /// Re-reads the node's status and shows it.
@@ -375,7 +378,10 @@ pub(crate) fn show(core: &mut Core, status: Status) {
             online: s.connected,
         })
         .collect();
-    let carry = core.node.as_ref().map(|n| n.carry_status());
+    let carry = match core.call(Request::Carry { set: None }) {
+        Some(Ok(Reply::Carry(c))) => Some(c),
+        _ => None,
+    };
     let mailbox = mailbox_text(core);
     let (links, sent, received, messages) = (
         status.links.to_string(),
@@ -403,17 +409,16 @@ pub(crate) fn show(core: &mut Core, status: Status) {
 
 /// The mailbox pairing, in a line.
 fn mailbox_text(core: &Core) -> String {
-    let view = core.with_profile(strand_node::runtime::commands::mailbox_view);
-    match view {
-        Some(Ok(v)) => match (v.owner, v.mailbox) {
+    match core.call(Request::Mailbox { action: None }) {
+        Some(Ok(Reply::Mailbox(v))) => match (v.owner, v.mailbox) {
             (Some(owner), _) => format!("This device is the mailbox of {owner}."),
             (None, Some(name)) => format!(
                 "Your mailbox is paired (your contact {name:?}): messages for you wait there while you are away."
             ),
             (None, None) => "A device you own (an old laptop at home) can hold messages for you while you are away, sealed so it cannot read them. On it: `strand init`, then `strand mailbox init` with your invite code; paste here the code it prints.".into(),
         },
-        Some(Err(e)) => format!("The mailbox could not be read: {}", strand_node::chain(&e)),
-        None => String::new(),
+        Some(Err(e)) => format!("The mailbox could not be read: {e}"),
+        Some(Ok(_)) | None => String::new(),
     }
 }
 

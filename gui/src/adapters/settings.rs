@@ -1,6 +1,7 @@
 //! Settings: display name, profile location, palette, lock.
 
 use slint::ComponentHandle;
+use strand_node::runtime::api::{Reply, Request};
 
 use crate::backend::{Backend, Core};
 use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter, Theme};
@@ -62,19 +63,17 @@ pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
 }
 
 fn rename(core: &mut Core, name: &str) {
-    let Some(node) = core.node.clone() else {
-        return;
-    };
-    let Some(result) = core.block_on(async {
-        node.rename(name).await?;
-        node.with_profile(|p| {
-            Ok::<_, strand_node::ProfileError>((
-                p.identity().name().to_owned(),
-                p.invite()?.to_text(),
-            ))
-        })
-    }) else {
-        return;
+    let renamed = core.call(Request::Rename {
+        name: name.to_owned(),
+    });
+    let result = match renamed {
+        None => return,
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) => match (core.call(Request::Status), core.call(Request::Invite)) {
+            (Some(Ok(Reply::Status(s))), Some(Ok(Reply::Invite { code }))) => Ok((s.name, code)),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+            _ => return,
+        },
     };
     match result {
         Ok((name, invite)) => core.ui(move |ui| {
@@ -86,7 +85,7 @@ fn rename(core: &mut Core, name: &str) {
             super::add_contact::show_invite(&ui, &invite);
         }),
         Err(e) => {
-            let message = e.to_string();
+            let message = e.message;
             core.ui(move |ui| {
                 let a = ui.global::<SettingsAdapter>();
                 a.set_name_ok(false);

@@ -41,7 +41,7 @@ pub enum Conversation<'a> {
 }
 
 /// A file message as a conversation shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileInfo {
     /// Its name, as the sender gave it.
     pub name: String,

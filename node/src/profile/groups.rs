@@ -52,7 +52,7 @@ pub(crate) fn is_group_kind(kind: Kind) -> bool {
 }
 
 /// A group as a list shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupSummary {
     /// Its name.
     pub name: String,
@@ -96,7 +96,7 @@ pub struct GroupMember {
 }
 
 /// A text of a group conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupMessage {
     /// The message.
     pub message: StoredMessage,

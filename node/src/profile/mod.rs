@@ -56,7 +56,10 @@ const ROLE_CONTACT: &str = "strand/v1/contact";
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a message this profile wrote stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Stored here; not yet sent on any link.
     Queued = 0,
@@ -108,9 +111,10 @@ pub struct ContactRecord {
 }
 
 /// A message of a conversation, decrypted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
     /// Its sync key (the author's timestamp, id).
+    #[serde(with = "crate::profile::store::key_serde")]
     pub key: Key,
     /// When it is shown: the author's time, or when it arrived if it
     /// claimed to be no newer than what the user had read or written
@@ -806,7 +810,7 @@ impl Profile {
             return Err(ProfileError::KeyConflict(c.name.clone()));
         }
         if book.records.iter().any(|c| c.name == record.name) {
-            return Err(ProfileError::DuplicateContact(record.name.clone()));
+            return Err(ProfileError::NameTaken(record.name.clone()));
         }
         // Where the invite said they can be reached, until their own
         // records say more.

@@ -168,17 +168,16 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
         match self.add_contact_as(invite, name, mailbox, now, rng) {
-            Err(ProfileError::DuplicateContact(_)) => self
+            Err(ProfileError::DuplicateContact(existing)) => self
                 .book()
                 .records
                 .iter()
                 .find(|r| r.public == invite.public)
                 .cloned()
-                .ok_or_else(|| {
-                    ProfileError::Mailbox(format!(
-                        "a contact is already named {name:?}: rename it first"
-                    ))
-                }),
+                .ok_or(ProfileError::DuplicateContact(existing)),
+            Err(ProfileError::NameTaken(_)) => Err(ProfileError::Mailbox(format!(
+                "a contact is already named {name:?}: rename it first"
+            ))),
             other => other,
         }
     }

@@ -147,12 +147,54 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
 /// ahead of their arrival are late too, so what arrives together keeps its
 /// author's order. A late message is below what was seen and counts as
 /// unread: a contact cannot slip a message into history by backdating it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Position {
     /// The time it is shown at, ms since the Unix epoch.
     pub shown: Time,
     /// Its sync key (author's time, id).
+    #[serde(with = "key_serde")]
     pub key: Key,
+}
+
+/// A message's [`Key`] as JSON: its time and its id in hex.
+pub(crate) mod key_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use strand_sync::{Key, MessageId};
+
+    #[derive(Serialize, Deserialize)]
+    struct K {
+        time: u64,
+        id: String,
+    }
+
+    pub(crate) fn serialize<S: Serializer>(k: &Key, s: S) -> Result<S::Ok, S::Error> {
+        K {
+            time: k.time,
+            id: crate::hex(&k.id.0),
+        }
+        .serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let k = K::deserialize(d)?;
+        let bytes: Vec<u8> = (0..k.id.len())
+            .step_by(2)
+            .map(|i| {
+                k.id.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| serde::de::Error::custom("a message id is 64 hex digits"))?;
+        let id: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a message id is 64 hex digits"))?;
+        Ok(Key {
+            time: k.time,
+            id: MessageId(id),
+        })
+    }
 }
 
 impl Position {

@@ -25,7 +25,7 @@ use crate::{Delivery, Profile, ProfileError, StoredMessage};
 pub const UNREAD_CAP: u32 = 999;
 
 /// One contact for a contact list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContactSummary {
     /// The contact's name.
     pub name: String,

@@ -209,6 +209,45 @@ pub enum Request {
         /// Its multiaddr.
         address: String,
     },
+    /// Every contact with their newest message and unread count (the
+    /// app's contact list).
+    Summaries,
+    /// Every group with its newest text and unread count (the app's group
+    /// list).
+    GroupSummaries,
+    /// Where every message of a conversation is shown, first to last (no
+    /// bodies read): the app pages through them.
+    Positions {
+        /// Which conversation.
+        of: Target,
+    },
+    /// At most `limit` messages of a conversation from `from` on
+    /// (inclusive), in the order shown.
+    Page {
+        /// Which conversation.
+        of: Target,
+        /// Where the page starts.
+        from: crate::Position,
+        /// Most messages.
+        limit: usize,
+    },
+    /// Marks a conversation read up to `up_to` (never back).
+    MarkRead {
+        /// Which conversation.
+        of: Target,
+        /// The newest message read.
+        up_to: crate::Position,
+    },
+    /// Changes the user's display name (and tells the groups).
+    Rename {
+        /// The new name.
+        name: String,
+    },
+    /// Dials this address now and again while no link to it is up.
+    AddPeer {
+        /// A multiaddr.
+        address: String,
+    },
     /// Stream the device's events ([`crate::NodeEvent`] lines after the
     /// reply): a running node only.
     Follow,
@@ -311,6 +350,31 @@ pub enum Reply {
         /// The relay, written as the profile keeps it.
         address: String,
     },
+    /// [`Request::Summaries`].
+    Summaries {
+        /// Every contact.
+        contacts: Vec<crate::ContactSummary>,
+    },
+    /// [`Request::GroupSummaries`].
+    GroupSummaries {
+        /// Every group, by name.
+        groups: Vec<crate::GroupSummary>,
+    },
+    /// [`Request::Positions`].
+    Positions {
+        /// First to last.
+        positions: Vec<crate::Position>,
+    },
+    /// [`Request::Page`] of a contact's conversation.
+    Stored {
+        /// In the order shown.
+        messages: Vec<crate::StoredMessage>,
+    },
+    /// [`Request::Page`] of a group's conversation.
+    GroupPage {
+        /// In the order shown, with their authors.
+        messages: Vec<crate::GroupMessage>,
+    },
     /// [`Request::Follow`]: events follow, one per line.
     Following,
     /// [`Request::Shutdown`].
@@ -376,6 +440,7 @@ impl From<crate::ProfileError> for Failure {
             | E::Invite(_)
             | E::Key(_)
             | E::DuplicateContact(_)
+            | E::NameTaken(_)
             | E::KeyConflict(_)
             | E::Timer(_)
             | E::Relay(_) => FailureKind::BadInput,

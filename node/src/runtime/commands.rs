@@ -179,6 +179,59 @@ impl Node {
                     address.trim()
                 ))),
             },
+            Request::Summaries => {
+                let p = self.profile().clone();
+                Ok(Reply::Summaries {
+                    contacts: blocking(move || p.summaries()).await?,
+                })
+            }
+            Request::GroupSummaries => {
+                let p = self.profile().clone();
+                Ok(Reply::GroupSummaries {
+                    groups: blocking(move || p.groups()).await?,
+                })
+            }
+            Request::Positions { of } => {
+                let p = self.profile().clone();
+                let positions = blocking(move || match &of {
+                    Target::Contact(c) => p.conversation_keys(c),
+                    Target::Group(g) => p.group_conversation_keys(g),
+                })
+                .await?;
+                Ok(Reply::Positions { positions })
+            }
+            Request::Page { of, from, limit } => {
+                let p = self.profile().clone();
+                match of {
+                    Target::Contact(c) => Ok(Reply::Stored {
+                        messages: blocking(move || p.conversation_page(&c, &from, limit)).await?,
+                    }),
+                    Target::Group(g) => Ok(Reply::GroupPage {
+                        messages: blocking(move || p.group_conversation_page(&g, &from, limit))
+                            .await?,
+                    }),
+                }
+            }
+            Request::MarkRead { of, up_to } => {
+                let p = self.profile().clone();
+                blocking(move || match &of {
+                    Target::Contact(c) => p.mark_read(c, &up_to),
+                    Target::Group(g) => p.mark_group_read_to(g, &up_to),
+                })
+                .await?;
+                Ok(Reply::Done)
+            }
+            Request::Rename { name } => {
+                self.rename(&name).await?;
+                Ok(Reply::Done)
+            }
+            Request::AddPeer { address } => {
+                let addr = address.trim().parse().map_err(|e| {
+                    Failure::bad_input(format!("{address:?} is not an address: {e}"))
+                })?;
+                self.add_peer(addr);
+                Ok(Reply::Done)
+            }
             Request::Follow | Request::Shutdown => Err(Failure::refused(
                 "only a running node's control socket follows events or shuts down",
             )),

@@ -300,7 +300,7 @@ fn contacts_are_checked() {
     assert_eq!(
         p.add_contact(&carol.invite(), "Bob", NOW, &mut os_rng())
             .unwrap_err(),
-        ProfileError::DuplicateContact("Bob".into())
+        ProfileError::NameTaken("Bob".into())
     );
     assert!(matches!(
         p.add_contact(&carol.invite(), "  ", NOW, &mut os_rng()),

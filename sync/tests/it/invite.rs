@@ -388,4 +388,13 @@ fn safety_numbers_match_both_ways_and_cover_both_keys() {
     assert!(!n.matches(&safety_number(&a, &m).to_string()));
     assert!(!n.matches(""));
     assert!(!n.matches(&n.digits()[..59]));
+    assert_eq!(strand_strip(&n.qr_payload()), Some(n.clone()));
+    assert_eq!(strand_strip(&n.to_string()), Some(n.clone()));
+    assert_eq!(strand_strip(&n.digits()[..59]), None);
+    assert_eq!(strand_strip(&format!("{}x", &n.digits()[..59])), None);
+    assert_eq!(strand_strip("strand-invite"), None);
+}
+
+fn strand_strip(text: &str) -> Option<strand_sync::SafetyNumber> {
+    strand_sync::SafetyNumber::read(text)
 }
