@@ -15,9 +15,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::MemoryStore;
 use strand_sync::{
-    decode_carrying, encode_carrying, Arrival, Carrier, CarryConfig, Config, Contact, Endpoint,
-    Event, Group, GroupId, GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId,
-    Session, SessionError, Store, WriteStore,
+    encode_carrying, Carrier, CarryConfig, Config, Contact, Endpoint, Event, Group, GroupId,
+    GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId, Session, SessionError,
+    Store, Taken, WriteStore,
 };
 
 use crate::social::{Creation, Dest};
@@ -361,46 +361,27 @@ impl Strand {
                 return false;
             };
             let carrier = dev.carrier.as_mut().expect("carrying");
-            match msg.kind() {
-                Kind::CARRYING => {
-                    if let Ok(on) = decode_carrying(&body) {
-                        carrier.set_carrier(&from.sign, on, msg.time());
-                        hand_to.insert(pi);
-                    }
+            match carrier.take(&dev.identity, &from, &msg, &body, now) {
+                Ok(Taken::Carrier) => {
+                    hand_to.insert(pi);
                 }
-                Kind::REQUEST => {
-                    if let Ok(outs) = carrier.receive_request(&from, &body, now) {
-                        todo.extend(outs.into_iter().map(Todo::Write));
-                    }
+                Ok(Taken::Write(outs)) => todo.extend(outs.into_iter().map(Todo::Write)),
+                Ok(Taken::Opened {
+                    message,
+                    token,
+                    expires,
+                }) => todo.push(Todo::Opened {
+                    message,
+                    token,
+                    expires,
+                    from: from.sign,
+                }),
+                Ok(Taken::Held { .. }) => {
+                    w.metrics.note_carried(node, carrier.used());
+                    // Pass it on over this device's other live links.
+                    hand_to.extend(0..dev.contacts.len());
                 }
-                Kind::ACK => {
-                    let expires = msg.expires().unwrap_or(now + 1);
-                    if let Ok(outs) = carrier.receive_ack(&from, &body, expires, now) {
-                        todo.extend(outs.into_iter().map(Todo::Write));
-                    }
-                }
-                Kind::ENVELOPE => {
-                    match carrier.receive_envelope(&dev.identity, &from, &body, now) {
-                        Ok(Arrival::Opened {
-                            message,
-                            token,
-                            expires,
-                        }) => todo.push(Todo::Opened {
-                            message,
-                            token,
-                            expires,
-                            from: from.sign,
-                        }),
-                        Ok(Arrival::Wanted { request }) => todo.push(Todo::Write(request)),
-                        Ok(Arrival::Held { .. }) => {
-                            w.metrics.note_carried(node, carrier.used());
-                            // Pass it on over this device's other live links.
-                            hand_to.extend(0..dev.contacts.len());
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {}
+                Ok(Taken::Nothing) | Err(_) => {}
             }
             false
         });
@@ -414,11 +395,9 @@ impl Strand {
                     from,
                 } => {
                     let dev = &mut self.devices[n];
-                    // Only a message a contact wrote in their 1:1 group is
+                    // Only a text a contact wrote in their 1:1 group is
                     // taken, and only then is it acknowledged.
-                    let Some(c) = dev.contacts.iter().find(|c| {
-                        c.public.sign == message.author() && c.direct_group().id == message.group()
-                    }) else {
+                    let Some(c) = strand_sync::opened_author(&dev.contacts, &message) else {
                         continue;
                     };
                     let group = c.direct_group().clone();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::envelope::{sealed_len, AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
-use crate::identity::{AuthorId, Identity, PublicIdentity};
+use crate::identity::{AuthorId, Contact, Identity, PublicIdentity};
 use crate::limits::{Time, MAX_BODY_LEN};
 use crate::message::{Kind, Message, MessageId};
 
@@ -126,6 +126,67 @@ pub enum Arrival {
     Known,
     /// Already acknowledged: delivered, so dropped (a replay).
     Delivered,
+}
+
+/// What a pool message from a contact asks of the device that took it in
+/// ([`Carrier::take`]).
+#[derive(Debug)]
+pub enum Taken {
+    /// The contact started or stopped carrying: hand them what they may
+    /// carry now.
+    Carrier,
+    /// Pool messages to write.
+    Write(Vec<Handout>),
+    /// An envelope for this device opened (see [`Arrival::Opened`]): the
+    /// device stores `message` if [`opened_author`] names its contact and
+    /// it is valid in their 1:1 group, and only then writes the
+    /// [`Carrier::acknowledge`]ment into the pool it came from.
+    Opened {
+        /// The sealed message.
+        message: Message,
+        /// What proves delivery to carriers.
+        token: AckToken,
+        /// The envelope's expiry (for the acknowledgement).
+        expires: Time,
+    },
+    /// An envelope taken in to carry (`evicted` older ones made room):
+    /// hand it on over the device's live links.
+    Held {
+        /// Envelopes dropped for it.
+        evicted: usize,
+    },
+    /// Nothing to do: the device's own pool message, one of no pool kind,
+    /// or an envelope already held, delivered or not to be carried.
+    Nothing,
+}
+
+/// The kinds a carrying pool holds: envelopes, acknowledgements, requests
+/// for the rest of an envelope, and "I carry" notices.
+pub fn is_pool_kind(kind: Kind) -> bool {
+    [Kind::ENVELOPE, Kind::ACK, Kind::CARRYING, Kind::REQUEST].contains(&kind)
+}
+
+/// Whether this device's `message` is carried at all: only texts (a
+/// welcome, a timer or a file needs what a link does after it, and comes
+/// over links).
+pub fn is_carried_kind(kind: Kind) -> bool {
+    kind == Kind::TEXT
+}
+
+/// The contact a message out of an opened envelope is taken from: a text
+/// that contact wrote in their 1:1 group with this device. `None` for
+/// anything else (any stranger can seal to a public key): it is dropped,
+/// and never acknowledged.
+pub fn opened_author<'a>(
+    contacts: impl IntoIterator<Item = &'a Contact>,
+    message: &Message,
+) -> Option<&'a Contact> {
+    if !is_carried_kind(message.kind()) {
+        return None;
+    }
+    contacts
+        .into_iter()
+        .find(|c| c.public.sign == message.author() && c.direct_group().id == message.group())
 }
 
 /// Why a pool message was refused. Nothing is changed.
@@ -324,7 +385,8 @@ impl Carrier {
     /// message too large for a carried envelope, nor one already expired.
     pub fn originate(&mut self, recipient: &PublicIdentity, message: Message, now: Time) -> bool {
         let len = message.as_bytes().len();
-        if self.config.copies <= 1
+        if !is_carried_kind(message.kind())
+            || self.config.copies <= 1
             || sealed_len(len).is_none_or(|l| l > MAX_CARRIED_ENVELOPE)
             || len > MAX_OWN_BYTES
         {
@@ -474,6 +536,48 @@ impl Carrier {
             }
         }
         out
+    }
+
+    /// Takes in `message`, a pool message from contact `from` whose body
+    /// opened to `body`: what every device (the node and the simulator's)
+    /// does with one, and what it asks of the device next.
+    pub fn take(
+        &mut self,
+        me: &Identity,
+        from: &PublicIdentity,
+        message: &Message,
+        body: &[u8],
+        now: Time,
+    ) -> Result<Taken, CarryError> {
+        let kind = message.kind();
+        if message.author() == me.public().sign || !is_pool_kind(kind) {
+            return Ok(Taken::Nothing);
+        }
+        if kind == Kind::CARRYING {
+            let on = decode_carrying(body)?;
+            self.set_carrier(&from.sign, on, message.time());
+            Ok(Taken::Carrier)
+        } else if kind == Kind::REQUEST {
+            Ok(Taken::Write(self.receive_request(from, body, now)?))
+        } else if kind == Kind::ACK {
+            let expires = message.expires().unwrap_or(now.saturating_add(1));
+            Ok(Taken::Write(self.receive_ack(from, body, expires, now)?))
+        } else {
+            Ok(match self.receive_envelope(me, from, body, now)? {
+                Arrival::Opened {
+                    message,
+                    token,
+                    expires,
+                } => Taken::Opened {
+                    message,
+                    token,
+                    expires,
+                },
+                Arrival::Wanted { request } => Taken::Write(vec![request]),
+                Arrival::Held { evicted } => Taken::Held { evicted },
+                Arrival::NotForUs | Arrival::Known | Arrival::Delivered => Taken::Nothing,
+            })
+        }
     }
 
     /// A [`Kind::REQUEST`] body from contact `from`: the rest of an
@@ -1095,6 +1199,117 @@ mod tests {
 
     fn copies_of(h: &Handout) -> u8 {
         Envelope::decode(h.body[1..].to_vec()).unwrap().copies()
+    }
+
+    /// `from`'s pool message to `to` for handout `h`, and its body.
+    fn pool_message(from: &Person, to: &Person, h: &Handout, rng: &mut ChaCha20Rng) -> Message {
+        let pool = from.id.contact(&to.id.public()).unwrap().pool;
+        Message::create(&from.id, &pool, NOW, h.kind, &h.body, rng).unwrap()
+    }
+
+    /// The rules the node and the simulator both follow for a pool
+    /// message: a notice makes a carrier, an envelope is carried or
+    /// opened, a request gets the rest, an acknowledgement goes on; one's
+    /// own pool messages and other kinds are nothing; and only a text a
+    /// contact wrote in the 1:1 group is taken out of an envelope.
+    #[test]
+    fn pool_messages_are_taken_by_one_rule() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let cfg = CarryConfig::default();
+        let mut a = person("a", &mut rng, cfg);
+        let mut b = person("b", &mut rng, cfg);
+        let mut c = person("c", &mut rng, cfg);
+        let (ap, bp) = (a.id.public(), b.id.public());
+        // B says it carries: A takes B as a carrier.
+        let notice = Handout {
+            to: ap.sign,
+            kind: Kind::CARRYING,
+            body: encode_carrying(true),
+            expires: NOW + HOUR,
+        };
+        let m = pool_message(&b, &a, &notice, &mut rng);
+        assert!(matches!(
+            a.carrier.take(&a.id, &bp, &m, &notice.body, NOW),
+            Ok(Taken::Carrier)
+        ));
+        assert!(a.carrier.is_carrier(&bp.sign));
+        // One's own pool message, and a kind no pool holds: nothing.
+        assert!(matches!(
+            b.carrier.take(&b.id, &ap, &m, &notice.body, NOW),
+            Ok(Taken::Nothing)
+        ));
+        let other = Handout {
+            kind: Kind::TEXT,
+            ..notice.clone()
+        };
+        let m = pool_message(&b, &a, &other, &mut rng);
+        assert!(matches!(
+            a.carrier.take(&a.id, &bp, &m, &other.body, NOW),
+            Ok(Taken::Nothing)
+        ));
+        // A's text to C spreads; B takes the envelope to carry.
+        assert!(a
+            .carrier
+            .originate(&c.id.public(), text(&a, &c, b"hi", &mut rng), NOW));
+        let given = a.carrier.hand(&bp, NOW, &mut rng);
+        assert_eq!(given.len(), 1);
+        let m = pool_message(&a, &b, &given[0], &mut rng);
+        assert!(matches!(
+            b.carrier.take(&b.id, &ap, &m, &given[0].body, NOW),
+            Ok(Taken::Held { evicted: 0 })
+        ));
+        // B meets C: C opens what B hands it, and A is who wrote it.
+        b.carrier.set_carrier(&c.id.public().sign, false, NOW);
+        let handed = b.carrier.hand(&c.id.public(), NOW, &mut rng);
+        assert!(!handed.is_empty());
+        let mut opened = None;
+        for h in &handed {
+            let m = pool_message(&b, &c, h, &mut rng);
+            match c.carrier.take(&c.id, &bp, &m, &h.body, NOW).unwrap() {
+                Taken::Opened { message, .. } => opened = Some(message),
+                Taken::Write(requests) => {
+                    for r in requests {
+                        let m = pool_message(&c, &b, &r, &mut rng);
+                        for h in b
+                            .carrier
+                            .take(&b.id, &c.id.public(), &m, &r.body, NOW)
+                            .map(|t| match t {
+                                Taken::Write(out) => out,
+                                _ => Vec::new(),
+                            })
+                            .unwrap()
+                        {
+                            let m = pool_message(&b, &c, &h, &mut rng);
+                            if let Taken::Opened { message, .. } =
+                                c.carrier.take(&c.id, &bp, &m, &h.body, NOW).unwrap()
+                            {
+                                opened = Some(message);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let opened = opened.expect("the envelope opened at C");
+        let contacts = [c.id.contact(&ap).unwrap(), c.id.contact(&bp).unwrap()];
+        assert_eq!(
+            opened_author(&contacts, &opened).map(|x| x.public),
+            Some(ap)
+        );
+        // Not from a contact, not in the 1:1 group, or not a text: not
+        // taken (so never acknowledged).
+        assert!(opened_author(&contacts[1..], &opened).is_none());
+        let g = a.id.contact(&bp).unwrap();
+        let elsewhere =
+            Message::create(&a.id, g.direct_group(), NOW, Kind::TEXT, b"x", &mut rng).unwrap();
+        assert!(opened_author(&contacts, &elsewhere).is_none());
+        let to_c = a.id.contact(&c.id.public()).unwrap();
+        let timer =
+            Message::create(&a.id, to_c.direct_group(), NOW, Kind::TIMER, b"", &mut rng).unwrap();
+        assert!(opened_author(&contacts, &timer).is_none());
+        // Only texts spread.
+        assert!(!a.carrier.originate(&c.id.public(), timer, NOW));
     }
 
     /// However large the budget a device is configured with, a carrier

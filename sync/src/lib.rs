@@ -92,8 +92,8 @@ pub use bundle::{
     BUNDLE_MAGIC, MAX_BUNDLE_FRAME,
 };
 pub use carry::{
-    decode_carrying, encode_carrying, Arrival, Carrier, CarryConfig, CarryError, CarryStats,
-    Handout, PartKey, MAX_CARRY_BUDGET,
+    decode_carrying, encode_carrying, is_carried_kind, is_pool_kind, opened_author, Arrival,
+    Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Taken, MAX_CARRY_BUDGET,
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;

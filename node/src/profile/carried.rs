@@ -353,15 +353,11 @@ impl Profile {
         budgets: &Budgets,
         now: Time,
     ) -> Result<Option<(String, Key, bool)>, ProfileError> {
-        // Only texts are carried: anything else (a group welcome, a
-        // timer) needs what a link does after it, and comes over links.
-        if message.kind() != Kind::TEXT {
-            return Ok(None);
-        }
         let book = self.book();
-        let Some((record, contact)) = book.records.iter().zip(&book.sync).find(|(_, c)| {
-            c.public.sign == message.author() && c.direct_group().id == message.group()
-        }) else {
+        let Some(contact) = strand_sync::opened_author(&book.sync, &message) else {
+            return Ok(None);
+        };
+        let Some(record) = book.records.iter().find(|r| r.public == contact.public) else {
             return Ok(None);
         };
         let name = record.name.clone();
@@ -429,11 +425,6 @@ pub(crate) fn notice(to: &PublicIdentity, on: bool) -> Handout {
         body: strand_sync::encode_carrying(on),
         expires: 0,
     }
-}
-
-/// Whether a pool message's kind is one carrying reads.
-pub(crate) fn is_pool_kind(kind: Kind) -> bool {
-    [Kind::ENVELOPE, Kind::ACK, Kind::CARRYING, Kind::REQUEST].contains(&kind)
 }
 
 #[cfg(test)]

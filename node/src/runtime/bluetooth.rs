@@ -99,11 +99,12 @@ pub(crate) async fn start(
     profile: &Profile,
     settings: &BleSettings,
     clock: Clock,
+    mut rng: rand_chacha::ChaCha20Rng,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<(Ble, Arc<Hints>), String> {
     let contacts = profile.sync_contacts();
     let now = clock.now();
-    let first = Advert::new(&contacts, now, &mut crate::os_rng());
+    let first = Advert::new(&contacts, now, &mut rng);
     let (advert, advert_rx) = watch::channel(first.to_bytes().to_vec());
     let hints = Arc::new(Hints {
         made_for: Mutex::new((epoch(now), contacts.len())),
@@ -138,8 +139,8 @@ pub(crate) async fn renew(node: super::Node, hints: Arc<Hints>) {
         }
         let profile = node.shared.profile.clone();
         let hints = hints.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || hints.renew(&profile, &mut crate::os_rng())).await;
+        let mut rng = node.shared.rng();
+        let _ = tokio::task::spawn_blocking(move || hints.renew(&profile, &mut rng)).await;
     }
 }
 

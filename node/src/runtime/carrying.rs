@@ -19,12 +19,15 @@
 
 use std::sync::Arc;
 
-use strand_sync::{Arrival, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store};
+use strand_sync::{
+    is_pool_kind, AckToken, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store,
+    Taken, Time,
+};
 
 use super::{Node, NodeEvent, Shared};
 use crate::profile::budget::HOLLOW_ROW;
-use crate::profile::carried::{is_pool_kind, notice, status, CarryStatus};
-use crate::{hex, os_rng, ProfileError};
+use crate::profile::carried::{notice, status, CarryStatus};
+use crate::{hex, ProfileError};
 
 /// What a carrying step writes besides the carrier's state.
 #[derive(Default)]
@@ -64,7 +67,7 @@ async fn with_carrier<R: Send + 'static>(
         let keys =
             shared
                 .profile
-                .save_carrying(&carrier, job.out, job.hollow, now, &mut os_rng())?;
+                .save_carrying(&carrier, job.out, job.hollow, now, &mut shared.rng())?;
         for (group, n) in job.freed {
             shared.ledger.hollowed(&group, n);
         }
@@ -85,7 +88,7 @@ async fn with_carrier<R: Send + 'static>(
 fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], job: &mut Job) {
     let now = shared.clock.now();
     carrier.expire(now);
-    let mut rng = os_rng();
+    let mut rng = shared.rng();
     for peer in peers {
         job.out.extend(carrier.hand(peer, now, &mut rng));
     }
@@ -141,7 +144,7 @@ impl Node {
             let record = shared.profile.contact(&contact)?;
             let now = shared.clock.now();
             job.out
-                .extend(carrier.hand_for_drive(&record.public, now, &mut os_rng()));
+                .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
             Ok(())
         })
         .await
@@ -206,7 +209,9 @@ pub(crate) async fn spread_queued(shared: Arc<Shared>) {
         for c in &book.sync {
             let group = c.direct_group().id;
             for key in shared.profile.undelivered(&group)? {
-                if view.kind(&group, &key).map_err(crate::profile::db_error)? != Some(Kind::TEXT) {
+                // Read only what may be carried.
+                let kind = view.kind(&group, &key).map_err(crate::profile::db_error)?;
+                if !kind.is_some_and(strand_sync::is_carried_kind) {
                     continue;
                 }
                 let Some(bytes) = view.get(&group, &key).map_err(crate::profile::db_error)? else {
@@ -301,71 +306,36 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
             let size = pm.message.as_bytes().len() as u64;
             job.freed.push((group, size.saturating_sub(HOLLOW_ROW)));
             let from = pm.from;
-            let expires = pm.message.expires().unwrap_or(now.saturating_add(1));
-            let outcome = match pm.message.kind() {
-                Kind::CARRYING => strand_sync::decode_carrying(&pm.body).map(|on| {
-                    carrier.set_carrier(&from.sign, on, pm.message.time());
-                    hand_back.push(from);
-                }),
-                Kind::REQUEST => carrier
-                    .receive_request(&from, &pm.body, now)
-                    .map(|h| job.out.extend(h)),
-                Kind::ACK => carrier
-                    .receive_ack(&from, &pm.body, expires, now)
-                    .map(|h| job.out.extend(h)),
-                _ => match carrier.receive_envelope(&identity, &from, &pm.body, now) {
-                    Ok(Arrival::Opened {
-                        message,
-                        token,
-                        expires,
-                    }) => {
-                        match profile.take_opened(
-                            message,
-                            &shared.ledger,
-                            &shared.config.budgets,
-                            now,
-                        )? {
-                            Some((name, key, new)) => {
-                                let body = carrier.acknowledge(&token, expires);
-                                job.out.push(Handout {
-                                    to: from.sign,
-                                    kind: Kind::ACK,
-                                    body,
-                                    expires,
-                                });
-                                if new {
-                                    opened
-                                        .lock()
-                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                        .push((name, key));
-                                }
-                            }
-                            None => tracing::warn!(
-                                "an envelope opened to a message no contact wrote: dropped"
-                            ),
-                        }
-                        Ok(())
-                    }
-                    Ok(Arrival::Wanted { request }) => {
-                        job.out.push(request);
-                        Ok(())
-                    }
-                    Ok(Arrival::Held { evicted }) => {
-                        if evicted > 0 {
-                            tracing::info!(
-                                evicted,
-                                "carrying budget full: oldest envelopes dropped"
-                            );
-                        }
-                        pass_on = true;
-                        Ok(())
-                    }
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                },
+            let taken = match carrier.take(&identity, &from, &pm.message, &pm.body, now) {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::debug!("a carrying message refused: {e}");
+                    continue;
+                }
             };
-            if let Err(e) = outcome {
-                tracing::debug!("a carrying message refused: {e}");
+            match taken {
+                Taken::Carrier => hand_back.push(from),
+                Taken::Write(out) => job.out.extend(out),
+                Taken::Held { evicted } => {
+                    if evicted > 0 {
+                        tracing::info!(evicted, "carrying budget full: oldest envelopes dropped");
+                    }
+                    pass_on = true;
+                }
+                Taken::Opened {
+                    message,
+                    token,
+                    expires,
+                } => opened_out_of(
+                    shared,
+                    carrier,
+                    job,
+                    opened,
+                    (message, token, expires),
+                    &from,
+                    now,
+                )?,
+                Taken::Nothing => {}
             }
         }
         if pass_on {
@@ -387,6 +357,42 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
     for (name, key) in opened {
         node.opened(&name, key);
     }
+}
+
+/// A message came out of an envelope from `from`: stored and acknowledged
+/// if a contact wrote it ([`strand_sync::opened_author`]); if it is new,
+/// `opened` says so.
+fn opened_out_of(
+    shared: &Shared,
+    carrier: &mut Carrier,
+    job: &mut Job,
+    opened: &std::sync::Mutex<Vec<(String, Key)>>,
+    (message, token, expires): (Message, AckToken, Time),
+    from: &PublicIdentity,
+    now: Time,
+) -> Result<(), ProfileError> {
+    match shared
+        .profile
+        .take_opened(message, &shared.ledger, &shared.config.budgets, now)?
+    {
+        Some((name, key, new)) => {
+            let body = carrier.acknowledge(&token, expires);
+            job.out.push(Handout {
+                to: from.sign,
+                kind: Kind::ACK,
+                body,
+                expires,
+            });
+            if new {
+                opened
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((name, key));
+            }
+        }
+        None => tracing::warn!("an envelope opened to a message no contact wrote: dropped"),
+    }
+    Ok(())
 }
 
 impl Node {

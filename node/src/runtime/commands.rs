@@ -36,7 +36,8 @@ impl Node {
             }),
             Request::Verify { contact, verified } => {
                 let p = self.profile().clone();
-                let view = blocking(move || verify(&p, &contact, verified)).await?;
+                let mut rng = self.shared.rng();
+                let view = blocking(move || verify(&p, &contact, verified, &mut rng)).await?;
                 Ok(Reply::Safety(view))
             }
             Request::Send { to, text } => {
@@ -255,9 +256,10 @@ pub fn verify(
     p: &Profile,
     contact: &str,
     verified: Option<bool>,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
 ) -> Result<SafetyView, ProfileError> {
     let c = match verified {
-        Some(v) => p.set_verified(contact, v, &mut crate::os_rng())?,
+        Some(v) => p.set_verified(contact, v, rng)?,
         None => p.contact(contact)?,
     };
     let n = p.safety_number(&c);

@@ -337,7 +337,7 @@ impl Pump {
         self.events();
         self.flush_marks();
         if let Some(id) = self.id.take() {
-            self.node.registry.unregister(id, crate::now());
+            self.node.registry.unregister(id, self.node.clock.now());
         }
         reader.abort();
         drop(out_tx);
@@ -467,7 +467,7 @@ impl Pump {
             contact: peer,
             name: &name,
             kind: self.kind,
-            now: crate::now(),
+            now: self.node.clock.now(),
             since: self.mark,
         };
         match self
@@ -540,7 +540,7 @@ impl Pump {
                 if crate::profile::groups::is_group_kind(kind) {
                     groups.push((*m.group(), m.key()));
                 }
-                if crate::profile::carried::is_pool_kind(kind) {
+                if strand_sync::is_pool_kind(kind) {
                     pool.push((*m.group(), m.key()));
                 }
                 if kind == Kind::MAILBOX || kind == Kind::MAILBOX_CONTACTS {

@@ -422,6 +422,26 @@ impl Clock {
     }
 }
 
+/// A generator for one step, seeded from `rng`.
+pub(crate) fn draw(rng: &mut ChaCha20Rng) -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(rng, &mut seed);
+    ChaCha20Rng::from_seed(seed)
+}
+
+impl Shared {
+    /// A generator for one step of the node, drawn from the node's (the
+    /// OS's, or a test's seed): nothing in the runtime asks the OS itself.
+    pub(crate) fn rng(&self) -> ChaCha20Rng {
+        draw(
+            &mut self
+                .steps
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) relays: Option<Relays>,
     pub(crate) relay_server: tokio::sync::Mutex<Option<RelayServer>>,
@@ -436,7 +456,12 @@ pub(crate) struct Shared {
     pub(crate) transports: Vec<Arc<dyn Transport>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// What sessions draw from (the link preambles and handshakes).
     pub(crate) rng: Mutex<ChaCha20Rng>,
+    /// What every other step draws from ([`Shared::rng`]), apart from
+    /// the sessions' so that a deterministic link stays byte-for-byte the
+    /// same whatever else the node did first.
+    pub(crate) steps: Mutex<ChaCha20Rng>,
     pub(crate) clock: Clock,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
@@ -472,6 +497,16 @@ impl Node {
     /// transports. Needs a tokio runtime.
     pub async fn start(profile: Profile, config: NodeConfig) -> Result<Node, NodeError> {
         profile.start_writer()?;
+        // The node's clock and randomness: every step draws from them, so
+        // a node made deterministic for a test stays so.
+        let (clock, rng, mut steps) = match config.deterministic {
+            Some((t, seed)) => (
+                Clock::Fixed(t),
+                ChaCha20Rng::seed_from_u64(seed),
+                ChaCha20Rng::seed_from_u64(!seed),
+            ),
+            None => (Clock::System, os_rng(), os_rng()),
+        };
         let (tx, rx) = mpsc::channel(TRANSPORT_EVENTS);
         let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
         let fail = |profile: &Profile, e: NodeError| {
@@ -497,7 +532,8 @@ impl Node {
         };
         let (mut relays, mut relay_server, mut serving) = (None, None, Vec::new());
         if let Some(settings) = &config.relay {
-            match start_relays(&profile, settings, &reach, tx.clone()).await {
+            let step = draw(&mut steps);
+            match start_relays(&profile, settings, &reach, clock, step, tx.clone()).await {
                 Ok((client, server, addrs)) => {
                     transports.push(Arc::new(client.clone()));
                     relays = Some(client);
@@ -512,13 +548,10 @@ impl Node {
                 }
             }
         }
-        let (clock, rng) = match config.deterministic {
-            Some((t, seed)) => (Clock::Fixed(t), ChaCha20Rng::seed_from_u64(seed)),
-            None => (Clock::System, os_rng()),
-        };
         let (mut hints, mut bluetooth_off) = (None, None);
         if let Some(settings) = &config.ble {
-            match bluetooth::start(&profile, settings, clock, tx.clone()).await {
+            let step = draw(&mut steps);
+            match bluetooth::start(&profile, settings, clock, step, tx.clone()).await {
                 Ok((ble, h)) => {
                     transports.push(Arc::new(ble));
                     hints = Some(h);
@@ -548,11 +581,12 @@ impl Node {
         }
         let carrier = {
             let (p, settings, budgets) = (profile.clone(), config.carry, config.budgets);
+            let mut step = draw(&mut steps);
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = p.keep_carry_budget(settings.budget, &mut os_rng()) {
+                if let Err(e) = p.keep_carry_budget(settings.budget, &mut step) {
                     tracing::warn!("keeping the carrying budget failed: {e}");
                 }
-                if let Err(e) = p.keep_budgets(&budgets, &mut os_rng()) {
+                if let Err(e) = p.keep_budgets(&budgets, &mut step) {
                     tracing::warn!("keeping the storage budgets failed: {e}");
                 }
                 p.load_carrier(&settings).unwrap_or_else(|e| {
@@ -584,6 +618,7 @@ impl Node {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             rng: Mutex::new(rng),
+            steps: Mutex::new(steps),
             clock,
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
@@ -684,11 +719,12 @@ impl Node {
         let profile = self.shared.profile.clone();
         let name = conversation.to_owned();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let (id, key) = tokio::task::spawn_blocking(move || {
             if group {
-                profile.set_group_timer(&name, lasts, now, &mut os_rng())
+                profile.set_group_timer(&name, lasts, now, &mut rng)
             } else {
-                profile.set_timer(&name, lasts, now, &mut os_rng())
+                profile.set_timer(&name, lasts, now, &mut rng)
             }
         })
         .await
@@ -703,8 +739,8 @@ impl Node {
         let profile = self.shared.profile.clone();
         let name = name.to_owned();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let written = tokio::task::spawn_blocking(move || {
-            let mut rng = os_rng();
             profile.rename(&name, &mut rng)?;
             profile.write_chosen_names(None, now, &mut rng)
         })
@@ -913,7 +949,7 @@ impl Node {
     /// is `queued` until it goes out on a link.
     pub async fn send(&self, contact: &str, text: &str) -> Result<Key, ProfileError> {
         let now = self.shared.clock.now();
-        let mut rng = os_rng();
+        let mut rng = self.shared.rng();
         let (group, key) = self
             .shared
             .profile
@@ -930,11 +966,11 @@ impl Node {
         let profile = self.shared.profile.clone();
         let (name, with) = (name.to_owned(), with.to_vec());
         let now = self.shared.clock.now();
-        let written = tokio::task::spawn_blocking(move || {
-            profile.create_group(&name, &with, now, &mut os_rng())
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)??;
+        let mut rng = self.shared.rng();
+        let written =
+            tokio::task::spawn_blocking(move || profile.create_group(&name, &with, now, &mut rng))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
         self.after_group_change(written);
         Ok(())
     }
@@ -949,8 +985,9 @@ impl Node {
         let profile = self.shared.profile.clone();
         let group = group.to_owned();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let written = tokio::task::spawn_blocking(move || {
-            profile.change_group(&group, &action, now, &mut os_rng())
+            profile.change_group(&group, &action, now, &mut rng)
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
@@ -964,11 +1001,11 @@ impl Node {
         let profile = self.shared.profile.clone();
         let (group, text) = (group.to_owned(), text.to_owned());
         let now = self.shared.clock.now();
-        let (id, key) = tokio::task::spawn_blocking(move || {
-            profile.write_group(&group, &text, now, &mut os_rng())
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)??;
+        let mut rng = self.shared.rng();
+        let (id, key) =
+            tokio::task::spawn_blocking(move || profile.write_group(&group, &text, now, &mut rng))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
         self.shared.registry.announce(id, key, None);
         Ok(key)
     }
@@ -984,6 +1021,7 @@ impl Node {
         let profile = self.shared.profile.clone();
         let path = path.to_path_buf();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let owned = match to {
             crate::Conversation::Contact(c) => (c.to_owned(), false),
             crate::Conversation::Group(g) => (g.to_owned(), true),
@@ -994,7 +1032,7 @@ impl Node {
             } else {
                 crate::Conversation::Contact(&owned.0)
             };
-            profile.send_file(to, &path, now, &mut os_rng())
+            profile.send_file(to, &path, now, &mut rng)
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
@@ -1011,8 +1049,9 @@ impl Node {
     pub(crate) async fn group_messages(self, stored: Vec<(strand_sync::GroupId, Key)>) {
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let result = tokio::task::spawn_blocking(move || {
-            profile.apply_group_messages(&stored, now, &mut os_rng())
+            profile.apply_group_messages(&stored, now, &mut rng)
         })
         .await;
         match result {
@@ -1034,8 +1073,9 @@ impl Node {
         let profile = self.shared.profile.clone();
         let (contact, to) = (contact.to_owned(), to.to_path_buf());
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         tokio::task::spawn_blocking(move || {
-            profile.export_bundle_as(&contact, &to, false, now, &mut os_rng())
+            profile.export_bundle_as(&contact, &to, false, now, &mut rng)
         })
         .await
         .map_err(|_| ProfileError::Closed)?
@@ -1051,9 +1091,10 @@ impl Node {
         let profile = self.shared.profile.clone();
         let path = path.to_path_buf();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let (ledger, budgets) = (self.shared.ledger.clone(), self.shared.config.budgets);
         let mut imported = tokio::task::spawn_blocking(move || {
-            profile.import_bundle_with(&path, &ledger, &budgets, now, &mut os_rng())
+            profile.import_bundle_with(&path, &ledger, &budgets, now, &mut rng)
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
@@ -1105,11 +1146,11 @@ impl Node {
         let profile = self.shared.profile.clone();
         let name = name.to_owned();
         let now = self.shared.clock.now();
-        let record = tokio::task::spawn_blocking(move || {
-            profile.add_contact(&invite, &name, now, &mut os_rng())
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)??;
+        let mut rng = self.shared.rng();
+        let record =
+            tokio::task::spawn_blocking(move || profile.add_contact(&invite, &name, now, &mut rng))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
         // Where their invite says they can be reached: dial them there;
         // and devices around that may be theirs.
         self.contact_added(&record).await;
@@ -1215,10 +1256,10 @@ impl Node {
         let profile = self.shared.profile.clone();
         let addr = addr.to_owned();
         let now = self.shared.clock.now();
-        let change =
-            tokio::task::spawn_blocking(move || profile.add_relay(&addr, now, &mut os_rng()))
-                .await
-                .map_err(|_| ProfileError::Closed)??;
+        let mut rng = self.shared.rng();
+        let change = tokio::task::spawn_blocking(move || profile.add_relay(&addr, now, &mut rng))
+            .await
+            .map_err(|_| ProfileError::Closed)??;
         self.relays_changed(&change.written).await;
         Ok(change)
     }
@@ -1231,8 +1272,9 @@ impl Node {
         let profile = self.shared.profile.clone();
         let addr = addr.to_owned();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let change =
-            tokio::task::spawn_blocking(move || profile.remove_relay(&addr, now, &mut os_rng()))
+            tokio::task::spawn_blocking(move || profile.remove_relay(&addr, now, &mut rng))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
         if let Some(c) = &change {
@@ -1308,9 +1350,11 @@ async fn start_relays(
     profile: &Profile,
     settings: &RelaySettings,
     reach: &Arc<relaying::Reachability>,
+    clock: Clock,
+    mut rng: ChaCha20Rng,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<(Relays, Option<RelayServer>, Vec<Multiaddr>), NodeError> {
-    let seed = profile.relay_seed(&mut os_rng())?;
+    let seed = profile.relay_seed(&mut rng)?;
     let epoch = settings.epoch;
     let identity = move |e: u64| strand_sync::relay_key(&seed, e);
     let (server, serving) = match &settings.serve {
@@ -1330,7 +1374,7 @@ async fn start_relays(
         None => (None, Vec::new()),
     };
     let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
-    profile.publish_reach(&offers, crate::now(), &mut os_rng())?;
+    profile.publish_reach(&offers, clock.now(), &mut rng)?;
     let mut config = RelayConfig::new(
         relay_list(profile, &serving, reach),
         Arc::new(identity),

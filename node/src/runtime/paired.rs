@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strand_sync::{GroupId, Invite, Key};
 
 use super::{Node, Shared};
-use crate::{os_rng, ContactRecord, ProfileError};
+use crate::{ContactRecord, ProfileError};
 
 impl Node {
     /// Pairs the mailbox whose code (`strand mailbox init` prints it) this
@@ -16,8 +16,9 @@ impl Node {
         let code = code.to_owned();
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let (record, written) =
-            tokio::task::spawn_blocking(move || profile.pair_mailbox(&code, now, &mut os_rng()))
+            tokio::task::spawn_blocking(move || profile.pair_mailbox(&code, now, &mut rng))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
         for (g, k) in written {
@@ -33,8 +34,9 @@ impl Node {
         let invite = Invite::from_text(code)?;
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let record =
-            tokio::task::spawn_blocking(move || profile.mailbox_owner(&invite, now, &mut os_rng()))
+            tokio::task::spawn_blocking(move || profile.mailbox_owner(&invite, now, &mut rng))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
         self.set_carrying(true).await?;
@@ -59,10 +61,11 @@ impl Node {
         self.carrying_new_contacts(publics.clone()).await;
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
         let written = tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
             for public in &publics {
-                keys.extend(profile.tell_mailbox(Some(public), now, &mut os_rng())?);
+                keys.extend(profile.tell_mailbox(Some(public), now, &mut rng)?);
             }
             Ok(keys)
         })
@@ -87,10 +90,11 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     };
     let profile = shared.profile.clone();
     let now = shared.clock.now();
+    let mut rng = shared.rng();
     let added = tokio::task::spawn_blocking(move || {
         let mut added = Vec::new();
         for (g, k) in items {
-            match profile.take_mailbox_record(&g, &k, now, &mut os_rng()) {
+            match profile.take_mailbox_record(&g, &k, now, &mut rng) {
                 Ok(a) => added.extend(a),
                 Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
             }
