@@ -253,9 +253,14 @@ pub enum ProfileError {
     /// No group by that name (or id prefix).
     #[error("no group named {0:?}")]
     UnknownGroup(String),
-    /// A group change that cannot be made, and why.
+    /// A group operation that cannot be done, and why (in prose: the
+    /// profile's own reasons).
     #[error("{0}")]
     Group(String),
+    /// A group operation the membership rules refuse (not an admin, not a
+    /// member, no effect, too many members, a group too old to change).
+    #[error(transparent)]
+    Membership(#[from] strand_sync::GroupError),
     /// A disappearing-message timer that cannot be set.
     #[error("{0}")]
     Timer(String),
@@ -265,6 +270,12 @@ pub enum ProfileError {
     /// A bundle that cannot be written or taken in, and why.
     #[error("{0}")]
     Bundle(String),
+    /// A file that is not a bundle for this profile, or is damaged.
+    #[error("the bundle cannot be read")]
+    BundleUnreadable(#[source] strand_sync::BundleError),
+    /// A mailbox code that does not decode.
+    #[error("bad mailbox code")]
+    MailboxCode(#[source] strand_sync::MailboxError),
 }
 
 impl From<strand_sync::KeyError> for ProfileError {

@@ -87,7 +87,7 @@ struct Pass {
 const MAX_PASSES: usize = 64;
 
 fn bundle_error(e: BundleError) -> ProfileError {
-    ProfileError::Bundle(e.to_string())
+    ProfileError::BundleUnreadable(e)
 }
 
 /// Reads a bundle's frames in order from the start of `file`, giving

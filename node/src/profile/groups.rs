@@ -133,7 +133,7 @@ pub struct Written {
 }
 
 fn group_error(e: GroupError) -> ProfileError {
-    ProfileError::Group(e.to_string())
+    ProfileError::Membership(e)
 }
 
 impl Profile {

@@ -126,8 +126,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(ContactRecord, Vec<(GroupId, Key)>), ProfileError> {
-        let (invite, proof) =
-            decode_mailbox_code(code).map_err(|e| ProfileError::Mailbox(e.to_string()))?;
+        let (invite, proof) = decode_mailbox_code(code).map_err(ProfileError::MailboxCode)?;
         if !strand_sync::check_mailbox_proof(&invite.public, &self.identity().public(), &proof) {
             return Err(ProfileError::Mailbox(
                 "this mailbox was paired to someone else (run `strand mailbox init` on it with your invite code)".into(),

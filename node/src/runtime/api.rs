@@ -443,8 +443,17 @@ impl From<crate::ProfileError> for Failure {
             | E::NameTaken(_)
             | E::KeyConflict(_)
             | E::Timer(_)
-            | E::Relay(_) => FailureKind::BadInput,
-            E::Group(_) | E::Mailbox(_) | E::File(_) | E::Bundle(_) => FailureKind::Refused,
+            | E::Relay(_)
+            | E::MailboxCode(_)
+            | E::BundleUnreadable(_)
+            | E::Membership(
+                strand_sync::GroupError::Name(_)
+                | strand_sync::GroupError::TooMany
+                | strand_sync::GroupError::NoEffect(_),
+            ) => FailureKind::BadInput,
+            E::Group(_) | E::Membership(_) | E::Mailbox(_) | E::File(_) | E::Bundle(_) => {
+                FailureKind::Refused
+            }
             _ => FailureKind::Failed,
         };
         Failure {

@@ -70,6 +70,13 @@ async fn three_nodes_group_relay_and_removal() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("admin"), "{refused}");
+    assert!(
+        matches!(
+            refused,
+            strand_node::ProfileError::Membership(strand_sync::GroupError::NotAllowed(_))
+        ),
+        "the membership rule's own error: {refused:?}"
+    );
     ann.change_group("newsroom", GroupAction::MakeAdmin("ben".into()))
         .await
         .unwrap();
