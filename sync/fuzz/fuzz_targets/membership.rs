@@ -160,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(chain.epoch(&head).is_some(), "the head is held");
         // Following again (every other input: it doubles the work) opens
         // and moves nothing.
-        if data[0] & 0x80 != 0 {
+        if data.first().is_some_and(|b| b & 0x80 != 0) {
             let again = chain.update(reader, &store, NOW).unwrap();
             assert!(again.is_empty(), "following twice opens nothing new");
             assert_eq!(chain.last().id(), head, "following twice moves nothing");
