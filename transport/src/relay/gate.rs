@@ -7,14 +7,25 @@
 //! this epoch and dial it through the relay. Without the gate, identify
 //! and DCUtR answered such a stranger at once, before Strand's handshake:
 //! the device's public IP and port, and that it is online. Behind the
-//! gate, a connection's handler for the wrapped behaviour refuses every
+//! gate, a connection's handler for the wrapped behaviour answers no
 //! stream the remote opens and starts none of its own until the gate is
 //! opened for that connection: at once for the relays this device
 //! reserves on (it needs their identify to learn its public address),
 //! and for any other connection only when a Strand session on it
 //! authenticated its remote as a contact ([`crate::Authenticated`]).
+//!
+//! The two ends of a link authenticate each other at about the same
+//! time, never at once: the streams the remote opens before this end's
+//! gate opens are held (at most [`MAX_HELD`]) and handed to the wrapped
+//! handler when it opens. Refusing them instead lost the contact's
+//! identify request, which libp2p asks again only minutes later, and with
+//! it the hole punch.
 
 use std::collections::{HashSet, VecDeque};
+
+/// Streams the remote opened before the gate opened, held per connection
+/// (identify and DCUtR open one or two each); more are dropped.
+pub(crate) const MAX_HELD: usize = 8;
 use std::task::{Context, Poll, Waker};
 
 use either::Either;
@@ -65,7 +76,12 @@ impl<B> Gate<B> {
         }
     }
 
-    fn handler<H>(&mut self, connection: ConnectionId, peer: &PeerId, inner: H) -> Gated<H> {
+    fn handler<H: ConnectionHandler>(
+        &mut self,
+        connection: ConnectionId,
+        peer: &PeerId,
+        inner: H,
+    ) -> Gated<H> {
         let open = self.trusted.contains(peer);
         if open {
             self.open.insert(connection);
@@ -74,6 +90,7 @@ impl<B> Gate<B> {
             inner,
             open,
             waker: None,
+            held: VecDeque::new(),
         }
     }
 }
@@ -183,13 +200,15 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
     }
 }
 
-/// A connection's handler behind the gate: while closed it refuses the
-/// remote's streams and is not polled (so opens none of its own); what
-/// the behaviour sends it waits in the wrapped handler.
-pub(crate) struct Gated<H> {
+/// A connection's handler behind the gate: while closed it holds the
+/// remote's streams unanswered and is not polled (so opens none of its
+/// own); what the behaviour sends it waits in the wrapped handler.
+pub(crate) struct Gated<H: ConnectionHandler> {
     inner: H,
     open: bool,
     waker: Option<Waker>,
+    /// Streams the remote opened while the gate was closed.
+    held: VecDeque<FullyNegotiatedInbound<H::InboundProtocol, H::InboundOpenInfo>>,
 }
 
 impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
@@ -201,7 +220,7 @@ impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
     type OutboundOpenInfo = H::OutboundOpenInfo;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
-        if self.open {
+        if self.open || self.held.len() < MAX_HELD {
             self.inner
                 .listen_protocol()
                 .map_upgrade(|u| Either::Left(SendWrapper(u)))
@@ -215,6 +234,10 @@ impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
         match event {
             GateIn::Open => {
                 self.open = true;
+                for held in std::mem::take(&mut self.held) {
+                    self.inner
+                        .on_connection_event(ConnectionEvent::FullyNegotiatedInbound(held));
+                }
                 if let Some(w) = self.waker.take() {
                     w.wake();
                 }
@@ -252,14 +275,17 @@ impl<H: ConnectionHandler> ConnectionHandler for Gated<H> {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, info }) => {
                 // A denied upgrade never completes; a stream taken while
-                // closed is dropped.
+                // closed waits for the gate (or is dropped past MAX_HELD).
                 if let (futures::future::Either::Left(protocol), Either::Left(info)) =
                     (protocol, info)
                 {
-                    self.inner
-                        .on_connection_event(ConnectionEvent::FullyNegotiatedInbound(
-                            FullyNegotiatedInbound { protocol, info },
-                        ))
+                    let stream = FullyNegotiatedInbound { protocol, info };
+                    if self.open {
+                        self.inner
+                            .on_connection_event(ConnectionEvent::FullyNegotiatedInbound(stream))
+                    } else if self.held.len() < MAX_HELD {
+                        self.held.push_back(stream);
+                    }
                 }
             }
             ConnectionEvent::ListenUpgradeError(ListenUpgradeError { info, error }) => {

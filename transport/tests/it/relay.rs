@@ -264,12 +264,15 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     let mut inc = next_incoming(&mut alice_events).await;
     exchange(&mut out, &mut inc).await;
     // The sessions on both ends authenticate (here, by fiat): only then
-    // do identify and hole punching answer on the relayed connection.
-    out.authenticated
+    // do identify and hole punching answer on the relayed connection. One
+    // end is always first (here the side that starts hole punching): what
+    // it asks meanwhile waits for the other.
+    inc.authenticated
         .take()
         .expect("a relayed link waits")
         .call();
-    inc.authenticated
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    out.authenticated
         .take()
         .expect("a relayed link waits")
         .call();
@@ -356,7 +359,6 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
     stranger.dial(circuit_addr(&relay_at, target)).unwrap();
 
     let mut connected = false;
-    let mut refused = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         tokio::select! {
@@ -366,9 +368,6 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
                 }
                 SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Received { peer_id, info, .. })) if peer_id == target => {
                     panic!("Alice answered identify: {info:?}");
-                }
-                SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Error { peer_id, .. })) if peer_id == target => {
-                    refused = true;
                 }
                 SwarmEvent::Behaviour(StrangerEvent::Dcutr(e)) if e.remote_peer_id == target => {
                     panic!("hole punching with a stranger: {e:?}");
@@ -383,7 +382,8 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
+    // Alice's side held the identify request unanswered for the whole
+    // time (an answer would have failed the test above).
     assert!(connected, "the relay put the circuit through");
-    assert!(refused, "Alice's side refused the identify request");
     alice.shutdown().await;
 }
