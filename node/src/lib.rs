@@ -253,6 +253,14 @@ pub enum ProfileError {
     /// No group by that name (or id prefix).
     #[error("no group named {0:?}")]
     UnknownGroup(String),
+    /// No member of the group by that name.
+    #[error("{group:?} has no member {name:?}")]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The name asked for.
+        name: String,
+    },
     /// A group operation that cannot be done, and why (in prose: the
     /// profile's own reasons).
     #[error("{0}")]

@@ -581,9 +581,10 @@ impl Profile {
                 .collect();
             match (named.iter().find(|(_, v)| *v), named.as_slice()) {
                 (Some((sign, _)), _) | (None, [(sign, _)]) => Ok(*sign),
-                (None, []) => Err(ProfileError::Group(format!(
-                    "{group:?} has no member {name:?}"
-                ))),
+                (None, []) => Err(ProfileError::UnknownMember {
+                    group: group.to_owned(),
+                    name: name.to_owned(),
+                }),
                 (None, _) => Err(ProfileError::Group(format!(
                     "{} members of {group:?} call themselves {name:?}: add the one you mean as a contact first",
                     named.len()

@@ -436,6 +436,7 @@ impl From<crate::ProfileError> for Failure {
         let kind = match &e {
             E::UnknownContact(_)
             | E::UnknownGroup(_)
+            | E::UnknownMember { .. }
             | E::Name(_)
             | E::Invite(_)
             | E::Key(_)

@@ -1482,6 +1482,24 @@ fn every_command_does_the_same_with_or_without_a_node() {
             args.join(" ")
         );
     }
+    // Bad values are usage errors both ways, and the rest did not fail.
+    for ((args, w), o) in table.iter().zip(&with).zip(&without) {
+        let line = args.join(" ");
+        let bad = line.contains("nobody")
+            || line.contains("nowhere")
+            || line.contains("explode")
+            || line.contains("notacode")
+            || line.contains("nonsense")
+            || line == "timer bob 4m";
+        if bad {
+            assert_eq!(
+                w.0,
+                Some(1),
+                "`strand {line}` is refused with a node: {w:?}"
+            );
+            assert_eq!(o.0, Some(1), "`strand {line}` is refused without: {o:?}");
+        }
+    }
     // And it did what it says, both ways.
     for u in [&offline, &online] {
         assert!(u
