@@ -214,20 +214,7 @@ impl ConversationModel {
             } else {
                 Target::Contact(contact)
             };
-            let rows: Option<Vec<Row>> = match core.call(Request::Page {
-                of,
-                from,
-                limit: PAGE,
-            }) {
-                Some(Ok(Reply::Stored { messages })) => {
-                    Some(messages.into_iter().map(Row::from).collect())
-                }
-                Some(Ok(Reply::GroupPage { messages })) => {
-                    Some(messages.into_iter().map(Row::from).collect())
-                }
-                _ => None,
-            };
-            let Some(rows) = rows else {
+            let Some(Ok(rows)) = read_page(core, of, from) else {
                 // Not read (locked, or a store error): asked again when
                 // the rows are next shown.
                 core.ui(move |ui| {
@@ -703,6 +690,23 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     }
 }
 
+/// The rows of one page of `of` from `from` on; `None` while locked (or
+/// for a reply that is no page).
+fn read_page(core: &Core, of: Target, from: Position) -> Option<Result<Vec<Row>, Failure>> {
+    match core.call(Request::Page {
+        of,
+        from,
+        limit: PAGE,
+    })? {
+        Ok(Reply::Stored { messages }) => Some(Ok(messages.into_iter().map(Row::from).collect())),
+        Ok(Reply::GroupPage { messages }) => {
+            Some(Ok(messages.into_iter().map(Row::from).collect()))
+        }
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// What a conversation's list needs: where every message is shown, its
 /// newest page read, and its timer's index; marked read to its end if
 /// `visible`. `None` while locked.
@@ -723,20 +727,7 @@ pub(crate) fn list(core: &Core, of: Target, visible: bool) -> Option<Result<List
         Err(e) => return Some(Err(e)),
     };
     let pages = newest_page(&keys, |from| {
-        match core.call(Request::Page {
-            of: of.clone(),
-            from: *from,
-            limit: PAGE,
-        }) {
-            Some(Ok(Reply::Stored { messages })) => {
-                Ok(messages.into_iter().map(Row::from).collect())
-            }
-            Some(Ok(Reply::GroupPage { messages })) => {
-                Ok(messages.into_iter().map(Row::from).collect())
-            }
-            Some(Ok(_)) | None => Ok(Vec::new()),
-            Some(Err(e)) => Err(e),
-        }
+        read_page(core, of.clone(), *from).unwrap_or(Ok(Vec::new()))
     });
     let pages = match pages {
         Ok(p) => p,

@@ -733,18 +733,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (log, expires) = self.log_for(crate::Conversation::Group(group), now)?;
-        let msg = Message::create_expiring(
-            &self.identity(),
-            &log,
-            now,
-            expires,
-            Kind::TEXT,
-            text.as_bytes(),
-            rng,
-        )
-        .map_err(ProfileError::Message)?;
-        let id = log.id;
+        let (id, msg) = self.compose(crate::Conversation::Group(group), text, now, rng)?;
         self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
     }
 

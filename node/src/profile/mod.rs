@@ -1000,7 +1000,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(contact, text, now, rng)?;
+        let (group, msg) = self.compose(crate::Conversation::Contact(contact), text, now, rng)?;
         self.write_txn(move |txn| store_own(txn, &group, &msg))
     }
 
@@ -1012,19 +1012,21 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(contact, text, now, rng)?;
+        let (group, msg) = self.compose(crate::Conversation::Contact(contact), text, now, rng)?;
         self.write_txn_async(move |txn| store_own(txn, &group, &msg))
             .await
     }
 
-    fn compose(
+    /// A text for `to`'s log (a contact's 1:1 log, or a group's newest
+    /// epoch), under its timer.
+    pub(crate) fn compose(
         &self,
-        contact: &str,
+        to: crate::Conversation<'_>,
         text: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Message), ProfileError> {
-        let (group, expires) = self.log_for(crate::Conversation::Contact(contact), now)?;
+        let (group, expires) = self.log_for(to, now)?;
         let msg = Message::create_expiring(
             &self.identity(),
             &group,
