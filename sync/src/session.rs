@@ -303,6 +303,13 @@ pub struct Session {
     acks: BTreeMap<GroupId, Vec<u64>>,
     unacked: BTreeMap<u64, (GroupId, Key)>,
     unacked_order: VecDeque<u64>,
+    /// Keys asked about by [`Session::confirm`] and not yet asked again:
+    /// once reconciliation is over and our sends are out, the ones still
+    /// unacknowledged are asked once more (the peer may have stored them
+    /// through another link after it answered).
+    asked: Vec<(GroupId, Key)>,
+    /// A group finished reconciling since the last second asking.
+    ask_again: bool,
     events: VecDeque<Event>,
     deadline_handshake: Time,
     last_recv: Time,
@@ -369,6 +376,8 @@ impl Session {
             acks: BTreeMap::new(),
             unacked: BTreeMap::new(),
             unacked_order: VecDeque::new(),
+            asked: Vec::new(),
+            ask_again: false,
             events: VecDeque::new(),
             deadline_handshake: now.saturating_add(HANDSHAKE_TIMEOUT),
             last_recv: now,
@@ -620,17 +629,56 @@ impl Session {
         if !self.is_established() || !self.groups.contains_key(group) {
             return 0;
         }
+        let keys = &keys[..keys.len().min(MAX_UNACKED)];
+        // Asked again after the next reconciliation, not an earlier one.
+        self.ask_again = false;
+        self.query(group, keys);
+        for key in keys {
+            self.remember_unacked(*group, *key);
+        }
+        let room = MAX_UNACKED.saturating_sub(self.asked.len());
+        self.asked
+            .extend(keys.iter().take(room).map(|k| (*group, *k)));
+        keys.len()
+    }
+
+    /// Queues QUERY frames for `keys`, split so each fits a packet.
+    fn query(&mut self, group: &GroupId, keys: &[Key]) {
         // A QUERY frame: type, length (3), group, count (2), keys.
         let room = self.config.packet() - TAG_LEN - 1 - 3 - 32 - 2;
         let per_frame = (room / frame::QUERY_KEY_LEN).min(MAX_QUERY_KEYS);
-        let keys = &keys[..keys.len().min(MAX_UNACKED)];
         for chunk in keys.chunks(per_frame) {
             self.control.push_back(frame::query(group, chunk));
-            for key in chunk {
-                self.remember_unacked(*group, *key);
+        }
+    }
+
+    /// Asks once more about the keys [`Session::confirm`] asked about that
+    /// are still unacknowledged, when every group has reconciled and our
+    /// sends are out. Reconciliation sends nothing the peer holds, so a
+    /// message it stored through another link after answering the first
+    /// QUERY would otherwise stay undelivered until the next session.
+    fn ask_again_if_settled(&mut self) {
+        if !self.ask_again
+            || self.asked.is_empty()
+            || !self.exchanges.values().all(|e| e.done)
+            || !self.to_open.is_empty()
+            || !self.sends.is_empty()
+            || !self.ready.is_empty()
+            || self.current.is_some()
+        {
+            return;
+        }
+        self.ask_again = false;
+        let mut by_group: BTreeMap<GroupId, Vec<Key>> = BTreeMap::new();
+        for (group, key) in std::mem::take(&mut self.asked) {
+            let tag = self.tags.tag(&key.id);
+            if self.unacked.get(&tag) == Some(&(group, key)) {
+                by_group.entry(group).or_default().push(key);
             }
         }
-        keys.len()
+        for (group, keys) in by_group {
+            self.query(&group, &keys);
+        }
     }
 
     fn fail(&mut self, error: SessionError) {
@@ -1153,6 +1201,7 @@ impl Session {
             }
             if !ex.done {
                 ex.done = true;
+                self.ask_again = true;
                 self.events.push_back(Event::Synced { group });
             }
         }
@@ -1206,6 +1255,9 @@ impl Session {
             let group = *item.group();
             let key = item.key();
             let ack = error.is_none() && !self.is_closed();
+            if matches!(item.verdict(), Verdict::Held | Verdict::Stored { .. }) {
+                self.peer_holds(group, key);
+            }
             match item.verdict() {
                 Verdict::Held | Verdict::Stored { new: false } => {
                     if ack {
@@ -1285,6 +1337,9 @@ impl Session {
     /// memory.
     pub fn poll_transmit<S: Store>(&mut self, now: Time, store: &S) -> Option<Vec<u8>> {
         self.clock = self.clock.max(now);
+        if self.is_established() && !self.is_closed() {
+            self.ask_again_if_settled();
+        }
         if let Some(record) = self.records.pop_front() {
             self.count_sent(now, record.len());
             return Some(record);
@@ -1469,6 +1524,23 @@ impl Session {
                     self.events.push_back(Event::Sent { group, key });
                 }
             }
+        }
+    }
+
+    /// The peer sent a message this side sent or asked about: it holds
+    /// it, as surely as an acknowledgement would say (PROTOCOL.md §7, ACK).
+    /// A peer that stored it after answering our QUERY (another link of
+    /// its stored it meanwhile) sends it on as new, and nothing else would
+    /// tell us.
+    fn peer_holds(&mut self, group: GroupId, key: Key) {
+        let tag = self.tags.tag(&key.id);
+        if self
+            .unacked
+            .get(&tag)
+            .is_some_and(|(g, k)| *g == group && *k == key)
+        {
+            self.unacked.remove(&tag);
+            self.events.push_back(Event::Delivered { group, key });
         }
     }
 

@@ -1312,3 +1312,92 @@ fn the_first_records_of_a_link_vary_in_size() {
         assert!(s.len() >= 20, "{what}: only {} sizes in 30 links", s.len());
     }
 }
+
+/// The peer answered our QUERY before it held the message (another of its
+/// links was still storing it, a relay circuit reset mid-sync), and
+/// reconciliation ran after, so nothing was sent and nothing acknowledged.
+/// When the peer forwards the message to us as new, that says it holds it.
+#[test]
+fn a_message_the_peer_forwards_after_our_query_counts_as_delivered() {
+    let mut pair = Pair::new(67);
+    let group = pair.a.group().clone();
+    // Alice's message, not in her own store until reconciliation is over
+    // (so it does not send it: this is about the peer getting it
+    // elsewhere).
+    let message = Message::create(
+        &pair.a.identity,
+        &group,
+        pair.a.now(),
+        Kind::TEXT,
+        b"from the other link",
+        &mut rng(67),
+    )
+    .unwrap();
+    let key = message.key();
+    pair.connect();
+    pair.drive();
+    let a = pair.a.session.as_mut().unwrap();
+    assert_eq!(a.confirm(&group.id, &[key]), 1);
+    pair.drive();
+    assert_eq!(delivered(&pair.a), 0, "bob does not hold it yet");
+    pair.a.store.insert(&group.id, &message).unwrap();
+    // Bob's other link stores it now; his node hands it to this session.
+    pair.b.store.insert(&group.id, &message).unwrap();
+    assert!(pair
+        .b
+        .session
+        .as_mut()
+        .unwrap()
+        .handle_new_message(&group.id, key));
+    pair.drive();
+    assert!(pair.a.events.contains(&Event::Delivered {
+        group: group.id,
+        key
+    }));
+    assert_eq!(delivered(&pair.a), 1);
+}
+
+/// The peer answered our QUERY before it held the message and got it
+/// through another link without telling this session; reconciliation then
+/// finds nothing to send. Once the group has reconciled, what is still
+/// unacknowledged is asked about once more.
+#[test]
+fn what_the_peer_lacked_when_asked_is_asked_again_after_reconciling() {
+    let mut pair = Pair::new(68);
+    let group = pair.a.group().clone();
+    let message = Message::create(
+        &pair.a.identity,
+        &group,
+        pair.a.now(),
+        Kind::TEXT,
+        b"stored by bob's other link",
+        &mut rng(68),
+    )
+    .unwrap();
+    let key = message.key();
+    pair.connect();
+    pair.drive();
+    assert_eq!(
+        pair.a.session.as_mut().unwrap().confirm(&group.id, &[key]),
+        1
+    );
+    pair.drive();
+    assert_eq!(delivered(&pair.a), 0, "bob does not hold it yet");
+    for p in [&mut pair.a, &mut pair.b] {
+        p.store.insert(&group.id, &message).unwrap();
+    }
+    assert!(pair.a.session.as_mut().unwrap().resync(&group.id));
+    pair.drive();
+    assert!(
+        !pair
+            .a
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Sent { .. })),
+        "reconciliation sent nothing (both hold it)"
+    );
+    assert!(pair.a.events.contains(&Event::Delivered {
+        group: group.id,
+        key
+    }));
+}
