@@ -118,6 +118,8 @@ struct Pump {
     /// Messages of ours the peer confirmed, for carrying (pool messages
     /// to hollow, 1:1 messages to stop spreading).
     confirmed: Vec<(GroupId, Key)>,
+    /// How many of ours the peer acknowledged (for the log).
+    acknowledged: u64,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -156,6 +158,7 @@ pub(crate) async fn run(node: Arc<Shared>, link: Link, pending: Pending) -> Resu
         declined: HashSet::new(),
         authenticated: link.authenticated,
         confirmed: Vec::new(),
+        acknowledged: 0,
     };
     pump.run(link.stream, command_rx).await
 }
@@ -349,6 +352,7 @@ impl Pump {
         }
         let error = self.closed.take().flatten();
         if let Some((_, name, _)) = &self.contact {
+            tracing::debug!(contact = %name, stats = ?self.session.stats(), acknowledged = self.acknowledged, "session over");
             let _ = self.node.events.send(NodeEvent::Disconnected {
                 contact: name.clone(),
                 error: error.as_ref().map(|e| e.to_string()),
@@ -425,6 +429,7 @@ impl Pump {
                     if let Some((public, ..)) = &self.contact {
                         self.node.registry.moved(public, 1);
                     }
+                    self.acknowledged += 1;
                     self.delivered.push((group, key));
                     self.confirmed.push((group, key));
                     self.notify_own(group, key, false);
@@ -498,7 +503,8 @@ impl Pump {
         for g in &groups {
             match self.node.profile.undelivered(&g.id) {
                 Ok(keys) if !keys.is_empty() => {
-                    self.session.confirm(&g.id, &keys);
+                    let asked = self.session.confirm(&g.id, &keys);
+                    tracing::debug!(contact = %name, undelivered = keys.len(), asked, "asking which of ours the contact holds");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("reading undelivered messages failed: {e}"),

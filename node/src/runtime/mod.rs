@@ -848,6 +848,7 @@ impl Node {
         done: Option<tokio::sync::oneshot::Sender<()>>,
     ) {
         let shared = self.shared.clone();
+        let reach = self.shared.reach.clone();
         self.shared.tasks.spawn(async move {
             let remote = link.remote.clone();
             let kind = link.kind;
@@ -861,6 +862,10 @@ impl Node {
             if let Some(done) = done {
                 let _ = done.send(());
             }
+            // A contact may have no link left: the relay dialler looks
+            // again (it skipped them while this link was up, and would
+            // otherwise sleep until its next timer).
+            reach.wake.notify_one();
         });
     }
 
