@@ -1072,9 +1072,13 @@ impl Profile {
 
     /// Stores the valid messages of a checked batch (one job for the
     /// writer) and records in it which were new.
-    pub(crate) async fn store_inbound(&self, batch: Inbound) -> Result<Inbound, ProfileError> {
+    pub(crate) async fn store_inbound(
+        &self,
+        batch: Inbound,
+        now: Time,
+    ) -> Result<Inbound, ProfileError> {
         let me = self.identity().public().sign;
-        self.write_txn_async(move |txn| store_checked(txn, me, batch))
+        self.write_txn_async(move |txn| store_checked(txn, me, batch, now))
             .await
     }
 
@@ -1117,7 +1121,7 @@ impl Profile {
         batch.verify(now);
         ledger.apply(self, budgets, &mut batch)?;
         let me = self.identity().public().sign;
-        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch)) {
+        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch, now)) {
             Ok(b) => b,
             Err(e) => {
                 ledger.forget();
@@ -1135,8 +1139,9 @@ pub(crate) fn store_checked(
     txn: &WriteTransaction,
     me: AuthorId,
     mut batch: Inbound,
+    now: Time,
 ) -> Result<Inbound, ProfileError> {
-    let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
+    let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
     store
         .look_ahead(
             batch

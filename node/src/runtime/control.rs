@@ -36,11 +36,14 @@ pub fn socket_path(profile: &Path) -> PathBuf {
 /// user can enter, given mode 0600 there, then renamed into place. (A
 /// umask would do it too, but the umask is the whole process's.) Returns
 /// the listener and the uid that owns the socket: this process's.
-fn bind_private(path: &Path) -> std::io::Result<(UnixListener, u32)> {
+fn bind_private(
+    path: &Path,
+    rng: &mut impl rand_core::RngCore,
+) -> std::io::Result<(UnixListener, u32)> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let parent = path.parent().unwrap_or(Path::new("."));
     let mut nonce = [0u8; 8];
-    rand_core::RngCore::fill_bytes(&mut crate::os_rng(), &mut nonce);
+    rng.fill_bytes(&mut nonce);
     let private = parent.join(format!(".control-{}", hex(&nonce)));
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let made = (|| {
@@ -63,7 +66,7 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let path = socket_path(profile);
     // We hold the profile's lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
-    let (listener, owner) = bind_private(&path)?;
+    let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
     let stop = tokio_util::sync::CancellationToken::new();
     loop {
         let (stream, _) = tokio::select! {

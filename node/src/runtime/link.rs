@@ -83,7 +83,7 @@ async fn check_and_store(
         declined = d;
     }
     if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
-        let stored = profile.store_inbound(batch).await;
+        let stored = profile.store_inbound(batch, now).await;
         match &stored {
             Ok(batch) => node.ledger.refund(&profile, batch),
             Err(_) => node.ledger.forget(),

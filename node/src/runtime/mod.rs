@@ -1364,7 +1364,7 @@ async fn start_relays(
     let identity = move |e: u64| strand_sync::relay_key(&seed, e);
     let (server, serving) = match &settings.serve {
         Some(serve) => {
-            let only = relaying::contacts_only(reach.clone(), Arc::new(identity), epoch);
+            let only = relaying::contacts_only(reach.clone(), Arc::new(identity), epoch, clock);
             let server = RelayServer::start(RelayServerConfig {
                 listen: serve.listen.clone(),
                 announce: serve.announce.clone(),

@@ -21,17 +21,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use strand_sync::relay_key;
 use strand_sync::{PublicIdentity, Reach};
 use strand_transport::relay::server::PeerFilter;
-use strand_transport::relay::{circuit_addr, epoch_at, is_relay_addr, peer_id_of, IdentityFn};
+use strand_transport::relay::{circuit_addr, is_relay_addr, peer_id_of, IdentityFn};
 use strand_transport::{Multiaddr, PeerId, Relays, Transport};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{chain, Node};
+use super::{chain, Clock, Node};
 use crate::runtime::limits::{
     RELAY_DIAL_DEFER as DIAL_DEFER, RELAY_MAX_BACKOFF as MAX_BACKOFF,
     RELAY_MIN_BACKOFF as MIN_BACKOFF,
@@ -359,11 +359,13 @@ pub(crate) fn contacts_only(
     reach: Arc<Reachability>,
     mine: IdentityFn,
     epoch: Duration,
+    clock: Clock,
 ) -> PeerFilter {
     let cache: Mutex<(u64, u64, HashSet<PeerId>)> =
         Mutex::new((u64::MAX, u64::MAX, HashSet::new()));
+    let len = (epoch.as_millis() as u64).max(1);
     Arc::new(move |peer: &PeerId| {
-        let e = epoch_at(SystemTime::now(), epoch);
+        let e = clock.now() / len;
         let v = reach.version.load(Ordering::Relaxed);
         let mut c = cache.lock().expect("filter lock");
         if c.0 != e || c.1 != v {
