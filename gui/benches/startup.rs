@@ -5,7 +5,7 @@
 //! cargo bench -p strand-gui
 //! ```
 //!
-//! Target (issue 5): first frame ≤ 1 s; a 10,000-message conversation is
+//! Target: first frame ≤ 1 s; a 10,000-message conversation is
 //! never decrypted whole. Baseline, measured in the same run: reading that
 //! conversation whole (`Profile::conversation`), as a UI without paging
 //! would.

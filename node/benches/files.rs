@@ -7,7 +7,7 @@
 //!   receiver's start to the whole file stored, and from its manifest
 //!   listed (the link up, the chunks flowing) to the whole file stored,
 //!   against a raw TCP copy of the same bytes over loopback in the same
-//!   process. Target ≥ 50 % of it (issue 14): not reached, and not
+//!   process. Target ≥ 50 % of it: not reached, and not
 //!   reachable with sealed stores and encrypted links on this machine's
 //!   two cores. On its way every byte is unsealed from the sender's store,
 //!   encrypted and decrypted twice (libp2p's Noise under the session's

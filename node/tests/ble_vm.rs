@@ -1,4 +1,4 @@
-//! Two Strand nodes over Bluetooth LE on real BlueZ (issue 13). This
+//! Two Strand nodes over Bluetooth LE on real BlueZ. This
 //! machine has no Bluetooth, so `scripts/ble-vm` boots a VM whose kernel
 //! and `bluetoothd` drive `btvirt`'s virtual controllers, and runs these
 //! tests there (they are ignored anywhere else). Alice's node on hci0 and

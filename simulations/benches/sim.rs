@@ -142,7 +142,7 @@ fn bench(name: &str, title: &str, target_s: Option<f64>, one: &str) {
     }
 }
 
-/// Carrying (issue 15): on the two bundled carrying scenarios, Strand
+/// Carrying: on the two bundled carrying scenarios, Strand
 /// with carrying (at the node's default copies, and at Spray-and-Wait's 6)
 /// beside Strand without it and the three baselines held to the same
 /// contact graph, over `SEEDS` seeds: means and 95 % intervals. Mean

@@ -11,7 +11,7 @@
 //!    total bytes both ways and round trips, against the
 //!    bytes a naive id exchange (Briar's offer/ack) would need for the same
 //!    logs. Target for a difference of 1: ≤ 1 KiB and ≤ 3 round trips.
-//! 4. **Keyed tags** against the public tags of version 2 (issue 14): the
+//! 4. **Keyed tags** against the public tags of version 2: the
 //!    same reconciliations at 1, 10 and 1,000 differences with each, bytes,
 //!    round trips and CPU, and the time of one whole-log fingerprint.
 //!
@@ -302,7 +302,7 @@ fn reconciliation_figures(n: usize) {
         "naive id xchg"
     );
     // Packets of 16 KiB (the LAN's and relays') and of 512 bytes (the
-    // smallest a session uses; issue 13 measures BLE at both).
+    // smallest a session uses; the BLE benchmarks measure both).
     for (packet, d) in [16 * 1024, 512]
         .into_iter()
         .flat_map(|p| [1usize, 10, 1000, 10_000].map(move |d| (p, d)))

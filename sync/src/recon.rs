@@ -710,7 +710,7 @@ mod budget_tests {
         (store, group.id, keys)
     }
 
-    /// Regression (review of issue 2): merged skips must not push a reply
+    /// Regression: merged skips must not push a reply
     /// past its budget, or the frame would never fit a packet.
     #[test]
     fn replies_never_exceed_their_budget() {

@@ -1,4 +1,4 @@
-//! BLE link layer figures over the emulated radio (issue 13), each printed
+//! BLE link layer figures over the emulated radio, each printed
 //! beside its baseline from the same run:
 //!
 //! 1. **Goodput**: a 1 MiB bulk stream, central to peripheral, at BLE 1M

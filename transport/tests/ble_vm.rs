@@ -1,4 +1,4 @@
-//! The BLE transport against real BlueZ (issue 13). This machine has no
+//! The BLE transport against real BlueZ. This machine has no
 //! Bluetooth, so `scripts/ble-vm` boots a VM with Debian's kernel, starts
 //! `btvirt` with three virtual LE controllers (hci0, hci1, hci2) and
 //! `bluetoothd`, and runs these tests there (they are ignored anywhere

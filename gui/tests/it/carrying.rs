@@ -1,4 +1,4 @@
-//! Carrying in the app (issue 15): the switch on the Network screen turns
+//! Carrying in the app: the switch on the Network screen turns
 //! carrying on and off, the line under it says what is held, and a
 //! contact's node learns it over a real loopback link.
 

@@ -1,4 +1,4 @@
-//! Removable drives in the app (issue 15): import a bundle a contact wrote
+//! Removable drives in the app: import a bundle a contact wrote
 //! (on the Network screen, through the file picker's path), and "Send by
 //! drive" from a conversation writes one only that contact opens.
 

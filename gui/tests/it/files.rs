@@ -1,5 +1,5 @@
 //! Files in the app against a real second node: attach one by its path
-//! and one with the file picker, receive an image that shows its preview, save it (issue 14).
+//! and one with the file picker, receive an image that shows its preview, save it.
 
 use slint::{ComponentHandle, Model};
 use strand_gui::{ConversationAdapter, FilePickerAdapter, NetworkAdapter};

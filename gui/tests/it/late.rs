@@ -1,4 +1,4 @@
-//! A message dated well before it arrived (issue 11): the conversation
+//! A message dated well before it arrived: the conversation
 //! shows it below what was already read, unread, with its author's date
 //! and the gap marked.
 

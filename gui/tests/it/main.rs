@@ -8,11 +8,10 @@
 //!   passphrases; lock and unlock; a wrong passphrase; a profile in use.
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
-//! - `drive`: import a bundle from a drive, and write one for a contact
-//!   (issue 15).
+//! - `drive`: import a bundle from a drive, and write one for a contact.
 //! - `files`: attach a file, receive an image with its preview, save it.
 //! - `groups`: the groups screen against a second node: make a group, read
-//!   a member's text with its author, add and remove members (issue 14).
+//!   a member's text with its author, add and remove members.
 //! - `keyboard`: real pointer and key events: arrows in the contact list,
 //!   Enter and Shift+Enter in the compose box, Ctrl+number.
 //! - `live`: the app's node syncing with a second node over real loopback
@@ -21,7 +20,7 @@
 //! - `paging`: a 2,000-message conversation is read a page at a time.
 //! - `late`: a backdated message shows below what was read, with its date.
 //! - `relays`: a relay added on the Network screen reserves and carries a
-//!   contact; every address in full (issue 12).
+//!   contact; every address in full.
 
 mod carrying;
 mod contacts;

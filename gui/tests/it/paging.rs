@@ -1,4 +1,4 @@
-//! A long conversation is read a page at a time (issue 5: scrolling 10,000
+//! A long conversation is read a page at a time (scrolling 10,000
 //! messages does not load them all; the benchmark measures that size).
 
 use slint::{ComponentHandle, Model};

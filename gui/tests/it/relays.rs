@@ -1,4 +1,4 @@
-//! The Network screen's relays (issue 12): adding one, its reservation,
+//! The Network screen's relays: adding one, its reservation,
 //! a bad address refused, a contact reached through it (the conversation
 //! header and the contact list say "relayed"), every address in full.
 

@@ -1,4 +1,4 @@
-//! Verifying a contact in the app (issue 11): the safety number and its QR
+//! Verifying a contact in the app: the safety number and its QR
 //! code in the conversation, the verified mark in the header and the chat
 //! list, and QR codes read from images (drawn by the app's own encoder,
 //! then rotated and scaled as a photo would be).
@@ -203,7 +203,7 @@ fn the_conversation_shows_the_safety_number_and_marks_the_contact_verified() {
     });
 }
 
-/// Issue 11: Settings → Wipe asks for the user's name, stops the node,
+/// Settings → Wipe asks for the user's name, stops the node,
 /// destroys the profile, and shows the first-run screen.
 #[test]
 fn wiping_from_settings_destroys_the_profile() {

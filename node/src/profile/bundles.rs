@@ -1,4 +1,4 @@
-//! Removable drives (issue 15; `sync/PROTOCOL.md` §15): everything a
+//! Removable drives (`sync/PROTOCOL.md` §15): everything a
 //! contact may lack, in one bundle file only they can open, and taking
 //! such a file in.
 //!

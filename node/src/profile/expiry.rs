@@ -1,4 +1,4 @@
-//! Disappearing messages in the profile (issue 14; `sync/PROTOCOL.md` §4.1).
+//! Disappearing messages in the profile (`sync/PROTOCOL.md` §4.1).
 //!
 //! A conversation's timer is the newest TIMER message its members may
 //! write (in a group, its admins), found through the `timers` index. Texts

@@ -1,4 +1,4 @@
-//! Files in conversations (issue 14; `sync/PROTOCOL.md` §4.2).
+//! Files in conversations (`sync/PROTOCOL.md` §4.2).
 //!
 //! Sending reads the file a chunk at a time: each 256 KiB becomes a CHUNK
 //! message, stored 16 to a transaction, then the FILE message (the
@@ -471,7 +471,7 @@ impl Profile {
 mod tests {
     use super::safe_name;
 
-    /// Issue 26, attack 6: a name with a bidi override or zero-width
+    /// A name with a bidi override or zero-width
     /// characters is saved without them.
     #[test]
     fn saved_names_drop_invisible_and_direction_changing_characters() {

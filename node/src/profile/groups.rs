@@ -1,4 +1,4 @@
-//! Private groups in the profile (issue 14; `sync/PROTOCOL.md` §14).
+//! Private groups in the profile (`sync/PROTOCOL.md` §14).
 //!
 //! strand-sync's [`Chain`] does the protocol: epochs, changes, forks. This
 //! module keeps it on disk and in front of the user:

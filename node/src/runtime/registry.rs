@@ -396,7 +396,7 @@ mod tests {
         }
     }
 
-    /// Issue 10: at the per-contact cap a newly authenticated session
+    /// At the per-contact cap a newly authenticated session
     /// replaces the oldest (which is told to close), so stale or replayed
     /// sessions cannot keep the contact's working one out.
     #[test]
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(r.sessions(), MAX_SESSIONS_PER_CONTACT + 1);
     }
 
-    /// Issue 12: a direct session (here a hole-punched one) replaces the
+    /// A direct session (here a hole-punched one) replaces the
     /// contact's relayed session; a relayed one replaces nothing direct.
     #[test]
     fn a_direct_session_replaces_the_relayed_one() {

@@ -1,4 +1,4 @@
-//! Removable drives (issue 15): a bundle made for a contact who was never
+//! Removable drives: a bundle made for a contact who was never
 //! met carries the conversation, a file and a group; only that contact
 //! opens it; it is taken in once however often it is imported; a changed,
 //! cut, foreign or own bundle is refused and changes nothing stored.

@@ -1,4 +1,4 @@
-//! Carrying between real nodes (issue 15), on one emulated link hub: Ann
+//! Carrying between real nodes, on one emulated link hub: Ann
 //! and Cat are contacts but are never on the hub at the same time; Ben, a
 //! contact of both, carries. Ann's message reaches Cat through Ben, who
 //! holds only the sealed envelope and deletes it once Cat's
@@ -256,7 +256,7 @@ async fn a_full_carrier_drops_its_oldest_and_the_sender_loses_nothing() {
     cat.shutdown().await;
 }
 
-/// The mailbox (issue 15): Owen's mailbox Max is paired to his profile;
+/// The mailbox: Owen's mailbox Max is paired to his profile;
 /// Ann, Owen's contact, learns it through their conversation and Max
 /// learns Ann from Owen. Owen is away when Ann writes; Ann meets only Max;
 /// Owen comes back somewhere Ann is not, meets only Max, and has the
@@ -378,7 +378,7 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     assert!(ann.write("owen", "still fine", now, &mut rng).is_ok());
 }
 
-/// Envelopes on a drive (issue 15): Ben carries Ann's message for Cat,
+/// Envelopes on a drive: Ben carries Ann's message for Cat,
 /// and Cat is on no link Ben is on; Ben's drive bundle for Cat holds it,
 /// whole, and Cat has Ann's message once she imports the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

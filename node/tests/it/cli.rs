@@ -539,7 +539,7 @@ fn two_nodes_in_network_namespaces_find_each_other_by_mdns() {
     });
 }
 
-/// Issue 11: `strand verify` shows both sides the same safety number;
+/// `strand verify` shows both sides the same safety number;
 /// `--confirm` marks the contact verified, offline or through a running
 /// node, and `strand contacts` says so.
 #[test]
@@ -583,7 +583,7 @@ fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named"));
 }
 
-/// Issue 11: a process of another user gets nothing from the control
+/// A process of another user gets nothing from the control
 /// socket, even when every permission on the way was opened up (the
 /// node checks the peer's uid with `SO_PEERCRED`). Needs root, to run the
 /// client as `nobody`; skips, saying so, otherwise.
@@ -637,7 +637,7 @@ fn a_control_client_of_another_user_is_refused() {
     assert!(a.ok(&["contacts"]).contains("bob"));
 }
 
-/// Issue 11: `strand init` calibrates Argon2id on this machine, never under
+/// `strand init` calibrates Argon2id on this machine, never under
 /// the floor; the passphrase can come from a file; a running node does not
 /// keep STRAND_PASSPHRASE in its environment.
 #[test]
@@ -691,7 +691,7 @@ fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
     );
 }
 
-/// Issue 11: `strand read` crosses the control socket a page at a time
+/// `strand read` crosses the control socket a page at a time
 /// (a page holds at most `READ_PAGE` messages), in order, with nothing
 /// lost at page boundaries; a bad cursor is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,7 +826,7 @@ fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
     assert_eq!((s[0].name.as_str(), s[0].unread), ("bob", 0));
 }
 
-/// Issue 13: where Bluetooth cannot run (here: an adapter that does not
+/// Where Bluetooth cannot run (here: an adapter that does not
 /// exist, so the test means the same on a machine with BlueZ), `strand
 /// run` says why in one line and runs on its other transports; `strand
 /// status` says it too; `--no-ble` says nothing.
@@ -1164,7 +1164,7 @@ fn a_mailbox_from_the_command_line() {
     });
 }
 
-/// Issue 26, attack 6: what a contact writes reaches the terminal as
+/// What a contact writes reaches the terminal as
 /// text, never as control. Bob's text carries a line break followed by a
 /// forged line under Carol's name, a terminal escape that sets the window
 /// title, and a bidi override; his file is named `invoice<U+202E>gpj.sh`.
@@ -1222,7 +1222,7 @@ fn what_a_contact_writes_cannot_drive_the_terminal() {
     assert_eq!(names, ["invoicegpj.sh"]);
 }
 
-/// Issue 27: a text written with `strand send` while no node runs is
+/// A text written with `strand send` while no node runs is
 /// carried as one written through a running node. Alice knows Bob
 /// carries; she writes to Carol with her node down, then meets only Bob;
 /// Bob brings it to Carol. (It used to stay at Alice's: offline sending
@@ -1267,7 +1267,7 @@ fn a_text_written_offline_is_carried_to_someone_never_met() {
     });
 }
 
-/// Issue 27: a text Bob writes to Alice with his node down reaches
+/// A text Bob writes to Alice with his node down reaches
 /// Alice's mailbox when Bob's node next meets only the mailbox, and Alice
 /// gets it from there.
 #[test]
@@ -1319,7 +1319,7 @@ fn a_text_written_offline_waits_at_the_mailbox() {
     });
 }
 
-/// Issue 27: every command gives the same result whether a node runs on
+/// Every command gives the same result whether a node runs on
 /// the profile or not: the same output (ids, times and the profile's
 /// folder aside) and the same exit code, errors included. One profile,
 /// copied: the table runs on one copy with no node and on the other

@@ -1,4 +1,4 @@
-//! Disappearing messages between real nodes (issue 14): a message written
+//! Disappearing messages between real nodes: a message written
 //! under a timer is deleted on every device when it expires, and a device
 //! that was off at that moment neither keeps it nor brings it back.
 

@@ -1,4 +1,4 @@
-//! Files between real nodes (issue 14): a file and an image with its
+//! Files between real nodes: a file and an image with its
 //! preview, to a contact and to a group; saved byte-identical; a file
 //! whose bytes do not match its hash is refused; bad input changes nothing.
 

@@ -1,4 +1,4 @@
-//! Private groups between real nodes (issue 14): three nodes on one
+//! Private groups between real nodes: three nodes on one
 //! emulated link hub, Ann and Cat not contacts. A group of the three, made
 //! by Ann with Ben and grown by Ben; Cat's messages reach Ann through Ben;
 //! Cat removed cannot read what follows; Ben leaving cuts Ann and Cat off

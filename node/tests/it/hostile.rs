@@ -1,4 +1,4 @@
-//! Issue 10's attacks on real nodes over real sockets: a stranger's flood,
+//! Attacks on real nodes over real sockets: a stranger's flood,
 //! replayed hellos, receipts without acknowledgements.
 
 use std::time::Duration;
@@ -70,7 +70,7 @@ pub async fn until(rx: &mut Receiver<NodeEvent>, mut f: impl FnMut(&NodeEvent) -
     .expect("the event within 30 s");
 }
 
-/// Issue 10: `MAX_LINKS` was global and nothing was limited per remote
+/// `MAX_LINKS` was global and nothing was limited per remote
 /// address, so a stranger opening links faster than the handshake timeout
 /// let them go filled every slot, and contacts could not get in. Now a
 /// stranger's links are limited per address and never hold a contact's
@@ -152,7 +152,7 @@ async fn read_record(link: &mut strand_transport::Link) -> Vec<u8> {
     [&len[..], &body].concat()
 }
 
-/// Issue 10: every link had a new listener (a new replay cache), so a hello
+/// Every link had a new listener (a new replay cache), so a hello
 /// recorded on the LAN was answered again later, and two replayed hellos
 /// held open took both of Alice's session slots at Bob. Now a hello is
 /// bound to its link's beacon: on a later link, and after Bob's node
@@ -251,7 +251,7 @@ async fn replayed_hellos_get_no_session_and_do_not_keep_the_real_contact_out() {
     bob.shutdown().await;
 }
 
-/// Issue 10: `Synced` (reconciliation finished, i.e. sends *queued*) used to
+/// `Synced` (reconciliation finished, i.e. sends *queued*) used to
 /// mark every undelivered message Delivered. A peer that receives but never
 /// acknowledges must leave Alice's message at "sent".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

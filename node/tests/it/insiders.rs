@@ -1,4 +1,4 @@
-//! Issue 26's attacks by a group's own members, on real nodes with real
+//! Attacks by a group's own members, on real nodes with real
 //! profiles over an emulated link hub. Ann creates the group, Ben is an
 //! honest member, Mal is hostile: she holds her own keys and the group's
 //! epochs she was in, and signs whatever they let her (written into her

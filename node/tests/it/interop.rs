@@ -1,4 +1,4 @@
-//! Relays of another libp2p implementation (issue 12): Strand nodes sync
+//! Relays of another libp2p implementation: Strand nodes sync
 //! through a js-libp2p circuit-relay-v2 server, and a js-libp2p client
 //! reserves on `strand relay` and is dialled through it. The js side is
 //! `scripts/interop/js-libp2p`, installed with `npm ci`; the tests skip,

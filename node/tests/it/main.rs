@@ -4,38 +4,38 @@
 //!   files; wrong passphrases, a second owner (another process), corrupt
 //!   and newer files; what is and is not readable at rest.
 //! - `reach`: relays in the profile and the records that tell contacts
-//!   about them, hidden from conversations (issue 12).
+//!   about them, hidden from conversations.
 //! - `relay`: nodes with no shared network syncing through a real relay on
 //!   loopback: in this process, a stranger on the same relay, a circuit
-//!   reset mid-sync (issue 12).
+//!   reset mid-sync.
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
 //! - `interop`: a js-libp2p relay carries Strand's sync; a js-libp2p
-//!   client uses `strand relay` (issue 12).
+//!   client uses `strand relay`.
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `bundles`: removable-drive bundles between profiles that never met
-//!   and from the command line (issue 15).
+//!   and from the command line.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
 //! - `expiry`: disappearing messages deleted on every node, and not
-//!   brought back by one that was off (issue 14).
+//!   brought back by one that was off.
 //! - `files`: files and images to a contact and a group, saved
 //!   byte-identical; a file that does not match its hash is refused.
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `groups`: private groups between three real nodes: relay through a
-//!   common member, removal, leaving (issue 14).
+//!   common member, removal, leaving.
 //! - `hub`: helpers for several nodes on an emulated link hub.
 //! - `insiders`: a group's own hostile member against real nodes: made-up
 //!   welcomes, back-dated changes, key boxes that do not open, floods,
 //!   posts and timers into old epochs.
-//! - `hostile`: issue 10's attacks on real nodes: a stranger's flood,
+//! - `hostile`: attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
 //!   acknowledgements; shutdown releases the profile.
 //! - `transcript`: the node writes strand-sync's reference bytes for a
-//!   fixed link (the simulator's test checks the same; issue 10).
+//!   fixed link (the simulator's test checks the same).
 //! - `transports`: one node on the LAN and emulated links at once, each
-//!   link kind with its own session settings (issue 10).
+//!   link kind with its own session settings.
 //! - `views`: summaries and unread counts, paged conversations, read marks,
-//!   renaming, the schema 1 → 2 migration (issue 5).
+//!   renaming, the schema 1 → 2 migration.
 
 mod bundles;
 mod carry;

@@ -318,7 +318,7 @@ fn contacts_are_checked() {
     );
 }
 
-/// Issue 11: Argon2id has a floor. A profile is never created under it;
+/// Argon2id has a floor. A profile is never created under it;
 /// one written by an earlier Strand (19 MiB, 2 passes, rows sealed one by
 /// one) opens, and in the same unlock moves to calibrated parameters and a
 /// file sealed as a whole, conversation intact; one whose parameters were
@@ -406,7 +406,7 @@ fn the_kdf_has_a_floor_and_old_profiles_are_upgraded() {
     );
 }
 
-/// Issue 11: a seized profile file shows no contact key, group id,
+/// A seized profile file shows no contact key, group id,
 /// timestamp or message length: the whole file is sealed, so neither the
 /// B-tree keys (group ‖ time ‖ id) nor the message headers appear.
 #[test]

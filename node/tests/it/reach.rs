@@ -1,5 +1,5 @@
 //! Relays in the profile, and the records that tell contacts about them
-//! (issue 12).
+//!.
 
 use strand_node::{os_rng, KdfParams, Profile, ProfileError};
 use strand_sync::{Config, Kind, Store};
@@ -161,7 +161,7 @@ fn bad_relay_addresses_are_refused_and_change_nothing() {
     );
 }
 
-/// Issue 12: someone who never synced with Alice (they swapped codes by
+/// Someone who never synced with Alice (they swapped codes by
 /// mail) learns her relays from her invite; her own records win once they
 /// sync.
 #[test]

@@ -1,5 +1,5 @@
 //! Nodes that share no network, syncing through a real relay on loopback
-//! (issue 12): in this process (the relay from strand-transport), and as
+//!: in this process (the relay from strand-transport), and as
 //! separate processes (`strand relay` and two `strand run`).
 
 use std::collections::HashSet;
@@ -131,7 +131,7 @@ async fn nodes_with_no_shared_network_sync_through_a_relay() {
     nb.shutdown().await;
 }
 
-/// Issue 12: a stranger who uses the same relay, and knows Alice's relay
+/// A stranger who uses the same relay, and knows Alice's relay
 /// id (it has her invite), can reserve and dial but gets no session, and
 /// Alice and Bob keep syncing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn a_stranger_on_the_same_relay_gets_nothing() {
     }
 }
 
-/// Issue 12: the relay resets the circuit in the middle of a 10,000-message
+/// The relay resets the circuit in the middle of a 10,000-message
 /// sync (a small circuit byte limit): every message arrives, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_circuit_reset_mid_sync_loses_and_repeats_nothing() {
@@ -250,7 +250,7 @@ pub(crate) fn spawn_relay(command: &mut std::process::Command) -> (crate::cli::K
     (crate::cli::Killed(child), addr)
 }
 
-/// Issue 12: three processes on loopback: `strand relay`, and two
+/// Three processes on loopback: `strand relay`, and two
 /// `strand run` that cannot dial each other (no LAN, no hole punching:
 /// each listens only on its circuit address). 100 messages each way go
 /// through the relay, exactly once, all delivered.
@@ -517,7 +517,7 @@ fn meet_behind_nat(
     (kind, runs, [a, b])
 }
 
-/// Issue 12: behind two NAT routers, DCUtR punches a hole, the session
+/// Behind two NAT routers, DCUtR punches a hole, the session
 /// moves to the direct connection, and syncing goes on there after the
 /// relayed connection is closed.
 #[test]
@@ -548,7 +548,7 @@ fn hole_punching_through_two_nat_routers_moves_the_session_to_a_direct_link() {
     assert_eq!(link_kind(&a), "hole-punched");
 }
 
-/// Issue 12: with symmetric NAT hole punching cannot work; the contacts
+/// With symmetric NAT hole punching cannot work; the contacts
 /// keep syncing over the relay.
 #[test]
 fn with_symmetric_nat_sync_continues_over_the_relay() {
@@ -571,7 +571,7 @@ fn with_symmetric_nat_sync_continues_over_the_relay() {
     assert_eq!(link_kind(&b), "relay");
 }
 
-/// Issue 12: Carol runs a relay for her contacts (`--relay-for-contacts`).
+/// Carol runs a relay for her contacts (`--relay-for-contacts`).
 /// Alice and Bob, her contacts, who swapped codes but share no network and
 /// have no relay of their own, reserve there once they have synced with
 /// Carol, and reach each other through it. Mallory, not Carol's contact,

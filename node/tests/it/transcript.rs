@@ -1,4 +1,4 @@
-//! Issue 10: the node and the simulator run the same preamble and session
+//! The node and the simulator run the same preamble and session
 //! code. Both run strand-sync's `LinkFixture` link and must write exactly
 //! its reference bytes; this is the node's half (the simulator's is in
 //! `simulations/tests/it/transcript.rs`).

@@ -130,7 +130,7 @@ async fn one_node_syncs_over_the_lan_and_emulated_links_with_each_kind_s_setting
     }
 }
 
-/// Issue 11: a contact over their storage budget stops being stored (the
+/// A contact over their storage budget stops being stored (the
 /// node says so once), nothing is lost: the contact offers the rest again,
 /// and it arrives, exactly once, after the budget is raised. Messages of
 /// kinds this version does not know have a budget of their own.
@@ -226,7 +226,7 @@ async fn a_contact_over_budget_waits_and_resumes_when_it_is_raised() {
     ben_node.shutdown().await;
 }
 
-/// Issue 11: messages of kinds this version does not know (it cannot show
+/// Messages of kinds this version does not know (it cannot show
 /// them) are stored only up to their own, smaller budget; texts still
 /// arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

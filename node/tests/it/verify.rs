@@ -1,4 +1,4 @@
-//! Verifiable contacts (issue 11): invites whose keys are tied together,
+//! Verifiable contacts: invites whose keys are tied together,
 //! contacts that cannot be overwritten, safety numbers.
 
 use strand_node::{os_rng, Profile, ProfileError};
@@ -89,7 +89,7 @@ fn safety_numbers_agree_and_verification_is_kept() {
     assert!(!a.contact("Bob").unwrap().verified);
 }
 
-/// Issue 11: a contact name with invisible characters is refused; one that
+/// A contact name with invisible characters is refused; one that
 /// looks like another contact's is flagged (in `strand contacts` and the
 /// app), not refused.
 #[test]

@@ -1,7 +1,7 @@
 //! Read-side views for UIs: summaries, unread counts, paged
 //! conversations, read marks, renaming, the schema migrations that added
-//! read marks (issue 5) and the order messages are shown in (issue 11),
-//! and backdated messages (issue 11).
+//! read marks and the order messages are shown in,
+//! and backdated messages.
 
 use std::path::Path;
 

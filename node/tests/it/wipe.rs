@@ -1,4 +1,4 @@
-//! Panic wipe (issue 11).
+//! Panic wipe.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

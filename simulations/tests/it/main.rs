@@ -1,7 +1,7 @@
 //! strand-sim's checks: determinism, invariants, the closed-form Epidemic
 //! delay, link timing, trace replay, bad input, and the CLI; `transcript`:
 //! a simulated link writes strand-sync's reference bytes (as the node's
-//! test checks too; issue 10).
+//! test checks too).
 
 mod cli;
 mod scenarios;

@@ -67,7 +67,7 @@ fn group_logs_converge_after_the_partition_heals() {
 
 /// A private group of 200 phones spread over a district, Bluetooth only:
 /// every member relays the group log to the members it meets, and by the
-/// end of the day every phone holds every group message (issue 14).
+/// end of the day every phone holds every group message.
 #[test]
 fn a_group_of_200_converges_over_a_district() {
     let s = bundled("group-200", &[]);

@@ -1,4 +1,4 @@
-//! Issue 10: the simulator and the node run the same preamble and session
+//! The simulator and the node run the same preamble and session
 //! code. Both run strand-sync's `LinkFixture` link and must write exactly
 //! its reference bytes; this is the simulator's half (the node's is in
 //! `node/tests/it/transcript.rs`).

@@ -82,7 +82,7 @@ fn beacons_do_not_reveal_the_number_of_contacts() {
     assert_eq!(fill(200, &mut r), BEACON_SET_BITS);
 }
 
-/// Issue 10: a filter with more (or fewer) bits set than an honest beacon
+/// A filter with more (or fewer) bits set than an honest beacon
 /// could match every contact of whoever reads it; it does not decode.
 #[test]
 fn dishonest_filters_are_refused() {
@@ -140,7 +140,7 @@ fn beacon_bytes_round_trip_and_bad_lengths_fail() {
     assert!(Beacon::from_bytes(&[0; BEACON_LEN + 1]).is_err());
 }
 
-// BLE advertisement hints (issue 13): the beacon shrunk to 10 bytes.
+// BLE advertisement hints: the beacon shrunk to 10 bytes.
 
 #[test]
 fn contacts_recognise_an_advert_and_strangers_rarely_do() {

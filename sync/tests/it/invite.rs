@@ -154,7 +154,7 @@ fn resign(mut invite: Vec<u8>) -> Vec<u8> {
     invite
 }
 
-/// Issue 11: Mallory keeps Alice's signing key (so the fingerprint Bob
+/// Mallory keeps Alice's signing key (so the fingerprint Bob
 /// checks is Alice's) and puts in her own X25519 key (so she completes
 /// the handshake and reads everything). Version 1 invites accepted that;
 /// the signature refuses it, with or without a good checksum.
@@ -196,7 +196,7 @@ fn a_swapped_x25519_key_is_refused() {
     );
 }
 
-/// Issue 11: a version 1 code (no signature) is refused with advice, even
+/// A version 1 code (no signature) is refused with advice, even
 /// when it is otherwise perfect.
 #[test]
 fn a_version_1_invite_is_refused_with_advice() {
@@ -230,7 +230,7 @@ fn names_are_checked() {
     assert!(Identity::generate("tab\there", &mut r).is_err());
     assert!(Identity::generate("Zoë 🌿", &mut r).is_ok());
     assert!(Identity::generate("Bob ❤\u{fe0f}", &mut r).is_ok());
-    // Issue 11: invisible and direction-changing characters make two
+    // Invisible and direction-changing characters make two
     // different names look the same.
     for bad in [
         "Alice\u{202e}ecila",
@@ -249,7 +249,7 @@ fn names_are_checked() {
     }
 }
 
-/// Issue 11: an invite whose name hides characters is refused, though
+/// An invite whose name hides characters is refused, though
 /// signed; an identity stored under such a name before still loads.
 #[test]
 fn an_invite_with_an_invisible_name_is_refused() {
@@ -287,7 +287,7 @@ fn reach(relays: usize) -> strand_sync::Reach {
     }
 }
 
-/// Issue 12: an invite can say where its maker is reached through relays,
+/// An invite can say where its maker is reached through relays,
 /// for contacts who never shared a LAN with them; the section is checked
 /// like the rest.
 #[test]
@@ -354,7 +354,7 @@ fn a_bad_reach_section_is_refused_even_with_a_good_checksum() {
         .is_some());
 }
 
-/// Issue 11: both sides compute the same safety number, and it changes
+/// Both sides compute the same safety number, and it changes
 /// when either key of either side does.
 #[test]
 fn safety_numbers_match_both_ways_and_cover_both_keys() {

@@ -237,7 +237,7 @@ fn truncated_encodings_do_not_decode() {
     assert!(Message::decode(longer).is_err());
 }
 
-/// Issue 12: the record that tells contacts where to reach a device beyond
+/// The record that tells contacts where to reach a device beyond
 /// its LAN round-trips, refuses what breaks its limits, and derives one
 /// relay identity per epoch.
 #[test]

@@ -204,7 +204,7 @@ fn a_clock_three_epochs_off_gets_no_session() {
     assert!(pair.a.established() && pair.b.established());
 }
 
-/// Issue 10: a beacon whose filter has every bit set would match every
+/// A beacon whose filter has every bit set would match every
 /// contact of the dialler, which would then name them one by one in
 /// hellos. A filter without the honest number of bits is refused and the
 /// dialler sends nothing.
@@ -229,7 +229,7 @@ fn an_all_ones_beacon_makes_no_one_send_a_hello() {
     assert_eq!(pair.stats.bytes_a_to_b, 0, "no hello went out");
 }
 
-/// Issue 10: the dialler used to greet only the first contact a beacon
+/// The dialler used to greet only the first contact a beacon
 /// matched; a false match listed before the real contact cost the whole
 /// encounter. Now each matching contact is tried in turn.
 #[test]
@@ -420,7 +420,7 @@ fn replay(endpoint: &Endpoint, records: &[Vec<u8>], now: u64, seed: u64) -> Sess
     b
 }
 
-/// Issue 10: a hello recorded on the LAN used to be answered again on a
+/// A hello recorded on the LAN used to be answered again on a
 /// later link (each link had a fresh replay cache), so an observer could
 /// find Bob's device again. The hello is bound to the beacon of the link it
 /// was made for, so on any later link, and after a restart, it gets a
@@ -463,7 +463,7 @@ fn a_recorded_session_cannot_be_replayed_to_a_restarted_device() {
         .any(|e| matches!(e, Event::Established { .. } | Event::Received { .. })));
 }
 
-/// Issue 10: the accepting side used to report `Established` as soon as a
+/// The accepting side used to report `Established` as soon as a
 /// hello matched, before the dialler had proved it holds the hello's
 /// ephemeral key; a replayed hello was enough. Now it waits for the
 /// dialler's first authenticated packet, and times out without it.
@@ -489,7 +489,7 @@ fn the_acceptor_is_established_only_by_the_dialler_s_first_packet() {
     assert_eq!(pair.b.close_error(), Some(&SessionError::Timeout));
 }
 
-/// Issue 10: unauthenticated bytes used to reset the idle timer, so a
+/// Unauthenticated bytes used to reset the idle timer, so a
 /// byte a minute kept a session (and its slot) forever.
 #[test]
 fn bytes_that_never_make_a_packet_do_not_keep_a_session_alive() {
@@ -691,7 +691,7 @@ fn a_live_message_is_pushed_and_acknowledged() {
     );
 }
 
-/// Issue 10: `Sent` means the message went out on the link, and
+/// `Sent` means the message went out on the link, and
 /// `Delivered` only ever comes from the peer's acknowledgement.
 #[test]
 fn sent_and_delivered_follow_the_wire() {
@@ -905,7 +905,7 @@ fn garbage_instead_of_a_hello_ends_the_link() {
     assert!(!pair.b.established());
 }
 
-/// Regression (issue 2 review): honest peers far apart on small packets
+/// Regression: honest peers far apart on small packets
 /// must converge without hitting the round limit.
 #[test]
 fn large_differences_converge_on_ble_sized_packets() {
@@ -1126,7 +1126,7 @@ fn data_before_message_two_is_refused() {
     assert!(pair.b.store.is_empty());
 }
 
-/// Review of issue 10: a keepalive queued on a link that does not drain
+/// A keepalive queued on a link that does not drain
 /// left its deadline in the past, and the node's loop spun on it. The
 /// deadline now moves on once a frame is waiting.
 #[test]
@@ -1149,7 +1149,7 @@ fn a_waiting_keepalive_leaves_no_deadline_in_the_past() {
         }));
 }
 
-/// Review of issue 10: QUERY frames from a peer that never reads our
+/// QUERY frames from a peer that never reads our
 /// answers grew the acknowledgement queue without end.
 #[test]
 fn queries_that_are_never_read_end_the_session() {
@@ -1174,7 +1174,7 @@ fn queries_that_are_never_read_end_the_session() {
     assert_eq!(result, Err(SessionError::Limit("unread acknowledgements")));
 }
 
-/// Review of issue 10: a batch with an invalid message in the middle
+/// A batch with an invalid message in the middle
 /// reported nothing after it, though the valid ones after it were stored.
 #[test]
 fn valid_messages_after_an_invalid_one_in_a_batch_are_still_reported() {
@@ -1217,7 +1217,7 @@ fn valid_messages_after_an_invalid_one_in_a_batch_are_still_reported() {
     assert_eq!(pair.b.store.len(&group.id), 2);
 }
 
-/// Review of issue 10: message 2's PAD frame could take it 2 bytes past
+/// Message 2's PAD frame could take it 2 bytes past
 /// `max_packet` when the openings filled the packet exactly. Sweeps empty
 /// groups and one group of up to 16 messages (an IdList opening of up to
 /// 165 bytes) so that some opening lists fill message 2 to the byte.
@@ -1281,7 +1281,7 @@ fn message_two_never_exceeds_the_packet_size() {
     }
 }
 
-/// Issue 10: the first messages on a link were 72 and 64 bytes every time,
+/// The first messages on a link were 72 and 64 bytes every time,
 /// which marks a link as Strand. The beacon record, the hello and message
 /// 2 now carry random padding: over 30 links their sizes vary widely.
 #[test]

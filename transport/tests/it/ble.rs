@@ -1,4 +1,4 @@
-//! The BLE link layer over the emulated radio (issue 13): streams of every
+//! The BLE link layer over the emulated radio: streams of every
 //! packet size arrive whole through loss, a slow reader loses nothing, a
 //! hostile peer's frames end the link, and Strand sessions sync 10,000
 //! messages over it, resuming after a dropped connection.

@@ -160,7 +160,7 @@ async fn peer_id_seen_at(
     .expect("connected in time")
 }
 
-/// Issue 10: the libp2p PeerId used to live as long as the process, so a
+/// The libp2p PeerId used to live as long as the process, so a
 /// LAN neighbour (and mDNS) saw one stable identifier. It now changes at
 /// every rotation, on the same address, while a link opened before the
 /// rotation keeps working.
@@ -198,7 +198,7 @@ async fn the_peer_id_a_neighbour_sees_changes_across_epochs_and_live_links_survi
     assert_eq!(&round_trip(&mut fresh, b"fresh").await, b"hserf");
 }
 
-/// Issue 10: nothing limited connections per remote address, so one
+/// Nothing limited connections per remote address, so one
 /// stranger with fresh PeerIds could take every slot. One IP address gets
 /// at most `MAX_CONNECTIONS_PER_IP`; others still get in. (The strangers
 /// come from `::1`, the contact from `127.0.0.1`: two loopback addresses.)

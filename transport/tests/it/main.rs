@@ -3,12 +3,12 @@
 //! - `stream`: the stream protocol's behaviour between two swarms, driven
 //!   by libp2p-swarm-test (memory transport).
 //! - `ble`: the BLE link layer over the emulated radio: loss, slow
-//!   readers, drops, hostile frames, 10,000-message syncs (issue 13).
+//!   readers, drops, hostile frames, 10,000-message syncs.
 //! - `lan`: the LAN transport over real libp2p TCP sockets on loopback:
-//!   links, errors, identity rotation (issue 10), per-IP limits (issue 10).
+//!   links, errors, identity rotation, per-IP limits.
 //! - `memory`: emulated links between transports on one hub.
 //! - `relay`: a relay server and clients on loopback: reservations,
-//!   circuits, identity rotation, hole punching (issue 12).
+//!   circuits, identity rotation, hole punching.
 
 mod ble;
 mod lan;

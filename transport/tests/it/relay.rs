@@ -310,7 +310,7 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     }
 }
 
-/// Issue 26, attack 7: a stranger who saw Alice's invite computes her relay
+/// A stranger who saw Alice's invite computes her relay
 /// id and dials her through the relay. Before a Strand session on that
 /// connection authenticates it (a stranger's never does), Alice's side
 /// answers neither identify (how it sees her, her agent, her protocols)
