@@ -281,7 +281,8 @@ impl Profile {
                     pass.unknown += list.len();
                     continue;
                 };
-                let batch = self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
+                let (batch, _) =
+                    self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
                 for item in batch.iter() {
                     let kind = item.message().kind();
                     let change = crate::profile::groups::is_group_kind(kind);

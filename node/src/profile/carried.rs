@@ -362,7 +362,7 @@ impl Profile {
         };
         let name = record.name.clone();
         let key = message.key();
-        let batch = self.check_and_store(
+        let (batch, _) = self.check_and_store(
             Inbound::new(contact.direct_group(), vec![message]),
             ledger,
             budgets,

@@ -1070,18 +1070,6 @@ impl Profile {
             .await
     }
 
-    /// Stores the valid messages of a checked batch (one job for the
-    /// writer) and records in it which were new.
-    pub(crate) async fn store_inbound(
-        &self,
-        batch: Inbound,
-        now: Time,
-    ) -> Result<Inbound, ProfileError> {
-        let me = self.identity().public().sign;
-        self.write_txn_async(move |txn| store_checked(txn, me, batch, now))
-            .await
-    }
-
     /// The conversation with `contact`, oldest first.
     pub fn conversation(&self, contact: &str) -> Result<Vec<StoredMessage>, ProfileError> {
         self.conversation_page(contact, &Position::MIN, usize::MAX)
@@ -1102,24 +1090,55 @@ impl Profile {
 }
 
 impl Profile {
-    /// Checks `batch` exactly as a link's is checked (what is held is
-    /// skipped; signatures, validity and storage budgets), then stores
-    /// what is valid, in one transaction. Blocking: for what comes off a
-    /// drive or out of an envelope (links check on the verifier pool and
-    /// store through the writer).
+    /// The one check-then-store, for a drive's batches and an envelope's
+    /// message: [`Profile::check_batch`], then [`Profile::store_batch`].
+    /// A link runs the same two on two pools (checks are CPU, on the
+    /// verifier pool; storing waits for the writer, on a blocking thread).
     pub(crate) fn check_and_store(
         &self,
-        mut batch: Inbound,
+        batch: Inbound,
         ledger: &crate::profile::budget::Ledger,
         budgets: &crate::profile::budget::Budgets,
+        now: Time,
+    ) -> Result<(Inbound, Vec<crate::profile::budget::Declined>), ProfileError> {
+        let batch = self.check_batch(batch, now)?;
+        self.store_batch(batch, ledger, budgets, now)
+    }
+
+    /// Checks `batch`: what the store holds is skipped, the rest verified
+    /// (signatures in one batch, validity at `now`).
+    pub(crate) fn check_batch(
+        &self,
+        mut batch: Inbound,
         now: Time,
     ) -> Result<Inbound, ProfileError> {
         let view = self.read_view()?;
         batch
             .skip_held(|g, k| strand_sync::Store::contains(&view, g, k))
             .map_err(db_error)?;
+        drop(view);
         batch.verify(now);
-        ledger.apply(self, budgets, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// Stores a checked batch: declines what is over a storage budget or
+    /// from a removed member into an old epoch, then stores what is valid
+    /// in one transaction (the writer never sees a batch with nothing new
+    /// in it). Returns the batch and what was declined.
+    pub(crate) fn store_batch(
+        &self,
+        mut batch: Inbound,
+        ledger: &crate::profile::budget::Ledger,
+        budgets: &crate::profile::budget::Budgets,
+        now: Time,
+    ) -> Result<(Inbound, Vec<crate::profile::budget::Declined>), ProfileError> {
+        if !batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
+            return Ok((batch, Vec::new()));
+        }
+        let declined = ledger.apply(self, budgets, &mut batch)?;
+        if !batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
+            return Ok((batch, declined));
+        }
         let me = self.identity().public().sign;
         let batch = match self.write_txn(move |txn| store_checked(txn, me, batch, now)) {
             Ok(b) => b,
@@ -1129,7 +1148,7 @@ impl Profile {
             }
         };
         ledger.refund(self, &batch);
-        Ok(batch)
+        Ok((batch, declined))
     }
 }
 

@@ -25,8 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use strand_sync::{
-    Event, Group, GroupId, Inbound, Key, Kind, PublicIdentity, Session, SessionError, Store,
-    Verdict,
+    Event, Group, GroupId, Inbound, Key, Kind, PublicIdentity, Session, SessionError, Verdict,
 };
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
@@ -38,60 +37,33 @@ use crate::profile::budget::{Declined, Over};
 use crate::runtime::limits::{
     LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE,
 };
-use crate::{hex, Delivery, Profile, ProfileError};
+use crate::{hex, Delivery, ProfileError};
 
 type Stored = BoxFuture<'static, Result<(Inbound, Vec<Declined>), ProfileError>>;
 
-/// Checks a batch on the rayon pool: what the store already holds is
-/// skipped, the rest verified (signatures in one batch).
-async fn check(profile: Profile, mut batch: Inbound, now: u64) -> Result<Inbound, ProfileError> {
-    let (tx, rx) = oneshot::channel();
-    rayon::spawn(move || {
-        let result = profile.read_view().and_then(|view| {
-            batch
-                .skip_held(|g, k| view.contains(g, k))
-                .map_err(crate::profile::db_error)?;
-            batch.verify(now);
-            Ok(batch)
-        });
-        let _ = tx.send(result);
-    });
-    rx.await.map_err(|_| ProfileError::Closed)?
-}
-
-/// Checks a batch, declines what is over budget (or from a removed
-/// member into an old epoch), then stores it; the writer only sees batches
-/// with something new in them. Returns the batch and what was declined.
+/// Checks a batch on the verifier pool (rayon: signatures are CPU work,
+/// at most one thread per core), then stores it on a blocking thread
+/// (storing waits for the profile's writer): the profile's
+/// [`crate::Profile::check_batch`] and [`crate::Profile::store_batch`],
+/// the same two steps a drive's batches go through. Returns the batch and
+/// what was declined.
 async fn check_and_store(
     node: Arc<Shared>,
     batch: Inbound,
     now: u64,
 ) -> Result<(Inbound, Vec<Declined>), ProfileError> {
+    let (tx, rx) = oneshot::channel();
     let profile = node.profile.clone();
-    let mut batch = check(profile.clone(), batch, now).await?;
-    let mut declined = Vec::new();
-    if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
-        let ledger = node.ledger.clone();
-        let budgets = node.config.budgets;
-        let p = profile.clone();
-        let (b, d) = tokio::task::spawn_blocking(move || {
-            ledger.apply(&p, &budgets, &mut batch).map(|d| (batch, d))
-        })
+    rayon::spawn(move || {
+        let _ = tx.send(profile.check_batch(batch, now));
+    });
+    let batch = rx.await.map_err(|_| ProfileError::Closed)??;
+    let profile = node.profile.clone();
+    let ledger = node.ledger.clone();
+    let budgets = node.config.budgets;
+    tokio::task::spawn_blocking(move || profile.store_batch(batch, &ledger, &budgets, now))
         .await
-        .map_err(|_| ProfileError::Closed)??;
-        batch = b;
-        declined = d;
-    }
-    if batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
-        let stored = profile.store_inbound(batch, now).await;
-        match &stored {
-            Ok(batch) => node.ledger.refund(&profile, batch),
-            Err(_) => node.ledger.forget(),
-        }
-        stored.map(|b| (b, declined))
-    } else {
-        Ok((batch, declined))
-    }
+        .map_err(|_| ProfileError::Closed)?
 }
 
 struct Pump {
