@@ -29,7 +29,7 @@ use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Verdict};
 
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
-use crate::{Profile, ProfileError};
+use crate::profile::{Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
 pub const DEFAULT_PER_CONTACT: u64 = 1 << 30;
@@ -441,9 +441,9 @@ mod tests {
     #[test]
     fn messages_that_were_already_stored_give_their_room_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::now();
+        let now = crate::profile::now();
         let texts: Vec<Message> = (0..8)
             .map(|i| {
                 Message::create(&bob, &group, now - 1000 + i, Kind::TEXT, &[b'x'; 1000], rng)
@@ -485,9 +485,9 @@ mod tests {
     #[test]
     fn stored_file_chunks_count_whole() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::now();
+        let now = crate::profile::now();
         let mut store = p.store().unwrap();
         let mut bytes = 0;
         for (i, kind) in [Kind::CHUNK, Kind::CHUNK, Kind::TEXT]
@@ -515,11 +515,11 @@ mod tests {
     #[test]
     fn hollowed_pool_messages_count_as_rows() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let me = p.identity().public().sign;
         let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
-        let now = crate::now();
+        let now = crate::profile::now();
         let mut store = p.store().unwrap();
         let mut keys = Vec::new();
         let mut bytes = 0;

@@ -24,7 +24,7 @@ use crate::profile::budget::{Budgets, Ledger};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{db_error, io_error};
-use crate::{Profile, ProfileError};
+use crate::profile::{Profile, ProfileError};
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,7 +64,7 @@ pub struct Imported {
     pub(crate) written: crate::profile::groups::Written,
     /// Contacts its mailbox records added.
     #[serde(skip)]
-    pub(crate) added: Vec<crate::ContactRecord>,
+    pub(crate) added: Vec<crate::profile::ContactRecord>,
 }
 
 /// What one import pass did.
@@ -409,13 +409,13 @@ impl Profile {
                         imported.written.epochs |= written.epochs;
                     }
                     Err(e) => {
-                        imported.incomplete = Some(crate::chain(&e));
+                        imported.incomplete = Some(crate::profile::chain(&e));
                         break;
                     }
                 }
             }
             if let Some(e) = pass.error {
-                imported.incomplete = Some(crate::chain(&e));
+                imported.incomplete = Some(crate::profile::chain(&e));
                 break;
             }
             if pass.unknown == 0 || !epochs {

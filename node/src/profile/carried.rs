@@ -18,7 +18,7 @@ use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::profile::schema::{meta, CARRIED, MESSAGES, META};
 use crate::profile::store::{insert_written, table_key};
-use crate::{Profile, ProfileError};
+use crate::profile::{Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
 const ROLE_CARRIER: &str = "strand/v2/carrier";
@@ -430,7 +430,7 @@ pub(crate) fn notice(to: &PublicIdentity, on: bool) -> Handout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{os_rng, KdfParams};
+    use crate::profile::{os_rng, KdfParams};
     use strand_sync::Identity;
 
     fn carried_rows(p: &Profile) -> Vec<([u8; 32], Vec<u8>)> {
@@ -467,7 +467,7 @@ mod tests {
             Identity::generate("Ann", &mut rng).unwrap(),
             Identity::generate("Cat", &mut rng).unwrap(),
         );
-        let now = crate::now();
+        let now = crate::profile::now();
         let config = CarryConfig {
             carry: true,
             ..CarryConfig::default()

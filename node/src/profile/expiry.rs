@@ -15,7 +15,7 @@ use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kin
 
 use crate::profile::db_error;
 use crate::profile::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
-use crate::{Profile, ProfileError};
+use crate::profile::{Profile, ProfileError};
 
 /// A log of a conversation and who may set its timer there.
 type TimerLog<'a> = (&'a Group, Box<dyn Fn(&AuthorId) -> bool + 'a>);

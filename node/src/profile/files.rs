@@ -22,7 +22,7 @@ use strand_sync::{
 use crate::profile::db_error;
 use crate::profile::schema::SHOWN;
 use crate::profile::store::{table_key, Inserter};
-use crate::{Profile, ProfileError};
+use crate::profile::{Profile, ProfileError};
 
 /// Chunks stored per write transaction when sending (4 MiB).
 const CHUNKS_PER_TXN: usize = 16;
@@ -142,9 +142,12 @@ pub fn safe_name(name: &str) -> String {
     // Cut the stem, keeping a short extension.
     match trimmed.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXT_BYTES => {
-            format!("{}.{ext}", crate::cut(stem, MAX_NAME_BYTES - 1 - ext.len()))
+            format!(
+                "{}.{ext}",
+                crate::profile::cut(stem, MAX_NAME_BYTES - 1 - ext.len())
+            )
         }
-        _ => crate::cut(trimmed, MAX_NAME_BYTES).into(),
+        _ => crate::profile::cut(trimmed, MAX_NAME_BYTES).into(),
     }
 }
 
@@ -301,7 +304,7 @@ impl Profile {
     ) -> Result<(), ProfileError> {
         let group = *group;
         self.write_txn(move |txn| {
-            let mut store = Inserter::new(txn, me, crate::now()).map_err(db_error)?;
+            let mut store = Inserter::new(txn, me, crate::profile::now()).map_err(db_error)?;
             for m in &batch {
                 store.insert(&group, m).map_err(db_error)?;
             }
@@ -348,7 +351,7 @@ impl Profile {
         for entry in shown.iter().map_err(db_error)? {
             let (k, _) = entry.map_err(db_error)?;
             let k = k.value();
-            if crate::hex(&k[48..]).starts_with(&id) {
+            if crate::profile::hex(&k[48..]).starts_with(&id) {
                 let group = GroupId(k[..32].try_into().expect("32 bytes"));
                 found.push((group, crate::profile::store::shown_position(&k).key));
             }
@@ -413,8 +416,8 @@ impl Profile {
         let io = |e| crate::profile::io_error(dir, e);
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut nonce = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut crate::os_rng(), &mut nonce);
-        let temp = dir.join(format!(".strand-{}.part", crate::hex(&nonce)));
+        rand_core::RngCore::fill_bytes(&mut crate::profile::os_rng(), &mut nonce);
+        let temp = dir.join(format!(".strand-{}.part", crate::profile::hex(&nonce)));
         let result = (|| {
             let mut out = std::fs::File::create(&temp).map_err(io)?;
             let mut hasher = strand_sync::FileHasher::new();
@@ -517,9 +520,9 @@ mod tests {
     #[test]
     fn chunks_are_stored_in_parts_migrated_and_expired_whole() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, ..) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::now();
+        let now = crate::profile::now();
         p.set_timer("Bob", Some(3_600_000), now, rng).unwrap();
         let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
             .map(|i| (i * 7 % 251) as u8)
@@ -529,7 +532,7 @@ mod tests {
         let sent = p
             .send_file(Conversation::Contact("Bob"), &path, now, rng)
             .unwrap();
-        let id = crate::hex(&sent.manifest.id.0[..8]);
+        let id = crate::profile::hex(&sent.manifest.id.0[..8]);
         let save = |n: &str| std::fs::read(p.save_file(&id, &tmp.path().join(n)).unwrap()).unwrap();
         let split = stored_chunks(&p, &sent);
         assert_eq!(split.len(), 3);
@@ -628,7 +631,7 @@ mod tests {
 
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a");
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, ..) = crate::profile::alice_with_bob(&dir);
         let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
             .map(|i| (i * 13 % 251) as u8)
@@ -636,9 +639,14 @@ mod tests {
         let path = tmp.path().join("f.bin");
         std::fs::write(&path, &data).unwrap();
         let sent = p
-            .send_file(Conversation::Contact("Bob"), &path, crate::now(), rng)
+            .send_file(
+                Conversation::Contact("Bob"),
+                &path,
+                crate::profile::now(),
+                rng,
+            )
             .unwrap();
-        let id = crate::hex(&sent.manifest.id.0[..8]);
+        let id = crate::profile::hex(&sent.manifest.id.0[..8]);
         store_as_version_3(&p, &sent);
         let root = p.root_for_tests();
         let me = p.identity().public().sign;
@@ -703,9 +711,9 @@ mod tests {
     #[test]
     fn a_long_name_saves_twice_and_leaves_nothing_behind() {
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let (p, _, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::now();
+        let now = crate::profile::now();
         let data = b"a file with a long name".to_vec();
         let me = p.identity();
         let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
@@ -724,7 +732,7 @@ mod tests {
         strand_sync::WriteStore::insert(&mut store, &pair.id, &file).unwrap();
         store.commit().unwrap();
         drop(store);
-        let id = crate::hex(&file.id().0[..8]);
+        let id = crate::profile::hex(&file.id().0[..8]);
         let out = tmp.path().join("out");
         let first = p.save_file(&id, &out).unwrap();
         let second = p.save_file(&id, &out).unwrap();

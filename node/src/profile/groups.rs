@@ -32,7 +32,7 @@ use crate::profile::store::{shown_key, shown_position, Position, SHOWN_INCOMING}
 use crate::profile::views::{increment, shown_range};
 use strand_sync::Time;
 
-use crate::{Profile, ProfileError, StoredMessage};
+use crate::profile::{Profile, ProfileError, StoredMessage};
 
 const ROLE_EPOCH: &str = "strand/v3/epoch";
 /// An epoch this device took from a welcome (or made by creating the
@@ -69,7 +69,7 @@ pub struct GroupSummary {
     pub blocked: Option<String>,
     /// Whether this device may add and remove members.
     pub admin: bool,
-    /// Texts from others after the read mark, at most [`crate::UNREAD_CAP`].
+    /// Texts from others after the read mark, at most [`crate::profile::views::UNREAD_CAP`].
     pub unread: u32,
     /// The newest text.
     pub last: Option<GroupMessage>,
@@ -211,7 +211,7 @@ impl Profile {
         }
         let me = self.identity();
         let view = self.read_view()?;
-        let now = crate::now();
+        let now = crate::profile::now();
         let roots: std::collections::BTreeSet<GroupId> =
             entries.keys().chain(others.keys()).copied().collect();
         let mut chains = Vec::with_capacity(roots.len());
@@ -258,7 +258,7 @@ impl Profile {
             let (unread, last) = self.group_unread_and_last(chain)?;
             out.push(GroupSummary {
                 name: epoch.name.clone(),
-                id: crate::hex(&chain.root().0[..4]),
+                id: crate::profile::hex(&chain.root().0[..4]),
                 members: epoch.members().len(),
                 member,
                 blocked,
@@ -280,7 +280,9 @@ impl Profile {
             [] => {
                 let by_id: Vec<&Chain> = chains
                     .iter()
-                    .filter(|c| name.len() >= 4 && crate::hex(&c.root().0).starts_with(name))
+                    .filter(|c| {
+                        name.len() >= 4 && crate::profile::hex(&c.root().0).starts_with(name)
+                    })
                     .collect();
                 match by_id.as_slice() {
                     [one] => Ok((*one).clone()),
@@ -326,7 +328,7 @@ impl Profile {
             let added_as = chain
                 .epochs()
                 .find_map(|e| e.member(author).map(|m| m.name.clone()))
-                .unwrap_or_else(|| crate::hex(&author[..4]));
+                .unwrap_or_else(|| crate::profile::hex(&author[..4]));
             let chosen = self.chosen_names(chain).unwrap_or_default();
             let (name, verified) = self.member_name(author, &added_as, &chosen);
             return if verified {
@@ -338,7 +340,7 @@ impl Profile {
         let book = self.book();
         match book.records.iter().find(|r| r.public.sign == *author) {
             Some(r) => r.name.clone(),
-            None => crate::hex(&author[..4]),
+            None => crate::profile::hex(&author[..4]),
         }
     }
 
@@ -733,7 +735,12 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (id, msg) = self.compose(crate::Conversation::Group(group), text, now, rng)?;
+        let (id, msg) = self.compose(
+            crate::profile::files::Conversation::Group(group),
+            text,
+            now,
+            rng,
+        )?;
         self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
     }
 
@@ -1090,7 +1097,7 @@ impl Profile {
                     let (_, v) = entry.map_err(db_error)?;
                     if v.value()[8] & SHOWN_INCOMING != 0 {
                         unread += 1;
-                        if unread >= crate::UNREAD_CAP {
+                        if unread >= crate::profile::views::UNREAD_CAP {
                             return Ok((unread, last.map(|(_, m)| m)));
                         }
                     }

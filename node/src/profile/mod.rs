@@ -9,10 +9,12 @@
 //! contact, one X25519 operation per contact), recomputed only when a
 //! contact is added, never per link.
 
+pub(crate) mod base;
 pub mod budget;
 pub(crate) mod bundles;
 pub(crate) mod carried;
 pub(crate) mod crypto;
+pub(crate) mod error;
 pub(crate) mod expiry;
 pub(crate) mod files;
 pub(crate) mod groups;
@@ -38,12 +40,14 @@ use strand_sync::{
 };
 use zeroize::Zeroizing;
 
+pub(crate) use crate::profile::base::{cut, hex, now};
+pub(crate) use crate::profile::crypto::os_rng;
 use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
+pub use crate::profile::error::{chain, DbError, IoError, ProfileError};
 use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
 use crate::profile::writer::Writer;
-use crate::{DbError, ProfileError};
 
 const ROLE_ROOT: &str = "strand/v1/root";
 /// redb's page cache. Its default (1 GiB) would let an idle node holding a
@@ -132,7 +136,7 @@ pub struct StoredMessage {
     /// When it disappears, for a message written under a timer.
     pub expires: Option<Time>,
     /// For a file: what it is and how much of it is here.
-    pub file: Option<crate::FileInfo>,
+    pub file: Option<crate::profile::files::FileInfo>,
 }
 
 impl StoredMessage {
@@ -258,7 +262,7 @@ pub(crate) fn db_error(e: impl Into<redb::Error>) -> ProfileError {
 pub(crate) fn io_error(path: &Path, e: std::io::Error) -> ProfileError {
     ProfileError::Io {
         path: path.to_path_buf(),
-        source: crate::IoError::from(e),
+        source: crate::profile::IoError::from(e),
     }
 }
 
@@ -358,7 +362,7 @@ impl Profile {
         profile.load_groups()?;
         // What expired while the profile was closed goes before anything
         // can read or sync it.
-        profile.sweep_expired(crate::now())?;
+        profile.sweep_expired(crate::profile::now())?;
         Ok(profile)
     }
 
@@ -1000,7 +1004,12 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(crate::Conversation::Contact(contact), text, now, rng)?;
+        let (group, msg) = self.compose(
+            crate::profile::files::Conversation::Contact(contact),
+            text,
+            now,
+            rng,
+        )?;
         self.write_txn(move |txn| store_own(txn, &group, &msg))
     }
 
@@ -1012,7 +1021,12 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(crate::Conversation::Contact(contact), text, now, rng)?;
+        let (group, msg) = self.compose(
+            crate::profile::files::Conversation::Contact(contact),
+            text,
+            now,
+            rng,
+        )?;
         self.write_txn_async(move |txn| store_own(txn, &group, &msg))
             .await
     }
@@ -1021,7 +1035,7 @@ impl Profile {
     /// epoch), under its timer.
     pub(crate) fn compose(
         &self,
-        to: crate::Conversation<'_>,
+        to: crate::profile::files::Conversation<'_>,
         text: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
@@ -1185,7 +1199,7 @@ pub(crate) fn store_own(
     group: &GroupId,
     msg: &Message,
 ) -> Result<(GroupId, Key), ProfileError> {
-    Inserter::new(txn, msg.author(), crate::now())
+    Inserter::new(txn, msg.author(), crate::profile::now())
         .and_then(|mut s| s.insert(group, msg))
         .map_err(db_error)?;
     txn.open_table(OUTBOX)
@@ -1246,7 +1260,7 @@ impl Skeleton {
 /// found under [`KdfParams::FLOOR`].
 fn strong_header(passphrase: &str, root: &[u8; 32]) -> Result<Header, ProfileError> {
     let kdf = KdfParams::calibrate();
-    let mut rng = crate::os_rng();
+    let mut rng = crate::profile::os_rng();
     let mut salt = [0u8; 16];
     rng.fill_bytes(&mut salt);
     let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
@@ -1402,7 +1416,7 @@ fn seal_file(
 pub(crate) fn overwrite(file: &std::fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
-    let mut rng = crate::os_rng();
+    let mut rng = crate::profile::os_rng();
     let mut noise = vec![0u8; 1 << 20];
     let mut at = 0u64;
     while at < len {
@@ -1541,7 +1555,7 @@ impl Profile {
 /// with their 1:1 group.
 #[cfg(test)]
 pub(crate) fn alice_with_bob(dir: &Path) -> (Profile, strand_sync::Identity, strand_sync::Group) {
-    let rng = &mut crate::os_rng();
+    let rng = &mut crate::profile::os_rng();
     let p = Profile::create(dir, "Alice", "pass", KdfParams::insecure_for_tests(), rng).unwrap();
     let bob = strand_sync::Identity::generate("Bob", rng).unwrap();
     p.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();

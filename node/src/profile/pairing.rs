@@ -24,7 +24,7 @@ use strand_sync::{
 use crate::profile::db_error;
 use crate::profile::schema::meta;
 use crate::profile::store::insert_written;
-use crate::{ContactRecord, Profile, ProfileError};
+use crate::profile::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";
 const ROLE_MAILBOX_OF: &str = "strand/v2/mailbox-of";
@@ -81,7 +81,7 @@ impl Profile {
     pub fn become_mailbox(
         &self,
         owner: &Invite,
-        settings: &crate::CarrySettings,
+        settings: &crate::profile::carried::CarrySettings,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
@@ -313,7 +313,7 @@ impl Profile {
                     }
                     // Named by their key: unique, so no search for a free
                     // name.
-                    let hex = crate::hex(&public.sign[..8]);
+                    let hex = crate::profile::hex(&public.sign[..8]);
                     records.push(ContactRecord {
                         name: fit_name(&from.name, &format!("'s contact {hex}")),
                         public,
@@ -339,5 +339,5 @@ impl Profile {
 /// whole fits a contact name.
 fn fit_name(base: &str, suffix: &str) -> String {
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    format!("{}{suffix}", crate::cut(base, room))
+    format!("{}{suffix}", crate::profile::cut(base, room))
 }

@@ -18,7 +18,7 @@ use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::profile::schema::{meta, MESSAGES, META, RECORDS};
 use crate::profile::store::{insert_written, record_key};
-use crate::{ContactRecord, Profile, ProfileError};
+use crate::profile::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
 type Addresses = Vec<Vec<u8>>;
@@ -31,7 +31,7 @@ pub(crate) const ROLE_INVITE_REACH: &str = "strand/v2/invite-reach";
 /// The META key of the reach section a contact's invite carried (by the
 /// contact's keyed id, not their key).
 pub(crate) fn invite_reach_key(contact_id: &[u8; 32]) -> String {
-    format!("invite-reach/{}", crate::hex(contact_id))
+    format!("invite-reach/{}", crate::profile::hex(contact_id))
 }
 
 fn encode_relays(relays: &[String]) -> Vec<u8> {
@@ -326,7 +326,7 @@ impl Profile {
         let reach = match self.published_reach()? {
             Some(r) => r,
             None => Reach {
-                seed: self.relay_seed(&mut crate::os_rng())?,
+                seed: self.relay_seed(&mut crate::profile::os_rng())?,
                 relays: Vec::new(),
                 offers: Vec::new(),
             },

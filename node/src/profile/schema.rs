@@ -188,10 +188,10 @@ pub fn migrate(
     db: &redb::Database,
     from: u32,
     me: &strand_sync::AuthorId,
-) -> Result<(), crate::ProfileError> {
+) -> Result<(), crate::profile::ProfileError> {
     match from {
         SCHEMA_VERSION => Ok(()),
-        v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
+        v if v > SCHEMA_VERSION => Err(crate::profile::ProfileError::SchemaTooNew(v)),
         1..=3 => {
             let mut txn = db.begin_write().map_err(db_error)?;
             txn.set_two_phase_commit(true);
@@ -210,14 +210,14 @@ pub fn migrate(
                 .map_err(db_error)?;
             txn.commit().map_err(db_error)
         }
-        v => Err(crate::ProfileError::Corrupt(format!(
+        v => Err(crate::profile::ProfileError::Corrupt(format!(
             "unknown schema version {v}"
         ))),
     }
 }
 
-fn db_error(e: impl Into<redb::Error>) -> crate::ProfileError {
-    crate::ProfileError::Db(crate::DbError::from(e.into()))
+fn db_error(e: impl Into<redb::Error>) -> crate::profile::ProfileError {
+    crate::profile::ProfileError::Db(crate::profile::DbError::from(e.into()))
 }
 
 /// Per conversation (group id), a position.
@@ -229,7 +229,7 @@ type Positions = std::collections::BTreeMap<[u8; 32], Position>;
 fn list_shown(
     txn: &redb::WriteTransaction,
     me: &strand_sync::AuthorId,
-) -> Result<Positions, crate::ProfileError> {
+) -> Result<Positions, crate::profile::ProfileError> {
     use crate::profile::store::{shown_key, shown_value, sync_key};
     use redb::ReadableTable;
     let mut own = Positions::new();
@@ -244,7 +244,7 @@ fn list_shown(
         let group = strand_sync::GroupId(k[..32].try_into().expect("32 bytes"));
         let key = sync_key(&k);
         let msg = strand_sync::Message::decode(v.value().to_vec())
-            .map_err(|e| crate::ProfileError::Corrupt(e.to_string()))?;
+            .map_err(|e| crate::profile::ProfileError::Corrupt(e.to_string()))?;
         let at = Position {
             shown: key.time,
             key,
@@ -267,7 +267,7 @@ fn list_shown(
 /// transaction, so a full disk stops it with every chunk whole or split
 /// (both read the same). After a failed commit redb refuses writes on
 /// the handle: reopen it.
-pub fn split_chunks(db: &redb::Database, from: u32) -> Result<(), crate::ProfileError> {
+pub fn split_chunks(db: &redb::Database, from: u32) -> Result<(), crate::profile::ProfileError> {
     use redb::{ReadableDatabase, ReadableTable};
     if from >= 4 {
         return Ok(());
@@ -315,7 +315,10 @@ pub fn split_chunks(db: &redb::Database, from: u32) -> Result<(), crate::Profile
 const SPLIT_BATCH: usize = 64;
 
 /// Each conversation's floor: the newest of its read mark and `own`.
-fn set_floors(txn: &redb::WriteTransaction, own: Positions) -> Result<(), crate::ProfileError> {
+fn set_floors(
+    txn: &redb::WriteTransaction,
+    own: Positions,
+) -> Result<(), crate::profile::ProfileError> {
     use redb::ReadableTable;
     let seen = txn.open_table(SEEN).map_err(db_error)?;
     let mut floors = txn.open_table(FLOOR).map_err(db_error)?;
@@ -334,7 +337,7 @@ fn set_floors(txn: &redb::WriteTransaction, own: Positions) -> Result<(), crate:
 
 /// Version 2's read marks (time ‖ id) as version 3's positions: texts
 /// were shown at their author's time then.
-fn move_read_marks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileError> {
+fn move_read_marks(txn: &redb::WriteTransaction) -> Result<(), crate::profile::ProfileError> {
     use redb::ReadableTable;
     let read = txn.open_table(READ).map_err(db_error)?;
     let mut seen = txn.open_table(SEEN).map_err(db_error)?;
@@ -356,11 +359,11 @@ fn move_read_marks(txn: &redb::WriteTransaction) -> Result<(), crate::ProfileErr
 }
 
 /// Checks that a stored schema version can be opened (before unlocking).
-pub fn check_version(from: u32) -> Result<(), crate::ProfileError> {
+pub fn check_version(from: u32) -> Result<(), crate::profile::ProfileError> {
     match from {
         1..=SCHEMA_VERSION => Ok(()),
-        v if v > SCHEMA_VERSION => Err(crate::ProfileError::SchemaTooNew(v)),
-        v => Err(crate::ProfileError::Corrupt(format!(
+        v if v > SCHEMA_VERSION => Err(crate::profile::ProfileError::SchemaTooNew(v)),
+        v => Err(crate::profile::ProfileError::Corrupt(format!(
             "unknown schema version {v}"
         ))),
     }

@@ -203,7 +203,7 @@ pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Res
 pub(crate) fn destroy_header(path: &Path) -> std::io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     let mut noise = vec![0u8; HEADER as usize];
-    crate::os_rng().fill_bytes(&mut noise);
+    crate::profile::os_rng().fill_bytes(&mut noise);
     file.write_all_at(&noise, 0)?;
     file.sync_all()
 }
@@ -368,7 +368,7 @@ impl SealedBackend {
     fn write_run(&self, first: u64, data: &[u8]) -> std::io::Result<()> {
         let blocks = data.len() / BLOCK;
         let mut nonces = vec![0u8; blocks * NONCE];
-        crate::os_rng().fill_bytes(&mut nonces);
+        crate::profile::os_rng().fill_bytes(&mut nonces);
         let mut out = vec![0u8; blocks * SLOT as usize];
         for (i, ((slot, data), nonce)) in out
             .chunks_exact_mut(SLOT as usize)
@@ -420,7 +420,7 @@ impl SealedBackend {
             (0, slot_offset(index, 0))
         };
         let mut nonce = [0u8; NONCE];
-        crate::os_rng().fill_bytes(&mut nonce);
+        crate::profile::os_rng().fill_bytes(&mut nonce);
         let mut out = vec![0u8; SLOT as usize];
         self.seal_into(index, counter, &nonce, data, &mut out)?;
         self.file.write_all_at(&out, offset)

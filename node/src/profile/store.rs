@@ -172,7 +172,7 @@ pub(crate) mod key_serde {
     pub(crate) fn serialize<S: Serializer>(k: &Key, s: S) -> Result<S::Ok, S::Error> {
         K {
             time: k.time,
-            id: crate::hex(&k.id.0),
+            id: crate::profile::hex(&k.id.0),
         }
         .serialize(s)
     }
@@ -592,7 +592,7 @@ impl RedbStore {
             txn.set_durability(redb::Durability::Immediate)
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             txn.set_two_phase_commit(true);
-            self.txn = Some((txn, self.arrival.unwrap_or_else(crate::now)));
+            self.txn = Some((txn, self.arrival.unwrap_or_else(crate::profile::now)));
         }
         Ok(self.txn.as_ref().expect("just set"))
     }
@@ -669,7 +669,7 @@ mod tests {
     fn what_arrives_together_keeps_its_authors_order() {
         let tmp = tempfile::tempdir().unwrap();
         let db = Database::create(tmp.path().join("t.redb")).unwrap();
-        let rng = &mut crate::os_rng();
+        let rng = &mut crate::profile::os_rng();
         let alice = Identity::generate("Alice", rng).unwrap();
         let bob = Identity::generate("Bob", rng).unwrap();
         let group = bob.contact(&alice.public()).unwrap().direct_group().clone();
@@ -680,7 +680,7 @@ mod tests {
                 h * HOUR,
                 Kind::TEXT,
                 b"x",
-                &mut crate::os_rng(),
+                &mut crate::profile::os_rng(),
             )
             .unwrap()
         };

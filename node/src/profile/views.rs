@@ -18,7 +18,7 @@ use strand_sync::{GroupId, Kind, Message};
 use crate::profile::db_error;
 use crate::profile::schema::{FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN};
 use crate::profile::store::{shown_key, shown_position, table_key, Position, SHOWN_INCOMING};
-use crate::{Delivery, Profile, ProfileError, StoredMessage};
+use crate::profile::{Delivery, Profile, ProfileError, StoredMessage};
 
 /// Unread counts stop here: a UI shows "999+", and counting a long unread
 /// backlog would cost a scan of all of it.

@@ -30,7 +30,7 @@ use redb::ReadableDatabase;
 
 use crate::profile::open_db;
 use crate::profile::schema::{meta, DB_FILE, META};
-use crate::ProfileError;
+use crate::profile::ProfileError;
 
 /// Bytes overwritten per write.
 const CHUNK: usize = 1 << 20;
@@ -124,7 +124,7 @@ pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
         }
         at += CHUNK as u64;
     }
-    let mut rng = crate::os_rng();
+    let mut rng = crate::profile::os_rng();
     for (pos, len) in &found {
         let mut noise = vec![0u8; *len];
         rng.fill_bytes(&mut noise);

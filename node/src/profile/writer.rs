@@ -25,7 +25,7 @@ pub const WRITER_QUEUE: usize = 256;
 
 /// Jobs committed in one transaction (one fsync).
 pub const MAX_WRITE_BATCH: usize = 128;
-use crate::ProfileError;
+use crate::profile::ProfileError;
 
 type Finish = Box<dyn FnOnce(Result<(), ProfileError>) + Send>;
 type Job = Box<dyn FnOnce(&WriteTransaction) -> (Finish, bool) + Send>;
@@ -62,7 +62,7 @@ fn job<R: Send + 'static>(
 fn begin(db: &Database) -> Result<WriteTransaction, ProfileError> {
     let mut txn = db.begin_write().map_err(crate::profile::db_error)?;
     txn.set_durability(redb::Durability::Immediate)
-        .map_err(|e| ProfileError::Db(crate::DbError::other(e.to_string())))?;
+        .map_err(|e| ProfileError::Db(crate::profile::DbError::other(e.to_string())))?;
     // Data pages reach the disk before a header points at them: the
     // sealed file cannot verify a torn page (see `crate::profile::sealed`).
     txn.set_two_phase_commit(true);
@@ -192,7 +192,7 @@ fn run(db: Arc<Database>, rx: Receiver<Job>) {
         }
         let outcome = if poisoned {
             drop(txn);
-            Err(ProfileError::Db(crate::DbError::other(
+            Err(ProfileError::Db(crate::profile::DbError::other(
                 "a write failed; the transaction was rolled back".into(),
             )))
         } else {

@@ -123,8 +123,8 @@ pub(crate) async fn start(
     match tokio::time::timeout(START_TIMEOUT, Ble::start(config, events)).await {
         Ok(Ok(ble)) => Ok((ble, hints)),
         // The transport's reason, without "transport setup failed".
-        Ok(Err(strand_transport::TransportError::Setup(why))) => Err(super::chain(&*why)),
-        Ok(Err(e)) => Err(super::chain(&e)),
+        Ok(Err(strand_transport::TransportError::Setup(why))) => Err(crate::chain(&*why)),
+        Ok(Err(e)) => Err(crate::chain(&e)),
         Err(_) => Err("BlueZ did not answer".into()),
     }
 }

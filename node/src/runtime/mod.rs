@@ -55,7 +55,7 @@ use crate::runtime::limits::{
     EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL, SHUTDOWN_GRACE,
     TRANSPORT_EVENTS,
 };
-use crate::{os_rng, ContactRecord, Profile, ProfileError};
+use crate::{chain, os_rng, ContactRecord, Profile, ProfileError};
 
 /// Session settings per link kind: the packet size suits the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1442,18 +1442,6 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// An error and its sources, as one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[allow(dead_code)]

@@ -31,7 +31,8 @@ use strand_transport::{Multiaddr, PeerId, Relays, Transport};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{chain, Clock, Node};
+use super::{Clock, Node};
+use crate::chain;
 use crate::runtime::limits::{
     RELAY_DIAL_DEFER as DIAL_DEFER, RELAY_MAX_BACKOFF as MAX_BACKOFF,
     RELAY_MIN_BACKOFF as MIN_BACKOFF,
