@@ -87,6 +87,12 @@ pub enum ProfileError {
     /// The file is damaged.
     #[error("the profile is damaged: {0}")]
     Corrupt(String),
+    /// The file is damaged: a message it stores does not decode.
+    #[error("the profile is damaged: a stored message does not decode")]
+    StoredMessage(#[source] strand_sync::DecodeError),
+    /// The file is damaged: a group epoch it stores does not read.
+    #[error("the profile is damaged: a stored group epoch does not read")]
+    StoredEpoch(#[source] strand_sync::GroupError),
     /// The database failed.
     #[error("database error")]
     Db(#[source] DbError),

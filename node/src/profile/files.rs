@@ -391,7 +391,7 @@ impl Profile {
         let bytes = strand_sync::Store::get(&view, &group.id, &key)
             .map_err(db_error)?
             .ok_or_else(|| ProfileError::File(format!("message {id} is gone")))?;
-        let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let msg = Message::decode(bytes).map_err(ProfileError::StoredMessage)?;
         if msg.kind() != Kind::FILE {
             return Err(ProfileError::File(format!("message {id} is not a file")));
         }

@@ -186,7 +186,7 @@ impl Profile {
             };
             for entry in table.iter().map_err(db_error)? {
                 let (_, v) = entry.map_err(db_error)?;
-                let corrupt = |e: GroupError| ProfileError::Corrupt(format!("a group epoch: {e}"));
+                let corrupt = ProfileError::StoredEpoch;
                 if let Some(plain) = open(self.root(), ROLE_ENTRY, v.value()) {
                     if plain.len() < 40 {
                         return Err(ProfileError::Corrupt("a group entry is cut short".into()));

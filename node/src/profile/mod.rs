@@ -1539,7 +1539,7 @@ impl Profile {
         else {
             return Ok(None);
         };
-        let msg = Message::decode(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let msg = Message::decode(bytes).map_err(ProfileError::StoredMessage)?;
         if msg.kind() == Kind::FILE {
             return Ok(self
                 .file_info(group, &msg)

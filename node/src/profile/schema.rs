@@ -244,7 +244,7 @@ fn list_shown(
         let group = strand_sync::GroupId(k[..32].try_into().expect("32 bytes"));
         let key = sync_key(&k);
         let msg = strand_sync::Message::decode(v.value().to_vec())
-            .map_err(|e| crate::profile::ProfileError::Corrupt(e.to_string()))?;
+            .map_err(crate::profile::ProfileError::StoredMessage)?;
         let at = Position {
             shown: key.time,
             key,

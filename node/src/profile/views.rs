@@ -57,8 +57,7 @@ impl Profile {
             .get(&table_key)
             .map_err(db_error)?
             .ok_or_else(|| ProfileError::Corrupt("a listed message is missing".into()))?;
-        let msg = Message::decode(bytes.value().to_vec())
-            .map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let msg = Message::decode(bytes.value().to_vec()).map_err(ProfileError::StoredMessage)?;
         let outgoing = msg.author() == self.identity().public().sign;
         let text = if msg.kind() == Kind::TEXT {
             String::from_utf8_lossy(&msg.open(group).unwrap_or_default()).into_owned()
