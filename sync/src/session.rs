@@ -653,19 +653,13 @@ impl Session {
     }
 
     /// Asks once more about the keys [`Session::confirm`] asked about that
-    /// are still unacknowledged, when every group has reconciled and our
-    /// sends are out. Reconciliation sends nothing the peer holds, so a
+    /// are still unacknowledged, once the session is idle again after a
+    /// group reconciled ([`Session::is_idle`]: every group reconciled, our
+    /// sends out). Reconciliation sends nothing the peer holds, so a
     /// message it stored through another link after answering the first
     /// QUERY would otherwise stay undelivered until the next session.
     fn ask_again_if_settled(&mut self) {
-        if !self.ask_again
-            || self.asked.is_empty()
-            || !self.exchanges.values().all(|e| e.done)
-            || !self.to_open.is_empty()
-            || !self.sends.is_empty()
-            || !self.ready.is_empty()
-            || self.current.is_some()
-        {
+        if !self.ask_again || self.asked.is_empty() || !self.is_idle() {
             return;
         }
         self.ask_again = false;
@@ -999,10 +993,7 @@ impl Session {
                 }
                 Frame::Ack { group, tags } => {
                     for tag in tags {
-                        if self.unacked.get(&tag).is_some_and(|(g, _)| *g == group) {
-                            let (_, key) = self.unacked.remove(&tag).expect("just seen");
-                            self.events.push_back(Event::Delivered { group, key });
-                        }
+                        self.delivered(group, tag, None);
                     }
                 }
                 Frame::Query { group, keys } => {
@@ -1256,7 +1247,7 @@ impl Session {
             let key = item.key();
             let ack = error.is_none() && !self.is_closed();
             if matches!(item.verdict(), Verdict::Held | Verdict::Stored { .. }) {
-                self.peer_holds(group, key);
+                self.delivered(group, self.tags.tag(&key.id), Some(key));
             }
             match item.verdict() {
                 Verdict::Held | Verdict::Stored { new: false } => {
@@ -1337,7 +1328,7 @@ impl Session {
     /// memory.
     pub fn poll_transmit<S: Store>(&mut self, now: Time, store: &S) -> Option<Vec<u8>> {
         self.clock = self.clock.max(now);
-        if self.is_established() && !self.is_closed() {
+        if !self.is_closed() {
             self.ask_again_if_settled();
         }
         if let Some(record) = self.records.pop_front() {
@@ -1527,19 +1518,19 @@ impl Session {
         }
     }
 
-    /// The peer sent a message this side sent or asked about: it holds
-    /// it, as surely as an acknowledgement would say (PROTOCOL.md §7, ACK).
-    /// A peer that stored it after answering our QUERY (another link of
-    /// its stored it meanwhile) sends it on as new, and nothing else would
-    /// tell us.
-    fn peer_holds(&mut self, group: GroupId, key: Key) {
-        let tag = self.tags.tag(&key.id);
+    /// The peer holds the unacknowledged message under `tag` in `group`
+    /// (and, when given, with key `key`): reports it [`Event::Delivered`],
+    /// once. From an ACK, or from the peer sending us a message we sent or
+    /// asked about (PROTOCOL.md §7, ACK): a peer that stored it after
+    /// answering our QUERY (another link of its stored it meanwhile) sends
+    /// it on as new, and nothing else would tell us.
+    fn delivered(&mut self, group: GroupId, tag: u64, key: Option<Key>) {
         if self
             .unacked
             .get(&tag)
-            .is_some_and(|(g, k)| *g == group && *k == key)
+            .is_some_and(|(g, k)| *g == group && key.is_none_or(|key| *k == key))
         {
-            self.unacked.remove(&tag);
+            let (_, key) = self.unacked.remove(&tag).expect("just seen");
             self.events.push_back(Event::Delivered { group, key });
         }
     }

@@ -1313,6 +1313,21 @@ fn the_first_records_of_a_link_vary_in_size() {
     }
 }
 
+/// A text of Alice's in her 1:1 group with Bob, written now and stored
+/// nowhere yet.
+fn unstored(pair: &Pair, text: &[u8], seed: u64) -> Message {
+    let group = pair.a.group();
+    Message::create(
+        &pair.a.identity,
+        group,
+        pair.a.now(),
+        Kind::TEXT,
+        text,
+        &mut rng(seed),
+    )
+    .unwrap()
+}
+
 /// The peer answered our QUERY before it held the message (another of its
 /// links was still storing it, a relay circuit reset mid-sync), and
 /// reconciliation ran after, so nothing was sent and nothing acknowledged.
@@ -1321,18 +1336,9 @@ fn the_first_records_of_a_link_vary_in_size() {
 fn a_message_the_peer_forwards_after_our_query_counts_as_delivered() {
     let mut pair = Pair::new(67);
     let group = pair.a.group().clone();
-    // Alice's message, not in her own store until reconciliation is over
-    // (so it does not send it: this is about the peer getting it
-    // elsewhere).
-    let message = Message::create(
-        &pair.a.identity,
-        &group,
-        pair.a.now(),
-        Kind::TEXT,
-        b"from the other link",
-        &mut rng(67),
-    )
-    .unwrap();
+    // Not in Alice's own store until reconciliation is over (so she does
+    // not send it: this is about the peer getting it elsewhere).
+    let message = unstored(&pair, b"from the other link", 67);
     let key = message.key();
     pair.connect();
     pair.drive();
@@ -1365,15 +1371,7 @@ fn a_message_the_peer_forwards_after_our_query_counts_as_delivered() {
 fn what_the_peer_lacked_when_asked_is_asked_again_after_reconciling() {
     let mut pair = Pair::new(68);
     let group = pair.a.group().clone();
-    let message = Message::create(
-        &pair.a.identity,
-        &group,
-        pair.a.now(),
-        Kind::TEXT,
-        b"stored by bob's other link",
-        &mut rng(68),
-    )
-    .unwrap();
+    let message = unstored(&pair, b"stored by bob's other link", 68);
     let key = message.key();
     pair.connect();
     pair.drive();
