@@ -335,16 +335,12 @@ impl Strand {
                 c.delivered(&key.id);
             }
         }
-        enum Todo {
-            Write(Handout),
-            Opened {
-                message: Message,
-                token: strand_sync::AckToken,
-                expires: strand_sync::Time,
-                from: strand_sync::AuthorId,
-            },
-        }
+        // Each pool message is taken in turn, as the node does: an opened
+        // envelope's message is stored and acknowledged before the next
+        // pool message is looked at (so a replay of it in the same batch
+        // is already delivered). Pool messages to write wait for the loop.
         let mut todo = Vec::new();
+        let mut opened = Vec::new();
         received.retain(|(group, key)| {
             let dev = &mut self.devices[n];
             let Some(&pi) = dev.pools.get(group) else {
@@ -365,17 +361,31 @@ impl Strand {
                 Ok(Taken::Carrier) => {
                     hand_to.insert(pi);
                 }
-                Ok(Taken::Write(outs)) => todo.extend(outs.into_iter().map(Todo::Write)),
+                Ok(Taken::Write(outs)) => todo.extend(outs),
                 Ok(Taken::Opened {
                     message,
                     token,
                     expires,
-                }) => todo.push(Todo::Opened {
-                    message,
-                    token,
-                    expires,
-                    from: from.sign,
-                }),
+                }) => {
+                    // Only a text a contact wrote in their 1:1 group is
+                    // taken, and only then is it acknowledged.
+                    let Some(c) = strand_sync::opened_author(&dev.contacts, &message) else {
+                        return false;
+                    };
+                    let group = c.direct_group().clone();
+                    if message.validate(&group, now).is_err() {
+                        return false;
+                    }
+                    if let Ok(true) = WriteStore::insert(&mut dev.store, &group.id, &message) {
+                        opened.push((group.id, message.key()));
+                    }
+                    todo.push(Handout {
+                        to: from.sign,
+                        kind: Kind::ACK,
+                        body: carrier.acknowledge(&token, expires),
+                        expires,
+                    });
+                }
                 Ok(Taken::Held { .. }) => {
                     w.metrics.note_carried(node, carrier.used());
                     // Pass it on over this device's other live links.
@@ -385,39 +395,9 @@ impl Strand {
             }
             false
         });
-        for t in todo {
-            match t {
-                Todo::Write(h) => touched.extend(self.write_pool(w, node, h)),
-                Todo::Opened {
-                    message,
-                    token,
-                    expires,
-                    from,
-                } => {
-                    let dev = &mut self.devices[n];
-                    // Only a text a contact wrote in their 1:1 group is
-                    // taken, and only then is it acknowledged.
-                    let Some(c) = strand_sync::opened_author(&dev.contacts, &message) else {
-                        continue;
-                    };
-                    let group = c.direct_group().clone();
-                    if message.validate(&group, now).is_err() {
-                        continue;
-                    }
-                    if let Ok(true) = WriteStore::insert(&mut dev.store, &group.id, &message) {
-                        received.push((group.id, message.key()));
-                    }
-                    let carrier = dev.carrier.as_mut().expect("carrying");
-                    let body = carrier.acknowledge(&token, expires);
-                    let ack = Handout {
-                        to: from,
-                        kind: Kind::ACK,
-                        body,
-                        expires,
-                    };
-                    touched.extend(self.write_pool(w, node, ack));
-                }
-            }
+        received.extend(opened);
+        for h in todo {
+            touched.extend(self.write_pool(w, node, h));
         }
         touched.extend(self.hand_live(w, node, hand_to));
         touched
@@ -637,11 +617,27 @@ impl Strand {
         let (contacts, nodes): (Vec<Contact>, Vec<u32>) = contacts.into_iter().unzip();
         let dev = &mut self.devices[i as usize];
         dev.endpoint = Endpoint::new(&identity, contacts.clone());
+        dev.pools = contacts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.groups.iter().any(|g| g.id == c.pool.id))
+            .map(|(i, c)| (c.pool.id, i))
+            .collect();
         dev.identity = identity;
         dev.contacts = contacts;
         dev.contact_nodes = nodes;
         dev.store = store;
         dev.rng = ChaCha20Rng::seed_from_u64(link_seed);
+    }
+
+    /// Device `i`'s store.
+    pub fn store(&self, i: u32) -> &MemoryStore {
+        &self.devices[i as usize].store
+    }
+
+    /// Device `i`'s carrier, with carrying.
+    pub fn carrier(&self, i: u32) -> Option<&Carrier> {
+        self.devices[i as usize].carrier.as_ref()
     }
 
     /// Starts keeping every byte links carry.

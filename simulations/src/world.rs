@@ -381,6 +381,85 @@ impl Sim {
             .ok_or_else(|| anyhow::anyhow!("no link came up"))
     }
 
+    /// Runs strand-sync's carrying-pool fixture ([`PoolFixture`]) the way
+    /// every simulated device takes in pool messages: Ben (device 0) holds
+    /// the fixture's pool messages to Cat (device 1), whose contacts are
+    /// Ben and Ann (device 2, never met); both carry, and they meet on a
+    /// LAN link for 15 s. Returns what Cat ends with, to compare with
+    /// [`PoolFixture::expected`].
+    ///
+    /// [`PoolFixture`]: strand_sync::harness::PoolFixture
+    /// [`PoolFixture::expected`]: strand_sync::harness::PoolFixture::expected
+    pub fn pool_fixture_outcome(
+        f: &strand_sync::harness::PoolFixture,
+    ) -> anyhow::Result<strand_sync::harness::PoolOutcome> {
+        let scenario = Scenario::parse(
+            r#"
+            name = "pool fixture"
+            duration = "15s"
+            policy = "strand-carrying"
+            [[group]]
+            count = 3
+            link = "lan"
+            [contacts]
+            model = "meetings"
+            gap = "10000h"
+            duration = "1m"
+            [social]
+            model = "complete"
+            "#,
+            Default::default(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let mut sim = Sim::new(&scenario, 1)?;
+        let PolicyState::Strand(s) = &mut sim.policy else {
+            anyhow::bail!("the fixture needs the strand policy");
+        };
+        let copy = |i: &strand_sync::Identity| {
+            strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
+        };
+        let contact = |me: &strand_sync::Identity, them: &strand_sync::Identity| {
+            let mut c = me.contact(&them.public())?;
+            c.groups.push(c.pool.clone());
+            Ok::<_, anyhow::Error>(c)
+        };
+        let mut ben_store = strand_sync::MemoryStore::new();
+        for m in &f.messages {
+            strand_sync::WriteStore::insert(&mut ben_store, &m.group(), m)?;
+        }
+        s.set_device(
+            0,
+            copy(&f.ben)?,
+            vec![(contact(&f.ben, &f.cat)?, 1)],
+            ben_store,
+            1,
+        );
+        s.set_device(
+            1,
+            copy(&f.cat)?,
+            vec![(contact(&f.cat, &f.ben)?, 0), (contact(&f.cat, &f.ann)?, 2)],
+            strand_sync::MemoryStore::new(),
+            2,
+        );
+        s.set_device(
+            2,
+            copy(&f.ann)?,
+            vec![(contact(&f.ann, &f.cat)?, 1)],
+            strand_sync::MemoryStore::new(),
+            3,
+        );
+        sim.contact_up(0, 1);
+        sim.run(|_, _| {});
+        let PolicyState::Strand(s) = &sim.policy else {
+            unreachable!("checked above")
+        };
+        let carrier = s
+            .carrier(1)
+            .ok_or_else(|| anyhow::anyhow!("Cat does not carry"))?;
+        let stats = carrier.stats();
+        Ok(f.outcome(s.store(1), stats.opened, stats.accepted, carrier.held()))
+    }
+
     /// The waypoint model's check that reported contacts match distances
     /// (`None` for other contact models).
     pub fn waypoint_consistent(&self) -> Option<bool> {

@@ -46,8 +46,8 @@ pub const MAX_CARRIED_ENVELOPE: usize = MAX_BODY_LEN - 8 - 1;
 /// this one.
 pub const MAX_CARRY_BUDGET: u64 = 1 << 30;
 
-const CARRY: u8 = 0;
-const DELIVER: u8 = 1;
+pub(crate) const CARRY: u8 = 0;
+pub(crate) const DELIVER: u8 = 1;
 const OFFER: u8 = 2;
 
 /// What a device does with envelopes.
@@ -227,6 +227,9 @@ pub struct CarryStats {
     pub sealed: u64,
     /// Envelopes that opened for this device.
     pub opened: u64,
+    /// Of those, the ones whose message was taken in and acknowledged (a
+    /// contact wrote it in their 1:1 group with this device).
+    pub accepted: u64,
 }
 
 #[derive(Clone)]
@@ -299,7 +302,7 @@ pub fn decode_carrying(body: &[u8]) -> Result<bool, CarryError> {
     }
 }
 
-fn wrap(mode: u8, envelope: &Envelope) -> Vec<u8> {
+pub(crate) fn wrap(mode: u8, envelope: &Envelope) -> Vec<u8> {
     let mut body = Vec::with_capacity(1 + envelope.as_bytes().len());
     body.push(mode);
     body.extend_from_slice(envelope.as_bytes());
@@ -755,6 +758,7 @@ impl Carrier {
     /// for a message a contact wrote: acknowledging anything else would
     /// tell a stranger who holds the key it was sealed to.
     pub fn acknowledge(&mut self, token: &AckToken, expires: Time) -> Vec<u8> {
+        self.stats.accepted += 1;
         self.remember_ack(token.hash(), expires);
         token.0.to_vec()
     }
@@ -833,10 +837,15 @@ impl Carrier {
     }
 }
 
-/// A state with every envelope and message in it.
-const STATE_VERSION: u8 = 1;
-/// A state that names its envelopes and messages by [`PartKey`].
-const STATE_VERSION_PARTS: u8 = 2;
+/// A state with every envelope and message in it, and six counts.
+const STATE_VERSION: u8 = 3;
+/// A state that names its envelopes and messages by [`PartKey`], and six
+/// counts.
+const STATE_VERSION_PARTS: u8 = 4;
+/// The first two versions of each: five counts (no
+/// [`CarryStats::accepted`]). Read, never written.
+const STATE_VERSION_FIVE: u8 = 1;
+const STATE_VERSION_PARTS_FIVE: u8 = 2;
 
 /// The key of a large part of a carrying state kept apart from it
 /// ([`Carrier::encode_state`]): `b'e'` and a held envelope's id, or `b'm'`
@@ -992,7 +1001,14 @@ impl Carrier {
             }
         }
         let s = self.stats;
-        for v in [s.held, s.evicted, s.acknowledged, s.sealed, s.opened] {
+        for v in [
+            s.held,
+            s.evicted,
+            s.acknowledged,
+            s.sealed,
+            s.opened,
+            s.accepted,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out
@@ -1014,9 +1030,11 @@ impl Carrier {
         mut part: impl FnMut(&PartKey) -> Option<Vec<u8>>,
     ) -> Result<Carrier, CarryError> {
         let mut r = Reader(bytes);
-        let parts = match r.u8()? {
-            STATE_VERSION => false,
-            STATE_VERSION_PARTS => true,
+        let (parts, counts) = match r.u8()? {
+            STATE_VERSION => (false, 6),
+            STATE_VERSION_PARTS => (true, 6),
+            STATE_VERSION_FIVE => (false, 5),
+            STATE_VERSION_PARTS_FIVE => (true, 5),
             _ => return Err(CarryError::Malformed("an unknown carrying state version")),
         };
         let mut c = Carrier::new(config);
@@ -1139,8 +1157,8 @@ impl Carrier {
                 },
             );
         }
-        let mut stats = [0u64; 5];
-        for v in &mut stats {
+        let mut stats = [0u64; 6];
+        for v in &mut stats[..counts] {
             *v = r.u64()?;
         }
         if !r.0.is_empty() {
@@ -1152,6 +1170,7 @@ impl Carrier {
             acknowledged: stats[2],
             sealed: stats[3],
             opened: stats[4],
+            accepted: stats[5],
         };
         // Newest first, while they fit.
         held.sort_by_key(|h| std::cmp::Reverse(h.arrived));
@@ -1772,6 +1791,20 @@ mod tests {
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(Carrier::decode(&longer, cfg).is_err());
+            // A state saved before `accepted` was counted (version 1, five
+            // counts) still reads, with none accepted.
+            let mut old = bytes[..bytes.len() - 8].to_vec();
+            old[0] = STATE_VERSION_FIVE;
+            let back = Carrier::decode(&old, cfg).unwrap();
+            let stats = p.carrier.stats();
+            assert_eq!(
+                back.stats(),
+                CarryStats {
+                    accepted: 0,
+                    ..stats
+                }
+            );
+            assert!(Carrier::decode(&bytes[..bytes.len() - 8], cfg).is_err());
         }
         // In parts: a small state and the envelopes and messages by key.
         for p in [&a, &b] {

@@ -31,8 +31,8 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::limits::Time;
 use crate::{
-    Config, Contact, Endpoint, Event, HandshakeError, Identity, Key, Kind, MemoryStore, Message,
-    Session, SessionError, WriteStore,
+    Config, Contact, Endpoint, Envelope, Event, Group, HandshakeError, Identity, Key, Kind,
+    MemoryStore, Message, Session, SessionError, Store, WriteStore,
 };
 
 /// A fixed start time for virtual clocks (2023-11-14T22:13:20Z), so runs
@@ -728,6 +728,216 @@ impl LinkFixture {
             if !moved {
                 return out;
             }
+        }
+    }
+}
+
+/// What a recipient makes of a carrier's pool messages: the same
+/// everywhere. Ben, who carries, writes [`PoolFixture::messages`] in his
+/// carrying pool with Cat; Cat, who carries too and whose contacts are Ann
+/// and Ben, takes them in. The node (over real sessions and its redb
+/// store) and the simulator (over its link model) each run this and must
+/// end in [`PoolFixture::expected`]: both decide with
+/// [`Carrier::take`](crate::Carrier::take) and accept what opens by
+/// [`opened_author`](crate::opened_author).
+pub struct PoolFixture {
+    /// Ann, Cat's contact, who never meets her: `Identity::generate("ann",
+    /// ChaCha20(ANN))`.
+    pub ann: Identity,
+    /// Ben, the carrier, Cat's contact.
+    pub ben: Identity,
+    /// Cat, the recipient.
+    pub cat: Identity,
+    /// A stranger to Cat (anyone can seal to her public key).
+    pub mallory: Identity,
+    /// Ben's pool messages to Cat, in the order he wrote them.
+    pub messages: Vec<Message>,
+}
+
+/// What Cat holds after taking in a [`PoolFixture`]'s messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOutcome {
+    /// The texts in her 1:1 conversations (and in the one a stranger
+    /// claims with her), as `(author's name, text)`, by author then time.
+    pub texts: Vec<(String, String)>,
+    /// Envelopes that opened for her ([`CarryStats::opened`]).
+    ///
+    /// [`CarryStats::opened`]: crate::CarryStats::opened
+    pub opened: u64,
+    /// Of those, the messages she took in and acknowledged.
+    pub accepted: u64,
+    /// Envelopes she holds to carry for others.
+    pub held: usize,
+}
+
+impl std::fmt::Debug for PoolFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolFixture")
+            .field("messages", &self.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolFixture {
+    /// Seed of Ann's identity.
+    pub const ANN: u64 = 0xa22;
+    /// Seed of Ben's identity.
+    pub const BEN: u64 = 0xbe22;
+    /// Seed of Cat's identity.
+    pub const CAT: u64 = 0xca7;
+
+    /// The fixture, its messages written at `now` (envelopes last an hour).
+    pub fn new(now: Time) -> PoolFixture {
+        let person = |name: &str, seed: u64| {
+            Identity::generate(name, &mut ChaCha20Rng::seed_from_u64(seed)).expect("a valid name")
+        };
+        let (ann, ben, cat) = (
+            person("ann", Self::ANN),
+            person("ben", Self::BEN),
+            person("cat", Self::CAT),
+        );
+        let mallory = person("mallory", 0x3a11);
+        let mut rng = ChaCha20Rng::seed_from_u64(0x9001);
+        let expires = now + 3_600_000;
+        let pool = ben.contact(&cat.public()).expect("distinct").pool;
+        let direct = |from: &Identity, to: &Identity| {
+            from.contact(&to.public())
+                .expect("distinct")
+                .direct_group()
+                .clone()
+        };
+        let mut text = |from: &Identity, group: &Group, body: &str| {
+            Message::create(from, group, now, Kind::TEXT, body.as_bytes(), &mut rng)
+                .expect("a short text")
+        };
+        let to_cat = [
+            // A contact's text in her 1:1 group with Cat: taken in.
+            text(&ann, &direct(&ann, &cat), "ann, carried by ben"),
+            // The carrier's own text, sealed: he is her contact too.
+            text(&ben, &direct(&ben, &cat), "ben, in an envelope"),
+            // A stranger's: opens, and is dropped unacknowledged.
+            text(&mallory, &direct(&mallory, &cat), "mallory, a stranger"),
+            // Ann's text to Ben, sealed to Cat by Ben: Ann is her contact,
+            // but this is not their conversation.
+            text(&ann, &direct(&ann, &ben), "ann to ben, re-sealed"),
+        ];
+        let for_mallory = text(&ann, &direct(&ann, &mallory), "ann to mallory");
+        let mut seal = |to: &Identity, m: &Message| {
+            Envelope::seal(&to.public(), m, expires, 2, &mut rng).expect("a short text seals")
+        };
+        let mut bodies = vec![(Kind::CARRYING, crate::encode_carrying(true))];
+        let sealed: Vec<Envelope> = to_cat.iter().map(|m| seal(&cat, m)).collect();
+        for e in &sealed {
+            bodies.push((Kind::ENVELOPE, crate::carry::wrap(crate::carry::CARRY, e)));
+        }
+        // The first envelope again, replayed: already delivered.
+        bodies.push((
+            Kind::ENVELOPE,
+            crate::carry::wrap(crate::carry::DELIVER, &sealed[0]),
+        ));
+        // Ann's envelope with its sealed part altered: it names Cat but
+        // does not open, so it is neither delivered nor carried.
+        let mut altered = sealed[0].as_bytes().to_vec();
+        *altered.last_mut().expect("not empty") ^= 1;
+        let altered = Envelope::decode(altered).expect("the same shape");
+        bodies.push((
+            Kind::ENVELOPE,
+            crate::carry::wrap(crate::carry::CARRY, &altered),
+        ));
+        // One for someone else: Cat carries it.
+        let onward = seal(&mallory, &for_mallory);
+        bodies.push((
+            Kind::ENVELOPE,
+            crate::carry::wrap(crate::carry::CARRY, &onward),
+        ));
+        let messages = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, body))| {
+                let expiry = (kind == Kind::ENVELOPE).then_some(expires);
+                // A millisecond apart, so they sort as written.
+                Message::create_expiring(
+                    &ben,
+                    &pool,
+                    now + i as Time,
+                    expiry,
+                    kind,
+                    &body,
+                    &mut rng,
+                )
+                .expect("a pool message")
+            })
+            .collect();
+        PoolFixture {
+            ann,
+            ben,
+            cat,
+            mallory,
+            messages,
+        }
+    }
+
+    /// What Cat must end with: the two texts her contacts wrote to her,
+    /// four envelopes opened, two of them accepted (acknowledged), one
+    /// envelope carried on.
+    pub fn expected() -> PoolOutcome {
+        PoolOutcome {
+            texts: vec![
+                ("ann".into(), "ann, carried by ben".into()),
+                ("ben".into(), "ben, in an envelope".into()),
+            ],
+            opened: 4,
+            accepted: 2,
+            held: 1,
+        }
+    }
+
+    /// Reads Cat's outcome from her `store` and her carrier's counts:
+    /// envelopes `opened` and `accepted`, and envelopes `held`.
+    pub fn outcome<S: Store>(
+        &self,
+        store: &S,
+        opened: u64,
+        accepted: u64,
+        held: usize,
+    ) -> PoolOutcome {
+        let mut texts = Vec::new();
+        for who in [&self.ann, &self.ben, &self.mallory] {
+            let group = self
+                .cat
+                .contact(&who.public())
+                .expect("distinct")
+                .direct_group()
+                .clone();
+            let mut keys = Vec::new();
+            store
+                .scan(&group.id, &crate::KeyRange::ALL, &mut |k| {
+                    keys.push(*k);
+                    std::ops::ControlFlow::Continue(())
+                })
+                .expect("a readable store");
+            for key in keys {
+                let Some(bytes) = store.get(&group.id, &key).expect("a readable store") else {
+                    continue;
+                };
+                let Ok(message) = Message::decode(bytes) else {
+                    continue;
+                };
+                if message.kind() != Kind::TEXT {
+                    continue;
+                }
+                let body = message.open(&group).expect("stored messages open");
+                texts.push((
+                    who.name().to_string(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+            }
+        }
+        PoolOutcome {
+            texts,
+            opened,
+            accepted,
+            held,
         }
     }
 }

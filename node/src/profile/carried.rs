@@ -66,6 +66,8 @@ pub struct CarryStatus {
     pub carriers: usize,
     /// Envelopes delivered to this user.
     pub opened: u64,
+    /// Of those, the ones a contact wrote, taken in and acknowledged.
+    pub accepted: u64,
     /// Envelopes taken in to carry, ever.
     pub carried: u64,
     /// Of those, dropped for room (oldest first).
@@ -119,7 +121,7 @@ impl Profile {
         if let Some(e) = failed {
             return Err(e);
         }
-        carrier.map_err(|e| ProfileError::Corrupt(format!("the carrying state: {e}")))
+        carrier.map_err(ProfileError::StoredCarrying)
     }
 
     /// The row of carrying part `key` in `carried`: a keyed hash, so the
@@ -411,6 +413,7 @@ pub(crate) fn status(carrier: &Carrier, contacts: &[strand_sync::Contact]) -> Ca
             .filter(|c| carrier.is_carrier(&c.public.sign))
             .count(),
         opened: carrier.stats().opened,
+        accepted: carrier.stats().accepted,
         carried: carrier.stats().held,
         evicted: carrier.stats().evicted,
     }

@@ -5,8 +5,11 @@
 //! acknowledgement reaches him; the acknowledgement then reaches Ann.
 //! A carrier cannot make Cat accept what no contact of hers wrote.
 
-use strand_node::{Node, Profile};
-use strand_sync::{Envelope, Identity, Kind, Message, WriteStore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use strand_node::{KdfParams, Node, Profile};
+use strand_sync::harness::PoolFixture;
+use strand_sync::{Envelope, Identity, Kind, Message, Store, WriteStore};
 use strand_transport::memory::Hub;
 
 use crate::hub::{befriend, profile, start, until};
@@ -489,4 +492,73 @@ async fn mailbox_records_from_a_hostile_contact_add_at_most_one_contact() {
     assert_eq!(names, ["eve", "eve's mailbox"]);
     ann.shutdown().await;
     eve.shutdown().await;
+}
+
+/// The node takes in carrying-pool messages as the simulator does: the
+/// same pool messages leave the recipient holding what strand-sync's
+/// `PoolFixture` expects (the simulator's half is in
+/// `simulations/tests/it/transcript.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_takes_the_reference_pool_messages() {
+    let f = PoolFixture::new(strand_node::now());
+    let tmp = tempfile::tempdir().unwrap();
+    // Profiles whose identities are the fixture's: an identity is the
+    // first thing a new profile draws from its RNG.
+    let create = |name: &str, seed: u64| {
+        Profile::create(
+            &tmp.path().join(name),
+            name,
+            "pass",
+            KdfParams::insecure_for_tests(),
+            &mut ChaCha20Rng::seed_from_u64(seed),
+        )
+        .unwrap()
+    };
+    let (ben, cat) = (
+        create("ben", PoolFixture::BEN),
+        create("cat", PoolFixture::CAT),
+    );
+    assert_eq!(ben.identity().public(), f.ben.public());
+    assert_eq!(cat.identity().public(), f.cat.public());
+    let mut rng = strand_node::os_rng();
+    ben.add_contact(&f.cat.invite(), "cat", 0, &mut rng)
+        .unwrap();
+    cat.add_contact(&f.ben.invite(), "ben", 0, &mut rng)
+        .unwrap();
+    cat.add_contact(&f.ann.invite(), "ann", 0, &mut rng)
+        .unwrap();
+    let mut store = ben.store().unwrap();
+    for m in &f.messages {
+        store.insert(&m.group(), m).unwrap();
+    }
+    store.commit().unwrap();
+    drop(store);
+
+    let hub = Hub::new();
+    let cat = start(cat, &hub).await;
+    cat.set_carrying(true).await.unwrap();
+    let ben = start(ben, &hub).await;
+    // Cat has taken every pool message in once each is hollow: read, and
+    // its bytes dropped.
+    until("Cat takes in all of Ben's pool messages", || {
+        let store = cat.profile().store().unwrap();
+        f.messages.iter().all(|m| {
+            store.contains(&m.group(), &m.key()).unwrap()
+                && store
+                    .get(&m.group(), &m.key())
+                    .unwrap()
+                    .is_none_or(|b| b.is_empty())
+        })
+    })
+    .await;
+    let status = cat.carry_status();
+    let got = f.outcome(
+        &cat.profile().store().unwrap(),
+        status.opened,
+        status.accepted,
+        status.held,
+    );
+    assert_eq!(got, PoolFixture::expected());
+    ben.shutdown().await;
+    cat.shutdown().await;
 }
