@@ -48,6 +48,26 @@ impl PartialEq for IoError {
 
 impl Eq for IoError {}
 
+/// An address that does not parse (kept as the source of
+/// [`ProfileError::RelayAddress`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct AddressError(Arc<strand_transport::multiaddr::Error>);
+
+impl From<strand_transport::multiaddr::Error> for AddressError {
+    fn from(e: strand_transport::multiaddr::Error) -> Self {
+        AddressError(Arc::new(e))
+    }
+}
+
+impl PartialEq for AddressError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for AddressError {}
+
 /// What can go wrong with a profile. Every variant leaves the profile as it
 /// was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +113,18 @@ pub enum ProfileError {
     /// The file is damaged: a group epoch it stores does not read.
     #[error("the profile is damaged: a stored group epoch does not read")]
     StoredEpoch(#[source] strand_sync::GroupError),
+    /// The file is damaged: its identity does not read.
+    #[error("the profile is damaged: its identity does not read")]
+    StoredIdentity(#[source] strand_sync::KeyError),
+    /// The file is damaged: the published reach record does not read.
+    #[error("the profile is damaged: the reach record does not read")]
+    StoredReach(#[source] strand_sync::DecodeError),
+    /// The file is damaged: the carrying state does not read.
+    #[error("the profile is damaged: the carrying state does not read")]
+    StoredCarrying(#[source] strand_sync::CarryError),
+    /// The sealed file's header does not read.
+    #[error("the profile is damaged: its header does not read")]
+    Header(#[source] IoError),
     /// The database failed.
     #[error("database error")]
     Db(#[source] DbError),
@@ -133,9 +165,21 @@ pub enum ProfileError {
     /// The profile was closed (its node stopped).
     #[error("the profile is closed")]
     Closed,
-    /// A relay address or list that cannot be used.
+    /// A relay address or list that cannot be used, and why.
     #[error("{0}")]
     Relay(String),
+    /// A relay address that does not parse.
+    #[error("not an address: {address:?}")]
+    RelayAddress {
+        /// What was given.
+        address: String,
+        /// Why it does not parse.
+        #[source]
+        source: AddressError,
+    },
+    /// A relay list this device cannot publish.
+    #[error("the relay list cannot be published")]
+    RelayList(#[source] strand_sync::DecodeError),
     /// No group by that name (or id prefix).
     #[error("no group named {0:?}")]
     UnknownGroup(String),
@@ -151,13 +195,24 @@ pub enum ProfileError {
     /// profile's own reasons).
     #[error("{0}")]
     Group(String),
+    /// A group this device cannot write to now, and why.
+    #[error("{}", unwritable(group, why))]
+    Unwritable {
+        /// The group's name.
+        group: String,
+        /// Why not.
+        why: strand_sync::Unwritable,
+    },
+    /// The user's name cannot be sent to groups.
+    #[error("your name cannot be sent to groups")]
+    UnsendableName(#[source] strand_sync::KeyError),
     /// A group operation the membership rules refuse (not an admin, not a
     /// member, no effect, too many members, a group too old to change).
     #[error(transparent)]
     Membership(#[from] strand_sync::GroupError),
     /// A disappearing-message timer that cannot be set.
-    #[error("{0}")]
-    Timer(String),
+    #[error("that timer cannot be set")]
+    Timer(#[source] strand_sync::DecodeError),
     /// A file that cannot be sent or saved, and why.
     #[error("{0}")]
     File(String),
@@ -178,6 +233,16 @@ impl From<strand_sync::KeyError> for ProfileError {
             strand_sync::KeyError::Name(why) => ProfileError::Name(format!("the name {why}")),
             other => ProfileError::Key(other),
         }
+    }
+}
+
+/// What [`ProfileError::Unwritable`] says.
+fn unwritable(group: &str, why: &strand_sync::Unwritable) -> String {
+    match why {
+        strand_sync::Unwritable::Out => {
+            format!("you are no longer a member of {group:?}: you can read it, not write to it")
+        }
+        other => format!("{group:?}: {other}"),
     }
 }
 

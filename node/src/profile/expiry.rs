@@ -158,7 +158,7 @@ impl Profile {
         let chain = self.chain_named(group)?;
         let head = chain
             .writable(&self.identity().public().sign)
-            .map_err(|e| ProfileError::Group(crate::profile::groups::unwritable(group, e)))?;
+            .map_err(|e| crate::profile::groups::unwritable(group, e))?;
         if !head.is_admin(&self.identity().public().sign) {
             return Err(ProfileError::Group(
                 "only an admin may set a group's timer".into(),
@@ -175,7 +175,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let body = encode_timer(lasts).map_err(|e| ProfileError::Timer(e.to_string()))?;
+        let body = encode_timer(lasts).map_err(ProfileError::Timer)?;
         let msg = Message::create(&self.identity(), group, now, Kind::TIMER, &body, rng)
             .map_err(ProfileError::Message)?;
         let id = group.id;

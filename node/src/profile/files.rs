@@ -179,7 +179,7 @@ impl Profile {
                 let chain = self.chain_named(g)?;
                 let head = chain
                     .writable(&self.identity().public().sign)
-                    .map_err(|e| ProfileError::Group(crate::profile::groups::unwritable(g, e)))?;
+                    .map_err(|e| crate::profile::groups::unwritable(g, e))?;
                 let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
                 Ok((head.group().clone(), expires))
             }
@@ -260,14 +260,14 @@ impl Profile {
             chunks.push(m.key());
             batch.push(m);
             if batch.len() == CHUNKS_PER_TXN {
-                self.store_chunks(&group.id, std::mem::take(&mut batch), me)?;
+                self.store_chunks(&group.id, std::mem::take(&mut batch), me, now)?;
             }
             if filled < CHUNK_LEN {
                 break;
             }
         }
         if !batch.is_empty() {
-            self.store_chunks(&group.id, batch, me)?;
+            self.store_chunks(&group.id, batch, me, now)?;
         }
         let manifest = Manifest {
             name,
@@ -301,10 +301,11 @@ impl Profile {
         group: &GroupId,
         batch: Vec<Message>,
         me: strand_sync::AuthorId,
+        now: Time,
     ) -> Result<(), ProfileError> {
         let group = *group;
         self.write_txn(move |txn| {
-            let mut store = Inserter::new(txn, me, crate::profile::now()).map_err(db_error)?;
+            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
             for m in &batch {
                 store.insert(&group, m).map_err(db_error)?;
             }

@@ -254,7 +254,7 @@ impl Profile {
             let blocked = chain
                 .writable(&me)
                 .err()
-                .map(|e| unwritable(&epoch.name, e));
+                .map(|e| unwritable(&epoch.name, e).to_string());
             let (unread, last) = self.group_unread_and_last(chain)?;
             out.push(GroupSummary {
                 name: epoch.name.clone(),
@@ -412,8 +412,7 @@ impl Profile {
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         let identity = self.identity();
         let me = identity.public().sign;
-        let body = encode_chosen_name(identity.name())
-            .map_err(|e| ProfileError::Group(format!("your name cannot be sent to groups: {e}")))?;
+        let body = encode_chosen_name(identity.name()).map_err(ProfileError::UnsendableName)?;
         let mut heads: Vec<Group> = Vec::new();
         for chain in self.chains().iter() {
             if only.is_some_and(|o| !o.contains(&chain.root())) {
@@ -567,7 +566,7 @@ impl Profile {
         let chain = self.chain_named(group)?;
         let head = chain
             .writable(&self.identity().public().sign)
-            .map_err(|e| ProfileError::Group(unwritable(group, e)))?
+            .map_err(|e| unwritable(group, e))?
             .clone();
         let chosen = self.chosen_names(&chain)?;
         // A contact's name is the user's own word: it wins over a name a
@@ -1136,12 +1135,11 @@ impl Profile {
 }
 
 /// Why `group` cannot be written to now, as the user reads it.
-pub(crate) fn unwritable(group: &str, why: Unwritable) -> String {
-    match why {
-        Unwritable::Out => {
-            format!("you are no longer a member of {group:?}: you can read it, not write to it")
-        }
-        other => format!("{group:?}: {other}"),
+/// The error for writing to `group` when `why` says it cannot be.
+pub(crate) fn unwritable(group: &str, why: Unwritable) -> ProfileError {
+    ProfileError::Unwritable {
+        group: group.to_string(),
+        why,
     }
 }
 

@@ -43,7 +43,7 @@ use zeroize::Zeroizing;
 pub(crate) use crate::profile::base::{cut, hex, now};
 pub(crate) use crate::profile::crypto::os_rng;
 use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
-pub use crate::profile::error::{chain, DbError, IoError, ProfileError};
+pub use crate::profile::error::{chain, AddressError, DbError, IoError, ProfileError};
 use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
@@ -395,7 +395,7 @@ impl Profile {
         if crate::profile::sealed::is_sealed(&path) {
             return read_header(&path)
                 .map(|(_, h)| h.kdf)
-                .map_err(|e| ProfileError::Corrupt(e.to_string()));
+                .map_err(|e| ProfileError::Header(e.into()));
         }
         let db = open_db(dir, false)?;
         let txn = db.begin_read().map_err(db_error)?;
@@ -561,7 +561,7 @@ impl Profile {
         if crate::profile::sealed::is_locked(&path) {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
-        let (_, header) = read_header(&path).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
+        let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
         if !header.kdf.openable() {
             return Err(ProfileError::WeakKdf);
         }
@@ -1199,7 +1199,8 @@ pub(crate) fn store_own(
     group: &GroupId,
     msg: &Message,
 ) -> Result<(GroupId, Key), ProfileError> {
-    Inserter::new(txn, msg.author(), crate::profile::now())
+    // Written here: it arrived when it was written (on the caller's clock).
+    Inserter::new(txn, msg.author(), msg.time())
         .and_then(|mut s| s.insert(group, msg))
         .map_err(db_error)?;
     txn.open_table(OUTBOX)
@@ -1322,7 +1323,7 @@ fn open_identity(root: &[u8; 32], sealed: &[u8]) -> Result<Identity, ProfileErro
     bytes.copy_from_slice(&secret[..64]);
     let name = std::str::from_utf8(&secret[64..])
         .map_err(|_| ProfileError::Corrupt("identity name".into()))?;
-    Identity::from_secret_bytes(&bytes, name).map_err(|e| ProfileError::Corrupt(e.to_string()))
+    Identity::from_secret_bytes(&bytes, name).map_err(ProfileError::StoredIdentity)
 }
 
 /// Copies every table of `old` (a profile file from before sealing, its

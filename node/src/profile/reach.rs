@@ -73,10 +73,15 @@ pub struct RelayChange {
 
 /// Why a relay address was refused.
 fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
-    let parsed: Multiaddr = addr
-        .trim()
-        .parse()
-        .map_err(|e| ProfileError::Relay(format!("not an address: {e}")))?;
+    let parsed: Multiaddr =
+        addr.trim()
+            .parse()
+            .map_err(
+                |e: strand_transport::multiaddr::Error| ProfileError::RelayAddress {
+                    address: addr.trim().to_string(),
+                    source: e.into(),
+                },
+            )?;
     if strand_transport::relay::is_circuit(&parsed) {
         return Err(ProfileError::Relay(
             "that address goes through a relay itself: give the relay's own address".into(),
@@ -229,7 +234,7 @@ impl Profile {
         match self.meta_sealed(meta::REACH, ROLE_REACH)? {
             Some(b) => Reach::decode(&b)
                 .map(Some)
-                .map_err(|e| ProfileError::Corrupt(format!("the reach record: {e}"))),
+                .map_err(ProfileError::StoredReach),
             None => Ok(None),
         }
     }
@@ -273,9 +278,7 @@ impl Profile {
             relays,
             offers: offers.to_vec(),
         };
-        reach
-            .check()
-            .map_err(|e| ProfileError::Relay(e.to_string()))?;
+        reach.check().map_err(ProfileError::RelayList)?;
         if last.as_ref() == Some(&reach) {
             return Ok(Vec::new());
         }

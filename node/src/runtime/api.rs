@@ -445,6 +445,9 @@ impl From<crate::ProfileError> for Failure {
             | E::KeyConflict(_)
             | E::Timer(_)
             | E::Relay(_)
+            | E::RelayAddress { .. }
+            | E::RelayList(_)
+            | E::UnsendableName(_)
             | E::MailboxCode(_)
             | E::BundleUnreadable(_)
             | E::Membership(
@@ -452,9 +455,12 @@ impl From<crate::ProfileError> for Failure {
                 | strand_sync::GroupError::TooMany
                 | strand_sync::GroupError::NoEffect(_),
             ) => FailureKind::BadInput,
-            E::Group(_) | E::Membership(_) | E::Mailbox(_) | E::File(_) | E::Bundle(_) => {
-                FailureKind::Refused
-            }
+            E::Group(_)
+            | E::Unwritable { .. }
+            | E::Membership(_)
+            | E::Mailbox(_)
+            | E::File(_)
+            | E::Bundle(_) => FailureKind::Refused,
             _ => FailureKind::Failed,
         };
         Failure {

@@ -144,7 +144,10 @@ fn bad_relay_addresses_are_refused_and_change_nothing() {
         circuit.as_str(),
     ] {
         assert!(
-            matches!(a.add_relay(bad, NOW, &mut rng), Err(ProfileError::Relay(_))),
+            matches!(
+                a.add_relay(bad, NOW, &mut rng),
+                Err(ProfileError::Relay(_) | ProfileError::RelayAddress { .. })
+            ),
             "{bad:?} accepted"
         );
     }
