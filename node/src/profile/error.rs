@@ -227,6 +227,16 @@ pub enum ProfileError {
     MailboxCode(#[source] strand_sync::MailboxError),
 }
 
+impl ProfileError {
+    /// The error for writing to `group` when `why` says it cannot be.
+    pub(crate) fn unwritable(group: &str, why: strand_sync::Unwritable) -> ProfileError {
+        ProfileError::Unwritable {
+            group: group.to_string(),
+            why,
+        }
+    }
+}
+
 impl From<strand_sync::KeyError> for ProfileError {
     fn from(e: strand_sync::KeyError) -> Self {
         match e {

@@ -158,7 +158,7 @@ impl Profile {
         let chain = self.chain_named(group)?;
         let head = chain
             .writable(&self.identity().public().sign)
-            .map_err(|e| crate::profile::groups::unwritable(group, e))?;
+            .map_err(|e| ProfileError::unwritable(group, e))?;
         if !head.is_admin(&self.identity().public().sign) {
             return Err(ProfileError::Group(
                 "only an admin may set a group's timer".into(),

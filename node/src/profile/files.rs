@@ -179,7 +179,7 @@ impl Profile {
                 let chain = self.chain_named(g)?;
                 let head = chain
                     .writable(&self.identity().public().sign)
-                    .map_err(|e| crate::profile::groups::unwritable(g, e))?;
+                    .map_err(|e| ProfileError::unwritable(g, e))?;
                 let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
                 Ok((head.group().clone(), expires))
             }

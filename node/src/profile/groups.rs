@@ -22,7 +22,7 @@ use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
     decode_chosen_name, encode_chosen_name, AuthorId, Chain, Change, Entry, Epoch, Group,
-    GroupError, GroupId, Head, Key, Kind, Message, Store, Unwritable,
+    GroupError, GroupId, Head, Key, Kind, Message, Store,
 };
 
 use crate::profile::crypto::{open, seal};
@@ -254,7 +254,7 @@ impl Profile {
             let blocked = chain
                 .writable(&me)
                 .err()
-                .map(|e| unwritable(&epoch.name, e).to_string());
+                .map(|e| ProfileError::unwritable(&epoch.name, e).to_string());
             let (unread, last) = self.group_unread_and_last(chain)?;
             out.push(GroupSummary {
                 name: epoch.name.clone(),
@@ -566,7 +566,7 @@ impl Profile {
         let chain = self.chain_named(group)?;
         let head = chain
             .writable(&self.identity().public().sign)
-            .map_err(|e| unwritable(group, e))?
+            .map_err(|e| ProfileError::unwritable(group, e))?
             .clone();
         let chosen = self.chosen_names(&chain)?;
         // A contact's name is the user's own word: it wins over a name a
@@ -1131,15 +1131,6 @@ impl Profile {
         let chosen = self.chosen_names(chain).ok()?;
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some((epoch.name.clone(), author, text))
-    }
-}
-
-/// Why `group` cannot be written to now, as the user reads it.
-/// The error for writing to `group` when `why` says it cannot be.
-pub(crate) fn unwritable(group: &str, why: Unwritable) -> ProfileError {
-    ProfileError::Unwritable {
-        group: group.to_string(),
-        why,
     }
 }
 
