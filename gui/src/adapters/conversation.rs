@@ -466,9 +466,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             match core.call(Request::Export { contact, to }) {
                 Some(Ok(Reply::Exported(e))) => {
                     let notice = format!(
-                        "Wrote {} message{} to {}. Only {} can open it: give it to them to import.",
-                        e.messages,
-                        if e.messages == 1 { "" } else { "s" },
+                        "Wrote {} to {}. Only {} can open it: give it to them to import.",
+                        e.summary(),
                         e.path.display(),
                         e.contact
                     );

@@ -305,8 +305,8 @@ async fn export(ctx: &Ctx, device: &Device, contact: String, to: &Path) -> Resul
         return json(&done);
     }
     println!(
-        "Wrote {} message(s) for {} into {} ({} bytes). Only {} can open it.",
-        done.messages,
+        "Wrote {} for {} into {} ({} bytes). Only {} can open it.",
+        done.summary(),
         done.contact,
         done.path.display(),
         done.bytes,

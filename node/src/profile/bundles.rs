@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::{
-    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key,
+    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key, Kind,
     Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
@@ -31,12 +31,37 @@ use crate::profile::{Profile, ProfileError};
 pub struct Exported {
     /// The contact it is for.
     pub contact: String,
-    /// Messages in it.
+    /// Records in it: every message, with each file's parts, group
+    /// changes, timers and carrying-pool messages.
     pub messages: usize,
+    /// Of those, texts (conversations and groups).
+    #[serde(default)]
+    pub texts: usize,
+    /// Files (each counted once, however many parts it has).
+    #[serde(default)]
+    pub files: usize,
     /// The file's size.
     pub bytes: u64,
     /// Where it is.
     pub path: PathBuf,
+}
+
+impl Exported {
+    /// What it holds, as people count it: "3 texts and 1 file" (a
+    /// file's parts and the records that keep logs in step are not
+    /// counted).
+    pub fn summary(&self) -> String {
+        let n = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        format!("{} and {}", n(self.texts, "text"), n(self.files, "file"))
+    }
+}
+
+/// What a bundle holds, counted as it is written.
+#[derive(Debug, Default)]
+struct Counts {
+    messages: usize,
+    texts: usize,
+    files: usize,
 }
 
 /// What an import took in.
@@ -162,11 +187,13 @@ impl Profile {
                 self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
             }
         }
-        let messages = self.write_bundle(&sync, to, now, rng)?;
+        let counts = self.write_bundle(&sync, to, now, rng)?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
-            messages,
+            messages: counts.messages,
+            texts: counts.texts,
+            files: counts.files,
             bytes,
             path: to.to_path_buf(),
         })
@@ -178,7 +205,7 @@ impl Profile {
         path: &Path,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<usize, ProfileError> {
+    ) -> Result<Counts, ProfileError> {
         // Created new: never over a file that exists, even one made a
         // moment ago.
         let file = {
@@ -212,7 +239,7 @@ impl Profile {
         path: &Path,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<usize, ProfileError> {
+    ) -> Result<Counts, ProfileError> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let (mut writer, header) = BundleWriter::new(&self.identity(), contact, now, rng);
         out.write_all(&header).map_err(|e| io_error(path, e))?;
@@ -220,7 +247,7 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let bodies = crate::profile::store::open_if_there(&txn, crate::profile::schema::BODIES)
             .map_err(db_error)?;
-        let mut count = 0;
+        let mut count = Counts::default();
         // The carrying pool too: envelopes handed to them (whole, as a
         // drive allows no asking) and acknowledgements.
         for group in &contact.groups {
@@ -243,7 +270,12 @@ impl Profile {
                 if let Some(frame) = writer.push(&group.id, &msg) {
                     out.write_all(&frame).map_err(|e| io_error(path, e))?;
                 }
-                count += 1;
+                count.messages += 1;
+                match msg.kind() {
+                    Kind::TEXT => count.texts += 1,
+                    Kind::FILE => count.files += 1,
+                    _ => {}
+                }
             }
         }
         out.write_all(&writer.finish())

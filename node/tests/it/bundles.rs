@@ -73,6 +73,9 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     // 30 texts, the file's manifest and 3 chunks, the welcome, the
     // group's 5 texts and Ann's chosen name is not written offline.
     assert!(made.messages >= 30 + 1 + 3 + 1 + 5, "{made:?}");
+    // People count the texts and the file, not the file's parts.
+    assert_eq!((made.texts, made.files), (35, 1), "{made:?}");
+    assert_eq!(made.summary(), "35 texts and 1 file");
     assert_eq!(made.bytes, std::fs::metadata(&bundle).unwrap().len());
     // An existing file is never replaced.
     let out = ann.export_bundle("ben", &bundle, NOW(), &mut rng);
