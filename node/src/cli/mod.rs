@@ -123,6 +123,7 @@ pub enum Command {
         /// Contact name
         name: String,
         /// The new timer; shows the current one if absent
+        #[arg(allow_hyphen_values = true)]
         set: Option<String>,
     },
     /// Private groups: `strand group create|list|members|add|remove|admin|leave|send|read|timer`
@@ -233,6 +234,7 @@ pub enum GroupCmd {
         /// Group name
         group: String,
         /// The new timer; shows the current one if absent
+        #[arg(allow_hyphen_values = true)]
         set: Option<String>,
     },
 }

@@ -185,20 +185,28 @@ impl Profile {
 
 /// Reads a timer as people write it: `off`, or a number and a unit
 /// (`m`inutes, `h`ours, `d`ays, `w`eeks, `y`ears: 365 days), such as `5m`,
-/// `1h`, `4w`. Between 5 minutes and 366 days.
+/// `1h`, `4w`. Between 5 minutes and 366 days: any value outside (`0`,
+/// `-5m`, `299s`, `2y`) gets that range in its message.
 pub fn parse_timer(text: &str) -> Result<Option<Time>, String> {
+    let range = || format!("{text:?}: a timer is between 5 minutes and a year (366 days), or off");
     let t = text.trim().to_ascii_lowercase();
-    if t == "off" || t == "0" {
+    if t == "off" {
         return Ok(None);
+    }
+    if t.starts_with('-') || t.chars().all(|c| c == '0') {
+        return Err(range());
     }
     let split = t
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?}: give a unit, such as 5m, 1h, 1d, 1w or 1y"))?;
     let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{text:?}: start with a number, such as 5m or 1h"))?;
-    let unit_ms: u64 = match unit {
+    if n.is_empty() {
+        return Err(format!("{text:?}: start with a number, such as 5m or 1h"));
+    }
+    // Too many digits for a number is out of range too.
+    let n: u64 = n.parse().map_err(|_| range())?;
+    let unit_ms: u64 = match unit.trim() {
+        "s" | "sec" | "second" | "seconds" => 1_000,
         "m" | "min" | "minute" | "minutes" => 60_000,
         "h" | "hour" | "hours" => 3_600_000,
         "d" | "day" | "days" => 86_400_000,
@@ -207,9 +215,7 @@ pub fn parse_timer(text: &str) -> Result<Option<Time>, String> {
         _ => return Err(format!("{text:?}: the unit is m, h, d, w or y")),
     };
     let ms = n.saturating_mul(unit_ms);
-    encode_timer(Some(ms)).map_err(|_| {
-        format!("{text:?}: a timer is between 5 minutes and a year (366 days), or off")
-    })?;
+    encode_timer(Some(ms)).map_err(|_| range())?;
     Ok(Some(ms))
 }
 
@@ -250,6 +256,24 @@ mod tests {
         assert!(parse_timer("h").is_err());
         assert!(parse_timer("5").is_err());
         assert!(parse_timer("5 parsecs").is_err());
+        // Out of range, however written, says the range.
+        for bad in [
+            "0",
+            "000",
+            "-5m",
+            "299s",
+            "4m",
+            "367d",
+            "2y",
+            "99999999999999999999999m",
+        ] {
+            let e = parse_timer(bad).unwrap_err();
+            assert!(e.contains("between 5 minutes and a year"), "{bad}: {e}");
+        }
+        assert_eq!(parse_timer("300s"), Ok(Some(300_000)));
+        assert!(parse_timer("5 parsecs")
+            .unwrap_err()
+            .contains("the unit is"));
         assert_eq!(timer_label(Some(300_000)), "5 minutes");
         assert_eq!(timer_label(Some(3_600_000)), "1 hour");
         assert_eq!(timer_label(Some(28 * 86_400_000)), "4 weeks");

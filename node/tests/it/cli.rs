@@ -1371,6 +1371,9 @@ fn every_command_does_the_same_with_or_without_a_node() {
         "timer bob 1h",
         "timer bob",
         "timer bob 4m",
+        "timer bob 0",
+        "timer bob -5m",
+        "timer bob 299s",
         "timer bob off",
         "import BUNDLE",
         "import BUNDLE",
@@ -1490,7 +1493,14 @@ fn every_command_does_the_same_with_or_without_a_node() {
             || line.contains("explode")
             || line.contains("notacode")
             || line.contains("nonsense")
-            || line == "timer bob 4m";
+            || line.contains("WEAK")
+            || [
+                "timer bob 4m",
+                "timer bob 0",
+                "timer bob -5m",
+                "timer bob 299s",
+            ]
+            .contains(&line.as_str());
         if bad {
             assert_eq!(
                 w.0,
@@ -1498,9 +1508,27 @@ fn every_command_does_the_same_with_or_without_a_node() {
                 "`strand {line}` is refused with a node: {w:?}"
             );
             assert_eq!(o.0, Some(1), "`strand {line}` is refused without: {o:?}");
+            if line.starts_with("timer bob") {
+                assert!(
+                    w.2.contains("between 5 minutes and a year"),
+                    "`strand {line}` says the range: {w:?}"
+                );
+            }
         }
     }
-    // And it did what it says, both ways.
+    // And it did what it says, both ways: the new passphrase opens the
+    // profile, the old one no longer does.
+    drop(_run);
+    let renew = |u: &User| User {
+        dir: u.dir.clone(),
+        pass: "alice keeps a lantern by the quay".into(),
+    };
+    for u in [&offline, &online] {
+        let out = u.cmd(&["contacts"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    }
+    let (offline, online) = (renew(&offline), renew(&online));
     for u in [&offline, &online] {
         assert!(u
             .read("bob")
