@@ -36,7 +36,6 @@ pub mod format;
 pub mod headless;
 pub mod qr;
 pub mod scan;
-pub mod strength;
 
 pub use backend::Options;
 

@@ -4,8 +4,8 @@ use slint::ComponentHandle;
 use strand_node::{os_rng, Profile, ProfileError};
 
 use crate::backend::{Backend, Core};
-use crate::strength::{self, MIN_SCORE};
 use crate::{AppWindow, OnboardingAdapter};
+use strand_node::strength::{self, MIN_SCORE};
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let adapter = ui.global::<OnboardingAdapter>();

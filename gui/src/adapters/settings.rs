@@ -1,7 +1,8 @@
 //! Settings: display name, profile location, palette, lock.
 
 use slint::ComponentHandle;
-use strand_node::runtime::api::{Reply, Request};
+use strand_node::runtime::api::{Reply, Request, Secret};
+use strand_node::strength;
 
 use crate::backend::{Backend, Core};
 use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter, Theme};
@@ -21,6 +22,33 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             return;
         }
         b.job(move |core| rename(core, &name));
+    });
+
+    let weak = ui.as_weak();
+    adapter.on_new_passphrase_edited(move |pass| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<SettingsAdapter>();
+        let s = strength::estimate(&pass, &a.get_name());
+        a.set_new_strength(i32::from(s.score));
+        a.set_new_strength_hint(s.hint.into());
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_change_passphrase(move |current, new, again| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<SettingsAdapter>();
+        // What needs no device is checked here, at once; the device
+        // checks the current passphrase and the new one's strength.
+        if new != again {
+            a.set_passphrase_ok(false);
+            a.set_passphrase_result("The two new passphrases differ.".into());
+            return;
+        }
+        a.set_passphrase_busy(true);
+        a.set_passphrase_result("".into());
+        let (current, new) = (Secret::new(current.as_str()), Secret::new(new.as_str()));
+        b.job(move |core| change_passphrase(core, current, new));
     });
 
     let b = backend.clone();
@@ -93,6 +121,33 @@ fn rename(core: &mut Core, name: &str) {
             });
         }
     }
+}
+
+fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
+    let result = core.call(Request::ChangePassphrase {
+        current,
+        new,
+        allow_weak: false,
+    });
+    let (ok, message) = match result {
+        None => return,
+        Some(Ok(_)) => (
+            true,
+            "Passphrase changed: the profile now opens with the new one only.".to_owned(),
+        ),
+        Some(Err(e)) => (false, e.message),
+    };
+    core.ui(move |ui| {
+        let a = ui.global::<SettingsAdapter>();
+        a.set_passphrase_busy(false);
+        a.set_passphrase_ok(ok);
+        a.set_passphrase_result(message.into());
+        if ok {
+            a.set_passphrase_changed(a.get_passphrase_changed() + 1);
+            a.set_new_strength(-1);
+            a.set_new_strength_hint("".into());
+        }
+    });
 }
 
 /// Stops the node, releases the profile, and destroys it

@@ -105,3 +105,51 @@ fn a_profile_held_elsewhere_shows_a_clear_message() {
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
     });
 }
+
+#[test]
+fn the_passphrase_changes_from_the_settings() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        gui.create(h, "Alice");
+        let s = gui.ui.global::<SettingsAdapter>();
+        const NEW: &str = "a heron stands where the canal bends";
+
+        // The meter follows what is typed.
+        s.invoke_new_passphrase_edited("password".into());
+        assert!(s.get_new_strength() < 2, "{}", s.get_new_strength_hint());
+        s.invoke_new_passphrase_edited(NEW.into());
+        assert!(s.get_new_strength() >= 3, "{}", s.get_new_strength_hint());
+
+        // Two different new ones, a wrong current one, a weak new one:
+        // each says why, and the passphrase stays.
+        s.invoke_change_passphrase(PASS.into(), NEW.into(), "something else".into());
+        assert!(s.get_passphrase_result().contains("differ"));
+        s.invoke_change_passphrase("not it".into(), NEW.into(), NEW.into());
+        assert!(h.pump_until(WAIT, || !s.get_passphrase_busy()));
+        assert!(!s.get_passphrase_ok());
+        assert!(
+            s.get_passphrase_result().contains("wrong passphrase"),
+            "{}",
+            s.get_passphrase_result()
+        );
+        s.invoke_change_passphrase(PASS.into(), "password".into(), "password".into());
+        assert!(h.pump_until(WAIT, || !s.get_passphrase_busy()));
+        assert!(s.get_passphrase_result().contains("too weak"));
+
+        s.invoke_change_passphrase(PASS.into(), NEW.into(), NEW.into());
+        assert!(h.pump_until(WAIT, || !s.get_passphrase_busy()));
+        assert!(s.get_passphrase_ok(), "{}", s.get_passphrase_result());
+
+        // Locked, the old one no longer opens it; the new one does.
+        s.invoke_lock();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
+            && !gui.onboarding().get_busy()));
+        let a = gui.onboarding();
+        a.invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || !a.get_busy() && !a.get_error().is_empty()));
+        a.invoke_unlock(NEW.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+    });
+}

@@ -19,7 +19,11 @@ use crate::{GroupAction, NodeEvent, Profile};
 /// Runs one command.
 pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
     match command {
-        Command::Init { name } => init(ctx, &name),
+        Command::Init { name, allow_weak } => init(ctx, &name, allow_weak),
+        Command::Passphrase {
+            new_passphrase_file,
+            allow_weak,
+        } => change_passphrase(ctx, new_passphrase_file.as_deref(), allow_weak).await,
         Command::Run { transports } => super::relay::run_node(ctx, &transports).await,
         Command::Wipe { yes } => wipe(ctx, yes).await,
         Command::Relay {
@@ -74,6 +78,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             RelayAction::Remove { address } => relay_remove(device, address).await,
         },
         Command::Init { .. }
+        | Command::Passphrase { .. }
         | Command::Run { .. }
         | Command::Wipe { .. }
         | Command::Demo { .. }
@@ -99,11 +104,12 @@ fn unexpected(reply: Reply) -> super::CliError {
 }
 
 /// `strand init`: the one command with no device (there is no profile).
-fn init(ctx: &Ctx, name: &str) -> Result<()> {
+fn init(ctx: &Ctx, name: &str, allow_weak: bool) -> Result<()> {
     if Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::AlreadyExists(ctx.dir.clone()).into());
     }
     let pass = super::passphrase(ctx, true)?;
+    strong_enough(&pass, name, allow_weak)?;
     let p = Profile::create(
         &ctx.dir,
         name,
@@ -117,6 +123,71 @@ fn init(ctx: &Ctx, name: &str) -> Result<()> {
         ctx.dir.display()
     );
     println!("Your invite code: {}", p.invite()?);
+    Ok(())
+}
+
+/// The strength check a new passphrase passes (the app's, in
+/// [`crate::strength`]), unless `allow_weak`.
+fn strong_enough(pass: &str, name: &str, allow_weak: bool) -> Result<()> {
+    let s = crate::strength::estimate(pass, name);
+    if allow_weak || s.score >= crate::strength::MIN_SCORE {
+        return Ok(());
+    }
+    Err(usage!(
+        "the passphrase is too weak: {} (or pass --allow-weak to keep it)",
+        s.hint
+    ))
+}
+
+/// `strand passphrase`: the current passphrase (given or typed), then the
+/// new one (from a file, or typed twice); the device checks the current
+/// one and the new one's strength, and rewrites the file's header.
+async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool) -> Result<()> {
+    if !Profile::exists(&ctx.dir) {
+        return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
+    }
+    let current = super::passphrase(ctx, false)?;
+    let new = match new_from {
+        Some(file) => super::passphrase_from_file(file)?,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(usage!(
+                    "no new passphrase: use --new-passphrase-file, or run in a terminal"
+                ));
+            }
+            let typed = zeroize::Zeroizing::new(
+                rpassword::prompt_password("New passphrase: ").context("reading the passphrase")?,
+            );
+            let again = zeroize::Zeroizing::new(
+                rpassword::prompt_password("New passphrase again: ")
+                    .context("reading the passphrase")?,
+            );
+            if typed != again {
+                return Err(usage!("the new passphrases do not match"));
+            }
+            typed
+        }
+    };
+    let given = current.clone();
+    let device = Device::open(&ctx.dir, move || Ok(given))
+        .await
+        .map_err(|e| super::CliError::Other(anyhow::Error::new(e)))?;
+    let result = device
+        .call(Request::ChangePassphrase {
+            current: api::Secret::new(current.as_str()),
+            new: api::Secret::new(new.as_str()),
+            allow_weak,
+        })
+        .await;
+    device.close().await;
+    match result? {
+        Reply::Done => {}
+        other => return Err(unexpected(other)),
+    }
+    if ctx.json {
+        return json(&serde_json::json!({ "changed": true }));
+    }
+    println!("Passphrase changed: the profile opens with the new one only.");
     Ok(())
 }
 

@@ -54,6 +54,18 @@ pub enum Command {
         /// Your display name, shown to people you invite
         #[arg(long)]
         name: String,
+        /// Take a passphrase the strength check calls weak (scripts, tests)
+        #[arg(long)]
+        allow_weak: bool,
+    },
+    /// Change the passphrase that unlocks this profile (asks for the current one, then the new one twice)
+    Passphrase {
+        /// Read the new passphrase from the first line of this file instead of asking
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Take a new passphrase the strength check calls weak
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Print your invite code (give it to the people you want to talk to)
     Invite,
@@ -490,7 +502,7 @@ fn scrub_env(name: &str) {
 fn scrub_env(_: &str) {}
 
 /// The first line of `file`, without its line ending.
-fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
+pub(crate) fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
     let all = Zeroizing::new(
         std::fs::read_to_string(file)
             .with_context(|| format!("reading the passphrase file {}", file.display()))?,
@@ -503,7 +515,7 @@ fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
 }
 
 /// The passphrase: given (file or environment), or typed in the terminal.
-fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
+pub(crate) fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
     if let Some(p) = &ctx.passphrase {
         return Ok(p.clone());
     }

@@ -23,6 +23,7 @@ pub(crate) mod reach;
 pub mod schema;
 pub mod sealed;
 pub(crate) mod store;
+pub mod strength;
 pub(crate) mod views;
 pub mod wipe;
 pub(crate) mod writer;
@@ -554,6 +555,52 @@ impl Profile {
         let db = seal_file(dir, db, &header, &root)?;
         let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         Profile::from_parts(dir, db, root, identity, contacts)
+    }
+
+    /// Changes the passphrase that unlocks this profile. `current` must
+    /// unlock it now, and `new` must not be empty; otherwise nothing
+    /// changes. Both copies of the file's header are rewritten, so the file
+    /// keeps no copy of the root key sealed under the old passphrase (flash
+    /// storage may still hold old blocks elsewhere: see the guide). The
+    /// key derivation keeps its parameters, or gets stronger ones if they
+    /// are under today's floor.
+    pub fn change_passphrase(
+        &self,
+        current: &str,
+        new: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        if new.is_empty() {
+            return Err(ProfileError::EmptyPassphrase);
+        }
+        let path = self.dir().join(DB_FILE);
+        let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
+        let key = passphrase_key(current, &header.salt, header.kdf).ok_or(ProfileError::Kdf)?;
+        let root = Zeroizing::new(
+            open(&key, ROLE_ROOT, &header.sealed_root).ok_or(ProfileError::WrongPassphrase)?,
+        );
+        if root[..] != self.root()[..] {
+            return Err(ProfileError::WrongPassphrase);
+        }
+        let kdf = if header.kdf.allowed() {
+            header.kdf
+        } else {
+            KdfParams::calibrate()
+        };
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        let key = passphrase_key(new, &salt, kdf).ok_or(ProfileError::Kdf)?;
+        let header = Header {
+            salt,
+            kdf,
+            sealed_root: seal(&key, ROLE_ROOT, &self.root()[..], rng),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        write_header(&file, &header, false).map_err(|e| io_error(&path, e))
     }
 
     fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
 
 use crate::{hex, GroupAction};
 
@@ -243,6 +244,18 @@ pub enum Request {
         /// The new name.
         name: String,
     },
+    /// Changes the passphrase that unlocks the profile. A new passphrase
+    /// weaker than [`crate::strength::MIN_SCORE`] is refused unless
+    /// `allow_weak`.
+    ChangePassphrase {
+        /// The passphrase that unlocks it now.
+        current: Secret,
+        /// The new one.
+        new: Secret,
+        /// Take a weak new passphrase anyway (scripts).
+        #[serde(default)]
+        allow_weak: bool,
+    },
     /// Dials this address now and again while no link to it is up.
     AddPeer {
         /// A multiaddr.
@@ -467,6 +480,36 @@ impl From<crate::ProfileError> for Failure {
             kind,
             message: crate::chain(&e),
         }
+    }
+}
+
+/// A passphrase in a request: never printed (its `Debug` says nothing of
+/// it), wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `text`.
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The passphrase.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(hidden)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 

@@ -226,6 +226,24 @@ impl Node {
                 self.rename(&name).await?;
                 Ok(Reply::Done)
             }
+            Request::ChangePassphrase {
+                current,
+                new,
+                allow_weak,
+            } => {
+                let p = self.profile().clone();
+                let strength = crate::strength::estimate(new.expose(), p.identity().name());
+                if !allow_weak && strength.score < crate::strength::MIN_SCORE {
+                    return Err(Failure::bad_input(format!(
+                        "the new passphrase is too weak: {}",
+                        strength.hint
+                    )));
+                }
+                let mut rng = self.shared.rng();
+                blocking(move || p.change_passphrase(current.expose(), new.expose(), &mut rng))
+                    .await?;
+                Ok(Reply::Done)
+            }
             Request::AddPeer { address } => {
                 let addr = address.trim().parse().map_err(|e| {
                     Failure::bad_input(format!("{address:?} is not an address: {e}"))

@@ -1335,6 +1335,9 @@ fn every_command_does_the_same_with_or_without_a_node() {
     let file = tmp.path().join("notes.txt");
     std::fs::write(&file, b"a few notes\n").unwrap();
     let bundle_from_bob = tmp.path().join("from-bob.strand");
+    let (weak, new_pass) = (tmp.path().join("weak"), tmp.path().join("new-pass"));
+    std::fs::write(&weak, "123\n").unwrap();
+    std::fs::write(&new_pass, "alice keeps a lantern by the quay\n").unwrap();
     b.ok(&["send", "alice", "for the drive"]);
     b.ok(&["export", "alice", "--to", bundle_from_bob.to_str().unwrap()]);
     // Two copies of Alice's profile: one with no node, one with a node.
@@ -1406,6 +1409,9 @@ fn every_command_does_the_same_with_or_without_a_node() {
         "relay add nonsense",
         "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
         "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "passphrase --new-passphrase-file WEAK",
+        // Last: the passphrase the rest of the table gives stops working.
+        "passphrase --new-passphrase-file NEWPASS",
     ]
     .iter()
     .map(|l| l.split(' ').map(str::to_owned).collect())
@@ -1459,6 +1465,8 @@ fn every_command_does_the_same_with_or_without_a_node() {
                         "FILE" => file.display().to_string(),
                         "BUNDLE" => bundle_from_bob.display().to_string(),
                         "OUT" => out_file.display().to_string(),
+                        "WEAK" => weak.display().to_string(),
+                        "NEWPASS" => new_pass.display().to_string(),
                         other => other.to_owned(),
                     })
                     .collect();
@@ -1536,4 +1544,73 @@ fn every_command_does_the_same_with_or_without_a_node() {
             .any(|m| m["text"] == "hello" && m["from"] == "me"));
         assert!(u.read("bob").iter().any(|m| m["text"] == "for the drive"));
     }
+}
+
+/// `strand init` and `strand passphrase` check a new passphrase's
+/// strength as the app does, and take a weak one only when told; a wrong
+/// current passphrase changes nothing.
+#[test]
+fn weak_passphrases_are_refused_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weak = User {
+        dir: tmp.path().join("weak"),
+        pass: "123".into(),
+    };
+    let out = weak.cmd(&["init", "--name", "Wes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("too weak") && err.contains("--allow-weak"),
+        "{err}"
+    );
+    assert!(!weak.dir.exists(), "nothing written");
+    weak.ok(&["init", "--name", "Wes", "--allow-weak"]);
+
+    let file = tmp.path().join("new");
+    std::fs::write(&file, "password\n").unwrap();
+    let out = weak.cmd(&[
+        "passphrase",
+        "--new-passphrase-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too weak"));
+    let wrong = User {
+        dir: weak.dir.clone(),
+        pass: "not it".into(),
+    };
+    std::fs::write(&file, "wes rows past the old grain mill\n").unwrap();
+    let out = wrong.cmd(&[
+        "passphrase",
+        "--new-passphrase-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    weak.ok(&["contacts"]);
+    weak.ok(&[
+        "passphrase",
+        "--new-passphrase-file",
+        file.to_str().unwrap(),
+    ]);
+    let out = weak.cmd(&["contacts"]);
+    assert_eq!(out.status.code(), Some(2), "the old passphrase is gone");
+    let renewed = User {
+        dir: weak.dir.clone(),
+        pass: "wes rows past the old grain mill".into(),
+    };
+    renewed.ok(&["contacts"]);
+    // A weak one, allowed.
+    std::fs::write(&file, "123456\n").unwrap();
+    renewed.ok(&[
+        "passphrase",
+        "--new-passphrase-file",
+        file.to_str().unwrap(),
+        "--allow-weak",
+    ]);
+    User {
+        dir: weak.dir.clone(),
+        pass: "123456".into(),
+    }
+    .ok(&["contacts"]);
 }

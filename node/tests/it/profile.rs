@@ -479,3 +479,66 @@ fn a_damaged_sealed_file_is_an_error() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(Profile::open(&dir, "pass phrase").is_err());
 }
+
+/// A copy of the profile folder `dir` with bytes `at..at+len` of its file
+/// zeroed.
+fn copy_with_zeros(dir: &Path, to: &Path, at: usize, len: usize) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    let path = to.join(schema::DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at..at + len].fill(0);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_new_passphrase_replaces_the_old_in_both_copies_of_the_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let p = new_profile(&dir);
+    let mut rng = os_rng();
+    let before = file_bytes(&dir);
+    // A wrong current passphrase, or an empty new one: nothing changes.
+    assert_eq!(
+        p.change_passphrase("not it", "a new pass phrase", &mut rng),
+        Err(ProfileError::WrongPassphrase)
+    );
+    assert_eq!(
+        p.change_passphrase("pass phrase", "", &mut rng),
+        Err(ProfileError::EmptyPassphrase)
+    );
+    assert_eq!(file_bytes(&dir)[..4096], before[..4096]);
+    let me = p.identity().public();
+    p.change_passphrase("pass phrase", "a new pass phrase", &mut rng)
+        .unwrap();
+    drop(p);
+    assert!(matches!(
+        Profile::open(&dir, "pass phrase"),
+        Err(ProfileError::WrongPassphrase)
+    ));
+    let p = Profile::open(&dir, "a new pass phrase").unwrap();
+    assert_eq!(p.identity().public(), me);
+    drop(p);
+    // The header is kept twice (2048 bytes each, after an 8-byte mark).
+    // With either copy destroyed, the other opens with the new passphrase
+    // and never with the old: no copy of the root key sealed under the
+    // old one is left.
+    for (i, at) in [0, 2048].into_iter().enumerate() {
+        let copy = tmp.path().join(format!("copy{i}"));
+        copy_with_zeros(&dir, &copy, at + 8, 2048 - 8);
+        assert!(
+            matches!(
+                Profile::open(&copy, "pass phrase"),
+                Err(ProfileError::WrongPassphrase)
+            ),
+            "header copy {i}"
+        );
+        let p = Profile::open(&copy, "a new pass phrase").unwrap();
+        assert_eq!(p.identity().public(), me);
+    }
+}
