@@ -329,6 +329,9 @@ async fn shutdown_releases_the_profile() {
     .await
     .unwrap();
     let addr = addr_of(&alice, false).await;
+    // Listening before Bob starts: his link can be up before `start`
+    // returns here.
+    let mut ev = alice.subscribe();
     let bob = Node::start(
         b,
         NodeConfig {
@@ -339,7 +342,6 @@ async fn shutdown_releases_the_profile() {
     )
     .await
     .unwrap();
-    let mut ev = alice.subscribe();
     until(&mut ev, |e| matches!(e, NodeEvent::Connected { .. })).await;
     assert!(Profile::in_use(&a_dir));
     alice.shutdown().await;
