@@ -54,7 +54,7 @@ pub use profile::budget::Budgets;
 pub use profile::bundles::{Exported, Imported};
 pub use profile::carried::{CarrySettings, CarryStatus};
 pub use profile::crypto::{os_rng, KdfParams};
-pub use profile::error::{chain, AddressError, DbError, IoError, ProfileError};
+pub use profile::error::{chain, io_words, AddressError, DbError, IoError, ProfileError};
 pub use profile::expiry::{parse_timer, timer_label};
 pub use profile::files::{safe_name, Conversation, FileInfo, FileSent};
 pub use profile::groups::{

@@ -357,7 +357,10 @@ impl CliError {
         match self {
             CliError::Other(e) => e
                 .chain()
-                .map(|c| c.to_string())
+                .map(|c| match c.downcast_ref::<std::io::Error>() {
+                    Some(io) => crate::io_words(io),
+                    None => c.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(": "),
             other => other.to_string(),

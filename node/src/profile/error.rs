@@ -29,10 +29,46 @@ impl PartialEq for DbError {
 
 impl Eq for DbError {}
 
-/// A filesystem error (kept as the source of [`ProfileError::Io`]).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(transparent)]
+/// A filesystem error (kept as the source of [`ProfileError::Io`]). It
+/// reads as [`io_words`] says it.
+#[derive(Debug, Clone)]
 pub struct IoError(Arc<std::io::Error>);
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&io_words(&self.0))
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// What a filesystem error means, in words a person reads (not the OS's
+/// "No such file or directory (os error 2)").
+pub fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => "there is no such file or folder".into(),
+        K::PermissionDenied => "permission denied (check who owns it and its mode, `ls -l`)".into(),
+        K::AlreadyExists => "it already exists".into(),
+        K::IsADirectory => "it is a folder, not a file".into(),
+        K::NotADirectory => "part of the path is a file, not a folder".into(),
+        K::StorageFull => "the disk is full".into(),
+        K::ReadOnlyFilesystem => "the disk is read-only".into(),
+        K::FileTooLarge => "the file is too large for this file system".into(),
+        _ => {
+            // The OS's words without its error number.
+            let text = e.to_string();
+            match text.find(" (os error ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
+}
 
 impl From<std::io::Error> for IoError {
     fn from(e: std::io::Error) -> Self {

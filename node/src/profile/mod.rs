@@ -44,7 +44,7 @@ use zeroize::Zeroizing;
 pub(crate) use crate::profile::base::{cut, hex, now};
 pub(crate) use crate::profile::crypto::os_rng;
 use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
-pub use crate::profile::error::{chain, AddressError, DbError, IoError, ProfileError};
+pub use crate::profile::error::{chain, io_words, AddressError, DbError, IoError, ProfileError};
 use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};

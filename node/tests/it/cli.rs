@@ -346,6 +346,23 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert_eq!(a.ok(&["contacts", "--json"]).matches("\"name\"").count(), 1);
     // Usage errors exit 1.
     assert_eq!(a.cmd(&["send"]).status.code(), Some(1));
+    // Missing files are said in words, not as the OS's error number.
+    let missing = tmp.path().join("no-such-file.txt");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["send", "bob", "--file", missing],
+        vec!["import", missing],
+        vec!["--passphrase-file", missing, "contacts"],
+    ] {
+        let out = a.cmd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            err.contains(missing) && err.contains("no such file or folder"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("os error"), "{args:?}: {err}");
+    }
     // A second process on a running profile.
     let (run, _) = a.run(&[]);
     let _run = Killed(run);
