@@ -23,6 +23,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    strand_node::runtime::panics::install();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -385,6 +385,7 @@ pub(crate) use usage;
 
 /// `strand`'s `main`.
 pub fn main() -> ExitCode {
+    crate::runtime::panics::install();
     // Taken out of the environment before any other thread exists, so
     // nothing started from here (or reading /proc/PID/environ later) sees it.
     let env_passphrase = std::env::var("STRAND_PASSPHRASE").ok().map(Zeroizing::new);

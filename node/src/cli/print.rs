@@ -161,6 +161,11 @@ pub(crate) fn status(s: &Status) {
     if let Some(reason) = &s.bluetooth_off {
         println!("  Bluetooth off: {reason}");
     }
+    for p in &s.panics {
+        println!(
+            "  a part of the node failed: {p} (see the log; restart the node to start it again)"
+        );
+    }
     if let Some(serving) = &s.serving {
         println!(
             "  relaying for contacts at {}: {} reservations, {} circuits",

@@ -44,6 +44,7 @@ mod guard;
 pub mod limits;
 mod link;
 mod paired;
+pub mod panics;
 mod registry;
 mod relaying;
 
@@ -356,6 +357,10 @@ pub struct Status {
     /// Contacts.
     #[serde(default)]
     pub contacts: usize,
+    /// Panics on any of the process's threads (see [`panics`]): a part
+    /// of the node failed.
+    #[serde(default)]
+    pub panics: Vec<String>,
 }
 
 /// The relay a node runs for its contacts.
@@ -1220,6 +1225,7 @@ impl Node {
             running: !self.shared.config.offline,
             relays: p.relays().unwrap_or_default(),
             contacts: p.contacts().len(),
+            panics: panics::recorded(),
         }
     }
 
