@@ -149,7 +149,7 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
         out.read_line(&mut line).unwrap();
         let addr = line
             .trim()
-            .strip_prefix("listening on ")
+            .strip_prefix("LAN: ")
             .unwrap_or_else(|| panic!("{line:?}"))
             .to_owned();
         std::thread::spawn(move || for _ in out.lines() {});

@@ -26,7 +26,7 @@ pub struct TransportArgs {
     /// Reach contacts beyond the LAN through relays only: no hole punching, and nothing listens for direct connections
     #[arg(long, conflicts_with = "no_relay")]
     pub no_hole_punch: bool,
-    /// Where direct connections from hole punching are accepted (repeatable) [default: all interfaces, TCP and QUIC, random ports]
+    /// Where direct connections from hole punching are accepted (repeatable) [default: the interfaces and protocols of --listen at ports of their own; without --listen, all interfaces, TCP and QUIC, random ports]
     #[arg(long, value_name = "MULTIADDR", conflicts_with_all = ["no_relay", "no_hole_punch"])]
     pub punch_listen: Vec<Multiaddr>,
     /// Also run a relay for your contacts (and nobody else); they learn its address when you sync
@@ -74,6 +74,28 @@ pub fn default_relay_listen() -> Vec<Multiaddr> {
     ]
 }
 
+/// Where hole punching listens when only `--listen` was given: on the
+/// same interfaces and protocols, at ports of its own (the LAN holds the
+/// ports given).
+pub fn punch_listen_beside(listen: &[Multiaddr]) -> Vec<Multiaddr> {
+    use strand_transport::multiaddr::Protocol;
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for a in listen {
+        let beside: Multiaddr = a
+            .iter()
+            .map(|p| match p {
+                Protocol::Tcp(_) => Protocol::Tcp(0),
+                Protocol::Udp(_) => Protocol::Udp(0),
+                other => other,
+            })
+            .collect();
+        if !out.contains(&beside) {
+            out.push(beside);
+        }
+    }
+    out
+}
+
 impl TransportArgs {
     /// The node settings these flags ask for.
     pub fn node_config(&self) -> NodeConfig {
@@ -94,6 +116,8 @@ impl TransportArgs {
             };
             if !self.punch_listen.is_empty() {
                 relay.listen = self.punch_listen.clone();
+            } else if !self.listen.is_empty() && !self.no_lan {
+                relay.listen = punch_listen_beside(&self.listen);
             }
             if self.no_hole_punch {
                 relay.listen.clear();

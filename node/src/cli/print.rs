@@ -107,6 +107,73 @@ pub(crate) fn print_relay(r: &RelayStatus) {
     println!("  {}{source}: {}{why}", r.address, r.state);
 }
 
+/// What an address a relay transport listens on is: a circuit through
+/// a relay, or a direct listener for hole punching.
+fn relay_address_label(address: &str) -> &'static str {
+    if address.contains("/p2p-circuit") {
+        "relayed"
+    } else {
+        "hole punching"
+    }
+}
+
+/// What `strand run` listens on, one labelled line per address: the LAN
+/// first (the address another device gives `--peer`), then hole punching
+/// and relayed addresses, then the relay it runs for contacts.
+pub(crate) fn listening(s: &Status) {
+    let lan: Vec<&String> = s
+        .transports
+        .iter()
+        .filter(|t| t.kind == "LAN")
+        .flat_map(|t| &t.addresses)
+        .collect();
+    for a in &lan {
+        println!("LAN: {a}");
+    }
+    for t in s.transports.iter().filter(|t| t.kind == "relay") {
+        for a in &t.addresses {
+            println!("{}: {a}", relay_address_label(a));
+        }
+    }
+    if let Some(serving) = &s.serving {
+        for a in &serving.addresses {
+            println!("relay for contacts: {a}");
+        }
+    }
+    if let Some(first) = lan.first() {
+        println!("Another device on this network can dial this one: strand run --peer {first}");
+    }
+}
+
+/// What an address others confirmed (AutoNAT) is, as `strand status`
+/// says it: only an address outside this machine and its LAN is public.
+fn external_label(address: &str) -> &'static str {
+    if address.contains("/p2p-circuit") {
+        return "relayed address (through a relay)";
+    }
+    let ip = address
+        .parse::<strand_transport::Multiaddr>()
+        .ok()
+        .and_then(|m| {
+            m.iter().find_map(|p| match p {
+                strand_transport::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                strand_transport::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            })
+        });
+    match ip {
+        Some(std::net::IpAddr::V4(ip))
+            if ip.is_loopback() || ip.is_private() || ip.is_link_local() =>
+        {
+            "address others reached (not public)"
+        }
+        Some(std::net::IpAddr::V6(ip)) if ip.is_loopback() || ip.is_unicast_link_local() => {
+            "address others reached (not public)"
+        }
+        _ => "public address (confirmed)",
+    }
+}
+
 /// `strand status` for a device: a running node's transports, relays
 /// and contacts seen, or what a profile with no node running has.
 pub(crate) fn status(s: &Status) {
@@ -121,15 +188,18 @@ pub(crate) fn status(s: &Status) {
     println!("{} — profile {} — node running", s.name, s.profile);
     for t in &s.transports {
         let discovery = if t.discovery { ", discovery on" } else { "" };
-        println!(
-            "  transport {}: {}{discovery}",
-            t.kind,
-            if t.addresses.is_empty() {
-                "not listening".to_owned()
-            } else {
-                t.addresses.join(" ")
-            }
-        );
+        let addresses = if t.addresses.is_empty() {
+            "not listening".to_owned()
+        } else if t.kind == "relay" {
+            t.addresses
+                .iter()
+                .map(|a| format!("{a} ({})", relay_address_label(a)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            t.addresses.join(" ")
+        };
+        println!("  transport {}: {addresses}{discovery}", t.kind);
     }
     if let Some(relay) = s.transports.iter().find(|t| t.kind == "relay") {
         if let Some(id) = &relay.ephemeral_id {
@@ -142,7 +212,7 @@ pub(crate) fn status(s: &Status) {
             println!("  no relays: add one with `strand relay add MULTIADDR`");
         }
         for e in &relay.external {
-            println!("  public address (confirmed): {e}");
+            println!("  {}: {e}", external_label(e));
         }
     }
     for b in s.transports.iter().filter_map(|t| t.bluetooth.as_ref()) {

@@ -152,8 +152,8 @@ pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Res
     };
     for a in node.wait_listening(Duration::from_secs(10)).await {
         tracing::info!("listening on {a}");
-        println!("listening on {a}");
     }
+    super::print::listening(&node.status().await);
     if let Some(reason) = node.bluetooth_off() {
         println!("Bluetooth off: {reason}; running without it (--no-ble turns it off quietly)");
     }

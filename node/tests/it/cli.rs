@@ -102,9 +102,12 @@ impl User {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
+        // "LAN: ADDR", or "hole punching: ", "relayed: " without a LAN.
         let addr = line
             .trim()
-            .strip_prefix("listening on ")
+            .split_once(": ")
+            .filter(|(label, _)| ["LAN", "hole punching", "relayed"].contains(label))
+            .map(|(_, a)| a)
             .unwrap_or_else(|| panic!("unexpected: {line:?}"))
             .to_owned();
         // Keep draining stdout so the node never blocks on it.
@@ -868,16 +871,30 @@ fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    // The labelled addresses, then one line on Bluetooth.
     let mut lines = Vec::new();
-    for _ in 0..2 {
+    while lines.len() < 12 {
         let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let off = line.starts_with("Bluetooth off: ");
         lines.push(line);
+        if off {
+            break;
+        }
     }
     let running = Killed(child);
-    assert!(lines[0].starts_with("listening on "), "{lines:?}");
-    assert!(lines[1].starts_with("Bluetooth off: "), "{lines:?}");
-    assert_eq!(lines[1].trim_end().lines().count(), 1);
+    assert!(
+        lines[0].starts_with("LAN: /ip4/127.0.0.1/tcp/"),
+        "{lines:?}"
+    );
+    let bt: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("Bluetooth"))
+        .collect();
+    assert_eq!(bt.len(), 1, "{lines:?}");
+    assert!(bt[0].starts_with("Bluetooth off: "), "{lines:?}");
     let status = a.ok(&["status"]);
     assert!(status.contains("Bluetooth off: "), "{status}");
     assert!(status.contains("transport LAN"), "{status}");
@@ -1630,4 +1647,64 @@ fn weak_passphrases_are_refused_unless_allowed() {
         pass: "123456".into(),
     }
     .ok(&["contacts"]);
+}
+
+/// `strand run` labels every address it listens on, LAN first with the
+/// line to give another device; with only `--listen`, hole punching
+/// listens on the same interface (not on every one); `strand status`
+/// labels the relay transport's addresses too.
+#[test]
+fn run_labels_its_addresses_and_hole_punching_follows_listen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let mut child = a
+        .command()
+        .args([
+            "run",
+            "--no-mdns",
+            "--no-ble",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while lines.len() < 12 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let last = line.starts_with("Another device");
+        lines.push(line.trim_end().to_owned());
+        if last {
+            break;
+        }
+    }
+    let _running = Killed(child);
+    let lan = lines[0]
+        .strip_prefix("LAN: ")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(lan.starts_with("/ip4/127.0.0.1/tcp/"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("hole punching: /ip4/127.0.0.1/tcp/")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("0.0.0.0") && !l.contains("/udp/")),
+        "only --listen's interface and protocol: {lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("Another device on this network can dial this one: strand run --peer {lan}")
+    );
+    let status = a.ok(&["status"]);
+    assert!(status.contains("(hole punching)"), "{status}");
 }
