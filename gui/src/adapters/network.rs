@@ -76,20 +76,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             };
             let (ok, text) = match done {
                 Ok(Reply::Imported(i)) => {
-                    let mut text = format!(
-                        "From {}: {} new message{}, {} already here",
-                        i.contact,
-                        i.new,
-                        if i.new == 1 { "" } else { "s" },
-                        i.held
-                    );
-                    if i.refused > 0 {
-                        text += &format!(", {} refused", i.refused);
-                    }
-                    if i.over_budget > 0 {
-                        text += &format!(", {} over your storage budget for them", i.over_budget);
-                    }
-                    text.push('.');
+                    let text = i.summary();
                     match i.incomplete {
                         Some(why) => (
                             false,

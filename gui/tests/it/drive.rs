@@ -51,7 +51,7 @@ fn bundles_are_imported_and_written_from_the_app() {
         assert!(h.pump_until(WAIT, || net.get_import_ok()));
         assert_eq!(
             net.get_import_result(),
-            "From Bob: 1 new message, 0 already here."
+            "From Bob: 1 text and 0 files new, 0 already here."
         );
         assert!(!net.get_importing());
         assert!(h.pump_until(WAIT, || gui

@@ -396,16 +396,7 @@ async fn import(ctx: &Ctx, device: &Device, file: &Path) -> Result<()> {
     if ctx.json {
         json(&done)?;
     } else {
-        println!(
-            "From {}: {} new message(s), {} already here, {} refused.",
-            done.contact, done.new, done.held, done.refused
-        );
-        if done.over_budget > 0 {
-            println!(
-                "{} message(s) declined: over your storage budget for them.",
-                done.over_budget
-            );
-        }
+        println!("{}", done.summary());
     }
     if let Some(why) = &done.incomplete {
         return Err(super::CliError::Other(anyhow::anyhow!(

@@ -56,6 +56,29 @@ impl Exported {
     }
 }
 
+impl Imported {
+    /// What it brought, as people count it, in one line: "From Bob: 3
+    /// texts and 1 file new, 12 already here, 1 refused."
+    pub fn summary(&self) -> String {
+        let n = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        let mut text = format!(
+            "From {}: {} and {} new, {} already here",
+            self.contact,
+            n(self.new_texts, "text"),
+            n(self.new_files, "file"),
+            self.held
+        );
+        if self.refused > 0 {
+            text += &format!(", {} refused", self.refused);
+        }
+        if self.over_budget > 0 {
+            text += &format!(", {} over your storage budget for them", self.over_budget);
+        }
+        text.push('.');
+        text
+    }
+}
+
 /// What a bundle holds, counted as it is written.
 #[derive(Debug, Default)]
 struct Counts {
@@ -69,8 +92,15 @@ struct Counts {
 pub struct Imported {
     /// The contact who made it.
     pub contact: String,
-    /// Messages stored now.
+    /// Messages stored now (records: a file's parts and the records that
+    /// keep logs in step count too).
     pub new: usize,
+    /// Of those, texts.
+    #[serde(default)]
+    pub new_texts: usize,
+    /// Of those, files (each once, however many parts).
+    #[serde(default)]
+    pub new_files: usize,
     /// Messages this device already had.
     pub held: usize,
     /// Messages refused (invalid, expired, or of a log not shared with
@@ -96,6 +126,8 @@ pub struct Imported {
 #[derive(Default)]
 struct Pass {
     new: usize,
+    new_texts: usize,
+    new_files: usize,
     held: usize,
     refused: usize,
     over_budget: usize,
@@ -325,6 +357,11 @@ impl Profile {
                             // the next one to start).
                             if *item.group() != contact.pool.id {
                                 pass.new += 1;
+                                match kind {
+                                    Kind::TEXT => pass.new_texts += 1,
+                                    Kind::FILE => pass.new_files += 1,
+                                    _ => {}
+                                }
                             }
                             pass.stored.push((*item.group(), item.key()));
                         }
@@ -427,6 +464,8 @@ impl Profile {
             };
             let pass = self.import_pass(&mut file, path, contact, ledger, budgets, now)?;
             imported.new += pass.new;
+            imported.new_texts += pass.new_texts;
+            imported.new_files += pass.new_files;
             imported.held = pass.held.saturating_sub(earlier);
             imported.refused = pass.refused;
             imported.over_budget = pass.over_budget;

@@ -193,7 +193,10 @@ fn export_and_import_from_the_command_line() {
     assert!(b.read("alice").is_empty());
 
     let out = b.ok(&["import", file.to_str().unwrap()]);
-    assert!(out.contains("From alice: 1 new message(s)"), "{out}");
+    assert!(
+        out.contains("From alice: 1 text and 0 files new, 0 already here."),
+        "{out}"
+    );
     assert_eq!(b.read("alice")[0]["text"], "by drive");
 
     // Into Bob's running node: the node takes it (and would hand it on).
