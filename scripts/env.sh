@@ -9,8 +9,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # with fontconfig, and fonts-dejavu-core gives its headless renderer
 # (tests, screenshots) the same fonts on every machine. iptables puts the
 # relay tests' network namespaces behind NAT (hole punching). The BLE transport
-# talks to BlueZ over D-Bus (bluer and btleplug link libdbus).
-STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev)
+# talks to BlueZ over D-Bus (bluer and btleplug link libdbus). systemd gives
+# the service test `systemd-analyze verify`.
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd)
 
 ensure_system_packages() {
     local missing=()

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::print::{self, print_message};
-use super::{usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result};
+use super::{
+    usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result, ServiceAction,
+};
 use crate::display;
 use crate::runtime::api::{self, Cursor, GroupOutcome, Reply, Request, Target, TimerSetting};
 use crate::runtime::device::Device;
@@ -31,6 +33,13 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             server,
         } => super::relay::serve(&server).await,
         Command::Demo { messages } => super::demo::demo(messages).await,
+        Command::Service { action } => match action {
+            ServiceAction::Install { no_start, run_args } => {
+                super::service::install(ctx, &run_args, !no_start)
+            }
+            ServiceAction::Remove => super::service::remove(),
+            ServiceAction::Status => super::service::status(ctx).await,
+        },
         other => {
             let device = ctx.device().await?;
             let result = on_device(ctx, &device, other).await;
@@ -82,6 +91,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         | Command::Run { .. }
         | Command::Wipe { .. }
         | Command::Demo { .. }
+        | Command::Service { .. }
         | Command::Relay { action: None, .. } => {
             unreachable!("handled without a device")
         }
@@ -89,7 +99,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
 }
 
 /// Prints `v` as pretty JSON.
-fn json(v: &impl serde::Serialize) -> Result<()> {
+pub(super) fn json(v: &impl serde::Serialize) -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?

@@ -11,6 +11,7 @@ mod commands;
 mod demo;
 pub(crate) mod print;
 mod relay;
+pub mod service;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,11 @@ pub enum Command {
     },
     /// Show identity, transports, relays, and contacts seen
     Status,
+    /// Run the node as a systemd user service, started at login: `strand service install|remove|status`
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
     Wipe {
         /// Do not ask: wipe at once
@@ -321,6 +327,25 @@ pub struct RelayServerArgs {
     pub connections_per_ip: usize,
 }
 
+/// `strand service …`.
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Subcommand, Debug)]
+pub enum ServiceAction {
+    /// Write the user unit and start it (needs --passphrase-file FILE, mode 0600); flags after `--` go to `strand run`
+    Install {
+        /// Only write the unit: do not enable or start it
+        #[arg(long)]
+        no_start: bool,
+        /// Flags for `strand run`, after `--` (such as `-- --no-ble`)
+        #[arg(last = true)]
+        run_args: Vec<String>,
+    },
+    /// Stop and remove the user unit
+    Remove,
+    /// Whether the unit is installed and running, and whether a node runs on the profile
+    Status,
+}
+
 /// `strand carry [on|off]`.
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -445,6 +470,8 @@ pub(crate) struct Ctx {
     pub(crate) json: bool,
     /// From `--passphrase-file` or `STRAND_PASSPHRASE`, if given.
     passphrase: Option<Zeroizing<String>>,
+    /// The `--passphrase-file` given, if one was (a service reads it).
+    pub(crate) passphrase_path: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -471,6 +498,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         dir,
         json: cli.json,
         passphrase,
+        passphrase_path: cli.passphrase_file.clone(),
     };
     commands::run(&ctx, cli.command).await
 }

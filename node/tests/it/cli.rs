@@ -1708,3 +1708,142 @@ fn run_labels_its_addresses_and_hole_punching_follows_listen() {
     let status = a.ok(&["status"]);
     assert!(status.contains("(hole punching)"), "{status}");
 }
+
+/// The words of an `ExecStart=` line as systemd reads them (double-quoted
+/// arguments; `\`, `%%` and `$$` escapes).
+fn exec_start_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => {}
+            '"' => {
+                let mut w = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => w.extend(chars.next()),
+                        '%' | '$' if chars.peek() == Some(&c) => {
+                            chars.next();
+                            w.push(c);
+                        }
+                        _ => w.push(c),
+                    }
+                }
+                words.push(w);
+            }
+            other => {
+                let mut w = String::from(other);
+                while let Some(&c) = chars.peek() {
+                    if c == ' ' {
+                        break;
+                    }
+                    w.push(c);
+                    chars.next();
+                }
+                words.push(w);
+            }
+        }
+    }
+    words
+}
+
+/// `strand service install` writes a user unit that systemd accepts and
+/// whose command runs the node with no terminal (systemd's user manager
+/// does not run here: its `ExecStart` line is run as systemd would);
+/// a passphrase file others can read is refused; `remove` removes it.
+#[test]
+fn the_node_as_a_user_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let config = tmp.path().join("config");
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, format!("{}\n", a.pass)).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let service = |args: &[&str]| {
+        a.command()
+            .env("XDG_CONFIG_HOME", &config)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(["--passphrase-file", pass.to_str().unwrap(), "service"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let unit = config.join("systemd/user/strand.service");
+    let out = service(&["install", "--no-start"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    assert!(!unit.exists(), "nothing written");
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = service(&["install", "--no-start", "--", "--frobnicate"]);
+    assert_eq!(out.status.code(), Some(1), "not a flag of strand run");
+    let run_flags = [
+        "--no-mdns",
+        "--no-relay",
+        "--no-ble",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    let mut args = vec!["install", "--no-start", "--"];
+    args.extend(run_flags);
+    let out = service(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&unit).unwrap();
+    // systemd accepts it (syntax, and an ExecStart it can run); scripts/env.sh
+    // installs systemd.
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let words = exec_start_words(exec);
+    assert_eq!(
+        &words[1..6],
+        [
+            "--profile",
+            a.dir.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "run"
+        ]
+    );
+    // Run as systemd would: no terminal, no passphrase in the environment.
+    let mut child = Command::new(&words[0])
+        .args(&words[1..])
+        .env_clear()
+        .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let _running = Killed(child);
+    assert!(line.starts_with("LAN: /ip4/127.0.0.1/tcp/"), "{line:?}");
+    let status = service(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("Installed: ") && status.contains("A node runs"),
+        "{status}"
+    );
+    let out = service(&["remove"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!unit.exists());
+}

@@ -1,0 +1,215 @@
+//! `strand service install|remove|status`: the node as a systemd user
+//! service, started at login, so sync goes on with no terminal and no
+//! window open.
+//!
+//! The unit runs `strand --profile DIR --passphrase-file FILE run …`:
+//! a service cannot type a passphrase, so it reads one from a file only
+//! its owner can read (mode 0600, checked here and again by nothing else:
+//! see `docs/guide/service.md` for what keeping it there risks).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use clap::Parser;
+
+use super::{usage, Cli, Ctx, Result};
+use crate::runtime::device::Device;
+
+/// The unit's name.
+pub const UNIT: &str = "strand.service";
+
+/// Where systemd looks for a user's units: `$XDG_CONFIG_HOME/systemd/user`
+/// (by default `~/.config/systemd/user`).
+fn unit_dir() -> Result<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .ok_or_else(|| usage!("no home directory: set HOME or XDG_CONFIG_HOME"))?;
+    Ok(config.join("systemd").join("user"))
+}
+
+/// One argument of an `ExecStart=` line, quoted as systemd reads it:
+/// in double quotes, with `\` and `"` escaped, and `%` and `$` doubled
+/// (systemd's specifiers and variables).
+pub fn unit_quote(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The unit file for running `exe` on the profile in `dir` with the
+/// passphrase in `pass_file` and `run_args` given to `strand run`.
+pub fn unit_text(exe: &Path, dir: &Path, pass_file: &Path, run_args: &[String]) -> String {
+    let mut exec = vec![
+        exe.display().to_string(),
+        "--profile".into(),
+        dir.display().to_string(),
+        "--passphrase-file".into(),
+        pass_file.display().to_string(),
+        "run".into(),
+    ];
+    exec.extend(run_args.iter().cloned());
+    let exec: Vec<String> = exec.iter().map(|a| unit_quote(a)).collect();
+    format!(
+        "# Written by `strand service install`; `strand service remove` removes it.\n\
+         [Unit]\n\
+         Description=Strand node (profile {profile})\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         RestartSec=10\n\
+         NoNewPrivileges=yes\n\
+         PrivateTmp=yes\n\
+         \n\
+         [Install]\n\
+         WantedBy=default.target\n",
+        profile = dir.display().to_string().replace('%', "%%"),
+        exec = exec.join(" "),
+    )
+}
+
+/// Asks systemd's user manager; `Err` with its words if it did not do it
+/// (no user manager in this session, for one).
+fn systemctl(args: &[&str]) -> std::result::Result<String, String> {
+    match Process::new("systemctl").arg("--user").args(args).output() {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            Err(if err.is_empty() { said } else { err })
+        }
+        Err(e) => Err(format!("systemctl: {}", crate::io_words(&e))),
+    }
+}
+
+/// `strand service install`.
+pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool) -> Result<()> {
+    if !crate::Profile::exists(&ctx.dir) {
+        return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
+    }
+    let Some(pass_file) = &ctx.passphrase_path else {
+        return Err(usage!(
+            "a service cannot type the passphrase: give --passphrase-file FILE (a file only you can read, mode 0600; docs/guide/service.md says what that risks)"
+        ));
+    };
+    let pass_file = std::path::absolute(pass_file)
+        .map_err(|e| usage!("{}: {}", pass_file.display(), crate::io_words(&e)))?;
+    let mode = std::fs::metadata(&pass_file)
+        .map_err(|e| usage!("{}: {}", pass_file.display(), crate::io_words(&e)))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(usage!(
+            "{} can be read by others (mode {:o}): `chmod 600 {}` first",
+            pass_file.display(),
+            mode & 0o777,
+            pass_file.display()
+        ));
+    }
+    // The flags must be ones `strand run` takes.
+    let mut probe = vec!["strand".to_owned(), "run".to_owned()];
+    probe.extend(run_args.iter().cloned());
+    if let Err(e) = Cli::try_parse_from(&probe) {
+        return Err(usage!(
+            "not flags of `strand run`: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ));
+    }
+    let dir = std::path::absolute(&ctx.dir).map_err(|e| anyhow::anyhow!(e))?;
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!(e))?;
+    let units = unit_dir()?;
+    let path = units.join(UNIT);
+    std::fs::create_dir_all(&units)
+        .map_err(|e| anyhow::anyhow!("{}: {}", units.display(), crate::io_words(&e)))?;
+    std::fs::write(&path, unit_text(&exe, &dir, &pass_file, run_args))
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
+    println!("Wrote {}", path.display());
+    if !start {
+        println!("Start it with `systemctl --user enable --now {UNIT}`.");
+        return Ok(());
+    }
+    match systemctl(&["daemon-reload"]).and_then(|_| systemctl(&["enable", "--now", UNIT])) {
+        Ok(_) => println!("Enabled and started: the node now runs at every login."),
+        Err(why) => println!(
+            "systemd's user manager did not start it ({why}): in your desktop session, run `systemctl --user enable --now {UNIT}`."
+        ),
+    }
+    Ok(())
+}
+
+/// `strand service remove`.
+pub(super) fn remove() -> Result<()> {
+    let path = unit_dir()?.join(UNIT);
+    if !path.exists() {
+        println!(
+            "No Strand service is installed ({} is not there).",
+            path.display()
+        );
+        return Ok(());
+    }
+    if let Err(why) = systemctl(&["disable", "--now", UNIT]) {
+        println!("systemd's user manager did not stop it ({why}); removing the unit anyway.");
+    }
+    std::fs::remove_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
+    let _ = systemctl(&["daemon-reload"]);
+    println!("Removed {}", path.display());
+    Ok(())
+}
+
+/// `strand service status`.
+pub(super) async fn status(ctx: &Ctx) -> Result<()> {
+    let path = unit_dir()?.join(UNIT);
+    let installed = path.exists();
+    let exec = std::fs::read_to_string(&path).ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("ExecStart=").map(str::to_owned))
+    });
+    let active = systemctl(&["is-active", UNIT]);
+    let running = Device::running(&ctx.dir).await.unwrap_or(false);
+    if ctx.json {
+        return super::commands::json(&serde_json::json!({
+            "installed": installed,
+            "unit": path,
+            "exec_start": exec,
+            "systemd": match &active { Ok(s) => s.trim().to_owned(), Err(e) => e.clone() },
+            "node_running": running,
+        }));
+    }
+    if installed {
+        println!("Installed: {}", path.display());
+        if let Some(exec) = exec {
+            println!("  runs {exec}");
+        }
+    } else {
+        println!("Not installed (`strand service install --passphrase-file FILE` installs it).");
+    }
+    match active {
+        Ok(state) => println!("systemd: {}", state.trim()),
+        Err(why) => println!("systemd: no answer ({why})"),
+    }
+    println!(
+        "A node {} on {}.",
+        if running { "runs" } else { "does not run" },
+        ctx.dir.display()
+    );
+    Ok(())
+}
