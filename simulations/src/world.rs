@@ -316,6 +316,34 @@ impl Sim {
         Ok(sim)
     }
 
+    /// `count` devices on one LAN with `policy`, none of which meets
+    /// another by itself in 15 s: for running a fixture, whose devices
+    /// [`crate::strand::Strand::set_device`] replaces and whose meetings
+    /// the caller makes.
+    fn for_fixture(policy: &str, count: u32) -> anyhow::Result<Sim> {
+        let scenario = Scenario::parse(
+            &format!(
+                r#"
+                name = "fixture"
+                duration = "15s"
+                policy = "{policy}"
+                [[group]]
+                count = {count}
+                link = "lan"
+                [contacts]
+                model = "meetings"
+                gap = "10000h"
+                duration = "1m"
+                [social]
+                model = "complete"
+                "#
+            ),
+            Default::default(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Sim::new(&scenario, 1)
+    }
+
     /// Runs strand-sync's fixed link ([`LinkFixture`]) the way every
     /// simulated link runs: two devices (Alice device 0, who dials) on a
     /// LAN link that comes up at time 0, for 15 s (the link is quiet long
@@ -326,32 +354,12 @@ impl Sim {
     pub fn fixture_transcript(
         f: &strand_sync::harness::LinkFixture,
     ) -> anyhow::Result<[Vec<u8>; 2]> {
-        let scenario = Scenario::parse(
-            r#"
-            name = "fixture"
-            duration = "15s"
-            [[group]]
-            count = 2
-            link = "lan"
-            [contacts]
-            model = "meetings"
-            gap = "10000h"
-            duration = "1m"
-            [social]
-            model = "complete"
-            "#,
-            Default::default(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let mut sim = Sim::new(&scenario, 1)?;
+        let mut sim = Sim::for_fixture("strand", 2)?;
         let PolicyState::Strand(s) = &mut sim.policy else {
             anyhow::bail!("the fixture needs the strand policy");
         };
         let mut store = strand_sync::MemoryStore::new();
         strand_sync::WriteStore::insert(&mut store, &f.message.group(), &f.message)?;
-        let copy = |i: &strand_sync::Identity| {
-            strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
-        };
         let (with_bob, with_alice) = f.contacts();
         s.set_device(
             0,
@@ -393,30 +401,9 @@ impl Sim {
     pub fn pool_fixture_outcome(
         f: &strand_sync::harness::PoolFixture,
     ) -> anyhow::Result<strand_sync::harness::PoolOutcome> {
-        let scenario = Scenario::parse(
-            r#"
-            name = "pool fixture"
-            duration = "15s"
-            policy = "strand-carrying"
-            [[group]]
-            count = 3
-            link = "lan"
-            [contacts]
-            model = "meetings"
-            gap = "10000h"
-            duration = "1m"
-            [social]
-            model = "complete"
-            "#,
-            Default::default(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let mut sim = Sim::new(&scenario, 1)?;
+        let mut sim = Sim::for_fixture("strand-carrying", 3)?;
         let PolicyState::Strand(s) = &mut sim.policy else {
             anyhow::bail!("the fixture needs the strand policy");
-        };
-        let copy = |i: &strand_sync::Identity| {
-            strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
         };
         let contact = |me: &strand_sync::Identity, them: &strand_sync::Identity| {
             let mut c = me.contact(&them.public())?;
@@ -920,4 +907,9 @@ fn remove_sorted(v: &mut Vec<u32>, x: u32) {
     if let Ok(i) = v.binary_search(&x) {
         v.remove(i);
     }
+}
+
+/// A fixture's identity, again (identities are not `Clone`).
+fn copy(i: &strand_sync::Identity) -> Result<strand_sync::Identity, strand_sync::KeyError> {
+    strand_sync::Identity::from_secret_bytes(&i.to_secret_bytes(), i.name())
 }

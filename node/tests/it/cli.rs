@@ -846,6 +846,25 @@ fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
     assert_eq!((s[0].name.as_str(), s[0].unread), ("bob", 0));
 }
 
+/// The lines `strand run` prints (line endings trimmed), up to the first
+/// that `last` says ends what is wanted, or the twelfth, or the end.
+fn lines_until(out: &mut impl BufRead, last: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    while lines.len() < 12 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let line = line.trim_end().to_owned();
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    lines
+}
+
 /// Where Bluetooth cannot run (here: an adapter that does not
 /// exist, so the test means the same on a machine with BlueZ), `strand
 /// run` says why in one line and runs on its other transports; `strand
@@ -872,18 +891,7 @@ fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     // The labelled addresses, then one line on Bluetooth.
-    let mut lines = Vec::new();
-    while lines.len() < 12 {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let off = line.starts_with("Bluetooth off: ");
-        lines.push(line);
-        if off {
-            break;
-        }
-    }
+    let lines = lines_until(&mut out, |l| l.starts_with("Bluetooth off: "));
     let running = Killed(child);
     assert!(
         lines[0].starts_with("LAN: /ip4/127.0.0.1/tcp/"),
@@ -1672,18 +1680,7 @@ fn run_labels_its_addresses_and_hole_punching_follows_listen() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    while lines.len() < 12 {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let last = line.starts_with("Another device");
-        lines.push(line.trim_end().to_owned());
-        if last {
-            break;
-        }
-    }
+    let lines = lines_until(&mut out, |l| l.starts_with("Another device"));
     let _running = Killed(child);
     let lan = lines[0]
         .strip_prefix("LAN: ")
