@@ -42,6 +42,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         assert_eq!(c.last_text, "hi Alice, are you there?");
         assert!(!c.last_outgoing);
         assert_eq!(gui.ui.global::<AppAdapter>().get_unread_total(), 1);
+        assert_eq!(gui.ui.get_window_title(), "Strand (1 unread)");
         assert!(h.pump_until(WAIT, || gui.contacts()[0].online));
         assert_eq!(gui.contacts()[0].reach, "LAN · connected");
         assert!(h.pump_until(WAIT, || net
@@ -56,6 +57,7 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         gui.ui.global::<ContactsAdapter>().invoke_open(0);
         assert!(h.pump_until(WAIT, || gui.contacts()[0].unread == 0));
         assert_eq!(gui.ui.global::<AppAdapter>().get_unread_total(), 0);
+        assert_eq!(gui.ui.get_window_title(), "Strand");
 
         // The reply reaches Bob, and Alice sees it delivered.
         let conv = gui.ui.global::<ConversationAdapter>();
