@@ -461,18 +461,10 @@ impl Profile {
         let identity = Identity::generate(name, rng)?;
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         restrict_permissions(dir);
-        let mut salt = [0u8; 16];
-        rng.fill_bytes(&mut salt);
-        let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
         let mut root = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut root[..]);
-        let sealed_root = seal(&key, ROLE_ROOT, &root[..], rng);
+        let header = sealed_header(passphrase, &root, kdf, rng)?;
         let db = if sealed {
-            let header = Header {
-                salt,
-                kdf,
-                sealed_root: sealed_root.clone(),
-            };
             let file = new_sealed_file(&dir.join(DB_FILE), &header)?;
             sealed_db(dir, file, &root)?
         } else {
@@ -487,9 +479,10 @@ impl Profile {
             m.insert(meta::SCHEMA, &schema::SCHEMA_VERSION.to_le_bytes()[..])
                 .map_err(db_error)?;
             if !sealed {
-                m.insert(meta::KDF, &kdf.encode(&salt)[..])
+                m.insert(meta::KDF, &kdf.encode(&header.salt)[..])
                     .map_err(db_error)?;
-                m.insert(meta::ROOT, &sealed_root[..]).map_err(db_error)?;
+                m.insert(meta::ROOT, &header.sealed_root[..])
+                    .map_err(db_error)?;
             }
             m.insert(
                 meta::IDENTITY,
@@ -528,14 +521,7 @@ impl Profile {
         if !kdf.openable() {
             return Err(ProfileError::WeakKdf);
         }
-        let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
-        let root_plain =
-            open(&key, ROLE_ROOT, &get(meta::ROOT)?).ok_or(ProfileError::WrongPassphrase)?;
-        let mut root = Zeroizing::new([0u8; 32]);
-        if root_plain.len() != 32 {
-            return Err(ProfileError::Corrupt("bad root key".into()));
-        }
-        root.copy_from_slice(&root_plain);
+        let root = unseal_root(passphrase, &salt, kdf, &get(meta::ROOT)?)?;
         let identity = open_identity(&root, &get(meta::IDENTITY)?)?;
         let contacts = load_contacts(&txn, &root)?;
         let sealed_root = get(meta::ROOT)?;
@@ -575,10 +561,7 @@ impl Profile {
         }
         let path = self.dir().join(DB_FILE);
         let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
-        let key = passphrase_key(current, &header.salt, header.kdf).ok_or(ProfileError::Kdf)?;
-        let root = Zeroizing::new(
-            open(&key, ROLE_ROOT, &header.sealed_root).ok_or(ProfileError::WrongPassphrase)?,
-        );
+        let root = unseal_root(current, &header.salt, header.kdf, &header.sealed_root)?;
         if root[..] != self.root()[..] {
             return Err(ProfileError::WrongPassphrase);
         }
@@ -587,20 +570,7 @@ impl Profile {
         } else {
             KdfParams::calibrate()
         };
-        let mut salt = [0u8; 16];
-        rng.fill_bytes(&mut salt);
-        let key = passphrase_key(new, &salt, kdf).ok_or(ProfileError::Kdf)?;
-        let header = Header {
-            salt,
-            kdf,
-            sealed_root: seal(&key, ROLE_ROOT, &self.root()[..], rng),
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
-        write_header(&file, &header, false).map_err(|e| io_error(&path, e))
+        rewrite_header(&path, &sealed_header(new, &root, kdf, rng)?)
     }
 
     fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
@@ -612,14 +582,7 @@ impl Profile {
         if !header.kdf.openable() {
             return Err(ProfileError::WeakKdf);
         }
-        let key = passphrase_key(passphrase, &header.salt, header.kdf).ok_or(ProfileError::Kdf)?;
-        let root_plain =
-            open(&key, ROLE_ROOT, &header.sealed_root).ok_or(ProfileError::WrongPassphrase)?;
-        if root_plain.len() != 32 {
-            return Err(ProfileError::Corrupt("bad root key".into()));
-        }
-        let mut root = Zeroizing::new([0u8; 32]);
-        root.copy_from_slice(&root_plain);
+        let root = unseal_root(passphrase, &header.salt, header.kdf, &header.sealed_root)?;
         let db = open_sealed(dir, &root)?;
         let (version, identity, contacts) = {
             let txn = db.begin_read().map_err(db_error)?;
@@ -632,12 +595,7 @@ impl Profile {
         let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         if !header.kdf.allowed() {
             let stronger = strong_header(passphrase, &root)?;
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io_error(&path, e))?;
-            write_header(&file, &stronger, false).map_err(|e| io_error(&path, e))?;
+            rewrite_header(&path, &stronger)?;
             tracing::info!(
                 m_cost = stronger.kdf.m_cost,
                 t_cost = stronger.kdf.t_cost,
@@ -1307,16 +1265,58 @@ impl Skeleton {
 /// parameters calibrated on this device and a new salt: for profiles
 /// found under [`KdfParams::FLOOR`].
 fn strong_header(passphrase: &str, root: &[u8; 32]) -> Result<Header, ProfileError> {
-    let kdf = KdfParams::calibrate();
-    let mut rng = crate::profile::os_rng();
+    sealed_header(
+        passphrase,
+        root,
+        KdfParams::calibrate(),
+        &mut crate::profile::os_rng(),
+    )
+}
+
+/// A header that seals `root` under `passphrase`, with `kdf` and a new
+/// salt.
+fn sealed_header(
+    passphrase: &str,
+    root: &[u8; 32],
+    kdf: KdfParams,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Header, ProfileError> {
     let mut salt = [0u8; 16];
     rng.fill_bytes(&mut salt);
     let key = passphrase_key(passphrase, &salt, kdf).ok_or(ProfileError::Kdf)?;
     Ok(Header {
         salt,
         kdf,
-        sealed_root: seal(&key, ROLE_ROOT, &root[..], &mut rng),
+        sealed_root: seal(&key, ROLE_ROOT, &root[..], rng),
     })
+}
+
+/// The root key `sealed` under `passphrase` (with `salt` and `kdf`):
+/// [`ProfileError::WrongPassphrase`] if it does not open.
+fn unseal_root(
+    passphrase: &str,
+    salt: &[u8; 16],
+    kdf: KdfParams,
+    sealed: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, ProfileError> {
+    let key = passphrase_key(passphrase, salt, kdf).ok_or(ProfileError::Kdf)?;
+    let plain = Zeroizing::new(open(&key, ROLE_ROOT, sealed).ok_or(ProfileError::WrongPassphrase)?);
+    let mut root = Zeroizing::new([0u8; 32]);
+    if plain.len() != root.len() {
+        return Err(ProfileError::Corrupt("bad root key".into()));
+    }
+    root.copy_from_slice(&plain);
+    Ok(root)
+}
+
+/// Writes `header` over both copies of the sealed file's header at `path`.
+fn rewrite_header(path: &Path, header: &Header) -> Result<(), ProfileError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    write_header(&file, header, false).map_err(|e| io_error(path, e))
 }
 
 /// A `meta` value that must be there.
