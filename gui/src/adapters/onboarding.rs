@@ -1,11 +1,11 @@
 //! First run (create a profile) and unlock.
 
 use slint::ComponentHandle;
+use strand_node::strength;
 use strand_node::{os_rng, Profile, ProfileError};
 
 use crate::backend::{Backend, Core};
 use crate::{AppWindow, OnboardingAdapter};
-use strand_node::strength::{self, MIN_SCORE};
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let adapter = ui.global::<OnboardingAdapter>();
@@ -38,8 +38,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             Some("The two passphrases differ.".to_owned())
         } else {
             let s = strength::estimate(&pass, &name);
-            (s.score < MIN_SCORE)
-                .then(|| format!("This passphrase is too easy to guess. {}", s.hint))
+            (!s.is_enough()).then(|| format!("This passphrase is too easy to guess. {}", s.hint))
         };
         if let Some(error) = error {
             a.set_error(error.into());

@@ -140,7 +140,7 @@ fn init(ctx: &Ctx, name: &str, allow_weak: bool) -> Result<()> {
 /// [`crate::strength`]), unless `allow_weak`.
 fn strong_enough(pass: &str, name: &str, allow_weak: bool) -> Result<()> {
     let s = crate::strength::estimate(pass, name);
-    if allow_weak || s.score >= crate::strength::MIN_SCORE {
+    if allow_weak || s.is_enough() {
         return Ok(());
     }
     Err(usage!(

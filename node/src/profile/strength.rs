@@ -11,6 +11,15 @@ pub struct Strength {
     pub hint: String,
 }
 
+impl Strength {
+    /// Whether a new profile or a new passphrase may have it (a score of
+    /// at least [`MIN_SCORE`]): the one rule the app, the CLI and the node
+    /// apply.
+    pub fn is_enough(&self) -> bool {
+        self.score >= MIN_SCORE
+    }
+}
+
 /// The lowest score a new profile accepts: 2 means zxcvbn estimates
 /// around 10⁸ guesses, out of reach of an online guesser though not of an
 /// offline one with the file — the passphrase guards a file the user

@@ -233,7 +233,7 @@ impl Node {
             } => {
                 let p = self.profile().clone();
                 let strength = crate::strength::estimate(new.expose(), p.identity().name());
-                if !allow_weak && strength.score < crate::strength::MIN_SCORE {
+                if !allow_weak && !strength.is_enough() {
                     return Err(Failure::bad_input(format!(
                         "the new passphrase is too weak: {}",
                         strength.hint
