@@ -1,5 +1,5 @@
 //! Small helpers every layer uses: the wall clock as strand-sync's time,
-//! hex, and cutting text on a character boundary.
+//! hex, cutting text on a character boundary, and counting in words.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,4 +23,9 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// `n` things in words: "1 file", "3 files" (`one` takes an "s").
+pub(crate) fn counted(n: u64, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
 }

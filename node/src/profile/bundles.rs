@@ -20,6 +20,7 @@ use strand_sync::{
     Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
+use crate::profile::base::counted;
 use crate::profile::budget::{Budgets, Ledger};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
@@ -51,8 +52,11 @@ impl Exported {
     /// file's parts and the records that keep logs in step are not
     /// counted).
     pub fn summary(&self) -> String {
-        let n = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
-        format!("{} and {}", n(self.texts, "text"), n(self.files, "file"))
+        format!(
+            "{} and {}",
+            counted(self.texts as u64, "text"),
+            counted(self.files as u64, "file")
+        )
     }
 }
 
@@ -60,12 +64,11 @@ impl Imported {
     /// What it brought, as people count it, in one line: "From Bob: 3
     /// texts and 1 file new, 12 already here, 1 refused."
     pub fn summary(&self) -> String {
-        let n = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
         let mut text = format!(
             "From {}: {} and {} new, {} already here",
             self.contact,
-            n(self.new_texts, "text"),
-            n(self.new_files, "file"),
+            counted(self.new_texts as u64, "text"),
+            counted(self.new_files as u64, "file"),
             self.held
         );
         if self.refused > 0 {

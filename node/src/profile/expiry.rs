@@ -233,8 +233,7 @@ pub fn timer_label(lasts: Option<Time>) -> String {
     ];
     for (unit, name) in units {
         if ms % unit == 0 {
-            let n = ms / unit;
-            return format!("{n} {name}{}", if n == 1 { "" } else { "s" });
+            return crate::profile::base::counted(ms / unit, name);
         }
     }
     format!("{} minutes", ms / 60_000)
