@@ -165,17 +165,7 @@ async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool)
                     "no new passphrase: use --new-passphrase-file, or run in a terminal"
                 ));
             }
-            let typed = zeroize::Zeroizing::new(
-                rpassword::prompt_password("New passphrase: ").context("reading the passphrase")?,
-            );
-            let again = zeroize::Zeroizing::new(
-                rpassword::prompt_password("New passphrase again: ")
-                    .context("reading the passphrase")?,
-            );
-            if typed != again {
-                return Err(usage!("the new passphrases do not match"));
-            }
-            typed
+            super::typed_passphrase("new passphrase", true)?
         }
     };
     let given = current.clone();

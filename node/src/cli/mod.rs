@@ -556,15 +556,25 @@ pub(crate) fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> 
             "no passphrase: use --passphrase-file, set STRAND_PASSPHRASE, or run in a terminal"
         ));
     }
+    typed_passphrase("passphrase", confirm)
+}
+
+/// A passphrase typed in the terminal at the prompt `label` ("passphrase",
+/// "new passphrase"); with `confirm`, typed twice, and refused if the two
+/// differ.
+pub(crate) fn typed_passphrase(label: &str, confirm: bool) -> Result<Zeroizing<String>> {
+    let mut prompt: String = label[..1].to_uppercase();
+    prompt.push_str(&label[1..]);
     let p = Zeroizing::new(
-        rpassword::prompt_password("Passphrase: ").context("reading the passphrase")?,
+        rpassword::prompt_password(format!("{prompt}: ")).context("reading the passphrase")?,
     );
     if confirm {
         let again = Zeroizing::new(
-            rpassword::prompt_password("Passphrase again: ").context("reading the passphrase")?,
+            rpassword::prompt_password(format!("{prompt} again: "))
+                .context("reading the passphrase")?,
         );
         if again != p {
-            return Err(usage!("the passphrases do not match"));
+            return Err(usage!("the {label}s do not match"));
         }
     }
     Ok(p)
