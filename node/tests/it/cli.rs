@@ -90,7 +90,28 @@ impl User {
 
     /// Spawns `strand ARGS` (a `run`) with `command`, its log in a file next
     /// to the profile; waits for its first listening address.
-    pub(crate) fn run_with(&self, args: &[&str], mut command: Command) -> (Child, String) {
+    pub(crate) fn run_with(&self, args: &[&str], command: Command) -> (Child, String) {
+        let (child, lines) = self.run_printing(args, command, |_| true);
+        let line = lines.first().map_or("", String::as_str);
+        // "LAN: ADDR", or "hole punching: ", "relayed: " without a LAN.
+        let addr = line
+            .split_once(": ")
+            .filter(|(label, _)| ["LAN", "hole punching", "relayed"].contains(label))
+            .map(|(_, a)| a)
+            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+            .to_owned();
+        (child, addr)
+    }
+
+    /// [`User::run_with`], returning what it printed first: its lines
+    /// (line endings trimmed) up to the first that `last` says ends what
+    /// is wanted, or the twelfth, or the end.
+    pub(crate) fn run_printing(
+        &self,
+        args: &[&str],
+        mut command: Command,
+        last: impl Fn(&str) -> bool,
+    ) -> (Child, Vec<String>) {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         let mut child = command
             .args(args)
@@ -100,19 +121,22 @@ impl User {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        // "LAN: ADDR", or "hole punching: ", "relayed: " without a LAN.
-        let addr = line
-            .trim()
-            .split_once(": ")
-            .filter(|(label, _)| ["LAN", "hole punching", "relayed"].contains(label))
-            .map(|(_, a)| a)
-            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-            .to_owned();
+        let mut lines = Vec::new();
+        while lines.len() < 12 {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let line = line.trim_end().to_owned();
+            let done = last(&line);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
         // Keep draining stdout so the node never blocks on it.
         std::thread::spawn(move || for _ in out.lines() {});
-        (child, addr)
+        (child, lines)
     }
 
     pub(crate) fn read(&self, contact: &str) -> Vec<Value> {
@@ -846,25 +870,6 @@ fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
     assert_eq!((s[0].name.as_str(), s[0].unread), ("bob", 0));
 }
 
-/// The lines `strand run` prints (line endings trimmed), up to the first
-/// that `last` says ends what is wanted, or the twelfth, or the end.
-fn lines_until(out: &mut impl BufRead, last: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut lines = Vec::new();
-    while lines.len() < 12 {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let line = line.trim_end().to_owned();
-        let done = last(&line);
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    lines
-}
-
 /// Where Bluetooth cannot run (here: an adapter that does not
 /// exist, so the test means the same on a machine with BlueZ), `strand
 /// run` says why in one line and runs on its other transports; `strand
@@ -873,9 +878,9 @@ fn lines_until(out: &mut impl BufRead, last: impl Fn(&str) -> bool) -> Vec<Strin
 fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
-    let mut child = a
-        .command()
-        .args([
+    // The labelled addresses, then one line on Bluetooth.
+    let (child, lines) = a.run_printing(
+        &[
             "run",
             "--no-mdns",
             "--no-relay",
@@ -883,15 +888,10 @@ fn a_node_without_bluetooth_says_why_in_one_line_and_runs_on() {
             "/ip4/127.0.0.1/tcp/0",
             "--ble-adapter",
             "hci99",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    // The labelled addresses, then one line on Bluetooth.
-    let lines = lines_until(&mut out, |l| l.starts_with("Bluetooth off: "));
+        ],
+        a.command(),
+        |l| l.starts_with("Bluetooth off: "),
+    );
     let running = Killed(child);
     assert!(
         lines[0].starts_with("LAN: /ip4/127.0.0.1/tcp/"),
@@ -1665,22 +1665,17 @@ fn weak_passphrases_are_refused_unless_allowed() {
 fn run_labels_its_addresses_and_hole_punching_follows_listen() {
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
-    let mut child = a
-        .command()
-        .args([
+    let (child, lines) = a.run_printing(
+        &[
             "run",
             "--no-mdns",
             "--no-ble",
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let lines = lines_until(&mut out, |l| l.starts_with("Another device"));
+        ],
+        a.command(),
+        |l| l.starts_with("Another device"),
+    );
     let _running = Killed(child);
     let lan = lines[0]
         .strip_prefix("LAN: ")
