@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::print::{self, print_message};
+use super::print::{self, json, print_message};
 use super::{
     usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result, ServiceAction,
 };
@@ -96,15 +96,6 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             unreachable!("handled without a device")
         }
     }
-}
-
-/// Prints `v` as pretty JSON.
-pub(super) fn json(v: &impl serde::Serialize) -> Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
-    );
-    Ok(())
 }
 
 /// A reply that is not the one a request answers: a bug between this

@@ -5,6 +5,15 @@ use crate::display;
 use crate::runtime::api::{FileView, MessageView};
 use crate::{RelayStatus, Status};
 
+/// Prints `v` as pretty JSON.
+pub(crate) fn json(v: &impl serde::Serialize) -> super::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
 /// Prints a message: one line (more if its text has line breaks, each
 /// marked as a continuation), or its JSON.
 pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {

@@ -186,7 +186,7 @@ pub(super) async fn status(ctx: &Ctx) -> Result<()> {
     let active = systemctl(&["is-active", UNIT]);
     let running = Device::running(&ctx.dir).await.unwrap_or(false);
     if ctx.json {
-        return super::commands::json(&serde_json::json!({
+        return super::print::json(&serde_json::json!({
             "installed": installed,
             "unit": path,
             "exec_start": exec,
