@@ -4,6 +4,10 @@
 //! there, never on the UI thread. Results go back with
 //! `upgrade_in_event_loop`.
 //!
+//! The device is the app's own node ([`Core::start`]), or, when one already
+//! runs on the profile (`strand run`, the user service, another window),
+//! that node over its control socket ([`Core::attach`]).
+//!
 //! Node events (a message arrived, was delivered, a contact connected) are
 //! gathered for [`DEBOUNCE`] and then become one refresh, so a bulk sync of
 //! thousands of messages costs a handful of redraws.
@@ -15,9 +19,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use strand_node::runtime::api::{Failure, Reply, Request};
+use strand_node::runtime::control;
 use strand_node::runtime::device::Device;
 use strand_node::{KdfParams, Node, NodeConfig, NodeError, NodeEvent, Profile};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppWindow;
 
@@ -55,34 +59,32 @@ pub(crate) struct Changes {
     pub contacts: BTreeSet<String>,
     /// A group was created, joined or changed, or has a new text.
     pub groups: bool,
-    /// Events were lost (the subscriber lagged): refresh everything.
+    /// Events were missed (the listener lagged): refresh everything.
     pub all: bool,
     /// A contact over their storage budget, and the budget in bytes.
     pub over_budget: Option<(String, u64)>,
 }
 
 impl Changes {
-    fn add(&mut self, event: Option<NodeEvent>) {
+    fn add(&mut self, event: NodeEvent) {
         match event {
-            Some(NodeEvent::Received { group: Some(_), .. }) | Some(NodeEvent::GroupsChanged) => {
+            NodeEvent::Received { group: Some(_), .. } | NodeEvent::GroupsChanged => {
                 self.groups = true
             }
-            Some(
-                NodeEvent::Received { contact, .. }
-                | NodeEvent::Sent { contact, .. }
-                | NodeEvent::Delivered { contact, .. },
-            ) => {
+            NodeEvent::Received { contact, .. }
+            | NodeEvent::Sent { contact, .. }
+            | NodeEvent::Delivered { contact, .. } => {
                 self.contacts.insert(contact);
             }
-            Some(NodeEvent::OverBudget {
+            NodeEvent::OverBudget {
                 contact, budget, ..
-            }) => {
+            } => {
                 self.over_budget = Some((contact, budget));
             }
-            // A bundle can touch any conversation and group.
-            Some(NodeEvent::Imported { .. }) => self.all = true,
-            Some(_) => {}
-            None => self.all = true,
+            // A bundle can touch any conversation and group; missed events
+            // anything.
+            NodeEvent::Imported { .. } | NodeEvent::Missed { .. } => self.all = true,
+            _ => {}
         }
     }
 }
@@ -127,6 +129,9 @@ pub(crate) struct Core {
     /// Bumped whenever the open conversation is re-read, so late pages of
     /// an older listing are ignored.
     pub generation: u64,
+    /// Bumped whenever the node is started, attached or stopped, so the
+    /// late news of an older one is ignored.
+    session: u64,
     quit: bool,
 }
 
@@ -153,36 +158,114 @@ impl Core {
     }
 
     /// Starts the node on an unlocked profile, with the event forwarder and
-    /// the periodic refresh.
+    /// the periodic refresh. The node serves the profile's control socket
+    /// as `strand run` does, so `strand` commands and another window reach
+    /// it while the app holds the profile.
     pub fn start(&mut self, profile: Profile) -> Result<(), NodeError> {
         self.stop();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(NODE_THREADS)
-            .thread_name("strand-node")
+        let runtime = node_runtime()?;
+        let node = runtime.block_on(Node::start(profile, self.options.node.clone()))?;
+        let dir = self.options.profile.clone();
+        let served = node.clone();
+        let backend = self.backend.clone();
+        let session = self.session;
+        runtime.spawn(async move {
+            match control::serve(served, &dir).await {
+                // `strand wipe` (or another program of this user) asked the
+                // node to stop.
+                Ok(()) => backend.job(move |core| {
+                    if core.session == session {
+                        crate::adapters::settings::stopped_elsewhere(core);
+                    }
+                }),
+                Err(e) => tracing::warn!("the control socket failed: {e}"),
+            }
+        });
+        self.watch(runtime, Device::Local(node));
+        Ok(())
+    }
+
+    /// Attaches to the node running on the profile (`strand run`, the
+    /// user service, or another window's), if one answers on its control
+    /// socket: every action goes to it, its events come back over the
+    /// socket. No passphrase: the socket serves this user's processes.
+    pub fn attach(&mut self) -> bool {
+        self.stop();
+        let dir = self.options.profile.clone();
+        let Ok(runtime) = node_runtime() else {
+            return false;
+        };
+        if !runtime.block_on(Device::running(&dir)).unwrap_or(false) {
+            return false;
+        }
+        self.watch(runtime, Device::Running(dir))
+    }
+
+    /// Whether a node answers on the profile's control socket (asked with
+    /// no device here).
+    pub fn node_answers(&self) -> bool {
+        let dir = &self.options.profile;
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(NodeError::Runtime)?;
-        let node = runtime.block_on(Node::start(profile, self.options.node.clone()))?;
-        let mut events = node.subscribe();
+            .is_ok_and(|rt| rt.block_on(Device::running(dir)).unwrap_or(false))
+    }
+
+    /// Stops the node running on the profile in another process, if one
+    /// does, and waits until it let go of the profile (the app's wipe).
+    pub fn stop_running_node(&mut self) -> Result<bool, strand_node::runtime::device::OpenError> {
+        self.stop();
+        let dir = self.options.profile.clone();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| strand_node::runtime::device::OpenError::Node(NodeError::Runtime(e)))?
+            .block_on(Device::stop_running(&dir))
+    }
+
+    /// Whether this window is attached to a node another process runs.
+    pub fn attached(&self) -> bool {
+        matches!(self.device, Some(Device::Running(_)))
+    }
+
+    /// Follows `device`'s events (a refresh per [`DEBOUNCE`] of them) and
+    /// ticks every [`TICK`]; when its events end while it is still this
+    /// window's device, the node stopped: [`crate::adapters::node_gone`].
+    fn watch(&mut self, runtime: tokio::runtime::Runtime, device: Device) -> bool {
+        let Ok(mut events) = runtime.block_on(device.follow()) else {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            return false;
+        };
         let backend = self.backend.clone();
+        let session = self.session;
         runtime.spawn(async move {
             loop {
                 let mut changes = Changes::default();
-                match events.recv().await {
-                    Ok(e) => changes.add(Some(e)),
-                    Err(RecvError::Lagged(_)) => changes.add(None),
-                    Err(RecvError::Closed) => break,
-                }
-                tokio::time::sleep(DEBOUNCE).await;
-                loop {
-                    match events.try_recv() {
-                        Ok(e) => changes.add(Some(e)),
-                        Err(TryRecvError::Lagged(_)) => changes.add(None),
-                        Err(_) => break,
+                let Some(first) = events.next().await else {
+                    break;
+                };
+                changes.add(first);
+                let gathered = tokio::time::Instant::now() + DEBOUNCE;
+                let mut ended = false;
+                while let Ok(next) = tokio::time::timeout_at(gathered, events.next()).await {
+                    match next {
+                        Some(e) => changes.add(e),
+                        None => {
+                            ended = true;
+                            break;
+                        }
                     }
                 }
                 backend.job(move |core| crate::adapters::on_changes(core, changes));
+                if ended {
+                    break;
+                }
             }
+            backend.job(move |core| {
+                if core.session == session {
+                    crate::adapters::node_gone(core);
+                }
+            });
         });
         let backend = self.backend.clone();
         runtime.spawn(async move {
@@ -193,14 +276,16 @@ impl Core {
                 backend.job(crate::adapters::on_tick);
             }
         });
-        self.device = Some(Device::Local(node));
+        self.device = Some(device);
         self.runtime = Some(runtime);
-        Ok(())
+        true
     }
 
-    /// Stops the node and releases the profile (its lock and its key):
-    /// when this returns, another process can open it.
+    /// Stops this window's node and releases the profile (its lock and its
+    /// key): when this returns, another process can open it. A node this
+    /// window is attached to goes on; the window only lets go of it.
     pub fn stop(&mut self) {
+        self.session += 1;
         self.open = None;
         self.open_group = None;
         let device = self.device.take();
@@ -211,6 +296,16 @@ impl Core {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// The runtime a node (or the link to a running one) lives on.
+fn node_runtime() -> Result<tokio::runtime::Runtime, NodeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(NODE_THREADS)
+        .thread_name("strand-node")
+        .enable_all()
+        .build()
+        .map_err(NodeError::Runtime)
 }
 
 /// Starts the core thread.
@@ -228,6 +323,7 @@ pub(crate) fn spawn(options: Options, ui: slint::Weak<AppWindow>) -> (Backend, J
         open_group: None,
         groups_visible: false,
         generation: 0,
+        session: 0,
         quit: false,
     };
     let thread = std::thread::Builder::new()

@@ -107,6 +107,18 @@ pub(crate) fn unlocked(core: &mut Core) {
     refresh_lists(core);
 }
 
+/// The node's events ended while it was this window's: it stopped (the
+/// node this window was attached to was stopped, or this window's own
+/// failed).
+pub(crate) fn node_gone(core: &mut Core) {
+    let message = if core.attached() {
+        "The Strand node running on this profile stopped. Unlock to open the profile here."
+    } else {
+        "Syncing stopped. Unlock to start again."
+    };
+    settings::closed(core, message.to_owned());
+}
+
 /// Node events, gathered: refresh what they touch.
 pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
     if !core.unlocked() {

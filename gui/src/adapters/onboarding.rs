@@ -76,16 +76,29 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 }
 
 /// Shows first run, unlock, or "in use", whichever the profile directory
-/// calls for.
+/// calls for; where a node runs on the profile (`strand run`, the user
+/// service, another window), attaches to it instead.
 pub(crate) fn show(core: &mut Core) {
+    show_with(core, true);
+}
+
+/// [`show`]; with `attach` false, a running node is offered, not attached
+/// to (after the user locked the window).
+pub(crate) fn show_with(core: &mut Core, attach: bool) {
     let dir = core.options.profile.clone();
     let exists = Profile::exists(&dir);
     let in_use = exists && Profile::in_use(&dir);
+    if in_use && attach && core.attach() {
+        opened(core);
+        return;
+    }
+    let running = in_use && core.node_answers();
     let path = dir.display().to_string();
     core.ui(move |ui| {
         let a = ui.global::<OnboardingAdapter>();
         a.set_first_run(!exists);
         a.set_in_use(in_use);
+        a.set_running(running);
         a.set_busy(false);
         a.set_error("".into());
         a.set_profile_path(path.into());
@@ -127,16 +140,7 @@ fn unlock(core: &mut Core, pass: &str) {
 
 fn started(core: &mut Core, profile: Profile) {
     match core.start(profile) {
-        Ok(()) => {
-            core.ui(|ui| {
-                let a = ui.global::<OnboardingAdapter>();
-                a.set_busy(false);
-                a.set_first_run(false);
-                a.set_error("".into());
-                a.set_strength(-1);
-            });
-            super::unlocked(core);
-        }
+        Ok(()) => opened(core),
         Err(e) => {
             let message = format!("Could not start syncing: {e}");
             core.ui(move |ui| {
@@ -147,4 +151,22 @@ fn started(core: &mut Core, profile: Profile) {
             });
         }
     }
+}
+
+/// The profile is open here (unlocked, or attached to its running node).
+fn opened(core: &mut Core) {
+    let attached = core.attached();
+    let path = core.options.profile.display().to_string();
+    core.ui(move |ui| {
+        let a = ui.global::<OnboardingAdapter>();
+        a.set_profile_path(path.into());
+        a.set_busy(false);
+        a.set_first_run(false);
+        a.set_in_use(false);
+        a.set_running(false);
+        a.set_error("".into());
+        a.set_strength(-1);
+        ui.global::<crate::SettingsAdapter>().set_attached(attached);
+    });
+    super::unlocked(core);
 }

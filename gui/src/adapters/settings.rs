@@ -150,32 +150,32 @@ fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
     });
 }
 
-/// Stops the node, releases the profile, and destroys it
-/// ([`strand_node::wipe::wipe`]); then shows the first-run screen.
+/// Stops the node (this window's, or the one running on the profile in
+/// another process, as `strand wipe` does), releases the profile, and
+/// destroys it ([`strand_node::wipe::wipe`]); then shows the first-run
+/// screen.
 pub(crate) fn wipe(core: &mut Core) {
-    core.stop();
     let dir = core.options.profile.clone();
-    match strand_node::wipe::wipe(&dir) {
+    let wiped = core
+        .stop_running_node()
+        .map_err(|e| strand_node::chain(&e))
+        .and_then(|_| strand_node::wipe::wipe(&dir).map_err(|e| strand_node::chain(&e)));
+    match wiped {
         Ok(_) => {
             // No profile any more: the first-run screen.
             lock(core);
             core.ui(|ui| ui.global::<SettingsAdapter>().set_wipe_result("".into()));
         }
-        Err(e) => {
-            // The node is stopped either way: the unlock screen says why.
-            let message = format!("Not wiped: {}", strand_node::chain(&e));
-            lock(core);
-            core.ui(move |ui| {
-                ui.global::<crate::OnboardingAdapter>()
-                    .set_error(message.into());
-            });
-        }
+        // The node is stopped either way: the unlock screen says why.
+        Err(e) => closed(core, format!("Not wiped: {e}")),
     }
 }
 
 /// Stops the node, releases the profile and its key, and asks for the
-/// passphrase again.
+/// passphrase again. A window attached to a node running elsewhere lets
+/// go of it (the node goes on) and offers to open it again.
 pub(crate) fn lock(core: &mut Core) {
+    let attached = core.attached();
     core.stop();
     core.ui(|ui| {
         ui.global::<crate::ContactsAdapter>().set_current(-1);
@@ -188,8 +188,28 @@ pub(crate) fn lock(core: &mut Core) {
             .set_my_qr(slint::Image::default());
         ui.global::<AppAdapter>().set_my_name("".into());
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
+        ui.global::<SettingsAdapter>().set_attached(false);
     });
     super::contacts::clear(core);
     super::groups::clear(core);
-    super::onboarding::show(core);
+    super::onboarding::show_with(core, !attached);
+}
+
+/// Closes the profile as [`lock`] does and says why on the screen that
+/// follows.
+pub(crate) fn closed(core: &mut Core, why: String) {
+    lock(core);
+    core.ui(move |ui| {
+        ui.global::<crate::OnboardingAdapter>()
+            .set_error(why.into());
+    });
+}
+
+/// Another program of this user (`strand wipe`) asked this window's node to
+/// stop over the control socket.
+pub(crate) fn stopped_elsewhere(core: &mut Core) {
+    closed(
+        core,
+        "Another Strand program (such as `strand wipe`) stopped syncing here.".to_owned(),
+    );
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter};
+use strand_gui::{
+    AppAdapter, ContactsAdapter, ConversationAdapter, NetworkAdapter, Screen, SettingsAdapter,
+};
 use strand_node::{Delivery, Node};
 
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -126,7 +128,7 @@ impl Drop for Running {
 }
 
 #[test]
-fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
+fn the_app_syncs_with_strand_run_and_attaches_to_it() {
     on_ui(|h| {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
@@ -146,7 +148,7 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let _running = Running(child);
+        let running = Running(child);
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         let addr = line
@@ -156,11 +158,23 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
             .to_owned();
         std::thread::spawn(move || for _ in out.lines() {});
 
-        // While `strand run` holds Bob's profile, the app on it says so.
-        {
-            let other = Gui::new(h, options(&bob.dir));
-            assert!(other.onboarding().get_in_use());
-        }
+        // While `strand run` holds Bob's profile, an app on it attaches to
+        // that node over its control socket: no passphrase asked.
+        let other = Gui::new(h, options(&bob.dir));
+        assert!(h.pump_until(WAIT, || other.screen() == Screen::Chats));
+        assert!(other.ui.global::<SettingsAdapter>().get_attached());
+        assert_eq!(other.ui.global::<AppAdapter>().get_my_name(), "Bob");
+        assert!(h.pump_until(WAIT, || other.contacts().len() == 1));
+        assert_eq!(other.contacts()[0].name, "Alice");
+        // Locking lets go of the node, which goes on; the window offers to
+        // open it again.
+        other.ui.global::<SettingsAdapter>().invoke_lock();
+        assert!(h.pump_until(WAIT, || other.onboarding().get_running()
+            && !other.onboarding().get_busy()));
+        assert!(other.onboarding().get_in_use());
+        assert!(bob.ok(&["status"]).contains("Bob"));
+        other.onboarding().invoke_retry();
+        assert!(h.pump_until(WAIT, || other.screen() == Screen::Chats));
 
         gui.add_bob(h, &bob_code);
         gui.ui
@@ -182,5 +196,32 @@ fn the_app_syncs_with_strand_run_and_cannot_open_its_profile() {
             && messages.row_data(1).is_some_and(|m| m.state == "delivered")));
         let read = bob.ok(&["read", "Alice"]);
         assert!(read.contains("from the app"), "{read}");
+        // The attached window shows it too, from `strand run`'s events.
+        other.wait_first_unread(h, 1);
+        assert_eq!(other.contacts()[0].last_text, "from the app");
+
+        // The app's own node serves its profile's control socket: `strand`
+        // reaches it while the app holds the profile, with no passphrase.
+        let alice = Cli {
+            dir: tmp.path().join("alice"),
+        };
+        let contacts = alice
+            .command()
+            .env_remove("STRAND_PASSPHRASE")
+            .arg("contacts")
+            .output()
+            .unwrap();
+        assert!(contacts.status.success(), "{contacts:?}");
+        assert!(String::from_utf8_lossy(&contacts.stdout).contains("Bob"));
+
+        // When the node the window is attached to stops, the window says
+        // so and offers to unlock the profile itself.
+        drop(running);
+        assert!(h.pump_until(WAIT, || other.screen() == Screen::Onboarding
+            && other.onboarding().get_error().contains("stopped")));
+        assert!(h.pump_until(WAIT, || !other.onboarding().get_in_use()));
+        other.onboarding().invoke_unlock("bob's passphrase".into());
+        assert!(h.pump_until(WAIT, || other.screen() == Screen::Chats));
+        assert!(!other.ui.global::<SettingsAdapter>().get_attached());
     });
 }

@@ -5,7 +5,6 @@
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -412,17 +411,20 @@ async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()
         return Ok(());
     };
     while let Some(e) = events.next().await {
-        if let NodeEvent::Received {
-            contact,
-            group: None,
-            ..
-        } = e
-        {
-            if contact == name {
-                // Read back from the store: where it is shown, and marked
-                // read, as the pages before it.
-                print_after(ctx, device, name, &mut last).await?;
-            }
+        let theirs = match e {
+            NodeEvent::Received {
+                contact,
+                group: None,
+                ..
+            } => contact == name,
+            // What was missed may have been theirs.
+            NodeEvent::Missed { .. } => true,
+            _ => false,
+        };
+        if theirs {
+            // Read back from the store: where it is shown, and marked
+            // read, as the pages before it.
+            print_after(ctx, device, name, &mut last).await?;
         }
     }
     Ok(())
@@ -815,30 +817,10 @@ async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
             return Err(usage!("not wiped: that was not {name:?}"));
         }
     }
-    // A running node first stops and lets go of the profile (one that is
-    // still starting may not answer yet: ask again for a few seconds).
-    let start = std::time::Instant::now();
-    let stop = || async {
-        crate::control::request(&ctx.dir, &Request::Shutdown)
-            .await
-            .map(|a| a.is_some())
-            .unwrap_or(false)
-    };
-    let mut asked = stop().await;
-    while !asked && Profile::in_use(&ctx.dir) && start.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        asked = stop().await;
-    }
-    if asked {
-        while Profile::in_use(&ctx.dir) {
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(super::CliError::Other(anyhow::anyhow!(
-                    "the running node did not stop within 30 s; stop it, then wipe again"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    // A running node first stops and lets go of the profile.
+    Device::stop_running(&ctx.dir)
+        .await
+        .map_err(|e| super::CliError::Other(e.into()))?;
     let wiped = crate::wipe::wipe(&ctx.dir)?;
     println!(
         "Wiped {}: {} key copies destroyed, {} bytes overwritten, the folder removed.",

@@ -139,7 +139,9 @@ async fn handle(
             loop {
                 match events.recv().await {
                     Ok(e) => send(&mut wr, &e).await?,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
+                        send(&mut wr, &crate::NodeEvent::Missed { count }).await?
+                    }
                     Err(_) => return Ok(()),
                 }
             }

@@ -6,6 +6,7 @@
 //! [`Node::handle`], so nothing has a second implementation.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
 
@@ -44,7 +45,14 @@ pub enum OpenError {
     /// runs).
     #[error("{0}")]
     Passphrase(String),
+    /// The running node was asked to stop and still holds the profile.
+    #[error("the running node did not stop within {} s; stop it, then try again", STOP_WAIT.as_secs())]
+    StillRunning,
 }
+
+/// How long [`Device::stop_running`] waits for a running node to let go of
+/// its profile.
+pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
 impl Device {
     /// The device of the profile in `dir`: its running node if one
@@ -71,6 +79,37 @@ impl Device {
         Ok(control::request(dir, &Request::Status).await?.is_some())
     }
 
+    /// Stops the node running on the profile in `dir`, if one does, and
+    /// waits until it let go of the profile (its lock and its key), so
+    /// that this process can open it: `strand wipe` and the app's wipe.
+    /// A node that is still starting may not answer yet, so while the
+    /// profile is held it asks again for a few seconds. Returns whether a
+    /// node was stopped.
+    pub async fn stop_running(dir: &Path) -> Result<bool, OpenError> {
+        let start = Instant::now();
+        let ask = || async {
+            control::request(dir, &Request::Shutdown)
+                .await
+                .map(|a| a.is_some())
+                .unwrap_or(false)
+        };
+        let mut asked = ask().await;
+        while !asked && Profile::in_use(dir) && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            asked = ask().await;
+        }
+        if !asked {
+            return Ok(false);
+        }
+        while Profile::in_use(dir) {
+            if start.elapsed() > STOP_WAIT {
+                return Err(OpenError::StillRunning);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(true)
+    }
+
     /// Whether a node with transports answers (not one started offline).
     pub fn is_running(&self) -> bool {
         !matches!(self, Device::Offline(_))
@@ -95,7 +134,7 @@ impl Device {
     pub async fn follow(&self) -> Result<Events, Failure> {
         match self {
             Device::Running(dir) => match control::request(dir, &Request::Follow).await {
-                Ok(Some((Answer::Ok(_), lines))) => Ok(Events::Socket(lines)),
+                Ok(Some((Answer::Ok(_), reader))) => Ok(Events::Socket(reader.lines())),
                 Ok(Some((Answer::Error(e), _))) => Err(e),
                 Ok(None) => Err(Failure::failed("the running node stopped")),
                 Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
@@ -119,32 +158,33 @@ impl Device {
 /// A device's events ([`Device::follow`]).
 pub enum Events {
     /// Lines from a running node's control socket.
-    Socket(tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>),
+    Socket(tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>),
     /// A node in this process.
     Local(tokio::sync::broadcast::Receiver<NodeEvent>),
 }
 
 impl Events {
-    /// The next event; `None` once the node stopped.
+    /// The next event; `None` once the node stopped. Events dropped for a
+    /// slow listener come as one [`NodeEvent::Missed`]. Cancel-safe: in a
+    /// `select!` or under a timeout, nothing is lost.
     pub async fn next(&mut self) -> Option<NodeEvent> {
         match self {
             Events::Socket(lines) => loop {
-                let mut line = String::new();
-                match lines.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {
+                match lines.next_line().await {
+                    Ok(Some(line)) => {
                         if let Ok(e) = serde_json::from_str(&line) {
                             return Some(e);
                         }
                     }
+                    Ok(None) | Err(_) => return None,
                 }
             },
-            Events::Local(rx) => loop {
-                match rx.recv().await {
-                    Ok(e) => return Some(e),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return None,
+            Events::Local(rx) => match rx.recv().await {
+                Ok(e) => Some(e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
+                    Some(NodeEvent::Missed { count })
                 }
+                Err(_) => None,
             },
         }
     }

@@ -260,6 +260,12 @@ pub enum NodeEvent {
         /// The budget, in bytes.
         budget: u64,
     },
+    /// A listener fell behind and `count` events were dropped for it: what
+    /// it shows may be stale (read again).
+    Missed {
+        /// How many.
+        count: u64,
+    },
 }
 
 /// One transport's state, for `strand status` and the Network screen.
