@@ -10,8 +10,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # (tests, screenshots) the same fonts on every machine. iptables puts the
 # relay tests' network namespaces behind NAT (hole punching). The BLE transport
 # talks to BlueZ over D-Bus (bluer and btleplug link libdbus). systemd gives
-# the service test `systemd-analyze verify`.
-STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd)
+# the service test `systemd-analyze verify`. dbus-daemon gives the notification
+# test a private bus.
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd dbus-daemon)
 
 ensure_system_packages() {
     local missing=()

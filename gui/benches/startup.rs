@@ -131,6 +131,7 @@ fn main() {
         },
         kdf: Some(KdfParams::default()),
         dark: false,
+        notify: strand_gui::Notify::Off,
     };
     let _app = strand_gui::init(&ui, options);
     assert!(h.pump_until(WAIT, || !ui

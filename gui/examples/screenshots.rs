@@ -110,6 +110,7 @@ fn main() {
         node: loopback(),
         kdf: Some(KdfParams::insecure_for_tests()),
         dark,
+        notify: strand_gui::Notify::Off,
     };
     {
         let ui = AppWindow::new().unwrap();

@@ -14,7 +14,9 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,6 +52,19 @@ pub struct Options {
     pub kdf: Option<KdfParams>,
     /// Start with the dark palette.
     pub dark: bool,
+    /// Where notifications go.
+    pub notify: Notify,
+}
+
+/// Where the app's desktop notifications go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notify {
+    /// The notification service on the user's session bus.
+    Session,
+    /// The one on the D-Bus bus at this address (tests: a private bus).
+    Bus(String),
+    /// None are shown (tests, screenshots, benchmarks).
+    Off,
 }
 
 /// What changed since the last refresh.
@@ -63,10 +78,19 @@ pub(crate) struct Changes {
     pub all: bool,
     /// A contact over their storage budget, and the budget in bytes.
     pub over_budget: Option<(String, u64)>,
+    /// Messages that arrived (at most [`MAX_NOTIFIED`]): notifications.
+    pub received: Vec<NodeEvent>,
 }
+
+/// Arrivals gathered into one refresh for notifications: past a few they
+/// become one notification that counts them, so more need not be kept.
+const MAX_NOTIFIED: usize = 999;
 
 impl Changes {
     fn add(&mut self, event: NodeEvent) {
+        if matches!(event, NodeEvent::Received { .. }) && self.received.len() < MAX_NOTIFIED {
+            self.received.push(event.clone());
+        }
         match event {
             NodeEvent::Received { group: Some(_), .. } | NodeEvent::GroupsChanged => {
                 self.groups = true
@@ -132,6 +156,13 @@ pub(crate) struct Core {
     /// Bumped whenever the node is started, attached or stopped, so the
     /// late news of an older one is ignored.
     session: u64,
+    /// The user's preferences, as last read or changed.
+    pub preferences: strand_node::Preferences,
+    /// Whether the window is the one in front (then nothing notifies).
+    pub focused: Arc<AtomicBool>,
+    /// The link to the notification service, once one was needed; the
+    /// error if it could not be had (said once, tried again next time).
+    notifier: Option<crate::notify::Notifier>,
     quit: bool,
 }
 
@@ -199,6 +230,27 @@ impl Core {
             return false;
         }
         self.watch(runtime, Device::Running(dir))
+    }
+
+    /// The notification service, connected when first needed; `None` if
+    /// there is none (said in the log).
+    pub fn notifier(&mut self) -> Option<&crate::notify::Notifier> {
+        if self.notifier.is_none() {
+            let backend = self.backend.clone();
+            let clicked = move |target| {
+                backend.job(move |core| crate::adapters::open_from_notification(core, target))
+            };
+            let bus = match &self.options.notify {
+                Notify::Off => return None,
+                Notify::Session => None,
+                Notify::Bus(address) => Some(address.as_str()),
+            };
+            match crate::notify::Notifier::connect(bus, clicked) {
+                Ok(n) => self.notifier = Some(n),
+                Err(e) => tracing::warn!("no desktop notifications: {e}"),
+            }
+        }
+        self.notifier.as_ref()
     }
 
     /// Whether a node answers on the profile's control socket (asked with
@@ -309,7 +361,11 @@ fn node_runtime() -> Result<tokio::runtime::Runtime, NodeError> {
 }
 
 /// Starts the core thread.
-pub(crate) fn spawn(options: Options, ui: slint::Weak<AppWindow>) -> (Backend, JoinHandle<()>) {
+pub(crate) fn spawn(
+    options: Options,
+    ui: slint::Weak<AppWindow>,
+    focused: Arc<AtomicBool>,
+) -> (Backend, JoinHandle<()>) {
     let (tx, rx) = sync_channel(JOB_QUEUE);
     let backend = Backend { tx };
     let core = Core {
@@ -324,6 +380,9 @@ pub(crate) fn spawn(options: Options, ui: slint::Weak<AppWindow>) -> (Backend, J
         groups_visible: false,
         generation: 0,
         session: 0,
+        preferences: Default::default(),
+        focused,
+        notifier: None,
         quit: false,
     };
     let thread = std::thread::Builder::new()

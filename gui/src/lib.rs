@@ -17,6 +17,7 @@
 //!     node: Default::default(),
 //!     kdf: None,
 //!     dark: false,
+//!     notify: strand_gui::Notify::Session,
 //! };
 //! let _app = strand_gui::init(&ui, options);
 //! ui.run().unwrap();
@@ -34,10 +35,11 @@ pub mod backend;
 pub mod camera;
 pub mod format;
 pub mod headless;
+pub mod notify;
 pub mod qr;
 pub mod scan;
 
-pub use backend::Options;
+pub use backend::{Notify, Options};
 
 use slint::ComponentHandle;
 
@@ -62,9 +64,11 @@ impl Drop for App {
 /// calls for.
 pub fn init(ui: &AppWindow, options: Options) -> App {
     ui.global::<Theme>().set_dark(options.dark);
-    let (backend, thread) = backend::spawn(options, ui.as_weak());
+    let focused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (backend, thread) = backend::spawn(options, ui.as_weak(), focused.clone());
     adapters::connect(ui, &backend);
-    accept_dropped_files(ui);
+    watch_window(ui, focused);
+    keep_running_when_closed(ui);
     backend.job(adapters::onboarding::show);
     App {
         backend,
@@ -72,13 +76,39 @@ pub fn init(ui: &AppWindow, options: Options) -> App {
     }
 }
 
-/// Files dropped onto the window go to the open conversation (a contact's
-/// or a group's), like *Attach*; elsewhere the app says where to drop them.
-/// Only where the window is a winit one (not headless).
-fn accept_dropped_files(ui: &AppWindow) {
+/// Closing the window hides it; the app goes on (syncing, notifying) if
+/// the user chose to keep running and a profile is open, and quits
+/// otherwise. `main` runs the event loop until it is quit, so a hidden
+/// window does not end it; *Quit Strand* in Settings quits.
+fn keep_running_when_closed(ui: &AppWindow) {
+    let weak = ui.as_weak();
+    ui.window().on_close_requested(move || {
+        let keep = weak.upgrade().is_some_and(|ui| {
+            ui.global::<SettingsAdapter>().get_keep_running()
+                && ui.global::<AppAdapter>().get_screen() != Screen::Onboarding
+        });
+        if !keep {
+            let _ = slint::quit_event_loop();
+        }
+        slint::CloseRequestResponse::HideWindow
+    });
+    ui.global::<SettingsAdapter>().on_quit(|| {
+        let _ = slint::quit_event_loop();
+    });
+}
+
+/// Whether the window is in front goes to `focused` (notifications are
+/// for when it is not). Files dropped onto the window go to the open
+/// conversation (a contact's or a group's), like *Attach*; elsewhere the
+/// app says where to drop them. Only where the window is a winit one (not
+/// headless).
+fn watch_window(ui: &AppWindow, focused: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use slint::winit_030::{winit::event::WindowEvent, EventResult, WinitWindowAccessor};
     let weak = ui.as_weak();
     ui.window().on_winit_window_event(move |_, event| {
+        if let WindowEvent::Focused(now) = event {
+            focused.store(*now, std::sync::atomic::Ordering::Relaxed);
+        }
         let WindowEvent::DroppedFile(path) = event else {
             return EventResult::Propagate;
         };

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         node: cli.transports.node_config(),
         kdf: None,
         dark: cli.dark,
+        notify: strand_gui::Notify::Session,
     };
     let ui = match strand_gui::AppWindow::new() {
         Ok(ui) => ui,
@@ -50,7 +51,9 @@ fn main() -> ExitCode {
         }
     };
     let app = strand_gui::init(&ui, options);
-    let result = ui.run();
+    // Until quit, not until the window closes: with "keep syncing when the
+    // window is closed" on, closing only hides it.
+    let result = ui.show().and_then(|()| slint::run_event_loop_until_quit());
     drop(app);
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -328,6 +328,7 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
             },
             kdf: Some(strand_node::KdfParams::insecure_for_tests()),
             dark: false,
+            notify: strand_gui::Notify::Off,
         },
     );
     let onboarding = ui.global::<OnboardingAdapter>();

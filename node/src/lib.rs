@@ -61,10 +61,11 @@ pub use profile::groups::{
     GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite,
 };
 pub use profile::pairing::MAILBOX_NAME;
+pub use profile::prefs::{PreferenceChange, Preferences};
 pub use profile::reach::RelayChange;
 pub use profile::store::{Position, ReadView, RedbStore};
 pub use profile::views::{ContactSummary, UNREAD_CAP};
-pub use profile::{schema, sealed, strength, wipe};
+pub use profile::{prefs, schema, sealed, strength, wipe};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use runtime::{control, limits};
 pub use runtime::{

@@ -402,6 +402,19 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         true
     });
 
+    let mb = backend.clone();
+    let mweak = ui.as_weak();
+    adapter.on_set_muted(move |muted| {
+        let Some(ui) = mweak.upgrade() else { return };
+        let name = ui.global::<ConversationAdapter>().get_contact().to_string();
+        mb.job(move |core| {
+            super::settings::change_preferences(
+                core,
+                strand_node::PreferenceChange::MuteContact { name, muted },
+            )
+        });
+    });
+
     let b = backend.clone();
     let weak = ui.as_weak();
     let tb = backend.clone();
@@ -644,7 +657,9 @@ pub(crate) fn not_a_safety_number(texts: &[String]) -> String {
 /// Opens the conversation with `contact`.
 pub(crate) fn open(core: &mut Core, contact: String) {
     core.open = Some(contact.clone());
+    let muted = core.preferences.muted_contacts.contains(&contact);
     core.ui(move |ui| {
+        ui.global::<ConversationAdapter>().set_muted(muted);
         let a = ui.global::<ConversationAdapter>();
         if a.get_contact() != contact.as_str() {
             super::camera::stop(&ui);

@@ -97,6 +97,7 @@ pub(crate) fn unlocked(core: &mut Core) {
     };
     core.chats_visible = true;
     core.groups_visible = false;
+    settings::load_preferences(core);
     groups::refresh(core);
     core.ui(move |ui| {
         ui.global::<AppAdapter>().set_my_name(name.clone().into());
@@ -145,6 +146,63 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         groups::reload(core, true);
     }
     refresh_lists(core);
+    notify(core, &changes.received);
+}
+
+/// Notifications for what arrived, unless the window is in front.
+fn notify(core: &mut Core, received: &[strand_node::NodeEvent]) {
+    use std::sync::atomic::Ordering;
+    use strand_node::runtime::api::{Reply, Request};
+    if received.is_empty() || core.focused.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(Ok(Reply::Preferences(prefs))) = core.call(Request::Preferences { set: Vec::new() })
+    else {
+        return;
+    };
+    let notices = crate::notify::notices(received, &prefs);
+    if notices.is_empty() {
+        return;
+    }
+    let Some(notifier) = core.notifier() else {
+        return;
+    };
+    for n in &notices {
+        if let Err(e) = notifier.show(n) {
+            tracing::warn!("a notification was not shown: {e}");
+        }
+    }
+}
+
+/// A notification was clicked: the window comes to the front with its
+/// conversation open.
+pub(crate) fn open_from_notification(core: &mut Core, target: strand_node::runtime::api::Target) {
+    use slint::Model;
+    use strand_node::runtime::api::Target;
+    if !core.unlocked() {
+        return;
+    }
+    core.ui(move |ui| {
+        let _ = ui.show();
+        match target {
+            Target::Contact(name) => {
+                let contacts = ui.global::<crate::ContactsAdapter>();
+                let Some(i) = contacts.get_contacts().iter().position(|c| c.name == name) else {
+                    return;
+                };
+                ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
+                contacts.invoke_open(i as i32);
+            }
+            Target::Group(name) => {
+                let groups = ui.global::<crate::GroupsAdapter>();
+                let Some(i) = groups.get_groups().iter().position(|g| g.name == name) else {
+                    return;
+                };
+                ui.global::<AppAdapter>().invoke_navigate(Screen::Groups);
+                groups.invoke_open(i as i32);
+            }
+        }
+    });
 }
 
 /// The periodic refresh: "seen 5 min ago", transports, traffic.

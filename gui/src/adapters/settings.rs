@@ -52,6 +52,17 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 
     let b = backend.clone();
+    adapter.on_set_notify_text(move |on| {
+        b.job(move |core| change_preferences(core, strand_node::PreferenceChange::ShowText { on }))
+    });
+    let b = backend.clone();
+    adapter.on_set_keep_running(move |on| {
+        b.job(move |core| {
+            change_preferences(core, strand_node::PreferenceChange::KeepRunning { on })
+        })
+    });
+
+    let b = backend.clone();
     let weak = ui.as_weak();
     adapter.on_lock(move || {
         let Some(ui) = weak.upgrade() else { return };
@@ -83,6 +94,37 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 }
 
 /// Shows the profile's name and folder.
+/// Makes one change to the preferences and shows them after it.
+pub(crate) fn change_preferences(core: &mut Core, change: strand_node::PreferenceChange) {
+    match core.call(Request::Preferences { set: vec![change] }) {
+        Some(Ok(Reply::Preferences(p))) => show_preferences(core, p),
+        Some(Err(e)) => {
+            let message = format!("Not changed: {e}");
+            core.ui(move |ui| ui.global::<AppAdapter>().set_notice(message.into()));
+        }
+        _ => {}
+    }
+}
+
+/// Reads the preferences and shows them.
+pub(crate) fn load_preferences(core: &mut Core) {
+    if let Some(Ok(Reply::Preferences(p))) = core.call(Request::Preferences { set: Vec::new() }) {
+        show_preferences(core, p);
+    }
+}
+
+fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
+    let open = core.open.clone();
+    core.preferences = p.clone();
+    core.ui(move |ui| {
+        let a = ui.global::<SettingsAdapter>();
+        a.set_notify_text(p.show_text);
+        a.set_keep_running(p.keep_running);
+        let muted = open.is_some_and(|c| p.muted_contacts.contains(&c));
+        ui.global::<crate::ConversationAdapter>().set_muted(muted);
+    });
+}
+
 pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
     let a = ui.global::<SettingsAdapter>();
     a.set_name(name.into());

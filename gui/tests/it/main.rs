@@ -17,6 +17,8 @@
 //! - `live`: the app's node syncing with a second node over real loopback
 //!   sockets: an incoming message updates the list and unread count, a reply
 //!   is delivered; and the same against `strand run` as a separate process.
+//! - `notify`: desktop notifications on a private D-Bus bus: who wrote,
+//!   the text only when chosen, muted conversations quiet, a click opens.
 //! - `paging`: a 2,000-message conversation is read a page at a time.
 //! - `late`: a backdated message shows below what was read, with its date.
 //! - `relays`: a relay added on the Network screen reserves and carries a
@@ -30,6 +32,7 @@ mod groups;
 mod keyboard;
 mod late;
 mod live;
+mod notify;
 mod onboarding;
 mod paging;
 mod relays;

@@ -75,6 +75,7 @@ pub fn options(dir: &Path) -> Options {
         node: loopback(),
         kdf: Some(KdfParams::insecure_for_tests()),
         dark: false,
+        notify: strand_gui::Notify::Off,
     }
 }
 

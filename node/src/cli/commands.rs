@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::print::{self, json, print_message};
 use super::{
     usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result, ServiceAction,
+    ShowHide,
 };
 use crate::display;
 use crate::runtime::api::{self, Cursor, GroupOutcome, Reply, Request, Target, TimerSetting};
@@ -76,6 +77,12 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         Command::Group { action } => group(ctx, device, action).await,
         Command::Carry { set } => carry(ctx, device, set.map(|s| s == OnOff::On)).await,
         Command::Mailbox { action } => mailbox(ctx, device, action).await,
+        Command::Notifications {
+            text,
+            mute,
+            unmute,
+            group,
+        } => notifications(ctx, device, text, mute, unmute, group).await,
         Command::Status => status(ctx, device).await,
         Command::Relay {
             action: Some(action),
@@ -661,6 +668,76 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
 }
 
 /// `strand carry [on|off]`.
+/// `strand notifications`: changes what was asked, then shows the settings.
+async fn notifications(
+    ctx: &Ctx,
+    device: &Device,
+    text: Option<ShowHide>,
+    mute: Option<String>,
+    unmute: Option<String>,
+    group: bool,
+) -> Result<()> {
+    use crate::profile::prefs::PreferenceChange;
+    let mut changes = Vec::new();
+    if let Some(t) = text {
+        changes.push(PreferenceChange::ShowText {
+            on: t == ShowHide::Show,
+        });
+    }
+    for (name, muted) in [(mute, true), (unmute, false)] {
+        if let Some(name) = name {
+            changes.push(match group {
+                true => PreferenceChange::MuteGroup { name, muted },
+                false => PreferenceChange::MuteContact { name, muted },
+            });
+        }
+    }
+    if group
+        && changes
+            .iter()
+            .all(|c| !matches!(c, PreferenceChange::MuteGroup { .. }))
+    {
+        return Err(usage!("--group goes with --mute or --unmute"));
+    }
+    let prefs = match device.call(Request::Preferences { set: changes }).await? {
+        Reply::Preferences(p) => p,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&prefs);
+    }
+    if prefs.show_text {
+        println!("Notifications show who wrote and the text (`--text hide` for who wrote only).");
+    } else {
+        println!("Notifications show who wrote, not the text (`--text show` to show it).");
+    }
+    let muted: Vec<String> = prefs
+        .muted_contacts
+        .iter()
+        .map(|c| display::one_line(c))
+        .chain(
+            prefs
+                .muted_groups
+                .iter()
+                .map(|g| format!("{} (group)", display::one_line(g))),
+        )
+        .collect();
+    if muted.is_empty() {
+        println!("Nothing is muted.");
+    } else {
+        println!("Muted: {}.", muted.join(", "));
+    }
+    println!(
+        "Closing the app's window {} (a setting in the app).",
+        if prefs.keep_running {
+            "leaves it syncing and notifying"
+        } else {
+            "stops syncing"
+        }
+    );
+    Ok(())
+}
+
 async fn carry(ctx: &Ctx, device: &Device, set: Option<bool>) -> Result<()> {
     let status = match device.call(Request::Carry { set }).await? {
         Reply::Carry(s) => s,

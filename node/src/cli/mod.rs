@@ -159,6 +159,21 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<MailboxAction>,
     },
+    /// What the desktop app's notifications show, and which conversations stay quiet: `strand notifications --mute Bob`, `--text show`; shows the settings if no option
+    Notifications {
+        /// Show or hide the message text in notifications (hidden at first: only who wrote shows, so nothing of a message shows on a locked screen)
+        #[arg(long, value_enum)]
+        text: Option<ShowHide>,
+        /// Mute a contact's conversation (a group's, with --group)
+        #[arg(long, value_name = "NAME")]
+        mute: Option<String>,
+        /// Unmute a contact's conversation (a group's, with --group)
+        #[arg(long, value_name = "NAME", conflicts_with = "mute")]
+        unmute: Option<String>,
+        /// --mute and --unmute name a private group
+        #[arg(long)]
+        group: bool,
+    },
     /// Show identity, transports, relays, and contacts seen
     Status,
     /// Run the node as a systemd user service, started at login: `strand service install|remove|status`
@@ -352,6 +367,14 @@ pub enum ServiceAction {
 pub enum OnOff {
     On,
     Off,
+}
+
+/// `strand notifications --text show|hide`.
+#[allow(missing_docs)] // clap takes the doc comments as help text
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowHide {
+    Show,
+    Hide,
 }
 
 /// What a command can end in.

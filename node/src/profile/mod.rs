@@ -19,6 +19,7 @@ pub(crate) mod expiry;
 pub(crate) mod files;
 pub(crate) mod groups;
 pub(crate) mod pairing;
+pub mod prefs;
 pub(crate) mod reach;
 pub mod schema;
 pub mod sealed;

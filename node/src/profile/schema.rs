@@ -167,6 +167,9 @@ pub mod meta {
     /// Whose mailbox this profile is: the owner's signing key (32),
     /// sealed under the root key. Absent: no one's.
     pub const MAILBOX_OF: &str = "mailbox_of";
+    /// The user's preferences ([`crate::profile::prefs`]), sealed under
+    /// the root key. Absent: the defaults.
+    pub const PREFS: &str = "prefs";
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

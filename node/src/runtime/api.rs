@@ -256,6 +256,13 @@ pub enum Request {
         #[serde(default)]
         allow_weak: bool,
     },
+    /// The user's preferences (notifications, running in the
+    /// background), after making the changes in `set` (all or none).
+    Preferences {
+        /// The changes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        set: Vec<crate::profile::prefs::PreferenceChange>,
+    },
     /// Dials this address now and again while no link to it is up.
     AddPeer {
         /// A multiaddr.
@@ -353,6 +360,8 @@ pub enum Reply {
     Mailbox(MailboxView),
     /// [`Request::Status`].
     Status(Box<crate::Status>),
+    /// [`Request::Preferences`].
+    Preferences(crate::profile::prefs::Preferences),
     /// [`Request::Relays`].
     Relays {
         /// The profile's and contacts' relays.

@@ -222,6 +222,16 @@ impl Node {
                 .await?;
                 Ok(Reply::Done)
             }
+            Request::Preferences { set } => {
+                let p = self.profile().clone();
+                let mut rng = self.shared.rng();
+                let prefs = blocking(move || match set.is_empty() {
+                    true => p.preferences(),
+                    false => p.change_preferences(&set, &mut rng),
+                })
+                .await?;
+                Ok(Reply::Preferences(prefs))
+            }
             Request::Rename { name } => {
                 self.rename(&name).await?;
                 Ok(Reply::Done)

@@ -1839,3 +1839,30 @@ fn the_node_as_a_user_service() {
     );
     assert!(!unit.exists());
 }
+
+#[test]
+fn notification_settings_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, _bob) = pair(tmp.path());
+    let shown = alice.ok(&["notifications"]);
+    assert!(shown.contains("not the text"), "{shown}");
+    assert!(shown.contains("Nothing is muted"), "{shown}");
+
+    let shown = alice.ok(&["notifications", "--text", "show", "--mute", "bob"]);
+    assert!(shown.contains("who wrote and the text"), "{shown}");
+    assert!(shown.contains("Muted: bob."), "{shown}");
+
+    // Someone who is no contact, and --group alone: refused, nothing
+    // changed.
+    let out = alice.cmd(&["notifications", "--text", "hide", "--mute", "Mallory"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Mallory"));
+    let out = alice.cmd(&["notifications", "--group"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_str(&alice.ok(&["--json", "notifications"])).unwrap();
+    assert_eq!(json["show_text"], true, "{json}");
+    assert_eq!(json["muted_contacts"][0], "bob", "{json}");
+
+    let shown = alice.ok(&["notifications", "--unmute", "bob"]);
+    assert!(shown.contains("Nothing is muted"), "{shown}");
+}

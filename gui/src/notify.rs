@@ -1,0 +1,249 @@
+//! Desktop notifications, through the freedesktop notification service
+//! (`org.freedesktop.Notifications` on the session bus: GNOME, KDE, Phosh,
+//! dunst, mako, …).
+//!
+//! A text, a file or a group message that arrives while the window is not
+//! the one in front becomes a notification, unless its conversation is
+//! muted. By default it says who wrote, not what: notification daemons
+//! show notifications on a locked screen, so the text appears only when
+//! the user turns it on ([`strand_node::Preferences::show_text`]).
+//! Everything in it comes from someone else (names, texts), so it is shown
+//! through [`strand_node::display::one_line`] and escaped for daemons that
+//! read markup. Clicking it opens the conversation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use strand_node::runtime::api::Target;
+use strand_node::NodeEvent;
+use strand_node::Preferences;
+use zbus::blocking::{Connection, Proxy};
+use zbus::zvariant::Value;
+
+const SERVICE: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+/// Longest text shown in a notification, in characters.
+const MAX_BODY: usize = 200;
+/// Notifications remembered for clicks: older ones open nothing.
+const REMEMBERED: usize = 64;
+/// More arrivals than this at once (a sync after days away) become one
+/// notification that counts them.
+pub const MAX_AT_ONCE: usize = 3;
+
+/// One notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Its title: who wrote (and in which group).
+    pub title: String,
+    /// Its text: what they wrote, or only that they wrote.
+    pub body: String,
+    /// The conversation a click opens.
+    pub of: Target,
+}
+
+/// What to show for the messages that arrived in one batch: nothing for
+/// muted conversations; who wrote (and what, if the user chose to show
+/// texts) for each of the first few; beyond [`MAX_AT_ONCE`], one
+/// notification that counts them.
+pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
+    let mut out: Vec<Notice> = received
+        .iter()
+        .filter_map(|e| {
+            let NodeEvent::Received {
+                contact,
+                group,
+                text,
+                ..
+            } = e
+            else {
+                return None;
+            };
+            let (title, of) = match group {
+                Some(g) if prefs.muted_groups.contains(g) => return None,
+                None if prefs.muted_contacts.contains(contact) => return None,
+                Some(g) => (format!("{contact} in {g}"), Target::Group(g.clone())),
+                None => (contact.clone(), Target::Contact(contact.clone())),
+            };
+            let body = if prefs.show_text {
+                let shown = strand_node::display::one_line(text);
+                match shown.char_indices().nth(MAX_BODY) {
+                    Some((cut, _)) => format!("{}…", &shown[..cut]),
+                    None => shown,
+                }
+            } else {
+                "New message".to_owned()
+            };
+            Some(Notice {
+                title: strand_node::display::one_line(&title),
+                body,
+                of,
+            })
+        })
+        .collect();
+    if out.len() > MAX_AT_ONCE {
+        let first = out[0].of.clone();
+        let count = out.len();
+        out = vec![Notice {
+            title: "Strand".to_owned(),
+            body: format!("{count} new messages"),
+            of: first,
+        }];
+    }
+    out
+}
+
+/// Escapes what a daemon that reads markup in bodies would take as a tag
+/// or an entity.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A link to the notification service.
+pub struct Notifier {
+    conn: Connection,
+    /// Notifications shown (newest last): which conversation each opens.
+    shown: Arc<Mutex<VecDeque<(u32, Target)>>>,
+}
+
+impl Notifier {
+    /// Connects to the session bus (`None`) or the bus at `address`, and
+    /// calls `clicked` with the conversation of each notification the user
+    /// clicks (on a thread of its own).
+    pub fn connect(
+        address: Option<&str>,
+        clicked: impl Fn(Target) + Send + 'static,
+    ) -> zbus::Result<Notifier> {
+        let conn = match address {
+            Some(a) => zbus::blocking::connection::Builder::address(a)?.build()?,
+            None => Connection::session()?,
+        };
+        let shown: Arc<Mutex<VecDeque<(u32, Target)>>> = Arc::default();
+        let proxy = Proxy::new(&conn, SERVICE, PATH, SERVICE)?;
+        let clicks = proxy.receive_signal("ActionInvoked")?;
+        let remembered = shown.clone();
+        std::thread::Builder::new()
+            .name("strand-notify".into())
+            .spawn(move || {
+                let _proxy = proxy;
+                for signal in clicks {
+                    let Ok((id, _action)) = signal.body().deserialize::<(u32, String)>() else {
+                        continue;
+                    };
+                    let target = remembered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .find(|(shown, _)| *shown == id)
+                        .map(|(_, t)| t.clone());
+                    if let Some(target) = target {
+                        clicked(target);
+                    }
+                }
+            })
+            .map_err(|e| zbus::Error::Failure(format!("no thread for notification clicks: {e}")))?;
+        Ok(Notifier { conn, shown })
+    }
+
+    /// Shows `notice`; its id.
+    pub fn show(&self, notice: &Notice) -> zbus::Result<u32> {
+        let hints: HashMap<&str, Value<'_>> = HashMap::from([
+            ("category", Value::from("im.received")),
+            ("desktop-entry", Value::from("strand")),
+            ("urgency", Value::U8(1)),
+        ]);
+        let proxy = Proxy::new(&self.conn, SERVICE, PATH, SERVICE)?;
+        let id: u32 = proxy.call(
+            "Notify",
+            &(
+                "Strand",
+                0u32,
+                "strand",
+                notice.title.as_str(),
+                escape(&notice.body),
+                vec!["default", "Open"],
+                hints,
+                -1i32,
+            ),
+        )?;
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.push_back((id, notice.of.clone()));
+        if shown.len() > REMEMBERED {
+            shown.pop_front();
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(contact: &str, group: Option<&str>, text: &str) -> NodeEvent {
+        NodeEvent::Received {
+            contact: contact.into(),
+            group: group.map(Into::into),
+            time: 1,
+            id: "00".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn texts_show_only_when_chosen_and_muted_conversations_not_at_all() {
+        let batch = [
+            received("Bob", None, "the door code is 4512"),
+            received("Ann", Some("Book club"), "chapter 3"),
+        ];
+        let mut prefs = Preferences::default();
+        let n = notices(&batch, &prefs);
+        assert_eq!(n.len(), 2);
+        assert_eq!(
+            (n[0].title.as_str(), n[0].body.as_str()),
+            ("Bob", "New message")
+        );
+        assert_eq!(n[1].title, "Ann in Book club");
+        assert_eq!(n[1].of, Target::Group("Book club".into()));
+        assert!(n.iter().all(|n| !n.body.contains("4512")));
+
+        prefs.show_text = true;
+        prefs.muted_groups = vec!["Book club".into()];
+        let n = notices(&batch, &prefs);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].body, "the door code is 4512");
+        prefs.muted_contacts = vec!["Bob".into()];
+        assert!(notices(&batch, &prefs).is_empty());
+    }
+
+    #[test]
+    fn what_others_wrote_is_shown_safely_and_many_become_one() {
+        let prefs = Preferences {
+            show_text: true,
+            ..Preferences::default()
+        };
+        let n = notices(
+            &[received("Bob\u{202e}", None, "<b>hi</b>\nforged line")],
+            &prefs,
+        );
+        assert_eq!(n[0].title, "Bob<U+202E>");
+        assert!(!n[0].body.contains('\n'));
+        assert_eq!(escape("<b>&amp;"), "&lt;b&gt;&amp;amp;");
+        let long = "x".repeat(1000);
+        assert_eq!(
+            notices(&[received("Bob", None, &long)], &prefs)[0]
+                .body
+                .chars()
+                .count(),
+            MAX_BODY + 1
+        );
+
+        let many: Vec<_> = (0..5)
+            .map(|i| received("Bob", None, &i.to_string()))
+            .collect();
+        let n = notices(&many, &prefs);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].body, "5 new messages");
+        assert_eq!(n[0].of, Target::Contact("Bob".into()));
+    }
+}

@@ -1,0 +1,184 @@
+//! Desktop notifications, shown by a notification server on a private
+//! D-Bus bus (a real `dbus-daemon`, and a small server implementing
+//! `org.freedesktop.Notifications` that records what it was asked to show
+//! and clicks on request).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use slint::ComponentHandle;
+use strand_gui::{
+    AppAdapter, ContactsAdapter, ConversationAdapter, Notify, Screen, SettingsAdapter,
+};
+use strand_node::Node;
+
+use crate::support::{loopback, on_ui, options, Gui, WAIT};
+
+const PATH: &str = "/org/freedesktop/Notifications";
+const NAME: &str = "org.freedesktop.Notifications";
+
+/// A `dbus-daemon` of our own; killed when dropped.
+struct Bus {
+    daemon: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start() -> Bus {
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian package dbus-daemon; scripts/env.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Bus {
+            daemon,
+            address: line.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// What the server was asked to show: id, title, body, actions.
+type Shown = Arc<Mutex<Vec<(u32, String, String, Vec<String>)>>>;
+
+struct Server {
+    shown: Shown,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Server {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &mut self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        actions: Vec<String>,
+        _hints: HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.shown.lock().unwrap();
+        let id = shown.len() as u32 + 1;
+        shown.push((id, summary, body, actions));
+        id
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into(), "actions".into()]
+    }
+
+    fn close_notification(&self, _id: u32) {}
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        ("test".into(), "strand".into(), "1".into(), "1.2".into())
+    }
+}
+
+#[test]
+fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation() {
+    on_ui(|h| {
+        let bus = Bus::start();
+        let shown: Shown = Arc::default();
+        let server = zbus::blocking::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .name(NAME)
+            .unwrap()
+            .serve_at(
+                PATH,
+                Server {
+                    shown: shown.clone(),
+                },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let count = || shown.lock().unwrap().len();
+        let last = || shown.lock().unwrap().last().cloned().unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = options(&tmp.path().join("alice"));
+        opts.notify = Notify::Bus(bus.address.clone());
+        let gui = Gui::new(h, opts);
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].to_string();
+        gui.add_bob(h, &bob_code);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        gui.ui
+            .global::<strand_gui::NetworkAdapter>()
+            .invoke_dial(bob_addr.into());
+
+        // By default: who wrote, not what.
+        rt.block_on(bob.send("Alice", "the door code is 4512"))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || count() == 1));
+        let (_, title, body, actions) = last();
+        assert_eq!((title.as_str(), body.as_str()), ("Bob", "New message"));
+        assert_eq!(actions, ["default", "Open"]);
+
+        // With texts shown, the text, made safe.
+        let settings = gui.ui.global::<SettingsAdapter>();
+        settings.invoke_set_notify_text(true);
+        assert!(h.pump_until(WAIT, || settings.get_notify_text()));
+        rt.block_on(bob.send("Alice", "<b>bold</b>\nsecond line"))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || count() == 2));
+        assert_eq!(last().2, "&lt;b&gt;bold&lt;/b&gt;&lt;U+000A&gt;second line");
+
+        // Muted: nothing; unmuted again: the next one shows, and the muted
+        // one never did.
+        gui.ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        conv.invoke_set_muted(true);
+        assert!(h.pump_until(WAIT, || conv.get_muted()));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        rt.block_on(bob.send("Alice", "while muted")).unwrap();
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].last_text == "while muted"));
+        conv.invoke_set_muted(false);
+        assert!(h.pump_until(WAIT, || !conv.get_muted()));
+        rt.block_on(bob.send("Alice", "after")).unwrap();
+        assert!(h.pump_until(WAIT, || count() == 3));
+        assert_eq!(last().2, "after");
+        assert!(shown
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, body, _)| body != "while muted"));
+
+        // A click opens the conversation.
+        gui.ui.global::<ContactsAdapter>().set_current(-1);
+        conv.set_contact("".into());
+        let id = last().0;
+        server
+            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && conv.get_contact() == "Bob"));
+
+        drop(gui);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    });
+}

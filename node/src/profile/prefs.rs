@@ -1,0 +1,277 @@
+//! The user's preferences for living with the messenger: what a
+//! notification shows, which conversations are muted, whether the app
+//! keeps syncing with its window closed. Kept in the profile, sealed like
+//! every other record (which conversations are muted says whom the user
+//! talks to), in the `meta` entry `prefs`.
+//!
+//! Stored form: a version byte (1), a flags byte (bit 0: notifications
+//! show the text; bit 1: keep running with the window closed), a count
+//! (u32 LE), then that many 32-byte conversation ids (a contact's 1:1
+//! group id, or a private group's root id). Muted conversations are kept
+//! by id, so renaming a contact or a group keeps them muted; ids of
+//! conversations no longer here are dropped from what is shown.
+
+use std::collections::BTreeSet;
+
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::files::Conversation;
+use crate::profile::schema::meta;
+use crate::profile::{Profile, ProfileError};
+
+const ROLE_PREFS: &str = "strand/v2/prefs";
+const VERSION: u8 = 1;
+const SHOW_TEXT: u8 = 1;
+const KEEP_RUNNING: u8 = 2;
+/// More muted conversations than any profile has contacts and groups.
+const MAX_MUTED: usize = 100_000;
+
+/// The preferences, as the app and `strand notifications` show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Notifications show the message text (off: only who wrote, so
+    /// nothing of it shows on a locked screen).
+    pub show_text: bool,
+    /// Closing the app's window leaves the app syncing (and notifying) in
+    /// the background.
+    pub keep_running: bool,
+    /// Contacts whose 1:1 conversations give no notifications, by name.
+    pub muted_contacts: Vec<String>,
+    /// Private groups that give no notifications, by name.
+    pub muted_groups: Vec<String>,
+}
+
+/// One change to the preferences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum PreferenceChange {
+    /// Show message text in notifications, or not.
+    ShowText {
+        /// On or off.
+        on: bool,
+    },
+    /// Keep syncing with the window closed, or not.
+    KeepRunning {
+        /// On or off.
+        on: bool,
+    },
+    /// Mute a contact's conversation (or unmute it).
+    MuteContact {
+        /// Contact name.
+        name: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Mute a private group (or unmute it).
+    MuteGroup {
+        /// Group name (or id prefix).
+        name: String,
+        /// Muted or not.
+        muted: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Stored {
+    flags: u8,
+    muted: BTreeSet<[u8; 32]>,
+}
+
+impl Stored {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION, self.flags];
+        out.extend_from_slice(&(self.muted.len() as u32).to_le_bytes());
+        for id in &self.muted {
+            out.extend_from_slice(id);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Stored, ProfileError> {
+        let bad = || ProfileError::Corrupt("the preferences do not decode".into());
+        let [version, flags, rest @ ..] = bytes else {
+            return Err(bad());
+        };
+        if *version != VERSION || rest.len() < 4 {
+            return Err(bad());
+        }
+        let (count, ids) = rest.split_at(4);
+        let count = u32::from_le_bytes(count.try_into().map_err(|_| bad())?) as usize;
+        if count > MAX_MUTED || ids.len() != count * 32 {
+            return Err(bad());
+        }
+        let muted = ids
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        Ok(Stored {
+            flags: *flags,
+            muted,
+        })
+    }
+}
+
+impl Profile {
+    fn stored_preferences(&self) -> Result<Stored, ProfileError> {
+        match self.meta_sealed(meta::PREFS, ROLE_PREFS)? {
+            Some(bytes) => Stored::decode(&bytes),
+            None => Ok(Stored::default()),
+        }
+    }
+
+    /// The user's preferences (the defaults until one is changed).
+    pub fn preferences(&self) -> Result<Preferences, ProfileError> {
+        let stored = self.stored_preferences()?;
+        let mut muted_contacts = Vec::new();
+        for c in self.contacts() {
+            if stored.muted.contains(&self.direct_group(&c.name)?.id.0) {
+                muted_contacts.push(c.name);
+            }
+        }
+        let muted_groups = self
+            .chains()
+            .iter()
+            .filter(|c| stored.muted.contains(&c.root().0))
+            .map(|c| c.last().name.clone())
+            .collect();
+        Ok(Preferences {
+            show_text: stored.flags & SHOW_TEXT != 0,
+            keep_running: stored.flags & KEEP_RUNNING != 0,
+            muted_contacts,
+            muted_groups,
+        })
+    }
+
+    /// Makes the changes, all or none, and returns the preferences after
+    /// them. A name that is no contact or group is refused and changes
+    /// nothing.
+    pub fn change_preferences(
+        &self,
+        changes: &[PreferenceChange],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Preferences, ProfileError> {
+        let mut stored = self.stored_preferences()?;
+        for change in changes {
+            self.change_stored(&mut stored, change)?;
+        }
+        self.set_meta_sealed(meta::PREFS, ROLE_PREFS, &stored.encode(), rng)?;
+        self.preferences()
+    }
+
+    fn change_stored(
+        &self,
+        stored: &mut Stored,
+        change: &PreferenceChange,
+    ) -> Result<(), ProfileError> {
+        let flag = |stored: &mut Stored, bit: u8, on: bool| {
+            if on {
+                stored.flags |= bit
+            } else {
+                stored.flags &= !bit
+            }
+        };
+        let mute = |stored: &mut Stored, id: [u8; 32], muted: bool| {
+            if muted {
+                stored.muted.insert(id);
+            } else {
+                stored.muted.remove(&id);
+            }
+        };
+        match change {
+            PreferenceChange::ShowText { on } => flag(stored, SHOW_TEXT, *on),
+            PreferenceChange::KeepRunning { on } => flag(stored, KEEP_RUNNING, *on),
+            PreferenceChange::MuteContact { name, muted } => {
+                let id = self.conversation_id(Conversation::Contact(name))?;
+                mute(stored, id, *muted)
+            }
+            PreferenceChange::MuteGroup { name, muted } => {
+                let id = self.conversation_id(Conversation::Group(name))?;
+                mute(stored, id, *muted)
+            }
+        }
+        Ok(())
+    }
+
+    /// The id muting keeps for a conversation.
+    fn conversation_id(&self, of: Conversation<'_>) -> Result<[u8; 32], ProfileError> {
+        Ok(match of {
+            Conversation::Contact(name) => self.direct_group(name)?.id.0,
+            Conversation::Group(name) => self.chain_named(name)?.root().0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preferences_start_off_and_keep_what_is_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _, _) = crate::profile::alice_with_bob(dir.path());
+        let mut rng = crate::profile::os_rng();
+        assert_eq!(alice.preferences().unwrap(), Preferences::default());
+        let p = alice
+            .change_preferences(
+                &[
+                    PreferenceChange::ShowText { on: true },
+                    PreferenceChange::MuteContact {
+                        name: "Bob".into(),
+                        muted: true,
+                    },
+                ],
+                &mut rng,
+            )
+            .unwrap();
+        assert!(p.show_text && !p.keep_running);
+        assert_eq!(p.muted_contacts, ["Bob"]);
+        // Someone not a contact: refused, and nothing changed (not even
+        // what came before it).
+        assert!(alice
+            .change_preferences(
+                &[
+                    PreferenceChange::KeepRunning { on: true },
+                    PreferenceChange::MuteContact {
+                        name: "Mallory".into(),
+                        muted: true,
+                    },
+                ],
+                &mut rng,
+            )
+            .is_err());
+        assert_eq!(alice.preferences().unwrap(), p);
+        // Kept sealed in the profile: it survives a reopen.
+        drop(alice);
+        let alice = Profile::open(dir.path(), "pass").unwrap();
+        assert_eq!(alice.preferences().unwrap(), p);
+        let p = alice
+            .change_preferences(
+                &[PreferenceChange::MuteContact {
+                    name: "Bob".into(),
+                    muted: false,
+                }],
+                &mut rng,
+            )
+            .unwrap();
+        assert!(p.muted_contacts.is_empty() && p.show_text);
+    }
+
+    #[test]
+    fn stored_preferences_that_do_not_decode_are_refused() {
+        for bad in [
+            &[][..],
+            &[2, 0, 0, 0, 0, 0][..],
+            &[1, 0, 1, 0, 0, 0][..],
+            &[1, 0, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
+            assert!(Stored::decode(bad).is_err(), "{bad:?}");
+        }
+        let s = Stored {
+            flags: 3,
+            muted: [[7; 32]].into(),
+        };
+        let back = Stored::decode(&s.encode()).unwrap();
+        assert_eq!((back.flags, back.muted), (3, s.muted));
+    }
+}
