@@ -20,11 +20,26 @@ struct Cli {
     /// Start with the dark palette
     #[arg(long)]
     dark: bool,
+    /// Write this program's man page into DIR and exit (packaging)
+    #[arg(long, value_name = "DIR", hide = true)]
+    write_manual: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     strand_node::runtime::panics::install();
     let cli = Cli::parse();
+    if let Some(dir) = &cli.write_manual {
+        use clap::CommandFactory;
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strand-gui: writing the man page in {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG")

@@ -33,6 +33,7 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             server,
         } => super::relay::serve(&server).await,
         Command::Demo { messages } => super::demo::demo(messages).await,
+        Command::Manual { dir, exe } => super::manual::write(&dir, &exe),
         Command::Service { action } => match action {
             ServiceAction::Install { no_start, run_args } => {
                 super::service::install(ctx, &run_args, !no_start)
@@ -97,6 +98,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         | Command::Run { .. }
         | Command::Wipe { .. }
         | Command::Demo { .. }
+        | Command::Manual { .. }
         | Command::Service { .. }
         | Command::Relay { action: None, .. } => {
             unreachable!("handled without a device")

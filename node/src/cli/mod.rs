@@ -9,6 +9,7 @@
 pub mod args;
 mod commands;
 mod demo;
+mod manual;
 pub(crate) mod print;
 mod relay;
 pub mod service;
@@ -29,7 +30,12 @@ use args::TransportArgs;
 /// Strand: a peer-to-peer, offline-first messenger.
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Parser, Debug)]
-#[command(name = "strand", version, about, long_about = None)]
+#[command(
+    name = "strand",
+    version,
+    about = "Strand: a peer-to-peer, offline-first messenger",
+    long_about = None
+)]
 pub struct Cli {
     /// Profile directory [default: the platform's data directory]
     #[arg(long, global = true, env = "STRAND_PROFILE")]
@@ -46,6 +52,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// More on `strand service` (`--help`, and its man page).
+const SERVICE_HELP: &str = "\
+`strand service install --passphrase-file FILE` writes a unit of your own to ~/.config/systemd/user/strand.service and starts it. \
+The Debian package also installs one for every user, in /usr/lib/systemd/user: it runs `strand run` on the default profile with \
+the passphrase in ~/.config/strand/passphrase (mode 0600), and starts at login once turned on with \
+`systemctl --user enable --now strand`. A passphrase in a file is readable by anything running as you: see docs/guide/service.md.";
 
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Subcommand, Debug)]
@@ -177,9 +190,19 @@ pub enum Command {
     /// Show identity, transports, relays, and contacts seen
     Status,
     /// Run the node as a systemd user service, started at login: `strand service install|remove|status`
+    #[command(after_long_help = SERVICE_HELP)]
     Service {
         #[command(subcommand)]
         action: ServiceAction,
+    },
+    /// Write the man pages, shell completions and systemd user unit a package installs into DIR (packaging)
+    #[command(hide = true)]
+    Manual {
+        /// Where
+        dir: PathBuf,
+        /// Where the package puts `strand` (the unit runs it)
+        #[arg(long, default_value = "/usr/bin/strand")]
+        exe: PathBuf,
     },
     /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
     Wipe {

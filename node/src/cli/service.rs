@@ -64,10 +64,42 @@ pub fn unit_text(exe: &Path, dir: &Path, pass_file: &Path, run_args: &[String]) 
     ];
     exec.extend(run_args.iter().cloned());
     let exec: Vec<String> = exec.iter().map(|a| unit_quote(a)).collect();
+    unit(
+        "Written by `strand service install`; `strand service remove` removes it.",
+        &format!(
+            "Strand node (profile {})",
+            dir.display().to_string().replace('%', "%%")
+        ),
+        &exec.join(" "),
+    )
+}
+
+/// Where the packaged unit reads the passphrase: `~/.config/strand/passphrase`
+/// (`%E` is the user's configuration directory).
+pub const PACKAGED_PASSPHRASE: &str = "%E/strand/passphrase";
+
+/// The user unit the package installs (`/usr/lib/systemd/user`): the
+/// default profile, the passphrase in [`PACKAGED_PASSPHRASE`]. A user
+/// turns it on with `systemctl --user enable --now strand` once that file
+/// exists (mode 0600); `strand service install` writes a unit of their
+/// own instead, which takes precedence.
+pub fn packaged_unit(exe: &Path) -> String {
+    let exec = format!(
+        "{} --passphrase-file {PACKAGED_PASSPHRASE} run",
+        unit_quote(&exe.display().to_string())
+    );
+    unit(
+        "Installed with Strand. Needs the passphrase in ~/.config/strand/passphrase (mode 0600): see `man strand-service`.",
+        "Strand node",
+        &exec,
+    )
+}
+
+fn unit(comment: &str, description: &str, exec: &str) -> String {
     format!(
-        "# Written by `strand service install`; `strand service remove` removes it.\n\
+        "# {comment}\n\
          [Unit]\n\
-         Description=Strand node (profile {profile})\n\
+         Description={description}\n\
          After=network-online.target\n\
          Wants=network-online.target\n\
          \n\
@@ -80,9 +112,7 @@ pub fn unit_text(exe: &Path, dir: &Path, pass_file: &Path, run_args: &[String]) 
          PrivateTmp=yes\n\
          \n\
          [Install]\n\
-         WantedBy=default.target\n",
-        profile = dir.display().to_string().replace('%', "%%"),
-        exec = exec.join(" "),
+         WantedBy=default.target\n"
     )
 }
 

@@ -1866,3 +1866,24 @@ fn notification_settings_from_the_command_line() {
     let shown = alice.ok(&["notifications", "--unmute", "bob"]);
     assert!(shown.contains("Nothing is muted"), "{shown}");
 }
+
+/// Each side shows the conversation in its own order (a text dated
+/// before what the user wrote shows when it arrived), so with more than a
+/// few messages each way the demo's check must compare what the logs hold,
+/// not the order shown: it failed with "the logs differ" at 20.
+#[test]
+fn the_demo_syncs_many_messages_each_way() {
+    let out = Command::new(BIN)
+        .args(["demo", "--messages", "25"])
+        .env_remove("STRAND_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("OK: 51 messages in both logs"), "{said}");
+}
