@@ -450,6 +450,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             let sent = core.call(Request::SendFile {
                 to: Target::Contact(contact),
                 path: super::absolute(&path),
+                task: None,
             });
             if let Some(Err(e)) = sent {
                 let message = format!("Not sent: {e}");
@@ -504,7 +505,11 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let id = id.to_string();
         sb.job(move |core| {
             let dir = strand_node::downloads_dir();
-            let notice = match core.call(Request::Save { id, dir }) {
+            let notice = match core.call(Request::Save {
+                id,
+                dir,
+                task: None,
+            }) {
                 Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
                 Some(Err(e)) => format!("Not saved: {e}"),
                 Some(Ok(_)) | None => return,

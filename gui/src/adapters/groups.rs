@@ -95,6 +95,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             let sent = core.call(Request::SendFile {
                 to: Target::Group(group),
                 path: super::absolute(&path),
+                task: None,
             });
             match sent {
                 Some(Err(e)) => show_error(core, format!("Not sent: {e}")),
@@ -108,7 +109,11 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let id = id.to_string();
         b.job(move |core| {
             let dir = strand_node::downloads_dir();
-            let notice = match core.call(Request::Save { id, dir }) {
+            let notice = match core.call(Request::Save {
+                id,
+                dir,
+                task: None,
+            }) {
                 Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
                 Some(Err(e)) => format!("Not saved: {e}"),
                 Some(Ok(_)) | None => return,

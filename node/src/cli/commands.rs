@@ -9,12 +9,15 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::print::{self, json, print_message};
+use super::progress;
 use super::{
     usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result, ServiceAction,
     ShowHide,
 };
 use crate::display;
-use crate::runtime::api::{self, Cursor, GroupOutcome, Reply, Request, Target, TimerSetting};
+use crate::runtime::api::{
+    self, Cursor, Failure, GroupOutcome, Reply, Request, Target, TimerSetting,
+};
 use crate::runtime::device::Device;
 use crate::{GroupAction, NodeEvent, Profile};
 
@@ -68,9 +71,9 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             name,
             file: Some(file),
             ..
-        } => send_file(device, Target::Contact(name), &file).await,
+        } => send_file(ctx, device, Target::Contact(name), &file).await,
         Command::Send { name, text, .. } => send(device, Target::Contact(name), text).await,
-        Command::Save { id, dir } => save(device, id, &dir).await,
+        Command::Save { id, dir } => save(ctx, device, id, &dir).await,
         Command::Export { name, to } => export(ctx, device, name, &to).await,
         Command::Import { file } => import(ctx, device, &file).await,
         Command::Read { name, follow } => read(ctx, device, &name, follow).await,
@@ -331,16 +334,20 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// `strand send --file` and `strand group send --file`.
-async fn send_file(device: &Device, to: Target, path: &Path) -> Result<()> {
+async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Result<()> {
     let path = absolute(path)?;
     let name = to.name().to_owned();
-    match device
-        .call(Request::SendFile {
-            to,
-            path: path.clone(),
-        })
-        .await?
-    {
+    let label = format!(
+        "Sealing {}",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let request = |task| Request::SendFile {
+        to,
+        path: path.clone(),
+        task,
+    };
+    match progress::call_showing(ctx, device, &label, request).await? {
         Reply::Written { .. } => {
             println!(
                 "Queued {} for {name}: it goes out when your node syncs with them.",
@@ -353,9 +360,10 @@ async fn send_file(device: &Device, to: Target, path: &Path) -> Result<()> {
 }
 
 /// `strand save`.
-async fn save(device: &Device, id: String, dir: &Path) -> Result<()> {
+async fn save(ctx: &Ctx, device: &Device, id: String, dir: &Path) -> Result<()> {
     let dir = absolute(dir)?;
-    match device.call(Request::Save { id, dir }).await? {
+    let request = |task| Request::Save { id, dir, task };
+    match progress::call_showing(ctx, device, "Saving", request).await? {
         Reply::Saved { path } => {
             println!("Saved {}", display::one_line(&path.display().to_string()));
             Ok(())
@@ -409,6 +417,9 @@ async fn import(ctx: &Ctx, device: &Device, file: &Path) -> Result<()> {
 async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()> {
     // With --follow, listen before reading, so that nothing arriving in
     // between is missed.
+    if follow && !device.is_running() {
+        return Err(Failure::refused("following needs a running node (`strand run`)").into());
+    }
     let mut events = if follow {
         Some(device.follow().await?)
     } else {
@@ -619,7 +630,7 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
             group,
             file: Some(file),
             ..
-        } => send_file(device, Target::Group(group), &file).await?,
+        } => send_file(ctx, device, Target::Group(group), &file).await?,
         GroupCmd::Send { group, text, .. } => send(device, Target::Group(group), text).await?,
         GroupCmd::Timer { group, set } => timer(device, Target::Group(group), set).await?,
         GroupCmd::Read { group } => {

@@ -11,6 +11,7 @@ mod commands;
 mod demo;
 mod manual;
 pub(crate) mod print;
+mod progress;
 mod relay;
 pub mod service;
 

@@ -145,6 +145,9 @@ pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
 pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
     let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
     let node = Node::start(profile, transports.node_config()).await?;
+    // Listening from the start: a file can arrive before the addresses
+    // are printed.
+    let arriving = node.subscribe();
     let control = {
         let node = node.clone();
         let dir = ctx.dir.clone();
@@ -164,7 +167,9 @@ pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Res
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
+    let arrivals = super::progress::arrivals(ctx, arriving);
     let result = tokio::select! {
+        _ = arrivals => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
         r = control => match r {

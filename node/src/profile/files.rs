@@ -40,6 +40,9 @@ pub enum Conversation<'a> {
     Group(&'a str),
 }
 
+/// Told how far a long step got: done and total, in bytes.
+pub type Report<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
 /// A file message as a conversation shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileInfo {
@@ -195,6 +198,19 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<FileSent, ProfileError> {
+        self.send_file_reporting(to, path, now, rng, &|_, _| {})
+    }
+
+    /// [`Profile::send_file`], telling `report` the bytes sealed so far and
+    /// the file's size as it goes.
+    pub fn send_file_reporting(
+        &self,
+        to: Conversation<'_>,
+        path: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
+    ) -> Result<FileSent, ProfileError> {
         let io = |e| crate::profile::io_error(path, e);
         let meta = std::fs::metadata(path).map_err(io)?;
         if !meta.is_file() {
@@ -226,6 +242,7 @@ impl Profile {
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_LEN];
         let mut batch: Vec<Message> = Vec::with_capacity(CHUNKS_PER_TXN);
+        report(0, meta.len());
         loop {
             let mut filled = 0;
             while filled < CHUNK_LEN {
@@ -261,6 +278,7 @@ impl Profile {
             batch.push(m);
             if batch.len() == CHUNKS_PER_TXN {
                 self.store_chunks(&group.id, std::mem::take(&mut batch), me, now)?;
+                report(size, meta.len());
             }
             if filled < CHUNK_LEN {
                 break;
@@ -269,6 +287,7 @@ impl Profile {
         if !batch.is_empty() {
             self.store_chunks(&group.id, batch, me, now)?;
         }
+        report(size, size);
         let manifest = Manifest {
             name,
             mime: mime.to_owned(),
@@ -337,6 +356,48 @@ impl Profile {
         })
     }
 
+    /// The files in `group` written at `time`, with how much of each is
+    /// here. A file's parts carry its description's time (they are
+    /// written together), so this finds the file a part that just
+    /// arrived belongs to with one short range read.
+    pub(crate) fn files_at(&self, group: &Group, time: Time) -> Vec<(Key, FileInfo)> {
+        let found = (|| -> Result<Vec<Message>, ProfileError> {
+            let txn = self.db()?.begin_read().map_err(db_error)?;
+            let messages = txn
+                .open_table(crate::profile::schema::MESSAGES)
+                .map_err(db_error)?;
+            let at = |id| {
+                table_key(
+                    &group.id,
+                    &Key {
+                        time,
+                        id: strand_sync::MessageId(id),
+                    },
+                )
+            };
+            let mut out = Vec::new();
+            for entry in messages
+                .range(at([0; 32])..=at([0xff; 32]))
+                .map_err(db_error)?
+            {
+                let (_, bytes) = entry.map_err(db_error)?;
+                // A part's row holds only its head, which does not decode:
+                // only whole messages (descriptions) do.
+                if let Ok(m) = Message::decode(bytes.value().to_vec()) {
+                    if m.kind() == Kind::FILE {
+                        out.push(m);
+                    }
+                }
+            }
+            Ok(out)
+        })()
+        .unwrap_or_default();
+        found
+            .iter()
+            .filter_map(|m| Some((m.key(), self.file_info(group, m)?)))
+            .collect()
+    }
+
     /// The conversation log a stored message's id (hex, at least 8
     /// digits) belongs to, and its key: looked up among shown messages.
     fn find_shown(&self, id: &str) -> Result<(Group, Key), ProfileError> {
@@ -387,6 +448,17 @@ impl Profile {
     /// replace anything there). Refused until every chunk is here, and if
     /// the bytes do not match the manifest's hash.
     pub fn save_file(&self, id: &str, dir: &Path) -> Result<PathBuf, ProfileError> {
+        self.save_file_reporting(id, dir, &|_, _| {})
+    }
+
+    /// [`Profile::save_file`], telling `report` the bytes written so far
+    /// and the file's size as it goes.
+    pub fn save_file_reporting(
+        &self,
+        id: &str,
+        dir: &Path,
+        report: Report<'_>,
+    ) -> Result<PathBuf, ProfileError> {
         let (group, key) = self.find_shown(id)?;
         let view = self.read_view()?;
         let bytes = strand_sync::Store::get(&view, &group.id, &key)
@@ -423,6 +495,7 @@ impl Profile {
             let mut out = std::fs::File::create(&temp).map_err(io)?;
             let mut hasher = strand_sync::FileHasher::new();
             let mut size = 0u64;
+            report(0, manifest.size);
             for k in &manifest.chunks {
                 let bytes = strand_sync::Store::get(&view, &group.id, k)
                     .map_err(db_error)?
@@ -438,6 +511,7 @@ impl Profile {
                 }
                 hasher.update(&chunk);
                 out.write_all(&chunk).map_err(io)?;
+                report(size, manifest.size);
             }
             out.sync_all().map_err(io)?;
             if size != manifest.size || hasher.finish() != manifest.hash {

@@ -114,6 +114,10 @@ pub enum Request {
         to: Target,
         /// The file, as the device's process sees it (absolute).
         path: PathBuf,
+        /// Report progress as [`crate::NodeEvent::Progress`] events with
+        /// this task number (the caller's choice).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u64>,
     },
     /// Put together a received file and write it into a folder.
     Save {
@@ -121,6 +125,10 @@ pub enum Request {
         id: String,
         /// The folder (absolute).
         dir: PathBuf,
+        /// Report progress as [`crate::NodeEvent::Progress`] events with
+        /// this task number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u64>,
     },
     /// Write a bundle for a removable drive: everything shared with a
     /// contact, sealed for them, into a new file.

@@ -53,16 +53,19 @@ impl Node {
                     time: key.time,
                 })
             }
-            Request::SendFile { to, path } => {
-                let key = self.send_file(to.conversation(), &path).await?;
+            Request::SendFile { to, path, task } => {
+                let key = self
+                    .send_file_reporting(to.conversation(), &path, self.reporter(task))
+                    .await?;
                 Ok(Reply::Written {
                     id: hex(&key.id.0),
                     time: key.time,
                 })
             }
-            Request::Save { id, dir } => {
+            Request::Save { id, dir, task } => {
                 let p = self.profile().clone();
-                let path = blocking(move || p.save_file(&id, &dir)).await?;
+                let report = self.reporter(task);
+                let path = blocking(move || p.save_file_reporting(&id, &dir, &report)).await?;
                 Ok(Reply::Saved { path })
             }
             Request::Export { contact, to } => {

@@ -129,8 +129,9 @@ impl Device {
         }
     }
 
-    /// The node's events from now on, one at a time, until it stops: a
-    /// running node only (an offline one has no links to hear from).
+    /// The node's events from now on, one at a time, until it stops (an
+    /// offline node has no links to hear from, but reports the progress
+    /// of what it is asked to do).
     pub async fn follow(&self) -> Result<Events, Failure> {
         match self {
             Device::Running(dir) => match control::request(dir, &Request::Follow).await {
@@ -139,10 +140,7 @@ impl Device {
                 Ok(None) => Err(Failure::failed("the running node stopped")),
                 Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
             },
-            Device::Local(node) => Ok(Events::Local(node.subscribe())),
-            Device::Offline(_) => Err(Failure::refused(
-                "following needs a running node (`strand run`)",
-            )),
+            Device::Local(node) | Device::Offline(node) => Ok(Events::Local(node.subscribe())),
         }
     }
 

@@ -507,8 +507,12 @@ impl Pump {
         let mut groups = Vec::new();
         let mut pool = Vec::new();
         let mut mailbox = Vec::new();
+        let mut parts = HashSet::new();
         for m in batch.iter() {
             let kind = m.message().kind();
+            if kind == Kind::CHUNK && *m.verdict() == (Verdict::Stored { new: true }) {
+                parts.insert((*m.group(), m.key().time));
+            }
             if kind != Kind::TEXT
                 && kind != Kind::FILE
                 && *m.verdict() == (Verdict::Stored { new: true })
@@ -530,6 +534,36 @@ impl Pump {
             self.node
                 .tasks
                 .spawn(super::carrying::pool_received(self.node.clone(), pool));
+        }
+        if !parts.is_empty() && self.node.events.receiver_count() > 0 {
+            if let Some((_, name, groups)) = &self.contact {
+                let files: Vec<(Group, strand_sync::limits::Time)> = parts
+                    .into_iter()
+                    .filter_map(|(g, t)| Some((groups.iter().find(|x| x.id == g)?.clone(), t)))
+                    .collect();
+                let (shared, from) = (self.node.clone(), name.clone());
+                self.node.tasks.spawn(async move {
+                    let profile = shared.profile.clone();
+                    let found = tokio::task::spawn_blocking(move || {
+                        files
+                            .iter()
+                            .flat_map(|(g, t)| profile.files_at(g, *t))
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .unwrap_or_default();
+                    for (key, file) in found {
+                        let _ = shared.events.send(NodeEvent::FileArriving {
+                            from: from.clone(),
+                            id: hex(&key.id.0),
+                            name: file.name,
+                            size: file.size,
+                            have: file.have,
+                            total: file.total,
+                        });
+                    }
+                });
+            }
         }
         if !mailbox.is_empty() {
             self.node

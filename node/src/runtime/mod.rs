@@ -260,6 +260,32 @@ pub enum NodeEvent {
         /// The budget, in bytes.
         budget: u64,
     },
+    /// Parts of a file arrived from a contact: `have` of its `total` are
+    /// here (one event per stored batch of its parts).
+    FileArriving {
+        /// The contact whose session brought them.
+        from: String,
+        /// The file message's id (hex).
+        id: String,
+        /// The file's name, as its sender gave it.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Parts here.
+        have: usize,
+        /// Parts in all.
+        total: usize,
+    },
+    /// How far a request that named this task got (a file sealed or
+    /// saved): `done` of `total` bytes.
+    Progress {
+        /// The task number the request gave.
+        task: u64,
+        /// Done so far.
+        done: u64,
+        /// All of it.
+        total: u64,
+    },
     /// A listener fell behind and `count` events were dropped for it: what
     /// it shows may be stale (read again).
     Missed {
@@ -924,6 +950,27 @@ impl Node {
         Ok(())
     }
 
+    /// What reports a long request's progress: with a task number,
+    /// [`NodeEvent::Progress`] events, one per whole percent (and the
+    /// last); without, nothing.
+    pub(crate) fn reporter(&self, task: Option<u64>) -> impl Fn(u64, u64) + Send + Sync + 'static {
+        let events = task.map(|task| (task, self.shared.events.clone()));
+        let last = std::sync::atomic::AtomicU64::new(u64::MAX);
+        move |done: u64, total: u64| {
+            let Some((task, events)) = &events else {
+                return;
+            };
+            let percent = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+            if last.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
+                let _ = events.send(NodeEvent::Progress {
+                    task: *task,
+                    done,
+                    total,
+                });
+            }
+        }
+    }
+
     /// Subscribes to node events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.shared.events.subscribe()
@@ -1034,6 +1081,17 @@ impl Node {
         to: crate::Conversation<'_>,
         path: &std::path::Path,
     ) -> Result<Key, ProfileError> {
+        self.send_file_reporting(to, path, |_, _| {}).await
+    }
+
+    /// [`Node::send_file`], telling `report` the bytes sealed so far and
+    /// the file's size as it goes.
+    pub async fn send_file_reporting(
+        &self,
+        to: crate::Conversation<'_>,
+        path: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<Key, ProfileError> {
         let profile = self.shared.profile.clone();
         let path = path.to_path_buf();
         let now = self.shared.clock.now();
@@ -1048,7 +1106,7 @@ impl Node {
             } else {
                 crate::Conversation::Contact(&owned.0)
             };
-            profile.send_file(to, &path, now, &mut rng)
+            profile.send_file_reporting(to, &path, now, &mut rng, &report)
         })
         .await
         .map_err(|_| ProfileError::Closed)??;

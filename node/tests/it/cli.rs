@@ -1887,3 +1887,97 @@ fn the_demo_syncs_many_messages_each_way() {
     );
     assert!(said.contains("OK: 51 messages in both logs"), "{said}");
 }
+
+/// Progress of files: sealing one to send and saving one show progress on
+/// stderr (plain lines, stderr not being a terminal here; nothing with
+/// --json), and `strand run` shows one arriving and says when it is all
+/// there and how to save it.
+#[test]
+fn files_show_their_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = tmp.path().join("payload.bin");
+    std::fs::write(&path, &data).unwrap();
+    let sent = a.cmd(&["send", "bob", "--file", path.to_str().unwrap()]);
+    assert!(sent.status.success());
+    let said = String::from_utf8_lossy(&sent.stderr);
+    assert!(said.contains("Sealing payload.bin: 0%"), "{said}");
+    assert!(
+        said.contains("Sealing payload.bin: 100% (2.4 of 2.4 MiB)"),
+        "{said}"
+    );
+    let quiet = a.cmd(&["--json", "send", "bob", "--file", path.to_str().unwrap()]);
+    assert!(quiet.status.success());
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains('%'));
+
+    let (a_run, a_addr) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    let mut b_run = b
+        .command()
+        .args([
+            "run",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--punch-listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--peer",
+            &a_addr,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(b.dir.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(b_run.stdout.take().unwrap());
+    let _b_run = Killed(b_run);
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = printed.clone();
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(|l| l.ok()) {
+            lines.lock().unwrap().push(l);
+        }
+    });
+    let received = || {
+        printed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("Received payload.bin from alice (2.4 MiB): strand save "))
+            .count()
+    };
+    let start = Instant::now();
+    while received() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not both received: {:?}\n{}",
+            printed.lock().unwrap(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = b.log();
+    assert!(log.contains("payload.bin from alice: 100%"), "{log}");
+
+    // Saving one shows its progress too.
+    let line = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.starts_with("Received"))
+        .cloned()
+        .unwrap();
+    let id = line
+        .split("strand save ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let out_dir = tmp.path().join("out");
+    let saved = b.cmd(&["save", id, out_dir.to_str().unwrap()]);
+    assert!(saved.status.success(), "{saved:?}");
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("Saving: 100%"));
+    assert_eq!(std::fs::read(out_dir.join("payload.bin")).unwrap(), data);
+}

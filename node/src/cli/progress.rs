@@ -1,0 +1,183 @@
+//! Progress of the long steps of a command (sealing a file to send,
+//! saving one) and of files arriving in `strand run`: a bar on a terminal
+//! (indicatif, on stderr, so what the command prints on stdout stays
+//! clean), a plain line at each quarter when stderr is not a terminal,
+//! nothing with `--json`.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::collections::HashMap;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::broadcast;
+
+use super::Ctx;
+use crate::runtime::api::{Failure, Reply, Request};
+use crate::runtime::device::Device;
+use crate::{display, NodeEvent};
+
+/// Files shown arriving at once in `strand run`; more wait for a place
+/// (a contact who sends hundreds of files at once gets no more bars).
+const MAX_ARRIVING: usize = 8;
+
+/// How a step's progress shows.
+pub(crate) enum Progress {
+    /// A bar on the terminal.
+    Bar(ProgressBar),
+    /// Lines: "Sealing notes.pdf: 50% (12.0 of 24.0 MiB)", at most one per
+    /// quarter.
+    Lines { label: String, quarter: AtomicU64 },
+    /// Nothing (`--json`).
+    Off,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
+impl Progress {
+    /// Progress of a step called `label`, shown as `ctx` wants it.
+    pub(crate) fn new(ctx: &Ctx, label: &str) -> Progress {
+        Progress::new_in(ctx, label, None)
+    }
+
+    /// [`Progress::new`]; a bar goes into `bars` with the others there.
+    fn new_in(ctx: &Ctx, label: &str, bars: Option<&MultiProgress>) -> Progress {
+        if ctx.json {
+            return Progress::Off;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines {
+                label: label.to_owned(),
+                quarter: AtomicU64::new(u64::MAX),
+            };
+        }
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(label.to_owned());
+        Progress::Bar(match bars {
+            Some(bars) => bars.add(bar),
+            None => bar,
+        })
+    }
+
+    /// `done` of `total` bytes so far.
+    pub(crate) fn set(&self, done: u64, total: u64) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            Progress::Lines { label, quarter } => {
+                let q = (done.min(total) * 4).checked_div(total).unwrap_or(4);
+                if quarter.swap(q, Ordering::Relaxed) != q {
+                    eprintln!(
+                        "{label}: {}% ({:.1} of {:.1} MiB)",
+                        q * 25,
+                        mib(done),
+                        mib(total)
+                    );
+                }
+            }
+            Progress::Off => {}
+        }
+    }
+
+    /// The step ended (done or not): the bar goes.
+    pub(crate) fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Asks `device` for `request(task)`, showing the progress it reports for
+/// that task while it works (a running node reports over its control
+/// socket, one started for the command from this process).
+pub(super) async fn call_showing(
+    ctx: &Ctx,
+    device: &Device,
+    label: &str,
+    request: impl FnOnce(Option<u64>) -> Request,
+) -> Result<Reply, Failure> {
+    let progress = Progress::new(ctx, label);
+    let events = match progress {
+        Progress::Off => None,
+        _ => device.follow().await.ok(),
+    };
+    let Some(mut events) = events else {
+        return device.call(request(None)).await;
+    };
+    let task = rand_core::RngCore::next_u64(&mut crate::os_rng());
+    let call = device.call(request(Some(task)));
+    tokio::pin!(call);
+    let reply = loop {
+        tokio::select! {
+            reply = &mut call => break reply,
+            event = events.next() => match event {
+                Some(NodeEvent::Progress { task: t, done, total }) if t == task => {
+                    progress.set(done, total)
+                }
+                Some(_) => {}
+                // The node stopped: the call says how.
+                None => break call.await,
+            },
+        }
+    };
+    progress.finish();
+    reply
+}
+
+/// `strand run`: a bar (or lines) per file arriving, and a line when one
+/// is all here, saying how to save it.
+pub(super) async fn arrivals(ctx: &Ctx, mut events: broadcast::Receiver<NodeEvent>) {
+    let bars = MultiProgress::new();
+    let mut shown: HashMap<String, Progress> = HashMap::new();
+    loop {
+        let (from, id, name, size, have, total) = match events.recv().await {
+            Ok(NodeEvent::FileArriving {
+                from,
+                id,
+                name,
+                size,
+                have,
+                total,
+            }) => (from, id, name, size, have, total),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let (from, name) = (display::one_line(&from), display::one_line(&name));
+        let done = have >= total;
+        if !shown.contains_key(&id) && !done && shown.len() < MAX_ARRIVING {
+            let label = format!("{name} from {from}");
+            shown.insert(id.clone(), Progress::new_in(ctx, &label, Some(&bars)));
+        }
+        if let Some(p) = shown.get(&id) {
+            let bytes = size.saturating_mul(have as u64) / total.max(1) as u64;
+            p.set(bytes, size);
+        }
+        if done {
+            if let Some(p) = shown.remove(&id) {
+                p.finish();
+            }
+            if !ctx.json {
+                let short = id.get(..8).unwrap_or(&id);
+                let line = format!(
+                    "Received {name} from {from} ({:.1} MiB): strand save {short} DIR",
+                    mib(size)
+                );
+                match bars.is_hidden() {
+                    true => println!("{line}"),
+                    false => {
+                        let _ = bars.println(line);
+                    }
+                }
+            }
+        }
+    }
+}
