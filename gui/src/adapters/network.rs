@@ -224,6 +224,23 @@ impl Row {
 }
 
 /// Shows `status` on the network screen.
+/// What the Network screen says of panics in the node (or this app): a
+/// part of it stopped, and the way back.
+pub(crate) fn failures_text(panics: &[String]) -> String {
+    match panics {
+        [] => String::new(),
+        [.., last] => format!(
+            "{} of Strand stopped after an internal error (a bug: please report it with the log). The last: {}. Syncing may be incomplete until Strand restarts.",
+            if panics.len() == 1 {
+                "A part".to_owned()
+            } else {
+                format!("{} parts", panics.len())
+            },
+            strand_node::display::one_line(last)
+        ),
+    }
+}
+
 pub(crate) fn show(core: &mut Core, status: Status) {
     let lan = status.transports.iter().find(|t| t.kind == "LAN");
     let mdns = lan.is_some_and(|t| t.discovery);
@@ -376,8 +393,10 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         format::bytes(status.bytes_received),
         status.messages.to_string(),
     );
+    let failures = failures_text(&status.panics);
     core.ui(move |ui| {
         let a = ui.global::<NetworkAdapter>();
+        a.set_failures(failures.into());
         let transports: Vec<TransportItem> = transports.into_iter().map(Row::item).collect();
         a.set_transports(ModelRc::from(Rc::new(VecModel::from(transports))));
         a.set_relays(ModelRc::from(Rc::new(VecModel::from(relays))));

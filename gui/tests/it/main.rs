@@ -9,6 +9,7 @@
 //! - `contacts`: adding a contact from a code (valid, bad, own, twice);
 //!   sending appends a message.
 //! - `drive`: import a bundle from a drive, and write one for a contact.
+//! - `failures`: a panic shows on the Network screen.
 //! - `files`: attach a file, receive an image with its preview, save it.
 //! - `groups`: the groups screen against a second node: make a group, read
 //!   a member's text with its author, add and remove members.
@@ -27,6 +28,7 @@
 mod carrying;
 mod contacts;
 mod drive;
+mod failures;
 mod files;
 mod groups;
 mod keyboard;

@@ -38,10 +38,12 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         Command::Demo { messages } => super::demo::demo(messages).await,
         Command::Manual { dir, exe } => super::manual::write(&dir, &exe),
         Command::Service { action } => match action {
-            ServiceAction::Install { no_start, run_args } => {
-                super::service::install(ctx, &run_args, !no_start)
-            }
-            ServiceAction::Remove => super::service::remove(),
+            ServiceAction::Install {
+                no_start,
+                keyring,
+                run_args,
+            } => super::service::install(ctx, &run_args, !no_start, keyring),
+            ServiceAction::Remove => super::service::remove(ctx),
             ServiceAction::Status => super::service::status(ctx).await,
         },
         other => {

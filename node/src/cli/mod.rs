@@ -9,6 +9,7 @@
 pub mod args;
 mod commands;
 mod demo;
+mod keyring;
 mod manual;
 pub(crate) mod print;
 mod progress;
@@ -47,6 +48,9 @@ pub struct Cli {
     /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from the desktop keyring (Secret Service), where `strand service install --keyring` put it
+    #[arg(long, global = true, conflicts_with = "passphrase_file")]
+    pub passphrase_keyring: bool,
     /// More logging (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -375,6 +379,9 @@ pub enum ServiceAction {
         /// Only write the unit: do not enable or start it
         #[arg(long)]
         no_start: bool,
+        /// Keep the passphrase in the desktop keyring (Secret Service) instead of a file: asks for it (or takes STRAND_PASSPHRASE), checks it opens the profile, and stores it there
+        #[arg(long)]
+        keyring: bool,
         /// Flags for `strand run`, after `--` (such as `-- --no-ble`)
         #[arg(last = true)]
         run_args: Vec<String>,
@@ -519,6 +526,9 @@ pub(crate) struct Ctx {
     passphrase: Option<Zeroizing<String>>,
     /// The `--passphrase-file` given, if one was (a service reads it).
     pub(crate) passphrase_path: Option<PathBuf>,
+    /// `--passphrase-keyring`: the passphrase is read from the desktop
+    /// keyring when one is needed.
+    pub(crate) keyring: bool,
 }
 
 impl Ctx {
@@ -546,6 +556,7 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         json: cli.json,
         passphrase,
         passphrase_path: cli.passphrase_file.clone(),
+        keyring: cli.passphrase_keyring,
     };
     commands::run(&ctx, cli.command).await
 }
@@ -593,10 +604,14 @@ pub(crate) fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(line.to_owned()))
 }
 
-/// The passphrase: given (file or environment), or typed in the terminal.
+/// The passphrase: given (file, environment or keyring), or typed in the
+/// terminal.
 pub(crate) fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
     if let Some(p) = &ctx.passphrase {
         return Ok(p.clone());
+    }
+    if ctx.keyring {
+        return keyring::passphrase(&ctx.dir).map_err(|e| CliError::Other(anyhow::Error::new(e)));
     }
     if !std::io::stdin().is_terminal() {
         return Err(usage!(

@@ -51,17 +51,30 @@ pub fn unit_quote(arg: &str) -> String {
     out
 }
 
+/// Where a service's passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passphrase {
+    /// A file only its owner can read.
+    File(PathBuf),
+    /// The desktop keyring (Secret Service).
+    Keyring,
+}
+
 /// The unit file for running `exe` on the profile in `dir` with the
-/// passphrase in `pass_file` and `run_args` given to `strand run`.
-pub fn unit_text(exe: &Path, dir: &Path, pass_file: &Path, run_args: &[String]) -> String {
+/// passphrase from `pass` and `run_args` given to `strand run`.
+pub fn unit_text(exe: &Path, dir: &Path, pass: &Passphrase, run_args: &[String]) -> String {
     let mut exec = vec![
         exe.display().to_string(),
         "--profile".into(),
         dir.display().to_string(),
-        "--passphrase-file".into(),
-        pass_file.display().to_string(),
-        "run".into(),
     ];
+    match pass {
+        Passphrase::File(file) => {
+            exec.extend(["--passphrase-file".into(), file.display().to_string()])
+        }
+        Passphrase::Keyring => exec.push("--passphrase-keyring".into()),
+    }
+    exec.push("run".into());
     exec.extend(run_args.iter().cloned());
     let exec: Vec<String> = exec.iter().map(|a| unit_quote(a)).collect();
     unit(
@@ -131,28 +144,9 @@ fn systemctl(args: &[&str]) -> std::result::Result<String, String> {
 }
 
 /// `strand service install`.
-pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool) -> Result<()> {
+pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool) -> Result<()> {
     if !crate::Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
-    }
-    let Some(pass_file) = &ctx.passphrase_path else {
-        return Err(usage!(
-            "a service cannot type the passphrase: give --passphrase-file FILE (a file only you can read, mode 0600; docs/guide/service.md says what that risks)"
-        ));
-    };
-    let pass_file = std::path::absolute(pass_file)
-        .map_err(|e| usage!("{}: {}", pass_file.display(), crate::io_words(&e)))?;
-    let mode = std::fs::metadata(&pass_file)
-        .map_err(|e| usage!("{}: {}", pass_file.display(), crate::io_words(&e)))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(usage!(
-            "{} can be read by others (mode {:o}): `chmod 600 {}` first",
-            pass_file.display(),
-            mode & 0o777,
-            pass_file.display()
-        ));
     }
     // The flags must be ones `strand run` takes.
     let mut probe = vec!["strand".to_owned(), "run".to_owned()];
@@ -163,13 +157,37 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool) -> Result<()>
             e.to_string().lines().next().unwrap_or("")
         ));
     }
+    let pass = match (&ctx.passphrase_path, keyring) {
+        (Some(_), true) => {
+            return Err(usage!(
+                "--keyring or --passphrase-file, not both: the service reads the passphrase from one place"
+            ))
+        }
+        (None, false) => {
+            return Err(usage!(
+                "a service cannot type the passphrase: give --passphrase-file FILE (a file only you can read, mode 0600) or --keyring (the desktop keyring); docs/guide/service.md says what each risks"
+            ))
+        }
+        (None, true) => Passphrase::Keyring,
+        (Some(file), false) => Passphrase::File(private_file(file)?),
+    };
+    if pass == Passphrase::Keyring {
+        let typed = super::passphrase(ctx, false)?;
+        // A wrong one would only show at the next login: check it opens
+        // the profile now (unless a node holds it).
+        if !crate::Profile::in_use(&ctx.dir) {
+            crate::Profile::open(&ctx.dir, &typed)?;
+        }
+        super::keyring::store(&ctx.dir, &typed).map_err(|e| anyhow::anyhow!(e))?;
+        println!("Kept the passphrase in the desktop keyring.");
+    }
     let dir = std::path::absolute(&ctx.dir).map_err(|e| anyhow::anyhow!(e))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!(e))?;
     let units = unit_dir()?;
     let path = units.join(UNIT);
     std::fs::create_dir_all(&units)
         .map_err(|e| anyhow::anyhow!("{}: {}", units.display(), crate::io_words(&e)))?;
-    std::fs::write(&path, unit_text(&exe, &dir, &pass_file, run_args))
+    std::fs::write(&path, unit_text(&exe, &dir, &pass, run_args))
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
     println!("Wrote {}", path.display());
     if !start {
@@ -185,8 +203,39 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool) -> Result<()>
     Ok(())
 }
 
-/// `strand service remove`.
-pub(super) fn remove() -> Result<()> {
+/// The passphrase file `file`, absolute, refused unless only its owner
+/// can read it.
+fn private_file(file: &Path) -> Result<PathBuf> {
+    let file = std::path::absolute(file)
+        .map_err(|e| usage!("{}: {}", file.display(), crate::io_words(&e)))?;
+    let mode = std::fs::metadata(&file)
+        .map_err(|e| usage!("{}: {}", file.display(), crate::io_words(&e)))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(usage!(
+            "{} can be read by others (mode {:o}): `chmod 600 {}` first",
+            file.display(),
+            mode & 0o777,
+            file.display()
+        ));
+    }
+    Ok(file)
+}
+
+/// `strand service remove`: the unit, and the passphrase it kept in the
+/// desktop keyring.
+pub(super) fn remove(ctx: &Ctx) -> Result<()> {
+    let path = unit_dir()?.join(UNIT);
+    let keyring =
+        std::fs::read_to_string(&path).is_ok_and(|unit| unit.contains("--passphrase-keyring"));
+    if keyring {
+        match super::keyring::remove(&ctx.dir) {
+            Ok(true) => println!("Removed the passphrase from the desktop keyring."),
+            Ok(false) => {}
+            Err(e) => println!("The passphrase stays in the desktop keyring: {e}"),
+        }
+    }
     let path = unit_dir()?.join(UNIT);
     if !path.exists() {
         println!(

@@ -1981,3 +1981,173 @@ fn files_show_their_progress() {
     assert!(String::from_utf8_lossy(&saved.stderr).contains("Saving: 100%"));
     assert_eq!(std::fs::read(out_dir.join("payload.bin")).unwrap(), data);
 }
+
+/// A private session bus with a real desktop keyring (GNOME Keyring's
+/// Secret Service) on it, unlocked; both go when dropped.
+struct Keyring {
+    bus: Child,
+    address: String,
+}
+
+impl Keyring {
+    fn start(root: &Path) -> Keyring {
+        let home = root.join("keyring-home");
+        let run = root.join("keyring-run");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let env = |c: &mut Command| {
+            c.env("HOME", &home)
+                .env("XDG_RUNTIME_DIR", &run)
+                .env("XDG_DATA_HOME", home.join("data"))
+                .env("XDG_CONFIG_HOME", home.join("config"));
+        };
+        let mut bus = Command::new("dbus-daemon");
+        env(&mut bus);
+        let mut bus = bus
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian package dbus-daemon; scripts/env.sh installs it)");
+        let mut address = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let address = address.trim().to_owned();
+        // Makes and unlocks the login keyring with this password (from
+        // stdin), as a desktop login does.
+        let mut unlock = Command::new("gnome-keyring-daemon");
+        env(&mut unlock);
+        let mut unlock = unlock
+            .args(["--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "gnome-keyring-daemon (Debian package gnome-keyring; scripts/env.sh installs it)",
+            );
+        std::io::Write::write_all(unlock.stdin.as_mut().unwrap(), b"login keyring password")
+            .unwrap();
+        drop(unlock.stdin.take());
+        assert!(unlock.wait().unwrap().success());
+        Keyring { bus, address }
+    }
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        // The keyring daemon leaves with its bus.
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+/// `strand service install --keyring` keeps the passphrase in the desktop
+/// keyring (a real GNOME Keyring on a private bus), the unit reads it from
+/// there, a wrong passphrase is refused before anything is kept, and
+/// `strand service remove` takes it out again.
+#[test]
+fn the_service_passphrase_in_the_desktop_keyring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let config = tmp.path().join("config");
+    let strand = |args: &[&str], pass: Option<&str>| {
+        let mut c = alice.command();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.address)
+            .env("XDG_CONFIG_HOME", &config)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null());
+        if let Some(p) = pass {
+            c.env("STRAND_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    let said = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // Nothing kept yet.
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(!out.status.success());
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
+
+    // A wrong passphrase: refused, nothing kept, no unit.
+    let out = strand(
+        &["service", "install", "--keyring", "--no-start"],
+        Some("wrong"),
+    );
+    assert!(!out.status.success(), "{}", said(&out));
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
+    let unit = config.join("systemd/user/strand.service");
+    assert!(!unit.exists());
+
+    let out = strand(
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("Kept the passphrase in the desktop keyring"));
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    assert!(exec.contains("\"--passphrase-keyring\" \"run\""), "{exec}");
+    assert!(!exec.contains("--passphrase-file"), "{exec}");
+
+    // What the unit runs opens the profile with the kept passphrase.
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("alice"), "{}", said(&out));
+
+    // Both at once is a usage error.
+    let file = tmp.path().join("pass");
+    std::fs::write(&file, &alice.pass).unwrap();
+    let out = strand(
+        &[
+            "--passphrase-file",
+            file.to_str().unwrap(),
+            "service",
+            "install",
+            "--keyring",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+
+    let out = strand(&["service", "remove"], None);
+    assert!(
+        said(&out).contains("Removed the passphrase from the desktop keyring"),
+        "{}",
+        said(&out)
+    );
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
+
+    // No keyring at all: says so.
+    let out = alice
+        .command()
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .env_remove("STRAND_PASSPHRASE")
+        .args(["--passphrase-keyring", "status"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("no desktop keyring answers"),
+        "{}",
+        said(&out)
+    );
+}
