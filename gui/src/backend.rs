@@ -156,6 +156,10 @@ pub(crate) struct Core {
     /// Bumped whenever the node is started, attached or stopped, so the
     /// late news of an older one is ignored.
     session: u64,
+    /// Unread texts: in 1:1 conversations, in groups.
+    pub unread: (i32, i32),
+    /// The count last put on the app's icon.
+    pub badge: Option<i32>,
     /// The user's preferences, as last read or changed.
     pub preferences: strand_node::Preferences,
     /// Whether the window is the one in front (then nothing notifies).
@@ -380,6 +384,8 @@ pub(crate) fn spawn(
         groups_visible: false,
         generation: 0,
         session: 0,
+        unread: (0, 0),
+        badge: None,
         preferences: Default::default(),
         focused,
         notifier: None,

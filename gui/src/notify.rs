@@ -9,7 +9,8 @@
 //! the user turns it on ([`strand_node::Preferences::show_text`]).
 //! Everything in it comes from someone else (names, texts), so it is shown
 //! through [`strand_node::display::one_line`] and escaped for daemons that
-//! read markup. Clicking it opens the conversation.
+//! read markup. Clicking it opens the conversation. The unread count goes
+//! on the app's icon where the dock shows one (the launcher entry API).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,11 @@ use zbus::zvariant::Value;
 
 const SERVICE: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
+/// The launcher entry API (Unity's, which KDE and GNOME docks took up).
+const BADGE_PATH: &str = "/com/canonical/unity/launcherentry/strand";
+const BADGE_INTERFACE: &str = "com.canonical.Unity.LauncherEntry";
+/// The app, by its desktop entry.
+const APP_URI: &str = "application://strand.desktop";
 /// Longest text shown in a notification, in characters.
 const MAX_BODY: usize = 200;
 /// Notifications remembered for clicks: older ones open nothing.
@@ -144,6 +150,22 @@ impl Notifier {
             })
             .map_err(|e| zbus::Error::Failure(format!("no thread for notification clicks: {e}")))?;
         Ok(Notifier { conn, shown })
+    }
+
+    /// Puts `count` on the app's icon (none at 0), through the launcher
+    /// entry API (a signal any dock may listen to).
+    pub fn badge(&self, count: u32) -> zbus::Result<()> {
+        let properties: HashMap<&str, Value<'_>> = HashMap::from([
+            ("count", Value::I64(i64::from(count))),
+            ("count-visible", Value::Bool(count > 0)),
+        ]);
+        self.conn.emit_signal(
+            None::<&str>,
+            BADGE_PATH,
+            BADGE_INTERFACE,
+            "Update",
+            &(APP_URI, properties),
+        )
     }
 
     /// Shows `notice`; its id.

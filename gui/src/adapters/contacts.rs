@@ -145,6 +145,8 @@ pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
         })
         .collect();
     let unread_total: i32 = items.iter().map(|i| i.unread).sum();
+    core.unread.0 = unread_total;
+    super::badge(core);
     let open = core.open.clone();
     let open_reach = open
         .as_ref()

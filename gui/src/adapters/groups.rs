@@ -269,6 +269,8 @@ pub(crate) fn refresh(core: &mut Core) {
     });
     let items: Vec<ContactItem> = groups.iter().map(|g| item(g, &clock)).collect();
     let unread: i32 = items.iter().map(|i| i.unread).sum();
+    core.unread.1 = unread;
+    super::badge(core);
     let open = core.open_group.clone();
     core.ui(move |ui| {
         let a = ui.global::<GroupsAdapter>();

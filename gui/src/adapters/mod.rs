@@ -174,6 +174,22 @@ fn notify(core: &mut Core, received: &[strand_node::NodeEvent]) {
     }
 }
 
+/// The unread count on the app's icon, where the desktop shows one (the
+/// launcher entry API: KDE Plasma, Ubuntu's dock, Dash to Dock), when it
+/// changed.
+pub(crate) fn badge(core: &mut Core) {
+    let count = core.unread.0 + core.unread.1;
+    if core.badge == Some(count) {
+        return;
+    }
+    core.badge = Some(count);
+    if let Some(notifier) = core.notifier() {
+        if let Err(e) = notifier.badge(count.max(0) as u32) {
+            tracing::debug!("no badge: {e}");
+        }
+    }
+}
+
 /// A notification was clicked: the window comes to the front with its
 /// conversation open.
 pub(crate) fn open_from_notification(core: &mut Core, target: strand_node::runtime::api::Target) {

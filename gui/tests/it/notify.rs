@@ -108,6 +108,25 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             .build()
             .unwrap();
         let count = || shown.lock().unwrap().len();
+        // The badges docks are sent (launcher entry signals).
+        let badges: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let docks = badges.clone();
+        let rule = "type='signal',interface='com.canonical.Unity.LauncherEntry',member='Update'";
+        let updates =
+            zbus::blocking::MessageIterator::for_match_rule(rule, &server, None).unwrap();
+        std::thread::spawn(move || {
+            for m in updates.flatten() {
+                let body = m.body();
+                if let Ok((app, props)) =
+                    body.deserialize::<(String, HashMap<String, zbus::zvariant::OwnedValue>)>()
+                {
+                    assert_eq!(app, "application://strand.desktop");
+                    if let Some(n) = props.get("count").and_then(|v| i64::try_from(v).ok()) {
+                        docks.lock().unwrap().push(n);
+                    }
+                }
+            }
+        });
         let last = || shown.lock().unwrap().last().cloned().unwrap();
 
         let tmp = tempfile::tempdir().unwrap();
@@ -135,6 +154,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         let (_, title, body, actions) = last();
         assert_eq!((title.as_str(), body.as_str()), ("Bob", "New message"));
         assert_eq!(actions, ["default", "Open"]);
+        assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&1)));
 
         // With texts shown, the text, made safe.
         let settings = gui.ui.global::<SettingsAdapter>();
@@ -168,6 +188,8 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             .iter()
             .all(|(_, _, body, _)| body != "while muted"));
 
+        // Two unread now ("while muted" counts, muted or not).
+        assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&2)));
         // A click opens the conversation.
         gui.ui.global::<ContactsAdapter>().set_current(-1);
         conv.set_contact("".into());
@@ -177,6 +199,8 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             .unwrap();
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
             && conv.get_contact() == "Bob"));
+        // Read now: the badge goes.
+        assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&0)));
 
         drop(gui);
         rt.shutdown_timeout(std::time::Duration::from_secs(5));
