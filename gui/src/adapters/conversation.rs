@@ -477,7 +477,11 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let folder = std::path::PathBuf::from(folder.trim());
         eb.job(move |core| {
             let to = bundle_path(&folder);
-            match core.call(Request::Export { contact, to }) {
+            match core.call(Request::Export {
+                contact,
+                to,
+                task: None,
+            }) {
                 Some(Ok(Reply::Exported(e))) => {
                     let notice = format!(
                         "Wrote {} to {}. Only {} can open it: give it to them to import.",

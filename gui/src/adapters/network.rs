@@ -71,7 +71,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     ui.global::<NetworkAdapter>().on_import_bundle(move |path| {
         let path = super::absolute(path.trim());
         b.job(move |core| {
-            let Some(done) = core.call(Request::Import { path }) else {
+            let Some(done) = core.call(Request::Import { path, task: None }) else {
                 return;
             };
             let (ok, text) = match done {

@@ -112,8 +112,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         let badges: Arc<Mutex<Vec<i64>>> = Arc::default();
         let docks = badges.clone();
         let rule = "type='signal',interface='com.canonical.Unity.LauncherEntry',member='Update'";
-        let updates =
-            zbus::blocking::MessageIterator::for_match_rule(rule, &server, None).unwrap();
+        let updates = zbus::blocking::MessageIterator::for_match_rule(rule, &server, None).unwrap();
         std::thread::spawn(move || {
             for m in updates.flatten() {
                 let body = m.body();

@@ -349,7 +349,7 @@ async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Resul
         path: path.clone(),
         task,
     };
-    match progress::call_showing(ctx, device, &label, request).await? {
+    match progress::call_showing(ctx, device, &label, progress::Unit::Bytes, request).await? {
         Reply::Written { .. } => {
             println!(
                 "Queued {} for {name}: it goes out when your node syncs with them.",
@@ -365,7 +365,7 @@ async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Resul
 async fn save(ctx: &Ctx, device: &Device, id: String, dir: &Path) -> Result<()> {
     let dir = absolute(dir)?;
     let request = |task| Request::Save { id, dir, task };
-    match progress::call_showing(ctx, device, "Saving", request).await? {
+    match progress::call_showing(ctx, device, "Saving", progress::Unit::Bytes, request).await? {
         Reply::Saved { path } => {
             println!("Saved {}", display::one_line(&path.display().to_string()));
             Ok(())
@@ -377,7 +377,11 @@ async fn save(ctx: &Ctx, device: &Device, id: String, dir: &Path) -> Result<()> 
 /// `strand export NAME --to FILE`.
 async fn export(ctx: &Ctx, device: &Device, contact: String, to: &Path) -> Result<()> {
     let to = absolute(to)?;
-    let done = match device.call(Request::Export { contact, to }).await? {
+    let label = format!("Writing the bundle for {}", display::one_line(&contact));
+    let request = |task| Request::Export { contact, to, task };
+    let done = match progress::call_showing(ctx, device, &label, progress::Unit::Messages, request)
+        .await?
+    {
         Reply::Exported(e) => e,
         other => return Err(unexpected(other)),
     };
@@ -398,7 +402,16 @@ async fn export(ctx: &Ctx, device: &Device, contact: String, to: &Path) -> Resul
 /// `strand import FILE`.
 async fn import(ctx: &Ctx, device: &Device, file: &Path) -> Result<()> {
     let path = absolute(file)?;
-    let done = match device.call(Request::Import { path }).await? {
+    let request = |task| Request::Import { path, task };
+    let done = match progress::call_showing(
+        ctx,
+        device,
+        "Reading the bundle",
+        progress::Unit::Bytes,
+        request,
+    )
+    .await?
+    {
         Reply::Imported(i) => i,
         other => return Err(unexpected(other)),
     };

@@ -21,13 +21,42 @@ use crate::{display, NodeEvent};
 /// (a contact who sends hundreds of files at once gets no more bars).
 const MAX_ARRIVING: usize = 8;
 
+/// What a step counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// Bytes (shown in MiB).
+    Bytes,
+    /// Messages.
+    Messages,
+}
+
+impl Unit {
+    fn amount(self, n: u64) -> String {
+        match self {
+            Unit::Bytes => format!("{:.1}", mib(n)),
+            Unit::Messages => n.to_string(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Bytes => "MiB",
+            Unit::Messages => "messages",
+        }
+    }
+}
+
 /// How a step's progress shows.
 pub(crate) enum Progress {
     /// A bar on the terminal.
     Bar(ProgressBar),
     /// Lines: "Sealing notes.pdf: 50% (12.0 of 24.0 MiB)", at most one per
     /// quarter.
-    Lines { label: String, quarter: AtomicU64 },
+    Lines {
+        label: String,
+        unit: Unit,
+        quarter: AtomicU64,
+    },
     /// Nothing (`--json`).
     Off,
 }
@@ -37,27 +66,32 @@ fn mib(bytes: u64) -> f64 {
 }
 
 impl Progress {
-    /// Progress of a step called `label`, shown as `ctx` wants it.
-    pub(crate) fn new(ctx: &Ctx, label: &str) -> Progress {
-        Progress::new_in(ctx, label, None)
+    /// Progress of a step called `label`, counting `unit`s, shown as `ctx`
+    /// wants it.
+    pub(crate) fn new(ctx: &Ctx, label: &str, unit: Unit) -> Progress {
+        Progress::new_in(ctx, label, unit, None)
     }
 
     /// [`Progress::new`]; a bar goes into `bars` with the others there.
-    fn new_in(ctx: &Ctx, label: &str, bars: Option<&MultiProgress>) -> Progress {
+    fn new_in(ctx: &Ctx, label: &str, unit: Unit, bars: Option<&MultiProgress>) -> Progress {
         if ctx.json {
             return Progress::Off;
         }
         if !std::io::stderr().is_terminal() {
             return Progress::Lines {
                 label: label.to_owned(),
+                unit,
                 quarter: AtomicU64::new(u64::MAX),
             };
         }
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(match unit {
+                Unit::Bytes => "{msg} [{bar:30}] {bytes}/{total_bytes} {eta}",
+                Unit::Messages => "{msg} [{bar:30}] {pos}/{len} messages",
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(label.to_owned());
         Progress::Bar(match bars {
@@ -73,14 +107,19 @@ impl Progress {
                 bar.set_length(total);
                 bar.set_position(done);
             }
-            Progress::Lines { label, quarter } => {
+            Progress::Lines {
+                label,
+                unit,
+                quarter,
+            } => {
                 let q = (done.min(total) * 4).checked_div(total).unwrap_or(4);
                 if quarter.swap(q, Ordering::Relaxed) != q {
                     eprintln!(
-                        "{label}: {}% ({:.1} of {:.1} MiB)",
+                        "{label}: {}% ({} of {} {})",
                         q * 25,
-                        mib(done),
-                        mib(total)
+                        unit.amount(done),
+                        unit.amount(total),
+                        unit.name()
                     );
                 }
             }
@@ -103,9 +142,10 @@ pub(super) async fn call_showing(
     ctx: &Ctx,
     device: &Device,
     label: &str,
+    unit: Unit,
     request: impl FnOnce(Option<u64>) -> Request,
 ) -> Result<Reply, Failure> {
-    let progress = Progress::new(ctx, label);
+    let progress = Progress::new(ctx, label, unit);
     let events = match progress {
         Progress::Off => None,
         _ => device.follow().await.ok(),
@@ -155,7 +195,10 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: broadcast::Receiver<NodeEven
         let done = have >= total;
         if !shown.contains_key(&id) && !done && shown.len() < MAX_ARRIVING {
             let label = format!("{name} from {from}");
-            shown.insert(id.clone(), Progress::new_in(ctx, &label, Some(&bars)));
+            shown.insert(
+                id.clone(),
+                Progress::new_in(ctx, &label, Unit::Bytes, Some(&bars)),
+            );
         }
         if let Some(p) = shown.get(&id) {
             let bytes = size.saturating_mul(have as u64) / total.max(1) as u64;

@@ -22,6 +22,7 @@ use strand_sync::{
 
 use crate::profile::base::counted;
 use crate::profile::budget::{Budgets, Ledger};
+use crate::profile::files::Report;
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{db_error, io_error};
@@ -157,6 +158,7 @@ fn read_frames(
     file: &mut std::fs::File,
     path: &Path,
     contact: &Contact,
+    read: &dyn Fn(u64),
     mut each: impl FnMut(&BundleReader, Vec<(GroupId, Message)>) -> Result<(), ProfileError>,
 ) -> Result<(), ProfileError> {
     use std::io::Seek;
@@ -167,6 +169,7 @@ fn read_frames(
         .map_err(|_| bundle_error(BundleError::NotABundle))?;
     let mut reader = BundleReader::new(&header, contact);
     let mut sealed = Vec::new();
+    let mut at = BUNDLE_HEADER_LEN as u64;
     loop {
         let mut prefix = [0u8; 4];
         match r.read(&mut prefix[..1]) {
@@ -182,6 +185,8 @@ fn read_frames(
             .map_err(|_| bundle_error(BundleError::Truncated))?;
         let messages = reader.open(&sealed).map_err(bundle_error)?;
         each(&reader, messages)?;
+        at += 4 + len as u64;
+        read(at);
     }
     if !reader.is_done() {
         return Err(bundle_error(BundleError::Truncated));
@@ -199,12 +204,13 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Exported, ProfileError> {
-        self.export_bundle_as(contact, to, true, now, rng)
+        self.export_bundle_as(contact, to, true, now, rng, &|_, _| {})
     }
 
     /// [`Profile::export_bundle`]; with `carry`, first hands the contact
     /// what this device carries (a running node does that itself, on its
-    /// own carrier).
+    /// own carrier). `report` is told the messages written and how many
+    /// there are as it goes.
     pub(crate) fn export_bundle_as(
         &self,
         contact: &str,
@@ -212,6 +218,7 @@ impl Profile {
         carry: bool,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
     ) -> Result<Exported, ProfileError> {
         let record = self.contact(contact)?;
         let sync = self.sync_contact(&record)?;
@@ -222,7 +229,7 @@ impl Profile {
                 self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
             }
         }
-        let counts = self.write_bundle(&sync, to, now, rng)?;
+        let counts = self.write_bundle(&sync, to, now, rng, report)?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
@@ -240,6 +247,7 @@ impl Profile {
         path: &Path,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
     ) -> Result<Counts, ProfileError> {
         // Created new: never over a file that exists, even one made a
         // moment ago.
@@ -260,7 +268,7 @@ impl Profile {
             }
         };
         // No half bundle is left behind.
-        let written = self.fill_bundle(file, contact, path, now, rng);
+        let written = self.fill_bundle(file, contact, path, now, rng, report);
         if written.is_err() {
             let _ = std::fs::remove_file(path);
         }
@@ -274,6 +282,7 @@ impl Profile {
         path: &Path,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
     ) -> Result<Counts, ProfileError> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let (mut writer, header) = BundleWriter::new(&self.identity(), contact, now, rng);
@@ -283,12 +292,27 @@ impl Profile {
         let bodies = crate::profile::store::open_if_there(&txn, crate::profile::schema::BODIES)
             .map_err(db_error)?;
         let mut count = Counts::default();
+        let range = |group: &strand_sync::Group| {
+            (
+                table_key(&group.id, &Key::MIN),
+                table_key(&group.id, &Key::MAX),
+            )
+        };
+        // How many to go through, for the progress.
+        let mut total = 0u64;
+        for group in &contact.groups {
+            let (lo, hi) = range(group);
+            total += messages.range(lo..=hi).map_err(db_error)?.count() as u64;
+        }
+        let mut done = 0u64;
+        report(0, total);
         // The carrying pool too: envelopes handed to them (whole, as a
         // drive allows no asking) and acknowledgements.
         for group in &contact.groups {
-            let lo = table_key(&group.id, &Key::MIN);
-            let hi = table_key(&group.id, &Key::MAX);
+            let (lo, hi) = range(group);
             for entry in messages.range(lo..=hi).map_err(db_error)? {
+                done += 1;
+                report(done.min(total), total);
                 let (k, v) = entry.map_err(db_error)?;
                 let Some(bytes) =
                     crate::profile::store::whole(bodies.as_ref(), &k.value(), v.value())
@@ -324,6 +348,7 @@ impl Profile {
 
     /// One pass over a bundle that opened: checks its messages as a link
     /// would (budgets included) and stores them.
+    #[allow(clippy::too_many_arguments)]
     fn import_pass(
         &self,
         file: &mut std::fs::File,
@@ -332,9 +357,10 @@ impl Profile {
         ledger: &Ledger,
         budgets: &Budgets,
         now: Time,
+        read: &dyn Fn(u64),
     ) -> Result<Pass, ProfileError> {
         let mut pass = Pass::default();
-        let result = read_frames(file, path, contact, |_, messages| {
+        let result = read_frames(file, path, contact, read, |_, messages| {
             let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
             for (group, msg) in messages {
                 match by_group.last_mut() {
@@ -405,7 +431,8 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Imported, ProfileError> {
-        let imported = self.import_bundle_with(path, &Ledger::default(), budgets, now, rng)?;
+        let imported =
+            self.import_bundle_with(path, &Ledger::default(), budgets, now, rng, &|_, _| {})?;
         // With no node running, the mailbox learns of the contacts added
         // now (a running node tells it with the rest of what follows an
         // added contact). Pool messages are read at the next start.
@@ -425,8 +452,14 @@ impl Profile {
         budgets: &Budgets,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
     ) -> Result<Imported, ProfileError> {
         let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+        // The file is read through once to check it and once to take it
+        // in (more only for groups it brings): the progress counts those
+        // two readings, in bytes.
+        let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+        let reading = |n: u64| move |at: u64| report((n * len + at).min(2 * len), 2 * len);
         let mut header = [0u8; BUNDLE_HEADER_LEN];
         file.read_exact(&mut header)
             .map_err(|_| bundle_error(BundleError::NotABundle))?;
@@ -441,7 +474,7 @@ impl Profile {
         let me = self.identity().public().sign;
         // First: the whole file opens, and was made by them.
         let mut maker = None;
-        read_frames(&mut file, path, contact, |reader, _| {
+        read_frames(&mut file, path, contact, &reading(0), |reader, _| {
             maker = reader.meta().map(|m| m.maker);
             Ok(())
         })?;
@@ -465,7 +498,8 @@ impl Profile {
                 imported.incomplete = Some("the contact was removed meanwhile".into());
                 break;
             };
-            let pass = self.import_pass(&mut file, path, contact, ledger, budgets, now)?;
+            let pass =
+                self.import_pass(&mut file, path, contact, ledger, budgets, now, &reading(1))?;
             imported.new += pass.new;
             imported.new_texts += pass.new_texts;
             imported.new_files += pass.new_files;

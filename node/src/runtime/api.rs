@@ -137,11 +137,19 @@ pub enum Request {
         contact: String,
         /// The new file (absolute).
         to: PathBuf,
+        /// Report progress (messages) as [`crate::NodeEvent::Progress`]
+        /// events with this task number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u64>,
     },
     /// Take in a bundle a contact made for this user.
     Import {
         /// The bundle (absolute).
         path: PathBuf,
+        /// Report progress (bytes read) as [`crate::NodeEvent::Progress`]
+        /// events with this task number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u64>,
     },
     /// One page of the conversation with a contact, in the order shown (see
     /// [`crate::Position`]): at most `limit` messages (default and most

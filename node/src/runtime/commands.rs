@@ -68,10 +68,14 @@ impl Node {
                 let path = blocking(move || p.save_file_reporting(&id, &dir, &report)).await?;
                 Ok(Reply::Saved { path })
             }
-            Request::Export { contact, to } => {
-                Ok(Reply::Exported(self.export_bundle(&contact, &to).await?))
-            }
-            Request::Import { path } => Ok(Reply::Imported(self.import_bundle(&path).await?)),
+            Request::Export { contact, to, task } => Ok(Reply::Exported(
+                self.export_bundle_reporting(&contact, &to, self.reporter(task))
+                    .await?,
+            )),
+            Request::Import { path, task } => Ok(Reply::Imported(
+                self.import_bundle_reporting(&path, self.reporter(task))
+                    .await?,
+            )),
             Request::Read {
                 contact,
                 from,

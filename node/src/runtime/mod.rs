@@ -1142,6 +1142,17 @@ impl Node {
         contact: &str,
         to: &std::path::Path,
     ) -> Result<crate::Exported, ProfileError> {
+        self.export_bundle_reporting(contact, to, |_, _| {}).await
+    }
+
+    /// [`Node::export_bundle`], telling `report` the messages written and
+    /// how many there are.
+    pub async fn export_bundle_reporting(
+        &self,
+        contact: &str,
+        to: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<crate::Exported, ProfileError> {
         // What this node carries goes on the drive too, for them.
         self.carry_to_drive(contact).await?;
         let profile = self.shared.profile.clone();
@@ -1149,7 +1160,7 @@ impl Node {
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
         tokio::task::spawn_blocking(move || {
-            profile.export_bundle_as(&contact, &to, false, now, &mut rng)
+            profile.export_bundle_as(&contact, &to, false, now, &mut rng, &report)
         })
         .await
         .map_err(|_| ProfileError::Closed)?
@@ -1162,13 +1173,23 @@ impl Node {
         &self,
         path: &std::path::Path,
     ) -> Result<crate::Imported, ProfileError> {
+        self.import_bundle_reporting(path, |_, _| {}).await
+    }
+
+    /// [`Node::import_bundle`], telling `report` how far through its
+    /// readings of the file it is (bytes).
+    pub async fn import_bundle_reporting(
+        &self,
+        path: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<crate::Imported, ProfileError> {
         let profile = self.shared.profile.clone();
         let path = path.to_path_buf();
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
         let (ledger, budgets) = (self.shared.ledger.clone(), self.shared.config.budgets);
         let mut imported = tokio::task::spawn_blocking(move || {
-            profile.import_bundle_with(&path, &ledger, &budgets, now, &mut rng)
+            profile.import_bundle_with(&path, &ledger, &budgets, now, &mut rng, &report)
         })
         .await
         .map_err(|_| ProfileError::Closed)??;

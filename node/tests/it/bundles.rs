@@ -179,8 +179,12 @@ fn export_and_import_from_the_command_line() {
     b.ok(&["add", &a.invite(), "--name", "alice"]);
     a.ok(&["send", "bob", "by drive"]);
     let file = tmp.path().join("bob.strand");
-    let out = a.ok(&["export", "bob", "--to", file.to_str().unwrap()]);
-    assert!(out.contains("Only bob can open it"), "{out}");
+    let out = a.cmd(&["export", "bob", "--to", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Only bob can open it"));
+    // Its progress, on stderr (not a terminal here: plain lines).
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Writing the bundle for bob: 100% ("), "{said}");
     let out = a.cmd(&["export", "bob", "--to", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
@@ -192,7 +196,9 @@ fn export_and_import_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged or was changed"));
     assert!(b.read("alice").is_empty());
 
-    let out = b.ok(&["import", file.to_str().unwrap()]);
+    let out = b.cmd(&["import", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Reading the bundle: 100% ("));
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.contains("From alice: 1 text and 0 files new, 0 already here."),
         "{out}"
@@ -205,8 +211,9 @@ fn export_and_import_from_the_command_line() {
     a.ok(&["export", "bob", "--to", file2.to_str().unwrap()]);
     let (run, _) = b.run(&[]);
     let _run = Killed(run);
-    let out = b.ok(&["import", file2.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let out = b.cmd(&["import", file2.to_str().unwrap(), "--json"]);
+    assert!(out.stderr.is_empty(), "--json shows no progress");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["new"].as_u64(), v["held"].as_u64()), (Some(1), Some(1)));
     eventually("Bob reads it", std::time::Duration::from_secs(30), || {
         b.read("alice").iter().any(|m| m["text"] == "second trip")
