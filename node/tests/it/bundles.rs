@@ -184,7 +184,10 @@ fn export_and_import_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Only bob can open it"));
     // Its progress, on stderr (not a terminal here: plain lines).
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("Writing the bundle for bob: 100% ("), "{said}");
+    assert!(
+        said.contains("Writing the bundle for bob: 100% ("),
+        "{said}"
+    );
     let out = a.cmd(&["export", "bob", "--to", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
