@@ -17,6 +17,9 @@ use crate::runtime::api::{Failure, Reply, Request};
 use crate::runtime::device::Device;
 use crate::{display, NodeEvent};
 
+/// How long a finished request's last progress reports are waited for.
+const FINAL_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Files shown arriving at once in `strand run`; more wait for a place
 /// (a contact who sends hundreds of files at once gets no more bars).
 const MAX_ARRIVING: usize = 8;
@@ -156,19 +159,40 @@ pub(super) async fn call_showing(
     let task = rand_core::RngCore::next_u64(&mut crate::os_rng());
     let call = device.call(request(Some(task)));
     tokio::pin!(call);
+    let shown = |event: Option<NodeEvent>| match event {
+        Some(NodeEvent::Progress {
+            task: t,
+            done,
+            total,
+        }) if t == task => {
+            progress.set(done, total);
+            done >= total
+        }
+        _ => false,
+    };
     let reply = loop {
         tokio::select! {
             reply = &mut call => break reply,
-            event = events.next() => match event {
-                Some(NodeEvent::Progress { task: t, done, total }) if t == task => {
-                    progress.set(done, total)
+            event = events.next() => {
+                let ended = event.is_none();
+                shown(event);
+                if ended {
+                    // The node stopped: the call says how.
+                    break call.await;
                 }
-                Some(_) => {}
-                // The node stopped: the call says how.
-                None => break call.await,
-            },
+            }
         }
     };
+    // The last reports were sent before the answer, but may be read after
+    // it (a running node's come on another connection): show them up to
+    // the end, waiting a moment at most.
+    if reply.is_ok() {
+        while let Ok(event) = tokio::time::timeout(FINAL_WAIT, events.next()).await {
+            if event.is_none() || shown(event) {
+                break;
+            }
+        }
+    }
     progress.finish();
     reply
 }
