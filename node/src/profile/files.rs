@@ -40,6 +40,10 @@ pub enum Conversation<'a> {
     Group(&'a str),
 }
 
+/// Files [`Profile::files_at`] looks at for one time: a person sends
+/// files one at a time, so a few is plenty.
+const MAX_FILES_AT: usize = 4;
+
 /// Told how far a long step got: done and total, in bytes.
 pub type Report<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
@@ -387,6 +391,12 @@ impl Profile {
                     if m.kind() == Kind::FILE {
                         out.push(m);
                     }
+                }
+                // A sender could put many descriptions at one time, each
+                // listing many parts: what a batch of parts costs to
+                // place stays bounded.
+                if out.len() == MAX_FILES_AT {
+                    break;
                 }
             }
             Ok(out)
