@@ -223,7 +223,6 @@ impl Row {
     }
 }
 
-/// Shows `status` on the network screen.
 /// What the Network screen says of panics in the node (or this app): a
 /// part of it stopped, and the way back.
 pub(crate) fn failures_text(panics: &[String]) -> String {
@@ -241,6 +240,7 @@ pub(crate) fn failures_text(panics: &[String]) -> String {
     }
 }
 
+/// Shows `status` on the network screen.
 pub(crate) fn show(core: &mut Core, status: Status) {
     let lan = status.transports.iter().find(|t| t.kind == "LAN");
     let mdns = lan.is_some_and(|t| t.discovery);

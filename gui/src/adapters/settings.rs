@@ -93,7 +93,6 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 }
 
-/// Shows the profile's name and folder.
 /// Makes one change to the preferences and shows them after it.
 pub(crate) fn change_preferences(core: &mut Core, change: strand_node::PreferenceChange) {
     match core.call(Request::Preferences { set: vec![change] }) {
@@ -125,6 +124,7 @@ fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
     });
 }
 
+/// Shows the profile's name and folder.
 pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
     let a = ui.global::<SettingsAdapter>();
     a.set_name(name.into());

@@ -695,7 +695,6 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
     Ok(())
 }
 
-/// `strand carry [on|off]`.
 /// `strand notifications`: changes what was asked, then shows the settings.
 async fn notifications(
     ctx: &Ctx,
@@ -766,6 +765,7 @@ async fn notifications(
     Ok(())
 }
 
+/// `strand carry [on|off]`.
 async fn carry(ctx: &Ctx, device: &Device, set: Option<bool>) -> Result<()> {
     let status = match device.call(Request::Carry { set }).await? {
         Reply::Carry(s) => s,

@@ -44,7 +44,8 @@ pub enum Conversation<'a> {
 /// files one at a time, so a few is plenty.
 const MAX_FILES_AT: usize = 4;
 
-/// Told how far a long step got: done and total, in bytes.
+/// Told how far a long step got: done and total, in the step's own unit
+/// (bytes of a file, messages of a bundle written).
 pub type Report<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// A file message as a conversation shows it.

@@ -276,8 +276,9 @@ pub enum NodeEvent {
         /// Parts in all.
         total: usize,
     },
-    /// How far a request that named this task got (a file sealed or
-    /// saved): `done` of `total` bytes.
+    /// How far a request that named this task got: `done` of `total`, in
+    /// the request's unit (bytes of a file sealed or saved, or of a bundle
+    /// read; messages of a bundle written).
     Progress {
         /// The task number the request gave.
         task: u64,
