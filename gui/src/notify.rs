@@ -65,8 +65,8 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
                 return None;
             };
             let (title, of) = match group {
-                Some(g) if prefs.muted_groups.contains(g) => return None,
-                None if prefs.muted_contacts.contains(contact) => return None,
+                Some(g) if prefs.mutes_group(g) => return None,
+                None if prefs.mutes_contact(contact) => return None,
                 Some(g) => (format!("{contact} in {g}"), Target::Group(g.clone())),
                 None => (contact.clone(), Target::Contact(contact.clone())),
             };

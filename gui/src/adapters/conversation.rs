@@ -666,7 +666,7 @@ pub(crate) fn not_a_safety_number(texts: &[String]) -> String {
 /// Opens the conversation with `contact`.
 pub(crate) fn open(core: &mut Core, contact: String) {
     core.open = Some(contact.clone());
-    let muted = core.preferences.muted_contacts.contains(&contact);
+    let muted = core.preferences.mutes_contact(&contact);
     core.ui(move |ui| {
         ui.global::<ConversationAdapter>().set_muted(muted);
         let a = ui.global::<ConversationAdapter>();

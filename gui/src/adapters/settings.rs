@@ -119,7 +119,7 @@ fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
         let a = ui.global::<SettingsAdapter>();
         a.set_notify_text(p.show_text);
         a.set_keep_running(p.keep_running);
-        let muted = open.is_some_and(|c| p.muted_contacts.contains(&c));
+        let muted = open.is_some_and(|c| p.mutes_contact(&c));
         ui.global::<crate::ConversationAdapter>().set_muted(muted);
     });
 }

@@ -42,6 +42,19 @@ pub struct Preferences {
     pub muted_groups: Vec<String>,
 }
 
+impl Preferences {
+    /// Whether the 1:1 conversation with `contact` gives no
+    /// notifications.
+    pub fn mutes_contact(&self, contact: &str) -> bool {
+        self.muted_contacts.iter().any(|c| c == contact)
+    }
+
+    /// Whether the private group `group` gives no notifications.
+    pub fn mutes_group(&self, group: &str) -> bool {
+        self.muted_groups.iter().any(|g| g == group)
+    }
+}
+
 /// One change to the preferences.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
