@@ -249,22 +249,18 @@ impl Core {
                 Notify::Session => None,
                 Notify::Bus(address) => Some(address.as_str()),
             };
-            match crate::notify::Notifier::connect(bus, clicked) {
-                Ok(n) => self.notifier = Some(n),
-                Err(e) => tracing::warn!("no desktop notifications: {e}"),
-            }
+            self.notifier = Some(
+                crate::notify::Notifier::connect(bus, clicked)
+                    .map_err(|e| tracing::warn!("no desktop notifications: {e}")),
+            );
         }
-        self.notifier.as_ref()
+        self.notifier.as_ref()?.as_ref().ok()
     }
 
     /// Whether a node answers on the profile's control socket (asked with
     /// no device here).
     pub fn node_answers(&self) -> bool {
-        let dir = &self.options.profile;
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .is_ok_and(|rt| rt.block_on(Device::running(dir)).unwrap_or(false))
+        once(Device::running(&self.options.profile)).is_ok_and(|r| r.unwrap_or(false))
     }
 
     /// Stops the node running on the profile in another process, if one
@@ -272,11 +268,8 @@ impl Core {
     pub fn stop_running_node(&mut self) -> Result<bool, strand_node::runtime::device::OpenError> {
         self.stop();
         let dir = self.options.profile.clone();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        once(Device::stop_running(&dir))
             .map_err(|e| strand_node::runtime::device::OpenError::Node(NodeError::Runtime(e)))?
-            .block_on(Device::stop_running(&dir))
     }
 
     /// Whether this window is attached to a node another process runs.
