@@ -164,9 +164,11 @@ pub(crate) struct Core {
     pub preferences: strand_node::Preferences,
     /// Whether the window is the one in front (then nothing notifies).
     pub focused: Arc<AtomicBool>,
-    /// The link to the notification service, once one was needed; the
-    /// error if it could not be had (said once, tried again next time).
-    notifier: Option<crate::notify::Notifier>,
+    /// The link to the notification service, once one was needed: `Err`
+    /// if there was no bus to reach it on (said once; a session bus does
+    /// not come later in a process's life, so it is not asked again at
+    /// every arrival and unread count).
+    notifier: Option<Result<crate::notify::Notifier, ()>>,
     quit: bool,
 }
 
@@ -345,6 +347,15 @@ impl Core {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// Runs `f` on a runtime of its own, for a question to a node when this
+/// window has none.
+fn once<F: std::future::Future>(f: F) -> std::io::Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }
 
 /// The runtime a node (or the link to a running one) lives on.
