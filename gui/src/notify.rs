@@ -109,6 +109,8 @@ fn escape(text: &str) -> String {
 /// A link to the notification service.
 pub struct Notifier {
     conn: Connection,
+    /// The notification service's object, for `Notify`.
+    service: Proxy<'static>,
     /// Notifications shown (newest last): which conversation each opens.
     shown: Arc<Mutex<VecDeque<(u32, Target)>>>,
 }
@@ -126,13 +128,12 @@ impl Notifier {
             None => Connection::session()?,
         };
         let shown: Arc<Mutex<VecDeque<(u32, Target)>>> = Arc::default();
-        let proxy = Proxy::new(&conn, SERVICE, PATH, SERVICE)?;
-        let clicks = proxy.receive_signal("ActionInvoked")?;
+        let service = Proxy::new(&conn, SERVICE, PATH, SERVICE)?;
+        let clicks = service.receive_signal("ActionInvoked")?;
         let remembered = shown.clone();
         std::thread::Builder::new()
             .name("strand-notify".into())
             .spawn(move || {
-                let _proxy = proxy;
                 for signal in clicks {
                     let Ok((id, _action)) = signal.body().deserialize::<(u32, String)>() else {
                         continue;
@@ -149,7 +150,11 @@ impl Notifier {
                 }
             })
             .map_err(|e| zbus::Error::Failure(format!("no thread for notification clicks: {e}")))?;
-        Ok(Notifier { conn, shown })
+        Ok(Notifier {
+            conn,
+            service,
+            shown,
+        })
     }
 
     /// Puts `count` on the app's icon (none at 0), through the launcher
@@ -175,8 +180,7 @@ impl Notifier {
             ("desktop-entry", Value::from("strand")),
             ("urgency", Value::U8(1)),
         ]);
-        let proxy = Proxy::new(&self.conn, SERVICE, PATH, SERVICE)?;
-        let id: u32 = proxy.call(
+        let id: u32 = self.service.call(
             "Notify",
             &(
                 "Strand",
