@@ -4,17 +4,15 @@
 //! clean), a plain line at each quarter when stderr is not a terminal,
 //! nothing with `--json`.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::collections::HashMap;
-
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio::sync::broadcast;
 
 use super::Ctx;
 use crate::runtime::api::{Failure, Reply, Request};
-use crate::runtime::device::Device;
+use crate::runtime::device::{Device, Events};
 use crate::{display, NodeEvent};
 
 /// How long a finished request's last progress reports are waited for.
@@ -199,21 +197,20 @@ pub(super) async fn call_showing(
 
 /// `strand run`: a bar (or lines) per file arriving, and a line when one
 /// is all here, saying how to save it.
-pub(super) async fn arrivals(ctx: &Ctx, mut events: broadcast::Receiver<NodeEvent>) {
+pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
     let bars = MultiProgress::new();
     let mut shown: HashMap<String, Progress> = HashMap::new();
-    loop {
-        let (from, id, name, size, have, total) = match events.recv().await {
-            Ok(NodeEvent::FileArriving {
-                from,
-                id,
-                name,
-                size,
-                have,
-                total,
-            }) => (from, id, name, size, have, total),
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
+    while let Some(event) = events.next().await {
+        let NodeEvent::FileArriving {
+            from,
+            id,
+            name,
+            size,
+            have,
+            total,
+        } = event
+        else {
+            continue;
         };
         let (from, name) = (display::one_line(&from), display::one_line(&name));
         let done = have >= total;

@@ -147,7 +147,7 @@ pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Res
     let node = Node::start(profile, transports.node_config()).await?;
     // Listening from the start: a file can arrive before the addresses
     // are printed.
-    let arriving = node.subscribe();
+    let arriving = crate::runtime::device::Events::Local(node.subscribe());
     let control = {
         let node = node.clone();
         let dir = ctx.dir.clone();
