@@ -236,7 +236,6 @@ pub(super) fn remove(ctx: &Ctx) -> Result<()> {
             Err(e) => println!("The passphrase stays in the desktop keyring: {e}"),
         }
     }
-    let path = unit_dir()?.join(UNIT);
     if !path.exists() {
         println!(
             "No Strand service is installed ({} is not there).",
