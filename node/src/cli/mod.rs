@@ -60,7 +60,7 @@ pub struct Cli {
 
 /// More on `strand service` (`--help`, and its man page).
 const SERVICE_HELP: &str = "\
-`strand service install --passphrase-file FILE` writes a unit of your own to ~/.config/systemd/user/strand.service and starts it. \
+`strand --passphrase-file FILE service install` (or `strand service install --keyring`, the passphrase in the desktop keyring) writes a unit of your own to ~/.config/systemd/user/strand.service and starts it. \
 The Debian package also installs one for every user, in /usr/lib/systemd/user: it runs `strand run` on the default profile with \
 the passphrase in ~/.config/strand/passphrase (mode 0600), and starts at login once turned on with \
 `systemctl --user enable --now strand`. A passphrase in a file is readable by anything running as you: see docs/guide/service.md.";
@@ -374,7 +374,7 @@ pub struct RelayServerArgs {
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Subcommand, Debug)]
 pub enum ServiceAction {
-    /// Write the user unit and start it (needs --passphrase-file FILE, mode 0600); flags after `--` go to `strand run`
+    /// Write the user unit and start it (needs --passphrase-file FILE, mode 0600, or --keyring); flags after `--` go to `strand run`
     Install {
         /// Only write the unit: do not enable or start it
         #[arg(long)]

@@ -278,7 +278,9 @@ pub(super) async fn status(ctx: &Ctx) -> Result<()> {
             println!("  runs {exec}");
         }
     } else {
-        println!("Not installed (`strand service install --passphrase-file FILE` installs it).");
+        println!(
+            "Not installed (`strand --passphrase-file FILE service install` or `strand service install --keyring` installs it)."
+        );
     }
     match active {
         Ok(state) => println!("systemd: {}", state.trim()),
