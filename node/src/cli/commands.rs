@@ -705,6 +705,9 @@ async fn notifications(
     group: bool,
 ) -> Result<()> {
     use crate::profile::prefs::PreferenceChange;
+    if group && mute.is_none() && unmute.is_none() {
+        return Err(usage!("--group goes with --mute or --unmute"));
+    }
     let mut changes = Vec::new();
     if let Some(t) = text {
         changes.push(PreferenceChange::ShowText {
@@ -718,13 +721,6 @@ async fn notifications(
                 false => PreferenceChange::MuteContact { name, muted },
             });
         }
-    }
-    if group
-        && changes
-            .iter()
-            .all(|c| !matches!(c, PreferenceChange::MuteGroup { .. }))
-    {
-        return Err(usage!("--group goes with --mute or --unmute"));
     }
     let prefs = match device.call(Request::Preferences { set: changes }).await? {
         Reply::Preferences(p) => p,
