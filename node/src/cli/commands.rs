@@ -342,7 +342,7 @@ async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Resul
     let label = format!(
         "Sealing {}",
         path.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            .map_or_else(String::new, |n| display::one_line(&n.to_string_lossy()))
     );
     let request = |task| Request::SendFile {
         to,
