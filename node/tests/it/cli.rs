@@ -9,6 +9,22 @@ use serde_json::Value;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_strand");
 
+/// `strand run` on loopback only, dialling `peers`.
+pub(crate) fn run_args<'a>(peers: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--punch-listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    for p in peers {
+        args.extend(["--peer", p]);
+    }
+    args
+}
+
 pub(crate) struct User {
     pub(crate) dir: PathBuf,
     pub(crate) pass: String,
@@ -68,17 +84,7 @@ impl User {
 
     /// [`User::run`] with `extra` flags.
     pub(crate) fn run_also(&self, peers: &[&str], extra: &[&str]) -> (Child, String) {
-        let mut args = vec![
-            "run",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--punch-listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ];
-        for p in peers {
-            args.extend(["--peer", p]);
-        }
+        let mut args = run_args(peers);
         args.extend_from_slice(extra);
         self.run_with(&args, self.command())
     }
@@ -1915,16 +1921,7 @@ fn files_show_their_progress() {
     let _a_run = Killed(a_run);
     let mut b_run = b
         .command()
-        .args([
-            "run",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--punch-listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--peer",
-            &a_addr,
-        ])
+        .args(run_args(&[&a_addr]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(b.dir.with_extension("log")).unwrap())
