@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use super::args::TransportArgs;
 use super::{Ctx, RelayServerArgs};
-use crate::{control, os_rng, Node};
+use crate::{control, os_rng, Node, NodeConfig};
 
 type Result<T> = anyhow::Result<T>;
 
@@ -144,7 +144,11 @@ pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
 /// `strand run`: until Ctrl-C (or SIGTERM), then a clean shutdown.
 pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
     let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
-    let node = Node::start(profile, transports.node_config()).await?;
+    let config = NodeConfig {
+        report_arrivals: true,
+        ..transports.node_config()
+    };
+    let node = Node::start(profile, config).await?;
     // Listening from the start: a file can arrive before the addresses
     // are printed.
     let arriving = crate::runtime::device::Events::Local(node.subscribe());

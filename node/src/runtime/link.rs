@@ -535,7 +535,10 @@ impl Pump {
                 .tasks
                 .spawn(super::carrying::pool_received(self.node.clone(), pool));
         }
-        if !parts.is_empty() && self.node.events.receiver_count() > 0 {
+        if !parts.is_empty()
+            && self.node.config.report_arrivals
+            && self.node.events.receiver_count() > 0
+        {
             if let Some((_, name, groups)) = &self.contact {
                 let files: Vec<(Group, strand_sync::limits::Time)> = parts
                     .into_iter()

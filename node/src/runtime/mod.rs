@@ -171,6 +171,10 @@ pub struct NodeConfig {
     /// the budgets and carrying settings the last running node kept
     /// ([`NodeConfig::offline`]).
     pub offline: bool,
+    /// Report files arriving ([`NodeEvent::FileArriving`]): placing each
+    /// stored batch of parts costs a few store reads, so only a node whose
+    /// user watches them (`strand run`) does it.
+    pub report_arrivals: bool,
 }
 
 impl NodeConfig {
