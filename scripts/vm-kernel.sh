@@ -36,11 +36,21 @@ vm_modules() {
 }
 
 # The path of the test binary `$2` of package `$1`, built (not run) here.
+# Built with the whole workspace selected, so that every dependency gets
+# the same features as in `cargo test --workspace` and is reused from that
+# build: `-p` alone would unify features differently and build the whole
+# dependency tree a second time (minutes, and some 25 GB of disk).
 vm_test_binary() {
-    cargo test -p "$1" --test "$2" --locked --no-run --message-format=json \
+    cargo test --workspace --test "$2" --locked --no-run --message-format=json \
         | python3 -c 'import json,sys
+pkg, test = sys.argv[1], sys.argv[2]
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' "$2"
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    # package_id: "path+file:///…/node#strand-node@0.1.0" or "…/sync#0.1.0"
+    pid = m["package_id"]
+    name = pid.split("#")[1].split("@")[0] if "@" in pid.split("#")[1] else pid.split("#")[0].rstrip("/").split("/")[-1]
+    if m["target"]["name"] == test and name == pkg:
+        print(m["executable"])' "$1" "$2"
 }
