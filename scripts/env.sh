@@ -12,7 +12,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # talks to BlueZ over D-Bus (bluer and btleplug link libdbus). systemd gives
 # the service test `systemd-analyze verify`. dbus-daemon gives the notification
 # test a private bus, and gnome-keyring the desktop keyring test a Secret Service.
-STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd dbus-daemon gnome-keyring)
+# The simulator's plan test runs its jobs under GNU parallel.
+STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd dbus-daemon gnome-keyring parallel)
 
 ensure_system_packages() {
     local missing=()

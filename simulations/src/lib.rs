@@ -5,7 +5,8 @@
 //! broken by a sequence number), one seeded ChaCha RNG, virtual time in
 //! microseconds, `BTreeMap`s wherever order could show. The same scenario
 //! and seed give byte-identical output. Parallelism is across runs
-//! ([`sweep`] uses rayon), never inside one.
+//! ([`sweep`] uses rayon; a [`plan`] spreads a sweep over processes
+//! or machines), never inside one.
 //!
 //! Under the Strand policy every device holds a real `strand_sync`
 //! identity, contacts and `MemoryStore`, and every link runs real
@@ -42,6 +43,7 @@ pub mod engine;
 pub mod invariants;
 pub mod metrics;
 pub mod mobility;
+pub mod plan;
 pub mod plot;
 pub mod scenario;
 pub mod social;

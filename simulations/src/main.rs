@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use strand_sim::plan::{Plan, SlurmRequest};
 use strand_sim::sweep::{self, Param};
 use strand_sim::{Outcome, Scenario};
 
@@ -43,6 +44,10 @@ enum Command {
         no_plots: bool,
     },
     /// Run a grid of parameter values × seeds in parallel; means and 95 % CIs.
+    ///
+    /// With `--plan DIR`, runs nothing: writes one job per (grid point,
+    /// seed) for GNU parallel (`DIR/jobs.txt`) or a Slurm job array
+    /// (`DIR/sweep.sbatch`), to be gathered by `strand-sim merge DIR`.
     Sweep {
         /// Scenario file (TOML).
         scenario: PathBuf,
@@ -57,6 +62,31 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Output directory (default: out/<scenario name>-sweep).
+        #[arg(long, conflicts_with = "plan")]
+        out: Option<PathBuf>,
+        /// Write a plan of jobs into this directory instead of running.
+        #[arg(long, value_name = "DIR")]
+        plan: Option<PathBuf>,
+        /// Memory each job asks Slurm for (`sbatch --mem`).
+        #[arg(long, default_value = "4G", requires = "plan")]
+        job_mem: String,
+        /// Time each job asks Slurm for (`sbatch --time`).
+        #[arg(long, default_value = "02:00:00", requires = "plan")]
+        job_time: String,
+    },
+    /// Run job N of a plan written by `sweep --plan`; writes DIR/results/N.json.
+    Job {
+        /// The plan directory.
+        dir: PathBuf,
+        /// The job's number (0 to jobs − 1; a Slurm array's task id).
+        n: usize,
+    },
+    /// Check a plan's job results and write the sweep's CSV, JSON, plots
+    /// and report, as `sweep` without `--plan` would.
+    Merge {
+        /// The plan directory.
+        dir: PathBuf,
+        /// Output directory (default: the plan directory).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -147,38 +177,57 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             seeds,
             seed,
             out,
+            plan,
+            job_mem,
+            job_time,
         } => {
             anyhow::ensure!(seeds >= 1, "--seeds must be at least 1");
             let (table, dir) = Scenario::read_table(&scenario)?;
-            let name = table
-                .get("name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("sweep")
-                .to_string();
-            let out =
-                out.unwrap_or_else(|| Path::new("out").join(format!("{}-sweep", slug(&name))));
-            std::fs::create_dir_all(&out)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-            let points: u64 = params.iter().map(|p| p.values.len() as u64).product();
             let last = seed
                 .checked_add(seeds)
                 .ok_or_else(|| anyhow::anyhow!("--seed + --seeds overflows"))?;
             let seeds: Vec<u64> = (seed..last).collect();
+            let grid = sweep::Grid::new(&table, &dir, &params, &seeds)?;
+            let runs = grid.points.len() * seeds.len();
+            if let Some(plan_dir) = plan {
+                check_slurm_request(&job_mem, &job_time)?;
+                let exe = std::env::current_exe()
+                    .map_err(|e| anyhow::anyhow!("cannot find strand-sim's own path: {e}"))?;
+                let request = SlurmRequest {
+                    mem: job_mem,
+                    time: job_time,
+                };
+                let p = Plan::write(&grid, &plan_dir, &exe, &request)?;
+                let d = plan_dir.display();
+                println!(
+                    "plan {}: {runs} jobs ({} grid points × {} seeds) in {d}\n\
+                     run them with GNU parallel:  parallel -a {d}/jobs.txt\n\
+                     or as a Slurm job array:     sbatch {d}/sweep.sbatch\n\
+                     then:                        strand-sim merge {d}",
+                    p.id,
+                    grid.points.len(),
+                    seeds.len(),
+                );
+                return Ok(());
+            }
+            let out =
+                out.unwrap_or_else(|| Path::new("out").join(format!("{}-sweep", slug(&grid.name))));
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
             let pb = bar(
-                points * seeds.len() as u64,
+                runs as u64,
                 "{elapsed_precise} [{bar:40}] {pos}/{len} runs ({eta})",
             );
             let finished = AtomicU64::new(0);
             let start = Instant::now();
-            let results = sweep::sweep(&table, &dir, &params, &seeds, &|| {
+            let results = sweep::sweep(&grid, &|| {
                 pb.set_position(finished.fetch_add(1, Ordering::Relaxed) + 1);
             })?;
             pb.finish_and_clear();
             sweep::write(&out, &params, &results)?;
             println!(
-                "{} runs ({} grid points × {} seeds) in {:.1} s on {} threads; wrote {}",
-                points * seeds.len() as u64,
-                points,
+                "{runs} runs ({} grid points × {} seeds) in {:.1} s on {} threads; wrote {}",
+                grid.points.len(),
                 seeds.len(),
                 start.elapsed().as_secs_f64(),
                 rayon::current_num_threads(),
@@ -186,7 +235,56 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Job { dir, n } => {
+            let plan = Plan::read(&dir)?;
+            let start = Instant::now();
+            let r = plan.run_job(&dir, n)?;
+            println!(
+                "job {n} of plan {} ({} seed {}): {} in {:.2} s wall",
+                plan.id,
+                r.values.join(" "),
+                r.seed,
+                r.report.summary(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Merge { dir, out } => {
+            let plan = Plan::read(&dir)?;
+            let points = plan.merge(&dir)?;
+            let out = out.unwrap_or_else(|| dir.clone());
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            sweep::write(&out, &plan.params(), &points)?;
+            println!(
+                "merged the {} jobs of plan {}; wrote {}",
+                plan.body.jobs.len(),
+                plan.id,
+                out.join("sweep.md").display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// Refuses Slurm requests that would break the script: `--mem` as Slurm
+/// writes it (a number, a unit letter), `--time` as digits, `:` and `-`.
+fn check_slurm_request(mem: &str, time: &str) -> anyhow::Result<()> {
+    let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
+    anyhow::ensure!(
+        !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && mem.len() - digits.len() <= 1,
+        "--job-mem `{mem}`: give a size as Slurm takes it, e.g. 500M or 4G"
+    );
+    anyhow::ensure!(
+        time.chars().any(|c| c.is_ascii_digit())
+            && time
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
+        "--job-time `{time}`: give a time as Slurm takes it, e.g. 30:00, 02:00:00 or 1-00:00:00"
+    );
+    Ok(())
 }
 
 /// Writes a run's files into `out`.

@@ -568,6 +568,21 @@ impl Scenario {
             .collect()
     }
 
+    /// The files the scenario reads, each with the dotted key that names
+    /// it (as written, relative to the scenario's file unless absolute).
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut files = Vec::new();
+        if let ContactModel::Trace { file } = &self.contacts {
+            files.push(("contacts.file", file.as_path()));
+        }
+        if self.social.model == "file" {
+            if let Some(file) = &self.social.file {
+                files.push(("social.file", file.as_path()));
+            }
+        }
+        files
+    }
+
     /// A path from the scenario, relative to its file.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

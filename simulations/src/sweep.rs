@@ -159,74 +159,139 @@ pub fn estimate(xs: &[f64]) -> Estimate {
     }
 }
 
-/// Runs the grid. `done()` is called after each run.
-pub fn sweep(
-    base: &toml::Table,
-    dir: &Path,
-    params: &[Param],
-    seeds: &[u64],
-    done: &(dyn Fn() + Sync),
-) -> anyhow::Result<Vec<Point>> {
-    let mut grid: Vec<Vec<String>> = vec![Vec::new()];
-    for p in params {
-        grid = grid
-            .into_iter()
-            .flat_map(|g| {
-                p.values.iter().map(move |v| {
-                    let mut g = g.clone();
-                    g.push(v.clone());
-                    g
+/// One point of a sweep's grid.
+#[derive(Debug, Clone)]
+pub struct GridPoint {
+    /// The parameters' values, in parameter order.
+    pub values: Vec<String>,
+    /// The scenario's TOML with those values set.
+    pub table: toml::Table,
+    /// The same, checked.
+    pub scenario: Scenario,
+}
+
+impl GridPoint {
+    /// `path=value path=value`.
+    pub fn label(&self, params: &[Param]) -> String {
+        label(params, &self.values)
+    }
+}
+
+fn label(params: &[Param], values: &[String]) -> String {
+    params
+        .iter()
+        .zip(values)
+        .map(|(p, v)| format!("{}={v}", p.path))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A sweep's grid: every combination of the parameters' values (the first
+/// parameter varying slowest), each to be run with every seed.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    /// The scenario's name.
+    pub name: String,
+    /// The swept parameters.
+    pub params: Vec<Param>,
+    /// The seeds.
+    pub seeds: Vec<u64>,
+    /// The points.
+    pub points: Vec<GridPoint>,
+}
+
+impl Grid {
+    /// The grid of `params` over the scenario `base` (read from `dir`).
+    pub fn new(
+        base: &toml::Table,
+        dir: &Path,
+        params: &[Param],
+        seeds: &[u64],
+    ) -> anyhow::Result<Grid> {
+        let mut grid: Vec<Vec<String>> = vec![Vec::new()];
+        for p in params {
+            grid = grid
+                .into_iter()
+                .flat_map(|g| {
+                    p.values.iter().map(move |v| {
+                        let mut g = g.clone();
+                        g.push(v.clone());
+                        g
+                    })
                 })
-            })
-            .collect();
-    }
-    let mut scenarios = Vec::new();
-    for values in &grid {
-        let mut t = base.clone();
-        for (p, v) in params.iter().zip(values) {
-            set(&mut t, &p.path, v)?;
+                .collect();
         }
-        let label = params
-            .iter()
-            .zip(values)
-            .map(|(p, v)| format!("{}={v}", p.path))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let sc = Scenario::from_table(t, dir.to_path_buf())
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-        scenarios.push(sc);
+        let mut points = Vec::new();
+        for values in grid {
+            let mut table = base.clone();
+            for (p, v) in params.iter().zip(&values) {
+                set(&mut table, &p.path, v)?;
+            }
+            let scenario = Scenario::from_table(table.clone(), dir.to_path_buf())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", label(params, &values)))?;
+            points.push(GridPoint {
+                values,
+                table,
+                scenario,
+            });
+        }
+        let name = base
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("sweep")
+            .to_string();
+        Ok(Grid {
+            name,
+            params: params.to_vec(),
+            seeds: seeds.to_vec(),
+            points,
+        })
     }
-    let jobs: Vec<(usize, u64)> = (0..grid.len())
-        .flat_map(|i| seeds.iter().map(move |s| (i, *s)))
-        .collect();
-    let reports: Vec<anyhow::Result<(usize, Report)>> = jobs
+
+    /// The jobs, as (point, seed): each point with each seed, in order.
+    pub fn jobs(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (0..self.points.len()).flat_map(|i| self.seeds.iter().map(move |s| (i, *s)))
+    }
+}
+
+/// The grid's points from the runs' reports, given in job order (each
+/// point's `seeds` runs in a row): the runs kept, each metric estimated.
+pub fn points(values: Vec<Vec<String>>, seeds: usize, reports: Vec<Report>) -> Vec<Point> {
+    assert_eq!(values.len() * seeds, reports.len(), "one report per job");
+    let mut reports = reports.into_iter();
+    values
+        .into_iter()
+        .map(|values| {
+            let runs: Vec<Report> = reports.by_ref().take(seeds).collect();
+            let mut metrics = Vec::new();
+            let names: Vec<&str> = runs[0].scalars().iter().map(|(k, _)| *k).collect();
+            for (k, name) in names.iter().enumerate() {
+                let xs: Vec<f64> = runs.iter().map(|r| r.scalars()[k].1).collect();
+                metrics.push((name.to_string(), estimate(&xs)));
+            }
+            Point {
+                values,
+                runs,
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// Runs the grid in this process, on rayon's threads. `done()` is called
+/// after each run.
+pub fn sweep(grid: &Grid, done: &(dyn Fn() + Sync)) -> anyhow::Result<Vec<Point>> {
+    let jobs: Vec<(usize, u64)> = grid.jobs().collect();
+    let reports = jobs
         .par_iter()
         .map(|&(i, seed)| {
-            let o = crate::run(&scenarios[i], seed, |_, _| {})?;
+            let o = crate::run(&grid.points[i].scenario, seed, |_, _| {})?;
             done();
-            Ok((i, o.report))
+            Ok(o.report)
         })
-        .collect();
-    let mut points: Vec<Point> = grid
-        .into_iter()
-        .map(|values| Point {
-            values,
-            runs: Vec::new(),
-            metrics: Vec::new(),
-        })
-        .collect();
-    for r in reports {
-        let (i, report) = r?;
-        points[i].runs.push(report);
-    }
-    for p in &mut points {
-        let names: Vec<&str> = p.runs[0].scalars().iter().map(|(k, _)| *k).collect();
-        for (k, name) in names.iter().enumerate() {
-            let xs: Vec<f64> = p.runs.iter().map(|r| r.scalars()[k].1).collect();
-            p.metrics.push((name.to_string(), estimate(&xs)));
-        }
-    }
-    Ok(points)
+        .collect::<anyhow::Result<Vec<Report>>>()?;
+    let values = grid.points.iter().map(|p| p.values.clone()).collect();
+    Ok(points(values, grid.seeds.len(), reports))
 }
 
 /// A number for an axis: plain, a duration (in hours when long, else

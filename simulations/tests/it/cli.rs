@@ -117,3 +117,190 @@ fn bad_input_exits_2_with_one_line() {
         );
     }
 }
+
+/// Runs `strand-sim` with `args` and returns its stdout; fails the test
+/// with its stderr if it did not succeed.
+fn ok(args: &[&str]) -> String {
+    let o = sim().args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "strand-sim {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs `strand-sim` with `args`, expecting it to refuse: exit 2 and one
+/// line on stderr, which is returned.
+fn refused(args: &[&str]) -> String {
+    let o = sim().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "strand-sim {args:?}: {err}");
+    assert!(err.trim().lines().count() == 1, "{err}");
+    err
+}
+
+/// The sweep's output files (all but plots are named; every SVG is taken).
+fn sweep_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("sweep.") && !n.ends_with(".sbatch") || n.ends_with(".svg")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_str().unwrap().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+const SWEEP: [&str; 6] = [
+    "--set",
+    "policy=strand,epidemic",
+    "--set",
+    "contacts.file=\"traces/sample.one\"",
+    "--seeds",
+    "2",
+];
+
+/// Plans the trace-replay sweep above into `dir`.
+fn plan(dir: &Path) -> String {
+    let s = scenario("trace-replay.toml");
+    let mut args = vec!["sweep", s.to_str().unwrap()];
+    args.extend(SWEEP);
+    args.extend(["--plan", dir.to_str().unwrap(), "--job-mem", "300M"]);
+    ok(&args)
+}
+
+#[test]
+fn a_plan_run_under_gnu_parallel_merges_to_the_in_process_sweep_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inproc, planned) = (tmp.path().join("in-process"), tmp.path().join("plan"));
+    let s = scenario("trace-replay.toml");
+    let mut args = vec!["sweep", s.to_str().unwrap()];
+    args.extend(SWEEP);
+    args.extend(["--out", inproc.to_str().unwrap()]);
+    ok(&args);
+
+    let said = plan(&planned);
+    assert!(said.contains("4 jobs (2 grid points × 2 seeds)"), "{said}");
+    // Self-contained: the trace was copied in, and each point's scenario
+    // reads the copy.
+    let inputs: Vec<_> = std::fs::read_dir(planned.join("inputs")).unwrap().collect();
+    assert_eq!(inputs.len(), 1, "one trace, copied once");
+    let point = std::fs::read_to_string(planned.join("points/1.toml")).unwrap();
+    assert!(point.contains("file = \"../inputs/"), "{point}");
+    assert!(point.contains("policy = \"epidemic\""), "{point}");
+    let lines = std::fs::read_to_string(planned.join("jobs.txt")).unwrap();
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+    assert!(lines.lines().all(|l| l.contains(" job ")), "{lines}");
+    let sbatch = std::fs::read_to_string(planned.join("sweep.sbatch")).unwrap();
+    for want in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --mem=300M",
+        "$SLURM_ARRAY_TASK_ID",
+    ] {
+        assert!(sbatch.contains(want), "{want}: {sbatch}");
+    }
+
+    // GNU parallel runs the job lines as written (two at a time).
+    let o = Command::new("parallel")
+        .args(["--will-cite", "--halt", "now,fail=1", "-j", "2", "-a"])
+        .arg(planned.join("jobs.txt"))
+        .output()
+        .expect("GNU parallel (scripts/env.sh installs it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = ok(&["merge", planned.to_str().unwrap()]);
+    assert!(merged.contains("merged the 4 jobs"), "{merged}");
+
+    let (a, b) = (sweep_files(&inproc), sweep_files(&planned));
+    assert_eq!(
+        a.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        b.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(a.len() >= 6, "csv, json, md and plots: {}", a.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{name} differs between the in-process and the merged sweep"
+        );
+    }
+}
+
+#[test]
+fn merge_names_missing_duplicated_and_foreign_results_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plan");
+    plan(&dir);
+    let d = dir.to_str().unwrap();
+    for n in ["0", "1", "3"] {
+        let said = ok(&["job", d, n]);
+        assert!(said.starts_with(&format!("job {n} of plan ")), "{said}");
+    }
+    let results = dir.join("results");
+
+    let err = refused(&["merge", d]);
+    assert!(err.contains("1 of 4 jobs have no result: 2"), "{err}");
+
+    // A result copied in twice (say, gathered from two machines).
+    std::fs::copy(results.join("1.json"), results.join("1 (copy).json")).unwrap();
+    // A result that claims to be another job than it is.
+    let three = std::fs::read_to_string(results.join("3.json")).unwrap();
+    let liar = three.replacen("\"job\": 3", "\"job\": 2", 1);
+    assert_ne!(liar, three);
+    std::fs::write(results.join("2.json"), liar).unwrap();
+    // A result of another plan, and a file that is not a result.
+    let foreign = three.replacen("\"plan\": \"", "\"plan\": \"0", 1);
+    std::fs::write(results.join("other.json"), foreign).unwrap();
+    std::fs::write(results.join("junk.json"), "{ not json").unwrap();
+
+    let err = refused(&["merge", d]);
+    for want in [
+        "job 1 is there 2 times: results/1 (copy).json, results/1.json",
+        "results/2.json: job 2 should be [epidemic \"traces/sample.one\"] with seed 1, it says [epidemic \"traces/sample.one\"] with seed 2",
+        "results/other.json: from another plan",
+        "results/junk.json: not a job result",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    assert!(!dir.join("sweep.csv").exists(), "nothing merged");
+
+    // A job out of range, a plan edited by hand, a point's file changed.
+    let err = refused(&["job", d, "4"]);
+    assert!(err.contains("job 4: the plan has 4 jobs (0 to 3)"), "{err}");
+    let point = dir.join("points/0.toml");
+    let text = std::fs::read_to_string(&point).unwrap();
+    std::fs::write(&point, text.replace("6h", "7h")).unwrap();
+    let err = refused(&["job", d, "0"]);
+    assert!(
+        err.contains("points/0.toml: changed since the plan was written"),
+        "{err}"
+    );
+    let manifest = dir.join("plan.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("\"seeds\": [\n    1,", "\"seeds\": [\n    9,", 1),
+    )
+    .unwrap();
+    let err = refused(&["merge", d]);
+    assert!(err.contains("its id does not match its contents"), "{err}");
+    // Another plan into the same directory is refused.
+    std::fs::write(&manifest, text).unwrap();
+    let s = scenario("trace-replay.toml");
+    let err = refused(&[
+        "sweep",
+        s.to_str().unwrap(),
+        "--set",
+        "policy=direct",
+        "--plan",
+        d,
+    ]);
+    assert!(err.contains("already holds another plan"), "{err}");
+}

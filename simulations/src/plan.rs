@@ -1,0 +1,509 @@
+//! Sweeps spread over many processes or machines: a *plan* directory that
+//! any scheduler can work through, one self-contained job at a time.
+//!
+//! `strand-sim sweep … --plan DIR` writes:
+//!
+//! - `plan.json`, the manifest: the parameters, the seeds, every grid
+//!   point and every job (point × seed), with BLAKE2b digests of the files
+//!   they read, and the plan's `id` (a digest of all of that);
+//! - `points/K.toml`, grid point K's scenario with the sweep's values set
+//!   (a scenario file like any other: `strand-sim run` takes it too);
+//! - `inputs/`, copies of the files the scenarios read (contact traces,
+//!   social graphs), so that the directory is all a job needs;
+//! - `jobs.txt`, one command line per job (`strand-sim job DIR N`), for
+//!   GNU parallel (`parallel -a DIR/jobs.txt`, also across hosts with
+//!   `--sshloginfile` when DIR is on a shared file system);
+//! - `sweep.sbatch`, a Slurm job array over the same jobs, with its
+//!   resource requests.
+//!
+//! A job writes `results/N.json` (atomically: a temporary file renamed),
+//! naming the plan, its job number, its point's values and its seed beside
+//! the run's [`Report`]. `strand-sim merge DIR` checks every result
+//! against the manifest, refuses a plan with missing, duplicated,
+//! unknown or mismatched results (naming each), and writes the same
+//! `sweep.csv`, `sweep.json`, `sweep.md` and plots as an in-process sweep
+//! of the same grid, byte for byte.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use blake2::{Blake2b512, Digest};
+use serde::{Deserialize, Serialize};
+
+use crate::sweep::{self, Grid, Param, Point};
+use crate::{Report, Scenario};
+
+/// The manifest's file name inside a plan directory.
+pub const MANIFEST: &str = "plan.json";
+/// What `plan.json` says it is (changes when its layout does).
+pub const FORMAT: &str = "strand-sim plan 1";
+
+/// A file a plan holds, with its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digested {
+    /// Path relative to the plan directory.
+    pub file: String,
+    /// BLAKE2b-512 of its bytes, hex.
+    pub blake2b: String,
+}
+
+/// One grid point of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPoint {
+    /// The swept parameters' values, in parameter order.
+    pub values: Vec<String>,
+    /// Its scenario file.
+    pub scenario: Digested,
+}
+
+/// One job: a grid point run with one seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanJob {
+    /// The job's number (its place in the list).
+    pub job: usize,
+    /// Index into the points.
+    pub point: usize,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// Everything a plan fixes; its digest is the plan's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanBody {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The scenario's name.
+    pub name: String,
+    /// The swept parameters (dotted path and values).
+    pub params: Vec<(String, Vec<String>)>,
+    /// The seeds, in order.
+    pub seeds: Vec<u64>,
+    /// The grid, the first parameter varying slowest.
+    pub points: Vec<PlanPoint>,
+    /// Files the points' scenarios read.
+    pub inputs: Vec<Digested>,
+    /// The jobs: each point with each seed, in that order.
+    pub jobs: Vec<PlanJob>,
+}
+
+/// A plan: `plan.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Digest of `body` (hex, 32 characters).
+    pub id: String,
+    /// The plan.
+    #[serde(flatten)]
+    pub body: PlanBody,
+}
+
+/// A job's result: `results/N.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The plan's id.
+    pub plan: String,
+    /// The job.
+    pub job: usize,
+    /// Its point's values.
+    pub values: Vec<String>,
+    /// Its seed.
+    pub seed: u64,
+    /// The run.
+    pub report: Report,
+}
+
+/// Resource requests written into `sweep.sbatch`.
+#[derive(Debug, Clone)]
+pub struct SlurmRequest {
+    /// `--mem` (per job), e.g. `4G`.
+    pub mem: String,
+    /// `--time` (per job), e.g. `02:00:00`.
+    pub time: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex(&Blake2b512::digest(bytes))
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+fn mkdir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
+}
+
+/// Quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl PlanBody {
+    fn id(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a plan serialises");
+        digest(&json)[..32].to_string()
+    }
+}
+
+impl Plan {
+    /// Writes a plan for `grid` into `dir` (created if need be) and returns
+    /// it. `exe` is the `strand-sim` that the job lines and the Slurm
+    /// script call. Refuses a directory that already holds another plan.
+    pub fn write(
+        grid: &Grid,
+        dir: &Path,
+        exe: &Path,
+        slurm: &SlurmRequest,
+    ) -> anyhow::Result<Plan> {
+        mkdir(dir)?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        for sub in ["points", "inputs", "results", "logs"] {
+            mkdir(&dir.join(sub))?;
+        }
+        // The files the scenarios read, copied once each under a name
+        // that carries their digest.
+        let mut inputs: BTreeMap<String, Digested> = BTreeMap::new();
+        let mut points = Vec::new();
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        for (k, p) in grid.points.iter().enumerate() {
+            let mut table = p.table.clone();
+            for (key, path) in p.scenario.inputs() {
+                let bytes = read(&p.scenario.resolve_path(path))?;
+                let d = digest(&bytes);
+                let base = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .filter(|n| n.chars().all(|c| c.is_ascii_graphic()))
+                    .unwrap_or("input");
+                let file = format!("inputs/{}-{base}", &d[..16]);
+                let literal = toml::Value::String(format!("../{file}")).to_string();
+                sweep::set(&mut table, key, &literal)?;
+                if !inputs.contains_key(&file) {
+                    files.push((dir.join(&file), bytes));
+                    inputs.insert(file.clone(), Digested { file, blake2b: d });
+                }
+            }
+            let text = format!(
+                "# Grid point {k} of a strand-sim plan: {}\n{}",
+                p.label(&grid.params),
+                toml::to_string(&table)?
+            );
+            let file = format!("points/{k}.toml");
+            points.push(PlanPoint {
+                values: p.values.clone(),
+                scenario: Digested {
+                    file: file.clone(),
+                    blake2b: digest(text.as_bytes()),
+                },
+            });
+            files.push((dir.join(&file), text.into_bytes()));
+        }
+        let body = PlanBody {
+            format: FORMAT.into(),
+            name: grid.name.clone(),
+            params: grid
+                .params
+                .iter()
+                .map(|p| (p.path.clone(), p.values.clone()))
+                .collect(),
+            seeds: grid.seeds.clone(),
+            points,
+            inputs: inputs.into_values().collect(),
+            jobs: grid
+                .jobs()
+                .enumerate()
+                .map(|(job, (point, seed))| PlanJob { job, point, seed })
+                .collect(),
+        };
+        let plan = Plan {
+            id: body.id(),
+            body,
+        };
+        let manifest = dir.join(MANIFEST);
+        if manifest.exists() {
+            match Plan::read(&dir) {
+                Ok(old) if old.id == plan.id => {}
+                Ok(old) => anyhow::bail!(
+                    "{} already holds another plan ({}, {} jobs): choose another directory",
+                    dir.display(),
+                    old.id,
+                    old.body.jobs.len()
+                ),
+                Err(e) => anyhow::bail!("{} already holds a plan that {e}", dir.display()),
+            }
+        }
+        for (path, bytes) in files {
+            write(&path, &bytes)?;
+        }
+        let exe = exe.to_string_lossy();
+        let d = dir.to_string_lossy();
+        let mut lines = String::new();
+        for j in &plan.body.jobs {
+            let _ = writeln!(
+                lines,
+                "{} job {} {}",
+                shell_quote(&exe),
+                shell_quote(&d),
+                j.job
+            );
+        }
+        write(&dir.join("jobs.txt"), lines.as_bytes())?;
+        write(
+            &dir.join("sweep.sbatch"),
+            plan.sbatch(&dir, &exe, slurm).as_bytes(),
+        )?;
+        write(
+            &manifest,
+            (serde_json::to_string_pretty(&plan)? + "\n").as_bytes(),
+        )?;
+        Ok(plan)
+    }
+
+    /// The Slurm job array script.
+    fn sbatch(&self, dir: &Path, exe: &str, slurm: &SlurmRequest) -> String {
+        let n = self.body.jobs.len();
+        let d = dir.to_string_lossy();
+        format!(
+            "#!/bin/bash\n\
+             # A Slurm job array over the {n} jobs of the strand-sim plan in\n\
+             # {d} (plan {id}). Submit it with\n\
+             #     sbatch {script}\n\
+             # (Slurm's default MaxArraySize is 1001: a longer plan needs it raised),\n\
+             # and once every task has finished:\n\
+             #     {exe_q} merge {dq}\n\
+             # Each task is one single-threaded run: one CPU; the memory and time\n\
+             # below came from `strand-sim sweep --job-mem/--job-time`.\n\
+             #SBATCH --job-name=strand-sim-{id8}\n\
+             #SBATCH --array=0-{last}\n\
+             #SBATCH --ntasks=1\n\
+             #SBATCH --cpus-per-task=1\n\
+             #SBATCH --mem={mem}\n\
+             #SBATCH --time={time}\n\
+             #SBATCH --output={logs}/job-%a.log\n\
+             exec {exe_q} job {dq} \"$SLURM_ARRAY_TASK_ID\"\n",
+            id = self.id,
+            id8 = &self.id[..8],
+            script = shell_quote(&format!("{d}/sweep.sbatch")),
+            exe_q = shell_quote(exe),
+            dq = shell_quote(&d),
+            last = n.saturating_sub(1),
+            mem = slurm.mem,
+            time = slurm.time,
+            logs = d,
+        )
+    }
+
+    /// Reads and checks `DIR/plan.json`.
+    pub fn read(dir: &Path) -> anyhow::Result<Plan> {
+        let path = dir.join(MANIFEST);
+        let bytes = read(&path)?;
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is not a strand-sim plan: {e}", path.display()))?;
+        anyhow::ensure!(
+            plan.body.format == FORMAT,
+            "{}: format `{}`, this strand-sim reads `{FORMAT}`",
+            path.display(),
+            plan.body.format
+        );
+        anyhow::ensure!(
+            plan.body.id() == plan.id,
+            "{}: its id does not match its contents (edited by hand?)",
+            path.display()
+        );
+        let points = plan.body.points.len();
+        let seeds = plan.body.seeds.len();
+        anyhow::ensure!(
+            plan.body.jobs.len() == points * seeds
+                && plan.body.jobs.iter().enumerate().all(|(n, j)| {
+                    j.job == n && j.point == n / seeds && j.seed == plan.body.seeds[n % seeds]
+                }),
+            "{}: its jobs are not its points × its seeds",
+            path.display()
+        );
+        Ok(plan)
+    }
+
+    /// Job `n`'s scenario, after checking the files it reads.
+    fn scenario(&self, dir: &Path, n: usize) -> anyhow::Result<(PlanJob, Scenario)> {
+        let total = self.body.jobs.len();
+        let job = *self.body.jobs.get(n).ok_or_else(|| {
+            anyhow::anyhow!(
+                "job {n}: the plan has {total} jobs (0 to {})",
+                total.saturating_sub(1)
+            )
+        })?;
+        let point = &self.body.points[job.point];
+        for f in std::iter::once(&point.scenario).chain(&self.body.inputs) {
+            let bytes = read(&dir.join(&f.file))?;
+            anyhow::ensure!(
+                digest(&bytes) == f.blake2b,
+                "{}: changed since the plan was written",
+                dir.join(&f.file).display()
+            );
+        }
+        let path = dir.join(&point.scenario.file);
+        let (table, sdir) = Scenario::read_table(&path)?;
+        let sc = Scenario::from_table(table, sdir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok((job, sc))
+    }
+
+    /// Runs job `n` of the plan in `dir` and writes `results/N.json`.
+    pub fn run_job(&self, dir: &Path, n: usize) -> anyhow::Result<JobResult> {
+        let (job, sc) = self.scenario(dir, n)?;
+        let report = crate::run(&sc, job.seed, |_, _| {})?.report;
+        let result = JobResult {
+            plan: self.id.clone(),
+            job: n,
+            values: self.body.points[job.point].values.clone(),
+            seed: job.seed,
+            report,
+        };
+        let results = dir.join("results");
+        mkdir(&results)?;
+        let tmp = results.join(format!(".{n}.json.{}", std::process::id()));
+        write(
+            &tmp,
+            (serde_json::to_string_pretty(&result)? + "\n").as_bytes(),
+        )?;
+        let path = results.join(format!("{n}.json"));
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(result)
+    }
+
+    /// The swept parameters.
+    pub fn params(&self) -> Vec<Param> {
+        self.body
+            .params
+            .iter()
+            .map(|(path, values)| Param {
+                path: path.clone(),
+                values: values.clone(),
+            })
+            .collect()
+    }
+
+    /// Checks every result in `DIR/results` against the plan and returns
+    /// the grid's points (as [`sweep::sweep`] would). Refuses, naming each
+    /// problem, when a job's result is missing, given twice, unreadable,
+    /// from another plan or not what the plan asked for.
+    pub fn merge(&self, dir: &Path) -> anyhow::Result<Vec<Point>> {
+        let results = dir.join("results");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&results)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", results.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        let mut problems: Vec<String> = Vec::new();
+        let mut by_job: BTreeMap<usize, Vec<(PathBuf, JobResult)>> = BTreeMap::new();
+        let name = |p: &Path| format!("results/{}", p.file_name().unwrap_or_default().display());
+        for f in files {
+            let parsed = std::fs::read(&f)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<JobResult>(&b).map_err(|e| e.to_string()));
+            let r = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("{}: not a job result ({e})", name(&f)));
+                    continue;
+                }
+            };
+            if r.plan != self.id {
+                problems.push(format!(
+                    "{}: from another plan ({}, not {})",
+                    name(&f),
+                    r.plan,
+                    self.id
+                ));
+                continue;
+            }
+            let Some(job) = self.body.jobs.get(r.job) else {
+                problems.push(format!(
+                    "{}: job {} is not in the plan ({} jobs)",
+                    name(&f),
+                    r.job,
+                    self.body.jobs.len()
+                ));
+                continue;
+            };
+            let values = &self.body.points[job.point].values;
+            if r.seed != job.seed || &r.values != values || r.report.seed != job.seed {
+                problems.push(format!(
+                    "{}: job {} should be [{}] with seed {}, it says [{}] with seed {}",
+                    name(&f),
+                    r.job,
+                    values.join(" "),
+                    job.seed,
+                    r.values.join(" "),
+                    r.seed
+                ));
+                continue;
+            }
+            by_job.entry(r.job).or_default().push((f, r));
+        }
+        for (job, rs) in &by_job {
+            if rs.len() > 1 {
+                let names: Vec<String> = rs.iter().map(|(p, _)| name(p)).collect();
+                problems.push(format!(
+                    "job {job} is there {} times: {}",
+                    rs.len(),
+                    names.join(", ")
+                ));
+            }
+        }
+        let missing: Vec<String> = (0..self.body.jobs.len())
+            .filter(|n| !by_job.contains_key(n))
+            .map(|n| n.to_string())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{} of {} jobs have no result: {} (run each with `strand-sim job {} N`)",
+                missing.len(),
+                self.body.jobs.len(),
+                missing.join(", "),
+                dir.display()
+            ));
+        }
+        anyhow::ensure!(
+            problems.is_empty(),
+            "cannot merge {}: {}",
+            dir.display(),
+            problems.join("; ")
+        );
+        let reports: Vec<Report> = by_job
+            .into_values()
+            .map(|mut rs| rs.remove(0).1.report)
+            .collect();
+        let values: Vec<Vec<String>> = self.body.points.iter().map(|p| p.values.clone()).collect();
+        Ok(sweep::points(values, self.body.seeds.len(), reports))
+    }
+}
