@@ -26,11 +26,10 @@ use crate::world::{LinkId, LinkState, Packet, World};
 /// One simulated device.
 struct Device {
     identity: Identity,
-    /// Contacts as strand-sync sees them (with shared groups), and the
-    /// device index of each.
-    contacts: Vec<Contact>,
+    /// The device index of each contact (in the endpoint's order).
     contact_nodes: Vec<u32>,
-    /// Starts this device's sessions (built from `contacts`).
+    /// Starts this device's sessions, and holds its contacts as
+    /// strand-sync sees them (with shared groups), in `contact_nodes` order.
     endpoint: Endpoint,
     /// This device's own randomness for its links (seeded from the run's
     /// RNG): a device's sessions do not depend on what others draw.
@@ -80,7 +79,6 @@ impl Strand {
             w.rng.0.fill_bytes(&mut seed);
             devices.push(Device {
                 identity,
-                contacts: Vec::new(),
                 contact_nodes: Vec::new(),
                 endpoint,
                 rng: ChaCha20Rng::from_seed(seed),
@@ -92,15 +90,20 @@ impl Strand {
             });
         }
         let publics: Vec<_> = devices.iter().map(|d| d.identity.public()).collect();
+        // Built here, then handed to each endpoint, which keeps the only
+        // copy.
+        let mut contacts: Vec<Vec<Contact>> = Vec::with_capacity(devices.len());
         for (i, dev) in devices.iter_mut().enumerate() {
+            let mut mine = Vec::with_capacity(w.social.contacts[i].len());
             for &j in &w.social.contacts[i] {
                 let c = dev
                     .identity
                     .contact(&publics[j as usize])
                     .map_err(|e| anyhow::anyhow!("contact: {e}"))?;
-                dev.contacts.push(c);
+                mine.push(c);
                 dev.contact_nodes.push(j);
             }
+            contacts.push(mine);
         }
         let mut groups = Vec::new();
         for members in &w.social.groups {
@@ -111,8 +114,8 @@ impl Strand {
             let authors = members.iter().map(|m| publics[*m as usize].sign).collect();
             let group = Group::new(GroupId(id), GroupKey::from_bytes(key), authors);
             for &a in members {
-                let dev = &mut devices[a as usize];
-                for (c, &node) in dev.contacts.iter_mut().zip(&dev.contact_nodes) {
+                let nodes = &devices[a as usize].contact_nodes;
+                for (c, &node) in contacts[a as usize].iter_mut().zip(nodes) {
                     if members.binary_search(&node).is_ok() {
                         c.groups.push(group.clone());
                     }
@@ -124,13 +127,13 @@ impl Strand {
         // nobody carries); with carrying, each device tells every contact
         // there that it carries.
         let now = w.now_ms();
-        for dev in &mut devices {
-            for (i, c) in dev.contacts.iter_mut().enumerate() {
+        for (dev, mut contacts) in devices.iter_mut().zip(contacts) {
+            for (i, c) in contacts.iter_mut().enumerate() {
                 c.groups.insert(1, c.pool.clone());
                 dev.pools.insert(c.pool.id, i);
             }
             if dev.carrier.is_some() {
-                for c in &dev.contacts {
+                for c in &contacts {
                     let m = Message::create(
                         &dev.identity,
                         &c.pool,
@@ -144,7 +147,7 @@ impl Strand {
                         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 }
             }
-            dev.endpoint.set_contacts(dev.contacts.clone());
+            dev.endpoint.set_contacts(contacts);
         }
         Ok(Strand {
             devices,
@@ -351,8 +354,8 @@ impl Strand {
             let Some(msg) = bytes.and_then(|b| Message::decode(b).ok()) else {
                 return false;
             };
-            let pool = dev.contacts[pi].pool.clone();
-            let from = dev.contacts[pi].public;
+            let pool = dev.endpoint.contacts()[pi].pool.clone();
+            let from = dev.endpoint.contacts()[pi].public;
             let Ok(body) = msg.open(&pool) else {
                 return false;
             };
@@ -369,7 +372,8 @@ impl Strand {
                 }) => {
                     // Only a text a contact wrote in their 1:1 group is
                     // taken, and only then is it acknowledged.
-                    let Some(c) = strand_sync::opened_author(&dev.contacts, &message) else {
+                    let Some(c) = strand_sync::opened_author(dev.endpoint.contacts(), &message)
+                    else {
                         return false;
                     };
                     let group = c.direct_group().clone();
@@ -389,7 +393,7 @@ impl Strand {
                 Ok(Taken::Held { .. }) => {
                     w.metrics.note_carried(node, carrier.used());
                     // Pass it on over this device's other live links.
-                    hand_to.extend(0..dev.contacts.len());
+                    hand_to.extend(0..dev.endpoint.contacts().len());
                 }
                 Ok(Taken::Nothing) | Err(_) => {}
             }
@@ -422,7 +426,7 @@ impl Strand {
             let dev = &mut self.devices[n];
             let carrier = dev.carrier.as_mut().expect("carrying");
             carrier.expire(now);
-            let public = dev.contacts[pi].public;
+            let public = dev.endpoint.contacts()[pi].public;
             for h in carrier.hand(&public, now, &mut dev.rng) {
                 touched.extend(self.write_pool(w, node, h));
             }
@@ -451,7 +455,12 @@ impl Strand {
     fn write_pool(&mut self, w: &World, node: u32, h: Handout) -> Vec<LinkId> {
         let now = w.now_ms();
         let dev = &mut self.devices[node as usize];
-        let Some(c) = dev.contacts.iter().find(|c| c.public.sign == h.to) else {
+        let Some(c) = dev
+            .endpoint
+            .contacts()
+            .iter()
+            .find(|c| c.public.sign == h.to)
+        else {
             return Vec::new();
         };
         let pool = c.pool.clone();
@@ -562,7 +571,7 @@ impl Strand {
                     w.messages[idx as usize].failed = true;
                     return Vec::new();
                 };
-                dev.contacts[pos].direct_group().clone()
+                dev.endpoint.contacts()[pos].direct_group().clone()
             }
             Dest::Group(g) => self.groups[g as usize].clone(),
         };
@@ -595,8 +604,9 @@ impl Strand {
         let dev = &mut self.devices[from as usize];
         if let (Some(carrier), Dest::Device(to)) = (dev.carrier.as_mut(), c_dest) {
             let pos = dev.contact_nodes.iter().position(|n| *n == to);
-            if pos.is_some_and(|p| carrier.originate(&dev.contacts[p].public, msg, now)) {
-                let all = 0..dev.contacts.len();
+            if pos.is_some_and(|p| carrier.originate(&dev.endpoint.contacts()[p].public, msg, now))
+            {
+                let all = 0..dev.endpoint.contacts().len();
                 touched.extend(self.hand_live(w, from, all));
             }
         }
@@ -616,15 +626,14 @@ impl Strand {
     ) {
         let (contacts, nodes): (Vec<Contact>, Vec<u32>) = contacts.into_iter().unzip();
         let dev = &mut self.devices[i as usize];
-        dev.endpoint = Endpoint::new(&identity, contacts.clone());
         dev.pools = contacts
             .iter()
             .enumerate()
             .filter(|(_, c)| c.groups.iter().any(|g| g.id == c.pool.id))
             .map(|(i, c)| (c.pool.id, i))
             .collect();
+        dev.endpoint = Endpoint::new(&identity, contacts);
         dev.identity = identity;
-        dev.contacts = contacts;
         dev.contact_nodes = nodes;
         dev.store = store;
         dev.rng = ChaCha20Rng::seed_from_u64(link_seed);
@@ -669,7 +678,7 @@ impl Strand {
     /// Every group log (1:1 and private) is identical at all its members.
     pub fn group_logs_converged(&self, w: &World) -> bool {
         for (i, dev) in self.devices.iter().enumerate() {
-            for (c, &j) in dev.contacts.iter().zip(&dev.contact_nodes) {
+            for (c, &j) in dev.endpoint.contacts().iter().zip(&dev.contact_nodes) {
                 if (j as usize) < i {
                     continue;
                 }

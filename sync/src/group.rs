@@ -1,5 +1,7 @@
 //! Groups: a conversation's id, key and members.
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use crate::identity::AuthorId;
@@ -38,7 +40,9 @@ pub struct Group {
     /// Its id.
     pub id: GroupId,
     key: GroupKey,
-    members: Vec<AuthorId>,
+    /// Shared between clones: every contact of a group's member holds the
+    /// group, and a list of 500 members is 16 KB.
+    members: Arc<[AuthorId]>,
 }
 
 impl std::fmt::Debug for Group {
@@ -55,7 +59,11 @@ impl Group {
     pub fn new(id: GroupId, key: GroupKey, mut members: Vec<AuthorId>) -> Self {
         members.sort_unstable();
         members.dedup();
-        Group { id, key, members }
+        Group {
+            id,
+            key,
+            members: members.into(),
+        }
     }
 
     /// Whether `author` may write to this group.
