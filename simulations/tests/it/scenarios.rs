@@ -1,4 +1,4 @@
-use strand_sim::invariants::{GROUP_LOGS_CONVERGED, NO_PROTOCOL_ERRORS};
+use strand_sim::invariants::{DELIVERED_AT_MOST_CREATED, GROUP_LOGS_CONVERGED, NO_PROTOCOL_ERRORS};
 use strand_sim::{run, Scenario};
 
 use crate::{bundled, inline};
@@ -86,6 +86,38 @@ fn a_group_of_200_converges_over_a_district() {
     let cut = bundled("group-200", &[("duration", "\"4h\"")]);
     let r = run(&cut, 1, |_, _| {}).unwrap().report;
     assert!(!r.invariants[GROUP_LOGS_CONVERGED]);
+}
+
+/// `text-100k`'s shape (neighbourhoods of 100, about ten contacts each,
+/// five-person groups, a text an hour) at 2,000 devices for 6 h, strangers
+/// met as often per person as in the full run: real sessions, no protocol
+/// errors, no contact encounter lost, and texts delivered.
+#[test]
+fn the_text_100k_shape_holds_its_invariants_at_2000_devices() {
+    let s = bundled(
+        "text-100k",
+        &[
+            ("group.0.count", "2000"),
+            ("contacts.communities", "20"),
+            ("contacts.outside_gap", "\"190d\""),
+            ("social.groups", "200"),
+            ("duration", "\"6h\""),
+        ],
+    );
+    let r = run(&s, 1, |_, _| {}).unwrap().report;
+    assert_eq!(r.devices, 2000);
+    assert!(r.created > 5_000, "{}", r.created);
+    assert!(r.delivered > 0 && r.delivered <= r.delivery_units);
+    assert!(r.session_errors.is_empty(), "{:?}", r.session_errors);
+    assert!(r.invariants[NO_PROTOCOL_ERRORS], "{:?}", r.invariants);
+    assert!(
+        r.invariants[DELIVERED_AT_MOST_CREATED],
+        "{:?}",
+        r.invariants
+    );
+    // About 50 meetings a day each with neighbours and 10 with strangers:
+    // some 12,500 and 2,500 meetings in 6 h.
+    assert!(r.encounters > 10_000, "{}", r.encounters);
 }
 
 /// Groenevelt, Nain & Koole (2005): with N devices whose pairs meet at
