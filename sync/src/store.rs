@@ -195,11 +195,19 @@ pub trait WriteStore: Store {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Self::Error>;
 }
 
-/// A store in memory: one `BTreeMap` per group. Used by tests, the harness,
-/// the simulator and the demo.
+/// A store in memory. Used by tests, the harness, the simulator and the
+/// demo.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    groups: BTreeMap<GroupId, BTreeMap<Key, Vec<u8>>>,
+    /// Every group's log in one map, ordered by group, then key: a group
+    /// holding one message costs one entry rather than a map of its own
+    /// (a simulated city holds hundreds of thousands of small logs).
+    log: BTreeMap<(GroupId, Key), Box<[u8]>>,
+}
+
+/// Every key of `group` in [`MemoryStore::log`].
+fn whole(group: &GroupId) -> std::ops::RangeInclusive<(GroupId, Key)> {
+    (*group, Key::MIN)..=(*group, Key::MAX)
 }
 
 impl MemoryStore {
@@ -210,29 +218,25 @@ impl MemoryStore {
 
     /// Messages stored in `group`.
     pub fn len(&self, group: &GroupId) -> usize {
-        self.groups.get(group).map_or(0, BTreeMap::len)
+        self.log.range(whole(group)).count()
     }
 
     /// Whether the store holds nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.groups.values().all(BTreeMap::is_empty)
+        self.log.is_empty()
     }
 
     /// The keys stored in `group`, in order.
     pub fn keys(&self, group: &GroupId) -> Vec<Key> {
-        self.groups
-            .get(group)
-            .map(|g| g.keys().copied().collect())
-            .unwrap_or_default()
+        self.log.range(whole(group)).map(|((_, k), _)| *k).collect()
     }
 
     /// Every stored message of `group` that is not hollow, in key order.
     pub fn messages(&self, group: &GroupId) -> impl Iterator<Item = (&Key, &[u8])> {
-        self.groups.get(group).into_iter().flat_map(|g| {
-            g.iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k, v.as_slice()))
-        })
+        self.log
+            .range(whole(group))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|((_, k), v)| (k, &v[..]))
     }
 
     /// Drops a message's bytes but keeps its key, so reconciliation still
@@ -241,9 +245,9 @@ impl MemoryStore {
     /// acknowledged or evicted (PROTOCOL.md §17). Returns whether the
     /// message had bytes to drop.
     pub fn hollow(&mut self, group: &GroupId, key: &Key) -> bool {
-        match self.groups.get_mut(group).and_then(|g| g.get_mut(key)) {
+        match self.log.get_mut(&(*group, *key)) {
             Some(bytes) if !bytes.is_empty() => {
-                *bytes = Vec::new();
+                *bytes = Box::default();
                 true
             }
             _ => false,
@@ -252,21 +256,22 @@ impl MemoryStore {
 
     /// Bytes held by messages of `group` (hollow ones hold none).
     pub fn bytes(&self, group: &GroupId) -> u64 {
-        self.groups
-            .get(group)
-            .map_or(0, |g| g.values().map(|v| v.len() as u64).sum())
+        self.log
+            .range(whole(group))
+            .map(|(_, v)| v.len() as u64)
+            .sum()
     }
 }
 
 impl WriteStore for MemoryStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, Infallible> {
-        let log = self.groups.entry(*group).or_default();
-        let key = message.key();
-        if log.contains_key(&key) {
-            return Ok(false);
+        match self.log.entry((*group, message.key())) {
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(message.as_bytes().into());
+                Ok(true)
+            }
         }
-        log.insert(key, message.as_bytes().to_vec());
-        Ok(true)
     }
 }
 
@@ -274,23 +279,21 @@ impl Store for MemoryStore {
     type Error = Infallible;
 
     fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, Infallible> {
-        Ok(self.groups.get(group).is_some_and(|g| g.contains_key(key)))
+        Ok(self.log.contains_key(&(*group, *key)))
     }
 
     fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Infallible> {
         Ok(self
-            .groups
-            .get(group)
-            .and_then(|g| g.get(key))
+            .log
+            .get(&(*group, *key))
             .filter(|v| !v.is_empty())
-            .cloned())
+            .map(|v| v.to_vec()))
     }
 
     fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, Infallible> {
         Ok(self
-            .groups
-            .get(group)
-            .and_then(|g| g.get(key))
+            .log
+            .get(&(*group, *key))
             .and_then(|v| v.get(73).map(|k| Kind(*k))))
     }
 
@@ -303,11 +306,9 @@ impl Store for MemoryStore {
         if range.lo >= range.hi {
             return Ok(());
         }
-        if let Some(log) = self.groups.get(group) {
-            for key in log.range(range.lo..range.hi).map(|(k, _)| k) {
-                if visit(key).is_break() {
-                    break;
-                }
+        for ((_, key), _) in self.log.range((*group, range.lo)..(*group, range.hi)) {
+            if visit(key).is_break() {
+                break;
             }
         }
         Ok(())
