@@ -91,17 +91,30 @@ impl Strand {
         }
         let publics: Vec<_> = devices.iter().map(|d| d.identity.public()).collect();
         // Built here, then handed to each endpoint, which keeps the only
-        // copy.
+        // copy. Each pair's keys are agreed once for both sides (what each
+        // phone would compute alone, the same bytes): the other side's
+        // record waits in `later` until its turn.
         let mut contacts: Vec<Vec<Contact>> = Vec::with_capacity(devices.len());
-        for (i, dev) in devices.iter_mut().enumerate() {
+        let mut later: BTreeMap<(u32, u32), Contact> = BTreeMap::new();
+        for i in 0..devices.len() {
             let mut mine = Vec::with_capacity(w.social.contacts[i].len());
             for &j in &w.social.contacts[i] {
-                let c = dev
-                    .identity
-                    .contact(&publics[j as usize])
-                    .map_err(|e| anyhow::anyhow!("contact: {e}"))?;
+                let c = match later.remove(&(i as u32, j)) {
+                    Some(c) => c,
+                    None => {
+                        let (c, theirs) = Identity::contact_pair(
+                            &devices[i].identity,
+                            &devices[j as usize].identity,
+                        )
+                        .map_err(|e| anyhow::anyhow!("contact: {e}"))?;
+                        if (j as usize) > i {
+                            later.insert((j, i as u32), theirs);
+                        }
+                        c
+                    }
+                };
                 mine.push(c);
-                dev.contact_nodes.push(j);
+                devices[i].contact_nodes.push(j);
             }
             contacts.push(mine);
         }

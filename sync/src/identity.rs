@@ -23,6 +23,9 @@ pub type AuthorId = [u8; 32];
 pub struct Identity {
     signing: SigningKey,
     dh: StaticSecret,
+    /// `dh`'s public key, computed once: a base-point multiplication is
+    /// not free, and [`Identity::public`] is asked for often.
+    dh_public: [u8; 32],
     name: String,
 }
 
@@ -58,15 +61,17 @@ impl Identity {
         check_stored_name(name)?;
         let mut sign = [0u8; 32];
         sign.copy_from_slice(&secret[..32]);
-        let mut dh = [0u8; 32];
-        dh.copy_from_slice(&secret[32..]);
+        let mut dh_bytes = [0u8; 32];
+        dh_bytes.copy_from_slice(&secret[32..]);
+        let dh = StaticSecret::from(dh_bytes);
         let identity = Identity {
             signing: SigningKey::from_bytes(&sign),
-            dh: StaticSecret::from(dh),
+            dh_public: DhPublic::from(&dh).to_bytes(),
+            dh,
             name: name.to_owned(),
         };
         zeroize::Zeroize::zeroize(&mut sign);
-        zeroize::Zeroize::zeroize(&mut dh);
+        zeroize::Zeroize::zeroize(&mut dh_bytes);
         Ok(identity)
     }
 
@@ -83,7 +88,7 @@ impl Identity {
     pub fn public(&self) -> PublicIdentity {
         PublicIdentity {
             sign: self.signing.verifying_key().to_bytes(),
-            dh: DhPublic::from(&self.dh).to_bytes(),
+            dh: self.dh_public,
         }
     }
 
@@ -111,6 +116,31 @@ impl Identity {
     /// (from their own point of view).
     pub fn contact(&self, their: &PublicIdentity) -> Result<Contact, KeyError> {
         let mine = self.public();
+        let shared = self.agree(&mine, their)?;
+        Ok(Contact::derive(&mine, their, &shared))
+    }
+
+    /// Both sides' contact records at once, `(a's record of b, b's record
+    /// of a)`: the same as `a.contact(&b.public())` and
+    /// `b.contact(&a.public())`, with the key agreement done once. For a
+    /// caller holding both identities: the simulator, which pairs up
+    /// thousands of devices.
+    pub fn contact_pair(a: &Identity, b: &Identity) -> Result<(Contact, Contact), KeyError> {
+        let (pa, pb) = (a.public(), b.public());
+        let shared = a.agree(&pa, &pb)?;
+        Ok((
+            Contact::derive(&pa, &pb, &shared),
+            Contact::derive(&pb, &pa, &shared),
+        ))
+    }
+
+    /// The X25519 secret shared with `their`, refused for our own keys and
+    /// for low-order points.
+    fn agree(
+        &self,
+        mine: &PublicIdentity,
+        their: &PublicIdentity,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         if mine.sign == their.sign || mine.dh == their.dh {
             return Err(KeyError::OwnKey);
         }
@@ -119,33 +149,7 @@ impl Identity {
             // A low-order point: the "shared" secret would be public.
             return Err(KeyError::WeakKey);
         }
-        let (lo, hi) = if mine.sign < their.sign {
-            (mine, *their)
-        } else {
-            (*their, mine)
-        };
-        let root = Zeroizing::new(kdf(
-            &shared,
-            "strand/v1/pair",
-            &[&lo.sign, &lo.dh, &hi.sign, &hi.dh],
-        ));
-        let group = Group::new(
-            GroupId(kdf(&root, "strand/v1/pair/group-id", &[])),
-            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
-            vec![lo.sign, hi.sign],
-        );
-        let pool = Group::new(
-            GroupId(kdf(&root, "strand/v1/pair/pool-id", &[])),
-            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/pool-key", &[])),
-            vec![lo.sign, hi.sign],
-        );
-        Ok(Contact {
-            public: *their,
-            token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
-            beacon_key: Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[])),
-            groups: vec![group],
-            pool,
-        })
+        Ok(shared)
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
@@ -186,6 +190,39 @@ impl std::fmt::Debug for Contact {
 }
 
 impl Contact {
+    /// `mine`'s record of `their`, from the pair's X25519 secret: the same
+    /// on both sides but for `public`, since every key comes from the pair
+    /// in a fixed order.
+    fn derive(mine: &PublicIdentity, their: &PublicIdentity, shared: &[u8; 32]) -> Contact {
+        let (lo, hi) = if mine.sign < their.sign {
+            (*mine, *their)
+        } else {
+            (*their, *mine)
+        };
+        let root = Zeroizing::new(kdf(
+            shared,
+            "strand/v1/pair",
+            &[&lo.sign, &lo.dh, &hi.sign, &hi.dh],
+        ));
+        let group = Group::new(
+            GroupId(kdf(&root, "strand/v1/pair/group-id", &[])),
+            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
+            vec![lo.sign, hi.sign],
+        );
+        let pool = Group::new(
+            GroupId(kdf(&root, "strand/v1/pair/pool-id", &[])),
+            GroupKey::from_bytes(kdf(&root, "strand/v1/pair/pool-key", &[])),
+            vec![lo.sign, hi.sign],
+        );
+        Contact {
+            public: *their,
+            token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
+            beacon_key: Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[])),
+            groups: vec![group],
+            pool,
+        }
+    }
+
     /// The 1:1 conversation with this contact.
     pub fn direct_group(&self) -> &Group {
         &self.groups[0]
@@ -264,4 +301,46 @@ pub fn is_invisible(c: char) -> bool {
 pub(crate) fn verifying_key(sign: &AuthorId) -> Option<VerifyingKey> {
     let key = VerifyingKey::from_bytes(sign).ok()?;
     (!key.is_weak()).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    fn same(x: &Contact, y: &Contact) -> bool {
+        x.public == y.public
+            && *x.token_key == *y.token_key
+            && *x.beacon_key == *y.beacon_key
+            && x.groups.len() == y.groups.len()
+            && x.groups.iter().zip(&y.groups).all(|(g, h)| {
+                g.id == h.id
+                    && g.key().as_bytes() == h.key().as_bytes()
+                    && g.members() == h.members()
+            })
+            && x.pool.id == y.pool.id
+            && x.pool.key().as_bytes() == y.pool.key().as_bytes()
+    }
+
+    #[test]
+    fn a_contact_pair_is_both_sides_contacts() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let a = Identity::generate("a", &mut rng).unwrap();
+        let b = Identity::generate("b", &mut rng).unwrap();
+        let (ab, ba) = Identity::contact_pair(&a, &b).unwrap();
+        assert!(same(&ab, &a.contact(&b.public()).unwrap()));
+        assert!(same(&ba, &b.contact(&a.public()).unwrap()));
+        assert!(!same(&ab, &ba), "each side's record names the other");
+        assert_eq!(ab.direct_group().id, ba.direct_group().id);
+        assert!(matches!(
+            Identity::contact_pair(&a, &a),
+            Err(KeyError::OwnKey)
+        ));
+        // The cached public key is the secret's.
+        assert_eq!(a.public().dh, DhPublic::from(&a.dh).to_bytes());
+        let again = Identity::from_secret_bytes(&a.to_secret_bytes(), "a").unwrap();
+        assert_eq!(again.public(), a.public());
+    }
 }
