@@ -63,6 +63,11 @@ pub struct Metrics {
     /// while the devices were still in contact: encounters the preamble
     /// lost.
     pub contact_encounters_lost: u64,
+    /// Links between two mutual contacts that ended before a session
+    /// because the acceptor has more contacts than a beacon names
+    /// (`BEACON_ENTRIES`) and this beacon's random subset left the dialler
+    /// out: the protocol's design, not a loss.
+    pub contacts_not_named: u64,
     /// Messages skipped as too far in the future.
     pub rejected: u64,
     /// Most bytes each device held at once for others: relayed copies
@@ -207,6 +212,10 @@ pub struct Report {
     /// Links between mutual contacts that ended without a session while
     /// they were in contact.
     pub contact_encounters_lost: u64,
+    /// Links between mutual contacts that ended before a session because
+    /// the acceptor's beacon, naming a random `BEACON_ENTRIES` of its many
+    /// contacts, left the dialler out (by design).
+    pub contacts_not_named: u64,
     /// Session errors by kind.
     pub session_errors: BTreeMap<String, u64>,
     /// Mean hops of deliveries.
@@ -299,6 +308,7 @@ impl Report {
             stranger_beacons: m.strangers,
             hellos_refused: m.hellos_refused,
             contact_encounters_lost: m.contact_encounters_lost,
+            contacts_not_named: m.contacts_not_named,
             session_errors: m.session_errors.clone(),
             hops_mean: if m.hops.is_empty() {
                 0.0

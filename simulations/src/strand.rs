@@ -54,6 +54,11 @@ struct LinkSessions {
     new: [u64; 2],
     /// Deadline a timer event is scheduled for.
     timer: [Option<u64>; 2],
+    /// Whether the two devices are each other's contacts.
+    contacts: bool,
+    /// Whether the accepting side has few enough contacts that its beacon
+    /// names them all ([`strand_sync::limits::BEACON_ENTRIES`]).
+    names_all: bool,
 }
 
 /// Strand's state across all devices.
@@ -184,7 +189,13 @@ impl Strand {
         let (a, b) = (l.a as usize, l.b as usize);
         let config = Strand::config(w, l);
         let now = w.now_ms();
-        let mut s = LinkSessions::default();
+        let mut s = LinkSessions {
+            contacts: self.devices[a].contact_nodes.contains(&(b as u32))
+                && self.devices[b].contact_nodes.contains(&(a as u32)),
+            names_all: self.devices[b].endpoint.contacts().len()
+                <= strand_sync::limits::BEACON_ENTRIES,
+            ..LinkSessions::default()
+        };
         let dev = &mut self.devices[a];
         s.sessions[0] = Some(dev.endpoint.dial(config, now, &mut dev.rng));
         let dev = &mut self.devices[b];
@@ -255,12 +266,11 @@ impl Strand {
         let mut received = Vec::new();
         let mut delivered = Vec::new();
         let mut established = false;
-        let contacts = self.devices[node as usize].contact_nodes.contains(&peer)
-            && self.devices[peer as usize].contact_nodes.contains(&node);
         {
             let Some(ls) = self.links.get_mut(&link) else {
                 return Vec::new();
             };
+            let (contacts, names_all) = (ls.contacts, ls.names_all);
             let Some(s) = ls.sessions[side].as_mut() else {
                 return Vec::new();
             };
@@ -276,7 +286,7 @@ impl Strand {
                     }
                     Event::Refused { .. } => w.metrics.hellos_refused += 1,
                     Event::Closed { error: Some(e) } => {
-                        classify_close(w, &e, side, contacts, s.peer().is_some())
+                        classify_close(w, &e, side, contacts, names_all, s.peer().is_some())
                     }
                     Event::Rejected { .. } => w.metrics.rejected += 1,
                     _ => {}
@@ -716,8 +726,18 @@ impl Strand {
 
 /// Counts how a session that ended with an error ended. A link that ends
 /// in its preamble is what strangers' links do, and no protocol failure;
-/// between two mutual contacts it is a lost encounter.
-fn classify_close(w: &mut World, e: &SessionError, side: usize, contacts: bool, matched: bool) {
+/// between two mutual contacts it is a lost encounter, unless the
+/// acceptor has more contacts than a beacon names and this beacon's
+/// random subset may have left the dialler out (by design: a beacon's
+/// size must not tell how many contacts a device has).
+fn classify_close(
+    w: &mut World,
+    e: &SessionError,
+    side: usize,
+    contacts: bool,
+    names_all: bool,
+    matched: bool,
+) {
     match e {
         SessionError::Preamble(
             why @ (HandshakeError::NoContact | HandshakeError::Refused | HandshakeError::Skipped),
@@ -725,7 +745,11 @@ fn classify_close(w: &mut World, e: &SessionError, side: usize, contacts: bool, 
             if *why == HandshakeError::NoContact {
                 w.metrics.strangers += 1;
             }
-            if contacts {
+            // Left out of the beacon, the dialler finds nobody, or only
+            // another contact through a false match, who refuses it.
+            if contacts && *why != HandshakeError::Skipped && !names_all {
+                w.metrics.contacts_not_named += 1;
+            } else if contacts {
                 w.metrics.contact_encounters_lost += 1;
             }
         }
