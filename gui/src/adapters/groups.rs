@@ -37,8 +37,23 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         a.set_error(SharedString::new());
         let name = item.name.to_string();
         b.job(move |core| {
+            let muted = core.preferences.mutes_group(&name);
             core.open_group = Some(name);
+            core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
             reload(core, true);
+        });
+    });
+
+    let b = backend.clone();
+    a.on_set_muted(move |muted| {
+        b.job(move |core| {
+            let Some(name) = core.open_group.clone() else {
+                return;
+            };
+            super::settings::change_preferences(
+                core,
+                strand_node::PreferenceChange::MuteGroup { name, muted },
+            )
         });
     });
 
@@ -162,6 +177,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     });
                 }
                 _ => {
+                    let muted = core.preferences.mutes_group(&name);
+                    core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
                     core.open_group = Some(name.clone());
                     refresh(core);
                     reload(core, true);

@@ -114,6 +114,7 @@ pub(crate) fn load_preferences(core: &mut Core) {
 
 fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
     let open = core.open.clone();
+    let open_group = core.open_group.clone();
     core.preferences = p.clone();
     core.ui(move |ui| {
         let a = ui.global::<SettingsAdapter>();
@@ -121,6 +122,8 @@ fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
         a.set_keep_running(p.keep_running);
         let muted = open.is_some_and(|c| p.mutes_contact(&c));
         ui.global::<crate::ConversationAdapter>().set_muted(muted);
+        let muted = open_group.is_some_and(|g| p.mutes_group(&g));
+        ui.global::<crate::GroupsAdapter>().set_muted(muted);
     });
 }
 

@@ -85,6 +85,16 @@ fn a_group_is_made_read_and_changed_from_the_app() {
             .ok()
             .flatten()
             == Some(3_600_000)));
+        // Muted from its header, stored in the profile: still muted when
+        // the group is opened again; then unmuted.
+        assert!(!g.get_muted());
+        g.invoke_set_muted(true);
+        assert!(h.pump_until(WAIT, || g.get_muted()));
+        g.set_muted(false);
+        g.invoke_open(0);
+        assert!(h.pump_until(WAIT, || g.get_muted()));
+        g.invoke_set_muted(false);
+        assert!(h.pump_until(WAIT, || !g.get_muted()));
         // And in a 1:1 conversation, from its header.
         gui.ui.global::<ContactsAdapter>().invoke_open(0);
         let c = gui.ui.global::<ConversationAdapter>();
