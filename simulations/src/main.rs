@@ -190,13 +190,9 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             let grid = sweep::Grid::new(&table, &dir, &params, &seeds)?;
             let runs = grid.points.len() * seeds.len();
             if let Some(plan_dir) = plan {
-                check_slurm_request(&job_mem, &job_time)?;
+                let request = SlurmRequest::new(&job_mem, &job_time)?;
                 let exe = std::env::current_exe()
                     .map_err(|e| anyhow::anyhow!("cannot find strand-sim's own path: {e}"))?;
-                let request = SlurmRequest {
-                    mem: job_mem,
-                    time: job_time,
-                };
                 let p = Plan::write(&grid, &plan_dir, &exe, &request)?;
                 let d = plan_dir.display();
                 println!(
@@ -265,26 +261,6 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Refuses Slurm requests that would break the script: `--mem` as Slurm
-/// writes it (a number, a unit letter), `--time` as digits, `:` and `-`.
-fn check_slurm_request(mem: &str, time: &str) -> anyhow::Result<()> {
-    let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
-    anyhow::ensure!(
-        !digits.is_empty()
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && mem.len() - digits.len() <= 1,
-        "--job-mem `{mem}`: give a size as Slurm takes it, e.g. 500M or 4G"
-    );
-    anyhow::ensure!(
-        time.chars().any(|c| c.is_ascii_digit())
-            && time
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
-        "--job-time `{time}`: give a time as Slurm takes it, e.g. 30:00, 02:00:00 or 1-00:00:00"
-    );
-    Ok(())
 }
 
 /// Writes a run's files into `out`.

@@ -112,13 +112,39 @@ pub struct JobResult {
     pub report: Report,
 }
 
-/// Resource requests written into `sweep.sbatch`.
+/// Resource requests written into `sweep.sbatch`: checked when made, since
+/// they go into the script as they are.
 #[derive(Debug, Clone)]
 pub struct SlurmRequest {
     /// `--mem` (per job), e.g. `4G`.
-    pub mem: String,
+    mem: String,
     /// `--time` (per job), e.g. `02:00:00`.
-    pub time: String,
+    time: String,
+}
+
+impl SlurmRequest {
+    /// `--mem` as Slurm writes it (a number, at most one unit letter) and
+    /// `--time` as digits, `:` and `-`; anything else is refused.
+    pub fn new(mem: &str, time: &str) -> anyhow::Result<SlurmRequest> {
+        let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
+        anyhow::ensure!(
+            !digits.is_empty()
+                && digits.chars().all(|c| c.is_ascii_digit())
+                && mem.len() - digits.len() <= 1,
+            "--job-mem `{mem}`: give a size as Slurm takes it, e.g. 500M or 4G"
+        );
+        anyhow::ensure!(
+            time.chars().any(|c| c.is_ascii_digit())
+                && time
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ':' || c == '-'),
+            "--job-time `{time}`: give a time as Slurm takes it, e.g. 30:00, 02:00:00 or 1-00:00:00"
+        );
+        Ok(SlurmRequest {
+            mem: mem.to_owned(),
+            time: time.to_owned(),
+        })
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -183,26 +209,42 @@ impl Plan {
         }
         // The files the scenarios read, copied once each under a name
         // that carries their digest.
+        // Each source file is read once, however many points use it.
+        let mut read_from: BTreeMap<PathBuf, String> = BTreeMap::new();
         let mut inputs: BTreeMap<String, Digested> = BTreeMap::new();
         let mut points = Vec::new();
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for (k, p) in grid.points.iter().enumerate() {
             let mut table = p.table.clone();
             for (key, path) in p.scenario.inputs() {
-                let bytes = read(&p.scenario.resolve_path(path))?;
-                let d = digest(&bytes);
-                let base = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .filter(|n| n.chars().all(|c| c.is_ascii_graphic()))
-                    .unwrap_or("input");
-                let file = format!("inputs/{}-{base}", &d[..16]);
+                let source = p.scenario.resolve_path(path);
+                let file = match read_from.get(&source) {
+                    Some(file) => file.clone(),
+                    None => {
+                        let bytes = read(&source)?;
+                        let d = digest(&bytes);
+                        let base = path
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .filter(|n| n.chars().all(|c| c.is_ascii_graphic()))
+                            .unwrap_or("input");
+                        let file = format!("inputs/{}-{base}", &d[..16]);
+                        if !inputs.contains_key(&file) {
+                            files.push((dir.join(&file), bytes));
+                            inputs.insert(
+                                file.clone(),
+                                Digested {
+                                    file: file.clone(),
+                                    blake2b: d,
+                                },
+                            );
+                        }
+                        read_from.insert(source, file.clone());
+                        file
+                    }
+                };
                 let literal = toml::Value::String(format!("../{file}")).to_string();
                 sweep::set(&mut table, key, &literal)?;
-                if !inputs.contains_key(&file) {
-                    files.push((dir.join(&file), bytes));
-                    inputs.insert(file.clone(), Digested { file, blake2b: d });
-                }
             }
             let text = format!(
                 "# Grid point {k} of a strand-sim plan: {}\n{}",
@@ -333,6 +375,11 @@ impl Plan {
         );
         let points = plan.body.points.len();
         let seeds = plan.body.seeds.len();
+        anyhow::ensure!(
+            points > 0 && seeds > 0,
+            "{}: a plan needs at least one point and one seed",
+            path.display()
+        );
         anyhow::ensure!(
             plan.body.jobs.len() == points * seeds
                 && plan.body.jobs.iter().enumerate().all(|(n, j)| {
@@ -505,5 +552,63 @@ impl Plan {
             .collect();
         let values: Vec<Vec<String>> = self.body.points.iter().map(|p| p.values.clone()).collect();
         Ok(sweep::points(values, self.body.seeds.len(), reports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest with a valid id but no seeds (or no points) is refused
+    /// with its reason: merging it would have nothing to estimate from.
+    #[test]
+    fn a_plan_without_seeds_or_points_is_refused() {
+        for (seeds, points) in [(vec![], 1), (vec![1], 0)] {
+            let body = PlanBody {
+                format: FORMAT.into(),
+                name: "x".into(),
+                params: vec![("policy".into(), vec!["strand".into()])],
+                seeds,
+                points: (0..points)
+                    .map(|k| PlanPoint {
+                        values: vec!["strand".into()],
+                        scenario: Digested {
+                            file: format!("points/{k}.toml"),
+                            blake2b: String::new(),
+                        },
+                    })
+                    .collect(),
+                inputs: Vec::new(),
+                jobs: Vec::new(),
+            };
+            let plan = Plan {
+                id: body.id(),
+                body,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join(MANIFEST),
+                serde_json::to_vec(&plan).unwrap(),
+            )
+            .unwrap();
+            let err = Plan::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("at least one point and one seed"), "{err}");
+        }
+    }
+
+    #[test]
+    fn slurm_requests_that_would_break_the_script_are_refused() {
+        assert!(SlurmRequest::new("4G", "02:00:00").is_ok());
+        assert!(SlurmRequest::new("500", "1-00:00:00").is_ok());
+        for (mem, time) in [
+            ("4GB", "1:00"),
+            ("", "1:00"),
+            ("4G\n#SBATCH --x", "1:00"),
+            ("4G", "1h"),
+            ("4G", "::"),
+            ("4G", "1:00\nrm -rf ~"),
+        ] {
+            assert!(SlurmRequest::new(mem, time).is_err(), "{mem:?} {time:?}");
+        }
     }
 }
