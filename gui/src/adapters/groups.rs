@@ -37,9 +37,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         a.set_error(SharedString::new());
         let name = item.name.to_string();
         b.job(move |core| {
-            let muted = core.preferences.mutes_group(&name);
-            core.open_group = Some(name);
-            core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
+            set_open(core, name);
             reload(core, true);
         });
     });
@@ -177,9 +175,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     });
                 }
                 _ => {
-                    let muted = core.preferences.mutes_group(&name);
-                    core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
-                    core.open_group = Some(name.clone());
+                    set_open(core, name.clone());
                     refresh(core);
                     reload(core, true);
                     // Last, so that the new group shows once the form goes.
@@ -202,6 +198,14 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             a.set_creating(true);
         }
     });
+}
+
+/// Makes `name` the open group, and its header's Mute button say whether
+/// it is muted.
+fn set_open(core: &mut Core, name: String) {
+    let muted = core.preferences.mutes_group(&name);
+    core.open_group = Some(name);
+    core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
 }
 
 fn change_group(core: &mut Core, action: GroupAction) {
