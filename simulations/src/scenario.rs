@@ -475,6 +475,16 @@ pub struct Options {
     /// a sweep over `copies` moves both; the node's default is
     /// `CarryConfig::default().copies`).
     pub carry_copies: Option<u32>,
+    /// Strand with carrying: how messages spread, `"spray"` (binary spray
+    /// and wait with `carry_copies`) or `"chains"` (along chains of
+    /// carriers, at most `carry_reach` links); default: the node's.
+    pub carry_spread: Option<String>,
+    /// Strand with carrying along chains: the most links an envelope
+    /// crosses (default: the node's).
+    pub carry_reach: Option<u32>,
+    /// Strand with carrying along chains: how many carriers each holder
+    /// lets take an envelope on (default: the node's).
+    pub carry_width: Option<u32>,
     /// Strand with carrying: bytes of others' envelopes a device holds.
     #[serde(default = "carry_budget")]
     pub carry_budget: Size,
@@ -492,6 +502,9 @@ impl Default for Options {
             budget: hour(),
             contacts_only: false,
             carry_copies: None,
+            carry_spread: None,
+            carry_reach: None,
+            carry_width: None,
             carry_budget: carry_budget(),
             carry_lifetime: None,
         }
@@ -715,9 +728,71 @@ impl Scenario {
         if carry_copies == 0 {
             return Err("options.carry_copies must be at least 1".into());
         }
-        if self.policy == Policy::StrandCarrying && carry_copies > u32::from(u8::MAX) {
-            return Err("options.carry_copies: carrying takes at most 255 copies".into());
+        if self.policy == Policy::StrandCarrying && carry_copies > 127 {
+            return Err("options.carry_copies: carrying takes at most 127 copies".into());
+        }
+        match self.options.carry_spread.as_deref() {
+            None | Some("spray" | "chains") => {}
+            Some(other) => {
+                return Err(format!(
+                    "options.carry_spread `{other}`: use spray or chains"
+                ))
+            }
+        }
+        if let Some(w) = self.options.carry_width {
+            if !(1..=64).contains(&w) {
+                return Err("options.carry_width must be 1 to 64 carriers".into());
+            }
+        }
+        if let Some(r) = self.options.carry_reach {
+            if !(2..=u32::from(strand_sync::MAX_REACH)).contains(&r) {
+                return Err(format!(
+                    "options.carry_reach must be 2 to {} links",
+                    strand_sync::MAX_REACH
+                ));
+            }
         }
         Ok(())
     }
+
+    /// What each device's carrier does under `options` (Strand with
+    /// carrying); what is not set is the node's default.
+    pub fn carry_config(&self) -> strand_sync::CarryConfig {
+        let o = &self.options;
+        let d = strand_sync::CarryConfig::default();
+        let (reach, width) = match d.spread {
+            strand_sync::Spread::Chains { reach, width } => (reach, width),
+            strand_sync::Spread::SprayAndWait => (DEFAULT_REACH, DEFAULT_WIDTH),
+        };
+        let chains = strand_sync::Spread::Chains {
+            reach: o
+                .carry_reach
+                .map_or(reach, |r| u8::try_from(r).unwrap_or(u8::MAX)),
+            width: o
+                .carry_width
+                .map_or(width, |w| u8::try_from(w).unwrap_or(u8::MAX)),
+        };
+        let spread = match o.carry_spread.as_deref() {
+            Some("chains") => chains,
+            Some(_) => strand_sync::Spread::SprayAndWait,
+            None if o.carry_reach.is_some() || o.carry_width.is_some() => chains,
+            None => d.spread,
+        };
+        strand_sync::CarryConfig {
+            spread,
+            copies: u8::try_from(o.carry_copies.unwrap_or(o.copies)).unwrap_or(u8::MAX),
+            budget: o.carry_budget.0,
+            lifetime: o
+                .carry_lifetime
+                .or(o.ttl)
+                .map_or(24 * 3_600_000, |d| d.0 / 1000),
+            carry: true,
+        }
+    }
 }
+
+/// The reach chains use when the node's default spreads by spray and
+/// wait.
+const DEFAULT_REACH: u8 = 4;
+/// The width chains use then.
+const DEFAULT_WIDTH: u8 = 2;

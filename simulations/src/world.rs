@@ -293,16 +293,7 @@ impl Sim {
         let policy = match scenario.policy {
             Policy::Strand => PolicyState::Strand(Box::new(Strand::new(&mut world, None)?)),
             Policy::StrandCarrying => {
-                let o = &scenario.options;
-                let carry = strand_sync::CarryConfig {
-                    copies: u8::try_from(o.carry_copies.unwrap_or(o.copies)).unwrap_or(u8::MAX),
-                    budget: o.carry_budget.0,
-                    lifetime: o
-                        .carry_lifetime
-                        .or(o.ttl)
-                        .map_or(24 * 3_600_000, |d| d.0 / 1000),
-                    carry: true,
-                };
+                let carry = scenario.carry_config();
                 PolicyState::Strand(Box::new(Strand::new(&mut world, Some(carry))?))
             }
             p => PolicyState::Baseline(Box::new(Baseline::new(&world, p, &scenario.options))),

@@ -46,16 +46,67 @@ pub const MAX_CARRIED_ENVELOPE: usize = MAX_BODY_LEN - 8 - 1;
 /// this one.
 pub const MAX_CARRY_BUDGET: u64 = 1 << 30;
 
+/// The longest chain of links a chain envelope crosses ([`Spread::Chains`]);
+/// a larger reach from a contact counts as this one.
+pub const MAX_REACH: u8 = 16;
+/// The top bit of an envelope's copy byte: the envelope travels along
+/// chains of carriers, and the other seven bits are its reach (§17).
+const CHAIN_BIT: u8 = 0x80;
+
+/// The reach of an envelope whose copy byte is `copies`, if it travels
+/// along chains (at least 1, at most [`MAX_REACH`]); `None` for spray and
+/// wait.
+fn reach_of(copies: u8) -> Option<u8> {
+    (copies & CHAIN_BIT != 0).then(|| (copies & !CHAIN_BIT).clamp(1, MAX_REACH))
+}
+
 pub(crate) const CARRY: u8 = 0;
 pub(crate) const DELIVER: u8 = 1;
 const OFFER: u8 = 2;
 
+/// How this device's own messages spread (carriers follow the rule each
+/// envelope carries, whatever their own setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Binary spray and wait with [`CarryConfig::copies`] copies.
+    SprayAndWait,
+    /// Along chains of carriers: one envelope per message, offered by
+    /// header to every contact of every holder, taken by those who carry
+    /// while it may still cross at least two links, for at most `reach`
+    /// links from the sender (2 to [`MAX_REACH`]); the recipient's
+    /// acknowledgement stops it where it has reached (§17).
+    Chains {
+        /// The most links an envelope crosses, the last to its recipient.
+        reach: u8,
+        /// How many carriers each holder (the sender too) lets take an
+        /// envelope on; other contacts are offered it for delivery only.
+        width: u8,
+    },
+}
+
+impl Spread {
+    /// The chains this device follows for the envelopes it holds: its
+    /// own setting's width, or the default's when it sprays its own.
+    fn width(&self) -> usize {
+        match self {
+            Spread::Chains { width, .. } => usize::from(*width).max(1),
+            Spread::SprayAndWait => DEFAULT_WIDTH,
+        }
+    }
+}
+
+/// How many carriers a holder lets take a chain envelope on, unless its
+/// configuration says otherwise.
+pub const DEFAULT_WIDTH: usize = 2;
+
 /// What a device does with envelopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CarryConfig {
-    /// Copies a message's envelopes start with in all (binary spray and
-    /// wait: a carrier passes on half of its copies, keeping the rest).
-    /// 1 hands nothing to carriers.
+    /// How this device's own messages spread.
+    pub spread: Spread,
+    /// Copies a message's envelopes start with in all, with
+    /// [`Spread::SprayAndWait`] (a carrier passes on half of its copies,
+    /// keeping the rest; at most 127). 1 hands nothing to carriers.
     pub copies: u8,
     /// Most bytes of other people's envelopes held at once (at most
     /// [`MAX_CARRY_BUDGET`]).
@@ -71,6 +122,7 @@ pub struct CarryConfig {
 impl Default for CarryConfig {
     fn default() -> Self {
         CarryConfig {
+            spread: Spread::Chains { reach: 8, width: 4 },
             copies: 8,
             budget: 16 << 20,
             lifetime: 7 * 24 * 3_600_000,
@@ -108,8 +160,9 @@ pub enum Arrival {
         /// The envelope's expiry (for the acknowledgement).
         expires: Time,
     },
-    /// Only its header was offered, and it is for this device: write
-    /// `request` (a [`Kind::REQUEST`]) to get the rest.
+    /// Only its header was offered, and it is for this device (or, along
+    /// chains, this device carries it on): write `request` (a
+    /// [`Kind::REQUEST`]) to get the rest.
     Wanted {
         /// The request to write.
         request: Handout,
@@ -242,6 +295,10 @@ struct Held {
     peers: BTreeSet<AuthorId>,
     /// Contacts offered its header: one of them may ask for the rest.
     offered: BTreeSet<AuthorId>,
+    /// Along chains: carriers offered it to take on that have not asked
+    /// yet (not kept between runs). A contact offered it for delivery
+    /// only before it was known to carry is offered it again so.
+    lent: BTreeSet<AuthorId>,
 }
 
 #[derive(Clone)]
@@ -249,7 +306,14 @@ struct Own {
     recipient: PublicIdentity,
     message: Message,
     expires: Time,
+    /// Copies left (spray and wait), or the chain bit and the reach.
     copies: u8,
+    /// Along chains: the one envelope sealed from it, once handed out.
+    chain: Option<Envelope>,
+    /// Along chains: carriers offered it that have not asked for it yet
+    /// (not kept between runs: they are offered it again). Those that
+    /// took it are among `peers`.
+    offered: BTreeSet<AuthorId>,
     peers: BTreeSet<AuthorId>,
     /// The acknowledgement hashes of the envelopes sealed from it.
     acks: Vec<[u8; 16]>,
@@ -264,8 +328,10 @@ pub struct Carrier {
     by_ack: BTreeMap<[u8; 16], [u8; 32]>,
     own: BTreeMap<MessageId, Own>,
     own_order: BTreeMap<(Time, u64), MessageId>,
-    /// Acknowledgements seen, until they expire.
-    acked: BTreeMap<[u8; 16], Time>,
+    /// Acknowledgements seen (by hash), until they expire, with the token
+    /// where this device has it (to answer an offer of what was
+    /// delivered).
+    acked: BTreeMap<[u8; 16], (Time, Option<[u8; 16]>)>,
     /// Contacts that said whether they carry, and when they said it (the
     /// newest notice counts).
     carriers: BTreeMap<AuthorId, (Time, bool)>,
@@ -299,6 +365,21 @@ pub fn decode_carrying(body: &[u8]) -> Result<bool, CarryError> {
         _ => Err(CarryError::Malformed(
             "a carrying notice is one byte, 0 or 1",
         )),
+    }
+}
+
+/// An offer of `envelope`'s header to `peer`, with copy byte `copies` (1
+/// in spray and wait's wait phase, or the chain bit and the reach).
+fn offer(envelope: &Envelope, copies: u8, peer: &PublicIdentity, expires: Time) -> Handout {
+    let mut body = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
+    body.push(OFFER);
+    body.extend_from_slice(envelope.header());
+    body[6] = copies;
+    Handout {
+        to: peer.sign,
+        kind: Kind::ENVELOPE,
+        body,
+        expires,
     }
 }
 
@@ -388,8 +469,16 @@ impl Carrier {
     /// message too large for a carried envelope, nor one already expired.
     pub fn originate(&mut self, recipient: &PublicIdentity, message: Message, now: Time) -> bool {
         let len = message.as_bytes().len();
+        let copies = match self.config.spread {
+            Spread::SprayAndWait => self.config.copies.min(!CHAIN_BIT),
+            Spread::Chains { reach, .. } => CHAIN_BIT | reach.min(MAX_REACH),
+        };
+        let spreads = match reach_of(copies) {
+            Some(reach) => reach >= 2,
+            None => copies > 1,
+        };
         if !is_carried_kind(message.kind())
-            || self.config.copies <= 1
+            || !spreads
             || sealed_len(len).is_none_or(|l| l > MAX_CARRIED_ENVELOPE)
             || len > MAX_OWN_BYTES
         {
@@ -419,7 +508,9 @@ impl Carrier {
                 recipient: *recipient,
                 message,
                 expires,
-                copies: self.config.copies,
+                copies,
+                chain: None,
+                offered: BTreeSet::new(),
                 peers: BTreeSet::new(),
                 acks: Vec::new(),
             },
@@ -469,14 +560,66 @@ impl Carrier {
         drive: bool,
     ) -> Vec<Handout> {
         let carries = self.is_carrier(&peer.sign);
+        let width = self.config.spread.width();
         let mut out = Vec::new();
         if carries {
             for own in self.own.values_mut() {
                 if own.expires <= now
-                    || own.copies <= 1
                     || own.recipient.sign == peer.sign
                     || own.peers.contains(&peer.sign)
                 {
+                    continue;
+                }
+                if let Some(reach) = reach_of(own.copies) {
+                    if own.peers.len() + own.offered.len() >= width {
+                        continue;
+                    }
+                    // Along chains: the same envelope to every carrier, which
+                    // may take it on for one link fewer.
+                    let envelope = match &own.chain {
+                        Some(e) => e.clone(),
+                        None => {
+                            let give = CHAIN_BIT | reach.saturating_sub(1).max(1);
+                            let Ok(e) = Envelope::seal(
+                                &own.recipient,
+                                &own.message,
+                                own.expires,
+                                give,
+                                rng,
+                            ) else {
+                                continue;
+                            };
+                            own.acks.push(e.ack_hash());
+                            own.chain = Some(e.clone());
+                            self.stats.sealed += 1;
+                            e
+                        }
+                    };
+                    if drive {
+                        // A drive allows no request: whole.
+                        own.peers.insert(peer.sign);
+                        out.push(Handout {
+                            to: peer.sign,
+                            kind: Kind::ENVELOPE,
+                            body: wrap(CARRY, &envelope),
+                            expires: envelope.expires(),
+                        });
+                        continue;
+                    }
+                    // Offered by header, so a carrier that holds it
+                    // already (from another) does not get it twice.
+                    if !own.offered.insert(peer.sign) {
+                        continue;
+                    }
+                    out.push(offer(
+                        &envelope,
+                        CHAIN_BIT | reach,
+                        peer,
+                        envelope.expires(),
+                    ));
+                    continue;
+                }
+                if own.copies <= 1 {
                     continue;
                 }
                 let give = own.copies / 2;
@@ -503,7 +646,43 @@ impl Carrier {
                 continue;
             }
             let copies = held.envelope.copies();
-            if carries && copies > 1 {
+            if let Some(reach) = reach_of(copies) {
+                // Along chains: its header to every contact (a carrier
+                // asks for it while it may cross two more links, the
+                // recipient always); whole on a drive.
+                if drive {
+                    held.peers.insert(peer.sign);
+                    let mut copy = held.envelope.clone();
+                    let mode = if carries && reach >= 2 {
+                        copy.set_copies(CHAIN_BIT | (reach - 1));
+                        CARRY
+                    } else {
+                        copy.set_copies(1);
+                        DELIVER
+                    };
+                    out.push(Handout {
+                        to: peer.sign,
+                        kind: Kind::ENVELOPE,
+                        body: wrap(mode, &copy),
+                        expires,
+                    });
+                } else {
+                    // The giver, those that took it or hold it, and those
+                    // offered it to take on count against the width: past
+                    // it, for delivery only.
+                    let lend = carries
+                        && reach >= 2
+                        && held.peers.len() + held.lent.len() <= width
+                        && !held.lent.contains(&peer.sign);
+                    if lend {
+                        held.lent.insert(peer.sign);
+                        held.offered.insert(peer.sign);
+                        out.push(offer(&held.envelope, CHAIN_BIT | reach, peer, expires));
+                    } else if held.offered.insert(peer.sign) {
+                        out.push(offer(&held.envelope, CHAIN_BIT | 1, peer, expires));
+                    }
+                }
+            } else if carries && copies > 1 {
                 let give = copies / 2;
                 let mut copy = held.envelope.clone();
                 copy.set_copies(give);
@@ -526,16 +705,7 @@ impl Carrier {
                     expires,
                 });
             } else if held.offered.insert(peer.sign) {
-                let mut body = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
-                body.push(OFFER);
-                body.extend_from_slice(held.envelope.header());
-                body[6] = 1;
-                out.push(Handout {
-                    to: peer.sign,
-                    kind: Kind::ENVELOPE,
-                    body,
-                    expires,
-                });
+                out.push(offer(&held.envelope, 1, peer, expires));
             }
         }
         out
@@ -578,7 +748,12 @@ impl Carrier {
                 },
                 Arrival::Wanted { request } => Taken::Write(vec![request]),
                 Arrival::Held { evicted } => Taken::Held { evicted },
-                Arrival::NotForUs | Arrival::Known | Arrival::Delivered => Taken::Nothing,
+                // Its acknowledgement goes back, so the holder stops.
+                Arrival::Delivered => match self.ack_for(from, body) {
+                    Some(ack) => Taken::Write(vec![ack]),
+                    None => Taken::Nothing,
+                },
+                Arrival::NotForUs | Arrival::Known => Taken::Nothing,
             })
         }
     }
@@ -594,6 +769,23 @@ impl Carrier {
         let hash: [u8; 16] = body
             .try_into()
             .map_err(|_| CarryError::Malformed("a request is 16 bytes"))?;
+        // An own message's chain envelope, offered by its sender: taken on
+        // as sealed (one link fewer than the sender's reach).
+        if let Some(own) = self.own_by_ack(&hash).and_then(|id| self.own.get_mut(&id)) {
+            let Some(envelope) = own.chain.as_ref().filter(|e| e.ack_hash() == hash) else {
+                return Ok(Vec::new());
+            };
+            if envelope.expires() <= now || !own.offered.remove(&from.sign) {
+                return Ok(Vec::new());
+            }
+            own.peers.insert(from.sign);
+            return Ok(vec![Handout {
+                to: from.sign,
+                kind: Kind::ENVELOPE,
+                body: wrap(CARRY, envelope),
+                expires: envelope.expires(),
+            }]);
+        }
         let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) else {
             return Ok(Vec::new());
         };
@@ -601,12 +793,24 @@ impl Carrier {
         if expires <= now || !held.offered.contains(&from.sign) || !held.peers.insert(from.sign) {
             return Ok(Vec::new());
         }
+        held.lent.remove(&from.sign);
         let mut copy = held.envelope.clone();
-        copy.set_copies(1);
+        // Along chains the asker may be a carrier: it takes the envelope
+        // on for one link fewer (and a recipient opens it all the same).
+        let mode = match reach_of(copy.copies()) {
+            Some(reach) if reach >= 2 => {
+                copy.set_copies(CHAIN_BIT | (reach - 1));
+                CARRY
+            }
+            _ => {
+                copy.set_copies(1);
+                DELIVER
+            }
+        };
         Ok(vec![Handout {
             to: from.sign,
             kind: Kind::ENVELOPE,
-            body: wrap(DELIVER, &copy),
+            body: wrap(mode, &copy),
             expires,
         }])
     }
@@ -645,7 +849,10 @@ impl Carrier {
                 own.peers.insert(from.sign);
                 return Ok(Arrival::Known);
             }
-            if !Envelope::recognises(bytes, me) {
+            // Along chains a carrier asks for what may still cross two
+            // links; the recipient asks for what is its own.
+            let carry_on = self.config.carry && reach_of(bytes[5]).is_some_and(|r| r >= 2);
+            if !carry_on && !Envelope::recognises(bytes, me) {
                 return Ok(Arrival::NotForUs);
             }
             return Ok(Arrival::Wanted {
@@ -660,7 +867,10 @@ impl Carrier {
         if mode != CARRY && mode != DELIVER {
             return Err(CarryError::Malformed("an unknown handing mode"));
         }
-        let envelope = Envelope::decode(bytes.to_vec())?;
+        let mut envelope = Envelope::decode(bytes.to_vec())?;
+        if let Some(reach) = reach_of(envelope.copies()) {
+            envelope.set_copies(CHAIN_BIT | reach);
+        }
         let expires = envelope.expires();
         if expires <= now {
             return Err(CarryError::Expired { expires, now });
@@ -684,6 +894,14 @@ impl Carrier {
         let id = envelope.id();
         if let Some(held) = self.held.get_mut(&id) {
             held.peers.insert(from.sign);
+            return Ok(Arrival::Known);
+        }
+        // One this device sealed, come back: the giver holds it.
+        if let Some(own) = self
+            .own_by_ack(&envelope.ack_hash())
+            .and_then(|id| self.own.get_mut(&id))
+        {
+            own.peers.insert(from.sign);
             return Ok(Arrival::Known);
         }
         // Another envelope with the same acknowledgement hash: a copy
@@ -721,10 +939,26 @@ impl Carrier {
                 arrived: (now, self.seq),
                 peers: BTreeSet::from([from.sign]),
                 offered: BTreeSet::new(),
+                lent: BTreeSet::new(),
             },
         );
         self.stats.held += 1;
         Ok(Arrival::Held { evicted })
+    }
+
+    /// The acknowledgement of the envelope (or header) in pool message
+    /// body `body`, for contact `from` who offered or handed it, if this
+    /// device has its token.
+    fn ack_for(&self, from: &PublicIdentity, body: &[u8]) -> Option<Handout> {
+        let header = body.get(1..1 + ENVELOPE_HEADER_LEN)?;
+        let hash = Envelope::header_ack_hash(header)?;
+        let (expires, token) = self.acked.get(&hash)?;
+        Some(Handout {
+            to: from.sign,
+            kind: Kind::ACK,
+            body: token.as_ref()?.to_vec(),
+            expires: *expires,
+        })
     }
 
     /// The own message one of whose envelopes has acknowledgement hash
@@ -743,13 +977,18 @@ impl Carrier {
         Some(held)
     }
 
-    fn remember_ack(&mut self, hash: [u8; 16], expires: Time) {
+    fn remember_ack(&mut self, token: &AckToken, expires: Time) {
         if self.acked.len() >= MAX_ACKS {
-            if let Some(first) = self.acked.iter().min_by_key(|(_, e)| **e).map(|(h, _)| *h) {
+            if let Some(first) = self
+                .acked
+                .iter()
+                .min_by_key(|(_, (e, _))| *e)
+                .map(|(h, _)| *h)
+            {
                 self.acked.remove(&first);
             }
         }
-        self.acked.insert(hash, expires);
+        self.acked.insert(token.hash(), (expires, Some(token.0)));
     }
 
     /// The recipient took in an opened envelope's message: the
@@ -759,7 +998,7 @@ impl Carrier {
     /// tell a stranger who holds the key it was sealed to.
     pub fn acknowledge(&mut self, token: &AckToken, expires: Time) -> Vec<u8> {
         self.stats.accepted += 1;
-        self.remember_ack(token.hash(), expires);
+        self.remember_ack(token, expires);
         token.0.to_vec()
     }
 
@@ -793,7 +1032,7 @@ impl Carrier {
             return Ok(Vec::new());
         }
         let expires = expires.min(now.saturating_add(self.config.lifetime));
-        self.remember_ack(hash, expires);
+        self.remember_ack(&token, expires);
         let mut out = Vec::new();
         if let Some(id) = self.by_ack.get(&hash).copied() {
             let held = self.remove(&id).expect("indexed");
@@ -833,23 +1072,29 @@ impl Carrier {
         for id in done {
             self.delivered(&id);
         }
-        self.acked.retain(|_, e| *e > now);
+        self.acked.retain(|_, (e, _)| *e > now);
     }
 }
 
-/// A state with every envelope and message in it, and six counts.
-const STATE_VERSION: u8 = 3;
-/// A state that names its envelopes and messages by [`PartKey`], and six
-/// counts.
-const STATE_VERSION_PARTS: u8 = 4;
+/// A state with every envelope and message in it, acknowledgement tokens,
+/// own chain envelopes, and six counts.
+const STATE_VERSION: u8 = 5;
+/// A state that names its envelopes and messages by [`PartKey`], with
+/// acknowledgement tokens, own chain envelopes, and six counts.
+const STATE_VERSION_PARTS: u8 = 6;
+/// The versions before chains (no tokens, no own chain envelopes): read,
+/// never written.
+const STATE_VERSION_SPRAY: u8 = 3;
+const STATE_VERSION_PARTS_SPRAY: u8 = 4;
 /// The first two versions of each: five counts (no
 /// [`CarryStats::accepted`]). Read, never written.
 const STATE_VERSION_FIVE: u8 = 1;
 const STATE_VERSION_PARTS_FIVE: u8 = 2;
 
 /// The key of a large part of a carrying state kept apart from it
-/// ([`Carrier::encode_state`]): `b'e'` and a held envelope's id, or `b'm'`
-/// and an own message's id. A part never changes under its key (an
+/// ([`Carrier::encode_state`]): `b'e'` and a held envelope's id, `b'm'`
+/// and an own message's id, or `b'c'` and the id of the envelope sealed
+/// from an own message that spreads along chains. A part never changes under its key (an
 /// envelope's copy count is kept in the state), so a device stores each
 /// once and rewrites only the small state at each step.
 pub type PartKey = [u8; 33];
@@ -946,14 +1191,26 @@ impl Carrier {
             .own
             .iter()
             .map(|(id, o)| (part_key(b'm', &id.0), o.message.as_bytes()));
-        envelopes.chain(messages)
+        let chains = self
+            .own
+            .values()
+            .filter_map(|o| o.chain.as_ref())
+            .map(|e| (part_key(b'c', &e.id()), e.as_bytes()));
+        envelopes.chain(messages).chain(chains)
     }
 
     fn encode_as(&self, parts: bool) -> Vec<u8> {
-        let mut out = vec![if parts {
-            STATE_VERSION_PARTS
-        } else {
-            STATE_VERSION
+        self.encode_version(parts, true)
+    }
+
+    /// The state as this version writes it, or (`chains` false: for tests
+    /// of reading old states) as the version before chains did.
+    fn encode_version(&self, parts: bool, chains: bool) -> Vec<u8> {
+        let mut out = vec![match (parts, chains) {
+            (true, true) => STATE_VERSION_PARTS,
+            (false, true) => STATE_VERSION,
+            (true, false) => STATE_VERSION_PARTS_SPRAY,
+            (false, false) => STATE_VERSION_SPRAY,
         }];
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&(self.carriers.len() as u32).to_be_bytes());
@@ -963,9 +1220,17 @@ impl Carrier {
             out.push(u8::from(*on));
         }
         out.extend_from_slice(&(self.acked.len() as u32).to_be_bytes());
-        for (h, e) in &self.acked {
+        for (h, (e, token)) in &self.acked {
             out.extend_from_slice(h);
             out.extend_from_slice(&e.to_be_bytes());
+            match token {
+                _ if !chains => {}
+                Some(t) => {
+                    out.push(1);
+                    out.extend_from_slice(t);
+                }
+                None => out.push(0),
+            }
         }
         out.extend_from_slice(&(self.held.len() as u32).to_be_bytes());
         for h in self.held.values() {
@@ -999,6 +1264,19 @@ impl Carrier {
             for a in &o.acks {
                 out.extend_from_slice(a);
             }
+            match (&o.chain, parts) {
+                _ if !chains => {}
+                (None, _) => out.push(0),
+                (Some(e), true) => {
+                    out.push(1);
+                    out.extend_from_slice(&part_key(b'c', &e.id()));
+                    out.push(e.copies());
+                }
+                (Some(e), false) => {
+                    out.push(1);
+                    put_bytes(&mut out, e.as_bytes());
+                }
+            }
         }
         let s = self.stats;
         for v in [
@@ -1030,11 +1308,13 @@ impl Carrier {
         mut part: impl FnMut(&PartKey) -> Option<Vec<u8>>,
     ) -> Result<Carrier, CarryError> {
         let mut r = Reader(bytes);
-        let (parts, counts) = match r.u8()? {
-            STATE_VERSION => (false, 6),
-            STATE_VERSION_PARTS => (true, 6),
-            STATE_VERSION_FIVE => (false, 5),
-            STATE_VERSION_PARTS_FIVE => (true, 5),
+        let (parts, counts, chains) = match r.u8()? {
+            STATE_VERSION => (false, 6, true),
+            STATE_VERSION_PARTS => (true, 6, true),
+            STATE_VERSION_SPRAY => (false, 6, false),
+            STATE_VERSION_PARTS_SPRAY => (true, 6, false),
+            STATE_VERSION_FIVE => (false, 5, false),
+            STATE_VERSION_PARTS_FIVE => (true, 5, false),
             _ => return Err(CarryError::Malformed("an unknown carrying state version")),
         };
         let mut c = Carrier::new(config);
@@ -1058,7 +1338,20 @@ impl Carrier {
         for _ in 0..acks {
             let h = r.arr::<16>()?;
             let e = r.u64()?;
-            if c.acked.insert(h, e).is_some() {
+            let token = match (chains, chains.then(|| r.u8()).transpose()?) {
+                (true, Some(1)) => {
+                    let t = r.arr::<16>()?;
+                    if AckToken(t).hash() != h {
+                        return Err(CarryError::Malformed(
+                            "an acknowledgement token is not its own",
+                        ));
+                    }
+                    Some(t)
+                }
+                (true, Some(0)) | (false, _) => None,
+                _ => return Err(CarryError::Malformed("an acknowledgement token flag")),
+            };
+            if c.acked.insert(h, (e, token)).is_some() {
                 return Err(CarryError::Malformed("an acknowledgement listed twice"));
             }
         }
@@ -1098,6 +1391,7 @@ impl Carrier {
                 arrived,
                 peers,
                 offered,
+                lent: BTreeSet::new(),
             });
         }
         for _ in 0..r.count()? {
@@ -1135,7 +1429,41 @@ impl Carrier {
             let acks = (0..r.count()?)
                 .map(|_| r.arr::<16>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let Some(message) = message else {
+            // Its chain envelope; a missing part, like a missing message,
+            // stops it spreading.
+            let mut lost = false;
+            let chain = match chains.then(|| r.u8()).transpose()? {
+                None | Some(0) => None,
+                Some(1) if parts => {
+                    let key = r.arr::<33>()?;
+                    let copies = r.u8()?;
+                    match part(&key) {
+                        Some(bytes) => {
+                            let mut e = Envelope::decode(bytes)?;
+                            if key != part_key(b'c', &e.id()) {
+                                return Err(CarryError::Malformed(
+                                    "a chain envelope is not its own",
+                                ));
+                            }
+                            e.set_copies(copies);
+                            Some(e)
+                        }
+                        None => {
+                            lost = true;
+                            None
+                        }
+                    }
+                }
+                Some(1) => Some(Envelope::decode(r.bytes()?)?),
+                Some(_) => return Err(CarryError::Malformed("a chain envelope flag")),
+            };
+            if chain
+                .as_ref()
+                .is_some_and(|e| !acks.contains(&e.ack_hash()))
+            {
+                return Err(CarryError::Malformed("a chain envelope not among its own"));
+            }
+            let Some(message) = message.filter(|_| !lost) else {
                 continue;
             };
             if c.own.contains_key(&message.id())
@@ -1152,6 +1480,8 @@ impl Carrier {
                     message,
                     expires,
                     copies,
+                    chain,
+                    offered: BTreeSet::new(),
                     peers,
                     acks,
                 },
@@ -1216,6 +1546,14 @@ mod tests {
         Message::create(&from.id, c.direct_group(), NOW, Kind::TEXT, body, rng).unwrap()
     }
 
+    /// Spray and wait with the node's copies (the default before chains).
+    fn spray() -> CarryConfig {
+        CarryConfig {
+            spread: Spread::SprayAndWait,
+            ..CarryConfig::default()
+        }
+    }
+
     fn copies_of(h: &Handout) -> u8 {
         Envelope::decode(h.body[1..].to_vec()).unwrap().copies()
     }
@@ -1234,7 +1572,7 @@ mod tests {
     #[test]
     fn pool_messages_are_taken_by_one_rule() {
         let mut rng = ChaCha20Rng::seed_from_u64(9);
-        let cfg = CarryConfig::default();
+        let cfg = spray();
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let mut c = person("c", &mut rng, cfg);
@@ -1342,7 +1680,7 @@ mod tests {
         assert!(MAX_CARRY_BUDGET / smallest <= MAX_SAVED as u64);
         let huge = CarryConfig {
             budget: 64 << 30,
-            ..CarryConfig::default()
+            ..spray()
         };
         assert_eq!(Carrier::new(huge).config().budget, MAX_CARRY_BUDGET);
         let saved = Carrier::new(huge).encode();
@@ -1357,7 +1695,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let cfg = CarryConfig {
             copies: 6,
-            ..CarryConfig::default()
+            ..spray()
         };
         let mut a = person("a", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
@@ -1400,7 +1738,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let cfg = CarryConfig {
             copies: 4,
-            ..CarryConfig::default()
+            ..spray()
         };
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
@@ -1454,7 +1792,7 @@ mod tests {
     #[test]
     fn a_recipient_drops_an_altered_copy_of_its_own_envelope() {
         let mut rng = ChaCha20Rng::seed_from_u64(8);
-        let cfg = CarryConfig::default();
+        let cfg = spray();
         let mut a = person("a", &mut rng, cfg);
         let b = person("b", &mut rng, cfg);
         let mut c = person("c", &mut rng, cfg);
@@ -1485,7 +1823,7 @@ mod tests {
     #[test]
     fn a_carrier_delivers_and_the_acknowledgement_clears_every_copy() {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let cfg = CarryConfig::default();
+        let cfg = spray();
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let mut c = person("c", &mut rng, cfg);
@@ -1592,11 +1930,11 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let small = CarryConfig {
             budget: 3 * (ENVELOPE_HEADER_LEN + 1024 + 16) as u64,
-            ..CarryConfig::default()
+            ..spray()
         };
-        let mut a = person("a", &mut rng, CarryConfig::default());
+        let mut a = person("a", &mut rng, spray());
         let mut b = person("b", &mut rng, small);
-        let c = person("c", &mut rng, CarryConfig::default());
+        let c = person("c", &mut rng, spray());
         a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         let mut bodies = Vec::new();
         for i in 0..5u8 {
@@ -1630,7 +1968,7 @@ mod tests {
         // Larger than the whole budget: refused.
         let tiny = CarryConfig {
             budget: 100,
-            ..CarryConfig::default()
+            ..spray()
         };
         let mut d = person("d", &mut rng, tiny);
         assert_eq!(
@@ -1645,17 +1983,17 @@ mod tests {
     #[test]
     fn expired_malformed_and_delivery_only_envelopes_are_not_carried() {
         let mut rng = ChaCha20Rng::seed_from_u64(4);
-        let mut a = person("a", &mut rng, CarryConfig::default());
+        let mut a = person("a", &mut rng, spray());
         let mut b = person(
             "b",
             &mut rng,
             CarryConfig {
                 carry: false,
-                ..CarryConfig::default()
+                ..spray()
             },
         );
-        let mut d = person("d", &mut rng, CarryConfig::default());
-        let c = person("c", &mut rng, CarryConfig::default());
+        let mut d = person("d", &mut rng, spray());
+        let c = person("c", &mut rng, spray());
         a.carrier.set_carrier(&b.id.public().sign, true, NOW);
         a.carrier.set_carrier(&d.id.public().sign, true, NOW);
         a.carrier
@@ -1713,7 +2051,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let cfg = CarryConfig {
             copies: 6,
-            ..CarryConfig::default()
+            ..spray()
         };
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
@@ -1756,7 +2094,7 @@ mod tests {
     #[test]
     fn the_state_survives_a_restart_and_damaged_state_is_refused() {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
-        let cfg = CarryConfig::default();
+        let cfg = spray();
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
@@ -1793,7 +2131,8 @@ mod tests {
             assert!(Carrier::decode(&longer, cfg).is_err());
             // A state saved before `accepted` was counted (version 1, five
             // counts) still reads, with none accepted.
-            let mut old = bytes[..bytes.len() - 8].to_vec();
+            let legacy = p.carrier.encode_version(false, false);
+            let mut old = legacy[..legacy.len() - 8].to_vec();
             old[0] = STATE_VERSION_FIVE;
             let back = Carrier::decode(&old, cfg).unwrap();
             let stats = p.carrier.stats();
@@ -1865,7 +2204,7 @@ mod tests {
     #[test]
     fn hostile_contacts_cannot_swap_copies_flood_acks_or_overfill() {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
-        let cfg = CarryConfig::default();
+        let cfg = spray();
         let mut a = person("a", &mut rng, cfg);
         let mut b = person("b", &mut rng, cfg);
         let c = person("c", &mut rng, cfg);
@@ -1919,5 +2258,278 @@ mod tests {
         b.carrier.set_carrier(&a.id.public().sign, true, NOW + 10);
         b.carrier.set_carrier(&a.id.public().sign, false, NOW);
         assert!(b.carrier.is_carrier(&a.id.public().sign));
+    }
+
+    std::thread_local! {
+        /// Pool messages written for a contact not met yet: (writer, handout).
+        static OUTBOX: std::cell::RefCell<Vec<(usize, Handout)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A line of people, each the next one's contact, all carrying.
+    fn line(n: usize, config: CarryConfig, rng: &mut ChaCha20Rng) -> Vec<Person> {
+        OUTBOX.with(|o| o.borrow_mut().clear());
+        let mut people: Vec<Person> = (0..n)
+            .map(|i| person(&format!("p{i}"), rng, config))
+            .collect();
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    let key = people[j].id.public().sign;
+                    people[i].carrier.set_carrier(&key, true, NOW);
+                }
+            }
+        }
+        people
+    }
+
+    /// `i` and `j` meet: each hands the other what it would, and every
+    /// pool message that calls for another is answered, until nothing is
+    /// left. Returns the messages each side opened (by who opened them);
+    /// an opened message is acknowledged to whoever brought it.
+    fn meet(people: &mut [Person], i: usize, j: usize, rng: &mut ChaCha20Rng) -> Vec<usize> {
+        // Pool messages written earlier for either (kept in the sender's
+        // carrier-less outbox below) sync first.
+        let (ki, kj) = (people[i].id.public().sign, people[j].id.public().sign);
+        let mut queue: Vec<(usize, Handout)> = Vec::new();
+        OUTBOX.with(|o| {
+            o.borrow_mut().retain(|(from, h)| {
+                let due = (*from == i && h.to == kj) || (*from == j && h.to == ki);
+                if due {
+                    queue.push((*from, h.clone()));
+                }
+                !due
+            })
+        });
+        for (x, y) in [(i, j), (j, i)] {
+            let peer = people[y].id.public();
+            for h in people[x].carrier.hand(&peer, NOW, rng) {
+                queue.push((x, h));
+            }
+        }
+        let mut opened = Vec::new();
+        while let Some((from, h)) = queue.pop() {
+            let to = if from == i { j } else { i };
+            if h.to != people[to].id.public().sign {
+                // For another contact: it waits for their next meeting.
+                OUTBOX.with(|o| o.borrow_mut().push((from, h)));
+                continue;
+            }
+            let m = pool_message(&people[from], &people[to], &h, rng);
+            let giver = people[from].id.public();
+            let p = &mut people[to];
+            match p.carrier.take(&p.id, &giver, &m, &h.body, NOW).unwrap() {
+                Taken::Write(out) => queue.extend(out.into_iter().map(|o| (to, o))),
+                Taken::Opened { token, expires, .. } => {
+                    let body = p.carrier.acknowledge(&token, expires);
+                    queue.push((
+                        to,
+                        Handout {
+                            to: giver.sign,
+                            kind: Kind::ACK,
+                            body,
+                            expires,
+                        },
+                    ));
+                    opened.push(to);
+                }
+                _ => {}
+            }
+        }
+        opened
+    }
+
+    fn chains(reach: u8, width: u8) -> CarryConfig {
+        CarryConfig {
+            spread: Spread::Chains { reach, width },
+            ..CarryConfig::default()
+        }
+    }
+
+    /// Issue 30: a text reaches its recipient along a chain of five links
+    /// (sender, four carriers, recipient, each only the next one's
+    /// contact in practice). Spray and wait with 8 copies (the old
+    /// default) cannot: its last carrier with copies to give is the third.
+    /// Along chains, every carrier asks for the envelope while it may
+    /// cross two more links, and the recipient's acknowledgement then
+    /// travels back along the chain, deleting every copy and stopping the
+    /// sender.
+    #[test]
+    fn a_chain_of_five_links_delivers_and_its_acknowledgement_clears_it() {
+        let spray = CarryConfig {
+            spread: Spread::SprayAndWait,
+            copies: 8,
+            ..CarryConfig::default()
+        };
+        for (config, reaches) in [(spray, false), (chains(4, 2), false), (chains(5, 2), true)] {
+            let mut rng = ChaCha20Rng::seed_from_u64(30);
+            let mut p = line(6, config, &mut rng);
+            let m = text(&p[0], &p[5], b"the meeting moved", &mut rng);
+            let to = p[5].id.public();
+            assert!(p[0].carrier.originate(&to, m, NOW));
+            let mut opened = Vec::new();
+            for k in 0..5 {
+                opened.extend(meet(&mut p, k, k + 1, &mut rng));
+            }
+            assert_eq!(opened == [5], reaches, "{config:?}");
+            if !reaches {
+                continue;
+            }
+            // Each carrier held it; the acknowledgement goes back link by
+            // link and clears it.
+            assert!((1..5).all(|k| p[k].carrier.stats().held == 1));
+            assert_eq!(p[4].carrier.held(), 0);
+            for k in (0..4).rev() {
+                meet(&mut p, k, k + 1, &mut rng);
+            }
+            assert!((1..5).all(|k| p[k].carrier.held() == 0));
+            assert_eq!(p[0].carrier.spreading(), 0);
+            // Meeting again hands nothing.
+            for k in 0..5 {
+                assert!(meet(&mut p, k, k + 1, &mut rng).is_empty());
+                let peer = p[k + 1].id.public();
+                assert!(p[k].carrier.hand(&peer, NOW, &mut rng).is_empty());
+            }
+        }
+    }
+
+    /// Along chains the sender seals one envelope for all its carriers (so
+    /// a carrier offered it by two holders takes it once), offers it only
+    /// to `width` of them, and a holder lends it to at most `width`
+    /// carriers besides its giver: the rest are offered it for delivery
+    /// only, which only its recipient asks for.
+    #[test]
+    fn chains_lend_to_at_most_width_carriers_and_one_envelope_serves_all() {
+        let mut rng = ChaCha20Rng::seed_from_u64(31);
+        let mut p = line(7, chains(4, 2), &mut rng);
+        let m = text(&p[0], &p[6], b"x", &mut rng);
+        let to = p[6].id.public();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        meet(&mut p, 0, 2, &mut rng);
+        // The sender's width is spent: a third carrier is offered nothing.
+        let third = p[3].id.public();
+        assert!(p[0].carrier.hand(&third, NOW, &mut rng).is_empty());
+        assert_eq!(p[0].carrier.stats().sealed, 1);
+        let ids: Vec<_> = (1..=2)
+            .map(|k| p[k].carrier.envelopes().next().unwrap().id())
+            .collect();
+        assert_eq!(ids[0], ids[1]);
+        // 2 holds it already: 1's offer changes nothing (2 takes it once),
+        // and 2's offer back tells 1 that 2 holds it, which counts against
+        // 1's width with its giver: 1 lends it to no one more, and offers
+        // 3 and 4 its header for delivery only.
+        meet(&mut p, 1, 2, &mut rng);
+        assert_eq!(p[2].carrier.stats().held, 1);
+        meet(&mut p, 1, 3, &mut rng);
+        assert_eq!(p[3].carrier.held(), 0);
+        let lent_to_4 = {
+            let peer = p[4].id.public();
+            p[1].carrier.hand(&peer, NOW, &mut rng)
+        };
+        assert_eq!(lent_to_4.len(), 1);
+        assert_eq!(lent_to_4[0].body[0], OFFER);
+        assert_eq!(lent_to_4[0].body[6], CHAIN_BIT | 1, "past the width");
+        let m = pool_message(&p[1], &p[4], &lent_to_4[0], &mut rng);
+        let from = p[1].id.public();
+        let q = &mut p[4];
+        assert!(matches!(
+            q.carrier.take(&q.id, &from, &m, &lent_to_4[0].body, NOW),
+            Ok(Taken::Nothing)
+        ));
+        // Its recipient asks even so.
+        let to_6 = {
+            let peer = p[6].id.public();
+            p[1].carrier.hand(&peer, NOW, &mut rng)
+        };
+        let m = pool_message(&p[1], &p[6], &to_6[0], &mut rng);
+        let q = &mut p[6];
+        assert!(matches!(
+            q.carrier.take(&q.id, &from, &m, &to_6[0].body, NOW),
+            Ok(Taken::Write(ref w)) if w.len() == 1 && w[0].kind == Kind::REQUEST
+        ));
+    }
+
+    /// A holder that offers what was delivered gets its acknowledgement
+    /// back from whoever has it (the recipient, or a holder it reached),
+    /// and drops it: the acknowledgement stops copies off its path too.
+    #[test]
+    fn an_offer_of_what_was_delivered_is_answered_with_its_acknowledgement() {
+        let mut rng = ChaCha20Rng::seed_from_u64(32);
+        let mut p = line(4, chains(4, 4), &mut rng);
+        let m = text(&p[0], &p[3], b"x", &mut rng);
+        let to = p[3].id.public();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        meet(&mut p, 1, 2, &mut rng);
+        // 1 delivers it to 3; 2 still holds it and knows nothing.
+        assert_eq!(meet(&mut p, 1, 3, &mut rng), [3]);
+        assert_eq!((p[1].carrier.held(), p[2].carrier.held()), (0, 1));
+        // 2 offers it to 3, which answers with the acknowledgement.
+        meet(&mut p, 2, 3, &mut rng);
+        assert_eq!(p[2].carrier.held(), 0);
+        assert_eq!(p[2].carrier.stats().acknowledged, 1);
+        // The acknowledgement's token survives a restart.
+        let back = Carrier::decode(&p[3].carrier.encode(), chains(4, 4)).unwrap();
+        assert_eq!(back.encode(), p[3].carrier.encode());
+        assert!(back.acked.values().all(|(_, t)| t.is_some()));
+    }
+
+    /// A contact that sets a chain envelope's reach to 127 gets no further
+    /// than the longest chain; the sender's one envelope and its offers
+    /// survive a restart (whole and in parts), and states written before
+    /// chains still read.
+    #[test]
+    fn chain_reach_is_bounded_and_chain_state_survives_a_restart() {
+        let mut rng = ChaCha20Rng::seed_from_u64(33);
+        let cfg = chains(4, 2);
+        let mut p = line(3, cfg, &mut rng);
+        let m = text(&p[0], &p[2], b"x", &mut rng);
+        let to = p[2].id.public();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        let peer = p[1].id.public();
+        let offer = p[0].carrier.hand(&peer, NOW, &mut rng).remove(0);
+        assert_eq!(offer.body[6], CHAIN_BIT | 4);
+        for (label, bytes) in [
+            ("whole", p[0].carrier.encode()),
+            ("state", p[0].carrier.encode_state()),
+        ] {
+            let parts: BTreeMap<PartKey, Vec<u8>> =
+                p[0].carrier.parts().map(|(k, v)| (k, v.to_vec())).collect();
+            assert_eq!(parts.len(), 2, "the message and its chain envelope");
+            let back = Carrier::decode_state(&bytes, cfg, |k| parts.get(k).cloned()).unwrap();
+            assert_eq!(back.encode(), p[0].carrier.encode(), "{label}");
+            // Without its chain envelope the message stops spreading.
+            let chain = parts.keys().find(|k| k[0] == b'c').unwrap();
+            let lacking = Carrier::decode_state(&bytes, cfg, |k| {
+                (k != chain).then(|| parts.get(k).cloned()).flatten()
+            })
+            .unwrap();
+            assert_eq!(lacking.spreading(), usize::from(label == "whole"));
+        }
+        let old = p[0].carrier.encode_version(false, false);
+        assert_eq!(Carrier::decode(&old, cfg).unwrap().spreading(), 1);
+        // A whole chain envelope claiming reach 127.
+        let mut env = p[0]
+            .carrier
+            .own
+            .values()
+            .next()
+            .unwrap()
+            .chain
+            .clone()
+            .unwrap();
+        env.set_copies(CHAIN_BIT | 127);
+        let body = wrap(CARRY, &env);
+        let from = p[0].id.public();
+        let q = &mut p[1];
+        assert!(matches!(
+            q.carrier.receive_envelope(&q.id, &from, &body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        assert_eq!(
+            q.carrier.envelopes().next().unwrap().copies(),
+            CHAIN_BIT | MAX_REACH
+        );
     }
 }

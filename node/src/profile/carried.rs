@@ -10,7 +10,8 @@
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
-    Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Time,
+    Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Spread,
+    Time,
 };
 
 use crate::profile::budget::{Budgets, Ledger};
@@ -28,8 +29,11 @@ const ROLE_CARRY_PART: &str = "strand/v2/carry-part";
 /// How a node carries: copies, budget and envelope lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CarrySettings {
-    /// Copies each of this user's 1:1 messages spreads in (binary spray
-    /// and wait); 1 hands nothing to carriers.
+    /// How this user's 1:1 messages spread (along chains of carriers by
+    /// default; PROTOCOL.md §17).
+    pub spread: Spread,
+    /// Copies each of this user's 1:1 messages spreads in with binary
+    /// spray and wait; 1 hands nothing to carriers.
     pub copies: u8,
     /// Most bytes of other people's envelopes held.
     pub budget: u64,
@@ -41,6 +45,7 @@ impl Default for CarrySettings {
     fn default() -> Self {
         let d = CarryConfig::default();
         CarrySettings {
+            spread: d.spread,
             copies: d.copies,
             budget: d.budget,
             lifetime: d.lifetime,
@@ -93,6 +98,7 @@ impl Profile {
     /// The carrying state, under `settings`; empty if none was saved.
     pub(crate) fn load_carrier(&self, settings: &CarrySettings) -> Result<Carrier, ProfileError> {
         let config = CarryConfig {
+            spread: settings.spread,
             copies: settings.copies,
             budget: settings.budget,
             lifetime: settings.lifetime,
@@ -483,7 +489,8 @@ mod tests {
         let m =
             Message::create(&ann, group.direct_group(), now, Kind::TEXT, b"hi", &mut rng).unwrap();
         assert!(anns.originate(&cat.public(), m, now));
-        let h = anns.hand(&ben.public(), now, &mut rng).remove(0);
+        // Whole, as on a drive (over a link it is offered by header first).
+        let h = anns.hand_for_drive(&ben.public(), now, &mut rng).remove(0);
         let mut bens = Carrier::new(config);
         bens.receive_envelope(&ben, &ann.public(), &h.body, now)
             .unwrap();

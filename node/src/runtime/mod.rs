@@ -635,6 +635,7 @@ impl Node {
                     // The user's choice is kept apart: it survives.
                     tracing::warn!("the carrying state is unreadable, starting empty: {e}");
                     strand_sync::Carrier::new(strand_sync::CarryConfig {
+                        spread: settings.spread,
                         copies: settings.copies,
                         budget: settings.budget,
                         lifetime: settings.lifetime,
