@@ -337,6 +337,44 @@ fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
 }
 
 #[test]
+fn chains_reach_recipients_that_spray_and_wait_leaves_behind() {
+    // Issue 30: on the same trace, workload and contact graph, carrying
+    // along chains of contacts (the default) delivers more than spray and
+    // wait with 8 copies (the default before), and its hops go further;
+    // the sessions stay free of protocol errors and no carrier goes over
+    // its budget. Both runs are the real strand-sync carrier.
+    let spray = bundled(
+        "trace-carry",
+        &[
+            ("options.carry_spread", "\"spray\""),
+            ("options.carry_copies", "8"),
+        ],
+    );
+    let chains = bundled("trace-carry", &[("options.carry_spread", "\"chains\"")]);
+    let s = run(&spray, 1, |_, _| {}).unwrap().report;
+    let c = run(&chains, 1, |_, _| {}).unwrap().report;
+    assert_eq!(s.created, c.created);
+    assert!(
+        c.delivered > s.delivered,
+        "chains {} vs spray {}",
+        c.delivered,
+        s.delivered
+    );
+    assert!(c.invariants[NO_PROTOCOL_ERRORS] && s.invariants[NO_PROTOCOL_ERRORS]);
+    assert!(c.carried_max_bytes <= 5 << 20);
+    // A reach or width out of range is refused with its name.
+    for (key, value) in [("options.carry_reach", "1"), ("options.carry_width", "0")] {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/trace-carry.toml");
+        let err = strand_sim::Scenario::load_with(&path, &[(key, value)]).unwrap_err();
+        assert!(
+            err.to_string().contains(key.trim_start_matches("options.")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn baselines_held_to_the_contact_graph_deliver_later() {
     // Epidemic delivers everything on this trace either way, but only
     // through contacts (as Strand forwards) it takes longer.
