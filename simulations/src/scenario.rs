@@ -762,7 +762,9 @@ impl Scenario {
         let d = strand_sync::CarryConfig::default();
         let (reach, width) = match d.spread {
             strand_sync::Spread::Chains { reach, width } => (reach, width),
-            strand_sync::Spread::SprayAndWait => (DEFAULT_REACH, DEFAULT_WIDTH),
+            strand_sync::Spread::SprayAndWait => {
+                (strand_sync::DEFAULT_REACH, strand_sync::DEFAULT_WIDTH)
+            }
         };
         let chains = strand_sync::Spread::Chains {
             reach: o
@@ -790,9 +792,3 @@ impl Scenario {
         }
     }
 }
-
-/// The reach chains use when the node's default spreads by spray and
-/// wait.
-const DEFAULT_REACH: u8 = 4;
-/// The width chains use then.
-const DEFAULT_WIDTH: u8 = 2;

@@ -90,14 +90,19 @@ impl Spread {
     fn width(&self) -> usize {
         match self {
             Spread::Chains { width, .. } => usize::from(*width).max(1),
-            Spread::SprayAndWait => DEFAULT_WIDTH,
+            Spread::SprayAndWait => usize::from(DEFAULT_WIDTH),
         }
     }
 }
 
-/// How many carriers a holder lets take a chain envelope on, unless its
-/// configuration says otherwise.
-pub const DEFAULT_WIDTH: usize = 2;
+/// How many links a chain envelope crosses by default.
+pub const DEFAULT_REACH: u8 = 9;
+/// How many carriers a holder lets take a chain envelope on by default
+/// (and when its own setting is spray and wait).
+pub const DEFAULT_WIDTH: u8 = 4;
+/// How many links short of its setting a sender starts a message's
+/// reach, at most (drawn uniformly).
+const REACH_JITTER: u32 = 2;
 
 /// What a device does with envelopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +127,10 @@ pub struct CarryConfig {
 impl Default for CarryConfig {
     fn default() -> Self {
         CarryConfig {
-            spread: Spread::Chains { reach: 8, width: 4 },
+            spread: Spread::Chains {
+                reach: DEFAULT_REACH,
+                width: DEFAULT_WIDTH,
+            },
             copies: 8,
             budget: 16 << 20,
             lifetime: 7 * 24 * 3_600_000,
@@ -524,6 +532,11 @@ impl Carrier {
         if let Some(o) = self.own.remove(id) {
             self.own_bytes -= o.message.as_bytes().len();
             self.own_order.retain(|_, v| v != id);
+            // Its chain envelope, offered back later, is known delivered
+            // (not taken on to carry: a sender does not recognise it).
+            if let Some(e) = &o.chain {
+                self.remember(e.ack_hash(), o.expires, None);
+            }
         }
     }
 
@@ -579,7 +592,12 @@ impl Carrier {
                     let envelope = match &own.chain {
                         Some(e) => e.clone(),
                         None => {
-                            let give = CHAIN_BIT | reach.saturating_sub(1).max(1);
+                            // The reach starts up to two links short of the
+                            // setting, at random: an offer's reach then does
+                            // not always tell a carrier that the contact
+                            // offering it wrote the message.
+                            let short = (rng.next_u32() % (REACH_JITTER + 1)) as u8;
+                            let give = CHAIN_BIT | reach.saturating_sub(1 + short).max(1);
                             let Ok(e) = Envelope::seal(
                                 &own.recipient,
                                 &own.message,
@@ -598,6 +616,7 @@ impl Carrier {
                     if drive {
                         // A drive allows no request: whole.
                         own.peers.insert(peer.sign);
+                        own.offered.remove(&peer.sign);
                         out.push(Handout {
                             to: peer.sign,
                             kind: Kind::ENVELOPE,
@@ -611,9 +630,10 @@ impl Carrier {
                     if !own.offered.insert(peer.sign) {
                         continue;
                     }
+                    let start = reach_of(envelope.copies()).unwrap_or(1) + 1;
                     out.push(offer(
                         &envelope,
-                        CHAIN_BIT | reach,
+                        CHAIN_BIT | start,
                         peer,
                         envelope.expires(),
                     ));
@@ -650,10 +670,17 @@ impl Carrier {
                 // Along chains: its header to every contact (a carrier
                 // asks for it while it may cross two more links, the
                 // recipient always); whole on a drive.
+                let lend = carries
+                    && reach >= 2
+                    && held.peers.len() + held.lent.len() <= width
+                    && !held.lent.contains(&peer.sign);
                 if drive {
+                    // Whole (a drive allows no request), lent within the
+                    // width as over a link.
+                    let lend = lend || held.lent.remove(&peer.sign);
                     held.peers.insert(peer.sign);
                     let mut copy = held.envelope.clone();
-                    let mode = if carries && reach >= 2 {
+                    let mode = if lend {
                         copy.set_copies(CHAIN_BIT | (reach - 1));
                         CARRY
                     } else {
@@ -670,10 +697,6 @@ impl Carrier {
                     // The giver, those that took it or hold it, and those
                     // offered it to take on count against the width: past
                     // it, for delivery only.
-                    let lend = carries
-                        && reach >= 2
-                        && held.peers.len() + held.lent.len() <= width
-                        && !held.lent.contains(&peer.sign);
                     if lend {
                         held.lent.insert(peer.sign);
                         held.offered.insert(peer.sign);
@@ -793,12 +816,14 @@ impl Carrier {
         if expires <= now || !held.offered.contains(&from.sign) || !held.peers.insert(from.sign) {
             return Ok(Vec::new());
         }
-        held.lent.remove(&from.sign);
+        let lent = held.lent.remove(&from.sign);
         let mut copy = held.envelope.clone();
-        // Along chains the asker may be a carrier: it takes the envelope
-        // on for one link fewer (and a recipient opens it all the same).
+        // Along chains the asker may be a carrier it was lent to: it takes
+        // the envelope on for one link fewer (and a recipient opens it all
+        // the same). Offered for delivery only (or lent before a restart,
+        // which forgets whom), it comes for delivery only.
         let mode = match reach_of(copy.copies()) {
-            Some(reach) if reach >= 2 => {
+            Some(reach) if reach >= 2 && lent => {
                 copy.set_copies(CHAIN_BIT | (reach - 1));
                 CARRY
             }
@@ -978,6 +1003,14 @@ impl Carrier {
     }
 
     fn remember_ack(&mut self, token: &AckToken, expires: Time) {
+        self.remember(token.hash(), expires, Some(token.0));
+    }
+
+    fn remember(&mut self, hash: [u8; 16], expires: Time, token: Option<[u8; 16]>) {
+        if let Some(known) = self.acked.get_mut(&hash) {
+            *known = (expires, token);
+            return;
+        }
         if self.acked.len() >= MAX_ACKS {
             if let Some(first) = self
                 .acked
@@ -988,7 +1021,7 @@ impl Carrier {
                 self.acked.remove(&first);
             }
         }
-        self.acked.insert(token.hash(), (expires, Some(token.0)));
+        self.acked.insert(hash, (expires, token));
     }
 
     /// The recipient took in an opened envelope's message: the
@@ -2350,6 +2383,7 @@ mod tests {
     /// (sender, four carriers, recipient, each only the next one's
     /// contact in practice). Spray and wait with 8 copies (the old
     /// default) cannot: its last carrier with copies to give is the third.
+    /// Nor can chains of reach 4.
     /// Along chains, every carrier asks for the envelope while it may
     /// cross two more links, and the recipient's acknowledgement then
     /// travels back along the chain, deleting every copy and stopping the
@@ -2361,7 +2395,9 @@ mod tests {
             copies: 8,
             ..CarryConfig::default()
         };
-        for (config, reaches) in [(spray, false), (chains(4, 2), false), (chains(5, 2), true)] {
+        // A sender starts up to two links short of its reach, at random: 4
+        // never crosses five links, 7 always does.
+        for (config, reaches) in [(spray, false), (chains(4, 2), false), (chains(7, 2), true)] {
             let mut rng = ChaCha20Rng::seed_from_u64(30);
             let mut p = line(6, config, &mut rng);
             let m = text(&p[0], &p[5], b"the meeting moved", &mut rng);
@@ -2489,7 +2525,7 @@ mod tests {
         assert!(p[0].carrier.originate(&to, m, NOW));
         let peer = p[1].id.public();
         let offer = p[0].carrier.hand(&peer, NOW, &mut rng).remove(0);
-        assert_eq!(offer.body[6], CHAIN_BIT | 4);
+        assert!((CHAIN_BIT | 2..=CHAIN_BIT | 4).contains(&offer.body[6]));
         for (label, bytes) in [
             ("whole", p[0].carrier.encode()),
             ("state", p[0].carrier.encode_state()),
@@ -2531,5 +2567,65 @@ mod tests {
             q.carrier.envelopes().next().unwrap().copies(),
             CHAIN_BIT | MAX_REACH
         );
+    }
+
+    /// Width holds on drives and across restarts, and a sender whose
+    /// message was delivered directly does not take its envelope back to
+    /// carry.
+    #[test]
+    fn width_holds_on_drives_and_restarts_and_a_sender_takes_nothing_back() {
+        let mut rng = ChaCha20Rng::seed_from_u64(34);
+        let cfg = chains(8, 2);
+        let mut p = line(6, cfg, &mut rng);
+        let to = p[5].id.public();
+        let m = text(&p[0], &p[5], b"x", &mut rng);
+        let id = m.id();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        assert_eq!(p[1].carrier.held(), 1);
+        // 1's drives for 2, 3 and 4: it lends to two besides its giver;
+        // after that, whole for delivery only.
+        let modes: Vec<u8> = (2..=4)
+            .map(|k| {
+                let peer = p[k].id.public();
+                p[1].carrier.hand_for_drive(&peer, NOW, &mut rng)[0].body[0]
+            })
+            .collect();
+        assert_eq!(modes, [CARRY, CARRY, DELIVER]);
+        // Lent by offer, then restarted: the asker gets it for delivery
+        // only (whom it lent to is forgotten, so it lends no further).
+        let mut q = line(3, cfg, &mut rng);
+        let to = q[2].id.public();
+        let m = text(&q[0], &q[2], b"y", &mut rng);
+        assert!(q[0].carrier.originate(&to, m, NOW));
+        meet(&mut q, 0, 1, &mut rng);
+        let peer = q[2].id.public();
+        let offered = q[1].carrier.hand(&peer, NOW, &mut rng).remove(0);
+        assert!(reach_of(offered.body[6]).unwrap() >= 2, "lent");
+        let mut restarted = Carrier::decode(&q[1].carrier.encode(), cfg).unwrap();
+        let hash = Envelope::header_ack_hash(&offered.body[1..]).unwrap();
+        let answer = restarted
+            .receive_request(&peer, &hash, NOW)
+            .unwrap()
+            .remove(0);
+        assert_eq!(answer.body[0], DELIVER);
+        // Delivered directly: the sender's own envelope offered back by a
+        // carrier is not asked for.
+        p[0].carrier.delivered(&id);
+        let sender = p[0].id.public();
+        let back = p[1].carrier.hand(&sender, NOW, &mut rng);
+        assert!(back.is_empty(), "the giver is never offered it");
+        let env = p[1].carrier.envelopes().next().unwrap().clone();
+        let mut header = env.header().to_vec();
+        header[5] = CHAIN_BIT | 6;
+        let mut body = vec![OFFER];
+        body.extend_from_slice(&header);
+        let carrier = p[1].id.public();
+        let a = &mut p[0];
+        assert!(matches!(
+            a.carrier.receive_envelope(&a.id, &carrier, &body, NOW),
+            Ok(Arrival::Delivered)
+        ));
+        assert_eq!(a.carrier.held(), 0);
     }
 }

@@ -93,8 +93,8 @@ pub use bundle::{
 };
 pub use carry::{
     decode_carrying, encode_carrying, is_carried_kind, is_pool_kind, opened_author, Arrival,
-    Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Spread, Taken,
-    MAX_CARRY_BUDGET, MAX_REACH,
+    Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Spread, Taken, DEFAULT_REACH,
+    DEFAULT_WIDTH, MAX_CARRY_BUDGET, MAX_REACH,
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
