@@ -4,19 +4,39 @@ use blake2::digest::{FixedOutput, KeyInit, Mac, Update};
 use blake2::{Blake2s256, Blake2sMac256, Digest};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// `BLAKE2s-256` keyed with `key` over `label || 0x00 || parts...`: every
 /// derived key and tag in Strand is one of these, with a distinct label
 /// (the node uses it too, for keys at rest).
 pub fn kdf(key: &[u8; 32], label: &str, parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac =
-        <Blake2sMac256 as KeyInit>::new_from_slice(key).expect("BLAKE2s accepts 32-byte keys");
-    Mac::update(&mut mac, label.as_bytes());
-    Mac::update(&mut mac, &[0]);
-    for part in parts {
-        Mac::update(&mut mac, part);
+    Kdf::new(key, label).derive(parts)
+}
+
+/// [`kdf`] with its key and label taken in once: [`Kdf::derive`] gives
+/// `kdf(key, label, parts)` for any `parts`, skipping the key's block (one
+/// of the two BLAKE2s compressions a short input costs). For keys used
+/// over and over (the beacon's, per contact).
+#[derive(Clone)]
+pub(crate) struct Kdf(Blake2sMac256);
+
+impl Kdf {
+    pub(crate) fn new(key: &[u8; 32], label: &str) -> Kdf {
+        let mut mac =
+            <Blake2sMac256 as KeyInit>::new_from_slice(key).expect("BLAKE2s accepts 32-byte keys");
+        Mac::update(&mut mac, label.as_bytes());
+        Mac::update(&mut mac, &[0]);
+        Kdf(mac)
     }
-    mac.finalize_fixed().into()
+
+    pub(crate) fn derive(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        for part in parts {
+            Mac::update(&mut mac, part);
+        }
+        mac.finalize_fixed().into()
+    }
 }
 
 /// Plain `BLAKE2s-256` over the concatenation of `parts`.
@@ -46,13 +66,80 @@ pub(crate) const NOISE_PARAMS: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
 /// ephemeral keys are as deterministic as everything else in strand-sync.
 pub(crate) struct SeededResolver {
     seed: [u8; 32],
+    /// This device's static X25519 key pair, so a handshake does not
+    /// derive the public key from the secret again (a base-point
+    /// multiplication each time).
+    local: Option<(Zeroizing<[u8; 32]>, [u8; 32])>,
 }
 
 impl SeededResolver {
     pub(crate) fn new(rng: &mut (impl RngCore + CryptoRng)) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        SeededResolver { seed }
+        SeededResolver { seed, local: None }
+    }
+
+    /// Knows `secret`'s public key `public` (what [`Identity`] keeps).
+    ///
+    /// [`Identity`]: crate::Identity
+    pub(crate) fn with_local(mut self, secret: &[u8; 32], public: &[u8; 32]) -> Self {
+        self.local = Some((Zeroizing::new(*secret), *public));
+        self
+    }
+}
+
+/// X25519 for snow with x25519-dalek: what snow's own does (a clamped
+/// Montgomery ladder), except that a static key the resolver knows is not
+/// derived again, and the secret is wiped when it goes.
+struct X25519 {
+    secret: Zeroizing<[u8; 32]>,
+    public: [u8; 32],
+    local: Option<(Zeroizing<[u8; 32]>, [u8; 32])>,
+}
+
+impl snow::types::Dh for X25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+    fn pub_len(&self) -> usize {
+        32
+    }
+    fn priv_len(&self) -> usize {
+        32
+    }
+    fn set(&mut self, privkey: &[u8]) {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        let n = privkey.len().min(32);
+        secret[..n].copy_from_slice(&privkey[..n]);
+        self.public = match &self.local {
+            Some((known, public)) if bool::from(known.ct_eq(&*secret)) => *public,
+            _ => {
+                x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes()
+            }
+        };
+        self.secret = secret;
+    }
+    fn generate(&mut self, rng: &mut dyn snow::types::Random) -> Result<(), snow::Error> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.try_fill_bytes(&mut secret[..])?;
+        self.public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes();
+        self.secret = secret;
+        Ok(())
+    }
+    fn pubkey(&self) -> &[u8] {
+        &self.public
+    }
+    fn privkey(&self) -> &[u8] {
+        &self.secret[..]
+    }
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let (Some(theirs), Some(out)) = (pubkey.get(..32), out.get_mut(..32)) else {
+            return Err(snow::Error::Dh);
+        };
+        let theirs: [u8; 32] = theirs.try_into().expect("32 bytes");
+        out.copy_from_slice(&x25519_dalek::x25519(*self.secret, theirs));
+        Ok(())
     }
 }
 
@@ -87,7 +174,14 @@ impl snow::resolvers::CryptoResolver for SeededResolver {
         Some(Box::new(SnowRng(ChaCha20Rng::from_seed(self.seed))))
     }
     fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
-        snow::resolvers::DefaultResolver.resolve_dh(choice)
+        match choice {
+            snow::params::DHChoice::Curve25519 => Some(Box::new(X25519 {
+                secret: Zeroizing::new([0u8; 32]),
+                public: [0u8; 32],
+                local: self.local.clone(),
+            })),
+            _ => snow::resolvers::DefaultResolver.resolve_dh(choice),
+        }
     }
     fn resolve_hash(
         &self,
@@ -100,5 +194,64 @@ impl snow::resolvers::CryptoResolver for SeededResolver {
         choice: &snow::params::CipherChoice,
     ) -> Option<Box<dyn snow::types::Cipher>> {
         snow::resolvers::DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The X25519 handed to snow agrees with snow's own: the same public
+    /// key for a secret (known to the resolver or not), the same shared
+    /// secret, and a short public key is an error, not a panic.
+    #[test]
+    fn x25519_for_snow_agrees_with_snows_own() {
+        use snow::resolvers::CryptoResolver;
+        let choice = snow::params::DHChoice::Curve25519;
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        rng.fill_bytes(&mut a);
+        rng.fill_bytes(&mut b);
+        let b_public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(b)).to_bytes();
+        let mut theirs = snow::resolvers::DefaultResolver
+            .resolve_dh(&choice)
+            .unwrap();
+        theirs.set(&a);
+        let a_public: [u8; 32] = theirs.pubkey().try_into().unwrap();
+        for resolver in [
+            SeededResolver::new(&mut rng),
+            SeededResolver::new(&mut rng).with_local(&a, &a_public),
+            SeededResolver::new(&mut rng).with_local(&b, &b_public),
+        ] {
+            let mut ours = resolver.resolve_dh(&choice).unwrap();
+            ours.set(&a);
+            assert_eq!(ours.pubkey(), theirs.pubkey());
+            let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+            ours.dh(&b_public, &mut x).unwrap();
+            theirs.dh(&b_public, &mut y).unwrap();
+            assert_eq!(x, y);
+            assert!(ours.dh(&b_public[..31], &mut x).is_err());
+        }
+    }
+
+    /// A key and label taken in once derive what `kdf` does, for inputs
+    /// that end in the first block and in later ones.
+    #[test]
+    fn a_kdf_taken_in_once_derives_what_kdf_does() {
+        let key = [7u8; 32];
+        let k = Kdf::new(&key, "strand/v2/beacon");
+        for n in [0usize, 1, 30, 47, 48, 100, 1000] {
+            let part = vec![0xa5u8; n];
+            assert_eq!(
+                k.derive(&[&part, b"x"]),
+                kdf(&key, "strand/v2/beacon", &[&part, b"x"]),
+                "{n}"
+            );
+        }
+        assert_ne!(
+            Kdf::new(&key, "a").derive(&[]),
+            Kdf::new(&key, "b").derive(&[])
+        );
     }
 }

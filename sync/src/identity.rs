@@ -5,10 +5,11 @@ use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::crypto::kdf;
+use crate::crypto::{kdf, Kdf};
 use crate::group::{Group, GroupId, GroupKey};
 use crate::invite::Invite;
 use crate::limits::MAX_NAME_LEN;
+use crate::token::{ADVERT_LABEL, BEACON_LABEL};
 use crate::KeyError;
 
 /// An author's public signing key (Ed25519). It appears inside message
@@ -169,7 +170,11 @@ pub struct Contact {
     /// Their public keys.
     pub public: PublicIdentity,
     pub(crate) token_key: Zeroizing<[u8; 32]>,
-    pub(crate) beacon_key: Zeroizing<[u8; 32]>,
+    /// The pair's beacon key, taken in for the beacon's and the hint's
+    /// filters (one keyed hash per filter entry instead of two). The key
+    /// itself is not kept.
+    pub(crate) beacon: Kdf,
+    pub(crate) advert: Kdf,
     /// Groups reconciled with this contact. The first is always the 1:1
     /// conversation, derived from the pair's keys; the node appends private
     /// groups both are members of.
@@ -209,6 +214,7 @@ impl Contact {
             GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
             vec![lo.sign, hi.sign],
         );
+        let beacon_key = Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[]));
         let pool = Group::new(
             GroupId(kdf(&root, "strand/v1/pair/pool-id", &[])),
             GroupKey::from_bytes(kdf(&root, "strand/v1/pair/pool-key", &[])),
@@ -217,7 +223,8 @@ impl Contact {
         Contact {
             public: *their,
             token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
-            beacon_key: Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[])),
+            beacon: Kdf::new(&beacon_key, BEACON_LABEL),
+            advert: Kdf::new(&beacon_key, ADVERT_LABEL),
             groups: vec![group],
             pool,
         }
@@ -313,7 +320,8 @@ mod tests {
     fn same(x: &Contact, y: &Contact) -> bool {
         x.public == y.public
             && *x.token_key == *y.token_key
-            && *x.beacon_key == *y.beacon_key
+            && x.beacon.derive(&[b"probe"]) == y.beacon.derive(&[b"probe"])
+            && x.advert.derive(&[b"probe"]) == y.advert.derive(&[b"probe"])
             && x.groups.len() == y.groups.len()
             && x.groups.iter().zip(&y.groups).all(|(g, h)| {
                 g.id == h.id

@@ -68,7 +68,7 @@ fn builder<'a>(
 ) -> snow::Builder<'a> {
     snow::Builder::with_resolver(
         NOISE_PARAMS.parse().expect("a valid Noise pattern"),
-        Box::new(SeededResolver::new(rng)),
+        Box::new(SeededResolver::new(rng).with_local(&keys.dh, &keys.me.dh)),
     )
     .local_private_key(&keys.dh[..])
     .and_then(|b| b.remote_public_key(remote))

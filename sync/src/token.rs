@@ -27,7 +27,7 @@ use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 
 use crate::codec::Reader;
-use crate::crypto::kdf;
+use crate::crypto::{kdf, Kdf};
 use crate::identity::Contact;
 use crate::limits::{
     Time, ADVERT_ENTRIES, ADVERT_FILTER_LEN, ADVERT_HASHES, ADVERT_NONCE_LEN, ADVERT_SET_BITS,
@@ -97,23 +97,32 @@ impl std::fmt::Debug for Beacon {
     }
 }
 
+/// The beacon filter's label (keyed with the pair's beacon key).
+pub(crate) const BEACON_LABEL: &str = "strand/v2/beacon";
+/// The BLE hint filter's label (keyed with the pair's beacon key).
+pub(crate) const ADVERT_LABEL: &str = "strand/v2/ble-advert";
+
 /// The shape of a keyed Bloom filter: the beacon's and the hint's.
 struct Shape {
     label: &'static str,
+    /// The contact's key for this shape, label taken in.
+    key: fn(&Contact) -> &Kdf,
     entries: usize,
     hashes: usize,
     set_bits: u32,
 }
 
 const BEACON_SHAPE: Shape = Shape {
-    label: "strand/v2/beacon",
+    label: BEACON_LABEL,
+    key: |c| &c.beacon,
     entries: BEACON_ENTRIES,
     hashes: BEACON_HASHES,
     set_bits: BEACON_SET_BITS,
 };
 
 const ADVERT_SHAPE: Shape = Shape {
-    label: "strand/v2/ble-advert",
+    label: ADVERT_LABEL,
+    key: |c| &c.advert,
     entries: ADVERT_ENTRIES,
     hashes: ADVERT_HASHES,
     set_bits: ADVERT_SET_BITS,
@@ -124,12 +133,13 @@ impl Shape {
     /// `nonce`.
     fn positions(
         &self,
-        key: &[u8; 32],
+        key: &Kdf,
         epoch: u64,
         nonce: &[u8],
+        extra: &[u8],
         len: usize,
     ) -> impl Iterator<Item = usize> {
-        let h = kdf(key, self.label, &[&epoch.to_be_bytes(), nonce]);
+        let h = key.derive(&[&epoch.to_be_bytes(), nonce, extra]);
         let bits = len * 8;
         (0..self.hashes).map(move |i| u16::from_le_bytes([h[2 * i], h[2 * i + 1]]) as usize % bits)
     }
@@ -166,14 +176,19 @@ impl Shape {
         }
         let mut set = |p: usize| filter[p / 8] |= 1 << (p % 8);
         for &c in &chosen {
-            self.positions(&contacts[c].beacon_key, e, nonce, len)
+            self.positions((self.key)(&contacts[c]), e, nonce, &[], len)
                 .for_each(&mut set);
         }
-        // Entries for random keys, computed exactly like real ones.
-        for _ in chosen.len()..self.entries {
-            let mut key = zeroize::Zeroizing::new([0u8; 32]);
-            rng.fill_bytes(&mut key[..]);
-            self.positions(&key, e, nonce, len).for_each(&mut set);
+        // Entries for a random key, computed like real ones (one keyed
+        // hash each, from a key taken in once): that key is taken in
+        // whether or not it is used, so the work is the same however
+        // many contacts there are.
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut key[..]);
+        let random = Kdf::new(&key, self.label);
+        for i in chosen.len()..self.entries {
+            self.positions(&random, e, nonce, &(i as u32).to_be_bytes(), len)
+                .for_each(&mut set);
         }
         // Entries that collided leave fewer bits set: top up with random
         // bits so every filter has exactly `set_bits`.
@@ -191,7 +206,7 @@ impl Shape {
     /// Whether `filter` may name `contact` in an epoch accepted at `now`.
     fn matches(&self, filter: &[u8], nonce: &[u8], contact: &Contact, now: Time) -> bool {
         accepted_epochs(now).iter().any(|&e| {
-            self.positions(&contact.beacon_key, e, nonce, filter.len())
+            self.positions((self.key)(contact), e, nonce, &[], filter.len())
                 .all(|p| filter[p / 8] & (1 << (p % 8)) != 0)
         })
     }
