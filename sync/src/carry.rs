@@ -318,6 +318,8 @@ struct Own {
     copies: u8,
     /// Along chains: the one envelope sealed from it, once handed out.
     chain: Option<Envelope>,
+    /// Its acknowledgement token (not kept between runs).
+    chain_token: Option<AckToken>,
     /// Along chains: carriers offered it that have not asked for it yet
     /// (not kept between runs: they are offered it again). Those that
     /// took it are among `peers`.
@@ -325,6 +327,13 @@ struct Own {
     peers: BTreeSet<AuthorId>,
     /// The acknowledgement hashes of the envelopes sealed from it.
     acks: Vec<[u8; 16]>,
+}
+
+#[derive(Clone)]
+struct Retired {
+    token: AckToken,
+    expires: Time,
+    tell: BTreeSet<AuthorId>,
 }
 
 /// One device's carrying state (see the module documentation).
@@ -343,6 +352,10 @@ pub struct Carrier {
     /// Contacts that said whether they carry, and when they said it (the
     /// newest notice counts).
     carriers: BTreeMap<AuthorId, (Time, bool)>,
+    /// Own chain envelopes whose message reached its recipient directly:
+    /// the acknowledgement to give each contact that took it, at the
+    /// next meeting (not kept between runs).
+    retired: BTreeMap<[u8; 16], Retired>,
     /// Bytes of own messages kept.
     own_bytes: usize,
     used: u64,
@@ -410,6 +423,7 @@ impl Carrier {
             own_order: BTreeMap::new(),
             acked: BTreeMap::new(),
             carriers: BTreeMap::new(),
+            retired: BTreeMap::new(),
             own_bytes: 0,
             used: 0,
             seq: 0,
@@ -518,6 +532,7 @@ impl Carrier {
                 expires,
                 copies,
                 chain: None,
+                chain_token: None,
                 offered: BTreeSet::new(),
                 peers: BTreeSet::new(),
                 acks: Vec::new(),
@@ -533,9 +548,33 @@ impl Carrier {
             self.own_bytes -= o.message.as_bytes().len();
             self.own_order.retain(|_, v| v != id);
             // Its chain envelope, offered back later, is known delivered
-            // (not taken on to carry: a sender does not recognise it).
+            // (not taken on to carry: a sender does not recognise it), and
+            // the contacts that took it get its acknowledgement when next
+            // met, so its copies stop without waiting for the recipient to
+            // be offered one.
             if let Some(e) = &o.chain {
-                self.remember(e.ack_hash(), o.expires, None);
+                let hash = e.ack_hash();
+                self.remember(hash, o.expires, o.chain_token.map(|t| t.0));
+                if let Some(token) = o.chain_token.filter(|_| !o.peers.is_empty()) {
+                    if self.retired.len() >= MAX_OWN {
+                        if let Some(first) = self
+                            .retired
+                            .iter()
+                            .min_by_key(|(_, r)| r.expires)
+                            .map(|(h, _)| *h)
+                        {
+                            self.retired.remove(&first);
+                        }
+                    }
+                    self.retired.insert(
+                        hash,
+                        Retired {
+                            token,
+                            expires: o.expires,
+                            tell: o.peers.clone(),
+                        },
+                    );
+                }
             }
         }
     }
@@ -575,6 +614,18 @@ impl Carrier {
         let carries = self.is_carrier(&peer.sign);
         let width = self.config.spread.width();
         let mut out = Vec::new();
+        for r in self.retired.values_mut() {
+            if r.expires > now && r.tell.remove(&peer.sign) {
+                out.push(Handout {
+                    to: peer.sign,
+                    kind: Kind::ACK,
+                    body: r.token.0.to_vec(),
+                    expires: r.expires,
+                });
+            }
+        }
+        self.retired
+            .retain(|_, r| r.expires > now && !r.tell.is_empty());
         if carries {
             for own in self.own.values_mut() {
                 if own.expires <= now
@@ -598,7 +649,7 @@ impl Carrier {
                             // offering it wrote the message.
                             let short = (rng.next_u32() % (REACH_JITTER + 1)) as u8;
                             let give = CHAIN_BIT | reach.saturating_sub(1 + short).max(1);
-                            let Ok(e) = Envelope::seal(
+                            let Ok((e, token)) = Envelope::seal_with_token(
                                 &own.recipient,
                                 &own.message,
                                 own.expires,
@@ -607,6 +658,7 @@ impl Carrier {
                             ) else {
                                 continue;
                             };
+                            own.chain_token = Some(token);
                             own.acks.push(e.ack_hash());
                             own.chain = Some(e.clone());
                             self.stats.sealed += 1;
@@ -1106,6 +1158,7 @@ impl Carrier {
             self.delivered(&id);
         }
         self.acked.retain(|_, (e, _)| *e > now);
+        self.retired.retain(|_, r| r.expires > now);
     }
 }
 
@@ -1514,6 +1567,7 @@ impl Carrier {
                     expires,
                     copies,
                     chain,
+                    chain_token: None,
                     offered: BTreeSet::new(),
                     peers,
                     acks,
@@ -2627,5 +2681,32 @@ mod tests {
             Ok(Arrival::Delivered)
         ));
         assert_eq!(a.carrier.held(), 0);
+    }
+
+    /// A message its sender delivered directly stops its chain copies: the
+    /// sender gives its envelope's acknowledgement to the carriers that
+    /// took it when it next meets them, and they pass it on along the
+    /// chain.
+    #[test]
+    fn a_sender_that_delivered_directly_stops_its_chain() {
+        let mut rng = ChaCha20Rng::seed_from_u64(35);
+        let mut p = line(4, chains(6, 2), &mut rng);
+        let to = p[3].id.public();
+        let m = text(&p[0], &p[3], b"x", &mut rng);
+        let id = m.id();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        meet(&mut p, 1, 2, &mut rng);
+        assert_eq!((p[1].carrier.held(), p[2].carrier.held()), (1, 1));
+        // The recipient confirms it on their 1:1 link.
+        p[0].carrier.delivered(&id);
+        meet(&mut p, 0, 1, &mut rng);
+        assert_eq!(p[1].carrier.held(), 0);
+        assert_eq!(p[1].carrier.stats().acknowledged, 1);
+        meet(&mut p, 1, 2, &mut rng);
+        assert_eq!(p[2].carrier.held(), 0);
+        // Once told, a carrier is not told again.
+        let peer = p[1].id.public();
+        assert!(p[0].carrier.hand(&peer, NOW, &mut rng).is_empty());
     }
 }

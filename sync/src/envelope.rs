@@ -147,6 +147,19 @@ impl Envelope {
         copies: u8,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Envelope, EnvelopeError> {
+        Envelope::seal_with_token(recipient, message, expires, copies, rng).map(|(e, _)| e)
+    }
+
+    /// [`Envelope::seal`], also giving the acknowledgement token the
+    /// recipient will reveal (so a sender that learns of delivery another
+    /// way can stop the envelope's copies itself).
+    pub fn seal_with_token(
+        recipient: &PublicIdentity,
+        message: &Message,
+        expires: Time,
+        copies: u8,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Envelope, AckToken), EnvelopeError> {
         let inner = message.as_bytes();
         let size = bucket(inner.len()).ok_or(EnvelopeError::Malformed)?;
         let eph = StaticSecret::random_from_rng(&mut *rng);
@@ -178,7 +191,7 @@ impl Envelope {
             )
             .expect("ChaCha20-Poly1305 seals any envelope size");
         out.extend_from_slice(&sealed);
-        Ok(Envelope { bytes: out })
+        Ok((Envelope { bytes: out }, k.ack))
     }
 
     /// Reads an envelope's bytes: its version and length are checked (one
