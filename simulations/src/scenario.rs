@@ -759,26 +759,19 @@ impl Scenario {
     /// carrying); what is not set is the node's default.
     pub fn carry_config(&self) -> strand_sync::CarryConfig {
         let o = &self.options;
-        let d = strand_sync::CarryConfig::default();
-        let (reach, width) = match d.spread {
-            strand_sync::Spread::Chains { reach, width } => (reach, width),
-            strand_sync::Spread::SprayAndWait => {
-                (strand_sync::DEFAULT_REACH, strand_sync::DEFAULT_WIDTH)
-            }
-        };
         let chains = strand_sync::Spread::Chains {
-            reach: o
-                .carry_reach
-                .map_or(reach, |r| u8::try_from(r).unwrap_or(u8::MAX)),
-            width: o
-                .carry_width
-                .map_or(width, |w| u8::try_from(w).unwrap_or(u8::MAX)),
+            reach: o.carry_reach.map_or(strand_sync::DEFAULT_REACH, |r| {
+                u8::try_from(r).unwrap_or(u8::MAX)
+            }),
+            width: o.carry_width.map_or(strand_sync::DEFAULT_WIDTH, |w| {
+                u8::try_from(w).unwrap_or(u8::MAX)
+            }),
         };
         let spread = match o.carry_spread.as_deref() {
             Some("chains") => chains,
             Some(_) => strand_sync::Spread::SprayAndWait,
             None if o.carry_reach.is_some() || o.carry_width.is_some() => chains,
-            None => d.spread,
+            None => strand_sync::CarryConfig::default().spread,
         };
         strand_sync::CarryConfig {
             spread,

@@ -404,6 +404,54 @@ fn offer(envelope: &Envelope, copies: u8, peer: &PublicIdentity, expires: Time) 
     }
 }
 
+/// Makes room for one more entry in `map` (at most `max` long) by
+/// forgetting the one that expires soonest.
+fn make_room<V>(map: &mut BTreeMap<[u8; 16], V>, max: usize, expires: impl Fn(&V) -> Time) {
+    if map.len() >= max {
+        if let Some(first) = map.iter().min_by_key(|(_, v)| expires(v)).map(|(h, _)| *h) {
+            map.remove(&first);
+        }
+    }
+}
+
+/// `envelope` whole, handed to `to` in `mode`.
+fn whole(mode: u8, envelope: &Envelope, to: AuthorId) -> Handout {
+    Handout {
+        to,
+        kind: Kind::ENVELOPE,
+        body: wrap(mode, envelope),
+        expires: envelope.expires(),
+    }
+}
+
+/// A held envelope handed whole to `to`: along chains, to a carrier it is
+/// lent to (`lend`), taken on for one link fewer; otherwise for delivery
+/// only.
+fn hand_on(envelope: &Envelope, to: AuthorId, lend: bool) -> Handout {
+    let mut copy = envelope.clone();
+    let mode = match reach_of(copy.copies()) {
+        Some(reach) if reach >= 2 && lend => {
+            copy.set_copies(CHAIN_BIT | (reach - 1));
+            CARRY
+        }
+        _ => {
+            copy.set_copies(1);
+            DELIVER
+        }
+    };
+    whole(mode, &copy, to)
+}
+
+/// The acknowledgement `token`, for `to`.
+fn ack(to: AuthorId, token: &AckToken, expires: Time) -> Handout {
+    Handout {
+        to,
+        kind: Kind::ACK,
+        body: token.0.to_vec(),
+        expires,
+    }
+}
+
 pub(crate) fn wrap(mode: u8, envelope: &Envelope) -> Vec<u8> {
     let mut body = Vec::with_capacity(1 + envelope.as_bytes().len());
     body.push(mode);
@@ -556,16 +604,7 @@ impl Carrier {
                 let hash = e.ack_hash();
                 self.remember(hash, o.expires, o.chain_token.map(|t| t.0));
                 if let Some(token) = o.chain_token.filter(|_| !o.peers.is_empty()) {
-                    if self.retired.len() >= MAX_OWN {
-                        if let Some(first) = self
-                            .retired
-                            .iter()
-                            .min_by_key(|(_, r)| r.expires)
-                            .map(|(h, _)| *h)
-                        {
-                            self.retired.remove(&first);
-                        }
-                    }
+                    make_room(&mut self.retired, MAX_OWN, |r| r.expires);
                     self.retired.insert(
                         hash,
                         Retired {
@@ -616,12 +655,7 @@ impl Carrier {
         let mut out = Vec::new();
         for r in self.retired.values_mut() {
             if r.expires > now && r.tell.remove(&peer.sign) {
-                out.push(Handout {
-                    to: peer.sign,
-                    kind: Kind::ACK,
-                    body: r.token.0.to_vec(),
-                    expires: r.expires,
-                });
+                out.push(ack(peer.sign, &r.token, r.expires));
             }
         }
         self.retired
@@ -669,12 +703,7 @@ impl Carrier {
                         // A drive allows no request: whole.
                         own.peers.insert(peer.sign);
                         own.offered.remove(&peer.sign);
-                        out.push(Handout {
-                            to: peer.sign,
-                            kind: Kind::ENVELOPE,
-                            body: wrap(CARRY, &envelope),
-                            expires: envelope.expires(),
-                        });
+                        out.push(whole(CARRY, &envelope, peer.sign));
                         continue;
                     }
                     // Offered by header, so a carrier that holds it
@@ -704,12 +733,7 @@ impl Carrier {
                 own.peers.insert(peer.sign);
                 own.acks.push(envelope.ack_hash());
                 self.stats.sealed += 1;
-                out.push(Handout {
-                    to: peer.sign,
-                    kind: Kind::ENVELOPE,
-                    body: wrap(CARRY, &envelope),
-                    expires: envelope.expires(),
-                });
+                out.push(whole(CARRY, &envelope, peer.sign));
             }
         }
         for held in self.held.values_mut() {
@@ -731,20 +755,7 @@ impl Carrier {
                     // width as over a link.
                     let lend = lend || held.lent.remove(&peer.sign);
                     held.peers.insert(peer.sign);
-                    let mut copy = held.envelope.clone();
-                    let mode = if lend {
-                        copy.set_copies(CHAIN_BIT | (reach - 1));
-                        CARRY
-                    } else {
-                        copy.set_copies(1);
-                        DELIVER
-                    };
-                    out.push(Handout {
-                        to: peer.sign,
-                        kind: Kind::ENVELOPE,
-                        body: wrap(mode, &copy),
-                        expires,
-                    });
+                    out.push(hand_on(&held.envelope, peer.sign, lend));
                 } else {
                     // The giver, those that took it or hold it, and those
                     // offered it to take on count against the width: past
@@ -763,22 +774,10 @@ impl Carrier {
                 copy.set_copies(give);
                 held.envelope.set_copies(copies - give);
                 held.peers.insert(peer.sign);
-                out.push(Handout {
-                    to: peer.sign,
-                    kind: Kind::ENVELOPE,
-                    body: wrap(CARRY, &copy),
-                    expires,
-                });
+                out.push(whole(CARRY, &copy, peer.sign));
             } else if drive {
                 held.peers.insert(peer.sign);
-                let mut copy = held.envelope.clone();
-                copy.set_copies(1);
-                out.push(Handout {
-                    to: peer.sign,
-                    kind: Kind::ENVELOPE,
-                    body: wrap(DELIVER, &copy),
-                    expires,
-                });
+                out.push(hand_on(&held.envelope, peer.sign, false));
             } else if held.offered.insert(peer.sign) {
                 out.push(offer(&held.envelope, 1, peer, expires));
             }
@@ -854,12 +853,7 @@ impl Carrier {
                 return Ok(Vec::new());
             }
             own.peers.insert(from.sign);
-            return Ok(vec![Handout {
-                to: from.sign,
-                kind: Kind::ENVELOPE,
-                body: wrap(CARRY, envelope),
-                expires: envelope.expires(),
-            }]);
+            return Ok(vec![whole(CARRY, envelope, from.sign)]);
         }
         let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) else {
             return Ok(Vec::new());
@@ -868,28 +862,12 @@ impl Carrier {
         if expires <= now || !held.offered.contains(&from.sign) || !held.peers.insert(from.sign) {
             return Ok(Vec::new());
         }
-        let lent = held.lent.remove(&from.sign);
-        let mut copy = held.envelope.clone();
         // Along chains the asker may be a carrier it was lent to: it takes
         // the envelope on for one link fewer (and a recipient opens it all
         // the same). Offered for delivery only (or lent before a restart,
         // which forgets whom), it comes for delivery only.
-        let mode = match reach_of(copy.copies()) {
-            Some(reach) if reach >= 2 && lent => {
-                copy.set_copies(CHAIN_BIT | (reach - 1));
-                CARRY
-            }
-            _ => {
-                copy.set_copies(1);
-                DELIVER
-            }
-        };
-        Ok(vec![Handout {
-            to: from.sign,
-            kind: Kind::ENVELOPE,
-            body: wrap(mode, &copy),
-            expires,
-        }])
+        let lent = held.lent.remove(&from.sign);
+        Ok(vec![hand_on(&held.envelope, from.sign, lent)])
     }
 
     /// A [`Kind::ENVELOPE`] body from contact `from` (in their pool).
@@ -1030,12 +1008,7 @@ impl Carrier {
         let header = body.get(1..1 + ENVELOPE_HEADER_LEN)?;
         let hash = Envelope::header_ack_hash(header)?;
         let (expires, token) = self.acked.get(&hash)?;
-        Some(Handout {
-            to: from.sign,
-            kind: Kind::ACK,
-            body: token.as_ref()?.to_vec(),
-            expires: *expires,
-        })
+        Some(ack(from.sign, &AckToken((*token)?), *expires))
     }
 
     /// The own message one of whose envelopes has acknowledgement hash
@@ -1063,16 +1036,7 @@ impl Carrier {
             *known = (expires, token);
             return;
         }
-        if self.acked.len() >= MAX_ACKS {
-            if let Some(first) = self
-                .acked
-                .iter()
-                .min_by_key(|(_, (e, _))| *e)
-                .map(|(h, _)| *h)
-            {
-                self.acked.remove(&first);
-            }
-        }
+        make_room(&mut self.acked, MAX_ACKS, |(e, _)| *e);
         self.acked.insert(hash, (expires, token));
     }
 
@@ -1123,12 +1087,7 @@ impl Carrier {
             let held = self.remove(&id).expect("indexed");
             self.stats.acknowledged += 1;
             for peer in held.peers.iter().filter(|p| **p != from.sign) {
-                out.push(Handout {
-                    to: *peer,
-                    kind: Kind::ACK,
-                    body: token.0.to_vec(),
-                    expires,
-                });
+                out.push(ack(*peer, &token, expires));
             }
         }
         if let Some(id) = own {
@@ -1234,6 +1193,34 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
     }
+    /// What [`put_envelope`] wrote: `None` when its part is missing (an
+    /// envelope not kept: like one evicted); a part that is not what its
+    /// key says is damage, and refused.
+    fn envelope(
+        &mut self,
+        tag: u8,
+        parts: bool,
+        part: &mut impl FnMut(&PartKey) -> Option<Vec<u8>>,
+    ) -> Result<Option<Envelope>, CarryError> {
+        if !parts {
+            return Ok(Some(Envelope::decode(self.bytes()?)?));
+        }
+        let key = self.arr::<33>()?;
+        let copies = self.u8()?;
+        if copies == 0 {
+            return Err(CarryError::Malformed("a carried envelope with no copies"));
+        }
+        let Some(bytes) = part(&key) else {
+            return Ok(None);
+        };
+        let mut e = Envelope::decode(bytes)?;
+        if key != part_key(tag, &e.id()) {
+            return Err(CarryError::Malformed("a carried envelope is not its own"));
+        }
+        e.set_copies(copies);
+        Ok(Some(e))
+    }
+
     fn keys(&mut self) -> Result<BTreeSet<AuthorId>, CarryError> {
         (0..self.count()?).map(|_| self.arr::<32>()).collect()
     }
@@ -1242,6 +1229,17 @@ impl<'a> Reader<'a> {
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
+}
+
+/// An envelope in a saved state: whole, or (in parts) the key of its part
+/// under `tag` and its copy byte (the part never changes under its key).
+fn put_envelope(out: &mut Vec<u8>, envelope: &Envelope, tag: u8, parts: bool) {
+    if parts {
+        out.extend_from_slice(&part_key(tag, &envelope.id()));
+        out.push(envelope.copies());
+    } else {
+        put_bytes(out, envelope.as_bytes());
+    }
 }
 
 fn put_keys(out: &mut Vec<u8>, keys: &BTreeSet<AuthorId>) {
@@ -1322,12 +1320,7 @@ impl Carrier {
         for h in self.held.values() {
             out.extend_from_slice(&h.arrived.0.to_be_bytes());
             out.extend_from_slice(&h.arrived.1.to_be_bytes());
-            if parts {
-                out.extend_from_slice(&part_key(b'e', &h.envelope.id()));
-                out.push(h.envelope.copies());
-            } else {
-                put_bytes(&mut out, h.envelope.as_bytes());
-            }
+            put_envelope(&mut out, &h.envelope, b'e', parts);
             put_keys(&mut out, &h.peers);
             put_keys(&mut out, &h.offered);
         }
@@ -1350,17 +1343,12 @@ impl Carrier {
             for a in &o.acks {
                 out.extend_from_slice(a);
             }
-            match (&o.chain, parts) {
+            match &o.chain {
                 _ if !chains => {}
-                (None, _) => out.push(0),
-                (Some(e), true) => {
+                None => out.push(0),
+                Some(e) => {
                     out.push(1);
-                    out.extend_from_slice(&part_key(b'c', &e.id()));
-                    out.push(e.copies());
-                }
-                (Some(e), false) => {
-                    out.push(1);
-                    put_bytes(&mut out, e.as_bytes());
+                    put_envelope(&mut out, e, b'c', parts);
                 }
             }
         }
@@ -1447,26 +1435,7 @@ impl Carrier {
             // A part that is missing drops its envelope only (as eviction
             // would: its sender still holds the message); one that is not
             // what its key says is damage, and refused.
-            let envelope = if parts {
-                let key = r.arr::<33>()?;
-                let copies = r.u8()?;
-                if copies == 0 {
-                    return Err(CarryError::Malformed("a carried envelope with no copies"));
-                }
-                match part(&key) {
-                    Some(bytes) => {
-                        let mut e = Envelope::decode(bytes)?;
-                        if key != part_key(b'e', &e.id()) {
-                            return Err(CarryError::Malformed("a carried envelope is not its own"));
-                        }
-                        e.set_copies(copies);
-                        Some(e)
-                    }
-                    None => None,
-                }
-            } else {
-                Some(Envelope::decode(r.bytes()?)?)
-            };
+            let envelope = r.envelope(b'e', parts, &mut part)?;
             let peers = r.keys()?;
             let offered = r.keys()?;
             let Some(envelope) = envelope else {
@@ -1520,27 +1489,11 @@ impl Carrier {
             let mut lost = false;
             let chain = match chains.then(|| r.u8()).transpose()? {
                 None | Some(0) => None,
-                Some(1) if parts => {
-                    let key = r.arr::<33>()?;
-                    let copies = r.u8()?;
-                    match part(&key) {
-                        Some(bytes) => {
-                            let mut e = Envelope::decode(bytes)?;
-                            if key != part_key(b'c', &e.id()) {
-                                return Err(CarryError::Malformed(
-                                    "a chain envelope is not its own",
-                                ));
-                            }
-                            e.set_copies(copies);
-                            Some(e)
-                        }
-                        None => {
-                            lost = true;
-                            None
-                        }
-                    }
+                Some(1) => {
+                    let e = r.envelope(b'c', parts, &mut part)?;
+                    lost = e.is_none();
+                    e
                 }
-                Some(1) => Some(Envelope::decode(r.bytes()?)?),
                 Some(_) => return Err(CarryError::Malformed("a chain envelope flag")),
             };
             if chain

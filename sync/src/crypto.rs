@@ -122,9 +122,7 @@ impl snow::types::Dh for X25519 {
     fn generate(&mut self, rng: &mut dyn snow::types::Random) -> Result<(), snow::Error> {
         let mut secret = Zeroizing::new([0u8; 32]);
         rng.try_fill_bytes(&mut secret[..])?;
-        self.public =
-            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes();
-        self.secret = secret;
+        self.set(&secret[..]);
         Ok(())
     }
     fn pubkey(&self) -> &[u8] {

@@ -41,6 +41,20 @@ pub struct CarrySettings {
     pub lifetime: Time,
 }
 
+impl CarrySettings {
+    /// The carrier's configuration under these settings, carrying for
+    /// contacts or not.
+    pub(crate) fn config(&self, carry: bool) -> CarryConfig {
+        CarryConfig {
+            spread: self.spread,
+            copies: self.copies,
+            budget: self.budget,
+            lifetime: self.lifetime,
+            carry,
+        }
+    }
+}
+
 impl Default for CarrySettings {
     fn default() -> Self {
         let d = CarryConfig::default();
@@ -97,13 +111,7 @@ impl Profile {
 
     /// The carrying state, under `settings`; empty if none was saved.
     pub(crate) fn load_carrier(&self, settings: &CarrySettings) -> Result<Carrier, ProfileError> {
-        let config = CarryConfig {
-            spread: settings.spread,
-            copies: settings.copies,
-            budget: settings.budget,
-            lifetime: settings.lifetime,
-            carry: self.carrying()?,
-        };
+        let config = settings.config(self.carrying()?);
         let Some(bytes) = self.meta_sealed(meta::CARRIER, ROLE_CARRIER)? else {
             return Ok(Carrier::new(config));
         };

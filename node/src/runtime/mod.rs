@@ -634,13 +634,7 @@ impl Node {
                 p.load_carrier(&settings).unwrap_or_else(|e| {
                     // The user's choice is kept apart: it survives.
                     tracing::warn!("the carrying state is unreadable, starting empty: {e}");
-                    strand_sync::Carrier::new(strand_sync::CarryConfig {
-                        spread: settings.spread,
-                        copies: settings.copies,
-                        budget: settings.budget,
-                        lifetime: settings.lifetime,
-                        carry: p.carrying().unwrap_or(false),
-                    })
+                    strand_sync::Carrier::new(settings.config(p.carrying().unwrap_or(false)))
                 })
             })
             .await
