@@ -121,6 +121,10 @@ fn main() {
                 .is_empty()
         });
         save(&h, &ui, &out, "01-first-run");
+        // The phone layout: 360 logical px wide.
+        h.resize(&ui, 360, 720, 1.0);
+        save(&h, &ui, &out, "18-phone-first-run");
+        h.resize(&ui, W, H, 1.0);
     }
 
     // Alice's profile: five contacts, a few days of conversation.
@@ -399,11 +403,15 @@ fn main() {
     let gideon = Identity::generate("Gideon Mensah", rng).unwrap();
     rt.block_on(bob_node.add_contact(&gideon.invite().to_text(), "Gideon Mensah"))
         .unwrap();
-    rt.block_on(bob_node.change_group(
-        "Newsroom",
-        strand_node::GroupAction::Add("Gideon Mensah".into()),
-    ))
-    .unwrap();
+    // Only admins add members: Alice makes Bob one, and he adds Gideon
+    // once that has reached him.
+    groups.invoke_make_admin("Bob Okafor".into());
+    assert!(h.pump_until(WAIT, || rt
+        .block_on(bob_node.change_group(
+            "Newsroom",
+            strand_node::GroupAction::Add("Gideon Mensah".into()),
+        ))
+        .is_ok()));
     rt.block_on(bob_node.send_group(
         "Newsroom",
         "I added Gideon: he covers the harbour and has the shipping records.",
@@ -465,6 +473,33 @@ fn main() {
     h.resize(&ui, W, H, 2.0);
     save(&h, &ui, &out, "08-chats-200-percent");
     h.resize(&ui, W, H, 1.0);
+
+    // The phone layout: the chats, a conversation and its details, a
+    // group, and the other screens; then on its side.
+    h.resize(&ui, 360, 720, 1.0);
+    contacts.invoke_close();
+    save(&h, &ui, &out, "19-phone-chats");
+    contacts.invoke_open(row("Bob Okafor"));
+    h.pump_until(WAIT, || messages.row_count() == 7);
+    save(&h, &ui, &out, "20-phone-conversation");
+    conv.set_details_open(true);
+    save(&h, &ui, &out, "21-phone-details");
+    conv.set_details_open(false);
+    h.resize(&ui, 720, 360, 1.0);
+    save(&h, &ui, &out, "22-phone-landscape");
+    h.resize(&ui, 360, 720, 1.0);
+    contacts.invoke_close();
+    for (screen, name) in [
+        (Screen::Groups, "23-phone-group"),
+        (Screen::AddContact, "24-phone-add-contact"),
+        (Screen::Network, "25-phone-network"),
+        (Screen::Settings, "26-phone-settings"),
+    ] {
+        ui.global::<AppAdapter>().invoke_navigate(screen);
+        save(&h, &ui, &out, name);
+    }
+    h.resize(&ui, W, H, 1.0);
+    ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
 
     // The profile held by another process (here: Bob's node holds Bob's).
     {

@@ -30,6 +30,24 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         let name = item.name.to_string();
         b.job(move |core| super::conversation::open(core, name));
     });
+    // The phone layout's Back: the list again, and nothing open that
+    // would be marked read or keep the camera on.
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    adapter.on_close(move || {
+        let Some(ui) = weak.upgrade() else { return };
+        super::camera::stop(&ui);
+        let c = ui.global::<crate::ConversationAdapter>();
+        c.set_verify_open(false);
+        c.set_details_open(false);
+        c.set_attaching(false);
+        c.set_exporting(false);
+        ui.global::<ContactsAdapter>().set_current(-1);
+        b.job(|core| {
+            core.open = None;
+            refresh(core);
+        });
+    });
 }
 
 /// "LAN · connected", "Seen 5 min ago via LAN", or "Not seen since

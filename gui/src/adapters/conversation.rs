@@ -676,6 +676,7 @@ pub(crate) fn open(core: &mut Core, contact: String) {
         a.set_contact(contact.into());
         a.set_error("".into());
         a.set_verify_open(false);
+        a.set_details_open(false);
         a.set_scan_result("".into());
         a.set_scan_ok(false);
     });

@@ -42,6 +42,22 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         });
     });
 
+    // The phone layout's Back: the list again, nothing open to mark read.
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    a.on_close(move || {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<GroupsAdapter>();
+        a.set_current(-1);
+        a.set_members_open(false);
+        a.set_attaching(false);
+        a.set_error(SharedString::new());
+        b.job(|core| {
+            core.open_group = None;
+            refresh(core);
+        });
+    });
+
     let b = backend.clone();
     a.on_set_muted(move |muted| {
         b.job(move |core| {

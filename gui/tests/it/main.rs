@@ -20,6 +20,9 @@
 //!   is delivered; and the same against `strand run` as a separate process.
 //! - `notify`: desktop notifications on a private D-Bus bus: who wrote,
 //!   the text only when chosen, muted conversations quiet, a click opens.
+//! - `phone`: the phone layout: every screen at phone sizes and scales,
+//!   checked for what runs off the side, overlaps or is too small to tap;
+//!   the navigation stack and Back.
 //! - `paging`: a 2,000-message conversation is read a page at a time.
 //! - `late`: a backdated message shows below what was read, with its date.
 //! - `relays`: a relay added on the Network screen reserves and carries a
@@ -37,6 +40,7 @@ mod live;
 mod notify;
 mod onboarding;
 mod paging;
+mod phone;
 mod relays;
 mod support;
 mod verify;
