@@ -15,9 +15,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The simulator's plan test runs its jobs under GNU parallel.
 STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd dbus-daemon gnome-keyring parallel)
 
+# Installs the packages named (by default STRAND_SYSTEM_PACKAGES) that are
+# missing, from Debian's archive.
 ensure_system_packages() {
     local missing=()
-    for p in "${STRAND_SYSTEM_PACKAGES[@]}"; do
+    local wanted=("$@")
+    [ "${#wanted[@]}" -gt 0 ] || wanted=("${STRAND_SYSTEM_PACKAGES[@]}")
+    for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

@@ -68,6 +68,28 @@ pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use relay::{RelayConfig, RelayState, Relays, ReservationState};
 pub use stream::protocol::PROTOCOL;
 
+/// Whether this build speaks QUIC besides TCP: the `quic` feature, on by
+/// default. Without it (a target whose C compiler is not at hand, such as
+/// Android without its NDK: QUIC's TLS builds C code) the LAN and relays
+/// carry everything over TCP.
+pub const QUIC: bool = cfg!(feature = "quic");
+
+/// Listen addresses on every IPv4 interface at `port`: TCP, and QUIC
+/// where this build speaks it.
+pub fn listen_everywhere(port: u16) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = vec![format!("/ip4/0.0.0.0/tcp/{port}")
+        .parse()
+        .expect("valid multiaddr")];
+    if QUIC {
+        out.push(
+            format!("/ip4/0.0.0.0/udp/{port}/quic-v1")
+                .parse()
+                .expect("valid multiaddr"),
+        );
+    }
+    out
+}
+
 /// What kind of link a [`Link`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]

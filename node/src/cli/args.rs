@@ -66,12 +66,7 @@ pub struct TransportArgs {
 
 /// Where `strand relay` and `--relay-for-contacts` listen by default.
 pub fn default_relay_listen() -> Vec<Multiaddr> {
-    vec![
-        "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
-        "/ip4/0.0.0.0/udp/4001/quic-v1"
-            .parse()
-            .expect("valid multiaddr"),
-    ]
+    strand_transport::listen_everywhere(4001)
 }
 
 /// Where hole punching listens when only `--listen` was given: on the

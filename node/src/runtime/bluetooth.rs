@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strand_sync::{epoch, Advert, Contact, Time};
+#[cfg(target_os = "linux")]
 use strand_transport::ble::{Ble, BleConfig};
-use strand_transport::TransportEvent;
+use strand_transport::{Transport, TransportEvent};
 use tokio::sync::{mpsc, watch};
 
 use super::Clock;
@@ -43,8 +44,10 @@ const RENEW_CHECK: Duration = Duration::from_secs(30);
 /// a 1M-PHY link with 15 ms intervals keeps 88 % of its payload rate
 /// instead of 98.7 % (2M PHY and 30 ms intervals keep 98.7 %). A window
 /// that grows while round trips stay short would have both.
+#[cfg(target_os = "linux")]
 const GATT_WINDOW: u16 = 16;
 /// How long BlueZ may take to answer at start.
+#[cfg(target_os = "linux")]
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the hint is made from, shared with the transport's check.
@@ -62,6 +65,7 @@ impl Hints {
     }
 
     /// Whether a hint heard over the air may come from a contact.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn wanted(&self, hint: &[u8]) -> bool {
         let Ok(advert) = Advert::from_bytes(hint) else {
             return false;
@@ -101,7 +105,7 @@ pub(crate) async fn start(
     clock: Clock,
     mut rng: rand_chacha::ChaCha20Rng,
     events: mpsc::Sender<TransportEvent>,
-) -> Result<(Ble, Arc<Hints>), String> {
+) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
     let contacts = profile.sync_contacts();
     let now = clock.now();
     let first = Advert::new(&contacts, now, &mut rng);
@@ -112,21 +116,44 @@ pub(crate) async fn start(
         clock,
         advert,
     });
+    open(settings, advert_rx, hints, events).await
+}
+
+/// The BLE transport on BlueZ, its hint check done by `hints`.
+#[cfg(target_os = "linux")]
+async fn open(
+    settings: &BleSettings,
+    advert: watch::Receiver<Vec<u8>>,
+    hints: Arc<Hints>,
+    events: mpsc::Sender<TransportEvent>,
+) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
     let check = hints.clone();
     let config = BleConfig {
         adapter: settings.adapter.clone(),
-        advert: advert_rx,
+        advert,
         wanted: Arc::new(move |hint: &[u8]| check.wanted(hint)),
         l2cap: settings.l2cap,
         window: GATT_WINDOW,
     };
     match tokio::time::timeout(START_TIMEOUT, Ble::start(config, events)).await {
-        Ok(Ok(ble)) => Ok((ble, hints)),
+        Ok(Ok(ble)) => Ok((Arc::new(ble), hints)),
         // The transport's reason, without "transport setup failed".
         Ok(Err(strand_transport::TransportError::Setup(why))) => Err(crate::chain(&*why)),
         Ok(Err(e)) => Err(crate::chain(&e)),
         Err(_) => Err("BlueZ did not answer".into()),
     }
+}
+
+/// Elsewhere (Android, until its shell drives the radio) there is no
+/// BLE transport: the node says so and runs without it.
+#[cfg(not(target_os = "linux"))]
+async fn open(
+    _: &BleSettings,
+    _: watch::Receiver<Vec<u8>>,
+    _: Arc<Hints>,
+    _: mpsc::Sender<TransportEvent>,
+) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
+    Err("Bluetooth LE is built for Linux (BlueZ) only".into())
 }
 
 /// Renews the hint until the node stops.

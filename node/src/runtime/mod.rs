@@ -595,7 +595,7 @@ impl Node {
             let step = draw(&mut steps);
             match bluetooth::start(&profile, settings, clock, step, tx.clone()).await {
                 Ok((ble, h)) => {
-                    transports.push(Arc::new(ble));
+                    transports.push(ble);
                     hints = Some(h);
                 }
                 Err(reason) => {
@@ -1274,6 +1274,7 @@ impl Node {
                     .map(|r| self.relay_status(r.relay.to_string(), Some(&r.state)))
                     .collect(),
                 external: info.external.iter().map(|a| a.to_string()).collect(),
+                #[cfg(target_os = "linux")]
                 bluetooth: info.bluetooth.map(|b| BluetoothStatus {
                     adapter: b.adapter,
                     devices_seen: b.devices_seen,
@@ -1282,6 +1283,8 @@ impl Node {
                     bytes_received: b.bytes_received,
                     psm: b.psm,
                 }),
+                #[cfg(not(target_os = "linux"))]
+                bluetooth: None,
             });
         }
         let sessions = self.shared.registry.sessions();

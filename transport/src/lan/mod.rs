@@ -81,12 +81,7 @@ pub struct LanConfig {
 impl Default for LanConfig {
     fn default() -> Self {
         LanConfig {
-            listen: vec![
-                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-                "/ip4/0.0.0.0/udp/0/quic-v1"
-                    .parse()
-                    .expect("valid multiaddr"),
-            ],
+            listen: crate::listen_everywhere(0),
             mdns: true,
             rotate_every: DEFAULT_ROTATION,
         }

@@ -91,8 +91,10 @@ pub(crate) fn spawn(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| TransportError::Setup(Box::new(e)))?
-        .with_quic()
+        .map_err(|e| TransportError::Setup(Box::new(e)))?;
+    #[cfg(feature = "quic")]
+    let swarm = swarm.with_quic();
+    let swarm = swarm
         .with_behaviour(|key| {
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(

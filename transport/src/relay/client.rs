@@ -142,8 +142,10 @@ pub(crate) fn spawn(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(setup_error)?
-        .with_quic()
+        .map_err(setup_error)?;
+    #[cfg(feature = "quic")]
+    let swarm = swarm.with_quic();
+    let swarm = swarm
         .with_dns()
         .map_err(setup_error)?
         .with_relay_client(noise::Config::new, yamux::Config::default)

@@ -127,12 +127,7 @@ impl RelayConfig {
             identity,
             epoch,
             hole_punch: true,
-            listen: vec![
-                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-                "/ip4/0.0.0.0/udp/0/quic-v1"
-                    .parse()
-                    .expect("valid multiaddr"),
-            ],
+            listen: crate::listen_everywhere(0),
         }
     }
 }

@@ -275,15 +275,17 @@ impl RelayServer {
         let key = keypair(config.key);
         let limits = config.limits;
         let only = config.only.clone();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(setup_error)?
-            .with_quic()
+            .map_err(setup_error)?;
+        #[cfg(feature = "quic")]
+        let swarm = swarm.with_quic();
+        let mut swarm = swarm
             .with_behaviour(|key| Behaviour {
                 ip_limits: IpLimits::new(SharedCounts::with_config(limits.ip)),
                 limits: connection_limits::Behaviour::new(
