@@ -240,6 +240,13 @@ pub(crate) fn status(s: &Status) {
     if let Some(reason) = &s.bluetooth_off {
         println!("  Bluetooth off: {reason}");
     }
+    if s.woke > 0 {
+        println!(
+            "  woke from sleep {} time{} (links renewed each time)",
+            s.woke,
+            if s.woke == 1 { "" } else { "s" }
+        );
+    }
     for p in &s.panics {
         println!(
             "  a part of the node failed: {p} (see the log; restart the node to start it again)"

@@ -65,6 +65,13 @@ impl Hints {
     }
 
     /// Whether a hint heard over the air may come from a contact.
+    /// Registers the advertisement again, as it is: the transport does
+    /// on every change of the hint, and BlueZ drops it on suspend.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn readvertise(&self) {
+        self.advert.send_modify(|_| {});
+    }
+
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn wanted(&self, hint: &[u8]) -> bool {
         let Ok(advert) = Advert::from_bytes(hint) else {

@@ -47,6 +47,8 @@ mod paired;
 pub mod panics;
 mod registry;
 mod relaying;
+#[cfg(target_os = "linux")]
+mod sleep;
 
 pub use bluetooth::BleSettings;
 pub use guard::Refusal;
@@ -388,6 +390,9 @@ pub struct Status {
     /// came from a node started for one command.
     #[serde(default)]
     pub running: bool,
+    /// Times the system slept and woke while the node ran.
+    #[serde(default)]
+    pub woke: u64,
     /// The profile's relays (where it reserves while a node runs).
     #[serde(default)]
     pub relays: Vec<String>,
@@ -519,6 +524,9 @@ pub(crate) struct Shared {
     /// Held through one carrying step, so steps run one at a time (the
     /// carrier itself is locked only to copy and replace it).
     pub(crate) carry_step: Mutex<()>,
+    /// Times the system woke from sleep while the node ran (logind's
+    /// `PrepareForSleep`).
+    pub(crate) wakes: AtomicU64,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -664,6 +672,7 @@ impl Node {
             nearby: Mutex::default(),
             carrier: Mutex::new(carrier),
             carry_step: Mutex::new(()),
+            wakes: AtomicU64::new(0),
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
@@ -677,6 +686,12 @@ impl Node {
             .tasks
             .spawn(carrying::spread_queued(node.shared.clone()));
 
+        #[cfg(target_os = "linux")]
+        if !node.shared.config.offline {
+            node.shared
+                .tasks
+                .spawn(sleep::watch(node.clone(), hints.clone()));
+        }
         if let Some(hints) = hints {
             node.shared
                 .tasks
@@ -1311,6 +1326,7 @@ impl Node {
             },
             bluetooth_off: self.shared.bluetooth_off.clone(),
             running: !self.shared.config.offline,
+            woke: self.shared.wakes.load(Ordering::Relaxed),
             relays: p.relays().unwrap_or_default(),
             contacts: p.contacts().len(),
             panics: panics::recorded(),
