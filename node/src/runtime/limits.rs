@@ -97,9 +97,14 @@ pub const TRANSPORT_EVENTS: usize = 256;
 /// keeps it otherwise).
 pub const IDLE_CHECK: Duration = Duration::from_secs(2);
 
-/// How often the node looks whether a disappearing message is due (one
-/// read of the first `expiry` entry): messages go at most this late.
+/// The node sleeps until the next disappearing message is due, looking
+/// again when a message is stored, but at most this often (one read of the
+/// first `expiry` entry each time): messages go at most this late.
 pub const EXPIRY_CHECK: Duration = Duration::from_secs(1);
+
+/// The longest it sleeps without looking (a clock that jumped; tokio's
+/// clock stops while the system sleeps, and waking looks at once).
+pub const EXPIRY_IDLE: Duration = Duration::from_secs(5 * 60);
 
 /// How long a finished link waits for its last bytes to drain to a peer
 /// that may have stopped reading.

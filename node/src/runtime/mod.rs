@@ -55,8 +55,8 @@ pub use guard::Refusal;
 pub use registry::Seen;
 
 use crate::runtime::limits::{
-    EVENT_BUFFER, EXPIRY_CHECK, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL, SHUTDOWN_GRACE,
-    TRANSPORT_EVENTS,
+    EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL,
+    SHUTDOWN_GRACE, TRANSPORT_EVENTS,
 };
 use crate::{chain, os_rng, ContactRecord, Profile, ProfileError};
 
@@ -739,23 +739,47 @@ impl Node {
 
     /// Deletes disappearing messages as they come due: checks the next
     /// expiry every second (one read) and sweeps when it has passed.
+    /// Deletes disappearing messages when they are due: sleeps until the
+    /// next one is (an idle phone is not woken every second), looks again
+    /// when a message is stored, at most every [`EXPIRY_CHECK`] and at
+    /// least every [`EXPIRY_IDLE`].
     async fn sweep_expired(self) {
         let cancel = self.shared.cancel.clone();
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(EXPIRY_CHECK) => {}
-            }
+            let swept_at = tokio::time::Instant::now();
             let profile = self.shared.profile.clone();
             let now = self.shared.clock.now();
-            let swept = tokio::task::spawn_blocking(move || profile.sweep_expired(now)).await;
-            match swept {
-                Ok(Ok(0)) | Err(_) => {}
-                Ok(Ok(count)) => {
-                    tracing::info!(count, "disappearing messages deleted");
-                    let _ = self.shared.events.send(NodeEvent::Expired { count });
+            let swept = tokio::task::spawn_blocking(move || {
+                (profile.sweep_expired(now), profile.next_expiry())
+            })
+            .await;
+            let next = match swept {
+                Ok((swept, next)) => {
+                    match swept {
+                        Ok(0) => {}
+                        Ok(count) => {
+                            tracing::info!(count, "disappearing messages deleted");
+                            let _ = self.shared.events.send(NodeEvent::Expired { count });
+                        }
+                        Err(e) => tracing::warn!("deleting expired messages failed: {e}"),
+                    }
+                    next.ok().flatten()
                 }
-                Ok(Err(e)) => tracing::warn!("deleting expired messages failed: {e}"),
+                Err(_) => None,
+            };
+            let wait = next
+                .map(|due| Duration::from_millis(due.saturating_sub(now)))
+                .unwrap_or(EXPIRY_IDLE)
+                .clamp(EXPIRY_CHECK, EXPIRY_IDLE);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shared.registry.stored.notified() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep_until(swept_at + EXPIRY_CHECK) => {}
+                    }
+                }
             }
         }
     }

@@ -140,6 +140,10 @@ pub(crate) struct Registry {
     /// Whether any session has missed groups (read without the lock on
     /// every command a session handles).
     any_missed: AtomicBool,
+    /// Woken by every announcement: a message was stored (written here,
+    /// synced, carried or imported), so the next disappearing message may
+    /// be due sooner.
+    pub(crate) stored: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -288,6 +292,7 @@ impl Registry {
     /// chunks relayed at once) misses it, and notes its group to
     /// reconcile again when it catches up.
     pub(crate) fn announce(&self, group: GroupId, key: Key, except: Option<SessionId>) {
+        self.stored.notify_one();
         let mut inner = self.inner.lock().expect("registry lock");
         inner.seq += 1;
         let seq = inner.seq;

@@ -12,7 +12,8 @@
 //! - dials again at once the devices found lately and, through relays,
 //!   its contacts (configured peers are redialled every few seconds
 //!   anyway); libp2p listens on every interface and notices networks that
-//!   came or went by itself.
+//!   came or went by itself;
+//! - deletes the disappearing messages that fell due while it slept.
 //!
 //! Without a system bus (a container, a test) nothing is watched.
 
@@ -90,5 +91,7 @@ impl Node {
         self.redial_nearby();
         self.shared.reach.retry_all();
         self.shared.reach.wake.notify_one();
+        // Disappearing messages that fell due while it slept go now.
+        self.shared.registry.stored.notify_one();
     }
 }
