@@ -532,34 +532,48 @@ impl Drop for Netns {
     }
 }
 
-#[test]
-fn two_nodes_in_network_namespaces_find_each_other_by_mdns() {
+/// Two network namespaces joined by a veth pair, `SUBNET.1` and
+/// `SUBNET.2` (a /24), loopback up in both: the namespaces (removed when
+/// the guard drops) and the two ends. `None` where namespaces cannot be
+/// made (not root, no iproute2), or a step failed (said on stderr).
+pub(crate) fn veth_pair(tag: &str, subnet: &str) -> Option<(Netns, [String; 2], [String; 2])> {
     let id = std::process::id() % 10_000;
-    let (n1, n2) = (format!("strand-a-{id}"), format!("strand-b-{id}"));
-    if !ip(&["netns", "add", &n1]) {
+    let ns = [format!("strand-{tag}a-{id}"), format!("strand-{tag}b-{id}")];
+    if !ip(&["netns", "add", &ns[0]]) {
         eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
-        return;
+        return None;
     }
-    let _guard = Netns(vec![n1.clone(), n2.clone()]);
-    let (v1, v2) = (format!("sa{id}"), format!("sb{id}"));
-    let setup = [
-        vec!["netns", "add", &n2],
-        vec!["link", "add", &v1, "type", "veth", "peer", "name", &v2],
-        vec!["link", "set", &v1, "netns", &n1],
-        vec!["link", "set", &v2, "netns", &n2],
-        vec!["-n", &n1, "addr", "add", "10.200.0.1/24", "dev", &v1],
-        vec!["-n", &n2, "addr", "add", "10.200.0.2/24", "dev", &v2],
-        vec!["-n", &n1, "link", "set", &v1, "up"],
-        vec!["-n", &n2, "link", "set", &v2, "up"],
-        vec!["-n", &n1, "link", "set", "lo", "up"],
-        vec!["-n", &n2, "link", "set", "lo", "up"],
+    let guard = Netns(ns.to_vec());
+    let dev = [format!("{tag}a{id}"), format!("{tag}b{id}")];
+    let addr = [format!("{subnet}.1/24"), format!("{subnet}.2/24")];
+    let mut setup = vec![
+        vec!["netns", "add", &ns[1]],
+        vec![
+            "link", "add", &dev[0], "type", "veth", "peer", "name", &dev[1],
+        ],
     ];
+    for i in 0..2 {
+        setup.extend([
+            vec!["link", "set", &dev[i], "netns", &ns[i]],
+            vec!["-n", &ns[i], "addr", "add", &addr[i], "dev", &dev[i]],
+            vec!["-n", &ns[i], "link", "set", &dev[i], "up"],
+            vec!["-n", &ns[i], "link", "set", "lo", "up"],
+        ]);
+    }
     for args in &setup {
         if !ip(args) {
             eprintln!("SKIPPED: `ip {}` failed", args.join(" "));
-            return;
+            return None;
         }
     }
+    Some((guard, ns, dev))
+}
+
+#[test]
+fn two_nodes_in_network_namespaces_find_each_other_by_mdns() {
+    let Some((_guard, [n1, n2], _)) = veth_pair("s", "10.200.0") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
     let in_ns = |u: &User, ns: &str| {
@@ -2272,29 +2286,8 @@ fn a_node_renews_its_links_when_the_system_wakes() {
 /// way, twice. Everything arrives once, the file byte for byte.
 #[test]
 fn wifi_going_down_and_up_mid_sync_loses_and_duplicates_nothing() {
-    let id = std::process::id() % 10_000;
-    let (n1, n2) = (format!("strand-wa-{id}"), format!("strand-wb-{id}"));
-    if !ip(&["netns", "add", &n1]) {
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root and iproute2)");
-        return;
-    }
-    let _guard = Netns(vec![n1.clone(), n2.clone()]);
-    let (v1, v2) = (format!("wa{id}"), format!("wb{id}"));
-    let setup = [
-        vec!["netns", "add", &n2],
-        vec!["link", "add", &v1, "type", "veth", "peer", "name", &v2],
-        vec!["link", "set", &v1, "netns", &n1],
-        vec!["link", "set", &v2, "netns", &n2],
-        vec!["-n", &n1, "addr", "add", "10.201.0.1/24", "dev", &v1],
-        vec!["-n", &n2, "addr", "add", "10.201.0.2/24", "dev", &v2],
-        vec!["-n", &n1, "link", "set", &v1, "up"],
-        vec!["-n", &n2, "link", "set", &v2, "up"],
-        vec!["-n", &n1, "link", "set", "lo", "up"],
-        vec!["-n", &n2, "link", "set", "lo", "up"],
-    ];
-    for args in &setup {
-        assert!(ip(args), "`ip {}` failed", args.join(" "));
-    }
+    let (_guard, [n1, n2], [v1, v2]) =
+        veth_pair("w", "10.201.0").expect("network namespaces (root, iproute2)");
     // A Wi-Fi's pace, 8 Mbit/s each way, so the file takes a while.
     for (ns, dev) in [(&n1, &v1), (&n2, &v2)] {
         let shaped = Command::new("ip")
