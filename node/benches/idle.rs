@@ -11,11 +11,15 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "common/process.rs"]
+mod process;
+
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use strand_node::{os_rng, KdfParams, Profile};
+
+use process::{rss_kib, spawn_printing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand");
 const PASS: &str = "bench passphrase";
@@ -34,16 +38,6 @@ fn switches(pid: u32) -> u64 {
                 .collect::<Vec<_>>()
         })
         .sum()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Wake-ups per minute of `child` over `window`, after `settle`.
@@ -91,7 +85,8 @@ fn main() {
     }
     drop(p);
 
-    let mut node = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args([
             "run",
             "--no-mdns",
@@ -100,18 +95,8 @@ fn main() {
             "/ip4/127.0.0.1/tcp/0",
         ])
         .env("STRAND_PROFILE", &dir)
-        .env("STRAND_PASSPHRASE", PASS)
-        .env("STRAND_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(node.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || for _ in out.lines() {});
-    let node = Killed(node);
+        .env("STRAND_PASSPHRASE", PASS);
+    let node = Killed(spawn_printing(command).0);
     let poller = Killed(
         Command::new("sh")
             .args(["-c", "while sleep 1; do :; done"])

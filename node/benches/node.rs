@@ -23,15 +23,18 @@
 
 #[path = "../tests/it/flood.rs"]
 mod flood;
+#[path = "common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile};
 use strand_sync::{Inbound, Kind, Message, WriteStore};
 use strand_transport::{LanConfig, Multiaddr};
+
+use process::{rss_kib, spawn_printing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand");
 const PASS: &str = "bench passphrase";
@@ -87,24 +90,13 @@ fn messages(p: &Profile, n: usize) -> Vec<Message> {
 }
 
 fn spawn_run(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
         .env("STRAND_PROFILE", dir)
-        .env("STRAND_PASSPHRASE", PASS)
-        .env("STRAND_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || for _ in out.lines() {});
-    (
-        child,
-        line.trim().trim_start_matches("listening on ").to_owned(),
-    )
+        .env("STRAND_PASSPHRASE", PASS);
+    let (child, line) = spawn_printing(command);
+    (child, line.trim_start_matches("listening on ").to_owned())
 }
 
 fn stored(dir: &Path) -> u64 {
@@ -117,16 +109,6 @@ fn stored(dir: &Path) -> u64 {
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .ok()
         .and_then(|v| v["messages"].as_u64())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 

@@ -21,9 +21,11 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
+#[path = "common/process.rs"]
+mod process;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,8 @@ use strand_sync::{Kind, Message, WriteStore};
 use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
 use strand_transport::relay::{circuit_addr, RelayConfig};
 use strand_transport::{LanConfig, Multiaddr, Relays, ReservationState, Transport};
+
+use process::{rss_kib, spawn_printing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strand");
 const PASS: &str = "bench passphrase";
@@ -236,44 +240,24 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Figure 3: a `strand relay` process, idle, with 1,000 reservations, and
 /// with 100 circuits more.
 async fn relay_memory(reservations: usize, circuits: usize) {
-    let mut child = Command::new(BIN)
-        .args([
-            "relay",
-            "--ephemeral",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--reservations-per-ip",
-            "100000",
-            "--circuits-per-ip",
-            "100000",
-            "--connections-per-ip",
-            "100000",
-        ])
-        .env("STRAND_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || for _ in out.lines() {});
+    let mut command = Command::new(BIN);
+    command.args([
+        "relay",
+        "--ephemeral",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--reservations-per-ip",
+        "100000",
+        "--circuits-per-ip",
+        "100000",
+        "--connections-per-ip",
+        "100000",
+    ]);
+    let (mut child, line) = spawn_printing(command);
     let relay: Multiaddr = line
-        .trim()
         .trim_start_matches("relay listening on ")
         .parse()
         .unwrap();

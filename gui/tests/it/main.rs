@@ -28,6 +28,9 @@
 //! - `relays`: a relay added on the Network screen reserves and carries a
 //!   contact; every address in full.
 
+// The private D-Bus bus, shared with strand-node's tests.
+#[path = "../../../node/tests/it/bus.rs"]
+mod bus;
 mod carrying;
 mod contacts;
 mod drive;

@@ -4,8 +4,6 @@
 //! and clicks on request).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use slint::ComponentHandle;
@@ -14,42 +12,11 @@ use strand_gui::{
 };
 use strand_node::Node;
 
+use crate::bus::Bus;
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
 
 const PATH: &str = "/org/freedesktop/Notifications";
 const NAME: &str = "org.freedesktop.Notifications";
-
-/// A `dbus-daemon` of our own; killed when dropped.
-struct Bus {
-    daemon: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus-daemon; scripts/env.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Bus {
-            daemon,
-            address: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 /// What the server was asked to show: id, title, body, actions.
 type Shown = Arc<Mutex<Vec<(u32, String, String, Vec<String>)>>>;

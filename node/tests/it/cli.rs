@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::bus::Bus;
+
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_strand");
 
 /// `strand run` on loopback only, dialling `peers`.
@@ -1996,8 +1998,8 @@ fn files_show_their_progress() {
 /// A private session bus with a real desktop keyring (GNOME Keyring's
 /// Secret Service) on it, unlocked; both go when dropped.
 struct Keyring {
-    bus: Child,
-    address: String,
+    // The keyring daemon leaves with its bus.
+    bus: Bus,
 }
 
 impl Keyring {
@@ -2014,19 +2016,8 @@ impl Keyring {
                 .env("XDG_DATA_HOME", home.join("data"))
                 .env("XDG_CONFIG_HOME", home.join("config"));
         };
-        let mut bus = Command::new("dbus-daemon");
-        env(&mut bus);
-        let mut bus = bus
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus-daemon; scripts/env.sh installs it)");
-        let mut address = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .unwrap();
-        let address = address.trim().to_owned();
+        let bus = Bus::start_with(env);
+        let address = bus.address.clone();
         // Makes and unlocks the login keyring with this password (from
         // stdin), as a desktop login does.
         let mut unlock = Command::new("gnome-keyring-daemon");
@@ -2045,15 +2036,7 @@ impl Keyring {
             .unwrap();
         drop(unlock.stdin.take());
         assert!(unlock.wait().unwrap().success());
-        Keyring { bus, address }
-    }
-}
-
-impl Drop for Keyring {
-    fn drop(&mut self) {
-        // The keyring daemon leaves with its bus.
-        let _ = self.bus.kill();
-        let _ = self.bus.wait();
+        Keyring { bus }
     }
 }
 
@@ -2069,7 +2052,7 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     let config = tmp.path().join("config");
     let strand = |args: &[&str], pass: Option<&str>| {
         let mut c = alice.command();
-        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.address)
+        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus.address)
             .env("XDG_CONFIG_HOME", &config)
             .env_remove("STRAND_PASSPHRASE")
             .args(args)
@@ -2163,50 +2146,41 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     );
 }
 
-/// A private D-Bus bus that stands in for the system bus: logind's signals
-/// come from the test.
-struct SystemBus {
-    daemon: Child,
-    address: String,
-}
+/// Logind on a private bus that stands in for the system bus: the test
+/// says what logind would.
+struct Logind(zbus::blocking::Connection);
 
-impl SystemBus {
-    fn start() -> SystemBus {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus-daemon; scripts/env.sh installs it)");
-        let mut address = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut address)
+impl Logind {
+    fn on(bus: &Bus) -> Logind {
+        let c = zbus::blocking::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .build()
             .unwrap();
-        SystemBus {
-            daemon,
-            address: address.trim().to_owned(),
-        }
+        Logind(c)
     }
 
     /// What logind says before the system sleeps (`true`) and after it
     /// wakes (`false`).
-    fn prepare_for_sleep(&self, logind: &zbus::blocking::Connection, going: bool) {
-        logind
+    fn prepare_for_sleep(&self, going: bool) {
+        self.prepare_for_sleep_saying(&going);
+    }
+
+    /// The same signal with any body.
+    fn prepare_for_sleep_saying<B>(&self, body: &B)
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.0
             .emit_signal(
                 None::<()>,
                 "/org/freedesktop/login1",
                 "org.freedesktop.login1.Manager",
                 "PrepareForSleep",
-                &going,
+                body,
             )
             .unwrap();
-    }
-}
-
-impl Drop for SystemBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
     }
 }
 
@@ -2218,7 +2192,7 @@ impl Drop for SystemBus {
 fn a_node_renews_its_links_when_the_system_wakes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
-    let bus = SystemBus::start();
+    let bus = Bus::start();
     let (b_run, b_addr) = b.run(&[]);
     let _b_run = Killed(b_run);
     let mut command = a.command();
@@ -2233,20 +2207,15 @@ fn a_node_renews_its_links_when_the_system_wakes() {
         Duration::from_secs(60),
         || b.read("alice").len() == 1,
     );
-    let logind = zbus::blocking::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .name("org.freedesktop.login1")
-        .unwrap()
-        .build()
-        .unwrap();
+    let logind = Logind::on(&bus);
     // The node subscribes once it runs; say it until it is heard.
-    bus.prepare_for_sleep(&logind, true);
+    logind.prepare_for_sleep(true);
     let woke = |n: u64| {
         let s = a.ok(&["status"]);
         s.contains(&format!("woke from sleep {n} time"))
     };
     eventually("the node hears the wake", Duration::from_secs(30), || {
-        bus.prepare_for_sleep(&logind, false);
+        logind.prepare_for_sleep(false);
         std::thread::sleep(Duration::from_millis(300));
         woke(1) || woke(2) || woke(3)
     });
@@ -2267,17 +2236,16 @@ fn a_node_renews_its_links_when_the_system_wakes() {
         );
     }
     // A signal of another shape on the same name changes nothing.
-    logind
-        .emit_signal(
-            None::<()>,
-            "/org/freedesktop/login1",
-            "org.freedesktop.login1.Manager",
-            "PrepareForSleep",
-            &"not a bool",
-        )
-        .unwrap();
+    let wakes = |s: String| {
+        s.lines()
+            .find(|l| l.contains("woke from sleep"))
+            .map(str::to_owned)
+    };
+    let before = wakes(a.ok(&["status"]));
+    assert!(before.is_some());
+    logind.prepare_for_sleep_saying(&"not a bool");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(a.ok(&["status"]).contains("woke from sleep"));
+    assert_eq!(wakes(a.ok(&["status"])), before);
 }
 
 /// Wi-Fi drops in the middle of a sync and comes back: two nodes in

@@ -38,6 +38,7 @@
 //!   renaming, the schema 1 → 2 migration.
 
 mod bundles;
+mod bus;
 mod carry;
 mod cli;
 mod expiry;
