@@ -64,7 +64,6 @@ impl Hints {
         self.contacts.lock().expect("not poisoned").clone()
     }
 
-    /// Whether a hint heard over the air may come from a contact.
     /// Registers the advertisement again, as it is: the transport does
     /// on every change of the hint, and BlueZ drops it on suspend.
     #[cfg(target_os = "linux")]
@@ -72,6 +71,7 @@ impl Hints {
         self.advert.send_modify(|_| {});
     }
 
+    /// Whether a hint heard over the air may come from a contact.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn wanted(&self, hint: &[u8]) -> bool {
         let Ok(advert) = Advert::from_bytes(hint) else {

@@ -737,8 +737,6 @@ impl Node {
         }
     }
 
-    /// Deletes disappearing messages as they come due: checks the next
-    /// expiry every second (one read) and sweeps when it has passed.
     /// Deletes disappearing messages when they are due: sleeps until the
     /// next one is (an idle phone is not woken every second), looks again
     /// when a message is stored, at most every [`EXPIRY_CHECK`] and at
@@ -749,25 +747,22 @@ impl Node {
             let swept_at = tokio::time::Instant::now();
             let profile = self.shared.profile.clone();
             let now = self.shared.clock.now();
-            let swept = tokio::task::spawn_blocking(move || {
+            let (swept, next) = tokio::task::spawn_blocking(move || {
                 (profile.sweep_expired(now), profile.next_expiry())
             })
-            .await;
-            let next = match swept {
-                Ok((swept, next)) => {
-                    match swept {
-                        Ok(0) => {}
-                        Ok(count) => {
-                            tracing::info!(count, "disappearing messages deleted");
-                            let _ = self.shared.events.send(NodeEvent::Expired { count });
-                        }
-                        Err(e) => tracing::warn!("deleting expired messages failed: {e}"),
-                    }
-                    next.ok().flatten()
+            .await
+            .unwrap_or((Ok(0), Ok(None)));
+            match swept {
+                Ok(0) => {}
+                Ok(count) => {
+                    tracing::info!(count, "disappearing messages deleted");
+                    let _ = self.shared.events.send(NodeEvent::Expired { count });
                 }
-                Err(_) => None,
-            };
+                Err(e) => tracing::warn!("deleting expired messages failed: {e}"),
+            }
             let wait = next
+                .ok()
+                .flatten()
                 .map(|due| Duration::from_millis(due.saturating_sub(now)))
                 .unwrap_or(EXPIRY_IDLE)
                 .clamp(EXPIRY_CHECK, EXPIRY_IDLE);

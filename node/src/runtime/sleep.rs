@@ -90,7 +90,6 @@ impl Node {
         }
         self.redial_nearby();
         self.shared.reach.retry_all();
-        self.shared.reach.wake.notify_one();
         // Disappearing messages that fell due while it slept go now.
         self.shared.registry.stored.notify_one();
     }
