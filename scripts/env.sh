@@ -17,12 +17,28 @@ STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables
 
 # Installs the packages named (by default STRAND_SYSTEM_PACKAGES) that are
 # missing, from Debian's archive.
+# Whether Debian package $1 is installed: for this machine's architecture
+# (or architecture-independent) unless it names one (`libdbus-1-dev:arm64`).
+# With arm64 added for phone builds, `dpkg-query -W libdbus-1-dev` would
+# also answer for the arm64 package alone.
+package_installed() {
+    local p=$1 native
+    case "$p" in
+        *:*) dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ;;
+        *)
+            native=$(dpkg --print-architecture)
+            dpkg-query -W -f='${Status} ${Architecture}\n' "$p" 2>/dev/null \
+                | grep -Eq "install ok installed ($native|all)$"
+            ;;
+    esac
+}
+
 ensure_system_packages() {
     local missing=()
     local wanted=("$@")
     [ "${#wanted[@]}" -gt 0 ] || wanted=("${STRAND_SYSTEM_PACKAGES[@]}")
     for p in "${wanted[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        package_installed "$p" || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing system packages: ${missing[*]}" >&2
