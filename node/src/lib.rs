@@ -73,6 +73,8 @@ pub use runtime::{
     RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus, SessionSettings, Status,
     TransportStatus,
 };
+/// The Bluetooth battery setting ([`Preferences::bluetooth`]).
+pub use strand_transport::ble::duty::Duty;
 
 /// Where saved files go by default: `STRAND_DOWNLOADS` if set, else the
 /// user's downloads folder, else their home, else the working directory.

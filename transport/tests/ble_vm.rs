@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt, AsyncWriteExt};
+use strand_transport::ble::duty::Duty;
 use strand_transport::ble::{Ble, BleConfig};
 use strand_transport::{Link, Peer, Transport, TransportEvent};
 use tokio::sync::{mpsc, watch};
@@ -37,6 +38,8 @@ async fn start(
         wanted: Arc::new(|h: &[u8]| h.len() == 10 && (h[0] == 1 || h[0] == 2)),
         l2cap,
         window: 64,
+        // The default: BlueZ's scan starts and stops with each window.
+        duty: watch::channel(Duty::default()).1,
     };
     let ble = Ble::start(config, tx)
         .await

@@ -3,6 +3,7 @@
 use slint::ComponentHandle;
 use strand_node::runtime::api::{Reply, Request, Secret};
 use strand_node::strength;
+use strand_node::Duty;
 
 use crate::backend::{Backend, Core};
 use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter, Theme};
@@ -59,6 +60,33 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     adapter.on_set_keep_running(move |on| {
         b.job(move |core| {
             change_preferences(core, strand_node::PreferenceChange::KeepRunning { on })
+        })
+    });
+
+    let options: Vec<slint::SharedString> = Duty::ALL
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({:.0} % radio)",
+                capitalised(d.name()),
+                d.schedule().radio_on() * 100.0
+            )
+            .into()
+        })
+        .collect();
+    adapter.set_bluetooth_options(std::rc::Rc::new(slint::VecModel::from(options)).into());
+    show_duty(&adapter, Duty::default());
+    let b = backend.clone();
+    adapter.on_set_bluetooth(move |index| {
+        let Some(duty) = usize::try_from(index)
+            .ok()
+            .and_then(|i| Duty::ALL.get(i))
+            .copied()
+        else {
+            return;
+        };
+        b.job(move |core| {
+            change_preferences(core, strand_node::PreferenceChange::Bluetooth { duty })
         })
     });
 
@@ -120,11 +148,26 @@ fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
         let a = ui.global::<SettingsAdapter>();
         a.set_notify_text(p.show_text);
         a.set_keep_running(p.keep_running);
+        show_duty(&a, p.bluetooth);
         let muted = open.is_some_and(|c| p.mutes_contact(&c));
         ui.global::<crate::ConversationAdapter>().set_muted(muted);
         let muted = open_group.is_some_and(|g| p.mutes_group(&g));
         ui.global::<crate::GroupsAdapter>().set_muted(muted);
     });
+}
+
+/// Shows the Bluetooth setting and what it means.
+fn show_duty(a: &SettingsAdapter<'_>, duty: Duty) {
+    let index = Duty::ALL.iter().position(|d| *d == duty).unwrap_or(0);
+    a.set_bluetooth(index as i32);
+    a.set_bluetooth_about(capitalised(duty.describe()).into());
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Shows the profile's name and folder.

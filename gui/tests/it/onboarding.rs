@@ -1,6 +1,7 @@
 //! First run, unlock, lock, and a profile held by another owner.
 
 use slint::ComponentHandle;
+use slint::Model;
 use strand_gui::{AppAdapter, Screen, SettingsAdapter};
 use strand_node::Profile;
 
@@ -151,5 +152,45 @@ fn the_passphrase_changes_from_the_settings() {
         assert!(h.pump_until(WAIT, || !a.get_busy() && !a.get_error().is_empty()));
         a.invoke_unlock(NEW.into());
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+    });
+}
+
+/// The Bluetooth battery setting: three choices with what each costs,
+/// the default balanced, and a choice kept in the profile.
+#[test]
+fn the_bluetooth_setting_changes_from_the_settings() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        gui.create(h, "Alice");
+        let s = gui.ui.global::<SettingsAdapter>();
+        let options: Vec<String> = s
+            .get_bluetooth_options()
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        assert_eq!(
+            options,
+            [
+                "Always (100 % radio)",
+                "Balanced (20 % radio)",
+                "Saver (3 % radio)"
+            ]
+        );
+        assert!(h.pump_until(WAIT, || s.get_bluetooth() == 1));
+        assert!(s.get_bluetooth_about().contains("2 s in every 10"));
+
+        s.invoke_set_bluetooth(2);
+        assert!(h.pump_until(WAIT, || s.get_bluetooth() == 2));
+        assert!(s.get_bluetooth_about().contains("1 s in every 30"));
+        // Out of range: nothing changes.
+        s.invoke_set_bluetooth(7);
+        h.pump_until(std::time::Duration::from_millis(300), || false);
+        assert_eq!(s.get_bluetooth(), 2);
+
+        drop(gui);
+        let p = Profile::open(&dir, PASS).unwrap();
+        assert_eq!(p.preferences().unwrap().bluetooth, strand_node::Duty::Saver);
     });
 }

@@ -89,6 +89,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             unmute,
             group,
         } => notifications(ctx, device, text, mute, unmute, group).await,
+        Command::Bluetooth { scan } => bluetooth(ctx, device, scan).await,
         Command::Status => status(ctx, device).await,
         Command::Relay {
             action: Some(action),
@@ -757,6 +758,44 @@ async fn notifications(
         } else {
             "stops syncing"
         }
+    );
+    Ok(())
+}
+
+/// `strand bluetooth [--scan SETTING]`: changes the battery setting if
+/// asked, then shows it.
+async fn bluetooth(
+    ctx: &Ctx,
+    device: &Device,
+    scan: Option<strand_transport::ble::duty::Duty>,
+) -> Result<()> {
+    use crate::profile::prefs::PreferenceChange;
+    use strand_transport::ble::duty::Duty;
+    let set = scan
+        .map(|duty| vec![PreferenceChange::Bluetooth { duty }])
+        .unwrap_or_default();
+    let prefs = match device.call(Request::Preferences { set }).await? {
+        Reply::Preferences(p) => p,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&serde_json::json!({ "scan": prefs.bluetooth.name() }));
+    }
+    let on = |d: Duty| format!("{:.1} %", d.schedule().radio_on() * 100.0);
+    println!(
+        "Bluetooth scans: {} — {} (radio on {}).",
+        prefs.bluetooth,
+        prefs.bluetooth.describe(),
+        on(prefs.bluetooth)
+    );
+    let others: Vec<String> = Duty::ALL
+        .into_iter()
+        .filter(|d| *d != prefs.bluetooth)
+        .map(|d| format!("{d} ({})", on(d)))
+        .collect();
+    println!(
+        "Also: {} (`strand bluetooth --scan SETTING`; a running node follows at once).",
+        others.join(", ")
     );
     Ok(())
 }

@@ -192,6 +192,12 @@ pub enum Command {
         #[arg(long)]
         group: bool,
     },
+    /// How much of the time Bluetooth LE scans for contacts nearby (the battery setting): `strand bluetooth --scan saver`; shows the setting if no option
+    Bluetooth {
+        /// always (contacts nearby meet in seconds, the most battery), balanced (the default: scan 2 s in every 10) or saver (scan 1 s in every 30)
+        #[arg(long, value_name = "SETTING")]
+        scan: Option<strand_transport::ble::duty::Duty>,
+    },
     /// Show identity, transports, relays, and contacts seen
     Status,
     /// Run the node as a systemd user service, started at login: `strand service install|remove|status`

@@ -226,8 +226,9 @@ pub(crate) fn status(s: &Status) {
     }
     for b in s.transports.iter().filter_map(|t| t.bluetooth.as_ref()) {
         println!(
-            "  Bluetooth LE on {}: {} Strand devices heard, {} links, bytes sent {}, received {}{}",
+            "  Bluetooth LE on {} (scanning: {}): {} Strand devices heard, {} links, bytes sent {}, received {}{}",
             b.adapter,
+            s.bluetooth_scan,
             b.devices_seen,
             b.links,
             b.bytes_sent,

@@ -4,24 +4,28 @@
 //! every other record (which conversations are muted says whom the user
 //! talks to), in the `meta` entry `prefs`.
 //!
-//! Stored form: a version byte (1), a flags byte (bit 0: notifications
-//! show the text; bit 1: keep running with the window closed), a count
-//! (u32 LE), then that many 32-byte conversation ids (a contact's 1:1
+//! Stored form: a version byte (2), a flags byte (bit 0: notifications
+//! show the text; bit 1: keep running with the window closed), the
+//! Bluetooth setting (a [`Duty`] byte), a count (u32 LE), then that many
+//! 32-byte conversation ids (a contact's 1:1
 //! group id, or a private group's root id). Muted conversations are kept
 //! by id, so renaming a contact or a group keeps them muted; ids of
-//! conversations no longer here are dropped from what is shown.
+//! conversations no longer here are dropped from what is shown. Version 1
+//! (no Bluetooth byte) is read as the default setting.
 
 use std::collections::BTreeSet;
 
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use strand_transport::ble::duty::Duty;
+
 use crate::profile::files::Conversation;
 use crate::profile::schema::meta;
 use crate::profile::{Profile, ProfileError};
 
 const ROLE_PREFS: &str = "strand/v2/prefs";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const SHOW_TEXT: u8 = 1;
 const KEEP_RUNNING: u8 = 2;
 /// More muted conversations than any profile has contacts and groups.
@@ -40,6 +44,26 @@ pub struct Preferences {
     pub muted_contacts: Vec<String>,
     /// Private groups that give no notifications, by name.
     pub muted_groups: Vec<String>,
+    /// How much of the time Bluetooth LE scans for contacts nearby (the
+    /// battery setting).
+    #[serde(with = "duty_name", default)]
+    pub bluetooth: Duty,
+}
+
+/// A [`Duty`] by its name, in the node's API.
+mod duty_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strand_transport::ble::duty::Duty;
+
+    pub fn serialize<S: Serializer>(duty: &Duty, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(duty.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duty, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Preferences {
@@ -69,6 +93,12 @@ pub enum PreferenceChange {
         /// On or off.
         on: bool,
     },
+    /// How much of the time Bluetooth LE scans.
+    Bluetooth {
+        /// The setting.
+        #[serde(with = "duty_name")]
+        duty: Duty,
+    },
     /// Mute a contact's conversation (or unmute it).
     MuteContact {
         /// Contact name.
@@ -88,12 +118,13 @@ pub enum PreferenceChange {
 #[derive(Debug, Default)]
 struct Stored {
     flags: u8,
+    duty: Duty,
     muted: BTreeSet<[u8; 32]>,
 }
 
 impl Stored {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION, self.flags];
+        let mut out = vec![VERSION, self.flags, self.duty.to_byte()];
         out.extend_from_slice(&(self.muted.len() as u32).to_le_bytes());
         for id in &self.muted {
             out.extend_from_slice(id);
@@ -103,10 +134,14 @@ impl Stored {
 
     fn decode(bytes: &[u8]) -> Result<Stored, ProfileError> {
         let bad = || ProfileError::Corrupt("the preferences do not decode".into());
-        let [version, flags, rest @ ..] = bytes else {
-            return Err(bad());
+        let (flags, duty, rest) = match bytes {
+            [1, flags, rest @ ..] => (*flags, Duty::default(), rest),
+            [VERSION, flags, duty, rest @ ..] => {
+                (*flags, Duty::from_byte(*duty).ok_or_else(bad)?, rest)
+            }
+            _ => return Err(bad()),
         };
-        if *version != VERSION || rest.len() < 4 {
+        if rest.len() < 4 {
             return Err(bad());
         }
         let (count, ids) = rest.split_at(4);
@@ -118,10 +153,7 @@ impl Stored {
             .chunks_exact(32)
             .map(|c| c.try_into().expect("32 bytes"))
             .collect();
-        Ok(Stored {
-            flags: *flags,
-            muted,
-        })
+        Ok(Stored { flags, duty, muted })
     }
 }
 
@@ -153,6 +185,7 @@ impl Profile {
             keep_running: stored.flags & KEEP_RUNNING != 0,
             muted_contacts,
             muted_groups,
+            bluetooth: stored.duty,
         })
     }
 
@@ -194,6 +227,7 @@ impl Profile {
         match change {
             PreferenceChange::ShowText { on } => flag(stored, SHOW_TEXT, *on),
             PreferenceChange::KeepRunning { on } => flag(stored, KEEP_RUNNING, *on),
+            PreferenceChange::Bluetooth { duty } => stored.duty = *duty,
             PreferenceChange::MuteContact { name, muted } => {
                 let id = self.conversation_id(Conversation::Contact(name))?;
                 mute(stored, id, *muted)
@@ -277,14 +311,25 @@ mod tests {
             &[2, 0, 0, 0, 0, 0][..],
             &[1, 0, 1, 0, 0, 0][..],
             &[1, 0, 0xff, 0xff, 0xff, 0xff][..],
+            // No such Bluetooth setting.
+            &[2, 0, 3, 0, 0, 0, 0][..],
+            // No such version.
+            &[3, 0, 0, 0, 0, 0, 0][..],
         ] {
             assert!(Stored::decode(bad).is_err(), "{bad:?}");
         }
         let s = Stored {
             flags: 3,
+            duty: Duty::Saver,
             muted: [[7; 32]].into(),
         };
         let back = Stored::decode(&s.encode()).unwrap();
-        assert_eq!((back.flags, back.muted), (3, s.muted));
+        assert_eq!(
+            (back.flags, back.duty, back.muted),
+            (3, Duty::Saver, s.muted)
+        );
+        // What version 1 stored reads with the default Bluetooth setting.
+        let old = Stored::decode(&[1, 1, 0, 0, 0, 0]).unwrap();
+        assert_eq!((old.flags, old.duty), (1, Duty::Balanced));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strand_sync::{epoch, Advert, Contact, Time};
+use strand_transport::ble::duty::Duty;
 #[cfg(target_os = "linux")]
 use strand_transport::ble::{Ble, BleConfig};
 use strand_transport::{Transport, TransportEvent};
@@ -111,6 +112,7 @@ pub(crate) async fn start(
     settings: &BleSettings,
     clock: Clock,
     mut rng: rand_chacha::ChaCha20Rng,
+    duty: watch::Receiver<Duty>,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
     let contacts = profile.sync_contacts();
@@ -123,7 +125,7 @@ pub(crate) async fn start(
         clock,
         advert,
     });
-    open(settings, advert_rx, hints, events).await
+    open(settings, advert_rx, duty, hints, events).await
 }
 
 /// The BLE transport on BlueZ, its hint check done by `hints`.
@@ -131,6 +133,7 @@ pub(crate) async fn start(
 async fn open(
     settings: &BleSettings,
     advert: watch::Receiver<Vec<u8>>,
+    duty: watch::Receiver<Duty>,
     hints: Arc<Hints>,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
@@ -141,6 +144,7 @@ async fn open(
         wanted: Arc::new(move |hint: &[u8]| check.wanted(hint)),
         l2cap: settings.l2cap,
         window: GATT_WINDOW,
+        duty,
     };
     match tokio::time::timeout(START_TIMEOUT, Ble::start(config, events)).await {
         Ok(Ok(ble)) => Ok((Arc::new(ble), hints)),
@@ -157,6 +161,7 @@ async fn open(
 async fn open(
     _: &BleSettings,
     _: watch::Receiver<Vec<u8>>,
+    _: watch::Receiver<Duty>,
     _: Arc<Hints>,
     _: mpsc::Sender<TransportEvent>,
 ) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {

@@ -237,6 +237,9 @@ impl Node {
                     false => p.change_preferences(&set, &mut rng),
                 })
                 .await?;
+                self.shared
+                    .duty
+                    .send_if_modified(|d| std::mem::replace(d, prefs.bluetooth) != prefs.bluetooth);
                 Ok(Reply::Preferences(prefs))
             }
             Request::Rename { name } => {

@@ -393,6 +393,10 @@ pub struct Status {
     /// Times the system slept and woke while the node ran.
     #[serde(default)]
     pub woke: u64,
+    /// The Bluetooth scan setting the node follows (`always`, `balanced`,
+    /// `saver`).
+    #[serde(default)]
+    pub bluetooth_scan: String,
     /// The profile's relays (where it reserves while a node runs).
     #[serde(default)]
     pub relays: Vec<String>,
@@ -527,6 +531,8 @@ pub(crate) struct Shared {
     /// Times the system woke from sleep while the node ran (logind's
     /// `PrepareForSleep`).
     pub(crate) wakes: AtomicU64,
+    /// The Bluetooth battery setting, as the transport follows it.
+    pub(crate) duty: tokio::sync::watch::Sender<strand_transport::ble::duty::Duty>,
 }
 
 /// A running node. Cheap to clone. [`Node::shutdown`] stops it and
@@ -599,9 +605,20 @@ impl Node {
             }
         }
         let (mut hints, mut bluetooth_off) = (None, None);
+        // The battery setting, kept in the profile; the transport follows
+        // its changes.
+        let (duty, duty_rx) = {
+            let p = profile.clone();
+            let kept = tokio::task::spawn_blocking(move || p.preferences()).await;
+            let duty = match kept {
+                Ok(Ok(prefs)) => prefs.bluetooth,
+                _ => Default::default(),
+            };
+            tokio::sync::watch::channel(duty)
+        };
         if let Some(settings) = &config.ble {
             let step = draw(&mut steps);
-            match bluetooth::start(&profile, settings, clock, step, tx.clone()).await {
+            match bluetooth::start(&profile, settings, clock, step, duty_rx, tx.clone()).await {
                 Ok((ble, h)) => {
                     transports.push(ble);
                     hints = Some(h);
@@ -673,6 +690,7 @@ impl Node {
             carrier: Mutex::new(carrier),
             carry_step: Mutex::new(()),
             wakes: AtomicU64::new(0),
+            duty,
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
@@ -1346,6 +1364,7 @@ impl Node {
             bluetooth_off: self.shared.bluetooth_off.clone(),
             running: !self.shared.config.offline,
             woke: self.shared.wakes.load(Ordering::Relaxed),
+            bluetooth_scan: self.shared.duty.borrow().name().to_owned(),
             relays: p.relays().unwrap_or_default(),
             contacts: p.contacts().len(),
             panics: panics::recorded(),

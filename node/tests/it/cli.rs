@@ -2370,3 +2370,37 @@ fn wifi_going_down_and_up_mid_sync_loses_and_duplicates_nothing() {
     let back = std::fs::read(out_dir.join("footage.bin")).unwrap();
     assert!(back == data, "byte-identical");
 }
+
+/// The Bluetooth battery setting: kept in the profile, changed from the
+/// command line with or without a node, and followed by a running node
+/// at once (its status says which it follows). A setting that does not
+/// exist is refused with the choices and changes nothing.
+#[test]
+fn the_bluetooth_scan_setting_is_kept_and_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, _bob) = pair(tmp.path());
+    let shown = alice.ok(&["bluetooth"]);
+    assert!(shown.contains("Bluetooth scans: balanced"), "{shown}");
+    assert!(shown.contains("radio on 20.1 %"), "{shown}");
+    let shown = alice.ok(&["bluetooth", "--scan", "saver"]);
+    assert!(shown.contains("Bluetooth scans: saver"), "{shown}");
+
+    let out = alice.cmd(&["bluetooth", "--scan", "fast"]);
+    assert_eq!(out.status.code(), Some(1), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("always, balanced or saver"), "{err}");
+    let json: Value = serde_json::from_str(&alice.ok(&["--json", "bluetooth"])).unwrap();
+    assert_eq!(json["scan"], "saver", "{json}");
+
+    // A node started now follows what the profile keeps, and a change
+    // made while it runs.
+    let (run, _) = alice.run(&[]);
+    let _run = Killed(run);
+    let scan = |a: &User| {
+        let s: Value = serde_json::from_str(&a.ok(&["--json", "status"])).unwrap();
+        s["bluetooth_scan"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(scan(&alice), "saver");
+    alice.ok(&["bluetooth", "--scan", "always"]);
+    assert_eq!(scan(&alice), "always");
+}

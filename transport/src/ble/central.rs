@@ -12,16 +12,13 @@ use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::{
-    driver, link::LinkConfig, Seen, Shared, MAX_SEEN, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR,
+    driver, link::LinkConfig, Seen, Shared, Sighting, MAX_SEEN, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR,
 };
 use crate::{Direction, Link, LinkKind, Peer, Reason, Remote, TransportError, TransportEvent};
 
 /// How long a connection attempt may take: btvirt and busy radios take
 /// a scan cycle (~10 s) to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A device seen again is reported again after this long (the node dials
-/// what it is told about; a meeting that ended may start again).
-const REDISCOVER: Duration = Duration::from_secs(20);
 /// Packets queued towards BlueZ for one GATT link.
 const GATT_QUEUE: usize = 16;
 /// The largest write without response this side makes, whatever the MTU:
@@ -47,8 +44,8 @@ pub(super) async fn adapter(name: &str) -> Result<Adapter, TransportError> {
     )))))
 }
 
-/// Scans until the transport stops, reporting devices whose hint the node
-/// wants.
+/// Scans in the windows of the duty cycle until the transport stops,
+/// reporting devices whose hint the node wants.
 pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
     let mut events = match central.events().await {
         Ok(e) => e,
@@ -57,15 +54,37 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
             return;
         }
     };
-    // Strand's UUID is in the service data, not the service list, so the
-    // scan is unfiltered and the data is checked here.
-    if let Err(e) = central.start_scan(ScanFilter::default()).await {
-        tracing::warn!(error = %e, "Bluetooth: cannot scan");
-        return;
-    }
+    let mut duty = shared.config.duty.clone();
+    let mut duty_open = true;
+    let start = tokio::time::Instant::now();
+    let mut scanning = false;
     loop {
+        let schedule = duty.borrow_and_update().schedule();
+        let (on, change) = schedule.at(start.elapsed());
+        if on != scanning {
+            // Strand's UUID is in the service data, not the service list,
+            // so the scan is unfiltered and the data is checked here.
+            let done = match on {
+                true => central.start_scan(ScanFilter::default()).await,
+                false => central.stop_scan().await,
+            };
+            match done {
+                Ok(()) => tracing::debug!(on, "Bluetooth: scanning"),
+                // Tried again at the next change of window.
+                Err(e) => {
+                    tracing::warn!(error = %e, on, "Bluetooth: cannot start or stop scanning")
+                }
+            }
+            scanning = on;
+        }
+        let toggle = change.map(|d| tokio::time::Instant::now() + d);
         let event = tokio::select! {
             _ = shared.cancel.cancelled() => break,
+            changed = duty.changed(), if duty_open => {
+                duty_open = changed.is_ok();
+                continue;
+            }
+            _ = tokio::time::sleep_until(toggle.unwrap_or(start)), if toggle.is_some() => continue,
             e = events.next() => match e { Some(e) => e, None => break },
         };
         match event {
@@ -89,7 +108,9 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
             _ => {}
         }
     }
-    let _ = central.stop_scan().await;
+    if scanning {
+        let _ = central.stop_scan().await;
+    }
 }
 
 /// A Strand advertisement: count it, and tell the node if it is wanted.
@@ -98,7 +119,7 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
 /// that see each other open one link, not two. But a hint names at most
 /// four contacts, so the other side may not know it is wanted: a device
 /// that wants a link and is not the one to dial dials anyway once
-/// [`REDISCOVER`] has passed with no link.
+/// [`super::REDISCOVER`] has passed with no link ([`super::sighting`]).
 async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: Vec<u8>) {
     let known = shared.seen.lock().expect("not poisoned").contains_key(&id);
     let address = if known {
@@ -143,17 +164,17 @@ async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: V
             entry.wanted = (shared.config.wanted)(&hint);
             entry.hint = hint;
         }
-        let due = entry
-            .reported
-            .is_none_or(|t| now.duration_since(t) >= REDISCOVER);
-        if entry.wanted && !entry.linked && due {
-            // The first report from the side that is not first to dial only
-            // starts the wait; the next one, a REDISCOVER later, dials.
-            let initiate = first || entry.reported.is_some();
-            entry.reported = Some(now);
-            Some((entry.number, initiate))
-        } else {
+        if !entry.wanted || entry.linked {
             None
+        } else {
+            let since = entry.reported.map(|t| now.duration_since(t));
+            match super::sighting(first, since) {
+                Sighting::Nothing => None,
+                s => {
+                    entry.reported = Some(now);
+                    Some((entry.number, s == Sighting::Dial))
+                }
+            }
         }
     };
     if let Some((number, initiate)) = report {

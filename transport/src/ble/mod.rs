@@ -8,7 +8,9 @@
 //!   byte stream.
 //! * [`radio`]: an emulated BLE connection in virtual time (PHY, connection
 //!   interval, MTU each way, loss, drops) with a two-ended harness, for
-//!   tests and benchmarks.
+//!   tests and benchmarks; and two devices coming into range, advertising
+//!   and scanning on their duty cycles ([`radio::meeting`]).
+//! * [`duty`]: the battery setting, how much of the time the radio scans.
 //! * [`Ble`] (Linux): the transport. Every device takes both roles: it
 //!   advertises and serves Strand's GATT service and an L2CAP channel with
 //!   bluer (the peripheral role), and scans and connects with btleplug
@@ -34,8 +36,43 @@
 //! response (central → peripheral) and notifications (back).
 
 pub mod driver;
+pub mod duty;
 pub mod link;
 pub mod radio;
+
+use std::time::Duration;
+
+/// A device that wants a link and is not first to dial waits this long
+/// after it first reports the other before it dials anyway (a hint names
+/// at most four contacts, so the other may not know it is wanted). A
+/// meeting that ended may start again after it too.
+pub const REDISCOVER: Duration = Duration::from_secs(20);
+
+/// What a device does on hearing a wanted device it has no link with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Tell the node, and dial.
+    Dial,
+    /// Tell the node, and wait for the other to dial.
+    Wait,
+    /// Nothing yet (told less than [`REDISCOVER`] ago).
+    Nothing,
+}
+
+/// The who-dials rule, for a wanted device with no link heard now:
+/// `first` if this side's hint sorts first, `since_reported` how long ago
+/// it was last reported (`None`: never, or its link has closed since).
+///
+/// The side whose hint sorts first dials, so a meeting makes one link;
+/// the other dials only at a report [`REDISCOVER`] after its first.
+pub fn sighting(first: bool, since_reported: Option<Duration>) -> Sighting {
+    match since_reported {
+        None if first => Sighting::Dial,
+        None => Sighting::Wait,
+        Some(d) if d >= REDISCOVER => Sighting::Dial,
+        Some(_) => Sighting::Nothing,
+    }
+}
 
 #[cfg(target_os = "linux")]
 mod central;
@@ -92,6 +129,8 @@ mod linux {
         pub l2cap: bool,
         /// The link layer's window over GATT, in packets.
         pub window: u16,
+        /// How much of the time to scan; followed as it changes.
+        pub duty: watch::Receiver<super::duty::Duty>,
     }
 
     impl std::fmt::Debug for BleConfig {
@@ -99,6 +138,7 @@ mod linux {
             f.debug_struct("BleConfig")
                 .field("adapter", &self.adapter)
                 .field("l2cap", &self.l2cap)
+                .field("duty", &*self.duty.borrow())
                 .finish_non_exhaustive()
         }
     }

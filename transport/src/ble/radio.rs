@@ -22,10 +22,19 @@
 //! each link that writes and reads its stream (a bulk transfer, or a
 //! Strand session in the integration tests), quinn-`Pair`-style: `step`
 //! jumps to the next connection event or deadline.
+//!
+//! Before a connection there is discovery: [`meeting`] puts two devices
+//! in range of each other, each advertising and scanning on its duty
+//! cycle ([`super::duty`]), and says when they have a link. The battery
+//! setting's benchmark runs it.
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
+use super::duty::Schedule;
 use super::link::{BleLink, LinkConfig, Micros};
+use super::{sighting, Sighting};
 
 /// The PHY a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +169,7 @@ pub struct Pair<E: Endpoint> {
     now: Micros,
     queues: [VecDeque<Vec<u8>>; 2],
     connected: bool,
-    rng: u64,
+    rng: SplitMix,
 }
 
 impl<E: Endpoint> Pair<E> {
@@ -185,8 +194,7 @@ impl<E: Endpoint> Pair<E> {
             now: 0,
             queues: [VecDeque::new(), VecDeque::new()],
             connected: true,
-            // splitmix64's state: any seed, zero included, works.
-            rng: seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: SplitMix::new(seed),
         }
     }
 
@@ -201,13 +209,7 @@ impl<E: Endpoint> Pair<E> {
     }
 
     fn random(&mut self) -> f64 {
-        // splitmix64: deterministic, and enough for a loss knob.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.next()
     }
 
     /// Lets side `i`'s application and link run, and queues what the link
@@ -432,5 +434,162 @@ impl Endpoint for Bulk {
             self.last_arrival = now;
         }
         self.eof = link.is_eof();
+    }
+}
+
+/// splitmix64: deterministic from any seed (zero included), and enough
+/// for loss and phases.
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64) -> SplitMix {
+        SplitMix(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// Uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, `below`).
+    fn below(&mut self, below: Micros) -> Micros {
+        (self.next() * below as f64) as Micros
+    }
+}
+
+/// The advertising delay the specification adds to every interval:
+/// 0–10 ms at random, so two advertisers never stay in step.
+const ADV_DELAY: Micros = 10_000;
+
+/// When two devices that come into range of each other at time 0 have a
+/// link, in virtual time, or `None` if they have none by `limit`.
+///
+/// Each scans on its own [`Schedule`] at a random phase and advertises
+/// every `advertise_every` plus the advertising delay, starting at a
+/// random moment. An advertising event reaches a device that is scanning
+/// unless it is lost (`loss`, per event). What a device does with what it
+/// hears is the transport's rule ([`sighting`]): the device whose hint
+/// sorts first (`first`: device 0 or 1) dials at once; the other, only
+/// when it hears the first again [`super::REDISCOVER`] after it first did.
+/// A device that dials connects at the next advertising event of the other
+/// it receives (connecting listens whatever the scan schedule).
+pub fn meeting(
+    schedules: [&Schedule; 2],
+    first: usize,
+    loss: f64,
+    limit: Duration,
+    seed: u64,
+) -> Option<Micros> {
+    let mut rng = SplitMix::new(seed);
+    let micros = |d: Duration| d.as_micros() as Micros;
+    let phase = [
+        rng.below(micros(schedules[0].period).max(1)),
+        rng.below(micros(schedules[1].period).max(1)),
+    ];
+    // Each device's next advertising event.
+    let mut next = [
+        rng.below(micros(schedules[0].advertise_every).max(1)),
+        rng.below(micros(schedules[1].advertise_every).max(1)),
+    ];
+    let mut reported: [Option<Micros>; 2] = [None, None];
+    let mut dialing = [false, false];
+    let limit = micros(limit);
+    loop {
+        // The earlier event: device `from` advertises, `to` may hear it.
+        let from = if next[0] <= next[1] { 0 } else { 1 };
+        let to = 1 - from;
+        let now = next[from];
+        if now > limit {
+            return None;
+        }
+        next[from] = now + micros(schedules[from].advertise_every) + rng.below(ADV_DELAY + 1);
+        let (scanning, _) = schedules[to].at(Duration::from_micros(now + phase[to]));
+        let received = rng.next() >= loss;
+        if !received || !(scanning || dialing[to]) {
+            continue;
+        }
+        if dialing[to] {
+            return Some(now);
+        }
+        let since = reported[to].map(|t| Duration::from_micros(now - t));
+        match sighting(to == first, since) {
+            Sighting::Dial => {
+                reported[to] = Some(now);
+                dialing[to] = true;
+            }
+            Sighting::Wait => reported[to] = Some(now),
+            Sighting::Nothing => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod meeting_tests {
+    use super::*;
+    use crate::ble::duty::Duty;
+
+    fn meetings(duty: Duty, loss: f64, n: u64) -> Vec<Micros> {
+        let s = duty.schedule();
+        (0..n)
+            .map(|seed| {
+                meeting(
+                    [&s, &s],
+                    (seed % 2) as usize,
+                    loss,
+                    Duration::from_secs(3600),
+                    seed,
+                )
+                .expect("they meet within the hour")
+            })
+            .collect()
+    }
+
+    fn mean(v: &[Micros]) -> f64 {
+        v.iter().sum::<Micros>() as f64 / v.len() as f64 / 1e6
+    }
+
+    #[test]
+    fn devices_that_scan_less_meet_later() {
+        let [always, balanced, saver] = Duty::ALL.map(|d| mean(&meetings(d, 0.1, 300)));
+        assert!(
+            always < balanced && balanced < saver,
+            "{always} {balanced} {saver}"
+        );
+        // Scanning all the time, a meeting takes an advertising event to
+        // be heard and one more to connect: a few seconds at most.
+        assert!(always < 5.0, "{always}");
+    }
+
+    #[test]
+    fn lost_advertisements_make_meetings_later() {
+        let clear = mean(&meetings(Duty::Balanced, 0.0, 300));
+        let lossy = mean(&meetings(Duty::Balanced, 0.5, 300));
+        assert!(clear < lossy, "{clear} {lossy}");
+    }
+
+    #[test]
+    fn devices_that_never_hear_each_other_never_meet() {
+        let s = Duty::Always.schedule();
+        assert_eq!(meeting([&s, &s], 0, 1.0, Duration::from_secs(600), 7), None);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_meeting() {
+        let s = Duty::Saver.schedule();
+        let m = |seed| meeting([&s, &s], 1, 0.2, Duration::from_secs(3600), seed);
+        assert_eq!(m(42), m(42));
+        assert!(
+            (0..20)
+                .map(m)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 10
+        );
     }
 }
