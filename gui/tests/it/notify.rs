@@ -172,3 +172,110 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         rt.shutdown_timeout(std::time::Duration::from_secs(5));
     });
 }
+
+/// The app's notifications on Phosh's own notification server (the phone
+/// shell of Mobian and PureOS). `scripts/phosh-notify` starts phoc and
+/// phosh on a private session bus and runs this with `STRAND_PHOSH_BUS`
+/// set; elsewhere it is ignored.
+///
+/// A message from Bob arrives; the app asks Phosh to show it. Phosh gives
+/// no way to list what it shows, but it numbers notifications in order:
+/// a probe before and one after the arrival are two apart, so exactly one
+/// notification came between them (only the app is on this bus), and
+/// Phosh holds it: closing it makes Phosh say so.
+#[test]
+#[ignore = "needs Phosh: scripts/phosh-notify"]
+fn the_app_notifies_through_phosh() {
+    let address =
+        std::env::var("STRAND_PHOSH_BUS").expect("scripts/phosh-notify sets STRAND_PHOSH_BUS");
+    let conn = zbus::blocking::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    let phosh = zbus::blocking::Proxy::new(&conn, NAME, PATH, NAME).unwrap();
+    let (_, vendor, version, _): (String, String, String, String) =
+        phosh.call("GetServerInformation", &()).unwrap();
+    assert_eq!(vendor, "Phosh", "the notification server is Phosh's");
+    eprintln!("Phosh {version}");
+    let probe = || -> u32 {
+        let hints: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+        let id: u32 = phosh
+            .call(
+                "Notify",
+                &(
+                    "probe",
+                    0u32,
+                    "",
+                    "probe",
+                    "",
+                    Vec::<&str>::new(),
+                    hints,
+                    1000i32,
+                ),
+            )
+            .unwrap();
+        id
+    };
+    let closed = phosh.receive_signal("NotificationClosed").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for signal in closed {
+            if let Ok(args) = signal.body().deserialize::<(u32, u32)>() {
+                let _ = tx.send(args);
+            }
+        }
+    });
+
+    let before = probe();
+    let bus = address.clone();
+    on_ui(move |h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = options(&tmp.path().join("alice"));
+        opts.notify = Notify::Bus(bus);
+        let gui = Gui::new(h, opts);
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].to_string();
+        gui.add_bob(h, &bob_code);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        gui.ui
+            .global::<strand_gui::NetworkAdapter>()
+            .invoke_dial(bob_addr.into());
+        rt.block_on(bob.send("Alice", "<b>on the phone</b> & more"))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || gui
+            .contacts()
+            .first()
+            .is_some_and(|c| c.last_text.contains("on the phone"))));
+        // The notification goes out as the arrival is shown.
+        h.pump_until(std::time::Duration::from_secs(2), || false);
+        drop(gui);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    });
+    let after = probe();
+    assert_eq!(
+        after,
+        before + 2,
+        "one notification between the probes: the app's"
+    );
+
+    let app = before + 1;
+    let _: () = phosh.call("CloseNotification", &(app,)).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (id, reason) = rx
+            .recv_timeout(left)
+            .expect("Phosh says it closed the app's notification");
+        if id == app {
+            // 3: closed by a call.
+            assert_eq!(reason, 3);
+            break;
+        }
+    }
+}
