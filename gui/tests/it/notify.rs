@@ -4,13 +4,16 @@
 //! and clicks on request).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use slint::ComponentHandle;
+use strand_gui::headless::Headless;
 use strand_gui::{
     AppAdapter, ContactsAdapter, ConversationAdapter, Notify, Screen, SettingsAdapter,
 };
 use strand_node::Node;
+use tokio::runtime::Runtime;
 
 use crate::bus::Bus;
 use crate::support::{loopback, on_ui, options, Gui, WAIT};
@@ -56,6 +59,29 @@ impl Server {
     }
 }
 
+/// Alice's app, notifying on the bus at `address`, with Bob (a node of
+/// his own on loopback) added and dialled. The app shows Settings, not the
+/// chats, so what arrives notifies.
+fn alice_hears_bob(h: &Headless, root: &Path, address: String) -> (Gui, Runtime, Node) {
+    let mut opts = options(&root.join("alice"));
+    opts.notify = Notify::Bus(address);
+    let gui = Gui::new(h, opts);
+    gui.create(h, "Alice");
+    let bob = gui.bob(root);
+    let bob_code = bob.identity().invite().to_text();
+    let rt = Runtime::new().unwrap();
+    let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+    let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].to_string();
+    gui.add_bob(h, &bob_code);
+    gui.ui
+        .global::<AppAdapter>()
+        .invoke_navigate(Screen::Settings);
+    gui.ui
+        .global::<strand_gui::NetworkAdapter>()
+        .invoke_dial(bob_addr.into());
+    (gui, rt, bob)
+}
+
 #[test]
 fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation() {
     on_ui(|h| {
@@ -96,22 +122,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         let last = || shown.lock().unwrap().last().cloned().unwrap();
 
         let tmp = tempfile::tempdir().unwrap();
-        let mut opts = options(&tmp.path().join("alice"));
-        opts.notify = Notify::Bus(bus.address.clone());
-        let gui = Gui::new(h, opts);
-        gui.create(h, "Alice");
-        let bob = gui.bob(tmp.path());
-        let bob_code = bob.identity().invite().to_text();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
-        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].to_string();
-        gui.add_bob(h, &bob_code);
-        gui.ui
-            .global::<AppAdapter>()
-            .invoke_navigate(Screen::Settings);
-        gui.ui
-            .global::<strand_gui::NetworkAdapter>()
-            .invoke_dial(bob_addr.into());
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
 
         // By default: who wrote, not what.
         rt.block_on(bob.send("Alice", "the door code is 4512"))
@@ -230,22 +241,7 @@ fn the_app_notifies_through_phosh() {
     let bus = address.clone();
     on_ui(move |h| {
         let tmp = tempfile::tempdir().unwrap();
-        let mut opts = options(&tmp.path().join("alice"));
-        opts.notify = Notify::Bus(bus);
-        let gui = Gui::new(h, opts);
-        gui.create(h, "Alice");
-        let bob = gui.bob(tmp.path());
-        let bob_code = bob.identity().invite().to_text();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
-        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].to_string();
-        gui.add_bob(h, &bob_code);
-        gui.ui
-            .global::<AppAdapter>()
-            .invoke_navigate(Screen::Settings);
-        gui.ui
-            .global::<strand_gui::NetworkAdapter>()
-            .invoke_dial(bob_addr.into());
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus);
         rt.block_on(bob.send("Alice", "<b>on the phone</b> & more"))
             .unwrap();
         assert!(h.pump_until(WAIT, || gui
