@@ -165,6 +165,13 @@ impl Profile {
         }
     }
 
+    /// The Bluetooth battery setting alone: what a node starts with,
+    /// without resolving every contact's and group's name as
+    /// [`Profile::preferences`] does.
+    pub(crate) fn bluetooth_duty(&self) -> Result<Duty, ProfileError> {
+        Ok(self.stored_preferences()?.duty)
+    }
+
     /// The user's preferences (the defaults until one is changed).
     pub fn preferences(&self) -> Result<Preferences, ProfileError> {
         let stored = self.stored_preferences()?;

@@ -609,9 +609,9 @@ impl Node {
         // its changes.
         let (duty, duty_rx) = {
             let p = profile.clone();
-            let kept = tokio::task::spawn_blocking(move || p.preferences()).await;
+            let kept = tokio::task::spawn_blocking(move || p.bluetooth_duty()).await;
             let duty = match kept {
-                Ok(Ok(prefs)) => prefs.bluetooth,
+                Ok(Ok(duty)) => duty,
                 _ => Default::default(),
             };
             tokio::sync::watch::channel(duty)
