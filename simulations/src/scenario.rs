@@ -485,6 +485,11 @@ pub struct Options {
     /// Strand with carrying along chains: how many carriers each holder
     /// lets take an envelope on (default: the node's).
     pub carry_width: Option<u32>,
+    /// Strand with carrying along chains: lend envelopes by each
+    /// contact's record of delivering what it was lent (strand-sync's
+    /// `CarryConfig::learn`; default: the node's, off).
+    #[serde(default)]
+    pub carry_learn: bool,
     /// Strand with carrying: bytes of others' envelopes a device holds.
     #[serde(default = "carry_budget")]
     pub carry_budget: Size,
@@ -505,6 +510,7 @@ impl Default for Options {
             carry_spread: None,
             carry_reach: None,
             carry_width: None,
+            carry_learn: false,
             carry_budget: carry_budget(),
             carry_lifetime: None,
         }
@@ -782,6 +788,7 @@ impl Scenario {
                 .or(o.ttl)
                 .map_or(24 * 3_600_000, |d| d.0 / 1000),
             carry: true,
+            learn: o.carry_learn,
         }
     }
 }

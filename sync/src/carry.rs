@@ -104,6 +104,43 @@ pub const DEFAULT_WIDTH: u8 = 4;
 /// reach, at most (drawn uniformly).
 const REACH_JITTER: u32 = 2;
 
+/// How fast a contact's lending record fades (§17, *Whom to lend to*):
+/// its loans and deliveries count half after this long, so a contact
+/// whose loans went nowhere is lent to again after about this long.
+pub const LOAN_HALF_LIFE: Time = 12 * 3_600_000;
+
+/// What a device learned from lending envelopes to one contact: loans
+/// made and loans that came back acknowledged through that contact,
+/// both fading with [`LOAN_HALF_LIFE`] from `at`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Record {
+    lent: f64,
+    delivered: f64,
+    at: Time,
+}
+
+impl Record {
+    /// Fades the record to `now`.
+    fn at(mut self, now: Time) -> Record {
+        if now > self.at {
+            let f = 0.5f64.powf((now - self.at) as f64 / LOAN_HALF_LIFE as f64);
+            self.lent *= f;
+            self.delivered *= f;
+            self.at = now;
+        }
+        self
+    }
+
+    /// Whether another loan is worth it: every loan not answered by a
+    /// delivery is a debt, a delivery pays for two, and a contact is lent
+    /// to while it owes less than one loan. A contact never lent to owes
+    /// nothing, so each gets a first loan; one that drops what it takes
+    /// gets one more loan per half-life or so.
+    fn worth_lending(&self) -> bool {
+        self.lent - 2.0 * self.delivered < 1.0
+    }
+}
+
 /// What a device does with envelopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CarryConfig {
@@ -122,6 +159,12 @@ pub struct CarryConfig {
     /// Whether this device carries envelopes for its contacts (it always
     /// opens its own).
     pub carry: bool,
+    /// Along chains: lend envelopes (its own and those it holds) only to
+    /// carriers whose record says their loans get delivered (§17, *Whom
+    /// to lend to*); others are offered them for delivery only. Off by
+    /// default: in the simulator it halves bytes but loses some delivery
+    /// (`docs/guide/carrying.md`).
+    pub learn: bool,
 }
 
 impl Default for CarryConfig {
@@ -135,6 +178,7 @@ impl Default for CarryConfig {
             budget: 16 << 20,
             lifetime: 7 * 24 * 3_600_000,
             carry: true,
+            learn: false,
         }
     }
 }
@@ -307,6 +351,10 @@ struct Held {
     /// yet (not kept between runs). A contact offered it for delivery
     /// only before it was known to carry is offered it again so.
     lent: BTreeSet<AuthorId>,
+    /// Along chains: carriers that took it on from this device (not kept
+    /// between runs): its acknowledgement from one of them is a loan
+    /// that delivered.
+    loaned: BTreeSet<AuthorId>,
 }
 
 #[derive(Clone)]
@@ -356,6 +404,9 @@ pub struct Carrier {
     /// the acknowledgement to give each contact that took it, at the
     /// next meeting (not kept between runs).
     retired: BTreeMap<[u8; 16], Retired>,
+    /// Each contact's lending record (not kept between runs): whom chain
+    /// envelopes are lent to (§17, *Whom to lend to*).
+    records: BTreeMap<AuthorId, Record>,
     /// Bytes of own messages kept.
     own_bytes: usize,
     used: u64,
@@ -472,6 +523,7 @@ impl Carrier {
             acked: BTreeMap::new(),
             carriers: BTreeMap::new(),
             retired: BTreeMap::new(),
+            records: BTreeMap::new(),
             own_bytes: 0,
             used: 0,
             seq: 0,
@@ -651,7 +703,11 @@ impl Carrier {
         drive: bool,
     ) -> Vec<Handout> {
         let carries = self.is_carrier(&peer.sign);
+        // Along chains, a carrier whose loans went nowhere is offered
+        // envelopes for delivery only for a while (§17, *Whom to lend to*).
+        let worth = self.worth_lending(&peer.sign, now);
         let width = self.config.spread.width();
+        let mut loans = 0u32;
         let mut out = Vec::new();
         for r in self.retired.values_mut() {
             if r.expires > now && r.tell.remove(&peer.sign) {
@@ -669,7 +725,7 @@ impl Carrier {
                     continue;
                 }
                 if let Some(reach) = reach_of(own.copies) {
-                    if own.peers.len() + own.offered.len() >= width {
+                    if own.peers.len() + own.offered.len() >= width || !worth {
                         continue;
                     }
                     // Along chains: the same envelope to every carrier, which
@@ -703,6 +759,7 @@ impl Carrier {
                         // A drive allows no request: whole.
                         own.peers.insert(peer.sign);
                         own.offered.remove(&peer.sign);
+                        loans += 1;
                         out.push(whole(CARRY, &envelope, peer.sign));
                         continue;
                     }
@@ -747,6 +804,7 @@ impl Carrier {
                 // asks for it while it may cross two more links, the
                 // recipient always); whole on a drive.
                 let lend = carries
+                    && worth
                     && reach >= 2
                     && held.peers.len() + held.lent.len() <= width
                     && !held.lent.contains(&peer.sign);
@@ -755,6 +813,10 @@ impl Carrier {
                     // width as over a link.
                     let lend = lend || held.lent.remove(&peer.sign);
                     held.peers.insert(peer.sign);
+                    if lend && reach >= 2 {
+                        held.loaned.insert(peer.sign);
+                        loans += 1;
+                    }
                     out.push(hand_on(&held.envelope, peer.sign, lend));
                 } else {
                     // The giver, those that took it or hold it, and those
@@ -781,6 +843,9 @@ impl Carrier {
             } else if held.offered.insert(peer.sign) {
                 out.push(offer(&held.envelope, 1, peer, expires));
             }
+        }
+        for _ in 0..loans {
+            self.note_loan(peer.sign, false, now);
         }
         out
     }
@@ -853,7 +918,9 @@ impl Carrier {
                 return Ok(Vec::new());
             }
             own.peers.insert(from.sign);
-            return Ok(vec![whole(CARRY, envelope, from.sign)]);
+            let handout = whole(CARRY, envelope, from.sign);
+            self.note_loan(from.sign, false, now);
+            return Ok(vec![handout]);
         }
         let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) else {
             return Ok(Vec::new());
@@ -867,7 +934,12 @@ impl Carrier {
         // the same). Offered for delivery only (or lent before a restart,
         // which forgets whom), it comes for delivery only.
         let lent = held.lent.remove(&from.sign);
-        Ok(vec![hand_on(&held.envelope, from.sign, lent)])
+        let handout = hand_on(&held.envelope, from.sign, lent);
+        if handout.body[0] == CARRY {
+            held.loaned.insert(from.sign);
+            self.note_loan(from.sign, false, now);
+        }
+        Ok(vec![handout])
     }
 
     /// A [`Kind::ENVELOPE`] body from contact `from` (in their pool).
@@ -995,6 +1067,7 @@ impl Carrier {
                 peers: BTreeSet::from([from.sign]),
                 offered: BTreeSet::new(),
                 lent: BTreeSet::new(),
+                loaned: BTreeSet::new(),
             },
         );
         self.stats.held += 1;
@@ -1018,6 +1091,41 @@ impl Carrier {
             .iter()
             .find(|(_, o)| o.acks.contains(hash))
             .map(|(id, _)| *id)
+    }
+
+    /// Whether contact `peer`'s record says to lend it a chain envelope now.
+    fn worth_lending(&self, peer: &AuthorId, now: Time) -> bool {
+        !self.config.learn
+            || self
+                .records
+                .get(peer)
+                .is_none_or(|r| r.at(now).worth_lending())
+    }
+
+    /// A chain envelope was lent to `peer` (`delivered` false), or one lent
+    /// to it came back acknowledged through it (true).
+    fn note_loan(&mut self, peer: AuthorId, delivered: bool, now: Time) {
+        if !self.config.learn {
+            return;
+        }
+        if !self.records.contains_key(&peer) && self.records.len() >= crate::limits::MAX_CONTACTS {
+            // Only contacts are lent to; past that many, the stalest goes.
+            if let Some(old) = self
+                .records
+                .iter()
+                .min_by_key(|(_, r)| r.at)
+                .map(|(p, _)| *p)
+            {
+                self.records.remove(&old);
+            }
+        }
+        let r = self.records.entry(peer).or_default();
+        *r = r.at(now);
+        if delivered {
+            r.delivered += 1.0;
+        } else {
+            r.lent += 1.0;
+        }
     }
 
     fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
@@ -1082,6 +1190,18 @@ impl Carrier {
         }
         let expires = expires.min(now.saturating_add(self.config.lifetime));
         self.remember_ack(&token, expires);
+        // A chain envelope lent to `from` came back delivered through it.
+        let loan = match own.and_then(|id| self.own.get(&id)) {
+            Some(o) => reach_of(o.copies).is_some() && o.peers.contains(&from.sign),
+            None => self
+                .by_ack
+                .get(&hash)
+                .and_then(|id| self.held.get(id))
+                .is_some_and(|h| h.loaned.contains(&from.sign)),
+        };
+        if loan {
+            self.note_loan(from.sign, true, now);
+        }
         let mut out = Vec::new();
         if let Some(id) = self.by_ack.get(&hash).copied() {
             let held = self.remove(&id).expect("indexed");
@@ -1447,6 +1567,7 @@ impl Carrier {
                 peers,
                 offered,
                 lent: BTreeSet::new(),
+                loaned: BTreeSet::new(),
             });
         }
         for _ in 0..r.count()? {
@@ -2383,6 +2504,67 @@ mod tests {
         CarryConfig {
             spread: Spread::Chains { reach, width },
             ..CarryConfig::default()
+        }
+    }
+
+    /// Learned lending (§17, *Whom to lend to*): a carrier that took an
+    /// envelope and dropped it is lent nothing more until its record
+    /// fades, however it replays the acknowledgement it was told; one whose
+    /// loan came back delivered is lent again. Without learning, both are.
+    #[test]
+    fn learned_lending_passes_over_a_carrier_whose_loan_went_nowhere() {
+        for learn in [false, true] {
+            let config = CarryConfig {
+                learn,
+                ..chains(9, 4)
+            };
+            let mut rng = ChaCha20Rng::seed_from_u64(31);
+            // 0 writes to 3; 1 takes the envelope and never passes it on;
+            // 2 takes it and meets 3.
+            let mut p = line(4, config, &mut rng);
+            let to = p[3].id.public();
+            let m = text(&p[0], &p[3], b"first", &mut rng);
+            assert!(p[0].carrier.originate(&to, m, NOW));
+            meet(&mut p, 0, 1, &mut rng);
+            meet(&mut p, 0, 2, &mut rng);
+            assert_eq!((p[1].carrier.held(), p[2].carrier.held()), (1, 1));
+            assert_eq!(meet(&mut p, 2, 3, &mut rng), [3]);
+            // The acknowledgement comes back to 0 through 2, and 0 tells 1.
+            meet(&mut p, 0, 2, &mut rng);
+            assert_eq!(p[0].carrier.spreading(), 0);
+            meet(&mut p, 0, 1, &mut rng);
+            assert_eq!(p[1].carrier.held(), 0);
+            // 1 sends the acknowledgement it was told back to 0: nothing
+            // it earned.
+            let token = p[3].carrier.acked.values().find_map(|(_, t)| *t).unwrap();
+            let replay = ack(p[0].id.public().sign, &AckToken(token), NOW + HOUR);
+            let m = pool_message(&p[1], &p[0], &replay, &mut rng);
+            let from = p[1].id.public();
+            let zero = &mut p[0];
+            assert!(matches!(
+                zero.carrier.take(&zero.id, &from, &m, &replay.body, NOW),
+                Ok(Taken::Nothing | Taken::Write(_))
+            ));
+            // The next text: offered to 2 to take on, and to 1 only
+            // without learning.
+            let m = text(&p[0], &p[3], b"second", &mut rng);
+            assert!(p[0].carrier.originate(&to, m, NOW));
+            let lent = |h: &[Handout]| {
+                h.iter().any(|h| {
+                    h.kind == Kind::ENVELOPE
+                        && h.body[0] == OFFER
+                        && reach_of(h.body[6]).is_some_and(|r| r >= 2)
+                })
+            };
+            let (one, two) = (p[1].id.public(), p[2].id.public());
+            assert!(lent(&p[0].carrier.hand(&two, NOW, &mut rng)));
+            assert_eq!(lent(&p[0].carrier.hand(&one, NOW, &mut rng)), !learn);
+            // Its record fades: after a half-life and a bit, 1 is lent to
+            // again.
+            let later = NOW + LOAN_HALF_LIFE + HOUR;
+            if learn {
+                assert!(lent(&p[0].carrier.hand(&one, later, &mut rng)));
+            }
         }
     }
 

@@ -51,6 +51,7 @@ impl CarrySettings {
             budget: self.budget,
             lifetime: self.lifetime,
             carry,
+            ..CarryConfig::default()
         }
     }
 }
