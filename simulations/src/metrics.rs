@@ -51,6 +51,9 @@ pub struct Metrics {
     /// Links whose beacon named none of the dialler's contacts (strangers
     /// meeting).
     pub strangers: u64,
+    /// Strangers in range over a link found by the BLE hint whose hints
+    /// matched none of the other's contacts: no link (Strand).
+    pub strangers_unlinked: u64,
     /// Session errors by kind (a cut link ends sessions with "connection
     /// lost" or similar; anything else is a protocol failure).
     pub session_errors: BTreeMap<String, u64>,
@@ -206,6 +209,8 @@ pub struct Report {
     pub sessions: u64,
     /// Beacons seen by strangers.
     pub stranger_beacons: u64,
+    /// Strangers in range whose BLE hints matched no contact: no link.
+    pub strangers_unlinked: u64,
     /// Hellos refused (beacon false positives; the dialler tried its next
     /// match).
     pub hellos_refused: u64,
@@ -306,6 +311,7 @@ impl Report {
             dropped: m.dropped,
             sessions: m.sessions,
             stranger_beacons: m.strangers,
+            strangers_unlinked: m.strangers_unlinked,
             hellos_refused: m.hellos_refused,
             contact_encounters_lost: m.contact_encounters_lost,
             contacts_not_named: m.contacts_not_named,

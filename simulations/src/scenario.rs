@@ -159,6 +159,10 @@ pub struct LinkSpec {
     pub packet: Option<Size>,
     /// Ordering when two devices' links differ: the lower wins.
     pub preference: Option<u32>,
+    /// Devices find each other by Strand's BLE advertisement hint
+    /// (PROTOCOL.md §13): two that are not each other's contacts open a
+    /// link only when a hint matches one of the other's contacts by chance.
+    pub hint: Option<bool>,
 }
 
 /// A link type, resolved.
@@ -182,6 +186,9 @@ pub struct Link {
     pub packet: usize,
     /// Lower is the slower, more widely available link.
     pub preference: u32,
+    /// Discovery by the BLE advertisement hint: strangers link only on a
+    /// chance match (Strand).
+    pub hint: bool,
 }
 
 impl Link {
@@ -199,6 +206,7 @@ impl Link {
     /// at 10 Mbit/s with 80 ms one way and ~2 s to reserve and connect.
     pub fn builtin(name: &str) -> Option<Link> {
         let link = |rate: f64, lat_ms: u64, frame, oh, loss, setup_ms: u64, packet, pref| Link {
+            hint: name == "ble",
             name: name.to_string(),
             rate: Some(rate),
             latency: lat_ms * 1000,
@@ -252,6 +260,9 @@ impl Link {
             }
             if let Some(v) = s.preference {
                 l.preference = v;
+            }
+            if let Some(v) = s.hint {
+                l.hint = v;
             }
         }
         if l.frame == 0 || l.frame > 1 << 30 {

@@ -15,9 +15,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::MemoryStore;
 use strand_sync::{
-    encode_carrying, Carrier, CarryConfig, Config, Contact, Endpoint, Event, Group, GroupId,
-    GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId, Session, SessionError,
-    Store, Taken, WriteStore,
+    encode_carrying, Advert, Carrier, CarryConfig, Config, Contact, Endpoint, Event, Group,
+    GroupId, GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId, Session,
+    SessionError, Store, Taken, WriteStore,
 };
 
 use crate::social::{Creation, Dest};
@@ -43,6 +43,9 @@ struct Device {
     carrier: Option<Carrier>,
     /// Carrying pool id → contact index.
     pools: BTreeMap<GroupId, usize>,
+    /// Its BLE advertisement hint and the epoch it is for (a new one each
+    /// epoch, as the transport makes).
+    hint: Option<(u64, Advert)>,
 }
 
 /// The two sessions of a link (side 0 dialled, side 1 accepted) and their
@@ -69,6 +72,9 @@ pub struct Strand {
     groups: Vec<Group>,
     /// When set, every byte each link's sides wrote (tests).
     recording: Option<BTreeMap<LinkId, [Vec<u8>; 2]>>,
+    /// Draws the devices' BLE hints, apart from every other stream, so
+    /// that modelling hints moves no other random choice.
+    hint_rng: ChaCha20Rng,
 }
 
 impl Strand {
@@ -92,6 +98,7 @@ impl Strand {
                 stored: 0,
                 carrier: carry.map(Carrier::new),
                 pools: BTreeMap::new(),
+                hint: None,
             });
         }
         let publics: Vec<_> = devices.iter().map(|d| d.identity.public()).collect();
@@ -167,7 +174,12 @@ impl Strand {
             }
             dev.endpoint.set_contacts(contacts);
         }
+        // Seeded from the run's first identity: no draw from the run's RNG.
+        let hint_seed = devices
+            .first()
+            .map_or([0; 32], |d| d.identity.public().sign);
         Ok(Strand {
+            hint_rng: ChaCha20Rng::from_seed(hint_seed),
             devices,
             links: BTreeMap::new(),
             by_id: BTreeMap::new(),
@@ -196,11 +208,42 @@ impl Strand {
                 <= strand_sync::limits::BEACON_ENTRIES,
             ..LinkSessions::default()
         };
+        // Over BLE, devices find each other by their advertisement hints
+        // (PROTOCOL.md §13): contacts are assumed found (a hint names four
+        // contacts; the next epoch's hint others), strangers link only when
+        // a hint matches a contact of the other by chance.
+        if w.link_types[l.kind].hint && !s.contacts && !self.hints_match(a, b, now) {
+            w.metrics.strangers_unlinked += 1;
+            return;
+        }
         let dev = &mut self.devices[a];
         s.sessions[0] = Some(dev.endpoint.dial(config, now, &mut dev.rng));
         let dev = &mut self.devices[b];
         s.sessions[1] = Some(dev.endpoint.accept(config, now, &mut dev.rng));
         self.links.insert(link, s);
+    }
+
+    /// Device `i`'s BLE hint now.
+    fn hint(&mut self, i: usize, now: strand_sync::Time) -> Advert {
+        let epoch = strand_sync::epoch(now);
+        let dev = &mut self.devices[i];
+        match &dev.hint {
+            Some((e, h)) if *e == epoch => h.clone(),
+            _ => {
+                let h = Advert::new(dev.endpoint.contacts(), now, &mut self.hint_rng);
+                dev.hint = Some((epoch, h.clone()));
+                h
+            }
+        }
+    }
+
+    /// Whether either of devices `a` and `b` would dial the other: its
+    /// hint matches one of the other's contacts.
+    fn hints_match(&mut self, a: usize, b: usize, now: strand_sync::Time) -> bool {
+        let (ha, hb) = (self.hint(a, now), self.hint(b, now));
+        let named =
+            |h: &Advert, by: &Device| by.endpoint.contacts().iter().any(|c| h.matches(c, now));
+        named(&ha, &self.devices[b]) || named(&hb, &self.devices[a])
     }
 
     /// What side `dir` sends next.

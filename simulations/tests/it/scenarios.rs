@@ -388,3 +388,42 @@ fn baselines_held_to_the_contact_graph_deliver_later() {
     }
     assert!(delivered[0] > delivered[1], "{delivered:?}");
 }
+
+/// Over BLE, devices find each other by their advertisement hints
+/// (PROTOCOL.md §13.1), as the transport does: most encounters between
+/// strangers open no link at all, the few whose hint matches a contact by
+/// chance still do (and end in the preamble), and contacts meet as
+/// before. With hints off (every encounter opening a link), the same
+/// messages arrive for more bytes: the beacons strangers were sent.
+#[test]
+fn strangers_link_only_when_a_hint_matches_by_chance() {
+    let strand = [("policy", "\"strand\"")];
+    let with = run(&bundled("trace-carry", &strand), 1, |_, _| {}).unwrap();
+    let without = run(
+        &bundled("trace-carry", &[strand[0], ("links.ble.hint", "false")]),
+        1,
+        |_, _| {},
+    )
+    .unwrap();
+    let (h, o) = (&with.report, &without.report);
+    assert_eq!(o.strangers_unlinked, 0);
+    assert!(o.stranger_beacons > 100, "{}", o.stranger_beacons);
+    // Each of a stranger's ten or so contacts matches a hint by chance
+    // about 2 % of the time, each way: about a third of the encounters
+    // link by chance, most none.
+    assert!(h.strangers_unlinked > h.stranger_beacons, "{h:?}");
+    assert!(h.stranger_beacons > 0, "chance matches still link");
+    assert!(h.strangers_unlinked + h.stranger_beacons <= o.stranger_beacons + o.hellos_refused);
+    // The same messages (by when they were written), within milliseconds
+    // of the same times: the strangers' sessions drew from the devices'
+    // randomness, so later padding differs.
+    let written = |o: &strand_sim::Outcome| -> Vec<u64> {
+        let mut w: Vec<u64> = o.deliveries.iter().map(|&(t, lat)| t - lat).collect();
+        w.sort_unstable();
+        w
+    };
+    assert_eq!(written(&with), written(&without));
+    assert_eq!(h.sessions, o.sessions);
+    assert!(h.bytes_total < o.bytes_total);
+    assert!(h.invariants[NO_PROTOCOL_ERRORS], "{:?}", h.invariants);
+}
