@@ -62,6 +62,9 @@ struct LinkSessions {
     /// Whether the accepting side has few enough contacts that its beacon
     /// names them all ([`strand_sync::limits::BEACON_ENTRIES`]).
     names_all: bool,
+    /// Strangers in range whose hints have matched nothing yet: no
+    /// sessions; side 0's timer fires at the next epoch.
+    unlinked: bool,
 }
 
 /// Strand's state across all devices.
@@ -199,7 +202,6 @@ impl Strand {
     pub fn on_ready(&mut self, w: &mut World, link: LinkId) {
         let l = &w.links[&link];
         let (a, b) = (l.a as usize, l.b as usize);
-        let config = Strand::config(w, l);
         let now = w.now_ms();
         let mut s = LinkSessions {
             contacts: self.devices[a].contact_nodes.contains(&(b as u32))
@@ -211,11 +213,24 @@ impl Strand {
         // Over BLE, devices find each other by their advertisement hints
         // (PROTOCOL.md §13): contacts are assumed found (a hint names four
         // contacts; the next epoch's hint others), strangers link only when
-        // a hint matches a contact of the other by chance.
+        // a hint matches a contact of the other by chance, checked again
+        // with each epoch's new hints while they stay in range.
         if w.link_types[l.kind].hint && !s.contacts && !self.hints_match(a, b, now) {
             w.metrics.strangers_unlinked += 1;
+            s.unlinked = true;
+            arm(w, link, 0, &mut s.timer[0], Some(next_epoch(now)));
+            self.links.insert(link, s);
             return;
         }
+        self.open(w, link, s);
+    }
+
+    /// Starts a link's two sessions: the lower index dials.
+    fn open(&mut self, w: &World, link: LinkId, mut s: LinkSessions) {
+        let l = &w.links[&link];
+        let (a, b) = (l.a as usize, l.b as usize);
+        let config = Strand::config(w, l);
+        let now = w.now_ms();
         let dev = &mut self.devices[a];
         s.sessions[0] = Some(dev.endpoint.dial(config, now, &mut dev.rng));
         let dev = &mut self.devices[b];
@@ -587,6 +602,22 @@ impl Strand {
             return false;
         }
         ls.timer[side] = None;
+        if ls.unlinked {
+            // Strangers still in range, at a new epoch: new hints.
+            let l = &w.links[&link];
+            let (a, b) = (l.a as usize, l.b as usize);
+            let now_ms = w.now_ms();
+            if self.hints_match(a, b, now_ms) {
+                let mut s = self.links.remove(&link).expect("present");
+                s.unlinked = false;
+                w.metrics.strangers_unlinked -= 1;
+                self.open(w, link, s);
+                return true;
+            }
+            let ls = self.links.get_mut(&link).expect("present");
+            arm(w, link, 0, &mut ls.timer[0], Some(next_epoch(now_ms)));
+            return false;
+        }
         let Some(s) = ls.sessions[side].as_mut() else {
             return false;
         };
@@ -805,6 +836,11 @@ fn classify_close(
                 .or_default() += 1
         }
     }
+}
+
+/// When the epoch after the one of `now` starts (ms).
+fn next_epoch(now: strand_sync::Time) -> strand_sync::Time {
+    (strand_sync::epoch(now) + 1) * strand_sync::limits::TOKEN_EPOCH
 }
 
 /// Schedules a timer event for a session's deadline.

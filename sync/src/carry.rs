@@ -373,6 +373,10 @@ struct Own {
     /// took it are among `peers`.
     offered: BTreeSet<AuthorId>,
     peers: BTreeSet<AuthorId>,
+    /// Along chains: the carriers it was lent to (not kept between runs;
+    /// `peers` also names contacts found to hold it already): its
+    /// acknowledgement from one of them is a loan that delivered.
+    loaned: BTreeSet<AuthorId>,
     /// The acknowledgement hashes of the envelopes sealed from it.
     acks: Vec<[u8; 16]>,
 }
@@ -635,6 +639,7 @@ impl Carrier {
                 chain_token: None,
                 offered: BTreeSet::new(),
                 peers: BTreeSet::new(),
+                loaned: BTreeSet::new(),
                 acks: Vec::new(),
             },
         );
@@ -704,7 +709,8 @@ impl Carrier {
     ) -> Vec<Handout> {
         let carries = self.is_carrier(&peer.sign);
         // Along chains, a carrier whose loans went nowhere is offered
-        // envelopes for delivery only for a while (§17, *Whom to lend to*).
+        // envelopes for delivery only for a while (§17, *Whom to lend to*);
+        // one worth lending to may take all it is offered at this meeting.
         let worth = self.worth_lending(&peer.sign, now);
         let width = self.config.spread.width();
         let mut loans = 0u32;
@@ -758,6 +764,7 @@ impl Carrier {
                     if drive {
                         // A drive allows no request: whole.
                         own.peers.insert(peer.sign);
+                        own.loaned.insert(peer.sign);
                         own.offered.remove(&peer.sign);
                         loans += 1;
                         out.push(whole(CARRY, &envelope, peer.sign));
@@ -918,6 +925,7 @@ impl Carrier {
                 return Ok(Vec::new());
             }
             own.peers.insert(from.sign);
+            own.loaned.insert(from.sign);
             let handout = whole(CARRY, envelope, from.sign);
             self.note_loan(from.sign, false, now);
             return Ok(vec![handout]);
@@ -1192,7 +1200,7 @@ impl Carrier {
         self.remember_ack(&token, expires);
         // A chain envelope lent to `from` came back delivered through it.
         let loan = match own.and_then(|id| self.own.get(&id)) {
-            Some(o) => reach_of(o.copies).is_some() && o.peers.contains(&from.sign),
+            Some(o) => o.loaned.contains(&from.sign),
             None => self
                 .by_ack
                 .get(&hash)
@@ -1644,6 +1652,7 @@ impl Carrier {
                     chain_token: None,
                     offered: BTreeSet::new(),
                     peers,
+                    loaned: BTreeSet::new(),
                     acks,
                 },
             );
@@ -2565,7 +2574,61 @@ mod tests {
             if learn {
                 assert!(lent(&p[0].carrier.hand(&one, later, &mut rng)));
             }
+            // 2 takes the three it is offered at the next meeting: then it
+            // owes loans, and is offered the next text for nothing.
+            for body in [&b"third"[..], b"fourth", b"fifth"] {
+                let m = text(&p[0], &p[3], body, &mut rng);
+                assert!(p[0].carrier.originate(&to, m, NOW));
+            }
+            meet(&mut p, 0, 2, &mut rng);
+            assert_eq!(p[2].carrier.held(), 3);
+            let m = text(&p[0], &p[3], b"sixth", &mut rng);
+            assert!(p[0].carrier.originate(&to, m, NOW));
+            assert_eq!(lent(&p[0].carrier.hand(&two, NOW, &mut rng)), !learn);
         }
+    }
+
+    /// Learned lending credits only a borrower: a contact found holding
+    /// the sender's envelope (it got it downstream and offered it back)
+    /// that brings the acknowledgement first earns nothing by it.
+    #[test]
+    fn an_acknowledgement_from_a_contact_that_was_not_lent_earns_nothing() {
+        let config = CarryConfig {
+            learn: true,
+            ..chains(9, 4)
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(32);
+        let mut p = line(4, config, &mut rng);
+        let to = p[3].id.public();
+        let m = text(&p[0], &p[3], b"first", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        // 0 lends it to 2, 2 to 1; 1 offers it back to 0, which finds 1
+        // holds it.
+        meet(&mut p, 0, 2, &mut rng);
+        meet(&mut p, 2, 1, &mut rng);
+        assert_eq!(p[1].carrier.held(), 1);
+        meet(&mut p, 0, 1, &mut rng);
+        // 3 opens it from 2; the acknowledgement reaches 1 through 2, and 1
+        // brings it to 0 before 2 does.
+        assert_eq!(meet(&mut p, 2, 3, &mut rng), [3]);
+        meet(&mut p, 1, 2, &mut rng);
+        assert_eq!(p[1].carrier.held(), 0);
+        meet(&mut p, 0, 1, &mut rng);
+        assert_eq!(p[0].carrier.spreading(), 0);
+        // 1 takes the next text as anyone never lent to would, and then
+        // owes it: the one after is not offered to it to take on.
+        let m = text(&p[0], &p[3], b"second", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        assert_eq!(p[1].carrier.held(), 1);
+        let m = text(&p[0], &p[3], b"third", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        let one = p[1].id.public();
+        let handed = p[0].carrier.hand(&one, NOW, &mut rng);
+        assert!(
+            handed.iter().all(|h| h.kind != Kind::ENVELOPE),
+            "{handed:?}"
+        );
     }
 
     /// Issue 30: a text reaches its recipient along a chain of five links

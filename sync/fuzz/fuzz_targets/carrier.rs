@@ -103,6 +103,7 @@ fuzz_target!(|data: &[u8]| {
         copies: 1 + (setup & 7),
         budget: [1_500, 6_000, 20_000, 16 << 20][usize::from(setup >> 3) & 3],
         carry: setup & 0x20 == 0,
+        learn: setup & 0x40 != 0,
         ..CarryConfig::default()
     };
     let rng = &mut ChaCha20Rng::seed_from_u64(u64::from(setup));
