@@ -375,6 +375,7 @@ impl Report {
             ("contacts_used", self.contacts_used as f64),
             ("contacts_carried", self.contacts_carried as f64),
             ("sessions", self.sessions as f64),
+            ("strangers_unlinked", self.strangers_unlinked as f64),
             ("hops_mean", self.hops_mean),
             ("events", self.events as f64),
         ]

@@ -216,7 +216,9 @@ impl Strand {
         // a hint matches a contact of the other by chance, checked again
         // with each epoch's new hints while they stay in range.
         if w.link_types[l.kind].hint && !s.contacts && !self.hints_match(a, b, now) {
+            // No link came up: not a contact used.
             w.metrics.strangers_unlinked += 1;
+            w.metrics.contacts -= 1;
             s.unlinked = true;
             arm(w, link, 0, &mut s.timer[0], Some(next_epoch(now)));
             self.links.insert(link, s);
@@ -611,6 +613,7 @@ impl Strand {
                 let mut s = self.links.remove(&link).expect("present");
                 s.unlinked = false;
                 w.metrics.strangers_unlinked -= 1;
+                w.metrics.contacts += 1;
                 self.open(w, link, s);
                 return true;
             }

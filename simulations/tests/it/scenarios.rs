@@ -414,6 +414,9 @@ fn strangers_link_only_when_a_hint_matches_by_chance() {
     assert!(h.strangers_unlinked > h.stranger_beacons, "{h:?}");
     assert!(h.stranger_beacons > 0, "chance matches still link");
     assert!(h.strangers_unlinked + h.stranger_beacons <= o.stranger_beacons + o.hellos_refused);
+    // A link that never came up is no contact used.
+    assert_eq!(h.encounters, o.encounters);
+    assert_eq!(h.contacts_used + h.strangers_unlinked, o.contacts_used);
     // The same messages (by when they were written), within milliseconds
     // of the same times: the strangers' sessions drew from the devices'
     // randomness, so later padding differs.
