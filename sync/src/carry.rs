@@ -106,7 +106,7 @@ const REACH_JITTER: u32 = 2;
 
 /// How fast a contact's lending record fades (§17, *Whom to lend to*):
 /// its loans and deliveries count half after this long, so a contact
-/// whose loans went nowhere is lent to again after about this long.
+/// that owes two loans is lent to again after this long.
 pub const LOAN_HALF_LIFE: Time = 12 * 3_600_000;
 
 /// What a device learned from lending envelopes to one contact: loans
@@ -133,9 +133,10 @@ impl Record {
 
     /// Whether another loan is worth it: every loan not answered by a
     /// delivery is a debt, a delivery pays for two, and a contact is lent
-    /// to while it owes less than one loan. A contact never lent to owes
-    /// nothing, so each gets a first loan; one that drops what it takes
-    /// gets one more loan per half-life or so.
+    /// to while it owes less than one loan, faded. A contact never lent
+    /// to owes nothing, so each gets a first loan; one that drops what it
+    /// takes owes more with each, and n unanswered loans fade below one
+    /// after about log₂ n half-lives.
     fn worth_lending(&self) -> bool {
         self.lent - 2.0 * self.delivered < 1.0
     }
@@ -2568,8 +2569,8 @@ mod tests {
             let (one, two) = (p[1].id.public(), p[2].id.public());
             assert!(lent(&p[0].carrier.hand(&two, NOW, &mut rng)));
             assert_eq!(lent(&p[0].carrier.hand(&one, NOW, &mut rng)), !learn);
-            // Its record fades: after a half-life and a bit, 1 is lent to
-            // again.
+            // Its record fades: at a later meeting, 1 is lent to again.
+            // (Owing two loans would keep it waiting a half-life.)
             let later = NOW + LOAN_HALF_LIFE + HOUR;
             if learn {
                 assert!(lent(&p[0].carrier.hand(&one, later, &mut rng)));
