@@ -821,11 +821,12 @@ impl Carrier {
                     // width as over a link.
                     let lend = lend || held.lent.remove(&peer.sign);
                     held.peers.insert(peer.sign);
-                    if lend && reach >= 2 {
+                    let handout = hand_on(&held.envelope, peer.sign, lend);
+                    if handout.body[0] == CARRY {
                         held.loaned.insert(peer.sign);
                         loans += 1;
                     }
-                    out.push(hand_on(&held.envelope, peer.sign, lend));
+                    out.push(handout);
                 } else {
                     // The giver, those that took it or hold it, and those
                     // offered it to take on count against the width: past
@@ -2517,6 +2518,24 @@ mod tests {
         }
     }
 
+    /// Four carriers along chains (reach 9, width 4), learning whom to lend
+    /// to or not, and 0's first text to 3 spreading.
+    fn first_text_along_a_line(
+        learn: bool,
+        seed: u64,
+    ) -> (Vec<Person>, PublicIdentity, ChaCha20Rng) {
+        let config = CarryConfig {
+            learn,
+            ..chains(9, 4)
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut p = line(4, config, &mut rng);
+        let to = p[3].id.public();
+        let m = text(&p[0], &p[3], b"first", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        (p, to, rng)
+    }
+
     /// Learned lending (§17, *Whom to lend to*): a carrier that took an
     /// envelope and dropped it is lent nothing more until its record
     /// fades, however it replays the acknowledgement it was told; one whose
@@ -2524,17 +2543,9 @@ mod tests {
     #[test]
     fn learned_lending_passes_over_a_carrier_whose_loan_went_nowhere() {
         for learn in [false, true] {
-            let config = CarryConfig {
-                learn,
-                ..chains(9, 4)
-            };
-            let mut rng = ChaCha20Rng::seed_from_u64(31);
-            // 0 writes to 3; 1 takes the envelope and never passes it on;
-            // 2 takes it and meets 3.
-            let mut p = line(4, config, &mut rng);
-            let to = p[3].id.public();
-            let m = text(&p[0], &p[3], b"first", &mut rng);
-            assert!(p[0].carrier.originate(&to, m, NOW));
+            // 1 takes the envelope and never passes it on; 2 takes it and
+            // meets 3.
+            let (mut p, to, mut rng) = first_text_along_a_line(learn, 31);
             meet(&mut p, 0, 1, &mut rng);
             meet(&mut p, 0, 2, &mut rng);
             assert_eq!((p[1].carrier.held(), p[2].carrier.held()), (1, 1));
@@ -2594,15 +2605,7 @@ mod tests {
     /// that brings the acknowledgement first earns nothing by it.
     #[test]
     fn an_acknowledgement_from_a_contact_that_was_not_lent_earns_nothing() {
-        let config = CarryConfig {
-            learn: true,
-            ..chains(9, 4)
-        };
-        let mut rng = ChaCha20Rng::seed_from_u64(32);
-        let mut p = line(4, config, &mut rng);
-        let to = p[3].id.public();
-        let m = text(&p[0], &p[3], b"first", &mut rng);
-        assert!(p[0].carrier.originate(&to, m, NOW));
+        let (mut p, to, mut rng) = first_text_along_a_line(true, 32);
         // 0 lends it to 2, 2 to 1; 1 offers it back to 0, which finds 1
         // holds it.
         meet(&mut p, 0, 2, &mut rng);
