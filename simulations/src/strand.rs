@@ -483,7 +483,9 @@ impl Strand {
             false
         });
         received.extend(opened);
-        for h in todo {
+        // As the node does: a contact's requests and acknowledgements
+        // share a pool message.
+        for h in strand_sync::batch_handouts(todo) {
             touched.extend(self.write_pool(w, node, h));
         }
         touched.extend(self.hand_live(w, node, hand_to));

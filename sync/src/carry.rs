@@ -460,6 +460,66 @@ fn offer(envelope: &Envelope, copies: u8, peer: &PublicIdentity, expires: Time) 
     }
 }
 
+/// Most items (offered headers, requested hashes or acknowledgement
+/// tokens) one pool message carries (PROTOCOL.md §17, *Batches*).
+pub const MAX_BATCH: usize = 64;
+
+/// Puts together handouts for the same contact that can share a pool
+/// message: offered headers, requests and acknowledgements, up to
+/// [`MAX_BATCH`] in each, the batch expiring with the last of its items.
+/// Whole envelopes and notices stay as they are. Every device writes its
+/// handouts through this, so a meeting's offers cost one message's
+/// overhead (190 bytes), not one per envelope.
+pub fn batch_handouts(handouts: Vec<Handout>) -> Vec<Handout> {
+    let mut out: Vec<Handout> = Vec::with_capacity(handouts.len());
+    // The open batch per (contact, kind): its place in `out`, its items.
+    let mut open: BTreeMap<(AuthorId, u8), (usize, usize)> = BTreeMap::new();
+    for h in handouts {
+        let Some(item) = batch_item(&h) else {
+            out.push(h);
+            continue;
+        };
+        match open.get_mut(&(h.to, h.kind.0)) {
+            Some((at, n)) if *n < MAX_BATCH => {
+                let b = &mut out[*at];
+                b.body.extend_from_slice(item);
+                b.expires = b.expires.max(h.expires);
+                *n += 1;
+            }
+            _ => {
+                open.insert((h.to, h.kind.0), (out.len(), 1));
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// The part of handout `h` that joins a batch, if it can join one.
+fn batch_item(h: &Handout) -> Option<&[u8]> {
+    match h.kind {
+        Kind::ENVELOPE if h.body.len() == 1 + ENVELOPE_HEADER_LEN && h.body[0] == OFFER => {
+            Some(&h.body[1..])
+        }
+        Kind::REQUEST | Kind::ACK if h.body.len() == 16 => Some(&h.body),
+        _ => None,
+    }
+}
+
+/// A batch's items: `body` cut into 1 to [`MAX_BATCH`] pieces of `size`
+/// bytes, or `what` if it is not.
+fn items<'a>(
+    body: &'a [u8],
+    size: usize,
+    what: &'static str,
+) -> Result<std::slice::ChunksExact<'a, u8>, CarryError> {
+    let n = body.len() / size;
+    if !body.len().is_multiple_of(size) || !(1..=MAX_BATCH).contains(&n) {
+        return Err(CarryError::Malformed(what));
+    }
+    Ok(body.chunks_exact(size))
+}
+
 /// Makes room for one more entry in `map` (at most `max` long) by
 /// forgetting the one that expires soonest.
 fn make_room<V>(map: &mut BTreeMap<[u8; 16], V>, max: usize, expires: impl Fn(&V) -> Time) {
@@ -856,7 +916,7 @@ impl Carrier {
         for _ in 0..loans {
             self.note_loan(peer.sign, false, now);
         }
-        out
+        batch_handouts(out)
     }
 
     /// Takes in `message`, a pool message from contact `from` whose body
@@ -879,10 +939,23 @@ impl Carrier {
             self.set_carrier(&from.sign, on, message.time());
             Ok(Taken::Carrier)
         } else if kind == Kind::REQUEST {
-            Ok(Taken::Write(self.receive_request(from, body, now)?))
+            let hashes = items(body, 16, "a request is 1 to 64 hashes of 16 bytes")?;
+            let mut out = Vec::new();
+            for hash in hashes {
+                out.extend(self.receive_request(from, hash, now)?);
+            }
+            Ok(Taken::Write(batch_handouts(out)))
         } else if kind == Kind::ACK {
             let expires = message.expires().unwrap_or(now.saturating_add(1));
-            Ok(Taken::Write(self.receive_ack(from, body, expires, now)?))
+            let tokens = items(body, 16, "an acknowledgement is 1 to 64 tokens of 16 bytes")?;
+            let mut out = Vec::new();
+            for token in tokens {
+                out.extend(self.receive_ack(from, token, expires, now)?);
+            }
+            Ok(Taken::Write(batch_handouts(out)))
+        } else if body.first() == Some(&OFFER) && body.len() > 1 + ENVELOPE_HEADER_LEN {
+            self.take_offers(me, from, &body[1..], now)
+                .map(Taken::Write)
         } else {
             Ok(match self.receive_envelope(me, from, body, now)? {
                 Arrival::Opened {
@@ -904,6 +977,41 @@ impl Carrier {
                 Arrival::NotForUs | Arrival::Known => Taken::Nothing,
             })
         }
+    }
+
+    /// Several headers offered in one pool message by contact `from`:
+    /// what one offer of each would ask, batched. All of them are checked
+    /// before any is taken in; one that has expired meanwhile (a batch
+    /// lasts as long as its last item) is passed over.
+    fn take_offers(
+        &mut self,
+        me: &Identity,
+        from: &PublicIdentity,
+        headers: &[u8],
+        now: Time,
+    ) -> Result<Vec<Handout>, CarryError> {
+        let headers = items(
+            headers,
+            ENVELOPE_HEADER_LEN,
+            "an offer is 1 to 64 envelope headers",
+        )?;
+        if headers.clone().any(|h| h[0] != 1) {
+            return Err(CarryError::Malformed("not an envelope header"));
+        }
+        let mut out = Vec::new();
+        let mut one = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
+        for header in headers {
+            one.clear();
+            one.push(OFFER);
+            one.extend_from_slice(header);
+            match self.receive_envelope(me, from, &one, now) {
+                Ok(Arrival::Wanted { request }) => out.push(request),
+                Ok(Arrival::Delivered) => out.extend(self.ack_for(from, &one)),
+                Ok(_) | Err(CarryError::Expired { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(batch_handouts(out))
     }
 
     /// A [`Kind::REQUEST`] body from contact `from`: the rest of an
@@ -2910,5 +3018,167 @@ mod tests {
         // Once told, a carrier is not told again.
         let peer = p[1].id.public();
         assert!(p[0].carrier.hand(&peer, NOW, &mut rng).is_empty());
+    }
+
+    /// A meeting's offers to one contact go in one pool message, and so do
+    /// the requests they call for (§17, *Batches*): three envelopes cost
+    /// one offer and one request, not three of each, and arrive all the
+    /// same. `batch_handouts` keeps whole envelopes apart, cuts batches at
+    /// `MAX_BATCH` and lets a batch last as long as its last item.
+    /// `p` takes in pool message `m`, with body `body`, from `from`.
+    fn take_in(
+        p: &mut Person,
+        from: &PublicIdentity,
+        m: &Message,
+        body: &[u8],
+    ) -> Result<Taken, CarryError> {
+        p.carrier.take(&p.id, from, m, body, NOW)
+    }
+
+    #[test]
+    fn a_meetings_offers_and_requests_each_share_one_pool_message() {
+        let mut rng = ChaCha20Rng::seed_from_u64(41);
+        let mut p = line(3, chains(9, 4), &mut rng);
+        let to = p[2].id.public();
+        for body in [b"one", b"two", b"six"] {
+            let m = text(&p[0], &p[2], body, &mut rng);
+            assert!(p[0].carrier.originate(&to, m, NOW));
+        }
+        let (p0, p1) = (p[0].id.public(), p[1].id.public());
+        let offers = p[0].carrier.hand(&p1, NOW, &mut rng);
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].body.len(), 1 + 3 * ENVELOPE_HEADER_LEN);
+        let m = pool_message(&p[0], &p[1], &offers[0], &mut rng);
+        let Ok(Taken::Write(requests)) = take_in(&mut p[1], &p0, &m, &offers[0].body) else {
+            panic!("an offer of three is asked for");
+        };
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            (requests[0].kind, requests[0].body.len()),
+            (Kind::REQUEST, 3 * 16)
+        );
+        let m = pool_message(&p[1], &p[0], &requests[0], &mut rng);
+        let Ok(Taken::Write(wholes)) = take_in(&mut p[0], &p1, &m, &requests[0].body) else {
+            panic!("a request of three is answered");
+        };
+        assert_eq!(wholes.len(), 3);
+        for h in &wholes {
+            assert_eq!(h.body[0], CARRY);
+            let m = pool_message(&p[0], &p[1], h, &mut rng);
+            assert!(matches!(
+                take_in(&mut p[1], &p0, &m, &h.body),
+                Ok(Taken::Held { evicted: 0 })
+            ));
+        }
+        assert_eq!(p[1].carrier.held(), 3);
+        // The three reach the recipient through 1, each acknowledged.
+        assert_eq!(meet(&mut p, 1, 2, &mut rng), [2, 2, 2]);
+
+        // Batches are cut at MAX_BATCH, per contact and kind; whole
+        // envelopes stay apart.
+        let item = |to: &PublicIdentity, kind: Kind, body: Vec<u8>, expires: Time| Handout {
+            to: to.sign,
+            kind,
+            body,
+            expires,
+        };
+        let mut many = Vec::new();
+        for i in 0..MAX_BATCH as u64 + 6 {
+            many.push(item(&p0, Kind::ACK, vec![i as u8; 16], NOW + i));
+        }
+        many.push(item(&p1, Kind::ACK, vec![1; 16], NOW));
+        many.push(wholes[0].clone());
+        many.push(item(&p1, Kind::ACK, vec![2; 16], NOW + HOUR));
+        let batched = batch_handouts(many);
+        let sizes: Vec<_> = batched.iter().map(|h| (h.to, h.body.len())).collect();
+        assert_eq!(
+            sizes,
+            [
+                (p0.sign, 16 * MAX_BATCH),
+                (p0.sign, 16 * 6),
+                (p1.sign, 32),
+                (wholes[0].to, wholes[0].body.len()),
+            ]
+        );
+        assert_eq!(batched[0].expires, NOW + MAX_BATCH as u64 - 1);
+        assert_eq!(batched[2].expires, NOW + HOUR);
+        assert_eq!(batched[3], wholes[0]);
+    }
+
+    /// A batch that is not whole items, holds too many, or holds one bad
+    /// header is refused as a whole: nothing in it is taken in, not even
+    /// its good items. A well-formed batch is taken item by item, and an
+    /// item that expired meanwhile is passed over.
+    #[test]
+    fn a_malformed_batch_is_refused_and_changes_nothing() {
+        let mut rng = ChaCha20Rng::seed_from_u64(43);
+        let mut p = line(3, chains(9, 4), &mut rng);
+        let to = p[2].id.public();
+        let m = text(&p[0], &p[2], b"held", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        assert_eq!(p[1].carrier.held(), 1);
+        let header = p[1].carrier.envelopes().next().unwrap().header().to_vec();
+        let (p1, p2) = (p[1].id.public(), p[2].id.public());
+        // 2 offering 1 the envelope 1 holds would tell 1 that 2 holds it.
+        // (Asked of a copy: offering marks the header offered.)
+        let offered_to_2 = |p: &mut [Person], rng: &mut ChaCha20Rng| {
+            p[1].carrier
+                .clone()
+                .hand(&p2, NOW, rng)
+                .iter()
+                .any(|h| h.kind == Kind::ENVELOPE && h.body[0] == OFFER)
+        };
+        let mut bad_version = header.clone();
+        bad_version[0] = 9;
+        let mut expired = header.clone();
+        expired[1..5].copy_from_slice(&((NOW / HOUR) as u32 - 1).to_be_bytes());
+        let offers = |headers: &[&[u8]], extra: usize| {
+            let mut body = vec![OFFER];
+            for h in headers {
+                body.extend_from_slice(h);
+            }
+            body.extend(std::iter::repeat_n(0, extra));
+            body
+        };
+        let too_many: Vec<&[u8]> = vec![&header; MAX_BATCH + 1];
+        let bad = [
+            (Kind::ENVELOPE, offers(&[&header, &bad_version], 0)),
+            (Kind::ENVELOPE, offers(&[&header, &header], 5)),
+            (Kind::ENVELOPE, offers(&too_many, 0)),
+            (Kind::REQUEST, vec![7; 17]),
+            (Kind::REQUEST, Vec::new()),
+            (Kind::ACK, vec![7; 16 * (MAX_BATCH + 1)]),
+        ];
+        for (kind, body) in bad {
+            let h = Handout {
+                to: p1.sign,
+                kind,
+                body,
+                expires: NOW + HOUR,
+            };
+            let before = p[1].carrier.encode_state();
+            let m = pool_message(&p[2], &p[1], &h, &mut rng);
+            assert!(matches!(
+                take_in(&mut p[1], &p2, &m, &h.body),
+                Err(CarryError::Malformed(_))
+            ));
+            assert_eq!(p[1].carrier.encode_state(), before);
+            assert!(offered_to_2(&mut p, &mut rng), "{kind:?} changed nothing");
+        }
+        // Well formed, with an expired item: the held one is known to be
+        // 2's, and the expired one is passed over.
+        let good = Handout {
+            to: p1.sign,
+            kind: Kind::ENVELOPE,
+            body: offers(&[&expired, &header], 0),
+            expires: NOW + HOUR,
+        };
+        let m = pool_message(&p[2], &p[1], &good, &mut rng);
+        assert!(matches!(
+            take_in(&mut p[1], &p2, &m, &good.body),
+            Ok(Taken::Write(w)) if w.is_empty()
+        ));
+        assert!(!offered_to_2(&mut p, &mut rng));
     }
 }

@@ -92,9 +92,9 @@ pub use bundle::{
     BUNDLE_MAGIC, MAX_BUNDLE_FRAME,
 };
 pub use carry::{
-    decode_carrying, encode_carrying, is_carried_kind, is_pool_kind, opened_author, Arrival,
-    Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Spread, Taken, DEFAULT_REACH,
-    DEFAULT_WIDTH, MAX_CARRY_BUDGET, MAX_REACH,
+    batch_handouts, decode_carrying, encode_carrying, is_carried_kind, is_pool_kind, opened_author,
+    Arrival, Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Spread, Taken,
+    DEFAULT_REACH, DEFAULT_WIDTH, MAX_BATCH, MAX_CARRY_BUDGET, MAX_REACH,
 };
 pub use crypto::kdf;
 pub use endpoint::Endpoint;

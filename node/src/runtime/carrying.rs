@@ -20,8 +20,8 @@
 use std::sync::Arc;
 
 use strand_sync::{
-    is_pool_kind, AckToken, Carrier, GroupId, Handout, Key, Kind, Message, PublicIdentity, Store,
-    Taken, Time,
+    batch_handouts, is_pool_kind, AckToken, Carrier, GroupId, Handout, Key, Kind, Message,
+    PublicIdentity, Store, Taken, Time,
 };
 
 use super::{Node, NodeEvent, Shared};
@@ -64,10 +64,13 @@ async fn with_carrier<R: Send + 'static>(
         let mut job = Job::default();
         let r = f(&shared, &mut carrier, &mut job)?;
         let now = shared.clock.now();
+        // Offers, requests and acknowledgements for one contact share a
+        // pool message, whichever steps made them.
+        let out = batch_handouts(job.out);
         let keys =
             shared
                 .profile
-                .save_carrying(&carrier, job.out, job.hollow, now, &mut shared.rng())?;
+                .save_carrying(&carrier, out, job.hollow, now, &mut shared.rng())?;
         for (group, n) in job.freed {
             shared.ledger.hollowed(&group, n);
         }
