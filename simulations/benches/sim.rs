@@ -174,7 +174,9 @@ type Row = (
 );
 
 /// Carrying: on the three bundled carrying scenarios, Strand with
-/// carrying (along chains, the node's default; along chains with learned
+/// carrying (along chains, the node's default, a sender holding a text
+/// back for three of its usual gaps to the recipient; the same spreading
+/// at once, `options.carry_hold_gaps = 0`; along chains with learned
 /// lending, `options.carry_learn`; and by spray and wait with 8 copies,
 /// the default before) beside Strand without it and the three
 /// baselines held to the same contact graph, over `SEEDS` seeds: means
@@ -188,12 +190,20 @@ fn carrying() {
     let default = strand_sync::CarryConfig::default();
     let node = match default.spread {
         strand_sync::Spread::Chains { reach, width } => {
-            format!("along chains, reach {reach}, width {width}")
+            format!(
+                "along chains, reach {reach}, width {width}, held back {} gaps",
+                default.hold_gaps
+            )
         }
         strand_sync::Spread::SprayAndWait => format!("spray and wait, {} copies", default.copies),
     };
-    let rows: [Row; 7] = [
+    let rows: [Row; 8] = [
         ("strand-carrying", "strand-carrying", &[]),
+        (
+            "strand-carrying, spreading at once",
+            "strand-carrying",
+            &[("options.carry_hold_gaps", "0")],
+        ),
         (
             "strand-carrying, learned lending",
             "strand-carrying",
@@ -248,8 +258,10 @@ fn carrying() {
             means.push((d.mean, y.mean));
             outcomes.push(runs);
         }
-        let (ed, ey) = means[5];
-        for (row, (sd, sy)) in [(rows[0].0, means[0]), (rows[1].0, means[1])] {
+        const PLAIN: usize = 4;
+        const EPIDEMIC: usize = 6;
+        let (ed, ey) = means[EPIDEMIC];
+        for (row, (sd, sy)) in [0, 1, 2].map(|i| (rows[i].0, means[i])) {
             println!(
                 "  targets against Epidemic through contacts (same run), {row}: delivery within 5 points: {:.1} against {:.1} % ({}); at most half its bytes per delivered message: {:.1} against {:.1} kB, {:.2} of it ({})",
                 sd,
@@ -264,7 +276,7 @@ fn carrying() {
         // Paired: the messages (by creation time) Strand delivers both with
         // and without carrying, in the same seed.
         let (mut with, mut without, mut common) = (Vec::new(), Vec::new(), 0);
-        for (c, p) in outcomes[0].iter().zip(&outcomes[3]) {
+        for (c, p) in outcomes[0].iter().zip(&outcomes[PLAIN]) {
             let plain: std::collections::BTreeMap<u64, u64> = p
                 .deliveries
                 .iter()

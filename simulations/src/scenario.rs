@@ -507,6 +507,11 @@ pub struct Options {
     /// Strand with carrying: how long an envelope lasts (default: `ttl`,
     /// or 24 h).
     pub carry_lifetime: Option<Duration>,
+    /// Strand with carrying: how many of its usual gaps between meetings
+    /// with the recipient a sender waits before offering a text to
+    /// carriers (strand-sync's `CarryConfig::hold_gaps`; default: the
+    /// node's, 3; 0 spreads at once).
+    pub carry_hold_gaps: Option<u32>,
 }
 
 impl Default for Options {
@@ -524,6 +529,7 @@ impl Default for Options {
             carry_learn: false,
             carry_budget: carry_budget(),
             carry_lifetime: None,
+            carry_hold_gaps: None,
         }
     }
 }
@@ -800,6 +806,11 @@ impl Scenario {
                 .map_or(24 * 3_600_000, |d| d.0 / 1000),
             carry: true,
             learn: o.carry_learn,
+            hold_gaps: o
+                .carry_hold_gaps
+                .map_or(strand_sync::DEFAULT_HOLD_GAPS, |g| {
+                    u8::try_from(g).unwrap_or(u8::MAX)
+                }),
         }
     }
 }

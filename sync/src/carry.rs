@@ -104,6 +104,41 @@ pub const DEFAULT_WIDTH: u8 = 4;
 /// reach, at most (drawn uniformly).
 const REACH_JITTER: u32 = 2;
 
+/// The node's [`CarryConfig::hold_gaps`].
+pub const DEFAULT_HOLD_GAPS: u8 = 3;
+/// The longest a sender holds a text back from carriers.
+pub const MAX_HOLD: Time = 12 * 3_600_000;
+/// Calls of [`Carrier::hand`] for one contact closer together than this
+/// are one meeting.
+const SAME_MEETING: Time = 10 * 60_000;
+
+/// When a device last met a contact, and how long it usually goes
+/// between meetings (a running mean, half the weight on the newest gap).
+#[derive(Debug, Clone, Copy)]
+struct Meetings {
+    last: Time,
+    gap: Option<Time>,
+}
+
+impl Meetings {
+    /// Met again at `now`.
+    fn seen(&mut self, now: Time) {
+        if now > self.last.saturating_add(SAME_MEETING) {
+            let gap = now - self.last;
+            self.gap = Some(self.gap.map_or(gap, |g| g / 2 + gap / 2));
+        }
+        self.last = self.last.max(now);
+    }
+
+    /// How long a text to this contact is held back from carriers after
+    /// it was written, at `gaps` usual gaps: nothing until two meetings
+    /// have shown a gap.
+    fn hold(&self, gaps: u8) -> Time {
+        self.gap
+            .map_or(0, |g| g.saturating_mul(u64::from(gaps)).min(MAX_HOLD))
+    }
+}
+
 /// How fast a contact's lending record fades (§17, *Whom to lend to*):
 /// its loans and deliveries count half after this long, so a contact
 /// that owes two loans is lent to again after this long.
@@ -166,6 +201,12 @@ pub struct CarryConfig {
     /// default: in the simulator it halves bytes but loses some delivery
     /// (`docs/guide/carrying.md`).
     pub learn: bool,
+    /// How many of its usual gaps between meetings with a text's
+    /// recipient the sender waits, from writing it, before offering it to
+    /// carriers (at most [`MAX_HOLD`]; §17, *When a sender spreads*): a
+    /// text to someone it meets often goes directly, one to someone it
+    /// meets rarely spreads at once. 0 spreads every text at once.
+    pub hold_gaps: u8,
 }
 
 impl Default for CarryConfig {
@@ -180,6 +221,7 @@ impl Default for CarryConfig {
             lifetime: 7 * 24 * 3_600_000,
             carry: true,
             learn: false,
+            hold_gaps: DEFAULT_HOLD_GAPS,
         }
     }
 }
@@ -412,6 +454,10 @@ pub struct Carrier {
     /// Each contact's lending record (not kept between runs): whom chain
     /// envelopes are lent to (§17, *Whom to lend to*).
     records: BTreeMap<AuthorId, Record>,
+    /// When each contact was met (not kept between runs): how long a
+    /// text to them is held back from carriers (§17, *When a sender
+    /// spreads*).
+    met: BTreeMap<AuthorId, Meetings>,
     /// Bytes of own messages kept.
     own_bytes: usize,
     used: u64,
@@ -589,6 +635,7 @@ impl Carrier {
             carriers: BTreeMap::new(),
             retired: BTreeMap::new(),
             records: BTreeMap::new(),
+            met: BTreeMap::new(),
             own_bytes: 0,
             used: 0,
             seq: 0,
@@ -768,6 +815,9 @@ impl Carrier {
         rng: &mut (impl RngCore + CryptoRng),
         drive: bool,
     ) -> Vec<Handout> {
+        if !drive {
+            self.note_meeting(peer.sign, now);
+        }
         let carries = self.is_carrier(&peer.sign);
         // Along chains, a carrier whose loans went nowhere is offered
         // envelopes for delivery only for a while (§17, *Whom to lend to*);
@@ -784,11 +834,18 @@ impl Carrier {
         self.retired
             .retain(|_, r| r.expires > now && !r.tell.is_empty());
         if carries {
+            let (met, gaps) = (&self.met, self.config.hold_gaps);
             for own in self.own.values_mut() {
                 if own.expires <= now
                     || own.recipient.sign == peer.sign
                     || own.peers.contains(&peer.sign)
                 {
+                    continue;
+                }
+                // Held back while it may still go directly (not from a
+                // drive, which its owner made to hand things on).
+                let hold = met.get(&own.recipient.sign).map_or(0, |m| m.hold(gaps));
+                if !drive && now < own.message.time().saturating_add(hold) {
                     continue;
                 }
                 if let Some(reach) = reach_of(own.copies) {
@@ -1244,6 +1301,23 @@ impl Carrier {
         } else {
             r.lent += 1.0;
         }
+    }
+
+    /// Contact `peer` is met at `now` (a call of `hand` for it).
+    fn note_meeting(&mut self, peer: AuthorId, now: Time) {
+        if !self.met.contains_key(&peer) && self.met.len() >= crate::limits::MAX_CONTACTS {
+            // Only contacts are met; past that many, the stalest goes.
+            if let Some(old) = self.met.iter().min_by_key(|(_, m)| m.last).map(|(p, _)| *p) {
+                self.met.remove(&old);
+            }
+        }
+        self.met
+            .entry(peer)
+            .or_insert(Meetings {
+                last: now,
+                gap: None,
+            })
+            .seen(now);
     }
 
     fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
@@ -3180,5 +3254,68 @@ mod tests {
             Ok(Taken::Write(w)) if w.is_empty()
         ));
         assert!(!offered_to_2(&mut p, &mut rng));
+    }
+
+    /// When a sender spreads (§17): a text to a contact it has met at
+    /// least twice waits three of their usual gaps (at most `MAX_HOLD`)
+    /// from its writing before carriers are offered it, in case it goes
+    /// directly; a text to someone it has not seen twice spreads at once,
+    /// and a drive takes a held-back text all the same. Calls of `hand`
+    /// within minutes of each other are one meeting.
+    #[test]
+    fn a_sender_holds_back_a_text_to_a_contact_it_meets_often() {
+        for (gap, hold) in [(HOUR, 3 * HOUR), (10 * HOUR, MAX_HOLD)] {
+            let mut rng = ChaCha20Rng::seed_from_u64(47);
+            let mut p = line(3, chains(9, 4), &mut rng);
+            let (p1, p2) = (p[1].id.public(), p[2].id.public());
+            // 0 meets 2 twice, `gap` apart (the calls a minute apart are
+            // the same meeting).
+            for at in [NOW, NOW + 60_000, NOW + 60_000 + gap] {
+                assert!(p[0].carrier.hand(&p2, at, &mut rng).is_empty());
+            }
+            // Writing, 0 meets 2 again, as usual.
+            let written = NOW + 60_000 + 2 * gap;
+            let to_2 = {
+                let c = p[0].id.contact(&p2).unwrap();
+                Message::create(
+                    &p[0].id,
+                    c.direct_group(),
+                    written,
+                    Kind::TEXT,
+                    b"x",
+                    &mut rng,
+                )
+                .unwrap()
+            };
+            let to_1 = {
+                let c = p[0].id.contact(&p1).unwrap();
+                Message::create(
+                    &p[0].id,
+                    c.direct_group(),
+                    written,
+                    Kind::TEXT,
+                    b"y",
+                    &mut rng,
+                )
+                .unwrap()
+            };
+            assert!(p[0].carrier.originate(&p2, to_2, written));
+            assert!(p[0].carrier.originate(&p1, to_1, written));
+            // The text to 1, whom 0 never met, is offered to 2 at once.
+            let offered = p[0].carrier.hand(&p2, written, &mut rng);
+            assert_eq!(offered.len(), 1);
+            assert_eq!(offered[0].body.len(), 1 + ENVELOPE_HEADER_LEN);
+            // The text to 2 is held back from 1 until `hold` has passed,
+            // but goes on a drive made for 1.
+            let mut drive = p[0].carrier.clone();
+            assert_eq!(drive.hand_for_drive(&p1, written + 1, &mut rng).len(), 1);
+            assert!(p[0]
+                .carrier
+                .hand(&p1, written + hold - 1, &mut rng)
+                .is_empty());
+            let offered = p[0].carrier.hand(&p1, written + hold, &mut rng);
+            assert_eq!(offered.len(), 1);
+            assert_eq!(offered[0].body[0], OFFER);
+        }
     }
 }

@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
         budget: [1_500, 6_000, 20_000, 16 << 20][usize::from(setup >> 3) & 3],
         carry: setup & 0x20 == 0,
         learn: setup & 0x40 != 0,
+        hold_gaps: if setup & 0x80 != 0 { 0 } else { 3 },
         ..CarryConfig::default()
     };
     let rng = &mut ChaCha20Rng::seed_from_u64(u64::from(setup));
