@@ -3275,30 +3275,11 @@ mod tests {
             }
             // Writing, 0 meets 2 again, as usual.
             let written = NOW + 60_000 + 2 * gap;
-            let to_2 = {
-                let c = p[0].id.contact(&p2).unwrap();
-                Message::create(
-                    &p[0].id,
-                    c.direct_group(),
-                    written,
-                    Kind::TEXT,
-                    b"x",
-                    &mut rng,
-                )
-                .unwrap()
+            let write = |to: &PublicIdentity, rng: &mut ChaCha20Rng| {
+                let c = p[0].id.contact(to).unwrap();
+                Message::create(&p[0].id, c.direct_group(), written, Kind::TEXT, b"x", rng).unwrap()
             };
-            let to_1 = {
-                let c = p[0].id.contact(&p1).unwrap();
-                Message::create(
-                    &p[0].id,
-                    c.direct_group(),
-                    written,
-                    Kind::TEXT,
-                    b"y",
-                    &mut rng,
-                )
-                .unwrap()
-            };
+            let (to_2, to_1) = (write(&p2, &mut rng), write(&p1, &mut rng));
             assert!(p[0].carrier.originate(&p2, to_2, written));
             assert!(p[0].carrier.originate(&p1, to_1, written));
             // The text to 1, whom 0 never met, is offered to 2 at once.
