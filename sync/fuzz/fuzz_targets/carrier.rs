@@ -1,6 +1,7 @@
 //! A carrier fed what its contacts write in their carrying pools:
 //! envelopes (to carry, for delivery, or offered by header; whole,
-//! altered, or made up), requests and acknowledgements, with its own
+//! altered, or made up), requests and acknowledgements, alone or in
+//! batches of pool messages taken as the node takes them, with its own
 //! messages spreading, notices, expiry, handing out, and its state saved
 //! and read back (or read from made-up bytes). It must never panic, never
 //! hold more than its budget, count exactly the bytes it holds, and read
@@ -12,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use strand_sync::{
-    Arrival, Carrier, CarryConfig, Envelope, Identity, Kind, Message, PublicIdentity, Time,
+    Arrival, Carrier, CarryConfig, Envelope, Group, Identity, Kind, Message, PublicIdentity, Time,
     ENVELOPE_HEADER_LEN,
 };
 
@@ -30,6 +31,9 @@ struct World {
     envelopes: Vec<Envelope>,
     /// The acknowledgement tokens of the envelopes not for the carrier.
     tokens: Vec<Vec<u8>>,
+    /// Two contacts, each with the carrying pool it shares with the
+    /// carrier.
+    pools: Vec<(Identity, Group)>,
 }
 
 fn world() -> &'static World {
@@ -62,8 +66,12 @@ fn world() -> &'static World {
             }
             envelopes.push(e);
         }
+        let peers = vec![bob.public(), carol.public(), stranger.public()];
+        let bobs = bob.contact(&me.public()).unwrap().pool;
+        let carols = carol.contact(&me.public()).unwrap().pool;
         World {
-            peers: vec![bob.public(), carol.public(), stranger.public()],
+            peers,
+            pools: vec![(bob, bobs), (carol, carols)],
             me,
             own,
             envelopes,
@@ -113,7 +121,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = input.byte() {
         let arg = input.byte().unwrap_or(0);
         let peer = &w.peers[usize::from(arg) % w.peers.len()];
-        match op % 12 {
+        match op % 13 {
             0 => {
                 let n = usize::from(input.byte().unwrap_or(0)) * 8;
                 let body = input.bytes(n);
@@ -204,6 +212,45 @@ fuzz_target!(|data: &[u8]| {
                 .expect("its own state and parts read");
                 assert_eq!(back.encode(), bytes, "read back from parts differs");
                 c = back;
+            }
+            11 => {
+                // A pool message from a contact, taken as the node takes
+                // it: a batch of real headers, hashes or tokens (1 to 70,
+                // over the most a batch holds), or made-up bytes.
+                let (from, pool) = &w.pools[usize::from(arg) % w.pools.len()];
+                let what = input.byte().unwrap_or(0);
+                let n = 1 + usize::from(input.byte().unwrap_or(0) % 70);
+                let at = usize::from(what >> 2);
+                let nth = |i: usize| &w.envelopes[(at + i) % w.envelopes.len()];
+                let (kind, body) = match what % 4 {
+                    0 => {
+                        let mut body = vec![2u8];
+                        for i in 0..n {
+                            body.extend_from_slice(nth(i).header());
+                        }
+                        (Kind::ENVELOPE, body)
+                    }
+                    1 => {
+                        let mut body = Vec::new();
+                        for i in 0..n {
+                            let header = &nth(i).header()[..ENVELOPE_HEADER_LEN];
+                            body.extend_from_slice(&Envelope::header_ack_hash(header).unwrap());
+                        }
+                        (Kind::REQUEST, body)
+                    }
+                    2 => {
+                        let mut body = Vec::new();
+                        for i in 0..n {
+                            body.extend_from_slice(&w.tokens[(at + i) % w.tokens.len()]);
+                        }
+                        (Kind::ACK, body)
+                    }
+                    _ => (Kind(9 + (what >> 2) % 4), input.bytes(n * 16).to_vec()),
+                };
+                let expires = Some(now + HOUR);
+                let m = Message::create_expiring(from, pool, now, expires, kind, &body, rng)
+                    .expect("a pool message of at most 70 items");
+                let _ = c.take(&w.me, &from.public(), &m, &body, now);
             }
             _ => {
                 // A made-up saved state.
