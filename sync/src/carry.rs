@@ -512,28 +512,31 @@ pub const MAX_BATCH: usize = 64;
 
 /// Puts together handouts for the same contact that can share a pool
 /// message: offered headers, requests and acknowledgements, up to
-/// [`MAX_BATCH`] in each, the batch expiring with the last of its items.
-/// Whole envelopes and notices stay as they are. Every device writes its
-/// handouts through this, so a meeting's offers cost one message's
-/// overhead (190 bytes), not one per envelope.
+/// [`MAX_BATCH`] items in each, the batch expiring with the last of its
+/// items. A handout that is already a batch joins another as its items
+/// do, so batching what several steps returned (each batched already)
+/// still gives one message where the items fit. Whole envelopes and
+/// notices stay as they are. Every device writes its handouts through
+/// this, so a meeting's offers cost one message's overhead (190 bytes),
+/// not one per envelope.
 pub fn batch_handouts(handouts: Vec<Handout>) -> Vec<Handout> {
     let mut out: Vec<Handout> = Vec::with_capacity(handouts.len());
     // The open batch per (contact, kind): its place in `out`, its items.
     let mut open: BTreeMap<(AuthorId, u8), (usize, usize)> = BTreeMap::new();
     for h in handouts {
-        let Some(item) = batch_item(&h) else {
+        let Some((items, k)) = batch_items(&h) else {
             out.push(h);
             continue;
         };
         match open.get_mut(&(h.to, h.kind.0)) {
-            Some((at, n)) if *n < MAX_BATCH => {
+            Some((at, n)) if *n + k <= MAX_BATCH => {
                 let b = &mut out[*at];
-                b.body.extend_from_slice(item);
+                b.body.extend_from_slice(items);
                 b.expires = b.expires.max(h.expires);
-                *n += 1;
+                *n += k;
             }
             _ => {
-                open.insert((h.to, h.kind.0), (out.len(), 1));
+                open.insert((h.to, h.kind.0), (out.len(), k));
                 out.push(h);
             }
         }
@@ -541,15 +544,16 @@ pub fn batch_handouts(handouts: Vec<Handout>) -> Vec<Handout> {
     out
 }
 
-/// The part of handout `h` that joins a batch, if it can join one.
-fn batch_item(h: &Handout) -> Option<&[u8]> {
-    match h.kind {
-        Kind::ENVELOPE if h.body.len() == 1 + ENVELOPE_HEADER_LEN && h.body[0] == OFFER => {
-            Some(&h.body[1..])
-        }
-        Kind::REQUEST | Kind::ACK if h.body.len() == 16 => Some(&h.body),
-        _ => None,
-    }
+/// The items of handout `h` that can join a batch, and how many they
+/// are, if it can join one.
+fn batch_items(h: &Handout) -> Option<(&[u8], usize)> {
+    let (items, size) = match h.kind {
+        Kind::ENVELOPE if h.body.first() == Some(&OFFER) => (&h.body[1..], ENVELOPE_HEADER_LEN),
+        Kind::REQUEST | Kind::ACK => (&h.body[..], 16),
+        _ => return None,
+    };
+    let n = items.len() / size;
+    (items.len().is_multiple_of(size) && (1..=MAX_BATCH).contains(&n)).then_some((items, n))
 }
 
 /// A batch's items: `body` cut into 1 to [`MAX_BATCH`] pieces of `size`
@@ -3094,11 +3098,6 @@ mod tests {
         assert!(p[0].carrier.hand(&peer, NOW, &mut rng).is_empty());
     }
 
-    /// A meeting's offers to one contact go in one pool message, and so do
-    /// the requests they call for (§17, *Batches*): three envelopes cost
-    /// one offer and one request, not three of each, and arrive all the
-    /// same. `batch_handouts` keeps whole envelopes apart, cuts batches at
-    /// `MAX_BATCH` and lets a batch last as long as its last item.
     /// `p` takes in pool message `m`, with body `body`, from `from`.
     fn take_in(
         p: &mut Person,
@@ -3109,6 +3108,12 @@ mod tests {
         p.carrier.take(&p.id, from, m, body, NOW)
     }
 
+    /// A meeting's offers to one contact go in one pool message, and so do
+    /// the requests they call for (§17, *Batches*): three envelopes cost
+    /// one offer and one request, not three of each, and arrive all the
+    /// same. `batch_handouts` keeps whole envelopes apart, cuts batches at
+    /// `MAX_BATCH`, joins batches that fit together and lets a batch last
+    /// as long as its last item.
     #[test]
     fn a_meetings_offers_and_requests_each_share_one_pool_message() {
         let mut rng = ChaCha20Rng::seed_from_u64(41);
@@ -3177,6 +3182,19 @@ mod tests {
         assert_eq!(batched[0].expires, NOW + MAX_BATCH as u64 - 1);
         assert_eq!(batched[2].expires, NOW + HOUR);
         assert_eq!(batched[3], wholes[0]);
+        // What two steps batched joins as their items would, while the
+        // items fit in one message.
+        let again = batch_handouts(vec![
+            batched[2].clone(),
+            batched[1].clone(),
+            item(&p1, Kind::ACK, vec![3; 16], NOW),
+            batched[0].clone(),
+        ]);
+        let sizes: Vec<_> = again.iter().map(|h| (h.to, h.body.len())).collect();
+        assert_eq!(
+            sizes,
+            [(p1.sign, 48), (p0.sign, 16 * 6), (p0.sign, 16 * MAX_BATCH)]
+        );
     }
 
     /// A batch that is not whole items, holds too many, or holds one bad
