@@ -424,6 +424,32 @@ struct Own {
     acks: Vec<[u8; 16]>,
 }
 
+impl Own {
+    /// When it may first be offered to carriers, at `gaps` of the usual
+    /// gaps between meetings with its recipient (§17, *When a sender
+    /// spreads*).
+    fn released(&self, met: &BTreeMap<AuthorId, Meetings>, gaps: u8) -> Time {
+        let hold = met.get(&self.recipient.sign).map_or(0, |m| m.hold(gaps));
+        self.message.time().saturating_add(hold)
+    }
+}
+
+/// Where a device's own messages not yet known delivered stand
+/// ([`Carrier::spreading_at`]; `strand carry`, the app's Network screen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spreading {
+    /// Offered or handed to at least one carrier.
+    pub out: usize,
+    /// Held back from carriers while they may still reach their
+    /// recipient directly.
+    pub held_back: usize,
+    /// When the first of those may be offered to carriers, as things
+    /// stand (the next meeting with its recipient moves it).
+    pub released: Option<Time>,
+    /// Free to spread, but no carrier met since.
+    pub waiting: usize,
+}
+
 #[derive(Clone)]
 struct Retired {
     token: AckToken,
@@ -667,9 +693,27 @@ impl Carrier {
         self.held.values().map(|h| &h.envelope)
     }
 
-    /// This device's messages still spreading.
+    /// This device's messages not yet known delivered, kept to spread.
     pub fn spreading(&self) -> usize {
         self.own.len()
+    }
+
+    /// Where this device's own messages not yet known delivered stand at
+    /// `now`: with carriers, held back, or waiting for a carrier.
+    pub fn spreading_at(&self, now: Time) -> Spreading {
+        let mut s = Spreading::default();
+        for own in self.own.values().filter(|o| o.expires > now) {
+            let release = own.released(&self.met, self.config.hold_gaps);
+            if !own.peers.is_empty() || !own.offered.is_empty() || !own.acks.is_empty() {
+                s.out += 1;
+            } else if now < release {
+                s.held_back += 1;
+                s.released = Some(s.released.map_or(release, |r| r.min(release)));
+            } else {
+                s.waiting += 1;
+            }
+        }
+        s
     }
 
     /// Counters.
@@ -848,8 +892,7 @@ impl Carrier {
                 }
                 // Held back while it may still go directly (not from a
                 // drive, which its owner made to hand things on).
-                let hold = met.get(&own.recipient.sign).map_or(0, |m| m.hold(gaps));
-                if !drive && now < own.message.time().saturating_add(hold) {
+                if !drive && now < own.released(met, gaps) {
                     continue;
                 }
                 if let Some(reach) = reach_of(own.copies) {
@@ -3300,10 +3343,25 @@ mod tests {
             let (to_2, to_1) = (write(&p2, &mut rng), write(&p1, &mut rng));
             assert!(p[0].carrier.originate(&p2, to_2, written));
             assert!(p[0].carrier.originate(&p1, to_1, written));
+            // Both wait: the text to 2 held back until `hold` has passed,
+            // the text to 1 for a carrier.
+            let waiting = Spreading {
+                out: 0,
+                held_back: 1,
+                released: Some(written + hold),
+                waiting: 1,
+            };
+            assert_eq!(p[0].carrier.spreading_at(written), waiting);
             // The text to 1, whom 0 never met, is offered to 2 at once.
             let offered = p[0].carrier.hand(&p2, written, &mut rng);
             assert_eq!(offered.len(), 1);
             assert_eq!(offered[0].body.len(), 1 + ENVELOPE_HEADER_LEN);
+            let one_out = Spreading {
+                out: 1,
+                waiting: 0,
+                ..waiting
+            };
+            assert_eq!(p[0].carrier.spreading_at(written), one_out);
             // The text to 2 is held back from 1 until `hold` has passed,
             // but goes on a drive made for 1.
             let mut drive = p[0].carrier.clone();
@@ -3312,9 +3370,15 @@ mod tests {
                 .carrier
                 .hand(&p1, written + hold - 1, &mut rng)
                 .is_empty());
+            assert_eq!(p[0].carrier.spreading_at(written + hold - 1), one_out);
             let offered = p[0].carrier.hand(&p1, written + hold, &mut rng);
             assert_eq!(offered.len(), 1);
             assert_eq!(offered[0].body[0], OFFER);
+            let both_out = Spreading {
+                out: 2,
+                ..Spreading::default()
+            };
+            assert_eq!(p[0].carrier.spreading_at(written + hold), both_out);
         }
     }
 }

@@ -448,6 +448,20 @@ fn carry_text(s: &strand_node::CarryStatus) -> String {
         "{} on the way through them",
         plural(s.spreading as u64, "of your messages", "of your messages")
     ));
+    if let Some(until) = s.held_back_until {
+        parts.push(format!(
+            "{} back until about {} while {} may still go directly",
+            plural(s.held_back as u64, "message held", "messages held"),
+            Clock::now().time(until),
+            if s.held_back == 1 { "it" } else { "they" }
+        ));
+    }
+    if s.waiting > 0 {
+        parts.push(format!(
+            "{} for a carrier",
+            plural(s.waiting as u64, "message waiting", "messages waiting")
+        ));
+    }
     parts.push(format!(
         "{} reached you this way",
         plural(s.opened, "message", "messages")

@@ -836,6 +836,16 @@ async fn carry(ctx: &Ctx, device: &Device, set: Option<bool>) -> Result<()> {
         "Contacts who carry for you: {}. Your messages on their way through them: {}. Messages that reached you this way: {}.",
         status.carriers, status.spreading, status.opened
     );
+    if let Some(until) = status.held_back_until {
+        println!(
+            "Held back from carriers while they may still reach their recipient directly: {} (the first until about {}).",
+            status.held_back,
+            print::format_time(until)
+        );
+    }
+    if status.waiting > 0 {
+        println!("Waiting to meet a contact who carries: {}.", status.waiting);
+    }
     Ok(())
 }
 

@@ -80,8 +80,19 @@ pub struct CarryStatus {
     pub held_bytes: u64,
     /// The budget for them.
     pub budget: u64,
-    /// This user's messages still spreading through carriers.
+    /// This user's messages not yet delivered that carriers took or were
+    /// offered.
     pub spreading: usize,
+    /// This user's messages held back from carriers while they may still
+    /// reach their recipient directly (`sync/PROTOCOL.md` §17, *When a
+    /// sender spreads*).
+    pub held_back: usize,
+    /// When the first of those may be offered to carriers, as things
+    /// stand (ms since the Unix epoch).
+    pub held_back_until: Option<u64>,
+    /// This user's messages free to spread that no carrier has been
+    /// offered yet.
+    pub waiting: usize,
     /// Contacts who said they carry.
     pub carriers: usize,
     /// Envelopes delivered to this user.
@@ -145,12 +156,6 @@ impl Profile {
         strand_sync::kdf(self.root(), "strand/v2/carry-part-row", &[key])
     }
 
-    /// What carrying looks like, read from the saved state.
-    pub fn carry_status(&self, settings: &CarrySettings) -> Result<CarryStatus, ProfileError> {
-        let carrier = self.load_carrier(settings)?;
-        Ok(status(&carrier, &self.book().sync))
-    }
-
     /// Starts or stops carrying with no node running: saved, and every
     /// contact is told in its pool (they learn it at the next sync).
     pub fn set_carrying(
@@ -165,7 +170,7 @@ impl Profile {
         let contacts = self.book().sync.clone();
         let notices = contacts.iter().map(|c| notice(&c.public, on)).collect();
         self.save_carrying(&carrier, notices, Vec::new(), now, rng)?;
-        Ok(status(&carrier, &contacts))
+        Ok(status(&carrier, &contacts, now))
     }
 
     /// Saves the carrying state and the user's choice, writes the given
@@ -415,14 +420,22 @@ fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(
     Ok(())
 }
 
-/// The status of `carrier` among `contacts`.
-pub(crate) fn status(carrier: &Carrier, contacts: &[strand_sync::Contact]) -> CarryStatus {
+/// The status of `carrier` among `contacts` at `now`.
+pub(crate) fn status(
+    carrier: &Carrier,
+    contacts: &[strand_sync::Contact],
+    now: Time,
+) -> CarryStatus {
+    let own = carrier.spreading_at(now);
     CarryStatus {
         carrying: carrier.config().carry,
         held: carrier.held(),
         held_bytes: carrier.used(),
         budget: carrier.config().budget,
-        spreading: carrier.spreading(),
+        spreading: own.out,
+        held_back: own.held_back,
+        held_back_until: own.released,
+        waiting: own.waiting,
         carriers: contacts
             .iter()
             .filter(|c| carrier.is_carrier(&c.public.sign))

@@ -114,7 +114,11 @@ impl Node {
     /// Whether this user carries envelopes for contacts, with what is held.
     pub fn carry_status(&self) -> CarryStatus {
         let carrier = self.shared.carrier.lock().expect("carrier lock");
-        status(&carrier, &self.shared.profile.book().sync)
+        status(
+            &carrier,
+            &self.shared.profile.book().sync,
+            self.shared.clock.now(),
+        )
     }
 
     /// The envelopes held for contacts, as bytes (sealed: this node

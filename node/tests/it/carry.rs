@@ -110,7 +110,9 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
     // reaches her, and her message stops spreading.
     cat.shutdown().await;
     let ann = start(Profile::open(&ann_dir, "pass").unwrap(), &hub).await;
-    assert_eq!(ann.carry_status().spreading, 1, "kept across a restart");
+    let s = ann.carry_status();
+    assert_eq!(s.spreading, 1, "kept across a restart");
+    assert_eq!((s.held_back, s.held_back_until, s.waiting), (0, None, 0));
     until("Ann learns it was delivered", || {
         ann.carry_status().spreading == 0
     })

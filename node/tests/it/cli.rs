@@ -1365,8 +1365,14 @@ fn a_text_written_offline_waits_at_the_mailbox() {
             },
         );
     }
-    // Bob's node is down.
+    // Bob's node is down: his text waits for a carrier.
     ann.ok(&["send", "alice", "left with no node running"]);
+    let carry = ann.ok(&["carry"]);
+    assert!(
+        carry.contains("Your messages on their way through them: 0.")
+            && carry.contains("Waiting to meet a contact who carries: 1."),
+        "{carry}"
+    );
     {
         let (a_run, _) = ann.run(&[&m_addr]);
         let _a_run = Killed(a_run);
