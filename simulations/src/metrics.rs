@@ -73,6 +73,12 @@ pub struct Metrics {
     pub contacts_not_named: u64,
     /// Messages skipped as too far in the future.
     pub rejected: u64,
+    /// Strand: the sessions' bytes sent, by what they carried
+    /// ([`strand_sync::SentParts`]).
+    pub bytes_sent_by_part: BTreeMap<&'static str, u64>,
+    /// Strand with carrying: bytes of carrying-pool messages written, by
+    /// what they hold.
+    pub pool_written: BTreeMap<&'static str, u64>,
     /// Most bytes each device held at once for others: relayed copies
     /// (baselines; a source's own copies count too) or sealed envelopes
     /// (Strand with carrying).
@@ -223,6 +229,16 @@ pub struct Report {
     pub contacts_not_named: u64,
     /// Session errors by kind.
     pub session_errors: BTreeMap<String, u64>,
+    /// Strand: the sessions' bytes sent by what they carried (preamble,
+    /// framing, reconciliation, acknowledgements, padding, message frames
+    /// by kind), adding up to the sessions' bytes: where a run's bytes go.
+    /// Empty for the baselines.
+    pub bytes_sent_by_part: BTreeMap<String, u64>,
+    /// Strand with carrying: bytes of the carrying-pool messages written
+    /// (each crosses its pair's link once), by what they hold: offers,
+    /// requests, acknowledgements, envelopes lent or for delivery, and
+    /// notices.
+    pub pool_written: BTreeMap<String, u64>,
     /// Mean hops of deliveries.
     pub hops_mean: f64,
     /// Median hops of deliveries.
@@ -231,6 +247,25 @@ pub struct Report {
     pub events: u64,
     /// Named invariant checks (see `crate::invariants`).
     pub invariants: BTreeMap<String, bool>,
+}
+
+/// The sessions' bytes by part, and what the link model added besides
+/// (its per-frame overhead, net of packets cut off mid-air), so the
+/// parts add up to all bytes on links.
+fn by_part(m: &Metrics) -> BTreeMap<String, u64> {
+    let mut parts = named(&m.bytes_sent_by_part);
+    if !parts.is_empty() {
+        let sessions: u64 = parts.values().sum();
+        let link = m.wire_bytes.saturating_sub(sessions);
+        if link > 0 {
+            parts.insert("link framing".to_string(), link);
+        }
+    }
+    parts
+}
+
+fn named(m: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
+    m.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -316,6 +351,8 @@ impl Report {
             contact_encounters_lost: m.contact_encounters_lost,
             contacts_not_named: m.contacts_not_named,
             session_errors: m.session_errors.clone(),
+            bytes_sent_by_part: by_part(m),
+            pool_written: named(&m.pool_written),
             hops_mean: if m.hops.is_empty() {
                 0.0
             } else {

@@ -250,6 +250,26 @@ fn table(o: &Outcome) -> Vec<(String, String)> {
             format!("{:.2} / {:.0}", r.hops_mean, r.hops_median),
         ),
     ];
+    // Where the bytes went, largest first, per delivered message.
+    let mut parts: Vec<(&String, &u64)> = r.bytes_sent_by_part.iter().collect();
+    parts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let per = |v: u64| v as f64 / r.delivered.max(1) as f64;
+    for (k, v) in parts {
+        rows.push((
+            format!("bytes: {k}"),
+            format!(
+                "{v} ({:.1} %, {:.0} per delivered message)",
+                100.0 * *v as f64 / r.bytes_total.max(1) as f64,
+                per(*v)
+            ),
+        ));
+    }
+    for (k, v) in &r.pool_written {
+        rows.push((
+            format!("carrying pool written: {k}"),
+            format!("{v} ({:.0} per delivered message)", per(*v)),
+        ));
+    }
     for (k, v) in &r.invariants {
         rows.push((
             format!("invariant `{k}`"),

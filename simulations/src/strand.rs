@@ -78,6 +78,55 @@ pub struct Strand {
     /// Draws the devices' BLE hints, apart from every other stream, so
     /// that modelling hints moves no other random choice.
     hint_rng: ChaCha20Rng,
+    /// Bytes of carrying-pool messages written, by what they hold.
+    pool_written: BTreeMap<&'static str, u64>,
+}
+
+/// What a carrying handout holds, as the report names it (PROTOCOL.md
+/// §17: kinds, and an `ENVELOPE`'s mode byte).
+fn pool_part(h: &Handout) -> &'static str {
+    match h.kind {
+        Kind::ENVELOPE => match h.body.first() {
+            Some(0) => "envelopes lent",
+            Some(1) => "envelopes for delivery",
+            _ => "offers",
+        },
+        Kind::REQUEST => "requests",
+        Kind::ACK => "acknowledgements",
+        _ => "carrying notices",
+    }
+}
+
+/// How the report names message frames of kind byte `kind`
+/// ([`strand_sync::SentParts::messages`]).
+fn message_part(kind: u8) -> &'static str {
+    match Kind(kind) {
+        Kind::TEXT => "messages: text",
+        Kind::ENVELOPE => "messages: pool envelopes and offers",
+        Kind::REQUEST => "messages: pool requests",
+        Kind::ACK => "messages: pool acknowledgements",
+        Kind::CARRYING => "messages: pool carrying notices",
+        _ => "messages: other",
+    }
+}
+
+/// Adds a session's bytes sent, by part, to `into` (the report's
+/// `bytes_sent_by_part`).
+fn add_parts(into: &mut BTreeMap<&'static str, u64>, p: &strand_sync::SentParts) {
+    let mut add = |k: &'static str, v: u64| {
+        if v > 0 {
+            *into.entry(k).or_default() += v;
+        }
+    };
+    add("preamble", p.preamble);
+    add("framing", p.framing);
+    add("reconciliation", p.reconciliation);
+    add("acknowledgements", p.acknowledgements);
+    add("padding", p.padding);
+    add("other frames", p.other);
+    for (kind, v) in p.messages.iter().enumerate() {
+        add(message_part(kind as u8), *v);
+    }
 }
 
 impl Strand {
@@ -188,6 +237,7 @@ impl Strand {
             by_id: BTreeMap::new(),
             groups,
             recording: None,
+            pool_written: BTreeMap::new(),
         })
     }
 
@@ -563,6 +613,7 @@ impl Strand {
         if !matches!(WriteStore::insert(&mut dev.store, &pool.id, &m), Ok(true)) {
             return Vec::new();
         }
+        *self.pool_written.entry(pool_part(&h)).or_default() += m.as_bytes().len() as u64;
         self.announce(w, node, &pool.id, m.key(), None)
     }
 
@@ -637,18 +688,6 @@ impl Strand {
         true
     }
 
-    /// Copies received twice on a live link's sessions.
-    pub fn duplicates_on(&self, link: LinkId) -> u64 {
-        self.links.get(&link).map_or(0, |ls| {
-            (0..2)
-                .filter_map(|side| {
-                    let s = ls.sessions[side].as_ref()?;
-                    Some(s.stats().messages_received.saturating_sub(ls.new[side]))
-                })
-                .sum()
-        })
-    }
-
     /// The link went down mid-whatever.
     pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
         if let Some(mut ls) = self.links.remove(&link) {
@@ -656,9 +695,30 @@ impl Strand {
                 if let Some(s) = ls.sessions[side].as_mut() {
                     let st = s.stats();
                     w.metrics.duplicates += st.messages_received.saturating_sub(ls.new[side]);
+                    add_parts(&mut w.metrics.bytes_sent_by_part, &st.sent);
                 }
             }
         }
+    }
+
+    /// Counts what a link still up at the end has done, as a cut would:
+    /// duplicates received, and its sessions' bytes by part.
+    pub fn close_books(&self, w: &mut World, link: LinkId) {
+        let Some(ls) = self.links.get(&link) else {
+            return;
+        };
+        for side in 0..2 {
+            if let Some(s) = ls.sessions[side].as_ref() {
+                let st = s.stats();
+                w.metrics.duplicates += st.messages_received.saturating_sub(ls.new[side]);
+                add_parts(&mut w.metrics.bytes_sent_by_part, &st.sent);
+            }
+        }
+    }
+
+    /// Bytes of carrying-pool messages written so far, by what they hold.
+    pub fn pool_written(&self) -> &BTreeMap<&'static str, u64> {
+        &self.pool_written
     }
 
     /// A user writes a message. Returns links to kick.

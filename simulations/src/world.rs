@@ -682,14 +682,19 @@ impl Sim {
     /// cut would, without cutting them).
     fn close_books(&mut self) {
         let w = &mut self.world;
-        for (id, l) in &w.links {
+        let ids: Vec<LinkId> = w.links.keys().copied().collect();
+        for id in ids {
+            let l = &w.links[&id];
             if l.ready && l.carried {
                 w.metrics.contacts_carried += 1;
             }
             w.metrics.wire_bytes += l.dirs.iter().map(|d| d.sent_by(w.now)).sum::<u64>();
             if let PolicyState::Strand(s) = &self.policy {
-                w.metrics.duplicates += s.duplicates_on(*id);
+                s.close_books(w, id);
             }
+        }
+        if let PolicyState::Strand(s) = &self.policy {
+            w.metrics.pool_written = s.pool_written().clone();
         }
     }
 

@@ -120,7 +120,7 @@ pub use membership::{
 pub use message::{encoded_len, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
-pub use session::{Config, Event, Session, Stats};
+pub use session::{Config, Event, SentParts, Session, Stats};
 pub use store::{Key, KeyRange, MemoryStore, Store, Summary, TagKey, WriteStore};
 pub use timer::{decode_timer, encode_timer, MAX_TIMER, MIN_TIMER};
 pub use token::{epoch, Advert, Beacon, ADVERT_LEN, BEACON_LEN};

@@ -163,6 +163,82 @@ pub struct Stats {
     /// Messages received for a group this side does not sync (yet), and
     /// dropped.
     pub messages_dropped: u64,
+    /// What the bytes sent carried.
+    pub sent: SentParts,
+}
+
+/// A session's wire bytes sent, by what they carried (PROTOCOL.md §5–§8):
+/// where a link's bytes go. The parts add up to [`Stats::bytes_sent`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentParts {
+    /// Preamble records: the beacon, hellos and refusals (§5), padding
+    /// included.
+    pub preamble: u64,
+    /// Packet framing: length prefixes, AEAD tags and message 2's
+    /// ephemeral key (§5.6, §6).
+    pub framing: u64,
+    /// Reconciliation: RECON, OPEN, READY and UNKNOWN_GROUP frames (§8).
+    pub reconciliation: u64,
+    /// Delivery reports: ACK and QUERY frames (§7).
+    pub acknowledgements: u64,
+    /// PAD frames (message 2's random length, §5.6).
+    pub padding: u64,
+    /// PING and CLOSE frames.
+    pub other: u64,
+    /// Message frames (MSG, MSG_BEGIN and MSG_MORE, frame headers
+    /// included) by the kind byte of the message they carry (§4): index
+    /// `k` for kind `k`, index 0 for kinds above 15.
+    pub messages: [u64; 16],
+}
+
+impl SentParts {
+    /// Counts `len` bytes of a frame of type `frame` (a control frame, an
+    /// ACK or a PAD; message frames are counted by their message's kind).
+    fn frame(&mut self, frame: u8, len: usize) {
+        let len = len as u64;
+        match frame {
+            frame::RECON | frame::OPEN | frame::READY | frame::UNKNOWN_GROUP => {
+                self.reconciliation += len
+            }
+            frame::ACK | frame::QUERY => self.acknowledgements += len,
+            frame::PAD => self.padding += len,
+            _ => self.other += len,
+        }
+    }
+
+    /// Counts `len` bytes of frames carrying a message of kind byte `kind`.
+    fn message(&mut self, kind: u8, len: usize) {
+        let at = if usize::from(kind) < self.messages.len() {
+            usize::from(kind)
+        } else {
+            0
+        };
+        self.messages[at] += len as u64;
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.preamble
+            + self.framing
+            + self.reconciliation
+            + self.acknowledgements
+            + self.padding
+            + self.other
+            + self.messages.iter().sum::<u64>()
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &SentParts) {
+        self.preamble += other.preamble;
+        self.framing += other.framing;
+        self.reconciliation += other.reconciliation;
+        self.acknowledgements += other.acknowledgements;
+        self.padding += other.padding;
+        self.other += other.other;
+        for (a, b) in self.messages.iter_mut().zip(other.messages) {
+            *a += b;
+        }
+    }
 }
 
 enum State {
@@ -1333,6 +1409,7 @@ impl Session {
         }
         if let Some(record) = self.records.pop_front() {
             self.count_sent(now, record.len());
+            self.stats.sent.preamble += record.len() as u64;
             return Some(record);
         }
         match self.transmit(store) {
@@ -1384,10 +1461,14 @@ impl Session {
                 }
                 break;
             }
-            payload.extend_from_slice(&self.control.pop_front().expect("front exists"));
+            let f = self.control.pop_front().expect("front exists");
+            self.stats.sent.frame(f[0], f.len());
+            payload.extend_from_slice(&f);
         }
         if !matches!(self.state, State::Closing(_)) {
+            let before = payload.len();
             self.fill_acks(&mut payload, budget);
+            self.stats.sent.frame(frame::ACK, payload.len() - before);
             self.fill_messages(&mut payload, budget, store)?;
         }
         if responding {
@@ -1395,7 +1476,9 @@ impl Session {
             // room kept for it and whatever the frames left.
             let room = budget - payload.len();
             let pad = preamble::pad_len(&mut self.rng).min(room);
+            let before = payload.len();
             frame::put(&mut payload, frame::PAD, &vec![0u8; pad]);
+            self.stats.sent.frame(frame::PAD, payload.len() - before);
         }
         if payload.is_empty() {
             return Ok(None);
@@ -1443,6 +1526,7 @@ impl Session {
         };
         out.truncate(2 + n);
         out[..2].copy_from_slice(&(n as u16).to_be_bytes());
+        self.stats.sent.framing += (out.len() - payload.len()) as u64;
         Ok(Some(out))
     }
 
@@ -1484,6 +1568,9 @@ impl Session {
                 self.current = Some((group, key, bytes, 0));
             }
             let (group, key, bytes, offset) = self.current.as_mut().expect("set above");
+            let before = payload.len();
+            // The kind byte (§4): a stored message is at least a header long.
+            let kind = bytes.get(73).copied().unwrap_or(0);
             let room = budget - payload.len() - HEADER;
             let left = bytes.len() - *offset;
             let mut finished = false;
@@ -1507,6 +1594,7 @@ impl Session {
                 *offset += take;
                 finished = *offset == bytes.len();
             }
+            self.stats.sent.message(kind, payload.len() - before);
             if finished {
                 let own = bytes[33..65] == self.keys.me.sign;
                 let (group, key) = (*group, *key);

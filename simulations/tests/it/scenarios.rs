@@ -334,6 +334,22 @@ fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
     );
     assert!(c.hops_mean > 1.0, "some deliveries came through a carrier");
     assert_eq!(json(&carrying, 1), serde_json::to_string(&c).unwrap());
+    // Where the bytes went adds up to all of them; only carrying writes
+    // pool messages, and most of its bytes are the envelopes it lends.
+    for r in [&p, &c] {
+        assert_eq!(r.bytes_sent_by_part.values().sum::<u64>(), r.bytes_total);
+        assert!(r.bytes_sent_by_part["preamble"] > 0 && r.bytes_sent_by_part["link framing"] > 0);
+    }
+    assert!(p.pool_written.is_empty());
+    assert!(
+        !p.bytes_sent_by_part.keys().any(|k| k.contains("pool")),
+        "{:?}",
+        p.bytes_sent_by_part
+    );
+    let lent = c.pool_written["envelopes lent"];
+    assert!(c.pool_written["offers"] > 0 && c.pool_written["requests"] > 0);
+    assert!(2 * lent > c.bytes_total, "{:?}", c.pool_written);
+    assert!(c.bytes_sent_by_part["messages: pool envelopes and offers"] > lent / 2);
 }
 
 #[test]

@@ -82,6 +82,35 @@ fn a_fresh_pair_syncs_both_ways() {
     );
 }
 
+/// A session's bytes sent, split by what they carried, add up to all it
+/// sent and to what crossed the link; each text lands under its kind.
+#[test]
+fn a_session_s_bytes_are_told_apart_by_what_they_carried() {
+    let mut pair = Pair::new(11);
+    let text = "a text of some length ".repeat(40);
+    pair.a.write(&text);
+    pair.a.write("a short one");
+    pair.connect();
+    pair.drive();
+    let a = pair.a.session.as_ref().unwrap().stats();
+    let b = pair.b.session.as_ref().unwrap().stats();
+    for st in [a, b] {
+        assert_eq!(st.sent.total(), st.bytes_sent, "{st:?}");
+        assert!(st.sent.preamble > 0 && st.sent.framing > 0 && st.sent.reconciliation > 0);
+    }
+    assert_eq!(a.bytes_sent, pair.stats.bytes_a_to_b);
+    assert_eq!(b.bytes_sent, pair.stats.bytes_b_to_a);
+    // Alice sent two texts (each a frame header besides the message), Bob
+    // none; Bob acknowledged them and Alice did not need to.
+    let sizes = (text.len() + 182 + 3) + ("a short one".len() + 182 + 3);
+    assert_eq!(a.sent.messages[usize::from(Kind::TEXT.0)], sizes as u64);
+    assert_eq!(b.sent.messages, [0; 16]);
+    assert!(b.sent.acknowledgements > 0);
+    // Message 2 (Bob's first packet) carries the only PAD frame.
+    assert_eq!(a.sent.padding, 0);
+    assert!(b.sent.padding >= 2);
+}
+
 #[test]
 fn empty_logs_settle_in_two_round_trips() {
     let mut pair = Pair::new(2);
