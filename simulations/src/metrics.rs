@@ -73,6 +73,9 @@ pub struct Metrics {
     pub contacts_not_named: u64,
     /// Messages skipped as too far in the future.
     pub rejected: u64,
+    /// Strand with carrying: envelopes carriers took in to carry (copies
+    /// of a message besides those its recipient stores).
+    pub envelopes_carried: u64,
     /// Strand: the sessions' bytes sent, by what they carried
     /// ([`strand_sync::SentParts`]).
     pub bytes_sent_by_part: BTreeMap<&'static str, u64>,
@@ -213,6 +216,14 @@ pub struct Report {
     pub dropped: u64,
     /// strand-sync sessions.
     pub sessions: u64,
+    /// Copies of messages new to their receiver: stored (a recipient, or
+    /// a relay for the baselines and for Strand's group members).
+    pub copies: u64,
+    /// Strand with carrying: sealed envelopes carriers took in to carry.
+    /// Copies made per delivered message, `(copies + envelopes_carried) /
+    /// delivered`, compare forwarding rules apart from what each copy
+    /// costs on the wire.
+    pub envelopes_carried: u64,
     /// Beacons seen by strangers.
     pub stranger_beacons: u64,
     /// Strangers in range whose BLE hints matched no contact: no link.
@@ -345,6 +356,8 @@ impl Report {
             aborted: m.aborted,
             dropped: m.dropped,
             sessions: m.sessions,
+            copies: m.copies,
+            envelopes_carried: m.envelopes_carried,
             stranger_beacons: m.strangers,
             strangers_unlinked: m.strangers_unlinked,
             hellos_refused: m.hellos_refused,
@@ -365,6 +378,16 @@ impl Report {
             },
             events,
             invariants,
+        }
+    }
+
+    /// Copies of messages made per delivered message: stored copies and
+    /// carried envelopes alike, whatever each cost on the wire.
+    pub fn copies_per_delivered(&self) -> f64 {
+        if self.delivered == 0 {
+            0.0
+        } else {
+            (self.copies + self.envelopes_carried) as f64 / self.delivered as f64
         }
     }
 
@@ -412,6 +435,7 @@ impl Report {
             ("contacts_used", self.contacts_used as f64),
             ("contacts_carried", self.contacts_carried as f64),
             ("sessions", self.sessions as f64),
+            ("copies_per_delivered", self.copies_per_delivered()),
             ("strangers_unlinked", self.strangers_unlinked as f64),
             ("hops_mean", self.hops_mean),
             ("events", self.events as f64),

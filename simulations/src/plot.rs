@@ -233,6 +233,10 @@ fn table(o: &Outcome) -> Vec<(String, String)> {
             "bytes per delivered message".into(),
             format!("{:.0}", r.bytes_per_delivered),
         ),
+        (
+            "copies made per delivered message".into(),
+            format!("{:.2}", r.copies_per_delivered()),
+        ),
         ("duplicate receptions".into(), r.duplicates.to_string()),
         (
             "storage per device mean / max".into(),

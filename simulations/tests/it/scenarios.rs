@@ -350,6 +350,12 @@ fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
     assert!(c.pool_written["offers"] > 0 && c.pool_written["requests"] > 0);
     assert!(2 * lent > c.bytes_total, "{:?}", c.pool_written);
     assert!(c.bytes_sent_by_part["messages: pool envelopes and offers"] > lent / 2);
+    // Copies: texts to contacts are stored only by their recipients; with
+    // carrying, carriers also take envelopes in, several per delivery.
+    assert_eq!((p.copies, p.envelopes_carried), (p.delivered, 0));
+    assert_eq!(p.copies_per_delivered(), 1.0);
+    assert_eq!(c.copies, c.delivered);
+    assert!(c.envelopes_carried > c.delivered, "{}", c.envelopes_carried);
 }
 
 #[test]
