@@ -163,12 +163,15 @@ pub const ADVERT_FILTER_LEN: usize = 8;
 /// each hint names a random four; the link's full beacon settles the rest.
 pub const ADVERT_ENTRIES: usize = 4;
 
-/// Bits each entry sets in a hint's filter.
-pub const ADVERT_HASHES: usize = 3;
+/// Bits each entry sets in a hint's filter: with four entries in 64 bits,
+/// six is the count that makes a stranger's chance match rarest, (24/64)^6
+/// (five gives (20/64)^5 ≈ 0.30 %, seven (28/64)^7 ≈ 0.31 %, three, used
+/// before, (12/64)^3 ≈ 0.66 %).
+pub const ADVERT_HASHES: usize = 6;
 
 /// Bits set in every honest hint: a stranger's entry matches with
-/// probability (12/64)^3, about 0.7% per epoch tried; a false match costs
-/// one BLE connection that the beacon then turns down.
+/// probability (24/64)^6, about 0.28 % per epoch tried; a false match
+/// costs one BLE connection that the beacon then turns down.
 pub const ADVERT_SET_BITS: u32 = (ADVERT_ENTRIES * ADVERT_HASHES) as u32;
 
 /// Most random padding after a beacon or a hello, and in message 2, in

@@ -431,7 +431,7 @@ fn strangers_link_only_when_a_hint_matches_by_chance() {
     assert_eq!(o.strangers_unlinked, 0);
     assert!(o.stranger_beacons > 100, "{}", o.stranger_beacons);
     // Each of a stranger's ten or so contacts matches a hint by chance
-    // about 2 % of the time, each way: about a third of the encounters
+    // about 0.8 % of the time, each way: about a sixth of the encounters
     // link by chance, most none.
     assert!(h.strangers_unlinked > h.stranger_beacons, "{h:?}");
     assert!(h.stranger_beacons > 0, "chance matches still link");
