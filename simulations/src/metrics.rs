@@ -54,6 +54,9 @@ pub struct Metrics {
     /// Strangers in range over a link found by the BLE hint whose hints
     /// matched none of the other's contacts: no link (Strand).
     pub strangers_unlinked: u64,
+    /// Contacts in range over a link with `hint_contacts` whose hints
+    /// never named each other while they stayed in range: no link.
+    pub contacts_unfound: u64,
     /// Session errors by kind (a cut link ends sessions with "connection
     /// lost" or similar; anything else is a protocol failure).
     pub session_errors: BTreeMap<String, u64>,
@@ -228,6 +231,10 @@ pub struct Report {
     pub stranger_beacons: u64,
     /// Strangers in range whose BLE hints matched no contact: no link.
     pub strangers_unlinked: u64,
+    /// Contacts in range over BLE (links with `hint_contacts`) whose hints
+    /// never named each other while they stayed in range: meetings lost
+    /// to discovery.
+    pub contacts_unfound: u64,
     /// Hellos refused (beacon false positives; the dialler tried its next
     /// match).
     pub hellos_refused: u64,
@@ -360,6 +367,7 @@ impl Report {
             envelopes_carried: m.envelopes_carried,
             stranger_beacons: m.strangers,
             strangers_unlinked: m.strangers_unlinked,
+            contacts_unfound: m.contacts_unfound,
             hellos_refused: m.hellos_refused,
             contact_encounters_lost: m.contact_encounters_lost,
             contacts_not_named: m.contacts_not_named,
@@ -437,6 +445,7 @@ impl Report {
             ("sessions", self.sessions as f64),
             ("copies_per_delivered", self.copies_per_delivered()),
             ("strangers_unlinked", self.strangers_unlinked as f64),
+            ("contacts_unfound", self.contacts_unfound as f64),
             ("hops_mean", self.hops_mean),
             ("events", self.events as f64),
         ]

@@ -163,6 +163,10 @@ pub struct LinkSpec {
     /// (PROTOCOL.md §13): two that are not each other's contacts open a
     /// link only when a hint matches one of the other's contacts by chance.
     pub hint: Option<bool>,
+    /// With `hint`: contacts too link only when either's hint names the
+    /// other (a hint names four contacts at a time, a new four each
+    /// epoch), instead of finding each other at once. Off by default.
+    pub hint_contacts: Option<bool>,
 }
 
 /// A link type, resolved.
@@ -189,6 +193,8 @@ pub struct Link {
     /// Discovery by the BLE advertisement hint: strangers link only on a
     /// chance match (Strand).
     pub hint: bool,
+    /// Contacts too find each other only by a hint that names them.
+    pub hint_contacts: bool,
 }
 
 impl Link {
@@ -207,6 +213,7 @@ impl Link {
     pub fn builtin(name: &str) -> Option<Link> {
         let link = |rate: f64, lat_ms: u64, frame, oh, loss, setup_ms: u64, packet, pref| Link {
             hint: name == "ble",
+            hint_contacts: false,
             name: name.to_string(),
             rate: Some(rate),
             latency: lat_ms * 1000,
@@ -264,6 +271,14 @@ impl Link {
             if let Some(v) = s.hint {
                 l.hint = v;
             }
+            if let Some(v) = s.hint_contacts {
+                l.hint_contacts = v;
+            }
+        }
+        if l.hint_contacts && !l.hint {
+            return Err(format!(
+                "link `{name}`: hint_contacts needs hint = true (contacts find each other by the hint)"
+            ));
         }
         if l.frame == 0 || l.frame > 1 << 30 {
             return Err(format!("link `{name}`: frame must be 1 byte..1 GiB"));

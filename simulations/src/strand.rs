@@ -261,13 +261,20 @@ impl Strand {
             ..LinkSessions::default()
         };
         // Over BLE, devices find each other by their advertisement hints
-        // (PROTOCOL.md §13): contacts are assumed found (a hint names four
-        // contacts; the next epoch's hint others), strangers link only when
-        // a hint matches a contact of the other by chance, checked again
-        // with each epoch's new hints while they stay in range.
-        if w.link_types[l.kind].hint && !s.contacts && !self.hints_match(a, b, now) {
+        // (PROTOCOL.md §13): strangers link only when a hint matches a
+        // contact of the other by chance, checked again with each epoch's
+        // new hints while they stay in range. Contacts are assumed found
+        // unless the link type says `hint_contacts`: then they too link
+        // only when either's hint names the other (a hint names four
+        // contacts; the next epoch's hint others).
+        let t = &w.link_types[l.kind];
+        if t.hint && (!s.contacts || t.hint_contacts) && !self.hints_match(a, b, now) {
             // No link came up: not a contact used.
-            w.metrics.strangers_unlinked += 1;
+            if s.contacts {
+                w.metrics.contacts_unfound += 1;
+            } else {
+                w.metrics.strangers_unlinked += 1;
+            }
             w.metrics.contacts -= 1;
             s.unlinked = true;
             arm(w, link, 0, &mut s.timer[0], Some(next_epoch(now)));
@@ -665,7 +672,11 @@ impl Strand {
             if self.hints_match(a, b, now_ms) {
                 let mut s = self.links.remove(&link).expect("present");
                 s.unlinked = false;
-                w.metrics.strangers_unlinked -= 1;
+                if s.contacts {
+                    w.metrics.contacts_unfound -= 1;
+                } else {
+                    w.metrics.strangers_unlinked -= 1;
+                }
                 w.metrics.contacts += 1;
                 self.open(w, link, s);
                 return true;

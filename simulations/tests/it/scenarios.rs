@@ -275,6 +275,10 @@ fn bad_scenarios_get_clear_errors() {
         ),
         ("[[partition]]\nstart = \"2h\"\nend = \"1h\"\n", "partition"),
         ("[links.x]\nloss = 2.0\n", "loss"),
+        (
+            "[links.lan]\nhint_contacts = true\n",
+            "hint_contacts needs hint",
+        ),
         ("[social]\nmodel = \"telepathy\"\n", "social.model"),
     ] {
         let text = if extra.starts_with('[') {
@@ -451,4 +455,49 @@ fn strangers_link_only_when_a_hint_matches_by_chance() {
     assert_eq!(h.sessions, o.sessions);
     assert!(h.bytes_total < o.bytes_total);
     assert!(h.invariants[NO_PROTOCOL_ERRORS], "{:?}", h.invariants);
+    assert_eq!(h.contacts_unfound, 0, "contacts find each other at once");
+}
+
+/// With `hint_contacts`, contacts too link only when either's BLE hint
+/// names the other: a hint names four contacts at a time, so people with
+/// more contacts than that miss some meetings (counted, and re-checked
+/// each epoch while they stay in range), and fewer messages arrive.
+#[test]
+fn contacts_found_by_their_hints_miss_meetings_no_hint_named() {
+    let strand = [("policy", "\"strand\"")];
+    let found = run(&bundled("trace-carry", &strand), 1, |_, _| {})
+        .unwrap()
+        .report;
+    let hinted = run(
+        &bundled(
+            "trace-carry",
+            &[strand[0], ("links.ble.hint_contacts", "true")],
+        ),
+        1,
+        |_, _| {},
+    )
+    .unwrap()
+    .report;
+    assert_eq!(
+        (found.contacts_unfound, found.encounters),
+        (0, hinted.encounters)
+    );
+    assert!(hinted.contacts_unfound > 0, "{hinted:?}");
+    assert!(hinted.sessions < found.sessions);
+    assert!(
+        hinted.delivered < found.delivered,
+        "{} vs {}",
+        hinted.delivered,
+        found.delivered
+    );
+    // Unfound meetings are no contacts used, as strangers' are.
+    assert_eq!(
+        hinted.contacts_used + hinted.contacts_unfound + hinted.strangers_unlinked,
+        found.contacts_used + found.strangers_unlinked
+    );
+    assert!(
+        hinted.invariants[NO_PROTOCOL_ERRORS],
+        "{:?}",
+        hinted.invariants
+    );
 }
