@@ -129,6 +129,18 @@ fn add_parts(into: &mut BTreeMap<&'static str, u64>, p: &strand_sync::SentParts)
     }
 }
 
+/// What a link's sessions did, counted when the link ends (or the run
+/// does): copies received twice, and the bytes sent by part.
+fn count_sessions(w: &mut World, ls: &LinkSessions) {
+    for (s, new) in ls.sessions.iter().zip(ls.new) {
+        if let Some(s) = s {
+            let st = s.stats();
+            w.metrics.duplicates += st.messages_received.saturating_sub(new);
+            add_parts(&mut w.metrics.bytes_sent_by_part, &st.sent);
+        }
+    }
+}
+
 impl Strand {
     /// Identities, contacts (with their 1:1 and private groups) and empty
     /// stores for every device.
@@ -701,29 +713,15 @@ impl Strand {
 
     /// The link went down mid-whatever.
     pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
-        if let Some(mut ls) = self.links.remove(&link) {
-            for side in 0..2 {
-                if let Some(s) = ls.sessions[side].as_mut() {
-                    let st = s.stats();
-                    w.metrics.duplicates += st.messages_received.saturating_sub(ls.new[side]);
-                    add_parts(&mut w.metrics.bytes_sent_by_part, &st.sent);
-                }
-            }
+        if let Some(ls) = self.links.remove(&link) {
+            count_sessions(w, &ls);
         }
     }
 
-    /// Counts what a link still up at the end has done, as a cut would:
-    /// duplicates received, and its sessions' bytes by part.
+    /// Counts what a link still up at the end has done, as a cut would.
     pub fn close_books(&self, w: &mut World, link: LinkId) {
-        let Some(ls) = self.links.get(&link) else {
-            return;
-        };
-        for side in 0..2 {
-            if let Some(s) = ls.sessions[side].as_ref() {
-                let st = s.stats();
-                w.metrics.duplicates += st.messages_received.saturating_sub(ls.new[side]);
-                add_parts(&mut w.metrics.bytes_sent_by_part, &st.sent);
-            }
+        if let Some(ls) = self.links.get(&link) {
+            count_sessions(w, ls);
         }
     }
 
