@@ -70,13 +70,22 @@ pub(crate) struct SeededResolver {
     /// derive the public key from the secret again (a base-point
     /// multiplication each time).
     local: Option<(Zeroizing<[u8; 32]>, [u8; 32])>,
+    /// The contact's static public key and X25519 of the two static keys
+    /// (the pair secret of PROTOCOL.md §3, which is Noise KK's `ss`), so a
+    /// handshake does not compute it again: one Montgomery ladder of the
+    /// four each side runs.
+    pair: Option<([u8; 32], Zeroizing<[u8; 32]>)>,
 }
 
 impl SeededResolver {
     pub(crate) fn new(rng: &mut (impl RngCore + CryptoRng)) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        SeededResolver { seed, local: None }
+        SeededResolver {
+            seed,
+            local: None,
+            pair: None,
+        }
     }
 
     /// Knows `secret`'s public key `public` (what [`Identity`] keeps).
@@ -86,15 +95,25 @@ impl SeededResolver {
         self.local = Some((Zeroizing::new(*secret), *public));
         self
     }
+
+    /// Knows X25519 of the local static secret (given to
+    /// [`SeededResolver::with_local`]) and `remote`: `shared`, the pair's
+    /// secret. Only a DH of that secret with `remote` is answered from it.
+    pub(crate) fn with_pair(mut self, remote: &[u8; 32], shared: &[u8; 32]) -> Self {
+        self.pair = Some((*remote, Zeroizing::new(*shared)));
+        self
+    }
 }
 
 /// X25519 for snow with x25519-dalek: what snow's own does (a clamped
 /// Montgomery ladder), except that a static key the resolver knows is not
-/// derived again, and the secret is wiped when it goes.
+/// derived again, nor the static-static secret of the pair it knows, and
+/// the secret is wiped when it goes.
 struct X25519 {
     secret: Zeroizing<[u8; 32]>,
     public: [u8; 32],
     local: Option<(Zeroizing<[u8; 32]>, [u8; 32])>,
+    pair: Option<([u8; 32], Zeroizing<[u8; 32]>)>,
 }
 
 impl snow::types::Dh for X25519 {
@@ -136,6 +155,15 @@ impl snow::types::Dh for X25519 {
             return Err(snow::Error::Dh);
         };
         let theirs: [u8; 32] = theirs.try_into().expect("32 bytes");
+        if let (Some((known, _)), Some((remote, shared))) = (&self.local, &self.pair) {
+            // The local static secret with the contact's static key: the
+            // pair's secret, already computed (an ephemeral secret with
+            // the same key is a different DH and takes the ladder).
+            if bool::from(known.ct_eq(&*self.secret)) && theirs == *remote {
+                out.copy_from_slice(&shared[..]);
+                return Ok(());
+            }
+        }
         out.copy_from_slice(&x25519_dalek::x25519(*self.secret, theirs));
         Ok(())
     }
@@ -177,6 +205,7 @@ impl snow::resolvers::CryptoResolver for SeededResolver {
                 secret: Zeroizing::new([0u8; 32]),
                 public: [0u8; 32],
                 local: self.local.clone(),
+                pair: self.pair.clone(),
             })),
             _ => snow::resolvers::DefaultResolver.resolve_dh(choice),
         }
@@ -217,10 +246,14 @@ mod tests {
             .unwrap();
         theirs.set(&a);
         let a_public: [u8; 32] = theirs.pubkey().try_into().unwrap();
+        let shared = x25519_dalek::x25519(a, b_public);
         for resolver in [
             SeededResolver::new(&mut rng),
             SeededResolver::new(&mut rng).with_local(&a, &a_public),
             SeededResolver::new(&mut rng).with_local(&b, &b_public),
+            SeededResolver::new(&mut rng)
+                .with_local(&a, &a_public)
+                .with_pair(&b_public, &shared),
         ] {
             let mut ours = resolver.resolve_dh(&choice).unwrap();
             ours.set(&a);
@@ -231,6 +264,49 @@ mod tests {
             assert_eq!(x, y);
             assert!(ours.dh(&b_public[..31], &mut x).is_err());
         }
+    }
+
+    /// The pair's secret answers only the static-static DH: an ephemeral
+    /// secret with the contact's key (Noise's `es`), or the static secret
+    /// with another key (`se`), still takes the ladder. A stale pair
+    /// secret would show as a wrong answer here.
+    #[test]
+    fn the_pair_secret_answers_only_the_static_static_dh() {
+        use snow::resolvers::CryptoResolver;
+        let choice = snow::params::DHChoice::Curve25519;
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let [a, b, e] = [0; 3].map(|_| {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            k
+        });
+        let public = |k: [u8; 32]| {
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(k)).to_bytes()
+        };
+        let (a_public, b_public, e_public) = (public(a), public(b), public(e));
+        // A deliberately wrong "pair secret": whatever it answers is seen.
+        let marker = [0x5a; 32];
+        let resolver = SeededResolver::new(&mut rng)
+            .with_local(&a, &a_public)
+            .with_pair(&b_public, &marker);
+        let mut dh = resolver.resolve_dh(&choice).unwrap();
+        let mut out = [0u8; 32];
+        dh.set(&a);
+        dh.dh(&b_public, &mut out).unwrap();
+        assert_eq!(out, marker, "ss comes from the pair");
+        dh.dh(&e_public, &mut out).unwrap();
+        assert_eq!(
+            out,
+            x25519_dalek::x25519(a, e_public),
+            "se takes the ladder"
+        );
+        dh.set(&e);
+        dh.dh(&b_public, &mut out).unwrap();
+        assert_eq!(
+            out,
+            x25519_dalek::x25519(e, b_public),
+            "es takes the ladder"
+        );
     }
 
     /// A key and label taken in once derive what `kdf` does, for inputs

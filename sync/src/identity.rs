@@ -175,6 +175,10 @@ pub struct Contact {
     /// itself is not kept.
     pub(crate) beacon: Kdf,
     pub(crate) advert: Kdf,
+    /// X25519 of the two static keys, the pair's secret (PROTOCOL.md §3):
+    /// also Noise KK's `ss` (§5), which a handshake then does not compute
+    /// again.
+    pub(crate) shared: Zeroizing<[u8; 32]>,
     /// Groups reconciled with this contact. The first is always the 1:1
     /// conversation, derived from the pair's keys; the node appends private
     /// groups both are members of.
@@ -225,6 +229,7 @@ impl Contact {
             token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
             beacon: Kdf::new(&beacon_key, BEACON_LABEL),
             advert: Kdf::new(&beacon_key, ADVERT_LABEL),
+            shared: Zeroizing::new(*shared),
             groups: vec![group],
             pool,
         }

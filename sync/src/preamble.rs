@@ -20,6 +20,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::crypto::{SeededResolver, NOISE_PARAMS};
 use crate::endpoint::Keys;
+use crate::identity::Contact;
 use crate::limits::{Time, HELLO_LEN, MAX_PREAMBLE_PAD, TOKEN_LEN};
 use crate::token::{epoch, handshake_token, token_matches, Beacon, BEACON_LEN};
 
@@ -62,13 +63,18 @@ pub(crate) fn refusal(rng: &mut impl RngCore) -> Vec<u8> {
 
 fn builder<'a>(
     keys: &'a Keys,
-    remote: &'a [u8; 32],
+    contact: &'a Contact,
     prologue: &'a [u8],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> snow::Builder<'a> {
+    let remote = &contact.public.dh;
     snow::Builder::with_resolver(
         NOISE_PARAMS.parse().expect("a valid Noise pattern"),
-        Box::new(SeededResolver::new(rng).with_local(&keys.dh, &keys.me.dh)),
+        Box::new(
+            SeededResolver::new(rng)
+                .with_local(&keys.dh, &keys.me.dh)
+                .with_pair(remote, &contact.shared),
+        ),
     )
     .local_private_key(&keys.dh[..])
     .and_then(|b| b.remote_public_key(remote))
@@ -90,7 +96,7 @@ pub(crate) fn hello(
 ) -> (snow::HandshakeState, Vec<u8>) {
     let contact = &keys.contacts[index];
     let prologue = prologue(beacon);
-    let mut hs = builder(keys, &contact.public.dh, &prologue, rng)
+    let mut hs = builder(keys, contact, &prologue, rng)
         .build_initiator()
         .expect("a supported pattern");
     let mut msg = [0u8; HELLO_LEN - TOKEN_LEN];
@@ -120,7 +126,7 @@ pub(crate) fn check_hello(
         .iter()
         .position(|c| token_matches(c, token, beacon.nonce(), ephemeral, now))?;
     let prologue = prologue(beacon);
-    let mut hs = builder(keys, &keys.contacts[index].public.dh, &prologue, rng)
+    let mut hs = builder(keys, &keys.contacts[index], &prologue, rng)
         .build_responder()
         .expect("a supported pattern");
     let mut payload = [0u8; 16];

@@ -1330,7 +1330,11 @@ fn a_text_written_offline_is_carried_to_someone_never_met() {
         });
     }
     let s = status(&a);
-    assert_eq!((&s["spreading"], &s["waiting"]), (&Value::from(1), &Value::from(0)), "{s}");
+    assert_eq!(
+        (&s["spreading"], &s["waiting"]),
+        (&Value::from(1), &Value::from(0)),
+        "{s}"
+    );
     let (c_run, _) = c.run(&[&b_addr]);
     let _c_run = Killed(c_run);
     eventually("Carol reads it", Duration::from_secs(60), || {
