@@ -226,19 +226,6 @@ impl SentParts {
             + self.other
             + self.messages.iter().sum::<u64>()
     }
-
-    /// Adds `other`'s counts to these.
-    pub fn add(&mut self, other: &SentParts) {
-        self.preamble += other.preamble;
-        self.framing += other.framing;
-        self.reconciliation += other.reconciliation;
-        self.acknowledgements += other.acknowledgements;
-        self.padding += other.padding;
-        self.other += other.other;
-        for (a, b) in self.messages.iter_mut().zip(other.messages) {
-            *a += b;
-        }
-    }
 }
 
 enum State {
