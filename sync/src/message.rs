@@ -384,7 +384,7 @@ impl Message {
 
     /// The kind.
     pub fn kind(&self) -> Kind {
-        Kind(self.bytes[73])
+        kind_of(&self.bytes).expect("a message is at least a header long")
     }
 
     /// When every device deletes it, for a disappearing message.
@@ -425,6 +425,12 @@ fn header_len(version: u8) -> usize {
     } else {
         HEADER_LEN
     }
+}
+
+/// The kind byte of an encoded message (§4), read from its header: what a
+/// session counts the frames carrying a stored message by.
+pub(crate) fn kind_of(bytes: &[u8]) -> Option<Kind> {
+    bytes.get(73).map(|k| Kind(*k))
 }
 
 /// The expiry of an encoded message (one that decodes), read from its

@@ -1556,8 +1556,7 @@ impl Session {
             }
             let (group, key, bytes, offset) = self.current.as_mut().expect("set above");
             let before = payload.len();
-            // The kind byte (§4): a stored message is at least a header long.
-            let kind = bytes.get(73).copied().unwrap_or(0);
+            let kind = crate::message::kind_of(bytes).map_or(0, |k| k.0);
             let room = budget - payload.len() - HEADER;
             let left = bytes.len() - *offset;
             let mut finished = false;
