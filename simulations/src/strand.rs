@@ -78,8 +78,6 @@ pub struct Strand {
     /// Draws the devices' BLE hints, apart from every other stream, so
     /// that modelling hints moves no other random choice.
     hint_rng: ChaCha20Rng,
-    /// Bytes of carrying-pool messages written, by what they hold.
-    pool_written: BTreeMap<&'static str, u64>,
 }
 
 /// What a carrying handout holds, as the report names it (PROTOCOL.md
@@ -249,7 +247,6 @@ impl Strand {
             by_id: BTreeMap::new(),
             groups,
             recording: None,
-            pool_written: BTreeMap::new(),
         })
     }
 
@@ -565,7 +562,7 @@ impl Strand {
     /// index) that it has a session with now. Returns links to kick.
     fn hand_live(
         &mut self,
-        w: &World,
+        w: &mut World,
         node: u32,
         contacts: impl IntoIterator<Item = usize>,
     ) -> Vec<LinkId> {
@@ -606,7 +603,7 @@ impl Strand {
 
     /// Writes a carrying handout into the pool `node` shares with its
     /// contact, and tells the live sessions.
-    fn write_pool(&mut self, w: &World, node: u32, h: Handout) -> Vec<LinkId> {
+    fn write_pool(&mut self, w: &mut World, node: u32, h: Handout) -> Vec<LinkId> {
         let now = w.now_ms();
         let dev = &mut self.devices[node as usize];
         let Some(c) = dev
@@ -632,7 +629,7 @@ impl Strand {
         if !matches!(WriteStore::insert(&mut dev.store, &pool.id, &m), Ok(true)) {
             return Vec::new();
         }
-        *self.pool_written.entry(pool_part(&h)).or_default() += m.as_bytes().len() as u64;
+        *w.metrics.pool_written.entry(pool_part(&h)).or_default() += m.as_bytes().len() as u64;
         self.announce(w, node, &pool.id, m.key(), None)
     }
 
@@ -723,11 +720,6 @@ impl Strand {
         if let Some(ls) = self.links.get(&link) {
             count_sessions(w, ls);
         }
-    }
-
-    /// Bytes of carrying-pool messages written so far, by what they hold.
-    pub fn pool_written(&self) -> &BTreeMap<&'static str, u64> {
-        &self.pool_written
     }
 
     /// A user writes a message. Returns links to kick.

@@ -694,7 +694,6 @@ impl Sim {
             }
         }
         if let PolicyState::Strand(s) = &self.policy {
-            w.metrics.pool_written = s.pool_written().clone();
             w.metrics.envelopes_carried = (0..w.n)
                 .filter_map(|i| s.carrier(i))
                 .map(|c| c.stats().held)
