@@ -87,6 +87,8 @@ async fn sync_over_ble(l2cap: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
+    // As the binaries do: a panic on any thread is kept, and fails the test.
+    strand_node::runtime::panics::install();
     let what = if l2cap { "L2CAP" } else { "GATT" };
     let template = tokio::task::spawn_blocking(template).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -145,6 +147,10 @@ async fn sync_over_ble(l2cap: bool) {
     );
     a.shutdown().await;
     b.shutdown().await;
+    // Nothing panicked on the way, in Strand or in a dependency's task
+    // (bluez-async's harmless one is left out by the hook itself).
+    let panics = strand_node::runtime::panics::recorded();
+    assert!(panics.is_empty(), "{what}: {panics:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
