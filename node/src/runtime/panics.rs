@@ -14,9 +14,14 @@ static RECORDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// How many are kept.
 const KEPT: usize = 8;
 
-/// Installs the hook (once is enough; again adds nothing but a second
-/// record of each panic).
+/// Installs the hook. Only the first call does anything, so tests (and
+/// any caller) may call it again without each panic being kept twice.
 pub fn install() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(install_hook);
+}
+
+fn install_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
@@ -97,6 +102,23 @@ mod tests {
                     && l.contains("panics.rs")),
             "{kept:?}"
         );
+    }
+
+    #[test]
+    fn installing_again_keeps_each_panic_once() {
+        super::install();
+        super::install();
+        let worker = std::thread::Builder::new()
+            .name("strand-test-twice".into())
+            .spawn(|| panic!("kept once however often the hook is installed"))
+            .unwrap();
+        assert!(worker.join().is_err());
+        let kept = super::recorded();
+        let times = kept
+            .iter()
+            .filter(|l| l.contains("kept once however often the hook is installed"))
+            .count();
+        assert_eq!(times, 1, "{kept:?}");
     }
 
     #[test]
