@@ -42,7 +42,7 @@ pub struct Cli {
     /// Profile directory [default: the platform's data directory]
     #[arg(long, global = true, env = "STRAND_PROFILE")]
     pub profile: Option<PathBuf>,
-    /// Print JSON (contacts, read, status)
+    /// Print JSON instead of text, for scripts: contacts, read, status, verify, group list|members|read, carry, mailbox, notifications, bluetooth, relay list, export, import, passphrase (and no progress bars)
     #[arg(long, global = true)]
     pub json: bool,
     /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
@@ -132,13 +132,13 @@ pub enum Command {
         /// Contact name
         name: String,
         /// The new file (an existing file is never replaced)
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
     /// Take in a file a contact wrote for you with `strand export`: safe to
     /// repeat; a changed or foreign file is refused and nothing is stored
     Import {
-        /// The file
+        /// The file your contact's `strand export` wrote (on a drive, say)
         file: PathBuf,
     },
     /// Show the conversation with a contact
@@ -149,7 +149,7 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Show or set how long messages with a contact last: `off`, or such as 5m, 1h, 1d, 1w, 1y (messages written from then on disappear on every device)
+    /// Show or set how long messages with a contact last: `off`, or 5 minutes to a year, such as 5m, 1h, 1d, 1w, 1y (messages written from then on disappear on every device)
     Timer {
         /// Contact name
         name: String,
@@ -172,7 +172,7 @@ pub enum Command {
         /// on or off
         set: Option<OnOff>,
     },
-    /// Your mailbox: a device you own (an old laptop at home) that holds sealed messages for you while you are away: `strand mailbox init CODE` on it, then `strand mailbox add CODE` here; shows the pairing if no argument
+    /// Your mailbox: a device you own (an old laptop at home) that holds sealed messages for you while you are away: `strand mailbox init CODE` on it, then `strand mailbox add CODE` here; shows the pairing if no command
     Mailbox {
         #[command(subcommand)]
         action: Option<MailboxAction>,
@@ -195,7 +195,7 @@ pub enum Command {
     /// How much of the time Bluetooth LE scans for contacts nearby (the battery setting): `strand bluetooth --scan saver`; shows the setting if no option
     Bluetooth {
         /// always (contacts nearby meet in seconds, the most battery), balanced (the default: scan 2 s in every 10) or saver (scan 1 s in every 30)
-        #[arg(long, value_name = "SETTING")]
+        #[arg(long, value_name = "SETTING", value_parser = duty_setting())]
         scan: Option<strand_transport::ble::duty::Duty>,
     },
     /// Show identity, transports, relays, and contacts seen
@@ -209,7 +209,7 @@ pub enum Command {
     /// Write the man pages, shell completions and systemd user unit a package installs into DIR (packaging)
     #[command(hide = true)]
     Manual {
-        /// Where
+        /// The folder to write them into (created if missing)
         dir: PathBuf,
         /// Where the package puts `strand` (the unit runs it)
         #[arg(long, default_value = "/usr/bin/strand")]
@@ -296,7 +296,7 @@ pub enum GroupCmd {
         /// Group name
         group: String,
     },
-    /// Show or set how long the group's messages last (admins set it): `off`, or such as 5m, 1h, 1d, 1w, 1y
+    /// Show or set how long the group's messages last (admins set it): `off`, or 5 minutes to a year, such as 5m, 1h, 1d, 1w, 1y
     Timer {
         /// Group name
         group: String,
@@ -347,7 +347,7 @@ pub struct RelayServerArgs {
     /// The address clients reach the relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
     #[arg(long, value_name = "MULTIADDR")]
     pub announce: Vec<strand_transport::Multiaddr>,
-    /// File holding the relay's key, so its id (part of its address) survives restarts; created if missing [default: the platform's data directory]
+    /// File holding the relay's key, so its id (part of its address) survives restarts; created if missing [default: ~/.local/share/strand-relay/key on Linux: the platform's data directory for strand-relay]
     #[arg(long, value_name = "FILE", conflicts_with = "ephemeral")]
     pub key: Option<PathBuf>,
     /// A new key (and id) every run, stored nowhere
@@ -380,12 +380,12 @@ pub struct RelayServerArgs {
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Subcommand, Debug)]
 pub enum ServiceAction {
-    /// Write the user unit and start it (needs --passphrase-file FILE, mode 0600, or --keyring); flags after `--` go to `strand run`
+    /// Write the user unit, enable it (it starts at login) and start it (needs --passphrase-file FILE, mode 0600, or --keyring); flags after `--` go to `strand run`
     Install {
         /// Only write the unit: do not enable or start it
         #[arg(long)]
         no_start: bool,
-        /// Keep the passphrase in the desktop keyring (Secret Service) instead of a file: asks for it (or takes STRAND_PASSPHRASE), checks it opens the profile, and stores it there
+        /// Keep the passphrase in the desktop keyring (Secret Service) instead of a file: asks for it (or takes STRAND_PASSPHRASE), checks it opens the profile, and stores it there; the service then reads it with --passphrase-keyring (not needed here)
         #[arg(long)]
         keyring: bool,
         /// Flags for `strand run`, after `--` (such as `-- --no-ble`)
@@ -396,6 +396,16 @@ pub enum ServiceAction {
     Remove,
     /// Whether the unit is installed and running, and whether a node runs on the profile
     Status,
+}
+
+/// `strand bluetooth --scan`: the settings' own names, listed in the help
+/// as clap lists a value enum's.
+fn duty_setting() -> impl clap::builder::TypedValueParser<Value = strand_transport::ble::duty::Duty>
+{
+    use clap::builder::TypedValueParser as _;
+    use strand_transport::ble::duty::Duty;
+    clap::builder::PossibleValuesParser::new(Duty::ALL.map(Duty::name))
+        .try_map(|name| name.parse::<Duty>())
 }
 
 /// `strand carry [on|off]`.

@@ -2407,7 +2407,15 @@ fn the_bluetooth_scan_setting_is_kept_and_followed() {
     let out = alice.cmd(&["bluetooth", "--scan", "fast"]);
     assert_eq!(out.status.code(), Some(1), "a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("always, balanced or saver"), "{err}");
+    assert!(
+        err.contains("fast") && err.contains("[possible values: always, balanced, saver]"),
+        "{err}"
+    );
+    let help = alice.ok(&["bluetooth", "--help"]);
+    assert!(
+        help.contains("[possible values: always, balanced, saver]"),
+        "{help}"
+    );
     let json: Value = serde_json::from_str(&alice.ok(&["--json", "bluetooth"])).unwrap();
     assert_eq!(json["scan"], "saver", "{json}");
 
