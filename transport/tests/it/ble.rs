@@ -1,11 +1,12 @@
 //! The BLE link layer over the emulated radio: streams of every
 //! packet size arrive whole through loss, a slow reader loses nothing, a
-//! hostile peer's frames end the link, and Strand sessions sync 10,000
-//! messages over it, resuming after a dropped connection.
+//! hostile peer's frames end the link (and no packet of any kind panics
+//! it or grows its buffer past its window), and Strand sessions sync
+//! 10,000 messages over it, resuming after a dropped connection.
 
 use crate::sync_end::{devices, meet, SyncEnd};
 use proptest::prelude::*;
-use strand_transport::ble::link::{BleLink, LinkConfig, LinkError, Micros, Reason};
+use strand_transport::ble::link::{BleLink, LinkConfig, LinkError, Micros, Reason, DATA_HEADER};
 use strand_transport::ble::radio::{Bulk, Endpoint, Pair, Phy, RadioConfig};
 
 const SECOND: Micros = 1_000_000;
@@ -448,6 +449,127 @@ proptest! {
         }
         prop_assert!(broken || (links[1].is_eof() && read.len() == written),
             "neither delivered ({} of {}) nor broken", read.len(), written);
+    }
+}
+
+/// What a hostile peer does next.
+#[derive(Debug, Clone)]
+enum PeerOp {
+    /// DATA (or FIN) `ahead` frames past the next in order, of `len`
+    /// bytes.
+    Data { ahead: u16, fin: bool, len: usize },
+    /// DATA with a sequence number from long ago or far ahead.
+    Stray { seq: u16, len: usize },
+    /// An ACK: of frames up to `next` (no further than the link sent),
+    /// with any window and selective acknowledgements.
+    Ack { next: u16, window: u16, sack: u32 },
+    /// Any tag with a short body, or junk of any length.
+    Junk(Vec<u8>),
+    /// Time passes.
+    Wait(Micros),
+    /// The reader takes what is there.
+    Read,
+}
+
+fn peer_op() -> impl Strategy<Value = PeerOp> {
+    // Mostly well-formed, so the link lives long enough to reach deep
+    // states; now and then something that ends it.
+    prop_oneof![
+        30 => (prop_oneof![3 => Just(0u16), 1 => 0u16..24], prop::bool::weighted(0.01), 0usize..=241)
+            .prop_map(|(ahead, fin, len)| PeerOp::Data { ahead, fin, len }),
+        3 => (any::<u16>(), 0usize..50).prop_map(|(seq, len)| PeerOp::Stray { seq, len }),
+        9 => (0u16..16, prop_oneof![39 => 0u16..=512, 1 => 513u16..600], prop_oneof![39 => Just(0u32), 1 => any::<u32>()])
+            .prop_map(|(next, window, sack)| PeerOp::Ack { next, window, sack }),
+        1 => prop_oneof![
+            (0u8..8, prop::collection::vec(any::<u8>(), 0..10)).prop_map(|(tag, body)| {
+                let mut p = vec![tag];
+                p.extend(body);
+                p
+            }),
+            prop::collection::vec(any::<u8>(), 0..300),
+        ]
+        .prop_map(PeerOp::Junk),
+        6 => (0u64..400_000).prop_map(PeerOp::Wait),
+        2 => Just(PeerOp::Read),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A peer that sends anything at all, while the link has a stream to
+    /// send and a reader that reads now and then, never makes it panic or
+    /// send without end, never makes it hold more than its window, and once
+    /// the link has failed it sends nothing more (its one ABORT went out
+    /// with the packet that failed it).
+    #[test]
+    fn a_hostile_peer_never_panics_the_link_nor_grows_its_buffer(
+        ops in prop::collection::vec(peer_op(), 1..300),
+    ) {
+        let config = LinkConfig { max_write: 244, max_receive: 244, window: 16 };
+        let capacity = (config.max_receive - DATA_HEADER) * usize::from(config.window);
+        let mut link = BleLink::new(config);
+        let mut peer = BleLink::new(config);
+        link.handle_packet(0, &peer.poll_transmit(0).unwrap()).unwrap();
+        prop_assert_eq!(link.write(&pattern(3_000, 1)), Ok(3_000));
+        // The next frame the peer would send, and the link's next.
+        let (mut now, mut next, mut sent_next) = (0, 0u16, 0u16);
+        for op in ops {
+            let failed_before = link.error().is_some();
+            let packet = match op {
+                PeerOp::Data { ahead, fin, len } => {
+                    let seq = next.wrapping_add(ahead);
+                    if ahead == 0 {
+                        next = next.wrapping_add(1);
+                    }
+                    let mut p = vec![if fin { 3 } else { 2 }];
+                    p.extend_from_slice(&seq.to_be_bytes());
+                    if !fin {
+                        p.extend(pattern(len, seq as u8));
+                    }
+                    Some(p)
+                }
+                PeerOp::Stray { seq, len } => {
+                    let mut p = vec![2];
+                    p.extend_from_slice(&seq.to_be_bytes());
+                    p.extend(pattern(len, 7));
+                    Some(p)
+                }
+                PeerOp::Ack { next, window, sack } => {
+                    let mut p = vec![4];
+                    p.extend_from_slice(&next.min(sent_next).to_be_bytes());
+                    p.extend_from_slice(&window.to_be_bytes());
+                    p.extend_from_slice(&sack.to_be_bytes());
+                    Some(p)
+                }
+                PeerOp::Junk(p) => Some(p),
+                PeerOp::Wait(d) => {
+                    now += d;
+                    link.handle_timeout(now);
+                    None
+                }
+                PeerOp::Read => {
+                    let mut buf = [0u8; 1_000];
+                    link.read(&mut buf);
+                    None
+                }
+            };
+            if let Some(p) = packet {
+                let _ = link.handle_packet(now, &p);
+            }
+            let mut sent = 0;
+            while let Some(p) = link.poll_transmit(now) {
+                if p.len() >= 3 && (p[0] == 2 || p[0] == 3) {
+                    sent_next = sent_next.max(u16::from_be_bytes([p[1], p[2]]) + 1);
+                }
+                sent += 1;
+                prop_assert!(sent < 100, "a link that sends without end");
+            }
+            if failed_before {
+                prop_assert_eq!(sent, 0);
+            }
+            prop_assert!(link.readable() <= capacity, "{} > {}", link.readable(), capacity);
+        }
     }
 }
 
