@@ -1,6 +1,8 @@
 //! The first bytes a stranger can send on a link: to the accepting side
 //! (after its beacon: hellos), or to a dialler (a beacon, then answers).
-//! The first byte picks the side.
+//! The first byte picks the side, and for a dialler whether the input
+//! follows the friend's real beacon: random bytes are almost never an
+//! honest beacon, so without it the answers would go untried.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
@@ -23,6 +25,19 @@ fuzz_target!(|data: &[u8]| {
         end.dial(Config::default(), now, &mut rng)
     };
     while s.poll_transmit(now, &store).is_some() {}
+    if side % 4 == 3 {
+        // The friend's beacon, as its accepting side sends it first.
+        let theirs = Endpoint::new(&friend, vec![friend.contact(&me.public()).unwrap()]);
+        let mut them = theirs.accept(Config::default(), now, &mut rng);
+        while let Some(beacon) = them.poll_transmit(now, &store) {
+            let _ = s.handle_input(now, &beacon, &store);
+        }
+        let mut hellos = 0;
+        while s.poll_transmit(now, &store).is_some() {
+            hellos += 1;
+        }
+        assert!(hellos > 0, "the friend's beacon answered with no hello");
+    }
     // Fed in two pieces, so records split across reads are covered too.
     let (x, y) = rest.split_at(rest.len() / 2);
     let _ = s.handle_input(now, x, &store);
