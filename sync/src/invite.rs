@@ -106,20 +106,13 @@ impl Invite {
             reach,
             signature: [0; SIGNATURE_LEN],
         };
-        let body = invite.signed_body();
-        invite.signature = identity
-            .signing_key()
-            .sign(&[SIGNED_PREFIX, &body].concat())
-            .to_bytes();
+        invite.signature = sign(identity, &invite.signed_body());
         invite
     }
 
     /// The bytes the signature covers (without the prefix).
     fn signed_body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(70 + self.name.len());
-        out.push(VERSION);
-        out.extend_from_slice(&self.public.sign);
-        out.extend_from_slice(&self.public.dh);
+        let mut out = head(&self.public);
         out.push(self.name.len() as u8);
         out.extend_from_slice(self.name.as_bytes());
         if let Some(reach) = &self.reach {
@@ -133,11 +126,7 @@ impl Invite {
 
     /// The invite's bytes, as carried in a QR code.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.signed_body();
-        out.extend_from_slice(&self.signature);
-        let sum = hash(&[b"strand/v1/invite", &out]);
-        out.extend_from_slice(&sum[..CHECKSUM_LEN]);
-        out
+        assemble(self.signed_body(), &self.signature)
     }
 
     /// The invite as text, e.g. to paste into a chat or read aloud.
@@ -157,8 +146,7 @@ impl Invite {
             return Err(InviteError::Malformed(DecodeError::Truncated));
         }
         let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        let expect = hash(&[b"strand/v1/invite", body]);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(&expect[..CHECKSUM_LEN], sum)) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&checksum(body)[..], sum)) {
             return Err(InviteError::Checksum);
         }
         let version = body[0];
@@ -237,6 +225,57 @@ impl Invite {
             .map_err(|_| InviteError::Encoding)?;
         Self::from_bytes(&bytes)
     }
+}
+
+/// The start of an invite's body: the version and the keys.
+fn head(public: &PublicIdentity) -> Vec<u8> {
+    let mut out = Vec::with_capacity(70 + MAX_NAME_LEN);
+    out.push(VERSION);
+    out.extend_from_slice(&public.sign);
+    out.extend_from_slice(&public.dh);
+    out
+}
+
+/// `identity`'s signature over an invite's body.
+fn sign(identity: &Identity, body: &[u8]) -> [u8; SIGNATURE_LEN] {
+    identity
+        .signing_key()
+        .sign(&[SIGNED_PREFIX, body].concat())
+        .to_bytes()
+}
+
+/// The checksum an invite's bytes end in, over everything before it.
+fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let sum = hash(&[b"strand/v1/invite", bytes]);
+    sum[..CHECKSUM_LEN]
+        .try_into()
+        .expect("a prefix of the hash")
+}
+
+/// An invite's bytes: the signed body, then its signature and checksum.
+fn assemble(mut body: Vec<u8>, signature: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
+    body.extend_from_slice(signature);
+    let sum = checksum(&body);
+    body.extend_from_slice(&sum);
+    body
+}
+
+/// Invite bytes that `identity` signed, with `rest` after its keys where
+/// the name and the reach record belong: whatever `rest` holds, the
+/// checksum and the signature are right, so a fuzz target reaches what
+/// [`Invite::from_bytes`] reads behind them.
+pub(crate) fn signed_for_fuzzing(identity: &Identity, rest: &[u8]) -> Vec<u8> {
+    let mut body = head(&identity.public());
+    body.extend_from_slice(rest);
+    let signature = sign(identity, &body);
+    assemble(body, &signature)
+}
+
+/// `body` with the checksum an invite's bytes end in.
+pub(crate) fn checksummed_for_fuzzing(body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&checksum(body));
+    out
 }
 
 impl std::fmt::Display for Invite {

@@ -347,6 +347,16 @@ pub mod fuzzing {
     pub fn decode_packet(plain: &[u8]) -> Result<usize, crate::DecodeError> {
         crate::frame::decode_packet(plain).map(|frames| frames.len())
     }
+
+    /// `body` with the checksum invite bytes end in.
+    pub fn invite_checksummed(body: &[u8]) -> Vec<u8> {
+        crate::invite::checksummed_for_fuzzing(body)
+    }
+
+    /// Invite bytes `identity` signed, holding `rest` after its keys.
+    pub fn invite_signed(identity: &crate::Identity, rest: &[u8]) -> Vec<u8> {
+        crate::invite::signed_for_fuzzing(identity, rest)
+    }
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
