@@ -48,11 +48,11 @@ pub fn check_mailbox_proof(
 /// A mailbox's pairing code: its invite and its proof for the owner, as
 /// text (`strand mailbox init` prints it, `strand mailbox add` takes it).
 pub fn encode_mailbox_code(invite: &Invite, proof: &MailboxProof) -> String {
-    let mut hex = String::with_capacity(128);
-    for b in proof {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    format!("{}.{hex}", invite.to_text())
+    format!(
+        "{}.{}",
+        invite.to_text(),
+        data_encoding::HEXLOWER.encode(proof)
+    )
 }
 
 /// Reads a pairing code from [`encode_mailbox_code`] (the invite's
@@ -64,14 +64,13 @@ pub fn decode_mailbox_code(code: &str) -> Result<(Invite, MailboxProof), Mailbox
     ))?;
     let invite = Invite::from_text(invite)
         .map_err(|_| MailboxError::Code("the code's invite is not valid"))?;
-    if hex.len() != 128 || !hex.is_ascii() {
-        return Err(MailboxError::Code("the code's proof is cut or changed"));
-    }
-    let mut proof = [0u8; 64];
-    for (i, b) in proof.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| MailboxError::Code("the code's proof is cut or changed"))?;
-    }
+    // Exactly 128 hex digits, of either case: nothing else, not even a
+    // sign ("+f", which `u8::from_str_radix` would read as 0x0f).
+    let proof = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()
+        .and_then(|bytes| MailboxProof::try_from(bytes).ok())
+        .ok_or(MailboxError::Code("the code's proof is cut or changed"))?;
     Ok((invite, proof))
 }
 
@@ -189,6 +188,12 @@ mod tests {
         assert_eq!((i.public, p), (m.public(), proof));
         assert!(decode_mailbox_code(&invite.to_text()).is_err());
         assert!(decode_mailbox_code(&code[..code.len() - 2]).is_err());
+        // A sign in the proof is no hex digit, though "+f" parses as 0x0f.
+        let (head, hex) = code.rsplit_once('.').unwrap();
+        assert_eq!(
+            decode_mailbox_code(&format!("{head}.+{}", &hex[1..])),
+            Err(MailboxError::Code("the code's proof is cut or changed"))
+        );
 
         let people: Vec<PublicIdentity> = (0..3)
             .map(|i| {

@@ -42,7 +42,7 @@ use strand_sync::{
 };
 use zeroize::Zeroizing;
 
-pub(crate) use crate::profile::base::{cut, hex, now};
+pub(crate) use crate::profile::base::{cut, hex, now, unhex};
 pub(crate) use crate::profile::crypto::os_rng;
 use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
 pub use crate::profile::error::{chain, io_words, AddressError, DbError, IoError, ProfileError};

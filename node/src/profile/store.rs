@@ -179,17 +179,8 @@ pub(crate) mod key_serde {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
         let k = K::deserialize(d)?;
-        let bytes: Vec<u8> = (0..k.id.len())
-            .step_by(2)
-            .map(|i| {
-                k.id.get(i..i + 2)
-                    .and_then(|b| u8::from_str_radix(b, 16).ok())
-            })
-            .collect::<Option<_>>()
+        let id = crate::profile::unhex(&k.id)
             .ok_or_else(|| serde::de::Error::custom("a message id is 64 hex digits"))?;
-        let id: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("a message id is 64 hex digits"))?;
         Ok(Key {
             time: k.time,
             id: MessageId(id),

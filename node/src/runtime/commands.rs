@@ -349,7 +349,7 @@ pub fn read_page(
             shown: c.shown.unwrap_or(c.time),
             key: strand_sync::Key {
                 time: c.time,
-                id: strand_sync::MessageId(unhex32(&c.id).ok_or_else(|| {
+                id: strand_sync::MessageId(crate::profile::unhex(&c.id).ok_or_else(|| {
                     Failure::bad_input(format!("bad cursor: {:?} is not a message id", c.id))
                 })?),
             },
@@ -371,17 +371,6 @@ pub fn read_page(
         messages: page.into_iter().map(|m| view(contact, m)).collect(),
         next,
     })
-}
-
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The mailbox pairing of `p`.
