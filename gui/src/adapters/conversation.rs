@@ -73,14 +73,7 @@ impl From<StoredMessage> for Row {
             at: m.position(),
             skew: m.skew().map(|gap| (m.key.time, gap)),
             expires: m.expires,
-            id: m
-                .key
-                .id
-                .0
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into(),
+            id: strand_node::hex(&m.key.id.0).into(),
             file: m.file.clone(),
             text: strand_node::display::multiline(&m.text).into(),
             outgoing: m.outgoing,
