@@ -31,12 +31,9 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
         } => change_passphrase(ctx, new_passphrase_file.as_deref(), allow_weak).await,
         Command::Run { transports } => super::relay::run_node(ctx, &transports).await,
         Command::Wipe { yes } => wipe(ctx, yes).await,
-        Command::Relay {
-            action: None,
-            server,
-        } => super::relay::serve(&server).await,
-        Command::Demo { messages } => super::demo::demo(messages).await,
-        Command::Manual { dir, exe } => super::manual::write(&dir, &exe),
+        Command::Relay { action: None, .. } | Command::Demo { .. } | Command::Manual { .. } => {
+            unreachable!("dispatch runs these before there is a profile")
+        }
         Command::Service { action } => match action {
             ServiceAction::Install {
                 no_start,

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use crate::runtime::api::{Failure, FailureKind};
@@ -486,8 +487,18 @@ pub fn main() -> ExitCode {
     let env_passphrase = std::env::var("STRAND_PASSPHRASE").ok().map(Zeroizing::new);
     scrub_env("STRAND_PASSPHRASE");
     std::env::remove_var("STRAND_PASSPHRASE");
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+            if let Err(e) = refuse_inert_options(&cli.command, given) {
+                eprintln!("strand: {}", e.line());
+                return ExitCode::from(e.code());
+            }
+            cli
+        }
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
@@ -557,7 +568,42 @@ impl Ctx {
     }
 }
 
+/// The global options that do nothing for `command`: given on the
+/// command line, they are refused rather than ignored (from the
+/// environment, as `STRAND_PROFILE`, they are left alone).
+fn refuse_inert_options(command: &Command, given: impl Fn(&str) -> bool) -> Result<()> {
+    const PROFILE: &[&str] = &["profile", "passphrase_file", "passphrase_keyring", "json"];
+    let (name, why, inert) = match command {
+        Command::Relay { action: None, .. } => ("relay", "a relay opens no profile", PROFILE),
+        Command::Demo { .. } => (
+            "demo",
+            "the demo makes throwaway profiles of its own",
+            PROFILE,
+        ),
+        Command::Manual { .. } => ("manual", "it writes a package's files", PROFILE),
+        Command::Init { .. } => ("init", "it prints text only", &["json"][..]),
+        _ => return Ok(()),
+    };
+    match inert.iter().find(|id| given(id)) {
+        Some(id) => Err(usage!(
+            "--{} does nothing for `strand {name}`: {why}",
+            id.replace('_', "-")
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result<()> {
+    // These open no profile: nothing below is theirs to resolve or read.
+    match cli.command {
+        Command::Relay {
+            action: None,
+            server,
+        } => return relay::serve(&server).await,
+        Command::Demo { messages } => return demo::demo(messages).await,
+        Command::Manual { dir, exe } => return manual::write(&dir, &exe),
+        _ => {}
+    }
     let dir = match &cli.profile {
         Some(p) => p.clone(),
         None => crate::default_profile_dir()

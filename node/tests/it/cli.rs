@@ -416,6 +416,118 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert!(a.ok(&["status"]).contains("node running"));
 }
 
+/// A global option that the command does nothing with is refused in one
+/// line, not ignored: the relay, the demo and `manual` open no profile
+/// (nor read a passphrase file), and `init` prints text only. Set in the
+/// environment, as STRAND_PROFILE, the same option is left alone.
+#[test]
+fn options_a_command_does_nothing_with_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("profile");
+    let pages = tmp.path().join("pages");
+    let missing = tmp.path().join("no-such-file");
+    let (profile, pages, missing) = (
+        profile.to_str().unwrap(),
+        pages.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    );
+    // Runs `strand`, stopping it after a minute: a relay that is not
+    // refused would serve on.
+    let strand = |args: &[&str]| {
+        let child = Command::new(BIN)
+            .args(args)
+            .env_remove("STRAND_LOG")
+            .env_remove("STRAND_PROFILE")
+            .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
+            .env("STRAND_PASSPHRASE", "a passphrase for the test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{args:?} ran on");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let relay = ["relay", "--ephemeral", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [&relay[..], &["--profile", profile]].concat(),
+            "--profile does nothing for `strand relay`",
+        ),
+        (
+            [&["--json"], &relay[..]].concat(),
+            "--json does nothing for `strand relay`",
+        ),
+        (
+            [&["--passphrase-file", missing], &relay[..]].concat(),
+            "--passphrase-file does nothing for `strand relay`",
+        ),
+        (
+            vec!["demo", "--messages", "1", "--passphrase-keyring"],
+            "--passphrase-keyring does nothing for `strand demo`",
+        ),
+        (
+            vec!["--profile", profile, "manual", pages],
+            "--profile does nothing for `strand manual`",
+        ),
+        (
+            vec!["--profile", profile, "--json", "init", "--name", "ann"],
+            "--json does nothing for `strand init`",
+        ),
+    ];
+    for (args, said) in &cases {
+        let out = strand(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(
+        !Path::new(profile).exists(),
+        "a refused init made a profile"
+    );
+    assert!(!Path::new(pages).exists(), "a refused manual wrote pages");
+    // From the environment, the profile is left alone where it does nothing.
+    let out = Command::new(BIN)
+        .args(["manual", pages])
+        .env("STRAND_PROFILE", profile)
+        .env_remove("STRAND_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(pages).join("man").is_dir());
+    assert!(!Path::new(profile).exists());
+    // And where it does something, it is taken: init makes the profile.
+    let out = strand(&[
+        "--profile",
+        profile,
+        "init",
+        "--name",
+        "ann",
+        "--allow-weak",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(profile).exists());
+}
+
 /// Reads one preamble record (`u16` length, body) from a raw link.
 async fn record(stream: &mut Box<dyn strand_transport::LinkStream>) -> Vec<u8> {
     use futures::AsyncReadExt;
