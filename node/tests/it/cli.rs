@@ -434,7 +434,7 @@ fn options_a_command_does_nothing_with_are_refused() {
     // Runs `strand`, stopping it after a minute: a relay that is not
     // refused would serve on.
     let strand = |args: &[&str]| {
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(args)
             .env_remove("STRAND_LOG")
             .env_remove("STRAND_PROFILE")
@@ -445,7 +445,6 @@ fn options_a_command_does_nothing_with_are_refused() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(60);
         while child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
