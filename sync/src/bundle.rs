@@ -171,6 +171,26 @@ impl BundleWriter {
     }
 }
 
+/// A bundle from `me` for `contact` whose frames hold `frames` exactly,
+/// the first one's metadata included, the last one marked last: what a
+/// hostile contact can write, since both of them hold the key. A fuzz
+/// target reaches what [`BundleReader::open`] reads behind the seal.
+pub(crate) fn sealed_for_fuzzing(
+    me: &Identity,
+    contact: &Contact,
+    frames: &[&[u8]],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Vec<u8> {
+    let (mut writer, header) = BundleWriter::new(me, contact, 0, rng);
+    let mut out = header.to_vec();
+    for (i, frame) in frames.iter().enumerate() {
+        writer.buf.clear();
+        writer.buf.extend_from_slice(frame);
+        out.extend_from_slice(&writer.seal(i + 1 == frames.len()));
+    }
+    out
+}
+
 /// The contact who made the bundle whose header this is for the reader,
 /// if any of `contacts` did. Errors if it is no bundle at all.
 pub fn bundle_contact<'a>(

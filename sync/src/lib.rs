@@ -348,6 +348,17 @@ pub mod fuzzing {
         crate::frame::decode_packet(plain).map(|frames| frames.len())
     }
 
+    /// A bundle from `me` for `contact` whose sealed frames hold `frames`
+    /// as they are (the first one's metadata included), the last marked.
+    pub fn bundle_sealed(
+        me: &crate::Identity,
+        contact: &crate::Contact,
+        frames: &[&[u8]],
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> Vec<u8> {
+        crate::bundle::sealed_for_fuzzing(me, contact, frames, rng)
+    }
+
     /// `body` with the checksum invite bytes end in.
     pub fn invite_checksummed(body: &[u8]) -> Vec<u8> {
         crate::invite::checksummed_for_fuzzing(body)

@@ -202,3 +202,78 @@ fn a_foreign_or_changed_bundle_is_refused() {
         Err(BundleError::Tampered(0))
     ));
 }
+
+/// Splits a whole bundle file into its header and length-prefixed frames.
+fn split(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let (header, mut rest) = file.split_at(BUNDLE_HEADER_LEN);
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        frames.push(rest[..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    (header.to_vec(), frames)
+}
+
+#[test]
+fn a_contact_sealing_malformed_frames_gets_them_refused() {
+    // Both of a pair hold a bundle's key, so a hostile contact can seal
+    // any frames it likes: what is inside is read as strictly as a file.
+    let t = three();
+    let group = t.ben_of_ann.direct_group();
+    let mut r = rng(9);
+    let m = Message::create(&t.ann, group, NOW, Kind::TEXT, b"hi", &mut r).unwrap();
+    let mut meta = vec![1u8];
+    meta.extend_from_slice(&t.ann.public().sign);
+    meta.extend_from_slice(&NOW.to_be_bytes());
+    let record = |group: &[u8; 32], len: u32, bytes: &[u8]| {
+        let mut out = group.to_vec();
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(bytes);
+        out
+    };
+    let good = record(&group.id.0, m.as_bytes().len() as u32, m.as_bytes());
+    let sealed = |frames: &[&[u8]]| {
+        let file = strand_sync::fuzzing::bundle_sealed(&t.ann, &t.ben_of_ann, frames, &mut rng(3));
+        let (header, frames) = split(&file);
+        read(&header, &frames, std::slice::from_ref(&t.ann_of_ben))
+    };
+    let with_meta = |rest: &[u8]| [&meta[..], rest].concat();
+    // Well formed: the metadata alone, or with a record, in one frame or two.
+    assert_eq!(sealed(&[&meta]), Ok(vec![]));
+    let one = vec![(group.id, m.as_bytes().to_vec())];
+    assert_eq!(sealed(&[&with_meta(&good)]), Ok(one.clone()));
+    assert_eq!(sealed(&[&meta, &good]), Ok(one));
+    let malformed = |frames: &[&[u8]], why: &str| {
+        assert!(
+            matches!(sealed(frames), Err(BundleError::Malformed(_))),
+            "{why}: {:?}",
+            sealed(frames)
+        );
+    };
+    malformed(&[&meta[..40]], "a first frame shorter than the metadata");
+    malformed(&[b""], "an empty first frame");
+    let mut v2 = meta.clone();
+    v2[0] = 2;
+    malformed(&[&v2], "an unknown version");
+    malformed(&[&with_meta(&good[..good.len() - 1])], "a record cut short");
+    malformed(&[&meta, &good[..35]], "a record's length cut short");
+    malformed(
+        &[&with_meta(&record(
+            &group.id.0,
+            strand_sync::limits::MAX_MESSAGE_LEN as u32 + 1,
+            b"",
+        ))],
+        "a length over the limit",
+    );
+    let mut bad = m.as_bytes().to_vec();
+    bad[0] ^= 0xff;
+    malformed(
+        &[&with_meta(&record(&group.id.0, bad.len() as u32, &bad))],
+        "a message that does not decode",
+    );
+    malformed(
+        &[&with_meta(&[&good[..], &good[..good.len() - 3]].concat())],
+        "a good record, then one cut short",
+    );
+}
