@@ -6,7 +6,8 @@
 //! listeners (so mDNS announces nothing for it) and keeps only the
 //! connections it already has, until the last one closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -160,9 +161,26 @@ async fn run(
         HashMap::new();
     let mut listeners: Vec<ListenerId> = Vec::new();
     let mut draining: Option<Vec<oneshot::Sender<()>>> = None;
+    // Events the swarm gave while it was polled out of turn (below).
+    let mut stash: VecDeque<SwarmEvent<BehaviourEvent>> = VecDeque::new();
     loop {
         if let Some(waiting) = &mut draining {
             if listeners.is_empty() {
+                if !waiting.is_empty() {
+                    // A closed listener's socket is dropped only when the
+                    // transport is next polled. Until then it shares the
+                    // port with the new generation's, so the kernel still
+                    // hands it some new connections, and those are reset
+                    // when it is dropped. Poll until the swarm has nothing
+                    // more (every listener polled) before saying drained.
+                    std::future::poll_fn(|cx| {
+                        while let Poll::Ready(Some(event)) = swarm.poll_next_unpin(cx) {
+                            stash.push_back(event);
+                        }
+                        Poll::Ready(())
+                    })
+                    .await;
+                }
                 for reply in waiting.drain(..) {
                     let _ = reply.send(());
                 }
@@ -219,7 +237,12 @@ async fn run(
                     }
                 }
             },
-            event = swarm.select_next_some() => match event {
+            event = async {
+                match stash.pop_front() {
+                    Some(event) => event,
+                    None => swarm.select_next_some().await,
+                }
+            } => match event {
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::debug!(%address, "listening");
                     if let Some(reply) = listens.remove(&listener_id) {
