@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
+use strand_sync::hex;
 
 use crate::sweep::{self, Grid, Param, Point};
 use crate::{Report, Scenario};
@@ -145,13 +146,6 @@ impl SlurmRequest {
             time: time.to_owned(),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn digest(bytes: &[u8]) -> String {

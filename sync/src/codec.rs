@@ -6,6 +6,20 @@
 
 use crate::DecodeError;
 
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// Exactly `N` bytes from hex digits of either case; anything else (a
+/// sign, a space, an odd or wrong length) is `None`.
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(s.as_bytes())
+        .ok()?;
+    bytes.try_into().ok()
+}
+
 /// A cursor over bytes received from somewhere untrusted.
 #[derive(Debug, Clone)]
 pub(crate) struct Reader<'a> {
@@ -141,5 +155,26 @@ mod tests {
         // 11 continuation bytes.
         assert_eq!(Reader::new(&[0xff; 11]).varint(), Err(DecodeError::Varint));
         assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn hex_reads_back_and_only_hex_digits_are_taken() {
+        let bytes = [0x0f, 0xa0, 0x00, 0xff];
+        assert_eq!(hex(&bytes), "0fa000ff");
+        assert_eq!(unhex::<4>("0fa000ff"), Some(bytes));
+        assert_eq!(unhex::<4>("0FA000FF"), Some(bytes));
+        // "+f" alone would parse as 0x0f with `u8::from_str_radix`.
+        for bad in [
+            "+fa000ff",
+            "0fa000f",
+            "0fa000ff00",
+            " 0fa000f",
+            "0fa0 0ff",
+            "0fa000fg",
+            "",
+            "０fa000f",
+        ] {
+            assert_eq!(unhex::<4>(bad), None, "{bad:?}");
+        }
     }
 }

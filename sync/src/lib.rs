@@ -97,6 +97,7 @@ pub use carry::{
     Taken, DEFAULT_HOLD_GAPS, DEFAULT_REACH, DEFAULT_WIDTH, MAX_BATCH, MAX_CARRY_BUDGET, MAX_HOLD,
     MAX_REACH,
 };
+pub use codec::{hex, unhex};
 pub use crypto::kdf;
 pub use endpoint::Endpoint;
 pub use envelope::{AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN, ENVELOPE_SIZES};
@@ -371,5 +372,5 @@ pub mod fuzzing {
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    hex(&bytes[..bytes.len().min(6)])
 }

@@ -48,11 +48,7 @@ pub fn check_mailbox_proof(
 /// A mailbox's pairing code: its invite and its proof for the owner, as
 /// text (`strand mailbox init` prints it, `strand mailbox add` takes it).
 pub fn encode_mailbox_code(invite: &Invite, proof: &MailboxProof) -> String {
-    format!(
-        "{}.{}",
-        invite.to_text(),
-        data_encoding::HEXLOWER.encode(proof)
-    )
+    format!("{}.{}", invite.to_text(), crate::hex(proof))
 }
 
 /// Reads a pairing code from [`encode_mailbox_code`] (the invite's
@@ -66,11 +62,8 @@ pub fn decode_mailbox_code(code: &str) -> Result<(Invite, MailboxProof), Mailbox
         .map_err(|_| MailboxError::Code("the code's invite is not valid"))?;
     // Exactly 128 hex digits, of either case: nothing else, not even a
     // sign ("+f", which `u8::from_str_radix` would read as 0x0f).
-    let proof = data_encoding::HEXLOWER_PERMISSIVE
-        .decode(hex.as_bytes())
-        .ok()
-        .and_then(|bytes| MailboxProof::try_from(bytes).ok())
-        .ok_or(MailboxError::Code("the code's proof is cut or changed"))?;
+    let proof: MailboxProof =
+        crate::unhex(hex).ok_or(MailboxError::Code("the code's proof is cut or changed"))?;
     Ok((invite, proof))
 }
 
