@@ -26,17 +26,20 @@
 //!
 //! A member whose box does not open asks for the key in the epoch that
 //! holds the change, and any member who has it answers, sealed to the
-//! asker ([`Kind::KEY`]); the key is checked against the change's
-//! commitment, so no one can hand over a wrong one. A member that
-//! outranks a change's author and cannot open its box makes the same
-//! change again itself ([`Chain::overrides`]): no one locks the creator
-//! out.
+//! asker ([`Kind::KEY`]), unless two members besides the change's author
+//! already have (only the asker can tell junk from the key); the key is
+//! checked against the change's commitment, so no one can hand over a
+//! wrong one. A member that outranks a change's author and cannot open
+//! its box makes the same change again itself ([`Chain::overrides`]): no
+//! one locks the creator out.
 //!
 //! New members get the epoch they join in a [`Kind::WELCOME`] message in
 //! their 1:1 conversation with the admin who added them. A welcome is
 //! taken only for a group the reader does not know yet, or from an admin
 //! of its newest welcomed epoch while it has not seen the group change
-//! ([`Chain::take_welcome`]).
+//! ([`Chain::take_welcome`]), and never from a member it knows to be
+//! revoked; an entry from a welcomer since revoked counts only if its
+//! path holds the removal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -77,6 +80,10 @@ const LEAVE_REQUEST: u8 = 0x81;
 
 const KEY_REQUEST: u8 = 1;
 const KEY_SHARE: u8 = 2;
+/// Answers to one key request, from members other than the change's
+/// author, after which no one else answers: so a member who answers with
+/// junk (only the asker can tell) keeps the key from no one alone.
+const KEY_ANSWERS: usize = 2;
 
 const ROOT_LABEL: &[u8] = b"strand/v2/group-root";
 
@@ -210,6 +217,9 @@ pub enum GroupError {
     /// A group made by a version before 2: it can be read, not changed.
     #[error("made by an older version of Strand: it can be read, not changed or written to")]
     Legacy,
+    /// A welcome from someone removed from the group: it moves no one.
+    #[error("a welcome from someone removed from the group")]
+    Revoked,
 }
 
 /// The root of a group: what its creator signs.
@@ -551,6 +561,10 @@ impl Epoch {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Message, Option<Epoch>), GroupError> {
         let author = me.public().sign;
+        let number = self
+            .number
+            .checked_add(1)
+            .ok_or(GroupError::NoEffect("the group has had its last change"))?;
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut key[..]);
         let mut commit = key_commitment(&self.id(), &key);
@@ -559,7 +573,7 @@ impl Epoch {
         }
         let mut body = vec![VERSION];
         encode_change(&change, &mut body);
-        body.extend_from_slice(&(self.number + 1).to_be_bytes());
+        body.extend_from_slice(&number.to_be_bytes());
         encode_members(&members, &mut body);
         body.extend_from_slice(&commit);
         let eph = StaticSecret::random_from_rng(&mut *rng);
@@ -592,7 +606,7 @@ impl Epoch {
         let next = if mine {
             Some(Epoch::assemble(
                 self.root,
-                self.number + 1,
+                number,
                 self.name.clone(),
                 self.creator,
                 self.genesis,
@@ -634,7 +648,9 @@ impl Epoch {
         let boxes = r.bytes(listed.len() * BOX_LEN)?;
         r.finish()?;
         let expected = self.apply(&author, &change)?;
-        if number != self.number + 1 || listed != expected {
+        // (An epoch numbered u32::MAX, which anyone can make up for a
+        // group of their own, has no next.)
+        if Some(number) != self.number.checked_add(1) || listed != expected {
             return Err(GroupError::Inconsistent);
         }
         let next_id = next_id(&self.id(), &msg.id());
@@ -1251,8 +1267,9 @@ pub struct Chain {
     leaving: BTreeMap<GroupId, BTreeSet<AuthorId>>,
     /// Key requests per epoch: (who asks, for which next epoch).
     requests: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId)>>,
-    /// Key answers seen per epoch: (to whom, for which next epoch).
-    shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId)>>,
+    /// Key answers seen per epoch: (to whom, for which next epoch, from
+    /// whom).
+    shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId, AuthorId)>>,
     /// Derived by [`Chain::resolve`].
     path: Vec<GroupId>,
     end: End,
@@ -1366,8 +1383,8 @@ impl Chain {
     /// starts at (an adder whose change lost a fork welcomes again, and
     /// the creator when it made an adder's change again); the path then
     /// starts from the entry that leads furthest ([`Chain::resolve`]). So
-    /// no one else — a removed member least of all — can move a member
-    /// anywhere. Returns whether it was taken.
+    /// no one else — a removed member least of all, even the adder —
+    /// can move a member anywhere. Returns whether it was taken.
     pub fn take_welcome(
         chains: &mut Vec<Chain>,
         author: &AuthorId,
@@ -1388,6 +1405,9 @@ impl Chain {
         let welcomer = chain.entries.iter().find(|e| e.id == entry).map(|e| e.by);
         if *author != epoch.creator && Some(*author) != welcomer {
             return Err(GroupError::KnownGroup);
+        }
+        if chain.revoked.contains(author) {
+            return Err(GroupError::Revoked);
         }
         let id = epoch.id();
         chain.epochs.insert(id, epoch);
@@ -1463,7 +1483,7 @@ impl Chain {
                         eph,
                         sealed,
                     }) => {
-                        shares.insert((to, next));
+                        shares.insert((to, next, msg.author()));
                         if to == mine {
                             mine_shares.push((next, eph, sealed));
                         }
@@ -1596,12 +1616,26 @@ impl Chain {
             .iter()
             .filter_map(|(id, (w, _))| w.map(|w| (*id, w)))
             .collect();
+        // An entry from a welcomer this device knows was removed counts
+        // only if its own path holds that removal: the welcome came before
+        // it, and the group went on from there. One the welcomer made up
+        // (a number of its choosing, before the removal or after) is
+        // passed over, unless every entry is.
+        let standing: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| !self.revoked.contains(&e.by) || self.removes(&self.walk(e.id).0, &e.by))
+            .collect();
+        let entries = if standing.is_empty() {
+            self.entries.iter().collect()
+        } else {
+            standing
+        };
         // The path starts at the entry that leads furthest (then the one
         // the higher-ranked member welcomed this device into, then the
         // later welcome, then the smaller id): an old or made-up entry
         // never wins over the epoch the group went on to.
-        let best = self
-            .entries
+        let best = entries
             .iter()
             .map(|e| {
                 let (path, end) = self.walk(e.id);
@@ -1623,8 +1657,7 @@ impl Chain {
         // Of the entries whose paths end there, the longest path: an entry
         // that lies on another's path adds nothing but a shorter history.
         let end = *best.1.last().expect("a path");
-        let (path, end_state) = self
-            .entries
+        let (path, end_state) = entries
             .iter()
             .map(|e| self.walk(e.id))
             .filter(|(p, _)| p.last() == Some(&end))
@@ -1632,6 +1665,13 @@ impl Chain {
             .unwrap_or((best.1, best.2));
         self.path = path;
         self.end = end_state;
+    }
+
+    /// Whether a winning change on `path` removes `who`.
+    fn removes(&self, path: &[GroupId], who: &AuthorId) -> bool {
+        path.iter()
+            .filter_map(|id| self.winner(id))
+            .any(|t| t.change == Change::Remove(*who))
     }
 
     /// The path from `entry` by winning changes, and where it ends.
@@ -1896,11 +1936,24 @@ impl Chain {
                 if epoch.parent() != Some(*id) {
                     continue;
                 }
-                if self
+                // Nobody can tell a junk answer from a good one but its
+                // reader, so one answer does not stop the others: a member
+                // answers unless it has, or [`KEY_ANSWERS`] members besides
+                // the change's author (who sealed the box that failed) have.
+                let author = self
+                    .changes
+                    .get(id)
+                    .and_then(|c| c.iter().find(|t| t.next_id == *next).map(|t| t.author));
+                let answered: BTreeSet<AuthorId> = self
                     .shares
                     .get(id)
-                    .is_some_and(|s| s.contains(&(*who, *next)))
-                {
+                    .into_iter()
+                    .flatten()
+                    .filter(|(to, n, _)| to == who && n == next)
+                    .map(|(_, _, by)| *by)
+                    .collect();
+                let others = answered.iter().filter(|by| Some(**by) != author).count();
+                if answered.contains(me) || others >= KEY_ANSWERS {
                     continue;
                 }
                 work.shares.push((*id, member.public, *next));

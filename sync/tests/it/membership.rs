@@ -485,3 +485,40 @@ fn following_changes_fetches_only_the_changes() {
     assert_eq!(chain.epochs().count(), 2, "the change was followed");
     assert_eq!(*store.fetched.borrow(), [Kind::MEMBERSHIP]);
 }
+
+/// An epoch numbered u32::MAX (anyone can make one up for a group of
+/// their own: the creator's signature covers the root, not the number)
+/// has no next. A change there is refused, and one read there, numbered
+/// as if the count wrapped, is no change; nothing overflows (before, the
+/// reader panicked in a debug build).
+#[test]
+fn the_last_epoch_number_has_no_next() {
+    let mut r = rng(5);
+    let now = strand_sync::harness::EPOCH;
+    let [a, b, c] = ["a", "b", "c"].map(|n| strand_sync::Identity::generate(n, &mut r).unwrap());
+    let first = Epoch::create(&a, "g", &[(b.public(), "b".into())], &mut r).unwrap();
+    let mut bytes = first.encode();
+    let at = 1 + 32 + 64 + 2 + 32;
+    bytes[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    bytes.splice(at + 4..at + 4, [7u8; 64]);
+    let last = Epoch::decode(&bytes).unwrap();
+    assert_eq!(last.number, u32::MAX);
+    let add = Change::Add {
+        public: c.public(),
+        name: "c".into(),
+    };
+    assert!(matches!(
+        last.propose(&a, add.clone(), now, &mut r),
+        Err(strand_sync::GroupError::NoEffect(_))
+    ));
+    let (msg, _) = first.propose(&a, add, now, &mut r).unwrap();
+    let mut body = msg.validate(first.group(), now).unwrap().to_vec();
+    let number = 1 + 1 + 64 + 2;
+    assert_eq!(body[number..number + 4], 1u32.to_be_bytes());
+    body[number..number + 4].copy_from_slice(&0u32.to_be_bytes());
+    let wrapped = Message::create(&a, last.group(), now, Kind::MEMBERSHIP, &body, &mut r).unwrap();
+    assert!(matches!(
+        last.read(&b, &wrapped, now),
+        Err(strand_sync::GroupError::Inconsistent)
+    ));
+}

@@ -903,3 +903,107 @@ proptest! {
         model.check()?;
     }
 }
+
+/// Mal, an admin, adds an outsider (device 3); the creator then removes
+/// Mal. Mal still holds the creator's signed root, so she welcomes the
+/// outsider, whom she added, into an epoch she made up with a large
+/// number: before the outsider hears of her removal, or after. Either
+/// way the outsider ends where the group is (it took the welcome from its
+/// own adder, and before the fix followed it for good: the made-up
+/// number "led furthest").
+#[test]
+fn a_removed_adder_cannot_move_whom_she_added() {
+    for before in [false, true] {
+        let mut m = Model::new(3, &[2], true, 45);
+        m.apply(Op::MakeAdmin(2));
+        m.heal();
+        let head = m.writable(2).expect("Mal is a member");
+        let outsider = m.devs[3].id.public();
+        let add = Change::Add {
+            public: outsider,
+            name: "o3".into(),
+        };
+        assert!(m.make(2, &head, add));
+        m.adds.push((m.sign(2), outsider.sign));
+        m.meet(2, 3);
+        m.meet(0, 2);
+        let forged = Op::ForgedWelcome {
+            who: 0,
+            victim: 3,
+            number: 10_000,
+        };
+        if before {
+            m.apply(forged.clone());
+        }
+        m.apply(Op::Remove(0, 2));
+        m.meet(0, 3);
+        if !before {
+            m.apply(forged);
+        }
+        m.heal();
+        m.check()
+            .unwrap_or_else(|e| panic!("welcome {}: {e}", if before { "before" } else { "after" }));
+        assert!(!m.chain(3).unwrap().revoked().is_empty());
+    }
+}
+
+/// Mal, an admin, adds an outsider with a box for Ben (another admin)
+/// that does not open, and she and Eve (a member) each answer Ben's
+/// request for the key with junk. Only Ben can tell junk from the key;
+/// before the fix, the creator, seeing an answer there, gave none, and
+/// Ben (of Mal's rank, so unable to make the change again) waited for
+/// good. Now he gets the key and ends where the group is.
+#[test]
+fn a_junk_key_answer_keeps_the_key_from_no_one() {
+    let mut m = Model::new(4, &[2, 3], true, 46);
+    m.apply(Op::MakeAdmin(1));
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let head = m.writable(2).expect("Mal is a member");
+    let ben = m.sign(1);
+    let outsider = m.devs[4].id.public();
+    let add = Change::Add {
+        public: outsider,
+        name: "o4".into(),
+    };
+    let now = m.tick();
+    let (msg, next) = head
+        .propose_sealed(
+            &m.devs[2].id,
+            add,
+            now,
+            Sealing::Garble(vec![ben]),
+            &mut m.rng,
+        )
+        .unwrap();
+    let next = next.expect("Mal is in the next epoch");
+    m.devs[2].store.insert(&head.id(), &msg).unwrap();
+    m.adds.push((m.sign(2), outsider.sign));
+    m.welcome(2, 4, &next);
+    for h in [2, 3] {
+        let mut body = vec![2];
+        body.extend_from_slice(&next.id().0);
+        body.extend_from_slice(&ben);
+        let mut junk = [0u8; 32 + 48];
+        m.rng.fill_bytes(&mut junk);
+        body.extend_from_slice(&junk);
+        let now = m.tick();
+        let answer = Message::create(
+            &m.devs[h].id,
+            head.group(),
+            now,
+            Kind::KEY,
+            &body,
+            &mut m.rng,
+        )
+        .unwrap();
+        m.devs[h].store.insert(&head.id(), &answer).unwrap();
+    }
+    m.push(2, 3, false);
+    m.heal();
+    m.check().unwrap();
+    let Head::Member(at) = m.chain(1).unwrap().head() else {
+        panic!("Ben waits: {:?}", m.chain(1).unwrap().head());
+    };
+    assert!(at.member(&outsider.sign).is_some());
+}
