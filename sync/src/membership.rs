@@ -266,7 +266,10 @@ impl Epoch {
         others: &[(PublicIdentity, String)],
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Epoch, GroupError> {
-        check_stored_name(name).map_err(|e| match e {
+        // A new group's name follows today's rules; one read from a
+        // welcome, the rules it may have been made under (apps show it
+        // made safe).
+        check_name(name).map_err(|e| match e {
             crate::KeyError::Name(why) => GroupError::Name(why),
             _ => GroupError::Name("is not acceptable"),
         })?;
@@ -2067,6 +2070,26 @@ mod tests {
             .map(|p| (p.public(), p.name().to_owned()))
             .collect();
         Epoch::create(&ids[0], "g", &others, rng).unwrap()
+    }
+
+    /// A new group's name follows today's naming rules: nothing invisible
+    /// or direction-changing in it. One read from a welcome may have been
+    /// made under older rules, and apps show it made safe.
+    #[test]
+    fn a_new_group_gets_a_name_that_looks_like_what_it_is() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let ids = people(2, &mut rng);
+        let others = [(ids[1].public(), "p1".to_owned())];
+        for bad in ["Family\u{202e}lanoisseforp", "a\u{200b}b", " pad", ""] {
+            assert!(
+                matches!(
+                    Epoch::create(&ids[0], bad, &others, &mut rng),
+                    Err(GroupError::Name(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(Epoch::create(&ids[0], "Family — 2026", &others, &mut rng).is_ok());
     }
 
     #[test]

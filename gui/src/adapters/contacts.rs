@@ -109,6 +109,7 @@ fn item(summary: &ContactSummary, trust: Trust, seen: Option<&Seen>, clock: &Clo
     };
     ContactItem {
         name: summary.name.clone().into(),
+        label: strand_node::display::one_line(&summary.name).into(),
         initials: format::initials(&summary.name).into(),
         hue: format::hue(&summary.name),
         last_text: last_text.into(),

@@ -271,9 +271,10 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     } else {
         "You are no longer a member".to_owned()
     };
+    let label = strand_node::display::one_line(&g.name);
     ContactItem {
         name: g.name.clone().into(),
-        initials: format::initials(&g.name).into(),
+        initials: format::initials(&label).into(),
         hue: format::hue(&g.name),
         last_text: last_text.into(),
         last_time: last_time.into(),
@@ -283,6 +284,7 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
         online: false,
         verified: false,
         warning: SharedString::new(),
+        label: label.into(),
     }
 }
 
@@ -401,7 +403,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     core.ui(move |ui| {
         let a = ui.global::<GroupsAdapter>();
         let group_name = group.clone();
-        a.set_name(group.into());
+        a.set_name(strand_node::display::one_line(&group).into());
         a.set_summary(line.into());
         a.set_member(summary.member && summary.blocked.is_none());
         a.set_admin(summary.admin);
@@ -446,4 +448,29 @@ pub(crate) fn clear(core: &mut Core) {
         a.set_members_open(false);
         ui.global::<AppAdapter>().set_unread_groups(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group's name is its creator's choice: the list shows it made
+    /// safe, and keeps the name itself to find the group by.
+    #[test]
+    fn a_groups_name_is_shown_safely_and_kept_as_its_key() {
+        let g = GroupSummary {
+            name: "Family\u{202e}lanoisseforp".into(),
+            id: "0123abcd".into(),
+            members: 3,
+            member: true,
+            blocked: None,
+            admin: false,
+            unread: 0,
+            last: None,
+        };
+        let shown = item(&g, &Clock::at(0));
+        assert_eq!(shown.name.as_str(), g.name);
+        assert_eq!(shown.label.as_str(), "Family<U+202E>lanoisseforp");
+        assert_eq!(shown.initials.as_str(), "F");
+    }
 }

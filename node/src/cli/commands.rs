@@ -560,25 +560,7 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
                 println!("No groups yet. Make one with `strand group create NAME --with A,B`.");
             }
             for g in list {
-                let mut notes = Vec::new();
-                if g.unread > 0 {
-                    notes.push(format!("{} unread", g.unread));
-                }
-                if g.admin {
-                    notes.push("admin".into());
-                }
-                if !g.member {
-                    notes.push("you are no longer a member".into());
-                } else if let Some(why) = &g.blocked {
-                    notes.push(format!("cannot write now: {why}"));
-                }
-                println!(
-                    "{:<24} {}  {} members  {}",
-                    g.name,
-                    g.id,
-                    g.members,
-                    notes.join(", ")
-                );
+                println!("{}", print::group_line(&g));
             }
         }
         GroupCmd::Members { group } => {

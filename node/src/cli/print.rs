@@ -2,7 +2,7 @@
 //! another person wrote goes through [`crate::display`].
 
 use crate::display;
-use crate::runtime::api::{FileView, MessageView};
+use crate::runtime::api::{FileView, GroupView, MessageView};
 use crate::{RelayStatus, Status};
 
 /// Prints `v` as pretty JSON.
@@ -114,6 +114,30 @@ pub(crate) fn print_relay(r: &RelayStatus) {
         format!(" ({})", r.source)
     };
     println!("  {}{source}: {}{why}", r.address, r.state);
+}
+
+/// A group as `strand group list` shows it: its name is its creator's
+/// choice, shown made safe.
+pub(crate) fn group_line(g: &GroupView) -> String {
+    let mut notes = Vec::new();
+    if g.unread > 0 {
+        notes.push(format!("{} unread", g.unread));
+    }
+    if g.admin {
+        notes.push("admin".into());
+    }
+    if !g.member {
+        notes.push("you are no longer a member".into());
+    } else if let Some(why) = &g.blocked {
+        notes.push(format!("cannot write now: {why}"));
+    }
+    format!(
+        "{:<24} {}  {} members  {}",
+        display::one_line(&g.name),
+        g.id,
+        g.members,
+        notes.join(", ")
+    )
 }
 
 /// What an address a relay transport listens on is: a circuit through
@@ -283,5 +307,27 @@ pub(crate) fn status(s: &Status) {
     }
     if s.seen.is_empty() {
         println!("  no contact seen yet");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group's name, which its creator chose, reaches the terminal with
+    /// no control, invisible or direction-changing character in it.
+    #[test]
+    fn group_names_are_shown_safely() {
+        let g = GroupView {
+            name: "Family\u{202e}lanoisseforp".into(),
+            id: "0123abcd".into(),
+            members: 3,
+            member: true,
+            blocked: None,
+            admin: false,
+            unread: 0,
+        };
+        let line = group_line(&g);
+        assert!(line.starts_with("Family<U+202E>lanoisseforp"), "{line}");
     }
 }
