@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
+use strand_node::display::one_line;
 use strand_node::runtime::api::{MailboxAction, Reply, Request};
 use strand_node::Status;
 use strand_transport::Multiaddr;
@@ -319,8 +320,8 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 _ => "",
             };
             let error = match (&r.error, r.retry_in) {
-                (Some(e), Some(s)) => format!("{e} (trying again in {s} s)"),
-                (Some(e), None) => e.clone(),
+                (Some(e), Some(s)) => format!("{} (trying again in {s} s)", one_line(e)),
+                (Some(e), None) => one_line(e),
                 _ => String::new(),
             };
             let detail = [from, error.as_str()]
@@ -330,7 +331,8 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 .collect::<Vec<_>>()
                 .join(" · ");
             RelayItem {
-                label: format::address_lines(&r.address, ADDRESS_LINE).into(),
+                // A contact's offer: a DNS name in it can hold anything.
+                label: format::address_lines(&one_line(&r.address), ADDRESS_LINE).into(),
                 address: r.address.clone().into(),
                 state: r.state.clone().into(),
                 detail: detail.into(),

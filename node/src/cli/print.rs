@@ -103,9 +103,16 @@ pub(crate) fn format_time(ms: u64) -> String {
 }
 
 pub(crate) fn print_relay(r: &RelayStatus) {
+    println!("{}", relay_line(r));
+}
+
+/// A relay as `strand relay list` and `strand status` show it. A
+/// contact's offer is the contact's text (a DNS name in it can hold
+/// anything), and so may the error be: both are shown made safe.
+fn relay_line(r: &RelayStatus) -> String {
     let why = match (&r.error, r.retry_in) {
-        (Some(e), Some(s)) => format!(" — {e} (retry in {s} s)"),
-        (Some(e), None) => format!(" — {e}"),
+        (Some(e), Some(s)) => format!(" — {} (retry in {s} s)", display::one_line(e)),
+        (Some(e), None) => format!(" — {}", display::one_line(e)),
         _ => String::new(),
     };
     let source = if r.source == "yours" {
@@ -113,7 +120,11 @@ pub(crate) fn print_relay(r: &RelayStatus) {
     } else {
         format!(" ({})", r.source)
     };
-    println!("  {}{source}: {}{why}", r.address, r.state);
+    format!(
+        "  {}{source}: {}{why}",
+        display::one_line(&r.address),
+        r.state
+    )
 }
 
 /// A group as `strand group list` shows it: its name is its creator's
@@ -314,10 +325,11 @@ pub(crate) fn status(s: &Status) {
 mod tests {
     use super::*;
 
-    /// A group's name, which its creator chose, reaches the terminal with
-    /// no control, invisible or direction-changing character in it.
+    /// What others chose (a group's name, a contact's relay offer and the
+    /// error it gives) reaches the terminal with no control, invisible or
+    /// direction-changing character in it.
     #[test]
-    fn group_names_are_shown_safely() {
+    fn group_names_and_relay_offers_are_shown_safely() {
         let g = GroupView {
             name: "Family\u{202e}lanoisseforp".into(),
             id: "0123abcd".into(),
@@ -329,5 +341,18 @@ mod tests {
         };
         let line = group_line(&g);
         assert!(line.starts_with("Family<U+202E>lanoisseforp"), "{line}");
+        let r = RelayStatus {
+            address: "/dns/\u{1b}]0;x\u{7}h/tcp/1".into(),
+            state: "failing".into(),
+            error: Some("no such host \u{1b}]0;x\u{7}h\nstrand: fake".into()),
+            retry_in: Some(5),
+            source: "contact".into(),
+        };
+        let line = relay_line(&r);
+        assert!(!line.contains(['\u{1b}', '\u{7}', '\n']), "{line:?}");
+        assert!(
+            line.contains("/dns/<U+001B>]0;x<U+0007>h/tcp/1 (contact): failing"),
+            "{line}"
+        );
     }
 }
