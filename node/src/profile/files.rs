@@ -493,7 +493,7 @@ impl Profile {
         if have < manifest.chunks.len() {
             return Err(ProfileError::File(format!(
                 "{} is not all here yet: {have} of {} parts; the rest comes at the next sync",
-                manifest.name,
+                crate::display::one_line(&manifest.name),
                 manifest.chunks.len()
             )));
         }
@@ -503,7 +503,7 @@ impl Profile {
         rand_core::RngCore::fill_bytes(&mut crate::profile::os_rng(), &mut nonce);
         let temp = dir.join(format!(".strand-{}.part", crate::profile::hex(&nonce)));
         let result = (|| {
-            let mut out = std::fs::File::create(&temp).map_err(io)?;
+            let mut out = std::fs::File::create_new(&temp).map_err(io)?;
             let mut hasher = strand_sync::FileHasher::new();
             let mut size = 0u64;
             report(0, manifest.size);
@@ -528,7 +528,7 @@ impl Profile {
             if size != manifest.size || hasher.finish() != manifest.hash {
                 return Err(ProfileError::File(format!(
                     "{} was refused: its bytes do not match the hash its sender gave",
-                    manifest.name
+                    crate::display::one_line(&manifest.name)
                 )));
             }
             Ok(())
@@ -542,14 +542,28 @@ impl Profile {
             Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
             _ => (name.clone(), String::new()),
         };
+        // The name is claimed before the file takes it, so nothing already
+        // there (another save's file, a link) is ever replaced: the
+        // rename replaces only the empty file made here.
         let mut target = dir.join(&name);
         let mut n = 1;
-        while target.exists() {
-            target = dir.join(format!("{stem} ({n}){ext}"));
-            n += 1;
+        let claimed = loop {
+            match std::fs::File::create_new(&target) {
+                Ok(_) => break Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    target = dir.join(format!("{stem} ({n}){ext}"));
+                    n += 1;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = claimed {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io(e));
         }
         if let Err(e) = std::fs::rename(&temp, &target) {
             let _ = std::fs::remove_file(&temp);
+            let _ = std::fs::remove_file(&target);
             return Err(io(e));
         }
         Ok(target)
@@ -833,6 +847,63 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with(".strand-"))
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    /// Saving never replaces what is already there under the name, even
+    /// a link to nothing (which looks like no file at all); and a sender's
+    /// file name in an error is shown safely.
+    #[test]
+    fn saving_replaces_nothing_and_shows_the_name_safely() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, _, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let me = p.identity();
+        let data = b"the contents".to_vec();
+        let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
+        let mut file = |name: &str, hash| {
+            let manifest = Manifest {
+                name: name.into(),
+                mime: String::new(),
+                size: data.len() as u64,
+                hash,
+                chunks: vec![chunk.key()],
+                preview: None,
+            };
+            Message::create(&me, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap()
+        };
+        let good = file("notes.txt", strand_sync::file_hash(&data));
+        let bad = file("x\u{1b}]0;owned\u{7}\n.txt", [7; 32]);
+        let mut store = p.store().unwrap();
+        for m in [&chunk, &good, &bad] {
+            strand_sync::WriteStore::insert(&mut store, &pair.id, m).unwrap();
+        }
+        store.commit().unwrap();
+        drop(store);
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let link = out.join("notes.txt");
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+
+        let saved = p
+            .save_file(&crate::profile::hex(&good.id().0[..8]), &out)
+            .unwrap();
+        assert_eq!(saved, out.join("notes (1).txt"));
+        assert_eq!(std::fs::read(&saved).unwrap(), data);
+        let kept = std::fs::read_link(&link).expect("the link is still there");
+        assert_eq!(kept, tmp.path().join("nowhere"));
+
+        let e = p
+            .save_file(&crate::profile::hex(&bad.id().0[..8]), &out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("was refused"), "{e}");
+        assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e:?}");
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            2,
+            "nothing left behind"
+        );
     }
 
     #[test]
