@@ -87,8 +87,9 @@ pub const MAX_GROUPS_PER_SESSION: usize = 256;
 /// messages), but a reply that does not fit its packet hands ranges back,
 /// so small BLE packets need about one round per few differences (~3,000
 /// rounds for 10,000 differences in 512-byte packets). Turns are strict
-/// (one reply per RECON), so a peer cannot make us work faster than it
-/// waits for us; this caps how long it can keep us at it. A session that
+/// (one reply per RECON, and none before our last reply in the group was
+/// sent), so a peer cannot make us work faster than it reads what we send;
+/// this caps how long it can keep us at it. A session that
 /// hits it ends, and the next one carries on from what was transferred.
 pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 

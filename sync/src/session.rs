@@ -250,6 +250,10 @@ enum State {
 #[derive(Debug, Default)]
 struct Exchange {
     awaiting_reply: bool,
+    /// Our replies for this group still in `control`: the peer cannot
+    /// answer one before it left, so a RECON or OPEN for the group before
+    /// then is a peer working us without reading what we send.
+    unsent: u32,
     /// This side opened the group and awaits the first reply.
     opening: bool,
     rounds: u32,
@@ -1151,6 +1155,7 @@ impl Session {
             id,
             Exchange {
                 awaiting_reply: true,
+                unsent: 0,
                 opening: true,
                 rounds,
                 done: false,
@@ -1231,6 +1236,11 @@ impl Session {
             }
         }
         let ex = self.exchanges.entry(group).or_default();
+        if ex.unsent > 0 {
+            return Err(SessionError::Decode(crate::DecodeError::Invalid(
+                "reconciliation frame before our reply was sent",
+            )));
+        }
         ex.rounds += 1;
         if ex.rounds > MAX_ROUNDS_PER_GROUP {
             return Err(SessionError::Limit("reconciliation rounds per group"));
@@ -1248,9 +1258,14 @@ impl Session {
         if reply.msg.expects_reply() {
             ex.awaiting_reply = true;
             ex.done = false;
+            ex.unsent += 1;
             self.control.push_back(frame::recon(&group, &reply.msg));
         } else {
             if msg.expects_reply() || !reply.msg.items.is_empty() {
+                // Counted only if the peer waits for it.
+                if msg.expects_reply() {
+                    ex.unsent += 1;
+                }
                 self.control.push_back(frame::recon(&group, &reply.msg));
             }
             if !ex.done {
@@ -1449,6 +1464,9 @@ impl Session {
                 break;
             }
             let f = self.control.pop_front().expect("front exists");
+            if let Some(ex) = frame::recon_group(&f).and_then(|g| self.exchanges.get_mut(&g)) {
+                ex.unsent = ex.unsent.saturating_sub(1);
+            }
             self.stats.sent.frame(f[0], f.len());
             payload.extend_from_slice(&f);
         }
@@ -1747,4 +1765,44 @@ fn _assert_send() {
     fn is_send<T: std::marker::Send>() {}
     is_send::<Session>();
     is_send::<Inbound>();
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::harness::{Pair, Side};
+    use crate::store::MemoryStore;
+    use crate::{frame, recon, DecodeError, SessionError};
+
+    /// A contact that sends OPEN after OPEN for one group in a packet,
+    /// without waiting for (or reading) the replies, made us summarise the
+    /// group and queue a reply for each, up to 4,096 a session (each a
+    /// full scan; an opening that claims to hold nothing, a re-send of
+    /// everything). A frame for a group whose reply has not left yet now
+    /// ends the session; honest peers, who answer only what they read,
+    /// never send one (every other session test still passes).
+    #[test]
+    fn a_peer_cannot_make_us_reconcile_without_reading_our_replies() {
+        let mut pair = Pair::new(71);
+        for i in 0..40 {
+            pair.b.write(&format!("history {i}"));
+        }
+        pair.connect();
+        pair.drive();
+        assert!(pair.b.close_error().is_none());
+        let group = pair.a.contacts[0].direct_group().id;
+        let mut a = pair.a.session.take().unwrap();
+        let opening = recon::open(&MemoryStore::new(), &group, &a.tags).unwrap();
+        let open = frame::open(&group, &opening);
+        for _ in 0..10 {
+            let packet = a.send_raw_packet(&open.repeat(30)).unwrap();
+            pair.inject(Side::A, packet);
+        }
+        pair.drive();
+        assert_eq!(
+            pair.b.close_error(),
+            Some(&SessionError::Decode(DecodeError::Invalid(
+                "reconciliation frame before our reply was sent"
+            )))
+        );
+    }
 }
