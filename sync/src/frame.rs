@@ -159,14 +159,6 @@ pub(crate) fn open(group: &GroupId, msg: &ReconMsg) -> Vec<u8> {
     recon_as(OPEN, group, msg)
 }
 
-/// The group a RECON frame built here is for.
-pub(crate) fn recon_group(frame: &[u8]) -> Option<GroupId> {
-    let mut r = crate::codec::Reader::new(frame);
-    (r.u8().ok()? == RECON).then_some(())?;
-    r.varint().ok()?;
-    r.array().ok().map(GroupId)
-}
-
 fn recon_as(kind: u8, group: &GroupId, msg: &ReconMsg) -> Vec<u8> {
     let mut body = group.0.to_vec();
     msg.encode(&mut body);

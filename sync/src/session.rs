@@ -247,6 +247,38 @@ enum State {
     Closed,
 }
 
+/// Control frames waiting to be sent, in order; a reply the peer waits for
+/// is marked with its group (counted in that exchange's `unsent` until it
+/// leaves).
+#[derive(Default)]
+struct Control(VecDeque<(Vec<u8>, Option<GroupId>)>);
+
+impl Control {
+    fn push_back(&mut self, frame: Vec<u8>) {
+        self.0.push_back((frame, None));
+    }
+
+    fn push_awaited(&mut self, group: GroupId, frame: Vec<u8>) {
+        self.0.push_back((frame, Some(group)));
+    }
+
+    fn front(&self) -> Option<&Vec<u8>> {
+        self.0.front().map(|(f, _)| f)
+    }
+
+    fn pop_front(&mut self) -> Option<(Vec<u8>, Option<GroupId>)> {
+        self.0.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 #[derive(Debug, Default)]
 struct Exchange {
     awaiting_reply: bool,
@@ -354,7 +386,7 @@ pub struct Session {
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
     /// Encoded frames waiting to go out, in order.
-    control: VecDeque<Vec<u8>>,
+    control: Control,
     sends: VecDeque<(GroupId, Send)>,
     ready: VecDeque<(GroupId, Key)>,
     /// The message being sent in parts, its key, and how much of it is out.
@@ -432,7 +464,7 @@ impl Session {
             resync: BTreeSet::new(),
             opened: false,
             records: VecDeque::new(),
-            control: VecDeque::new(),
+            control: Control::default(),
             sends: VecDeque::new(),
             ready: VecDeque::new(),
             current: None,
@@ -1151,11 +1183,13 @@ impl Session {
     ) -> Result<(), SessionError> {
         let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
         self.control.push_back(frame(&id, &msg));
+        // A reply of the exchange this one follows may not have left yet.
+        let unsent = self.exchanges.get(&id).map_or(0, |e| e.unsent);
         self.exchanges.insert(
             id,
             Exchange {
                 awaiting_reply: true,
-                unsent: 0,
+                unsent,
                 opening: true,
                 rounds,
                 done: false,
@@ -1259,14 +1293,18 @@ impl Session {
             ex.awaiting_reply = true;
             ex.done = false;
             ex.unsent += 1;
-            self.control.push_back(frame::recon(&group, &reply.msg));
+            self.control
+                .push_awaited(group, frame::recon(&group, &reply.msg));
         } else {
             if msg.expects_reply() || !reply.msg.items.is_empty() {
                 // Counted only if the peer waits for it.
+                let f = frame::recon(&group, &reply.msg);
                 if msg.expects_reply() {
                     ex.unsent += 1;
+                    self.control.push_awaited(group, f);
+                } else {
+                    self.control.push_back(f);
                 }
-                self.control.push_back(frame::recon(&group, &reply.msg));
             }
             if !ex.done {
                 ex.done = true;
@@ -1463,8 +1501,8 @@ impl Session {
                 }
                 break;
             }
-            let f = self.control.pop_front().expect("front exists");
-            if let Some(ex) = frame::recon_group(&f).and_then(|g| self.exchanges.get_mut(&g)) {
+            let (f, awaited) = self.control.pop_front().expect("front exists");
+            if let Some(ex) = awaited.and_then(|g| self.exchanges.get_mut(&g)) {
                 ex.unsent = ex.unsent.saturating_sub(1);
             }
             self.stats.sent.frame(f[0], f.len());
