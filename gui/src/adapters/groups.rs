@@ -274,7 +274,7 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     let label = strand_node::display::one_line(&g.name);
     ContactItem {
         name: g.name.clone().into(),
-        initials: format::initials(&label).into(),
+        initials: format::initials(&visible(&g.name)).into(),
         hue: format::hue(&g.name),
         last_text: last_text.into(),
         last_time: last_time.into(),
@@ -286,6 +286,14 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
         warning: SharedString::new(),
         label: label.into(),
     }
+}
+
+/// `name` without what does not show (invisible and direction-changing
+/// characters): what its initials are taken from.
+fn visible(name: &str) -> String {
+    name.chars()
+        .filter(|c| !strand_node::display::hidden(*c))
+        .collect()
 }
 
 /// Re-reads the group list and shows it, with the contacts a new group
@@ -472,5 +480,10 @@ mod tests {
         assert_eq!(shown.name.as_str(), g.name);
         assert_eq!(shown.label.as_str(), "Family<U+202E>lanoisseforp");
         assert_eq!(shown.initials.as_str(), "F");
+        let odd = GroupSummary {
+            name: "\u{202e}\u{200b}ops team".into(),
+            ..g
+        };
+        assert_eq!(item(&odd, &Clock::at(0)).initials.as_str(), "OT");
     }
 }
