@@ -248,8 +248,9 @@ enum State {
 }
 
 /// Control frames waiting to be sent, in order; a reply the peer waits for
-/// is marked with its group (counted in that exchange's `unsent` until it
-/// leaves).
+/// is marked with its group until it leaves: the peer cannot answer it
+/// before then, so a RECON or OPEN for that group meanwhile is a peer
+/// working us without reading what we send.
 #[derive(Default)]
 struct Control(VecDeque<(Vec<u8>, Option<GroupId>)>);
 
@@ -266,8 +267,13 @@ impl Control {
         self.0.front().map(|(f, _)| f)
     }
 
-    fn pop_front(&mut self) -> Option<(Vec<u8>, Option<GroupId>)> {
-        self.0.pop_front()
+    fn pop_front(&mut self) -> Option<Vec<u8>> {
+        self.0.pop_front().map(|(f, _)| f)
+    }
+
+    /// Whether a reply for `group` that the peer waits for has not left.
+    fn awaited(&self, group: &GroupId) -> bool {
+        self.0.iter().any(|(_, g)| g.as_ref() == Some(group))
     }
 
     fn is_empty(&self) -> bool {
@@ -282,10 +288,6 @@ impl Control {
 #[derive(Debug, Default)]
 struct Exchange {
     awaiting_reply: bool,
-    /// Our replies for this group still in `control`: the peer cannot
-    /// answer one before it left, so a RECON or OPEN for the group before
-    /// then is a peer working us without reading what we send.
-    unsent: u32,
     /// This side opened the group and awaits the first reply.
     opening: bool,
     rounds: u32,
@@ -1183,13 +1185,10 @@ impl Session {
     ) -> Result<(), SessionError> {
         let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
         self.control.push_back(frame(&id, &msg));
-        // A reply of the exchange this one follows may not have left yet.
-        let unsent = self.exchanges.get(&id).map_or(0, |e| e.unsent);
         self.exchanges.insert(
             id,
             Exchange {
                 awaiting_reply: true,
-                unsent,
                 opening: true,
                 rounds,
                 done: false,
@@ -1269,12 +1268,12 @@ impl Session {
                 )));
             }
         }
-        let ex = self.exchanges.entry(group).or_default();
-        if ex.unsent > 0 {
+        if self.control.awaited(&group) {
             return Err(SessionError::Decode(crate::DecodeError::Invalid(
                 "reconciliation frame before our reply was sent",
             )));
         }
+        let ex = self.exchanges.entry(group).or_default();
         ex.rounds += 1;
         if ex.rounds > MAX_ROUNDS_PER_GROUP {
             return Err(SessionError::Limit("reconciliation rounds per group"));
@@ -1292,15 +1291,13 @@ impl Session {
         if reply.msg.expects_reply() {
             ex.awaiting_reply = true;
             ex.done = false;
-            ex.unsent += 1;
             self.control
                 .push_awaited(group, frame::recon(&group, &reply.msg));
         } else {
             if msg.expects_reply() || !reply.msg.items.is_empty() {
-                // Counted only if the peer waits for it.
+                // Marked only if the peer waits for it.
                 let f = frame::recon(&group, &reply.msg);
                 if msg.expects_reply() {
-                    ex.unsent += 1;
                     self.control.push_awaited(group, f);
                 } else {
                     self.control.push_back(f);
@@ -1501,10 +1498,7 @@ impl Session {
                 }
                 break;
             }
-            let (f, awaited) = self.control.pop_front().expect("front exists");
-            if let Some(ex) = awaited.and_then(|g| self.exchanges.get_mut(&g)) {
-                ex.unsent = ex.unsent.saturating_sub(1);
-            }
+            let f = self.control.pop_front().expect("front exists");
             self.stats.sent.frame(f[0], f.len());
             payload.extend_from_slice(&f);
         }
