@@ -1624,13 +1624,20 @@ impl Chain {
         // it, and the group went on from there. One the welcomer made up
         // (a number of its choosing, before the removal or after) is
         // passed over, unless every entry is.
-        let standing: Vec<&Entry> = self
+        let walks: Vec<(&Entry, Vec<GroupId>, End)> = self
             .entries
             .iter()
-            .filter(|e| !self.revoked.contains(&e.by) || self.removes(&self.walk(e.id).0, &e.by))
+            .map(|e| {
+                let (path, end) = self.walk(e.id);
+                (e, path, end)
+            })
+            .collect();
+        let standing: Vec<&(&Entry, Vec<GroupId>, End)> = walks
+            .iter()
+            .filter(|(e, path, _)| !self.revoked.contains(&e.by) || self.removes(path, &e.by))
             .collect();
         let entries = if standing.is_empty() {
-            self.entries.iter().collect()
+            walks.iter().collect()
         } else {
             standing
         };
@@ -1640,32 +1647,26 @@ impl Chain {
         // never wins over the epoch the group went on to.
         let best = entries
             .iter()
-            .map(|e| {
-                let (path, end) = self.walk(e.id);
+            .min_by_key(|(e, path, _)| {
                 let reach = self.epochs[path.last().expect("a path")].number;
                 let rank = self.epochs[&e.id].rank(&e.by);
                 (
-                    (
-                        std::cmp::Reverse(reach),
-                        rank,
-                        std::cmp::Reverse(e.at),
-                        e.id,
-                    ),
-                    path,
-                    end,
+                    std::cmp::Reverse(reach),
+                    rank,
+                    std::cmp::Reverse(e.at),
+                    e.id,
                 )
             })
-            .min_by(|a, b| a.0.cmp(&b.0))
             .expect("a chain has an entry");
         // Of the entries whose paths end there, the longest path: an entry
         // that lies on another's path adds nothing but a shorter history.
         let end = *best.1.last().expect("a path");
-        let (path, end_state) = entries
+        let (_, path, end_state) = entries
             .iter()
-            .map(|e| self.walk(e.id))
-            .filter(|(p, _)| p.last() == Some(&end))
-            .max_by_key(|(p, _)| p.len())
-            .unwrap_or((best.1, best.2));
+            .filter(|(_, p, _)| p.last() == Some(&end))
+            .max_by_key(|(_, p, _)| p.len())
+            .unwrap_or(best);
+        let (path, end_state) = (path.clone(), *end_state);
         self.path = path;
         self.end = end_state;
     }
