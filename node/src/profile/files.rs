@@ -1,9 +1,12 @@
 //! Files in conversations (`sync/PROTOCOL.md` §4.2).
 //!
 //! Sending reads the file a chunk at a time: each 256 KiB becomes a CHUNK
-//! message, stored 16 to a transaction, then the FILE message (the
+//! message, its parts stored 16 chunks to a transaction but not listed
+//! (`sending` in [`crate::profile::schema`]); when the file is all read,
+//! one transaction lists the chunks and stores the FILE message (the
 //! manifest: name, type, size, hash, the chunks' keys, and for an image a
-//! small preview) is stored like a text, so conversations show it. Chunks
+//! small preview) like a text, so conversations show it. A send that fails
+//! or is cut short leaves nothing a contact could receive. Chunks
 //! sync like any message and resume wherever a link broke; a file is put
 //! together only when every chunk is here, into a temporary file in the
 //! folder asked for, checked against the manifest's hash, and only then
@@ -20,8 +23,8 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::profile::schema::SHOWN;
-use crate::profile::store::{table_key, Inserter};
+use crate::profile::schema::{MESSAGES, SENDING, SHOWN};
+use crate::profile::store::{put_body, remove_body, split, table_key, Inserter};
 use crate::profile::{Profile, ProfileError};
 
 /// Chunks stored per write transaction when sending (4 MiB).
@@ -207,7 +210,8 @@ impl Profile {
     }
 
     /// [`Profile::send_file`], telling `report` the bytes sealed so far and
-    /// the file's size as it goes.
+    /// the file's size as it goes. The file appears (chunks and manifest)
+    /// at once, when it is all read; a send that fails leaves nothing.
     pub fn send_file_reporting(
         &self,
         to: Conversation<'_>,
@@ -232,109 +236,209 @@ impl Profile {
                 MAX_FILE_LEN >> 20
             )));
         }
+        let (group, expires) = self.log_for(to, now)?;
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        self.send_read(
+            &group,
+            expires,
+            path,
+            meta.len(),
+            &mut file,
+            now,
+            rng,
+            report,
+        )
+    }
+
+    /// Sends what `file` holds (the file at `path`, of `len` bytes when
+    /// looked at) to `group`'s log, the messages expiring at `expires`.
+    ///
+    /// Each chunk's parts are stored as it is sealed, 16 chunks to a
+    /// transaction, and noted in [`SENDING`]; nothing reads them yet. When
+    /// the file is all read, one transaction writes the chunks' `messages`
+    /// rows and the manifest: a contact never receives chunks of a file
+    /// whose manifest never comes. If anything fails before that, the
+    /// parts are deleted (or, if even that fails, when the profile is next
+    /// opened: [`Profile::drop_unsent`]).
+    #[allow(clippy::too_many_arguments)]
+    fn send_read(
+        &self,
+        group: &Group,
+        expires: Option<Time>,
+        path: &Path,
+        len: u64,
+        file: &mut dyn Read,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
+    ) -> Result<FileSent, ProfileError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .map(safe_name)
             .ok_or_else(|| ProfileError::File("the file's name is not UTF-8".into()))?;
         let mime = media_type(path);
-        let (group, expires) = self.log_for(to, now)?;
+        let mut chunks = Vec::with_capacity(chunk_count(len));
+        let mut heads = Vec::with_capacity(chunk_count(len));
+        let staged = self.stage_chunks(
+            group,
+            expires,
+            path,
+            len,
+            file,
+            now,
+            rng,
+            report,
+            &mut chunks,
+            &mut heads,
+        );
+        let sent = staged.and_then(|(size, hash)| {
+            let manifest = Manifest {
+                name,
+                mime: mime.to_owned(),
+                size,
+                hash,
+                chunks: chunks.clone(),
+                preview: preview_of(path, mime, size),
+            };
+            let m = Message::create_expiring(
+                &self.identity(),
+                group,
+                now,
+                expires,
+                Kind::FILE,
+                &manifest.encode(),
+                rng,
+            )
+            .map_err(ProfileError::Message)?;
+            let (id, me) = (group.id, self.identity().public().sign);
+            self.write_txn(move |txn| {
+                let mut sending = txn.open_table(SENDING).map_err(db_error)?;
+                let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
+                for (k, head) in &heads {
+                    store
+                        .insert_staged_chunk(k, head, expires)
+                        .map_err(db_error)?;
+                    sending.remove(k).map_err(db_error)?;
+                }
+                drop((store, sending));
+                crate::profile::store_own(txn, &id, &m)
+            })
+        });
+        match sent {
+            Ok((id, manifest)) => Ok(FileSent {
+                group: id,
+                manifest,
+                chunks,
+            }),
+            Err(e) => {
+                if !chunks.is_empty() {
+                    let staged = chunks.iter().map(|k| table_key(&group.id, k)).collect();
+                    if let Err(left) = self.write_txn(move |txn| drop_staged(txn, staged)) {
+                        tracing::warn!(
+                            "the parts of a file not sent stay until the profile is next opened: {left}"
+                        );
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads, seals and stores (unlisted, in [`SENDING`]) the chunks of
+    /// [`Profile::send_read`]'s file, adding each one's key to `chunks` as
+    /// it is sealed and its `messages` row to `heads` once it is stored.
+    /// Returns the file's size and hash.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_chunks(
+        &self,
+        group: &Group,
+        expires: Option<Time>,
+        path: &Path,
+        len: u64,
+        file: &mut dyn Read,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
+        chunks: &mut Vec<Key>,
+        heads: &mut Vec<StagedRow>,
+    ) -> Result<(u64, [u8; 32]), ProfileError> {
         let identity = self.identity();
-        let me = identity.public().sign;
-        let mut file = std::fs::File::open(path).map_err(io)?;
         let mut hasher = strand_sync::FileHasher::new();
-        let mut chunks = Vec::with_capacity(chunk_count(meta.len()));
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_LEN];
         let mut batch: Vec<Message> = Vec::with_capacity(CHUNKS_PER_TXN);
-        report(0, meta.len());
+        report(0, len);
         loop {
             let mut filled = 0;
             while filled < CHUNK_LEN {
-                let n = file.read(&mut buf[filled..]).map_err(io)?;
+                let n = file
+                    .read(&mut buf[filled..])
+                    .map_err(|e| crate::profile::io_error(path, e))?;
                 if n == 0 {
                     break;
                 }
                 filled += n;
             }
-            if filled == 0 {
+            if filled > 0 {
+                size += filled as u64;
+                if size > MAX_FILE_LEN {
+                    return Err(ProfileError::File(format!(
+                        "{} grew past {} MiB while it was read",
+                        path.display(),
+                        MAX_FILE_LEN >> 20
+                    )));
+                }
+                hasher.update(&buf[..filled]);
+                let m = Message::create_expiring(
+                    &identity,
+                    group,
+                    now,
+                    expires,
+                    Kind::CHUNK,
+                    &buf[..filled],
+                    rng,
+                )
+                .map_err(ProfileError::Message)?;
+                chunks.push(m.key());
+                batch.push(m);
+            }
+            let last = filled < CHUNK_LEN;
+            if batch.len() == CHUNKS_PER_TXN || (last && !batch.is_empty()) {
+                let id = group.id;
+                let batch = std::mem::take(&mut batch);
+                heads.extend(self.write_txn(move |txn| stage(txn, &id, &batch))?);
+                report(size, len);
+            }
+            if last {
                 break;
             }
-            size += filled as u64;
-            if size > MAX_FILE_LEN {
-                return Err(ProfileError::File(format!(
-                    "{} grew past {} MiB while it was read",
-                    path.display(),
-                    MAX_FILE_LEN >> 20
-                )));
-            }
-            hasher.update(&buf[..filled]);
-            let m = Message::create_expiring(
-                &identity,
-                &group,
-                now,
-                expires,
-                Kind::CHUNK,
-                &buf[..filled],
-                rng,
-            )
-            .map_err(ProfileError::Message)?;
-            chunks.push(m.key());
-            batch.push(m);
-            if batch.len() == CHUNKS_PER_TXN {
-                self.store_chunks(&group.id, std::mem::take(&mut batch), me, now)?;
-                report(size, meta.len());
-            }
-            if filled < CHUNK_LEN {
-                break;
-            }
-        }
-        if !batch.is_empty() {
-            self.store_chunks(&group.id, batch, me, now)?;
         }
         report(size, size);
-        let manifest = Manifest {
-            name,
-            mime: mime.to_owned(),
-            size,
-            hash: hasher.finish(),
-            chunks: chunks.clone(),
-            preview: preview_of(path, mime, size),
-        };
-        let m = Message::create_expiring(
-            &identity,
-            &group,
-            now,
-            expires,
-            Kind::FILE,
-            &manifest.encode(),
-            rng,
-        )
-        .map_err(ProfileError::Message)?;
-        let id = group.id;
-        let (_, key) = self.write_txn(move |txn| crate::profile::store_own(txn, &id, &m))?;
-        Ok(FileSent {
-            group: id,
-            manifest: key,
-            chunks,
-        })
+        Ok((size, hasher.finish()))
     }
 
-    fn store_chunks(
-        &self,
-        group: &GroupId,
-        batch: Vec<Message>,
-        me: strand_sync::AuthorId,
-        now: Time,
-    ) -> Result<(), ProfileError> {
-        let group = *group;
-        self.write_txn(move |txn| {
-            let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
-            for m in &batch {
-                store.insert(&group, m).map_err(db_error)?;
+    /// Deletes the parts of every file whose send a crash (or a failure
+    /// that could not clean up) cut short. Returns how many chunks they
+    /// were. Writes only if there are any.
+    pub(crate) fn drop_unsent(&self) -> Result<usize, ProfileError> {
+        let staged: Vec<[u8; 72]> = {
+            let txn = self.db()?.begin_read().map_err(db_error)?;
+            match crate::profile::store::open_if_there(&txn, SENDING).map_err(db_error)? {
+                Some(t) => t
+                    .iter()
+                    .map_err(db_error)?
+                    .map(|e| e.map(|(k, _)| k.value()).map_err(db_error))
+                    .collect::<Result<_, _>>()?,
+                None => Vec::new(),
             }
-            Ok(())
-        })
+        };
+        let n = staged.len();
+        if n > 0 {
+            self.write_txn(move |txn| drop_staged(txn, staged))?;
+            tracing::info!("deleted {n} chunks of files whose sending was cut short");
+        }
+        Ok(n)
     }
 
     /// The manifest of a stored FILE message and how much of it is here.
@@ -570,6 +674,43 @@ impl Profile {
     }
 }
 
+/// A chunk of a file being sent, once its parts are stored: its
+/// `messages` key and the row `messages` will hold for it.
+type StagedRow = ([u8; 72], Vec<u8>);
+
+/// Stores the parts of `batch`'s chunks (of a file being sent to
+/// `group`) and notes them in [`SENDING`]; returns each one's key and the
+/// row `messages` will hold for it.
+fn stage(
+    txn: &redb::WriteTransaction,
+    group: &GroupId,
+    batch: &[Message],
+) -> Result<Vec<StagedRow>, ProfileError> {
+    let mut sending = txn.open_table(SENDING).map_err(db_error)?;
+    let mut heads = Vec::with_capacity(batch.len());
+    for m in batch {
+        let k = table_key(group, &m.key());
+        let head = put_body(txn, &k, m.as_bytes(), split(m)).map_err(db_error)?;
+        heads.push((k, head.to_vec()));
+        sending.insert(&k, ()).map_err(db_error)?;
+    }
+    Ok(heads)
+}
+
+/// Deletes the parts of the staged chunks at `staged` (unless a chunk was
+/// listed after all) and their notes in [`SENDING`].
+fn drop_staged(txn: &redb::WriteTransaction, staged: Vec<[u8; 72]>) -> Result<(), ProfileError> {
+    let listed = txn.open_table(MESSAGES).map_err(db_error)?;
+    let mut sending = txn.open_table(SENDING).map_err(db_error)?;
+    for k in &staged {
+        if listed.get(k).map_err(db_error)?.is_none() {
+            remove_body(txn, k).map_err(db_error)?;
+        }
+        sending.remove(k).map_err(db_error)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe_name;
@@ -584,7 +725,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::profile::schema::{BODIES, CHUNKS, MESSAGES};
+    use crate::profile::schema::{BODIES, CHUNKS};
     use crate::profile::store::HEAD;
     use redb::ReadableTableMetadata;
 
@@ -658,6 +799,137 @@ mod tests {
         let txn = db.begin_read().unwrap();
         assert!(txn.open_table(BODIES).unwrap().is_empty().unwrap());
         assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());
+    }
+
+    /// Every row of the tables a file send writes to, as counts: what
+    /// sync can see (`messages` rows of the conversation), the chunks
+    /// index, the parts, and the notes of parts not listed yet.
+    fn file_rows(p: &Profile, group: &GroupId) -> [usize; 4] {
+        let db = p.db().unwrap();
+        let txn = db.begin_read().unwrap();
+        let count = |t: Option<u64>| t.unwrap_or(0) as usize;
+        let mut listed = 0;
+        strand_sync::Store::scan(
+            &p.read_view().unwrap(),
+            group,
+            &strand_sync::KeyRange::ALL,
+            &mut |_| {
+                listed += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        let len = |t: redb::TableDefinition<'static, [u8; 72], ()>| {
+            count(
+                crate::profile::store::open_if_there(&txn, t)
+                    .unwrap()
+                    .map(|t| t.len().unwrap()),
+            )
+        };
+        let parts = count(
+            crate::profile::store::open_if_there(&txn, BODIES)
+                .unwrap()
+                .map(|t| t.len().unwrap()),
+        );
+        [listed, len(CHUNKS), parts, len(SENDING)]
+    }
+
+    /// A send cut short after its first 16 chunks were stored (here the
+    /// progress callback panics; a crash or a killed `strand send` stops
+    /// at the same place) leaves nothing sync or the conversation can
+    /// see: before, those 16 chunks were in the log, synced to the
+    /// contact with no manifest ever to follow, and stayed. Their parts
+    /// are deleted when the profile is next opened, and the file can then
+    /// be sent whole.
+    #[test]
+    fn a_file_send_cut_short_leaves_nothing_to_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let (p, _, group) = crate::profile::alice_with_bob(&dir);
+        let now = crate::profile::now();
+        let data: Vec<u8> = (0..CHUNK_LEN * 20 + 5)
+            .map(|i| (i * 11 % 253) as u8)
+            .collect();
+        let path = tmp.path().join("notes.bin");
+        std::fs::write(&path, &data).unwrap();
+        let before = file_rows(&p, &group.id);
+        assert_eq!(before[1..], [0, 0, 0]);
+
+        let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.send_file_reporting(
+                Conversation::Contact("Bob"),
+                &path,
+                now,
+                rng,
+                &|done, total| {
+                    assert!(done == 0 || done == total, "cut short after {done} bytes");
+                },
+            )
+        }));
+        assert!(cut.is_err(), "the send was cut short");
+        let cut = file_rows(&p, &group.id);
+        assert_eq!(cut[..2], before[..2], "nothing listed, nothing to sync");
+        assert!(cut[2] > 0, "the first 16 chunks' parts are stored: {cut:?}");
+        assert_eq!(cut[3], 16, "and noted as not listed");
+        p.close();
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(file_rows(&p, &group.id), before, "deleted when opened");
+        let sent = p
+            .send_file(Conversation::Contact("Bob"), &path, now, rng)
+            .unwrap();
+        assert_eq!(sent.chunks.len(), 21);
+        let after = file_rows(&p, &group.id);
+        assert_eq!(after[0], before[0] + 22, "21 chunks and the manifest");
+        assert_eq!(after[1], 21);
+        assert_eq!(after[3], 0);
+        let id = crate::profile::hex(&sent.manifest.id.0[..8]);
+        let saved = p.save_file(&id, &tmp.path().join("out")).unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), data);
+    }
+
+    /// A file that cannot be read to its end (here the read fails after
+    /// 20 chunks; a disk or a network folder can do this) is refused with
+    /// the reason and its name, and the chunks already stored are deleted
+    /// then and there.
+    #[test]
+    fn a_file_send_that_fails_deletes_what_it_stored() {
+        /// A file whose reads fail after `left` bytes.
+        struct Failing {
+            left: usize,
+        }
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.left == 0 {
+                    return Err(std::io::Error::other("the device went away"));
+                }
+                let n = buf.len().min(self.left);
+                buf[..n].fill(7);
+                self.left -= n;
+                Ok(n)
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, _, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let before = file_rows(&p, &group.id);
+        let (log, expires) = p.log_for(Conversation::Contact("Bob"), now).unwrap();
+        let len = CHUNK_LEN as u64 * 30;
+        let mut file = Failing {
+            left: CHUNK_LEN * 20,
+        };
+        let path = Path::new("/media/usb/report.pdf");
+        let e = p
+            .send_read(&log, expires, path, len, &mut file, now, rng, &|_, _| {})
+            .unwrap_err();
+        let e = crate::profile::error::chain(&e);
+        assert!(
+            e.contains("report.pdf") && e.contains("the device went away"),
+            "{e}"
+        );
+        assert_eq!(file_rows(&p, &group.id), before, "nothing left");
     }
 
     /// Rewrites the chunks of `sent` as version 3 stored them: whole, in

@@ -362,6 +362,9 @@ impl Profile {
             }),
         };
         profile.load_groups()?;
+        // Parts of a file whose send a crash cut short: never listed, so
+        // never synced or shown.
+        profile.drop_unsent()?;
         // What expired while the profile was closed goes before anything
         // can read or sync it.
         profile.sweep_expired(crate::profile::now())?;
@@ -1441,6 +1444,7 @@ fn seal_file(
         copy!(schema::CHANGES);
         copy!(schema::CHUNKS);
         copy!(schema::BODIES);
+        copy!(schema::SENDING);
         copy!(schema::CARRIED);
         to.commit().map_err(db_error)?;
     }

@@ -20,6 +20,7 @@
 //! | `timers` | group id (32) ‖ author (32) | `messages` key of that author's newest timer message (72) |
 //! | `chunks` | `messages` key of a file chunk (72) | nothing: the chunk is here |
 //! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
+//! | `sending` | `messages` key of a file chunk being sent (72) | nothing: its parts are in `bodies`, its `messages` row is not written yet |
 //! | `carried` | keyed hash of a carrying part's key (32) | sealed part: an envelope held for others or an own message spreading (`strand_sync::Carrier::parts`) |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
@@ -46,7 +47,9 @@
 //!
 //! Crash assumptions: every change is one redb write transaction committed
 //! with `Durability::Immediate`, so after a crash the file holds exactly
-//! the transactions that committed; a message batch is one transaction.
+//! the transactions that committed; a message batch is one transaction,
+//! and a file sent appears (its chunks and manifest) in one transaction,
+//! its parts having waited in `sending`.
 //! The sealed backend keeps redb's one in-place page (its header) in two
 //! copies, so a torn write of it reads as before or after.
 
@@ -123,6 +126,15 @@ pub const BODIES: TableDefinition<[u8; 73], &[u8]> = TableDefinition::new("bodie
 /// File chunks held, by their `messages` key: whether a file is all here
 /// is answered without reading its chunks (each up to 256 KiB).
 pub const CHUNKS: TableDefinition<[u8; 72], ()> = TableDefinition::new("chunks");
+
+/// The chunks of a file being sent: their parts are in [`BODIES`], but
+/// they have no `messages` row, so nothing reads or syncs them, until the
+/// file is all read and its manifest is stored, in the same transaction
+/// as their rows (which empties this table of them). A send that fails
+/// deletes its parts; what a crash leaves is deleted when the profile is
+/// next opened. A table older versions ignore (they leave such parts
+/// where they are), so it needed no new schema version.
+pub const SENDING: TableDefinition<[u8; 72], ()> = TableDefinition::new("sending");
 
 /// The large parts of the carrying state (`meta` `carrier` names them):
 /// each written once, so a carrying step rewrites only the small state.

@@ -40,7 +40,7 @@ const PART: usize = 65_536 - 256;
 /// Whether a message is stored split: a file chunk, the one kind whose
 /// size would waste most of a page, and that range reads (reconciliation,
 /// conversation views) would otherwise read in full.
-fn split(message: &Message) -> bool {
+pub(crate) fn split(message: &Message) -> bool {
     message.kind() == Kind::CHUNK
 }
 
@@ -61,17 +61,28 @@ pub(crate) fn put_message(
     bytes: &[u8],
     split: bool,
 ) -> Result<(), redb::Error> {
+    messages.insert(k, put_body(txn, k, bytes, split)?)?;
+    Ok(())
+}
+
+/// Stores the rest of a split message at `k` in [`BODIES`] and returns
+/// what its `messages` row holds: its head, or `bytes` whole if it is not
+/// split (then nothing is stored).
+pub(crate) fn put_body<'b>(
+    txn: &WriteTransaction,
+    k: &[u8; 72],
+    bytes: &'b [u8],
+    split: bool,
+) -> Result<&'b [u8], redb::Error> {
     if !split || bytes.len() <= HEAD {
-        messages.insert(k, bytes)?;
-        return Ok(());
+        return Ok(bytes);
     }
-    messages.insert(k, &bytes[..HEAD])?;
     let mut bodies = txn.open_table(BODIES)?;
     for (i, part) in bytes[HEAD..].chunks(PART).enumerate() {
         let i = u8::try_from(i).expect("a message is at most 255 parts");
         bodies.insert(&body_key(k, i), part)?;
     }
-    Ok(())
+    Ok(&bytes[..HEAD])
 }
 
 /// Deletes the rest of a split message at `k`, if it was split.
@@ -377,11 +388,7 @@ impl<'t> Inserter<'t> {
             Kind::REACH => self.keep_newest(RECORDS, group, message, &k)?,
             Kind::TIMER => self.keep_newest(crate::profile::schema::TIMERS, group, message, &k)?,
             Kind::NAME => self.keep_newest(crate::profile::schema::NAMES, group, message, &k)?,
-            Kind::CHUNK => {
-                self.txn
-                    .open_table(crate::profile::schema::CHUNKS)?
-                    .insert(&k, ())?;
-            }
+            Kind::CHUNK => self.index_chunk(&k)?,
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
                 let incoming = message.author() != self.me;
@@ -406,18 +413,48 @@ impl<'t> Inserter<'t> {
             _ => {}
         }
         if let Some(expires) = message.expires() {
-            let mut at = [0u8; 80];
-            at[..8].copy_from_slice(&expires.to_be_bytes());
-            at[8..].copy_from_slice(&k);
-            let value: &[u8] = match &shown_at {
-                Some(s) => &s[..],
-                None => &[],
-            };
-            self.txn
-                .open_table(crate::profile::schema::EXPIRY)?
-                .insert(&at, value)?;
+            self.expire(&k, expires, shown_at.as_ref().map(|s| &s[..]))?;
         }
         Ok(true)
+    }
+
+    /// Lists a file chunk whose rest [`put_body`] stored earlier, in
+    /// another transaction (a file being sent: see
+    /// [`crate::profile::schema::SENDING`]): its `messages` row `head`,
+    /// as [`Inserter::insert`] would have written it, and its entries in
+    /// the chunks index and, if it expires, in `expiry`.
+    pub(crate) fn insert_staged_chunk(
+        &mut self,
+        k: &[u8; 72],
+        head: &[u8],
+        expires: Option<Time>,
+    ) -> Result<(), redb::Error> {
+        self.messages.insert(k, head)?;
+        self.index_chunk(k)?;
+        match expires {
+            Some(expires) => self.expire(k, expires, None),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes that the file chunk at `k` is here.
+    fn index_chunk(&self, k: &[u8; 72]) -> Result<(), redb::Error> {
+        self.txn
+            .open_table(crate::profile::schema::CHUNKS)?
+            .insert(k, ())?;
+        Ok(())
+    }
+
+    /// Lists the message at `k` to be deleted at `expires`, with its
+    /// `shown` key if it is shown.
+    fn expire(&self, k: &[u8; 72], expires: Time, shown: Option<&[u8]>) -> Result<(), redb::Error> {
+        let mut at = [0u8; 80];
+        at[..8].copy_from_slice(&expires.to_be_bytes());
+        at[8..].copy_from_slice(k);
+        self.txn
+            .open_table(crate::profile::schema::EXPIRY)?
+            .insert(&at, shown.unwrap_or_default())?;
+        Ok(())
     }
 }
 
