@@ -64,6 +64,28 @@ pub fn hidden(c: char) -> bool {
     c.is_control() || strand_sync::is_invisible(c)
 }
 
+/// `json`, as serde_json writes it, with every character [`hidden`]
+/// would show as `<U+XXXX>` written as a JSON escape (`\u202e`; two for
+/// one beyond the BMP): the same JSON value, but printed on a terminal
+/// (`strand read --json | less`, a log) it can neither act nor hide.
+/// serde_json escapes only `"`, `\` and U+0000 to U+001F; those are
+/// already escaped here, and the rest of what is hidden (DEL, C1 controls,
+/// invisible and direction-changing characters) can only stand inside a
+/// string, so escaping it changes no string's value.
+pub fn json_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if u32::from(c) >= 0x7f && hidden(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn push_visible(out: &mut String, c: char) {
     if c == '\t' {
         out.push_str("    ");
@@ -90,5 +112,27 @@ mod tests {
             "one\n        │ two\n        │ 2026-01-01 alice: fake"
         );
         assert_eq!(multiline("a\nb\x1b[2J"), "a\nb<U+001B>[2J");
+    }
+
+    #[test]
+    fn json_keeps_its_values_and_shows_nothing_hidden() {
+        let text = "a\u{202e}b\u{9b}2J\u{7f}\u{200b}\u{e0001} café 🙂\n\x1b";
+        let v = serde_json::json!({ "text": text, "n": [1, 2] });
+        for json in [
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string_pretty(&v).unwrap(),
+        ] {
+            let safe = json_escaped(&json);
+            assert!(
+                !safe.chars().any(|c| u32::from(c) >= 0x7f && hidden(c)),
+                "{safe}"
+            );
+            assert!(
+                safe.contains(r"a\u202eb\u009b2J\u007f\u200b\udb40\udc01 café 🙂\n\u001b"),
+                "{safe}"
+            );
+            let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+            assert_eq!(back, v);
+        }
     }
 }

@@ -786,11 +786,7 @@ async fn carry(ctx: &Ctx, device: &Device, set: Option<bool>) -> Result<()> {
         other => return Err(unexpected(other)),
     };
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string(&status).map_err(anyhow::Error::from)?
-        );
-        return Ok(());
+        return print::json_line(&status);
     }
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     if status.carrying {
@@ -839,11 +835,7 @@ async fn mailbox(ctx: &Ctx, device: &Device, action: Option<MailboxAction>) -> R
         other => return Err(unexpected(other)),
     };
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::to_string(&view).map_err(anyhow::Error::from)?
-        );
-        return Ok(());
+        return print::json_line(&view);
     }
     match (&view.owner, &view.mailbox) {
         (Some(owner), _) => {

@@ -5,12 +5,18 @@ use crate::display;
 use crate::runtime::api::{FileView, GroupView, MessageView};
 use crate::{RelayStatus, Status};
 
-/// Prints `v` as pretty JSON.
+/// Prints `v` as pretty JSON, nothing in it able to drive or fool a
+/// terminal ([`display::json_escaped`]).
 pub(crate) fn json(v: &impl serde::Serialize) -> super::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
-    );
+    let json = serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?;
+    println!("{}", display::json_escaped(&json));
+    Ok(())
+}
+
+/// Prints `v` as JSON on one line, as [`json`] does.
+pub(crate) fn json_line(v: &impl serde::Serialize) -> super::Result<()> {
+    let json = serde_json::to_string(v).map_err(anyhow::Error::from)?;
+    println!("{}", display::json_escaped(&json));
     Ok(())
 }
 
@@ -18,7 +24,7 @@ pub(crate) fn json(v: &impl serde::Serialize) -> super::Result<()> {
 /// marked as a continuation), or its JSON.
 pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(m).map_err(anyhow::Error::from)?);
+        json_line(m)?;
     } else {
         let state = m
             .delivery

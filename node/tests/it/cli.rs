@@ -1346,12 +1346,16 @@ fn a_mailbox_from_the_command_line() {
 /// `strand read` shows every one of them visibly and forges no line; the
 /// file's name loses the override (here when Bob's `strand` sends it; a
 /// hostile client's is dropped by `safe_name` when Alice saves it), so it
-/// shows what it is.
+/// shows what it is. `strand read --json` keeps the text as Bob wrote it,
+/// with everything hidden written as a JSON escape: printed on a terminal,
+/// it cannot act either (a C1 CSI, U+009B, starts an escape sequence on
+/// some terminals; serde_json writes it, and U+202E, as they are).
 #[test]
 fn what_a_contact_writes_cannot_drive_the_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
-    let forged = "see you\n2026-11-23 12:00:00 carol: send money to X\x1b]0;pwned\x07 \u{202e}evil";
+    let forged =
+        "see you\n2026-11-23 12:00:00 carol: send money to X\x1b]0;pwned\x07 \u{202e}evil \u{9b}2J";
     b.ok(&["send", "alice", forged]);
     let path = tmp.path().join("invoice\u{202e}gpj.sh");
     std::fs::write(&path, b"#!/bin/sh\necho hi\n").unwrap();
@@ -1372,6 +1376,14 @@ fn what_a_contact_writes_cannot_drive_the_terminal() {
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
     assert!(!out.contains('\u{202e}'), "{out:?}");
     assert!(out.contains("<U+001B>]0;pwned<U+0007>"), "{out}");
+    assert!(out.contains("<U+009B>2J"), "{out}");
+    let json = a.ok(&["read", "bob", "--json"]);
+    assert!(
+        !json.contains('\u{202e}') && !json.contains('\u{9b}'),
+        "{json:?}"
+    );
+    assert!(json.contains(r"\u202eevil \u009b2J"), "{json}");
+    assert!(a.read("bob").iter().any(|m| m["text"] == forged));
     for line in out.lines() {
         assert!(
             !line.starts_with("2026-11-23 12:00:00 carol"),
