@@ -238,20 +238,17 @@ impl Profile {
         }
         let (group, expires) = self.log_for(to, now)?;
         let mut file = std::fs::File::open(path).map_err(io)?;
-        self.send_read(
-            &group,
+        let out = Outgoing {
+            group: &group,
             expires,
             path,
-            meta.len(),
-            &mut file,
+            len: meta.len(),
             now,
-            rng,
-            report,
-        )
+        };
+        self.send_read(&out, &mut file, rng, report)
     }
 
-    /// Sends what `file` holds (the file at `path`, of `len` bytes when
-    /// looked at) to `group`'s log, the messages expiring at `expires`.
+    /// Sends what `file` holds: the file `out` describes.
     ///
     /// Each chunk's parts are stored as it is sealed, 16 chunks to a
     /// transaction, and noted in [`SENDING`]; nothing reads them yet. When
@@ -260,18 +257,20 @@ impl Profile {
     /// whose manifest never comes. If anything fails before that, the
     /// parts are deleted (or, if even that fails, when the profile is next
     /// opened: [`Profile::drop_unsent`]).
-    #[allow(clippy::too_many_arguments)]
     fn send_read(
         &self,
-        group: &Group,
-        expires: Option<Time>,
-        path: &Path,
-        len: u64,
+        out: &Outgoing<'_>,
         file: &mut dyn Read,
-        now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<FileSent, ProfileError> {
+        let Outgoing {
+            group,
+            expires,
+            path,
+            len,
+            now,
+        } = *out;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -280,18 +279,7 @@ impl Profile {
         let mime = media_type(path);
         let mut chunks = Vec::with_capacity(chunk_count(len));
         let mut heads = Vec::with_capacity(chunk_count(len));
-        let staged = self.stage_chunks(
-            group,
-            expires,
-            path,
-            len,
-            file,
-            now,
-            rng,
-            report,
-            &mut chunks,
-            &mut heads,
-        );
+        let staged = self.stage_chunks(out, file, rng, report, &mut chunks, &mut heads);
         let sent = staged.and_then(|(size, hash)| {
             let manifest = Manifest {
                 name,
@@ -346,18 +334,13 @@ impl Profile {
     }
 
     /// Reads, seals and stores (unlisted, in [`SENDING`]) the chunks of
-    /// [`Profile::send_read`]'s file, adding each one's key to `chunks` as
-    /// it is sealed and its `messages` row to `heads` once it is stored.
+    /// the file `out` describes, adding each one's key to `chunks` as it
+    /// is sealed and its `messages` row to `heads` once it is stored.
     /// Returns the file's size and hash.
-    #[allow(clippy::too_many_arguments)]
     fn stage_chunks(
         &self,
-        group: &Group,
-        expires: Option<Time>,
-        path: &Path,
-        len: u64,
+        out: &Outgoing<'_>,
         file: &mut dyn Read,
-        now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
         chunks: &mut Vec<Key>,
@@ -368,13 +351,13 @@ impl Profile {
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_LEN];
         let mut batch: Vec<Message> = Vec::with_capacity(CHUNKS_PER_TXN);
-        report(0, len);
+        report(0, out.len);
         loop {
             let mut filled = 0;
             while filled < CHUNK_LEN {
                 let n = file
                     .read(&mut buf[filled..])
-                    .map_err(|e| crate::profile::io_error(path, e))?;
+                    .map_err(|e| crate::profile::io_error(out.path, e))?;
                 if n == 0 {
                     break;
                 }
@@ -385,16 +368,16 @@ impl Profile {
                 if size > MAX_FILE_LEN {
                     return Err(ProfileError::File(format!(
                         "{} grew past {} MiB while it was read",
-                        path.display(),
+                        out.path.display(),
                         MAX_FILE_LEN >> 20
                     )));
                 }
                 hasher.update(&buf[..filled]);
                 let m = Message::create_expiring(
                     &identity,
-                    group,
-                    now,
-                    expires,
+                    out.group,
+                    out.now,
+                    out.expires,
                     Kind::CHUNK,
                     &buf[..filled],
                     rng,
@@ -405,10 +388,10 @@ impl Profile {
             }
             let last = filled < CHUNK_LEN;
             if batch.len() == CHUNKS_PER_TXN || (last && !batch.is_empty()) {
-                let id = group.id;
+                let id = out.group.id;
                 let batch = std::mem::take(&mut batch);
                 heads.extend(self.write_txn(move |txn| stage(txn, &id, &batch))?);
-                report(size, len);
+                report(size, out.len);
             }
             if last {
                 break;
@@ -674,6 +657,21 @@ impl Profile {
     }
 }
 
+/// A file on its way into a conversation's log.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    /// The log: the 1:1 conversation's, or a group's head epoch.
+    group: &'a Group,
+    /// When its messages expire (the conversation's timer), if they do.
+    expires: Option<Time>,
+    /// Where it is read from: its name, type, preview, and errors.
+    path: &'a Path,
+    /// Its size when looked at.
+    len: u64,
+    /// When it is written.
+    now: Time,
+}
+
 /// A chunk of a file being sent, once its parts are stored: its
 /// `messages` key and the row `messages` will hold for it.
 type StagedRow = ([u8; 72], Vec<u8>);
@@ -916,14 +914,17 @@ mod tests {
         let now = crate::profile::now();
         let before = file_rows(&p, &group.id);
         let (log, expires) = p.log_for(Conversation::Contact("Bob"), now).unwrap();
-        let len = CHUNK_LEN as u64 * 30;
         let mut file = Failing {
             left: CHUNK_LEN * 20,
         };
-        let path = Path::new("/media/usb/report.pdf");
-        let e = p
-            .send_read(&log, expires, path, len, &mut file, now, rng, &|_, _| {})
-            .unwrap_err();
+        let out = Outgoing {
+            group: &log,
+            expires,
+            path: Path::new("/media/usb/report.pdf"),
+            len: CHUNK_LEN as u64 * 30,
+            now,
+        };
+        let e = p.send_read(&out, &mut file, rng, &|_, _| {}).unwrap_err();
         let e = crate::profile::error::chain(&e);
         assert!(
             e.contains("report.pdf") && e.contains("the device went away"),
