@@ -289,6 +289,8 @@ impl Core {
         };
         let backend = self.backend.clone();
         let session = self.session;
+        let attached = matches!(device, Device::Running(_));
+        let dir = self.options.profile.clone();
         runtime.spawn(async move {
             loop {
                 let mut changes = Changes::default();
@@ -310,6 +312,18 @@ impl Core {
                 backend.job(move |core| crate::adapters::on_changes(core, changes));
                 if ended {
                     break;
+                }
+            }
+            if attached {
+                // The node's process lets go of the profile a moment after
+                // its events end (it may still be exiting): wait for that,
+                // briefly, here rather than on the core thread, so the
+                // window does not show the profile as in use when it is not.
+                for _ in 0..50 {
+                    if !strand_node::Profile::in_use(&dir) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             backend.job(move |core| {

@@ -112,18 +112,6 @@ pub(crate) fn unlocked(core: &mut Core) {
 /// node this window was attached to was stopped, or this window's own
 /// failed).
 pub(crate) fn node_gone(core: &mut Core) {
-    if core.attached() {
-        // The node's process lets go of the profile a moment after its
-        // events end (it may still be exiting): wait for that, briefly, so
-        // the window does not show the profile as in use when it is not.
-        let dir = core.options.profile.clone();
-        for _ in 0..50 {
-            if !strand_node::Profile::in_use(&dir) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
     let message = if core.attached() {
         "The Strand node running on this profile stopped. Unlock to open the profile here."
     } else {
