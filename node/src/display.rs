@@ -19,8 +19,8 @@ pub const CONTINUATION: &str = "  │ ";
 /// direction-changing character shown as `<U+XXXX>`.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        push_visible(&mut out, c);
+    for (c, hidden) in marked(text) {
+        push_visible(&mut out, c, hidden);
     }
     out
 }
@@ -37,8 +37,8 @@ pub fn lines(text: &str, indent: &str) -> String {
         }
         // A CR before the break is the break's; any other one is shown.
         let line = line.strip_suffix('\r').unwrap_or(line);
-        for c in line.chars() {
-            push_visible(&mut out, c);
+        for (c, hidden) in marked(line) {
+            push_visible(&mut out, c, hidden);
         }
     }
     out
@@ -49,22 +49,32 @@ pub fn lines(text: &str, indent: &str) -> String {
 /// as `<U+XXXX>`.
 pub fn multiline(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for (c, hidden) in marked(text) {
         if c == '\n' {
             out.push(c);
         } else {
-            push_visible(&mut out, c);
+            push_visible(&mut out, c, hidden);
         }
     }
     out
 }
 
-/// Whether `c` must not reach a screen as it is.
-pub fn hidden(c: char) -> bool {
-    c.is_control() || strand_sync::is_invisible(c)
+/// Each character of `text` with whether it must not reach a screen as it
+/// is: a control character, or one that is invisible or changes direction
+/// where it stands ([`strand_sync::mark_invisible`]: a joiner between two
+/// emoji is part of them).
+pub fn marked(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
+    strand_sync::mark_invisible(text).map(|(c, invisible)| (c, invisible || c.is_control()))
 }
 
-/// `json`, as serde_json writes it, with every character [`hidden`]
+/// `text` without what [`marked`] marks: what is left shows.
+pub fn visible(text: &str) -> String {
+    marked(text)
+        .filter_map(|(c, hidden)| (!hidden).then_some(c))
+        .collect()
+}
+
+/// `json`, as serde_json writes it, with every character [`marked`]
 /// would show as `<U+XXXX>` written as a JSON escape (`\u202e`; two for
 /// one beyond the BMP): the same JSON value, but printed on a terminal
 /// (`strand read --json | less`, a log) it can neither act nor hide.
@@ -74,8 +84,8 @@ pub fn hidden(c: char) -> bool {
 /// string, so escaping it changes no string's value.
 pub fn json_escaped(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        if u32::from(c) >= 0x7f && hidden(c) {
+    for (c, hidden) in marked(json) {
+        if u32::from(c) >= 0x7f && hidden {
             for unit in c.encode_utf16(&mut [0; 2]) {
                 let _ = write!(out, "\\u{unit:04x}");
             }
@@ -86,10 +96,10 @@ pub fn json_escaped(json: &str) -> String {
     out
 }
 
-fn push_visible(out: &mut String, c: char) {
+fn push_visible(out: &mut String, c: char, hidden: bool) {
     if c == '\t' {
         out.push_str("    ");
-    } else if hidden(c) {
+    } else if hidden {
         let _ = write!(out, "<U+{:04X}>", c as u32);
     } else {
         out.push(c);
@@ -115,6 +125,25 @@ mod tests {
     }
 
     #[test]
+    fn an_emojis_joiner_shows_as_part_of_it_and_nowhere_else() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(one_line(family), family);
+        assert_eq!(multiline(&format!("{family}\nok")), format!("{family}\nok"));
+        assert_eq!(lines(family, ""), family);
+        assert_eq!(
+            visible(&format!("A\u{200D}b {family}")),
+            format!("Ab {family}")
+        );
+        assert_eq!(one_line("pay\u{200D}pal"), "pay<U+200D>pal");
+        assert_eq!(
+            one_line("\u{1F468}\u{200D}\u{202E}"),
+            "\u{1F468}<U+200D><U+202E>"
+        );
+        let json = serde_json::to_string(&format!("{family}x\u{200D}y")).unwrap();
+        assert_eq!(json_escaped(&json), format!("\"{family}x\\u200dy\""));
+    }
+
+    #[test]
     fn json_keeps_its_values_and_shows_nothing_hidden() {
         let text = "a\u{202e}b\u{9b}2J\u{7f}\u{200b}\u{e0001} café 🙂\n\x1b";
         let v = serde_json::json!({ "text": text, "n": [1, 2] });
@@ -124,7 +153,7 @@ mod tests {
         ] {
             let safe = json_escaped(&json);
             assert!(
-                !safe.chars().any(|c| u32::from(c) >= 0x7f && hidden(c)),
+                !marked(&safe).any(|(c, hidden)| u32::from(c) >= 0x7f && hidden),
                 "{safe}"
             );
             assert!(

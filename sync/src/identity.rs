@@ -247,7 +247,7 @@ impl Contact {
 /// (names that merely look alike are for the app to flag).
 pub fn check_name(name: &str) -> Result<(), KeyError> {
     check_stored_name(name)?;
-    if name.chars().any(is_invisible) {
+    if mark_invisible(name).any(|(_, invisible)| invisible) {
         return Err(KeyError::Name(
             "contains invisible or direction-changing characters (bidi controls, zero-width characters, fillers)",
         ));
@@ -272,14 +272,82 @@ pub(crate) fn check_stored_name(name: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Characters that show as nothing or change the direction of what
-/// follows, so that two different names can look the same: Unicode format
-/// characters (general category Cf: bidi controls and marks, zero-width
-/// space and joiners, the soft hyphen, invisible operators, tags), line and
-/// paragraph separators, the combining grapheme joiner, Khmer inherent
-/// vowels and Hangul fillers. (Emoji variation selectors stay allowed.)
-/// Apps show these visibly in anything someone else wrote.
-pub fn is_invisible(c: char) -> bool {
+/// Each character of `text` with whether it shows as nothing or changes
+/// the direction of what follows where it stands, so that two different
+/// names could look the same: Unicode format characters (general category
+/// Cf: bidi controls and marks, zero-width space and joiners, the soft
+/// hyphen, invisible operators, tags), line and paragraph separators, the
+/// combining grapheme joiner, Khmer inherent vowels and Hangul fillers.
+///
+/// Two of them are part of what an emoji looks like, and are not marked
+/// there: a zero-width joiner between two emoji (👨‍👩‍👧, 🏳️‍🌈, 👩🏽‍💻: the
+/// emoji before it may carry a skin tone or U+FE0F), and the tags of the
+/// three subdivision flags (🏴 + "gbeng", "gbsct" or "gbwls" + cancel
+/// tag). Anywhere else they could hide text or tell two names apart
+/// invisibly. (Emoji variation selectors are never marked.) Names are
+/// refused with a marked character in them ([`check_name`]), and apps
+/// show marked characters visibly in anything someone else wrote.
+pub fn mark_invisible(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
+    // Whether the last character that is not a skin tone, U+FE0F or a
+    // flag's tag was an emoji that a joiner may follow.
+    let mut after_emoji = false;
+    // The byte offset up to which tags belong to a subdivision flag.
+    let mut flag_tags_end = 0;
+    text.char_indices().map(move |(at, c)| {
+        let next = at + c.len_utf8();
+        let invisible = match c {
+            ZWJ => !(after_emoji && text[next..].chars().next().is_some_and(joinable)),
+            '\u{E0020}'..='\u{E007F}' => at >= flag_tags_end,
+            _ => is_invisible(c),
+        };
+        if c == BLACK_FLAG {
+            flag_tags_end = subdivision_tags(&text[next..]).map_or(0, |len| next + len);
+        }
+        let keeps = matches!(c, '\u{FE0F}' | '\u{1F3FB}'..='\u{1F3FF}')
+            || (matches!(c, '\u{E0020}'..='\u{E007F}') && !invisible);
+        if !keeps {
+            after_emoji = joinable(c);
+        }
+        (c, invisible)
+    })
+}
+
+const ZWJ: char = '\u{200D}';
+const BLACK_FLAG: char = '\u{1F3F4}';
+/// The subdivisions with a recommended flag (Unicode's RGI emoji set).
+const FLAG_SUBDIVISIONS: [&str; 3] = ["gbeng", "gbsct", "gbwls"];
+
+/// Whether `c` is an emoji a zero-width joiner may stand next to: not
+/// ASCII (digits, `#` and `*` are emoji only in keycaps).
+fn joinable(c: char) -> bool {
+    use unicode_properties::UnicodeEmoji;
+    !c.is_ascii() && c.is_emoji_char()
+}
+
+/// The length in bytes of the tags at the start of `rest` (what follows a
+/// black flag) if they spell a subdivision with a recommended flag and
+/// end with the cancel tag.
+fn subdivision_tags(rest: &str) -> Option<usize> {
+    let mut spelled = String::new();
+    for (at, c) in rest.char_indices() {
+        match c {
+            '\u{E007F}' => {
+                return FLAG_SUBDIVISIONS
+                    .contains(&spelled.as_str())
+                    .then_some(at + c.len_utf8())
+            }
+            '\u{E0020}'..='\u{E007E}' if spelled.len() < 5 => {
+                spelled.push(char::from((u32::from(c) - 0xE0000) as u8));
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Whether `c` is invisible or direction-changing wherever it stands;
+/// [`mark_invisible`] adds where a joiner or a tag is part of an emoji.
+fn is_invisible(c: char) -> bool {
     matches!(
         c as u32,
         0x00AD
@@ -335,6 +403,61 @@ mod tests {
             })
             && x.pool.id == y.pool.id
             && x.pool.key().as_bytes() == y.pool.key().as_bytes()
+    }
+
+    #[test]
+    fn a_joiner_or_a_tag_is_allowed_inside_an_emoji_only() {
+        let wales = "Cymru \u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}";
+        for name in [
+            "Family \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308} club",
+            "Ana \u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}",
+            "\u{2764}\u{FE0F}\u{200D}\u{1F525}",
+            wales,
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}\u{200D}\u{1F525}",
+            "caf\u{E9} \u{1F642}\u{FE0F}",
+        ] {
+            assert_eq!(check_name(name), Ok(()), "{name:?}");
+            assert_eq!(
+                mark_invisible(name).map(|(c, _)| c).collect::<String>(),
+                name
+            );
+        }
+        let tags = |t: &str| -> String {
+            t.chars()
+                .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+                .collect()
+        };
+        for name in [
+            "Al\u{200D}ice".to_owned(),
+            "1\u{200D}2".into(),
+            "#\u{200D}\u{1F525}".into(),
+            "\u{1F468}\u{200D}".into(),
+            "\u{200D}\u{1F468}".into(),
+            "\u{1F468}\u{200D}\u{200D}\u{1F469}".into(),
+            "\u{1F468}\u{200B}\u{1F469}".into(),
+            "\u{1F468}\u{200D}a".into(),
+            format!("\u{1F3F4}{}\u{E007F}", tags("usca")),
+            format!("\u{1F3F4}{}", tags("gbwls")),
+            format!("\u{1F3F4}{}\u{E007F}", tags("gbwlsx")),
+            format!("\u{1F3F3}{}\u{E007F}", tags("gbwls")),
+            format!("Bob{}\u{E007F}", tags("gbwls")),
+            format!("{wales}{}", tags("hi")),
+            format!("{wales}\u{E007F}"),
+            "x\u{E0001}en".into(),
+        ] {
+            let marked: Vec<char> = mark_invisible(&name)
+                .filter_map(|(c, invisible)| invisible.then_some(c))
+                .collect();
+            assert!(!marked.is_empty(), "{name:?}");
+            assert!(check_name(&name).is_err(), "{name:?}");
+        }
+        // What is marked is exactly the joiner or tags that are not part
+        // of an emoji.
+        let marked: Vec<bool> = mark_invisible("\u{1F468}\u{200D}\u{1F469}\u{200D}a")
+            .map(|(_, invisible)| invisible)
+            .collect();
+        assert_eq!(marked, [false, false, false, true, false]);
     }
 
     #[test]

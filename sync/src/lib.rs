@@ -105,7 +105,7 @@ pub use file::{
     chunk_count, file_hash, FileHasher, Manifest, CHUNK_LEN, MAX_FILE_LEN, MAX_PREVIEW_LEN,
 };
 pub use group::{Group, GroupId, GroupKey};
-pub use identity::{check_name, is_invisible, AuthorId, Contact, Identity, PublicIdentity};
+pub use identity::{check_name, mark_invisible, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
 pub use limits::{Time, HELLO_LEN};

@@ -274,7 +274,7 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     let label = strand_node::display::one_line(&g.name);
     ContactItem {
         name: g.name.clone().into(),
-        initials: format::initials(&visible(&g.name)).into(),
+        initials: format::initials(&strand_node::display::visible(&g.name)).into(),
         hue: format::hue(&g.name),
         last_text: last_text.into(),
         last_time: last_time.into(),
@@ -286,14 +286,6 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
         warning: SharedString::new(),
         label: label.into(),
     }
-}
-
-/// `name` without what does not show (invisible and direction-changing
-/// characters): what its initials are taken from.
-fn visible(name: &str) -> String {
-    name.chars()
-        .filter(|c| !strand_node::display::hidden(*c))
-        .collect()
 }
 
 /// Re-reads the group list and shows it, with the contacts a new group

@@ -138,10 +138,9 @@ fn preview_of(path: &Path, mime: &str, size: u64) -> Option<Vec<u8>> {
 /// loses the end of its stem, not its extension).
 pub fn safe_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !strand_sync::is_invisible(*c))
-        .map(|c| if c.is_control() || c == ':' { '_' } else { c })
+    let cleaned: String = strand_sync::mark_invisible(last)
+        .filter(|(_, invisible)| !invisible)
+        .map(|(c, _)| if c.is_control() || c == ':' { '_' } else { c })
         .collect();
     let trimmed = cleaned.trim().trim_start_matches('.');
     if trimmed.is_empty() {
@@ -720,6 +719,11 @@ mod tests {
         assert_eq!(safe_name("invoice\u{202e}gpj.sh"), "invoicegpj.sh");
         assert_eq!(safe_name("a\u{200b}b\u{2066}.txt"), "ab.txt");
         assert_eq!(safe_name("../../x\u{7}.txt"), "x_.txt");
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(
+            safe_name(&format!("{family}\u{200D}.jpg")),
+            format!("{family}.jpg")
+        );
     }
 
     use super::*;

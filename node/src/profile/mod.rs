@@ -1244,7 +1244,9 @@ fn looks_alike(a: &str, b: &str) -> bool {
     Skeleton::of(a).alike(&Skeleton::of(b))
 }
 
-/// A name's confusable skeletons (UTS #39), as written and in lower case.
+/// A name's confusable skeletons (UTS #39), as written and in lower case,
+/// of the name without joiners and tags: where they are allowed (inside
+/// an emoji) a device without that emoji shows the name without them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Skeleton {
     written: String,
@@ -1254,9 +1256,13 @@ struct Skeleton {
 impl Skeleton {
     fn of(name: &str) -> Skeleton {
         use unicode_security::confusable_detection::skeleton;
+        let bare: String = name
+            .chars()
+            .filter(|c| !matches!(c, '\u{200D}' | '\u{E0020}'..='\u{E007F}'))
+            .collect();
         Skeleton {
-            written: skeleton(name).collect(),
-            lower: skeleton(&name.to_lowercase()).collect(),
+            written: skeleton(&bare).collect(),
+            lower: skeleton(&bare.to_lowercase()).collect(),
         }
     }
 
@@ -1661,6 +1667,12 @@ mod tests {
         assert!(looks_alike("Alice", "alice"));
         assert!(!looks_alike("Alice", "Alicia"));
         assert!(!looks_alike("Bob", "Rob"));
+        // A joiner inside an emoji is allowed, and shows as nothing where
+        // the joined emoji is unknown.
+        assert!(looks_alike(
+            "Kim \u{1F468}\u{200D}\u{1F469}",
+            "Kim \u{1F468}\u{1F469}"
+        ));
     }
 
     /// Records written before invites were signed end with the name: they

@@ -118,4 +118,26 @@ fn invisible_names_are_refused_and_lookalikes_flagged() {
     p.add_contact(&carol.invite(), "Alicе", NOW, &mut os_rng())
         .unwrap();
     assert_eq!(p.lookalike("Alicе").as_deref(), Some("Alice"));
+    // A joiner is part of an emoji ("Kim 👨‍👩‍👧"), and nothing else: a
+    // name that differs only by it looks alike.
+    let kim = Identity::generate("Kim", &mut os_rng()).unwrap();
+    let family = "Kim \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+    p.add_contact(&kim.invite(), family, NOW, &mut os_rng())
+        .unwrap();
+    let other = Identity::generate("Kim", &mut os_rng()).unwrap();
+    let err = p
+        .add_contact(&other.invite(), "K\u{200D}im", NOW, &mut os_rng())
+        .unwrap_err();
+    assert!(matches!(err, ProfileError::Name(_)), "{err}");
+    p.add_contact(
+        &other.invite(),
+        "Kim \u{1F468}\u{1F469}\u{1F467}",
+        NOW,
+        &mut os_rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.lookalike(family).as_deref(),
+        Some("Kim \u{1F468}\u{1F469}\u{1F467}")
+    );
 }
