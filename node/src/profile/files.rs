@@ -238,6 +238,7 @@ impl Profile {
         let (group, expires) = self.log_for(to, now)?;
         let mut file = std::fs::File::open(path).map_err(io)?;
         let out = Outgoing {
+            to,
             group: &group,
             expires,
             path,
@@ -269,6 +270,7 @@ impl Profile {
             path,
             len,
             now,
+            ..
         } = *out;
         let name = path
             .file_name()
@@ -280,6 +282,7 @@ impl Profile {
         let mut heads = Vec::with_capacity(chunk_count(len));
         let staged = self.stage_chunks(out, file, rng, report, &mut chunks, &mut heads);
         let sent = staged.and_then(|(size, hash)| {
+            self.still_goes_to(out)?;
             let manifest = Manifest {
                 name,
                 mime: mime.to_owned(),
@@ -330,6 +333,27 @@ impl Profile {
                 Err(e)
             }
         }
+    }
+
+    /// Checks that a message to `out.to` still goes to `out.group`: a
+    /// group can change while a file is read (a member added, removed or
+    /// gone), and its chunks are sealed for the epoch the send began in,
+    /// which a removed member still reads. (As for a text, a change
+    /// stored between this check and the file's listing is not seen.)
+    fn still_goes_to(&self, out: &Outgoing<'_>) -> Result<(), ProfileError> {
+        let (now_to, _) = self.log_for(out.to, out.now)?;
+        if now_to.id == out.group.id {
+            return Ok(());
+        }
+        let name = out.path.file_name().unwrap_or_default().to_string_lossy();
+        let group = match out.to {
+            Conversation::Group(g) | Conversation::Contact(g) => g,
+        };
+        Err(ProfileError::Group(format!(
+            "{} was not sent: {:?} changed while it was read (someone was added, removed or left), and it was sealed for those who were members before; send it again",
+            crate::display::one_line(&name),
+            crate::display::one_line(group),
+        )))
     }
 
     /// Reads, seals and stores (unlisted, in [`SENDING`]) the chunks of
@@ -659,7 +683,10 @@ impl Profile {
 /// A file on its way into a conversation's log.
 #[derive(Clone, Copy)]
 struct Outgoing<'a> {
-    /// The log: the 1:1 conversation's, or a group's head epoch.
+    /// The conversation it is sent to.
+    to: Conversation<'a>,
+    /// The log: the 1:1 conversation's, or a group's head epoch when the
+    /// send began.
     group: &'a Group,
     /// When its messages expire (the conversation's timer), if they do.
     expires: Option<Time>,
@@ -922,6 +949,7 @@ mod tests {
             left: CHUNK_LEN * 20,
         };
         let out = Outgoing {
+            to: Conversation::Contact("Bob"),
             group: &log,
             expires,
             path: Path::new("/media/usb/report.pdf"),
@@ -935,6 +963,70 @@ mod tests {
             "{e}"
         );
         assert_eq!(file_rows(&p, &group.id), before, "nothing left");
+    }
+
+    /// A file sent to a group goes to the epoch the group is at when the
+    /// file is all read, or nowhere. Before, a member removed while the
+    /// file was being read (seconds, for a large one) got it: its chunks
+    /// and manifest were listed in the epoch the send began in, which
+    /// the removed member still reads. Now the send is refused with the
+    /// reason, leaves nothing, and sent again goes to the new epoch only.
+    #[test]
+    fn a_member_removed_while_a_file_is_read_does_not_get_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, _, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", 0, rng).unwrap();
+        let now = crate::profile::now();
+        p.create_group("Team", &["Bob".into(), "Carol".into()], now, rng)
+            .unwrap();
+        let (old, _) = p.log_for(Conversation::Group("Team"), now).unwrap();
+        let before = file_rows(&p, &old.id);
+        let data = vec![5u8; CHUNK_LEN * 40];
+        let path = tmp.path().join("plans.bin");
+        std::fs::write(&path, &data).unwrap();
+
+        let removed = std::sync::atomic::AtomicBool::new(false);
+        let e = p
+            .send_file_reporting(
+                Conversation::Group("Team"),
+                &path,
+                now,
+                rng,
+                &|done, total| {
+                    if done > 0
+                        && done < total
+                        && !removed.swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        let rng = &mut crate::profile::os_rng();
+                        let remove = crate::GroupAction::Remove("Carol".into());
+                        p.change_group("Team", &remove, now + 1, rng).unwrap();
+                    }
+                },
+            )
+            .unwrap_err();
+        assert!(removed.into_inner());
+        let e = crate::profile::error::chain(&e);
+        assert!(
+            e.contains("plans.bin") && e.contains("\"Team\" changed"),
+            "{e}"
+        );
+        let after = file_rows(&p, &old.id);
+        assert_eq!(after[0], before[0] + 1, "only the removal in the old epoch");
+        assert_eq!(after[1..], [0, 0, 0], "and nothing of the file");
+
+        let (new, _) = p.log_for(Conversation::Group("Team"), now).unwrap();
+        assert_ne!(new.id, old.id);
+        let carol_key = carol.public().sign;
+        assert!(!new.members().contains(&carol_key));
+        let sent = p
+            .send_file(Conversation::Group("Team"), &path, now + 2, rng)
+            .unwrap();
+        assert_eq!(sent.group, new.id);
+        let again = file_rows(&p, &old.id);
+        assert_eq!(again[0], after[0], "nothing more in the old epoch");
+        assert_eq!(again[1], 40, "the chunks, listed in the new one");
     }
 
     /// Rewrites the chunks of `sent` as version 3 stored them: whole, in
