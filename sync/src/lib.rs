@@ -255,6 +255,14 @@ pub enum Invalid {
     /// by a later sync.
     #[error("over this device's storage budget for its sender; offered again later")]
     OverBudget,
+    /// A message of a kind that holds lasting state (a group change,
+    /// welcome or key, a timer, a name, a reach or mailbox record:
+    /// [`Kind::lasts`]) written to expire: when it went, what it set would
+    /// be undone (a removal lapsing). Refused and never stored; the
+    /// session goes on (a device of a version before this rule may relay
+    /// it).
+    #[error("a message of kind {0} written to expire: group changes, welcomes, keys, timers, names, reach and mailbox records must not")]
+    MustLast(u8),
     /// Valid, but written into an old epoch of a private group by someone
     /// who is no longer a member (PROTOCOL.md §14): not stored, offered
     /// again by a later sync (taken if the receiver finds it was wrong).

@@ -105,6 +105,26 @@ impl Kind {
     /// it, in the log of the epoch that holds the change (PROTOCOL.md
     /// §14.2).
     pub const KEY: Kind = Kind(15);
+
+    /// Whether messages of this kind hold state every device must keep as
+    /// long as its conversation (a group change, welcome or key; a timer;
+    /// a chosen name; a reach or mailbox record): such a message never
+    /// expires, since one that did would undo what it set when it went
+    /// (a removal lapsing, the member back in). One written to expire is
+    /// [`Invalid::MustLast`].
+    pub fn lasts(self) -> bool {
+        matches!(
+            self,
+            Kind::REACH
+                | Kind::MEMBERSHIP
+                | Kind::WELCOME
+                | Kind::TIMER
+                | Kind::NAME
+                | Kind::MAILBOX
+                | Kind::MAILBOX_CONTACTS
+                | Kind::KEY
+        )
+    }
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks
@@ -147,6 +167,25 @@ impl Message {
     /// (version 1). An expiring body may be 8 bytes shorter than
     /// [`MAX_BODY_LEN`], so the message stays within [`MAX_MESSAGE_LEN`].
     pub fn create_expiring(
+        author: &Identity,
+        group: &Group,
+        time: Time,
+        expires: Option<Time>,
+        kind: Kind,
+        body: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Message, Invalid> {
+        if expires.is_some() && kind.lasts() {
+            return Err(Invalid::MustLast(kind.0));
+        }
+        Message::forge_expiring(author, group, time, expires, kind, body, rng)
+    }
+
+    /// [`Message::create_expiring`] without the rule that some kinds never
+    /// expire ([`Kind::lasts`]): what a hostile member can sign, for tests
+    /// and fuzzing. Receivers refuse such a message.
+    #[doc(hidden)]
+    pub fn forge_expiring(
         author: &Identity,
         group: &Group,
         time: Time,
@@ -282,8 +321,9 @@ impl Message {
     }
 
     /// The checks that follow the signature: the time is not beyond
-    /// [`MAX_CLOCK_SKEW`] past `now`, and the body decrypts (and is UTF-8
-    /// for a text). Returns the plaintext body.
+    /// [`MAX_CLOCK_SKEW`] past `now`, an expiry is after `now` and on a
+    /// kind that may expire ([`Kind::lasts`]), and the body decrypts (and
+    /// is UTF-8 for a text). Returns the plaintext body.
     pub(crate) fn check_after_signature(
         &self,
         group: &Group,
@@ -298,6 +338,9 @@ impl Message {
         if let Some(expires) = self.expires() {
             if expires <= now {
                 return Err(Invalid::Expired { expires, now });
+            }
+            if self.kind().lasts() {
+                return Err(Invalid::MustLast(self.kind().0));
             }
         }
         self.open(group)

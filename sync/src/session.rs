@@ -1384,7 +1384,8 @@ impl Session {
                     reason @ (Invalid::FromTheFuture { .. }
                     | Invalid::Expired { .. }
                     | Invalid::OverBudget
-                    | Invalid::FormerMember),
+                    | Invalid::FormerMember
+                    | Invalid::MustLast(_)),
                 ) => {
                     self.events.push_back(Event::Rejected {
                         group,

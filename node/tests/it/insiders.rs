@@ -14,6 +14,8 @@
 //!    and the log names her.
 //! 5. A removed member's posts and timers in the epochs she still holds do
 //!    not count.
+//! 6. An admin's removal written to expire (so that the member would be
+//!    back in once it went) is refused, and so is an expiring timer.
 
 use std::path::PathBuf;
 
@@ -496,4 +498,100 @@ async fn a_removed_members_posts_and_timers_in_old_epochs_do_not_count() {
         "shown as an ordinary message"
     );
     assert_eq!(ben.profile().group_timer(GROUP).unwrap(), None);
+}
+
+/// Attack 6: Mal, an admin, removes Ben with a change written to expire a
+/// minute later, and sets a timer that expires too. Had they been taken,
+/// once they went (swept, or refused as expired by the next reading of
+/// the group) Ben would be back in the epoch Ann and the others had left,
+/// reading what they write there, and the timer would lapse. Both are
+/// refused on receipt: nothing moves, and Mal's next text gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_removal_or_timer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub, ann, ben, mal) = cast(tmp.path()).await;
+    make_mal_admin(&ann, &ben, &mal).await;
+    let before = head(&ann).id();
+    let dir = stop(mal).await;
+
+    let p = Profile::open(&dir, "pass").unwrap();
+    let held = p.group_epochs(GROUP).unwrap().pop().unwrap();
+    let mut rng = os_rng();
+    let now = strand_node::now();
+    let ben_sign = ben.profile().identity().public().sign;
+    let (honest, _) = held
+        .propose(&p.identity(), Change::Remove(ben_sign), now, &mut rng)
+        .unwrap();
+    let body = honest.open(held.group()).unwrap();
+    let in_a_minute = Some(now + 60_000);
+    assert!(matches!(
+        Message::create_expiring(
+            &p.identity(),
+            held.group(),
+            now,
+            in_a_minute,
+            Kind::MEMBERSHIP,
+            &body,
+            &mut rng
+        ),
+        Err(strand_sync::Invalid::MustLast(3))
+    ));
+    let removal = Message::forge_expiring(
+        &p.identity(),
+        held.group(),
+        now,
+        in_a_minute,
+        Kind::MEMBERSHIP,
+        &body,
+        &mut rng,
+    )
+    .unwrap();
+    let timer = Message::forge_expiring(
+        &p.identity(),
+        held.group(),
+        now,
+        in_a_minute,
+        Kind::TIMER,
+        &strand_sync::encode_timer(Some(5 * 60_000)).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
+    let after = Message::create(
+        &p.identity(),
+        held.group(),
+        now + 1,
+        Kind::TEXT,
+        b"and now this",
+        &mut rng,
+    )
+    .unwrap();
+    write(
+        &p,
+        &[
+            (held.id(), removal.clone()),
+            (held.id(), timer.clone()),
+            (held.id(), after.clone()),
+        ],
+    );
+    drop(p);
+    let _mal = restart(&dir, &hub).await;
+    until("Mal's text reaches Ann and Ben", || {
+        holds(&ann, &held.id(), &after.key()) && holds(&ben, &held.id(), &after.key())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    for node in [&ann, &ben] {
+        assert!(
+            !holds(node, &held.id(), &removal.key()),
+            "the removal is refused"
+        );
+        assert!(
+            !holds(node, &held.id(), &timer.key()),
+            "the timer is refused"
+        );
+        assert_eq!(head(node).id(), before);
+        assert_eq!(members(node).len(), 3);
+        assert_eq!(node.profile().group_timer(GROUP).unwrap(), None);
+    }
+    assert_eq!(is_member(&ben), Some(true));
 }
