@@ -176,7 +176,15 @@ impl Invite {
                     max: MAX_INVITE_REACH_LEN,
                 }));
             }
-            Some(Reach::decode(r.bytes(len)?).map_err(InviteError::Malformed)?)
+            let reach = Reach::decode(r.bytes(len)?).map_err(InviteError::Malformed)?;
+            // Offers are a contact's to make, in a record (§12.1): a node
+            // reserves on them, so a code anyone can post must not.
+            if !reach.offers.is_empty() {
+                return Err(InviteError::Malformed(DecodeError::Invalid(
+                    "the reach section offers relays; an invite's must not",
+                )));
+            }
+            Some(reach)
         };
         r.finish()?;
         let name = std::str::from_utf8(name).map_err(|_| InviteError::Name("not UTF-8"))?;

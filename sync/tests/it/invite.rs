@@ -189,7 +189,10 @@ fn a_swapped_x25519_key_is_refused() {
         Err(InviteError::Signature)
     );
     let mut with_reach = alice.clone();
-    with_reach.reach = Some(reach(1));
+    with_reach.reach = Some(strand_sync::Reach {
+        offers: Vec::new(),
+        ..reach(1)
+    });
     assert_eq!(
         Invite::from_bytes(&with_reach.to_bytes()),
         Err(InviteError::Signature)
@@ -345,10 +348,23 @@ fn a_bad_reach_section_is_refused_even_with_a_good_checksum() {
     assert!(Invite::from_bytes(&with_section(&huge)).is_err());
     assert!(Invite::from_bytes(&with_section(&[3, 0, 9, 9, 9])).is_err());
     assert!(Invite::from_bytes(&with_section(&[1])).is_err());
-    let good = reach(1).encode();
-    let mut ok = (good.len() as u16).to_le_bytes().to_vec();
-    ok.extend_from_slice(&good);
-    assert!(Invite::from_bytes(&with_section(&ok))
+    let section = |r: &strand_sync::Reach| {
+        let bytes = r.encode();
+        let mut s = (bytes.len() as u16).to_le_bytes().to_vec();
+        s.extend_from_slice(&bytes);
+        s
+    };
+    // Relay offers: a node reserves on a contact's, so one scanned from a
+    // code anyone can post would have it hold connections to the hosts
+    // the code names. An invite's section has none (§2.1).
+    let offers = reach(1);
+    assert!(!offers.offers.is_empty());
+    assert!(Invite::from_bytes(&with_section(&section(&offers))).is_err());
+    let good = strand_sync::Reach {
+        offers: Vec::new(),
+        ..reach(1)
+    };
+    assert!(Invite::from_bytes(&with_section(&section(&good)))
         .unwrap()
         .reach
         .is_some());
