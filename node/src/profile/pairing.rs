@@ -335,9 +335,34 @@ impl Profile {
     }
 }
 
-/// `base` followed by `suffix`, `base` cut (at a character) so that the
-/// whole fits a contact name.
+/// `base` followed by `suffix`, `base` cut (between characters as they
+/// show: an emoji whole or not at all) so that the whole fits a contact
+/// name.
 fn fit_name(base: &str, suffix: &str) -> String {
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
     format!("{}{suffix}", crate::profile::cut(base, room))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_name;
+
+    /// A long name that ends in an emoji sequence makes a name that
+    /// passes the naming rules wherever it is cut: cut inside 👨‍👩‍👧 or a
+    /// flag, it would end in a joiner or a tag, which are refused there.
+    #[test]
+    fn a_name_made_from_a_long_one_is_a_valid_name() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        let wales = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}";
+        for tail in [family, wales] {
+            for n in 0..64 {
+                let base = format!("{}{tail}", "a".repeat(n));
+                for suffix in ["'s mailbox", "'s contact 0123456789abcdef"] {
+                    let name = fit_name(&base, suffix);
+                    assert_eq!(strand_sync::check_name(&name), Ok(()), "{name:?}");
+                    assert!(name.len() <= strand_sync::limits::MAX_NAME_LEN);
+                }
+            }
+        }
+    }
 }
