@@ -426,8 +426,8 @@ impl Ledger {
         }
     }
 
-    /// Forgets what was counted (after a batch failed to store, or the
-    /// groups changed: the store is the truth again).
+    /// Forgets what was counted (after a batch failed to store, messages
+    /// expired, or the groups changed: the store is the truth again).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
     }

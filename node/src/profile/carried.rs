@@ -233,7 +233,7 @@ impl Profile {
     }
 
     /// The rows of `carried` stored now.
-    fn part_rows(&self) -> Result<std::collections::HashSet<[u8; 32]>, ProfileError> {
+    pub(crate) fn part_rows(&self) -> Result<std::collections::HashSet<[u8; 32]>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let table = match txn.open_table(CARRIED) {
             Ok(t) => t,

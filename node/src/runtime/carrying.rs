@@ -61,6 +61,9 @@ async fn with_carrier<R: Send + 'static>(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        // Nothing expired is handed on or written back (an own message
+        // past its timer included: its copy here goes with it).
+        carrier.expire(shared.clock.now());
         let mut job = Job::default();
         let r = f(&shared, &mut carrier, &mut job)?;
         let now = shared.clock.now();
@@ -90,7 +93,6 @@ async fn with_carrier<R: Send + 'static>(
 /// What the carrier hands each of `peers` now.
 fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], job: &mut Job) {
     let now = shared.clock.now();
-    carrier.expire(now);
     let mut rng = shared.rng();
     for peer in peers {
         job.out.extend(carrier.hand(peer, now, &mut rng));
@@ -200,6 +202,16 @@ impl Node {
         if let Err(e) = result {
             tracing::warn!("spreading a message through carriers failed: {e}");
         }
+    }
+}
+
+/// Messages expired (a sweep deleted some): the carrier lets go of what
+/// expired with them, its own copies of this user's disappearing texts
+/// above all, which are otherwise kept (sealed, in `carried`) until the
+/// next session or pool message.
+pub(crate) async fn expired(shared: Arc<Shared>) {
+    if let Err(e) = with_carrier(shared, |_, _, _| Ok(())).await {
+        tracing::warn!("letting go of expired carried messages failed: {e}");
     }
 }
 
@@ -432,5 +444,57 @@ impl Node {
             id: hex(&key.id.0),
             text,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn within(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A disappearing text that carriers could take is kept by this
+    /// device's carrier (sealed, in `carried`) while it spreads. When its
+    /// time is up, the sweep deletes the text and now the carrier's copy
+    /// with it, with no session meanwhile. Before, the copy stayed until
+    /// the next session or pool message (with no contact in reach, for
+    /// good), readable by anyone who later opened the profile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disappearing_text_leaves_no_carried_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, _bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let rng = &mut crate::profile::os_rng();
+        let min = 60_000;
+        let now = crate::profile::now();
+        p.set_timer("Bob", Some(5 * min), now - 10 * min, rng)
+            .unwrap();
+        // Written (as if) under the 5-minute timer 4 min 56 s ago.
+        p.write("Bob", "gone soon", now - 5 * min + 4_000, rng)
+            .unwrap();
+        let node = Node::start(
+            p,
+            super::super::NodeConfig {
+                emulated: Some(strand_transport::memory::Hub::new()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let parts = |node: &Node| node.shared.profile.part_rows().unwrap().len();
+        within("the text spreads", || parts(&node) > 0).await;
+        within("the text is deleted", || {
+            node.shared.profile.conversation("Bob").unwrap().is_empty()
+        })
+        .await;
+        within("and the carrier's copy with it", || parts(&node) == 0).await;
+        node.shutdown().await;
     }
 }

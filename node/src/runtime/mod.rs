@@ -774,6 +774,10 @@ impl Node {
                 Ok(0) => {}
                 Ok(count) => {
                     tracing::info!(count, "disappearing messages deleted");
+                    // What they counted against their authors' budgets is
+                    // free again: counted afresh from the store.
+                    self.shared.ledger.forget();
+                    carrying::expired(self.shared.clone()).await;
                     let _ = self.shared.events.send(NodeEvent::Expired { count });
                 }
                 Err(e) => tracing::warn!("deleting expired messages failed: {e}"),

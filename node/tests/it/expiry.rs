@@ -2,7 +2,7 @@
 //! under a timer is deleted on every device when it expires, and a device
 //! that was off at that moment neither keeps it nor brings it back.
 
-use strand_node::{os_rng, Profile};
+use strand_node::{os_rng, Budgets, Node, NodeConfig, Profile};
 use strand_transport::memory::Hub;
 
 use crate::hub::{befriend, profile, start, until};
@@ -113,4 +113,67 @@ async fn an_expired_message_goes_everywhere_and_does_not_come_back() {
     ann.shutdown().await;
     ben.shutdown().await;
     cat.shutdown().await;
+}
+
+/// What a contact stored counts against their budget only while it is
+/// stored: once their disappearing messages are deleted, the room is
+/// theirs again. Before, the node's count never went down on a sweep,
+/// so a contact who writes under a timer was refused as "over budget"
+/// after a budget's worth since the node started, with nothing of theirs
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_messages_give_their_room_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    let long_ago = strand_node::now() - 10 * MIN;
+    ann.set_timer("ben", Some(5 * MIN), long_ago, &mut rng)
+        .unwrap();
+    // Eight texts of about 1.2 kB that expire in 6 s, against a budget of
+    // 12 kB for Ann at Ben's: room for these, or for eight more, not both.
+    let written = strand_node::now() - 5 * MIN + 6_000;
+    for i in 0..8 {
+        ann.write(
+            "ben",
+            &format!("{i}{}", "x".repeat(1000)),
+            written,
+            &mut rng,
+        )
+        .unwrap();
+    }
+    let hub = Hub::new();
+    let ben = Node::start(
+        ben,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            budgets: Budgets {
+                per_contact: 12_000,
+                ..Budgets::default()
+            },
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ann = start(ann, &hub).await;
+    until("Ben gets the first eight", || {
+        texts(ben.profile(), "ann").len() == 8
+    })
+    .await;
+    until("and deletes them when they expire", || {
+        texts(ben.profile(), "ann").is_empty()
+    })
+    .await;
+    for i in 0..8 {
+        ann.send("ben", &format!("again {i}{}", "y".repeat(1000)))
+            .await
+            .unwrap();
+    }
+    until("Ben stores the next eight", || {
+        texts(ben.profile(), "ann").len() == 8
+    })
+    .await;
+    ann.shutdown().await;
+    ben.shutdown().await;
 }
