@@ -138,8 +138,9 @@ struct Pass {
     /// Refused as of a log not (yet) shared with the contact.
     unknown: usize,
     stored: Vec<(GroupId, Key)>,
-    /// Welcomes and membership changes stored or already here.
-    changes: Vec<(GroupId, Key)>,
+    /// Welcomes and membership changes stored or already here, each
+    /// once (a bundle may hold one a thousand times over).
+    changes: std::collections::BTreeSet<(GroupId, Key)>,
     /// Why the pass stopped early, if it did.
     error: Option<ProfileError>,
 }
@@ -407,7 +408,7 @@ impl Profile {
                     // Held ones too: an import cut short may have stored a
                     // change it never followed.
                     if change {
-                        pass.changes.push((*item.group(), item.key()));
+                        pass.changes.insert((*item.group(), item.key()));
                     }
                 }
             }
@@ -510,7 +511,8 @@ impl Profile {
             imported.stored.extend(pass.stored);
             let mut epochs = false;
             if !pass.changes.is_empty() {
-                match self.apply_group_messages(&pass.changes, now, rng) {
+                let changes: Vec<(GroupId, Key)> = pass.changes.iter().copied().collect();
+                match self.apply_group_messages(&changes, now, rng) {
                     Ok(written) => {
                         epochs = written.epochs;
                         imported.written.messages.extend(written.messages);
@@ -541,5 +543,58 @@ impl Profile {
             }
         }
         Ok(imported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contact can seal a bundle that holds one group message (here a
+    /// welcome) thousands of times: every copy after the first is
+    /// already here, costs no budget, and was listed again for the group
+    /// work, which read and opened each (a 30 GB file: gigabytes of
+    /// list). Each is followed once.
+    #[test]
+    fn a_group_message_repeated_in_a_bundle_is_followed_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (ann, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let welcome =
+            strand_sync::Message::create(&bob, &pair, now, Kind::WELCOME, b"not an epoch", rng)
+                .unwrap();
+        let mut record = pair.id.0.to_vec();
+        record.extend_from_slice(&(welcome.as_bytes().len() as u32).to_be_bytes());
+        record.extend_from_slice(welcome.as_bytes());
+        let mut meta = vec![1u8];
+        meta.extend_from_slice(&bob.public().sign);
+        meta.extend_from_slice(&now.to_be_bytes());
+        let copies = (strand_sync::MAX_BUNDLE_FRAME - 64) / record.len();
+        let frame = record.repeat(copies);
+        let frames: Vec<&[u8]> = vec![&meta, &frame, &frame, &frame];
+        let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
+        let path = tmp.path().join("repeats.strand");
+        std::fs::write(
+            &path,
+            strand_sync::fuzzing::bundle_sealed(&bob, &bob_of_ann, &frames, rng),
+        )
+        .unwrap();
+        let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
+        let pass = ann
+            .import_pass(
+                &mut std::fs::File::open(&path).unwrap(),
+                &path,
+                &ann_of_bob,
+                &Ledger::default(),
+                &Budgets::default(),
+                now,
+                &|_| {},
+            )
+            .unwrap();
+        assert!(pass.error.is_none(), "{:?}", pass.error);
+        assert_eq!(pass.new, 1);
+        assert_eq!(pass.held + pass.over_budget, 3 * copies - 1);
+        assert_eq!(pass.changes.len(), 1);
     }
 }
