@@ -106,8 +106,11 @@ impl Changes {
                 self.over_budget = Some((contact, budget));
             }
             // A bundle can touch any conversation and group; missed events
-            // anything.
-            NodeEvent::Imported { .. } | NodeEvent::Missed { .. } => self.all = true,
+            // anything; disappearing messages deleted may be anywhere, and
+            // must go from the screen as they went from the store.
+            NodeEvent::Imported { .. } | NodeEvent::Missed { .. } | NodeEvent::Expired { .. } => {
+                self.all = true
+            }
             _ => {}
         }
     }
@@ -429,4 +432,20 @@ fn run(mut core: Core, rx: Receiver<Job>) {
 /// Asks the core thread to stop the node and end.
 pub(crate) fn quit(backend: &Backend) {
     backend.job(|core| core.quit = true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages deleted when their timer ran out are taken off the
+    /// screen: the open conversation, the lists and the groups are read
+    /// again. Before, the event was dropped, and an open conversation
+    /// kept showing (decrypted) what the store no longer held.
+    #[test]
+    fn what_expired_leaves_the_screen() {
+        let mut changes = Changes::default();
+        changes.add(NodeEvent::Expired { count: 3 });
+        assert!(changes.all);
+    }
 }
