@@ -922,8 +922,10 @@ impl Profile {
     }
 
     /// Another contact whose name looks like `name` (the same Unicode
-    /// TS #39 skeleton, case aside), or this profile's own name: two people
-    /// the user could take for each other. `None` if there is none.
+    /// TS #39 skeleton, case aside), or the names this user goes by (this
+    /// profile's own name, and "me", which the CLI writes for the user's
+    /// own messages), the same name included: two people the user could
+    /// take for each other. `None` if there is none.
     pub fn lookalike(&self, name: &str) -> Option<String> {
         let book = self.book();
         let wanted = Skeleton::of(name);
@@ -933,7 +935,11 @@ impl Profile {
             .zip(&book.skeletons)
             .find(|(c, s)| c.name != name && wanted.alike(s))
             .map(|(c, _)| c.name.clone())
-            .or_else(|| (own != name && wanted.alike(&Skeleton::of(&own))).then_some(own))
+            .or_else(|| {
+                [own, "me".to_owned()]
+                    .into_iter()
+                    .find(|mine| wanted.alike(&Skeleton::of(mine)))
+            })
     }
 
     /// The safety number the user and `contact` compare to know that each

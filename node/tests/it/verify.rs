@@ -141,3 +141,24 @@ fn invisible_names_are_refused_and_lookalikes_flagged() {
         Some("Kim \u{1F468}\u{1F469}\u{1F467}")
     );
 }
+
+/// A contact named exactly as you are (the profile is "Alice"), or "me"
+/// (how the CLI shows what you wrote), is flagged: before, only a name
+/// that merely looked like yours was.
+#[test]
+fn your_own_name_and_me_are_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("p"));
+    let alice = Identity::generate("Alice", &mut os_rng()).unwrap();
+    p.add_contact(&alice.invite(), "Alice", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("Alice").as_deref(), Some("Alice"));
+    let me = Identity::generate("me", &mut os_rng()).unwrap();
+    p.add_contact(&me.invite(), "Me", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("Me").as_deref(), Some("me"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    assert_eq!(p.lookalike("Bob"), None);
+}
