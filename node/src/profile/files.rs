@@ -350,7 +350,7 @@ impl Profile {
             Conversation::Group(g) | Conversation::Contact(g) => g,
         };
         Err(ProfileError::Group(format!(
-            "{} was not sent: {:?} changed while it was read (someone was added, removed or left), and it was sealed for those who were members before; send it again",
+            "{}: the group {:?} changed while the file was read (someone was added, removed or left); it was sealed for the members before, so it was not sent: send it again",
             crate::display::one_line(&name),
             crate::display::one_line(group),
         )))
