@@ -200,9 +200,19 @@ fn known(kind: Kind) -> bool {
     .contains(&kind)
 }
 
-/// Kinds no byte budget counts: a flood must never keep them out.
-fn exempt(kind: Kind) -> bool {
-    kind == Kind::MEMBERSHIP || kind == Kind::WELCOME
+/// The longest a real group change or welcome is: a thousand members,
+/// each with the longest name and (in a change) a key box, and room to
+/// spare for the rest.
+const MAX_EXEMPT_LEN: u64 =
+    strand_sync::MAX_GROUP_MEMBERS as u64 * (32 + 32 + 1 + 1 + 64 + 48) + 4096;
+
+/// Messages no byte budget counts: group changes and welcomes, so that a
+/// flood never keeps them out, as long as one could be real. A longer one
+/// counts like any message: a welcome is otherwise bounded by number only
+/// ([`MAX_WELCOMES_PER_CONTACT`]), and that many of a megabyte each would
+/// be gigabytes.
+fn exempt(kind: Kind, len: u64) -> bool {
+    (kind == Kind::MEMBERSHIP || kind == Kind::WELCOME) && len <= MAX_EXEMPT_LEN
 }
 
 /// Which budget a message was declined by.
@@ -286,7 +296,7 @@ impl Ledger {
                 if kind == Kind::WELCOME {
                     scope.welcomes += 1;
                 }
-                if exempt(kind) {
+                if exempt(kind, n as u64) {
                     continue;
                 }
                 let unknown = !known(kind);
@@ -349,14 +359,10 @@ impl Ledger {
                 }
             };
             let mut over = None;
-            if kind == Kind::WELCOME {
-                if scope.welcomes >= MAX_WELCOMES_PER_CONTACT {
-                    over = Some(Over::Welcomes);
-                } else {
-                    scope.welcomes += 1;
-                }
-            } else if !exempt(kind) {
-                let n = item.message().as_bytes().len() as u64;
+            let n = item.message().as_bytes().len() as u64;
+            if kind == Kind::WELCOME && scope.welcomes >= MAX_WELCOMES_PER_CONTACT {
+                over = Some(Over::Welcomes);
+            } else if !exempt(kind, n) {
                 let unknown = !known(kind);
                 let mine = scope.by_author.get(&author).copied().unwrap_or_default();
                 over = if private && mine.all + n > budgets.per_member {
@@ -374,6 +380,9 @@ impl Ledger {
                     scope.total.add(n, unknown);
                     scope.by_author.entry(author).or_default().add(n, unknown);
                 }
+            }
+            if over.is_none() && kind == Kind::WELCOME {
+                scope.welcomes += 1;
             }
             if let Some(over) = over {
                 item.decline();
@@ -406,10 +415,10 @@ impl Ledger {
             if kind == Kind::WELCOME {
                 scope.welcomes = scope.welcomes.saturating_sub(1);
             }
-            if exempt(kind) {
+            let n = item.message().as_bytes().len() as u64;
+            if exempt(kind, n) {
                 continue;
             }
-            let n = item.message().as_bytes().len() as u64;
             let unknown = !known(kind);
             scope.total.sub(n, unknown);
             if let Some(a) = scope.by_author.get_mut(&item.message().author()) {
@@ -478,6 +487,47 @@ mod tests {
         // Counted, not given back: a third copy would be over.
         let mut third = batch();
         assert!(!ledger.apply(&p, &budgets, &mut third).unwrap().is_empty());
+    }
+
+    /// Welcomes are counted by number, not bytes, so that a flood cannot
+    /// keep one out; but only while they could be real. Before, a contact
+    /// could store 4,096 welcomes of a megabyte each (4 GiB) past any
+    /// budget; now one longer than any epoch's counts like a text.
+    #[test]
+    fn a_welcome_longer_than_any_epoch_counts_against_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let mut welcome = |i: u64, len: usize| {
+            Message::create(
+                &bob,
+                &group,
+                now - 100 + i,
+                Kind::WELCOME,
+                &vec![7; len],
+                rng,
+            )
+            .unwrap()
+        };
+        let budgets = Budgets {
+            per_contact: 10_000,
+            ..Budgets::default()
+        };
+        let ledger = Ledger::default();
+        // As long as a real one can be (here 150 kB, a group of 800 or
+        // so): past the budget, still taken.
+        let real = [welcome(0, 150_000), welcome(1, 150_000)];
+        let mut real = Inbound::new(&group, real);
+        real.verify(now);
+        assert!(ledger.apply(&p, &budgets, &mut real).unwrap().is_empty());
+        // Longer than any epoch: counted, and over.
+        let mut huge = Inbound::new(&group, [welcome(2, 600_000)]);
+        huge.verify(now);
+        let declined = ledger.apply(&p, &budgets, &mut huge).unwrap();
+        assert_eq!(declined.len(), 1);
+        assert_eq!(declined[0].over, Over::Contact);
+        const { assert!(MAX_EXEMPT_LEN < 600_000) };
     }
 
     /// A contact's file chunks count whole when the ledger is counted
