@@ -195,6 +195,22 @@ fn read_frames(
     Ok(())
 }
 
+/// Creates the file a bundle is written to: new, never over a file that
+/// exists (even one made a moment ago), readable by its owner only.
+pub(crate) fn create_bundle_file(path: &Path) -> Result<std::fs::File, ProfileError> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ProfileError::Bundle(
+            format!("{} already exists: give a new file name", path.display()),
+        )),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
 impl Profile {
     /// Writes everything this user syncs with `contact` into a new bundle
     /// file at `to`, sealed for them. Refuses to replace a file.
@@ -205,32 +221,50 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Exported, ProfileError> {
-        self.export_bundle_as(contact, to, true, now, rng, &|_, _| {})
+        self.contact(contact)?;
+        let file = create_bundle_file(to)?;
+        self.export_bundle_as(contact, file, to, true, now, rng, &|_, _| {})
     }
 
-    /// [`Profile::export_bundle`]; with `carry`, first hands the contact
-    /// what this device carries (a running node does that itself, on its
-    /// own carrier). `report` is told the messages written and how many
-    /// there are as it goes.
+    /// [`Profile::export_bundle`] into `file`, just created at `to` by
+    /// [`create_bundle_file`] (so that a path that cannot be written
+    /// changes nothing: the drive hand-off below is made for a drive
+    /// that exists); deleted if anything fails. With `carry`, first hands
+    /// the contact what this device carries (a running node does that
+    /// itself, on its own carrier). `report` is told the messages written
+    /// and how many there are as it goes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn export_bundle_as(
         &self,
         contact: &str,
+        file: std::fs::File,
         to: &Path,
         carry: bool,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<Exported, ProfileError> {
-        let record = self.contact(contact)?;
-        let sync = self.sync_contact(&record)?;
-        if carry {
-            let mut carrier = self.load_carrier(&self.carry_settings()?)?;
-            let handouts = carrier.hand_for_drive(&sync.public, now, rng);
-            if !handouts.is_empty() {
-                self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
+        let handed = (|| {
+            let record = self.contact(contact)?;
+            let sync = self.sync_contact(&record)?;
+            if carry {
+                let mut carrier = self.load_carrier(&self.carry_settings()?)?;
+                let handouts = carrier.hand_for_drive(&sync.public, now, rng);
+                if !handouts.is_empty() {
+                    self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
+                }
             }
-        }
-        let counts = self.write_bundle(&sync, to, now, rng, report)?;
+            Ok((record, sync))
+        })();
+        let (record, sync) = match handed {
+            Ok(r) => r,
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(to);
+                return Err(e);
+            }
+        };
+        let counts = self.write_bundle(file, &sync, to, now, rng, report)?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
@@ -244,30 +278,13 @@ impl Profile {
 
     fn write_bundle(
         &self,
+        file: std::fs::File,
         contact: &Contact,
         path: &Path,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<Counts, ProfileError> {
-        // Created new: never over a file that exists, even one made a
-        // moment ago.
-        let file = {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            match o.open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(ProfileError::Bundle(format!(
-                        "{} already exists: give a new file name",
-                        path.display()
-                    )))
-                }
-                Err(e) => return Err(io_error(path, e)),
-            }
-        };
         // No half bundle is left behind.
         let written = self.fill_bundle(file, contact, path, now, rng, report);
         if written.is_err() {

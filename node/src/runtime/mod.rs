@@ -1209,14 +1209,21 @@ impl Node {
         to: &std::path::Path,
         report: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<crate::Exported, ProfileError> {
+        // The file first: a path that cannot be written changes nothing.
+        self.shared.profile.contact(contact)?;
+        let file = crate::profile::bundles::create_bundle_file(to)?;
         // What this node carries goes on the drive too, for them.
-        self.carry_to_drive(contact).await?;
+        if let Err(e) = self.carry_to_drive(contact).await {
+            drop(file);
+            let _ = std::fs::remove_file(to);
+            return Err(e);
+        }
         let profile = self.shared.profile.clone();
         let (contact, to) = (contact.to_owned(), to.to_path_buf());
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
         tokio::task::spawn_blocking(move || {
-            profile.export_bundle_as(&contact, &to, false, now, &mut rng, &report)
+            profile.export_bundle_as(&contact, file, &to, false, now, &mut rng, &report)
         })
         .await
         .map_err(|_| ProfileError::Closed)?
@@ -1265,6 +1272,13 @@ impl Node {
         // Contacts its mailbox records added, followed up as a link's are.
         if !imported.added.is_empty() {
             self.contacts_added(&imported.added).await;
+        }
+        // A reach record it brought counts at once, as one a link brings
+        // does (the newest counts; this one may be no newer: no change).
+        if !imported.stored.is_empty() {
+            if let Ok(record) = self.shared.profile.contact(&imported.contact) {
+                self.clone().reach_record(record.public).await;
+            }
         }
         self.after_group_change(std::mem::take(&mut imported.written));
         if imported.new > 0 {

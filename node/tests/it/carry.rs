@@ -390,6 +390,7 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
 async fn a_carrier_hands_envelopes_over_on_a_drive() {
     let tmp = tempfile::tempdir().unwrap();
     let (ann, ben, cat) = three(tmp.path());
+    let cat_public = cat.identity().public();
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
@@ -397,6 +398,45 @@ async fn a_carrier_hands_envelopes_over_on_a_drive() {
     ann.send("cat", "on the stick").await.unwrap();
     until("Ben holds an envelope", || ben.carry_status().held == 1).await;
     ann.shutdown().await;
+
+    // A path that cannot be written (a file is there, or no drive)
+    // changes nothing: before, Ben's node handed the envelope whole into
+    // his pool with Cat, for a drive that was never made.
+    let pool = ben
+        .profile()
+        .sync_contacts()
+        .into_iter()
+        .find(|c| c.public == cat_public)
+        .unwrap()
+        .pool
+        .id;
+    let pool_len = || {
+        let mut n = 0;
+        strand_sync::Store::scan(
+            &ben.profile().read_view().unwrap(),
+            &pool,
+            &strand_sync::KeyRange::ALL,
+            &mut |_| {
+                n += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        n
+    };
+    let before = pool_len();
+    let taken = tmp.path().join("taken.strand");
+    std::fs::write(&taken, b"mine").unwrap();
+    assert!(ben.export_bundle("cat", &taken).await.is_err());
+    assert_eq!(std::fs::read(&taken).unwrap(), b"mine");
+    let nowhere = tmp.path().join("no-drive").join("for-cat.strand");
+    assert!(ben.export_bundle("cat", &nowhere).await.is_err());
+    assert!(ben
+        .export_bundle("nobody", &tmp.path().join("x.strand"))
+        .await
+        .is_err());
+    assert!(!tmp.path().join("x.strand").exists());
+    assert_eq!(pool_len(), before, "nothing handed for a drive not made");
 
     let file = tmp.path().join("for-cat.strand");
     ben.export_bundle("cat", &file).await.unwrap();

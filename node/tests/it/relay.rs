@@ -709,3 +709,40 @@ async fn a_contacts_bad_relay_addresses_spoil_nothing() {
     na.shutdown().await;
     nb.shutdown().await;
 }
+
+/// A reach record that comes on a drive counts at once, as one that comes
+/// over a link: Bob, away, offers a relay of his own and sends Alice a
+/// bundle; her running node reserves on it. Before, it kept to what it
+/// knew until it was started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reach_record_on_a_drive_counts_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, addr) = relay(RelayLimits::default()).await;
+    let (_offered, offer) = relay(RelayLimits::default()).await;
+    let (a, b) = pair_on(tmp.path(), &addr);
+    let na = Node::start(a, relay_only()).await.unwrap();
+    let mut rng = os_rng();
+    let offer_bytes = offer
+        .parse::<strand_transport::Multiaddr>()
+        .unwrap()
+        .to_vec();
+    b.publish_reach(&[offer_bytes], strand_node::now(), &mut rng)
+        .unwrap();
+    let file = tmp.path().join("from-bob.strand");
+    b.export_bundle("alice", &file, strand_node::now(), &mut rng)
+        .unwrap();
+    na.import_bundle(&file).await.unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        let r = na.relays().await;
+        if r.iter()
+            .any(|r| r.address == offer && r.source == "contact")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "{:?}", na.relays().await);
+    na.shutdown().await;
+}
