@@ -146,6 +146,14 @@ impl Profile {
             }
         }
         let record = self.add_or_find(mailbox, MAILBOX_NAME, true, now, rng)?;
+        // A contact's own device is not a mailbox: pairing it would send
+        // it every contact's keys and tell every contact it is yours.
+        if !record.mailbox {
+            return Err(ProfileError::Mailbox(format!(
+                "this code is from your contact {}, not from a mailbox device: a mailbox is a device of your own, made with `strand mailbox init`",
+                crate::display::one_line(&record.name)
+            )));
+        }
         self.set_meta_sealed(
             meta::MAILBOX,
             ROLE_MAILBOX,

@@ -383,6 +383,37 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     assert!(ann.write("owen", "still fine", now, &mut rng).is_ok());
 }
 
+/// A mailbox code made on a contact's own profile (Ann, a contact of
+/// Owen's, ran `strand mailbox init` with his invite) is refused: Owen's
+/// node took it as "pairing again" and sent Ann every contact's keys,
+/// and told every contact that Ann was his mailbox.
+#[test]
+fn a_contacts_profile_is_not_paired_as_a_mailbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max, ann) = owen_max_and_ann(tmp.path());
+    befriend(&owen, &max);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let settings = strand_node::CarrySettings::default();
+    ann.become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
+        .unwrap();
+    let err = owen
+        .pair_mailbox(&ann.mailbox_code().unwrap().unwrap(), now, &mut rng)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not from a mailbox device"),
+        "{err}"
+    );
+    assert!(owen.mailbox().unwrap().is_none());
+    assert!(!owen.contact("ann").unwrap().mailbox);
+    // Nothing was written for it: no records to Ann or to Max.
+    let bundle = tmp.path().join("for-max");
+    owen.export_bundle("max", &bundle, now, &mut rng).unwrap();
+    max.import_bundle(&bundle, &strand_node::Budgets::default(), now, &mut rng)
+        .unwrap();
+    assert_eq!(max.contacts().len(), 1, "Max was told of no mailbox");
+}
+
 /// Envelopes on a drive: Ben carries Ann's message for Cat,
 /// and Cat is on no link Ben is on; Ben's drive bundle for Cat holds it,
 /// whole, and Cat has Ann's message once she imports the file.
