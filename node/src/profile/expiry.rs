@@ -73,6 +73,14 @@ impl Profile {
 
     /// The newest valid timer among `logs`.
     fn timer_in(&self, logs: &[TimerLog<'_>]) -> Result<Option<Time>, ProfileError> {
+        Ok(self.newest_timer(logs)?.and_then(|(_, lasts)| lasts))
+    }
+
+    /// The newest valid TIMER among `logs`: its time and its timer.
+    fn newest_timer(
+        &self,
+        logs: &[TimerLog<'_>],
+    ) -> Result<Option<(Time, Option<Time>)>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let timers = match txn.open_table(TIMERS) {
             Ok(t) => t,
@@ -107,7 +115,10 @@ impl Profile {
                 }
             }
         }
-        Ok(best.and_then(|(_, t)| t))
+        Ok(best.map(|(order, lasts)| {
+            let time = u64::from_be_bytes(order[..8].try_into().expect("8 bytes"));
+            (time, lasts)
+        }))
     }
 
     /// How long messages in the conversation with `contact` last (`None`:
@@ -120,17 +131,7 @@ impl Profile {
     /// How long messages in a group last: the newest timer an admin set.
     pub fn group_timer(&self, group: &str) -> Result<Option<Time>, ProfileError> {
         let chain = self.chain_named(group)?;
-        let chain = &chain;
-        // Only admins of the newest epoch count, and only where they
-        // were admins: a removed admin's timers stop counting.
-        let logs: Vec<TimerLog<'_>> = chain
-            .epochs()
-            .map(|e| {
-                let allowed: Box<dyn Fn(&AuthorId) -> bool + '_> =
-                    Box::new(move |a: &AuthorId| chain.may_set_timer(e, a));
-                (e.group(), allowed)
-            })
-            .collect();
+        let logs = group_timer_logs(&chain);
         self.timer_in(&logs)
     }
 
@@ -144,7 +145,8 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
         let group = self.direct_group(contact)?;
-        self.write_timer(&group, lasts, now, rng)
+        let newest = self.newest_timer(&[(&group, Box::new(|_: &AuthorId| true))])?;
+        self.write_timer(&group, lasts, after(now, newest), rng)
     }
 
     /// [`Profile::set_timer`] for a group: admins only.
@@ -165,7 +167,8 @@ impl Profile {
             ));
         }
         let g = head.group().clone();
-        self.write_timer(&g, lasts, now, rng)
+        let newest = self.newest_timer(&group_timer_logs(&chain))?;
+        self.write_timer(&g, lasts, after(now, newest), rng)
     }
 
     fn write_timer(
@@ -180,6 +183,31 @@ impl Profile {
             .map_err(ProfileError::Message)?;
         let id = group.id;
         self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
+    }
+}
+
+/// The logs of a group whose TIMERs count: only admins of the newest
+/// epoch count, and only where they were admins (a removed admin's timers
+/// stop counting).
+fn group_timer_logs(chain: &strand_sync::Chain) -> Vec<TimerLog<'_>> {
+    chain
+        .epochs()
+        .map(|e| {
+            let allowed: Box<dyn Fn(&AuthorId) -> bool + '_> =
+                Box::new(move |a: &AuthorId| chain.may_set_timer(e, a));
+            (e.group(), allowed)
+        })
+        .collect()
+}
+
+/// When a new TIMER is dated: now, or just after the newest one that
+/// counts if that is dated later (a clock ahead of this one's, by up to
+/// the 15 minutes a message may be): the newest TIMER wins, so one dated
+/// now would be written and lose, leaving the user's choice unmade.
+fn after(now: Time, newest: Option<(Time, Option<Time>)>) -> Time {
+    match newest {
+        Some((time, _)) if time >= now => time.saturating_add(1),
+        _ => now,
     }
 }
 

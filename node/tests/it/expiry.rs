@@ -177,3 +177,26 @@ async fn deleted_messages_give_their_room_back() {
     ann.shutdown().await;
     ben.shutdown().await;
 }
+
+/// A timer set now wins over one dated up to 15 minutes ahead (a contact
+/// whose clock is fast, or who dates theirs ahead on purpose): before,
+/// the user's choice was written, lost to the other, and the texts they
+/// wrote next stayed though they had asked for a timer.
+#[test]
+fn a_timer_set_now_wins_over_one_dated_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    let now = strand_node::now();
+    ben.set_timer("ann", None, now + 10 * MIN, &mut rng)
+        .unwrap();
+    let bundle = tmp.path().join("from-ben");
+    ben.export_bundle("ann", &bundle, now, &mut rng).unwrap();
+    ann.import_bundle(&bundle, &Budgets::default(), now, &mut rng)
+        .unwrap();
+    ann.set_timer("ben", Some(60 * MIN), now, &mut rng).unwrap();
+    assert_eq!(ann.timer("ben").unwrap(), Some(60 * MIN));
+    ann.write("ben", "gone in an hour", now, &mut rng).unwrap();
+    assert!(ann.conversation("ben").unwrap()[0].expires.is_some());
+}
