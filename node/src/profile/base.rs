@@ -26,13 +26,7 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
         .map(|(at, g)| at + g.len())
         .take_while(|&end| end <= max)
         .last();
-    let end = whole.unwrap_or_else(|| {
-        let mut end = max.min(s.len());
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        end
-    });
+    let end = whole.unwrap_or_else(|| s.floor_char_boundary(max));
     &s[..end]
 }
 

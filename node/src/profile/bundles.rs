@@ -244,7 +244,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<Exported, ProfileError> {
-        let handed = (|| {
+        let written: Result<_, ProfileError> = (|| {
             let record = self.contact(contact)?;
             let sync = self.sync_contact(&record)?;
             if carry {
@@ -254,17 +254,13 @@ impl Profile {
                     self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
                 }
             }
-            Ok((record, sync))
+            let counts = self.fill_bundle(file, &sync, to, now, rng, report)?;
+            Ok((record, counts))
         })();
-        let (record, sync) = match handed {
-            Ok(r) => r,
-            Err(e) => {
-                drop(file);
-                let _ = std::fs::remove_file(to);
-                return Err(e);
-            }
-        };
-        let counts = self.write_bundle(file, &sync, to, now, rng, report)?;
+        // No half bundle is left behind.
+        let (record, counts) = written.inspect_err(|_| {
+            let _ = std::fs::remove_file(to);
+        })?;
         let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
@@ -274,23 +270,6 @@ impl Profile {
             bytes,
             path: to.to_path_buf(),
         })
-    }
-
-    fn write_bundle(
-        &self,
-        file: std::fs::File,
-        contact: &Contact,
-        path: &Path,
-        now: Time,
-        rng: &mut (impl RngCore + CryptoRng),
-        report: Report<'_>,
-    ) -> Result<Counts, ProfileError> {
-        // No half bundle is left behind.
-        let written = self.fill_bundle(file, contact, path, now, rng, report);
-        if written.is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        written
     }
 
     fn fill_bundle(
