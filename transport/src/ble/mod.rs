@@ -38,6 +38,7 @@
 pub mod driver;
 pub mod duty;
 pub mod link;
+pub mod pairing;
 pub mod radio;
 
 use std::time::Duration;

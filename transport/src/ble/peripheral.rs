@@ -30,7 +30,9 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{driver, link::LinkConfig, Shared, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR};
+use super::{
+    driver, link::LinkConfig, pairing::Pairing, Shared, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR,
+};
 use crate::{Direction, Link, LinkKind, Remote, TransportError, TransportEvent};
 
 /// Packets queued towards BlueZ for one GATT link: a few connection
@@ -176,8 +178,10 @@ async fn serve_gatt_links(
     mut rx_ctl: bluer::gatt::local::CharacteristicControl,
     mut tx_ctl: bluer::gatt::local::CharacteristicControl,
 ) {
-    let mut reader: Option<bluer::gatt::CharacteristicReader> = None;
-    let mut writer: Option<bluer::gatt::CharacteristicWriter> = None;
+    // Each link is one central's writer and subscription, never halves
+    // of two devices'.
+    let mut pairing: Pairing<bluer::gatt::CharacteristicReader, bluer::gatt::CharacteristicWriter> =
+        Pairing::default();
     loop {
         // The control channels must be polled all the time, or BlueZ's
         // writes stall.
@@ -186,25 +190,26 @@ async fn serve_gatt_links(
             e = rx_ctl.next() => e,
             e = tx_ctl.next() => e,
         };
-        match event {
+        let paired = match event {
             Some(CharacteristicControlEvent::Write(req)) => match req.accept() {
                 Ok(r) => {
-                    tracing::debug!(device = %r.device_address(), mtu = r.mtu(), "GATT writer");
-                    reader = Some(r)
+                    let device = r.device_address().to_string();
+                    tracing::debug!(%device, mtu = r.mtu(), "GATT writer");
+                    pairing.reader(&device, r)
                 }
-                Err(e) => tracing::debug!(error = %e, "accepting a GATT writer failed"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting a GATT writer failed");
+                    None
+                }
             },
             Some(CharacteristicControlEvent::Notify(w)) => {
-                tracing::debug!(mtu = w.mtu(), "GATT subscriber");
-                writer = Some(w)
+                let device = w.device_address().to_string();
+                tracing::debug!(%device, mtu = w.mtu(), "GATT subscriber");
+                pairing.writer(&device, w)
             }
             None => return,
-        }
-        if reader.is_some() && writer.is_some() {
-            let (r, w) = (
-                reader.take().expect("checked"),
-                writer.take().expect("checked"),
-            );
+        };
+        if let Some((r, w)) = paired {
             // One GATT link at a time (BlueZ 5.66 shares these sockets
             // between centrals): serve it to its end, keeping the control
             // channels polled meanwhile.
