@@ -20,13 +20,33 @@
 //! handler when it opens. Refusing them instead lost the contact's
 //! identify request, which libp2p asks again only minutes later, and with
 //! it the hole punch.
+//!
+//! A stranger's gate never opens, and its held streams would keep its
+//! connection alive (libp2p closes only connections with no stream) for as
+//! long as the relay kept the circuit: a stranger could fill every
+//! connection slot the swarm has, and keep contacts out. So an inbound
+//! connection whose gate is still closed [`AUTHENTICATE_WITHIN`] after it
+//! was established is closed. Connections this device opened (to its
+//! relays, to a contact's relay, through a circuit it asked for) are its
+//! own choice and are not.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 /// Streams the remote opened before the gate opened, held per connection
 /// (identify and DCUtR open one or two each); more are dropped.
 pub(crate) const MAX_HELD: usize = 8;
-use std::task::{Context, Poll, Waker};
+
+/// An inbound connection no Strand session authenticated within this is
+/// closed: three times strand-sync's handshake timeout (10 s), so a
+/// contact's session on a slow link has time, and a stranger's connection
+/// goes soon after its handshake fails.
+pub const AUTHENTICATE_WITHIN: Duration = Duration::from_secs(30);
 
 use either::Either;
 use libp2p::core::transport::PortUse;
@@ -36,8 +56,8 @@ use libp2p::swarm::handler::{
     ConnectionEvent, FullyNegotiatedInbound, ListenUpgradeError, SendWrapper,
 };
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
-    NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
+    CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
+    FromSwarm, NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
@@ -51,6 +71,12 @@ pub(crate) struct Gate<B> {
     open: HashSet<ConnectionId>,
     /// Connections to tell their handler that the gate opened.
     opening: VecDeque<(PeerId, ConnectionId)>,
+    /// Inbound connections not open when established, with when they are
+    /// closed if still not open (in that order: the wait is the same for
+    /// all).
+    closing: VecDeque<(Instant, PeerId, ConnectionId)>,
+    /// Wakes the behaviour when the first of `closing` is due.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> Gate<B> {
@@ -60,6 +86,8 @@ impl<B> Gate<B> {
             trusted: HashSet::new(),
             open: HashSet::new(),
             opening: VecDeque::new(),
+            closing: VecDeque::new(),
+            timer: None,
         }
     }
 
@@ -73,6 +101,35 @@ impl<B> Gate<B> {
     pub(crate) fn open(&mut self, peer: PeerId, connection: ConnectionId) {
         if self.open.insert(connection) {
             self.opening.push_back((peer, connection));
+        }
+    }
+
+    /// The next inbound connection whose time to authenticate ran out
+    /// with its gate closed, to close; else the timer set for the next.
+    fn close_due<T, I>(&mut self, cx: &mut Context<'_>) -> Option<ToSwarm<T, I>> {
+        loop {
+            let &(due, peer_id, connection) = self.closing.front()?;
+            if self.open.contains(&connection) {
+                self.closing.pop_front();
+                continue;
+            }
+            if due <= Instant::now() {
+                self.closing.pop_front();
+                tracing::debug!(%peer_id, "closing a connection no session authenticated");
+                return Some(ToSwarm::CloseConnection {
+                    peer_id,
+                    connection: CloseConnection::One(connection),
+                });
+            }
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
         }
     }
 
@@ -131,7 +188,12 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             local_addr,
             remote_addr,
         )?;
-        Ok(self.handler(connection_id, &peer, inner))
+        let handler = self.handler(connection_id, &peer, inner);
+        if !handler.open {
+            self.closing
+                .push_back((Instant::now() + AUTHENTICATE_WITHIN, peer, connection_id));
+        }
+        Ok(handler)
     }
 
     fn handle_pending_outbound_connection(
@@ -171,6 +233,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
         if let FromSwarm::ConnectionClosed(closed) = event {
             self.open.remove(&closed.connection_id);
             self.opening.retain(|(_, c)| *c != closed.connection_id);
+            self.closing.retain(|(_, _, c)| *c != closed.connection_id);
         }
         self.inner.on_swarm_event(event);
     }
@@ -195,6 +258,9 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
                 handler: NotifyHandler::One(connection),
                 event: GateIn::Open,
             });
+        }
+        if let Some(close) = self.close_due(cx) {
+            return Poll::Ready(close);
         }
         self.inner.poll(cx).map(|e| e.map_in(GateIn::Inner))
     }

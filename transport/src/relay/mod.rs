@@ -57,6 +57,7 @@ mod gate;
 pub mod server;
 
 use client::{Command, Generation};
+pub use gate::AUTHENTICATE_WITHIN;
 
 /// How long a relayed connection stays open after hole punching made a
 /// direct one: time for the node to start its session on the direct link

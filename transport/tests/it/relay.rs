@@ -310,6 +310,77 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     }
 }
 
+/// A stranger who dials Alice through the relay and never starts a Strand
+/// session loses the connection once the time to authenticate is up:
+/// before, the identify request Alice's gate held kept it open for as long
+/// as the relay kept the circuit (an hour), so strangers could fill every
+/// connection slot Alice has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_never_authenticates_is_cut_off() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{identify, noise, relay, tcp, yamux};
+    use strand_transport::relay::AUTHENTICATE_WITHIN;
+
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    struct Stranger {
+        relay: relay::client::Behaviour,
+        identify: identify::Behaviour,
+    }
+
+    let server = relay_server(8, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let (alice, _alice_events) = client(config(0xb, vec![relay_at.clone()], true)).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key, relay| Stranger {
+            relay,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/stranger/1".into(),
+                key.public(),
+            )),
+        })
+        .unwrap()
+        // The stranger would keep it for an hour.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    stranger.dial(circuit_addr(&relay_at, target)).unwrap();
+
+    let deadline = tokio::time::Instant::now() + AUTHENTICATE_WITHIN + Duration::from_secs(30);
+    let mut established = None;
+    let closed = loop {
+        tokio::select! {
+            e = stranger.select_next_some() => match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
+                    established = Some(tokio::time::Instant::now());
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } if peer_id == target => {
+                    break tokio::time::Instant::now();
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                panic!("Alice kept a stranger's connection past {AUTHENTICATE_WITHIN:?}");
+            }
+        }
+    };
+    let established = established.expect("the relay put the circuit through");
+    // Not before the time a contact would have had to authenticate.
+    assert!(closed - established >= AUTHENTICATE_WITHIN - Duration::from_secs(2));
+    alice.shutdown().await;
+}
+
 /// A stranger who saw Alice's invite computes her relay
 /// id and dials her through the relay. Before a Strand session on that
 /// connection authenticates it (a stranger's never does), Alice's side
