@@ -271,6 +271,13 @@ impl Profile {
         Ok(out)
     }
 
+    /// Whether the user is still a member of the group `name` names (as
+    /// [`Profile::chain_named`] finds it: by name or id): not after
+    /// leaving, still after asking to leave.
+    pub(crate) fn still_member(&self, name: &str) -> Result<bool, ProfileError> {
+        Ok(!matches!(self.chain_named(name)?.head(), Head::Out { .. }))
+    }
+
     /// The group called `name` (or whose id starts with `name`).
     pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();

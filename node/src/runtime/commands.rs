@@ -130,12 +130,7 @@ impl Node {
                     GroupOutcome::Changed
                 } else {
                     let p = self.profile().clone();
-                    let still = blocking(move || {
-                        Ok::<_, ProfileError>(
-                            p.groups()?.iter().any(|g| g.name == group && g.member),
-                        )
-                    })
-                    .await?;
+                    let still = blocking(move || p.still_member(&group)).await?;
                     if still {
                         GroupOutcome::AskedToLeave
                     } else {
