@@ -364,27 +364,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         .filter(|n| !in_group.contains(n))
         .collect();
     let creator = members.iter().any(|m| m.me && m.creator);
-    let members: Vec<GroupMemberItem> = members
-        .into_iter()
-        .map(|m| GroupMemberItem {
-            me: m.me,
-            note: match &m.chosen {
-                _ if !m.verified => "unverified: not your contact".into(),
-                Some(c) if *c != m.name => {
-                    format!("calls themselves “{}”", strand_node::display::one_line(c)).into()
-                }
-                _ => SharedString::new(),
-            },
-            name: if m.me {
-                "You".into()
-            } else {
-                strand_node::display::one_line(&m.name).into()
-            },
-            verified: m.verified,
-            admin: m.admin,
-            creator: m.creator,
-        })
-        .collect();
+    let members: Vec<GroupMemberItem> = members.iter().map(member_item).collect();
     let line = if let (true, Some(why)) = (summary.member, &summary.blocked) {
         format!("{} members · cannot write now: {why}", summary.members)
     } else if summary.member {
@@ -450,6 +430,30 @@ pub(crate) fn clear(core: &mut Core) {
     });
 }
 
+/// A member's row: the name shown safely, and the name itself kept to
+/// remove them or make them an admin by.
+fn member_item(m: &strand_node::GroupMember) -> GroupMemberItem {
+    GroupMemberItem {
+        me: m.me,
+        note: match &m.chosen {
+            _ if !m.verified => "unverified: not your contact".into(),
+            Some(c) if *c != m.name => {
+                format!("calls themselves “{}”", strand_node::display::one_line(c)).into()
+            }
+            _ => SharedString::new(),
+        },
+        name: if m.me {
+            "You".into()
+        } else {
+            strand_node::display::one_line(&m.name).into()
+        },
+        key: m.name.as_str().into(),
+        verified: m.verified,
+        admin: m.admin,
+        creator: m.creator,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +481,23 @@ mod tests {
             ..g
         };
         assert_eq!(item(&odd, &Clock::at(0)).initials.as_str(), "OT");
+    }
+
+    /// A member's name may hold what the screen shows as `<U+…>` (an
+    /// admin adds members under any stored name): the buttons act on the
+    /// member, not on another whose name is the shown text.
+    #[test]
+    fn a_members_buttons_name_the_member_not_the_shown_text() {
+        let m = strand_node::GroupMember {
+            name: "\u{202e}X".into(),
+            verified: false,
+            chosen: None,
+            me: false,
+            admin: false,
+            creator: false,
+        };
+        let row = member_item(&m);
+        assert_eq!(row.name.as_str(), "<U+202E>X");
+        assert_eq!(row.key.as_str(), "\u{202e}X");
     }
 }
