@@ -78,6 +78,9 @@ pub(crate) struct Changes {
     pub all: bool,
     /// A contact over their storage budget, and the budget in bytes.
     pub over_budget: Option<(String, u64)>,
+    /// Contacts whose sessions brought parts of files: what the open
+    /// conversation shows of a file changes (not where it is scrolled).
+    pub files: BTreeSet<String>,
     /// Messages that arrived (at most [`MAX_NOTIFIED`]): notifications.
     pub received: Vec<NodeEvent>,
 }
@@ -99,6 +102,9 @@ impl Changes {
             | NodeEvent::Sent { contact, .. }
             | NodeEvent::Delivered { contact, .. } => {
                 self.contacts.insert(contact);
+            }
+            NodeEvent::FileArriving { from, .. } => {
+                self.files.insert(from);
             }
             NodeEvent::OverBudget {
                 contact, budget, ..
@@ -204,7 +210,10 @@ impl Core {
     pub fn start(&mut self, profile: Profile) -> Result<(), NodeError> {
         self.stop();
         let runtime = node_runtime()?;
-        let node = runtime.block_on(Node::start(profile, self.options.node.clone()))?;
+        // The window shows a file's parts as they arrive.
+        let mut config = self.options.node.clone();
+        config.report_arrivals = true;
+        let node = runtime.block_on(Node::start(profile, config))?;
         let dir = self.options.profile.clone();
         let served = node.clone();
         let backend = self.backend.clone();

@@ -139,11 +139,16 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
     if let Some(open) = &core.open {
         if changes.all || changes.contacts.contains(open) {
             conversation::reload(core, true);
+        } else if changes.files.contains(open) {
+            conversation::reload(core, false);
         }
     }
     if changes.all || changes.groups {
         groups::refresh(core);
         groups::reload(core, true);
+    } else if !changes.files.is_empty() {
+        // A group's file comes in any member's session.
+        groups::reload(core, false);
     }
     refresh_lists(core);
     notify(core, &changes.received);

@@ -133,6 +133,29 @@ fn files_are_sent_shown_and_saved_from_the_app() {
             std::fs::read(downloads.join("harbour.png")).unwrap(),
             std::fs::read(&png).unwrap()
         );
+
+        // A file of many parts, sent while the conversation is open: its
+        // message arrives before its parts, and the row follows them in
+        // until the file is all here (and can be saved).
+        let big = tmp.path().join("survey.bin");
+        let data: Vec<u8> = (0..64 * 256 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&big, &data).unwrap();
+        rt.block_on(bob.send_file(Conversation::Contact("Alice"), &big))
+            .unwrap();
+        let survey = || {
+            let m = c.get_messages();
+            (0..m.row_count())
+                .filter_map(|i| m.row_data(i))
+                .find(|r| r.file_name == "survey.bin")
+        };
+        assert!(h.pump_until(WAIT, || survey().is_some()));
+        assert!(
+            h.pump_until(WAIT, || survey().is_some_and(|r| r.file_ready)),
+            "the row still says {:?}",
+            survey().map(|r| r.file_detail)
+        );
         rt.block_on(bob.shutdown());
     });
 }
