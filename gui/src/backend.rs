@@ -76,8 +76,8 @@ pub(crate) struct Changes {
     pub groups: bool,
     /// Events were missed (the listener lagged): refresh everything.
     pub all: bool,
-    /// A contact over their storage budget, and the budget in bytes.
-    pub over_budget: Option<(String, u64)>,
+    /// What to say of a contact over their storage budget.
+    pub over_budget: Option<String>,
     /// Contacts whose sessions brought parts of files: what the open
     /// conversation shows of a file changes (not where it is scrolled).
     pub files: BTreeSet<String>,
@@ -107,9 +107,15 @@ impl Changes {
                 self.files.insert(from);
             }
             NodeEvent::OverBudget {
-                contact, budget, ..
+                contact,
+                group,
+                budget,
             } => {
-                self.over_budget = Some((contact, budget));
+                self.over_budget = Some(crate::adapters::budget_notice(
+                    &contact,
+                    group.as_deref(),
+                    budget,
+                ));
             }
             // A bundle can touch any conversation and group; missed events
             // anything; disappearing messages deleted may be anywhere, and

@@ -120,20 +120,29 @@ pub(crate) fn node_gone(core: &mut Core) {
     settings::closed(core, message.to_owned());
 }
 
+/// What the app says when a contact's (or a group member's) messages are
+/// over the budget this device keeps for them. The names are others'
+/// words (a member's may be any admin's), shown safely.
+pub(crate) fn budget_notice(contact: &str, group: Option<&str>, budget: u64) -> String {
+    let who = strand_node::display::one_line(contact);
+    let whose = match group {
+        Some(g) => format!("{who} in {}", strand_node::display::one_line(g)),
+        None => who,
+    };
+    format!(
+        "{whose} has sent more than the {} this device keeps for them; the rest waits until there is room.",
+        crate::format::bytes(budget)
+    )
+}
+
 /// Node events, gathered: refresh what they touch.
 pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
     if !core.unlocked() {
         return;
     }
-    if let Some((contact, budget)) = changes.over_budget.clone() {
+    if let Some(notice) = changes.over_budget.clone() {
         core.ui(move |ui| {
-            ui.global::<crate::AppAdapter>().set_notice(
-                format!(
-                    "{contact} has sent more than the {} MiB this device keeps per contact; the rest waits until there is room.",
-                    budget >> 20
-                )
-                .into(),
-            );
+            ui.global::<crate::AppAdapter>().set_notice(notice.into());
         });
     }
     if let Some(open) = &core.open {
@@ -240,5 +249,25 @@ fn refresh_lists(core: &mut Core) {
     if let Some(status) = network::status(core) {
         contacts::show(core, &status.seen);
         network::show(core, status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A member's name (an admin's choice) and a group's name may hold a
+    /// right-to-left override: the notice shows it, and it turns nothing
+    /// around ("(unverified)" stays where it is).
+    #[test]
+    fn the_over_budget_notice_shows_names_safely() {
+        let n = super::budget_notice("Eve\u{202e}x (unverified)", Some("ops\u{202e}"), 512 * 1024);
+        assert!(!n.contains('\u{202e}'), "{n}");
+        assert!(
+            n.starts_with(
+                "Eve<U+202E>x (unverified) in ops<U+202E> has sent more than the 524.3 kB"
+            ),
+            "{n}"
+        );
+        let n = super::budget_notice("Bob", None, 64 << 20);
+        assert!(n.starts_with("Bob has sent more than the 67.1 MB"), "{n}");
     }
 }
