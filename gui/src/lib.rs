@@ -48,6 +48,24 @@ use slint::ComponentHandle;
 pub struct App {
     backend: backend::Backend,
     thread: Option<std::thread::JoinHandle<()>>,
+    focused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl App {
+    /// The window came in front (`true`) or went behind, was hidden or
+    /// minimised: what the window sees of it (the desktop's focus events)
+    /// calls this too. Only in front does what arrives in the open
+    /// conversation count as read, and coming in front reads it.
+    pub fn in_front(&self, now: bool) {
+        in_front(&self.backend, &self.focused, now);
+    }
+}
+
+fn in_front(backend: &backend::Backend, focused: &std::sync::atomic::AtomicBool, now: bool) {
+    let was = focused.swap(now, std::sync::atomic::Ordering::Relaxed);
+    if now && !was {
+        backend.job(adapters::in_front);
+    }
 }
 
 impl Drop for App {
@@ -67,12 +85,13 @@ pub fn init(ui: &AppWindow, options: Options) -> App {
     let focused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (backend, thread) = backend::spawn(options, ui.as_weak(), focused.clone());
     adapters::connect(ui, &backend);
-    watch_window(ui, focused);
+    watch_window(ui, backend.clone(), focused.clone());
     keep_running_when_closed(ui);
     backend.job(adapters::onboarding::show);
     App {
         backend,
         thread: Some(thread),
+        focused,
     }
 }
 
@@ -98,16 +117,20 @@ fn keep_running_when_closed(ui: &AppWindow) {
 }
 
 /// Whether the window is in front goes to `focused` (notifications are
-/// for when it is not). Files dropped onto the window go to the open
+/// for when it is not, and only then is what arrives read: [`App::in_front`]). Files dropped onto the window go to the open
 /// conversation (a contact's or a group's), like *Attach*; elsewhere the
 /// app says where to drop them. Only where the window is a winit one (not
 /// headless).
-fn watch_window(ui: &AppWindow, focused: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn watch_window(
+    ui: &AppWindow,
+    backend: backend::Backend,
+    focused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     use slint::winit_030::{winit::event::WindowEvent, EventResult, WinitWindowAccessor};
     let weak = ui.as_weak();
     ui.window().on_winit_window_event(move |_, event| {
         if let WindowEvent::Focused(now) = event {
-            focused.store(*now, std::sync::atomic::Ordering::Relaxed);
+            in_front(&backend, &focused, *now);
         }
         let WindowEvent::DroppedFile(path) = event else {
             return EventResult::Propagate;

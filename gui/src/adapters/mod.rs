@@ -145,6 +145,13 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             ui.global::<crate::AppAdapter>().set_notice(notice.into());
         });
     }
+    // What arrives while the window is not in front is not read: the
+    // conversation shows it, unread, until the window comes in front
+    // ([`in_front`]).
+    let shown = (core.chats_visible, core.groups_visible);
+    if !core.focused.load(std::sync::atomic::Ordering::Relaxed) {
+        (core.chats_visible, core.groups_visible) = (false, false);
+    }
     if let Some(open) = &core.open {
         if changes.all || changes.contacts.contains(open) {
             conversation::reload(core, true);
@@ -159,8 +166,24 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         // A group's file comes in any member's session.
         groups::reload(core, false);
     }
+    (core.chats_visible, core.groups_visible) = shown;
     refresh_lists(core);
     notify(core, &changes.received);
+}
+
+/// The window came in front: the conversation or group on screen is
+/// read now.
+pub(crate) fn in_front(core: &mut Core) {
+    if !core.unlocked() {
+        return;
+    }
+    if core.chats_visible && core.open.is_some() {
+        conversation::reload(core, false);
+    }
+    if core.groups_visible && core.open_group.is_some() {
+        groups::reload(core, false);
+    }
+    refresh_lists(core);
 }
 
 /// Notifications for what arrived, unless the window is in front.

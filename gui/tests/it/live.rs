@@ -75,6 +75,18 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
         assert_eq!(at_bob.len(), 2);
         assert_eq!(at_bob[1].text, "yes — here");
         assert_eq!(at_bob[0].delivery, Some(Delivery::Delivered));
+
+        // The window is not in front (a headless window never is: hidden,
+        // or behind another): what arrives in the open conversation shows,
+        // unread, until it comes in front.
+        rt.block_on(bob.send("Alice", "still there?")).unwrap();
+        assert!(h.pump_until(WAIT, || messages.row_count() == 3));
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].last_text == "still there?"));
+        assert_eq!(gui.contacts()[0].unread, 1, "read while away");
+        assert_eq!(gui.ui.global::<AppAdapter>().get_unread_total(), 1);
+        gui.app.as_ref().unwrap().in_front(true);
+        assert!(h.pump_until(WAIT, || gui.contacts()[0].unread == 0));
+        assert_eq!(gui.ui.get_window_title(), "Strand");
         drop(gui);
         rt.shutdown_timeout(std::time::Duration::from_secs(5));
     });
