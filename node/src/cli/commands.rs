@@ -450,8 +450,8 @@ async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()
                 group: None,
                 ..
             } => contact == name,
-            // What was missed may have been theirs.
-            NodeEvent::Missed { .. } => true,
+            // What was missed, or a bundle brought, may have been theirs.
+            NodeEvent::Missed { .. } | NodeEvent::Imported { .. } => true,
             _ => false,
         };
         if theirs {

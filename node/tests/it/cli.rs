@@ -995,6 +995,14 @@ fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
         rx.recv_timeout(Duration::from_millis(1500)).is_err(),
         "each once"
     );
+    // What a drive brings shows too: Bob stops, writes, and hands Alice a
+    // bundle, which her running node takes in.
+    drop(_b_run);
+    b.ok(&["send", "alice", "by stick"]);
+    let stick = tmp.path().join("from-bob.strand");
+    b.ok(&["export", "alice", "--to", stick.to_str().unwrap()]);
+    a.ok(&["import", stick.to_str().unwrap()]);
+    assert_eq!(next()["text"], "by stick");
     drop(follow);
     drop(a_run);
     // What --follow printed was marked read.
