@@ -78,6 +78,9 @@ pub(crate) struct Changes {
     pub all: bool,
     /// What to say of a contact over their storage budget.
     pub over_budget: Option<String>,
+    /// Groups with new texts: the open one, if among them, scrolls to the
+    /// newest (a change elsewhere leaves it where it is).
+    pub group_texts: BTreeSet<String>,
     /// Contacts whose sessions brought parts of files: what the open
     /// conversation shows of a file changes (not where it is scrolled).
     pub files: BTreeSet<String>,
@@ -95,9 +98,13 @@ impl Changes {
             self.received.push(event.clone());
         }
         match event {
-            NodeEvent::Received { group: Some(_), .. } | NodeEvent::GroupsChanged => {
-                self.groups = true
+            NodeEvent::Received {
+                group: Some(group), ..
+            } => {
+                self.groups = true;
+                self.group_texts.insert(group);
             }
+            NodeEvent::GroupsChanged => self.groups = true,
             NodeEvent::Received { contact, .. }
             | NodeEvent::Sent { contact, .. }
             | NodeEvent::Delivered { contact, .. } => {

@@ -152,16 +152,22 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
     if !core.focused.load(std::sync::atomic::Ordering::Relaxed) {
         (core.chats_visible, core.groups_visible) = (false, false);
     }
+    // Only what arrives in the open conversation or group scrolls it to
+    // the newest; anything else read again leaves it where it is.
     if let Some(open) = &core.open {
-        if changes.all || changes.contacts.contains(open) {
+        if changes.contacts.contains(open) {
             conversation::reload(core, true);
-        } else if changes.files.contains(open) {
+        } else if changes.all || changes.files.contains(open) {
             conversation::reload(core, false);
         }
     }
     if changes.all || changes.groups {
         groups::refresh(core);
-        groups::reload(core, true);
+        let scroll = core
+            .open_group
+            .as_ref()
+            .is_some_and(|g| changes.group_texts.contains(g));
+        groups::reload(core, scroll);
     } else if !changes.files.is_empty() {
         // A group's file comes in any member's session.
         groups::reload(core, false);

@@ -145,6 +145,25 @@ fn a_group_is_made_read_and_changed_from_the_app() {
             .any(|m| m.name == "Alice"
                 && m.verified
                 && m.chosen.as_deref() == Some("Alice Doe"))));
+
+        // What happens in another group leaves this one where it is
+        // scrolled: a new group, and a text in it.
+        let g_open = g.get_name();
+        let at = g.get_scroll_to_end();
+        rt.block_on(bob.create_group("Zine", &["Alice".to_owned()]))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || g.get_groups().row_count() == 2));
+        rt.block_on(bob.send_group("Zine", "elsewhere")).unwrap();
+        assert!(h.pump_until(WAIT, || g
+            .get_groups()
+            .iter()
+            .any(|r| r.last_text.ends_with("elsewhere"))));
+        assert_eq!(g.get_name(), g_open);
+        assert_eq!(g.get_scroll_to_end(), at, "the open group jumped");
+        // A text in the open group scrolls to it.
+        rt.block_on(bob.send_group("Newsroom", "here")).unwrap();
+        assert!(h.pump_until(WAIT, || g.get_messages().iter().any(|m| m.text == "here")));
+        assert!(h.pump_until(WAIT, || g.get_scroll_to_end() > at));
         rt.block_on(bob.shutdown());
     });
 }
