@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
+use super::duty::Scanning;
 use super::{
     driver, link::LinkConfig, Seen, Shared, Sighting, MAX_SEEN, PSM_CHAR, RX_CHAR, SERVICE, TX_CHAR,
 };
@@ -57,27 +58,28 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
     let mut duty = shared.config.duty.clone();
     let mut duty_open = true;
     let start = tokio::time::Instant::now();
-    let mut scanning = false;
+    let mut scanning = Scanning::default();
     loop {
         let schedule = duty.borrow_and_update().schedule();
-        let (on, change) = schedule.at(start.elapsed());
-        if on != scanning {
+        let at = start.elapsed();
+        let (act, wake) = scanning.next(&schedule, at);
+        if let Some(on) = act {
             // Strand's UUID is in the service data, not the service list,
             // so the scan is unfiltered and the data is checked here.
             let done = match on {
                 true => central.start_scan(ScanFilter::default()).await,
                 false => central.stop_scan().await,
             };
-            match done {
+            match &done {
                 Ok(()) => tracing::debug!(on, "Bluetooth: scanning"),
-                // Tried again at the next change of window.
                 Err(e) => {
-                    tracing::warn!(error = %e, on, "Bluetooth: cannot start or stop scanning")
+                    tracing::warn!(error = %e, on, "Bluetooth: cannot start or stop scanning; trying again")
                 }
             }
-            scanning = on;
+            scanning.done(on, done.is_ok(), at);
+            continue;
         }
-        let toggle = change.map(|d| tokio::time::Instant::now() + d);
+        let toggle = wake.map(|d| tokio::time::Instant::now() + d);
         let event = tokio::select! {
             _ = shared.cancel.cancelled() => break,
             changed = duty.changed(), if duty_open => {
@@ -108,7 +110,7 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
             _ => {}
         }
     }
-    if scanning {
+    if scanning.on() {
         let _ = central.stop_scan().await;
     }
 }

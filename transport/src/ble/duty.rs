@@ -176,9 +176,96 @@ impl Schedule {
     }
 }
 
+/// A start or stop of scanning (or an advertisement) that failed is tried
+/// again after this: BlueZ refuses one while the adapter is busy, being
+/// reset or powered off, and most such refusals pass within seconds.
+pub const RETRY: Duration = Duration::from_secs(5);
+
+/// Whether the radio scans, as a duty cycle wants it, through starts and
+/// stops that may fail. Sans-IO: the central asks [`Scanning::next`]
+/// what to do and when to look again, does it, and says how it went
+/// ([`Scanning::done`]).
+#[derive(Debug, Clone, Default)]
+pub struct Scanning {
+    /// Whether the radio scans now (as far as the last success says).
+    on: bool,
+    /// After a failure: when (time into the schedule) to try again.
+    retry: Option<Duration>,
+}
+
+impl Scanning {
+    /// What to do `at` into `schedule`: `Some(true)` start scanning,
+    /// `Some(false)` stop, `None` nothing; and how long until it should
+    /// be asked again (`None`: only when something else changes).
+    pub fn next(&self, schedule: &Schedule, at: Duration) -> (Option<bool>, Option<Duration>) {
+        let (want, change) = schedule.at(at);
+        let due = self.retry.is_none_or(|r| at >= r);
+        let act = (want != self.on && due).then_some(want);
+        // Wait for the retry only while there is one to make.
+        let retry = match self.retry {
+            Some(r) if want != self.on && !due => Some(r - at),
+            _ => None,
+        };
+        let wake = match (change, retry) {
+            (Some(c), Some(r)) => Some(c.min(r)),
+            (c, r) => c.or(r),
+        };
+        (act, wake)
+    }
+
+    /// How the start (`want`) or stop asked for `at` went.
+    pub fn done(&mut self, want: bool, ok: bool, at: Duration) {
+        if ok {
+            self.on = want;
+            self.retry = None;
+        } else {
+            self.retry = Some(at + RETRY);
+        }
+    }
+
+    /// Whether the radio scans now.
+    pub fn on(&self) -> bool {
+        self.on
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan that BlueZ refused to start is tried again: before, the
+    /// central took it as started, and scanning all the time (no window
+    /// to change) never tried again, so the device found no one until
+    /// the setting changed.
+    #[test]
+    fn a_scan_that_failed_to_start_is_tried_again() {
+        let always = Duty::Always.schedule();
+        let secs = Duration::from_secs;
+        let mut s = Scanning::default();
+        assert_eq!(s.next(&always, secs(0)), (Some(true), None));
+        s.done(true, false, secs(0));
+        assert!(!s.on());
+        // Not at once (no hammering), but within RETRY.
+        assert_eq!(s.next(&always, secs(1)), (None, Some(RETRY - secs(1))));
+        assert_eq!(s.next(&always, RETRY), (Some(true), None));
+        s.done(true, true, RETRY);
+        assert!(s.on());
+        assert_eq!(s.next(&always, secs(60)), (None, None));
+
+        // In windows: a failed stop is tried again too, and the wake is
+        // the sooner of the retry and the next window.
+        let balanced = Duty::Balanced.schedule();
+        let mut s = Scanning::default();
+        assert_eq!(s.next(&balanced, secs(0)), (Some(true), Some(secs(2))));
+        s.done(true, true, secs(0));
+        assert_eq!(s.next(&balanced, secs(2)), (Some(false), Some(secs(8))));
+        s.done(false, false, secs(2));
+        assert!(s.on());
+        assert_eq!(s.next(&balanced, secs(3)), (None, Some(secs(4))));
+        assert_eq!(s.next(&balanced, secs(7)), (Some(false), Some(secs(3))));
+        // The window came round again before the stop worked: nothing to do.
+        assert_eq!(s.next(&balanced, secs(10)), (None, Some(secs(2))));
+    }
 
     #[test]
     fn a_schedule_scans_in_its_windows_and_says_when_that_changes() {

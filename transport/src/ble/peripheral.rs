@@ -306,13 +306,17 @@ pub(super) async fn advertise(shared: Arc<Shared>, adapter: bluer::Adapter) {
         let handle = match adapter.advertise(adv).await {
             Ok(h) => Some(h),
             Err(e) => {
-                tracing::warn!(error = %e, "Bluetooth: cannot advertise");
+                tracing::warn!(error = %e, "Bluetooth: cannot advertise; trying again");
                 None
             }
         };
+        // Advertised: until the hint changes. Not: again soon (contacts
+        // cannot find this device meanwhile), or sooner with a new hint.
+        let retry = handle.is_none().then_some(super::duty::RETRY);
         let stop = tokio::select! {
             _ = shared.cancel.cancelled() => true,
             changed = hints.changed() => changed.is_err(),
+            _ = tokio::time::sleep(retry.unwrap_or_default()), if retry.is_some() => false,
         };
         drop(handle);
         if stop {
