@@ -11,7 +11,7 @@
 //! for the listed peers alone (a node relaying for its contacts), so
 //! nobody else can be reached through it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -410,7 +410,9 @@ async fn run(
     announce_listen: bool,
 ) {
     let mut stats = RelayStats::default();
-    let mut reserved: HashSet<PeerId> = HashSet::new();
+    // Reservations by peer: one per connection, so a peer that
+    // reconnected holds two until the old connection closes.
+    let mut reserved: HashMap<PeerId, usize> = HashMap::new();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -419,7 +421,7 @@ async fn run(
                     let _ = reply.send(swarm.external_addresses().cloned().collect());
                 }
                 Some(Command::Stats(reply)) => {
-                    stats.reservations = reserved.len();
+                    stats.reservations = reserved.values().sum();
                     stats.connections = swarm.network_info().connection_counters().num_connections();
                     let _ = reply.send(stats.clone());
                 }
@@ -436,11 +438,18 @@ async fn run(
                     match event {
                         relay::Event::ReservationReqAccepted { src_peer_id, renewed } => {
                             tracing::debug!(peer = %src_peer_id, renewed, "reservation");
-                            reserved.insert(src_peer_id);
+                            if !renewed {
+                                *reserved.entry(src_peer_id).or_default() += 1;
+                            }
                         }
                         relay::Event::ReservationClosed { src_peer_id }
                         | relay::Event::ReservationTimedOut { src_peer_id } => {
-                            reserved.remove(&src_peer_id);
+                            if let Some(n) = reserved.get_mut(&src_peer_id) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    reserved.remove(&src_peer_id);
+                                }
+                            }
                         }
                         relay::Event::ReservationReqDenied { src_peer_id, status } => {
                             tracing::debug!(peer = %src_peer_id, ?status, "reservation denied");
@@ -456,9 +465,15 @@ async fn run(
                         }
                         relay::Event::CircuitClosed { error, .. } => {
                             stats.circuits = stats.circuits.saturating_sub(1);
-                            if let Some(e) = error {
-                                tracing::info!("circuit ended by the relay: {e}");
-                                stats.circuits_cut += 1;
+                            match error {
+                                Some(e) if cut_at_a_limit(&e) => {
+                                    tracing::info!("circuit ended by the relay: {e}");
+                                    stats.circuits_cut += 1;
+                                }
+                                // Its connection closed (ConnectionAborted),
+                                // or an end reset it: not the relay's doing.
+                                Some(e) => tracing::debug!("circuit ended: {e}"),
+                                None => {}
                             }
                         }
                         _ => {}
@@ -468,4 +483,16 @@ async fn run(
             },
         }
     }
+}
+
+/// Whether a circuit's end was the relay's, at its time or byte limit:
+/// libp2p's relay copies until the circuit's duration runs out
+/// (`TimedOut`) or its bytes do (`Other`); a closed connection ends its
+/// circuits with `ConnectionAborted`, and an end that resets the stream
+/// with the reset's own error.
+fn cut_at_a_limit(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::Other
+    )
 }
