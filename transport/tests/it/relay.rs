@@ -17,6 +17,41 @@ use tokio::sync::mpsc;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// A plain libp2p node that dials through relays and asks identify and
+/// DCUtR: what anyone who computed a device's relay id can run.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Stranger {
+    relay: libp2p::relay::client::Behaviour,
+    identify: libp2p::identify::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
+}
+
+/// A stranger's swarm, keeping idle connections for `idle`.
+fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
+    use libp2p::{dcutr, identify, noise, tcp, yamux};
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key, relay| Stranger {
+            relay,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/stranger/1".into(),
+                key.public(),
+            )),
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
 fn identity(device: u8) -> IdentityFn {
     Arc::new(move |epoch: u64| {
         let mut k = [device; 32];
@@ -331,14 +366,7 @@ async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
 async fn a_stranger_who_never_authenticates_is_cut_off() {
     use futures::StreamExt;
     use libp2p::swarm::SwarmEvent;
-    use libp2p::{identify, noise, relay, tcp, yamux};
     use strand_transport::relay::AUTHENTICATE_WITHIN;
-
-    #[derive(libp2p::swarm::NetworkBehaviour)]
-    struct Stranger {
-        relay: relay::client::Behaviour,
-        identify: identify::Behaviour,
-    }
 
     let server = relay_server(8, "/ip4/127.0.0.1/tcp/0").await;
     let relay_at = relay_addr(&server).await;
@@ -346,27 +374,8 @@ async fn a_stranger_who_never_authenticates_is_cut_off() {
     wait_reserved(&alice).await;
     let target = alice.local_peer_id();
 
-    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key, relay| Stranger {
-            relay,
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/stranger/1".into(),
-                key.public(),
-            )),
-        })
-        .unwrap()
-        // The stranger would keep it for an hour.
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+    // The stranger would keep it for an hour.
+    let mut stranger = stranger(HOUR);
     stranger.dial(circuit_addr(&relay_at, target)).unwrap();
 
     let deadline = tokio::time::Instant::now() + AUTHENTICATE_WITHIN + Duration::from_secs(30);
@@ -402,15 +411,8 @@ async fn a_stranger_who_never_authenticates_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
     use futures::StreamExt;
+    use libp2p::identify;
     use libp2p::swarm::SwarmEvent;
-    use libp2p::{dcutr, identify, noise, relay, tcp, yamux};
-
-    #[derive(libp2p::swarm::NetworkBehaviour)]
-    struct Stranger {
-        relay: relay::client::Behaviour,
-        identify: identify::Behaviour,
-        dcutr: dcutr::Behaviour,
-    }
 
     let server = relay_server(7, "/ip4/127.0.0.1/tcp/0").await;
     let relay_at = relay_addr(&server).await;
@@ -418,27 +420,7 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
     wait_reserved(&alice).await;
     let target = alice.local_peer_id();
 
-    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key, relay| Stranger {
-            relay,
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/stranger/1".into(),
-                key.public(),
-            )),
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut stranger = stranger(Duration::from_secs(60));
     stranger.dial(circuit_addr(&relay_at, target)).unwrap();
 
     let mut connected = false;
