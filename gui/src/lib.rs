@@ -116,8 +116,9 @@ fn keep_running_when_closed(ui: &AppWindow) {
     });
 }
 
-/// Whether the window is in front goes to `focused` (notifications are
-/// for when it is not, and only then is what arrives read: [`App::in_front`]). Files dropped onto the window go to the open
+/// Whether the window is in front goes to [`App::in_front`]:
+/// notifications are for when it is not, and what arrives is read only
+/// while it is. Files dropped onto the window go to the open
 /// conversation (a contact's or a group's), like *Attach*; elsewhere the
 /// app says where to drop them. Only where the window is a winit one (not
 /// headless).

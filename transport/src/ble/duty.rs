@@ -206,11 +206,7 @@ impl Scanning {
             Some(r) if want != self.on && !due => Some(r - at),
             _ => None,
         };
-        let wake = match (change, retry) {
-            (Some(c), Some(r)) => Some(c.min(r)),
-            (c, r) => c.or(r),
-        };
-        (act, wake)
+        (act, change.into_iter().chain(retry).min())
     }
 
     /// How the start (`want`) or stop asked for `at` went.

@@ -36,18 +36,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
-
-/// Streams the remote opened before the gate opened, held per connection
-/// (identify and DCUtR open one or two each); more are dropped.
-pub(crate) const MAX_HELD: usize = 8;
-
-/// An inbound connection no Strand session authenticated within this is
-/// closed: three times strand-sync's handshake timeout (10 s), so a
-/// contact's session on a slow link has time, and a stranger's connection
-/// goes soon after its handshake fails.
-pub const AUTHENTICATE_WITHIN: Duration = Duration::from_secs(30);
-
 use either::Either;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::DeniedUpgrade;
@@ -61,6 +49,17 @@ use libp2p::swarm::{
     THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+use tokio::time::{Instant, Sleep};
+
+/// Streams the remote opened before the gate opened, held per connection
+/// (identify and DCUtR open one or two each); more are dropped.
+pub(crate) const MAX_HELD: usize = 8;
+
+/// An inbound connection no Strand session authenticated within this is
+/// closed: three times strand-sync's handshake timeout (10 s), so a
+/// contact's session on a slow link has time, and a stranger's connection
+/// goes soon after its handshake fails.
+pub const AUTHENTICATE_WITHIN: Duration = Duration::from_secs(30);
 
 /// A behaviour behind the gate.
 pub(crate) struct Gate<B> {
