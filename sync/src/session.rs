@@ -1139,9 +1139,14 @@ impl Session {
             if self.exchanges.contains_key(&id) {
                 continue;
             }
+            // An opening now covers what a resync asked for before it.
+            self.resync.remove(&id);
             self.open_exchange(store, id, frame::recon, 0)?;
         }
-        self.to_open.clear();
+        // A resync of a group the peer opened waits for that exchange to
+        // end (dropped, it was lost: the group stayed marked as asked).
+        let resync = &self.resync;
+        self.to_open.retain(|g| resync.contains(g));
         if !self.initiator {
             self.control.push_back(frame::simple(frame::READY, &[]));
         }
@@ -1813,6 +1818,30 @@ mod tests {
     /// everything). A frame for a group whose reply has not left yet now
     /// ends the session; honest peers, who answer only what they read,
     /// never send one (every other session test still passes).
+    /// A resync asked for after the dialler is established but before
+    /// the acceptor's READY (its openings overflowed message 2: BLE, or
+    /// many groups) is kept until the group's exchange ends: before, READY
+    /// dropped it while the group stayed marked as asked, so every later
+    /// resync of the group on that session (a file's parts) did nothing.
+    #[test]
+    fn a_resync_asked_for_before_ready_is_not_lost() {
+        let mut pair = Pair::new(72);
+        pair.connect();
+        pair.drive();
+        let group = pair.a.contacts[0].direct_group().id;
+        let mut a = pair.a.session.take().unwrap();
+        a.opened = false;
+        assert!(a.resync(&group));
+        a.open_groups(&pair.a.store).unwrap();
+        // Stored with no handover (as a file's parts are), then asked for.
+        pair.a.write("stored in a batch");
+        pair.a.session = Some(a);
+        assert!(pair.a.session.as_mut().unwrap().resync(&group));
+        pair.drive();
+        assert!(pair.a.close_error().is_none());
+        assert_eq!(pair.b.texts(), ["stored in a batch"]);
+    }
+
     #[test]
     fn a_peer_cannot_make_us_reconcile_without_reading_our_replies() {
         let mut pair = Pair::new(71);
