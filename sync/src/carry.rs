@@ -49,6 +49,13 @@ pub const MAX_CARRY_BUDGET: u64 = 1 << 30;
 /// The longest chain of links a chain envelope crosses ([`Spread::Chains`]);
 /// a larger reach from a contact counts as this one.
 pub const MAX_REACH: u8 = 16;
+
+/// The longest an envelope may last: 30 days from the receiver's clock
+/// (and the hour its expiry is rounded up to). A sender seals none that
+/// lasts longer ([`CarryConfig::lifetime`] is held to it); a carrier
+/// refuses one that would, which a contact made so by hand to hold
+/// carriers' budgets, and the pool messages that hand it on, for ever.
+pub const MAX_ENVELOPE_LIFETIME: Time = 30 * 24 * 3_600_000;
 /// The top bit of an envelope's copy byte: the envelope travels along
 /// chains of carriers, and the other seven bits are its reach (§17).
 const CHAIN_BIT: u8 = 0x80;
@@ -190,7 +197,7 @@ pub struct CarryConfig {
     /// [`MAX_CARRY_BUDGET`]).
     pub budget: u64,
     /// How long an envelope lasts from sealing (a message that expires
-    /// sooner keeps its own expiry).
+    /// sooner keeps its own expiry); at most [`MAX_ENVELOPE_LIFETIME`].
     pub lifetime: Time,
     /// Whether this device carries envelopes for its contacts (it always
     /// opens its own).
@@ -351,9 +358,30 @@ pub enum CarryError {
         /// The caller's clock.
         now: Time,
     },
+    /// The envelope lasts longer than any may
+    /// ([`MAX_ENVELOPE_LIFETIME`]).
+    #[error("the envelope lasts until {expires}, longer than an envelope may (now {now})")]
+    TooLong {
+        /// When it would expire.
+        expires: Time,
+        /// The caller's clock.
+        now: Time,
+    },
     /// Larger than this device's whole carrying budget.
     #[error("an envelope of {0} bytes is over the carrying budget")]
     OverBudget(usize),
+}
+
+/// An envelope expiring at `expires` may be taken at `now`: not expired,
+/// and lasting no longer than any may (with the hour it is rounded up to).
+fn lasting(expires: Time, now: Time) -> Result<(), CarryError> {
+    if expires <= now {
+        return Err(CarryError::Expired { expires, now });
+    }
+    if expires > now.saturating_add(MAX_ENVELOPE_LIFETIME + 3_600_000) {
+        return Err(CarryError::TooLong { expires, now });
+    }
+    Ok(())
 }
 
 impl From<EnvelopeError> for CarryError {
@@ -678,6 +706,11 @@ impl Carrier {
         &self.config
     }
 
+    /// How long an envelope sealed here lasts.
+    fn lifetime(&self) -> Time {
+        self.config.lifetime.min(MAX_ENVELOPE_LIFETIME)
+    }
+
     /// Bytes of others' envelopes held.
     pub fn used(&self) -> u64 {
         self.used
@@ -769,7 +802,7 @@ impl Carrier {
         let expires = message
             .expires()
             .unwrap_or(Time::MAX)
-            .min(now.saturating_add(self.config.lifetime));
+            .min(now.saturating_add(self.lifetime()));
         if expires <= now || self.own.contains_key(&message.id()) {
             return false;
         }
@@ -1181,9 +1214,7 @@ impl Carrier {
             }
             let hour = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
             let expires = u64::from(hour) * 3_600_000;
-            if expires <= now {
-                return Err(CarryError::Expired { expires, now });
-            }
+            lasting(expires, now)?;
             let hash = Envelope::header_ack_hash(bytes).expect("a header's length");
             if self.acked.contains_key(&hash) {
                 return Ok(Arrival::Delivered);
@@ -1221,9 +1252,7 @@ impl Carrier {
             envelope.set_copies(CHAIN_BIT | reach);
         }
         let expires = envelope.expires();
-        if expires <= now {
-            return Err(CarryError::Expired { expires, now });
-        }
+        lasting(expires, now)?;
         if self.acked.contains_key(&envelope.ack_hash()) {
             return Ok(Arrival::Delivered);
         }
@@ -1427,7 +1456,7 @@ impl Carrier {
         if own.is_none() && !self.by_ack.contains_key(&hash) {
             return Ok(Vec::new());
         }
-        let expires = expires.min(now.saturating_add(self.config.lifetime));
+        let expires = expires.min(now.saturating_add(self.lifetime()));
         self.remember_ack(&token, expires);
         // A chain envelope lent to `from` came back delivered through it.
         let loan = match own.and_then(|id| self.own.get(&id)) {
@@ -2445,6 +2474,64 @@ mod tests {
         ));
         d.carrier.expire(h.expires);
         assert_eq!((d.carrier.held(), d.carrier.used()), (0, 0));
+    }
+
+    /// An envelope that lasts longer than any may (a contact set its
+    /// expiry by hand) is refused, whole or offered by its header, and
+    /// nothing is held: before, one expiring in a year held a carrier's
+    /// budget, and was handed on, for that year. A sender's own lifetime
+    /// is held to the limit.
+    #[test]
+    fn an_envelope_that_lasts_too_long_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let mut d = person("d", &mut rng, spray());
+        let a = person("a", &mut rng, spray());
+        let c = person("c", &mut rng, spray());
+        let day = 24 * HOUR;
+        let sealed = |expires: Time, rng: &mut ChaCha20Rng| {
+            let m = text(&a, &c, b"x", rng);
+            Envelope::seal(&c.id.public(), &m, expires, 4, rng).unwrap()
+        };
+        let e = sealed(NOW + 365 * day, &mut rng);
+        let mut whole = vec![CARRY];
+        whole.extend_from_slice(e.as_bytes());
+        let mut offer = vec![OFFER];
+        offer.extend_from_slice(e.header());
+        for body in [&whole, &offer] {
+            assert!(matches!(
+                d.carrier.receive_envelope(&d.id, &a.id.public(), body, NOW),
+                Err(CarryError::TooLong { .. })
+            ));
+        }
+        assert_eq!((d.carrier.held(), d.carrier.used()), (0, 0));
+        // The longest an envelope may last is taken.
+        let e = sealed(NOW + MAX_ENVELOPE_LIFETIME, &mut rng);
+        let mut whole = vec![CARRY];
+        whole.extend_from_slice(e.as_bytes());
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &whole, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        // A sender set to a year seals for the longest an envelope may last.
+        let mut long = person(
+            "long",
+            &mut rng,
+            CarryConfig {
+                lifetime: 365 * day,
+                ..spray()
+            },
+        );
+        long.carrier.set_carrier(&d.id.public().sign, true, NOW);
+        let m = text(&long, &c, b"y", &mut rng);
+        assert!(long.carrier.originate(&c.id.public(), m, NOW));
+        let h = long.carrier.hand(&d.id.public(), NOW, &mut rng).remove(0);
+        assert!(h.expires <= NOW + MAX_ENVELOPE_LIFETIME + HOUR);
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &long.id.public(), &h.body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
     }
 
     #[test]
