@@ -213,7 +213,10 @@ pub(crate) fn create_bundle_file(path: &Path) -> Result<std::fs::File, ProfileEr
 
 impl Profile {
     /// Writes everything this user syncs with `contact` into a new bundle
-    /// file at `to`, sealed for them. Refuses to replace a file.
+    /// file at `to`, sealed for them, with what this device carries for
+    /// them (handed over whole: a drive allows no asking). Refuses to
+    /// replace a file. A bundle that cannot be written whole changes
+    /// nothing: the hand-over is saved only once the file is.
     pub fn export_bundle(
         &self,
         contact: &str,
@@ -223,23 +226,49 @@ impl Profile {
     ) -> Result<Exported, ProfileError> {
         self.contact(contact)?;
         let file = create_bundle_file(to)?;
-        self.export_bundle_as(contact, file, to, true, now, rng, &|_, _| {})
+        self.export_offline(contact, file, to, now, rng)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(to);
+            })
     }
 
     /// [`Profile::export_bundle`] into `file`, just created at `to` by
-    /// [`create_bundle_file`] (so that a path that cannot be written
-    /// changes nothing: the drive hand-off below is made for a drive
-    /// that exists); deleted if anything fails. With `carry`, first hands
-    /// the contact what this device carries (a running node does that
-    /// itself, on its own carrier). `report` is told the messages written
-    /// and how many there are as it goes.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn export_bundle_as(
+    /// [`create_bundle_file`]; the caller deletes it if this fails.
+    fn export_offline(
         &self,
         contact: &str,
         file: std::fs::File,
         to: &Path,
-        carry: bool,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Exported, ProfileError> {
+        let record = self.contact(contact)?;
+        let sync = self.sync_contact(&record)?;
+        let mut carrier = self.load_carrier(&self.carry_settings()?)?;
+        let handouts = carrier.hand_for_drive(&sync.public, now, rng);
+        if handouts.is_empty() {
+            return self.write_bundle(contact, file, to, &[], now, rng, &|_, _| {});
+        }
+        let save = self.prepare_carrying(&carrier, handouts, Vec::new(), now, rng)?;
+        let exported =
+            self.write_bundle(contact, file, to, save.messages(), now, rng, &|_, _| {})?;
+        self.commit_carrying(save)?;
+        Ok(exported)
+    }
+
+    /// Writes everything this user syncs with `contact`, and `extra` (the
+    /// pool messages of a hand-over not yet saved), into `file`, just
+    /// created at `to` by [`create_bundle_file`] (so that a path that
+    /// cannot be written changes nothing), and syncs it to the drive.
+    /// Deleted if anything fails. `report` is told the messages written
+    /// and how many there are as it goes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_bundle(
+        &self,
+        contact: &str,
+        file: std::fs::File,
+        to: &Path,
+        extra: &[(GroupId, Message)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
@@ -247,21 +276,14 @@ impl Profile {
         let written: Result<_, ProfileError> = (|| {
             let record = self.contact(contact)?;
             let sync = self.sync_contact(&record)?;
-            if carry {
-                let mut carrier = self.load_carrier(&self.carry_settings()?)?;
-                let handouts = carrier.hand_for_drive(&sync.public, now, rng);
-                if !handouts.is_empty() {
-                    self.save_carrying(&carrier, handouts, Vec::new(), now, rng)?;
-                }
-            }
-            let counts = self.fill_bundle(file, &sync, to, now, rng, report)?;
-            Ok((record, counts))
+            let counts = self.fill_bundle(file, &sync, to, extra, now, rng, report)?;
+            let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
+            Ok((record, counts, bytes))
         })();
         // No half bundle is left behind.
-        let (record, counts) = written.inspect_err(|_| {
+        let (record, counts, bytes) = written.inspect_err(|_| {
             let _ = std::fs::remove_file(to);
         })?;
-        let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
         Ok(Exported {
             contact: record.name,
             messages: counts.messages,
@@ -272,11 +294,13 @@ impl Profile {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fill_bundle(
         &self,
         file: std::fs::File,
         contact: &Contact,
         path: &Path,
+        extra: &[(GroupId, Message)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
@@ -296,7 +320,7 @@ impl Profile {
             )
         };
         // How many to go through, for the progress.
-        let mut total = 0u64;
+        let mut total = extra.len() as u64;
         for group in &contact.groups {
             let (lo, hi) = range(group);
             total += messages.range(lo..=hi).map_err(db_error)?.count() as u64;
@@ -333,6 +357,15 @@ impl Profile {
                     _ => {}
                 }
             }
+        }
+        // A hand-over made for this drive, saved once the file is.
+        for (group, msg) in extra {
+            done += 1;
+            report(done.min(total), total);
+            if let Some(frame) = writer.push(group, msg) {
+                out.write_all(&frame).map_err(|e| io_error(path, e))?;
+            }
+            count.messages += 1;
         }
         out.write_all(&writer.finish())
             .map_err(|e| io_error(path, e))?;
@@ -592,5 +625,71 @@ mod tests {
         assert_eq!(pass.new, 1);
         assert_eq!(pass.held + pass.over_budget, 3 * copies - 1);
         assert_eq!(pass.changes.len(), 1);
+    }
+
+    /// A drive that fills up mid-write (`/dev/full`: its writes fail as a
+    /// full drive's do) hands over nothing this device carries, with no
+    /// node running (`strand export`): before, the envelope went into the
+    /// contact's pool, to be synced at the next link, before the bundle
+    /// was written. Written whole, the bundle hands it over.
+    #[test]
+    fn a_bundle_not_written_hands_nothing_over() {
+        use strand_sync::{Carrier, CarryConfig, Identity, KeyRange, Store};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (ben, cat, _) = crate::profile::alice_with_bob(&tmp.path().join("ben"));
+        let ann = Identity::generate("Ann", rng).unwrap();
+        let now = crate::profile::now();
+        // Ann hands Ben an envelope for Cat ("Bob" in Ben's contacts).
+        let settings = ben.carry_settings().unwrap();
+        ben.set_carrying(true, &settings, now, rng).unwrap();
+        let mut anns = Carrier::new(CarryConfig {
+            carry: true,
+            ..CarryConfig::default()
+        });
+        anns.set_carrier(&ben.identity().public().sign, true, now);
+        let to_cat = ann.contact(&cat.public()).unwrap();
+        let m = Message::create(&ann, to_cat.direct_group(), now, Kind::TEXT, b"hi", rng).unwrap();
+        assert!(anns.originate(&cat.public(), m, now));
+        let h = anns
+            .hand_for_drive(&ben.identity().public(), now, rng)
+            .remove(0);
+        let mut bens = ben.load_carrier(&settings).unwrap();
+        bens.receive_envelope(&ben.identity(), &ann.public(), &h.body, now)
+            .unwrap();
+        ben.save_carrying(&bens, Vec::new(), Vec::new(), now, rng)
+            .unwrap();
+        let pool = ben.sync_contacts()[0].pool.id;
+        let pool_len = || {
+            let mut n = 0;
+            Store::scan(
+                &ben.read_view().unwrap(),
+                &pool,
+                &KeyRange::ALL,
+                &mut |_| {
+                    n += 1;
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+            n
+        };
+        let before = pool_len();
+
+        let to = tmp.path().join("full.strand");
+        let file = create_bundle_file(&to).unwrap();
+        drop(file);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let failed = ben.export_offline("Bob", full, &to, now, rng);
+        assert!(failed.is_err(), "{failed:?}");
+        assert_eq!(pool_len(), before, "handed over for a bundle not written");
+        assert_eq!(ben.load_carrier(&settings).unwrap().held(), 1);
+
+        let ok = tmp.path().join("for-cat.strand");
+        ben.export_bundle("Bob", &ok, now, rng).unwrap();
+        assert_eq!(pool_len(), before + 1, "a bundle written hands it over");
     }
 }

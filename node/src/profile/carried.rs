@@ -112,6 +112,32 @@ pub(crate) struct PoolMessage {
     pub(crate) body: Vec<u8>,
 }
 
+/// A carrying step made and sealed, not yet written (see
+/// [`Profile::prepare_carrying`]).
+pub(crate) struct CarrySave {
+    state: Vec<u8>,
+    choice: Vec<u8>,
+    messages: Vec<(GroupId, Message)>,
+    gone: Vec<[u8; 32]>,
+    new: Vec<([u8; 32], Vec<u8>)>,
+    hollow: Vec<(GroupId, Key)>,
+    delivered: Vec<(GroupId, Key)>,
+    now: Time,
+}
+
+impl CarrySave {
+    /// The pool messages the step writes, with their pools.
+    pub(crate) fn messages(&self) -> &[(GroupId, Message)] {
+        &self.messages
+    }
+
+    /// This user's messages that acknowledgements the step read prove
+    /// delivered: marked so with the rest.
+    pub(crate) fn deliver(&mut self, keys: Vec<(GroupId, Key)>) {
+        self.delivered = keys;
+    }
+}
+
 impl Profile {
     /// Whether this user carries envelopes for contacts (off until turned
     /// on).
@@ -185,6 +211,23 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let save = self.prepare_carrying(carrier, handouts, hollow, now, rng)?;
+        self.commit_carrying(save)
+    }
+
+    /// [`Profile::save_carrying`]'s first half: the pool messages made
+    /// and everything sealed, nothing written. What must happen before
+    /// the state is saved (a drive bundle that holds the pool messages
+    /// written) happens between this and [`Profile::commit_carrying`], so
+    /// that if it fails nothing is saved.
+    pub(crate) fn prepare_carrying(
+        &self,
+        carrier: &Carrier,
+        handouts: Vec<Handout>,
+        hollow: Vec<(GroupId, Key)>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<CarrySave, ProfileError> {
         let state = seal(self.root(), ROLE_CARRIER, &carrier.encode_state(), rng);
         let choice = seal(
             self.root(),
@@ -193,7 +236,6 @@ impl Profile {
             rng,
         );
         let messages = self.pool_messages(handouts, now, rng);
-        let me = self.identity().public().sign;
         // Only parts not yet stored are sealed and written, and only those
         // the state no longer names are deleted: a step costs what it
         // changed, not the whole budget. (Steps are one at a time, and
@@ -214,21 +256,41 @@ impl Profile {
             .filter(|(r, _)| !stored.contains(r))
             .map(|(r, bytes)| (r, seal(self.root(), ROLE_CARRY_PART, bytes, rng)))
             .collect();
+        Ok(CarrySave {
+            state,
+            choice,
+            messages,
+            gone,
+            new,
+            hollow,
+            delivered: Vec::new(),
+            now,
+        })
+    }
+
+    /// [`Profile::save_carrying`]'s second half: writes what
+    /// [`Profile::prepare_carrying`] made, in one transaction.
+    pub(crate) fn commit_carrying(
+        &self,
+        save: CarrySave,
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let me = self.identity().public().sign;
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
-            m.insert(meta::CARRIER, &state[..]).map_err(db_error)?;
-            m.insert(meta::CARRY, &choice[..]).map_err(db_error)?;
+            m.insert(meta::CARRIER, &save.state[..]).map_err(db_error)?;
+            m.insert(meta::CARRY, &save.choice[..]).map_err(db_error)?;
             drop(m);
             let mut parts = txn.open_table(CARRIED).map_err(db_error)?;
-            for row in &gone {
+            for row in &save.gone {
                 parts.remove(row).map_err(db_error)?;
             }
-            for (row, sealed) in &new {
+            for (row, sealed) in &save.new {
                 parts.insert(row, &sealed[..]).map_err(db_error)?;
             }
             drop(parts);
-            hollow_in(txn, &hollow)?;
-            insert_written(txn, me, now, &messages).map_err(db_error)
+            hollow_in(txn, &save.hollow)?;
+            crate::profile::mark_in(txn, &save.delivered, crate::Delivery::Delivered)?;
+            insert_written(txn, me, save.now, &save.messages).map_err(db_error)
         })
     }
 

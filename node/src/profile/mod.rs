@@ -1225,7 +1225,7 @@ pub(crate) fn store_own(
     Ok((*group, msg.key()))
 }
 
-fn mark_in(
+pub(crate) fn mark_in(
     txn: &WriteTransaction,
     keys: &[(GroupId, Key)],
     state: Delivery,

@@ -38,6 +38,9 @@ struct Job {
     hollow: Vec<(GroupId, Key)>,
     /// Bytes that hollowing them gives back to their authors' budgets.
     freed: Vec<(GroupId, u64)>,
+    /// This user's 1:1 messages acknowledged through carriers: marked
+    /// delivered.
+    delivered: Vec<(GroupId, Key)>,
 }
 
 /// Runs `f` on a copy of the carrier on a blocking thread, one step at a
@@ -49,6 +52,19 @@ async fn with_carrier<R: Send + 'static>(
     shared: Arc<Shared>,
     f: impl FnOnce(&Shared, &mut Carrier, &mut Job) -> Result<R, ProfileError> + Send + 'static,
 ) -> Result<R, ProfileError> {
+    let (r, ()) = carrying_step(shared, f, |_, _| Ok(())).await?;
+    Ok(r)
+}
+
+/// [`with_carrier`], running `before_save` with the pool messages the
+/// step made once they are made and before anything is saved: if it
+/// fails, nothing is (a drive bundle that holds them could not be
+/// written, say).
+async fn carrying_step<R: Send + 'static, S: Send + 'static>(
+    shared: Arc<Shared>,
+    f: impl FnOnce(&Shared, &mut Carrier, &mut Job) -> Result<R, ProfileError> + Send + 'static,
+    before_save: impl FnOnce(&Shared, &[(GroupId, Message)]) -> Result<S, ProfileError> + Send + 'static,
+) -> Result<(R, S), ProfileError> {
     tokio::task::spawn_blocking(move || {
         // Each step works on a copy: a step that panicked left nothing
         // half-done, so a poisoned lock is safe to take.
@@ -70,13 +86,17 @@ async fn with_carrier<R: Send + 'static>(
         // Offers, requests and acknowledgements for one contact share a
         // pool message, whichever steps made them.
         let out = batch_handouts(job.out);
-        let keys =
+        let mut save =
             shared
                 .profile
-                .save_carrying(&carrier, out, job.hollow, now, &mut shared.rng())?;
+                .prepare_carrying(&carrier, out, job.hollow, now, &mut shared.rng())?;
+        save.deliver(job.delivered.clone());
+        let s = before_save(&shared, save.messages())?;
+        let keys = shared.profile.commit_carrying(save)?;
         for (group, n) in job.freed {
             shared.ledger.hollowed(&group, n);
         }
+        tell_delivered(&shared, &job.delivered);
         *shared
             .carrier
             .lock()
@@ -84,10 +104,33 @@ async fn with_carrier<R: Send + 'static>(
         for (group, key) in keys {
             shared.registry.announce(group, key, None);
         }
-        Ok(r)
+        Ok((r, s))
     })
     .await
     .map_err(|_| ProfileError::Closed)?
+}
+
+/// This user's 1:1 messages were marked delivered through carriers: the
+/// user hears of each, as of one a link confirmed.
+fn tell_delivered(shared: &Shared, keys: &[(GroupId, Key)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let book = shared.profile.book();
+    for (group, key) in keys {
+        let Some((record, _)) = book
+            .records
+            .iter()
+            .zip(&book.sync)
+            .find(|(_, c)| c.direct_group().id == *group)
+        else {
+            continue;
+        };
+        let _ = shared.events.send(NodeEvent::Delivered {
+            contact: record.name.clone(),
+            id: hex(&key.id.0),
+        });
+    }
 }
 
 /// What the carrier hands each of `peers` now.
@@ -145,18 +188,44 @@ impl Node {
         Ok(self.carry_status())
     }
 
-    /// Before a drive bundle for `contact` is written: hands them what
-    /// this node carries, whole (see [`Carrier::hand_for_drive`]).
-    pub(crate) async fn carry_to_drive(&self, contact: &str) -> Result<(), ProfileError> {
-        let contact = contact.to_owned();
-        with_carrier(self.shared.clone(), move |shared, carrier, job| {
-            let record = shared.profile.contact(&contact)?;
-            let now = shared.clock.now();
-            job.out
-                .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
-            Ok(())
-        })
-        .await
+    /// Writes a drive bundle for `contact` into `file` (just created at
+    /// `to`), with what this node carries handed to them whole (see
+    /// [`Carrier::hand_for_drive`]). The hand-over is saved only once
+    /// the file is written and synced: a drive that fills up or is pulled
+    /// out mid-write hands nothing over. Carrying waits meanwhile.
+    pub(crate) async fn export_carrying(
+        &self,
+        contact: &str,
+        file: std::fs::File,
+        to: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<crate::Exported, ProfileError> {
+        let (name, to) = (contact.to_owned(), to.to_path_buf());
+        let contact = name.clone();
+        let (_, exported) = carrying_step(
+            self.shared.clone(),
+            move |shared, carrier, job| {
+                let record = shared.profile.contact(&name)?;
+                let now = shared.clock.now();
+                job.out
+                    .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
+                Ok(())
+            },
+            move |shared, extra| {
+                let now = shared.clock.now();
+                shared.profile.write_bundle(
+                    &contact,
+                    file,
+                    &to,
+                    extra,
+                    now,
+                    &mut shared.rng(),
+                    &report,
+                )
+            },
+        )
+        .await?;
+        Ok(exported)
     }
 
     /// Contacts were added: if this user carries, tell them.

@@ -1212,21 +1212,26 @@ impl Node {
         // The file first: a path that cannot be written changes nothing.
         self.shared.profile.contact(contact)?;
         let file = crate::profile::bundles::create_bundle_file(to)?;
-        // What this node carries goes on the drive too, for them.
-        if let Err(e) = self.carry_to_drive(contact).await {
-            drop(file);
+        self.export_bundle_into(contact, file, to, report).await
+    }
+
+    /// [`Node::export_bundle_reporting`] into `file`, a new file the
+    /// caller made at `to`; deleted if anything fails. (For tests: a file
+    /// whose writes fail as a full drive's do, `/dev/full`.)
+    #[doc(hidden)]
+    pub async fn export_bundle_into(
+        &self,
+        contact: &str,
+        file: std::fs::File,
+        to: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<crate::Exported, ProfileError> {
+        let exported = self.export_carrying(contact, file, to, report).await;
+        if exported.is_err() {
+            // Written whole but not saved, or never written.
             let _ = std::fs::remove_file(to);
-            return Err(e);
         }
-        let profile = self.shared.profile.clone();
-        let (contact, to) = (contact.to_owned(), to.to_path_buf());
-        let now = self.shared.clock.now();
-        let mut rng = self.shared.rng();
-        tokio::task::spawn_blocking(move || {
-            profile.export_bundle_as(&contact, file, &to, false, now, &mut rng, &report)
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)?
+        exported
     }
 
     /// Takes in a bundle file (see [`crate::Profile::import_bundle`]) and

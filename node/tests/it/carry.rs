@@ -468,6 +468,27 @@ async fn a_carrier_hands_envelopes_over_on_a_drive() {
         .is_err());
     assert!(!tmp.path().join("x.strand").exists());
     assert_eq!(pool_len(), before, "nothing handed for a drive not made");
+    // Nor does a drive that fills up mid-write (`/dev/full`, whose writes
+    // fail as a full drive's do): before, the envelope went into his pool
+    // with Cat, to be synced at the next link, before the bundle was
+    // written.
+    let full = tmp.path().join("full.strand");
+    std::fs::write(&full, b"").unwrap();
+    let dev_full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    assert!(ben
+        .export_bundle_into("cat", dev_full, &full, |_, _| {})
+        .await
+        .is_err());
+    assert!(!full.exists(), "the half bundle is deleted");
+    assert_eq!(
+        pool_len(),
+        before,
+        "nothing handed for a bundle not written"
+    );
+    assert_eq!(ben.carry_status().held, 1);
 
     let file = tmp.path().join("for-cat.strand");
     ben.export_bundle("cat", &file).await.unwrap();
