@@ -513,7 +513,7 @@ impl Strand {
                 Ok(Taken::Carrier) => {
                     hand_to.insert(pi);
                 }
-                Ok(Taken::Write(outs)) => todo.extend(outs),
+                Ok(Taken::Write(outs) | Taken::Acknowledged { out: outs, .. }) => todo.extend(outs),
                 Ok(Taken::Opened {
                     message,
                     token,

@@ -23,9 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::envelope::{sealed_len, AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
+use crate::group::GroupId;
 use crate::identity::{AuthorId, Contact, Identity, PublicIdentity};
 use crate::limits::{Time, MAX_BODY_LEN};
 use crate::message::{Kind, Message, MessageId};
+use crate::store::Key;
 
 /// Acknowledgements remembered at once (each 24 bytes); beyond this the
 /// soonest to expire are forgotten first.
@@ -292,6 +294,16 @@ pub enum Taken {
     Carrier,
     /// Pool messages to write.
     Write(Vec<Handout>),
+    /// Acknowledgements: pool messages to write (the acknowledgement
+    /// passed on to those that hold a copy), and this device's own
+    /// messages they prove delivered, by their group and key (the
+    /// recipient opened an envelope of each: only it can reveal the token).
+    Acknowledged {
+        /// Pool messages to write.
+        out: Vec<Handout>,
+        /// Own messages delivered.
+        delivered: Vec<(GroupId, Key)>,
+    },
     /// An envelope for this device opened (see [`Arrival::Opened`]): the
     /// device stores `message` if [`opened_author`] names its contact and
     /// it is valid in their 1:1 group, and only then writes the
@@ -1086,10 +1098,14 @@ impl Carrier {
             let expires = message.expires().unwrap_or(now.saturating_add(1));
             let tokens = items(body, 16, "an acknowledgement is 1 to 64 tokens of 16 bytes")?;
             let mut out = Vec::new();
+            let mut delivered = Vec::new();
             for token in tokens {
-                out.extend(self.receive_ack(from, token, expires, now)?);
+                out.extend(self.acknowledged(from, token, expires, now, &mut delivered)?);
             }
-            Ok(Taken::Write(batch_handouts(out)))
+            Ok(Taken::Acknowledged {
+                out: batch_handouts(out),
+                delivered,
+            })
         } else if body.first() == Some(&OFFER) && body.len() > 1 + ENVELOPE_HEADER_LEN {
             self.take_offers(me, from, &body[1..], now)
                 .map(Taken::Write)
@@ -1409,7 +1425,8 @@ impl Carrier {
 
     fn remember(&mut self, hash: [u8; 16], expires: Time, token: Option<[u8; 16]>) {
         if let Some(known) = self.acked.get_mut(&hash) {
-            *known = (expires, token);
+            // A token learnt is never forgotten for not being known here.
+            *known = (expires, token.or(known.1));
             return;
         }
         make_room(&mut self.acked, MAX_ACKS, |(e, _)| *e);
@@ -1437,6 +1454,19 @@ impl Carrier {
         body: &[u8],
         expires: Time,
         now: Time,
+    ) -> Result<Vec<Handout>, CarryError> {
+        self.acknowledged(from, body, expires, now, &mut Vec::new())
+    }
+
+    /// [`Carrier::receive_ack`], adding to `delivered` the group and key
+    /// of the own message it proves delivered, if any.
+    fn acknowledged(
+        &mut self,
+        from: &PublicIdentity,
+        body: &[u8],
+        expires: Time,
+        now: Time,
+        delivered: &mut Vec<(GroupId, Key)>,
     ) -> Result<Vec<Handout>, CarryError> {
         let token = AckToken(
             body.try_into()
@@ -1476,6 +1506,14 @@ impl Carrier {
             self.stats.acknowledged += 1;
             for peer in held.peers.iter().filter(|p| **p != from.sign) {
                 out.push(ack(*peer, &token, expires));
+            }
+        }
+        if let Some(o) = own.and_then(|id| self.own.get_mut(&id)) {
+            delivered.push((o.message.group(), o.message.key()));
+            // Its chain envelope's token, if this run did not seal it:
+            // kept, so that the carriers it went to are told.
+            if o.chain.as_ref().is_some_and(|e| e.ack_hash() == hash) {
+                o.chain_token.get_or_insert(token);
             }
         }
         if let Some(id) = own {
@@ -2534,6 +2572,46 @@ mod tests {
         ));
     }
 
+    /// A sender that restarted (so no longer knows its chain envelope's
+    /// token) keeps the token when an acknowledgement brings it, and tells
+    /// the other carriers it lent the envelope to, and reports the
+    /// message delivered: before, the token was forgotten at once, and
+    /// their chains ran on until the envelope expired.
+    #[test]
+    fn a_restarted_sender_passes_on_the_acknowledgement_it_gets() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let cfg = chains(9, 4);
+        let mut p = line(4, cfg, &mut rng);
+        let m = text(&p[0], &p[3], b"hi", &mut rng);
+        let key = (m.group(), m.key());
+        let to = p[3].id.public();
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        meet(&mut p, 0, 1, &mut rng);
+        meet(&mut p, 0, 2, &mut rng);
+        assert_eq!((p[1].carrier.held(), p[2].carrier.held()), (1, 1));
+        p[0].carrier = Carrier::decode(&p[0].carrier.encode(), cfg).unwrap();
+        // 1 delivers; its acknowledgement waits for 0 in their pool.
+        assert_eq!(meet(&mut p, 1, 3, &mut rng), [3]);
+        assert_eq!(p[1].carrier.held(), 0);
+        let (ack_to_0, rest): (Vec<_>, Vec<_>) = OUTBOX
+            .with(|o| std::mem::take(&mut *o.borrow_mut()))
+            .into_iter()
+            .partition(|(from, h)| *from == 1 && h.kind == Kind::ACK);
+        OUTBOX.with(|o| o.borrow_mut().extend(rest));
+        let (_, h) = &ack_to_0[0];
+        let m = pool_message(&p[1], &p[0], h, &mut rng);
+        let from = p[1].id.public();
+        let zero = &mut p[0];
+        match zero.carrier.take(&zero.id, &from, &m, &h.body, NOW) {
+            Ok(Taken::Acknowledged { delivered, .. }) => assert_eq!(delivered, [key]),
+            other => panic!("{other:?}"),
+        }
+        assert!(p[0].carrier.acked.values().all(|(_, t)| t.is_some()));
+        // 2 is told at the next meeting, and lets go of its copy.
+        meet(&mut p, 0, 2, &mut rng);
+        assert_eq!(p[2].carrier.held(), 0);
+    }
+
     #[test]
     fn a_carrier_in_the_wait_phase_offers_the_header_to_everyone_once() {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
@@ -2807,7 +2885,9 @@ mod tests {
             let giver = people[from].id.public();
             let p = &mut people[to];
             match p.carrier.take(&p.id, &giver, &m, &h.body, NOW).unwrap() {
-                Taken::Write(out) => queue.extend(out.into_iter().map(|o| (to, o))),
+                Taken::Write(out) | Taken::Acknowledged { out, .. } => {
+                    queue.extend(out.into_iter().map(|o| (to, o)))
+                }
                 Taken::Opened { token, expires, .. } => {
                     let body = p.carrier.acknowledge(&token, expires);
                     queue.push((
@@ -2880,7 +2960,7 @@ mod tests {
             let zero = &mut p[0];
             assert!(matches!(
                 zero.carrier.take(&zero.id, &from, &m, &replay.body, NOW),
-                Ok(Taken::Nothing | Taken::Write(_))
+                Ok(Taken::Nothing | Taken::Write(_) | Taken::Acknowledged { .. })
             ));
             // The next text: offered to 2 to take on, and to 1 only
             // without learning.

@@ -404,6 +404,10 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
             match taken {
                 Taken::Carrier => hand_back.push(from),
                 Taken::Write(out) => job.out.extend(out),
+                Taken::Acknowledged { out, delivered } => {
+                    job.out.extend(out);
+                    job.delivered.extend(delivered);
+                }
                 Taken::Held { evicted } => {
                     if evicted > 0 {
                         tracing::info!(evicted, "carrying budget full: oldest envelopes dropped");

@@ -117,6 +117,29 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
         ann.carry_status().spreading == 0
     })
     .await;
+    // She sees it delivered (only Cat could reveal the acknowledgement),
+    // and it is no longer waiting to spread, across restarts too: before,
+    // it stayed "sent", and every start spread it again in a new envelope.
+    let delivered = |n: &Node| {
+        n.profile()
+            .conversation("cat")
+            .unwrap()
+            .iter()
+            .any(|m| m.delivery == Some(strand_node::Delivery::Delivered))
+    };
+    let ann_cat = ann
+        .profile()
+        .sync_contacts()
+        .into_iter()
+        .find(|c| c.public == cat_key)
+        .unwrap()
+        .direct_group()
+        .id;
+    until("Ann sees it delivered", || delivered(&ann)).await;
+    assert_eq!(ann.profile().undelivered(&ann_cat).unwrap(), []);
+    ann.shutdown().await;
+    let ann = start(Profile::open(&ann_dir, "pass").unwrap(), &hub).await;
+    assert!(delivered(&ann));
 
     // When Ann and Cat finally meet, the direct copy is no duplicate.
     let cat = start(
@@ -124,15 +147,16 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
         &hub,
     )
     .await;
-    until("Ann's message is delivered directly", || {
-        ann.profile()
-            .conversation("cat")
-            .unwrap()
-            .iter()
-            .any(|m| m.delivery == Some(strand_node::Delivery::Delivered))
+    cat.send("ann", "see you there").await.unwrap();
+    until("Cat's reply reaches Ann directly", || {
+        texts(&ann, "cat").len() == 2
     })
     .await;
-    assert_eq!(texts(&cat, "ann"), ["meet at noon by the river"]);
+    assert_eq!(
+        texts(&cat, "ann"),
+        ["meet at noon by the river", "see you there"]
+    );
+    assert_eq!(ann.carry_status().spreading, 0);
 
     ann.shutdown().await;
     ben.shutdown().await;
