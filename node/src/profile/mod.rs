@@ -336,7 +336,11 @@ fn new_sealed_file(path: &Path, header: &Header) -> Result<std::fs::File, Profil
         .mode(0o600)
         .open(path)
         .map_err(|e| io_error(path, e))?;
-    write_header(&file, header, true).map_err(|e| io_error(path, e))?;
+    if let Err(e) = write_header(&file, header, true) {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(io_error(path, e));
+    }
     Ok(file)
 }
 
@@ -468,13 +472,43 @@ impl Profile {
         let mut root = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut root[..]);
         let header = sealed_header(passphrase, &root, kdf, rng)?;
+        let path = dir.join(DB_FILE);
         let db = if sealed {
-            let file = new_sealed_file(&dir.join(DB_FILE), &header)?;
-            sealed_db(dir, file, &root)?
+            let file = new_sealed_file(&path, &header)?;
+            sealed_db(dir, file, &root)
         } else {
-            open_db(dir, true)?
+            open_db(dir, true)
         };
-        let mut secret = Zeroizing::new(identity.to_secret_bytes().to_vec());
+        // A profile made only in part (the disk filled up) is no profile:
+        // left, `init` would say one exists and `open` that it is damaged.
+        let made = db.and_then(|db| {
+            Profile::first_commit(&db, &identity, name, &header, kdf, sealed, &root, rng)?;
+            Ok(db)
+        });
+        let db = made.inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
+        restrict_permissions(&dir.join(DB_FILE));
+        Profile::from_parts(dir, db, root, identity, Vec::new())
+    }
+
+    /// A new profile's first transaction: the schema version, the sealed
+    /// identity and the tables.
+    #[allow(clippy::too_many_arguments)]
+    fn first_commit(
+        db: &Database,
+        identity: &Identity,
+        name: &str,
+        header: &Header,
+        kdf: KdfParams,
+        sealed: bool,
+        root: &[u8; 32],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        // Made at its full size: a Vec that grew would leave the keys in
+        // the freed smaller buffer, unwiped.
+        let mut secret = Zeroizing::new(Vec::with_capacity(64 + name.len()));
+        secret.extend_from_slice(&identity.to_secret_bytes()[..]);
         secret.extend_from_slice(name.as_bytes());
         let mut txn = db.begin_write().map_err(db_error)?;
         txn.set_two_phase_commit(true);
@@ -488,11 +522,8 @@ impl Profile {
                 m.insert(meta::ROOT, &header.sealed_root[..])
                     .map_err(db_error)?;
             }
-            m.insert(
-                meta::IDENTITY,
-                &seal(&root, ROLE_IDENTITY, &secret, rng)[..],
-            )
-            .map_err(db_error)?;
+            m.insert(meta::IDENTITY, &seal(root, ROLE_IDENTITY, &secret, rng)[..])
+                .map_err(db_error)?;
             txn.open_table(CONTACTS).map_err(db_error)?;
             txn.open_table(MESSAGES).map_err(db_error)?;
             txn.open_table(OUTBOX).map_err(db_error)?;
@@ -500,9 +531,7 @@ impl Profile {
             txn.open_table(SEEN).map_err(db_error)?;
             txn.open_table(FLOOR).map_err(db_error)?;
         }
-        txn.commit().map_err(db_error)?;
-        restrict_permissions(&dir.join(DB_FILE));
-        Profile::from_parts(dir, db, root, identity, Vec::new())
+        txn.commit().map_err(db_error)
     }
 
     /// Opens and unlocks an existing profile. A wrong passphrase is

@@ -1764,6 +1764,41 @@ fn every_command_does_the_same_with_or_without_a_node() {
     }
 }
 
+/// A profile whose making fails partway (here the disk fills: the
+/// process may write no file past 64 KiB) leaves nothing behind, and
+/// `strand init` works once there is room. Before, the half-made file
+/// stayed: `init` said a profile existed, and opening it said it was
+/// damaged, until the user deleted the folder by hand.
+#[test]
+fn a_profile_that_could_not_be_made_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = User {
+        dir: tmp.path().join("ann"),
+        pass: "ann passphrase".into(),
+    };
+    // As a full disk does: writes past the limit fail (SIGXFSZ ignored,
+    // so they fail with EFBIG rather than killing the process).
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(["init", "--name", "ann"])
+        .env("STRAND_PROFILE", &u.dir)
+        .env("STRAND_PASSPHRASE", &u.pass)
+        .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !u.dir.join(strand_node::schema::DB_FILE).exists(),
+        "a half-made profile was left"
+    );
+    let out = u.cmd(&["init", "--name", "ann"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(u.ok(&["invite"]).starts_with("strand1"));
+}
+
 /// `strand init` and `strand passphrase` check a new passphrase's
 /// strength as the app does, and take a weak one only when told; a wrong
 /// current passphrase changes nothing.
