@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::profile::ProfileError;
+
 /// Argon2id cost parameters, stored with the profile so they can be raised
 /// later without breaking old profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,16 @@ impl KdfParams {
         p_cost: 1,
     };
 
+    /// The most a stored profile may ask for: 1 GiB, 64 passes, 16 lanes.
+    /// No Strand writes more (it calibrates passes up to 64 at the
+    /// floor's memory); a file that asks for more was changed, and
+    /// unlocking it would take hours or more memory than there is.
+    pub const CEILING: KdfParams = KdfParams {
+        m_cost: 1_048_576,
+        t_cost: 64,
+        p_cost: 16,
+    };
+
     /// Cheap parameters for tests only: they make a stolen profile easy to
     /// brute-force. Exists (and is accepted) only in builds with the
     /// `insecure-kdf` feature, which tests and benchmarks turn on.
@@ -80,10 +92,28 @@ impl KdfParams {
         self.at_least(&KdfParams::FLOOR)
     }
 
-    /// Whether a stored profile with these parameters may be opened (and
-    /// whether it must then be upgraded).
-    pub(crate) fn openable(&self) -> bool {
-        self.allowed() || self.at_least(&KdfParams::LEGACY)
+    /// Whether a stored profile with these parameters may be opened (it
+    /// is upgraded if they are under the floor): refused under
+    /// [`KdfParams::LEGACY`] or over [`KdfParams::CEILING`], before any
+    /// work.
+    pub(crate) fn check_openable(&self) -> Result<(), ProfileError> {
+        let c = KdfParams::CEILING;
+        if self.m_cost > c.m_cost || self.t_cost > c.t_cost || self.p_cost > c.p_cost {
+            return Err(ProfileError::Corrupt(format!(
+                "its passphrase key asks for {} MiB and {} passes in {} lanes, more than Strand ever writes (at most {} MiB, {} passes, {} lanes); the profile is left as it is",
+                self.m_cost / 1024,
+                self.t_cost,
+                self.p_cost,
+                c.m_cost / 1024,
+                c.t_cost,
+                c.p_cost
+            )));
+        }
+        if self.allowed() || self.at_least(&KdfParams::LEGACY) {
+            Ok(())
+        } else {
+            Err(ProfileError::WeakKdf)
+        }
     }
 
     /// The parameters a new profile should use on this device: the floor's

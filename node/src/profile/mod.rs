@@ -551,9 +551,7 @@ impl Profile {
         let version = schema_version(&get(meta::SCHEMA)?)?;
         let (salt, kdf) = KdfParams::decode(&get(meta::KDF)?)
             .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
-        if !kdf.openable() {
-            return Err(ProfileError::WeakKdf);
-        }
+        kdf.check_openable()?;
         let root = unseal_root(passphrase, &salt, kdf, &get(meta::ROOT)?)?;
         let identity = open_identity(&root, &get(meta::IDENTITY)?)?;
         let contacts = load_contacts(&txn, &root)?;
@@ -594,6 +592,7 @@ impl Profile {
         }
         let path = self.dir().join(DB_FILE);
         let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
+        header.kdf.check_openable()?;
         let root = unseal_root(current, &header.salt, header.kdf, &header.sealed_root)?;
         if root[..] != self.root()[..] {
             return Err(ProfileError::WrongPassphrase);
@@ -612,9 +611,7 @@ impl Profile {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
         let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
-        if !header.kdf.openable() {
-            return Err(ProfileError::WeakKdf);
-        }
+        header.kdf.check_openable()?;
         let root = unseal_root(passphrase, &header.salt, header.kdf, &header.sealed_root)?;
         let db = open_sealed(dir, &root)?;
         let (version, identity, contacts) = {

@@ -406,6 +406,41 @@ fn the_kdf_has_a_floor_and_old_profiles_are_upgraded() {
     );
 }
 
+/// Raised past anything Strand writes (both header copies rewritten with
+/// valid checksums), the key-derivation settings are refused before any
+/// work: before, `u32::MAX` passes made unlocking run for days, and
+/// `u32::MAX` KiB of memory made Argon2 ask for 4 TiB and abort.
+#[test]
+fn kdf_settings_past_the_ceiling_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    let path = dir.join(schema::DB_FILE);
+    let clean = std::fs::read(&path).unwrap();
+    for (offset, huge) in [(36usize, u32::MAX), (32, u32::MAX), (40, 1 << 20)] {
+        let mut bytes = clean.clone();
+        for slot in [0usize, 2048] {
+            let s = &mut bytes[slot..slot + 2048];
+            s[offset..offset + 4].copy_from_slice(&huge.to_le_bytes());
+            let sum = strand_sync::kdf(&[0; 32], "strand/v3/header", &[&s[..2016]]);
+            s[2016..].copy_from_slice(&sum);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match Profile::open(&dir, "pass phrase") {
+            Err(ProfileError::Corrupt(why)) => {
+                assert!(why.contains("more than Strand ever writes"), "{why}")
+            }
+            other => panic!("{offset}: {:?}", other.map(|_| ())),
+        }
+        assert!(
+            std::fs::read(&path).unwrap() == bytes,
+            "the refused file was changed"
+        );
+    }
+    std::fs::write(&path, &clean).unwrap();
+    drop(Profile::open(&dir, "pass phrase").unwrap());
+}
+
 /// A seized profile file shows no contact key, group id,
 /// timestamp or message length: the whole file is sealed, so neither the
 /// B-tree keys (group ‖ time ‖ id) nor the message headers appear.
