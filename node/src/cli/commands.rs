@@ -55,8 +55,8 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
 /// A command that is one or more requests to the device.
 async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
     match command {
-        Command::Invite => invite(device).await,
-        Command::Add { code, name } => add(device, code, name).await,
+        Command::Invite => invite(ctx, device).await,
+        Command::Add { code, name } => add(ctx, device, code, name).await,
         Command::Contacts => contacts(ctx, device).await,
         Command::Verify {
             name,
@@ -71,12 +71,12 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             file: Some(file),
             ..
         } => send_file(ctx, device, Target::Contact(name), &file).await,
-        Command::Send { name, text, .. } => send(device, Target::Contact(name), text).await,
+        Command::Send { name, text, .. } => send(ctx, device, Target::Contact(name), text).await,
         Command::Save { id, dir } => save(ctx, device, id, &dir).await,
         Command::Export { name, to } => export(ctx, device, name, &to).await,
         Command::Import { file } => import(ctx, device, &file).await,
         Command::Read { name, follow } => read(ctx, device, &name, follow).await,
-        Command::Timer { name, set } => timer(device, Target::Contact(name), set).await,
+        Command::Timer { name, set } => timer(ctx, device, Target::Contact(name), set).await,
         Command::Group { action } => group(ctx, device, action).await,
         Command::Carry { set } => carry(ctx, device, set.map(|s| s == OnOff::On)).await,
         Command::Mailbox { action } => mailbox(ctx, device, action).await,
@@ -92,9 +92,9 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
             action: Some(action),
             ..
         } => match action {
-            RelayAction::Add { address } => relay_add(device, address).await,
+            RelayAction::Add { address } => relay_add(ctx, device, address).await,
             RelayAction::List => relay_list(ctx, device).await,
-            RelayAction::Remove { address } => relay_remove(device, address).await,
+            RelayAction::Remove { address } => relay_remove(ctx, device, address).await,
         },
         Command::Init { .. }
         | Command::Passphrase { .. }
@@ -113,6 +113,15 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
 /// binary's two halves, said plainly.
 fn unexpected(reply: Reply) -> super::CliError {
     super::CliError::Other(anyhow::anyhow!("the device answered {reply:?}"))
+}
+
+/// With `--json`, prints the device's reply as it is (`{"reply":
+/// "written", "id": …}`), and the command prints nothing else: true.
+fn json_reply(ctx: &Ctx, reply: &Reply) -> Result<bool> {
+    if ctx.json {
+        json(reply)?;
+    }
+    Ok(ctx.json)
 }
 
 /// `strand init`: the one command with no device (there is no profile).
@@ -194,8 +203,12 @@ async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool)
 }
 
 /// `strand invite`.
-async fn invite(device: &Device) -> Result<()> {
-    match device.call(Request::Invite).await? {
+async fn invite(ctx: &Ctx, device: &Device) -> Result<()> {
+    let reply = device.call(Request::Invite).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Invite { code } => println!("{code}"),
         other => return Err(unexpected(other)),
     }
@@ -203,9 +216,13 @@ async fn invite(device: &Device) -> Result<()> {
 }
 
 /// `strand add`.
-async fn add(device: &Device, code: String, name: String) -> Result<()> {
-    let Reply::Added { contact } = device.call(Request::Add { code, name }).await? else {
-        return Err(super::CliError::Other(anyhow::anyhow!("unexpected reply")));
+async fn add(ctx: &Ctx, device: &Device, code: String, name: String) -> Result<()> {
+    let reply = device.call(Request::Add { code, name }).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    let Reply::Added { contact } = reply else {
+        return Err(unexpected(reply));
     };
     println!(
         "Added {}. They must add your invite too (`strand invite`). Then compare safety numbers: `strand verify {:?}`.",
@@ -313,10 +330,14 @@ fn text_to_send(text: Option<String>) -> Result<String> {
 }
 
 /// `strand send` and `strand group send`.
-async fn send(device: &Device, to: Target, text: Option<String>) -> Result<()> {
+async fn send(ctx: &Ctx, device: &Device, to: Target, text: Option<String>) -> Result<()> {
     let text = text_to_send(text)?;
     let name = to.name().to_owned();
-    match device.call(Request::Send { to, text }).await? {
+    let reply = device.call(Request::Send { to, text }).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Written { .. } => {
             println!("Queued for {name}: it goes out when your node syncs with them.");
             Ok(())
@@ -347,7 +368,11 @@ async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Resul
         path: path.clone(),
         task,
     };
-    match progress::call_showing(ctx, device, &label, progress::Unit::Bytes, request).await? {
+    let reply = progress::call_showing(ctx, device, &label, progress::Unit::Bytes, request).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Written { .. } => {
             println!(
                 "Queued {} for {name}: it goes out when your node syncs with them.",
@@ -363,7 +388,12 @@ async fn send_file(ctx: &Ctx, device: &Device, to: Target, path: &Path) -> Resul
 async fn save(ctx: &Ctx, device: &Device, id: String, dir: &Path) -> Result<()> {
     let dir = absolute(dir)?;
     let request = |task| Request::Save { id, dir, task };
-    match progress::call_showing(ctx, device, "Saving", progress::Unit::Bytes, request).await? {
+    let reply =
+        progress::call_showing(ctx, device, "Saving", progress::Unit::Bytes, request).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Saved { path } => {
             println!("Saved {}", display::one_line(&path.display().to_string()));
             Ok(())
@@ -503,13 +533,17 @@ async fn print_after(
 }
 
 /// `strand timer` and `strand group timer`.
-async fn timer(device: &Device, of: Target, set: Option<String>) -> Result<()> {
+async fn timer(ctx: &Ctx, device: &Device, of: Target, set: Option<String>) -> Result<()> {
     let setting = match &set {
         Some(s) => Some(TimerSetting::parse(s).map_err(super::CliError::Usage)?),
         None => None,
     };
     let name = of.name().to_owned();
-    let label = match device.call(Request::Timer { of, set: setting }).await? {
+    let reply = device.call(Request::Timer { of, set: setting }).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    let label = match reply {
         Reply::Timer(t) => t.label,
         other => return Err(unexpected(other)),
     };
@@ -540,12 +574,15 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
     };
     match action {
         GroupCmd::Create { name, with } => {
-            device
+            let reply = device
                 .call(Request::GroupCreate {
                     name: name.clone(),
                     with: with.clone(),
                 })
                 .await?;
+            if json_reply(ctx, &reply)? {
+                return Ok(());
+            }
             println!(
                 "Created {name:?} with {}. Each gets a welcome when you next sync with them.",
                 with.join(", ")
@@ -591,43 +628,58 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
             }
         }
         GroupCmd::Add { group, contact } => {
-            device
+            let reply = device
                 .call(change(&group, GroupAction::Add(contact.clone())))
                 .await?;
+            if json_reply(ctx, &reply)? {
+                return Ok(());
+            }
             println!(
                 "Added {contact} to {group}; they get a welcome when you next sync with them."
             );
         }
         GroupCmd::Remove { group, member } => {
-            device
+            let reply = device
                 .call(change(&group, GroupAction::Remove(member.clone())))
                 .await?;
+            if json_reply(ctx, &reply)? {
+                return Ok(());
+            }
             println!("Removed {member} from {group}: the group has a new key they do not get. What they already had, they keep.");
         }
         GroupCmd::Admin { group, member } => {
-            device
+            let reply = device
                 .call(change(&group, GroupAction::MakeAdmin(member.clone())))
                 .await?;
+            if json_reply(ctx, &reply)? {
+                return Ok(());
+            }
             println!("{member} is now an admin of {group}.");
         }
-        GroupCmd::Leave { group } => match device.call(change(&group, GroupAction::Leave)).await? {
-            Reply::GroupChanged {
-                outcome: GroupOutcome::AskedToLeave,
-            } => println!(
-                "You asked to leave {group}: the first admin who syncs with the group removes you (a new key you do not get). You keep what you have."
-            ),
-            Reply::GroupChanged { .. } => println!(
-                "You left {group}. You keep what you have; what is written after, you cannot read."
-            ),
-            other => return Err(unexpected(other)),
-        },
+        GroupCmd::Leave { group } => {
+            let reply = device.call(change(&group, GroupAction::Leave)).await?;
+            if json_reply(ctx, &reply)? {
+                return Ok(());
+            }
+            match reply {
+                Reply::GroupChanged {
+                    outcome: GroupOutcome::AskedToLeave,
+                } => println!(
+                    "You asked to leave {group}: the first admin who syncs with the group removes you (a new key you do not get). You keep what you have."
+                ),
+                Reply::GroupChanged { .. } => println!(
+                    "You left {group}. You keep what you have; what is written after, you cannot read."
+                ),
+                other => return Err(unexpected(other)),
+            }
+        }
         GroupCmd::Send {
             group,
             file: Some(file),
             ..
         } => send_file(ctx, device, Target::Group(group), &file).await?,
-        GroupCmd::Send { group, text, .. } => send(device, Target::Group(group), text).await?,
-        GroupCmd::Timer { group, set } => timer(device, Target::Group(group), set).await?,
+        GroupCmd::Send { group, text, .. } => send(ctx, device, Target::Group(group), text).await?,
+        GroupCmd::Timer { group, set } => timer(ctx, device, Target::Group(group), set).await?,
         GroupCmd::Read { group } => {
             let list = match device
                 .call(Request::GroupRead {
@@ -866,8 +918,12 @@ async fn status(ctx: &Ctx, device: &Device) -> Result<()> {
 }
 
 /// `strand relay add`.
-async fn relay_add(device: &Device, address: String) -> Result<()> {
-    match device.call(Request::RelayAdd { address }).await? {
+async fn relay_add(ctx: &Ctx, device: &Device, address: String) -> Result<()> {
+    let reply = device.call(Request::RelayAdd { address }).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Relay { address } => {
             println!("Added relay {address}. Your contacts learn it the next time you sync.");
             Ok(())
@@ -897,8 +953,12 @@ async fn relay_list(ctx: &Ctx, device: &Device) -> Result<()> {
 }
 
 /// `strand relay remove`.
-async fn relay_remove(device: &Device, address: String) -> Result<()> {
-    match device.call(Request::RelayRemove { address }).await? {
+async fn relay_remove(ctx: &Ctx, device: &Device, address: String) -> Result<()> {
+    let reply = device.call(Request::RelayRemove { address }).await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    match reply {
         Reply::Relay { address } => {
             println!("Removed relay {address}.");
             Ok(())

@@ -1764,6 +1764,59 @@ fn every_command_does_the_same_with_or_without_a_node() {
     }
 }
 
+/// `--json` answers the commands that change something too, with the
+/// device's reply: `send` gives the message's id (which `read --json`
+/// shows), `add` the contact, a group change what it did. Before, they
+/// printed their sentences whatever was asked, and no form had the id.
+#[test]
+fn changes_answer_in_json_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let c = User::init(tmp.path(), "carol");
+    let v = |args: &[&str]| -> Value {
+        let out = a.ok(&[args, &["--json"]].concat());
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`strand {}` printed no JSON ({e}): {out}", args.join(" ")))
+    };
+    let sent = v(&["send", "bob", "hello"]);
+    assert_eq!(sent["reply"], "written");
+    let id = sent["id"].as_str().unwrap();
+    assert!(a
+        .read("bob")
+        .iter()
+        .any(|m| m["id"] == id && m["text"] == "hello"));
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, b"a few notes").unwrap();
+    let sent = v(&["send", "bob", "--file", file.to_str().unwrap()]);
+    assert!(a.read("bob").iter().any(|m| m["id"] == sent["id"]));
+    assert!(v(&["invite"])["code"]
+        .as_str()
+        .unwrap()
+        .starts_with("strand1"));
+    assert_eq!(
+        v(&["add", &c.invite(), "--name", "carol"])["contact"]["name"],
+        "carol"
+    );
+    assert_eq!(v(&["timer", "bob", "1h"])["label"], "1 hour");
+    assert_eq!(
+        v(&["group", "create", "desk", "--with", "bob"])["name"],
+        "desk"
+    );
+    assert_eq!(v(&["group", "timer", "desk", "1d"])["label"], "1 day");
+    assert_eq!(v(&["group", "send", "desk", "hi"])["reply"], "written");
+    for change in [
+        &["group", "add", "desk", "carol"][..],
+        &["group", "admin", "desk", "bob"],
+        &["group", "remove", "desk", "carol"],
+    ] {
+        assert_eq!(v(change)["outcome"], "changed", "{change:?}");
+    }
+    assert_eq!(v(&["group", "leave", "desk"])["outcome"], "left");
+    let relay = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    assert_eq!(v(&["relay", "add", relay])["address"], relay);
+    assert_eq!(v(&["relay", "remove", relay])["address"], relay);
+}
+
 /// A profile whose making fails partway (here the disk fills: the
 /// process may write no file past 64 KiB) leaves nothing behind, and
 /// `strand init` works once there is room. Before, the half-made file
