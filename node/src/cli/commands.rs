@@ -29,7 +29,7 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
             new_passphrase_file,
             allow_weak,
         } => change_passphrase(ctx, new_passphrase_file.as_deref(), allow_weak).await,
-        Command::Run { transports } => super::relay::run_node(ctx, &transports).await,
+        Command::Run { transports, quiet } => super::relay::run_node(ctx, &transports, quiet).await,
         Command::Wipe { yes } => wipe(ctx, yes).await,
         Command::Relay { action: None, .. } | Command::Demo { .. } | Command::Manual { .. } => {
             unreachable!("dispatch runs these before there is a profile")

@@ -167,6 +167,9 @@ pub enum Command {
     Run {
         #[command(flatten)]
         transports: TransportArgs,
+        /// Print nothing of what arrives (no names of contacts or files) and log warnings only, which name no one: for a service, whose output the journal keeps (`strand service install` sets it)
+        #[arg(long)]
+        quiet: bool,
     },
     /// Carry sealed messages for your contacts (they cannot be read, and who they are for is hidden): `strand carry on|off`; shows what you carry if no argument
     Carry {
@@ -507,7 +510,7 @@ pub fn main() -> ExitCode {
     };
     let long_running = matches!(
         cli.command,
-        Command::Run { .. } | Command::Relay { action: None, .. }
+        Command::Run { quiet: false, .. } | Command::Relay { action: None, .. }
     );
     init_logging(cli.verbose, long_running);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

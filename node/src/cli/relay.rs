@@ -142,10 +142,16 @@ pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
 }
 
 /// `strand run`: until Ctrl-C (or SIGTERM), then a clean shutdown.
-pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Result<()> {
+/// Quiet, it prints nothing of what arrives: who sent what stays out of
+/// a journal that keeps it.
+pub(super) async fn run_node_inner(
+    ctx: &Ctx,
+    transports: &TransportArgs,
+    quiet: bool,
+) -> Result<()> {
     let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
     let config = NodeConfig {
-        report_arrivals: true,
+        report_arrivals: !quiet,
         ..transports.node_config()
     };
     let node = Node::start(profile, config).await?;
@@ -171,7 +177,12 @@ pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Res
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
-    let arrivals = super::progress::arrivals(ctx, arriving);
+    let arrivals = async {
+        if quiet {
+            std::future::pending::<()>().await;
+        }
+        super::progress::arrivals(ctx, arriving).await;
+    };
     let result = tokio::select! {
         _ = arrivals => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
@@ -191,8 +202,12 @@ pub(super) async fn run_node_inner(ctx: &Ctx, transports: &TransportArgs) -> Res
 }
 
 /// `strand run`.
-pub(super) async fn run_node(ctx: &Ctx, transports: &TransportArgs) -> super::Result<()> {
-    Ok(run_node_inner(ctx, transports).await?)
+pub(super) async fn run_node(
+    ctx: &Ctx,
+    transports: &TransportArgs,
+    quiet: bool,
+) -> super::Result<()> {
+    Ok(run_node_inner(ctx, transports, quiet).await?)
 }
 
 /// `strand relay` (no subcommand).

@@ -75,6 +75,10 @@ pub fn unit_text(exe: &Path, dir: &Path, pass: &Passphrase, run_args: &[String])
         Passphrase::Keyring => exec.push("--passphrase-keyring".into()),
     }
     exec.push("run".into());
+    // The journal keeps what a service prints.
+    if !run_args.iter().any(|a| a == "--quiet") {
+        exec.push("--quiet".into());
+    }
     exec.extend(run_args.iter().cloned());
     let exec: Vec<String> = exec.iter().map(|a| unit_quote(a)).collect();
     unit(
@@ -98,7 +102,7 @@ pub const PACKAGED_PASSPHRASE: &str = "%E/strand/passphrase";
 /// own instead, which takes precedence.
 pub fn packaged_unit(exe: &Path) -> String {
     let exec = format!(
-        "{} --passphrase-file {PACKAGED_PASSPHRASE} run",
+        "{} --passphrase-file {PACKAGED_PASSPHRASE} run --quiet",
         unit_quote(&exe.display().to_string())
     );
     unit(

@@ -867,7 +867,7 @@ impl Profile {
                 let work = chain.key_work(&me);
                 for (at, next) in &work.requests {
                     let epoch = chain.epoch(at).expect("requests are in held epochs");
-                    tracing::info!(group = %epoch.name, "asking the other members for a new key");
+                    tracing::info!("asking a group's other members for a new key");
                     keys.push((
                         *at,
                         epoch
@@ -887,13 +887,15 @@ impl Profile {
                 }
                 for (at, change) in chain.overrides(&me) {
                     let epoch = chain.epoch(&at).expect("overrides are in held epochs");
-                    tracing::warn!(group = %epoch.name, "the new key did not reach this device: making the change again");
+                    tracing::warn!(
+                        "a group's new key did not reach this device: making the change again"
+                    );
                     changes.push((epoch.clone(), change));
                 }
                 if let Head::Member(head) = chain.head() {
                     // One at a time: each moves the head.
                     if let Some(change) = chain.reissue(&me).into_iter().next() {
-                        tracing::info!(group = %head.name, "making a change again on the winning epoch");
+                        tracing::info!("making a group change again on the winning epoch");
                         changes.push((head.clone(), change));
                     }
                 }

@@ -885,7 +885,7 @@ impl Profile {
         // Where to reach us beyond the LAN, if we have said it to others.
         // The contact is added either way; the record can follow later.
         if let Err(e) = self.reach_new_contact(&record, now, rng) {
-            tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
+            tracing::warn!("telling a contact our relays failed: {e}");
         }
         Ok(record)
     }
@@ -941,7 +941,7 @@ impl Profile {
         drop(_one_at_a_time);
         for record in &added {
             if let Err(e) = self.reach_new_contact(record, now, rng) {
-                tracing::warn!(contact = %record.name, "telling them our relays failed: {e}");
+                tracing::warn!("telling a contact our relays failed: {e}");
             }
         }
         Ok(added)

@@ -295,7 +295,7 @@ impl Profile {
                 }
                 match self.add_contact_as(&invite, &name, true, now, rng) {
                     Ok(r) => added.push(r),
-                    Err(e) => tracing::warn!(contact = %from.name, "their mailbox not added: {e}"),
+                    Err(e) => tracing::warn!("a contact's mailbox not added: {e}"),
                 }
             }
             Kind::MAILBOX_CONTACTS => {

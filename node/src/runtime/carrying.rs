@@ -509,7 +509,7 @@ impl Node {
             .ok()
             .flatten()
             .unwrap_or_default();
-        tracing::info!(contact = %name, "a message arrived by envelope");
+        tracing::info!("a message arrived by envelope");
         let _ = shared.events.send(NodeEvent::Received {
             contact: name.to_owned(),
             group: None,

@@ -363,17 +363,15 @@ impl Pump {
                 Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
                 Over::FormerMember => {
                     tracing::warn!(
-                        author = %author,
-                        group = group.as_deref().unwrap_or(""),
-                        "declined messages from someone no longer in the group, written into an epoch they still hold"
+                        "declined messages from someone no longer in a group, written into an epoch they still hold"
                     );
+                    tracing::debug!(author = %author, group = group.as_deref().unwrap_or(""), "declined");
                     continue;
                 }
             };
+            // Logs name no one (a journal keeps them); `-v` says who.
+            tracing::debug!(author = %author, via = %from, group = group.as_deref().unwrap_or(""), "over budget");
             tracing::warn!(
-                author = %author,
-                via = %from,
-                group = group.as_deref().unwrap_or(""),
                 budget,
                 over = ?d.over,
                 "over the storage budget: the rest of their messages waits for a later sync{}",
@@ -413,7 +411,8 @@ impl Pump {
                 }
                 Event::Rejected { reason, .. } => {
                     if let Some((_, name, _)) = &self.contact {
-                        tracing::warn!(contact = %name, "message not stored yet: {reason}");
+                        tracing::warn!(link = %self.kind, "a message not stored yet: {reason}");
+                        tracing::debug!(contact = %name, "not stored");
                     }
                 }
                 Event::Closed { error } => self.closed = Some(error),
@@ -459,14 +458,15 @@ impl Pump {
                 }
             }
             Err(e) => {
-                tracing::warn!(contact = %name, "{e}");
+                tracing::warn!(link = %self.kind, "{e}");
                 self.session.close();
                 return;
             }
         }
         // Authenticated: the link leaves the pending budget.
         self.pending = None;
-        tracing::info!(contact = %name, link = %self.kind, "session up");
+        tracing::info!(link = %self.kind, "session up");
+        tracing::debug!(contact = %name, link = %self.kind, "session up");
         let _ = self.node.events.send(NodeEvent::Connected {
             contact: name.clone(),
             link: self.kind.to_string(),

@@ -98,7 +98,7 @@ impl Reachability {
         let reach: Option<Reach> = match profile.contact_reach(contact) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(contact = %contact.name, "reading their relays failed: {e}");
+                tracing::warn!("reading a contact's relays failed: {e}");
                 return false;
             }
         };

@@ -1817,6 +1817,51 @@ fn changes_answer_in_json_when_asked() {
     assert_eq!(v(&["relay", "remove", relay])["address"], relay);
 }
 
+/// What a node logs names no contact, group or file: a journal keeps
+/// it (a service's output goes there), and who a user talks to, and when,
+/// is theirs. Before, every session logged "contact=… session up". With
+/// `--quiet`, which `strand service install` runs, nothing that arrives
+/// is printed either (no sender's name, no file's).
+#[test]
+fn the_node_log_names_no_contact_group_or_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let b = User::init(tmp.path(), "bob");
+    a.ok(&["add", &b.invite(), "--name", "Quillon"]);
+    b.ok(&["add", &a.invite(), "--name", "Zebedee"]);
+    a.ok(&["group", "create", "Lanternclub", "--with", "Quillon"]);
+    a.ok(&["group", "send", "Lanternclub", "hi all"]);
+    let file = tmp.path().join("Marmalade.bin");
+    std::fs::write(&file, vec![7u8; 600_000]).unwrap();
+    a.ok(&["send", "Quillon", "--file", file.to_str().unwrap()]);
+    let (run_b, addr_b) = b.run_also(&[], &["--quiet"]);
+    let _b = Killed(run_b);
+    let (run_a, _) = a.run(&[&addr_b]);
+    let _a = Killed(run_a);
+    eventually(
+        "Bob has the group's text and the file",
+        Duration::from_secs(90),
+        || {
+            String::from_utf8_lossy(&b.cmd(&["group", "read", "Lanternclub"]).stdout)
+                .contains("hi all")
+                && b.read("Zebedee").iter().any(|m| {
+                    m["file"]["total"].as_u64().is_some_and(|t| t > 1)
+                        && m["file"]["have"] == m["file"]["total"]
+                })
+        },
+    );
+    a.ok(&["send", "Quillon", "and a text"]);
+    eventually("and a text after", Duration::from_secs(60), || {
+        b.read("Zebedee").iter().any(|m| m["text"] == "and a text")
+    });
+    for (who, log) in [("alice", a.log()), ("bob", b.log())] {
+        for name in ["Quillon", "Zebedee", "Lanternclub", "Marmalade"] {
+            assert!(!log.contains(name), "{who}'s log names {name}:\n{log}");
+        }
+    }
+    assert!(a.log().contains("session up"), "{}", a.log());
+}
+
 /// A profile whose making fails partway (here the disk fills: the
 /// process may write no file past 64 KiB) leaves nothing behind, and
 /// `strand init` works once there is room. Before, the half-made file
@@ -2065,13 +2110,14 @@ fn the_node_as_a_user_service() {
         .unwrap();
     let words = exec_start_words(exec);
     assert_eq!(
-        &words[1..6],
+        &words[1..7],
         [
             "--profile",
             a.dir.to_str().unwrap(),
             "--passphrase-file",
             pass.to_str().unwrap(),
-            "run"
+            "run",
+            "--quiet"
         ]
     );
     // Run as systemd would: no terminal, no passphrase in the environment.
