@@ -754,7 +754,8 @@ impl Profile {
         strand_sync::check_name(name)?;
         let secret_bytes = self.identity().to_secret_bytes();
         let identity = Identity::from_secret_bytes(&secret_bytes, name)?;
-        let mut secret = Zeroizing::new(secret_bytes.to_vec());
+        let mut secret = Zeroizing::new(Vec::with_capacity(64 + name.len()));
+        secret.extend_from_slice(&secret_bytes[..]);
         secret.extend_from_slice(name.as_bytes());
         self.set_meta_sealed(meta::IDENTITY, ROLE_IDENTITY, &secret, rng)?;
         *self.inner.identity.write().expect("identity lock") = Arc::new(identity);

@@ -1863,7 +1863,7 @@ fn the_node_log_names_no_contact_group_or_file() {
 }
 
 /// A profile whose making fails partway (here the disk fills: the
-/// process may write no file past 64 KiB) leaves nothing behind, and
+/// process may write no file past 32 KiB) leaves nothing behind, and
 /// `strand init` works once there is room. Before, the half-made file
 /// stayed: `init` said a profile existed, and opening it said it was
 /// damaged, until the user deleted the folder by hand.
@@ -1874,8 +1874,9 @@ fn a_profile_that_could_not_be_made_leaves_nothing() {
         dir: tmp.path().join("ann"),
         pass: "ann passphrase".into(),
     };
-    // As a full disk does: writes past the limit fail (SIGXFSZ ignored,
-    // so they fail with EFBIG rather than killing the process).
+    // As a full disk does: writes past the limit (dash's 64 blocks of 512
+    // bytes) fail (SIGXFSZ ignored, so they fail with EFBIG rather than
+    // killing the process).
     let out = Command::new("sh")
         .arg("-c")
         .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
