@@ -26,7 +26,8 @@ use crate::{HandshakeError, Invalid, SessionError};
 const TAG_LEN: usize = 16;
 /// Noise message 2: ephemeral key and the payload's tag.
 const MSG2_OVERHEAD: usize = 32 + TAG_LEN;
-/// Most queued message sends (40-90 bytes each); beyond, later sends are
+/// Most queued message sends (40-90 bytes each, and a range's the tags it
+/// leaves out, bounded by [`MAX_QUEUED_EXCEPT`]); beyond, later sends are
 /// refused and the next reconciliation finds them.
 const MAX_SEND_QUEUE: usize = 65_536;
 /// Keys fetched from the store per scan when streaming a range.
@@ -38,6 +39,11 @@ const MAX_BULK: usize = 4096;
 /// each): a peer asks about at most [`MAX_UNACKED`] messages at once, and
 /// answers drain as fast as the link takes them.
 const MAX_QUEUED_ACKS: usize = 2 * MAX_UNACKED;
+/// Most tags the queued sends keep to leave out (8 bytes each, more in a
+/// set): an honest IdList holds at most [`crate::limits::ID_LIST_THRESHOLD`]
+/// (16), so this many is thousands of ranges in flight at once. Past it
+/// the session ends ([`SessionError::Limit`]).
+const MAX_QUEUED_EXCEPT: usize = 1 << 16;
 /// Room kept for message 2's PAD frame (type, a 2-byte length, at least an
 /// empty body), so the padded packet never exceeds `max_packet`.
 const PAD_FRAME_MIN: usize = 3;
@@ -390,6 +396,8 @@ pub struct Session {
     /// Encoded frames waiting to go out, in order.
     control: Control,
     sends: VecDeque<(GroupId, Send)>,
+    /// Tags the queued sends keep to leave out ([`MAX_QUEUED_EXCEPT`]).
+    except_tags: usize,
     ready: VecDeque<(GroupId, Key)>,
     /// The message being sent in parts, its key, and how much of it is out.
     current: Option<(GroupId, Key, Vec<u8>, usize)>,
@@ -468,6 +476,7 @@ impl Session {
             records: VecDeque::new(),
             control: Control::default(),
             sends: VecDeque::new(),
+            except_tags: 0,
             ready: VecDeque::new(),
             current: None,
             rx: Vec::new(),
@@ -627,6 +636,7 @@ impl Session {
             State::Established(t) | State::Closing(t) | State::AwaitConfirm(t) => {
                 self.control.clear();
                 self.sends.clear();
+                self.except_tags = 0;
                 self.ready.clear();
                 self.current = None;
                 self.acks.clear();
@@ -785,6 +795,7 @@ impl Session {
         self.records.clear();
         self.control.clear();
         self.sends.clear();
+        self.except_tags = 0;
         self.ready.clear();
         self.bulk.clear();
         self.current = None;
@@ -1289,6 +1300,12 @@ impl Session {
         let reply = recon::reply(store, &group, &self.tags, msg, budget).map_err(store_error)?;
         for s in reply.send {
             if self.sends.len() < MAX_SEND_QUEUE {
+                if let Send::Range { except, .. } = &s {
+                    self.except_tags += except.len();
+                    if self.except_tags > MAX_QUEUED_EXCEPT {
+                        return Err(SessionError::Limit("tags kept by queued sends"));
+                    }
+                }
                 self.sends.push_back((group, s));
             }
         }
@@ -1726,6 +1743,7 @@ impl Session {
             match send {
                 Send::Key(key) => self.ready.push_back((group, key)),
                 Send::Range { range, except } => {
+                    self.except_tags = self.except_tags.saturating_sub(except.len());
                     let tags = self.tags;
                     let mut batch = Vec::new();
                     let mut last = None;
@@ -1749,6 +1767,7 @@ impl Session {
                                     lo: next,
                                     hi: range.hi,
                                 };
+                                self.except_tags += except.len();
                                 self.sends.push_front((
                                     group,
                                     Send::Range {
@@ -1840,6 +1859,60 @@ mod tests {
         pair.drive();
         assert!(pair.a.close_error().is_none());
         assert_eq!(pair.b.texts(), ["stored in a batch"]);
+    }
+
+    /// A contact that opens a group again and again with an IdList of
+    /// 1024 made-up tags, reading our replies but never taking our
+    /// messages, had each opening queue a re-send of the whole log that
+    /// kept its 1024 tags (about 11 KB), up to 65,536 queued sends: tens
+    /// to hundreds of megabytes a session. The tags queued sends keep are
+    /// bounded now: past the bound the session ends.
+    #[test]
+    fn a_peer_cannot_pin_memory_in_queued_sends() {
+        let mut pair = Pair::new(73);
+        for i in 0..200 {
+            pair.b.write(&format!("{i} {}", "history ".repeat(250)));
+        }
+        pair.connect();
+        pair.drive();
+        let group = pair.a.contacts[0].direct_group().id;
+        let mut a = pair.a.session.take().unwrap();
+        let mut b = pair.b.session.take().unwrap();
+        let now = pair.now;
+        let mut most = 0;
+        let mut closed = None;
+        for round in 0..400u64 {
+            let tags = (0..1024).map(|i| (round << 20) | i | (1 << 63)).collect();
+            let opening = recon::ReconMsg {
+                items: vec![recon::RangeItem {
+                    upper: crate::store::Key::MAX,
+                    mode: recon::Mode::IdList(tags),
+                }],
+            };
+            let packet = a.send_raw_packet(&frame::open(&group, &opening)).unwrap();
+            if let Err(e) = b.handle_input(now, &packet, &pair.b.store) {
+                closed = Some(e);
+                break;
+            }
+            b.settle(now, &mut pair.b.store);
+            // The contact reads one packet (our reply goes first in it),
+            // and takes no more.
+            let _ = b.poll_transmit(now, &pair.b.store);
+            let queued: usize = b
+                .sends
+                .iter()
+                .map(|(_, s)| match s {
+                    recon::Send::Range { except, .. } => except.len(),
+                    recon::Send::Key(_) => 0,
+                })
+                .sum();
+            most = most.max(queued);
+        }
+        assert!(most <= super::MAX_QUEUED_EXCEPT, "{most} tags queued");
+        assert_eq!(
+            closed,
+            Some(SessionError::Limit("tags kept by queued sends"))
+        );
     }
 
     #[test]
