@@ -427,22 +427,20 @@ impl Profile {
 
     /// Takes in a message that came out of an envelope, checked exactly
     /// as if its author had sent it over a link (budgets included): it
-    /// must be valid in the 1:1 group of the contact that wrote it. Returns
-    /// that contact's name and whether the message was new; `None` if it
-    /// is not a contact's (a stranger can seal to anyone) or not valid.
+    /// must be valid in the 1:1 group of the contact that wrote it.
     pub(crate) fn take_opened(
         &self,
         message: Message,
         ledger: &Ledger,
         budgets: &Budgets,
         now: Time,
-    ) -> Result<Option<(String, Key, bool)>, ProfileError> {
+    ) -> Result<TakenOut, ProfileError> {
         let book = self.book();
         let Some(contact) = strand_sync::opened_author(&book.sync, &message) else {
-            return Ok(None);
+            return Ok(TakenOut::Refused);
         };
         let Some(record) = book.records.iter().find(|r| r.public == contact.public) else {
-            return Ok(None);
+            return Ok(TakenOut::Refused);
         };
         let name = record.name.clone();
         let key = message.key();
@@ -454,11 +452,39 @@ impl Profile {
         )?;
         let verdict = batch.iter().next().map(|i| i.verdict().clone());
         Ok(match verdict {
-            Some(strand_sync::Verdict::Stored { new }) => Some((name, key, new)),
-            Some(strand_sync::Verdict::Held) => Some((name, key, false)),
-            _ => None,
+            Some(strand_sync::Verdict::Stored { new }) => TakenOut::Taken { name, key, new },
+            Some(strand_sync::Verdict::Held) => TakenOut::Taken {
+                name,
+                key,
+                new: false,
+            },
+            // As over a link, these are offered again later: here the pool
+            // message that brought it stays, to be read at the next start.
+            Some(strand_sync::Verdict::Invalid(
+                reason @ (strand_sync::Invalid::OverBudget
+                | strand_sync::Invalid::FromTheFuture { .. }),
+            )) => TakenOut::Later(reason),
+            _ => TakenOut::Refused,
         })
     }
+}
+
+/// What became of a message that came out of an envelope.
+pub(crate) enum TakenOut {
+    /// Stored (`new`) or already here: from the contact named `name`.
+    Taken {
+        /// The contact who wrote it.
+        name: String,
+        /// Its key.
+        key: Key,
+        /// Whether it was not here before.
+        new: bool,
+    },
+    /// Not now, as over a link (over the contact's budget, or written
+    /// later than this device's clock allows): taken again later.
+    Later(strand_sync::Invalid),
+    /// Not a contact's (a stranger can seal to anyone), or not valid.
+    Refused,
 }
 
 /// Drops the bytes of pool messages and keeps their keys (see

@@ -26,7 +26,7 @@ use strand_sync::{
 
 use super::{Node, NodeEvent, Shared};
 use crate::profile::budget::HOLLOW_ROW;
-use crate::profile::carried::{notice, status, CarryStatus};
+use crate::profile::carried::{notice, status, CarryStatus, TakenOut};
 use crate::{hex, ProfileError};
 
 /// What a carrying step writes besides the carrier's state.
@@ -418,15 +418,23 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                     message,
                     token,
                     expires,
-                } => opened_out_of(
-                    shared,
-                    carrier,
-                    job,
-                    opened,
-                    (message, token, expires),
-                    &from,
-                    now,
-                )?,
+                } => {
+                    let later = opened_out_of(
+                        shared,
+                        carrier,
+                        job,
+                        opened,
+                        (message, token, expires),
+                        &from,
+                        now,
+                    )?;
+                    if later {
+                        // The pool message stays whole, to be read again
+                        // at the next start: its holder offers it no more.
+                        job.hollow.pop();
+                        job.freed.pop();
+                    }
+                }
                 Taken::Nothing => {}
             }
         }
@@ -453,7 +461,8 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
 
 /// A message came out of an envelope from `from`: stored and acknowledged
 /// if a contact wrote it ([`strand_sync::opened_author`]); if it is new,
-/// `opened` says so.
+/// `opened` says so. True if it is to be taken again later (over budget,
+/// or from the future: its envelope must not be let go).
 fn opened_out_of(
     shared: &Shared,
     carrier: &mut Carrier,
@@ -462,12 +471,12 @@ fn opened_out_of(
     (message, token, expires): (Message, AckToken, Time),
     from: &PublicIdentity,
     now: Time,
-) -> Result<(), ProfileError> {
+) -> Result<bool, ProfileError> {
     match shared
         .profile
         .take_opened(message, &shared.ledger, &shared.config.budgets, now)?
     {
-        Some((name, key, new)) => {
+        TakenOut::Taken { name, key, new } => {
             let body = carrier.acknowledge(&token, expires);
             job.out.push(Handout {
                 to: from.sign,
@@ -482,9 +491,15 @@ fn opened_out_of(
                     .push((name, key));
             }
         }
-        None => tracing::warn!("an envelope opened to a message no contact wrote: dropped"),
+        TakenOut::Later(reason) => {
+            tracing::warn!("a message out of an envelope waits: {reason}");
+            return Ok(true);
+        }
+        TakenOut::Refused => {
+            tracing::warn!("an envelope opened to a message no contact would write: dropped")
+        }
     }
-    Ok(())
+    Ok(false)
 }
 
 impl Node {

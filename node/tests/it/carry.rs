@@ -438,6 +438,59 @@ fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     assert_eq!(max.contacts().len(), 1, "Max was told of no mailbox");
 }
 
+/// A text that comes out of an envelope too early for its recipient's
+/// clock (its author's runs 20 minutes ahead of hers) waits, as it would
+/// over a link, and is taken once her clock allows. Before, the envelope
+/// was let go at once and its holder offers it to her only once, so the
+/// text was lost; an over-budget one was lost the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_out_of_an_envelope_too_early_waits_and_is_not_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = three(tmp.path());
+    let hub = Hub::new();
+    const MINUTE: u64 = 60_000;
+    let real = strand_node::now();
+    let at = |p: Profile, time: u64, seed: u64| {
+        Node::start(
+            p,
+            strand_node::NodeConfig {
+                emulated: Some(hub.clone()),
+                deterministic: Some((time, seed)),
+                ..strand_node::NodeConfig::default()
+            },
+        )
+    };
+    let ann = at(ann, real + 10 * MINUTE, 1).await.unwrap();
+    let ben = start(ben, &hub).await;
+    ben_carries(&ann, &ben).await;
+    ann.send("cat", "written early").await.unwrap();
+    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    ann.shutdown().await;
+
+    let cat_dir = tmp.path().join("cat");
+    let cat = at(cat, real - 10 * MINUTE, 2).await.unwrap();
+    until("Cat opens the envelope", || cat.carry_status().opened >= 1).await;
+    assert!(texts(&cat, "ann").is_empty(), "from Cat's future");
+    cat.shutdown().await;
+    let cat = at(
+        Profile::open(&cat_dir, "pass").unwrap(),
+        real + 15 * MINUTE,
+        3,
+    )
+    .await
+    .unwrap();
+    until("Cat has Ann's text once her clock allows", || {
+        texts(&cat, "ann") == ["written early"]
+    })
+    .await;
+    until("and Ben lets go of the envelope", || {
+        ben.carry_status().held == 0
+    })
+    .await;
+    ben.shutdown().await;
+    cat.shutdown().await;
+}
+
 /// Envelopes on a drive: Ben carries Ann's message for Cat,
 /// and Cat is on no link Ben is on; Ben's drive bundle for Cat holds it,
 /// whole, and Cat has Ann's message once she imports the file.
