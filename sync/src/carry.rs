@@ -25,7 +25,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::envelope::{sealed_len, AckToken, Envelope, EnvelopeError, ENVELOPE_HEADER_LEN};
 use crate::group::GroupId;
 use crate::identity::{AuthorId, Contact, Identity, PublicIdentity};
-use crate::limits::{Time, MAX_BODY_LEN};
+use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW};
 use crate::message::{Kind, Message, MessageId};
 use crate::store::Key;
 
@@ -385,15 +385,21 @@ pub enum CarryError {
 }
 
 /// An envelope expiring at `expires` may be taken at `now`: not expired,
-/// and lasting no longer than any may (with the hour it is rounded up to).
+/// and lasting no longer than any may (with the hour it is rounded up to,
+/// and a sender's clock as far ahead as a message's may be).
 fn lasting(expires: Time, now: Time) -> Result<(), CarryError> {
     if expires <= now {
         return Err(CarryError::Expired { expires, now });
     }
-    if expires > now.saturating_add(MAX_ENVELOPE_LIFETIME + 3_600_000) {
+    if too_long(expires, now) {
         return Err(CarryError::TooLong { expires, now });
     }
     Ok(())
+}
+
+/// Whether an envelope expiring at `expires` lasts longer than any may.
+fn too_long(expires: Time, now: Time) -> bool {
+    expires > now.saturating_add(MAX_ENVELOPE_LIFETIME + 3_600_000 + MAX_CLOCK_SKEW)
 }
 
 impl From<EnvelopeError> for CarryError {
@@ -1160,7 +1166,7 @@ impl Carrier {
             match self.receive_envelope(me, from, &one, now) {
                 Ok(Arrival::Wanted { request }) => out.push(request),
                 Ok(Arrival::Delivered) => out.extend(self.ack_for(from, &one)),
-                Ok(_) | Err(CarryError::Expired { .. }) => {}
+                Ok(_) | Err(CarryError::Expired { .. } | CarryError::TooLong { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1527,7 +1533,8 @@ impl Carrier {
         let gone: Vec<[u8; 32]> = self
             .held
             .iter()
-            .filter(|(_, h)| h.envelope.expires() <= now)
+            // And what a version without the ceiling took in.
+            .filter(|(_, h)| h.envelope.expires() <= now || too_long(h.envelope.expires(), now))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -3435,6 +3442,8 @@ mod tests {
         bad_version[0] = 9;
         let mut expired = header.clone();
         expired[1..5].copy_from_slice(&((NOW / HOUR) as u32 - 1).to_be_bytes());
+        let mut too_long = header.clone();
+        too_long[1..5].copy_from_slice(&((NOW / HOUR) as u32 + 24 * 365).to_be_bytes());
         let offers = |headers: &[&[u8]], extra: usize| {
             let mut body = vec![OFFER];
             for h in headers {
@@ -3468,12 +3477,12 @@ mod tests {
             assert_eq!(p[1].carrier.encode_state(), before);
             assert!(offered_to_2(&mut p, &mut rng), "{kind:?} changed nothing");
         }
-        // Well formed, with an expired item: the held one is known to be
-        // 2's, and the expired one is passed over.
+        // Well formed, with an expired item and one that lasts too long:
+        // the held one is known to be 2's, and the others are passed over.
         let good = Handout {
             to: p1.sign,
             kind: Kind::ENVELOPE,
-            body: offers(&[&expired, &header], 0),
+            body: offers(&[&expired, &too_long, &header], 0),
             expires: NOW + HOUR,
         };
         let m = pool_message(&p[2], &p[1], &good, &mut rng);
