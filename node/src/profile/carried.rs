@@ -459,15 +459,23 @@ impl Profile {
                 new: false,
             },
             // As over a link, these are offered again later: here the pool
-            // message that brought it stays, to be read at the next start.
+            // message that brought it stays, to be read again (a text more
+            // than a day ahead of this clock is refused: its carrier's
+            // budget here would wait on it).
+            Some(strand_sync::Verdict::Invalid(reason @ strand_sync::Invalid::OverBudget)) => {
+                TakenOut::Later(reason)
+            }
             Some(strand_sync::Verdict::Invalid(
-                reason @ (strand_sync::Invalid::OverBudget
-                | strand_sync::Invalid::FromTheFuture { .. }),
-            )) => TakenOut::Later(reason),
+                reason @ strand_sync::Invalid::FromTheFuture { time, now },
+            )) if time <= now.saturating_add(WAIT_AHEAD) => TakenOut::Later(reason),
             _ => TakenOut::Refused,
         })
     }
 }
+
+/// How far ahead of this device's clock a text out of an envelope may be
+/// and still wait to be taken (see [`TakenOut::Later`]).
+const WAIT_AHEAD: Time = 24 * 3_600_000;
 
 /// What became of a message that came out of an envelope.
 pub(crate) enum TakenOut {
@@ -481,7 +489,9 @@ pub(crate) enum TakenOut {
         new: bool,
     },
     /// Not now, as over a link (over the contact's budget, or written
-    /// later than this device's clock allows): taken again later.
+    /// later than this device's clock allows, by at most a day): the pool
+    /// message that brought it stays whole, and is read again every 10
+    /// minutes and at the node's start.
     Later(strand_sync::Invalid),
     /// Not a contact's (a stranger can seal to anyone), or not valid.
     Refused,

@@ -336,7 +336,25 @@ pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
     }
 }
 
-/// Reads the pool messages a node stopped before reading (at start).
+/// How often texts out of envelopes that could not be taken yet
+/// ([`crate::profile::carried::TakenOut::Later`]) are tried again.
+pub(crate) const RETRY_WAITING: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Tries the waiting texts out of envelopes again, every
+/// [`RETRY_WAITING`], until the node stops.
+pub(crate) async fn retry_waiting(shared: Arc<Shared>) {
+    let cancel = shared.cancel.clone();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_WAITING) => {}
+        }
+        read_unread(shared.clone()).await;
+    }
+}
+
+/// Reads the pool messages a node stopped before reading (at start), and
+/// those kept to be read again.
 pub(crate) async fn read_unread(shared: Arc<Shared>) {
     let p = shared.profile.clone();
     match tokio::task::spawn_blocking(move || p.unread_pool()).await {
@@ -430,7 +448,7 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                     )?;
                     if later {
                         // The pool message stays whole, to be read again
-                        // at the next start: its holder offers it no more.
+                        // (its holder offers it no more).
                         job.hollow.pop();
                         job.freed.pop();
                     }

@@ -699,6 +699,9 @@ impl Node {
         node.shared
             .tasks
             .spawn(carrying::read_unread(node.shared.clone()));
+        node.shared
+            .tasks
+            .spawn(carrying::retry_waiting(node.shared.clone()));
         // What a command did with no node running, caught up now.
         node.shared
             .tasks
