@@ -486,7 +486,11 @@ impl Profile {
             Ok(db)
         });
         let db = made.inspect_err(|_| {
-            let _ = std::fs::remove_file(&path);
+            // (The unsealed format, for tests, may have failed on a file
+            // it did not make.)
+            if sealed {
+                let _ = std::fs::remove_file(&path);
+            }
         })?;
         restrict_permissions(&dir.join(DB_FILE));
         Profile::from_parts(dir, db, root, identity, Vec::new())
