@@ -289,7 +289,7 @@ impl Profile {
             }
             drop(parts);
             hollow_in(txn, &save.hollow)?;
-            crate::profile::mark_in(txn, &save.delivered, crate::Delivery::Delivered)?;
+            crate::profile::mark_in(txn, &save.delivered, crate::profile::Delivery::Delivered)?;
             insert_written(txn, me, save.now, &save.messages).map_err(db_error)
         })
     }
