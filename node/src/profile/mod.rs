@@ -226,6 +226,14 @@ impl Book {
             .zip(&self.sync)
             .find(|(r, _)| r.public == *public)
     }
+
+    /// The contact whose 1:1 group is `group`.
+    pub(crate) fn by_direct_group(&self, group: &GroupId) -> Option<(&ContactRecord, &Contact)> {
+        self.records
+            .iter()
+            .zip(&self.sync)
+            .find(|(_, c)| c.direct_group().id == *group)
+    }
 }
 
 struct Inner {

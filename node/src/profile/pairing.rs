@@ -248,12 +248,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<ContactRecord>, ProfileError> {
         let book = self.book();
-        let Some((from, contact)) = book
-            .records
-            .iter()
-            .zip(&book.sync)
-            .find(|(_, c)| c.direct_group().id == *group)
-        else {
+        let Some((from, contact)) = book.by_direct_group(group) else {
             return Ok(Vec::new());
         };
         let Some(bytes) =

@@ -118,12 +118,7 @@ fn tell_delivered(shared: &Shared, keys: &[(GroupId, Key)]) {
     }
     let book = shared.profile.book();
     for (group, key) in keys {
-        let Some((record, _)) = book
-            .records
-            .iter()
-            .zip(&book.sync)
-            .find(|(_, c)| c.direct_group().id == *group)
-        else {
+        let Some((record, _)) = book.by_direct_group(group) else {
             continue;
         };
         let _ = shared.events.send(NodeEvent::Delivered {
@@ -247,7 +242,7 @@ impl Node {
     pub(crate) async fn spread(&self, group: GroupId, key: Key) {
         let result = with_carrier(self.shared.clone(), move |shared, carrier, job| {
             let book = shared.profile.book();
-            let Some(c) = book.sync.iter().find(|c| c.direct_group().id == group) else {
+            let Some((_, c)) = book.by_direct_group(&group) else {
                 return Ok(());
             };
             let Some(bytes) = shared
