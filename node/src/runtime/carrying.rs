@@ -183,21 +183,24 @@ impl Node {
         Ok(self.carry_status())
     }
 
-    /// Writes a drive bundle for `contact` into `file` (just created at
-    /// `to`), with what this node carries handed to them whole (see
-    /// [`Carrier::hand_for_drive`]). The hand-over is saved only once
-    /// the file is written and synced: a drive that fills up or is pulled
-    /// out mid-write hands nothing over. Carrying waits meanwhile.
-    pub(crate) async fn export_carrying(
+    /// [`Node::export_bundle_reporting`] into `file`, a new file the
+    /// caller made at `to` (for tests: `/dev/full`, whose writes fail as a
+    /// full drive's do); deleted if anything fails. What this node carries
+    /// goes to `contact` whole (see [`Carrier::hand_for_drive`]), and the
+    /// hand-over is saved only once the file is written and synced: a
+    /// drive that fills up or is pulled out mid-write hands nothing over.
+    /// Carrying waits meanwhile.
+    #[doc(hidden)]
+    pub async fn export_bundle_into(
         &self,
         contact: &str,
         file: std::fs::File,
         to: &std::path::Path,
         report: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<crate::Exported, ProfileError> {
-        let (name, to) = (contact.to_owned(), to.to_path_buf());
+        let (name, path) = (contact.to_owned(), to.to_path_buf());
         let contact = name.clone();
-        let (_, exported) = carrying_step(
+        let exported = carrying_step(
             self.shared.clone(),
             move |shared, carrier, job| {
                 let record = shared.profile.contact(&name)?;
@@ -211,7 +214,7 @@ impl Node {
                 shared.profile.write_bundle(
                     &contact,
                     file,
-                    &to,
+                    &path,
                     extra,
                     now,
                     &mut shared.rng(),
@@ -219,8 +222,12 @@ impl Node {
                 )
             },
         )
-        .await?;
-        Ok(exported)
+        .await;
+        if exported.is_err() {
+            // Written whole but not saved, or never written.
+            let _ = std::fs::remove_file(to);
+        }
+        exported.map(|(_, e)| e)
     }
 
     /// Contacts were added: if this user carries, tell them.

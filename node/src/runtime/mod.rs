@@ -1218,25 +1218,6 @@ impl Node {
         self.export_bundle_into(contact, file, to, report).await
     }
 
-    /// [`Node::export_bundle_reporting`] into `file`, a new file the
-    /// caller made at `to`; deleted if anything fails. (For tests: a file
-    /// whose writes fail as a full drive's do, `/dev/full`.)
-    #[doc(hidden)]
-    pub async fn export_bundle_into(
-        &self,
-        contact: &str,
-        file: std::fs::File,
-        to: &std::path::Path,
-        report: impl Fn(u64, u64) + Send + Sync + 'static,
-    ) -> Result<crate::Exported, ProfileError> {
-        let exported = self.export_carrying(contact, file, to, report).await;
-        if exported.is_err() {
-            // Written whole but not saved, or never written.
-            let _ = std::fs::remove_file(to);
-        }
-        exported
-    }
-
     /// Takes in a bundle file (see [`crate::Profile::import_bundle`]) and
     /// hands what it brought to live sessions: the contact's other links
     /// and group members get it as if it had arrived over a link.
