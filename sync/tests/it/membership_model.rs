@@ -38,6 +38,9 @@ use strand_sync::{
 const NOW: u64 = 1_800_000_000_000;
 /// Outsiders an admin may add, after the members.
 const OUTSIDERS: usize = 2;
+/// Exchanges in one meeting at most: more than any chain the schedules
+/// can grow (a change per op, at most 60 ops).
+const MEETING_EXCHANGES: usize = 64;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -258,12 +261,24 @@ impl Model {
         moved
     }
 
+    /// A session between `i` and `j`: it opens each epoch both are in as
+    /// either learns of it (the node adds the group to the live session),
+    /// and carries what either writes while it lasts, so it goes on until
+    /// neither has anything new for the other. One exchange each way per
+    /// meeting would take a device one epoch down a chain per meeting.
     fn meet(&mut self, i: usize, j: usize) -> bool {
-        let a = self.push(i, j, false);
-        let b = self.push(j, i, false);
-        self.react(i);
-        self.react(j);
-        a || b
+        let mut moved = false;
+        for _ in 0..MEETING_EXCHANGES {
+            let a = self.push(i, j, false);
+            let b = self.push(j, i, false);
+            self.react(i);
+            self.react(j);
+            if !(a || b) {
+                break;
+            }
+            moved = true;
+        }
+        moved
     }
 
     /// Reads welcomes and changes; an honest device then does what the
