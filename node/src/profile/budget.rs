@@ -11,10 +11,12 @@
 //! kinds this version does not know (it cannot show or use them) have a
 //! smaller one ([`Budgets::unknown_kinds`]).
 //!
-//! Membership changes and welcomes are never counted nor declined (a
-//! flood must not keep a removal out): the protocol keeps one change per
-//! author per epoch (PROTOCOL.md §14), and welcomes are counted by number
-//! ([`MAX_WELCOMES_PER_CONTACT`]), not bytes.
+//! Membership changes and welcomes are not counted nor declined by the
+//! byte budgets (a flood must not keep a removal out, nor a full 1:1 log
+//! an invitation): the protocol keeps one change per author per epoch
+//! (PROTOCOL.md §14), and welcomes are bounded by number
+//! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
+//! ([`WELCOME_ALLOWANCE`]), past which they count like any message.
 //!
 //! A message over budget is declined, not dropped: strand-sync reports it
 //! as rejected, does not acknowledge it, and it is offered again at a later
@@ -44,6 +46,12 @@ pub const DEFAULT_UNKNOWN_KINDS: u64 = 1 << 20;
 /// Welcomes a contact may store here: many more groups than anyone joins,
 /// few enough that a contact cannot fill the disk with made-up ones.
 pub const MAX_WELCOMES_PER_CONTACT: u64 = 4096;
+/// Bytes of welcomes a contact may store here beyond their budget: a
+/// thousand welcomes into groups of fifty, or ninety into groups of a
+/// thousand. Past it a welcome counts against the budget like a text;
+/// without it, 4,096 welcomes of the longest real size were 711 MiB
+/// beyond any budget.
+pub const WELCOME_ALLOWANCE: u64 = 16 << 20;
 
 /// The budgets a node enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +185,60 @@ struct Scope {
     total: Used,
     by_author: HashMap<AuthorId, Used>,
     welcomes: u64,
+    /// Bytes of welcomes stored within [`WELCOME_ALLOWANCE`].
+    welcome_bytes: u64,
+}
+
+impl Scope {
+    /// Whether a message of `kind`, `n` bytes long, is left out of the
+    /// byte budgets: a group change or welcome as long as a real one can
+    /// be, and a welcome only while it fits the allowance.
+    fn exempt(&self, kind: Kind, n: u64) -> bool {
+        let real = n <= MAX_EXEMPT_LEN;
+        match kind {
+            Kind::MEMBERSHIP => real,
+            Kind::WELCOME => real && self.welcome_bytes + n <= WELCOME_ALLOWANCE,
+            _ => false,
+        }
+    }
+
+    /// Counts a message as stored: a welcome within the allowance there,
+    /// anything else not exempt in the budgets.
+    fn take(&mut self, author: AuthorId, kind: Kind, n: u64) {
+        let exempt = self.exempt(kind, n);
+        if kind == Kind::WELCOME {
+            self.welcomes += 1;
+            if exempt {
+                self.welcome_bytes += n;
+            }
+        }
+        if !exempt {
+            let unknown = !known(kind);
+            self.total.add(n, unknown);
+            self.by_author.entry(author).or_default().add(n, unknown);
+        }
+    }
+
+    /// Gives back what [`Scope::take`] counted. A welcome is taken to have
+    /// been within the allowance while the allowance holds that much: an
+    /// error either way is bounded, and mended when the ledger is counted
+    /// again.
+    fn give_back(&mut self, author: AuthorId, kind: Kind, n: u64) {
+        if kind == Kind::WELCOME {
+            self.welcomes = self.welcomes.saturating_sub(1);
+            if n <= MAX_EXEMPT_LEN && self.welcome_bytes >= n {
+                self.welcome_bytes -= n;
+                return;
+            }
+        } else if self.exempt(kind, n) {
+            return;
+        }
+        let unknown = !known(kind);
+        self.total.sub(n, unknown);
+        if let Some(a) = self.by_author.get_mut(&author) {
+            a.sub(n, unknown);
+        }
+    }
 }
 
 fn known(kind: Kind) -> bool {
@@ -205,15 +267,6 @@ fn known(kind: Kind) -> bool {
 /// spare for the rest.
 const MAX_EXEMPT_LEN: u64 =
     strand_sync::MAX_GROUP_MEMBERS as u64 * (32 + 32 + 1 + 1 + 64 + 48) + 4096;
-
-/// Messages no byte budget counts: group changes and welcomes, so that a
-/// flood never keeps them out, as long as one could be real. A longer one
-/// counts like any message: a welcome is otherwise bounded by number only
-/// ([`MAX_WELCOMES_PER_CONTACT`]), and that many of a megabyte each would
-/// be gigabytes.
-fn exempt(kind: Kind, len: u64) -> bool {
-    (kind == Kind::MEMBERSHIP || kind == Kind::WELCOME) && len <= MAX_EXEMPT_LEN
-}
 
 /// Which budget a message was declined by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -293,19 +346,7 @@ impl Ledger {
                 if author == *me {
                     continue;
                 }
-                if kind == Kind::WELCOME {
-                    scope.welcomes += 1;
-                }
-                if exempt(kind, n as u64) {
-                    continue;
-                }
-                let unknown = !known(kind);
-                scope.total.add(n as u64, unknown);
-                scope
-                    .by_author
-                    .entry(author)
-                    .or_default()
-                    .add(n as u64, unknown);
+                scope.take(author, kind, n as u64);
             }
         }
         Ok(scope)
@@ -362,7 +403,7 @@ impl Ledger {
             let n = item.message().as_bytes().len() as u64;
             if kind == Kind::WELCOME && scope.welcomes >= MAX_WELCOMES_PER_CONTACT {
                 over = Some(Over::Welcomes);
-            } else if !exempt(kind, n) {
+            } else if !scope.exempt(kind, n) {
                 let unknown = !known(kind);
                 let mine = scope.by_author.get(&author).copied().unwrap_or_default();
                 over = if private && mine.all + n > budgets.per_member {
@@ -376,13 +417,9 @@ impl Ledger {
                 } else {
                     None
                 };
-                if over.is_none() {
-                    scope.total.add(n, unknown);
-                    scope.by_author.entry(author).or_default().add(n, unknown);
-                }
             }
-            if over.is_none() && kind == Kind::WELCOME {
-                scope.welcomes += 1;
+            if over.is_none() {
+                scope.take(author, kind, n);
             }
             if let Some(over) = over {
                 item.decline();
@@ -407,23 +444,12 @@ impl Ledger {
             {
                 continue;
             }
-            let kind = item.message().kind();
             let (scope_id, _, _) = profile.budget_scope(item.group());
             let Some(scope) = ledger.get_mut(&scope_id) else {
                 continue;
             };
-            if kind == Kind::WELCOME {
-                scope.welcomes = scope.welcomes.saturating_sub(1);
-            }
-            let n = item.message().as_bytes().len() as u64;
-            if exempt(kind, n) {
-                continue;
-            }
-            let unknown = !known(kind);
-            scope.total.sub(n, unknown);
-            if let Some(a) = scope.by_author.get_mut(&item.message().author()) {
-                a.sub(n, unknown);
-            }
+            let msg = item.message();
+            scope.give_back(msg.author(), msg.kind(), msg.as_bytes().len() as u64);
         }
     }
 
@@ -528,6 +554,70 @@ mod tests {
         assert_eq!(declined.len(), 1);
         assert_eq!(declined[0].over, Over::Contact);
         const { assert!(MAX_EXEMPT_LEN < 600_000) };
+    }
+
+    /// Welcomes of a real size are left out of the budget only up to
+    /// [`WELCOME_ALLOWANCE`]: before, a contact could store 4,096 of
+    /// about 182 kB each, 711 MiB beyond any budget. Past the allowance
+    /// they count like texts, in the ledger as the node keeps it, and as
+    /// it is counted again from the store after a restart.
+    #[test]
+    fn welcomes_past_their_allowance_count_against_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let welcomes: Vec<Message> = (0..200)
+            .map(|i| {
+                Message::create(
+                    &bob,
+                    &group,
+                    now - 1000 + i,
+                    Kind::WELCOME,
+                    &[7; 150_000],
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let len = welcomes[0].as_bytes().len() as u64;
+        let fit = WELCOME_ALLOWANCE / len;
+        assert!(fit < 200 && len <= MAX_EXEMPT_LEN);
+        let budgets = Budgets {
+            per_contact: 3 * len,
+            ..Budgets::default()
+        };
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, welcomes.clone());
+        batch.verify(now);
+        let declined = ledger.apply(&p, &budgets, &mut batch).unwrap();
+        // The allowance's worth, and then the budget's (three).
+        assert_eq!(declined.len() as u64, 200 - fit - 3);
+        assert!(declined.iter().all(|d| d.over == Over::Contact));
+        // Given back when another link stored them first, taken again.
+        for item in batch.iter_mut() {
+            if *item.verdict() == Verdict::Valid {
+                item.set_stored(false);
+            }
+        }
+        ledger.refund(&p, &batch);
+        let mut again = Inbound::new(&group, welcomes.clone());
+        again.verify(now);
+        assert_eq!(
+            ledger.apply(&p, &budgets, &mut again).unwrap().len() as u64,
+            200 - fit - 3
+        );
+        // Stored, and counted from the store: the same.
+        let mut store = p.store().unwrap();
+        for m in welcomes.iter().take((fit + 3) as usize) {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+        }
+        store.commit().unwrap();
+        let used = Ledger::count(&p, &[group.id], &me).unwrap();
+        assert_eq!(used.welcomes, fit + 3);
+        assert_eq!(used.welcome_bytes, fit * len);
+        assert_eq!(used.total.all, 3 * len);
     }
 
     /// A contact's file chunks count whole when the ledger is counted
