@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Verdict};
 
+use crate::profile::expiry::Swept;
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{Profile, ProfileError};
@@ -461,8 +462,28 @@ impl Ledger {
         }
     }
 
-    /// Forgets what was counted (after a batch failed to store, messages
-    /// expired, or the groups changed: the store is the truth again).
+    /// Gives back what expired messages others wrote counted, as the
+    /// sweep that deleted them says. (Counting afresh from the store after
+    /// every sweep read whole logs while all storing waited on the
+    /// ledger, as often as a contact's disappearing texts expire.)
+    pub(crate) fn swept(&self, profile: &Profile, swept: &Swept) {
+        let me = profile.identity().public().sign;
+        let mut ledger = self.used.lock().expect("ledger lock");
+        for (group, facts) in &swept.rows {
+            let (scope_id, _, _) = profile.budget_scope(group);
+            let Some(scope) = ledger.get_mut(&scope_id) else {
+                continue;
+            };
+            match facts {
+                None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
+                Some((author, kind, n)) if *author != me => scope.give_back(*author, *kind, *n),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Forgets what was counted (after a batch failed to store, or the
+    /// groups changed: the store is the truth again).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
     }
@@ -618,6 +639,62 @@ mod tests {
         assert_eq!(used.welcomes, fit + 3);
         assert_eq!(used.welcome_bytes, fit * len);
         assert_eq!(used.total.all, 3 * len);
+    }
+
+    /// A sweep gives back what the expired messages counted, and the
+    /// ledger then holds what a count from the store finds, without one.
+    #[test]
+    fn expired_messages_give_their_room_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let expires = [Some(now + 1000), None, Some(now + 1000), None];
+        let texts: Vec<Message> = expires
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Message::create_expiring(
+                    &bob,
+                    &group,
+                    now - 10 + i as u64,
+                    *e,
+                    Kind::TEXT,
+                    &[7; 10_000],
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, texts.clone());
+        batch.verify(now);
+        assert!(ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .is_empty());
+        let mut store = p.store().unwrap();
+        for m in &texts {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+        }
+        store.commit().unwrap();
+        let before = ledger.used.lock().unwrap()[&group.id].total.all;
+        assert_eq!(
+            before,
+            texts.iter().map(|m| m.as_bytes().len() as u64).sum::<u64>()
+        );
+
+        let swept = p.sweep_expired(now + 1000).unwrap();
+        assert_eq!(swept.count(), 2);
+        ledger.swept(&p, &swept);
+        let kept = ledger.used.lock().unwrap()[&group.id].total.all;
+        let counted = Ledger::count(&p, &[group.id], &me).unwrap();
+        assert_eq!(kept, counted.total.all);
+        assert_eq!(
+            kept,
+            (texts[1].as_bytes().len() + texts[3].as_bytes().len()) as u64
+        );
     }
 
     /// A contact's file chunks count whole when the ledger is counted

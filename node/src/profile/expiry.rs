@@ -17,15 +17,33 @@ use crate::profile::db_error;
 use crate::profile::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
 use crate::profile::{Profile, ProfileError};
 
+/// What a sweep deleted: per message, its log and, unless its row was
+/// hollow, its author, kind and length (for the budget ledger to give
+/// back).
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub(crate) rows: Vec<(GroupId, Option<RowFacts>)>,
+}
+
+/// A deleted row's author, kind and length.
+pub(crate) type RowFacts = (AuthorId, Kind, u64);
+
+impl Swept {
+    /// How many messages were deleted.
+    pub fn count(&self) -> usize {
+        self.rows.len()
+    }
+}
+
 /// A log of a conversation and who may set its timer there.
 type TimerLog<'a> = (&'a Group, Box<dyn Fn(&AuthorId) -> bool + 'a>);
 
 impl Profile {
     /// Deletes every message whose expiry is at or before `now`. Returns
-    /// how many.
-    pub fn sweep_expired(&self, now: Time) -> Result<usize, ProfileError> {
+    /// what it deleted.
+    pub fn sweep_expired(&self, now: Time) -> Result<Swept, ProfileError> {
         if self.next_expiry()?.is_none_or(|e| e > now) {
-            return Ok(0);
+            return Ok(Swept::default());
         }
         self.write_txn(move |txn| {
             let mut expiry = txn.open_table(EXPIRY).map_err(db_error)?;
@@ -43,9 +61,15 @@ impl Profile {
             let mut chunks = txn
                 .open_table(crate::profile::schema::CHUNKS)
                 .map_err(db_error)?;
+            let mut swept = Swept::default();
             for (k, v) in &due {
                 let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
-                messages.remove(&key).map_err(db_error)?;
+                let group = GroupId(key[..32].try_into().expect("32 bytes"));
+                if let Some(row) = messages.remove(&key).map_err(db_error)? {
+                    let facts = crate::profile::store::row_facts(row.value())
+                        .map(|(author, kind, n)| (author, kind, n as u64));
+                    swept.rows.push((group, facts));
+                }
                 outbox.remove(&key).map_err(db_error)?;
                 if chunks.remove(&key).map_err(db_error)?.is_some() {
                     crate::profile::store::remove_body(txn, &key).map_err(db_error)?;
@@ -55,7 +79,7 @@ impl Profile {
                 }
                 expiry.remove(k).map_err(db_error)?;
             }
-            Ok(due.len())
+            Ok(swept)
         })
     }
 

@@ -824,7 +824,7 @@ mod tests {
         assert_eq!(stored_chunks(&p, &sent), split);
         assert_eq!(save("three"), data);
 
-        assert_eq!(p.sweep_expired(now + 3_600_001).unwrap(), 4);
+        assert_eq!(p.sweep_expired(now + 3_600_001).unwrap().count(), 4);
         let txn = db.begin_read().unwrap();
         assert!(txn.open_table(BODIES).unwrap().is_empty().unwrap());
         assert!(txn.open_table(CHUNKS).unwrap().is_empty().unwrap());

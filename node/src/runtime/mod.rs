@@ -772,14 +772,15 @@ impl Node {
                 (profile.sweep_expired(now), profile.next_expiry())
             })
             .await
-            .unwrap_or((Ok(0), Ok(None)));
+            .unwrap_or((Ok(Default::default()), Ok(None)));
             match swept {
-                Ok(0) => {}
-                Ok(count) => {
+                Ok(swept) if swept.count() == 0 => {}
+                Ok(swept) => {
+                    let count = swept.count();
                     tracing::info!(count, "disappearing messages deleted");
                     // What they counted against their authors' budgets is
-                    // free again: counted afresh from the store.
-                    self.shared.ledger.forget();
+                    // free again.
+                    self.shared.ledger.swept(&self.shared.profile, &swept);
                     carrying::expired(self.shared.clone()).await;
                     let _ = self.shared.events.send(NodeEvent::Expired { count });
                 }
