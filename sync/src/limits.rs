@@ -82,14 +82,16 @@ pub const MAX_RANGES_PER_FRAME: usize = 4096;
 /// bounds the per-session bookkeeping.
 pub const MAX_GROUPS_PER_SESSION: usize = 256;
 
-/// Most reconciliation rounds per group per session. With full-size
+/// Most reconciliation rounds in one exchange of a group (a group opened
+/// again, by either side, is a new exchange and counts afresh: a link
+/// that stays up opens a group again for every file sent). With full-size
 /// packets a difference needs about log16(n) + 2 rounds (7 for 10^6
 /// messages), but a reply that does not fit its packet hands ranges back,
 /// so small BLE packets need about one round per few differences (~3,000
 /// rounds for 10,000 differences in 512-byte packets). Turns are strict
 /// (one reply per RECON, and none before our last reply in the group was
 /// sent), so a peer cannot make us work faster than it reads what we send;
-/// this caps how long it can keep us at it. A session that
+/// this caps how long one exchange can keep us at it. A session that
 /// hits it ends, and the next one carries on from what was transferred.
 pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 

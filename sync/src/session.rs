@@ -1153,7 +1153,7 @@ impl Session {
             }
             // An opening now covers what a resync asked for before it.
             self.resync.remove(&id);
-            self.open_exchange(store, id, frame::recon, 0)?;
+            self.open_exchange(store, id, frame::recon)?;
         }
         // A resync of a group the peer opened waits for that exchange to
         // end (dropped, it was lost: the group stayed marked as asked).
@@ -1183,22 +1183,20 @@ impl Session {
                 Some(_) if !self.resync.remove(&id) => continue,
                 _ => {}
             }
-            let rounds = self.exchanges.get(&id).map_or(0, |ex| ex.rounds);
-            self.open_exchange(store, id, frame::open, rounds)?;
+            self.open_exchange(store, id, frame::open)?;
         }
         self.to_open.extend(later);
         Ok(())
     }
 
     /// Sends this side's opening for `id` in a frame made by `frame` (RECON
-    /// at the start, OPEN mid-session) and awaits the reply, the group's
-    /// rounds so far carried on.
+    /// at the start, OPEN mid-session) and awaits the reply: a new
+    /// exchange, its rounds counted afresh.
     fn open_exchange<S: Store>(
         &mut self,
         store: &S,
         id: GroupId,
         frame: fn(&GroupId, &recon::ReconMsg) -> Vec<u8>,
-        rounds: u32,
     ) -> Result<(), SessionError> {
         let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
         self.control.push_back(frame(&id, &msg));
@@ -1207,7 +1205,7 @@ impl Session {
             Exchange {
                 awaiting_reply: true,
                 opening: true,
-                rounds,
+                rounds: 0,
                 done: false,
             },
         );
@@ -1236,6 +1234,7 @@ impl Session {
                 Some(ex) if ex.done => {
                     ex.done = false;
                     ex.awaiting_reply = true;
+                    ex.rounds = 0;
                 }
                 // Both opened it at once: the dialler's opening stands, and
                 // the acceptor answers it instead of waiting for an answer
@@ -1863,6 +1862,28 @@ mod tests {
         pair.drive();
         assert!(pair.a.close_error().is_none());
         assert_eq!(pair.b.texts(), ["stored in a batch"]);
+    }
+
+    /// A link that stays up opens a group again for every file sent on
+    /// it (a resync), and the rounds of a group counted across its
+    /// exchanges: after about 2,000 files the session ended with `Limit`.
+    /// Each exchange counts its own now.
+    #[test]
+    fn a_long_lived_link_resyncs_a_group_without_end() {
+        let mut pair = Pair::new(74);
+        pair.connect();
+        pair.drive();
+        let group = pair.a.contacts[0].direct_group().id;
+        for i in 0..=crate::limits::MAX_ROUNDS_PER_GROUP {
+            if i % 1024 == 0 {
+                pair.a.write(&format!("text {i}"));
+            }
+            assert!(pair.a.session.as_mut().unwrap().resync(&group));
+            pair.drive();
+            assert!(pair.a.close_error().is_none(), "closed after {i} resyncs");
+            assert!(pair.b.close_error().is_none(), "closed after {i} resyncs");
+        }
+        assert_eq!(pair.b.texts().len(), 5);
     }
 
     /// A contact that opens a group again and again with an IdList of
