@@ -1194,6 +1194,16 @@ pub struct Transition {
     pub next: Next,
 }
 
+impl Transition {
+    /// Whether `epoch` is the one this change, made in epoch `from`,
+    /// makes: its members, and the key the change commits to.
+    fn makes(&self, from: &GroupId, epoch: &Epoch) -> bool {
+        epoch.id() == self.next_id
+            && epoch.members == self.members
+            && key_commitment(from, epoch.group.key().as_bytes()) == self.commit
+    }
+}
+
 /// A [`Kind::KEY`] message's body.
 enum KeyMessage {
     Request {
@@ -1413,6 +1423,19 @@ impl Chain {
             return Err(GroupError::Revoked);
         }
         let id = epoch.id();
+        // A later epoch whose change this device has read is what the
+        // change makes, or nothing: its id names only its parent and
+        // change, so an adder could otherwise put members and a key of
+        // its own under the id of an epoch the group goes on to.
+        if let Some((parent, _)) = epoch.parent {
+            let made = chain.changes.get(&parent).into_iter().flatten();
+            if made
+                .filter(|t| t.next_id == id)
+                .any(|t| !t.makes(&parent, &epoch))
+            {
+                return Err(GroupError::Inconsistent);
+            }
+        }
         chain.epochs.insert(id, epoch);
         chain.entries.push(Entry {
             id,
@@ -1440,7 +1463,10 @@ impl Chain {
         let mut opened = Vec::new();
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
-            let epoch = self.epochs[&id].clone();
+            // Gone if a change showed it made up (below).
+            let Some(epoch) = self.epochs.get(&id).cloned() else {
+                continue;
+            };
             let mut keys = Vec::new();
             store.scan(&id, &KeyRange::ALL, &mut |k| {
                 keys.push(*k);
@@ -1529,14 +1555,27 @@ impl Chain {
                 }
             }
             for t in &found {
-                if let Next::Opened(next) = &t.next {
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        self.epochs.entry(next.id())
-                    {
-                        slot.insert((**next).clone());
+                match (&t.next, self.epochs.get(&t.next_id)) {
+                    (Next::Opened(next), None) => {
+                        self.epochs.insert(next.id(), (**next).clone());
                         opened.push(next.id());
                         todo.push(next.id());
                     }
+                    // A welcome gave this id an epoch the change does not
+                    // make (its adder's word, taken before the change was
+                    // read): the change's word stands. Opened, its epoch
+                    // takes the place; not, the made-up one goes, and the
+                    // key is asked for.
+                    (next, Some(held)) if !t.makes(&id, held) => {
+                        if let Next::Opened(next) = next {
+                            self.epochs.insert(next.id(), (**next).clone());
+                            opened.push(next.id());
+                            todo.push(next.id());
+                        } else if self.entries.iter().any(|e| e.id != t.next_id) {
+                            self.forget(&t.next_id);
+                        }
+                    }
+                    _ => {}
                 }
             }
             self.changes.insert(id, found);
@@ -1546,6 +1585,17 @@ impl Chain {
         }
         self.resolve();
         Ok(opened)
+    }
+
+    /// Lets go of an epoch shown to be made up, and of what was read in
+    /// it.
+    fn forget(&mut self, id: &GroupId) {
+        self.epochs.remove(id);
+        self.entries.retain(|e| e.id != *id);
+        self.changes.remove(id);
+        self.leaving.remove(id);
+        self.requests.remove(id);
+        self.shares.remove(id);
     }
 
     /// Works out who is revoked, every epoch's winning change, the path

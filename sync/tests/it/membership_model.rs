@@ -586,7 +586,12 @@ impl Model {
                 let Some(template) = self.held(h).first().cloned() else {
                     return;
                 };
-                let body = self.forge(&template, h, v, number);
+                let number = if number == 0 {
+                    0
+                } else {
+                    template.number + number * 7
+                };
+                let body = self.forge(&template, h, v, number, None);
                 let pair = self.pair(h, v);
                 let now = self.tick();
                 let msg = Message::create(
@@ -628,22 +633,29 @@ impl Model {
 
     /// An epoch of the real group as `h` would make one up: the creator's
     /// signed root (which every member holds), `h` an admin, the victim a
-    /// member, a key of `h`'s choosing; the first epoch or a later one.
-    fn forge(&mut self, template: &Epoch, h: usize, v: usize, number: u32) -> Vec<u8> {
+    /// member, a key of `h`'s choosing; the first epoch or a later one,
+    /// after `parent` (an epoch and a change in it) or a made-up one.
+    fn forge(
+        &mut self,
+        template: &Epoch,
+        h: usize,
+        v: usize,
+        number: u32,
+        parent: Option<(GroupId, [u8; 32])>,
+    ) -> Vec<u8> {
         let t = template.encode();
         let name_len = template.name.len();
         let head_len = 1 + 32 + 64 + 1 + name_len + 32;
         let mut out = t[..head_len].to_vec();
-        let number = if number == 0 {
-            0
-        } else {
-            template.number + number * 7
-        };
         out.extend_from_slice(&number.to_be_bytes());
         if number > 0 {
-            let mut parent = [0u8; 64];
-            self.rng.fill_bytes(&mut parent);
-            out.extend_from_slice(&parent);
+            let mut made_up = [0u8; 64];
+            self.rng.fill_bytes(&mut made_up);
+            if let Some((epoch, change)) = parent {
+                made_up[..32].copy_from_slice(&epoch.0);
+                made_up[32..].copy_from_slice(&change);
+            }
+            out.extend_from_slice(&made_up);
         }
         let mut key = [0u8; 32];
         self.rng.fill_bytes(&mut key);
@@ -1021,4 +1033,58 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
         panic!("Ben waits: {:?}", m.chain(1).unwrap().head());
     };
     assert!(at.member(&outsider.sign).is_some());
+}
+
+/// Mal, an admin, adds an outsider and welcomes it; then she makes a
+/// change in the new epoch, keeps its log from the outsider for a while,
+/// and welcomes the outsider into an epoch of her own under the id of the
+/// one her change makes (an id names only its parent and change). The
+/// outsider took it, kept it when the real change arrived, and followed
+/// her made-up epoch for good: it never saw her removal, and what it wrote
+/// she could read. Now the change's word stands.
+#[test]
+fn a_made_up_epoch_cannot_take_a_real_ones_id() {
+    let mut m = Model::new(3, &[1], true, 11);
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    let o = m.members;
+    let head = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    let add = Change::Add {
+        public: m.devs[o].id.public(),
+        name: "o".into(),
+    };
+    assert!(m.make(1, &head, add));
+    m.adds.push((m.sign(1), m.sign(o)));
+    m.react(o);
+    let e = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    assert!(e.member(&m.sign(o)).is_some(), "the outsider is in");
+    let now = m.tick();
+    let (change, next) = e
+        .propose(&m.devs[1].id, Change::Remove(m.sign(2)), now, &mut m.rng)
+        .unwrap();
+    let real = next.unwrap();
+    m.removes.push((m.sign(1), m.sign(2)));
+    m.devs[1].store.insert(&e.id(), &change).unwrap();
+    let body = m.forge(&e, 1, o, e.number + 1, Some((e.id(), change.key().id.0)));
+    let pair = m.pair(1, o);
+    let now = m.tick();
+    let welcome =
+        Message::create(&m.devs[1].id, &pair, now, Kind::WELCOME, &body, &mut m.rng).unwrap();
+    m.devs[1].store.insert(&pair.id, &welcome).unwrap();
+    m.devs[o].store.insert(&pair.id, &welcome).unwrap();
+    m.react(o);
+    // Her log reaches the outsider; the creator removes her.
+    m.heal();
+    m.apply(Op::Remove(0, 1));
+    m.heal();
+    let held = m.chain(o).unwrap().epoch(&real.id()).expect("held").clone();
+    assert_eq!(held.members(), real.members(), "the epoch the change makes");
+    let Head::Member(creator) = m.chain(0).unwrap().head() else {
+        panic!("the creator is out");
+    };
+    match m.chain(o).unwrap().head() {
+        Head::Member(h) => assert_eq!(h.id(), creator.id(), "{}", m.dump()),
+        other => panic!("the outsider is not in the group's epoch: {other:?}"),
+    }
+    m.check().unwrap();
 }
