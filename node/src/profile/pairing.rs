@@ -269,8 +269,10 @@ impl Profile {
         match msg.kind() {
             Kind::MAILBOX => {
                 // A mailbox carries for its owner's contacts, not for
-                // other mailboxes' owners.
-                if self.mailbox_of()?.is_some() {
+                // other mailboxes' owners; and a contact's mailbox has no
+                // mailbox (one naming another, and that one a third, would
+                // each be a contact with budgets of its own).
+                if self.mailbox_of()?.is_some() || from.mailbox {
                     return Ok(Vec::new());
                 }
                 // Only a mailbox that agreed to be this contact's.

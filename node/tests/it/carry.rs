@@ -9,7 +9,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use strand_node::{KdfParams, Node, Profile};
 use strand_sync::harness::PoolFixture;
-use strand_sync::{Envelope, Identity, Kind, Message, Store, WriteStore};
+use strand_sync::{Envelope, Identity, Kind, Message, PublicIdentity, Store, WriteStore};
 use strand_transport::memory::Hub;
 
 use crate::hub::{befriend, profile, start, until};
@@ -663,6 +663,91 @@ async fn mailbox_records_from_a_hostile_contact_add_at_most_one_contact() {
     assert_eq!(names, ["eve", "eve's mailbox"]);
     ann.shutdown().await;
     eve.shutdown().await;
+}
+
+/// A contact's mailbox names no mailbox: Eve names a device she holds
+/// the keys of as her mailbox, and it names another of hers as its own,
+/// and so on. Each was added as a contact of its own (with budgets of
+/// its own), though a mailbox never has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_mailbox_cannot_name_a_mailbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, eve, m1) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "eve"),
+        profile(tmp.path(), "m1"),
+    );
+    befriend(&ann, &eve);
+    m1.add_contact(
+        &ann.identity().invite(),
+        "ann",
+        0,
+        &mut strand_node::os_rng(),
+    )
+    .unwrap();
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let record = |author: &Identity, to: &PublicIdentity, mailbox: &Identity| {
+        let group = author.contact(to).unwrap().direct_group().clone();
+        let proof = strand_sync::mailbox_proof(mailbox, &author.public());
+        let body = strand_sync::encode_mailbox(Some((&mailbox.invite(), &proof)));
+        let msg = Message::create(
+            author,
+            &group,
+            now,
+            Kind::MAILBOX,
+            &body,
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        (group, msg)
+    };
+    let ann_public = ann.identity().public();
+    // Eve names M1; M1 names M2.
+    let (group, msg) = record(&eve.identity(), &ann_public, &m1.identity());
+    let mut store = eve.store().unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let m2 = Identity::generate("m2", &mut rng).unwrap();
+    let (group, msg) = record(&m1.identity(), &ann_public, &m2);
+    let text = Message::create(
+        &m1.identity(),
+        &group,
+        now + 1,
+        Kind::TEXT,
+        b"after",
+        &mut rng,
+    )
+    .unwrap();
+    let mut store = m1.store().unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    store.insert(&group.id, &text).unwrap();
+    store.commit().unwrap();
+    drop(store);
+
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let _eve = start(eve, &hub).await;
+    until("Ann adds Eve's mailbox", || {
+        ann.profile().contacts().len() == 2
+    })
+    .await;
+    let m1 = start(m1, &hub).await;
+    until("Ann hears from the mailbox", || {
+        texts(&ann, "eve's mailbox") == ["after"]
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let names: Vec<String> = ann
+        .profile()
+        .contacts()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["eve", "eve's mailbox"]);
+    ann.shutdown().await;
+    m1.shutdown().await;
 }
 
 /// The node takes in carrying-pool messages as the simulator does: the
