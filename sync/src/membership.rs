@@ -1746,19 +1746,38 @@ impl Chain {
         (path, End::Member)
     }
 
+    /// Who is revoked: whom the creator removed in any epoch held, and
+    /// whom another admin removed in any, unless that admin is gone (the
+    /// creator removed it, or it left) or the creator made the removed
+    /// member an admin (a removal written into an epoch from before, when
+    /// it was not one: only the creator removes admins).
     fn compute_revoked(&self) -> BTreeSet<AuthorId> {
         let all = || self.changes.values().flatten();
         let creator = self.epochs.values().next().map(|e| e.creator);
-        let by_creator: BTreeSet<AuthorId> = all()
-            .filter_map(|t| match &t.change {
-                Change::Remove(x) if Some(t.author) == creator => Some(*x),
-                _ => None,
-            })
+        let by_creator = |change: fn(&Change) -> Option<&AuthorId>| -> BTreeSet<AuthorId> {
+            all()
+                .filter(|t| Some(t.author) == creator)
+                .filter_map(|t| change(&t.change).copied())
+                .collect()
+        };
+        let removed = by_creator(|c| match c {
+            Change::Remove(x) => Some(x),
+            _ => None,
+        });
+        let promoted = by_creator(|c| match c {
+            Change::MakeAdmin(x) => Some(x),
+            _ => None,
+        });
+        let left: BTreeSet<AuthorId> = all()
+            .filter(|t| t.change == Change::Leave)
+            .map(|t| t.author)
+            .chain(self.leaving.values().flatten().copied())
             .collect();
-        let mut out = by_creator.clone();
+        let mut out = removed.clone();
         for t in all() {
             if let Change::Remove(x) = &t.change {
-                if !by_creator.contains(&t.author) {
+                let gone = removed.contains(&t.author) || left.contains(&t.author);
+                if !gone && !promoted.contains(x) {
                     out.insert(*x);
                 }
             }

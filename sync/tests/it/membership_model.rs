@@ -113,6 +113,10 @@ struct Model {
     /// (admin, removed), honest or hostile
     removes: Vec<(AuthorId, AuthorId)>,
     left: BTreeSet<AuthorId>,
+    /// Hostile admins that wrote a change to leave.
+    admins_left: BTreeSet<AuthorId>,
+    /// Whom the creator made an admin.
+    promoted: BTreeSet<AuthorId>,
     /// Whether a hostile member may be made an admin.
     hostile_admins: bool,
 }
@@ -146,6 +150,8 @@ impl Model {
             adds: Vec::new(),
             removes: Vec::new(),
             left: BTreeSet::new(),
+            admins_left: BTreeSet::new(),
+            promoted: BTreeSet::new(),
             hostile_admins,
         };
         for j in 1..members {
@@ -458,8 +464,8 @@ impl Model {
                     return;
                 };
                 let change = Change::MakeAdmin(self.sign(t));
-                if head.apply(&self.sign(0), &change).is_ok() {
-                    self.make(0, &head, change);
+                if head.apply(&self.sign(0), &change).is_ok() && self.make(0, &head, change) {
+                    self.promoted.insert(self.sign(t));
                 }
             }
             Op::Leave(i) => {
@@ -546,6 +552,9 @@ impl Model {
                             }
                         }
                         Change::Remove(x) => self.removes.push((me, *x)),
+                        Change::Leave => {
+                            self.admins_left.insert(me);
+                        }
                         _ => {}
                     }
                     self.digest(h);
@@ -838,9 +847,16 @@ impl Model {
         let gone: BTreeSet<AuthorId> = self
             .removes
             .iter()
-            .filter(|(by, _)| {
+            .filter(|(by, x)| {
+                // An admin's removal binds while it is there (not removed
+                // by the creator, not gone) and of a member the creator
+                // did not make an admin.
                 *by == creator_id
-                    || (!hostile_admin_left && !creator_removed(&by_creator, *by, &creator_id))
+                    || (!hostile_admin_left
+                        && !creator_removed(&by_creator, *by, &creator_id)
+                        && !self.left.contains(by)
+                        && !self.admins_left.contains(by)
+                        && !self.promoted.contains(x))
             })
             .map(|(_, x)| *x)
             .chain(self.left.iter().copied())
@@ -1086,5 +1102,73 @@ fn a_made_up_epoch_cannot_take_a_real_ones_id() {
         Head::Member(h) => assert_eq!(h.id(), creator.id(), "{}", m.dump()),
         other => panic!("the outsider is not in the group's epoch: {other:?}"),
     }
+    m.check().unwrap();
+}
+
+/// Mal, made an admin first, writes into the epoch she was made one in
+/// a removal of Dee, whom the creator made an admin after her (valid
+/// there, when Dee was not one). It revoked Dee for good: the creator's
+/// device removed her, and no one could add her again (had the creator
+/// left, no one could have written to the group again). Only the creator
+/// removes admins: such a removal now counts for nothing.
+#[test]
+fn an_admin_cannot_remove_a_later_admin_by_writing_late() {
+    let mut m = Model::new(4, &[1], true, 5);
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    let first = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let now = m.tick();
+    let (late, _) = first
+        .propose(&m.devs[1].id, Change::Remove(m.sign(2)), now, &mut m.rng)
+        .unwrap();
+    m.devs[1].store.insert(&first.id(), &late).unwrap();
+    m.removes.push((m.sign(1), m.sign(2)));
+    m.heal();
+    let Head::Member(head) = m.chain(0).unwrap().head() else {
+        panic!("the creator is out");
+    };
+    assert!(head.is_admin(&m.sign(2)), "Dee is gone:{}", m.dump());
+    assert!(m.chain(0).unwrap().writable(&m.sign(0)).is_ok());
+    m.check().unwrap();
+}
+
+/// Mal, an admin, leaves; then she writes a removal of Dee into an epoch
+/// from when she was an admin. An admin who left gains nothing by
+/// writing late (PROTOCOL.md §14.6): Dee stays.
+#[test]
+fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
+    let mut m = Model::new(4, &[1], true, 5);
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    let old = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    m.apply(Op::Text(0));
+    m.apply(Op::MakeAdmin(3));
+    m.heal();
+    let head = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    let now = m.tick();
+    let (leave, _) = head
+        .propose(&m.devs[1].id, Change::Leave, now, &mut m.rng)
+        .unwrap();
+    m.devs[1].store.insert(&head.id(), &leave).unwrap();
+    m.admins_left.insert(m.sign(1));
+    m.heal();
+    let now = m.tick();
+    let (late, _) = old
+        .propose(&m.devs[1].id, Change::Remove(m.sign(2)), now, &mut m.rng)
+        .unwrap();
+    m.devs[1].store.insert(&old.id(), &late).unwrap();
+    m.removes.push((m.sign(1), m.sign(2)));
+    m.heal();
+    let Head::Member(head) = m.chain(0).unwrap().head() else {
+        panic!("the creator is out");
+    };
+    assert!(head.member(&m.sign(1)).is_none(), "Mal left");
+    assert!(
+        head.member(&m.sign(2)).is_some(),
+        "Dee is gone:{}",
+        m.dump()
+    );
     m.check().unwrap();
 }
