@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::{
-    bundle_contact, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound, Key, Kind,
-    Message, Time, Verdict, BUNDLE_HEADER_LEN,
+    bundle_contact, AuthorId, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound,
+    Key, Kind, Message, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
 use crate::profile::base::counted;
@@ -138,9 +138,14 @@ struct Pass {
     /// Refused as of a log not (yet) shared with the contact.
     unknown: usize,
     stored: Vec<(GroupId, Key)>,
-    /// Welcomes and membership changes stored or already here, each
-    /// once (a bundle may hold one a thousand times over).
+    /// Welcomes stored or already here, each once (a bundle may hold one
+    /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,
+    /// Of other group messages (changes, key messages), one per log and
+    /// author: following a group reads its logs whole, and a log keeps
+    /// one change per author, so a bundle of a million different changes
+    /// by one author lists one.
+    changed: std::collections::BTreeMap<(GroupId, AuthorId), Key>,
     /// Why the pass stopped early, if it did.
     error: Option<ProfileError>,
 }
@@ -436,8 +441,20 @@ impl Profile {
                     }
                     // Held ones too: an import cut short may have stored a
                     // change it never followed.
-                    if change {
+                    if kind == Kind::WELCOME {
                         pass.changes.insert((*item.group(), item.key()));
+                    } else if change {
+                        let at = (*item.group(), item.message().author());
+                        // One that is here: the one stored last is the one
+                        // the log keeps.
+                        if matches!(
+                            item.verdict(),
+                            Verdict::Stored { new: true } | Verdict::Held
+                        ) {
+                            pass.changed.insert(at, item.key());
+                        } else {
+                            pass.changed.entry(at).or_insert(item.key());
+                        }
                     }
                 }
             }
@@ -539,8 +556,13 @@ impl Profile {
             earlier += pass.new;
             imported.stored.extend(pass.stored);
             let mut epochs = false;
-            if !pass.changes.is_empty() {
-                let changes: Vec<(GroupId, Key)> = pass.changes.iter().copied().collect();
+            if !pass.changes.is_empty() || !pass.changed.is_empty() {
+                let changes: Vec<(GroupId, Key)> = pass
+                    .changes
+                    .iter()
+                    .copied()
+                    .chain(pass.changed.iter().map(|((g, _), k)| (*g, *k)))
+                    .collect();
                 match self.apply_group_messages(&changes, now, rng) {
                     Ok(written) => {
                         epochs = written.epochs;
@@ -625,6 +647,74 @@ mod tests {
         assert_eq!(pass.new, 1);
         assert_eq!(pass.held + pass.over_budget, 3 * copies - 1);
         assert_eq!(pass.changes.len(), 1);
+    }
+
+    /// A contact can seal a bundle of a million different group changes
+    /// of its own (each as short as a change can be): the log keeps one
+    /// per author, so all but one are "already here", and each was listed
+    /// for the group work, about 0.8 times the file's size in memory (a
+    /// large stick ran the node out of memory). One per log and author is
+    /// listed, the one the log keeps, in either order.
+    #[test]
+    fn different_changes_in_a_bundle_are_listed_once_per_author() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (ann, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let mut changes: Vec<strand_sync::Message> = (0..3000)
+            .map(|i| {
+                strand_sync::Message::create(
+                    &bob,
+                    &pair,
+                    now - 5000 + i,
+                    Kind::MEMBERSHIP,
+                    b"",
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
+        let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
+        for (run, order) in ["ascending", "descending"].iter().enumerate() {
+            changes.sort_by_key(|m| m.key().id.0);
+            if run == 1 {
+                changes.reverse();
+            }
+            let mut frame = Vec::new();
+            for m in &changes {
+                frame.extend_from_slice(&pair.id.0);
+                frame.extend_from_slice(&(m.as_bytes().len() as u32).to_be_bytes());
+                frame.extend_from_slice(m.as_bytes());
+            }
+            let mut meta = vec![1u8];
+            meta.extend_from_slice(&bob.public().sign);
+            meta.extend_from_slice(&now.to_be_bytes());
+            let frames: Vec<&[u8]> = vec![&meta, &frame];
+            let path = tmp.path().join(format!("{order}.strand"));
+            std::fs::write(
+                &path,
+                strand_sync::fuzzing::bundle_sealed(&bob, &bob_of_ann, &frames, rng),
+            )
+            .unwrap();
+            let pass = ann
+                .import_pass(
+                    &mut std::fs::File::open(&path).unwrap(),
+                    &path,
+                    &ann_of_bob,
+                    &Ledger::default(),
+                    &Budgets::default(),
+                    now,
+                    &|_| {},
+                )
+                .unwrap();
+            assert!(pass.error.is_none(), "{:?}", pass.error);
+            assert!(pass.changes.is_empty(), "{order}");
+            assert_eq!(pass.changed.len(), 1, "{order}");
+            let (_, key) = pass.changed.iter().next().unwrap();
+            let kept = strand_sync::Store::get(&ann.read_view().unwrap(), &pair.id, key).unwrap();
+            assert!(kept.is_some(), "{order}: the listed change is the one kept");
+        }
     }
 
     /// A drive that fills up mid-write (`/dev/full`: its writes fail as a
