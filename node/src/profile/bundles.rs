@@ -146,6 +146,9 @@ struct Pass {
     /// one change per author, so a bundle of a million different changes
     /// by one author lists one.
     changed: std::collections::BTreeMap<(GroupId, AuthorId), Key>,
+    /// Changes stored new, per log and author: the last one stored is the
+    /// one the log keeps, and the only one to announce.
+    kept: std::collections::BTreeMap<(GroupId, AuthorId), Key>,
     /// Why the pass stopped early, if it did.
     error: Option<ProfileError>,
 }
@@ -427,7 +430,14 @@ impl Profile {
                                     _ => {}
                                 }
                             }
-                            pass.stored.push((*item.group(), item.key()));
+                            if kind == Kind::MEMBERSHIP {
+                                // A log keeps one per author: a later one
+                                // stored took this one's place.
+                                let at = (*item.group(), item.message().author());
+                                pass.kept.insert(at, item.key());
+                            } else {
+                                pass.stored.push((*item.group(), item.key()));
+                            }
                         }
                         Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,
                         Verdict::Invalid(strand_sync::Invalid::OverBudget) => {
@@ -461,6 +471,9 @@ impl Profile {
             Ok(())
         });
         pass.error = result.err();
+        let kept = std::mem::take(&mut pass.kept);
+        pass.stored
+            .extend(kept.into_iter().map(|((group, _), key)| (group, key)));
         Ok(pass)
     }
 
@@ -659,26 +672,18 @@ mod tests {
     fn different_changes_in_a_bundle_are_listed_once_per_author() {
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::profile::os_rng();
-        let (ann, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::profile::now();
-        let mut changes: Vec<strand_sync::Message> = (0..3000)
-            .map(|i| {
-                strand_sync::Message::create(
-                    &bob,
-                    &pair,
-                    now - 5000 + i,
-                    Kind::MEMBERSHIP,
-                    b"",
-                    rng,
-                )
-                .unwrap()
-            })
-            .collect();
-        let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
-        let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
-        for (run, order) in ["ascending", "descending"].iter().enumerate() {
+        for order in ["ascending", "descending"] {
+            let (ann, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join(order));
+            let now = crate::profile::now();
+            let mut changes: Vec<strand_sync::Message> = (0..3000)
+                .map(|i| {
+                    let time = now - 5000 + i;
+                    strand_sync::Message::create(&bob, &pair, time, Kind::MEMBERSHIP, b"", rng)
+                        .unwrap()
+                })
+                .collect();
             changes.sort_by_key(|m| m.key().id.0);
-            if run == 1 {
+            if order == "descending" {
                 changes.reverse();
             }
             let mut frame = Vec::new();
@@ -691,12 +696,14 @@ mod tests {
             meta.extend_from_slice(&bob.public().sign);
             meta.extend_from_slice(&now.to_be_bytes());
             let frames: Vec<&[u8]> = vec![&meta, &frame];
+            let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
             let path = tmp.path().join(format!("{order}.strand"));
             std::fs::write(
                 &path,
                 strand_sync::fuzzing::bundle_sealed(&bob, &bob_of_ann, &frames, rng),
             )
             .unwrap();
+            let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
             let pass = ann
                 .import_pass(
                     &mut std::fs::File::open(&path).unwrap(),
@@ -711,7 +718,9 @@ mod tests {
             assert!(pass.error.is_none(), "{:?}", pass.error);
             assert!(pass.changes.is_empty(), "{order}");
             assert_eq!(pass.changed.len(), 1, "{order}");
+            assert_eq!(pass.stored.len(), 1, "{order}: announced");
             let (_, key) = pass.changed.iter().next().unwrap();
+            assert_eq!(pass.stored[0], (pair.id, *key), "{order}");
             let kept = strand_sync::Store::get(&ann.read_view().unwrap(), &pair.id, key).unwrap();
             assert!(kept.is_some(), "{order}: the listed change is the one kept");
         }
