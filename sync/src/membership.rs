@@ -1463,10 +1463,7 @@ impl Chain {
         let mut opened = Vec::new();
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
-            // Gone if a change showed it made up (below).
-            let Some(epoch) = self.epochs.get(&id).cloned() else {
-                continue;
-            };
+            let epoch = self.epochs[&id].clone();
             let mut keys = Vec::new();
             store.scan(&id, &KeyRange::ALL, &mut |k| {
                 keys.push(*k);
@@ -1563,17 +1560,13 @@ impl Chain {
                     }
                     // A welcome gave this id an epoch the change does not
                     // make (its adder's word, taken before the change was
-                    // read): the change's word stands. Opened, its epoch
-                    // takes the place; not, the made-up one goes, and the
-                    // key is asked for.
-                    (next, Some(held)) if !t.makes(&id, held) => {
-                        if let Next::Opened(next) = next {
-                            self.epochs.insert(next.id(), (**next).clone());
-                            opened.push(next.id());
-                            todo.push(next.id());
-                        } else if self.entries.iter().any(|e| e.id != t.next_id) {
-                            self.forget(&t.next_id);
-                        }
+                    // read): the change's word stands, and its epoch takes
+                    // the place. (Until it opens, the path waits at the
+                    // change for its key, and does not follow the other.)
+                    (Next::Opened(next), Some(held)) if !t.makes(&id, held) => {
+                        self.epochs.insert(next.id(), (**next).clone());
+                        opened.push(next.id());
+                        todo.push(next.id());
                     }
                     _ => {}
                 }
@@ -1585,17 +1578,6 @@ impl Chain {
         }
         self.resolve();
         Ok(opened)
-    }
-
-    /// Lets go of an epoch shown to be made up, and of what was read in
-    /// it.
-    fn forget(&mut self, id: &GroupId) {
-        self.epochs.remove(id);
-        self.entries.retain(|e| e.id != *id);
-        self.changes.remove(id);
-        self.leaving.remove(id);
-        self.requests.remove(id);
-        self.shares.remove(id);
     }
 
     /// Works out who is revoked, every epoch's winning change, the path

@@ -1057,9 +1057,23 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
 /// one her change makes (an id names only its parent and change). The
 /// outsider took it, kept it when the real change arrived, and followed
 /// her made-up epoch for good: it never saw her removal, and what it wrote
-/// she could read. Now the change's word stands.
+/// she could read. Now the change's word stands: the epoch it makes takes
+/// the place of hers.
 #[test]
 fn a_made_up_epoch_cannot_take_a_real_ones_id() {
+    made_up_epoch_under_a_real_id(Sealing::Honest);
+}
+
+/// As above, with the outsider's key box in her change garbled, and her
+/// welcome sent once the outsider has read the change: it is refused (it
+/// is not what the change makes); the outsider waits at the change, asks
+/// for the key, which another member gives.
+#[test]
+fn a_made_up_epoch_gives_way_to_one_whose_key_is_asked_for() {
+    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()));
+}
+
+fn made_up_epoch_under_a_real_id(sealing: Sealing) {
     let mut m = Model::new(3, &[1], true, 11);
     m.apply(Op::MakeAdmin(1));
     m.heal();
@@ -1075,17 +1089,38 @@ fn a_made_up_epoch_cannot_take_a_real_ones_id() {
     let e = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
     assert!(e.member(&m.sign(o)).is_some(), "the outsider is in");
     let now = m.tick();
+    let garbled = matches!(sealing, Sealing::Garble(_));
+    let sealing = match sealing {
+        Sealing::Garble(_) => Sealing::Garble(vec![m.sign(o)]),
+        honest => honest,
+    };
     let (change, next) = e
-        .propose(&m.devs[1].id, Change::Remove(m.sign(2)), now, &mut m.rng)
+        .propose_sealed(
+            &m.devs[1].id,
+            Change::Remove(m.sign(2)),
+            now,
+            sealing,
+            &mut m.rng,
+        )
         .unwrap();
     let real = next.unwrap();
     m.removes.push((m.sign(1), m.sign(2)));
     m.devs[1].store.insert(&e.id(), &change).unwrap();
+    if garbled {
+        m.meet(1, o);
+        assert!(matches!(m.chain(o).unwrap().head(), Head::Waiting { .. }));
+    }
     let body = m.forge(&e, 1, o, e.number + 1, Some((e.id(), change.key().id.0)));
     let pair = m.pair(1, o);
     let now = m.tick();
     let welcome =
         Message::create(&m.devs[1].id, &pair, now, Kind::WELCOME, &body, &mut m.rng).unwrap();
+    if garbled {
+        let made_up = Epoch::from_welcome(&m.devs[o].id, &pair, &welcome, NOW).unwrap();
+        let mut chains = m.devs[o].chains.clone();
+        let taken = Chain::take_welcome(&mut chains, &welcome.author(), now, made_up);
+        assert_eq!(taken, Err(strand_sync::GroupError::Inconsistent));
+    }
     m.devs[1].store.insert(&pair.id, &welcome).unwrap();
     m.devs[o].store.insert(&pair.id, &welcome).unwrap();
     m.react(o);
