@@ -1461,6 +1461,23 @@ impl Chain {
         }
         let mine = me.public().sign;
         let mut opened = Vec::new();
+        // Whom the creator removed, as read so far. A change of theirs
+        // opens no epoch: it cannot win where the removal lies on a branch
+        // after it (§14.6.2), and opened, each epoch it makes gives them a
+        // new change to write, without end.
+        let creator = self.epochs.values().next().map(|e| e.creator);
+        let removed_by = |changes: &[Transition]| -> Vec<AuthorId> {
+            changes
+                .iter()
+                .filter(|t| Some(t.author) == creator)
+                .filter_map(|t| match t.change {
+                    Change::Remove(x) => Some(x),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut removed: BTreeSet<AuthorId> =
+            self.changes.values().flat_map(|c| removed_by(c)).collect();
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
             let epoch = self.epochs[&id].clone();
@@ -1551,7 +1568,8 @@ impl Chain {
                     }
                 }
             }
-            for t in &found {
+            removed.extend(removed_by(&found));
+            for t in found.iter().filter(|t| !removed.contains(&t.author)) {
                 match (&t.next, self.epochs.get(&t.next_id)) {
                     (Next::Opened(next), None) => {
                         self.epochs.insert(next.id(), (**next).clone());

@@ -1207,3 +1207,42 @@ fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
     );
     m.check().unwrap();
 }
+
+/// Mal, an admin the creator removed, writes a change into an epoch from
+/// when she was an admin, then one into the epoch it makes, and so on.
+/// Every member opened each (a change's next epoch is opened whether it
+/// wins or not), so she could grow epochs (stored, synced, read again at
+/// every change) without end. A removed admin's change opens nothing now.
+#[test]
+fn a_removed_admin_cannot_grow_epochs_without_end() {
+    let mut m = Model::new(3, &[1], true, 3);
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    let old = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    m.apply(Op::Remove(0, 1));
+    m.heal();
+    let before = m.chain(0).unwrap().epochs().count();
+    let o = m.members;
+    let mut at = old;
+    for k in 0..20 {
+        let change = if k % 2 == 0 {
+            Change::Add {
+                public: m.devs[o].id.public(),
+                name: "o".into(),
+            }
+        } else {
+            Change::Remove(m.sign(o))
+        };
+        let now = m.tick();
+        let (msg, next) = at.propose(&m.devs[1].id, change, now, &mut m.rng).unwrap();
+        m.devs[1].store.insert(&at.id(), &msg).unwrap();
+        m.digest(1);
+        m.meet(1, 0);
+        m.meet(1, 2);
+        at = next.unwrap();
+    }
+    m.heal();
+    let after = m.chain(0).unwrap().epochs().count();
+    assert!(after <= before + 1, "{before} epochs, then {after}");
+    m.check().unwrap();
+}
