@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Verdict};
+use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Time, Verdict};
 
 use crate::profile::expiry::Swept;
 use crate::profile::schema::MESSAGES;
@@ -462,13 +462,17 @@ impl Ledger {
         }
     }
 
-    /// Gives back what expired messages others wrote counted, as the
-    /// sweep that deleted them says. (Counting afresh from the store after
-    /// every sweep read whole logs while all storing waited on the
-    /// ledger, as often as a contact's disappearing texts expire.)
-    pub(crate) fn swept(&self, profile: &Profile, swept: &Swept) {
+    /// Deletes the messages expired at `now` ([`Profile::sweep_expired`])
+    /// and gives back what those others wrote counted. (Counting afresh
+    /// from the store after every sweep read whole logs while all storing
+    /// waited on the ledger, as often as a contact's disappearing texts
+    /// expire.) The ledger stays locked meanwhile: a scope first counted
+    /// between the sweep and the give-back would lose the swept bytes
+    /// twice.
+    pub(crate) fn sweep(&self, profile: &Profile, now: Time) -> Result<Swept, ProfileError> {
         let me = profile.identity().public().sign;
         let mut ledger = self.used.lock().expect("ledger lock");
+        let swept = profile.sweep_expired(now)?;
         for (group, facts) in &swept.rows {
             let (scope_id, _, _) = profile.budget_scope(group);
             let Some(scope) = ledger.get_mut(&scope_id) else {
@@ -480,6 +484,7 @@ impl Ledger {
                 Some(_) => {}
             }
         }
+        Ok(swept)
     }
 
     /// Forgets what was counted (after a batch failed to store, or the
@@ -685,9 +690,8 @@ mod tests {
             texts.iter().map(|m| m.as_bytes().len() as u64).sum::<u64>()
         );
 
-        let swept = p.sweep_expired(now + 1000).unwrap();
+        let swept = ledger.sweep(&p, now + 1000).unwrap();
         assert_eq!(swept.count(), 2);
-        ledger.swept(&p, &swept);
         let kept = ledger.used.lock().unwrap()[&group.id].total.all;
         let counted = Ledger::count(&p, &[group.id], &me).unwrap();
         assert_eq!(kept, counted.total.all);

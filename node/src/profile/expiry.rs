@@ -19,9 +19,10 @@ use crate::profile::{Profile, ProfileError};
 
 /// What a sweep deleted: per message, its log and, unless its row was
 /// hollow, its author, kind and length (for the budget ledger to give
-/// back).
+/// back). A row that did not read is not listed (nor counted).
 #[derive(Debug, Default)]
 pub struct Swept {
+    deleted: usize,
     pub(crate) rows: Vec<(GroupId, Option<RowFacts>)>,
 }
 
@@ -31,7 +32,7 @@ pub(crate) type RowFacts = (AuthorId, Kind, u64);
 impl Swept {
     /// How many messages were deleted.
     pub fn count(&self) -> usize {
-        self.rows.len()
+        self.deleted
     }
 }
 
@@ -66,9 +67,15 @@ impl Profile {
                 let key: [u8; 72] = k[8..].try_into().expect("72 bytes");
                 let group = GroupId(key[..32].try_into().expect("32 bytes"));
                 if let Some(row) = messages.remove(&key).map_err(db_error)? {
-                    let facts = crate::profile::store::row_facts(row.value())
-                        .map(|(author, kind, n)| (author, kind, n as u64));
-                    swept.rows.push((group, facts));
+                    // A hollow row, or what the ledger counted (a row that
+                    // does not read counted nothing).
+                    swept.deleted += 1;
+                    let row = row.value();
+                    if row.is_empty() {
+                        swept.rows.push((group, None));
+                    } else if let Some((author, kind, n)) = crate::profile::store::row_facts(row) {
+                        swept.rows.push((group, Some((author, kind, n as u64))));
+                    }
                 }
                 outbox.remove(&key).map_err(db_error)?;
                 if chunks.remove(&key).map_err(db_error)?.is_some() {

@@ -766,10 +766,11 @@ impl Node {
         let cancel = self.shared.cancel.clone();
         loop {
             let swept_at = tokio::time::Instant::now();
-            let profile = self.shared.profile.clone();
+            let shared = self.shared.clone();
             let now = self.shared.clock.now();
             let (swept, next) = tokio::task::spawn_blocking(move || {
-                (profile.sweep_expired(now), profile.next_expiry())
+                let swept = shared.ledger.sweep(&shared.profile, now);
+                (swept, shared.profile.next_expiry())
             })
             .await
             .unwrap_or((Ok(Default::default()), Ok(None)));
@@ -777,10 +778,9 @@ impl Node {
                 Ok(swept) if swept.count() == 0 => {}
                 Ok(swept) => {
                     let count = swept.count();
-                    tracing::info!(count, "disappearing messages deleted");
                     // What they counted against their authors' budgets is
-                    // free again.
-                    self.shared.ledger.swept(&self.shared.profile, &swept);
+                    // free again (given back as they were deleted).
+                    tracing::info!(count, "disappearing messages deleted");
                     carrying::expired(self.shared.clone()).await;
                     let _ = self.shared.events.send(NodeEvent::Expired { count });
                 }
