@@ -1196,11 +1196,47 @@ pub struct Transition {
 
 impl Transition {
     /// Whether `epoch` is the one this change, made in epoch `from`,
-    /// makes: its members, and the key the change commits to.
-    fn makes(&self, from: &GroupId, epoch: &Epoch) -> bool {
+    /// makes: the next number, its members, and the key the change
+    /// commits to.
+    fn makes(&self, from: &Epoch, epoch: &Epoch) -> bool {
         epoch.id() == self.next_id
+            && from.number.checked_add(1) == Some(epoch.number)
             && epoch.members == self.members
-            && key_commitment(from, epoch.group.key().as_bytes()) == self.commit
+            && key_commitment(&from.id(), epoch.group.key().as_bytes()) == self.commit
+    }
+}
+
+/// Who is gone from a group, as [`Chain::update`] reads its changes.
+#[derive(Default)]
+struct Gone {
+    creator: Option<AuthorId>,
+    /// Whom the creator removed.
+    removed: BTreeSet<AuthorId>,
+    /// Who left, and the highest number of an epoch they left in.
+    left: BTreeMap<AuthorId, u32>,
+}
+
+impl Gone {
+    /// Takes in the changes of an epoch numbered `number`.
+    fn read(&mut self, number: u32, changes: &[Transition]) {
+        for t in changes {
+            match t.change {
+                Change::Remove(x) if Some(t.author) == self.creator => {
+                    self.removed.insert(x);
+                }
+                Change::Leave => {
+                    let at = self.left.entry(t.author).or_default();
+                    *at = (*at).max(number);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether change `t`, in an epoch numbered `number`, opens no epoch:
+    /// its author was removed by the creator, or left in a later epoch.
+    fn opens_nothing(&self, t: &Transition, number: u32) -> bool {
+        self.removed.contains(&t.author) || self.left.get(&t.author).is_some_and(|&l| l > number)
     }
 }
 
@@ -1427,11 +1463,11 @@ impl Chain {
         // change makes, or nothing: its id names only its parent and
         // change, so an adder could otherwise put members and a key of
         // its own under the id of an epoch the group goes on to.
-        if let Some((parent, _)) = epoch.parent {
-            let made = chain.changes.get(&parent).into_iter().flatten();
+        if let Some(parent) = epoch.parent.and_then(|(p, _)| chain.epochs.get(&p)) {
+            let made = chain.changes.get(&parent.id()).into_iter().flatten();
             if made
                 .filter(|t| t.next_id == id)
-                .any(|t| !t.makes(&parent, &epoch))
+                .any(|t| !t.makes(parent, &epoch))
             {
                 return Err(GroupError::Inconsistent);
             }
@@ -1461,26 +1497,27 @@ impl Chain {
         }
         let mine = me.public().sign;
         let mut opened = Vec::new();
-        // Whom the creator removed, as read so far. A change of theirs
-        // opens no epoch: it cannot win where the removal lies on a branch
-        // after it (§14.6.2), and opened, each epoch it makes gives them a
-        // new change to write, without end.
-        let creator = self.epochs.values().next().map(|e| e.creator);
-        let removed_by = |changes: &[Transition]| -> Vec<AuthorId> {
-            changes
-                .iter()
-                .filter(|t| Some(t.author) == creator)
-                .filter_map(|t| match t.change {
-                    Change::Remove(x) => Some(x),
-                    _ => None,
-                })
-                .collect()
+        // Who is gone, as read so far: whom the creator removed, and
+        // admins who left (with the highest epoch number they left in). A
+        // change by someone the creator removed, or written into an epoch
+        // from before its author left, opens no epoch: it cannot win where
+        // the removal lies after it (§14.6.2), and opened, each epoch it
+        // makes gives its author a new change to write, without end.
+        let mut gone = Gone {
+            creator: self.epochs.values().next().map(|e| e.creator),
+            ..Gone::default()
         };
-        let mut removed: BTreeSet<AuthorId> =
-            self.changes.values().flat_map(|c| removed_by(c)).collect();
+        for (id, changes) in &self.changes {
+            if let Some(e) = self.epochs.get(id) {
+                gone.read(e.number, changes);
+            }
+        }
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
-            let epoch = self.epochs[&id].clone();
+            // Let go of if a change showed it made up (below).
+            let Some(epoch) = self.epochs.get(&id).cloned() else {
+                continue;
+            };
             let mut keys = Vec::new();
             store.scan(&id, &KeyRange::ALL, &mut |k| {
                 keys.push(*k);
@@ -1568,8 +1605,11 @@ impl Chain {
                     }
                 }
             }
-            removed.extend(removed_by(&found));
-            for t in found.iter().filter(|t| !removed.contains(&t.author)) {
+            gone.read(epoch.number, &found);
+            for t in found
+                .iter()
+                .filter(|t| !gone.opens_nothing(t, epoch.number))
+            {
                 match (&t.next, self.epochs.get(&t.next_id)) {
                     (Next::Opened(next), None) => {
                         self.epochs.insert(next.id(), (**next).clone());
@@ -1578,13 +1618,19 @@ impl Chain {
                     }
                     // A welcome gave this id an epoch the change does not
                     // make (its adder's word, taken before the change was
-                    // read): the change's word stands, and its epoch takes
-                    // the place. (Until it opens, the path waits at the
-                    // change for its key, and does not follow the other.)
-                    (Next::Opened(next), Some(held)) if !t.makes(&id, held) => {
-                        self.epochs.insert(next.id(), (**next).clone());
-                        opened.push(next.id());
-                        todo.push(next.id());
+                    // read): the change's word stands. Its epoch takes the
+                    // place (stored over the welcome's entry); if its key
+                    // has not come, the made-up one is let go (held, it
+                    // would lead further than the change the path waits
+                    // at) and the key asked for.
+                    (next, Some(held)) if !t.makes(&epoch, held) => {
+                        if let Next::Opened(next) = next {
+                            self.epochs.insert(next.id(), (**next).clone());
+                            opened.push(next.id());
+                            todo.push(next.id());
+                        } else if self.entries.iter().any(|e| e.id != t.next_id) {
+                            self.forget(&t.next_id);
+                        }
                     }
                     _ => {}
                 }
@@ -1596,6 +1642,17 @@ impl Chain {
         }
         self.resolve();
         Ok(opened)
+    }
+
+    /// Lets go of an epoch shown to be made up, and of what was read in
+    /// it.
+    fn forget(&mut self, id: &GroupId) {
+        self.epochs.remove(id);
+        self.entries.retain(|e| e.id != *id);
+        self.changes.remove(id);
+        self.leaving.remove(id);
+        self.requests.remove(id);
+        self.shares.remove(id);
     }
 
     /// Works out who is revoked, every epoch's winning change, the path

@@ -1061,7 +1061,7 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
 /// the place of hers.
 #[test]
 fn a_made_up_epoch_cannot_take_a_real_ones_id() {
-    made_up_epoch_under_a_real_id(Sealing::Honest);
+    made_up_epoch_under_a_real_id(Sealing::Honest, false);
 }
 
 /// As above, with the outsider's key box in her change garbled, and her
@@ -1070,10 +1070,20 @@ fn a_made_up_epoch_cannot_take_a_real_ones_id() {
 /// for the key, which another member gives.
 #[test]
 fn a_made_up_epoch_gives_way_to_one_whose_key_is_asked_for() {
-    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()));
+    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), true);
 }
 
-fn made_up_epoch_under_a_real_id(sealing: Sealing) {
+/// With the outsider's box garbled and her welcome taken first: once the
+/// outsider reads the change, it lets her epoch go and waits at the change
+/// for the key (held, hers led further, and the path followed it).
+#[test]
+fn a_made_up_epoch_is_let_go_while_the_key_is_asked_for() {
+    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), false);
+}
+
+/// Mal's made-up epoch under the id her change makes, welcomed to the
+/// outsider before it reads the change, or after (`late`).
+fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool) {
     let mut m = Model::new(3, &[1], true, 11);
     m.apply(Op::MakeAdmin(1));
     m.heal();
@@ -1106,7 +1116,7 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing) {
     let real = next.unwrap();
     m.removes.push((m.sign(1), m.sign(2)));
     m.devs[1].store.insert(&e.id(), &change).unwrap();
-    if garbled {
+    if late {
         m.meet(1, o);
         assert!(matches!(m.chain(o).unwrap().head(), Head::Waiting { .. }));
     }
@@ -1115,7 +1125,7 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing) {
     let now = m.tick();
     let welcome =
         Message::create(&m.devs[1].id, &pair, now, Kind::WELCOME, &body, &mut m.rng).unwrap();
-    if garbled {
+    if late {
         let made_up = Epoch::from_welcome(&m.devs[o].id, &pair, &welcome, NOW).unwrap();
         let mut chains = m.devs[o].chains.clone();
         let taken = Chain::take_welcome(&mut chains, &welcome.author(), now, made_up);
@@ -1124,6 +1134,15 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing) {
     m.devs[1].store.insert(&pair.id, &welcome).unwrap();
     m.devs[o].store.insert(&pair.id, &welcome).unwrap();
     m.react(o);
+    if garbled && !late {
+        // Her change reaches the outsider, with no one else to give the key.
+        m.meet(1, o);
+        match m.chain(o).unwrap().head() {
+            Head::Waiting { last, .. } => assert_eq!(last.id(), e.id()),
+            other => panic!("the outsider follows her epoch: {other:?}"),
+        }
+        assert!(m.chain(o).unwrap().epoch(&real.id()).is_none());
+    }
     // Her log reaches the outsider; the creator removes her.
     m.heal();
     m.apply(Op::Remove(0, 1));
@@ -1215,11 +1234,37 @@ fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
 /// every change) without end. A removed admin's change opens nothing now.
 #[test]
 fn a_removed_admin_cannot_grow_epochs_without_end() {
+    grow_epochs(false);
+}
+
+/// As above, by an admin who left: her changes written into epochs from
+/// before she left open nothing.
+#[test]
+fn an_admin_who_left_cannot_grow_epochs_without_end() {
+    grow_epochs(true);
+}
+
+/// Mal, gone (removed by the creator, or `left`), writes changes one
+/// into the epoch the last made, from an epoch where she was an admin.
+fn grow_epochs(left: bool) {
     let mut m = Model::new(3, &[1], true, 3);
     m.apply(Op::MakeAdmin(1));
     m.heal();
     let old = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
-    m.apply(Op::Remove(0, 1));
+    if left {
+        m.apply(Op::Text(0));
+        m.apply(Op::MakeAdmin(2));
+        m.heal();
+        let head = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+        let now = m.tick();
+        let (leave, _) = head
+            .propose(&m.devs[1].id, Change::Leave, now, &mut m.rng)
+            .unwrap();
+        m.devs[1].store.insert(&head.id(), &leave).unwrap();
+        m.admins_left.insert(m.sign(1));
+    } else {
+        m.apply(Op::Remove(0, 1));
+    }
     m.heal();
     let before = m.chain(0).unwrap().epochs().count();
     let o = m.members;
