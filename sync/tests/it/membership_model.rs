@@ -1130,6 +1130,24 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool) {
         let mut chains = m.devs[o].chains.clone();
         let taken = Chain::take_welcome(&mut chains, &welcome.author(), now, made_up);
         assert_eq!(taken, Err(strand_sync::GroupError::Inconsistent));
+        // The real epoch (she knows its key), numbered otherwise: refused.
+        let mut renumbered = real.encode();
+        let at = 1 + 32 + 64 + 1 + real.name.len() + 32;
+        renumbered[at..at + 4].copy_from_slice(&(real.number + 5).to_be_bytes());
+        let again = Message::create(
+            &m.devs[1].id,
+            &pair,
+            now,
+            Kind::WELCOME,
+            &renumbered,
+            &mut m.rng,
+        )
+        .unwrap();
+        let epoch = Epoch::from_welcome(&m.devs[o].id, &pair, &again, NOW).unwrap();
+        assert_eq!(epoch.id(), real.id());
+        assert_eq!(epoch.number, real.number + 5);
+        let taken = Chain::take_welcome(&mut chains, &again.author(), now, epoch);
+        assert_eq!(taken, Err(strand_sync::GroupError::Inconsistent));
     }
     m.devs[1].store.insert(&pair.id, &welcome).unwrap();
     m.devs[o].store.insert(&pair.id, &welcome).unwrap();
