@@ -1206,37 +1206,29 @@ impl Transition {
     }
 }
 
-/// Who is gone from a group, as [`Chain::update`] reads its changes.
+/// Whom the creator removed, as [`Chain::update`] reads a group's
+/// changes.
 #[derive(Default)]
 struct Gone {
     creator: Option<AuthorId>,
-    /// Whom the creator removed.
     removed: BTreeSet<AuthorId>,
-    /// Who left, and the highest number of an epoch they left in.
-    left: BTreeMap<AuthorId, u32>,
 }
 
 impl Gone {
-    /// Takes in the changes of an epoch numbered `number`.
-    fn read(&mut self, number: u32, changes: &[Transition]) {
+    /// Takes in an epoch's changes.
+    fn read(&mut self, changes: &[Transition]) {
         for t in changes {
-            match t.change {
-                Change::Remove(x) if Some(t.author) == self.creator => {
+            if let Change::Remove(x) = t.change {
+                if Some(t.author) == self.creator {
                     self.removed.insert(x);
                 }
-                Change::Leave => {
-                    let at = self.left.entry(t.author).or_default();
-                    *at = (*at).max(number);
-                }
-                _ => {}
             }
         }
     }
 
-    /// Whether change `t`, in an epoch numbered `number`, opens no epoch:
-    /// its author was removed by the creator, or left in a later epoch.
-    fn opens_nothing(&self, t: &Transition, number: u32) -> bool {
-        self.removed.contains(&t.author) || self.left.get(&t.author).is_some_and(|&l| l > number)
+    /// Whether change `t` opens no epoch: the creator removed its author.
+    fn opens_nothing(&self, t: &Transition) -> bool {
+        self.removed.contains(&t.author)
     }
 }
 
@@ -1497,20 +1489,18 @@ impl Chain {
         }
         let mine = me.public().sign;
         let mut opened = Vec::new();
-        // Who is gone, as read so far: whom the creator removed, and
-        // admins who left (with the highest epoch number they left in). A
-        // change by someone the creator removed, or written into an epoch
-        // from before its author left, opens no epoch: it cannot win where
-        // the removal lies after it (§14.6.2), and opened, each epoch it
-        // makes gives its author a new change to write, without end.
+        // Whom the creator removed, as read so far. A change of theirs
+        // opens no epoch: it cannot win where the removal lies after it
+        // (§14.6.2), and opened, each epoch it makes gives its author a
+        // new change to write, without end. (Not so for an admin who
+        // left: a Leave that lost a fork strikes nothing, so her late
+        // change can still win, and must open.)
         let mut gone = Gone {
             creator: self.epochs.values().next().map(|e| e.creator),
             ..Gone::default()
         };
-        for (id, changes) in &self.changes {
-            if let Some(e) = self.epochs.get(id) {
-                gone.read(e.number, changes);
-            }
+        for changes in self.changes.values() {
+            gone.read(changes);
         }
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
@@ -1605,11 +1595,8 @@ impl Chain {
                     }
                 }
             }
-            gone.read(epoch.number, &found);
-            for t in found
-                .iter()
-                .filter(|t| !gone.opens_nothing(t, epoch.number))
-            {
+            gone.read(&found);
+            for t in found.iter().filter(|t| !gone.opens_nothing(t)) {
                 match (&t.next, self.epochs.get(&t.next_id)) {
                     (Next::Opened(next), None) => {
                         self.epochs.insert(next.id(), (**next).clone());
