@@ -1495,16 +1495,10 @@ impl Chain {
         // new change to write, without end. (Not so for an admin who
         // left: a Leave that lost a fork strikes nothing, so her late
         // change can still win, and must open.)
-        let mut gone = Gone {
-            creator: self.epochs.values().next().map(|e| e.creator),
-            ..Gone::default()
-        };
-        for changes in self.changes.values() {
-            gone.read(changes);
-        }
+        let mut gone = self.gone();
         let mut todo: Vec<GroupId> = self.epochs.keys().copied().collect();
         while let Some(id) = todo.pop() {
-            // Let go of if a change showed it made up (below).
+            // Gone if a change showed it made up (below).
             let Some(epoch) = self.epochs.get(&id).cloned() else {
                 continue;
             };
@@ -1597,27 +1591,21 @@ impl Chain {
             }
             gone.read(&found);
             for t in found.iter().filter(|t| !gone.opens_nothing(t)) {
+                // A held epoch the change does not make came from a welcome
+                // (its adder's word, taken before the change was read): the
+                // change's word stands. Its epoch takes the place (stored
+                // over the welcome's entry); if its key has not come, the
+                // made-up one is let go (held, it would lead further than
+                // the change the path waits at) and the key asked for.
                 match (&t.next, self.epochs.get(&t.next_id)) {
-                    (Next::Opened(next), None) => {
+                    (_, Some(held)) if t.makes(&epoch, held) => {}
+                    (Next::Opened(next), _) => {
                         self.epochs.insert(next.id(), (**next).clone());
                         opened.push(next.id());
                         todo.push(next.id());
                     }
-                    // A welcome gave this id an epoch the change does not
-                    // make (its adder's word, taken before the change was
-                    // read): the change's word stands. Its epoch takes the
-                    // place (stored over the welcome's entry); if its key
-                    // has not come, the made-up one is let go (held, it
-                    // would lead further than the change the path waits
-                    // at) and the key asked for.
-                    (next, Some(held)) if !t.makes(&epoch, held) => {
-                        if let Next::Opened(next) = next {
-                            self.epochs.insert(next.id(), (**next).clone());
-                            opened.push(next.id());
-                            todo.push(next.id());
-                        } else if self.entries.iter().any(|e| e.id != t.next_id) {
-                            self.forget(&t.next_id);
-                        }
+                    (_, Some(_)) if self.entries.iter().any(|e| e.id != t.next_id) => {
+                        self.forget(&t.next_id);
                     }
                     _ => {}
                 }
@@ -1629,6 +1617,18 @@ impl Chain {
         }
         self.resolve();
         Ok(opened)
+    }
+
+    /// Whom the creator removed, in the changes read so far.
+    fn gone(&self) -> Gone {
+        let mut gone = Gone {
+            creator: self.epochs.values().next().map(|e| e.creator),
+            ..Gone::default()
+        };
+        for changes in self.changes.values() {
+            gone.read(changes);
+        }
+        gone
     }
 
     /// Lets go of an epoch shown to be made up, and of what was read in
@@ -1797,21 +1797,15 @@ impl Chain {
     /// it was not one: only the creator removes admins).
     fn compute_revoked(&self) -> BTreeSet<AuthorId> {
         let all = || self.changes.values().flatten();
+        let removed = self.gone().removed;
         let creator = self.epochs.values().next().map(|e| e.creator);
-        let by_creator = |change: fn(&Change) -> Option<&AuthorId>| -> BTreeSet<AuthorId> {
-            all()
-                .filter(|t| Some(t.author) == creator)
-                .filter_map(|t| change(&t.change).copied())
-                .collect()
-        };
-        let removed = by_creator(|c| match c {
-            Change::Remove(x) => Some(x),
-            _ => None,
-        });
-        let promoted = by_creator(|c| match c {
-            Change::MakeAdmin(x) => Some(x),
-            _ => None,
-        });
+        let promoted: BTreeSet<AuthorId> = all()
+            .filter(|t| Some(t.author) == creator)
+            .filter_map(|t| match t.change {
+                Change::MakeAdmin(x) => Some(x),
+                _ => None,
+            })
+            .collect();
         let left: BTreeSet<AuthorId> = all()
             .filter(|t| t.change == Change::Leave)
             .map(|t| t.author)
