@@ -614,6 +614,52 @@ impl Profile {
 mod tests {
     use super::*;
 
+    /// A bundle record: the log, the message's length, the message.
+    fn record(group: &strand_sync::Group, m: &strand_sync::Message) -> Vec<u8> {
+        let mut record = group.id.0.to_vec();
+        record.extend_from_slice(&(m.as_bytes().len() as u32).to_be_bytes());
+        record.extend_from_slice(m.as_bytes());
+        record
+    }
+
+    /// Bob's bundle for Ann of `frames` (after the header frame), written
+    /// at `path`, and one import pass of Ann's over it, which must end.
+    fn one_pass(
+        ann: &Profile,
+        bob: &strand_sync::Identity,
+        path: &Path,
+        frames: &[&[u8]],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Pass {
+        let mut meta = vec![1u8];
+        meta.extend_from_slice(&bob.public().sign);
+        meta.extend_from_slice(&now.to_be_bytes());
+        let all: Vec<&[u8]> = std::iter::once(&meta[..])
+            .chain(frames.iter().copied())
+            .collect();
+        let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
+        std::fs::write(
+            path,
+            strand_sync::fuzzing::bundle_sealed(bob, &bob_of_ann, &all, rng),
+        )
+        .unwrap();
+        let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
+        let pass = ann
+            .import_pass(
+                &mut std::fs::File::open(path).unwrap(),
+                path,
+                &ann_of_bob,
+                &Ledger::default(),
+                &Budgets::default(),
+                now,
+                &|_| {},
+            )
+            .unwrap();
+        assert!(pass.error.is_none(), "{:?}", pass.error);
+        pass
+    }
+
     /// A contact can seal a bundle that holds one group message (here a
     /// welcome) thousands of times: every copy after the first is
     /// already here, costs no budget, and was listed again for the group
@@ -628,35 +674,11 @@ mod tests {
         let welcome =
             strand_sync::Message::create(&bob, &pair, now, Kind::WELCOME, b"not an epoch", rng)
                 .unwrap();
-        let mut record = pair.id.0.to_vec();
-        record.extend_from_slice(&(welcome.as_bytes().len() as u32).to_be_bytes());
-        record.extend_from_slice(welcome.as_bytes());
-        let mut meta = vec![1u8];
-        meta.extend_from_slice(&bob.public().sign);
-        meta.extend_from_slice(&now.to_be_bytes());
+        let record = record(&pair, &welcome);
         let copies = (strand_sync::MAX_BUNDLE_FRAME - 64) / record.len();
         let frame = record.repeat(copies);
-        let frames: Vec<&[u8]> = vec![&meta, &frame, &frame, &frame];
-        let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
         let path = tmp.path().join("repeats.strand");
-        std::fs::write(
-            &path,
-            strand_sync::fuzzing::bundle_sealed(&bob, &bob_of_ann, &frames, rng),
-        )
-        .unwrap();
-        let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
-        let pass = ann
-            .import_pass(
-                &mut std::fs::File::open(&path).unwrap(),
-                &path,
-                &ann_of_bob,
-                &Ledger::default(),
-                &Budgets::default(),
-                now,
-                &|_| {},
-            )
-            .unwrap();
-        assert!(pass.error.is_none(), "{:?}", pass.error);
+        let pass = one_pass(&ann, &bob, &path, &[&frame, &frame, &frame], now, rng);
         assert_eq!(pass.new, 1);
         assert_eq!(pass.held + pass.over_budget, 3 * copies - 1);
         assert_eq!(pass.changes.len(), 1);
@@ -686,36 +708,9 @@ mod tests {
             if order == "descending" {
                 changes.reverse();
             }
-            let mut frame = Vec::new();
-            for m in &changes {
-                frame.extend_from_slice(&pair.id.0);
-                frame.extend_from_slice(&(m.as_bytes().len() as u32).to_be_bytes());
-                frame.extend_from_slice(m.as_bytes());
-            }
-            let mut meta = vec![1u8];
-            meta.extend_from_slice(&bob.public().sign);
-            meta.extend_from_slice(&now.to_be_bytes());
-            let frames: Vec<&[u8]> = vec![&meta, &frame];
-            let bob_of_ann = bob.contact(&ann.identity().public()).unwrap();
+            let frame: Vec<u8> = changes.iter().flat_map(|m| record(&pair, m)).collect();
             let path = tmp.path().join(format!("{order}.strand"));
-            std::fs::write(
-                &path,
-                strand_sync::fuzzing::bundle_sealed(&bob, &bob_of_ann, &frames, rng),
-            )
-            .unwrap();
-            let ann_of_bob = ann.identity().contact(&bob.public()).unwrap();
-            let pass = ann
-                .import_pass(
-                    &mut std::fs::File::open(&path).unwrap(),
-                    &path,
-                    &ann_of_bob,
-                    &Ledger::default(),
-                    &Budgets::default(),
-                    now,
-                    &|_| {},
-                )
-                .unwrap();
-            assert!(pass.error.is_none(), "{:?}", pass.error);
+            let pass = one_pass(&ann, &bob, &path, &[&frame], now, rng);
             assert!(pass.changes.is_empty(), "{order}");
             assert_eq!(pass.changed.len(), 1, "{order}");
             assert_eq!(pass.stored.len(), 1, "{order}: announced");
