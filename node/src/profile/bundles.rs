@@ -117,13 +117,74 @@ pub struct Imported {
     pub incomplete: Option<String>,
     /// The new messages, for live sessions.
     #[serde(skip)]
-    pub(crate) stored: Vec<(GroupId, Key)>,
+    pub(crate) stored: Announce,
     /// What following the group changes it brought wrote.
     #[serde(skip)]
     pub(crate) written: crate::profile::groups::Written,
     /// Contacts its mailbox records added.
     #[serde(skip)]
     pub(crate) added: Vec<crate::profile::ContactRecord>,
+}
+
+/// New messages an import lists, each, for live sessions at most: past
+/// this, only the logs they are in, for the sessions to reconcile whole.
+/// A contact's budget holds millions of minimal messages, and each key
+/// listed is kept for the whole import (72 bytes: a gigabyte, listed
+/// without end).
+pub(crate) const ANNOUNCED_AT_MOST: usize = 1 << 16;
+
+/// The new messages an import brought, for live sessions: each up to a
+/// bound, past it the logs they are in.
+#[derive(Debug, Clone)]
+pub(crate) struct Announce {
+    at_most: usize,
+    /// New messages, each.
+    pub(crate) keys: Vec<(GroupId, Key)>,
+    /// Logs with more new messages than listed.
+    pub(crate) logs: std::collections::BTreeSet<GroupId>,
+}
+
+impl Default for Announce {
+    fn default() -> Announce {
+        Announce::new(ANNOUNCED_AT_MOST)
+    }
+}
+
+impl Announce {
+    fn new(at_most: usize) -> Announce {
+        Announce {
+            at_most,
+            keys: Vec::new(),
+            logs: Default::default(),
+        }
+    }
+
+    /// Lists a new message, or its log once the list is full.
+    fn push(&mut self, group: GroupId, key: Key) {
+        if self.keys.len() < self.at_most {
+            self.keys.push((group, key));
+        } else {
+            self.logs.insert(group);
+        }
+    }
+
+    /// Takes in what another pass listed.
+    fn extend(&mut self, other: Announce) {
+        for (group, key) in other.keys {
+            self.push(group, key);
+        }
+        self.logs.extend(other.logs);
+    }
+
+    /// Whether nothing new came.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.logs.is_empty()
+    }
+
+    /// Whether new messages of `group` came that are not listed.
+    pub(crate) fn beyond(&self, group: &GroupId) -> bool {
+        self.logs.contains(group)
+    }
 }
 
 /// What one import pass did.
@@ -137,7 +198,9 @@ struct Pass {
     over_budget: usize,
     /// Refused as of a log not (yet) shared with the contact.
     unknown: usize,
-    stored: Vec<(GroupId, Key)>,
+    stored: Announce,
+    /// Contacts the mailbox records it stored added.
+    added: Vec<crate::profile::ContactRecord>,
     /// Welcomes stored or already here, each once (a bundle may hold one
     /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,
@@ -385,7 +448,8 @@ impl Profile {
     }
 
     /// One pass over a bundle that opened: checks its messages as a link
-    /// would (budgets included) and stores them.
+    /// would (budgets included) and stores them, listing at most
+    /// `at_most` new ones each, and takes the mailbox records it stores.
     #[allow(clippy::too_many_arguments)]
     fn import_pass(
         &self,
@@ -394,10 +458,16 @@ impl Profile {
         contact: &Contact,
         ledger: &Ledger,
         budgets: &Budgets,
+        at_most: usize,
         now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
         read: &dyn Fn(u64),
     ) -> Result<Pass, ProfileError> {
-        let mut pass = Pass::default();
+        let mut pass = Pass {
+            stored: Announce::new(at_most),
+            ..Pass::default()
+        };
+        let direct = contact.direct_group().id;
         let result = read_frames(file, path, contact, read, |_, messages| {
             let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
             for (group, msg) in messages {
@@ -421,8 +491,9 @@ impl Profile {
                         Verdict::Stored { new: true } => {
                             // Carrying-pool messages are no conversation's:
                             // carrying reads them (a running node now, else
-                            // the next one to start).
-                            if *item.group() != contact.pool.id {
+                            // the next one to start). Changes are counted
+                            // as kept (below).
+                            if *item.group() != contact.pool.id && kind != Kind::MEMBERSHIP {
                                 pass.new += 1;
                                 match kind {
                                     Kind::TEXT => pass.new_texts += 1,
@@ -436,7 +507,18 @@ impl Profile {
                                 let at = (*item.group(), item.message().author());
                                 pass.kept.insert(at, item.key());
                             } else {
-                                pass.stored.push((*item.group(), item.key()));
+                                pass.stored.push(*item.group(), item.key());
+                            }
+                            // Mailbox records are taken as if a link had
+                            // brought them.
+                            if matches!(kind, Kind::MAILBOX | Kind::MAILBOX_CONTACTS)
+                                && *item.group() == direct
+                            {
+                                match self.take_mailbox_record(item.group(), &item.key(), now, rng)
+                                {
+                                    Ok(a) => pass.added.extend(a),
+                                    Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
+                                }
                             }
                         }
                         Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,
@@ -472,8 +554,10 @@ impl Profile {
         });
         pass.error = result.err();
         let kept = std::mem::take(&mut pass.kept);
-        pass.stored
-            .extend(kept.into_iter().map(|((group, _), key)| (group, key)));
+        pass.new += kept.len();
+        for ((group, _), key) in kept {
+            pass.stored.push(group, key);
+        }
         Ok(pass)
     }
 
@@ -558,8 +642,17 @@ impl Profile {
                 imported.incomplete = Some("the contact was removed meanwhile".into());
                 break;
             };
-            let pass =
-                self.import_pass(&mut file, path, contact, ledger, budgets, now, &reading(1))?;
+            let pass = self.import_pass(
+                &mut file,
+                path,
+                contact,
+                ledger,
+                budgets,
+                ANNOUNCED_AT_MOST,
+                now,
+                rng,
+                &reading(1),
+            )?;
             imported.new += pass.new;
             imported.new_texts += pass.new_texts;
             imported.new_files += pass.new_files;
@@ -568,6 +661,7 @@ impl Profile {
             imported.over_budget = pass.over_budget;
             earlier += pass.new;
             imported.stored.extend(pass.stored);
+            imported.added.extend(pass.added);
             let mut epochs = false;
             if !pass.changes.is_empty() || !pass.changed.is_empty() {
                 let changes: Vec<(GroupId, Key)> = pass
@@ -596,16 +690,6 @@ impl Profile {
                 break;
             }
         }
-        // Mailbox records it brought are taken as if a link had.
-        let book = self.book();
-        for (group, key) in &imported.stored {
-            if book.sync.iter().any(|c| c.direct_group().id == *group) {
-                match self.take_mailbox_record(group, key, now, rng) {
-                    Ok(a) => imported.added.extend(a),
-                    Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
-                }
-            }
-        }
         Ok(imported)
     }
 }
@@ -623,12 +707,14 @@ mod tests {
     }
 
     /// Bob's bundle for Ann of `frames` (after the header frame), written
-    /// at `path`, and one import pass of Ann's over it, which must end.
+    /// at `path`, and one import pass of Ann's over it, listing at most
+    /// `at_most` new messages, which must end.
     fn one_pass(
         ann: &Profile,
         bob: &strand_sync::Identity,
         path: &Path,
         frames: &[&[u8]],
+        at_most: usize,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Pass {
@@ -652,7 +738,9 @@ mod tests {
                 &ann_of_bob,
                 &Ledger::default(),
                 &Budgets::default(),
+                at_most,
                 now,
+                rng,
                 &|_| {},
             )
             .unwrap();
@@ -678,7 +766,15 @@ mod tests {
         let copies = (strand_sync::MAX_BUNDLE_FRAME - 64) / record.len();
         let frame = record.repeat(copies);
         let path = tmp.path().join("repeats.strand");
-        let pass = one_pass(&ann, &bob, &path, &[&frame, &frame, &frame], now, rng);
+        let pass = one_pass(
+            &ann,
+            &bob,
+            &path,
+            &[&frame, &frame, &frame],
+            ANNOUNCED_AT_MOST,
+            now,
+            rng,
+        );
         assert_eq!(pass.new, 1);
         assert_eq!(pass.held + pass.over_budget, 3 * copies - 1);
         assert_eq!(pass.changes.len(), 1);
@@ -710,15 +806,55 @@ mod tests {
             }
             let frame: Vec<u8> = changes.iter().flat_map(|m| record(&pair, m)).collect();
             let path = tmp.path().join(format!("{order}.strand"));
-            let pass = one_pass(&ann, &bob, &path, &[&frame], now, rng);
+            let pass = one_pass(&ann, &bob, &path, &[&frame], ANNOUNCED_AT_MOST, now, rng);
             assert!(pass.changes.is_empty(), "{order}");
             assert_eq!(pass.changed.len(), 1, "{order}");
-            assert_eq!(pass.stored.len(), 1, "{order}: announced");
+            assert_eq!(pass.stored.keys.len(), 1, "{order}: announced");
+            assert_eq!(pass.new, 1, "{order}: counted new");
             let (_, key) = pass.changed.iter().next().unwrap();
-            assert_eq!(pass.stored[0], (pair.id, *key), "{order}");
+            assert_eq!(pass.stored.keys[0], (pair.id, *key), "{order}");
             let kept = strand_sync::Store::get(&ann.read_view().unwrap(), &pair.id, key).unwrap();
             assert!(kept.is_some(), "{order}: the listed change is the one kept");
         }
+    }
+
+    /// A bundle of more new messages than an import lists (a contact's
+    /// budget holds millions of minimal ones, each key kept for the whole
+    /// import) lists up to the bound, then the log, to be reconciled
+    /// whole; every message is stored and counted.
+    #[test]
+    fn an_import_lists_new_messages_up_to_a_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (ann, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let frame: Vec<u8> = (0..40)
+            .flat_map(|i| {
+                let m = Message::create(&bob, &pair, now - 100 + i, Kind::TEXT, b"hi", rng);
+                record(&pair, &m.unwrap())
+            })
+            .collect();
+        let path = tmp.path().join("many.strand");
+        let pass = one_pass(&ann, &bob, &path, &[&frame], 16, now, rng);
+        assert_eq!((pass.new, pass.new_texts), (40, 40));
+        assert_eq!(pass.stored.keys.len(), 16);
+        assert!(pass.stored.beyond(&pair.id));
+        let mut all = Announce::new(24);
+        all.extend(pass.stored);
+        all.extend(one_pass(&ann, &bob, &path, &[&frame], 16, now, rng).stored);
+        assert_eq!(all.keys.len(), 16, "a second pass stores nothing new");
+        let mut n = 0;
+        strand_sync::Store::scan(
+            &ann.read_view().unwrap(),
+            &pair.id,
+            &strand_sync::KeyRange::ALL,
+            &mut |_| {
+                n += 1;
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        assert!(n >= 40, "{n} stored");
     }
 
     /// A drive that fills up mid-write (`/dev/full`: its writes fail as a

@@ -1246,18 +1246,29 @@ impl Node {
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
-        for (group, key) in &imported.stored {
+        // New messages past what an import lists: their logs are
+        // reconciled whole, and the pools read whole.
+        for (group, key) in &imported.stored.keys {
             self.shared.registry.announce(*group, *key, None);
         }
+        for group in &imported.stored.logs {
+            self.shared.registry.resync(*group);
+        }
         let book = self.shared.profile.book();
-        let pool: Vec<(GroupId, Key)> = imported
-            .stored
-            .iter()
-            .filter(|(g, _)| book.sync.iter().any(|c| c.pool.id == *g))
-            .copied()
-            .collect();
-        if !pool.is_empty() {
-            carrying::pool_received(self.shared.clone(), pool).await;
+        let pools: Vec<GroupId> = book.sync.iter().map(|c| c.pool.id).collect();
+        if pools.iter().any(|g| imported.stored.beyond(g)) {
+            carrying::read_unread(self.shared.clone()).await;
+        } else {
+            let pool: Vec<(GroupId, Key)> = imported
+                .stored
+                .keys
+                .iter()
+                .filter(|(g, _)| pools.contains(g))
+                .copied()
+                .collect();
+            if !pool.is_empty() {
+                carrying::pool_received(self.shared.clone(), pool).await;
+            }
         }
         // Contacts its mailbox records added, followed up as a link's are.
         if !imported.added.is_empty() {
