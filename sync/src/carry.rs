@@ -530,6 +530,9 @@ pub struct Carrier {
     /// text to them is held back from carriers (§17, *When a sender
     /// spreads*).
     met: BTreeMap<AuthorId, Meetings>,
+    /// Contacts linked now ([`Carrier::set_linked`]; not kept between
+    /// runs): a text to one goes over the link, not to carriers.
+    linked: BTreeSet<AuthorId>,
     /// Bytes of own messages kept.
     own_bytes: usize,
     used: u64,
@@ -712,6 +715,7 @@ impl Carrier {
             retired: BTreeMap::new(),
             records: BTreeMap::new(),
             met: BTreeMap::new(),
+            linked: BTreeSet::new(),
             own_bytes: 0,
             used: 0,
             seq: 0,
@@ -757,6 +761,8 @@ impl Carrier {
             let release = own.released(&self.met, self.config.hold_gaps);
             if !own.peers.is_empty() || !own.offered.is_empty() || !own.acks.is_empty() {
                 s.out += 1;
+            } else if self.linked.contains(&own.recipient.sign) {
+                s.held_back += 1;
             } else if now < release {
                 s.held_back += 1;
                 s.released = Some(s.released.map_or(release, |r| r.min(release)));
@@ -777,6 +783,15 @@ impl Carrier {
     /// takes in nothing new.
     pub fn set_carrying(&mut self, carry: bool) {
         self.config.carry = carry;
+    }
+
+    /// Which contacts are linked now (a session up): this device's texts
+    /// to them are held back from carriers while they are, as they go
+    /// over the link (§17, *When a sender spreads*). Once a link ends,
+    /// its texts not yet delivered are offered at the next
+    /// [`Carrier::hand`], held back as long as any other text.
+    pub fn set_linked(&mut self, linked: BTreeSet<AuthorId>) {
+        self.linked = linked;
     }
 
     /// Whether contact `peer` said it carries.
@@ -933,7 +948,7 @@ impl Carrier {
         self.retired
             .retain(|_, r| r.expires > now && !r.tell.is_empty());
         if carries {
-            let (met, gaps) = (&self.met, self.config.hold_gaps);
+            let (met, gaps, linked) = (&self.met, self.config.hold_gaps, &self.linked);
             for own in self.own.values_mut() {
                 if own.expires <= now
                     || own.recipient.sign == peer.sign
@@ -941,9 +956,11 @@ impl Carrier {
                 {
                     continue;
                 }
-                // Held back while it may still go directly (not from a
-                // drive, which its owner made to hand things on).
-                if !drive && now < own.released(met, gaps) {
+                // Held back while it may still go directly: its recipient
+                // is linked now, or usually met soon (not onto a drive,
+                // which its owner made to hand things on).
+                if !drive && (linked.contains(&own.recipient.sign) || now < own.released(met, gaps))
+                {
                     continue;
                 }
                 if let Some(reach) = reach_of(own.copies) {
@@ -3556,5 +3573,35 @@ mod tests {
             };
             assert_eq!(p[0].carrier.spreading_at(written + hold), both_out);
         }
+    }
+
+    /// A text to a contact linked now goes over the link: carriers are
+    /// not offered it while the link is up (before, a text to someone
+    /// never met twice went to every carrier at once, though it was
+    /// delivered directly a moment later). Once the link ends, it is
+    /// offered as any other; a drive takes it all the same.
+    #[test]
+    fn a_text_to_a_linked_contact_is_not_offered_to_carriers() {
+        let mut rng = ChaCha20Rng::seed_from_u64(48);
+        let mut p = line(3, chains(9, 4), &mut rng);
+        let (p1, p2) = (p[1].id.public(), p[2].id.public());
+        let c = p[0].id.contact(&p1).unwrap();
+        let m = Message::create(&p[0].id, c.direct_group(), NOW, Kind::TEXT, b"x", &mut rng);
+        assert!(p[0].carrier.originate(&p1, m.unwrap(), NOW));
+        p[0].carrier.set_linked([p1.sign, p2.sign].into());
+        let held_back = Spreading {
+            held_back: 1,
+            ..Spreading::default()
+        };
+        assert_eq!(p[0].carrier.spreading_at(NOW), held_back);
+        assert!(p[0].carrier.hand(&p2, NOW, &mut rng).is_empty());
+        let mut drive = p[0].carrier.clone();
+        assert_eq!(drive.hand_for_drive(&p2, NOW, &mut rng).len(), 1);
+        // 1's link ends; 2's goes on.
+        p[0].carrier.set_linked([p2.sign].into());
+        let offered = p[0].carrier.hand(&p2, NOW + 1, &mut rng);
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].body[0], OFFER);
+        assert_eq!(p[0].carrier.spreading_at(NOW + 1).out, 1);
     }
 }

@@ -132,6 +132,8 @@ fn tell_delivered(shared: &Shared, keys: &[(GroupId, Key)]) {
 fn hand(shared: &Shared, carrier: &mut Carrier, peers: &[PublicIdentity], job: &mut Job) {
     let now = shared.clock.now();
     let mut rng = shared.rng();
+    // Texts to a contact linked now go over the link.
+    carrier.set_linked(shared.registry.connected(strand_transport::LinkKind::Relay));
     for peer in peers {
         job.out.extend(carrier.hand(peer, now, &mut rng));
     }
@@ -323,6 +325,20 @@ pub(crate) async fn spread_queued(shared: Arc<Shared>) {
     .await;
     if let Err(e) = result {
         tracing::warn!("spreading queued texts through carriers failed: {e}");
+    }
+}
+
+/// A session ended: the texts to its contact not yet delivered are
+/// offered to the carriers linked now, unless another link to the
+/// contact is up.
+pub(crate) async fn session_down(shared: Arc<Shared>) {
+    let result = with_carrier(shared, move |shared, carrier, job| {
+        hand(shared, carrier, &live(shared, None), job);
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("handing envelopes to carriers failed: {e}");
     }
 }
 

@@ -313,6 +313,11 @@ impl Pump {
         self.flush_marks();
         if let Some(id) = self.id.take() {
             self.node.registry.unregister(id, self.node.clock.now());
+            if self.contact.is_some() && !self.node.cancel.is_cancelled() {
+                self.node
+                    .tasks
+                    .spawn(super::carrying::session_down(self.node.clone()));
+            }
         }
         reader.abort();
         drop(out_tx);

@@ -7,7 +7,7 @@
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use strand_node::{KdfParams, Node, Profile};
+use strand_node::{Budgets, KdfParams, Node, NodeConfig, NodeEvent, Profile};
 use strand_sync::harness::PoolFixture;
 use strand_sync::{Envelope, Identity, Kind, Message, PublicIdentity, Store, WriteStore};
 use strand_transport::memory::Hub;
@@ -161,6 +161,52 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
     ann.shutdown().await;
     ben.shutdown().await;
     cat.shutdown().await;
+}
+
+/// A text to a contact linked now goes over the link: no carrier is
+/// offered it while the link is up (before, a text to someone not met
+/// twice went to every carrier at once, though it was delivered directly
+/// a moment later). Here Cat refuses it (her budget for Ann is spent), so
+/// it stays undelivered; when her link ends, it goes to Ben.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_to_a_linked_contact_goes_to_carriers_only_once_the_link_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = three(tmp.path());
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    ben_carries(&ann, &ben).await;
+    let mut events = ann.subscribe();
+    let cat = Node::start(
+        cat,
+        NodeConfig {
+            emulated: Some(hub.clone()),
+            budgets: Budgets {
+                per_contact: 1,
+                ..Budgets::default()
+            },
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(90), events.recv()).await {
+            Ok(Ok(NodeEvent::Connected { contact, .. })) if contact == "cat" => break,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            other => panic!("Ann and Cat never linked: {other:?}"),
+        }
+    }
+    ann.send("cat", "over the link").await.unwrap();
+    let s = ann.carry_status();
+    assert_eq!((s.held_back, s.waiting), (1, 0), "{s:?}");
+    cat.shutdown().await;
+    until("Ben holds it once Cat's link ends", || {
+        ben.carry_status().held == 1
+    })
+    .await;
+    ann.shutdown().await;
+    ben.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
