@@ -419,7 +419,8 @@ pub struct CarryStats {
     pub acknowledged: u64,
     /// Envelopes sealed by this device (one per carrier handed to).
     pub sealed: u64,
-    /// Envelopes that opened for this device.
+    /// Envelopes that opened for this device (each once, however often
+    /// one whose message waits, [`Carrier::take_later`], opens again).
     pub opened: u64,
     /// Of those, the ones whose message was taken in and acknowledged (a
     /// contact wrote it in their 1:1 group with this device).
@@ -533,6 +534,10 @@ pub struct Carrier {
     /// Contacts linked now ([`Carrier::set_linked`]; not kept between
     /// runs): a text to one goes over the link, not to carriers.
     linked: BTreeSet<AuthorId>,
+    /// Envelopes opened here whose message waits to be taken, by
+    /// acknowledgement hash, with their expiry ([`Carrier::take_later`];
+    /// not kept between runs).
+    waiting: BTreeMap<[u8; 16], Time>,
     /// Bytes of own messages kept.
     own_bytes: usize,
     used: u64,
@@ -716,6 +721,7 @@ impl Carrier {
             records: BTreeMap::new(),
             met: BTreeMap::new(),
             linked: BTreeSet::new(),
+            waiting: BTreeMap::new(),
             own_bytes: 0,
             used: 0,
             seq: 0,
@@ -1296,7 +1302,9 @@ impl Carrier {
             return Ok(Arrival::Delivered);
         }
         if let Some((message, token)) = envelope.open(me) {
-            self.stats.opened += 1;
+            if !self.waiting.contains_key(&envelope.ack_hash()) {
+                self.stats.opened += 1;
+            }
             return Ok(Arrival::Opened {
                 message,
                 token,
@@ -1463,8 +1471,20 @@ impl Carrier {
     /// tell a stranger who holds the key it was sealed to.
     pub fn acknowledge(&mut self, token: &AckToken, expires: Time) -> Vec<u8> {
         self.stats.accepted += 1;
+        self.waiting.remove(&token.hash());
         self.remember_ack(token, expires);
         token.0.to_vec()
+    }
+
+    /// The device could not take in the message of an opened envelope
+    /// (`token`, expiring at `expires`) yet (its author's budget here is
+    /// full, say): it keeps the envelope, to open it again later, when it
+    /// is not counted opened again.
+    pub fn take_later(&mut self, token: &AckToken, expires: Time) {
+        if !self.waiting.contains_key(&token.hash()) {
+            make_room(&mut self.waiting, MAX_ACKS, |e| *e);
+        }
+        self.waiting.insert(token.hash(), expires);
     }
 
     /// A [`Kind::ACK`] body from contact `from`, in a message expiring at
@@ -1568,6 +1588,7 @@ impl Carrier {
         }
         self.acked.retain(|_, (e, _)| *e > now);
         self.retired.retain(|_, r| r.expires > now);
+        self.waiting.retain(|_, e| *e > now);
     }
 }
 
@@ -2277,6 +2298,46 @@ mod tests {
             Arrival::Known
         ));
         assert!(d.carrier.hand(&e.id.public(), NOW, &mut rng).is_empty());
+    }
+
+    /// C cannot take in the message of an envelope that opened yet (its
+    /// author's budget is full, say): she keeps it and opens it again
+    /// later, when it is not counted opened again (before, it was at
+    /// every try, every ten minutes); taken in, it is counted once.
+    #[test]
+    fn an_envelope_whose_message_waits_is_counted_opened_once() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let cfg = spray();
+        let mut a = person("a", &mut rng, cfg);
+        let b = person("b", &mut rng, cfg);
+        let mut c = person("c", &mut rng, cfg);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"later", &mut rng), NOW);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        for _ in 0..3 {
+            let Arrival::Opened { token, expires, .. } = c
+                .carrier
+                .receive_envelope(&c.id, &b.id.public(), &h.body, NOW)
+                .unwrap()
+            else {
+                panic!("it opens")
+            };
+            c.carrier.take_later(&token, expires);
+        }
+        assert_eq!(c.carrier.stats().opened, 1);
+        let Arrival::Opened { token, expires, .. } = c
+            .carrier
+            .receive_envelope(&c.id, &b.id.public(), &h.body, NOW)
+            .unwrap()
+        else {
+            panic!("it opens")
+        };
+        c.carrier.acknowledge(&token, expires);
+        assert_eq!(
+            (c.carrier.stats().opened, c.carrier.stats().accepted),
+            (1, 1)
+        );
     }
 
     /// A copy of C's envelope that someone altered does not open; C drops

@@ -529,6 +529,7 @@ fn opened_out_of(
         }
         TakenOut::Later(reason) => {
             tracing::warn!("a message out of an envelope waits: {reason}");
+            carrier.take_later(&token, expires);
             return Ok(true);
         }
         TakenOut::Refused => {
