@@ -219,6 +219,69 @@ struct Pass {
 /// Most passes over one bundle: each follows one more epoch of a group.
 const MAX_PASSES: usize = 64;
 
+/// A bundle written but for its end ([`Profile::start_bundle`]): a
+/// hand-over made for the drive goes in last, so that carrying waits only
+/// for that.
+pub(crate) struct OpenBundle {
+    contact: String,
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    writer: BundleWriter,
+    count: Counts,
+    done: u64,
+}
+
+impl OpenBundle {
+    /// Adds `extra` (the pool messages of a hand-over not yet saved), ends
+    /// the bundle and syncs it to the drive. Deleted if anything fails.
+    pub(crate) fn finish(
+        self,
+        extra: &[(GroupId, Message)],
+        report: Report<'_>,
+    ) -> Result<Exported, ProfileError> {
+        let path = self.path.clone();
+        self.end(extra, report).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })
+    }
+
+    fn end(
+        mut self,
+        extra: &[(GroupId, Message)],
+        report: Report<'_>,
+    ) -> Result<Exported, ProfileError> {
+        let path = &self.path.clone();
+        let total = self.done + extra.len() as u64;
+        for (group, msg) in extra {
+            self.done += 1;
+            report(self.done, total);
+            if let Some(frame) = self.writer.push(group, msg) {
+                self.out.write_all(&frame).map_err(|e| io_error(path, e))?;
+            }
+            self.count.messages += 1;
+        }
+        self.out
+            .write_all(&self.writer.finish())
+            .map_err(|e| io_error(path, e))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error(path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(path, e))?;
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| io_error(path, e))?
+            .len();
+        Ok(Exported {
+            contact: self.contact,
+            messages: self.count.messages,
+            texts: self.count.texts,
+            files: self.count.files,
+            bytes,
+            path: self.path,
+        })
+    }
+}
+
 fn bundle_error(e: BundleError) -> ProfileError {
     ProfileError::BundleUnreadable(e)
 }
@@ -344,38 +407,46 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<Exported, ProfileError> {
-        let written: Result<_, ProfileError> = (|| {
+        let open = self.start_bundle(contact, file, to, now, rng, report)?;
+        open.finish(extra, report)
+    }
+
+    /// The first part of [`Profile::write_bundle`], the long one: writes
+    /// everything this user syncs with `contact` into `file` (just created
+    /// at `to`), for [`OpenBundle::finish`] to add the hand-over to and
+    /// end. Deleted if anything fails.
+    pub(crate) fn start_bundle(
+        &self,
+        contact: &str,
+        file: std::fs::File,
+        to: &Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        report: Report<'_>,
+    ) -> Result<OpenBundle, ProfileError> {
+        let started: Result<_, ProfileError> = (|| {
             let record = self.contact(contact)?;
             let sync = self.sync_contact(&record)?;
-            let counts = self.fill_bundle(file, &sync, to, extra, now, rng, report)?;
-            let bytes = std::fs::metadata(to).map_err(|e| io_error(to, e))?.len();
-            Ok((record, counts, bytes))
+            let open = self.fill_bundle(file, &sync, to, now, rng, report)?;
+            Ok(OpenBundle {
+                contact: record.name,
+                ..open
+            })
         })();
-        // No half bundle is left behind.
-        let (record, counts, bytes) = written.inspect_err(|_| {
+        started.inspect_err(|_| {
             let _ = std::fs::remove_file(to);
-        })?;
-        Ok(Exported {
-            contact: record.name,
-            messages: counts.messages,
-            texts: counts.texts,
-            files: counts.files,
-            bytes,
-            path: to.to_path_buf(),
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn fill_bundle(
         &self,
         file: std::fs::File,
         contact: &Contact,
         path: &Path,
-        extra: &[(GroupId, Message)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
-    ) -> Result<Counts, ProfileError> {
+    ) -> Result<OpenBundle, ProfileError> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let (mut writer, header) = BundleWriter::new(&self.identity(), contact, now, rng);
         out.write_all(&header).map_err(|e| io_error(path, e))?;
@@ -391,7 +462,7 @@ impl Profile {
             )
         };
         // How many to go through, for the progress.
-        let mut total = extra.len() as u64;
+        let mut total = 0u64;
         for group in &contact.groups {
             let (lo, hi) = range(group);
             total += messages.range(lo..=hi).map_err(db_error)?.count() as u64;
@@ -429,22 +500,14 @@ impl Profile {
                 }
             }
         }
-        // A hand-over made for this drive, saved once the file is.
-        for (group, msg) in extra {
-            done += 1;
-            report(done.min(total), total);
-            if let Some(frame) = writer.push(group, msg) {
-                out.write_all(&frame).map_err(|e| io_error(path, e))?;
-            }
-            count.messages += 1;
-        }
-        out.write_all(&writer.finish())
-            .map_err(|e| io_error(path, e))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| io_error(path, e.into_error()))?;
-        file.sync_all().map_err(|e| io_error(path, e))?;
-        Ok(count)
+        Ok(OpenBundle {
+            contact: String::new(),
+            path: path.to_path_buf(),
+            out,
+            writer,
+            count,
+            done,
+        })
     }
 
     /// One pass over a bundle that opened: checks its messages as a link

@@ -191,7 +191,8 @@ impl Node {
     /// goes to `contact` whole (see [`Carrier::hand_for_drive`]), and the
     /// hand-over is saved only once the file is written and synced: a
     /// drive that fills up or is pulled out mid-write hands nothing over.
-    /// Carrying waits meanwhile.
+    /// Carrying waits only while the hand-over is added at the end and
+    /// the file synced, not while the conversations are written.
     #[doc(hidden)]
     pub async fn export_bundle_into(
         &self,
@@ -200,9 +201,35 @@ impl Node {
         to: &std::path::Path,
         report: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<crate::Exported, ProfileError> {
-        let (name, path) = (contact.to_owned(), to.to_path_buf());
-        let contact = name.clone();
-        let exported = carrying_step(
+        let exported = self.export_in_two(contact, file, to, report).await;
+        if exported.is_err() {
+            // Written whole but not saved, or never written.
+            let _ = std::fs::remove_file(to);
+        }
+        exported
+    }
+
+    async fn export_in_two(
+        &self,
+        contact: &str,
+        file: std::fs::File,
+        to: &std::path::Path,
+        report: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<crate::Exported, ProfileError> {
+        let report = Arc::new(report);
+        let (profile, name, path) = (
+            self.shared.profile.clone(),
+            contact.to_owned(),
+            to.to_path_buf(),
+        );
+        let (now, mut rng, told) = (self.shared.clock.now(), self.shared.rng(), report.clone());
+        let open = tokio::task::spawn_blocking(move || {
+            profile.start_bundle(&name, file, &path, now, &mut rng, &*told)
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
+        let name = contact.to_owned();
+        let (_, exported) = carrying_step(
             self.shared.clone(),
             move |shared, carrier, job| {
                 let record = shared.profile.contact(&name)?;
@@ -211,25 +238,10 @@ impl Node {
                     .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
                 Ok(())
             },
-            move |shared, extra| {
-                let now = shared.clock.now();
-                shared.profile.write_bundle(
-                    &contact,
-                    file,
-                    &path,
-                    extra,
-                    now,
-                    &mut shared.rng(),
-                    &report,
-                )
-            },
+            move |_, extra| open.finish(extra, &*report),
         )
-        .await;
-        if exported.is_err() {
-            // Written whole but not saved, or never written.
-            let _ = std::fs::remove_file(to);
-        }
-        exported.map(|(_, e)| e)
+        .await?;
+        Ok(exported)
     }
 
     /// Contacts were added: if this user carries, tell them.

@@ -209,6 +209,48 @@ async fn a_text_to_a_linked_contact_goes_to_carriers_only_once_the_link_ends() {
     ben.shutdown().await;
 }
 
+/// A drive export writes the conversations before it takes the carrying
+/// lock, so carrying (a text sent, an envelope taken in) goes on
+/// meanwhile. Before, it waited for the whole file, minutes on a slow
+/// stick, and `strand send` hung with it. Here the export's progress, as
+/// it starts, asks for a carrying step of the same node and waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carrying_goes_on_while_a_drive_is_written() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, _, _) = three(tmp.path());
+    let ann = start(ann, &Hub::new()).await;
+    for i in 0..3 {
+        ann.send("ben", &format!("for the stick {i}"))
+            .await
+            .unwrap();
+    }
+    let handle = tokio::runtime::Handle::current();
+    let asked = AtomicBool::new(false);
+    let stepped = Arc::new(Mutex::new(None));
+    let (node, seen) = (ann.clone(), stepped.clone());
+    ann.export_bundle_reporting("ben", &tmp.path().join("for-ben.strand"), move |_, _| {
+        if asked.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let step = handle.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            node.set_carrying(true),
+        ));
+        *seen.lock().unwrap() = Some(step.is_ok());
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *stepped.lock().unwrap(),
+        Some(true),
+        "carrying waited for the drive"
+    );
+    assert!(ann.carry_status().carrying);
+    ann.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_cannot_make_the_recipient_accept_what_no_contact_wrote() {
     let tmp = tempfile::tempdir().unwrap();
