@@ -105,6 +105,9 @@ pub struct CarryStatus {
     pub evicted: u64,
 }
 
+/// Messages, by log and key.
+type Keys = Vec<(GroupId, Key)>;
+
 /// A pool message read back: who shares the pool, and the message.
 pub(crate) struct PoolMessage {
     pub(crate) from: PublicIdentity,
@@ -212,7 +215,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         let save = self.prepare_carrying(carrier, handouts, hollow, now, rng)?;
-        self.commit_carrying(save)
+        Ok(self.commit_carrying(save)?.0)
     }
 
     /// [`Profile::save_carrying`]'s first half: the pool messages made
@@ -269,11 +272,10 @@ impl Profile {
     }
 
     /// [`Profile::save_carrying`]'s second half: writes what
-    /// [`Profile::prepare_carrying`] made, in one transaction.
-    pub(crate) fn commit_carrying(
-        &self,
-        save: CarrySave,
-    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+    /// [`Profile::prepare_carrying`] made, in one transaction. Returns the
+    /// pool messages written, and the own messages it marked delivered
+    /// that were not before.
+    pub(crate) fn commit_carrying(&self, save: CarrySave) -> Result<(Keys, Keys), ProfileError> {
         let me = self.identity().public().sign;
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
@@ -289,8 +291,10 @@ impl Profile {
             }
             drop(parts);
             hollow_in(txn, &save.hollow)?;
-            crate::profile::mark_in(txn, &save.delivered, crate::profile::Delivery::Delivered)?;
-            insert_written(txn, me, save.now, &save.messages).map_err(db_error)
+            let raised =
+                crate::profile::mark_in(txn, &save.delivered, crate::profile::Delivery::Delivered)?;
+            let written = insert_written(txn, me, save.now, &save.messages).map_err(db_error)?;
+            Ok((written, raised))
         })
     }
 

@@ -1122,17 +1122,19 @@ impl Profile {
         if keys.is_empty() {
             return Ok(());
         }
-        self.write_txn(move |txn| mark_in(txn, &keys, state))
+        self.write_txn(move |txn| mark_in(txn, &keys, state))?;
+        Ok(())
     }
 
-    /// [`Profile::mark_many`] for async tasks.
+    /// [`Profile::mark_many`] for async tasks: returns the messages whose
+    /// state it raised.
     pub(crate) async fn mark_many_async(
         &self,
         keys: Vec<(GroupId, Key)>,
         state: Delivery,
-    ) -> Result<(), ProfileError> {
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.write_txn_async(move |txn| mark_in(txn, &keys, state))
             .await
@@ -1264,22 +1266,26 @@ pub(crate) fn store_own(
     Ok((*group, msg.key()))
 }
 
+/// Raises the delivery state of outgoing messages `keys` to `state` (never
+/// lowers it): returns those it raised, each once.
 pub(crate) fn mark_in(
     txn: &WriteTransaction,
     keys: &[(GroupId, Key)],
     state: Delivery,
-) -> Result<(), ProfileError> {
+) -> Result<Vec<(GroupId, Key)>, ProfileError> {
     let mut t = txn.open_table(OUTBOX).map_err(db_error)?;
+    let mut raised = Vec::new();
     for (group, key) in keys {
         let k = table_key(group, key);
         let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
         if let Some(cur) = current {
             if Delivery::from_u8(cur) < state {
                 t.insert(&k, state as u8).map_err(db_error)?;
+                raised.push((*group, *key));
             }
         }
     }
-    Ok(())
+    Ok(raised)
 }
 
 /// Whether two names could be taken for each other: the same confusable

@@ -92,11 +92,11 @@ async fn carrying_step<R: Send + 'static, S: Send + 'static>(
                 .prepare_carrying(&carrier, out, job.hollow, now, &mut shared.rng())?;
         save.deliver(job.delivered.clone());
         let s = before_save(&shared, save.messages())?;
-        let keys = shared.profile.commit_carrying(save)?;
+        let (keys, delivered) = shared.profile.commit_carrying(save)?;
         for (group, n) in job.freed {
             shared.ledger.hollowed(&group, n);
         }
-        tell_delivered(&shared, &job.delivered);
+        tell_delivered(&shared, &delivered);
         *shared
             .carrier
             .lock()

@@ -398,7 +398,7 @@ impl Pump {
                 Event::Received { group, key } => self.received(group, key),
                 Event::Sent { group, key } => {
                     self.sent.push((group, key));
-                    self.notify_own(group, key, true);
+                    self.notify_sent(group, key);
                 }
                 Event::Delivered { group, key } => {
                     if let Some((public, ..)) = &self.contact {
@@ -407,7 +407,6 @@ impl Pump {
                     self.acknowledged += 1;
                     self.delivered.push((group, key));
                     self.confirmed.push((group, key));
-                    self.notify_own(group, key, false);
                 }
                 Event::Refused { .. } => {
                     tracing::debug!(
@@ -635,7 +634,7 @@ impl Pump {
         });
     }
 
-    fn notify_own(&self, group: GroupId, key: Key, sent: bool) {
+    fn notify_sent(&self, group: GroupId, key: Key) {
         let Some((public, name, _)) = &self.contact else {
             return;
         };
@@ -647,17 +646,16 @@ impl Pump {
         {
             return;
         }
-        let contact = name.clone();
-        let id = hex(&key.id.0);
-        let _ = self.node.events.send(if sent {
-            NodeEvent::Sent { contact, id }
-        } else {
-            NodeEvent::Delivered { contact, id }
+        let _ = self.node.events.send(NodeEvent::Sent {
+            contact: name.clone(),
+            id: hex(&key.id.0),
         });
     }
 
     /// Records delivery states (on the writer, not waited for: the marks
-    /// only ever rise, so their order does not matter).
+    /// only ever rise, so their order does not matter). The user is told
+    /// of a message delivered once it is recorded, and only if it was not
+    /// already (through a carrier, or in an earlier session).
     fn flush_marks(&mut self) {
         if !self.confirmed.is_empty() {
             let items = std::mem::take(&mut self.confirmed);
@@ -672,10 +670,23 @@ impl Pump {
             if keys.is_empty() {
                 continue;
             }
-            let profile = self.node.profile.clone();
+            let node = self.node.clone();
+            let contact = self.contact.as_ref().map(|(_, name, _)| name.clone());
             self.node.tasks.spawn(async move {
-                if let Err(e) = profile.mark_many_async(keys, state).await {
-                    tracing::error!("recording delivery failed: {e}");
+                match node.profile.mark_many_async(keys, state).await {
+                    Ok(raised) if state == Delivery::Delivered => {
+                        let Some(contact) = contact else {
+                            return;
+                        };
+                        for (_, key) in raised {
+                            let _ = node.events.send(NodeEvent::Delivered {
+                                contact: contact.clone(),
+                                id: hex(&key.id.0),
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("recording delivery failed: {e}"),
                 }
             });
         }

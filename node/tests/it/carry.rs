@@ -209,6 +209,66 @@ async fn a_text_to_a_linked_contact_goes_to_carriers_only_once_the_link_ends() {
     ben.shutdown().await;
 }
 
+/// An acknowledgement that comes for a text already marked delivered (it
+/// reached Cat directly, and the node stopped before its carrier let go
+/// of it) tells the user nothing new: before, a second `Delivered` came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_already_delivered_is_not_told_delivered_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = three(tmp.path());
+    let cat_key = cat.identity().public();
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    ben_carries(&ann, &ben).await;
+    let key = ann.send("cat", "through Ben").await.unwrap();
+    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    let group = ann
+        .profile()
+        .sync_contacts()
+        .into_iter()
+        .find(|c| c.public == cat_key)
+        .unwrap()
+        .direct_group()
+        .id;
+    ann.shutdown().await;
+    let cat = start(cat, &hub).await;
+    until("Cat gets it through Ben", || {
+        texts(&cat, "ann") == ["through Ben"]
+    })
+    .await;
+    until("Ben has Cat's acknowledgement", || {
+        ben.carry_status().held == 0
+    })
+    .await;
+    cat.shutdown().await;
+    ben.shutdown().await;
+    let ann = Profile::open(&tmp.path().join("ann"), "pass").unwrap();
+    ann.mark(&group, &key, strand_node::Delivery::Delivered)
+        .unwrap();
+    let ann = start(ann, &hub).await;
+    let mut events = ann.subscribe();
+    assert_eq!(ann.carry_status().spreading, 1);
+    let ben = start(
+        Profile::open(&tmp.path().join("ben"), "pass").unwrap(),
+        &hub,
+    )
+    .await;
+    until("Ann has the acknowledgement", || {
+        ann.carry_status().spreading == 0
+    })
+    .await;
+    let mut told = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, NodeEvent::Delivered { .. }) {
+            told += 1;
+        }
+    }
+    assert_eq!(told, 0, "told delivered again");
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
+
 /// A drive export writes the conversations before it takes the carrying
 /// lock, so carrying (a text sent, an envelope taken in) goes on
 /// meanwhile. Before, it waited for the whole file, minutes on a slow
