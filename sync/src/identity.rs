@@ -383,6 +383,15 @@ pub(crate) fn verifying_key(sign: &AuthorId) -> Option<VerifyingKey> {
     (!key.is_weak()).then_some(key)
 }
 
+/// Checks that `dh` is an X25519 public key a secret can be agreed with:
+/// not a low-order point, whose "shared" secret is all zeros whatever
+/// the other key (any clamped scalar is a multiple of its order).
+pub(crate) fn usable_dh(dh: &[u8; 32]) -> bool {
+    StaticSecret::from([0x5a; 32])
+        .diffie_hellman(&DhPublic::from(*dh))
+        .was_contributory()
+}
+
 #[cfg(test)]
 mod tests {
     use rand_chacha::ChaCha20Rng;

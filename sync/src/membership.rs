@@ -431,7 +431,11 @@ impl Epoch {
                 if self.member(&public.sign).is_some() {
                     return Err(GroupError::NoEffect("already a member"));
                 }
-                if crate::identity::verifying_key(&public.sign).is_none() {
+                // A low-order key-agreement key would leave every change
+                // after that lists it unwritable (no box seals to it).
+                if crate::identity::verifying_key(&public.sign).is_none()
+                    || !crate::identity::usable_dh(&public.dh)
+                {
                     return Err(GroupError::WeakKey);
                 }
                 check_stored_name(name).map_err(|_| GroupError::Name("is not acceptable"))?;
@@ -978,6 +982,13 @@ impl Epoch {
         }
         if !epoch.is_admin(&author) {
             return Err(GroupError::NotAllowed("an admin (to welcome someone)"));
+        }
+        if epoch
+            .members
+            .iter()
+            .any(|m| !crate::identity::usable_dh(&m.public.dh))
+        {
+            return Err(GroupError::WeakKey);
         }
         Ok(epoch)
     }
@@ -2049,8 +2060,10 @@ impl Chain {
                 }
                 // Nobody can tell a junk answer from a good one but its
                 // reader, so one answer does not stop the others: a member
-                // answers unless it has, or [`KEY_ANSWERS`] members besides
-                // the change's author (who sealed the box that failed) have.
+                // answers unless it has, or [`KEY_ANSWERS`] members of the
+                // epoch asked for besides the change's author (who sealed
+                // the box that failed) have. (One the change left out, or
+                // removed, never had the key.)
                 let author = self
                     .changes
                     .get(id)
@@ -2063,7 +2076,10 @@ impl Chain {
                     .filter(|(to, n, _)| to == who && n == next)
                     .map(|(_, _, by)| *by)
                     .collect();
-                let others = answered.iter().filter(|by| Some(**by) != author).count();
+                let others = answered
+                    .iter()
+                    .filter(|by| Some(**by) != author && epoch.member(by).is_some())
+                    .count();
                 if answered.contains(me) || others >= KEY_ANSWERS {
                     continue;
                 }
@@ -2198,6 +2214,48 @@ mod tests {
             );
         }
         assert!(Epoch::create(&ids[0], "Family — 2026", &others, &mut rng).is_ok());
+    }
+
+    /// An admin's Add of someone whose key-agreement key is a low-order
+    /// point (no box seals to it) is refused, as is a welcome into an
+    /// epoch that lists one: before, it was valid, and every change after
+    /// it that listed that member could not be written (`WeakKey`), the
+    /// creator's own included.
+    #[test]
+    fn a_member_with_a_low_order_key_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let ids = people(3, &mut rng);
+        let e = group(&ids, &mut rng);
+        let good = people(1, &mut rng)[0].public();
+        let creator = ids[0].public().sign;
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for dh in [[0u8; 32], one] {
+            let weak = PublicIdentity { dh, ..good };
+            let add = Change::Add {
+                public: weak,
+                name: "w".into(),
+            };
+            assert_eq!(e.apply(&creator, &add), Err(GroupError::WeakKey));
+            assert!(crate::identity::verifying_key(&weak.sign).is_some());
+        }
+        let add = Change::Add {
+            public: good,
+            name: "g".into(),
+        };
+        assert!(e.apply(&creator, &add).is_ok());
+        // A welcome into an epoch that lists one.
+        let mut list: Vec<_> = ids[1..]
+            .iter()
+            .map(|p| (p.public(), p.name().to_owned()))
+            .collect();
+        list.push((PublicIdentity { dh: one, ..good }, "w".into()));
+        let bad = Epoch::create(&ids[0], "g", &list, &mut rng).unwrap();
+        let pair = ids[0].contact(&ids[1].public()).unwrap();
+        let welcome = bad.welcome(&ids[0], pair.direct_group(), 5, &mut rng);
+        let pair = ids[1].contact(&ids[0].public()).unwrap();
+        let read = Epoch::from_welcome(&ids[1], pair.direct_group(), &welcome.unwrap(), 5);
+        assert_eq!(read.err(), Some(GroupError::WeakKey));
     }
 
     #[test]

@@ -1051,6 +1051,61 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
     assert!(at.member(&outsider.sign).is_some());
 }
 
+/// Mal, an admin, removes Zed and garbles Ben's box; Zed (removed: he
+/// never had a box) and Kit answer Ben's request for the key with junk.
+/// Two answers from members besides the change's author stopped the
+/// others answering, so Ben waited for good. An answer counts only from
+/// a member of the epoch whose key is asked for: the creator answers.
+#[test]
+fn a_junk_key_answer_from_someone_removed_does_not_count() {
+    let mut m = Model::new(5, &[2, 3, 4], true, 47);
+    m.apply(Op::MakeAdmin(1));
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let head = m.writable(2).expect("Mal is a member");
+    let ben = m.sign(1);
+    let now = m.tick();
+    let (msg, next) = head
+        .propose_sealed(
+            &m.devs[2].id,
+            Change::Remove(m.sign(3)),
+            now,
+            Sealing::Garble(vec![ben]),
+            &mut m.rng,
+        )
+        .unwrap();
+    let next = next.expect("Mal is in the next epoch");
+    m.devs[2].store.insert(&head.id(), &msg).unwrap();
+    m.removes.push((m.sign(2), m.sign(3)));
+    for h in [3, 4] {
+        let mut body = vec![2];
+        body.extend_from_slice(&next.id().0);
+        body.extend_from_slice(&ben);
+        let mut junk = [0u8; 32 + 48];
+        m.rng.fill_bytes(&mut junk);
+        body.extend_from_slice(&junk);
+        let now = m.tick();
+        let answer = Message::create(
+            &m.devs[h].id,
+            head.group(),
+            now,
+            Kind::KEY,
+            &body,
+            &mut m.rng,
+        )
+        .unwrap();
+        m.devs[h].store.insert(&head.id(), &answer).unwrap();
+    }
+    m.push(2, 3, false);
+    m.push(2, 4, false);
+    m.heal();
+    m.check().unwrap();
+    let Head::Member(at) = m.chain(1).unwrap().head() else {
+        panic!("Ben waits: {:?}", m.chain(1).unwrap().head());
+    };
+    assert!(at.member(&m.sign(3)).is_none());
+}
+
 /// Mal, an admin, adds an outsider and welcomes it; then she makes a
 /// change in the new epoch, keeps its log from the outsider for a while,
 /// and welcomes the outsider into an epoch of her own under the id of the
