@@ -509,8 +509,10 @@ struct Retired {
 pub struct Carrier {
     config: CarryConfig,
     held: BTreeMap<[u8; 32], Held>,
-    /// Acknowledgement hash → envelope id, for the held ones.
-    by_ack: BTreeMap<[u8; 16], [u8; 32]>,
+    /// (Acknowledgement hash, envelope id) of the held ones: anyone can
+    /// put another's acknowledgement hash on an envelope, so there may be
+    /// more than one per hash.
+    by_ack: BTreeSet<([u8; 16], [u8; 32])>,
     own: BTreeMap<MessageId, Own>,
     own_order: BTreeMap<(Time, u64), MessageId>,
     /// Acknowledgements seen (by hash), until they expire, with the token
@@ -574,10 +576,11 @@ pub fn decode_carrying(body: &[u8]) -> Result<bool, CarryError> {
 /// An offer of `envelope`'s header to `peer`, with copy byte `copies` (1
 /// in spray and wait's wait phase, or the chain bit and the reach).
 fn offer(envelope: &Envelope, copies: u8, peer: &PublicIdentity, expires: Time) -> Handout {
-    let mut body = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
+    let mut body = Vec::with_capacity(1 + OFFERED_LEN);
     body.push(OFFER);
     body.extend_from_slice(envelope.header());
     body[6] = copies;
+    body.extend_from_slice(&envelope.name());
     Handout {
         to: peer.sign,
         kind: Kind::ENVELOPE,
@@ -586,7 +589,11 @@ fn offer(envelope: &Envelope, copies: u8, peer: &PublicIdentity, expires: Time) 
     }
 }
 
-/// Most items (offered headers, requested hashes or acknowledgement
+/// An offered item: an envelope's header (its copy byte the offer's), and
+/// its name ([`Envelope::name`]).
+const OFFERED_LEN: usize = ENVELOPE_HEADER_LEN + 16;
+
+/// Most items (offered headers, requested names or acknowledgement
 /// tokens) one pool message carries (PROTOCOL.md §17, *Batches*).
 pub const MAX_BATCH: usize = 64;
 
@@ -628,7 +635,7 @@ pub fn batch_handouts(handouts: Vec<Handout>) -> Vec<Handout> {
 /// are, if it can join one.
 fn batch_items(h: &Handout) -> Option<(&[u8], usize)> {
     let (items, size) = match h.kind {
-        Kind::ENVELOPE if h.body.first() == Some(&OFFER) => (&h.body[1..], ENVELOPE_HEADER_LEN),
+        Kind::ENVELOPE if h.body.first() == Some(&OFFER) => (&h.body[1..], OFFERED_LEN),
         Kind::REQUEST | Kind::ACK => (&h.body[..], 16),
         _ => return None,
     };
@@ -712,7 +719,7 @@ impl Carrier {
         Carrier {
             config,
             held: BTreeMap::new(),
-            by_ack: BTreeMap::new(),
+            by_ack: BTreeSet::new(),
             own: BTreeMap::new(),
             own_order: BTreeMap::new(),
             acked: BTreeMap::new(),
@@ -1135,7 +1142,7 @@ impl Carrier {
                 out: batch_handouts(out),
                 delivered,
             })
-        } else if body.first() == Some(&OFFER) && body.len() > 1 + ENVELOPE_HEADER_LEN {
+        } else if body.first() == Some(&OFFER) && body.len() > 1 + OFFERED_LEN {
             self.take_offers(me, from, &body[1..], now)
                 .map(Taken::Write)
         } else {
@@ -1174,14 +1181,14 @@ impl Carrier {
     ) -> Result<Vec<Handout>, CarryError> {
         let headers = items(
             headers,
-            ENVELOPE_HEADER_LEN,
-            "an offer is 1 to 64 envelope headers",
+            OFFERED_LEN,
+            "an offer is 1 to 64 envelope headers, each with its name",
         )?;
         if headers.clone().any(|h| h[0] != 1) {
             return Err(CarryError::Malformed("not an envelope header"));
         }
         let mut out = Vec::new();
-        let mut one = Vec::with_capacity(1 + ENVELOPE_HEADER_LEN);
+        let mut one = Vec::with_capacity(1 + OFFERED_LEN);
         for header in headers {
             one.clear();
             one.push(OFFER);
@@ -1204,15 +1211,17 @@ impl Carrier {
         body: &[u8],
         now: Time,
     ) -> Result<Vec<Handout>, CarryError> {
-        let hash: [u8; 16] = body
+        let name: [u8; 16] = body
             .try_into()
             .map_err(|_| CarryError::Malformed("a request is 16 bytes"))?;
         // An own message's chain envelope, offered by its sender: taken on
         // as sealed (one link fewer than the sender's reach).
-        if let Some(own) = self.own_by_ack(&hash).and_then(|id| self.own.get_mut(&id)) {
-            let Some(envelope) = own.chain.as_ref().filter(|e| e.ack_hash() == hash) else {
-                return Ok(Vec::new());
-            };
+        let own = self
+            .own
+            .values_mut()
+            .find(|o| o.chain.as_ref().is_some_and(|e| e.name() == name));
+        if let Some(own) = own {
+            let envelope = own.chain.as_ref().expect("found by it");
             if envelope.expires() <= now || !own.offered.remove(&from.sign) {
                 return Ok(Vec::new());
             }
@@ -1222,7 +1231,7 @@ impl Carrier {
             self.note_loan(from.sign, false, now);
             return Ok(vec![handout]);
         }
-        let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) else {
+        let Some(held) = self.held_named(&name).and_then(|id| self.held.get_mut(&id)) else {
             return Ok(Vec::new());
         };
         let expires = held.envelope.expires();
@@ -1254,9 +1263,11 @@ impl Carrier {
             .split_first()
             .ok_or(CarryError::Malformed("an empty envelope message"))?;
         if mode == OFFER {
-            if bytes.len() != ENVELOPE_HEADER_LEN || bytes[0] != 1 {
+            if bytes.len() != OFFERED_LEN || bytes[0] != 1 {
                 return Err(CarryError::Malformed("not an envelope header"));
             }
+            let (bytes, name) = bytes.split_at(ENVELOPE_HEADER_LEN);
+            let name: [u8; 16] = name.try_into().expect("a name's length");
             let hour = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
             let expires = u64::from(hour) * 3_600_000;
             lasting(expires, now)?;
@@ -1265,8 +1276,10 @@ impl Carrier {
                 return Ok(Arrival::Delivered);
             }
             // The offerer holds a copy of an envelope this device holds or
-            // sealed: it gets no other copy of that message from here.
-            if let Some(held) = self.by_ack.get(&hash).and_then(|id| self.held.get_mut(id)) {
+            // sealed: it gets no other copy of that message from here. (By
+            // name: one with the same header, or acknowledgement hash, may
+            // be anyone's sealed part under a header they saw.)
+            if let Some(held) = self.held_named(&name).and_then(|id| self.held.get_mut(&id)) {
                 held.peers.insert(from.sign);
                 return Ok(Arrival::Known);
             }
@@ -1284,7 +1297,7 @@ impl Carrier {
                 request: Handout {
                     to: from.sign,
                     kind: Kind::REQUEST,
-                    body: hash.to_vec(),
+                    body: name.to_vec(),
                     expires,
                 },
             });
@@ -1329,12 +1342,6 @@ impl Carrier {
             own.peers.insert(from.sign);
             return Ok(Arrival::Known);
         }
-        // Another envelope with the same acknowledgement hash: a copy
-        // someone altered (carriers cannot check the sealed part). The
-        // first one stays.
-        if self.by_ack.contains_key(&envelope.ack_hash()) {
-            return Ok(Arrival::Known);
-        }
         if mode == DELIVER || !self.config.carry {
             return Ok(Arrival::NotForUs);
         }
@@ -1356,7 +1363,7 @@ impl Carrier {
         }
         self.seq += 1;
         self.used += size as u64;
-        self.by_ack.insert(envelope.ack_hash(), id);
+        self.by_ack.insert((envelope.ack_hash(), id));
         self.held.insert(
             id,
             Held {
@@ -1380,6 +1387,23 @@ impl Carrier {
         let hash = Envelope::header_ack_hash(header)?;
         let (expires, token) = self.acked.get(&hash)?;
         Some(ack(from.sign, &AckToken((*token)?), *expires))
+    }
+
+    /// The held envelope whose name ([`Envelope::name`]) is `name`.
+    fn held_named(&self, name: &[u8; 16]) -> Option<[u8; 32]> {
+        let mut lo = [0u8; 32];
+        lo[..16].copy_from_slice(name);
+        let mut hi = [0xffu8; 32];
+        hi[..16].copy_from_slice(name);
+        self.held.range(lo..=hi).next().map(|(id, _)| *id)
+    }
+
+    /// The held envelopes with acknowledgement hash `hash`.
+    fn held_with_ack(&self, hash: &[u8; 16]) -> Vec<[u8; 32]> {
+        self.by_ack
+            .range((*hash, [0u8; 32])..=(*hash, [0xffu8; 32]))
+            .map(|(_, id)| *id)
+            .collect()
     }
 
     /// The own message one of whose envelopes has acknowledgement hash
@@ -1446,7 +1470,7 @@ impl Carrier {
     fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
         let held = self.held.remove(id)?;
         self.used -= held.envelope.as_bytes().len() as u64;
-        self.by_ack.remove(&held.envelope.ack_hash());
+        self.by_ack.remove(&(held.envelope.ack_hash(), *id));
         Some(held)
     }
 
@@ -1526,7 +1550,8 @@ impl Carrier {
         // remembered (a contact cannot flood the list), until at most the
         // longest an envelope lasts.
         let own = self.own_by_ack(&hash);
-        if own.is_none() && !self.by_ack.contains_key(&hash) {
+        let held = self.held_with_ack(&hash);
+        if own.is_none() && held.is_empty() {
             return Ok(Vec::new());
         }
         let expires = expires.min(now.saturating_add(self.lifetime()));
@@ -1534,23 +1559,24 @@ impl Carrier {
         // A chain envelope lent to `from` came back delivered through it.
         let loan = match own.and_then(|id| self.own.get(&id)) {
             Some(o) => o.loaned.contains(&from.sign),
-            None => self
-                .by_ack
-                .get(&hash)
-                .and_then(|id| self.held.get(id))
-                .is_some_and(|h| h.loaned.contains(&from.sign)),
+            None => held
+                .iter()
+                .filter_map(|id| self.held.get(id))
+                .any(|h| h.loaned.contains(&from.sign)),
         };
         if loan {
             self.note_loan(from.sign, true, now);
         }
-        let mut out = Vec::new();
-        if let Some(id) = self.by_ack.get(&hash).copied() {
+        let mut tell = BTreeSet::new();
+        for id in held {
             let held = self.remove(&id).expect("indexed");
             self.stats.acknowledged += 1;
-            for peer in held.peers.iter().filter(|p| **p != from.sign) {
-                out.push(ack(*peer, &token, expires));
-            }
+            tell.extend(held.peers.into_iter().filter(|p| *p != from.sign));
         }
+        let out = tell
+            .into_iter()
+            .map(|peer| ack(peer, &token, expires))
+            .collect();
         if let Some(o) = own.and_then(|id| self.own.get_mut(&id)) {
             delivered.push((o.message.group(), o.message.key()));
             // Its chain envelope's token, if this run did not seal it:
@@ -2019,14 +2045,11 @@ impl Carrier {
         held.sort_by_key(|h| std::cmp::Reverse(h.arrived));
         for h in held {
             let size = h.envelope.as_bytes().len() as u64;
-            if c.used + size > c.config.budget
-                || c.held.contains_key(&h.envelope.id())
-                || c.by_ack.contains_key(&h.envelope.ack_hash())
-            {
+            if c.used + size > c.config.budget || c.held.contains_key(&h.envelope.id()) {
                 continue;
             }
             c.used += size;
-            c.by_ack.insert(h.envelope.ack_hash(), h.envelope.id());
+            c.by_ack.insert((h.envelope.ack_hash(), h.envelope.id()));
             c.held.insert(h.envelope.id(), h);
         }
         Ok(c)
@@ -2340,6 +2363,56 @@ mod tests {
         );
     }
 
+    /// Along chains, Mallory puts the header of an envelope she was
+    /// offered on sealed bytes of her own and hands that to carriers
+    /// first. The real one, offered to a carrier that holds hers, is asked
+    /// for by its name and taken in beside it: before, the carrier took
+    /// the offer for a copy of what it held, and the real envelope went
+    /// no further through any carrier that took hers first.
+    #[test]
+    fn an_altered_copy_does_not_keep_the_real_one_from_a_chain() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let mut p = line(4, chains(9, 4), &mut rng);
+        let to = p[3].id.public();
+        let m = text(&p[0], &p[3], b"hi", &mut rng);
+        assert!(p[0].carrier.originate(&to, m, NOW));
+        let p1 = p[1].id.public();
+        let offered = p[0].carrier.hand(&p1, NOW, &mut rng).remove(0);
+        let header = &offered.body[1..1 + ENVELOPE_HEADER_LEN];
+        let name = &offered.body[1 + ENVELOPE_HEADER_LEN..];
+        // Mallory (2) read the header from an offer of her own.
+        let mut forged = vec![CARRY];
+        forged.extend_from_slice(header);
+        let junk = sealed_len(100).unwrap() - ENVELOPE_HEADER_LEN;
+        forged.extend((0..junk).map(|_| rng.next_u32() as u8));
+        let mallory = p[2].id.public();
+        let q = &mut p[1];
+        assert!(matches!(
+            q.carrier.receive_envelope(&q.id, &mallory, &forged, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        let sender = p[0].id.public();
+        let q = &mut p[1];
+        let Ok(Arrival::Wanted { request }) =
+            q.carrier
+                .receive_envelope(&q.id, &sender, &offered.body, NOW)
+        else {
+            panic!("the real envelope is not asked for");
+        };
+        assert_eq!(request.body, name);
+        let whole = p[0]
+            .carrier
+            .receive_request(&p1, &request.body, NOW)
+            .unwrap()
+            .remove(0);
+        let q = &mut p[1];
+        assert!(matches!(
+            q.carrier.receive_envelope(&q.id, &sender, &whole.body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        assert_eq!(q.carrier.held(), 2);
+    }
+
     /// A copy of C's envelope that someone altered does not open; C drops
     /// it rather than carry it, and the real copy still opens.
     #[test]
@@ -2404,7 +2477,7 @@ mod tests {
         // recognises it and asks for the rest.
         let offer = b.carrier.hand(&c.id.public(), NOW, &mut rng);
         assert_eq!((offer.len(), offer[0].body[0]), (1, OFFER));
-        assert_eq!(offer[0].body.len(), 1 + ENVELOPE_HEADER_LEN);
+        assert_eq!(offer[0].body.len(), 1 + OFFERED_LEN);
         let Arrival::Wanted { request } = c
             .carrier
             .receive_envelope(&c.id, &b.id.public(), &offer[0].body, NOW)
@@ -2620,6 +2693,7 @@ mod tests {
         whole.extend_from_slice(e.as_bytes());
         let mut offer = vec![OFFER];
         offer.extend_from_slice(e.header());
+        offer.extend_from_slice(&e.name());
         for body in [&whole, &offer] {
             assert!(matches!(
                 d.carrier.receive_envelope(&d.id, &a.id.public(), body, NOW),
@@ -2863,8 +2937,15 @@ mod tests {
         a.carrier
             .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW);
         let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
-        // An altered copy (same header, other sealed bytes) arrives first
-        // from someone else; the real one then is no second envelope.
+        // An altered copy (the real header on sealed bytes of someone
+        // else's) arrives first from someone else. No carrier can tell it
+        // from the real one, which is no longer taken for a copy of it:
+        // it is held beside it (and offered, asked for by its name: see
+        // `an_altered_copy_does_not_keep_the_real_one_from_a_chain`).
+        // (Before, the first copy held stood for every envelope with its
+        // acknowledgement hash, so whoever saw a header could keep the
+        // real envelope from every carrier that took the altered one
+        // first.)
         let mut altered = h.body.clone();
         let last = altered.len() - 1;
         altered[last] ^= 1;
@@ -2876,9 +2957,14 @@ mod tests {
         assert!(matches!(
             b.carrier
                 .receive_envelope(&b.id, &a.id.public(), &h.body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        assert_eq!(b.carrier.held(), 2);
+        assert!(matches!(
+            b.carrier
+                .receive_envelope(&b.id, &a.id.public(), &h.body, NOW),
             Ok(Arrival::Known)
         ));
-        assert_eq!(b.carrier.held(), 1);
         // Acknowledgements of nothing held are not remembered.
         for i in 0..100u8 {
             let out = b
@@ -2903,7 +2989,8 @@ mod tests {
         let mut other = id;
         other[0] ^= 1;
         two.held.insert(other, held);
-        assert!(Carrier::decode(&two.encode(), cfg).is_ok_and(|c| c.held() == 1));
+        let held = b.carrier.held();
+        assert!(Carrier::decode(&two.encode(), cfg).is_ok_and(|c| c.held() == held));
         assert!(Carrier::decode(&one, cfg).is_ok());
         // Older notices do not override newer ones.
         b.carrier.set_carrier(&a.id.public().sign, true, NOW + 10);
@@ -3340,9 +3427,9 @@ mod tests {
         let offered = q[1].carrier.hand(&peer, NOW, &mut rng).remove(0);
         assert!(reach_of(offered.body[6]).unwrap() >= 2, "lent");
         let mut restarted = Carrier::decode(&q[1].carrier.encode(), cfg).unwrap();
-        let hash = Envelope::header_ack_hash(&offered.body[1..]).unwrap();
+        let name = &offered.body[1 + ENVELOPE_HEADER_LEN..];
         let answer = restarted
-            .receive_request(&peer, &hash, NOW)
+            .receive_request(&peer, name, NOW)
             .unwrap()
             .remove(0);
         assert_eq!(answer.body[0], DELIVER);
@@ -3357,6 +3444,7 @@ mod tests {
         header[5] = CHAIN_BIT | 6;
         let mut body = vec![OFFER];
         body.extend_from_slice(&header);
+        body.extend_from_slice(&env.name());
         let carrier = p[1].id.public();
         let a = &mut p[0];
         assert!(matches!(
@@ -3421,7 +3509,7 @@ mod tests {
         let (p0, p1) = (p[0].id.public(), p[1].id.public());
         let offers = p[0].carrier.hand(&p1, NOW, &mut rng);
         assert_eq!(offers.len(), 1);
-        assert_eq!(offers[0].body.len(), 1 + 3 * ENVELOPE_HEADER_LEN);
+        assert_eq!(offers[0].body.len(), 1 + 3 * OFFERED_LEN);
         let m = pool_message(&p[0], &p[1], &offers[0], &mut rng);
         let Ok(Taken::Write(requests)) = take_in(&mut p[1], &p0, &m, &offers[0].body) else {
             panic!("an offer of three is asked for");
@@ -3505,7 +3593,9 @@ mod tests {
         assert!(p[0].carrier.originate(&to, m, NOW));
         meet(&mut p, 0, 1, &mut rng);
         assert_eq!(p[1].carrier.held(), 1);
-        let header = p[1].carrier.envelopes().next().unwrap().header().to_vec();
+        let held = p[1].carrier.envelopes().next().unwrap();
+        let mut header = held.header().to_vec();
+        header.extend_from_slice(&held.name());
         let (p1, p2) = (p[1].id.public(), p[2].id.public());
         // 2 offering 1 the envelope 1 holds would tell 1 that 2 holds it.
         // (Asked of a copy: offering marks the header offered.)
@@ -3609,7 +3699,7 @@ mod tests {
             // The text to 1, whom 0 never met, is offered to 2 at once.
             let offered = p[0].carrier.hand(&p2, written, &mut rng);
             assert_eq!(offered.len(), 1);
-            assert_eq!(offered[0].body.len(), 1 + ENVELOPE_HEADER_LEN);
+            assert_eq!(offered[0].body.len(), 1 + OFFERED_LEN);
             let one_out = Spreading {
                 out: 1,
                 waiting: 0,

@@ -92,6 +92,8 @@ impl AckToken {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Envelope {
     bytes: Vec<u8>,
+    /// [`Envelope::id`], found once.
+    id: [u8; 32],
 }
 
 impl std::fmt::Debug for Envelope {
@@ -191,7 +193,7 @@ impl Envelope {
             )
             .expect("ChaCha20-Poly1305 seals any envelope size");
         out.extend_from_slice(&sealed);
-        Ok((Envelope { bytes: out }, k.ack))
+        Ok((Envelope::with_id(out), k.ack))
     }
 
     /// Reads an envelope's bytes: its version and length are checked (one
@@ -205,7 +207,16 @@ impl Envelope {
         {
             return Err(EnvelopeError::Malformed);
         }
-        Ok(Envelope { bytes })
+        Ok(Envelope::with_id(bytes))
+    }
+
+    fn with_id(bytes: Vec<u8>) -> Envelope {
+        let id = hash(&[
+            b"strand/v1/envelope-id".as_slice(),
+            &bytes[..5],
+            &bytes[6..],
+        ]);
+        Envelope { bytes, id }
     }
 
     /// The envelope's bytes.
@@ -243,13 +254,17 @@ impl Envelope {
     }
 
     /// What names it across copies: a hash of everything but the copy
-    /// count.
+    /// count, the sealed part included.
     pub fn id(&self) -> [u8; 32] {
-        hash(&[
-            b"strand/v1/envelope-id".as_slice(),
-            &self.bytes[..5],
-            &self.bytes[6..],
-        ])
+        self.id
+    }
+
+    /// Its id's first 16 bytes: what an offer names it by, beside its
+    /// header, and a request asks for. The header alone does not do:
+    /// anyone who saw it can put it on a sealed part of their own, which
+    /// no carrier can tell from the real one (PROTOCOL.md §17).
+    pub fn name(&self) -> [u8; 16] {
+        self.id[..16].try_into().expect("16 bytes")
     }
 
     /// Opens it if it is for `me`: the sealed message (check it as any
