@@ -47,6 +47,10 @@ pub enum Conversation<'a> {
 /// files one at a time, so a few is plenty.
 const MAX_FILES_AT: usize = 4;
 
+/// Rows [`Profile::files_at`] reads at most: a file's parts and its
+/// description (at most 1,025), and room for others at that time.
+const MAX_ROWS_AT: usize = 4096;
+
 /// Told how far a long step got: done and total, in the step's own unit
 /// (bytes of a file, messages of a bundle written).
 pub type Report<'a> = &'a (dyn Fn(u64, u64) + Sync);
@@ -491,11 +495,18 @@ impl Profile {
                 )
             };
             let mut out = Vec::new();
+            // A contact could put thousands of large texts, or parts, at
+            // one time: only descriptions are decoded (the kind is in
+            // every row's head), and only so many rows read.
             for entry in messages
                 .range(at([0; 32])..=at([0xff; 32]))
                 .map_err(db_error)?
+                .take(MAX_ROWS_AT)
             {
                 let (_, bytes) = entry.map_err(db_error)?;
+                if bytes.value().get(73) != Some(&Kind::FILE.0) {
+                    continue;
+                }
                 // A part's row holds only its head, which does not decode:
                 // only whole messages (descriptions) do.
                 if let Ok(m) = Message::decode(bytes.value().to_vec()) {
