@@ -53,7 +53,7 @@ pub struct TransportArgs {
     /// How much each contact's messages may take on this device, in MiB; past it the rest waits (they offer it again at a later sync) [default: 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_contact: Option<u64>,
-    /// How much one member's messages in one private group may take on this device, in MiB (all the group's epochs together) [default: 256]
+    /// How much one member's messages in one private group may take on this device, in MiB (all the group's epochs together) [default: 320]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub budget_per_member: Option<u64>,
     /// How much all other members' messages in one private group may take on this device together, in MiB [default: 2048]

@@ -37,8 +37,9 @@ use crate::profile::{Profile, ProfileError};
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
 pub const DEFAULT_PER_CONTACT: u64 = 1 << 30;
 /// Bytes one member may store here in one private group, by default:
-/// 256 MiB.
-pub const DEFAULT_PER_MEMBER: u64 = 256 << 20;
+/// 320 MiB, room for a file of the largest size (256 MiB, and its parts'
+/// own bytes) and what else they write.
+pub const DEFAULT_PER_MEMBER: u64 = 320 << 20;
 /// Bytes all other members together may store here in one private group,
 /// by default: 2 GiB.
 pub const DEFAULT_PER_GROUP: u64 = 2 << 30;
@@ -498,6 +499,26 @@ impl Ledger {
 mod tests {
     use super::*;
     use strand_sync::Message;
+
+    /// A member can send a group a file of the largest size: its parts,
+    /// each with a message's own bytes, and its description fit the
+    /// default budget with room to spare. Before, the budget was the
+    /// largest file's size, so its last parts were declined for good.
+    #[test]
+    fn the_largest_file_fits_a_members_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (_, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let mut part = |len: usize, kind: Kind| {
+            let m = Message::create(&bob, &group, 1, kind, &vec![0; len], rng).unwrap();
+            m.as_bytes().len() as u64
+        };
+        let chunks = strand_sync::chunk_count(strand_sync::MAX_FILE_LEN) as u64;
+        let description = part(300 + 40 * chunks as usize + (32 << 10), Kind::FILE);
+        let file = chunks * part(strand_sync::CHUNK_LEN, Kind::CHUNK) + description;
+        assert!(file > strand_sync::MAX_FILE_LEN);
+        assert!(file + (16 << 20) <= DEFAULT_PER_MEMBER, "{file}");
+    }
 
     #[test]
     fn messages_that_were_already_stored_give_their_room_back() {
