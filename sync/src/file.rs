@@ -138,6 +138,14 @@ impl Manifest {
             let id = MessageId(r.array()?);
             chunks.push(Key { time, id });
         }
+        // Each part once: a description listing one stored part a
+        // thousand times would show a whole large file for the bytes of
+        // one part, written out at every save.
+        let mut sorted: Vec<&Key> = chunks.iter().collect();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(DecodeError::Invalid("a part listed twice"));
+        }
         let p = r.u32()? as usize;
         if p > MAX_PREVIEW_LEN {
             return Err(DecodeError::TooLong {
@@ -194,6 +202,13 @@ mod tests {
         let mut lying = m.clone();
         lying.chunks.pop();
         assert!(Manifest::decode(&lying.encode()).is_err());
+        // A part listed twice.
+        let mut twice = m.clone();
+        twice.chunks[2] = twice.chunks[0];
+        assert_eq!(
+            Manifest::decode(&twice.encode()),
+            Err(DecodeError::Invalid("a part listed twice"))
+        );
         let mut big = m.clone();
         big.size = MAX_FILE_LEN + 1;
         assert!(Manifest::decode(&big.encode()).is_err());

@@ -628,14 +628,20 @@ impl Profile {
             let mut hasher = strand_sync::FileHasher::new();
             let mut size = 0u64;
             report(0, manifest.size);
-            for k in &manifest.chunks {
+            let last = manifest.chunks.len().saturating_sub(1);
+            for (i, k) in manifest.chunks.iter().enumerate() {
                 let bytes = strand_sync::Store::get(&view, &group.id, k)
                     .map_err(db_error)?
                     .ok_or_else(|| ProfileError::File("a part went missing".into()))?;
+                // The sender's own parts, each but the last a whole part
+                // (§4.2): no one presents another member's parts as theirs.
                 let chunk = Message::decode(bytes)
                     .ok()
-                    .filter(|m| m.id() == k.id && m.kind() == Kind::CHUNK)
+                    .filter(|m| {
+                        m.id() == k.id && m.kind() == Kind::CHUNK && m.author() == msg.author()
+                    })
                     .and_then(|m| m.open(&group).ok())
+                    .filter(|c| i == last || c.len() == strand_sync::CHUNK_LEN)
                     .ok_or_else(|| ProfileError::File("a part does not read".into()))?;
                 size += chunk.len() as u64;
                 if size > manifest.size {
