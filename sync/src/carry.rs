@@ -12,8 +12,8 @@
 //! The spreading rule is binary spray and wait (Spyropoulos et al. 2005),
 //! with one change forced by sealing: a carrier cannot tell who an
 //! envelope is for, so where spray and wait gives its last copy only to
-//! the destination, a carrier offers the envelope's 62-byte header to
-//! each contact it meets, once; only the recipient recognises it (one
+//! the destination, a carrier offers the envelope's 62-byte header (and
+//! its 16-byte name) to each contact it meets, once; only the recipient recognises it (one
 //! X25519) and asks for the rest, which then comes "for delivery only".
 //! The sender knows its recipient and seals a fresh envelope for each
 //! carrier, so two first-hop carriers hold nothing in common.
@@ -1124,10 +1124,10 @@ impl Carrier {
             self.set_carrier(&from.sign, on, message.time());
             Ok(Taken::Carrier)
         } else if kind == Kind::REQUEST {
-            let hashes = items(body, 16, "a request is 1 to 64 hashes of 16 bytes")?;
+            let names = items(body, 16, "a request is 1 to 64 names of 16 bytes")?;
             let mut out = Vec::new();
-            for hash in hashes {
-                out.extend(self.receive_request(from, hash, now)?);
+            for name in names {
+                out.extend(self.receive_request(from, name, now)?);
             }
             Ok(Taken::Write(batch_handouts(out)))
         } else if kind == Kind::ACK {
@@ -1325,7 +1325,7 @@ impl Carrier {
             });
         }
         // Sealed to this device but it does not open: a copy someone
-        // altered. Held, it would make the real copies look known.
+        // altered, of no use to carry on.
         if Envelope::recognises(envelope.header(), me) {
             return Ok(Arrival::NotForUs);
         }

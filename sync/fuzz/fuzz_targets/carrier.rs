@@ -14,7 +14,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use strand_sync::{
     Arrival, Carrier, CarryConfig, Envelope, Group, Identity, Kind, Message, PublicIdentity, Time,
-    ENVELOPE_HEADER_LEN,
 };
 
 const T0: Time = 1_700_000_000_000;
@@ -134,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
                 if mode % 3 == 2 {
                     body.extend_from_slice(e.header());
                     body[6] = 1;
+                    body.extend_from_slice(&e.name());
                 } else {
                     body.extend_from_slice(e.as_bytes());
                 }
@@ -163,9 +163,7 @@ fuzz_target!(|data: &[u8]| {
                 let body = match input.byte() {
                     Some(b) if b & 1 == 0 => {
                         let e = &w.envelopes[usize::from(b >> 1) % w.envelopes.len()];
-                        Envelope::header_ack_hash(&e.header()[..ENVELOPE_HEADER_LEN])
-                            .unwrap()
-                            .to_vec()
+                        e.name().to_vec()
                     }
                     _ => input.bytes(16).to_vec(),
                 };
@@ -227,14 +225,14 @@ fuzz_target!(|data: &[u8]| {
                         let mut body = vec![2u8];
                         for i in 0..n {
                             body.extend_from_slice(nth(i).header());
+                            body.extend_from_slice(&nth(i).name());
                         }
                         (Kind::ENVELOPE, body)
                     }
                     1 => {
                         let mut body = Vec::new();
                         for i in 0..n {
-                            let header = &nth(i).header()[..ENVELOPE_HEADER_LEN];
-                            body.extend_from_slice(&Envelope::header_ack_hash(header).unwrap());
+                            body.extend_from_slice(&nth(i).name());
                         }
                         (Kind::REQUEST, body)
                     }
