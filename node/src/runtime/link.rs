@@ -310,14 +310,27 @@ impl Pump {
             }
         }
         self.events();
+        // What the peer confirmed last is let go of before the texts to it
+        // go to carriers (one task, in that order: two would race for the
+        // carrying lock).
+        let last = std::mem::take(&mut self.confirmed);
         self.flush_marks();
-        if let Some(id) = self.id.take() {
+        let registered = self.id.take();
+        if let Some(id) = registered {
             self.node.registry.unregister(id, self.node.clock.now());
-            if self.contact.is_some() && !self.node.cancel.is_cancelled() {
-                self.node
-                    .tasks
-                    .spawn(super::carrying::session_down(self.node.clone()));
-            }
+        }
+        let down =
+            registered.is_some() && self.contact.is_some() && !self.node.cancel.is_cancelled();
+        if down || !last.is_empty() {
+            let node = self.node.clone();
+            self.node.tasks.spawn(async move {
+                if !last.is_empty() {
+                    super::carrying::confirmed(node.clone(), last).await;
+                }
+                if down {
+                    super::carrying::session_down(node).await;
+                }
+            });
         }
         reader.abort();
         drop(out_tx);
