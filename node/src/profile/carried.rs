@@ -370,8 +370,15 @@ impl Profile {
     }
 
     /// The pool messages contacts wrote that were stored and never read
-    /// (a node stopped between storing and reading them): read at start.
-    pub(crate) fn unread_pool(&self) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+    /// (a node stopped between storing and reading them, or they wait to
+    /// be taken), at most `limit` of them, in pool and key order after
+    /// `after`: read at start, every ten minutes, and after an import,
+    /// a page at a time (a contact's budget holds millions).
+    pub(crate) fn unread_pool(
+        &self,
+        after: Option<(GroupId, Key)>,
+        limit: usize,
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
         let book = self.book();
         let me = self.identity().public().sign;
         let txn = self.db()?.begin_read().map_err(db_error)?;
@@ -380,18 +387,28 @@ impl Profile {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(db_error(e)),
         };
+        let mut pools: Vec<GroupId> = book.sync.iter().map(|c| c.pool.id).collect();
+        pools.sort();
         let mut out = Vec::new();
-        for c in &book.sync {
-            let lo = table_key(&c.pool.id, &Key::MIN);
-            let hi = table_key(&c.pool.id, &Key::MAX);
+        for pool in pools {
+            let lo = match after {
+                Some((g, _)) if pool < g => continue,
+                Some((g, k)) if pool == g => table_key(&g, &k),
+                _ => table_key(&pool, &Key::MIN),
+            };
+            let hi = table_key(&pool, &Key::MAX);
             for entry in t.range(lo..=hi).map_err(db_error)? {
                 let (k, v) = entry.map_err(db_error)?;
-                if v.value().is_empty() {
+                let key = crate::profile::store::sync_key(&k.value());
+                if after == Some((pool, key)) || v.value().is_empty() {
                     continue;
                 }
                 if let Ok(m) = Message::decode(v.value().to_vec()) {
                     if m.author() != me {
-                        out.push((c.pool.id, crate::profile::store::sync_key(&k.value())));
+                        out.push((pool, key));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
                     }
                 }
             }
@@ -578,6 +595,54 @@ mod tests {
                 (k.value(), v.value().to_vec())
             })
             .collect()
+    }
+
+    /// Unread pool messages are read a page at a time, each once, in
+    /// order (a contact's budget holds millions: read at once, their keys
+    /// and the step over them had no bound).
+    #[test]
+    fn unread_pool_messages_are_read_a_page_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut rng = os_rng();
+        let (ann, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let pool = ann.sync_contacts()[0].pool.clone();
+        let now = crate::profile::now();
+        let notices: Vec<Message> = (0..5)
+            .map(|i| {
+                let at = now - 100 + i;
+                Message::create_expiring(
+                    &bob,
+                    &pool,
+                    at,
+                    Some(at + 3_600_000),
+                    Kind::CARRYING,
+                    &[1],
+                    &mut rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let budgets = crate::profile::budget::Budgets::default();
+        let ledger = crate::profile::budget::Ledger::default();
+        ann.check_and_store(
+            strand_sync::Inbound::new(&pool, notices),
+            &ledger,
+            &budgets,
+            now,
+        )
+        .unwrap();
+        let (mut all, mut after) = (Vec::new(), None);
+        loop {
+            let page = ann.unread_pool(after, 2).unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            after = Some(last);
+            all.extend(page);
+        }
+        assert_eq!(all.len(), 5);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
     }
 
     /// The carrying state is kept in parts: each envelope sealed and

@@ -386,12 +386,27 @@ pub(crate) async fn retry_waiting(shared: Arc<Shared>) {
 /// Reads the pool messages a node stopped before reading (at start), and
 /// those kept to be read again.
 pub(crate) async fn read_unread(shared: Arc<Shared>) {
-    let p = shared.profile.clone();
-    match tokio::task::spawn_blocking(move || p.unread_pool()).await {
-        Ok(Ok(items)) if !items.is_empty() => pool_received(shared, items).await,
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("reading the carrying pools failed: {e}"),
-        Err(_) => {}
+    // A page at a time: a contact's budget holds millions.
+    const PAGE: usize = 4096;
+    let mut after = None;
+    loop {
+        let p = shared.profile.clone();
+        match tokio::task::spawn_blocking(move || p.unread_pool(after, PAGE)).await {
+            Ok(Ok(items)) if !items.is_empty() => {
+                let full = items.len() == PAGE;
+                after = items.last().copied();
+                pool_received(shared.clone(), items).await;
+                if !full {
+                    return;
+                }
+            }
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!("reading the carrying pools failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        }
     }
 }
 
