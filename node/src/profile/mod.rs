@@ -1267,7 +1267,9 @@ pub(crate) fn store_own(
 }
 
 /// Raises the delivery state of outgoing messages `keys` to `state` (never
-/// lowers it): returns those it raised, each once.
+/// lowers it): returns those it raised, and those the outbox does not
+/// hold (stored some other way: it cannot tell they were there before),
+/// each as often as listed.
 pub(crate) fn mark_in(
     txn: &WriteTransaction,
     keys: &[(GroupId, Key)],
@@ -1278,11 +1280,13 @@ pub(crate) fn mark_in(
     for (group, key) in keys {
         let k = table_key(group, key);
         let current = t.get(&k).map_err(db_error)?.map(|v| v.value());
-        if let Some(cur) = current {
-            if Delivery::from_u8(cur) < state {
+        match current {
+            Some(cur) if Delivery::from_u8(cur) >= state => {}
+            Some(_) => {
                 t.insert(&k, state as u8).map_err(db_error)?;
                 raised.push((*group, *key));
             }
+            None => raised.push((*group, *key)),
         }
     }
     Ok(raised)
