@@ -48,7 +48,10 @@ pub enum Conversation<'a> {
 const MAX_FILES_AT: usize = 4;
 
 /// Rows [`Profile::files_at`] reads at most: a file's parts and its
-/// description (at most 1,025), and room for others at that time.
+/// description (at most 1,025), and room for others at that time. A
+/// member who backdates thousands of messages to a file's time can push
+/// its description past this: only the arrival report misses it (saving
+/// reads the description itself).
 const MAX_ROWS_AT: usize = 4096;
 
 /// Told how far a long step got: done and total, in the step's own unit
