@@ -648,21 +648,25 @@ impl Pump {
     }
 
     fn notify_sent(&self, group: GroupId, key: Key) {
-        let Some((public, name, _)) = &self.contact else {
+        let Some((name, pool)) = self.notices() else {
             return;
         };
-        // Carrying-pool messages are no one's conversation.
-        let book = self.node.profile.book();
-        if book
-            .sync_contact(public)
-            .is_some_and(|(_, c)| c.pool.id == group)
-        {
-            return;
+        if Some(group) != pool {
+            let _ = self.node.events.send(NodeEvent::Sent {
+                contact: name,
+                id: hex(&key.id.0),
+            });
         }
-        let _ = self.node.events.send(NodeEvent::Sent {
-            contact: name.clone(),
-            id: hex(&key.id.0),
-        });
+    }
+
+    /// Whom notices of this device's messages on this link name, and the
+    /// carrying pool with them, whose messages are no one's conversation
+    /// and get none.
+    fn notices(&self) -> Option<(String, Option<GroupId>)> {
+        let (public, name, _) = self.contact.as_ref()?;
+        let book = self.node.profile.book();
+        let pool = book.sync_contact(public).map(|(_, c)| c.pool.id);
+        Some((name.clone(), pool))
     }
 
     /// Records delivery states (on the writer, not waited for: the marks
@@ -684,14 +688,14 @@ impl Pump {
                 continue;
             }
             let node = self.node.clone();
-            let contact = self.contact.as_ref().map(|(_, name, _)| name.clone());
+            let notices = self.notices();
             self.node.tasks.spawn(async move {
                 match node.profile.mark_many_async(keys, state).await {
                     Ok(raised) if state == Delivery::Delivered => {
-                        let Some(contact) = contact else {
+                        let Some((contact, pool)) = notices else {
                             return;
                         };
-                        for (_, key) in raised {
+                        for (_, key) in raised.into_iter().filter(|(g, _)| Some(*g) != pool) {
                             let _ = node.events.send(NodeEvent::Delivered {
                                 contact: contact.clone(),
                                 id: hex(&key.id.0),
