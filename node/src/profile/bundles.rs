@@ -376,45 +376,27 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Exported, ProfileError> {
+        let open = self.start_bundle(contact, file, to, now, rng, &|_, _| {})?;
         let record = self.contact(contact)?;
         let sync = self.sync_contact(&record)?;
         let mut carrier = self.load_carrier(&self.carry_settings()?)?;
         let handouts = carrier.hand_for_drive(&sync.public, now, rng);
         if handouts.is_empty() {
-            return self.write_bundle(contact, file, to, &[], now, rng, &|_, _| {});
+            return open.finish(&[], &|_, _| {});
         }
         let save = self.prepare_carrying(&carrier, handouts, Vec::new(), now, rng)?;
-        let exported =
-            self.write_bundle(contact, file, to, save.messages(), now, rng, &|_, _| {})?;
+        let exported = open.finish(save.messages(), &|_, _| {})?;
         self.commit_carrying(save)?;
         Ok(exported)
     }
 
-    /// Writes everything this user syncs with `contact`, and `extra` (the
-    /// pool messages of a hand-over not yet saved), into `file`, just
+    /// Writes everything this user syncs with `contact` into `file`, just
     /// created at `to` by [`create_bundle_file`] (so that a path that
-    /// cannot be written changes nothing), and syncs it to the drive.
-    /// Deleted if anything fails. `report` is told the messages written
-    /// and how many there are as it goes.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write_bundle(
-        &self,
-        contact: &str,
-        file: std::fs::File,
-        to: &Path,
-        extra: &[(GroupId, Message)],
-        now: Time,
-        rng: &mut (impl RngCore + CryptoRng),
-        report: Report<'_>,
-    ) -> Result<Exported, ProfileError> {
-        let open = self.start_bundle(contact, file, to, now, rng, report)?;
-        open.finish(extra, report)
-    }
-
-    /// The first part of [`Profile::write_bundle`], the long one: writes
-    /// everything this user syncs with `contact` into `file` (just created
-    /// at `to`), for [`OpenBundle::finish`] to add the hand-over to and
-    /// end. Deleted if anything fails.
+    /// cannot be written changes nothing): the long part of an export, for
+    /// [`OpenBundle::finish`] to add a hand-over to (the pool messages of
+    /// one not yet saved), end and sync to the drive. Deleted if anything
+    /// fails. `report` is told the messages written and how many there are
+    /// as it goes.
     pub(crate) fn start_bundle(
         &self,
         contact: &str,

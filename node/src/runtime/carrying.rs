@@ -201,47 +201,40 @@ impl Node {
         to: &std::path::Path,
         report: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<crate::Exported, ProfileError> {
-        let exported = self.export_in_two(contact, file, to, report).await;
+        let exported: Result<_, ProfileError> = async {
+            let report = Arc::new(report);
+            let (profile, name, path) = (
+                self.shared.profile.clone(),
+                contact.to_owned(),
+                to.to_path_buf(),
+            );
+            let (now, mut rng, told) = (self.shared.clock.now(), self.shared.rng(), report.clone());
+            let open = tokio::task::spawn_blocking(move || {
+                profile.start_bundle(&name, file, &path, now, &mut rng, &*told)
+            })
+            .await
+            .map_err(|_| ProfileError::Closed)??;
+            let name = contact.to_owned();
+            let (_, exported) = carrying_step(
+                self.shared.clone(),
+                move |shared, carrier, job| {
+                    let record = shared.profile.contact(&name)?;
+                    let now = shared.clock.now();
+                    job.out
+                        .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
+                    Ok(())
+                },
+                move |_, extra| open.finish(extra, &*report),
+            )
+            .await?;
+            Ok(exported)
+        }
+        .await;
         if exported.is_err() {
             // Written whole but not saved, or never written.
             let _ = std::fs::remove_file(to);
         }
         exported
-    }
-
-    async fn export_in_two(
-        &self,
-        contact: &str,
-        file: std::fs::File,
-        to: &std::path::Path,
-        report: impl Fn(u64, u64) + Send + Sync + 'static,
-    ) -> Result<crate::Exported, ProfileError> {
-        let report = Arc::new(report);
-        let (profile, name, path) = (
-            self.shared.profile.clone(),
-            contact.to_owned(),
-            to.to_path_buf(),
-        );
-        let (now, mut rng, told) = (self.shared.clock.now(), self.shared.rng(), report.clone());
-        let open = tokio::task::spawn_blocking(move || {
-            profile.start_bundle(&name, file, &path, now, &mut rng, &*told)
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)??;
-        let name = contact.to_owned();
-        let (_, exported) = carrying_step(
-            self.shared.clone(),
-            move |shared, carrier, job| {
-                let record = shared.profile.contact(&name)?;
-                let now = shared.clock.now();
-                job.out
-                    .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
-                Ok(())
-            },
-            move |_, extra| open.finish(extra, &*report),
-        )
-        .await?;
-        Ok(exported)
     }
 
     /// Contacts were added: if this user carries, tell them.
