@@ -57,6 +57,22 @@ async fn ben_carries(ann: &Node, ben: &Node) {
     .await;
 }
 
+/// Ann writes `text` to Cat, and waits until Ben, who carries, holds it.
+async fn ben_takes_anns_text(ann: &Node, ben: &Node, text: &str) -> strand_sync::Key {
+    let key = ann.send("cat", text).await.unwrap();
+    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    key
+}
+
+/// `node`'s contact `public`, as it syncs with them.
+fn synced(node: &Node, public: &PublicIdentity) -> strand_sync::Contact {
+    node.profile()
+        .sync_contacts()
+        .into_iter()
+        .find(|c| c.public == *public)
+        .unwrap()
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -75,8 +91,7 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
     ben_carries(&ann, &ben).await;
     assert_eq!(ben.carry_status().carriers, 0, "Ann does not carry");
 
-    ann.send("cat", "meet at noon by the river").await.unwrap();
-    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    ben_takes_anns_text(&ann, &ben, "meet at noon by the river").await;
     assert_eq!(ann.carry_status().spreading, 1);
     // What Ben holds is sealed: no text, no sender or recipient key.
     let held = ben.carried_envelopes();
@@ -127,14 +142,7 @@ async fn a_carrier_brings_a_message_between_contacts_who_never_meet() {
             .iter()
             .any(|m| m.delivery == Some(strand_node::Delivery::Delivered))
     };
-    let ann_cat = ann
-        .profile()
-        .sync_contacts()
-        .into_iter()
-        .find(|c| c.public == cat_key)
-        .unwrap()
-        .direct_group()
-        .id;
+    let ann_cat = synced(&ann, &cat_key).direct_group().id;
     until("Ann sees it delivered", || delivered(&ann)).await;
     assert_eq!(ann.profile().undelivered(&ann_cat).unwrap(), []);
     ann.shutdown().await;
@@ -221,16 +229,8 @@ async fn a_text_already_delivered_is_not_told_delivered_again() {
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
     ben_carries(&ann, &ben).await;
-    let key = ann.send("cat", "through Ben").await.unwrap();
-    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
-    let group = ann
-        .profile()
-        .sync_contacts()
-        .into_iter()
-        .find(|c| c.public == cat_key)
-        .unwrap()
-        .direct_group()
-        .id;
+    let key = ben_takes_anns_text(&ann, &ben, "through Ben").await;
+    let group = synced(&ann, &cat_key).direct_group().id;
     ann.shutdown().await;
     let cat = start(cat, &hub).await;
     until("Cat gets it through Ben", || {
@@ -611,8 +611,7 @@ async fn a_text_out_of_an_envelope_too_early_waits_and_is_not_lost() {
     let ann = at(ann, real + 10 * MINUTE, 1).await.unwrap();
     let ben = start(ben, &hub).await;
     ben_carries(&ann, &ben).await;
-    ann.send("cat", "written early").await.unwrap();
-    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    ben_takes_anns_text(&ann, &ben, "written early").await;
     ann.shutdown().await;
 
     let cat_dir = tmp.path().join("cat");
@@ -651,21 +650,13 @@ async fn a_carrier_hands_envelopes_over_on_a_drive() {
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
     ben_carries(&ann, &ben).await;
-    ann.send("cat", "on the stick").await.unwrap();
-    until("Ben holds an envelope", || ben.carry_status().held == 1).await;
+    ben_takes_anns_text(&ann, &ben, "on the stick").await;
     ann.shutdown().await;
 
     // A path that cannot be written (a file is there, or no drive)
     // changes nothing: before, Ben's node handed the envelope whole into
     // his pool with Cat, for a drive that was never made.
-    let pool = ben
-        .profile()
-        .sync_contacts()
-        .into_iter()
-        .find(|c| c.public == cat_public)
-        .unwrap()
-        .pool
-        .id;
+    let pool = synced(&ben, &cat_public).pool.id;
     let pool_len = || {
         let mut n = 0;
         strand_sync::Store::scan(

@@ -1024,23 +1024,7 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
     m.adds.push((m.sign(2), outsider.sign));
     m.welcome(2, 4, &next);
     for h in [2, 3] {
-        let mut body = vec![2];
-        body.extend_from_slice(&next.id().0);
-        body.extend_from_slice(&ben);
-        let mut junk = [0u8; 32 + 48];
-        m.rng.fill_bytes(&mut junk);
-        body.extend_from_slice(&junk);
-        let now = m.tick();
-        let answer = Message::create(
-            &m.devs[h].id,
-            head.group(),
-            now,
-            Kind::KEY,
-            &body,
-            &mut m.rng,
-        )
-        .unwrap();
-        m.devs[h].store.insert(&head.id(), &answer).unwrap();
+        junk_key_answer(&mut m, h, &head, &next, ben);
     }
     m.push(2, 3, false);
     m.heal();
@@ -1049,6 +1033,28 @@ fn a_junk_key_answer_keeps_the_key_from_no_one() {
         panic!("Ben waits: {:?}", m.chain(1).unwrap().head());
     };
     assert!(at.member(&outsider.sign).is_some());
+}
+
+/// Device `h` answers `to`'s request for `next`'s key, in `head`'s log,
+/// with junk (only `to` can tell).
+fn junk_key_answer(m: &mut Model, h: usize, head: &Epoch, next: &Epoch, to: AuthorId) {
+    let mut body = vec![2];
+    body.extend_from_slice(&next.id().0);
+    body.extend_from_slice(&to);
+    let mut junk = [0u8; 32 + 48];
+    m.rng.fill_bytes(&mut junk);
+    body.extend_from_slice(&junk);
+    let now = m.tick();
+    let answer = Message::create(
+        &m.devs[h].id,
+        head.group(),
+        now,
+        Kind::KEY,
+        &body,
+        &mut m.rng,
+    )
+    .unwrap();
+    m.devs[h].store.insert(&head.id(), &answer).unwrap();
 }
 
 /// Mal, an admin, removes Zed and garbles Ben's box; Zed (removed: he
@@ -1078,23 +1084,7 @@ fn a_junk_key_answer_from_someone_removed_does_not_count() {
     m.devs[2].store.insert(&head.id(), &msg).unwrap();
     m.removes.push((m.sign(2), m.sign(3)));
     for h in [3, 4] {
-        let mut body = vec![2];
-        body.extend_from_slice(&next.id().0);
-        body.extend_from_slice(&ben);
-        let mut junk = [0u8; 32 + 48];
-        m.rng.fill_bytes(&mut junk);
-        body.extend_from_slice(&junk);
-        let now = m.tick();
-        let answer = Message::create(
-            &m.devs[h].id,
-            head.group(),
-            now,
-            Kind::KEY,
-            &body,
-            &mut m.rng,
-        )
-        .unwrap();
-        m.devs[h].store.insert(&head.id(), &answer).unwrap();
+        junk_key_answer(&mut m, h, &head, &next, ben);
     }
     m.push(2, 3, false);
     m.push(2, 4, false);
