@@ -15,8 +15,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The simulator's plan test runs its jobs under GNU parallel.
 STRAND_SYSTEM_PACKAGES=(pkg-config libfontconfig1-dev fonts-dejavu-core iptables libdbus-1-dev systemd dbus-daemon gnome-keyring parallel)
 
-# Installs the packages named (by default STRAND_SYSTEM_PACKAGES) that are
-# missing, from Debian's archive.
 # Whether Debian package $1 is installed: for this machine's architecture
 # (or architecture-independent) unless it names one (`libdbus-1-dev:arm64`).
 # With arm64 added for phone builds, `dpkg-query -W libdbus-1-dev` would
@@ -33,6 +31,8 @@ package_installed() {
     esac
 }
 
+# Installs the packages named (by default STRAND_SYSTEM_PACKAGES) that are
+# missing, from Debian's archive.
 ensure_system_packages() {
     local missing=()
     local wanted=("$@")
@@ -47,4 +47,30 @@ ensure_system_packages() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
     fi
+}
+
+# A script's scratch directory, removed on exit: stops the processes named
+# after it and waits (up to 10 s) for them to go, since a daemon still
+# writing makes rm fail with "Directory not empty", then removes the
+# directory, unless a file system is still mounted under it (rm would go
+# into a bind mount of the same file system, --one-file-system or not).
+# One that cannot go is reported, not failed on: the script's own work has
+# passed or failed by then.
+remove_scratch() {
+    local dir=$1 p alive
+    shift
+    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for _ in $(seq 1 100); do
+        alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    if awk -v d="$dir/" 'index($5, d) == 1 { m = 1 } END { exit !m }' /proc/self/mountinfo; then
+        echo "$(basename "$0"): $dir still has a file system mounted under it: left in place" >&2
+        return 0
+    fi
+    rm -rf --one-file-system "$dir" 2>/dev/null \
+        || { sleep 1; rm -rf --one-file-system "$dir" 2>/dev/null; } \
+        || echo "$(basename "$0"): could not remove $dir" >&2
 }
