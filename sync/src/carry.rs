@@ -2323,6 +2323,49 @@ mod tests {
         assert!(d.carrier.hand(&e.id.public(), NOW, &mut rng).is_empty());
     }
 
+    /// A sealer (a contact, who holds their own keys) writes into an
+    /// envelope for C an acknowledgement hash the keys do not give: C
+    /// neither asks for it when it is offered nor opens it when it is
+    /// handed over. Before, she took it in and acknowledged it with a
+    /// token that deletes no carrier's copy, so every carrier offered it
+    /// again and she fetched it again, at every meeting until it expired.
+    #[test]
+    fn an_envelope_with_a_forged_acknowledgement_hash_is_not_fetched_or_opened() {
+        let mut rng = ChaCha20Rng::seed_from_u64(62);
+        let (a, b, mut c) = (
+            person("a", &mut rng, spray()),
+            person("b", &mut rng, spray()),
+            person("c", &mut rng, spray()),
+        );
+        let (bp, cp) = (b.id.public(), c.id.public());
+        let expires = NOW + HOUR;
+        let msg = text(&a, &c, b"hi", &mut rng);
+        let real = Envelope::seal(&cp, &msg, expires, 1, &mut rng).unwrap();
+        let other = Envelope::seal(&cp, &msg, expires, 1, &mut rng).unwrap();
+        let forged = real.resealed_with_ack_hash(&c.id, other.ack_hash());
+        let arrive =
+            |c: &mut Person, body: &[u8]| c.carrier.receive_envelope(&c.id, &bp, body, NOW);
+        // B offers both: C asks for the real one only.
+        let offered = offer(&real, 1, &cp, expires);
+        assert!(matches!(
+            arrive(&mut c, &offered.body),
+            Ok(Arrival::Wanted { .. })
+        ));
+        let offered = offer(&forged, 1, &cp, expires);
+        assert!(matches!(
+            arrive(&mut c, &offered.body),
+            Ok(Arrival::NotForUs)
+        ));
+        // Handed over whole, the forged one does not open.
+        let mut body = vec![DELIVER];
+        body.extend_from_slice(forged.as_bytes());
+        assert!(matches!(arrive(&mut c, &body), Ok(Arrival::NotForUs)));
+        let mut body = vec![DELIVER];
+        body.extend_from_slice(real.as_bytes());
+        assert!(matches!(arrive(&mut c, &body), Ok(Arrival::Opened { .. })));
+        assert_eq!(c.carrier.stats().opened, 1);
+    }
+
     /// C cannot take in the message of an envelope that opened yet (its
     /// author's budget is full, say): she keeps it and opens it again
     /// later, when it is not counted opened again (before, it was at

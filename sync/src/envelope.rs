@@ -331,7 +331,12 @@ fn recognise(header: &[u8], me: &Identity) -> Option<Keys> {
     }
     let my_dh = me.public().dh;
     let k = keys(shared.as_bytes(), &eph, &my_dh);
-    bool::from(k.tag.ct_eq(header.get(38..46)?)).then_some(k)
+    // The acknowledgement hash too is the one the keys give: a sealer
+    // who wrote another in (one that never matches, or another
+    // envelope's) would have its envelope opened, acknowledged to no
+    // carrier's deletion and asked for again at every meeting.
+    let known = k.tag.ct_eq(header.get(38..46)?) & k.ack.hash().ct_eq(header.get(46..62)?);
+    bool::from(known).then_some(k)
 }
 
 /// The sealed header: everything but the copy count.
@@ -340,4 +345,83 @@ fn aad(header: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&header[..5]);
     out.extend_from_slice(&header[6..ENVELOPE_HEADER_LEN]);
     out
+}
+
+#[cfg(test)]
+impl Envelope {
+    /// What a sealer can make that [`Envelope::seal`] does not: this
+    /// envelope sealed again with acknowledgement hash `ack_hash`, for
+    /// `me`, its recipient (who can compute every key a sealer knows).
+    pub(crate) fn resealed_with_ack_hash(&self, me: &Identity, ack_hash: [u8; 16]) -> Envelope {
+        let eph: [u8; 32] = self.bytes[6..38].try_into().expect("32 bytes");
+        let shared = me.dh_secret().diffie_hellman(&DhPublic::from(eph));
+        let k = keys(shared.as_bytes(), &eph, &me.public().dh);
+        let cipher = ChaCha20Poly1305::new(k.key.as_ref().into());
+        let (header, sealed) = self.bytes.split_at(ENVELOPE_HEADER_LEN);
+        let plain = cipher
+            .decrypt(
+                &Nonce::default(),
+                Payload {
+                    msg: sealed,
+                    aad: &aad(header),
+                },
+            )
+            .expect("an envelope sealed for me");
+        let mut out = header.to_vec();
+        out[46..62].copy_from_slice(&ack_hash);
+        let sealed = cipher
+            .encrypt(
+                &Nonce::default(),
+                Payload {
+                    msg: &plain,
+                    aad: &aad(&out),
+                },
+            )
+            .expect("sealed");
+        out.extend_from_slice(&sealed);
+        Envelope::with_id(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use crate::message::Kind;
+
+    /// A sealer who writes in an acknowledgement hash the keys do not give
+    /// (here another envelope's) has an envelope no one recognises or
+    /// opens: the recipient would otherwise take it in, acknowledge it
+    /// with a token no carrier's copy matches, and ask for it again at
+    /// every meeting.
+    #[test]
+    fn an_envelope_whose_acknowledgement_hash_is_not_its_own_is_not_recognised() {
+        let mut rng = ChaCha20Rng::seed_from_u64(61);
+        let ann = Identity::generate("ann", &mut rng).unwrap();
+        let cat = Identity::generate("cat", &mut rng).unwrap();
+        let pair = ann.contact(&cat.public()).unwrap();
+        let msg = Message::create(
+            &ann,
+            pair.direct_group(),
+            1_800_000_000_000,
+            Kind::TEXT,
+            b"hi",
+            &mut rng,
+        )
+        .unwrap();
+        let expires = 1_800_000_000_000 + HOUR_MS;
+        let real = Envelope::seal(&cat.public(), &msg, expires, 1, &mut rng).unwrap();
+        let other = Envelope::seal(&cat.public(), &msg, expires, 1, &mut rng).unwrap();
+        // The helper reseals faithfully: with its own hash it is the same.
+        let same = real.resealed_with_ack_hash(&cat, real.ack_hash());
+        assert_eq!(same.as_bytes(), real.as_bytes());
+        assert!(Envelope::recognises(same.header(), &cat));
+        let forged = real.resealed_with_ack_hash(&cat, other.ack_hash());
+        assert_eq!(forged.ack_hash(), other.ack_hash());
+        assert!(!Envelope::recognises(forged.header(), &cat));
+        assert!(forged.open(&cat).is_none());
+        assert!(real.open(&cat).is_some());
+    }
 }
