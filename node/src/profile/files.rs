@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
-    chunk_count, Group, GroupId, Key, Kind, Manifest, Message, Time, CHUNK_LEN, MAX_FILE_LEN,
-    MAX_PREVIEW_LEN,
+    chunk_count, AuthorId, Group, GroupId, Key, Kind, Manifest, Message, Time, CHUNK_LEN,
+    MAX_FILE_LEN, MAX_PREVIEW_LEN,
 };
 
 use crate::profile::db_error;
@@ -457,17 +457,7 @@ impl Profile {
     /// The manifest of a stored FILE message and how much of it is here.
     pub(crate) fn file_info(&self, group: &Group, msg: &Message) -> Option<FileInfo> {
         let manifest = Manifest::decode(&msg.open(group).ok()?).ok()?;
-        let txn = self.db().ok()?.begin_read().ok()?;
-        // The chunks index, not the chunks: a file's progress costs a few
-        // small reads however big it is.
-        let mut have = 0;
-        if let Ok(chunks) = txn.open_table(crate::profile::schema::CHUNKS) {
-            for k in &manifest.chunks {
-                if chunks.get(&table_key(&group.id, k)).ok()?.is_some() {
-                    have += 1;
-                }
-            }
-        }
+        let have = parts_here(&self.read_view().ok()?, &group.id, msg, &manifest).ok()?;
         Some(FileInfo {
             name: manifest.name,
             mime: manifest.mime,
@@ -478,11 +468,18 @@ impl Profile {
         })
     }
 
-    /// The files in `group` written at `time`, with how much of each is
-    /// here. A file's parts carry its description's time (they are
-    /// written together), so this finds the file a part that just
-    /// arrived belongs to with one short range read.
-    pub(crate) fn files_at(&self, group: &Group, time: Time) -> Vec<(Key, FileInfo)> {
+    /// The files in `group` that `author` wrote at `time`, with how much
+    /// of each is here. A file's parts carry its description's time and
+    /// author (they are written together), so this finds the file a part
+    /// that just arrived belongs to with one short range read; another
+    /// member's description at the same time (which anyone can write) is
+    /// not taken for it.
+    pub(crate) fn files_at(
+        &self,
+        group: &Group,
+        time: Time,
+        author: &AuthorId,
+    ) -> Vec<(Key, FileInfo)> {
         let found = (|| -> Result<Vec<Message>, ProfileError> {
             let txn = self.db()?.begin_read().map_err(db_error)?;
             let messages = txn
@@ -507,7 +504,9 @@ impl Profile {
                 .take(MAX_ROWS_AT)
             {
                 let (_, bytes) = entry.map_err(db_error)?;
-                if bytes.value().get(73) != Some(&Kind::FILE.0) {
+                if bytes.value().get(73) != Some(&Kind::FILE.0)
+                    || bytes.value().get(33..65) != Some(author.as_slice())
+                {
                     continue;
                 }
                 // A part's row holds only its head, which does not decode:
@@ -608,12 +607,7 @@ impl Profile {
             .ok()
             .and_then(|b| Manifest::decode(&b).ok())
             .ok_or_else(|| ProfileError::File("the file's description does not read".into()))?;
-        let mut have = 0;
-        for k in &manifest.chunks {
-            if strand_sync::Store::contains(&view, &group.id, k).map_err(db_error)? {
-                have += 1;
-            }
-        }
+        let have = parts_here(&view, &group.id, &msg, &manifest).map_err(db_error)?;
         if have < manifest.chunks.len() {
             return Err(ProfileError::File(format!(
                 "{} is not all here yet: {have} of {} parts; the rest comes at the next sync",
@@ -753,6 +747,27 @@ fn drop_staged(txn: &redb::WriteTransaction, staged: Vec<[u8; 72]>) -> Result<()
         sending.remove(k).map_err(db_error)?;
     }
     Ok(())
+}
+
+/// How many of the parts file description `msg` lists are here as its
+/// author's parts. Each part's head is read, not its body: a file's
+/// progress costs a few small reads however big it is. A part someone
+/// else wrote is not counted (a member could list another member's parts
+/// in a description of their own, which saving refuses): before, such a
+/// file showed as all here and then did not save.
+fn parts_here(
+    view: &crate::profile::store::ReadView,
+    group: &GroupId,
+    msg: &Message,
+    manifest: &Manifest,
+) -> Result<usize, redb::Error> {
+    let mut have = 0;
+    for k in &manifest.chunks {
+        if let Some((author, Kind::CHUNK, _)) = view.facts(group, k)? {
+            have += usize::from(author == msg.author());
+        }
+    }
+    Ok(have)
 }
 
 #[cfg(test)]
@@ -1236,6 +1251,92 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with(".strand-"))
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    /// A member lists someone else's parts in a description of their own
+    /// (here Bob lists Alice's): it shows none of them here and does not
+    /// save, while Alice's own description of them does. Before, parts
+    /// were counted by key alone, so Bob's file showed as all here and
+    /// then failed to save.
+    #[test]
+    fn a_description_listing_someone_elses_parts_shows_none_of_them_here() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let me = p.identity();
+        let data = b"Alice's words".to_vec();
+        let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
+        let mut file = |author: &strand_sync::Identity| {
+            let manifest = Manifest {
+                name: "words.txt".into(),
+                mime: String::new(),
+                size: data.len() as u64,
+                hash: strand_sync::file_hash(&data),
+                chunks: vec![chunk.key()],
+                preview: None,
+            };
+            Message::create(author, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap()
+        };
+        let (alices, bobs) = (file(&me), file(&bob));
+        let mut store = p.store().unwrap();
+        for m in [&chunk, &alices, &bobs] {
+            strand_sync::WriteStore::insert(&mut store, &pair.id, m).unwrap();
+        }
+        store.commit().unwrap();
+        drop(store);
+        let here = |m: &Message| {
+            let info = p.file_info(&pair, m).unwrap();
+            (info.have, info.total)
+        };
+        assert_eq!(here(&alices), (1, 1));
+        assert_eq!(here(&bobs), (0, 1));
+        let out = tmp.path().join("out");
+        let save = |m: &Message| p.save_file(&crate::profile::hex(&m.id().0[..8]), &out);
+        let e = save(&bobs).unwrap_err().to_string();
+        assert!(e.contains("0 of 1 parts"), "{e}");
+        assert_eq!(std::fs::read(save(&alices).unwrap()).unwrap(), data);
+    }
+
+    /// Parts of Bob's file arrive: the file reported is his, not another
+    /// description written at the same time (here Alice's own; in a
+    /// group, any member's). Before, every description at that time was
+    /// reported as arriving.
+    #[test]
+    fn arriving_parts_report_only_their_authors_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let me = p.identity();
+        let mut file = |author: &strand_sync::Identity, name: &str| {
+            let data = name.as_bytes();
+            let chunk = Message::create(author, &pair, now, Kind::CHUNK, data, rng).unwrap();
+            let manifest = Manifest {
+                name: name.into(),
+                mime: String::new(),
+                size: data.len() as u64,
+                hash: strand_sync::file_hash(data),
+                chunks: vec![chunk.key()],
+                preview: None,
+            };
+            let m = Message::create(author, &pair, now, Kind::FILE, &manifest.encode(), rng);
+            [chunk, m.unwrap()]
+        };
+        let [bobs_part, bobs] = file(&bob, "from-bob.txt");
+        let [_, alices] = file(&me, "from-alice.txt");
+        let mut store = p.store().unwrap();
+        for m in [&bobs_part, &bobs, &alices] {
+            strand_sync::WriteStore::insert(&mut store, &pair.id, m).unwrap();
+        }
+        store.commit().unwrap();
+        drop(store);
+        let found = p.files_at(&pair, bobs_part.time(), &bobs_part.author());
+        let found: Vec<_> = found
+            .iter()
+            .map(|(k, f)| (*k, f.name.as_str(), f.have))
+            .collect();
+        assert_eq!(found, [(bobs.key(), "from-bob.txt", 1)]);
     }
 
     /// Saving never replaces what is already there under the name, even

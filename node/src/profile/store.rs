@@ -540,6 +540,22 @@ pub(crate) fn open_if_there<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
+impl ReadView {
+    /// The author, kind and whole length of the message at `key` in
+    /// `group` ([`row_facts`]: a split message's parts stay unread).
+    pub(crate) fn facts(
+        &self,
+        group: &GroupId,
+        key: &Key,
+    ) -> Result<Option<(AuthorId, Kind, usize)>, redb::Error> {
+        let Some(t) = &self.table else {
+            return Ok(None);
+        };
+        Ok(t.get(&table_key(group, key))?
+            .and_then(|v| row_facts(v.value())))
+    }
+}
+
 impl Store for ReadView {
     type Error = redb::Error;
 

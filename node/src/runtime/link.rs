@@ -528,7 +528,7 @@ impl Pump {
         for m in batch.iter() {
             let kind = m.message().kind();
             if kind == Kind::CHUNK && *m.verdict() == (Verdict::Stored { new: true }) {
-                parts.insert((*m.group(), m.key().time));
+                parts.insert((*m.group(), m.key().time, m.message().author()));
             }
             if kind != Kind::TEXT
                 && kind != Kind::FILE
@@ -557,9 +557,11 @@ impl Pump {
             && self.node.events.receiver_count() > 0
         {
             if let Some((_, name, groups)) = &self.contact {
-                let files: Vec<(Group, strand_sync::limits::Time)> = parts
+                let files: Vec<(Group, strand_sync::limits::Time, strand_sync::AuthorId)> = parts
                     .into_iter()
-                    .filter_map(|(g, t)| Some((groups.iter().find(|x| x.id == g)?.clone(), t)))
+                    .filter_map(|(g, t, a)| {
+                        Some((groups.iter().find(|x| x.id == g)?.clone(), t, a))
+                    })
                     .collect();
                 let (shared, from) = (self.node.clone(), name.clone());
                 self.node.tasks.spawn(async move {
@@ -567,7 +569,7 @@ impl Pump {
                     let found = tokio::task::spawn_blocking(move || {
                         files
                             .iter()
-                            .flat_map(|(g, t)| profile.files_at(g, *t))
+                            .flat_map(|(g, t, a)| profile.files_at(g, *t, a))
                             .collect::<Vec<_>>()
                     })
                     .await
