@@ -559,7 +559,9 @@ impl Strand {
     }
 
     /// What `node`'s carrier hands each of its contacts `contacts` (by
-    /// index) that it has a session with now. Returns links to kick.
+    /// index) that it has a session with now. As the node does, it first
+    /// tells the carrier which contacts are linked: texts to them go over
+    /// their links, not to carriers. Returns links to kick.
     fn hand_live(
         &mut self,
         w: &mut World,
@@ -568,10 +570,20 @@ impl Strand {
     ) -> Vec<LinkId> {
         let now = w.now_ms();
         let n = node as usize;
+        let live: Vec<bool> = self.devices[n]
+            .contact_nodes
+            .iter()
+            .map(|&peer| self.live(w, node, peer))
+            .collect();
+        let dev = &mut self.devices[n];
+        let linked = (dev.endpoint.contacts().iter().zip(&live))
+            .filter(|(_, up)| **up)
+            .map(|(c, _)| c.public.sign)
+            .collect();
+        dev.carrier.as_mut().expect("carrying").set_linked(linked);
         let mut touched = Vec::new();
         for pi in contacts {
-            let peer_node = self.devices[n].contact_nodes[pi];
-            if !self.live(w, node, peer_node) {
+            if !live[pi] {
                 continue;
             }
             let dev = &mut self.devices[n];
@@ -708,11 +720,23 @@ impl Strand {
         true
     }
 
-    /// The link went down mid-whatever.
-    pub fn on_cut(&mut self, w: &mut World, link: LinkId, _l: &LinkState) {
+    /// The link went down mid-whatever. With carrying, each end hands out
+    /// again, as the node does when a session ends: texts to the other
+    /// end not yet delivered go to the carriers linked now. Returns links
+    /// to kick.
+    pub fn on_cut(&mut self, w: &mut World, link: LinkId, l: &LinkState) -> Vec<LinkId> {
         if let Some(ls) = self.links.remove(&link) {
             count_sessions(w, &ls);
         }
+        let mut touched = Vec::new();
+        for node in [l.a, l.b] {
+            let dev = &self.devices[node as usize];
+            if dev.carrier.is_some() {
+                let all = 0..dev.endpoint.contacts().len();
+                touched.extend(self.hand_live(w, node, all));
+            }
+        }
+        touched
     }
 
     /// Counts what a link still up at the end has done, as a cut would.

@@ -779,9 +779,15 @@ impl Sim {
             w.metrics.contacts_carried += 1;
         }
         w.metrics.wire_bytes += l.dirs.iter().map(|d| d.sent_by(w.now)).sum::<u64>();
-        match &mut self.policy {
+        let touched = match &mut self.policy {
             PolicyState::Strand(s) => s.on_cut(w, link, &l),
-            PolicyState::Baseline(b) => b.on_cut(w, link, &l),
+            PolicyState::Baseline(b) => {
+                b.on_cut(w, link, &l);
+                Vec::new()
+            }
+        };
+        for l in touched {
+            self.kick(l);
         }
     }
 

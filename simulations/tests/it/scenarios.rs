@@ -362,6 +362,58 @@ fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
     assert!(c.envelopes_carried > c.delivered, "{}", c.envelopes_carried);
 }
 
+/// Three devices, all contacts, that carry for each other, on a link
+/// type `LINK`, meeting as trace `t.one` says.
+const LINKED: &str = r#"
+name = "linked"
+duration = "1h"
+policy = "strand-carrying"
+[links.slow]
+rate = "8kbit"
+latency = "50ms"
+setup = "2s"
+frame = 500
+frame_overhead = 10
+loss = 0.0
+[[group]]
+count = 3
+link = "LINK"
+[contacts]
+model = "trace"
+file = "t.one"
+[social]
+model = "complete"
+"#;
+
+fn linked(link: &str, trace: &str) -> strand_sim::Report {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.one"), trace).unwrap();
+    let s = inline(&LINKED.replace("LINK", link), dir.path());
+    run(&s, 1, |_, _| {}).unwrap().report
+}
+
+#[test]
+fn texts_to_linked_contacts_go_over_the_link_not_to_carriers() {
+    // As the node does (Carrier::set_linked): with everyone linked all
+    // the time, a text goes over its link and no envelope is lent. Before,
+    // the simulator lent each text to the other device as it was written.
+    let all = "0 CONN 0 1 up\n0 CONN 0 2 up\n0 CONN 1 2 up\n600 C M1 0 1 500\n900 C M2 1 2 500\n";
+    let r = linked("ble", all);
+    assert_eq!((r.created, r.delivered), (2, 2));
+    assert_eq!(r.envelopes_carried, 0, "{:?}", r.pool_written);
+    assert!(
+        !r.pool_written.contains_key("envelopes lent"),
+        "{:?}",
+        r.pool_written
+    );
+    // A link that ends before its text is through: the sender hands the
+    // text to the carriers linked then, and it arrives through one.
+    let cut = "0 CONN 0 1 up\n0 CONN 0 2 up\n0 CONN 1 2 up\n60 C M1 0 1 50000\n70 CONN 0 1 down\n";
+    let r = linked("slow", cut);
+    assert_eq!((r.created, r.delivered), (1, 1));
+    assert!(r.envelopes_carried > 0 && r.hops_mean > 1.0, "{r:?}");
+}
+
 #[test]
 fn chains_reach_recipients_that_spray_and_wait_leaves_behind() {
     // Issue 30: on the same trace, workload and contact graph, carrying
