@@ -65,6 +65,10 @@ struct LinkSessions {
     /// Strangers in range whose hints have matched nothing yet: no
     /// sessions; side 0's timer fires at the next epoch.
     unlinked: bool,
+    /// Whether each side's session is established and has not ended yet:
+    /// when it ends (closed, or the link cut), that side hands out again,
+    /// as the node does when a session with a contact ends.
+    up: [bool; 2],
 }
 
 /// Strand's state across all devices.
@@ -392,7 +396,8 @@ impl Strand {
         let mut received = Vec::new();
         let mut delivered = Vec::new();
         let mut established = false;
-        {
+        let mut ended = false;
+        let contacts = {
             let Some(ls) = self.links.get_mut(&link) else {
                 return Vec::new();
             };
@@ -406,13 +411,17 @@ impl Strand {
                     Event::Delivered { group, key } => delivered.push((group, key)),
                     Event::Established { .. } => {
                         established = true;
+                        ls.up[side] = true;
                         if side == 0 {
                             w.metrics.sessions += 1;
                         }
                     }
                     Event::Refused { .. } => w.metrics.hellos_refused += 1,
-                    Event::Closed { error: Some(e) } => {
-                        classify_close(w, &e, side, contacts, names_all, s.peer().is_some())
+                    Event::Closed { error } => {
+                        ended |= std::mem::take(&mut ls.up[side]);
+                        if let Some(e) = error {
+                            classify_close(w, &e, side, contacts, names_all, s.peer().is_some());
+                        }
                     }
                     Event::Rejected { .. } => w.metrics.rejected += 1,
                     _ => {}
@@ -421,10 +430,15 @@ impl Strand {
             let deadline = s.poll_timeout();
             arm(w, link, side, &mut ls.timer[side], deadline);
             ls.new[side] += received.len() as u64;
-        }
+            contacts
+        };
         let mut touched = Vec::new();
         if self.devices[node as usize].carrier.is_some() {
             touched.extend(self.carry(w, node, peer, established, &mut received, delivered));
+            if ended && contacts {
+                let all = 0..self.devices[node as usize].endpoint.contacts().len();
+                touched.extend(self.hand_live(w, node, all));
+            }
         }
         for (group, key) in received {
             let Some(&idx) = self.by_id.get(&key.id) else {
@@ -720,18 +734,20 @@ impl Strand {
         true
     }
 
-    /// The link went down mid-whatever. With carrying, each end hands out
-    /// again, as the node does when a session ends: texts to the other
-    /// end not yet delivered go to the carriers linked now. Returns links
-    /// to kick.
+    /// The link went down mid-whatever. With carrying, each end whose
+    /// session with a contact was up hands out again, as the node does
+    /// when such a session ends: texts to the other end not yet delivered
+    /// go to the carriers linked now. Returns links to kick.
     pub fn on_cut(&mut self, w: &mut World, link: LinkId, l: &LinkState) -> Vec<LinkId> {
-        if let Some(ls) = self.links.remove(&link) {
-            count_sessions(w, &ls);
-        }
+        let Some(ls) = self.links.remove(&link) else {
+            return Vec::new();
+        };
+        count_sessions(w, &ls);
         let mut touched = Vec::new();
-        for node in [l.a, l.b] {
+        for side in 0..2 {
+            let node = l.node(side);
             let dev = &self.devices[node as usize];
-            if dev.carrier.is_some() {
+            if ls.contacts && ls.up[side] && dev.carrier.is_some() {
                 let all = 0..dev.endpoint.contacts().len();
                 touched.extend(self.hand_live(w, node, all));
             }
