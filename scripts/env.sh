@@ -49,23 +49,42 @@ ensure_system_packages() {
     fi
 }
 
-# A script's scratch directory, removed on exit: stops the processes named
-# after it and waits (up to 10 s) for them to go, since a daemon still
-# writing makes rm fail with "Directory not empty", then removes the
-# directory, unless a file system is still mounted under it (rm would go
+# A script's scratch directory, removed on exit. Processes still using
+# it go first: those named (daemons the script started) and any whose
+# working directory or root lies under it (a scheduler's job, a chroot's
+# daemon), asked to stop, then killed after 10 s, since one still writing
+# makes rm fail with "Directory not empty". The directory is then
+# removed, unless a file system is still mounted under it (rm would go
 # into a bind mount of the same file system, --one-file-system or not).
-# One that cannot go is reported, not failed on: the script's own work has
-# passed or failed by then.
+# One that cannot go is reported, not failed on: the script's own work
+# has passed or failed by then.
 remove_scratch() {
-    local dir=$1 p alive
+    local dir p q at alive
+    dir=$(realpath -m "$1")
     shift
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for _ in $(seq 1 100); do
-        alive=0
-        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
+    local pids=("$@")
+    for q in /proc/[0-9]*; do
+        p=${q#/proc/}
+        [ "$p" = "$$" ] && continue
+        for at in "$(readlink "$q/cwd" 2>/dev/null)" "$(readlink "$q/root" 2>/dev/null)"; do
+            case "$at" in
+                "$dir" | "$dir"/*) pids+=("$p") && break ;;
+            esac
+        done
     done
+    if ((${#pids[@]})); then
+        for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+        for _ in $(seq 1 100); do
+            alive=0
+            for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            ((alive)) || break
+            sleep 0.1
+        done
+        if ((alive)); then
+            for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+            sleep 1
+        fi
+    fi
     if awk -v d="$dir/" 'index($5, d) == 1 { m = 1 } END { exit !m }' /proc/self/mountinfo; then
         echo "$(basename "$0"): $dir still has a file system mounted under it: left in place" >&2
         return 0
