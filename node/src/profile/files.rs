@@ -750,11 +750,12 @@ fn drop_staged(txn: &redb::WriteTransaction, staged: Vec<[u8; 72]>) -> Result<()
 }
 
 /// How many of the parts file description `msg` lists are here as its
-/// author's parts. Each part's head is read, not its body: a file's
-/// progress costs a few small reads however big it is. A part someone
-/// else wrote is not counted (a member could list another member's parts
-/// in a description of their own, which saving refuses): before, such a
-/// file showed as all here and then did not save.
+/// author's parts. Each part's head is read, not its body, nor any other
+/// message a description lists: a file's progress costs a few small
+/// reads however big it is. A part someone else wrote is not counted (a
+/// member could list another member's parts in a description of their
+/// own, which saving refuses): before, such a file showed as all here
+/// and then did not save.
 fn parts_here(
     view: &crate::profile::store::ReadView,
     group: &GroupId,
@@ -763,9 +764,7 @@ fn parts_here(
 ) -> Result<usize, redb::Error> {
     let mut have = 0;
     for k in &manifest.chunks {
-        if let Some((author, Kind::CHUNK, _)) = view.facts(group, k)? {
-            have += usize::from(author == msg.author());
-        }
+        have += usize::from(view.chunk_author(group, k)? == Some(msg.author()));
     }
     Ok(have)
 }
