@@ -792,6 +792,19 @@ mod tests {
     use crate::profile::store::HEAD;
     use redb::ReadableTableMetadata;
 
+    /// The description of a file named `name` whose bytes `data` are all
+    /// in `chunk`.
+    fn one_part(name: &str, data: &[u8], chunk: &Message) -> Manifest {
+        Manifest {
+            name: name.into(),
+            mime: String::new(),
+            size: data.len() as u64,
+            hash: strand_sync::file_hash(data),
+            chunks: vec![chunk.key()],
+            preview: None,
+        }
+    }
+
     /// Each chunk's `messages` row (its head) and the lengths of its
     /// parts in `bodies`.
     fn stored_chunks(p: &Profile, sent: &FileSent) -> Vec<(usize, Vec<usize>)> {
@@ -1220,14 +1233,7 @@ mod tests {
         let data = b"a file with a long name".to_vec();
         let me = p.identity();
         let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
-        let manifest = Manifest {
-            name: format!("{}.bin", "é".repeat(125)),
-            mime: String::new(),
-            size: data.len() as u64,
-            hash: strand_sync::file_hash(&data),
-            chunks: vec![chunk.key()],
-            preview: None,
-        };
+        let manifest = one_part(&format!("{}.bin", "é".repeat(125)), &data, &chunk);
         assert_eq!(manifest.name.len(), 254);
         let file = Message::create(&me, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap();
         let mut store = p.store().unwrap();
@@ -1267,15 +1273,8 @@ mod tests {
         let data = b"Alice's words".to_vec();
         let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
         let mut file = |author: &strand_sync::Identity| {
-            let manifest = Manifest {
-                name: "words.txt".into(),
-                mime: String::new(),
-                size: data.len() as u64,
-                hash: strand_sync::file_hash(&data),
-                chunks: vec![chunk.key()],
-                preview: None,
-            };
-            Message::create(author, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap()
+            let manifest = one_part("words.txt", &data, &chunk).encode();
+            Message::create(author, &pair, now, Kind::FILE, &manifest, rng).unwrap()
         };
         let (alices, bobs) = (file(&me), file(&bob));
         let mut store = p.store().unwrap();
@@ -1311,15 +1310,8 @@ mod tests {
         let mut file = |author: &strand_sync::Identity, name: &str| {
             let data = name.as_bytes();
             let chunk = Message::create(author, &pair, now, Kind::CHUNK, data, rng).unwrap();
-            let manifest = Manifest {
-                name: name.into(),
-                mime: String::new(),
-                size: data.len() as u64,
-                hash: strand_sync::file_hash(data),
-                chunks: vec![chunk.key()],
-                preview: None,
-            };
-            let m = Message::create(author, &pair, now, Kind::FILE, &manifest.encode(), rng);
+            let manifest = one_part(name, data, &chunk).encode();
+            let m = Message::create(author, &pair, now, Kind::FILE, &manifest, rng);
             [chunk, m.unwrap()]
         };
         let [bobs_part, bobs] = file(&bob, "from-bob.txt");
@@ -1352,12 +1344,8 @@ mod tests {
         let chunk = Message::create(&me, &pair, now, Kind::CHUNK, &data, rng).unwrap();
         let mut file = |name: &str, hash| {
             let manifest = Manifest {
-                name: name.into(),
-                mime: String::new(),
-                size: data.len() as u64,
                 hash,
-                chunks: vec![chunk.key()],
-                preview: None,
+                ..one_part(name, &data, &chunk)
             };
             Message::create(&me, &pair, now, Kind::FILE, &manifest.encode(), rng).unwrap()
         };
