@@ -504,9 +504,7 @@ impl Profile {
                 .take(MAX_ROWS_AT)
             {
                 let (_, bytes) = entry.map_err(db_error)?;
-                if bytes.value().get(73) != Some(&Kind::FILE.0)
-                    || bytes.value().get(33..65) != Some(author.as_slice())
-                {
+                if crate::profile::store::row_head(bytes.value()) != Some((*author, Kind::FILE)) {
                     continue;
                 }
                 // A part's row holds only its head, which does not decode:

@@ -125,13 +125,20 @@ pub(crate) fn whole(
     Ok(Some(out))
 }
 
+/// The author and kind in a [`MESSAGES`] row's head, read as stored
+/// (every row was checked before it was stored, and a whole row and a
+/// split one begin alike); `None` for a hollow row.
+pub(crate) fn row_head(row: &[u8]) -> Option<(AuthorId, Kind)> {
+    Some((row.get(33..65)?.try_into().ok()?, Kind(*row.get(73)?)))
+}
+
 /// The author, kind and whole length of the message in a [`MESSAGES`]
 /// row, read from its head if it was split (its parts stay unread);
 /// `None` for a hollow row or one that does not decode.
 pub(crate) fn row_facts(row: &[u8]) -> Option<(AuthorId, Kind, usize)> {
     if row.len() == HEAD {
-        let author = row[33..65].try_into().expect("32 bytes");
-        return Some((author, Kind(row[73]), strand_sync::encoded_len(row)?));
+        let (author, kind) = row_head(row)?;
+        return Some((author, kind, strand_sync::encoded_len(row)?));
     }
     let m = Message::decode(row.to_vec()).ok()?;
     Some((m.author(), m.kind(), row.len()))
@@ -554,12 +561,11 @@ impl ReadView {
         let Some(t) = &self.table else {
             return Ok(None);
         };
-        Ok(t.get(&table_key(group, key))?.and_then(|v| {
-            let row = v.value();
-            (row.get(73) == Some(&Kind::CHUNK.0))
-                .then(|| row.get(33..65)?.try_into().ok())
-                .flatten()
-        }))
+        Ok(t.get(&table_key(group, key))?
+            .and_then(|v| match row_head(v.value()) {
+                Some((author, Kind::CHUNK)) => Some(author),
+                _ => None,
+            }))
     }
 }
 
