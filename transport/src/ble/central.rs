@@ -66,12 +66,13 @@ pub(super) async fn scan(shared: Arc<Shared>, central: Adapter) {
         if let Some(on) = act {
             // Strand's UUID is in the service data, not the service list,
             // so the scan is unfiltered and the data is checked here.
+            let asked = tokio::time::Instant::now();
             let done = match on {
                 true => central.start_scan(ScanFilter::default()).await,
                 false => central.stop_scan().await,
             };
             match &done {
-                Ok(()) => tracing::debug!(on, "Bluetooth: scanning"),
+                Ok(()) => tracing::debug!(on, took = ?asked.elapsed(), "Bluetooth: scanning"),
                 Err(e) => {
                     tracing::warn!(error = %e, on, "Bluetooth: cannot start or stop scanning; trying again")
                 }
@@ -180,6 +181,7 @@ async fn seen(shared: &Arc<Shared>, central: &Adapter, id: PeripheralId, hint: V
         }
     };
     if let Some((number, initiate)) = report {
+        tracing::debug!(number, initiate, "Bluetooth: a wanted device heard");
         let peer = Peer::new(LinkKind::Bluetooth, number);
         let _ = shared
             .events
@@ -215,10 +217,13 @@ pub(super) async fn open(
     // role) is left up when this link ends.
     let connected_here = !device.is_connected().await.unwrap_or(false);
     if connected_here {
+        let started = tokio::time::Instant::now();
+        tracing::debug!(number, "Bluetooth: connecting");
         tokio::time::timeout(CONNECT_TIMEOUT, device.connect())
             .await
             .map_err(|_| dial(Box::new(Reason("connecting timed out".into()))))?
             .map_err(|e| dial(Box::new(e)))?;
+        tracing::debug!(number, after = ?started.elapsed(), "Bluetooth: connected");
     }
     shared.set_linked(&id, true);
     let opened = tokio::time::timeout(
