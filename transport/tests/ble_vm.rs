@@ -5,7 +5,8 @@
 //! else): two transports on hci0 and hci1 find each other by their
 //! advertisements, connect (central ↔ peripheral) and carry a stream both
 //! ways, over an L2CAP channel and over GATT; a third device on hci2 sees
-//! the advertisement and nothing more.
+//! the advertisement and nothing more, and reads no name of the user's
+//! when it connects.
 #![cfg(target_os = "linux")]
 
 use std::sync::Arc;
@@ -215,4 +216,71 @@ async fn a_stranger_sees_a_strand_device_and_nothing_that_follows_it() {
 /// hci1's address, as the stranger would hear it.
 async fn a_address(session: &bluer::Session) -> bluer::Address {
     session.adapter("hci1").unwrap().address().await.unwrap()
+}
+
+/// A stranger that connects (anyone can: a link starts with a connection,
+/// Noise comes after) reads the GAP Device Name that BlueZ serves on
+/// every LE connection, the adapter's name (often the user's or the
+/// machine's), the same under every hint and every rotated address. While
+/// the transport runs it is a name every Strand device shares, and the
+/// user's own comes back when the transport stops.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs BlueZ with virtual controllers: scripts/ble-vm"]
+async fn a_stranger_that_connects_reads_no_name_of_the_user() {
+    use futures::StreamExt;
+    let session = bluer::Session::new().await.unwrap();
+    let own = session.adapter("hci1").unwrap();
+    own.set_powered(true).await.unwrap();
+    own.set_alias("alice-laptop".into()).await.unwrap();
+    let (a, _events, _hint) = start("hci1", 2, true).await;
+    let stranger = session.adapter("hci2").unwrap();
+    stranger.set_powered(true).await.unwrap();
+    let heard = a_address(&session).await;
+    let service = uuid::uuid!("5d2a7b40-3f6e-4c8e-9a51-7f0c2e1b9d30");
+    let device = {
+        let mut found = stranger.discover_devices().await.unwrap();
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(d) = stranger.device(heard) {
+                    if let Ok(Some(data)) = d.service_data().await {
+                        if data.contains_key(&service) {
+                            return d;
+                        }
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), found.next()).await;
+            }
+        })
+        .await
+        .expect("the stranger hears the advertisement")
+    };
+    assert_eq!(device.name().await.unwrap(), None, "no name on the air");
+    // Connect (btvirt may take a scan cycle), then wait for BlueZ's own
+    // GAP client to read the name, as any central's does.
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(e) = device.connect().await {
+        assert!(
+            Instant::now() < deadline,
+            "the stranger cannot connect: {e}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let name = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(Some(name)) = device.name().await {
+                return name;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("BlueZ reads the GAP Device Name on connecting");
+    let _ = device.disconnect().await;
+    assert_eq!(
+        name,
+        strand_transport::ble::RADIO_NAME,
+        "the user's name leaked"
+    );
+    a.shutdown().await;
+    assert_eq!(own.alias().await.unwrap(), "alice-laptop", "given back");
 }

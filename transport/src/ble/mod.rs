@@ -28,6 +28,12 @@
 //! fixed address is on the air, which is a stable identifier (the README
 //! says how to turn privacy on).
 //!
+//! A device that connects learns one thing more from BlueZ itself: the
+//! GAP Device Name, which BlueZ serves on every LE connection and which is
+//! the adapter's name (often the user's or the machine's). While the
+//! transport runs, that name is [`RADIO_NAME`], the same on every Strand
+//! device; the adapter's own comes back when it stops.
+//!
 //! # Who dials
 //!
 //! Both devices see each other's hint. The one whose own hint sorts first
@@ -42,6 +48,16 @@ pub mod pairing;
 pub mod radio;
 
 use std::time::Duration;
+
+/// The adapter's name while the transport runs. BlueZ serves the GAP
+/// Device Name to every device that connects (and a link starts with a
+/// connection anyone may make, Noise coming after); the adapter's own
+/// name is often the user's or the machine's, and the same under every
+/// hint and every rotated address. So the transport sets this name, the
+/// same on every Strand device, and gives the old one back when it stops
+/// (unless the user renamed the adapter meanwhile). After a crash the
+/// adapter keeps this name: `bluetoothctl system-alias NAME` sets one.
+pub const RADIO_NAME: &str = "Strand";
 
 /// A device that wants a link and is not first to dial waits this long
 /// after it first reports the other before it dials anyway (a hint names
@@ -334,6 +350,10 @@ mod linux {
         central: btleplug::platform::Adapter,
         /// The GATT service, until [`Transport::shutdown`] unregisters it.
         peripheral: Arc<Mutex<Option<peripheral::Peripheral>>>,
+        /// The adapter, and its name before [`super::RADIO_NAME`] (given
+        /// back at [`Transport::shutdown`]; `None` once given back, or if
+        /// it was already that name).
+        own_name: Arc<Mutex<Option<(bluer::Adapter, String)>>>,
     }
 
     impl std::fmt::Debug for Ble {
@@ -385,7 +405,22 @@ mod linux {
                 psm: listener.as_ref().map(|(_, psm)| *psm),
             });
             let psm = shared.psm.unwrap_or(0);
-            let served = peripheral::serve(shared.clone(), &adapter, psm).await?;
+            // Before anything can connect: the GATT service and the
+            // advertisement come next.
+            let own_name = hide_name(&adapter).await.map_err(|e| {
+                TransportError::Setup(Box::new(crate::Reason(format!(
+                    "cannot set the Bluetooth adapter's name, which any device that connects reads: {e}"
+                ))))
+            })?;
+            let served = match peripheral::serve(shared.clone(), &adapter, psm).await {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(old) = own_name {
+                        give_name_back(&adapter, old).await;
+                    }
+                    return Err(e);
+                }
+            };
             if let Some((listener, _)) = listener {
                 shared
                     .tasks
@@ -408,6 +443,7 @@ mod linux {
                 shared,
                 central,
                 peripheral: Arc::new(Mutex::new(Some(served))),
+                own_name: Arc::new(Mutex::new(own_name.map(|old| (adapter, old)))),
             })
         }
 
@@ -422,6 +458,31 @@ mod linux {
                 bytes_received: c.received.load(Ordering::Relaxed),
                 psm: self.shared.psm,
             }
+        }
+    }
+
+    /// Sets the adapter's name to [`super::RADIO_NAME`]; returns the name
+    /// it had, unless it had that one already.
+    async fn hide_name(adapter: &bluer::Adapter) -> bluer::Result<Option<String>> {
+        let old = adapter.alias().await?;
+        if old == super::RADIO_NAME {
+            return Ok(None);
+        }
+        adapter.set_alias(super::RADIO_NAME.into()).await?;
+        tracing::debug!("Bluetooth: the adapter's name is hidden while Strand runs");
+        Ok(Some(old))
+    }
+
+    /// Gives the adapter its name back, if it still has
+    /// [`super::RADIO_NAME`] (the user may have chosen another since).
+    async fn give_name_back(adapter: &bluer::Adapter, old: String) {
+        let done = match adapter.alias().await {
+            Ok(now) if now == super::RADIO_NAME => adapter.set_alias(old).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "Bluetooth: cannot give the adapter its name back");
         }
     }
 
@@ -475,12 +536,16 @@ mod linux {
         fn shutdown(&self) -> BoxFuture<'static, ()> {
             let shared = self.shared.clone();
             let served = self.peripheral.lock().expect("not poisoned").take();
+            let own_name = self.own_name.lock().expect("not poisoned").take();
             async move {
                 shared.cancel.cancel();
                 shared.tasks.close();
                 drop(served);
                 shared.tasks.wait().await;
                 tokio::time::sleep(peripheral::UNREGISTER_GRACE).await;
+                if let Some((adapter, old)) = own_name {
+                    give_name_back(&adapter, old).await;
+                }
             }
             .boxed()
         }
