@@ -90,6 +90,58 @@ pub fn listen_everywhere(port: u16) -> Vec<Multiaddr> {
     out
 }
 
+/// How far an address reaches: who could dial it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Only this machine (127.0.0.0/8, ::1).
+    Loopback,
+    /// Only the local network: private (10/8, 172.16/12, 192.168/16),
+    /// shared (100.64/10), link-local and unique-local addresses, and the
+    /// unspecified one.
+    Local,
+    /// Anyone on the internet (any other IP address, or a DNS name).
+    Global,
+}
+
+/// The scope of an address's first IP or DNS part; one with none (a
+/// circuit without its relay, say) counts as [`Scope::Global`].
+pub fn scope(addr: &Multiaddr) -> Scope {
+    use multiaddr::Protocol;
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(ip_scope(IpAddr::V4(ip))),
+            Protocol::Ip6(ip) => Some(ip_scope(IpAddr::V6(ip))),
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_) => {
+                Some(Scope::Global)
+            }
+            _ => None,
+        })
+        .unwrap_or(Scope::Global)
+}
+
+/// The scope of an IP address.
+pub fn ip_scope(ip: IpAddr) -> Scope {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => Scope::Loopback,
+        IpAddr::V4(v4) => {
+            let shared = v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64;
+            if v4.is_private() || v4.is_link_local() || v4.is_unspecified() || shared {
+                Scope::Local
+            } else {
+                Scope::Global
+            }
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => ip_scope(IpAddr::V4(v4)),
+            None if v6.is_loopback() => Scope::Loopback,
+            None if v6.is_unicast_link_local() || v6.is_unique_local() || v6.is_unspecified() => {
+                Scope::Local
+            }
+            None => Scope::Global,
+        },
+    }
+}
+
 /// What kind of link a [`Link`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -371,3 +423,32 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Reason(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_scoped_by_who_could_dial_them() {
+        let cases = [
+            ("/ip4/127.0.0.1/tcp/1", Scope::Loopback),
+            ("/ip6/::1/tcp/1", Scope::Loopback),
+            ("/ip4/10.1.2.3/tcp/1", Scope::Local),
+            ("/ip4/172.16.0.1/tcp/1", Scope::Local),
+            ("/ip4/192.168.0.1/udp/1/quic-v1", Scope::Local),
+            ("/ip4/169.254.1.1/tcp/1", Scope::Local),
+            ("/ip4/100.64.0.1/tcp/1", Scope::Local),
+            ("/ip4/0.0.0.0/tcp/1", Scope::Local),
+            ("/ip6/fe80::1/tcp/1", Scope::Local),
+            ("/ip6/fd12::1/tcp/1", Scope::Local),
+            ("/ip6/::ffff:192.168.0.1/tcp/1", Scope::Local),
+            ("/ip4/100.128.0.1/tcp/1", Scope::Global),
+            ("/ip4/203.0.113.7/tcp/1", Scope::Global),
+            ("/ip6/2001:db8::1/tcp/1", Scope::Global),
+            ("/dns4/relay.example.org/tcp/1", Scope::Global),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(scope(&addr.parse().unwrap()), want, "{addr}");
+        }
+    }
+}

@@ -201,23 +201,8 @@ fn external_label(address: &str) -> &'static str {
     if address.contains("/p2p-circuit") {
         return "relayed address (through a relay)";
     }
-    let ip = address
-        .parse::<strand_transport::Multiaddr>()
-        .ok()
-        .and_then(|m| {
-            m.iter().find_map(|p| match p {
-                strand_transport::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
-                strand_transport::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
-                _ => None,
-            })
-        });
-    match ip {
-        Some(std::net::IpAddr::V4(ip))
-            if ip.is_loopback() || ip.is_private() || ip.is_link_local() =>
-        {
-            "address others reached (not public)"
-        }
-        Some(std::net::IpAddr::V6(ip)) if ip.is_loopback() || ip.is_unicast_link_local() => {
+    match address.parse::<strand_transport::Multiaddr>() {
+        Ok(a) if strand_transport::scope(&a) != strand_transport::Scope::Global => {
             "address others reached (not public)"
         }
         _ => "public address (confirmed)",

@@ -1559,23 +1559,18 @@ async fn start_relays(
 }
 
 /// The addresses of the relay this node runs that contacts are told:
-/// not loopback ones (unless there is nothing else, as in tests), at most
+/// those of the widest scope it has (public ones if any, else LAN ones,
+/// else loopback ones, as in tests), at most
 /// [`MAX_REACH_ADDRESSES`](strand_sync::limits::MAX_REACH_ADDRESSES). A
-/// relay behind port forwarding is told its public address with
-/// `--relay-announce`.
+/// contact far away could not dial a LAN address, and would learn from it
+/// how the user's home network is numbered. A relay behind port
+/// forwarding is told its public address with `--relay-announce`.
 fn serving_addresses(all: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    use strand_transport::multiaddr::Protocol;
-    let loopback = |a: &Multiaddr| {
-        a.iter().any(|p| match p {
-            Protocol::Ip4(ip) => ip.is_loopback(),
-            Protocol::Ip6(ip) => ip.is_loopback(),
-            _ => false,
-        })
-    };
-    let mut out: Vec<Multiaddr> = all.iter().filter(|a| !loopback(a)).cloned().collect();
-    if out.is_empty() {
-        out = all;
-    }
+    let widest = all.iter().map(strand_transport::scope).max();
+    let mut out: Vec<Multiaddr> = all
+        .into_iter()
+        .filter(|a| Some(strand_transport::scope(a)) == widest)
+        .collect();
     out.truncate(strand_sync::limits::MAX_REACH_ADDRESSES);
     out
 }
@@ -1615,4 +1610,37 @@ fn release_free_memory() {
 fn _assert_send() {
     fn is_send<T: Send>(_: T) {}
     let _ = |n: Node| is_send(n.shutdown().boxed());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<Multiaddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn contacts_are_told_only_the_relays_widest_addresses() {
+        let id = "/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        let lan = format!("/ip4/192.168.1.20/tcp/4001{id}");
+        let public = format!("/ip4/203.0.113.7/tcp/4001{id}");
+        let named = format!("/dns4/relay.example.org/tcp/4001{id}");
+        let loopback = format!("/ip4/127.0.0.1/tcp/4001{id}");
+        let ula = format!("/ip6/fd00::20/tcp/4001{id}");
+        // A public address (announced, or the machine's own) hides the
+        // home network's.
+        assert_eq!(
+            serving_addresses(addrs(&[&loopback, &lan, &public, &ula, &named])),
+            addrs(&[&public, &named])
+        );
+        // No public one: the LAN's, for contacts on it.
+        assert_eq!(
+            serving_addresses(addrs(&[&loopback, &lan, &ula])),
+            addrs(&[&lan, &ula])
+        );
+        // Only loopback (tests on one machine).
+        assert_eq!(serving_addresses(addrs(&[&loopback])), addrs(&[&loopback]));
+        assert!(serving_addresses(Vec::new()).is_empty());
+    }
 }
