@@ -522,6 +522,15 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 
     let b = backend.clone();
     let weak = ui.as_weak();
+    adapter.on_rename_contact(move |name| {
+        let Some(ui) = weak.upgrade() else { return };
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        let name = name.to_string();
+        b.job(move |core| rename_contact(core, &contact, &name));
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
     adapter.on_check_image(move |path| {
         let Some(ui) = weak.upgrade() else { return };
         let a = ui.global::<ConversationAdapter>();
@@ -610,6 +619,35 @@ fn set_verified(core: &mut Core, contact: &str, verified: bool) {
     super::contacts::refresh(core);
 }
 
+/// Gives `contact` the name `name`, then shows the conversation under it
+/// (mutes are kept by id, so they follow); a refusal is shown in the
+/// panel and changes nothing.
+fn rename_contact(core: &mut Core, contact: &str, name: &str) {
+    match core.call(Request::RenameContact {
+        contact: contact.to_owned(),
+        name: name.to_owned(),
+    }) {
+        Some(Ok(Reply::Renamed { contact: view })) => {
+            super::settings::load_preferences(core);
+            let notice = format!("{contact} is now called {}.", view.name);
+            open(core, view.name);
+            core.ui(move |ui| {
+                let a = ui.global::<ConversationAdapter>();
+                a.set_rename_error("".into());
+                a.set_notice(notice.into());
+            });
+        }
+        Some(Err(e)) => {
+            let message = e.message;
+            core.ui(move |ui| {
+                ui.global::<ConversationAdapter>()
+                    .set_rename_error(message.into())
+            });
+        }
+        Some(Ok(_)) | None => {}
+    }
+}
+
 /// Reads a QR code from an image file and compares it with the safety
 /// number: a match marks the contact verified.
 fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
@@ -672,6 +710,7 @@ pub(crate) fn open(core: &mut Core, contact: String) {
         a.set_details_open(false);
         a.set_scan_result("".into());
         a.set_scan_ok(false);
+        a.set_rename_error("".into());
     });
     reload(core, true);
     show_trust(core);

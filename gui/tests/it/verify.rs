@@ -253,3 +253,45 @@ fn the_camera_button_shows_only_where_a_camera_is() {
         );
     });
 }
+
+/// The contact's panel renames them: a name another contact has is
+/// refused there, saying why, and changes nothing; a free one renames
+/// them in the chat list and the open conversation.
+#[test]
+fn a_contact_is_renamed_from_their_panel() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let add = gui.ui.global::<AddContactAdapter>();
+        for name in ["Bob", "Carol"] {
+            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+            add.invoke_add(who.invite().to_text().into(), name.into());
+        }
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
+        let names = |gui: &Gui| -> Vec<String> {
+            let mut n: Vec<String> = gui.contacts().iter().map(|c| c.name.to_string()).collect();
+            n.sort();
+            n
+        };
+        let bob = gui.contacts().iter().position(|c| c.name == "Bob").unwrap();
+        gui.ui.global::<ContactsAdapter>().invoke_open(bob as i32);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
+
+        conv.invoke_rename_contact("Carol".into());
+        assert!(h.pump_until(WAIT, || !conv.get_rename_error().is_empty()));
+        assert!(
+            conv.get_rename_error().contains("Carol"),
+            "{}",
+            conv.get_rename_error()
+        );
+        assert_eq!(names(&gui), ["Bob", "Carol"]);
+
+        conv.invoke_rename_contact("Robert".into());
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"));
+        assert!(h.pump_until(WAIT, || names(&gui) == ["Carol", "Robert"]));
+        assert!(conv.get_rename_error().is_empty());
+        assert!(conv.get_notice().contains("now called Robert"));
+    });
+}

@@ -58,6 +58,9 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         Command::Invite => invite(ctx, device).await,
         Command::Add { code, name } => add(ctx, device, code, name).await,
         Command::Contacts => contacts(ctx, device).await,
+        Command::RenameContact { name, new_name } => {
+            rename_contact(ctx, device, name, new_name).await
+        }
         Command::Verify {
             name,
             confirm,
@@ -263,6 +266,30 @@ async fn contacts(ctx: &Ctx, device: &Device) -> Result<()> {
         if let Some(other) = &c.lookalike {
             println!("{:<24} ^ looks like {other:?}: check which is which", "");
         }
+    }
+    Ok(())
+}
+
+/// `strand rename-contact`.
+async fn rename_contact(ctx: &Ctx, device: &Device, name: String, new_name: String) -> Result<()> {
+    let reply = device
+        .call(Request::RenameContact {
+            contact: name.clone(),
+            name: new_name,
+        })
+        .await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    let Reply::Renamed { contact } = reply else {
+        return Err(unexpected(reply));
+    };
+    println!("{name:?} is now called {:?}.", contact.name);
+    if let Some(other) = &contact.lookalike {
+        println!(
+            "Careful: {:?} looks like {other:?}. Make sure you can tell them apart.",
+            contact.name
+        );
     }
     Ok(())
 }

@@ -265,6 +265,15 @@ impl std::fmt::Debug for Profile {
     }
 }
 
+/// A name the user gives a contact: the naming rules of
+/// [`strand_sync::check_name`], said of a contact name.
+fn check_contact_name(name: &str) -> Result<(), ProfileError> {
+    strand_sync::check_name(name).map_err(|e| match e {
+        strand_sync::KeyError::Name(why) => ProfileError::Name(format!("the contact name {why}")),
+        other => ProfileError::Key(other),
+    })
+}
+
 pub(crate) fn db_error(e: impl Into<redb::Error>) -> ProfileError {
     ProfileError::Db(DbError::from(e.into()))
 }
@@ -835,13 +844,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        let name = record.name.as_str();
-        strand_sync::check_name(name).map_err(|e| match e {
-            strand_sync::KeyError::Name(why) => {
-                ProfileError::Name(format!("the contact name {why}"))
-            }
-            other => ProfileError::Key(other),
-        })?;
+        check_contact_name(&record.name)?;
         let identity = self.identity();
         identity.contact(&record.public)?;
         let (id, sealed) = self.sealed_contact(&record, rng);
@@ -1005,6 +1008,46 @@ impl Profile {
         }
         record.verified = verified;
         let record = record.clone();
+        let (id, sealed) = self.sealed_contact(&record, rng);
+        self.write_txn(move |txn| {
+            txn.open_table(CONTACTS)
+                .map_err(db_error)?
+                .insert(&id, &sealed[..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&self.identity(), records, &self.chains()));
+        Ok(record)
+    }
+
+    /// Gives the contact called `name` another name, `new` (the user's
+    /// own word for them: it is what the app and the CLI show, and what
+    /// names them among a group's members; they are not told). The same
+    /// rules as [`Profile::add_contact`]'s: a valid name no other contact
+    /// has. On any error nothing changes.
+    pub fn rename_contact(
+        &self,
+        name: &str,
+        new: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        let new = new.trim();
+        check_contact_name(new)?;
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        let mut records = book.records.clone();
+        let Some(at) = records.iter().position(|c| c.name == name) else {
+            return Err(ProfileError::UnknownContact(name.to_owned()));
+        };
+        if records[at].name == new {
+            return Ok(records[at].clone());
+        }
+        if records.iter().any(|c| c.name == new) {
+            return Err(ProfileError::NameTaken(new.to_owned()));
+        }
+        records[at].name = new.to_owned();
+        let record = records[at].clone();
         let (id, sealed) = self.sealed_contact(&record, rng);
         self.write_txn(move |txn| {
             txn.open_table(CONTACTS)

@@ -255,6 +255,14 @@ pub enum Request {
         /// The newest message read.
         up_to: crate::Position,
     },
+    /// Gives a contact another name (the user's own word for them; they
+    /// are not told).
+    RenameContact {
+        /// Their name now.
+        contact: String,
+        /// The new one.
+        name: String,
+    },
     /// Changes the user's display name (and tells the groups).
     Rename {
         /// The new name.
@@ -315,6 +323,11 @@ pub enum Reply {
     /// [`Request::Add`].
     Added {
         /// The new contact.
+        contact: ContactView,
+    },
+    /// [`Request::RenameContact`].
+    Renamed {
+        /// The contact, under the new name.
         contact: ContactView,
     },
     /// [`Request::Contacts`].

@@ -237,6 +237,12 @@ impl Node {
                     .send_if_modified(|d| std::mem::replace(d, prefs.bluetooth) != prefs.bluetooth);
                 Ok(Reply::Preferences(prefs))
             }
+            Request::RenameContact { contact, name } => {
+                let c = self.rename_contact(&contact, &name).await?;
+                Ok(Reply::Renamed {
+                    contact: ContactView::of(self.profile(), &c),
+                })
+            }
             Request::Rename { name } => {
                 self.rename(&name).await?;
                 Ok(Reply::Done)

@@ -341,10 +341,10 @@ impl Pump {
             writer.abort();
         }
         let error = self.closed.take().flatten();
-        if let Some((_, name, _)) = &self.contact {
+        if let Some(name) = self.contact_name() {
             tracing::debug!(contact = %name, stats = ?self.session.stats(), acknowledged = self.acknowledged, "session over");
             let _ = self.node.events.send(NodeEvent::Disconnected {
-                contact: name.clone(),
+                contact: name,
                 error: error.as_ref().map(|e| e.to_string()),
             });
         }
@@ -556,14 +556,14 @@ impl Pump {
             && self.node.config.report_arrivals
             && self.node.events.receiver_count() > 0
         {
-            if let Some((_, name, groups)) = &self.contact {
+            if let (Some((_, _, groups)), Some(name)) = (&self.contact, self.contact_name()) {
                 let files: Vec<(Group, strand_sync::limits::Time, strand_sync::AuthorId)> = parts
                     .into_iter()
                     .filter_map(|(g, t, a)| {
                         Some((groups.iter().find(|x| x.id == g)?.clone(), t, a))
                     })
                     .collect();
-                let (shared, from) = (self.node.clone(), name.clone());
+                let (shared, from) = (self.node.clone(), name);
                 self.node.tasks.spawn(async move {
                     let profile = shared.profile.clone();
                     let found = tokio::task::spawn_blocking(move || {
@@ -624,7 +624,7 @@ impl Pump {
         if self.node.events.receiver_count() == 0 {
             return;
         }
-        let Some((_, name, groups)) = &self.contact else {
+        let (Some((_, _, groups)), Some(name)) = (&self.contact, self.contact_name()) else {
             return;
         };
         let direct = groups.first().is_some_and(|g| g.id == group);
@@ -633,7 +633,7 @@ impl Pump {
                 .first()
                 .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
                 .unwrap_or_default();
-            (name.clone(), None, text)
+            (name, None, text)
         } else {
             match self.node.profile.describe_group_text(&group, &key) {
                 Some((group, author, text)) => (author, Some(group), text),
@@ -667,8 +667,21 @@ impl Pump {
     fn notices(&self) -> Option<(String, Option<GroupId>)> {
         let (public, name, _) = self.contact.as_ref()?;
         let book = self.node.profile.book();
-        let pool = book.sync_contact(public).map(|(_, c)| c.pool.id);
-        Some((name.clone(), pool))
+        match book.sync_contact(public) {
+            Some((record, c)) => Some((record.name.clone(), Some(c.pool.id))),
+            None => Some((name.clone(), None)),
+        }
+    }
+
+    /// The contact's name now (the user may have renamed them since the
+    /// session came up), or the one it came up with if they are gone.
+    fn contact_name(&self) -> Option<String> {
+        let (public, name, _) = self.contact.as_ref()?;
+        let book = self.node.profile.book();
+        Some(
+            book.sync_contact(public)
+                .map_or_else(|| name.clone(), |(r, _)| r.name.clone()),
+        )
     }
 
     /// Records delivery states (on the writer, not waited for: the marks

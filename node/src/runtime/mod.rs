@@ -830,6 +830,24 @@ impl Node {
         Ok(())
     }
 
+    /// Gives a contact another name ([`crate::Profile::rename_contact`]);
+    /// live sessions name them by it from now on.
+    pub async fn rename_contact(
+        &self,
+        contact: &str,
+        name: &str,
+    ) -> Result<crate::ContactRecord, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let (contact, name) = (contact.to_owned(), name.to_owned());
+        let mut rng = self.shared.rng();
+        let record =
+            tokio::task::spawn_blocking(move || profile.rename_contact(&contact, &name, &mut rng))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
+        self.shared.registry.renamed(&record.public, &record.name);
+        Ok(record)
+    }
+
     /// Changes the user's display name ([`crate::Profile::rename`]) and
     /// tells the groups the user is in (a NAME message in each, §14.5).
     pub async fn rename(&self, name: &str) -> Result<(), ProfileError> {

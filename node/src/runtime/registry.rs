@@ -366,6 +366,20 @@ impl Registry {
         }
     }
 
+    /// A contact the user renamed: how they were last seen goes under the
+    /// new name.
+    pub(crate) fn renamed(&self, contact: &PublicIdentity, name: &str) {
+        if let Some(seen) = self
+            .inner
+            .lock()
+            .expect("registry lock")
+            .seen
+            .get_mut(contact)
+        {
+            seen.contact = name.to_owned();
+        }
+    }
+
     /// Sessions up now.
     pub(crate) fn sessions(&self) -> usize {
         self.inner.lock().expect("registry lock").sessions.len()

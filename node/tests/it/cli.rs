@@ -1627,6 +1627,12 @@ fn every_command_does_the_same_with_or_without_a_node() {
         "relay add nonsense",
         "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
         "relay remove /ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "rename-contact carol caroline",
+        "rename-contact caroline bob",
+        "rename-contact nobody someone",
+        "rename-contact caroline car\u{200b}ol",
+        "contacts",
+        "read caroline",
         "passphrase --new-passphrase-file WEAK",
         // Last: the passphrase the rest of the table gives stops working.
         "passphrase --new-passphrase-file NEWPASS",

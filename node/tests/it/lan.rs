@@ -116,3 +116,75 @@ async fn two_nodes_on_loopback_sync_both_ways() {
         "{conv_a:?}"
     );
 }
+
+/// A contact renamed while a session with them is up: what arrives on
+/// that session from then on, and its end, name them by the new name
+/// (the app and `strand read --follow` find the conversation by it).
+/// Before, the session went on naming them as it did when it came up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_renamed_mid_session_is_named_anew() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let create = |name: &str| {
+        Profile::create(
+            &tmp.path().join(name),
+            name,
+            "p",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (create("Alice"), create("Bob"));
+    let (ia, ib) = (a.identity().invite(), b.identity().invite());
+    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
+    let node_b = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
+    let node_a = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            peers: addrs,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut events_a = node_a.subscribe();
+    node_b.send("Alice", "first").await.unwrap();
+    until(
+        &mut events_a,
+        |e| matches!(e, NodeEvent::Received { contact, text, .. } if contact == "Bob" && text == "first"),
+    )
+    .await;
+    node_a.rename_contact("Bob", "Robert").await.unwrap();
+    node_b.send("Alice", "second").await.unwrap();
+    let mut named = None;
+    until(&mut events_a, |e| match e {
+        NodeEvent::Received { contact, text, .. } if text == "second" => {
+            named = Some(contact.clone());
+            true
+        }
+        _ => false,
+    })
+    .await;
+    assert_eq!(named.as_deref(), Some("Robert"));
+    let seen = node_a.status().await.seen;
+    assert!(seen.iter().all(|s| s.contact == "Robert"), "{seen:?}");
+    node_b.shutdown().await;
+    until(
+        &mut events_a,
+        |e| matches!(e, NodeEvent::Disconnected { contact, .. } if contact == "Robert"),
+    )
+    .await;
+    node_a.shutdown().await;
+}

@@ -162,3 +162,58 @@ fn your_own_name_and_me_are_flagged() {
         .unwrap();
     assert_eq!(p.lookalike("Bob"), None);
 }
+
+/// A contact can be given another name: the conversation goes with
+/// them, the name is kept across a restart, and a name that is taken,
+/// invisible or empty is refused with nothing changed.
+#[test]
+fn a_contact_can_be_renamed_and_keeps_their_conversation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
+    a.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    a.add_contact(&carol.invite(), "Carol", NOW, &mut os_rng())
+        .unwrap();
+    a.write("Bob", "hello", NOW + 1, &mut os_rng()).unwrap();
+    a.set_verified("Bob", true, &mut os_rng()).unwrap();
+    let before = a.contacts();
+
+    for (taken, why) in [
+        ("Carol", "taken"),
+        ("Ro\u{200b}bert", "invisible"),
+        ("   ", "empty"),
+    ] {
+        let err = a.rename_contact("Bob", taken, &mut os_rng()).unwrap_err();
+        assert!(
+            matches!(err, ProfileError::NameTaken(_) | ProfileError::Name(_)),
+            "{why}: {err}"
+        );
+        assert_eq!(a.contacts(), before, "{why}: nothing changed");
+    }
+    assert!(matches!(
+        a.rename_contact("Nobody", "Robert", &mut os_rng()),
+        Err(ProfileError::UnknownContact(_))
+    ));
+
+    let renamed = a.rename_contact("Bob", " Robert ", &mut os_rng()).unwrap();
+    assert_eq!(renamed.name, "Robert");
+    assert!(renamed.verified, "the verified mark stays");
+    assert_eq!(renamed.public, before[0].public);
+    assert!(matches!(
+        a.contact("Bob"),
+        Err(ProfileError::UnknownContact(_))
+    ));
+    let texts: Vec<String> = a
+        .conversation("Robert")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["hello"]);
+    drop(a);
+    let a = Profile::open(&tmp.path().join("a"), "pass phrase").unwrap();
+    assert_eq!(a.contact("Robert").unwrap().public, bob.public());
+    assert_eq!(a.contacts().len(), 2);
+}
