@@ -198,11 +198,13 @@ pub fn file_detail(f: &strand_node::FileInfo) -> String {
     }
 }
 
-/// An image's preview (a small JPEG or PNG) for the UI. A preview comes
-/// from a contact's device: one that says it is larger than
+/// An image's preview (a small JPEG or PNG), decoded for the UI: pixels
+/// that any thread can hold, so it is decoded once, off the UI thread,
+/// when its page is read ([`slint::Image::from_rgba8`] shows it). A
+/// preview comes from a contact's device: one that says it is larger than
 /// [`MAX_PREVIEW_SIDE`] a side is refused before anything is decoded (a
 /// few kilobytes could otherwise ask for hundreds of megabytes).
-pub fn preview_image(encoded: &[u8]) -> Option<slint::Image> {
+pub fn preview_pixels(encoded: &[u8]) -> Option<slint::SharedPixelBuffer<slint::Rgba8Pixel>> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(encoded))
         .with_guessed_format()
         .ok()?;
@@ -213,9 +215,7 @@ pub fn preview_image(encoded: &[u8]) -> Option<slint::Image> {
     reader.limits(limits);
     let img = reader.decode().ok()?.to_rgba8();
     let (w, h) = img.dimensions();
-    let buffer =
-        slint::SharedPixelBuffer::<slint::Rgba8Pixel>::clone_from_slice(img.as_raw(), w, h);
-    Some(slint::Image::from_rgba8(buffer))
+    Some(slint::SharedPixelBuffer::<slint::Rgba8Pixel>::clone_from_slice(img.as_raw(), w, h))
 }
 
 /// The largest side of a preview shown: previews are made 160 pixels a
@@ -280,10 +280,10 @@ mod tests {
             "{}",
             large.len()
         );
-        assert!(preview_image(&large).is_none());
-        let shown = preview_image(&png(160)).expect("a preview shows");
-        assert_eq!((shown.size().width, shown.size().height), (160, 160));
-        assert!(preview_image(b"not an image").is_none());
+        assert!(preview_pixels(&large).is_none());
+        let shown = preview_pixels(&png(160)).expect("a preview shows");
+        assert_eq!((shown.width(), shown.height()), (160, 160));
+        assert!(preview_pixels(b"not an image").is_none());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub(crate) struct Row {
     id: SharedString,
     /// For a file: what it is and how much is here.
     file: Option<strand_node::FileInfo>,
+    /// An image's preview, decoded when the page was read (not on the UI
+    /// thread, and not again each time the row is shown).
+    preview: Option<slint::SharedPixelBuffer<slint::Rgba8Pixel>>,
     /// In a group, who wrote it ("" for your own), and whether that name
     /// is another member's word for them.
     author: SharedString,
@@ -74,6 +77,11 @@ impl From<StoredMessage> for Row {
             skew: m.skew().map(|gap| (m.key.time, gap)),
             expires: m.expires,
             id: strand_node::hex(&m.key.id.0).into(),
+            preview: m
+                .file
+                .as_ref()
+                .and_then(|f| f.preview.as_deref())
+                .and_then(crate::format::preview_pixels),
             file: m.file.clone(),
             text: strand_node::display::multiline(&m.text).into(),
             outgoing: m.outgoing,
@@ -300,10 +308,8 @@ impl Model for ConversationModel {
                         item.file_name = strand_node::display::one_line(&f.name).into();
                         item.file_detail = crate::format::file_detail(f).into();
                         item.file_ready = f.complete();
-                        if let Some(img) =
-                            f.preview.as_deref().and_then(crate::format::preview_image)
-                        {
-                            item.preview = img;
+                        if let Some(pixels) = &r.preview {
+                            item.preview = slint::Image::from_rgba8(pixels.clone());
                             item.has_preview = true;
                         }
                     }

@@ -127,6 +127,12 @@ fn files_are_sent_shown_and_saved_from_the_app() {
         assert!(h.pump_until(WAIT, || photo().is_some()));
         let row = photo().unwrap();
         assert!(!row.outgoing);
+        let side = row.preview.size();
+        assert_eq!(
+            (side.width, side.height),
+            (160, 120),
+            "the 400×300 photo's preview"
+        );
         c.invoke_save_file(row.id.clone());
         assert!(h.pump_until(WAIT, || c.get_notice().starts_with("Saved to")));
         assert_eq!(
