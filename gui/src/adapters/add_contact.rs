@@ -164,7 +164,9 @@ fn add(core: &mut Core, code: &str, name: &str) {
             core.chats_visible = true;
             super::conversation::open(core, name);
         }
-        None | Some(Ok(_)) => {}
+        // Locked before the request was taken: nothing was added, and
+        // the form is free again once unlocked.
+        None | Some(Ok(_)) => core.ui(|ui| ui.global::<AddContactAdapter>().set_busy(false)),
         Some(Err(e)) => {
             let message = e.message;
             core.ui(move |ui| {

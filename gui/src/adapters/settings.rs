@@ -218,7 +218,11 @@ fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
         allow_weak: false,
     });
     let (ok, message) = match result {
-        None => return,
+        // Locked before the request was taken: nothing changed.
+        None => {
+            core.ui(|ui| ui.global::<SettingsAdapter>().set_passphrase_busy(false));
+            return;
+        }
         Some(Ok(_)) => (
             true,
             "Passphrase changed: the profile now opens with the new one only.".to_owned(),

@@ -194,3 +194,31 @@ fn the_bluetooth_setting_changes_from_the_settings() {
         assert_eq!(p.preferences().unwrap().bluetooth, strand_node::Duty::Saver);
     });
 }
+
+/// A form sent just as the profile locks (its request reaches the worker
+/// after the lock, and no device answers it) is not left busy: after the
+/// next unlock, Add and Change passphrase can be used again. Before, both
+/// stayed greyed out until the app was restarted.
+#[test]
+fn forms_sent_as_the_profile_locks_are_not_left_busy() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let gui = Gui::new(h, options(&dir));
+        gui.create(h, "Alice");
+        let bob = strand_sync::Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+        let s = gui.ui.global::<SettingsAdapter>();
+        let add = gui.ui.global::<strand_gui::AddContactAdapter>();
+        s.invoke_lock();
+        add.invoke_add(bob.invite().to_text().into(), "Bob".into());
+        s.invoke_change_passphrase(PASS.into(), PASS.into(), PASS.into());
+        assert!(add.get_busy() && s.get_passphrase_busy(), "sent");
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
+            && !gui.onboarding().get_busy()));
+        assert!(h.pump_until(WAIT, || !add.get_busy() && !s.get_passphrase_busy()));
+        gui.onboarding().invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+        assert!(gui.contacts().is_empty(), "nothing was added while locked");
+        assert!(!add.get_busy() && !s.get_passphrase_busy());
+    });
+}
