@@ -69,9 +69,9 @@ pub use profile::{prefs, schema, sealed, strength, wipe};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use runtime::{control, limits};
 pub use runtime::{
-    BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError, NodeEvent, Refusal,
-    RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus, SessionSettings, Status,
-    TransportStatus,
+    is_public_address, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError,
+    NodeEvent, Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus,
+    SessionSettings, Status, TransportStatus,
 };
 /// The Bluetooth battery setting ([`Preferences::bluetooth`]).
 pub use strand_transport::ble::duty::Duty;

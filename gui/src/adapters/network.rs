@@ -298,7 +298,13 @@ pub(crate) fn show(core: &mut Core, status: Status) {
                 t.external
                     .iter()
                     .filter(|a| !a.contains("/p2p-circuit"))
-                    .map(|a| format!("public: {a}")),
+                    .map(|a| {
+                        if strand_node::is_public_address(a) {
+                            format!("public: {a}")
+                        } else {
+                            format!("reached, not public: {a}")
+                        }
+                    }),
             );
             Row {
                 name: "Relay".into(),

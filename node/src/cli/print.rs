@@ -201,11 +201,10 @@ fn external_label(address: &str) -> &'static str {
     if address.contains("/p2p-circuit") {
         return "relayed address (through a relay)";
     }
-    match address.parse::<strand_transport::Multiaddr>() {
-        Ok(a) if strand_transport::scope(&a) != strand_transport::Scope::Global => {
-            "address others reached (not public)"
-        }
-        _ => "public address (confirmed)",
+    if crate::is_public_address(address) {
+        "public address (confirmed)"
+    } else {
+        "address others reached (not public)"
     }
 }
 

@@ -228,6 +228,14 @@ pub enum NodeEvent {
     },
     /// A group was created, joined or changed (members, epochs).
     GroupsChanged,
+    /// The user gave a contact another name (here, through the CLI, the
+    /// app or another window): what shows them by `from` now says `to`.
+    ContactRenamed {
+        /// Their old name.
+        from: String,
+        /// Their new name.
+        to: String,
+    },
     /// Disappearing messages reached their time and were deleted.
     Expired {
         /// How many.
@@ -839,12 +847,18 @@ impl Node {
     ) -> Result<crate::ContactRecord, ProfileError> {
         let profile = self.shared.profile.clone();
         let (contact, name) = (contact.to_owned(), name.to_owned());
+        let old = contact.clone();
         let mut rng = self.shared.rng();
         let record =
             tokio::task::spawn_blocking(move || profile.rename_contact(&contact, &name, &mut rng))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
-        self.shared.registry.renamed(&record.public, &record.name);
+        if record.name != old {
+            let _ = self.shared.events.send(NodeEvent::ContactRenamed {
+                from: old,
+                to: record.name.clone(),
+            });
+        }
         Ok(record)
     }
 
@@ -1381,7 +1395,12 @@ impl Node {
             name: p.identity().name().to_owned(),
             profile: p.dir().display().to_string(),
             transports,
-            seen: self.shared.registry.seen(),
+            seen: {
+                let book = p.book();
+                self.shared
+                    .registry
+                    .seen(|key| book.sync_contact(key).map(|(r, _)| r.name.clone()))
+            },
             links: sessions + self.shared.guard.pending(),
             sessions,
             bytes_sent: self.shared.bytes_sent.load(Ordering::Relaxed),
@@ -1593,6 +1612,16 @@ fn serving_addresses(all: Vec<Multiaddr>) -> Vec<Multiaddr> {
     out
 }
 
+/// Whether an address others confirmed reaches this device from the
+/// internet: not through a relay, and outside this machine and its LAN
+/// (`strand status` and the app's network screen say so).
+pub fn is_public_address(address: &str) -> bool {
+    !address.contains("/p2p-circuit")
+        && address
+            .parse::<strand_transport::Multiaddr>()
+            .is_ok_and(|a| strand_transport::scope(&a) == strand_transport::Scope::Global)
+}
+
 /// The relays to reserve on: the profile's, the one this node runs, and
 /// the ones contacts run for their contacts.
 fn relay_list(
@@ -1660,5 +1689,19 @@ mod tests {
         // Only loopback (tests on one machine).
         assert_eq!(serving_addresses(addrs(&[&loopback])), addrs(&[&loopback]));
         assert!(serving_addresses(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn only_internet_addresses_are_called_public() {
+        assert!(is_public_address("/ip4/203.0.113.7/tcp/4001"));
+        for a in [
+            "/ip4/192.168.1.20/tcp/4001",
+            "/ip6/fd00::20/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit",
+            "not an address",
+        ] {
+            assert!(!is_public_address(a), "{a}");
+        }
     }
 }
