@@ -86,6 +86,8 @@ pub(crate) struct Changes {
     pub files: BTreeSet<String>,
     /// Messages that arrived (at most [`MAX_NOTIFIED`]): notifications.
     pub received: Vec<NodeEvent>,
+    /// Contacts renamed, in order: (old name, new name).
+    pub renamed: Vec<(String, String)>,
 }
 
 /// Arrivals gathered into one refresh for notifications: past a few they
@@ -105,6 +107,11 @@ impl Changes {
                 self.group_texts.insert(group);
             }
             NodeEvent::GroupsChanged => self.groups = true,
+            // Member lists name contacts by the user's word for them.
+            NodeEvent::ContactRenamed { from, to } => {
+                self.renamed.push((from, to));
+                self.groups = true;
+            }
             NodeEvent::Received { contact, .. }
             | NodeEvent::Sent { contact, .. }
             | NodeEvent::Delivered { contact, .. } => {

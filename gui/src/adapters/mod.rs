@@ -145,6 +145,25 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             ui.global::<crate::AppAdapter>().set_notice(notice.into());
         });
     }
+    // A contact renamed elsewhere (the CLI, another window): the open
+    // conversation follows them, and mutes are read again by name.
+    if !changes.renamed.is_empty() {
+        let mut moved = false;
+        for (from, to) in &changes.renamed {
+            if core.open.as_ref() == Some(from) {
+                core.open = Some(to.clone());
+                moved = true;
+            }
+        }
+        if let (true, Some(open)) = (moved, core.open.clone()) {
+            core.ui(move |ui| {
+                ui.global::<crate::ConversationAdapter>()
+                    .set_contact(open.into())
+            });
+            conversation::reload(core, false);
+        }
+        settings::load_preferences(core);
+    }
     // What arrives while the window is not in front is not read: the
     // conversation shows it, unread, until the window comes in front
     // ([`in_front`]).

@@ -229,6 +229,19 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
             .unwrap();
         assert!(contacts.status.success(), "{contacts:?}");
         assert!(String::from_utf8_lossy(&contacts.stdout).contains("Bob"));
+        // Bob renamed from the terminal while his conversation is open:
+        // the window follows him under the new name, and writes to him.
+        let renamed = alice
+            .command()
+            .env_remove("STRAND_PASSPHRASE")
+            .args(["rename-contact", "Bob", "Robert"])
+            .output()
+            .unwrap();
+        assert!(renamed.status.success(), "{renamed:?}");
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"
+            && gui.contacts().first().is_some_and(|c| c.name == "Robert")));
+        assert!(conv.invoke_send("to Robert".into()));
+        assert!(h.pump_until(WAIT, || messages.row_count() == 3));
 
         // When the node the window is attached to stops, the window says
         // so and offers to unlock the profile itself.

@@ -485,6 +485,7 @@ async fn import(ctx: &Ctx, device: &Device, file: &Path) -> Result<()> {
 
 /// `strand read [--follow]`.
 async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()> {
+    let mut name = name.to_owned();
     // With --follow, listen before reading, so that nothing arriving in
     // between is missed.
     if follow && !device.is_running() {
@@ -496,7 +497,7 @@ async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()
         None
     };
     let mut last = None;
-    print_after(ctx, device, name, &mut last).await?;
+    print_after(ctx, device, &name, &mut last).await?;
     let Some(events) = &mut events else {
         return Ok(());
     };
@@ -509,12 +510,17 @@ async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()
             } => contact == name,
             // What was missed, or a bundle brought, may have been theirs.
             NodeEvent::Missed { .. } | NodeEvent::Imported { .. } => true,
+            // Renamed meanwhile: follow them under the new name.
+            NodeEvent::ContactRenamed { from, to } if from == name => {
+                name = to;
+                false
+            }
             _ => false,
         };
         if theirs {
             // Read back from the store: where it is shown, and marked
             // read, as the pages before it.
-            print_after(ctx, device, name, &mut last).await?;
+            print_after(ctx, device, &name, &mut last).await?;
         }
     }
     Ok(())

@@ -366,29 +366,24 @@ impl Registry {
         }
     }
 
-    /// A contact the user renamed: how they were last seen goes under the
-    /// new name.
-    pub(crate) fn renamed(&self, contact: &PublicIdentity, name: &str) {
-        if let Some(seen) = self
-            .inner
-            .lock()
-            .expect("registry lock")
-            .seen
-            .get_mut(contact)
-        {
-            seen.contact = name.to_owned();
-        }
-    }
-
     /// Sessions up now.
     pub(crate) fn sessions(&self) -> usize {
         self.inner.lock().expect("registry lock").sessions.len()
     }
 
-    /// How every contact was last seen, by name.
-    pub(crate) fn seen(&self) -> Vec<Seen> {
+    /// How every contact was last seen, by name: the name `name` gives
+    /// their keys now (the user may have renamed them since), or the one
+    /// they had when last seen.
+    pub(crate) fn seen(&self, name: impl Fn(&PublicIdentity) -> Option<String>) -> Vec<Seen> {
         let inner = self.inner.lock().expect("registry lock");
-        let mut out: Vec<Seen> = inner.seen.values().cloned().collect();
+        let mut out: Vec<Seen> = inner
+            .seen
+            .iter()
+            .map(|(key, s)| Seen {
+                contact: name(key).unwrap_or_else(|| s.contact.clone()),
+                ..s.clone()
+            })
+            .collect();
         out.sort_by(|a, b| a.contact.cmp(&b.contact));
         out
     }
@@ -455,7 +450,7 @@ mod tests {
             )
             .unwrap()
             .0;
-        assert_eq!(r.seen()[0].link, "relay");
+        assert_eq!(r.seen(|_| None)[0].link, "relay");
         // A direct link still offers itself to a contact reached only
         // through a relay; a relayed one does not.
         assert!(r.connected(LinkKind::HolePunched).is_empty());
@@ -474,18 +469,22 @@ mod tests {
             "the relayed session was told to close"
         );
         assert_eq!(r.sessions(), 1);
-        assert_eq!(r.seen()[0].link, "hole-punched");
+        assert_eq!(r.seen(|_| None)[0].link, "hole-punched");
         // Its end does not mark the contact gone.
         r.unregister(a, 2);
-        assert!(r.seen()[0].connected);
+        assert!(r.seen(|_| None)[0].connected);
         let again = CancellationToken::new();
         r.register(j(1, "ann", LinkKind::Relay, 3, 0), tx, again.clone())
             .unwrap();
         assert!(!direct.is_cancelled() && !again.is_cancelled());
-        assert_eq!(r.seen()[0].link, "hole-punched", "the best link shows");
+        assert_eq!(
+            r.seen(|_| None)[0].link,
+            "hole-punched",
+            "the best link shows"
+        );
         r.unregister(b, 4);
-        assert_eq!(r.seen()[0].link, "relay");
-        assert!(r.seen()[0].connected);
+        assert_eq!(r.seen(|_| None)[0].link, "relay");
+        assert!(r.seen(|_| None)[0].connected);
     }
 
     /// A relayed session never takes a direct one's place at the cap.
