@@ -350,10 +350,9 @@ mod linux {
         central: btleplug::platform::Adapter,
         /// The GATT service, until [`Transport::shutdown`] unregisters it.
         peripheral: Arc<Mutex<Option<peripheral::Peripheral>>>,
-        /// The adapter, and its name before [`super::RADIO_NAME`] (given
-        /// back at [`Transport::shutdown`]; `None` once given back, or if
-        /// it was already that name).
-        own_name: Arc<Mutex<Option<(bluer::Adapter, String)>>>,
+        /// The adapter's own name, given back at [`Transport::shutdown`]
+        /// (`None` once given back).
+        own_name: Arc<Mutex<Option<OwnName>>>,
     }
 
     impl std::fmt::Debug for Ble {
@@ -407,7 +406,7 @@ mod linux {
             let psm = shared.psm.unwrap_or(0);
             // Before anything can connect: the GATT service and the
             // advertisement come next.
-            let own_name = hide_name(&adapter).await.map_err(|e| {
+            let own_name = OwnName::hide(&adapter).await.map_err(|e| {
                 TransportError::Setup(Box::new(crate::Reason(format!(
                     "cannot set the Bluetooth adapter's name, which any device that connects reads: {e}"
                 ))))
@@ -415,9 +414,7 @@ mod linux {
             let served = match peripheral::serve(shared.clone(), &adapter, psm).await {
                 Ok(s) => s,
                 Err(e) => {
-                    if let Some(old) = own_name {
-                        give_name_back(&adapter, old).await;
-                    }
+                    own_name.give_back().await;
                     return Err(e);
                 }
             };
@@ -443,7 +440,7 @@ mod linux {
                 shared,
                 central,
                 peripheral: Arc::new(Mutex::new(Some(served))),
-                own_name: Arc::new(Mutex::new(own_name.map(|old| (adapter, old)))),
+                own_name: Arc::new(Mutex::new(Some(own_name))),
             })
         }
 
@@ -461,27 +458,77 @@ mod linux {
         }
     }
 
-    /// Sets the adapter's name to [`super::RADIO_NAME`]; returns the name
-    /// it had, unless it had that one already.
-    async fn hide_name(adapter: &bluer::Adapter) -> bluer::Result<Option<String>> {
-        let old = adapter.alias().await?;
-        if old == super::RADIO_NAME {
-            return Ok(None);
-        }
-        adapter.set_alias(super::RADIO_NAME.into()).await?;
-        tracing::debug!("Bluetooth: the adapter's name is hidden while Strand runs");
-        Ok(Some(old))
+    /// The adapter's name while the transport runs is [`super::RADIO_NAME`];
+    /// this gives its own back: at shutdown, or, if the transport is
+    /// dropped without one (a start cut short by the node's timeout), on
+    /// drop.
+    pub(super) struct OwnName {
+        adapter: bluer::Adapter,
+        /// `None`: nothing to give back (it had that name already, or it
+        /// was given back).
+        old: Option<String>,
     }
 
-    /// Gives the adapter its name back, if it still has
-    /// [`super::RADIO_NAME`] (the user may have chosen another since).
+    impl OwnName {
+        /// Sets the adapter's name to [`super::RADIO_NAME`].
+        async fn hide(adapter: &bluer::Adapter) -> bluer::Result<OwnName> {
+            let old = adapter.alias().await?;
+            let old = if old == super::RADIO_NAME {
+                None
+            } else {
+                adapter.set_alias(super::RADIO_NAME.into()).await?;
+                tracing::debug!("Bluetooth: the adapter's name is hidden while Strand runs");
+                Some(old)
+            };
+            Ok(OwnName {
+                adapter: adapter.clone(),
+                old,
+            })
+        }
+
+        /// Gives the adapter its name back.
+        async fn give_back(mut self) {
+            if let Some(old) = self.old.take() {
+                give_name_back(&self.adapter, old).await;
+            }
+        }
+    }
+
+    impl Drop for OwnName {
+        fn drop(&mut self) {
+            if let (Some(old), Ok(rt)) = (self.old.take(), tokio::runtime::Handle::try_current()) {
+                let adapter = self.adapter.clone();
+                rt.spawn(async move { give_name_back(&adapter, old).await });
+            }
+        }
+    }
+
+    /// Gives the adapter the name `old` back, if it still has
+    /// [`super::RADIO_NAME`] (the user may have chosen another since) and
+    /// nothing else advertises on it (another Strand node on the same
+    /// adapter still needs the name hidden; the name then stays, and
+    /// `bluetoothctl system-alias` sets one). A name that was the system's
+    /// own goes back to following it.
     async fn give_name_back(adapter: &bluer::Adapter, old: String) {
-        let done = match adapter.alias().await {
-            Ok(now) if now == super::RADIO_NAME => adapter.set_alias(old).await,
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
+        let done = async {
+            if adapter.alias().await? != super::RADIO_NAME {
+                return Ok(());
+            }
+            if adapter.active_advertising_instances().await.unwrap_or(0) > 0 {
+                tracing::info!(
+                    "Bluetooth: the adapter keeps the name Strand: something else advertises on it"
+                );
+                return Ok(());
+            }
+            let system = adapter.system_name().await.ok();
+            let back = if system.as_deref() == Some(old.as_str()) {
+                String::new()
+            } else {
+                old
+            };
+            adapter.set_alias(back).await
         };
-        if let Err(e) = done {
+        if let Err(e) = done.await {
             tracing::warn!(error = %e, "Bluetooth: cannot give the adapter its name back");
         }
     }
@@ -543,8 +590,8 @@ mod linux {
                 drop(served);
                 shared.tasks.wait().await;
                 tokio::time::sleep(peripheral::UNREGISTER_GRACE).await;
-                if let Some((adapter, old)) = own_name {
-                    give_name_back(&adapter, old).await;
+                if let Some(name) = own_name {
+                    name.give_back().await;
                 }
             }
             .boxed()
