@@ -997,28 +997,11 @@ impl Profile {
         verified: bool,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
-        let book = self.book();
-        let mut records = book.records.clone();
-        let Some(record) = records.iter_mut().find(|c| c.name == name) else {
-            return Err(ProfileError::UnknownContact(name.to_owned()));
-        };
-        if record.verified == verified {
-            return Ok(record.clone());
-        }
-        record.verified = verified;
-        let record = record.clone();
-        let (id, sealed) = self.sealed_contact(&record, rng);
-        self.write_txn(move |txn| {
-            txn.open_table(CONTACTS)
-                .map_err(db_error)?
-                .insert(&id, &sealed[..])
-                .map_err(db_error)?;
-            Ok(())
-        })?;
-        *self.inner.book.write().expect("book lock") =
-            Arc::new(Book::new(&self.identity(), records, &self.chains()));
-        Ok(record)
+        self.change_contact(name, rng, |record, _| {
+            let changed = record.verified != verified;
+            record.verified = verified;
+            Ok(changed)
+        })
     }
 
     /// Gives the contact called `name` another name, `new` (the user's
@@ -1034,19 +1017,37 @@ impl Profile {
     ) -> Result<ContactRecord, ProfileError> {
         let new = new.trim();
         check_contact_name(new)?;
+        self.change_contact(name, rng, |record, all| {
+            if record.name == new {
+                return Ok(false);
+            }
+            if all.iter().any(|c| c.name == new) {
+                return Err(ProfileError::NameTaken(new.to_owned()));
+            }
+            record.name = new.to_owned();
+            Ok(true)
+        })
+    }
+
+    /// Changes the record of the contact called `name` with `change`
+    /// (given it and every record; it says whether it changed anything),
+    /// stores it and publishes the new contact list: one change of the
+    /// list at a time, and nothing stored or published on an error.
+    fn change_contact(
+        &self,
+        name: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+        change: impl FnOnce(&mut ContactRecord, &[ContactRecord]) -> Result<bool, ProfileError>,
+    ) -> Result<ContactRecord, ProfileError> {
         let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
         let book = self.book();
         let mut records = book.records.clone();
         let Some(at) = records.iter().position(|c| c.name == name) else {
             return Err(ProfileError::UnknownContact(name.to_owned()));
         };
-        if records[at].name == new {
+        if !change(&mut records[at], &book.records)? {
             return Ok(records[at].clone());
         }
-        if records.iter().any(|c| c.name == new) {
-            return Err(ProfileError::NameTaken(new.to_owned()));
-        }
-        records[at].name = new.to_owned();
         let record = records[at].clone();
         let (id, sealed) = self.sealed_contact(&record, rng);
         self.write_txn(move |txn| {
