@@ -635,7 +635,11 @@ fn rename_contact(core: &mut Core, contact: &str, name: &str) {
     }) {
         Some(Ok(Reply::Renamed { contact: view })) => {
             super::settings::load_preferences(core);
-            let notice = format!("{contact} is now called {}.", view.name);
+            let notice = format!(
+                "{} is now called {}.",
+                strand_node::display::one_line(contact),
+                strand_node::display::one_line(&view.name)
+            );
             open(core, view.name);
             core.ui(move |ui| {
                 let a = ui.global::<ConversationAdapter>();

@@ -284,11 +284,12 @@ async fn rename_contact(ctx: &Ctx, device: &Device, name: String, new_name: Stri
     let Reply::Renamed { contact } = reply else {
         return Err(unexpected(reply));
     };
-    println!("{name:?} is now called {:?}.", contact.name);
+    let (old, new) = (display::one_line(&name), display::one_line(&contact.name));
+    println!("\"{old}\" is now called \"{new}\".");
     if let Some(other) = &contact.lookalike {
         println!(
-            "Careful: {:?} looks like {other:?}. Make sure you can tell them apart.",
-            contact.name
+            "Careful: \"{new}\" looks like \"{}\". Make sure you can tell them apart.",
+            display::one_line(other)
         );
     }
     Ok(())

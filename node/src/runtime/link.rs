@@ -661,9 +661,10 @@ impl Pump {
         }
     }
 
-    /// Whom notices of this device's messages on this link name, and the
-    /// carrying pool with them, whose messages are no one's conversation
-    /// and get none.
+    /// Whom notices of this device's messages on this link name (by their
+    /// name now: the user may have renamed them since the session came
+    /// up), and the carrying pool with them, whose messages are no one's
+    /// conversation and get none.
     fn notices(&self) -> Option<(String, Option<GroupId>)> {
         let (public, name, _) = self.contact.as_ref()?;
         let book = self.node.profile.book();
@@ -676,12 +677,7 @@ impl Pump {
     /// The contact's name now (the user may have renamed them since the
     /// session came up), or the one it came up with if they are gone.
     fn contact_name(&self) -> Option<String> {
-        let (public, name, _) = self.contact.as_ref()?;
-        let book = self.node.profile.book();
-        Some(
-            book.sync_contact(public)
-                .map_or_else(|| name.clone(), |(r, _)| r.name.clone()),
-        )
+        self.notices().map(|(name, _)| name)
     }
 
     /// Records delivery states (on the writer, not waited for: the marks
