@@ -46,6 +46,7 @@ pub(crate) use crate::profile::base::{cut, hex, now, unhex};
 pub(crate) use crate::profile::crypto::os_rng;
 use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
 pub use crate::profile::error::{chain, io_words, AddressError, DbError, IoError, ProfileError};
+use crate::profile::pairing::Added;
 use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
 use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
 use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
@@ -807,15 +808,15 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        self.add_contact_as(invite, name, false, now, rng)
+        self.add_contact_as(invite, name, Added::Person, now, rng)
     }
 
-    /// [`Profile::add_contact`], for a mailbox if `mailbox`.
+    /// [`Profile::add_contact`], for a mailbox too.
     pub(crate) fn add_contact_as(
         &self,
         invite: &Invite,
         name: &str,
-        mailbox: bool,
+        added: Added<'_>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
@@ -830,17 +831,22 @@ impl Profile {
             added_at: now,
             verified: false,
             legacy: false,
-            mailbox,
+            mailbox: !matches!(added, Added::Person),
         };
-        self.add_record(record, invite.reach.as_ref(), now, rng)
+        let owner = match added {
+            Added::MailboxOf(owner) => Some(owner),
+            Added::Person | Added::OwnMailbox => None,
+        };
+        self.add_record(record, invite.reach.as_ref(), owner, now, rng)
     }
 
-    /// Adds a contact whose keys came from a trusted source instead of
-    /// their invite (a mailbox learns its owner's contacts from the owner).
-    pub(crate) fn add_record(
+    /// Adds a contact from their invite's keys and reach; for a mailbox a
+    /// contact named, `owner` is that contact, who has no other.
+    fn add_record(
         &self,
         record: ContactRecord,
         invite_reach: Option<&strand_sync::Reach>,
+        owner: Option<&PublicIdentity>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
@@ -867,6 +873,15 @@ impl Profile {
         if book.records.iter().any(|c| c.name == record.name) {
             return Err(ProfileError::NameTaken(record.name.clone()));
         }
+        let mailbox_for = match owner {
+            Some(owner) if self.contacts_with_a_mailbox()?.contains(&owner.sign) => {
+                return Err(ProfileError::Mailbox(
+                    "this contact has named a mailbox already (one per contact)".into(),
+                ))
+            }
+            Some(owner) => Some(self.sealed_mailbox_for(&id, owner, rng)),
+            None => None,
+        };
         // Where the invite said they can be reached, until their own
         // records say more.
         let invite_reach = invite_reach.map(|r| {
@@ -885,11 +900,11 @@ impl Profile {
                 .map_err(db_error)?
                 .insert(&id, &sealed[..])
                 .map_err(db_error)?;
-            if let Some((key, sealed)) = &invite_reach {
-                txn.open_table(crate::profile::schema::META)
-                    .map_err(db_error)?
-                    .insert(key.as_str(), &sealed[..])
-                    .map_err(db_error)?;
+            let mut meta = txn
+                .open_table(crate::profile::schema::META)
+                .map_err(db_error)?;
+            for (key, sealed) in invite_reach.iter().chain(&mailbox_for) {
+                meta.insert(key.as_str(), &sealed[..]).map_err(db_error)?;
             }
             Ok(())
         })?;

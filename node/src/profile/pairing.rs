@@ -28,6 +28,24 @@ use crate::profile::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";
 const ROLE_MAILBOX_OF: &str = "strand/v2/mailbox-of";
+const ROLE_MAILBOX_FOR: &str = "strand/v2/mailbox-for";
+
+/// The META keys of whose mailbox each contact's mailbox is, by the
+/// mailbox contact's keyed id: `mailbox-for/` and the id in hex.
+const MAILBOX_FOR: &str = "mailbox-for/";
+/// Just past every [`MAILBOX_FOR`] key (`0` follows `/`).
+const MAILBOX_FOR_END: &str = "mailbox-for0";
+
+/// What a contact being added is.
+#[derive(Clone, Copy)]
+pub(crate) enum Added<'a> {
+    /// Someone, from their invite.
+    Person,
+    /// This user's own mailbox.
+    OwnMailbox,
+    /// The mailbox a contact named: that contact, who may name one.
+    MailboxOf(&'a PublicIdentity),
+}
 
 /// The name a mailbox has on its owner's device.
 pub const MAILBOX_NAME: &str = "my mailbox";
@@ -111,7 +129,7 @@ impl Profile {
                 )));
             }
         }
-        let record = self.add_or_find(owner, &owner.name, false, now, rng)?;
+        let record = self.add_or_find(owner, &owner.name, Added::Person, now, rng)?;
         self.set_meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF, &owner.public.sign, rng)?;
         Ok(record)
     }
@@ -145,7 +163,7 @@ impl Profile {
                 ));
             }
         }
-        let record = self.add_or_find(mailbox, MAILBOX_NAME, true, now, rng)?;
+        let record = self.add_or_find(mailbox, MAILBOX_NAME, Added::OwnMailbox, now, rng)?;
         // A contact's own device is not a mailbox: pairing it would send
         // it every contact's keys and tell every contact it is yours.
         if !record.mailbox {
@@ -170,11 +188,11 @@ impl Profile {
         &self,
         invite: &Invite,
         name: &str,
-        mailbox: bool,
+        added: Added<'_>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        match self.add_contact_as(invite, name, mailbox, now, rng) {
+        match self.add_contact_as(invite, name, added, now, rng) {
             Err(ProfileError::DuplicateContact(existing)) => self
                 .book()
                 .records
@@ -235,6 +253,38 @@ impl Profile {
         self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
     }
 
+    /// The signing keys of the contacts whose mailbox is a contact here.
+    pub(crate) fn contacts_with_a_mailbox(&self) -> Result<Vec<[u8; 32]>, ProfileError> {
+        use redb::ReadableDatabase;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let meta = txn
+            .open_table(crate::profile::schema::META)
+            .map_err(db_error)?;
+        let mut owners = Vec::new();
+        for entry in meta.range(MAILBOX_FOR..MAILBOX_FOR_END).map_err(db_error)? {
+            let (_, v) = entry.map_err(db_error)?;
+            let owner = crate::profile::crypto::open(self.root(), ROLE_MAILBOX_FOR, v.value())
+                .and_then(|b| <[u8; 32]>::try_from(&b[..]).ok())
+                .ok_or_else(|| ProfileError::Corrupt("whose mailbox a contact is".into()))?;
+            owners.push(owner);
+        }
+        Ok(owners)
+    }
+
+    /// The META row that says the contact `mailbox` (by keyed id) is
+    /// `owner`'s mailbox.
+    pub(crate) fn sealed_mailbox_for(
+        &self,
+        mailbox: &[u8; 32],
+        owner: &PublicIdentity,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (String, Vec<u8>) {
+        (
+            format!("{MAILBOX_FOR}{}", crate::profile::hex(mailbox)),
+            crate::profile::crypto::seal(self.root(), ROLE_MAILBOX_FOR, &owner.sign, rng),
+        )
+    }
+
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:
     /// a contact's mailbox is added as a contact (named after them); at a
     /// mailbox, the contacts its owner lists are added. Returns the
@@ -281,16 +331,21 @@ impl Profile {
                 };
                 // One mailbox per contact: the first they named (a contact
                 // cannot fill the list by naming mailbox after mailbox).
+                // Known by the contact's key, whatever either is called
+                // now; and by name for mailboxes added before that was
+                // kept.
                 let name = fit_name(&from.name, "'s mailbox");
                 if book.records.iter().any(|r| {
                     r.public == invite.public
                         || r.public.sign == invite.public.sign
                         || r.name == name
                 }) || invite.public == self.identity().public()
+                    || self.contacts_with_a_mailbox()?.contains(&from.public.sign)
                 {
                     return Ok(Vec::new());
                 }
-                match self.add_contact_as(&invite, &name, true, now, rng) {
+                match self.add_contact_as(&invite, &name, Added::MailboxOf(&from.public), now, rng)
+                {
                     Ok(r) => added.push(r),
                     Err(e) => tracing::warn!("a contact's mailbox not added: {e}"),
                 }

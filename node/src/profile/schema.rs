@@ -182,6 +182,12 @@ pub mod meta {
     /// The user's preferences ([`crate::profile::prefs`]), sealed under
     /// the root key. Absent: the defaults.
     pub const PREFS: &str = "prefs";
+    // And one entry per contact, named by the contact's keyed id in hex:
+    // `invite-reach/ID`, where their invite said they can be reached; and
+    // for a mailbox a contact named, `mailbox-for/ID`, that contact's
+    // signing key (32), by which a contact has one mailbox whatever
+    // either is called. Both sealed under the root key; older versions
+    // ignore them.
 }
 
 /// Brings a store written with schema `from` up to [`SCHEMA_VERSION`], in

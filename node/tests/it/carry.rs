@@ -555,6 +555,75 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     assert!(ann.write("owen", "still fine", now, &mut rng).is_ok());
 }
 
+/// One mailbox per contact holds when the user renames: Eve names a
+/// mailbox, and Ann renames Eve, then Eve's mailbox. A second mailbox
+/// Eve names after each rename is not added (it was checked by the name
+/// the first would have, so a rename let one more in each time).
+#[test]
+fn a_contact_renamed_still_has_one_mailbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, eve) = (profile(tmp.path(), "ann"), profile(tmp.path(), "eve"));
+    befriend(&ann, &eve);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let eve_id = eve.identity();
+    let group = eve_id
+        .contact(&ann.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    let budgets = strand_node::Budgets::default();
+    let mut named = 0u64;
+    // Eve names one more mailbox device; Ann imports Eve's drive.
+    let mut eve_names_a_mailbox = |ann: &Profile| {
+        let device = Identity::generate("device", &mut strand_node::os_rng()).unwrap();
+        let proof = strand_sync::mailbox_proof(&device, &eve_id.public());
+        let body = strand_sync::encode_mailbox(Some((&device.invite(), &proof)));
+        named += 1;
+        let msg = Message::create(
+            &eve_id,
+            &group,
+            now + named,
+            Kind::MAILBOX,
+            &body,
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+        let mut store = eve.store().unwrap();
+        store.insert(&group.id, &msg).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let drive = tmp.path().join(format!("for-ann-{named}"));
+        eve.export_bundle("ann", &drive, now, &mut strand_node::os_rng())
+            .unwrap();
+        ann.import_bundle(&drive, &budgets, now, &mut strand_node::os_rng())
+            .unwrap();
+        device.public()
+    };
+    let first = eve_names_a_mailbox(&ann);
+    let mailboxes = |p: &Profile| -> Vec<(String, PublicIdentity)> {
+        p.contacts()
+            .into_iter()
+            .filter(|c| c.mailbox)
+            .map(|c| (c.name, c.public))
+            .collect()
+    };
+    assert_eq!(mailboxes(&ann), [("eve's mailbox".to_owned(), first)]);
+    ann.rename_contact("eve", "evelyn", &mut rng).unwrap();
+    eve_names_a_mailbox(&ann);
+    assert_eq!(mailboxes(&ann), [("eve's mailbox".to_owned(), first)]);
+    ann.rename_contact("eve's mailbox", "the box", &mut rng)
+        .unwrap();
+    eve_names_a_mailbox(&ann);
+    assert_eq!(mailboxes(&ann), [("the box".to_owned(), first)]);
+    // Kept across a restart.
+    let path = tmp.path().join("ann");
+    drop(ann);
+    let ann = Profile::open(&path, "pass").unwrap();
+    eve_names_a_mailbox(&ann);
+    assert_eq!(mailboxes(&ann), [("the box".to_owned(), first)]);
+}
+
 /// A mailbox code made on a contact's own profile (Ann, a contact of
 /// Owen's, ran `strand mailbox init` with his invite) is refused: Owen's
 /// node took it as "pairing again" and sent Ann every contact's keys,
