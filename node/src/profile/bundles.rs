@@ -17,7 +17,7 @@ use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::{
     bundle_contact, AuthorId, BundleError, BundleReader, BundleWriter, Contact, GroupId, Inbound,
-    Key, Kind, Message, Time, Verdict, BUNDLE_HEADER_LEN,
+    Key, Kind, Message, PublicIdentity, Time, Verdict, BUNDLE_HEADER_LEN,
 };
 
 use crate::profile::base::counted;
@@ -124,6 +124,10 @@ pub struct Imported {
     /// Contacts its mailbox records added.
     #[serde(skip)]
     pub(crate) added: Vec<crate::profile::ContactRecord>,
+    /// The keys of the contact who made it (their name may change before
+    /// the node follows the import up).
+    #[serde(skip)]
+    pub(crate) maker: Option<PublicIdentity>,
 }
 
 /// New messages an import lists, each, for live sessions at most: past
@@ -224,6 +228,9 @@ const MAX_PASSES: usize = 64;
 /// for that.
 pub(crate) struct OpenBundle {
     contact: String,
+    /// The contact's keys: what else goes in is for them, whatever they
+    /// are called by then.
+    public: PublicIdentity,
     path: PathBuf,
     out: std::io::BufWriter<std::fs::File>,
     writer: BundleWriter,
@@ -232,6 +239,11 @@ pub(crate) struct OpenBundle {
 }
 
 impl OpenBundle {
+    /// Whom the bundle is for.
+    pub(crate) fn public(&self) -> PublicIdentity {
+        self.public
+    }
+
     /// Adds `extra` (the pool messages of a hand-over not yet saved), ends
     /// the bundle and syncs it to the drive. Deleted if anything fails.
     pub(crate) fn finish(
@@ -484,6 +496,7 @@ impl Profile {
         }
         Ok(OpenBundle {
             contact: String::new(),
+            public: contact.public,
             path: path.to_path_buf(),
             out,
             writer,
@@ -678,6 +691,7 @@ impl Profile {
         // taken on another pass: one per epoch a chain of changes adds.
         let mut imported = Imported {
             contact: name,
+            maker: Some(contact.public),
             ..Imported::default()
         };
         let mut earlier = 0;

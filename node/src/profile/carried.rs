@@ -460,10 +460,7 @@ impl Profile {
         let Some(contact) = strand_sync::opened_author(&book.sync, &message) else {
             return Ok(TakenOut::Refused);
         };
-        let Some(record) = book.records.iter().find(|r| r.public == contact.public) else {
-            return Ok(TakenOut::Refused);
-        };
-        let name = record.name.clone();
+        let author = contact.public;
         let key = message.key();
         let (batch, _) = self.check_and_store(
             Inbound::new(contact.direct_group(), vec![message]),
@@ -473,9 +470,9 @@ impl Profile {
         )?;
         let verdict = batch.iter().next().map(|i| i.verdict().clone());
         Ok(match verdict {
-            Some(strand_sync::Verdict::Stored { new }) => TakenOut::Taken { name, key, new },
+            Some(strand_sync::Verdict::Stored { new }) => TakenOut::Taken { author, key, new },
             Some(strand_sync::Verdict::Held) => TakenOut::Taken {
-                name,
+                author,
                 key,
                 new: false,
             },
@@ -500,10 +497,11 @@ const WAIT_AHEAD: Time = 24 * 3_600_000;
 
 /// What became of a message that came out of an envelope.
 pub(crate) enum TakenOut {
-    /// Stored (`new`) or already here: from the contact named `name`.
+    /// Stored (`new`) or already here: from the contact `author`.
     Taken {
-        /// The contact who wrote it.
-        name: String,
+        /// The contact who wrote it (by key: their name may change
+        /// before the user is told).
+        author: PublicIdentity,
         /// Its key.
         key: Key,
         /// Whether it was not here before.

@@ -214,14 +214,15 @@ impl Node {
             })
             .await
             .map_err(|_| ProfileError::Closed)??;
-            let name = contact.to_owned();
+            // Envelopes for the contact the conversations were written
+            // for, even if another is called by their name by now.
+            let public = open.public();
             let (_, exported) = carrying_step(
                 self.shared.clone(),
                 move |shared, carrier, job| {
-                    let record = shared.profile.contact(&name)?;
                     let now = shared.clock.now();
                     job.out
-                        .extend(carrier.hand_for_drive(&record.public, now, &mut shared.rng()));
+                        .extend(carrier.hand_for_drive(&public, now, &mut shared.rng()));
                     Ok(())
                 },
                 move |_, extra| open.finish(extra, &*report),
@@ -510,8 +511,8 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    for (name, key) in opened {
-        node.opened(&name, key);
+    for (author, key) in opened {
+        node.opened(&author, key);
     }
 }
 
@@ -523,7 +524,7 @@ fn opened_out_of(
     shared: &Shared,
     carrier: &mut Carrier,
     job: &mut Job,
-    opened: &std::sync::Mutex<Vec<(String, Key)>>,
+    opened: &std::sync::Mutex<Vec<(PublicIdentity, Key)>>,
     (message, token, expires): (Message, AckToken, Time),
     from: &PublicIdentity,
     now: Time,
@@ -532,7 +533,7 @@ fn opened_out_of(
         .profile
         .take_opened(message, &shared.ledger, &shared.config.budgets, now)?
     {
-        TakenOut::Taken { name, key, new } => {
+        TakenOut::Taken { author, key, new } => {
             let body = carrier.acknowledge(&token, expires);
             job.out.push(Handout {
                 to: from.sign,
@@ -544,7 +545,7 @@ fn opened_out_of(
                 opened
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((name, key));
+                    .push((author, key));
             }
         }
         TakenOut::Later(reason) => {
@@ -562,14 +563,15 @@ fn opened_out_of(
 impl Node {
     /// A message that came out of an envelope was stored: live sessions
     /// get it, and the user sees it.
-    fn opened(&self, name: &str, key: Key) {
+    fn opened(&self, author: &PublicIdentity, key: Key) {
         let shared = &self.shared;
         let book = shared.profile.book();
-        let Some((_, c)) = book
+        // Named as they are called now.
+        let Some((r, c)) = book
             .records
             .iter()
             .zip(&book.sync)
-            .find(|(r, _)| r.name == name)
+            .find(|(r, _)| r.public == *author)
         else {
             return;
         };
@@ -583,7 +585,7 @@ impl Node {
             .unwrap_or_default();
         tracing::info!("a message arrived by envelope");
         let _ = shared.events.send(NodeEvent::Received {
-            contact: name.to_owned(),
+            contact: r.name.clone(),
             group: None,
             time: key.time,
             id: hex(&key.id.0),

@@ -1308,10 +1308,8 @@ impl Node {
         }
         // A reach record it brought counts at once, as one a link brings
         // does (the newest counts; this one may be no newer: no change).
-        if !imported.stored.is_empty() {
-            if let Ok(record) = self.shared.profile.contact(&imported.contact) {
-                self.clone().reach_record(record.public).await;
-            }
+        if let Some(maker) = imported.maker.filter(|_| !imported.stored.is_empty()) {
+            self.clone().reach_record(maker).await;
         }
         self.after_group_change(std::mem::take(&mut imported.written));
         if imported.new > 0 {
