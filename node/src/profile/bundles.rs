@@ -124,10 +124,6 @@ pub struct Imported {
     /// Contacts its mailbox records added.
     #[serde(skip)]
     pub(crate) added: Vec<crate::profile::ContactRecord>,
-    /// The keys of the contact who made it (their name may change before
-    /// the node follows the import up).
-    #[serde(skip)]
-    pub(crate) maker: Option<PublicIdentity>,
 }
 
 /// New messages an import lists, each, for live sessions at most: past
@@ -633,7 +629,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Imported, ProfileError> {
-        let imported =
+        let (imported, _) =
             self.import_bundle_with(path, &Ledger::default(), budgets, now, rng, &|_, _| {})?;
         // With no node running, the mailbox learns of the contacts added
         // now (a running node tells it with the rest of what follows an
@@ -646,7 +642,9 @@ impl Profile {
         Ok(imported)
     }
 
-    /// [`Profile::import_bundle`] with the node's budget ledger.
+    /// [`Profile::import_bundle`] with the node's budget ledger; and the
+    /// keys of the contact who made it (their name may change before the
+    /// node follows the import up).
     pub(crate) fn import_bundle_with(
         &self,
         path: &Path,
@@ -655,7 +653,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
-    ) -> Result<Imported, ProfileError> {
+    ) -> Result<(Imported, PublicIdentity), ProfileError> {
         let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
         // The file is read through once to check it and once to take it
         // in (more only for groups it brings): the progress counts those
@@ -691,7 +689,6 @@ impl Profile {
         // taken on another pass: one per epoch a chain of changes adds.
         let mut imported = Imported {
             contact: name,
-            maker: Some(contact.public),
             ..Imported::default()
         };
         let mut earlier = 0;
@@ -749,7 +746,7 @@ impl Profile {
                 break;
             }
         }
-        Ok(imported)
+        Ok((imported, contact.public))
     }
 }
 

@@ -1273,7 +1273,7 @@ impl Node {
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
         let (ledger, budgets) = (self.shared.ledger.clone(), self.shared.config.budgets);
-        let mut imported = tokio::task::spawn_blocking(move || {
+        let (mut imported, maker) = tokio::task::spawn_blocking(move || {
             profile.import_bundle_with(&path, &ledger, &budgets, now, &mut rng, &report)
         })
         .await
@@ -1308,7 +1308,7 @@ impl Node {
         }
         // A reach record it brought counts at once, as one a link brings
         // does (the newest counts; this one may be no newer: no change).
-        if let Some(maker) = imported.maker.filter(|_| !imported.stored.is_empty()) {
+        if !imported.stored.is_empty() {
             self.clone().reach_record(maker).await;
         }
         self.after_group_change(std::mem::take(&mut imported.written));
