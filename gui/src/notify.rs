@@ -157,6 +157,21 @@ impl Notifier {
         })
     }
 
+    /// A contact was renamed: notifications already shown of them open
+    /// their conversation by the new name.
+    pub fn renamed(&self, from: &str, to: &str) {
+        for (_, target) in self
+            .shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            if *target == Target::Contact(from.to_owned()) {
+                *target = Target::Contact(to.to_owned());
+            }
+        }
+    }
+
     /// Puts `count` on the app's icon (none at 0), through the launcher
     /// entry API (a signal any dock may listen to).
     pub fn badge(&self, count: u32) -> zbus::Result<()> {

@@ -163,6 +163,11 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             conversation::reload(core, false);
         }
         settings::load_preferences(core);
+        if let Some(notifier) = core.notifier() {
+            for (from, to) in &changes.renamed {
+                notifier.renamed(from, to);
+            }
+        }
     }
     // What arrives while the window is not in front is not read: the
     // conversation shows it, unread, until the window comes in front

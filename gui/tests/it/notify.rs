@@ -178,6 +178,26 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             && conv.get_contact() == "Bob"));
         // Read now: the badge goes.
         assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&0)));
+        // Bob renamed: a notification shown before opens him by his new
+        // name (it looked for "Bob", and opened nothing).
+        conv.invoke_rename_contact("Robert".into());
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        // What he writes next is notified under his new name, and after
+        // the app has heard of the rename (the node's events come in
+        // order).
+        rt.block_on(bob.send("Alice", "renamed?")).unwrap();
+        assert!(h.pump_until(WAIT, || count() == 4));
+        assert_eq!(last().1, "Robert");
+        gui.ui.global::<ContactsAdapter>().set_current(-1);
+        conv.set_contact("".into());
+        server
+            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
+            .unwrap();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && conv.get_contact() == "Robert"));
 
         drop(gui);
         rt.shutdown_timeout(std::time::Duration::from_secs(5));
