@@ -629,9 +629,13 @@ impl Profile {
             GroupAction::MakeAdmin(name) => (Change::MakeAdmin(member(name)?), None),
         };
         let mut written = self.propose(&head, change, welcome_to.as_deref(), now, rng)?;
+        // The change stands: the key work it brings is done again at the
+        // next refresh if it fails now.
         let roots = std::collections::BTreeSet::from([head.root]);
-        let more = self.group_work(&roots, now, rng)?;
-        written.messages.extend(more.messages);
+        match self.group_work(&roots, now, rng) {
+            Ok(more) => written.messages.extend(more.messages),
+            Err(e) => tracing::warn!("a group's key work after a change failed: {e}"),
+        }
         Ok(written)
     }
 
@@ -698,14 +702,20 @@ impl Profile {
             }
             Ok(keys)
         })?;
+        // Committed: from here the change stands, and a failure to follow
+        // it is logged, not returned (the user would make it again). The
+        // new epoch is held either way; the next refresh follows the rest.
         let mut chains = (*self.chains()).clone();
         if let Some(chain) = chains.iter_mut().find(|c| c.root() == head.root) {
             if let Some(next) = next {
                 chain.insert(next);
             }
-            chain
-                .update(&identity, &self.read_view()?, now)
-                .map_err(db_error)?;
+            let followed = self
+                .read_view()
+                .and_then(|view| chain.update(&identity, &view, now).map_err(db_error));
+            if let Err(e) = followed {
+                tracing::warn!("following a group change made here failed (it stands): {e}");
+            }
         }
         self.set_chains(chains);
         let mut messages = written;
