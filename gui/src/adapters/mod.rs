@@ -19,12 +19,34 @@ use crate::{AppAdapter, AppWindow, Screen};
 
 /// Shows `items` in a list model: in place if it is a `VecModel` (so the
 /// view keeps its scroll position), else through `set` with a new one.
-pub(crate) fn set_vec<T: Clone + 'static>(
+/// With as many rows as before, only rows that changed are set: the rest
+/// keep their items on screen (hover, a press under way), where a whole
+/// new list makes every item anew.
+pub(crate) fn set_vec<T: Clone + PartialEq + 'static>(
     model: slint::ModelRc<T>,
     items: Vec<T>,
     set: impl FnOnce(slint::ModelRc<T>),
 ) {
-    match slint::Model::as_any(&model).downcast_ref::<slint::VecModel<T>>() {
+    set_vec_by(model, items, T::eq, set)
+}
+
+/// [`set_vec`], with rows the same if `same` says so (rows that hold a
+/// model of their own are new objects each time).
+pub(crate) fn set_vec_by<T: Clone + 'static>(
+    model: slint::ModelRc<T>,
+    items: Vec<T>,
+    same: impl Fn(&T, &T) -> bool,
+    set: impl FnOnce(slint::ModelRc<T>),
+) {
+    use slint::Model;
+    match model.as_any().downcast_ref::<slint::VecModel<T>>() {
+        Some(vec) if vec.row_count() == items.len() => {
+            for (i, item) in items.into_iter().enumerate() {
+                if !vec.row_data(i).is_some_and(|held| same(&held, &item)) {
+                    vec.set_row_data(i, item);
+                }
+            }
+        }
         Some(vec) => vec.set_vec(items),
         None => set(slint::ModelRc::from(std::rc::Rc::new(
             slint::VecModel::from(items),

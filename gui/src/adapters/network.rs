@@ -241,6 +241,14 @@ pub(crate) fn failures_text(panics: &[String]) -> String {
     }
 }
 
+/// Two transport rows show the same (their address lists are models of
+/// their own, so `==` compares which objects they are).
+fn same_transport(a: &TransportItem, b: &TransportItem) -> bool {
+    use slint::Model;
+    (&a.name, &a.state, &a.detail, a.up) == (&b.name, &b.state, &b.detail, b.up)
+        && a.addresses.iter().eq(b.addresses.iter())
+}
+
 /// Shows `status` on the network screen.
 pub(crate) fn show(core: &mut Core, status: Status) {
     let lan = status.transports.iter().find(|t| t.kind == "LAN");
@@ -406,9 +414,12 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         let a = ui.global::<NetworkAdapter>();
         a.set_failures(failures.into());
         let transports: Vec<TransportItem> = transports.into_iter().map(Row::item).collect();
-        a.set_transports(ModelRc::from(Rc::new(VecModel::from(transports))));
-        a.set_relays(ModelRc::from(Rc::new(VecModel::from(relays))));
-        a.set_peers(ModelRc::from(Rc::new(VecModel::from(peers))));
+        // In place: this runs every few seconds.
+        super::set_vec_by(a.get_transports(), transports, same_transport, |m| {
+            a.set_transports(m)
+        });
+        super::set_vec(a.get_relays(), relays, |m| a.set_relays(m));
+        super::set_vec(a.get_peers(), peers, |m| a.set_peers(m));
         a.set_links(links.into());
         a.set_bytes_sent(sent.into());
         a.set_bytes_received(received.into());

@@ -146,6 +146,25 @@ fn a_relay_added_on_the_network_screen_reserves_and_carries_a_contact() {
             .iter()
             .any(|p| p.name == "Bob" && p.online && p.link == "relayed")));
 
+        // The screen's lists are kept and changed in place as it refreshes
+        // (a new list every few seconds made every item on it anew, the
+        // button under the pointer too); a row that did not change keeps
+        // its own list of addresses.
+        let lists = (net.get_transports(), net.get_relays(), net.get_peers());
+        let lan_addresses = |net: &NetworkAdapter| {
+            net.get_transports()
+                .iter()
+                .find(|t| t.name == "LAN")
+                .unwrap()
+                .addresses
+        };
+        let lan = lan_addresses(&net);
+        let messages = net.get_messages();
+        rt.block_on(bob.send("Alice", "and again")).unwrap();
+        assert!(h.pump_until(WAIT, || net.get_messages() != messages));
+        assert!(lists == (net.get_transports(), net.get_relays(), net.get_peers()));
+        assert!(lan == lan_addresses(&net));
+
         // Removing it.
         net.invoke_remove_relay(relay_addr.clone().into());
         assert!(h.pump_until(WAIT, || net.get_relays().row_count() == 0));
