@@ -161,6 +161,10 @@ pub enum ProfileError {
     /// The sealed file's header does not read.
     #[error("the profile is damaged: its header does not read")]
     Header(#[source] IoError),
+    /// A new passphrase was written in one copy of the header and is in
+    /// force, but the copy under the old one could not be overwritten.
+    #[error("the new passphrase is the one that opens the profile now, but the old passphrase's copy of the key could not be overwritten: change the passphrase again to overwrite it")]
+    OldHeaderLeft(#[source] IoError),
     /// The database failed.
     #[error("database error")]
     Db(#[source] DbError),

@@ -647,7 +647,13 @@ impl Profile {
         let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         if !header.kdf.allowed() {
             let stronger = strong_header(passphrase, &root)?;
-            rewrite_header(&path, &stronger)?;
+            match rewrite_header(&path, &stronger) {
+                // The stronger copy is in force: opening goes on.
+                Err(ProfileError::OldHeaderLeft(e)) => {
+                    tracing::warn!("the weaker copy of the header is left: {e}")
+                }
+                other => other?,
+            }
             tracing::info!(
                 m_cost = stronger.kdf.m_cost,
                 t_cost = stronger.kdf.t_cost,
@@ -1440,7 +1446,13 @@ fn rewrite_header(path: &Path, header: &Header) -> Result<(), ProfileError> {
         .write(true)
         .open(path)
         .map_err(|e| io_error(path, e))?;
-    write_header(&file, header, false).map_err(|e| io_error(path, e))
+    write_header(&file, header, false).map_err(|e| {
+        if crate::profile::sealed::old_copy_left(&e) {
+            ProfileError::OldHeaderLeft(e.into())
+        } else {
+            io_error(path, e)
+        }
+    })
 }
 
 /// A `meta` value that must be there.

@@ -146,10 +146,59 @@ pub(crate) fn read_header(path: &Path) -> std::io::Result<(u64, Header)> {
     read_header_from(&file)
 }
 
+/// Where headers are read and written: the profile file. A trait so that
+/// a test can fail a write on cue (a disk error cannot be had on demand).
+pub(crate) trait Slots {
+    /// Reads `buf.len()` bytes at `at`.
+    fn get(&self, buf: &mut [u8], at: u64) -> std::io::Result<()>;
+    /// Writes `buf` at `at`.
+    fn put(&self, buf: &[u8], at: u64) -> std::io::Result<()>;
+    /// Syncs what was written.
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+impl Slots for File {
+    fn get(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        self.read_exact_at(buf, at)
+    }
+
+    fn put(&self, buf: &[u8], at: u64) -> std::io::Result<()> {
+        self.write_all_at(buf, at)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// A header rewrite whose first copy was written and synced, and whose
+/// second was not: the new header is the one in force (the newest valid
+/// copy), and the old one is still on disk beside it. Carried inside the
+/// [`std::io::Error`] that [`write_header`] returns.
+#[derive(Debug)]
+pub(crate) struct OldCopyLeft(pub std::io::Error);
+
+impl std::fmt::Display for OldCopyLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (the new header is in force; its old copy is left)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for OldCopyLeft {}
+
+/// Whether `e` is [`OldCopyLeft`].
+pub(crate) fn old_copy_left(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OldCopyLeft>())
+}
+
 /// Both header slots, each parsed if it checks out.
-fn header_slots(file: &File) -> std::io::Result<[Option<(u64, Header)>; 2]> {
+fn header_slots(file: &impl Slots) -> std::io::Result<[Option<(u64, Header)>; 2]> {
     let mut buf = vec![0u8; HEADER as usize];
-    file.read_exact_at(&mut buf, 0)?;
+    file.get(&mut buf, 0)?;
     Ok([
         parse_header(&buf[..HEADER_SLOT as usize]),
         parse_header(&buf[HEADER_SLOT as usize..]),
@@ -170,7 +219,9 @@ fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
 
 /// Writes `h` over the older header slot of the file at `path` (or both,
 /// for a new file), and syncs.
-pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Result<()> {
+/// Once the first of two copies is written and synced, a failure is
+/// [`OldCopyLeft`].
+pub(crate) fn write_header(file: &impl Slots, h: &Header, fresh: bool) -> std::io::Result<()> {
     if h.sealed_root.len() != SEALED_ROOT_LEN {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -178,8 +229,9 @@ pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Res
         ));
     }
     if fresh {
-        file.write_all_at(&header_bytes(h, 1), 0)?;
-        file.write_all_at(&header_bytes(h, 0), HEADER_SLOT)?;
+        file.put(&header_bytes(h, 1), 0)?;
+        file.put(&header_bytes(h, 0), HEADER_SLOT)?;
+        file.sync()
     } else {
         let [a, b] = header_slots(file)?.map(|slot| slot.map(|(counter, _)| counter));
         let newest = a.max(b).unwrap_or(0);
@@ -191,11 +243,12 @@ pub(crate) fn write_header(file: &File, h: &Header, fresh: bool) -> std::io::Res
         } else {
             (0, HEADER_SLOT)
         };
-        file.write_all_at(&header_bytes(h, newest + 1), first)?;
-        file.sync_data()?;
-        file.write_all_at(&header_bytes(h, newest + 2), second)?;
+        file.put(&header_bytes(h, newest + 1), first)?;
+        file.sync()?;
+        file.put(&header_bytes(h, newest + 2), second)
+            .and_then(|()| file.sync())
+            .map_err(|e| std::io::Error::other(OldCopyLeft(e)))
     }
-    file.sync_data()
 }
 
 /// Overwrites both header slots with random bytes and syncs: no
@@ -559,5 +612,86 @@ impl StorageBackend for SealedBackend {
     fn close(&self) -> Result<(), std::io::Error> {
         let _ = self.file.unlock();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// The profile file, failing its `fail_at`th write (counted from 1).
+    struct Failing {
+        file: File,
+        writes: Cell<u32>,
+        fail_at: u32,
+    }
+
+    impl Slots for Failing {
+        fn get(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+            self.file.get(buf, at)
+        }
+
+        fn put(&self, buf: &[u8], at: u64) -> std::io::Result<()> {
+            self.writes.set(self.writes.get() + 1);
+            if self.writes.get() == self.fail_at {
+                return Err(std::io::Error::other("the disk said no"));
+            }
+            self.file.put(buf, at)
+        }
+
+        fn sync(&self) -> std::io::Result<()> {
+            self.file.sync()
+        }
+    }
+
+    fn header(byte: u8) -> Header {
+        Header {
+            salt: [byte; 16],
+            kdf: KdfParams::insecure_for_tests(),
+            sealed_root: vec![byte; SEALED_ROOT_LEN],
+        }
+    }
+
+    /// A rewrite that fails at its first copy changes nothing, and says
+    /// so; one that fails at its second has put the new header in force,
+    /// and says that instead (it said only that it failed, so a user
+    /// changing their passphrase was told the old one still held).
+    #[test]
+    fn a_rewrite_that_fails_says_which_header_is_in_force() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("file");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(HEADER).unwrap();
+        write_header(&file, &header(1), true).unwrap();
+        let failing = |fail_at| Failing {
+            file: file.try_clone().unwrap(),
+            writes: Cell::new(0),
+            fail_at,
+        };
+
+        let e = write_header(&failing(1), &header(2), false).unwrap_err();
+        assert!(!old_copy_left(&e), "{e}");
+        assert_eq!(read_header(&path).unwrap().1.salt, [1; 16]);
+
+        let e = write_header(&failing(2), &header(3), false).unwrap_err();
+        assert!(old_copy_left(&e), "{e}");
+        assert_eq!(read_header(&path).unwrap().1.salt, [3; 16]);
+        let [a, b] = header_slots(&file).unwrap();
+        let mut salts = [a.unwrap().1.salt[0], b.unwrap().1.salt[0]];
+        salts.sort();
+        assert_eq!(salts, [1, 3], "the old copy is left beside the new");
+
+        // Rewriting again overwrites the old copy first.
+        write_header(&file, &header(4), false).unwrap();
+        let [a, b] = header_slots(&file).unwrap();
+        assert_eq!((a.unwrap().1.salt, b.unwrap().1.salt), ([4; 16], [4; 16]));
     }
 }
