@@ -109,6 +109,15 @@ impl Changes {
             NodeEvent::GroupsChanged => self.groups = true,
             // Member lists name contacts by the user's word for them.
             NodeEvent::ContactRenamed { from, to } => {
+                // Arrivals gathered before it are notified under the new
+                // name, and open the conversation by it.
+                for event in &mut self.received {
+                    if let NodeEvent::Received { contact, .. } = event {
+                        if *contact == from {
+                            contact.clone_from(&to);
+                        }
+                    }
+                }
                 self.renamed.push((from, to));
                 self.groups = true;
             }
@@ -288,6 +297,12 @@ impl Core {
                     .map_err(|e| tracing::warn!("no desktop notifications: {e}")),
             );
         }
+        self.notifier.as_ref()?.as_ref().ok()
+    }
+
+    /// The notification service if it was connected already (nothing
+    /// shown yet: nothing to follow).
+    pub fn notifier_connected(&self) -> Option<&crate::notify::Notifier> {
         self.notifier.as_ref()?.as_ref().ok()
     }
 
@@ -476,5 +491,36 @@ mod tests {
         let mut changes = Changes::default();
         changes.add(NodeEvent::Expired { count: 3 });
         assert!(changes.all);
+    }
+
+    /// An arrival gathered before its contact was renamed, in one batch,
+    /// is notified under the new name (and its notification opens the
+    /// conversation by it): the notifier's remembered conversations are
+    /// renamed before the batch's notifications are shown.
+    #[test]
+    fn arrivals_before_a_rename_in_one_batch_take_the_new_name() {
+        let received = |contact: &str| NodeEvent::Received {
+            contact: contact.into(),
+            group: None,
+            time: 1,
+            id: "00".into(),
+            text: "hi".into(),
+        };
+        let mut changes = Changes::default();
+        changes.add(received("Bob"));
+        changes.add(received("Carol"));
+        changes.add(NodeEvent::ContactRenamed {
+            from: "Bob".into(),
+            to: "Robert".into(),
+        });
+        let names: Vec<&str> = changes
+            .received
+            .iter()
+            .map(|e| match e {
+                NodeEvent::Received { contact, .. } => contact.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(names, ["Robert", "Carol"]);
     }
 }

@@ -185,7 +185,7 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             conversation::reload(core, false);
         }
         settings::load_preferences(core);
-        if let Some(notifier) = core.notifier() {
+        if let Some(notifier) = core.notifier_connected() {
             for (from, to) in &changes.renamed {
                 notifier.renamed(from, to);
             }
