@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use slint::{ComponentHandle, Model, SharedString};
+use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 use strand_node::{GroupAction, GroupSummary};
 
 use strand_node::runtime::api::{Reply, Request, Target, TimerSetting};
@@ -319,8 +319,16 @@ pub(crate) fn refresh(core: &mut Core) {
             .map_or(-1, |i| i as i32);
         set_vec(a.get_groups(), items, |m| a.set_groups(m));
         a.set_current(current);
+        // The new group's form ticks contacts by row: a list that changed
+        // (a contact added or renamed) is shown anew and the form's choice
+        // starts again, rather than ticks stay on rows now named otherwise.
         let contacts: Vec<SharedString> = contacts.into_iter().map(Into::into).collect();
-        set_vec(a.get_contacts(), contacts, |m| a.set_contacts(m));
+        if !a.get_contacts().iter().eq(contacts.iter().cloned()) {
+            a.set_contacts(ModelRc::from(Rc::new(VecModel::from(contacts))));
+            if a.get_creating() {
+                a.invoke_new_group();
+            }
+        }
         ui.global::<AppAdapter>().set_unread_groups(unread);
     });
 }

@@ -229,6 +229,10 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
             .unwrap();
         assert!(contacts.status.success(), "{contacts:?}");
         assert!(String::from_utf8_lossy(&contacts.stdout).contains("Bob"));
+        // A new group's form is open with Bob ticked as he is renamed.
+        let groups = gui.ui.global::<strand_gui::GroupsAdapter>();
+        groups.invoke_new_group();
+        groups.invoke_toggle("Bob".into(), true);
         // Bob renamed from the terminal while his conversation is open:
         // the window follows him under the new name, and writes to him.
         let renamed = alice
@@ -240,6 +244,20 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         assert!(renamed.status.success(), "{renamed:?}");
         assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"
             && gui.contacts().first().is_some_and(|c| c.name == "Robert")));
+        // The form's choice starts again, its boxes unticked with it: a
+        // tick is kept by row, so it stayed on the row now named Robert
+        // while the choice held "Bob", and making the group failed on a
+        // contact no longer there.
+        assert!(h.pump_until(WAIT, || groups.get_contacts().iter().eq(["Robert"])));
+        assert!(groups.get_creating());
+        groups.invoke_create("Desk".into());
+        assert!(h.pump_until(WAIT, || !groups.get_create_error().is_empty()));
+        assert!(
+            groups.get_create_error().contains("at least one contact"),
+            "{}",
+            groups.get_create_error()
+        );
+        groups.set_creating(false);
         assert!(conv.invoke_send("to Robert".into()));
         assert!(h.pump_until(WAIT, || messages.row_count() == 3));
 
