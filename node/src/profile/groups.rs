@@ -632,10 +632,9 @@ impl Profile {
         // The change stands: the key work it brings is done again at the
         // next refresh if it fails now.
         let roots = std::collections::BTreeSet::from([head.root]);
-        match self.group_work(&roots, now, rng) {
-            Ok(more) => written.messages.extend(more.messages),
-            Err(e) => tracing::warn!("a group's key work after a change failed: {e}"),
-        }
+        written
+            .messages
+            .extend(self.group_work(&roots, now, rng).messages);
         Ok(written)
     }
 
@@ -655,8 +654,12 @@ impl Profile {
             .map_err(group_error)?;
         let at = head.id();
         let written = self.write_txn(move |txn| crate::profile::store_own(txn, &at, &msg))?;
+        // Stored: the request stands, and is followed at the next refresh
+        // if not now.
         let roots = std::collections::BTreeSet::from([chain.root()]);
-        self.refresh_chains(&roots, now)?;
+        if let Err(e) = self.refresh_chains(&roots, now) {
+            tracing::warn!("following a request to leave failed (it stands): {e}");
+        }
         Ok(Written {
             messages: vec![written],
             epochs: false,
@@ -710,11 +713,17 @@ impl Profile {
             if let Some(next) = next {
                 chain.insert(next);
             }
-            let followed = self
+            // On a copy: an update that fails part way leaves nothing
+            // half-followed behind.
+            let mut followed = chain.clone();
+            match self
                 .read_view()
-                .and_then(|view| chain.update(&identity, &view, now).map_err(db_error));
-            if let Err(e) = followed {
-                tracing::warn!("following a group change made here failed (it stands): {e}");
+                .and_then(|view| followed.update(&identity, &view, now).map_err(db_error))
+            {
+                Ok(_) => *chain = followed,
+                Err(e) => {
+                    tracing::warn!("following a group change made here failed (it stands): {e}")
+                }
             }
         }
         self.set_chains(chains);
@@ -845,7 +854,7 @@ impl Profile {
             Ok(())
         })?;
         self.set_chains(chains);
-        let mut written = self.group_work(&dirty, now, rng)?;
+        let mut written = self.group_work(&dirty, now, rng);
         written.epochs |= !new_epochs.is_empty() || !new_entries.is_empty();
         match self.write_chosen_names(Some(&dirty), now, rng) {
             Ok(names) => written.messages.extend(names),
@@ -860,15 +869,32 @@ impl Profile {
     /// removed members still in the newest epoch if it may, and makes a
     /// change again whose key no one can give it when it outranks the
     /// author. A few rounds, each reading what the last wrote.
+    ///
+    /// What it wrote is returned even if a later step fails (that is
+    /// logged: the work is done again at the next refresh), so that all
+    /// of it reaches live sessions.
     pub(crate) fn group_work(
         &self,
         roots: &std::collections::BTreeSet<GroupId>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Written, ProfileError> {
+    ) -> Written {
+        let mut written = Written::default();
+        if let Err(e) = self.group_work_rounds(roots, now, rng, &mut written) {
+            tracing::warn!("a group's key work failed: {e}");
+        }
+        written
+    }
+
+    fn group_work_rounds(
+        &self,
+        roots: &std::collections::BTreeSet<GroupId>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+        written: &mut Written,
+    ) -> Result<(), ProfileError> {
         let identity = self.identity();
         let me = identity.public().sign;
-        let mut written = Written::default();
         for _ in 0..WORK_ROUNDS {
             let chains = self.chains();
             let mut keys: Vec<(GroupId, Message)> = Vec::new();
@@ -920,8 +946,8 @@ impl Profile {
                         .map(|(g, m)| crate::profile::store_own(txn, g, m))
                         .collect::<Result<Vec<_>, _>>()
                 })?;
-                self.refresh_chains(roots, now)?;
                 written.messages.extend(stored);
+                self.refresh_chains(roots, now)?;
             }
             let book = self.book();
             for (epoch, change) in changes {
@@ -942,7 +968,7 @@ impl Profile {
                 }
             }
         }
-        Ok(written)
+        Ok(())
     }
 
     /// Follows the changes and key messages of these groups again.
