@@ -600,7 +600,10 @@ impl Profile {
     /// unlock it now, and `new` must not be empty; otherwise nothing
     /// changes. Both copies of the file's header are rewritten, so the file
     /// keeps no copy of the root key sealed under the old passphrase (flash
-    /// storage may still hold old blocks elsewhere: see the guide). The
+    /// storage may still hold old blocks elsewhere: see the guide). If the
+    /// disk fails once the first copy is written,
+    /// [`ProfileError::OldHeaderLeft`]: the new passphrase is the one in
+    /// force, and changing it again overwrites the old copy. The
     /// key derivation keeps its parameters, or gets stronger ones if they
     /// are under today's floor.
     pub fn change_passphrase(
@@ -647,18 +650,20 @@ impl Profile {
         let db = split_chunks(db, version, || open_sealed(dir, &root))?;
         if !header.kdf.allowed() {
             let stronger = strong_header(passphrase, &root)?;
+            // Either copy opens with this passphrase and holds this root
+            // key: a rewrite that fails does not stop the profile opening
+            // (it is tried again at the next unlock).
             match rewrite_header(&path, &stronger) {
-                // The stronger copy is in force: opening goes on.
-                Err(ProfileError::OldHeaderLeft(e)) => {
-                    tracing::warn!("the weaker copy of the header is left: {e}")
-                }
-                other => other?,
+                Ok(()) => tracing::info!(
+                    m_cost = stronger.kdf.m_cost,
+                    t_cost = stronger.kdf.t_cost,
+                    "the passphrase key now uses stronger Argon2id parameters"
+                ),
+                Err(e) => tracing::warn!(
+                    "the header was not rewritten with stronger Argon2id parameters: {}",
+                    chain(&e)
+                ),
             }
-            tracing::info!(
-                m_cost = stronger.kdf.m_cost,
-                t_cost = stronger.kdf.t_cost,
-                "the passphrase key now uses stronger Argon2id parameters"
-            );
         }
         Profile::from_parts(dir, db, root, identity, contacts)
     }

@@ -244,8 +244,10 @@ pub(crate) fn write_header(file: &impl Slots, h: &Header, fresh: bool) -> std::i
             (0, HEADER_SLOT)
         };
         file.put(&header_bytes(h, newest + 1), first)?;
-        file.sync()?;
-        file.put(&header_bytes(h, newest + 2), second)
+        // Written (if not yet synced), the new copy is the newest valid
+        // one, and is read from here on.
+        file.sync()
+            .and_then(|()| file.put(&header_bytes(h, newest + 2), second))
             .and_then(|()| file.sync())
             .map_err(|e| std::io::Error::other(OldCopyLeft(e)))
     }
@@ -621,11 +623,19 @@ mod tests {
 
     use super::*;
 
-    /// The profile file, failing its `fail_at`th write (counted from 1).
+    /// The profile file, failing its `fail_at`th write or sync (counted
+    /// from 1).
     struct Failing {
         file: File,
-        writes: Cell<u32>,
+        done: Cell<u32>,
         fail_at: u32,
+    }
+
+    impl Failing {
+        fn fails(&self) -> bool {
+            self.done.set(self.done.get() + 1);
+            self.done.get() == self.fail_at
+        }
     }
 
     impl Slots for Failing {
@@ -634,14 +644,16 @@ mod tests {
         }
 
         fn put(&self, buf: &[u8], at: u64) -> std::io::Result<()> {
-            self.writes.set(self.writes.get() + 1);
-            if self.writes.get() == self.fail_at {
+            if self.fails() {
                 return Err(std::io::Error::other("the disk said no"));
             }
             self.file.put(buf, at)
         }
 
         fn sync(&self) -> std::io::Result<()> {
+            if self.fails() {
+                return Err(std::io::Error::other("the disk said no"));
+            }
             self.file.sync()
         }
     }
@@ -673,25 +685,39 @@ mod tests {
         write_header(&file, &header(1), true).unwrap();
         let failing = |fail_at| Failing {
             file: file.try_clone().unwrap(),
-            writes: Cell::new(0),
+            done: Cell::new(0),
             fail_at,
         };
+        let salts = || {
+            let [a, b] = header_slots(&file).unwrap();
+            let mut s = [a.map(|h| h.1.salt[0]), b.map(|h| h.1.salt[0])];
+            s.sort();
+            s
+        };
 
+        // The first copy's write fails: nothing changed.
         let e = write_header(&failing(1), &header(2), false).unwrap_err();
         assert!(!old_copy_left(&e), "{e}");
         assert_eq!(read_header(&path).unwrap().1.salt, [1; 16]);
+        assert_eq!(salts(), [Some(1), Some(1)]);
 
-        let e = write_header(&failing(2), &header(3), false).unwrap_err();
-        assert!(old_copy_left(&e), "{e}");
-        assert_eq!(read_header(&path).unwrap().1.salt, [3; 16]);
-        let [a, b] = header_slots(&file).unwrap();
-        let mut salts = [a.unwrap().1.salt[0], b.unwrap().1.salt[0]];
-        salts.sort();
-        assert_eq!(salts, [1, 3], "the old copy is left beside the new");
-
-        // Rewriting again overwrites the old copy first.
-        write_header(&file, &header(4), false).unwrap();
-        let [a, b] = header_slots(&file).unwrap();
-        assert_eq!((a.unwrap().1.salt, b.unwrap().1.salt), ([4; 16], [4; 16]));
+        // Its sync, the second copy's write, or that one's sync fails:
+        // the new header is in force (and, for the first two, the old
+        // copy is left beside it). Each time, rewriting again overwrites
+        // the old copy first.
+        let mut old = 1;
+        for (fail_at, salt) in [(2, 3), (3, 4), (4, 5)] {
+            let e = write_header(&failing(fail_at), &header(salt), false).unwrap_err();
+            assert!(old_copy_left(&e), "{fail_at}: {e}");
+            assert_eq!(read_header(&path).unwrap().1.salt, [salt; 16]);
+            if fail_at < 4 {
+                let mut both = [Some(old), Some(salt)];
+                both.sort();
+                assert_eq!(salts(), both);
+            }
+            write_header(&file, &header(9), false).unwrap();
+            assert_eq!(salts(), [Some(9), Some(9)]);
+            old = 9;
+        }
     }
 }

@@ -557,7 +557,8 @@ impl Drop for Secret {
 pub enum Answer {
     /// It worked.
     Ok(Reply),
-    /// It did not, and nothing changed.
+    /// It did not, and nothing changed unless the message says what did
+    /// (a passphrase change the disk failed half way: the new one holds).
     Error(Failure),
 }
 
