@@ -2,11 +2,9 @@
 //! read whole: group conversations are not paged yet), its members and the
 //! changes the user may make, and a new group.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
 
-use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
+use slint::{ComponentHandle, Model, SharedString};
 use strand_node::{GroupAction, GroupSummary};
 
 use strand_node::runtime::api::{Reply, Request, Target, TimerSetting};
@@ -15,11 +13,10 @@ use super::conversation::with_group_model;
 use super::set_vec;
 use crate::backend::{Backend, Core};
 use crate::format::{self, Clock};
-use crate::{AppAdapter, AppWindow, ContactItem, GroupMemberItem, GroupsAdapter};
+use crate::{AppAdapter, AppWindow, ChoiceItem, ContactItem, GroupMemberItem, GroupsAdapter};
 
 pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let a = ui.global::<GroupsAdapter>();
-    let chosen: Rc<RefCell<BTreeSet<String>>> = Rc::default();
 
     let b = backend.clone();
     let weak = ui.as_weak();
@@ -164,20 +161,31 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let b = backend.clone();
     a.on_leave(move || b.job(|core| change_group(core, GroupAction::Leave)));
 
-    let picked = chosen.clone();
+    // The choice lives in the list's rows (the boxes are bound to them
+    // both ways), so it is what the form shows.
+    let weak = ui.as_weak();
     a.on_toggle(move |contact, on| {
-        let mut picked = picked.borrow_mut();
-        if on {
-            picked.insert(contact.to_string());
-        } else {
-            picked.remove(contact.as_str());
+        let Some(ui) = weak.upgrade() else { return };
+        let list = ui.global::<GroupsAdapter>().get_contacts();
+        for (i, mut row) in list.iter().enumerate() {
+            if row.name == contact && row.chosen != on {
+                row.chosen = on;
+                list.set_row_data(i, row);
+            }
         }
     });
     let b = backend.clone();
-    let picked = chosen.clone();
+    let weak = ui.as_weak();
     a.on_create(move |name| {
         let name = name.trim().to_owned();
-        let with: Vec<String> = picked.borrow().iter().cloned().collect();
+        let Some(ui) = weak.upgrade() else { return };
+        let with: Vec<String> = ui
+            .global::<GroupsAdapter>()
+            .get_contacts()
+            .iter()
+            .filter(|c| c.chosen)
+            .map(|c| c.name.to_string())
+            .collect();
         b.job(move |core| {
             let result = core.call(Request::GroupCreate {
                 name: name.clone(),
@@ -207,9 +215,15 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     // A fresh form each time it opens.
     let weak = ui.as_weak();
     a.on_new_group(move || {
-        chosen.borrow_mut().clear();
         if let Some(ui) = weak.upgrade() {
             let a = ui.global::<GroupsAdapter>();
+            let list = a.get_contacts();
+            for (i, mut row) in list.iter().enumerate() {
+                if row.chosen {
+                    row.chosen = false;
+                    list.set_row_data(i, row);
+                }
+            }
             a.set_create_error(SharedString::new());
             a.set_creating(true);
         }
@@ -294,11 +308,9 @@ pub(crate) fn refresh(core: &mut Core) {
     let Some(groups) = summaries(core) else {
         return;
     };
-    let contacts: Vec<String> = super::contacts::views(core)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    // Unread, the contacts stay as they are.
+    let contacts: Option<Vec<String>> =
+        super::contacts::views(core).map(|v| v.into_iter().map(|c| c.name).collect());
     let clock = Clock::now();
     let mut groups = groups;
     groups.sort_by(|a, b| {
@@ -319,15 +331,27 @@ pub(crate) fn refresh(core: &mut Core) {
             .map_or(-1, |i| i as i32);
         set_vec(a.get_groups(), items, |m| a.set_groups(m));
         a.set_current(current);
-        // The new group's form ticks contacts by row: a list that changed
-        // (a contact added or renamed) is shown anew and the form's choice
-        // starts again, rather than ticks stay on rows now named otherwise.
-        let contacts: Vec<SharedString> = contacts.into_iter().map(Into::into).collect();
-        if !a.get_contacts().iter().eq(contacts.iter().cloned()) {
-            a.set_contacts(ModelRc::from(Rc::new(VecModel::from(contacts))));
-            if a.get_creating() {
-                a.invoke_new_group();
-            }
+        // The new group's form keeps its ticks by name: a contact added
+        // or renamed while it is open ticks no one else (a renamed one is
+        // unticked, and the form shows it).
+        if let Some(contacts) = contacts {
+            let ticked: BTreeSet<SharedString> = a
+                .get_contacts()
+                .iter()
+                .filter(|c| c.chosen)
+                .map(|c| c.name)
+                .collect();
+            let rows: Vec<ChoiceItem> = contacts
+                .into_iter()
+                .map(|name| {
+                    let name = SharedString::from(name);
+                    ChoiceItem {
+                        chosen: ticked.contains(&name),
+                        name,
+                    }
+                })
+                .collect();
+            set_vec(a.get_contacts(), rows, |m| a.set_contacts(m));
         }
         ui.global::<AppAdapter>().set_unread_groups(unread);
     });

@@ -44,6 +44,24 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         assert!(h.pump_until(WAIT, || g.get_create_error() != ""));
         assert!(g.get_creating());
         g.invoke_toggle("Bob".into(), true);
+        // A contact added while the form is open: the tick stays on Bob
+        // (the list changed, and ticks were kept by row).
+        let dave = strand_sync::Identity::generate("Dave", &mut os_rng()).unwrap();
+        add.invoke_add(dave.invite().to_text().into(), "Dave".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 3));
+        // (Adding opens Dave's conversation.)
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        assert!(h.pump_until(WAIT, || g.get_contacts().row_count() == 3));
+        assert!(g.get_creating());
+        let ticked: Vec<String> = g
+            .get_contacts()
+            .iter()
+            .filter(|c| c.chosen)
+            .map(|c| c.name.to_string())
+            .collect();
+        assert_eq!(ticked, ["Bob"]);
         g.invoke_create("Newsroom".into());
         assert!(h.pump_until(WAIT, || !g.get_creating()));
         assert_eq!(g.get_groups().row_count(), 1);

@@ -244,11 +244,16 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         assert!(renamed.status.success(), "{renamed:?}");
         assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"
             && gui.contacts().first().is_some_and(|c| c.name == "Robert")));
-        // The form's choice starts again, its boxes unticked with it: a
-        // tick is kept by row, so it stayed on the row now named Robert
+        // The form keeps its ticks by name, in the list's rows: Robert is
+        // shown unticked, and making the group asks for someone. Before, a
+        // tick was kept by row, so it stayed on the row now named Robert
         // while the choice held "Bob", and making the group failed on a
         // contact no longer there.
-        assert!(h.pump_until(WAIT, || groups.get_contacts().iter().eq(["Robert"])));
+        assert!(h.pump_until(WAIT, || groups
+            .get_contacts()
+            .iter()
+            .map(|c| (c.name, c.chosen))
+            .eq([("Robert".into(), false)])));
         assert!(groups.get_creating());
         groups.invoke_create("Desk".into());
         assert!(h.pump_until(WAIT, || !groups.get_create_error().is_empty()));
