@@ -109,8 +109,14 @@ impl Changes {
             NodeEvent::GroupsChanged => self.groups = true,
             // Member lists name contacts by the user's word for them.
             NodeEvent::ContactRenamed { from, to } => {
-                // Arrivals gathered before it are notified under the new
-                // name, and open the conversation by it.
+                // What was gathered before it is of the contact under the
+                // new name: the open conversation (moved to it) scrolls to
+                // what arrived, and notifications open it by that name.
+                for set in [&mut self.contacts, &mut self.files] {
+                    if set.remove(&from) {
+                        set.insert(to.clone());
+                    }
+                }
                 for event in &mut self.received {
                     if let NodeEvent::Received { contact, .. } = event {
                         if *contact == from {
@@ -522,5 +528,6 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["Robert", "Carol"]);
+        assert!(changes.contacts.contains("Robert") && !changes.contacts.contains("Bob"));
     }
 }
