@@ -731,6 +731,10 @@ impl Profile {
                         epochs = written.epochs;
                         imported.written.messages.extend(written.messages);
                         imported.written.epochs |= written.epochs;
+                        if let Some(why) = written.unfinished {
+                            imported.incomplete = Some(why);
+                            break;
+                        }
                     }
                     Err(e) => {
                         imported.incomplete = Some(crate::profile::chain(&e));

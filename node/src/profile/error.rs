@@ -163,8 +163,13 @@ pub enum ProfileError {
     Header(#[source] IoError),
     /// A new passphrase was written in one copy of the header and is in
     /// force, but the copy under the old one could not be overwritten.
-    #[error("the new passphrase is the one that opens the profile now, but the old passphrase's copy of the key could not be overwritten: change the passphrase again to overwrite it")]
+    #[error("the new passphrase is the one that opens the profile now, but the old passphrase's copy of the key may not have been overwritten: change the passphrase again to overwrite it")]
     OldHeaderLeft(#[source] IoError),
+    /// A new passphrase was written in one copy of the header, and the
+    /// disk failed to sync it: it opens the profile now, but after a
+    /// restart either passphrase may.
+    #[error("the disk failed while the new passphrase was being saved: the new passphrase opens the profile now, but after a restart the old one may instead (try the new one first); once it opens, change the passphrase again")]
+    HeaderUncertain(#[source] IoError),
     /// The database failed.
     #[error("database error")]
     Db(#[source] DbError),

@@ -130,6 +130,9 @@ pub enum GroupAction {
 pub struct Written {
     pub(crate) messages: Vec<(GroupId, Key)>,
     pub(crate) epochs: bool,
+    /// Why the key work after it stopped short, if it did (logged; an
+    /// import says it is incomplete, so importing again does it).
+    pub(crate) unfinished: Option<String>,
 }
 
 fn group_error(e: GroupError) -> ProfileError {
@@ -559,6 +562,7 @@ impl Profile {
         Ok(Written {
             messages,
             epochs: true,
+            unfinished: None,
         })
     }
 
@@ -663,6 +667,7 @@ impl Profile {
         Ok(Written {
             messages: vec![written],
             epochs: false,
+            unfinished: None,
         })
     }
 
@@ -732,6 +737,7 @@ impl Profile {
         Ok(Written {
             messages,
             epochs: true,
+            unfinished: None,
         })
     }
 
@@ -882,6 +888,7 @@ impl Profile {
         let mut written = Written::default();
         if let Err(e) = self.group_work_rounds(roots, now, rng, &mut written) {
             tracing::warn!("a group's key work failed: {e}");
+            written.unfinished = Some(crate::profile::chain(&e));
         }
         written
     }

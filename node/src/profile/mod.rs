@@ -601,9 +601,10 @@ impl Profile {
     /// changes. Both copies of the file's header are rewritten, so the file
     /// keeps no copy of the root key sealed under the old passphrase (flash
     /// storage may still hold old blocks elsewhere: see the guide). If the
-    /// disk fails once the first copy is written,
+    /// disk fails once the first copy is synced,
     /// [`ProfileError::OldHeaderLeft`]: the new passphrase is the one in
-    /// force, and changing it again overwrites the old copy. The
+    /// force, and changing it again overwrites the old copy; if it fails
+    /// syncing that copy, [`ProfileError::HeaderUncertain`]. The
     /// key derivation keeps its parameters, or gets stronger ones if they
     /// are under today's floor.
     pub fn change_passphrase(
@@ -1454,6 +1455,8 @@ fn rewrite_header(path: &Path, header: &Header) -> Result<(), ProfileError> {
     write_header(&file, header, false).map_err(|e| {
         if crate::profile::sealed::old_copy_left(&e) {
             ProfileError::OldHeaderLeft(e.into())
+        } else if crate::profile::sealed::uncertain(&e) {
+            ProfileError::HeaderUncertain(e.into())
         } else {
             io_error(path, e)
         }

@@ -195,6 +195,27 @@ pub(crate) fn old_copy_left(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<OldCopyLeft>())
 }
 
+/// A header rewrite whose first copy was written but whose sync failed:
+/// the new header is read from now on, but after a crash or a restart
+/// either copy may be the one in force (the system may have dropped the
+/// write). Carried inside the [`std::io::Error`] that [`write_header`]
+/// returns.
+#[derive(Debug)]
+pub(crate) struct Uncertain(pub std::io::Error);
+
+impl std::fmt::Display for Uncertain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (the new header may not be on disk)", self.0)
+    }
+}
+
+impl std::error::Error for Uncertain {}
+
+/// Whether `e` is [`Uncertain`].
+pub(crate) fn uncertain(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Uncertain>())
+}
+
 /// Both header slots, each parsed if it checks out.
 fn header_slots(file: &impl Slots) -> std::io::Result<[Option<(u64, Header)>; 2]> {
     let mut buf = vec![0u8; HEADER as usize];
@@ -219,8 +240,8 @@ fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
 
 /// Writes `h` over the older header slot of the file at `path` (or both,
 /// for a new file), and syncs.
-/// Once the first of two copies is written and synced, a failure is
-/// [`OldCopyLeft`].
+/// A failure to sync the first of two copies once written is
+/// [`Uncertain`]; a failure once it is synced is [`OldCopyLeft`].
 pub(crate) fn write_header(file: &impl Slots, h: &Header, fresh: bool) -> std::io::Result<()> {
     if h.sealed_root.len() != SEALED_ROOT_LEN {
         return Err(std::io::Error::new(
@@ -244,10 +265,11 @@ pub(crate) fn write_header(file: &impl Slots, h: &Header, fresh: bool) -> std::i
             (0, HEADER_SLOT)
         };
         file.put(&header_bytes(h, newest + 1), first)?;
-        // Written (if not yet synced), the new copy is the newest valid
-        // one, and is read from here on.
+        // Written, the new copy is the newest valid one and is read from
+        // here on; synced, it stays so.
         file.sync()
-            .and_then(|()| file.put(&header_bytes(h, newest + 2), second))
+            .map_err(|e| std::io::Error::other(Uncertain(e)))?;
+        file.put(&header_bytes(h, newest + 2), second)
             .and_then(|()| file.sync())
             .map_err(|e| std::io::Error::other(OldCopyLeft(e)))
     }
@@ -697,18 +719,23 @@ mod tests {
 
         // The first copy's write fails: nothing changed.
         let e = write_header(&failing(1), &header(2), false).unwrap_err();
-        assert!(!old_copy_left(&e), "{e}");
+        assert!(!old_copy_left(&e) && !uncertain(&e), "{e}");
         assert_eq!(read_header(&path).unwrap().1.salt, [1; 16]);
         assert_eq!(salts(), [Some(1), Some(1)]);
 
-        // Its sync, the second copy's write, or that one's sync fails:
-        // the new header is in force (and, for the first two, the old
-        // copy is left beside it). Each time, rewriting again overwrites
-        // the old copy first.
+        // Its sync fails: the new header is read, but may not be on disk.
+        // The second copy's write, or that one's sync fails: the new
+        // header is in force (and, for the write, the old copy is left
+        // beside it). Each time, rewriting again overwrites the old copy
+        // first.
         let mut old = 1;
         for (fail_at, salt) in [(2, 3), (3, 4), (4, 5)] {
             let e = write_header(&failing(fail_at), &header(salt), false).unwrap_err();
-            assert!(old_copy_left(&e), "{fail_at}: {e}");
+            assert_eq!(
+                (uncertain(&e), old_copy_left(&e)),
+                (fail_at == 2, fail_at > 2),
+                "{fail_at}: {e}"
+            );
             assert_eq!(read_header(&path).unwrap().1.salt, [salt; 16]);
             if fail_at < 4 {
                 let mut both = [Some(old), Some(salt)];
