@@ -2,6 +2,8 @@
 //! read a member's message with the author's name, add a contact, remove a
 //! member, and what a bad request shows.
 
+use i_slint_backend_testing::{AccessibleRole, ElementHandle};
+use slint::platform::{PointerEventButton, WindowEvent};
 use slint::{ComponentHandle, Model};
 use strand_gui::{
     AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter,
@@ -43,7 +45,31 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         g.invoke_create("Newsroom".into());
         assert!(h.pump_until(WAIT, || g.get_create_error() != ""));
         assert!(g.get_creating());
-        g.invoke_toggle("Bob".into(), true);
+        // Bob ticked with a click on his box (bound both ways to his row).
+        h.pump();
+        let boxes = |label: &str| {
+            ElementHandle::find_by_accessible_label(&gui.ui, label)
+                .filter(|e| e.accessible_role() == Some(AccessibleRole::Checkbox))
+                .collect::<Vec<_>>()
+        };
+        let bob_box = boxes("Bob").pop().expect("Bob's box on screen");
+        let (at, size) = (bob_box.absolute_position(), bob_box.size());
+        let position =
+            slint::LogicalPosition::new(at.x + size.width / 2.0, at.y + size.height / 2.0);
+        let window = gui.ui.window();
+        window.dispatch_event(WindowEvent::PointerMoved { position });
+        window.dispatch_event(WindowEvent::PointerPressed {
+            position,
+            button: PointerEventButton::Left,
+        });
+        window.dispatch_event(WindowEvent::PointerReleased {
+            position,
+            button: PointerEventButton::Left,
+        });
+        assert!(h.pump_until(WAIT, || g
+            .get_contacts()
+            .iter()
+            .any(|c| c.name == "Bob" && c.chosen)));
         // A contact added while the form is open: the tick stays on Bob
         // (the list changed, and ticks were kept by row).
         let dave = strand_sync::Identity::generate("Dave", &mut os_rng()).unwrap();
