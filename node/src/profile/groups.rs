@@ -633,8 +633,8 @@ impl Profile {
             GroupAction::MakeAdmin(name) => (Change::MakeAdmin(member(name)?), None),
         };
         let mut written = self.propose(&head, change, welcome_to.as_deref(), now, rng)?;
-        // The change stands: the key work it brings is done again at the
-        // next refresh if it fails now.
+        // The change stands: the key work it brings is done again when
+        // the group's next changes or key messages arrive if it fails now.
         let roots = std::collections::BTreeSet::from([head.root]);
         written
             .messages
@@ -658,8 +658,8 @@ impl Profile {
             .map_err(group_error)?;
         let at = head.id();
         let written = self.write_txn(move |txn| crate::profile::store_own(txn, &at, &msg))?;
-        // Stored: the request stands, and is followed at the next refresh
-        // if not now.
+        // Stored: the request stands, and is followed when the group's
+        // next messages are if not now.
         let roots = std::collections::BTreeSet::from([chain.root()]);
         if let Err(e) = self.refresh_chains(&roots, now) {
             tracing::warn!("following a request to leave failed (it stands): {e}");
@@ -712,7 +712,8 @@ impl Profile {
         })?;
         // Committed: from here the change stands, and a failure to follow
         // it is logged, not returned (the user would make it again). The
-        // new epoch is held either way; the next refresh follows the rest.
+        // new epoch is held either way; the group's next messages follow
+        // the rest.
         let mut chains = (*self.chains()).clone();
         if let Some(chain) = chains.iter_mut().find(|c| c.root() == head.root) {
             if let Some(next) = next {
@@ -877,7 +878,8 @@ impl Profile {
     /// author. A few rounds, each reading what the last wrote.
     ///
     /// What it wrote is returned even if a later step fails (that is
-    /// logged: the work is done again at the next refresh), so that all
+    /// logged, and the work done again when the group's next changes or
+    /// key messages arrive, or a bundle is imported again), so that all
     /// of it reaches live sessions.
     pub(crate) fn group_work(
         &self,

@@ -567,12 +567,7 @@ impl Node {
         let shared = &self.shared;
         let book = shared.profile.book();
         // Named as they are called now.
-        let Some((r, c)) = book
-            .records
-            .iter()
-            .zip(&book.sync)
-            .find(|(r, _)| r.public == *author)
-        else {
+        let Some((r, c)) = book.sync_contact(author) else {
             return;
         };
         let group = c.direct_group();
