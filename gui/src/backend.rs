@@ -303,7 +303,7 @@ impl Core {
                     .map_err(|e| tracing::warn!("no desktop notifications: {e}")),
             );
         }
-        self.notifier.as_ref()?.as_ref().ok()
+        self.notifier_connected()
     }
 
     /// The notification service if it was connected already (nothing

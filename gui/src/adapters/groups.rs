@@ -166,13 +166,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let weak = ui.as_weak();
     a.on_toggle(move |contact, on| {
         let Some(ui) = weak.upgrade() else { return };
-        let list = ui.global::<GroupsAdapter>().get_contacts();
-        for (i, mut row) in list.iter().enumerate() {
-            if row.name == contact && row.chosen != on {
-                row.chosen = on;
-                list.set_row_data(i, row);
-            }
-        }
+        tick(&ui, |row| row.name == contact, on);
     });
     let b = backend.clone();
     let weak = ui.as_weak();
@@ -216,18 +210,24 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let weak = ui.as_weak();
     a.on_new_group(move || {
         if let Some(ui) = weak.upgrade() {
+            tick(&ui, |_| true, false);
             let a = ui.global::<GroupsAdapter>();
-            let list = a.get_contacts();
-            for (i, mut row) in list.iter().enumerate() {
-                if row.chosen {
-                    row.chosen = false;
-                    list.set_row_data(i, row);
-                }
-            }
             a.set_create_error(SharedString::new());
             a.set_creating(true);
         }
     });
+}
+
+/// Ticks (`on`) or unticks the new group's form's rows that `which`
+/// picks, setting only those that change.
+fn tick(ui: &AppWindow, which: impl Fn(&ChoiceItem) -> bool, on: bool) {
+    let list = ui.global::<GroupsAdapter>().get_contacts();
+    for (i, mut row) in list.iter().enumerate() {
+        if which(&row) && row.chosen != on {
+            row.chosen = on;
+            list.set_row_data(i, row);
+        }
+    }
 }
 
 /// Makes `name` the open group, and its header's Mute button say whether
