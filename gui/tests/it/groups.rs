@@ -3,7 +3,6 @@
 //! member, and what a bad request shows.
 
 use i_slint_backend_testing::{AccessibleRole, ElementHandle};
-use slint::platform::{PointerEventButton, WindowEvent};
 use slint::{ComponentHandle, Model};
 use strand_gui::{
     AddContactAdapter, AppAdapter, ContactsAdapter, ConversationAdapter, GroupsAdapter,
@@ -54,18 +53,10 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         };
         let bob_box = boxes("Bob").pop().expect("Bob's box on screen");
         let (at, size) = (bob_box.absolute_position(), bob_box.size());
-        let position =
-            slint::LogicalPosition::new(at.x + size.width / 2.0, at.y + size.height / 2.0);
-        let window = gui.ui.window();
-        window.dispatch_event(WindowEvent::PointerMoved { position });
-        window.dispatch_event(WindowEvent::PointerPressed {
-            position,
-            button: PointerEventButton::Left,
-        });
-        window.dispatch_event(WindowEvent::PointerReleased {
-            position,
-            button: PointerEventButton::Left,
-        });
+        crate::support::click(
+            &gui.ui,
+            slint::LogicalPosition::new(at.x + size.width / 2.0, at.y + size.height / 2.0),
+        );
         assert!(h.pump_until(WAIT, || g
             .get_contacts()
             .iter()

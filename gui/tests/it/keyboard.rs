@@ -2,7 +2,7 @@
 //! keys move through the list, Enter sends, Shift+Enter adds a line,
 //! Ctrl+number switches screens.
 
-use slint::platform::{Key, PointerEventButton, WindowEvent};
+use slint::platform::{Key, WindowEvent};
 use slint::{ComponentHandle, LogicalPosition, Model, SharedString};
 use strand_gui::{AddContactAdapter, ContactsAdapter, ConversationAdapter, Screen};
 use strand_sync::Identity;
@@ -10,17 +10,7 @@ use strand_sync::Identity;
 use crate::support::{on_ui, options, Gui, WAIT};
 
 fn click(gui: &Gui, x: f32, y: f32) {
-    let position = LogicalPosition::new(x, y);
-    let w = gui.ui.window();
-    w.dispatch_event(WindowEvent::PointerMoved { position });
-    w.dispatch_event(WindowEvent::PointerPressed {
-        position,
-        button: PointerEventButton::Left,
-    });
-    w.dispatch_event(WindowEvent::PointerReleased {
-        position,
-        button: PointerEventButton::Left,
-    });
+    crate::support::click(&gui.ui, LogicalPosition::new(x, y));
 }
 
 fn key(gui: &Gui, text: impl Into<SharedString>) {

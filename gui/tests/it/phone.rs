@@ -399,17 +399,10 @@ fn tap(h: &Headless, ui: &AppWindow, label: &str) {
         .next()
         .unwrap_or_else(|| panic!("no {label:?} on screen"));
     let r = Rect::of(&e);
-    let position = slint::LogicalPosition::new(r.x + r.w / 2.0, r.y + r.h / 2.0);
-    let w = ui.window();
-    w.dispatch_event(WindowEvent::PointerMoved { position });
-    w.dispatch_event(WindowEvent::PointerPressed {
-        position,
-        button: slint::platform::PointerEventButton::Left,
-    });
-    w.dispatch_event(WindowEvent::PointerReleased {
-        position,
-        button: slint::platform::PointerEventButton::Left,
-    });
+    crate::support::click(
+        ui,
+        slint::LogicalPosition::new(r.x + r.w / 2.0, r.y + r.h / 2.0),
+    );
     settle(h);
 }
 

@@ -58,6 +58,22 @@ pub fn on_ui(body: impl FnOnce(&Headless) + Send + 'static) {
 
 /// Loopback only, mDNS off (it ignores loopback, and must not multicast
 /// off this machine).
+/// A left click at `position` in the window: moved there, pressed and
+/// released, as a pointer does.
+pub fn click(ui: &AppWindow, position: slint::LogicalPosition) {
+    use slint::platform::{PointerEventButton, WindowEvent};
+    let w = ui.window();
+    w.dispatch_event(WindowEvent::PointerMoved { position });
+    w.dispatch_event(WindowEvent::PointerPressed {
+        position,
+        button: PointerEventButton::Left,
+    });
+    w.dispatch_event(WindowEvent::PointerReleased {
+        position,
+        button: PointerEventButton::Left,
+    });
+}
+
 pub fn loopback() -> NodeConfig {
     NodeConfig {
         lan: Some(LanConfig {
