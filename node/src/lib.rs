@@ -63,6 +63,7 @@ pub use profile::groups::{
 pub use profile::pairing::MAILBOX_NAME;
 pub use profile::prefs::{PreferenceChange, Preferences};
 pub use profile::reach::RelayChange;
+pub use profile::removal::Deleted;
 pub use profile::store::{Position, ReadView, RedbStore};
 pub use profile::views::{ContactSummary, UNREAD_CAP};
 pub use profile::{prefs, schema, sealed, strength, wipe};

@@ -61,6 +61,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         Command::RenameContact { name, new_name } => {
             rename_contact(ctx, device, name, new_name).await
         }
+        Command::DeleteContact { name, yes } => delete_contact(ctx, device, name, yes).await,
         Command::Verify {
             name,
             confirm,
@@ -292,6 +293,47 @@ async fn rename_contact(ctx: &Ctx, device: &Device, name: String, new_name: Stri
             display::one_line(other)
         );
     }
+    Ok(())
+}
+
+/// `strand delete-contact`: asks the user to type the name first, unless
+/// `yes`.
+async fn delete_contact(ctx: &Ctx, device: &Device, name: String, yes: bool) -> Result<()> {
+    let shown = display::one_line(&name);
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(usage!(
+                "refusing to delete a contact without confirmation: run it in a terminal, or pass --yes"
+            ));
+        }
+        eprintln!(
+            "This deletes \"{shown}\" and every message of your conversation from this device. It cannot be undone; they are not told, and your groups keep them."
+        );
+        eprint!("Type their name ({shown}) to delete them: ");
+        let mut typed = String::new();
+        std::io::stdin()
+            .read_line(&mut typed)
+            .context("reading the confirmation")?;
+        if typed.trim() != name.trim() {
+            return Err(usage!("not deleted: that was not {shown:?}"));
+        }
+    }
+    let reply = device
+        .call(Request::DeleteContact {
+            contact: name.clone(),
+        })
+        .await?;
+    if json_reply(ctx, &reply)? {
+        return Ok(());
+    }
+    let Reply::DeletedContact { name, messages } = reply else {
+        return Err(unexpected(reply));
+    };
+    let plural = if messages == 1 { "" } else { "s" };
+    println!(
+        "Deleted \"{}\" and {messages} message{plural} of your conversation.",
+        display::one_line(&name)
+    );
     Ok(())
 }
 

@@ -106,6 +106,14 @@ pub enum Command {
         /// The name to give them
         new_name: String,
     },
+    /// Delete a contact and your conversation with them (they are not told; your groups keep them). Asks you to type their name, unless --yes
+    DeleteContact {
+        /// The contact's name
+        name: String,
+        /// Do not ask: delete at once
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show the safety number you and a contact compare (in person, or over a channel you trust); --confirm once they match
     Verify {
         /// Contact name

@@ -21,6 +21,7 @@ pub(crate) mod groups;
 pub(crate) mod pairing;
 pub mod prefs;
 pub(crate) mod reach;
+pub(crate) mod removal;
 pub mod schema;
 pub mod sealed;
 pub(crate) mod store;
@@ -1281,7 +1282,13 @@ impl Profile {
             return Ok((batch, declined));
         }
         let me = self.identity().public().sign;
-        let batch = match self.write_txn(move |txn| store_checked(txn, me, batch, now)) {
+        let inner = self.inner.clone();
+        let batch = match self.write_txn(move |txn| {
+            // A contact deleted since the session read the list: nothing
+            // of theirs is stored now (see [`crate::profile::removal`]).
+            decline_unknown_groups(&inner, &mut batch);
+            store_checked(txn, me, batch, now)
+        }) {
             Ok(b) => b,
             Err(e) => {
                 ledger.forget();
@@ -1290,6 +1297,37 @@ impl Profile {
         };
         ledger.refund(self, &batch);
         Ok((batch, declined))
+    }
+}
+
+/// Declines the valid messages of `batch` in groups this profile no longer
+/// has: neither a contact's 1:1 group or carrying pool nor an epoch of a
+/// private group, as the lists are now. (A session reads its groups when
+/// it starts; its contact may have been deleted since.)
+fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) {
+    let book = inner.book.read().expect("book lock").clone();
+    let chains = inner.chains.read().expect("chains lock").clone();
+    let mut known: Vec<(GroupId, bool)> = Vec::new();
+    for item in batch.iter_mut() {
+        if *item.verdict() != Verdict::Valid {
+            continue;
+        }
+        let group = *item.group();
+        let here = match known.iter().find(|(g, _)| *g == group) {
+            Some((_, here)) => *here,
+            None => {
+                let here = chains.iter().any(|c| c.epoch(&group).is_some())
+                    || book
+                        .sync
+                        .iter()
+                        .any(|c| c.direct_group().id == group || c.pool.id == group);
+                known.push((group, here));
+                here
+            }
+        };
+        if !here {
+            item.decline();
+        }
     }
 }
 

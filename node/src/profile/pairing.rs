@@ -47,6 +47,12 @@ pub(crate) enum Added<'a> {
     MailboxOf(&'a PublicIdentity),
 }
 
+/// The META key that says whose mailbox the contact with keyed id
+/// `mailbox` is.
+pub(crate) fn mailbox_for_key(mailbox: &[u8; 32]) -> String {
+    format!("{MAILBOX_FOR}{}", crate::profile::hex(mailbox))
+}
+
 /// The name a mailbox has on its owner's device.
 pub const MAILBOX_NAME: &str = "my mailbox";
 
@@ -280,7 +286,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> (String, Vec<u8>) {
         (
-            format!("{MAILBOX_FOR}{}", crate::profile::hex(mailbox)),
+            mailbox_for_key(mailbox),
             crate::profile::crypto::seal(self.root(), ROLE_MAILBOX_FOR, &owner.sign, rng),
         )
     }

@@ -263,6 +263,12 @@ pub enum Request {
         /// The new one.
         name: String,
     },
+    /// Deletes a contact and the conversation with them (they are not
+    /// told).
+    DeleteContact {
+        /// Their name.
+        contact: String,
+    },
     /// Changes the user's display name (and tells the groups).
     Rename {
         /// The new name.
@@ -329,6 +335,13 @@ pub enum Reply {
     Renamed {
         /// The contact, under the new name.
         contact: ContactView,
+    },
+    /// [`Request::DeleteContact`].
+    DeletedContact {
+        /// Their name.
+        name: String,
+        /// Messages deleted with them.
+        messages: u64,
     },
     /// [`Request::Contacts`].
     Contacts {

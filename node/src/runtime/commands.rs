@@ -243,6 +243,13 @@ impl Node {
                     contact: ContactView::of(self.profile(), &c),
                 })
             }
+            Request::DeleteContact { contact } => {
+                let d = self.delete_contact(&contact).await?;
+                Ok(Reply::DeletedContact {
+                    name: d.contact.name,
+                    messages: d.messages,
+                })
+            }
             Request::Rename { name } => {
                 self.rename(&name).await?;
                 Ok(Reply::Done)

@@ -470,6 +470,13 @@ impl Pump {
         {
             Ok((id, missed)) => {
                 self.id = Some(id);
+                // Deleted while this registered, after the deletion told
+                // the registry: it is told again (the list said so first).
+                if self.node.profile.book().sync_contact(&peer).is_none() {
+                    self.node.registry.forget(&peer);
+                    self.session.close();
+                    return;
+                }
                 for (g, k) in missed {
                     self.session.handle_new_message(&g, k);
                 }

@@ -236,6 +236,12 @@ pub enum NodeEvent {
         /// Their new name.
         to: String,
     },
+    /// The user deleted a contact and the conversation with them (here,
+    /// through the CLI, the app or another window).
+    ContactDeleted {
+        /// Their name.
+        name: String,
+    },
     /// Disappearing messages reached their time and were deleted.
     Expired {
         /// How many.
@@ -860,6 +866,26 @@ impl Node {
             });
         }
         Ok(record)
+    }
+
+    /// Deletes a contact and the conversation with them
+    /// ([`crate::Profile::delete_contact`]): their sessions end, and the
+    /// node dials them no more.
+    pub async fn delete_contact(&self, contact: &str) -> Result<crate::Deleted, ProfileError> {
+        let profile = self.shared.profile.clone();
+        let name = contact.to_owned();
+        let deleted = tokio::task::spawn_blocking(move || profile.delete_contact(&name))
+            .await
+            .map_err(|_| ProfileError::Closed)??;
+        let public = deleted.contact.public;
+        self.shared.registry.forget(&public);
+        // What the ledger counted of their conversation is gone.
+        self.shared.ledger.forget();
+        self.clone().reach_record(public).await;
+        let _ = self.shared.events.send(NodeEvent::ContactDeleted {
+            name: deleted.contact.name.clone(),
+        });
+        Ok(deleted)
     }
 
     /// Changes the user's display name ([`crate::Profile::rename`]) and

@@ -358,6 +358,21 @@ impl Registry {
         }
     }
 
+    /// A contact was deleted: their sessions are told to close and leave
+    /// the registry, and nothing is kept of when they were seen.
+    pub(crate) fn forget(&self, contact: &PublicIdentity) {
+        let mut inner = self.inner.lock().expect("registry lock");
+        inner.sessions.retain(|_, e| {
+            let theirs = e.contact == *contact;
+            if theirs {
+                e.close.cancel();
+            }
+            !theirs
+        });
+        inner.seen.remove(contact);
+        inner.progress.remove(contact);
+    }
+
     /// Tells every session to close.
     pub(crate) fn close_all(&self) {
         let inner = self.inner.lock().expect("registry lock");

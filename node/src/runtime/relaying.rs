@@ -92,6 +92,16 @@ impl Reachability {
         r
     }
 
+    /// Dials `contact` through relays no more (they have no record, or are
+    /// no longer a contact). Returns whether they were dialled (their
+    /// offers, if any, are gone).
+    pub(crate) fn forget(&self, contact: &PublicIdentity) -> bool {
+        let mut t = self.targets.lock().expect("targets lock");
+        let had = t.remove(contact).is_some();
+        self.version.fetch_add(1, Ordering::Relaxed);
+        had
+    }
+
     /// Re-reads one contact's record (a new one arrived). Returns whether
     /// their offers changed.
     pub(crate) fn update(&self, profile: &Profile, contact: &ContactRecord) -> bool {
@@ -102,12 +112,10 @@ impl Reachability {
                 return false;
             }
         };
-        let mut t = self.targets.lock().expect("targets lock");
         let Some(reach) = reach else {
-            let had = t.remove(&contact.public).is_some();
-            self.version.fetch_add(1, Ordering::Relaxed);
-            return had;
+            return self.forget(&contact.public);
         };
+        let mut t = self.targets.lock().expect("targets lock");
         let relays = addrs(&reach.relays);
         let offers = addrs(&reach.offers);
         let old = t.get(&contact.public);
@@ -178,13 +186,18 @@ impl Reachability {
 
 impl Node {
     /// A contact wrote a new [`Reach`] record: dial them through their
-    /// relays now, and reserve on the relays they offer.
+    /// relays now, and reserve on the relays they offer. A contact no
+    /// longer here is dialled no more.
     pub(crate) async fn reach_record(self, public: PublicIdentity) {
         let profile = self.shared.profile.clone();
+        let reach = self.shared.reach.clone();
         let Some(record) = profile.contacts().into_iter().find(|c| c.public == public) else {
+            // Deleted (or deleted while this waited): not dialled again.
+            if reach.forget(&public) {
+                self.relays_changed(&[]).await;
+            }
             return;
         };
-        let reach = self.shared.reach.clone();
         let offers_changed = tokio::task::spawn_blocking(move || reach.update(&profile, &record))
             .await
             .unwrap_or(false);

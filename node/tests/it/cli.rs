@@ -1633,6 +1633,11 @@ fn every_command_does_the_same_with_or_without_a_node() {
         "rename-contact caroline car\u{200b}ol",
         "contacts",
         "read caroline",
+        "delete-contact caroline",
+        "delete-contact nobody --yes",
+        "delete-contact caroline --yes",
+        "contacts",
+        "read caroline",
         "passphrase --new-passphrase-file WEAK",
         // Last: the passphrase the rest of the table gives stops working.
         "passphrase --new-passphrase-file NEWPASS",
@@ -1727,6 +1732,7 @@ fn every_command_does_the_same_with_or_without_a_node() {
             || line.contains("nonsense")
             || line.contains("WEAK")
             || line.starts_with("rename-contact caroline ")
+            || line == "delete-contact caroline"
             || [
                 "timer bob 4m",
                 "timer bob 0",
@@ -1747,11 +1753,47 @@ fn every_command_does_the_same_with_or_without_a_node() {
                     "`strand {line}` says the range: {w:?}"
                 );
             }
-        } else if line.starts_with("rename-contact") || line == "read caroline" {
+        } else if line.starts_with("rename-contact") || line == "delete-contact caroline --yes" {
             assert_eq!(w.0, Some(0), "`strand {line}` with a node: {w:?}");
             assert_eq!(o.0, Some(0), "`strand {line}` without: {o:?}");
         }
     }
+    // Caroline is there until deleted (without --yes, and with no
+    // terminal to type her name in, nothing is), then gone.
+    let deleted = table
+        .iter()
+        .position(|l| l.join(" ") == "delete-contact caroline --yes")
+        .unwrap();
+    let reads: Vec<usize> = (0..table.len())
+        .filter(|i| table[*i].join(" ") == "read caroline")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    assert!(reads[0] < deleted && deleted < reads[1]);
+    assert_eq!(with[reads[0]].0, Some(0), "{:?}", with[reads[0]]);
+    assert_eq!(with[reads[1]].0, Some(1), "{:?}", with[reads[1]]);
+    assert!(
+        with[deleted - 2]
+            .2
+            .contains("refusing to delete a contact without confirmation"),
+        "{:?}",
+        with[deleted - 2]
+    );
+    assert!(
+        with[deleted].1.contains("Deleted \"caroline\""),
+        "{:?}",
+        with[deleted]
+    );
+    assert!(
+        !with[deleted + 1].1.contains("caroline"),
+        "{:?}",
+        with[deleted + 1]
+    );
+    assert_eq!(table[deleted - 4].join(" "), "contacts");
+    assert!(
+        with[deleted - 4].1.contains("caroline"),
+        "{:?}",
+        with[deleted - 4]
+    );
     // And it did what it says, both ways: the new passphrase opens the
     // profile, the old one no longer does.
     drop(_run);

@@ -16,6 +16,8 @@
 //!   and from the command line.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//! - `delete`: deleting a contact takes the conversation and nothing
+//!   else, cuts a live session off, and frees a mailbox's place.
 //! - `expiry`: disappearing messages deleted on every node, and not
 //!   brought back by one that was off.
 //! - `files`: files and images to a contact and a group, saved
@@ -41,6 +43,7 @@ mod bundles;
 mod bus;
 mod carry;
 mod cli;
+mod delete;
 mod expiry;
 mod files;
 mod flood;

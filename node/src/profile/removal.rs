@@ -1,0 +1,223 @@
+//! Deleting a contact: their keys, the 1:1 conversation and everything
+//! kept of it, as Briar does.
+//!
+//! What goes, in one write transaction: the contact's record; every row of
+//! their 1:1 group and carrying pool in every table keyed by group
+//! (`messages`, `bodies`, `records`, `outbox`, `shown`, `seen`, `floor`,
+//! `timers`, `chunks`, `sending`, and `expiry`, which is keyed by time
+//! first); where their invite said they can be reached (`invite-reach/`);
+//! if they are a mailbox, whose mailbox they are (`mailbox-for/`, so that
+//! contact may name another); if they are this user's own mailbox, the
+//! pairing (so another can be paired).
+//!
+//! What stays: the private groups they are in, and what they wrote there
+//! (they are still a member; the group shows the name they chose); a
+//! mailbox they named (a contact of its own, deleted on its own);
+//! envelopes this device carries for them or spreads to them through
+//! carriers (sealed, they leave with their time limit); the files saved
+//! from the conversation (they are the user's files now).
+//!
+//! The contact list is published without them *before* the rows go, so a
+//! session storing a batch for them (checked on the writer thread, against
+//! the list as it is then) either stored it before the deletion, which
+//! deletes it, or finds them gone and stores nothing
+//! ([`crate::Profile::store_batch`]).
+
+use std::sync::Arc;
+
+use redb::{TableDefinition, WriteTransaction};
+use strand_sync::GroupId;
+
+use crate::profile::pairing::mailbox_for_key;
+use crate::profile::reach::invite_reach_key;
+use crate::profile::schema::{
+    meta, BODIES, CHUNKS, CONTACTS, EXPIRY, FLOOR, MESSAGES, META, OUTBOX, RECORDS, SEEN, SENDING,
+    SHOWN, TIMERS,
+};
+use crate::profile::{db_error, Book, ContactRecord, Profile, ProfileError};
+
+/// What deleting a contact removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// The contact, as they were.
+    pub contact: ContactRecord,
+    /// Messages of the 1:1 conversation deleted (texts, files' parts,
+    /// records), not counting the carrying pool's envelopes.
+    pub messages: u64,
+}
+
+impl Profile {
+    /// Deletes the contact called `name`, and the conversation with them
+    /// (see [`crate::profile::removal`]). They are not told; a session with
+    /// them ends when the node sees the new list ([`crate::Node`] does so
+    /// at once), and from then on their device is a stranger's. Adding
+    /// them again starts an empty conversation (what they still hold syncs
+    /// back). Refused on a mailbox for its owner (a mailbox is its owner's
+    /// device: wipe it instead). On any error nothing changes.
+    pub fn delete_contact(&self, name: &str) -> Result<Deleted, ProfileError> {
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
+        let book = self.book();
+        let Some((record, contact)) = book
+            .records
+            .iter()
+            .zip(&book.sync)
+            .find(|(r, _)| r.name == name)
+        else {
+            return Err(ProfileError::UnknownContact(name.to_owned()));
+        };
+        if self
+            .mailbox_of()?
+            .is_some_and(|owner| owner.public == record.public)
+        {
+            return Err(ProfileError::Mailbox(format!(
+                "this device is {}'s mailbox: it cannot delete its owner (wipe it with `strand wipe` instead)",
+                crate::display::one_line(&record.name)
+            )));
+        }
+        let own_mailbox = self.mailbox()?.is_some_and(|m| m.public == record.public);
+        let record = record.clone();
+        let groups = [contact.direct_group().id, contact.pool.id];
+        let id = self.contact_id(&record.public.sign);
+
+        // Gone from the list first (see the module docs); back if the
+        // store refused.
+        let rest: Vec<ContactRecord> = book
+            .records
+            .iter()
+            .filter(|r| r.public != record.public)
+            .cloned()
+            .collect();
+        *self.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&self.identity(), rest, &self.chains()));
+        let written = self.write_txn(move |txn| {
+            txn.open_table(CONTACTS)
+                .map_err(db_error)?
+                .remove(&id)
+                .map_err(db_error)?;
+            let mut meta_rows = txn.open_table(META).map_err(db_error)?;
+            meta_rows
+                .remove(invite_reach_key(&id).as_str())
+                .map_err(db_error)?;
+            meta_rows
+                .remove(mailbox_for_key(&id).as_str())
+                .map_err(db_error)?;
+            if own_mailbox {
+                meta_rows.remove(meta::MAILBOX).map_err(db_error)?;
+            }
+            drop(meta_rows);
+            let [direct, pool] = groups;
+            let messages = delete_group(txn, &direct).map_err(db_error)?;
+            delete_group(txn, &pool).map_err(db_error)?;
+            Ok(messages)
+        });
+        match written {
+            Ok(messages) => Ok(Deleted {
+                contact: record,
+                messages,
+            }),
+            Err(e) => {
+                *self.inner.book.write().expect("book lock") = book;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Deletes every row of `group` from every table keyed by group. Returns
+/// how many messages it held.
+fn delete_group(txn: &WriteTransaction, group: &GroupId) -> Result<u64, redb::Error> {
+    let messages = drop_rows(txn, MESSAGES, group)?;
+    drop_rows(txn, BODIES, group)?;
+    drop_rows(txn, RECORDS, group)?;
+    drop_rows(txn, OUTBOX, group)?;
+    drop_rows(txn, SHOWN, group)?;
+    drop_rows(txn, TIMERS, group)?;
+    drop_rows(txn, CHUNKS, group)?;
+    drop_rows(txn, SENDING, group)?;
+    txn.open_table(SEEN)?.remove(&group.0)?;
+    txn.open_table(FLOOR)?.remove(&group.0)?;
+    // Keyed by expiry first: the group follows the 8-byte time.
+    txn.open_table(EXPIRY)?
+        .retain(|k, _| k[8..40] != group.0[..])?;
+    Ok(messages)
+}
+
+/// Deletes the rows of `table` whose key starts with `group`. Returns how
+/// many.
+fn drop_rows<const N: usize, V: redb::Value + 'static>(
+    txn: &WriteTransaction,
+    table: TableDefinition<[u8; N], V>,
+    group: &GroupId,
+) -> Result<u64, redb::Error> {
+    let mut lo = [0u8; N];
+    lo[..32].copy_from_slice(&group.0);
+    let mut hi = [0xffu8; N];
+    hi[..32].copy_from_slice(&group.0);
+    let mut n = 0;
+    txn.open_table(table)?.retain_in(lo..=hi, |_, _| {
+        n += 1;
+        false
+    })?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use strand_sync::{Inbound, KeyRange, Kind, Message, Store, Verdict};
+
+    use crate::profile::budget::{Budgets, Ledger};
+
+    /// A session checks a batch while its contact is here and stores it
+    /// after they were deleted: nothing of it is stored, so the deleted
+    /// conversation does not come back in part. (Before the writer
+    /// checked, the batch's texts were stored under a group no contact
+    /// had, and came back if the contact was added again.)
+    #[test]
+    fn a_batch_for_a_contact_deleted_meanwhile_stores_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let texts: Vec<Message> = (0..3)
+            .map(|i| Message::create(&bob, &group, now - 10 + i, Kind::TEXT, b"late", rng).unwrap())
+            .collect();
+        let mut batch = Inbound::new(&group, texts);
+        batch.verify(now);
+        assert!(batch.iter().all(|i| *i.verdict() == Verdict::Valid));
+
+        p.delete_contact("Bob").unwrap();
+        let (batch, declined) = p
+            .store_batch(batch, &Ledger::default(), &Budgets::default(), now)
+            .unwrap();
+        assert!(declined.is_empty(), "not a budget's doing");
+        assert!(
+            batch
+                .iter()
+                .all(|i| !matches!(i.verdict(), Verdict::Stored { .. })),
+            "nothing stored"
+        );
+        let mut rows = 0;
+        p.read_view()
+            .unwrap()
+            .scan(&group.id, &KeyRange::ALL, &mut |_| {
+                rows += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(rows, 0);
+
+        // Added again, their messages are stored as ever.
+        p.add_contact(&bob.invite(), "Bob", now, rng).unwrap();
+        let text = Message::create(&bob, &group, now, Kind::TEXT, b"again", rng).unwrap();
+        let mut batch = Inbound::new(&group, vec![text]);
+        batch.verify(now);
+        let (batch, _) = p
+            .store_batch(batch, &Ledger::default(), &Budgets::default(), now)
+            .unwrap();
+        assert!(batch
+            .iter()
+            .all(|i| matches!(i.verdict(), Verdict::Stored { new: true })));
+    }
+}

@@ -1,0 +1,318 @@
+//! Deleting a contact: the conversation goes with them and nothing else
+//! does; a session with them ends; a mailbox deleted leaves room for
+//! another.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError};
+use strand_sync::{Group, Identity, KeyRange, Kind, Message, Store, WriteStore};
+use strand_transport::LanConfig;
+
+use crate::hub::{befriend, profile};
+use crate::profile::new_profile;
+
+const NOW: u64 = 1_700_000_000_000;
+
+/// The 1:1 group of `from` with the profile's user.
+fn group_with(p: &Profile, from: &Identity) -> Group {
+    from.contact(&p.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone()
+}
+
+/// Stores `n` texts from `from`, as sync would.
+fn receive(p: &Profile, from: &Identity, n: u64) {
+    let group = group_with(p, from);
+    let mut store = p.store().unwrap();
+    for i in 0..n {
+        let m = Message::create(from, &group, NOW + i, Kind::TEXT, b"hi", &mut os_rng()).unwrap();
+        store.insert(&group.id, &m).unwrap();
+    }
+    store.commit().unwrap();
+}
+
+/// Rows the store holds in `group`.
+fn rows(p: &Profile, group: &Group) -> u64 {
+    let mut n = 0;
+    p.read_view()
+        .unwrap()
+        .scan(&group.id, &KeyRange::ALL, &mut |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    n
+}
+
+#[test]
+fn deleting_a_contact_takes_the_conversation_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let p = new_profile(&dir);
+    let rng = &mut os_rng();
+    let bob = Identity::generate("Bob", rng).unwrap();
+    let carol = Identity::generate("Carol", rng).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, rng).unwrap();
+    p.add_contact(&carol.invite(), "Carol", NOW, rng).unwrap();
+    receive(&p, &bob, 4);
+    receive(&p, &carol, 2);
+    p.write("Bob", "mine", NOW + 10, rng).unwrap();
+    // A timer, and a text that expires under it.
+    p.set_timer("Bob", Some(3_600_000), NOW + 11, rng).unwrap();
+    p.write("Bob", "fleeting", NOW + 12, rng).unwrap();
+    let keys = p.conversation_keys("Bob").unwrap();
+    p.mark_read("Bob", keys.last().unwrap()).unwrap();
+    p.create_group("desk", &["Bob".into(), "Carol".into()], NOW + 13, rng)
+        .unwrap();
+    assert!(p.next_expiry().unwrap().is_some());
+    let bob_group = group_with(&p, &bob);
+    let held = rows(&p, &bob_group);
+    assert!(held >= 7, "{held}");
+    let before = p.contacts();
+
+    assert!(matches!(
+        p.delete_contact("Nobody"),
+        Err(ProfileError::UnknownContact(_))
+    ));
+    assert_eq!(p.contacts(), before, "nothing changed");
+
+    let deleted = p.delete_contact("Bob").unwrap();
+    assert_eq!(deleted.contact.name, "Bob");
+    assert_eq!(deleted.messages, held);
+    let names = |p: &Profile| -> Vec<String> { p.contacts().into_iter().map(|c| c.name).collect() };
+    assert_eq!(names(&p), ["Carol"]);
+    assert!(matches!(
+        p.conversation("Bob"),
+        Err(ProfileError::UnknownContact(_))
+    ));
+    assert_eq!(rows(&p, &bob_group), 0);
+    assert_eq!(p.next_expiry().unwrap(), None, "his texts' expiry went too");
+    // Carol's conversation and the group stay; the group names Bob by the
+    // name he was added under, no longer as a contact.
+    assert_eq!(p.conversation("Carol").unwrap().len(), 2);
+    let members = p.group_members("desk").unwrap();
+    let bob_member = members.iter().find(|m| m.name == "Bob").unwrap();
+    assert!(!bob_member.verified, "{members:?}");
+    assert!(members.iter().any(|m| m.name == "Carol" && m.verified));
+
+    // Gone for good, across a restart; added again, he starts with an
+    // empty conversation, no timer and nothing unread.
+    drop(p);
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(names(&p), ["Carol"]);
+    assert_eq!(rows(&p, &bob_group), 0);
+    p.add_contact(&bob.invite(), "Bob", NOW + 20, rng).unwrap();
+    assert!(p.conversation("Bob").unwrap().is_empty());
+    assert_eq!(p.timer("Bob").unwrap(), None);
+    let summary = p
+        .summaries()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "Bob")
+        .unwrap();
+    assert_eq!((summary.unread, summary.last.is_none()), (0, true));
+}
+
+/// Deleting a mailbox lets its owner name another; a mailbox device
+/// cannot delete its owner; deleting one's own mailbox lets another be
+/// paired.
+#[test]
+fn a_deleted_mailbox_leaves_room_for_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, eve) = (profile(tmp.path(), "ann"), profile(tmp.path(), "eve"));
+    befriend(&ann, &eve);
+    let now = strand_node::now();
+    let eve_id = eve.identity();
+    let group = group_with(&eve, &ann.identity());
+    let budgets = strand_node::Budgets::default();
+    let mut named = 0u64;
+    let mut eve_names_a_mailbox = || {
+        let device = Identity::generate("device", &mut os_rng()).unwrap();
+        let proof = strand_sync::mailbox_proof(&device, &eve_id.public());
+        let body = strand_sync::encode_mailbox(Some((&device.invite(), &proof)));
+        named += 1;
+        let msg = Message::create(
+            &eve_id,
+            &group,
+            now + named,
+            Kind::MAILBOX,
+            &body,
+            &mut os_rng(),
+        )
+        .unwrap();
+        let mut store = eve.store().unwrap();
+        store.insert(&group.id, &msg).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let drive = tmp.path().join(format!("for-ann-{named}"));
+        eve.export_bundle("ann", &drive, now, &mut os_rng())
+            .unwrap();
+        ann.import_bundle(&drive, &budgets, now, &mut os_rng())
+            .unwrap();
+        device.public()
+    };
+    let mailboxes = |p: &Profile| -> Vec<strand_sync::PublicIdentity> {
+        p.contacts()
+            .into_iter()
+            .filter(|c| c.mailbox)
+            .map(|c| c.public)
+            .collect()
+    };
+    let first = eve_names_a_mailbox();
+    assert_eq!(mailboxes(&ann), [first]);
+    eve_names_a_mailbox();
+    assert_eq!(mailboxes(&ann), [first], "one per contact");
+    ann.delete_contact("eve's mailbox").unwrap();
+    assert!(mailboxes(&ann).is_empty());
+    let second = eve_names_a_mailbox();
+    assert_eq!(mailboxes(&ann), [second], "room for another");
+
+    // A mailbox device and its owner.
+    let owner = profile(tmp.path(), "owen");
+    let mailbox = profile(tmp.path(), "box");
+    let settings = strand_node::CarrySettings::default();
+    mailbox
+        .become_mailbox(&owner.identity().invite(), &settings, now, &mut os_rng())
+        .unwrap();
+    let err = mailbox.delete_contact("owen").unwrap_err();
+    assert!(err.to_string().contains("mailbox"), "{err}");
+    assert_eq!(mailbox.contacts().len(), 1, "nothing changed");
+    let code = mailbox.mailbox_code().unwrap().unwrap();
+    owner.pair_mailbox(&code, now, &mut os_rng()).unwrap();
+    assert!(owner.mailbox().unwrap().is_some());
+    owner.delete_contact(strand_node::MAILBOX_NAME).unwrap();
+    assert!(owner.mailbox().unwrap().is_none(), "the pairing went too");
+    let other = profile(tmp.path(), "box2");
+    other
+        .become_mailbox(&owner.identity().invite(), &settings, now, &mut os_rng())
+        .unwrap();
+    let code = other.mailbox_code().unwrap().unwrap();
+    owner.pair_mailbox(&code, now, &mut os_rng()).unwrap();
+    assert_eq!(
+        owner.mailbox().unwrap().map(|m| m.public),
+        Some(other.identity().public())
+    );
+}
+
+fn loopback() -> Option<LanConfig> {
+    Some(LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ..LanConfig::default()
+    })
+}
+
+async fn until<F: FnMut(&NodeEvent) -> bool>(
+    rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    mut f: F,
+) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(e) = rx.recv().await {
+                if f(&e) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("event within 60 s");
+}
+
+/// Two nodes on loopback: Alice deletes Bob mid-session. The session
+/// ends, her node keeps nothing of him (not even when he was seen) and
+/// what he sends then does not reach her; added again, what his device
+/// still holds syncs back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_deleted_mid_session_is_cut_off_until_added_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = os_rng();
+    let create = |name: &str| {
+        Profile::create(
+            &tmp.path().join(name),
+            name,
+            "p",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (create("Alice"), create("Bob"));
+    let (ia, ib) = (a.identity().invite(), b.identity().invite());
+    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
+    let bob_group = b
+        .identity()
+        .contact(&ia.public)
+        .unwrap()
+        .direct_group()
+        .clone();
+    let node_b = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
+    let node_a = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            peers: addrs,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (mut events_a, mut events_b) = (node_a.subscribe(), node_b.subscribe());
+    node_b.send("Alice", "first").await.unwrap();
+    until(
+        &mut events_a,
+        |e| matches!(e, NodeEvent::Received { contact, text, .. } if contact == "Bob" && text == "first"),
+    )
+    .await;
+
+    let deleted = node_a.delete_contact("Bob").await.unwrap();
+    assert!(deleted.messages >= 1, "{deleted:?}");
+    until(
+        &mut events_a,
+        |e| matches!(e, NodeEvent::ContactDeleted { name } if name == "Bob"),
+    )
+    .await;
+    until(
+        &mut events_b,
+        |e| matches!(e, NodeEvent::Disconnected { contact, .. } if contact == "Alice"),
+    )
+    .await;
+    let status = node_a.status().await;
+    assert!(status.seen.is_empty(), "{:?}", status.seen);
+    assert!(node_a.profile().contacts().is_empty());
+
+    // Bob writes on; Alice's node dials his address every 5 s, as a
+    // stranger now. Nothing of his is stored.
+    node_b.send("Alice", "while deleted").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(rows(node_a.profile(), &bob_group), 0);
+    assert!(node_a.status().await.seen.is_empty());
+
+    // Added again: the session comes back with what Bob still holds.
+    node_a.add_contact(&ib.to_text(), "Bob").await.unwrap();
+    let mut texts = Vec::new();
+    until(&mut events_a, |e| {
+        if let NodeEvent::Received { contact, text, .. } = e {
+            assert_eq!(contact, "Bob");
+            texts.push(text.clone());
+        }
+        texts.len() == 2
+    })
+    .await;
+    texts.sort();
+    assert_eq!(texts, ["first", "while deleted"]);
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
