@@ -88,6 +88,8 @@ pub(crate) struct Changes {
     pub received: Vec<NodeEvent>,
     /// Contacts renamed, in order: (old name, new name).
     pub renamed: Vec<(String, String)>,
+    /// Contacts deleted (by their last name).
+    pub deleted: Vec<String>,
 }
 
 /// Arrivals gathered into one refresh for notifications: past a few they
@@ -125,6 +127,18 @@ impl Changes {
                     }
                 }
                 self.renamed.push((from, to));
+                self.groups = true;
+            }
+            // Nothing of them is shown or notified any more; member lists
+            // give them the name they chose.
+            NodeEvent::ContactDeleted { name } => {
+                for set in [&mut self.contacts, &mut self.files] {
+                    set.remove(&name);
+                }
+                self.received.retain(|e| {
+                    !matches!(e, NodeEvent::Received { contact, group: None, .. } if *contact == name)
+                });
+                self.deleted.push(name);
                 self.groups = true;
             }
             NodeEvent::Received { contact, .. }
@@ -529,5 +543,34 @@ mod tests {
             .collect();
         assert_eq!(names, ["Robert", "Carol"]);
         assert!(changes.contacts.contains("Robert") && !changes.contacts.contains("Bob"));
+    }
+
+    /// Arrivals gathered before their contact was deleted, in one batch,
+    /// are not notified (the texts are gone); their group texts are.
+    #[test]
+    fn arrivals_before_a_deletion_in_one_batch_are_not_notified() {
+        let received = |contact: &str, group: Option<&str>| NodeEvent::Received {
+            contact: contact.into(),
+            group: group.map(Into::into),
+            time: 1,
+            id: "00".into(),
+            text: "hi".into(),
+        };
+        let mut changes = Changes::default();
+        changes.add(received("Bob", None));
+        changes.add(received("Bob", Some("desk")));
+        changes.add(received("Carol", None));
+        changes.add(NodeEvent::ContactDeleted { name: "Bob".into() });
+        let left: Vec<(&str, bool)> = changes
+            .received
+            .iter()
+            .map(|e| match e {
+                NodeEvent::Received { contact, group, .. } => (contact.as_str(), group.is_some()),
+                _ => ("", false),
+            })
+            .collect();
+        assert_eq!(left, [("Bob", true), ("Carol", false)]);
+        assert!(!changes.contacts.contains("Bob") && changes.contacts.contains("Carol"));
+        assert_eq!(changes.deleted, ["Bob"]);
     }
 }

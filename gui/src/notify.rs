@@ -172,6 +172,17 @@ impl Notifier {
         }
     }
 
+    /// A contact was deleted: notifications already shown of them open
+    /// nothing (a click would otherwise open whoever is given the name
+    /// next).
+    pub fn deleted(&self, name: &str) {
+        let gone = Target::Contact(name.to_owned());
+        self.shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, target)| *target != gone);
+    }
+
     /// Puts `count` on the app's icon (none at 0), through the launcher
     /// entry API (a signal any dock may listen to).
     pub fn badge(&self, count: u32) -> zbus::Result<()> {

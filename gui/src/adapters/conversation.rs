@@ -537,6 +537,14 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
 
     let b = backend.clone();
     let weak = ui.as_weak();
+    adapter.on_delete_contact(move || {
+        let Some(ui) = weak.upgrade() else { return };
+        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
+        b.job(move |core| delete_contact(core, &contact));
+    });
+
+    let b = backend.clone();
+    let weak = ui.as_weak();
     adapter.on_check_image(move |path| {
         let Some(ui) = weak.upgrade() else { return };
         let a = ui.global::<ConversationAdapter>();
@@ -658,6 +666,59 @@ fn rename_contact(core: &mut Core, contact: &str, name: &str) {
     }
 }
 
+/// Deletes `contact` and the conversation; the conversation closes (the
+/// node's event does that, here and in every other window), and a notice
+/// says what went. A refusal is shown in the panel and changes nothing.
+fn delete_contact(core: &mut Core, contact: &str) {
+    match core.call(Request::DeleteContact {
+        contact: contact.to_owned(),
+    }) {
+        Some(Ok(Reply::DeletedContact { name, messages })) => {
+            if core.open.as_deref() == Some(name.as_str()) {
+                close(core);
+            }
+            // At once, not when the node's event comes: a notification
+            // clicked meanwhile must not open whoever is given the name.
+            if let Some(notifier) = core.notifier_connected() {
+                notifier.deleted(&name);
+            }
+            super::contacts::refresh(core);
+            let plural = if messages == 1 { "" } else { "s" };
+            let notice = format!(
+                "Deleted {} and {messages} message{plural} of your conversation.",
+                strand_node::display::one_line(&name)
+            );
+            core.ui(move |ui| ui.global::<crate::AppAdapter>().set_notice(notice.into()));
+        }
+        Some(Err(e)) => {
+            let message = e.message;
+            core.ui(move |ui| {
+                ui.global::<ConversationAdapter>()
+                    .set_delete_error(message.into())
+            });
+        }
+        Some(Ok(_)) | None => {}
+    }
+}
+
+/// Closes the open conversation (its contact was deleted): nothing of it
+/// stays on screen.
+pub(crate) fn close(core: &mut Core) {
+    core.open = None;
+    core.generation += 1;
+    core.ui(|ui| {
+        super::camera::stop(&ui);
+        let a = ui.global::<ConversationAdapter>();
+        a.set_contact("".into());
+        a.set_verify_open(false);
+        a.set_details_open(false);
+        a.set_delete_asked(false);
+        a.set_delete_error("".into());
+        with_model(&ui, |m| m.clear());
+        ui.global::<crate::ContactsAdapter>().set_current(-1);
+    });
+}
+
 /// Reads a QR code from an image file and compares it with the safety
 /// number: a match marks the contact verified.
 fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
@@ -721,6 +782,8 @@ pub(crate) fn open(core: &mut Core, contact: String) {
         a.set_scan_result("".into());
         a.set_scan_ok(false);
         a.set_rename_error("".into());
+        a.set_delete_asked(false);
+        a.set_delete_error("".into());
     });
     reload(core, true);
     show_trust(core);

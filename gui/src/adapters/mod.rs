@@ -191,6 +191,20 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             }
         }
     }
+    // A contact deleted elsewhere (the CLI, another window): their
+    // conversation closes. Notifications shown of them open nothing.
+    if core
+        .open
+        .as_ref()
+        .is_some_and(|o| changes.deleted.contains(o))
+    {
+        conversation::close(core);
+    }
+    if let Some(notifier) = core.notifier_connected() {
+        for name in &changes.deleted {
+            notifier.deleted(name);
+        }
+    }
     // What arrives while the window is not in front is not read: the
     // conversation shows it, unread, until the window comes in front
     // ([`in_front`]).

@@ -265,6 +265,23 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         groups.set_creating(false);
         assert!(conv.invoke_send("to Robert".into()));
         assert!(h.pump_until(WAIT, || messages.row_count() == 3));
+        // Robert deleted from the terminal while his conversation is
+        // open: it closes, with nothing of it left on screen, and the list
+        // no longer shows him.
+        let deleted = alice
+            .command()
+            .env_remove("STRAND_PASSPHRASE")
+            .args(["delete-contact", "Robert", "--yes"])
+            .output()
+            .unwrap();
+        assert!(deleted.status.success(), "{deleted:?}");
+        assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()
+            && gui.contacts().is_empty()));
+        assert_eq!(
+            gui.ui.global::<strand_gui::ContactsAdapter>().get_current(),
+            -1
+        );
+        assert_eq!(messages.row_count(), 0);
 
         // When the node the window is attached to stops, the window says
         // so and offers to unlock the profile itself.

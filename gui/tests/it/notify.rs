@@ -198,6 +198,28 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             .unwrap();
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
             && conv.get_contact() == "Robert"));
+        // Robert deleted, and someone else added under his name: his old
+        // notification opens nothing (it would have opened the newcomer).
+        conv.invoke_delete_contact();
+        assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()
+            && gui.contacts().is_empty()));
+        let newcomer = strand_sync::Identity::generate("Rob", &mut strand_node::os_rng()).unwrap();
+        gui.ui
+            .global::<strand_gui::AddContactAdapter>()
+            .invoke_add(newcomer.invite().to_text().into(), "Robert".into());
+        // Adding opens the newcomer's conversation: away from it again.
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1
+            && conv.get_contact() == "Robert"));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        gui.ui.global::<ContactsAdapter>().set_current(-1);
+        conv.set_contact("".into());
+        server
+            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
+            .unwrap();
+        let opened = || gui.screen() == Screen::Chats || conv.get_contact() == "Robert";
+        assert!(!h.pump_until(std::time::Duration::from_secs(3), opened));
 
         drop(gui);
         rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -295,3 +295,61 @@ fn a_contact_is_renamed_from_their_panel() {
         assert!(conv.get_notice().contains("now called Robert"));
     });
 }
+
+/// Deleting a contact from their panel: the button asks once more, Cancel
+/// keeps them, and Delete removes them and closes the conversation.
+#[test]
+fn a_contact_is_deleted_from_their_panel() {
+    use i_slint_backend_testing::{AccessibleRole, ElementHandle};
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let add = gui.ui.global::<AddContactAdapter>();
+        for name in ["Bob", "Carol"] {
+            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+            add.invoke_add(who.invite().to_text().into(), name.into());
+        }
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
+        let names = |gui: &Gui| -> Vec<String> {
+            let mut n: Vec<String> = gui.contacts().iter().map(|c| c.name.to_string()).collect();
+            n.sort();
+            n
+        };
+        let bob = gui.contacts().iter().position(|c| c.name == "Bob").unwrap();
+        gui.ui.global::<ContactsAdapter>().invoke_open(bob as i32);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
+        assert!(conv.invoke_send("before".into()));
+        conv.set_verify_open(true);
+        h.pump();
+        // A real click on the button the panel shows under this label.
+        let press = |label: &str| {
+            let button = ElementHandle::find_by_accessible_label(&gui.ui, label)
+                .find(|e| e.accessible_role() == Some(AccessibleRole::Button))
+                .unwrap_or_else(|| panic!("no button {label:?} on screen"));
+            let (at, size) = (button.absolute_position(), button.size());
+            crate::support::click(
+                &gui.ui,
+                slint::LogicalPosition::new(at.x + size.width / 2.0, at.y + size.height / 2.0),
+            );
+            h.pump();
+        };
+        press("Delete Bob and your conversation");
+        assert!(conv.get_delete_asked());
+        press("Keep Bob");
+        assert!(!conv.get_delete_asked());
+        h.pump();
+        assert_eq!(names(&gui), ["Bob", "Carol"]);
+        assert_eq!(conv.get_contact(), "Bob");
+
+        press("Delete Bob and your conversation");
+        press("Yes, delete Bob");
+        assert!(h.pump_until(WAIT, || names(&gui) == ["Carol"]));
+        assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()));
+        assert_eq!(gui.ui.global::<ContactsAdapter>().get_current(), -1);
+        assert!(!conv.get_verify_open());
+        let notice = gui.ui.global::<strand_gui::AppAdapter>().get_notice();
+        assert!(notice.contains("Deleted Bob and 1 message"), "{notice}");
+    });
+}
