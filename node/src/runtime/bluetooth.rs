@@ -56,8 +56,10 @@ pub(crate) struct Hints {
     contacts: Mutex<Vec<Contact>>,
     clock: Clock,
     advert: watch::Sender<Vec<u8>>,
-    /// The epoch and contact count the current hint was made for.
-    made_for: Mutex<(u64, usize)>,
+    /// The epoch and contacts (their signing keys) the current hint was
+    /// made for. Not their count: a contact deleted and another added in
+    /// one epoch leave it as it was.
+    made_for: Mutex<(u64, Vec<strand_sync::AuthorId>)>,
 }
 
 impl Hints {
@@ -94,7 +96,7 @@ impl Hints {
     ) {
         let contacts = profile.sync_contacts();
         let now: Time = self.clock.now();
-        let key = (epoch(now), contacts.len());
+        let key = (epoch(now), signs(&contacts));
         let mut made_for = self.made_for.lock().expect("not poisoned");
         if *made_for == key {
             return;
@@ -104,6 +106,11 @@ impl Hints {
         *self.contacts.lock().expect("not poisoned") = contacts;
         let _ = self.advert.send(advert.to_bytes().to_vec());
     }
+}
+
+/// Whom a hint is made for.
+fn signs(contacts: &[Contact]) -> Vec<strand_sync::AuthorId> {
+    contacts.iter().map(|c| c.public.sign).collect()
 }
 
 /// Starts the BLE transport, or says why it cannot run here.
@@ -120,7 +127,7 @@ pub(crate) async fn start(
     let first = Advert::new(&contacts, now, &mut rng);
     let (advert, advert_rx) = watch::channel(first.to_bytes().to_vec());
     let hints = Arc::new(Hints {
-        made_for: Mutex::new((epoch(now), contacts.len())),
+        made_for: Mutex::new((epoch(now), signs(&contacts))),
         contacts: Mutex::new(contacts),
         clock,
         advert,
@@ -188,5 +195,44 @@ impl std::fmt::Debug for Hints {
         f.debug_struct("Hints")
             .field("contacts", &self.contacts().len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contact deleted and another added within one epoch: the hint is
+    /// made again, for the new contact. Before, it was kept while the
+    /// count of contacts was the same, so the newcomer's device took the
+    /// hint for someone else's until the next epoch.
+    #[test]
+    fn the_hint_follows_who_the_contacts_are_not_how_many() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let (p, _, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::now();
+        let contacts = p.sync_contacts();
+        let first = Advert::new(&contacts, now, rng);
+        let (advert, mut seen) = watch::channel(first.to_bytes().to_vec());
+        let hints = Hints {
+            made_for: Mutex::new((epoch(now), signs(&contacts))),
+            contacts: Mutex::new(contacts),
+            clock: Clock::Fixed(now),
+            advert,
+        };
+        seen.mark_unchanged();
+        hints.renew(&p, rng);
+        assert!(!seen.has_changed().unwrap(), "nothing new: kept");
+
+        p.delete_contact("Bob").unwrap();
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
+        hints.renew(&p, rng);
+        assert!(seen.has_changed().unwrap(), "made again");
+        let carol_sees = carol.contact(&p.identity().public()).unwrap();
+        let hint = Advert::from_bytes(&seen.borrow_and_update()).unwrap();
+        assert!(hint.matches(&carol_sees, now));
+        assert_eq!(hints.contacts()[0].public, carol.public());
     }
 }
