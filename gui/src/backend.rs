@@ -108,7 +108,9 @@ impl Changes {
                 self.groups = true;
                 self.group_texts.insert(group);
             }
-            NodeEvent::GroupsChanged => self.groups = true,
+            // The new group's form and the open group's "add" list offer
+            // contacts (the chats list is read at every refresh).
+            NodeEvent::GroupsChanged | NodeEvent::ContactAdded { .. } => self.groups = true,
             // Member lists name contacts by the user's word for them.
             NodeEvent::ContactRenamed { from, to } => {
                 // What was gathered before it is of the contact under the

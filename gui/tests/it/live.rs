@@ -282,6 +282,24 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
             -1
         );
         assert_eq!(messages.row_count(), 0);
+        // A contact added from the terminal while the new group's form is
+        // open shows in it. Before, the form kept the list it opened with.
+        groups.invoke_new_group();
+        assert!(h.pump_until(WAIT, || groups.get_creating()));
+        let dave = strand_sync::Identity::generate("Dave", &mut strand_node::os_rng()).unwrap();
+        let added = alice
+            .command()
+            .env_remove("STRAND_PASSPHRASE")
+            .args(["add", &dave.invite().to_text(), "--name", "Dave"])
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+        assert!(h.pump_until(WAIT, || groups
+            .get_contacts()
+            .iter()
+            .map(|c| c.name)
+            .eq(["Dave"])));
+        groups.set_creating(false);
 
         // When the node the window is attached to stops, the window says
         // so and offers to unlock the profile itself.

@@ -236,6 +236,12 @@ pub enum NodeEvent {
         /// Their new name.
         to: String,
     },
+    /// A contact was added (here, through the CLI, the app or another
+    /// window; or a mailbox, from a contact's record or a bundle).
+    ContactAdded {
+        /// Their name.
+        name: String,
+    },
     /// The user deleted a contact and the conversation with them (here,
     /// through the CLI, the app or another window).
     ContactDeleted {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strand_sync::{GroupId, Invite, Key};
 
 use super::{Node, Shared};
-use crate::{ContactRecord, ProfileError};
+use crate::{ContactRecord, NodeEvent, ProfileError};
 
 impl Node {
     /// Pairs the mailbox whose code (`strand mailbox init` prints it) this
@@ -53,6 +53,11 @@ impl Node {
 
     /// [`Node::contact_added`] for several at once (one carrying step).
     pub(crate) async fn contacts_added(&self, records: &[ContactRecord]) {
+        for r in records {
+            let _ = self.shared.events.send(NodeEvent::ContactAdded {
+                name: r.name.clone(),
+            });
+        }
         for r in records {
             self.clone().reach_record(r.public).await;
         }
