@@ -682,6 +682,7 @@ fn delete_contact(core: &mut Core, contact: &str) {
             if let Some(notifier) = core.notifier_connected() {
                 notifier.deleted(&name);
             }
+            super::settings::load_preferences(core);
             super::contacts::refresh(core);
             let plural = if messages == 1 { "" } else { "s" };
             let notice = format!(
@@ -712,6 +713,11 @@ pub(crate) fn close(core: &mut Core) {
         a.set_contact("".into());
         a.set_verify_open(false);
         a.set_details_open(false);
+        a.set_attaching(false);
+        a.set_exporting(false);
+        a.set_drive_folder("".into());
+        a.set_notice("".into());
+        a.set_error("".into());
         a.set_delete_asked(false);
         a.set_delete_error("".into());
         with_model(&ui, |m| m.clear());

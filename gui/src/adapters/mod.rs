@@ -205,6 +205,10 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             notifier.deleted(name);
         }
     }
+    if !changes.deleted.is_empty() {
+        // Their mute went with them.
+        settings::load_preferences(core);
+    }
     // What arrives while the window is not in front is not read: the
     // conversation shows it, unread, until the window comes in front
     // ([`in_front`]).

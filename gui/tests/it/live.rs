@@ -266,8 +266,9 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         assert!(conv.invoke_send("to Robert".into()));
         assert!(h.pump_until(WAIT, || messages.row_count() == 3));
         // Robert deleted from the terminal while his conversation is
-        // open: it closes, with nothing of it left on screen, and the list
-        // no longer shows him.
+        // open (the file picker too): it closes, with nothing of it left
+        // on screen, and the list no longer shows him.
+        conv.set_attaching(true);
         let deleted = alice
             .command()
             .env_remove("STRAND_PASSPHRASE")
@@ -282,6 +283,7 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
             -1
         );
         assert_eq!(messages.row_count(), 0);
+        assert!(!conv.get_attaching());
         // A contact added from the terminal while the new group's form is
         // open shows in it. Before, the form kept the list it opened with.
         groups.invoke_new_group();

@@ -488,6 +488,19 @@ impl Ledger {
         Ok(swept)
     }
 
+    /// Forgets what was counted in the 1:1 groups and pools `groups` (a
+    /// contact was deleted, or a batch for one deleted was declined after
+    /// it was counted): counted afresh if they are ever used again.
+    pub(crate) fn drop_scopes(&self, groups: &[GroupId]) {
+        if groups.is_empty() {
+            return;
+        }
+        self.used
+            .lock()
+            .expect("ledger lock")
+            .retain(|scope, _| !groups.contains(scope));
+    }
+
     /// Forgets what was counted (after a batch failed to store, or the
     /// groups changed: the store is the truth again).
     pub(crate) fn forget(&self) {

@@ -1283,11 +1283,11 @@ impl Profile {
         }
         let me = self.identity().public().sign;
         let inner = self.inner.clone();
-        let batch = match self.write_txn(move |txn| {
+        let (batch, gone) = match self.write_txn(move |txn| {
             // A contact deleted since the session read the list: nothing
             // of theirs is stored now (see [`crate::profile::removal`]).
-            decline_unknown_groups(&inner, &mut batch);
-            store_checked(txn, me, batch, now)
+            let gone = decline_unknown_groups(&inner, &mut batch);
+            Ok((store_checked(txn, me, batch, now)?, gone))
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -1296,6 +1296,8 @@ impl Profile {
             }
         };
         ledger.refund(self, &batch);
+        // What the ledger counted of them before they were declined.
+        ledger.drop_scopes(&gone);
         Ok((batch, declined))
     }
 }
@@ -1303,8 +1305,9 @@ impl Profile {
 /// Declines the valid messages of `batch` in groups this profile no longer
 /// has: neither a contact's 1:1 group or carrying pool nor an epoch of a
 /// private group, as the lists are now. (A session reads its groups when
-/// it starts; its contact may have been deleted since.)
-fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) {
+/// it starts; its contact may have been deleted since.) Returns those
+/// groups.
+fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) -> Vec<GroupId> {
     let book = inner.book.read().expect("book lock").clone();
     let chains = inner.chains.read().expect("chains lock").clone();
     let mut known: Vec<(GroupId, bool)> = Vec::new();
@@ -1329,6 +1332,11 @@ fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) {
             item.decline();
         }
     }
+    known
+        .into_iter()
+        .filter(|(_, here)| !here)
+        .map(|(g, _)| g)
+        .collect()
 }
 
 /// Stores the valid messages of a checked batch in `txn` and records in

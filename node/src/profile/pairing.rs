@@ -277,6 +277,80 @@ impl Profile {
         Ok(owners)
     }
 
+    /// Whose mailbox the contact with keyed id `mailbox` is: the owner's
+    /// signing key, if a row says so.
+    pub(crate) fn mailbox_owner_of(
+        &self,
+        mailbox: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>, ProfileError> {
+        let Some(owner) = self.meta_sealed(&mailbox_for_key(mailbox), ROLE_MAILBOX_FOR)? else {
+            return Ok(None);
+        };
+        <[u8; 32]>::try_from(&owner[..])
+            .map(Some)
+            .map_err(|_| ProfileError::Corrupt("whose mailbox a contact is".into()))
+    }
+
+    /// After the mailbox `gone` of the contact `owner` was deleted: the
+    /// newest mailbox `owner` named, if it is another, is taken as theirs
+    /// now (it was refused while they had one). A contact who changed
+    /// mailboxes is followed once the user deletes the old one; the one
+    /// deleted is not taken back. Returns the contacts added.
+    pub(crate) fn take_newer_mailbox(
+        &self,
+        owner: &[u8; 32],
+        gone: &PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<ContactRecord>, ProfileError> {
+        use std::ops::ControlFlow;
+        use strand_sync::{KeyRange, Store};
+        let book = self.book();
+        let Some((_, contact)) = book
+            .records
+            .iter()
+            .zip(&book.sync)
+            .find(|(r, _)| r.public.sign == *owner)
+        else {
+            return Ok(Vec::new());
+        };
+        let group = contact.direct_group().clone();
+        let view = self.read_view()?;
+        let mut keys = Vec::new();
+        view.scan(&group.id, &KeyRange::ALL, &mut |k| {
+            keys.push(*k);
+            ControlFlow::Continue(())
+        })
+        .map_err(db_error)?;
+        for key in keys.iter().rev() {
+            if view.kind(&group.id, key).map_err(db_error)? != Some(Kind::MAILBOX) {
+                continue;
+            }
+            let Some(bytes) = view.get(&group.id, key).map_err(db_error)? else {
+                continue;
+            };
+            let Ok(msg) = Message::decode(bytes) else {
+                continue;
+            };
+            if msg.author() != *owner {
+                continue;
+            }
+            let named = msg
+                .open(&group)
+                .ok()
+                .and_then(|body| decode_mailbox(&body, &contact.public).ok().flatten());
+            return match named {
+                // Their newest names the one deleted, or no mailbox.
+                Some((invite, _)) if invite.public != *gone => {
+                    drop(view);
+                    self.take_mailbox_record(&group.id, key, now, rng)
+                }
+                _ => Ok(Vec::new()),
+            };
+        }
+        Ok(Vec::new())
+    }
+
     /// The META row that says the contact `mailbox` (by keyed id) is
     /// `owner`'s mailbox.
     pub(crate) fn sealed_mailbox_for(

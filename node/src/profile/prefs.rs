@@ -247,6 +247,26 @@ impl Profile {
         Ok(())
     }
 
+    /// The preferences without the mute of conversation `id`, sealed as
+    /// the `prefs` row holds them, if it was muted (a contact being
+    /// deleted: added again, they start unmuted).
+    pub(crate) fn sealed_preferences_unmuting(
+        &self,
+        id: &[u8; 32],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Option<Vec<u8>>, ProfileError> {
+        let mut stored = self.stored_preferences()?;
+        if !stored.muted.remove(id) {
+            return Ok(None);
+        }
+        Ok(Some(crate::profile::crypto::seal(
+            self.root(),
+            ROLE_PREFS,
+            &stored.encode(),
+            rng,
+        )))
+    }
+
     /// The id muting keeps for a conversation.
     fn conversation_id(&self, of: Conversation<'_>) -> Result<[u8; 32], ProfileError> {
         Ok(match of {

@@ -6,16 +6,26 @@
 //! (`messages`, `bodies`, `records`, `outbox`, `shown`, `seen`, `floor`,
 //! `timers`, `chunks`, `sending`, and `expiry`, which is keyed by time
 //! first); where their invite said they can be reached (`invite-reach/`);
+//! their conversation's mute (`prefs`);
 //! if they are a mailbox, whose mailbox they are (`mailbox-for/`, so that
 //! contact may name another); if they are this user's own mailbox, the
 //! pairing (so another can be paired).
 //!
 //! What stays: the private groups they are in, and what they wrote there
 //! (they are still a member; the group shows the name they chose); a
-//! mailbox they named (a contact of its own, deleted on its own);
-//! envelopes this device carries for them or spreads to them through
-//! carriers (sealed, they leave with their time limit); the files saved
-//! from the conversation (they are the user's files now).
+//! mailbox they named (a contact of its own, deleted on its own; deleting
+//! it takes the newer one they named, if any:
+//! [`Profile::take_newer_mailbox`]); envelopes this device carries for
+//! them or spreads to them through carriers (sealed, they leave with
+//! their time limit, and name their key); this user's mailbox's contact
+//! record of them (it is not told); the files saved from the
+//! conversation (they are the user's files now).
+//!
+//! Rows written into their groups by this device's own writes that read
+//! the list before the deletion and write after it (a text sent that
+//! moment, a read mark, a reach record, a carrying step) are not checked
+//! again, and stay until the contact is added again: the windows are a
+//! write's length.
 //!
 //! The contact list is published without them *before* the rows go, so a
 //! session storing a batch for them (checked on the writer thread, against
@@ -25,6 +35,7 @@
 
 use std::sync::Arc;
 
+use rand_core::{CryptoRng, RngCore};
 use redb::{TableDefinition, WriteTransaction};
 use strand_sync::GroupId;
 
@@ -44,6 +55,10 @@ pub struct Deleted {
     /// Messages of the 1:1 conversation deleted (texts, files' parts,
     /// records), not counting the carrying pool's envelopes.
     pub messages: u64,
+    /// Their 1:1 group and carrying pool.
+    pub groups: [GroupId; 2],
+    /// If they were a contact's mailbox: that contact (signing key).
+    pub mailbox_of: Option<[u8; 32]>,
 }
 
 impl Profile {
@@ -54,7 +69,11 @@ impl Profile {
     /// them again starts an empty conversation (what they still hold syncs
     /// back). Refused on a mailbox for its owner (a mailbox is its owner's
     /// device: wipe it instead). On any error nothing changes.
-    pub fn delete_contact(&self, name: &str) -> Result<Deleted, ProfileError> {
+    pub fn delete_contact(
+        &self,
+        name: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Deleted, ProfileError> {
         let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
         let book = self.book();
         let Some((record, contact)) = book
@@ -78,6 +97,11 @@ impl Profile {
         let record = record.clone();
         let groups = [contact.direct_group().id, contact.pool.id];
         let id = self.contact_id(&record.public.sign);
+        let prefs = self.sealed_preferences_unmuting(&groups[0].0, rng)?;
+        let mailbox_of = match record.mailbox {
+            true => self.mailbox_owner_of(&id)?,
+            false => None,
+        };
 
         // Gone from the list first (see the module docs); back if the
         // store refused.
@@ -104,6 +128,11 @@ impl Profile {
             if own_mailbox {
                 meta_rows.remove(meta::MAILBOX).map_err(db_error)?;
             }
+            if let Some(prefs) = &prefs {
+                meta_rows
+                    .insert(meta::PREFS, &prefs[..])
+                    .map_err(db_error)?;
+            }
             drop(meta_rows);
             let [direct, pool] = groups;
             let messages = delete_group(txn, &direct).map_err(db_error)?;
@@ -114,6 +143,8 @@ impl Profile {
             Ok(messages) => Ok(Deleted {
                 contact: record,
                 messages,
+                groups,
+                mailbox_of,
             }),
             Err(e) => {
                 *self.inner.book.write().expect("book lock") = book;
@@ -187,7 +218,7 @@ mod tests {
         batch.verify(now);
         assert!(batch.iter().all(|i| *i.verdict() == Verdict::Valid));
 
-        p.delete_contact("Bob").unwrap();
+        p.delete_contact("Bob", rng).unwrap();
         let (batch, declined) = p
             .store_batch(batch, &Ledger::default(), &Budgets::default(), now)
             .unwrap();

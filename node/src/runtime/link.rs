@@ -631,11 +631,16 @@ impl Pump {
         if self.node.events.receiver_count() == 0 {
             return;
         }
-        let (Some((_, _, groups)), Some(name)) = (&self.contact, self.contact_name()) else {
+        let Some((_, _, groups)) = &self.contact else {
             return;
         };
         let direct = groups.first().is_some_and(|g| g.id == group);
         let (contact, group_name, text) = if direct {
+            // Deleted since (this batch was stored just before): nothing
+            // of theirs is told.
+            let Some(name) = self.contact_name() else {
+                return;
+            };
             let text = groups
                 .first()
                 .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
@@ -671,18 +676,17 @@ impl Pump {
     /// Whom notices of this device's messages on this link name (by their
     /// name now: the user may have renamed them since the session came
     /// up), and the carrying pool with them, whose messages are no one's
-    /// conversation and get none.
+    /// conversation and get none. `None` once they are deleted: their
+    /// conversation is gone, and the name may be given to someone else.
     fn notices(&self) -> Option<(String, Option<GroupId>)> {
-        let (public, name, _) = self.contact.as_ref()?;
+        let (public, _, _) = self.contact.as_ref()?;
         let book = self.node.profile.book();
-        match book.sync_contact(public) {
-            Some((record, c)) => Some((record.name.clone(), Some(c.pool.id))),
-            None => Some((name.clone(), None)),
-        }
+        let (record, c) = book.sync_contact(public)?;
+        Some((record.name.clone(), Some(c.pool.id)))
     }
 
     /// The contact's name now (the user may have renamed them since the
-    /// session came up), or the one it came up with if they are gone.
+    /// session came up); `None` once they are deleted.
     fn contact_name(&self) -> Option<String> {
         self.notices().map(|(name, _)| name)
     }

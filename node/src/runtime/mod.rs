@@ -880,17 +880,36 @@ impl Node {
     pub async fn delete_contact(&self, contact: &str) -> Result<crate::Deleted, ProfileError> {
         let profile = self.shared.profile.clone();
         let name = contact.to_owned();
-        let deleted = tokio::task::spawn_blocking(move || profile.delete_contact(&name))
-            .await
-            .map_err(|_| ProfileError::Closed)??;
+        let mut rng = self.shared.rng();
+        let now = self.shared.clock.now();
+        let (deleted, newer) = tokio::task::spawn_blocking(move || {
+            let deleted = profile.delete_contact(&name, &mut rng)?;
+            // A contact's mailbox deleted: the newer one they named, if
+            // any, is theirs now.
+            let newer = match &deleted.mailbox_of {
+                Some(owner) => profile
+                    .take_newer_mailbox(owner, &deleted.contact.public, now, &mut rng)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("a contact's newer mailbox not taken: {e}");
+                        Vec::new()
+                    }),
+                None => Vec::new(),
+            };
+            Ok::<_, ProfileError>((deleted, newer))
+        })
+        .await
+        .map_err(|_| ProfileError::Closed)??;
         let public = deleted.contact.public;
         self.shared.registry.forget(&public);
         // What the ledger counted of their conversation is gone.
-        self.shared.ledger.forget();
+        self.shared.ledger.drop_scopes(&deleted.groups);
         self.clone().reach_record(public).await;
         let _ = self.shared.events.send(NodeEvent::ContactDeleted {
             name: deleted.contact.name.clone(),
         });
+        if !newer.is_empty() {
+            self.contacts_added(&newer).await;
+        }
         Ok(deleted)
     }
 

@@ -66,6 +66,12 @@ fn deleting_a_contact_takes_the_conversation_and_nothing_else() {
     p.mark_read("Bob", keys.last().unwrap()).unwrap();
     p.create_group("desk", &["Bob".into(), "Carol".into()], NOW + 13, rng)
         .unwrap();
+    let mute = |name: &str| strand_node::PreferenceChange::MuteContact {
+        name: name.into(),
+        muted: true,
+    };
+    p.change_preferences(&[mute("Bob"), mute("Carol")], rng)
+        .unwrap();
     assert!(p.next_expiry().unwrap().is_some());
     let bob_group = group_with(&p, &bob);
     let held = rows(&p, &bob_group);
@@ -73,12 +79,12 @@ fn deleting_a_contact_takes_the_conversation_and_nothing_else() {
     let before = p.contacts();
 
     assert!(matches!(
-        p.delete_contact("Nobody"),
+        p.delete_contact("Nobody", &mut os_rng()),
         Err(ProfileError::UnknownContact(_))
     ));
     assert_eq!(p.contacts(), before, "nothing changed");
 
-    let deleted = p.delete_contact("Bob").unwrap();
+    let deleted = p.delete_contact("Bob", &mut os_rng()).unwrap();
     assert_eq!(deleted.contact.name, "Bob");
     assert_eq!(deleted.messages, held);
     let names = |p: &Profile| -> Vec<String> { p.contacts().into_iter().map(|c| c.name).collect() };
@@ -113,6 +119,54 @@ fn deleting_a_contact_takes_the_conversation_and_nothing_else() {
         .find(|s| s.name == "Bob")
         .unwrap();
     assert_eq!((summary.unread, summary.last.is_none()), (0, true));
+    // His mute went with him; Carol's stays.
+    let prefs = p.preferences().unwrap();
+    assert_eq!(prefs.muted_contacts, ["Carol"]);
+}
+
+/// `eve` names one more mailbox device (the `n`th) in her conversation
+/// with `ann`, and `ann` imports it from Eve's drive. Returns the device's
+/// keys.
+fn eve_names_a_mailbox(
+    tmp: &std::path::Path,
+    eve: &Profile,
+    ann: &Profile,
+    n: u64,
+) -> strand_sync::PublicIdentity {
+    let now = strand_node::now();
+    let eve_id = eve.identity();
+    let group = group_with(eve, &ann.identity());
+    let device = Identity::generate("device", &mut os_rng()).unwrap();
+    let proof = strand_sync::mailbox_proof(&device, &eve_id.public());
+    let body = strand_sync::encode_mailbox(Some((&device.invite(), &proof)));
+    let msg = Message::create(
+        &eve_id,
+        &group,
+        now + n,
+        Kind::MAILBOX,
+        &body,
+        &mut os_rng(),
+    )
+    .unwrap();
+    let mut store = eve.store().unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let drive = tmp.join(format!("for-ann-{n}"));
+    eve.export_bundle("ann", &drive, now, &mut os_rng())
+        .unwrap();
+    ann.import_bundle(&drive, &strand_node::Budgets::default(), now, &mut os_rng())
+        .unwrap();
+    device.public()
+}
+
+/// The contacts of `p` that are mailboxes.
+fn mailboxes(p: &Profile) -> Vec<(String, strand_sync::PublicIdentity)> {
+    p.contacts()
+        .into_iter()
+        .filter(|c| c.mailbox)
+        .map(|c| (c.name, c.public))
+        .collect()
 }
 
 /// Deleting a mailbox lets its owner name another; a mailbox device
@@ -124,50 +178,16 @@ fn a_deleted_mailbox_leaves_room_for_another() {
     let (ann, eve) = (profile(tmp.path(), "ann"), profile(tmp.path(), "eve"));
     befriend(&ann, &eve);
     let now = strand_node::now();
-    let eve_id = eve.identity();
-    let group = group_with(&eve, &ann.identity());
-    let budgets = strand_node::Budgets::default();
-    let mut named = 0u64;
-    let mut eve_names_a_mailbox = || {
-        let device = Identity::generate("device", &mut os_rng()).unwrap();
-        let proof = strand_sync::mailbox_proof(&device, &eve_id.public());
-        let body = strand_sync::encode_mailbox(Some((&device.invite(), &proof)));
-        named += 1;
-        let msg = Message::create(
-            &eve_id,
-            &group,
-            now + named,
-            Kind::MAILBOX,
-            &body,
-            &mut os_rng(),
-        )
-        .unwrap();
-        let mut store = eve.store().unwrap();
-        store.insert(&group.id, &msg).unwrap();
-        store.commit().unwrap();
-        drop(store);
-        let drive = tmp.path().join(format!("for-ann-{named}"));
-        eve.export_bundle("ann", &drive, now, &mut os_rng())
-            .unwrap();
-        ann.import_bundle(&drive, &budgets, now, &mut os_rng())
-            .unwrap();
-        device.public()
-    };
-    let mailboxes = |p: &Profile| -> Vec<strand_sync::PublicIdentity> {
-        p.contacts()
-            .into_iter()
-            .filter(|c| c.mailbox)
-            .map(|c| c.public)
-            .collect()
-    };
-    let first = eve_names_a_mailbox();
-    assert_eq!(mailboxes(&ann), [first]);
-    eve_names_a_mailbox();
-    assert_eq!(mailboxes(&ann), [first], "one per contact");
-    ann.delete_contact("eve's mailbox").unwrap();
+    let named = |n| eve_names_a_mailbox(tmp.path(), &eve, &ann, n);
+    let box_of_eve = |public| vec![("eve's mailbox".to_owned(), public)];
+    let first = named(1);
+    assert_eq!(mailboxes(&ann), box_of_eve(first));
+    named(2);
+    assert_eq!(mailboxes(&ann), box_of_eve(first), "one per contact");
+    ann.delete_contact("eve's mailbox", &mut os_rng()).unwrap();
     assert!(mailboxes(&ann).is_empty());
-    let second = eve_names_a_mailbox();
-    assert_eq!(mailboxes(&ann), [second], "room for another");
+    let third = named(3);
+    assert_eq!(mailboxes(&ann), box_of_eve(third), "room for another");
 
     // A mailbox device and its owner.
     let owner = profile(tmp.path(), "owen");
@@ -176,13 +196,15 @@ fn a_deleted_mailbox_leaves_room_for_another() {
     mailbox
         .become_mailbox(&owner.identity().invite(), &settings, now, &mut os_rng())
         .unwrap();
-    let err = mailbox.delete_contact("owen").unwrap_err();
+    let err = mailbox.delete_contact("owen", &mut os_rng()).unwrap_err();
     assert!(err.to_string().contains("mailbox"), "{err}");
     assert_eq!(mailbox.contacts().len(), 1, "nothing changed");
     let code = mailbox.mailbox_code().unwrap().unwrap();
     owner.pair_mailbox(&code, now, &mut os_rng()).unwrap();
     assert!(owner.mailbox().unwrap().is_some());
-    owner.delete_contact(strand_node::MAILBOX_NAME).unwrap();
+    owner
+        .delete_contact(strand_node::MAILBOX_NAME, &mut os_rng())
+        .unwrap();
     assert!(owner.mailbox().unwrap().is_none(), "the pairing went too");
     let other = profile(tmp.path(), "box2");
     other
@@ -194,6 +216,36 @@ fn a_deleted_mailbox_leaves_room_for_another() {
         owner.mailbox().unwrap().map(|m| m.public),
         Some(other.identity().public())
     );
+}
+
+/// Eve moves to a new mailbox: its record reaches Ann while she still has
+/// Eve's old one, and is refused (one per contact). When Ann deletes the
+/// old one, her node takes the new one; deleting that takes back neither
+/// (the one she deleted first is not Eve's newest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_who_changed_mailboxes_is_followed_once_the_old_one_is_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, eve) = (profile(tmp.path(), "ann"), profile(tmp.path(), "eve"));
+    befriend(&ann, &eve);
+    let old = eve_names_a_mailbox(tmp.path(), &eve, &ann, 1);
+    let new = eve_names_a_mailbox(tmp.path(), &eve, &ann, 2);
+    let box_of_eve = |public| vec![("eve's mailbox".to_owned(), public)];
+    assert_eq!(mailboxes(&ann), box_of_eve(old));
+    let hub = strand_transport::memory::Hub::new();
+    let node = crate::hub::start(ann.clone(), &hub).await;
+    let mut events = node.subscribe();
+    node.delete_contact("eve's mailbox").await.unwrap();
+    assert_eq!(mailboxes(&ann), box_of_eve(new));
+    let added = loop {
+        match events.recv().await.unwrap() {
+            NodeEvent::ContactAdded { name } => break name,
+            _ => continue,
+        }
+    };
+    assert_eq!(added, "eve's mailbox");
+    node.delete_contact("eve's mailbox").await.unwrap();
+    assert!(mailboxes(&ann).is_empty());
+    node.shutdown().await;
 }
 
 fn loopback() -> Option<LanConfig> {
