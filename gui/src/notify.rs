@@ -172,15 +172,27 @@ impl Notifier {
         }
     }
 
-    /// A contact was deleted: notifications already shown of them open
-    /// nothing (a click would otherwise open whoever is given the name
-    /// next).
+    /// A contact was deleted: notifications already shown of them are
+    /// taken off the screen (their texts are gone) and open nothing (a
+    /// click would otherwise open whoever is given the name next).
     pub fn deleted(&self, name: &str) {
         let gone = Target::Contact(name.to_owned());
+        let mut closing = Vec::new();
         self.shown
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(_, target)| *target != gone);
+            .retain(|(id, target)| {
+                let theirs = *target == gone;
+                if theirs {
+                    closing.push(*id);
+                }
+                !theirs
+            });
+        for id in closing {
+            if let Err(e) = self.service.call::<_, _, ()>("CloseNotification", &(id,)) {
+                tracing::debug!("a notification not closed: {e}");
+            }
+        }
     }
 
     /// Puts `count` on the app's icon (none at 0), through the launcher

@@ -26,6 +26,8 @@ type Shown = Arc<Mutex<Vec<(u32, String, String, Vec<String>)>>>;
 
 struct Server {
     shown: Shown,
+    /// Ids the app asked to close.
+    closed: Arc<Mutex<Vec<u32>>>,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
@@ -52,7 +54,9 @@ impl Server {
         vec!["body".into(), "actions".into()]
     }
 
-    fn close_notification(&self, _id: u32) {}
+    fn close_notification(&self, id: u32) {
+        self.closed.lock().unwrap().push(id);
+    }
 
     fn get_server_information(&self) -> (String, String, String, String) {
         ("test".into(), "strand".into(), "1".into(), "1.2".into())
@@ -87,6 +91,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
     on_ui(|h| {
         let bus = Bus::start();
         let shown: Shown = Arc::default();
+        let closed: Arc<Mutex<Vec<u32>>> = Arc::default();
         let server = zbus::blocking::connection::Builder::address(bus.address.as_str())
             .unwrap()
             .name(NAME)
@@ -95,6 +100,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
                 PATH,
                 Server {
                     shown: shown.clone(),
+                    closed: closed.clone(),
                 },
             )
             .unwrap()
@@ -203,6 +209,14 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         conv.invoke_delete_contact();
         assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()
             && gui.contacts().is_empty()));
+        // Every notification of his is taken off the screen.
+        let all: Vec<u32> = shown.lock().unwrap().iter().map(|n| n.0).collect();
+        assert_eq!(all.len(), 4);
+        assert!(h.pump_until(WAIT, || {
+            let mut c = closed.lock().unwrap().clone();
+            c.sort();
+            c == all
+        }));
         let newcomer = strand_sync::Identity::generate("Rob", &mut strand_node::os_rng()).unwrap();
         gui.ui
             .global::<strand_gui::AddContactAdapter>()

@@ -254,6 +254,30 @@ fn the_camera_button_shows_only_where_a_camera_is() {
     });
 }
 
+/// Alice's app with contacts Bob and Carol, Bob's conversation open.
+fn bob_open_beside_carol(h: &strand_gui::headless::Headless, root: &Path) -> Gui {
+    let gui = Gui::new(h, options(&root.join("profile")));
+    gui.create(h, "Alice");
+    let add = gui.ui.global::<AddContactAdapter>();
+    for name in ["Bob", "Carol"] {
+        let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+        add.invoke_add(who.invite().to_text().into(), name.into());
+    }
+    assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
+    let bob = gui.contacts().iter().position(|c| c.name == "Bob").unwrap();
+    gui.ui.global::<ContactsAdapter>().invoke_open(bob as i32);
+    let conv = gui.ui.global::<ConversationAdapter>();
+    assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
+    gui
+}
+
+/// The contacts' names, sorted.
+fn names(gui: &Gui) -> Vec<String> {
+    let mut n: Vec<String> = gui.contacts().iter().map(|c| c.name.to_string()).collect();
+    n.sort();
+    n
+}
+
 /// The contact's panel renames them: a name another contact has is
 /// refused there, saying why, and changes nothing; a free one renames
 /// them in the chat list and the open conversation.
@@ -261,23 +285,8 @@ fn the_camera_button_shows_only_where_a_camera_is() {
 fn a_contact_is_renamed_from_their_panel() {
     on_ui(|h| {
         let tmp = tempfile::tempdir().unwrap();
-        let gui = Gui::new(h, options(&tmp.path().join("profile")));
-        gui.create(h, "Alice");
-        let add = gui.ui.global::<AddContactAdapter>();
-        for name in ["Bob", "Carol"] {
-            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
-            add.invoke_add(who.invite().to_text().into(), name.into());
-        }
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
-        let names = |gui: &Gui| -> Vec<String> {
-            let mut n: Vec<String> = gui.contacts().iter().map(|c| c.name.to_string()).collect();
-            n.sort();
-            n
-        };
-        let bob = gui.contacts().iter().position(|c| c.name == "Bob").unwrap();
-        gui.ui.global::<ContactsAdapter>().invoke_open(bob as i32);
+        let gui = bob_open_beside_carol(h, tmp.path());
         let conv = gui.ui.global::<ConversationAdapter>();
-        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
 
         conv.invoke_rename_contact("Carol".into());
         assert!(h.pump_until(WAIT, || !conv.get_rename_error().is_empty()));
@@ -303,23 +312,8 @@ fn a_contact_is_deleted_from_their_panel() {
     use i_slint_backend_testing::{AccessibleRole, ElementHandle};
     on_ui(|h| {
         let tmp = tempfile::tempdir().unwrap();
-        let gui = Gui::new(h, options(&tmp.path().join("profile")));
-        gui.create(h, "Alice");
-        let add = gui.ui.global::<AddContactAdapter>();
-        for name in ["Bob", "Carol"] {
-            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
-            add.invoke_add(who.invite().to_text().into(), name.into());
-        }
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 2));
-        let names = |gui: &Gui| -> Vec<String> {
-            let mut n: Vec<String> = gui.contacts().iter().map(|c| c.name.to_string()).collect();
-            n.sort();
-            n
-        };
-        let bob = gui.contacts().iter().position(|c| c.name == "Bob").unwrap();
-        gui.ui.global::<ContactsAdapter>().invoke_open(bob as i32);
+        let gui = bob_open_beside_carol(h, tmp.path());
         let conv = gui.ui.global::<ConversationAdapter>();
-        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
         assert!(conv.invoke_send("before".into()));
         conv.set_verify_open(true);
         h.pump();

@@ -261,10 +261,13 @@ impl Registry {
         inner.progress.get(contact).copied().unwrap_or(0)
     }
 
-    /// A session with `contact` moved `n` messages.
+    /// A session with `contact` moved `n` messages (not counted once they
+    /// have no session here: a deleted contact's closing one).
     pub(crate) fn moved(&self, contact: &PublicIdentity, n: u64) {
         let mut inner = self.inner.lock().expect("registry lock");
-        *inner.progress.entry(*contact).or_default() += n;
+        if inner.sessions.values().any(|e| e.contact == *contact) {
+            *inner.progress.entry(*contact).or_default() += n;
+        }
     }
 
     /// Whether a session with `contact` is up now.

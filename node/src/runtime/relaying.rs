@@ -198,9 +198,18 @@ impl Node {
             }
             return;
         };
-        let offers_changed = tokio::task::spawn_blocking(move || reach.update(&profile, &record))
-            .await
-            .unwrap_or(false);
+        let offers_changed = tokio::task::spawn_blocking(move || {
+            let changed = reach.update(&profile, &record);
+            // Deleted while this read their record: the deletion's own
+            // forget may have come first (it runs after the list is
+            // published, so this sees the list without them).
+            if profile.book().sync_contact(&record.public).is_none() {
+                return reach.forget(&record.public) || changed;
+            }
+            changed
+        })
+        .await
+        .unwrap_or(false);
         if offers_changed {
             self.relays_changed(&[]).await;
         }

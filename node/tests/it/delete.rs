@@ -7,20 +7,13 @@ use std::time::Duration;
 
 use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError};
 use strand_sync::{Group, Identity, KeyRange, Kind, Message, Store, WriteStore};
-use strand_transport::LanConfig;
 
 use crate::hub::{befriend, profile};
+use crate::lan::{loopback, until};
 use crate::profile::new_profile;
+use crate::views::group_with;
 
 const NOW: u64 = 1_700_000_000_000;
-
-/// The 1:1 group of `from` with the profile's user.
-fn group_with(p: &Profile, from: &Identity) -> Group {
-    from.contact(&p.identity().public())
-        .unwrap()
-        .direct_group()
-        .clone()
-}
 
 /// Stores `n` texts from `from`, as sync would.
 fn receive(p: &Profile, from: &Identity, n: u64) {
@@ -246,31 +239,6 @@ async fn a_contact_who_changed_mailboxes_is_followed_once_the_old_one_is_deleted
     node.delete_contact("eve's mailbox").await.unwrap();
     assert!(mailboxes(&ann).is_empty());
     node.shutdown().await;
-}
-
-fn loopback() -> Option<LanConfig> {
-    Some(LanConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        ..LanConfig::default()
-    })
-}
-
-async fn until<F: FnMut(&NodeEvent) -> bool>(
-    rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
-    mut f: F,
-) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(e) = rx.recv().await {
-                if f(&e) {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("event within 60 s");
 }
 
 /// Two nodes on loopback: Alice deletes Bob mid-session. The session

@@ -5,7 +5,7 @@ use std::time::Duration;
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
 use strand_transport::LanConfig;
 
-fn loopback() -> Option<LanConfig> {
+pub(crate) fn loopback() -> Option<LanConfig> {
     Some(LanConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
@@ -13,7 +13,7 @@ fn loopback() -> Option<LanConfig> {
     })
 }
 
-async fn until<F: FnMut(&NodeEvent) -> bool>(
+pub(crate) async fn until<F: FnMut(&NodeEvent) -> bool>(
     rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
     mut f: F,
 ) {

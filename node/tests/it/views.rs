@@ -12,7 +12,7 @@ use strand_sync::{Group, Identity, Key, Kind, Message, WriteStore};
 const NOW: u64 = 1_700_000_000_000;
 
 /// The 1:1 group of `from` with the profile's user.
-fn group_with(p: &Profile, from: &Identity) -> Group {
+pub(crate) fn group_with(p: &Profile, from: &Identity) -> Group {
     from.contact(&p.identity().public())
         .unwrap()
         .direct_group()
