@@ -391,6 +391,8 @@ impl Profile {
         // What expired while the profile was closed goes before anything
         // can read or sync it.
         profile.sweep_expired(crate::profile::now())?;
+        // Once: whose each mailbox from an older Strand is.
+        profile.find_mailbox_owners(&mut crate::profile::os_rng())?;
         Ok(profile)
     }
 

@@ -17,8 +17,8 @@
 use rand_core::{CryptoRng, RngCore};
 use strand_sync::{
     decode_mailbox, decode_mailbox_code, decode_mailbox_contacts, encode_mailbox,
-    encode_mailbox_code, encode_mailbox_contacts, mailbox_proof, GroupId, Invite, Key, Kind,
-    MailboxProof, Message, PublicIdentity, Time,
+    encode_mailbox_code, encode_mailbox_contacts, mailbox_proof, Contact, GroupId, Invite, Key,
+    Kind, MailboxProof, Message, PublicIdentity, Time,
 };
 
 use crate::profile::db_error;
@@ -35,6 +35,10 @@ const ROLE_MAILBOX_FOR: &str = "strand/v2/mailbox-for";
 const MAILBOX_FOR: &str = "mailbox-for/";
 /// Just past every [`MAILBOX_FOR`] key (`0` follows `/`).
 const MAILBOX_FOR_END: &str = "mailbox-for0";
+/// Set once every mailbox a contact named has its [`MAILBOX_FOR`] row
+/// ([`Profile::find_mailbox_owners`]). Outside their range (`-` comes
+/// before `/`).
+const MAILBOX_FOR_DONE: &str = "mailbox-for-done";
 
 /// What a contact being added is.
 #[derive(Clone, Copy)]
@@ -291,6 +295,47 @@ impl Profile {
             .map_err(|_| ProfileError::Corrupt("whose mailbox a contact is".into()))
     }
 
+    /// The mailbox records `contact` wrote in their 1:1 conversation, oldest
+    /// first: each one's key, and the mailbox it names (`None` for a record
+    /// that names none or does not read).
+    fn mailboxes_named(
+        &self,
+        contact: &Contact,
+    ) -> Result<Vec<(Key, Option<Invite>)>, ProfileError> {
+        use std::ops::ControlFlow;
+        use strand_sync::{KeyRange, Store};
+        let group = contact.direct_group();
+        let view = self.read_view()?;
+        let mut keys = Vec::new();
+        view.scan(&group.id, &KeyRange::ALL, &mut |k| {
+            keys.push(*k);
+            ControlFlow::Continue(())
+        })
+        .map_err(db_error)?;
+        let mut named = Vec::new();
+        for key in keys {
+            if view.kind(&group.id, &key).map_err(db_error)? != Some(Kind::MAILBOX) {
+                continue;
+            }
+            let Some(bytes) = view.get(&group.id, &key).map_err(db_error)? else {
+                continue;
+            };
+            let Ok(msg) = Message::decode(bytes) else {
+                continue;
+            };
+            if msg.author() != contact.public.sign {
+                continue;
+            }
+            let invite = msg
+                .open(group)
+                .ok()
+                .and_then(|body| decode_mailbox(&body, &contact.public).ok().flatten())
+                .map(|(invite, _)| invite);
+            named.push((key, invite));
+        }
+        Ok(named)
+    }
+
     /// After the mailbox `gone` of the contact `owner` was deleted: the
     /// newest mailbox `owner` named, if it is another, is taken as theirs
     /// now (it was refused while they had one). A contact who changed
@@ -303,8 +348,6 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<ContactRecord>, ProfileError> {
-        use std::ops::ControlFlow;
-        use strand_sync::{KeyRange, Store};
         let book = self.book();
         let Some((_, contact)) = book
             .records
@@ -314,41 +357,80 @@ impl Profile {
         else {
             return Ok(Vec::new());
         };
-        let group = contact.direct_group().clone();
-        let view = self.read_view()?;
-        let mut keys = Vec::new();
-        view.scan(&group.id, &KeyRange::ALL, &mut |k| {
-            keys.push(*k);
-            ControlFlow::Continue(())
-        })
-        .map_err(db_error)?;
-        for key in keys.iter().rev() {
-            if view.kind(&group.id, key).map_err(db_error)? != Some(Kind::MAILBOX) {
-                continue;
+        match self.mailboxes_named(contact)?.pop() {
+            // Their newest names another: theirs now.
+            Some((key, Some(invite))) if invite.public != *gone => {
+                self.take_mailbox_record(&contact.direct_group().id, &key, now, rng)
             }
-            let Some(bytes) = view.get(&group.id, key).map_err(db_error)? else {
-                continue;
-            };
-            let Ok(msg) = Message::decode(bytes) else {
-                continue;
-            };
-            if msg.author() != *owner {
-                continue;
-            }
-            let named = msg
-                .open(&group)
-                .ok()
-                .and_then(|body| decode_mailbox(&body, &contact.public).ok().flatten());
-            return match named {
-                // Their newest names the one deleted, or no mailbox.
-                Some((invite, _)) if invite.public != *gone => {
-                    drop(view);
-                    self.take_mailbox_record(&group.id, key, now, rng)
-                }
-                _ => Ok(Vec::new()),
-            };
+            // It names the one deleted, or none; or they never named one.
+            _ => Ok(Vec::new()),
         }
-        Ok(Vec::new())
+    }
+
+    /// Once per profile: gives each contact's mailbox added by a Strand
+    /// from before `mailbox-for/` rows were kept the row that says whose
+    /// it is, found by the record that named it (which only that contact
+    /// could have written: the mailbox's proof names them). One not found
+    /// is left to be known by its name, as before.
+    pub(crate) fn find_mailbox_owners(
+        &self,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        use redb::ReadableDatabase;
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let meta = match txn.open_table(crate::profile::schema::META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(db_error(e)),
+        };
+        if meta.get(MAILBOX_FOR_DONE).map_err(db_error)?.is_some() {
+            return Ok(());
+        }
+        let mut rows = std::collections::HashSet::new();
+        for entry in meta.range(MAILBOX_FOR..MAILBOX_FOR_END).map_err(db_error)? {
+            let (k, _) = entry.map_err(db_error)?;
+            rows.insert(k.value().to_owned());
+        }
+        drop((meta, txn));
+        let own = self.mailbox()?.map(|m| m.public);
+        let book = self.book();
+        let legacy: Vec<&ContactRecord> = book
+            .records
+            .iter()
+            .filter(|r| r.mailbox && Some(r.public) != own)
+            .filter(|r| !rows.contains(&mailbox_for_key(&self.contact_id(&r.public.sign))))
+            .collect();
+        let mut found = Vec::new();
+        if !legacy.is_empty() {
+            for (record, contact) in book.records.iter().zip(&book.sync) {
+                if record.mailbox {
+                    continue;
+                }
+                for (_, invite) in self.mailboxes_named(contact)? {
+                    let Some(invite) = invite else { continue };
+                    if let Some(m) = legacy.iter().find(|m| m.public == invite.public) {
+                        let id = self.contact_id(&m.public.sign);
+                        found.push(self.sealed_mailbox_for(&id, &contact.public, rng));
+                    }
+                }
+            }
+        }
+        let n = found.len();
+        self.write_txn(move |txn| {
+            let mut meta = txn
+                .open_table(crate::profile::schema::META)
+                .map_err(db_error)?;
+            for (key, sealed) in &found {
+                meta.insert(key.as_str(), &sealed[..]).map_err(db_error)?;
+            }
+            meta.insert(MAILBOX_FOR_DONE, &[1u8][..])
+                .map_err(db_error)?;
+            Ok(())
+        })?;
+        if n > 0 {
+            tracing::info!("found whose {n} mailbox(es) added by an older Strand are");
+        }
+        Ok(())
     }
 
     /// The META row that says the contact `mailbox` (by keyed id) is
@@ -485,7 +567,58 @@ fn fit_name(base: &str, suffix: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::fit_name;
+    use super::*;
+
+    /// A contact's mailbox added by a Strand from before `mailbox-for/`
+    /// rows were kept (no row, no mark) gets its row at the next start,
+    /// from the record that named it, so one mailbox per contact holds by
+    /// key for it too. Before, it was known by its name only, and a rename
+    /// let the contact name one more.
+    #[test]
+    fn a_mailbox_from_an_older_strand_is_found_by_its_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, group) = crate::profile::alice_with_bob(&dir);
+        let device = strand_sync::Identity::generate("device", rng).unwrap();
+        let proof = mailbox_proof(&device, &bob.public());
+        let body = encode_mailbox(Some((&device.invite(), &proof)));
+        let msg = Message::create(&bob, &group, now, Kind::MAILBOX, &body, rng).unwrap();
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &group.id, &msg).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let added = p
+            .take_mailbox_record(&group.id, &msg.key(), now, rng)
+            .unwrap();
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].name, "Bob's mailbox");
+        assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
+
+        // As an older Strand left it.
+        let id = p.contact_id(&device.public().sign);
+        p.write_txn(move |txn| {
+            let mut meta = txn
+                .open_table(crate::profile::schema::META)
+                .map_err(db_error)?;
+            meta.remove(mailbox_for_key(&id).as_str())
+                .map_err(db_error)?;
+            meta.remove(MAILBOX_FOR_DONE).map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(p.contacts_with_a_mailbox().unwrap().is_empty());
+        drop(p);
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
+        // Marked done: later starts do not look again.
+        use redb::ReadableDatabase;
+        let txn = p.db().unwrap().begin_read().unwrap();
+        let meta = txn.open_table(crate::profile::schema::META).unwrap();
+        assert!(meta.get(MAILBOX_FOR_DONE).unwrap().is_some());
+    }
 
     /// A long name that ends in an emoji sequence makes a name that
     /// passes the naming rules wherever it is cut: cut inside 👨‍👩‍👧 or a
