@@ -110,7 +110,7 @@ impl Changes {
             }
             // The new group's form and the open group's "add" list offer
             // contacts (the chats list is read at every refresh).
-            NodeEvent::GroupsChanged | NodeEvent::ContactAdded { .. } => self.groups = true,
+            NodeEvent::GroupsChanged | NodeEvent::ContactsAdded { .. } => self.groups = true,
             // Member lists name contacts by the user's word for them.
             NodeEvent::ContactRenamed { from, to } => {
                 // What was gathered before it is of the contact under the

@@ -172,9 +172,11 @@ impl Notifier {
         }
     }
 
-    /// A contact was deleted: notifications already shown of them are
-    /// taken off the screen (their texts are gone) and open nothing (a
-    /// click would otherwise open whoever is given the name next).
+    /// A contact was deleted: notifications of them still remembered (the
+    /// last [`REMEMBERED`]) are taken off the screen (their texts are
+    /// gone) and open nothing (a click would otherwise open whoever is
+    /// given the name next). A summary that opens their conversation goes
+    /// too, though it counted others' messages as well.
     pub fn deleted(&self, name: &str) {
         let gone = Target::Contact(name.to_owned());
         let mut closing = Vec::new();

@@ -391,8 +391,11 @@ impl Profile {
         // What expired while the profile was closed goes before anything
         // can read or sync it.
         profile.sweep_expired(crate::profile::now())?;
-        // Once: whose each mailbox from an older Strand is.
-        profile.find_mailbox_owners(&mut crate::profile::os_rng())?;
+        // Once: whose each mailbox from an older Strand is. Not a reason
+        // to refuse the profile: tried again at the next open.
+        if let Err(e) = profile.find_mailbox_owners(&mut crate::profile::os_rng()) {
+            tracing::warn!("finding whose older mailboxes are failed: {e}");
+        }
         Ok(profile)
     }
 
@@ -889,6 +892,12 @@ impl Profile {
             return Err(ProfileError::NameTaken(record.name.clone()));
         }
         let mailbox_for = match owner {
+            // Deleted while their record was read.
+            Some(owner) if !book.records.iter().any(|c| c.public == *owner) => {
+                return Err(ProfileError::UnknownContact(
+                    "the contact who named this mailbox".into(),
+                ))
+            }
             Some(owner) if self.contacts_with_a_mailbox()?.contains(&owner.sign) => {
                 return Err(ProfileError::Mailbox(
                     "this contact has named a mailbox already (one per contact)".into(),

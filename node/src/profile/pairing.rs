@@ -35,9 +35,9 @@ const ROLE_MAILBOX_FOR: &str = "strand/v2/mailbox-for";
 const MAILBOX_FOR: &str = "mailbox-for/";
 /// Just past every [`MAILBOX_FOR`] key (`0` follows `/`).
 const MAILBOX_FOR_END: &str = "mailbox-for0";
-/// Set once every mailbox a contact named has its [`MAILBOX_FOR`] row
-/// ([`Profile::find_mailbox_owners`]). Outside their range (`-` comes
-/// before `/`).
+/// Set once [`Profile::find_mailbox_owners`] has looked for every
+/// mailbox's [`MAILBOX_FOR`] row (those it did not find stay known by
+/// name). Outside their range (`-` comes before `/`).
 const MAILBOX_FOR_DONE: &str = "mailbox-for-done";
 
 /// What a contact being added is.
@@ -400,7 +400,8 @@ impl Profile {
             .filter(|r| r.mailbox && Some(r.public) != own)
             .filter(|r| !rows.contains(&mailbox_for_key(&self.contact_id(&r.public.sign))))
             .collect();
-        let mut found = Vec::new();
+        // Each legacy mailbox, with every contact whose record names it.
+        let mut owners: Vec<Vec<&ContactRecord>> = vec![Vec::new(); legacy.len()];
         if !legacy.is_empty() {
             for (record, contact) in book.records.iter().zip(&book.sync) {
                 if record.mailbox {
@@ -408,11 +409,29 @@ impl Profile {
                 }
                 for (_, invite) in self.mailboxes_named(contact)? {
                     let Some(invite) = invite else { continue };
-                    if let Some(m) = legacy.iter().find(|m| m.public == invite.public) {
-                        let id = self.contact_id(&m.public.sign);
-                        found.push(self.sealed_mailbox_for(&id, &contact.public, rng));
+                    if let Some(i) = legacy.iter().position(|m| m.public == invite.public) {
+                        if !owners[i].contains(&record) {
+                            owners[i].push(record);
+                        }
                     }
                 }
+            }
+        }
+        // A mailbox that proved itself to two contacts (a hostile one can)
+        // goes to the one it is named after, as the older Strand added
+        // it; if neither, to no one (known by name as before).
+        let mut found = Vec::new();
+        for (m, named_by) in legacy.iter().zip(&owners) {
+            let owner = match named_by[..] {
+                [one] => Some(one),
+                _ => named_by
+                    .iter()
+                    .copied()
+                    .find(|o| fit_name(&o.name, "'s mailbox") == m.name),
+            };
+            if let Some(owner) = owner {
+                let id = self.contact_id(&m.public.sign);
+                found.push(self.sealed_mailbox_for(&id, &owner.public, rng));
             }
         }
         let n = found.len();
@@ -618,6 +637,62 @@ mod tests {
         let txn = p.db().unwrap().begin_read().unwrap();
         let meta = txn.open_table(crate::profile::schema::META).unwrap();
         assert!(meta.get(MAILBOX_FOR_DONE).unwrap().is_some());
+    }
+
+    /// A mailbox device that proved itself to two contacts (Bob and Carol
+    /// both named it; a hostile device can), added by an older Strand as
+    /// Bob's (he named it first): the pass gives it to Bob, whose name it
+    /// bears. Before, the last contact read (Carol) got it, so Bob could
+    /// name another and Carol none.
+    #[test]
+    fn an_older_mailbox_named_by_two_goes_to_the_one_it_is_named_after() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, bob_group) = crate::profile::alice_with_bob(&dir);
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
+        let carol_group = carol
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        let device = strand_sync::Identity::generate("device", rng).unwrap();
+        let mut keys = Vec::new();
+        for (who, group, at) in [(&bob, &bob_group, now), (&carol, &carol_group, now + 1)] {
+            let proof = mailbox_proof(&device, &who.public());
+            let body = encode_mailbox(Some((&device.invite(), &proof)));
+            let msg = Message::create(who, group, at, Kind::MAILBOX, &body, rng).unwrap();
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &group.id, &msg).unwrap();
+            store.commit().unwrap();
+            keys.push((group.id, msg.key()));
+        }
+        for (group, key) in &keys {
+            p.take_mailbox_record(group, key, now, rng).unwrap();
+        }
+        let boxes: Vec<String> = p
+            .contacts()
+            .into_iter()
+            .filter(|c| c.mailbox)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(boxes, ["Bob's mailbox"]);
+        let id = p.contact_id(&device.public().sign);
+        p.write_txn(move |txn| {
+            let mut meta = txn
+                .open_table(crate::profile::schema::META)
+                .map_err(db_error)?;
+            meta.remove(mailbox_for_key(&id).as_str())
+                .map_err(db_error)?;
+            meta.remove(MAILBOX_FOR_DONE).map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        drop(p);
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
     }
 
     /// A long name that ends in an emoji sequence makes a name that

@@ -157,6 +157,38 @@ impl Stored {
     }
 }
 
+/// Takes the mute of conversation `id` out of the preferences in `txn`,
+/// as they are in it (a contact being deleted: added again, they start
+/// unmuted). `root` seals them again.
+pub(crate) fn unmute_in(
+    txn: &redb::WriteTransaction,
+    root: &[u8; 32],
+    id: &[u8; 32],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<(), ProfileError> {
+    use crate::profile::crypto::{open, seal};
+    use crate::profile::db_error;
+    use redb::ReadableTable;
+    let mut meta = txn
+        .open_table(crate::profile::schema::META)
+        .map_err(db_error)?;
+    let Some(sealed) = meta
+        .get(meta::PREFS)
+        .map_err(db_error)?
+        .map(|v| v.value().to_vec())
+    else {
+        return Ok(());
+    };
+    let plain = open(root, ROLE_PREFS, &sealed)
+        .ok_or_else(|| ProfileError::Corrupt(format!("`{}` does not decrypt", meta::PREFS)))?;
+    let mut stored = Stored::decode(&plain)?;
+    if stored.muted.remove(id) {
+        let sealed = seal(root, ROLE_PREFS, &stored.encode(), rng);
+        meta.insert(meta::PREFS, &sealed[..]).map_err(db_error)?;
+    }
+    Ok(())
+}
+
 impl Profile {
     fn stored_preferences(&self) -> Result<Stored, ProfileError> {
         match self.meta_sealed(meta::PREFS, ROLE_PREFS)? {
@@ -245,26 +277,6 @@ impl Profile {
             }
         }
         Ok(())
-    }
-
-    /// The preferences without the mute of conversation `id`, sealed as
-    /// the `prefs` row holds them, if it was muted (a contact being
-    /// deleted: added again, they start unmuted).
-    pub(crate) fn sealed_preferences_unmuting(
-        &self,
-        id: &[u8; 32],
-        rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Option<Vec<u8>>, ProfileError> {
-        let mut stored = self.stored_preferences()?;
-        if !stored.muted.remove(id) {
-            return Ok(None);
-        }
-        Ok(Some(crate::profile::crypto::seal(
-            self.root(),
-            ROLE_PREFS,
-            &stored.encode(),
-            rng,
-        )))
     }
 
     /// The id muting keeps for a conversation.

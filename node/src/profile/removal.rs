@@ -97,7 +97,13 @@ impl Profile {
         let record = record.clone();
         let groups = [contact.direct_group().id, contact.pool.id];
         let id = self.contact_id(&record.public.sign);
-        let prefs = self.sealed_preferences_unmuting(&groups[0].0, rng)?;
+        let root = zeroize::Zeroizing::new(*self.root());
+        let mut seal_rng = {
+            use rand_core::SeedableRng;
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            rand_chacha::ChaCha20Rng::from_seed(seed)
+        };
         let mailbox_of = match record.mailbox {
             true => self.mailbox_owner_of(&id)?,
             false => None,
@@ -128,12 +134,9 @@ impl Profile {
             if own_mailbox {
                 meta_rows.remove(meta::MAILBOX).map_err(db_error)?;
             }
-            if let Some(prefs) = &prefs {
-                meta_rows
-                    .insert(meta::PREFS, &prefs[..])
-                    .map_err(db_error)?;
-            }
             drop(meta_rows);
+            // As the preferences are now, not as read before this ran.
+            crate::profile::prefs::unmute_in(txn, &root, &groups[0].0, &mut seal_rng)?;
             let [direct, pool] = groups;
             let messages = delete_group(txn, &direct).map_err(db_error)?;
             delete_group(txn, &pool).map_err(db_error)?;

@@ -341,7 +341,12 @@ impl Pump {
             writer.abort();
         }
         let error = self.closed.take().flatten();
-        if let Some(name) = self.contact_name() {
+        // Told under the name it came up with if the contact was deleted
+        // since: what said it was up hears it is over.
+        let name = self
+            .contact_name()
+            .or_else(|| self.contact.as_ref().map(|(_, name, _)| name.clone()));
+        if let Some(name) = name {
             tracing::debug!(contact = %name, stats = ?self.session.stats(), acknowledged = self.acknowledged, "session over");
             let _ = self.node.events.send(NodeEvent::Disconnected {
                 contact: name,

@@ -236,11 +236,13 @@ pub enum NodeEvent {
         /// Their new name.
         to: String,
     },
-    /// A contact was added (here, through the CLI, the app or another
-    /// window; or a mailbox, from a contact's record or a bundle).
-    ContactAdded {
-        /// Their name.
-        name: String,
+    /// Contacts were added (here, through the CLI, the app or another
+    /// window; a contact's mailbox, from their record or a bundle; on a
+    /// mailbox device, its owner's contacts, up to thousands at once): one
+    /// event for the lot.
+    ContactsAdded {
+        /// Their names.
+        names: Vec<String>,
     },
     /// The user deleted a contact and the conversation with them (here,
     /// through the CLI, the app or another window).

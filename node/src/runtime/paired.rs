@@ -53,9 +53,9 @@ impl Node {
 
     /// [`Node::contact_added`] for several at once (one carrying step).
     pub(crate) async fn contacts_added(&self, records: &[ContactRecord]) {
-        for r in records {
-            let _ = self.shared.events.send(NodeEvent::ContactAdded {
-                name: r.name.clone(),
+        if !records.is_empty() {
+            let _ = self.shared.events.send(NodeEvent::ContactsAdded {
+                names: records.iter().map(|r| r.name.clone()).collect(),
             });
         }
         for r in records {

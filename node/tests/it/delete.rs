@@ -231,11 +231,11 @@ async fn a_contact_who_changed_mailboxes_is_followed_once_the_old_one_is_deleted
     assert_eq!(mailboxes(&ann), box_of_eve(new));
     let added = loop {
         match events.recv().await.unwrap() {
-            NodeEvent::ContactAdded { name } => break name,
+            NodeEvent::ContactsAdded { names } => break names,
             _ => continue,
         }
     };
-    assert_eq!(added, "eve's mailbox");
+    assert_eq!(added, ["eve's mailbox"]);
     node.delete_contact("eve's mailbox").await.unwrap();
     assert!(mailboxes(&ann).is_empty());
     node.shutdown().await;
