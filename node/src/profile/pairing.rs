@@ -588,6 +588,22 @@ fn fit_name(base: &str, suffix: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Takes away the `mailbox-for/` row of the contact `mailbox` and the
+    /// pass's mark, as a Strand from before the rows left a profile.
+    fn left_by_an_older_strand(p: &Profile, mailbox: &PublicIdentity) {
+        let id = p.contact_id(&mailbox.sign);
+        p.write_txn(move |txn| {
+            let mut meta = txn
+                .open_table(crate::profile::schema::META)
+                .map_err(db_error)?;
+            meta.remove(mailbox_for_key(&id).as_str())
+                .map_err(db_error)?;
+            meta.remove(MAILBOX_FOR_DONE).map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
     /// A contact's mailbox added by a Strand from before `mailbox-for/`
     /// rows were kept (no row, no mark) gets its row at the next start,
     /// from the record that named it, so one mailbox per contact holds by
@@ -616,17 +632,7 @@ mod tests {
         assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
 
         // As an older Strand left it.
-        let id = p.contact_id(&device.public().sign);
-        p.write_txn(move |txn| {
-            let mut meta = txn
-                .open_table(crate::profile::schema::META)
-                .map_err(db_error)?;
-            meta.remove(mailbox_for_key(&id).as_str())
-                .map_err(db_error)?;
-            meta.remove(MAILBOX_FOR_DONE).map_err(db_error)?;
-            Ok(())
-        })
-        .unwrap();
+        left_by_an_older_strand(&p, &device.public());
         assert!(p.contacts_with_a_mailbox().unwrap().is_empty());
         drop(p);
 
@@ -679,17 +685,7 @@ mod tests {
             .map(|c| c.name)
             .collect();
         assert_eq!(boxes, ["Bob's mailbox"]);
-        let id = p.contact_id(&device.public().sign);
-        p.write_txn(move |txn| {
-            let mut meta = txn
-                .open_table(crate::profile::schema::META)
-                .map_err(db_error)?;
-            meta.remove(mailbox_for_key(&id).as_str())
-                .map_err(db_error)?;
-            meta.remove(MAILBOX_FOR_DONE).map_err(db_error)?;
-            Ok(())
-        })
-        .unwrap();
+        left_by_an_older_strand(&p, &device.public());
         drop(p);
         let p = Profile::open(&dir, "pass").unwrap();
         assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
