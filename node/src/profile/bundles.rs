@@ -121,9 +121,10 @@ pub struct Imported {
     /// What following the group changes it brought wrote.
     #[serde(skip)]
     pub(crate) written: crate::profile::groups::Written,
-    /// Contacts its mailbox records added.
+    /// Contacts its mailbox records added and deleted (boxed: rarely
+    /// any, and a reply carries this).
     #[serde(skip)]
-    pub(crate) added: Vec<crate::profile::ContactRecord>,
+    pub(crate) mailbox: Box<crate::profile::pairing::Taken>,
 }
 
 /// New messages an import lists, each, for live sessions at most: past
@@ -201,6 +202,8 @@ struct Pass {
     stored: Announce,
     /// Contacts the mailbox records it stored added.
     added: Vec<crate::profile::ContactRecord>,
+    /// Contacts the mailbox records it stored deleted.
+    deleted: Vec<crate::Deleted>,
     /// Welcomes stored or already here, each once (a bundle may hold one
     /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,
@@ -570,7 +573,10 @@ impl Profile {
                             {
                                 match self.take_mailbox_record(item.group(), &item.key(), now, rng)
                                 {
-                                    Ok(a) => pass.added.extend(a),
+                                    Ok(t) => {
+                                        pass.added.extend(t.added);
+                                        pass.deleted.extend(t.deleted);
+                                    }
                                     Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
                                 }
                             }
@@ -634,7 +640,7 @@ impl Profile {
         // With no node running, the mailbox learns of the contacts added
         // now (a running node tells it with the rest of what follows an
         // added contact). Pool messages are read at the next start.
-        for record in &imported.added {
+        for record in &imported.mailbox.added {
             if let Err(e) = self.tell_mailbox(Some(&record.public), now, rng) {
                 tracing::warn!("telling the mailbox of a new contact failed: {e}");
             }
@@ -717,7 +723,8 @@ impl Profile {
             imported.over_budget = pass.over_budget;
             earlier += pass.new;
             imported.stored.extend(pass.stored);
-            imported.added.extend(pass.added);
+            imported.mailbox.added.extend(pass.added);
+            imported.mailbox.deleted.extend(pass.deleted);
             let mut epochs = false;
             if !pass.changes.is_empty() || !pass.changed.is_empty() {
                 let changes: Vec<(GroupId, Key)> = pass

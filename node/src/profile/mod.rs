@@ -818,7 +818,9 @@ impl Profile {
     }
 
     /// Adds the contact an invite names, under `name`. Adding the same
-    /// person twice, or a second contact with the same name, is an error.
+    /// person twice, or a second contact with the same name, is an error;
+    /// so is adding anyone on a mailbox (its owner's list says whom it
+    /// carries for: [`Profile::take_mailbox_record`]).
     pub fn add_contact(
         &self,
         invite: &Invite,
@@ -826,6 +828,14 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
+        if let Some(owner) = self.mailbox_of()? {
+            if owner.public != invite.public {
+                return Err(ProfileError::Mailbox(format!(
+                    "this device is {}'s mailbox: it carries for their contacts, and learns them from their device (add the contact there)",
+                    crate::display::one_line(&owner.name)
+                )));
+            }
+        }
         self.add_contact_as(invite, name, Added::Person, now, rng)
     }
 

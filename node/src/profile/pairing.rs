@@ -51,6 +51,16 @@ pub(crate) enum Added<'a> {
     MailboxOf(&'a PublicIdentity),
 }
 
+/// What a mailbox record changed in the contact list.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Taken {
+    /// Contacts added: a contact's mailbox, or (at a mailbox) those its
+    /// owner listed.
+    pub added: Vec<ContactRecord>,
+    /// At a mailbox: contacts its owner's newest list no longer has.
+    pub deleted: Vec<crate::Deleted>,
+}
+
 /// The META key that says whose mailbox the contact with keyed id
 /// `mailbox` is.
 pub(crate) fn mailbox_for_key(mailbox: &[u8; 32]) -> String {
@@ -135,9 +145,16 @@ impl Profile {
             if o.public != owner.public {
                 return Err(ProfileError::Mailbox(format!(
                     "this is already the mailbox of {}",
-                    o.name
+                    crate::display::one_line(&o.name)
                 )));
             }
+        }
+        // The owner's list will say whom it carries for, and delete
+        // everyone else: conversations here would go with them.
+        if self.book().records.iter().any(|r| r.public != owner.public) {
+            return Err(ProfileError::Mailbox(
+                "this profile has contacts: a mailbox is a profile of its own (`strand init --profile DIR` makes one)".into(),
+            ));
         }
         let record = self.add_or_find(owner, &owner.name, Added::Person, now, rng)?;
         self.set_meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF, &owner.public.sign, rng)?;
@@ -235,32 +252,52 @@ impl Profile {
         let book = self.book();
         let identity = self.identity();
         let mut messages = Vec::new();
+        for c in &book.sync {
+            if c.public == mailbox.public {
+                messages.push(self.mailbox_list(&book, c, None, now, rng)?);
+            } else if only.is_none_or(|o| *o == c.public) {
+                let body = encode_mailbox(Some((&mailbox, &proof)));
+                let group = c.direct_group();
+                let msg = Message::create(&identity, group, now, Kind::MAILBOX, &body, rng)
+                    .map_err(ProfileError::Message)?;
+                messages.push((group.id, msg));
+            }
+        }
+        let me = identity.public().sign;
+        self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
+    }
+
+    /// The list of contacts for this user's mailbox `mailbox` (a
+    /// [`Kind::MAILBOX_CONTACTS`] record in its 1:1 conversation): every
+    /// contact in `book` but the mailbox and `leaving`. The mailbox takes
+    /// the newest list it has as the whole of whom it carries for, so a
+    /// list is written later than the last one (a millisecond later if
+    /// the clock says otherwise).
+    pub(crate) fn mailbox_list(
+        &self,
+        book: &crate::profile::Book,
+        mailbox: &Contact,
+        leaving: Option<&PublicIdentity>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(GroupId, Message), ProfileError> {
+        let identity = self.identity();
         let others: Vec<PublicIdentity> = book
             .sync
             .iter()
             .map(|c| c.public)
-            .filter(|p| *p != mailbox.public)
+            .filter(|p| *p != mailbox.public && Some(p) != leaving)
             .collect();
-        for c in &book.sync {
-            let body = if c.public == mailbox.public {
-                encode_mailbox_contacts(&others)
-            } else if only.is_none_or(|o| *o == c.public) {
-                encode_mailbox(Some((&mailbox, &proof)))
-            } else {
-                continue;
-            };
-            let kind = if c.public == mailbox.public {
-                Kind::MAILBOX_CONTACTS
-            } else {
-                Kind::MAILBOX
-            };
-            let group = c.direct_group();
-            let msg = Message::create(&identity, group, now, kind, &body, rng)
-                .map_err(ProfileError::Message)?;
-            messages.push((group.id, msg));
-        }
-        let me = identity.public().sign;
-        self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
+        let last = self
+            .records_by(mailbox, Kind::MAILBOX_CONTACTS, &identity.public().sign)?
+            .last()
+            .map(|(k, _)| k.time);
+        let at = last.map_or(now, |t| now.max(t.saturating_add(1)));
+        let group = mailbox.direct_group();
+        let body = encode_mailbox_contacts(&others);
+        let msg = Message::create(&identity, group, at, Kind::MAILBOX_CONTACTS, &body, rng)
+            .map_err(ProfileError::Message)?;
+        Ok((group.id, msg))
     }
 
     /// The signing keys of the contacts whose mailbox is a contact here.
@@ -302,6 +339,29 @@ impl Profile {
         &self,
         contact: &Contact,
     ) -> Result<Vec<(Key, Option<Invite>)>, ProfileError> {
+        let group = contact.direct_group();
+        Ok(self
+            .records_by(contact, Kind::MAILBOX, &contact.public.sign)?
+            .into_iter()
+            .map(|(key, msg)| {
+                let invite = msg
+                    .open(group)
+                    .ok()
+                    .and_then(|body| decode_mailbox(&body, &contact.public).ok().flatten())
+                    .map(|(invite, _)| invite);
+                (key, invite)
+            })
+            .collect())
+    }
+
+    /// The messages of `kind` that `author` wrote in the 1:1 conversation
+    /// with `contact`, oldest first, with their keys.
+    fn records_by(
+        &self,
+        contact: &Contact,
+        kind: Kind,
+        author: &[u8; 32],
+    ) -> Result<Vec<(Key, Message)>, ProfileError> {
         use std::ops::ControlFlow;
         use strand_sync::{KeyRange, Store};
         let group = contact.direct_group();
@@ -312,9 +372,9 @@ impl Profile {
             ControlFlow::Continue(())
         })
         .map_err(db_error)?;
-        let mut named = Vec::new();
+        let mut found = Vec::new();
         for key in keys {
-            if view.kind(&group.id, &key).map_err(db_error)? != Some(Kind::MAILBOX) {
+            if view.kind(&group.id, &key).map_err(db_error)? != Some(kind) {
                 continue;
             }
             let Some(bytes) = view.get(&group.id, &key).map_err(db_error)? else {
@@ -323,17 +383,11 @@ impl Profile {
             let Ok(msg) = Message::decode(bytes) else {
                 continue;
             };
-            if msg.author() != contact.public.sign {
-                continue;
+            if msg.author() == *author {
+                found.push((key, msg));
             }
-            let invite = msg
-                .open(group)
-                .ok()
-                .and_then(|body| decode_mailbox(&body, &contact.public).ok().flatten())
-                .map(|(invite, _)| invite);
-            named.push((key, invite));
         }
-        Ok(named)
+        Ok(found)
     }
 
     /// After the mailbox `gone` of the contact `owner` was deleted: the
@@ -359,9 +413,9 @@ impl Profile {
         };
         match self.mailboxes_named(contact)?.pop() {
             // Their newest names another: theirs now.
-            Some((key, Some(invite))) if invite.public != *gone => {
-                self.take_mailbox_record(&contact.direct_group().id, &key, now, rng)
-            }
+            Some((key, Some(invite))) if invite.public != *gone => Ok(self
+                .take_mailbox_record(&contact.direct_group().id, &key, now, rng)?
+                .added),
             // It names the one deleted, or none; or they never named one.
             _ => Ok(Vec::new()),
         }
@@ -468,35 +522,37 @@ impl Profile {
 
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:
     /// a contact's mailbox is added as a contact (named after them); at a
-    /// mailbox, the contacts its owner lists are added. Returns the
-    /// contacts added. Anything else (a record from someone who is not
-    /// this mailbox's owner, a damaged one) adds nobody.
+    /// mailbox, the newest list of contacts from its owner is whom it
+    /// carries for: those on it are added, and those not on it deleted.
+    /// Returns the contacts added and deleted. Anything else (a record
+    /// from someone who is not this mailbox's owner, a damaged one, a list
+    /// older than one here) changes nobody.
     pub(crate) fn take_mailbox_record(
         &self,
         group: &GroupId,
         key: &Key,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Vec<ContactRecord>, ProfileError> {
+    ) -> Result<Taken, ProfileError> {
         let book = self.book();
+        let mut taken = Taken::default();
         let Some((from, contact)) = book.by_direct_group(group) else {
-            return Ok(Vec::new());
+            return Ok(taken);
         };
         let Some(bytes) =
             strand_sync::Store::get(&self.read_view()?, group, key).map_err(db_error)?
         else {
-            return Ok(Vec::new());
+            return Ok(taken);
         };
         let Ok(msg) = Message::decode(bytes) else {
-            return Ok(Vec::new());
+            return Ok(taken);
         };
         if msg.author() != contact.public.sign {
-            return Ok(Vec::new());
+            return Ok(taken);
         }
         let Ok(body) = msg.open(contact.direct_group()) else {
-            return Ok(Vec::new());
+            return Ok(taken);
         };
-        let mut added = Vec::new();
         match msg.kind() {
             Kind::MAILBOX => {
                 // A mailbox carries for its owner's contacts, not for
@@ -504,11 +560,11 @@ impl Profile {
                 // mailbox (one naming another, and that one a third, would
                 // each be a contact with budgets of its own).
                 if self.mailbox_of()?.is_some() || from.mailbox {
-                    return Ok(Vec::new());
+                    return Ok(taken);
                 }
                 // Only a mailbox that agreed to be this contact's.
                 let Ok(Some((invite, _))) = decode_mailbox(&body, &contact.public) else {
-                    return Ok(Vec::new());
+                    return Ok(taken);
                 };
                 // One mailbox per contact: the first they named (a contact
                 // cannot fill the list by naming mailbox after mailbox).
@@ -523,22 +579,48 @@ impl Profile {
                 }) || invite.public == self.identity().public()
                     || self.contacts_with_a_mailbox()?.contains(&from.public.sign)
                 {
-                    return Ok(Vec::new());
+                    return Ok(taken);
                 }
                 match self.add_contact_as(&invite, &name, Added::MailboxOf(&from.public), now, rng)
                 {
-                    Ok(r) => added.push(r),
+                    Ok(r) => taken.added.push(r),
                     Err(e) => tracing::warn!("a contact's mailbox not added: {e}"),
                 }
             }
             Kind::MAILBOX_CONTACTS => {
                 let owner = self.mailbox_of()?;
                 if owner.is_none_or(|o| o.public != contact.public) {
-                    return Ok(Vec::new());
+                    return Ok(taken);
                 }
                 let Ok(list) = decode_mailbox_contacts(&body) else {
-                    return Ok(Vec::new());
+                    return Ok(taken);
                 };
+                // Only the newest list counts: an older one arriving late
+                // (logs sync in no set order) adds back no one deleted
+                // since, nor deletes anyone added since.
+                let lists =
+                    self.records_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)?;
+                if lists.last().is_some_and(|(newest, _)| newest > key) {
+                    return Ok(taken);
+                }
+                let on_list = |r: &ContactRecord| {
+                    list.iter()
+                        .any(|p| r.public.sign == p.sign || r.public.dh == p.dh)
+                };
+                // Those the owner no longer has (deleted, so no longer
+                // reached through this mailbox): every contact but the
+                // owner is one the owner listed.
+                for gone in book
+                    .records
+                    .iter()
+                    .filter(|r| r.public != contact.public && !on_list(r))
+                {
+                    match self.delete_contact_keyed(&gone.public, now, rng) {
+                        Ok(d) => taken.deleted.push(d),
+                        Err(e) => tracing::warn!("a contact the owner deleted stays: {e}"),
+                    }
+                }
+                let book = self.book();
                 let me = self.identity().public();
                 let mut records: Vec<ContactRecord> = Vec::new();
                 for public in list {
@@ -566,13 +648,13 @@ impl Profile {
                 }
                 // All in one change of the contact list.
                 match self.add_records(records, now, rng) {
-                    Ok(r) => added.extend(r),
+                    Ok(r) => taken.added.extend(r),
                     Err(e) => tracing::warn!("the owner's contacts not added: {e}"),
                 }
             }
             _ => {}
         }
-        Ok(added)
+        Ok(taken)
     }
 }
 
@@ -604,6 +686,74 @@ mod tests {
         .unwrap();
     }
 
+    /// At a mailbox, only the owner's newest list counts, whatever order
+    /// the lists arrive in: an older one arriving late adds no one (nor
+    /// deletes anyone), and a newer one deletes whom it does not list.
+    /// Before, every list only added: Dave came in from the older list,
+    /// and Carol stayed when a later one left her out.
+    #[test]
+    fn a_mailbox_follows_its_owners_newest_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let settings = crate::profile::carried::CarrySettings::default();
+        p.become_mailbox(&bob.invite(), &settings, now, rng)
+            .unwrap();
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        let dave = strand_sync::Identity::generate("Dave", rng).unwrap();
+        let list = |at: Time, who: &[&strand_sync::Identity], rng: &mut _| {
+            let publics: Vec<PublicIdentity> = who.iter().map(|i| i.public()).collect();
+            let body = encode_mailbox_contacts(&publics);
+            let msg =
+                Message::create(&bob, &group, at, Kind::MAILBOX_CONTACTS, &body, rng).unwrap();
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &group.id, &msg).unwrap();
+            store.commit().unwrap();
+            p.take_mailbox_record(&group.id, &msg.key(), now, rng)
+                .unwrap()
+        };
+        let keys = |p: &Profile| -> Vec<[u8; 32]> {
+            let mut k: Vec<_> = p.contacts().iter().map(|c| c.public.sign).collect();
+            k.sort();
+            k
+        };
+        let sorted = |mut k: Vec<[u8; 32]>| {
+            k.sort();
+            k
+        };
+
+        let taken = list(now + 2, &[&carol], rng);
+        assert_eq!(taken.added.len(), 1);
+        assert_eq!(
+            keys(&p),
+            sorted(vec![bob.public().sign, carol.public().sign])
+        );
+        // Older, and arriving later: nothing changes.
+        let taken = list(now + 1, &[&carol, &dave], rng);
+        assert!(
+            taken.added.is_empty() && taken.deleted.is_empty(),
+            "{taken:?}"
+        );
+        assert_eq!(
+            keys(&p),
+            sorted(vec![bob.public().sign, carol.public().sign])
+        );
+        // Newer, without Carol: she goes, with her conversation's rows.
+        let carol_group = p.book().sync[1].direct_group().id;
+        let taken = list(now + 3, &[&dave], rng);
+        assert_eq!(taken.deleted.len(), 1);
+        assert_eq!(taken.deleted[0].contact.public, carol.public());
+        assert_eq!(taken.deleted[0].groups[0], carol_group);
+        assert_eq!(
+            keys(&p),
+            sorted(vec![bob.public().sign, dave.public().sign])
+        );
+        // The owner is never deleted, listed or not.
+        list(now + 4, &[], rng);
+        assert_eq!(keys(&p), [bob.public().sign]);
+    }
+
     /// A contact's mailbox added by a Strand from before `mailbox-for/`
     /// rows were kept (no row, no mark) gets its row at the next start,
     /// from the record that named it, so one mailbox per contact holds by
@@ -626,7 +776,8 @@ mod tests {
         drop(store);
         let added = p
             .take_mailbox_record(&group.id, &msg.key(), now, rng)
-            .unwrap();
+            .unwrap()
+            .added;
         assert_eq!(added.len(), 1);
         assert_eq!(added[0].name, "Bob's mailbox");
         assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);

@@ -17,9 +17,12 @@
 //! it takes the newer one they named, if any:
 //! [`Profile::take_newer_mailbox`]); envelopes this device carries for
 //! them or spreads to them through carriers (sealed, they leave with
-//! their time limit, and name their key); this user's mailbox's contact
-//! record of them (it is not told); the files saved from the
+//! their time limit, and name their key); the files saved from the
 //! conversation (they are the user's files now).
+//!
+//! The user's own mailbox, if one is paired, is written the new list of
+//! contacts in the same transaction, and deletes the contact (and what it
+//! holds for them) when it has it.
 //!
 //! Rows written into their groups by this device's own writes that read
 //! the list before the deletion and write after it (a text sent that
@@ -37,7 +40,7 @@ use std::sync::Arc;
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{TableDefinition, WriteTransaction};
-use strand_sync::GroupId;
+use strand_sync::{GroupId, Key, PublicIdentity, Time};
 
 use crate::profile::pairing::mailbox_for_key;
 use crate::profile::reach::invite_reach_key;
@@ -45,6 +48,7 @@ use crate::profile::schema::{
     meta, BODIES, CHUNKS, CONTACTS, EXPIRY, FLOOR, MESSAGES, META, OUTBOX, RECORDS, SEEN, SENDING,
     SHOWN, TIMERS,
 };
+use crate::profile::store::insert_written;
 use crate::profile::{db_error, Book, ContactRecord, Profile, ProfileError};
 
 /// What deleting a contact removed.
@@ -59,6 +63,9 @@ pub struct Deleted {
     pub groups: [GroupId; 2],
     /// If they were a contact's mailbox: that contact (signing key).
     pub mailbox_of: Option<[u8; 32]>,
+    /// The list of contacts written for the user's own mailbox, if one is
+    /// paired (for live sessions).
+    pub told: Vec<(GroupId, Key)>,
 }
 
 impl Profile {
@@ -72,17 +79,37 @@ impl Profile {
     pub fn delete_contact(
         &self,
         name: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Deleted, ProfileError> {
+        self.delete_where(|r| r.name == name, name, now, rng)
+    }
+
+    /// [`Profile::delete_contact`] for the contact with these keys.
+    pub(crate) fn delete_contact_keyed(
+        &self,
+        public: &PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Deleted, ProfileError> {
+        let what = crate::profile::hex(&public.sign[..8]);
+        self.delete_where(|r| r.public == *public, &what, now, rng)
+    }
+
+    /// Deletes the first contact `pick` takes (`what` names them in the
+    /// error if none).
+    fn delete_where(
+        &self,
+        pick: impl Fn(&ContactRecord) -> bool,
+        what: &str,
+        now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Deleted, ProfileError> {
         let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
         let book = self.book();
-        let Some((record, contact)) = book
-            .records
-            .iter()
-            .zip(&book.sync)
-            .find(|(r, _)| r.name == name)
+        let Some((record, contact)) = book.records.iter().zip(&book.sync).find(|(r, _)| pick(r))
         else {
-            return Err(ProfileError::UnknownContact(name.to_owned()));
+            return Err(ProfileError::UnknownContact(what.to_owned()));
         };
         if self
             .mailbox_of()?
@@ -94,6 +121,16 @@ impl Profile {
             )));
         }
         let own_mailbox = self.mailbox()?.is_some_and(|m| m.public == record.public);
+        // The user's own mailbox is told whom it carries for now (it
+        // deletes them too: [`Profile::take_mailbox_record`]).
+        let list = match self.mailbox()? {
+            Some(m) if !own_mailbox => match book.sync.iter().find(|c| c.public == m.public) {
+                Some(c) => Some(self.mailbox_list(&book, c, Some(&record.public), now, rng)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let me = self.identity().public().sign;
         let record = record.clone();
         let groups = [contact.direct_group().id, contact.pool.id];
         let id = self.contact_id(&record.public.sign);
@@ -140,14 +177,21 @@ impl Profile {
             let [direct, pool] = groups;
             let messages = delete_group(txn, &direct).map_err(db_error)?;
             delete_group(txn, &pool).map_err(db_error)?;
-            Ok(messages)
+            let told = match &list {
+                Some(m) => {
+                    insert_written(txn, me, now, std::slice::from_ref(m)).map_err(db_error)?
+                }
+                None => Vec::new(),
+            };
+            Ok((messages, told))
         });
         match written {
-            Ok(messages) => Ok(Deleted {
+            Ok((messages, told)) => Ok(Deleted {
                 contact: record,
                 messages,
                 groups,
                 mailbox_of,
+                told,
             }),
             Err(e) => {
                 *self.inner.book.write().expect("book lock") = book;
@@ -221,7 +265,7 @@ mod tests {
         batch.verify(now);
         assert!(batch.iter().all(|i| *i.verdict() == Verdict::Valid));
 
-        p.delete_contact("Bob", rng).unwrap();
+        p.delete_contact("Bob", crate::profile::now(), rng).unwrap();
         let (batch, declined) = p
             .store_batch(batch, &Ledger::default(), &Budgets::default(), now)
             .unwrap();

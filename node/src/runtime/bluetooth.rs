@@ -225,7 +225,7 @@ mod tests {
         hints.renew(&p, rng);
         assert!(!seen.has_changed().unwrap(), "nothing new: kept");
 
-        p.delete_contact("Bob", rng).unwrap();
+        p.delete_contact("Bob", crate::profile::now(), rng).unwrap();
         let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
         p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
         hints.renew(&p, rng);

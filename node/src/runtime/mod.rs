@@ -885,7 +885,7 @@ impl Node {
         let mut rng = self.shared.rng();
         let now = self.shared.clock.now();
         let (deleted, newer) = tokio::task::spawn_blocking(move || {
-            let deleted = profile.delete_contact(&name, &mut rng)?;
+            let deleted = profile.delete_contact(&name, now, &mut rng)?;
             // A contact's mailbox deleted: the newer one they named, if
             // any, is theirs now.
             let newer = match &deleted.mailbox_of {
@@ -901,18 +901,29 @@ impl Node {
         })
         .await
         .map_err(|_| ProfileError::Closed)??;
+        self.contact_deleted(&deleted).await;
+        if !newer.is_empty() {
+            self.contacts_added(&newer).await;
+        }
+        Ok(deleted)
+    }
+
+    /// After a contact was deleted here ([`crate::Profile::delete_contact`]):
+    /// their sessions end, their budget scopes and when they were seen
+    /// are forgotten, the user's mailbox gets the new list, and the node
+    /// says so.
+    pub(crate) async fn contact_deleted(&self, deleted: &crate::Deleted) {
         let public = deleted.contact.public;
         self.shared.registry.forget(&public);
         // What the ledger counted of their conversation is gone.
         self.shared.ledger.drop_scopes(&deleted.groups);
         self.clone().reach_record(public).await;
+        for (group, key) in &deleted.told {
+            self.shared.registry.announce(*group, *key, None);
+        }
         let _ = self.shared.events.send(NodeEvent::ContactDeleted {
             name: deleted.contact.name.clone(),
         });
-        if !newer.is_empty() {
-            self.contacts_added(&newer).await;
-        }
-        Ok(deleted)
     }
 
     /// Changes the user's display name ([`crate::Profile::rename`]) and
@@ -1355,9 +1366,13 @@ impl Node {
                 carrying::pool_received(self.shared.clone(), pool).await;
             }
         }
-        // Contacts its mailbox records added, followed up as a link's are.
-        if !imported.added.is_empty() {
-            self.contacts_added(&imported.added).await;
+        // Contacts its mailbox records deleted and added, followed up as
+        // a link's are.
+        for deleted in &imported.mailbox.deleted {
+            self.contact_deleted(deleted).await;
+        }
+        if !imported.mailbox.added.is_empty() {
+            self.contacts_added(&imported.mailbox.added).await;
         }
         // A reach record it brought counts at once, as one a link brings
         // does (the newest counts; this one may be no newer: no change).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use strand_sync::{GroupId, Invite, Key};
 
 use super::{Node, Shared};
+use crate::profile::pairing::Taken;
 use crate::{ContactRecord, NodeEvent, ProfileError};
 
 impl Node {
@@ -53,6 +54,15 @@ impl Node {
 
     /// [`Node::contact_added`] for several at once (one carrying step).
     pub(crate) async fn contacts_added(&self, records: &[ContactRecord]) {
+        // Not those deleted since (a mailbox's owner's lists, one after
+        // another, may add and delete one contact).
+        let book = self.shared.profile.book();
+        let records: Vec<ContactRecord> = records
+            .iter()
+            .filter(|r| book.records.iter().any(|b| b.public == r.public))
+            .cloned()
+            .collect();
+        let records = &records[..];
         if !records.is_empty() {
             let _ = self.shared.events.send(NodeEvent::ContactsAdded {
                 names: records.iter().map(|r| r.name.clone()).collect(),
@@ -96,24 +106,36 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     let profile = shared.profile.clone();
     let now = shared.clock.now();
     let mut rng = shared.rng();
-    let added = tokio::task::spawn_blocking(move || {
-        let mut added = Vec::new();
+    let taken = tokio::task::spawn_blocking(move || {
+        let mut taken = Taken::default();
         for (g, k) in items {
             match profile.take_mailbox_record(&g, &k, now, &mut rng) {
-                Ok(a) => added.extend(a),
+                Ok(t) => {
+                    taken.added.extend(t.added);
+                    taken.deleted.extend(t.deleted);
+                }
                 Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
             }
         }
-        added
+        taken
     })
     .await
     .unwrap_or_default();
-    if added.is_empty() {
+    if !taken.deleted.is_empty() {
+        tracing::info!(
+            count = taken.deleted.len(),
+            "contacts deleted through a mailbox record"
+        );
+    }
+    for deleted in &taken.deleted {
+        node.contact_deleted(deleted).await;
+    }
+    if taken.added.is_empty() {
         return;
     }
     tracing::info!(
-        count = added.len(),
+        count = taken.added.len(),
         "contacts added through a mailbox record"
     );
-    node.contacts_added(&added).await;
+    node.contacts_added(&taken.added).await;
 }

@@ -72,12 +72,14 @@ fn deleting_a_contact_takes_the_conversation_and_nothing_else() {
     let before = p.contacts();
 
     assert!(matches!(
-        p.delete_contact("Nobody", &mut os_rng()),
+        p.delete_contact("Nobody", strand_node::now(), &mut os_rng()),
         Err(ProfileError::UnknownContact(_))
     ));
     assert_eq!(p.contacts(), before, "nothing changed");
 
-    let deleted = p.delete_contact("Bob", &mut os_rng()).unwrap();
+    let deleted = p
+        .delete_contact("Bob", strand_node::now(), &mut os_rng())
+        .unwrap();
     assert_eq!(deleted.contact.name, "Bob");
     assert_eq!(deleted.messages, held);
     let names = |p: &Profile| -> Vec<String> { p.contacts().into_iter().map(|c| c.name).collect() };
@@ -177,7 +179,8 @@ fn a_deleted_mailbox_leaves_room_for_another() {
     assert_eq!(mailboxes(&ann), box_of_eve(first));
     named(2);
     assert_eq!(mailboxes(&ann), box_of_eve(first), "one per contact");
-    ann.delete_contact("eve's mailbox", &mut os_rng()).unwrap();
+    ann.delete_contact("eve's mailbox", strand_node::now(), &mut os_rng())
+        .unwrap();
     assert!(mailboxes(&ann).is_empty());
     let third = named(3);
     assert_eq!(mailboxes(&ann), box_of_eve(third), "room for another");
@@ -189,14 +192,16 @@ fn a_deleted_mailbox_leaves_room_for_another() {
     mailbox
         .become_mailbox(&owner.identity().invite(), &settings, now, &mut os_rng())
         .unwrap();
-    let err = mailbox.delete_contact("owen", &mut os_rng()).unwrap_err();
+    let err = mailbox
+        .delete_contact("owen", strand_node::now(), &mut os_rng())
+        .unwrap_err();
     assert!(err.to_string().contains("mailbox"), "{err}");
     assert_eq!(mailbox.contacts().len(), 1, "nothing changed");
     let code = mailbox.mailbox_code().unwrap().unwrap();
     owner.pair_mailbox(&code, now, &mut os_rng()).unwrap();
     assert!(owner.mailbox().unwrap().is_some());
     owner
-        .delete_contact(strand_node::MAILBOX_NAME, &mut os_rng())
+        .delete_contact(strand_node::MAILBOX_NAME, strand_node::now(), &mut os_rng())
         .unwrap();
     assert!(owner.mailbox().unwrap().is_none(), "the pairing went too");
     let other = profile(tmp.path(), "box2");
@@ -335,4 +340,73 @@ async fn a_contact_deleted_mid_session_is_cut_off_until_added_again() {
     assert_eq!(texts, ["first", "while deleted"]);
     node_a.shutdown().await;
     node_b.shutdown().await;
+}
+
+/// Owen deletes Carl with his mailbox paired: the mailbox is told the
+/// new list and deletes Carl too (and what it holds for him), so it no
+/// longer lets Carl's device in or carries his envelopes to Owen.
+/// Before, a mailbox only ever added the contacts it was told of. A
+/// mailbox takes no contacts but its owner's, and a profile with
+/// contacts does not become one (they would go at the next list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_deletes_whom_its_owner_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (owen, max) = (profile(root, "owen"), profile(root, "max"));
+    let (ann, carl) = (profile(root, "ann"), profile(root, "carl"));
+    befriend(&owen, &ann);
+    befriend(&owen, &carl);
+    befriend(&ann, &carl);
+    let (now, rng) = (strand_node::now(), &mut os_rng());
+    let settings = strand_node::CarrySettings::default();
+    let err = ann
+        .become_mailbox(&owen.identity().invite(), &settings, now, rng)
+        .unwrap_err();
+    assert!(err.to_string().contains("has contacts"), "{err}");
+    assert!(ann.mailbox_of().unwrap().is_none(), "nothing changed");
+    max.become_mailbox(&owen.identity().invite(), &settings, now, rng)
+        .unwrap();
+    owen.pair_mailbox(&max.mailbox_code().unwrap().unwrap(), now, rng)
+        .unwrap();
+    let err = max
+        .add_contact(&carl.identity().invite(), "carl", now, rng)
+        .unwrap_err();
+    assert!(err.to_string().contains("mailbox"), "{err}");
+
+    let hub = strand_transport::memory::Hub::new();
+    let owen = crate::hub::start(owen, &hub).await;
+    let max = crate::hub::start(max, &hub).await;
+    let keys = |n: &Node| -> Vec<_> { n.profile().contacts().iter().map(|c| c.public).collect() };
+    let (ann_key, carl_key) = (ann.identity().public(), carl.identity().public());
+    crate::hub::until("the mailbox learns Ann and Carl", || keys(&max).len() == 3).await;
+    let mut events = max.subscribe();
+    owen.delete_contact("carl").await.unwrap();
+    crate::hub::until("the mailbox deletes Carl", || {
+        !keys(&max).contains(&carl_key)
+    })
+    .await;
+    assert_eq!(
+        keys(&max),
+        [owen.profile().identity().public(), ann_key],
+        "Owen and Ann stay"
+    );
+    loop {
+        match events.recv().await.unwrap() {
+            NodeEvent::ContactDeleted { name } => {
+                assert!(name.starts_with("owen's contact"), "{name}");
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // Added again, he is told again.
+    owen.add_contact(&carl.identity().invite().to_text(), "carl")
+        .await
+        .unwrap();
+    crate::hub::until("the mailbox learns Carl again", || {
+        keys(&max).contains(&carl_key)
+    })
+    .await;
+    owen.shutdown().await;
+    max.shutdown().await;
 }
