@@ -213,6 +213,15 @@ pub(crate) fn open(key: &[u8; 32], role: &str, sealed: &[u8]) -> Option<Zeroizin
         .map(Zeroizing::new)
 }
 
+/// A ChaCha20 RNG seeded from `rng`, to move into a write job (the
+/// caller's may not be `Send`).
+pub(crate) fn seeded_from(rng: &mut impl rand_core::RngCore) -> rand_chacha::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut seed[..]);
+    rand_chacha::ChaCha20Rng::from_seed(*seed)
+}
+
 /// A ChaCha20 RNG seeded from the operating system: the node's randomness,
 /// handed to strand-sync as a parameter.
 pub fn os_rng() -> rand_chacha::ChaCha20Rng {

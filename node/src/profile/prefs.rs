@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use strand_transport::ble::duty::Duty;
 
-use crate::profile::files::Conversation;
 use crate::profile::schema::meta;
 use crate::profile::{Profile, ProfileError};
 
@@ -166,27 +165,52 @@ pub(crate) fn unmute_in(
     id: &[u8; 32],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<(), ProfileError> {
+    change_in(txn, root, rng, |stored| Ok(stored.muted.remove(id)))
+}
+
+/// Changes the preferences as they are in `txn`: `change` says whether
+/// it changed anything, and only then are they sealed (with `root`) and
+/// written back. With none stored, it changes the defaults.
+fn change_in(
+    txn: &redb::WriteTransaction,
+    root: &[u8; 32],
+    rng: &mut (impl RngCore + CryptoRng),
+    change: impl FnOnce(&mut Stored) -> Result<bool, ProfileError>,
+) -> Result<(), ProfileError> {
     use crate::profile::crypto::{open, seal};
     use crate::profile::db_error;
     use redb::ReadableTable;
     let mut meta = txn
         .open_table(crate::profile::schema::META)
         .map_err(db_error)?;
-    let Some(sealed) = meta
+    let sealed = meta
         .get(meta::PREFS)
         .map_err(db_error)?
-        .map(|v| v.value().to_vec())
-    else {
-        return Ok(());
+        .map(|v| v.value().to_vec());
+    let mut stored = match sealed {
+        Some(sealed) => {
+            let plain = open(root, ROLE_PREFS, &sealed).ok_or_else(|| {
+                ProfileError::Corrupt(format!("`{}` does not decrypt", meta::PREFS))
+            })?;
+            Stored::decode(&plain)?
+        }
+        None => Stored::default(),
     };
-    let plain = open(root, ROLE_PREFS, &sealed)
-        .ok_or_else(|| ProfileError::Corrupt(format!("`{}` does not decrypt", meta::PREFS)))?;
-    let mut stored = Stored::decode(&plain)?;
-    if stored.muted.remove(id) {
+    if change(&mut stored)? {
         let sealed = seal(root, ROLE_PREFS, &stored.encode(), rng);
         meta.insert(meta::PREFS, &sealed[..]).map_err(db_error)?;
     }
     Ok(())
+}
+
+/// A [`PreferenceChange`] with its names resolved.
+enum Resolved {
+    Flag(u8, bool),
+    Duty(Duty),
+    /// A conversation's id, muted or not; for a contact's, the contact's
+    /// keyed id (their row must still be there for a mute to be kept)
+    /// and name.
+    Mute([u8; 32], bool, Option<([u8; 32], String)>),
 }
 
 impl Profile {
@@ -236,54 +260,75 @@ impl Profile {
         changes: &[PreferenceChange],
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Preferences, ProfileError> {
-        let mut stored = self.stored_preferences()?;
-        for change in changes {
-            self.change_stored(&mut stored, change)?;
-        }
-        self.set_meta_sealed(meta::PREFS, ROLE_PREFS, &stored.encode(), rng)?;
+        let resolved = changes
+            .iter()
+            .map(|c| self.resolve(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply(resolved, rng)?;
         self.preferences()
     }
 
-    fn change_stored(
+    /// Writes changes [`Profile::resolve`] made.
+    fn apply(
         &self,
-        stored: &mut Stored,
-        change: &PreferenceChange,
+        resolved: Vec<Resolved>,
+        rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(), ProfileError> {
-        let flag = |stored: &mut Stored, bit: u8, on: bool| {
-            if on {
-                stored.flags |= bit
-            } else {
-                stored.flags &= !bit
+        let root = zeroize::Zeroizing::new(*self.root());
+        let mut seal_rng = crate::profile::crypto::seeded_from(rng);
+        // One write job, on the preferences as they are in it: a change
+        // made meanwhile (another window's; a deletion taking a mute out)
+        // is kept, not written over with a copy read before.
+        self.write_txn(move |txn| {
+            use crate::profile::db_error;
+            use redb::ReadableTable;
+            let contacts = txn
+                .open_table(crate::profile::schema::CONTACTS)
+                .map_err(db_error)?;
+            for r in &resolved {
+                if let Resolved::Mute(_, true, Some((id, name))) = r {
+                    // Deleted since the name was read: their mute went
+                    // with them, and must not come back.
+                    if contacts.get(id).map_err(db_error)?.is_none() {
+                        return Err(ProfileError::UnknownContact(name.clone()));
+                    }
+                }
             }
-        };
-        let mute = |stored: &mut Stored, id: [u8; 32], muted: bool| {
-            if muted {
-                stored.muted.insert(id);
-            } else {
-                stored.muted.remove(&id);
-            }
-        };
-        match change {
-            PreferenceChange::ShowText { on } => flag(stored, SHOW_TEXT, *on),
-            PreferenceChange::KeepRunning { on } => flag(stored, KEEP_RUNNING, *on),
-            PreferenceChange::Bluetooth { duty } => stored.duty = *duty,
-            PreferenceChange::MuteContact { name, muted } => {
-                let id = self.conversation_id(Conversation::Contact(name))?;
-                mute(stored, id, *muted)
-            }
-            PreferenceChange::MuteGroup { name, muted } => {
-                let id = self.conversation_id(Conversation::Group(name))?;
-                mute(stored, id, *muted)
-            }
-        }
-        Ok(())
+            drop(contacts);
+            change_in(txn, &root, &mut seal_rng, |stored| {
+                for r in resolved {
+                    match r {
+                        Resolved::Flag(bit, true) => stored.flags |= bit,
+                        Resolved::Flag(bit, false) => stored.flags &= !bit,
+                        Resolved::Duty(duty) => stored.duty = duty,
+                        Resolved::Mute(id, true, _) => {
+                            stored.muted.insert(id);
+                        }
+                        Resolved::Mute(id, false, _) => {
+                            stored.muted.remove(&id);
+                        }
+                    }
+                }
+                Ok(true)
+            })
+        })
     }
 
-    /// The id muting keeps for a conversation.
-    fn conversation_id(&self, of: Conversation<'_>) -> Result<[u8; 32], ProfileError> {
-        Ok(match of {
-            Conversation::Contact(name) => self.direct_group(name)?.id.0,
-            Conversation::Group(name) => self.chain_named(name)?.root().0,
+    /// A change's names, resolved (an unknown one is an error).
+    fn resolve(&self, change: &PreferenceChange) -> Result<Resolved, ProfileError> {
+        Ok(match change {
+            PreferenceChange::ShowText { on } => Resolved::Flag(SHOW_TEXT, *on),
+            PreferenceChange::KeepRunning { on } => Resolved::Flag(KEEP_RUNNING, *on),
+            PreferenceChange::Bluetooth { duty } => Resolved::Duty(*duty),
+            PreferenceChange::MuteContact { name, muted } => {
+                let record = self.contact(name)?;
+                let group = self.sync_contact(&record)?.direct_group().id.0;
+                let id = self.contact_id(&record.public.sign);
+                Resolved::Mute(group, *muted, Some((id, name.clone())))
+            }
+            PreferenceChange::MuteGroup { name, muted } => {
+                Resolved::Mute(self.chain_named(name)?.root().0, *muted, None)
+            }
         })
     }
 }
@@ -291,6 +336,33 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mute read before a contact is deleted and written after it is
+    /// refused: the deletion took their mute out, and it must not come
+    /// back (adding them again would find them muted). Before, the
+    /// preferences were read, changed and written back outside the
+    /// writer, so the mute came back.
+    #[test]
+    fn a_mute_crossing_a_deletion_does_not_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, bob, _) = crate::profile::alice_with_bob(dir.path());
+        let rng = &mut crate::profile::os_rng();
+        let mute = PreferenceChange::MuteContact {
+            name: "Bob".into(),
+            muted: true,
+        };
+        let resolved = vec![alice.resolve(&mute).unwrap()];
+        alice.delete_contact("Bob", 0, rng).unwrap();
+        assert!(matches!(
+            alice.apply(resolved, rng),
+            Err(ProfileError::UnknownContact(_))
+        ));
+        alice.add_contact(&bob.invite(), "Bob", 0, rng).unwrap();
+        assert_eq!(alice.preferences().unwrap(), Preferences::default());
+        // A change that resolves now is written.
+        alice.change_preferences(&[mute], rng).unwrap();
+        assert_eq!(alice.preferences().unwrap().muted_contacts, ["Bob"]);
+    }
 
     #[test]
     fn preferences_start_off_and_keep_what_is_changed() {
