@@ -248,6 +248,9 @@ struct Inner {
     chains: RwLock<Arc<Vec<Chain>>>,
     /// Contact-list changes one at a time: check, write, then publish.
     adding: std::sync::Mutex<()>,
+    /// At a mailbox: its owner's lists taken one at a time (is it the
+    /// newest, then delete, then add).
+    pub(crate) lists: std::sync::Mutex<()>,
     writer: Writer,
 }
 
@@ -381,6 +384,7 @@ impl Profile {
                 book: RwLock::new(Arc::new(book)),
                 chains: RwLock::new(Arc::new(Vec::new())),
                 adding: std::sync::Mutex::new(()),
+                lists: std::sync::Mutex::new(()),
                 writer: Writer::default(),
             }),
         };
@@ -818,9 +822,7 @@ impl Profile {
     }
 
     /// Adds the contact an invite names, under `name`. Adding the same
-    /// person twice, or a second contact with the same name, is an error;
-    /// so is adding anyone on a mailbox (its owner's list says whom it
-    /// carries for: [`Profile::take_mailbox_record`]).
+    /// person twice, or a second contact with the same name, is an error.
     pub fn add_contact(
         &self,
         invite: &Invite,
@@ -828,14 +830,6 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        if let Some(owner) = self.mailbox_of()? {
-            if owner.public != invite.public {
-                return Err(ProfileError::Mailbox(format!(
-                    "this device is {}'s mailbox: it carries for their contacts, and learns them from their device (add the contact there)",
-                    crate::display::one_line(&owner.name)
-                )));
-            }
-        }
         self.add_contact_as(invite, name, Added::Person, now, rng)
     }
 

@@ -149,13 +149,6 @@ impl Profile {
                 )));
             }
         }
-        // The owner's list will say whom it carries for, and delete
-        // everyone else: conversations here would go with them.
-        if self.book().records.iter().any(|r| r.public != owner.public) {
-            return Err(ProfileError::Mailbox(
-                "this profile has contacts: a mailbox is a profile of its own (`strand init --profile DIR` makes one)".into(),
-            ));
-        }
         let record = self.add_or_find(owner, &owner.name, Added::Person, now, rng)?;
         self.set_meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF, &owner.public.sign, rng)?;
         Ok(record)
@@ -249,6 +242,10 @@ impl Profile {
         if only.is_some_and(|o| *o == mailbox.public) {
             return Ok(Vec::new());
         }
+        // The list read, timed and written with no deletion or addition
+        // in between (one that read the list before a deletion and wrote
+        // after it would put the contact back at the mailbox).
+        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
         let book = self.book();
         let identity = self.identity();
         let mut messages = Vec::new();
@@ -289,9 +286,8 @@ impl Profile {
             .filter(|p| *p != mailbox.public && Some(p) != leaving)
             .collect();
         let last = self
-            .records_by(mailbox, Kind::MAILBOX_CONTACTS, &identity.public().sign)?
-            .last()
-            .map(|(k, _)| k.time);
+            .newest_by(mailbox, Kind::MAILBOX_CONTACTS, &identity.public().sign)?
+            .map(|k| k.time);
         let at = last.map_or(now, |t| now.max(t.saturating_add(1)));
         let group = mailbox.direct_group();
         let body = encode_mailbox_contacts(&others);
@@ -362,6 +358,35 @@ impl Profile {
         kind: Kind,
         author: &[u8; 32],
     ) -> Result<Vec<(Key, Message)>, ProfileError> {
+        let mut found = Vec::new();
+        for key in self.keys_of(contact, kind)? {
+            if let Some(msg) = self.message_by(contact, &key, author)? {
+                found.push((key, msg));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The key of the newest message of `kind` that `author` wrote in the
+    /// 1:1 conversation with `contact` (read from the newest back: a
+    /// mailbox's lists are many, and each up to 256 KiB).
+    fn newest_by(
+        &self,
+        contact: &Contact,
+        kind: Kind,
+        author: &[u8; 32],
+    ) -> Result<Option<Key>, ProfileError> {
+        for key in self.keys_of(contact, kind)?.into_iter().rev() {
+            if self.message_by(contact, &key, author)?.is_some() {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The keys of the messages of `kind` in the 1:1 conversation with
+    /// `contact`, oldest first.
+    fn keys_of(&self, contact: &Contact, kind: Kind) -> Result<Vec<Key>, ProfileError> {
         use std::ops::ControlFlow;
         use strand_sync::{KeyRange, Store};
         let group = contact.direct_group();
@@ -372,22 +397,31 @@ impl Profile {
             ControlFlow::Continue(())
         })
         .map_err(db_error)?;
-        let mut found = Vec::new();
+        let mut of_kind = Vec::with_capacity(keys.len());
         for key in keys {
-            if view.kind(&group.id, &key).map_err(db_error)? != Some(kind) {
-                continue;
-            }
-            let Some(bytes) = view.get(&group.id, &key).map_err(db_error)? else {
-                continue;
-            };
-            let Ok(msg) = Message::decode(bytes) else {
-                continue;
-            };
-            if msg.author() == *author {
-                found.push((key, msg));
+            if view.kind(&group.id, &key).map_err(db_error)? == Some(kind) {
+                of_kind.push(key);
             }
         }
-        Ok(found)
+        Ok(of_kind)
+    }
+
+    /// The message at `key` in the 1:1 conversation with `contact`, if
+    /// `author` wrote it.
+    fn message_by(
+        &self,
+        contact: &Contact,
+        key: &Key,
+        author: &[u8; 32],
+    ) -> Result<Option<Message>, ProfileError> {
+        use strand_sync::Store;
+        let group = &contact.direct_group().id;
+        let Some(bytes) = self.read_view()?.get(group, key).map_err(db_error)? else {
+            return Ok(None);
+        };
+        Ok(Message::decode(bytes)
+            .ok()
+            .filter(|m| m.author() == *author))
     }
 
     /// After the mailbox `gone` of the contact `owner` was deleted: the
@@ -595,26 +629,32 @@ impl Profile {
                 let Ok(list) = decode_mailbox_contacts(&body) else {
                     return Ok(taken);
                 };
+                // One list at a time, from the check to the last add.
+                let _one_at_a_time = self.inner.lists.lock().expect("lists lock");
                 // Only the newest list counts: an older one arriving late
                 // (logs sync in no set order) adds back no one deleted
                 // since, nor deletes anyone added since.
-                let lists =
-                    self.records_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)?;
-                if lists.last().is_some_and(|(newest, _)| newest > key) {
+                let newest =
+                    self.newest_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)?;
+                if newest.is_some_and(|newest| newest > *key) {
                     return Ok(taken);
                 }
+                let book = self.book();
                 let on_list = |r: &ContactRecord| {
                     list.iter()
                         .any(|p| r.public.sign == p.sign || r.public.dh == p.dh)
                 };
                 // Those the owner no longer has (deleted, so no longer
-                // reached through this mailbox): every contact but the
-                // owner is one the owner listed.
-                for gone in book
-                    .records
-                    .iter()
-                    .filter(|r| r.public != contact.public && !on_list(r))
-                {
+                // reached through this mailbox): only contacts a list
+                // added (named so), not the owner nor any added here by
+                // hand; and none if the list may have been cut short.
+                let whole = list.len() < strand_sync::MAX_MAILBOX_CONTACTS;
+                for gone in book.records.iter().filter(|r| {
+                    whole
+                        && r.public != contact.public
+                        && r.name.ends_with(&listed_suffix(&r.public))
+                        && !on_list(r)
+                }) {
                     match self.delete_contact_keyed(&gone.public, now, rng) {
                         Ok(d) => taken.deleted.push(d),
                         Err(e) => tracing::warn!("a contact the owner deleted stays: {e}"),
@@ -635,10 +675,9 @@ impl Profile {
                         continue;
                     }
                     // Named by their key: unique, so no search for a free
-                    // name.
-                    let hex = crate::profile::hex(&public.sign[..8]);
+                    // name; and known by it as one a list added.
                     records.push(ContactRecord {
-                        name: fit_name(&from.name, &format!("'s contact {hex}")),
+                        name: fit_name(&from.name, &listed_suffix(&public)),
                         public,
                         added_at: now,
                         verified: false,
@@ -656,6 +695,13 @@ impl Profile {
         }
         Ok(taken)
     }
+}
+
+/// How the name a mailbox gives a contact its owner listed ends (after
+/// the owner's name): by their key, so unique, and known again when a
+/// later list leaves them out.
+fn listed_suffix(public: &PublicIdentity) -> String {
+    format!("'s contact {}", crate::profile::hex(&public.sign[..8]))
 }
 
 /// `base` followed by `suffix`, `base` cut (between characters as they
@@ -723,35 +769,45 @@ mod tests {
             k
         };
 
+        // Someone added here by hand is no list's to delete.
+        let erin = strand_sync::Identity::generate("Erin", rng).unwrap();
+        p.add_contact(&erin.invite(), "Erin", now, rng).unwrap();
         let taken = list(now + 2, &[&carol], rng);
         assert_eq!(taken.added.len(), 1);
-        assert_eq!(
-            keys(&p),
-            sorted(vec![bob.public().sign, carol.public().sign])
+        let (b, c, d, e) = (
+            bob.public().sign,
+            carol.public().sign,
+            dave.public().sign,
+            erin.public().sign,
         );
+        assert_eq!(keys(&p), sorted(vec![b, c, e]));
         // Older, and arriving later: nothing changes.
         let taken = list(now + 1, &[&carol, &dave], rng);
         assert!(
             taken.added.is_empty() && taken.deleted.is_empty(),
             "{taken:?}"
         );
-        assert_eq!(
-            keys(&p),
-            sorted(vec![bob.public().sign, carol.public().sign])
-        );
+        assert_eq!(keys(&p), sorted(vec![b, c, e]));
         // Newer, without Carol: she goes, with her conversation's rows.
-        let carol_group = p.book().sync[1].direct_group().id;
+        let carol_group = p.contact(&taken_name(&p, &c)).unwrap();
+        let carol_group = p.sync_contact(&carol_group).unwrap().direct_group().id;
         let taken = list(now + 3, &[&dave], rng);
         assert_eq!(taken.deleted.len(), 1);
         assert_eq!(taken.deleted[0].contact.public, carol.public());
         assert_eq!(taken.deleted[0].groups[0], carol_group);
-        assert_eq!(
-            keys(&p),
-            sorted(vec![bob.public().sign, dave.public().sign])
-        );
-        // The owner is never deleted, listed or not.
+        assert_eq!(keys(&p), sorted(vec![b, d, e]));
+        // The owner is never deleted, listed or not; nor is Erin.
         list(now + 4, &[], rng);
-        assert_eq!(keys(&p), [bob.public().sign]);
+        assert_eq!(keys(&p), sorted(vec![b, e]));
+    }
+
+    /// The name of the contact with signing key `sign`.
+    fn taken_name(p: &Profile, sign: &[u8; 32]) -> String {
+        p.contacts()
+            .into_iter()
+            .find(|c| c.public.sign == *sign)
+            .unwrap()
+            .name
     }
 
     /// A contact's mailbox added by a Strand from before `mailbox-for/`

@@ -21,8 +21,8 @@
 //! conversation (they are the user's files now).
 //!
 //! The user's own mailbox, if one is paired, is written the new list of
-//! contacts in the same transaction, and deletes the contact (and what it
-//! holds for them) when it has it.
+//! contacts in the same transaction, and deletes the contact (their
+//! conversation and pool there; carried envelopes stay) when it takes it.
 //!
 //! Rows written into their groups by this device's own writes that read
 //! the list before the deletion and write after it (a text sent that
@@ -135,12 +135,7 @@ impl Profile {
         let groups = [contact.direct_group().id, contact.pool.id];
         let id = self.contact_id(&record.public.sign);
         let root = zeroize::Zeroizing::new(*self.root());
-        let mut seal_rng = {
-            use rand_core::SeedableRng;
-            let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
-            rand_chacha::ChaCha20Rng::from_seed(seed)
-        };
+        let mut seal_rng = crate::profile::crypto::seeded_from(rng);
         let mailbox_of = match record.mailbox {
             true => self.mailbox_owner_of(&id)?,
             false => None,
