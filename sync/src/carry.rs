@@ -910,6 +910,32 @@ impl Carrier {
         }
     }
 
+    /// The user deleted `contact`: this device's messages to them stop
+    /// spreading (not known delivered: simply no longer offered), and what
+    /// it kept of them as a contact (whether they carry, their lending
+    /// record, when they were met) goes. Copies carriers took already go
+    /// on until their time limit: they cannot be called back. Returns how
+    /// many messages stopped.
+    pub fn forget(&mut self, contact: &PublicIdentity) -> usize {
+        let gone: BTreeSet<MessageId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| o.recipient == *contact)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            if let Some(o) = self.own.remove(id) {
+                self.own_bytes -= o.message.as_bytes().len();
+            }
+        }
+        self.own_order.retain(|_, id| !gone.contains(id));
+        self.carriers.remove(&contact.sign);
+        self.records.remove(&contact.sign);
+        self.met.remove(&contact.sign);
+        self.linked.remove(&contact.sign);
+        gone.len()
+    }
+
     /// What to hand contact `peer` now, once per envelope: half the copies
     /// of each envelope with more than one to a carrier, and to anyone
     /// else (or with one copy left) its header, offered for delivery. Own
@@ -2098,6 +2124,37 @@ mod tests {
     fn pool_message(from: &Person, to: &Person, h: &Handout, rng: &mut ChaCha20Rng) -> Message {
         let pool = from.id.contact(&to.id.public()).unwrap().pool;
         Message::create(&from.id, &pool, NOW, h.kind, &h.body, rng).unwrap()
+    }
+
+    /// Forgetting a contact stops this device's messages to them, and
+    /// only theirs: a carrier is handed the other contact's alone, and
+    /// the one forgotten is no carrier any more.
+    #[test]
+    fn a_contact_forgotten_is_written_to_no_more() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let cfg = spray();
+        let mut a = person("a", &mut rng, cfg);
+        let (b, c) = (person("b", &mut rng, cfg), person("c", &mut rng, cfg));
+        let d = person("d", &mut rng, cfg);
+        let (bp, dp) = (b.id.public(), d.id.public());
+        for (to, body) in [(&b, &b"to b"[..]), (&b, b"again"), (&c, b"to c")] {
+            assert!(a
+                .carrier
+                .originate(&to.id.public(), text(&a, to, body, &mut rng), NOW));
+        }
+        a.carrier.set_carrier(&bp.sign, true, NOW);
+        a.carrier.set_carrier(&dp.sign, true, NOW);
+        assert_eq!(a.carrier.spreading(), 3);
+        assert_eq!(a.carrier.forget(&bp), 2);
+        assert_eq!(a.carrier.spreading(), 1);
+        assert!(!a.carrier.is_carrier(&bp.sign));
+        assert_eq!(a.carrier.forget(&bp), 0, "once");
+        let handed = a.carrier.hand(&dp, NOW + 10 * HOUR, &mut rng);
+        let envelopes: Vec<_> = handed.iter().filter(|h| h.kind == Kind::ENVELOPE).collect();
+        assert_eq!(envelopes.len(), 1, "{handed:?}");
+        // Saved and read back, it stays forgotten.
+        let back = Carrier::decode(&a.carrier.encode(), cfg).unwrap();
+        assert_eq!(back.spreading(), 1);
     }
 
     /// The rules the node and the simulator both follow for a pool

@@ -16,9 +16,10 @@
 //! mailbox they named (a contact of its own, deleted on its own; deleting
 //! it takes the newer one they named, if any:
 //! [`Profile::take_newer_mailbox`]); envelopes this device carries for
-//! them or spreads to them through carriers (sealed, they leave with
-//! their time limit, and name their key); the files saved from the
-//! conversation (they are the user's files now).
+//! them, and copies of its texts to them that carriers took (sealed,
+//! they leave with their time limit; a running node stops offering its
+//! own at once: [`strand_sync::Carrier::forget`]); the files saved from
+//! the conversation (they are the user's files now).
 //!
 //! The user's own mailbox, if one is paired, is written the new list of
 //! contacts in the same transaction, and deletes the contact (their

@@ -284,6 +284,23 @@ impl Node {
     }
 }
 
+/// The contact `public` was deleted: this user's texts to them stop
+/// spreading through carriers, and the carrier forgets them
+/// ([`Carrier::forget`]).
+pub(crate) async fn contact_deleted(shared: Arc<Shared>, public: PublicIdentity) {
+    let result = with_carrier(shared, move |_, carrier, _| {
+        let n = carrier.forget(&public);
+        if n > 0 {
+            tracing::info!(count = n, "texts to a deleted contact no longer spread");
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("forgetting a deleted contact's carrying failed: {e}");
+    }
+}
+
 /// Messages expired (a sweep deleted some): the carrier lets go of what
 /// expired with them, its own copies of this user's disappearing texts
 /// above all, which are otherwise kept (sealed, in `carried`) until the

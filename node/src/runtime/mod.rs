@@ -910,14 +910,15 @@ impl Node {
 
     /// After a contact was deleted here ([`crate::Profile::delete_contact`]):
     /// their sessions end, their budget scopes and when they were seen
-    /// are forgotten, the user's mailbox gets the new list, and the node
-    /// says so.
+    /// are forgotten, texts to them stop spreading through carriers, the
+    /// user's mailbox gets the new list, and the node says so.
     pub(crate) async fn contact_deleted(&self, deleted: &crate::Deleted) {
         let public = deleted.contact.public;
         self.shared.registry.forget(&public);
         // What the ledger counted of their conversation is gone.
         self.shared.ledger.drop_scopes(&deleted.groups);
         self.clone().reach_record(public).await;
+        carrying::contact_deleted(self.shared.clone(), public).await;
         for (group, key) in &deleted.told {
             self.shared.registry.announce(*group, *key, None);
         }

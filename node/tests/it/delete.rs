@@ -405,3 +405,40 @@ async fn a_mailbox_deletes_whom_its_owner_deleted() {
     owen.shutdown().await;
     max.shutdown().await;
 }
+
+/// Texts Ann wrote Bob that no one delivered stop spreading through
+/// carriers when she deletes him (before, her device went on offering
+/// them, with his key, until their time limit), and stay stopped across
+/// a restart. Her text to Carol spreads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_to_a_deleted_contact_stop_spreading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, bob, carol) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "bob"),
+        profile(tmp.path(), "carol"),
+    );
+    befriend(&ann, &bob);
+    befriend(&ann, &carol);
+    let own = |n: &Node| {
+        let s = n.carry_status();
+        s.spreading + s.held_back + s.waiting
+    };
+    let hub = strand_transport::memory::Hub::new();
+    let node = crate::hub::start(ann, &hub).await;
+    node.send("bob", "are you there?").await.unwrap();
+    node.send("bob", "hello?").await.unwrap();
+    node.send("carol", "and you?").await.unwrap();
+    crate::hub::until("three texts spread", || own(&node) == 3).await;
+    node.delete_contact("bob").await.unwrap();
+    assert_eq!(own(&node), 1, "Carol's alone");
+    node.shutdown().await;
+    let node = crate::hub::start(
+        Profile::open(&tmp.path().join("ann"), "pass").unwrap(),
+        &hub,
+    )
+    .await;
+    crate::hub::until("Carol's spreads again", || own(&node) == 1).await;
+    node.shutdown().await;
+    drop((bob, carol));
+}
