@@ -926,14 +926,44 @@ impl Carrier {
         for id in &gone {
             if let Some(o) = self.own.remove(id) {
                 self.own_bytes -= o.message.as_bytes().len();
+                // Its envelopes, offered back, are known (not taken on
+                // and spread from here again); with no token, nothing
+                // says they were delivered.
+                for hash in &o.acks {
+                    self.remember(*hash, o.expires, None);
+                }
             }
         }
         self.own_order.retain(|_, id| !gone.contains(id));
-        self.carriers.remove(&contact.sign);
-        self.records.remove(&contact.sign);
-        self.met.remove(&contact.sign);
-        self.linked.remove(&contact.sign);
+        let who = contact.sign;
+        self.carriers.remove(&who);
+        self.records.remove(&who);
+        self.met.remove(&who);
+        self.linked.remove(&who);
+        // Nor do they fill a place among the carriers of anything else.
+        for o in self.own.values_mut() {
+            for set in [&mut o.offered, &mut o.peers, &mut o.loaned] {
+                set.remove(&who);
+            }
+        }
+        for h in self.held.values_mut() {
+            for set in [&mut h.peers, &mut h.offered, &mut h.lent, &mut h.loaned] {
+                set.remove(&who);
+            }
+        }
+        for r in self.retired.values_mut() {
+            r.tell.remove(&who);
+        }
         gone.len()
+    }
+
+    /// Those this device's messages not yet known delivered are to, each
+    /// once.
+    pub fn recipients(&self) -> Vec<PublicIdentity> {
+        let mut all: Vec<PublicIdentity> = self.own.values().map(|o| o.recipient).collect();
+        all.sort_by_key(|p| p.sign);
+        all.dedup();
+        all
     }
 
     /// What to hand contact `peer` now, once per envelope: half the copies
@@ -2155,6 +2185,53 @@ mod tests {
         // Saved and read back, it stays forgotten.
         let back = Carrier::decode(&a.carrier.encode(), cfg).unwrap();
         assert_eq!(back.spreading(), 1);
+    }
+
+    /// An envelope of a text to a contact since forgotten, handed back by
+    /// a carrier that took it, is not taken on by its sender (who
+    /// carries): it would spread from there again. Before, with its own
+    /// message gone, the sender no longer knew it.
+    #[test]
+    fn an_envelope_of_a_forgotten_text_handed_back_is_not_taken_on() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let cfg = CarryConfig {
+            copies: 8,
+            carry: true,
+            ..spray()
+        };
+        let mut a = person("a", &mut rng, cfg);
+        let b = person("b", &mut rng, cfg);
+        let mut d = person("d", &mut rng, cfg);
+        let mut e = person("e", &mut rng, cfg);
+        let (ap, bp, dp, ep) = (a.id.public(), b.id.public(), d.id.public(), e.id.public());
+        a.carrier
+            .originate(&bp, text(&a, &b, b"the bridge is closed", &mut rng), NOW);
+        a.carrier.set_carrier(&dp.sign, true, NOW);
+        d.carrier.set_carrier(&ep.sign, true, NOW);
+        e.carrier.set_carrier(&ap.sign, true, NOW);
+        // A → D (4 of 8), D → E (2 of 4).
+        let to_d = a.carrier.hand(&dp, NOW, &mut rng);
+        d.carrier
+            .receive_envelope(&d.id, &ap, &to_d[0].body, NOW)
+            .unwrap();
+        let to_e = d.carrier.hand(&ep, NOW, &mut rng);
+        assert_eq!(copies_of(&to_e[0]), 2);
+        e.carrier
+            .receive_envelope(&e.id, &dp, &to_e[0].body, NOW)
+            .unwrap();
+        a.carrier.forget(&bp);
+        // E hands A, a carrier it has not had it from, one of its two.
+        let back = e.carrier.hand(&ap, NOW, &mut rng);
+        assert_eq!(back.len(), 1);
+        let arrival = a
+            .carrier
+            .receive_envelope(&a.id, &ep, &back[0].body, NOW)
+            .unwrap();
+        assert!(
+            matches!(arrival, Arrival::Known | Arrival::Delivered),
+            "{arrival:?}"
+        );
+        assert_eq!(a.carrier.held(), 0);
     }
 
     /// The rules the node and the simulator both follow for a pool

@@ -150,7 +150,8 @@ impl Profile {
             .is_some_and(|b| b.first() == Some(&1)))
     }
 
-    /// The carrying state, under `settings`; empty if none was saved.
+    /// The carrying state, under `settings`; empty if none was saved. It
+    /// spreads nothing to anyone no longer a contact.
     pub(crate) fn load_carrier(&self, settings: &CarrySettings) -> Result<Carrier, ProfileError> {
         let config = settings.config(self.carrying()?);
         let Some(bytes) = self.meta_sealed(meta::CARRIER, ROLE_CARRIER)? else {
@@ -176,7 +177,17 @@ impl Profile {
         if let Some(e) = failed {
             return Err(e);
         }
-        carrier.map_err(ProfileError::StoredCarrying)
+        let mut carrier = carrier.map_err(ProfileError::StoredCarrying)?;
+        // Texts to contacts deleted since it was saved (a node stopped
+        // before its carrier forgot them; a mailbox's list taken offline)
+        // stop spreading; saved so at the next step.
+        let book = self.book();
+        for to in carrier.recipients() {
+            if !book.sync.iter().any(|c| c.public == to) {
+                carrier.forget(&to);
+            }
+        }
+        Ok(carrier)
     }
 
     /// The row of carrying part `key` in `carried`: a keyed hash, so the

@@ -409,7 +409,8 @@ async fn a_mailbox_deletes_whom_its_owner_deleted() {
 /// Texts Ann wrote Bob that no one delivered stop spreading through
 /// carriers when she deletes him (before, her device went on offering
 /// them, with his key, until their time limit), and stay stopped across
-/// a restart. Her text to Carol spreads on.
+/// a restart; deleted with no node running, they do not spread at the
+/// next start. Her text to Carol spreads on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn texts_to_a_deleted_contact_stop_spreading() {
     let tmp = tempfile::tempdir().unwrap();
@@ -439,6 +440,20 @@ async fn texts_to_a_deleted_contact_stop_spreading() {
     )
     .await;
     crate::hub::until("Carol's spreads again", || own(&node) == 1).await;
+    // Bob again, and a text to him; then deleted with no node running
+    // (the carrier's saved state still has his text): the next start
+    // does not spread it.
+    node.add_contact(&bob.identity().invite().to_text(), "bob")
+        .await
+        .unwrap();
+    node.send("bob", "back?").await.unwrap();
+    crate::hub::until("two texts spread", || own(&node) == 2).await;
+    node.shutdown().await;
+    let ann = Profile::open(&tmp.path().join("ann"), "pass").unwrap();
+    ann.delete_contact("bob", strand_node::now(), &mut os_rng())
+        .unwrap();
+    let node = crate::hub::start(ann, &hub).await;
+    assert_eq!(own(&node), 1, "Carol's alone, from the start");
     node.shutdown().await;
     drop((bob, carol));
 }
