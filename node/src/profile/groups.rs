@@ -767,13 +767,9 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (id, msg) = self.compose(
-            crate::profile::files::Conversation::Group(group),
-            text,
-            now,
-            rng,
-        )?;
-        self.write_txn(move |txn| crate::profile::store_own(txn, &id, &msg))
+        let to = crate::profile::files::Conversation::Group(group);
+        let (id, msg) = self.compose(to, text, now, rng)?;
+        self.store_composed(to, id, msg)
     }
 
     /// Follows stored welcomes, changes and key messages (messages of those

@@ -1145,13 +1145,9 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(
-            crate::profile::files::Conversation::Contact(contact),
-            text,
-            now,
-            rng,
-        )?;
-        self.write_txn(move |txn| store_own(txn, &group, &msg))
+        let to = crate::profile::files::Conversation::Contact(contact);
+        let (group, msg) = self.compose(to, text, now, rng)?;
+        self.store_composed(to, group, msg)
     }
 
     /// [`Profile::write`] for async tasks.
@@ -1162,14 +1158,40 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(GroupId, Key), ProfileError> {
-        let (group, msg) = self.compose(
-            crate::profile::files::Conversation::Contact(contact),
-            text,
-            now,
-            rng,
-        )?;
-        self.write_txn_async(move |txn| store_own(txn, &group, &msg))
+        let to = crate::profile::files::Conversation::Contact(contact);
+        let (group, msg) = self.compose(to, text, now, rng)?;
+        self.write_txn_async(self.composed_job(to, group, msg))
             .await
+    }
+
+    /// Stores a text this user composed for `to` ([`Profile::compose`])
+    /// if its log is still here when the write job runs: a contact
+    /// deleted (or a group left) meanwhile gets nothing new, which would
+    /// come back with them if they were added again.
+    pub(crate) fn store_composed(
+        &self,
+        to: crate::profile::files::Conversation<'_>,
+        group: GroupId,
+        msg: Message,
+    ) -> Result<(GroupId, Key), ProfileError> {
+        self.write_txn(self.composed_job(to, group, msg))
+    }
+
+    /// The write job of [`Profile::store_composed`].
+    fn composed_job(
+        &self,
+        to: crate::profile::files::Conversation<'_>,
+        group: GroupId,
+        msg: Message,
+    ) -> impl FnOnce(&WriteTransaction) -> Result<(GroupId, Key), ProfileError> + Send + 'static
+    {
+        let (inner, gone) = (self.inner.clone(), gone(to));
+        move |txn| {
+            if !inner.group_here(&group) {
+                return Err(gone);
+            }
+            store_own(txn, &group, &msg)
+        }
     }
 
     /// A text for `to`'s log (a contact's 1:1 log, or a group's newest
@@ -1334,11 +1356,7 @@ fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) -> Vec<GroupId> {
         let here = match known.iter().find(|(g, _)| *g == group) {
             Some((_, here)) => *here,
             None => {
-                let here = chains.iter().any(|c| c.epoch(&group).is_some())
-                    || book
-                        .sync
-                        .iter()
-                        .any(|c| c.direct_group().id == group || c.pool.id == group);
+                let here = group_here(&book, &chains, &group);
                 known.push((group, here));
                 here
             }
@@ -1352,6 +1370,36 @@ fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) -> Vec<GroupId> {
         .filter(|(_, here)| !here)
         .map(|(g, _)| g)
         .collect()
+}
+
+/// The error for a conversation that went while a write waited.
+fn gone(to: crate::profile::files::Conversation<'_>) -> ProfileError {
+    match to {
+        crate::profile::files::Conversation::Contact(n) => {
+            ProfileError::UnknownContact(n.to_owned())
+        }
+        crate::profile::files::Conversation::Group(n) => ProfileError::UnknownGroup(n.to_owned()),
+    }
+}
+
+/// Whether `group` is a contact's 1:1 group or carrying pool in `book`,
+/// or an epoch of a group in `chains`.
+fn group_here(book: &Book, chains: &[Chain], group: &GroupId) -> bool {
+    chains.iter().any(|c| c.epoch(group).is_some())
+        || book
+            .sync
+            .iter()
+            .any(|c| c.direct_group().id == *group || c.pool.id == *group)
+}
+
+impl Inner {
+    /// [`group_here`], as the lists are now (on the writer thread: after
+    /// any deletion published before the write job ran).
+    fn group_here(&self, group: &GroupId) -> bool {
+        let book = self.book.read().expect("book lock").clone();
+        let chains = self.chains.read().expect("chains lock").clone();
+        group_here(&book, &chains, group)
+    }
 }
 
 /// Stores the valid messages of a checked batch in `txn` and records in

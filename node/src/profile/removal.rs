@@ -294,4 +294,30 @@ mod tests {
             .iter()
             .all(|i| matches!(i.verdict(), Verdict::Stored { new: true })));
     }
+
+    /// A text composed for a contact who is deleted before its write job
+    /// runs is not stored: it would have sat in no one's conversation and
+    /// come back if they were added again. Before, the write stored it
+    /// under the deleted contact's group.
+    #[test]
+    fn a_text_composed_as_its_contact_is_deleted_is_not_stored() {
+        use crate::profile::files::Conversation;
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let to = Conversation::Contact("Bob");
+        let (id, msg) = p.compose(to, "still there?", now, rng).unwrap();
+        assert_eq!(id, group.id);
+        p.delete_contact("Bob", now, rng).unwrap();
+        assert!(matches!(
+            p.store_composed(to, id, msg),
+            Err(crate::ProfileError::UnknownContact(_))
+        ));
+        p.add_contact(&bob.invite(), "Bob", now, rng).unwrap();
+        assert!(p.conversation("Bob").unwrap().is_empty());
+        // Written now, it is stored.
+        p.write("Bob", "hello", now, rng).unwrap();
+        assert_eq!(p.conversation("Bob").unwrap().len(), 1);
+    }
 }
