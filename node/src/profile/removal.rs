@@ -25,17 +25,17 @@
 //! contacts in the same transaction, and deletes the contact (their
 //! conversation and pool there; carried envelopes stay) when it takes it.
 //!
-//! Rows written into their groups by this device's own writes that read
-//! the list before the deletion and write after it (a text sent that
-//! moment, a read mark, a reach record, a carrying step) are not checked
-//! again, and stay until the contact is added again: the windows are a
-//! write's length.
-//!
 //! The contact list is published without them *before* the rows go, so a
 //! session storing a batch for them (checked on the writer thread, against
 //! the list as it is then) either stored it before the deletion, which
 //! deletes it, or finds them gone and stores nothing
-//! ([`crate::Profile::store_batch`]).
+//! ([`crate::Profile::store_batch`]); a text written to them as they go
+//! is checked the same way ([`crate::Profile::store_composed`]), as is a
+//! mute ([`crate::Profile::change_preferences`]). Rows other own writes
+//! put into their groups after reading the list before the deletion (a
+//! read mark, a reach record, a carrying step, a file's last transaction)
+//! are not checked again, and stay until the contact is added again: the
+//! windows are a write's length.
 
 use std::sync::Arc;
 
