@@ -5,11 +5,11 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use strand_node::{os_rng, KdfParams, Node, NodeConfig, NodeEvent, Profile, ProfileError};
+use strand_node::{os_rng, Node, NodeEvent, Profile, ProfileError};
 use strand_sync::{Group, Identity, KeyRange, Kind, Message, Store, WriteStore};
 
 use crate::hub::{befriend, profile};
-use crate::lan::{loopback, until};
+use crate::lan::until;
 use crate::profile::new_profile;
 use crate::views::group_with;
 
@@ -253,47 +253,9 @@ async fn a_contact_who_changed_mailboxes_is_followed_once_the_old_one_is_deleted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_deleted_mid_session_is_cut_off_until_added_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut rng = os_rng();
-    let create = |name: &str| {
-        Profile::create(
-            &tmp.path().join(name),
-            name,
-            "p",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap()
-    };
-    let (a, b) = (create("Alice"), create("Bob"));
-    let (ia, ib) = (a.identity().invite(), b.identity().invite());
-    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
-    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
-    let bob_group = b
-        .identity()
-        .contact(&ia.public)
-        .unwrap()
-        .direct_group()
-        .clone();
-    let node_b = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
-    let node_a = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            peers: addrs,
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (node_a, node_b) = crate::lan::alice_and_bob(tmp.path()).await;
+    let ib = node_b.profile().identity().invite();
+    let bob_group = group_with(node_a.profile(), &node_b.profile().identity());
     let (mut events_a, mut events_b) = (node_a.subscribe(), node_b.subscribe());
     node_b.send("Alice", "first").await.unwrap();
     until(

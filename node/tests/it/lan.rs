@@ -30,6 +30,48 @@ pub(crate) async fn until<F: FnMut(&NodeEvent) -> bool>(
     .expect("event within 30 s");
 }
 
+/// Alice and Bob in `root` (passphrase "p"), contacts of each other:
+/// Bob's node listening on loopback, and Alice's, started after it,
+/// dialling him there.
+pub(crate) async fn alice_and_bob(root: &std::path::Path) -> (Node, Node) {
+    let mut rng = os_rng();
+    let create = |name: &str| {
+        Profile::create(
+            &root.join(name),
+            name,
+            "p",
+            KdfParams::insecure_for_tests(),
+            &mut os_rng(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (create("Alice"), create("Bob"));
+    let (ia, ib) = (a.identity().invite(), b.identity().invite());
+    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
+    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
+    let node_b = Node::start(
+        b,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
+    let node_a = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            peers: addrs,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    (node_a, node_b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_loopback_sync_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
@@ -124,41 +166,7 @@ async fn two_nodes_on_loopback_sync_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_renamed_mid_session_is_named_anew() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut rng = os_rng();
-    let create = |name: &str| {
-        Profile::create(
-            &tmp.path().join(name),
-            name,
-            "p",
-            KdfParams::insecure_for_tests(),
-            &mut os_rng(),
-        )
-        .unwrap()
-    };
-    let (a, b) = (create("Alice"), create("Bob"));
-    let (ia, ib) = (a.identity().invite(), b.identity().invite());
-    a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
-    b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
-    let node_b = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
-    let node_a = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            peers: addrs,
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (node_a, node_b) = alice_and_bob(tmp.path()).await;
     let mut events_a = node_a.subscribe();
     node_b.send("Alice", "first").await.unwrap();
     until(
