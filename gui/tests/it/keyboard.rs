@@ -86,3 +86,53 @@ fn the_keyboard_drives_the_chats() {
         assert_eq!(gui.screen(), Screen::Chats);
     });
 }
+
+/// A press on a chat row, then the list re-sorts under the pointer (a
+/// message from the contact below came in), then the release: no one
+/// else is opened. Before, the release opened whoever the row showed by
+/// then.
+#[test]
+fn a_row_that_changes_under_a_press_opens_no_one() {
+    use slint::platform::PointerEventButton;
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        for name in ["Bob", "Carol", "Dave"] {
+            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+            gui.ui
+                .global::<AddContactAdapter>()
+                .invoke_add(who.invite().to_text().into(), name.into());
+            let n = gui.contacts().len();
+            assert!(h.pump_until(WAIT, || gui.contacts().len() == n + 1));
+        }
+        h.pump();
+        let contacts = gui.ui.global::<ContactsAdapter>();
+        let conversation = gui.ui.global::<ConversationAdapter>();
+        let rows = contacts.get_contacts();
+        let (first, second) = (rows.row_data(0).unwrap(), rows.row_data(1).unwrap());
+        // The one added last is open; the press is on the first row.
+        let open = conversation.get_contact();
+        assert!(open != first.name && open != second.name, "{open}");
+        let at = LogicalPosition::new(340.0, 80.0);
+        let w = gui.ui.window();
+        w.dispatch_event(WindowEvent::PointerMoved { position: at });
+        w.dispatch_event(WindowEvent::PointerPressed {
+            position: at,
+            button: PointerEventButton::Left,
+        });
+        // Re-sorted in place, as the app does.
+        rows.set_row_data(0, second.clone());
+        rows.set_row_data(1, first.clone());
+        h.pump();
+        w.dispatch_event(WindowEvent::PointerReleased {
+            position: at,
+            button: PointerEventButton::Left,
+        });
+        h.pump();
+        assert_eq!(conversation.get_contact(), open, "no one else opened");
+        // A click on it now opens who it shows.
+        click(&gui, 340.0, 80.0);
+        assert!(h.pump_until(WAIT, || conversation.get_contact() == second.name));
+    });
+}
