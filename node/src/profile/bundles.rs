@@ -203,7 +203,7 @@ struct Pass {
     /// Contacts the mailbox records it stored added.
     added: Vec<crate::profile::ContactRecord>,
     /// Contacts the mailbox records it stored deleted.
-    deleted: Vec<crate::Deleted>,
+    deleted: Vec<crate::profile::removal::Deleted>,
     /// Welcomes stored or already here, each once (a bundle may hold one
     /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,

@@ -1164,9 +1164,9 @@ impl Profile {
             .await
     }
 
-    /// Stores a text this user composed for `to` ([`Profile::compose`])
-    /// if its log is still here when the write job runs: a contact
-    /// deleted (or a group left) meanwhile gets nothing new, which would
+    /// Stores a text this user composed for `to` ([`Profile::compose`]);
+    /// for a contact, only if they are still here when the write job
+    /// runs: a contact deleted meanwhile gets nothing new, which would
     /// come back with them if they were added again.
     pub(crate) fn store_composed(
         &self,
@@ -1186,8 +1186,13 @@ impl Profile {
     ) -> impl FnOnce(&WriteTransaction) -> Result<(GroupId, Key), ProfileError> + Send + 'static
     {
         let (inner, gone) = (self.inner.clone(), gone(to));
+        // Only a contact's log goes: a group's chain is never taken away
+        // (leaving is refused by `compose`), and its newest epoch may be
+        // missing for a moment while a late copy of the chains is
+        // published, which must not refuse a text.
+        let check = matches!(to, crate::profile::files::Conversation::Contact(_));
         move |txn| {
-            if !inner.group_here(&group) {
+            if check && !inner.group_here(&group) {
                 return Err(gone);
             }
             store_own(txn, &group, &msg)

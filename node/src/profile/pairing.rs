@@ -58,7 +58,7 @@ pub(crate) struct Taken {
     /// owner listed.
     pub added: Vec<ContactRecord>,
     /// At a mailbox: contacts its owner's newest list no longer has.
-    pub deleted: Vec<crate::Deleted>,
+    pub deleted: Vec<crate::profile::removal::Deleted>,
 }
 
 /// The META key that says whose mailbox the contact with keyed id
