@@ -23,7 +23,7 @@ use strand_sync::{
 
 use crate::profile::db_error;
 use crate::profile::schema::meta;
-use crate::profile::store::insert_written;
+use crate::profile::store::{insert_written, ReadView};
 use crate::profile::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";
@@ -358,9 +358,10 @@ impl Profile {
         kind: Kind,
         author: &[u8; 32],
     ) -> Result<Vec<(Key, Message)>, ProfileError> {
+        let (view, group) = (self.read_view()?, &contact.direct_group().id);
         let mut found = Vec::new();
-        for key in self.keys_of(contact, kind)? {
-            if let Some(msg) = self.message_by(contact, &key, author)? {
+        for key in keys_of(&view, group, kind)? {
+            if let Some(msg) = message_by(&view, group, &key, author)? {
                 found.push((key, msg));
             }
         }
@@ -376,52 +377,13 @@ impl Profile {
         kind: Kind,
         author: &[u8; 32],
     ) -> Result<Option<Key>, ProfileError> {
-        for key in self.keys_of(contact, kind)?.into_iter().rev() {
-            if self.message_by(contact, &key, author)?.is_some() {
+        let (view, group) = (self.read_view()?, &contact.direct_group().id);
+        for key in keys_of(&view, group, kind)?.into_iter().rev() {
+            if message_by(&view, group, &key, author)?.is_some() {
                 return Ok(Some(key));
             }
         }
         Ok(None)
-    }
-
-    /// The keys of the messages of `kind` in the 1:1 conversation with
-    /// `contact`, oldest first.
-    fn keys_of(&self, contact: &Contact, kind: Kind) -> Result<Vec<Key>, ProfileError> {
-        use std::ops::ControlFlow;
-        use strand_sync::{KeyRange, Store};
-        let group = contact.direct_group();
-        let view = self.read_view()?;
-        let mut keys = Vec::new();
-        view.scan(&group.id, &KeyRange::ALL, &mut |k| {
-            keys.push(*k);
-            ControlFlow::Continue(())
-        })
-        .map_err(db_error)?;
-        let mut of_kind = Vec::with_capacity(keys.len());
-        for key in keys {
-            if view.kind(&group.id, &key).map_err(db_error)? == Some(kind) {
-                of_kind.push(key);
-            }
-        }
-        Ok(of_kind)
-    }
-
-    /// The message at `key` in the 1:1 conversation with `contact`, if
-    /// `author` wrote it.
-    fn message_by(
-        &self,
-        contact: &Contact,
-        key: &Key,
-        author: &[u8; 32],
-    ) -> Result<Option<Message>, ProfileError> {
-        use strand_sync::Store;
-        let group = &contact.direct_group().id;
-        let Some(bytes) = self.read_view()?.get(group, key).map_err(db_error)? else {
-            return Ok(None);
-        };
-        Ok(Message::decode(bytes)
-            .ok()
-            .filter(|m| m.author() == *author))
     }
 
     /// After the mailbox `gone` of the contact `owner` was deleted: the
@@ -695,6 +657,43 @@ impl Profile {
         }
         Ok(taken)
     }
+}
+
+/// The keys of the messages of `kind` in `group`, as `view` has them,
+/// oldest first.
+fn keys_of(view: &ReadView, group: &GroupId, kind: Kind) -> Result<Vec<Key>, ProfileError> {
+    use std::ops::ControlFlow;
+    use strand_sync::{KeyRange, Store};
+    let mut keys = Vec::new();
+    view.scan(group, &KeyRange::ALL, &mut |k| {
+        keys.push(*k);
+        ControlFlow::Continue(())
+    })
+    .map_err(db_error)?;
+    let mut of_kind = Vec::with_capacity(keys.len());
+    for key in keys {
+        if view.kind(group, &key).map_err(db_error)? == Some(kind) {
+            of_kind.push(key);
+        }
+    }
+    Ok(of_kind)
+}
+
+/// The message at `key` in `group`, as `view` has it, if `author` wrote
+/// it.
+fn message_by(
+    view: &ReadView,
+    group: &GroupId,
+    key: &Key,
+    author: &[u8; 32],
+) -> Result<Option<Message>, ProfileError> {
+    use strand_sync::Store;
+    let Some(bytes) = view.get(group, key).map_err(db_error)? else {
+        return Ok(None);
+    };
+    Ok(Message::decode(bytes)
+        .ok()
+        .filter(|m| m.author() == *author))
 }
 
 /// How the name a mailbox gives a contact its owner listed ends (after
