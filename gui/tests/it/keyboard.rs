@@ -4,8 +4,7 @@
 
 use slint::platform::{Key, WindowEvent};
 use slint::{ComponentHandle, LogicalPosition, Model, SharedString};
-use strand_gui::{AddContactAdapter, ContactsAdapter, ConversationAdapter, Screen};
-use strand_sync::Identity;
+use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
 
 use crate::support::{on_ui, options, Gui, WAIT};
 
@@ -40,14 +39,7 @@ fn the_keyboard_drives_the_chats() {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("profile")));
         gui.create(h, "Alice");
-        for name in ["Bob", "Carol"] {
-            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
-            gui.ui
-                .global::<AddContactAdapter>()
-                .invoke_add(who.invite().to_text().into(), name.into());
-            let n = gui.contacts().len();
-            assert!(h.pump_until(WAIT, || gui.contacts().len() == n + 1));
-        }
+        gui.add_made_up(h, &["Bob", "Carol"]);
         h.pump();
         // The list: 190 px rail + 1 px rule, then the "Chats" heading and
         // 72 px rows. Click the first row, then arrow down.
@@ -98,14 +90,7 @@ fn a_row_that_changes_under_a_press_opens_no_one() {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("profile")));
         gui.create(h, "Alice");
-        for name in ["Bob", "Carol", "Dave"] {
-            let who = Identity::generate(name, &mut strand_node::os_rng()).unwrap();
-            gui.ui
-                .global::<AddContactAdapter>()
-                .invoke_add(who.invite().to_text().into(), name.into());
-            let n = gui.contacts().len();
-            assert!(h.pump_until(WAIT, || gui.contacts().len() == n + 1));
-        }
+        gui.add_made_up(h, &["Bob", "Carol", "Dave"]);
         h.pump();
         let contacts = gui.ui.global::<ContactsAdapter>();
         let conversation = gui.ui.global::<ConversationAdapter>();

@@ -181,6 +181,19 @@ impl Gui {
         assert!(h.pump_until(WAIT, || self.contacts().len() == 1));
     }
 
+    /// Adds a made-up contact for each name, one at a time from the
+    /// add-contact screen, waiting for each to be listed.
+    pub fn add_made_up(&self, h: &Headless, names: &[&str]) {
+        for name in names {
+            let who = strand_sync::Identity::generate(name, &mut strand_node::os_rng()).unwrap();
+            self.ui
+                .global::<strand_gui::AddContactAdapter>()
+                .invoke_add(who.invite().to_text().into(), (*name).into());
+            let n = self.contacts().len();
+            assert!(h.pump_until(WAIT, || self.contacts().len() == n + 1));
+        }
+    }
+
     pub fn invite(&self) -> String {
         self.ui
             .global::<strand_gui::AddContactAdapter>()

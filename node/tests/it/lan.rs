@@ -30,6 +30,20 @@ pub(crate) async fn until<F: FnMut(&NodeEvent) -> bool>(
     .expect("event within 30 s");
 }
 
+/// Starts a node for `p` listening on loopback, dialling `peers`.
+pub(crate) async fn on_loopback(p: Profile, peers: Vec<libp2p::Multiaddr>) -> Node {
+    Node::start(
+        p,
+        NodeConfig {
+            lan: loopback(),
+            peers,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Alice and Bob in `root` (passphrase "p"), contacts of each other:
 /// Bob's node listening on loopback, and Alice's, started after it,
 /// dialling him there.
@@ -49,26 +63,9 @@ pub(crate) async fn alice_and_bob(root: &std::path::Path) -> (Node, Node) {
     let (ia, ib) = (a.identity().invite(), b.identity().invite());
     a.add_contact(&ib, "Bob", 0, &mut rng).unwrap();
     b.add_contact(&ia, "Alice", 0, &mut rng).unwrap();
-    let node_b = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let node_b = on_loopback(b, Vec::new()).await;
     let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
-    let node_a = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            peers: addrs,
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let node_a = on_loopback(a, addrs).await;
     (node_a, node_b)
 }
 
@@ -98,27 +95,10 @@ async fn two_nodes_on_loopback_sync_both_ways() {
     a.write("Bob", "written before we met", strand_node::now(), &mut rng)
         .unwrap();
 
-    let node_b = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let node_b = on_loopback(b, Vec::new()).await;
     let addrs = node_b.wait_listening(Duration::from_secs(1)).await;
     let mut events_b = node_b.subscribe();
-    let node_a = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            peers: addrs,
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let node_a = on_loopback(a, addrs).await;
     let mut events_a = node_a.subscribe();
     until(
         &mut events_b,
