@@ -1185,14 +1185,19 @@ impl Profile {
         msg: Message,
     ) -> impl FnOnce(&WriteTransaction) -> Result<(GroupId, Key), ProfileError> + Send + 'static
     {
-        let (inner, gone) = (self.inner.clone(), gone(to));
+        let inner = self.inner.clone();
         // Only a contact's log goes: a group's chain is never taken away
         // (leaving is refused by `compose`), and its newest epoch may be
         // missing for a moment while a late copy of the chains is
         // published, which must not refuse a text.
-        let check = matches!(to, crate::profile::files::Conversation::Contact(_));
+        let gone = match to {
+            crate::profile::files::Conversation::Contact(n) => {
+                Some(ProfileError::UnknownContact(n.to_owned()))
+            }
+            crate::profile::files::Conversation::Group(_) => None,
+        };
         move |txn| {
-            if check && !inner.group_here(&group) {
+            if let Some(gone) = gone.filter(|_| !inner.group_here(&group)) {
                 return Err(gone);
             }
             store_own(txn, &group, &msg)
@@ -1375,16 +1380,6 @@ fn decline_unknown_groups(inner: &Inner, batch: &mut Inbound) -> Vec<GroupId> {
         .filter(|(_, here)| !here)
         .map(|(g, _)| g)
         .collect()
-}
-
-/// The error for a conversation that went while a write waited.
-fn gone(to: crate::profile::files::Conversation<'_>) -> ProfileError {
-    match to {
-        crate::profile::files::Conversation::Contact(n) => {
-            ProfileError::UnknownContact(n.to_owned())
-        }
-        crate::profile::files::Conversation::Group(n) => ProfileError::UnknownGroup(n.to_owned()),
-    }
 }
 
 /// Whether `group` is a contact's 1:1 group or carrying pool in `book`,
