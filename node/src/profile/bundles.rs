@@ -200,10 +200,8 @@ struct Pass {
     /// Refused as of a log not (yet) shared with the contact.
     unknown: usize,
     stored: Announce,
-    /// Contacts the mailbox records it stored added.
-    added: Vec<crate::profile::ContactRecord>,
-    /// Contacts the mailbox records it stored deleted.
-    deleted: Vec<crate::profile::removal::Deleted>,
+    /// Contacts the mailbox records it stored added and deleted.
+    mailbox: crate::profile::pairing::Taken,
     /// Welcomes stored or already here, each once (a bundle may hold one
     /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,
@@ -573,10 +571,7 @@ impl Profile {
                             {
                                 match self.take_mailbox_record(item.group(), &item.key(), now, rng)
                                 {
-                                    Ok(t) => {
-                                        pass.added.extend(t.added);
-                                        pass.deleted.extend(t.deleted);
-                                    }
+                                    Ok(t) => pass.mailbox.join(t),
                                     Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
                                 }
                             }
@@ -723,8 +718,7 @@ impl Profile {
             imported.over_budget = pass.over_budget;
             earlier += pass.new;
             imported.stored.extend(pass.stored);
-            imported.mailbox.added.extend(pass.added);
-            imported.mailbox.deleted.extend(pass.deleted);
+            imported.mailbox.join(pass.mailbox);
             let mut epochs = false;
             if !pass.changes.is_empty() || !pass.changed.is_empty() {
                 let changes: Vec<(GroupId, Key)> = pass

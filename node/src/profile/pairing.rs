@@ -61,6 +61,14 @@ pub(crate) struct Taken {
     pub deleted: Vec<crate::profile::removal::Deleted>,
 }
 
+impl Taken {
+    /// Adds what `more` changed, after what this holds.
+    pub(crate) fn join(&mut self, more: Taken) {
+        self.added.extend(more.added);
+        self.deleted.extend(more.deleted);
+    }
+}
+
 /// The META key that says whose mailbox the contact with keyed id
 /// `mailbox` is.
 pub(crate) fn mailbox_for_key(mailbox: &[u8; 32]) -> String {

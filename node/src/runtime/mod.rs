@@ -1369,12 +1369,7 @@ impl Node {
         }
         // Contacts its mailbox records deleted and added, followed up as
         // a link's are.
-        for deleted in &imported.mailbox.deleted {
-            self.contact_deleted(deleted).await;
-        }
-        if !imported.mailbox.added.is_empty() {
-            self.contacts_added(&imported.mailbox.added).await;
-        }
+        self.mailbox_taken(&imported.mailbox).await;
         // A reach record it brought counts at once, as one a link brings
         // does (the newest counts; this one may be no newer: no change).
         if !imported.stored.is_empty() {

@@ -110,10 +110,7 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
         let mut taken = Taken::default();
         for (g, k) in items {
             match profile.take_mailbox_record(&g, &k, now, &mut rng) {
-                Ok(t) => {
-                    taken.added.extend(t.added);
-                    taken.deleted.extend(t.deleted);
-                }
+                Ok(t) => taken.join(t),
                 Err(e) => tracing::warn!("a mailbox record not taken: {e}"),
             }
         }
@@ -121,21 +118,28 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     })
     .await
     .unwrap_or_default();
-    if !taken.deleted.is_empty() {
-        tracing::info!(
-            count = taken.deleted.len(),
-            "contacts deleted through a mailbox record"
-        );
+    node.mailbox_taken(&taken).await;
+}
+
+impl Node {
+    /// Follows up what mailbox records changed in the contact list (from
+    /// a link or an import): those deleted, then those added.
+    pub(crate) async fn mailbox_taken(&self, taken: &Taken) {
+        if !taken.deleted.is_empty() {
+            tracing::info!(
+                count = taken.deleted.len(),
+                "contacts deleted through a mailbox record"
+            );
+        }
+        for deleted in &taken.deleted {
+            self.contact_deleted(deleted).await;
+        }
+        if !taken.added.is_empty() {
+            tracing::info!(
+                count = taken.added.len(),
+                "contacts added through a mailbox record"
+            );
+            self.contacts_added(&taken.added).await;
+        }
     }
-    for deleted in &taken.deleted {
-        node.contact_deleted(deleted).await;
-    }
-    if taken.added.is_empty() {
-        return;
-    }
-    tracing::info!(
-        count = taken.added.len(),
-        "contacts added through a mailbox record"
-    );
-    node.contacts_added(&taken.added).await;
 }
