@@ -165,7 +165,7 @@ pub(crate) fn unmute_in(
     id: &[u8; 32],
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<(), ProfileError> {
-    change_in(txn, root, rng, |stored| Ok(stored.muted.remove(id)))
+    change_in(txn, root, rng, |stored| stored.muted.remove(id))
 }
 
 /// Changes the preferences as they are in `txn`: `change` says whether
@@ -175,7 +175,7 @@ fn change_in(
     txn: &redb::WriteTransaction,
     root: &[u8; 32],
     rng: &mut (impl RngCore + CryptoRng),
-    change: impl FnOnce(&mut Stored) -> Result<bool, ProfileError>,
+    change: impl FnOnce(&mut Stored) -> bool,
 ) -> Result<(), ProfileError> {
     use crate::profile::crypto::{open, seal};
     use crate::profile::db_error;
@@ -196,7 +196,7 @@ fn change_in(
         }
         None => Stored::default(),
     };
-    if change(&mut stored)? {
+    if change(&mut stored) {
         let sealed = seal(root, ROLE_PREFS, &stored.encode(), rng);
         meta.insert(meta::PREFS, &sealed[..]).map_err(db_error)?;
     }
@@ -309,7 +309,7 @@ impl Profile {
                         }
                     }
                 }
-                Ok(true)
+                true
             })
         })
     }
