@@ -610,10 +610,7 @@ impl Profile {
                     return Ok(taken);
                 }
                 let book = self.book();
-                let on_list = |r: &ContactRecord| {
-                    list.iter()
-                        .any(|p| r.public.sign == p.sign || r.public.dh == p.dh)
-                };
+                let on_list = |r: &ContactRecord| list.iter().any(|p| same_keys(&r.public, p));
                 // Those the owner no longer has (deleted, so no longer
                 // reached through this mailbox): only contacts a list
                 // added (named so), not the owner nor any added here by
@@ -634,9 +631,7 @@ impl Profile {
                 let me = self.identity().public();
                 let mut records: Vec<ContactRecord> = Vec::new();
                 for public in list {
-                    let known = |r: &ContactRecord| {
-                        r.public.sign == public.sign || r.public.dh == public.dh
-                    };
+                    let known = |r: &ContactRecord| same_keys(&r.public, &public);
                     if public == me
                         || book.records.iter().any(known)
                         || records.iter().any(known)
@@ -665,6 +660,13 @@ impl Profile {
         }
         Ok(taken)
     }
+}
+
+/// Whether a listed contact is this one: either key the same (a list
+/// naming someone's signing key with another's key-agreement key is them
+/// too, never a second contact).
+fn same_keys(a: &PublicIdentity, b: &PublicIdentity) -> bool {
+    a.sign == b.sign || a.dh == b.dh
 }
 
 /// The keys of the messages of `kind` in `group`, as `view` has them,
