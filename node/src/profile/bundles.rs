@@ -124,7 +124,7 @@ pub struct Imported {
     /// Contacts its mailbox records added and deleted (boxed: rarely
     /// any, and a reply carries this).
     #[serde(skip)]
-    pub(crate) mailbox: Box<crate::profile::pairing::Taken>,
+    pub(crate) mailbox: Box<crate::profile::mailbox_records::Taken>,
 }
 
 /// New messages an import lists, each, for live sessions at most: past
@@ -201,7 +201,7 @@ struct Pass {
     unknown: usize,
     stored: Announce,
     /// Contacts the mailbox records it stored added and deleted.
-    mailbox: crate::profile::pairing::Taken,
+    mailbox: crate::profile::mailbox_records::Taken,
     /// Welcomes stored or already here, each once (a bundle may hold one
     /// a thousand times over).
     changes: std::collections::BTreeSet<(GroupId, Key)>,

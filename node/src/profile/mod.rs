@@ -18,6 +18,7 @@ pub(crate) mod error;
 pub(crate) mod expiry;
 pub(crate) mod files;
 pub(crate) mod groups;
+pub(crate) mod mailbox_records;
 pub(crate) mod pairing;
 pub mod prefs;
 pub(crate) mod reach;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use strand_sync::{GroupId, Invite, Key};
 
 use super::{Node, Shared};
-use crate::profile::pairing::Taken;
+use crate::profile::mailbox_records::Taken;
 use crate::{ContactRecord, NodeEvent, ProfileError};
 
 impl Node {
