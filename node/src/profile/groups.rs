@@ -177,6 +177,7 @@ impl Profile {
 
     /// Reads the stored epochs and follows each group's changes: at unlock.
     pub(crate) fn load_groups(&self) -> Result<(), ProfileError> {
+        let mut step = self.chains_step();
         let db = self.db()?;
         let mut entries: BTreeMap<GroupId, Vec<(Epoch, Entry)>> = BTreeMap::new();
         let mut others: BTreeMap<GroupId, Vec<Epoch>> = BTreeMap::new();
@@ -242,7 +243,8 @@ impl Profile {
             chain.update(&me, &view, now).map_err(db_error)?;
             chains.push(chain);
         }
-        self.set_chains(chains);
+        *step = chains;
+        step.publish();
         Ok(())
     }
 
@@ -554,9 +556,9 @@ impl Profile {
             Ok(keys)
         })?;
         let root = epoch.root;
-        let mut chains = (*self.chains()).clone();
+        let mut chains = self.chains_step();
         chains.push(Chain::new(epoch));
-        self.set_chains(chains);
+        chains.publish();
         let mut messages = written;
         messages.extend(self.names_for(root, now, rng));
         Ok(Written {
@@ -714,7 +716,7 @@ impl Profile {
         // it is logged, not returned (the user would make it again). The
         // new epoch is held either way; the group's next messages follow
         // the rest.
-        let mut chains = (*self.chains()).clone();
+        let mut chains = self.chains_step();
         if let Some(chain) = chains.iter_mut().find(|c| c.root() == head.root) {
             if let Some(next) = next {
                 chain.insert(next);
@@ -732,7 +734,7 @@ impl Profile {
                 }
             }
         }
-        self.set_chains(chains);
+        chains.publish();
         let mut messages = written;
         messages.extend(self.names_for(head.root, now, rng));
         Ok(Written {
@@ -785,7 +787,7 @@ impl Profile {
         let identity = self.identity();
         let view = self.read_view()?;
         let book = self.book();
-        let mut chains = (*self.chains()).clone();
+        let mut chains = self.chains_step();
         let mut dirty = std::collections::BTreeSet::new();
         let mut new_epochs = Vec::new();
         let mut new_entries = Vec::new();
@@ -856,7 +858,7 @@ impl Profile {
             }
             Ok(())
         })?;
-        self.set_chains(chains);
+        chains.publish();
         let mut written = self.group_work(&dirty, now, rng);
         written.epochs |= !new_epochs.is_empty() || !new_entries.is_empty();
         match self.write_chosen_names(Some(&dirty), now, rng) {
@@ -984,11 +986,11 @@ impl Profile {
     ) -> Result<(), ProfileError> {
         let identity = self.identity();
         let view = self.read_view()?;
-        let mut chains = (*self.chains()).clone();
+        let mut chains = self.chains_step();
         for chain in chains.iter_mut().filter(|c| roots.contains(&c.root())) {
             chain.update(&identity, &view, now).map_err(db_error)?;
         }
-        self.set_chains(chains);
+        chains.publish();
         Ok(())
     }
 
@@ -1194,4 +1196,58 @@ fn refuse_mailbox(record: &crate::profile::ContactRecord) -> Result<(), ProfileE
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two welcomes followed at once, on two threads (two links storing
+    /// at the same time), both stay joined. Before, each thread changed
+    /// its own copy of the groups and the later published dropped the
+    /// earlier's group from memory until the next start: its texts were
+    /// neither synced nor shown.
+    #[test]
+    fn two_groups_joined_at_once_are_both_joined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
+        let me = p.identity().public();
+        // A welcome from `from` to a group of their own, stored here.
+        let welcome = |from: &strand_sync::Identity, name: &str, rng: &mut _| {
+            let others = [(me, "Alice".to_owned())];
+            let epoch = Epoch::create(from, name, &others, rng).unwrap();
+            let pair = from.contact(&me).unwrap().direct_group().clone();
+            let msg = epoch.welcome(from, &pair, now, rng).unwrap();
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
+            store.commit().unwrap();
+            (epoch.root, (pair.id, msg.key()))
+        };
+        for round in 0..6 {
+            let (bobs, from_bob) = welcome(&bob, &format!("bob {round}"), rng);
+            let (carols, from_carol) = welcome(&carol, &format!("carol {round}"), rng);
+            let together = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                for stored in [from_bob, from_carol] {
+                    let (p, together) = (&p, &together);
+                    s.spawn(move || {
+                        together.wait();
+                        let rng = &mut crate::profile::os_rng();
+                        p.apply_group_messages(&[stored], now, rng).unwrap();
+                    });
+                }
+            });
+            let joined: Vec<GroupId> = p.chains().iter().map(|c| c.root()).collect();
+            assert!(
+                joined.contains(&bobs) && joined.contains(&carols),
+                "round {round}: {} of {} groups joined",
+                joined.len(),
+                2 * (round + 1)
+            );
+        }
+    }
 }

@@ -249,10 +249,47 @@ struct Inner {
     chains: RwLock<Arc<Vec<Chain>>>,
     /// Contact-list changes one at a time: check, write, then publish.
     adding: std::sync::Mutex<()>,
+    /// Changes of the groups one at a time, from the copy to its
+    /// publishing ([`ChainsStep`]).
+    chains_step: std::sync::Mutex<()>,
     /// At a mailbox: its owner's lists taken one at a time (is it the
     /// newest, then delete, then add).
     pub(crate) lists: std::sync::Mutex<()>,
     writer: Writer,
+}
+
+/// A change of the groups in memory under way ([`Profile::chains_step`]):
+/// the copy, changed in place; nothing changes until it is published.
+pub(crate) struct ChainsStep<'a> {
+    chains: Vec<Chain>,
+    profile: &'a Profile,
+    _one_at_a_time: std::sync::MutexGuard<'a, ()>,
+}
+
+impl ChainsStep<'_> {
+    /// Replaces the groups with the copy, and with them what each contact
+    /// syncs.
+    pub(crate) fn publish(self) {
+        let p = self.profile;
+        let _contacts = p.inner.adding.lock().expect("adding lock");
+        let records = p.book().records.clone();
+        *p.inner.book.write().expect("book lock") =
+            Arc::new(Book::new(&p.identity(), records, &self.chains));
+        *p.inner.chains.write().expect("groups lock") = Arc::new(self.chains);
+    }
+}
+
+impl std::ops::Deref for ChainsStep<'_> {
+    type Target = Vec<Chain>;
+    fn deref(&self) -> &Vec<Chain> {
+        &self.chains
+    }
+}
+
+impl std::ops::DerefMut for ChainsStep<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<Chain> {
+        &mut self.chains
+    }
 }
 
 /// An open, unlocked profile. While any handle is open (or until
@@ -385,6 +422,7 @@ impl Profile {
                 book: RwLock::new(Arc::new(book)),
                 chains: RwLock::new(Arc::new(Vec::new())),
                 adding: std::sync::Mutex::new(()),
+                chains_step: std::sync::Mutex::new(()),
                 lists: std::sync::Mutex::new(()),
                 writer: Writer::default(),
             }),
@@ -772,14 +810,18 @@ impl Profile {
         self.inner.chains.read().expect("groups lock").clone()
     }
 
-    /// Replaces the groups, and with them what each contact syncs.
-    pub(crate) fn set_chains(&self, chains: Vec<Chain>) {
-        let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
-        let book = self.book();
-        let records = book.records.clone();
-        *self.inner.book.write().expect("book lock") =
-            Arc::new(Book::new(&self.identity(), records, &chains));
-        *self.inner.chains.write().expect("groups lock") = Arc::new(chains);
+    /// Starts a change of the groups: a copy of them to change, then
+    /// [`ChainsStep::publish`]. Until it is published or dropped, another
+    /// change waits, so it starts from this one's result (two changed from
+    /// the same copy, the later published would drop the earlier's, such
+    /// as a group just joined, until the next start).
+    pub(crate) fn chains_step(&self) -> ChainsStep<'_> {
+        let lock = self.inner.chains_step.lock().expect("chains step lock");
+        ChainsStep {
+            chains: (*self.chains()).clone(),
+            profile: self,
+            _one_at_a_time: lock,
+        }
     }
 
     /// What starts every link's session: this identity and the contacts,
@@ -1188,9 +1230,8 @@ impl Profile {
     {
         let inner = self.inner.clone();
         // Only a contact's log goes: a group's chain is never taken away
-        // (leaving is refused by `compose`), and its newest epoch may be
-        // missing for a moment while a late copy of the chains is
-        // published, which must not refuse a text.
+        // (leaving is refused by `compose`), so a group text has nothing
+        // to be checked against.
         let gone = match to {
             crate::profile::files::Conversation::Contact(n) => {
                 Some(ProfileError::UnknownContact(n.to_owned()))
