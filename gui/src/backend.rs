@@ -103,10 +103,12 @@ impl Changes {
         }
         match event {
             NodeEvent::Received {
-                group: Some(group), ..
+                group: Some(_),
+                group_key,
+                ..
             } => {
                 self.groups = true;
-                self.group_texts.insert(group);
+                self.group_texts.extend(group_key);
             }
             // The new group's form and the open group's "add" list offer
             // contacts (the chats list is read at every refresh).
@@ -524,6 +526,7 @@ mod tests {
         let received = |contact: &str| NodeEvent::Received {
             contact: contact.into(),
             group: None,
+            group_key: None,
             time: 1,
             id: "00".into(),
             text: "hi".into(),
@@ -554,6 +557,7 @@ mod tests {
         let received = |contact: &str, group: Option<&str>| NodeEvent::Received {
             contact: contact.into(),
             group: group.map(Into::into),
+            group_key: group.map(|g| format!("key of {g}")),
             time: 1,
             id: "00".into(),
             text: "hi".into(),

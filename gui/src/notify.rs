@@ -58,17 +58,22 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
             let NodeEvent::Received {
                 contact,
                 group,
+                group_key,
                 text,
                 ..
             } = e
             else {
                 return None;
             };
-            let (title, of) = match group {
-                Some(g) if prefs.mutes_group(g) => return None,
-                None if prefs.mutes_contact(contact) => return None,
-                Some(g) => (format!("{contact} in {g}"), Target::Group(g.clone())),
-                None => (contact.clone(), Target::Contact(contact.clone())),
+            // A group by its key: another may have its name.
+            let (title, of) = match (group, group_key) {
+                (Some(_), Some(key)) if prefs.mutes_group(key) => return None,
+                (None, _) if prefs.mutes_contact(contact) => return None,
+                (Some(g), key) => (
+                    format!("{contact} in {g}"),
+                    Target::Group(key.clone().unwrap_or_else(|| g.clone())),
+                ),
+                (None, _) => (contact.clone(), Target::Contact(contact.clone())),
             };
             let body = if prefs.show_text {
                 let shown = strand_node::display::one_line(text);
@@ -246,10 +251,16 @@ impl Notifier {
 mod tests {
     use super::*;
 
+    /// A made-up key for the group called `group`.
+    fn key_of(group: &str) -> String {
+        format!("key of {group}")
+    }
+
     fn received(contact: &str, group: Option<&str>, text: &str) -> NodeEvent {
         NodeEvent::Received {
             contact: contact.into(),
             group: group.map(Into::into),
+            group_key: group.map(key_of),
             time: 1,
             id: "00".into(),
             text: text.into(),
@@ -270,11 +281,12 @@ mod tests {
             ("Bob", "New message")
         );
         assert_eq!(n[1].title, "Ann in Book club");
-        assert_eq!(n[1].of, Target::Group("Book club".into()));
+        assert_eq!(n[1].of, Target::Group(key_of("Book club")));
         assert!(n.iter().all(|n| !n.body.contains("4512")));
 
         prefs.show_text = true;
         prefs.muted_groups = vec!["Book club".into()];
+        prefs.muted_group_keys = vec![key_of("Book club")];
         let n = notices(&batch, &prefs);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].body, "the door code is 4512");

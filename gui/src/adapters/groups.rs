@@ -32,9 +32,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         a.set_current(index);
         a.set_members_open(false);
         a.set_error(SharedString::new());
-        let name = item.name.to_string();
+        // A row is the group whose key it holds (two may share a name).
+        let key = item.name.to_string();
         b.job(move |core| {
-            set_open(core, name);
+            set_open(core, key);
             reload(core, true);
         });
     });
@@ -58,12 +59,12 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let b = backend.clone();
     a.on_set_muted(move |muted| {
         b.job(move |core| {
-            let Some(name) = core.open_group.clone() else {
+            let Some(key) = core.open_group.clone() else {
                 return;
             };
             super::settings::change_preferences(
                 core,
-                strand_node::PreferenceChange::MuteGroup { name, muted },
+                strand_node::PreferenceChange::MuteGroup { name: key, muted },
             )
         });
     });
@@ -192,8 +193,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                         ui.global::<GroupsAdapter>().set_create_error(e.into());
                     });
                 }
-                _ => {
-                    set_open(core, name.clone());
+                Some(Ok(Reply::GroupCreated { key, .. })) => {
+                    set_open(core, key);
                     refresh(core);
                     reload(core, true);
                     // Last, so that the new group shows once the form goes.
@@ -203,6 +204,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                         a.set_create_error(SharedString::new());
                     });
                 }
+                Some(Ok(_)) | None => {}
             }
         });
     });
@@ -230,11 +232,11 @@ fn tick(ui: &AppWindow, which: impl Fn(&ChoiceItem) -> bool, on: bool) {
     }
 }
 
-/// Makes `name` the open group, and its header's Mute button say whether
-/// it is muted.
-fn set_open(core: &mut Core, name: String) {
-    let muted = core.preferences.mutes_group(&name);
-    core.open_group = Some(name);
+/// Makes the group whose key ([`strand_node::group_key`]) is `key` the
+/// open group, and its header's Mute button say whether it is muted.
+fn set_open(core: &mut Core, key: String) {
+    let muted = core.preferences.mutes_group(&key);
+    core.open_group = Some(key);
     core.ui(move |ui| ui.global::<GroupsAdapter>().set_muted(muted));
 }
 
@@ -257,7 +259,9 @@ fn show_error(core: &Core, e: String) {
     core.ui(move |ui| ui.global::<GroupsAdapter>().set_error(e.into()));
 }
 
-fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
+/// A group's row: kept by its key, shown by its name made safe, and by
+/// its id too where `shared` (another group has the name).
+fn item(g: &GroupSummary, shared: bool, clock: &Clock) -> ContactItem {
     let (last_text, last_time, last_outgoing) = match &g.last {
         Some(m) => (
             if m.message.outgoing {
@@ -285,9 +289,12 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     } else {
         "You are no longer a member".to_owned()
     };
-    let label = strand_node::display::one_line(&g.name);
+    let mut label = strand_node::display::one_line(&g.name);
+    if shared {
+        label = format!("{label} · {}", g.id);
+    }
     ContactItem {
-        name: g.name.clone().into(),
+        name: g.key.clone().into(),
         initials: format::initials(&strand_node::display::visible(&g.name)).into(),
         hue: format::hue(&g.name),
         last_text: last_text.into(),
@@ -318,7 +325,8 @@ pub(crate) fn refresh(core: &mut Core) {
         let tb = b.last.as_ref().map(|m| m.message.shown);
         tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
     });
-    let items: Vec<ContactItem> = groups.iter().map(|g| item(g, &clock)).collect();
+    let shared = |g: &GroupSummary| groups.iter().filter(|o| o.name == g.name).count() > 1;
+    let items: Vec<ContactItem> = groups.iter().map(|g| item(g, shared(g), &clock)).collect();
     let unread: i32 = items.iter().map(|i| i.unread).sum();
     core.unread.1 = unread;
     super::badge(core);
@@ -384,7 +392,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     let Some(summary) = summaries(core)
         .unwrap_or_default()
         .into_iter()
-        .find(|g| g.name == group)
+        .find(|g| g.key == group)
     else {
         return;
     };
@@ -414,15 +422,15 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     };
     core.ui(move |ui| {
         let a = ui.global::<GroupsAdapter>();
-        let group_name = group.clone();
-        a.set_name(strand_node::display::one_line(&group).into());
+        let group_key = group.clone();
+        a.set_name(strand_node::display::one_line(&summary.name).into());
         a.set_summary(line.into());
         a.set_member(summary.member && summary.blocked.is_none());
         a.set_admin(summary.admin);
         a.set_creator(creator);
         let (keys, pages, timer) = messages;
         a.set_timer(timer);
-        with_group_model(&ui, |m| m.reset(group_name, generation, keys, pages));
+        with_group_model(&ui, |m| m.reset(group_key, generation, keys, pages));
         set_vec(a.get_members(), members, |m| a.set_members(m));
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();
         set_vec(a.get_addable(), addable, |m| a.set_addable(m));
@@ -491,12 +499,14 @@ mod tests {
     use super::*;
 
     /// A group's name is its creator's choice: the list shows it made
-    /// safe, and keeps the name itself to find the group by.
+    /// safe (with the id beside it when another group has it too), and
+    /// keeps the group's key to find it by.
     #[test]
-    fn a_groups_name_is_shown_safely_and_kept_as_its_key() {
+    fn a_group_is_shown_by_its_name_safely_and_kept_by_its_key() {
         let g = GroupSummary {
             name: "Family\u{202e}lanoisseforp".into(),
             id: "0123abcd".into(),
+            key: "0123abcd".repeat(8),
             members: 3,
             member: true,
             blocked: None,
@@ -504,15 +514,20 @@ mod tests {
             unread: 0,
             last: None,
         };
-        let shown = item(&g, &Clock::at(0));
-        assert_eq!(shown.name.as_str(), g.name);
+        let shown = item(&g, false, &Clock::at(0));
+        assert_eq!(shown.name.as_str(), g.key);
         assert_eq!(shown.label.as_str(), "Family<U+202E>lanoisseforp");
+        let shared = item(&g, true, &Clock::at(0));
+        assert_eq!(
+            shared.label.as_str(),
+            "Family<U+202E>lanoisseforp · 0123abcd"
+        );
         assert_eq!(shown.initials.as_str(), "F");
         let odd = GroupSummary {
             name: "\u{202e}\u{200b}ops team".into(),
             ..g
         };
-        assert_eq!(item(&odd, &Clock::at(0)).initials.as_str(), "OT");
+        assert_eq!(item(&odd, false, &Clock::at(0)).initials.as_str(), "OT");
     }
 
     /// A member's name may hold what the screen shows as `<U+…>` (an

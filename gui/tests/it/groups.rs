@@ -202,3 +202,100 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         rt.block_on(bob.shutdown());
     });
 }
+
+/// Two groups with one name (anyone who welcomes Alice to a group can name
+/// it like one of hers) are two rows that each open, show and mute their
+/// own group, told apart by their ids. Before, the app named groups by
+/// name: opening either asked the node for "Desk", which refused ("2
+/// groups are called"), and neither could be read or written to.
+#[test]
+fn two_groups_with_one_name_each_open_as_themselves() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        let bob_code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        gui.ui
+            .global::<AddContactAdapter>()
+            .invoke_add(bob_code.into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial(bob_addr.to_string().into());
+        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+
+        // Alice's Desk, made in the app, opens as itself.
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        let g = gui.ui.global::<GroupsAdapter>();
+        g.invoke_new_group();
+        assert!(h.pump_until(WAIT, || g.get_contacts().row_count() == 1));
+        g.invoke_toggle("Bob".into(), true);
+        g.invoke_create("Desk".into());
+        assert!(
+            h.pump_until(WAIT, || !g.get_creating()),
+            "{}",
+            g.get_create_error()
+        );
+        assert_eq!((g.get_current(), g.get_name().as_str()), (0, "Desk"));
+        assert!(g.invoke_send("in Alice's desk".into()));
+        assert!(h.pump_until(WAIT, || g.get_messages().row_count() == 1));
+
+        // Bob's Desk arrives, with a text.
+        let bobs = rt
+            .block_on(bob.create_group("Desk", &["Alice".to_owned()]))
+            .unwrap();
+        rt.block_on(bob.send_group(&bobs, "in Bob's desk")).unwrap();
+        assert!(h.pump_until(WAIT, || g
+            .get_groups()
+            .iter()
+            .any(|r| r.last_text.ends_with("in Bob's desk"))));
+        let rows: Vec<_> = g.get_groups().iter().collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.label.starts_with("Desk · ")));
+        assert_ne!(rows[0].label, rows[1].label);
+        let row_of = |key: &str| {
+            let rows: Vec<_> = g.get_groups().iter().collect();
+            rows.iter().position(|r| r.name == key).unwrap() as i32
+        };
+
+        // Each row opens its own group, and writes to it.
+        g.invoke_open(row_of(&bobs));
+        assert!(h.pump_until(WAIT, || g
+            .get_messages()
+            .iter()
+            .any(|m| m.text == "in Bob's desk")));
+        assert_eq!(g.get_error(), "");
+        assert!(!g.get_messages().iter().any(|m| m.text == "in Alice's desk"));
+        assert!(g.invoke_send("back in Bob's".into()));
+        assert!(h.pump_until(WAIT, || bob
+            .profile()
+            .group_conversation(&bobs)
+            .unwrap()
+            .iter()
+            .any(|m| m.message.text == "back in Bob's")));
+        // Muted, Bob's Desk alone is.
+        g.invoke_set_muted(true);
+        assert!(h.pump_until(WAIT, || g.get_muted()));
+        let alices = g
+            .get_groups()
+            .iter()
+            .map(|r| r.name.to_string())
+            .find(|k| *k != bobs)
+            .unwrap();
+        g.invoke_open(row_of(&alices));
+        assert!(h.pump_until(WAIT, || g
+            .get_messages()
+            .iter()
+            .any(|m| m.text == "in Alice's desk")));
+        assert!(!g.get_muted());
+        assert!(!g.get_messages().iter().any(|m| m.text.contains("Bob's")));
+        g.invoke_open(row_of(&bobs));
+        assert!(h.pump_until(WAIT, || g.get_muted()));
+        rt.block_on(bob.shutdown());
+    });
+}

@@ -39,7 +39,7 @@ const PREVIEW_SIDE: u32 = 160;
 pub enum Conversation<'a> {
     /// The 1:1 conversation with this contact.
     Contact(&'a str),
-    /// This group (name or id prefix).
+    /// This group (name, key or id prefix).
     Group(&'a str),
 }
 

@@ -59,6 +59,10 @@ pub struct GroupSummary {
     /// The first 8 hex digits of its root id: tells apart groups with the
     /// same name.
     pub id: String,
+    /// Its whole root id in hex ([`group_key`]): names this group and no
+    /// other, whatever it and the others are called.
+    #[serde(default)]
+    pub key: String,
     /// Members of the newest epoch this device knows.
     pub members: usize,
     /// Whether this device is still a member (not removed, not left).
@@ -264,6 +268,7 @@ impl Profile {
             out.push(GroupSummary {
                 name: epoch.name.clone(),
                 id: crate::profile::hex(&chain.root().0[..4]),
+                key: group_key(&chain.root()),
                 members: epoch.members().len(),
                 member,
                 blocked,
@@ -283,9 +288,15 @@ impl Profile {
         Ok(!matches!(self.chain_named(name)?.head(), Head::Out { .. }))
     }
 
-    /// The group called `name` (or whose id starts with `name`).
+    /// The group whose key ([`group_key`]) is `name`, else the one called
+    /// `name`, else the one whose id starts with `name`. A key comes
+    /// first: a group's name is its creator's choice, and one named as
+    /// another's key must not stand in for it.
     pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();
+        if let Some(keyed) = chains.iter().find(|c| group_key(&c.root()) == name) {
+            return Ok(keyed.clone());
+        }
         let matches: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
@@ -502,14 +513,14 @@ impl Profile {
 
     /// Creates a group of this user and the named contacts, and writes
     /// each of them a welcome (sent like any message of their 1:1
-    /// conversation).
+    /// conversation). Returns its root id, with what it wrote.
     pub fn create_group(
         &self,
         name: &str,
         with: &[String],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Written, ProfileError> {
+    ) -> Result<(GroupId, Written), ProfileError> {
         let name = name.trim();
         if with.is_empty() {
             return Err(ProfileError::Group(
@@ -561,11 +572,12 @@ impl Profile {
         chains.publish();
         let mut messages = written;
         messages.extend(self.names_for(root, now, rng));
-        Ok(Written {
+        let written = Written {
             messages,
             epochs: true,
             unfinished: None,
-        })
+        };
+        Ok((root, written))
     }
 
     /// Makes a change to a group at its newest epoch.
@@ -1160,11 +1172,7 @@ impl Profile {
 
     /// The group and author of a stored group text, and the text: for
     /// notifications.
-    pub(crate) fn describe_group_text(
-        &self,
-        group: &GroupId,
-        key: &Key,
-    ) -> Option<(String, String, String)> {
+    pub(crate) fn describe_group_text(&self, group: &GroupId, key: &Key) -> Option<GroupText> {
         let chains = self.chains();
         let (chain, epoch) = chains
             .iter()
@@ -1182,8 +1190,33 @@ impl Profile {
             .map_or("(unknown)", |m| m.name.as_str());
         let chosen = self.chosen_names(chain).ok()?;
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
-        Some((epoch.name.clone(), author, text))
+        Some(GroupText {
+            group: epoch.name.clone(),
+            key: group_key(&chain.root()),
+            author,
+            text,
+        })
     }
+}
+
+/// A group's text as an arrival tells of it
+/// ([`Profile::describe_group_text`]).
+pub(crate) struct GroupText {
+    /// The group's name, as the text's epoch has it.
+    pub group: String,
+    /// The group's key ([`group_key`]).
+    pub key: String,
+    /// Who wrote it, as the member list names them.
+    pub author: String,
+    /// The text, or the file's name.
+    pub text: String,
+}
+
+/// The key of the group whose root id is `root`: the id in hex, whole. The
+/// app names groups by it ([`GroupSummary::key`]); every command that
+/// takes a group's name takes it too.
+pub fn group_key(root: &GroupId) -> String {
+    crate::profile::hex(&root.0)
 }
 
 /// A mailbox reads nothing: it is never made a group's member (it would
@@ -1249,5 +1282,36 @@ mod tests {
                 2 * (round + 1)
             );
         }
+    }
+    /// A group's key names it, even where another group is named as that
+    /// key (a name is its creator's choice, up to 64 bytes: a key fits).
+    /// The app names groups by key, so a group named so must not open,
+    /// mute or take the texts of the one whose key it is.
+    #[test]
+    fn a_group_named_as_anothers_key_does_not_stand_in_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
+        let key = group_key(&desk);
+        let me = p.identity().public();
+        let others = [(me, "Alice".to_owned())];
+        let fake = Epoch::create(&bob, &key, &others, rng).unwrap();
+        let pair = bob.contact(&me).unwrap().direct_group().clone();
+        let msg = fake.welcome(&bob, &pair, now, rng).unwrap();
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
+        store.commit().unwrap();
+        p.apply_group_messages(&[(pair.id, msg.key())], now, rng)
+            .unwrap();
+        assert_eq!(p.chains().len(), 2);
+        assert_eq!(p.chain_named(&key).unwrap().root(), desk);
+        // Named "Desk", and named by its own key, Bob's is found as before.
+        assert_eq!(
+            p.chain_named(&group_key(&fake.root)).unwrap().root(),
+            fake.root
+        );
+        assert_eq!(p.chain_named("Desk").unwrap().root(), desk);
     }
 }

@@ -43,6 +43,10 @@ pub struct Preferences {
     pub muted_contacts: Vec<String>,
     /// Private groups that give no notifications, by name.
     pub muted_groups: Vec<String>,
+    /// The same groups by key ([`crate::group_key`]), in the same order:
+    /// two groups may have one name.
+    #[serde(default)]
+    pub muted_group_keys: Vec<String>,
     /// How much of the time Bluetooth LE scans for contacts nearby (the
     /// battery setting).
     #[serde(with = "duty_name", default)]
@@ -72,9 +76,10 @@ impl Preferences {
         self.muted_contacts.iter().any(|c| c == contact)
     }
 
-    /// Whether the private group `group` gives no notifications.
-    pub fn mutes_group(&self, group: &str) -> bool {
-        self.muted_groups.iter().any(|g| g == group)
+    /// Whether the private group whose key ([`crate::group_key`]) is
+    /// `key` gives no notifications.
+    pub fn mutes_group(&self, key: &str) -> bool {
+        self.muted_group_keys.iter().any(|g| g == key)
     }
 }
 
@@ -107,7 +112,7 @@ pub enum PreferenceChange {
     },
     /// Mute a private group (or unmute it).
     MuteGroup {
-        /// Group name (or id prefix).
+        /// Group name (or key, or id prefix).
         name: String,
         /// Muted or not.
         muted: bool,
@@ -237,17 +242,18 @@ impl Profile {
                 muted_contacts.push(c.name);
             }
         }
-        let muted_groups = self
+        let (muted_groups, muted_group_keys) = self
             .chains()
             .iter()
             .filter(|c| stored.muted.contains(&c.root().0))
-            .map(|c| c.last().name.clone())
-            .collect();
+            .map(|c| (c.last().name.clone(), crate::group_key(&c.root())))
+            .unzip();
         Ok(Preferences {
             show_text: stored.flags & SHOW_TEXT != 0,
             keep_running: stored.flags & KEEP_RUNNING != 0,
             muted_contacts,
             muted_groups,
+            muted_group_keys,
             bluetooth: stored.duty,
         })
     }

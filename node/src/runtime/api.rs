@@ -18,7 +18,7 @@ use crate::{hex, GroupAction};
 pub enum Target {
     /// The 1:1 conversation with the contact of this name.
     Contact(String),
-    /// The group of this name (or id prefix).
+    /// The group of this name (or key, or id prefix).
     Group(String),
 }
 
@@ -185,19 +185,19 @@ pub enum Request {
     },
     /// A group's members.
     GroupMembers {
-        /// Group name (or id prefix).
+        /// Group name (or key, or id prefix).
         group: String,
     },
     /// Change a group.
     GroupChange {
-        /// Group name (or id prefix).
+        /// Group name (or key, or id prefix).
         group: String,
         /// What to do.
         action: GroupAction,
     },
     /// A group's conversation (all of it), marked read.
     GroupRead {
-        /// Group name (or id prefix).
+        /// Group name (or key, or id prefix).
         group: String,
     },
     /// Carrying for contacts: with `set`, start or stop first.
@@ -380,6 +380,9 @@ pub enum Reply {
     GroupCreated {
         /// Its name.
         name: String,
+        /// Its key ([`crate::group_key`]).
+        #[serde(default)]
+        key: String,
     },
     /// [`Request::GroupMembers`].
     Members {

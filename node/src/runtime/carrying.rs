@@ -599,6 +599,7 @@ impl Node {
         let _ = shared.events.send(NodeEvent::Received {
             contact: r.name.clone(),
             group: None,
+            group_key: None,
             time: key.time,
             id: hex(&key.id.0),
             text,

@@ -113,9 +113,10 @@ impl Node {
                 })
             }
             Request::GroupCreate { name, with } => {
-                self.create_group(&name, &with).await?;
+                let key = self.create_group(&name, &with).await?;
                 Ok(Reply::GroupCreated {
                     name: name.trim().to_owned(),
+                    key,
                 })
             }
             Request::GroupMembers { group } => {

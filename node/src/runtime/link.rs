@@ -640,7 +640,7 @@ impl Pump {
             return;
         };
         let direct = groups.first().is_some_and(|g| g.id == group);
-        let (contact, group_name, text) = if direct {
+        let (contact, group_name, group_key, text) = if direct {
             // Deleted since (this batch was stored just before): nothing
             // of theirs is told.
             let Some(name) = self.contact_name() else {
@@ -650,16 +650,17 @@ impl Pump {
                 .first()
                 .and_then(|g| self.node.profile.message_text(g, &key).ok().flatten())
                 .unwrap_or_default();
-            (name, None, text)
+            (name, None, None, text)
         } else {
             match self.node.profile.describe_group_text(&group, &key) {
-                Some((group, author, text)) => (author, Some(group), text),
+                Some(t) => (t.author, Some(t.group), Some(t.key), t.text),
                 None => return,
             }
         };
         let _ = self.node.events.send(NodeEvent::Received {
             contact,
             group: group_name,
+            group_key,
             time: key.time,
             id: hex(&key.id.0),
             text,

@@ -219,6 +219,10 @@ pub enum NodeEvent {
         /// The group it was written to, if not the 1:1 conversation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        /// That group's key ([`crate::group_key`]): names it, where its
+        /// name may be another group's too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
         /// Timestamp (ms since the Unix epoch).
         time: u64,
         /// Message id (hex).
@@ -1181,18 +1185,19 @@ impl Node {
     }
 
     /// Creates a private group of this user and the named contacts, and
-    /// writes each a welcome; sessions up now start syncing it.
-    pub async fn create_group(&self, name: &str, with: &[String]) -> Result<(), ProfileError> {
+    /// writes each a welcome; sessions up now start syncing it. Returns
+    /// its key ([`crate::group_key`]).
+    pub async fn create_group(&self, name: &str, with: &[String]) -> Result<String, ProfileError> {
         let profile = self.shared.profile.clone();
         let (name, with) = (name.to_owned(), with.to_vec());
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
-        let written =
+        let (root, written) =
             tokio::task::spawn_blocking(move || profile.create_group(&name, &with, now, &mut rng))
                 .await
                 .map_err(|_| ProfileError::Closed)??;
         self.after_group_change(written);
-        Ok(())
+        Ok(crate::group_key(&root))
     }
 
     /// Adds, removes, leaves or makes an admin, at the group's newest
