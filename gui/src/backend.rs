@@ -78,8 +78,8 @@ pub(crate) struct Changes {
     pub all: bool,
     /// What to say of a contact over their storage budget.
     pub over_budget: Option<String>,
-    /// Groups with new texts: the open one, if among them, scrolls to the
-    /// newest (a change elsewhere leaves it where it is).
+    /// Groups with new texts, by key: the open one, if among them, scrolls
+    /// to the newest (a change elsewhere leaves it where it is).
     pub group_texts: BTreeSet<String>,
     /// Contacts whose sessions brought parts of files: what the open
     /// conversation shows of a file changes (not where it is scrolled).

@@ -69,10 +69,10 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
             let (title, of) = match (group, group_key) {
                 (Some(_), Some(key)) if prefs.mutes_group(key) => return None,
                 (None, _) if prefs.mutes_contact(contact) => return None,
-                (Some(g), key) => (
-                    format!("{contact} in {g}"),
-                    Target::Group(key.clone().unwrap_or_else(|| g.clone())),
-                ),
+                (Some(g), Some(key)) => (format!("{contact} in {g}"), Target::Group(key.clone())),
+                // No key: no row to open nor mute to check (the node
+                // always gives one).
+                (Some(_), None) => return None,
                 (None, _) => (contact.clone(), Target::Contact(contact.clone())),
             };
             let body = if prefs.show_text {

@@ -847,10 +847,16 @@ async fn notifications(
         .iter()
         .map(|c| display::one_line(c))
         .chain(
+            // With the id `strand group list` shows: two may share a
+            // name.
             prefs
                 .muted_groups
                 .iter()
-                .map(|g| format!("{} (group)", display::one_line(g))),
+                .zip(&prefs.muted_group_keys)
+                .map(|(g, key)| {
+                    let id = key.get(..8).unwrap_or(key);
+                    format!("{} (group {id})", display::one_line(g))
+                }),
         )
         .collect();
     if muted.is_empty() {

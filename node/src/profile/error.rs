@@ -225,7 +225,7 @@ pub enum ProfileError {
     /// A relay list this device cannot publish.
     #[error("the relay list cannot be published")]
     RelayList(#[source] strand_sync::DecodeError),
-    /// No group by that name (or id prefix).
+    /// No group by that name (or key, or id prefix).
     #[error("no group named {0:?}")]
     UnknownGroup(String),
     /// No member of the group by that name.

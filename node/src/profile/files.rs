@@ -196,7 +196,7 @@ impl Profile {
                 let chain = self.chain_named(g)?;
                 let head = chain
                     .writable(&self.identity().public().sign)
-                    .map_err(|e| ProfileError::unwritable(g, e))?;
+                    .map_err(|e| ProfileError::unwritable(&chain.last().name, e))?;
                 let expires = self.group_timer(g)?.map(|t| now.saturating_add(t));
                 Ok((head.group().clone(), expires))
             }
@@ -354,12 +354,15 @@ impl Profile {
         }
         let name = out.path.file_name().unwrap_or_default().to_string_lossy();
         let group = match out.to {
-            Conversation::Group(g) | Conversation::Contact(g) => g,
+            Conversation::Group(g) => self
+                .chain_named(g)
+                .map_or(g.to_owned(), |c| c.last().name.clone()),
+            Conversation::Contact(c) => c.to_owned(),
         };
         Err(ProfileError::Group(format!(
             "{}: the group {:?} changed while the file was read (someone was added, removed or left); it was sealed for the members before, so it was not sent: send it again",
             crate::display::one_line(&name),
-            crate::display::one_line(group),
+            crate::display::one_line(&group),
         )))
     }
 

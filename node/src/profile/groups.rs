@@ -288,33 +288,35 @@ impl Profile {
         Ok(!matches!(self.chain_named(name)?.head(), Head::Out { .. }))
     }
 
-    /// The group whose key ([`group_key`]) is `name`, else the one called
-    /// `name`, else the one whose id starts with `name`. A key comes
-    /// first: a group's name is its creator's choice, and one named as
-    /// another's key must not stand in for it.
+    /// The group whose key ([`group_key`]) is `name`; else the one group
+    /// called `name` or whose id starts with `name` (4 hex digits or
+    /// more). A key comes first, and a name that is also the start of
+    /// another group's id is refused: a group's name is its creator's
+    /// choice, and one named as another's key or id must not stand in
+    /// for it.
     pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();
         if let Some(keyed) = chains.iter().find(|c| group_key(&c.root()) == name) {
             return Ok(keyed.clone());
         }
-        let matches: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => {
-                let by_id: Vec<&Chain> = chains
-                    .iter()
-                    .filter(|c| {
-                        name.len() >= 4 && crate::profile::hex(&c.root().0).starts_with(name)
-                    })
-                    .collect();
-                match by_id.as_slice() {
-                    [one] => Ok((*one).clone()),
-                    _ => Err(ProfileError::UnknownGroup(name.to_owned())),
-                }
-            }
-            _ => Err(ProfileError::Group(format!(
+        let named: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
+        let by_id: Vec<&Chain> = chains
+            .iter()
+            .filter(|c| name.len() >= 4 && group_key(&c.root()).starts_with(name))
+            .collect();
+        match (named.as_slice(), by_id.as_slice()) {
+            ([], []) => Err(ProfileError::UnknownGroup(name.to_owned())),
+            ([one], []) | ([], [one]) => Ok((*one).clone()),
+            ([one], [other]) if one.root() == other.root() => Ok((*one).clone()),
+            (_, []) => Err(ProfileError::Group(format!(
                 "{} groups are called {name:?}: name one by the id `strand group list` shows",
-                matches.len()
+                named.len()
+            ))),
+            // A name that is also the start of another group's id (a
+            // name is its creator's choice) names neither.
+            _ => Err(ProfileError::Group(format!(
+                "{name:?} names {} groups (by name or by the start of their id): give more of the id `strand group list` shows",
+                named.len() + by_id.len()
             ))),
         }
     }
@@ -589,6 +591,9 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
         let chain = self.chain_named(group)?;
+        // Errors name it by its name, not by the key the app passes.
+        let name = chain.last().name.clone();
+        let group = name.as_str();
         let head = chain
             .writable(&self.identity().public().sign)
             .map_err(|e| ProfileError::unwritable(group, e))?
@@ -797,9 +802,12 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
         let identity = self.identity();
+        // Read after the step is taken: a view from before it would
+        // follow the groups as they were before a change that published
+        // while this waited, and undo it in memory.
+        let mut chains = self.chains_step();
         let view = self.read_view()?;
         let book = self.book();
-        let mut chains = self.chains_step();
         let mut dirty = std::collections::BTreeSet::new();
         let mut new_epochs = Vec::new();
         let mut new_entries = Vec::new();
@@ -997,8 +1005,9 @@ impl Profile {
         now: Time,
     ) -> Result<(), ProfileError> {
         let identity = self.identity();
-        let view = self.read_view()?;
+        // The view after the step (see `apply_group_messages`).
         let mut chains = self.chains_step();
+        let view = self.read_view()?;
         for chain in chains.iter_mut().filter(|c| roots.contains(&c.root())) {
             chain.update(&identity, &view, now).map_err(db_error)?;
         }
@@ -1286,7 +1295,9 @@ mod tests {
     /// A group's key names it, even where another group is named as that
     /// key (a name is its creator's choice, up to 64 bytes: a key fits).
     /// The app names groups by key, so a group named so must not open,
-    /// mute or take the texts of the one whose key it is.
+    /// mute or take the texts of the one whose key it is. Nor does a group
+    /// named as the short id the CLI shows stand in for that group: the
+    /// id is refused as naming two.
     #[test]
     fn a_group_named_as_anothers_key_does_not_stand_in_for_it() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1296,22 +1307,31 @@ mod tests {
         let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
         let key = group_key(&desk);
         let me = p.identity().public();
-        let others = [(me, "Alice".to_owned())];
-        let fake = Epoch::create(&bob, &key, &others, rng).unwrap();
-        let pair = bob.contact(&me).unwrap().direct_group().clone();
-        let msg = fake.welcome(&bob, &pair, now, rng).unwrap();
-        let mut store = p.store().unwrap();
-        strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
-        store.commit().unwrap();
-        p.apply_group_messages(&[(pair.id, msg.key())], now, rng)
-            .unwrap();
+        // Bob's group called `name`, joined here.
+        let fake_named = |name: &str, rng: &mut _| {
+            let others = [(me, "Alice".to_owned())];
+            let fake = Epoch::create(&bob, name, &others, rng).unwrap();
+            let pair = bob.contact(&me).unwrap().direct_group().clone();
+            let msg = fake.welcome(&bob, &pair, now, rng).unwrap();
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
+            store.commit().unwrap();
+            p.apply_group_messages(&[(pair.id, msg.key())], now, rng)
+                .unwrap();
+            fake.root
+        };
+        let fake = fake_named(&key, rng);
         assert_eq!(p.chains().len(), 2);
         assert_eq!(p.chain_named(&key).unwrap().root(), desk);
-        // Named "Desk", and named by its own key, Bob's is found as before.
-        assert_eq!(
-            p.chain_named(&group_key(&fake.root)).unwrap().root(),
-            fake.root
-        );
+        // Named by its own key, Bob's is found as before.
+        assert_eq!(p.chain_named(&group_key(&fake)).unwrap().root(), fake);
         assert_eq!(p.chain_named("Desk").unwrap().root(), desk);
+        // A group named as the id `strand group list` shows for Desk: that
+        // id names neither, and more of it names Desk.
+        let short = fake_named(&key[..8], rng);
+        let err = p.chain_named(&key[..8]).unwrap_err().to_string();
+        assert!(err.contains("names 2 groups"), "{err}");
+        assert_eq!(p.chain_named(&key[..12]).unwrap().root(), desk);
+        assert_eq!(p.chain_named(&group_key(&short)).unwrap().root(), short);
     }
 }

@@ -816,7 +816,13 @@ impl Profile {
     /// the same copy, the later published would drop the earlier's, such
     /// as a group just joined, until the next start).
     pub(crate) fn chains_step(&self) -> ChainsStep<'_> {
-        let lock = self.inner.chains_step.lock().expect("chains step lock");
+        // It guards no data (the copy is made under it): a step that
+        // panicked left nothing half-done, so a poisoned lock is taken.
+        let lock = self
+            .inner
+            .chains_step
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         ChainsStep {
             chains: (*self.chains()).clone(),
             profile: self,

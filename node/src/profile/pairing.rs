@@ -13,6 +13,10 @@
 //!   the mailbox adds the contacts it is told of. From then on they sync
 //!   carrying pools: the contact's envelopes for the owner wait at the
 //!   mailbox, and so do the owner's for them.
+//!
+//! Taking the records that say so (adding a contact's mailbox; at a
+//! mailbox, following the owner's lists, which also deletes) is
+//! [`crate::profile::mailbox_records`].
 
 use rand_core::{CryptoRng, RngCore};
 use strand_sync::{
