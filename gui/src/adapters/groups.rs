@@ -260,7 +260,7 @@ fn show_error(core: &Core, e: String) {
 }
 
 /// A group's row: kept by its key, shown by its name made safe, and by
-/// the start of its key too where `shared` (another group has the name).
+/// its id too where `shared` (another group has the name).
 fn item(g: &GroupSummary, shared: bool, clock: &Clock) -> ContactItem {
     let (last_text, last_time, last_outgoing) = match &g.last {
         Some(m) => (
@@ -291,9 +291,7 @@ fn item(g: &GroupSummary, shared: bool, clock: &Clock) -> ContactItem {
     };
     let mut label = strand_node::display::one_line(&g.name);
     if shared {
-        // 16 hex digits: the 8 the CLI shows can be matched by a group
-        // made to (2^32 tries), 16 not.
-        label = format!("{label} · {}", g.key.get(..16).unwrap_or(&g.id));
+        label = format!("{label} · {}", g.id);
     }
     ContactItem {
         name: g.key.clone().into(),
@@ -522,7 +520,7 @@ mod tests {
         let shared = item(&g, true, &Clock::at(0));
         assert_eq!(
             shared.label.as_str(),
-            "Family<U+202E>lanoisseforp · 0123abcd0123abcd"
+            "Family<U+202E>lanoisseforp · 0123abcd"
         );
         assert_eq!(shown.initials.as_str(), "F");
         let odd = GroupSummary {

@@ -4,9 +4,8 @@
 
 use slint::ComponentHandle;
 use strand_gui::NetworkAdapter;
-use strand_node::Node;
 
-use crate::support::{loopback, on_ui, options, Gui, WAIT};
+use crate::support::{on_ui, options, Gui, WAIT};
 
 #[test]
 fn the_switch_turns_carrying_on_and_contacts_learn_it() {
@@ -14,14 +13,8 @@ fn the_switch_turns_carrying_on_and_contacts_learn_it() {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = gui.bob(tmp.path());
-        let bob_code = bob.identity().invite().to_text();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
-        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
-        gui.add_bob(h, &bob_code);
+        let (rt, bob) = gui.bob_linked(h, tmp.path());
         let net = gui.ui.global::<NetworkAdapter>();
-        net.invoke_dial(bob_addr.to_string().into());
 
         assert!(!net.get_carrying());
         net.set_carrying(true);

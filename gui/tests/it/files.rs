@@ -2,10 +2,10 @@
 //! and one with the file picker, receive an image that shows its preview, save it.
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{ConversationAdapter, FilePickerAdapter, NetworkAdapter};
-use strand_node::{Conversation, Node};
+use strand_gui::{ConversationAdapter, FilePickerAdapter};
+use strand_node::Conversation;
 
-use crate::support::{loopback, on_ui, options, Gui, WAIT};
+use crate::support::{on_ui, options, Gui, WAIT};
 
 #[test]
 fn files_are_sent_shown_and_saved_from_the_app() {
@@ -16,14 +16,7 @@ fn files_are_sent_shown_and_saved_from_the_app() {
         std::env::set_var("STRAND_DOWNLOADS", &downloads);
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = gui.bob(tmp.path());
-        let bob_code = bob.identity().invite().to_text();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
-        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
-        gui.add_bob(h, &bob_code);
-        let net = gui.ui.global::<NetworkAdapter>();
-        net.invoke_dial(bob_addr.to_string().into());
+        let (rt, bob) = gui.bob_linked(h, tmp.path());
         gui.ui
             .global::<strand_gui::ContactsAdapter>()
             .invoke_open(0);

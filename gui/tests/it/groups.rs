@@ -214,18 +214,7 @@ fn two_groups_with_one_name_each_open_as_themselves() {
         let tmp = tempfile::tempdir().unwrap();
         let gui = Gui::new(h, options(&tmp.path().join("alice")));
         gui.create(h, "Alice");
-        let bob = gui.bob(tmp.path());
-        let bob_code = bob.identity().invite().to_text();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
-        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
-        gui.ui
-            .global::<AddContactAdapter>()
-            .invoke_add(bob_code.into(), "Bob".into());
-        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
-        let net = gui.ui.global::<NetworkAdapter>();
-        net.invoke_dial(bob_addr.to_string().into());
-        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+        let (rt, bob) = gui.bob_linked(h, tmp.path());
 
         // Alice's Desk, made in the app, opens as itself.
         gui.ui

@@ -181,6 +181,28 @@ impl Gui {
         assert!(h.pump_until(WAIT, || self.contacts().len() == 1));
     }
 
+    /// Bob (see [`Gui::bob`]) as a real node on loopback, added as a
+    /// contact from the add-contact screen and dialled from the network
+    /// screen. Returns the runtime his node runs on, and the node.
+    pub fn bob_linked(
+        &self,
+        h: &Headless,
+        root: &Path,
+    ) -> (tokio::runtime::Runtime, strand_node::Node) {
+        let bob = self.bob(root);
+        let code = bob.identity().invite().to_text();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt
+            .block_on(strand_node::Node::start(bob, loopback()))
+            .unwrap();
+        let addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        self.add_bob(h, &code);
+        let net = self.ui.global::<strand_gui::NetworkAdapter>();
+        net.invoke_dial(addr.to_string().into());
+        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+        (rt, bob)
+    }
+
     /// Adds a made-up contact for each name, one at a time from the
     /// add-contact screen, waiting for each to be listed.
     pub fn add_made_up(&self, h: &Headless, names: &[&str]) {

@@ -837,6 +837,16 @@ async fn notifications(
     if ctx.json {
         return json(&prefs);
     }
+    // Muted groups with the id `strand group list` shows: two may share
+    // a name.
+    let ids: Vec<(String, String)> = match prefs.muted_group_keys.is_empty() {
+        true => Vec::new(),
+        false => groups(device)
+            .await?
+            .into_iter()
+            .map(|g| (g.key, g.id))
+            .collect(),
+    };
     if prefs.show_text {
         println!("Notifications show who wrote and the text (`--text hide` for who wrote only).");
     } else {
@@ -847,14 +857,12 @@ async fn notifications(
         .iter()
         .map(|c| display::one_line(c))
         .chain(
-            // With the id `strand group list` shows: two may share a
-            // name.
             prefs
                 .muted_groups
                 .iter()
                 .zip(&prefs.muted_group_keys)
                 .map(|(g, key)| {
-                    let id = key.get(..8).unwrap_or(key);
+                    let id = ids.iter().find(|(k, _)| k == key).map_or(key, |(_, id)| id);
                     format!("{} (group {id})", display::one_line(g))
                 }),
         )

@@ -323,6 +323,7 @@ mod tests {
         let g = GroupView {
             name: "Family\u{202e}lanoisseforp".into(),
             id: "0123abcd".into(),
+            key: "0123abcd".repeat(8),
             members: 3,
             member: true,
             blocked: None,

@@ -56,8 +56,11 @@ pub(crate) fn is_group_kind(kind: Kind) -> bool {
 pub struct GroupSummary {
     /// Its name.
     pub name: String,
-    /// The first 8 hex digits of its root id: tells apart groups with the
-    /// same name.
+    /// The start of its key: 8 hex digits, or more where another group's
+    /// key starts so or another group is called so (a name or a root can
+    /// be made to match 8). Names this group and no other on this device
+    /// ([`Profile::chain_named`]), so it tells apart groups with the same
+    /// name.
     pub id: String,
     /// Its whole root id in hex ([`group_key`]): names this group and no
     /// other, whatever it and the others are called.
@@ -256,8 +259,9 @@ impl Profile {
     pub fn groups(&self) -> Result<Vec<GroupSummary>, ProfileError> {
         let chains = self.chains();
         let me = self.identity().public().sign;
+        let ids = short_ids(&chains);
         let mut out = Vec::with_capacity(chains.len());
-        for chain in chains.iter() {
+        for (chain, id) in chains.iter().zip(ids) {
             let epoch = chain.last();
             let member = !matches!(chain.head(), Head::Out { .. });
             let blocked = chain
@@ -267,7 +271,7 @@ impl Profile {
             let (unread, last) = self.group_unread_and_last(chain)?;
             out.push(GroupSummary {
                 name: epoch.name.clone(),
-                id: crate::profile::hex(&chain.root().0[..4]),
+                id,
                 key: group_key(&chain.root()),
                 members: epoch.members().len(),
                 member,
@@ -1221,6 +1225,30 @@ pub(crate) struct GroupText {
     pub text: String,
 }
 
+/// Each group's id as lists show it ([`GroupSummary::id`]): the shortest
+/// start of its key, from 8 hex digits up by 2, that is no other group's
+/// key's start nor another group's name.
+fn short_ids(chains: &[Chain]) -> Vec<String> {
+    let keys: Vec<String> = chains.iter().map(|c| group_key(&c.root())).collect();
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let names_only_this = |id: &str| {
+                keys.iter()
+                    .zip(chains)
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .all(|(_, (k, c))| !k.starts_with(id) && c.last().name != id)
+            };
+            let len = (8..key.len())
+                .step_by(2)
+                .find(|len| names_only_this(&key[..*len]))
+                .unwrap_or(key.len());
+            key[..len].to_owned()
+        })
+        .collect()
+}
+
 /// The key of the group whose root id is `root`: the id in hex, whole. The
 /// app names groups by it ([`GroupSummary::key`]); every command that
 /// takes a group's name takes it too.
@@ -1331,6 +1359,11 @@ mod tests {
         let short = fake_named(&key[..8], rng);
         let err = p.chain_named(&key[..8]).unwrap_err().to_string();
         assert!(err.contains("names 2 groups"), "{err}");
+        // The list shows Desk's id longer, so that it names Desk.
+        let listed = p.groups().unwrap();
+        let shown = &listed.iter().find(|g| g.key == key).unwrap().id;
+        assert_eq!(shown.as_str(), &key[..10]);
+        assert_eq!(p.chain_named(shown).unwrap().root(), desk);
         assert_eq!(p.chain_named(&key[..12]).unwrap().root(), desk);
         assert_eq!(p.chain_named(&group_key(&short)).unwrap().root(), short);
     }

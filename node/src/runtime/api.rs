@@ -729,8 +729,11 @@ impl ContactView {
 pub struct GroupView {
     /// Name.
     pub name: String,
-    /// First 8 hex digits of its id.
+    /// Its id as lists show it ([`crate::GroupSummary::id`]).
     pub id: String,
+    /// Its key, the whole id ([`crate::group_key`]).
+    #[serde(default)]
+    pub key: String,
     /// Members of its newest epoch this device knows.
     pub members: usize,
     /// Still a member.
@@ -750,6 +753,7 @@ impl GroupView {
         GroupView {
             name: g.name.clone(),
             id: g.id.clone(),
+            key: g.key.clone(),
             members: g.members,
             member: g.member,
             blocked: g.blocked.clone(),

@@ -2228,6 +2228,18 @@ fn notification_settings_from_the_command_line() {
 
     let shown = alice.ok(&["notifications", "--unmute", "bob"]);
     assert!(shown.contains("Nothing is muted"), "{shown}");
+
+    // A muted group is listed with the id `strand group list` shows (two
+    // may share its name).
+    alice.ok(&["group", "create", "desk", "--with", "bob"]);
+    let listed: Value = serde_json::from_str(&alice.ok(&["--json", "group", "list"])).unwrap();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["key"].as_str().unwrap().len(), 64, "{listed}");
+    let shown = alice.ok(&["notifications", "--group", "--mute", &id]);
+    assert!(
+        shown.contains(&format!("Muted: desk (group {id}).")),
+        "{shown}"
+    );
 }
 
 /// Each side shows the conversation in its own order (a text dated
