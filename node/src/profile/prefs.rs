@@ -43,7 +43,7 @@ pub struct Preferences {
     pub muted_contacts: Vec<String>,
     /// Private groups that give no notifications, by name.
     pub muted_groups: Vec<String>,
-    /// The same groups by key ([`crate::group_key`]), in the same order:
+    /// The same groups by key ([`crate::profile::groups::group_key`]), in the same order:
     /// two groups may have one name.
     #[serde(default)]
     pub muted_group_keys: Vec<String>,
@@ -76,7 +76,7 @@ impl Preferences {
         self.muted_contacts.iter().any(|c| c == contact)
     }
 
-    /// Whether the private group whose key ([`crate::group_key`]) is
+    /// Whether the private group whose key ([`crate::profile::groups::group_key`]) is
     /// `key` gives no notifications.
     pub fn mutes_group(&self, key: &str) -> bool {
         self.muted_group_keys.iter().any(|g| g == key)
@@ -246,7 +246,7 @@ impl Profile {
             .chains()
             .iter()
             .filter(|c| stored.muted.contains(&c.root().0))
-            .map(|c| (c.last().name.clone(), crate::group_key(&c.root())))
+            .map(|c| (c.last().name.clone(), crate::profile::groups::group_key(&c.root())))
             .unzip();
         Ok(Preferences {
             show_text: stored.flags & SHOW_TEXT != 0,
