@@ -58,9 +58,10 @@ pub struct GroupSummary {
     pub name: String,
     /// The start of its key: 8 hex digits, or more where another group's
     /// key starts so or another group is called so (a name or a root can
-    /// be made to match 8). Names this group and no other on this device
-    /// ([`Profile::chain_named`]), so it tells apart groups with the same
-    /// name.
+    /// be made to match 8). When listed, names this group and no other on
+    /// this device (a group that arrives later may make it name two; it is
+    /// then refused, never taken for the other), so it tells apart groups
+    /// with the same name.
     pub id: String,
     /// Its whole root id in hex ([`group_key`]): names this group and no
     /// other, whatever it and the others are called.
@@ -300,13 +301,15 @@ impl Profile {
     /// for it.
     pub(crate) fn chain_named(&self, name: &str) -> Result<Chain, ProfileError> {
         let chains = self.chains();
-        if let Some(keyed) = chains.iter().find(|c| group_key(&c.root()) == name) {
+        // Keys and ids in either case (they are shown in lower).
+        let hex = name.to_ascii_lowercase();
+        if let Some(keyed) = chains.iter().find(|c| group_key(&c.root()) == hex) {
             return Ok(keyed.clone());
         }
         let named: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
         let by_id: Vec<&Chain> = chains
             .iter()
-            .filter(|c| name.len() >= 4 && group_key(&c.root()).starts_with(name))
+            .filter(|c| hex.len() >= 4 && group_key(&c.root()).starts_with(&hex))
             .collect();
         match (named.as_slice(), by_id.as_slice()) {
             ([], []) => Err(ProfileError::UnknownGroup(name.to_owned())),
@@ -1227,22 +1230,41 @@ pub(crate) struct GroupText {
 
 /// Each group's id as lists show it ([`GroupSummary::id`]): the shortest
 /// start of its key, from 8 hex digits up by 2, that is no other group's
-/// key's start nor another group's name.
+/// key's start nor another group's name; else the whole key. Sorted keys
+/// give each its shortest unshared start from its neighbours, so this is
+/// not quadratic in the groups (a device may hold thousands).
 fn short_ids(chains: &[Chain]) -> Vec<String> {
-    let keys: Vec<String> = chains.iter().map(|c| group_key(&c.root())).collect();
-    keys.iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let names_only_this = |id: &str| {
-                keys.iter()
-                    .zip(chains)
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .all(|(_, (k, c))| !k.starts_with(id) && c.last().name != id)
+    let groups: Vec<(String, &str)> = chains
+        .iter()
+        .map(|c| (group_key(&c.root()), c.last().name.as_str()))
+        .collect();
+    shortest_unshared(&groups)
+}
+
+/// [`short_ids`] for groups given as (key, name).
+fn shortest_unshared(groups: &[(String, &str)]) -> Vec<String> {
+    let mut sorted: Vec<&str> = groups.iter().map(|(k, _)| k.as_str()).collect();
+    sorted.sort_unstable();
+    let shared = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (_, name) in groups {
+        *names.entry(name).or_default() += 1;
+    }
+    groups
+        .iter()
+        .map(|(key, own)| {
+            let at = sorted.binary_search(&key.as_str()).unwrap_or(0);
+            let before = at.checked_sub(1).map_or(0, |i| shared(sorted[i], key));
+            let after = sorted.get(at + 1).map_or(0, |next| shared(next, key));
+            // Past what it shares with its neighbours, rounded up to even.
+            let unshared = (before.max(after) + 2) & !1;
+            let another_is_called = |id: &str| {
+                let n = names.get(id).copied().unwrap_or(0);
+                n > usize::from(*own == id)
             };
-            let len = (8..key.len())
+            let len = (unshared.max(8)..key.len())
                 .step_by(2)
-                .find(|len| names_only_this(&key[..*len]))
+                .find(|len| !another_is_called(&key[..*len]))
                 .unwrap_or(key.len());
             key[..len].to_owned()
         })
@@ -1320,12 +1342,38 @@ mod tests {
             );
         }
     }
+    /// The listed id is 8 digits, or as many more (by 2) as tell a key
+    /// from its neighbours and from other groups' names; a group's own
+    /// name does not lengthen its id.
+    #[test]
+    fn listed_ids_are_as_short_as_names_one_group_allow() {
+        let key = |start: &str| format!("{start:0<64}");
+        let groups = [
+            (key("aaaaaaaa1"), "Desk"),
+            (key("aaaaaaaa2"), "aaaaaaaa"),
+            (key("b"), "Desk"),
+            (key("c"), "c0000000"),
+            (key("d"), "Notes"),
+            (key("e"), "d0000000"),
+        ];
+        let ids = shortest_unshared(&groups);
+        let want = [
+            "aaaaaaaa10",
+            "aaaaaaaa20",
+            "b0000000",
+            "c0000000",
+            "d000000000",
+            "e0000000",
+        ];
+        assert_eq!(ids, want);
+    }
+
     /// A group's key names it, even where another group is named as that
     /// key (a name is its creator's choice, up to 64 bytes: a key fits).
     /// The app names groups by key, so a group named so must not open,
     /// mute or take the texts of the one whose key it is. Nor does a group
-    /// named as the short id the CLI shows stand in for that group: the
-    /// id is refused as naming two.
+    /// named as another's first 8 digits stand in for it: those are
+    /// refused as naming two, and the other's listed id grows.
     #[test]
     fn a_group_named_as_anothers_key_does_not_stand_in_for_it() {
         let tmp = tempfile::tempdir().unwrap();

@@ -246,7 +246,12 @@ impl Profile {
             .chains()
             .iter()
             .filter(|c| stored.muted.contains(&c.root().0))
-            .map(|c| (c.last().name.clone(), crate::profile::groups::group_key(&c.root())))
+            .map(|c| {
+                (
+                    c.last().name.clone(),
+                    crate::profile::groups::group_key(&c.root()),
+                )
+            })
             .unzip();
         Ok(Preferences {
             show_text: stored.flags & SHOW_TEXT != 0,
