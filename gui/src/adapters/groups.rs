@@ -325,7 +325,11 @@ pub(crate) fn refresh(core: &mut Core) {
         let tb = b.last.as_ref().map(|m| m.message.shown);
         tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
     });
-    let shared = |g: &GroupSummary| groups.iter().filter(|o| o.name == g.name).count() > 1;
+    let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for g in &groups {
+        *names.entry(g.name.as_str()).or_default() += 1;
+    }
+    let shared = |g: &GroupSummary| names.get(g.name.as_str()).is_some_and(|n| *n > 1);
     let items: Vec<ContactItem> = groups.iter().map(|g| item(g, shared(g), &clock)).collect();
     let unread: i32 = items.iter().map(|i| i.unread).sum();
     core.unread.1 = unread;

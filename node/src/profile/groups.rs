@@ -303,13 +303,16 @@ impl Profile {
         let chains = self.chains();
         // Keys and ids in either case (they are shown in lower).
         let hex = name.to_ascii_lowercase();
-        if let Some(keyed) = chains.iter().find(|c| group_key(&c.root()) == hex) {
-            return Ok(keyed.clone());
+        let keys: Vec<String> = chains.iter().map(|c| group_key(&c.root())).collect();
+        if let Some(i) = keys.iter().position(|k| *k == hex) {
+            return Ok(chains[i].clone());
         }
         let named: Vec<&Chain> = chains.iter().filter(|c| c.last().name == name).collect();
         let by_id: Vec<&Chain> = chains
             .iter()
-            .filter(|c| hex.len() >= 4 && group_key(&c.root()).starts_with(&hex))
+            .zip(&keys)
+            .filter(|(_, k)| hex.len() >= 4 && k.starts_with(&hex))
+            .map(|(c, _)| c)
             .collect();
         match (named.as_slice(), by_id.as_slice()) {
             ([], []) => Err(ProfileError::UnknownGroup(name.to_owned())),
