@@ -183,7 +183,8 @@ impl Gui {
 
     /// Bob (see [`Gui::bob`]) as a real node on loopback, added as a
     /// contact from the add-contact screen and dialled through the
-    /// network screen's adapter. Returns the runtime his node runs on, and the node.
+    /// network screen's adapter. Returns the runtime his node runs on,
+    /// and the node.
     pub fn bob_linked(
         &self,
         h: &Headless,

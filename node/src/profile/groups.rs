@@ -1297,6 +1297,27 @@ fn refuse_mailbox(record: &crate::profile::ContactRecord) -> Result<(), ProfileE
 mod tests {
     use super::*;
 
+    /// A welcome from `from` to a group of theirs called `name`, for the
+    /// user of `p`, stored in `p` (not followed yet). Returns the group's
+    /// root and where the welcome is stored.
+    fn stored_welcome(
+        p: &Profile,
+        from: &strand_sync::Identity,
+        name: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (GroupId, (GroupId, Key)) {
+        let me = p.identity().public();
+        let others = [(me, "Alice".to_owned())];
+        let epoch = Epoch::create(from, name, &others, rng).unwrap();
+        let pair = from.contact(&me).unwrap().direct_group().clone();
+        let msg = epoch.welcome(from, &pair, now, rng).unwrap();
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
+        store.commit().unwrap();
+        (epoch.root, (pair.id, msg.key()))
+    }
+
     /// Two welcomes followed at once, on two threads (two links storing
     /// at the same time), both stay joined. Before, each thread changed
     /// its own copy of the groups and the later published dropped the
@@ -1310,21 +1331,10 @@ mod tests {
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
         p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
-        let me = p.identity().public();
-        // A welcome from `from` to a group of their own, stored here.
-        let welcome = |from: &strand_sync::Identity, name: &str, rng: &mut _| {
-            let others = [(me, "Alice".to_owned())];
-            let epoch = Epoch::create(from, name, &others, rng).unwrap();
-            let pair = from.contact(&me).unwrap().direct_group().clone();
-            let msg = epoch.welcome(from, &pair, now, rng).unwrap();
-            let mut store = p.store().unwrap();
-            strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
-            store.commit().unwrap();
-            (epoch.root, (pair.id, msg.key()))
-        };
         for round in 0..6 {
-            let (bobs, from_bob) = welcome(&bob, &format!("bob {round}"), rng);
-            let (carols, from_carol) = welcome(&carol, &format!("carol {round}"), rng);
+            let (bobs, from_bob) = stored_welcome(&p, &bob, &format!("bob {round}"), now, rng);
+            let (carols, from_carol) =
+                stored_welcome(&p, &carol, &format!("carol {round}"), now, rng);
             let together = std::sync::Barrier::new(2);
             std::thread::scope(|s| {
                 for stored in [from_bob, from_carol] {
@@ -1385,19 +1395,11 @@ mod tests {
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
         let key = group_key(&desk);
-        let me = p.identity().public();
         // Bob's group called `name`, joined here.
         let fake_named = |name: &str, rng: &mut _| {
-            let others = [(me, "Alice".to_owned())];
-            let fake = Epoch::create(&bob, name, &others, rng).unwrap();
-            let pair = bob.contact(&me).unwrap().direct_group().clone();
-            let msg = fake.welcome(&bob, &pair, now, rng).unwrap();
-            let mut store = p.store().unwrap();
-            strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
-            store.commit().unwrap();
-            p.apply_group_messages(&[(pair.id, msg.key())], now, rng)
-                .unwrap();
-            fake.root
+            let (root, stored) = stored_welcome(&p, &bob, name, now, rng);
+            p.apply_group_messages(&[stored], now, rng).unwrap();
+            root
         };
         let fake = fake_named(&key, rng);
         assert_eq!(p.chains().len(), 2);

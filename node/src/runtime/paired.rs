@@ -96,6 +96,27 @@ impl Node {
             Err(e) => tracing::warn!("telling the mailbox of a new contact failed: {e}"),
         }
     }
+
+    /// Follows up what mailbox records changed in the contact list (from
+    /// a link or an import): those deleted, then those added.
+    pub(crate) async fn mailbox_taken(&self, taken: &Taken) {
+        if !taken.deleted.is_empty() {
+            tracing::info!(
+                count = taken.deleted.len(),
+                "contacts deleted through a mailbox record"
+            );
+        }
+        for deleted in &taken.deleted {
+            self.contact_deleted(deleted).await;
+        }
+        if !taken.added.is_empty() {
+            tracing::info!(
+                count = taken.added.len(),
+                "contacts added through a mailbox record"
+            );
+            self.contacts_added(&taken.added).await;
+        }
+    }
 }
 
 /// Mailbox records `items` arrived over a link and were stored.
@@ -119,27 +140,4 @@ pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     .await
     .unwrap_or_default();
     node.mailbox_taken(&taken).await;
-}
-
-impl Node {
-    /// Follows up what mailbox records changed in the contact list (from
-    /// a link or an import): those deleted, then those added.
-    pub(crate) async fn mailbox_taken(&self, taken: &Taken) {
-        if !taken.deleted.is_empty() {
-            tracing::info!(
-                count = taken.deleted.len(),
-                "contacts deleted through a mailbox record"
-            );
-        }
-        for deleted in &taken.deleted {
-            self.contact_deleted(deleted).await;
-        }
-        if !taken.added.is_empty() {
-            tracing::info!(
-                count = taken.added.len(),
-                "contacts added through a mailbox record"
-            );
-            self.contacts_added(&taken.added).await;
-        }
-    }
 }
