@@ -63,6 +63,12 @@ use crate::{DecodeError, Invalid, KeyError};
 /// Most members an epoch may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
 
+/// Changes leading off a device's path that it takes from someone not in
+/// its last epoch ([`Chain::takes_change`]): more than an admin who left
+/// has from forks she lost before, few enough that she cannot grow
+/// epochs at every member without end.
+pub const MAX_CHANGES_OFF_PATH: usize = 16;
+
 /// The encoding of epochs and changes.
 const VERSION: u8 = 2;
 /// Epochs stored by versions before 2: read-only groups.
@@ -2093,9 +2099,10 @@ impl Chain {
     /// stored now. Content (texts, files, names, timers) in an epoch other
     /// than the head, from an author who is no longer a member of the
     /// head, is declined: a removed member cannot go on posting into the
-    /// epochs it still holds. Changes and key messages are always taken
-    /// (a fork is only resolved the same way everywhere if every member
-    /// sees every change).
+    /// epochs it still holds. Key messages are always taken, and so are
+    /// changes (a fork is only resolved the same way everywhere if every
+    /// member sees every change), up to a bound for those no longer in
+    /// the group ([`Chain::takes_change`]).
     pub fn accepts(&self, epoch: &GroupId, author: &AuthorId, kind: Kind) -> bool {
         if kind == Kind::MEMBERSHIP || kind == Kind::KEY || self.is_legacy() {
             return true;
@@ -2106,6 +2113,47 @@ impl Chain {
             Head::Out { .. } => return true,
         };
         *epoch == head.id() || head.member(author).is_some()
+    }
+
+    /// How many of `author`'s changes lead off this device's path: each
+    /// one that lost in an epoch on the path, or was written into an
+    /// epoch off it. A member has few (forks are rare, and a change that
+    /// lost is made again on the winner, where it wins); someone no longer
+    /// in the group who was an admin in an old epoch can write one there,
+    /// then one into the epoch it makes, and so on.
+    pub fn changes_off_path(&self, author: &AuthorId) -> usize {
+        let on_path: BTreeSet<&GroupId> = self.path.iter().collect();
+        self.changes
+            .iter()
+            .map(|(id, changes)| {
+                let won = on_path
+                    .contains(id)
+                    .then(|| self.winners.get(id).copied())
+                    .flatten();
+                changes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, t)| t.author == *author && won != Some(*i))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Whether to store a change `author` wrote, with `pending` more of
+    /// theirs taken since this chain last read the store (PROTOCOL.md
+    /// §14.4). A member of the last epoch on the path is always taken:
+    /// every member must see every change for forks to resolve alike.
+    /// Someone who is not (an admin who left) is taken until [`MAX_CHANGES_OFF_PATH`] of theirs lead off the
+    /// path: each opens an epoch that every member stores, reads again at
+    /// every change and syncs (newest first, crowding older epochs out
+    /// of a session's groups), so one after another they would grow
+    /// without end. (A change by someone the creator removed opens no
+    /// epoch at all.)
+    pub fn takes_change(&self, author: &AuthorId, pending: usize) -> bool {
+        if self.is_legacy() || self.last().member(author).is_some() {
+            return true;
+        }
+        self.changes_off_path(author) + pending < MAX_CHANGES_OFF_PATH
     }
 
     /// Whether a timer `author` wrote in `epoch` counts: only admins of the

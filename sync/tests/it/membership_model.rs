@@ -32,7 +32,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::{
     AuthorId, Chain, Change, Epoch, Group, GroupId, Head, Identity, Kind, MemoryStore, Message,
-    PublicIdentity, Sealing, Store, WriteStore,
+    PublicIdentity, Sealing, Store, WriteStore, MAX_CHANGES_OFF_PATH,
 };
 
 const NOW: u64 = 1_800_000_000_000;
@@ -1333,4 +1333,71 @@ fn grow_epochs() {
     let after = m.chain(0).unwrap().epochs().count();
     assert!(after <= before + 1, "{before} epochs, then {after}");
     m.check().unwrap();
+}
+
+/// Mal, an admin, leaves; then she writes a change into an epoch from
+/// when she was an admin (the creator's change wins there), then one into
+/// the epoch it makes, and so on. Her Leave is on no branch of hers, so
+/// each opens, and a member holds one epoch more for each. Every one of
+/// them leads off the member's path; past `MAX_CHANGES_OFF_PATH` a member
+/// takes no more of hers (the node declines them), while a member of the
+/// group is always taken.
+#[test]
+fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
+    let mut m = Model::new(4, &[1], true, 5);
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    let old = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    m.apply(Op::MakeAdmin(3));
+    m.heal();
+    let head = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
+    let now = m.tick();
+    let (leave, _) = head
+        .propose(&m.devs[1].id, Change::Leave, now, &mut m.rng)
+        .unwrap();
+    m.devs[1].store.insert(&head.id(), &leave).unwrap();
+    m.admins_left.insert(m.sign(1));
+    m.heal();
+    let ann = m.chain(0).unwrap();
+    assert_eq!(ann.changes_off_path(&m.sign(1)), 0, "her changes all won");
+    assert!(ann.takes_change(&m.sign(1), MAX_CHANGES_OFF_PATH - 1));
+    assert!(
+        ann.takes_change(&m.sign(3), 1_000),
+        "a member is always taken"
+    );
+    let before = ann.epochs().count();
+
+    let o = m.members;
+    let mut at = old;
+    let rounds = MAX_CHANGES_OFF_PATH + 4;
+    for k in 0..rounds {
+        let change = if k % 2 == 0 {
+            Change::Add {
+                public: m.devs[o].id.public(),
+                name: "o".into(),
+            }
+        } else {
+            Change::Remove(m.sign(o))
+        };
+        let now = m.tick();
+        let (msg, next) = at.propose(&m.devs[1].id, change, now, &mut m.rng).unwrap();
+        m.devs[1].store.insert(&at.id(), &msg).unwrap();
+        m.digest(1);
+        m.meet(1, 0);
+        let ann = m.chain(0).unwrap();
+        assert_eq!(ann.changes_off_path(&m.sign(1)), k + 1, "{}", m.dump());
+        assert_eq!(
+            ann.takes_change(&m.sign(1), 0),
+            k + 1 < MAX_CHANGES_OFF_PATH
+        );
+        assert!(!ann.takes_change(&m.sign(1), MAX_CHANGES_OFF_PATH.saturating_sub(k + 1)));
+        at = next.unwrap();
+    }
+    let ann = m.chain(0).unwrap();
+    assert_eq!(ann.epochs().count(), before + rounds, "each opened");
+    let Head::Member(head) = ann.head() else {
+        panic!("the creator is out");
+    };
+    assert!(head.member(&m.sign(1)).is_none(), "Mal left");
+    assert!(ann.takes_change(&m.sign(2), 1_000));
 }
