@@ -14,7 +14,9 @@
 //! Membership changes and welcomes are not counted nor declined by the
 //! byte budgets (a flood must not keep a removal out, nor a full 1:1 log
 //! an invitation): the protocol keeps one change per author per epoch
-//! (PROTOCOL.md §14), and welcomes are bounded by number
+//! (PROTOCOL.md §14), and bounds the epochs someone no longer in the
+//! group can make ([`strand_sync::Chain::takes_change`]); welcomes are
+//! bounded by number
 //! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
 //! ([`WELCOME_ALLOWANCE`]), past which they count like any message.
 //!
@@ -283,7 +285,9 @@ pub enum Over {
     UnknownKinds,
     /// Welcomes ([`MAX_WELCOMES_PER_CONTACT`]).
     Welcomes,
-    /// Written into an old epoch by someone no longer in the group.
+    /// Written into an old epoch by someone no longer in the group: a
+    /// text, file, name or timer, or a change past those they may make
+    /// off the path.
     FormerMember,
 }
 
@@ -355,8 +359,10 @@ impl Ledger {
     }
 
     /// Declines the valid messages of `batch` that would take their
-    /// author (or their group) past a budget, and those a removed member
-    /// wrote into an old epoch, and counts the others as stored. Blocking
+    /// author (or their group) past a budget, those a removed member
+    /// wrote into an old epoch, and the changes past
+    /// [`strand_sync::MAX_CHANGES_OFF_PATH`] off the path by someone no
+    /// longer in the group, and counts the others as stored. Blocking
     /// (the first time a scope is seen, its messages are counted).
     /// Returns what was declined.
     ///
@@ -374,6 +380,9 @@ impl Ledger {
         let chains = profile.chains();
         let mut declined = Vec::new();
         let mut ledger = self.used.lock().expect("ledger lock");
+        // Changes taken in this batch per group and author, that the
+        // chains have not read yet.
+        let mut changes: HashMap<(GroupId, AuthorId), usize> = HashMap::new();
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
@@ -383,7 +392,16 @@ impl Ledger {
             let kind = item.message().kind();
             let chain = chains.iter().find(|c| c.epoch(&group).is_some());
             if let Some(chain) = chain {
-                if !chain.accepts(&group, &author, kind) {
+                let pending = changes.entry((chain.root(), author)).or_default();
+                let taken = if kind == Kind::MEMBERSHIP {
+                    chain.takes_change(&author, *pending)
+                } else {
+                    chain.accepts(&group, &author, kind)
+                };
+                if kind == Kind::MEMBERSHIP && taken {
+                    *pending += 1;
+                }
+                if !taken {
                     item.decline_former_member();
                     declined.push(Declined {
                         author,

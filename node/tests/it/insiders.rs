@@ -16,6 +16,8 @@
 //!    not count.
 //! 6. An admin's removal written to expire (so that the member would be
 //!    back in once it went) is refused, and so is an expiring timer.
+//! 7. An admin who left cannot grow epochs at a member without end, one
+//!    change written into the epoch the last one made.
 
 use std::path::PathBuf;
 
@@ -594,4 +596,81 @@ async fn an_expiring_removal_or_timer_is_refused() {
         assert_eq!(node.profile().group_timer(GROUP).unwrap(), None);
     }
     assert_eq!(is_member(&ben), Some(true));
+}
+
+/// Attack 7: Mal, an admin, leaves. Then she writes a change into an
+/// epoch from when she was an admin (Ann's change wins there), one into
+/// the epoch it makes, and so on: her Leave is on none of those branches,
+/// so each opens at Ben, who stored, synced and read again every one of
+/// them, newest first (pushing his other epochs out of a session's
+/// groups). Ben takes `MAX_CHANGES_OFF_PATH` of them, and his group stays
+/// where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_who_left_cannot_grow_epochs_without_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub, ann, ben, mal) = cast(tmp.path()).await;
+    make_mal_admin(&ann, &ben, &mal).await;
+    ann.change_group(GROUP, GroupAction::MakeAdmin("ben".into()))
+        .await
+        .unwrap();
+    let id = head(&ann).id();
+    until("Mal follows", || head(&mal).id() == id).await;
+    mal.change_group(GROUP, GroupAction::Leave).await.unwrap();
+    until("Ben sees Mal leave", || members(&ben).len() == 2).await;
+    let left = head(&ben).id();
+    let before = epochs(&ben).len();
+    let dir = stop(mal).await;
+
+    let p = Profile::open(&dir, "pass").unwrap();
+    let me = p.identity();
+    let mut at = p
+        .group_epochs(GROUP)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.is_admin(&me.public().sign))
+        .expect("an epoch where Mal was an admin");
+    let eve = strand_sync::Identity::generate("eve", &mut os_rng()).unwrap();
+    let mut changes = Vec::new();
+    let rounds = strand_sync::MAX_CHANGES_OFF_PATH + 4;
+    for k in 0..rounds {
+        let change = if k % 2 == 0 {
+            Change::Add {
+                public: eve.public(),
+                name: "eve".into(),
+            }
+        } else {
+            Change::Remove(eve.public().sign)
+        };
+        let now = strand_node::now() - 1000 + k as u64;
+        let (msg, next) = at.propose(&me, change, now, &mut os_rng()).unwrap();
+        changes.push((at.id(), msg));
+        at = next.expect("an admin's change makes an epoch");
+    }
+    write(&p, &changes);
+    drop(p);
+    let mal = restart(&dir, &hub).await;
+    let started = std::time::Instant::now();
+    let taken = strand_sync::MAX_CHANGES_OFF_PATH;
+    until("Ben takes as many as he may", || {
+        changes[..taken]
+            .iter()
+            .all(|(g, m)| holds(&ben, g, &m.key()))
+    })
+    .await;
+    // Twice as long as those took (and 3 s at least): one more would
+    // have come by then.
+    let waited = started.elapsed() * 2;
+    tokio::time::sleep(waited.max(std::time::Duration::from_secs(3))).await;
+
+    let (g, m) = &changes[taken];
+    assert!(!holds(&ben, g, &m.key()), "one change too many was taken");
+    assert_eq!(epochs(&ben).len(), before + taken);
+    assert_eq!(head(&ben).id(), left, "Ben's group did not move");
+    assert_eq!(members(&ben), ["ann", "me"]);
+    ben.send_group(GROUP, "after the growth").await.unwrap();
+    until("Ann reads it", || {
+        texts(&ann).iter().any(|(_, t, _)| t == "after the growth")
+    })
+    .await;
+    drop(mal);
 }
