@@ -2117,14 +2117,22 @@ impl Chain {
 
     /// How many of `author`'s changes lead off this device's path: each
     /// one that lost in an epoch on the path, or was written into an
-    /// epoch off it. A member has few (forks are rare, and a change that
-    /// lost is made again on the winner, where it wins); someone no longer
-    /// in the group who was an admin in an old epoch can write one there,
-    /// then one into the epoch it makes, and so on.
+    /// epoch off it (from the path's first epoch's number on: what came
+    /// before the epoch this device entered at is not its path to
+    /// count). A member has few (forks are rare, and a change that lost
+    /// is made again on the winner, where it wins); an admin who left can
+    /// write one into an old epoch where she was an admin, then one into
+    /// the epoch it makes, and so on.
     pub fn changes_off_path(&self, author: &AuthorId) -> usize {
         let on_path: BTreeSet<&GroupId> = self.path.iter().collect();
+        let from = self
+            .path
+            .first()
+            .and_then(|id| self.epochs.get(id))
+            .map_or(0, |e| e.number);
         self.changes
             .iter()
+            .filter(|(id, _)| self.epochs.get(id).is_some_and(|e| e.number >= from))
             .map(|(id, changes)| {
                 let won = on_path
                     .contains(id)
@@ -2139,21 +2147,43 @@ impl Chain {
             .sum()
     }
 
-    /// Whether to store a change `author` wrote, with `pending` more of
-    /// theirs taken since this chain last read the store (PROTOCOL.md
-    /// §14.4). A member of the last epoch on the path is always taken:
-    /// every member must see every change for forks to resolve alike.
-    /// Someone who is not (an admin who left) is taken until [`MAX_CHANGES_OFF_PATH`] of theirs lead off the
-    /// path: each opens an epoch that every member stores, reads again at
-    /// every change and syncs (newest first, crowding older epochs out
-    /// of a session's groups), so one after another they would grow
-    /// without end. (A change by someone the creator removed opens no
-    /// epoch at all.)
-    pub fn takes_change(&self, author: &AuthorId, pending: usize) -> bool {
-        if self.is_legacy() || self.last().member(author).is_some() {
+    /// Whether `author` is in the group as this device last knows it:
+    /// a member of its head, or of the epoch the change it waits at (or
+    /// that left it out) makes.
+    fn in_group(&self, author: &AuthorId) -> bool {
+        match self.head() {
+            Head::Member(h) => h.member(author).is_some(),
+            Head::Waiting { change, .. } | Head::Out { change, .. } => {
+                change.members.iter().any(|m| m.public.sign == *author)
+            }
+        }
+    }
+
+    /// Whether to store a change `author` wrote into `epoch`, `pending`
+    /// being the epochs of theirs taken since this chain last read the
+    /// store (PROTOCOL.md §14.4). Someone in the group
+    /// ([`Chain::in_group`]) is always taken: every member must see every
+    /// change for forks to resolve alike. From someone who is not (an
+    /// admin who left), a change is not taken into an epoch that holds
+    /// one of theirs already (a smaller id would replace it, and open one
+    /// more epoch each time, the one it replaced staying; or replace the
+    /// Leave that left them out), nor once [`MAX_CHANGES_OFF_PATH`] of
+    /// theirs lead off the path: each opens an epoch that every member
+    /// stores, reads again at every change and syncs (newest first,
+    /// crowding older epochs out of a session's groups), so one after
+    /// another they would grow without end. (A change by someone the
+    /// creator removed opens no epoch at all.)
+    pub fn takes_change(&self, epoch: &GroupId, author: &AuthorId, pending: &[GroupId]) -> bool {
+        if self.is_legacy() || self.in_group(author) {
             return true;
         }
-        self.changes_off_path(author) + pending < MAX_CHANGES_OFF_PATH
+        let held = pending.contains(epoch)
+            || self
+                .changes
+                .get(epoch)
+                .is_some_and(|c| c.iter().any(|t| t.author == *author))
+            || self.leaving.get(epoch).is_some_and(|l| l.contains(author));
+        !held && self.changes_off_path(author) + pending.len() < MAX_CHANGES_OFF_PATH
     }
 
     /// Whether a timer `author` wrote in `epoch` counts: only admins of the

@@ -1340,8 +1340,10 @@ fn grow_epochs() {
 /// the epoch it makes, and so on. Her Leave is on no branch of hers, so
 /// each opens, and a member holds one epoch more for each. Every one of
 /// them leads off the member's path; past `MAX_CHANGES_OFF_PATH` a member
-/// takes no more of hers (the node declines them), while a member of the
-/// group is always taken.
+/// takes no more of hers (the node declines them), nor ever a second one
+/// into an epoch that holds one of hers (a smaller id would replace it and
+/// open another epoch, or replace her Leave), while a member of the group
+/// is always taken.
 #[test]
 fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     let mut m = Model::new(4, &[1], true, 5);
@@ -1358,11 +1360,16 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     m.devs[1].store.insert(&head.id(), &leave).unwrap();
     m.admins_left.insert(m.sign(1));
     m.heal();
+    let mal = m.sign(1);
     let ann = m.chain(0).unwrap();
-    assert_eq!(ann.changes_off_path(&m.sign(1)), 0, "her changes all won");
-    assert!(ann.takes_change(&m.sign(1), MAX_CHANGES_OFF_PATH - 1));
+    assert_eq!(ann.changes_off_path(&mal), 0, "her changes all won");
+    assert!(ann.takes_change(&old.id(), &mal, &[]));
     assert!(
-        ann.takes_change(&m.sign(3), 1_000),
+        !ann.takes_change(&head.id(), &mal, &[]),
+        "her Leave is there"
+    );
+    assert!(
+        ann.takes_change(&head.id(), &m.sign(3), &[head.id(); 100]),
         "a member is always taken"
     );
     let before = ann.epochs().count();
@@ -1370,6 +1377,7 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     let o = m.members;
     let mut at = old;
     let rounds = MAX_CHANGES_OFF_PATH + 4;
+    let mut written = Vec::new();
     for k in 0..rounds {
         let change = if k % 2 == 0 {
             Change::Add {
@@ -1384,20 +1392,27 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
         m.devs[1].store.insert(&at.id(), &msg).unwrap();
         m.digest(1);
         m.meet(1, 0);
+        written.push(at.id());
+        let next = next.unwrap();
         let ann = m.chain(0).unwrap();
-        assert_eq!(ann.changes_off_path(&m.sign(1)), k + 1, "{}", m.dump());
+        assert_eq!(ann.changes_off_path(&mal), k + 1, "{}", m.dump());
         assert_eq!(
-            ann.takes_change(&m.sign(1), 0),
+            ann.takes_change(&next.id(), &mal, &[]),
             k + 1 < MAX_CHANGES_OFF_PATH
         );
-        assert!(!ann.takes_change(&m.sign(1), MAX_CHANGES_OFF_PATH.saturating_sub(k + 1)));
-        at = next.unwrap();
+        let pending = vec![GroupId([0; 32]); MAX_CHANGES_OFF_PATH.saturating_sub(k + 1)];
+        assert!(!ann.takes_change(&next.id(), &mal, &pending));
+        for id in &written {
+            assert!(!ann.takes_change(id, &mal, &[]), "one of hers is there");
+        }
+        at = next;
     }
     let ann = m.chain(0).unwrap();
     assert_eq!(ann.epochs().count(), before + rounds, "each opened");
     let Head::Member(head) = ann.head() else {
         panic!("the creator is out");
     };
-    assert!(head.member(&m.sign(1)).is_none(), "Mal left");
-    assert!(ann.takes_change(&m.sign(2), 1_000));
+    assert!(head.member(&mal).is_none(), "Mal left");
+    assert!(ann.takes_change(&head.id(), &m.sign(2), &[]));
+    m.check().unwrap();
 }
