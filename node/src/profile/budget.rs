@@ -380,9 +380,9 @@ impl Ledger {
         let chains = profile.chains();
         let mut declined = Vec::new();
         let mut ledger = self.used.lock().expect("ledger lock");
-        // Changes taken in this batch per group and author, that the
-        // chains have not read yet.
-        let mut changes: HashMap<(GroupId, AuthorId), usize> = HashMap::new();
+        // The epochs of the changes taken in this batch, per group and
+        // author: the chains have not read them yet.
+        let mut changes: HashMap<(GroupId, AuthorId), Vec<GroupId>> = HashMap::new();
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
@@ -394,12 +394,12 @@ impl Ledger {
             if let Some(chain) = chain {
                 let pending = changes.entry((chain.root(), author)).or_default();
                 let taken = if kind == Kind::MEMBERSHIP {
-                    chain.takes_change(&author, *pending)
+                    chain.takes_change(&group, &author, pending)
                 } else {
                     chain.accepts(&group, &author, kind)
                 };
                 if kind == Kind::MEMBERSHIP && taken {
-                    *pending += 1;
+                    pending.push(group);
                 }
                 if !taken {
                     item.decline_former_member();

@@ -17,14 +17,16 @@
 //! 6. An admin's removal written to expire (so that the member would be
 //!    back in once it went) is refused, and so is an expiring timer.
 //! 7. An admin who left cannot grow epochs at a member without end, one
-//!    change written into the epoch the last one made.
+//!    change written into the epoch the last one made, or one replacing
+//!    another; nor replace the Leave that left her out.
 
 use std::path::PathBuf;
 
 use rand_core::RngCore;
 use strand_node::{os_rng, GroupAction, Node, NodeConfig, NodeEvent, Profile};
 use strand_sync::{
-    Change, Epoch, GroupId, Key, Kind, Message, PublicIdentity, Sealing, Store, WriteStore,
+    Change, Epoch, GroupId, Key, KeyRange, Kind, Message, PublicIdentity, Sealing, Store,
+    WriteStore,
 };
 use strand_transport::memory::Hub;
 
@@ -598,6 +600,76 @@ async fn an_expiring_removal_or_timer_is_refused() {
     assert_eq!(is_member(&ben), Some(true));
 }
 
+/// Ann makes Mal an admin, then Ben (so that the epoch where Mal was made
+/// one has Ann's change in it); then Mal leaves, and her node stops.
+/// Returns the hub, Ann and Ben's nodes, and Mal's profile's folder.
+async fn an_admin_who_left(tmp: &std::path::Path) -> (Hub, Node, Node, PathBuf) {
+    let (hub, ann, ben, mal) = cast(tmp).await;
+    make_mal_admin(&ann, &ben, &mal).await;
+    ann.change_group(GROUP, GroupAction::MakeAdmin("ben".into()))
+        .await
+        .unwrap();
+    let id = head(&ann).id();
+    until("Mal follows", || head(&mal).id() == id).await;
+    mal.change_group(GROUP, GroupAction::Leave).await.unwrap();
+    until("Ben sees Mal leave", || members(&ben).len() == 2).await;
+    until("Ann sees Mal leave", || members(&ann).len() == 2).await;
+    let dir = stop(mal).await;
+    (hub, ann, ben, dir)
+}
+
+/// The first epoch of the group where the profile's owner is an admin.
+fn first_as_admin(p: &Profile) -> Epoch {
+    let me = p.identity().public().sign;
+    p.group_epochs(GROUP)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.is_admin(&me))
+        .expect("an epoch where she was an admin")
+}
+
+/// A change of Eve's membership, the `k`th: an add, then a removal, and
+/// so on.
+fn eve_change(eve: &strand_sync::Identity, k: usize) -> Change {
+    if k.is_multiple_of(2) {
+        Change::Add {
+            public: eve.public(),
+            name: "eve".into(),
+        }
+    } else {
+        Change::Remove(eve.public().sign)
+    }
+}
+
+/// Writes `change` into Mal's stopped profile, with a text to Ben after
+/// it, starts her node, waits until Ben holds the text, and 3 s more
+/// (the group's logs sync in the same session: the change would have
+/// come by then). Returns her node.
+async fn send_late(
+    dir: &std::path::Path,
+    hub: &Hub,
+    ben: &Node,
+    change: (GroupId, Message),
+) -> Node {
+    let p = Profile::open(dir, "pass").unwrap();
+    let pair = p.direct_group("ben").unwrap();
+    let text = Message::create(
+        &p.identity(),
+        &pair,
+        strand_node::now(),
+        Kind::TEXT,
+        b"and then",
+        &mut os_rng(),
+    )
+    .unwrap();
+    write(&p, &[change, (pair.id, text.clone())]);
+    drop(p);
+    let mal = restart(dir, hub).await;
+    until("the text reaches Ben", || holds(ben, &pair.id, &text.key())).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    mal
+}
+
 /// Attack 7: Mal, an admin, leaves. Then she writes a change into an
 /// epoch from when she was an admin (Ann's change wins there), one into
 /// the epoch it makes, and so on: her Leave is on none of those branches,
@@ -608,41 +680,21 @@ async fn an_expiring_removal_or_timer_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_who_left_cannot_grow_epochs_without_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let (hub, ann, ben, mal) = cast(tmp.path()).await;
-    make_mal_admin(&ann, &ben, &mal).await;
-    ann.change_group(GROUP, GroupAction::MakeAdmin("ben".into()))
-        .await
-        .unwrap();
-    let id = head(&ann).id();
-    until("Mal follows", || head(&mal).id() == id).await;
-    mal.change_group(GROUP, GroupAction::Leave).await.unwrap();
-    until("Ben sees Mal leave", || members(&ben).len() == 2).await;
+    let (hub, ann, ben, dir) = an_admin_who_left(tmp.path()).await;
     let left = head(&ben).id();
     let before = epochs(&ben).len();
-    let dir = stop(mal).await;
 
     let p = Profile::open(&dir, "pass").unwrap();
     let me = p.identity();
-    let mut at = p
-        .group_epochs(GROUP)
-        .unwrap()
-        .into_iter()
-        .find(|e| e.is_admin(&me.public().sign))
-        .expect("an epoch where Mal was an admin");
+    let mut at = first_as_admin(&p);
     let eve = strand_sync::Identity::generate("eve", &mut os_rng()).unwrap();
     let mut changes = Vec::new();
     let rounds = strand_sync::MAX_CHANGES_OFF_PATH + 4;
     for k in 0..rounds {
-        let change = if k % 2 == 0 {
-            Change::Add {
-                public: eve.public(),
-                name: "eve".into(),
-            }
-        } else {
-            Change::Remove(eve.public().sign)
-        };
         let now = strand_node::now() - 1000 + k as u64;
-        let (msg, next) = at.propose(&me, change, now, &mut os_rng()).unwrap();
+        let (msg, next) = at
+            .propose(&me, eve_change(&eve, k), now, &mut os_rng())
+            .unwrap();
         changes.push((at.id(), msg));
         at = next.expect("an admin's change makes an epoch");
     }
@@ -672,5 +724,90 @@ async fn an_admin_who_left_cannot_grow_epochs_without_end() {
         texts(&ann).iter().any(|(_, t, _)| t == "after the growth")
     })
     .await;
+    drop(mal);
+}
+
+/// Attack 7 again, without a chain: Mal makes changes into one old epoch,
+/// and sends them largest id first, one at a time. Each replaced the one
+/// before it (only an author's smallest counts) and opened one more
+/// epoch at Ben, the one it replaced staying: her count of changes off
+/// the path stayed at one. Ben takes no second change of hers into an
+/// epoch that holds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_who_left_cannot_grow_epochs_by_replacing_her_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub, _ann, ben, dir) = an_admin_who_left(tmp.path()).await;
+    let left = head(&ben).id();
+    let before = epochs(&ben).len();
+
+    let p = Profile::open(&dir, "pass").unwrap();
+    let me = p.identity();
+    let old = first_as_admin(&p);
+    drop(p);
+    let eve = strand_sync::Identity::generate("eve", &mut os_rng()).unwrap();
+    // The same add, at three times: three ids.
+    let mut changes: Vec<Message> = (0..3)
+        .map(|k| {
+            let now = strand_node::now() - 1000 + k;
+            old.propose(&me, eve_change(&eve, 0), now, &mut os_rng())
+                .unwrap()
+                .0
+        })
+        .collect();
+    changes.sort_by_key(|m| std::cmp::Reverse(m.id()));
+    for (k, change) in changes.iter().enumerate() {
+        let mal = send_late(&dir, &hub, &ben, (old.id(), change.clone())).await;
+        assert_eq!(holds(&ben, &old.id(), &change.key()), k == 0, "change {k}");
+        stop(mal).await;
+    }
+    assert_eq!(epochs(&ben).len(), before + 1, "one epoch more, not three");
+    assert_eq!(head(&ben).id(), left, "Ben's group did not move");
+}
+
+/// Mal, an admin, leaves; then she writes a change into the epoch her
+/// Leave won, with a smaller id than the Leave's (a try or two). Only an
+/// author's smallest change counts in an epoch: it replaced her Leave at
+/// Ben, won there, and moved his group onto an epoch where she is an
+/// admin again, what came after her Leave left behind. Ben does not take
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_who_left_cannot_replace_her_leave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hub, _ann, ben, dir) = an_admin_who_left(tmp.path()).await;
+    let left = head(&ben).id();
+
+    let p = Profile::open(&dir, "pass").unwrap();
+    let me = p.identity();
+    let last = p.group_epochs(GROUP).unwrap().pop().unwrap();
+    assert!(last.is_admin(&me.public().sign), "Mal left from there");
+    let leave = {
+        let view = p.read_view().unwrap();
+        let mut keys = Vec::new();
+        Store::scan(&view, &last.id(), &KeyRange::ALL, &mut |k| {
+            keys.push(*k);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        keys.into_iter()
+            .filter_map(|k| Message::decode(Store::get(&view, &last.id(), &k).unwrap()?).ok())
+            .find(|m| m.kind() == Kind::MEMBERSHIP && m.author() == me.public().sign)
+            .expect("her Leave")
+    };
+    drop(p);
+    let eve = strand_sync::Identity::generate("eve", &mut os_rng()).unwrap();
+    let smaller = loop {
+        let (m, _) = last
+            .propose(&me, eve_change(&eve, 0), strand_node::now(), &mut os_rng())
+            .unwrap();
+        if m.id() < leave.id() {
+            break m;
+        }
+    };
+    let mal = send_late(&dir, &hub, &ben, (last.id(), smaller.clone())).await;
+
+    assert!(!holds(&ben, &last.id(), &smaller.key()));
+    assert!(holds(&ben, &last.id(), &leave.key()), "her Leave stands");
+    assert_eq!(head(&ben).id(), left, "Ben's group did not move");
+    assert_eq!(members(&ben), ["ann", "me"]);
     drop(mal);
 }
