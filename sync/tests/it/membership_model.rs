@@ -1251,11 +1251,11 @@ fn an_admin_cannot_remove_a_later_admin_by_writing_late() {
     m.check().unwrap();
 }
 
-/// Mal, an admin, leaves; then she writes a removal of Dee into an epoch
-/// from when she was an admin. An admin who left gains nothing by
-/// writing late (PROTOCOL.md §14.6): Dee stays.
-#[test]
-fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
+/// Mal (device 1) is made an admin, then the creator makes Dee (3) one
+/// after a text, then Mal leaves: the model, the epoch where Mal was
+/// first an admin (the creator's change won there), and the one her
+/// Leave won.
+fn an_admin_who_left() -> (Model, Epoch, Epoch) {
     let mut m = Model::new(4, &[1], true, 5);
     m.apply(Op::MakeAdmin(1));
     m.heal();
@@ -1271,6 +1271,15 @@ fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
     m.devs[1].store.insert(&head.id(), &leave).unwrap();
     m.admins_left.insert(m.sign(1));
     m.heal();
+    (m, old, head)
+}
+
+/// Mal, an admin, leaves; then she writes a removal of Dee into an epoch
+/// from when she was an admin. An admin who left gains nothing by
+/// writing late (PROTOCOL.md §14.6): Dee stays.
+#[test]
+fn an_admin_who_left_cannot_remove_anyone_by_writing_late() {
+    let (mut m, old, _) = an_admin_who_left();
     let now = m.tick();
     let (late, _) = old
         .propose(&m.devs[1].id, Change::Remove(m.sign(2)), now, &mut m.rng)
@@ -1300,6 +1309,27 @@ fn a_removed_admin_cannot_grow_epochs_without_end() {
     grow_epochs();
 }
 
+/// Mal (device 1) writes her `k`th change into `at` (the first outsider
+/// added, then removed, and so on) and syncs with the creator: the epoch
+/// it makes.
+fn write_next(m: &mut Model, at: &Epoch, k: usize) -> Epoch {
+    let o = m.members;
+    let change = if k.is_multiple_of(2) {
+        Change::Add {
+            public: m.devs[o].id.public(),
+            name: "o".into(),
+        }
+    } else {
+        Change::Remove(m.sign(o))
+    };
+    let now = m.tick();
+    let (msg, next) = at.propose(&m.devs[1].id, change, now, &mut m.rng).unwrap();
+    m.devs[1].store.insert(&at.id(), &msg).unwrap();
+    m.digest(1);
+    m.meet(1, 0);
+    next.unwrap()
+}
+
 /// Mal, removed by the creator, writes changes one into the epoch the
 /// last made, from an epoch where she was an admin.
 fn grow_epochs() {
@@ -1310,24 +1340,10 @@ fn grow_epochs() {
     m.apply(Op::Remove(0, 1));
     m.heal();
     let before = m.chain(0).unwrap().epochs().count();
-    let o = m.members;
     let mut at = old;
     for k in 0..20 {
-        let change = if k % 2 == 0 {
-            Change::Add {
-                public: m.devs[o].id.public(),
-                name: "o".into(),
-            }
-        } else {
-            Change::Remove(m.sign(o))
-        };
-        let now = m.tick();
-        let (msg, next) = at.propose(&m.devs[1].id, change, now, &mut m.rng).unwrap();
-        m.devs[1].store.insert(&at.id(), &msg).unwrap();
-        m.digest(1);
-        m.meet(1, 0);
+        at = write_next(&mut m, &at, k);
         m.meet(1, 2);
-        at = next.unwrap();
     }
     m.heal();
     let after = m.chain(0).unwrap().epochs().count();
@@ -1346,20 +1362,7 @@ fn grow_epochs() {
 /// is always taken.
 #[test]
 fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
-    let mut m = Model::new(4, &[1], true, 5);
-    m.apply(Op::MakeAdmin(1));
-    m.heal();
-    let old = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
-    m.apply(Op::MakeAdmin(3));
-    m.heal();
-    let head = m.chain(1).unwrap().writable(&m.sign(1)).unwrap().clone();
-    let now = m.tick();
-    let (leave, _) = head
-        .propose(&m.devs[1].id, Change::Leave, now, &mut m.rng)
-        .unwrap();
-    m.devs[1].store.insert(&head.id(), &leave).unwrap();
-    m.admins_left.insert(m.sign(1));
-    m.heal();
+    let (mut m, old, head) = an_admin_who_left();
     let mal = m.sign(1);
     let ann = m.chain(0).unwrap();
     assert_eq!(ann.changes_off_path(&mal), 0, "her changes all won");
@@ -1374,26 +1377,12 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     );
     let before = ann.epochs().count();
 
-    let o = m.members;
     let mut at = old;
     let rounds = MAX_CHANGES_OFF_PATH + 4;
     let mut written = Vec::new();
     for k in 0..rounds {
-        let change = if k % 2 == 0 {
-            Change::Add {
-                public: m.devs[o].id.public(),
-                name: "o".into(),
-            }
-        } else {
-            Change::Remove(m.sign(o))
-        };
-        let now = m.tick();
-        let (msg, next) = at.propose(&m.devs[1].id, change, now, &mut m.rng).unwrap();
-        m.devs[1].store.insert(&at.id(), &msg).unwrap();
-        m.digest(1);
-        m.meet(1, 0);
+        let next = write_next(&mut m, &at, k);
         written.push(at.id());
-        let next = next.unwrap();
         let ann = m.chain(0).unwrap();
         assert_eq!(ann.changes_off_path(&mal), k + 1, "{}", m.dump());
         assert_eq!(
