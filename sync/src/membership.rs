@@ -63,10 +63,10 @@ use crate::{DecodeError, Invalid, KeyError};
 /// Most members an epoch may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
 
-/// Changes leading off a device's path that it takes from someone not in
-/// its last epoch ([`Chain::takes_change`]): more than an admin who left
-/// has from forks she lost before, few enough that she cannot grow
-/// epochs at every member without end.
+/// Changes leading off a device's path that it takes from someone who is
+/// not an admin of the group ([`Chain::takes_change`]): more than an
+/// admin who left has from forks she lost before, few enough that she
+/// cannot grow epochs at every member without end.
 pub const MAX_CHANGES_OFF_PATH: usize = 16;
 
 /// The encoding of epochs and changes.
@@ -2147,34 +2147,38 @@ impl Chain {
             .sum()
     }
 
-    /// Whether `author` is in the group as this device last knows it:
-    /// a member of its head, or of the epoch the change it waits at (or
+    /// Whether `author` is an admin of the group as this device last
+    /// knows it: of its head, or of the epoch the change it waits at (or
     /// that left it out) makes.
-    fn in_group(&self, author: &AuthorId) -> bool {
+    fn admin_now(&self, author: &AuthorId) -> bool {
         match self.head() {
-            Head::Member(h) => h.member(author).is_some(),
-            Head::Waiting { change, .. } | Head::Out { change, .. } => {
-                change.members.iter().any(|m| m.public.sign == *author)
-            }
+            Head::Member(h) => h.is_admin(author),
+            Head::Waiting { change, .. } | Head::Out { change, .. } => change
+                .members
+                .iter()
+                .any(|m| m.public.sign == *author && m.admin),
         }
     }
 
     /// Whether to store a change `author` wrote into `epoch`, `pending`
     /// being the epochs of theirs taken since this chain last read the
-    /// store (PROTOCOL.md §14.4). Someone in the group
-    /// ([`Chain::in_group`]) is always taken: every member must see every
-    /// change for forks to resolve alike. From someone who is not (an
-    /// admin who left), a change is not taken into an epoch that holds
-    /// one of theirs already (a smaller id would replace it, and open one
-    /// more epoch each time, the one it replaced staying; or replace the
-    /// Leave that left them out), nor once [`MAX_CHANGES_OFF_PATH`] of
-    /// theirs lead off the path: each opens an epoch that every member
-    /// stores, reads again at every change and syncs (newest first,
-    /// crowding older epochs out of a session's groups), so one after
-    /// another they would grow without end. (A change by someone the
-    /// creator removed opens no epoch at all.)
+    /// store (PROTOCOL.md §14.4). An admin of the group
+    /// ([`Chain::admin_now`]) is always taken: every member must see every
+    /// change for forks to resolve alike. From anyone else (an admin who
+    /// left, or was added back as a member, whose changes into epochs
+    /// where she was an admin still count; a member, who has no change to
+    /// make but a request to leave), a change is not taken into an epoch
+    /// that holds one of theirs already (a valid change or a request to
+    /// leave: a smaller id would replace it, and open one more epoch each
+    /// time, the one it replaced staying; or replace the Leave that left
+    /// them out), nor once [`MAX_CHANGES_OFF_PATH`] of theirs lead off the
+    /// path: each opens an epoch that every member stores, reads again at
+    /// every change and syncs (newest first, crowding older epochs out of
+    /// a session's groups), so one after another they would grow without
+    /// end. (A change by someone the creator removed opens no epoch at
+    /// all.)
     pub fn takes_change(&self, epoch: &GroupId, author: &AuthorId, pending: &[GroupId]) -> bool {
-        if self.is_legacy() || self.in_group(author) {
+        if self.is_legacy() || self.admin_now(author) {
             return true;
         }
         let held = pending.contains(epoch)

@@ -14,8 +14,8 @@
 //! Membership changes and welcomes are not counted nor declined by the
 //! byte budgets (a flood must not keep a removal out, nor a full 1:1 log
 //! an invitation): the protocol keeps one change per author per epoch
-//! (PROTOCOL.md §14), and bounds the epochs someone no longer in the
-//! group can make ([`strand_sync::Chain::takes_change`]); welcomes are
+//! (PROTOCOL.md §14), and bounds the epochs someone who is no longer an
+//! admin can make ([`strand_sync::Chain::takes_change`]); welcomes are
 //! bounded by number
 //! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
 //! ([`WELCOME_ALLOWANCE`]), past which they count like any message.
@@ -285,9 +285,9 @@ pub enum Over {
     UnknownKinds,
     /// Welcomes ([`MAX_WELCOMES_PER_CONTACT`]).
     Welcomes,
-    /// Written into an old epoch by someone no longer in the group: a
-    /// text, file, name or timer, or a change past those they may make
-    /// off the path.
+    /// Written into an old epoch by someone no longer in the group (a
+    /// text, file, name or timer), or a change by someone no longer an
+    /// admin past those they may make ([`strand_sync::Chain::takes_change`]).
     FormerMember,
 }
 
@@ -361,8 +361,9 @@ impl Ledger {
     /// Declines the valid messages of `batch` that would take their
     /// author (or their group) past a budget, those a removed member
     /// wrote into an old epoch, and the changes past
-    /// [`strand_sync::MAX_CHANGES_OFF_PATH`] off the path by someone no
-    /// longer in the group, and counts the others as stored. Blocking
+    /// [`strand_sync::MAX_CHANGES_OFF_PATH`] off the path (or a second
+    /// into one epoch) by someone who is not an admin of the group, and
+    /// counts the others as stored. Blocking
     /// (the first time a scope is seen, its messages are counted).
     /// Returns what was declined.
     ///

@@ -386,7 +386,7 @@ impl Pump {
                 Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
                 Over::FormerMember => {
                     tracing::warn!(
-                        "declined messages from someone no longer in a group, written into an epoch they still hold"
+                        "declined messages from someone no longer in a group (or no longer an admin of it), written into an epoch they still hold"
                     );
                     tracing::debug!(author = %author, group = group.as_deref().unwrap_or(""), "declined");
                     continue;

@@ -1358,8 +1358,8 @@ fn grow_epochs() {
 /// them leads off the member's path; past `MAX_CHANGES_OFF_PATH` a member
 /// takes no more of hers (the node declines them), nor ever a second one
 /// into an epoch that holds one of hers (a smaller id would replace it and
-/// open another epoch, or replace her Leave), while a member of the group
-/// is always taken.
+/// open another epoch, or replace her Leave), even once she is added
+/// back as a member, while an admin of the group is always taken.
 #[test]
 fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     let (mut m, old, head) = an_admin_who_left();
@@ -1373,7 +1373,7 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     );
     assert!(
         ann.takes_change(&head.id(), &m.sign(3), &[head.id(); 100]),
-        "a member is always taken"
+        "an admin is always taken"
     );
     let before = ann.epochs().count();
 
@@ -1404,4 +1404,32 @@ fn an_admin_who_left_is_taken_only_so_many_changes_off_the_path() {
     assert!(head.member(&mal).is_none(), "Mal left");
     assert!(ann.takes_change(&head.id(), &m.sign(2), &[]));
     m.check().unwrap();
+
+    // Ann adds Mal back, a member and no admin: her changes into epochs
+    // where she was an admin still count, and are still bounded.
+    let head = head.clone();
+    let now = m.tick();
+    let (add, _) = head
+        .propose(
+            &m.devs[0].id,
+            Change::Add {
+                public: m.devs[1].id.public(),
+                name: "mal".into(),
+            },
+            now,
+            &mut m.rng,
+        )
+        .unwrap();
+    m.devs[0].store.insert(&head.id(), &add).unwrap();
+    m.digest(0);
+    let ann = m.chain(0).unwrap();
+    let Head::Member(back) = ann.head() else {
+        panic!("the creator is out");
+    };
+    assert!(back.member(&mal).is_some() && !back.is_admin(&mal));
+    assert!(!ann.takes_change(&back.id(), &mal, &[]), "past the bound");
+    assert!(
+        !ann.takes_change(&written[0], &mal, &[]),
+        "one of hers is there"
+    );
 }
