@@ -223,8 +223,9 @@ pub enum GroupError {
     /// A group made by a version before 2: it can be read, not changed.
     #[error("made by an older version of Strand: it can be read, not changed or written to")]
     Legacy,
-    /// A welcome from someone removed from the group: it moves no one.
-    #[error("a welcome from someone removed from the group")]
+    /// A welcome from someone removed from the group, or who left it:
+    /// it moves no one.
+    #[error("a welcome from someone removed from the group, or who left it")]
     Revoked,
 }
 
@@ -1464,7 +1465,7 @@ impl Chain {
         if *author != epoch.creator && Some(*author) != welcomer {
             return Err(GroupError::KnownGroup);
         }
-        if chain.revoked.contains(author) {
+        if chain.revoked.contains(author) || chain.left().contains(author) {
             return Err(GroupError::Revoked);
         }
         let id = epoch.id();
@@ -1730,11 +1731,12 @@ impl Chain {
             .iter()
             .filter_map(|(id, (w, _))| w.map(|w| (*id, w)))
             .collect();
-        // An entry from a welcomer this device knows was removed counts
-        // only if its own path holds that removal: the welcome came before
-        // it, and the group went on from there. One the welcomer made up
-        // (a number of its choosing, before the removal or after) is
-        // passed over, unless every entry is.
+        // An entry from a welcomer this device knows was removed, or
+        // left, counts only if its own path holds that removal or Leave:
+        // the welcome came before it, and the group went on from there.
+        // One the welcomer made up (a number of its choosing, before the
+        // removal or after) is passed over, unless every entry is.
+        let left = self.left();
         let walks: Vec<(&Entry, Vec<GroupId>, End)> = self
             .entries
             .iter()
@@ -1745,7 +1747,10 @@ impl Chain {
             .collect();
         let standing: Vec<&(&Entry, Vec<GroupId>, End)> = walks
             .iter()
-            .filter(|(e, path, _)| !self.revoked.contains(&e.by) || self.removes(path, &e.by))
+            .filter(|(e, path, _)| {
+                let gone = self.revoked.contains(&e.by) || left.contains(&e.by);
+                !gone || self.takes_out(path, &e.by)
+            })
             .collect();
         let entries = if standing.is_empty() {
             walks.iter().collect()
@@ -1782,11 +1787,12 @@ impl Chain {
         self.end = end_state;
     }
 
-    /// Whether a winning change on `path` removes `who`.
-    fn removes(&self, path: &[GroupId], who: &AuthorId) -> bool {
-        path.iter()
-            .filter_map(|id| self.winner(id))
-            .any(|t| t.change == Change::Remove(*who))
+    /// Whether a winning change on `path` takes `who` out: a removal,
+    /// or their Leave.
+    fn takes_out(&self, path: &[GroupId], who: &AuthorId) -> bool {
+        path.iter().filter_map(|id| self.winner(id)).any(|t| {
+            t.change == Change::Remove(*who) || (t.change == Change::Leave && t.author == *who)
+        })
     }
 
     /// The path from `entry` by winning changes, and where it ends.
@@ -1823,11 +1829,7 @@ impl Chain {
                 _ => None,
             })
             .collect();
-        let left: BTreeSet<AuthorId> = all()
-            .filter(|t| t.change == Change::Leave)
-            .map(|t| t.author)
-            .chain(self.leaving.values().flatten().copied())
-            .collect();
+        let left = self.left();
         let mut out = removed.clone();
         for t in all() {
             if let Change::Remove(x) = &t.change {
@@ -1838,6 +1840,18 @@ impl Chain {
             }
         }
         out
+    }
+
+    /// Who left (a Leave of theirs read in any epoch held, won or not)
+    /// or asked to.
+    fn left(&self) -> BTreeSet<AuthorId> {
+        self.changes
+            .values()
+            .flatten()
+            .filter(|t| t.change == Change::Leave)
+            .map(|t| t.author)
+            .chain(self.leaving.values().flatten().copied())
+            .collect()
     }
 
     /// Members of the head who asked to leave.

@@ -990,6 +990,59 @@ fn a_removed_adder_cannot_move_whom_she_added() {
     }
 }
 
+/// Mal, an admin, adds an outsider (device 3), then leaves. She still
+/// holds the creator's signed root, so she welcomes the outsider, whom
+/// she added, into an epoch she made up with a large number: before the
+/// outsider hears she left, or after. Either way the outsider ends where
+/// the group is. Before, a welcomer who left was not passed over as one
+/// removed is: the outsider took the welcome (from its own adder), the
+/// made-up number "led furthest", and it followed Mal for good.
+#[test]
+fn an_adder_who_left_cannot_move_whom_she_added() {
+    for before in [false, true] {
+        let mut m = Model::new(3, &[2], true, 45);
+        m.apply(Op::MakeAdmin(2));
+        m.heal();
+        let head = m.writable(2).expect("Mal is a member");
+        let outsider = m.devs[3].id.public();
+        let add = Change::Add {
+            public: outsider,
+            name: "o3".into(),
+        };
+        assert!(m.make(2, &head, add));
+        m.adds.push((m.sign(2), outsider.sign));
+        m.meet(2, 3);
+        m.meet(0, 2);
+        let forged = Op::ForgedWelcome {
+            who: 0,
+            victim: 3,
+            number: 10_000,
+        };
+        if before {
+            m.apply(forged.clone());
+        }
+        let head = m.writable(2).expect("Mal is a member");
+        assert!(m.make(2, &head, Change::Leave));
+        m.admins_left.insert(m.sign(2));
+        m.meet(0, 2);
+        m.meet(0, 3);
+        if !before {
+            m.apply(forged);
+        }
+        m.heal();
+        let when = if before { "before" } else { "after" };
+        m.check().unwrap_or_else(|e| panic!("welcome {when}: {e}"));
+        let Head::Member(group) = m.chain(0).unwrap().head() else {
+            panic!("the creator is out");
+        };
+        let Head::Member(there) = m.chain(3).unwrap().head() else {
+            panic!("welcome {when}: the outsider is not a member:{}", m.dump());
+        };
+        assert_eq!(there.id(), group.id(), "welcome {when}:{}", m.dump());
+        assert!(there.member(&m.sign(2)).is_none());
+    }
+}
+
 /// Mal, an admin, adds an outsider with a box for Ben (another admin)
 /// that does not open, and she and Eve (a member) each answer Ben's
 /// request for the key with junk. Only Ben can tell junk from the key;
