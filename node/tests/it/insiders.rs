@@ -18,7 +18,8 @@
 //!    back in once it went) is refused, and so is an expiring timer.
 //! 7. An admin who left cannot grow epochs at a member without end, one
 //!    change written into the epoch the last one made, or one replacing
-//!    another; nor replace the Leave that left her out.
+//!    another; nor replace the Leave that left her out; nor move a member
+//!    she added with a made-up welcome.
 
 use std::path::PathBuf;
 
@@ -810,4 +811,79 @@ async fn an_admin_who_left_cannot_replace_her_leave() {
     assert_eq!(head(&ben).id(), left, "Ben's group did not move");
     assert_eq!(members(&ben), ["ann", "me"]);
     drop(mal);
+}
+
+/// Attack 7, by welcome: Mal, an admin, adds Ben (she is his adder), then
+/// leaves. Still Ben's contact, she sends him a made-up epoch of the
+/// group as a welcome. A welcome is taken from a member's own adder, and
+/// an adder who left was not passed over as one removed is: the made-up
+/// number led furthest, and Ben's group moved to Mal's epoch. Now it
+/// stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adder_who_left_cannot_move_whom_she_added() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, mal) = (
+        profile(tmp.path(), "ann"),
+        profile(tmp.path(), "ben"),
+        profile(tmp.path(), "mal"),
+    );
+    befriend(&ann, &ben);
+    befriend(&ann, &mal);
+    befriend(&ben, &mal);
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let mal = start(mal, &hub).await;
+    ann.create_group(GROUP, &["mal".into()]).await.unwrap();
+    until("Mal joins", || is_member(&mal) == Some(true)).await;
+    ann.change_group(GROUP, GroupAction::MakeAdmin("mal".into()))
+        .await
+        .unwrap();
+    let id = head(&ann).id();
+    until("Mal follows", || head(&mal).id() == id).await;
+    mal.change_group(GROUP, GroupAction::Add("ben".into()))
+        .await
+        .unwrap();
+    until("Ben joins", || is_member(&ben) == Some(true)).await;
+    mal.change_group(GROUP, GroupAction::Leave).await.unwrap();
+    until("Ben sees Mal leave", || members(&ben).len() == 2).await;
+    let left = head(&ben).id();
+
+    let dir = stop(mal).await;
+    let p = Profile::open(&dir, "pass").unwrap();
+    let me = p.identity();
+    let pair = p.direct_group("ben").unwrap();
+    let template = p.group_epochs(GROUP).unwrap().remove(0);
+    let body = made_up(
+        &template,
+        1_000,
+        me.public(),
+        ben.profile().identity().public(),
+    );
+    let welcome = Message::create(
+        &me,
+        &pair,
+        strand_node::now(),
+        Kind::WELCOME,
+        &body,
+        &mut os_rng(),
+    )
+    .unwrap();
+    write(&p, &[(pair.id, welcome.clone())]);
+    drop(p);
+    let mal = restart(&dir, &hub).await;
+    until("the welcome reaches Ben", || {
+        holds(&ben, &pair.id, &welcome.key())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    assert_eq!(head(&ben).id(), left, "Ben's group did not move");
+    assert_eq!(members(&ben), ["ann", "me"]);
+    ben.send_group(GROUP, "after the welcome").await.unwrap();
+    until("Ann reads it", || {
+        texts(&ann).iter().any(|(_, t, _)| t == "after the welcome")
+    })
+    .await;
+    assert!(!texts(&mal).iter().any(|(_, t, _)| t == "after the welcome"));
 }
