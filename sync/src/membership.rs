@@ -38,8 +38,8 @@
 //! taken only for a group the reader does not know yet, or from an admin
 //! of its newest welcomed epoch while it has not seen the group change
 //! ([`Chain::take_welcome`]), and never from a member it knows to be
-//! revoked; an entry from a welcomer since revoked counts only if its
-//! path holds the removal.
+//! revoked or to have left; an entry from a welcomer since revoked (or
+//! gone) counts only if its path holds the removal (or her Leave).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -1442,8 +1442,11 @@ impl Chain {
     /// starts at (an adder whose change lost a fork welcomes again, and
     /// the creator when it made an adder's change again); the path then
     /// starts from the entry that leads furthest ([`Chain::resolve`]). So
-    /// no one else — a removed member least of all, even the adder —
-    /// can move a member anywhere. Returns whether it was taken.
+    /// no one else — a removed member, or one who left, least of all,
+    /// even the adder — can move a member anywhere. (An epoch an admin
+    /// made up and welcomed her member into while still an admin, with a
+    /// Leave of her own written into it, outlives her real Leave:
+    /// PROTOCOL.md §14.3.) Returns whether it was taken.
     pub fn take_welcome(
         chains: &mut Vec<Chain>,
         author: &AuthorId,
