@@ -1666,7 +1666,9 @@ impl Chain {
     /// Works out who is revoked, every epoch's winning change, the path
     /// from the newest entry and where it ends.
     fn resolve(&mut self) {
-        self.revoked = self.compute_revoked();
+        // Who left: what revocation and the path's start both ask.
+        let left = self.left();
+        self.revoked = self.compute_revoked(&left);
         let creator = self.epochs.values().next().map(|e| e.creator);
         // Per epoch: its winner, and who its branch (the winner's change
         // and every winner after it) removes by the creator or sees leave.
@@ -1739,7 +1741,6 @@ impl Chain {
         // the welcome came before it, and the group went on from there.
         // One the welcomer made up (a number of its choosing, before the
         // removal or after) is passed over, unless every entry is.
-        let left = self.left();
         let walks: Vec<(&Entry, Vec<GroupId>, End)> = self
             .entries
             .iter()
@@ -1821,7 +1822,7 @@ impl Chain {
     /// creator removed it, or it left) or the creator made the removed
     /// member an admin (a removal written into an epoch from before, when
     /// it was not one: only the creator removes admins).
-    fn compute_revoked(&self) -> BTreeSet<AuthorId> {
+    fn compute_revoked(&self, left: &BTreeSet<AuthorId>) -> BTreeSet<AuthorId> {
         let all = || self.changes.values().flatten();
         let removed = self.gone().removed;
         let creator = self.epochs.values().next().map(|e| e.creator);
@@ -1832,7 +1833,6 @@ impl Chain {
                 _ => None,
             })
             .collect();
-        let left = self.left();
         let mut out = removed.clone();
         for t in all() {
             if let Change::Remove(x) = &t.change {
