@@ -947,6 +947,31 @@ proptest! {
     }
 }
 
+/// Mal (device 2), made an admin, adds an outsider (device 3), who
+/// joins: the model, and the welcome Mal would forge for the outsider
+/// into an epoch she made up with a large number.
+fn mal_adds_an_outsider() -> (Model, Op) {
+    let mut m = Model::new(3, &[2], true, 45);
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let head = m.writable(2).expect("Mal is a member");
+    let outsider = m.devs[3].id.public();
+    let add = Change::Add {
+        public: outsider,
+        name: "o3".into(),
+    };
+    assert!(m.make(2, &head, add));
+    m.adds.push((m.sign(2), outsider.sign));
+    m.meet(2, 3);
+    m.meet(0, 2);
+    let forged = Op::ForgedWelcome {
+        who: 0,
+        victim: 3,
+        number: 10_000,
+    };
+    (m, forged)
+}
+
 /// Mal, an admin, adds an outsider (device 3); the creator then removes
 /// Mal. Mal still holds the creator's signed root, so she welcomes the
 /// outsider, whom she added, into an epoch she made up with a large
@@ -957,24 +982,7 @@ proptest! {
 #[test]
 fn a_removed_adder_cannot_move_whom_she_added() {
     for before in [false, true] {
-        let mut m = Model::new(3, &[2], true, 45);
-        m.apply(Op::MakeAdmin(2));
-        m.heal();
-        let head = m.writable(2).expect("Mal is a member");
-        let outsider = m.devs[3].id.public();
-        let add = Change::Add {
-            public: outsider,
-            name: "o3".into(),
-        };
-        assert!(m.make(2, &head, add));
-        m.adds.push((m.sign(2), outsider.sign));
-        m.meet(2, 3);
-        m.meet(0, 2);
-        let forged = Op::ForgedWelcome {
-            who: 0,
-            victim: 3,
-            number: 10_000,
-        };
+        let (mut m, forged) = mal_adds_an_outsider();
         if before {
             m.apply(forged.clone());
         }
@@ -1000,24 +1008,7 @@ fn a_removed_adder_cannot_move_whom_she_added() {
 #[test]
 fn an_adder_who_left_cannot_move_whom_she_added() {
     for before in [false, true] {
-        let mut m = Model::new(3, &[2], true, 45);
-        m.apply(Op::MakeAdmin(2));
-        m.heal();
-        let head = m.writable(2).expect("Mal is a member");
-        let outsider = m.devs[3].id.public();
-        let add = Change::Add {
-            public: outsider,
-            name: "o3".into(),
-        };
-        assert!(m.make(2, &head, add));
-        m.adds.push((m.sign(2), outsider.sign));
-        m.meet(2, 3);
-        m.meet(0, 2);
-        let forged = Op::ForgedWelcome {
-            who: 0,
-            victim: 3,
-            number: 10_000,
-        };
+        let (mut m, forged) = mal_adds_an_outsider();
         if before {
             m.apply(forged.clone());
         }
