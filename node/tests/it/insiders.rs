@@ -102,9 +102,8 @@ async fn restart(dir: &std::path::Path, hub: &Hub) -> Node {
     start(Profile::open(dir, "pass").unwrap(), hub).await
 }
 
-/// Ann, Ben and Mal, all contacts, in a group Ann made: the nodes and
-/// the hub.
-async fn cast(tmp: &std::path::Path) -> (Hub, Node, Node, Node) {
+/// Ann, Ben and Mal's profiles in `tmp`, each the others' contact.
+fn three_contacts(tmp: &std::path::Path) -> (Profile, Profile, Profile) {
     let (ann, ben, mal) = (
         profile(tmp, "ann"),
         profile(tmp, "ben"),
@@ -113,6 +112,13 @@ async fn cast(tmp: &std::path::Path) -> (Hub, Node, Node, Node) {
     befriend(&ann, &ben);
     befriend(&ann, &mal);
     befriend(&ben, &mal);
+    (ann, ben, mal)
+}
+
+/// Ann, Ben and Mal, all contacts, in a group Ann made: the nodes and
+/// the hub.
+async fn cast(tmp: &std::path::Path) -> (Hub, Node, Node, Node) {
+    let (ann, ben, mal) = three_contacts(tmp);
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
@@ -367,14 +373,7 @@ async fn an_admins_garbage_box_does_not_lock_the_creator_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_flood_does_not_keep_a_removal_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ann, ben, mal) = (
-        profile(tmp.path(), "ann"),
-        profile(tmp.path(), "ben"),
-        profile(tmp.path(), "mal"),
-    );
-    befriend(&ann, &ben);
-    befriend(&ann, &mal);
-    befriend(&ben, &mal);
+    let (ann, ben, mal) = three_contacts(tmp.path());
     let hub = Hub::new();
     let small = strand_node::Budgets {
         per_contact: 40_000,
@@ -822,14 +821,7 @@ async fn an_admin_who_left_cannot_replace_her_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adder_who_left_cannot_move_whom_she_added() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ann, ben, mal) = (
-        profile(tmp.path(), "ann"),
-        profile(tmp.path(), "ben"),
-        profile(tmp.path(), "mal"),
-    );
-    befriend(&ann, &ben);
-    befriend(&ann, &mal);
-    befriend(&ben, &mal);
+    let (ann, ben, mal) = three_contacts(tmp.path());
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
