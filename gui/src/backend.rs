@@ -157,6 +157,7 @@ impl Changes {
                 contact,
                 group,
                 budget,
+                ..
             } => {
                 self.over_budget = Some(crate::adapters::budget_notice(
                     &contact,

@@ -379,12 +379,12 @@ impl Profile {
         }
     }
 
-    /// The name of the group with root `root`, if this device has it.
-    pub(crate) fn group_name(&self, root: &GroupId) -> Option<String> {
-        self.chains()
-            .iter()
-            .find(|c| c.root() == *root)
-            .map(|c| c.last().name.clone())
+    /// The group with root `root` as notices name it, if this device has
+    /// it ([`shown_name`]).
+    pub(crate) fn group_shown(&self, root: &GroupId) -> Option<String> {
+        let chains = self.chains();
+        let at = chains.iter().position(|c| c.root() == *root)?;
+        Some(shown_name(&chains, at))
     }
 
     /// The names members of a group chose for themselves: each member's
@@ -1193,10 +1193,11 @@ impl Profile {
     /// notifications.
     pub(crate) fn describe_group_text(&self, group: &GroupId, key: &Key) -> Option<GroupText> {
         let chains = self.chains();
-        let (chain, epoch) = chains
+        let (at, chain, epoch) = chains
             .iter()
-            .flat_map(|c| c.epochs().map(move |e| (c, e)))
-            .find(|(_, e)| e.id() == *group)?;
+            .enumerate()
+            .flat_map(|(at, c)| c.epochs().map(move |e| (at, c, e)))
+            .find(|(_, _, e)| e.id() == *group)?;
         let bytes = Store::get(&self.read_view().ok()?, group, key).ok()??;
         let msg = Message::decode(bytes).ok()?;
         let text = match msg.kind() {
@@ -1210,7 +1211,7 @@ impl Profile {
         let chosen = self.chosen_names(chain).ok()?;
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some(GroupText {
-            group: epoch.name.clone(),
+            group: shown_name(&chains, at),
             key: group_key(&chain.root()),
             author,
             text,
@@ -1221,7 +1222,7 @@ impl Profile {
 /// A group's text as an arrival tells of it
 /// ([`Profile::describe_group_text`]).
 pub(crate) struct GroupText {
-    /// The group's name, as the text's epoch has it.
+    /// The group's name as notices show it ([`shown_name`]).
     pub group: String,
     /// The group's key ([`group_key`]).
     pub key: String,
@@ -1229,6 +1230,23 @@ pub(crate) struct GroupText {
     pub author: String,
     /// The text, or the file's name.
     pub text: String,
+}
+
+/// The name of `chains[at]` as notices and notifications show it: as
+/// lists name it, and where another group on this device has that name,
+/// followed by the id lists show for it ([`GroupSummary::id`]), so that
+/// "Bob in Desk" from one group does not read as from the other. Lists
+/// are read only then: most names are one group's.
+fn shown_name(chains: &[Chain], at: usize) -> String {
+    let name = &chains[at].last().name;
+    let shared = chains
+        .iter()
+        .enumerate()
+        .any(|(i, c)| i != at && c.last().name == *name);
+    match shared {
+        true => format!("{name} ({})", short_ids(chains)[at]),
+        false => name.clone(),
+    }
 }
 
 /// Each group's id as lists show it ([`GroupSummary::id`]): the shortest
@@ -1379,6 +1397,39 @@ mod tests {
             "e0000000",
         ];
         assert_eq!(ids, want);
+    }
+
+    /// Notices name a group as lists do, and where another group has its
+    /// name, with the id lists show for it: a budget notice
+    /// ([`Profile::group_shown`]) and an arrival alike.
+    #[test]
+    fn notices_name_a_group_by_its_id_too_where_another_has_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
+        assert_eq!(p.group_shown(&desk).unwrap(), "Desk");
+        let (bobs, stored) = stored_welcome(&p, &bob, "Desk", now, rng);
+        p.apply_group_messages(&[stored], now, rng).unwrap();
+        let (garden, stored) = stored_welcome(&p, &bob, "Garden", now, rng);
+        p.apply_group_messages(&[stored], now, rng).unwrap();
+        let listed = p.groups().unwrap();
+        let id = |root: &GroupId| {
+            let key = group_key(root);
+            listed.iter().find(|g| g.key == key).unwrap().id.clone()
+        };
+        assert_eq!(
+            p.group_shown(&desk).unwrap(),
+            format!("Desk ({})", id(&desk))
+        );
+        assert_eq!(
+            p.group_shown(&bobs).unwrap(),
+            format!("Desk ({})", id(&bobs))
+        );
+        assert_ne!(id(&desk), id(&bobs));
+        assert_eq!(p.group_shown(&garden).unwrap(), "Garden");
+        assert_eq!(p.group_shown(&GroupId([7; 32])), None);
     }
 
     /// A group's key names it, even where another group is named as that

@@ -371,7 +371,7 @@ impl Pump {
             let group = d
                 .group
                 .as_ref()
-                .and_then(|g| self.node.profile.group_name(g));
+                .and_then(|g| self.node.profile.group_shown(g));
             let from = self
                 .contact
                 .as_ref()
@@ -403,6 +403,7 @@ impl Pump {
             let _ = self.node.events.send(NodeEvent::OverBudget {
                 contact: author,
                 group,
+                group_key: d.group.as_ref().map(crate::group_key),
                 budget,
             });
         }

@@ -216,7 +216,9 @@ pub enum NodeEvent {
         /// Contact name (in a group: the author, named as the group's
         /// member list names them).
         contact: String,
-        /// The group it was written to, if not the 1:1 conversation.
+        /// The group it was written to, if not the 1:1 conversation: its
+        /// name, followed by the id `strand group list` shows for it where
+        /// another group here has that name (`Desk (3fa2c4e1)`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
         /// That group's key ([`crate::group_key`]): names it, where its
@@ -287,8 +289,12 @@ pub enum NodeEvent {
         /// Whose messages were declined: a contact's name, or a group
         /// member as the member list names them.
         contact: String,
-        /// The private group, if the messages were in one.
+        /// The private group, if the messages were in one: named as in
+        /// [`NodeEvent::Received`].
         group: Option<String>,
+        /// That group's key ([`crate::group_key`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
         /// The budget, in bytes.
         budget: u64,
     },

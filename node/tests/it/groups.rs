@@ -4,7 +4,7 @@
 //! Cat removed cannot read what follows; Ben leaving cuts Ann and Cat off
 //! until they become contacts.
 
-use strand_node::{GroupAction, Node, Profile};
+use strand_node::{GroupAction, Node, NodeEvent, Profile};
 use strand_transport::memory::Hub;
 
 use crate::hub::{befriend, profile, start, until};
@@ -367,4 +367,76 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
     ann.shutdown().await;
     ben.shutdown().await;
     cat.shutdown().await;
+}
+
+/// Ann's group and Ben's are both called "desk", each of the two of them;
+/// Ann has a "garden" too. Ann's node tells a text in each desk under the
+/// name and the id `strand group list` shows for that group (so that a
+/// notification of one does not read as the other), and one in the garden
+/// under its name alone. Before, both desks were "desk".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_in_two_groups_with_one_name_are_told_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let mut events = ann.subscribe();
+
+    let annes = ann.create_group("desk", &["ben".into()]).await.unwrap();
+    let bens = ben.create_group("desk", &["ann".into()]).await.unwrap();
+    let garden = ann.create_group("garden", &["ben".into()]).await.unwrap();
+    let joined = |node: &Node| {
+        let keys: Vec<String> = node
+            .profile()
+            .groups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.key)
+            .collect();
+        [&annes, &bens, &garden].iter().all(|k| keys.contains(k))
+    };
+    until("both hold the three groups", || {
+        joined(&ann) && joined(&ben)
+    })
+    .await;
+    for (key, text) in [
+        (&annes, "in Ann's desk"),
+        (&bens, "in Ben's desk"),
+        (&garden, "in the garden"),
+    ] {
+        ben.send_group(key, text).await.unwrap();
+    }
+
+    let mut told = std::collections::HashMap::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while told.len() < 3 {
+            if let Ok(NodeEvent::Received {
+                group: Some(group),
+                group_key: Some(key),
+                text,
+                ..
+            }) = events.recv().await
+            {
+                told.insert(text, (group, key));
+            }
+        }
+    })
+    .await
+    .expect("Ann's node tells of the three texts");
+    let listed: std::collections::HashMap<String, String> = ann
+        .profile()
+        .groups()
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.key, g.id))
+        .collect();
+    let want = |key: &String| format!("desk ({})", listed[key]);
+    assert_eq!(told["in Ann's desk"], (want(&annes), annes.clone()));
+    assert_eq!(told["in Ben's desk"], (want(&bens), bens.clone()));
+    assert_ne!(want(&annes), want(&bens));
+    assert_eq!(told["in the garden"], ("garden".to_owned(), garden.clone()));
+    ann.shutdown().await;
+    ben.shutdown().await;
 }
