@@ -81,9 +81,11 @@ pub(crate) struct Changes {
     /// Groups with new texts, by key: the open one, if among them, scrolls
     /// to the newest (a change elsewhere leaves it where it is).
     pub group_texts: BTreeSet<String>,
-    /// Contacts whose sessions brought parts of files: what the open
-    /// conversation shows of a file changes (not where it is scrolled).
+    /// Contacts whose files' parts arrived: what the open conversation
+    /// shows of a file changes (not where it is scrolled).
     pub files: BTreeSet<String>,
+    /// Parts of a group's file arrived: the same, for the open group.
+    pub group_files: bool,
     /// Messages that arrived (at most [`MAX_NOTIFIED`]): notifications.
     pub received: Vec<NodeEvent>,
     /// Contacts renamed, in order: (old name, new name).
@@ -150,9 +152,16 @@ impl Changes {
             | NodeEvent::Delivered { contact, .. } => {
                 self.contacts.insert(contact);
             }
-            NodeEvent::FileArriving { from, .. } => {
+            NodeEvent::FileArriving {
+                from,
+                group_key: None,
+                ..
+            } => {
                 self.files.insert(from);
             }
+            NodeEvent::FileArriving {
+                group_key: Some(_), ..
+            } => self.group_files = true,
             NodeEvent::OverBudget {
                 contact,
                 group,

@@ -232,8 +232,7 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             .as_ref()
             .is_some_and(|g| changes.group_texts.contains(g));
         groups::reload(core, scroll);
-    } else if !changes.files.is_empty() {
-        // A group's file comes in any member's session.
+    } else if changes.group_files {
         groups::reload(core, false);
     }
     (core.chats_visible, core.groups_visible) = shown;

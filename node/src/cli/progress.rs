@@ -203,16 +203,27 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
     while let Some(event) = events.next().await {
         let NodeEvent::FileArriving {
             from,
+            group,
             id,
             name,
             size,
             have,
             total,
+            ..
         } = event
         else {
             continue;
         };
-        let (from, name) = (display::one_line(&from), display::one_line(&name));
+        // In a group: "ann in desk", named as the group's list names her.
+        let from = match group {
+            Some(group) => format!(
+                "{} in {}",
+                display::one_line(&from),
+                display::one_line(&group)
+            ),
+            None => display::one_line(&from),
+        };
+        let name = display::one_line(&name);
         let done = have >= total;
         if !shown.contains_key(&id) && !done && shown.len() < MAX_ARRIVING {
             let label = format!("{name} from {from}");

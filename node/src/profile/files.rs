@@ -58,6 +58,20 @@ const MAX_ROWS_AT: usize = 4096;
 /// (bytes of a file, messages of a bundle written).
 pub type Report<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
+/// A file some of whose parts just arrived ([`Profile::files_arriving`]).
+pub(crate) struct Arriving {
+    /// The file message's key.
+    pub key: Key,
+    /// What it is and how much of it is here.
+    pub file: FileInfo,
+    /// Its author, as logs and events name them
+    /// ([`Profile::author_name`]).
+    pub from: String,
+    /// The group it was written to, as notices name it, and its key; none
+    /// for a 1:1 conversation.
+    pub group: Option<(String, String)>,
+}
+
 /// A file message as a conversation shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileInfo {
@@ -530,6 +544,37 @@ impl Profile {
         found
             .iter()
             .filter_map(|m| Some((m.key(), self.file_info(group, m)?)))
+            .collect()
+    }
+
+    /// [`Profile::files_at`], with whom and where an arrival names: the
+    /// author, as the conversation or the group's member list names them
+    /// (whoever's session brought the parts), and the group if it is one.
+    pub(crate) fn files_arriving(
+        &self,
+        group: &Group,
+        time: Time,
+        author: &AuthorId,
+    ) -> Vec<Arriving> {
+        let files = self.files_at(group, time, author);
+        if files.is_empty() {
+            return Vec::new();
+        }
+        let root = self
+            .chains()
+            .iter()
+            .find(|c| c.epochs().any(|e| e.id() == group.id))
+            .map(|c| c.root());
+        let from = self.author_name(author, root.as_ref());
+        let shown = root.and_then(|r| Some((self.group_shown(&r)?, crate::group_key(&r))));
+        files
+            .into_iter()
+            .map(|(key, file)| Arriving {
+                key,
+                file,
+                from: from.clone(),
+                group: shown.clone(),
+            })
             .collect()
     }
 

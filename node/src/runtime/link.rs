@@ -540,7 +540,11 @@ impl Pump {
         let mut parts = HashSet::new();
         for m in batch.iter() {
             let kind = m.message().kind();
-            if kind == Kind::CHUNK && *m.verdict() == (Verdict::Stored { new: true }) {
+            // A file's description too: it may come after the last of
+            // its parts, and only then is the file all here.
+            if (kind == Kind::CHUNK || kind == Kind::FILE)
+                && *m.verdict() == (Verdict::Stored { new: true })
+            {
                 parts.insert((*m.group(), m.key().time, m.message().author()));
             }
             if kind != Kind::TEXT
@@ -569,32 +573,36 @@ impl Pump {
             && self.node.config.report_arrivals
             && self.node.events.receiver_count() > 0
         {
-            if let (Some((_, _, groups)), Some(name)) = (&self.contact, self.contact_name()) {
+            // Deleted since: nothing of theirs is told.
+            if let (Some((_, _, groups)), Some(_)) = (&self.contact, self.contact_name()) {
                 let files: Vec<(Group, strand_sync::limits::Time, strand_sync::AuthorId)> = parts
                     .into_iter()
                     .filter_map(|(g, t, a)| {
                         Some((groups.iter().find(|x| x.id == g)?.clone(), t, a))
                     })
                     .collect();
-                let (shared, from) = (self.node.clone(), name);
+                let shared = self.node.clone();
                 self.node.tasks.spawn(async move {
                     let profile = shared.profile.clone();
                     let found = tokio::task::spawn_blocking(move || {
                         files
                             .iter()
-                            .flat_map(|(g, t, a)| profile.files_at(g, *t, a))
+                            .flat_map(|(g, t, a)| profile.files_arriving(g, *t, a))
                             .collect::<Vec<_>>()
                     })
                     .await
                     .unwrap_or_default();
-                    for (key, file) in found {
+                    for arriving in found {
+                        let (group, group_key) = arriving.group.unzip();
                         let _ = shared.events.send(NodeEvent::FileArriving {
-                            from: from.clone(),
-                            id: hex(&key.id.0),
-                            name: file.name,
-                            size: file.size,
-                            have: file.have,
-                            total: file.total,
+                            from: arriving.from,
+                            group,
+                            group_key,
+                            id: hex(&arriving.key.id.0),
+                            name: arriving.file.name,
+                            size: arriving.file.size,
+                            have: arriving.file.have,
+                            total: arriving.file.total,
                         });
                     }
                 });

@@ -298,11 +298,21 @@ pub enum NodeEvent {
         /// The budget, in bytes.
         budget: u64,
     },
-    /// Parts of a file arrived from a contact: `have` of its `total` are
-    /// here (one event per stored batch of its parts).
+    /// Parts of a file arrived: `have` of its `total` are here (one event
+    /// per stored batch of its parts or its description, whichever
+    /// arrives last).
     FileArriving {
-        /// The contact whose session brought them.
+        /// Who wrote it: the contact, or in a group the member as the
+        /// member list names them (marked unverified if not a contact),
+        /// whoever's session brought the parts.
         from: String,
+        /// The group it was written to, if not a 1:1 conversation: named
+        /// as in [`NodeEvent::Received`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// That group's key ([`crate::group_key`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
         /// The file message's id (hex).
         id: String,
         /// The file's name, as its sender gave it.

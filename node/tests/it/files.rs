@@ -2,7 +2,7 @@
 //! preview, to a contact and to a group; saved byte-identical; a file
 //! whose bytes do not match its hash is refused; bad input changes nothing.
 
-use strand_node::{os_rng, Conversation, Node, NodeConfig, Profile};
+use strand_node::{os_rng, Conversation, Node, NodeConfig, NodeEvent, Profile};
 use strand_sync::{Kind, Manifest, Message, WriteStore};
 use strand_transport::memory::Hub;
 
@@ -207,8 +207,18 @@ async fn a_file_to_a_group_reaches_members_through_a_common_member() {
     };
     let ann = Node::start(ann, config()).await.unwrap();
     let ben = Node::start(ben, config()).await.unwrap();
-    let cat = Node::start(cat, config()).await.unwrap();
-    ben.create_group("desk", &["ann".into(), "cat".into()])
+    let cat = Node::start(
+        cat,
+        NodeConfig {
+            report_arrivals: true,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let mut events = cat.subscribe();
+    let key = ben
+        .create_group("desk", &["ann".into(), "cat".into()])
         .await
         .unwrap();
     until("both join", || {
@@ -231,6 +241,37 @@ async fn a_file_to_a_group_reaches_members_through_a_common_member() {
     let m = file(&cat).unwrap();
     assert_eq!(m.author, "ann");
     assert!(!m.verified, "Ann is not Cat's contact");
+    // Told as Ann's, in the group, though Ben's session brought it (it
+    // was told as from "ben").
+    let told = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Ok(NodeEvent::FileArriving {
+                from,
+                group,
+                group_key,
+                name,
+                have,
+                total,
+                ..
+            }) = events.recv().await
+            {
+                if have == total {
+                    break (from, group, group_key, name);
+                }
+            }
+        }
+    })
+    .await
+    .expect("Cat's node tells of the file");
+    assert_eq!(
+        told,
+        (
+            "ann (unverified)".to_owned(),
+            Some("desk".to_owned()),
+            Some(key),
+            "minutes.txt".to_owned()
+        )
+    );
     let saved = cat
         .profile()
         .save_file(&id_of(&m.message), &tmp.path().join("out"))
