@@ -507,17 +507,9 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     adapter.on_save_file(move |id| {
         let id = id.to_string();
         sb.job(move |core| {
-            let dir = strand_node::downloads_dir();
-            let notice = match core.call(Request::Save {
-                id,
-                dir,
-                task: None,
-            }) {
-                Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
-                Some(Err(e)) => format!("Not saved: {e}"),
-                Some(Ok(_)) | None => return,
-            };
-            core.ui(move |ui| ui.global::<ConversationAdapter>().set_notice(notice.into()));
+            if let Some(notice) = super::save_file(core, id) {
+                core.ui(move |ui| ui.global::<ConversationAdapter>().set_notice(notice.into()));
+            }
         });
     });
     adapter.on_set_verified(move |verified| {

@@ -135,17 +135,9 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     a.on_save_file(move |id| {
         let id = id.to_string();
         b.job(move |core| {
-            let dir = strand_node::downloads_dir();
-            let notice = match core.call(Request::Save {
-                id,
-                dir,
-                task: None,
-            }) {
-                Some(Ok(Reply::Saved { path })) => format!("Saved to {}", path.display()),
-                Some(Err(e)) => format!("Not saved: {e}"),
-                Some(Ok(_)) | None => return,
-            };
-            core.ui(move |ui| ui.global::<GroupsAdapter>().set_notice(notice.into()));
+            if let Some(notice) = super::save_file(core, id) {
+                core.ui(move |ui| ui.global::<GroupsAdapter>().set_notice(notice.into()));
+            }
         });
     });
 

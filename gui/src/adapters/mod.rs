@@ -142,6 +142,24 @@ pub(crate) fn node_gone(core: &mut Core) {
     settings::closed(core, message.to_owned());
 }
 
+/// Saves the file message `id` names to the downloads folder: what the
+/// conversation or group screen says of it, or nothing if the node is
+/// gone.
+pub(crate) fn save_file(core: &Core, id: String) -> Option<String> {
+    let dir = strand_node::downloads_dir();
+    match core.call(strand_node::runtime::api::Request::Save {
+        id,
+        dir,
+        task: None,
+    }) {
+        Some(Ok(strand_node::runtime::api::Reply::Saved { path })) => {
+            Some(format!("Saved to {}", path.display()))
+        }
+        Some(Err(e)) => Some(format!("Not saved: {e}")),
+        Some(Ok(_)) | None => None,
+    }
+}
+
 /// What the app says when a contact's (or a group member's) messages are
 /// over the budget this device keeps for them. The names are others'
 /// words (a member's may be any admin's), shown safely.
