@@ -64,6 +64,31 @@ impl Profile {
         }
     }
 
+    /// At a mailbox: takes its owner's newest list again, as a running
+    /// node does once at its start. A list is taken after the batch that
+    /// brought it is stored, so a crash between the two, or a deletion
+    /// that failed while it was taken, would otherwise wait for the
+    /// owner's next list. A list taken whole changes nothing when taken
+    /// again. (A contact's record naming their mailbox is not taken again:
+    /// one the user deleted would come back.)
+    pub(crate) fn take_owners_list(
+        &self,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Taken, ProfileError> {
+        let Some(owner) = self.mailbox_of()? else {
+            return Ok(Taken::default());
+        };
+        let book = self.book();
+        let Some(contact) = book.sync.iter().find(|c| c.public == owner.public) else {
+            return Ok(Taken::default());
+        };
+        match self.newest_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)? {
+            Some(key) => self.take_mailbox_record(&contact.direct_group().id, &key, now, rng),
+            None => Ok(Taken::default()),
+        }
+    }
+
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:
     /// a contact's mailbox is added as a contact (named after them); at a
     /// mailbox, the newest list of contacts from its owner is whom it

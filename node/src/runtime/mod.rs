@@ -748,6 +748,9 @@ impl Node {
         node.shared
             .tasks
             .spawn(carrying::spread_queued(node.shared.clone()));
+        node.shared
+            .tasks
+            .spawn(paired::owners_list(node.shared.clone()));
 
         #[cfg(target_os = "linux")]
         if !node.shared.config.offline {

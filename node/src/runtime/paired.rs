@@ -119,6 +119,25 @@ impl Node {
     }
 }
 
+/// At a mailbox, once at the start: the owner's newest list is taken
+/// again ([`crate::Profile`]'s `take_owners_list`), so that one stored but
+/// not taken before a crash, or taken with a deletion that failed, is
+/// whom the mailbox carries for without waiting for the owner's next.
+pub(crate) async fn owners_list(shared: Arc<Shared>) {
+    let node = Node {
+        shared: shared.clone(),
+    };
+    let profile = shared.profile.clone();
+    let now = shared.clock.now();
+    let mut rng = shared.rng();
+    let taken = tokio::task::spawn_blocking(move || profile.take_owners_list(now, &mut rng)).await;
+    match taken {
+        Ok(Ok(taken)) => node.mailbox_taken(&taken).await,
+        Ok(Err(e)) => tracing::warn!("the owner's list not taken again: {e}"),
+        Err(_) => {}
+    }
+}
+
 /// Mailbox records `items` arrived over a link and were stored.
 pub(crate) async fn records(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
     let node = Node {

@@ -368,6 +368,73 @@ async fn a_mailbox_deletes_whom_its_owner_deleted() {
     max.shutdown().await;
 }
 
+/// A list stored at the mailbox but not taken (the node stopped between
+/// the two, or a deletion failed while it was taken) is taken at the
+/// next start: Max adds Ann and deletes Carl, whom the list leaves out.
+/// Before, it waited for Owen's next list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_stored_but_not_taken_is_taken_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (owen, max) = (profile(root, "owen"), profile(root, "max"));
+    let (ann, carl) = (profile(root, "ann"), profile(root, "carl"));
+    befriend(&owen, &carl);
+    let (now, rng) = (strand_node::now(), &mut os_rng());
+    let settings = strand_node::CarrySettings::default();
+    max.become_mailbox(&owen.identity().invite(), &settings, now, rng)
+        .unwrap();
+    owen.pair_mailbox(&max.mailbox_code().unwrap().unwrap(), now, rng)
+        .unwrap();
+    let keys = |p: &Profile| -> Vec<_> { p.contacts().iter().map(|c| c.public).collect() };
+    // Max learns Carl from the list pairing wrote (a node takes it).
+    let hub = strand_transport::memory::Hub::new();
+    let (owen, max) = (
+        crate::hub::start(owen, &hub).await,
+        crate::hub::start(max, &hub).await,
+    );
+    let carl_key = carl.identity().public();
+    crate::hub::until("the mailbox learns Carl", || {
+        keys(max.profile()).contains(&carl_key)
+    })
+    .await;
+    owen.shutdown().await;
+    let max_dir = max.profile().dir().to_path_buf();
+    max.shutdown().await;
+
+    // Owen's next list (Ann, not Carl), stored at Max and not taken.
+    let owen = Profile::open(&root.join("owen"), "pass").unwrap();
+    let max = Profile::open(&max_dir, "pass").unwrap();
+    let to_max = owen
+        .sync_contacts()
+        .into_iter()
+        .find(|c| c.public == max.identity().public())
+        .unwrap();
+    let body = strand_sync::encode_mailbox_contacts(&[ann.identity().public()]);
+    let list = Message::create(
+        &owen.identity(),
+        to_max.direct_group(),
+        strand_node::now(),
+        Kind::MAILBOX_CONTACTS,
+        &body,
+        rng,
+    )
+    .unwrap();
+    let mut store = max.store().unwrap();
+    WriteStore::insert(&mut store, &to_max.direct_group().id, &list).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    assert!(keys(&max).contains(&carl_key), "stored, not taken");
+
+    let max = crate::hub::start(max, &hub).await;
+    let ann_key = ann.identity().public();
+    crate::hub::until("the mailbox takes the list at its start", || {
+        let now = keys(max.profile());
+        now.contains(&ann_key) && !now.contains(&carl_key)
+    })
+    .await;
+    max.shutdown().await;
+}
+
 /// Texts Ann wrote Bob that no one delivered stop spreading through
 /// carriers when she deletes him (before, her device went on offering
 /// them, with his key, until their time limit), and stay stopped across
