@@ -84,8 +84,9 @@ pub(crate) struct Changes {
     /// Contacts whose files' parts arrived: what the open conversation
     /// shows of a file changes (not where it is scrolled).
     pub files: BTreeSet<String>,
-    /// Parts of a group's file arrived: the same, for the open group.
-    pub group_files: bool,
+    /// Groups, by key, whose files' parts arrived: the same, for the open
+    /// group.
+    pub group_files: BTreeSet<String>,
     /// Messages that arrived (at most [`MAX_NOTIFIED`]): notifications.
     pub received: Vec<NodeEvent>,
     /// Contacts renamed, in order: (old name, new name).
@@ -160,8 +161,11 @@ impl Changes {
                 self.files.insert(from);
             }
             NodeEvent::FileArriving {
-                group_key: Some(_), ..
-            } => self.group_files = true,
+                group_key: Some(key),
+                ..
+            } => {
+                self.group_files.insert(key);
+            }
             NodeEvent::OverBudget {
                 contact,
                 group,

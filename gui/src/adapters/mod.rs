@@ -250,7 +250,11 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
             .as_ref()
             .is_some_and(|g| changes.group_texts.contains(g));
         groups::reload(core, scroll);
-    } else if changes.group_files {
+    } else if core
+        .open_group
+        .as_ref()
+        .is_some_and(|g| changes.group_files.contains(g))
+    {
         groups::reload(core, false);
     }
     (core.chats_visible, core.groups_visible) = shown;

@@ -22,6 +22,9 @@ const FINAL_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// (a contact who sends hundreds of files at once gets no more bars).
 const MAX_ARRIVING: usize = 8;
 
+/// Files `strand run` remembers it said are all here (see [`arrivals`]).
+const MAX_FINISHED: usize = 256;
+
 /// What a step counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unit {
@@ -200,6 +203,11 @@ pub(super) async fn call_showing(
 pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
     let bars = MultiProgress::new();
     let mut shown: HashMap<String, Progress> = HashMap::new();
+    // Files said to be all here, the newest MAX_FINISHED: reports
+    // of a batch are read apart from the batch, so one may come after
+    // the last (two batches read after both were stored, or out of
+    // order), and it must neither say so again nor open a bar.
+    let mut finished: std::collections::VecDeque<String> = Default::default();
     while let Some(event) = events.next().await {
         let NodeEvent::FileArriving {
             from,
@@ -224,6 +232,9 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
             None => display::one_line(&from),
         };
         let name = display::one_line(&name);
+        if finished.contains(&id) {
+            continue;
+        }
         let done = have >= total;
         if !shown.contains_key(&id) && !done && shown.len() < MAX_ARRIVING {
             let label = format!("{name} from {from}");
@@ -237,6 +248,10 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
             p.set(bytes, size);
         }
         if done {
+            if finished.len() == MAX_FINISHED {
+                finished.pop_front();
+            }
+            finished.push_back(id.clone());
             if let Some(p) = shown.remove(&id) {
                 p.finish();
             }

@@ -548,11 +548,15 @@ impl Profile {
     }
 
     /// [`Profile::files_at`], with whom and where an arrival names: the
-    /// author, as the conversation or the group's member list names them
-    /// (whoever's session brought the parts), and the group if it is one.
+    /// author, as the contact list (in the 1:1 conversation `group`, if
+    /// `direct`) or the group's member list names them (whoever's session
+    /// brought the parts), and the group if it is one. None in a 1:1
+    /// conversation whose contact was deleted since, nor in an epoch no
+    /// group here holds.
     pub(crate) fn files_arriving(
         &self,
         group: &Group,
+        direct: bool,
         time: Time,
         author: &AuthorId,
     ) -> Vec<Arriving> {
@@ -560,13 +564,27 @@ impl Profile {
         if files.is_empty() {
             return Vec::new();
         }
-        let root = self
-            .chains()
-            .iter()
-            .find(|c| c.epochs().any(|e| e.id() == group.id))
-            .map(|c| c.root());
-        let from = self.author_name(author, root.as_ref());
-        let shown = root.and_then(|r| Some((self.group_shown(&r)?, crate::group_key(&r))));
+        let (from, shown) = if direct {
+            let book = self.book();
+            let Some(contact) = book.records.iter().find(|r| r.public.sign == *author) else {
+                return Vec::new();
+            };
+            (contact.name.clone(), None)
+        } else {
+            let chains = self.chains();
+            let Some(root) = chains
+                .iter()
+                .find(|c| c.epochs().any(|e| e.id() == group.id))
+                .map(|c| c.root())
+            else {
+                return Vec::new();
+            };
+            let from = self.author_name(author, Some(&root));
+            let shown = self
+                .group_shown(&root)
+                .map(|g| (g, crate::group_key(&root)));
+            (from, shown)
+        };
         files
             .into_iter()
             .map(|(key, file)| Arriving {

@@ -353,9 +353,10 @@ impl Profile {
         }
     }
 
-    /// How this device names `author` in logs and events: "me", the
-    /// contact's name, or in group `root` the name the member list gives
-    /// (marked unverified), else the first hex digits of their key.
+    /// How this device names `author` in logs and events: in group
+    /// `root`, the name the member list gives (marked unverified if not a
+    /// contact); else the contact's name, or the first hex digits of
+    /// their key.
     pub(crate) fn author_name(&self, author: &AuthorId, root: Option<&GroupId>) -> String {
         let chains = self.chains();
         let chain = root.and_then(|r| chains.iter().find(|c| c.root() == *r));
@@ -1233,20 +1234,60 @@ pub(crate) struct GroupText {
 }
 
 /// The name of `chains[at]` as notices and notifications show it: as
-/// lists name it, and where another group on this device has that name,
+/// lists name it, and where it could be taken for another group's,
 /// followed by the id lists show for it ([`GroupSummary::id`]), so that
-/// "Bob in Desk" from one group does not read as from the other. Lists
-/// are read only then: most names are one group's.
+/// "Bob in Desk" from one group does not read as from the other. A name
+/// could be taken for another where the two look alike (the same UTS #39
+/// skeleton, case aside), or where it ends as a
+/// name shown so does (`Desk (3fa2c4e1)`): a group's name is its
+/// creator's choice, and one named so must not read as another shown
+/// with its id.
 fn shown_name(chains: &[Chain], at: usize) -> String {
+    use crate::profile::Skeleton;
     let name = &chains[at].last().name;
-    let shared = chains
-        .iter()
-        .enumerate()
-        .any(|(i, c)| i != at && c.last().name == *name);
+    let own = Skeleton::of(name);
+    let shared = ends_as_shown(name)
+        || chains
+            .iter()
+            .enumerate()
+            .any(|(i, c)| i != at && own.alike(&Skeleton::of(&c.last().name)));
     match shared {
-        true => format!("{name} ({})", short_ids(chains)[at]),
+        true => format!("{name} ({})", listed_id(chains, at)),
         false => name.clone(),
     }
+}
+
+/// Whether `name` ends as [`shown_name`] ends a name it shows with its
+/// id: " (", then hex digits, then ")".
+fn ends_as_shown(name: &str) -> bool {
+    name.trim_end()
+        .strip_suffix(')')
+        .and_then(|n| n.rsplit_once('('))
+        .is_some_and(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The id lists show for `chains[at]` ([`short_ids`]), worked out for that
+/// one group alone: the longest start its key shares with another's is
+/// the longest it shares with a neighbour in sorted order.
+fn listed_id(chains: &[Chain], at: usize) -> String {
+    let groups: Vec<(String, &str)> = chains
+        .iter()
+        .map(|c| (group_key(&c.root()), c.last().name.as_str()))
+        .collect();
+    one_unshared(&groups, at)
+}
+
+/// [`shortest_unshared`]'s id for `groups[at]` alone.
+fn one_unshared(groups: &[(String, &str)], at: usize) -> String {
+    let (key, own) = &groups[at];
+    let shared = groups
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != at)
+        .map(|(_, (other, _))| common_start(other, key))
+        .max()
+        .unwrap_or(0);
+    unshared_start(key, own, shared, &name_counts(groups))
 }
 
 /// Each group's id as lists show it ([`GroupSummary::id`]): the shortest
@@ -1266,30 +1307,50 @@ fn short_ids(chains: &[Chain]) -> Vec<String> {
 fn shortest_unshared(groups: &[(String, &str)]) -> Vec<String> {
     let mut sorted: Vec<&str> = groups.iter().map(|(k, _)| k.as_str()).collect();
     sorted.sort_unstable();
-    let shared = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    for (_, name) in groups {
-        *names.entry(name).or_default() += 1;
-    }
+    let names = name_counts(groups);
     groups
         .iter()
         .map(|(key, own)| {
             let at = sorted.binary_search(&key.as_str()).unwrap_or(0);
-            let before = at.checked_sub(1).map_or(0, |i| shared(sorted[i], key));
-            let after = sorted.get(at + 1).map_or(0, |next| shared(next, key));
-            // Past what it shares with its neighbours, rounded up to even.
-            let unshared = (before.max(after) + 2) & !1;
-            let another_is_called = |id: &str| {
-                let n = names.get(id).copied().unwrap_or(0);
-                n > usize::from(*own == id)
-            };
-            let len = (unshared.max(8)..key.len())
-                .step_by(2)
-                .find(|len| !another_is_called(&key[..*len]))
-                .unwrap_or(key.len());
-            key[..len].to_owned()
+            let before = at
+                .checked_sub(1)
+                .map_or(0, |i| common_start(sorted[i], key));
+            let after = sorted.get(at + 1).map_or(0, |next| common_start(next, key));
+            unshared_start(key, own, before.max(after), &names)
         })
         .collect()
+}
+
+/// How many groups have each name.
+fn name_counts<'a>(groups: &'a [(String, &'a str)]) -> HashMap<&'a str, usize> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (_, name) in groups {
+        *names.entry(name).or_default() += 1;
+    }
+    names
+}
+
+/// How many leading characters `a` and `b` share.
+fn common_start(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// The id of the group with key `key`, called `own`, whose key shares its
+/// first `shared` digits with another's at most: the shortest start from
+/// 8 digits up by 2, past those, that no other group is called; else the
+/// whole key.
+fn unshared_start(key: &str, own: &str, shared: usize, names: &HashMap<&str, usize>) -> String {
+    // Past what it shares with the others, rounded up to even.
+    let unshared = (shared + 2) & !1;
+    let another_is_called = |id: &str| {
+        let n = names.get(id).copied().unwrap_or(0);
+        n > usize::from(own == id)
+    };
+    let len = (unshared.max(8)..key.len())
+        .step_by(2)
+        .find(|len| !another_is_called(&key[..*len]))
+        .unwrap_or(key.len());
+    key[..len].to_owned()
 }
 
 /// The key of the group whose root id is `root`: the id in hex, whole. The
@@ -1397,11 +1458,18 @@ mod tests {
             "e0000000",
         ];
         assert_eq!(ids, want);
+        // Worked out for one group alone, the same.
+        for (at, id) in want.iter().enumerate() {
+            assert_eq!(one_unshared(&groups, at), *id);
+        }
     }
 
-    /// Notices name a group as lists do, and where another group has its
-    /// name, with the id lists show for it: a budget notice
-    /// ([`Profile::group_shown`]) and an arrival alike.
+    /// Notices name a group as lists do, and where its name could be taken
+    /// for another group's, with the id lists show for it
+    /// ([`Profile::group_shown`], which budget notices and file arrivals
+    /// use; texts' arrivals use the same [`shown_name`]): the same name,
+    /// one that looks like it, or one that ends as a name shown with its
+    /// id does.
     #[test]
     fn notices_name_a_group_by_its_id_too_where_another_has_its_name() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1430,6 +1498,36 @@ mod tests {
         assert_ne!(id(&desk), id(&bobs));
         assert_eq!(p.group_shown(&garden).unwrap(), "Garden");
         assert_eq!(p.group_shown(&GroupId([7; 32])), None);
+
+        // "Garden" with a Cyrillic "а": both shown with ids.
+        let (lookalike, stored) = stored_welcome(&p, &bob, "G\u{430}rden", now, rng);
+        p.apply_group_messages(&[stored], now, rng).unwrap();
+        // A group named as the real desk is shown: shown with its own id.
+        let desk_shown = p.group_shown(&desk).unwrap();
+        let (imitation, stored) = stored_welcome(&p, &bob, &desk_shown, now, rng);
+        p.apply_group_messages(&[stored], now, rng).unwrap();
+        let listed = p.groups().unwrap();
+        let id = |root: &GroupId| {
+            let key = group_key(root);
+            listed.iter().find(|g| g.key == key).unwrap().id.clone()
+        };
+        assert_eq!(
+            p.group_shown(&garden).unwrap(),
+            format!("Garden ({})", id(&garden))
+        );
+        assert_eq!(
+            p.group_shown(&lookalike).unwrap(),
+            format!("G\u{430}rden ({})", id(&lookalike))
+        );
+        assert_eq!(
+            p.group_shown(&imitation).unwrap(),
+            format!("{desk_shown} ({})", id(&imitation))
+        );
+        assert_ne!(p.group_shown(&imitation).unwrap(), desk_shown);
+        assert!(ends_as_shown("Desk (3fa2c4e1)") && ends_as_shown("Desk(ab) "));
+        assert!(
+            !ends_as_shown("Desk (notes)") && !ends_as_shown("Desk ()") && !ends_as_shown("Desk")
+        );
     }
 
     /// A group's key names it, even where another group is named as that

@@ -1531,13 +1531,13 @@ fn looks_alike(a: &str, b: &str) -> bool {
 /// of the name without joiners and tags: where they are allowed (inside
 /// an emoji) a device without that emoji shows the name without them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Skeleton {
+pub(crate) struct Skeleton {
     written: String,
     lower: String,
 }
 
 impl Skeleton {
-    fn of(name: &str) -> Skeleton {
+    pub(crate) fn of(name: &str) -> Skeleton {
         use unicode_security::confusable_detection::skeleton;
         let bare: String = name
             .chars()
@@ -1549,7 +1549,7 @@ impl Skeleton {
         }
     }
 
-    fn alike(&self, other: &Skeleton) -> bool {
+    pub(crate) fn alike(&self, other: &Skeleton) -> bool {
         self.written == other.written || self.lower == other.lower
     }
 }

@@ -83,8 +83,8 @@ struct Pump {
     records: HashSet<Key>,
     /// The registry's mark when the link started.
     mark: u64,
-    /// Whose declined messages this session already reported.
-    declined: HashSet<(strand_sync::AuthorId, Over)>,
+    /// Whose declined messages this session already reported, where.
+    declined: HashSet<(strand_sync::AuthorId, Option<GroupId>, Over)>,
     /// Tells the transport the remote authenticated.
     authenticated: Option<strand_transport::Authenticated>,
     /// Messages of ours the peer confirmed, for carrying (pool messages
@@ -360,11 +360,12 @@ impl Pump {
         }
     }
 
-    /// Says once per session, per author, whose messages a budget
-    /// declined (and once that a removed member wrote into an old epoch).
+    /// Says once per session, per author and group, whose messages a
+    /// budget declined (and once that a removed member wrote into an old
+    /// epoch).
     fn note_declined(&mut self, declined: &[Declined]) {
         for d in declined {
-            if !self.declined.insert((d.author, d.over)) {
+            if !self.declined.insert((d.author, d.group, d.over)) {
                 continue;
             }
             let author = self.node.profile.author_name(&d.author, d.group.as_ref());
@@ -573,12 +574,18 @@ impl Pump {
             && self.node.config.report_arrivals
             && self.node.events.receiver_count() > 0
         {
-            // Deleted since: nothing of theirs is told.
-            if let (Some((_, _, groups)), Some(_)) = (&self.contact, self.contact_name()) {
-                let files: Vec<(Group, strand_sync::limits::Time, strand_sync::AuthorId)> = parts
+            if let Some((_, _, groups)) = &self.contact {
+                // The session's first group is its 1:1 conversation.
+                let files: Vec<(
+                    Group,
+                    bool,
+                    strand_sync::limits::Time,
+                    strand_sync::AuthorId,
+                )> = parts
                     .into_iter()
                     .filter_map(|(g, t, a)| {
-                        Some((groups.iter().find(|x| x.id == g)?.clone(), t, a))
+                        let at = groups.iter().position(|x| x.id == g)?;
+                        Some((groups[at].clone(), at == 0, t, a))
                     })
                     .collect();
                 let shared = self.node.clone();
@@ -587,7 +594,7 @@ impl Pump {
                     let found = tokio::task::spawn_blocking(move || {
                         files
                             .iter()
-                            .flat_map(|(g, t, a)| profile.files_arriving(g, *t, a))
+                            .flat_map(|(g, direct, t, a)| profile.files_arriving(g, *direct, *t, a))
                             .collect::<Vec<_>>()
                     })
                     .await

@@ -174,8 +174,9 @@ pub struct NodeConfig {
     /// ([`NodeConfig::offline`]).
     pub offline: bool,
     /// Report files arriving ([`NodeEvent::FileArriving`]): placing each
-    /// stored batch of parts costs a few store reads, so only a node whose
-    /// user watches them (`strand run`) does it.
+    /// stored batch of parts or descriptions, and naming its author and
+    /// group, costs a few store reads, so only a node whose user watches
+    /// them (`strand run`, the app) does it.
     pub report_arrivals: bool,
 }
 
@@ -298,9 +299,10 @@ pub enum NodeEvent {
         /// The budget, in bytes.
         budget: u64,
     },
-    /// Parts of a file arrived: `have` of its `total` are here (one event
-    /// per stored batch of its parts or its description, whichever
-    /// arrives last).
+    /// Parts of a file, or its description, arrived: `have` of its
+    /// `total` parts are here (one event per stored batch that holds some
+    /// of them or the description; a listener may get one more after the
+    /// one that says all are here, and should ignore it).
     FileArriving {
         /// Who wrote it: the contact, or in a group the member as the
         /// member list names them (marked unverified if not a contact),
