@@ -12,7 +12,11 @@ use strand_sync::{
 use crate::profile::db_error;
 use crate::profile::pairing::{fit_name, Added};
 use crate::profile::removal::Deleted;
+use crate::profile::schema::meta;
 use crate::profile::{ContactRecord, Profile, ProfileError};
+
+/// Seals [`meta::LIST_TAKEN`].
+const ROLE_LIST_TAKEN: &str = "strand/v3/list-taken";
 
 /// What a mailbox record changed in the contact list.
 #[derive(Debug, Default, Clone)]
@@ -64,13 +68,14 @@ impl Profile {
         }
     }
 
-    /// At a mailbox: takes its owner's newest list again, as a running
-    /// node does once at its start. A list is taken after the batch that
-    /// brought it is stored, so a crash between the two, or a deletion
-    /// that failed while it was taken, would otherwise wait for the
-    /// owner's next list. A list taken whole changes nothing when taken
-    /// again. (A contact's record naming their mailbox is not taken again:
-    /// one the user deleted would come back.)
+    /// At a mailbox: takes its owner's newest list again if it was not
+    /// taken whole, as a running node does once at its start. A list is
+    /// taken after the batch that brought it is stored, so a crash between
+    /// the two, or a deletion that failed while it was taken, would
+    /// otherwise wait for the owner's next list. One taken whole is not
+    /// taken again: a listed contact deleted here by hand stays deleted
+    /// until the owner's next list. (Nor is a contact's record naming
+    /// their mailbox: one the user deleted would come back.)
     pub(crate) fn take_owners_list(
         &self,
         now: Time,
@@ -83,10 +88,15 @@ impl Profile {
         let Some(contact) = book.sync.iter().find(|c| c.public == owner.public) else {
             return Ok(Taken::default());
         };
-        match self.newest_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)? {
-            Some(key) => self.take_mailbox_record(&contact.direct_group().id, &key, now, rng),
-            None => Ok(Taken::default()),
+        let Some(key) = self.newest_by(contact, Kind::MAILBOX_CONTACTS, &contact.public.sign)?
+        else {
+            return Ok(Taken::default());
+        };
+        let taken = self.meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN)?;
+        if taken.is_some_and(|t| t[..] == list_key(&key)) {
+            return Ok(Taken::default());
         }
+        self.take_mailbox_record(&contact.direct_group().id, &key, now, rng)
     }
 
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:
@@ -175,6 +185,8 @@ impl Profile {
                     return Ok(taken);
                 }
                 let book = self.book();
+                // Whether every deletion and add the list calls for is done.
+                let mut done = true;
                 let on_list = |r: &ContactRecord| list.iter().any(|p| same_keys(&r.public, p));
                 // Those the owner no longer has (deleted, so no longer
                 // reached through this mailbox): only contacts a list
@@ -189,7 +201,10 @@ impl Profile {
                 }) {
                     match self.delete_contact_keyed(&gone.public, now, rng) {
                         Ok(d) => taken.deleted.push(d),
-                        Err(e) => tracing::warn!("a contact the owner deleted stays: {e}"),
+                        Err(e) => {
+                            tracing::warn!("a contact the owner deleted stays: {e}");
+                            done = false;
+                        }
                     }
                 }
                 let book = self.book();
@@ -218,13 +233,33 @@ impl Profile {
                 // All in one change of the contact list.
                 match self.add_records(records, now, rng) {
                     Ok(r) => taken.added.extend(r),
-                    Err(e) => tracing::warn!("the owner's contacts not added: {e}"),
+                    Err(e) => {
+                        tracing::warn!("the owner's contacts not added: {e}");
+                        done = false;
+                    }
+                }
+                // Taken whole: not taken again at a start. If this write
+                // fails, it is (which changes nothing).
+                if done {
+                    if let Err(e) =
+                        self.set_meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN, &list_key(key), rng)
+                    {
+                        tracing::warn!("the list taken not noted: {e}");
+                    }
                 }
             }
             _ => {}
         }
         Ok(taken)
     }
+}
+
+/// The key of a list as [`meta::LIST_TAKEN`] keeps it.
+fn list_key(key: &Key) -> [u8; 40] {
+    let mut out = [0; 40];
+    out[..8].copy_from_slice(&key.time.to_be_bytes());
+    out[8..].copy_from_slice(&key.id.0);
+    out
 }
 
 /// Whether a listed contact is this one: either key the same (a list

@@ -371,7 +371,9 @@ async fn a_mailbox_deletes_whom_its_owner_deleted() {
 /// A list stored at the mailbox but not taken (the node stopped between
 /// the two, or a deletion failed while it was taken) is taken at the
 /// next start: Max adds Ann and deletes Carl, whom the list leaves out.
-/// Before, it waited for Owen's next list.
+/// Before, it waited for Owen's next list. A list taken whole is not
+/// taken again: Ann, deleted at Max by hand, is not added back at the
+/// next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_stored_but_not_taken_is_taken_at_the_next_start() {
     let tmp = tempfile::tempdir().unwrap();
@@ -432,6 +434,21 @@ async fn a_list_stored_but_not_taken_is_taken_at_the_next_start() {
         now.contains(&ann_key) && !now.contains(&carl_key)
     })
     .await;
+
+    // Ann deleted at the mailbox by hand stays deleted across a start:
+    // the list was taken whole, so it is not taken again.
+    let ann_there = max
+        .profile()
+        .contacts()
+        .into_iter()
+        .find(|c| c.public == ann_key)
+        .unwrap()
+        .name;
+    max.delete_contact(&ann_there).await.unwrap();
+    max.shutdown().await;
+    let max = crate::hub::start(Profile::open(&max_dir, "pass").unwrap(), &hub).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!keys(max.profile()).contains(&ann_key), "Ann came back");
     max.shutdown().await;
 }
 
