@@ -252,8 +252,9 @@ fn show_error(core: &Core, e: String) {
 }
 
 /// A group's row: kept by its key, shown by its name made safe, and by
-/// its id too where `shared` (another group has the name).
-fn item(g: &GroupSummary, shared: bool, clock: &Clock) -> ContactItem {
+/// its id too where its name could be taken for another group's
+/// ([`GroupSummary::alike`]; the node's one rule, which notices follow).
+fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     let (last_text, last_time, last_outgoing) = match &g.last {
         Some(m) => (
             if m.message.outgoing {
@@ -282,7 +283,7 @@ fn item(g: &GroupSummary, shared: bool, clock: &Clock) -> ContactItem {
         "You are no longer a member".to_owned()
     };
     let mut label = strand_node::display::one_line(&g.name);
-    if shared {
+    if g.alike {
         label = format!("{label} · {}", g.id);
     }
     ContactItem {
@@ -317,12 +318,7 @@ pub(crate) fn refresh(core: &mut Core) {
         let tb = b.last.as_ref().map(|m| m.message.shown);
         tb.cmp(&ta).then_with(|| a.name.cmp(&b.name))
     });
-    let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for g in &groups {
-        *names.entry(g.name.as_str()).or_default() += 1;
-    }
-    let shared = |g: &GroupSummary| names.get(g.name.as_str()).is_some_and(|n| *n > 1);
-    let items: Vec<ContactItem> = groups.iter().map(|g| item(g, shared(g), &clock)).collect();
+    let items: Vec<ContactItem> = groups.iter().map(|g| item(g, &clock)).collect();
     let unread: i32 = items.iter().map(|i| i.unread).sum();
     core.unread.1 = unread;
     super::badge(core);
@@ -503,6 +499,7 @@ mod tests {
             name: "Family\u{202e}lanoisseforp".into(),
             id: "0123abcd".into(),
             key: "0123abcd".repeat(8),
+            alike: false,
             members: 3,
             member: true,
             blocked: None,
@@ -510,10 +507,16 @@ mod tests {
             unread: 0,
             last: None,
         };
-        let shown = item(&g, false, &Clock::at(0));
+        let shown = item(&g, &Clock::at(0));
         assert_eq!(shown.name.as_str(), g.key);
         assert_eq!(shown.label.as_str(), "Family<U+202E>lanoisseforp");
-        let shared = item(&g, true, &Clock::at(0));
+        let shared = item(
+            &GroupSummary {
+                alike: true,
+                ..g.clone()
+            },
+            &Clock::at(0),
+        );
         assert_eq!(
             shared.label.as_str(),
             "Family<U+202E>lanoisseforp · 0123abcd"
@@ -523,7 +526,7 @@ mod tests {
             name: "\u{202e}\u{200b}ops team".into(),
             ..g
         };
-        assert_eq!(item(&odd, false, &Clock::at(0)).initials.as_str(), "OT");
+        assert_eq!(item(&odd, &Clock::at(0)).initials.as_str(), "OT");
     }
 
     /// A member's name may hold what the screen shows as `<U+…>` (an

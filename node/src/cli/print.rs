@@ -324,6 +324,7 @@ mod tests {
             name: "Family\u{202e}lanoisseforp".into(),
             id: "0123abcd".into(),
             key: "0123abcd".repeat(8),
+            alike: false,
             members: 3,
             member: true,
             blocked: None,

@@ -17,6 +17,7 @@
 //!   last two marked unverified.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
@@ -67,6 +68,11 @@ pub struct GroupSummary {
     /// other, whatever it and the others are called.
     #[serde(default)]
     pub key: String,
+    /// Whether its name could be taken for another group's here (the
+    /// same name, or one that looks like it or like a name shown with its
+    /// id): lists and notices show its id beside it.
+    #[serde(default)]
+    pub alike: bool,
     /// Members of the newest epoch this device knows.
     pub members: usize,
     /// Whether this device is still a member (not removed, not left).
@@ -261,8 +267,9 @@ impl Profile {
         let chains = self.chains();
         let me = self.identity().public().sign;
         let ids = short_ids(&chains);
+        let alike = self.alike_names(&chains);
         let mut out = Vec::with_capacity(chains.len());
-        for (chain, id) in chains.iter().zip(ids) {
+        for ((chain, id), alike) in chains.iter().zip(ids).zip(alike.iter().copied()) {
             let epoch = chain.last();
             let member = !matches!(chain.head(), Head::Out { .. });
             let blocked = chain
@@ -274,6 +281,7 @@ impl Profile {
                 name: epoch.name.clone(),
                 id,
                 key: group_key(&chain.root()),
+                alike,
                 members: epoch.members().len(),
                 member,
                 blocked,
@@ -385,7 +393,25 @@ impl Profile {
     pub(crate) fn group_shown(&self, root: &GroupId) -> Option<String> {
         let chains = self.chains();
         let at = chains.iter().position(|c| c.root() == *root)?;
-        Some(shown_name(&chains, at))
+        Some(shown_name(&chains, at, &self.alike_names(&chains)))
+    }
+
+    /// [`alike_names`] for `chains` (the groups as published), worked out
+    /// once for each change of the groups.
+    pub(crate) fn alike_names(&self, chains: &Arc<Vec<Chain>>) -> Arc<Vec<bool>> {
+        let mut cached = self
+            .inner
+            .alike
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((of, alike)) = &*cached {
+            if Arc::ptr_eq(of, chains) {
+                return alike.clone();
+            }
+        }
+        let alike = Arc::new(alike_names(chains));
+        *cached = Some((chains.clone(), alike.clone()));
+        alike
     }
 
     /// The names members of a group chose for themselves: each member's
@@ -1212,7 +1238,7 @@ impl Profile {
         let chosen = self.chosen_names(chain).ok()?;
         let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
         Some(GroupText {
-            group: shown_name(&chains, at),
+            group: shown_name(&chains, at, &self.alike_names(&chains)),
             key: group_key(&chain.root()),
             author,
             text,
@@ -1234,36 +1260,57 @@ pub(crate) struct GroupText {
 }
 
 /// The name of `chains[at]` as notices and notifications show it: as
-/// lists name it, and where it could be taken for another group's,
-/// followed by the id lists show for it ([`GroupSummary::id`]), so that
-/// "Bob in Desk" from one group does not read as from the other. A name
-/// could be taken for another where the two look alike (the same UTS #39
-/// skeleton, case aside), or where it ends as a
-/// name shown so does (`Desk (3fa2c4e1)`): a group's name is its
-/// creator's choice, and one named so must not read as another shown
-/// with its id.
-fn shown_name(chains: &[Chain], at: usize) -> String {
-    use crate::profile::Skeleton;
+/// lists name it, and where `alike` says it could be taken for another
+/// group's ([`alike_names`]), followed by the id lists show for it
+/// ([`GroupSummary::id`]), so that "Bob in Desk" from one group does not
+/// read as from the other.
+fn shown_name(chains: &[Chain], at: usize, alike: &[bool]) -> String {
     let name = &chains[at].last().name;
-    let own = Skeleton::of(name);
-    let shared = ends_as_shown(name)
-        || chains
-            .iter()
-            .enumerate()
-            .any(|(i, c)| i != at && own.alike(&Skeleton::of(&c.last().name)));
-    match shared {
+    match alike.get(at).copied().unwrap_or(true) {
         true => format!("{name} ({})", listed_id(chains, at)),
         false => name.clone(),
     }
 }
 
-/// Whether `name` ends as [`shown_name`] ends a name it shows with its
-/// id: " (", then hex digits, then ")".
-fn ends_as_shown(name: &str) -> bool {
-    name.trim_end()
-        .strip_suffix(')')
-        .and_then(|n| n.rsplit_once('('))
-        .is_some_and(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+/// For each group, whether lists and notices show its name with its id
+/// ([`GroupSummary::alike`]). A group's name is its creator's choice, so
+/// one could be taken for another's where the two look alike (the same
+/// UTS #39 skeleton, case aside, blank characters left out), or where it
+/// holds what a name shown with its id does (brackets, or the app's "·",
+/// as the skeleton reads them: fullwidth and other lookalike brackets
+/// too): "Desk (3fa2c4e1)" must not read as the real desk shown so.
+/// Catching a harmless "Family (2)" costs only an id. One pass: the
+/// names' skeletons counted.
+pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
+    use crate::profile::Skeleton;
+    // Characters that draw as a blank and that names may hold.
+    let blank = |c: char| {
+        matches!(
+            c,
+            '\u{2800}' | '\u{3164}' | '\u{115F}' | '\u{1160}' | '\u{FFA0}'
+        )
+    };
+    let skeletons: Vec<Skeleton> = chains
+        .iter()
+        .map(|c| Skeleton::of(&c.last().name.replace(blank, "")))
+        .collect();
+    let (mut written, mut lower) = (HashMap::new(), HashMap::new());
+    for s in &skeletons {
+        *written.entry(s.written.as_str()).or_insert(0usize) += 1;
+        *lower.entry(s.lower.as_str()).or_insert(0usize) += 1;
+    }
+    let marks: Vec<String> = ["(", ")", "\u{B7}"]
+        .iter()
+        .map(|m| Skeleton::of(m).written)
+        .collect();
+    skeletons
+        .iter()
+        .map(|s| {
+            written[s.written.as_str()] > 1
+                || lower[s.lower.as_str()] > 1
+                || marks.iter().any(|m| s.written.contains(m.as_str()))
+        })
+        .collect()
 }
 
 /// The id lists show for `chains[at]` ([`short_ids`]), worked out for that
@@ -1524,10 +1571,42 @@ mod tests {
             format!("{desk_shown} ({})", id(&imitation))
         );
         assert_ne!(p.group_shown(&imitation).unwrap(), desk_shown);
-        assert!(ends_as_shown("Desk (3fa2c4e1)") && ends_as_shown("Desk(ab) "));
-        assert!(
-            !ends_as_shown("Desk (notes)") && !ends_as_shown("Desk ()") && !ends_as_shown("Desk")
-        );
+
+        // Shown with their ids too: brackets as fullwidth ones, the app's
+        // "·", a lookalike with a blank the skeleton keeps; the lists say
+        // so as notices do. A name like no other is shown bare.
+        let key = group_key(&desk);
+        let odd = [
+            format!("Desk\u{FF08}{}\u{FF09}", &key[..8]),
+            format!("Desk \u{B7} {}", &key[..8]),
+            "Notes\u{2800}".to_owned(),
+            "Notes".to_owned(),
+            "Plans".to_owned(),
+        ];
+        let roots: Vec<GroupId> = odd
+            .iter()
+            .map(|name| {
+                let (root, stored) = stored_welcome(&p, &bob, name, now, rng);
+                p.apply_group_messages(&[stored], now, rng).unwrap();
+                root
+            })
+            .collect();
+        let listed = p.groups().unwrap();
+        for (name, root) in odd.iter().zip(&roots) {
+            let summary = listed.iter().find(|g| g.key == group_key(root)).unwrap();
+            let bare = name == "Plans";
+            assert_eq!(summary.alike, !bare, "{name:?}");
+            let want = match bare {
+                true => name.clone(),
+                false => format!("{name} ({})", summary.id),
+            };
+            assert_eq!(p.group_shown(root).unwrap(), want);
+        }
+        for summary in &listed {
+            let root = p.chain_named(&summary.key).unwrap().root();
+            let shown = p.group_shown(&root).unwrap();
+            assert_eq!(shown != summary.name, summary.alike, "{shown}");
+        }
     }
 
     /// A group's key names it, even where another group is named as that

@@ -239,6 +239,10 @@ impl Book {
     }
 }
 
+/// The groups as published, and which of their names are shown with
+/// their ids ([`Profile::alike_names`]).
+pub(crate) type AlikeNames = (Arc<Vec<Chain>>, Arc<Vec<bool>>);
+
 struct Inner {
     dir: PathBuf,
     db: RwLock<Option<Arc<Database>>>,
@@ -255,6 +259,10 @@ struct Inner {
     /// At a mailbox: its owner's lists taken one at a time (is it the
     /// newest, then delete, then add).
     pub(crate) lists: std::sync::Mutex<()>,
+    /// Which groups' names are shown with their ids, for the groups as
+    /// published last asked ([`Profile::alike_names`]): worked out once
+    /// per change of the groups, not per text.
+    pub(crate) alike: std::sync::Mutex<Option<AlikeNames>>,
     writer: Writer,
 }
 
@@ -424,6 +432,7 @@ impl Profile {
                 adding: std::sync::Mutex::new(()),
                 chains_step: std::sync::Mutex::new(()),
                 lists: std::sync::Mutex::new(()),
+                alike: std::sync::Mutex::new(None),
                 writer: Writer::default(),
             }),
         };
@@ -1532,8 +1541,8 @@ fn looks_alike(a: &str, b: &str) -> bool {
 /// an emoji) a device without that emoji shows the name without them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Skeleton {
-    written: String,
-    lower: String,
+    pub(crate) written: String,
+    pub(crate) lower: String,
 }
 
 impl Skeleton {

@@ -734,6 +734,10 @@ pub struct GroupView {
     /// Its key, the whole id ([`crate::group_key`]).
     #[serde(default)]
     pub key: String,
+    /// Whether its name could be taken for another group's here
+    /// ([`crate::GroupSummary::alike`]): show its id beside it.
+    #[serde(default)]
+    pub alike: bool,
     /// Members of its newest epoch this device knows.
     pub members: usize,
     /// Still a member.
@@ -754,6 +758,7 @@ impl GroupView {
             name: g.name.clone(),
             id: g.id.clone(),
             key: g.key.clone(),
+            alike: g.alike,
             members: g.members,
             member: g.member,
             blocked: g.blocked.clone(),
