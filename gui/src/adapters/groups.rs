@@ -415,7 +415,13 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     core.ui(move |ui| {
         let a = ui.global::<GroupsAdapter>();
         let group_key = group.clone();
-        a.set_name(strand_node::display::one_line(&summary.name).into());
+        // As its row shows it: with its id where the name could be
+        // taken for another group's.
+        let mut name = strand_node::display::one_line(&summary.name);
+        if summary.alike {
+            name = format!("{name} · {}", summary.id);
+        }
+        a.set_name(name.into());
         a.set_summary(line.into());
         a.set_member(summary.member && summary.blocked.is_none());
         a.set_admin(summary.admin);

@@ -580,10 +580,7 @@ impl Profile {
                 return Vec::new();
             };
             let from = self.author_name(author, Some(&root));
-            let shown = self
-                .group_shown(&root)
-                .map(|g| (g, crate::group_key(&root)));
-            (from, shown)
+            (from, self.group_shown_and_key(&root))
         };
         files
             .into_iter()

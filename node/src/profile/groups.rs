@@ -396,6 +396,11 @@ impl Profile {
         Some(shown_name(&chains, at, &self.alike_names(&chains)))
     }
 
+    /// [`Profile::group_shown`], and the group's key ([`group_key`]).
+    pub(crate) fn group_shown_and_key(&self, root: &GroupId) -> Option<(String, String)> {
+        Some((self.group_shown(root)?, group_key(root)))
+    }
+
     /// [`alike_names`] for `chains` (the groups as published), worked out
     /// once for each change of the groups.
     pub(crate) fn alike_names(&self, chains: &Arc<Vec<Chain>>) -> Arc<Vec<bool>> {
@@ -405,12 +410,12 @@ impl Profile {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((of, alike)) = &*cached {
-            if Arc::ptr_eq(of, chains) {
+            if std::sync::Weak::ptr_eq(of, &Arc::downgrade(chains)) {
                 return alike.clone();
             }
         }
         let alike = Arc::new(alike_names(chains));
-        *cached = Some((chains.clone(), alike.clone()));
+        *cached = Some((Arc::downgrade(chains), alike.clone()));
         alike
     }
 
@@ -1277,38 +1282,62 @@ fn shown_name(chains: &[Chain], at: usize, alike: &[bool]) -> String {
 /// one could be taken for another's where the two look alike (the same
 /// UTS #39 skeleton, case aside, blank characters left out), or where it
 /// holds what a name shown with its id does (brackets, or the app's "·",
-/// as the skeleton reads them: fullwidth and other lookalike brackets
-/// too): "Desk (3fa2c4e1)" must not read as the real desk shown so.
-/// Catching a harmless "Family (2)" costs only an id. One pass: the
-/// names' skeletons counted.
+/// as the skeleton reads them, and brackets and dots it reads otherwise
+/// that look the same): "Desk (3fa2c4e1)" must not read as the real desk
+/// shown so. Catching a harmless "Family (2)", "Col·legi" or a name with
+/// "・" costs only an id. One pass: the names' skeletons counted.
 pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
     use crate::profile::Skeleton;
-    // Characters that draw as a blank and that names may hold.
-    let blank = |c: char| {
-        matches!(
-            c,
-            '\u{2800}' | '\u{3164}' | '\u{115F}' | '\u{1160}' | '\u{FFA0}'
-        )
+    // Blanks the skeleton reads as spaces (a braille blank, say) at the
+    // ends, or doubled: "Notes\u{2800}" reads as "Notes".
+    let spaced = |s: &str| {
+        s.split(' ')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let skeletons: Vec<Skeleton> = chains
         .iter()
-        .map(|c| Skeleton::of(&c.last().name.replace(blank, "")))
+        .map(|c| {
+            let s = Skeleton::of(&c.last().name);
+            Skeleton {
+                written: spaced(&s.written),
+                lower: spaced(&s.lower),
+            }
+        })
         .collect();
     let (mut written, mut lower) = (HashMap::new(), HashMap::new());
     for s in &skeletons {
         *written.entry(s.written.as_str()).or_insert(0usize) += 1;
         *lower.entry(s.lower.as_str()).or_insert(0usize) += 1;
     }
+    // Brackets and dots as the skeleton reads them, and those it reads
+    // as other brackets or dots that look the same.
     let marks: Vec<String> = ["(", ")", "\u{B7}"]
         .iter()
         .map(|m| Skeleton::of(m).written)
         .collect();
+    let also = |c: char| {
+        matches!(
+            c,
+            '\u{276A}'..='\u{276B}'
+                | '\u{27EE}'..='\u{27EF}'
+                | '\u{2985}'..='\u{2986}'
+                | '\u{207D}'..='\u{207E}'
+                | '\u{208D}'..='\u{208E}'
+                | '\u{FF5F}'..='\u{FF60}'
+                | '\u{2E33}'
+                | '\u{318D}'
+                | '\u{119E}'
+        )
+    };
     skeletons
         .iter()
         .map(|s| {
             written[s.written.as_str()] > 1
                 || lower[s.lower.as_str()] > 1
                 || marks.iter().any(|m| s.written.contains(m.as_str()))
+                || s.written.contains(also)
         })
         .collect()
 }
@@ -1581,6 +1610,9 @@ mod tests {
             format!("Desk \u{B7} {}", &key[..8]),
             "Notes\u{2800}".to_owned(),
             "Notes".to_owned(),
+            "Desk\u{2800}notes".to_owned(),
+            "Desk notes".to_owned(),
+            format!("Desk \u{276A}{}\u{276B}", &key[..8]),
             "Plans".to_owned(),
         ];
         let roots: Vec<GroupId> = odd

@@ -92,7 +92,10 @@ impl Profile {
         else {
             return Ok(Taken::default());
         };
-        let taken = self.meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN)?;
+        // A row that does not open is as none: the list is taken again.
+        let taken = self
+            .meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN)
+            .unwrap_or_default();
         if taken.is_some_and(|t| t[..] == list_key(&key)) {
             return Ok(Taken::default());
         }

@@ -241,7 +241,7 @@ impl Book {
 
 /// The groups as published, and which of their names are shown with
 /// their ids ([`Profile::alike_names`]).
-pub(crate) type AlikeNames = (Arc<Vec<Chain>>, Arc<Vec<bool>>);
+pub(crate) type AlikeNames = (std::sync::Weak<Vec<Chain>>, Arc<Vec<bool>>);
 
 struct Inner {
     dir: PathBuf,
