@@ -222,6 +222,9 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
         else {
             continue;
         };
+        if finished.contains(&id) {
+            continue;
+        }
         // In a group: "ann in desk", named as the group's list names her.
         let from = match group {
             Some(group) => format!(
@@ -232,9 +235,6 @@ pub(super) async fn arrivals(ctx: &Ctx, mut events: Events) {
             None => display::one_line(&from),
         };
         let name = display::one_line(&name);
-        if finished.contains(&id) {
-            continue;
-        }
         let done = have >= total;
         if !shown.contains_key(&id) && !done && shown.len() < MAX_ARRIVING {
             let label = format!("{name} from {from}");

@@ -1473,6 +1473,31 @@ mod tests {
         (epoch.root, (pair.id, msg.key()))
     }
 
+    /// [`stored_welcome`], followed: the user of `p` joins `from`'s group
+    /// called `name`. Returns its root.
+    fn joined(
+        p: &Profile,
+        from: &strand_sync::Identity,
+        name: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> GroupId {
+        let (root, stored) = stored_welcome(p, from, name, now, rng);
+        p.apply_group_messages(&[stored], now, rng).unwrap();
+        root
+    }
+
+    /// The id `p`'s group list shows for the group `root`.
+    fn listed_id(p: &Profile, root: &GroupId) -> String {
+        let key = group_key(root);
+        p.groups()
+            .unwrap()
+            .into_iter()
+            .find(|g| g.key == key)
+            .unwrap()
+            .id
+    }
+
     /// Two welcomes followed at once, on two threads (two links storing
     /// at the same time), both stay joined. Before, each thread changed
     /// its own copy of the groups and the later published dropped the
@@ -1554,15 +1579,9 @@ mod tests {
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
         assert_eq!(p.group_shown(&desk).unwrap(), "Desk");
-        let (bobs, stored) = stored_welcome(&p, &bob, "Desk", now, rng);
-        p.apply_group_messages(&[stored], now, rng).unwrap();
-        let (garden, stored) = stored_welcome(&p, &bob, "Garden", now, rng);
-        p.apply_group_messages(&[stored], now, rng).unwrap();
-        let listed = p.groups().unwrap();
-        let id = |root: &GroupId| {
-            let key = group_key(root);
-            listed.iter().find(|g| g.key == key).unwrap().id.clone()
-        };
+        let bobs = joined(&p, &bob, "Desk", now, rng);
+        let garden = joined(&p, &bob, "Garden", now, rng);
+        let id = |root: &GroupId| listed_id(&p, root);
         assert_eq!(
             p.group_shown(&desk).unwrap(),
             format!("Desk ({})", id(&desk))
@@ -1576,17 +1595,10 @@ mod tests {
         assert_eq!(p.group_shown(&GroupId([7; 32])), None);
 
         // "Garden" with a Cyrillic "а": both shown with ids.
-        let (lookalike, stored) = stored_welcome(&p, &bob, "G\u{430}rden", now, rng);
-        p.apply_group_messages(&[stored], now, rng).unwrap();
+        let lookalike = joined(&p, &bob, "G\u{430}rden", now, rng);
         // A group named as the real desk is shown: shown with its own id.
         let desk_shown = p.group_shown(&desk).unwrap();
-        let (imitation, stored) = stored_welcome(&p, &bob, &desk_shown, now, rng);
-        p.apply_group_messages(&[stored], now, rng).unwrap();
-        let listed = p.groups().unwrap();
-        let id = |root: &GroupId| {
-            let key = group_key(root);
-            listed.iter().find(|g| g.key == key).unwrap().id.clone()
-        };
+        let imitation = joined(&p, &bob, &desk_shown, now, rng);
         assert_eq!(
             p.group_shown(&garden).unwrap(),
             format!("Garden ({})", id(&garden))
@@ -1617,11 +1629,7 @@ mod tests {
         ];
         let roots: Vec<GroupId> = odd
             .iter()
-            .map(|name| {
-                let (root, stored) = stored_welcome(&p, &bob, name, now, rng);
-                p.apply_group_messages(&[stored], now, rng).unwrap();
-                root
-            })
+            .map(|name| joined(&p, &bob, name, now, rng))
             .collect();
         let listed = p.groups().unwrap();
         for (name, root) in odd.iter().zip(&roots) {
@@ -1655,13 +1663,7 @@ mod tests {
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let (desk, _) = p.create_group("Desk", &["Bob".into()], now, rng).unwrap();
         let key = group_key(&desk);
-        // Bob's group called `name`, joined here.
-        let fake_named = |name: &str, rng: &mut _| {
-            let (root, stored) = stored_welcome(&p, &bob, name, now, rng);
-            p.apply_group_messages(&[stored], now, rng).unwrap();
-            root
-        };
-        let fake = fake_named(&key, rng);
+        let fake = joined(&p, &bob, &key, now, rng);
         assert_eq!(p.chains().len(), 2);
         assert_eq!(p.chain_named(&key).unwrap().root(), desk);
         // Named by its own key, Bob's is found as before.
@@ -1669,14 +1671,13 @@ mod tests {
         assert_eq!(p.chain_named("Desk").unwrap().root(), desk);
         // A group named as the id `strand group list` shows for Desk: that
         // id names neither, and more of it names Desk.
-        let short = fake_named(&key[..8], rng);
+        let short = joined(&p, &bob, &key[..8], now, rng);
         let err = p.chain_named(&key[..8]).unwrap_err().to_string();
         assert!(err.contains("names 2 groups"), "{err}");
         // The list shows Desk's id longer, so that it names Desk.
-        let listed = p.groups().unwrap();
-        let shown = &listed.iter().find(|g| g.key == key).unwrap().id;
+        let shown = listed_id(&p, &desk);
         assert_eq!(shown.as_str(), &key[..10]);
-        assert_eq!(p.chain_named(shown).unwrap().root(), desk);
+        assert_eq!(p.chain_named(&shown).unwrap().root(), desk);
         assert_eq!(p.chain_named(&key[..12]).unwrap().root(), desk);
         assert_eq!(p.chain_named(&group_key(&short)).unwrap().root(), short);
     }

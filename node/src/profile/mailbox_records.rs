@@ -13,6 +13,7 @@ use crate::profile::db_error;
 use crate::profile::pairing::{fit_name, Added};
 use crate::profile::removal::Deleted;
 use crate::profile::schema::meta;
+use crate::profile::store::table_key;
 use crate::profile::{ContactRecord, Profile, ProfileError};
 
 /// Seals [`meta::LIST_TAKEN`].
@@ -96,10 +97,11 @@ impl Profile {
         let taken = self
             .meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN)
             .unwrap_or_default();
-        if taken.is_some_and(|t| t[..] == list_key(&key)) {
+        let group = contact.direct_group().id;
+        if taken.is_some_and(|t| t[..] == table_key(&group, &key)) {
             return Ok(Taken::default());
         }
-        self.take_mailbox_record(&contact.direct_group().id, &key, now, rng)
+        self.take_mailbox_record(&group, &key, now, rng)
     }
 
     /// A mailbox record a contact wrote in the 1:1 conversation `group`:
@@ -244,9 +246,12 @@ impl Profile {
                 // Taken whole: not taken again at a start. If this write
                 // fails, it is (which changes nothing).
                 if done {
-                    if let Err(e) =
-                        self.set_meta_sealed(meta::LIST_TAKEN, ROLE_LIST_TAKEN, &list_key(key), rng)
-                    {
+                    if let Err(e) = self.set_meta_sealed(
+                        meta::LIST_TAKEN,
+                        ROLE_LIST_TAKEN,
+                        &table_key(group, key),
+                        rng,
+                    ) {
                         tracing::warn!("the list taken not noted: {e}");
                     }
                 }
@@ -255,14 +260,6 @@ impl Profile {
         }
         Ok(taken)
     }
-}
-
-/// The key of a list as [`meta::LIST_TAKEN`] keeps it.
-fn list_key(key: &Key) -> [u8; 40] {
-    let mut out = [0; 40];
-    out[..8].copy_from_slice(&key.time.to_be_bytes());
-    out[8..].copy_from_slice(&key.id.0);
-    out
 }
 
 /// Whether a listed contact is this one: either key the same (a list

@@ -1558,7 +1558,7 @@ impl Skeleton {
         }
     }
 
-    pub(crate) fn alike(&self, other: &Skeleton) -> bool {
+    fn alike(&self, other: &Skeleton) -> bool {
         self.written == other.written || self.lower == other.lower
     }
 }

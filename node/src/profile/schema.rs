@@ -182,9 +182,9 @@ pub mod meta {
     /// The user's preferences ([`crate::profile::prefs`]), sealed under
     /// the root key. Absent: the defaults.
     pub const PREFS: &str = "prefs";
-    /// At a mailbox: the key (time, 8 bytes big-endian, and id, 32) of
-    /// the owner's last list taken whole (every add and deletion done),
-    /// sealed under the root key. Absent: none yet.
+    /// At a mailbox: the [`super::MESSAGES`] row key of the owner's last list
+    /// taken whole (every add and deletion done), sealed under the root
+    /// key. Absent: none yet.
     pub const LIST_TAKEN: &str = "list_taken";
     // And one entry per contact, named by the contact's keyed id in hex:
     // `invite-reach/ID`, where their invite said they can be reached; and
