@@ -139,6 +139,9 @@ mod tests {
             one_line("\u{1F468}\u{200D}\u{202E}"),
             "\u{1F468}<U+200D><U+202E>"
         );
+        // A variation selector that selects nothing shows; an emoji's not.
+        assert_eq!(one_line("ann\u{FE00}"), "ann<U+FE00>");
+        assert_eq!(one_line("ok \u{2764}\u{FE0F}"), "ok \u{2764}\u{FE0F}");
         let json = serde_json::to_string(&format!("{family}x\u{200D}y")).unwrap();
         assert_eq!(json_escaped(&json), format!("\"{family}x\\u200dy\""));
     }

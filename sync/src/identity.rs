@@ -242,11 +242,17 @@ impl Contact {
 }
 
 /// Checks a display name: 1 to 64 bytes of UTF-8, no leading or trailing
-/// space, no control characters, and nothing invisible or
+/// space (nor the braille blank U+2800), no control characters, and nothing invisible or
 /// direction-changing, so that two names that differ also look different
 /// (names that merely look alike are for the app to flag).
 pub fn check_name(name: &str) -> Result<(), KeyError> {
     check_stored_name(name)?;
+    // A blank that is not a space to Unicode, shown as one.
+    if name.starts_with(BRAILLE_BLANK) || name.ends_with(BRAILLE_BLANK) {
+        return Err(KeyError::Name(
+            "starts or ends with a blank character (U+2800)",
+        ));
+    }
     if mark_invisible(name).any(|(_, invisible)| invisible) {
         return Err(KeyError::Name(
             "contains invisible or direction-changing characters (bidi controls, zero-width characters, fillers)",
@@ -284,7 +290,8 @@ pub(crate) fn check_stored_name(name: &str) -> Result<(), KeyError> {
 /// emoji before it may carry a skin tone or U+FE0F), and the tags of the
 /// three subdivision flags (🏴 + "gbeng", "gbsct" or "gbwls" + cancel
 /// tag). Anywhere else they could hide text or tell two names apart
-/// invisibly. (Emoji variation selectors are never marked.) Names are
+/// invisibly. Variation selectors are marked where they select nothing
+/// (an emoji's U+FE0F is not; see `selects`). Names are
 /// refused with a marked character in them ([`check_name`]), and apps
 /// show marked characters visibly in anything someone else wrote.
 pub fn mark_invisible(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
@@ -293,13 +300,19 @@ pub fn mark_invisible(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
     let mut after_emoji = false;
     // The byte offset up to which tags belong to a subdivision flag.
     let mut flag_tags_end = 0;
+    // The character just before, for a variation selector.
+    let mut before: Option<char> = None;
     text.char_indices().map(move |(at, c)| {
         let next = at + c.len_utf8();
         let invisible = match c {
             ZWJ => !(after_emoji && text[next..].chars().next().is_some_and(joinable)),
             '\u{E0020}'..='\u{E007F}' => at >= flag_tags_end,
+            '\u{FE00}'..='\u{FE0F}' | '\u{180B}'..='\u{180D}' | '\u{180F}' => {
+                !before.is_some_and(|b| selects(b, c))
+            }
             _ => is_invisible(c),
         };
+        before = Some(c);
         if c == BLACK_FLAG {
             flag_tags_end = subdivision_tags(&text[next..]).map_or(0, |len| next + len);
         }
@@ -313,6 +326,7 @@ pub fn mark_invisible(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
 }
 
 const ZWJ: char = '\u{200D}';
+const BRAILLE_BLANK: char = '\u{2800}';
 const BLACK_FLAG: char = '\u{1F3F4}';
 /// The subdivisions with a recommended flag (Unicode's RGI emoji set).
 const FLAG_SUBDIVISIONS: [&str; 3] = ["gbeng", "gbsct", "gbwls"];
@@ -343,6 +357,41 @@ fn subdivision_tags(rest: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether the variation selector `selector` right after `base` can
+/// change how it looks: U+FE0E and U+FE0F after an emoji (text or emoji
+/// style; digits, `#` and `*` before a keycap), U+FE00 to U+FE0D after a
+/// character of a block Unicode gives standardized variants in (CJK
+/// ideographs and punctuation, fullwidth forms, mathematical operators,
+/// Myanmar, Phags-pa, Manichaean, Egyptian hieroglyphs), Mongolian free
+/// variation selectors after a Mongolian letter. Anywhere else (after a
+/// Latin letter, a space or another selector) a selector shows as
+/// nothing, so `Bob` and `Bob` + U+FE00 would look the same.
+fn selects(base: char, selector: char) -> bool {
+    use unicode_properties::UnicodeEmoji;
+    match selector {
+        '\u{FE0E}' | '\u{FE0F}' => base.is_emoji_char(),
+        '\u{FE00}'..='\u{FE0D}' => matches!(
+            base as u32,
+            0x1000..=0x109F
+                | 0x2200..=0x22FF
+                | 0x27C0..=0x27EF
+                | 0x2980..=0x2AFF
+                | 0x3000..=0x303F
+                | 0x3400..=0x4DBF
+                | 0x4E00..=0x9FFF
+                | 0xA840..=0xA87F
+                | 0xA9E0..=0xA9FF
+                | 0xAA60..=0xAA7F
+                | 0xF900..=0xFAFF
+                | 0xFF00..=0xFFEF
+                | 0x10AC0..=0x10AFF
+                | 0x13000..=0x1342F
+                | 0x20000..=0x323AF
+        ),
+        _ => matches!(base as u32, 0x1820..=0x18AA),
+    }
 }
 
 /// Whether `c` is invisible or direction-changing wherever it stands;
@@ -425,6 +474,9 @@ mod tests {
             wales,
             "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}\u{200D}\u{1F525}",
             "caf\u{E9} \u{1F642}\u{FE0F}",
+            "\u{2764}\u{FE0E} and 1\u{FE0F}\u{20E3}",
+            "\u{845B}\u{FE00} \u{2229}\u{FE00} \u{1820}\u{180B}",
+            "Bo\u{2800}b",
         ] {
             assert_eq!(check_name(name), Ok(()), "{name:?}");
             assert_eq!(
@@ -454,6 +506,13 @@ mod tests {
             format!("{wales}{}", tags("hi")),
             format!("{wales}\u{E007F}"),
             "x\u{E0001}en".into(),
+            "Bob\u{FE00}".into(),
+            "Bob\u{FE0F}".into(),
+            "\u{FE0F}Bob".into(),
+            "Bo \u{FE0E}b".into(),
+            "\u{1F642}\u{FE0F}\u{FE0F}".into(),
+            "\u{845B}\u{FE00}\u{FE01}".into(),
+            "Bob\u{180B}".into(),
         ] {
             let marked: Vec<char> = mark_invisible(&name)
                 .filter_map(|(c, invisible)| invisible.then_some(c))
@@ -467,6 +526,15 @@ mod tests {
             .map(|(_, invisible)| invisible)
             .collect();
         assert_eq!(marked, [false, false, false, true, false]);
+        let marked: Vec<bool> = mark_invisible("\u{2764}\u{FE0F}a\u{FE0F}")
+            .map(|(_, invisible)| invisible)
+            .collect();
+        assert_eq!(marked, [false, false, false, true]);
+        // A blank the braille block shows: inside a name, as a space is.
+        for name in ["Bob\u{2800}", "\u{2800}Bob"] {
+            assert!(check_name(name).is_err(), "{name:?}");
+            assert!(mark_invisible(name).all(|(_, invisible)| !invisible));
+        }
     }
 
     #[test]

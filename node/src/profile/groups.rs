@@ -1289,7 +1289,8 @@ fn shown_name(chains: &[Chain], at: usize, alike: &[bool]) -> String {
 pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
     use crate::profile::Skeleton;
     // Blanks the skeleton reads as spaces (a braille blank, say) at the
-    // ends, or doubled: "Notes\u{2800}" reads as "Notes".
+    // ends (`check_name` refuses that in a new name; a hostile or an
+    // older creator's may have it), or doubled: "Notes\u{2800}" reads as "Notes".
     let spaced = |s: &str| {
         s.split(' ')
             .filter(|w| !w.is_empty())
@@ -1620,8 +1621,8 @@ mod tests {
         let odd = [
             format!("Desk\u{FF08}{}\u{FF09}", &key[..8]),
             format!("Desk \u{B7} {}", &key[..8]),
-            "Notes\u{2800}".to_owned(),
-            "Notes".to_owned(),
+            "Two \u{2800}notes".to_owned(),
+            "Two notes".to_owned(),
             "Desk\u{2800}notes".to_owned(),
             "Desk notes".to_owned(),
             format!("Desk \u{276A}{}\u{276B}", &key[..8]),
