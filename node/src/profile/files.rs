@@ -678,6 +678,7 @@ impl Profile {
         }
         let io = |e| crate::profile::io_error(dir, e);
         std::fs::create_dir_all(dir).map_err(io)?;
+        remove_stale_parts(dir);
         let mut nonce = [0u8; 8];
         rand_core::RngCore::fill_bytes(&mut crate::profile::os_rng(), &mut nonce);
         let temp = dir.join(format!(".strand-{}.part", crate::profile::hex(&nonce)));
@@ -752,6 +753,39 @@ impl Profile {
             return Err(io(e));
         }
         Ok(target)
+    }
+}
+
+/// How long a save's temporary file may go unwritten before it is taken
+/// for one a save cut short left behind (a save writes it without pause).
+const STALE_PART: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes from `dir` the temporary files of saves cut short (the app or
+/// `strand` stopped, the machine went down) that no save has written for
+/// [`STALE_PART`]: hidden, they would take the folder's space unseen.
+/// Only names a save makes (`.strand-` + 16 hex digits + `.part`), only
+/// plain files; what cannot be read or removed is left.
+fn remove_stale_parts(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".strand-"))
+            .and_then(|n| n.strip_suffix(".part"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_PART);
+        if ours && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

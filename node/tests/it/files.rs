@@ -88,8 +88,29 @@ async fn files_and_images_sync_and_save_byte_identical() {
         ("report.bin", data.len() as u64, 4)
     );
     let out = tmp.path().join("saved");
+    // What saves cut short left there: one not written for two days goes
+    // at the next save; one being written, or anything else, stays.
+    std::fs::create_dir_all(&out).unwrap();
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    let left = out.join(".strand-00112233445566ff.part");
+    let writing = out.join(".strand-8899aabbccddeeff.part");
+    let theirs = out.join(".strand-notes.part");
+    for path in [&left, &writing, &theirs] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    for path in [&left, &theirs] {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(two_days_ago).unwrap();
+    }
     let saved = ben.profile().save_file(&id_of(&m)[..12], &out).unwrap();
     assert_eq!(saved, out.join("report.bin"));
+    assert!(
+        !left.exists(),
+        "a save cut short two days ago left its part"
+    );
+    assert!(writing.exists() && theirs.exists());
+    std::fs::remove_file(writing).unwrap();
+    std::fs::remove_file(theirs).unwrap();
     assert_eq!(std::fs::read(&saved).unwrap(), data);
     // Saved again: a new name, nothing replaced.
     let again = ben.profile().save_file(&id_of(&m), &out).unwrap();
