@@ -361,10 +361,11 @@ fn subdivision_tags(rest: &str) -> Option<usize> {
 
 /// Whether the variation selector `selector` right after `base` can
 /// change how it looks: U+FE0E and U+FE0F after an emoji (text or emoji
-/// style; digits, `#` and `*` before a keycap), U+FE00 to U+FE0D after a
-/// character of a block Unicode gives standardized variants in (CJK
-/// ideographs and punctuation, fullwidth forms, mathematical operators,
-/// Myanmar, Phags-pa, Manichaean, Egyptian hieroglyphs), Mongolian free
+/// style; `Emoji=Yes` holds digits, `#` and `*`, for keycaps), U+FE00 to
+/// U+FE0D after a character of a block Unicode gives standardized variants
+/// in (CJK ideographs and punctuation, fullwidth forms, quotation marks,
+/// the digit zero, mathematical operators, Myanmar, Phags-pa, Manichaean,
+/// Egyptian hieroglyphs), Mongolian free
 /// variation selectors after a Mongolian letter. Anywhere else (after a
 /// Latin letter, a space or another selector) a selector shows as
 /// nothing, so `Bob` and `Bob` + U+FE00 would look the same.
@@ -374,7 +375,8 @@ fn selects(base: char, selector: char) -> bool {
         '\u{FE0E}' | '\u{FE0F}' => base.is_emoji_char(),
         '\u{FE00}'..='\u{FE0D}' => matches!(
             base as u32,
-            0x1000..=0x109F
+            0x30 | 0x1000..=0x109F
+                | 0x2018..=0x201D
                 | 0x2200..=0x22FF
                 | 0x27C0..=0x27EF
                 | 0x2980..=0x2AFF
@@ -388,6 +390,7 @@ fn selects(base: char, selector: char) -> bool {
                 | 0xFF00..=0xFFEF
                 | 0x10AC0..=0x10AFF
                 | 0x13000..=0x1342F
+                | 0x13460..=0x143FF
                 | 0x20000..=0x323AF
         ),
         _ => matches!(base as u32, 0x1820..=0x18AA),
@@ -475,7 +478,9 @@ mod tests {
             "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}\u{200D}\u{1F525}",
             "caf\u{E9} \u{1F642}\u{FE0F}",
             "\u{2764}\u{FE0E} and 1\u{FE0F}\u{20E3}",
-            "\u{845B}\u{FE00} \u{2229}\u{FE00} \u{1820}\u{180B}",
+            "\u{845B}\u{FE00} \u{2229}\u{FE00} \u{1820}\u{180B} 0\u{FE00}",
+            "\u{1F44D}\u{1F3FD}\u{FE0F} \u{1F441}\u{FE0F}\u{200D}\u{1F5E8}\u{FE0F}",
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{26A7}\u{FE0F}",
             "Bo\u{2800}b",
         ] {
             assert_eq!(check_name(name), Ok(()), "{name:?}");
@@ -513,6 +518,9 @@ mod tests {
             "\u{1F642}\u{FE0F}\u{FE0F}".into(),
             "\u{845B}\u{FE00}\u{FE01}".into(),
             "Bob\u{180B}".into(),
+            "ok \u{2713}\u{FE0F}".into(),
+            "\u{2F00}\u{FE00}".into(),
+            "\u{180E}\u{180B}".into(),
         ] {
             let marked: Vec<char> = mark_invisible(&name)
                 .filter_map(|(c, invisible)| invisible.then_some(c))

@@ -1287,6 +1287,12 @@ fn shown_name(chains: &[Chain], at: usize, alike: &[bool]) -> String {
 /// shown so. Catching a harmless "Family (2)", "Col·legi" or a name with
 /// "・" costs only an id. One pass: the names' skeletons counted.
 pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
+    let names: Vec<&str> = chains.iter().map(|c| c.last().name.as_str()).collect();
+    alike(&names)
+}
+
+/// [`alike_names`] for the groups' names.
+fn alike(names: &[&str]) -> Vec<bool> {
     use crate::profile::Skeleton;
     // Blanks the skeleton reads as spaces (a braille blank, say) at the
     // ends (`check_name` refuses that in a new name; a hostile or an
@@ -1297,10 +1303,10 @@ pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let skeletons: Vec<Skeleton> = chains
+    let skeletons: Vec<Skeleton> = names
         .iter()
-        .map(|c| {
-            let s = Skeleton::of(&c.last().name);
+        .map(|name| {
+            let s = Skeleton::of(name);
             Skeleton {
                 written: spaced(&s.written),
                 lower: spaced(&s.lower),
@@ -1564,6 +1570,18 @@ mod tests {
         for (at, id) in want.iter().enumerate() {
             assert_eq!(one_unshared(&groups, at), *id);
         }
+    }
+
+    /// Names a new group may not have but a hostile or an older creator's
+    /// may: a braille blank at either end reads as none.
+    #[test]
+    fn a_blank_at_a_names_end_makes_no_new_name() {
+        assert_eq!(
+            alike(&["Notes\u{2800}", "Notes", "Plans"]),
+            [true, true, false]
+        );
+        assert_eq!(alike(&["\u{2800}Plans", "Plans"]), [true, true]);
+        assert_eq!(alike(&["Notes\u{2800}", "Plans"]), [false, false]);
     }
 
     /// Notices name a group as lists do, and where its name could be taken

@@ -519,10 +519,15 @@ fn message_by(
 
 /// `base` followed by `suffix`, `base` cut (between characters as they
 /// show: an emoji whole or not at all) so that the whole fits a contact
-/// name.
+/// name. `base` may be a name stored under older rules (one a name may no
+/// longer hold: a variation selector that selects nothing, a braille
+/// blank first): what a new name may not hold is left out, so the whole is
+/// a name.
 pub(crate) fn fit_name(base: &str, suffix: &str) -> String {
+    let shown = crate::display::visible(base);
+    let shown = shown.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{2800}');
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    format!("{}{suffix}", crate::profile::cut(base, room))
+    format!("{}{suffix}", crate::profile::cut(shown, room))
 }
 
 #[cfg(test)]
@@ -727,6 +732,17 @@ mod tests {
                     assert!(name.len() <= strand_sync::limits::MAX_NAME_LEN);
                 }
             }
+        }
+        // Names stored under older rules (an owner's, a contact's).
+        for base in [
+            "Ann\u{FE00}",
+            "\u{2800}Ann",
+            "\u{2800}",
+            "Ann\u{2713}\u{FE0F}",
+        ] {
+            let name = fit_name(base, "'s mailbox");
+            assert_eq!(strand_sync::check_name(&name), Ok(()), "{name:?}");
+            assert!(name.contains("'s mailbox"));
         }
     }
 }

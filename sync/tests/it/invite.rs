@@ -245,11 +245,19 @@ fn names_are_checked() {
         "\u{3164}",
         "Bo\u{2028}b",
         "Bob\u{e0041}",
+        "Bob\u{fe00}",
+        "Bob\u{fe0f}",
     ] {
         let err = Identity::generate(bad, &mut r).unwrap_err();
         assert!(err.to_string().contains("invisible"), "{bad:?}: {err}");
         assert!(strand_sync::check_name(bad).is_err());
     }
+    // A blank shown as a space at an end, as a space there is refused.
+    for bad in ["Bob\u{2800}", "\u{2800}Bob"] {
+        let err = Identity::generate(bad, &mut r).unwrap_err();
+        assert!(err.to_string().contains("blank"), "{bad:?}: {err}");
+    }
+    assert!(Identity::generate("Bo\u{2800}b", &mut r).is_ok());
 }
 
 /// An invite whose name hides characters is refused, though
