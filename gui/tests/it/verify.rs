@@ -301,7 +301,12 @@ fn a_contact_is_renamed_from_their_panel() {
         assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"));
         assert!(h.pump_until(WAIT, || names(&gui) == ["Carol", "Robert"]));
         assert!(conv.get_rename_error().is_empty());
-        assert!(conv.get_notice().contains("now called Robert"));
+        // The notice is set just after the list by the same job.
+        assert!(
+            h.pump_until(WAIT, || conv.get_notice().contains("now called Robert")),
+            "{}",
+            conv.get_notice()
+        );
     });
 }
 
@@ -341,9 +346,19 @@ fn a_contact_is_deleted_from_their_panel() {
         press("Yes, delete Bob");
         assert!(h.pump_until(WAIT, || names(&gui) == ["Carol"]));
         assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()));
-        assert_eq!(gui.ui.global::<ContactsAdapter>().get_current(), -1);
+        assert!(
+            h.pump_until(WAIT, || gui.ui.global::<ContactsAdapter>().get_current()
+                == -1)
+        );
         assert!(!conv.get_verify_open());
-        let notice = gui.ui.global::<strand_gui::AppAdapter>().get_notice();
-        assert!(notice.contains("Deleted Bob and 1 message"), "{notice}");
+        // The notice is set just after the list by the same job.
+        let app = gui.ui.global::<strand_gui::AppAdapter>();
+        assert!(
+            h.pump_until(WAIT, || app
+                .get_notice()
+                .contains("Deleted Bob and 1 message")),
+            "{}",
+            app.get_notice()
+        );
     });
 }
