@@ -285,6 +285,29 @@ fn two_groups_with_one_name_each_open_as_themselves() {
         assert!(!g.get_messages().iter().any(|m| m.text.contains("Bob's")));
         g.invoke_open(row_of(&bobs));
         assert!(h.pump_until(WAIT, || g.get_muted()));
+
+        // A file to Bob's Desk, open on screen, shows, and shows ready
+        // once all here. (On loopback its parts come with its description,
+        // within one refresh: a reload for parts alone, by the group's
+        // key, is not forced here.)
+        let minutes = tmp.path().join("minutes.bin");
+        let data: Vec<u8> = (0..6 * strand_sync::CHUNK_LEN + 99)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&minutes, &data).unwrap();
+        rt.block_on(bob.send_file(strand_node::Conversation::Group(&bobs), &minutes))
+            .unwrap();
+        let file_row = |g: &GroupsAdapter| {
+            g.get_messages()
+                .iter()
+                .find(|m| m.file_name == "minutes.bin")
+        };
+        assert!(h.pump_until(WAIT, || file_row(&g).is_some()));
+        assert!(
+            h.pump_until(WAIT, || file_row(&g).is_some_and(|m| m.file_ready)),
+            "{:?}",
+            file_row(&g).map(|m| m.file_detail)
+        );
         rt.block_on(bob.shutdown());
     });
 }
