@@ -445,12 +445,30 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
 /// failed (logged).
 fn summaries(core: &Core) -> Option<Vec<GroupSummary>> {
     match core.call(Request::GroupSummaries)? {
-        Ok(Reply::GroupSummaries { groups }) => Some(groups),
+        Ok(Reply::GroupSummaries { mut groups }) => {
+            alike_by_name_too(&mut groups);
+            Some(groups)
+        }
         Ok(_) => None,
         Err(e) => {
             tracing::warn!("reading the groups: {e}");
             None
         }
+    }
+}
+
+/// Marks alike the groups whose name another has exactly. The node's
+/// rule ([`GroupSummary::alike`]) already does, and more; but a `strand
+/// run` from before it (still running after the app was upgraded, as a
+/// service does until it restarts) sends no `alike`, and two groups with
+/// one name would then show no id.
+fn alike_by_name_too(groups: &mut [GroupSummary]) {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for g in groups.iter() {
+        *count.entry(g.name.clone()).or_default() += 1;
+    }
+    for g in groups.iter_mut() {
+        g.alike |= count[&g.name] > 1;
     }
 }
 
@@ -533,6 +551,26 @@ mod tests {
             ..g
         };
         assert_eq!(item(&odd, &Clock::at(0)).initials.as_str(), "OT");
+    }
+
+    /// Groups as a `strand run` from before the node's `alike` sends
+    /// them (no `alike`): two with one name still show their ids; one
+    /// with a name of its own shows none. Before, both desks read "Desk".
+    #[test]
+    fn an_older_node_s_groups_with_one_name_show_their_ids() {
+        let older = r#"[
+            {"name":"Desk","id":"0123abcd","key":"0123abcd","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
+            {"name":"Desk","id":"4567ef01","key":"4567ef01","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
+            {"name":"Plans","id":"89abcdef","key":"89abcdef","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null}
+        ]"#;
+        let mut groups: Vec<GroupSummary> = serde_json::from_str(older).unwrap();
+        assert!(groups.iter().all(|g| !g.alike));
+        alike_by_name_too(&mut groups);
+        let labels: Vec<String> = groups
+            .iter()
+            .map(|g| item(g, &Clock::at(0)).label.to_string())
+            .collect();
+        assert_eq!(labels, ["Desk · 0123abcd", "Desk · 4567ef01", "Plans"]);
     }
 
     /// A member's name may hold what the screen shows as `<U+…>` (an
