@@ -250,12 +250,12 @@ pub fn check_name(name: &str) -> Result<(), KeyError> {
     // A blank that is not a space to Unicode, shown as one.
     if name.starts_with(BRAILLE_BLANK) || name.ends_with(BRAILLE_BLANK) {
         return Err(KeyError::Name(
-            "starts or ends with a blank character (U+2800)",
+            "starts or ends with a braille blank (U+2800), shown as a space",
         ));
     }
     if mark_invisible(name).any(|(_, invisible)| invisible) {
         return Err(KeyError::Name(
-            "contains invisible or direction-changing characters (bidi controls, zero-width characters, fillers)",
+            "contains invisible or direction-changing characters (bidi controls, zero-width characters, fillers, variation selectors that select nothing)",
         ));
     }
     Ok(())
@@ -308,7 +308,7 @@ pub fn mark_invisible(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
             ZWJ => !(after_emoji && text[next..].chars().next().is_some_and(joinable)),
             '\u{E0020}'..='\u{E007F}' => at >= flag_tags_end,
             '\u{FE00}'..='\u{FE0F}' | '\u{180B}'..='\u{180D}' | '\u{180F}' => {
-                !before.is_some_and(|b| selects(b, c))
+                !before.is_some_and(|b| selects(b, c, text[next..].chars().next()))
             }
             _ => is_invisible(c),
         };
@@ -359,41 +359,60 @@ fn subdivision_tags(rest: &str) -> Option<usize> {
     None
 }
 
-/// Whether the variation selector `selector` right after `base` can
-/// change how it looks: U+FE0E and U+FE0F after an emoji (text or emoji
-/// style; `Emoji=Yes` holds digits, `#` and `*`, for keycaps), U+FE00 to
-/// U+FE0D after a character of a block Unicode gives standardized variants
-/// in (CJK ideographs and punctuation, fullwidth forms, quotation marks,
-/// the digit zero, mathematical operators, Myanmar, Phags-pa, Manichaean,
-/// Egyptian hieroglyphs), Mongolian free
-/// variation selectors after a Mongolian letter. Anywhere else (after a
-/// Latin letter, a space or another selector) a selector shows as
-/// nothing, so `Bob` and `Bob` + U+FE00 would look the same.
-fn selects(base: char, selector: char) -> bool {
+/// Whether the variation selector `selector`, between `base` and `after`,
+/// can change how `base` looks (Unicode's emoji and standardized variation
+/// sequences, as far as they are used in text):
+/// - U+FE0E and U+FE0F after an emoji (text or emoji style); after a
+///   digit, `#` or `*` (`Emoji=Yes` too) only in a keycap, before U+20E3;
+/// - U+FE00 to U+FE02 after the digit zero, the quotation marks U+2018 to
+///   U+201D, mathematical operators (U+2200–22FF, U+27C0–27EF,
+///   U+2980–2AFF), Myanmar (U+1000–109F, U+A9E0–A9FF, U+AA60–AA7F),
+///   Phags-pa (U+A840–A87F), Manichaean (U+10AC0–10AFF), CJK punctuation
+///   (U+3001, U+3002, U+FF01, U+FF0C, U+FF0E, U+FF1A, U+FF1B, U+FF1F) and
+///   CJK unified ideographs (U+3400–4DBF, U+4E00–9FFF, U+20000–323AF);
+/// - U+FE00 to U+FE06 after Egyptian hieroglyphs (U+13000–1342F,
+///   U+13460–143FF);
+/// - Mongolian free variation selectors after a Mongolian letter
+///   (U+1820–18AA).
+///
+/// Anywhere else (after a Latin letter, a space, another selector) a
+/// selector shows as nothing, so `Bob` and `Bob` + U+FE00 would look the
+/// same.
+fn selects(base: char, selector: char, after: Option<char>) -> bool {
     use unicode_properties::UnicodeEmoji;
+    let b = base as u32;
+    let egyptian = matches!(b, 0x13000..=0x1342F | 0x13460..=0x143FF);
     match selector {
-        '\u{FE0E}' | '\u{FE0F}' => base.is_emoji_char(),
-        '\u{FE00}'..='\u{FE0D}' => matches!(
-            base as u32,
-            0x30 | 0x1000..=0x109F
-                | 0x2018..=0x201D
-                | 0x2200..=0x22FF
-                | 0x27C0..=0x27EF
-                | 0x2980..=0x2AFF
-                | 0x3000..=0x303F
-                | 0x3400..=0x4DBF
-                | 0x4E00..=0x9FFF
-                | 0xA840..=0xA87F
-                | 0xA9E0..=0xA9FF
-                | 0xAA60..=0xAA7F
-                | 0xF900..=0xFAFF
-                | 0xFF00..=0xFFEF
-                | 0x10AC0..=0x10AFF
-                | 0x13000..=0x1342F
-                | 0x13460..=0x143FF
-                | 0x20000..=0x323AF
-        ),
-        _ => matches!(base as u32, 0x1820..=0x18AA),
+        '\u{FE0E}' | '\u{FE0F}' => {
+            base.is_emoji_char() && (!base.is_ascii() || after == Some('\u{20E3}'))
+        }
+        '\u{FE00}'..='\u{FE02}' => {
+            egyptian
+                || matches!(
+                    b,
+                    0x30 | 0x1000..=0x109F
+                        | 0x2018..=0x201D
+                        | 0x2200..=0x22FF
+                        | 0x27C0..=0x27EF
+                        | 0x2980..=0x2AFF
+                        | 0x3001..=0x3002
+                        | 0x3400..=0x4DBF
+                        | 0x4E00..=0x9FFF
+                        | 0xA840..=0xA87F
+                        | 0xA9E0..=0xA9FF
+                        | 0xAA60..=0xAA7F
+                        | 0xFF01
+                        | 0xFF0C
+                        | 0xFF0E
+                        | 0xFF1A..=0xFF1B
+                        | 0xFF1F
+                        | 0x10AC0..=0x10AFF
+                        | 0x20000..=0x323AF
+                )
+        }
+        '\u{FE03}'..='\u{FE06}' => egyptian,
+        '\u{FE07}'..='\u{FE0D}' => false,
+        _ => matches!(b, 0x1820..=0x18AA),
     }
 }
 
@@ -477,7 +496,7 @@ mod tests {
             wales,
             "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}\u{200D}\u{1F525}",
             "caf\u{E9} \u{1F642}\u{FE0F}",
-            "\u{2764}\u{FE0E} and 1\u{FE0F}\u{20E3}",
+            "\u{2764}\u{FE0E} and 1\u{FE0F}\u{20E3} \u{300C}\u{3002}\u{FE01}",
             "\u{845B}\u{FE00} \u{2229}\u{FE00} \u{1820}\u{180B} 0\u{FE00}",
             "\u{1F44D}\u{1F3FD}\u{FE0F} \u{1F441}\u{FE0F}\u{200D}\u{1F5E8}\u{FE0F}",
             "\u{1F3F3}\u{FE0F}\u{200D}\u{26A7}\u{FE0F}",
@@ -521,6 +540,10 @@ mod tests {
             "ok \u{2713}\u{FE0F}".into(),
             "\u{2F00}\u{FE00}".into(),
             "\u{180E}\u{180B}".into(),
+            "Bob1\u{FE0F}".into(),
+            "Bo\u{3000}\u{FE00}b".into(),
+            "\u{FF22}\u{FF4F}\u{FF42}\u{FE00}".into(),
+            "\u{845B}\u{FE05}".into(),
         ] {
             let marked: Vec<char> = mark_invisible(&name)
                 .filter_map(|(c, invisible)| invisible.then_some(c))

@@ -10,7 +10,7 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::profile::pairing::{fit_name, Added};
+use crate::profile::pairing::{fit_from, fit_name, Added};
 use crate::profile::removal::Deleted;
 use crate::profile::schema::meta;
 use crate::profile::store::table_key;
@@ -159,7 +159,7 @@ impl Profile {
                 if book.records.iter().any(|r| {
                     r.public == invite.public
                         || r.public.sign == invite.public.sign
-                        || r.name == name
+                        || fit_from(&r.name, &from.name, "'s mailbox")
                 }) || invite.public == self.identity().public()
                     || self.contacts_with_a_mailbox()?.contains(&from.public.sign)
                 {

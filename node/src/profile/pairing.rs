@@ -440,7 +440,7 @@ impl Profile {
                 _ => named_by
                     .iter()
                     .copied()
-                    .find(|o| fit_name(&o.name, "'s mailbox") == m.name),
+                    .find(|o| fit_from(&m.name, &o.name, "'s mailbox")),
             };
             if let Some(owner) = owner {
                 let id = self.contact_id(&m.public.sign);
@@ -524,10 +524,28 @@ fn message_by(
 /// blank first): what a new name may not hold is left out, so the whole is
 /// a name.
 pub(crate) fn fit_name(base: &str, suffix: &str) -> String {
-    let shown = crate::display::visible(base);
-    let shown = shown.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{2800}');
+    // Until nothing changes: a character left out may leave one next to
+    // another it no longer selects (a filler, then a selector).
+    let mut shown = base.to_owned();
+    loop {
+        let next = crate::display::visible(&shown)
+            .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{2800}')
+            .to_owned();
+        if next == shown {
+            break;
+        }
+        shown = next;
+    }
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    format!("{}{suffix}", crate::profile::cut(shown, room))
+    format!("{}{suffix}", crate::profile::cut(&shown, room))
+}
+
+/// Whether `name` is [`fit_name`]'s of `base` and `suffix`, as it makes
+/// it now or as Strand made it before it left out what a new name may not
+/// hold (a name given then is still known by it).
+pub(crate) fn fit_from(name: &str, base: &str, suffix: &str) -> bool {
+    let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
+    name == fit_name(base, suffix) || name == format!("{}{suffix}", crate::profile::cut(base, room))
 }
 
 #[cfg(test)]
@@ -739,10 +757,14 @@ mod tests {
             "\u{2800}Ann",
             "\u{2800}",
             "Ann\u{2713}\u{FE0F}",
+            "\u{FFA0}\u{FE00}x",
         ] {
             let name = fit_name(base, "'s mailbox");
             assert_eq!(strand_sync::check_name(&name), Ok(()), "{name:?}");
             assert!(name.contains("'s mailbox"));
+            // Known by the name made before, too.
+            assert!(fit_from(&format!("{base}'s mailbox"), base, "'s mailbox"));
+            assert!(fit_from(&name, base, "'s mailbox"));
         }
     }
 }
