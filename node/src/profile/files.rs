@@ -775,7 +775,13 @@ fn remove_stale_parts(dir: &Path) {
             .to_str()
             .and_then(|n| n.strip_prefix(".strand-"))
             .and_then(|n| n.strip_suffix(".part"))
-            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            .is_some_and(|hex| {
+                hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+        if !ours {
+            continue;
+        }
+        // The entry itself (a link is not followed): a plain file only.
         let stale = entry
             .metadata()
             .ok()
@@ -783,7 +789,7 @@ fn remove_stale_parts(dir: &Path) {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > STALE_PART);
-        if ours && stale {
+        if stale {
             let _ = std::fs::remove_file(entry.path());
         }
     }

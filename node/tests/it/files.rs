@@ -95,22 +95,34 @@ async fn files_and_images_sync_and_save_byte_identical() {
     let left = out.join(".strand-00112233445566ff.part");
     let writing = out.join(".strand-8899aabbccddeeff.part");
     let theirs = out.join(".strand-notes.part");
-    for path in [&left, &writing, &theirs] {
+    let upper = out.join(".strand-00112233445566FF.part");
+    let old_file = tmp.path().join("old.txt");
+    for path in [&left, &writing, &theirs, &upper, &old_file] {
         std::fs::write(path, b"partial").unwrap();
     }
-    for path in [&left, &theirs] {
+    for path in [&left, &theirs, &upper, &old_file] {
         let f = std::fs::File::options().write(true).open(path).unwrap();
         f.set_modified(two_days_ago).unwrap();
     }
+    // Named as ours, but a folder and a link (to an old file of the
+    // user's): neither is a save's.
+    let folder = out.join(".strand-0000000000000000.part");
+    std::fs::create_dir(&folder).unwrap();
+    let link = out.join(".strand-1111111111111111.part");
+    std::os::unix::fs::symlink(&old_file, &link).unwrap();
     let saved = ben.profile().save_file(&id_of(&m)[..12], &out).unwrap();
     assert_eq!(saved, out.join("report.bin"));
     assert!(
         !left.exists(),
         "a save cut short two days ago left its part"
     );
-    assert!(writing.exists() && theirs.exists());
-    std::fs::remove_file(writing).unwrap();
-    std::fs::remove_file(theirs).unwrap();
+    for kept in [&writing, &theirs, &upper, &folder, &link, &old_file] {
+        assert!(kept.symlink_metadata().is_ok(), "{kept:?} was removed");
+    }
+    for path in [&writing, &theirs, &upper, &link] {
+        std::fs::remove_file(path).unwrap();
+    }
+    std::fs::remove_dir(&folder).unwrap();
     assert_eq!(std::fs::read(&saved).unwrap(), data);
     // Saved again: a new name, nothing replaced.
     let again = ben.profile().save_file(&id_of(&m), &out).unwrap();
