@@ -58,7 +58,8 @@ pub use profile::error::{chain, io_words, AddressError, DbError, IoError, Profil
 pub use profile::expiry::{parse_timer, timer_label};
 pub use profile::files::{safe_name, Conversation, FileInfo, FileSent};
 pub use profile::groups::{
-    group_key, GroupAction, GroupMember, GroupMessage, GroupSummary, Written as GroupWrite,
+    group_key, names_alike, GroupAction, GroupMember, GroupMessage, GroupSummary,
+    Written as GroupWrite,
 };
 pub use profile::pairing::MAILBOX_NAME;
 pub use profile::prefs::{PreferenceChange, Preferences};

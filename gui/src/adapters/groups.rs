@@ -457,18 +457,17 @@ fn summaries(core: &Core) -> Option<Vec<GroupSummary>> {
     }
 }
 
-/// Marks alike the groups whose name another has exactly. The node's
-/// rule ([`GroupSummary::alike`]) already does, and more; but a `strand
-/// run` from before it (still running after the app was upgraded, as a
-/// service does until it restarts) sends no `alike`, and two groups with
-/// one name would then show no id.
+/// The node's rule for a name shown with its id
+/// ([`strand_node::names_alike`]), applied to the list here too: a
+/// `strand run` from before [`GroupSummary::alike`] (still running after
+/// the app was upgraded, as a service does until it restarts) sends none,
+/// and two groups with one name would then show no id. A newer node's
+/// list is marked so already: the same rule over the same names.
 fn alike_by_name_too(groups: &mut [GroupSummary]) {
-    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for g in groups.iter() {
-        *count.entry(g.name.clone()).or_default() += 1;
-    }
-    for g in groups.iter_mut() {
-        g.alike |= count[&g.name] > 1;
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let alike = strand_node::names_alike(&names);
+    for (g, alike) in groups.iter_mut().zip(alike) {
+        g.alike |= alike;
     }
 }
 
@@ -561,7 +560,9 @@ mod tests {
         let older = r#"[
             {"name":"Desk","id":"0123abcd","key":"0123abcd","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
             {"name":"Desk","id":"4567ef01","key":"4567ef01","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
-            {"name":"Plans","id":"89abcdef","key":"89abcdef","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null}
+            {"name":"Plans","id":"89abcdef","key":"89abcdef","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
+            {"name":"Pl\u0430ns","id":"cdef0123","key":"cdef0123","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null},
+            {"name":"Garden","id":"fedcba98","key":"fedcba98","members":2,"member":true,"blocked":null,"admin":false,"unread":0,"last":null}
         ]"#;
         let mut groups: Vec<GroupSummary> = serde_json::from_str(older).unwrap();
         assert!(groups.iter().all(|g| !g.alike));
@@ -570,7 +571,16 @@ mod tests {
             .iter()
             .map(|g| item(g, &Clock::at(0)).label.to_string())
             .collect();
-        assert_eq!(labels, ["Desk · 0123abcd", "Desk · 4567ef01", "Plans"]);
+        assert_eq!(
+            labels,
+            [
+                "Desk · 0123abcd",
+                "Desk · 4567ef01",
+                "Plans · 89abcdef",
+                "Pl\u{430}ns · cdef0123",
+                "Garden"
+            ]
+        );
     }
 
     /// A member's name may hold what the screen shows as `<U+…>` (an

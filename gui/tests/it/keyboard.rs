@@ -109,8 +109,14 @@ fn a_row_that_changes_under_a_press_opens_no_one() {
         // The one added last is open; the press is on the first row.
         let open = conversation.get_contact();
         assert!(open != first.name && open != second.name, "{open}");
+        // Its row is marked current once the list has been shown for it.
+        assert!(
+            h.pump_until(WAIT, || usize::try_from(contacts.get_current())
+                .ok()
+                .and_then(|i| rows.row_data(i))
+                .is_some_and(|row| row.name == open))
+        );
         let current = contacts.get_current();
-        assert_eq!(rows.row_data(current as usize).unwrap().name, open);
         let at = LogicalPosition::new(340.0, 80.0);
         let w = gui.ui.window();
         w.dispatch_event(WindowEvent::PointerMoved { position: at });

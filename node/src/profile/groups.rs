@@ -1288,11 +1288,13 @@ fn shown_name(chains: &[Chain], at: usize, alike: &[bool]) -> String {
 /// "・" costs only an id. One pass: the names' skeletons counted.
 pub(crate) fn alike_names(chains: &[Chain]) -> Vec<bool> {
     let names: Vec<&str> = chains.iter().map(|c| c.last().name.as_str()).collect();
-    alike(&names)
+    names_alike(&names)
 }
 
-/// [`alike_names`] for the groups' names.
-fn alike(names: &[&str]) -> Vec<bool> {
+/// [`alike_names`] for the groups' names (in the order given): the one
+/// rule, which the app also applies to a list from a node too old to send
+/// [`GroupSummary::alike`].
+pub fn names_alike(names: &[&str]) -> Vec<bool> {
     use crate::profile::Skeleton;
     // Blanks the skeleton reads as spaces (a braille blank, say) at the
     // ends (`check_name` refuses that in a new name; a hostile or an
@@ -1575,13 +1577,13 @@ mod tests {
     /// Names a new group may not have but a hostile or an older creator's
     /// may: a braille blank at either end reads as none.
     #[test]
-    fn a_blank_at_a_names_end_makes_no_new_name() {
+    fn a_blank_at_a_names_end_reads_as_none() {
         assert_eq!(
-            alike(&["Notes\u{2800}", "Notes", "Plans"]),
+            names_alike(&["Notes\u{2800}", "Notes", "Plans"]),
             [true, true, false]
         );
-        assert_eq!(alike(&["\u{2800}Plans", "Plans"]), [true, true]);
-        assert_eq!(alike(&["Notes\u{2800}", "Plans"]), [false, false]);
+        assert_eq!(names_alike(&["\u{2800}Plans", "Plans"]), [true, true]);
+        assert_eq!(names_alike(&["Notes\u{2800}", "Plans"]), [false, false]);
     }
 
     /// Notices name a group as lists do, and where its name could be taken
