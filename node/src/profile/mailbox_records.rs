@@ -10,7 +10,7 @@ use strand_sync::{
 };
 
 use crate::profile::db_error;
-use crate::profile::pairing::{fit_from, fit_name, Added};
+use crate::profile::pairing::{fit_name, fit_names, Added};
 use crate::profile::removal::Deleted;
 use crate::profile::schema::meta;
 use crate::profile::store::table_key;
@@ -155,18 +155,18 @@ impl Profile {
                 // Known by the contact's key, whatever either is called
                 // now; and by name for mailboxes added before that was
                 // kept.
-                let name = fit_name(&from.name, "'s mailbox");
+                let names = fit_names(&from.name, "'s mailbox");
                 if book.records.iter().any(|r| {
                     r.public == invite.public
                         || r.public.sign == invite.public.sign
-                        || fit_from(&r.name, &from.name, "'s mailbox")
+                        || names.contains(&r.name)
                 }) || invite.public == self.identity().public()
                     || self.contacts_with_a_mailbox()?.contains(&from.public.sign)
                 {
                     return Ok(taken);
                 }
-                match self.add_contact_as(&invite, &name, Added::MailboxOf(&from.public), now, rng)
-                {
+                let [name, _] = &names;
+                match self.add_contact_as(&invite, name, Added::MailboxOf(&from.public), now, rng) {
                     Ok(r) => taken.added.push(r),
                     Err(e) => tracing::warn!("a contact's mailbox not added: {e}"),
                 }

@@ -440,7 +440,7 @@ impl Profile {
                 _ => named_by
                     .iter()
                     .copied()
-                    .find(|o| fit_from(&m.name, &o.name, "'s mailbox")),
+                    .find(|o| fit_names(&o.name, "'s mailbox").contains(&m.name)),
             };
             if let Some(owner) = owner {
                 let id = self.contact_id(&m.public.sign);
@@ -536,16 +536,20 @@ pub(crate) fn fit_name(base: &str, suffix: &str) -> String {
         }
         shown = next;
     }
-    let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    format!("{}{suffix}", crate::profile::cut(&shown, room))
+    fitted(&shown, suffix)
 }
 
-/// Whether `name` is [`fit_name`]'s of `base` and `suffix`, as it makes
-/// it now or as Strand made it before it left out what a new name may not
-/// hold (a name given then is still known by it).
-pub(crate) fn fit_from(name: &str, base: &str, suffix: &str) -> bool {
+/// The names [`fit_name`] gives `base` and `suffix`: as it makes it now,
+/// and as Strand made it before it left out what a new name may not hold
+/// (a name given then is still known by it). Often the same name twice.
+pub(crate) fn fit_names(base: &str, suffix: &str) -> [String; 2] {
+    [fit_name(base, suffix), fitted(base, suffix)]
+}
+
+/// `base`, cut to fit, followed by `suffix`.
+fn fitted(base: &str, suffix: &str) -> String {
     let room = strand_sync::limits::MAX_NAME_LEN.saturating_sub(suffix.len());
-    name == fit_name(base, suffix) || name == format!("{}{suffix}", crate::profile::cut(base, room))
+    format!("{}{suffix}", crate::profile::cut(base, room))
 }
 
 #[cfg(test)]
@@ -763,8 +767,9 @@ mod tests {
             assert_eq!(strand_sync::check_name(&name), Ok(()), "{name:?}");
             assert!(name.contains("'s mailbox"));
             // Known by the name made before, too.
-            assert!(fit_from(&format!("{base}'s mailbox"), base, "'s mailbox"));
-            assert!(fit_from(&name, base, "'s mailbox"));
+            let names = fit_names(base, "'s mailbox");
+            assert!(names.contains(&format!("{base}'s mailbox")));
+            assert!(names.contains(&name));
         }
     }
 }
