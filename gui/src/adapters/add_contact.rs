@@ -139,10 +139,20 @@ pub fn invite_from_texts(texts: &[String]) -> Result<String, String> {
 /// Shows the user's own invite.
 pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
     let a = ui.global::<AddContactAdapter>();
+    a.set_invite_problem("".into());
     a.set_my_invite(invite.into());
     if let Some(image) = crate::qr::image(invite) {
         a.set_my_qr(image);
     }
+}
+
+/// Why the node made no invite (the user's name breaks today's rules),
+/// shown where the invite would be, with no code to hand out.
+pub(crate) fn show_invite_problem(ui: &AppWindow, problem: &str) {
+    let a = ui.global::<AddContactAdapter>();
+    a.set_my_invite("".into());
+    a.set_my_qr(slint::Image::default());
+    a.set_invite_problem(problem.into());
 }
 
 fn add(core: &mut Core, code: &str, name: &str) {

@@ -111,11 +111,13 @@ pub(crate) fn unlocked(core: &mut Core) {
     else {
         return;
     };
-    let (name, path) = (status.name, status.profile);
-    let Some(Ok(strand_node::runtime::api::Reply::Invite { code: invite })) =
-        core.call(strand_node::runtime::api::Request::Invite)
-    else {
-        return;
+    let (name, path, problem) = (status.name, status.profile, status.name_problem);
+    // A name chosen under older rules makes no invite: the app opens, and
+    // says why where the invite would be.
+    let invite = match core.call(strand_node::runtime::api::Request::Invite) {
+        Some(Ok(strand_node::runtime::api::Reply::Invite { code })) => Ok(code),
+        Some(Err(e)) => Err(e.message),
+        _ => return,
     };
     core.chats_visible = true;
     core.groups_visible = false;
@@ -123,8 +125,11 @@ pub(crate) fn unlocked(core: &mut Core) {
     groups::refresh(core);
     core.ui(move |ui| {
         ui.global::<AppAdapter>().set_my_name(name.clone().into());
-        settings::show(&ui, &name, &path);
-        add_contact::show_invite(&ui, &invite);
+        settings::show(&ui, &name, &path, problem.as_deref());
+        match &invite {
+            Ok(code) => add_contact::show_invite(&ui, code),
+            Err(why) => add_contact::show_invite_problem(&ui, &careful(why)),
+        }
         ui.global::<AppAdapter>().set_screen(Screen::Chats);
     });
     refresh_lists(core);
@@ -158,6 +163,11 @@ pub(crate) fn save_file(core: &Core, id: String) -> Option<String> {
         Some(Err(e)) => Some(format!("Not saved: {e}")),
         Some(Ok(_)) | None => None,
     }
+}
+
+/// A warning from the node as the app shows it: "Careful: …."
+pub(crate) fn careful(why: &str) -> String {
+    format!("Careful: {why}.")
 }
 
 /// What the app says when a contact's (or a group member's) messages are

@@ -170,12 +170,14 @@ fn capitalised(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Shows the profile's name and folder.
-pub(crate) fn show(ui: &AppWindow, name: &str, path: &str) {
+/// Shows the profile's name and folder, and why the name must change if
+/// it breaks today's rules.
+pub(crate) fn show(ui: &AppWindow, name: &str, path: &str, problem: Option<&str>) {
     let a = ui.global::<SettingsAdapter>();
     a.set_name(name.into());
     a.set_profile_path(path.into());
-    a.set_name_result("".into());
+    a.set_name_ok(false);
+    a.set_name_result(problem.map(super::careful).unwrap_or_default().into());
 }
 
 fn rename(core: &mut Core, name: &str) {

@@ -2,7 +2,7 @@
 
 use slint::ComponentHandle;
 use slint::Model;
-use strand_gui::{AppAdapter, Screen, SettingsAdapter};
+use strand_gui::{AddContactAdapter, AppAdapter, Screen, SettingsAdapter};
 use strand_node::Profile;
 
 use crate::support::{on_ui, options, Gui, PASS, WAIT};
@@ -70,6 +70,50 @@ fn lock_then_a_wrong_passphrase_then_the_right_one() {
         a.invoke_unlock(PASS.into());
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
         assert_eq!(gui.invite(), invite, "the same identity");
+    });
+}
+
+/// A profile named under older rules (a variation selector that selects
+/// nothing) opens, but shows why it has no invite where the invite would
+/// be and in the settings; a new name from the settings brings the
+/// invite, carrying it.
+#[test]
+fn a_name_from_older_rules_is_told_and_changed_in_the_settings() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("profile");
+        let rng = &mut strand_node::os_rng();
+        let p = Profile::create(
+            &dir,
+            "Ann",
+            PASS,
+            strand_node::KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        p.rename_under_older_rules("Ann\u{fe00}", rng).unwrap();
+        drop(p);
+        let gui = Gui::new(h, options(&dir));
+        gui.onboarding().invoke_unlock(PASS.into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+        let add = gui.ui.global::<AddContactAdapter>();
+        let problem = add.get_invite_problem().to_string();
+        assert!(
+            problem.starts_with("Careful: your name \"Ann<U+FE00>\"")
+                && problem.contains("variation selectors")
+                && problem.contains("Settings"),
+            "{problem}"
+        );
+        assert_eq!(gui.invite(), "", "no code to hand out");
+        let settings = gui.ui.global::<SettingsAdapter>();
+        assert_eq!(settings.get_name_result(), problem.as_str());
+        assert!(!settings.get_name_ok());
+        settings.invoke_rename("Ann".into());
+        assert!(h.pump_until(WAIT, || settings.get_name_ok()));
+        assert_eq!(add.get_invite_problem(), "");
+        let invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
+        assert_eq!(invite.name, "Ann");
+        assert_eq!(gui.ui.global::<AppAdapter>().get_my_name(), "Ann");
     });
 }
 

@@ -58,6 +58,7 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         Command::Invite => invite(ctx, device).await,
         Command::Add { code, name } => add(ctx, device, code, name).await,
         Command::Contacts => contacts(ctx, device).await,
+        Command::Name { new_name } => own_name(ctx, device, new_name).await,
         Command::RenameContact { name, new_name } => {
             rename_contact(ctx, device, name, new_name).await
         }
@@ -215,6 +216,28 @@ async fn invite(ctx: &Ctx, device: &Device) -> Result<()> {
     match reply {
         Reply::Invite { code } => println!("{code}"),
         other => return Err(unexpected(other)),
+    }
+    Ok(())
+}
+
+/// `strand name`: the user's own name, or a new one.
+async fn own_name(ctx: &Ctx, device: &Device, new_name: Option<String>) -> Result<()> {
+    if let Some(name) = new_name {
+        device.call(Request::Rename { name }).await?;
+    }
+    let status = match device.call(Request::Status).await? {
+        Reply::Status(s) => s,
+        other => return Err(unexpected(other)),
+    };
+    if ctx.json {
+        return json(&serde_json::json!({
+            "name": status.name,
+            "problem": status.name_problem,
+        }));
+    }
+    println!("{}", crate::display::one_line(&status.name));
+    if let Some(problem) = &status.name_problem {
+        eprintln!("Careful: {problem}.");
     }
     Ok(())
 }

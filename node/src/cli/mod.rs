@@ -43,7 +43,7 @@ pub struct Cli {
     /// Profile directory [default: the platform's data directory]
     #[arg(long, global = true, env = "STRAND_PROFILE")]
     pub profile: Option<PathBuf>,
-    /// Print JSON instead of text, for scripts: contacts, rename-contact, read, status, verify, group list|members|read, carry, mailbox, notifications, bluetooth, relay list, export, import, passphrase (and no progress bars)
+    /// Print JSON instead of text, for scripts: name, contacts, rename-contact, read, status, verify, group list|members|read, carry, mailbox, notifications, bluetooth, relay list, export, import, passphrase (and no progress bars)
     #[arg(long, global = true)]
     pub json: bool,
     /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
@@ -99,6 +99,11 @@ pub enum Command {
     },
     /// List your contacts, and which you verified
     Contacts,
+    /// Show your display name, or change it: `strand name NEW_NAME` (invites made from then on carry it and your groups see it; contacts keep the names they gave you)
+    Name {
+        /// Your new name; shows the current one if absent
+        new_name: Option<String>,
+    },
     /// Give a contact another name: `strand rename-contact NAME NEW_NAME` (only you see it; your conversation stays)
     RenameContact {
         /// The contact's name now

@@ -211,6 +211,9 @@ fn external_label(address: &str) -> &'static str {
 /// `strand status` for a device: a running node's transports, relays
 /// and contacts seen, or what a profile with no node running has.
 pub(crate) fn status(s: &Status) {
+    if let Some(problem) = &s.name_problem {
+        println!("Careful: {problem}.");
+    }
     if !s.running {
         println!("{} — profile {} — node not running", s.name, s.profile);
         println!("  {} contacts; start syncing with `strand run`", s.contacts);

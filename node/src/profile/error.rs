@@ -185,6 +185,11 @@ pub enum ProfileError {
     /// A bad name.
     #[error("bad name: {0}")]
     Name(String),
+    /// The user's own name breaks today's naming rules (it was chosen
+    /// under older ones), so nothing that carries it can be made: why,
+    /// and what to do.
+    #[error("{0}")]
+    OwnName(String),
     /// An invite code that does not decode.
     #[error("bad invite")]
     Invite(#[from] strand_sync::InviteError),

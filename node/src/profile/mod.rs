@@ -845,6 +845,24 @@ impl Profile {
         self.book().endpoint.clone()
     }
 
+    /// Why the user's own name breaks today's naming rules, if it does
+    /// ([`strand_sync::check_name`]): a profile named under older rules (an
+    /// invisible character, a braille blank at an end) still opens, but
+    /// no one can add its invites, so it has to be renamed first.
+    pub fn own_name_problem(&self) -> Option<String> {
+        let identity = self.identity();
+        let name = identity.name();
+        let why = match strand_sync::check_name(name) {
+            Ok(()) => return None,
+            Err(strand_sync::KeyError::Name(why)) => why,
+            Err(_) => "breaks the naming rules",
+        };
+        Some(format!(
+            "your name {:?} {why}, which a name may no longer do: no one can add an invite that carries it. Choose another name first (`strand name NEW_NAME`, or Settings in the app)",
+            crate::display::one_line(name)
+        ))
+    }
+
     /// Changes the user's display name. Invites made from now on carry it;
     /// contacts keep the name they gave this user.
     pub fn rename(
@@ -854,6 +872,29 @@ impl Profile {
     ) -> Result<(), ProfileError> {
         let name = name.trim();
         strand_sync::check_name(name)?;
+        self.store_name(name, rng)
+    }
+
+    /// Tests only (the `insecure-kdf` feature, which no release build
+    /// has): names the user `name` under the rules an older Strand
+    /// followed, as a profile made then may be named, for tests of what
+    /// such a profile is told.
+    #[cfg(feature = "insecure-kdf")]
+    #[doc(hidden)]
+    pub fn rename_under_older_rules(
+        &self,
+        name: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
+        self.store_name(name, rng)
+    }
+
+    /// Stores `name` as the user's name, which the stored rules allow.
+    fn store_name(
+        &self,
+        name: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(), ProfileError> {
         let secret_bytes = self.identity().to_secret_bytes();
         let identity = Identity::from_secret_bytes(&secret_bytes, name)?;
         let mut secret = Zeroizing::new(Vec::with_capacity(64 + name.len()));
@@ -1973,6 +2014,45 @@ mod tests {
             "Kim \u{1F468}\u{200D}\u{1F469}",
             "Kim \u{1F468}\u{1F469}"
         ));
+    }
+
+    /// A profile named under older rules opens, but no invite is made
+    /// with its name (everyone would refuse it): the user is told why and
+    /// what to do, and a new name makes invites again.
+    #[test]
+    fn an_own_name_under_older_rules_is_told_and_a_new_one_makes_invites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let params = KdfParams::insecure_for_tests();
+        let p = Profile::create(tmp.path(), "Ann", "pass", params, rng).unwrap();
+        assert_eq!(p.own_name_problem(), None);
+        drop(p);
+        let rules = [
+            ("Ann\u{fe00}", "variation selectors"),
+            ("Ann\u{2800}", "braille blank"),
+            ("\u{200b}Ann", "zero-width"),
+        ];
+        for (old, rule) in rules {
+            let p = Profile::open(tmp.path(), "pass").unwrap();
+            p.rename_under_older_rules(old, rng).unwrap();
+            drop(p);
+            // As stored: the profile opens under the name it had.
+            let p = Profile::open(tmp.path(), "pass").unwrap();
+            assert_eq!(p.identity().name(), old);
+            let problem = p.own_name_problem().expect("a problem");
+            assert!(problem.contains(rule), "{problem}");
+            assert!(problem.contains("strand name NEW_NAME"), "{problem}");
+            match p.invite() {
+                Err(ProfileError::OwnName(why)) => assert_eq!(why, problem),
+                other => panic!("{old:?}: {:?}", other.map(|i| i.to_text())),
+            }
+        }
+        let p = Profile::open(tmp.path(), "pass").unwrap();
+        assert!(p.rename("Ann\u{2800}", rng).is_err());
+        p.rename("Ann", rng).unwrap();
+        assert_eq!(p.own_name_problem(), None);
+        let invite = strand_sync::Invite::from_text(&p.invite().unwrap().to_text()).unwrap();
+        assert_eq!(invite.name, "Ann");
     }
 
     /// Records written before invites were signed end with the name: they

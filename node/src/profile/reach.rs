@@ -325,7 +325,12 @@ impl Profile {
     /// This profile's invite, with its relay seed and its relays (see
     /// [`strand_sync::Identity::invite_with_reach`]): a contact who never shares a
     /// network with this device can still reach it through a relay.
+    /// A name that breaks today's rules is refused here, not by everyone
+    /// who tries the code ([`Profile::own_name_problem`]).
     pub fn invite(&self) -> Result<strand_sync::Invite, ProfileError> {
+        if let Some(problem) = self.own_name_problem() {
+            return Err(ProfileError::OwnName(problem));
+        }
         let reach = match self.published_reach()? {
             Some(r) => r,
             None => Reach {

@@ -523,6 +523,7 @@ impl From<crate::ProfileError> for Failure {
                 | strand_sync::GroupError::NoEffect(_),
             ) => FailureKind::BadInput,
             E::Group(_)
+            | E::OwnName(_)
             | E::Unwritable { .. }
             | E::Membership(_)
             | E::Mailbox(_)

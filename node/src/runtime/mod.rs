@@ -451,6 +451,10 @@ pub struct Status {
     /// of the node failed.
     #[serde(default)]
     pub panics: Vec<String>,
+    /// Why the user's name must be changed before an invite can be made
+    /// ([`crate::Profile::own_name_problem`]).
+    #[serde(default)]
+    pub name_problem: Option<String>,
 }
 
 /// The relay a node runs for its contacts.
@@ -1512,6 +1516,7 @@ impl Node {
             relays: p.relays().unwrap_or_default(),
             contacts: p.contacts().len(),
             panics: panics::recorded(),
+            name_problem: p.own_name_problem(),
         }
     }
 

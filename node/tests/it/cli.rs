@@ -416,6 +416,46 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert!(a.ok(&["status"]).contains("node running"));
 }
 
+/// A profile named under older rules (a braille blank at the end) makes
+/// no invite that everyone would refuse: `strand invite` says why and
+/// what to do, as do `strand name` and `strand status`, and `strand name`
+/// gives it a name invites can carry.
+#[test]
+fn an_own_name_from_older_rules_is_told_and_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ann = User::init(tmp.path(), "ann");
+    let p = strand_node::Profile::open(&ann.dir, &ann.pass).unwrap();
+    p.rename_under_older_rules("ann\u{2800}", &mut strand_node::os_rng())
+        .unwrap();
+    drop(p);
+    let out = ann.cmd(&["invite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "refused: {err}");
+    assert!(out.stdout.is_empty(), "no code is printed");
+    assert!(
+        err.contains("braille blank") && err.contains("strand name NEW_NAME"),
+        "{err}"
+    );
+    let out = ann.cmd(&["name"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ann\u{2800}\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Careful: your name"));
+    assert!(ann.ok(&["status"]).contains("Careful: your name"));
+    let json: Value = serde_json::from_str(&ann.ok(&["name", "--json"])).unwrap();
+    assert!(json["problem"].as_str().unwrap().contains("braille blank"));
+    // A name under the same older rule is refused, and nothing changes.
+    let out = ann.cmd(&["name", "\u{2800}ann"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(ann.ok(&["name"]), "ann\u{2800}\n");
+    // A new name makes invites again, and they carry it.
+    assert_eq!(ann.ok(&["name", "Ann"]), "Ann\n");
+    let invite = strand_sync::Invite::from_text(&ann.invite()).unwrap();
+    assert_eq!(invite.name, "Ann");
+    assert!(!ann.ok(&["status"]).contains("Careful"));
+    let json: Value = serde_json::from_str(&ann.ok(&["name", "--json"])).unwrap();
+    assert_eq!(json, serde_json::json!({ "name": "Ann", "problem": null }));
+}
+
 /// A global option that the command does nothing with is refused in one
 /// line, not ignored: the relay, the demo and `manual` open no profile
 /// (nor read a passphrase file), and `init` prints text only. Set in the
@@ -1638,6 +1678,11 @@ fn every_command_does_the_same_with_or_without_a_node() {
         "delete-contact caroline --yes",
         "contacts",
         "read caroline",
+        "name",
+        "name Ally",
+        "name al\u{200b}ly",
+        "name",
+        "name --json",
         "passphrase --new-passphrase-file WEAK",
         // Last: the passphrase the rest of the table gives stops working.
         "passphrase --new-passphrase-file NEWPASS",
