@@ -195,13 +195,14 @@ impl Profile {
                 let on_list = |r: &ContactRecord| list.iter().any(|p| same_keys(&r.public, p));
                 // Those the owner no longer has (deleted, so no longer
                 // reached through this mailbox): only contacts a list
-                // added (named so), not the owner nor any added here by
+                // added (marked so, or, if added before the mark was kept,
+                // still named so), not the owner nor any added here by
                 // hand; and none if the list may have been cut short.
                 let whole = list.len() < strand_sync::MAX_MAILBOX_CONTACTS;
                 for gone in book.records.iter().filter(|r| {
                     whole
                         && r.public != contact.public
-                        && r.name.ends_with(&listed_suffix(&r.public))
+                        && (r.listed || r.name.ends_with(&listed_suffix(&r.public)))
                         && !on_list(r)
                 }) {
                     match self.delete_contact_keyed(&gone.public, now, rng) {
@@ -225,7 +226,7 @@ impl Profile {
                         continue;
                     }
                     // Named by their key: unique, so no search for a free
-                    // name; and known by it as one a list added.
+                    // name; and marked as one a list added.
                     records.push(ContactRecord {
                         name: fit_name(&from.name, &listed_suffix(&public)),
                         public,
@@ -233,6 +234,7 @@ impl Profile {
                         verified: false,
                         legacy: false,
                         mailbox: false,
+                        listed: true,
                     });
                 }
                 // All in one change of the contact list.

@@ -117,6 +117,11 @@ pub struct ContactRecord {
     /// named. It carries sealed messages and reads nothing, so nothing is
     /// written to it.
     pub mailbox: bool,
+    /// At a mailbox: added from its owner's list of contacts (PROTOCOL.md
+    /// §17.1), so a later list that leaves them out deletes them, whatever
+    /// the mailbox's user has called them since. One added by hand is
+    /// never deleted so.
+    pub listed: bool,
 }
 
 /// A message of a conversation, decrypted.
@@ -953,6 +958,7 @@ impl Profile {
             verified: false,
             legacy: false,
             mailbox: !matches!(added, Added::Person),
+            listed: false,
         };
         let owner = match added {
             Added::MailboxOf(owner) => Some(owner),
@@ -1836,6 +1842,8 @@ const CONTACT_VERIFIED: u8 = 1;
 const CONTACT_LEGACY: u8 = 2;
 /// Flags byte of a contact record: a mailbox.
 const CONTACT_MAILBOX: u8 = 4;
+/// Flags byte of a contact record: added from a mailbox owner's list.
+const CONTACT_LISTED: u8 = 8;
 
 /// A contact record: sign (32) ‖ dh (32) ‖ added at (u64 LE) ‖ name, then
 /// 0x00 ‖ flags. Records written before flags existed end with the name
@@ -1851,7 +1859,8 @@ fn encode_contact(c: &ContactRecord) -> Vec<u8> {
     out.push(
         if c.verified { CONTACT_VERIFIED } else { 0 }
             | if c.legacy { CONTACT_LEGACY } else { 0 }
-            | if c.mailbox { CONTACT_MAILBOX } else { 0 },
+            | if c.mailbox { CONTACT_MAILBOX } else { 0 }
+            | if c.listed { CONTACT_LISTED } else { 0 },
     );
     out
 }
@@ -1877,6 +1886,7 @@ fn decode_contact(b: &[u8]) -> Result<ContactRecord, ProfileError> {
         verified: flags.is_some_and(|f| f & CONTACT_VERIFIED != 0),
         legacy: flags.is_none_or(|f| f & CONTACT_LEGACY != 0),
         mailbox: flags.is_some_and(|f| f & CONTACT_MAILBOX != 0),
+        listed: flags.is_some_and(|f| f & CONTACT_LISTED != 0),
     })
 }
 
@@ -1982,6 +1992,7 @@ mod tests {
             verified,
             legacy,
             mailbox: false,
+            listed: false,
         }
     }
 
@@ -1995,6 +2006,11 @@ mod tests {
                 ..record(v, l)
             };
             assert_eq!(decode_contact(&encode_contact(&m)).unwrap(), m);
+            let listed = ContactRecord {
+                listed: true,
+                ..record(v, l)
+            };
+            assert_eq!(decode_contact(&encode_contact(&listed)).unwrap(), listed);
         }
     }
 
