@@ -238,6 +238,12 @@ pub(crate) struct Core {
     pub badge: Option<i32>,
     /// The user's preferences, as last read or changed.
     pub preferences: strand_node::Preferences,
+    /// The user's name and the warning that it must change (if it must,
+    /// [`strand_node::Status::name_warning`]), as the screens show them;
+    /// `None` while locked. A rename from elsewhere
+    /// (`strand name` on the node this window is attached to) shows at
+    /// the next refresh, with the invite made again.
+    pub name_shown: Option<(String, Option<String>)>,
     /// Whether the window is the one in front (then nothing notifies).
     pub focused: Arc<AtomicBool>,
     /// The link to the notification service, once one was needed: `Err`
@@ -490,6 +496,7 @@ pub(crate) fn spawn(
         unread: (0, 0),
         badge: None,
         preferences: Default::default(),
+        name_shown: None,
         focused,
         notifier: None,
         quit: false,

@@ -140,19 +140,36 @@ pub fn invite_from_texts(texts: &[String]) -> Result<String, String> {
 pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
     let a = ui.global::<AddContactAdapter>();
     a.set_invite_problem("".into());
+    a.set_invite_problem_name(false);
     a.set_my_invite(invite.into());
     if let Some(image) = crate::qr::image(invite) {
         a.set_my_qr(image);
     }
 }
 
-/// Why the node made no invite (the user's name breaks today's rules),
-/// shown where the invite would be, with no code to hand out.
-pub(crate) fn show_invite_problem(ui: &AppWindow, problem: &str) {
-    let a = ui.global::<AddContactAdapter>();
-    a.set_my_invite("".into());
-    a.set_my_qr(slint::Image::default());
-    a.set_invite_problem(problem.into());
+/// Asks the node for the invite and shows it; or, if it makes none, why
+/// where the invite would be: `name_warning` (the user's name breaks
+/// today's rules, [`strand_node::Status::name_warning`]) with the way to
+/// a new name, or the failure as it is.
+pub(crate) fn refresh_invite(core: &Core, name_warning: Option<String>) {
+    let shown = match core.call(Request::Invite) {
+        Some(Ok(Reply::Invite { code })) => Ok(code),
+        Some(Err(e)) => Err(match name_warning {
+            Some(warning) => (warning, true),
+            None => (e.message, false),
+        }),
+        None | Some(Ok(_)) => return,
+    };
+    core.ui(move |ui| match shown {
+        Ok(code) => show_invite(&ui, &code),
+        Err((why, name)) => {
+            let a = ui.global::<AddContactAdapter>();
+            a.set_my_invite("".into());
+            a.set_my_qr(slint::Image::default());
+            a.set_invite_problem(why.into());
+            a.set_invite_problem_name(name);
+        }
+    });
 }
 
 fn add(core: &mut Core, code: &str, name: &str) {

@@ -15,7 +15,7 @@ pub mod settings;
 use slint::ComponentHandle;
 
 use crate::backend::{Backend, Changes, Core};
-use crate::{AppAdapter, AppWindow, Screen};
+use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter};
 
 /// Shows `items` in a list model: in place if it is a `VecModel` (so the
 /// view keeps its scroll position), else through `set` with a new one.
@@ -111,28 +111,33 @@ pub(crate) fn unlocked(core: &mut Core) {
     else {
         return;
     };
-    let (name, path, problem) = (status.name, status.profile, status.name_problem);
-    // A name chosen under older rules makes no invite: the app opens, and
-    // says why where the invite would be.
-    let invite = match core.call(strand_node::runtime::api::Request::Invite) {
-        Some(Ok(strand_node::runtime::api::Reply::Invite { code })) => Ok(code),
-        Some(Err(e)) => Err(e.message),
-        _ => return,
-    };
     core.chats_visible = true;
     core.groups_visible = false;
     settings::load_preferences(core);
     groups::refresh(core);
+    let path = status.profile.clone();
+    show_name(core, &status);
     core.ui(move |ui| {
-        ui.global::<AppAdapter>().set_my_name(name.clone().into());
-        settings::show(&ui, &name, &path, problem.as_deref());
-        match &invite {
-            Ok(code) => add_contact::show_invite(&ui, code),
-            Err(why) => add_contact::show_invite_problem(&ui, &careful(why)),
-        }
+        ui.global::<SettingsAdapter>().set_profile_path(path.into());
         ui.global::<AppAdapter>().set_screen(Screen::Chats);
     });
     refresh_lists(core);
+}
+
+/// The user's name where the screens show it, why it must change if it
+/// breaks today's rules, and the invite made again (it carries the
+/// name): at unlock, after a rename here, and when a refresh finds
+/// another name or problem than the one shown (a rename from the CLI).
+pub(crate) fn show_name(core: &mut Core, status: &strand_node::Status) {
+    let shown = (status.name.clone(), status.name_warning());
+    if core.name_shown.as_ref() == Some(&shown) {
+        return;
+    }
+    core.name_shown = Some(shown.clone());
+    let (name, warning) = shown;
+    let for_settings = warning.clone();
+    core.ui(move |ui| settings::show(&ui, &name, for_settings.as_deref()));
+    add_contact::refresh_invite(core, warning);
 }
 
 /// The node's events ended while it was this window's: it stopped (the
@@ -163,11 +168,6 @@ pub(crate) fn save_file(core: &Core, id: String) -> Option<String> {
         Some(Err(e)) => Some(format!("Not saved: {e}")),
         Some(Ok(_)) | None => None,
     }
-}
-
-/// A warning from the node as the app shows it: "Careful: …."
-pub(crate) fn careful(why: &str) -> String {
-    format!("Careful: {why}.")
 }
 
 /// What the app says when a contact's (or a group member's) messages are
@@ -371,6 +371,7 @@ pub(crate) fn on_tick(core: &mut Core) {
 /// status.
 fn refresh_lists(core: &mut Core) {
     if let Some(status) = network::status(core) {
+        show_name(core, &status);
         contacts::show(core, &status.seen);
         network::show(core, status);
     }

@@ -159,17 +159,12 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
             Err(e) => (false, e.message),
         };
         // The invite carries the relays: show the new one.
-        let invite = match core.call(Request::Invite) {
-            Some(Ok(Reply::Invite { code })) => Some(code),
-            _ => None,
-        };
+        let warning = core.name_shown.as_ref().and_then(|(_, w)| w.clone());
+        super::add_contact::refresh_invite(core, warning);
         let _ = weak.upgrade_in_event_loop(move |ui| {
             let a = ui.global::<NetworkAdapter>();
             a.set_relay_ok(ok);
             a.set_relay_result(text.into());
-            if let Some(invite) = invite {
-                super::add_contact::show_invite(&ui, &invite);
-            }
         });
         refresh(core);
     });

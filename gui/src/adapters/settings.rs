@@ -170,14 +170,19 @@ fn capitalised(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Shows the profile's name and folder, and why the name must change if
-/// it breaks today's rules.
-pub(crate) fn show(ui: &AppWindow, name: &str, path: &str, problem: Option<&str>) {
+/// Shows the user's name, and why it must change if it breaks today's
+/// rules (`warning`, [`strand_node::Status::name_warning`]).
+pub(crate) fn show(ui: &AppWindow, name: &str, warning: Option<&str>) {
+    ui.global::<AppAdapter>()
+        .set_my_name(strand_node::display::one_line(name).into());
     let a = ui.global::<SettingsAdapter>();
     a.set_name(name.into());
-    a.set_profile_path(path.into());
-    a.set_name_ok(false);
-    a.set_name_result(problem.map(super::careful).unwrap_or_default().into());
+    if let Some(warning) = warning {
+        a.set_name_ok(false);
+        a.set_name_result(warning.into());
+    } else if !a.get_name_ok() {
+        a.set_name_result("".into());
+    }
 }
 
 fn rename(core: &mut Core, name: &str) {
@@ -187,23 +192,33 @@ fn rename(core: &mut Core, name: &str) {
     let result = match renamed {
         None => return,
         Some(Err(e)) => Err(e),
-        Some(Ok(_)) => match (core.call(Request::Status), core.call(Request::Invite)) {
-            (Some(Ok(Reply::Status(s))), Some(Ok(Reply::Invite { code }))) => Ok((s.name, code)),
-            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+        Some(Ok(_)) => match core.call(Request::Status) {
+            Some(Ok(Reply::Status(s))) => Ok(s),
+            Some(Err(e)) => Err(e),
             _ => return,
         },
     };
     match result {
-        Ok((name, invite)) => core.ui(move |ui| {
-            let a = ui.global::<SettingsAdapter>();
-            a.set_name(name.clone().into());
-            a.set_name_ok(true);
-            a.set_name_result("Saved. New invites carry this name, and your groups see it.".into());
-            ui.global::<AppAdapter>().set_my_name(name.into());
-            super::add_contact::show_invite(&ui, &invite);
-        }),
+        Ok(status) => {
+            // Saved shows last: the name and the invite are on screen by
+            // then.
+            super::show_name(core, &status);
+            core.ui(|ui| {
+                let a = ui.global::<SettingsAdapter>();
+                a.set_name_ok(true);
+                a.set_name_result(
+                    "Saved. New invites carry this name, and your groups see it.".into(),
+                );
+            });
+        }
         Err(e) => {
-            let message = e.message;
+            // A name that must change still says so, after why this one
+            // was refused.
+            let warning = core.name_shown.as_ref().and_then(|(_, w)| w.as_ref());
+            let message = match warning {
+                Some(w) => format!("{} {w}", e.message),
+                None => e.message,
+            };
             core.ui(move |ui| {
                 let a = ui.global::<SettingsAdapter>();
                 a.set_name_ok(false);
@@ -271,6 +286,7 @@ pub(crate) fn wipe(core: &mut Core) {
 pub(crate) fn lock(core: &mut Core) {
     let attached = core.attached();
     core.stop();
+    core.name_shown = None;
     core.ui(|ui| {
         ui.global::<crate::ContactsAdapter>().set_current(-1);
         ui.global::<crate::ConversationAdapter>()
@@ -280,6 +296,9 @@ pub(crate) fn lock(core: &mut Core) {
             .set_my_invite("".into());
         ui.global::<crate::AddContactAdapter>()
             .set_my_qr(slint::Image::default());
+        ui.global::<crate::AddContactAdapter>()
+            .set_invite_problem("".into());
+        ui.global::<SettingsAdapter>().set_name_result("".into());
         ui.global::<AppAdapter>().set_my_name("".into());
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
         ui.global::<SettingsAdapter>().set_attached(false);

@@ -187,6 +187,23 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         assert!(bob.ok(&["status"]).contains("Bob"));
         other.onboarding().invoke_retry();
         assert!(h.pump_until(WAIT, || other.screen() == Screen::Chats));
+        // Bob renames himself from the terminal: the attached window shows
+        // the new name, and an invite that carries it, at its next
+        // refresh. Before, it kept both until it was locked.
+        assert_eq!(bob.ok(&["name", "Bobby"]), "Bobby\n");
+        let other_invite = || {
+            let code = other
+                .ui
+                .global::<strand_gui::AddContactAdapter>()
+                .get_my_invite();
+            strand_sync::Invite::from_text(&code).map(|i| i.name)
+        };
+        assert!(
+            h.pump_until(WAIT, || other.ui.global::<AppAdapter>().get_my_name()
+                == "Bobby"
+                && other_invite().is_ok_and(|n| n == "Bobby"))
+        );
+        assert_eq!(other.ui.global::<SettingsAdapter>().get_name(), "Bobby");
 
         gui.add_bob(h, &bob_code);
         gui.ui

@@ -108,8 +108,19 @@ fn a_name_from_older_rules_is_told_and_changed_in_the_settings() {
         let settings = gui.ui.global::<SettingsAdapter>();
         assert_eq!(settings.get_name_result(), problem.as_str());
         assert!(!settings.get_name_ok());
+        assert!(add.get_invite_problem_name(), "with the way to Settings");
+        // A refused name says why, and that the old one must still change.
+        settings.invoke_rename("\u{2800}Ann".into());
+        assert!(h.pump_until(WAIT, || settings.get_name_result() != problem.as_str()));
+        let refused = settings.get_name_result().to_string();
+        assert!(
+            refused.contains("braille blank") && refused.ends_with(&problem),
+            "{refused}"
+        );
         settings.invoke_rename("Ann".into());
+        // Saved shows last, after the name and the invite.
         assert!(h.pump_until(WAIT, || settings.get_name_ok()));
+        assert!(!gui.invite().is_empty());
         assert_eq!(add.get_invite_problem(), "");
         let invite = strand_sync::Invite::from_text(&gui.invite()).unwrap();
         assert_eq!(invite.name, "Ann");

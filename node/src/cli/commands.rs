@@ -236,8 +236,8 @@ async fn own_name(ctx: &Ctx, device: &Device, new_name: Option<String>) -> Resul
         }));
     }
     println!("{}", crate::display::one_line(&status.name));
-    if let Some(problem) = &status.name_problem {
-        eprintln!("Careful: {problem}.");
+    if let Some(warning) = status.name_warning() {
+        eprintln!("{warning}");
     }
     Ok(())
 }
@@ -1005,7 +1005,11 @@ async fn mailbox(ctx: &Ctx, device: &Device, action: Option<MailboxAction>) -> R
     match (&view.owner, &view.mailbox) {
         (Some(owner), _) => {
             println!("This device is the mailbox of {owner}: it carries sealed messages for them and their contacts, and cannot read them.");
-            println!("On {owner}'s device, pair it with:\n  strand mailbox add {}", view.code);
+            if view.code.is_empty() {
+                println!("No pairing code can be made while your name breaks today's naming rules (`strand status` says why): choose another with `strand name NEW_NAME`.");
+            } else {
+                println!("On {owner}'s device, pair it with:\n  strand mailbox add {}", view.code);
+            }
         }
         (None, Some(name)) => println!(
             "Your mailbox is paired (contact {name:?}). Your contacts learn it the next time you sync with them; messages for you wait there while you are away."

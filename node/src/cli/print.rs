@@ -211,18 +211,19 @@ fn external_label(address: &str) -> &'static str {
 /// `strand status` for a device: a running node's transports, relays
 /// and contacts seen, or what a profile with no node running has.
 pub(crate) fn status(s: &Status) {
-    if let Some(problem) = &s.name_problem {
-        println!("Careful: {problem}.");
+    if let Some(warning) = s.name_warning() {
+        println!("{warning}");
     }
+    let name = crate::display::one_line(&s.name);
     if !s.running {
-        println!("{} — profile {} — node not running", s.name, s.profile);
+        println!("{name} — profile {} — node not running", s.profile);
         println!("  {} contacts; start syncing with `strand run`", s.contacts);
         for r in &s.relays {
             println!("  relay {r} (reserved on when the node runs)");
         }
         return;
     }
-    println!("{} — profile {} — node running", s.name, s.profile);
+    println!("{name} — profile {} — node running", s.profile);
     for t in &s.transports {
         let discovery = if t.discovery { ", discovery on" } else { "" };
         let addresses = if t.addresses.is_empty() {

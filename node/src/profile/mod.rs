@@ -863,7 +863,7 @@ impl Profile {
             Err(_) => "breaks the naming rules",
         };
         Some(format!(
-            "your name {:?} {why}, which a name may no longer do: no one can add an invite that carries it. Choose another name first (`strand name NEW_NAME`, or Settings in the app)",
+            "your name \"{}\" {why}, which a name may no longer do: no one can add an invite that carries it. Choose another name first (`strand name NEW_NAME`, or Settings in the app)",
             crate::display::one_line(name)
         ))
     }
@@ -2057,6 +2057,9 @@ mod tests {
             assert_eq!(p.identity().name(), old);
             let problem = p.own_name_problem().expect("a problem");
             assert!(problem.contains(rule), "{problem}");
+            // Shown safely: what is invisible is marked.
+            let shown = format!("your name \"{}\"", crate::display::one_line(old));
+            assert!(problem.starts_with(&shown), "{problem}");
             assert!(problem.contains("strand name NEW_NAME"), "{problem}");
             match p.invite() {
                 Err(ProfileError::OwnName(why)) => assert_eq!(why, problem),

@@ -135,6 +135,11 @@ impl Profile {
                 "this profile has a mailbox of its own; a mailbox is a profile of its own".into(),
             ));
         }
+        // Its owner pairs it with a code that carries its name: refused
+        // before anything changes if no such code can be made.
+        if let Some(problem) = self.own_name_problem() {
+            return Err(ProfileError::OwnName(problem));
+        }
         if let Some(o) = self.mailbox_of()? {
             if o.public != owner.public {
                 return Err(ProfileError::Mailbox(format!(

@@ -824,6 +824,8 @@ pub struct MailboxView {
     /// This profile's mailbox (its contact name).
     pub mailbox: Option<String>,
     /// On a mailbox, the code that pairs it on its owner's device;
-    /// otherwise this profile's invite.
+    /// otherwise this profile's invite. Empty while the user's name
+    /// breaks today's rules ([`crate::Status::name_problem`]), when
+    /// neither can be made.
     pub code: String,
 }

@@ -457,6 +457,14 @@ pub struct Status {
     pub name_problem: Option<String>,
 }
 
+impl Status {
+    /// What the CLI and the app say when the user's name breaks today's
+    /// rules ([`Status::name_problem`]): "Careful: …".
+    pub fn name_warning(&self) -> Option<String> {
+        self.name_problem.as_ref().map(|p| format!("Careful: {p}."))
+    }
+}
+
 /// The relay a node runs for its contacts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServingStatus {

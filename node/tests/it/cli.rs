@@ -439,10 +439,21 @@ fn an_own_name_from_older_rules_is_told_and_changed() {
     let out = ann.cmd(&["name"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ann\u{2800}\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Careful: your name"));
-    assert!(ann.ok(&["status"]).contains("Careful: your name"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Careful: your name \"ann\u{2800}\" starts")
+    );
+    assert!(ann.ok(&["status"]).starts_with("Careful: your name"));
     let json: Value = serde_json::from_str(&ann.ok(&["name", "--json"])).unwrap();
     assert!(json["problem"].as_str().unwrap().contains("braille blank"));
+    // No mailbox pairing code can be made: `mailbox init` is refused
+    // before anything changes, and the view still shows.
+    let owen = User::init(tmp.path(), "owen");
+    let out = ann.cmd(&["mailbox", "init", &owen.invite()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("braille blank"), "{err}");
+    assert!(ann.ok(&["mailbox"]).starts_with("No mailbox."));
+    assert_eq!(ann.ok(&["contacts", "--json"]).trim(), "[]");
     // A name under the same older rule is refused, and nothing changes.
     let out = ann.cmd(&["name", "\u{2800}ann"]);
     assert_eq!(out.status.code(), Some(1));
@@ -1777,6 +1788,7 @@ fn every_command_does_the_same_with_or_without_a_node() {
             || line.contains("nonsense")
             || line.contains("WEAK")
             || line.starts_with("rename-contact caroline ")
+            || line.starts_with("name al")
             || line == "delete-contact caroline"
             || [
                 "timer bob 4m",
@@ -1798,11 +1810,22 @@ fn every_command_does_the_same_with_or_without_a_node() {
                     "`strand {line}` says the range: {w:?}"
                 );
             }
-        } else if line.starts_with("rename-contact") || line == "delete-contact caroline --yes" {
+        } else if line.starts_with("rename-contact")
+            || line.starts_with("name")
+            || line == "delete-contact caroline --yes"
+        {
             assert_eq!(w.0, Some(0), "`strand {line}` with a node: {w:?}");
             assert_eq!(o.0, Some(0), "`strand {line}` without: {o:?}");
         }
     }
+    // The user's own name, shown, changed, kept on a refusal.
+    let at = |line: &str| table.iter().position(|l| l.join(" ") == line).unwrap();
+    assert_eq!(with[at("name")].1, "alice");
+    assert_eq!(with[at("name Ally")].1, "Ally");
+    assert!(with[at("name al\u{200b}ly")].2.contains("invisible"));
+    assert_eq!(with[at("name al\u{200b}ly") + 1].1, "Ally");
+    let json: Value = serde_json::from_str(&with[at("name --json")].1).unwrap();
+    assert_eq!(json, serde_json::json!({ "name": "Ally", "problem": null }));
     // Caroline is there until deleted (without --yes, and with no
     // terminal to type her name in, nothing is), then gone.
     let deleted = table
