@@ -302,6 +302,29 @@ fn item(g: &GroupSummary, clock: &Clock) -> ContactItem {
     }
 }
 
+/// The new group's form's rows for `contacts` (names and keys, as listed
+/// now), ticked as the rows shown (`shown`) were: by key, so a contact
+/// renamed while the form is open stays ticked under the new name, and
+/// a contact deleted and another added under the same name (from the
+/// terminal, between two refreshes) ticks no one the user did not tick.
+fn choices(
+    shown: impl Iterator<Item = ChoiceItem>,
+    contacts: Vec<(String, String)>,
+) -> Vec<ChoiceItem> {
+    let ticked: BTreeSet<SharedString> = shown.filter(|c| c.chosen).map(|c| c.key).collect();
+    contacts
+        .into_iter()
+        .map(|(name, key)| {
+            let key = SharedString::from(key);
+            ChoiceItem {
+                chosen: ticked.contains(&key),
+                name: name.into(),
+                key,
+            }
+        })
+        .collect()
+}
+
 /// Re-reads the group list and shows it, with the contacts a new group
 /// can be made of.
 pub(crate) fn refresh(core: &mut Core) {
@@ -309,8 +332,8 @@ pub(crate) fn refresh(core: &mut Core) {
         return;
     };
     // Unread, the contacts stay as they are.
-    let contacts: Option<Vec<String>> =
-        super::contacts::views(core).map(|v| v.into_iter().map(|c| c.name).collect());
+    let contacts: Option<Vec<(String, String)>> =
+        super::contacts::views(core).map(|v| v.into_iter().map(|c| (c.name, c.key)).collect());
     let clock = Clock::now();
     let mut groups = groups;
     groups.sort_by(|a, b| {
@@ -331,26 +354,8 @@ pub(crate) fn refresh(core: &mut Core) {
             .map_or(-1, |i| i as i32);
         set_vec(a.get_groups(), items, |m| a.set_groups(m));
         a.set_current(current);
-        // The new group's form keeps its ticks by name: a contact added
-        // or renamed while it is open ticks no one else (a renamed one is
-        // unticked, and the form shows it).
         if let Some(contacts) = contacts {
-            let ticked: BTreeSet<SharedString> = a
-                .get_contacts()
-                .iter()
-                .filter(|c| c.chosen)
-                .map(|c| c.name)
-                .collect();
-            let rows: Vec<ChoiceItem> = contacts
-                .into_iter()
-                .map(|name| {
-                    let name = SharedString::from(name);
-                    ChoiceItem {
-                        chosen: ticked.contains(&name),
-                        name,
-                    }
-                })
-                .collect();
+            let rows = choices(a.get_contacts().iter(), contacts);
             set_vec(a.get_contacts(), rows, |m| a.set_contacts(m));
         }
         ui.global::<AppAdapter>().set_unread_groups(unread);
@@ -512,6 +517,38 @@ fn member_item(m: &strand_node::GroupMember) -> GroupMemberItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The form's ticks follow the person: Bob renamed Robert stays
+    /// ticked, and a newcomer named as Carol was, with another key, is not
+    /// (by name, as before, the newcomer was ticked and the renamed Bob
+    /// was not).
+    #[test]
+    fn the_new_group_s_ticks_stay_with_the_person() {
+        let row = |name: &str, key: &str, chosen: bool| ChoiceItem {
+            name: name.into(),
+            key: key.into(),
+            chosen,
+        };
+        let shown = vec![
+            row("Bob", "b0b", true),
+            row("Carol", "ca7", true),
+            row("Dave", "da5", false),
+        ];
+        let now = vec![
+            ("Carol".to_owned(), "0ff".to_owned()),
+            ("Dave".to_owned(), "da5".to_owned()),
+            ("Robert".to_owned(), "b0b".to_owned()),
+        ];
+        let rows = choices(shown.into_iter(), now);
+        assert_eq!(
+            rows,
+            [
+                row("Carol", "0ff", false),
+                row("Dave", "da5", false),
+                row("Robert", "b0b", true),
+            ]
+        );
+    }
 
     /// A group's name is its creator's choice: the list shows it made
     /// safe (with the id beside it when another group has it too), and

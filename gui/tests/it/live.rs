@@ -261,25 +261,30 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         assert!(renamed.status.success(), "{renamed:?}");
         assert!(h.pump_until(WAIT, || conv.get_contact() == "Robert"
             && gui.contacts().first().is_some_and(|c| c.name == "Robert")));
-        // The form keeps its ticks by name, in the list's rows: Robert is
-        // shown unticked, and making the group asks for someone. Before, a
-        // tick was kept by row, so it stayed on the row now named Robert
-        // while the choice held "Bob", and making the group failed on a
-        // contact no longer there.
+        // The form keeps its ticks by key, in the list's rows: Robert is
+        // the one ticked, and the group is made with him. (Kept by row, a
+        // tick stayed on the row while the choice held "Bob", and making
+        // the group failed on a contact no longer there; kept by name, he
+        // was unticked.)
         assert!(h.pump_until(WAIT, || groups
             .get_contacts()
             .iter()
             .map(|c| (c.name, c.chosen))
-            .eq([("Robert".into(), false)])));
+            .eq([("Robert".into(), true)])));
         assert!(groups.get_creating());
         groups.invoke_create("Desk".into());
-        assert!(h.pump_until(WAIT, || !groups.get_create_error().is_empty()));
+        assert!(h.pump_until(WAIT, || !groups.get_creating()));
+        assert_eq!(groups.get_create_error(), "");
+        let members = alice
+            .command()
+            .env_remove("STRAND_PASSPHRASE")
+            .args(["group", "members", "Desk"])
+            .output()
+            .unwrap();
         assert!(
-            groups.get_create_error().contains("at least one contact"),
-            "{}",
-            groups.get_create_error()
+            String::from_utf8_lossy(&members.stdout).contains("Robert"),
+            "{members:?}"
         );
-        groups.set_creating(false);
         assert!(conv.invoke_send("to Robert".into()));
         assert!(h.pump_until(WAIT, || messages.row_count() == 3));
         // Robert deleted from the terminal while his conversation is
