@@ -148,18 +148,21 @@ pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
 }
 
 /// Asks the node for the invite and shows it; or, if it makes none, why
-/// where the invite would be: `name_warning` (the user's name breaks
-/// today's rules, [`strand_node::Status::name_warning`]) with the way to
-/// a new name, or the failure as it is.
-pub(crate) fn refresh_invite(core: &Core, name_warning: Option<String>) {
+/// where the invite would be: the warning that the user's name breaks
+/// today's rules ([`Core::name_shown`]) with the way to a new name, or
+/// the failure as it is. Returns whether the invite or that warning
+/// shows (not a failure that asking again may mend).
+pub(crate) fn refresh_invite(core: &Core) -> bool {
+    let name_warning = core.name_shown.as_ref().and_then(|(_, w)| w.clone());
     let shown = match core.call(Request::Invite) {
         Some(Ok(Reply::Invite { code })) => Ok(code),
         Some(Err(e)) => Err(match name_warning {
             Some(warning) => (warning, true),
             None => (e.message, false),
         }),
-        None | Some(Ok(_)) => return,
+        None | Some(Ok(_)) => return false,
     };
+    let done = matches!(shown, Ok(_) | Err((_, true)));
     core.ui(move |ui| match shown {
         Ok(code) => show_invite(&ui, &code),
         Err((why, name)) => {
@@ -170,6 +173,7 @@ pub(crate) fn refresh_invite(core: &Core, name_warning: Option<String>) {
             a.set_invite_problem_name(name);
         }
     });
+    done
 }
 
 fn add(core: &mut Core, code: &str, name: &str) {

@@ -166,14 +166,33 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     a.on_create(move |name| {
         let name = name.trim().to_owned();
         let Some(ui) = weak.upgrade() else { return };
-        let with: Vec<String> = ui
+        let chosen: Vec<(String, String)> = ui
             .global::<GroupsAdapter>()
             .get_contacts()
             .iter()
             .filter(|c| c.chosen)
-            .map(|c| c.name.to_string())
+            .map(|c| (c.name.to_string(), c.key.to_string()))
             .collect();
         b.job(move |core| {
+            // The ticked people by their names now: one renamed since the
+            // last refresh is found, and one deleted is not replaced by a
+            // newcomer under their name.
+            let Some(contacts) = super::contacts::views(core) else {
+                return;
+            };
+            let mut with = Vec::with_capacity(chosen.len());
+            for (shown, key) in &chosen {
+                match contacts.iter().find(|c| &c.key == key) {
+                    Some(c) => with.push(c.name.clone()),
+                    None => {
+                        let e = format!("{shown:?} is no longer a contact: tick the people again");
+                        core.ui(move |ui| {
+                            ui.global::<GroupsAdapter>().set_create_error(e.into());
+                        });
+                        return;
+                    }
+                }
+            }
             let result = core.call(Request::GroupCreate {
                 name: name.clone(),
                 with,

@@ -133,11 +133,14 @@ pub(crate) fn show_name(core: &mut Core, status: &strand_node::Status) {
     if core.name_shown.as_ref() == Some(&shown) {
         return;
     }
-    core.name_shown = Some(shown.clone());
-    let (name, warning) = shown;
-    let for_settings = warning.clone();
-    core.ui(move |ui| settings::show(&ui, &name, for_settings.as_deref()));
-    add_contact::refresh_invite(core, warning);
+    let (name, warning) = shown.clone();
+    core.name_shown = Some(shown);
+    core.ui(move |ui| settings::show(&ui, &name, warning.as_deref()));
+    // An invite that failed for another reason is asked for again at the
+    // next refresh.
+    if !add_contact::refresh_invite(core) {
+        core.name_shown = None;
+    }
 }
 
 /// The node's events ended while it was this window's: it stopped (the

@@ -159,8 +159,7 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
             Err(e) => (false, e.message),
         };
         // The invite carries the relays: show the new one.
-        let warning = core.name_shown.as_ref().and_then(|(_, w)| w.clone());
-        super::add_contact::refresh_invite(core, warning);
+        super::add_contact::refresh_invite(core);
         let _ = weak.upgrade_in_event_loop(move |ui| {
             let a = ui.global::<NetworkAdapter>();
             a.set_relay_ok(ok);

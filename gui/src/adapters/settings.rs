@@ -298,6 +298,8 @@ pub(crate) fn lock(core: &mut Core) {
             .set_my_qr(slint::Image::default());
         ui.global::<crate::AddContactAdapter>()
             .set_invite_problem("".into());
+        ui.global::<crate::AddContactAdapter>()
+            .set_invite_problem_name(false);
         ui.global::<SettingsAdapter>().set_name_result("".into());
         ui.global::<AppAdapter>().set_my_name("".into());
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);

@@ -14,7 +14,7 @@ use crate::profile::pairing::{fit_name, fit_names, Added};
 use crate::profile::removal::Deleted;
 use crate::profile::schema::meta;
 use crate::profile::store::table_key;
-use crate::profile::{ContactRecord, Profile, ProfileError};
+use crate::profile::{listed_suffix, ContactRecord, Profile, ProfileError};
 
 /// Seals [`meta::LIST_TAKEN`].
 const ROLE_LIST_TAKEN: &str = "strand/v3/list-taken";
@@ -195,16 +195,15 @@ impl Profile {
                 let on_list = |r: &ContactRecord| list.iter().any(|p| same_keys(&r.public, p));
                 // Those the owner no longer has (deleted, so no longer
                 // reached through this mailbox): only contacts a list
-                // added (marked so, or, if added before the mark was kept,
-                // still named so), not the owner nor any added here by
-                // hand; and none if the list may have been cut short.
+                // added (marked so: [`ContactRecord::listed`]), not the
+                // owner nor any added here by hand; and none if the list
+                // may have been cut short.
                 let whole = list.len() < strand_sync::MAX_MAILBOX_CONTACTS;
-                for gone in book.records.iter().filter(|r| {
-                    whole
-                        && r.public != contact.public
-                        && (r.listed || r.name.ends_with(&listed_suffix(&r.public)))
-                        && !on_list(r)
-                }) {
+                for gone in book
+                    .records
+                    .iter()
+                    .filter(|r| whole && r.public != contact.public && r.listed && !on_list(r))
+                {
                     match self.delete_contact_keyed(&gone.public, now, rng) {
                         Ok(d) => taken.deleted.push(d),
                         Err(e) => {
@@ -269,11 +268,4 @@ impl Profile {
 /// too, never a second contact).
 fn same_keys(a: &PublicIdentity, b: &PublicIdentity) -> bool {
     a.sign == b.sign || a.dh == b.dh
-}
-
-/// How the name a mailbox gives a contact its owner listed ends (after
-/// the owner's name): by their key, so unique, and known again when a
-/// later list leaves them out.
-fn listed_suffix(public: &PublicIdentity) -> String {
-    format!("'s contact {}", crate::profile::hex(&public.sign[..8]))
 }

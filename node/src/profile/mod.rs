@@ -321,6 +321,27 @@ impl std::fmt::Debug for Profile {
     }
 }
 
+/// Why `name`, the user's own, breaks today's naming rules, if it does
+/// ([`Profile::own_name_problem`]; the app asks it of the name an older
+/// node's status gives, which says nothing of it).
+pub fn own_name_problem(name: &str) -> Option<String> {
+    let why = match strand_sync::check_name(name) {
+        Ok(()) => return None,
+        Err(strand_sync::KeyError::Name(why)) => why,
+        Err(_) => "breaks the naming rules",
+    };
+    Some(format!(
+        "your name \"{}\" {why}, which a name may no longer do: no one can add an invite that carries it. Choose another name first (`strand name NEW_NAME`, or Settings in the app)",
+        crate::display::one_line(name)
+    ))
+}
+
+/// How the name a mailbox gives a contact its owner listed ends (after
+/// the owner's name, PROTOCOL.md §17.1): by their key, so unique.
+pub(crate) fn listed_suffix(public: &PublicIdentity) -> String {
+    format!("'s contact {}", crate::profile::hex(&public.sign[..8]))
+}
+
 /// A name the user gives a contact: the naming rules of
 /// [`strand_sync::check_name`], said of a contact name.
 fn check_contact_name(name: &str) -> Result<(), ProfileError> {
@@ -855,17 +876,7 @@ impl Profile {
     /// invisible character, a braille blank at an end) still opens, but
     /// no one can add its invites, so it has to be renamed first.
     pub fn own_name_problem(&self) -> Option<String> {
-        let identity = self.identity();
-        let name = identity.name();
-        let why = match strand_sync::check_name(name) {
-            Ok(()) => return None,
-            Err(strand_sync::KeyError::Name(why)) => why,
-            Err(_) => "breaks the naming rules",
-        };
-        Some(format!(
-            "your name \"{}\" {why}, which a name may no longer do: no one can add an invite that carries it. Choose another name first (`strand name NEW_NAME`, or Settings in the app)",
-            crate::display::one_line(name)
-        ))
+        own_name_problem(self.identity().name())
     }
 
     /// Changes the user's display name. Invites made from now on carry it;
@@ -1875,18 +1886,24 @@ fn decode_contact(b: &[u8]) -> Result<ContactRecord, ProfileError> {
         Some(_) => return Err(ProfileError::Corrupt("contact record".into())),
         None => (rest, None),
     };
+    let public = PublicIdentity {
+        sign: b[..32].try_into().expect("32 bytes"),
+        dh: b[32..64].try_into().expect("32 bytes"),
+    };
+    let name = String::from_utf8(name.to_vec())
+        .map_err(|_| ProfileError::Corrupt("contact name".into()))?;
     Ok(ContactRecord {
-        public: PublicIdentity {
-            sign: b[..32].try_into().expect("32 bytes"),
-            dh: b[32..64].try_into().expect("32 bytes"),
-        },
         added_at: u64::from_le_bytes(b[64..72].try_into().expect("8 bytes")),
-        name: String::from_utf8(name.to_vec())
-            .map_err(|_| ProfileError::Corrupt("contact name".into()))?,
         verified: flags.is_some_and(|f| f & CONTACT_VERIFIED != 0),
         legacy: flags.is_none_or(|f| f & CONTACT_LEGACY != 0),
         mailbox: flags.is_some_and(|f| f & CONTACT_MAILBOX != 0),
-        listed: flags.is_some_and(|f| f & CONTACT_LISTED != 0),
+        // Marked, or added from a list before the mark was kept (or
+        // written since by a version without it) and named so: marked
+        // from now on, so a rename keeps it.
+        listed: flags.is_some_and(|f| f & CONTACT_LISTED != 0)
+            || name.ends_with(&listed_suffix(&public)),
+        public,
+        name,
     })
 }
 
@@ -2014,6 +2031,36 @@ mod tests {
         }
     }
 
+    /// A contact a mailbox's owner's list added before the mark was kept
+    /// (no bit 8; or rewritten by a version without it) is known by the
+    /// name the list gave them, and marked from then on: renamed, they
+    /// are still one a later list can delete. Before, renamed, they were
+    /// known as neither.
+    #[test]
+    fn a_listed_contact_from_before_the_mark_keeps_it_when_renamed() {
+        let r = record(false, false);
+        let old = ContactRecord {
+            name: format!("Owen{}", listed_suffix(&r.public)),
+            ..r.clone()
+        };
+        let decoded = decode_contact(&encode_contact(&old)).unwrap();
+        assert!(decoded.listed, "known by the list's name");
+        let renamed = ContactRecord {
+            name: "Carl".into(),
+            ..decoded
+        };
+        assert!(decode_contact(&encode_contact(&renamed)).unwrap().listed);
+        // Another's key in the name, or none, is no mark.
+        let other = PublicIdentity {
+            sign: [9; 32],
+            dh: [2; 32],
+        };
+        for name in [format!("Owen{}", listed_suffix(&other)), "Owen".into()] {
+            let r = ContactRecord { name, ..r.clone() };
+            assert!(!decode_contact(&encode_contact(&r)).unwrap().listed);
+        }
+    }
+
     #[test]
     fn lookalike_names_are_caught_and_different_ones_are_not() {
         // Latin and Cyrillic "a", "o", "e"; l and I; a case change.
@@ -2057,6 +2104,10 @@ mod tests {
             assert_eq!(p.identity().name(), old);
             let problem = p.own_name_problem().expect("a problem");
             assert!(problem.contains(rule), "{problem}");
+            let Err(strand_sync::KeyError::Name(why)) = strand_sync::check_name(old) else {
+                panic!("{old:?} passes");
+            };
+            assert!(problem.contains(why), "{problem}");
             // Shown safely: what is invisible is marked.
             let shown = format!("your name \"{}\"", crate::display::one_line(old));
             assert!(problem.starts_with(&shown), "{problem}");

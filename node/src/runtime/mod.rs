@@ -459,9 +459,13 @@ pub struct Status {
 
 impl Status {
     /// What the CLI and the app say when the user's name breaks today's
-    /// rules ([`Status::name_problem`]): "Careful: …".
+    /// rules ([`Status::name_problem`]): "Careful: …". Asked of the name
+    /// itself when the status is an older node's, which says nothing of it.
     pub fn name_warning(&self) -> Option<String> {
-        self.name_problem.as_ref().map(|p| format!("Careful: {p}."))
+        self.name_problem
+            .clone()
+            .or_else(|| crate::profile::own_name_problem(&self.name))
+            .map(|p| format!("Careful: {p}."))
     }
 }
 
@@ -1763,6 +1767,26 @@ fn _assert_send() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An older node's status says nothing of the name: the warning is
+    /// asked of the name itself, so a newer app still warns.
+    #[test]
+    fn an_older_node_s_status_still_warns_of_the_name() {
+        let older = |name: &str| -> Status {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "profile": "/p", "transports": [], "seen": [],
+                "links": 0, "sessions": 0, "bytes_sent": 0, "bytes_received": 0,
+                "messages": 0,
+            }))
+            .unwrap()
+        };
+        let warning = older("Ann\u{2800}").name_warning().expect("a warning");
+        assert!(
+            warning.starts_with("Careful: your name") && warning.contains("braille blank"),
+            "{warning}"
+        );
+        assert_eq!(older("Ann").name_warning(), None);
+    }
 
     fn addrs(list: &[&str]) -> Vec<Multiaddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()

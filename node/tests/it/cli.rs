@@ -465,6 +465,20 @@ fn an_own_name_from_older_rules_is_told_and_changed() {
     assert!(!ann.ok(&["status"]).contains("Careful"));
     let json: Value = serde_json::from_str(&ann.ok(&["name", "--json"])).unwrap();
     assert_eq!(json, serde_json::json!({ "name": "Ann", "problem": null }));
+    // A mailbox named under older rules (paired before) shows its pairing,
+    // with no code to hand out and why.
+    ann.ok(&["mailbox", "init", &owen.invite()]);
+    let p = strand_node::Profile::open(&ann.dir, &ann.pass).unwrap();
+    p.rename_under_older_rules("Ann\u{2800}", &mut strand_node::os_rng())
+        .unwrap();
+    drop(p);
+    let shown = ann.ok(&["mailbox"]);
+    assert!(
+        shown.contains("the mailbox of owen") && shown.contains("No pairing code can be made"),
+        "{shown}"
+    );
+    let json: Value = serde_json::from_str(&ann.ok(&["mailbox", "--json"])).unwrap();
+    assert_eq!(json["code"], "");
 }
 
 /// A global option that the command does nothing with is refused in one
