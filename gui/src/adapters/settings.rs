@@ -177,12 +177,10 @@ pub(crate) fn show(ui: &AppWindow, name: &str, warning: Option<&str>) {
         .set_my_name(strand_node::display::one_line(name).into());
     let a = ui.global::<SettingsAdapter>();
     a.set_name(name.into());
-    if let Some(warning) = warning {
-        a.set_name_ok(false);
-        a.set_name_result(warning.into());
-    } else if !a.get_name_ok() {
-        a.set_name_result("".into());
-    }
+    // A rename here says "Saved." after this; one from elsewhere leaves
+    // no word of an earlier one.
+    a.set_name_ok(false);
+    a.set_name_result(warning.unwrap_or_default().into());
 }
 
 fn rename(core: &mut Core, name: &str) {

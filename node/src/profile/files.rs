@@ -728,11 +728,32 @@ impl Profile {
             Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
             _ => (name.clone(), String::new()),
         };
-        // The name is claimed before the file takes it, so nothing already
-        // there (another save's file, a link) is ever replaced: the
-        // rename replaces only the empty file made here.
         let mut target = dir.join(&name);
         let mut n = 1;
+        // The whole file takes its name in one step, a link that never
+        // replaces anything there (another save's file, a link of the
+        // user's); the part's name then goes. Cut short between the two,
+        // a save leaves its part, which a later save removes, and never an
+        // empty or partial file under the name.
+        loop {
+            match std::fs::hard_link(&temp, &target) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&temp);
+                    return Ok(target);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    target = dir.join(format!("{stem} ({n}){ext}"));
+                    n += 1;
+                }
+                // A filesystem without links (FAT on a stick, some
+                // network shares): claim the name, then rename over the
+                // claim.
+                Err(_) => break,
+            }
+        }
+        // The name is claimed before the file takes it, so nothing already
+        // there is ever replaced: the rename replaces only the empty file
+        // made here.
         let claimed = loop {
             match std::fs::File::create_new(&target) {
                 Ok(_) => break Ok(()),

@@ -127,6 +127,29 @@ async fn files_and_images_sync_and_save_byte_identical() {
     // Saved again: a new name, nothing replaced.
     let again = ben.profile().save_file(&id_of(&m), &out).unwrap();
     assert_eq!(again, out.join("report (1).bin"));
+    // A link of the user's under the next name is not replaced either, and
+    // a save leaves one name on its file and no part beside it.
+    let users = out.join("report (2).bin");
+    std::os::unix::fs::symlink(&old_file, &users).unwrap();
+    let third = ben.profile().save_file(&id_of(&m), &out).unwrap();
+    assert_eq!(third, out.join("report (3).bin"));
+    assert_eq!(std::fs::read_link(&users).unwrap(), old_file);
+    for saved in [&again, &third] {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::read(saved).unwrap(), data);
+        assert_eq!(std::fs::metadata(saved).unwrap().nlink(), 1, "{saved:?}");
+    }
+    let parts = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".strand-")
+        })
+        .count();
+    assert_eq!(parts, 0);
     // Not a file, not an id.
     assert!(ben.profile().save_file("zz", &out).is_err());
     assert!(ben.profile().save_file("00000000", &out).is_err());
@@ -213,7 +236,8 @@ async fn files_and_images_sync_and_save_byte_identical() {
     let e = ben.profile().save_file(&id_of(&forged), &out).unwrap_err();
     assert!(e.to_string().contains("refused"), "{e}");
     assert!(!out.join("forged.txt").exists());
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "no leftovers");
+    // report.bin, (1), the user's link (2), (3), photo.png.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 5, "no leftovers");
     ann.shutdown().await;
     ben.shutdown().await;
 }
