@@ -255,6 +255,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The warning shown that the user's name must change, if it must
+    /// ([`Core::name_shown`]).
+    pub fn name_warning(&self) -> Option<&str> {
+        self.name_shown.as_ref().and_then(|(_, w)| w.as_deref())
+    }
+
     /// Runs `f` on the UI thread with the window, if it still exists.
     pub fn ui(&self, f: impl FnOnce(AppWindow) + Send + 'static) {
         let _ = self.ui.upgrade_in_event_loop(f);

@@ -153,7 +153,7 @@ pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
 /// the failure as it is. Returns whether the invite or that warning
 /// shows (not a failure that asking again may mend).
 pub(crate) fn refresh_invite(core: &Core) -> bool {
-    let name_warning = core.name_shown.as_ref().and_then(|(_, w)| w.clone());
+    let name_warning = core.name_warning().map(str::to_owned);
     let shown = match core.call(Request::Invite) {
         Some(Ok(Reply::Invite { code })) => Ok(code),
         Some(Err(e)) => Err(match name_warning {

@@ -185,7 +185,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 match contacts.iter().find(|c| &c.key == key) {
                     Some(c) => with.push(c.name.clone()),
                     None => {
-                        let e = format!("{shown:?} is no longer a contact: tick the people again");
+                        let e = format!(
+                            "\"{}\" is no longer a contact: tick the people again",
+                            strand_node::display::one_line(shown)
+                        );
                         core.ui(move |ui| {
                             ui.global::<GroupsAdapter>().set_create_error(e.into());
                         });

@@ -212,7 +212,7 @@ fn rename(core: &mut Core, name: &str) {
         Err(e) => {
             // A name that must change still says so, after why this one
             // was refused.
-            let warning = core.name_shown.as_ref().and_then(|(_, w)| w.as_ref());
+            let warning = core.name_warning();
             let message = match warning {
                 Some(w) => format!("{} {w}", e.message),
                 None => e.message,

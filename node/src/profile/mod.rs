@@ -879,6 +879,15 @@ impl Profile {
         own_name_problem(self.identity().name())
     }
 
+    /// Refuses what would carry the user's name (an invite, a mailbox's
+    /// pairing) while [`Profile::own_name_problem`] finds one.
+    pub(crate) fn own_name_usable(&self) -> Result<(), ProfileError> {
+        match self.own_name_problem() {
+            Some(problem) => Err(ProfileError::OwnName(problem)),
+            None => Ok(()),
+        }
+    }
+
     /// Changes the user's display name. Invites made from now on carry it;
     /// contacts keep the name they gave this user.
     pub fn rename(

@@ -137,9 +137,7 @@ impl Profile {
         }
         // Its owner pairs it with a code that carries its name: refused
         // before anything changes if no such code can be made.
-        if let Some(problem) = self.own_name_problem() {
-            return Err(ProfileError::OwnName(problem));
-        }
+        self.own_name_usable()?;
         if let Some(o) = self.mailbox_of()? {
             if o.public != owner.public {
                 return Err(ProfileError::Mailbox(format!(

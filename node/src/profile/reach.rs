@@ -328,9 +328,7 @@ impl Profile {
     /// A name that breaks today's rules is refused here, not by everyone
     /// who tries the code ([`Profile::own_name_problem`]).
     pub fn invite(&self) -> Result<strand_sync::Invite, ProfileError> {
-        if let Some(problem) = self.own_name_problem() {
-            return Err(ProfileError::OwnName(problem));
-        }
+        self.own_name_usable()?;
         let reach = match self.published_reach()? {
             Some(r) => r,
             None => Reach {
