@@ -121,13 +121,15 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 }
 
-/// Makes one change to the preferences and shows them after it.
+/// Makes one change to the preferences and shows them after it: a
+/// switch or box the user changed shows what holds, changed or not.
 pub(crate) fn change_preferences(core: &mut Core, change: strand_node::PreferenceChange) {
     match core.call(Request::Preferences { set: vec![change] }) {
         Some(Ok(Reply::Preferences(p))) => show_preferences(core, p),
         Some(Err(e)) => {
             let message = format!("Not changed: {e}");
             core.ui(move |ui| ui.global::<AppAdapter>().set_notice(message.into()));
+            load_preferences(core);
         }
         _ => {}
     }

@@ -2,9 +2,10 @@
 //! keys move through the list, Enter sends, Shift+Enter adds a line,
 //! Ctrl+number switches screens.
 
+use i_slint_backend_testing::{AccessibleRole, ElementHandle};
 use slint::platform::{Key, WindowEvent};
 use slint::{ComponentHandle, LogicalPosition, Model, SharedString};
-use strand_gui::{ContactsAdapter, ConversationAdapter, Screen};
+use strand_gui::{AppAdapter, ContactsAdapter, ConversationAdapter, Screen, SettingsAdapter};
 
 use crate::support::{on_ui, options, Gui, WAIT};
 
@@ -144,5 +145,101 @@ fn a_row_that_changes_under_a_press_opens_no_one() {
         let shown = rows.row_data(0).unwrap().name;
         click(&gui, 340.0, 80.0);
         assert!(h.pump_until(WAIT, || conversation.get_contact() == shown));
+    });
+}
+
+/// The timer's box (labelled "Disappearing messages"), found as a user's
+/// screen reader finds it.
+fn timer_box(gui: &Gui) -> ElementHandle {
+    ElementHandle::find_by_accessible_label(&gui.ui, "Disappearing messages")
+        .find(|e| e.accessible_role() == Some(AccessibleRole::Combobox))
+        .expect("the timer's box on screen")
+}
+
+/// A timer picked in its box with the keyboard shows there; another
+/// conversation opened shows its own (none), and the first shows its
+/// pick again. Before, the pick cut the box loose from the app (Slint
+/// drops a one-way binding that the widget writes): it showed the first
+/// pick in every conversation, and no timer set from elsewhere.
+#[test]
+fn the_timer_s_box_shows_the_open_conversation_s_timer() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        gui.add_made_up(h, &["Bob", "Carol"]);
+        let contacts = gui.ui.global::<ContactsAdapter>();
+        let conversation = gui.ui.global::<ConversationAdapter>();
+        // Rows re-sort as timers are written: opened by name.
+        let open = |name: &str| {
+            let row = gui.contacts().iter().position(|c| c.name == name).unwrap();
+            contacts.invoke_open(row as i32);
+            assert!(h.pump_until(WAIT, || conversation.get_contact() == name));
+        };
+        let shown = || timer_box(&gui).accessible_value().unwrap_or_default();
+        open("Bob");
+        h.pump();
+        assert_eq!(shown(), "Messages stay");
+        // Its list opened, one down is "5 minutes".
+        timer_box(&gui).invoke_accessible_expand_action();
+        h.pump();
+        key(&gui, Key::DownArrow);
+        key(&gui, Key::Return);
+        // What the node then read back.
+        assert!(h.pump_until(WAIT, || conversation.get_timer() == 1));
+        assert_eq!(shown(), "5 minutes");
+        open("Carol");
+        assert!(h.pump_until(WAIT, || conversation.get_timer() == 0));
+        h.pump();
+        assert_eq!(shown(), "Messages stay");
+        open("Bob");
+        assert!(h.pump_until(WAIT, || conversation.get_timer() == 1));
+        h.pump();
+        assert_eq!(shown(), "5 minutes");
+    });
+}
+
+/// A switch in the settings flipped by the user, then the profile wiped
+/// and a new one made: the switch shows the new profile's preference
+/// (no text shown, the default), not the old one's. Before, the flip cut
+/// the switch loose from the app, as the timer's box above.
+#[test]
+fn a_flipped_switch_shows_the_next_profile_s_preference() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let settings = gui.ui.global::<SettingsAdapter>();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
+        assert!(!settings.get_notify_text());
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        h.pump();
+        // Tall enough that the settings need no scrolling (elements
+        // scrolled out of sight are not found).
+        h.resize(&gui.ui, 1100, 2400, 1.0);
+        let switch = || {
+            ElementHandle::find_by_accessible_label(
+                &gui.ui,
+                "Show the message text (notifications can show on a locked screen)",
+            )
+            .find(|e| e.accessible_role() == Some(AccessibleRole::Switch))
+            .expect("the switch on screen")
+        };
+        assert_eq!(switch().accessible_checked(), Some(false));
+        switch().invoke_accessible_default_action();
+        // What the node then read back.
+        assert!(h.pump_until(WAIT, || settings.get_notify_text()));
+        assert_eq!(switch().accessible_checked(), Some(true));
+        settings.invoke_wipe("Alice".into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding));
+        gui.create(h, "Ann");
+        assert!(h.pump_until(WAIT, || !settings.get_notify_text()));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        h.pump();
+        assert_eq!(switch().accessible_checked(), Some(false));
     });
 }
