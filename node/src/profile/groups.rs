@@ -361,6 +361,21 @@ impl Profile {
         }
     }
 
+    /// [`Profile::member_name`] as logs, events and notifications name a
+    /// member: marked unverified if not a contact, so a member who chose
+    /// a contact's name is not told as that contact.
+    fn member_told(
+        &self,
+        sign: &AuthorId,
+        added_as: &str,
+        chosen: &HashMap<AuthorId, String>,
+    ) -> String {
+        match self.member_name(sign, added_as, chosen) {
+            (name, true) => name,
+            (name, false) => format!("{name} (unverified)"),
+        }
+    }
+
     /// How this device names `author` in logs and events: in group
     /// `root`, the name the member list gives (marked unverified if not a
     /// contact); else the contact's name, or the first hex digits of
@@ -374,12 +389,7 @@ impl Profile {
                 .find_map(|e| e.member(author).map(|m| m.name.clone()))
                 .unwrap_or_else(|| crate::profile::hex(&author[..4]));
             let chosen = self.chosen_names(chain).unwrap_or_default();
-            let (name, verified) = self.member_name(author, &added_as, &chosen);
-            return if verified {
-                name
-            } else {
-                format!("{name} (unverified)")
-            };
+            return self.member_told(author, &added_as, &chosen);
         }
         let book = self.book();
         match book.records.iter().find(|r| r.public.sign == *author) {
@@ -1241,7 +1251,7 @@ impl Profile {
             .member(&msg.author())
             .map_or("(unknown)", |m| m.name.as_str());
         let chosen = self.chosen_names(chain).ok()?;
-        let (author, _) = self.member_name(&msg.author(), added_as, &chosen);
+        let author = self.member_told(&msg.author(), added_as, &chosen);
         Some(GroupText {
             group: shown_name(&chains, at, &self.alike_names(&chains)),
             key: group_key(&chain.root()),
@@ -1258,7 +1268,8 @@ pub(crate) struct GroupText {
     pub group: String,
     /// The group's key ([`group_key`]).
     pub key: String,
-    /// Who wrote it, as the member list names them.
+    /// Who wrote it, as the member list names them (marked unverified
+    /// if not a contact).
     pub author: String,
     /// The text, or the file's name.
     pub text: String,

@@ -215,7 +215,7 @@ pub enum NodeEvent {
     /// A new message arrived.
     Received {
         /// Contact name (in a group: the author, named as the group's
-        /// member list names them).
+        /// member list names them, marked unverified if not a contact).
         contact: String,
         /// The group it was written to, if not the 1:1 conversation: its
         /// name, followed by the id `strand group list` shows for it where

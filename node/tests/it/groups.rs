@@ -306,7 +306,10 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
     assert_eq!(members(&ben, "desk"), ["ann", "cathy from work", "me"]);
     assert!(entry(&ben, "cathy from work").unwrap().verified);
 
+    let mut events = ann.subscribe();
     cat.send_group("desk", "hi").await.unwrap();
+    // A notification names her as the member list does: marked.
+    told_as(&mut events, "hi", "cat (unverified)").await;
     until("Ann shows it under Cat's name", || {
         texts(&ann, "desk")
             .iter()
@@ -337,6 +340,9 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
         .collect();
     assert_eq!(named_ben.len(), 2);
     assert!(named_ben.contains(&true) && named_ben.contains(&false));
+    // Her text as "ben" is told so: unmarked, it read as Ann's contact's.
+    cat.send_group("desk", "it's me").await.unwrap();
+    told_as(&mut events, "it's me", "ben (unverified)").await;
     // Dan, Ann's contact only, joins later: he reads only the new epoch,
     // and still sees the names Ben and Cat chose (each writes it into
     // every new epoch), not the names they were added under.
@@ -367,6 +373,24 @@ async fn members_are_named_as_they_chose_unless_they_are_contacts() {
     ann.shutdown().await;
     ben.shutdown().await;
     cat.shutdown().await;
+}
+
+/// Waits for the node to tell of `text`, and checks whom it names.
+async fn told_as(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, text: &str, from: &str) {
+    let told = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Received {
+                    contact, text: t, ..
+                }) if t == text => break contact,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{text:?} is told"));
+    assert_eq!(told, from);
 }
 
 /// Ann's group and Ben's are both called "desk", each of the two of them;
