@@ -31,6 +31,37 @@ pub fn socket_path(profile: &Path) -> PathBuf {
     profile.join(SOCKET)
 }
 
+/// The longest path a Unix socket's address holds (`sun_path`: 108 bytes
+/// with the closing NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// An address for the socket `name` in folder `dir` that fits a Unix
+/// socket's: `dir/name` itself where it fits, else the same file through
+/// a handle on `dir` (`/proc/self/fd/N/name`, as systemd reaches long
+/// paths), kept open while the address is used. So a profile in a deep
+/// folder is served and reached (the kernel refuses a longer address).
+struct SocketAddress {
+    path: PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+impl SocketAddress {
+    fn of(dir: &Path, name: &str) -> std::io::Result<SocketAddress> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join(name);
+        if path.as_os_str().len() <= MAX_SOCKET_PATH {
+            return Ok(SocketAddress { path, _dir: None });
+        }
+        let dir = std::fs::File::open(dir)?;
+        Ok(SocketAddress {
+            path: Path::new("/proc/self/fd")
+                .join(dir.as_raw_fd().to_string())
+                .join(name),
+            _dir: Some(dir),
+        })
+    }
+}
+
 /// Binds the control socket at `path` with no moment in which anyone else
 /// could connect: the socket is made inside a fresh directory only this
 /// user can enter, given mode 0600 there, then renamed into place. (A
@@ -48,7 +79,7 @@ fn bind_private(
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let made = (|| {
         let inner = private.join(SOCKET);
-        let listener = UnixListener::bind(&inner)?;
+        let listener = UnixListener::bind(&SocketAddress::of(&private, SOCKET)?.path)?;
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
         let uid = std::fs::symlink_metadata(&inner)?.uid();
         std::fs::rename(&inner, path)?;
@@ -162,9 +193,13 @@ pub async fn request(
     profile: &Path,
     request: &Request,
 ) -> std::io::Result<Option<(Answer, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
-    let Ok(stream) = UnixStream::connect(socket_path(profile)).await else {
+    let Ok(address) = SocketAddress::of(profile, SOCKET) else {
         return Ok(None);
     };
+    let Ok(stream) = UnixStream::connect(&address.path).await else {
+        return Ok(None);
+    };
+    drop(address);
     let (rd, mut wr) = stream.into_split();
     let mut line = serde_json::to_vec(request).expect("serialisable");
     line.push(b'\n');

@@ -416,6 +416,28 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert!(a.ok(&["status"]).contains("node running"));
 }
 
+/// A profile in a deep folder (a socket's address holds 107 bytes):
+/// `strand run` serves it and commands reach the node, at a length where
+/// the socket's temporary name did not fit and one where its own name
+/// does not. Before, `run` stopped ("the control socket failed: path
+/// must be shorter than SUN_LEN").
+#[test]
+fn a_profile_in_a_deep_folder_runs_and_is_reached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().as_os_str().len();
+    for long in [80, 130] {
+        // ROOT/ddd…/ann
+        let root = tmp.path().join("d".repeat(long - base - 5));
+        std::fs::create_dir(&root).unwrap();
+        let ann = User::init(&root, "ann");
+        assert_eq!(ann.dir.as_os_str().len(), long);
+        let (run, _) = ann.run(&[]);
+        let _run = Killed(run);
+        assert!(ann.ok(&["status"]).contains("node running"));
+        assert!(ann.dir.join("control.sock").exists());
+    }
+}
+
 /// A profile named under older rules (a braille blank at the end) makes
 /// no invite that everyone would refuse: `strand invite` says why and
 /// what to do, as do `strand name` and `strand status`, and `strand name`
