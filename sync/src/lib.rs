@@ -214,8 +214,9 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Invalid {
-    /// The body exceeds [`limits::MAX_BODY_LEN`].
-    #[error("body of {0} bytes exceeds the limit")]
+    /// The body exceeds [`limits::MAX_BODY_LEN`] (less 8 bytes with an
+    /// expiry).
+    #[error("its body is {0} bytes, more than a message holds (1 MiB, 8 bytes less with a timer)")]
     BodyTooLong(usize),
     /// The author is not a member of the group.
     #[error("author is not a member of the group")]

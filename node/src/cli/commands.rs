@@ -403,22 +403,45 @@ async fn verify(ctx: &Ctx, device: &Device, name: String, verified: Option<bool>
     Ok(())
 }
 
-/// The text given, or standard input without its final newlines; never
-/// empty.
+/// The text given, or standard input without its final newlines, as
+/// [`crate::runtime::api::check_text`] allows.
 fn text_to_send(text: Option<String>) -> Result<String> {
+    use crate::runtime::api::{check_text, check_text_length};
     let text = match text {
         Some(t) => t,
         None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
+            // Read only a little past what a message holds (room for the
+            // final newlines): enough to tell it is too long.
+            let cap = strand_sync::limits::MAX_BODY_LEN + 4096;
+            let mut input = std::io::stdin().lock();
+            let mut bytes = Vec::new();
+            (&mut input)
+                .take(cap as u64)
+                .read_to_end(&mut bytes)
                 .context("reading standard input")?;
-            s.trim_end_matches('\n').to_owned()
+            let full = bytes.len() == cap;
+            let end = bytes.iter().rposition(|b| *b != b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(end);
+            check_text_length(bytes.len())?;
+            if full {
+                // Cut off in a run of newlines: what follows is more text
+                // unless it is newlines to the end.
+                let mut rest = [0u8; 4096];
+                loop {
+                    let n = input.read(&mut rest).context("reading standard input")?;
+                    if n == 0 {
+                        break;
+                    }
+                    if rest[..n].iter().any(|b| *b != b'\n') {
+                        check_text_length(usize::MAX)?;
+                    }
+                }
+            }
+            String::from_utf8(bytes)
+                .map_err(|_| usage!("standard input is not UTF-8 text: send a file with --file"))?
         }
     };
-    if text.is_empty() {
-        return Err(usage!("nothing to send: the message is empty"));
-    }
+    check_text(&text)?;
     Ok(text)
 }
 

@@ -517,6 +517,7 @@ impl From<crate::ProfileError> for Failure {
             | E::UnsendableName(_)
             | E::MailboxCode(_)
             | E::BundleUnreadable(_)
+            | E::Message(strand_sync::Invalid::BodyTooLong(_))
             | E::Membership(
                 strand_sync::GroupError::Name(_)
                 | strand_sync::GroupError::TooMany
@@ -536,6 +537,30 @@ impl From<crate::ProfileError> for Failure {
             message: crate::chain(&e),
         }
     }
+}
+
+/// What a text to send must be: not empty, and not longer than a
+/// message's body ([`check_text_length`]). The node checks it for
+/// [`Request::Send`]; `strand send` checks it before asking, as a text
+/// many times too long would not fit the control socket's request.
+pub fn check_text(text: &str) -> Result<(), Failure> {
+    if text.is_empty() {
+        return Err(Failure::bad_input("nothing to send: the message is empty"));
+    }
+    check_text_length(text.len())
+}
+
+/// A text of `len` bytes fits a message's body
+/// ([`strand_sync::limits::MAX_BODY_LEN`]; a timer takes 8 bytes of it,
+/// which the node says when it writes).
+pub fn check_text_length(len: usize) -> Result<(), Failure> {
+    let max = strand_sync::limits::MAX_BODY_LEN;
+    if len > max {
+        return Err(Failure::bad_input(format!(
+            "the message is longer than one holds ({max} bytes, 1 MiB): send a longer text as a file (--file)"
+        )));
+    }
+    Ok(())
 }
 
 /// A passphrase in a request: never printed (its `Debug` says nothing of

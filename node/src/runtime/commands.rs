@@ -41,9 +41,7 @@ impl Node {
                 Ok(Reply::Safety(view))
             }
             Request::Send { to, text } => {
-                if text.is_empty() {
-                    return Err(Failure::bad_input("nothing to send: the message is empty"));
-                }
+                super::api::check_text(&text)?;
                 let key = match &to {
                     Target::Contact(c) => self.send(c, &text).await?,
                     Target::Group(g) => self.send_group(g, &text).await?,

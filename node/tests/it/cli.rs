@@ -65,6 +65,26 @@ impl User {
             .unwrap()
     }
 
+    /// `strand ARGS` with `input` on its standard input.
+    pub(crate) fn piped(&self, args: &[&str], input: Vec<u8>) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // Written on its own thread: strand may stop reading early.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args);
         assert!(
@@ -398,9 +418,38 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
         );
         assert!(!err.contains("os error"), "{args:?}: {err}");
     }
+    // A text longer than a message holds, or not text, on standard
+    // input: said, exit 1, nothing written; so with a running node, even
+    // one longer than its requests may be (before: "Broken pipe (os
+    // error 32)", and 1 MiB + 1 exited 2).
+    let max = strand_sync::limits::MAX_BODY_LEN;
+    let too_long = |a: &User, len: usize| {
+        let before = a.read("bob").len();
+        let out = a.piped(&["send", "bob"], vec![b'a'; len]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{len}: {err}");
+        assert!(
+            err.contains("longer than one holds") && !err.contains("os error"),
+            "{err}"
+        );
+        assert_eq!(a.read("bob").len(), before);
+    };
+    too_long(&a, max + 1);
+    let out = a.piped(&["send", "bob"], b"\xff\xfe text".to_vec());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
     // A second process on a running profile.
     let (run, _) = a.run(&[]);
     let _run = Killed(run);
+    too_long(&a, max + 1);
+    too_long(&a, 9 << 20);
+    // A text as long as a message holds, in a conversation with a timer
+    // (which takes 8 bytes of it): the node says so, exit 1.
+    a.ok(&["timer", "bob", "1h"]);
+    let out = a.piped(&["send", "bob"], vec![b'a'; max]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("8 bytes less with a timer"), "{err}");
     let out = a
         .command()
         .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
