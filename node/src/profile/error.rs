@@ -266,6 +266,11 @@ pub enum ProfileError {
     /// A file that cannot be sent or saved, and why.
     #[error("{0}")]
     File(String),
+    /// A file or message named that cannot be sent or saved whatever
+    /// happens (a folder, a file too large, an id that names no file
+    /// message), and why: a value that cannot be.
+    #[error("{0}")]
+    NoSuchFile(String),
     /// A bundle that cannot be written or taken in, and why.
     #[error("{0}")]
     Bundle(String),

@@ -243,13 +243,13 @@ impl Profile {
         let io = |e| crate::profile::io_error(path, e);
         let meta = std::fs::metadata(path).map_err(io)?;
         if !meta.is_file() {
-            return Err(ProfileError::File(format!(
+            return Err(ProfileError::NoSuchFile(format!(
                 "{} is not a file",
                 path.display()
             )));
         }
         if meta.len() > MAX_FILE_LEN {
-            return Err(ProfileError::File(format!(
+            return Err(ProfileError::NoSuchFile(format!(
                 "{} is {} MiB; files of up to {} MiB can be sent",
                 path.display(),
                 meta.len() >> 20,
@@ -598,7 +598,7 @@ impl Profile {
     fn find_shown(&self, id: &str) -> Result<(Group, Key), ProfileError> {
         let id = id.trim().to_ascii_lowercase();
         if id.len() < 8 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(ProfileError::File(format!(
+            return Err(ProfileError::NoSuchFile(format!(
                 "{id:?} is not a message id: give at least its first 8 hex digits (`strand read --json` shows them)"
             )));
         }
@@ -615,9 +615,9 @@ impl Profile {
         }
         let (group_id, key) = match found.as_slice() {
             [one] => *one,
-            [] => return Err(ProfileError::File(format!("no message {id}"))),
+            [] => return Err(ProfileError::NoSuchFile(format!("no message {id}"))),
             _ => {
-                return Err(ProfileError::File(format!(
+                return Err(ProfileError::NoSuchFile(format!(
                     "{id} names {} messages: give more of its digits",
                     found.len()
                 )))
@@ -661,7 +661,9 @@ impl Profile {
             .ok_or_else(|| ProfileError::File(format!("message {id} is gone")))?;
         let msg = Message::decode(bytes).map_err(ProfileError::StoredMessage)?;
         if msg.kind() != Kind::FILE {
-            return Err(ProfileError::File(format!("message {id} is not a file")));
+            return Err(ProfileError::NoSuchFile(format!(
+                "message {id} is not a file"
+            )));
         }
         let manifest = msg
             .open(&group)

@@ -518,6 +518,7 @@ impl From<crate::ProfileError> for Failure {
             | E::MailboxCode(_)
             | E::BundleUnreadable(_)
             | E::Message(strand_sync::Invalid::BodyTooLong(_))
+            | E::NoSuchFile(_)
             | E::Membership(
                 strand_sync::GroupError::Name(_)
                 | strand_sync::GroupError::TooMany

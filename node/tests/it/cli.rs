@@ -435,6 +435,28 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
         assert_eq!(a.read("bob").len(), before);
     };
     too_long(&a, max + 1);
+    // A file or message that cannot be (a folder to send, an id that
+    // names no message) is a bad value too: exit 1, and no folder made
+    // to save into (before: exit 2).
+    let into = tmp.path().join("saved");
+    let into = into.to_str().unwrap();
+    let folder = tmp.path().to_str().unwrap();
+    for args in [
+        vec!["save", "zz", into],
+        vec!["save", "00000000", into],
+        vec!["send", "bob", "--file", folder],
+    ] {
+        let out = a.cmd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            ["not a message id", "no message", "is not a file"]
+                .iter()
+                .any(|why| err.contains(why)),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!Path::new(into).exists());
     let out = a.piped(&["send", "bob"], b"\xff\xfe text".to_vec());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
