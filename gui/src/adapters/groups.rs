@@ -415,7 +415,15 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
     else {
         return;
     };
-    let in_group: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+    // Contacts in the group: the member list names them by the user's
+    // word (verified). Another member may be listed under a contact's
+    // name (one who chose it, or a contact deleted since): that does not
+    // make the contact a member.
+    let in_group: BTreeSet<String> = members
+        .iter()
+        .filter(|m| m.verified && !m.me)
+        .map(|m| m.name.clone())
+        .collect();
     let addable: Vec<String> = super::contacts::views(core)
         .unwrap_or_default()
         .into_iter()

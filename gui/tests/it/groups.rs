@@ -311,3 +311,54 @@ fn two_groups_with_one_name_each_open_as_themselves() {
         rt.block_on(bob.shutdown());
     });
 }
+
+/// A member who is no longer a contact, listed under the name a new
+/// contact has, does not hide that contact from the group's Add list:
+/// contacts already in the group are left out by who they are (the
+/// member list names them by the user's own word), not by a name. Before,
+/// the new Carol could not be added from the app.
+#[test]
+fn a_member_named_like_a_contact_does_not_hide_them_from_add() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        gui.add_made_up(h, &["Carol"]);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        let g = gui.ui.global::<GroupsAdapter>();
+        g.invoke_new_group();
+        assert!(h.pump_until(WAIT, || g.get_contacts().row_count() == 1));
+        g.invoke_toggle("Carol".into(), true);
+        g.invoke_create("Desk".into());
+        assert!(
+            h.pump_until(WAIT, || !g.get_creating()),
+            "{}",
+            g.get_create_error()
+        );
+        let addable = || -> Vec<String> { g.get_addable().iter().map(|n| n.to_string()).collect() };
+        assert!(h.pump_until(WAIT, || g.get_members().row_count() == 2));
+        assert!(addable().is_empty(), "Carol is in it");
+
+        // Carol deleted: still a member, named as she was added.
+        gui.ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Carol"));
+        conv.invoke_delete_contact();
+        assert!(h.pump_until(WAIT, || gui.contacts().is_empty()));
+        // Another Carol.
+        gui.add_made_up(h, &["Carol"]);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        g.invoke_open(0);
+        assert!(
+            h.pump_until(WAIT, || addable() == ["Carol"]),
+            "{:?}",
+            addable()
+        );
+        assert!(g.get_members().iter().any(|m| m.name.contains("Carol")));
+    });
+}
