@@ -772,6 +772,8 @@ pub(crate) fn open(core: &mut Core, contact: String) {
         let a = ui.global::<ConversationAdapter>();
         if a.get_contact() != contact.as_str() {
             super::camera::stop(&ui);
+            // What an action here said was of the last conversation.
+            a.set_notice("".into());
         }
         a.set_contact(contact.into());
         a.set_error("".into());

@@ -32,6 +32,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         a.set_current(index);
         a.set_members_open(false);
         a.set_error(SharedString::new());
+        a.set_notice(SharedString::new());
         // A row is the group whose key it holds (two may share a name).
         let key = item.name.to_string();
         b.job(move |core| {
@@ -516,6 +517,7 @@ pub(crate) fn clear(core: &mut Core) {
         set_vec(a.get_members(), Vec::new(), |m| a.set_members(m));
         a.set_current(-1);
         a.set_members_open(false);
+        a.set_notice(SharedString::new());
         ui.global::<AppAdapter>().set_unread_groups(0);
     });
 }

@@ -287,11 +287,11 @@ pub(crate) fn lock(core: &mut Core) {
     let attached = core.attached();
     core.stop();
     core.name_shown = None;
+    // Nothing of the conversation, or of what an action said, stays for
+    // the next profile.
+    super::conversation::close(core);
     core.ui(|ui| {
-        ui.global::<crate::ContactsAdapter>().set_current(-1);
-        ui.global::<crate::ConversationAdapter>()
-            .set_contact("".into());
-        crate::adapters::conversation::with_model(&ui, |m| m.clear());
+        ui.global::<AppAdapter>().set_notice("".into());
         ui.global::<crate::AddContactAdapter>()
             .set_my_invite("".into());
         ui.global::<crate::AddContactAdapter>()

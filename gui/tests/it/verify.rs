@@ -362,3 +362,35 @@ fn a_contact_is_deleted_from_their_panel() {
         );
     });
 }
+
+/// What an action said stays with what it is about: a rename's notice
+/// goes when another conversation opens, and a deletion's notice when
+/// the profile is wiped and another made. Before, both stayed (a new
+/// profile opened under "Deleted Carol and 0 messages…").
+#[test]
+fn notices_stay_with_what_they_are_about() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = bob_open_beside_carol(h, tmp.path());
+        let conv = gui.ui.global::<ConversationAdapter>();
+        conv.invoke_rename_contact("Robert".into());
+        assert!(h.pump_until(WAIT, || conv.get_notice() != ""));
+        let carol = gui
+            .contacts()
+            .iter()
+            .position(|c| c.name == "Carol")
+            .unwrap();
+        gui.ui.global::<ContactsAdapter>().invoke_open(carol as i32);
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Carol"));
+        assert_eq!(conv.get_notice(), "");
+        conv.invoke_delete_contact();
+        let app = gui.ui.global::<strand_gui::AppAdapter>();
+        assert!(h.pump_until(WAIT, || app.get_notice().contains("Deleted Carol")));
+        let settings = gui.ui.global::<strand_gui::SettingsAdapter>();
+        settings.invoke_wipe("Alice".into());
+        assert!(h.pump_until(WAIT, || gui.screen() == strand_gui::Screen::Onboarding));
+        assert_eq!(app.get_notice(), "");
+        gui.create(h, "Ann");
+        assert_eq!(app.get_notice(), "");
+    });
+}
