@@ -79,7 +79,10 @@ pub(crate) struct Trust {
 pub(crate) fn trust(c: &ContactView) -> Trust {
     let warning = match (&c.lookalike, c.verified, c.legacy) {
         _ if c.mailbox => "Mailbox: carries sealed messages, reads nothing".to_owned(),
-        (Some(other), _, _) => format!("Name looks like “{other}”: check who this is"),
+        (Some(other), _, _) => format!(
+            "Name looks like “{}”: check who this is",
+            strand_node::display::one_line(other)
+        ),
         (None, false, true) => "Added from an old invite: compare safety numbers".to_owned(),
         _ => String::new(),
     };

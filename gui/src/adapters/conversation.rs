@@ -485,8 +485,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     let notice = format!(
                         "Wrote {} to {}. Only {} can open it: give it to them to import.",
                         e.summary(),
-                        e.path.display(),
-                        e.contact
+                        strand_node::display::one_line(&e.path.display().to_string()),
+                        strand_node::display::one_line(&e.contact)
                     );
                     core.ui(move |ui| {
                         let a = ui.global::<ConversationAdapter>();
@@ -702,7 +702,7 @@ pub(crate) fn close(core: &mut Core) {
     core.ui(|ui| {
         super::camera::stop(&ui);
         let a = ui.global::<ConversationAdapter>();
-        a.set_contact("".into());
+        show_contact(&a, "");
         a.set_verify_open(false);
         a.set_details_open(false);
         a.set_attaching(false);
@@ -729,18 +729,19 @@ pub(crate) fn check_texts(core: &mut Core, contact: &str, found: Result<Vec<Stri
     let Some((number, _)) = safety(core, contact, None) else {
         return;
     };
+    let shown = strand_node::display::one_line(contact);
     let (ok, message) = match found {
         Err(e) => (false, e),
         Ok(texts) if texts.iter().any(|t| number.matches(t)) => (
             true,
-            format!("The code matches your safety number with {contact}: marked verified."),
+            format!("The code matches your safety number with {shown}: marked verified."),
         ),
         Ok(texts)
             if texts.iter().any(|t| t.starts_with(strand_sync::SAFETY_QR_PREFIX))
                 && !texts.iter().any(|t| super::add_contact::is_invite(t)) =>
         (
             false,
-            format!("That safety number does NOT match yours with {contact}. It may be another conversation's, or someone stands between you: do not mark {contact} verified."),
+            format!("That safety number does NOT match yours with {shown}. It may be another conversation's, or someone stands between you: do not mark {shown} verified."),
         ),
         Ok(texts) => (false, not_a_safety_number(&texts)),
     };
@@ -763,6 +764,14 @@ pub(crate) fn not_a_safety_number(texts: &[String]) -> String {
     }
 }
 
+/// Names the open conversation's contact: as the node knows them (what
+/// actions name) and as screens show them
+/// ([`strand_node::display::one_line`]).
+pub(crate) fn show_contact(a: &ConversationAdapter<'_>, contact: &str) {
+    a.set_contact(contact.into());
+    a.set_contact_shown(strand_node::display::one_line(contact).into());
+}
+
 /// Opens the conversation with `contact`.
 pub(crate) fn open(core: &mut Core, contact: String) {
     core.open = Some(contact.clone());
@@ -775,7 +784,7 @@ pub(crate) fn open(core: &mut Core, contact: String) {
             // What an action here said was of the last conversation.
             a.set_notice("".into());
         }
-        a.set_contact(contact.into());
+        show_contact(&a, &contact);
         a.set_error("".into());
         a.set_verify_open(false);
         a.set_details_open(false);

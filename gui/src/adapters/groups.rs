@@ -160,7 +160,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let weak = ui.as_weak();
     a.on_toggle(move |contact, on| {
         let Some(ui) = weak.upgrade() else { return };
-        tick(&ui, |row| row.name == contact, on);
+        tick(&ui, |row| row.key == contact, on);
     });
     let b = backend.clone();
     let weak = ui.as_weak();
@@ -186,10 +186,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 match contacts.iter().find(|c| &c.key == key) {
                     Some(c) => with.push(c.name.clone()),
                     None => {
-                        let e = format!(
-                            "\"{}\" is no longer a contact: tick the people again",
-                            strand_node::display::one_line(shown)
-                        );
+                        let e =
+                            format!("\"{shown}\" is no longer a contact: tick the people again");
                         core.ui(move |ui| {
                             ui.global::<GroupsAdapter>().set_create_error(e.into());
                         });
@@ -341,7 +339,7 @@ fn choices(
             let key = SharedString::from(key);
             ChoiceItem {
                 chosen: ticked.contains(&key),
-                name: name.into(),
+                name: strand_node::display::one_line(&name).into(),
                 key,
             }
         })
@@ -466,8 +464,13 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         a.set_timer(timer);
         with_group_model(&ui, |m| m.reset(group_key, generation, keys, pages));
         set_vec(a.get_members(), members, |m| a.set_members(m));
+        let shown: Vec<SharedString> = addable
+            .iter()
+            .map(|n| strand_node::display::one_line(n).into())
+            .collect();
         let addable: Vec<SharedString> = addable.into_iter().map(Into::into).collect();
         set_vec(a.get_addable(), addable, |m| a.set_addable(m));
+        set_vec(a.get_addable_shown(), shown, |m| a.set_addable_shown(m));
         if scroll {
             a.set_scroll_to_end(a.get_scroll_to_end() + 1);
         }

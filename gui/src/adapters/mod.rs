@@ -210,8 +210,7 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         }
         if let (true, Some(open)) = (moved, core.open.clone()) {
             core.ui(move |ui| {
-                ui.global::<crate::ConversationAdapter>()
-                    .set_contact(open.into())
+                conversation::show_contact(&ui.global::<crate::ConversationAdapter>(), &open)
             });
             conversation::reload(core, false);
         }

@@ -382,7 +382,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
         .seen
         .iter()
         .map(|s| PeerItem {
-            name: s.contact.clone().into(),
+            name: strand_node::display::one_line(&s.contact).into(),
             link: format::link_name(&s.link).into(),
             seen: if s.connected {
                 "connected now".into()
@@ -430,9 +430,13 @@ pub(crate) fn show(core: &mut Core, status: Status) {
 fn mailbox_text(core: &Core) -> String {
     match core.call(Request::Mailbox { action: None }) {
         Some(Ok(Reply::Mailbox(v))) => match (v.owner, v.mailbox) {
-            (Some(owner), _) => format!("This device is the mailbox of {owner}."),
+            (Some(owner), _) => format!(
+                "This device is the mailbox of {}.",
+                strand_node::display::one_line(&owner)
+            ),
             (None, Some(name)) => format!(
-                "Your mailbox is paired (your contact {name:?}): messages for you wait there while you are away."
+                "Your mailbox is paired (your contact “{}”): messages for you wait there while you are away.",
+                strand_node::display::one_line(&name)
             ),
             (None, None) => "A device you own (an old laptop at home) can hold messages for you while you are away, sealed so it cannot read them. On it: `strand init`, then `strand mailbox init` with your invite code; paste here the code it prints.".into(),
         },

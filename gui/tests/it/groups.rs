@@ -223,7 +223,7 @@ fn two_groups_with_one_name_each_open_as_themselves() {
         let g = gui.ui.global::<GroupsAdapter>();
         g.invoke_new_group();
         assert!(h.pump_until(WAIT, || g.get_contacts().row_count() == 1));
-        g.invoke_toggle("Bob".into(), true);
+        crate::support::tick(h, &g, "Bob");
         g.invoke_create("Desk".into());
         assert!(
             h.pump_until(WAIT, || !g.get_creating()),
@@ -330,7 +330,7 @@ fn a_member_named_like_a_contact_does_not_hide_them_from_add() {
         let g = gui.ui.global::<GroupsAdapter>();
         g.invoke_new_group();
         assert!(h.pump_until(WAIT, || g.get_contacts().row_count() == 1));
-        g.invoke_toggle("Carol".into(), true);
+        crate::support::tick(h, &g, "Carol");
         g.invoke_create("Desk".into());
         assert!(
             h.pump_until(WAIT, || !g.get_creating()),

@@ -249,7 +249,7 @@ fn the_app_syncs_with_strand_run_and_attaches_to_it() {
         // A new group's form is open with Bob ticked as he is renamed.
         let groups = gui.ui.global::<strand_gui::GroupsAdapter>();
         groups.invoke_new_group();
-        groups.invoke_toggle("Bob".into(), true);
+        crate::support::tick(h, &groups, "Bob");
         // Bob renamed from the terminal while his conversation is open:
         // the window follows him under the new name, and writes to him.
         let renamed = alice

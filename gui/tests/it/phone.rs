@@ -330,7 +330,7 @@ fn every_screen_fits_a_phone() {
         check_sizes(h, ui, "groups, none yet", none);
         let g = ui.global::<GroupsAdapter>();
         g.invoke_new_group();
-        g.invoke_toggle("Bob".into(), true);
+        crate::support::tick(h, &g, "Bob");
         check_sizes(h, ui, "new group", none);
         g.invoke_create("Harbour investigation, autumn".into());
         assert!(h.pump_until(WAIT, || !g.get_creating() && g.get_current() == 0));

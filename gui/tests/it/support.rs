@@ -259,3 +259,16 @@ pub fn alice_with_bob(
         .clone();
     (p, bob, group)
 }
+
+/// Ticks `name` in the new group's form, as a click on their box does
+/// (the form ticks by key): once their row is there.
+pub fn tick(h: &Headless, g: &strand_gui::GroupsAdapter<'_>, name: &str) {
+    let key = || {
+        g.get_contacts()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.key.clone())
+    };
+    assert!(h.pump_until(WAIT, || key().is_some()), "{name} in the form");
+    g.invoke_toggle(key().unwrap(), true);
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use image::{DynamicImage, GrayImage, Luma};
-use slint::ComponentHandle;
+use slint::{ComponentHandle, Model};
 use strand_gui::{AddContactAdapter, ContactsAdapter, ConversationAdapter};
 use strand_sync::Identity;
 
@@ -392,5 +392,56 @@ fn notices_stay_with_what_they_are_about() {
         assert_eq!(app.get_notice(), "");
         gui.create(h, "Ann");
         assert_eq!(app.get_notice(), "");
+    });
+}
+
+/// A contact named under older rules (a variation selector that selects
+/// nothing) is named with it marked wherever the app names them: the
+/// conversation's header, its panels and its message box as in the chat
+/// list, so they do not pass for a plain "Bob". Before, only the list
+/// marked it.
+#[test]
+fn a_contact_named_under_older_rules_is_shown_marked() {
+    use i_slint_backend_testing::ElementHandle;
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        {
+            let (p, _, _) = crate::support::alice_with_bob(&dir);
+            p.rename_contact_under_older_rules("Bob", "Bob\u{FE00}", &mut strand_node::os_rng())
+                .unwrap();
+        }
+        let gui = Gui::new(h, options(&dir));
+        gui.onboarding().invoke_unlock(crate::support::PASS.into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        assert_eq!(gui.contacts()[0].label, "Bob<U+FE00>");
+        gui.ui.global::<ContactsAdapter>().invoke_open(0);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        // Actions still name them as they are.
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob\u{FE00}"));
+        conv.set_verify_open(true);
+        h.pump();
+        let on_screen =
+            |label: &str| ElementHandle::find_by_accessible_label(&gui.ui, label).count();
+        assert_eq!(on_screen("Safety number with Bob<U+FE00>"), 1);
+        assert_eq!(on_screen("Delete Bob<U+FE00> and your conversation"), 1);
+        assert_eq!(on_screen("Delete Bob\u{FE00} and your conversation"), 0);
+        assert!(conv.invoke_send("still reaches him".into()));
+        assert!(h.pump_until(WAIT, || conv.get_messages().row_count() == 1));
+        // The new group's form shows him so, and makes the group with him
+        // (ticked by key).
+        let g = gui.ui.global::<strand_gui::GroupsAdapter>();
+        g.invoke_new_group();
+        crate::support::tick(h, &g, "Bob<U+FE00>");
+        g.invoke_create("Desk".into());
+        assert!(
+            h.pump_until(WAIT, || !g.get_creating()),
+            "{}",
+            g.get_create_error()
+        );
+        assert!(h.pump_until(WAIT, || g
+            .get_members()
+            .iter()
+            .any(|m| m.name == "Bob<U+FE00>" && m.key == "Bob\u{FE00}")));
     });
 }

@@ -286,9 +286,17 @@ async fn contacts(ctx: &Ctx, device: &Device) -> Result<()> {
         } else {
             "not verified"
         };
-        println!("{:<24} {}  {mark}", c.name, &c.key[..16]);
+        println!(
+            "{:<24} {}  {mark}",
+            display::one_line(&c.name),
+            &c.key[..16]
+        );
         if let Some(other) = &c.lookalike {
-            println!("{:<24} ^ looks like {other:?}: check which is which", "");
+            println!(
+                "{:<24} ^ looks like \"{}\": check which is which",
+                "",
+                display::one_line(other)
+            );
         }
     }
     Ok(())
@@ -376,25 +384,25 @@ async fn verify(ctx: &Ctx, device: &Device, name: String, verified: Option<bool>
         return json(&view);
     }
     let groups: Vec<&str> = view.safety_number.split(' ').collect();
-    println!("Safety number with {}:\n", view.contact.name);
+    let name = display::one_line(&view.contact.name);
+    println!("Safety number with {name}:\n");
     for row in groups.chunks(4) {
         println!("    {}", row.join("  "));
     }
     println!();
     match (verified, view.contact.verified) {
-        (Some(true), _) => println!("{} is now marked verified.", view.contact.name),
-        (Some(false), _) => println!("{} is no longer marked verified.", view.contact.name),
-        (None, true) => println!("{} is verified.", view.contact.name),
+        (Some(true), _) => println!("{name} is now marked verified."),
+        (Some(false), _) => println!("{name} is no longer marked verified."),
+        (None, true) => println!("{name} is verified."),
         (None, false) => {
             if view.contact.legacy {
                 println!(
-                    "{} was added from an old invite code, which could not prove that its keys belong together.",
-                    view.contact.name
+                    "{name} was added from an old invite code, which could not prove that its keys belong together."
                 );
             }
             println!(
-                "Compare this number with the one {0}'s Strand shows for you, in person or over a channel you trust. \
-                 If every digit matches, run `strand verify {0:?} --confirm`. If not, someone may stand between you: \
+                "Compare this number with the one {name}'s Strand shows for you, in person or over a channel you trust. \
+                 If every digit matches, run `strand verify {:?} --confirm`. If not, someone may stand between you: \
                  do not trust this contact.",
                 view.contact.name
             );
@@ -532,13 +540,12 @@ async fn export(ctx: &Ctx, device: &Device, contact: String, to: &Path) -> Resul
     if ctx.json {
         return json(&done);
     }
+    let contact = display::one_line(&done.contact);
     println!(
-        "Wrote {} for {} into {} ({} bytes). Only {} can open it.",
+        "Wrote {} for {contact} into {} ({} bytes). Only {contact} can open it.",
         done.summary(),
-        done.contact,
-        done.path.display(),
+        display::one_line(&done.path.display().to_string()),
         done.bytes,
-        done.contact
     );
     Ok(())
 }
@@ -1027,6 +1034,7 @@ async fn mailbox(ctx: &Ctx, device: &Device, action: Option<MailboxAction>) -> R
     }
     match (&view.owner, &view.mailbox) {
         (Some(owner), _) => {
+            let owner = display::one_line(owner);
             println!("This device is the mailbox of {owner}: it carries sealed messages for them and their contacts, and cannot read them.");
             if view.code.is_empty() {
                 println!("No pairing code can be made while your name breaks today's naming rules (`strand status` says why): choose another with `strand name NEW_NAME`.");
@@ -1035,7 +1043,8 @@ async fn mailbox(ctx: &Ctx, device: &Device, action: Option<MailboxAction>) -> R
             }
         }
         (None, Some(name)) => println!(
-            "Your mailbox is paired (contact {name:?}). Your contacts learn it the next time you sync with them; messages for you wait there while you are away."
+            "Your mailbox is paired (contact \"{}\"). Your contacts learn it the next time you sync with them; messages for you wait there while you are away.",
+            display::one_line(name)
         ),
         (None, None) => println!(
             "No mailbox. On a device you own, `strand init`, then `strand mailbox init CODE` with your invite code (`strand invite`), then `strand mailbox add` here with the code it prints."

@@ -305,7 +305,7 @@ pub(crate) fn status(s: &Status) {
         };
         println!(
             "  {:<20} {how} over {} at {}",
-            c.contact,
+            crate::display::one_line(&c.contact),
             c.link,
             format_time(c.at)
         );

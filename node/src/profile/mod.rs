@@ -1197,6 +1197,24 @@ impl Profile {
         })
     }
 
+    /// Only with the `insecure-kdf` feature (test builds): names a
+    /// contact `new` under the rules an older Strand followed (a selector
+    /// that selects nothing, say), as a profile made then may hold, for
+    /// tests of how such a name is shown.
+    #[cfg(feature = "insecure-kdf")]
+    #[doc(hidden)]
+    pub fn rename_contact_under_older_rules(
+        &self,
+        name: &str,
+        new: &str,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<ContactRecord, ProfileError> {
+        self.change_contact(name, rng, |record, _| {
+            record.name = new.to_owned();
+            Ok(true)
+        })
+    }
+
     /// Changes the record of the contact called `name` with `change`
     /// (given it and every record; it says whether it changed anything),
     /// stores it and publishes the new contact list: one change of the

@@ -487,6 +487,30 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert!(a.ok(&["status"]).contains("node running"));
 }
 
+/// A contact named under older rules (a variation selector that selects
+/// nothing) is printed with it marked, as texts and group names are, in
+/// `contacts` and `verify`: not as a plain "bob". Before, as it was.
+#[test]
+fn a_contact_named_under_older_rules_is_printed_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+    p.rename_contact_under_older_rules("bob", "bob\u{FE00}", &mut strand_node::os_rng())
+        .unwrap();
+    drop(p);
+    let listed = a.ok(&["contacts"]);
+    assert!(
+        listed.contains("bob<U+FE00>") && !listed.contains('\u{FE00}'),
+        "{listed}"
+    );
+    let verify = a.ok(&["verify", "bob\u{FE00}"]);
+    assert!(
+        verify.contains("Safety number with bob<U+FE00>:")
+            && verify.contains("the one bob<U+FE00>'s Strand shows"),
+        "{verify}"
+    );
+}
+
 /// A profile in a deep folder (a socket's address holds 107 bytes):
 /// `strand run` serves it and commands reach the node, at a length where
 /// the socket's temporary name did not fit and one where its own name
