@@ -392,8 +392,13 @@ fn main() {
     ui.global::<AppAdapter>().invoke_navigate(Screen::Groups);
     let groups = ui.global::<GroupsAdapter>();
     groups.invoke_new_group();
-    groups.invoke_toggle("Bob Okafor".into(), true);
-    groups.invoke_toggle("Carol Nguyen".into(), true);
+    // Ticked by key, as a click on their box does.
+    h.pump_until(WAIT, || groups.get_contacts().row_count() >= 2);
+    for name in ["Bob Okafor", "Carol Nguyen"] {
+        if let Some(c) = groups.get_contacts().iter().find(|c| c.name == name) {
+            groups.invoke_toggle(c.key, true);
+        }
+    }
     h.pump_until(Duration::from_millis(300), || false);
     save(&h, &ui, &out, "13-new-group");
     groups.invoke_create("Newsroom".into());

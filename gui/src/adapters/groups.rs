@@ -150,6 +150,32 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         }
     };
     a.on_add(change(backend, GroupAction::Add));
+    // The drop-down's text, not its index: a list changed in place keeps
+    // the index, which then names whoever moved into that row.
+    let b = backend.clone();
+    let weak = ui.as_weak();
+    a.on_add_shown(move |shown| {
+        let Some(ui) = weak.upgrade() else { return };
+        let a = ui.global::<GroupsAdapter>();
+        let rows: Vec<usize> = a
+            .get_addable_shown()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| *s == shown)
+            .map(|(i, _)| i)
+            .collect();
+        match rows[..] {
+            [row] => {
+                if let Some(who) = a.get_addable().row_data(row) {
+                    let who = who.to_string();
+                    b.job(move |core| change_group(core, GroupAction::Add(who)));
+                }
+            }
+            _ => a.set_error(
+                format!("{shown} is not one contact who can be added: pick again").into(),
+            ),
+        }
+    });
     a.on_remove(change(backend, GroupAction::Remove));
     a.on_make_admin(change(backend, GroupAction::MakeAdmin));
     let b = backend.clone();

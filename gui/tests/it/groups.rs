@@ -360,5 +360,13 @@ fn a_member_named_like_a_contact_does_not_hide_them_from_add() {
             addable()
         );
         assert!(g.get_members().iter().any(|m| m.name.contains("Carol")));
+        // The drop-down adds whom its text shows: one no longer listed
+        // is refused (its row may hold someone else by then).
+        g.invoke_add_shown("Dave".into());
+        assert!(g.get_error().contains("pick again"), "{}", g.get_error());
+        assert_eq!(g.get_members().row_count(), 2);
+        g.invoke_add_shown("Carol".into());
+        assert!(h.pump_until(WAIT, || g.get_members().row_count() == 3));
+        assert!(h.pump_until(WAIT, || addable().is_empty()));
     });
 }

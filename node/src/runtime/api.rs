@@ -517,7 +517,6 @@ impl From<crate::ProfileError> for Failure {
             | E::UnsendableName(_)
             | E::MailboxCode(_)
             | E::BundleUnreadable(_)
-            | E::Message(strand_sync::Invalid::BodyTooLong(_))
             | E::NoSuchFile(_)
             | E::Membership(
                 strand_sync::GroupError::Name(_)

@@ -42,10 +42,18 @@ impl Node {
             }
             Request::Send { to, text } => {
                 super::api::check_text(&text)?;
-                let key = match &to {
-                    Target::Contact(c) => self.send(c, &text).await?,
-                    Target::Group(g) => self.send_group(g, &text).await?,
+                let written = match &to {
+                    Target::Contact(c) => self.send(c, &text).await,
+                    Target::Group(g) => self.send_group(g, &text).await,
                 };
+                // A text too long for its conversation (a timer takes 8
+                // bytes of a body) is the user's to shorten.
+                let key = written.map_err(|e| match e {
+                    ProfileError::Message(strand_sync::Invalid::BodyTooLong(_)) => {
+                        Failure::bad_input(crate::chain(&e))
+                    }
+                    other => other.into(),
+                })?;
                 Ok(Reply::Written {
                     id: hex(&key.id.0),
                     time: key.time,
