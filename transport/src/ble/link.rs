@@ -41,9 +41,14 @@
 //! the window) instead of losing data. The window's right edge never moves
 //! back.
 //!
-//! A link that makes no progress for [`LINK_TIMEOUT`] while it has frames
-//! unacknowledged ends with [`LinkError::TimedOut`]; an idle link never
-//! times out here (keepalives are the session's job).
+//! A link that makes no progress for [`LINK_TIMEOUT`] while it waits on
+//! the peer (frames unacknowledged, or the HELLOs not yet both ways) ends
+//! with [`LinkError::TimedOut`]; so does one whose own stream is over and
+//! acknowledged, and everything that arrived read, when the peer sends
+//! nothing of its stream, and no end, for as long (only the peer keeps it
+//! up then: no stranger holds a link open by saying nothing). An idle
+//! link whose streams are both open never times out here (keepalives are
+//! the session's job).
 //!
 //! # Drive loop
 //!
@@ -62,7 +67,10 @@
 //!     let mut buf = [0u8; 64];
 //!     let n = b.read(&mut buf);
 //!     got.extend_from_slice(&buf[..n]);
-//!     if b.is_eof() { b.finish(); }
+//!     if b.is_eof() && b.send_capacity() > 0 {
+//!         b.finish(); // the reader ends its stream too, and sends that
+//!         continue; // before waiting for anything
+//!     }
 //!     // Nothing to send: wait for the earliest deadline.
 //!     now = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().min().unwrap_or(now).max(now);
 //!     a.handle_timeout(now);
@@ -322,6 +330,10 @@ pub struct BleLink {
     rto: Micros,
     backoff: u32,
     last_progress: Micros,
+    /// When the peer last sent a new frame of its stream, or this side
+    /// last opened its window wider: what the wait for the peer's end is
+    /// counted from.
+    heard: Micros,
     // Reading.
     rcv_next: u64,
     early: BTreeMap<u64, Early>,
@@ -362,6 +374,7 @@ impl BleLink {
             rto: INITIAL_RTO,
             backoff: 0,
             last_progress: 0,
+            heard: 0,
             rcv_next: 0,
             early: BTreeMap::new(),
             readable: VecDeque::new(),
@@ -641,6 +654,9 @@ impl BleLink {
         if fin {
             self.fin_seq = Some(seq);
         }
+        if !self.early.contains_key(&seq) {
+            self.heard = now;
+        }
         let in_order = seq == self.rcv_next;
         self.early.entry(seq).or_insert_with(|| {
             if fin {
@@ -791,7 +807,12 @@ impl BleLink {
         }
         if self.ack_now || self.ack_at.is_some_and(|t| t <= now) {
             if self.peer.is_some() {
-                return Some(self.ack());
+                let before = self.advertised;
+                let ack = self.ack();
+                if self.advertised > before {
+                    self.heard = now; // the peer may send again
+                }
+                return Some(ack);
             }
             self.ack_now = false;
         }
@@ -898,8 +919,7 @@ impl BleLink {
         let hello = (!self.hello_acked && !self.hello_due).then_some(self.hello_sent + rto);
         // Whatever else is pending, a link waiting on the peer gives up at
         // LINK_TIMEOUT (so no peer can leave it waiting with no timer).
-        let waiting = !self.in_flight.is_empty() || !self.hello_acked;
-        let give_up = waiting.then_some(self.last_progress + LINK_TIMEOUT);
+        let give_up = self.give_up_at();
         let retransmit = self
             .in_flight
             .iter()
@@ -915,14 +935,30 @@ impl BleLink {
             .min()
     }
 
+    /// When the link gives up on a peer that makes no progress, if it is
+    /// waiting on one: for an ACK of frames in flight, for the peer's
+    /// HELLO (an ACK can come before it, and a peer that never sends it
+    /// lets this side send nothing) or an ACK of this side's; or, this
+    /// side's stream over and acknowledged and all that arrived read, for
+    /// more of the peer's stream or its end.
+    fn give_up_at(&self) -> Option<Micros> {
+        if !self.in_flight.is_empty() || !self.hello_acked || self.peer.is_none() {
+            return Some(self.last_progress + LINK_TIMEOUT);
+        }
+        let done = self.fin_sent && self.send_buf.is_empty();
+        if done && !self.peer_fin && self.readable.is_empty() {
+            return Some(self.last_progress.max(self.heard) + LINK_TIMEOUT);
+        }
+        None
+    }
+
     /// Fires what is due at `now`.
     pub fn handle_timeout(&mut self, now: Micros) {
         if self.error.is_some() {
             return;
         }
         let rto = self.current_rto();
-        let waiting = !self.in_flight.is_empty() || !self.hello_acked;
-        if waiting && now.saturating_sub(self.last_progress) >= LINK_TIMEOUT {
+        if self.give_up_at().is_some_and(|t| t <= now) {
             self.fail(LinkError::TimedOut);
             return;
         }

@@ -6,7 +6,9 @@
 
 use crate::sync_end::{devices, meet, SyncEnd};
 use proptest::prelude::*;
-use strand_transport::ble::link::{BleLink, LinkConfig, LinkError, Micros, Reason, DATA_HEADER};
+use strand_transport::ble::link::{
+    BleLink, LinkConfig, LinkError, Micros, Reason, DATA_HEADER, LINK_TIMEOUT,
+};
 use strand_transport::ble::radio::{Bulk, Endpoint, Pair, Phy, RadioConfig};
 
 const SECOND: Micros = 1_000_000;
@@ -732,4 +734,146 @@ fn a_link_waiting_on_its_peer_always_has_a_deadline() {
     link.handle_packet(1, &[4, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
     let deadline = link.poll_timeout().expect("a deadline");
     assert!(deadline <= strand_transport::ble::link::LINK_TIMEOUT);
+}
+
+/// Sends what `from` has to send to `to`, at `now`.
+fn deliver(from: &mut BleLink, to: &mut BleLink, now: Micros) {
+    while let Some(p) = from.poll_transmit(now) {
+        to.handle_packet(now, &p).unwrap();
+    }
+}
+
+/// Steps a link alone (its peer hostile) a second at a time from `start`
+/// until it fails, or an hour passes; returns how long after `start` it
+/// failed.
+fn left_waiting(
+    link: &mut BleLink,
+    start: Micros,
+    mut peer_says: impl FnMut(&mut BleLink, Micros),
+) -> Option<Micros> {
+    let mut now = start;
+    while now < start + 3_600 * SECOND {
+        now += SECOND;
+        peer_says(link, now);
+        while link.poll_transmit(now).is_some() {}
+        if link.poll_timeout().is_some_and(|t| t <= now) {
+            link.handle_timeout(now);
+        }
+        if link.error().is_some() {
+            return Some(now - start);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_peer_that_acknowledges_but_never_says_hello_is_given_up() {
+    // The link cannot send a byte before the peer's HELLO says what it
+    // takes; an ACK alone made it take its own HELLO as heard and wait
+    // with no timer (a stranger held the one GATT link with 9 bytes).
+    let mut link = BleLink::new(LinkConfig::default());
+    link.write(b"beacon").unwrap();
+    link.finish();
+    while link.poll_transmit(0).is_some() {}
+    link.handle_packet(0, &[4, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    assert!(link.poll_timeout().is_some(), "no deadline");
+    let failed = left_waiting(&mut link, 0, |_, _| {});
+    assert_eq!(link.error(), Some(&LinkError::TimedOut));
+    assert!(
+        failed.is_some_and(|t| t <= LINK_TIMEOUT + SECOND),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn a_peer_that_never_ends_its_stream_is_given_up_once_this_side_is_done() {
+    let (mut link, mut peer) = (
+        BleLink::new(LinkConfig::default()),
+        BleLink::new(LinkConfig::default()),
+    );
+    link.write(b"that is all").unwrap();
+    link.finish();
+    for step in 0..10 {
+        let now = step * 50_000;
+        link.handle_timeout(now);
+        peer.handle_timeout(now);
+        deliver(&mut link, &mut peer, now);
+        deliver(&mut peer, &mut link, now);
+    }
+    // Everything this side sent is acknowledged; the peer's end is owed.
+    assert!(link.is_flushed() && !link.is_eof() && link.error().is_none());
+    // A peer that then says nothing but PROBEs (each answered) does not
+    // keep the link: it is given up a link timeout after its last word.
+    let failed = left_waiting(&mut link, 500_000, |link, now| {
+        if (now / SECOND).is_multiple_of(20) {
+            link.handle_packet(now, &[5]).unwrap();
+        }
+    });
+    assert_eq!(link.error(), Some(&LinkError::TimedOut));
+    assert!(
+        failed.is_some_and(|t| t <= LINK_TIMEOUT + SECOND),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn a_peer_still_sending_keeps_a_finished_link_until_its_end() {
+    // The same link, but the peer has more to say, a little every 20 s:
+    // that is progress, and the link waits for its end.
+    let (mut link, mut peer) = (
+        BleLink::new(LinkConfig::default()),
+        BleLink::new(LinkConfig::default()),
+    );
+    link.write(b"that is all").unwrap();
+    link.finish();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut now = 0;
+    for step in 0..1_000 {
+        now = step * SECOND;
+        if step % 20 == 10 && step < 200 {
+            peer.write(format!("{step};").as_bytes()).unwrap();
+        }
+        if step == 200 {
+            peer.finish();
+        }
+        for end in [&mut link, &mut peer] {
+            if end.poll_timeout().is_some_and(|t| t <= now) {
+                end.handle_timeout(now);
+            }
+        }
+        deliver(&mut link, &mut peer, now);
+        deliver(&mut peer, &mut link, now);
+        let n = link.read(&mut buf);
+        got.extend_from_slice(&buf[..n]);
+        peer.read(&mut buf);
+        if link.is_closed() {
+            break;
+        }
+    }
+    assert_eq!(link.error(), None);
+    assert!(link.is_closed(), "still open at {now}");
+    assert!(got.starts_with(b"10;30;") && got.ends_with(b"190;"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_driven_link_a_stranger_acknowledges_and_leaves_waiting_ends() {
+    // The session gives up on the link (the stream dropped); the peer sent
+    // one ACK and nothing else. Before, the driver waited for it with no
+    // timer, holding the peripheral's one GATT link for as long as the
+    // stranger stayed connected.
+    use strand_transport::ble::driver;
+    let (to_link, incoming) = tokio::sync::mpsc::channel(8);
+    let (outgoing, mut sent) = tokio::sync::mpsc::channel(8);
+    let (stream, ended) = driver::spawn(LinkConfig::default(), incoming, outgoing);
+    to_link.send(vec![4, 0, 0, 0, 0, 0, 0, 0, 0]).await.unwrap();
+    drop(stream);
+    let drained = tokio::spawn(async move { while sent.recv().await.is_some() {} });
+    let ended = tokio::time::timeout(3_600 * std::time::Duration::from_secs(1), ended)
+        .await
+        .expect("the driver still waits an hour on")
+        .unwrap();
+    assert_eq!(ended.error, Some(LinkError::TimedOut));
+    drop(to_link);
+    drained.await.unwrap();
 }
