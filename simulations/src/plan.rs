@@ -165,6 +165,18 @@ fn mkdir(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
 }
 
+/// Refuses a plan directory that `sweep.sbatch` could not name: its
+/// `#SBATCH --output` line takes the path unquoted (Slurm splits it at
+/// whitespace) and reads `%` as the start of a filename pattern.
+fn check_sbatch_path(dir: &Path) -> anyhow::Result<()> {
+    let d = dir.to_string_lossy();
+    anyhow::ensure!(
+        !d.chars().any(|c| c.is_whitespace() || c == '%'),
+        "plan directory {d:?}: a path with whitespace or `%` cannot be named in sweep.sbatch's `#SBATCH --output` line; choose another directory"
+    );
+    Ok(())
+}
+
 /// Quotes `s` for a POSIX shell.
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -194,10 +206,16 @@ impl Plan {
         exe: &Path,
         slurm: &SlurmRequest,
     ) -> anyhow::Result<Plan> {
+        // `sweep.sbatch` names the directory in `#SBATCH --output`, which
+        // Slurm splits at whitespace and where `%` starts a pattern: such
+        // paths are refused, before anything is written if they are seen
+        // as given, else once the path is absolute.
+        check_sbatch_path(dir)?;
         mkdir(dir)?;
         let dir = dir
             .canonicalize()
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        check_sbatch_path(&dir)?;
         for sub in ["points", "inputs", "results", "logs"] {
             mkdir(&dir.join(sub))?;
         }
@@ -336,7 +354,7 @@ impl Plan {
              #SBATCH --cpus-per-task=1\n\
              #SBATCH --mem={mem}\n\
              #SBATCH --time={time}\n\
-             #SBATCH --output={logs}/job-%a.log\n\
+             #SBATCH --output={logs}/logs/job-%a.log\n\
              exec {exe_q} job {dq} \"$SLURM_ARRAY_TASK_ID\"\n",
             id = self.id,
             id8 = &self.id[..8],
@@ -588,6 +606,55 @@ mod tests {
             let err = Plan::read(dir.path()).unwrap_err().to_string();
             assert!(err.contains("at least one point and one seed"), "{err}");
         }
+    }
+
+    /// The Slurm array's logs go to `DIR/logs/`, the directory the plan
+    /// makes for them; a plan directory that the script's unquoted
+    /// `#SBATCH --output` line cannot name is refused, and nothing is
+    /// written for it.
+    #[test]
+    fn slurm_logs_go_to_the_plans_logs_directory_and_unnameable_dirs_are_refused() {
+        let table: toml::Table = r#"
+            name = "x"
+            duration = "1h"
+            [[group]]
+            count = 2
+            [contacts]
+            model = "meetings"
+            gap = "1h"
+            duration = "1m"
+            "#
+        .parse()
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let params = [Param {
+            path: "policy".into(),
+            values: vec!["direct".into()],
+        }];
+        let grid = Grid::new(&table, tmp.path(), &params, &[1]).unwrap();
+        let slurm = SlurmRequest::new("4G", "1:00").unwrap();
+        let exe = Path::new("/opt/strand-sim");
+
+        let dir = tmp.path().join("plan");
+        Plan::write(&grid, &dir, exe, &slurm).unwrap();
+        let dir = dir.canonicalize().unwrap();
+        let script = std::fs::read_to_string(dir.join("sweep.sbatch")).unwrap();
+        let want = format!("\n#SBATCH --output={}/logs/job-%a.log\n", dir.display());
+        assert!(script.contains(&want), "{want:?} in {script}");
+        assert!(dir.join("logs").is_dir());
+
+        for bad in ["my plan", "plan\t2", "plan\nx", "50%a"] {
+            let dir = tmp.path().join(bad);
+            let err = Plan::write(&grid, &dir, exe, &slurm)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("#SBATCH --output"), "{bad:?}: {err}");
+            assert!(!dir.exists(), "{bad:?}: nothing written");
+        }
+        // Seen only once the path is absolute (the current directory's
+        // part of it), and refused as well.
+        assert!(check_sbatch_path(Path::new("/srv/my plans/p")).is_err());
+        assert!(check_sbatch_path(Path::new("/srv/plans/p-1.x_y+z")).is_ok());
     }
 
     #[test]

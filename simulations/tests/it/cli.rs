@@ -208,6 +208,13 @@ fn a_plan_run_under_gnu_parallel_merges_to_the_in_process_sweep_byte_for_byte() 
     ] {
         assert!(sbatch.contains(want), "{want}: {sbatch}");
     }
+    // Slurm writes the tasks' logs into the logs/ directory the plan made.
+    let logs = format!(
+        "\n#SBATCH --output={}/logs/job-%a.log\n",
+        planned.canonicalize().unwrap().display()
+    );
+    assert!(sbatch.contains(&logs), "{logs:?}: {sbatch}");
+    assert!(planned.join("logs").is_dir());
 
     // GNU parallel runs the job lines as written (two at a time).
     let o = Command::new("parallel")
