@@ -13,6 +13,9 @@ use crate::units::{secs, Micros};
 pub struct Metrics {
     /// Messages created.
     pub created: u64,
+    /// Messages `[traffic]` wanted but could not address (a sender with
+    /// no contact, or in no group, to write to): not created.
+    pub unaddressed: u64,
     /// (message, recipient) pairs created: a group message to k others
     /// counts k.
     pub units: u64,
@@ -172,6 +175,11 @@ pub struct Report {
     pub social_edges: u64,
     /// Messages created.
     pub created: u64,
+    /// Messages `[traffic]` wanted but could not address (a sender with
+    /// no contact, or in no group, to write to): not created, so not in
+    /// `created` nor in the delivery ratio.
+    #[serde(default)]
+    pub unaddressed: u64,
     /// Deliveries wanted ((message, recipient) pairs).
     pub delivery_units: u64,
     /// Deliveries made.
@@ -286,6 +294,16 @@ fn named(m: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
     m.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
 }
 
+/// `s` as one CSV field (RFC 4180): as it is, or, when it holds a comma,
+/// a quote or a line break, in quotes with its quotes doubled.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -327,6 +345,7 @@ impl Report {
             sim_time_s: secs(sim_time),
             social_edges,
             created: m.created,
+            unaddressed: m.unaddressed,
             delivery_units: m.units,
             delivered,
             delivery_ratio: ratio(delivered as f64, m.units),
@@ -399,10 +418,19 @@ impl Report {
         }
     }
 
-    /// One line: devices, policy, seed, deliveries, latency, bytes, events.
+    /// One line: devices, policy, seed, deliveries, latency, bytes, events
+    /// (and the messages that could not be addressed, if any).
     pub fn summary(&self) -> String {
+        let unaddressed = if self.unaddressed > 0 {
+            format!(
+                " ({} more unaddressed: no contact or group to write to)",
+                self.unaddressed
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} devices, {} policy, seed {}: created {}, delivered {}/{} ({:.1} %), latency mean {:.1} s / median {:.1} s / p95 {:.1} s, {:.0} bytes per delivered message, {} events",
+            "{} devices, {} policy, seed {}: created {}{unaddressed}, delivered {}/{} ({:.1} %), latency mean {:.1} s / median {:.1} s / p95 {:.1} s, {:.0} bytes per delivered message, {} events",
             self.devices,
             self.policy,
             self.seed,
@@ -422,6 +450,7 @@ impl Report {
     pub fn scalars(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("created", self.created as f64),
+            ("unaddressed", self.unaddressed as f64),
             ("delivery_units", self.delivery_units as f64),
             ("delivered", self.delivered as f64),
             ("delivery_ratio", self.delivery_ratio),
@@ -461,7 +490,11 @@ impl Report {
         let _ = write!(
             out,
             "\n{},{},{},{},{}",
-            self.scenario, self.policy, self.seed, self.devices, self.sim_time_s
+            csv_field(&self.scenario),
+            self.policy,
+            self.seed,
+            self.devices,
+            self.sim_time_s
         );
         for (_, v) in &s {
             let _ = write!(out, ",{v}");
@@ -502,5 +535,90 @@ impl Report {
         let _ = writeln!(s, "rtt_avg: NaN");
         let _ = writeln!(s, "rtt_med: NaN");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits one CSV line into its fields as RFC 4180 reads them.
+    fn fields(line: &str) -> Vec<String> {
+        let mut out = vec![String::new()];
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.last_mut().expect("a field").push('"');
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => out.push(String::new()),
+                c => out.last_mut().expect("a field").push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn metrics_csv_quotes_a_scenario_name_with_commas_or_quotes() {
+        for name in ["town, \"north\"", "plain-name", "a\"b"] {
+            let r = Report::build(
+                &Metrics::new(2),
+                name,
+                "strand",
+                1,
+                0,
+                0,
+                0,
+                &[],
+                0,
+                BTreeMap::new(),
+            );
+            let csv = r.to_csv();
+            let lines: Vec<&str> = csv.lines().collect();
+            assert_eq!(lines.len(), 2, "{csv}");
+            let (head, row) = (fields(lines[0]), fields(lines[1]));
+            assert_eq!(head.len(), row.len(), "{csv}");
+            assert_eq!(row[0], name);
+            assert_eq!(row[1], "strand");
+            assert_eq!(head[0], "scenario");
+        }
+        // Names that need no quotes are written as they are.
+        let r = Report::build(
+            &Metrics::new(2),
+            "plain-name",
+            "strand",
+            1,
+            0,
+            0,
+            0,
+            &[],
+            0,
+            BTreeMap::new(),
+        );
+        assert!(r.to_csv().contains("\nplain-name,strand,1,2,"));
+    }
+
+    #[test]
+    fn unaddressed_messages_are_reported() {
+        let mut m = Metrics::new(2);
+        m.created = 3;
+        m.unaddressed = 4;
+        let r = Report::build(&m, "x", "strand", 1, 0, 0, 0, &[], 0, BTreeMap::new());
+        assert_eq!(r.unaddressed, 4);
+        assert!(
+            r.summary().contains("created 3 (4 more unaddressed"),
+            "{}",
+            r.summary()
+        );
+        assert!(r.scalars().contains(&("unaddressed", 4.0)));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"unaddressed\":4"), "{json}");
+        // A report written before the field existed still reads.
+        let old = json.replace("\"unaddressed\":4,", "");
+        let back: Report = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.unaddressed, 0);
     }
 }

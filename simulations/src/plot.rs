@@ -205,7 +205,17 @@ fn table(o: &Outcome) -> Vec<(String, String)> {
             "simulated time".into(),
             format!("{:.1} h", r.sim_time_s / 3600.0),
         ),
-        ("messages created".into(), r.created.to_string()),
+        (
+            "messages created".into(),
+            if r.unaddressed > 0 {
+                format!(
+                    "{} ({} more unaddressed: no contact or group to write to)",
+                    r.created, r.unaddressed
+                )
+            } else {
+                r.created.to_string()
+            },
+        ),
         (
             "deliveries wanted / made".into(),
             format!("{} / {}", r.delivery_units, r.delivered),

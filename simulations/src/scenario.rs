@@ -343,7 +343,11 @@ pub enum ContactModel {
         area: [f64; 2],
     },
     /// Replay of a ONE `StandardEventsReader` file: `CONN` lines give
-    /// contacts, `C` lines give messages (replacing `[traffic]`).
+    /// contacts. `C` lines give messages, in place of `[traffic]`'s
+    /// generator (`interval` or `per_device_gap` with them is refused
+    /// when the trace is loaded; `until` still applies); a trace without
+    /// `C` lines (a connectivity report) takes its messages from
+    /// `[traffic]`, as the other models do.
     Trace {
         /// The file, relative to the scenario.
         file: PathBuf,
@@ -455,6 +459,15 @@ pub struct Traffic {
     pub group_share: f64,
     /// No messages are created after this (default: the whole run).
     pub until: Option<Duration>,
+}
+
+impl Traffic {
+    /// Whether `[traffic]` generates messages (`interval` or
+    /// `per_device_gap` is set); `size`, `to` and `group_share` shape what
+    /// it generates and do nothing without it.
+    pub fn generates(&self) -> bool {
+        self.interval.is_some() || self.per_device_gap.is_some()
+    }
 }
 
 impl Default for Traffic {
@@ -758,6 +771,30 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&t.group_share) {
             return Err("traffic.group_share must be in [0, 1]".into());
+        }
+        // Generated messages that could have no recipient at all. (A trace
+        // whose `C` lines give the messages refuses a generator when it is
+        // loaded, so these hold for every model.)
+        let no_contacts = so.model == "none" || (so.model == "random" && so.degree == 0);
+        if t.generates() && t.to == "contact" && no_contacts {
+            return Err(format!(
+                "traffic.to = \"contact\" with social.model = \"{}\"{}: no device has a contact to write to (use to = \"any\", or a social model that gives contacts)",
+                so.model,
+                if so.model == "random" { " and degree 0" } else { "" }
+            ));
+        }
+        if t.generates() && t.to == "group" && so.groups == 0 {
+            return Err(
+                "traffic.to = \"group\" needs social.groups above zero: there is no group to write to"
+                    .into(),
+            );
+        }
+        if t.generates() && t.to == "group" && no_contacts {
+            return Err(format!(
+                "traffic.to = \"group\" with social.model = \"{}\"{}: a group's members are drawn from its owner's contacts, so every group would be its owner alone",
+                so.model,
+                if so.model == "random" { " and degree 0" } else { "" }
+            ));
         }
         if self.options.copies == 0 {
             return Err("options.copies must be at least 1".into());

@@ -41,7 +41,8 @@ pub struct Social {
     /// Messages, in time order.
     pub workload: Vec<Creation>,
     /// Messages the traffic model wanted but could not address (a sender
-    /// with no contacts or no group).
+    /// with no contacts or no group): not created, and reported as
+    /// `unaddressed`.
     pub unaddressed: u64,
 }
 
@@ -103,7 +104,20 @@ impl Social {
             .traffic
             .until
             .map_or(sc.duration.0, |u| u.0.min(sc.duration.0));
-        if let Some(trace) = trace {
+        // A trace's `C` lines are the workload; a trace without them (a
+        // connectivity report) gives contacts only, and `[traffic]`
+        // generates the messages as for the other contact models.
+        if let Some(trace) = trace.filter(|t| !t.creates.is_empty()) {
+            anyhow::ensure!(
+                !sc.traffic.generates(),
+                "the trace creates its own messages ({} `C` lines), which take the place of [traffic]: remove traffic.{}, or the trace's `C` lines",
+                trace.creates.len(),
+                if sc.traffic.interval.is_some() {
+                    "interval"
+                } else {
+                    "per_device_gap"
+                }
+            );
             for c in &trace.creates {
                 if c.time < end {
                     social.workload.push(Creation {

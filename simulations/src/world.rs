@@ -266,6 +266,8 @@ impl Sim {
                 next: 0,
             },
         };
+        let mut metrics = Metrics::new(n);
+        metrics.unaddressed = social.unaddressed;
         let mut world = World {
             now: 0,
             end: scenario.duration.0,
@@ -286,7 +288,7 @@ impl Sim {
             social,
             next_creation: 0,
             messages: Vec::new(),
-            metrics: Metrics::new(n),
+            metrics,
             contacts,
             scenario: scenario.clone(),
         };

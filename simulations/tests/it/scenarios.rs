@@ -553,3 +553,185 @@ fn contacts_found_by_their_hints_miss_meetings_no_hint_named() {
         hinted.invariants
     );
 }
+
+/// Three devices, all contacts, meeting as trace `t.one` says, with
+/// `TRAFFIC` as their `[traffic]` section.
+const TRACED: &str = r#"
+name = "traced"
+duration = "2h"
+policy = "direct"
+[[group]]
+count = 3
+link = "lan"
+[contacts]
+model = "trace"
+file = "t.one"
+[social]
+model = "complete"
+[traffic]
+TRAFFIC
+"#;
+
+fn traced(trace: &str, traffic: &str) -> anyhow::Result<strand_sim::Report> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.one"), trace).unwrap();
+    let s = inline(&TRACED.replace("TRAFFIC", traffic), dir.path());
+    Ok(run(&s, 1, |_, _| {})?.report)
+}
+
+#[test]
+fn a_trace_of_contacts_only_takes_its_messages_from_traffic() {
+    // A connectivity report: `CONN` lines only. Before, its runs created
+    // nothing whatever `[traffic]` said.
+    let conns = "0 CONN 0 1 up\n0 CONN 1 2 up\n3600 CONN 0 1 down\n5000 CONN 0 2 up\n";
+    let generated = "per_device_gap = \"10m\"\nsize = [50, 100]\nuntil = \"1h\"";
+    let r = traced(conns, generated).unwrap();
+    // About 3 devices × 6 messages.
+    assert!(r.created > 5, "{}", r.created);
+    assert!(r.delivered > 0 && r.delivered <= r.delivery_units, "{r:?}");
+    assert!(r.bytes_payload >= 50 * r.delivered && r.bytes_payload <= 100 * r.delivered);
+    let r = traced(conns, "interval = [\"1m\", \"2m\"]\nuntil = \"1h\"").unwrap();
+    assert!(r.created > 20, "{}", r.created);
+    // Without a generator, nothing is created, as for any contact model.
+    assert_eq!(traced(conns, "until = \"1h\"").unwrap().created, 0);
+}
+
+#[test]
+fn a_trace_with_messages_refuses_a_traffic_generator() {
+    // The trace's `C` lines are the workload; a generator beside them was
+    // silently ignored before, and is refused now.
+    let with_messages = "0 CONN 0 1 up\n10 C M1 0 1 500\n20 C M2 1 2 500\n";
+    for (traffic, key) in [
+        ("per_device_gap = \"10m\"", "traffic.per_device_gap"),
+        (
+            "interval = [\"1m\", \"2m\"]\nsize = [10, 20]",
+            "traffic.interval",
+        ),
+    ] {
+        let e = traced(with_messages, traffic).unwrap_err().to_string();
+        assert!(e.contains("`C` lines") && e.contains(key), "{traffic}: {e}");
+    }
+    // `until` still cuts the trace's messages off.
+    let r = traced(with_messages, "until = \"15s\"").unwrap();
+    assert_eq!(r.created, 1);
+    let r = traced(with_messages, "").unwrap();
+    assert_eq!(r.created, 2);
+    // The bundled trace scenarios still load (and use the trace's
+    // messages).
+    bundled("trace-carry", &[]);
+    bundled("trace-replay", &[]);
+}
+
+#[test]
+fn traffic_that_could_address_no_one_is_refused() {
+    let base = "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 4\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n";
+    for (extra, needle) in [
+        (
+            "[social]\nmodel = \"none\"\n[traffic]\nper_device_gap = \"1h\"\n",
+            "traffic.to = \"contact\" with social.model = \"none\"",
+        ),
+        (
+            "[social]\nmodel = \"random\"\ndegree = 0\n[traffic]\ninterval = [\"1m\", \"2m\"]\nto = \"contact\"\n",
+            "degree 0",
+        ),
+        (
+            "[traffic]\nper_device_gap = \"1h\"\nto = \"group\"\n",
+            "needs social.groups above zero",
+        ),
+        (
+            "[social]\nmodel = \"none\"\ngroups = 2\n[traffic]\nper_device_gap = \"1h\"\nto = \"group\"\n",
+            "its owner alone",
+        ),
+    ] {
+        let e = Scenario::parse(&format!("{base}{extra}"), Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{extra:?}: {e}");
+    }
+    // The same social settings are fine when every message has somewhere
+    // to go, or when none is generated.
+    for extra in [
+        "[social]\nmodel = \"none\"\n[traffic]\nper_device_gap = \"1h\"\nto = \"any\"\n",
+        "[social]\nmodel = \"none\"\n",
+        "[social]\ngroups = 1\n[traffic]\nper_device_gap = \"1h\"\nto = \"group\"\n",
+    ] {
+        let text = format!("{base}{extra}");
+        assert!(
+            Scenario::parse(&text, Default::default()).is_ok(),
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn messages_with_no_recipient_are_counted_as_unaddressed() {
+    // One group of 3 among 6 devices, every message to a group: the
+    // other 3 have nowhere to write. Before, their messages vanished
+    // without a trace in the report.
+    let s = Scenario::parse(
+        r#"
+        name = "half in a group"
+        duration = "1h"
+        policy = "direct"
+        [[group]]
+        count = 6
+        link = "lan"
+        [contacts]
+        model = "meetings"
+        gap = "30m"
+        duration = "1m"
+        [social]
+        model = "complete"
+        groups = 1
+        group_size = 3
+        [traffic]
+        per_device_gap = "5m"
+        to = "group"
+        "#,
+        Default::default(),
+    )
+    .unwrap();
+    let o = run(&s, 1, |_, _| {}).unwrap();
+    let r = &o.report;
+    assert!(r.created > 10 && r.unaddressed > 10, "{r:?}");
+    assert_eq!(
+        r.delivery_units,
+        2 * r.created,
+        "each to the 2 other members"
+    );
+    assert!(
+        r.summary()
+            .contains(&format!("({} more unaddressed", r.unaddressed)),
+        "{}",
+        r.summary()
+    );
+    assert!(r.to_csv().lines().next().unwrap().contains(",unaddressed,"));
+    assert!(json(&s, 1).contains(&format!("\"unaddressed\":{}", r.unaddressed)));
+    // Everyone in the group: nothing unaddressed.
+    let all = Scenario::parse(
+        r#"
+        name = "all in a group"
+        duration = "1h"
+        policy = "direct"
+        [[group]]
+        count = 6
+        link = "lan"
+        [contacts]
+        model = "meetings"
+        gap = "30m"
+        duration = "1m"
+        [social]
+        model = "complete"
+        groups = 1
+        group_size = 6
+        [traffic]
+        per_device_gap = "5m"
+        to = "group"
+        "#,
+        Default::default(),
+    )
+    .unwrap();
+    let r = run(&all, 1, |_, _| {}).unwrap().report;
+    assert!(r.created > 20 && r.unaddressed == 0, "{r:?}");
+    assert!(!r.summary().contains("unaddressed"), "{}", r.summary());
+}
