@@ -90,6 +90,19 @@ pub fn listen_everywhere(port: u16) -> Vec<Multiaddr> {
     out
 }
 
+/// The addresses of the widest scope among `addrs`, in their order:
+/// public ones if any, else LAN ones, else loopback ones (as in tests).
+/// What a server tells others it is reached at: one far away could not
+/// dial a LAN address, and would learn from it how the network behind the
+/// server is numbered.
+pub fn widest_scope(addrs: impl IntoIterator<Item = Multiaddr>) -> Vec<Multiaddr> {
+    let all: Vec<Multiaddr> = addrs.into_iter().collect();
+    let widest = all.iter().map(scope).max();
+    all.into_iter()
+        .filter(|a| Some(scope(a)) == widest)
+        .collect()
+}
+
 /// How far an address reaches: who could dial it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {

@@ -1701,18 +1701,14 @@ async fn start_relays(
 }
 
 /// The addresses of the relay this node runs that contacts are told:
-/// those of the widest scope it has (public ones if any, else LAN ones,
-/// else loopback ones, as in tests), at most
-/// [`MAX_REACH_ADDRESSES`](strand_sync::limits::MAX_REACH_ADDRESSES). A
-/// contact far away could not dial a LAN address, and would learn from it
-/// how the user's home network is numbered. A relay behind port
+/// those of the widest scope it has ([`strand_transport::widest_scope`]:
+/// public ones if any, else LAN ones, else loopback ones, as in tests), at
+/// most [`MAX_REACH_ADDRESSES`](strand_sync::limits::MAX_REACH_ADDRESSES).
+/// A contact far away could not dial a LAN address, and would learn from
+/// it how the user's home network is numbered. A relay behind port
 /// forwarding is told its public address with `--relay-announce`.
 fn serving_addresses(all: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    let widest = all.iter().map(strand_transport::scope).max();
-    let mut out: Vec<Multiaddr> = all
-        .into_iter()
-        .filter(|a| Some(strand_transport::scope(a)) == widest)
-        .collect();
+    let mut out = strand_transport::widest_scope(all);
     out.truncate(strand_sync::limits::MAX_REACH_ADDRESSES);
     out
 }

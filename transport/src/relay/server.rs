@@ -301,10 +301,13 @@ impl RelayServer {
                     key.public().to_peer_id(),
                     relay_config(&limits, only),
                 ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_VERSION.into(),
-                    key.public(),
-                )),
+                // Identify tells anyone who connects the addresses the
+                // relay is reached at (its external ones), not every one
+                // it listens on: those would number the network behind it.
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                        .with_hide_listen_addrs(true),
+                ),
                 autonat: autonat::v2::server::Behaviour::default(),
             })
             .map_err(setup_error)?
@@ -328,7 +331,9 @@ impl RelayServer {
                 })?;
             waiting.push((id, addr.clone()));
         }
-        let announce_listen = config.announce.is_empty();
+        // Without announced addresses, the relay is reached at the widest
+        // scope it listens on (public addresses if any, else LAN ones).
+        let mut listening = config.announce.is_empty().then(Vec::new);
         // Until each listener has an address.
         while !waiting.is_empty() {
             match swarm.select_next_some().await {
@@ -337,8 +342,9 @@ impl RelayServer {
                     address,
                 } => {
                     waiting.retain(|(id, _)| *id != listener_id);
-                    if announce_listen {
-                        swarm.add_external_address(address);
+                    if let Some(listening) = &mut listening {
+                        listening.push(address);
+                        reached_at(&mut swarm, listening);
                     }
                 }
                 SwarmEvent::ListenerClosed {
@@ -362,7 +368,7 @@ impl RelayServer {
         }
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(swarm, rx, announce_listen));
+        let task = tokio::spawn(run(swarm, rx, listening));
         Ok(RelayServer {
             commands: tx,
             local,
@@ -404,10 +410,24 @@ impl RelayServer {
     }
 }
 
+/// Makes the widest-scope addresses of `listening` the relay's external
+/// ones: what identify tells those who connect, what reservations name and
+/// what [`RelayServer::addresses`] gives.
+fn reached_at(swarm: &mut Swarm<Behaviour>, listening: &[Multiaddr]) {
+    let keep = crate::widest_scope(listening.iter().cloned());
+    let old: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
+    for a in old.iter().filter(|a| !keep.contains(a)) {
+        swarm.remove_external_address(a);
+    }
+    for a in keep.into_iter().filter(|a| !old.contains(a)) {
+        swarm.add_external_address(a);
+    }
+}
+
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
-    announce_listen: bool,
+    mut listening: Option<Vec<Multiaddr>>,
 ) {
     let mut stats = RelayStats::default();
     // Reservations by peer: one per connection, so a peer that
@@ -427,11 +447,17 @@ async fn run(
                 }
             },
             event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { address, .. } if announce_listen => {
-                    swarm.add_external_address(address);
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    if let Some(listening) = &mut listening {
+                        listening.push(address);
+                        reached_at(&mut swarm, listening);
+                    }
                 }
-                SwarmEvent::ExpiredListenAddr { address, .. } if announce_listen => {
-                    swarm.remove_external_address(&address);
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    if let Some(listening) = &mut listening {
+                        listening.retain(|a| *a != address);
+                        reached_at(&mut swarm, listening);
+                    }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
                     #[allow(deprecated)]

@@ -452,3 +452,59 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
     assert!(connected, "the relay put the circuit through");
     alice.shutdown().await;
 }
+
+/// A relay told the address it is reached at (`--relay-announce`, behind
+/// port forwarding) tells anyone who connects that one, not the
+/// addresses it listens on: identify sent those too, and for a relay on a
+/// user's own device they number the network behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_tells_strangers_the_address_it_announces_and_no_other() {
+    use futures::StreamExt;
+    use libp2p::identify;
+    use libp2p::swarm::SwarmEvent;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    // A documentation address (RFC 5737): never dialled.
+    let announced: Multiaddr = "/ip4/203.0.113.7/tcp/4001".parse().unwrap();
+    let server = RelayServer::start(RelayServerConfig {
+        listen: vec![listen.clone()],
+        announce: vec![announced.clone()],
+        key: [9; 32],
+        limits: RelayLimits::default(),
+        only: None,
+    })
+    .await
+    .unwrap();
+
+    let mut stranger = stranger(Duration::from_secs(60));
+    stranger.dial(listen.clone()).unwrap();
+    let told = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Received {
+                info,
+                ..
+            })) = stranger.select_next_some().await
+            {
+                // Without the relay's id at the end, if any.
+                return info
+                    .listen_addrs
+                    .into_iter()
+                    .map(|a| {
+                        a.into_iter()
+                            .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                            .collect::<Multiaddr>()
+                    })
+                    .collect::<Vec<_>>();
+            }
+        }
+    })
+    .await
+    .expect("the relay answers identify");
+    assert_eq!(told, vec![announced], "the relay told {told:?}");
+    server.shutdown().await;
+}
