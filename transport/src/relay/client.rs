@@ -111,12 +111,18 @@ pub(crate) enum Command {
     /// Give up reservations and listeners, keep live links until `until`;
     /// the task ends with its last connection.
     Drain { until: Instant },
-    /// A Strand session on this connection authenticated its remote: let
-    /// identify and hole punching answer it.
-    Authenticated {
-        peer: PeerId,
-        connection: ConnectionId,
-    },
+}
+
+/// A Strand session authenticated its remote on this connection: let
+/// identify and hole punching answer it. Sent on a channel of its own,
+/// without bound (one per link at most, and links are bounded): the
+/// commands' queue can be full when a session authenticates (many
+/// contacts dialled at once), and a signal lost there left the gate shut
+/// and the contact's connection cut at
+/// [`AUTHENTICATE_WITHIN`](super::AUTHENTICATE_WITHIN).
+struct Authenticated {
+    peer: PeerId,
+    connection: ConnectionId,
 }
 
 /// A running generation.
@@ -179,10 +185,12 @@ pub(crate) fn spawn(
         .build();
     let local = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (authenticated_tx, authenticated) = mpsc::unbounded_channel();
     let task = tokio::spawn(
         Task {
             swarm,
             commands_tx: tx.clone(),
+            authenticated_tx,
             events,
             shared,
             slots: Vec::new(),
@@ -197,7 +205,7 @@ pub(crate) fn spawn(
             identified: HashSet::new(),
             before_circuit: HashMap::new(),
         }
-        .run(rx),
+        .run(rx, authenticated),
     );
     Ok(Generation {
         commands: tx,
@@ -229,6 +237,7 @@ impl Slot {
 struct Task {
     swarm: Swarm<Behaviour>,
     commands_tx: mpsc::Sender<Command>,
+    authenticated_tx: mpsc::UnboundedSender<Authenticated>,
     events: mpsc::Sender<TransportEvent>,
     shared: std::sync::Weak<Shared>,
     slots: Vec<Slot>,
@@ -293,11 +302,11 @@ fn link(
     (remote, connection): (Option<&Multiaddr>, ConnectionId),
     relayed: bool,
     stream: libp2p::Stream,
-    commands: &mpsc::Sender<Command>,
+    authenticated: &mpsc::UnboundedSender<Authenticated>,
 ) -> Link {
-    let commands = commands.clone();
+    let signal = authenticated.clone();
     let authenticated = crate::Authenticated::new(move || {
-        let _ = commands.try_send(Command::Authenticated { peer, connection });
+        let _ = signal.send(Authenticated { peer, connection });
     });
     // A relayed connection's remote address is the relay's (or none):
     // the remote is known by its ephemeral id there.
@@ -319,7 +328,11 @@ fn link(
 }
 
 impl Task {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut authenticated: mpsc::UnboundedReceiver<Authenticated>,
+    ) {
         loop {
             if let Some(until) = self.draining {
                 let connections = self
@@ -337,6 +350,11 @@ impl Task {
                     None => return,
                     Some(c) => self.command(c),
                 },
+                // The task holds a sender itself: never closed here.
+                Some(Authenticated { peer, connection }) = authenticated.recv() => {
+                    tracing::debug!(%peer, "authenticated: identify and hole punching may answer");
+                    self.swarm.behaviour_mut().open(peer, connection);
+                }
                 event = self.swarm.select_next_some() => {
                     if !self.swarm_event(event).await {
                         return;
@@ -496,10 +514,6 @@ impl Task {
                     addresses: self.swarm.listeners().cloned().collect(),
                     external: self.external.iter().cloned().collect(),
                 });
-            }
-            Command::Authenticated { peer, connection } => {
-                tracing::debug!(%peer, "authenticated: identify and hole punching may answer");
-                self.swarm.behaviour_mut().open(peer, connection);
             }
             Command::Drain { until } => {
                 self.draining = Some(until);
@@ -775,7 +789,7 @@ impl Task {
                         (remote.as_ref(), connection),
                         relayed,
                         stream,
-                        &self.commands_tx,
+                        &self.authenticated_tx,
                     );
                     if self
                         .events
@@ -801,7 +815,7 @@ impl Task {
                             (remote.as_ref(), connection),
                             relayed,
                             stream,
-                            &self.commands_tx,
+                            &self.authenticated_tx,
                         )));
                     }
                 }

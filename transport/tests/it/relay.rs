@@ -508,3 +508,54 @@ async fn a_relay_tells_strangers_the_address_it_announces_and_no_other() {
     assert_eq!(told, vec![announced], "the relay told {told:?}");
     server.shutdown().await;
 }
+
+/// A contact's session authenticates while the generation's command queue
+/// is full (many contacts dialled at once): the signal must still open
+/// the gate. Before, it was dropped (`try_send` on the full queue), so
+/// the relayed connection of an authenticated session was cut once the
+/// time to authenticate was up. One thread, so the queue stays full
+/// until the test yields.
+#[tokio::test]
+async fn an_authentication_while_the_relay_client_is_busy_is_not_lost() {
+    use strand_transport::relay::AUTHENTICATE_WITHIN;
+
+    let server = relay_server(10, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], false)).await;
+    let (bob, _bob_events) = client(config(0xb, vec![relay.clone()], false)).await;
+    wait_reserved(&alice).await;
+    wait_reserved(&bob).await;
+    let mut out = bob
+        .dial(&circuit_addr(&relay, alice.local_peer_id()))
+        .unwrap()
+        .await
+        .unwrap();
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    out.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+
+    // Alice dials a hundred devices that have no reservation: each dial
+    // queues a command, and the queue (64) fills before her task runs.
+    let nobody = |i: u8| circuit_addr(&relay, peer_id_of([i; 32]));
+    let mut dials: Vec<_> = (0..100).map(|i| alice.dial(&nobody(i)).unwrap()).collect();
+    for d in &mut dials {
+        let _ = futures::poll!(d.as_mut());
+    }
+    inc.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+    for d in dials {
+        assert!(d.await.is_err(), "no one is reserved there");
+    }
+
+    // Past the time to authenticate, the link still carries bytes.
+    tokio::time::sleep(AUTHENTICATE_WITHIN + Duration::from_secs(5)).await;
+    exchange(&mut out, &mut inc).await;
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+}
