@@ -693,6 +693,8 @@ impl Profile {
             ..Imported::default()
         };
         let mut earlier = 0;
+        // Whether the last pass opened an epoch whose messages wait.
+        let mut more = false;
         for _ in 0..MAX_PASSES {
             let book = self.book();
             let Some((_, contact)) = book.sync_contact(&contact.public) else {
@@ -747,9 +749,17 @@ impl Profile {
                 imported.incomplete = Some(crate::profile::chain(&e));
                 break;
             }
-            if pass.unknown == 0 || !epochs {
+            more = pass.unknown > 0 && epochs;
+            if !more {
                 break;
             }
+        }
+        if more && imported.incomplete.is_none() {
+            // Each import follows at most MAX_PASSES epochs (a bound
+            // against a hostile bundle); the next takes up from there.
+            imported.incomplete = Some(format!(
+                "a group in it changed more often than one import follows ({MAX_PASSES} times)"
+            ));
         }
         Ok((imported, contact.public))
     }

@@ -289,3 +289,50 @@ fn an_offline_import_keeps_to_the_budget_the_node_ran_with() {
     assert!(over > 0, "nothing over a 1 MiB budget: {out}");
     assert!(new > 0, "{out}");
 }
+
+/// An import follows a group one epoch a pass, and at most 64 passes: a
+/// bundle whose group changed more often than that must say it was not
+/// taken whole, so the user imports it again. Before, it said nothing,
+/// and the texts of the epochs left over were counted as refused.
+#[test]
+fn a_group_changed_more_often_than_one_import_follows_is_imported_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    ann.create_group("desk", &["ben".into()], NOW(), &mut rng)
+        .unwrap();
+    // Sixty-five more epochs: one contact added at a time.
+    for i in 0..65 {
+        let name = format!("c{i}");
+        let id = strand_sync::Identity::generate(&name, &mut rng).unwrap();
+        ann.add_contact(&id.invite(), &name, 0, &mut rng).unwrap();
+        ann.change_group(
+            "desk",
+            &strand_node::GroupAction::Add(name),
+            NOW(),
+            &mut rng,
+        )
+        .unwrap();
+    }
+    ann.write_group("desk", "the last word", NOW(), &mut rng)
+        .unwrap();
+    let bundle = tmp.path().join("for-ben.strand");
+    ann.export_bundle("ben", &bundle, NOW(), &mut rng).unwrap();
+
+    let budgets = Budgets::default();
+    let first = ben
+        .import_bundle(&bundle, &budgets, NOW(), &mut rng)
+        .unwrap();
+    let why = first
+        .incomplete
+        .expect("the first import says it stopped short");
+    assert!(why.contains("64"), "{why}");
+    assert!(!seen(&ben).1.contains(&"the last word".to_string()));
+    let second = ben
+        .import_bundle(&bundle, &budgets, NOW(), &mut rng)
+        .unwrap();
+    assert_eq!(second.incomplete, None);
+    assert_eq!(second.refused, 0, "{second:?}");
+    assert!(seen(&ben).1.contains(&"the last word".to_string()));
+}
