@@ -138,13 +138,24 @@ impl Profile {
         // Its owner pairs it with a code that carries its name: refused
         // before anything changes if no such code can be made.
         self.own_name_usable()?;
-        if let Some(o) = self.mailbox_of()? {
-            if o.public != owner.public {
+        match self.mailbox_of()? {
+            Some(o) if o.public != owner.public => {
                 return Err(ProfileError::Mailbox(format!(
                     "this is already the mailbox of {}",
                     crate::display::one_line(&o.name)
                 )));
             }
+            Some(_) => {}
+            // Being a mailbox is for good (its owner cannot be deleted,
+            // nor a mailbox paired), and the owner refuses a code from a
+            // profile someone talks with: so one with contacts is refused
+            // before anything changes.
+            None if !self.contacts().is_empty() => {
+                return Err(ProfileError::Mailbox(
+                    "this profile has contacts: a mailbox is a profile of its own (make a new profile on the mailbox device, and run this there)".into(),
+                ));
+            }
+            None => {}
         }
         let record = self.add_or_find(owner, &owner.name, Added::Person, now, rng)?;
         self.set_meta_sealed(meta::MAILBOX_OF, ROLE_MAILBOX_OF, &owner.public.sign, rng)?;

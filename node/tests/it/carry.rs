@@ -627,7 +627,10 @@ fn a_contact_renamed_still_has_one_mailbox() {
 /// A mailbox code made on a contact's own profile (Ann, a contact of
 /// Owen's, ran `strand mailbox init` with his invite) is refused: Owen's
 /// node took it as "pairing again" and sent Ann every contact's keys,
-/// and told every contact that Ann was his mailbox.
+/// and told every contact that Ann was his mailbox. And Ann's profile,
+/// which has contacts, is not made a mailbox at all: before, it was, for
+/// good (her contact Owen could no longer be deleted, no mailbox of her
+/// own paired), though Owen refuses it.
 #[test]
 fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     let tmp = tempfile::tempdir().unwrap();
@@ -636,18 +639,34 @@ fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     let mut rng = strand_node::os_rng();
     let now = strand_node::now();
     let settings = strand_node::CarrySettings::default();
-    ann.become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
+    let err = ann
+        .become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("this profile has contacts"),
+        "{err}"
+    );
+    assert!(ann.mailbox_of().unwrap().is_none());
+    assert!(!ann.carrying().unwrap());
+    ann.delete_contact("owen", now, &mut rng).unwrap();
+    // A profile with no contacts of its own, whom Owen has as a contact
+    // (he added Zed's invite; Zed never added his): Zed becomes a
+    // mailbox, and Owen refuses the code.
+    let zed = profile(tmp.path(), "zed");
+    owen.add_contact(&zed.invite().unwrap(), "zed", 0, &mut rng)
+        .unwrap();
+    zed.become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
         .unwrap();
     let err = owen
-        .pair_mailbox(&ann.mailbox_code().unwrap().unwrap(), now, &mut rng)
+        .pair_mailbox(&zed.mailbox_code().unwrap().unwrap(), now, &mut rng)
         .unwrap_err();
     assert!(
         err.to_string().contains("not from a mailbox device"),
         "{err}"
     );
     assert!(owen.mailbox().unwrap().is_none());
-    assert!(!owen.contact("ann").unwrap().mailbox);
-    // Nothing was written for it: no records to Ann or to Max.
+    assert!(!owen.contact("zed").unwrap().mailbox);
+    // Nothing was written for it: no records to Zed or to Max.
     let bundle = tmp.path().join("for-max");
     owen.export_bundle("max", &bundle, now, &mut rng).unwrap();
     max.import_bundle(&bundle, &strand_node::Budgets::default(), now, &mut rng)
