@@ -391,6 +391,10 @@ pub struct Session {
     bulk: VecDeque<(GroupId, Key)>,
     /// Groups to reconcile again ([`Session::resync`]).
     resync: BTreeSet<GroupId>,
+    /// Groups the peer answered UNKNOWN_GROUP for, until it opens them
+    /// itself (§8.5): not opened again, since each opening counts against
+    /// the peer's bound on unknown groups and would end the session.
+    peer_lacks: BTreeSet<GroupId>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -473,6 +477,7 @@ impl Session {
             clock: now,
             bulk: VecDeque::new(),
             resync: BTreeSet::new(),
+            peer_lacks: BTreeSet::new(),
             opened: false,
             records: VecDeque::new(),
             control: Control::default(),
@@ -721,9 +726,14 @@ impl Session {
     /// exchange (if any) is over: for when many messages were stored at
     /// once (a file's chunks), rather than handing over each one. The
     /// session opens it again with OPEN (PROTOCOL.md §8.5). Returns
-    /// whether the session syncs the group.
+    /// whether the session syncs the group (not with a peer that answered
+    /// it does not: that peer opens it itself once it does).
     pub fn resync(&mut self, group: &GroupId) -> bool {
-        if !self.is_established() || self.is_closed() || !self.groups.contains_key(group) {
+        if !self.is_established()
+            || self.is_closed()
+            || !self.groups.contains_key(group)
+            || self.peer_lacks.contains(group)
+        {
             return false;
         }
         if self.resync.insert(*group) {
@@ -1131,6 +1141,7 @@ impl Session {
                     if let Some(e) = self.exchanges.get_mut(&group) {
                         e.done = true;
                         e.awaiting_reply = false;
+                        self.peer_lacks.insert(group);
                     }
                 }
                 Frame::Ping | Frame::Pad => {}
@@ -1171,6 +1182,11 @@ impl Session {
         let mut later = Vec::new();
         for id in std::mem::take(&mut self.to_open) {
             if !self.groups.contains_key(&id) {
+                continue;
+            }
+            if self.peer_lacks.contains(&id) {
+                // Asked again while the peer was saying it lacks the group.
+                self.resync.remove(&id);
                 continue;
             }
             match self.exchanges.get(&id) {
@@ -1227,6 +1243,7 @@ impl Session {
         store: &S,
     ) -> Result<(), SessionError> {
         if self.groups.contains_key(&group) {
+            self.peer_lacks.remove(&group);
             match self.exchanges.get_mut(&group) {
                 None => {}
                 // Over (or refused with UNKNOWN_GROUP before we knew the

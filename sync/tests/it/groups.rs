@@ -270,3 +270,37 @@ fn a_group_reconciled_again_on_a_live_session() {
     assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
     assert_eq!(pair.a.store.len(&group.id), 37);
 }
+
+/// A group the peer answered UNKNOWN_GROUP for (its welcome still on the
+/// way) is not opened again however often this side asks to reconcile it
+/// (a file sent to it, an import): each opening counted against the
+/// peer's bound on unknown groups, and the 257th ended the session. Once
+/// the peer adds the group and opens it, both sync it as before.
+#[test]
+fn a_group_the_peer_lacks_is_not_opened_again_until_it_opens_it() {
+    let mut pair = Pair::new(71);
+    pair.connect();
+    pair.drive();
+    let group = group_of_pair(&pair, 72);
+    write(&mut pair, Side::A, &group, 3);
+    assert!(add(&mut pair, Side::A, &group));
+    pair.drive();
+    for _ in 0..300 {
+        pair.a.session.as_mut().unwrap().resync(&group.id);
+        pair.drive();
+    }
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+    assert!(pair.a.close_error().is_none(), "{:?}", pair.a.close_error());
+    assert!(pair.b.established());
+    assert_eq!(pair.b.store.len(&group.id), 0);
+    assert!(!pair.a.session.as_mut().unwrap().resync(&group.id));
+
+    assert!(add(&mut pair, Side::B, &group));
+    pair.drive();
+    assert_eq!(pair.b.store.len(&group.id), 3, "it comes with B's OPEN");
+    write(&mut pair, Side::A, &group, 2);
+    assert!(pair.a.session.as_mut().unwrap().resync(&group.id));
+    pair.drive();
+    assert_eq!(pair.b.store.len(&group.id), 5);
+    assert!(pair.b.close_error().is_none(), "{:?}", pair.b.close_error());
+}
