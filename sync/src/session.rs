@@ -415,6 +415,10 @@ pub struct Session {
     /// Messages handed out and not yet back through `handle_stored`.
     inbound_out: usize,
     acks: BTreeMap<GroupId, Vec<u64>>,
+    /// Of `acks`, about how many answer QUERYs (taken down as acks go
+    /// out): what a peer that asks without reading can grow. Acks of
+    /// messages received are not counted: each came with a message.
+    query_acks: usize,
     unacked: BTreeMap<u64, (GroupId, Key)>,
     unacked_order: VecDeque<u64>,
     /// Keys asked about by [`Session::confirm`] and not yet asked again:
@@ -490,6 +494,7 @@ impl Session {
             inbound: Inbound::default(),
             inbound_out: 0,
             acks: BTreeMap::new(),
+            query_acks: 0,
             unacked: BTreeMap::new(),
             unacked_order: VecDeque::new(),
             asked: Vec::new(),
@@ -646,6 +651,7 @@ impl Session {
                 self.ready.clear();
                 self.current = None;
                 self.acks.clear();
+                self.query_acks = 0;
                 self.control.push_back(frame::simple(frame::CLOSE, &[0]));
                 self.state = State::Closing(t);
             }
@@ -1122,9 +1128,11 @@ impl Session {
                 Frame::Query { group, keys } => {
                     if self.groups.contains_key(&group) {
                         // A peer that asks without reading our answers would
-                        // grow the queue without end.
-                        let queued: usize = self.acks.values().map(Vec::len).sum();
-                        if queued + keys.len() > MAX_QUEUED_ACKS {
+                        // grow the queue without end. (Acks owed for the
+                        // messages it sent do not count: a backed-up link
+                        // holds many, and its honest QUERY must not end
+                        // the session.)
+                        if self.query_acks + keys.len() > MAX_QUEUED_ACKS {
                             return Err(SessionError::Limit("unread acknowledgements"));
                         }
                         for key in keys {
@@ -1133,6 +1141,7 @@ impl Session {
                                     .entry(group)
                                     .or_default()
                                     .push(self.tags.tag(&key.id));
+                                self.query_acks += 1;
                             }
                         }
                     }
@@ -1626,6 +1635,7 @@ impl Session {
             }
             let rest = tags.split_off(fit);
             payload.extend_from_slice(&frame::ack(&group, tags));
+            self.query_acks = self.query_acks.saturating_sub(fit);
             if rest.is_empty() {
                 self.acks.remove(&group);
             } else {

@@ -1428,3 +1428,41 @@ fn what_the_peer_lacked_when_asked_is_asked_again_after_reconciling() {
         key
     }));
 }
+
+/// Acknowledgements owed for messages received are not a peer asking
+/// without reading: a receiver whose uplink is backed up can owe
+/// thousands, and its peer's honest QUERY (asking again about what it
+/// sent) ended the session for "unread acknowledgements".
+#[test]
+fn an_honest_query_behind_many_owed_acks_does_not_end_the_session() {
+    // Ann takes in all Bob sends and sends nothing back.
+    fn pass(a: &mut Peer, b: &mut Peer, now: u64) {
+        let (sa, sb) = (a.session.as_mut().unwrap(), b.session.as_mut().unwrap());
+        while let Some(p) = sb.poll_transmit(now, &b.store) {
+            sa.handle_input(now, &p, &a.store).unwrap();
+            sa.settle(now, &mut a.store);
+        }
+    }
+    let mut pair = Pair::new(74);
+    pair.connect();
+    pair.drive();
+    let now = pair.now;
+    let group = pair.a.group().id;
+    let keys: Vec<_> = (0..8_000).map(|i| pair.b.write(&format!("t{i}"))).collect();
+    pass(&mut pair.a, &mut pair.b, now);
+    assert_eq!(
+        pair.a.store.keys(&group).len(),
+        pair.b.store.keys(&group).len()
+    );
+    // Bob asks about some of them, as Session::confirm does.
+    let sb = pair.b.session.as_mut().unwrap();
+    assert_eq!(sb.confirm(&group, &keys[..256]), 256);
+    pass(&mut pair.a, &mut pair.b, now);
+    assert_eq!(pair.a.close_error(), None);
+    // Ann's link drains: the texts Bob asked about are told delivered.
+    pair.drive();
+    assert_eq!(pair.a.close_error(), None);
+    for &key in &keys[..256] {
+        assert!(pair.b.events.contains(&Event::Delivered { group, key }));
+    }
+}
