@@ -39,6 +39,46 @@ impl Swept {
 /// A log of a conversation and who may set its timer there.
 type TimerLog<'a> = (&'a Group, Box<dyn Fn(&AuthorId) -> bool + 'a>);
 
+/// Messages looked at before an author's newest TIMER for one that holds
+/// a timer, when that one does not: a bound on the work a contact's
+/// malformed TIMER costs each lookup.
+const TIMER_LOOKBACK: usize = 4096;
+
+/// A TIMER's table key and the timer it holds.
+type TimerAt = ([u8; 72], Option<Time>);
+
+/// `author`'s newest TIMER in `group`'s log that holds a timer, from
+/// `newest` (the table key of their newest TIMER) back, and its timer: a
+/// body that is not a timer is ignored (§4.1), so the one before it still
+/// counts. Looks [`TIMER_LOOKBACK`] messages back at most.
+fn author_timer(
+    messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
+    group: &Group,
+    author: &AuthorId,
+    newest: [u8; 72],
+) -> Result<Option<TimerAt>, ProfileError> {
+    let mut from = [0u8; 72];
+    from[..32].copy_from_slice(&group.id.0);
+    for entry in messages
+        .range(from..=newest)
+        .map_err(db_error)?
+        .rev()
+        .take(TIMER_LOOKBACK)
+    {
+        let (k, bytes) = entry.map_err(db_error)?;
+        let Ok(msg) = Message::decode(bytes.value().to_vec()) else {
+            continue;
+        };
+        if msg.kind() != Kind::TIMER || msg.author() != *author {
+            continue;
+        }
+        if let Ok(Ok(lasts)) = msg.open(group).map(|b| decode_timer(&b)) {
+            return Ok(Some((k.value(), lasts)));
+        }
+    }
+    Ok(None)
+}
+
 impl Profile {
     /// Deletes every message whose expiry is at or before `now`. Returns
     /// what it deleted.
@@ -130,14 +170,7 @@ impl Profile {
                 if !allowed(&author) {
                     continue;
                 }
-                let at = v.value();
-                let Some(bytes) = messages.get(&at).map_err(db_error)? else {
-                    continue;
-                };
-                let Ok(msg) = Message::decode(bytes.value().to_vec()) else {
-                    continue;
-                };
-                let Ok(Ok(lasts)) = msg.open(group).map(|b| decode_timer(&b)) else {
+                let Some((at, lasts)) = author_timer(&messages, group, &author, v.value())? else {
                     continue;
                 };
                 let order: [u8; 40] = at[32..].try_into().expect("40 bytes");

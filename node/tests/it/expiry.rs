@@ -200,3 +200,36 @@ fn a_timer_set_now_wins_over_one_dated_ahead() {
     ann.write("ben", "gone in an hour", now, &mut rng).unwrap();
     assert!(ann.conversation("ben").unwrap()[0].expires.is_some());
 }
+
+/// A TIMER whose body is not a timer is ignored (PROTOCOL.md §4.1): the
+/// same author's timer before it still counts. Before, the store kept
+/// only each author's newest TIMER, and one that did not read as a timer
+/// (a buggy or newer client) took its author's timer away: Ann's texts
+/// then lasted her own older setting, an hour, not Ben's day.
+#[test]
+fn a_timer_that_is_not_one_leaves_its_authors_timer_before_it() {
+    use strand_sync::{Kind, Message, WriteStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    let now = strand_node::now();
+    ann.set_timer("ben", Some(60 * MIN), now, &mut rng).unwrap();
+    let group = ben.direct_group("ann").unwrap();
+    let timer = |at: u64, body: &[u8], rng: &mut _| {
+        Message::create(&ben.identity(), &group, at, Kind::TIMER, body, rng).unwrap()
+    };
+    let day = strand_sync::encode_timer(Some(24 * 60 * MIN)).unwrap();
+    let set = timer(now + 1, &day, &mut rng);
+    let junk = timer(now + 2, &[0; 9], &mut rng);
+    let mut store = ann.store().unwrap();
+    for m in [&set, &junk] {
+        WriteStore::insert(&mut store, &group.id, m).unwrap();
+    }
+    store.commit().unwrap();
+    assert_eq!(ann.timer("ben").unwrap(), Some(24 * 60 * MIN));
+    // A later valid timer of Ann's own still wins over both.
+    ann.set_timer("ben", Some(5 * MIN), now + 3, &mut rng)
+        .unwrap();
+    assert_eq!(ann.timer("ben").unwrap(), Some(5 * MIN));
+}
