@@ -318,6 +318,9 @@ fn read_frames(
         let mut prefix = [0u8; 4];
         match r.read(&mut prefix[..1]) {
             Ok(0) => break,
+            // Anything after the last frame (a newline a tool added, say)
+            // is said to be that, not a cut.
+            Ok(_) if reader.is_done() => return Err(bundle_error(BundleError::Trailing)),
             Ok(_) => {}
             Err(e) => return Err(io_error(path, e)),
         }

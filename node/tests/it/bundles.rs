@@ -110,6 +110,13 @@ fn a_bundle_carries_a_conversation_a_file_and_a_group_once() {
     longer.extend_from_slice(&[7; 16]);
     std::fs::write(drive.join("longer"), &longer).unwrap();
     refused(&ben, &drive.join("longer"), "data after its end");
+    // A byte or three after the end (a newline, say): not a cut either.
+    for tail in [&b"\n"[..], b"\r\n", b"abc", b"abcd"] {
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(tail);
+        std::fs::write(drive.join("tail"), &longer).unwrap();
+        refused(&ben, &drive.join("tail"), "data after its end");
+    }
     // A changed header names no contact.
     flip(&bundle, &drive.join("header"), 30);
     refused(&ben, &drive.join("header"), "not for you");
