@@ -148,9 +148,9 @@ impl Profile {
             Some(_) => {}
             // Being a mailbox is for good (its owner cannot be deleted,
             // nor a mailbox paired), and the owner refuses a code from a
-            // profile someone talks with: so one with contacts is refused
-            // before anything changes.
-            None if !self.contacts().is_empty() => {
+            // profile someone talks with: so one with contacts (but the
+            // owner) is refused before anything changes.
+            None if self.contacts().iter().any(|c| c.public != owner.public) => {
                 return Err(ProfileError::Mailbox(
                     "this profile has contacts: a mailbox is a profile of its own (make a new profile on the mailbox device, and run this there)".into(),
                 ));

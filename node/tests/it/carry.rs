@@ -628,9 +628,9 @@ fn a_contact_renamed_still_has_one_mailbox() {
 /// Owen's, ran `strand mailbox init` with his invite) is refused: Owen's
 /// node took it as "pairing again" and sent Ann every contact's keys,
 /// and told every contact that Ann was his mailbox. And Ann's profile,
-/// which has contacts, is not made a mailbox at all: before, it was, for
-/// good (her contact Owen could no longer be deleted, no mailbox of her
-/// own paired), though Owen refuses it.
+/// which has contacts besides Owen, is not made a mailbox at all: before,
+/// it was, for good (her contact Owen could no longer be deleted, no
+/// mailbox of her own paired), though Owen refuses it.
 #[test]
 fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     let tmp = tempfile::tempdir().unwrap();
@@ -639,6 +639,8 @@ fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     let mut rng = strand_node::os_rng();
     let now = strand_node::now();
     let settings = strand_node::CarrySettings::default();
+    // Ann talks with Kim too.
+    befriend(&ann, &profile(tmp.path(), "kim"));
     let err = ann
         .become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
         .unwrap_err();
