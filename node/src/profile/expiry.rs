@@ -14,7 +14,7 @@ use strand_sync::Time;
 use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kind, Message};
 
 use crate::profile::db_error;
-use crate::profile::schema::{EXPIRY, MESSAGES, OUTBOX, SHOWN, TIMERS};
+use crate::profile::schema::{EXPIRY, FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN, TIMERS};
 use crate::profile::{Profile, ProfileError};
 
 /// What a sweep deleted: per message, its log and, unless its row was
@@ -99,6 +99,10 @@ impl Profile {
             let mut messages = txn.open_table(MESSAGES).map_err(db_error)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(db_error)?;
             let mut shown = txn.open_table(SHOWN).map_err(db_error)?;
+            let mut marks = [
+                txn.open_table(SEEN).map_err(db_error)?,
+                txn.open_table(FLOOR).map_err(db_error)?,
+            ];
             let mut chunks = txn
                 .open_table(crate::profile::schema::CHUNKS)
                 .map_err(db_error)?;
@@ -123,6 +127,29 @@ impl Profile {
                 }
                 if let Ok(s) = <[u8; 80]>::try_from(&v[..]) {
                     shown.remove(&s).map_err(db_error)?;
+                    // The read mark and the floor (the user's last own
+                    // text) name no message that is gone, nor when it was
+                    // shown: they move back to the text shown before it.
+                    let log: [u8; 32] = s[..32].try_into().expect("32 bytes");
+                    let at: [u8; 48] = s[32..].try_into().expect("48 bytes");
+                    let mut from = [0u8; 80];
+                    from[..32].copy_from_slice(&log);
+                    let before = match shown.range(from..s).map_err(db_error)?.next_back() {
+                        Some(e) => {
+                            let k = e.map_err(db_error)?.0.value();
+                            Some(<[u8; 48]>::try_from(&k[32..]).expect("48 bytes"))
+                        }
+                        None => None,
+                    };
+                    for mark in &mut marks {
+                        if mark.get(&log).map_err(db_error)?.map(|v| v.value()) != Some(at) {
+                            continue;
+                        }
+                        match before {
+                            Some(b) => mark.insert(&log, b).map_err(db_error)?,
+                            None => mark.remove(&log).map_err(db_error)?,
+                        };
+                    }
                 }
                 expiry.remove(k).map_err(db_error)?;
             }
@@ -334,6 +361,38 @@ pub fn timer_label(lasts: Option<Time>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read mark and the floor of a conversation, as stored.
+    fn marks(p: &Profile, group: &GroupId) -> [Option<[u8; 48]>; 2] {
+        let txn = p.db().unwrap().begin_read().unwrap();
+        [SEEN, FLOOR].map(|t| {
+            let t = txn.open_table(t).unwrap();
+            t.get(&group.0).unwrap().map(|v| v.value())
+        })
+    }
+
+    /// A message gone at its timer leaves nothing that names it: the read
+    /// mark and the floor kept its position (when it was shown, its time
+    /// and id) after the sweep. They move back to the text before it.
+    #[test]
+    fn an_expired_message_leaves_no_read_mark_or_floor_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, _bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::now();
+        p.write("Bob", "stays", now, rng).unwrap();
+        p.set_timer("Bob", Some(5 * 60_000), now + 1, rng).unwrap();
+        p.write("Bob", "goes", now + 2, rng).unwrap();
+        let keys = p.conversation_keys("Bob").unwrap();
+        assert_eq!(keys.len(), 2);
+        p.mark_read("Bob", &keys[1]).unwrap();
+        let at = |k: &crate::profile::store::Position| Some(k.to_bytes());
+        assert_eq!(marks(&p, &group.id), [at(&keys[1]), at(&keys[1])]);
+        let swept = p.sweep_expired(now + 2 + 5 * 60_000).unwrap();
+        assert_eq!(swept.deleted, 1);
+        assert_eq!(marks(&p, &group.id), [at(&keys[0]), at(&keys[0])]);
+        assert_eq!(p.conversation_keys("Bob").unwrap(), keys[..1]);
+    }
 
     #[test]
     fn timers_parse_and_print() {
