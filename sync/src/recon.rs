@@ -288,7 +288,7 @@ pub(crate) fn reply<S: Store>(
             && out.tags + tags <= MAX_TAGS_PER_FRAME
     };
     let mut full = false;
-    for item in &incoming.items {
+    for (at, item) in incoming.items.iter().enumerate() {
         let range = KeyRange { lo, hi: item.upper };
         lo = item.upper;
         if !full {
@@ -338,6 +338,16 @@ pub(crate) fn reply<S: Store>(
             upper: Key::MAX,
             mode: Mode::Fingerprint(summary),
         });
+        // What the peer wants of the ranges left still goes: queued sends
+        // do not depend on what the reply holds (§8.3).
+        let mut lo = range.hi;
+        for item in &incoming.items[at + 1..] {
+            let range = KeyRange { lo, hi: item.upper };
+            lo = item.upper;
+            if let Mode::Want(_) = &item.mode {
+                answer(store, group, tags, &range, &item.mode, &mut send)?;
+            }
+        }
         break;
     }
     debug_assert!(
@@ -752,5 +762,54 @@ mod budget_tests {
             let mut r = Reader::new(&buf);
             assert_eq!(ReconMsg::decode(&mut r).unwrap(), reply.msg);
         }
+    }
+
+    /// A reply cut short (one fingerprint for everything from some range
+    /// on) still queues what the peer wants from the ranges after the
+    /// cut. Before, those wants were dropped, and the peer had to narrow
+    /// the ranges down again over more rounds to get them.
+    #[test]
+    fn wants_after_a_reply_is_cut_short_are_still_sent() {
+        let (store, group, keys) = store_with_keys(3000);
+        let tags = TagKey::unkeyed();
+        let wanted = keys[2990];
+        // Forty ranges with long bounds whose fingerprints differ, then a
+        // last range asking for one message.
+        let mut items: Vec<RangeItem> = keys
+            .iter()
+            .skip(1)
+            .step_by(60)
+            .take(40)
+            .map(|k| {
+                let mut id = k.id.0;
+                id[31] |= 1;
+                RangeItem {
+                    upper: Key {
+                        time: k.time,
+                        id: MessageId(id),
+                    },
+                    mode: Mode::Fingerprint(Summary { count: 1, sum: 1 }),
+                }
+            })
+            .collect();
+        items.dedup_by(|a, b| a.upper <= b.upper);
+        assert!(items.last().unwrap().upper < wanted);
+        items.push(RangeItem {
+            upper: Key::MAX,
+            mode: Mode::Want(vec![tags.tag(&wanted.id)]),
+        });
+        let incoming = ReconMsg { items };
+        let reply = reply(&store, &group, &tags, &incoming, 456).unwrap();
+        // The reply was cut: it ends in a fingerprint up to infinity.
+        let last = reply.msg.items.last().unwrap();
+        assert!(last.upper == Key::MAX && matches!(last.mode, Mode::Fingerprint(_)));
+        assert!(reply.msg.items.len() < 40, "{}", reply.msg.items.len());
+        assert!(
+            reply
+                .send
+                .iter()
+                .any(|s| matches!(s, Send::Key(k) if *k == wanted)),
+            "the wanted message is not queued"
+        );
     }
 }
