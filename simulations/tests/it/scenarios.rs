@@ -668,29 +668,34 @@ fn messages_with_no_recipient_are_counted_as_unaddressed() {
     // One group of 3 among 6 devices, every message to a group: the
     // other 3 have nowhere to write. Before, their messages vanished
     // without a trace in the report.
-    let s = Scenario::parse(
-        r#"
-        name = "half in a group"
-        duration = "1h"
-        policy = "direct"
-        [[group]]
-        count = 6
-        link = "lan"
-        [contacts]
-        model = "meetings"
-        gap = "30m"
-        duration = "1m"
-        [social]
-        model = "complete"
-        groups = 1
-        group_size = 3
-        [traffic]
-        per_device_gap = "5m"
-        to = "group"
-        "#,
-        Default::default(),
-    )
-    .unwrap();
+    let in_a_group = |size: usize| {
+        Scenario::parse(
+            &format!(
+                r#"
+                name = "{size} in a group"
+                duration = "1h"
+                policy = "direct"
+                [[group]]
+                count = 6
+                link = "lan"
+                [contacts]
+                model = "meetings"
+                gap = "30m"
+                duration = "1m"
+                [social]
+                model = "complete"
+                groups = 1
+                group_size = {size}
+                [traffic]
+                per_device_gap = "5m"
+                to = "group"
+                "#
+            ),
+            Default::default(),
+        )
+        .unwrap()
+    };
+    let s = in_a_group(3);
     let o = run(&s, 1, |_, _| {}).unwrap();
     let r = &o.report;
     assert!(r.created > 10 && r.unaddressed > 10, "{r:?}");
@@ -708,29 +713,7 @@ fn messages_with_no_recipient_are_counted_as_unaddressed() {
     assert!(r.to_csv().lines().next().unwrap().contains(",unaddressed,"));
     assert!(json(&s, 1).contains(&format!("\"unaddressed\":{}", r.unaddressed)));
     // Everyone in the group: nothing unaddressed.
-    let all = Scenario::parse(
-        r#"
-        name = "all in a group"
-        duration = "1h"
-        policy = "direct"
-        [[group]]
-        count = 6
-        link = "lan"
-        [contacts]
-        model = "meetings"
-        gap = "30m"
-        duration = "1m"
-        [social]
-        model = "complete"
-        groups = 1
-        group_size = 6
-        [traffic]
-        per_device_gap = "5m"
-        to = "group"
-        "#,
-        Default::default(),
-    )
-    .unwrap();
+    let all = in_a_group(6);
     let r = run(&all, 1, |_, _| {}).unwrap().report;
     assert!(r.created > 20 && r.unaddressed == 0, "{r:?}");
     assert!(!r.summary().contains("unaddressed"), "{}", r.summary());

@@ -134,6 +134,42 @@ async fn exchange(a: &mut Link, b: &mut Link) {
     assert_eq!(&buf, b"pong!");
 }
 
+/// Alice and Bob, each reserved on `relay`, and a link Bob dialled to
+/// Alice through it, carrying bytes both ways.
+struct Linked {
+    alice: Relays,
+    alice_events: mpsc::Receiver<TransportEvent>,
+    bob: Relays,
+    bob_events: mpsc::Receiver<TransportEvent>,
+    /// Bob's end.
+    out: Link,
+    /// Alice's end.
+    inc: Link,
+}
+
+async fn linked_through(relay: &Multiaddr, hole_punch: bool) -> Linked {
+    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], hole_punch)).await;
+    let (bob, bob_events) = client(config(0xb, vec![relay.clone()], hole_punch)).await;
+    wait_reserved(&alice).await;
+    wait_reserved(&bob).await;
+    let mut out = bob
+        .dial(&circuit_addr(relay, alice.local_peer_id()))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(out.kind, LinkKind::Relay);
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    Linked {
+        alice,
+        alice_events,
+        bob,
+        bob_events,
+        out,
+        inc,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_link_through_a_relay_that_sees_only_ephemeral_ids() {
     let server = relay_server(1, "/ip4/127.0.0.1/tcp/0").await;
@@ -298,18 +334,14 @@ async fn a_new_epoch_brings_a_new_id_at_the_relay() {
 async fn hole_punching_opens_a_direct_link_beside_the_relayed_one() {
     let server = relay_server(5, "/ip4/127.0.0.1/tcp/0").await;
     let relay = relay_addr(&server).await;
-    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], true)).await;
-    let (bob, mut bob_events) = client(config(0xb, vec![relay.clone()], true)).await;
-    wait_reserved(&alice).await;
-    wait_reserved(&bob).await;
-    let mut out = bob
-        .dial(&circuit_addr(&relay, alice.local_peer_id()))
-        .unwrap()
-        .await
-        .unwrap();
-    assert_eq!(out.kind, LinkKind::Relay);
-    let mut inc = next_incoming(&mut alice_events).await;
-    exchange(&mut out, &mut inc).await;
+    let Linked {
+        alice,
+        mut alice_events,
+        bob,
+        mut bob_events,
+        mut out,
+        mut inc,
+    } = linked_through(&relay, true).await;
     // The sessions on both ends authenticate (here, by fiat): only then
     // do identify and hole punching answer on the relayed connection. One
     // end is always first (here the side that starts hole punching): what
@@ -521,17 +553,14 @@ async fn an_authentication_while_the_relay_client_is_busy_is_not_lost() {
 
     let server = relay_server(10, "/ip4/127.0.0.1/tcp/0").await;
     let relay = relay_addr(&server).await;
-    let (alice, mut alice_events) = client(config(0xa, vec![relay.clone()], false)).await;
-    let (bob, _bob_events) = client(config(0xb, vec![relay.clone()], false)).await;
-    wait_reserved(&alice).await;
-    wait_reserved(&bob).await;
-    let mut out = bob
-        .dial(&circuit_addr(&relay, alice.local_peer_id()))
-        .unwrap()
-        .await
-        .unwrap();
-    let mut inc = next_incoming(&mut alice_events).await;
-    exchange(&mut out, &mut inc).await;
+    let Linked {
+        alice,
+        alice_events: _alice_events,
+        bob,
+        bob_events: _bob_events,
+        mut out,
+        mut inc,
+    } = linked_through(&relay, false).await;
     out.authenticated
         .take()
         .expect("a relayed link waits")
