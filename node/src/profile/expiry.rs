@@ -15,6 +15,7 @@ use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kin
 
 use crate::profile::db_error;
 use crate::profile::schema::{EXPIRY, FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN, TIMERS};
+use crate::profile::store::{shown_key, Position};
 use crate::profile::{Profile, ProfileError};
 
 /// What a sweep deleted: per message, its log and, unless its row was
@@ -57,8 +58,7 @@ fn author_timer(
     author: &AuthorId,
     newest: [u8; 72],
 ) -> Result<Option<TimerAt>, ProfileError> {
-    let mut from = [0u8; 72];
-    from[..32].copy_from_slice(&group.id.0);
+    let from = crate::profile::store::table_key(&group.id, &Key::MIN);
     for entry in messages
         .range(from..=newest)
         .map_err(db_error)?
@@ -132,8 +132,7 @@ impl Profile {
                     // shown: they move back to the text shown before it.
                     let log: [u8; 32] = s[..32].try_into().expect("32 bytes");
                     let at: [u8; 48] = s[32..].try_into().expect("48 bytes");
-                    let mut from = [0u8; 80];
-                    from[..32].copy_from_slice(&log);
+                    let from = shown_key(&GroupId(log), &Position::MIN);
                     let before = match shown.range(from..s).map_err(db_error)?.next_back() {
                         Some(e) => {
                             let k = e.map_err(db_error)?.0.value();
