@@ -333,18 +333,14 @@ impl RelayServer {
         }
         // Without announced addresses, the relay is reached at the widest
         // scope it listens on (public addresses if any, else LAN ones).
-        let mut listening = config.announce.is_empty().then(Vec::new);
+        let announced = !config.announce.is_empty();
         // Until each listener has an address.
         while !waiting.is_empty() {
             match swarm.select_next_some().await {
-                SwarmEvent::NewListenAddr {
-                    listener_id,
-                    address,
-                } => {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
                     waiting.retain(|(id, _)| *id != listener_id);
-                    if let Some(listening) = &mut listening {
-                        listening.push(address);
-                        reached_at(&mut swarm, listening);
+                    if !announced {
+                        reached_at(&mut swarm);
                     }
                 }
                 SwarmEvent::ListenerClosed {
@@ -368,7 +364,7 @@ impl RelayServer {
         }
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(swarm, rx, listening));
+        let task = tokio::spawn(run(swarm, rx, announced));
         Ok(RelayServer {
             commands: tx,
             local,
@@ -410,11 +406,11 @@ impl RelayServer {
     }
 }
 
-/// Makes the widest-scope addresses of `listening` the relay's external
+/// Makes the widest-scope addresses the relay listens on its external
 /// ones: what identify tells those who connect, what reservations name and
 /// what [`RelayServer::addresses`] gives.
-fn reached_at(swarm: &mut Swarm<Behaviour>, listening: &[Multiaddr]) {
-    let keep = crate::widest_scope(listening.iter().cloned());
+fn reached_at(swarm: &mut Swarm<Behaviour>) {
+    let keep = crate::widest_scope(swarm.listeners().cloned());
     let old: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
     for a in old.iter().filter(|a| !keep.contains(a)) {
         swarm.remove_external_address(a);
@@ -424,11 +420,7 @@ fn reached_at(swarm: &mut Swarm<Behaviour>, listening: &[Multiaddr]) {
     }
 }
 
-async fn run(
-    mut swarm: Swarm<Behaviour>,
-    mut commands: mpsc::Receiver<Command>,
-    mut listening: Option<Vec<Multiaddr>>,
-) {
+async fn run(mut swarm: Swarm<Behaviour>, mut commands: mpsc::Receiver<Command>, announced: bool) {
     let mut stats = RelayStats::default();
     // Reservations by peer: one per connection, so a peer that
     // reconnected holds two until the old connection closes.
@@ -447,17 +439,14 @@ async fn run(
                 }
             },
             event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { address, .. } => {
-                    if let Some(listening) = &mut listening {
-                        listening.push(address);
-                        reached_at(&mut swarm, listening);
-                    }
-                }
-                SwarmEvent::ExpiredListenAddr { address, .. } => {
-                    if let Some(listening) = &mut listening {
-                        listening.retain(|a| *a != address);
-                        reached_at(&mut swarm, listening);
-                    }
+                // The swarm's listen addresses are current when it says
+                // they changed.
+                SwarmEvent::NewListenAddr { .. }
+                | SwarmEvent::ExpiredListenAddr { .. }
+                | SwarmEvent::ListenerClosed { .. }
+                    if !announced =>
+                {
+                    reached_at(&mut swarm);
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
                     #[allow(deprecated)]
