@@ -131,7 +131,10 @@ pub fn set(table: &mut toml::Table, path: &str, value: &str) -> anyhow::Result<(
 }
 
 /// Student's t quantile for a two-sided 95 % interval with `df` degrees of
-/// freedom.
+/// freedom: the table's up to 30, and above it the normal quantile
+/// corrected in powers of 1/df (Hill's expansion, within 1e-4 there), not
+/// the normal quantile itself, which narrowed a sweep of 31 to 120 seeds'
+/// intervals by up to 4 %.
 pub fn t95(df: usize) -> f64 {
     const T: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -141,7 +144,16 @@ pub fn t95(df: usize) -> f64 {
     match df {
         0 => f64::NAN,
         1..=30 => T[df - 1],
-        _ => 1.96,
+        _ => {
+            const Z: f64 = 1.959_963_984_540_054;
+            let (z2, v) = (Z * Z, df as f64);
+            let g1 = Z * (z2 + 1.0) / 4.0;
+            let g2 = Z * ((5.0 * z2 + 16.0) * z2 + 3.0) / 96.0;
+            let g3 = Z * (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) / 384.0;
+            let g4 =
+                Z * ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) / 92160.0;
+            Z + g1 / v + g2 / (v * v) + g3 / (v * v * v) + g4 / (v * v * v * v)
+        }
     }
 }
 
@@ -449,6 +461,27 @@ mod tests {
         assert_eq!(e.mean, 3.0);
         // s = 1.5811, t(4) = 2.776: 2.776 * 1.5811 / sqrt(5)
         assert!((e.ci95 - 1.963).abs() < 1e-3, "{}", e.ci95);
+    }
+
+    #[test]
+    fn t_quantiles_above_the_table_follow_students_t() {
+        // Published two-sided 95 % quantiles.
+        for (df, t) in [
+            (31, 2.0395),
+            (40, 2.0211),
+            (60, 2.0003),
+            (120, 1.9799),
+            (1000, 1.9623),
+        ] {
+            assert!(
+                (t95(df) - t).abs() < 2e-4,
+                "t95({df}) = {}, not {t}",
+                t95(df)
+            );
+        }
+        // It joins the table without a step and falls towards the normal's.
+        assert!(t95(31) < t95(30) && t95(30) - t95(31) < 0.01);
+        assert!((1..2000).all(|df| t95(df + 1) < t95(df)));
     }
 
     #[test]
