@@ -13,7 +13,6 @@ use std::rc::Rc;
 use slint::{ComponentHandle, Model, ModelNotify, ModelRc, ModelTracker, SharedString};
 use strand_node::runtime::api::{Failure, Reply, Request, Target, TimerSetting};
 use strand_node::{Delivery, GroupMessage, Position, StoredMessage};
-use strand_sync::limits::MAX_BODY_LEN;
 use strand_sync::SafetyNumber;
 
 use crate::backend::{Backend, Core};
@@ -379,25 +378,25 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             return false;
         };
         let a = ui.global::<ConversationAdapter>();
-        let text = text.trim_end_matches(['\n', '\r']).to_owned();
+        // The box empties when the node has taken its text: until then,
+        // that text is not sent again (Enter pressed twice).
+        let typed = text.to_string();
+        if a.get_sending() && typed == a.get_draft().as_str() {
+            return false;
+        }
+        let text = typed.trim_end_matches(['\n', '\r']).to_owned();
         if text.trim().is_empty() {
             return false;
         }
-        // Leave room for the message's header inside the body limit.
-        if text.len() > MAX_BODY_LEN - 1024 {
-            a.set_error(
-                format!(
-                    "This message is {} kB; the most one message can carry is {} kB.",
-                    text.len() / 1000,
-                    (MAX_BODY_LEN - 1024) / 1000
-                )
-                .into(),
-            );
+        // The node's rule, checked here too so a refusal shows at once.
+        if let Err(e) = strand_node::runtime::api::check_text(&text) {
+            a.set_error(format!("Not sent: {e}").into());
             return false;
         }
         a.set_error("".into());
+        a.set_sending(true);
         let contact = a.get_contact().to_string();
-        b.job(move |core| send(core, &contact, &text));
+        b.job(move |core| send(core, contact, text, typed));
         true
     });
 
@@ -703,6 +702,7 @@ pub(crate) fn close(core: &mut Core) {
         super::camera::stop(&ui);
         let a = ui.global::<ConversationAdapter>();
         show_contact(&a, "");
+        a.set_sending(false);
         a.set_verify_open(false);
         a.set_details_open(false);
         a.set_attaching(false);
@@ -767,7 +767,13 @@ pub(crate) fn not_a_safety_number(texts: &[String]) -> String {
 /// Names the open conversation's contact: as the node knows them (what
 /// actions name) and as screens show them
 /// ([`strand_node::display::one_line`]).
+/// The message box shows their draft ([`super::drafts`]).
 pub(crate) fn show_contact(a: &ConversationAdapter<'_>, contact: &str) {
+    let open = (!contact.is_empty()).then_some(contact);
+    let typed = a.get_draft();
+    if let Some(draft) = super::drafts::CONTACTS.with_borrow_mut(|d| d.open(open, &typed)) {
+        a.set_draft(draft.into());
+    }
     a.set_contact(contact.into());
     a.set_contact_shown(strand_node::display::one_line(contact).into());
 }
@@ -879,20 +885,33 @@ pub(crate) fn list(core: &Core, of: Target, visible: bool) -> Option<Result<List
     Some(Ok((keys, pages, timer)))
 }
 
-fn send(core: &mut Core, contact: &str, text: &str) {
-    match core.call(Request::Send {
-        to: Target::Contact(contact.to_owned()),
-        text: text.to_owned(),
-    }) {
-        None => {}
-        Some(Ok(_)) => {
-            reload(core, true);
-            super::contacts::refresh(core);
+/// Sends `text` to `contact`; `typed` is what the box held. The box
+/// empties only once the node has taken it (and if it still holds just
+/// that): a refused send leaves the text there, with why.
+fn send(core: &mut Core, contact: String, text: String, typed: String) {
+    let result = core.call(Request::Send {
+        to: Target::Contact(contact.clone()),
+        text,
+    });
+    let taken = matches!(result, Some(Ok(_)));
+    let error = match result {
+        Some(Err(e)) => format!("Not sent: {e}"),
+        _ => String::new(),
+    };
+    core.ui(move |ui| {
+        let a = ui.global::<ConversationAdapter>();
+        a.set_sending(false);
+        let now = a.get_draft();
+        if taken && super::drafts::CONTACTS.with_borrow_mut(|d| d.sent(&contact, &typed, &now)) {
+            a.set_draft("".into());
         }
-        Some(Err(e)) => {
-            let message = format!("Not sent: {e}");
-            core.ui(move |ui| ui.global::<ConversationAdapter>().set_error(message.into()));
+        if !error.is_empty() && a.get_contact() == contact.as_str() {
+            a.set_error(error.into());
         }
+    });
+    if taken {
+        reload(core, true);
+        super::contacts::refresh(core);
     }
 }
 

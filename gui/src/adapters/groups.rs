@@ -70,25 +70,31 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         });
     });
 
+    // As the conversation's: the box empties once the node has taken
+    // the text, which goes to the group shown when it was sent.
     let b = backend.clone();
+    let weak = ui.as_weak();
     a.on_send(move |text| {
-        let text = text.trim_end_matches('\n').to_owned();
+        let Some(ui) = weak.upgrade() else {
+            return false;
+        };
+        let a = ui.global::<GroupsAdapter>();
+        let typed = text.to_string();
+        if a.get_key().is_empty() || (a.get_sending() && typed == a.get_draft().as_str()) {
+            return false;
+        }
+        let text = typed.trim_end_matches(['\n', '\r']).to_owned();
         if text.trim().is_empty() {
             return false;
         }
-        b.job(move |core| {
-            let Some(group) = core.open_group.clone() else {
-                return;
-            };
-            let result = core.call(Request::Send {
-                to: Target::Group(group),
-                text,
-            });
-            match result {
-                Some(Err(e)) => show_error(core, e.message),
-                _ => reload(core, true),
-            }
-        });
+        if let Err(e) = strand_node::runtime::api::check_text(&text) {
+            a.set_error(format!("Not sent: {e}").into());
+            return false;
+        }
+        a.set_error(SharedString::new());
+        a.set_sending(true);
+        let group = a.get_key().to_string();
+        b.job(move |core| send(core, group, text, typed));
         true
     });
 
@@ -294,6 +300,46 @@ fn change_group(core: &mut Core, action: GroupAction) {
     }
 }
 
+/// Sends `text` to `group`; `typed` is what the box held (see
+/// [`super::conversation`]'s `send`).
+fn send(core: &mut Core, group: String, text: String, typed: String) {
+    let result = core.call(Request::Send {
+        to: Target::Group(group.clone()),
+        text,
+    });
+    let taken = matches!(result, Some(Ok(_)));
+    let error = match result {
+        Some(Err(e)) => format!("Not sent: {}", e.message),
+        _ => String::new(),
+    };
+    let open = core.open_group.as_ref() == Some(&group);
+    core.ui(move |ui| {
+        let a = ui.global::<GroupsAdapter>();
+        a.set_sending(false);
+        let now = a.get_draft();
+        if taken && super::drafts::GROUPS.with_borrow_mut(|d| d.sent(&group, &typed, &now)) {
+            a.set_draft(SharedString::new());
+        }
+        if !error.is_empty() && a.get_key() == group.as_str() {
+            a.set_error(error.into());
+        }
+    });
+    if taken && open {
+        reload(core, true);
+    }
+}
+
+/// The open group is `key` (`""`: none): the message box shows its draft
+/// ([`super::drafts`]).
+fn show_group(a: &GroupsAdapter<'_>, key: &str) {
+    let open = (!key.is_empty()).then_some(key);
+    let typed = a.get_draft();
+    if let Some(draft) = super::drafts::GROUPS.with_borrow_mut(|d| d.open(open, &typed)) {
+        a.set_draft(draft.into());
+    }
+    a.set_key(key.into());
+}
+
 fn show_error(core: &Core, e: String) {
     core.ui(move |ui| ui.global::<GroupsAdapter>().set_error(e.into()));
 }
@@ -481,6 +527,7 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
         if summary.alike {
             name = format!("{name} · {}", summary.id);
         }
+        show_group(&a, &group_key);
         a.set_name(name.into());
         a.set_summary(line.into());
         a.set_member(summary.member && summary.blocked.is_none());
@@ -541,6 +588,8 @@ pub(crate) fn clear(core: &mut Core) {
     core.open_group = None;
     core.ui(|ui| {
         let a = ui.global::<GroupsAdapter>();
+        show_group(&a, "");
+        a.set_sending(false);
         set_vec(a.get_groups(), Vec::new(), |m| a.set_groups(m));
         with_group_model(&ui, |m| m.clear());
         set_vec(a.get_members(), Vec::new(), |m| a.set_members(m));

@@ -6,6 +6,7 @@ pub mod add_contact;
 pub mod camera;
 pub mod contacts;
 pub mod conversation;
+mod drafts;
 pub mod groups;
 pub mod network;
 pub mod onboarding;
@@ -208,6 +209,16 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
                 moved = true;
             }
         }
+        // Their drafts follow them (before the open one is shown again:
+        // the box holds that one's).
+        let renamed = changes.renamed.clone();
+        core.ui(move |_| {
+            drafts::CONTACTS.with_borrow_mut(|d| {
+                for (from, to) in &renamed {
+                    d.renamed(from, to);
+                }
+            })
+        });
         if let (true, Some(open)) = (moved, core.open.clone()) {
             core.ui(move |ui| {
                 conversation::show_contact(&ui.global::<crate::ConversationAdapter>(), &open)
@@ -229,6 +240,22 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         .is_some_and(|o| changes.deleted.contains(o))
     {
         conversation::close(core);
+    }
+    // Their drafts go with them.
+    if !changes.deleted.is_empty() {
+        let deleted = changes.deleted.clone();
+        core.ui(move |ui| {
+            let mut open = false;
+            drafts::CONTACTS.with_borrow_mut(|d| {
+                for name in &deleted {
+                    open |= d.forget(name);
+                }
+            });
+            if open {
+                ui.global::<crate::ConversationAdapter>()
+                    .set_draft("".into());
+            }
+        });
     }
     if let Some(notifier) = core.notifier_connected() {
         for name in &changes.deleted {

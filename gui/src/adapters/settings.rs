@@ -307,6 +307,11 @@ pub(crate) fn lock(core: &mut Core) {
     });
     super::contacts::clear(core);
     super::groups::clear(core);
+    // No draft stays for the next profile (or in memory).
+    core.ui(|_| {
+        super::drafts::CONTACTS.with_borrow_mut(|d| d.clear());
+        super::drafts::GROUPS.with_borrow_mut(|d| d.clear());
+    });
     super::onboarding::show_with(core, !attached);
 }
 

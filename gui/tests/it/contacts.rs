@@ -98,10 +98,23 @@ fn sending_appends_a_message() {
         assert!(h.pump_until(WAIT, || gui.contacts()[0].last_text == "and another"));
         assert!(gui.contacts()[0].last_outgoing);
 
-        // Too long for one message: refused with a reason, nothing stored.
+        // Too long for one message: refused with the node's reason (as
+        // `strand send` says), nothing stored.
         assert!(!c.invoke_send("x".repeat(2 << 20).into()));
-        assert!(c.get_error().contains("kB"), "{}", c.get_error());
+        assert!(
+            c.get_error().contains("longer than one holds"),
+            "{}",
+            c.get_error()
+        );
         h.pump();
         assert_eq!(messages.row_count(), 2);
+        // Up to what one message holds, it is sent, as the CLI and a group
+        // send it. Before, the app refused anything within 1 kB of it.
+        let long = "y".repeat(strand_sync::limits::MAX_BODY_LEN - 512);
+        assert!(c.invoke_send(long.clone().into()), "{}", c.get_error());
+        assert!(h.pump_until(WAIT, || messages.row_count() == 3
+            && messages
+                .row_data(2)
+                .is_some_and(|m| m.loaded && m.text == long.as_str())));
     });
 }

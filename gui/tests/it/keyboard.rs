@@ -243,3 +243,118 @@ fn a_flipped_switch_shows_the_next_profile_s_preference() {
         assert_eq!(switch().accessible_checked(), Some(false));
     });
 }
+
+/// The message box, found as a screen reader finds it.
+fn message_box(gui: &Gui, label: &str) -> ElementHandle {
+    ElementHandle::find_by_accessible_label(&gui.ui, label)
+        .find(|e| e.accessible_role() == Some(AccessibleRole::TextInput))
+        .expect("the message box on screen")
+}
+
+/// A text typed to one contact, then another contact opened: their box
+/// is empty, and the first one's text is there again when they are
+/// opened, and goes to them alone. Before, the box kept the text, and
+/// Enter sent it to whoever was open by then.
+#[test]
+fn a_draft_stays_with_its_conversation() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        gui.add_made_up(h, &["Bob", "Carol"]);
+        h.pump();
+        let contacts = gui.ui.global::<ContactsAdapter>();
+        let conversation = gui.ui.global::<ConversationAdapter>();
+        let open = |name: &str| {
+            let row = gui.contacts().iter().position(|c| c.name == name).unwrap();
+            contacts.invoke_open(row as i32);
+            assert!(h.pump_until(WAIT, || conversation.get_contact() == name));
+            h.pump();
+        };
+        let typed = || {
+            message_box(&gui, "Message")
+                .accessible_value()
+                .unwrap_or_default()
+        };
+        open("Bob");
+        click(&gui, 700.0, 655.0);
+        h.pump();
+        for c in "door 4512".chars() {
+            key(&gui, c.to_string());
+        }
+        h.pump();
+        assert_eq!(typed(), "door 4512");
+        open("Carol");
+        assert_eq!(typed(), "", "Bob's text is not in Carol's box");
+        open("Bob");
+        assert_eq!(typed(), "door 4512", "Bob's text is kept for him");
+        click(&gui, 700.0, 655.0);
+        h.pump();
+        key(&gui, Key::Return);
+        let messages = conversation.get_messages();
+        assert!(h.pump_until(WAIT, || messages.row_count() == 1
+            && messages.row_data(0).is_some_and(|m| m.loaded)));
+        assert_eq!(messages.row_data(0).unwrap().text, "door 4512");
+        assert!(
+            h.pump_until(WAIT, || typed().is_empty()),
+            "sent: the box empties"
+        );
+        open("Carol");
+        assert_eq!(typed(), "");
+        let rows = conversation.get_messages();
+        assert!(
+            h.pump_until(WAIT, || rows.row_count() == 0),
+            "nothing went to Carol"
+        );
+        let carol = gui
+            .contacts()
+            .into_iter()
+            .find(|c| c.name == "Carol")
+            .unwrap();
+        assert_ne!(carol.last_text, "door 4512");
+    });
+}
+
+/// A text the node refuses (too long for one message) stays in the box,
+/// with why. Before, the group's box emptied as the text went to the
+/// node, and the text was lost with the refusal.
+#[test]
+fn a_refused_text_stays_in_the_box() {
+    use strand_gui::GroupsAdapter;
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        gui.add_made_up(h, &["Bob"]);
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Groups);
+        let g = gui.ui.global::<GroupsAdapter>();
+        g.invoke_new_group();
+        crate::support::tick(h, &g, "Bob");
+        g.invoke_create("Newsroom".into());
+        assert!(h.pump_until(WAIT, || !g.get_creating() && g.get_name() == "Newsroom"));
+        h.pump();
+        let long = "x".repeat(strand_sync::limits::MAX_BODY_LEN + 1);
+        // Into the box as typed (one key event, a text as long as that).
+        let (at, size) = {
+            let b = message_box(&gui, "Message to the group");
+            (b.absolute_position(), b.size())
+        };
+        click(&gui, at.x + size.width / 2.0, at.y + size.height / 2.0);
+        h.pump();
+        key(&gui, long.as_str());
+        h.pump();
+        ElementHandle::find_by_accessible_label(&gui.ui, "Send")
+            .find(|e| e.accessible_role() == Some(AccessibleRole::Button))
+            .expect("the Send button")
+            .invoke_accessible_default_action();
+        assert!(h.pump_until(WAIT, || g.get_error().contains("longer than one holds")));
+        h.pump();
+        let kept = message_box(&gui, "Message to the group")
+            .accessible_value()
+            .unwrap_or_default();
+        assert!(kept == long.as_str(), "the box holds {} bytes", kept.len());
+        assert_eq!(g.get_messages().row_count(), 0);
+    });
+}

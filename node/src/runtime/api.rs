@@ -557,7 +557,7 @@ pub fn check_text_length(len: usize) -> Result<(), Failure> {
     let max = strand_sync::limits::MAX_BODY_LEN;
     if len > max {
         return Err(Failure::bad_input(format!(
-            "the message is longer than one holds ({max} bytes, 1 MiB): send a longer text as a file (--file)"
+            "the message is longer than one holds ({max} bytes, 1 MiB): send a longer text as a file instead"
         )));
     }
     Ok(())
