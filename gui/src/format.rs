@@ -203,7 +203,11 @@ pub fn file_detail(f: &strand_node::FileInfo) -> String {
 /// when its page is read ([`slint::Image::from_rgba8`] shows it). A
 /// preview comes from a contact's device: one that says it is larger than
 /// [`MAX_PREVIEW_SIDE`] a side is refused before anything is decoded (a
-/// few kilobytes could otherwise ask for hundreds of megabytes).
+/// few kilobytes could otherwise ask for hundreds of megabytes), and one
+/// larger than [`SHOWN_PREVIEW_SIDE`] is scaled down to it: each row
+/// holds its pixels, and a contact's few-kilobyte previews of 1024 pixels
+/// a side (4 MiB each) held about 1.6 GiB over the pages a conversation
+/// keeps.
 pub fn preview_pixels(encoded: &[u8]) -> Option<slint::SharedPixelBuffer<slint::Rgba8Pixel>> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(encoded))
         .with_guessed_format()
@@ -213,7 +217,11 @@ pub fn preview_pixels(encoded: &[u8]) -> Option<slint::SharedPixelBuffer<slint::
     limits.max_image_height = Some(MAX_PREVIEW_SIDE);
     limits.max_alloc = Some(u64::from(MAX_PREVIEW_SIDE).pow(2) * 4 * 2);
     reader.limits(limits);
-    let img = reader.decode().ok()?.to_rgba8();
+    let mut img = reader.decode().ok()?;
+    if img.width().max(img.height()) > SHOWN_PREVIEW_SIDE {
+        img = img.thumbnail(SHOWN_PREVIEW_SIDE, SHOWN_PREVIEW_SIDE);
+    }
+    let img = img.to_rgba8();
     let (w, h) = img.dimensions();
     Some(slint::SharedPixelBuffer::<slint::Rgba8Pixel>::clone_from_slice(img.as_raw(), w, h))
 }
@@ -221,6 +229,10 @@ pub fn preview_pixels(encoded: &[u8]) -> Option<slint::SharedPixelBuffer<slint::
 /// The largest side of a preview shown: previews are made 160 pixels a
 /// side; this leaves room for other senders' choices.
 pub const MAX_PREVIEW_SIDE: u32 = 1024;
+
+/// The largest side of a preview's pixels held: a bubble shows it at most
+/// 160 logical pixels a side, twice that on a high-density screen.
+pub const SHOWN_PREVIEW_SIDE: u32 = 320;
 
 /// The durations behind the timer choices (`Timers.options` in the UI),
 /// in ms: index 0 is "messages stay".
@@ -283,6 +295,17 @@ mod tests {
         assert!(preview_pixels(&large).is_none());
         let shown = preview_pixels(&png(160)).expect("a preview shows");
         assert_eq!((shown.width(), shown.height()), (160, 160));
+        // One as large as allowed is held at most as large as shown.
+        let wide = {
+            let mut out = std::io::Cursor::new(Vec::new());
+            image::GrayImage::new(1024, 512)
+                .write_to(&mut out, image::ImageFormat::Png)
+                .unwrap();
+            out.into_inner()
+        };
+        assert!(wide.len() <= strand_sync::MAX_PREVIEW_LEN);
+        let held = preview_pixels(&wide).expect("a large preview shows");
+        assert_eq!((held.width(), held.height()), (320, 160));
         assert!(preview_pixels(b"not an image").is_none());
     }
 
