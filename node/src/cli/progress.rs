@@ -171,12 +171,13 @@ pub(super) async fn call_showing(
         }
         _ => false,
     };
+    let mut at_end = false;
     let reply = loop {
         tokio::select! {
             reply = &mut call => break reply,
             event = events.next() => {
                 let ended = event.is_none();
-                shown(event);
+                at_end |= shown(event);
                 if ended {
                     // The node stopped: the call says how.
                     break call.await;
@@ -186,9 +187,11 @@ pub(super) async fn call_showing(
     };
     // The last reports were sent before the answer, but may be read after
     // it (a running node's come on another connection): show them up to
-    // the end, waiting a moment at most.
-    if reply.is_ok() {
-        while let Ok(event) = tokio::time::timeout(FINAL_WAIT, events.next()).await {
+    // the end, waiting a moment at most in all (the node's other events
+    // keep coming, and do not make it longer).
+    if reply.is_ok() && !at_end {
+        let until = tokio::time::Instant::now() + FINAL_WAIT;
+        while let Ok(event) = tokio::time::timeout_at(until, events.next()).await {
             if event.is_none() || shown(event) {
                 break;
             }

@@ -2561,6 +2561,51 @@ fn files_show_their_progress() {
     assert_eq!(std::fs::read(out_dir.join("payload.bin")).unwrap(), data);
 }
 
+/// A command showing progress ends when its task does, whatever else the
+/// node says meanwhile. Before, a last report read before the answer was
+/// taken as still to come: the command waited for the node's events to
+/// stop for half a second, and a busy node (renames here; texts or a file
+/// arriving) kept it waiting for as long as it stayed busy.
+#[test]
+fn a_command_showing_progress_ends_while_the_node_is_busy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let c = User::init(tmp.path(), "carol");
+    a.ok(&["add", &c.invite(), "--name", "carol"]);
+    let path = tmp.path().join("small.bin");
+    std::fs::write(&path, vec![7u8; 300_000]).unwrap();
+    let (a_run, _) = a.run(&[]);
+    let _a_run = Killed(a_run);
+    // The node busy: Carol renamed and back, 400 times.
+    let renamer = {
+        let u = User {
+            dir: a.dir.clone(),
+            pass: a.pass.clone(),
+        };
+        std::thread::spawn(move || {
+            for i in 0..400 {
+                let (from, to) = if i % 2 == 0 {
+                    ("carol", "carla")
+                } else {
+                    ("carla", "carol")
+                };
+                u.ok(&["rename-contact", from, to]);
+            }
+        })
+    };
+    for _ in 0..5 {
+        let sent = a.cmd(&["send", "bob", "--file", path.to_str().unwrap()]);
+        assert!(sent.status.success(), "{sent:?}");
+        let said = String::from_utf8_lossy(&sent.stderr);
+        assert!(said.contains("Sealing small.bin: 100%"), "{said}");
+        assert!(
+            !renamer.is_finished(),
+            "the send waited until the node went quiet"
+        );
+    }
+    renamer.join().unwrap();
+}
+
 /// A private session bus with a real desktop keyring (GNOME Keyring's
 /// Secret Service) on it, unlocked; both go when dropped.
 struct Keyring {
