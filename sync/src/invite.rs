@@ -36,7 +36,7 @@ use ed25519_dalek::{Signature, Signer};
 
 use crate::codec::Reader;
 use crate::crypto::hash;
-use crate::identity::{check_name, verifying_key, Identity, PublicIdentity};
+use crate::identity::{check_name, check_stored_name, verifying_key, Identity, PublicIdentity};
 use crate::limits::MAX_NAME_LEN;
 use crate::reach::Reach;
 use crate::{DecodeError, InviteError};
@@ -135,8 +135,32 @@ impl Invite {
     }
 
     /// Decodes invite bytes (from a QR code). Rejects every malformed or
-    /// altered invite.
+    /// altered invite, and one whose name today's rules refuse
+    /// ([`check_name`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, InviteError> {
+        Self::decode(bytes, check_name)
+    }
+
+    /// Decodes the bytes of an invite accepted once and stored since (a
+    /// paired mailbox's, in its owner's profile): as [`Invite::from_bytes`],
+    /// checksum and signature included, but the name is read under the
+    /// rules for stored names (those of an older Strand, which the invite
+    /// may have been accepted under: a variation selector that selects
+    /// nothing, a braille blank at either end), as a stored profile or
+    /// contact name is. Anything that arrives from outside (text, a QR
+    /// code, a record) is decoded with [`Invite::from_bytes`] or
+    /// [`Invite::from_text`], which keep today's rules.
+    pub fn from_stored_bytes(bytes: &[u8]) -> Result<Self, InviteError> {
+        Self::decode(bytes, check_stored_name)
+    }
+
+    /// Decodes invite bytes, checking the name with `check`: the one
+    /// decoder behind [`Invite::from_bytes`] and
+    /// [`Invite::from_stored_bytes`], which differ only in it.
+    fn decode(
+        bytes: &[u8],
+        check: fn(&str) -> Result<(), crate::KeyError>,
+    ) -> Result<Self, InviteError> {
         if bytes.len() > MAX_INVITE_LEN {
             return Err(InviteError::Malformed(DecodeError::TooLong {
                 max: MAX_INVITE_LEN,
@@ -188,7 +212,7 @@ impl Invite {
         };
         r.finish()?;
         let name = std::str::from_utf8(name).map_err(|_| InviteError::Name("not UTF-8"))?;
-        check_name(name).map_err(|e| match e {
+        check(name).map_err(|e| match e {
             crate::KeyError::Name(why) => InviteError::Name(why),
             _ => InviteError::Name("invalid"),
         })?;
@@ -296,5 +320,60 @@ impl std::str::FromStr for Invite {
     type Err = InviteError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Invite::from_text(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    /// An invite whose name an older Strand accepted (a braille blank at
+    /// its end, a variation selector that selects nothing), stored once
+    /// accepted, reads with `from_stored_bytes`, its signature still
+    /// checked; from outside (bytes, text) it is refused as before.
+    #[test]
+    fn a_stored_invite_reads_under_the_rules_for_stored_names() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let device = Identity::generate("Box", &mut rng).unwrap();
+        for old in ["Box\u{2800}", "ann\u{FE00}", "Box 1\u{FE0F}"] {
+            assert!(check_name(old).is_err(), "{old:?}");
+            let named = Identity::from_secret_bytes(&device.to_secret_bytes(), old).unwrap();
+            let bytes = named.invite().to_bytes();
+            assert!(
+                matches!(Invite::from_bytes(&bytes), Err(InviteError::Name(_))),
+                "{old:?}"
+            );
+            assert!(Invite::from_text(&named.invite().to_text()).is_err());
+            let invite = Invite::from_stored_bytes(&bytes).unwrap();
+            assert_eq!(invite, named.invite());
+            assert_eq!(invite.name, old);
+            assert_eq!(invite.public, device.public());
+            // Another name under the same signature does not read.
+            let mut altered = invite.clone();
+            altered.name = format!("x{old}");
+            assert!(matches!(
+                Invite::from_stored_bytes(&altered.to_bytes()),
+                Err(InviteError::Signature)
+            ));
+        }
+        // A name today's rules take reads the same either way.
+        let bytes = device.invite().to_bytes();
+        assert_eq!(
+            Invite::from_stored_bytes(&bytes).unwrap(),
+            Invite::from_bytes(&bytes).unwrap()
+        );
+        // What no Strand ever took (a leading space, a control character)
+        // is refused in a stored invite too, signed or not.
+        for name in [&b" Box"[..], &b"Bo\x07x"[..]] {
+            let rest = [&[name.len() as u8][..], name].concat();
+            let bytes = signed_for_fuzzing(&device, &rest);
+            assert!(
+                matches!(Invite::from_stored_bytes(&bytes), Err(InviteError::Name(_))),
+                "{name:?}"
+            );
+        }
     }
 }

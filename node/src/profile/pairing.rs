@@ -78,7 +78,11 @@ impl Profile {
         };
         let corrupt = || ProfileError::Corrupt("the mailbox pairing does not read".into());
         let (proof, invite) = b.split_first_chunk::<64>().ok_or_else(corrupt)?;
-        let invite = Invite::from_bytes(invite).map_err(|_| corrupt())?;
+        // Accepted when it was paired, maybe by an older Strand under the
+        // rules for names then (its signature is still checked): refused
+        // under today's, it left every deletion, pairing and telling of
+        // the mailbox failing.
+        let invite = Invite::from_stored_bytes(invite).map_err(|_| corrupt())?;
         Ok(Some((invite, *proof)))
     }
 
@@ -750,6 +754,59 @@ mod tests {
         drop(p);
         let p = Profile::open(&dir, "pass").unwrap();
         assert_eq!(p.contacts_with_a_mailbox().unwrap(), [bob.public().sign]);
+    }
+
+    /// A mailbox paired by an older Strand under the names of then (its
+    /// invite, stored in the pairing row, ends in a braille blank) still
+    /// reads: contacts are added, told of it and deleted, and the profile
+    /// opens. Before, the stored invite was read under today's rules, the
+    /// pairing did "not read", and every deletion failed.
+    #[test]
+    fn a_mailbox_paired_under_older_name_rules_still_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, _bob, _) = crate::profile::alice_with_bob(&dir);
+        let device = strand_sync::Identity::generate("Box", rng).unwrap();
+        let proof = mailbox_proof(&device, &p.identity().public());
+        let code = encode_mailbox_code(&device.invite(), &proof);
+        p.pair_mailbox(&code, now, rng).unwrap();
+        // The pairing row as an older Strand wrote it: the device named
+        // "Box" and a braille blank, which today's rules refuse.
+        let old = "Box\u{2800}";
+        assert!(strand_sync::check_name(old).is_err());
+        let named =
+            strand_sync::Identity::from_secret_bytes(&device.to_secret_bytes(), old).unwrap();
+        p.set_meta_sealed(
+            meta::MAILBOX,
+            ROLE_MAILBOX,
+            &[&proof[..], &named.invite().to_bytes()].concat(),
+            rng,
+        )
+        .unwrap();
+
+        let mailbox = p.mailbox().unwrap().expect("a mailbox");
+        assert_eq!(mailbox.name, old);
+        assert_eq!(mailbox.public, device.public());
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", now, rng).unwrap();
+        let told = p.tell_mailbox(Some(&carol.public()), now, rng).unwrap();
+        assert_eq!(told.len(), 2, "Carol of the mailbox, the mailbox of Carol");
+        let deleted = p.delete_contact("Carol", now + 1, rng).unwrap();
+        assert_eq!(deleted.contact.public, carol.public());
+        assert_eq!(deleted.told.len(), 1, "the mailbox is told");
+        assert!(p.contacts().iter().all(|c| c.name != "Carol"));
+        drop(p);
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(
+            p.mailbox().unwrap().map(|m| m.public),
+            Some(device.public())
+        );
+        // Paired again, from its code under a name today's rules take.
+        p.pair_mailbox(&code, now, rng).unwrap();
+        assert_eq!(p.mailbox().unwrap().unwrap().name, "Box");
     }
 
     /// A long name that ends in an emoji sequence makes a name that
