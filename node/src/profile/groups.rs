@@ -28,8 +28,10 @@ use strand_sync::{
 
 use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::profile::schema::{EPOCHS, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
-use crate::profile::store::{shown_key, shown_position, Position, SHOWN_INCOMING};
+use crate::profile::schema::{EPOCHS, GROUP_PENDING, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
+use crate::profile::store::{
+    shown_key, shown_position, split_table_key, table_key, Position, SHOWN_INCOMING,
+};
 use crate::profile::views::{increment, shown_range};
 use strand_sync::Time;
 
@@ -153,6 +155,10 @@ fn group_error(e: GroupError) -> ProfileError {
     ProfileError::Membership(e)
 }
 
+/// The most pending group messages [`Profile::follow_pending`] follows
+/// in one step at unlock.
+const PENDING_PAGE: usize = 1024;
+
 impl Profile {
     /// The `epochs` table key of an epoch.
     fn epoch_key(&self, id: &GroupId) -> [u8; 32] {
@@ -260,6 +266,97 @@ impl Profile {
         *step = chains;
         step.publish();
         Ok(())
+    }
+
+    /// Follows the group messages stored and not followed
+    /// ([`GROUP_PENDING`]): at unlock, after [`Profile::load_groups`]. A
+    /// link follows what a batch brought in a task of its own once the
+    /// batch is stored; if the node stopped first (killed, a crash, a
+    /// follow that failed), nothing else would ever follow it, and sync
+    /// never offers it again (it is held): a welcome so stored left its
+    /// group lost for good. Followed as a link follows them. Nothing here
+    /// fails the open: what fails is logged, and tried again at the next.
+    pub(crate) fn follow_pending(&self, now: Time, rng: &mut (impl RngCore + CryptoRng)) {
+        let mut after: Option<[u8; 72]> = None;
+        loop {
+            let page = match self.pending_group_messages(after.as_ref()) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!("group messages not yet followed were not read: {e}");
+                    return;
+                }
+            };
+            let Some(last) = page.last() else {
+                return;
+            };
+            after = Some(table_key(&last.0, &last.1));
+            tracing::info!(
+                "following {} stored group message(s) not followed before",
+                page.len()
+            );
+            if let Err(e) = self.apply_group_messages(&page, now, rng) {
+                tracing::warn!("stored group messages were not followed: {e}");
+                return;
+            }
+            if page.len() < PENDING_PAGE {
+                return;
+            }
+        }
+    }
+
+    /// Up to [`PENDING_PAGE`] of the group messages not yet followed,
+    /// after `after`, in stored order.
+    fn pending_group_messages(
+        &self,
+        after: Option<&[u8; 72]>,
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let pending = match txn.open_table(GROUP_PENDING) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let range = match after {
+            Some(k) => pending
+                .range::<&[u8; 72]>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+            None => pending.range::<&[u8; 72]>(..),
+        }
+        .map_err(db_error)?;
+        let mut page = Vec::new();
+        for entry in range.take(PENDING_PAGE) {
+            let (k, _) = entry.map_err(db_error)?;
+            page.push(split_table_key(&k.value()));
+        }
+        Ok(page)
+    }
+
+    /// `stored` were followed (or refused): none is pending any more.
+    fn followed(&self, stored: &[(GroupId, Key)]) -> Result<(), ProfileError> {
+        let keys: Vec<[u8; 72]> = stored.iter().map(|(g, k)| table_key(g, k)).collect();
+        // Most calls follow what a batch brought a moment ago; a read
+        // says whether there is anything to write.
+        {
+            let txn = self.db()?.begin_read().map_err(db_error)?;
+            let pending = match txn.open_table(GROUP_PENDING) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(db_error(e)),
+            };
+            let mut any = false;
+            for k in &keys {
+                any |= pending.get(k).map_err(db_error)?.is_some();
+            }
+            if !any {
+                return Ok(());
+            }
+        }
+        self.write_txn(move |txn| {
+            let mut t = txn.open_table(GROUP_PENDING).map_err(db_error)?;
+            for k in &keys {
+                t.remove(k).map_err(db_error)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every group, by name.
@@ -848,6 +945,21 @@ impl Profile {
     /// epochs, stores them, then does the group work they call for
     /// ([`Profile::group_work`]). Returns what it wrote.
     pub(crate) fn apply_group_messages(
+        &self,
+        stored: &[(GroupId, Key)],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let written = self.follow_group_messages(stored, now, rng)?;
+        // Followed: not to follow again at the next unlock. If that is
+        // not written, they are (which changes nothing).
+        if let Err(e) = self.followed(stored) {
+            tracing::warn!("group messages followed were not marked so: {e}");
+        }
+        Ok(written)
+    }
+
+    fn follow_group_messages(
         &self,
         stored: &[(GroupId, Key)],
         now: Time,
@@ -1555,6 +1667,45 @@ mod tests {
             );
         }
     }
+
+    /// A welcome stored but not followed (the node stopped before the
+    /// task that follows it ran) is followed when the profile next
+    /// opens, and one followed is not pending. Before, nothing read it
+    /// again and sync never offered it again (it is held): the group was
+    /// lost for good.
+    #[test]
+    fn a_welcome_stored_but_not_followed_is_followed_at_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, _) = crate::profile::alice_with_bob(&dir);
+        let held = joined(&p, &bob, "held", now, rng);
+        let (desk, desk_welcome) = stored_welcome(&p, &bob, "desk", now, rng);
+        assert!(!p.chains().iter().any(|c| c.root() == desk));
+        // Only the one not followed is pending.
+        assert_eq!(p.pending_group_messages(None).unwrap(), [desk_welcome]);
+        p.close();
+        drop(p);
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        let roots: Vec<GroupId> = p.chains().iter().map(|c| c.root()).collect();
+        assert!(roots.contains(&desk), "the stored welcome is followed");
+        assert!(roots.contains(&held));
+        assert_eq!(roots.len(), 2);
+        let key = group_key(&desk);
+        assert!(p.groups().unwrap().iter().any(|g| g.key == key));
+        assert!(p.pending_group_messages(None).unwrap().is_empty());
+        p.close();
+        drop(p);
+
+        // Followed once: it stays joined, and nothing is joined twice.
+        let p = Profile::open(&dir, "pass").unwrap();
+        let roots: Vec<GroupId> = p.chains().iter().map(|c| c.root()).collect();
+        assert_eq!(roots.len(), 2);
+        assert!(roots.contains(&desk) && roots.contains(&held));
+    }
+
     /// The listed id is 8 digits, or as many more (by 2) as tell a key
     /// from its neighbours and from other groups' names; a group's own
     /// name does not lengthen its id.

@@ -469,6 +469,9 @@ impl Profile {
         // What expired while the profile was closed goes before anything
         // can read or sync it.
         profile.sweep_expired(crate::profile::now())?;
+        // Group messages stored but never followed (the node stopped
+        // first). Not a reason to refuse the profile: what fails is logged.
+        profile.follow_pending(crate::profile::now(), &mut crate::profile::os_rng());
         // Once: whose each mailbox from an older Strand is. Not a reason
         // to refuse the profile: tried again at the next open.
         if let Err(e) = profile.find_mailbox_owners(&mut crate::profile::os_rng()) {

@@ -27,6 +27,14 @@ pub fn table_key(group: &GroupId, key: &Key) -> [u8; 72] {
     out
 }
 
+/// The group and key in a message's table key ([`table_key`]).
+pub(crate) fn split_table_key(k: &[u8; 72]) -> (GroupId, Key) {
+    let group = GroupId(k[..32].try_into().expect("32 bytes"));
+    let time = Time::from_be_bytes(k[32..40].try_into().expect("8 bytes"));
+    let id = MessageId(k[40..].try_into().expect("32 bytes"));
+    (group, Key { time, id })
+}
+
 /// How much of a file chunk its [`MESSAGES`] row holds: the header (110
 /// bytes at most, kind at byte 73) and, for a message without an expiry,
 /// the first 8 bytes of its ciphertext. The rest is in [`BODIES`].
@@ -396,6 +404,11 @@ impl<'t> Inserter<'t> {
             Kind::TIMER => self.keep_newest(crate::profile::schema::TIMERS, group, message, &k)?,
             Kind::NAME => self.keep_newest(crate::profile::schema::NAMES, group, message, &k)?,
             Kind::CHUNK => self.index_chunk(&k)?,
+            kind if crate::profile::groups::is_group_kind(kind) && message.author() != self.me => {
+                self.txn
+                    .open_table(crate::profile::schema::GROUP_PENDING)?
+                    .insert(&k, ())?;
+            }
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
                 let incoming = message.author() != self.me;
