@@ -177,11 +177,11 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
     };
     if pass == Passphrase::Keyring {
         let typed = super::passphrase(ctx, false)?;
-        // A wrong one would only show at the next login: check it opens
-        // the profile now (unless a node holds it).
-        if !crate::Profile::in_use(&ctx.dir) {
-            crate::Profile::open(&ctx.dir, &typed)?;
-        }
+        // A wrong one would only show at the next login: check it
+        // unlocks the profile now, against the file's header, which a
+        // node holding the profile (`strand run`, the app, the service)
+        // does not keep from being read. Nothing is kept if it does not.
+        crate::Profile::check_passphrase(&ctx.dir, &typed)?;
         super::keyring::store(&ctx.dir, &typed).map_err(|e| anyhow::anyhow!(e))?;
         println!("Kept the passphrase in the desktop keyring.");
     }

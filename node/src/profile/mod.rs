@@ -523,6 +523,37 @@ impl Profile {
             .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))
     }
 
+    /// Checks that `passphrase` unlocks the profile in `dir` without
+    /// opening it: the root key is unsealed from the file's header (its
+    /// KDF parameters and sealed root key), which is read without the
+    /// profile's lock, so this answers while a node holds the profile.
+    /// A wrong passphrase is [`ProfileError::WrongPassphrase`], as
+    /// [`Profile::open`] says it; nothing is written.
+    pub fn check_passphrase(dir: &Path, passphrase: &str) -> Result<(), ProfileError> {
+        if !Profile::exists(dir) {
+            return Err(ProfileError::NotFound(dir.to_path_buf()));
+        }
+        let path = dir.join(DB_FILE);
+        let (salt, kdf, sealed_root) = if crate::profile::sealed::is_sealed(&path) {
+            let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
+            (header.salt, header.kdf, header.sealed_root)
+        } else {
+            // The format from before files were sealed whole keeps them
+            // in rows (read under redb's lock; a node that opened such a
+            // profile has sealed it already).
+            let db = open_db(dir, false)?;
+            let txn = db.begin_read().map_err(db_error)?;
+            let m = txn.open_table(META).map_err(db_error)?;
+            let (salt, kdf) = KdfParams::decode(&meta_value(&m, meta::KDF)?)
+                .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
+            let sealed_root = meta_value(&m, meta::ROOT)?;
+            (salt, kdf, sealed_root)
+        };
+        kdf.check_openable()?;
+        unseal_root(passphrase, &salt, kdf, &sealed_root)?;
+        Ok(())
+    }
+
     /// Whether the profile file in `dir` is sealed as a whole (see
     /// [`crate::profile::sealed`]); profiles from before are, after their next unlock.
     pub fn is_sealed(dir: &Path) -> bool {

@@ -2757,6 +2757,72 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     );
 }
 
+/// `strand service install --keyring` checks the passphrase while a node
+/// holds the profile too (against the file's header, which the node's
+/// lock does not keep from being read): a wrong one is refused in the
+/// words of a normal unlock, and nothing is kept in the keyring or
+/// written; the right one is kept.
+#[test]
+fn the_service_keyring_passphrase_is_checked_while_a_node_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let config = tmp.path().join("config");
+    let strand = |args: &[&str], pass: Option<&str>| {
+        let mut c = alice.command();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus.address)
+            .env("XDG_CONFIG_HOME", &config)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null());
+        if let Some(p) = pass {
+            c.env("STRAND_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    let said = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let unit = config.join("systemd/user/strand.service");
+    let install = ["service", "install", "--keyring", "--no-start"];
+
+    // A wrong passphrase while a node holds the profile: refused.
+    let (run, _) = alice.run(&[]);
+    let run = Killed(run);
+    assert!(strand_node::Profile::in_use(&alice.dir));
+    let out = strand(&install, Some("wrong"));
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(said(&out).contains("wrong passphrase"), "{}", said(&out));
+    assert!(
+        !said(&out).contains("Kept the passphrase"),
+        "{}",
+        said(&out)
+    );
+    assert!(!unit.exists());
+    // Nothing kept: with no node to answer, the unit's command finds no
+    // passphrase in the keyring.
+    drop(run);
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
+
+    // The right one while a node holds the profile: kept.
+    let (run, _) = alice.run(&[]);
+    let run = Killed(run);
+    let out = strand(&install, Some(&alice.pass));
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("Kept the passphrase in the desktop keyring"));
+    assert!(unit.exists());
+    drop(run);
+    let out = strand(&["--passphrase-keyring", "status"], None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("alice"), "{}", said(&out));
+}
+
 /// Logind on a private bus that stands in for the system bus: the test
 /// says what logind would.
 struct Logind(zbus::blocking::Connection);
