@@ -92,17 +92,48 @@ fn bind_private(
 /// Serves the control socket until the task is dropped, or returns
 /// `Ok(())` once a client asked for [`Request::Shutdown`] (and was
 /// answered). Only processes of the user who runs the node are served
-/// (`SO_PEERCRED`), whatever the file's permissions.
+/// (`SO_PEERCRED`), whatever the file's permissions. A connection that
+/// cannot be accepted (the process out of file handles, say) is logged
+/// and accepting goes on shortly after, so the node keeps running; only
+/// a socket that cannot serve at all (not a listening socket any more)
+/// ends it with the error.
 pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let path = socket_path(profile);
     // We hold the profile's lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
     let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
     let stop = tokio_util::sync::CancellationToken::new();
+    let mut failing = Failing::default();
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.cancelled() => return Ok(()),
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                failing.recovered();
+                stream
+            }
+            Err(e) if fatal_accept_error(&e) => return Err(e),
+            Err(e) => {
+                failing.failed(&e);
+                // Out of file handles (or memory), the connection waits in
+                // the backlog and accepting again at once fails again:
+                // some time for handles to be closed. A client that gave
+                // up before it was accepted is no reason to wait.
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_RETRY) => {}
+                        _ = stop.cancelled() => return Ok(()),
+                    }
+                }
+                continue;
+            }
         };
         let node = node.clone();
         let stop = stop.clone();
@@ -122,6 +153,72 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
                 }
             }
         });
+    }
+}
+
+/// How long the control socket waits before accepting again after an
+/// accept failed (out of file handles, say).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How often, at most, a run of failed accepts is logged again.
+const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a client of this user has, once connected, to send its
+/// request line: a client that connected and said nothing would
+/// otherwise hold a file handle of the node's for as long as it lives.
+/// Every client sends its request as soon as it is connected; `follow`'s
+/// events after it are not bounded by this.
+const REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether an error from `accept` on the control socket means the socket
+/// itself is unusable (a bug: the handle is not a listening socket), so
+/// serving ends. Everything else (out of file handles or memory, a client
+/// that gave up, a signal) passes: the node goes on, and so does serving.
+fn fatal_accept_error(e: &std::io::Error) -> bool {
+    // EBADF, ENOTSOCK, EOPNOTSUPP, EFAULT: named where libc is linked.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    let broken: &[i32] = &[libc::EBADF, libc::ENOTSOCK, libc::EOPNOTSUPP, libc::EFAULT];
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let broken: &[i32] = &[];
+    // EINVAL: the socket is not listening.
+    e.kind() == std::io::ErrorKind::InvalidInput
+        || e.raw_os_error().is_some_and(|code| broken.contains(&code))
+}
+
+/// A run of failed accepts, logged once when it starts, again at most
+/// every [`ACCEPT_LOG_EVERY`] while it lasts, and once when it ends.
+#[derive(Default)]
+struct Failing {
+    /// Failures in this run.
+    count: u64,
+    /// When this run was last logged.
+    logged: Option<std::time::Instant>,
+}
+
+impl Failing {
+    fn failed(&mut self, e: &std::io::Error) {
+        self.count += 1;
+        let due = self
+            .logged
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY);
+        if due {
+            tracing::warn!(
+                failures = self.count,
+                "the control socket could not accept a connection ({}); trying again",
+                crate::io_words(e)
+            );
+            self.logged = Some(std::time::Instant::now());
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.count > 0 {
+            tracing::info!(
+                failures = self.count,
+                "the control socket accepts connections again"
+            );
+        }
+        *self = Failing::default();
     }
 }
 
@@ -161,7 +258,14 @@ async fn handle(
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd).take(MAX_REQUEST as u64);
     let mut line = String::new();
-    rd.read_line(&mut line).await?;
+    tokio::time::timeout(REQUEST_WITHIN, rd.read_line(&mut line))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request line in time: hung up",
+            )
+        })??;
     let answer = match serde_json::from_str::<Request>(&line) {
         Err(e) => Answer::Error(Failure::bad_input(format!("bad request: {e}"))),
         Ok(Request::Follow) => {

@@ -2823,6 +2823,109 @@ fn the_service_keyring_passphrase_is_checked_while_a_node_runs() {
     assert!(said(&out).contains("alice"), "{}", said(&out));
 }
 
+/// `strand ARGS` for `user`, killed if it has not finished within `within`
+/// (a command stuck on a node that does not answer fails the test rather
+/// than hanging it). `None` if it was killed.
+fn output_within(user: &User, args: &[&str], within: Duration) -> Option<Output> {
+    let mut child = user
+        .command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+/// A node out of file handles keeps running: its control socket logs the
+/// failed accepts and accepts again once handles are free, and `strand
+/// status` reaches it. (Before, the first failed accept ended the control
+/// socket, and `strand run` stopped with "the control socket failed".)
+/// The node runs with at most 128 file handles (`ulimit -n` in the shell
+/// that execs it) and the test holds more connections than that open on
+/// its socket, idle: a Unix socket's `connect` does not fail when the
+/// server is out of handles (the connection waits in the backlog), so
+/// the test opens a fixed number, well under the backlog, rather than
+/// until one fails.
+#[test]
+fn a_node_out_of_file_handles_keeps_running() {
+    const LIMIT: usize = 128;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let mut limited = Command::new("sh");
+    limited
+        .env("STRAND_PROFILE", &a.dir)
+        .env("STRAND_PASSPHRASE", &a.pass)
+        .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
+        .env_remove("STRAND_LOG")
+        .arg("-c")
+        .arg(format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""))
+        .arg(BIN);
+    let mut args = run_args(&[]);
+    args.push("--no-ble");
+    let (run, _) = a.run_with(&args, limited);
+    let mut run = Killed(run);
+    let pid = run.0.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(nofile, LIMIT.to_string(), "{limits}");
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    assert!(
+        output_within(&a, &["status"], Duration::from_secs(20)).is_some_and(|o| o.status.success())
+    );
+
+    // More idle connections than the node has handles.
+    let held: Vec<std::os::unix::net::UnixStream> = (0..LIMIT + 16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    eventually(
+        "the node out of file handles",
+        Duration::from_secs(30),
+        || a.log().contains("could not accept a connection") || run.0.try_wait().unwrap().is_some(),
+    );
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "the node stopped: {}",
+        a.log()
+    );
+    assert!(a.log().contains("Too many open files"), "{}", a.log());
+
+    // Handles free again: the node answers, and still runs.
+    drop(held);
+    eventually(
+        "`strand status` answered by the node",
+        Duration::from_secs(60),
+        || {
+            output_within(&a, &["status"], Duration::from_secs(10))
+                .is_some_and(|o| o.status.success())
+        },
+    );
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "the node stopped: {}",
+        a.log()
+    );
+    assert!(strand_node::Profile::in_use(&a.dir));
+}
+
 /// Logind on a private bus that stands in for the system bus: the test
 /// says what logind would.
 struct Logind(zbus::blocking::Connection);
