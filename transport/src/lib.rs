@@ -381,6 +381,13 @@ pub trait Transport: Send + Sync + 'static {
     fn info(&self) -> BoxFuture<'static, TransportInfo>;
     /// Stops listening, discovering and dialling, and closes its links.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+    /// Takes a new identity now, where it shows one that rotates (the
+    /// LAN's peer id): the system woke from sleep, maybe on another
+    /// network, and the one it had must not follow it there. A transport
+    /// that shows none does nothing.
+    fn renew_identity(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// What can go wrong on a transport.

@@ -9,6 +9,9 @@
 //!   a session had not finished is lost (the logs reconcile again);
 //! - registers its Bluetooth advertisement again (BlueZ stops advertising
 //!   on suspend, BlueZ #741);
+//! - takes a new LAN identity (peer id) before it dials: the rotation's
+//!   timer runs on a clock that stops in sleep, and the id it had would
+//!   otherwise show on the network it wakes on, linking the two;
 //! - dials again at once the devices found lately and, through relays,
 //!   its contacts (configured peers are redialled every few seconds
 //!   anyway); libp2p listens on every interface and notices networks that
@@ -88,7 +91,19 @@ impl Node {
         if let Some(hints) = hints {
             hints.readvertise();
         }
-        self.redial_nearby();
+        // A new LAN identity before anything is dialled: the system may
+        // have slept for hours and woken on another network, where the
+        // one it had (and its rotation's clock, stopped in sleep) would
+        // link the two.
+        let node = self.clone();
+        self.shared.tasks.spawn(async move {
+            for t in &node.shared.transports {
+                if let Err(e) = t.renew_identity().await {
+                    tracing::warn!("a new identity on waking failed: {e}");
+                }
+            }
+            node.redial_nearby();
+        });
         self.shared.reach.retry_all();
         // Disappearing messages that fell due while it slept go now.
         self.shared.registry.stored.notify_one();

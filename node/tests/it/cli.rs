@@ -2987,6 +2987,19 @@ fn a_node_renews_its_links_when_the_system_wakes() {
         Duration::from_secs(60),
         || b.read("alice").len() == 1,
     );
+    // The LAN's peer id now: waking takes a new one.
+    let lan_id = || {
+        let v: Value = serde_json::from_str(&a.ok(&["--json", "status"])).unwrap();
+        v["transports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "LAN")
+            .and_then(|t| t["ephemeral_id"].as_str())
+            .map(str::to_owned)
+            .expect("a LAN id")
+    };
+    let before = lan_id();
     let logind = Logind::on(&bus);
     // The node subscribes once it runs; say it until it is heard.
     logind.prepare_for_sleep(true);
@@ -3000,6 +3013,12 @@ fn a_node_renews_its_links_when_the_system_wakes() {
         woke(1) || woke(2) || woke(3)
     });
     assert!(a.log().contains("woke from sleep: closing"), "{}", a.log());
+    // Another LAN identity: the one from before the sleep (whose
+    // rotation's clock stood still in it) does not follow the device to
+    // the network it woke on. Before, it stayed until the next rotation.
+    eventually("a new LAN id", Duration::from_secs(30), || {
+        lan_id() != before
+    });
     // Linked again, and synced both ways, once each.
     a.ok(&["send", "bob", "after the sleep"]);
     b.ok(&["send", "alice", "good morning"]);

@@ -339,6 +339,11 @@ impl Transport for Lan {
         LinkKind::Lan
     }
 
+    fn renew_identity(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let lan = self.clone();
+        async move { lan.rotate().await }.boxed()
+    }
+
     fn open(&self, peer: Peer) -> BoxFuture<'static, Result<crate::Link, TransportError>> {
         let found = (peer.kind == LinkKind::Lan)
             .then(|| {
