@@ -34,8 +34,8 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                 Ok(Reply::Mailbox(view)) => (
                     true,
                     format!(
-                        "Paired (your contact {:?}). Your contacts learn it the next time you sync with them.",
-                        view.mailbox.unwrap_or_default()
+                        "Paired (your contact “{}”). Your contacts learn it the next time you sync with them.",
+                        one_line(&view.mailbox.unwrap_or_default())
                     ),
                 ),
                 Ok(_) => return,

@@ -63,11 +63,13 @@ impl Exported {
 
 impl Imported {
     /// What it brought, as people count it, in one line: "From Bob: 3
-    /// texts and 1 file new, 12 already here, 1 refused."
+    /// texts and 1 file new, 12 already here, 1 refused." The contact's
+    /// name is shown as [`crate::display::one_line`] shows it (they chose
+    /// it, or the user did, with any character).
     pub fn summary(&self) -> String {
         let mut text = format!(
             "From {}: {} and {} new, {} already here",
-            self.contact,
+            crate::display::one_line(&self.contact),
             counted(self.new_texts as u64, "text"),
             counted(self.new_files as u64, "file"),
             self.held
@@ -771,6 +773,29 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name with a line break or a direction override shows marked in
+    /// the summary the CLI prints and the app shows: it neither starts a
+    /// line of its own nor turns the rest around. Before, it was shown
+    /// raw.
+    #[test]
+    fn the_summary_shows_the_contact_s_name_safely() {
+        let imported = Imported {
+            contact: "Bob\u{202E}\nOK".into(),
+            new_texts: 2,
+            held: 1,
+            ..Imported::default()
+        };
+        let summary = imported.summary();
+        assert!(
+            !summary.contains('\u{202E}') && !summary.contains('\n'),
+            "{summary:?}"
+        );
+        assert_eq!(
+            summary,
+            "From Bob<U+202E><U+000A>OK: 2 texts and 0 files new, 1 already here."
+        );
+    }
 
     /// A bundle record: the log, the message's length, the message.
     fn record(group: &strand_sync::Group, m: &strand_sync::Message) -> Vec<u8> {
