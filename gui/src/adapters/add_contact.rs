@@ -147,6 +147,19 @@ pub(crate) fn show_invite(ui: &AppWindow, invite: &str) {
     }
 }
 
+/// What the form said of a code (whose invite it is, why not, why it was
+/// not added) and of an image, and the name it suggested: none of it
+/// stays for the next profile (at lock or wipe).
+pub(crate) fn clear_form(ui: &AppWindow) {
+    let a = ui.global::<AddContactAdapter>();
+    a.set_code_ok(false);
+    a.set_code_error("".into());
+    a.set_suggested_name("".into());
+    a.set_add_error("".into());
+    a.set_image_error("".into());
+    a.set_scanned_code("".into());
+}
+
 /// Asks the node for the invite and shows it; or, if it makes none, why
 /// where the invite would be: the warning that the user's name breaks
 /// today's rules ([`Core::name_shown`]) with the way to a new name, or

@@ -130,6 +130,22 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     });
 }
 
+/// What the screen's actions said (a relay added, a mailbox paired, a
+/// bundle imported, an address dialled): none of it stays for the next
+/// profile (at lock or wipe).
+pub(crate) fn clear_results(ui: &AppWindow) {
+    let a = ui.global::<NetworkAdapter>();
+    a.set_dial_ok(false);
+    a.set_dial_result("".into());
+    a.set_relay_ok(false);
+    a.set_relay_result("".into());
+    a.set_import_ok(false);
+    a.set_import_result("".into());
+    a.set_importing(false);
+    a.set_mailbox_ok(false);
+    a.set_mailbox_result("".into());
+}
+
 /// Adds or removes a relay, then shows the result and the new list.
 fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String, add: bool) {
     let address = address.trim().to_owned();

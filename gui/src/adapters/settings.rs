@@ -300,7 +300,9 @@ pub(crate) fn lock(core: &mut Core) {
             .set_invite_problem("".into());
         ui.global::<crate::AddContactAdapter>()
             .set_invite_problem_name(false);
-        ui.global::<SettingsAdapter>().set_name_result("".into());
+        super::add_contact::clear_form(&ui);
+        super::network::clear_results(&ui);
+        clear_results(&ui);
         ui.global::<AppAdapter>().set_my_name("".into());
         ui.global::<AppAdapter>().set_screen(Screen::Onboarding);
         ui.global::<SettingsAdapter>().set_attached(false);
@@ -313,6 +315,21 @@ pub(crate) fn lock(core: &mut Core) {
         super::drafts::GROUPS.with_borrow_mut(|d| d.clear());
     });
     super::onboarding::show_with(core, !attached);
+}
+
+/// What the settings said of the last rename, passphrase change or wipe,
+/// and the passphrases typed: none of it stays for the next profile.
+fn clear_results(ui: &AppWindow) {
+    let a = ui.global::<SettingsAdapter>();
+    a.set_name_ok(false);
+    a.set_name_result("".into());
+    a.set_passphrase_ok(false);
+    a.set_passphrase_result("".into());
+    a.set_new_strength(-1);
+    a.set_new_strength_hint("".into());
+    a.set_wipe_result("".into());
+    // The view empties its passphrase fields.
+    a.set_passphrase_changed(a.get_passphrase_changed() + 1);
 }
 
 /// Closes the profile as [`lock`] does and says why on the screen that

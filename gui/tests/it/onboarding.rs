@@ -2,7 +2,7 @@
 
 use slint::ComponentHandle;
 use slint::Model;
-use strand_gui::{AddContactAdapter, AppAdapter, Screen, SettingsAdapter};
+use strand_gui::{AddContactAdapter, AppAdapter, NetworkAdapter, Screen, SettingsAdapter};
 use strand_node::Profile;
 
 use crate::support::{on_ui, options, Gui, PASS, WAIT};
@@ -275,5 +275,64 @@ fn forms_sent_as_the_profile_locks_are_not_left_busy() {
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats));
         assert!(gui.contacts().is_empty(), "nothing was added while locked");
         assert!(!add.get_busy() && !s.get_passphrase_busy());
+    });
+}
+
+/// What an action said on one profile's screens (a bundle not imported,
+/// a mailbox not paired, a relay, an address dialled, a passphrase not
+/// changed, an invite checked, a contact not added, an image not read)
+/// goes with the profile when it is wiped: the next profile's screens
+/// show none of it. Before, it stayed ("From Bob: …", "Passphrase
+/// changed", "Valid invite from “Bob”") until the same action was taken
+/// again.
+#[test]
+fn what_actions_said_goes_with_a_wiped_profile() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let net = gui.ui.global::<NetworkAdapter>();
+        let s = gui.ui.global::<SettingsAdapter>();
+        let add = gui.ui.global::<AddContactAdapter>();
+
+        net.invoke_import_bundle("/nonexistent".into());
+        assert!(h.pump_until(WAIT, || net.get_import_result() != ""));
+        assert!(
+            net.get_import_result().starts_with("Not imported"),
+            "{}",
+            net.get_import_result()
+        );
+        net.invoke_pair_mailbox("strand1nonsense".into());
+        assert!(h.pump_until(WAIT, || net.get_mailbox_result() != ""));
+        net.invoke_add_relay("not a relay".into());
+        assert!(h.pump_until(WAIT, || net.get_relay_result() != ""));
+        net.invoke_dial("not an address".into());
+        assert!(net.get_dial_result() != "");
+        s.invoke_change_passphrase(PASS.into(), PASS.into(), "something else".into());
+        assert!(s.get_passphrase_result().contains("differ"));
+        let bob = strand_sync::Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+        let code = bob.invite().to_text();
+        add.invoke_add(code.clone().into(), "Bob".into());
+        assert!(h.pump_until(WAIT, || gui.contacts().len() == 1));
+        add.invoke_code_edited(code.clone().into());
+        assert!(add.get_code_ok() && add.get_suggested_name() == "Bob");
+        add.invoke_add(code.into(), "Robert".into());
+        assert!(h.pump_until(WAIT, || !add.get_add_error().is_empty()));
+        add.invoke_read_image("".into());
+        assert!(!add.get_image_error().is_empty());
+
+        s.invoke_wipe("Alice".into());
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding));
+        gui.create(h, "Zed");
+        assert_eq!(net.get_import_result(), "");
+        assert_eq!(net.get_mailbox_result(), "");
+        assert_eq!(net.get_relay_result(), "");
+        assert_eq!(net.get_dial_result(), "");
+        assert_eq!(s.get_passphrase_result(), "");
+        assert!(!add.get_code_ok());
+        assert_eq!(add.get_suggested_name(), "");
+        assert_eq!(add.get_add_error(), "");
+        assert_eq!(add.get_image_error(), "");
+        assert!(gui.contacts().is_empty());
     });
 }
