@@ -70,8 +70,13 @@ pub enum Notify {
 /// What changed since the last refresh.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Changes {
-    /// Contacts with new messages or delivery states.
+    /// Contacts with new messages from them: the open conversation, if
+    /// among them, scrolls to the newest.
     pub contacts: BTreeSet<String>,
+    /// Contacts whose messages from this user changed state (sent,
+    /// delivered): the open conversation shows the new marks where it is
+    /// scrolled.
+    pub marks: BTreeSet<String>,
     /// A group was created, joined or changed, or has a new text.
     pub groups: bool,
     /// Events were missed (the listener lagged): refresh everything.
@@ -121,7 +126,7 @@ impl Changes {
                 // What was gathered before it is of the contact under the
                 // new name: the open conversation (moved to it) scrolls to
                 // what arrived, and notifications open it by that name.
-                for set in [&mut self.contacts, &mut self.files] {
+                for set in [&mut self.contacts, &mut self.marks, &mut self.files] {
                     if set.remove(&from) {
                         set.insert(to.clone());
                     }
@@ -139,7 +144,7 @@ impl Changes {
             // Nothing of them is shown or notified any more; member lists
             // give them the name they chose.
             NodeEvent::ContactDeleted { name } => {
-                for set in [&mut self.contacts, &mut self.files] {
+                for set in [&mut self.contacts, &mut self.marks, &mut self.files] {
                     set.remove(&name);
                 }
                 self.received.retain(|e| {
@@ -148,10 +153,14 @@ impl Changes {
                 self.deleted.push(name);
                 self.groups = true;
             }
-            NodeEvent::Received { contact, .. }
-            | NodeEvent::Sent { contact, .. }
-            | NodeEvent::Delivered { contact, .. } => {
+            NodeEvent::Received { contact, .. } => {
                 self.contacts.insert(contact);
+            }
+            // A mark changed, nothing arrived: not a reason to scroll.
+            // (These name the contact whose link carried the message, a
+            // group's too; they do not say which group.)
+            NodeEvent::Sent { contact, .. } | NodeEvent::Delivered { contact, .. } => {
+                self.marks.insert(contact);
             }
             NodeEvent::FileArriving {
                 from,
@@ -605,5 +614,32 @@ mod tests {
         assert_eq!(left, [("Bob", true), ("Carol", false)]);
         assert!(!changes.contacts.contains("Bob") && changes.contacts.contains("Carol"));
         assert_eq!(changes.deleted, ["Bob"]);
+    }
+
+    /// A message of this user's sent or delivered is a new mark, not an
+    /// arrival: the open conversation shows it without scrolling to the
+    /// newest. Before, both went into one set, and a mark scrolled it.
+    #[test]
+    fn marks_are_kept_apart_from_arrivals() {
+        let mut changes = Changes::default();
+        changes.add(NodeEvent::Sent {
+            contact: "Bob".into(),
+            id: "01".into(),
+        });
+        changes.add(NodeEvent::Delivered {
+            contact: "Carol".into(),
+            id: "02".into(),
+        });
+        assert!(changes.contacts.is_empty(), "{:?}", changes.contacts);
+        assert!(changes.marks.contains("Bob") && changes.marks.contains("Carol"));
+        changes.add(NodeEvent::ContactRenamed {
+            from: "Bob".into(),
+            to: "Robert".into(),
+        });
+        assert!(changes.marks.contains("Robert") && !changes.marks.contains("Bob"));
+        changes.add(NodeEvent::ContactDeleted {
+            name: "Carol".into(),
+        });
+        assert!(!changes.marks.contains("Carol"));
     }
 }

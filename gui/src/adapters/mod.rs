@@ -274,11 +274,12 @@ pub(crate) fn on_changes(core: &mut Core, changes: Changes) {
         (core.chats_visible, core.groups_visible) = (false, false);
     }
     // Only what arrives in the open conversation or group scrolls it to
-    // the newest; anything else read again leaves it where it is.
+    // the newest; anything else read again (a file's parts, a message of
+    // the user's marked sent or delivered) leaves it where it is.
     if let Some(open) = &core.open {
         if changes.contacts.contains(open) {
             conversation::reload(core, true);
-        } else if changes.all || changes.files.contains(open) {
+        } else if changes.all || changes.files.contains(open) || changes.marks.contains(open) {
             conversation::reload(core, false);
         }
     }

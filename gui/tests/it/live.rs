@@ -92,6 +92,57 @@ fn an_incoming_message_updates_the_list_and_a_reply_is_delivered() {
     });
 }
 
+/// A message of the user's marked sent, then delivered, while its
+/// conversation is open leaves the conversation where it is scrolled:
+/// only what arrives scrolls it to the newest. Before, each mark
+/// scrolled it to the bottom, away from what the user was reading.
+#[test]
+fn a_delivered_mark_does_not_scroll_the_open_conversation() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        let bob = gui.bob(tmp.path());
+        let bob_code = bob.identity().invite().to_text();
+        // Bob added (his conversation opens), not reached yet: what Alice
+        // writes waits, queued.
+        gui.add_bob(h, &bob_code);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || conv.get_contact() == "Bob"));
+        assert!(conv.invoke_send("are you there?".into()));
+        let messages = conv.get_messages();
+        assert!(
+            h.pump_until(WAIT, || messages.row_count() == 1
+                && messages.row_data(0).is_some_and(|m| m.state == "queued")),
+            "{:?}",
+            messages.row_data(0)
+        );
+        // Whatever the send still had to show, shown.
+        h.pump_until(std::time::Duration::from_millis(500), || false);
+        let scrolled = conv.get_scroll_to_end();
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let bob = rt.block_on(Node::start(bob, loopback())).unwrap();
+        let bob_addr = rt.block_on(bob.wait_listening(WAIT))[0].clone();
+        let net = gui.ui.global::<NetworkAdapter>();
+        net.invoke_dial(bob_addr.to_string().into());
+        assert!(net.get_dial_ok(), "{}", net.get_dial_result());
+        assert!(
+            h.pump_until(WAIT, || messages
+                .row_data(0)
+                .is_some_and(|m| m.state == "delivered")),
+            "{:?}",
+            messages.row_data(0)
+        );
+        // The refreshes the marks brought, all done.
+        h.pump_until(std::time::Duration::from_millis(500), || false);
+        assert_eq!(messages.row_count(), 1, "nothing arrived");
+        assert_eq!(conv.get_scroll_to_end(), scrolled, "a mark scrolled it");
+        drop(gui);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    });
+}
+
 /// The `strand` binary, which `cargo test --workspace` builds next to this
 /// test's directory (strand-node's own tests need it).
 fn strand_bin() -> PathBuf {
