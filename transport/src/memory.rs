@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{Future, FutureExt};
 use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -113,6 +113,74 @@ struct HubState {
     devices: BTreeMap<u64, Device>,
     next: u64,
     tapes: Vec<Tape>,
+    /// Cancelled by [`Hub::cut`]: the links open until then break.
+    cut: tokio_util::sync::CancellationToken,
+}
+
+/// A link's end that breaks when its hub cuts the links open (a network
+/// that went away): reads and writes fail from then on, and one waiting
+/// is woken to fail.
+struct Cuttable<S> {
+    inner: S,
+    read_cut: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    write_cut: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Cuttable<S> {
+    fn new(inner: S, cut: &tokio_util::sync::CancellationToken) -> Cuttable<S> {
+        Cuttable {
+            inner,
+            read_cut: Box::pin(cut.clone().cancelled_owned()),
+            write_cut: Box::pin(cut.clone().cancelled_owned()),
+        }
+    }
+}
+
+fn broken() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the hub cut the link")
+}
+
+impl<S: futures::AsyncRead + Unpin> futures::AsyncRead for Cuttable<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.read_cut.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(broken()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: futures::AsyncWrite + Unpin> futures::AsyncWrite for Cuttable<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(broken()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(broken()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
 }
 
 /// Where emulated transports meet. Cheap to clone.
@@ -151,6 +219,14 @@ impl Hub {
             .iter()
             .map(|t| t.lock().expect("tape lock").clone())
             .collect()
+    }
+
+    /// Breaks every link open now, as a network that went away does
+    /// (reads and writes fail); devices stay discovered, as mDNS keeps a
+    /// device it still hears, and links opened after work.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().expect("hub lock");
+        std::mem::take(&mut state.cut).cancel();
     }
 
     /// A new transport on this hub (numbered from 1), reporting to
@@ -209,6 +285,10 @@ fn connect(hub: &Hub, me: u64, to: u64) -> Result<Link, TransportError> {
         return Err(TransportError::UnknownPeer);
     }
     let (here, there) = tokio::io::duplex(hub.config.buffer);
+    let (here, there) = (
+        Cuttable::new(here.compat(), &state.cut),
+        Cuttable::new(there.compat(), &state.cut),
+    );
     let (here, there): (Box<dyn crate::LinkStream>, Box<dyn crate::LinkStream>) =
         if hub.config.record {
             let tape = Tape::new(Mutex::new(Recording {
@@ -219,18 +299,18 @@ fn connect(hub: &Hub, me: u64, to: u64) -> Result<Link, TransportError> {
             state.tapes.push(tape.clone());
             (
                 Box::new(Recorded {
-                    inner: here.compat(),
+                    inner: here,
                     tape: tape.clone(),
                     side: 0,
                 }),
                 Box::new(Recorded {
-                    inner: there.compat(),
+                    inner: there,
                     tape,
                     side: 1,
                 }),
             )
         } else {
-            (Box::new(here.compat()), Box::new(there.compat()))
+            (Box::new(here), Box::new(there))
         };
     let target = state.devices.get(&to).expect("checked above");
     let incoming = Link {

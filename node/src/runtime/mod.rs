@@ -1062,14 +1062,38 @@ impl Node {
         }
         let n = self.clone();
         self.shared.tasks.spawn(async move {
-            match t.open(peer).await {
-                Ok(link) => n.admit_outbound(link, None),
-                Err(e) => tracing::debug!("dial after discovery failed: {e}"),
+            let link = match t.open(peer).await {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::debug!("dial after discovery failed: {e}");
+                    return;
+                }
+            };
+            let (done, ended) = tokio::sync::oneshot::channel();
+            n.admit_outbound(link, Some(done));
+            // A contact's link that dropped (the Wi-Fi went and came back,
+            // a session error) is dialled again: discovery reports a
+            // device once (mDNS says nothing new of one it still
+            // answers for), and the other side leaves dialling to this
+            // one. Only after a contact's session: a stranger's link, or
+            // a dial that fails, ends it here (a later discovery starts
+            // again).
+            if ended.await == Ok(true) {
+                let cancel = n.shared.cancel.clone();
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(REDIAL) => {
+                        tracing::debug!("a contact's link to a device found nearby ended: dialling again");
+                        n.open(peer);
+                    }
+                }
             }
         });
     }
 
-    fn admit_outbound(&self, link: Link, done: Option<tokio::sync::oneshot::Sender<()>>) {
+    /// Runs an outbound link; `done` hears when it ended, and whether a
+    /// contact's session ran on it.
+    fn admit_outbound(&self, link: Link, done: Option<tokio::sync::oneshot::Sender<bool>>) {
         match self.shared.guard.admit_outbound() {
             Ok(pending) => self.spawn_link(link, pending, done),
             Err(why) => tracing::debug!("link dropped: {why}"),
@@ -1080,14 +1104,15 @@ impl Node {
         &self,
         link: Link,
         pending: guard::Pending,
-        done: Option<tokio::sync::oneshot::Sender<()>>,
+        done: Option<tokio::sync::oneshot::Sender<bool>>,
     ) {
         let shared = self.shared.clone();
         let reach = self.shared.reach.clone();
         self.shared.tasks.spawn(async move {
             let remote = link.remote.clone();
             let kind = link.kind;
-            match link::run(shared, link, pending).await {
+            let (contact, ended) = link::run(shared, link, pending).await;
+            match ended {
                 Ok(()) => tracing::debug!(%remote, %kind, "link closed"),
                 Err(LinkError::Session(strand_sync::SessionError::Preamble(why))) => {
                     tracing::debug!(%remote, %kind, "link ended before a session: {why}")
@@ -1095,7 +1120,7 @@ impl Node {
                 Err(e) => tracing::info!(%remote, %kind, "link ended: {}", chain(&e)),
             }
             if let Some(done) = done {
-                let _ = done.send(());
+                let _ = done.send(contact);
             }
             // A contact may have no link left: the relay dialler looks
             // again (it skipped them while this link was up, and would

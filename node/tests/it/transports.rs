@@ -335,3 +335,39 @@ async fn devices_that_met_as_strangers_link_once_their_users_add_each_other() {
     na.shutdown().await;
     nb.shutdown().await;
 }
+
+/// A contact's link to a device found nearby drops (the network went and
+/// came back): it is dialled again, and a text written after reaches the
+/// contact. Discovery says nothing new of a device it still hears (mDNS
+/// reports a device once; the hub, like it, once), and the other side
+/// leaves dialling to this one: before, nothing dialled again, and the
+/// text waited for a rotation (15 minutes on the LAN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_link_to_a_device_found_nearby_is_dialled_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let hub = Hub::new();
+    let ann = crate::hub::start(ann, &hub).await;
+    let ben = crate::hub::start(ben, &hub).await;
+    let mut events = ann.subscribe();
+    ann.send("ben", "before").await.unwrap();
+    let has = |n: usize| ben.profile().conversation("ann").unwrap().len() == n;
+    crate::hub::until("the first text", || has(1)).await;
+
+    hub.cut();
+    // Ann hears the link go down.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(NodeEvent::Disconnected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the link went down");
+    ann.send("ben", "after").await.unwrap();
+    crate::hub::until("the text written after the drop", || has(2)).await;
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
