@@ -58,6 +58,11 @@ pub const DIAL_BURST: f64 = 20.0;
 /// How often configured peers are redialled while not connected.
 pub const REDIAL: Duration = Duration::from_secs(5);
 
+/// The longest a device found nearby waits to be dialled again after a
+/// contact's link to it ended; a session that lasted at least this long
+/// starts the wait at [`REDIAL`] again ([`super::Node`]'s `dial_nearby`).
+pub const REDIAL_MAX: Duration = Duration::from_secs(300);
+
 /// Devices discovered lately that a new contact's link is tried to at
 /// once: at most this many, seen within [`NEARBY_FRESH`]. (A device found
 /// before it was a contact got a link that was refused; without this the

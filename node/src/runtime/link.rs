@@ -96,13 +96,13 @@ struct Pump {
 
 /// Runs a link to its end. The pending slot is given back once the peer is
 /// authenticated (or the link ends).
-/// Returns whether a contact's session ran on it (it was authenticated
-/// and registered), with how it ended.
+/// Returns the contact whose session ran on it (authenticated and
+/// registered), if one did, with how it ended.
 pub(crate) async fn run(
     node: Arc<Shared>,
     link: Link,
     pending: Pending,
-) -> (bool, Result<(), LinkError>) {
+) -> (Option<PublicIdentity>, Result<(), LinkError>) {
     let config = node.config.sessions.for_kind(link.kind);
     let now = node.clock.now();
     let endpoint = node.profile.endpoint();
@@ -146,7 +146,7 @@ impl Pump {
         mut self,
         stream: Box<dyn LinkStream>,
         mut commands: mpsc::Receiver<Command>,
-    ) -> (bool, Result<(), LinkError>) {
+    ) -> (Option<PublicIdentity>, Result<(), LinkError>) {
         let (mut rd, mut wr) = stream.split();
         // Reader and writer tasks, so reading never waits on writing.
         let (in_tx, mut in_rx) = mpsc::channel::<Option<Vec<u8>>>(READ_QUEUE);
@@ -325,8 +325,10 @@ impl Pump {
         if let Some(id) = registered {
             self.node.registry.unregister(id, self.node.clock.now());
         }
-        let was_contact = registered.is_some() && self.contact.is_some();
-        let down = was_contact && !self.node.cancel.is_cancelled();
+        let was_contact = registered
+            .and(self.contact.as_ref())
+            .map(|(public, ..)| *public);
+        let down = was_contact.is_some() && !self.node.cancel.is_cancelled();
         if down || !last.is_empty() {
             let node = self.node.clone();
             self.node.tasks.spawn(async move {

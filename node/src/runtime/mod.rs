@@ -22,7 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 use strand_sync::limits::{Time, DEFAULT_PACKET_LEN};
-use strand_sync::{Config, GroupId, Invite, Key};
+use strand_sync::{Config, GroupId, Invite, Key, PublicIdentity};
 use strand_transport::memory::Hub;
 use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
 use strand_transport::relay::{is_circuit, RelayConfig};
@@ -56,7 +56,7 @@ pub use registry::Seen;
 
 use crate::runtime::limits::{
     EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL,
-    SHUTDOWN_GRACE, TRANSPORT_EVENTS,
+    REDIAL_MAX, SHUTDOWN_GRACE, TRANSPORT_EVENTS,
 };
 use crate::{chain, os_rng, ContactRecord, Profile, ProfileError};
 
@@ -582,6 +582,9 @@ pub(crate) struct Shared {
     pub(crate) bluetooth_off: Option<String>,
     /// Devices discovered lately, newest last (see [`NEARBY_KEPT`]).
     pub(crate) nearby: Mutex<std::collections::VecDeque<(Peer, std::time::Instant)>>,
+    /// Devices found nearby whose contact's link ended and that are
+    /// waiting to be dialled again: one wait per device ([`Node::open`]).
+    pub(crate) redialling: Mutex<std::collections::HashSet<Peer>>,
     /// Envelopes carried for contacts, and this user's spreading
     /// ([`carrying`]).
     pub(crate) carrier: Mutex<strand_sync::Carrier>,
@@ -747,6 +750,7 @@ impl Node {
             ledger: Arc::default(),
             bluetooth_off,
             nearby: Mutex::default(),
+            redialling: Mutex::default(),
             carrier: Mutex::new(carrier),
             carry_step: Mutex::new(()),
             wakes: AtomicU64::new(0),
@@ -1061,7 +1065,24 @@ impl Node {
             return;
         }
         let n = self.clone();
-        self.shared.tasks.spawn(async move {
+        self.shared
+            .tasks
+            .spawn(async move { n.dial_nearby(t, peer).await });
+    }
+
+    /// Dials `peer`, found nearby, and dials it again while a contact's
+    /// link to it ends and nothing else links the contact: the Wi-Fi went
+    /// and came back, or a session failed. Discovery reports a device
+    /// once (mDNS says nothing new of one it still hears), and the other
+    /// side leaves dialling to this one, so without this a dropped link
+    /// waited for the next rotation. A stranger's link, a failed dial, a
+    /// contact linked otherwise (a newer session replaced this one, the
+    /// other side dialled) end it; one wait per device at a time; a
+    /// session that ends soon after it began doubles the wait, up to
+    /// [`REDIAL_MAX`].
+    async fn dial_nearby(&self, t: Arc<dyn Transport>, peer: Peer) {
+        let mut wait = REDIAL;
+        loop {
             let link = match t.open(peer).await {
                 Ok(link) => link,
                 Err(e) => {
@@ -1070,30 +1091,53 @@ impl Node {
                 }
             };
             let (done, ended) = tokio::sync::oneshot::channel();
-            n.admit_outbound(link, Some(done));
-            // A contact's link that dropped (the Wi-Fi went and came back,
-            // a session error) is dialled again: discovery reports a
-            // device once (mDNS says nothing new of one it still
-            // answers for), and the other side leaves dialling to this
-            // one. Only after a contact's session: a stranger's link, or
-            // a dial that fails, ends it here (a later discovery starts
-            // again).
-            if ended.await == Ok(true) {
-                let cancel = n.shared.cancel.clone();
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(REDIAL) => {
-                        tracing::debug!("a contact's link to a device found nearby ended: dialling again");
-                        n.open(peer);
-                    }
-                }
+            let began = tokio::time::Instant::now();
+            self.admit_outbound(link, Some(done));
+            let Ok(Some(contact)) = ended.await else {
+                return;
+            };
+            let linked = || self.shared.registry.is_connected(&contact);
+            if self.shared.cancel.is_cancelled() || linked() {
+                return;
             }
-        });
+            wait = if began.elapsed() >= REDIAL_MAX {
+                REDIAL
+            } else {
+                (wait * 2).min(REDIAL_MAX)
+            };
+            if !self
+                .shared
+                .redialling
+                .lock()
+                .expect("redialling lock")
+                .insert(peer)
+            {
+                return;
+            }
+            let cancel = self.shared.cancel.clone();
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            self.shared
+                .redialling
+                .lock()
+                .expect("redialling lock")
+                .remove(&peer);
+            if cancel.is_cancelled() || linked() || !self.shared.guard.may_dial() {
+                return;
+            }
+            tracing::debug!("a contact's link to a device found nearby ended: dialling again");
+        }
     }
 
-    /// Runs an outbound link; `done` hears when it ended, and whether a
-    /// contact's session ran on it.
-    fn admit_outbound(&self, link: Link, done: Option<tokio::sync::oneshot::Sender<bool>>) {
+    /// Runs an outbound link; `done` hears when it ended, and whose
+    /// contact's session ran on it, if one did.
+    fn admit_outbound(
+        &self,
+        link: Link,
+        done: Option<tokio::sync::oneshot::Sender<Option<PublicIdentity>>>,
+    ) {
         match self.shared.guard.admit_outbound() {
             Ok(pending) => self.spawn_link(link, pending, done),
             Err(why) => tracing::debug!("link dropped: {why}"),
@@ -1104,7 +1148,7 @@ impl Node {
         &self,
         link: Link,
         pending: guard::Pending,
-        done: Option<tokio::sync::oneshot::Sender<bool>>,
+        done: Option<tokio::sync::oneshot::Sender<Option<PublicIdentity>>>,
     ) {
         let shared = self.shared.clone();
         let reach = self.shared.reach.clone();
