@@ -736,6 +736,12 @@ impl Profile {
                     .collect();
                 match self.apply_group_messages(&changes, now, rng) {
                     Ok(written) => {
+                        // The changes and key messages not listed were
+                        // followed with their logs.
+                        let logs = pass.changed.keys().map(|(g, _)| *g).collect();
+                        if let Err(e) = self.followed_logs(&logs) {
+                            tracing::warn!("group messages imported were not marked followed: {e}");
+                        }
                         epochs = written.epochs;
                         imported.written.messages.extend(written.messages);
                         imported.written.epochs |= written.epochs;
@@ -914,6 +920,15 @@ mod tests {
             assert_eq!(pass.stored.keys[0], (pair.id, *key), "{order}");
             let kept = strand_sync::Store::get(&ann.read_view().unwrap(), &pair.id, key).unwrap();
             assert!(kept.is_some(), "{order}: the listed change is the one kept");
+            // Imported whole and followed: none of the changes stored
+            // (one kept, the rest replaced) is left to follow at the next
+            // unlock. Before, all but the one listed were.
+            ann.import_bundle(&path, &Budgets::default(), now, rng)
+                .unwrap();
+            assert!(
+                ann.pending_group_messages(None).unwrap().is_empty(),
+                "{order}: nothing left pending"
+            );
         }
     }
 

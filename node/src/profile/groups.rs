@@ -48,11 +48,7 @@ const ROLE_ENTRY: &str = "strand/v4/group-entry";
 /// the last one wrote).
 const WORK_ROUNDS: usize = 4;
 
-/// Whether a stored message of this kind may move a group: welcomes,
-/// changes and key messages are followed at once.
-pub(crate) fn is_group_kind(kind: Kind) -> bool {
-    kind == Kind::WELCOME || kind == Kind::MEMBERSHIP || kind == Kind::KEY
-}
+pub(crate) use crate::profile::store::is_group_kind;
 
 /// A group as a list shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -306,7 +302,7 @@ impl Profile {
 
     /// Up to [`PENDING_PAGE`] of the group messages not yet followed,
     /// after `after`, in stored order.
-    fn pending_group_messages(
+    pub(crate) fn pending_group_messages(
         &self,
         after: Option<&[u8; 72]>,
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
@@ -357,6 +353,59 @@ impl Profile {
             }
             Ok(())
         })
+    }
+
+    /// Every change and key message pending in the logs `logs` was
+    /// followed: following a group reads its logs whole, and an import
+    /// lists one change per log and author of the many it may store.
+    /// Welcomes stay pending (each is another group's). A page at a
+    /// time.
+    pub(crate) fn followed_logs(
+        &self,
+        logs: &std::collections::BTreeSet<GroupId>,
+    ) -> Result<(), ProfileError> {
+        const PAGE: usize = 4096;
+        loop {
+            let mut keys: Vec<[u8; 72]> = Vec::new();
+            {
+                let txn = self.db()?.begin_read().map_err(db_error)?;
+                let pending = match txn.open_table(GROUP_PENDING) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                    Err(e) => return Err(db_error(e)),
+                };
+                for log in logs {
+                    let (lo, hi) = (table_key(log, &Key::MIN), table_key(log, &Key::MAX));
+                    for entry in pending.range::<&[u8; 72]>(&lo..=&hi).map_err(db_error)? {
+                        let (k, kind) = entry.map_err(db_error)?;
+                        if Kind(kind.value()) == Kind::WELCOME {
+                            continue;
+                        }
+                        keys.push(k.value());
+                        if keys.len() == PAGE {
+                            break;
+                        }
+                    }
+                    if keys.len() == PAGE {
+                        break;
+                    }
+                }
+            }
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let full = keys.len() == PAGE;
+            self.write_txn(move |txn| {
+                let mut t = txn.open_table(GROUP_PENDING).map_err(db_error)?;
+                for k in &keys {
+                    t.remove(k).map_err(db_error)?;
+                }
+                Ok(())
+            })?;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Every group, by name.

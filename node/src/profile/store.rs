@@ -27,6 +27,12 @@ pub fn table_key(group: &GroupId, key: &Key) -> [u8; 72] {
     out
 }
 
+/// Whether a stored message of this kind may move a group: welcomes,
+/// changes and key messages are followed at once.
+pub(crate) fn is_group_kind(kind: Kind) -> bool {
+    kind == Kind::WELCOME || kind == Kind::MEMBERSHIP || kind == Kind::KEY
+}
+
 /// The group and key in a message's table key ([`table_key`]).
 pub(crate) fn split_table_key(k: &[u8; 72]) -> (GroupId, Key) {
     let group = GroupId(k[..32].try_into().expect("32 bytes"));
@@ -404,10 +410,10 @@ impl<'t> Inserter<'t> {
             Kind::TIMER => self.keep_newest(crate::profile::schema::TIMERS, group, message, &k)?,
             Kind::NAME => self.keep_newest(crate::profile::schema::NAMES, group, message, &k)?,
             Kind::CHUNK => self.index_chunk(&k)?,
-            kind if crate::profile::groups::is_group_kind(kind) && message.author() != self.me => {
+            kind if is_group_kind(kind) && message.author() != self.me => {
                 self.txn
                     .open_table(crate::profile::schema::GROUP_PENDING)?
-                    .insert(&k, ())?;
+                    .insert(&k, kind.0)?;
             }
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
