@@ -195,13 +195,21 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
     println!("Wrote {}", path.display());
     if !start {
-        println!("Start it with `systemctl --user enable --now {UNIT}`.");
+        println!(
+            "Start it with `systemctl --user enable --now {UNIT}` (`systemctl --user restart {UNIT}` if it runs already)."
+        );
         return Ok(());
     }
-    match systemctl(&["daemon-reload"]).and_then(|_| systemctl(&["enable", "--now", UNIT])) {
+    // `restart`, not `enable --now`: a service already running (installed
+    // before, or the package's unit) would go on with its old profile and
+    // flags, and `start` leaves a running one be.
+    match systemctl(&["daemon-reload"])
+        .and_then(|_| systemctl(&["enable", UNIT]))
+        .and_then(|_| systemctl(&["restart", UNIT]))
+    {
         Ok(_) => println!("Enabled and started: the node now runs at every login."),
         Err(why) => println!(
-            "systemd's user manager did not start it ({why}): in your desktop session, run `systemctl --user enable --now {UNIT}`."
+            "systemd's user manager did not start it ({why}): in your desktop session, run `systemctl --user enable {UNIT}` and `systemctl --user restart {UNIT}`."
         ),
     }
     Ok(())

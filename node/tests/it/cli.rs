@@ -2402,6 +2402,68 @@ fn the_node_as_a_user_service() {
     assert!(!unit.exists());
 }
 
+/// `strand service install` over a service that runs already (installed
+/// before, maybe for another profile or with other flags) restarts it,
+/// so the node runs as the new unit says. Before, `enable --now` left a
+/// running service as it was, and the command said "started".
+#[test]
+fn installing_the_service_again_restarts_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let config = tmp.path().join("config");
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, format!("{}\n", a.pass)).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A systemctl that writes down what it is asked.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = tmp.path().join("asked");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", asked.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let install = |flags: &[&str]| {
+        let out = a
+            .command()
+            .env("XDG_CONFIG_HOME", &config)
+            .env("PATH", &path)
+            .env_remove("STRAND_PASSPHRASE")
+            .args([
+                "--passphrase-file",
+                pass.to_str().unwrap(),
+                "service",
+                "install",
+                "--",
+            ])
+            .args(flags)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Enabled and started"));
+    };
+    install(&["--no-ble"]);
+    install(&["--no-ble", "--no-mdns"]);
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    let restarts = asked
+        .lines()
+        .filter(|l| *l == "--user restart strand.service")
+        .count();
+    assert_eq!(restarts, 2, "{asked}");
+    assert!(!asked.contains("--now"), "{asked}");
+    let unit = std::fs::read_to_string(config.join("systemd/user/strand.service")).unwrap();
+    assert!(unit.contains("--no-mdns"), "{unit}");
+}
+
 #[test]
 fn notification_settings_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -2576,14 +2638,21 @@ fn a_command_showing_progress_ends_while_the_node_is_busy() {
     std::fs::write(&path, vec![7u8; 300_000]).unwrap();
     let (a_run, _) = a.run(&[]);
     let _a_run = Killed(a_run);
-    // The node busy: Carol renamed and back, 400 times.
+    // The node busy: Carol renamed and back until the sends are done
+    // (or 3,000 times: a send that waits for the node to go quiet waits
+    // for that).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let renamer = {
         let u = User {
             dir: a.dir.clone(),
             pass: a.pass.clone(),
         };
+        let stop = stop.clone();
         std::thread::spawn(move || {
-            for i in 0..400 {
+            for i in 0..3000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let (from, to) = if i % 2 == 0 {
                     ("carol", "carla")
                 } else {
@@ -2603,6 +2672,7 @@ fn a_command_showing_progress_ends_while_the_node_is_busy() {
             "the send waited until the node went quiet"
         );
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     renamer.join().unwrap();
 }
 
