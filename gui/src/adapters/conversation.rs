@@ -639,6 +639,10 @@ fn rename_contact(core: &mut Core, contact: &str, name: &str) {
                 strand_node::display::one_line(contact),
                 strand_node::display::one_line(&view.name)
             );
+            // The draft follows them (before `open` shows the new name,
+            // which would put it away under the old one).
+            let (from, to) = (contact.to_owned(), view.name.clone());
+            core.ui(move |_| super::drafts::CONTACTS.with_borrow_mut(|d| d.renamed(&from, &to)));
             open(core, view.name);
             core.ui(move |ui| {
                 let a = ui.global::<ConversationAdapter>();

@@ -345,16 +345,39 @@ fn a_refused_text_stays_in_the_box() {
         h.pump();
         key(&gui, long.as_str());
         h.pump();
-        ElementHandle::find_by_accessible_label(&gui.ui, "Send")
+        let send = ElementHandle::find_by_accessible_label(&gui.ui, "Send")
             .find(|e| e.accessible_role() == Some(AccessibleRole::Button))
-            .expect("the Send button")
-            .invoke_accessible_default_action();
+            .expect("the Send button");
+        send.invoke_accessible_default_action();
         assert!(h.pump_until(WAIT, || g.get_error().contains("longer than one holds")));
         h.pump();
         let kept = message_box(&gui, "Message to the group")
             .accessible_value()
             .unwrap_or_default();
         assert!(kept == long.as_str(), "the box holds {} bytes", kept.len());
+        assert_eq!(g.get_messages().row_count(), 0);
+
+        // One the app's check passes and the node refuses (it fits a
+        // message, but not beside the group's timer): it stays too.
+        g.invoke_set_timer(2);
+        assert!(h.pump_until(WAIT, || g.get_timer() == 2));
+        g.set_error("".into());
+        let close = "y".repeat(strand_sync::limits::MAX_BODY_LEN - 2);
+        g.set_draft(close.as_str().into());
+        h.pump();
+        send.invoke_accessible_default_action();
+        assert!(
+            h.pump_until(WAIT, || g.get_error().contains("with a timer")),
+            "{}",
+            g.get_error()
+        );
+        h.pump();
+        assert!(
+            g.get_draft() == close.as_str(),
+            "the box holds {} bytes",
+            g.get_draft().len()
+        );
+        assert!(!g.get_sending());
         assert_eq!(g.get_messages().row_count(), 0);
     });
 }
