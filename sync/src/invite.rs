@@ -1,7 +1,8 @@
 //! Invites: how two people become contacts.
 //!
 //! An invite is the bytes below, shown as text (`strand1` + unpadded
-//! lowercase base32) or carried as raw bytes in a QR code. Two users are
+//! lowercase base32), which a QR code carries upper-cased in alphanumeric
+//! mode. Two users are
 //! contacts once each has added the other's invite. See `PROTOCOL.md`.
 //!
 //! ```text
