@@ -5,11 +5,11 @@ use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::crypto::{kdf, Kdf};
+use crate::crypto::kdf;
 use crate::group::{Group, GroupId, GroupKey};
 use crate::invite::Invite;
 use crate::limits::MAX_NAME_LEN;
-use crate::token::{ADVERT_LABEL, BEACON_LABEL};
+use crate::token::FilterKeys;
 use crate::KeyError;
 
 /// An author's public signing key (Ed25519). It appears inside message
@@ -170,11 +170,13 @@ pub struct Contact {
     /// Their public keys.
     pub public: PublicIdentity,
     pub(crate) token_key: Zeroizing<[u8; 32]>,
-    /// The pair's beacon key, taken in for the beacon's and the hint's
-    /// filters (one keyed hash per filter entry instead of two). The key
-    /// itself is not kept.
-    pub(crate) beacon: Kdf,
-    pub(crate) advert: Kdf,
+    /// The keys of the entries this device puts in its beacons and hints
+    /// for this contact (built under our signing key, PROTOCOL.md §9).
+    pub(crate) announce: FilterKeys,
+    /// The keys of the entries this contact puts in its beacons and hints
+    /// for us (built under their signing key): what we recognise them by.
+    /// Not `announce`, so a device never recognises its own beacon.
+    pub(crate) recognise: FilterKeys,
     /// X25519 of the two static keys, the pair's secret (PROTOCOL.md §3):
     /// also Noise KK's `ss` (§5), which a handshake then does not compute
     /// again.
@@ -200,8 +202,9 @@ impl std::fmt::Debug for Contact {
 
 impl Contact {
     /// `mine`'s record of `their`, from the pair's X25519 secret: the same
-    /// on both sides but for `public`, since every key comes from the pair
-    /// in a fixed order.
+    /// on both sides but for `public` and the filter keys, since every key
+    /// comes from the pair in a fixed order; the filter keys are swapped
+    /// (one side's `announce` is the other's `recognise`).
     fn derive(mine: &PublicIdentity, their: &PublicIdentity, shared: &[u8; 32]) -> Contact {
         let (lo, hi) = if mine.sign < their.sign {
             (*mine, *their)
@@ -218,7 +221,6 @@ impl Contact {
             GroupKey::from_bytes(kdf(&root, "strand/v1/pair/group-key", &[])),
             vec![lo.sign, hi.sign],
         );
-        let beacon_key = Zeroizing::new(kdf(&root, "strand/v1/pair/beacon", &[]));
         let pool = Group::new(
             GroupId(kdf(&root, "strand/v1/pair/pool-id", &[])),
             GroupKey::from_bytes(kdf(&root, "strand/v1/pair/pool-key", &[])),
@@ -227,8 +229,8 @@ impl Contact {
         Contact {
             public: *their,
             token_key: Zeroizing::new(kdf(&root, "strand/v1/pair/token", &[])),
-            beacon: Kdf::new(&beacon_key, BEACON_LABEL),
-            advert: Kdf::new(&beacon_key, ADVERT_LABEL),
+            announce: FilterKeys::new(&root, &mine.sign),
+            recognise: FilterKeys::new(&root, &their.sign),
             shared: Zeroizing::new(*shared),
             groups: vec![group],
             pool,
@@ -470,11 +472,16 @@ mod tests {
 
     use super::*;
 
+    fn same_keys(x: &FilterKeys, y: &FilterKeys) -> bool {
+        x.beacon.derive(&[b"probe"]) == y.beacon.derive(&[b"probe"])
+            && x.advert.derive(&[b"probe"]) == y.advert.derive(&[b"probe"])
+    }
+
     fn same(x: &Contact, y: &Contact) -> bool {
         x.public == y.public
             && *x.token_key == *y.token_key
-            && x.beacon.derive(&[b"probe"]) == y.beacon.derive(&[b"probe"])
-            && x.advert.derive(&[b"probe"]) == y.advert.derive(&[b"probe"])
+            && same_keys(&x.announce, &y.announce)
+            && same_keys(&x.recognise, &y.recognise)
             && x.groups.len() == y.groups.len()
             && x.groups.iter().zip(&y.groups).all(|(g, h)| {
                 g.id == h.id
@@ -577,6 +584,12 @@ mod tests {
         assert!(same(&ab, &a.contact(&b.public()).unwrap()));
         assert!(same(&ba, &b.contact(&a.public()).unwrap()));
         assert!(!same(&ab, &ba), "each side's record names the other");
+        // Filter entries have a direction: what one side builds the other
+        // recognises, and no side recognises what it builds itself.
+        assert!(same_keys(&ab.announce, &ba.recognise));
+        assert!(same_keys(&ba.announce, &ab.recognise));
+        assert!(!same_keys(&ab.announce, &ab.recognise));
+        assert!(!same_keys(&ab.announce, &ba.announce));
         assert_eq!(ab.direct_group().id, ba.direct_group().id);
         assert!(matches!(
             Identity::contact_pair(&a, &a),

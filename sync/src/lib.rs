@@ -327,7 +327,8 @@ pub enum HandshakeError {
     #[error("the other side's beacon is malformed")]
     BadBeacon,
     /// Dialler: the beacon matches none of our contacts: a stranger (or a
-    /// contact whose beacon did not name us this time).
+    /// contact whose beacon did not name us this time, or a beacon this
+    /// device made itself, replayed to it).
     #[error("the device is not one of our contacts")]
     NoContact,
     /// Dialler: the beacon matches only contacts we were told to skip

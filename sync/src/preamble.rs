@@ -25,7 +25,7 @@ use crate::limits::{Time, HELLO_LEN, MAX_PREAMBLE_PAD, TOKEN_LEN};
 use crate::token::{epoch, handshake_token, token_matches, Beacon, BEACON_LEN};
 
 /// Noise prologue prefix: the protocol version, then the link's beacon.
-const PROLOGUE: &[u8] = b"strand/v3";
+const PROLOGUE: &[u8] = b"strand/v4";
 
 /// Smallest body of a refusal: what a message 2 with one group's opening,
 /// READY and an empty PAD frame weighs (48 + 37 + 2 + 2).

@@ -901,7 +901,10 @@ impl Session {
         }
     }
 
-    /// Dialler: the beacon arrived. Choose the contacts it matches.
+    /// Dialler: the beacon arrived. Choose the contacts it matches: those
+    /// whose own entries it holds ([`Beacon::matches`] checks under the
+    /// key the contact builds with), so a beacon of this device's own,
+    /// replayed to it, names nobody.
     fn on_beacon(&mut self, now: Time, record: &[u8]) -> Result<(), SessionError> {
         let beacon = Beacon::from_bytes(&record[..BEACON_LEN])
             .map_err(|_| SessionError::Preamble(HandshakeError::BadBeacon))?;

@@ -20,15 +20,23 @@
 //! epoch. Contacts use it to decide which advertising devices to connect
 //! to; a scanner learns that a Strand device is near, and nothing that
 //! follows it into the next epoch.
+//!
+//! Filter entries have a direction ([`FilterKeys`]): the key of an entry
+//! comes from the pair's secret *and the signing key of the side that
+//! builds the filter*. A device builds with its own key and recognises
+//! with its contact's, so it never recognises its own beacon or hint: a
+//! stranger who replays one to a device cannot ask "is this its owner?"
+//! by counting the hellos (or connections) that come back.
 
 use std::collections::BTreeSet;
 
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::codec::Reader;
 use crate::crypto::{kdf, Kdf};
-use crate::identity::Contact;
+use crate::identity::{AuthorId, Contact};
 use crate::limits::{
     Time, ADVERT_ENTRIES, ADVERT_FILTER_LEN, ADVERT_HASHES, ADVERT_NONCE_LEN, ADVERT_SET_BITS,
     BEACON_ENTRIES, BEACON_FILTER_LEN, BEACON_HASHES, BEACON_NONCE_LEN, BEACON_SET_BITS,
@@ -97,16 +105,47 @@ impl std::fmt::Debug for Beacon {
     }
 }
 
-/// The beacon filter's label (keyed with the pair's beacon key).
+/// The beacon filter's label (keyed with a [`FilterKeys`] key).
 pub(crate) const BEACON_LABEL: &str = "strand/v2/beacon";
-/// The BLE hint filter's label (keyed with the pair's beacon key).
+/// The BLE hint filter's label (keyed with a [`FilterKeys`] key).
 pub(crate) const ADVERT_LABEL: &str = "strand/v2/ble-advert";
+/// The label of a filter key: from the pair's root key and the signing
+/// key of the side that builds the filter (PROTOCOL.md §3, §9).
+const FILTER_KEY_LABEL: &str = "strand/v4/pair/beacon";
+
+/// The keys of the filter entries one side of a pair (the *builder*)
+/// makes for the other: in the beacons and hints the builder sends, and
+/// in the checks of the other side, who recognises them. A [`Contact`]
+/// holds both directions: `announce` (built by this device, its own
+/// signing key) and `recognise` (built by the contact, the contact's
+/// key). The two differ, so a device's beacon never names it to itself.
+///
+/// Each key is taken into BLAKE2s once, with its label (one keyed hash per
+/// filter entry instead of two); the key itself is not kept.
+#[derive(Clone)]
+pub(crate) struct FilterKeys {
+    pub(crate) beacon: Kdf,
+    pub(crate) advert: Kdf,
+}
+
+impl FilterKeys {
+    /// The keys of the entries `builder` (the signing key of one side of
+    /// the pair) makes, from the pair's root key:
+    /// `kdf(root, "strand/v4/pair/beacon", builder)`.
+    pub(crate) fn new(root: &[u8; 32], builder: &AuthorId) -> FilterKeys {
+        let key = Zeroizing::new(kdf(root, FILTER_KEY_LABEL, &[&builder[..]]));
+        FilterKeys {
+            beacon: Kdf::new(&key, BEACON_LABEL),
+            advert: Kdf::new(&key, ADVERT_LABEL),
+        }
+    }
+}
 
 /// The shape of a keyed Bloom filter: the beacon's and the hint's.
 struct Shape {
     label: &'static str,
-    /// The contact's key for this shape, label taken in.
-    key: fn(&Contact) -> &Kdf,
+    /// This shape's key in one direction's keys, label taken in.
+    key: fn(&FilterKeys) -> &Kdf,
     entries: usize,
     hashes: usize,
     set_bits: u32,
@@ -114,7 +153,7 @@ struct Shape {
 
 const BEACON_SHAPE: Shape = Shape {
     label: BEACON_LABEL,
-    key: |c| &c.beacon,
+    key: |k| &k.beacon,
     entries: BEACON_ENTRIES,
     hashes: BEACON_HASHES,
     set_bits: BEACON_SET_BITS,
@@ -122,7 +161,7 @@ const BEACON_SHAPE: Shape = Shape {
 
 const ADVERT_SHAPE: Shape = Shape {
     label: ADVERT_LABEL,
-    key: |c| &c.advert,
+    key: |k| &k.advert,
     entries: ADVERT_ENTRIES,
     hashes: ADVERT_HASHES,
     set_bits: ADVERT_SET_BITS,
@@ -145,7 +184,8 @@ impl Shape {
     }
 
     /// Fills `filter` for `epoch(now)` and `nonce` with entries for
-    /// `contacts` (a random subset when there are more than `entries`),
+    /// `contacts` under their `announce` keys (this device builds; a
+    /// random subset when there are more than `entries`),
     /// entries for random keys up to `entries`, and random bits up to
     /// exactly `set_bits`.
     ///
@@ -176,14 +216,14 @@ impl Shape {
         }
         let mut set = |p: usize| filter[p / 8] |= 1 << (p % 8);
         for &c in &chosen {
-            self.positions((self.key)(&contacts[c]), e, nonce, &[], len)
+            self.positions((self.key)(&contacts[c].announce), e, nonce, &[], len)
                 .for_each(&mut set);
         }
         // Entries for a random key, computed like real ones (one keyed
         // hash each, from a key taken in once): that key is taken in
         // whether or not it is used, so the work is the same however
         // many contacts there are.
-        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut key[..]);
         let random = Kdf::new(&key, self.label);
         for i in chosen.len()..self.entries {
@@ -203,10 +243,13 @@ impl Shape {
         }
     }
 
-    /// Whether `filter` may name `contact` in an epoch accepted at `now`.
+    /// Whether `filter` may be `contact`'s, naming this device, in an
+    /// epoch accepted at `now`: checked under the contact's `recognise`
+    /// keys (the contact builds), never the `announce` keys this device
+    /// builds its own filters with.
     fn matches(&self, filter: &[u8], nonce: &[u8], contact: &Contact, now: Time) -> bool {
         accepted_epochs(now).iter().any(|&e| {
-            self.positions((self.key)(contact), e, nonce, &[], filter.len())
+            self.positions((self.key)(&contact.recognise), e, nonce, &[], filter.len())
                 .all(|p| filter[p / 8] & (1 << (p % 8)) != 0)
         })
     }
@@ -233,7 +276,8 @@ impl Beacon {
 
     /// Whether this beacon may come from `contact` (false positives about
     /// 0.07%: the handshake settles it). Accepts the previous, current and
-    /// next epoch.
+    /// next epoch. A beacon this device built matches none of its own
+    /// contacts (but by such a false positive): entries have a direction.
     pub fn matches(&self, contact: &Contact, now: Time) -> bool {
         BEACON_SHAPE.matches(&self.filter, &self.nonce, contact, now)
     }
@@ -299,7 +343,9 @@ impl Advert {
     }
 
     /// Whether this hint may come from `contact` (false positives about
-    /// 2% over the three epochs tried; the link's beacon settles it).
+    /// 0.8% over the three epochs tried; the link's beacon settles it).
+    /// A hint this device built matches none of its own contacts (but by
+    /// such a false positive): entries have a direction.
     pub fn matches(&self, contact: &Contact, now: Time) -> bool {
         ADVERT_SHAPE.matches(&self.filter, &self.nonce, contact, now)
     }

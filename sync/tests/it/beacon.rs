@@ -41,6 +41,28 @@ fn contacts_recognise_a_beacon_and_strangers_mostly_do_not() {
     );
 }
 
+/// A device used to recognise its own beacon (its entries came from the
+/// pair's secret alone, the same on both sides), so a beacon of Bob's
+/// replayed to a device that dials it drew hellos only if that device was
+/// Bob or a contact of his, and more of them if it was Bob. Entries now
+/// depend on who built them: Bob's contacts recognise his beacon, Bob
+/// does not.
+#[test]
+fn a_device_does_not_recognise_its_own_beacon() {
+    let (_, mine, theirs) = device(10, 40);
+    let mut r = rng(41);
+    let mut own = 0;
+    for round in 0..20 {
+        let now = NOW + round * 1000;
+        let beacon = Beacon::new(&mine, now, &mut r);
+        assert!(theirs.iter().all(|c| beacon.matches(c, now)));
+        own += mine.iter().filter(|c| beacon.matches(c, now)).count();
+    }
+    // Only false matches (about 0.07 % each: 0.15 expected in 200
+    // checks); before, all 200.
+    assert!(own <= 2, "{own} of 200: my own beacons named my contacts");
+}
+
 #[test]
 fn a_beacon_expires_after_the_accepted_epochs() {
     let (_, mine, theirs) = device(3, 4);
@@ -158,6 +180,29 @@ fn contacts_recognise_an_advert_and_strangers_rarely_do() {
     // (24/64)^6 per epoch over three epochs: ~0.83 %, 50 expected in
     // 6,000 (with three bits an entry, 12 set, it was ~2 %: 120).
     assert!(false_matches < 90, "{false_matches} of 6000");
+}
+
+/// A device wanted its own BLE hint: the hint's entries came from the
+/// pair's secret alone, so Bob recognised the hint he advertised, and
+/// someone who re-advertised it elsewhere got a connection from Bob at
+/// his new address. Now Bob's hint names his contacts to them, and to
+/// Bob nobody.
+#[test]
+fn a_device_does_not_want_its_own_advert() {
+    use strand_sync::Advert;
+    let (_, mine, theirs) = device(4, 42);
+    let mut r = rng(43);
+    let mut own = 0;
+    for round in 0..20 {
+        let now = NOW + round * TOKEN_EPOCH;
+        let advert = Advert::new(&mine, now, &mut r);
+        // Each contact still recognises Bob's hint, from its side.
+        assert!(theirs.iter().all(|c| advert.matches(c, now)));
+        own += mine.iter().filter(|c| advert.matches(c, now)).count();
+    }
+    // Only false matches (about 0.83 % each: 0.7 expected in 80 checks);
+    // before, all 80.
+    assert!(own <= 5, "{own} of 80: my own hints named my contacts");
 }
 
 #[test]

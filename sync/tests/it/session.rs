@@ -302,6 +302,51 @@ fn a_false_match_listed_before_the_real_contact_does_not_cost_the_sync() {
     assert_eq!(pair.b.texts(), ["hello bob"]);
 }
 
+/// A device recognised its own beacon: beacon entries came from the pair's
+/// secret alone, the same on both sides of the pair. Anyone who connected
+/// to Bob got his fresh beacon, and replayed to a device that dials it
+/// drew a hello for every one of Bob's contacts it named (up to 8) if that
+/// device was Bob, one from a contact of his, none from anyone else:
+/// counting hellos told Bob apart, across networks and address changes.
+/// An entry now depends on who built it, and a device never recognises
+/// its own.
+#[test]
+fn a_device_says_no_hello_to_its_own_beacon() {
+    let mut r = rng(70);
+    let now = 1_700_000_000_000;
+    let bob = Identity::generate("bob", &mut r).unwrap();
+    let alice = Identity::generate("alice", &mut r).unwrap();
+    let carol = Identity::generate("carol", &mut r).unwrap();
+    let bobs = Endpoint::new(
+        &bob,
+        vec![
+            bob.contact(&alice.public()).unwrap(),
+            bob.contact(&carol.public()).unwrap(),
+        ],
+    );
+    let store = strand_sync::MemoryStore::new();
+    // Whoever connects to Bob gets his beacon: the accepting side speaks
+    // first.
+    let mut accepted = bobs.accept(Config::default(), now, &mut r);
+    let beacon = accepted.poll_transmit(now, &store).unwrap();
+
+    // Replayed to Bob's own device, dialling: no hello.
+    let mut own = bobs.dial(Config::default(), now, &mut r);
+    assert_eq!(
+        own.handle_input(now, &beacon, &store),
+        Err(SessionError::Preamble(HandshakeError::NoContact))
+    );
+    assert_eq!(own.poll_transmit(now, &store), None, "no hello queued");
+    assert_eq!(own.stats().hellos, 0);
+
+    // A contact of Bob's still recognises it: exactly one hello.
+    let alices = Endpoint::new(&alice, vec![alice.contact(&bob.public()).unwrap()]);
+    let mut theirs = alices.dial(Config::default(), now, &mut r);
+    theirs.handle_input(now, &beacon, &store).unwrap();
+    assert!(theirs.poll_transmit(now, &store).is_some(), "a hello");
+    assert_eq!(theirs.stats().hellos, 1);
+}
+
 #[test]
 fn a_tampered_packet_ends_the_session_and_stores_nothing() {
     let mut pair = Pair::new(8);
