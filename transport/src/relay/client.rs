@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::gate::Gate;
+use super::hide_circuits::HideCircuits;
 use super::{
     last_peer, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
     MIN_RESERVE_BACKOFF, RELAYED_GRACE,
@@ -53,8 +54,10 @@ pub(crate) struct Behaviour {
     limits: connection_limits::Behaviour,
     relay: relay::client::Behaviour,
     // Behind the gate: they answer a remote only once a Strand session
-    // on that connection authenticated it (or it is a relay).
-    identify: Gate<identify::Behaviour>,
+    // on that connection authenticated it (or it is a relay). Identify is
+    // never told the circuit addresses, so it tells nobody where else
+    // this device holds reservations.
+    identify: Gate<HideCircuits<identify::Behaviour>>,
     dcutr: Gate<Toggle<dcutr::Behaviour>>,
     autonat: Gate<Toggle<autonat::v2::client::Behaviour>>,
     stream: stream::Behaviour,
@@ -167,11 +170,11 @@ pub(crate) fn spawn(
             relay,
             // The relay learns our public address from this and tells us
             // the one it sees (what hole punching dials); the addresses we
-            // listen on stay ours.
-            identify: Gate::new(identify::Behaviour::new(
+            // listen on, and our reservations on other relays, stay ours.
+            identify: Gate::new(HideCircuits::new(identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                     .with_hide_listen_addrs(true),
-            )),
+            ))),
             dcutr: Gate::new(Toggle::from(
                 hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
             )),

@@ -27,9 +27,11 @@
 //! [`RelayConfig::epoch`]: it is [`RelayConfig::identity`]'s key for the
 //! epoch (the node derives it from a seed only its contacts know, so they
 //! can compute the id to dial, and a relay cannot link one epoch's id to
-//! the next). At an epoch boundary a new *generation* with the new identity
-//! reserves on every relay, and the old one gives up its reservations and
-//! keeps its live links until they end (at most [`MAX_DRAIN`]).
+//! the next: identify tells it none of the device's other reservations,
+//! which libp2p counts as external addresses). At an epoch boundary a new
+//! *generation* with the new identity reserves on every relay, and the old
+//! one gives up its reservations and keeps its live links until they end
+//! (at most [`MAX_DRAIN`]).
 //!
 //! # The server ([`server`])
 //!
@@ -54,6 +56,7 @@ use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, Tra
 
 mod client;
 mod gate;
+mod hide_circuits;
 pub mod server;
 
 use client::{Command, Generation};

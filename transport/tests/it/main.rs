@@ -8,7 +8,8 @@
 //!   links, errors, identity rotation, per-IP limits.
 //! - `memory`: emulated links between transports on one hub.
 //! - `relay`: a relay server and clients on loopback: reservations,
-//!   circuits, identity rotation, hole punching.
+//!   circuits, identity rotation, hole punching, what relays and
+//!   strangers are told.
 
 mod ble;
 mod lan;

@@ -52,6 +52,94 @@ fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
         .build()
 }
 
+/// A relay as anyone can run it: libp2p's relay server and identify,
+/// which asks every connected peer again at its interval.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct PlainRelay {
+    relay: libp2p::relay::Behaviour,
+    identify: libp2p::identify::Behaviour,
+}
+
+/// What a peer told a plain relay in an identify answer.
+type Told = (libp2p::PeerId, libp2p::identify::Info);
+
+/// Starts a plain relay on loopback that asks identify every
+/// `identify_every`: its address (ending in its id), the identify answers
+/// it receives, and its task.
+async fn plain_relay(
+    identify_every: Duration,
+) -> (Multiaddr, mpsc::Receiver<Told>, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{identify, noise, relay, tcp, yamux};
+
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| PlainRelay {
+            relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/plain-relay/1".into(), key.public())
+                    .with_interval(identify_every),
+            ),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .relay
+        .set_status(Some(relay::Status::Enable));
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let listening = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("the plain relay listens in time");
+    // The address its reservations name (a reservation without one fails).
+    swarm.add_external_address(listening.clone());
+    let addr = listening.with(Protocol::P2p(*swarm.local_peer_id()));
+    // Far more than the answers a test reads (one a second from a client).
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(forward_identify(swarm, tx));
+    (addr, rx, task)
+}
+
+/// Runs a plain relay and hands on the identify answers it receives,
+/// until the first one after the test stopped reading.
+async fn forward_identify(mut swarm: libp2p::Swarm<PlainRelay>, tx: mpsc::Sender<Told>) {
+    use futures::StreamExt;
+    use libp2p::identify::Event;
+    use libp2p::swarm::SwarmEvent;
+
+    loop {
+        let event = swarm.select_next_some().await;
+        if let SwarmEvent::Behaviour(PlainRelayEvent::Identify(Event::Received {
+            peer_id,
+            info,
+            ..
+        })) = event
+        {
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tx.try_send((peer_id, info));
+        }
+    }
+}
+
 fn identity(device: u8) -> IdentityFn {
     Arc::new(move |epoch: u64| {
         let mut k = [device; 32];
@@ -587,4 +675,60 @@ async fn an_authentication_while_the_relay_client_is_busy_is_not_lost() {
     for t in [&alice, &bob] {
         t.shutdown().await;
     }
+}
+
+/// A device reserved on two relays tells neither, in its identify
+/// answers, about its reservation on the other. Before, libp2p's relay
+/// client confirmed each reservation's circuit address as an external
+/// address of the swarm, and identify lists every external address: each
+/// relay (and each contact) was told every relay the device reserves on,
+/// and a relay could link the device's relay id of one hour to the next
+/// by its home relay's id, which does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_is_not_told_the_other_relays_a_device_reserves_on() {
+    use strand_transport::multiaddr::Protocol;
+    use strand_transport::relay::is_circuit;
+
+    let r1 = relay_server(11, "/ip4/127.0.0.1/tcp/0").await;
+    let r1_at = relay_addr(&r1).await;
+    let r1_id = r1.peer_id();
+    // R2 asks again every second, so it hears answers Alice gave after
+    // both reservations were made.
+    let (r2_at, mut told, r2) = plain_relay(Duration::from_secs(1)).await;
+    let (alice, _alice_events) = client(config(0xa, vec![r1_at, r2_at], true)).await;
+    wait_reserved(&alice).await;
+    let alice_id = alice.local_peer_id();
+
+    let check = |info: &libp2p::identify::Info| {
+        for a in &info.listen_addrs {
+            let names_r1 = a
+                .iter()
+                .any(|p| matches!(p, Protocol::P2p(id) if id == r1_id));
+            assert!(
+                !is_circuit(a) && !names_r1,
+                "R2 was told {a} (all: {:?})",
+                info.listen_addrs
+            );
+        }
+    };
+    // The answers before the reservations, then three after.
+    while let Ok((peer, info)) = told.try_recv() {
+        if peer == alice_id {
+            check(&info);
+        }
+    }
+    let mut after = 0;
+    while after < 3 {
+        let (peer, info) = tokio::time::timeout(Duration::from_secs(20), told.recv())
+            .await
+            .expect("Alice answers R2's identify in time")
+            .expect("R2 runs");
+        if peer == alice_id {
+            check(&info);
+            after += 1;
+        }
+    }
+    alice.shutdown().await;
+    r2.abort();
+    r1.shutdown().await;
 }
