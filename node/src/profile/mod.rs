@@ -534,23 +534,20 @@ impl Profile {
             return Err(ProfileError::NotFound(dir.to_path_buf()));
         }
         let path = dir.join(DB_FILE);
-        let (salt, kdf, sealed_root) = if crate::profile::sealed::is_sealed(&path) {
-            let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
-            (header.salt, header.kdf, header.sealed_root)
-        } else {
-            // The format from before files were sealed whole keeps them
-            // in rows (read under redb's lock; a node that opened such a
-            // profile has sealed it already).
-            let db = open_db(dir, false)?;
-            let txn = db.begin_read().map_err(db_error)?;
-            let m = txn.open_table(META).map_err(db_error)?;
-            let (salt, kdf) = KdfParams::decode(&meta_value(&m, meta::KDF)?)
-                .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
-            let sealed_root = meta_value(&m, meta::ROOT)?;
-            (salt, kdf, sealed_root)
-        };
+        if crate::profile::sealed::is_sealed(&path) {
+            unseal_header(&path, passphrase)?;
+            return Ok(());
+        }
+        // The format from before files were sealed whole keeps them in
+        // rows (read under redb's lock; a node that opened such a profile
+        // has sealed it already).
+        let db = open_db(dir, false)?;
+        let txn = db.begin_read().map_err(db_error)?;
+        let m = txn.open_table(META).map_err(db_error)?;
+        let (salt, kdf) = KdfParams::decode(&meta_value(&m, meta::KDF)?)
+            .ok_or_else(|| ProfileError::Corrupt("bad kdf parameters".into()))?;
         kdf.check_openable()?;
-        unseal_root(passphrase, &salt, kdf, &sealed_root)?;
+        unseal_root(passphrase, &salt, kdf, &meta_value(&m, meta::ROOT)?)?;
         Ok(())
     }
 
@@ -735,9 +732,7 @@ impl Profile {
             return Err(ProfileError::EmptyPassphrase);
         }
         let path = self.dir().join(DB_FILE);
-        let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
-        header.kdf.check_openable()?;
-        let root = unseal_root(current, &header.salt, header.kdf, &header.sealed_root)?;
+        let (header, root) = unseal_header(&path, current)?;
         if root[..] != self.root()[..] {
             return Err(ProfileError::WrongPassphrase);
         }
@@ -754,9 +749,7 @@ impl Profile {
         if crate::profile::sealed::is_locked(&path) {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
-        let (_, header) = read_header(&path).map_err(|e| ProfileError::Header(e.into()))?;
-        header.kdf.check_openable()?;
-        let root = unseal_root(passphrase, &header.salt, header.kdf, &header.sealed_root)?;
+        let (header, root) = unseal_header(&path, passphrase)?;
         let db = open_sealed(dir, &root)?;
         let (version, identity, contacts) = {
             let txn = db.begin_read().map_err(db_error)?;
@@ -1710,6 +1703,19 @@ fn sealed_header(
         kdf,
         sealed_root: seal(&key, ROLE_ROOT, &root[..], rng),
     })
+}
+
+/// The header of the sealed file at `path`, and the root key it seals
+/// under `passphrase`: [`ProfileError::WrongPassphrase`] if it does not
+/// open. Read without the profile's lock.
+fn unseal_header(
+    path: &Path,
+    passphrase: &str,
+) -> Result<(Header, Zeroizing<[u8; 32]>), ProfileError> {
+    let (_, header) = read_header(path).map_err(|e| ProfileError::Header(e.into()))?;
+    header.kdf.check_openable()?;
+    let root = unseal_root(passphrase, &header.salt, header.kdf, &header.sealed_root)?;
+    Ok((header, root))
 }
 
 /// The root key `sealed` under `passphrase` (with `salt` and `kdf`):
