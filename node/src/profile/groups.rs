@@ -788,6 +788,13 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
+        // Until this change is followed, another waits and then starts
+        // from the head it made.
+        let one_at_a_time = self
+            .inner
+            .own_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let chain = self.chain_named(group)?;
         // Errors name it by its name, not by the key the app passes.
         let name = chain.last().name.clone();
@@ -850,6 +857,7 @@ impl Profile {
             GroupAction::MakeAdmin(name) => (Change::MakeAdmin(member(name)?), None),
         };
         let mut written = self.propose(&head, change, welcome_to.as_deref(), now, rng)?;
+        drop(one_at_a_time);
         // The change stands: the key work it brings is done again when
         // the group's next changes or key messages arrive if it fails now.
         let roots = std::collections::BTreeSet::from([head.root]);
@@ -914,7 +922,17 @@ impl Profile {
                 messages.push((pair.id, w));
             }
         }
+        let (at, me, name) = (head.id(), identity.public().sign, head.name.clone());
         let written = self.write_txn(move |txn| {
+            // Only one change of each author counts in an epoch: one
+            // made from this head already (on another thread, or by the
+            // group's own work) would keep this one out, or this one it,
+            // while both were told made.
+            if crate::profile::store::has_change(txn, &at, &me).map_err(db_error)? {
+                return Err(ProfileError::Group(format!(
+                    "{name:?} changed while this change was being made, and nothing was changed: try again"
+                )));
+            }
             if let Some((k, v)) = &sealed {
                 txn.open_table(EPOCHS)
                     .map_err(db_error)?
@@ -1912,5 +1930,155 @@ mod tests {
         assert_eq!(p.chain_named(&shown).unwrap().root(), desk);
         assert_eq!(p.chain_named(&key[..12]).unwrap().root(), desk);
         assert_eq!(p.chain_named(&group_key(&short)).unwrap().root(), short);
+    }
+
+    /// Alice's profile with contacts Bob, Carol and Dave, and a group
+    /// `name` of her and Bob.
+    fn group_with_bob(tmp: &std::path::Path, name: &str) -> Profile {
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, _, _) = crate::profile::alice_with_bob(&tmp.join("a"));
+        for other in ["Carol", "Dave"] {
+            let id = strand_sync::Identity::generate(other, rng).unwrap();
+            p.add_contact(&id.invite(), other, now, rng).unwrap();
+        }
+        p.create_group(name, &["Bob".to_owned()], now, rng).unwrap();
+        p
+    }
+
+    fn member_names(p: &Profile, group: &str) -> Vec<String> {
+        let mut names: Vec<String> = p
+            .group_members(group)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A second change made from a head this user has changed already
+    /// (two changes started at once) is refused and leaves nothing: no
+    /// epoch, no welcome. Before, both were told made; the store kept
+    /// only the smaller of the two, so one of them (whichever) did not
+    /// count, while its new epoch stayed and its welcome went out to a
+    /// contact who then held an epoch no one else would ever use.
+    #[test]
+    fn a_second_change_from_one_head_is_refused_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let p = group_with_bob(tmp.path(), "Walkers");
+        let me = p.identity().public().sign;
+        let head = p
+            .chain_named("Walkers")
+            .unwrap()
+            .writable(&me)
+            .unwrap()
+            .clone();
+        let add = |name: &str| Change::Add {
+            public: p.contact(name).unwrap().public,
+            name: name.to_owned(),
+        };
+        p.propose(&head, add("Carol"), Some("Carol"), now, rng)
+            .unwrap();
+        let to_dave = p.direct_group("Dave").unwrap().id;
+        let held = |p: &Profile| {
+            let view = p.read_view().unwrap();
+            let mut to_dave_held = 0;
+            strand_sync::Store::scan(&view, &to_dave, &strand_sync::KeyRange::ALL, &mut |_| {
+                to_dave_held += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            (p.group_epochs("Walkers").unwrap().len(), to_dave_held)
+        };
+        let before = held(&p);
+        let second = p.propose(&head, add("Dave"), Some("Dave"), now, rng);
+        assert!(
+            matches!(&second, Err(ProfileError::Group(e)) if e.contains("try again")),
+            "{second:?}"
+        );
+        assert_eq!(
+            held(&p),
+            before,
+            "the refused change left an epoch or a welcome"
+        );
+        assert_eq!(member_names(&p, "Walkers"), ["Bob", "Carol", "me"]);
+        // Made again from the head it names now, it counts.
+        p.change_group("Walkers", &GroupAction::Add("Dave".into()), now, rng)
+            .unwrap();
+        assert_eq!(member_names(&p, "Walkers"), ["Bob", "Carol", "Dave", "me"]);
+    }
+
+    /// Two changes asked for at once (the app and the CLI, or two
+    /// requests of one) both count: the second starts from the head the
+    /// first made. Before, both could start from one head and one was
+    /// lost while both were told made.
+    #[test]
+    fn two_changes_at_once_both_count() {
+        for round in 0..4 {
+            let tmp = tempfile::tempdir().unwrap();
+            let now = crate::profile::now();
+            let p = group_with_bob(tmp.path(), "Walkers");
+            let together = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                for who in ["Carol", "Dave"] {
+                    let (p, together) = (&p, &together);
+                    s.spawn(move || {
+                        let rng = &mut crate::profile::os_rng();
+                        together.wait();
+                        p.change_group("Walkers", &GroupAction::Add(who.into()), now, rng)
+                            .unwrap();
+                    });
+                }
+            });
+            assert_eq!(
+                member_names(&p, "Walkers"),
+                ["Bob", "Carol", "Dave", "me"],
+                "round {round}"
+            );
+        }
+    }
+
+    /// A member's request to leave that was followed but not acted on
+    /// (the node stopped before the group's work, or the work failed) is
+    /// acted on when the profile next opens: the admin removes them.
+    /// Before, only the group's next message brought the work back, and
+    /// the member stayed in the group, reading its texts, until then.
+    #[test]
+    fn group_work_cut_short_is_done_at_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, _) = crate::profile::alice_with_bob(&dir);
+        p.create_group("Walkers", &["Bob".to_owned()], now, rng)
+            .unwrap();
+        let me = p.identity().public().sign;
+        let head = p
+            .chain_named("Walkers")
+            .unwrap()
+            .writable(&me)
+            .unwrap()
+            .clone();
+        let leave = head.leave_request(&bob, now, rng).unwrap();
+        {
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &head.id(), &leave).unwrap();
+            store.commit().unwrap();
+        }
+        // Followed, and then the work it calls for cut short.
+        let stored = [(head.id(), leave.key())];
+        p.refresh_chains(&std::collections::BTreeSet::from([head.root]), now)
+            .unwrap();
+        p.followed(&stored).unwrap();
+        assert!(p.pending_group_messages(None).unwrap().is_empty());
+        assert_eq!(member_names(&p, "Walkers"), ["Bob", "me"]);
+        p.close();
+        drop(p);
+
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(member_names(&p, "Walkers"), ["me"]);
     }
 }

@@ -261,6 +261,10 @@ struct Inner {
     /// Changes of the groups one at a time, from the copy to its
     /// publishing ([`ChainsStep`]).
     chains_step: std::sync::Mutex<()>,
+    /// This user's own group changes one at a time, from reading the
+    /// head to following the change ([`Profile::change_group`]): two made
+    /// from one head would both be told made, and only one can count.
+    own_changes: std::sync::Mutex<()>,
     /// At a mailbox: its owner's lists taken one at a time (is it the
     /// newest, then delete, then add).
     pub(crate) lists: std::sync::Mutex<()>,
@@ -457,6 +461,7 @@ impl Profile {
                 chains: RwLock::new(Arc::new(Vec::new())),
                 adding: std::sync::Mutex::new(()),
                 chains_step: std::sync::Mutex::new(()),
+                own_changes: std::sync::Mutex::new(()),
                 lists: std::sync::Mutex::new(()),
                 alike: std::sync::Mutex::new(None),
                 writer: Writer::default(),
@@ -471,10 +476,17 @@ impl Profile {
         profile.sweep_expired(crate::profile::now())?;
         // Group messages stored but never followed (the node stopped
         // first). Not a reason to refuse the profile: what fails is logged.
-        profile.follow_pending(crate::profile::now(), &mut crate::profile::os_rng());
+        let (now, rng) = (crate::profile::now(), &mut crate::profile::os_rng());
+        profile.follow_pending(now, rng);
+        // The groups' own work (key requests and answers, changes to make
+        // again, removals of members who left) that a stop, a failure or
+        // the bound on rounds cut short: otherwise only a group's next
+        // message would bring it back. Writes only if there is any.
+        let roots = profile.chains().iter().map(|c| c.root()).collect();
+        profile.group_work(&roots, now, rng);
         // Once: whose each mailbox from an older Strand is. Not a reason
         // to refuse the profile: tried again at the next open.
-        if let Err(e) = profile.find_mailbox_owners(&mut crate::profile::os_rng()) {
+        if let Err(e) = profile.find_mailbox_owners(rng) {
             tracing::warn!("finding whose older mailboxes are failed: {e}");
         }
         Ok(profile)

@@ -503,6 +503,18 @@ pub(crate) fn insert_written(
     Ok(keys)
 }
 
+/// Whether `author` has a change stored in the epoch `epoch` (only one
+/// counts per author and epoch: see [`Inserter::keep_smallest_change`]).
+pub(crate) fn has_change(
+    txn: &redb::WriteTransaction,
+    epoch: &GroupId,
+    author: &AuthorId,
+) -> Result<bool, redb::Error> {
+    let t = txn.open_table(crate::profile::schema::CHANGES)?;
+    let held = t.get(&record_key(epoch, author))?.is_some();
+    Ok(held)
+}
+
 /// Every key of a group in a table keyed like [`record_key`] (group ‖
 /// author): [`RECORDS`], `timers`, `names`.
 pub(crate) fn record_range(group: &GroupId) -> std::ops::RangeInclusive<[u8; 64]> {
