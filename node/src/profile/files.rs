@@ -130,13 +130,23 @@ fn media_type(path: &Path) -> &'static str {
     }
 }
 
-/// A small JPEG of an image, if it decodes and the result fits a manifest.
-fn preview_of(path: &Path, mime: &str, size: u64) -> Option<Vec<u8>> {
-    if !(mime == "image/png" || mime == "image/jpeg") || size > MAX_PREVIEWED {
-        return None;
-    }
-    let img = image::ImageReader::open(path)
-        .ok()?
+/// A file read and its parts stored, not listed yet.
+struct Staged {
+    size: u64,
+    hash: [u8; 32],
+    /// The file's bytes, if it is an image to preview.
+    image: Option<Vec<u8>>,
+}
+
+/// Whether a file of this type and size gets a preview.
+fn previewed(mime: &str, size: u64) -> bool {
+    (mime == "image/png" || mime == "image/jpeg") && size <= MAX_PREVIEWED
+}
+
+/// A small JPEG of the image `bytes` (the file as read and sent), if it
+/// decodes and the result fits a manifest.
+fn preview_of(bytes: &[u8]) -> Option<Vec<u8>> {
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .ok()?
         .decode()
@@ -302,7 +312,12 @@ impl Profile {
         let mut chunks = Vec::with_capacity(chunk_count(len));
         let mut heads = Vec::with_capacity(chunk_count(len));
         let staged = self.stage_chunks(out, file, rng, report, &mut chunks, &mut heads);
-        let sent = staged.and_then(|(size, hash)| {
+        let sent = staged.and_then(|Staged { size, hash, image }| {
+            // Made before the check below, from the bytes sent: decoding a
+            // large photo takes a while, and a member removed meanwhile
+            // must not get the file; the file on disk may have changed
+            // since it was read.
+            let preview = image.as_deref().and_then(preview_of);
             self.still_goes_to(out)?;
             let manifest = Manifest {
                 name,
@@ -310,7 +325,7 @@ impl Profile {
                 size,
                 hash,
                 chunks: chunks.clone(),
-                preview: preview_of(path, mime, size),
+                preview,
             };
             let m = Message::create_expiring(
                 &self.identity(),
@@ -383,7 +398,8 @@ impl Profile {
     /// Reads, seals and stores (unlisted, in [`SENDING`]) the chunks of
     /// the file `out` describes, adding each one's key to `chunks` as it
     /// is sealed and its `messages` row to `heads` once it is stored.
-    /// Returns the file's size and hash.
+    /// Returns the file's size and hash, and its bytes if it is an image
+    /// to preview ([`Staged`]).
     fn stage_chunks(
         &self,
         out: &Outgoing<'_>,
@@ -392,8 +408,9 @@ impl Profile {
         report: Report<'_>,
         chunks: &mut Vec<Key>,
         heads: &mut Vec<StagedRow>,
-    ) -> Result<(u64, [u8; 32]), ProfileError> {
+    ) -> Result<Staged, ProfileError> {
         let identity = self.identity();
+        let mut image = previewed(media_type(out.path), out.len).then(Vec::new);
         let mut hasher = strand_sync::FileHasher::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_LEN];
@@ -420,6 +437,13 @@ impl Profile {
                     )));
                 }
                 hasher.update(&buf[..filled]);
+                if let Some(bytes) = &mut image {
+                    if size > MAX_PREVIEWED {
+                        image = None;
+                    } else {
+                        bytes.extend_from_slice(&buf[..filled]);
+                    }
+                }
                 let m = Message::create_expiring(
                     &identity,
                     out.group,
@@ -445,7 +469,11 @@ impl Profile {
             }
         }
         report(size, size);
-        Ok((size, hasher.finish()))
+        Ok(Staged {
+            size,
+            hash: hasher.finish(),
+            image,
+        })
     }
 
     /// Deletes the parts of every file whose send a crash (or a failure
@@ -1198,6 +1226,58 @@ mod tests {
         let again = file_rows(&p, &old.id);
         assert_eq!(again[0], after[0], "nothing more in the old epoch");
         assert_eq!(again[1], 40, "the chunks, listed in the new one");
+    }
+
+    /// A PNG of one colour, `side` pixels a side.
+    fn png(side: u32, colour: [u8; 3]) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(side, side, image::Rgb(colour));
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    /// A file's preview is made from the bytes read and sent, not from
+    /// the file on disk read again: before, a photo replaced after it was
+    /// read (or a file the path no longer holds) went out with the
+    /// preview of another picture. (It is also made before the check that
+    /// the group is still the one the parts were sealed for, so a member
+    /// removed while a large photo decodes does not get it.)
+    #[test]
+    fn a_preview_is_made_from_the_bytes_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, _, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let path = tmp.path().join("photo.png");
+        std::fs::write(&path, png(64, [255, 0, 0])).unwrap();
+        let sent_bytes = png(64, [0, 0, 255]);
+        let (log, expires) = p.log_for(Conversation::Contact("Bob"), now).unwrap();
+        let out = Outgoing {
+            to: Conversation::Contact("Bob"),
+            group: &log,
+            expires,
+            path: &path,
+            len: sent_bytes.len() as u64,
+            now,
+        };
+        let sent = p
+            .send_read(&out, &mut &sent_bytes[..], rng, &|_, _| {})
+            .unwrap();
+        let view = p.read_view().unwrap();
+        let bytes = strand_sync::Store::get(&view, &sent.group, &sent.manifest)
+            .unwrap()
+            .unwrap();
+        let msg = Message::decode(bytes).unwrap();
+        let info = p.file_info(&log, &msg).unwrap();
+        let preview = image::load_from_memory(&info.preview.expect("a preview"))
+            .unwrap()
+            .to_rgb8();
+        let image::Rgb([r, _, b]) = *preview.get_pixel(8, 8);
+        assert!(
+            b > 200 && r < 60,
+            "the preview is of the picture sent: {r} {b}"
+        );
     }
 
     /// Rewrites the chunks of `sent` as version 3 stored them: whole, in
