@@ -22,9 +22,15 @@
 //!              kdf(0³², "strand/v3/header", everything before it) (32)
 //! block slot:  counter u64 LE ‖ nonce (24) ‖ XChaCha20-Poly1305(page key,
 //!              4096 bytes, aad = "strand/v3/block" ‖ index u64 LE ‖ counter)
+//!              (block 0's counter stored XOR the first 8 bytes of
+//!              kdf(mask key, "strand/v3/counter", nonce))
 //! ```
 //!
-//! The page key is `kdf(root, "strand/v3/db-pages")`. Every write of a
+//! The page key is `kdf(root, "strand/v3/db-pages")`, the mask key
+//! `kdf(root, "strand/v3/counter-mask")`. Every other block's counter is
+//! 0, which tells nothing; block 0's would count commits, so it is masked
+//! (a file written before it was reads as it is, and is masked at the
+//! next commit). Every write of a
 //! block takes a fresh random nonce, and the block's index is bound in, so
 //! blocks cannot be moved. A slot of zeros is a block never written
 //! (redb's "new space reads as zeros").
@@ -47,9 +53,9 @@
 //! block (1.2 %) and 16 KiB for the header and block 0's copies; two syncs
 //! per commit instead of one.
 //!
-//! **What it shows.** The file's length; block 0's counter, in the clear,
-//! counts commits (roughly how active the profile has been); which blocks
-//! change when. An attacker who can write the file can zero a block or put
+//! **What it shows.** The file's length; the header's counter, which
+//! counts passphrase changes (and stronger KDF settings taken); which
+//! blocks change when (to someone who sees the file more than once). An attacker who can write the file can zero a block or put
 //! back an older copy of it: damage, not forgery.
 
 use std::fs::{File, OpenOptions};
@@ -304,6 +310,8 @@ pub(crate) fn is_locked(path: &Path) -> bool {
 pub(crate) struct SealedBackend {
     file: File,
     cipher: XChaCha20Poly1305,
+    /// What block 0's counter is masked with (see the module's notes).
+    mask_key: Zeroizing<[u8; 32]>,
     /// Logical length in bytes.
     len: AtomicU64,
     /// Block 0's newest counter and which copy holds it.
@@ -350,6 +358,7 @@ impl SealedBackend {
     pub(crate) fn new(file: File, root: &[u8; 32]) -> std::io::Result<SealedBackend> {
         let key = Zeroizing::new(strand_sync::kdf(root, "strand/v3/db-pages", &[]));
         let cipher = XChaCha20Poly1305::new((&*key).into());
+        let mask_key = Zeroizing::new(strand_sync::kdf(root, "strand/v3/counter-mask", &[]));
         let phys = file.metadata()?.len();
         let blocks = if phys <= HEADER {
             0
@@ -359,6 +368,7 @@ impl SealedBackend {
         let backend = SealedBackend {
             file,
             cipher,
+            mask_key,
             len: AtomicU64::new(blocks * BLOCK as u64),
             zero: Mutex::new((0, 1)),
             zero_synced: std::sync::atomic::AtomicBool::new(true),
@@ -389,14 +399,24 @@ impl SealedBackend {
             out.fill(0);
             return Some(0);
         }
-        let counter = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+        let stored = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
         let nonce = XNonce::from_slice(&raw[8..8 + NONCE]);
-        out.copy_from_slice(&raw[8 + NONCE..8 + NONCE + BLOCK]);
         let tag = Tag::from_slice(&raw[8 + NONCE + BLOCK..]);
-        self.cipher
-            .decrypt_in_place_detached(nonce, &aad(index, counter), out, tag)
-            .ok()
-            .map(|()| counter)
+        // Block 0's counter is masked; a copy an older Strand wrote is not.
+        let masked = (index == 0).then(|| stored ^ self.counter_mask(nonce));
+        masked.into_iter().chain([stored]).find(|&counter| {
+            out.copy_from_slice(&raw[8 + NONCE..8 + NONCE + BLOCK]);
+            self.cipher
+                .decrypt_in_place_detached(nonce, &aad(index, counter), out, tag)
+                .is_ok()
+        })
+    }
+
+    /// What block 0's counter is stored XOR, for the copy with `nonce`:
+    /// unknown without the root key, new with every write.
+    fn counter_mask(&self, nonce: &[u8]) -> u64 {
+        let mask = strand_sync::kdf(&self.mask_key, "strand/v3/counter", &[nonce]);
+        u64::from_le_bytes(mask[..8].try_into().expect("8 bytes"))
     }
 
     /// Seals `data` (one block) as block `index` with `counter` and
@@ -410,7 +430,12 @@ impl SealedBackend {
         slot: &mut [u8],
     ) -> std::io::Result<()> {
         let (head, rest) = slot.split_at_mut(8 + NONCE);
-        head[..8].copy_from_slice(&counter.to_le_bytes());
+        let stored = if index == 0 {
+            counter ^ self.counter_mask(nonce)
+        } else {
+            counter
+        };
+        head[..8].copy_from_slice(&stored.to_le_bytes());
         head[8..].copy_from_slice(nonce);
         let (ct, tag_out) = rest.split_at_mut(BLOCK);
         ct.copy_from_slice(data);
@@ -746,5 +771,53 @@ mod tests {
             assert_eq!(salts(), [Some(9), Some(9)]);
             old = 9;
         }
+    }
+
+    /// Block 0's counter is stored masked, and a copy an older Strand
+    /// wrote with its counter in the clear still opens: the newest of the
+    /// two copies is read, and the next write masks it.
+    #[test]
+    fn block_zero_written_before_the_mask_still_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("file");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(HEADER).unwrap();
+        write_header(&file, &header(1), true).unwrap();
+        let root = [7u8; 32];
+        let backend = SealedBackend::new(file.try_clone().unwrap(), &root).unwrap();
+        for byte in [1u8, 2] {
+            backend.write_block(0, &[byte; BLOCK]).unwrap();
+        }
+        let stored = |copy: u64| {
+            let mut raw = [0u8; 8 + NONCE];
+            file.read_exact_at(&mut raw, slot_offset(0, copy)).unwrap();
+            (
+                u64::from_le_bytes(raw[..8].try_into().unwrap()),
+                raw[8..].to_vec(),
+            )
+        };
+        for copy in [0, 1] {
+            let (masked, nonce) = stored(copy);
+            assert!(masked > 2, "masked: {masked}");
+            // As an older Strand wrote it: the counter in the clear.
+            let clear = masked ^ backend.counter_mask(&nonce);
+            file.write_all_at(&clear.to_le_bytes(), slot_offset(0, copy))
+                .unwrap();
+        }
+        assert_eq!([stored(0).0, stored(1).0], [1, 2]);
+        drop(backend);
+
+        let backend = SealedBackend::new(file.try_clone().unwrap(), &root).unwrap();
+        assert_eq!(backend.read_zero().unwrap(), (2, 1, vec![2u8; BLOCK]));
+        backend.write_block(0, &[3u8; BLOCK]).unwrap();
+        let (masked, _) = stored(0);
+        assert!(masked > 3, "masked again: {masked}");
+        assert_eq!(backend.read_zero().unwrap(), (3, 0, vec![3u8; BLOCK]));
     }
 }

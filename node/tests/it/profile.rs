@@ -495,6 +495,42 @@ fn the_raw_file_shows_no_keys_groups_times_or_lengths() {
     assert_eq!(p.conversation("Bob").unwrap().len(), 20);
 }
 
+/// The raw file does not count commits. redb rewrites its first page at
+/// every commit, and that block's two copies carry a counter; before, it
+/// was in the clear, so a seized file told how many writes (messages,
+/// read and delivery marks) the profile had made, and two copies of the
+/// file how many came between them.
+#[test]
+fn the_raw_file_does_not_count_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let p = new_profile(&dir);
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    drop(p);
+    // Block 0's two copies start at 4096 and 12288, each with its counter.
+    let counters = |dir: &Path| {
+        let bytes = file_bytes(dir);
+        [4096, 12288].map(|at| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()))
+    };
+    let before = counters(&dir);
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    for i in 0..40u64 {
+        p.write("Bob", "another", NOW + i, &mut os_rng()).unwrap();
+    }
+    drop(p);
+    let after = counters(&dir);
+    for c in before.iter().chain(&after) {
+        assert!(
+            *c > 1 << 32,
+            "a counter in the clear: {before:?} then {after:?}"
+        );
+    }
+    let p = Profile::open(&dir, "pass phrase").unwrap();
+    assert_eq!(p.conversation("Bob").unwrap().len(), 40);
+}
+
 /// A sealed file with a damaged block is reported, not a panic.
 #[test]
 fn a_damaged_sealed_file_is_an_error() {
