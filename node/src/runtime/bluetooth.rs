@@ -67,11 +67,23 @@ impl Hints {
         self.contacts.lock().expect("not poisoned").clone()
     }
 
-    /// Registers the advertisement again, as it is: the transport does
-    /// on every change of the hint, and BlueZ drops it on suspend.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn readvertise(&self) {
-        self.advert.send_modify(|_| {});
+    /// Registers the advertisement again (BlueZ drops it on suspend), with
+    /// a hint made anew: the transport registers it on every change. Not
+    /// the hint from before: the system may have slept for hours and woken
+    /// somewhere else, and a scanner that heard it there would link the
+    /// two places (and the radio's addresses) for up to [`RENEW_CHECK`].
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn advertise_anew(
+        &self,
+        profile: &Profile,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) {
+        let contacts = profile.sync_contacts();
+        let now: Time = self.clock.now();
+        let advert = Advert::new(&contacts, now, rng);
+        *self.made_for.lock().expect("not poisoned") = (epoch(now), signs(&contacts));
+        *self.contacts.lock().expect("not poisoned") = contacts;
+        let _ = self.advert.send(advert.to_bytes().to_vec());
     }
 
     /// Whether a hint heard over the air may come from a contact.
@@ -97,14 +109,10 @@ impl Hints {
         let contacts = profile.sync_contacts();
         let now: Time = self.clock.now();
         let key = (epoch(now), signs(&contacts));
-        let mut made_for = self.made_for.lock().expect("not poisoned");
-        if *made_for == key {
+        if *self.made_for.lock().expect("not poisoned") == key {
             return;
         }
-        *made_for = key;
-        let advert = Advert::new(&contacts, now, rng);
-        *self.contacts.lock().expect("not poisoned") = contacts;
-        let _ = self.advert.send(advert.to_bytes().to_vec());
+        self.advertise_anew(profile, rng);
     }
 }
 
@@ -234,5 +242,36 @@ mod tests {
         let hint = Advert::from_bytes(&seen.borrow_and_update()).unwrap();
         assert!(hint.matches(&carol_sees, now));
         assert_eq!(hints.contacts()[0].public, carol.public());
+    }
+
+    /// Waking advertises a new hint, for the same contacts. Before, it
+    /// registered the hint from before the sleep again, bytes unchanged:
+    /// a scanner that heard it before could follow the device to where
+    /// it woke, hours later.
+    #[test]
+    fn waking_advertises_a_new_hint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::now();
+        let contacts = p.sync_contacts();
+        let first = Advert::new(&contacts, now, rng).to_bytes().to_vec();
+        let (advert, mut seen) = watch::channel(first.clone());
+        let hints = Hints {
+            made_for: Mutex::new((epoch(now), signs(&contacts))),
+            contacts: Mutex::new(contacts),
+            clock: Clock::Fixed(now),
+            advert,
+        };
+        seen.mark_unchanged();
+        hints.advertise_anew(&p, rng);
+        assert!(seen.has_changed().unwrap(), "registered again");
+        let after = seen.borrow_and_update().clone();
+        assert_ne!(after, first, "not the hint from before the sleep");
+        let bob_sees = bob.contact(&p.identity().public()).unwrap();
+        assert!(Advert::from_bytes(&after).unwrap().matches(&bob_sees, now));
+        // The epoch's check keeps it: nothing changed since.
+        hints.renew(&p, rng);
+        assert!(!seen.has_changed().unwrap());
     }
 }

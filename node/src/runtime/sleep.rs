@@ -89,7 +89,7 @@ impl Node {
         tracing::info!("woke from sleep: closing {links} links, advertising again, redialling");
         self.shared.registry.close_all();
         if let Some(hints) = hints {
-            hints.readvertise();
+            hints.advertise_anew(&self.shared.profile, &mut self.shared.rng());
         }
         // A new LAN identity before anything is dialled: the system may
         // have slept for hours and woken on another network, where the
