@@ -7,21 +7,34 @@
 //! before the node does any work for it (not even a beacon). Once a session
 //! authenticates its contact, the link leaves the pending budget, so
 //! strangers can fill it without touching contacts' sessions; links the
-//! node opens have a budget of their own ([`MAX_PENDING_DIALS`]), so its
-//! dials to contacts go out whatever strangers do. The node's own dials
-//! are rate limited too ([`DIALS_PER_SECOND`]).
+//! node opens to contacts have a budget of their own
+//! ([`MAX_PENDING_DIALS`]), so its dials to contacts go out whatever
+//! strangers do.
+//!
+//! The node's own dials are rate limited too, from two buckets ([`Dial`]):
+//! one for devices transports found, who may be anyone
+//! ([`DISCOVERY_DIALS_PER_SECOND`], [`MAX_PENDING_DISCOVERY_DIALS`]), and
+//! one for contacts ([`CONTACT_DIALS_PER_SECOND`], [`MAX_PENDING_DIALS`]).
+//! A stranger's made-up discoveries (many peer ids a second on the LAN)
+//! empty the first only: configured peers, relays and a contact's device
+//! whose link dropped are still dialled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use strand_transport::Remote;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::limits::{
-    DIALS_PER_SECOND, DIAL_BURST, LINKS_PER_REMOTE_BURST, LINKS_PER_REMOTE_PER_SECOND,
-    MAX_PENDING_DIALS, MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
+    CONTACT_DIALS_PER_SECOND, CONTACT_DIAL_BURST, DISCOVERY_DIALS_PER_SECOND, DISCOVERY_DIAL_BURST,
+    LINKS_PER_REMOTE_BURST, LINKS_PER_REMOTE_PER_SECOND, MAX_PENDING_DIALS,
+    MAX_PENDING_DISCOVERY_DIALS, MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
 };
+
+/// The shortest wait [`Bucket::take_or_wait`] gives, so rounding can never
+/// make a caller spin.
+const MIN_TOKEN_WAIT: Duration = Duration::from_millis(1);
 
 /// A token bucket: `rate` per second, at most `burst` at once.
 #[derive(Debug, Clone)]
@@ -51,12 +64,20 @@ impl Bucket {
 
     /// Takes a token if there is one.
     pub(crate) fn take(&mut self) -> bool {
+        self.take_or_wait().is_ok()
+    }
+
+    /// Takes a token if there is one; else says how long until there is.
+    pub(crate) fn take_or_wait(&mut self) -> Result<(), Duration> {
         self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            // Tokens are in [0, 1) here and the rate is positive: a
+            // short, finite wait.
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+            Err(wait.max(MIN_TOKEN_WAIT))
         }
     }
 
@@ -87,13 +108,29 @@ struct PerRemote {
     bucket: Bucket,
 }
 
+/// Which budget a link the node opens is paid from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dial {
+    /// To a contact, or where the user said: a configured peer, a contact
+    /// through their relays, a contact's device found nearby whose link
+    /// ended. Nothing a stranger does spends this budget.
+    Contact,
+    /// To a device a transport found (mDNS, hole punching, Bluetooth),
+    /// whoever it turns out to be.
+    Discovery,
+}
+
 /// The admission state of one node.
 #[derive(Debug)]
 pub(crate) struct Guard {
     pending: Arc<Semaphore>,
+    /// Links to contacts this node opened, in their preamble.
     dialling: Arc<Semaphore>,
+    /// Links to devices found that this node opened, in their preamble.
+    dialling_found: Arc<Semaphore>,
     remotes: Mutex<HashMap<Remote, PerRemote>>,
-    dials: Mutex<Bucket>,
+    contact_dials: Mutex<Bucket>,
+    discovery_dials: Mutex<Bucket>,
 }
 
 /// A pending slot, held until the link authenticates or ends.
@@ -120,8 +157,13 @@ impl Guard {
         Arc::new(Guard {
             pending: Arc::new(Semaphore::new(MAX_PENDING_LINKS)),
             dialling: Arc::new(Semaphore::new(MAX_PENDING_DIALS)),
+            dialling_found: Arc::new(Semaphore::new(MAX_PENDING_DISCOVERY_DIALS)),
             remotes: Mutex::new(HashMap::new()),
-            dials: Mutex::new(Bucket::new(DIALS_PER_SECOND, DIAL_BURST)),
+            contact_dials: Mutex::new(Bucket::new(CONTACT_DIALS_PER_SECOND, CONTACT_DIAL_BURST)),
+            discovery_dials: Mutex::new(Bucket::new(
+                DISCOVERY_DIALS_PER_SECOND,
+                DISCOVERY_DIAL_BURST,
+            )),
         })
     }
 
@@ -160,10 +202,14 @@ impl Guard {
     }
 
     /// Admits a link this node opens (its dial rate was checked already),
-    /// from a budget strangers cannot touch.
-    pub(crate) fn admit_outbound(self: &Arc<Self>) -> Result<Pending, Refusal> {
-        let permit = self
-            .dialling
+    /// from `dial`'s budget, which strangers' links cannot touch (and
+    /// devices found cannot touch contacts').
+    pub(crate) fn admit_outbound(self: &Arc<Self>, dial: Dial) -> Result<Pending, Refusal> {
+        let slots = match dial {
+            Dial::Contact => &self.dialling,
+            Dial::Discovery => &self.dialling_found,
+        };
+        let permit = slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Full)?;
@@ -174,14 +220,71 @@ impl Guard {
         })
     }
 
-    /// Whether the node may open another link now.
-    pub(crate) fn may_dial(&self) -> bool {
-        self.dials.lock().expect("guard lock").take()
+    /// Takes a token to open a link from `dial`'s bucket; else says how
+    /// long until one is there.
+    pub(crate) fn try_dial(&self, dial: Dial) -> Result<(), Duration> {
+        let bucket = match dial {
+            Dial::Contact => &self.contact_dials,
+            Dial::Discovery => &self.discovery_dials,
+        };
+        bucket.lock().expect("guard lock").take_or_wait()
+    }
+
+    /// Whether the node may open another link from `dial`'s bucket now
+    /// (taking the token if so).
+    pub(crate) fn may_dial(&self, dial: Dial) -> bool {
+        self.try_dial(dial).is_ok()
     }
 
     /// Links in handshake now.
     pub(crate) fn pending(&self) -> usize {
         MAX_PENDING_LINKS - self.pending.available_permits() + MAX_PENDING_DIALS
             - self.dialling.available_permits()
+            + MAX_PENDING_DISCOVERY_DIALS
+            - self.dialling_found.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stranger's made-up discoveries empty the discovery bucket; the
+    /// node still has tokens, and pending slots, to dial its contacts.
+    /// Before, one bucket paid for both, and a flood of discoveries kept
+    /// configured peers, relays and redials from being dialled.
+    #[test]
+    fn discoveries_cannot_spend_what_contacts_are_dialled_with() {
+        let guard = Guard::new();
+        let mut spent = 0;
+        while guard.may_dial(Dial::Discovery) {
+            spent += 1;
+            let most = 10 * DISCOVERY_DIAL_BURST as usize;
+            assert!(spent <= most, "the bucket never ran dry");
+        }
+        assert!(guard.may_dial(Dial::Contact));
+        let found: Vec<Pending> = std::iter::from_fn(|| guard.admit_outbound(Dial::Discovery).ok())
+            .take(MAX_PENDING_DISCOVERY_DIALS + 1)
+            .collect();
+        assert_eq!(found.len(), MAX_PENDING_DISCOVERY_DIALS);
+        assert_eq!(
+            guard.admit_outbound(Dial::Discovery).unwrap_err(),
+            Refusal::Full
+        );
+        let contact = guard.admit_outbound(Dial::Contact);
+        assert!(contact.is_ok(), "a contact's link has slots of its own");
+        assert_eq!(guard.pending(), MAX_PENDING_DISCOVERY_DIALS + 1);
+    }
+
+    /// An empty bucket says how long until its next token (a slow bucket
+    /// here, so no pause of the test's thread refills it).
+    #[test]
+    fn an_empty_bucket_says_when_its_next_token_comes() {
+        let mut bucket = Bucket::new(0.001, 2.0);
+        assert!(bucket.take_or_wait().is_ok());
+        assert!(bucket.take_or_wait().is_ok());
+        let wait = bucket.take_or_wait().unwrap_err();
+        let (least, most) = (Duration::from_secs(500), Duration::from_secs(1000));
+        assert!(wait > least && wait <= most, "{wait:?}");
     }
 }

@@ -13,10 +13,22 @@ use std::time::Duration;
 /// stranger holds one for at most strand-sync's handshake timeout (10 s).
 pub const MAX_PENDING_LINKS: usize = 128;
 
-/// Links this node opens that are in their preamble at once: a budget of
-/// their own, so strangers filling [`MAX_PENDING_LINKS`] never stop the
-/// node from reaching its contacts.
+/// Links this node opens to contacts (and to addresses the user gave)
+/// that are in their preamble at once: a budget of their own, so
+/// strangers filling [`MAX_PENDING_LINKS`], or devices found nearby
+/// filling [`MAX_PENDING_DISCOVERY_DIALS`], never stop the node from
+/// reaching its contacts.
 pub const MAX_PENDING_DIALS: usize = 64;
+
+/// Links this node opens to devices a transport found (who they are is
+/// known only once they authenticate) that are in their preamble at once.
+/// A made-up device that takes the link and says nothing holds its slot
+/// for the handshake timeout (10 s): at [`DISCOVERY_DIALS_PER_SECOND`]
+/// that could be 100 links, which this caps, apart from contacts'
+/// [`MAX_PENDING_DIALS`]. An honest device leaves it when the preamble
+/// ends, a round trip or two later, so 32 is more than a crowded LAN
+/// needs at once.
+pub const MAX_PENDING_DISCOVERY_DIALS: usize = 32;
 
 /// Links in their preamble at once from one remote address (an IPv6
 /// address counts by its /64). An honest
@@ -47,13 +59,40 @@ pub const MAX_SESSIONS: usize = 512;
 /// newly authenticated session is the one that works now).
 pub const MAX_SESSIONS_PER_CONTACT: usize = 2;
 
-/// Links this node opens per second, sustained, whatever asked for them
-/// (discoveries, configured peers): a LAN full of announcements (or fake
-/// ones) cannot make it dial without end.
-pub const DIALS_PER_SECOND: f64 = 10.0;
+/// Links this node opens per second, sustained, to devices transports
+/// found (mDNS, hole punching, Bluetooth), who may be anyone: a LAN full
+/// of announcements (or a stranger's made-up ones) cannot make it dial
+/// without end. Dials to contacts are paid from a bucket of their own
+/// ([`CONTACT_DIALS_PER_SECOND`]), so a flood of discoveries delays only
+/// other discoveries.
+pub const DISCOVERY_DIALS_PER_SECOND: f64 = 10.0;
 
-/// Dials at once after a quiet spell.
-pub const DIAL_BURST: f64 = 20.0;
+/// Dials to devices found, at once after a quiet spell.
+pub const DISCOVERY_DIAL_BURST: f64 = 20.0;
+
+/// Devices found while no discovery dial was left
+/// ([`DISCOVERY_DIALS_PER_SECOND`]) that wait to be dialled as tokens
+/// come back, oldest first, each once. Discovery reports a device once
+/// and only one side of a pair dials, so one skipped was otherwise not
+/// dialled until the next rotation (15 minutes). As many as a contact
+/// added or a wake dials at once ([`NEARBY_KEPT`]); they drain in 6.4 s at
+/// the sustained rate. Past it the oldest waiting goes: the newest are the
+/// likeliest still there, and a flood of made-up devices replaces its own
+/// entries rather than grow (each is a 16-byte handle).
+pub const MAX_SKIPPED_DIALS: usize = 64;
+
+/// Links this node opens per second, sustained, to contacts: configured
+/// peers (each every [`REDIAL`]), contacts through their relays (backing
+/// off), a contact's device found nearby whose link ended (backing off).
+/// Nothing a stranger does spends it; it bounds a very long contact list
+/// or a bug, and a dial to a contact waits for its token rather than
+/// being skipped.
+pub const CONTACT_DIALS_PER_SECOND: f64 = 10.0;
+
+/// Dials to contacts at once after a quiet spell: a wake dials every
+/// contact through relays at once, so the first 64 go at once and the
+/// rest follow at [`CONTACT_DIALS_PER_SECOND`].
+pub const CONTACT_DIAL_BURST: f64 = 64.0;
 
 /// How often configured peers are redialled while not connected.
 pub const REDIAL: Duration = Duration::from_secs(5);

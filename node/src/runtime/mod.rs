@@ -7,7 +7,10 @@
 //!                                      └── Discovered → dial (rate)       └──► registry (per-contact cap)
 //! ```
 //!
-//! * [`guard`]: who may start a link before anyone is authenticated.
+//! * [`guard`]: who may start a link before anyone is authenticated, and
+//!   how fast the node dials (contacts and devices found apart).
+//! * [`discovery`]: devices transports found: dialled, queued while
+//!   dialling too fast, dialled again when a contact's link to one drops.
 //! * [`link`]: one link's lifecycle: the session, the reader and writer,
 //!   the check-and-store pipeline.
 //! * [`registry`]: sessions that are up, by contact; when contacts were
@@ -40,6 +43,7 @@ mod carrying;
 pub mod commands;
 pub mod control;
 pub mod device;
+mod discovery;
 mod guard;
 pub mod limits;
 mod link;
@@ -54,9 +58,10 @@ pub use bluetooth::BleSettings;
 pub use guard::Refusal;
 pub use registry::Seen;
 
+use crate::runtime::guard::Dial;
 use crate::runtime::limits::{
-    EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, NEARBY_FRESH, NEARBY_KEPT, REDIAL,
-    REDIAL_MAX, SHUTDOWN_GRACE, TRANSPORT_EVENTS,
+    EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, MAX_SKIPPED_DIALS, REDIAL, SHUTDOWN_GRACE,
+    TRANSPORT_EVENTS,
 };
 use crate::{chain, os_rng, ContactRecord, Profile, ProfileError};
 
@@ -580,11 +585,17 @@ pub(crate) struct Shared {
     pub(crate) ledger: Arc<crate::profile::budget::Ledger>,
     /// Why Bluetooth is off, if it was asked for and could not start.
     pub(crate) bluetooth_off: Option<String>,
-    /// Devices discovered lately, newest last (see [`NEARBY_KEPT`]).
+    /// Devices discovered lately, newest last (see
+    /// [`NEARBY_KEPT`](limits::NEARBY_KEPT)).
     pub(crate) nearby: Mutex<std::collections::VecDeque<(Peer, std::time::Instant)>>,
     /// Devices found nearby whose contact's link ended and that are
-    /// waiting to be dialled again: one wait per device ([`Node::open`]).
+    /// waiting to be dialled again: one wait per device ([`discovery`]).
     pub(crate) redialling: Mutex<std::collections::HashSet<Peer>>,
+    /// Devices found while no discovery dial was left, waiting for one
+    /// ([`MAX_SKIPPED_DIALS`], [`discovery`]).
+    pub(crate) skipped: Mutex<discovery::Backlog<Peer>>,
+    /// Wakes the dialler of [`Shared::skipped`] when a device joins it.
+    pub(crate) skipped_added: tokio::sync::Notify,
     /// Envelopes carried for contacts, and this user's spreading
     /// ([`carrying`]).
     pub(crate) carrier: Mutex<strand_sync::Carrier>,
@@ -751,6 +762,8 @@ impl Node {
             bluetooth_off,
             nearby: Mutex::default(),
             redialling: Mutex::default(),
+            skipped: Mutex::new(discovery::Backlog::new(MAX_SKIPPED_DIALS)),
+            skipped_added: tokio::sync::Notify::new(),
             carrier: Mutex::new(carrier),
             carry_step: Mutex::new(()),
             wakes: AtomicU64::new(0),
@@ -758,6 +771,7 @@ impl Node {
         });
         let node = Node { shared };
         node.shared.tasks.spawn(node.clone().transport_events(rx));
+        node.shared.tasks.spawn(node.clone().dial_skipped());
         node.shared.tasks.spawn(node.clone().trim_when_idle());
         node.shared.tasks.spawn(node.clone().sweep_expired());
         node.shared
@@ -1026,119 +1040,15 @@ impl Node {
         }
     }
 
-    /// Remembers a discovered device, for [`Node::redial_nearby`].
-    fn note_nearby(&self, peer: Peer) {
-        let mut nearby = self.shared.nearby.lock().expect("nearby lock");
-        nearby.retain(|(p, _)| *p != peer);
-        if nearby.len() == NEARBY_KEPT {
-            nearby.pop_front();
-        }
-        nearby.push_back((peer, std::time::Instant::now()));
-    }
-
-    /// Opens links again to devices discovered lately: after a contact is
-    /// added, the device that is theirs may be among them (its first link
-    /// was refused, since it was no contact then). Either side dials, so
-    /// whichever adds the other last links them.
-    fn redial_nearby(&self) {
-        let fresh: Vec<Peer> = self
-            .shared
-            .nearby
-            .lock()
-            .expect("nearby lock")
-            .iter()
-            .filter(|(_, at)| at.elapsed() < NEARBY_FRESH)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in fresh {
-            self.open(peer);
-        }
-    }
-
-    /// Opens a link to a device a transport found.
-    fn open(&self, peer: Peer) {
-        let Some(t) = self.transport(peer.kind) else {
-            return;
-        };
-        if !self.shared.guard.may_dial() {
-            tracing::debug!("dial skipped: dialling too fast");
-            return;
-        }
-        let n = self.clone();
-        self.shared
-            .tasks
-            .spawn(async move { n.dial_nearby(t, peer).await });
-    }
-
-    /// Dials `peer`, found nearby, and dials it again while a contact's
-    /// link to it ends and nothing else links the contact: the Wi-Fi went
-    /// and came back, or a session failed. Discovery reports a device
-    /// once (mDNS says nothing new of one it still hears), and the other
-    /// side leaves dialling to this one, so without this a dropped link
-    /// waited for the next rotation. A stranger's link, a failed dial, a
-    /// contact linked otherwise (a newer session replaced this one, the
-    /// other side dialled) end it; one wait per device at a time; a
-    /// session that ends soon after it began doubles the wait, up to
-    /// [`REDIAL_MAX`].
-    async fn dial_nearby(&self, t: Arc<dyn Transport>, peer: Peer) {
-        let mut wait = REDIAL;
-        loop {
-            let link = match t.open(peer).await {
-                Ok(link) => link,
-                Err(e) => {
-                    tracing::debug!("dial after discovery failed: {e}");
-                    return;
-                }
-            };
-            let (done, ended) = tokio::sync::oneshot::channel();
-            let began = tokio::time::Instant::now();
-            self.admit_outbound(link, Some(done));
-            let Ok(Some(contact)) = ended.await else {
-                return;
-            };
-            let linked = || self.shared.registry.is_connected(&contact);
-            if self.shared.cancel.is_cancelled() || linked() {
-                return;
-            }
-            wait = if began.elapsed() >= REDIAL_MAX {
-                REDIAL
-            } else {
-                (wait * 2).min(REDIAL_MAX)
-            };
-            if !self
-                .shared
-                .redialling
-                .lock()
-                .expect("redialling lock")
-                .insert(peer)
-            {
-                return;
-            }
-            let cancel = self.shared.cancel.clone();
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            self.shared
-                .redialling
-                .lock()
-                .expect("redialling lock")
-                .remove(&peer);
-            if cancel.is_cancelled() || linked() || !self.shared.guard.may_dial() {
-                return;
-            }
-            tracing::debug!("a contact's link to a device found nearby ended: dialling again");
-        }
-    }
-
-    /// Runs an outbound link; `done` hears when it ended, and whose
-    /// contact's session ran on it, if one did.
+    /// Runs an outbound link, admitted from `dial`'s budget; `done` hears
+    /// when it ended, and whose contact's session ran on it, if one did.
     fn admit_outbound(
         &self,
         link: Link,
+        dial: Dial,
         done: Option<tokio::sync::oneshot::Sender<Option<PublicIdentity>>>,
     ) {
-        match self.shared.guard.admit_outbound() {
+        match self.shared.guard.admit_outbound(dial) {
             Ok(pending) => self.spawn_link(link, pending, done),
             Err(why) => tracing::debug!("link dropped: {why}"),
         }
@@ -1207,14 +1117,31 @@ impl Node {
             .iter()
             .find_map(|t| t.dial(addr))
             .ok_or_else(|| LinkError::NoTransport(addr.clone()))?;
-        if !self.shared.guard.may_dial() {
+        if !self.contact_dial().await {
             return Ok(());
         }
         let link = dial.await?;
         let (done, ended) = tokio::sync::oneshot::channel();
-        self.admit_outbound(link, Some(done));
+        self.admit_outbound(link, Dial::Contact, Some(done));
         let _ = ended.await;
         Ok(())
+    }
+
+    /// Waits for a token to dial a contact (or an address the user gave):
+    /// nothing a stranger does spends these ([`Dial::Contact`]), so the
+    /// wait is for other contacts' dials only, and a dial to a contact
+    /// goes late rather than not at all. `false` once the node stops.
+    pub(crate) async fn contact_dial(&self) -> bool {
+        loop {
+            let wait = match self.shared.guard.try_dial(Dial::Contact) {
+                Ok(()) => return true,
+                Err(wait) => wait,
+            };
+            tokio::select! {
+                _ = self.shared.cancel.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
     }
 
     /// What reports a long request's progress: with a task number,

@@ -31,6 +31,7 @@ use strand_transport::{Multiaddr, PeerId, Relays, Transport};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::guard::Dial;
 use super::{Clock, Node};
 use crate::chain;
 use crate::runtime::limits::{
@@ -335,7 +336,9 @@ impl Node {
                     let Some(dial) = relays.dial(&addr) else {
                         continue;
                     };
-                    if !self.shared.guard.may_dial() {
+                    // A contact's dial: it waits for its token, which
+                    // no stranger's discoveries can spend.
+                    if !self.contact_dial().await {
                         break 'all;
                     }
                     match dial.await {
@@ -343,7 +346,7 @@ impl Node {
                             tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
                             let progress = self.shared.registry.progress(&public);
                             let (done, ended) = tokio::sync::oneshot::channel();
-                            self.admit_outbound(link, Some(done));
+                            self.admit_outbound(link, Dial::Contact, Some(done));
                             let _ = ended.await;
                             progressed = self.shared.registry.progress(&public) != progress;
                             break 'all;

@@ -25,7 +25,8 @@
 //! - `flood`: a stranger that opens links as fast as asked (a helper).
 //! - `groups`: private groups between three real nodes: relay through a
 //!   common member, removal, leaving.
-//! - `hub`: helpers for several nodes on an emulated link hub.
+//! - `hub`: helpers for several nodes on an emulated link hub, and a
+//!   stranger making up devices on it.
 //! - `insiders`: a group's own hostile member against real nodes: made-up
 //!   welcomes, back-dated changes, key boxes that do not open, floods,
 //!   posts and timers into old epochs.
@@ -35,7 +36,8 @@
 //! - `transcript`: the node writes strand-sync's reference bytes for a
 //!   fixed link (the simulator's test checks the same).
 //! - `transports`: one node on the LAN and emulated links at once, each
-//!   link kind with its own session settings.
+//!   link kind with its own session settings; devices found nearby, and
+//!   dialling them (again) while a stranger makes up devices.
 //! - `views`: summaries and unread counts, paged conversations, read marks,
 //!   renaming, the schema 1 → 2 migration.
 

@@ -8,7 +8,7 @@ use strand_sync::Config;
 use strand_transport::memory::{Hub, HubConfig};
 use strand_transport::LanConfig;
 
-use crate::hub::{befriend, profile};
+use crate::hub::{befriend, profile, MadeUp};
 
 fn lan() -> Option<LanConfig> {
     Some(LanConfig {
@@ -370,6 +370,141 @@ async fn a_dropped_link_to_a_device_found_nearby_is_dialled_again() {
     .expect("the link went down");
     ann.send("ben", "after").await.unwrap();
     crate::hub::until("the text written after the drop", || has(2)).await;
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
+
+/// A stranger makes up devices as fast as it can (fake mDNS answers on a
+/// LAN; here, devices that join the hub and leave at once), and the node
+/// is given a contact's address: it dials them, and a text arrives. On
+/// the starting main one bucket paid for every dial: the made-up devices
+/// kept it empty, and the contact's address was skipped at every try for
+/// as long as the flood went on. Dials to contacts have a bucket of their
+/// own now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_devices_do_not_keep_a_contact_s_address_from_being_dialled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    // Ben on the LAN only: the flood is on the hub, which only Ann joins.
+    let ben = Node::start(
+        ben,
+        NodeConfig {
+            lan: lan(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ben_addrs = ben.wait_listening(Duration::from_secs(10)).await;
+    assert!(!ben_addrs.is_empty(), "Ben listens");
+    let hub = Hub::new();
+    let ann = Node::start(
+        ann,
+        NodeConfig {
+            lan: lan(),
+            emulated: Some(hub.clone()),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Ann finds (and dials, having the smaller number) every one of them:
+    // many times her dials to devices found.
+    let flood = MadeUp::start(&hub, 16, None);
+    flood.until_made(2_000).await;
+    for addr in ben_addrs {
+        ann.add_peer(addr);
+    }
+    ann.send("ben", "through the flood").await.unwrap();
+    crate::hub::until("the text through the flood", || {
+        ben.profile()
+            .conversation("ann")
+            .unwrap()
+            .iter()
+            .any(|m| m.text == "through the flood")
+    })
+    .await;
+    drop(flood);
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
+
+/// A contact's link to a device found nearby drops while a stranger makes
+/// up devices: it is dialled again, and a text written after arrives. On
+/// the starting main the redial took a token from the one bucket the
+/// made-up devices kept empty, found none, and gave up for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_link_is_dialled_again_while_a_stranger_makes_up_devices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let hub = Hub::new();
+    let ann = crate::hub::start(ann, &hub).await;
+    let ben = crate::hub::start(ben, &hub).await;
+    let mut events = ann.subscribe();
+    ann.send("ben", "before").await.unwrap();
+    let has = |n: usize| ben.profile().conversation("ann").unwrap().len() == n;
+    crate::hub::until("the first text", || has(1)).await;
+
+    // A few a millisecond: far more than Ann dials devices found (10 a
+    // second), and few enough that Ben, who finds them too, keeps taking
+    // links (the hub drops a link to a device whose queue is full).
+    let flood = MadeUp::start(&hub, 2, Some(Duration::from_millis(1)));
+    flood.until_made(200).await;
+    hub.cut();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Disconnected { .. }) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the link went down");
+    ann.send("ben", "after").await.unwrap();
+    crate::hub::until("the text written after the drop", || has(2)).await;
+    drop(flood);
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
+
+/// A device found while the node was dialling too fast (a crowded LAN, or
+/// a stranger's made-up answers just before) is dialled once dials come
+/// back, with nothing found anew. On the starting main it was skipped,
+/// and only one side of a pair dials, so the two stayed apart until the
+/// next discovery (a LAN identity rotation, 15 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_found_while_dialling_too_fast_is_dialled_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let hub = Hub::new();
+    let ann = crate::hub::start(ann, &hub).await;
+    // Twice as many made-up devices as Ann dials at once, each gone
+    // before she dials it; Ben joins right after them (no await between:
+    // his node joins the hub before its start first waits), so Ann, who
+    // has the smaller number and so dials, finds him once her dials are
+    // spent. The bucket gives one back every 100 ms: only a pause of
+    // seconds between her reading the burst and reading Ben would let
+    // her dial him at once.
+    let burst = 2 * strand_node::limits::DISCOVERY_DIAL_BURST as usize;
+    for _ in 0..burst {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        drop(hub.join(tx));
+    }
+    let ben = crate::hub::start(ben, &hub).await;
+    ann.send("ben", "found in a crowd").await.unwrap();
+    crate::hub::until("Ben gets the text", || {
+        ben.profile()
+            .conversation("ann")
+            .unwrap()
+            .iter()
+            .any(|m| m.text == "found in a crowd")
+    })
+    .await;
     ann.shutdown().await;
     ben.shutdown().await;
 }
