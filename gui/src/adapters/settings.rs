@@ -229,29 +229,48 @@ fn rename(core: &mut Core, name: &str) {
 }
 
 fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
+    // Kept for the user service's copy, once the device changed it.
+    let (old, kept) = (Secret::new(current.expose()), Secret::new(new.expose()));
     let result = core.call(Request::ChangePassphrase {
         current,
         new,
         allow_weak: false,
     });
-    let (ok, message) = match result {
+    // Whether it changed (the form empties), and whether all is well
+    // (the message's colour): a service left with the old passphrase is
+    // a change with a warning.
+    let (changed, ok, message) = match result {
         // Locked before the request was taken: nothing changed.
         None => {
             core.ui(|ui| ui.global::<SettingsAdapter>().set_passphrase_busy(false));
             return;
         }
-        Some(Ok(_)) => (
-            true,
-            "Passphrase changed: the profile now opens with the new one only.".to_owned(),
-        ),
-        Some(Err(e)) => (false, e.message),
+        Some(Ok(_)) => {
+            let done = "Passphrase changed: the profile now opens with the new one only.";
+            // The same rule as `strand passphrase`: the service's copy
+            // (desktop keyring or passphrase file) follows, or the
+            // message says why not and what to do.
+            let service = strand_node::cli::service::update_service_passphrase(
+                &core.options.profile,
+                old.expose(),
+                kept.expose(),
+            );
+            match service {
+                Ok(copy) => match copy.words() {
+                    Some(words) => (true, true, format!("{done} {words}")),
+                    None => (true, true, done.to_owned()),
+                },
+                Err(stale) => (true, false, format!("{done} {}", stale.warning())),
+            }
+        }
+        Some(Err(e)) => (false, false, e.message),
     };
     core.ui(move |ui| {
         let a = ui.global::<SettingsAdapter>();
         a.set_passphrase_busy(false);
         a.set_passphrase_ok(ok);
         a.set_passphrase_result(message.into());
-        if ok {
+        if changed {
             a.set_passphrase_changed(a.get_passphrase_changed() + 1);
             a.set_new_strength(-1);
             a.set_new_strength_hint("".into());
@@ -261,8 +280,10 @@ fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
 
 /// Stops the node (this window's, or the one running on the profile in
 /// another process, as `strand wipe` does), releases the profile, and
-/// destroys it ([`strand_node::wipe::wipe`]); then shows the first-run
-/// screen.
+/// destroys it ([`strand_node::wipe::wipe`]), then the user service that
+/// ran it, as `strand wipe` does
+/// ([`strand_node::cli::service::forget_service_for`]); then shows the
+/// first-run screen, with what of the service is left, if anything.
 pub(crate) fn wipe(core: &mut Core) {
     let dir = core.options.profile.clone();
     let wiped = core
@@ -271,8 +292,17 @@ pub(crate) fn wipe(core: &mut Core) {
         .and_then(|_| strand_node::wipe::wipe(&dir).map_err(|e| strand_node::chain(&e)));
     match wiped {
         Ok(_) => {
-            // No profile any more: the first-run screen.
-            lock(core);
+            // The keys are gone: only now the service's pieces, which
+            // must not hold the wipe up.
+            let service = strand_node::cli::service::forget_service_for(&dir);
+            let left: Vec<String> = service.left.iter().map(|l| l.warning()).collect();
+            // No profile any more: the first-run screen, the only one
+            // there is now, says what is left (the settings are gone).
+            if left.is_empty() {
+                lock(core);
+            } else {
+                closed(core, format!("Wiped. {}", left.join(" ")));
+            }
             core.ui(|ui| ui.global::<SettingsAdapter>().set_wipe_result("".into()));
         }
         // The node is stopped either way: the unlock screen says why.

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::print::{self, json, print_message};
 use super::progress;
+use super::service::ServiceCopy;
 use super::{
     usage, Command, Ctx, GroupCmd, MailboxAction, OnOff, RelayAction, Result, ServiceAction,
     ShowHide,
@@ -40,7 +41,7 @@ pub(super) async fn run(ctx: &Ctx, command: Command) -> Result<()> {
                 keyring,
                 run_args,
             } => super::service::install(ctx, &run_args, !no_start, keyring),
-            ServiceAction::Remove => super::service::remove(ctx),
+            ServiceAction::Remove => super::service::remove(),
             ServiceAction::Status => super::service::status(ctx).await,
         },
         other => {
@@ -167,7 +168,10 @@ fn strong_enough(pass: &str, name: &str, allow_weak: bool) -> Result<()> {
 
 /// `strand passphrase`: the current passphrase (given or typed), then the
 /// new one (from a file, or typed twice); the device checks the current
-/// one and the new one's strength, and rewrites the file's header.
+/// one and the new one's strength, and rewrites the file's header. Then
+/// the user service's copy of the passphrase follows
+/// ([`super::service::update_service_passphrase`]); if it cannot, the
+/// change stands (exit 0) and a warning says what to do.
 async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool) -> Result<()> {
     if !Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
@@ -200,10 +204,28 @@ async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool)
         Reply::Done => {}
         other => return Err(unexpected(other)),
     }
+    // The new passphrase is in force from here, whatever follows.
+    let service = super::service::update_service_passphrase(&ctx.dir, &current, &new);
     if ctx.json {
-        return json(&serde_json::json!({ "changed": true }));
+        json(&serde_json::json!({
+            "changed": true,
+            "service_passphrase": match &service {
+                Ok(ServiceCopy::NoService) => "none",
+                Ok(_) => "updated",
+                Err(_) => "stale",
+            },
+        }))?;
+    } else {
+        println!("Passphrase changed: the profile opens with the new one only.");
     }
-    println!("Passphrase changed: the profile opens with the new one only.");
+    match service {
+        Ok(copy) => {
+            if let Some(words) = copy.words().filter(|_| !ctx.json) {
+                println!("{words}");
+            }
+        }
+        Err(stale) => eprintln!("{}", stale.warning()),
+    }
     Ok(())
 }
 
@@ -1117,8 +1139,12 @@ async fn relay_remove(ctx: &Ctx, device: &Device, address: String) -> Result<()>
 }
 
 /// `strand wipe`: stops a running node (it lets go of the profile),
-/// then destroys the profile. Needs no passphrase: whoever can delete the
-/// folder can destroy it anyway; this makes it fast and thorough.
+/// then destroys the profile, then the user service that ran it, if one
+/// did ([`super::service::forget_service_for`]: its passphrase and its
+/// unit). Needs no passphrase: whoever can delete the folder can destroy
+/// it anyway; this makes it fast and thorough. What of the service could
+/// not be removed is a warning on standard error, with how to remove it;
+/// the wipe stands (exit 0).
 async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
     if !Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
@@ -1158,8 +1184,17 @@ async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
         wiped.key_copies,
         wiped.bytes
     );
+    // Only now, with the keys gone: a keyring or a user manager that
+    // does not answer must not hold the wipe up.
+    let service = super::service::forget_service_for(&ctx.dir);
+    for removed in &service.removed {
+        println!("{}", removed.words());
+    }
     println!(
         "Not reached by any wipe: copies on SSD/flash blocks the drive remapped, file-system snapshots, backups, swap. See the README."
     );
+    for left in &service.left {
+        eprintln!("{}", left.warning());
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The desktop keyring, through the freedesktop Secret Service API
 //! (`org.freedesktop.secrets` on the session bus: GNOME Keyring, KWallet,
 //! KeePassXC): where `strand service install --keyring` keeps the
-//! passphrase and `--passphrase-keyring` reads it, instead of a file.
+//! passphrase and `--passphrase-keyring` reads it, instead of a file;
+//! a passphrase change replaces it (`super::service::update_service_passphrase`).
 //!
 //! One item per profile, in the default collection, with the attributes
 //! `application = strand` and `profile = <the profile's absolute path>`.

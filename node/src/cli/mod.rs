@@ -9,7 +9,7 @@
 pub mod args;
 mod commands;
 mod demo;
-mod keyring;
+pub mod keyring;
 mod manual;
 pub(crate) mod print;
 mod progress;
@@ -64,7 +64,9 @@ const SERVICE_HELP: &str = "\
 `strand --passphrase-file FILE service install` (or `strand service install --keyring`, the passphrase in the desktop keyring) writes a unit of your own to ~/.config/systemd/user/strand.service and starts it. \
 The Debian package also installs one for every user, in /usr/lib/systemd/user: it runs `strand run` on the default profile with \
 the passphrase in ~/.config/strand/passphrase (mode 0600), and starts at login once turned on with \
-`systemctl --user enable --now strand`. A passphrase in a file is readable by anything running as you: see docs/guide/service.md.";
+`systemctl --user enable --now strand`. A passphrase in a file is readable by anything running as you: see docs/guide/service.md. \
+`strand service remove` and `status` act on the profile the unit runs; after `strand passphrase`, the service's copy of the passphrase (keyring item, or a file whose first line is the old passphrase) takes the new one; \
+`strand wipe` of the profile the service runs removes its passphrase (keyring item, or file, overwritten) and its unit too.";
 
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Subcommand, Debug)]
@@ -78,7 +80,7 @@ pub enum Command {
         #[arg(long)]
         allow_weak: bool,
     },
-    /// Change the passphrase that unlocks this profile (asks for the current one, then the new one twice)
+    /// Change the passphrase that unlocks this profile (asks for the current one, then the new one twice); the user service's copy (desktop keyring or passphrase file) follows
     Passphrase {
         /// Read the new passphrase from the first line of this file instead of asking
         #[arg(long, value_name = "FILE")]
@@ -239,7 +241,7 @@ pub enum Command {
         #[arg(long, default_value = "/usr/bin/strand")]
         exe: PathBuf,
     },
-    /// Destroy this profile for good (keys first, then every file); stops a running node. Asks you to type the folder's name, unless --yes
+    /// Destroy this profile for good (keys first, then every file), then the user service that ran it (its passphrase, file or keyring item, and its unit); stops a running node. Asks you to type the folder's name, unless --yes
     Wipe {
         /// Do not ask: wipe at once
         #[arg(long)]

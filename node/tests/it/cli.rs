@@ -2402,6 +2402,40 @@ fn the_node_as_a_user_service() {
     assert!(!unit.exists());
 }
 
+/// A `systemctl` that only writes down what it is asked, one line a call,
+/// first on the `PATH` its tests give `strand`: the service tests never
+/// reach the user manager of whoever runs them.
+struct FakeSystemctl {
+    /// `PATH` with it first.
+    path: String,
+    asked: PathBuf,
+}
+
+impl FakeSystemctl {
+    fn new(root: &Path) -> FakeSystemctl {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let asked = root.join("asked");
+        let fake = bin.join("systemctl");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", asked.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeSystemctl {
+            path: format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            asked,
+        }
+    }
+
+    /// What it was asked, a line a call.
+    fn asked(&self) -> String {
+        std::fs::read_to_string(&self.asked).unwrap_or_default()
+    }
+}
+
 /// `strand service install` over a service that runs already (installed
 /// before, maybe for another profile or with other flags) restarts it,
 /// so the node runs as the new unit says. Before, `enable --now` left a
@@ -2415,23 +2449,12 @@ fn installing_the_service_again_restarts_it() {
     let pass = tmp.path().join("pass");
     std::fs::write(&pass, format!("{}\n", a.pass)).unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    // A systemctl that writes down what it is asked.
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let asked = tmp.path().join("asked");
-    let fake = bin.join("systemctl");
-    std::fs::write(
-        &fake,
-        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", asked.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let systemctl = FakeSystemctl::new(tmp.path());
     let install = |flags: &[&str]| {
         let out = a
             .command()
             .env("XDG_CONFIG_HOME", &config)
-            .env("PATH", &path)
+            .env("PATH", &systemctl.path)
             .env_remove("STRAND_PASSPHRASE")
             .args([
                 "--passphrase-file",
@@ -2453,7 +2476,7 @@ fn installing_the_service_again_restarts_it() {
     };
     install(&["--no-ble"]);
     install(&["--no-ble", "--no-mdns"]);
-    let asked = std::fs::read_to_string(&asked).unwrap();
+    let asked = systemctl.asked();
     let restarts = asked
         .lines()
         .filter(|l| *l == "--user restart strand.service")
@@ -2677,10 +2700,15 @@ fn a_command_showing_progress_ends_while_the_node_is_busy() {
 }
 
 /// A private session bus with a real desktop keyring (GNOME Keyring's
-/// Secret Service) on it, unlocked; both go when dropped.
+/// Secret Service) on it, unlocked; both go when dropped. Its `strand`
+/// commands reach it, keep their units in a configuration folder of the
+/// test's own, and ask a [`FakeSystemctl`].
 struct Keyring {
     // The keyring daemon leaves with its bus.
     bus: Bus,
+    /// `XDG_CONFIG_HOME` of the commands: the unit is written under it.
+    config: PathBuf,
+    systemctl: FakeSystemctl,
 }
 
 impl Keyring {
@@ -2717,8 +2745,46 @@ impl Keyring {
             .unwrap();
         drop(unlock.stdin.take());
         assert!(unlock.wait().unwrap().success());
-        Keyring { bus }
+        Keyring {
+            bus,
+            config: root.join("config"),
+            systemctl: FakeSystemctl::new(root),
+        }
     }
+
+    /// The unit `strand service install` writes.
+    fn unit(&self) -> PathBuf {
+        self.config.join("systemd/user/strand.service")
+    }
+
+    /// `strand` for `user` with this keyring, its configuration folder and
+    /// systemctl, no terminal, and `pass` (if any) as STRAND_PASSPHRASE.
+    fn command(&self, user: &User, pass: Option<&str>) -> Command {
+        let mut c = user.command();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("PATH", &self.systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .stdin(Stdio::null());
+        if let Some(p) = pass {
+            c.env("STRAND_PASSPHRASE", p);
+        }
+        c
+    }
+
+    /// `strand ARGS`, as [`Keyring::command`].
+    fn strand(&self, user: &User, args: &[&str], pass: Option<&str>) -> Output {
+        self.command(user, pass).args(args).output().unwrap()
+    }
+}
+
+/// What a command printed, both streams.
+fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `strand service install --keyring` keeps the passphrase in the desktop
@@ -2730,26 +2796,7 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     let tmp = tempfile::tempdir().unwrap();
     let keyring = Keyring::start(tmp.path());
     let alice = User::init(tmp.path(), "alice");
-    let config = tmp.path().join("config");
-    let strand = |args: &[&str], pass: Option<&str>| {
-        let mut c = alice.command();
-        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus.address)
-            .env("XDG_CONFIG_HOME", &config)
-            .env_remove("STRAND_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null());
-        if let Some(p) = pass {
-            c.env("STRAND_PASSPHRASE", p);
-        }
-        c.output().unwrap()
-    };
-    let said = |o: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
+    let strand = |args: &[&str], pass: Option<&str>| keyring.strand(&alice, args, pass);
 
     // Nothing kept yet.
     let out = strand(&["--passphrase-keyring", "status"], None);
@@ -2764,7 +2811,7 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     assert!(!out.status.success(), "{}", said(&out));
     let out = strand(&["--passphrase-keyring", "status"], None);
     assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
-    let unit = config.join("systemd/user/strand.service");
+    let unit = keyring.unit();
     assert!(!unit.exists());
 
     let out = strand(
@@ -2837,27 +2884,8 @@ fn the_service_keyring_passphrase_is_checked_while_a_node_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let keyring = Keyring::start(tmp.path());
     let alice = User::init(tmp.path(), "alice");
-    let config = tmp.path().join("config");
-    let strand = |args: &[&str], pass: Option<&str>| {
-        let mut c = alice.command();
-        c.env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus.address)
-            .env("XDG_CONFIG_HOME", &config)
-            .env_remove("STRAND_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null());
-        if let Some(p) = pass {
-            c.env("STRAND_PASSPHRASE", p);
-        }
-        c.output().unwrap()
-    };
-    let said = |o: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
-    let unit = config.join("systemd/user/strand.service");
+    let strand = |args: &[&str], pass: Option<&str>| keyring.strand(&alice, args, pass);
+    let unit = keyring.unit();
     let install = ["service", "install", "--keyring", "--no-start"];
 
     // A wrong passphrase while a node holds the profile: refused.
@@ -2891,6 +2919,447 @@ fn the_service_keyring_passphrase_is_checked_while_a_node_runs() {
     let out = strand(&["--passphrase-keyring", "status"], None);
     assert!(out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("alice"), "{}", said(&out));
+}
+
+/// Passphrases for the passphrase-change tests: strong enough to pass
+/// the strength check.
+const NEW_PASS: &str = "a heron stands where the canal bends";
+const NEWER_PASS: &str = "the ferry waits for the last bicycle";
+
+/// A file holding `pass` on its first line, for `--new-passphrase-file`.
+fn pass_file(root: &Path, name: &str, pass: &str) -> PathBuf {
+    let file = root.join(name);
+    std::fs::write(&file, format!("{pass}\n")).unwrap();
+    file
+}
+
+/// `strand passphrase` replaces the passphrase the service keeps in the
+/// desktop keyring, so the service opens the profile at its next start.
+/// Before, the keyring kept the old one: the service failed at every
+/// start, and systemd started it again every 10 s for ever. With no
+/// keyring to answer, the passphrase changes all the same and the
+/// command says the service's copy is stale and how to fix it; a later
+/// change, with the keyring there, replaces that stale copy.
+#[test]
+fn a_passphrase_change_replaces_the_service_passphrase_in_the_keyring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let new = pass_file(tmp.path(), "new", NEW_PASS);
+    let newer = pass_file(tmp.path(), "newer", NEWER_PASS);
+
+    // No keyring answers: changed, and the stale copy said.
+    let out = keyring
+        .command(&alice, Some(&alice.pass))
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args(["passphrase", "--new-passphrase-file", new.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("was not changed"), "{stderr}");
+    assert!(
+        stderr.contains("strand service install --keyring"),
+        "{stderr}"
+    );
+    assert!(said(&out).contains("Passphrase changed"), "{}", said(&out));
+    let out = keyring.strand(&alice, &["status"], Some(NEW_PASS));
+    assert!(
+        out.status.success(),
+        "the new one is in force: {}",
+        said(&out)
+    );
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(!out.status.success(), "the keyring kept the old one");
+
+    // The keyring answers: its copy is the new one, and the service's
+    // command opens the profile with it.
+    let out = keyring.strand(
+        &alice,
+        &[
+            "passphrase",
+            "--new-passphrase-file",
+            newer.to_str().unwrap(),
+        ],
+        Some(NEW_PASS),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("The service's passphrase in the desktop keyring is the new one too"),
+        "{}",
+        said(&out)
+    );
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("alice"), "{}", said(&out));
+}
+
+/// `strand service remove` and `status`, given another profile (or none,
+/// the default one), act on the profile the installed unit runs. Before,
+/// they took the profile they were given: `remove` left the keyring item
+/// of the service's profile behind, and `status` said whether a node ran
+/// on the other profile.
+#[test]
+fn service_remove_and_status_follow_the_profile_the_unit_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    // The same commands, asked about another profile.
+    let elsewhere = |args: &[&str]| {
+        keyring
+            .command(&alice, None)
+            .env("STRAND_PROFILE", tmp.path().join("bob"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let (run, _) = alice.run(&[]);
+    let run = Killed(run);
+    let out = elsewhere(&["--json", "service", "status"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["installed"], true, "{status}");
+    assert_eq!(status["profile"], alice.dir.to_str().unwrap(), "{status}");
+    assert_eq!(status["node_running"], true, "{status}");
+    drop(run);
+
+    let out = elsewhere(&["service", "remove"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("Removed the passphrase from the desktop keyring"),
+        "{}",
+        said(&out)
+    );
+    assert!(!keyring.unit().exists());
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
+
+    // None installed: both say so.
+    let out = elsewhere(&["service", "remove"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("No Strand service is installed"),
+        "{}",
+        said(&out)
+    );
+    let out = elsewhere(&["service", "status"]);
+    assert!(said(&out).contains("Not installed"), "{}", said(&out));
+}
+
+/// `strand passphrase` rewrites the passphrase file the service reads
+/// (the unit's `--passphrase-file`) when its first line is the old
+/// passphrase: at once (a new file renamed over it), as private as it
+/// was, its target if it is a link (the link stays), and any lines after
+/// the first kept. Before, the file kept the old passphrase and the
+/// service failed at every start. A file that holds something else is
+/// left as it is and the command says so; another profile's change does
+/// not touch it.
+#[test]
+fn a_passphrase_change_rewrites_the_service_passphrase_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = User::init(tmp.path(), "alice");
+    let config = tmp.path().join("config");
+    let systemctl = FakeSystemctl::new(tmp.path());
+    let strand = |user: &User, args: &[&str]| {
+        user.command()
+            .env("XDG_CONFIG_HOME", &config)
+            .env("PATH", &systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // The service's file, through a link.
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let real = secrets.join("passphrase");
+    std::fs::write(&real, format!("{}\nkept\n", alice.pass)).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = tmp.path().join("pass");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let link = link.to_str().unwrap();
+    let out = strand(
+        &alice,
+        &[
+            "--passphrase-file",
+            link,
+            "service",
+            "install",
+            "--no-start",
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+
+    let new = pass_file(tmp.path(), "new", NEW_PASS);
+    let new = new.to_str().unwrap();
+    let out = strand(
+        &alice,
+        &[
+            "--passphrase-file",
+            link,
+            "passphrase",
+            "--new-passphrase-file",
+            new,
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("Wrote the new passphrase to"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        format!("{NEW_PASS}\nkept\n")
+    );
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let linked = std::fs::symlink_metadata(tmp.path().join("pass")).unwrap();
+    assert!(linked.file_type().is_symlink());
+    let leftovers: Vec<_> = std::fs::read_dir(&secrets).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file stays");
+    // What the unit runs opens the profile.
+    let out = strand(&alice, &["--passphrase-file", link, "status"]);
+    assert!(out.status.success(), "{}", said(&out));
+
+    // Another profile's change leaves it be.
+    let bob = User::init(tmp.path(), "bob");
+    let bob_pass = pass_file(tmp.path(), "bob-pass", &bob.pass);
+    let out = strand(
+        &bob,
+        &[
+            "--passphrase-file",
+            bob_pass.to_str().unwrap(),
+            "passphrase",
+            "--new-passphrase-file",
+            new,
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!said(&out).contains("service"), "{}", said(&out));
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        format!("{NEW_PASS}\nkept\n")
+    );
+
+    // A file holding something else: left as it is, and said; the
+    // passphrase changed all the same.
+    std::fs::write(&real, "something else\n").unwrap();
+    let newer = pass_file(tmp.path(), "newer", NEWER_PASS);
+    let out = strand(
+        &alice,
+        &[
+            "--passphrase-file",
+            new,
+            "passphrase",
+            "--new-passphrase-file",
+            newer.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds neither the old passphrase nor the new one")
+            && stderr.contains("put the new passphrase on the first line of"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "something else\n");
+    let out = strand(
+        &alice,
+        &["--passphrase-file", newer.to_str().unwrap(), "status"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+}
+
+/// `strand wipe` of the profile the user service runs removes the
+/// service with it: the passphrase file the unit reads (overwritten, then
+/// deleted) and the unit, and systemd is asked to disable the service and
+/// stop it. Before, the wipe left both: the passphrase opened any copy of
+/// the profile that outlived the wipe (a backup, a snapshot), and the unit
+/// named the profile and would start a node on it. A file that holds more
+/// than the passphrase, reached through a link, loses its first line
+/// only, and the link stays; a wipe of another profile leaves the service
+/// as it is.
+#[test]
+fn a_wipe_removes_the_service_passphrase_file_and_unit() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    let unit = config.join("systemd/user/strand.service");
+    let systemctl = FakeSystemctl::new(tmp.path());
+    let strand = |user: &User, args: &[&str]| {
+        user.command()
+            .env("XDG_CONFIG_HOME", &config)
+            .env("PATH", &systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let private = |name: &str, text: &str| {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        file
+    };
+    let install = |user: &User, pass: &Path| {
+        let pass = pass.to_str().unwrap();
+        let out = strand(
+            user,
+            &[
+                "--passphrase-file",
+                pass,
+                "service",
+                "install",
+                "--no-start",
+            ],
+        );
+        assert!(out.status.success(), "{}", said(&out));
+    };
+    let alice = User::init(tmp.path(), "alice");
+    let bob = User::init(tmp.path(), "bob");
+    let alice_pass = private("alice-pass", &format!("{}\n", alice.pass));
+    install(&alice, alice_pass.as_path());
+    let text = std::fs::read_to_string(&unit).unwrap();
+
+    // Another profile's wipe: the service is left as it is.
+    let out = strand(&bob, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!bob.dir.exists());
+    assert_eq!(std::fs::read_to_string(&unit).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(&alice_pass).unwrap(),
+        format!("{}\n", alice.pass)
+    );
+    assert_eq!(systemctl.asked(), "", "systemd is not asked");
+
+    // The service's profile: the passphrase file and the unit go.
+    let out = strand(&alice, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!alice.dir.exists());
+    assert!(!alice_pass.exists(), "{}", said(&out));
+    assert!(!unit.exists(), "{}", said(&out));
+    let asked = systemctl.asked();
+    assert!(
+        asked
+            .lines()
+            .any(|l| l == "--user disable --now strand.service"),
+        "{asked}"
+    );
+    assert!(
+        asked.lines().any(|l| l == "--user daemon-reload"),
+        "{asked}"
+    );
+    assert!(
+        said(&out).contains("Overwrote and removed the service's passphrase file"),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        !said(&out).contains("Left after the wipe"),
+        "{}",
+        said(&out)
+    );
+
+    // A file holding more than the passphrase, through a link: its first
+    // line goes; the rest, its mode and the link stay.
+    let carol = User::init(tmp.path(), "carol");
+    let shared = private("secrets", &format!("{}\nsomething else\n", carol.pass));
+    let link = tmp.path().join("carol-pass");
+    std::os::unix::fs::symlink(&shared, &link).unwrap();
+    install(&carol, link.as_path());
+    let out = strand(&carol, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!unit.exists(), "{}", said(&out));
+    assert_eq!(
+        std::fs::read_to_string(&shared).unwrap(),
+        "something else\n"
+    );
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let linked = std::fs::symlink_metadata(&link).unwrap();
+    assert!(linked.file_type().is_symlink());
+    let temporary = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".strand-passphrase-")
+        });
+    assert!(!temporary, "no temporary file stays");
+}
+
+/// `strand wipe` of the profile the user service runs with
+/// `--passphrase-keyring` takes its passphrase out of the desktop keyring
+/// (a real GNOME Keyring on a private bus), removes the unit, and asks
+/// systemd to disable the service and stop it. Before, the item stayed:
+/// it opened any copy of the profile that outlived the wipe (here, a new
+/// profile in the same folder with the same passphrase). A wipe of
+/// another profile touches neither the service nor its item.
+#[test]
+fn a_wipe_removes_the_service_passphrase_from_the_keyring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let bob = User::init(tmp.path(), "bob");
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let unit = keyring.unit();
+    let text = std::fs::read_to_string(&unit).unwrap();
+
+    // Another profile's wipe: nothing of the service is touched.
+    let out = keyring.strand(&bob, &["wipe", "--yes"], None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!bob.dir.exists());
+    assert_eq!(std::fs::read_to_string(&unit).unwrap(), text);
+    assert_eq!(keyring.systemctl.asked(), "", "systemd is not asked");
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(out.status.success(), "the item stays: {}", said(&out));
+
+    // The service's profile: the item and the unit go.
+    let out = keyring.strand(&alice, &["wipe", "--yes"], None);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("Removed the service's passphrase from the desktop keyring"),
+        "{}",
+        said(&out)
+    );
+    assert!(!alice.dir.exists());
+    assert!(!unit.exists(), "{}", said(&out));
+    let asked = keyring.systemctl.asked();
+    assert!(
+        asked
+            .lines()
+            .any(|l| l == "--user disable --now strand.service"),
+        "{asked}"
+    );
+    // A profile made again in that folder, with the same passphrase: the
+    // keyring holds nothing for it.
+    let alice = User::init(tmp.path(), "alice");
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(!out.status.success(), "the item outlived the wipe");
+    assert!(said(&out).contains("holds no passphrase"), "{}", said(&out));
 }
 
 /// `strand ARGS` for `user`, killed if it has not finished within `within`
