@@ -316,9 +316,10 @@ pub const ADVERT_LEN: usize = ADVERT_NONCE_LEN + ADVERT_FILTER_LEN;
 
 /// What a device puts in its BLE advertisement, beside Strand's service
 /// UUID, so contacts nearby know to connect: a beacon shrunk to 10 bytes.
-/// Make a new one every epoch (and when the radio's random address
-/// changes); it matches a contact in the previous, current and next
-/// epoch.
+/// Make a new one every epoch, and when the radio's random address
+/// changes where the system tells (BlueZ does not tell the node, so its
+/// hint and address change apart: PROTOCOL.md §13.3); it matches a
+/// contact in the previous, current and next epoch.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Advert {
     nonce: [u8; ADVERT_NONCE_LEN],
