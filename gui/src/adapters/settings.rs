@@ -282,19 +282,24 @@ fn change_passphrase(core: &mut Core, current: Secret, new: Secret) {
 /// another process, as `strand wipe` does), releases the profile, and
 /// destroys it ([`strand_node::wipe::wipe`]), then the user service that
 /// ran it, as `strand wipe` does
-/// ([`strand_node::cli::service::forget_service_for`]); then shows the
+/// ([`strand_node::cli::service::ProfileService`]); then shows the
 /// first-run screen, with what of the service is left, if anything.
 pub(crate) fn wipe(core: &mut Core) {
     let dir = core.options.profile.clone();
+    let mut service = None;
     let wiped = core
         .stop_running_node()
         .map_err(|e| strand_node::chain(&e))
-        .and_then(|_| strand_node::wipe::wipe(&dir).map_err(|e| strand_node::chain(&e)));
+        .and_then(|_| {
+            // Found while the profile's folder still resolves.
+            service = Some(strand_node::cli::service::ProfileService::of(&dir));
+            strand_node::wipe::wipe(&dir).map_err(|e| strand_node::chain(&e))
+        });
     match wiped {
         Ok(_) => {
             // The keys are gone: only now the service's pieces, which
             // must not hold the wipe up.
-            let service = strand_node::cli::service::forget_service_for(&dir);
+            let service = service.map(|s| s.forget()).unwrap_or_default();
             let left: Vec<String> = service.left.iter().map(|l| l.warning()).collect();
             // No profile any more: the first-run screen, the only one
             // there is now, says what is left (the settings are gone).

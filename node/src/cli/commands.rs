@@ -204,7 +204,11 @@ async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool)
         Reply::Done => {}
         other => return Err(unexpected(other)),
     }
-    // The new passphrase is in force from here, whatever follows.
+    // The new passphrase is in force from here, whatever follows: said
+    // before the service's copy is touched.
+    if !ctx.json {
+        println!("Passphrase changed: the profile opens with the new one only.");
+    }
     let service = super::service::update_service_passphrase(&ctx.dir, &current, &new);
     if ctx.json {
         json(&serde_json::json!({
@@ -215,8 +219,6 @@ async fn change_passphrase(ctx: &Ctx, new_from: Option<&Path>, allow_weak: bool)
                 Err(_) => "stale",
             },
         }))?;
-    } else {
-        println!("Passphrase changed: the profile opens with the new one only.");
     }
     match service {
         Ok(copy) => {
@@ -1140,7 +1142,7 @@ async fn relay_remove(ctx: &Ctx, device: &Device, address: String) -> Result<()>
 
 /// `strand wipe`: stops a running node (it lets go of the profile),
 /// then destroys the profile, then the user service that ran it, if one
-/// did ([`super::service::forget_service_for`]: its passphrase and its
+/// did ([`super::service::ProfileService`]: its passphrase and its
 /// unit). Needs no passphrase: whoever can delete the folder can destroy
 /// it anyway; this makes it fast and thorough. What of the service could
 /// not be removed is a warning on standard error, with how to remove it;
@@ -1177,6 +1179,9 @@ async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
     Device::stop_running(&ctx.dir)
         .await
         .map_err(|e| super::CliError::Other(e.into()))?;
+    // Which service runs it, found while its folder (and any link to it)
+    // still resolves.
+    let service = super::service::ProfileService::of(&ctx.dir);
     let wiped = crate::wipe::wipe(&ctx.dir)?;
     println!(
         "Wiped {}: {} key copies destroyed, {} bytes overwritten, the folder removed.",
@@ -1186,7 +1191,7 @@ async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {
     );
     // Only now, with the keys gone: a keyring or a user manager that
     // does not answer must not hold the wipe up.
-    let service = super::service::forget_service_for(&ctx.dir);
+    let service = service.forget();
     for removed in &service.removed {
         println!("{}", removed.words());
     }

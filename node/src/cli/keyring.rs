@@ -160,7 +160,12 @@ pub fn remove(dir: &Path) -> Result<bool, KeyringError> {
     let items = keyring.items(&profile)?;
     for item in &items {
         let item = keyring.proxy(item.as_str(), "org.freedesktop.Secret.Item")?;
-        let _: OwnedObjectPath = item.call("Delete", &()).map_err(failed)?;
+        // A prompt (anything but "/") means it is not deleted until the
+        // user confirms it: not removed, as far as anyone can tell now.
+        let prompt: OwnedObjectPath = item.call("Delete", &()).map_err(failed)?;
+        if prompt.as_str() != "/" {
+            return Err(KeyringError::Locked);
+        }
     }
     Ok(!items.is_empty())
 }

@@ -16,7 +16,7 @@
 //! runs from its unit ([`Installed`]), not from `--profile`.
 //!
 //! A wipe of that profile takes the service with it
-//! ([`forget_service_for`], which `strand wipe` and the app's settings
+//! ([`ProfileService`], which `strand wipe` and the app's settings
 //! both call once the profile's keys are gone): its passphrase (the only
 //! thing that still opens a copy of the profile that outlived the wipe)
 //! and its unit.
@@ -176,6 +176,11 @@ pub struct Installed {
     pub profile: Option<PathBuf>,
     /// Where it reads the passphrase, if it names a place.
     pub passphrase: Option<Passphrase>,
+    /// Why the file alone does not say which profile systemd runs, or
+    /// where it reads the passphrase (drop-ins, an environment that may
+    /// set `STRAND_PROFILE`, a line continued, a specifier not known
+    /// here): then nothing is done on a guess.
+    pub unsure: Option<String>,
 }
 
 impl Installed {
@@ -189,10 +194,26 @@ impl Installed {
             .map(str::to_owned);
         let mut profile = None;
         let mut passphrase = None;
-        let words = exec_start
+        let mut unsure = None;
+        let (words, unknown) = exec_start
             .as_deref()
             .map(|l| exec_words(l, config))
             .unwrap_or_default();
+        if let Some(spec) = unknown {
+            unsure = Some(format!("its ExecStart uses the specifier %{spec}"));
+        }
+        if exec_start
+            .as_deref()
+            .is_some_and(|l| l.trim_end().ends_with('\\'))
+        {
+            unsure = Some("its ExecStart goes on to the next line".to_owned());
+        }
+        if text.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("Environment=") || l.starts_with("EnvironmentFile=")
+        }) {
+            unsure = Some("it sets an environment (which may name another profile)".to_owned());
+        }
         // The first word is the program; `strand`'s global options may
         // stand before or after `run`.
         let mut words = words.into_iter().skip(1);
@@ -212,26 +233,71 @@ impl Installed {
             exec_start,
             profile,
             passphrase,
+            unsure,
         }
     }
 
-    /// The unit at `path`; `None` if there is no file there.
+    /// Whether it runs anything: a unit masked (a link to `/dev/null`)
+    /// or with no `ExecStart=` is not a Strand service, and hides one for
+    /// every user.
+    pub fn runs(&self) -> bool {
+        self.exec_start.is_some()
+    }
+
+    /// The unit at `path`; `None` if there is no file there. Drop-ins
+    /// (`strand.service.d/*.conf`, which `systemctl --user edit` writes)
+    /// and an `environment.d` that sets `STRAND_PROFILE` make it
+    /// [`Installed::unsure`].
     pub fn read(path: &Path) -> std::io::Result<Option<Installed>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Some(Installed::parse(
-                path.to_path_buf(),
-                &text,
-                config_dir().as_deref(),
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let config = config_dir();
+        let mut unit = match std::fs::read_to_string(path) {
+            Ok(text) => Installed::parse(path.to_path_buf(), &text, config.as_deref()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(drop_in) = drop_ins(config.as_deref()).first() {
+            unit.unsure = Some(format!("{} changes it", drop_in.display()));
+        } else if unit.profile.is_none() && environment_names_profile(config.as_deref()) {
+            unit.unsure =
+                Some("your user manager's environment.d may set STRAND_PROFILE".to_owned());
         }
+        Ok(Some(unit))
     }
 
     /// The profile it runs: the one it names, or the default one.
     pub fn profile_dir(&self) -> Option<PathBuf> {
         self.profile.clone().or_else(crate::default_profile_dir)
     }
+}
+
+/// The drop-ins that change [`UNIT`] wherever systemd looks for them.
+fn drop_ins(config: Option<&Path>) -> Vec<PathBuf> {
+    let own = config.map(|c| c.join("systemd").join("user"));
+    let dirs = own.into_iter().chain(
+        ["/run/systemd/user"]
+            .into_iter()
+            .chain(SYSTEM_UNIT_DIRS)
+            .map(PathBuf::from),
+    );
+    dirs.filter_map(|d| std::fs::read_dir(d.join(format!("{UNIT}.d"))).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect()
+}
+
+/// Whether the user's `environment.d` names `STRAND_PROFILE` (the user
+/// manager passes it to every service).
+fn environment_names_profile(config: Option<&Path>) -> bool {
+    let Some(dir) = config.map(|c| c.join("environment.d")) else {
+        return false;
+    };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .any(|text| text.contains("STRAND_PROFILE"))
 }
 
 /// The value of `--flag VALUE` or `--flag=VALUE` if `word` is that flag
@@ -249,14 +315,15 @@ fn option_value(word: &str, flag: &str, rest: &mut impl Iterator<Item = String>)
 /// (`"…"` or `'…'`) or not, `\` escapes, `%%` and `$$` undoubled (the
 /// reverse of [`unit_quote`]), and `%E` the user's configuration
 /// directory (`config`), which the packaged unit uses; other specifiers
-/// are left as they are.
-fn exec_words(line: &str, config: Option<&Path>) -> Vec<String> {
+/// are left as they are, and the first of them returned.
+fn exec_words(line: &str, config: Option<&Path>) -> (Vec<String>, Option<char>) {
     let mut words = Vec::new();
+    let mut unknown = None;
     let mut chars = line.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.peek().is_none() {
-            return words;
+            return (words, unknown);
         }
         let quote = chars.next_if(|&c| c == '"' || c == '\'');
         let mut word = String::new();
@@ -270,6 +337,7 @@ fn exec_words(line: &str, config: Option<&Path>) -> Vec<String> {
                     (Some('%'), _) => word.push('%'),
                     (Some('E'), Some(dir)) => word.push_str(&dir.display().to_string()),
                     (Some(other), _) => {
+                        unknown.get_or_insert(other);
                         word.push('%');
                         word.push(other);
                     }
@@ -458,7 +526,18 @@ pub(super) fn remove() -> Result<()> {
         );
         return Ok(());
     };
-    if unit.passphrase == Some(Passphrase::Keyring) {
+    if !unit.runs() {
+        println!(
+            "{} runs nothing (it is masked, or has no ExecStart=): it is not a Strand service, so it stays.",
+            unit.path.display()
+        );
+        return Ok(());
+    }
+    if let (Some(Passphrase::Keyring), Some(why)) = (&unit.passphrase, &unit.unsure) {
+        println!(
+            "The passphrase may stay in the desktop keyring: which profile the unit runs cannot be told from it ({why})."
+        );
+    } else if unit.passphrase == Some(Passphrase::Keyring) {
         match unit.profile_dir() {
             Some(profile) => match super::keyring::remove(&profile) {
                 Ok(true) => println!("Removed the passphrase from the desktop keyring."),
@@ -604,6 +683,15 @@ pub enum StaleCopy {
     /// The file belongs to another user: replacing it would change its owner.
     #[error("{} belongs to another user, so Strand left it as it is", .0.display())]
     NotYours(PathBuf),
+    /// The unit may run this profile, but what it runs cannot be told
+    /// from its file ([`Installed::unsure`]).
+    #[error("whether the service's unit {} runs this profile cannot be told from it ({why})", .path.display())]
+    Unsure {
+        /// The unit file.
+        path: PathBuf,
+        /// Why not.
+        why: String,
+    },
 }
 
 impl StaleCopy {
@@ -611,8 +699,8 @@ impl StaleCopy {
     pub fn fix(&self) -> String {
         match self {
             StaleCopy::Keyring(_) => "in your desktop session, run `strand service install --keyring` again (with the same flags after `--`): it keeps the new passphrase there".to_owned(),
-            StaleCopy::Unit { path, .. } => format!(
-                "if {} runs this profile, put the new passphrase where it reads it",
+            StaleCopy::Unit { path, .. } | StaleCopy::Unsure { path, .. } => format!(
+                "if {} runs this profile (`systemctl --user cat {UNIT}`), put the new passphrase where it reads it",
                 path.display()
             ),
             StaleCopy::Exposed { file, .. } => format!(
@@ -664,9 +752,15 @@ pub fn update_service_passphrase(
     new: &str,
 ) -> std::result::Result<ServiceCopy, StaleCopy> {
     let unit = unit_in_effect().map_err(|(path, source)| StaleCopy::Unit { path, source })?;
-    let Some(unit) = unit else {
+    let Some(unit) = unit.filter(Installed::runs) else {
         return Ok(ServiceCopy::NoService);
     };
+    if let Some(why) = unit.unsure {
+        return Err(StaleCopy::Unsure {
+            path: unit.path,
+            why,
+        });
+    }
     let Some(profile) = unit.profile_dir().filter(|p| same_dir(p, dir)) else {
         return Ok(ServiceCopy::NoService);
     };
@@ -700,6 +794,14 @@ fn rewrite_passphrase_file(
         Err(e) => return Err(failed(e)),
     };
     let meta = std::fs::metadata(&target).map_err(failed)?;
+    // A pipe or a device (a secret manager's FIFO, `/dev/stdin`) would
+    // block the read, or give what is not the service's copy.
+    if !meta.is_file() {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        )));
+    }
     let text = Zeroizing::new(std::fs::read_to_string(&target).map_err(failed)?);
     // The line `--passphrase-file` reads.
     let first = text.lines().next().unwrap_or("");
@@ -746,7 +848,7 @@ fn rewrite_passphrase_file(
     Ok(ServiceCopy::Replaced(Passphrase::File(file.to_path_buf())))
 }
 
-/// What [`forget_service_for`] removed of the user service that ran a
+/// What [`ProfileService`] removed of the user service that ran a
 /// wiped profile, in the order it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -793,7 +895,7 @@ impl Removed {
 }
 
 /// A piece of the user service of a wiped profile that is still there
-/// ([`forget_service_for`]). The wipe stands: the profile is destroyed;
+/// ([`ProfileService`]). The wipe stands: the profile is destroyed;
 /// what is left can give its passphrase away (to open a copy of the
 /// profile that survived elsewhere) or show that Strand was used.
 #[derive(Debug, thiserror::Error)]
@@ -808,6 +910,16 @@ pub enum Left {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A unit that may have run the wiped profile, but what it runs
+    /// cannot be told from its file ([`Installed::unsure`]): nothing of it
+    /// was touched.
+    #[error("whether the service's unit {} ran the wiped profile cannot be told from it ({why}), so nothing of it was touched", .path.display())]
+    Unsure {
+        /// The unit file.
+        path: PathBuf,
+        /// Why not.
+        why: String,
     },
     /// The desktop keyring did not remove the passphrase.
     #[error("the service's passphrase stays in the desktop keyring")]
@@ -864,6 +976,9 @@ impl Left {
     /// How the user removes it by hand.
     pub fn fix(&self) -> String {
         match self {
+            Left::Unsure { .. } => format!(
+                "read it (`systemctl --user cat {UNIT}`): if it ran the wiped profile, run `systemctl --user disable --now {UNIT}`, remove the passphrase it reads (`shred -u FILE` for the file after --passphrase-file; for --passphrase-keyring, `secret-tool clear application strand profile DIR`) and the unit"
+            ),
             Left::UnreadableUnit { path, .. } => format!(
                 "read it (`sudo cat {}`): if it ran the wiped profile, run `systemctl --user disable --now {UNIT}`, remove the passphrase it reads (`shred -u FILE` for the file after --passphrase-file; for --passphrase-keyring, `secret-tool clear application strand profile DIR`) and the unit",
                 path.display()
@@ -909,7 +1024,7 @@ impl Left {
 }
 
 /// What became of the user service that ran a wiped profile
-/// ([`forget_service_for`]).
+/// ([`ProfileService`]).
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Forgotten {
@@ -919,9 +1034,10 @@ pub struct Forgotten {
     pub left: Vec<Left>,
 }
 
-/// After a wipe destroyed the profile in `dir` (`strand wipe`, the app's
-/// settings: each calls this once [`crate::wipe::wipe`] returned, never
-/// before), removes the user service that ran it, if one did: what it
+/// After a wipe destroyed a profile (`strand wipe`, the app's settings:
+/// each finds the service before [`crate::wipe::wipe`], and removes it
+/// once that returned, never before), removes the user service that ran
+/// it, if one did: what it
 /// keeps is that profile's passphrase, which opens any copy of the
 /// profile that outlived the wipe (a backup, a snapshot, blocks a flash
 /// drive remapped), and a unit that names the profile and would start a
@@ -949,30 +1065,76 @@ pub struct Forgotten {
 ///
 /// Nothing here fails the wipe: each piece that could not be removed is
 /// a [`Left`], with how to remove it by hand.
-pub fn forget_service_for(dir: &Path) -> Forgotten {
-    let mut done = Forgotten::default();
-    let unit = match unit_in_effect() {
-        Ok(Some(unit)) => unit,
-        Ok(None) => return done,
-        Err((path, source)) => {
-            done.left.push(Left::UnreadableUnit { path, source });
-            return done;
+///
+/// Which service is found before the wipe ([`ProfileService::of`]), while
+/// the profile's folder and any link to it still resolve; the rest is
+/// done after it ([`ProfileService::forget`]).
+#[derive(Debug)]
+pub enum ProfileService {
+    /// No user service runs the profile.
+    None,
+    /// Whether one does is not known: said after the wipe.
+    Unknown(Left),
+    /// This unit runs it, on the profile as the unit names it.
+    Runs {
+        /// The unit.
+        unit: Installed,
+        /// The profile, as the unit names it (the keyring item's name).
+        profile: PathBuf,
+    },
+}
+
+impl ProfileService {
+    /// The user service that runs the profile in `dir`, if one does: call
+    /// it before the wipe.
+    pub fn of(dir: &Path) -> ProfileService {
+        let unit = match unit_in_effect() {
+            Ok(Some(unit)) if unit.runs() => unit,
+            Ok(_) => return ProfileService::None,
+            Err((path, source)) => {
+                return ProfileService::Unknown(Left::UnreadableUnit { path, source })
+            }
+        };
+        if let Some(why) = unit.unsure {
+            return ProfileService::Unknown(Left::Unsure {
+                path: unit.path,
+                why,
+            });
         }
-    };
-    // A relative `--profile` is relative to the service's folder, not
-    // this process's: it is not taken for this profile.
-    let Some(profile) = unit
-        .profile_dir()
-        .filter(|p| p.is_absolute() && same_dir(p, dir))
-    else {
-        return done;
-    };
+        // A relative `--profile` is relative to the service's folder, not
+        // this process's: it is not taken for this profile.
+        match unit
+            .profile_dir()
+            .filter(|p| p.is_absolute() && same_dir(p, dir))
+        {
+            Some(profile) => ProfileService::Runs { unit, profile },
+            None => ProfileService::None,
+        }
+    }
+
+    /// Once the wipe destroyed the profile, removes what of the service
+    /// [`ProfileService::of`] found (see [`ProfileService`]).
+    pub fn forget(self) -> Forgotten {
+        match self {
+            ProfileService::None => Forgotten::default(),
+            ProfileService::Unknown(left) => Forgotten {
+                removed: Vec::new(),
+                left: vec![left],
+            },
+            ProfileService::Runs { unit, profile } => forget_unit(unit, &profile),
+        }
+    }
+}
+
+/// [`ProfileService::forget`] of a unit that ran the wiped `profile`.
+fn forget_unit(unit: Installed, profile: &Path) -> Forgotten {
+    let mut done = Forgotten::default();
     let own_dir = config_dir().map(|c| c.join("systemd").join("user"));
     let own = own_dir.as_ref().is_some_and(|d| unit.path == d.join(UNIT));
     // Where `systemctl --user enable` links it (its `WantedBy=`), the
     // user's own unit or one for every user.
     let start_link = own_dir.map(|d| d.join("default.target.wants").join(UNIT));
-    let had_secret = forget_passphrase(&unit, &profile, &mut done);
+    let had_secret = forget_passphrase(&unit, profile, &mut done);
     let enabled = start_link.as_deref().is_some_and(is_link);
     if !own && !had_secret && !enabled {
         // A unit for every user this one never used.
@@ -1026,7 +1188,7 @@ fn is_link(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Step 1 of [`forget_service_for`]: the service's copy of `profile`'s
+/// Step 1 of [`ProfileService`]: the service's copy of `profile`'s
 /// passphrase, as `unit` names it. Whether there was one (removed or
 /// left).
 fn forget_passphrase(unit: &Installed, profile: &Path, done: &mut Forgotten) -> bool {
@@ -1061,13 +1223,14 @@ fn forget_passphrase(unit: &Installed, profile: &Path, done: &mut Forgotten) -> 
     }
 }
 
-/// This process's user: the owner of a file it makes.
-fn own_uid() -> std::io::Result<u32> {
-    Ok(tempfile::tempfile()?.metadata()?.uid())
+/// This process's (effective) user: the owner of a file it makes.
+fn own_uid() -> u32 {
+    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Destroys the passphrase in the service's passphrase `file` (step 1 of
-/// [`forget_service_for`]); `None` if there is no such file.
+/// [`ProfileService`]); `None` if there is no such file.
 fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, Left> {
     let failed = |source: std::io::Error| Left::File {
         file: file.to_path_buf(),
@@ -1094,8 +1257,15 @@ fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, 
             "it is not a regular file",
         )));
     }
-    if meta.uid() != own_uid().map_err(failed)? {
+    if meta.uid() != own_uid() {
         return Err(Left::NotYours(file.to_path_buf()));
+    }
+    // Overwriting it would overwrite what its other names hold too.
+    if meta.nlink() > 1 {
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it has other names (hard links), whose contents overwriting it would destroy",
+        )));
     }
     let mut old = std::fs::OpenOptions::new()
         .read(true)

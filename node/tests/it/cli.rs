@@ -3306,6 +3306,108 @@ fn a_wipe_removes_the_service_passphrase_file_and_unit() {
     assert!(!temporary, "no temporary file stays");
 }
 
+/// A wipe acts only on what it can tell: a service that ran the profile
+/// through a link to its folder is still found (it is looked for before
+/// the folder goes); a unit a drop-in changes is left whole, with a
+/// warning, since the drop-in may run another profile; and a masked
+/// unit is no Strand service, so it stays. Before, the link's service
+/// kept its passphrase with nothing said, the drop-in's unit could lose
+/// another profile's passphrase, and the mask was deleted.
+#[test]
+fn a_wipe_removes_only_what_it_can_tell_is_the_profile_s_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    let units = config.join("systemd/user");
+    let unit = units.join("strand.service");
+    let systemctl = FakeSystemctl::new(tmp.path());
+    let strand = |user: &User, args: &[&str]| {
+        user.command()
+            .env("XDG_CONFIG_HOME", &config)
+            .env("PATH", &systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let private = |name: &str, text: &str| {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        file
+    };
+    let install = |user: &User, pass: &Path| {
+        let pass = pass.to_str().unwrap();
+        let out = strand(
+            user,
+            &[
+                "--passphrase-file",
+                pass,
+                "service",
+                "install",
+                "--no-start",
+            ],
+        );
+        assert!(out.status.success(), "{}", said(&out));
+    };
+
+    // The unit names a link to the profile's folder; the wipe names the
+    // folder itself.
+    let alice = User::init(tmp.path(), "alice");
+    let link = tmp.path().join("alice-link");
+    std::os::unix::fs::symlink(&alice.dir, &link).unwrap();
+    let through_link = User {
+        dir: link.clone(),
+        pass: alice.pass.clone(),
+    };
+    let alice_pass = private("alice-pass", &format!("{}\n", alice.pass));
+    install(&through_link, &alice_pass);
+    let out = strand(&alice, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!alice.dir.exists());
+    assert!(!alice_pass.exists(), "{}", said(&out));
+    assert!(!unit.exists(), "{}", said(&out));
+
+    // A drop-in may run another profile: nothing is touched, and the
+    // wipe says what may be left.
+    let bob = User::init(tmp.path(), "bob");
+    let bob_pass = private("bob-pass", &format!("{}\n", bob.pass));
+    install(&bob, &bob_pass);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    std::fs::create_dir_all(units.join("strand.service.d")).unwrap();
+    std::fs::write(
+        units.join("strand.service.d/override.conf"),
+        "[Service]\nEnvironment=STRAND_PROFILE=/somewhere/else\n",
+    )
+    .unwrap();
+    let asked = systemctl.asked();
+    let out = strand(&bob, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!bob.dir.exists());
+    assert_eq!(std::fs::read_to_string(&unit).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(&bob_pass).unwrap(),
+        format!("{}\n", bob.pass)
+    );
+    assert_eq!(systemctl.asked(), asked, "systemd is not asked");
+    assert!(said(&out).contains("cannot be told"), "{}", said(&out));
+    std::fs::remove_dir_all(units.join("strand.service.d")).unwrap();
+
+    // A masked unit is no Strand service: neither a wipe nor `service
+    // remove` deletes the mask.
+    std::fs::remove_file(&unit).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &unit).unwrap();
+    let carol = User::init(tmp.path(), "carol");
+    let out = strand(&carol, &["wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let out = strand(&carol, &["service", "remove"]);
+    assert!(out.status.success(), "{}", said(&out));
+    let masked = std::fs::symlink_metadata(&unit).unwrap();
+    assert!(masked.file_type().is_symlink(), "{}", said(&out));
+    assert_eq!(systemctl.asked(), asked, "systemd is not asked");
+}
+
 /// `strand wipe` of the profile the user service runs with
 /// `--passphrase-keyring` takes its passphrase out of the desktop keyring
 /// (a real GNOME Keyring on a private bus), removes the unit, and asks
