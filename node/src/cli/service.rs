@@ -1224,9 +1224,13 @@ fn forget_passphrase(unit: &Installed, profile: &Path, done: &mut Forgotten) -> 
 }
 
 /// This process's (effective) user: the owner of a file it makes.
-fn own_uid() -> u32 {
+fn own_uid() -> std::io::Result<u32> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
-    unsafe { libc::geteuid() }
+    return Ok(unsafe { libc::geteuid() });
+    // Elsewhere (Android's node has no libc crate): a file it makes.
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    Ok(tempfile::tempfile()?.metadata()?.uid())
 }
 
 /// Destroys the passphrase in the service's passphrase `file` (step 1 of
@@ -1257,7 +1261,7 @@ fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, 
             "it is not a regular file",
         )));
     }
-    if meta.uid() != own_uid() {
+    if meta.uid() != own_uid().map_err(failed)? {
         return Err(Left::NotYours(file.to_path_buf()));
     }
     // Overwriting it would overwrite what its other names hold too.
