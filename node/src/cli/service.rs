@@ -788,20 +788,9 @@ fn rewrite_passphrase_file(
         source,
     };
     // Through a link, the file it points at is rewritten and the link stays.
-    let target = match std::fs::canonicalize(file) {
-        Ok(target) => target,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ServiceCopy::NoService),
-        Err(e) => return Err(failed(e)),
+    let Some((target, meta)) = regular_target(file).map_err(failed)? else {
+        return Ok(ServiceCopy::NoService);
     };
-    let meta = std::fs::metadata(&target).map_err(failed)?;
-    // A pipe or a device (a secret manager's FIFO, `/dev/stdin`) would
-    // block the read, or give what is not the service's copy.
-    if !meta.is_file() {
-        return Err(failed(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "it is not a regular file",
-        )));
-    }
     let text = Zeroizing::new(std::fs::read_to_string(&target).map_err(failed)?);
     // The line `--passphrase-file` reads.
     let first = text.lines().next().unwrap_or("");
@@ -818,14 +807,8 @@ fn rewrite_passphrase_file(
             mode,
         });
     }
-    // A new file beside it (created 0600, by this user), renamed over it:
-    // a crash leaves the old file or the new one, never half of one.
-    let folder = target.parent().unwrap_or(Path::new("/"));
-    let mut fresh = tempfile::Builder::new()
-        .prefix(".strand-passphrase-")
-        .tempfile_in(folder)
-        .map_err(failed)?;
-    if fresh.as_file().metadata().map_err(failed)?.uid() != meta.uid() {
+    // Replaced by a file of this user's: theirs only.
+    if meta.uid() != own_uid().map_err(failed)? {
         return Err(StaleCopy::NotYours(file.to_path_buf()));
     }
     // What followed the first line (its line ending included) stays.
@@ -834,17 +817,7 @@ fn rewrite_passphrase_file(
         "{new}{}",
         if rest.is_empty() { "\n" } else { rest }
     ));
-    fresh.write_all(content.as_bytes()).map_err(failed)?;
-    fresh
-        .as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(failed)?;
-    fresh.as_file().sync_all().map_err(failed)?;
-    fresh.persist(&target).map_err(|e| failed(e.error))?;
-    // The rename itself, on disk.
-    if let Ok(folder) = std::fs::File::open(folder) {
-        let _ = folder.sync_all();
-    }
+    replace_file(&target, content.as_bytes(), mode).map_err(failed)?;
     Ok(ServiceCopy::Replaced(Passphrase::File(file.to_path_buf())))
 }
 
@@ -1249,18 +1222,9 @@ fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, 
         )));
     }
     // Through a link, the secret is in the file it points at.
-    let target = match std::fs::canonicalize(file) {
-        Ok(target) => target,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(failed(e)),
+    let Some((target, meta)) = regular_target(file).map_err(failed)? else {
+        return Ok(None);
     };
-    let meta = std::fs::metadata(&target).map_err(failed)?;
-    if !meta.is_file() {
-        return Err(failed(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "it is not a regular file",
-        )));
-    }
     if meta.uid() != own_uid().map_err(failed)? {
         return Err(Left::NotYours(file.to_path_buf()));
     }
@@ -1295,29 +1259,52 @@ fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, 
         }
         return Ok(Some(Removed::PassphraseFile(file.to_path_buf())));
     }
-    // More than the passphrase: the rest, in a new file beside it
-    // (created 0600, by this user, then given the old one's mode),
-    // renamed over it, so a crash leaves the old file or the new one
-    // whole; then the old one, still open, is overwritten.
+    // More than the passphrase: the rest replaces it, with its mode;
+    // then the old one, still open, is overwritten.
+    replace_file(&target, rest, meta.permissions().mode() & 0o777).map_err(failed)?;
+    crate::profile::overwrite(&old).map_err(failed)?;
+    Ok(Some(Removed::PassphraseLine(file.to_path_buf())))
+}
+
+/// The file a passphrase `file` names (through links) and its metadata;
+/// `None` if there is none; an error if it is not a regular file (a pipe
+/// or a device, such as a secret manager's FIFO or `/dev/stdin`, would
+/// block a read, or give what is not the service's copy).
+fn regular_target(file: &Path) -> std::io::Result<Option<(PathBuf, std::fs::Metadata)>> {
+    let target = match std::fs::canonicalize(file) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = std::fs::metadata(&target)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    Ok(Some((target, meta)))
+}
+
+/// Replaces `target` by a file holding `content` with permission bits
+/// `mode`: a new file beside it (created 0600, by this user), synced,
+/// renamed over it, and the rename synced, so a crash leaves the old file
+/// or the new one, never half of one.
+fn replace_file(target: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     let folder = target.parent().unwrap_or(Path::new("/"));
     let mut fresh = tempfile::Builder::new()
         .prefix(".strand-passphrase-")
-        .tempfile_in(folder)
-        .map_err(failed)?;
-    fresh.write_all(rest).map_err(failed)?;
+        .tempfile_in(folder)?;
+    fresh.write_all(content)?;
     fresh
         .as_file()
-        .set_permissions(std::fs::Permissions::from_mode(
-            meta.permissions().mode() & 0o777,
-        ))
-        .map_err(failed)?;
-    fresh.as_file().sync_all().map_err(failed)?;
-    fresh.persist(&target).map_err(|e| failed(e.error))?;
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    fresh.as_file().sync_all()?;
+    fresh.persist(target).map_err(|e| e.error)?;
     if let Ok(folder) = std::fs::File::open(folder) {
         let _ = folder.sync_all();
     }
-    crate::profile::overwrite(&old).map_err(failed)?;
-    Ok(Some(Removed::PassphraseLine(file.to_path_buf())))
+    Ok(())
 }
 
 #[cfg(test)]
