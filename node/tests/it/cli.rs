@@ -2436,6 +2436,61 @@ impl FakeSystemctl {
     }
 }
 
+/// A home for service tests: its own configuration folder (where the unit
+/// goes) and a [`FakeSystemctl`], under `root`.
+struct ServiceHome {
+    root: PathBuf,
+    config: PathBuf,
+    systemctl: FakeSystemctl,
+}
+
+impl ServiceHome {
+    fn new(root: &Path) -> ServiceHome {
+        ServiceHome {
+            root: root.to_path_buf(),
+            config: root.join("config"),
+            systemctl: FakeSystemctl::new(root),
+        }
+    }
+
+    /// `strand` as `user`, here, with no passphrase in its environment.
+    fn strand(&self, user: &User, args: &[&str]) -> Output {
+        user.command()
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("PATH", &self.systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A file `name` holding `text`, only its owner can read.
+    fn private(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let file = self.root.join(name);
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        file
+    }
+
+    /// `strand service install --no-start` for `user`, reading `pass`.
+    fn install(&self, user: &User, pass: &Path) {
+        let pass = pass.to_str().unwrap();
+        let out = self.strand(
+            user,
+            &[
+                "--passphrase-file",
+                pass,
+                "service",
+                "install",
+                "--no-start",
+            ],
+        );
+        assert!(out.status.success(), "{}", said(&out));
+    }
+}
+
 /// `strand service install` over a service that runs already (installed
 /// before, maybe for another profile or with other flags) restarts it,
 /// so the node runs as the new unit says. Before, `enable --now` left a
@@ -3072,18 +3127,8 @@ fn a_passphrase_change_rewrites_the_service_passphrase_file() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let alice = User::init(tmp.path(), "alice");
-    let config = tmp.path().join("config");
-    let systemctl = FakeSystemctl::new(tmp.path());
-    let strand = |user: &User, args: &[&str]| {
-        user.command()
-            .env("XDG_CONFIG_HOME", &config)
-            .env("PATH", &systemctl.path)
-            .env_remove("STRAND_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let home = ServiceHome::new(tmp.path());
+    let strand = |user: &User, args: &[&str]| home.strand(user, args);
     // The service's file, through a link.
     let secrets = tmp.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
@@ -3199,39 +3244,12 @@ fn a_passphrase_change_rewrites_the_service_passphrase_file() {
 fn a_wipe_removes_the_service_passphrase_file_and_unit() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    let unit = config.join("systemd/user/strand.service");
-    let systemctl = FakeSystemctl::new(tmp.path());
-    let strand = |user: &User, args: &[&str]| {
-        user.command()
-            .env("XDG_CONFIG_HOME", &config)
-            .env("PATH", &systemctl.path)
-            .env_remove("STRAND_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let private = |name: &str, text: &str| {
-        let file = tmp.path().join(name);
-        std::fs::write(&file, text).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        file
-    };
-    let install = |user: &User, pass: &Path| {
-        let pass = pass.to_str().unwrap();
-        let out = strand(
-            user,
-            &[
-                "--passphrase-file",
-                pass,
-                "service",
-                "install",
-                "--no-start",
-            ],
-        );
-        assert!(out.status.success(), "{}", said(&out));
-    };
+    let home = ServiceHome::new(tmp.path());
+    let unit = home.config.join("systemd/user/strand.service");
+    let systemctl = &home.systemctl;
+    let strand = |user: &User, args: &[&str]| home.strand(user, args);
+    let private = |name: &str, text: &str| home.private(name, text);
+    let install = |user: &User, pass: &Path| home.install(user, pass);
     let alice = User::init(tmp.path(), "alice");
     let bob = User::init(tmp.path(), "bob");
     let alice_pass = private("alice-pass", &format!("{}\n", alice.pass));
@@ -3315,42 +3333,14 @@ fn a_wipe_removes_the_service_passphrase_file_and_unit() {
 /// another profile's passphrase, and the mask was deleted.
 #[test]
 fn a_wipe_removes_only_what_it_can_tell_is_the_profile_s_service() {
-    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    let units = config.join("systemd/user");
+    let home = ServiceHome::new(tmp.path());
+    let units = home.config.join("systemd/user");
     let unit = units.join("strand.service");
-    let systemctl = FakeSystemctl::new(tmp.path());
-    let strand = |user: &User, args: &[&str]| {
-        user.command()
-            .env("XDG_CONFIG_HOME", &config)
-            .env("PATH", &systemctl.path)
-            .env_remove("STRAND_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let private = |name: &str, text: &str| {
-        let file = tmp.path().join(name);
-        std::fs::write(&file, text).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        file
-    };
-    let install = |user: &User, pass: &Path| {
-        let pass = pass.to_str().unwrap();
-        let out = strand(
-            user,
-            &[
-                "--passphrase-file",
-                pass,
-                "service",
-                "install",
-                "--no-start",
-            ],
-        );
-        assert!(out.status.success(), "{}", said(&out));
-    };
+    let systemctl = &home.systemctl;
+    let strand = |user: &User, args: &[&str]| home.strand(user, args);
+    let private = |name: &str, text: &str| home.private(name, text);
+    let install = |user: &User, pass: &Path| home.install(user, pass);
 
     // The unit names a link to the profile's folder; the wipe names the
     // folder itself.
