@@ -63,6 +63,25 @@ pub(crate) struct Hints {
 }
 
 impl Hints {
+    /// Hints for `contacts`, with the first one made now, and what the
+    /// transport watches for the hint to advertise.
+    fn new(
+        contacts: Vec<Contact>,
+        clock: Clock,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> (Hints, watch::Receiver<Vec<u8>>) {
+        let now = clock.now();
+        let first = Advert::new(&contacts, now, rng);
+        let (advert, advert_rx) = watch::channel(first.to_bytes().to_vec());
+        let hints = Hints {
+            made_for: Mutex::new((epoch(now), signs(&contacts))),
+            contacts: Mutex::new(contacts),
+            clock,
+            advert,
+        };
+        (hints, advert_rx)
+    }
+
     fn contacts(&self) -> Vec<Contact> {
         self.contacts.lock().expect("not poisoned").clone()
     }
@@ -130,17 +149,8 @@ pub(crate) async fn start(
     duty: watch::Receiver<Duty>,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<(Arc<dyn Transport>, Arc<Hints>), String> {
-    let contacts = profile.sync_contacts();
-    let now = clock.now();
-    let first = Advert::new(&contacts, now, &mut rng);
-    let (advert, advert_rx) = watch::channel(first.to_bytes().to_vec());
-    let hints = Arc::new(Hints {
-        made_for: Mutex::new((epoch(now), signs(&contacts))),
-        contacts: Mutex::new(contacts),
-        clock,
-        advert,
-    });
-    open(settings, advert_rx, duty, hints, events).await
+    let (hints, advert_rx) = Hints::new(profile.sync_contacts(), clock, &mut rng);
+    open(settings, advert_rx, duty, Arc::new(hints), events).await
 }
 
 /// The BLE transport on BlueZ, its hint check done by `hints`.
@@ -220,15 +230,7 @@ mod tests {
         let rng = &mut crate::os_rng();
         let (p, _, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::now();
-        let contacts = p.sync_contacts();
-        let first = Advert::new(&contacts, now, rng);
-        let (advert, mut seen) = watch::channel(first.to_bytes().to_vec());
-        let hints = Hints {
-            made_for: Mutex::new((epoch(now), signs(&contacts))),
-            contacts: Mutex::new(contacts),
-            clock: Clock::Fixed(now),
-            advert,
-        };
+        let (hints, mut seen) = Hints::new(p.sync_contacts(), Clock::Fixed(now), rng);
         seen.mark_unchanged();
         hints.renew(&p, rng);
         assert!(!seen.has_changed().unwrap(), "nothing new: kept");
@@ -254,16 +256,8 @@ mod tests {
         let rng = &mut crate::os_rng();
         let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::now();
-        let contacts = p.sync_contacts();
-        let first = Advert::new(&contacts, now, rng).to_bytes().to_vec();
-        let (advert, mut seen) = watch::channel(first.clone());
-        let hints = Hints {
-            made_for: Mutex::new((epoch(now), signs(&contacts))),
-            contacts: Mutex::new(contacts),
-            clock: Clock::Fixed(now),
-            advert,
-        };
-        seen.mark_unchanged();
+        let (hints, mut seen) = Hints::new(p.sync_contacts(), Clock::Fixed(now), rng);
+        let first = seen.borrow_and_update().clone();
         hints.advertise_anew(&p, rng);
         assert!(seen.has_changed().unwrap(), "registered again");
         let after = seen.borrow_and_update().clone();
