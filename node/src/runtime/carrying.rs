@@ -621,6 +621,89 @@ mod tests {
         }
     }
 
+    /// Ann, Ben and Cat, each the others' contacts, in `root`.
+    fn three(root: &std::path::Path) -> [crate::Profile; 3] {
+        let rng = &mut crate::profile::os_rng();
+        let [ann, ben, cat] = ["ann", "ben", "cat"].map(|name| {
+            crate::Profile::create(
+                &root.join(name),
+                name,
+                "pass",
+                crate::KdfParams::insecure_for_tests(),
+                rng,
+            )
+            .unwrap()
+        });
+        for (a, b) in [(&ann, &ben), (&ben, &cat), (&ann, &cat)] {
+            a.add_contact(&b.identity().invite(), b.identity().name(), 0, rng)
+                .unwrap();
+            b.add_contact(&a.identity().invite(), a.identity().name(), 0, rng)
+                .unwrap();
+        }
+        [ann, ben, cat]
+    }
+
+    /// A contact's pool messages that arrive while the carrier is busy
+    /// wait in their link, one carrying job per link at a time, and the
+    /// link stops reading once they fill its batches in flight. Before,
+    /// every stored batch holding pool messages spawned a job of its own,
+    /// each holding a blocking thread while it waited for the carrier: a
+    /// fast contact could queue them without bound. Once the carrier is
+    /// free, nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_contact_cannot_queue_carrying_jobs_without_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let [ann, ben, _cat] = three(tmp.path());
+        let hub = strand_transport::memory::Hub::new();
+        let config = || super::super::NodeConfig {
+            emulated: Some(hub.clone()),
+            ..Default::default()
+        };
+        let ann = Node::start(ann, config()).await.unwrap();
+        let ben = Node::start(ben, config()).await.unwrap();
+        ben.set_carrying(true).await.unwrap();
+        within("Ann learns Ben carries", || {
+            ann.carry_status().carriers == 1
+        })
+        .await;
+        // Ben's carrier is busy (a long step) until told.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        let shared = ben.shared.clone();
+        let busy = std::thread::spawn(move || {
+            let _step = shared.carry_step.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = free_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        let tasks = ben.shared.tasks.len();
+        // Each text is offered to Ben in a pool message of its own, and
+        // each reaches him in a batch of its own.
+        const TEXTS: usize = 24;
+        for i in 0..TEXTS {
+            ann.send("cat", &format!("text {i}")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let unread = |node: &Node| node.shared.profile.unread_pool(None, 4096).unwrap().len();
+        within("Ben stores batches of Ann's offers", || unread(&ben) >= 7).await;
+        // Time for more batches to come, had the link gone on reading.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let more = ben.shared.tasks.len().saturating_sub(tasks);
+        assert!(
+            more <= 2,
+            "{more} more tasks while the carrier was busy ({} pool messages stored)",
+            unread(&ben)
+        );
+        free_tx.send(()).unwrap();
+        busy.join().unwrap();
+        within("Ben takes every text once the carrier is free", || {
+            ben.carry_status().held == TEXTS
+        })
+        .await;
+        ann.shutdown().await;
+        ben.shutdown().await;
+    }
+
     /// A disappearing text that carriers could take is kept by this
     /// device's carrier (sealed, in `carried`) while it spreads. When its
     /// time is up, the sweep deletes the text and now the carrier's copy

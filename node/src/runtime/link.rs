@@ -13,8 +13,9 @@
 //! ([`super::guard`]); after, it registers with the contact
 //! ([`super::registry`]). Received messages are checked in batches on the
 //! rayon pool (signatures, bodies) and stored by the profile's writer,
-//! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] the link is
-//! not read, so a fast sender waits for the disk.
+//! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] (batches
+//! whose pool messages wait for the carrier count too) the link is not
+//! read, so a fast sender waits for the disk and the carrier.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -66,6 +67,17 @@ async fn check_and_store(
         .map_err(|_| ProfileError::Closed)?
 }
 
+/// A link's carrying job ([`Pump::carry_waiting`]): what the peer
+/// confirmed is let go of first, then the pool messages it sent are read.
+async fn carry(node: Arc<Shared>, confirmed: Vec<(GroupId, Key)>, pool: Vec<(GroupId, Key)>) {
+    if !confirmed.is_empty() {
+        super::carrying::confirmed(node.clone(), confirmed).await;
+    }
+    if !pool.is_empty() {
+        super::carrying::pool_received(node, pool).await;
+    }
+}
+
 struct Pump {
     node: Arc<Shared>,
     session: Session,
@@ -92,6 +104,13 @@ struct Pump {
     confirmed: Vec<(GroupId, Key)>,
     /// How many of ours the peer acknowledged (for the log).
     acknowledged: u64,
+    /// Pool messages stored and not yet given to the carrier: the link's
+    /// next carrying job takes them all ([`Pump::carry_waiting`]).
+    pool_waiting: Vec<(GroupId, Key)>,
+    /// Stored batches whose pool messages wait in `pool_waiting`: they
+    /// count against [`MAX_BATCHES_IN_FLIGHT`], so a sender faster than
+    /// the carrier waits for it as for the disk.
+    pool_batches: usize,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -137,6 +156,8 @@ pub(crate) async fn run(
         authenticated: link.authenticated,
         confirmed: Vec::new(),
         acknowledged: 0,
+        pool_waiting: Vec::new(),
+        pool_batches: 0,
     };
     pump.run(link.stream, command_rx).await
 }
@@ -179,6 +200,8 @@ impl Pump {
             let _ = wr.close().await;
         });
         let mut in_flight: FuturesOrdered<Stored> = FuturesOrdered::new();
+        // The link's carrying job, while one runs.
+        let mut carrying: Option<tokio::task::JoinHandle<()>> = None;
         let mut staged: Option<Vec<u8>> = None;
         let mut store_error: Option<ProfileError> = None;
         let close = self.close.clone();
@@ -186,6 +209,9 @@ impl Pump {
         loop {
             self.events();
             self.flush_marks();
+            if carrying.is_none() {
+                carrying = self.carry_waiting();
+            }
             if self.closed.is_some() {
                 // The session's last packet (a CLOSE) may still be staged.
                 if let Some(p) = staged.take() {
@@ -217,12 +243,16 @@ impl Pump {
                 .poll_timeout()
                 .map_or(60_000, |t| t.saturating_sub(self.node.clock.now()))
                 .max(1);
-            let reading = in_flight.len() < MAX_BATCHES_IN_FLIGHT;
+            let reading = in_flight.len() + self.pool_batches + usize::from(carrying.is_some())
+                < MAX_BATCHES_IN_FLIGHT;
             tokio::select! {
                 biased;
                 _ = close.cancelled(), if !closing => {
                     closing = true;
                     self.session.close();
+                }
+                _ = futures::future::OptionFuture::from(carrying.as_mut()), if carrying.is_some() => {
+                    carrying = None;
                 }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                     Ok((batch, declined)) => {
@@ -329,12 +359,16 @@ impl Pump {
             .and(self.contact.as_ref())
             .map(|(public, ..)| *public);
         let down = was_contact.is_some() && !self.node.cancel.is_cancelled();
-        if down || !last.is_empty() {
+        // What still waits is taken after the job running, in the same
+        // task.
+        let pool = std::mem::take(&mut self.pool_waiting);
+        if down || !last.is_empty() || !pool.is_empty() || carrying.is_some() {
             let node = self.node.clone();
             self.node.tasks.spawn(async move {
-                if !last.is_empty() {
-                    super::carrying::confirmed(node.clone(), last).await;
+                if let Some(job) = carrying {
+                    let _ = job.await;
                 }
+                carry(node.clone(), last, pool).await;
                 if down {
                     super::carrying::session_down(node).await;
                 }
@@ -539,6 +573,26 @@ impl Pump {
         }
     }
 
+    /// Starts the link's carrying job for what waits, if anything does:
+    /// what the peer confirmed, then the pool messages stored, all in one
+    /// step each. One job per link at a time: each step waits for the
+    /// carrier (one step at a time, node-wide) on a blocking thread, so a
+    /// contact whose every batch made a job of its own could hold the
+    /// threads other contacts' batches and the user's own sends need.
+    fn carry_waiting(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.pool_waiting.is_empty() && self.confirmed.is_empty() {
+            return None;
+        }
+        let confirmed = std::mem::take(&mut self.confirmed);
+        let pool = std::mem::take(&mut self.pool_waiting);
+        self.pool_batches = 0;
+        Some(
+            self.node
+                .tasks
+                .spawn(carry(self.node.clone(), confirmed, pool)),
+        )
+    }
+
     /// Notes the records (not texts) in a stored batch: they make no
     /// `Received` event, and a contact's new [`Kind::REACH`] record updates
     /// how the node reaches them.
@@ -575,9 +629,8 @@ impl Pump {
             }
         }
         if !pool.is_empty() {
-            self.node
-                .tasks
-                .spawn(super::carrying::pool_received(self.node.clone(), pool));
+            self.pool_waiting.extend(pool);
+            self.pool_batches += 1;
         }
         if !parts.is_empty()
             && self.node.config.report_arrivals
@@ -727,12 +780,6 @@ impl Pump {
     /// of a message delivered once it is recorded, and only if it was not
     /// already (through a carrier, or in an earlier session).
     fn flush_marks(&mut self) {
-        if !self.confirmed.is_empty() {
-            let items = std::mem::take(&mut self.confirmed);
-            self.node
-                .tasks
-                .spawn(super::carrying::confirmed(self.node.clone(), items));
-        }
         for (keys, state) in [
             (std::mem::take(&mut self.sent), Delivery::Sent),
             (std::mem::take(&mut self.delivered), Delivery::Delivered),
