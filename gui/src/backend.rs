@@ -156,12 +156,23 @@ impl Changes {
             NodeEvent::Received { contact, .. } => {
                 self.contacts.insert(contact);
             }
-            // A mark changed, nothing arrived: not a reason to scroll.
-            // (These name the contact whose link carried the message, a
-            // group's too; they do not say which group.)
-            NodeEvent::Sent { contact, .. } | NodeEvent::Delivered { contact, .. } => {
+            // A mark changed, nothing arrived: not a reason to scroll. A
+            // group's message changes nothing shown (the group view shows
+            // no marks), and the contact whose link carried it is not the
+            // conversation it was written in.
+            NodeEvent::Sent {
+                contact,
+                group_key: None,
+                ..
+            }
+            | NodeEvent::Delivered {
+                contact,
+                group_key: None,
+                ..
+            } => {
                 self.marks.insert(contact);
             }
+            NodeEvent::Sent { .. } | NodeEvent::Delivered { .. } => {}
             NodeEvent::FileArriving {
                 from,
                 group_key: None,
@@ -624,14 +635,34 @@ mod tests {
         let mut changes = Changes::default();
         changes.add(NodeEvent::Sent {
             contact: "Bob".into(),
+            group_key: None,
             id: "01".into(),
         });
         changes.add(NodeEvent::Delivered {
             contact: "Carol".into(),
+            group_key: None,
             id: "02".into(),
         });
+        // A group's messages, over Dan's link: Dan's conversation has no
+        // new mark.
+        for (event, id) in [("sent", "03"), ("delivered", "04")] {
+            let (contact, group_key, id) = ("Dan".to_owned(), Some("ab".repeat(32)), id.into());
+            changes.add(match event {
+                "sent" => NodeEvent::Sent {
+                    contact,
+                    group_key,
+                    id,
+                },
+                _ => NodeEvent::Delivered {
+                    contact,
+                    group_key,
+                    id,
+                },
+            });
+        }
         assert!(changes.contacts.is_empty(), "{:?}", changes.contacts);
         assert!(changes.marks.contains("Bob") && changes.marks.contains("Carol"));
+        assert!(!changes.marks.contains("Dan"), "{:?}", changes.marks);
         changes.add(NodeEvent::ContactRenamed {
             from: "Bob".into(),
             to: "Robert".into(),

@@ -552,6 +552,15 @@ impl Profile {
         Some(shown_name(&chains, at, &self.alike_names(&chains)))
     }
 
+    /// The root of the private group one of whose epochs is `epoch`, if
+    /// any.
+    pub(crate) fn private_group_of(&self, epoch: &GroupId) -> Option<GroupId> {
+        self.chains()
+            .iter()
+            .find(|c| c.epochs().any(|e| e.id() == *epoch))
+            .map(|c| c.root())
+    }
+
     /// [`Profile::group_shown`], and the group's key ([`group_key`]).
     pub(crate) fn group_shown_and_key(&self, root: &GroupId) -> Option<(String, String)> {
         Some((self.group_shown(root)?, group_key(root)))

@@ -123,6 +123,7 @@ fn tell_delivered(shared: &Shared, keys: &[(GroupId, Key)]) {
         };
         let _ = shared.events.send(NodeEvent::Delivered {
             contact: record.name.clone(),
+            group_key: None,
             id: hex(&key.id.0),
         });
     }

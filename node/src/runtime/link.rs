@@ -752,8 +752,23 @@ impl Pump {
         if Some(group) != pool {
             let _ = self.node.events.send(NodeEvent::Sent {
                 contact: name,
+                group_key: self.private_group(&group),
                 id: hex(&key.id.0),
             });
+        }
+    }
+
+    /// The key of the private group whose epoch `group` is, for a
+    /// message of this device's on this link; none for one in the 1:1
+    /// conversation (or any other of the contact's own groups).
+    fn private_group(&self, group: &GroupId) -> Option<String> {
+        match &self.contact {
+            Some((_, _, groups)) if groups.first().is_some_and(|g| g.id == *group) => None,
+            _ => self
+                .node
+                .profile
+                .private_group_of(group)
+                .map(|root| crate::group_key(&root)),
         }
     }
 
@@ -789,15 +804,24 @@ impl Pump {
             }
             let node = self.node.clone();
             let notices = self.notices();
+            // Which private group each is in, named now: the session's
+            // groups may change before the marks are written.
+            let mut in_group = std::collections::HashMap::new();
+            if state == Delivery::Delivered {
+                for (g, _) in &keys {
+                    in_group.entry(*g).or_insert_with(|| self.private_group(g));
+                }
+            }
             self.node.tasks.spawn(async move {
                 match node.profile.mark_many_async(keys, state).await {
                     Ok(raised) if state == Delivery::Delivered => {
                         let Some((contact, pool)) = notices else {
                             return;
                         };
-                        for (_, key) in raised.into_iter().filter(|(g, _)| Some(*g) != pool) {
+                        for (group, key) in raised.into_iter().filter(|(g, _)| Some(*g) != pool) {
                             let _ = node.events.send(NodeEvent::Delivered {
                                 contact: contact.clone(),
+                                group_key: in_group.get(&group).cloned().flatten(),
                                 id: hex(&key.id.0),
                             });
                         }

@@ -276,15 +276,23 @@ pub enum NodeEvent {
     },
     /// A message this node wrote went out to the contact.
     Sent {
-        /// Contact name.
+        /// Contact name: the contact whose link carried it.
         contact: String,
+        /// The private group it was written in, by its key
+        /// ([`crate::group_key`]); none for the 1:1 conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
         /// Message id (hex).
         id: String,
     },
     /// The contact acknowledged holding a message this node wrote.
     Delivered {
-        /// Contact name.
+        /// Contact name: the contact who holds it.
         contact: String,
+        /// The private group it was written in, by its key
+        /// ([`crate::group_key`]); none for the 1:1 conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
         /// Message id (hex).
         id: String,
     },

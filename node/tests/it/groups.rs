@@ -464,3 +464,72 @@ async fn texts_in_two_groups_with_one_name_are_told_apart() {
     ann.shutdown().await;
     ben.shutdown().await;
 }
+
+/// Ann's node says which conversation each of her messages that went out
+/// or was delivered belongs to: a group's by the group's key, a 1:1 one
+/// by none. Before, both named only Ben, whose link carried them, so the
+/// app reloaded Ben's conversation for a group's message, and nothing
+/// said which group's message it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_and_delivered_say_which_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    let desk = ann.create_group("desk", &["ben".into()]).await.unwrap();
+    until("Ben joins the desk", || {
+        ben.profile()
+            .groups()
+            .unwrap()
+            .iter()
+            .any(|g| g.key == desk)
+    })
+    .await;
+    let mut events = ann.subscribe();
+    let hex =
+        |key: strand_sync::Key| -> String { key.id.0.iter().map(|b| format!("{b:02x}")).collect() };
+    let in_group = hex(ann.send_group(&desk, "to the desk").await.unwrap());
+    let direct = hex(ann.send("ben", "to Ben").await.unwrap());
+    let mut told = std::collections::HashMap::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while told.len() < 4 {
+            let (event, group_key, id) = match events.recv().await {
+                Ok(NodeEvent::Sent {
+                    contact,
+                    group_key,
+                    id,
+                }) => {
+                    assert_eq!(contact, "ben");
+                    ("sent", group_key, id)
+                }
+                Ok(NodeEvent::Delivered {
+                    contact,
+                    group_key,
+                    id,
+                }) => {
+                    assert_eq!(contact, "ben");
+                    ("delivered", group_key, id)
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("events ended: {e}"),
+            };
+            if id == in_group || id == direct {
+                told.insert((event, id), group_key);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("both sent and delivered: {told:?}"));
+    for event in ["sent", "delivered"] {
+        assert_eq!(
+            told[&(event, in_group.clone())],
+            Some(desk.clone()),
+            "{event}"
+        );
+        assert_eq!(told[&(event, direct.clone())], None, "{event}");
+    }
+    ann.shutdown().await;
+    ben.shutdown().await;
+}
