@@ -1,6 +1,6 @@
 //! strand-sync benchmarks: `cargo bench -p strand-sync`.
 //!
-//! Prints four figures, each next to a baseline measured in the same run:
+//! Prints five figures, each next to a baseline measured in the same run:
 //!
 //! 1. **Handshake**: round trips and bytes until the first sync data.
 //! 2. **Receive path**: messages per second through decrypt packet →
@@ -14,9 +14,14 @@
 //! 4. **Keyed tags** against the public tags of version 2: the
 //!    same reconciliations at 1, 10 and 1,000 differences with each, bytes,
 //!    round trips and CPU, and the time of one whole-log fingerprint.
+//! 5. **Eviction**: one large envelope arriving at a carrier full of
+//!    100,000 small ones, evicting the oldest for room, against the same
+//!    arrival into room on the same carrier; and, for scale, one pass over
+//!    everything held (what each eviction cost before the arrival index).
 //!
 //! Then criterion times the handshake and the receive path.
-//! `STRAND_BENCH_LOG=100000` shrinks the reconciliation logs for a quick run.
+//! `STRAND_BENCH_LOG=100000` shrinks the reconciliation logs for a quick run,
+//! `STRAND_BENCH_HELD=10000` the full carrier.
 
 // A benchmark measures wall time; the sans-IO rule is for the library.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -28,21 +33,30 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::harness::Pair;
 use strand_sync::{
-    Event, Group, Identity, Inbound, KeyRange, Kind, MemoryStore, Message, Session, Store, TagKey,
-    WriteStore,
+    Arrival, Carrier, CarryConfig, Envelope, Event, Group, Handout, Identity, Inbound, KeyRange,
+    Kind, MemoryStore, Message, Session, Spread, Store, TagKey, WriteStore, ENVELOPE_HEADER_LEN,
+    MAX_CARRY_BUDGET,
 };
 
 const RECEIVE_BATCH: usize = 2_000;
+/// Envelopes the full carrier of figure 5 holds: about a tenth of what the
+/// largest budget (1 GiB) holds of the smallest envelopes.
+const HELD: usize = 100_000;
 
 fn main() {
     let log: usize = std::env::var("STRAND_BENCH_LOG")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let held: usize = std::env::var("STRAND_BENCH_HELD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(HELD);
     println!("strand-sync benchmarks (release build, one core)\n");
     handshake_figures();
     receive_figures();
     reconciliation_figures(log);
+    eviction_figures(held);
 
     let mut c = Criterion::default()
         .configure_from_args()
@@ -444,4 +458,112 @@ fn tag_figures(base: &MemoryStore, group: &Group, start: u64, n: usize) {
         (keyed.as_secs_f64() - public.as_secs_f64()) * 1e9 / n as f64
     );
     println!("   (the wire format is the same: tags and sums stay 8 bytes; what keying costs is hashing each id once per range visited)\n");
+}
+
+/// What one large arrival costs a carrier full of `n` small envelopes,
+/// which evicts the oldest for room, against the same arrival into room.
+fn eviction_figures(n: usize) {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let sender = Identity::generate("sender", &mut rng).unwrap();
+    let me = Identity::generate("carrier", &mut rng).unwrap();
+    let recipient = Identity::generate("recipient", &mut rng).unwrap();
+    let (sp, mp, rp) = (sender.public(), me.public(), recipient.public());
+    let now = strand_sync::harness::EPOCH;
+    // A small envelope (the smallest size) and a large one, as their
+    // sender hands them to a carrier.
+    let group = sender.contact(&rp).unwrap().direct_group().clone();
+    let mut spreading = Carrier::new(CarryConfig {
+        spread: Spread::SprayAndWait,
+        ..CarryConfig::default()
+    });
+    spreading.set_carrier(&mp.sign, true, now);
+    for body in [b"small".to_vec(), vec![b'l'; 200_000]] {
+        let m = Message::create(&sender, &group, now, Kind::TEXT, &body, &mut rng).unwrap();
+        assert!(spreading.originate(&rp, m, now));
+    }
+    let mut handed = spreading.hand(&mp, now, &mut rng);
+    assert_eq!(handed.len(), 2);
+    handed.sort_by_key(|h| h.body.len());
+    let (small, large) = (&handed[0], &handed[1]);
+    // Distinct envelopes: copies of those two, each with another
+    // acknowledgement hash (the header's last 16 bytes, after the handing
+    // mode). A carrier cannot tell them from sealed ones, and sealing
+    // 100,000 would take longer than the figure.
+    let at = 1 + ENVELOPE_HEADER_LEN - 16;
+    let variant = |h: &Handout, i: u64| {
+        let mut body = h.body.clone();
+        body[at..at + 8].copy_from_slice(&i.to_be_bytes());
+        body
+    };
+    let one = small.body.len() as u64 - 1;
+    let big = large.body.len() as u64 - 1;
+    // Full, with room for one large envelope.
+    let n = n.min(((MAX_CARRY_BUDGET - big) / one) as usize);
+    let config = CarryConfig {
+        budget: n as u64 * one + big,
+        ..CarryConfig::default()
+    };
+    let t = Instant::now();
+    let mut full = Carrier::new(config);
+    for i in 0..n as u64 {
+        match full.receive_envelope(&me, &sp, &variant(small, i), now) {
+            Ok(Arrival::Held { evicted: 0 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let filled = t.elapsed();
+    let (first, second) = (variant(large, 1), variant(large, 2));
+    // Each run on its own copy of the full carrier, made before the clock
+    // starts.
+    let into_room = best_of(5, || {
+        let mut c = full.clone();
+        let t = Instant::now();
+        let arrival = c.receive_envelope(&me, &sp, &first, now);
+        let e = t.elapsed();
+        assert!(
+            matches!(&arrival, Ok(Arrival::Held { evicted: 0 })),
+            "{arrival:?}"
+        );
+        e
+    });
+    let k = big.div_ceil(one) as usize;
+    let evicting = best_of(5, || {
+        let mut c = full.clone();
+        c.receive_envelope(&me, &sp, &first, now).unwrap();
+        let t = Instant::now();
+        let arrival = c.receive_envelope(&me, &sp, &second, now);
+        let e = t.elapsed();
+        assert!(
+            matches!(&arrival, Ok(Arrival::Held { evicted }) if *evicted == k),
+            "{arrival:?}"
+        );
+        e
+    });
+    let scan = best_of(5, || {
+        let t = Instant::now();
+        std::hint::black_box(full.envelopes().map(Envelope::id).min());
+        t.elapsed()
+    });
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "5. eviction: a carrier full of {n} envelopes of {one} bytes (filled in {:.1} s) takes one of {big} bytes",
+        filled.as_secs_f64()
+    );
+    println!(
+        "   {:>12.1} µs   the arrival, evicting the oldest {k} (best of 5)",
+        us(evicting)
+    );
+    println!(
+        "   {:>12.1} µs   baseline: the same arrival into room, evicting nothing, on the same carrier",
+        us(into_room)
+    );
+    println!(
+        "   {:>12.2} µs   per envelope evicted, over the baseline",
+        (us(evicting) - us(into_room)) / k as f64
+    );
+    println!(
+        "   {:>12.1} µs   for scale: one pass over the {n} held, about what each eviction cost before the arrival index ({k} passes: {:.1} ms)\n",
+        us(scan),
+        us(scan) * k as f64 / 1000.0
+    );
 }

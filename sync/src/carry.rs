@@ -430,7 +430,8 @@ pub struct CarryStats {
 #[derive(Clone)]
 struct Held {
     envelope: Envelope,
-    /// When it came, and in what order: oldest is evicted first.
+    /// When it came, and in what order: oldest is evicted first. A key of
+    /// `Carrier::by_arrival`, so it never changes while held.
     arrived: (Time, u64),
     /// Contacts it came from or went to: never offered to them again, and
     /// where its acknowledgement is passed on.
@@ -467,7 +468,8 @@ struct Own {
     /// `peers` also names contacts found to hold it already): its
     /// acknowledgement from one of them is a loan that delivered.
     loaned: BTreeSet<AuthorId>,
-    /// The acknowledgement hashes of the envelopes sealed from it.
+    /// The acknowledgement hashes of the envelopes sealed from it (keys
+    /// of `Carrier::own_acks`: added to through `add_own_ack` only).
     acks: Vec<[u8; 16]>,
 }
 
@@ -508,12 +510,27 @@ struct Retired {
 #[derive(Clone)]
 pub struct Carrier {
     config: CarryConfig,
+    // `held` and what is kept of it (`by_ack`, `by_arrival`, `used`)
+    // change only through `hold` and `remove`; `own` and what is kept of
+    // it (`own_acks`, `own_bytes`) only through `keep_own`, `drop_own` and
+    // `add_own_ack` (`own_order` is kept by their callers, as before): so
+    // no index drifts from what it indexes.
     held: BTreeMap<[u8; 32], Held>,
     /// (Acknowledgement hash, envelope id) of the held ones: anyone can
     /// put another's acknowledgement hash on an envelope, so there may be
     /// more than one per hash.
     by_ack: BTreeSet<([u8; 16], [u8; 32])>,
+    /// (Arrival, envelope id) of the held ones: the first is the one to
+    /// evict (ties, which only a damaged state could hold, go to the
+    /// smallest id). Without it each eviction scanned everything held: a
+    /// large arrival at a 1 GiB budget of small envelopes compared some
+    /// 10^8 pairs.
+    by_arrival: BTreeSet<((Time, u64), [u8; 32])>,
     own: BTreeMap<MessageId, Own>,
+    /// (Acknowledgement hash, message id) of every envelope sealed from an
+    /// own message: which own message an envelope or acknowledgement is
+    /// about, without scanning them all at each one received.
+    own_acks: BTreeSet<([u8; 16], MessageId)>,
     own_order: BTreeMap<(Time, u64), MessageId>,
     /// Acknowledgements seen (by hash), until they expire, with the token
     /// where this device has it (to answer an offer of what was
@@ -667,6 +684,20 @@ fn make_room<V>(map: &mut BTreeMap<[u8; 16], V>, max: usize, expires: impl Fn(&V
     }
 }
 
+/// Adds `hash` to the acknowledgement hashes of `own` (own message
+/// `id`) and to `own_acks`, the index of them: a function of the two
+/// fields, not a method, so it can be called while `own` is borrowed out
+/// of `Carrier::own`.
+fn add_own_ack(
+    own_acks: &mut BTreeSet<([u8; 16], MessageId)>,
+    id: MessageId,
+    own: &mut Own,
+    hash: [u8; 16],
+) {
+    own.acks.push(hash);
+    own_acks.insert((hash, id));
+}
+
 /// `envelope` whole, handed to `to` in `mode`.
 fn whole(mode: u8, envelope: &Envelope, to: AuthorId) -> Handout {
     Handout {
@@ -720,7 +751,9 @@ impl Carrier {
             config,
             held: BTreeMap::new(),
             by_ack: BTreeSet::new(),
+            by_arrival: BTreeSet::new(),
             own: BTreeMap::new(),
+            own_acks: BTreeSet::new(),
             own_order: BTreeMap::new(),
             acked: BTreeMap::new(),
             carriers: BTreeMap::new(),
@@ -856,14 +889,11 @@ impl Carrier {
             let Some((_, id)) = self.own_order.pop_first() else {
                 break;
             };
-            if let Some(o) = self.own.remove(&id) {
-                self.own_bytes -= o.message.as_bytes().len();
-            }
+            self.drop_own(&id);
         }
-        self.own_bytes += len;
         self.seq += 1;
         self.own_order.insert((now, self.seq), message.id());
-        self.own.insert(
+        self.keep_own(
             message.id(),
             Own {
                 recipient: *recipient,
@@ -884,8 +914,7 @@ impl Carrier {
     /// This device's message `id` reached its recipient directly: stop
     /// spreading it.
     pub fn delivered(&mut self, id: &MessageId) {
-        if let Some(o) = self.own.remove(id) {
-            self.own_bytes -= o.message.as_bytes().len();
+        if let Some(o) = self.drop_own(id) {
             self.own_order.retain(|_, v| v != id);
             // Its chain envelope, offered back later, is known delivered
             // (not taken on to carry: a sender does not recognise it), and
@@ -924,8 +953,7 @@ impl Carrier {
             .map(|(id, _)| *id)
             .collect();
         for id in &gone {
-            if let Some(o) = self.own.remove(id) {
-                self.own_bytes -= o.message.as_bytes().len();
+            if let Some(o) = self.drop_own(id) {
                 // Its envelopes, offered back, are known (not taken on
                 // and spread from here again); with no token, nothing
                 // says they were delivered.
@@ -1018,7 +1046,7 @@ impl Carrier {
             .retain(|_, r| r.expires > now && !r.tell.is_empty());
         if carries {
             let (met, gaps, linked) = (&self.met, self.config.hold_gaps, &self.linked);
-            for own in self.own.values_mut() {
+            for (&id, own) in self.own.iter_mut() {
                 if own.expires <= now
                     || own.recipient.sign == peer.sign
                     || own.peers.contains(&peer.sign)
@@ -1057,7 +1085,7 @@ impl Carrier {
                                 continue;
                             };
                             own.chain_token = Some(token);
-                            own.acks.push(e.ack_hash());
+                            add_own_ack(&mut self.own_acks, id, own, e.ack_hash());
                             own.chain = Some(e.clone());
                             self.stats.sealed += 1;
                             e
@@ -1097,7 +1125,7 @@ impl Carrier {
                 };
                 own.copies -= give;
                 own.peers.insert(peer.sign);
-                own.acks.push(envelope.ack_hash());
+                add_own_ack(&mut self.own_acks, id, own, envelope.ack_hash());
                 self.stats.sealed += 1;
                 out.push(whole(CARRY, &envelope, peer.sign));
             }
@@ -1407,20 +1435,16 @@ impl Carrier {
         }
         let mut evicted = 0;
         while self.used + size as u64 > self.config.budget {
-            let oldest = self
-                .held
-                .iter()
-                .min_by_key(|(_, h)| h.arrived)
-                .map(|(id, _)| *id)
+            let &(_, oldest) = self
+                .by_arrival
+                .first()
                 .expect("held bytes mean a held envelope");
             self.remove(&oldest);
             self.stats.evicted += 1;
             evicted += 1;
         }
         self.seq += 1;
-        self.used += size as u64;
-        self.by_ack.insert((envelope.ack_hash(), id));
-        self.held.insert(
+        self.hold(
             id,
             Held {
                 envelope,
@@ -1465,10 +1489,11 @@ impl Carrier {
     /// The own message one of whose envelopes has acknowledgement hash
     /// `hash`.
     fn own_by_ack(&self, hash: &[u8; 16]) -> Option<MessageId> {
-        self.own
-            .iter()
-            .find(|(_, o)| o.acks.contains(hash))
-            .map(|(id, _)| *id)
+        // The smallest id among them, as a scan of `own` in order found.
+        self.own_acks
+            .range((*hash, MessageId([0; 32]))..=(*hash, MessageId([0xff; 32])))
+            .next()
+            .map(|(_, id)| *id)
     }
 
     /// Whether contact `peer`'s record says to lend it a chain envelope now.
@@ -1523,11 +1548,46 @@ impl Carrier {
             .seen(now);
     }
 
+    /// Holds `held` under `id` (its envelope's id) and indexes it: with
+    /// [`Carrier::remove`], the only way into or out of `held`. One held
+    /// under `id` already is replaced (callers check first).
+    fn hold(&mut self, id: [u8; 32], held: Held) {
+        self.remove(&id);
+        self.used += held.envelope.as_bytes().len() as u64;
+        self.by_ack.insert((held.envelope.ack_hash(), id));
+        self.by_arrival.insert((held.arrived, id));
+        self.held.insert(id, held);
+    }
+
+    /// Stops holding the envelope `id`, and forgets it in the indexes.
     fn remove(&mut self, id: &[u8; 32]) -> Option<Held> {
         let held = self.held.remove(id)?;
         self.used -= held.envelope.as_bytes().len() as u64;
         self.by_ack.remove(&(held.envelope.ack_hash(), *id));
+        self.by_arrival.remove(&(held.arrived, *id));
         Some(held)
+    }
+
+    /// Keeps own message `own` (its id `id`) to spread, and indexes it:
+    /// with [`Carrier::drop_own`] and [`add_own_ack`], the only way `own`
+    /// changes. One kept under `id` already is replaced (callers check
+    /// first).
+    fn keep_own(&mut self, id: MessageId, own: Own) {
+        self.drop_own(&id);
+        self.own_bytes += own.message.as_bytes().len();
+        self.own_acks
+            .extend(own.acks.iter().map(|hash| (*hash, id)));
+        self.own.insert(id, own);
+    }
+
+    /// Stops keeping own message `id`, and forgets it in the indexes.
+    fn drop_own(&mut self, id: &MessageId) -> Option<Own> {
+        let own = self.own.remove(id)?;
+        self.own_bytes -= own.message.as_bytes().len();
+        for hash in &own.acks {
+            self.own_acks.remove(&(*hash, *id));
+        }
+        Some(own)
     }
 
     fn remember_ack(&mut self, token: &AckToken, expires: Time) {
@@ -2065,8 +2125,7 @@ impl Carrier {
             {
                 return Err(CarryError::Malformed("an own message listed twice"));
             }
-            c.own_bytes += message.as_bytes().len();
-            c.own.insert(
+            c.keep_own(
                 message.id(),
                 Own {
                     recipient,
@@ -2104,9 +2163,7 @@ impl Carrier {
             if c.used + size > c.config.budget || c.held.contains_key(&h.envelope.id()) {
                 continue;
             }
-            c.used += size;
-            c.by_ack.insert((h.envelope.ack_hash(), h.envelope.id()));
-            c.held.insert(h.envelope.id(), h);
+            c.hold(h.envelope.id(), h);
         }
         Ok(c)
     }
@@ -2148,6 +2205,53 @@ mod tests {
 
     fn copies_of(h: &Handout) -> u8 {
         Envelope::decode(h.body[1..].to_vec()).unwrap().copies()
+    }
+
+    impl Carrier {
+        /// Asserts that every index is what building it afresh from what
+        /// it indexes gives, and that it finds what a scan finds.
+        fn check_index(&self) {
+            let by_arrival: BTreeSet<_> =
+                self.held.iter().map(|(id, h)| (h.arrived, *id)).collect();
+            assert_eq!(self.by_arrival, by_arrival, "the arrival index");
+            // The one evicted next: the first of the smallest `arrived`
+            // in id order, as the scan before the index chose.
+            assert_eq!(
+                self.by_arrival.first().map(|(_, id)| *id),
+                self.held
+                    .iter()
+                    .min_by_key(|(_, h)| h.arrived)
+                    .map(|(id, _)| *id)
+            );
+            let by_ack: BTreeSet<_> = self
+                .held
+                .iter()
+                .map(|(id, h)| (h.envelope.ack_hash(), *id))
+                .collect();
+            assert_eq!(self.by_ack, by_ack, "the acknowledgement index");
+            let used: u64 = self
+                .held
+                .values()
+                .map(|h| h.envelope.as_bytes().len() as u64)
+                .sum();
+            assert_eq!(self.used, used, "the bytes held");
+            let own_acks: BTreeSet<_> = self
+                .own
+                .iter()
+                .flat_map(|(id, o)| o.acks.iter().map(move |hash| (*hash, *id)))
+                .collect();
+            assert_eq!(self.own_acks, own_acks, "the own acknowledgement index");
+            for (hash, _) in &self.own_acks {
+                let scan = self
+                    .own
+                    .iter()
+                    .find(|(_, o)| o.acks.contains(hash))
+                    .map(|(id, _)| *id);
+                assert_eq!(self.own_by_ack(hash), scan);
+            }
+            let own_bytes: usize = self.own.values().map(|o| o.message.as_bytes().len()).sum();
+            assert_eq!(self.own_bytes, own_bytes, "the own bytes");
+        }
     }
 
     /// `from`'s pool message to `to` for handout `h`, and its body.
@@ -2781,6 +2885,201 @@ mod tests {
         assert_eq!(d.carrier.held(), 0);
     }
 
+    /// The carrier's indexes (eviction order, acknowledgement hashes,
+    /// bytes held, its own envelopes' acknowledgement hashes) stay what
+    /// they index through arrivals and evictions, acknowledgements,
+    /// expiry, forgetting a contact, direct delivery, own envelopes come
+    /// back, and saving and loading; and each eviction takes the oldest
+    /// held.
+    #[test]
+    fn a_carrier_s_indexes_keep_step_with_what_it_holds() {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        // Envelopes last two hours (three at most, rounded up), while a
+        // budget of about five turns over in some three: both evictions
+        // and expiry empty it.
+        let sender = CarryConfig {
+            lifetime: 2 * HOUR,
+            ..spray()
+        };
+        let small = CarryConfig {
+            budget: 8 * 1024,
+            ..spray()
+        };
+        let mut a = person("a", &mut rng, sender);
+        let mut b = person("b", &mut rng, small);
+        let mut to: Vec<Person> = (0..3)
+            .map(|i| person(&format!("c{i}"), &mut rng, spray()))
+            .collect();
+        let (ap, bp) = (a.id.public(), b.id.public());
+        a.carrier.set_carrier(&bp.sign, true, NOW);
+        // What b holds, oldest first; each envelope a handed it, with its
+        // recipient and message.
+        let mut order: Vec<[u8; 32]> = Vec::new();
+        let mut sent: Vec<(usize, Vec<u8>, MessageId)> = Vec::new();
+        let (mut evicted, mut acknowledged, mut expired) = (0, 0, 0);
+        let mut now = NOW;
+        for step in 0..600u16 {
+            now += rng.next_u64() % (HOUR / 2);
+            match rng.next_u32() % 10 {
+                // A new envelope arrives at b (1 to 2 KiB sealed: under
+                // half the budget).
+                0..=3 => {
+                    let k = rng.next_u32() as usize % to.len();
+                    let mut body = format!("{step}").into_bytes();
+                    body.resize(5 + rng.next_u32() as usize % 1500, b'.');
+                    let m = text(&a, &to[k], &body, &mut rng);
+                    let mid = m.id();
+                    assert!(a.carrier.originate(&to[k].id.public(), m, now));
+                    for h in a.carrier.hand(&bp, now, &mut rng) {
+                        let id = Envelope::decode(h.body[1..].to_vec()).unwrap().id();
+                        match b.carrier.receive_envelope(&b.id, &ap, &h.body, now) {
+                            Ok(Arrival::Held { evicted: n }) => {
+                                order.drain(..n);
+                                order.push(id);
+                                evicted += n;
+                            }
+                            other => panic!("{other:?}"),
+                        }
+                        sent.push((k, h.body, mid));
+                    }
+                }
+                // The recipient of one opens it: its acknowledgement
+                // reaches b and a.
+                4 | 5 if !sent.is_empty() => {
+                    let (k, body, _) = sent.swap_remove(rng.next_u32() as usize % sent.len());
+                    let c = &mut to[k];
+                    match c.carrier.receive_envelope(&c.id, &ap, &body, now) {
+                        Ok(Arrival::Opened { token, expires, .. }) => {
+                            c.carrier.acknowledge(&token, expires);
+                            let held = b.carrier.held();
+                            b.carrier
+                                .receive_ack(&c.id.public(), &token.0, expires, now)
+                                .unwrap();
+                            acknowledged += held - b.carrier.held();
+                            a.carrier.receive_ack(&bp, &token.0, expires, now).unwrap();
+                            order.retain(|id| b.carrier.held.contains_key(id));
+                        }
+                        Err(CarryError::Expired { .. }) => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                6 => {
+                    let held = b.carrier.held();
+                    b.carrier.expire(now);
+                    a.carrier.expire(now);
+                    expired += held - b.carrier.held();
+                    order.retain(|id| b.carrier.held.contains_key(id));
+                }
+                // One of a's envelopes comes back to it: known while a
+                // spreads its message (and held, as anyone's, after).
+                7 if !sent.is_empty() => {
+                    let (_, body, mid) = &sent[rng.next_u32() as usize % sent.len()];
+                    let lasts = Envelope::decode(body[1..].to_vec()).unwrap().expires() > now;
+                    let spreading = a.carrier.own.contains_key(mid);
+                    let back = a.carrier.receive_envelope(&a.id, &bp, body, now);
+                    if lasts && spreading {
+                        assert!(matches!(back, Ok(Arrival::Known)), "{back:?}");
+                    }
+                }
+                // a stops spreading: its contact is forgotten, or a
+                // message reached them directly.
+                8 if !sent.is_empty() => {
+                    let (k, mid) = {
+                        let s = &sent[rng.next_u32() as usize % sent.len()];
+                        (s.0, s.2)
+                    };
+                    if rng.next_u32() % 2 == 0 {
+                        a.carrier.forget(&to[k].id.public());
+                    } else {
+                        a.carrier.delivered(&mid);
+                    }
+                }
+                // Saved and loaded, whole or in parts, now and then under
+                // half the budget (what no longer fits goes, oldest first).
+                _ => {
+                    let budget = if rng.next_u32() % 3 == 0 {
+                        small.budget / 2
+                    } else {
+                        small.budget
+                    };
+                    let cfg = CarryConfig { budget, ..small };
+                    if rng.next_u32() % 2 == 0 {
+                        b.carrier = Carrier::decode(&b.carrier.encode(), cfg).unwrap();
+                        a.carrier = Carrier::decode(&a.carrier.encode(), sender).unwrap();
+                    } else {
+                        for (p, cfg) in [(&mut a, sender), (&mut b, cfg)] {
+                            let parts: BTreeMap<PartKey, Vec<u8>> =
+                                p.carrier.parts().map(|(k, v)| (k, v.to_vec())).collect();
+                            let state = p.carrier.encode_state();
+                            p.carrier =
+                                Carrier::decode_state(&state, cfg, |k| parts.get(k).cloned())
+                                    .unwrap();
+                        }
+                    }
+                    order.retain(|id| b.carrier.held.contains_key(id));
+                }
+            }
+            a.carrier.check_index();
+            b.carrier.check_index();
+            for c in &to {
+                c.carrier.check_index();
+            }
+            // b holds what the model says, in the order it arrived.
+            assert!(
+                b.carrier
+                    .by_arrival
+                    .iter()
+                    .map(|(_, id)| *id)
+                    .eq(order.iter().copied()),
+                "step {step}"
+            );
+        }
+        assert!(evicted > 0 && acknowledged > 0 && expired > 0);
+    }
+
+    /// Envelopes that arrived at the same moment (only a damaged state
+    /// holds two such) are evicted smallest id first, as the scan before
+    /// the arrival index chose.
+    #[test]
+    fn envelopes_that_arrived_together_go_smallest_id_first() {
+        let mut rng = ChaCha20Rng::seed_from_u64(22);
+        let one = (ENVELOPE_HEADER_LEN + 1024 + 16) as u64;
+        let cfg = CarryConfig {
+            budget: 3 * one,
+            ..spray()
+        };
+        let mut a = person("a", &mut rng, spray());
+        let mut b = person("b", &mut rng, cfg);
+        let c = person("c", &mut rng, spray());
+        let (ap, bp) = (a.id.public(), b.id.public());
+        a.carrier.set_carrier(&bp.sign, true, NOW);
+        for i in 0..2u8 {
+            a.carrier
+                .originate(&c.id.public(), text(&a, &c, &[i], &mut rng), NOW);
+        }
+        let h = a.carrier.hand(&bp, NOW, &mut rng);
+        assert_eq!(h.len(), 2);
+        b.carrier
+            .receive_envelope(&b.id, &ap, &h[0].body, NOW)
+            .unwrap();
+        // Two more under the same arrival, one under an id below the
+        // real one, one above.
+        let (&id, held) = b.carrier.held.iter().next().unwrap();
+        let held = held.clone();
+        let (lo, hi) = ([0; 32], [0xff; 32]);
+        assert!(lo < id && id < hi);
+        b.carrier.hold(lo, held.clone());
+        b.carrier.hold(hi, held);
+        b.carrier.check_index();
+        assert!(matches!(
+            b.carrier.receive_envelope(&b.id, &ap, &h[1].body, NOW),
+            Ok(Arrival::Held { evicted: 1 })
+        ));
+        b.carrier.check_index();
+        assert!(!b.carrier.held.contains_key(&lo));
+        assert!(b.carrier.held.contains_key(&id) && b.carrier.held.contains_key(&hi));
+    }
+
     #[test]
     fn expired_malformed_and_delivery_only_envelopes_are_not_carried() {
         let mut rng = ChaCha20Rng::seed_from_u64(4);
@@ -3163,7 +3462,7 @@ mod tests {
             .unwrap();
         let mut other = id;
         other[0] ^= 1;
-        two.held.insert(other, held);
+        two.hold(other, held);
         let held = b.carrier.held();
         assert!(Carrier::decode(&two.encode(), cfg).is_ok_and(|c| c.held() == held));
         assert!(Carrier::decode(&one, cfg).is_ok());
