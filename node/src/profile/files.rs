@@ -8,11 +8,12 @@
 //! small preview) like a text, so conversations show it. A send that fails
 //! or is cut short leaves nothing a contact could receive. Chunks
 //! sync like any message and resume wherever a link broke; a file is put
-//! together only when every chunk is here, into a temporary file in the
-//! folder asked for, checked against the manifest's hash, and only then
-//! given its (safe) name.
+//! together only when every chunk is here, in the folder asked for, into
+//! a file with no name yet (or, where the filesystem has no such files, a
+//! hidden one only its user can read), checked against the manifest's
+//! hash, and only then given its (safe) name.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use rand_core::{CryptoRng, RngCore};
@@ -682,6 +683,19 @@ impl Profile {
         dir: &Path,
         report: Report<'_>,
     ) -> Result<PathBuf, ProfileError> {
+        self.save_file_into(id, dir, report, Part::create)
+    }
+
+    /// [`Profile::save_file_reporting`], writing the file into a part
+    /// `new_part` makes in `dir` until it is whole and checked (tests ask
+    /// for the named part that filesystems without nameless files get).
+    fn save_file_into(
+        &self,
+        id: &str,
+        dir: &Path,
+        report: Report<'_>,
+        new_part: NewPart,
+    ) -> Result<PathBuf, ProfileError> {
         let (group, key) = self.find_shown(id)?;
         let view = self.read_view()?;
         let bytes = strand_sync::Store::get(&view, &group.id, &key)
@@ -709,102 +723,371 @@ impl Profile {
         let io = |e| crate::profile::io_error(dir, e);
         std::fs::create_dir_all(dir).map_err(io)?;
         remove_stale_parts(dir);
-        let mut nonce = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut crate::profile::os_rng(), &mut nonce);
-        let temp = dir.join(format!(".strand-{}.part", crate::profile::hex(&nonce)));
-        let result = (|| {
-            let mut out = std::fs::File::create_new(&temp).map_err(io)?;
-            let mut hasher = strand_sync::FileHasher::new();
-            let mut size = 0u64;
-            report(0, manifest.size);
-            let last = manifest.chunks.len().saturating_sub(1);
-            for (i, k) in manifest.chunks.iter().enumerate() {
-                let bytes = strand_sync::Store::get(&view, &group.id, k)
-                    .map_err(db_error)?
-                    .ok_or_else(|| ProfileError::File("a part went missing".into()))?;
-                // The sender's own parts, each but the last a whole part
-                // (§4.2): no one presents another member's parts as theirs.
-                let chunk = Message::decode(bytes)
-                    .ok()
-                    .filter(|m| {
-                        m.id() == k.id && m.kind() == Kind::CHUNK && m.author() == msg.author()
-                    })
-                    .and_then(|m| m.open(&group).ok())
-                    .filter(|c| i == last || c.len() == strand_sync::CHUNK_LEN)
-                    .ok_or_else(|| ProfileError::File("a part does not read".into()))?;
-                size += chunk.len() as u64;
-                if size > manifest.size {
-                    break;
-                }
-                hasher.update(&chunk);
-                out.write_all(&chunk).map_err(io)?;
-                report(size, manifest.size);
+        // Whatever stops the save before the file has its name (an error
+        // returned here, a panic) drops the part, which takes its bytes
+        // with it.
+        let mut part = new_part(dir).map_err(io)?;
+        let mut hasher = strand_sync::FileHasher::new();
+        let mut size = 0u64;
+        report(0, manifest.size);
+        let last = manifest.chunks.len().saturating_sub(1);
+        for (i, k) in manifest.chunks.iter().enumerate() {
+            let bytes = strand_sync::Store::get(&view, &group.id, k)
+                .map_err(db_error)?
+                .ok_or_else(|| ProfileError::File("a part went missing".into()))?;
+            // The sender's own parts, each but the last a whole part
+            // (§4.2): no one presents another member's parts as theirs.
+            let chunk = Message::decode(bytes)
+                .ok()
+                .filter(|m| m.id() == k.id && m.kind() == Kind::CHUNK && m.author() == msg.author())
+                .and_then(|m| m.open(&group).ok())
+                .filter(|c| i == last || c.len() == strand_sync::CHUNK_LEN)
+                .ok_or_else(|| ProfileError::File("a part does not read".into()))?;
+            size += chunk.len() as u64;
+            if size > manifest.size {
+                break;
             }
-            out.sync_all().map_err(io)?;
-            if size != manifest.size || hasher.finish() != manifest.hash {
-                return Err(ProfileError::File(format!(
-                    "{} was refused: its bytes do not match the hash its sender gave",
-                    crate::display::one_line(&manifest.name)
-                )));
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
+            hasher.update(&chunk);
+            part.file.write_all(&chunk).map_err(io)?;
+            report(size, manifest.size);
         }
-        let name = safe_name(&manifest.name);
-        let (stem, ext) = match name.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
-            _ => (name.clone(), String::new()),
-        };
-        let mut target = dir.join(&name);
-        let mut n = 1;
-        // The whole file takes its name in one step, a link that never
-        // replaces anything there (another save's file, a link of the
-        // user's); the part's name then goes. Cut short between the two,
-        // a save leaves its part, which a later save removes, and never an
-        // empty or partial file under the name.
-        loop {
-            match std::fs::hard_link(&temp, &target) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&temp);
+        part.file.sync_all().map_err(io)?;
+        if size != manifest.size || hasher.finish() != manifest.hash {
+            return Err(ProfileError::File(format!(
+                "{} was refused: its bytes do not match the hash its sender gave",
+                crate::display::one_line(&manifest.name)
+            )));
+        }
+        part.name(&mut Names::new(dir, &safe_name(&manifest.name)))
+            .map_err(io)
+    }
+}
+
+/// Makes a new, empty [`Part`] in a folder: [`Part::create`], or (tests)
+/// [`Part::named`].
+type NewPart = fn(&Path) -> std::io::Result<Part>;
+
+/// A file being saved, in the folder it is saved in, before it has its
+/// name: one with no name at all where the system and the filesystem
+/// have them, else a hidden `.strand-<16 hex>.part` that only this user
+/// can read. Dropped before it is given its name (a save that fails or
+/// panics), it leaves nothing; a save killed leaves nothing either, or
+/// the named part, which [`remove_stale_parts`] removes a day on.
+struct Part {
+    file: std::fs::File,
+    /// Its hidden name; none for a file with no name.
+    path: Option<PathBuf>,
+}
+
+impl Part {
+    /// A new, empty part in `dir`: one with no name if the system and
+    /// the filesystem allow ([`nameless_in`]), else a named one.
+    fn create(dir: &Path) -> std::io::Result<Part> {
+        match nameless_in(dir)? {
+            Some(file) => Ok(Part { file, path: None }),
+            None => Part::named(dir),
+        }
+    }
+
+    /// A new, empty part in `dir` under a hidden name, which only this
+    /// user can read: made with the umask's mode (usually 0644), other
+    /// users could read the file as it is written, and what a save
+    /// killed left behind until a later save removed it.
+    fn named(dir: &Path) -> std::io::Result<Part> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = part_path(dir);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(Part {
+            file,
+            path: Some(path),
+        })
+    }
+
+    /// A named part in `dir` holding what `file` holds, synced.
+    fn copy_of(file: &mut std::fs::File, dir: &Path) -> std::io::Result<Part> {
+        let mut named = Part::named(dir)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        std::io::copy(file, &mut named.file)?;
+        named.file.sync_all()?;
+        Ok(named)
+    }
+
+    /// Gives the whole, checked file the first name of `names` that is
+    /// free, in one step that replaces nothing there (another save's
+    /// file, a link of the user's), with the mode any new file there gets,
+    /// and syncs the folder so that the name lasts as the bytes do.
+    fn name(mut self, names: &mut Names<'_>) -> std::io::Result<PathBuf> {
+        if self.path.is_none() {
+            match link_nameless(&self.file, names) {
+                // Made with the mode of any new file (see nameless_in).
+                Ok(target) => {
+                    sync_dir(names.dir);
                     return Ok(target);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    target = dir.join(format!("{stem} ({n}){ext}"));
-                    n += 1;
+                // No /proc to link it through (a sandbox), or a filesystem
+                // or a policy that refuses the link: a named part takes
+                // its bytes, and the way named parts go.
+                Err(e) => {
+                    tracing::debug!(
+                        "a nameless file could not be linked, so a named one takes its bytes: {e}"
+                    );
+                    self = Part::copy_of(&mut self.file, names.dir)?;
                 }
-                // A filesystem without links (FAT on a stick, some
-                // network shares): claim the name, then rename over the
-                // claim.
-                Err(_) => break,
             }
         }
-        // The name is claimed before the file takes it, so nothing already
-        // there is ever replaced: the rename replaces only the empty file
-        // made here.
-        let claimed = loop {
-            match std::fs::File::create_new(&target) {
-                Ok(_) => break Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    target = dir.join(format!("{stem} ({n}){ext}"));
-                    n += 1;
+        let temp = self
+            .path
+            .clone()
+            .expect("a part without a name was given one above or copied to a named one");
+        let mode = new_file_mode(names.dir);
+        // The whole file takes its name in one step, a link; the part's
+        // name then goes. Cut short between the two, a save leaves its
+        // part, which a later save removes, and never an empty or partial
+        // file under the name.
+        let target = match names.take_free(|to| std::fs::hard_link(&temp, to)) {
+            Ok(target) => {
+                let _ = std::fs::remove_file(&temp);
+                target
+            }
+            // A filesystem without links (FAT on a stick, some network
+            // shares): claim the name, then rename over the claim. The
+            // name is claimed before the file takes it, so nothing already
+            // there is ever replaced: the rename replaces only the empty
+            // file made here.
+            Err(_) => {
+                let target = names.take_free(|to| std::fs::File::create_new(to).map(drop))?;
+                if let Err(e) = std::fs::rename(&temp, &target) {
+                    let _ = std::fs::remove_file(&target);
+                    return Err(e);
                 }
-                Err(e) => break Err(e),
+                target
             }
         };
-        if let Err(e) = claimed {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io(e));
+        self.path = None;
+        // Only now, under its name: a save cut short before this leaves
+        // a file its user alone can read, never a part others can.
+        if let Some(mode) = mode {
+            set_mode(&self.file, mode);
         }
-        if let Err(e) = std::fs::rename(&temp, &target) {
-            let _ = std::fs::remove_file(&temp);
-            let _ = std::fs::remove_file(&target);
-            return Err(io(e));
-        }
+        sync_dir(names.dir);
         Ok(target)
     }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A hidden name for a part in `dir` that no other save picks:
+/// `.strand-` + 16 random hex digits + `.part`.
+fn part_path(dir: &Path) -> PathBuf {
+    let mut nonce = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut crate::profile::os_rng(), &mut nonce);
+    dir.join(format!(".strand-{}.part", crate::profile::hex(&nonce)))
+}
+
+/// A new file in `dir` with no name (`O_TMPFILE`), to be given one once
+/// whole ([`link_nameless`]): a save killed leaves nothing. None where
+/// the filesystem or the kernel has no such files: they refuse with
+/// EOPNOTSUPP (FAT, some FUSE filesystems), EISDIR (kernels before 3.11)
+/// or EINVAL.
+///
+/// It is made as any new file is (0666 less the umask, or what the
+/// folder's default ACL says), so its name gives it the usual mode
+/// without the umask being read (which takes setting it, for every
+/// thread at once). Nameless, it is no less private for that: no other
+/// user can open it, as only this process's user reads its descriptors
+/// in /proc.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn nameless_in(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use rustix::{fs::OFlags, io::Errno};
+    use std::os::unix::fs::OpenOptionsExt;
+    let made = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(OFlags::TMPFILE.bits() as i32)
+        .mode(0o666)
+        .open(dir);
+    match made {
+        Ok(file) => Ok(Some(file)),
+        Err(e)
+            if matches!(
+                Errno::from_io_error(&e),
+                Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Files with no name are Linux's: elsewhere parts are named.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn nameless_in(_: &Path) -> std::io::Result<Option<std::fs::File>> {
+    Ok(None)
+}
+
+/// Gives the nameless `file` ([`nameless_in`]) the first name of `names`
+/// that is free, by a link that replaces nothing. Linking the descriptor
+/// itself (`AT_EMPTY_PATH`) takes a capability (CAP_DAC_READ_SEARCH) that
+/// neither the app nor `strand` has; linking its entry in /proc, followed,
+/// takes none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn link_nameless(file: &std::fs::File, names: &mut Names<'_>) -> std::io::Result<PathBuf> {
+    use rustix::fs::{linkat, AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    names.take_free(|to| {
+        linkat(CWD, fd.as_str(), CWD, to, AtFlags::SYMLINK_FOLLOW).map_err(std::io::Error::from)
+    })
+}
+
+/// [`nameless_in`] makes no nameless file here.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn link_nameless(_: &std::fs::File, _: &mut Names<'_>) -> std::io::Result<PathBuf> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// The names a saved file may take in its folder, in order: its own
+/// (made safe), then "stem (1).ext", "stem (2).ext", …
+struct Names<'a> {
+    dir: &'a Path,
+    stem: String,
+    /// With its dot; empty for a name without one.
+    ext: String,
+    /// How many names were found taken.
+    taken: usize,
+}
+
+impl<'a> Names<'a> {
+    fn new(dir: &'a Path, name: &str) -> Self {
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+            _ => (name.to_owned(), String::new()),
+        };
+        Names {
+            dir,
+            stem,
+            ext,
+            taken: 0,
+        }
+    }
+
+    /// The name to try now.
+    fn current(&self) -> PathBuf {
+        let Names {
+            dir,
+            stem,
+            ext,
+            taken,
+        } = self;
+        match taken {
+            0 => dir.join(format!("{stem}{ext}")),
+            n => dir.join(format!("{stem} ({n}){ext}")),
+        }
+    }
+
+    /// Gives the file the first free name with `take`, which fails with
+    /// `AlreadyExists` on a name taken, and returns it. On another
+    /// failure, the next name to try is still the one that failed.
+    fn take_free(
+        &mut self,
+        take: impl Fn(&Path) -> std::io::Result<()>,
+    ) -> std::io::Result<PathBuf> {
+        loop {
+            let target = self.current();
+            match take(&target) {
+                Ok(()) => return Ok(target),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.taken += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The permission bits a new file in `dir` gets: 0666 less the umask, or
+/// what the folder's default ACL or the filesystem's mount gives. Read
+/// from an empty file made there (named as a part, so that one a kill
+/// leaves goes as parts do) and removed at once; the umask itself can be
+/// read only by setting it, for every thread at once, and one creating a
+/// file meanwhile would get the wrong mode. None if no file can be made.
+fn new_file_mode(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = part_path(dir);
+    let file = std::fs::File::create_new(&probe).ok()?;
+    let mode = file.metadata().map(|m| m.permissions().mode() & 0o777);
+    let _ = std::fs::remove_file(&probe);
+    mode.ok()
+}
+
+/// Gives the saved `file` the permission bits `mode`, unless it has them
+/// (on FAT the mount decides every file's, and refuses changes). A
+/// refusal is only logged: the file is saved, readable by its user alone.
+fn set_mode(file: &std::fs::File, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let has = file.metadata().map(|m| m.permissions().mode() & 0o777);
+    if has.is_ok_and(|has| has == mode) {
+        return;
+    }
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!("a saved file stays readable by its user alone: its mode could not be set to {mode:o}: {e}");
+    }
+}
+
+/// Syncs the folder `dir`, so that a name just given there lasts as the
+/// file's (synced) bytes do: without it, a crash soon after a save can
+/// lose the file though the save said it was done. A failure is only
+/// logged: the file is saved and named, and failing the save would have
+/// the user save it again, under a second name.
+fn sync_dir(dir: &Path) {
+    let synced = match std::fs::File::open(dir) {
+        Ok(folder) => match folder.sync_all() {
+            // The filesystem does not sync folders (some network and FUSE
+            // ones): its names last as it makes them, and nothing here
+            // can do more.
+            Err(e) if sync_refused(&e) => Ok(()),
+            synced => synced,
+        },
+        // A folder its user may write in but not read (a drop box, -wx)
+        // does not open to be synced.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = synced {
+        tracing::warn!(
+            "a saved file's folder could not be synced: a crash soon may lose its name: {e}"
+        );
+    }
+}
+
+/// Whether syncing a folder failed because its filesystem refuses to:
+/// EINVAL, EOPNOTSUPP or ENOSYS.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sync_refused(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::INVAL | Errno::OPNOTSUPP | Errno::NOSYS)
+    )
+}
+
+/// Whether syncing a folder failed because its filesystem refuses to.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sync_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+    )
 }
 
 /// How long a save's temporary file may go unwritten before it is taken
@@ -815,7 +1098,9 @@ const STALE_PART: std::time::Duration = std::time::Duration::from_secs(24 * 3600
 /// `strand` stopped, the machine went down) that no save has written for
 /// [`STALE_PART`]: hidden, they would take the folder's space unseen.
 /// Only names a save makes (`.strand-` + 16 hex digits + `.part`), only
-/// plain files; what cannot be read or removed is left.
+/// plain files; what cannot be read or removed is left. (Parts are named
+/// only on filesystems without nameless files: a nameless part goes with
+/// the process that wrote it.)
 fn remove_stale_parts(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -1585,6 +1870,172 @@ mod tests {
             2,
             "nothing left behind"
         );
+    }
+
+    /// The names in `dir` and their permission bits, in order.
+    fn listing(dir: &Path) -> Vec<(String, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut all: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+                (e.file_name().to_string_lossy().into_owned(), mode)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The parts a save makes: the usual (nameless where the filesystem
+    /// allows), and the named one of filesystems without nameless files.
+    const PART_MAKERS: [(&str, NewPart); 2] = [("usual", Part::create), ("named", Part::named)];
+
+    /// Alice's profile in `tmp`, the id of a file of three parts she sent
+    /// Bob (a save reports twice between its start and its end), and the
+    /// file's bytes.
+    fn three_part_file(tmp: &Path) -> (Profile, String, Vec<u8>) {
+        let rng = &mut crate::profile::os_rng();
+        let (p, ..) = crate::profile::alice_with_bob(&tmp.join("a"));
+        let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
+            .map(|i| (i * 5 % 251) as u8)
+            .collect();
+        let path = tmp.join("private.bin");
+        std::fs::write(&path, &data).unwrap();
+        let sent = p
+            .send_file(
+                Conversation::Contact("Bob"),
+                &path,
+                crate::profile::now(),
+                rng,
+            )
+            .unwrap();
+        let id = crate::profile::hex(&sent.manifest.id.0[..8]);
+        (p, id, data)
+    }
+
+    /// A save cut short halfway (here its progress report panics; a kill
+    /// stops at the same place) leaves nothing in the folder, and while
+    /// the file is written nothing there lets other users read it: it has
+    /// no name where the filesystem allows, else a part only its user can
+    /// read. Before, the part took the umask's mode (0644: anyone could
+    /// read the file as it was written) and stayed, the file's first part
+    /// in the clear, until a save into the folder a day later.
+    #[test]
+    fn a_save_cut_short_leaves_nothing_and_shows_nothing_to_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, id, _) = three_part_file(tmp.path());
+        for (how, new_part) in PART_MAKERS {
+            let out = tmp.path().join(how);
+            std::fs::create_dir(&out).unwrap();
+            std::fs::write(out.join("mine.txt"), b"the user's own").unwrap();
+            let before = listing(&out);
+            let nameless = how == "usual" && nameless_in(&out).unwrap().is_some();
+            let halfway = std::sync::Mutex::new(Vec::new());
+            let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let report = |done: u64, total: u64| {
+                    if done > 0 && done < total {
+                        halfway.lock().unwrap().push(listing(&out));
+                        panic!("cut short after {done} of {total} bytes");
+                    }
+                };
+                p.save_file_into(&id, &out, &report, new_part)
+            }));
+            assert!(cut.is_err(), "{how}: the save was cut short");
+            let halfway = halfway.into_inner().unwrap();
+            let [seen] = halfway.as_slice() else {
+                panic!("{how}: one report halfway: {halfway:?}");
+            };
+            let new: Vec<_> = seen.iter().filter(|e| !before.contains(e)).collect();
+            if nameless {
+                assert!(
+                    new.is_empty(),
+                    "{how}: nothing named as it is written: {new:?}"
+                );
+            } else {
+                assert!(
+                    matches!(new.as_slice(), [(name, _)] if name.starts_with(".strand-")),
+                    "{how}: only the part: {new:?}"
+                );
+            }
+            for (name, mode) in new {
+                assert_eq!(
+                    mode & 0o077,
+                    0,
+                    "{how}: {name} is its user's alone: {mode:o}"
+                );
+            }
+            assert_eq!(listing(&out), before, "{how}: nothing left");
+        }
+    }
+
+    /// A saved file gets the mode any new file in its folder gets (the
+    /// umask's), though it was written where only its user could read it,
+    /// and keeps one name: the part's is gone.
+    #[test]
+    fn a_saved_file_has_a_new_files_mode_and_one_name() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, id, data) = three_part_file(tmp.path());
+        for (how, new_part) in PART_MAKERS {
+            let out = tmp.path().join(how);
+            std::fs::create_dir(&out).unwrap();
+            let usual = std::fs::File::create_new(out.join("usual"))
+                .and_then(|f| f.metadata())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            let halfway = std::sync::Mutex::new(Vec::new());
+            let report = |done: u64, total: u64| {
+                if done > 0 && done < total {
+                    let parts = listing(&out)
+                        .into_iter()
+                        .filter(|(name, _)| name.starts_with(".strand-"));
+                    halfway.lock().unwrap().push(parts.collect::<Vec<_>>());
+                }
+            };
+            let saved = p.save_file_into(&id, &out, &report, new_part).unwrap();
+            let halfway = halfway.into_inner().unwrap();
+            assert_eq!(halfway.len(), 2, "{how}: reported twice halfway");
+            for parts in &halfway {
+                if how == "named" {
+                    assert_eq!(parts.len(), 1, "{how}: the part: {parts:?}");
+                }
+                for (name, mode) in parts {
+                    assert_eq!(
+                        mode & 0o077,
+                        0,
+                        "{how}: {name} is its user's alone: {mode:o}"
+                    );
+                }
+            }
+            assert_eq!(std::fs::read(&saved).unwrap(), data);
+            let meta = std::fs::metadata(&saved).unwrap();
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                usual,
+                "{how}: the mode of a new file"
+            );
+            assert_eq!(meta.nlink(), 1, "{how}: one name");
+            let names: Vec<_> = listing(&out).into_iter().map(|(name, _)| name).collect();
+            assert_eq!(names, ["private.bin", "usual"], "{how}");
+        }
+    }
+
+    /// A nameless file that cannot be linked (no /proc in a sandbox, a
+    /// filesystem or a policy that refuses) is saved through a named part
+    /// that takes its bytes, and nothing else stays.
+    #[test]
+    fn a_file_copied_to_a_named_part_saves_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"the whole file").unwrap();
+        let part = Part::copy_of(&mut file, tmp.path()).unwrap();
+        let saved = part.name(&mut Names::new(tmp.path(), "notes.txt")).unwrap();
+        assert_eq!(saved, tmp.path().join("notes.txt"));
+        assert_eq!(std::fs::read(&saved).unwrap(), b"the whole file");
+        assert_eq!(listing(tmp.path()).len(), 1, "the part is gone");
     }
 
     #[test]
