@@ -87,9 +87,12 @@ impl InboundMessage {
     /// Declines a [`Verdict::Valid`] message without storing it: the
     /// storage budget for its sender is spent. The session reports it as
     /// rejected, does not acknowledge it, and goes on; the sender offers it
-    /// again later. Other verdicts are left as they are.
+    /// again later. A [`Verdict::Unchecked`] one is declined the same way,
+    /// and [`Inbound::verify`] then spends no check on it: for a caller
+    /// whose budget would decline it, real or not. Other verdicts are left
+    /// as they are.
     pub fn decline(&mut self) {
-        if self.verdict == Verdict::Valid {
+        if matches!(self.verdict, Verdict::Valid | Verdict::Unchecked) {
             self.verdict = Verdict::Invalid(Invalid::OverBudget);
         }
     }

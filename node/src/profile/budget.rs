@@ -223,6 +223,38 @@ impl Scope {
         }
     }
 
+    /// Which budget a message of `author` and `kind`, `n` bytes long,
+    /// would take past if it were stored now (`private`: the scope is a
+    /// private group), if any. Only grows as the scope counts more.
+    fn over(
+        &self,
+        budgets: &Budgets,
+        private: bool,
+        author: &AuthorId,
+        kind: Kind,
+        n: u64,
+    ) -> Option<Over> {
+        if kind == Kind::WELCOME && self.welcomes >= MAX_WELCOMES_PER_CONTACT {
+            return Some(Over::Welcomes);
+        }
+        if self.exempt(kind, n) {
+            return None;
+        }
+        let unknown = !known(kind);
+        let mine = self.by_author.get(author).copied().unwrap_or_default();
+        if private && mine.all + n > budgets.per_member {
+            Some(Over::Member)
+        } else if private && self.total.all + n > budgets.per_group {
+            Some(Over::Group)
+        } else if !private && self.total.all + n > budgets.per_contact {
+            Some(Over::Contact)
+        } else if unknown && mine.unknown + n > budgets.unknown_kinds {
+            Some(Over::UnknownKinds)
+        } else {
+            None
+        }
+    }
+
     /// Gives back what [`Scope::take`] counted. A welcome is taken to have
     /// been within the allowance while the allowance holds that much: an
     /// error either way is bounded, and mended when the ledger is counted
@@ -420,25 +452,8 @@ impl Ledger {
                     ledger.entry(scope_id).or_insert(counted)
                 }
             };
-            let mut over = None;
             let n = item.message().as_bytes().len() as u64;
-            if kind == Kind::WELCOME && scope.welcomes >= MAX_WELCOMES_PER_CONTACT {
-                over = Some(Over::Welcomes);
-            } else if !scope.exempt(kind, n) {
-                let unknown = !known(kind);
-                let mine = scope.by_author.get(&author).copied().unwrap_or_default();
-                over = if private && mine.all + n > budgets.per_member {
-                    Some(Over::Member)
-                } else if private && scope.total.all + n > budgets.per_group {
-                    Some(Over::Group)
-                } else if !private && scope.total.all + n > budgets.per_contact {
-                    Some(Over::Contact)
-                } else if unknown && mine.unknown + n > budgets.unknown_kinds {
-                    Some(Over::UnknownKinds)
-                } else {
-                    None
-                };
-            }
+            let over = scope.over(budgets, private, &author, kind, n);
             if over.is_none() {
                 scope.take(author, kind, n);
             }
@@ -452,6 +467,70 @@ impl Ledger {
             }
         }
         Ok(declined)
+    }
+
+    /// Declines, before any signature is checked, the unchecked messages
+    /// of `batch` that [`Ledger::apply`] would decline as the ledger stands
+    /// now: a contact over a budget costs a lookup per message, not a
+    /// signature check and a decryption (a session may bring a million,
+    /// and again after each reconnect). Judged on what a message says of
+    /// itself (author, kind, length, log), and only for an author the
+    /// scope has counted stored messages of: a real message is declined
+    /// here only if [`Ledger::apply`] would decline it (what a scope counts
+    /// only grows until something is given back), and a forged one would
+    /// not have been stored anyway. A made-up author is left to the check,
+    /// as before (its signature fails), so no one can have a declined
+    /// message told, or remembered, for each of a million authors. Counts
+    /// nothing, so no claim spends anyone's budget; a scope not counted
+    /// yet is left to [`Ledger::apply`] (counting reads the store), and so
+    /// is whether a member may still write (the groups may change before
+    /// the batch is stored). Returns what was declined.
+    pub(crate) fn decline_unchecked(
+        &self,
+        profile: &Profile,
+        budgets: &Budgets,
+        batch: &mut Inbound,
+    ) -> Vec<Declined> {
+        let me = profile.identity().public().sign;
+        let mut declined = Vec::new();
+        let ledger = self.used.lock().expect("ledger lock");
+        // Each log of the batch (mostly one) and its scope.
+        let mut scopes: Vec<(GroupId, GroupId, bool)> = Vec::new();
+        for item in batch.iter_mut() {
+            if *item.verdict() != Verdict::Unchecked || item.message().author() == me {
+                continue;
+            }
+            let group = *item.group();
+            let author = item.message().author();
+            let seen = scopes
+                .iter()
+                .find(|(g, ..)| *g == group)
+                .map(|s| (s.1, s.2));
+            let (scope_id, private) = seen.unwrap_or_else(|| {
+                let (id, _, private) = profile.budget_scope(&group);
+                scopes.push((group, id, private));
+                (id, private)
+            });
+            let Some(scope) = ledger.get(&scope_id) else {
+                continue;
+            };
+            if !scope.by_author.contains_key(&author) {
+                continue;
+            }
+            let (kind, n) = (
+                item.message().kind(),
+                item.message().as_bytes().len() as u64,
+            );
+            if let Some(over) = scope.over(budgets, private, &author, kind, n) {
+                item.decline();
+                declined.push(Declined {
+                    author,
+                    group: private.then_some(scope_id),
+                    over,
+                });
+            }
+        }
+        declined
     }
 
     /// Gives back what [`Ledger::apply`] counted for messages of a stored
@@ -592,6 +671,91 @@ mod tests {
         // Counted, not given back: a third copy would be over.
         let mut third = batch();
         assert!(!ledger.apply(&p, &budgets, &mut third).unwrap().is_empty());
+    }
+
+    /// A contact over their budget costs no signature check: what a budget
+    /// would decline is declined before the batch is verified. Before,
+    /// every message was verified (a session may bring a million, again
+    /// after each reconnect) and only then declined. A forged message
+    /// shows it: checked, it is `Invalid::Signature`.
+    #[test]
+    fn messages_over_budget_are_declined_before_their_signatures_are_checked() {
+        use strand_sync::Invalid;
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let mut text = |i: u64, len: usize| {
+            Message::create(
+                &bob,
+                &group,
+                now - 1000 + i,
+                Kind::TEXT,
+                &vec![b'x'; len],
+                rng,
+            )
+            .unwrap()
+        };
+        let forged = |m: Message| {
+            let mut b = m.into_bytes();
+            *b.last_mut().unwrap() ^= 1;
+            Message::decode(b).unwrap()
+        };
+        // One that claims a made-up author (no one can write into Bob's
+        // conversation but Bob and Alice, so it is Bob's, its author
+        // replaced).
+        let made_up = {
+            let mut b = text(14, 1000).into_bytes();
+            let bob_key = bob.public().sign;
+            let at = b.windows(32).position(|w| w == &bob_key[..]).unwrap();
+            b[at..at + 32].copy_from_slice(&[7; 32]);
+            Message::decode(b).unwrap()
+        };
+        assert_eq!(made_up.author(), [7; 32]);
+        let long = text(0, 1000).as_bytes().len() as u64;
+        let budgets = Budgets {
+            per_contact: 4 * long + 500,
+            ..Budgets::default()
+        };
+        let ledger = Ledger::default();
+        let first: Vec<Message> = (1..6).map(|i| text(i, 1000)).collect();
+        let (_, declined) = p
+            .check_and_store(Inbound::new(&group, first), &ledger, &budgets, now)
+            .unwrap();
+        assert_eq!(declined.len(), 1, "four fit, the fifth is over");
+        let batch = Inbound::new(
+            &group,
+            [
+                text(10, 1000),
+                forged(text(11, 1000)),
+                forged(text(12, 10)),
+                text(13, 10),
+                made_up,
+            ],
+        );
+        let (batch, declined) = p.check_and_store(batch, &ledger, &budgets, now).unwrap();
+        let mut verdicts: Vec<Verdict> = batch.iter().map(|i| i.verdict().clone()).collect();
+        // An author the budget has counted nothing of is checked, as before
+        // (so no one can have a declined message told for each of a
+        // million made-up authors).
+        let last = verdicts.pop().unwrap();
+        assert!(
+            matches!(&last, Verdict::Invalid(i) if *i != Invalid::OverBudget),
+            "{last:?}"
+        );
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Invalid(Invalid::OverBudget),
+                // Declined unchecked (on main: Invalid::Signature).
+                Verdict::Invalid(Invalid::OverBudget),
+                // Short ones still fit: checked, and stored if valid.
+                Verdict::Invalid(Invalid::Signature),
+                Verdict::Stored { new: true },
+            ]
+        );
+        assert_eq!(declined.len(), 2);
+        assert!(declined.iter().all(|d| d.over == Over::Contact));
     }
 
     /// Welcomes are counted by number, not bytes, so that a flood cannot

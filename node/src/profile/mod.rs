@@ -1471,24 +1471,32 @@ impl Profile {
         budgets: &crate::profile::budget::Budgets,
         now: Time,
     ) -> Result<(Inbound, Vec<crate::profile::budget::Declined>), ProfileError> {
-        let batch = self.check_batch(batch, now)?;
-        self.store_batch(batch, ledger, budgets, now)
+        let (batch, mut declined) = self.check_batch(batch, ledger, budgets, now)?;
+        let (batch, more) = self.store_batch(batch, ledger, budgets, now)?;
+        declined.extend(more);
+        Ok((batch, declined))
     }
 
-    /// Checks `batch`: what the store holds is skipped, the rest verified
-    /// (signatures in one batch, validity at `now`).
+    /// Checks `batch`: what the store holds is skipped, what a budget
+    /// would decline as the ledger stands is declined unchecked
+    /// ([`crate::profile::budget::Ledger::decline_unchecked`]), the rest
+    /// verified (signatures in one batch, validity at `now`). Returns the
+    /// batch and what was declined.
     pub(crate) fn check_batch(
         &self,
         mut batch: Inbound,
+        ledger: &crate::profile::budget::Ledger,
+        budgets: &crate::profile::budget::Budgets,
         now: Time,
-    ) -> Result<Inbound, ProfileError> {
+    ) -> Result<(Inbound, Vec<crate::profile::budget::Declined>), ProfileError> {
         let view = self.read_view()?;
         batch
             .skip_held(|g, k| strand_sync::Store::contains(&view, g, k))
             .map_err(db_error)?;
         drop(view);
+        let declined = ledger.decline_unchecked(self, budgets, &mut batch);
         batch.verify(now);
-        Ok(batch)
+        Ok((batch, declined))
     }
 
     /// Stores a checked batch: declines what is over a storage budget or

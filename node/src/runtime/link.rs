@@ -55,16 +55,20 @@ async fn check_and_store(
 ) -> Result<(Inbound, Vec<Declined>), ProfileError> {
     let (tx, rx) = oneshot::channel();
     let profile = node.profile.clone();
-    rayon::spawn(move || {
-        let _ = tx.send(profile.check_batch(batch, now));
-    });
-    let batch = rx.await.map_err(|_| ProfileError::Closed)??;
-    let profile = node.profile.clone();
     let ledger = node.ledger.clone();
     let budgets = node.config.budgets;
-    tokio::task::spawn_blocking(move || profile.store_batch(batch, &ledger, &budgets, now))
-        .await
-        .map_err(|_| ProfileError::Closed)?
+    rayon::spawn(move || {
+        let _ = tx.send(profile.check_batch(batch, &ledger, &budgets, now));
+    });
+    let (batch, mut declined) = rx.await.map_err(|_| ProfileError::Closed)??;
+    let profile = node.profile.clone();
+    let ledger = node.ledger.clone();
+    let (batch, more) =
+        tokio::task::spawn_blocking(move || profile.store_batch(batch, &ledger, &budgets, now))
+            .await
+            .map_err(|_| ProfileError::Closed)??;
+    declined.extend(more);
+    Ok((batch, declined))
 }
 
 /// A link's carrying job ([`Pump::carry_waiting`]): what the peer
