@@ -101,6 +101,9 @@ struct Pump {
     mark: u64,
     /// Whose declined messages this session already reported, where.
     declined: HashSet<(strand_sync::AuthorId, Option<GroupId>, Over)>,
+    /// Why messages were not stored, as logged this session (once for
+    /// each kind of reason).
+    rejected: HashSet<std::mem::Discriminant<strand_sync::Invalid>>,
     /// Tells the transport the remote authenticated.
     authenticated: Option<strand_transport::Authenticated>,
     /// Messages of ours the peer confirmed, for carrying (pool messages
@@ -157,6 +160,7 @@ pub(crate) async fn run(
         records: HashSet::new(),
         mark,
         declined: HashSet::new(),
+        rejected: HashSet::new(),
         authenticated: link.authenticated,
         confirmed: Vec::new(),
         acknowledged: 0,
@@ -481,7 +485,10 @@ impl Pump {
                     );
                 }
                 Event::Rejected { reason, .. } => {
-                    if let Some((_, name, _)) = &self.contact {
+                    // Once per reason a session: a contact over a budget
+                    // may send a million, each rejected.
+                    let first = self.rejected.insert(std::mem::discriminant(&reason));
+                    if let (Some((_, name, _)), true) = (&self.contact, first) {
                         tracing::warn!(link = %self.kind, "a message not stored yet: {reason}");
                         tracing::debug!(contact = %name, "not stored");
                     }
