@@ -689,14 +689,16 @@ impl Strand {
         touched
     }
 
-    /// A session timer fired. Returns whether the link may have output.
-    pub fn on_timer(&mut self, w: &mut World, link: LinkId, side: usize) -> bool {
+    /// A session timer fired. Returns the links to kick: this one if it
+    /// may have output, and those a hand-out wrote to (a session that
+    /// timed out hands its texts to the carriers linked, as a cut does).
+    pub fn on_timer(&mut self, w: &mut World, link: LinkId, side: usize) -> Vec<LinkId> {
         let now = w.now;
         let Some(ls) = self.links.get_mut(&link) else {
-            return false;
+            return Vec::new();
         };
         if ls.timer[side] != Some(now) {
-            return false;
+            return Vec::new();
         }
         ls.timer[side] = None;
         if ls.unlinked {
@@ -714,14 +716,14 @@ impl Strand {
                 }
                 w.metrics.contacts += 1;
                 self.open(w, link, s);
-                return true;
+                return vec![link];
             }
             let ls = self.links.get_mut(&link).expect("present");
             arm(w, link, 0, &mut ls.timer[0], Some(next_epoch(now_ms)));
-            return false;
+            return Vec::new();
         }
         let Some(s) = ls.sessions[side].as_mut() else {
-            return false;
+            return Vec::new();
         };
         let now_ms = w.now_ms();
         if s.poll_timeout().is_some_and(|d| d <= now_ms) {
@@ -729,9 +731,9 @@ impl Strand {
         }
         let l = &w.links[&link];
         let (node, peer) = (l.node(side), l.node(1 - side));
-        let touched = self.after_input(w, link, side, node, peer);
-        debug_assert!(touched.is_empty());
-        true
+        let mut touched = self.after_input(w, link, side, node, peer);
+        touched.insert(0, link);
+        touched
     }
 
     /// The link went down mid-whatever. With carrying, each end whose

@@ -598,8 +598,8 @@ impl Sim {
             }
             Ev::Timer { link, side } => {
                 if let PolicyState::Strand(s) = &mut self.policy {
-                    if s.on_timer(&mut self.world, link, side as usize) {
-                        self.kick(link);
+                    for l in s.on_timer(&mut self.world, link, side as usize) {
+                        self.kick(l);
                     }
                 }
             }

@@ -718,3 +718,52 @@ fn messages_with_no_recipient_are_counted_as_unaddressed() {
     assert!(r.created > 20 && r.unaddressed == 0, "{r:?}");
     assert!(!r.summary().contains("unaddressed"), "{}", r.summary());
 }
+
+/// Ann and Ben, on a link so slow that a packet of a large text takes
+/// longer than a session may stay silent; Cat, a contact of both who
+/// carries, on the LAN with each.
+const CRAWLING: &str = r#"
+name = "crawling"
+duration = "1h"
+policy = "strand-carrying"
+[links.crawl]
+rate = "2kbit"
+latency = "50ms"
+setup = "2s"
+frame = 500
+frame_overhead = 10
+loss = 0.0
+packet = 16384
+preference = 5
+[[group]]
+count = 2
+link = "crawl"
+[[group]]
+count = 1
+link = "lan"
+[contacts]
+model = "trace"
+file = "t.one"
+[social]
+model = "complete"
+"#;
+
+#[test]
+fn a_session_that_times_out_hands_its_texts_to_the_carriers_linked() {
+    // Ann's and Ben's session times out on a timer while each sends the
+    // other a large text. Each hands its text to the carriers linked then,
+    // as a cut does, and Cat brings both. Before, the links the hand-out
+    // wrote to were not kicked on a timer (a debug build stopped on an
+    // assertion there; a release build left the envelopes until something
+    // else moved those links).
+    let dir = tempfile::tempdir().unwrap();
+    let trace =
+        "0 CONN 0 1 up\n0 CONN 0 2 up\n0 CONN 1 2 up\n60 C M1 0 1 50000\n60 C M2 1 0 50000\n";
+    std::fs::write(dir.path().join("t.one"), trace).unwrap();
+    let r = run(&inline(CRAWLING, dir.path()), 1, |_, _| {})
+        .unwrap()
+        .report;
+    assert_eq!(r.session_errors.get("timed out"), Some(&2), "{r:?}");
+    assert_eq!((r.created, r.delivered), (2, 2), "{r:?}");
+    assert!(r.envelopes_carried > 0 && r.hops_mean > 1.0, "{r:?}");
+}
