@@ -476,9 +476,11 @@ impl Ledger {
     /// and again after each reconnect). Judged on what a message says of
     /// itself (author, kind, length, log), and only for an author the
     /// scope has counted stored messages of: a real message is declined
-    /// here only if [`Ledger::apply`] would decline it (what a scope counts
-    /// only grows until something is given back), and a forged one would
-    /// not have been stored anyway. A made-up author is left to the check,
+    /// here only if [`Ledger::apply`] would have declined it as the ledger
+    /// stood (what a scope counts only grows until something is given
+    /// back: one given back meanwhile makes a message wait for a later
+    /// sync, as any decline does), and a forged one would not have been
+    /// stored anyway. A made-up author is left to the check,
     /// as before (its signature fails), so no one can have a declined
     /// message told, or remembered, for each of a million authors. Counts
     /// nothing, so no claim spends anyone's budget; a scope not counted
@@ -493,7 +495,11 @@ impl Ledger {
     ) -> Vec<Declined> {
         let me = profile.identity().public().sign;
         let mut declined = Vec::new();
-        let ledger = self.used.lock().expect("ledger lock");
+        // Only work saved: never wait here (on the verifier pool) for a
+        // sweep's or a first count's disk work; `apply` still decides.
+        let Ok(ledger) = self.used.try_lock() else {
+            return declined;
+        };
         // Each log of the batch (mostly one) and its scope.
         let mut scopes: Vec<(GroupId, GroupId, bool)> = Vec::new();
         for item in batch.iter_mut() {

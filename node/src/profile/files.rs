@@ -783,7 +783,7 @@ impl Part {
     /// A new, empty part in `dir`: one with no name if the system and
     /// the filesystem allow ([`nameless_in`]), else a named one.
     fn create(dir: &Path) -> std::io::Result<Part> {
-        match nameless_in(dir)? {
+        match nameless_in(dir) {
             Some(file) => Ok(Part { file, path: None }),
             None => Part::named(dir),
         }
@@ -897,9 +897,10 @@ fn part_path(dir: &Path) -> PathBuf {
 
 /// A new file in `dir` with no name (`O_TMPFILE`), to be given one once
 /// whole ([`link_nameless`]): a save killed leaves nothing. None where
-/// the filesystem or the kernel has no such files: they refuse with
-/// EOPNOTSUPP (FAT, some FUSE filesystems), EISDIR (kernels before 3.11)
-/// or EINVAL.
+/// one cannot be made: the filesystem or the kernel has no such files
+/// (EOPNOTSUPP on FAT and some FUSE filesystems, EISDIR before Linux
+/// 3.11, EINVAL), or a security policy refuses it; a named part is then
+/// made, whose error, if it fails too, is the one to tell.
 ///
 /// It is made as any new file is (0666 less the umask, or what the
 /// folder's default ACL says), so its name gives it the usual mode
@@ -908,8 +909,8 @@ fn part_path(dir: &Path) -> PathBuf {
 /// user can open it, as only this process's user reads its descriptors
 /// in /proc.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn nameless_in(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
-    use rustix::{fs::OFlags, io::Errno};
+fn nameless_in(dir: &Path) -> Option<std::fs::File> {
+    use rustix::fs::OFlags;
     use std::os::unix::fs::OpenOptionsExt;
     let made = std::fs::OpenOptions::new()
         .read(true)
@@ -918,23 +919,18 @@ fn nameless_in(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
         .mode(0o666)
         .open(dir);
     match made {
-        Ok(file) => Ok(Some(file)),
-        Err(e)
-            if matches!(
-                Errno::from_io_error(&e),
-                Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)
-            ) =>
-        {
-            Ok(None)
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::debug!("no nameless file here, so a named part: {e}");
+            None
         }
-        Err(e) => Err(e),
     }
 }
 
 /// Files with no name are Linux's: elsewhere parts are named.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn nameless_in(_: &Path) -> std::io::Result<Option<std::fs::File>> {
-    Ok(None)
+fn nameless_in(_: &Path) -> Option<std::fs::File> {
+    None
 }
 
 /// Gives the nameless `file` ([`nameless_in`]) the first name of `names`
@@ -1930,7 +1926,7 @@ mod tests {
             std::fs::create_dir(&out).unwrap();
             std::fs::write(out.join("mine.txt"), b"the user's own").unwrap();
             let before = listing(&out);
-            let nameless = how == "usual" && nameless_in(&out).unwrap().is_some();
+            let nameless = how == "usual" && nameless_in(&out).is_some();
             let halfway = std::sync::Mutex::new(Vec::new());
             let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let report = |done: u64, total: u64| {
@@ -2021,6 +2017,25 @@ mod tests {
             let names: Vec<_> = listing(&out).into_iter().map(|(name, _)| name).collect();
             assert_eq!(names, ["private.bin", "usual"], "{how}");
         }
+    }
+
+    /// A nameless file, where the filesystem has them, takes its name by
+    /// a link and keeps it: the save's usual way, with no copy made.
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn a_nameless_file_takes_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(mut file) = nameless_in(tmp.path()) else {
+            // A filesystem without them (the named part is tested above).
+            return;
+        };
+        file.write_all(b"the whole file").unwrap();
+        assert!(listing(tmp.path()).is_empty(), "nameless while written");
+        let saved = link_nameless(&file, &mut Names::new(tmp.path(), "notes.txt")).unwrap();
+        assert_eq!(saved, tmp.path().join("notes.txt"));
+        drop(file);
+        assert_eq!(std::fs::read(&saved).unwrap(), b"the whole file");
+        assert_eq!(listing(tmp.path()).len(), 1);
     }
 
     /// A nameless file that cannot be linked (no /proc in a sandbox, a

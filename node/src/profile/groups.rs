@@ -557,7 +557,7 @@ impl Profile {
     pub(crate) fn private_group_of(&self, epoch: &GroupId) -> Option<GroupId> {
         self.chains()
             .iter()
-            .find(|c| c.epochs().any(|e| e.id() == *epoch))
+            .find(|c| c.epoch(epoch).is_some())
             .map(|c| c.root())
     }
 

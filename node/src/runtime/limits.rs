@@ -127,6 +127,13 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// one large message).
 pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
+/// Pool messages stored from one link and waiting for its carrying job
+/// (while the node's carrier is busy with another step). Past it the link
+/// is not read, as past [`MAX_BATCHES_IN_FLIGHT`]: a contact cannot grow
+/// the list without bound, and an ordinary wait for the carrier (a drive
+/// being written) does not stop the link. About a megabyte and a half.
+pub const MAX_POOL_WAITING: usize = 16_384;
+
 /// Node events buffered for each subscriber (GUI, `read --follow`).
 pub const EVENT_BUFFER: usize = 1024;
 

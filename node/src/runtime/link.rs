@@ -13,9 +13,9 @@
 //! ([`super::guard`]); after, it registers with the contact
 //! ([`super::registry`]). Received messages are checked in batches on the
 //! rayon pool (signatures, bodies) and stored by the profile's writer,
-//! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] (batches
-//! whose pool messages wait for the carrier count too) the link is not
-//! read, so a fast sender waits for the disk and the carrier.
+//! several batches in flight; past [`MAX_BATCHES_IN_FLIGHT`] the link is
+//! not read, so a fast sender waits for the disk (and past
+//! [`MAX_POOL_WAITING`] pool messages waiting for the carrier, for it).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -36,7 +36,8 @@ use super::registry::{Command, Joining, SessionId};
 use super::{LinkError, NodeEvent, Shared};
 use crate::profile::budget::{Declined, Over};
 use crate::runtime::limits::{
-    LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS, WRITE_QUEUE,
+    LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, MAX_POOL_WAITING, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS,
+    WRITE_QUEUE,
 };
 use crate::{hex, Delivery, ProfileError};
 
@@ -112,12 +113,9 @@ struct Pump {
     /// How many of ours the peer acknowledged (for the log).
     acknowledged: u64,
     /// Pool messages stored and not yet given to the carrier: the link's
-    /// next carrying job takes them all ([`Pump::carry_waiting`]).
+    /// next carrying job takes them all ([`Pump::carry_waiting`]); past
+    /// [`MAX_POOL_WAITING`] the link is not read.
     pool_waiting: Vec<(GroupId, Key)>,
-    /// Stored batches whose pool messages wait in `pool_waiting`: they
-    /// count against [`MAX_BATCHES_IN_FLIGHT`], so a sender faster than
-    /// the carrier waits for it as for the disk.
-    pool_batches: usize,
 }
 
 /// Runs a link to its end. The pending slot is given back once the peer is
@@ -165,7 +163,6 @@ pub(crate) async fn run(
         confirmed: Vec::new(),
         acknowledged: 0,
         pool_waiting: Vec::new(),
-        pool_batches: 0,
     };
     pump.run(link.stream, command_rx).await
 }
@@ -251,8 +248,8 @@ impl Pump {
                 .poll_timeout()
                 .map_or(60_000, |t| t.saturating_sub(self.node.clock.now()))
                 .max(1);
-            let reading = in_flight.len() + self.pool_batches + usize::from(carrying.is_some())
-                < MAX_BATCHES_IN_FLIGHT;
+            let reading = in_flight.len() < MAX_BATCHES_IN_FLIGHT
+                && self.pool_waiting.len() < MAX_POOL_WAITING;
             tokio::select! {
                 biased;
                 _ = close.cancelled(), if !closing => {
@@ -487,10 +484,11 @@ impl Pump {
                 Event::Rejected { reason, .. } => {
                     // Once per reason a session: a contact over a budget
                     // may send a million, each rejected.
-                    let first = self.rejected.insert(std::mem::discriminant(&reason));
-                    if let (Some((_, name, _)), true) = (&self.contact, first) {
-                        tracing::warn!(link = %self.kind, "a message not stored yet: {reason}");
-                        tracing::debug!(contact = %name, "not stored");
+                    if let Some((_, name, _)) = &self.contact {
+                        if self.rejected.insert(std::mem::discriminant(&reason)) {
+                            tracing::warn!(link = %self.kind, "a message not stored yet: {reason}");
+                            tracing::debug!(contact = %name, "not stored");
+                        }
                     }
                 }
                 Event::Closed { error } => self.closed = Some(error),
@@ -596,7 +594,6 @@ impl Pump {
         }
         let confirmed = std::mem::take(&mut self.confirmed);
         let pool = std::mem::take(&mut self.pool_waiting);
-        self.pool_batches = 0;
         Some(
             self.node
                 .tasks
@@ -641,7 +638,6 @@ impl Pump {
         }
         if !pool.is_empty() {
             self.pool_waiting.extend(pool);
-            self.pool_batches += 1;
         }
         if !parts.is_empty()
             && self.node.config.report_arrivals
