@@ -1631,23 +1631,8 @@ mod tests {
         }
 
         let tmp = tempfile::tempdir().unwrap();
+        let (p, sent, id, data) = three_part_file(tmp.path());
         let dir = tmp.path().join("a");
-        let rng = &mut crate::profile::os_rng();
-        let (p, ..) = crate::profile::alice_with_bob(&dir);
-        let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
-            .map(|i| (i * 13 % 251) as u8)
-            .collect();
-        let path = tmp.path().join("f.bin");
-        std::fs::write(&path, &data).unwrap();
-        let sent = p
-            .send_file(
-                Conversation::Contact("Bob"),
-                &path,
-                crate::profile::now(),
-                rng,
-            )
-            .unwrap();
-        let id = crate::profile::hex(&sent.manifest.id.0[..8]);
         store_as_version_3(&p, &sent);
         let root = p.root_for_tests();
         let me = p.identity().public().sign;
@@ -1887,10 +1872,10 @@ mod tests {
     /// allows), and the named one of filesystems without nameless files.
     const PART_MAKERS: [(&str, NewPart); 2] = [("usual", Part::create), ("named", Part::named)];
 
-    /// Alice's profile in `tmp`, the id of a file of three parts she sent
-    /// Bob (a save reports twice between its start and its end), and the
-    /// file's bytes.
-    fn three_part_file(tmp: &Path) -> (Profile, String, Vec<u8>) {
+    /// Alice's profile in `tmp`/a, a file of three parts she sent Bob (a
+    /// save reports twice between its start and its end), its id, and its
+    /// bytes.
+    fn three_part_file(tmp: &Path) -> (Profile, FileSent, String, Vec<u8>) {
         let rng = &mut crate::profile::os_rng();
         let (p, ..) = crate::profile::alice_with_bob(&tmp.join("a"));
         let data: Vec<u8> = (0..CHUNK_LEN * 2 + 1000)
@@ -1907,7 +1892,7 @@ mod tests {
             )
             .unwrap();
         let id = crate::profile::hex(&sent.manifest.id.0[..8]);
-        (p, id, data)
+        (p, sent, id, data)
     }
 
     /// A save cut short halfway (here its progress report panics; a kill
@@ -1920,7 +1905,7 @@ mod tests {
     #[test]
     fn a_save_cut_short_leaves_nothing_and_shows_nothing_to_others() {
         let tmp = tempfile::tempdir().unwrap();
-        let (p, id, _) = three_part_file(tmp.path());
+        let (p, _, id, _) = three_part_file(tmp.path());
         for (how, new_part) in PART_MAKERS {
             let out = tmp.path().join(how);
             std::fs::create_dir(&out).unwrap();
@@ -1972,7 +1957,7 @@ mod tests {
     fn a_saved_file_has_a_new_files_mode_and_one_name() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let tmp = tempfile::tempdir().unwrap();
-        let (p, id, data) = three_part_file(tmp.path());
+        let (p, _, id, data) = three_part_file(tmp.path());
         for (how, new_part) in PART_MAKERS {
             let out = tmp.path().join(how);
             std::fs::create_dir(&out).unwrap();
