@@ -534,9 +534,16 @@ pub(crate) fn spawn(
     (backend, thread)
 }
 
+/// Runs the jobs in turn. A job that panics is a bug, recorded by the
+/// panic hook (the network view lists it); the thread goes on with the
+/// next job, since a core thread gone would leave a window that answers
+/// nothing until it is closed.
 fn run(mut core: Core, rx: Receiver<Job>) {
     while let Ok(job) = rx.recv() {
-        job(&mut core);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut core)));
+        if ran.is_err() {
+            tracing::error!("a request to the core thread failed; going on with the next");
+        }
         if core.quit {
             break;
         }
@@ -552,6 +559,38 @@ pub(crate) fn quit(backend: &Backend) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request that panics (a bug) does not take the core thread with
+    /// it: the next request is answered. Before, the thread ended and the
+    /// window answered nothing more.
+    #[test]
+    fn a_request_that_panics_leaves_the_core_thread_running() {
+        strand_node::runtime::panics::install();
+        let profile = tempfile::tempdir().unwrap();
+        let options = Options {
+            profile: profile.path().join("profile"),
+            node: NodeConfig::default(),
+            kdf: None,
+            dark: false,
+            notify: Notify::Off,
+        };
+        let (backend, thread) = spawn(
+            options,
+            slint::Weak::default(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        backend.job(|_| panic!("a request that fails"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        backend.job(move |core| tx.send(core.session).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(0));
+        quit(&backend);
+        thread.join().unwrap();
+        let kept = strand_node::runtime::panics::recorded();
+        assert!(
+            kept.iter().any(|l| l.contains("a request that fails")),
+            "{kept:?}"
+        );
+    }
 
     /// Messages deleted when their timer ran out are taken off the
     /// screen: the open conversation, the lists and the groups are read

@@ -48,13 +48,20 @@ pub fn decode_luma(luma: image::GrayImage) -> Vec<String> {
     Vec::new()
 }
 
+/// The codes rqrr finds in `luma`. rqrr 0.11 asserts on some images
+/// (three finder patterns askew make a perspective that maps a cell past
+/// `i32::MAX`; upstream WanzenBug/rqrr#54): such an image holds no code
+/// we can read, and the panic is contained, not the thread's end.
 fn grids(luma: image::GrayImage) -> Vec<String> {
-    let mut prepared = rqrr::PreparedImage::prepare(luma);
-    prepared
-        .detect_grids()
-        .into_iter()
-        .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
-        .collect()
+    strand_node::runtime::panics::contained("reading QR codes", || {
+        let mut prepared = rqrr::PreparedImage::prepare(luma);
+        prepared
+            .detect_grids()
+            .into_iter()
+            .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Reads the image at `path` (PNG or JPEG) and decodes its QR codes.

@@ -135,6 +135,37 @@ fn qr_codes_the_app_draws_are_read_back_turned_and_scaled() {
     );
 }
 
+/// A photo that trips rqrr 0.11's assertion (three finder patterns, each
+/// turned its own way, make a perspective that maps a cell past
+/// `i32::MAX`): found by drawing such patterns at random. Refused as
+/// holding no code, and the app answers the next photo. Before, the
+/// panic ended the app's core thread: nothing answered until a restart.
+#[test]
+fn a_photo_that_trips_the_qr_reader_is_refused_and_the_app_goes_on() {
+    let askew = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/askew-finders.png");
+    assert!(strand_gui::scan::decode_file(&askew)
+        .unwrap_err()
+        .contains("No QR code"));
+    let failures = strand_node::runtime::panics::recorded();
+    assert!(
+        !failures.iter().any(|l| l.contains("i32::MAX")),
+        "a contained panic is not a failure: {failures:?}"
+    );
+    on_ui(move |h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let add = gui.ui.global::<AddContactAdapter>();
+        add.invoke_read_image(askew.display().to_string().into());
+        assert!(h.pump_until(WAIT, || add.get_image_error().contains("No QR code")));
+        let bob = Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+        let photo = save(tmp.path(), "bob", &drawn(&bob.invite().to_text()));
+        add.invoke_read_image(photo.display().to_string().into());
+        assert!(h.pump_until(WAIT, || !add.get_scanned_code().is_empty()));
+        assert_eq!(add.get_scanned_code(), bob.invite().to_text().as_str());
+    });
+}
+
 #[test]
 fn the_conversation_shows_the_safety_number_and_marks_the_contact_verified() {
     on_ui(|h| {
