@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -221,10 +221,55 @@ impl Backend {
     /// Queues `f` to run on the core thread, after everything queued
     /// before it.
     pub fn job(&self, f: impl FnOnce(&mut Core) + Send + 'static) {
+        self.try_job(f);
+    }
+
+    /// [`Backend::job`]; whether `f` was queued (not if the queue is full
+    /// or the core thread gone).
+    pub fn try_job(&self, f: impl FnOnce(&mut Core) + Send + 'static) -> bool {
         match self.tx.try_send(Box::new(f)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => tracing::warn!("core thread busy: request dropped"),
-            Err(TrySendError::Disconnected(_)) => tracing::debug!("core thread gone"),
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("core thread busy: request dropped");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::debug!("core thread gone");
+                false
+            }
+        }
+    }
+}
+
+/// What to do with a click on a notification (its id): open it on the
+/// core thread. Clicks are coalesced: while one waits in the core's queue,
+/// a newer one takes its place instead of queueing a job of its own. A
+/// flood of `ActionInvoked` signals (a daemon gone wrong, or any program
+/// on the bus emitting them) then holds one place in the queue, and the
+/// user's own requests still find room; one job per click would fill the
+/// queue and drop them. The newest click is the one kept, as each would
+/// open its conversation over the one before.
+fn clicks(backend: Backend) -> impl Fn(u32) + Send + 'static {
+    let waiting: Arc<Mutex<Option<u32>>> = Arc::default();
+    move |id| {
+        let first = waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(id)
+            .is_none();
+        if !first {
+            return;
+        }
+        let newest = waiting.clone();
+        let queued = backend.try_job(move |core| {
+            let id = newest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(id) = id {
+                crate::adapters::open_from_notification(core, id);
+            }
+        });
+        if !queued {
+            // No job will take it: the next click queues one again.
+            waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
 }
@@ -353,10 +398,7 @@ impl Core {
     /// there is none (said in the log).
     pub fn notifier(&mut self) -> Option<&crate::notify::Notifier> {
         if self.notifier.is_none() {
-            let backend = self.backend.clone();
-            let clicked = move |target| {
-                backend.job(move |core| crate::adapters::open_from_notification(core, target))
-            };
+            let clicked = clicks(self.backend.clone());
             let bus = match &self.options.notify {
                 Notify::Off => return None,
                 Notify::Session => None,
@@ -590,6 +632,22 @@ mod tests {
             kept.iter().any(|l| l.contains("a request that fails")),
             "{kept:?}"
         );
+    }
+
+    /// A flood of clicks on notifications holds one place in the core's
+    /// queue, so the user's own request still finds room. Before, each
+    /// click queued a job: past [`JOB_QUEUE`] of them, everything was
+    /// dropped until the core thread caught up.
+    #[test]
+    fn a_flood_of_clicks_takes_one_place_in_the_queue() {
+        let (tx, rx) = sync_channel(JOB_QUEUE);
+        let backend = Backend { tx };
+        let clicked = clicks(backend.clone());
+        for id in 0..2 * JOB_QUEUE as u32 {
+            clicked(id);
+        }
+        assert!(backend.try_job(|_| {}), "the user's request was dropped");
+        assert_eq!(rx.try_iter().count(), 2);
     }
 
     /// Messages deleted when their timer ran out are taken off the

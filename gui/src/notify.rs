@@ -6,14 +6,22 @@
 //! the one in front becomes a notification, unless its conversation is
 //! muted. By default it says who wrote, not what: notification daemons
 //! show notifications on a locked screen, so the text appears only when
-//! the user turns it on ([`strand_node::Preferences::show_text`]).
-//! Everything in it comes from someone else (names, texts), so it is shown
-//! through [`strand_node::display::one_line`] and escaped for daemons that
-//! read markup. Clicking it opens the conversation. The unread count goes
-//! on the app's icon where the dock shows one (the launcher entry API).
+//! the user turns it on ([`strand_node::Preferences::show_text`]); until
+//! then it is also marked transient, so the daemon keeps no history of
+//! who wrote for a locked screen to list. Everything in it comes from
+//! someone else (names, texts), so it is shown through
+//! [`strand_node::display::one_line`], and its body (the part the
+//! specification lets hold markup) is escaped. Clicking it opens the
+//! conversation. The unread count goes on the app's icon where the dock
+//! shows one (the launcher entry API).
+//!
+//! When the profile locks, every notification still remembered is taken
+//! off the screen and forgotten ([`Notifier::locked`]). The calls are made
+//! on the app's core thread, so each waits at most [`CALL_TIMEOUT`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use strand_node::runtime::api::Target;
 use strand_node::NodeEvent;
@@ -35,6 +43,17 @@ const REMEMBERED: usize = 64;
 /// More arrivals than this at once (a sync after days away) become one
 /// notification that counts them.
 pub const MAX_AT_ONCE: usize = 3;
+/// How long a call to the notification service (`Notify`,
+/// `CloseNotification`) may take. A daemon answers in milliseconds, and
+/// one the bus starts on the first call in well under a second; the calls
+/// are made on the core thread, where every request of the user's waits
+/// behind them, so a daemon that hangs holds the app up this long, not
+/// for ever.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a call timed out, the service is not called for this long: every
+/// call would wait as long again, and during a sync arrivals are notified
+/// every [`crate::backend::DEBOUNCE`].
+pub const HUNG_PAUSE: Duration = Duration::from_secs(60);
 
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +64,11 @@ pub struct Notice {
     pub body: String,
     /// The conversation a click opens.
     pub of: Target,
+    /// Whether the daemon should keep it out of its history (the
+    /// `transient` hint): while texts are hidden, the user chose not to
+    /// have messages shown, and a history would keep listing who wrote
+    /// (on a locked screen too) after the notification itself went.
+    pub transient: bool,
 }
 
 /// What to show for the messages that arrived in one batch: nothing for
@@ -88,6 +112,7 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
                 title: strand_node::display::one_line(&title),
                 body,
                 of,
+                transient: !prefs.show_text,
             })
         })
         .collect();
@@ -98,6 +123,7 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
             title: "Strand".to_owned(),
             body: format!("{count} new messages"),
             of: first,
+            transient: !prefs.show_text,
         }];
     }
     out
@@ -111,6 +137,11 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Whether `e` says the service did not answer within [`CALL_TIMEOUT`].
+fn timed_out(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 /// A link to the notification service.
 pub struct Notifier {
     conn: Connection,
@@ -118,20 +149,26 @@ pub struct Notifier {
     service: Proxy<'static>,
     /// Notifications shown (newest last): which conversation each opens.
     shown: Arc<Mutex<VecDeque<(u32, Target)>>>,
+    /// Until when the service is taken as hung: a call to it timed out
+    /// lately, and it is not called again before then ([`HUNG_PAUSE`]).
+    hung_until: Mutex<Option<Instant>>,
 }
 
 impl Notifier {
     /// Connects to the session bus (`None`) or the bus at `address`, and
-    /// calls `clicked` with the conversation of each notification the user
-    /// clicks (on a thread of its own).
+    /// calls `clicked` with the id of each notification the user clicks
+    /// that is remembered when the click comes (on a thread of its own).
+    /// The click is for the core thread to look up with
+    /// [`Notifier::opens`]: what was forgotten meanwhile opens nothing.
     pub fn connect(
         address: Option<&str>,
-        clicked: impl Fn(Target) + Send + 'static,
+        clicked: impl Fn(u32) + Send + 'static,
     ) -> zbus::Result<Notifier> {
-        let conn = match address {
-            Some(a) => zbus::blocking::connection::Builder::address(a)?.build()?,
-            None => Connection::session()?,
+        let builder = match address {
+            Some(a) => zbus::blocking::connection::Builder::address(a)?,
+            None => zbus::blocking::connection::Builder::session()?,
         };
+        let conn = builder.method_timeout(CALL_TIMEOUT).build()?;
         let shown: Arc<Mutex<VecDeque<(u32, Target)>>> = Arc::default();
         let service = Proxy::new(&conn, SERVICE, PATH, SERVICE)?;
         let clicks = service.receive_signal("ActionInvoked")?;
@@ -143,14 +180,16 @@ impl Notifier {
                     let Ok((id, _action)) = signal.body().deserialize::<(u32, String)>() else {
                         continue;
                     };
-                    let target = remembered
+                    // Other programs' notifications, and this app's
+                    // forgotten ones (too old, of a deleted contact, from
+                    // before a lock), open nothing.
+                    let ours = remembered
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .iter()
-                        .find(|(shown, _)| *shown == id)
-                        .map(|(_, t)| t.clone());
-                    if let Some(target) = target {
-                        clicked(target);
+                        .any(|(shown, _)| *shown == id);
+                    if ours {
+                        clicked(id);
                     }
                 }
             })
@@ -159,7 +198,20 @@ impl Notifier {
             conn,
             service,
             shown,
+            hung_until: Mutex::new(None),
         })
+    }
+
+    /// The conversation notification `id` opens: `None` if it is not
+    /// remembered (too old, of a deleted contact, or shown before the
+    /// profile was locked).
+    pub fn opens(&self, id: u32) -> Option<Target> {
+        self.shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(shown, _)| *shown == id)
+            .map(|(_, t)| t.clone())
     }
 
     /// A contact was renamed: notifications already shown of them open
@@ -195,11 +247,61 @@ impl Notifier {
                 }
                 !theirs
             });
-        for id in closing {
-            if let Err(e) = self.service.call::<_, _, ()>("CloseNotification", &(id,)) {
-                tracing::debug!("a notification not closed: {e}");
+        self.close(&closing);
+    }
+
+    /// The profile was locked (or wiped, or its node stopped): every
+    /// notification still remembered is taken off the screen (with its
+    /// text, if texts were shown) and forgotten, so a click on one opens
+    /// nothing. Otherwise it would open the same-named conversation in
+    /// whichever profile is unlocked next.
+    pub fn locked(&self) {
+        let closing: Vec<u32> = self
+            .shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .map(|(id, _)| id)
+            .collect();
+        self.close(&closing);
+    }
+
+    /// Takes the notifications `ids` off the screen, unless the service
+    /// hangs: then the rest are left (each call would wait as long).
+    fn close(&self, ids: &[u32]) {
+        for &id in ids {
+            if self.hung() {
+                return;
+            }
+            match self.service.call::<_, _, ()>("CloseNotification", &(id,)) {
+                Ok(()) => {}
+                Err(e) if self.took_too_long(&e) => {}
+                // The user or the daemon closed it already.
+                Err(e) => tracing::debug!("a notification not closed: {e}"),
             }
         }
+    }
+
+    /// Whether the service did not answer a call in time within the last
+    /// [`HUNG_PAUSE`]: then it is not called.
+    pub fn hung(&self) -> bool {
+        let until = *self.hung_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Whether `e` is a call that timed out; if so, the service is taken
+    /// as hung for [`HUNG_PAUSE`], and the log says so.
+    fn took_too_long(&self, e: &zbus::Error) -> bool {
+        if !timed_out(e) {
+            return false;
+        }
+        tracing::warn!(
+            "the notification service did not answer within {CALL_TIMEOUT:?}: \
+             it is not called for {HUNG_PAUSE:?}"
+        );
+        *self.hung_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + HUNG_PAUSE);
+        true
     }
 
     /// Puts `count` on the app's icon (none at 0), through the launcher
@@ -218,26 +320,38 @@ impl Notifier {
         )
     }
 
-    /// Shows `notice`; its id.
+    /// Shows `notice`; its id. A call that times out also makes the
+    /// service [`Notifier::hung`].
     pub fn show(&self, notice: &Notice) -> zbus::Result<u32> {
-        let hints: HashMap<&str, Value<'_>> = HashMap::from([
+        let mut hints: HashMap<&str, Value<'_>> = HashMap::from([
             ("category", Value::from("im.received")),
             ("desktop-entry", Value::from("strand")),
             ("urgency", Value::U8(1)),
         ]);
-        let id: u32 = self.service.call(
-            "Notify",
-            &(
-                "Strand",
-                0u32,
-                "strand",
-                notice.title.as_str(),
-                escape(&notice.body),
-                vec!["default", "Open"],
-                hints,
-                -1i32,
-            ),
-        )?;
+        if notice.transient {
+            hints.insert("transient", Value::Bool(true));
+        }
+        // The summary is plain text in the specification (only the body
+        // may hold markup), so the title is not escaped: a daemon would
+        // show "&amp;" for "&".
+        let id = self
+            .service
+            .call::<_, _, u32>(
+                "Notify",
+                &(
+                    "Strand",
+                    0u32,
+                    "strand",
+                    notice.title.as_str(),
+                    escape(&notice.body),
+                    vec!["default", "Open"],
+                    hints,
+                    -1i32,
+                ),
+            )
+            .inspect_err(|e| {
+                self.took_too_long(e);
+            })?;
         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         shown.push_back((id, notice.of.clone()));
         if shown.len() > REMEMBERED {
@@ -283,6 +397,8 @@ mod tests {
         assert_eq!(n[1].title, "Ann in Book club");
         assert_eq!(n[1].of, Target::Group(key_of("Book club")));
         assert!(n.iter().all(|n| !n.body.contains("4512")));
+        // Texts hidden: kept out of the daemon's history.
+        assert!(n.iter().all(|n| n.transient));
 
         prefs.show_text = true;
         prefs.muted_groups = vec!["Book club".into()];
@@ -290,6 +406,7 @@ mod tests {
         let n = notices(&batch, &prefs);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].body, "the door code is 4512");
+        assert!(!n[0].transient);
         prefs.muted_contacts = vec!["Bob".into()];
         assert!(notices(&batch, &prefs).is_empty());
     }
@@ -323,5 +440,24 @@ mod tests {
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].body, "5 new messages");
         assert_eq!(n[0].of, Target::Contact("Bob".into()));
+        assert!(!n[0].transient);
+        let hidden = Preferences::default();
+        assert!(notices(&many, &hidden)[0].transient);
+    }
+
+    /// A call the service did not answer in time is told apart from its
+    /// other errors (a refusal, a notification already closed): only it
+    /// makes the notifier stop calling for a while.
+    #[test]
+    fn only_a_timeout_counts_as_hung() {
+        let late = zbus::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ));
+        assert!(timed_out(&late));
+        let gone = zbus::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(!timed_out(&gone));
+        let refused = zbus::Error::Failure("no such notification".into());
+        assert!(!timed_out(&refused));
     }
 }

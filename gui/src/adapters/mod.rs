@@ -336,6 +336,12 @@ fn notify(core: &mut Core, received: &[strand_node::NodeEvent]) {
         return;
     };
     for n in &notices {
+        // A service that did not answer in time lately is not asked
+        // (the log said so): each call would hold the core thread up as
+        // long again. The unread counts still show what arrived.
+        if notifier.hung() {
+            break;
+        }
         if let Err(e) = notifier.show(n) {
             tracing::warn!("a notification was not shown: {e}");
         }
@@ -358,14 +364,19 @@ pub(crate) fn badge(core: &mut Core) {
     }
 }
 
-/// A notification was clicked: the window comes to the front with its
-/// conversation open.
-pub(crate) fn open_from_notification(core: &mut Core, target: strand_node::runtime::api::Target) {
+/// Notification `id` was clicked: the window comes to the front with its
+/// conversation open. Looked up here, on the core thread, rather than when
+/// the click came, so that one forgotten in between (at a lock, or with
+/// its contact deleted) opens nothing.
+pub(crate) fn open_from_notification(core: &mut Core, id: u32) {
     use slint::Model;
     use strand_node::runtime::api::Target;
     if !core.unlocked() {
         return;
     }
+    let Some(target) = core.notifier_connected().and_then(|n| n.opens(id)) else {
+        return;
+    };
     core.ui(move |ui| {
         let _ = ui.show();
         match target {

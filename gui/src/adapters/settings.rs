@@ -322,6 +322,14 @@ pub(crate) fn lock(core: &mut Core) {
     let attached = core.attached();
     core.stop();
     core.name_shown = None;
+    // Notifications go from the screen and are forgotten, and the count
+    // from the app's icon: a click on one shown before would open the
+    // same-named conversation of whichever profile is unlocked next.
+    if let Some(notifier) = core.notifier_connected() {
+        notifier.locked();
+    }
+    core.unread = (0, 0);
+    super::badge(core);
     // Nothing of the conversation, or of what an action said, stays for
     // the next profile.
     super::conversation::close(core);

@@ -1,52 +1,84 @@
 //! Desktop notifications, shown by a notification server on a private
 //! D-Bus bus (a real `dbus-daemon`, and a small server implementing
 //! `org.freedesktop.Notifications` that records what it was asked to show
-//! and clicks on request).
+//! and clicks on request, and can be made to hang).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use slint::ComponentHandle;
 use strand_gui::headless::Headless;
+use strand_gui::notify::CALL_TIMEOUT;
 use strand_gui::{
     AppAdapter, ContactsAdapter, ConversationAdapter, Notify, Screen, SettingsAdapter,
 };
 use strand_node::Node;
 use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
 
 use crate::bus::Bus;
-use crate::support::{loopback, on_ui, options, Gui, WAIT};
+use crate::support::{loopback, on_ui, options, Gui, PASS, WAIT};
 
 const PATH: &str = "/org/freedesktop/Notifications";
 const NAME: &str = "org.freedesktop.Notifications";
+/// How long a hanging server takes to answer: far longer than the app
+/// waits, and bounded, so that a failing test ends (the app, dropped,
+/// waits for its core thread, which may be waiting for the server).
+const HANG: Duration = Duration::from_secs(60);
 
-/// What the server was asked to show: id, title, body, actions.
-type Shown = Arc<Mutex<Vec<(u32, String, String, Vec<String>)>>>;
+/// What the server was asked to show.
+#[derive(Debug, Clone)]
+struct Note {
+    id: u32,
+    title: String,
+    body: String,
+    actions: Vec<String>,
+    /// The `transient` hint, if one was given.
+    transient: Option<bool>,
+}
 
 struct Server {
-    shown: Shown,
+    shown: Arc<Mutex<Vec<Note>>>,
     /// Ids the app asked to close.
     closed: Arc<Mutex<Vec<u32>>>,
+    /// `Notify` calls answered at once; later ones wait for `gate`.
+    answered: usize,
+    /// Closed after [`HANG`], or when the server is dropped.
+    gate: Arc<Semaphore>,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
 impl Server {
     #[allow(clippy::too_many_arguments)]
-    fn notify(
-        &mut self,
+    async fn notify(
+        &self,
         _app_name: String,
         _replaces_id: u32,
         _app_icon: String,
         summary: String,
         body: String,
         actions: Vec<String>,
-        _hints: HashMap<String, zbus::zvariant::OwnedValue>,
+        hints: HashMap<String, zbus::zvariant::OwnedValue>,
         _expire_timeout: i32,
     ) -> u32 {
-        let mut shown = self.shown.lock().unwrap();
-        let id = shown.len() as u32 + 1;
-        shown.push((id, summary, body, actions));
+        let id = {
+            let mut shown = self.shown.lock().unwrap();
+            let id = shown.len() as u32 + 1;
+            shown.push(Note {
+                id,
+                title: summary,
+                body,
+                actions,
+                transient: hints.get("transient").and_then(|v| bool::try_from(v).ok()),
+            });
+            id
+        };
+        if id as usize > self.answered {
+            // No permit is ever added: only closing the gate ends this.
+            let _ = self.gate.acquire().await;
+        }
         id
     }
 
@@ -60,6 +92,98 @@ impl Server {
 
     fn get_server_information(&self) -> (String, String, String, String) {
         ("test".into(), "strand".into(), "1".into(), "1.2".into())
+    }
+}
+
+/// A [`Server`] serving on a bus, and what it recorded.
+struct Daemon {
+    conn: zbus::blocking::Connection,
+    shown: Arc<Mutex<Vec<Note>>>,
+    closed: Arc<Mutex<Vec<u32>>>,
+    gate: Arc<Semaphore>,
+}
+
+impl Daemon {
+    /// Serves on the bus at `address`, answering the first `answered`
+    /// `Notify` calls at once and the later ones only after [`HANG`] (or
+    /// when dropped).
+    fn start(address: &str, answered: usize) -> Daemon {
+        let shown: Arc<Mutex<Vec<Note>>> = Arc::default();
+        let closed: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let conn = zbus::blocking::connection::Builder::address(address)
+            .unwrap()
+            .name(NAME)
+            .unwrap()
+            .serve_at(
+                PATH,
+                Server {
+                    shown: shown.clone(),
+                    closed: closed.clone(),
+                    answered,
+                    gate: gate.clone(),
+                },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let later = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(HANG);
+            later.close();
+        });
+        Daemon {
+            conn,
+            shown,
+            closed,
+            gate,
+        }
+    }
+
+    /// How many notifications it was asked to show (answered or not).
+    fn count(&self) -> usize {
+        self.shown.lock().unwrap().len()
+    }
+
+    fn last(&self) -> Note {
+        self.shown.lock().unwrap().last().cloned().unwrap()
+    }
+
+    /// The user clicks notification `id`.
+    fn click(&self, id: u32) {
+        self.conn
+            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
+            .unwrap();
+    }
+
+    /// The counts the app puts on its icon from now on (the launcher
+    /// entry signals docks listen to), as they come.
+    fn badges(&self) -> Arc<Mutex<Vec<i64>>> {
+        let badges: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let docks = badges.clone();
+        let rule = "type='signal',interface='com.canonical.Unity.LauncherEntry',member='Update'";
+        let updates =
+            zbus::blocking::MessageIterator::for_match_rule(rule, &self.conn, None).unwrap();
+        std::thread::spawn(move || {
+            for m in updates.flatten() {
+                let body = m.body();
+                if let Ok((app, props)) =
+                    body.deserialize::<(String, HashMap<String, zbus::zvariant::OwnedValue>)>()
+                {
+                    assert_eq!(app, "application://strand.desktop");
+                    if let Some(n) = props.get("count").and_then(|v| i64::try_from(v).ok()) {
+                        docks.lock().unwrap().push(n);
+                    }
+                }
+            }
+        });
+        badges
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.gate.close();
     }
 }
 
@@ -86,67 +210,51 @@ fn alice_hears_bob(h: &Headless, root: &Path, address: String) -> (Gui, Runtime,
     (gui, rt, bob)
 }
 
+/// No conversation open, so that opening one shows.
+fn close_conversation(gui: &Gui) {
+    gui.ui.global::<ContactsAdapter>().set_current(-1);
+    gui.ui
+        .global::<ConversationAdapter>()
+        .set_contact("".into());
+}
+
 #[test]
 fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation() {
     on_ui(|h| {
         let bus = Bus::start();
-        let shown: Shown = Arc::default();
-        let closed: Arc<Mutex<Vec<u32>>> = Arc::default();
-        let server = zbus::blocking::connection::Builder::address(bus.address.as_str())
-            .unwrap()
-            .name(NAME)
-            .unwrap()
-            .serve_at(
-                PATH,
-                Server {
-                    shown: shown.clone(),
-                    closed: closed.clone(),
-                },
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-        let count = || shown.lock().unwrap().len();
-        // The badges docks are sent (launcher entry signals).
-        let badges: Arc<Mutex<Vec<i64>>> = Arc::default();
-        let docks = badges.clone();
-        let rule = "type='signal',interface='com.canonical.Unity.LauncherEntry',member='Update'";
-        let updates = zbus::blocking::MessageIterator::for_match_rule(rule, &server, None).unwrap();
-        std::thread::spawn(move || {
-            for m in updates.flatten() {
-                let body = m.body();
-                if let Ok((app, props)) =
-                    body.deserialize::<(String, HashMap<String, zbus::zvariant::OwnedValue>)>()
-                {
-                    assert_eq!(app, "application://strand.desktop");
-                    if let Some(n) = props.get("count").and_then(|v| i64::try_from(v).ok()) {
-                        docks.lock().unwrap().push(n);
-                    }
-                }
-            }
-        });
-        let last = || shown.lock().unwrap().last().cloned().unwrap();
+        let daemon = Daemon::start(&bus.address, usize::MAX);
+        let badges = daemon.badges();
 
         let tmp = tempfile::tempdir().unwrap();
         let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
 
-        // By default: who wrote, not what.
+        // By default: who wrote, not what, kept out of the daemon's
+        // history.
         rt.block_on(bob.send("Alice", "the door code is 4512"))
             .unwrap();
-        assert!(h.pump_until(WAIT, || count() == 1));
-        let (_, title, body, actions) = last();
-        assert_eq!((title.as_str(), body.as_str()), ("Bob", "New message"));
-        assert_eq!(actions, ["default", "Open"]);
+        assert!(h.pump_until(WAIT, || daemon.count() == 1));
+        let first = daemon.last();
+        assert_eq!(
+            (first.title.as_str(), first.body.as_str()),
+            ("Bob", "New message")
+        );
+        assert_eq!(first.actions, ["default", "Open"]);
+        assert_eq!(first.transient, Some(true));
         assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&1)));
 
-        // With texts shown, the text, made safe.
+        // With texts shown, the text, made safe, and kept as the daemon
+        // keeps any other.
         let settings = gui.ui.global::<SettingsAdapter>();
         settings.invoke_set_notify_text(true);
         assert!(h.pump_until(WAIT, || settings.get_notify_text()));
         rt.block_on(bob.send("Alice", "<b>bold</b>\nsecond line"))
             .unwrap();
-        assert!(h.pump_until(WAIT, || count() == 2));
-        assert_eq!(last().2, "&lt;b&gt;bold&lt;/b&gt;&lt;U+000A&gt;second line");
+        assert!(h.pump_until(WAIT, || daemon.count() == 2));
+        assert_eq!(
+            daemon.last().body,
+            "&lt;b&gt;bold&lt;/b&gt;&lt;U+000A&gt;second line"
+        );
+        assert_eq!(daemon.last().transient, None);
 
         // Muted: nothing; unmuted again: the next one shows, and the muted
         // one never did.
@@ -163,23 +271,21 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         conv.invoke_set_muted(false);
         assert!(h.pump_until(WAIT, || !conv.get_muted()));
         rt.block_on(bob.send("Alice", "after")).unwrap();
-        assert!(h.pump_until(WAIT, || count() == 3));
-        assert_eq!(last().2, "after");
-        assert!(shown
+        assert!(h.pump_until(WAIT, || daemon.count() == 3));
+        assert_eq!(daemon.last().body, "after");
+        assert!(daemon
+            .shown
             .lock()
             .unwrap()
             .iter()
-            .all(|(_, _, body, _)| body != "while muted"));
+            .all(|n| n.body != "while muted"));
 
         // Two unread now ("while muted" counts, muted or not).
         assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&2)));
         // A click opens the conversation.
-        gui.ui.global::<ContactsAdapter>().set_current(-1);
-        conv.set_contact("".into());
-        let id = last().0;
-        server
-            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
-            .unwrap();
+        close_conversation(&gui);
+        let id = daemon.last().id;
+        daemon.click(id);
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
             && conv.get_contact() == "Bob"));
         // Read now: the badge goes.
@@ -195,13 +301,10 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         // the app has heard of the rename (the node's events come in
         // order).
         rt.block_on(bob.send("Alice", "renamed?")).unwrap();
-        assert!(h.pump_until(WAIT, || count() == 4));
-        assert_eq!(last().1, "Robert");
-        gui.ui.global::<ContactsAdapter>().set_current(-1);
-        conv.set_contact("".into());
-        server
-            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
-            .unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 4));
+        assert_eq!(daemon.last().title, "Robert");
+        close_conversation(&gui);
+        daemon.click(id);
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
             && conv.get_contact() == "Robert"));
         // Robert deleted, and someone else added under his name: his old
@@ -210,10 +313,10 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         assert!(h.pump_until(WAIT, || conv.get_contact().is_empty()
             && gui.contacts().is_empty()));
         // Every notification of his is taken off the screen.
-        let all: Vec<u32> = shown.lock().unwrap().iter().map(|n| n.0).collect();
+        let all: Vec<u32> = daemon.shown.lock().unwrap().iter().map(|n| n.id).collect();
         assert_eq!(all.len(), 4);
         assert!(h.pump_until(WAIT, || {
-            let mut c = closed.lock().unwrap().clone();
+            let mut c = daemon.closed.lock().unwrap().clone();
             c.sort();
             c == all
         }));
@@ -227,16 +330,133 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         gui.ui
             .global::<AppAdapter>()
             .invoke_navigate(Screen::Settings);
-        gui.ui.global::<ContactsAdapter>().set_current(-1);
-        conv.set_contact("".into());
-        server
-            .emit_signal(None::<&str>, PATH, NAME, "ActionInvoked", &(id, "default"))
-            .unwrap();
+        close_conversation(&gui);
+        daemon.click(id);
         let opened = || gui.screen() == Screen::Chats || conv.get_contact() == "Robert";
-        assert!(!h.pump_until(std::time::Duration::from_secs(3), opened));
+        assert!(!h.pump_until(Duration::from_secs(3), opened));
 
         drop(gui);
-        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        rt.shutdown_timeout(Duration::from_secs(5));
+    });
+}
+
+/// Locking takes the app's notifications off the screen and its count
+/// off the icon, and a notification shown before the lock opens nothing
+/// in the profile unlocked next (here the same one, where it would
+/// otherwise have opened Bob). Before, the notifier kept its ids for the
+/// life of the app: the notification stayed, and a click on it opened the
+/// conversation of that name in whichever profile was unlocked.
+#[test]
+fn notifications_shown_before_a_lock_are_closed_and_open_nothing_after_it() {
+    on_ui(|h| {
+        let bus = Bus::start();
+        let daemon = Daemon::start(&bus.address, usize::MAX);
+        let badges = daemon.badges();
+        let tmp = tempfile::tempdir().unwrap();
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
+        rt.block_on(bob.send("Alice", "before the lock")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 1));
+        assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&1)));
+        let id = daemon.last().id;
+
+        gui.ui.global::<SettingsAdapter>().invoke_lock();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
+            && !gui.onboarding().get_busy()));
+        assert!(h.pump_until(WAIT, || *daemon.closed.lock().unwrap() == [id]));
+        assert!(h.pump_until(WAIT, || badges.lock().unwrap().last() == Some(&0)));
+
+        gui.onboarding().invoke_unlock(PASS.into());
+        // Bob listed again: a click that looked him up would find him.
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && gui.contacts().len() == 1));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        close_conversation(&gui);
+        daemon.click(id);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        let opened = || gui.screen() == Screen::Chats || conv.get_contact() == "Bob";
+        assert!(!h.pump_until(Duration::from_secs(3), opened));
+
+        drop(gui);
+        rt.shutdown_timeout(Duration::from_secs(5));
+    });
+}
+
+/// A notification server that takes a call and never answers holds the
+/// app up for [`CALL_TIMEOUT`], not for ever: the next arrival still
+/// shows, and the server is not asked again meanwhile. Before, `Notify`
+/// had no timeout, and the core thread (every store read, every request
+/// of the user's) waited on it for good (the bus itself never times a call
+/// out).
+#[test]
+fn a_notification_server_that_does_not_answer_does_not_freeze_the_app() {
+    on_ui(|h| {
+        let bus = Bus::start();
+        let daemon = Daemon::start(&bus.address, 0);
+        let tmp = tempfile::tempdir().unwrap();
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
+        rt.block_on(bob.send("Alice", "first")).unwrap();
+        // The app is waiting for the server now.
+        assert!(h.pump_until(WAIT, || daemon.count() == 1));
+        rt.block_on(bob.send("Alice", "second")).unwrap();
+        let shown = || {
+            gui.contacts()
+                .first()
+                .is_some_and(|c| c.last_text == "second")
+        };
+        assert!(
+            h.pump_until(CALL_TIMEOUT * 2 + Duration::from_secs(5), shown),
+            "the app froze waiting for the notification server"
+        );
+        // A server that did not answer is left alone for a while: each
+        // call would hold the app up as long again.
+        assert!(!h.pump_until(Duration::from_secs(1), || daemon.count() > 1));
+
+        drop(gui);
+        rt.shutdown_timeout(Duration::from_secs(5));
+    });
+}
+
+/// Thousands of clicks on a notification, while the core thread is busy
+/// (here waiting for the server's answer to the next `Notify`), take one
+/// place in its queue: a request of the user's made after them is still
+/// carried out, and the click opens the conversation once. Before, each
+/// click queued a job; past the queue's 1,024 the user's requests were
+/// dropped.
+#[test]
+fn a_flood_of_clicks_does_not_crowd_out_the_users_requests() {
+    on_ui(|h| {
+        let bus = Bus::start();
+        let daemon = Daemon::start(&bus.address, 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
+        rt.block_on(bob.send("Alice", "one")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 1));
+        let id = daemon.last().id;
+        // The next notification waits on the server, and the core thread
+        // with it.
+        rt.block_on(bob.send("Alice", "two")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 2));
+        close_conversation(&gui);
+        for _ in 0..3000 {
+            daemon.click(id);
+        }
+        // Time for the app to take the clicks in, well within the time
+        // the core thread waits.
+        h.pump_until(Duration::from_secs(1), || false);
+        let settings = gui.ui.global::<SettingsAdapter>();
+        settings.invoke_set_notify_text(true);
+        assert!(
+            h.pump_until(WAIT, || settings.get_notify_text()),
+            "the user's request was dropped"
+        );
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && conv.get_contact() == "Bob"));
+
+        drop(gui);
+        rt.shutdown_timeout(Duration::from_secs(5));
     });
 }
 
