@@ -327,6 +327,13 @@ impl Core {
     }
 
     /// Runs `f` on the UI thread with the window, if it still exists.
+    /// Which node this window has: it changes whenever one is started,
+    /// attached or stopped (a lock), so work finished on another thread
+    /// can tell whether it is still for the profile it was asked by.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
     pub fn ui(&self, f: impl FnOnce(AppWindow) + Send + 'static) {
         let _ = self.ui.upgrade_in_event_loop(f);
     }

@@ -2,7 +2,8 @@
 //! contact's invite or safety number; and from camera frames
 //! ([`crate::camera`]), once turned into grey levels.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest image file read, in bytes: a phone photo is a few MB.
 pub const MAX_IMAGE_FILE: u64 = 40 << 20;
@@ -32,11 +33,14 @@ pub fn decode_luma(luma: image::GrayImage) -> Vec<String> {
     }
     // A small or jagged code (a screenshot turned, a low-resolution photo)
     // is often found once smoothed to twice the size; a huge one once
-    // halved.
+    // halved. Never past `MAX_SIDE`: rqrr's work grows with the square of
+    // the pixels on an image full of finder patterns (it copies the image
+    // for every three it tries), and a 4096-pixel retry of a 2048-pixel
+    // image would cost sixteen times the first look.
     let (w, h) = (luma.width(), luma.height());
     for k in [2.0, 0.5] {
         let (nw, nh) = ((f64::from(w) * k) as u32, (f64::from(h) * k) as u32);
-        if nw.max(nh) > 2 * MAX_SIDE || nw.min(nh) < 21 {
+        if nw.max(nh) > MAX_SIDE || nw.min(nh) < 21 {
             continue;
         }
         let resized = image::imageops::resize(&luma, nw, nh, image::imageops::FilterType::Triangle);
@@ -62,6 +66,52 @@ fn grids(luma: image::GrayImage) -> Vec<String> {
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// Whether [`read_file_apart`] is reading an image.
+static READING: AtomicBool = AtomicBool::new(false);
+
+/// What [`read_file_apart`] says while it is still reading another image.
+pub const STILL_READING: &str = "Still reading the last image: try again once it is done.";
+
+/// [`decode_file`] on a thread of its own, which then calls `done` with
+/// what it says. Reading an image made to be hard (hundreds of finder
+/// patterns) can take rqrr minutes, and nothing can stop it: the app's
+/// core thread, which answers every request of the user's, must not wait
+/// for it. One image is read at a time, so photos picked again and again
+/// cannot take every core: while one is read, `done` is called at once
+/// with [`STILL_READING`].
+pub fn read_file_apart(
+    path: PathBuf,
+    done: impl FnOnce(Result<Vec<String>, String>) + Send + 'static,
+) {
+    if READING.swap(true, Ordering::AcqRel) {
+        done(Err(STILL_READING.into()));
+        return;
+    }
+    // Taken by the thread, or back here if there is none.
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Some(done)));
+    let theirs = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name("strand-qr-reader".into())
+        .spawn(move || {
+            let found = decode_file(&path);
+            READING.store(false, Ordering::Release);
+            if let Some(done) = theirs.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                done(found)
+            }
+        });
+    if let Err(e) = spawned {
+        READING.store(false, Ordering::Release);
+        if let Some(done) = done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            done(Err(format!("Cannot read the image now: {e}.")));
+        }
+    }
+}
+
+/// Whether an image is being read by [`read_file_apart`].
+pub fn reading() -> bool {
+    READING.load(Ordering::Acquire)
 }
 
 /// Reads the image at `path` (PNG or JPEG) and decodes its QR codes.

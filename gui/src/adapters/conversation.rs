@@ -548,7 +548,7 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
             return;
         }
         let contact = a.get_contact().to_string();
-        b.job(move |core| check_image(core, &contact, std::path::Path::new(&path)));
+        b.job(move |core| check_image(core, contact, path.into()));
     });
 }
 
@@ -721,10 +721,20 @@ pub(crate) fn close(core: &mut Core) {
     });
 }
 
-/// Reads a QR code from an image file and compares it with the safety
-/// number: a match marks the contact verified.
-fn check_image(core: &mut Core, contact: &str, path: &std::path::Path) {
-    check_texts(core, contact, crate::scan::decode_file(path));
+/// Reads a QR code from an image file (apart from the core thread: see
+/// `read_file_apart`) and compares it with the safety number: a match
+/// marks the contact verified. Dropped if the profile was locked
+/// meanwhile: another profile may have a contact of that name.
+fn check_image(core: &mut Core, contact: String, path: std::path::PathBuf) {
+    let session = core.session();
+    let backend = core.backend.clone();
+    crate::scan::read_file_apart(path, move |found| {
+        backend.job(move |core| {
+            if core.session() == session {
+                check_texts(core, &contact, found);
+            }
+        })
+    });
 }
 
 /// Compares QR texts read from an image or a camera with the safety

@@ -166,6 +166,47 @@ fn a_photo_that_trips_the_qr_reader_is_refused_and_the_app_goes_on() {
     });
 }
 
+/// Rows and columns of finder patterns (2-pixel modules, 10 modules
+/// apart): rqrr tries every three that could make a code, copying the
+/// image for each, so such an image is slow to read however it is read.
+fn finder_patterns(side: u32) -> GrayImage {
+    let (module, pitch) = (2, 20);
+    GrayImage::from_fn(side, side, |x, y| {
+        let (cx, cy) = ((x % pitch) / module, (y % pitch) / module);
+        // Module (cx, cy) of a 7×7 pattern, or the white between.
+        let ring = cx.abs_diff(3).max(cy.abs_diff(3));
+        let dark = cx < 7 && cy < 7 && ring != 2;
+        Luma([if dark { 0 } else { 255 }])
+    })
+}
+
+/// A photo slow to read does not hold the app up: it is read apart from
+/// the core thread, one at a time, and a second photo picked meanwhile is
+/// told to wait. Before, the core thread read it, and every request of
+/// the user's waited (minutes for a large such image).
+#[test]
+fn a_photo_slow_to_read_does_not_hold_the_app_up() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let gui = Gui::new(h, options(&tmp.path().join("profile")));
+        gui.create(h, "Alice");
+        let add = gui.ui.global::<AddContactAdapter>();
+        let slow = save(tmp.path(), "slow", &finder_patterns(240));
+        let bob = Identity::generate("Bob", &mut strand_node::os_rng()).unwrap();
+        let photo = save(tmp.path(), "bob", &drawn(&bob.invite().to_text()));
+        add.invoke_read_image(slow.display().to_string().into());
+        add.invoke_read_image(photo.display().to_string().into());
+        assert!(h.pump_until(WAIT, || add.get_image_error().contains("Still reading")));
+        assert!(add.get_scanned_code().is_empty());
+        // Once the slow one is read (it holds no code), photos are read
+        // again.
+        assert!(h.pump_until(WAIT * 4, || add.get_image_error().contains("No QR code")));
+        add.invoke_read_image(photo.display().to_string().into());
+        assert!(h.pump_until(WAIT, || !add.get_scanned_code().is_empty()));
+        assert_eq!(add.get_scanned_code(), bob.invite().to_text().as_str());
+    });
+}
+
 #[test]
 fn the_conversation_shows_the_safety_number_and_marks_the_contact_verified() {
     on_ui(|h| {
