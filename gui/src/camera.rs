@@ -234,8 +234,17 @@ pub fn preview(image: &GrayImage) -> GrayImage {
 pub struct Camera {
     /// Its device file.
     pub path: PathBuf,
-    /// Its name, as the driver gives it.
+    /// Its name, as the driver gives it, made safe to show
+    /// ([`shown_name`]).
     pub name: String,
+}
+
+/// A camera's name as the driver gives it (any bytes a driver, or a USB
+/// device naming itself, chose), shown on one line with control and
+/// invisible characters made visible.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn shown_name(card: &str) -> String {
+    strand_node::display::one_line(card.trim())
 }
 
 /// The cameras this machine has that deliver a format read here.
@@ -445,7 +454,7 @@ mod v4l2 {
             let Ok(path) = device.path() else { continue };
             out.push(Camera {
                 path,
-                name: caps.card().trim().to_owned(),
+                name: super::shown_name(caps.card()),
             });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -572,6 +581,16 @@ mod v4l2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_camera_s_name_is_shown_on_one_line() {
+        assert_eq!(shown_name(" Integrated Camera\n"), "Integrated Camera");
+        let shown = shown_name("Cam\nera\u{202e}x");
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{202e}'),
+            "{shown}"
+        );
+    }
 
     /// The app's own drawing of `text`, filling most of the height of a
     /// grey `w`×`h` scene, as a camera held up to a screen would see it.

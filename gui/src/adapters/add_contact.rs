@@ -118,8 +118,12 @@ pub fn invite_from_image(path: &std::path::Path) -> Result<String, String> {
 /// Whether a QR text is a Strand invite, by its prefix (QR readers may
 /// give it back upper case).
 pub(crate) fn is_invite(text: &str) -> bool {
-    text.to_ascii_lowercase()
-        .starts_with(strand_sync::INVITE_PREFIX)
+    // As `Invite::from_text` reads it (spaces and dashes anywhere): a code
+    // the camera skipped would otherwise be taken from a photo of it.
+    !matches!(
+        Invite::from_text(text),
+        Err(strand_sync::InviteError::Prefix)
+    )
 }
 
 /// The invite among QR texts read from an image or a camera.

@@ -217,6 +217,10 @@ mod tests {
         let safety = format!("{}123", strand_sync::SAFETY_QR_PREFIX);
         assert!(Purpose::Invite.accepts(invite));
         assert!(Purpose::Invite.accepts(&invite.to_ascii_lowercase()));
+        // Spaced as a photo's reading is taken (`Invite::from_text`).
+        // Before, the camera skipped them.
+        assert!(Purpose::Invite.accepts(&format!(" {invite}")));
+        assert!(Purpose::Invite.accepts("STRAND-1ABC DEF"));
         assert!(!Purpose::Invite.accepts(&safety));
         assert!(Purpose::Safety.accepts(&safety));
         assert!(!Purpose::Safety.accepts(invite));
