@@ -469,11 +469,16 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!(e))?;
     let units = unit_dir()?;
     let path = units.join(UNIT);
+    // Read before it is replaced: the unit read a passphrase kept for it.
+    let replaced = installed().ok().flatten();
     std::fs::create_dir_all(&units)
         .map_err(|e| anyhow::anyhow!("{}: {}", units.display(), crate::io_words(&e)))?;
     std::fs::write(&path, unit_text(&exe, &dir, &pass, run_args))
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
     println!("Wrote {}", path.display());
+    if let Some(replaced) = replaced {
+        forget_replaced_keyring(&replaced, &dir, &pass);
+    }
     if !start {
         println!(
             "Start it with `systemctl --user enable --now {UNIT}` (`systemctl --user restart {UNIT}` if it runs already)."
@@ -493,6 +498,42 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
         ),
     }
     Ok(())
+}
+
+/// The unit `replaced` gave way to one running `dir` with `pass`: the
+/// passphrase it read from the desktop keyring is taken out, unless the
+/// new unit reads the same one. Nothing else reads it (it is kept for the
+/// service only), and `service remove` would no longer find it: a
+/// profile's passphrase would stay in the keyring for good. A unit that
+/// does not say for sure which profile it ran is left, as `remove` leaves
+/// it.
+fn forget_replaced_keyring(replaced: &Installed, dir: &Path, pass: &Passphrase) {
+    if !replaced.runs() || replaced.passphrase != Some(Passphrase::Keyring) {
+        return;
+    }
+    let Some(profile) = replaced.profile_dir() else {
+        return;
+    };
+    if *pass == Passphrase::Keyring && same_dir(&profile, dir) {
+        return;
+    }
+    if let Some(why) = &replaced.unsure {
+        println!(
+            "The passphrase the service read from the desktop keyring before may stay there: which profile it ran cannot be told ({why})."
+        );
+        return;
+    }
+    match super::keyring::remove(&profile) {
+        Ok(true) => println!(
+            "Removed the passphrase of {}, which the service ran before, from the desktop keyring.",
+            profile.display()
+        ),
+        Ok(false) => {}
+        Err(e) => println!(
+            "The passphrase of {}, which the service ran before, stays in the desktop keyring: {e}",
+            profile.display()
+        ),
+    }
 }
 
 /// The passphrase file `file`, absolute, refused unless only its owner

@@ -2929,6 +2929,65 @@ fn the_service_passphrase_in_the_desktop_keyring() {
     );
 }
 
+/// A service installed over one that read another profile's passphrase
+/// from the desktop keyring (or that read this profile's from there, now
+/// from a file) takes that passphrase out: nothing reads it any more, and
+/// `service remove` would not find it. Before, it stayed in the keyring
+/// for good.
+#[test]
+fn a_service_installed_over_another_takes_its_keyring_passphrase_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    let work = User::init(tmp.path(), "work");
+    let kept = |user: &User| {
+        let out = keyring.strand(user, &["--passphrase-keyring", "status"], None);
+        out.status.success()
+    };
+    let install = |user: &User, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["service", "install", "--no-start"]);
+        let out = keyring.strand(user, &all, Some(&user.pass));
+        assert!(out.status.success(), "{}", said(&out));
+        said(&out)
+    };
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(kept(&alice));
+
+    // The same profile again, through the keyring: kept.
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(kept(&alice));
+
+    // Another profile's service: Alice's passphrase goes.
+    let out = keyring.strand(
+        &work,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&work.pass),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("which the service ran before"), "{}", said(&out));
+    assert!(!kept(&alice), "the replaced service's passphrase stayed");
+    assert!(kept(&work));
+
+    // The same profile from a file: its keyring copy goes.
+    let file = tmp.path().join("work-pass");
+    std::fs::write(&file, &work.pass).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let said_now = install(&work, &["--passphrase-file", file.to_str().unwrap()]);
+    assert!(said_now.contains("which the service ran before"), "{said_now}");
+    assert!(!kept(&work), "a copy no service reads stayed");
+}
+
 /// `strand service install --keyring` checks the passphrase while a node
 /// holds the profile too (against the file's header, which the node's
 /// lock does not keep from being read): a wrong one is refused in the
