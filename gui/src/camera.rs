@@ -6,11 +6,16 @@
 //! `linuxvideo` (memory-mapped streaming). A scan runs on its own thread:
 //! it picks the pixel format cheapest to turn into grey levels that the
 //! camera offers, asks for 1280×720 (the driver picks what is near),
-//! takes frames as they come, turns each into grey levels ([`luma`]) and
-//! looks for QR codes ([`crate::scan::decode_luma`]). It ends when a code
-//! the caller accepts is found, when it is stopped, after [`SCAN_TIMEOUT`],
-//! or on an error, and shows the user a small grey preview meanwhile so
-//! they can aim. Frames never leave the process and nothing is stored.
+//! takes frames as they come and turns each into grey levels ([`luma`]).
+//! A second thread of the scan's looks for QR codes in them
+//! ([`crate::scan::decode_luma`]), one frame at a time, the newest when it
+//! is free: rqrr can take tens of seconds over a frame full of finder
+//! patterns (a poster behind the code), and the camera is read meanwhile,
+//! so previews go on and a stopped scan lets the camera go at once. A scan
+//! ends when a code the caller accepts is found, when it is stopped, after
+//! [`SCAN_TIMEOUT`], or on an error, and shows the user a small grey
+//! preview meanwhile so they can aim. Frames never leave the process and
+//! nothing is stored.
 //!
 //! Everything after the device (formats, conversion, decoding, bounds) is
 //! tested with frames built from the app's own QR drawings; the device
@@ -18,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +37,15 @@ pub const MAX_SIDE: u32 = 8192;
 pub const PREVIEW_WIDTH: u32 = 320;
 /// Time between two previews.
 const PREVIEW_EVERY: Duration = Duration::from_millis(150);
+/// Frames waiting for a scan's QR reader, and answers from it waiting to
+/// be looked at: one. A frame is handed over only while the reader is
+/// idle, so it reads a recent one, and a scan holds at most one frame
+/// besides the one it is turning into a preview.
+const READER_QUEUE: usize = 1;
+/// What a scan ends with if its QR reader's thread is gone (a panic that
+/// [`crate::scan`] did not contain).
+const READER_GONE: &str =
+    "Reading QR codes from the camera failed. Try again, or use a photo of the code.";
 
 /// How a frame's pixels are laid out: the V4L2 formats read here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,14 +339,26 @@ pub fn start_with(
 /// there was none yet (`Ok(false)`); an error ends the scan.
 type NextFrame<'a> = dyn FnMut(&mut dyn FnMut(&Frame<'_>)) -> Result<bool, String> + 'a;
 
+/// Turns a frame's grey levels into the QR texts in it:
+/// [`crate::scan::decode_luma`], or what a test puts in its place.
+type Decode = Box<dyn Fn(GrayImage) -> Vec<String> + Send>;
+
 /// Looks at frames from `next_frame` until one holds an accepted code.
+/// The codes in a frame are looked for by `decode` on a thread of its own
+/// ([`Reader`]), handed the newest frame whenever it is free; frames that
+/// come while it is busy serve as previews only, and are dropped. So however
+/// long a frame takes to read, `stop` and the timeout are looked at after
+/// every frame, and this returns (letting the camera go) without waiting
+/// for the reader.
 fn watch(
     stop: &AtomicBool,
     accept: &dyn Fn(&str) -> bool,
     report: &mut dyn FnMut(Report),
     next_frame: &mut NextFrame<'_>,
+    decode: Decode,
 ) -> Result<String, String> {
     let deadline = Instant::now() + SCAN_TIMEOUT;
+    let mut reader = Reader::start(decode)?;
     let mut last_preview: Option<Instant> = None;
     let mut last_skipped = String::new();
     loop {
@@ -344,7 +371,17 @@ fn watch(
                 SCAN_TIMEOUT.as_secs()
             ));
         }
-        let mut found = None;
+        for text in reader.found()? {
+            if accept(&text) {
+                return Ok(text);
+            }
+            if text != last_skipped {
+                report(Report::Skipped(text.clone()));
+                last_skipped = text;
+            }
+        }
+        let idle = reader.idle();
+        let mut to_read = None;
         let mut bad_frame = None;
         let mut on_frame = |frame: &Frame<'_>| match luma(frame) {
             Ok(grey) => {
@@ -352,7 +389,9 @@ fn watch(
                     last_preview = Some(Instant::now());
                     report(Report::Preview(preview(&grey)));
                 }
-                found = Some(crate::scan::decode_luma(grey));
+                if idle {
+                    to_read = Some(grey);
+                }
             }
             Err(e) => bad_frame = Some(e),
         };
@@ -362,14 +401,83 @@ fn watch(
         if let Some(e) = bad_frame {
             tracing::debug!("camera frame skipped: {e}");
         }
-        for text in found.unwrap_or_default() {
-            if accept(&text) {
-                return Ok(text);
+        if let Some(grey) = to_read {
+            reader.read(grey)?;
+        }
+    }
+}
+
+/// The thread a scan's frames are read for QR codes on, one at a time.
+/// Dropping it closes both its channels: the thread ends once done with
+/// the frame it holds, if any, and what it found there is dropped.
+struct Reader {
+    /// Frames to read; one is handed over only while the thread is idle.
+    frames: SyncSender<GrayImage>,
+    /// The texts found in each frame handed over, in turn.
+    answers: Receiver<Vec<String>>,
+    /// Whether a frame was handed over whose texts have not come back.
+    busy: bool,
+}
+
+impl Reader {
+    /// Starts the thread, reading frames with `decode`.
+    fn start(decode: Decode) -> Result<Reader, String> {
+        let (frames, inbox) = mpsc::sync_channel::<GrayImage>(READER_QUEUE);
+        let (outbox, answers) = mpsc::sync_channel::<Vec<String>>(READER_QUEUE);
+        std::thread::Builder::new()
+            .name("strand-camera-qr".into())
+            .spawn(move || {
+                // Ends when the scan has ended: no more frames, or no one
+                // to tell what this one held.
+                for grey in inbox {
+                    if outbox.send(decode(grey)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("Cannot start reading QR codes: {e}."))?;
+        Ok(Reader {
+            frames,
+            answers,
+            busy: false,
+        })
+    }
+
+    /// Whether it would take a frame now.
+    fn idle(&self) -> bool {
+        !self.busy
+    }
+
+    /// Hands `grey` over to be read, if the thread is idle (else drops it).
+    fn read(&mut self, grey: GrayImage) -> Result<(), String> {
+        if self.busy {
+            return Ok(());
+        }
+        match self.frames.try_send(grey) {
+            Ok(()) => {
+                self.busy = true;
+                Ok(())
             }
-            if text != last_skipped {
-                report(Report::Skipped(text.clone()));
-                last_skipped = text;
+            // Not while idle: the thread has taken every frame whose texts
+            // came back, so the channel is empty. Dropped if it were not.
+            Err(TrySendError::Full(_)) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(READER_GONE.into()),
+        }
+    }
+
+    /// The texts found in the frame last handed over, once they are back;
+    /// none until then (without waiting), nor while idle.
+    fn found(&mut self) -> Result<Vec<String>, String> {
+        if !self.busy {
+            return Ok(Vec::new());
+        }
+        match self.answers.try_recv() {
+            Ok(texts) => {
+                self.busy = false;
+                Ok(texts)
             }
+            Err(TryRecvError::Empty) => Ok(Vec::new()),
+            Err(TryRecvError::Disconnected) => Err(READER_GONE.into()),
         }
     }
 }
@@ -397,7 +505,13 @@ fn run(
                 Err((_, message)) => return Err(message),
             }
         };
-        watch(stop, accept, report, &mut |f| stream.next(f))
+        watch(
+            stop,
+            accept,
+            report,
+            &mut |f| stream.next(f),
+            Box::new(crate::scan::decode_luma),
+        )
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -580,6 +694,8 @@ mod v4l2 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
 
     #[test]
@@ -758,16 +874,24 @@ mod tests {
             scene(safety, 640, 480),
             scene(INVITE, 640, 480),
         ];
+        // The camera, a frame every few milliseconds, moves on to the next
+        // picture each time the reader takes a frame, so each picture is
+        // read in turn, however fast the reader is.
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counter = taken.clone();
+        let decode: Decode = Box::new(move |grey: GrayImage| -> Vec<String> {
+            counter.fetch_add(1, Ordering::SeqCst);
+            crate::scan::decode_luma(grey)
+        });
         let stop = AtomicBool::new(false);
         let mut reports = Vec::new();
-        let mut i = 0;
         let found = watch(
             &stop,
             &|t| t.to_ascii_lowercase().starts_with("strand:"),
             &mut |r| reports.push(r),
             &mut |f| {
-                let g = &frames[i.min(frames.len() - 1)];
-                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+                let g = &frames[taken.load(Ordering::SeqCst).min(frames.len() - 1)];
                 f(&Frame {
                     layout: Layout::Grey,
                     width: g.width(),
@@ -777,6 +901,7 @@ mod tests {
                 });
                 Ok(true)
             },
+            decode,
         );
         assert_eq!(
             found.unwrap().to_ascii_lowercase(),
@@ -795,10 +920,127 @@ mod tests {
             .any(|r| matches!(r, Report::Preview(p) if p.width() == PREVIEW_WIDTH)));
     }
 
+    /// How long a test waits for what should come at once: a guard against
+    /// a scan that never ends, not a measure of speed.
+    const GUARD: Duration = Duration::from_secs(60);
+
+    /// A scan on a thread of its own, over a camera showing a dark frame
+    /// every few milliseconds, whose QR reader holds each frame it takes
+    /// until the test lets it go (as rqrr holds a frame full of finder
+    /// patterns for tens of seconds).
+    struct HeldScan {
+        stop: Arc<AtomicBool>,
+        /// A message each time the reader takes a frame; closed once the
+        /// reader's thread has ended.
+        taken: mpsc::Receiver<()>,
+        /// Lets the reader finish the frame it holds.
+        release: mpsc::Sender<()>,
+        /// Previews shown so far.
+        previews: Arc<AtomicUsize>,
+        /// What the scan ended with.
+        done: mpsc::Receiver<Result<String, String>>,
+    }
+
+    fn held_scan() -> HeldScan {
+        let stop = Arc::new(AtomicBool::new(false));
+        let previews = Arc::new(AtomicUsize::new(0));
+        let (took, taken) = mpsc::channel();
+        let (release, let_go) = mpsc::channel::<()>();
+        let (ended, done) = mpsc::channel();
+        let decode: Decode = Box::new(move |_: GrayImage| -> Vec<String> {
+            let _ = took.send(());
+            let _ = let_go.recv();
+            Vec::new()
+        });
+        let (flag, shown) = (stop.clone(), previews.clone());
+        std::thread::spawn(move || {
+            let dark = GrayImage::from_pixel(320, 240, image::Luma([30]));
+            let result = watch(
+                &flag,
+                &|_| true,
+                &mut |r| {
+                    if let Report::Preview(_) = r {
+                        shown.fetch_add(1, Ordering::SeqCst);
+                    }
+                },
+                &mut |f| {
+                    std::thread::sleep(Duration::from_millis(5));
+                    f(&Frame {
+                        layout: Layout::Grey,
+                        width: dark.width(),
+                        height: dark.height(),
+                        stride: 0,
+                        data: dark.as_raw(),
+                    });
+                    Ok(true)
+                },
+                decode,
+            );
+            let _ = ended.send(result);
+        });
+        HeldScan {
+            stop,
+            taken,
+            release,
+            previews,
+            done,
+        }
+    }
+
+    #[test]
+    fn a_scan_stops_at_once_while_a_frame_is_still_being_read() {
+        let scan = held_scan();
+        scan.taken
+            .recv_timeout(GUARD)
+            .expect("a frame is handed to the reader");
+        scan.stop.store(true, Ordering::SeqCst);
+        // The reader still holds its frame, and will until let go.
+        let result = scan
+            .done
+            .recv_timeout(GUARD)
+            .expect("the scan ends without waiting for its reader");
+        assert_eq!(result, Err("Stopped.".into()));
+        // Let go, the reader's thread ends by itself, taking no other
+        // frame.
+        scan.release.send(()).unwrap();
+        assert_eq!(
+            scan.taken.recv_timeout(GUARD),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn previews_go_on_while_a_frame_is_being_read() {
+        let scan = held_scan();
+        scan.taken
+            .recv_timeout(GUARD)
+            .expect("a frame is handed to the reader");
+        let before = scan.previews.load(Ordering::SeqCst);
+        let until = Instant::now() + GUARD;
+        while scan.previews.load(Ordering::SeqCst) < before + 3 {
+            assert!(
+                Instant::now() < until,
+                "no preview while the reader holds a frame"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        scan.stop.store(true, Ordering::SeqCst);
+        assert_eq!(
+            scan.done.recv_timeout(GUARD).expect("the scan ends"),
+            Err("Stopped.".into())
+        );
+    }
+
     #[test]
     fn a_stopped_scan_ends_and_a_missing_camera_says_so() {
         let stop = AtomicBool::new(true);
-        let r = watch(&stop, &|_| true, &mut |_| {}, &mut |_| Ok(false));
+        let r = watch(
+            &stop,
+            &|_| true,
+            &mut |_| {},
+            &mut |_| Ok(false),
+            Box::new(crate::scan::decode_luma),
+        );
         assert_eq!(r, Err("Stopped.".into()));
         let (tx, rx) = std::sync::mpsc::channel();
         let _scan = start(
