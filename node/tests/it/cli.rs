@@ -2975,7 +2975,11 @@ fn a_service_installed_over_another_takes_its_keyring_passphrase_out() {
         Some(&work.pass),
     );
     assert!(out.status.success(), "{}", said(&out));
-    assert!(said(&out).contains("which the service ran before"), "{}", said(&out));
+    assert!(
+        said(&out).contains("which the service ran before"),
+        "{}",
+        said(&out)
+    );
     assert!(!kept(&alice), "the replaced service's passphrase stayed");
     assert!(kept(&work));
 
@@ -2984,7 +2988,10 @@ fn a_service_installed_over_another_takes_its_keyring_passphrase_out() {
     std::fs::write(&file, &work.pass).unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let said_now = install(&work, &["--passphrase-file", file.to_str().unwrap()]);
-    assert!(said_now.contains("which the service ran before"), "{said_now}");
+    assert!(
+        said_now.contains("which the service ran before"),
+        "{said_now}"
+    );
     assert!(!kept(&work), "a copy no service reads stayed");
 }
 
