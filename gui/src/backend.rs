@@ -244,8 +244,8 @@ impl Backend {
 /// What to do with a click on a notification (its id): open it on the
 /// core thread. Clicks are coalesced: while one waits in the core's queue,
 /// a newer one takes its place instead of queueing a job of its own. A
-/// flood of `ActionInvoked` signals (a daemon gone wrong, or any program
-/// on the bus emitting them) then holds one place in the queue, and the
+/// flood of `ActionInvoked` signals (a notification service gone wrong)
+/// then holds one place in the queue, and the
 /// user's own requests still find room; one job per click would fill the
 /// queue and drop them. The newest click is the one kept, as each would
 /// open its conversation over the one before.
@@ -326,7 +326,6 @@ impl Core {
         self.name_shown.as_ref().and_then(|(_, w)| w.as_deref())
     }
 
-    /// Runs `f` on the UI thread with the window, if it still exists.
     /// Which node this window has: it changes whenever one is started,
     /// attached or stopped (a lock), so work finished on another thread
     /// can tell whether it is still for the profile it was asked by.
@@ -334,6 +333,7 @@ impl Core {
         self.session
     }
 
+    /// Runs `f` on the UI thread with the window, if it still exists.
     pub fn ui(&self, f: impl FnOnce(AppWindow) + Send + 'static) {
         let _ = self.ui.upgrade_in_event_loop(f);
     }

@@ -407,6 +407,29 @@ fn watch(
     }
 }
 
+/// Camera frames being read for QR codes, by every scan's reader. A scan
+/// stopped lets its reader finish its frame (up to tens of seconds for one
+/// full of finder patterns); a new scan hands its reader nothing while
+/// that goes on, so starting and stopping again and again in front of such
+/// a poster keeps one frame being read, not one per scan.
+static FRAMES_BEING_READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a frame in [`FRAMES_BEING_READ`] while it lives (a panic too).
+struct BeingRead;
+
+impl BeingRead {
+    fn new() -> BeingRead {
+        FRAMES_BEING_READ.fetch_add(1, Ordering::AcqRel);
+        BeingRead
+    }
+}
+
+impl Drop for BeingRead {
+    fn drop(&mut self) {
+        FRAMES_BEING_READ.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The thread a scan's frames are read for QR codes on, one at a time.
 /// Dropping it closes both its channels: the thread ends once done with
 /// the frame it holds, if any, and what it found there is dropped.
@@ -430,7 +453,10 @@ impl Reader {
                 // Ends when the scan has ended: no more frames, or no one
                 // to tell what this one held.
                 for grey in inbox {
-                    if outbox.send(decode(grey)).is_err() {
+                    let reading = BeingRead::new();
+                    let texts = decode(grey);
+                    drop(reading);
+                    if outbox.send(texts).is_err() {
                         break;
                     }
                 }
@@ -443,9 +469,10 @@ impl Reader {
         })
     }
 
-    /// Whether it would take a frame now.
+    /// Whether it would take a frame now: not while it, or the reader of
+    /// a scan stopped before, is reading one ([`FRAMES_BEING_READ`]).
     fn idle(&self) -> bool {
-        !self.busy
+        !self.busy && FRAMES_BEING_READ.load(Ordering::Acquire) == 0
     }
 
     /// Hands `grey` over to be read, if the thread is idle (else drops it).
@@ -1007,6 +1034,46 @@ mod tests {
             scan.taken.recv_timeout(GUARD),
             Err(mpsc::RecvTimeoutError::Disconnected)
         );
+    }
+
+    /// A scan started while a stopped one's reader still reads its frame
+    /// hands its own reader nothing until that frame is done: Start and
+    /// Stop again and again in front of a poster of finder patterns keep
+    /// one frame being read, not one per scan. (Elsewhere in this test
+    /// binary another held frame may delay the second scan's, never speed
+    /// it up.)
+    #[test]
+    fn a_new_scan_waits_for_a_stopped_scan_s_reader() {
+        let first = held_scan();
+        first
+            .taken
+            .recv_timeout(GUARD)
+            .expect("a frame is handed to the first reader");
+        first.stop.store(true, Ordering::SeqCst);
+        assert_eq!(
+            first.done.recv_timeout(GUARD).expect("the first scan ends"),
+            Err("Stopped.".into())
+        );
+        let second = held_scan();
+        // Frames keep coming to the second scan (previews), but none to
+        // its reader.
+        let until = Instant::now() + GUARD;
+        while second.previews.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < until, "no previews");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            second.taken.try_recv(),
+            Err(mpsc::TryRecvError::Empty),
+            "a second frame was read while the first still was"
+        );
+        first.release.send(()).unwrap();
+        second
+            .taken
+            .recv_timeout(GUARD)
+            .expect("once the first is done, the second reader reads");
+        second.stop.store(true, Ordering::SeqCst);
+        second.release.send(()).unwrap();
     }
 
     #[test]

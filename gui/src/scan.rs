@@ -33,14 +33,14 @@ pub fn decode_luma(luma: image::GrayImage) -> Vec<String> {
     }
     // A small or jagged code (a screenshot turned, a low-resolution photo)
     // is often found once smoothed to twice the size; a huge one once
-    // halved. Never past `MAX_SIDE`: rqrr's work grows with the square of
-    // the pixels on an image full of finder patterns (it copies the image
-    // for every three it tries), and a 4096-pixel retry of a 2048-pixel
-    // image would cost sixteen times the first look.
+    // halved. Never past `MAX_SIDE` squared in pixels: rqrr's work grows
+    // with the square of the pixels on an image full of finder patterns
+    // (it copies the image for every three it tries), and a 4096-pixel
+    // retry of a 2048-pixel image would cost sixteen times the first look.
     let (w, h) = (luma.width(), luma.height());
     for k in [2.0, 0.5] {
         let (nw, nh) = ((f64::from(w) * k) as u32, (f64::from(h) * k) as u32);
-        if nw.max(nh) > MAX_SIDE || nw.min(nh) < 21 {
+        if u64::from(nw) * u64::from(nh) > u64::from(MAX_SIDE).pow(2) || nw.min(nh) < 21 {
             continue;
         }
         let resized = image::imageops::resize(&luma, nw, nh, image::imageops::FilterType::Triangle);
@@ -95,7 +95,11 @@ pub fn read_file_apart(
     let spawned = std::thread::Builder::new()
         .name("strand-qr-reader".into())
         .spawn(move || {
-            let found = decode_file(&path);
+            // Whatever fails in reading (an image decoder's bug as well as
+            // rqrr's), an answer comes and the next image can be read.
+            let found =
+                strand_node::runtime::panics::contained("reading an image", || decode_file(&path))
+                    .unwrap_or_else(|_| Err(format!("{} could not be read.", path.display())));
             READING.store(false, Ordering::Release);
             if let Some(done) = theirs.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 done(found)
@@ -107,11 +111,6 @@ pub fn read_file_apart(
             done(Err(format!("Cannot read the image now: {e}.")));
         }
     }
-}
-
-/// Whether an image is being read by [`read_file_apart`].
-pub fn reading() -> bool {
-    READING.load(Ordering::Acquire)
 }
 
 /// Reads the image at `path` (PNG or JPEG) and decodes its QR codes.

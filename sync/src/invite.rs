@@ -236,10 +236,25 @@ impl Invite {
         })
     }
 
+    /// Whether `text` begins as an invite's text form does, read as
+    /// [`Invite::from_text`] reads it (white space and dashes anywhere,
+    /// any case), whatever follows: how a QR reader tells an invite from
+    /// another code. `from_text` refuses with [`InviteError::Prefix`]
+    /// exactly what this says is not one.
+    pub fn begins_text(text: &str) -> bool {
+        let mut read = text.chars().filter(|c| !c.is_whitespace() && *c != '-');
+        INVITE_PREFIX
+            .chars()
+            .all(|p| read.next().is_some_and(|c| c.to_ascii_lowercase() == p))
+    }
+
     /// Decodes an invite's text form. Surrounding white space, line breaks
     /// and dashes inside the code are ignored and letters may be upper case,
     /// so a code survives being wrapped or read aloud.
     pub fn from_text(text: &str) -> Result<Self, InviteError> {
+        if !Self::begins_text(text) {
+            return Err(InviteError::Prefix);
+        }
         // Room for white space and dashes around and inside a code.
         let limit = 4 * MAX_INVITE_TEXT_LEN;
         if text.len() > limit {

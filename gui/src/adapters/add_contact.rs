@@ -120,10 +120,7 @@ pub fn invite_from_image(path: &std::path::Path) -> Result<String, String> {
 pub(crate) fn is_invite(text: &str) -> bool {
     // As `Invite::from_text` reads it (spaces and dashes anywhere): a code
     // the camera skipped would otherwise be taken from a photo of it.
-    !matches!(
-        Invite::from_text(text),
-        Err(strand_sync::InviteError::Prefix)
-    )
+    Invite::begins_text(text)
 }
 
 /// The invite among QR texts read from an image or a camera.

@@ -221,6 +221,9 @@ mod tests {
         // Before, the camera skipped them.
         assert!(Purpose::Invite.accepts(&format!(" {invite}")));
         assert!(Purpose::Invite.accepts("STRAND-1ABC DEF"));
+        // A long text that is not one is not (its length is not the
+        // question).
+        assert!(!Purpose::Invite.accepts(&"7".repeat(7089)));
         assert!(!Purpose::Invite.accepts(&safety));
         assert!(Purpose::Safety.accepts(&safety));
         assert!(!Purpose::Safety.accepts(invite));

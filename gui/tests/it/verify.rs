@@ -142,6 +142,8 @@ fn qr_codes_the_app_draws_are_read_back_turned_and_scaled() {
 /// panic ended the app's core thread: nothing answered until a restart.
 #[test]
 fn a_photo_that_trips_the_qr_reader_is_refused_and_the_app_goes_on() {
+    // As the app does: a panic is recorded only once the hook is in.
+    strand_node::runtime::panics::install();
     let askew = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/askew-finders.png");
     assert!(strand_gui::scan::decode_file(&askew)
         .unwrap_err()

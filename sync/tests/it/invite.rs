@@ -44,6 +44,39 @@ fn wrapped_spaced_or_upper_case_codes_are_accepted() {
     assert_eq!(Invite::from_text(&dashed).unwrap(), invite);
 }
 
+/// What begins as an invite is what `from_text` does not refuse for its
+/// prefix, however long the rest: one rule for QR readers and the parser.
+#[test]
+fn an_invite_is_told_by_its_beginning_as_it_is_read() {
+    let text = alice().invite().to_text();
+    for begins in [
+        text.clone(),
+        format!(" {text}"),
+        text.to_uppercase(),
+        "STRAND-1 ABC".to_owned(),
+        format!("{text}{}", "a".repeat(10_000)),
+    ] {
+        assert!(Invite::begins_text(&begins), "{begins:.40}");
+        assert!(!matches!(
+            Invite::from_text(&begins),
+            Err(InviteError::Prefix)
+        ));
+    }
+    for other in [
+        "strand".to_owned(),
+        "https://example.org".to_owned(),
+        "STRAND-SAFETY-1:123".to_owned(),
+        "7".repeat(7089),
+        String::new(),
+    ] {
+        assert!(!Invite::begins_text(&other), "{other:.40}");
+        assert!(
+            matches!(Invite::from_text(&other), Err(InviteError::Prefix)),
+            "{other:.40}"
+        );
+    }
+}
+
 #[test]
 fn every_single_character_change_is_refused() {
     let text = alice().invite().to_text();
