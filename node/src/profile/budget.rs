@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Time, Verdict};
 
-use crate::profile::expiry::Swept;
+use crate::profile::expiry::{Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{Profile, ProfileError};
@@ -571,25 +571,45 @@ impl Ledger {
     /// and gives back what those others wrote counted. (Counting afresh
     /// from the store after every sweep read whole logs while all storing
     /// waited on the ledger, as often as a contact's disappearing texts
-    /// expire.) The ledger stays locked meanwhile: a scope first counted
-    /// between the sweep and the give-back would lose the swept bytes
-    /// twice.
+    /// expire.) Deletes in batches of [`SWEEP_BATCH`] until none is due;
+    /// returns how many messages all of them deleted. On an error the
+    /// batches before it stay deleted and given back.
     pub(crate) fn sweep(&self, profile: &Profile, now: Time) -> Result<Swept, ProfileError> {
+        self.sweep_in_batches(profile, now, SWEEP_BATCH)
+    }
+
+    /// [`Ledger::sweep`] in batches of `limit` messages. The ledger stays
+    /// locked over each batch and its give-back (a scope first counted
+    /// between the two would lose the swept bytes twice), and is unlocked
+    /// between batches so that storing is not held up for the whole sweep.
+    fn sweep_in_batches(
+        &self,
+        profile: &Profile,
+        now: Time,
+        limit: usize,
+    ) -> Result<Swept, ProfileError> {
         let me = profile.identity().public().sign;
-        let mut ledger = self.used.lock().expect("ledger lock");
-        let swept = profile.sweep_expired(now)?;
-        for (group, facts) in &swept.rows {
-            let (scope_id, _, _) = profile.budget_scope(group);
-            let Some(scope) = ledger.get_mut(&scope_id) else {
-                continue;
-            };
-            match facts {
-                None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
-                Some((author, kind, n)) if *author != me => scope.give_back(*author, *kind, *n),
-                Some(_) => {}
+        let mut total = Swept::default();
+        loop {
+            let mut ledger = self.used.lock().expect("ledger lock");
+            let swept = profile.sweep_batch(now, limit)?;
+            for (group, facts) in &swept.rows {
+                let (scope_id, _, _) = profile.budget_scope(group);
+                let Some(scope) = ledger.get_mut(&scope_id) else {
+                    continue;
+                };
+                match facts {
+                    None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
+                    Some((author, kind, n)) if *author != me => scope.give_back(*author, *kind, *n),
+                    Some(_) => {}
+                }
+            }
+            drop(ledger);
+            total.add_count(&swept);
+            if !swept.more() {
+                return Ok(total);
             }
         }
-        Ok(swept)
     }
 
     /// Forgets what was counted in the 1:1 groups and pools `groups` (a
@@ -922,6 +942,52 @@ mod tests {
             kept,
             (texts[1].as_bytes().len() + texts[3].as_bytes().len()) as u64
         );
+    }
+
+    /// A sweep in several batches gives back what every batch deleted
+    /// counted, not the last batch's only, and counts them all.
+    #[test]
+    fn a_sweep_in_batches_gives_every_batchs_room_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        // Ten expire, then one stays.
+        let texts: Vec<Message> = (0..11)
+            .map(|i| {
+                let expires = (i < 10).then_some(now + 1000);
+                Message::create_expiring(
+                    &bob,
+                    &group,
+                    now - 20 + i,
+                    expires,
+                    Kind::TEXT,
+                    &[7; 100],
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, texts.clone());
+        batch.verify(now);
+        assert!(ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .is_empty());
+        let mut store = p.store().unwrap();
+        for m in &texts {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+        }
+        store.commit().unwrap();
+
+        let swept = ledger.sweep_in_batches(&p, now + 1000, 3).unwrap();
+        assert_eq!(swept.count(), 10);
+        assert_eq!(p.next_expiry().unwrap(), None);
+        let kept = ledger.used.lock().unwrap()[&group.id].total.all;
+        assert_eq!(kept, texts[10].as_bytes().len() as u64);
+        assert_eq!(kept, Ledger::count(&p, &[group.id], &me).unwrap().total.all);
     }
 
     /// A contact's file chunks count whole when the ledger is counted

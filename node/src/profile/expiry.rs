@@ -4,9 +4,10 @@
 //! write (in a group, its admins), found through the `timers` index. Texts
 //! written under a timer carry their expiry in the signed header; every
 //! stored message with an expiry is listed in `expiry` by when it expires,
-//! and [`Profile::sweep_expired`] deletes what is due: the message, its
-//! place in the conversation and its delivery state. The node sweeps at
-//! unlock (before any link) and then as expiries come due.
+//! and [`Profile::sweep_expired`] deletes what is due, a bounded batch
+//! per transaction: the message, its place in the conversation and its
+//! delivery state. The node sweeps at unlock (before any link) and then as
+//! expiries come due.
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
@@ -18,13 +19,18 @@ use crate::profile::schema::{EXPIRY, FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN, TIMER
 use crate::profile::store::{shown_key, Position};
 use crate::profile::{Profile, ProfileError};
 
-/// What a sweep deleted: per message, its log and, unless its row was
-/// hollow, its author, kind and length (for the budget ledger to give
-/// back). A row that did not read is not listed (nor counted).
+/// What a sweep deleted: how many messages and, for one batch (one
+/// transaction), per message, its log and, unless its row
+/// was hollow, its author, kind and length (for the budget ledger to give
+/// back). A row that did not read is not listed (nor counted). A sweep of
+/// several batches keeps only their count: each batch's rows were given
+/// back as it was done (a list of every row would grow with what is due,
+/// which is what batches bound).
 #[derive(Debug, Default)]
 pub struct Swept {
     deleted: usize,
     pub(crate) rows: Vec<(GroupId, Option<RowFacts>)>,
+    more: bool,
 }
 
 /// A deleted row's author, kind and length.
@@ -35,7 +41,28 @@ impl Swept {
     pub fn count(&self) -> usize {
         self.deleted
     }
+
+    /// Whether messages were still due when this batch was done: it
+    /// stopped at its bound, and another batch is needed.
+    pub(crate) fn more(&self) -> bool {
+        self.more
+    }
+
+    /// Counts a later batch's messages in this sweep's (its rows stay
+    /// with it).
+    pub(crate) fn add_count(&mut self, batch: &Swept) {
+        self.deleted += batch.deleted;
+    }
 }
+
+/// Expiry entries one transaction of a sweep deletes at most; the sweep
+/// repeats until none is due. A contact may fill its budget with millions
+/// of the smallest disappearing texts sharing one expiry: swept in one
+/// transaction, they were all held in memory (gigabytes) and every other
+/// write, and the unlock, waited until it committed. A few thousand small
+/// rows make a short transaction whose cost per message stays that of one
+/// big one.
+pub(crate) const SWEEP_BATCH: usize = 4096;
 
 /// A log of a conversation and who may set its timer there.
 type TimerLog<'a> = (&'a Group, Box<dyn Fn(&AuthorId) -> bool + 'a>);
@@ -51,7 +78,11 @@ type TimerAt = ([u8; 72], Option<Time>);
 /// `author`'s newest TIMER in `group`'s log that holds a timer, from
 /// `newest` (the table key of their newest TIMER) back, and its timer: a
 /// body that is not a timer is ignored (§4.1), so the one before it still
-/// counts. Looks [`TIMER_LOOKBACK`] messages back at most.
+/// counts. Looks [`TIMER_LOOKBACK`] messages back at most, and decodes
+/// only `author`'s TIMERs among them: the rest, known by their rows'
+/// heads, may be large (a message of up to 1 MiB, copied and hashed to
+/// decode), and a malformed TIMER after many of them made every lookup
+/// decode them all.
 fn author_timer(
     messages: &impl ReadableTable<[u8; 72], &'static [u8]>,
     group: &Group,
@@ -66,6 +97,11 @@ fn author_timer(
         .take(TIMER_LOOKBACK)
     {
         let (k, bytes) = entry.map_err(db_error)?;
+        if crate::profile::store::row_head(bytes.value()) != Some((*author, Kind::TIMER)) {
+            continue;
+        }
+        #[cfg(test)]
+        tests::TIMER_DECODES.with(|n| n.set(n.get() + 1));
         let Ok(msg) = Message::decode(bytes.value().to_vec()) else {
             continue;
         };
@@ -80,12 +116,37 @@ fn author_timer(
 }
 
 impl Profile {
-    /// Deletes every message whose expiry is at or before `now`. Returns
-    /// what it deleted.
+    /// Deletes every message whose expiry is at or before `now`, in
+    /// transactions of at most 4096 messages (`SWEEP_BATCH`). Returns how many
+    /// it deleted (the rows of each batch are not kept: nothing is counted
+    /// against budgets yet where this runs, at unlock; the node's sweep
+    /// gives each batch's back through its ledger). On an error the
+    /// batches before it stay deleted.
     pub fn sweep_expired(&self, now: Time) -> Result<Swept, ProfileError> {
+        self.sweep_in_batches(now, SWEEP_BATCH)
+    }
+
+    /// [`Profile::sweep_expired`] in batches of `limit` messages.
+    fn sweep_in_batches(&self, now: Time, limit: usize) -> Result<Swept, ProfileError> {
+        let mut swept = Swept::default();
+        loop {
+            let batch = self.sweep_batch(now, limit)?;
+            swept.add_count(&batch);
+            if !batch.more {
+                return Ok(swept);
+            }
+        }
+    }
+
+    /// Deletes the `limit` (at least one) messages that expired first, of
+    /// those whose expiry is at or before `now`, in one transaction.
+    /// Returns what it deleted and whether any still is due.
+    pub(crate) fn sweep_batch(&self, now: Time, limit: usize) -> Result<Swept, ProfileError> {
         if self.next_expiry()?.is_none_or(|e| e > now) {
             return Ok(Swept::default());
         }
+        // At least one, so that a sweep repeated while more are due ends.
+        let limit = limit.max(1);
         self.write_txn(move |txn| {
             let mut expiry = txn.open_table(EXPIRY).map_err(db_error)?;
             let mut hi = [0xffu8; 80];
@@ -93,6 +154,7 @@ impl Profile {
             let due: Vec<([u8; 80], Vec<u8>)> = expiry
                 .range(..=hi)
                 .map_err(db_error)?
+                .take(limit)
                 .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
                 .collect::<Result<_, _>>()
                 .map_err(db_error)?;
@@ -152,6 +214,7 @@ impl Profile {
                 }
                 expiry.remove(k).map_err(db_error)?;
             }
+            swept.more = expiry.range(..=hi).map_err(db_error)?.next().is_some();
             Ok(swept)
         })
     }
@@ -360,6 +423,138 @@ pub fn timer_label(lasts: Option<Time>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many rows [`author_timer`] decoded on this thread.
+        pub(super) static TIMER_DECODES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Stores `messages` in `group` as a sync from their author would.
+    fn store(p: &Profile, group: &Group, messages: &[Message]) {
+        let mut store = p.store().unwrap();
+        for m in messages {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+        }
+        store.commit().unwrap();
+    }
+
+    /// Ten of Bob's tiny texts, all expiring at `expires`, stored.
+    fn ten_expiring(
+        p: &Profile,
+        bob: &strand_sync::Identity,
+        group: &Group,
+        now: Time,
+        expires: Time,
+    ) {
+        let rng = &mut crate::profile::os_rng();
+        let texts: Vec<Message> = (0..10)
+            .map(|i| {
+                Message::create_expiring(
+                    bob,
+                    group,
+                    now - 10 + i,
+                    Some(expires),
+                    Kind::TEXT,
+                    b"x",
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        store(p, group, &texts);
+    }
+
+    /// One transaction of a sweep deletes a bounded batch of what is due,
+    /// and says that more is; batches repeated delete the rest. A contact
+    /// could fill its budget with millions of the smallest disappearing
+    /// texts sharing one expiry, and one transaction deleted them all
+    /// (gigabytes held, every write and the unlock stalled).
+    #[test]
+    fn a_sweep_transaction_deletes_a_bounded_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let expires = now + 60_000;
+        ten_expiring(&p, &bob, &group, now, expires);
+
+        let first = p.sweep_batch(expires, 3).unwrap();
+        assert_eq!(first.count(), 3, "one transaction, one batch");
+        assert_eq!(first.rows.len(), 3);
+        assert!(first.more());
+        assert_eq!(
+            p.next_expiry().unwrap(),
+            Some(expires),
+            "the rest is still due"
+        );
+        assert_eq!(p.conversation_keys("Bob").unwrap().len(), 7);
+
+        let mut counts = vec![first.count()];
+        loop {
+            let batch = p.sweep_batch(expires, 3).unwrap();
+            counts.push(batch.count());
+            if !batch.more() {
+                break;
+            }
+        }
+        assert_eq!(counts, [3, 3, 3, 1]);
+        assert_eq!(p.next_expiry().unwrap(), None);
+        assert!(p.conversation_keys("Bob").unwrap().is_empty());
+    }
+
+    /// The whole sweep goes on, batch after batch, until nothing is due,
+    /// and counts every batch's messages; what is not due yet stays.
+    #[test]
+    fn a_sweep_in_batches_deletes_all_that_is_due() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let expires = now + 60_000;
+        ten_expiring(&p, &bob, &group, now, expires);
+        let later =
+            Message::create_expiring(&bob, &group, now, Some(expires + 1), Kind::TEXT, b"y", rng)
+                .unwrap();
+        store(&p, &group, &[later]);
+
+        assert_eq!(p.sweep_in_batches(expires, 3).unwrap().count(), 10);
+        assert_eq!(p.next_expiry().unwrap(), Some(expires + 1));
+        assert_eq!(p.conversation_keys("Bob").unwrap().len(), 1);
+        assert_eq!(p.sweep_in_batches(expires, 3).unwrap().count(), 0);
+    }
+
+    /// Finding a conversation's timer decodes only its TIMER rows, found
+    /// by their heads, and finds the same timer. Every row back from a
+    /// contact's newest TIMER was decoded (copied and hashed whole, up to
+    /// 1 MiB each): a malformed TIMER after a thousand large texts made
+    /// every lookup, at each send and listing, decode a gigabyte.
+    #[test]
+    fn finding_a_timer_decodes_only_timers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        p.write("Bob", "mine", now - 20, rng).unwrap();
+        let timer = encode_timer(Some(5 * 60_000)).unwrap();
+        let mut sent =
+            vec![Message::create(&bob, &group, now - 100, Kind::TIMER, &timer, rng).unwrap()];
+        for i in 0..5 {
+            sent.push(
+                Message::create(&bob, &group, now - 50 + i, Kind::TEXT, b"his", rng).unwrap(),
+            );
+        }
+        // Not a timer (7 bytes, not 8): ignored, so the one before counts.
+        sent.push(Message::create(&bob, &group, now - 10, Kind::TIMER, &[0; 7], rng).unwrap());
+        store(&p, &group, &sent);
+
+        TIMER_DECODES.with(|n| n.set(0));
+        assert_eq!(p.timer("Bob").unwrap(), Some(5 * 60_000));
+        assert_eq!(
+            TIMER_DECODES.with(Cell::get),
+            2,
+            "Bob's two TIMERs, not his five texts nor Alice's"
+        );
+    }
 
     /// The read mark and the floor of a conversation, as stored.
     fn marks(p: &Profile, group: &GroupId) -> [Option<[u8; 48]>; 2] {
