@@ -870,8 +870,9 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
                 } else {
                     ""
                 };
+                let skew = print::skew_note(&m.message);
                 println!(
-                    "{}  {who}: {text}{expires}{late}",
+                    "{}  {who}: {text}{skew}{expires}{late}",
                     print::format_time(m.message.shown)
                 );
             }

@@ -31,14 +31,7 @@ pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
             .as_deref()
             .map(|d| format!("  [{d}]"))
             .unwrap_or_default();
-        let skew = match m.received {
-            Some(r) if r.saturating_sub(m.time) > crate::SKEW_SHOWN => format!(
-                "  (dated {} by its author: {} before it arrived)",
-                format_time(m.time),
-                format_span(r - m.time)
-            ),
-            _ => String::new(),
-        };
+        let skew = skew_note(m);
         let expires = m
             .expires
             .map(|e| format!("  (disappears {})", format_time(e)))
@@ -54,6 +47,20 @@ pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
         );
     }
     Ok(())
+}
+
+/// "  (dated … by its author: … before it arrived)" for a message its
+/// author dated more than [`crate::SKEW_SHOWN`] before it arrived, else
+/// nothing.
+pub(crate) fn skew_note(m: &MessageView) -> String {
+    match m.received {
+        Some(r) if r.saturating_sub(m.time) > crate::SKEW_SHOWN => format!(
+            "  (dated {} by its author: {} before it arrived)",
+            format_time(m.time),
+            format_span(r - m.time)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// "[file] notes.pdf, 2.1 MB, 3 of 9 parts here" or "… ready: strand save 1a2b3c4d DIR".

@@ -1455,7 +1455,11 @@ impl Profile {
     /// [`RedbStore::commit`]) for loading many messages into a profile no
     /// node is running on.
     pub fn store(&self) -> Result<RedbStore, ProfileError> {
-        Ok(RedbStore::new(self.db()?, self.identity().public().sign))
+        Ok(RedbStore::new(
+            self.db()?,
+            self.identity().public().sign,
+            self.chains(),
+        ))
     }
 }
 
@@ -1523,7 +1527,8 @@ impl Profile {
             // A contact deleted since the session read the list: nothing
             // of theirs is stored now (see [`crate::profile::removal`]).
             let gone = decline_unknown_groups(&inner, &mut batch);
-            Ok((store_checked(txn, me, batch, now)?, gone))
+            let chains = inner.chains.read().expect("chains lock").clone();
+            Ok((store_checked(txn, me, &chains, batch, now)?, gone))
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -1592,14 +1597,18 @@ impl Inner {
 }
 
 /// Stores the valid messages of a checked batch in `txn` and records in
-/// it which were new.
+/// it which were new. `chains` are the private groups: an epoch's floor
+/// is its group's (see [`Inserter`]).
 pub(crate) fn store_checked(
     txn: &WriteTransaction,
     me: AuthorId,
+    chains: &[Chain],
     mut batch: Inbound,
     now: Time,
 ) -> Result<Inbound, ProfileError> {
-    let mut store = Inserter::new(txn, me, now).map_err(db_error)?;
+    let mut store = Inserter::new(txn, me, now)
+        .map_err(db_error)?
+        .with_groups(chains);
     store
         .look_ahead(
             batch

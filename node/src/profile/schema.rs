@@ -87,8 +87,9 @@ pub const SHOWN: TableDefinition<[u8; 80], [u8; 9]> = TableDefinition::new("show
 /// (for unread counts). Since schema version 3.
 pub const SEEN: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("seen");
 /// Per conversation, the newest of the read mark and the user's own texts:
-/// a contact's text dated at or before it is shown when it arrives. Since
-/// schema version 3.
+/// a contact's text dated at or before it is shown when it arrives. A
+/// private group has one per epoch, and what counts is the newest of its
+/// epochs'. Since schema version 3.
 pub const FLOOR: TableDefinition<[u8; 32], [u8; 48]> = TableDefinition::new("floor");
 
 /// Private groups: the epochs this device can read, each sealed under the

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use strand_sync::{
-    AuthorId, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time, WriteStore,
+    AuthorId, Chain, Epoch, GroupId, Key, KeyRange, Kind, Message, MessageId, Store, Time,
+    WriteStore,
 };
 
 use crate::profile::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
@@ -179,6 +180,8 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
 /// ahead of their arrival are late too, so what arrives together keeps its
 /// author's order. A late message is below what was seen and counts as
 /// unread: a contact cannot slip a message into history by backdating it.
+/// A private group's floor is the newest of its epochs' floors (see
+/// [`Inserter`]), so neither can a member, whichever epoch they write into.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -282,6 +285,13 @@ fn is_late(floor: Option<&Position>, time: Time) -> bool {
 /// author's is found without scanning the conversation), a text also in
 /// [`SHOWN`] at its [`Position`], with the time it arrived. A text the
 /// user wrote raises the conversation's floor to itself.
+///
+/// A private group keeps a floor per epoch, and a member may write into
+/// any epoch the group's chain holds (see `Chain::accepts`). So for an
+/// epoch of a group it was told of ([`Inserter::with_groups`]) the floor
+/// is the newest of all its chain's epochs' floors: what the user read or
+/// wrote in one epoch is history in all of them, and an epoch made after
+/// the user read the group starts above what they read.
 pub(crate) struct Inserter<'t> {
     txn: &'t WriteTransaction,
     messages: Table<'t, [u8; 72], &'static [u8]>,
@@ -289,6 +299,11 @@ pub(crate) struct Inserter<'t> {
     floors: Table<'t, [u8; 32], [u8; 48]>,
     /// Conversations with a late message in this transaction.
     late: std::collections::HashSet<GroupId>,
+    /// For each epoch of a private group, the index in `chains` of its
+    /// group's epochs.
+    epoch_of: std::collections::HashMap<GroupId, usize>,
+    /// The epoch ids of each private group.
+    chains: Vec<Vec<GroupId>>,
     me: AuthorId,
     now: Time,
 }
@@ -306,16 +321,41 @@ impl<'t> Inserter<'t> {
             shown: txn.open_table(SHOWN)?,
             floors: txn.open_table(FLOOR)?,
             late: Default::default(),
+            epoch_of: Default::default(),
+            chains: Vec::new(),
             me,
             now,
         })
     }
 
+    /// Tells it the private groups, so that the floor of an epoch is its
+    /// group's (see [`Inserter`]). Without them each epoch has its own.
+    pub(crate) fn with_groups(mut self, chains: &[Chain]) -> Self {
+        for chain in chains {
+            let ids: Vec<GroupId> = chain.epochs().map(Epoch::id).collect();
+            for id in &ids {
+                self.epoch_of.insert(*id, self.chains.len());
+            }
+            self.chains.push(ids);
+        }
+        self
+    }
+
+    /// The floor of `group`: for an epoch of a private group, the newest
+    /// of its group's epochs' floors.
     fn floor(&self, group: &GroupId) -> Result<Option<Position>, redb::Error> {
-        Ok(self
-            .floors
-            .get(&group.0)?
-            .map(|v| Position::from_bytes(&v.value())))
+        let own = std::slice::from_ref(group);
+        let ids = match self.epoch_of.get(group) {
+            Some(&i) => &self.chains[i][..],
+            None => own,
+        };
+        let mut floor = None;
+        for id in ids {
+            if let Some(v) = self.floors.get(&id.0)? {
+                floor = floor.max(Some(Position::from_bytes(&v.value())));
+            }
+        }
+        Ok(floor)
     }
 
     /// Looks at a batch before it is stored: if any of its texts from a
@@ -653,16 +693,20 @@ pub struct RedbStore {
     /// then).
     txn: Option<(WriteTransaction, Time)>,
     me: AuthorId,
+    /// The private groups as they were when it was made (see
+    /// [`Inserter::with_groups`]).
+    chains: Arc<Vec<Chain>>,
     /// When what it stores arrived, if not when each transaction begins.
     arrival: Option<Time>,
 }
 
 impl RedbStore {
-    pub(crate) fn new(db: Arc<Database>, me: AuthorId) -> Self {
+    pub(crate) fn new(db: Arc<Database>, me: AuthorId, chains: Arc<Vec<Chain>>) -> Self {
         RedbStore {
             db,
             txn: None,
             me,
+            chains,
             arrival: None,
         }
     }
@@ -696,9 +740,11 @@ impl RedbStore {
 
 impl WriteStore for RedbStore {
     fn insert(&mut self, group: &GroupId, message: &Message) -> Result<bool, redb::Error> {
-        let me = self.me;
+        let (me, chains) = (self.me, self.chains.clone());
         let (txn, now) = self.write_txn()?;
-        Inserter::new(txn, me, *now)?.insert(group, message)
+        Inserter::new(txn, me, *now)?
+            .with_groups(&chains)
+            .insert(group, message)
     }
 }
 

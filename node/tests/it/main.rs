@@ -39,7 +39,8 @@
 //!   link kind with its own session settings; devices found nearby, and
 //!   dialling them (again) while a stranger makes up devices.
 //! - `views`: summaries and unread counts, paged conversations, read marks,
-//!   renaming, the schema 1 → 2 migration.
+//!   renaming, the schema 1 → 2 migration, backdated texts (1:1 and in
+//!   groups) shown when they arrive.
 
 mod bundles;
 mod bus;

@@ -6,8 +6,10 @@
 use std::path::Path;
 
 use crate::profile::{new_profile, old_profile};
-use strand_node::{now, os_rng, schema, Delivery, Profile, ProfileError, SKEW_SHOWN, UNREAD_CAP};
-use strand_sync::{Group, Identity, Key, Kind, Message, WriteStore};
+use strand_node::{
+    now, os_rng, schema, Delivery, GroupAction, Profile, ProfileError, SKEW_SHOWN, UNREAD_CAP,
+};
+use strand_sync::{Epoch, Group, Identity, Key, Kind, Message, WriteStore};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -379,6 +381,156 @@ fn late_messages_keep_their_own_order_below_what_was_shown() {
         (later, later.time, None)
     );
     assert!(c.windows(2).all(|w| w[0].position() < w[1].position()));
+}
+
+const HOUR: u64 = 3_600_000;
+
+/// Stores one text from `from` in the group epoch `epoch`, dated `time`,
+/// as sync would (arriving now).
+fn receive_in(p: &Profile, from: &Identity, epoch: &Epoch, text: &str, time: u64) -> Key {
+    let m = text_from(from, epoch.group(), time, text);
+    let mut store = p.store().unwrap();
+    assert!(store.insert(&epoch.id(), &m).unwrap());
+    store.commit().unwrap();
+    m.key()
+}
+
+/// The texts of the group "desk", in the order they are shown.
+fn desk_texts(p: &Profile) -> Vec<String> {
+    p.group_conversation("desk")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message.text)
+        .collect()
+}
+
+/// How many texts of the group "desk" are unread.
+fn desk_unread(p: &Profile) -> u32 {
+    p.groups()
+        .unwrap()
+        .into_iter()
+        .find(|g| g.name == "desk")
+        .unwrap()
+        .unread
+}
+
+/// The newest epoch of the group "desk".
+fn desk_head(p: &Profile) -> Epoch {
+    p.group_epochs("desk").unwrap().pop().unwrap()
+}
+
+/// Makes the group "desk" of the profile's user and Bob at `at`; returns
+/// Bob, to write as him.
+fn desk_with_bob(p: &Profile, at: u64) -> Identity {
+    let rng = &mut os_rng();
+    let bob = Identity::generate("Bob", rng).unwrap();
+    p.add_contact(&bob.invite(), "Bob", at, rng).unwrap();
+    p.create_group("desk", &["Bob".into()], at, rng).unwrap();
+    bob
+}
+
+/// Regression (a member backdating into a group's read history): marking
+/// a group read set its read mark but not its floor, so a member's text
+/// dated before what the user had read was shown at its claimed time,
+/// inside that history, and counted as read. Now it is shown when it
+/// arrives, last, and counts as unread, as in a 1:1 conversation
+/// (`a_backdated_message_does_not_jump_into_history`).
+#[test]
+fn a_backdated_group_text_does_not_jump_into_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let t = now() - 600_000;
+    let bob = desk_with_bob(&p, t - 2 * HOUR);
+    let head = desk_head(&p);
+    receive_in(&p, &bob, &head, "lunch at 1?", t);
+    receive_in(&p, &bob, &head, "see you there", t + 60_000);
+    p.mark_group_read("desk").unwrap();
+    assert_eq!(desk_unread(&p), 0);
+
+    // Once it is read, Bob claims to have said something an hour before
+    // all of it, in the epoch the user has not written in.
+    let before = now();
+    let forged = receive_in(&p, &bob, &head, "you said you would pay", t - HOUR);
+    assert_eq!(
+        desk_texts(&p),
+        ["lunch at 1?", "see you there", "you said you would pay"],
+        "shown below what was already shown, not slipped into history"
+    );
+    assert_eq!(desk_unread(&p), 1, "and counted unread");
+    let c = p.group_conversation("desk").unwrap();
+    let last = &c.last().unwrap().message;
+    assert_eq!(last.key, forged, "its claimed time is kept");
+    assert!(last.shown >= before, "shown when it arrived");
+    assert!(
+        last.skew().unwrap() >= HOUR,
+        "marked: an hour before it arrived"
+    );
+    let summary = p.groups().unwrap().into_iter().find(|g| g.name == "desk");
+    assert_eq!(
+        summary.unwrap().last.unwrap().message.text,
+        "you said you would pay",
+        "the group's newest text"
+    );
+}
+
+/// Regression, through the group's other epochs: a member may write into
+/// any epoch the group holds, and each epoch had its own floor. A text
+/// backdated into the epoch before the newest, below what the user wrote
+/// in the newest, and one backdated into an epoch made after the user
+/// read the group, below what they read, are each shown when they arrive.
+#[test]
+fn a_backdated_group_text_does_not_jump_into_history_through_another_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let rng = &mut os_rng();
+    let t = now() - 600_000;
+    let bob = desk_with_bob(&p, t - 2 * HOUR);
+    let carol = Identity::generate("Carol", rng).unwrap();
+    p.add_contact(&carol.invite(), "Carol", t - 2 * HOUR, rng)
+        .unwrap();
+    let first = desk_head(&p);
+    receive_in(&p, &bob, &first, "lunch at 1?", t);
+    // Adding Carol makes a new epoch; the user answers in it.
+    p.change_group("desk", &GroupAction::Add("Carol".into()), t + 30_000, rng)
+        .unwrap();
+    assert_ne!(desk_head(&p).id(), first.id());
+    p.write_group("desk", "yes, see you there", t + 60_000, rng)
+        .unwrap();
+
+    // Bob, still a member, writes into the first epoch, dated before the
+    // answer.
+    let before = now();
+    receive_in(&p, &bob, &first, "make it 2", t + 45_000);
+    assert_eq!(
+        desk_texts(&p),
+        ["lunch at 1?", "yes, see you there", "make it 2"],
+        "not slipped in above what the user wrote"
+    );
+    let c = p.group_conversation("desk").unwrap();
+    assert!(c.last().unwrap().message.shown >= before);
+
+    // The user reads it all; then a change makes a third epoch, and Bob
+    // writes into it dated after the answer but before what was read.
+    p.mark_group_read("desk").unwrap();
+    assert_eq!(desk_unread(&p), 0);
+    p.change_group("desk", &GroupAction::Remove("Carol".into()), now(), rng)
+        .unwrap();
+    let third = desk_head(&p);
+    let before = now();
+    receive_in(&p, &bob, &third, "you said you would pay", t + 90_000);
+    assert_eq!(
+        desk_texts(&p),
+        [
+            "lunch at 1?",
+            "yes, see you there",
+            "make it 2",
+            "you said you would pay"
+        ],
+        "not slipped in below what was read"
+    );
+    let c = p.group_conversation("desk").unwrap();
+    assert!(c.last().unwrap().message.shown >= before);
+    assert_eq!(desk_unread(&p), 1, "and counted unread");
 }
 
 #[test]
