@@ -156,8 +156,9 @@ pub(super) async fn run_node_inner(
     };
     let node = Node::start(profile, config).await?;
     // Listening from the start: a file can arrive before the addresses
-    // are printed.
-    let arriving = crate::runtime::device::Events::Local(node.subscribe());
+    // are printed. Not when quiet: a receiver never read keeps the last
+    // events (message texts among them) in memory.
+    let arriving = (!quiet).then(|| crate::runtime::device::Events::Local(node.subscribe()));
     let control = {
         let node = node.clone();
         let dir = ctx.dir.clone();
@@ -178,10 +179,10 @@ pub(super) async fn run_node_inner(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let arrivals = async {
-        if quiet {
-            std::future::pending::<()>().await;
+        match arriving {
+            Some(arriving) => super::progress::arrivals(ctx, arriving).await,
+            None => std::future::pending::<()>().await,
         }
-        super::progress::arrivals(ctx, arriving).await;
     };
     let result = tokio::select! {
         _ = arrivals => Ok(()),

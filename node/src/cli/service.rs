@@ -849,7 +849,7 @@ fn rewrite_passphrase_file(
         });
     }
     // Replaced by a file of this user's: theirs only.
-    if meta.uid() != own_uid().map_err(failed)? {
+    if meta.uid() != crate::runtime::control::own_uid().map_err(failed)? {
         return Err(StaleCopy::NotYours(file.to_path_buf()));
     }
     // What followed the first line (its line ending included) stays.
@@ -1237,16 +1237,6 @@ fn forget_passphrase(unit: &Installed, profile: &Path, done: &mut Forgotten) -> 
     }
 }
 
-/// This process's (effective) user: the owner of a file it makes.
-fn own_uid() -> std::io::Result<u32> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
-    return Ok(unsafe { libc::geteuid() });
-    // Elsewhere (Android's node has no libc crate): a file it makes.
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    Ok(tempfile::tempfile()?.metadata()?.uid())
-}
-
 /// Destroys the passphrase in the service's passphrase `file` (step 1 of
 /// [`ProfileService`]); `None` if there is no such file.
 fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, Left> {
@@ -1266,7 +1256,7 @@ fn destroy_passphrase_file(file: &Path) -> std::result::Result<Option<Removed>, 
     let Some((target, meta)) = regular_target(file).map_err(failed)? else {
         return Ok(None);
     };
-    if meta.uid() != own_uid().map_err(failed)? {
+    if meta.uid() != crate::runtime::control::own_uid().map_err(failed)? {
         return Err(Left::NotYours(file.to_path_buf()));
     }
     // Overwriting it would overwrite what its other names hold too.

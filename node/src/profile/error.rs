@@ -50,6 +50,10 @@ impl std::error::Error for IoError {
 /// "No such file or directory (os error 2)").
 pub fn io_words(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
+    // An error made here with words of its own (not the OS's) says them.
+    if e.raw_os_error().is_none() && e.get_ref().is_some() {
+        return e.to_string();
+    }
     match e.kind() {
         K::NotFound => "there is no such file or folder".into(),
         K::PermissionDenied => "permission denied (check who owns it and its mode, `ls -l`)".into(),

@@ -170,6 +170,11 @@ const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60)
 /// events after it are not bounded by this.
 const REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a follower (`strand read --follow`, the app attached) may
+/// leave an event unread before it is let go. A terminal scrolled back or
+/// a suspended `strand` takes it; it can follow again.
+const FOLLOWER_READS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Whether an error from `accept` on the control socket means the socket
 /// itself is unusable (a bug: the handle is not a listening socket), so
 /// serving ends. Everything else (out of file handles or memory, a client
@@ -272,13 +277,24 @@ async fn handle(
             let mut events = node.subscribe();
             send(&mut wr, &Answer::Ok(Reply::Following)).await?;
             loop {
-                match events.recv().await {
-                    Ok(e) => send(&mut wr, &e).await?,
+                let event = match events.recv().await {
+                    Ok(e) => e,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
-                        send(&mut wr, &crate::NodeEvent::Missed { count }).await?
+                        crate::NodeEvent::Missed { count }
                     }
                     Err(_) => return Ok(()),
-                }
+                };
+                // A follower that stops reading is let go: its receiver
+                // would keep the node's last events (message texts among
+                // them) in memory for as long as it stayed.
+                tokio::time::timeout(FOLLOWER_READS_WITHIN, send(&mut wr, &event))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "a follower stopped reading: hung up",
+                        )
+                    })??;
             }
         }
         Ok(Request::Shutdown) => {
@@ -291,11 +307,47 @@ async fn handle(
     send(&mut wr, &answer).await
 }
 
+/// How long a node is given to answer whether it runs (`Status`) or to
+/// take a `Shutdown`: it answers those at once, unless it is stopped
+/// (Ctrl-Z) or stuck.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This process's (effective) user: the owner of a file it makes.
+pub(crate) fn own_uid() -> std::io::Result<u32> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+    return Ok(unsafe { libc::geteuid() });
+    // Elsewhere (Android's node has no libc crate): a file it makes.
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(tempfile::tempfile()?.metadata()?.uid())
+    }
+}
+
 /// Sends one request to a running node. `Ok(None)` if no node answers on
 /// this profile's socket.
 pub async fn request(
     profile: &Path,
     request: &Request,
+) -> std::io::Result<Option<(Answer, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
+    ask(profile, request, None).await
+}
+
+/// [`request`], for a request a node answers at once: an error, naming
+/// the node's process, if no answer comes within `within`.
+pub async fn request_within(
+    profile: &Path,
+    request: &Request,
+    within: std::time::Duration,
+) -> std::io::Result<Option<Answer>> {
+    Ok(ask(profile, request, Some(within)).await?.map(|(a, _)| a))
+}
+
+async fn ask(
+    profile: &Path,
+    request: &Request,
+    within: Option<std::time::Duration>,
 ) -> std::io::Result<Option<(Answer, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
     let Ok(address) = SocketAddress::of(profile, SOCKET) else {
         return Ok(None);
@@ -304,14 +356,46 @@ pub async fn request(
         return Ok(None);
     };
     drop(address);
-    let (rd, mut wr) = stream.into_split();
-    let mut line = serde_json::to_vec(request).expect("serialisable");
-    line.push(b'\n');
-    wr.write_all(&line).await?;
-    let mut rd = BufReader::new(rd);
-    let mut answer = String::new();
-    rd.read_line(&mut answer).await?;
-    let response = serde_json::from_str(&answer)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(Some((response, rd)))
+    // Only a node of this user's is told anything: a socket another user
+    // made (in a profile folder they can write to) would be told a
+    // passphrase change or a text, and could answer anything.
+    let served_by = stream.peer_cred()?;
+    if served_by.uid() != own_uid()? {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is served by another user (uid {}), not by a node of yours: nothing was sent to it. If no node of yours runs on this profile, remove that file",
+                socket_path(profile).display(),
+                served_by.uid()
+            ),
+        ));
+    }
+    let exchange = async {
+        let (rd, mut wr) = stream.into_split();
+        let mut line = serde_json::to_vec(request).expect("serialisable");
+        line.push(b'\n');
+        wr.write_all(&line).await?;
+        let mut rd = BufReader::new(rd);
+        let mut answer = String::new();
+        rd.read_line(&mut answer).await?;
+        let response = serde_json::from_str(&answer)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(Some((response, rd)))
+    };
+    let Some(within) = within else {
+        return exchange.await;
+    };
+    tokio::time::timeout(within, exchange).await.unwrap_or_else(|_| {
+        let which = served_by
+            .pid()
+            .map(|pid| format!(" (process {pid})"))
+            .unwrap_or_default();
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the node running on this profile{which} did not answer within {} s: is it stopped (Ctrl-Z) or stuck? Let it go on (`kill -CONT`) or end it, then try again",
+                within.as_secs()
+            ),
+        ))
+    })
 }

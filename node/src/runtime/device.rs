@@ -76,7 +76,11 @@ impl Device {
 
     /// Whether a node answers on `dir`'s control socket.
     pub async fn running(dir: &Path) -> std::io::Result<bool> {
-        Ok(control::request(dir, &Request::Status).await?.is_some())
+        Ok(
+            control::request_within(dir, &Request::Status, control::ANSWER_WITHIN)
+                .await?
+                .is_some(),
+        )
     }
 
     /// Stops the node running on the profile in `dir`, if one does, and
@@ -87,16 +91,27 @@ impl Device {
     /// node was stopped.
     pub async fn stop_running(dir: &Path) -> Result<bool, OpenError> {
         let start = Instant::now();
+        // A node that does not answer (stopped, stuck) or is another
+        // user's is said so; one gone between connect and answer is not
+        // asked.
         let ask = || async {
-            control::request(dir, &Request::Shutdown)
-                .await
-                .map(|a| a.is_some())
-                .unwrap_or(false)
+            match control::request_within(dir, &Request::Shutdown, control::ANSWER_WITHIN).await {
+                Ok(answer) => Ok(answer.is_some()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    Err(OpenError::Control(e))
+                }
+                Err(_) => Ok(false),
+            }
         };
-        let mut asked = ask().await;
+        let mut asked = ask().await?;
         while !asked && Profile::in_use(dir) && start.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            asked = ask().await;
+            asked = ask().await?;
         }
         if !asked {
             return Ok(false);

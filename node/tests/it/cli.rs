@@ -986,14 +986,154 @@ fn a_control_client_of_another_user_is_refused() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("serves only the user who runs it"), "{err}");
+    // Strand's client sends nothing to a node of another user's.
+    assert!(err.contains("served by another user"), "{err}");
     assert!(
         out.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Any other client of another user is refused by the node: a thread
+    // of this test as that user (setresuid changes only the calling
+    // thread's credentials, which the socket sees).
+    let at = socket.clone();
+    let answer = std::thread::spawn(move || {
+        // SAFETY: a raw system call changing this thread's own user ids;
+        // it touches no memory.
+        let dropped = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(dropped, 0, "setresuid");
+        let mut stream = std::os::unix::net::UnixStream::connect(&at).unwrap();
+        std::io::Write::write_all(&mut stream, b"\"Status\"\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line
+    })
+    .join()
+    .unwrap();
+    assert!(
+        answer.contains("serves only the user who runs it"),
+        "{answer}"
+    );
     // Its owner is still served.
     assert!(a.ok(&["contacts"]).contains("bob"));
+}
+
+/// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
+/// not ended by then (a command that hangs fails its test instead of
+/// hanging it): its output, and whether it ended by itself.
+fn guarded(mut command: Command, args: &[&str], guard: Duration) -> (Output, bool) {
+    let child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = ended.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !watching.load(std::sync::atomic::Ordering::SeqCst) {
+            if start.elapsed() > guard {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    });
+    let out = child.wait_with_output().unwrap();
+    ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    let by_itself = watchdog.join().unwrap();
+    (out, by_itself)
+}
+
+/// A node that does not answer (stopped with Ctrl-Z, or stuck) is said
+/// so, naming its process, instead of being waited for: `strand status`
+/// and `strand wipe` end with an error and the profile is left as it was.
+/// Before, every command waited for it for good.
+#[test]
+fn a_node_that_does_not_answer_is_said_so_not_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let (run, _) = a.run(&[]);
+    let pid = run.id();
+    let run = Killed(run);
+    assert!(a.ok(&["contacts"]).contains("bob"));
+    let signal = |which: &str| {
+        assert!(Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let guard = Duration::from_secs(120);
+    for args in [&["status"][..], &["wipe", "--yes"][..]] {
+        let (out, by_itself) = guarded(a.command(), args, guard);
+        assert!(by_itself, "strand {args:?} waited for the stopped node");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("did not answer within"), "{args:?}: {err}");
+        assert!(err.contains(&format!("process {pid}")), "{args:?}: {err}");
+    }
+    signal("-CONT");
+    // Nothing was wiped.
+    assert!(a.ok(&["contacts"]).contains("bob"));
+    drop(run);
+}
+
+/// A control socket another user serves (made in a profile folder they
+/// can write to, while no node runs) is told nothing: not a passphrase
+/// change, not a text. Before, the client sent its request to whoever
+/// listened there.
+#[test]
+fn a_control_socket_another_user_serves_is_told_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("SKIPPED: running a client as another user needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let open =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    open(tmp.path(), 0o755);
+    open(&a.dir, 0o777);
+    // Root listens where the node's socket would be; the client runs as
+    // another user (65534), so the socket is not its own user's.
+    let listener = std::os::unix::net::UnixListener::bind(a.dir.join("control.sock")).unwrap();
+    open(&a.dir.join("control.sock"), 0o666);
+    let told = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut got);
+        got.len()
+    });
+    let bin = tmp.path().join("strand");
+    std::fs::copy(BIN, &bin).unwrap();
+    open(&bin, 0o755);
+    let mut client = Command::new(&bin);
+    client
+        .env("STRAND_PROFILE", &a.dir)
+        .env("STRAND_PASSPHRASE", &a.pass)
+        .env_remove("STRAND_LOG")
+        .uid(65534)
+        .gid(65534);
+    let (out, by_itself) = guarded(client, &["status"], Duration::from_secs(120));
+    assert!(by_itself, "the client waited for another user's socket");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("served by another user"), "{err}");
+    assert_eq!(told.join().unwrap(), 0, "the request was sent");
 }
 
 /// `strand init` calibrates Argon2id on this machine, never under
@@ -2944,41 +3084,27 @@ fn a_service_installed_over_another_takes_its_keyring_passphrase_out() {
         let out = keyring.strand(user, &["--passphrase-keyring", "status"], None);
         out.status.success()
     };
-    let install = |user: &User, args: &[&str]| {
-        let mut all = args.to_vec();
+    // `strand [GLOBAL] service install --no-start [FLAGS]` as `user`.
+    let install = |user: &User, global: &[&str], flags: &[&str]| {
+        let mut all = global.to_vec();
         all.extend(["service", "install", "--no-start"]);
+        all.extend(flags);
         let out = keyring.strand(user, &all, Some(&user.pass));
         assert!(out.status.success(), "{}", said(&out));
         said(&out)
     };
-    let out = keyring.strand(
-        &alice,
-        &["service", "install", "--keyring", "--no-start"],
-        Some(&alice.pass),
-    );
-    assert!(out.status.success(), "{}", said(&out));
+    install(&alice, &[], &["--keyring"]);
     assert!(kept(&alice));
 
     // The same profile again, through the keyring: kept.
-    let out = keyring.strand(
-        &alice,
-        &["service", "install", "--keyring", "--no-start"],
-        Some(&alice.pass),
-    );
-    assert!(out.status.success(), "{}", said(&out));
+    install(&alice, &[], &["--keyring"]);
     assert!(kept(&alice));
 
     // Another profile's service: Alice's passphrase goes.
-    let out = keyring.strand(
-        &work,
-        &["service", "install", "--keyring", "--no-start"],
-        Some(&work.pass),
-    );
-    assert!(out.status.success(), "{}", said(&out));
+    let said_now = install(&work, &[], &["--keyring"]);
     assert!(
-        said(&out).contains("which the service ran before"),
-        "{}",
-        said(&out)
+        said_now.contains("which the service ran before"),
+        "{said_now}"
     );
     assert!(!kept(&alice), "the replaced service's passphrase stayed");
     assert!(kept(&work));
@@ -2987,7 +3113,7 @@ fn a_service_installed_over_another_takes_its_keyring_passphrase_out() {
     let file = tmp.path().join("work-pass");
     std::fs::write(&file, &work.pass).unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let said_now = install(&work, &["--passphrase-file", file.to_str().unwrap()]);
+    let said_now = install(&work, &["--passphrase-file", file.to_str().unwrap()], &[]);
     assert!(
         said_now.contains("which the service ran before"),
         "{said_now}"
