@@ -28,7 +28,7 @@ use strand_sync::{
 
 use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::profile::schema::{EPOCHS, FLOOR, GROUP_PENDING, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
+use crate::profile::schema::{EPOCHS, GROUP_PENDING, MESSAGES, NAMES, OUTBOX, SEEN, SHOWN};
 use crate::profile::store::{
     shown_key, shown_position, split_table_key, table_key, Position, SHOWN_INCOMING,
 };
@@ -1359,23 +1359,7 @@ impl Profile {
     /// Never moves either back.
     pub fn mark_group_read_to(&self, group: &str, up_to: &Position) -> Result<(), ProfileError> {
         let chain = self.chain_named(group)?;
-        let up_to = *up_to;
-        let ids: Vec<GroupId> = chain.epochs().map(Epoch::id).collect();
-        self.write_txn(move |txn| {
-            for table in [SEEN, FLOOR] {
-                let mut t = txn.open_table(table).map_err(db_error)?;
-                for id in &ids {
-                    let current = t
-                        .get(&id.0)
-                        .map_err(db_error)?
-                        .map(|v| Position::from_bytes(&v.value()));
-                    if current.is_none_or(|c| c < up_to) {
-                        t.insert(&id.0, up_to.to_bytes()).map_err(db_error)?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        self.raise_read_marks(chain.epochs().map(Epoch::id).collect(), *up_to)
     }
 
     fn group_unread_and_last(

@@ -191,16 +191,28 @@ impl Profile {
     /// moves either back.
     pub fn mark_read(&self, contact: &str, up_to: &Position) -> Result<(), ProfileError> {
         let group: GroupId = self.direct_group(contact)?.id;
-        let up_to = *up_to;
+        self.raise_read_marks(vec![group], *up_to)
+    }
+
+    /// Raises the read mark and the floor of each of `logs` to `up_to`,
+    /// in one transaction; never moves either back. A contact's log, or
+    /// every epoch of a group.
+    pub(crate) fn raise_read_marks(
+        &self,
+        logs: Vec<GroupId>,
+        up_to: Position,
+    ) -> Result<(), ProfileError> {
         self.write_txn(move |txn| {
             for table in [SEEN, FLOOR] {
                 let mut t = txn.open_table(table).map_err(db_error)?;
-                let current = t
-                    .get(&group.0)
-                    .map_err(db_error)?
-                    .map(|v| Position::from_bytes(&v.value()));
-                if current.is_none_or(|c| c < up_to) {
-                    t.insert(&group.0, up_to.to_bytes()).map_err(db_error)?;
+                for id in &logs {
+                    let current = t
+                        .get(&id.0)
+                        .map_err(db_error)?
+                        .map(|v| Position::from_bytes(&v.value()));
+                    if current.is_none_or(|c| c < up_to) {
+                        t.insert(&id.0, up_to.to_bytes()).map_err(db_error)?;
+                    }
                 }
             }
             Ok(())
