@@ -942,6 +942,17 @@ fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contact named"));
 }
 
+/// Whether this test runs as root, as running a client as another user
+/// needs; says it skips if not.
+fn root_here() -> bool {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    if !root {
+        eprintln!("SKIPPED: running a client as another user needs root");
+    }
+    root
+}
+
 /// A process of another user gets nothing from the control
 /// socket, even when every permission on the way was opened up (the
 /// node checks the peer's uid with `SO_PEERCRED`). Needs root, to run the
@@ -950,9 +961,7 @@ fn strand_verify_shows_one_number_on_both_sides_and_confirms() {
 fn a_control_client_of_another_user_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("SKIPPED: running a client as another user needs root");
+    if !root_here() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1094,9 +1103,7 @@ fn a_node_that_does_not_answer_is_said_so_not_waited_for() {
 fn a_control_socket_another_user_serves_is_told_nothing() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("SKIPPED: running a client as another user needs root");
+    if !root_here() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
