@@ -84,28 +84,19 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         }
         a.set_image_error("".into());
         b.job(move |core| {
-            // Read apart from the core thread (see `read_file_apart`);
-            // what it finds is dropped if the profile was locked meanwhile.
-            let session = core.session();
-            let backend = core.backend.clone();
-            crate::scan::read_file_apart(path.into(), move |found| {
-                backend.job(move |core| {
-                    if core.session() != session {
-                        return;
-                    }
-                    let result = found.and_then(|texts| invite_from_texts(&texts));
-                    core.ui(move |ui| {
-                        let a = ui.global::<AddContactAdapter>();
-                        match result {
-                            Ok(code) => {
-                                a.set_image_error("".into());
-                                a.set_scanned_code(code.into());
-                            }
-                            Err(e) => a.set_image_error(e.into()),
+            super::read_photo(core, path.into(), |core, found| {
+                let result = found.and_then(|texts| invite_from_texts(&texts));
+                core.ui(move |ui| {
+                    let a = ui.global::<AddContactAdapter>();
+                    match result {
+                        Ok(code) => {
+                            a.set_image_error("".into());
+                            a.set_scanned_code(code.into());
                         }
-                    });
-                })
-            });
+                        Err(e) => a.set_image_error(e.into()),
+                    }
+                });
+            })
         });
     });
 }

@@ -721,20 +721,15 @@ pub(crate) fn close(core: &mut Core) {
     });
 }
 
-/// Reads a QR code from an image file (apart from the core thread: see
-/// `read_file_apart`) and compares it with the safety number: a match
-/// marks the contact verified. Dropped if the profile was locked
-/// meanwhile (another profile may have a contact of that name), or the
-/// conversation left (its answer would show in another's).
+/// Reads a QR code from an image file ([`super::read_photo`]) and
+/// compares it with the safety number: a match marks the contact
+/// verified. Dropped if the conversation was left meanwhile (its answer
+/// would show in another's).
 fn check_image(core: &mut Core, contact: String, path: std::path::PathBuf) {
-    let session = core.session();
-    let backend = core.backend.clone();
-    crate::scan::read_file_apart(path, move |found| {
-        backend.job(move |core| {
-            if core.session() == session && core.open.as_deref() == Some(contact.as_str()) {
-                check_texts(core, &contact, found);
-            }
-        })
+    super::read_photo(core, path, move |core, found| {
+        if core.open.as_deref() == Some(contact.as_str()) {
+            check_texts(core, &contact, found);
+        }
     });
 }
 

@@ -364,6 +364,26 @@ pub(crate) fn badge(core: &mut Core) {
     }
 }
 
+/// Reads the QR codes in the photo at `path` apart from the core thread
+/// ([`crate::scan::read_file_apart`]), then runs `then` with what it
+/// found on the core thread, unless the profile was locked meanwhile
+/// (another profile may have a contact of the same name).
+pub(crate) fn read_photo(
+    core: &Core,
+    path: std::path::PathBuf,
+    then: impl FnOnce(&mut Core, Result<Vec<String>, String>) + Send + 'static,
+) {
+    let session = core.session();
+    let backend = core.backend.clone();
+    crate::scan::read_file_apart(path, move |found| {
+        backend.job(move |core| {
+            if core.session() == session {
+                then(core, found);
+            }
+        })
+    });
+}
+
 /// Notification `id` was clicked: the window comes to the front with its
 /// conversation open. Looked up here, on the core thread, rather than when
 /// the click came, so that one forgotten in between (at a lock, or with
