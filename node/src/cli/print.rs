@@ -42,7 +42,7 @@ pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
         };
         println!(
             "{} {}: {text}{state}{skew}{expires}",
-            format_time(m.shown.max(m.time)),
+            format_time(m.shown),
             display::one_line(&m.from),
         );
     }

@@ -173,9 +173,10 @@ pub fn sync_key(table_key: &[u8; 72]) -> Key {
 /// Each conversation has a *floor* ([`FLOOR`]): the newest of what the
 /// user has read (the read mark, [`SEEN`](crate::profile::schema::SEEN)) and what
 /// they wrote. A
-/// contact's message is shown at its author's time, unless it claims to
-/// be no newer than the floor; then it is *late*, and shown when it
-/// arrived (never at or below the floor). The other messages of the same
+/// contact's message is shown at its author's time (or when it arrived,
+/// if its author dated it ahead of that), unless it claims to be no
+/// newer than the floor; then it is *late*, and shown when it arrived
+/// (never at or below the floor). The other messages of the same
 /// conversation that arrive in the same transaction and are not dated
 /// ahead of their arrival are late too, so what arrives together keeps its
 /// author's order. A late message is below what was seen and counts as
@@ -358,6 +359,20 @@ impl<'t> Inserter<'t> {
         Ok(floor)
     }
 
+    /// The time a message is shown at unless it is late: its author's,
+    /// or, for a contact's dated ahead of its arrival (by up to
+    /// `MAX_CLOCK_SKEW`), its arrival. So a text dated ahead is not
+    /// shown above replies written after it arrived, and reading it
+    /// raises no floor past the clock.
+    fn shown_time(&self, message: &Message) -> Time {
+        let time = message.key().time;
+        if message.author() == self.me {
+            time
+        } else {
+            time.min(self.now)
+        }
+    }
+
     /// Looks at a batch before it is stored: if any of its texts from a
     /// contact is late, every one of that conversation's texts in this
     /// transaction is (see [`Position`]), whatever order they come in.
@@ -369,7 +384,7 @@ impl<'t> Inserter<'t> {
             if (message.kind() == Kind::TEXT || message.kind() == Kind::FILE)
                 && message.author() != self.me
                 && !self.late.contains(group)
-                && is_late(self.floor(group)?.as_ref(), message.key().time)
+                && is_late(self.floor(group)?.as_ref(), self.shown_time(message))
             {
                 self.late.insert(*group);
             }
@@ -458,12 +473,13 @@ impl<'t> Inserter<'t> {
             Kind::TEXT | Kind::FILE => {
                 let floor = self.floor(group)?;
                 let incoming = message.author() != self.me;
+                let time = self.shown_time(message);
                 let late = incoming
-                    && (is_late(floor.as_ref(), key.time)
+                    && (is_late(floor.as_ref(), time)
                         || (self.late.contains(group) && key.time <= self.now));
                 let shown = match floor {
                     Some(f) if late => self.now.max(f.shown.saturating_add(1)),
-                    _ => key.time,
+                    _ => time,
                 };
                 if late {
                     self.late.insert(*group);

@@ -376,11 +376,91 @@ fn late_messages_keep_their_own_order_below_what_was_shown() {
     let later = receive_dated(&p, &bob, "back now", now() + 60_000);
     let c = p.conversation("Bob").unwrap();
     let last = c.last().unwrap();
+    assert_eq!((last.key, last.skew()), (later, None));
     assert_eq!(
-        (last.key, last.shown, last.skew()),
-        (later, later.time, None)
+        Some(last.shown),
+        last.received,
+        "dated ahead: shown when it arrived"
     );
     assert!(c.windows(2).all(|w| w[0].position() < w[1].position()));
+}
+
+/// Regression (a text dated ahead): a contact may date a text up to the
+/// clock skew allowed (15 minutes) ahead of its arrival. It was shown at
+/// that time, above the replies written after it arrived, and reading it
+/// raised the floor there, so the contact's next texts, dated honestly,
+/// were late: shown at a clock time still to come and counted unread.
+/// Now it is shown when it arrived.
+#[test]
+fn a_text_dated_ahead_is_shown_when_it_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let ahead = now() + 10 * 60_000;
+    let dated = receive_dated(&p, &bob, "it is later than you think", ahead);
+    let after = now() + 1;
+    p.write("Bob", "is it?", after, &mut os_rng()).unwrap();
+    let c = p.conversation("Bob").unwrap();
+    let texts: Vec<&str> = c.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["it is later than you think", "is it?"],
+        "the reply below the text it answers"
+    );
+    assert_eq!(c[0].key, dated, "its claimed time is kept");
+    assert!(c[0].shown <= after, "shown when it arrived, not ahead");
+    assert_eq!(Some(c[0].shown), c[0].received);
+
+    // Once read, Bob's next text, dated now, is shown at its time and
+    // counted unread once; nothing is shown at a time still to come.
+    p.mark_read("Bob", &c[1].position()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let next = now() - 1;
+    receive_dated(&p, &bob, "no", next);
+    let c = p.conversation("Bob").unwrap();
+    let last = c.last().unwrap();
+    assert_eq!(last.text, "no");
+    assert_eq!(last.shown, next, "not late");
+    assert_eq!(p.summaries().unwrap()[0].unread, 1);
+    assert!(c.iter().all(|m| m.shown <= next));
+}
+
+/// Regression, in a group: a member's text dated ahead was shown ahead,
+/// and once the group was read every epoch's floor stood in the future,
+/// so every other member's text for those minutes was late.
+#[test]
+fn a_group_text_dated_ahead_is_shown_when_it_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let rng = &mut os_rng();
+    let t = now() - 600_000;
+    let bob = desk_with_bob(&p, t - 2 * HOUR);
+    let carol = Identity::generate("Carol", rng).unwrap();
+    p.add_contact(&carol.invite(), "Carol", t - 2 * HOUR, rng)
+        .unwrap();
+    p.change_group("desk", &GroupAction::Add("Carol".into()), t, rng)
+        .unwrap();
+    let head = desk_head(&p);
+    let ahead = now() + 10 * 60_000;
+    receive_in(&p, &bob, &head, "first!", ahead);
+    let arrived = now();
+    p.mark_group_read("desk").unwrap();
+    let c = p.group_conversation("desk").unwrap();
+    assert!(
+        c.last().unwrap().message.shown <= arrived,
+        "not shown ahead"
+    );
+
+    // Carol writes, dated honestly, after the user read the group.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let honest = now() - 1;
+    receive_in(&p, &carol, &head, "morning", honest);
+    assert_eq!(desk_texts(&p), ["first!", "morning"]);
+    let c = p.group_conversation("desk").unwrap();
+    assert_eq!(c.last().unwrap().message.shown, honest, "not late");
+    assert_eq!(desk_unread(&p), 1);
 }
 
 const HOUR: u64 = 3_600_000;
