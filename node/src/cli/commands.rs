@@ -135,6 +135,9 @@ fn init(ctx: &Ctx, name: &str, allow_weak: bool) -> Result<()> {
     if Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::AlreadyExists(ctx.dir.clone()).into());
     }
+    // The name is said wrong before the passphrase is typed twice.
+    let name = name.trim();
+    strand_sync::check_name(name).map_err(crate::ProfileError::from)?;
     let pass = super::passphrase(ctx, true)?;
     strong_enough(&pass, name, allow_weak)?;
     let p = Profile::create(

@@ -611,7 +611,9 @@ impl Profile {
         sealed: bool,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Profile, ProfileError> {
-        let identity = Identity::generate(name, rng)?;
+        // As every other name the user types: space around it is not part
+        // of it.
+        let identity = Identity::generate(name.trim(), rng)?;
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         restrict_permissions(dir);
         let mut root = Zeroizing::new([0u8; 32]);

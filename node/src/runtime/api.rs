@@ -539,13 +539,16 @@ impl From<crate::ProfileError> for Failure {
     }
 }
 
-/// What a text to send must be: not empty, and not longer than a
-/// message's body ([`check_text_length`]). The node checks it for
-/// [`Request::Send`]; `strand send` checks it before asking, as a text
-/// many times too long would not fit the control socket's request.
+/// What a text to send must be: not empty or only white space, and not
+/// longer than a message's body ([`check_text_length`]). The node checks
+/// it for [`Request::Send`]; `strand send` and the app check it before
+/// asking, as a text many times too long would not fit the control
+/// socket's request.
 pub fn check_text(text: &str) -> Result<(), Failure> {
-    if text.is_empty() {
-        return Err(Failure::bad_input("nothing to send: the message is empty"));
+    if text.trim().is_empty() {
+        return Err(Failure::bad_input(
+            "nothing to send: the message is empty or only white space",
+        ));
     }
     check_text_length(text.len())
 }

@@ -457,6 +457,21 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
         );
     }
     assert!(!Path::new(into).exists());
+    // A text of white space only is nothing to send, as in the app
+    // (before: sent to Bob, exit 0).
+    let blank = |a: &User| {
+        let before = a.read("bob").len();
+        for out in [
+            a.cmd(&["send", "bob", "   "]),
+            a.piped(&["send", "bob"], b" \n\t\n".to_vec()),
+        ] {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("nothing to send"), "{err}");
+        }
+        assert_eq!(a.read("bob").len(), before);
+    };
+    blank(&a);
     let out = a.piped(&["send", "bob"], b"\xff\xfe text".to_vec());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
@@ -465,6 +480,7 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     let _run = Killed(run);
     too_long(&a, max + 1);
     too_long(&a, 9 << 20);
+    blank(&a);
     // A text as long as a message holds, in a conversation with a timer
     // (which takes 8 bytes of it): the node says so, exit 1.
     a.ok(&["timer", "bob", "1h"]);
@@ -1167,6 +1183,31 @@ fn init_calibrates_the_kdf_and_the_passphrase_leaves_the_environment() {
     );
     let kdf = strand_node::Profile::kdf_params(&dir).unwrap();
     assert!(kdf.at_least(&strand_node::KdfParams::FLOOR), "{kdf:?}");
+    // Space around a name is not part of it, as everywhere else a name
+    // is typed (before: "bad name", after the passphrase was read); a bad
+    // name is said before any passphrase is asked for.
+    let spaced = tmp.path().join("spaced");
+    let init = |dir: &Path, name: &str| {
+        Command::new(BIN)
+            .args(["init", "--name", name, "--passphrase-file"])
+            .arg(&pass_file)
+            .env("STRAND_PROFILE", dir)
+            .env_remove("STRAND_PASSPHRASE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = init(&spaced, "  Spaced ");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("for Spaced in"));
+    let bad = tmp.path().join("bad");
+    let out = init(&bad, "a\u{202e}b");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!bad.exists());
     // The file opens it; a wrong one does not.
     let with = |file: &Path| {
         Command::new(BIN)
