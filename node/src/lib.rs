@@ -80,17 +80,20 @@ pub use strand_transport::ble::duty::Duty;
 
 /// Where saved files go by default: `STRAND_DOWNLOADS` if set, else the
 /// user's downloads folder, else their home, else the working directory.
+/// Absolute (against the working directory), as a device takes the
+/// folders it saves to ([`runtime::api::check_path`]).
 pub fn downloads_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("STRAND_DOWNLOADS") {
-        return dir.into();
-    }
-    directories::UserDirs::new()
-        .and_then(|d| {
-            d.download_dir()
-                .map(std::path::Path::to_path_buf)
-                .or_else(|| Some(d.home_dir().to_path_buf()))
-        })
-        .unwrap_or_else(|| std::path::PathBuf::from("."))
+    let dir: std::path::PathBuf = match std::env::var_os("STRAND_DOWNLOADS") {
+        Some(dir) => dir.into(),
+        None => directories::UserDirs::new()
+            .and_then(|d| {
+                d.download_dir()
+                    .map(std::path::Path::to_path_buf)
+                    .or_else(|| Some(d.home_dir().to_path_buf()))
+            })
+            .unwrap_or_else(|| std::path::PathBuf::from(".")),
+    };
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// Where `strand relay` keeps its key when none is given: the platform's

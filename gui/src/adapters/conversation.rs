@@ -471,8 +471,16 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
     let eweak = ui.as_weak();
     adapter.on_export_bundle(move |folder| {
         let Some(ui) = eweak.upgrade() else { return };
-        let contact = ui.global::<ConversationAdapter>().get_contact().to_string();
-        let folder = std::path::PathBuf::from(folder.trim());
+        let a = ui.global::<ConversationAdapter>();
+        let folder = folder.trim();
+        if folder.is_empty() {
+            a.set_error("Not written: give the folder to write the bundle into.".into());
+            return;
+        }
+        let contact = a.get_contact().to_string();
+        // Absolute, as the device takes it: a folder named relative to
+        // the app's working directory is the one meant.
+        let folder = super::absolute(folder);
         eb.job(move |core| {
             let to = bundle_path(&folder);
             match core.call(Request::Export {

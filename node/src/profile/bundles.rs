@@ -22,7 +22,7 @@ use strand_sync::{
 
 use crate::profile::base::counted;
 use crate::profile::budget::{Budgets, Ledger};
-use crate::profile::files::Report;
+use crate::profile::files::{open_regular, Report};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{db_error, io_error};
@@ -660,11 +660,13 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<(Imported, PublicIdentity), ProfileError> {
-        let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+        // A regular file only: a named pipe on a stranger's drive, named
+        // like a bundle, would otherwise be waited on for good.
+        let (mut file, meta) = open_regular(path)?;
         // The file is read through once to check it and once to take it
         // in (more only for groups it brings): the progress counts those
         // two readings, in bytes.
-        let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+        let len = meta.len();
         let reading = |n: u64| move |at: u64| report((n * len + at).min(2 * len), 2 * len);
         let mut header = [0u8; BUNDLE_HEADER_LEN];
         file.read_exact(&mut header)

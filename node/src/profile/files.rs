@@ -251,14 +251,7 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
         report: Report<'_>,
     ) -> Result<FileSent, ProfileError> {
-        let io = |e| crate::profile::io_error(path, e);
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
-            return Err(ProfileError::NoSuchFile(format!(
-                "{} is not a file",
-                path.display()
-            )));
-        }
+        let (mut file, meta) = open_regular(path)?;
         if meta.len() > MAX_FILE_LEN {
             return Err(ProfileError::NoSuchFile(format!(
                 "{} is {} MiB; files of up to {} MiB can be sent",
@@ -268,7 +261,6 @@ impl Profile {
             )));
         }
         let (group, expires) = self.log_for(to, now)?;
-        let mut file = std::fs::File::open(path).map_err(io)?;
         let out = Outgoing {
             to,
             group: &group,
@@ -885,6 +877,57 @@ impl Drop for Part {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Opens the file at `path` for reading, and its metadata, if it is a
+/// regular file; a folder, a named pipe or a device is refused (as
+/// [`ProfileError::NoSuchFile`]) before anything is read from it.
+///
+/// The path is opened first and the open file checked (not the path and
+/// then the file: a pipe put in its place between the two would pass).
+/// Opening a named pipe for reading waits, for good, until something
+/// opens it for writing: a pipe named like a bundle on a stranger's drive
+/// would hang whoever imports it. So it is opened without waiting
+/// (`O_NONBLOCK`), which changes nothing for the regular file that is
+/// then the only one read.
+pub(crate) fn open_regular(
+    path: &Path,
+) -> Result<(std::fs::File, std::fs::Metadata), ProfileError> {
+    let io = |e| crate::profile::io_error(path, e);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    without_waiting(&mut options, path)?;
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_a_file(path));
+    }
+    Ok((file, meta))
+}
+
+/// What [`open_regular`] says of a path that is not a regular file.
+fn not_a_file(path: &Path) -> ProfileError {
+    ProfileError::NoSuchFile(format!("{} is not a file", path.display()))
+}
+
+/// Makes [`open_regular`]'s open return at once on a named pipe.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn without_waiting(options: &mut std::fs::OpenOptions, _: &Path) -> Result<(), ProfileError> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(OFlags::NONBLOCK.bits() as i32);
+    Ok(())
+}
+
+/// Elsewhere (no `O_NONBLOCK` at hand) the path is checked before it is
+/// opened: a pipe put there between the two would still be waited on.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn without_waiting(_: &mut std::fs::OpenOptions, path: &Path) -> Result<(), ProfileError> {
+    let meta = std::fs::metadata(path).map_err(|e| crate::profile::io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(not_a_file(path));
+    }
+    Ok(())
 }
 
 /// A hidden name for a part in `dir` that no other save picks:

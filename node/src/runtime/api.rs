@@ -5,7 +5,7 @@
 //! ([`crate::runtime::device::Device`]). Typed both ways: serde enums,
 //! one JSON object per line on the socket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -305,6 +305,19 @@ pub enum Request {
     Shutdown,
 }
 
+impl Request {
+    /// The file or folder the user named in this request, if it names
+    /// one: the node holds it to [`check_path`] before doing anything.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Request::SendFile { path, .. } | Request::Import { path, .. } => Some(path.as_path()),
+            Request::Save { dir, .. } => Some(dir.as_path()),
+            Request::Export { to, .. } => Some(to.as_path()),
+            _ => None,
+        }
+    }
+}
+
 /// What a group change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -551,6 +564,27 @@ pub fn check_text(text: &str) -> Result<(), Failure> {
         ));
     }
     check_text_length(text.len())
+}
+
+/// What a path in a request ([`Request::path`]) must be: absolute. The
+/// node runs in a folder of its own (the service's is the user's home),
+/// not the one the user named a relative path from, so such a path would
+/// read or write where they did not mean: an empty folder for an export
+/// put the bundle in the node's folder. The CLI and the app make the
+/// paths people give absolute before asking.
+pub fn check_path(path: &Path) -> Result<(), Failure> {
+    if path.as_os_str().is_empty() {
+        return Err(Failure::bad_input(
+            "no file or folder given: the path is empty",
+        ));
+    }
+    if !path.is_absolute() {
+        return Err(Failure::bad_input(format!(
+            "{}: use a full path (from /): the device cannot tell which folder a relative one starts from",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A text of `len` bytes fits a message's body

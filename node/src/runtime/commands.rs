@@ -18,9 +18,13 @@ use crate::{hex, GroupAction, Profile, ProfileError};
 
 impl Node {
     /// Answers one request. Every failure leaves the profile as it was.
+    /// A path in it must be absolute ([`super::api::check_path`]).
     /// [`Request::Follow`] and [`Request::Shutdown`] are for the control
     /// socket, which answers them itself; here they are refused.
     pub async fn handle(&self, request: Request) -> Result<Reply, Failure> {
+        if let Some(path) = request.path() {
+            super::api::check_path(path)?;
+        }
         match request {
             Request::Invite => Ok(Reply::Invite {
                 code: self.profile().invite()?.to_text(),

@@ -343,3 +343,70 @@ fn a_group_changed_more_often_than_one_import_follows_is_imported_again() {
     assert_eq!(second.refused, 0, "{second:?}");
     assert!(seen(&ben).1.contains(&"the last word".to_string()));
 }
+
+/// A named pipe (a FIFO) where a bundle is looked for, as a stranger's
+/// drive may hold one named like a bundle, is refused at once and stores
+/// nothing. Opening it for reading used to wait, for good, for something
+/// to write to it: `strand import` hung, and so did a node's or the app's
+/// thread that imported it.
+#[test]
+fn a_named_pipe_is_refused_not_waited_on() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let drive = tmp.path().join("drive");
+    std::fs::create_dir(&drive).unwrap();
+    let pipe = drive.join("strand-bundle.strand");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let stored = ben.stored_messages().unwrap();
+
+    let ben = &ben;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = pipe.clone();
+        s.spawn(move || {
+            let got = ben.import_bundle(&at, &Budgets::default(), NOW(), &mut os_rng());
+            let _ = tx.send(got);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        if got.is_err() {
+            // The import still waits for a writer: one comes and goes (not
+            // waiting for a reader itself), so that it ends and the test
+            // with it.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&pipe);
+        }
+        let e = got
+            .expect("the import returns at once")
+            .expect_err("a pipe is not a bundle");
+        let said = strand_node::chain(&e);
+        assert!(said.contains("is not a file"), "{said}");
+    });
+    assert_eq!(ben.stored_messages().unwrap(), stored);
+    assert!(ben.conversation("ann").unwrap().is_empty());
+}
+
+/// A folder given as the bundle is said to be a folder, not a bundle
+/// that "cannot be read" (which sounds like a damaged file).
+#[test]
+fn a_folder_is_said_not_to_be_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let folder = tmp.path().join("drive");
+    std::fs::create_dir(&folder).unwrap();
+    let stored = ben.stored_messages().unwrap();
+    let e = ben
+        .import_bundle(&folder, &Budgets::default(), NOW(), &mut os_rng())
+        .unwrap_err();
+    let said = strand_node::chain(&e);
+    assert!(said.contains("is not a file"), "{said}");
+    assert_eq!(ben.stored_messages().unwrap(), stored);
+}

@@ -73,6 +73,24 @@ fn synced(node: &Node, public: &PublicIdentity) -> strand_sync::Contact {
         .unwrap()
 }
 
+/// How many messages `node` keeps in the carrying pool it shares with
+/// its contact `public`.
+fn pool_messages(node: &Node, public: &PublicIdentity) -> usize {
+    let pool = synced(node, public).pool.id;
+    let mut n = 0;
+    strand_sync::Store::scan(
+        &node.profile().read_view().unwrap(),
+        &pool,
+        &strand_sync::KeyRange::ALL,
+        &mut |_| {
+            n += 1;
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    n
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -746,21 +764,7 @@ async fn a_carrier_hands_envelopes_over_on_a_drive() {
     // A path that cannot be written (a file is there, or no drive)
     // changes nothing: before, Ben's node handed the envelope whole into
     // his pool with Cat, for a drive that was never made.
-    let pool = synced(&ben, &cat_public).pool.id;
-    let pool_len = || {
-        let mut n = 0;
-        strand_sync::Store::scan(
-            &ben.profile().read_view().unwrap(),
-            &pool,
-            &strand_sync::KeyRange::ALL,
-            &mut |_| {
-                n += 1;
-                std::ops::ControlFlow::Continue(())
-            },
-        )
-        .unwrap();
-        n
-    };
+    let pool_len = || pool_messages(&ben, &cat_public);
     let before = pool_len();
     let taken = tmp.path().join("taken.strand");
     std::fs::write(&taken, b"mine").unwrap();
@@ -816,6 +820,92 @@ async fn a_carrier_hands_envelopes_over_on_a_drive() {
     assert_eq!(texts(&cat, "ann"), ["on the stick"]);
     ben.shutdown().await;
     cat.shutdown().await;
+}
+
+/// A request that names a file or folder by a relative path is refused
+/// as bad input, and does nothing: the node runs in a folder of its own
+/// (the service's is the user's home), not the one the path was named
+/// from. An export to a relative path (the app sent one, an empty folder
+/// among them) used to write the bundle into the node's folder, handing
+/// Ben's envelope for Cat over with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_a_relative_path_is_refused() {
+    use std::path::PathBuf;
+    use strand_node::runtime::api::{FailureKind, Request, Target};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben, cat) = three(tmp.path());
+    let cat_public = cat.identity().public();
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let ben = start(ben, &hub).await;
+    ben_carries(&ann, &ben).await;
+    ben_takes_anns_text(&ann, &ben, "for the drive").await;
+    ann.shutdown().await;
+    let pool = pool_messages(&ben, &cat_public);
+    let texts_to_cat = texts(&ben, "cat").len();
+
+    // Relative to the test's working folder (the crate's), where the
+    // bundle went: a name of this run's own, removed if it was written.
+    let relative = PathBuf::from(format!("relative-{}.strand", std::process::id()));
+    let answer = ben
+        .handle(Request::Export {
+            contact: "cat".into(),
+            to: relative.clone(),
+            task: None,
+        })
+        .await;
+    let written = relative.exists();
+    let _ = std::fs::remove_file(&relative);
+    let e = answer.expect_err("an export to a relative path is refused");
+    assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+    assert!(e.message.contains("full path"), "{e}");
+    assert!(!written, "no bundle in the node's folder");
+
+    // No folder at all: refused too, not the node's folder.
+    let e = ben
+        .handle(Request::Export {
+            contact: "cat".into(),
+            to: PathBuf::new(),
+            task: None,
+        })
+        .await
+        .expect_err("an export to no path is refused");
+    assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+    assert!(e.message.contains("the path is empty"), "{e}");
+
+    // Every other request that names a path: the same rule.
+    for request in [
+        Request::SendFile {
+            to: Target::Contact("cat".into()),
+            path: "Cargo.toml".into(),
+            task: None,
+        },
+        Request::Save {
+            id: "0123456789abcdef".into(),
+            dir: "downloads".into(),
+            task: None,
+        },
+        Request::Import {
+            path: "for-ben.strand".into(),
+            task: None,
+        },
+    ] {
+        let e = ben
+            .handle(request.clone())
+            .await
+            .expect_err("a relative path is refused");
+        assert_eq!(e.kind, FailureKind::BadInput, "{request:?}: {e}");
+        assert!(e.message.contains("full path"), "{request:?}: {e}");
+    }
+
+    assert_eq!(
+        pool_messages(&ben, &cat_public),
+        pool,
+        "nothing handed over"
+    );
+    assert_eq!(ben.carry_status().held, 1);
+    assert_eq!(texts(&ben, "cat").len(), texts_to_cat, "nothing sent");
+    ben.shutdown().await;
 }
 
 /// A contact cannot fill a user's contact list through mailbox records:

@@ -13,7 +13,8 @@
 //!   client uses `strand relay`.
 //! - `lan`: two nodes in one process over real libp2p sockets on loopback.
 //! - `bundles`: removable-drive bundles between profiles that never met
-//!   and from the command line.
+//!   and from the command line; a named pipe or a folder given as one is
+//!   refused at once.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
 //!   way, kill -9 mid-sync, a stranger, bad command-line input.
 //! - `delete`: deleting a contact takes the conversation and nothing
