@@ -379,11 +379,11 @@ pub struct RelayServerArgs {
     /// A new key (and id) every run, stored nowhere
     #[arg(long)]
     pub ephemeral: bool,
-    /// Most reservations held at once
-    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_RESERVATIONS)]
+    /// Most reservations held at once (1 to 1,000,000)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_RESERVATIONS, value_parser = relay_slots())]
     pub max_reservations: usize,
-    /// Most circuits open at once
-    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_CIRCUITS)]
+    /// Most circuits open at once (1 to 1,000,000)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_CIRCUITS, value_parser = relay_slots())]
     pub max_circuits: usize,
     /// Seconds a circuit may last
     #[arg(long, value_name = "SECONDS", default_value_t = strand_transport::relay::server::CIRCUIT_DURATION.as_secs())]
@@ -400,6 +400,17 @@ pub struct RelayServerArgs {
     /// Connections one IP address may hold (and open at once)
     #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CONNECTIONS_PER_IP)]
     pub connections_per_ip: usize,
+}
+
+/// The most reservations, or circuits, `strand relay` may be told to
+/// hold: each holds a connection (a file descriptor, of which a process
+/// gets about a million at most) and some 40 KiB of memory
+/// (`docs/benchmarks.md`), so a million is already some 40 GiB.
+const MAX_RELAY_SLOTS: u64 = 1_000_000;
+
+/// `--max-reservations` and `--max-circuits`: 1 to [`MAX_RELAY_SLOTS`].
+fn relay_slots() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RELAY_SLOTS)
 }
 
 /// `strand service …`.
@@ -678,13 +689,39 @@ fn scrub_env(name: &str) {
 #[cfg(not(target_os = "linux"))]
 fn scrub_env(_: &str) {}
 
-/// The first line of `file`, without its line ending.
+/// The longest first line a passphrase file may hold, in bytes: far
+/// more than any passphrase anyone types, and a bound on what is read
+/// from a file that never ends (`/dev/zero`, a pipe left open), which
+/// would otherwise be read until memory runs out.
+const MAX_PASSPHRASE_LINE: u64 = 64 * 1024;
+
+/// The first line of `file`, without its line ending; refused if longer
+/// than [`MAX_PASSPHRASE_LINE`] (of which one byte more is all it reads).
 pub(crate) fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
-    let all = Zeroizing::new(
-        std::fs::read_to_string(file)
-            .with_context(|| format!("reading the passphrase file {}", file.display()))?,
-    );
-    let line = all.lines().next().unwrap_or("");
+    use std::io::Read as _;
+    let reading = || format!("reading the passphrase file {}", file.display());
+    // Room for all that is read, so it is never copied (and the copy
+    // left behind unzeroed) as it grows.
+    let mut bytes: Zeroizing<Vec<u8>> =
+        Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_LINE as usize + 1));
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_PASSPHRASE_LINE + 1).read_to_end(&mut bytes))
+        .with_context(reading)?;
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => &bytes[..end],
+        None if bytes.len() as u64 > MAX_PASSPHRASE_LINE => {
+            return Err(usage!(
+                "the passphrase file {} is too long: its first line, the passphrase, goes on past {} KiB",
+                file.display(),
+                MAX_PASSPHRASE_LINE / 1024
+            ))
+        }
+        None => &bytes[..],
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        .with_context(reading)?;
     if line.is_empty() {
         return Err(usage!("the passphrase file {} is empty", file.display()));
     }

@@ -26,30 +26,50 @@ async fn until_stopped() -> Result<()> {
 /// The relay's key: read from `path`, or made and written there (readable
 /// by this user only).
 fn relay_key(path: &Path) -> Result<[u8; 32]> {
-    match std::fs::read(path) {
-        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
-            anyhow!(
-                "{} is not a relay key (it must hold 32 bytes; move it away to make a new one)",
-                path.display()
-            )
-        }),
+    use std::io::{Read, Write};
+    let mut key = [0u8; 32];
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            // A key's length and one byte more tell a key from what is
+            // not one, and bound the read of a file that never ends
+            // (`/dev/zero`), which would otherwise go on until memory
+            // runs out.
+            let mut bytes = Vec::with_capacity(key.len() + 1);
+            f.take(key.len() as u64 + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading {}", path.display()))?;
+            bytes.as_slice().try_into().map_err(|_| {
+                anyhow!(
+                    "{} is not a relay key (it must hold 32 bytes; move it away to make a new one)",
+                    path.display()
+                )
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let mut key = [0u8; 32];
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             rand_core::RngCore::fill_bytes(&mut os_rng(), &mut key);
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            f.write_all(&key)
+            // Written whole under another name (created 0600), then given
+            // its own: a write that fails leaves no short file at `path`,
+            // which every later run would refuse as no key (the temporary
+            // one goes when `fresh` is dropped).
+            let mut fresh = tempfile::Builder::new()
+                .prefix(".strand-relay-key-")
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            fresh
+                .write_all(&key)
+                .and_then(|()| fresh.as_file().sync_all())
                 .with_context(|| format!("writing {}", path.display()))?;
+            // Not over a key another relay, started at the same time,
+            // has made meanwhile.
+            fresh
+                .persist_noclobber(path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("creating {}", path.display()))?;
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

@@ -141,6 +141,11 @@ pub fn packaged_unit(exe: &Path) -> String {
     )
 }
 
+/// The unit's text. No `PrivateTmp=`: the node opens the files and
+/// folders the user names (`strand save ID /tmp`, `strand export bob
+/// --to /tmp/b.strand`, a file to send), and with a /tmp of its own it
+/// would write where the user cannot see it (gone when it stops, with the
+/// envelopes counted handed over) and not find what they name there.
 fn unit(comment: &str, description: &str, exec: &str) -> String {
     format!(
         "# {comment}\n\
@@ -155,7 +160,6 @@ fn unit(comment: &str, description: &str, exec: &str) -> String {
          Restart=on-failure\n\
          RestartSec=10\n\
          NoNewPrivileges=yes\n\
-         PrivateTmp=yes\n\
          \n\
          [Install]\n\
          WantedBy=default.target\n"
@@ -432,6 +436,8 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
     if !crate::Profile::exists(&ctx.dir) {
         return Err(crate::ProfileError::NotFound(ctx.dir.clone()).into());
     }
+    let dir = std::path::absolute(&ctx.dir).map_err(|e| anyhow::anyhow!(e))?;
+    unit_can_name("the profile's folder", &dir)?;
     // The flags must be ones `strand run` takes.
     let mut probe = vec!["strand".to_owned(), "run".to_owned()];
     probe.extend(run_args.iter().cloned());
@@ -439,6 +445,11 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
         return Err(usage!(
             "not flags of `strand run`: {}",
             e.to_string().lines().next().unwrap_or("")
+        ));
+    }
+    if let Some(arg) = run_args.iter().find(|a| a.chars().any(char::is_control)) {
+        return Err(usage!(
+            "the flag {arg:?} for `strand run` holds a control character (a line break, a tab), which the unit's ExecStart= line cannot hold"
         ));
     }
     let pass = match (&ctx.passphrase_path, keyring) {
@@ -455,26 +466,47 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
         (None, true) => Passphrase::Keyring,
         (Some(file), false) => Passphrase::File(private_file(file)?),
     };
-    if pass == Passphrase::Keyring {
-        let typed = super::passphrase(ctx, false)?;
-        // A wrong one would only show at the next login: check it
-        // unlocks the profile now, against the file's header, which a
-        // node holding the profile (`strand run`, the app, the service)
-        // does not keep from being read. Nothing is kept if it does not.
-        crate::Profile::check_passphrase(&ctx.dir, &typed)?;
-        super::keyring::store(&ctx.dir, &typed).map_err(|e| anyhow::anyhow!(e))?;
-        println!("Kept the passphrase in the desktop keyring.");
+    if let Passphrase::File(file) = &pass {
+        unit_can_name("the passphrase file", file)?;
     }
-    let dir = std::path::absolute(&ctx.dir).map_err(|e| anyhow::anyhow!(e))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!(e))?;
+    unit_can_name("this program", &exe)?;
+    // The passphrase the service will read (the file's first line, or the
+    // one to keep in the keyring): a wrong one would only show at the
+    // next login, and then systemd would start the service again every
+    // 10 s, each time with a full Argon2id run. Checked now, before
+    // anything is kept or written, against the profile file's header,
+    // which a node holding the profile (`strand run`, the app, the
+    // service) does not keep from being read.
+    let typed = super::passphrase(ctx, false)?;
+    crate::Profile::check_passphrase(&ctx.dir, &typed)?;
     let units = unit_dir()?;
     let path = units.join(UNIT);
     // Read before it is replaced: the unit read a passphrase kept for it.
     let replaced = installed().ok().flatten();
-    std::fs::create_dir_all(&units)
-        .map_err(|e| anyhow::anyhow!("{}: {}", units.display(), crate::io_words(&e)))?;
-    std::fs::write(&path, unit_text(&exe, &dir, &pass, run_args))
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))?;
+    // The keyring first, then the unit: a unit that reads the keyring
+    // with nothing kept there would fail at every start (and, written
+    // over an older unit, would have taken that one's place), while a
+    // kept passphrase with no unit can be taken out again, which is done
+    // below if the unit cannot be written.
+    if pass == Passphrase::Keyring {
+        super::keyring::store(&dir, &typed).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let written = std::fs::create_dir_all(&units)
+        .map_err(|e| anyhow::anyhow!("{}: {}", units.display(), crate::io_words(&e)))
+        .and_then(|()| {
+            std::fs::write(&path, unit_text(&exe, &dir, &pass, run_args))
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::io_words(&e)))
+        });
+    if let Err(e) = written {
+        if pass == Passphrase::Keyring {
+            unkeep_passphrase(replaced.as_ref(), &dir);
+        }
+        return Err(e.into());
+    }
+    if pass == Passphrase::Keyring {
+        println!("Kept the passphrase in the desktop keyring.");
+    }
     println!("Wrote {}", path.display());
     if let Some(replaced) = replaced {
         forget_replaced_keyring(&replaced, &dir, &pass);
@@ -533,6 +565,43 @@ fn forget_replaced_keyring(replaced: &Installed, dir: &Path, pass: &Passphrase) 
             "The passphrase of {}, which the service ran before, stays in the desktop keyring: {e}",
             profile.display()
         ),
+    }
+}
+
+/// Takes the passphrase `install` has just kept for the profile in `dir`
+/// out of the desktop keyring again, the unit not written: nothing would
+/// read it, and `service remove` would not find it. It stays if the unit
+/// still in place (`replaced`) reads it, or may (it does not say which
+/// profile it runs): it holds the passphrase that unit needs, checked.
+fn unkeep_passphrase(replaced: Option<&Installed>, dir: &Path) {
+    let still_read = replaced.is_some_and(|unit| {
+        unit.runs()
+            && unit.passphrase == Some(Passphrase::Keyring)
+            && (unit.unsure.is_some() || unit.profile_dir().is_some_and(|p| same_dir(&p, dir)))
+    });
+    if still_read {
+        return;
+    }
+    if let Err(e) = super::keyring::remove(dir) {
+        println!("The passphrase stays in the desktop keyring, where nothing reads it: {e}");
+    }
+}
+
+/// Refuses (a usage error naming `what`) a `path` the unit's text cannot
+/// name as it is: one that is not UTF-8 would be written with U+FFFD in
+/// place of its bytes (a path that is not there, so the service would
+/// fail at every start; and two such profiles would share one keyring
+/// item), and a control character (a line break) would end the
+/// `ExecStart=` line inside it.
+fn unit_can_name(what: &str, path: &Path) -> Result<()> {
+    match path.to_str() {
+        None => Err(usage!(
+            "{what} {path:?} has a name that is not UTF-8 text, which a systemd unit cannot name: rename it (or move it to a folder whose name is) to run it as a service"
+        )),
+        Some(text) if text.chars().any(char::is_control) => Err(usage!(
+            "{what} {path:?} has a control character (a line break, a tab) in its name, which a systemd unit cannot name: rename it to run it as a service"
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -1360,6 +1429,30 @@ mod tests {
 
     /// A wiped profile's folder is gone: the unit's spelling of it and
     /// the wipe's still match through a link to the folder that held it.
+    /// Regression: the unit gave the node a /tmp of its own
+    /// (`PrivateTmp=yes`), so `strand export bob --to /tmp/b.strand`
+    /// through the service wrote a bundle the user never saw, and counted
+    /// its envelopes handed over.
+    #[test]
+    fn a_service_sees_the_users_temporary_folder() {
+        let run = Vec::new();
+        for text in [
+            unit_text(
+                Path::new("/usr/bin/strand"),
+                Path::new("/home/a/.local/share/strand"),
+                &Passphrase::Keyring,
+                &run,
+            ),
+            packaged_unit(Path::new("/usr/bin/strand")),
+        ] {
+            let sandboxed: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("PrivateTmp") || l.starts_with("TemporaryFileSystem"))
+                .collect();
+            assert!(sandboxed.is_empty(), "{sandboxed:?}");
+        }
+    }
+
     #[test]
     fn a_folder_that_is_gone_is_known_through_a_link_to_its_parent() {
         let tmp = tempfile::tempdir().unwrap();

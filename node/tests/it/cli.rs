@@ -1159,6 +1159,63 @@ fn a_control_socket_another_user_serves_is_told_nothing() {
     assert_eq!(told.join().unwrap(), 0, "the request was sent");
 }
 
+/// `--passphrase-file` and `strand relay --key` read no more of a file
+/// than they need: one that never ends (`/dev/zero`) is refused at once,
+/// in words. Before, each was read until memory ran out (here, under a
+/// memory cap, until an allocation failed).
+#[test]
+fn a_file_that_never_ends_is_refused_not_read_for_ever() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    // A read without a bound ends the child (an allocation fails) rather
+    // than take this machine's memory. RLIMIT_DATA (memory written to)
+    // rather than RLIMIT_AS, which also counts address space reserved and
+    // never used, as the allocator's 64 MiB arena for each thread of a
+    // runtime with a thread per core.
+    let capped = |mut command: Command| {
+        const CAP: libc::rlim_t = 1 << 30;
+        // SAFETY: between fork and exec, one async-signal-safe call that
+        // changes only the child's own limit.
+        unsafe {
+            command.pre_exec(|| {
+                let cap = libc::rlimit {
+                    rlim_cur: CAP,
+                    rlim_max: CAP,
+                };
+                match libc::setrlimit(libc::RLIMIT_DATA, &cap) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        command
+    };
+    let guard = Duration::from_secs(60);
+
+    let args = ["--passphrase-file", "/dev/zero", "contacts"];
+    let (out, by_itself) = guarded(capped(a.command()), &args, guard);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(by_itself, "still reading /dev/zero after {guard:?}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("too long"), "{err}");
+
+    let mut relay = Command::new(BIN);
+    relay.env_remove("STRAND_LOG");
+    let args = [
+        "relay",
+        "--key",
+        "/dev/zero",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    let (out, by_itself) = guarded(capped(relay), &args, guard);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(by_itself, "still reading /dev/zero after {guard:?}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a relay key"), "{err}");
+}
+
 /// `strand init` calibrates Argon2id on this machine, never under
 /// the floor; the passphrase can come from a file; a running node does not
 /// keep STRAND_PASSPHRASE in its environment.
@@ -2730,6 +2787,80 @@ fn installing_the_service_again_restarts_it() {
     assert!(unit.contains("--no-mdns"), "{unit}");
 }
 
+/// `strand service install --passphrase-file FILE` checks that the
+/// file's passphrase opens the profile before anything is written, as
+/// `--keyring` does, and says so in the words of a normal unlock. Before,
+/// a wrong one was installed (exit 0, and "Enabled and started" without
+/// `--no-start`), and the service failed at every start, systemd starting
+/// it again every 10 s, each time with a full Argon2id run.
+#[test]
+fn a_wrong_service_passphrase_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let home = ServiceHome::new(tmp.path());
+    let unit = home.config.join("systemd/user/strand.service");
+    let wrong = home.private("pass", "not alice's passphrase\n");
+    let wrong = wrong.to_str().unwrap();
+    for install in [&["install", "--no-start"][..], &["install"][..]] {
+        let mut args = vec!["--passphrase-file", wrong, "service"];
+        args.extend(install);
+        let out = home.strand(&a, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", said(&out));
+        assert!(
+            said(&out).contains("wrong passphrase"),
+            "{args:?}: {}",
+            said(&out)
+        );
+        assert!(!unit.exists(), "{args:?}: nothing written");
+    }
+    assert_eq!(home.systemctl.asked(), "", "systemd was not asked");
+    // The right one is installed.
+    let right = home.private("right", &format!("{}\n", a.pass));
+    home.install(&a, &right);
+    assert!(unit.exists());
+}
+
+/// `strand service install` refuses a profile folder whose name a unit
+/// cannot hold (not UTF-8, or with a line break), before writing
+/// anything. Before, it wrote (exit 0) a unit naming the folder with
+/// U+FFFD in place of its bytes, so the service failed at every start, or
+/// one whose `ExecStart=` line the line break cut in two.
+#[test]
+fn a_profile_folder_a_unit_cannot_name_is_refused() {
+    use std::os::unix::ffi::OsStringExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = ServiceHome::new(tmp.path());
+    let unit = home.config.join("systemd/user/strand.service");
+    let cases: [(&[u8], &str); 2] = [
+        (b"p\xff", "not UTF-8"),
+        (b"line\nbreak", "control character"),
+    ];
+    for (name, why) in cases {
+        let a = User {
+            dir: tmp.path().join(std::ffi::OsString::from_vec(name.to_vec())),
+            pass: "alice passphrase".to_owned(),
+        };
+        let out = a.cmd(&["init", "--name", "alice"]);
+        assert!(out.status.success(), "{}", said(&out));
+        let pass = home.private("pass", &format!("{}\n", a.pass));
+        let out = a
+            .command()
+            .env("XDG_CONFIG_HOME", &home.config)
+            .env("PATH", &home.systemctl.path)
+            .env_remove("STRAND_PASSPHRASE")
+            .arg("--profile")
+            .arg(&a.dir)
+            .args(["--passphrase-file", pass.to_str().unwrap()])
+            .args(["service", "install", "--no-start"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{:?}: {}", a.dir, said(&out));
+        assert!(said(&out).contains(why), "{:?}: {}", a.dir, said(&out));
+        assert!(!unit.exists(), "{:?}: nothing written", a.dir);
+    }
+}
+
 #[test]
 fn notification_settings_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -3214,6 +3345,37 @@ fn the_service_keyring_passphrase_is_checked_while_a_node_runs() {
     let out = strand(&["--passphrase-keyring", "status"], None);
     assert!(out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("alice"), "{}", said(&out));
+}
+
+/// `strand service install --keyring` whose unit cannot be written (a
+/// folder stands where it goes) fails and takes the passphrase it kept
+/// out of the desktop keyring again. Before, the passphrase stayed there:
+/// nothing read it, and `service remove`, finding no unit, could not
+/// find it.
+#[test]
+fn a_service_whose_unit_cannot_be_written_keeps_no_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyring = Keyring::start(tmp.path());
+    let alice = User::init(tmp.path(), "alice");
+    std::fs::create_dir_all(keyring.unit()).unwrap();
+    let out = keyring.strand(
+        &alice,
+        &["service", "install", "--keyring", "--no-start"],
+        Some(&alice.pass),
+    );
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("strand.service"), "{}", said(&out));
+    assert!(
+        !said(&out).contains("Kept the passphrase"),
+        "{}",
+        said(&out)
+    );
+    let out = keyring.strand(&alice, &["--passphrase-keyring", "status"], None);
+    assert!(
+        said(&out).contains("holds no passphrase"),
+        "the passphrase stayed in the keyring: {}",
+        said(&out)
+    );
 }
 
 /// Passphrases for the passphrase-change tests: strong enough to pass

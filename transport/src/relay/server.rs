@@ -268,6 +268,29 @@ fn relay_config(limits: &RelayLimits, only: Option<PeerFilter>) -> relay::Config
     )
 }
 
+/// Incoming connections the relay holds at once: one for each reservation
+/// and each circuit, and 64 more. Limits as large as a `usize` holds
+/// would overflow the sum (a panic in a debug build, a wrap to a small
+/// limit in a release one): it stops at `u32::MAX`, libp2p's bound.
+fn max_established_incoming(limits: &RelayLimits) -> u32 {
+    saturated(limits.max_reservations.saturating_add(limits.max_circuits)).saturating_add(64)
+}
+
+/// Connections one peer holds at once: one for each of its reservations
+/// and circuits, saturated as [`max_established_incoming`].
+fn max_established_per_peer(limits: &RelayLimits) -> u32 {
+    saturated(
+        limits
+            .reservations_per_peer
+            .saturating_add(limits.circuits_per_peer),
+    )
+}
+
+/// `n` as a `u32`, `u32::MAX` if it is larger.
+fn saturated(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl RelayServer {
     /// Starts the relay and waits until it listens on every address.
     /// Needs a tokio runtime.
@@ -290,12 +313,8 @@ impl RelayServer {
                 ip_limits: IpLimits::new(SharedCounts::with_config(limits.ip)),
                 limits: connection_limits::Behaviour::new(
                     ConnectionLimits::default()
-                        .with_max_established_incoming(Some(
-                            (limits.max_reservations + limits.max_circuits) as u32 + 64,
-                        ))
-                        .with_max_established_per_peer(Some(
-                            (limits.reservations_per_peer + limits.circuits_per_peer) as u32,
-                        )),
+                        .with_max_established_incoming(Some(max_established_incoming(&limits)))
+                        .with_max_established_per_peer(Some(max_established_per_peer(&limits))),
                 ),
                 relay: relay::Behaviour::new(
                     key.public().to_peer_id(),
@@ -510,4 +529,35 @@ fn cut_at_a_limit(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::Other
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Limits whose sum does not fit a `u32` give the largest connection
+    /// limit, not an overflow: before, `max_reservations + max_circuits`
+    /// cast to `u32` and then `+ 64` panicked in a debug build (and
+    /// wrapped to a handful of connections in a release one).
+    #[test]
+    fn a_connection_limit_past_u32_saturates() {
+        let limits = RelayLimits {
+            max_reservations: 4_294_966_208,
+            ..RelayLimits::default()
+        };
+        let sum = limits.max_reservations as u64 + limits.max_circuits as u64 + 64;
+        assert!(sum > u64::from(u32::MAX));
+        assert_eq!(max_established_incoming(&limits), u32::MAX);
+        let most = RelayLimits {
+            max_reservations: usize::MAX,
+            max_circuits: usize::MAX,
+            ..RelayLimits::default()
+        };
+        assert_eq!(max_established_incoming(&most), u32::MAX);
+        // The defaults as before.
+        assert_eq!(
+            max_established_incoming(&RelayLimits::default()),
+            (MAX_RESERVATIONS + MAX_CIRCUITS + 64) as u32
+        );
+    }
 }
