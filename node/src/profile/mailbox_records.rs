@@ -1,12 +1,15 @@
 //! Taking a mailbox record a contact wrote (PROTOCOL.md §17.1): a
 //! contact's mailbox becomes a contact; at a mailbox, the owner's newest
 //! list of contacts is whom it carries for, so those it adds are added and
-//! those it leaves out deleted ([`crate::profile::removal`]). Above both
-//! the pairing ([`crate::profile::pairing`]) and deletion, which it uses.
+//! those it leaves out deleted ([`crate::profile::removal`]); and a
+//! contact's mailbox that holds a key of someone the user adds makes way.
+//! Above both the pairing ([`crate::profile::pairing`]) and deletion,
+//! which it uses.
 
 use rand_core::{CryptoRng, RngCore};
 use strand_sync::{
-    decode_mailbox, decode_mailbox_contacts, GroupId, Key, Kind, Message, PublicIdentity, Time,
+    decode_mailbox, decode_mailbox_contacts, GroupId, Invite, Key, Kind, Message, PublicIdentity,
+    Time,
 };
 
 use crate::profile::db_error;
@@ -38,6 +41,66 @@ impl Taken {
 }
 
 impl Profile {
+    /// [`Profile::add_contact`], and the mailboxes contacts named that it
+    /// deleted to make way for them. A mailbox is signed for by its
+    /// signing key alone, so a contact can name one holding a key of
+    /// someone not yet a contact (Carol's encryption key, known from a
+    /// group). Adding Carol was then refused as a key conflict with
+    /// "Mallory's mailbox", as if Carol might be impersonating it, and she
+    /// stayed out. The user's own choice wins: a mailbox a contact named
+    /// (its `mailbox-for/` row says whose) that has one of the new
+    /// contact's keys is deleted as the user would delete it, its owner
+    /// free to name another, and the contact added. Deleted rather than
+    /// refused with a better error: the user could only delete it by hand
+    /// and add again, and nothing of it is worth keeping (no one holds
+    /// both its keys). A conflict with anyone else (a person, the user's
+    /// own mailbox) is refused as ever, naming them.
+    pub(crate) fn add_contact_over_mailboxes(
+        &self,
+        invite: &Invite,
+        name: &str,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(ContactRecord, Vec<Deleted>), ProfileError> {
+        let refused = match self.add_contact_as(invite, name, Added::Person, now, rng) {
+            Err(e @ ProfileError::KeyConflict(_)) => e,
+            other => return other.map(|r| (r, Vec::new())),
+        };
+        let book = self.book();
+        let mut in_the_way = Vec::new();
+        for r in book
+            .records
+            .iter()
+            .filter(|r| same_keys(&r.public, &invite.public))
+        {
+            let named = self.mailbox_owner_of(&self.contact_id(&r.public.sign))?;
+            if named.is_none() {
+                return Err(ProfileError::KeyConflict(r.name.clone()));
+            }
+            in_the_way.push(r);
+        }
+        // Changed meanwhile.
+        if in_the_way.is_empty() {
+            return Err(refused);
+        }
+        // What would refuse the contact once the key is free refuses it
+        // before anything is deleted: a name taken by someone who stays.
+        let name = name.trim();
+        if book
+            .records
+            .iter()
+            .any(|r| r.name == name && !in_the_way.contains(&r))
+        {
+            return Err(ProfileError::NameTaken(name.to_owned()));
+        }
+        let mut deleted = Vec::new();
+        for r in in_the_way {
+            deleted.push(self.delete_contact_keyed(&r.public, now, rng)?);
+        }
+        let record = self.add_contact_as(invite, name, Added::Person, now, rng)?;
+        Ok((record, deleted))
+    }
+
     /// After the mailbox `gone` of the contact `owner` was deleted: the
     /// newest mailbox `owner` named, if it is another, is taken as theirs
     /// now (it was refused while they had one). A contact who changed
@@ -156,19 +219,42 @@ impl Profile {
                 // now; and by name for mailboxes added before that was
                 // kept.
                 let names = fit_names(&from.name, "'s mailbox");
-                if book.records.iter().any(|r| {
-                    r.public == invite.public
-                        || r.public.sign == invite.public.sign
-                        || names.contains(&r.name)
-                }) || invite.public == self.identity().public()
+                let me = self.identity().public();
+                if book
+                    .records
+                    .iter()
+                    .any(|r| r.public == invite.public || names.contains(&r.name))
+                    || invite.public == me
                     || self.contacts_with_a_mailbox()?.contains(&from.public.sign)
                 {
+                    return Ok(taken);
+                }
+                // A mailbox signs its invite and its proof with its
+                // signing key alone: nothing shows it holds its other key,
+                // so a contact can name one with a signing key they made
+                // beside a key someone here has (a contact's, a mailbox's,
+                // the user's own). Refused, said once per record and
+                // naming no one: added, it would hold that key, and its
+                // holder could not be added (one added before them makes
+                // way: [`Profile::add_contact_over_mailboxes`]).
+                if book
+                    .records
+                    .iter()
+                    .any(|r| same_keys(&r.public, &invite.public))
+                    || same_keys(&me, &invite.public)
+                {
+                    tracing::debug!("a mailbox a contact named has someone else's key: not added");
                     return Ok(taken);
                 }
                 let [name, _] = &names;
                 match self.add_contact_as(&invite, name, Added::MailboxOf(&from.public), now, rng) {
                     Ok(r) => taken.added.push(r),
-                    Err(e) => tracing::warn!("a contact's mailbox not added: {e}"),
+                    // The error may name a contact, and logs name no one
+                    // (a journal keeps them); `-v` says which.
+                    Err(e) => {
+                        tracing::warn!("a contact's mailbox not added");
+                        tracing::debug!("a contact's mailbox not added: {e}");
+                    }
                 }
             }
             Kind::MAILBOX_CONTACTS => {

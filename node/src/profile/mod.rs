@@ -988,6 +988,8 @@ impl Profile {
 
     /// Adds the contact an invite names, under `name`. Adding the same
     /// person twice, or a second contact with the same name, is an error.
+    /// A mailbox a contact named that holds one of their keys is deleted
+    /// to make way ([`Profile::add_contact_over_mailboxes`]).
     pub fn add_contact(
         &self,
         invite: &Invite,
@@ -995,7 +997,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        self.add_contact_as(invite, name, Added::Person, now, rng)
+        Ok(self.add_contact_over_mailboxes(invite, name, now, rng)?.0)
     }
 
     /// [`Profile::add_contact`], for a mailbox too.

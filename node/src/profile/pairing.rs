@@ -204,6 +204,27 @@ impl Profile {
                 crate::display::one_line(&record.name)
             )));
         }
+        // Nor is a mailbox a contact named, though marked a mailbox too:
+        // whoever holds its keys (that contact, say) can make its code for
+        // the user, and pairing it would send them every contact's keys
+        // and tell every contact it is yours. Known by the row that says
+        // whose it is; the user's own has none.
+        let id = self.contact_id(&record.public.sign);
+        if let Some(owner) = self.mailbox_owner_of(&id)? {
+            let whose = self
+                .book()
+                .records
+                .iter()
+                .find(|r| r.public.sign == owner)
+                .map_or_else(
+                    || "a contact".to_owned(),
+                    |o| format!("your contact {}", crate::display::one_line(&o.name)),
+                );
+            return Err(ProfileError::Mailbox(format!(
+                "this code is from {}, the mailbox {whose} named, not from a mailbox device of your own: a mailbox is a device of your own, made with `strand mailbox init`",
+                crate::display::one_line(&record.name)
+            )));
+        }
         self.set_meta_sealed(
             meta::MAILBOX,
             ROLE_MAILBOX,

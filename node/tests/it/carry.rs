@@ -694,6 +694,183 @@ fn a_contacts_profile_is_not_paired_as_a_mailbox() {
     assert_eq!(max.contacts().len(), 1, "Max was told of no mailbox");
 }
 
+/// `author` names `mailbox` as theirs in the 1:1 conversation with `to`
+/// (the record dated `at`), and `to` imports `author`'s drive, which
+/// takes the record as a link would.
+fn names_as_mailbox(author: &Profile, to: &Profile, mailbox: &Identity, at: u64) {
+    let mut rng = strand_node::os_rng();
+    let id = author.identity();
+    let group = id
+        .contact(&to.identity().public())
+        .unwrap()
+        .direct_group()
+        .clone();
+    let proof = strand_sync::mailbox_proof(mailbox, &id.public());
+    let body = strand_sync::encode_mailbox(Some((&mailbox.invite(), &proof)));
+    let msg = Message::create(&id, &group, at, Kind::MAILBOX, &body, &mut rng).unwrap();
+    let mut store = author.store().unwrap();
+    store.insert(&group.id, &msg).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let drive = dir.path().join("drive");
+    let now = strand_node::now();
+    author
+        .export_bundle(to.identity().name(), &drive, now, &mut rng)
+        .unwrap();
+    to.import_bundle(&drive, &strand_node::Budgets::default(), now, &mut rng)
+        .unwrap();
+}
+
+/// A mailbox device's identity with a signing key of its own and
+/// `whose`'s key-agreement key. An invite and a mailbox proof are signed
+/// by the signing key alone, so what is made from it here anyone makes
+/// from `whose`'s public key (the secret is taken only because an
+/// `Identity` holds one).
+fn with_dh_of(whose: &Identity) -> Identity {
+    let mut secret = Identity::generate("box", &mut strand_node::os_rng())
+        .unwrap()
+        .to_secret_bytes();
+    secret[32..].copy_from_slice(&whose.to_secret_bytes()[32..]);
+    Identity::from_secret_bytes(&secret, "box").unwrap()
+}
+
+/// The names of `p`'s contacts that are mailboxes.
+fn mailboxes(p: &Profile) -> Vec<String> {
+    p.contacts()
+        .into_iter()
+        .filter(|c| c.mailbox)
+        .map(|c| c.name)
+        .collect()
+}
+
+/// Mallory names as her mailbox a signing key of her own beside Carol's
+/// encryption key (known from a group they share), and Ann takes it
+/// before Carol is her contact. Adding Carol deletes that mailbox and
+/// adds her; one named so again is refused, and Mallory may still name
+/// a mailbox of her own. Before, adding Carol was refused with
+/// `KeyConflict("mallory's mailbox")` (Carol, it said, might be
+/// impersonating it), and she could not be added at all.
+#[test]
+fn a_mailbox_with_someone_elses_key_makes_way_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, mallory) = (profile(tmp.path(), "ann"), profile(tmp.path(), "mallory"));
+    befriend(&ann, &mallory);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let carol = Identity::generate("carol", &mut rng).unwrap();
+    names_as_mailbox(&mallory, &ann, &with_dh_of(&carol), now);
+    assert_eq!(mailboxes(&ann), ["mallory's mailbox"]);
+
+    let added = ann
+        .add_contact(&carol.invite(), "Carol", now, &mut rng)
+        .unwrap();
+    assert_eq!(added.public, carol.public());
+    let names: Vec<String> = ann.contacts().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["Carol", "mallory"]);
+    // Named again with Carol a contact: refused.
+    names_as_mailbox(&mallory, &ann, &with_dh_of(&carol), now + 1);
+    assert!(mailboxes(&ann).is_empty());
+    // Her place was freed: a mailbox of her own is added.
+    let device = Identity::generate("device", &mut rng).unwrap();
+    names_as_mailbox(&mallory, &ann, &device, now + 2);
+    assert_eq!(mailboxes(&ann), ["mallory's mailbox"]);
+    assert_eq!(
+        ann.contact("mallory's mailbox").unwrap().public,
+        device.public()
+    );
+}
+
+/// What a test's log subscriber wrote.
+#[derive(Clone, Default)]
+struct Journal(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Journal {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A mailbox Mallory names with the encryption key of Bob, Ann's
+/// contact, is refused, stores nothing, and the log names no one (a
+/// journal keeps warnings). Before, it was refused by the add itself,
+/// whose warning said the user's own name for Bob ("a contact's mailbox
+/// not added: this invite has the signing key of your contact "Bob" …"),
+/// once for every such record.
+#[test]
+fn a_mailbox_with_a_contacts_key_is_refused_naming_no_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, mallory) = (profile(tmp.path(), "ann"), profile(tmp.path(), "mallory"));
+    befriend(&ann, &mallory);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let bob = Identity::generate("bob", &mut rng).unwrap();
+    ann.add_contact(&bob.invite(), "Bob", now, &mut rng)
+        .unwrap();
+    let before = ann.contacts();
+
+    let journal = Journal::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let journal = journal.clone();
+            move || journal.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        names_as_mailbox(&mallory, &ann, &with_dh_of(&bob), now);
+    });
+    assert_eq!(ann.contacts(), before, "nothing stored");
+    let log = String::from_utf8(journal.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("not added"), "the refusal is logged: {log}");
+    assert!(!log.contains("Bob"), "{log}");
+    // Her place is not taken: a mailbox of her own is added.
+    let device = Identity::generate("device", &mut rng).unwrap();
+    names_as_mailbox(&mallory, &ann, &device, now + 1);
+    assert_eq!(mailboxes(&ann), ["mallory's mailbox"]);
+}
+
+/// A mailbox a contact named is not paired as the user's own: Max names
+/// device Z as his mailbox and Owen takes it; Z's code for Owen (whoever
+/// holds Z's keys, Max say, can sign one) is refused, and nothing is
+/// written. Before, Owen's node found Z as a contact already marked a
+/// mailbox, took the code as pairing again, sent Z every contact's keys
+/// and told every contact Z was his mailbox.
+#[test]
+fn a_mailbox_a_contact_named_is_not_paired_as_ones_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max, ann) = owen_max_and_ann(tmp.path());
+    befriend(&owen, &max);
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let z = Identity::generate("z", &mut rng).unwrap();
+    names_as_mailbox(&max, &owen, &z, now);
+    assert_eq!(mailboxes(&owen), ["max's mailbox"]);
+
+    let proof = strand_sync::mailbox_proof(&z, &owen.identity().public());
+    let code = strand_sync::encode_mailbox_code(&z.invite(), &proof);
+    let err = owen.pair_mailbox(&code, now, &mut rng).unwrap_err();
+    assert!(
+        err.to_string().contains("not from a mailbox device"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max"), "names whose it is: {err}");
+    assert!(owen.mailbox().unwrap().is_none());
+    assert_eq!(mailboxes(&owen), ["max's mailbox"]);
+    // Nothing was written for it: Ann was told of no mailbox.
+    let bundle = tmp.path().join("for-ann");
+    owen.export_bundle("ann", &bundle, now, &mut rng).unwrap();
+    ann.import_bundle(&bundle, &strand_node::Budgets::default(), now, &mut rng)
+        .unwrap();
+    assert_eq!(ann.contacts().len(), 1, "Ann was told of no mailbox");
+}
+
 /// A text that comes out of an envelope too early for its recipient's
 /// clock (its author's runs 20 minutes ahead of hers) waits, as it would
 /// over a link, and is taken once her clock allows. Before, the envelope
