@@ -314,11 +314,13 @@ pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10
 
 /// This process's (effective) user: the owner of a file it makes.
 pub(crate) fn own_uid() -> std::io::Result<u32> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
-    return Ok(unsafe { libc::geteuid() });
-    // Elsewhere (Android's node has no libc crate): a file it makes.
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    // Asked of the kernel on Linux and Android alike (before, Android
+    // made a temporary file per request, which failed where the
+    // temporary folder cannot be written, and read as a refusal).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return Ok(rustix::process::geteuid().as_raw());
+    // Elsewhere: a file it makes.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         use std::os::unix::fs::MetadataExt;
         Ok(tempfile::tempfile()?.metadata()?.uid())
