@@ -572,8 +572,9 @@ impl Ledger {
     /// from the store after every sweep read whole logs while all storing
     /// waited on the ledger, as often as a contact's disappearing texts
     /// expire.) Deletes in batches of [`SWEEP_BATCH`] until none is due;
-    /// returns how many messages all of them deleted. On an error the
-    /// batches before it stay deleted and given back.
+    /// returns how many messages all of them deleted. A batch that fails
+    /// after others ends the sweep with what they deleted, given back
+    /// ([`Swept::or_done`]); an error only if none deleted anything.
     pub(crate) fn sweep(&self, profile: &Profile, now: Time) -> Result<Swept, ProfileError> {
         self.sweep_in_batches(profile, now, SWEEP_BATCH)
     }
@@ -592,7 +593,7 @@ impl Ledger {
         let mut total = Swept::default();
         loop {
             let mut ledger = self.used.lock().expect("ledger lock");
-            let swept = profile.sweep_batch(now, limit)?;
+            let swept = total.or_done(profile.sweep_batch(now, limit))?;
             for (group, facts) in &swept.rows {
                 let (scope_id, _, _) = profile.budget_scope(group);
                 let Some(scope) = ledger.get_mut(&scope_id) else {
@@ -988,6 +989,66 @@ mod tests {
         let kept = ledger.used.lock().unwrap()[&group.id].total.all;
         assert_eq!(kept, texts[10].as_bytes().len() as u64);
         assert_eq!(kept, Ledger::count(&p, &[group.id], &me).unwrap().total.all);
+    }
+
+    /// Regression: a batch that fails after others deleted messages
+    /// ends the sweep with what they deleted, given back and counted (so
+    /// the node says they are gone); the rest is swept later. Before,
+    /// the error was all that came back, and no `Expired` was sent for
+    /// the batches before it.
+    #[test]
+    fn a_sweep_failing_part_way_says_what_it_deleted() {
+        use crate::profile::expiry::tests::BATCHES_BEFORE_A_FAILURE;
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let texts: Vec<Message> = (0..10)
+            .map(|i| {
+                Message::create_expiring(
+                    &bob,
+                    &group,
+                    now - 20 + i,
+                    Some(now + 1000),
+                    Kind::TEXT,
+                    &[7; 100],
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, texts.clone());
+        batch.verify(now);
+        assert!(ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .is_empty());
+        let mut store = p.store().unwrap();
+        for m in &texts {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+        }
+        store.commit().unwrap();
+
+        // Two batches of 3, then a failure.
+        BATCHES_BEFORE_A_FAILURE.with(|n| n.set(Some(2)));
+        let swept = ledger.sweep_in_batches(&p, now + 1000, 3);
+        BATCHES_BEFORE_A_FAILURE.with(|n| n.set(None));
+        assert_eq!(swept.expect("what two batches deleted").count(), 6);
+        let kept = ledger.used.lock().unwrap()[&group.id].total.all;
+        assert_eq!(kept, Ledger::count(&p, &[group.id], &me).unwrap().total.all);
+        assert_eq!(kept, 4 * texts[0].as_bytes().len() as u64);
+        // A failure before anything was deleted is one.
+        BATCHES_BEFORE_A_FAILURE.with(|n| n.set(Some(0)));
+        assert!(ledger.sweep_in_batches(&p, now + 1000, 3).is_err());
+        assert!(p.sweep_in_batches(now + 1000, 3).is_err());
+        BATCHES_BEFORE_A_FAILURE.with(|n| n.set(Some(1)));
+        let swept = p.sweep_in_batches(now + 1000, 3);
+        BATCHES_BEFORE_A_FAILURE.with(|n| n.set(None));
+        assert_eq!(swept.expect("what one batch deleted").count(), 3);
+        assert_eq!(ledger.sweep(&p, now + 1000).unwrap().count(), 1);
+        assert_eq!(p.next_expiry().unwrap(), None);
     }
 
     /// A contact's file chunks count whole when the ledger is counted

@@ -53,6 +53,24 @@ impl Swept {
     pub(crate) fn add_count(&mut self, batch: &Swept) {
         self.deleted += batch.deleted;
     }
+
+    /// A later batch's outcome, seen from this sweep's so far: a batch
+    /// that failed after others deleted messages ends the sweep with
+    /// those (logged; what is still due is swept at the next look), so
+    /// that what they deleted is said and given back rather than lost in
+    /// the error.
+    pub(crate) fn or_done(
+        &self,
+        batch: Result<Swept, ProfileError>,
+    ) -> Result<Swept, ProfileError> {
+        match batch {
+            Err(e) if self.deleted > 0 => {
+                tracing::warn!("deleting expired messages stopped part way: {e}");
+                Ok(Swept::default())
+            }
+            other => other,
+        }
+    }
 }
 
 /// Expiry entries one transaction of a sweep deletes at most; the sweep
@@ -120,17 +138,18 @@ impl Profile {
     /// transactions of at most 4096 messages (`SWEEP_BATCH`). Returns how many
     /// it deleted (the rows of each batch are not kept: nothing is counted
     /// against budgets yet where this runs, at unlock; the node's sweep
-    /// gives each batch's back through its ledger). On an error the
-    /// batches before it stay deleted.
+    /// gives each batch's back through its ledger). A batch that fails
+    /// after others ends the sweep with what they deleted
+    /// ([`Swept::or_done`]); an error only if none deleted anything.
     pub fn sweep_expired(&self, now: Time) -> Result<Swept, ProfileError> {
         self.sweep_in_batches(now, SWEEP_BATCH)
     }
 
     /// [`Profile::sweep_expired`] in batches of `limit` messages.
-    fn sweep_in_batches(&self, now: Time, limit: usize) -> Result<Swept, ProfileError> {
+    pub(crate) fn sweep_in_batches(&self, now: Time, limit: usize) -> Result<Swept, ProfileError> {
         let mut swept = Swept::default();
         loop {
-            let batch = self.sweep_batch(now, limit)?;
+            let batch = swept.or_done(self.sweep_batch(now, limit))?;
             swept.add_count(&batch);
             if !batch.more {
                 return Ok(swept);
@@ -144,6 +163,10 @@ impl Profile {
     pub(crate) fn sweep_batch(&self, now: Time, limit: usize) -> Result<Swept, ProfileError> {
         if self.next_expiry()?.is_none_or(|e| e > now) {
             return Ok(Swept::default());
+        }
+        #[cfg(test)]
+        if tests::batch_fails() {
+            return Err(ProfileError::Closed);
         }
         // At least one, so that a sweep repeated while more are due ends.
         let limit = limit.max(1);
@@ -421,13 +444,29 @@ pub fn timer_label(lasts: Option<Time>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::Cell;
 
     thread_local! {
         /// How many rows [`author_timer`] decoded on this thread.
         pub(super) static TIMER_DECODES: Cell<usize> = const { Cell::new(0) };
+        /// How many more sweep batches succeed on this thread before one
+        /// fails (`None`: all do).
+        pub(crate) static BATCHES_BEFORE_A_FAILURE: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Whether the sweep batch starting now fails
+    /// ([`BATCHES_BEFORE_A_FAILURE`]).
+    pub(super) fn batch_fails() -> bool {
+        BATCHES_BEFORE_A_FAILURE.with(|n| match n.get() {
+            Some(0) => true,
+            Some(k) => {
+                n.set(Some(k - 1));
+                false
+            }
+            None => false,
+        })
     }
 
     /// Stores `messages` in `group` as a sync from their author would.
