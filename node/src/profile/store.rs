@@ -305,6 +305,10 @@ pub(crate) struct Inserter<'t> {
     epoch_of: std::collections::HashMap<GroupId, usize>,
     /// The epoch ids of each private group.
     chains: Vec<Vec<GroupId>>,
+    /// Each private group's floor as read in this transaction, by its
+    /// index in `chains`: read once, not once per text (a chain's epochs
+    /// are as many as its changes).
+    group_floors: std::collections::HashMap<usize, Option<Position>>,
     me: AuthorId,
     now: Time,
 }
@@ -324,6 +328,7 @@ impl<'t> Inserter<'t> {
             late: Default::default(),
             epoch_of: Default::default(),
             chains: Vec::new(),
+            group_floors: Default::default(),
             me,
             now,
         })
@@ -344,17 +349,27 @@ impl<'t> Inserter<'t> {
 
     /// The floor of `group`: for an epoch of a private group, the newest
     /// of its group's epochs' floors.
-    fn floor(&self, group: &GroupId) -> Result<Option<Position>, redb::Error> {
+    fn floor(&mut self, group: &GroupId) -> Result<Option<Position>, redb::Error> {
         let own = std::slice::from_ref(group);
-        let ids = match self.epoch_of.get(group) {
-            Some(&i) => &self.chains[i][..],
-            None => own,
+        let (ids, chain) = match self.epoch_of.get(group) {
+            Some(&i) => {
+                if let Some(floor) = self.group_floors.get(&i) {
+                    return Ok(*floor);
+                }
+                (&self.chains[i][..], Some(i))
+            }
+            None => (own, None),
         };
         let mut floor = None;
         for id in ids {
+            #[cfg(test)]
+            tests::FLOOR_READS.with(|n| n.set(n.get() + 1));
             if let Some(v) = self.floors.get(&id.0)? {
                 floor = floor.max(Some(Position::from_bytes(&v.value())));
             }
+        }
+        if let Some(i) = chain {
+            self.group_floors.insert(i, floor);
         }
         Ok(floor)
     }
@@ -489,6 +504,9 @@ impl<'t> Inserter<'t> {
                     .insert(&shown_key(group, &at), shown_value(self.now, incoming))?;
                 if !incoming && floor.is_none_or(|f| f < at) {
                     self.floors.insert(&group.0, at.to_bytes())?;
+                    if let Some(i) = self.epoch_of.get(group) {
+                        self.group_floors.insert(*i, Some(at));
+                    }
                 }
                 shown_at = Some(shown_key(group, &at));
             }
@@ -808,9 +826,100 @@ mod tests {
     use super::*;
     use crate::profile::schema::SEEN;
     use redb::ReadableDatabase;
+    use std::cell::Cell;
     use strand_sync::Identity;
 
     const HOUR: Time = 3_600_000;
+
+    thread_local! {
+        /// How many epochs' floors [`Inserter::floor`] read on this thread.
+        pub(super) static FLOOR_READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Regression: finding a group's floor read every epoch's for every
+    /// text stored, so a batch of texts into a group of many epochs (one
+    /// per change) cost texts × epochs reads. Now each group's is read
+    /// once per transaction; the user's own text still raises it.
+    #[test]
+    fn a_groups_floor_is_read_once_per_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        p.create_group("desk", &["Bob".into()], now - 10 * HOUR, rng)
+            .unwrap();
+        // Four more epochs: one contact added at a time.
+        for i in 0..4 {
+            let name = format!("c{i}");
+            let id = Identity::generate(&name, rng).unwrap();
+            p.add_contact(&id.invite(), &name, 0, rng).unwrap();
+            p.change_group(
+                "desk",
+                &crate::GroupAction::Add(name),
+                now - 9 * HOUR + i,
+                rng,
+            )
+            .unwrap();
+        }
+        let epochs = p.group_epochs("desk").unwrap();
+        assert_eq!(epochs.len(), 5);
+        let head = epochs.last().unwrap();
+        let head_id = head.id();
+        let chains = p.inner.chains.read().unwrap().clone();
+        let me = p.identity().public().sign;
+        let texts: Vec<Message> = (0..10)
+            .map(|i| {
+                Message::create(&bob, head.group(), now - HOUR + i, Kind::TEXT, b"hi", rng).unwrap()
+            })
+            .collect();
+
+        let txn = p.db().unwrap().begin_write().unwrap();
+        {
+            let mut store = Inserter::new(&txn, me, now).unwrap().with_groups(&chains);
+            FLOOR_READS.with(|n| n.set(0));
+            store
+                .look_ahead(texts.iter().map(|m| (&head_id, m)))
+                .unwrap();
+            for m in &texts {
+                assert!(store.insert(&head.id(), m).unwrap());
+            }
+            assert_eq!(FLOOR_READS.with(Cell::get), epochs.len(), "once per batch");
+        }
+        txn.commit().unwrap();
+
+        // The user's text in an older epoch raises the group's floor for
+        // the texts after it in the same transaction: Bob's, dated before
+        // it, is late.
+        let mine = Message::create(
+            &p.identity(),
+            epochs[0].group(),
+            now - HOUR / 2,
+            Kind::TEXT,
+            b"me",
+            rng,
+        )
+        .unwrap();
+        let backdated = Message::create(
+            &bob,
+            head.group(),
+            now - HOUR + 100,
+            Kind::TEXT,
+            b"before yours",
+            rng,
+        )
+        .unwrap();
+        let txn = p.db().unwrap().begin_write().unwrap();
+        {
+            let mut store = Inserter::new(&txn, me, now).unwrap().with_groups(&chains);
+            assert!(store.insert(&epochs[0].id(), &mine).unwrap());
+            assert!(store.insert(&head.id(), &backdated).unwrap());
+        }
+        txn.commit().unwrap();
+        let c = p.group_conversation("desk").unwrap();
+        let last = &c.last().unwrap().message;
+        assert_eq!(last.text, "before yours");
+        assert_eq!(last.shown, now, "late: shown when it arrived");
+    }
 
     /// A contact's texts dated 10:00, 11:00, 13:00 and 14:00 arrive
     /// together at 18:00, in any order, in a conversation read up to
