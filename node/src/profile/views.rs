@@ -196,13 +196,29 @@ impl Profile {
 
     /// Raises the read mark and the floor of each of `logs` to `up_to`,
     /// in one transaction; never moves either back. A contact's log, or
-    /// every epoch of a group.
+    /// every epoch of a group. Never past the newest text they show: a
+    /// position made up (a request on the control socket names any) would
+    /// raise the floor for good, and every text after it would be late,
+    /// shown at that made-up time.
     pub(crate) fn raise_read_marks(
         &self,
         logs: Vec<GroupId>,
         up_to: Position,
     ) -> Result<(), ProfileError> {
         self.write_txn(move |txn| {
+            let shown = txn.open_table(SHOWN).map_err(db_error)?;
+            let mut newest = None;
+            for id in &logs {
+                let (lo, hi) = shown_range(id);
+                if let Some(last) = shown.range(lo..=hi).map_err(db_error)?.next_back() {
+                    let (k, _) = last.map_err(db_error)?;
+                    newest = newest.max(Some(shown_position(&k.value())));
+                }
+            }
+            drop(shown);
+            let Some(up_to) = newest.map(|n| n.min(up_to)) else {
+                return Ok(());
+            };
             for table in [SEEN, FLOOR] {
                 let mut t = txn.open_table(table).map_err(db_error)?;
                 for id in &logs {

@@ -427,6 +427,60 @@ fn a_text_dated_ahead_is_shown_when_it_arrives() {
     assert!(c.iter().all(|m| m.shown <= next));
 }
 
+/// Regression (a made-up read position): marking read took any
+/// position (the control socket's `MarkRead` names one) and raised the
+/// floor there for good, so every text after it was late, shown at that
+/// made-up time. Now a mark goes no further than the newest text shown.
+#[test]
+fn a_read_mark_goes_no_further_than_the_newest_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let far = |p: &strand_node::Position| strand_node::Position {
+        shown: now() + 365 * 86_400_000,
+        key: p.key,
+    };
+    // On an empty conversation: nothing to mark.
+    let nothing = strand_node::Position {
+        shown: now() + 365 * 86_400_000,
+        key: Key {
+            time: now(),
+            id: strand_sync::MessageId([7; 32]),
+        },
+    };
+    p.mark_read("Bob", &nothing).unwrap();
+    receive_dated(&p, &bob, "hi", now() - 60_000);
+    let c = p.conversation("Bob").unwrap();
+    p.mark_read("Bob", &far(&c[0].position())).unwrap();
+    assert_eq!(p.summaries().unwrap()[0].unread, 0, "read to the newest");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let next = now() - 1;
+    receive_dated(&p, &bob, "still there?", next);
+    let c = p.conversation("Bob").unwrap();
+    let last = c.last().unwrap();
+    assert_eq!(last.text, "still there?");
+    assert_eq!(last.shown, next, "not late, not shown a year on");
+    assert_eq!(p.summaries().unwrap()[0].unread, 1);
+
+    // A group's, the same.
+    let rng = &mut os_rng();
+    p.create_group("desk", &["Bob".into()], now() - HOUR, rng)
+        .unwrap();
+    let head = desk_head(&p);
+    receive_in(&p, &bob, &head, "lunch?", now() - 60_000);
+    let keys = p.group_conversation_keys("desk").unwrap();
+    p.mark_group_read_to("desk", &far(&keys[0])).unwrap();
+    assert_eq!(desk_unread(&p), 0);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let next = now() - 1;
+    receive_in(&p, &bob, &head, "at 1", next);
+    let c = p.group_conversation("desk").unwrap();
+    assert_eq!(c.last().unwrap().message.shown, next, "not late");
+    assert_eq!(desk_unread(&p), 1);
+}
+
 /// Regression, in a group: a member's text dated ahead was shown ahead,
 /// and once the group was read every epoch's floor stood in the future,
 /// so every other member's text for those minutes was late.
