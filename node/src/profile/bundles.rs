@@ -215,6 +215,9 @@ struct Pass {
     /// Changes stored new, per log and author: the last one stored is the
     /// one the log keeps, and the only one to announce.
     kept: std::collections::BTreeMap<(GroupId, AuthorId), Key>,
+    /// The logs whose messages this pass checked (the contact's, and the
+    /// group epochs known by then): a later pass skips them.
+    known: std::collections::HashSet<GroupId>,
     /// Why the pass stopped early, if it did.
     error: Option<ProfileError>,
 }
@@ -510,12 +513,15 @@ impl Profile {
     /// One pass over a bundle that opened: checks its messages as a link
     /// would (budgets included) and stores them, listing at most
     /// `at_most` new ones each, and takes the mailbox records it stores.
+    /// The messages of logs an earlier pass checked (`done`) are skipped:
+    /// what they came to stays as that pass left it.
     #[allow(clippy::too_many_arguments)]
     fn import_pass(
         &self,
         file: &mut std::fs::File,
         path: &Path,
         contact: &Contact,
+        done: &std::collections::HashSet<GroupId>,
         ledger: &Ledger,
         budgets: &Budgets,
         at_most: usize,
@@ -537,11 +543,19 @@ impl Profile {
                 }
             }
             for (group, list) in by_group {
+                // Checked on an earlier pass: signatures are not checked
+                // again, once for every epoch a bundle's chain adds.
+                if done.contains(&group) {
+                    continue;
+                }
                 let Some(g) = contact.groups.iter().find(|g| g.id == group) else {
                     pass.refused += list.len();
                     pass.unknown += list.len();
                     continue;
                 };
+                pass.known.insert(group);
+                #[cfg(test)]
+                tests::CHECKED.with(|n| n.set(n.get() + list.len()));
                 let (batch, _) =
                     self.check_and_store(Inbound::new(g, list), ledger, budgets, now)?;
                 for item in batch.iter() {
@@ -699,7 +713,9 @@ impl Profile {
             contact: name,
             ..Imported::default()
         };
-        let mut earlier = 0;
+        // The logs checked so far, and what their messages came to.
+        let mut done = std::collections::HashSet::new();
+        let mut refused_known = 0;
         // Whether the last pass opened an epoch whose messages wait.
         let mut more = false;
         for _ in 0..MAX_PASSES {
@@ -712,6 +728,7 @@ impl Profile {
                 &mut file,
                 path,
                 contact,
+                &done,
                 ledger,
                 budgets,
                 ANNOUNCED_AT_MOST,
@@ -722,10 +739,13 @@ impl Profile {
             imported.new += pass.new;
             imported.new_texts += pass.new_texts;
             imported.new_files += pass.new_files;
-            imported.held = pass.held.saturating_sub(earlier);
-            imported.refused = pass.refused;
-            imported.over_budget = pass.over_budget;
-            earlier += pass.new;
+            // Each log's messages are counted on the pass that checked
+            // them; those of logs still unknown, on the last pass.
+            imported.held += pass.held;
+            refused_known += pass.refused - pass.unknown;
+            imported.refused = refused_known + pass.unknown;
+            imported.over_budget += pass.over_budget;
+            done.extend(pass.known.iter().copied());
             imported.stored.extend(pass.stored);
             imported.mailbox.join(pass.mailbox);
             let mut epochs = false;
@@ -781,6 +801,71 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many messages imports checked on this thread.
+        pub(super) static CHECKED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Regression: every pass over a bundle checked all its messages
+    /// again (signatures included), one pass for each epoch a group's
+    /// chain in it adds, so a contact could make one import check a
+    /// bundle's junk 64 times over. Now each message is checked once;
+    /// what the import says is as before.
+    #[test]
+    fn each_message_of_a_bundle_is_checked_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let kdf = crate::KdfParams::insecure_for_tests();
+        let ann = Profile::create(&tmp.path().join("ann"), "ann", "pass", kdf, rng).unwrap();
+        let ben = Profile::create(&tmp.path().join("ben"), "ben", "pass", kdf, rng).unwrap();
+        let now = crate::profile::now();
+        ann.add_contact(&ben.invite().unwrap(), "ben", now, rng)
+            .unwrap();
+        ben.add_contact(&ann.invite().unwrap(), "ann", now, rng)
+            .unwrap();
+        ann.write("ben", "before the group", now, rng).unwrap();
+        ann.create_group("desk", &["ben".into()], now, rng).unwrap();
+        // Two more epochs, each known only once the one before is
+        // followed: three passes.
+        for i in 0..2 {
+            let name = format!("c{i}");
+            let id = strand_sync::Identity::generate(&name, rng).unwrap();
+            ann.add_contact(&id.invite(), &name, now, rng).unwrap();
+            ann.change_group("desk", &crate::GroupAction::Add(name), now, rng)
+                .unwrap();
+        }
+        ann.write_group("desk", "the last word", now, rng).unwrap();
+        let bundle = tmp.path().join("for-ben.strand");
+        let exported = ann.export_bundle("ben", &bundle, now, rng).unwrap();
+
+        CHECKED.with(|n| n.set(0));
+        let imported = ben
+            .import_bundle(&bundle, &Budgets::default(), now, rng)
+            .unwrap();
+        assert_eq!(imported.incomplete, None, "{imported:?}");
+        assert_eq!(imported.refused, 0, "{imported:?}");
+        assert_eq!(imported.held, 0, "{imported:?}");
+        assert!(ben
+            .group_conversation("desk")
+            .unwrap()
+            .iter()
+            .any(|m| m.message.text == "the last word"));
+        assert_eq!(
+            CHECKED.with(Cell::get),
+            exported.messages,
+            "each message checked once"
+        );
+        // Again: all held, none refused, each checked once more.
+        CHECKED.with(|n| n.set(0));
+        let again = ben
+            .import_bundle(&bundle, &Budgets::default(), now, rng)
+            .unwrap();
+        assert_eq!((again.new, again.refused), (0, 0), "{again:?}");
+        assert_eq!(again.held, exported.messages, "{again:?}");
+        assert_eq!(CHECKED.with(Cell::get), exported.messages);
+    }
 
     /// A name with a line break or a direction override shows marked in
     /// the summary the CLI prints and the app shows: it neither starts a
@@ -843,6 +928,7 @@ mod tests {
                 &mut std::fs::File::open(path).unwrap(),
                 path,
                 &ann_of_bob,
+                &Default::default(),
                 &Ledger::default(),
                 &Budgets::default(),
                 at_most,
