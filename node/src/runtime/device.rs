@@ -150,7 +150,10 @@ impl Device {
     pub async fn follow(&self) -> Result<Events, Failure> {
         match self {
             Device::Running(dir) => match control::request(dir, &Request::Follow).await {
-                Ok(Some((Answer::Ok(_), reader))) => Ok(Events::Socket(reader.lines())),
+                Ok(Some((Answer::Ok(_), reader))) => Ok(Events::Socket {
+                    profile: dir.clone(),
+                    lines: reader.lines(),
+                }),
                 Ok(Some((Answer::Error(e), _))) => Err(e),
                 Ok(None) => Err(Failure::failed("the running node stopped")),
                 Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
@@ -171,7 +174,12 @@ impl Device {
 /// A device's events ([`Device::follow`]).
 pub enum Events {
     /// Lines from a running node's control socket.
-    Socket(tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>),
+    Socket {
+        /// The profile the node runs, to follow it again.
+        profile: PathBuf,
+        /// What it sends.
+        lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    },
     /// A node in this process.
     Local(tokio::sync::broadcast::Receiver<NodeEvent>),
 }
@@ -182,14 +190,25 @@ impl Events {
     /// `select!` or under a timeout, nothing is lost.
     pub async fn next(&mut self) -> Option<NodeEvent> {
         match self {
-            Events::Socket(lines) => loop {
+            Events::Socket { profile, lines } => loop {
                 match lines.next_line().await {
                     Ok(Some(line)) => {
                         if let Ok(e) = serde_json::from_str(&line) {
                             return Some(e);
                         }
                     }
-                    Ok(None) | Err(_) => return None,
+                    // The node hung up: it stopped, or it let go of this
+                    // follower for leaving its events unread a minute (a
+                    // terminal scrolled back, a suspended `strand`). If
+                    // it still runs, it is followed again, and what was
+                    // missed meanwhile is said (`count` 0: not known).
+                    Ok(None) | Err(_) => match control::request(profile, &Request::Follow).await {
+                        Ok(Some((Answer::Ok(_), reader))) => {
+                            *lines = reader.lines();
+                            return Some(NodeEvent::Missed { count: 0 });
+                        }
+                        _ => return None,
+                    },
                 }
             },
             Events::Local(rx) => match rx.recv().await {

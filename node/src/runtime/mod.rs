@@ -353,7 +353,8 @@ pub enum NodeEvent {
     /// A listener fell behind and `count` events were dropped for it: what
     /// it shows may be stale (read again).
     Missed {
-        /// How many.
+        /// How many; 0 if not known (a follower the node let go of, and
+        /// that followed again: [`crate::runtime::device::Events::next`]).
         count: u64,
     },
 }

@@ -503,6 +503,83 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
     assert!(a.ok(&["status"]).contains("node running"));
 }
 
+/// Regression: a follower that leaves its events unread for a minute
+/// (a terminal scrolled back; here, stopped) is let go by the node, and
+/// `strand read --follow` then ended, silently, as if the node had
+/// stopped. It now follows again, and what arrives later is printed.
+#[test]
+fn a_follower_let_go_for_reading_slowly_follows_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    let mut command = a.command();
+    command.env("STRAND_LOG", "strand_node::runtime::control=debug");
+    let (a_run, a_addr) = a.run_with(&run_args(&[]), command);
+    let _a_run = Killed(a_run);
+    let (b_run, _) = b.run(&[&a_addr]);
+    let _b_run = Killed(b_run);
+    b.ok(&["send", "alice", "hello"]);
+    eventually("the first text", Duration::from_secs(60), || {
+        a.read("bob").len() == 1
+    });
+    let mut follow = a
+        .command()
+        .args(["read", "bob", "--follow", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = follow.id().to_string();
+    let out = BufReader::new(follow.stdout.take().unwrap());
+    let mut follow = Killed(follow);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(60)).expect("a line");
+    assert_eq!(next()["text"], "hello");
+    let signal = |which: &str| {
+        assert!(Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    // Stopped, it reads nothing: three long texts' events fill its
+    // socket, and a minute on the node lets it go.
+    signal("-STOP");
+    for i in 0..3 {
+        let mut text = vec![b'a' + i; 400_000];
+        text.push(b'\n');
+        let out = b.piped(&["send", "alice"], text);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually("the long texts", Duration::from_secs(120), || {
+        a.read("bob").len() == 4
+    });
+    eventually("the follower let go", Duration::from_secs(150), || {
+        a.log().contains("a follower stopped reading")
+    });
+    signal("-CONT");
+    // What it held comes out; then it follows again.
+    for _ in 0..3 {
+        assert_eq!(next()["text"].as_str().map(str::len), Some(400_000));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        follow.0.try_wait().unwrap().is_none(),
+        "strand read --follow ended when the node let it go"
+    );
+    b.ok(&["send", "alice", "still there?"]);
+    assert_eq!(next()["text"], "still there?");
+}
+
 /// A contact named under older rules (a variation selector that selects
 /// nothing) is printed with it marked, as texts and group names are, in
 /// `contacts` and `verify`: not as a plain "bob". Before, as it was.
