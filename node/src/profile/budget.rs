@@ -539,6 +539,30 @@ impl Ledger {
         declined
     }
 
+    /// Whether [`Ledger::apply`] would still decline a message of contact
+    /// `author` and `kind`, `n` bytes long, in their 1:1 group `group` (a
+    /// scope of its own), as the ledger stands now: a text out of an
+    /// envelope that waits for room
+    /// ([`crate::profile::carried::Wait::Room`]). What a scope counts only
+    /// grows until something is given back (a sweep, a refund, hollowing),
+    /// so this tells without opening the envelope again whether the text
+    /// could be taken. False if the group is not counted now (forgotten,
+    /// or its contact deleted): only [`Ledger::apply`] can tell then.
+    pub(crate) fn still_over(
+        &self,
+        budgets: &Budgets,
+        group: &GroupId,
+        author: &AuthorId,
+        kind: Kind,
+        n: u64,
+    ) -> bool {
+        self.used
+            .lock()
+            .expect("ledger lock")
+            .get(group)
+            .is_some_and(|scope| scope.over(budgets, false, author, kind, n).is_some())
+    }
+
     /// Gives back what [`Ledger::apply`] counted for messages of a stored
     /// batch that were already there (another link brought them first):
     /// they take no more room.

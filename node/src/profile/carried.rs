@@ -9,9 +9,10 @@
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
+use strand_sync::limits::MAX_CLOCK_SKEW;
 use strand_sync::{
-    Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity, Spread,
-    Time,
+    AuthorId, Carrier, CarryConfig, GroupId, Handout, Inbound, Key, Kind, Message, PublicIdentity,
+    Spread, Time,
 };
 
 use crate::profile::budget::{Budgets, Ledger};
@@ -473,6 +474,11 @@ impl Profile {
         };
         let author = contact.public;
         let key = message.key();
+        let (group, kind, len) = (
+            contact.direct_group().id,
+            message.kind(),
+            message.as_bytes().len() as u64,
+        );
         let (batch, _) = self.check_and_store(
             Inbound::new(contact.direct_group(), vec![message]),
             ledger,
@@ -488,15 +494,24 @@ impl Profile {
                 new: false,
             },
             // As over a link, these are offered again later: here the pool
-            // message that brought it stays, to be read again (a text more
-            // than a day ahead of this clock is refused: its carrier's
-            // budget here would wait on it).
-            Some(strand_sync::Verdict::Invalid(reason @ strand_sync::Invalid::OverBudget)) => {
-                TakenOut::Later(reason)
+            // message that brought it stays, to be read again once what it
+            // waits for may have come (a text more than a day ahead of
+            // this clock is refused: its carrier's budget here would wait
+            // on it).
+            Some(strand_sync::Verdict::Invalid(strand_sync::Invalid::OverBudget)) => {
+                TakenOut::Later(Wait::Room {
+                    author: author.sign,
+                    group,
+                    kind,
+                    len,
+                })
             }
-            Some(strand_sync::Verdict::Invalid(
-                reason @ strand_sync::Invalid::FromTheFuture { time, now },
-            )) if time <= now.saturating_add(WAIT_AHEAD) => TakenOut::Later(reason),
+            Some(strand_sync::Verdict::Invalid(strand_sync::Invalid::FromTheFuture {
+                time,
+                now,
+            })) if time <= now.saturating_add(WAIT_AHEAD) => {
+                TakenOut::Later(Wait::Clock(time.saturating_sub(MAX_CLOCK_SKEW)))
+            }
             _ => TakenOut::Refused,
         })
     }
@@ -520,11 +535,33 @@ pub(crate) enum TakenOut {
     },
     /// Not now, as over a link (over the contact's budget, or written
     /// later than this device's clock allows, by at most a day): the pool
-    /// message that brought it stays whole, and is read again every 10
-    /// minutes and at the node's start.
-    Later(strand_sync::Invalid),
+    /// message that brought it stays whole, and is read again at the
+    /// node's start and, once what it waits for may have come, at the
+    /// next retry (every 10 minutes).
+    Later(Wait),
     /// Not a contact's (a stranger can seal to anyone), or not valid.
     Refused,
+}
+
+/// What a text out of an envelope waits for before it can be taken
+/// ([`TakenOut::Later`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// This device's clock to reach this time, the text's date less the
+    /// skew allowed ([`MAX_CLOCK_SKEW`]): until then it is dated too far
+    /// ahead.
+    Clock(Time),
+    /// Room in its author's budget here.
+    Room {
+        /// The contact who wrote it.
+        author: AuthorId,
+        /// Their 1:1 group, where their budget is counted.
+        group: GroupId,
+        /// Its kind.
+        kind: Kind,
+        /// Its length, bytes.
+        len: u64,
+    },
 }
 
 /// Drops the bytes of pool messages and keeps their keys (see

@@ -17,16 +17,17 @@
 //! Every step runs on a blocking thread under one lock, and saves the
 //! carrier's state with the pool messages it writes in one transaction.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 
 use strand_sync::{
-    batch_handouts, is_pool_kind, AckToken, Carrier, GroupId, Handout, Key, Kind, Message,
-    PublicIdentity, Store, Taken, Time,
+    batch_handouts, is_pool_kind, AckToken, AuthorId, Carrier, GroupId, Handout, Key, Kind,
+    Message, PublicIdentity, Store, Taken, Time,
 };
 
 use super::{Node, NodeEvent, Shared};
-use crate::profile::budget::HOLLOW_ROW;
-use crate::profile::carried::{notice, status, CarryStatus, TakenOut};
+use crate::profile::budget::{Budgets, Ledger, HOLLOW_ROW};
+use crate::profile::carried::{notice, status, CarryStatus, TakenOut, Wait};
 use crate::{hex, ProfileError};
 
 /// What a carrying step writes besides the carrier's state.
@@ -379,7 +380,8 @@ pub(crate) async fn session_up(shared: Arc<Shared>, peer: PublicIdentity) {
 }
 
 /// How often texts out of envelopes that could not be taken yet
-/// ([`crate::profile::carried::TakenOut::Later`]) are tried again.
+/// ([`crate::profile::carried::TakenOut::Later`]) are tried again: those
+/// whose wait may be over ([`Waiting`]).
 pub(crate) const RETRY_WAITING: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Tries the waiting texts out of envelopes again, every
@@ -395,31 +397,257 @@ pub(crate) async fn retry_waiting(shared: Arc<Shared>) {
     }
 }
 
-/// Reads the pool messages a node stopped before reading (at start), and
-/// those kept to be read again.
-pub(crate) async fn read_unread(shared: Arc<Shared>) {
-    // A page at a time: a contact's budget holds millions.
-    const PAGE: usize = 4096;
-    let mut after = None;
-    loop {
-        let p = shared.profile.clone();
-        match tokio::task::spawn_blocking(move || p.unread_pool(after, PAGE)).await {
-            Ok(Ok(items)) if !items.is_empty() => {
-                let full = items.len() == PAGE;
-                after = items.last().copied();
-                pool_received(shared.clone(), items).await;
-                if !full {
-                    return;
+/// Pool messages whose texts, out of envelopes sealed to this user, wait
+/// to be taken ([`TakenOut::Later`]), each with what it waits for: a pass
+/// over the unread pool messages ([`read_unread`]) opens one again only
+/// once that may have come. Before, every pass opened each again (a key
+/// agreement and the seal), checked it and logged it: a contact who
+/// filled their budget here, then their pool with envelopes of their
+/// texts (a gigabyte: some 870,000), cost that every ten minutes for the
+/// envelopes' 30 days.
+///
+/// In memory only: a node's first pass reads every unread pool message
+/// anyway. A row of some 100 bytes per waiting pool message still stored
+/// (a pass forgets those it no longer finds), so the pool budgets bound
+/// it; who wrote a text is kept once per author.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    /// By pool and key.
+    rows: HashMap<(GroupId, Key), Row>,
+    /// The contacts whose texts wait for room, with their 1:1 groups:
+    /// one entry per contact at most, so a row keeps only its place here.
+    authors: Vec<(AuthorId, GroupId)>,
+    /// The number of the newest pass.
+    pass: u32,
+}
+
+/// A waiting pool message in [`Waiting`]: what its text waits for, and
+/// the last pass that found it waiting.
+struct Row {
+    wait: Pending,
+    seen: u32,
+}
+
+/// [`Wait`], as [`Waiting`] keeps it.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// [`Wait::Clock`].
+    Clock(Time),
+    /// [`Wait::Room`], its author and their group at `place` in
+    /// [`Waiting::authors`].
+    Room { place: usize, kind: Kind, len: u32 },
+}
+
+impl Waiting {
+    /// Notes that the text out of pool message `key` in `pool` waits for
+    /// `wait`.
+    fn insert(&mut self, pool: GroupId, key: Key, wait: Wait) {
+        let wait = match wait {
+            Wait::Clock(at) => Pending::Clock(at),
+            Wait::Room {
+                author,
+                group,
+                kind,
+                len,
+            } => {
+                let place = match self.authors.iter().position(|(a, _)| *a == author) {
+                    Some(place) => place,
+                    None => {
+                        self.authors.push((author, group));
+                        self.authors.len() - 1
+                    }
+                };
+                Pending::Room {
+                    place,
+                    kind,
+                    // Far shorter in fact (it came out of an envelope);
+                    // cut short, it would only be read again too early.
+                    len: u32::try_from(len).unwrap_or(u32::MAX),
                 }
             }
-            Ok(Ok(_)) => return,
-            Ok(Err(e)) => {
-                tracing::warn!("reading the carrying pools failed: {e}");
-                return;
+        };
+        self.rows.insert(
+            (pool, key),
+            Row {
+                wait,
+                seen: self.pass,
+            },
+        );
+    }
+
+    /// Whether the pool message `key` in `pool` is known to wait and what
+    /// it waits for has not come, as `ledger` stands under `budgets` at
+    /// `now`: then it is not opened again, and the newest pass found it.
+    /// One whose wait may be over is forgotten, to be read again.
+    fn still_waits(
+        &mut self,
+        pool: &GroupId,
+        key: &Key,
+        ledger: &Ledger,
+        budgets: &Budgets,
+        now: Time,
+    ) -> bool {
+        let Some(row) = self.rows.get_mut(&(*pool, *key)) else {
+            return false;
+        };
+        let waits = match row.wait {
+            Pending::Clock(at) => now < at,
+            Pending::Room { place, kind, len } => {
+                let (author, group) = &self.authors[place];
+                ledger.still_over(budgets, group, author, kind, u64::from(len))
             }
-            Err(_) => return,
+        };
+        if waits {
+            row.seen = self.pass;
+        } else {
+            self.rows.remove(&(*pool, *key));
+        }
+        waits
+    }
+
+    /// Starts a pass over the unread pool messages; returns its number.
+    fn start_pass(&mut self) -> u32 {
+        self.pass = self.pass.wrapping_add(1);
+        self.pass
+    }
+
+    /// Pass `pass` read every unread pool message: those it did not find
+    /// are gone (taken, expired, their contact deleted) and forgotten,
+    /// unless a newer pass started meanwhile (that one finds again all
+    /// that still wait, and forgets in its turn). Forgetting one still
+    /// there costs only one more reading of it.
+    fn end_pass(&mut self, pass: u32) {
+        if pass != self.pass {
+            return;
+        }
+        self.rows.retain(|_, row| row.seen == pass);
+        // The room a pool full of them took is given back once they go.
+        if self.rows.len() < self.rows.capacity() / 4 {
+            self.rows.shrink_to_fit();
         }
     }
+}
+
+/// [`Waiting::still_waits`] in the node, now.
+fn still_waits(shared: &Shared, pool: &GroupId, key: &Key, now: Time) -> bool {
+    shared
+        .waiting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .still_waits(pool, key, &shared.ledger, &shared.config.budgets, now)
+}
+
+/// What reading pool messages found: said in one line per reason, with
+/// a count, not one per envelope (a contact can fill their pool with
+/// envelopes whose texts wait, by the hundred thousand).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Envelopes sealed to this user that were opened.
+    opened: usize,
+    /// Texts out of them that wait for room in their author's budget.
+    over_budget: usize,
+    /// Texts out of them that wait, dated ahead of this device's clock.
+    ahead: usize,
+    /// Pool messages known to wait and not opened again: what they wait
+    /// for has not come.
+    still_waiting: usize,
+}
+
+impl Tally {
+    /// Adds what `other` found.
+    fn add(&mut self, other: Tally) {
+        self.opened += other.opened;
+        self.over_budget += other.over_budget;
+        self.ahead += other.ahead;
+        self.still_waiting += other.still_waiting;
+    }
+
+    /// Counts a text that waits for `wait`.
+    fn waits(&mut self, wait: &Wait) {
+        match wait {
+            Wait::Clock(_) => self.ahead += 1,
+            Wait::Room { .. } => self.over_budget += 1,
+        }
+    }
+
+    /// Says what was found to wait, once per reason, naming no one (as a
+    /// link's declines are said).
+    fn log(&self) {
+        if self.over_budget > 0 {
+            tracing::warn!(
+                count = self.over_budget,
+                "messages out of envelopes wait: over their authors' storage budget (raise it with --budget-per-contact)"
+            );
+        }
+        if self.ahead > 0 {
+            tracing::warn!(
+                count = self.ahead,
+                "messages out of envelopes wait: dated ahead of this device's clock"
+            );
+        }
+        if self.opened > 0 || self.still_waiting > 0 {
+            tracing::debug!(
+                opened = self.opened,
+                still_waiting = self.still_waiting,
+                "carrying pools read"
+            );
+        }
+    }
+}
+
+/// Reads the pool messages a node stopped before reading (at start), and
+/// those kept to be read again: one known to wait ([`Waiting`]) only once
+/// what it waits for may have come. Says what waits once for the whole
+/// pass, and returns what it found.
+pub(crate) async fn read_unread(shared: Arc<Shared>) -> Tally {
+    // A page at a time: a contact's budget holds millions.
+    const PAGE: usize = 4096;
+    let pass = shared
+        .waiting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .start_pass();
+    let mut tally = Tally::default();
+    let mut after = None;
+    let read_all = loop {
+        let s = shared.clone();
+        // Those known to wait are passed over here, on a blocking thread
+        // (the ledger may be busy): a page of them costs no carrying step.
+        let page = tokio::task::spawn_blocking(move || {
+            let mut items = s.profile.unread_pool(after, PAGE)?;
+            let (full, last) = (items.len() == PAGE, items.last().copied());
+            let (listed, now) = (items.len(), s.clock.now());
+            items.retain(|(group, key)| !still_waits(&s, group, key, now));
+            Ok::<_, ProfileError>((full, last, listed - items.len(), items))
+        })
+        .await;
+        match page {
+            Ok(Ok((full, last, still_waiting, items))) => {
+                tally.still_waiting += still_waiting;
+                if !items.is_empty() {
+                    tally.add(take_pool_messages(shared.clone(), items).await);
+                }
+                if !full {
+                    break true;
+                }
+                after = last;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("reading the carrying pools failed: {e}");
+                break false;
+            }
+            Err(_) => break false,
+        }
+    };
+    if read_all {
+        shared
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end_pass(pass);
+    }
+    tally.log();
+    tally
 }
 
 /// The peer confirmed holding messages this node wrote.
@@ -443,6 +671,12 @@ pub(crate) async fn confirmed(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
 
 /// Pool messages `items` arrived from `peer`'s session and were stored.
 pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
+    take_pool_messages(shared, items).await.log();
+}
+
+/// Reads the stored pool messages `items` (see [`pool_received`]), but
+/// those known to wait whose wait is not over; returns what it found.
+async fn take_pool_messages(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) -> Tally {
     let node = Node {
         shared: shared.clone(),
     };
@@ -457,8 +691,15 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
         let now = shared.clock.now();
         let mut pass_on = false;
         let mut hand_back = Vec::new();
+        let mut tally = Tally::default();
         let opened = &opened_here;
         for (group, key) in items {
+            // Known to wait, and what for has not come (a text taken
+            // earlier in this step may have taken the room there was).
+            if still_waits(shared, &group, &key, now) {
+                tally.still_waiting += 1;
+                continue;
+            }
             let Some(pm) = profile.read_pool(&group, &key)? else {
                 continue;
             };
@@ -494,6 +735,7 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                     token,
                     expires,
                 } => {
+                    tally.opened += 1;
                     let later = opened_out_of(
                         shared,
                         carrier,
@@ -503,11 +745,18 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
                         &from,
                         now,
                     )?;
-                    if later {
+                    if let Some(wait) = later {
                         // The pool message stays whole, to be read again
-                        // (its holder offers it no more).
+                        // once what it waits for may have come (its
+                        // holder offers it no more).
                         job.hollow.pop();
                         job.freed.pop();
+                        tally.waits(&wait);
+                        shared
+                            .waiting
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(group, key, wait);
                     }
                 }
                 Taken::Nothing => {}
@@ -518,12 +767,13 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
         } else if !hand_back.is_empty() {
             hand(shared, carrier, &hand_back, job);
         }
-        Ok(())
+        Ok(tally)
     })
     .await;
-    if let Err(e) = result {
+    let tally = result.unwrap_or_else(|e| {
         tracing::warn!("taking in carrying messages failed: {e}");
-    }
+        Tally::default()
+    });
     let opened = std::mem::take(
         &mut *opened_out
             .lock()
@@ -532,12 +782,13 @@ pub(crate) async fn pool_received(shared: Arc<Shared>, items: Vec<(GroupId, Key)
     for (author, key) in opened {
         node.opened(&author, key);
     }
+    tally
 }
 
 /// A message came out of an envelope from `from`: stored and acknowledged
 /// if a contact wrote it ([`strand_sync::opened_author`]); if it is new,
-/// `opened` says so. True if it is to be taken again later (over budget,
-/// or from the future: its envelope must not be let go).
+/// `opened` says so. What it waits for if it is to be taken again later
+/// (over budget, or from the future: its envelope must not be let go).
 fn opened_out_of(
     shared: &Shared,
     carrier: &mut Carrier,
@@ -546,7 +797,7 @@ fn opened_out_of(
     (message, token, expires): (Message, AckToken, Time),
     from: &PublicIdentity,
     now: Time,
-) -> Result<bool, ProfileError> {
+) -> Result<Option<Wait>, ProfileError> {
     match shared
         .profile
         .take_opened(message, &shared.ledger, &shared.config.budgets, now)?
@@ -566,16 +817,16 @@ fn opened_out_of(
                     .push((author, key));
             }
         }
-        TakenOut::Later(reason) => {
-            tracing::warn!("a message out of an envelope waits: {reason}");
+        TakenOut::Later(wait) => {
+            // Said once for the whole pass, with a count (see `Tally`).
             carrier.take_later(&token, expires);
-            return Ok(true);
+            return Ok(Some(wait));
         }
         TakenOut::Refused => {
             tracing::warn!("an envelope opened to a message no contact would write: dropped")
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 impl Node {
@@ -741,5 +992,230 @@ mod tests {
         .await;
         within("and the carrier's copy with it", || parts(&node) == 0).await;
         node.shutdown().await;
+    }
+
+    /// What a test's log subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Journal(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Journal {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Journal {
+        /// The lines that say texts out of envelopes wait.
+        fn waits(&self) -> Vec<String> {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .filter(|l| l.contains("envelope") && l.contains("wait"))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// Bob, over his budget here, has 20 envelopes sealed to Alice in
+    /// their pool, each holding a text of his. Her node's first pass opens
+    /// them all and says once, with a count, that 20 wait; the next pass
+    /// (as every ten minutes) opens none of them again and says nothing;
+    /// once a sweep gives room back in his budget, the next pass takes all
+    /// 20. Before, every pass opened each envelope again and logged a
+    /// warning for each (20 and 20 here; for a contact who fills a pool,
+    /// some 870,000 every ten minutes for the envelopes' 30 days).
+    #[test]
+    fn envelopes_that_wait_are_not_opened_again_until_they_can_be_taken() {
+        use strand_sync::{Envelope, WriteStore};
+        const N: usize = 20;
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let rng = &mut crate::profile::os_rng();
+        let t0 = crate::profile::now();
+        let alice = p.identity().public();
+        let pool = bob.contact(&alice).unwrap().pool;
+        let budgets = Budgets {
+            per_contact: 64 << 10,
+            ..Budgets::default()
+        };
+        // Bob's budget is full but for 100 bytes, less than any text of
+        // his, with a text that disappears in a minute.
+        let room = 100;
+        let disappearing = |body: &[u8], rng: &mut rand_chacha::ChaCha20Rng| {
+            Message::create_expiring(
+                &bob,
+                &group,
+                t0 - 2_000,
+                Some(t0 + 60_000),
+                Kind::TEXT,
+                body,
+                rng,
+            )
+            .unwrap()
+        };
+        let overhead = disappearing(b"x".as_slice(), &mut *rng).as_bytes().len() - 1;
+        let filler = disappearing(
+            vec![b'x'; budgets.per_contact as usize - room - overhead].as_slice(),
+            &mut *rng,
+        );
+        let texts: Vec<Message> = (0..N)
+            .map(|i| {
+                let body = format!("carried {i}");
+                Message::create(
+                    &bob,
+                    &group,
+                    t0 - 1_000 + i as u64,
+                    Kind::TEXT,
+                    body.as_bytes(),
+                    rng,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert!(texts.iter().all(|t| t.as_bytes().len() > room));
+        let mut store = p.store().unwrap();
+        store.insert(&group.id, &filler).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let envelope = Envelope::seal(&alice, text, t0 + 3_600_000, 1, rng).unwrap();
+            // Handed to Alice for delivery (its mode, then the envelope).
+            let mut body = vec![1u8];
+            body.extend_from_slice(envelope.as_bytes());
+            let handed = Message::create_expiring(
+                &bob,
+                &pool,
+                t0 - 1_000 + i as u64,
+                Some(envelope.expires()),
+                Kind::ENVELOPE,
+                &body,
+                rng,
+            )
+            .unwrap();
+            store.insert(&pool.id, &handed).unwrap();
+        }
+        store.commit().unwrap();
+        drop(store);
+
+        let journal = Journal::default();
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer({
+                    let journal = journal.clone();
+                    move || journal.clone()
+                })
+                .finish(),
+        );
+        // Every thread of the node's runtime logs to the journal, the
+        // blocking threads its carrying steps run on included.
+        let runtime = {
+            let dispatch = dispatch.clone();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .on_thread_start(move || {
+                    std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+                })
+                .build()
+                .unwrap()
+        };
+        let config = super::super::NodeConfig {
+            emulated: Some(strand_transport::memory::Hub::new()),
+            deterministic: Some((t0, 1)),
+            budgets,
+            ..Default::default()
+        };
+        tracing::dispatcher::with_default(&dispatch, || {
+            runtime.block_on(async move {
+                let node = Node::start(p, config).await.unwrap();
+                let shared = node.shared.clone();
+                let carried = || {
+                    let all = shared.profile.conversation("Bob").unwrap();
+                    all.into_iter()
+                        .filter(|m| m.text.starts_with("carried"))
+                        .count()
+                };
+                within("the first pass opens every envelope", || {
+                    node.carry_status().opened == N as u64
+                })
+                .await;
+                within("and says that their texts wait", || {
+                    !journal.waits().is_empty()
+                })
+                .await;
+                let said = journal.waits();
+                assert_eq!(said.len(), 1, "once, not once per envelope: {said:#?}");
+                assert!(said[0].contains(&format!("count={N}")), "{said:#?}");
+                assert_eq!(carried(), 0, "over budget");
+
+                // The next retry: nothing has changed.
+                let pass = read_unread(shared.clone()).await;
+                assert_eq!(pass.opened, 0, "opened again: {pass:?}");
+                assert_eq!(pass.still_waiting, N, "{pass:?}");
+                assert_eq!(journal.waits(), said, "said again");
+
+                // Bob's disappearing text goes: room in his budget.
+                let s = shared.clone();
+                let sweep = move || s.ledger.sweep(&s.profile, t0 + 120_000);
+                let swept = tokio::task::spawn_blocking(sweep).await.unwrap().unwrap();
+                assert!(swept.count() >= 1, "the disappearing text");
+                let pass = read_unread(shared.clone()).await;
+                assert_eq!((pass.opened, pass.over_budget), (N, 0), "{pass:?}");
+                assert_eq!(carried(), N, "every text taken");
+                assert!(shared.profile.unread_pool(None, 4096).unwrap().is_empty());
+                assert!(shared.waiting.lock().unwrap().rows.is_empty());
+                node.shutdown().await;
+            })
+        });
+    }
+
+    /// [`Waiting`] on its own: a text dated ahead is read again once this
+    /// clock reaches its time, one over a budget the ledger no longer
+    /// counts is read again at once, and a pass that did not find a pool
+    /// message forgets it, unless a newer pass started meanwhile.
+    #[test]
+    fn a_waiting_pool_message_is_read_again_once_its_wait_may_be_over() {
+        let (ledger, budgets) = (Ledger::default(), Budgets::default());
+        let pool = GroupId([1; 32]);
+        let key = |n: u8| Key {
+            time: 5,
+            id: strand_sync::MessageId([n; 32]),
+        };
+        let mut waiting = Waiting::default();
+        let waits = |w: &mut Waiting, n: u8, now: Time| {
+            w.still_waits(&pool, &key(n), &ledger, &budgets, now)
+        };
+        let first = waiting.start_pass();
+        waiting.insert(pool, key(1), Wait::Clock(1_000));
+        waiting.insert(pool, key(2), Wait::Clock(1_000));
+        assert!(waits(&mut waiting, 1, 999));
+        assert!(!waits(&mut waiting, 1, 1_000), "its time came");
+        assert!(!waits(&mut waiting, 1, 0), "forgotten, to be read");
+        waiting.insert(
+            pool,
+            key(3),
+            Wait::Room {
+                author: [2; 32],
+                group: GroupId([3; 32]),
+                kind: Kind::TEXT,
+                len: 200,
+            },
+        );
+        assert!(
+            !waits(&mut waiting, 3, 0),
+            "not counted: only a reading tells"
+        );
+        waiting.end_pass(first);
+        assert_eq!(waiting.rows.len(), 1, "the second, found in that pass");
+        let second = waiting.start_pass();
+        let third = waiting.start_pass();
+        waiting.end_pass(second);
+        assert_eq!(waiting.rows.len(), 1, "a newer pass runs");
+        waiting.end_pass(third);
+        assert!(waiting.rows.is_empty(), "not found: gone");
     }
 }

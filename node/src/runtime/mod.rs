@@ -611,6 +611,9 @@ pub(crate) struct Shared {
     /// Held through one carrying step, so steps run one at a time (the
     /// carrier itself is locked only to copy and replace it).
     pub(crate) carry_step: Mutex<()>,
+    /// Pool messages whose texts, out of envelopes, wait to be taken, and
+    /// what for: opened again only once that may have come.
+    pub(crate) waiting: Mutex<carrying::Waiting>,
     /// Times the system woke from sleep while the node ran (logind's
     /// `PrepareForSleep`).
     pub(crate) wakes: AtomicU64,
@@ -775,6 +778,7 @@ impl Node {
             skipped_added: tokio::sync::Notify::new(),
             carrier: Mutex::new(carrier),
             carry_step: Mutex::new(()),
+            waiting: Mutex::default(),
             wakes: AtomicU64::new(0),
             duty,
         });
