@@ -969,22 +969,24 @@ mod tests {
         );
     }
 
-    /// A sweep in several batches gives back what every batch deleted
-    /// counted, not the last batch's only, and counts them all.
-    #[test]
-    fn a_sweep_in_batches_gives_every_batchs_room_back() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// `count` texts of 100 bytes from Bob, dated just before `now`, the
+    /// first `expiring` of them disappearing at `now + 1000`: counted by
+    /// a new ledger and stored, as a link would. The ledger and the texts.
+    fn bobs_texts_stored(
+        p: &Profile,
+        bob: &strand_sync::Identity,
+        group: &strand_sync::Group,
+        now: Time,
+        count: u64,
+        expiring: u64,
+    ) -> (Ledger, Vec<Message>) {
         let rng = &mut crate::profile::os_rng();
-        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let me = p.identity().public().sign;
-        let now = crate::profile::now();
-        // Ten expire, then one stays.
-        let texts: Vec<Message> = (0..11)
+        let texts: Vec<Message> = (0..count)
             .map(|i| {
-                let expires = (i < 10).then_some(now + 1000);
+                let expires = (i < expiring).then_some(now + 1000);
                 Message::create_expiring(
-                    &bob,
-                    &group,
+                    bob,
+                    group,
                     now - 20 + i,
                     expires,
                     Kind::TEXT,
@@ -995,10 +997,10 @@ mod tests {
             })
             .collect();
         let ledger = Ledger::default();
-        let mut batch = Inbound::new(&group, texts.clone());
+        let mut batch = Inbound::new(group, texts.clone());
         batch.verify(now);
         assert!(ledger
-            .apply(&p, &Budgets::default(), &mut batch)
+            .apply(p, &Budgets::default(), &mut batch)
             .unwrap()
             .is_empty());
         let mut store = p.store().unwrap();
@@ -1006,6 +1008,19 @@ mod tests {
             assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
         }
         store.commit().unwrap();
+        (ledger, texts)
+    }
+
+    /// A sweep in several batches gives back what every batch deleted
+    /// counted, not the last batch's only, and counts them all.
+    #[test]
+    fn a_sweep_in_batches_gives_every_batchs_room_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        // Ten expire, then one stays.
+        let (ledger, texts) = bobs_texts_stored(&p, &bob, &group, now, 11, 10);
 
         let swept = ledger.sweep_in_batches(&p, now + 1000, 3).unwrap();
         assert_eq!(swept.count(), 10);
@@ -1024,36 +1039,10 @@ mod tests {
     fn a_sweep_failing_part_way_says_what_it_deleted() {
         use crate::profile::expiry::tests::BATCHES_BEFORE_A_FAILURE;
         let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::profile::os_rng();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let me = p.identity().public().sign;
         let now = crate::profile::now();
-        let texts: Vec<Message> = (0..10)
-            .map(|i| {
-                Message::create_expiring(
-                    &bob,
-                    &group,
-                    now - 20 + i,
-                    Some(now + 1000),
-                    Kind::TEXT,
-                    &[7; 100],
-                    rng,
-                )
-                .unwrap()
-            })
-            .collect();
-        let ledger = Ledger::default();
-        let mut batch = Inbound::new(&group, texts.clone());
-        batch.verify(now);
-        assert!(ledger
-            .apply(&p, &Budgets::default(), &mut batch)
-            .unwrap()
-            .is_empty());
-        let mut store = p.store().unwrap();
-        for m in &texts {
-            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
-        }
-        store.commit().unwrap();
+        let (ledger, texts) = bobs_texts_stored(&p, &bob, &group, now, 10, 10);
 
         // Two batches of 3, then a failure.
         BATCHES_BEFORE_A_FAILURE.with(|n| n.set(Some(2)));
