@@ -213,6 +213,15 @@ pub enum ProfileError {
     /// be impersonating them. The contact is left as it is.
     #[error("this invite has the signing key of your contact {0:?} but a different encryption key: someone may be impersonating them. {0:?} is unchanged (a contact's keys never change); a real new identity has two new keys, and its invite can be added under another name")]
     KeyConflict(String),
+    /// An invite with a key that a mailbox a contact named holds: one of
+    /// the two is not what it says, and nothing changed.
+    #[error("this invite has a key of {mailbox:?}, the mailbox your contact {owner:?} named: one of the two is not what it says (a mailbox is signed for by one of its keys only, and so is an invite). Nothing changed. If you trust this invite, delete that mailbox (`strand delete-contact`, or Delete contact in the app) and add the invite again")]
+    KeyOfMailbox {
+        /// The mailbox's name here.
+        mailbox: String,
+        /// The contact who named it.
+        owner: String,
+    },
     /// The message could not be written.
     #[error("cannot write the message")]
     Message(#[source] strand_sync::Invalid),

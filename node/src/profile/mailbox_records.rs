@@ -1,9 +1,7 @@
 //! Taking a mailbox record a contact wrote (PROTOCOL.md §17.1): a
 //! contact's mailbox becomes a contact; at a mailbox, the owner's newest
 //! list of contacts is whom it carries for, so those it adds are added and
-//! those it leaves out deleted ([`crate::profile::removal`]); and a
-//! contact's mailbox that holds a key of someone the user adds makes way.
-//! Above both the pairing ([`crate::profile::pairing`]) and deletion,
+//! those it leaves out deleted ([`crate::profile::removal`]). Above both the pairing ([`crate::profile::pairing`]) and deletion,
 //! which it uses.
 
 use rand_core::{CryptoRng, RngCore};
@@ -41,64 +39,47 @@ impl Taken {
 }
 
 impl Profile {
-    /// [`Profile::add_contact`], and the mailboxes contacts named that it
-    /// deleted to make way for them. A mailbox is signed for by its
-    /// signing key alone, so a contact can name one holding a key of
-    /// someone not yet a contact (Carol's encryption key, known from a
-    /// group). Adding Carol was then refused as a key conflict with
-    /// "Mallory's mailbox", as if Carol might be impersonating it, and she
-    /// stayed out. The user's own choice wins: a mailbox a contact named
-    /// (its `mailbox-for/` row says whose) that has one of the new
-    /// contact's keys is deleted as the user would delete it, its owner
-    /// free to name another, and the contact added. Deleted rather than
-    /// refused with a better error: the user could only delete it by hand
-    /// and add again, and nothing of it is worth keeping (no one holds
-    /// both its keys). A conflict with anyone else (a person, the user's
-    /// own mailbox) is refused as ever, naming them.
-    pub(crate) fn add_contact_over_mailboxes(
+    /// [`Profile::add_contact`]: a key conflict with a mailbox a contact
+    /// named is said as such. A mailbox is signed for by its signing key
+    /// alone, so a contact can name one holding a key of someone not yet
+    /// a contact (Carol's encryption key, known from a group); and an
+    /// invite is signed by its own signing key alone, so a contact can
+    /// equally make one holding a real mailbox's key. Which of the two is
+    /// false cannot be told here, so nothing is deleted: the user is told
+    /// whose mailbox holds the key, not that the invite's person may be
+    /// impersonating a contact, and decides (deleting that mailbox and
+    /// adding again). A conflict with anyone else is refused as ever.
+    pub(crate) fn add_contact_told(
         &self,
         invite: &Invite,
         name: &str,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<(ContactRecord, Vec<Deleted>), ProfileError> {
+    ) -> Result<ContactRecord, ProfileError> {
         let refused = match self.add_contact_as(invite, name, Added::Person, now, rng) {
             Err(e @ ProfileError::KeyConflict(_)) => e,
-            other => return other.map(|r| (r, Vec::new())),
+            other => return other,
         };
         let book = self.book();
-        let mut in_the_way = Vec::new();
-        for r in book
+        let Some(r) = book
             .records
             .iter()
-            .filter(|r| same_keys(&r.public, &invite.public))
-        {
-            let named = self.mailbox_owner_of(&self.contact_id(&r.public.sign))?;
-            if named.is_none() {
-                return Err(ProfileError::KeyConflict(r.name.clone()));
-            }
-            in_the_way.push(r);
-        }
-        // Changed meanwhile.
-        if in_the_way.is_empty() {
+            .find(|r| same_keys(&r.public, &invite.public))
+        else {
             return Err(refused);
-        }
-        // What would refuse the contact once the key is free refuses it
-        // before anything is deleted: a name taken by someone who stays.
-        let name = name.trim();
-        if book
+        };
+        let Some(owner) = self.mailbox_owner_of(&self.contact_id(&r.public.sign))? else {
+            return Err(refused);
+        };
+        let owner = book
             .records
             .iter()
-            .any(|r| r.name == name && !in_the_way.contains(&r))
-        {
-            return Err(ProfileError::NameTaken(name.to_owned()));
-        }
-        let mut deleted = Vec::new();
-        for r in in_the_way {
-            deleted.push(self.delete_contact_keyed(&r.public, now, rng)?);
-        }
-        let record = self.add_contact_as(invite, name, Added::Person, now, rng)?;
-        Ok((record, deleted))
+            .find(|c| c.public.sign == owner)
+            .map_or_else(|| "a contact".to_owned(), |c| c.name.clone());
+        Err(ProfileError::KeyOfMailbox {
+            mailbox: r.name.clone(),
+            owner,
+        })
     }
 
     /// After the mailbox `gone` of the contact `owner` was deleted: the

@@ -130,9 +130,10 @@ pub struct StoredMessage {
     /// Its sync key (the author's timestamp, id).
     #[serde(with = "crate::profile::store::key_serde")]
     pub key: Key,
-    /// When it is shown: the author's time, or when it arrived if it
-    /// claimed to be no newer than what the user had read or written
-    /// (see [`Position`]).
+    /// When it is shown: the author's time (a contact's: or when it
+    /// arrived, if dated ahead of that), or when it arrived if it claimed
+    /// to be no newer than what the user had read or written (see
+    /// [`Position`]).
     pub shown: Time,
     /// When this device stored it; `None` for messages stored before
     /// arrival times were kept.
@@ -988,8 +989,8 @@ impl Profile {
 
     /// Adds the contact an invite names, under `name`. Adding the same
     /// person twice, or a second contact with the same name, is an error.
-    /// A mailbox a contact named that holds one of their keys is deleted
-    /// to make way ([`Profile::add_contact_over_mailboxes`]).
+    /// One whose key a mailbox a contact named holds is refused, naming
+    /// that mailbox ([`Profile::add_contact_told`]).
     pub fn add_contact(
         &self,
         invite: &Invite,
@@ -997,7 +998,7 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        Ok(self.add_contact_over_mailboxes(invite, name, now, rng)?.0)
+        self.add_contact_told(invite, name, now, rng)
     }
 
     /// [`Profile::add_contact`], for a mailbox too.

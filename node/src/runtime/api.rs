@@ -523,6 +523,7 @@ impl From<crate::ProfileError> for Failure {
             | E::DuplicateContact(_)
             | E::NameTaken(_)
             | E::KeyConflict(_)
+            | E::KeyOfMailbox { .. }
             | E::Timer(_)
             | E::Relay(_)
             | E::RelayAddress { .. }
@@ -673,7 +674,8 @@ pub struct TimerView {
 pub struct MessageView {
     /// The author's timestamp, ms since the Unix epoch.
     pub time: u64,
-    /// When it is shown (its place in the conversation): `time`, unless it
+    /// When it is shown (its place in the conversation): `time` (a
+    /// contact's: or when it arrived, if dated ahead of that), unless it
     /// claimed to be no newer than what the user had read or written, and
     /// then when it arrived.
     #[serde(default)]

@@ -1451,23 +1451,17 @@ impl Node {
     }
 
     /// Adds a contact from an invite code; links started from now on
-    /// recognise them. A mailbox a contact named that holds one of their
-    /// keys is deleted to make way
-    /// ([`crate::Profile::add_contact_over_mailboxes`]).
+    /// recognise them.
     pub async fn add_contact(&self, code: &str, name: &str) -> Result<ContactRecord, ProfileError> {
         let invite = Invite::from_text(code)?;
         let profile = self.shared.profile.clone();
         let name = name.to_owned();
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
-        let (record, deleted) = tokio::task::spawn_blocking(move || {
-            profile.add_contact_over_mailboxes(&invite, &name, now, &mut rng)
-        })
-        .await
-        .map_err(|_| ProfileError::Closed)??;
-        for d in &deleted {
-            self.contact_deleted(d).await;
-        }
+        let record =
+            tokio::task::spawn_blocking(move || profile.add_contact(&invite, &name, now, &mut rng))
+                .await
+                .map_err(|_| ProfileError::Closed)??;
         // Where their invite says they can be reached: dial them there;
         // and devices around that may be theirs.
         self.contact_added(&record).await;
