@@ -255,7 +255,8 @@ impl Model for ConversationModel {
         let key = *inner.keys.get(row)?;
         let clock = Clock::now();
         // Days and times are those a message is shown at (its author's
-        // time unless it claimed to be older than what was shown).
+        // time unless it claimed to be older than what was shown, or a
+        // contact dated it ahead of its arrival).
         let day = if row == 0 || !Clock::same_day(inner.keys[row - 1].shown, key.shown) {
             clock.day_heading(key.shown)
         } else {

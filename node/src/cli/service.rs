@@ -1427,8 +1427,6 @@ mod tests {
         assert_eq!(unit.passphrase, Some(Passphrase::Keyring));
     }
 
-    /// A wiped profile's folder is gone: the unit's spelling of it and
-    /// the wipe's still match through a link to the folder that held it.
     /// Regression: the unit gave the node a /tmp of its own
     /// (`PrivateTmp=yes`), so `strand export bob --to /tmp/b.strand`
     /// through the service wrote a bundle the user never saw, and counted
@@ -1453,6 +1451,8 @@ mod tests {
         }
     }
 
+    /// A wiped profile's folder is gone: the unit's spelling of it and
+    /// the wipe's still match through a link to the folder that held it.
     #[test]
     fn a_folder_that_is_gone_is_known_through_a_link_to_its_parent() {
         let tmp = tempfile::tempdir().unwrap();

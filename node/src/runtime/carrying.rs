@@ -408,8 +408,8 @@ pub(crate) async fn retry_waiting(shared: Arc<Shared>) {
 ///
 /// In memory only: a node's first pass reads every unread pool message
 /// anyway. A row of some 100 bytes per waiting pool message still stored
-/// (a pass forgets those it no longer finds), so the pool budgets bound
-/// it; who wrote a text is kept once per author.
+/// (a pass forgets those it no longer finds), at most [`MAX_WAITING`];
+/// who wrote a text is kept once per author.
 #[derive(Default)]
 pub(crate) struct Waiting {
     /// By pool and key.
@@ -438,10 +438,19 @@ enum Pending {
     Room { place: usize, kind: Kind, len: u32 },
 }
 
+/// Most pool messages [`Waiting`] remembers (some 30 MB): past it, one
+/// more is not remembered, which costs only opening it again at the next
+/// retry. Contacts filling their pools with waiting texts cannot make
+/// the node hold more.
+const MAX_WAITING: usize = 1 << 18;
+
 impl Waiting {
     /// Notes that the text out of pool message `key` in `pool` waits for
-    /// `wait`.
+    /// `wait` (unless [`MAX_WAITING`] are remembered already).
     fn insert(&mut self, pool: GroupId, key: Key, wait: Wait) {
+        if self.rows.len() >= MAX_WAITING && !self.rows.contains_key(&(pool, key)) {
+            return;
+        }
         let wait = match wait {
             Wait::Clock(at) => Pending::Clock(at),
             Wait::Room {
@@ -1177,6 +1186,27 @@ mod tests {
     /// clock reaches its time, one over a budget the ledger no longer
     /// counts is read again at once, and a pass that did not find a pool
     /// message forgets it, unless a newer pass started meanwhile.
+    /// However many pool messages wait, [`Waiting`] remembers at most
+    /// [`MAX_WAITING`]; one more is read again at the next retry. Those it
+    /// holds still wait.
+    #[test]
+    fn waiting_remembers_a_bounded_number() {
+        let (ledger, budgets) = (Ledger::default(), Budgets::default());
+        let pool = GroupId([1; 32]);
+        let key = |n: usize| Key {
+            time: n as u64,
+            id: strand_sync::MessageId([0; 32]),
+        };
+        let mut waiting = Waiting::default();
+        waiting.start_pass();
+        for n in 0..MAX_WAITING + 10 {
+            waiting.insert(pool, key(n), Wait::Clock(1_000));
+        }
+        assert_eq!(waiting.rows.len(), MAX_WAITING);
+        assert!(waiting.still_waits(&pool, &key(0), &ledger, &budgets, 0));
+        assert!(!waiting.still_waits(&pool, &key(MAX_WAITING), &ledger, &budgets, 0));
+    }
+
     #[test]
     fn a_waiting_pool_message_is_read_again_once_its_wait_may_be_over() {
         let (ledger, budgets) = (Ledger::default(), Budgets::default());
