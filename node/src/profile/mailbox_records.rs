@@ -39,8 +39,8 @@ impl Taken {
 }
 
 impl Profile {
-    /// [`Profile::add_contact`]: a key conflict with a mailbox a contact
-    /// named is said as such. A mailbox is signed for by its signing key
+    /// The error to give for `refused`, a key conflict [`Profile::add_contact`]
+    /// met: one with a mailbox a contact named is said as such. A mailbox is signed for by its signing key
     /// alone, so a contact can name one holding a key of someone not yet
     /// a contact (Carol's encryption key, known from a group); and an
     /// invite is signed by its own signing key alone, so a contact can
@@ -49,34 +49,28 @@ impl Profile {
     /// whose mailbox holds the key, not that the invite's person may be
     /// impersonating a contact, and decides (deleting that mailbox and
     /// adding again). A conflict with anyone else is refused as ever.
-    pub(crate) fn add_contact_told(
+    pub(crate) fn key_conflict_told(
         &self,
         invite: &Invite,
-        name: &str,
-        now: Time,
-        rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<ContactRecord, ProfileError> {
-        let refused = match self.add_contact_as(invite, name, Added::Person, now, rng) {
-            Err(e @ ProfileError::KeyConflict(_)) => e,
-            other => return other,
-        };
+        refused: ProfileError,
+    ) -> Result<ProfileError, ProfileError> {
         let book = self.book();
         let Some(r) = book
             .records
             .iter()
             .find(|r| same_keys(&r.public, &invite.public))
         else {
-            return Err(refused);
+            return Ok(refused);
         };
         let Some(owner) = self.mailbox_owner_of(&self.contact_id(&r.public.sign))? else {
-            return Err(refused);
+            return Ok(refused);
         };
         let owner = book
             .records
             .iter()
             .find(|c| c.public.sign == owner)
             .map_or_else(|| "a contact".to_owned(), |c| c.name.clone());
-        Err(ProfileError::KeyOfMailbox {
+        Ok(ProfileError::KeyOfMailbox {
             mailbox: r.name.clone(),
             owner,
         })

@@ -990,7 +990,7 @@ impl Profile {
     /// Adds the contact an invite names, under `name`. Adding the same
     /// person twice, or a second contact with the same name, is an error.
     /// One whose key a mailbox a contact named holds is refused, naming
-    /// that mailbox ([`Profile::add_contact_told`]).
+    /// that mailbox ([`Profile::key_conflict_told`]).
     pub fn add_contact(
         &self,
         invite: &Invite,
@@ -998,7 +998,10 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<ContactRecord, ProfileError> {
-        self.add_contact_told(invite, name, now, rng)
+        match self.add_contact_as(invite, name, Added::Person, now, rng) {
+            Err(e @ ProfileError::KeyConflict(_)) => Err(self.key_conflict_told(invite, e)?),
+            other => other,
+        }
     }
 
     /// [`Profile::add_contact`], for a mailbox too.
