@@ -273,6 +273,11 @@ struct Inner {
     /// published last asked ([`Profile::alike_names`]): worked out once
     /// per change of the groups, not per text.
     pub(crate) alike: std::sync::Mutex<Option<AlikeNames>>,
+    /// Passphrase changes one at a time, from checking the current
+    /// passphrase against the header to rewriting it: two at once would
+    /// both check the old one and both be told done, leaving whichever
+    /// wrote last (or one copy of each).
+    passphrase: std::sync::Mutex<()>,
     writer: Writer,
 }
 
@@ -465,6 +470,7 @@ impl Profile {
                 own_changes: std::sync::Mutex::new(()),
                 lists: std::sync::Mutex::new(()),
                 alike: std::sync::Mutex::new(None),
+                passphrase: std::sync::Mutex::new(()),
                 writer: Writer::default(),
             }),
         };
@@ -736,7 +742,9 @@ impl Profile {
     /// force, and changing it again overwrites the old copy; if it fails
     /// syncing that copy, [`ProfileError::HeaderUncertain`]. The
     /// key derivation keeps its parameters, or gets stronger ones if they
-    /// are under today's floor.
+    /// are under today's floor. Changes run one at a time: of two at once
+    /// from the same passphrase, the second is told
+    /// [`ProfileError::WrongPassphrase`].
     pub fn change_passphrase(
         &self,
         current: &str,
@@ -746,6 +754,7 @@ impl Profile {
         if new.is_empty() {
             return Err(ProfileError::EmptyPassphrase);
         }
+        let _one_at_a_time = self.inner.passphrase.lock().expect("passphrase lock");
         let path = self.dir().join(DB_FILE);
         let (header, root) = unseal_header(&path, current)?;
         if root[..] != self.root()[..] {

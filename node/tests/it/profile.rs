@@ -613,3 +613,58 @@ fn a_new_passphrase_replaces_the_old_in_both_copies_of_the_header() {
         assert_eq!(p.identity().public(), me);
     }
 }
+
+/// Two changes of the passphrase at once, both from the current one (two
+/// windows, or the app and `strand passphrase`): one is made, the other is
+/// told the passphrase is wrong, and the file opens with the one made, in
+/// both copies of its header. Before, both checked the old header and both
+/// were told done: the file held whichever wrote last (or one copy of
+/// each), and the user could not know which.
+#[test]
+fn two_passphrase_changes_at_once_make_one() {
+    for round in 0..4 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let p = new_profile(&dir);
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let changes: Vec<_> = ["first new pass phrase", "second new pass phrase"]
+            .into_iter()
+            .map(|new| {
+                let (p, start) = (p.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (new, p.change_passphrase("pass phrase", new, &mut os_rng()))
+                })
+            })
+            .collect();
+        let results: Vec<_> = changes.into_iter().map(|t| t.join().unwrap()).collect();
+        let made: Vec<&str> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(new, _)| *new)
+            .collect();
+        assert_eq!(made.len(), 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .any(|(_, r)| *r == Err(ProfileError::WrongPassphrase)),
+            "round {round}: {results:?}"
+        );
+        drop(p);
+        let other = results.iter().find(|(_, r)| r.is_err()).unwrap().0;
+        for (i, at) in [0, 2048].into_iter().enumerate() {
+            let copy = tmp.path().join(format!("copy{i}"));
+            copy_with_zeros(&dir, &copy, at + 8, 2048 - 8);
+            for refused in ["pass phrase", other] {
+                assert!(
+                    matches!(
+                        Profile::open(&copy, refused),
+                        Err(ProfileError::WrongPassphrase)
+                    ),
+                    "round {round}, header copy {i}: {refused:?} opens it"
+                );
+            }
+            Profile::open(&copy, made[0]).unwrap();
+        }
+    }
+}
