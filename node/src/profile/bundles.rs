@@ -218,6 +218,13 @@ struct Pass {
     /// The logs whose messages this pass checked (the contact's, and the
     /// group epochs known by then): a later pass skips them.
     known: std::collections::HashSet<GroupId>,
+    /// Messages declined for what the groups were as this pass read them
+    /// (content in an older epoch from someone not in the newest): a
+    /// later pass, once the groups have followed more of the bundle's
+    /// changes, checks them again (they are among `refused`).
+    later: std::collections::HashSet<strand_sync::MessageId>,
+    /// How many of `refused` those are (a bundle may hold one twice).
+    refused_later: usize,
     /// Why the pass stopped early, if it did.
     error: Option<ProfileError>,
 }
@@ -513,8 +520,9 @@ impl Profile {
     /// One pass over a bundle that opened: checks its messages as a link
     /// would (budgets included) and stores them, listing at most
     /// `at_most` new ones each, and takes the mailbox records it stores.
-    /// The messages of logs an earlier pass checked (`done`) are skipped:
-    /// what they came to stays as that pass left it.
+    /// The messages of logs an earlier pass checked (`done`) are skipped,
+    /// but for those that pass declined for what the groups were then
+    /// (`again`): what the others came to stays as that pass left it.
     #[allow(clippy::too_many_arguments)]
     fn import_pass(
         &self,
@@ -522,6 +530,7 @@ impl Profile {
         path: &Path,
         contact: &Contact,
         done: &std::collections::HashSet<GroupId>,
+        again: &std::collections::HashSet<strand_sync::MessageId>,
         ledger: &Ledger,
         budgets: &Budgets,
         at_most: usize,
@@ -534,6 +543,9 @@ impl Profile {
             ..Pass::default()
         };
         let direct = contact.direct_group().id;
+        // The groups as this pass reads them: what they follow of the
+        // bundle's changes is followed after it.
+        let chains = self.chains();
         let result = read_frames(file, path, contact, read, |_, messages| {
             let mut by_group: Vec<(GroupId, Vec<Message>)> = Vec::new();
             for (group, msg) in messages {
@@ -542,11 +554,27 @@ impl Profile {
                     _ => by_group.push((group, vec![msg])),
                 }
             }
-            for (group, list) in by_group {
+            for (group, mut list) in by_group {
                 // Checked on an earlier pass: signatures are not checked
-                // again, once for every epoch a bundle's chain adds.
+                // again, once for every epoch a bundle's chain adds; only
+                // what the groups as they were then declined is.
                 if done.contains(&group) {
-                    continue;
+                    list.retain(|m| again.contains(&m.id()));
+                    // Those the groups still decline are not checked
+                    // again: each is checked at most twice.
+                    let chain = chains.iter().find(|c| c.epoch(&group).is_some());
+                    list.retain(|m| {
+                        let now = chain.is_none_or(|c| c.accepts(&group, &m.author(), m.kind()));
+                        if !now {
+                            pass.refused += 1;
+                            pass.refused_later += 1;
+                            pass.later.insert(m.id());
+                        }
+                        now
+                    });
+                    if list.is_empty() {
+                        continue;
+                    }
                 }
                 let Some(g) = contact.groups.iter().find(|g| g.id == group) else {
                     pass.refused += list.len();
@@ -598,6 +626,12 @@ impl Profile {
                         Verdict::Held | Verdict::Stored { new: false } => pass.held += 1,
                         Verdict::Invalid(strand_sync::Invalid::OverBudget) => {
                             pass.over_budget += 1;
+                            continue;
+                        }
+                        Verdict::Invalid(strand_sync::Invalid::FormerMember) => {
+                            pass.refused += 1;
+                            pass.refused_later += 1;
+                            pass.later.insert(item.message().id());
                             continue;
                         }
                         _ => {
@@ -713,8 +747,10 @@ impl Profile {
             contact: name,
             ..Imported::default()
         };
-        // The logs checked so far, and what their messages came to.
+        // The logs checked so far, and what their messages came to; of
+        // those, the ones the groups as they were declined.
         let mut done = std::collections::HashSet::new();
+        let mut again = std::collections::HashSet::new();
         let mut refused_known = 0;
         // Whether the last pass opened an epoch whose messages wait.
         let mut more = false;
@@ -729,6 +765,7 @@ impl Profile {
                 path,
                 contact,
                 &done,
+                &again,
                 ledger,
                 budgets,
                 ANNOUNCED_AT_MOST,
@@ -740,12 +777,15 @@ impl Profile {
             imported.new_texts += pass.new_texts;
             imported.new_files += pass.new_files;
             // Each log's messages are counted on the pass that checked
-            // them; those of logs still unknown, on the last pass.
+            // them; those of logs still unknown, and those the groups
+            // declined as they were, on the last pass.
             imported.held += pass.held;
-            refused_known += pass.refused - pass.unknown;
-            imported.refused = refused_known + pass.unknown;
+            let later = pass.refused_later;
+            refused_known += pass.refused - pass.unknown - later;
+            imported.refused = refused_known + pass.unknown + later;
             imported.over_budget += pass.over_budget;
             done.extend(pass.known.iter().copied());
+            again = pass.later;
             imported.stored.extend(pass.stored);
             imported.mailbox.join(pass.mailbox);
             let mut epochs = false;
@@ -782,7 +822,7 @@ impl Profile {
                 imported.incomplete = Some(crate::profile::chain(&e));
                 break;
             }
-            more = pass.unknown > 0 && epochs;
+            more = (pass.unknown > 0 || !again.is_empty()) && epochs;
             if !more {
                 break;
             }
@@ -806,6 +846,68 @@ mod tests {
     thread_local! {
         /// How many messages imports checked on this thread.
         pub(super) static CHECKED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Regression (stop 67's review): a pass skipped every log an
+    /// earlier pass checked, so a text the groups declined as they were
+    /// then (Xan's, in the group's first epoch, read while Ben's newest
+    /// epoch left Xan out) was not taken once a later pass had followed
+    /// the change that adds Xan back: importing again was needed. Now it
+    /// is checked again once the groups take it, and counted once.
+    #[test]
+    fn a_text_the_groups_declined_then_is_taken_once_they_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let kdf = crate::KdfParams::insecure_for_tests();
+        let [ann, ben, xan] = ["ann", "ben", "xan"]
+            .map(|n| Profile::create(&tmp.path().join(n), n, "pass", kdf, rng).unwrap());
+        let now = crate::profile::now();
+        for (other, name) in [(&ben, "ben"), (&xan, "xan")] {
+            ann.add_contact(&other.invite().unwrap(), name, now, rng)
+                .unwrap();
+            other
+                .add_contact(&ann.invite().unwrap(), "ann", now, rng)
+                .unwrap();
+        }
+        let budgets = Budgets::default();
+        let bundle = |from: &Profile, to: &str, name: &str| {
+            let path = tmp.path().join(name);
+            from.export_bundle(to, &path, now, &mut crate::profile::os_rng())
+                .unwrap();
+            path
+        };
+        ann.create_group("desk", &["ben".into(), "xan".into()], now, rng)
+            .unwrap();
+        // Xan joins and writes into the first epoch; the text waits.
+        xan.import_bundle(&bundle(&ann, "xan", "a-x1"), &budgets, now, rng)
+            .unwrap();
+        xan.write_group("desk", "from the first epoch", now, rng)
+            .unwrap();
+        let xans = bundle(&xan, "ann", "x-a1");
+        // Ann removes Xan, and Ben follows.
+        ann.change_group("desk", &crate::GroupAction::Remove("xan".into()), now, rng)
+            .unwrap();
+        ben.import_bundle(&bundle(&ann, "ben", "a-b1"), &budgets, now, rng)
+            .unwrap();
+        // Ann adds Xan back, then takes Xan's text.
+        ann.change_group("desk", &crate::GroupAction::Add("xan".into()), now, rng)
+            .unwrap();
+        ann.import_bundle(&xans, &budgets, now, rng).unwrap();
+        let shown = |p: &Profile| {
+            p.group_conversation("desk")
+                .unwrap()
+                .iter()
+                .any(|m| m.message.text == "from the first epoch")
+        };
+        assert!(shown(&ann));
+        // Ben's first pass reads the first epoch while his newest leaves
+        // Xan out, and declines the text; the next follows Xan's add.
+        let imported = ben
+            .import_bundle(&bundle(&ann, "ben", "a-b2"), &budgets, now, rng)
+            .unwrap();
+        assert_eq!(imported.incomplete, None, "{imported:?}");
+        assert!(shown(&ben), "{imported:?}");
+        assert_eq!((imported.refused, imported.new_texts), (0, 1), "{imported:?}");
     }
 
     /// Regression: every pass over a bundle checked all its messages
@@ -928,6 +1030,7 @@ mod tests {
                 &mut std::fs::File::open(path).unwrap(),
                 path,
                 &ann_of_bob,
+                &Default::default(),
                 &Default::default(),
                 &Ledger::default(),
                 &Budgets::default(),
