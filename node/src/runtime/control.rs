@@ -261,9 +261,8 @@ async fn handle(
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd).take(MAX_REQUEST as u64);
-    let mut line = String::new();
-    tokio::time::timeout(REQUEST_WITHIN, rd.read_line(&mut line))
+    let mut rd = BufReader::new(rd);
+    let line = tokio::time::timeout(REQUEST_WITHIN, request_line(&mut rd))
         .await
         .map_err(|_| {
             std::io::Error::new(
@@ -271,9 +270,10 @@ async fn handle(
                 "no request line in time: hung up",
             )
         })??;
-    let answer = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Answer::Error(Failure::bad_input(format!("bad request: {e}"))),
-        Ok(Request::Follow) => {
+    let answer = match line.map(|l| serde_json::from_str::<Request>(&l)) {
+        Err(why) => Answer::Error(Failure::bad_input(format!("bad request: {why}"))),
+        Ok(Err(e)) => Answer::Error(Failure::bad_input(format!("bad request: {e}"))),
+        Ok(Ok(Request::Follow)) => {
             let mut events = node.subscribe();
             send(&mut wr, &Answer::Ok(Reply::Following)).await?;
             loop {
@@ -297,14 +297,47 @@ async fn handle(
                     })??;
             }
         }
-        Ok(Request::Shutdown) => {
+        Ok(Ok(Request::Shutdown)) => {
             send(&mut wr, &Answer::Ok(Reply::Done)).await?;
             stop.cancel();
             return Ok(());
         }
-        Ok(request) => node.handle(request).await.into(),
+        Ok(Ok(request)) => node.handle(request).await.into(),
     };
     send(&mut wr, &answer).await
+}
+
+/// A client's request line, or why it is none: not UTF-8, or longer than
+/// [`MAX_REQUEST`] (read to its end and dropped, so the client is not cut
+/// off while it still writes, and reads the answer).
+async fn request_line(
+    rd: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> std::io::Result<Result<String, &'static str>> {
+    let mut line = Vec::new();
+    (&mut *rd)
+        .take(MAX_REQUEST as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if line.len() == MAX_REQUEST && line.last() != Some(&b'\n') {
+        loop {
+            let buf = rd.fill_buf().await?;
+            if buf.is_empty() {
+                break;
+            }
+            match buf.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    rd.consume(end + 1);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    rd.consume(n);
+                }
+            }
+        }
+        return Ok(Err("longer than a request can be (8 MiB)"));
+    }
+    Ok(String::from_utf8(line).map_err(|_| "not UTF-8"))
 }
 
 /// How long a node is given to answer whether it runs (`Status`) or to

@@ -1120,6 +1120,43 @@ fn a_control_client_of_another_user_is_refused() {
     assert!(a.ok(&["contacts"]).contains("bob"));
 }
 
+/// A request line that is not UTF-8, or longer than a request can be,
+/// is answered with why, and the node goes on. Before, the first got no
+/// answer (the connection was dropped), and the second was answered
+/// after its first 8 MiB and cut off while the client still wrote
+/// (a broken pipe, the answer never read).
+#[test]
+fn a_request_line_that_cannot_be_one_is_answered_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = pair(tmp.path());
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    let ask = |line: &[u8]| {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let written = std::io::Write::write_all(&mut stream, line);
+        let mut answer = String::new();
+        let read = BufReader::new(stream).read_line(&mut answer);
+        (written.map_err(|e| e.to_string()), read.map_err(|e| e.to_string()), answer)
+    };
+    let (written, read, answer) = ask(b"\"Sta\xfftus\"\n");
+    assert!(written.is_ok() && read.is_ok(), "{written:?} {read:?}");
+    assert!(answer.contains("bad request: not UTF-8"), "{answer:?}");
+    let mut long = vec![b'a'; 9 << 20];
+    long.push(b'\n');
+    let (written, read, answer) = ask(&long);
+    assert!(written.is_ok() && read.is_ok(), "{written:?} {read:?}");
+    assert!(answer.contains("longer than a request can be"), "{answer:?}");
+    // Still served.
+    assert!(a.ok(&["contacts"]).contains("bob"));
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.
