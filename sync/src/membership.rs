@@ -1263,6 +1263,20 @@ enum KeyMessage {
     },
 }
 
+/// What an epoch's key messages said, each read once
+/// ([`Chain::update`]).
+#[derive(Debug, Clone, Default)]
+struct KeysRead {
+    /// Every key message read, valid or not: none is checked again.
+    seen: BTreeSet<Key>,
+    /// (who asks, for which next epoch).
+    requests: BTreeSet<(AuthorId, GroupId)>,
+    /// (to whom, for which next epoch, from whom).
+    shares: BTreeSet<(AuthorId, GroupId, AuthorId)>,
+    /// Answers to this device: (next epoch, ephemeral key, box).
+    mine: Vec<(GroupId, [u8; 32], [u8; BOX_LEN])>,
+}
+
 /// What a member should write for others' keys ([`Chain::key_work`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyWork {
@@ -1329,6 +1343,9 @@ pub struct Chain {
     /// Key answers seen per epoch: (to whom, for which next epoch, from
     /// whom).
     shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId, AuthorId)>>,
+    /// What each epoch's key messages said, each read once (shared
+    /// between copies of the chain until one changes it).
+    keys_read: BTreeMap<GroupId, std::sync::Arc<KeysRead>>,
     /// Derived by [`Chain::resolve`].
     path: Vec<GroupId>,
     end: End,
@@ -1359,6 +1376,7 @@ impl Chain {
             leaving: BTreeMap::new(),
             requests: BTreeMap::new(),
             shares: BTreeMap::new(),
+            keys_read: BTreeMap::new(),
             path: vec![id],
             end: End::Member,
             winners: BTreeMap::new(),
@@ -1528,9 +1546,8 @@ impl Chain {
                 keys.push(*k);
                 ControlFlow::Continue(())
             })?;
-            let mut requests = BTreeSet::new();
-            let mut shares = BTreeSet::new();
-            let mut mine_shares = Vec::new();
+            let mut read = self.keys_read.remove(&id).unwrap_or_default();
+            let read_now = std::sync::Arc::make_mut(&mut read);
             // Each author's MEMBERSHIP message with the smallest id is the
             // only one that counts in an epoch (valid or not): a member
             // cannot flood an epoch with changes, and every device that
@@ -1543,10 +1560,21 @@ impl Chain {
                 if kind != Some(Kind::MEMBERSHIP) && kind != Some(Kind::KEY) {
                     continue;
                 }
+                // A key message is read once: checked again at every
+                // change, a member's thousands of them (each a signature
+                // and a box, within their budget) made every change of
+                // the group cost as many checks.
+                let key_message = kind == Some(Kind::KEY);
+                if key_message && read_now.seen.contains(&k) {
+                    continue;
+                }
                 let Some(bytes) = store.get(&id, &k)? else {
                     continue;
                 };
                 let Ok(msg) = Message::decode(bytes) else {
+                    if key_message {
+                        read_now.seen.insert(k);
+                    }
                     continue;
                 };
                 if msg.kind() == Kind::MEMBERSHIP {
@@ -1560,7 +1588,7 @@ impl Chain {
                 }
                 match epoch.read_key(&msg, now) {
                     Ok(KeyMessage::Request { next }) => {
-                        requests.insert((msg.author(), next));
+                        read_now.requests.insert((msg.author(), next));
                     }
                     Ok(KeyMessage::Share {
                         next,
@@ -1568,13 +1596,16 @@ impl Chain {
                         eph,
                         sealed,
                     }) => {
-                        shares.insert((to, next, msg.author()));
+                        read_now.shares.insert((to, next, msg.author()));
                         if to == mine {
-                            mine_shares.push((next, eph, sealed));
+                            read_now.mine.push((next, eph, sealed));
                         }
                     }
+                    // Not yet: read again once its time has come.
+                    Err(GroupError::Invalid(Invalid::FromTheFuture { .. })) => continue,
                     Err(_) => {}
                 }
+                read_now.seen.insert(k);
             }
             let mut found: Vec<Transition> = Vec::new();
             let mut leaving = BTreeSet::new();
@@ -1592,7 +1623,7 @@ impl Chain {
                 if !matches!(t.next, Next::Pending) {
                     continue;
                 }
-                for (next, eph, sealed) in &mine_shares {
+                for (next, eph, sealed) in &read_now.mine {
                     if *next != t.next_id {
                         continue;
                     }
@@ -1621,6 +1652,9 @@ impl Chain {
                 match (&t.next, self.epochs.get(&t.next_id)) {
                     (_, Some(held)) if t.makes(&epoch, held) => {}
                     (Next::Opened(next), _) => {
+                        // What was read under a made-up epoch of this id
+                        // is read again under the real one.
+                        self.keys_read.remove(&next.id());
                         self.epochs.insert(next.id(), (**next).clone());
                         opened.push(next.id());
                         todo.push(next.id());
@@ -1633,8 +1667,9 @@ impl Chain {
             }
             self.changes.insert(id, found);
             self.leaving.insert(id, leaving);
-            self.requests.insert(id, requests);
-            self.shares.insert(id, shares);
+            self.requests.insert(id, read_now.requests.clone());
+            self.shares.insert(id, read_now.shares.clone());
+            self.keys_read.insert(id, read);
         }
         self.resolve();
         Ok(opened)
@@ -1661,6 +1696,7 @@ impl Chain {
         self.leaving.remove(id);
         self.requests.remove(id);
         self.shares.remove(id);
+        self.keys_read.remove(id);
     }
 
     /// Works out who is revoked, every epoch's winning change, the path

@@ -47,6 +47,14 @@ pub const DEFAULT_PER_MEMBER: u64 = 320 << 20;
 pub const DEFAULT_PER_GROUP: u64 = 2 << 30;
 /// Bytes of messages of unknown kinds a contact may store here: 1 MiB.
 pub const DEFAULT_UNKNOWN_KINDS: u64 = 1 << 20;
+/// Bytes of key messages (asking for a group's new key, and answering)
+/// one member may store here in one group: some 4,800, many more than a
+/// member asks and answers (one request per change whose box failed, one
+/// answer per member who asked, and only while fewer than two others
+/// have answered). Each is read once when the group is followed, and
+/// what it said is kept in memory (`strand_sync::Chain`): without a
+/// bound of their own, a member's budget held over a million.
+pub const MAX_KEY_BYTES: u64 = 1 << 20;
 /// Welcomes a contact may store here: many more groups than anyone joins,
 /// few enough that a contact cannot fill the disk with made-up ones.
 pub const MAX_WELCOMES_PER_CONTACT: u64 = 4096;
@@ -159,25 +167,32 @@ impl Profile {
 /// it is in.
 pub(crate) const HOLLOW_ROW: u64 = 96;
 
-/// Bytes stored: all of them, and those of unknown kinds.
+/// Bytes stored: all of them, those of unknown kinds, and key messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Used {
     all: u64,
     unknown: u64,
+    keys: u64,
 }
 
 impl Used {
-    fn add(&mut self, n: u64, unknown: bool) {
+    fn add(&mut self, n: u64, kind: Kind) {
         self.all += n;
-        if unknown {
+        if !known(kind) {
             self.unknown += n;
+        }
+        if kind == Kind::KEY {
+            self.keys += n;
         }
     }
 
-    fn sub(&mut self, n: u64, unknown: bool) {
+    fn sub(&mut self, n: u64, kind: Kind) {
         self.all = self.all.saturating_sub(n);
-        if unknown {
+        if !known(kind) {
             self.unknown = self.unknown.saturating_sub(n);
+        }
+        if kind == Kind::KEY {
+            self.keys = self.keys.saturating_sub(n);
         }
     }
 }
@@ -217,9 +232,8 @@ impl Scope {
             }
         }
         if !exempt {
-            let unknown = !known(kind);
-            self.total.add(n, unknown);
-            self.by_author.entry(author).or_default().add(n, unknown);
+            self.total.add(n, kind);
+            self.by_author.entry(author).or_default().add(n, kind);
         }
     }
 
@@ -250,6 +264,8 @@ impl Scope {
             Some(Over::Contact)
         } else if unknown && mine.unknown + n > budgets.unknown_kinds {
             Some(Over::UnknownKinds)
+        } else if kind == Kind::KEY && mine.keys + n > MAX_KEY_BYTES {
+            Some(Over::KeyMessages)
         } else {
             None
         }
@@ -269,10 +285,9 @@ impl Scope {
         } else if self.exempt(kind, n) {
             return;
         }
-        let unknown = !known(kind);
-        self.total.sub(n, unknown);
+        self.total.sub(n, kind);
         if let Some(a) = self.by_author.get_mut(&author) {
-            a.sub(n, unknown);
+            a.sub(n, kind);
         }
     }
 }
@@ -317,6 +332,8 @@ pub enum Over {
     UnknownKinds,
     /// Welcomes ([`MAX_WELCOMES_PER_CONTACT`]).
     Welcomes,
+    /// Key messages, in a private group ([`MAX_KEY_BYTES`]).
+    KeyMessages,
     /// Written into an old epoch by someone no longer in the group (a
     /// text, file, name or timer), or a change by someone no longer an
     /// admin past those they may make ([`strand_sync::Chain::takes_change`]).
@@ -661,6 +678,31 @@ impl Ledger {
 mod tests {
     use super::*;
     use strand_sync::Message;
+
+    /// Regression (stop 68's audit of what contacts can cost): a member
+    /// could fill their whole budget in a group (320 MiB) with key
+    /// messages, some 1.5 million, each read when the group is followed
+    /// and what it said kept in memory. Key messages now have a budget of
+    /// their own, past which the member's texts still fit.
+    #[test]
+    fn a_members_key_messages_have_a_budget_of_their_own() {
+        let (budgets, bob, n) = (Budgets::default(), [7; 32], 215);
+        let mut scope = Scope::default();
+        let mut taken = 0;
+        while scope.over(&budgets, true, &bob, Kind::KEY, n).is_none() && taken <= 2_000_000 {
+            scope.take(bob, Kind::KEY, n);
+            taken += 1;
+        }
+        assert_eq!(taken, MAX_KEY_BYTES / n);
+        assert_eq!(
+            scope.over(&budgets, true, &bob, Kind::KEY, n),
+            Some(Over::KeyMessages)
+        );
+        assert_eq!(scope.over(&budgets, true, &bob, Kind::TEXT, n), None);
+        // Given back (an older key message deleted), there is room again.
+        scope.give_back(bob, Kind::KEY, n);
+        assert_eq!(scope.over(&budgets, true, &bob, Kind::KEY, n), None);
+    }
 
     /// A member can send a group a file of the largest size: its parts,
     /// each with a message's own bytes, and its description fit the

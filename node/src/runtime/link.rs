@@ -433,6 +433,7 @@ impl Pump {
                 Over::Group => (budgets.per_group, "--budget-per-group"),
                 Over::UnknownKinds => (budgets.unknown_kinds, ""),
                 Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
+                Over::KeyMessages => (crate::profile::budget::MAX_KEY_BYTES, ""),
                 Over::FormerMember => {
                     tracing::warn!(
                         "declined messages from someone no longer in a group (or no longer an admin of it), written into an epoch they still hold"

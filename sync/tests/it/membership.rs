@@ -486,6 +486,52 @@ fn following_changes_fetches_only_the_changes() {
     assert_eq!(*store.fetched.borrow(), [Kind::MEMBERSHIP]);
 }
 
+/// Regression (stop 68's audit of what contacts can cost): following a
+/// group read every key message of every epoch again at each change, a
+/// signature check and a box each, so a member who stored thousands of
+/// them (within their budget) made every change of the group cost as many
+/// checks, for every member. Each is now read once, and a copy of the
+/// chain reads none again.
+#[test]
+fn key_messages_are_read_once() {
+    let mut w = World::new(&["alice", "bob"]);
+    w.befriend(A, B);
+    let root = w.create(A, "newsroom", &[B]);
+    let first = w.head(A, root).unwrap();
+    let ask = |w: &mut World, i: u8| {
+        let msg = first
+            .key_request(
+                &w.devices[B].peer.identity,
+                &GroupId([i; 32]),
+                w.now() - 50,
+                &mut rng(u64::from(i)),
+            )
+            .unwrap();
+        w.devices[A].peer.store.insert(&first.id(), &msg).unwrap();
+    };
+    for i in 0..100 {
+        ask(&mut w, i);
+    }
+    let mut chain = Chain::new(first.clone());
+    let mut update = |w: &World, chain: &mut Chain| {
+        let store = Counting {
+            inner: &w.devices[A].peer.store,
+            fetched: Default::default(),
+        };
+        chain
+            .update(&w.devices[A].peer.identity, &store, w.now())
+            .unwrap();
+        store.fetched.into_inner().len()
+    };
+    assert_eq!(update(&w, &mut chain), 100);
+    assert_eq!(update(&w, &mut chain), 0, "read again");
+    ask(&mut w, 100);
+    assert_eq!(update(&w, &mut chain), 1, "only the new one is read");
+    // A copy of the chain shares what was read, and reads nothing again.
+    let mut copy = chain.clone();
+    assert_eq!(update(&w, &mut copy), 0);
+}
+
 /// An epoch numbered u32::MAX (anyone can make one up for a group of
 /// their own: the creator's signature covers the root, not the number)
 /// has no next. A change there is refused, and one read there, numbered
