@@ -1685,6 +1685,92 @@ mod tests {
         root
     }
 
+    /// A welcome from `from` into an epoch of a group of theirs numbered
+    /// `number`, listing them, the user of `p` and `also`, stored in `p`:
+    /// a creator can number an epoch of their own group as they like (its
+    /// signature covers the group's root, not the number).
+    fn stored_welcome_numbered(
+        p: &Profile,
+        from: &strand_sync::Identity,
+        number: u32,
+        also: &strand_sync::PublicIdentity,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (GroupId, Key) {
+        let me = p.identity().public();
+        let name = format!("g{number}");
+        let real = Epoch::create(from, &name, &[(me, "Alice".to_owned())], rng).unwrap();
+        let encoded = real.encode();
+        // Version, nonce, proof, the name (a length and its bytes), creator.
+        let head = 1 + 32 + 64 + 1 + name.len() + 32;
+        let mut bytes = encoded[..head].to_vec();
+        bytes.extend_from_slice(&number.to_be_bytes());
+        // A parent and its change, and a key, made up.
+        let mut made_up = [0u8; 96];
+        rng.fill_bytes(&mut made_up);
+        bytes.extend_from_slice(&made_up);
+        let mut list = [
+            (from.public(), true, "bob"),
+            (me, false, "alice"),
+            (*also, false, "carol"),
+        ];
+        list.sort_by_key(|(p, ..)| p.sign);
+        bytes.extend_from_slice(&3u16.to_be_bytes());
+        for (p, admin, n) in list {
+            bytes.extend_from_slice(&p.sign);
+            bytes.extend_from_slice(&p.dh);
+            bytes.push(u8::from(admin));
+            bytes.push(n.len() as u8);
+            bytes.extend_from_slice(n.as_bytes());
+        }
+        let epoch = Epoch::decode(&bytes).unwrap();
+        assert_eq!(epoch.number, number);
+        let pair = from.contact(&me).unwrap().direct_group().clone();
+        let msg = epoch.welcome(from, &pair, now, rng).unwrap();
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
+        store.commit().unwrap();
+        (pair.id, msg.key())
+    }
+
+    /// Regression (stop 68's audit of what contacts can cost): a contact
+    /// syncs every group epoch both are in, highest number first, up to
+    /// the session's limit. Bob welcomed Alice into 300 groups of his own
+    /// listing Carol, their epochs numbered near the largest number, and
+    /// Alice's sessions with Carol left out the group the two are really
+    /// in: it no longer synced between them. Groups now take turns by who
+    /// welcomed Alice into them.
+    #[test]
+    fn a_contacts_groups_are_not_crowded_out_by_anothers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", 0, rng).unwrap();
+        let now = crate::profile::now();
+        let root = joined(&p, &carol, "desk", now, rng);
+        let welcomes: Vec<(GroupId, Key)> = (0..300)
+            .map(|i| stored_welcome_numbered(&p, &bob, u32::MAX - i, &carol.public(), now, rng))
+            .collect();
+        p.apply_group_messages(&welcomes, now, rng).unwrap();
+        assert_eq!(p.chains().len(), 301, "all joined");
+        let real = p
+            .chains()
+            .iter()
+            .find(|c| c.root() == root)
+            .unwrap()
+            .last()
+            .id();
+        let book = p.book();
+        let (_, with_carol) = book.sync_contact(&carol.public()).unwrap();
+        let at = with_carol.groups.iter().position(|g| g.id == real);
+        assert!(
+            at.is_some_and(|at| at < strand_sync::limits::MAX_GROUPS_PER_SESSION),
+            "the group Alice and Carol are in is at {at:?} of {}",
+            with_carol.groups.len()
+        );
+    }
+
     /// The id `p`'s group list shows for the group `root`.
     fn listed_id(p: &Profile, root: &GroupId) -> String {
         let key = group_key(root);

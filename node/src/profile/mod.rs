@@ -196,16 +196,15 @@ impl Book {
             .into_iter()
             .filter_map(|r| identity.contact(&r.public).ok().map(|c| (r, c)))
             .unzip();
-        // Each contact also syncs every group epoch both are members of
-        // (newest first, so a contact in many groups keeps its current
-        // ones within the session's limit).
+        // Each contact also syncs every group epoch both are members of,
+        // within the session's limit: each group's newest first, then
+        // each one's next, and so on. Groups take turns by who welcomed
+        // this device into them (this user, for groups made here), so a
+        // contact who welcomes it into hundreds of groups of their own,
+        // numbering their epochs as they like, does not crowd out another
+        // contact's groups (before, the highest numbers came first).
         let me = identity.public().sign;
-        let mut epochs: Vec<&strand_sync::Epoch> = chains
-            .iter()
-            .flat_map(|c| c.epochs())
-            .filter(|e| e.member(&me).is_some())
-            .collect();
-        epochs.sort_by_key(|e| std::cmp::Reverse(e.number));
+        let epochs = sync_order(chains, &me);
         for contact in &mut sync {
             // The carrying pool (PROTOCOL.md §17) right after the 1:1
             // conversation, so a contact in many groups still has it.
@@ -243,6 +242,30 @@ impl Book {
             .zip(&self.sync)
             .find(|(_, c)| c.direct_group().id == *group)
     }
+}
+
+/// The group epochs this user is a member of, in the order contacts sync
+/// them ([`Book::new`]): by depth (each group's newest epoch, then the one
+/// before, ...), then by turn among the groups one welcomer brought in
+/// (its most advanced first), then by welcomer.
+fn sync_order<'c>(chains: &'c [Chain], me: &AuthorId) -> Vec<&'c strand_sync::Epoch> {
+    let mut chains: Vec<&Chain> = chains.iter().collect();
+    chains.sort_by_key(|c| std::cmp::Reverse(c.last().number));
+    let mut turns: std::collections::HashMap<AuthorId, usize> = std::collections::HashMap::new();
+    let mut keyed = Vec::new();
+    for chain in chains {
+        let by = chain.entries().first().map_or(*me, |e| e.by);
+        let turn = turns.entry(by).or_default();
+        let mut held: Vec<&strand_sync::Epoch> =
+            chain.epochs().filter(|e| e.member(me).is_some()).collect();
+        held.sort_by_key(|e| std::cmp::Reverse(e.number));
+        for (depth, e) in held.into_iter().enumerate() {
+            keyed.push(((depth, *turn, by), e));
+        }
+        *turn += 1;
+    }
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed.into_iter().map(|(_, e)| e).collect()
 }
 
 /// The groups as published, and which of their names are shown with
