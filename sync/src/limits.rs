@@ -95,6 +95,20 @@ pub const MAX_GROUPS_PER_SESSION: usize = 256;
 /// hits it ends, and the next one carries on from what was transferred.
 pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 
+/// Re-openings of a group (an OPEN after its exchange ended) a peer may
+/// make on a session ahead of news: each message of the group this side
+/// then stores new from the peer, is handed to send, or is asked to
+/// reconcile again earns one back, up to this many. Past it an opening
+/// waits, unanswered and unread, until news earns it one (PROTOCOL.md
+/// §8.5). An opening makes us walk the whole log, so without a bound a
+/// contact's 60-byte OPEN, sent again once it read our reply, cost a scan
+/// of the log each (a second or two for a log of millions). Honest peers
+/// re-open once per batch stored without a handover (a file's chunks, an
+/// import) and once when they add a group we knew first, and the news an
+/// opening fetches is stored only after it: 4 covers a few such in a row,
+/// and leaves a peer 4 exchanges a session beyond what its news brings.
+pub const REOPEN_ALLOWANCE: u32 = 4;
+
 /// Most messages received in one session. After this the session ends and
 /// the next one continues where reconciliation left off (it keeps no state),
 /// so a flood from a misbehaving contact is cut into bounded pieces.

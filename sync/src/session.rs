@@ -395,6 +395,15 @@ pub struct Session {
     /// itself (§8.5): not opened again, since each opening counts against
     /// the peer's bound on unknown groups and would end the session.
     peer_lacks: BTreeSet<GroupId>,
+    /// Re-openings of a group the peer has left ([`REOPEN_ALLOWANCE`] for a
+    /// group not listed): each OPEN of a group whose exchange ended takes
+    /// one, news of the group gives one back. At most one entry per synced
+    /// group.
+    reopens: BTreeMap<GroupId, u32>,
+    /// Openings the peer made with none left, each answered once news of
+    /// its group gives one back (PROTOCOL.md §8.5): at most one per synced
+    /// group, each a single item of at most [`MAX_TAGS_PER_FRAME`] tags.
+    deferred: BTreeMap<GroupId, recon::ReconMsg>,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -482,6 +491,8 @@ impl Session {
             bulk: VecDeque::new(),
             resync: BTreeSet::new(),
             peer_lacks: BTreeSet::new(),
+            reopens: BTreeMap::new(),
+            deferred: BTreeMap::new(),
             opened: false,
             records: VecDeque::new(),
             control: Control::default(),
@@ -690,16 +701,38 @@ impl Session {
     /// another contact): send it now if this session syncs its group.
     /// Returns whether it was queued; if not (not established, another
     /// group, or the queue is full) the next reconciliation finds it.
+    /// It is news of its group: the peer may open the group once more
+    /// (PROTOCOL.md §8.5, [`REOPEN_ALLOWANCE`]).
     pub fn handle_new_message(&mut self, group: &GroupId, key: Key) -> bool {
-        if self.is_established()
-            && self.groups.contains_key(group)
-            && self.sends.len() < MAX_SEND_QUEUE
-        {
+        if !self.is_established() || !self.groups.contains_key(group) {
+            return false;
+        }
+        self.news(group);
+        if self.sends.len() < MAX_SEND_QUEUE {
             self.sends.push_back((*group, Send::Key(key)));
             true
         } else {
             false
         }
+    }
+
+    /// News of `group` (a message stored new from the peer or handed to
+    /// send, a batch to reconcile again): the peer may open it once more,
+    /// up to [`REOPEN_ALLOWANCE`] ahead.
+    fn news(&mut self, group: &GroupId) {
+        if let Some(left) = self.reopens.get_mut(group) {
+            *left = (*left + 1).min(REOPEN_ALLOWANCE);
+        }
+    }
+
+    /// Takes one of the peer's re-openings of `group`, if it has one left.
+    fn take_reopen(&mut self, group: &GroupId) -> bool {
+        let left = self.reopens.entry(*group).or_insert(REOPEN_ALLOWANCE);
+        if *left == 0 {
+            return false;
+        }
+        *left -= 1;
+        true
     }
 
     /// Starts syncing `group` on this live session (a group created or
@@ -733,7 +766,8 @@ impl Session {
     /// once (a file's chunks), rather than handing over each one. The
     /// session opens it again with OPEN (PROTOCOL.md §8.5). Returns
     /// whether the session syncs the group (not with a peer that answered
-    /// it does not: that peer opens it itself once it does).
+    /// it does not: that peer opens it itself once it does). It is news of
+    /// the group: an opening of the peer's waiting for news is answered.
     pub fn resync(&mut self, group: &GroupId) -> bool {
         if !self.is_established()
             || self.is_closed()
@@ -742,6 +776,7 @@ impl Session {
         {
             return false;
         }
+        self.news(group);
         if self.resync.insert(*group) {
             self.to_open.push(*group);
         }
@@ -1150,6 +1185,7 @@ impl Session {
                     }
                 }
                 Frame::UnknownGroup(group) => {
+                    self.deferred.remove(&group);
                     if let Some(e) = self.exchanges.get_mut(&group) {
                         e.done = true;
                         e.awaiting_reply = false;
@@ -1256,25 +1292,41 @@ impl Session {
     ) -> Result<(), SessionError> {
         if self.groups.contains_key(&group) {
             self.peer_lacks.remove(&group);
-            match self.exchanges.get_mut(&group) {
+            match self.exchanges.get(&group).map(|ex| (ex.done, ex.opening)) {
                 None => {}
                 // Over (or refused with UNKNOWN_GROUP before we knew the
-                // group): a new exchange.
-                Some(ex) if ex.done => {
+                // group): a new exchange. Answering walks the whole log, so
+                // it is answered now only if the peer has a re-opening left;
+                // else it waits, unread, until news gives one back (§8.5):
+                // a peer that opens again and again with nothing new makes
+                // us walk the log a few times, not once per 60-byte frame.
+                Some((true, _)) => {
+                    if self.control.awaited(&group) {
+                        return Err(SessionError::Decode(crate::DecodeError::Invalid(
+                            "reconciliation frame before our reply was sent",
+                        )));
+                    }
+                    let answer = self.take_reopen(&group);
+                    let ex = self.exchanges.get_mut(&group).expect("seen above");
                     ex.done = false;
-                    ex.awaiting_reply = true;
+                    ex.awaiting_reply = answer;
+                    ex.opening = false;
                     ex.rounds = 0;
+                    if !answer {
+                        self.deferred.insert(group, msg.clone());
+                        return Ok(());
+                    }
                 }
                 // Both opened it at once: the dialler's opening stands, and
                 // the acceptor answers it instead of waiting for an answer
                 // to its own.
-                Some(ex) if ex.opening => {
+                Some((false, true)) => {
                     if self.initiator {
                         return Ok(());
                     }
-                    ex.opening = false;
+                    self.exchanges.get_mut(&group).expect("seen above").opening = false;
                 }
-                Some(_) => {
+                Some((false, false)) => {
                     return Err(SessionError::Decode(crate::DecodeError::Invalid(
                         "a group opened again while it reconciles",
                     )))
@@ -1282,6 +1334,26 @@ impl Session {
             }
         }
         self.on_recon(group, msg, store)
+    }
+
+    /// Answers the peer's openings that waited for news of their group
+    /// (§8.5) and have had some since.
+    fn answer_deferred<S: Store>(&mut self, store: &S) -> Result<(), SessionError> {
+        let due: Vec<GroupId> = self
+            .deferred
+            .keys()
+            .filter(|g| self.reopens.get(*g).is_none_or(|left| *left > 0))
+            .copied()
+            .collect();
+        for group in due {
+            let msg = self.deferred.remove(&group).expect("listed above");
+            self.take_reopen(&group);
+            if let Some(ex) = self.exchanges.get_mut(&group) {
+                ex.awaiting_reply = true;
+            }
+            self.on_recon(group, &msg, store)?;
+        }
+        Ok(())
     }
 
     fn on_recon<S: Store>(
@@ -1439,6 +1511,7 @@ impl Session {
                             .or_default()
                             .push(self.tags.tag(&key.id));
                     }
+                    self.news(&group);
                     self.events.push_back(Event::Received { group, key });
                 }
                 Verdict::Invalid(
@@ -1532,6 +1605,9 @@ impl Session {
     }
 
     fn transmit<S: Store>(&mut self, store: &S) -> Result<Option<Vec<u8>>, SessionError> {
+        if matches!(self.state, State::Established(_)) && !self.deferred.is_empty() {
+            self.answer_deferred(store)?;
+        }
         match &self.state {
             State::Respond(_) if !self.opened => self.open_groups(store)?,
             State::Established(_) if self.opened && !self.to_open.is_empty() => {
@@ -1895,25 +1971,37 @@ mod tests {
     }
 
     /// A link that stays up opens a group again for every file sent on
-    /// it (a resync), and the rounds of a group counted across its
-    /// exchanges: after about 2,000 files the session ended with `Limit`.
-    /// Each exchange counts its own now.
+    /// it (a resync once its chunks are stored), and the rounds of a group
+    /// counted across its exchanges: after about 2,000 files the session
+    /// ended with `Limit`. Each exchange counts its own now.
     #[test]
     fn a_long_lived_link_resyncs_a_group_without_end() {
         let mut pair = Pair::new(74);
+        // The log grows by one a resync: unkeyed tags keep its walks cheap
+        // (only the number of exchanges matters here).
+        pair.a.config.unkeyed_tags = true;
+        pair.b.config.unkeyed_tags = true;
         pair.connect();
         pair.drive();
         let group = pair.a.contacts[0].direct_group().id;
-        for i in 0..=crate::limits::MAX_ROUNDS_PER_GROUP {
-            if i % 1024 == 0 {
-                pair.a.write(&format!("text {i}"));
-            }
+        let last = crate::limits::MAX_ROUNDS_PER_GROUP as usize;
+        for i in 0..=last {
+            // Something new each time, as a file is: an opening with
+            // nothing new would wait for news past REOPEN_ALLOWANCE.
+            pair.a.write(&format!("text {i}"));
             assert!(pair.a.session.as_mut().unwrap().resync(&group));
             pair.drive();
             assert!(pair.a.close_error().is_none(), "closed after {i} resyncs");
             assert!(pair.b.close_error().is_none(), "closed after {i} resyncs");
         }
-        assert_eq!(pair.b.texts().len(), 5);
+        assert_eq!(pair.b.texts().len(), last + 1);
+        let synced = pair
+            .b
+            .events
+            .iter()
+            .filter(|e| matches!(e, crate::Event::Synced { .. }))
+            .count();
+        assert_eq!(synced, last + 2, "the first exchange and every opening");
     }
 
     /// A contact that opens a group again and again with an IdList of
@@ -1921,7 +2009,9 @@ mod tests {
     /// messages, had each opening queue a re-send of the whole log that
     /// kept its 1024 tags (about 11 KB), up to 65,536 queued sends: tens
     /// to hundreds of megabytes a session. The tags queued sends keep are
-    /// bounded now: past the bound a range is queued without them.
+    /// bounded now: past the bound a range is queued without them. (Each
+    /// opening here comes after something new of ours: with nothing new,
+    /// openings past `REOPEN_ALLOWANCE` wait for news unanswered.)
     #[test]
     fn a_peer_cannot_pin_memory_in_queued_sends() {
         let mut pair = Pair::new(73);
@@ -1937,6 +2027,8 @@ mod tests {
         let mut most = 0;
         let mut closed = None;
         for round in 0..400u64 {
+            let key = pair.b.write(&format!("news {round}"));
+            assert!(b.handle_new_message(&group, key));
             let tags = (0..1024).map(|i| (round << 20) | i | (1 << 63)).collect();
             let opening = recon::ReconMsg {
                 items: vec![recon::RangeItem {

@@ -1,14 +1,18 @@
 //! Two-peer sessions over the virtual-time harness, as scripts.
 
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+
 use strand_sync::harness::{Action, Pair, Peer, Side};
 use strand_sync::limits::MAX_PREAMBLE_PAD;
 use strand_sync::limits::{
     HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MIN_PACKET_LEN,
-    TOKEN_EPOCH,
+    REOPEN_ALLOWANCE, TOKEN_EPOCH,
 };
 use strand_sync::{
-    Config, DecodeError, Endpoint, Event, HandshakeError, Identity, Invalid, Kind, Message,
-    Session, SessionError, Store, WriteStore, BEACON_LEN,
+    Config, DecodeError, Endpoint, Event, GroupId, HandshakeError, Identity, Invalid, Key,
+    KeyRange, Kind, MemoryStore, Message, Session, SessionError, Store, WriteStore, BEACON_LEN,
 };
 
 use crate::common::{keys, rng, shared_history};
@@ -28,8 +32,10 @@ fn delivered(peer: &Peer) -> usize {
 }
 
 /// Frame type numbers, from PROTOCOL.md.
+const RECON: u8 = 0x01;
 const MSG: u8 = 0x03;
 const MSG_BEGIN: u8 = 0x04;
+const OPEN: u8 = 0x0c;
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
     loop {
@@ -1510,4 +1516,166 @@ fn an_honest_query_behind_many_owed_acks_does_not_end_the_session() {
     for &key in &keys[..256] {
         assert!(pair.b.events.contains(&Event::Delivered { group, key }));
     }
+}
+
+fn synced(peer: &Peer, group: &GroupId) -> usize {
+    peer.events
+        .iter()
+        .filter(|e| matches!(e, Event::Synced { group: g } if g == group))
+        .count()
+}
+
+/// A store that counts the keys its scans visit: the work reconciliation
+/// does on a log.
+struct Counted {
+    store: MemoryStore,
+    visits: Cell<u64>,
+}
+
+impl Store for Counted {
+    type Error = Infallible;
+
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, Infallible> {
+        self.store.get(group, key)
+    }
+
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, Infallible> {
+        self.store.contains(group, key)
+    }
+
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+    ) -> Result<(), Infallible> {
+        self.store.scan(group, range, &mut |key| {
+            self.visits.set(self.visits.get() + 1);
+            visit(key)
+        })
+    }
+}
+
+/// A contact opened a group whose exchange was over again and again, each
+/// OPEN (some 60 bytes: an IdList of one made-up tag, or a Fingerprint
+/// that differs) sent once it had read our reply to the last, and each
+/// made us walk the whole log: 400 openings of a log of 2,000 visited
+/// 850,000 keys (the IdList) or 1,600,000 (the Fingerprint), and a log of
+/// millions costs a second or two a walk on the node's async worker.
+/// Openings past `REOPEN_ALLOWANCE` wait for news now, unread, and an
+/// opening (or a RECON) sent while one waits is out of turn.
+#[test]
+fn opening_a_group_again_with_nothing_new_costs_a_few_walks_of_its_log() {
+    const LOG: u64 = 2_000;
+    for fingerprint in [false, true] {
+        let mut pair = Pair::new(75);
+        shared_history(&mut pair, LOG as usize);
+        pair.connect();
+        pair.drive();
+        assert_eq!(pair.b.close_error(), None);
+        let group = pair.a.group().id;
+        let now = pair.now;
+        let mut a = pair.a.session.take().unwrap();
+        let mut b = pair.b.session.take().unwrap();
+        let store = Counted {
+            store: std::mem::take(&mut pair.b.store),
+            visits: Cell::new(0),
+        };
+        let mut closed = None;
+        for round in 0..400u64 {
+            let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // One item with upper bound ∞ (PROTOCOL.md §8.1, §8.5).
+            let mut opening = group.0.to_vec();
+            if fingerprint {
+                opening.extend_from_slice(&[0, 1]);
+                varint(LOG, &mut opening);
+            } else {
+                opening.extend_from_slice(&[0, 2, 1]);
+            }
+            opening.extend_from_slice(&made_up.to_le_bytes());
+            let mut plain = Vec::new();
+            if fingerprint && round > 0 {
+                // Done with our split of the last one.
+                plain.extend(frame(RECON, &group.0));
+            }
+            plain.extend(frame(OPEN, &opening));
+            let packet = a.send_raw_packet(&plain).unwrap();
+            if let Err(e) = b.handle_input(now, &packet, &store) {
+                closed = Some(e);
+                break;
+            }
+            // The contact reads one packet (our reply comes first in it).
+            let _ = b.poll_transmit(now, &store);
+        }
+        // An answered opening walks the log at most twice: a summary and
+        // a split, or an IdList pass and a packet of the re-sends.
+        let visits = store.visits.get();
+        let most = (u64::from(REOPEN_ALLOWANCE) + 1) * 2 * LOG;
+        assert!(
+            visits <= most,
+            "fingerprint {fingerprint}: {visits} keys visited"
+        );
+        assert!(
+            matches!(closed, Some(SessionError::Decode(_))),
+            "fingerprint {fingerprint}: {closed:?}"
+        );
+    }
+}
+
+/// A peer that opens a group again after each new message, its own or
+/// ours, is answered every time, however often: openings wait only when
+/// they run `REOPEN_ALLOWANCE` ahead of the news.
+#[test]
+fn a_group_opened_again_after_each_new_message_is_answered_every_time() {
+    let mut pair = Pair::new(76);
+    shared_history(&mut pair, 100);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().id;
+    let before = synced(&pair.b, &group);
+    for i in 0..100 {
+        if i % 2 == 0 {
+            pair.a.write(&format!("alice {i}"));
+        } else {
+            pair.b.write(&format!("bob {i}"));
+        }
+        assert!(pair.a.session.as_mut().unwrap().resync(&group));
+        pair.drive();
+        assert_eq!(pair.a.close_error(), None, "after {i}");
+        assert_eq!(pair.b.close_error(), None, "after {i}");
+    }
+    assert_eq!(synced(&pair.b, &group) - before, 100, "every one answered");
+    let (a, b) = keys(&pair);
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 200);
+}
+
+/// An opening with nothing new past `REOPEN_ALLOWANCE` waits, and ends
+/// nothing: the next new message of the group has it answered.
+#[test]
+fn an_opening_past_the_allowance_waits_for_news() {
+    let mut pair = Pair::new(77);
+    shared_history(&mut pair, 40);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().id;
+    let before = synced(&pair.b, &group);
+    let allowance = REOPEN_ALLOWANCE as usize;
+    for _ in 0..=allowance {
+        assert!(pair.a.session.as_mut().unwrap().resync(&group));
+        pair.drive();
+    }
+    assert_eq!(
+        synced(&pair.b, &group) - before,
+        allowance,
+        "the last waits"
+    );
+    assert!(!pair.a.session.as_ref().unwrap().is_idle());
+    pair.b.write("news");
+    pair.drive();
+    assert_eq!(synced(&pair.b, &group) - before, allowance + 1);
+    assert!(pair.a.session.as_ref().unwrap().is_idle());
+    assert!(pair.a.texts().iter().any(|t| t == "news"));
+    assert_eq!(pair.a.close_error(), None);
+    assert_eq!(pair.b.close_error(), None);
 }
