@@ -109,6 +109,12 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 /// and leaves a peer 4 exchanges a session beyond what its news brings.
 pub const REOPEN_ALLOWANCE: u32 = 4;
 
+/// Every this long, each group's peer gets one re-opening back besides
+/// news (up to [`REOPEN_ALLOWANCE`]): an honest opening that ran ahead of
+/// its news (a fifth import in a row) waits at most this long, and a
+/// contact with nothing new walks each log once a minute at most.
+pub const REOPEN_REFILL_EVERY: Time = 60 * SECOND;
+
 /// Most messages received in one session. After this the session ends and
 /// the next one continues where reconciliation left off (it keeps no state),
 /// so a flood from a misbehaving contact is cut into bounded pieces.

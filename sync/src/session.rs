@@ -404,6 +404,9 @@ pub struct Session {
     /// its group gives one back (PROTOCOL.md §8.5): at most one per synced
     /// group, each a single item of at most [`MAX_TAGS_PER_FRAME`] tags.
     deferred: BTreeMap<GroupId, recon::ReconMsg>,
+    /// When every group last got a re-opening back with time
+    /// ([`REOPEN_REFILL_EVERY`]).
+    reopens_refilled: Time,
     opened: bool,
     /// Preamble records waiting to go out (beacon, hello, refusal).
     records: VecDeque<Vec<u8>>,
@@ -493,6 +496,7 @@ impl Session {
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            reopens_refilled: now,
             opened: false,
             records: VecDeque::new(),
             control: Control::default(),
@@ -619,10 +623,16 @@ impl Session {
                 // a queued frame (a PING already, or anything) is sent as
                 // soon as the link takes it, and moves `last_send` on. So a
                 // link that does not drain never has a deadline in the past.
-                Some(if self.control.is_empty() {
+                let due = if self.control.is_empty() {
                     idle.min(self.last_send.saturating_add(KEEPALIVE_INTERVAL))
                 } else {
                     idle
+                };
+                // An opening waiting for news is also answered in time.
+                Some(if self.deferred.is_empty() {
+                    due
+                } else {
+                    due.min(self.reopens_refilled.saturating_add(REOPEN_REFILL_EVERY))
                 })
             }
             _ => Some(self.deadline_handshake),
@@ -634,6 +644,12 @@ impl Session {
         match self.state {
             State::Closed => {}
             State::Established(_) | State::Closing(_) => {
+                if now >= self.reopens_refilled.saturating_add(REOPEN_REFILL_EVERY) {
+                    self.reopens_refilled = now;
+                    for left in self.reopens.values_mut() {
+                        *left = (*left + 1).min(REOPEN_ALLOWANCE);
+                    }
+                }
                 if now >= self.last_recv.saturating_add(IDLE_TIMEOUT) {
                     self.fail(SessionError::Timeout);
                 } else if now >= self.last_send.saturating_add(KEEPALIVE_INTERVAL)

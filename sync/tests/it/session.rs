@@ -1679,3 +1679,28 @@ fn an_opening_past_the_allowance_waits_for_news() {
     assert_eq!(pair.a.close_error(), None);
     assert_eq!(pair.b.close_error(), None);
 }
+
+/// An opening past the allowance with no news at all (a fifth import in a
+/// row on one link) is answered once a re-opening comes back with time:
+/// an honest peer waits at most `REOPEN_REFILL_EVERY`, not until the
+/// group's next message.
+#[test]
+fn an_opening_past_the_allowance_is_answered_in_time() {
+    let mut pair = Pair::new(78);
+    shared_history(&mut pair, 40);
+    pair.connect();
+    pair.drive();
+    let group = pair.a.group().id;
+    let before = synced(&pair.b, &group);
+    let allowance = REOPEN_ALLOWANCE as usize;
+    for _ in 0..=allowance {
+        assert!(pair.a.session.as_mut().unwrap().resync(&group));
+        pair.drive();
+    }
+    assert_eq!(synced(&pair.b, &group) - before, allowance, "the last waits");
+    pair.drive_for(strand_sync::limits::REOPEN_REFILL_EVERY + 1_000);
+    assert_eq!(synced(&pair.b, &group) - before, allowance + 1);
+    assert!(pair.a.session.as_ref().unwrap().is_idle());
+    assert_eq!(pair.a.close_error(), None);
+    assert_eq!(pair.b.close_error(), None);
+}
