@@ -576,6 +576,13 @@ fn hour() -> Duration {
 /// Largest device count a scenario may ask for.
 pub const MAX_DEVICES: u32 = 1_000_000;
 
+/// Largest message body a scenario creates, by `traffic.size` or by a
+/// trace's `C` lines: 1 GiB, a thousand times the ONE simulator's
+/// largest default messages (1 MB), and small enough that a copy's bytes
+/// on the air, frames and their overhead included, stay far inside a
+/// `u64`.
+pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
@@ -757,8 +764,10 @@ impl Scenario {
         if t.per_device_gap.is_some_and(|g| g.0 == 0) {
             return Err("traffic.per_device_gap must be above zero".into());
         }
-        if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 || t.size[1].0 > 1 << 30 {
-            return Err("traffic.size must be [min, max] with 0 < min <= max <= 1 GiB".into());
+        if t.size[0].0 == 0 || t.size[0].0 > t.size[1].0 || t.size[1].0 > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "traffic.size must be [min, max] with 0 < min <= max <= {MAX_MESSAGE_BYTES} bytes (1 GiB)"
+            ));
         }
         if self.policy.is_strand() && t.size[1].0 > strand_sync::limits::MAX_BODY_LEN as u64 {
             return Err(format!(

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use crate::scenario::MAX_MESSAGE_BYTES;
 use crate::units::{Micros, SECOND};
 
 /// Largest host id accepted (devices are numbered from 0 to the largest id).
@@ -133,6 +134,11 @@ impl Trace {
                         f[5].parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                             err(format!("size `{}` is not a positive integer", f[5]))
                         })?;
+                    if size > MAX_MESSAGE_BYTES {
+                        return Err(err(format!(
+                            "size {size} is above the {MAX_MESSAGE_BYTES} bytes (1 GiB) a message may have"
+                        )));
+                    }
                     t.hosts = t.hosts.max(from.max(to) + 1);
                     t.creates.push(Create {
                         time,
@@ -189,6 +195,10 @@ mod tests {
             "1 WARP 0 1",
             "-1 CONN 0 1 up",
             "1 CONN 0 99999999 up",
+            // Larger than any message a scenario may create (before: read
+            // as given, and a link's transfer time overflowed).
+            "1 C M 0 1 1073741825",
+            "1 C M 0 1 18446744073709551615",
         ] {
             let e = Trace::parse(&format!("0 CONN 0 1 up\n{bad}\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}: {e}");

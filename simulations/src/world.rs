@@ -81,22 +81,25 @@ pub enum Ev {
 pub struct Dir {
     /// A packet is on the air.
     pub busy: bool,
-    /// When it started, how long it takes, and its bytes on the air (the
-    /// bytes are counted as they are sent: a cut counts the part sent).
+    /// When it started, how long it takes (whole microseconds, kept as a
+    /// float: a transfer longer than `Micros` holds still has its rate),
+    /// and its bytes on the air (the bytes are counted as they are sent:
+    /// a cut counts the part sent).
     started: Micros,
-    tx: Micros,
+    tx: f64,
     wire: u64,
 }
 
 impl Dir {
     /// Bytes of the current packet sent by `now`.
     fn sent_by(&self, now: Micros) -> u64 {
+        let elapsed = now.saturating_sub(self.started) as f64;
         if !self.busy {
             0
-        } else if self.tx == 0 || now >= self.started + self.tx {
+        } else if elapsed >= self.tx {
             self.wire
         } else {
-            (self.wire as f64 * (now - self.started) as f64 / self.tx as f64).round() as u64
+            (self.wire as f64 * elapsed / self.tx).round() as u64
         }
     }
 }
@@ -818,11 +821,9 @@ impl Sim {
             // frame is 1 / (1 - loss).
             let sends = frames as f64 / (1.0 - t.loss);
             let wire = len
-                + (sends * t.frame_overhead as f64).round() as u64
-                + ((sends - frames as f64) * t.frame as f64).round() as u64;
-            let tx = t
-                .rate
-                .map_or(0, |r| (wire as f64 / r * 1e6).round() as Micros);
+                .saturating_add((sends * t.frame_overhead as f64).round() as u64)
+                .saturating_add(((sends - frames as f64) * t.frame as f64).round() as u64);
+            let tx = t.rate.map_or(0.0, |r| (wire as f64 / r * 1e6).round());
             let (now, latency) = (w.now, t.latency);
             l.dirs[dir] = Dir {
                 busy: true,
@@ -830,15 +831,21 @@ impl Sim {
                 tx,
                 wire,
             };
+            // Limits each accepted can together make a transfer outlast
+            // any run (a 1 GiB copy in 1-byte frames with 1 MiB of
+            // overhead each, at 1 byte/s): its events go to the end of
+            // time, where nothing runs, so it just never arrives (`as`
+            // saturates).
+            let done = now.saturating_add(tx as Micros);
             w.queue.push(
-                now + tx,
+                done,
                 Ev::TxDone {
                     link,
                     dir: dir as u8,
                 },
             );
             w.queue.push(
-                now + tx + latency,
+                done.saturating_add(latency),
                 Ev::Arrive {
                     link,
                     dir: dir as u8,

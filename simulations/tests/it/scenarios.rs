@@ -207,6 +207,76 @@ fn bytes_take_the_time_the_rate_says_and_a_cut_aborts() {
 }
 
 #[test]
+fn a_trace_message_larger_than_any_scenario_may_create_is_refused() {
+    // Before: read as any u64, and the link's transfer time overflowed
+    // (a panic in a debug build).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.one"),
+        "1 C M1 0 1 18446744073709551615\n10 CONN 0 1 up\n",
+    )
+    .unwrap();
+    let s = inline(&TIMING.replace("TRACE", "t.one"), dir.path());
+    let e = run(&s, 1, |_, _| {}).err().unwrap().to_string();
+    assert!(e.contains("line 1") && e.contains("1073741824"), "{e}");
+}
+
+/// Two devices on a link whose limits are each accepted but together
+/// make a 1 GiB copy take some 36 million years (1-byte frames with
+/// 1 MiB of overhead each, at 1 byte/s), longer than any run.
+const ENDLESS: &str = r#"
+name = "endless"
+duration = "400d"
+policy = "POLICY"
+[links.x]
+rate = "1B"
+latency = "250ms"
+setup = "2s"
+frame = 1
+frame_overhead = "1MiB"
+loss = 0.0
+[[group]]
+count = 2
+link = "x"
+[contacts]
+model = "trace"
+file = "t.one"
+[social]
+model = "none"
+"#;
+
+#[test]
+fn a_copy_that_could_never_arrive_does_not_wrap_the_clock() {
+    // Before: its transfer time saturated to u64::MAX and `now + tx`
+    // overflowed (a panic in a debug build), for Direct at once and for
+    // Epidemic once its summary vector was through (291 days).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.one"),
+        "1 C M1 0 1 1073741824\n10 CONN 0 1 up\n",
+    )
+    .unwrap();
+    let seconds = 400 * 86_400 - 12;
+    for policy in ["direct", "epidemic"] {
+        let s = inline(&ENDLESS.replace("POLICY", policy), dir.path());
+        let r = run(&s, 1, |_, _| {}).unwrap().report;
+        assert_eq!((r.created, r.delivered), (1, 0), "{policy}");
+        // The link carries a byte a second each way, no more, from the
+        // moment it is up (12 s) to the end.
+        assert!(
+            r.bytes_total > 0 && r.bytes_total <= 2 * seconds,
+            "{policy}: {}",
+            r.bytes_total
+        );
+        if policy == "direct" {
+            // Nothing but the copy was sent: the part of it sent by the
+            // end.
+            assert!(r.bytes_total.abs_diff(seconds) <= 1, "{}", r.bytes_total);
+        }
+    }
+}
+
+#[test]
 fn a_replayed_trace_drives_real_strand_sessions() {
     let s = bundled("trace-replay", &[]);
     let o = run(&s, 1, |_, _| {}).unwrap();
