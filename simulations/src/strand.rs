@@ -48,6 +48,16 @@ struct Device {
     hint: Option<(u64, Advert)>,
 }
 
+/// A device's carrier (Strand with carrying) at the start of a carrying
+/// step, as the node takes it at every one (`runtime::carrying`): with
+/// what expired by `now` gone, so that nothing expired is taken in
+/// against, handed on, counted or stored.
+fn carrying_step(carrier: &mut Option<Carrier>, now: strand_sync::Time) -> Option<&mut Carrier> {
+    let carrier = carrier.as_mut()?;
+    carrier.expire(now);
+    Some(carrier)
+}
+
 /// The two sessions of a link (side 0 dialled, side 1 accepted) and their
 /// timers.
 #[derive(Default)]
@@ -487,6 +497,7 @@ impl Strand {
         else {
             return Vec::new();
         };
+        carrying_step(&mut self.devices[n].carrier, now);
         let mut touched = Vec::new();
         let mut hand_to = BTreeSet::new();
         if established {
@@ -594,7 +605,9 @@ impl Strand {
             .filter(|(_, up)| **up)
             .map(|(c, _)| c.public.sign)
             .collect();
-        dev.carrier.as_mut().expect("carrying").set_linked(linked);
+        carrying_step(&mut dev.carrier, now)
+            .expect("carrying")
+            .set_linked(linked);
         let mut touched = Vec::new();
         for pi in contacts {
             if !live[pi] {
@@ -602,7 +615,6 @@ impl Strand {
             }
             let dev = &mut self.devices[n];
             let carrier = dev.carrier.as_mut().expect("carrying");
-            carrier.expire(now);
             let public = dev.endpoint.contacts()[pi].public;
             for h in carrier.hand(&public, now, &mut dev.rng) {
                 touched.extend(self.write_pool(w, node, h));
@@ -806,11 +818,13 @@ impl Strand {
         let mut touched = self.announce(w, from, &group.id, key, None);
         // With carrying, a 1:1 message also spreads sealed, through the
         // carriers met from now on (and those linked now).
-        let dev = &mut self.devices[from as usize];
-        if let (Some(carrier), Dest::Device(to)) = (dev.carrier.as_mut(), c_dest) {
+        if let Dest::Device(to) = c_dest {
+            let dev = &mut self.devices[from as usize];
             let pos = dev.contact_nodes.iter().position(|n| *n == to);
-            if pos.is_some_and(|p| carrier.originate(&dev.endpoint.contacts()[p].public, msg, now))
-            {
+            let spreads = carrying_step(&mut dev.carrier, now).is_some_and(|carrier| {
+                pos.is_some_and(|p| carrier.originate(&dev.endpoint.contacts()[p].public, msg, now))
+            });
+            if spreads {
                 let all = 0..dev.endpoint.contacts().len();
                 touched.extend(self.hand_live(w, from, all));
             }

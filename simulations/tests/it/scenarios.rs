@@ -1,4 +1,5 @@
 use strand_sim::invariants::{DELIVERED_AT_MOST_CREATED, GROUP_LOGS_CONVERGED, NO_PROTOCOL_ERRORS};
+use strand_sim::world::{PolicyState, Sim};
 use strand_sim::{run, Scenario};
 
 use crate::{bundled, inline};
@@ -482,6 +483,37 @@ fn texts_to_linked_contacts_go_over_the_link_not_to_carriers() {
     let r = linked("slow", cut);
     assert_eq!((r.created, r.delivered), (1, 1));
     assert!(r.envelopes_carried > 0 && r.hops_mean > 1.0, "{r:?}");
+}
+
+#[test]
+fn a_carrier_holds_nothing_expired_after_a_carrying_step() {
+    // As the node does at the start of every carrying step, every one
+    // lets go of what has expired first. Cat (device 2) takes Ann's
+    // envelope of a text to Ben while they are linked (it expires at the
+    // hour after its 10 minutes, 46 min 40 s into the run), and writes to
+    // Ben at 2 h with nobody linked. Before, only a hand-out to a linked
+    // contact let anything go, so Cat held the expired envelope to the
+    // end (and took in, spread and counted against it).
+    let dir = tempfile::tempdir().unwrap();
+    let trace = "0 CONN 0 2 up\n60 C M1 0 1 500\n1800 CONN 0 2 down\n7200 C M2 2 1 500\n";
+    std::fs::write(dir.path().join("t.one"), trace).unwrap();
+    let text = LINKED
+        .replace("LINK", "lan")
+        .replace("duration = \"1h\"", "duration = \"3h\"")
+        + "[options]\ncarry_lifetime = \"10m\"\n";
+    let mut sim = Sim::new(&inline(&text, dir.path()), 1).unwrap();
+    sim.run(|_, _| {});
+    let PolicyState::Strand(strand) = &sim.policy else {
+        unreachable!("strand-carrying runs strand-sync")
+    };
+    let now = sim.world.now_ms();
+    assert!(strand.carrier(2).unwrap().stats().held > 0, "Cat carried");
+    for i in 0..3 {
+        let carrier = strand.carrier(i).unwrap();
+        let mut fresh = carrier.clone();
+        fresh.expire(now);
+        assert_eq!(carrier.used(), fresh.used(), "device {i}");
+    }
 }
 
 #[test]
