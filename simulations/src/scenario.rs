@@ -529,16 +529,17 @@ pub struct Options {
     /// `CarryConfig::learn`; default: the node's, off).
     #[serde(default)]
     pub carry_learn: bool,
-    /// Strand with carrying: bytes of others' envelopes a device holds.
+    /// Strand with carrying: bytes of others' envelopes a device holds
+    /// (at most strand-sync's `MAX_CARRY_BUDGET`, 1 GiB).
     #[serde(default = "carry_budget")]
     pub carry_budget: Size,
-    /// Strand with carrying: how long an envelope lasts (default: `ttl`,
-    /// or 24 h).
+    /// Strand with carrying: how long an envelope lasts, 1 ms to 30 days
+    /// (default: `ttl`, which must then be in that range, or 24 h).
     pub carry_lifetime: Option<Duration>,
     /// Strand with carrying: how many of its usual gaps between meetings
     /// with the recipient a sender waits before offering a text to
     /// carriers (strand-sync's `CarryConfig::hold_gaps`; default: the
-    /// node's, 3; 0 spreads at once).
+    /// node's, 3; 0 spreads at once; at most 255).
     pub carry_hold_gaps: Option<u32>,
 }
 
@@ -835,6 +836,45 @@ impl Scenario {
                     strand_sync::MAX_REACH
                 ));
             }
+        }
+        self.check_carrying()
+    }
+
+    /// The carrying options strand-sync would otherwise hold to its
+    /// bounds without a word (a carrier cuts its budget and an envelope's
+    /// lifetime to them, the simulator its hold gaps to a byte): each is
+    /// refused out of range, naming the range.
+    fn check_carrying(&self) -> Result<(), String> {
+        let o = &self.options;
+        if o.carry_budget.0 > strand_sync::MAX_CARRY_BUDGET {
+            return Err(format!(
+                "options.carry_budget must be 0 to {} bytes (1 GiB: strand-sync's MAX_CARRY_BUDGET)",
+                strand_sync::MAX_CARRY_BUDGET
+            ));
+        }
+        // strand-sync's clock counts whole milliseconds.
+        let longest = strand_sync::MAX_ENVELOPE_LIFETIME;
+        let lifetime = |d: Duration| (1..=longest).contains(&(d.0 / 1000));
+        let range = format!(
+            "1 ms to {} days (strand-sync's MAX_ENVELOPE_LIFETIME)",
+            longest / 86_400_000
+        );
+        match (o.carry_lifetime, o.ttl) {
+            (Some(l), _) if !lifetime(l) => {
+                return Err(format!("options.carry_lifetime must be {range}"));
+            }
+            (None, Some(ttl)) if self.policy == Policy::StrandCarrying && !lifetime(ttl) => {
+                return Err(format!(
+                    "options.ttl is strand-carrying's envelope lifetime while options.carry_lifetime is not set, and must then be {range} (or set options.carry_lifetime)"
+                ));
+            }
+            _ => {}
+        }
+        if o.carry_hold_gaps.is_some_and(|g| g > u32::from(u8::MAX)) {
+            return Err(format!(
+                "options.carry_hold_gaps must be 0 to {} gaps",
+                u8::MAX
+            ));
         }
         Ok(())
     }

@@ -377,6 +377,56 @@ fn bad_scenarios_get_clear_errors() {
 }
 
 #[test]
+fn carrying_options_out_of_range_are_refused_not_held_to_a_bound() {
+    // Before, each ran without a word as something else: a 5 GB budget
+    // as 1 GiB, a 60-day lifetime as 30 days and one of 500 µs as 0 ms,
+    // 300 hold gaps as 255, and a 60-day ttl (the lifetime when none is
+    // given) as 30 days.
+    let base = "name = \"x\"\nduration = \"1h\"\npolicy = \"strand-carrying\"\n[[group]]\ncount = 4\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n[options]\n";
+    for (option, needles) in [
+        (
+            "carry_budget = \"5G\"",
+            ["options.carry_budget", "0 to 1073741824 bytes"],
+        ),
+        (
+            "carry_lifetime = \"60d\"",
+            ["options.carry_lifetime", "1 ms to 30 days"],
+        ),
+        (
+            "carry_lifetime = \"500us\"",
+            ["options.carry_lifetime", "1 ms to 30 days"],
+        ),
+        (
+            "carry_hold_gaps = 300",
+            ["options.carry_hold_gaps", "0 to 255"],
+        ),
+        ("ttl = \"60d\"", ["options.ttl", "1 ms to 30 days"]),
+    ] {
+        let e = Scenario::parse(&format!("{base}{option}\n"), Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(needles.iter().all(|n| e.contains(n)), "{option}: {e}");
+    }
+    // The bounds themselves are taken, and so is a long ttl beside a
+    // lifetime of its own, or under a policy that does not carry.
+    for option in [
+        "carry_budget = \"1GiB\"",
+        "carry_lifetime = \"30d\"",
+        "carry_lifetime = \"1ms\"",
+        "carry_hold_gaps = 255",
+        "ttl = \"60d\"\ncarry_lifetime = \"1d\"",
+    ] {
+        let text = format!("{base}{option}\n");
+        assert!(
+            Scenario::parse(&text, Default::default()).is_ok(),
+            "{option}"
+        );
+    }
+    let epidemic = base.replace("strand-carrying", "epidemic") + "ttl = \"60d\"\n";
+    assert!(Scenario::parse(&epidemic, Default::default()).is_ok());
+}
+
+#[test]
 fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
     // The same trace and workload with and without carrying: sealed
     // envelopes through contacts who carry deliver more, within each
