@@ -55,7 +55,7 @@ enum Command {
         /// `--set policy=strand,epidemic --set contacts.gap=30m,1h,2h`.
         #[arg(long = "set", required = true)]
         params: Vec<Param>,
-        /// Seeds per grid point.
+        /// Seeds per grid point (at most 10,000).
         #[arg(long, default_value_t = 5)]
         seeds: u64,
         /// First seed.
@@ -181,12 +181,8 @@ fn execute(cmd: Command) -> anyhow::Result<()> {
             job_mem,
             job_time,
         } => {
-            anyhow::ensure!(seeds >= 1, "--seeds must be at least 1");
+            let seeds = sweep::seeds(seed, seeds)?;
             let (table, dir) = Scenario::read_table(&scenario)?;
-            let last = seed
-                .checked_add(seeds)
-                .ok_or_else(|| anyhow::anyhow!("--seed + --seeds overflows"))?;
-            let seeds: Vec<u64> = (seed..last).collect();
             let grid = sweep::Grid::new(&table, &dir, &params, &seeds)?;
             let runs = grid.points.len() * seeds.len();
             if let Some(plan_dir) = plan {

@@ -11,6 +11,29 @@ use crate::plot::{line_chart, Series};
 use crate::units::{parse_duration, parse_size};
 use crate::{Report, Scenario};
 
+/// Most seeds a sweep runs at each grid point: a 95 % interval narrows
+/// with the square root of the seeds, so ten thousand already give a
+/// hundredth of one seed's spread, and the list stays small in a plan.
+pub const MAX_SEEDS: u64 = 10_000;
+
+/// Most runs (grid points × seeds) in one sweep or plan: a hundred
+/// thousand runs of a minute each are some 70 core-days, and a plan's
+/// manifest and job list stay within tens of megabytes.
+pub const MAX_RUNS: u64 = 100_000;
+
+/// The seeds of a sweep: `count` of them from `first` on, refused past
+/// [`MAX_SEEDS`] or past the largest seed.
+pub fn seeds(first: u64, count: u64) -> anyhow::Result<Vec<u64>> {
+    anyhow::ensure!(
+        (1..=MAX_SEEDS).contains(&count),
+        "--seeds {count}: give 1 to {MAX_SEEDS} seeds"
+    );
+    let last = first
+        .checked_add(count)
+        .ok_or_else(|| anyhow::anyhow!("--seed {first} + --seeds {count} overflows"))?;
+    Ok((first..last).collect())
+}
+
 /// One swept parameter: a dotted path into the scenario (`policy`,
 /// `contacts.gap`, `group.0.count`) and its values as written in TOML.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +243,15 @@ impl Grid {
         params: &[Param],
         seeds: &[u64],
     ) -> anyhow::Result<Grid> {
+        let points = params
+            .iter()
+            .fold(1u64, |n, p| n.saturating_mul(p.values.len() as u64));
+        let runs = points.saturating_mul(seeds.len() as u64);
+        anyhow::ensure!(
+            runs <= MAX_RUNS,
+            "{points} grid points × {} seeds: {runs} runs, more than the {MAX_RUNS} a sweep takes (give fewer values or seeds, or split the sweep)",
+            seeds.len()
+        );
         let mut grid: Vec<Vec<String>> = vec![Vec::new()];
         for p in params {
             grid = grid

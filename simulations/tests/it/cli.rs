@@ -311,3 +311,40 @@ fn merge_names_missing_duplicated_and_foreign_results_and_writes_nothing() {
     ]);
     assert!(err.contains("already holds another plan"), "{err}");
 }
+
+#[test]
+fn a_sweep_too_large_is_refused_before_anything_is_made() {
+    // Before: 2^61 seeds panicked (capacity overflow), and 11 grid points
+    // × 10,000 seeds were planned as 110,000 jobs.
+    let s = scenario("trace-replay.toml");
+    let s = s.to_str().unwrap();
+    let err = refused(&[
+        "sweep",
+        s,
+        "--set",
+        "policy=direct",
+        "--seeds",
+        "2305843009213693952",
+    ]);
+    assert!(
+        err.contains("--seeds 2305843009213693952: give 1 to 10000 seeds"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plan");
+    let err = refused(&[
+        "sweep",
+        s,
+        "--set",
+        "options.copies=1,2,3,4,5,6,7,8,9,10,11",
+        "--seeds",
+        "10000",
+        "--plan",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("11 grid points × 10000 seeds: 110000 runs, more than the 100000"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing planned");
+}
