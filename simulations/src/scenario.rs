@@ -577,6 +577,30 @@ fn hour() -> Duration {
 /// Largest device count a scenario may ask for.
 pub const MAX_DEVICES: u32 = 1_000_000;
 
+/// Most `[[group]]`s of devices: a device's group is kept in 16 bits.
+pub const MAX_DEVICE_GROUPS: u16 = u16::MAX;
+
+/// Most messages a scenario's traffic may create, estimated from its
+/// rate: each is drawn and kept before the run starts, so ten times
+/// `text-100k`'s 2.4 million.
+pub const MAX_MESSAGES: u64 = 25_000_000;
+
+/// Most contact pairs a social graph may have, and most pairs of members
+/// its private groups may have: every pair is a contact record (with its
+/// key agreement) on both sides, every pair of members a group in both.
+/// As many as a complete graph of 5,000 devices; `text-100k` has some
+/// 500,000.
+pub const MAX_CONTACT_PAIRS: u64 = 5_000 * 4_999 / 2;
+
+/// Most private groups (`social.groups`): a hundred times `text-100k`'s
+/// 10,000.
+pub const MAX_SOCIAL_GROUPS: u32 = 1_000_000;
+
+/// Most devices under the waypoint model: every leg a device starts is
+/// checked against every other device, and the start against every pair.
+/// Eight times `city-1206`.
+pub const MAX_WAYPOINT_DEVICES: u32 = 10_000;
+
 /// Largest message body a scenario creates, by `traffic.size` or by a
 /// trace's `C` lines: 1 GiB, a thousand times the ONE simulator's
 /// largest default messages (1 MB), and small enough that a copy's bytes
@@ -671,6 +695,12 @@ impl Scenario {
         if self.groups.is_empty() {
             return Err("at least one [[group]] of devices is needed".into());
         }
+        if self.groups.len() > usize::from(MAX_DEVICE_GROUPS) {
+            return Err(format!(
+                "{} [[group]]s: at most {MAX_DEVICE_GROUPS} (a device's group is kept in 16 bits)",
+                self.groups.len()
+            ));
+        }
         let n: u64 = self.groups.iter().map(|g| u64::from(g.count)).sum();
         if n < 2 || n > u64::from(MAX_DEVICES) {
             return Err(format!("{n} devices: need 2..={MAX_DEVICES}"));
@@ -752,6 +782,12 @@ impl Scenario {
         }
         if so.groups > 0 && so.group_size < 2 {
             return Err("social.group_size must be at least 2".into());
+        }
+        if so.model == "small-world" && so.degree < 2 {
+            return Err(
+                "social.degree must be at least 2 with social.model = \"small-world\" (a ring of degree / 2 neighbours on each side)"
+                    .into(),
+            );
         }
         let t = &self.traffic;
         if t.interval.is_some() && t.per_device_gap.is_some() {
@@ -837,7 +873,69 @@ impl Scenario {
                 ));
             }
         }
+        self.check_size(n)?;
         self.check_carrying()
+    }
+
+    /// What the run builds before its first event, estimated from the
+    /// scenario (`n` devices): every message of the workload, every
+    /// contact pair, every group and the waypoint model's pairs are made
+    /// in memory at the start, so a scenario asking for more than a run
+    /// can hold is refused here, with the estimate, rather than left to
+    /// run out of memory or time.
+    fn check_size(&self, n: u64) -> Result<(), String> {
+        let t = &self.traffic;
+        let end = t
+            .until
+            .map_or(self.duration.0, |u| u.0.min(self.duration.0)) as f64;
+        let messages = match (t.interval, t.per_device_gap) {
+            (Some([lo, hi]), _) => end / ((lo.0 + hi.0) as f64 / 2.0),
+            (None, Some(gap)) => n as f64 * end / gap.0 as f64,
+            (None, None) => 0.0,
+        };
+        if messages > MAX_MESSAGES as f64 {
+            return Err(format!(
+                "traffic: about {messages:.1e} messages, more than the {MAX_MESSAGES} a run creates (a longer traffic.interval or traffic.per_device_gap, or an earlier traffic.until)"
+            ));
+        }
+        let so = &self.social;
+        let all = n * (n - 1) / 2;
+        let pairs = match so.model.as_str() {
+            "random" => (n * u64::from(so.degree).min(n - 1) / 2).min(all),
+            "small-world" => n * (u64::from(so.degree) / 2).min((n - 1) / 2).max(1),
+            "complete" => all,
+            _ => 0,
+        };
+        if pairs > MAX_CONTACT_PAIRS {
+            return Err(format!(
+                "social: about {pairs} contact pairs (social.model = \"{}\", social.degree {}, {n} devices), more than the {MAX_CONTACT_PAIRS} a run holds (those of a complete graph of 5,000 devices)",
+                so.model, so.degree
+            ));
+        }
+        if so.groups > MAX_SOCIAL_GROUPS {
+            return Err(format!(
+                "social.groups {}: at most {MAX_SOCIAL_GROUPS}",
+                so.groups
+            ));
+        }
+        if so.groups > 0 {
+            let size = u64::from(so.group_size).min(n);
+            let members = u64::from(so.groups) * (size * (size - 1) / 2);
+            if members > MAX_CONTACT_PAIRS {
+                return Err(format!(
+                    "social.groups {} of social.group_size {}: up to {members} pairs of members, more than the {MAX_CONTACT_PAIRS} a run holds",
+                    so.groups, so.group_size
+                ));
+            }
+        }
+        if matches!(self.contacts, ContactModel::Waypoint { .. })
+            && n > u64::from(MAX_WAYPOINT_DEVICES)
+        {
+            return Err(format!(
+                "waypoint: {n} devices, more than {MAX_WAYPOINT_DEVICES} (each leg a device starts is checked against every other device, and the start against every pair)"
+            ));
+        }
+        Ok(())
     }
 
     /// The carrying options strand-sync would otherwise hold to its

@@ -816,6 +816,109 @@ fn traffic_that_could_address_no_one_is_refused() {
 }
 
 #[test]
+fn scenarios_too_large_to_build_are_refused_with_an_estimate() {
+    // Before, each was built as asked, in memory before the first event
+    // (8.6e11 messages; a graph of 5 billion pairs; 4 billion groups; a
+    // waypoint start over 200 million pairs), or ran as something else
+    // (a small world of degree 0 or 1 as degree 2; a [[group]] past
+    // 65,535 as another group's link).
+    let scenario = |devices: u32, contacts: &str, rest: &str| {
+        format!(
+            "name = \"x\"\nduration = \"24h\"\n[[group]]\ncount = {devices}\n[contacts]\n{contacts}\n{rest}"
+        )
+    };
+    let meetings = "model = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"";
+    let many_groups = format!(
+        "name = \"x\"\nduration = \"24h\"\n[[group]]\ncount = 2\n{}[contacts]\n{meetings}\n",
+        "[[group]]\ncount = 0\n".repeat(65_535)
+    );
+    for (text, needle) in [
+        (
+            scenario(10_000, meetings, "[traffic]\nper_device_gap = \"1ms\"\n"),
+            "traffic: about 8.6e11 messages, more than the 25000000",
+        ),
+        (
+            scenario(
+                4,
+                meetings,
+                "[traffic]\ninterval = [\"1us\", \"1us\"]\nto = \"any\"\n",
+            ),
+            "traffic: about 8.6e10 messages",
+        ),
+        (
+            scenario(
+                100_000,
+                meetings,
+                "[social]\nmodel = \"random\"\ndegree = 100000\n",
+            ),
+            "social: about 4999950000 contact pairs",
+        ),
+        (
+            scenario(100_000, meetings, "[social]\ndegree = 1000\n"),
+            "social: about 50000000 contact pairs",
+        ),
+        (
+            scenario(5_001, meetings, "[social]\nmodel = \"complete\"\n"),
+            "more than the 12497500 a run holds",
+        ),
+        (
+            scenario(10, meetings, "[social]\ndegree = 1\n"),
+            "social.degree must be at least 2",
+        ),
+        (
+            scenario(10, meetings, "[social]\ndegree = 0\n"),
+            "social.degree must be at least 2",
+        ),
+        (
+            scenario(10, meetings, "[social]\ngroups = 4000000000\n"),
+            "social.groups 4000000000: at most 1000000",
+        ),
+        (
+            scenario(
+                100_000,
+                meetings,
+                "[social]\ngroups = 1\ngroup_size = 100000\n",
+            ),
+            "up to 4999950000 pairs of members",
+        ),
+        (
+            scenario(20_000, "model = \"waypoint\"\narea = [1000.0, 1000.0]", ""),
+            "waypoint: 20000 devices, more than 10000",
+        ),
+        (many_groups, "65536 [[group]]s: at most 65535"),
+    ] {
+        let e = Scenario::parse(&text, Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // At the caps, and every bundled scenario, are taken.
+    for text in [
+        scenario(5_000, meetings, "[social]\nmodel = \"complete\"\n"),
+        scenario(10_000, "model = \"waypoint\"\narea = [1000.0, 1000.0]", ""),
+        scenario(10, meetings, "[social]\ndegree = 2\n"),
+    ] {
+        assert!(Scenario::parse(&text, Default::default()).is_ok(), "{text}");
+    }
+    for name in [
+        "city",
+        "city-1206",
+        "city-carry",
+        "epidemic-check",
+        "group-200",
+        "group-500",
+        "partition",
+        "sparse-carry",
+        "text-10k",
+        "text-100k",
+        "trace-carry",
+        "trace-replay",
+    ] {
+        bundled(name, &[]);
+    }
+}
+
+#[test]
 fn messages_with_no_recipient_are_counted_as_unaddressed() {
     // One group of 3 among 6 devices, every message to a group: the
     // other 3 have nowhere to write. Before, their messages vanished
