@@ -39,6 +39,10 @@ use crate::{Report, Scenario};
 pub const MANIFEST: &str = "plan.json";
 /// What `plan.json` says it is (changes when its layout does).
 pub const FORMAT: &str = "strand-sim plan 1";
+/// The strand-sim that writes plans and runs their jobs: a plan or a
+/// job's result recorded by another version is refused, since another
+/// build may run the same scenario and seed differently.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A file a plan holds, with its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,11 @@ pub struct PlanJob {
 pub struct PlanBody {
     /// [`FORMAT`].
     pub format: String,
+    /// The strand-sim that wrote it ([`VERSION`]). A plan written before
+    /// versions were recorded has none (and so the id it had), and is
+    /// read as this version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The scenario's name.
     pub name: String,
     /// The swept parameters (dotted path and values).
@@ -103,6 +112,10 @@ pub struct Plan {
 pub struct JobResult {
     /// The plan's id.
     pub plan: String,
+    /// The strand-sim that ran it ([`VERSION`]; none in a result made
+    /// before versions were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The job.
     pub job: usize,
     /// Its point's values.
@@ -275,6 +288,7 @@ impl Plan {
         }
         let body = PlanBody {
             format: FORMAT.into(),
+            version: Some(VERSION.into()),
             name: grid.name.clone(),
             params: grid
                 .params
@@ -385,6 +399,13 @@ impl Plan {
             "{}: its id does not match its contents (edited by hand?)",
             path.display()
         );
+        if let Some(v) = &plan.body.version {
+            anyhow::ensure!(
+                v == VERSION,
+                "{}: written by strand-sim {v}, this is strand-sim {VERSION} (run and merge a plan with the strand-sim that wrote it)",
+                path.display()
+            );
+        }
         let points = plan.body.points.len();
         let seeds = plan.body.seeds.len();
         anyhow::ensure!(
@@ -434,6 +455,7 @@ impl Plan {
         let report = crate::run(&sc, job.seed, |_, _| {})?.report;
         let result = JobResult {
             plan: self.id.clone(),
+            version: Some(VERSION.into()),
             job: n,
             values: self.body.points[job.point].values.clone(),
             seed: job.seed,
@@ -502,6 +524,19 @@ impl Plan {
                     name(&f),
                     r.plan,
                     self.id
+                ));
+                continue;
+            }
+            if r.version.as_deref() != Some(VERSION) {
+                let by = r
+                    .version
+                    .as_deref()
+                    .map_or(String::from("a strand-sim that recorded no version"), |v| {
+                        format!("strand-sim {v}")
+                    });
+                problems.push(format!(
+                    "{}: made by {by}, this is strand-sim {VERSION}",
+                    name(&f)
                 ));
                 continue;
             }
@@ -578,6 +613,7 @@ mod tests {
         for (seeds, points) in [(vec![], 1), (vec![1], 0)] {
             let body = PlanBody {
                 format: FORMAT.into(),
+                version: Some(VERSION.into()),
                 name: "x".into(),
                 params: vec![("policy".into(), vec!["strand".into()])],
                 seeds,
@@ -606,6 +642,68 @@ mod tests {
             let err = Plan::read(dir.path()).unwrap_err().to_string();
             assert!(err.contains("at least one point and one seed"), "{err}");
         }
+    }
+
+    /// A plan of one point and one seed, recorded as written by
+    /// `version`, whose point's scenario is `point` and which reads
+    /// `inputs`.
+    fn one_job(version: Option<&str>, point: &str, inputs: &[&str]) -> Plan {
+        let digested = |file: &str| Digested {
+            file: file.into(),
+            blake2b: String::new(),
+        };
+        let body = PlanBody {
+            format: FORMAT.into(),
+            version: version.map(String::from),
+            name: "x".into(),
+            params: vec![("policy".into(), vec!["strand".into()])],
+            seeds: vec![1],
+            points: vec![PlanPoint {
+                values: vec!["strand".into()],
+                scenario: digested(point),
+            }],
+            inputs: inputs.iter().map(|f| digested(f)).collect(),
+            jobs: vec![PlanJob {
+                job: 0,
+                point: 0,
+                seed: 1,
+            }],
+        };
+        Plan {
+            id: body.id(),
+            body,
+        }
+    }
+
+    /// A plan directory holding `plan`'s manifest.
+    fn manifest(plan: &Plan) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            serde_json::to_vec_pretty(plan).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Another build may run the same job differently: a plan another
+    /// strand-sim wrote is refused (so are its jobs and its merge),
+    /// naming both versions (before: read). One written before versions
+    /// were recorded keeps the id it had and is read.
+    #[test]
+    fn a_plan_of_another_version_is_refused_and_one_of_before_versions_is_read() {
+        let dir = manifest(&one_job(Some("0.0.1"), "points/0.toml", &[]));
+        let err = Plan::read(dir.path()).unwrap_err().to_string();
+        let want = format!("written by strand-sim 0.0.1, this is strand-sim {VERSION}");
+        assert!(err.contains(&want), "{err}");
+
+        let old = one_job(None, "points/0.toml", &[]);
+        let dir = manifest(&old);
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST)).unwrap();
+        assert!(!text.contains("version"), "{text}");
+        assert_eq!(Plan::read(dir.path()).unwrap(), old);
+        let new = one_job(Some(VERSION), "points/0.toml", &[]);
+        assert_eq!(Plan::read(manifest(&new).path()).unwrap(), new);
     }
 
     /// The Slurm array's logs go to `DIR/logs/`, the directory the plan

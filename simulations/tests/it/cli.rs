@@ -348,3 +348,30 @@ fn a_sweep_too_large_is_refused_before_anything_is_made() {
     );
     assert!(!dir.exists(), "nothing planned");
 }
+
+#[test]
+fn merge_refuses_a_result_another_strand_sim_made() {
+    // Another build may run the same scenario and seed differently.
+    // Before, a result recorded no version and was merged whatever made
+    // it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plan");
+    plan(&dir);
+    let d = dir.to_str().unwrap();
+    ok(&["job", d, "0"]);
+    let result = dir.join("results/0.json");
+    let text = std::fs::read_to_string(&result).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    let other = text.replacen(
+        &format!("\"version\": \"{version}\""),
+        "\"version\": \"0.0.0-other\"",
+        1,
+    );
+    assert_ne!(other, text, "a result records its version");
+    std::fs::write(&result, other).unwrap();
+    let err = refused(&["merge", d]);
+    let want =
+        format!("results/0.json: made by strand-sim 0.0.0-other, this is strand-sim {version}");
+    assert!(err.contains(&want), "{err}");
+    assert!(!dir.join("sweep.csv").exists(), "nothing merged");
+}
