@@ -243,6 +243,15 @@ impl Grid {
         params: &[Param],
         seeds: &[u64],
     ) -> anyhow::Result<Grid> {
+        // A second value list for a path would silently replace the
+        // first at every point.
+        for (i, p) in params.iter().enumerate() {
+            anyhow::ensure!(
+                !params[..i].iter().any(|q| q.path == p.path),
+                "--set {}: given twice (give its values once, comma-separated)",
+                p.path
+            );
+        }
         let points = params
             .iter()
             .fold(1u64, |n, p| n.saturating_mul(p.values.len() as u64));
@@ -514,6 +523,24 @@ mod tests {
         // It joins the table without a step and falls towards the normal's.
         assert!(t95(31) < t95(30) && t95(30) - t95(31) < 0.01);
         assert!((1..2000).all(|df| t95(df + 1) < t95(df)));
+    }
+
+    #[test]
+    fn a_path_set_twice_is_refused() {
+        // Before: the second `--set policy` replaced the first at every
+        // point, without a word.
+        let table: toml::Table = "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 2\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n"
+            .parse()
+            .unwrap();
+        let params: Vec<Param> = ["policy=strand", "contacts.gap=2h", "policy=epidemic,direct"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let err = Grid::new(&table, Path::new("."), &params, &[1])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set policy: given twice"), "{err}");
+        assert!(Grid::new(&table, Path::new("."), &params[..2], &[1]).is_ok());
     }
 
     #[test]
