@@ -25,8 +25,9 @@
 //! of the same grid, byte for byte.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,16 @@ fn check_sbatch_path(dir: &Path) -> anyhow::Result<()> {
         "plan directory {d:?}: a path with whitespace or `%` cannot be named in sweep.sbatch's `#SBATCH --output` line; choose another directory"
     );
     Ok(())
+}
+
+/// Whether `file` names a file under the plan directory's `sub` folder:
+/// relative, `sub/` first, and every part a name (no `..`, no root).
+/// A job reads the files its plan names, so a plan names only its own.
+fn under(file: &str, sub: &str) -> bool {
+    let mut parts = Path::new(file).components();
+    parts.next() == Some(Component::Normal(OsStr::new(sub)))
+        && parts.clone().next().is_some()
+        && parts.all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// Quotes `s` for a POSIX shell.
@@ -404,6 +415,15 @@ impl Plan {
                 v == VERSION,
                 "{}: written by strand-sim {v}, this is strand-sim {VERSION} (run and merge a plan with the strand-sim that wrote it)",
                 path.display()
+            );
+        }
+        let files = plan.body.points.iter().map(|p| (&p.scenario, "points"));
+        for (f, sub) in files.chain(plan.body.inputs.iter().map(|f| (f, "inputs"))) {
+            anyhow::ensure!(
+                under(&f.file, sub),
+                "{}: it names `{}`, not a file under {sub}/ (a plan names only its own files)",
+                path.display(),
+                f.file
             );
         }
         let points = plan.body.points.len();
@@ -704,6 +724,33 @@ mod tests {
         assert_eq!(Plan::read(dir.path()).unwrap(), old);
         let new = one_job(Some(VERSION), "points/0.toml", &[]);
         assert_eq!(Plan::read(manifest(&new).path()).unwrap(), new);
+    }
+
+    /// A job reads the files its plan names: a plan naming one outside
+    /// its directory (absolute, through `..`, or not under `points/` or
+    /// `inputs/`) is refused, naming it (before: read, and a job read it).
+    #[test]
+    fn a_plan_naming_files_outside_its_directory_is_refused() {
+        for (point, inputs, bad) in [
+            ("../elsewhere.toml", vec![], "../elsewhere.toml"),
+            ("/etc/strand/x.toml", vec![], "/etc/strand/x.toml"),
+            ("points/../../x.toml", vec![], "points/../../x.toml"),
+            ("points", vec![], "points"),
+            ("inputs/0.toml", vec![], "inputs/0.toml"),
+            ("points/0.toml", vec!["/etc/passwd"], "/etc/passwd"),
+            (
+                "points/0.toml",
+                vec!["inputs/../../key"],
+                "inputs/../../key",
+            ),
+            ("points/0.toml", vec!["points/0.toml"], "points/0.toml"),
+        ] {
+            let dir = manifest(&one_job(Some(VERSION), point, &inputs));
+            let err = Plan::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(&format!("it names `{bad}`")), "{bad}: {err}");
+        }
+        let plan = one_job(Some(VERSION), "points/0.toml", &["inputs/0123-t.one"]);
+        assert_eq!(Plan::read(manifest(&plan).path()).unwrap(), plan);
     }
 
     /// The Slurm array's logs go to `DIR/logs/`, the directory the plan
