@@ -126,6 +126,10 @@ pub(crate) struct CarrySave {
     new: Vec<([u8; 32], Vec<u8>)>,
     hollow: Vec<(GroupId, Key)>,
     delivered: Vec<(GroupId, Key)>,
+    /// Contacts (by keyed id) the step tells whether this user carries
+    /// (a notice to each, or nothing to tell): no longer to be told it
+    /// ([`crate::profile::telling`]).
+    told: Vec<[u8; 32]>,
     now: Time,
 }
 
@@ -139,6 +143,13 @@ impl CarrySave {
     /// delivered: marked so with the rest.
     pub(crate) fn deliver(&mut self, keys: Vec<(GroupId, Key)>) {
         self.delivered = keys;
+    }
+
+    /// Contacts (by keyed id) the step leaves nothing to tell of whether
+    /// this user carries, besides those it writes a notice to: their rows
+    /// saying they are still to be told go with the rest.
+    pub(crate) fn told(&mut self, ids: Vec<[u8; 32]>) {
+        self.told.extend(ids);
     }
 }
 
@@ -250,6 +261,13 @@ impl Profile {
             &[u8::from(carrier.config().carry)],
             rng,
         );
+        // A notice tells its contact whether this user carries: they are
+        // no longer to be told it (`crate::profile::telling`).
+        let told: Vec<[u8; 32]> = handouts
+            .iter()
+            .filter(|h| h.kind == Kind::CARRYING)
+            .map(|h| self.contact_id(&h.to))
+            .collect();
         let messages = self.pool_messages(handouts, now, rng);
         // Only parts not yet stored are sealed and written, and only those
         // the state no longer names are deleted: a step costs what it
@@ -279,6 +297,7 @@ impl Profile {
             new,
             hollow,
             delivered: Vec::new(),
+            told,
             now,
         })
     }
@@ -303,6 +322,10 @@ impl Profile {
             }
             drop(parts);
             hollow_in(txn, &save.hollow)?;
+            for id in &save.told {
+                crate::profile::telling::told_in(txn, id, crate::profile::telling::Tell::Carrying)
+                    .map_err(db_error)?;
+            }
             let raised =
                 crate::profile::mark_in(txn, &save.delivered, crate::profile::Delivery::Delivered)?;
             let written = insert_written(txn, me, save.now, &save.messages).map_err(db_error)?;

@@ -27,6 +27,7 @@ pub mod schema;
 pub mod sealed;
 pub(crate) mod store;
 pub mod strength;
+pub(crate) mod telling;
 pub(crate) mod views;
 pub mod wipe;
 pub(crate) mod writer;
@@ -1138,6 +1139,10 @@ impl Profile {
             for (key, sealed) in invite_reach.iter().chain(&mailbox_for) {
                 meta.insert(key.as_str(), &sealed[..]).map_err(db_error)?;
             }
+            drop(meta);
+            // With the contact, what they are still to be told: told once,
+            // even if the process stops before (`telling`).
+            crate::profile::telling::to_tell_in(txn, &id).map_err(db_error)?;
             Ok(())
         })?;
         let mut records = book.records.clone();
@@ -1146,8 +1151,9 @@ impl Profile {
             Arc::new(Book::new(&identity, records, &self.chains()));
         drop(_one_at_a_time);
         // Where to reach us beyond the LAN, if we have said it to others.
-        // The contact is added either way; the record can follow later.
-        if let Err(e) = self.reach_new_contact(&record, now, rng) {
+        // The contact is added either way; the record follows later if
+        // this fails (a node tells what is left).
+        if let Err(e) = self.reach_new_contacts(Some(&record.public), now, rng) {
             tracing::warn!("telling a contact our relays failed: {e}");
         }
         Ok(record)
@@ -1195,6 +1201,10 @@ impl Profile {
             for (id, sealed) in &rows {
                 t.insert(id, &sealed[..]).map_err(db_error)?;
             }
+            drop(t);
+            for (id, _) in &rows {
+                crate::profile::telling::to_tell_in(txn, id).map_err(db_error)?;
+            }
             Ok(())
         })?;
         let mut records = book.records.clone();
@@ -1202,10 +1212,10 @@ impl Profile {
         *self.inner.book.write().expect("book lock") =
             Arc::new(Book::new(&identity, records, &self.chains()));
         drop(_one_at_a_time);
-        for record in &added {
-            if let Err(e) = self.reach_new_contact(record, now, rng) {
-                tracing::warn!("telling a contact our relays failed: {e}");
-            }
+        // Every contact still to be told the record: these, and any an
+        // earlier add left.
+        if let Err(e) = self.reach_new_contacts(None, now, rng) {
+            tracing::warn!("telling contacts our relays failed: {e}");
         }
         Ok(added)
     }
@@ -1946,6 +1956,7 @@ fn seal_file(
         copy!(schema::BODIES);
         copy!(schema::SENDING);
         copy!(schema::CARRIED);
+        copy!(schema::TO_TELL);
         to.commit().map_err(db_error)?;
     }
     // Keep a handle on the old file to overwrite it once it is replaced.

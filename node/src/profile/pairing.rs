@@ -28,6 +28,7 @@ use strand_sync::{
 use crate::profile::db_error;
 use crate::profile::schema::meta;
 use crate::profile::store::{insert_written, ReadView};
+use crate::profile::telling::{told_in, Tell};
 use crate::profile::{ContactRecord, Profile, ProfileError};
 
 const ROLE_MAILBOX: &str = "strand/v2/mailbox";
@@ -43,6 +44,17 @@ const MAILBOX_FOR_END: &str = "mailbox-for0";
 /// mailbox's [`MAILBOX_FOR`] row (those it did not find stay known by
 /// name). Outside their range (`-` comes before `/`).
 const MAILBOX_FOR_DONE: &str = "mailbox-for-done";
+
+/// Whom [`Profile::tell_mailbox`] tells of the mailbox.
+#[derive(Clone, Copy)]
+enum Whom<'a> {
+    /// Every contact (a mailbox was paired).
+    All,
+    /// This contact.
+    One(&'a PublicIdentity),
+    /// The contacts still to be told ([`Tell::Mailbox`]), each once.
+    New,
+}
 
 /// What a contact being added is.
 #[derive(Clone, Copy)]
@@ -268,11 +280,52 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
-        let Some((mailbox, proof)) = self.mailbox_pairing()? else {
-            return Ok(Vec::new());
+        self.tell_mailbox_to(only.map_or(Whom::All, Whom::One), now, rng)
+    }
+
+    /// [`Profile::tell_mailbox`] for the contacts added since that are
+    /// still to be told of the mailbox ([`Tell::Mailbox`]), in the
+    /// transaction that takes their rows away (see
+    /// [`crate::profile::telling`]): each is told once, and the mailbox
+    /// gets the new list if anyone was. Without a mailbox, their rows go
+    /// with nothing written (pairing one tells every contact).
+    pub(crate) fn tell_mailbox_new(
+        &self,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        self.tell_mailbox_to(Whom::New, now, rng)
+    }
+
+    fn tell_mailbox_to(
+        &self,
+        whom: Whom<'_>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let pairing = self.mailbox_pairing()?;
+        let new: std::collections::HashSet<[u8; 32]> = match whom {
+            Whom::New => self
+                .to_tell(Tell::Mailbox)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            Whom::All | Whom::One(_) => Default::default(),
+        };
+        let once = matches!(whom, Whom::New);
+        let Some((mailbox, proof)) = pairing else {
+            if new.is_empty() {
+                return Ok(Vec::new());
+            }
+            return self.write_txn(move |txn| {
+                for id in &new {
+                    told_in(txn, id, Tell::Mailbox).map_err(db_error)?;
+                }
+                Ok(Vec::new())
+            });
         };
         // The mailbox itself was told everything when it was paired.
-        if only.is_some_and(|o| *o == mailbox.public) {
+        if matches!(whom, Whom::One(o) if *o == mailbox.public) {
             return Ok(Vec::new());
         }
         // The list read, timed and written with no deletion or addition
@@ -281,20 +334,57 @@ impl Profile {
         let _one_at_a_time = self.inner.adding.lock().expect("adding lock");
         let book = self.book();
         let identity = self.identity();
-        let mut messages = Vec::new();
+        let body = encode_mailbox(Some((&mailbox, &proof)));
+        // Each contact told, by keyed id, with what they are told (the
+        // mailbox itself: nothing; its row goes).
+        let mut told = Vec::new();
+        let mut mailbox_contact = None;
         for c in &book.sync {
+            let id = self.contact_id(&c.public.sign);
+            let due = match whom {
+                Whom::All => true,
+                Whom::One(o) => *o == c.public,
+                Whom::New => new.contains(&id),
+            };
             if c.public == mailbox.public {
-                messages.push(self.mailbox_list(&book, c, None, now, rng)?);
-            } else if only.is_none_or(|o| *o == c.public) {
-                let body = encode_mailbox(Some((&mailbox, &proof)));
+                mailbox_contact = Some(c);
+                if due {
+                    told.push((id, None));
+                }
+            } else if due {
                 let group = c.direct_group();
                 let msg = Message::create(&identity, group, now, Kind::MAILBOX, &body, rng)
                     .map_err(ProfileError::Message)?;
-                messages.push((group.id, msg));
+                told.push((id, Some((group.id, msg))));
             }
         }
+        let someone = told.iter().any(|(_, m)| m.is_some());
+        let list = match mailbox_contact {
+            Some(c) if someone || !once => Some(self.mailbox_list(&book, c, None, now, rng)?),
+            _ => None,
+        };
+        if told.is_empty() && list.is_none() {
+            return Ok(Vec::new());
+        }
         let me = identity.public().sign;
-        self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
+        self.write_txn(move |txn| {
+            let mut messages = Vec::new();
+            let mut someone = false;
+            for (id, message) in told {
+                // Told once: one another run told meanwhile, or one
+                // deleted since, gets nothing more.
+                if told_in(txn, &id, Tell::Mailbox).map_err(db_error)? || !once {
+                    if let Some(m) = message {
+                        someone = true;
+                        messages.push(m);
+                    }
+                }
+            }
+            if someone || !once {
+                messages.extend(list);
+            }
+            insert_written(txn, me, now, &messages).map_err(db_error)
+        })
     }
 
     /// The list of contacts for this user's mailbox `mailbox` (a

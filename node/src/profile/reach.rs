@@ -10,7 +10,7 @@
 use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::limits::{Time, MAX_REACH_ADDRESSES};
-use strand_sync::{GroupId, Key, Kind, Message, Reach};
+use strand_sync::{GroupId, Key, Kind, Message, PublicIdentity, Reach};
 use strand_transport::Multiaddr;
 use zeroize::Zeroizing;
 
@@ -18,6 +18,7 @@ use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::profile::schema::{meta, MESSAGES, META, RECORDS};
 use crate::profile::store::{insert_written, record_key};
+use crate::profile::telling::{told_in, Tell};
 use crate::profile::{ContactRecord, Profile, ProfileError};
 
 /// Binary multiaddrs.
@@ -288,18 +289,55 @@ impl Profile {
         Ok(written)
     }
 
-    /// Writes the last published record to a contact added since, if there
-    /// is one.
-    pub(crate) fn reach_new_contact(
+    /// Writes the last published record, if there is one, to the
+    /// contacts added since that are still to be told it ([`Tell::Reach`];
+    /// `only`: to that one alone), in the transaction that takes their
+    /// rows away (see [`crate::profile::telling`]): once each, and with
+    /// nothing published, their rows go with nothing written. Returns the
+    /// messages written.
+    pub(crate) fn reach_new_contacts(
         &self,
-        contact: &ContactRecord,
+        only: Option<&PublicIdentity>,
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<(), ProfileError> {
-        if let Some(reach) = self.published_reach()? {
-            self.write_reach(&reach, std::slice::from_ref(contact), now, rng)?;
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        let due: Vec<([u8; 32], ContactRecord)> = self
+            .to_tell(Tell::Reach)?
+            .into_iter()
+            .filter(|(_, r)| only.is_none_or(|o| *o == r.public))
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let body = self.published_reach()?.map(|r| Zeroizing::new(r.encode()));
+        let identity = self.identity();
+        let mut rows = Vec::with_capacity(due.len());
+        for (id, c) in &due {
+            // Deleted since the rows were read: their rows went with them.
+            let Ok(contact) = self.sync_contact(c) else {
+                continue;
+            };
+            let message = match &body {
+                Some(body) => {
+                    let group = contact.direct_group();
+                    let m = Message::create(&identity, group, now, Kind::REACH, body, rng)
+                        .map_err(ProfileError::Message)?;
+                    Some((group.id, m))
+                }
+                None => None,
+            };
+            rows.push((*id, message));
+        }
+        let me = identity.public().sign;
+        self.write_txn(move |txn| {
+            let mut messages = Vec::new();
+            for (id, message) in rows {
+                if told_in(txn, &id, Tell::Reach).map_err(db_error)? {
+                    messages.extend(message);
+                }
+            }
+            insert_written(txn, me, now, &messages).map_err(db_error)
+        })
     }
 
     fn write_reach(

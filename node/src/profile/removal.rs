@@ -6,7 +6,8 @@
 //! (`messages`, `bodies`, `records`, `outbox`, `shown`, `seen`, `floor`,
 //! `timers`, `chunks`, `sending`, and `expiry`, which is keyed by time
 //! first); where their invite said they can be reached (`invite-reach/`);
-//! their conversation's mute (`prefs`);
+//! their conversation's mute (`prefs`); what they were still to be told
+//! (`to-tell`);
 //! if they are a mailbox, whose mailbox they are (`mailbox-for/`, so that
 //! contact may name another); if they are this user's own mailbox, the
 //! pairing (so another can be paired).
@@ -168,6 +169,7 @@ impl Profile {
                 meta_rows.remove(meta::MAILBOX).map_err(db_error)?;
             }
             drop(meta_rows);
+            crate::profile::telling::forget_in(txn, &id).map_err(db_error)?;
             // As the preferences are now, not as read before this ran.
             crate::profile::prefs::unmute_in(txn, &root, &groups[0].0, &mut seal_rng)?;
             let [direct, pool] = groups;

@@ -22,6 +22,7 @@
 //! | `epochs` | keyed hash of a group epoch's id (32) | sealed epoch: id, key, members (`strand_sync::Epoch::encode`) |
 //! | `sending` | `messages` key of a file chunk being sent (72) | nothing: its parts are in `bodies`, its `messages` row is not written yet |
 //! | `carried` | keyed hash of a carrying part's key (32) | sealed part: an envelope held for others or an own message spreading (`strand_sync::Carrier::parts`) |
+//! | `to-tell` | keyed hash of a contact's signing key, as in `contacts` (32) ‖ what (u8) | nothing: a contact just added is still to be told it |
 //!
 //! `shown` lists the texts of each conversation in the order a user sees
 //! them ([`crate::profile::store::Position`]): a message is shown at its author's
@@ -49,7 +50,9 @@
 //! with `Durability::Immediate`, so after a crash the file holds exactly
 //! the transactions that committed; a message batch is one transaction,
 //! and a file sent appears (its chunks and manifest) in one transaction,
-//! its parts having waited in `sending`.
+//! its parts having waited in `sending`. A contact added is written with
+//! what they are still to be told (`to-tell`), each taken away in the
+//! transaction that tells it.
 //! The sealed backend keeps redb's one in-place page (its header) in two
 //! copies, so a torn write of it reads as before or after.
 
@@ -147,6 +150,16 @@ pub const SENDING: TableDefinition<[u8; 72], ()> = TableDefinition::new("sending
 /// The large parts of the carrying state (`meta` `carrier` names them):
 /// each written once, so a carrying step rewrites only the small state.
 pub const CARRIED: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("carried");
+
+/// What contacts just added are still to be told, a row each
+/// (`crate::profile::telling`): their keyed id, as in [`CONTACTS`]
+/// (32) ‖ what (u8: `crate::profile::telling::Tell`) → nothing. Written
+/// in the transaction that adds the contact and taken away in the one
+/// that tells them, so a stop or a failure in between leaves it to be
+/// told later. It names no one (a keyed hash, as `contacts` does, and
+/// the file is sealed whole). A table older versions ignore, so it
+/// needed no new schema version.
+pub const TO_TELL: TableDefinition<[u8; 33], ()> = TableDefinition::new("to-tell");
 
 /// Names of `meta` entries.
 pub mod meta {

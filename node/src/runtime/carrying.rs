@@ -28,6 +28,7 @@ use strand_sync::{
 use super::{Node, NodeEvent, Shared};
 use crate::profile::budget::{Budgets, Ledger, HOLLOW_ROW};
 use crate::profile::carried::{notice, status, CarryStatus, TakenOut, Wait};
+use crate::profile::telling::Tell;
 use crate::{hex, ProfileError};
 
 /// What a carrying step writes besides the carrier's state.
@@ -42,6 +43,10 @@ struct Job {
     /// This user's 1:1 messages acknowledged through carriers: marked
     /// delivered.
     delivered: Vec<(GroupId, Key)>,
+    /// Contacts (by keyed id) no longer to be told whether this user
+    /// carries, besides those the step writes a notice to (see
+    /// `crate::profile::telling`).
+    told: Vec<[u8; 32]>,
 }
 
 /// Runs `f` on a copy of the carrier on a blocking thread, one step at a
@@ -92,6 +97,7 @@ async fn carrying_step<R: Send + 'static, S: Send + 'static>(
                 .profile
                 .prepare_carrying(&carrier, out, job.hollow, now, &mut shared.rng())?;
         save.deliver(job.delivered.clone());
+        save.told(job.told);
         let s = before_save(&shared, save.messages())?;
         let (keys, delivered) = shared.profile.commit_carrying(save)?;
         for (group, n) in job.freed {
@@ -240,11 +246,29 @@ impl Node {
         exported
     }
 
-    /// Contacts were added: if this user carries, tell them.
-    pub(crate) async fn carrying_new_contacts(&self, publics: Vec<PublicIdentity>) {
-        let result = with_carrier(self.shared.clone(), move |_, carrier, job| {
-            if carrier.config().carry {
-                job.out.extend(publics.iter().map(|p| notice(p, true)));
+    /// Contacts were added: those still to be told whether this user
+    /// carries ([`Tell::Carrying`]) are told if this user does, in the
+    /// step that takes their rows away: once each, and a step that fails
+    /// leaves them to the next.
+    pub(crate) async fn carrying_new_contacts(&self) {
+        // A carrying step only if anyone is to be told.
+        let profile = self.shared.profile.clone();
+        match tokio::task::spawn_blocking(move || profile.to_tell(Tell::Carrying)).await {
+            Ok(Ok(due)) if !due.is_empty() => {}
+            Ok(Ok(_)) | Err(_) => return,
+            Ok(Err(e)) => {
+                tracing::warn!("reading whom to tell that you carry failed: {e}");
+                return;
+            }
+        }
+        let result = with_carrier(self.shared.clone(), move |shared, carrier, job| {
+            // Read again under the step: another may have told them.
+            for (id, record) in shared.profile.to_tell(Tell::Carrying)? {
+                if carrier.config().carry {
+                    job.out.push(notice(&record.public, true));
+                } else {
+                    job.told.push(id);
+                }
             }
             Ok(())
         })

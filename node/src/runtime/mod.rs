@@ -800,6 +800,11 @@ impl Node {
         node.shared
             .tasks
             .spawn(paired::owners_list(node.shared.clone()));
+        // What contacts added before were not yet told (a kill, or a
+        // step that failed, right after the add).
+        node.shared
+            .tasks
+            .spawn(paired::new_contacts(node.shared.clone()));
 
         #[cfg(target_os = "linux")]
         if !node.shared.config.offline {

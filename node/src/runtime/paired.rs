@@ -72,28 +72,35 @@ impl Node {
             self.clone().reach_record(r.public).await;
         }
         self.redial_nearby();
-        let publics: Vec<_> = records.iter().map(|r| r.public).collect();
-        self.carrying_new_contacts(publics.clone()).await;
+        self.tell_new_contacts().await;
+    }
+
+    /// Tells the contacts added what they are still to be told (see
+    /// [`crate::profile::telling`]): that this user carries, the user's
+    /// mailbox (and the mailbox of them), the reach record. Each is told
+    /// once; what fails stays to be told at the next start or after the
+    /// next contact added.
+    pub(crate) async fn tell_new_contacts(&self) {
+        self.carrying_new_contacts().await;
         let profile = self.shared.profile.clone();
         let now = self.shared.clock.now();
         let mut rng = self.shared.rng();
         let written = tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
-            for public in &publics {
-                keys.extend(profile.tell_mailbox(Some(public), now, &mut rng)?);
+            match profile.tell_mailbox_new(now, &mut rng) {
+                Ok(k) => keys.extend(k),
+                Err(e) => tracing::warn!("telling new contacts of the mailbox failed: {e}"),
             }
-            Ok(keys)
+            match profile.reach_new_contacts(None, now, &mut rng) {
+                Ok(k) => keys.extend(k),
+                Err(e) => tracing::warn!("telling new contacts our relays failed: {e}"),
+            }
+            keys
         })
         .await
-        .map_err(|_| ProfileError::Closed)
-        .and_then(|r| r);
-        match written {
-            Ok(keys) => {
-                for (g, k) in keys {
-                    self.shared.registry.announce(g, k, None);
-                }
-            }
-            Err(e) => tracing::warn!("telling the mailbox of a new contact failed: {e}"),
+        .unwrap_or_default();
+        for (g, k) in written {
+            self.shared.registry.announce(g, k, None);
         }
     }
 
@@ -136,6 +143,13 @@ pub(crate) async fn owners_list(shared: Arc<Shared>) {
         Ok(Err(e)) => tracing::warn!("the owner's list not taken again: {e}"),
         Err(_) => {}
     }
+}
+
+/// Once at the start: what contacts added before are still to be told
+/// (the node that added them stopped first, or a step failed) is told
+/// now ([`Node::tell_new_contacts`]).
+pub(crate) async fn new_contacts(shared: Arc<Shared>) {
+    Node { shared }.tell_new_contacts().await;
 }
 
 /// Mailbox records `items` arrived over a link and were stored.

@@ -524,6 +524,65 @@ async fn an_owner_away_gets_a_message_from_the_mailbox() {
     max.shutdown().await;
 }
 
+/// How many messages of `kind` `p` holds in `group`.
+fn of_kind(p: &Profile, group: &strand_sync::GroupId, kind: Kind) -> usize {
+    let view = p.read_view().unwrap();
+    let mut keys = Vec::new();
+    view.scan(group, &strand_sync::KeyRange::ALL, &mut |k| {
+        keys.push(*k);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    keys.iter()
+        .filter(|k| view.kind(group, k).unwrap() == Some(kind))
+        .count()
+}
+
+/// Owen, whose mailbox Max is, adds Cat, and his node is killed before
+/// it tells her anything (here: added with no node at all, which leaves
+/// the profile as such a kill does). His next start tells her of the
+/// mailbox, and the mailbox of her. Before, only the node that added her
+/// told her, right after the add: a kill or a failure in between, and
+/// she never learnt of Owen's mailbox (nor the mailbox of her), and
+/// adding her again said she was a contact already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_added_before_a_kill_is_told_of_the_mailbox_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max, _ann) = owen_max_and_ann(tmp.path());
+    let mut rng = strand_node::os_rng();
+    let settings = strand_node::CarrySettings::default();
+    max.become_mailbox(&owen.invite().unwrap(), &settings, 0, &mut rng)
+        .unwrap();
+    let (mailbox, _) = owen
+        .pair_mailbox(&max.mailbox_code().unwrap().unwrap(), 0, &mut rng)
+        .unwrap();
+    let cat = Identity::generate("cat", &mut rng).unwrap();
+    owen.add_contact(&cat.invite(), "cat", 0, &mut rng).unwrap();
+    let direct = |p: &Profile, name: &str| {
+        let record = p.contact(name).unwrap();
+        p.sync_contact(&record).unwrap().direct_group().id
+    };
+    let (with_cat, with_max) = (direct(&owen, "cat"), direct(&owen, mailbox.name.as_str()));
+    assert_eq!(
+        of_kind(&owen, &with_cat, Kind::MAILBOX),
+        0,
+        "nothing told yet"
+    );
+    let lists = of_kind(&owen, &with_max, Kind::MAILBOX_CONTACTS);
+
+    let hub = Hub::new();
+    let owen = start(owen, &hub).await;
+    until("Cat is told of Owen's mailbox", || {
+        of_kind(owen.profile(), &with_cat, Kind::MAILBOX) == 1
+    })
+    .await;
+    until("the mailbox gets a list with Cat", || {
+        of_kind(owen.profile(), &with_max, Kind::MAILBOX_CONTACTS) > lists
+    })
+    .await;
+    owen.shutdown().await;
+}
+
 /// A mailbox learnt from a drive imported with no node running (`strand
 /// import` offline): its records are taken at import, as from a link.
 /// Ann learns Owen's mailbox; the mailbox learns Ann.
