@@ -799,6 +799,12 @@ impl Profile {
         }
         let (header, root) = unseal_header(&path, passphrase)?;
         let db = open_sealed(dir, &root)?;
+        // A sealed copy left beside it by a sealing cut short (`seal_file`)
+        // holds the root key sealed under the passphrase as this file
+        // does: it goes. Not a reason to refuse the profile.
+        if let Err(e) = crate::profile::wipe::destroy_sealing(dir) {
+            tracing::warn!("a sealed copy of the profile left beside it is still there: {e}");
+        }
         let (version, identity, contacts) = {
             let txn = db.begin_read().map_err(db_error)?;
             let m = txn.open_table(META).map_err(db_error)?;
@@ -1891,82 +1897,45 @@ fn open_identity(root: &[u8; 32], sealed: &[u8]) -> Result<Identity, ProfileErro
 /// KDF and root key moving to the header) into a new sealed file in one
 /// transaction, puts it in the old one's place, and overwrites the old
 /// file's bytes. Run once, after an unlock; a crash before the rename
-/// leaves the old file as it was (the next unlock starts again).
+/// leaves the old file as it was (the next unlock starts again), and the
+/// sealed copy beside it, which the next unlock destroys first. On an
+/// error the copy is destroyed at once: its header holds the root key
+/// sealed under the passphrase, as the profile's own does.
 fn seal_file(
     dir: &Path,
     old: Database,
     header: &Header,
     root: &[u8; 32],
 ) -> Result<Database, ProfileError> {
-    use crate::profile::schema::RECORDS;
     let path = dir.join(DB_FILE);
-    let tmp = dir.join(format!("{DB_FILE}.sealing"));
-    let _ = std::fs::remove_file(&tmp);
-    let file = new_sealed_file(&tmp, header)?;
-    let db = sealed_db(dir, file, root)?;
-    {
-        let from = old.begin_read().map_err(db_error)?;
-        let mut to = db.begin_write().map_err(db_error)?;
-        to.set_durability(redb::Durability::Immediate)
-            .map_err(db_error)?;
-        to.set_two_phase_commit(true);
-        {
-            let mut t = to.open_table(META).map_err(db_error)?;
-            for e in from
-                .open_table(META)
-                .map_err(db_error)?
-                .iter()
-                .map_err(db_error)?
-            {
-                let (k, v) = e.map_err(db_error)?;
-                if k.value() != meta::KDF && k.value() != meta::ROOT {
-                    t.insert(k.value(), v.value()).map_err(db_error)?;
-                }
-            }
-        }
-        macro_rules! copy {
-            ($table:expr) => {{
-                let mut t = to.open_table($table).map_err(db_error)?;
-                match from.open_table($table) {
-                    Ok(f) => {
-                        for e in f.iter().map_err(db_error)? {
-                            let (k, v) = e.map_err(db_error)?;
-                            t.insert(k.value(), v.value()).map_err(db_error)?;
-                        }
-                    }
-                    Err(redb::TableError::TableDoesNotExist(_)) => {}
-                    Err(e) => return Err(db_error(e)),
-                }
-            }};
-        }
-        copy!(CONTACTS);
-        copy!(MESSAGES);
-        copy!(OUTBOX);
-        copy!(SHOWN);
-        copy!(SEEN);
-        copy!(FLOOR);
-        copy!(RECORDS);
-        // Tables newer than sealing, for a file made unsealed since (tests).
-        copy!(schema::EPOCHS);
-        copy!(schema::EXPIRY);
-        copy!(schema::TIMERS);
-        copy!(schema::NAMES);
-        copy!(schema::CHANGES);
-        copy!(schema::CHUNKS);
-        copy!(schema::BODIES);
-        copy!(schema::SENDING);
-        copy!(schema::CARRIED);
-        copy!(schema::TO_TELL);
-        to.commit().map_err(db_error)?;
+    let tmp = crate::profile::wipe::sealing_path(dir);
+    if let Err(e) = crate::profile::wipe::destroy_sealing(dir) {
+        // Then it cannot be made anew either: the error comes below.
+        tracing::warn!("a sealed copy an earlier unlock left is still there: {e}");
     }
-    // Keep a handle on the old file to overwrite it once it is replaced.
-    let old_file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
-    // Renamed while the old file is still locked, so no other process
-    // can open it in between; the new file's lock guards the path after.
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    let file = new_sealed_file(&tmp, header)?;
+    let sealed = sealed_db(dir, file, root).and_then(|db| {
+        copy_tables(&old, &db)?;
+        // Keep a handle on the old file to overwrite it once it is replaced.
+        let old_file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        // Renamed while the old file is still locked, so no other process
+        // can open it in between; the new file's lock guards the path after.
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        Ok((db, old_file))
+    });
+    let (db, old_file) = match sealed {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            // (Its database handle is closed: it went with the error.)
+            if let Err(left) = crate::profile::wipe::destroy_sealing(dir) {
+                tracing::warn!("a sealed copy of the profile is left beside it: {left}");
+            }
+            return Err(e);
+        }
+    };
     drop(old);
     if let Ok(dirf) = std::fs::File::open(dir) {
         let _ = dirf.sync_all();
@@ -1974,6 +1943,65 @@ fn seal_file(
     overwrite(&old_file).map_err(|e| io_error(&path, e))?;
     tracing::info!("the profile file is now sealed as a whole");
     Ok(db)
+}
+
+/// [`seal_file`]'s copy: every table of `old` into `db`, in one
+/// transaction, but the KDF and root key (the header holds them).
+fn copy_tables(old: &Database, db: &Database) -> Result<(), ProfileError> {
+    use crate::profile::schema::RECORDS;
+    let from = old.begin_read().map_err(db_error)?;
+    let mut to = db.begin_write().map_err(db_error)?;
+    to.set_durability(redb::Durability::Immediate)
+        .map_err(db_error)?;
+    to.set_two_phase_commit(true);
+    {
+        let mut t = to.open_table(META).map_err(db_error)?;
+        for e in from
+            .open_table(META)
+            .map_err(db_error)?
+            .iter()
+            .map_err(db_error)?
+        {
+            let (k, v) = e.map_err(db_error)?;
+            if k.value() != meta::KDF && k.value() != meta::ROOT {
+                t.insert(k.value(), v.value()).map_err(db_error)?;
+            }
+        }
+    }
+    macro_rules! copy {
+        ($table:expr) => {{
+            let mut t = to.open_table($table).map_err(db_error)?;
+            match from.open_table($table) {
+                Ok(f) => {
+                    for e in f.iter().map_err(db_error)? {
+                        let (k, v) = e.map_err(db_error)?;
+                        t.insert(k.value(), v.value()).map_err(db_error)?;
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(db_error(e)),
+            }
+        }};
+    }
+    copy!(CONTACTS);
+    copy!(MESSAGES);
+    copy!(OUTBOX);
+    copy!(SHOWN);
+    copy!(SEEN);
+    copy!(FLOOR);
+    copy!(RECORDS);
+    // Tables newer than sealing, for a file made unsealed since (tests).
+    copy!(schema::EPOCHS);
+    copy!(schema::EXPIRY);
+    copy!(schema::TIMERS);
+    copy!(schema::NAMES);
+    copy!(schema::CHANGES);
+    copy!(schema::CHUNKS);
+    copy!(schema::BODIES);
+    copy!(schema::SENDING);
+    copy!(schema::CARRIED);
+    copy!(schema::TO_TELL);
+    to.commit().map_err(db_error)
 }
 
 /// Random bytes over the whole of `file`, synced, then truncated.

@@ -14,6 +14,11 @@
 //! 3. **The folder.** Every file in the profile folder is removed, then the
 //!    folder.
 //!
+//! A sealed copy of the file that the first unlock of a profile from
+//! before sealing was making (`strand.redb.sealing`, left if that unlock
+//! was killed before its rename) holds the root key sealed under the
+//! passphrase too: its header goes in step 1 and its bytes in step 2.
+//!
 //! What it cannot do: storage that remaps writes (SSDs and flash wear
 //! levelling, copy-on-write or snapshotting file systems such as btrfs and
 //! ZFS) may keep old blocks the overwrite never reaches; backups and copies
@@ -23,7 +28,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand_core::RngCore;
 use redb::ReadableDatabase;
@@ -49,10 +54,71 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ProfileError + '_ {
 }
 
 /// Step 1 alone: overwrites every copy of the sealed root key and
-/// identity in `dir`'s database file, and flushes. No passphrase opens the
+/// identity in `dir`'s database file (and in a sealed copy of it an
+/// unlock cut short left beside it), and flushes. No passphrase opens the
 /// profile afterwards. Needs the profile not to be in use
 /// ([`ProfileError::InUse`]). Returns the copies overwritten.
 pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
+    let copies = destroy_file_keys(dir)?;
+    Ok(copies + destroy_sealing_keys(dir)?)
+}
+
+/// Where the first unlock of a profile from before sealing makes its
+/// sealed copy, before the copy takes the file's name
+/// (`profile::seal_file`).
+pub(crate) fn sealing_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{DB_FILE}.sealing"))
+}
+
+/// The sealed copy an unlock cut short left in `dir`, if there is one and
+/// it is a file of its own (a link is only removed, never written
+/// through).
+fn sealing_file(dir: &Path) -> Result<Option<PathBuf>, ProfileError> {
+    let path = sealing_path(dir);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => Ok(Some(path)),
+        Ok(_) => {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::profile::io_error(&path, e)),
+    }
+}
+
+/// Overwrites the header (both copies of the sealed root key) of the
+/// sealed copy an unlock cut short left in `dir`, if it has one. Returns
+/// the copies overwritten.
+fn destroy_sealing_keys(dir: &Path) -> Result<usize, ProfileError> {
+    let Some(path) = sealing_file(dir)? else {
+        return Ok(0);
+    };
+    if !crate::profile::sealed::is_sealed(&path) {
+        return Ok(0);
+    }
+    crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
+    Ok(2)
+}
+
+/// Destroys the sealed copy an unlock cut short left in `dir`, if there
+/// is one: its keys, then its bytes, then the file.
+pub(crate) fn destroy_sealing(dir: &Path) -> Result<(), ProfileError> {
+    destroy_sealing_keys(dir)?;
+    let Some(path) = sealing_file(dir)? else {
+        return Ok(());
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    crate::profile::overwrite(&file).map_err(io(&path))?;
+    drop(file);
+    std::fs::remove_file(&path).map_err(io(&path))?;
+    Ok(())
+}
+
+/// [`destroy_keys`] for the database file itself.
+fn destroy_file_keys(dir: &Path) -> Result<usize, ProfileError> {
     let path = dir.join(DB_FILE);
     if !path.exists() {
         return Err(ProfileError::NotFound(dir.to_path_buf()));
@@ -149,6 +215,7 @@ pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
     let len = file.metadata().map_err(io(&path))?.len();
     crate::profile::overwrite(&file).map_err(io(&path))?;
     drop(file);
+    destroy_sealing(dir)?;
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
     Ok(Wiped {
         key_copies,

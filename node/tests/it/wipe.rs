@@ -55,6 +55,38 @@ fn destroying_the_keys_alone_leaves_nothing_the_passphrase_opens() {
     assert!(!dir.exists());
 }
 
+/// A sealed copy of the profile file left at `strand.redb.sealing` (the
+/// first unlock of a profile from before sealing, killed or failing
+/// before its rename) holds the root key sealed under the passphrase, as
+/// the profile does. An unlock removes it, and destroying the keys
+/// destroys its copies too. Before, nothing removed it, and after the
+/// keys were destroyed (a wipe cut short) it still held them.
+#[test]
+fn a_sealed_copy_left_beside_the_profile_goes_with_its_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    drop(new_profile(&dir));
+    let file = dir.join(schema::DB_FILE);
+    let sealing = dir.join(format!("{}.sealing", schema::DB_FILE));
+    // The sealed root key, as the header holds it (slot A, offset 44).
+    let sealed_root = std::fs::read(&file).unwrap()[44..116].to_vec();
+    let holds_the_key = |path: &std::path::Path| {
+        std::fs::read(path).is_ok_and(|b| b.windows(sealed_root.len()).any(|w| w == sealed_root))
+    };
+
+    std::fs::copy(&file, &sealing).unwrap();
+    assert!(holds_the_key(&sealing));
+    drop(Profile::open(&dir, "pass phrase").unwrap());
+    assert!(!sealing.exists(), "an unlock removes it");
+
+    std::fs::copy(&file, &sealing).unwrap();
+    strand_node::wipe::destroy_keys(&dir).unwrap();
+    assert!(!holds_the_key(&file));
+    assert!(!holds_the_key(&sealing), "the copy beside it holds the key");
+    strand_node::wipe::wipe(&dir).unwrap();
+    assert!(!dir.exists());
+}
+
 /// `strand wipe` asks first (and refuses without a terminal), stops a
 /// running node, and leaves no profile.
 #[test]
