@@ -154,6 +154,12 @@ impl Profile {
         *self.inner.book.write().expect("book lock") =
             Arc::new(Book::new(&self.identity(), rest, &self.chains()));
         let written = self.write_txn(move |txn| {
+            // First, as the preferences are now, not as read before this
+            // ran: the one step that fails otherwise than the store (they
+            // may not decrypt), so it fails before anything is written (on
+            // the writer thread a job's writes before its error would
+            // commit with its batch).
+            crate::profile::prefs::unmute_in(txn, &root, &groups[0].0, &mut seal_rng)?;
             txn.open_table(CONTACTS)
                 .map_err(db_error)?
                 .remove(&id)
@@ -170,8 +176,6 @@ impl Profile {
             }
             drop(meta_rows);
             crate::profile::telling::forget_in(txn, &id).map_err(db_error)?;
-            // As the preferences are now, not as read before this ran.
-            crate::profile::prefs::unmute_in(txn, &root, &groups[0].0, &mut seal_rng)?;
             let [direct, pool] = groups;
             let messages = delete_group(txn, &direct).map_err(db_error)?;
             delete_group(txn, &pool).map_err(db_error)?;
@@ -295,6 +299,38 @@ mod tests {
         assert!(batch
             .iter()
             .all(|i| matches!(i.verdict(), Verdict::Stored { new: true })));
+    }
+
+    /// A deletion whose write job fails (the preferences, which it unmutes
+    /// the contact in, do not decrypt) leaves everything as it was on a
+    /// node's writer thread, as it does without one. Before, the job
+    /// removed the contact's row first, and the writer committed that half
+    /// with its batch: after reopening Bob was gone, his conversation's
+    /// rows left behind.
+    #[test]
+    fn a_deletion_that_fails_on_the_writer_thread_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&dir);
+        p.start_writer().unwrap();
+        p.write_txn(|txn| {
+            txn.open_table(crate::profile::schema::META)
+                .map_err(crate::profile::db_error)?
+                .insert(crate::profile::schema::meta::PREFS, &[0u8; 40][..])
+                .map_err(crate::profile::db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        let e = p
+            .delete_contact("Bob", crate::profile::now(), rng)
+            .unwrap_err();
+        assert!(matches!(e, crate::ProfileError::Corrupt(_)), "{e}");
+        assert!(p.contact("Bob").is_ok(), "the list as it was");
+        p.close();
+
+        let p = crate::profile::Profile::open(&dir, "pass").unwrap();
+        assert_eq!(p.contact("Bob").unwrap().public, bob.public());
     }
 
     /// A text composed for a contact who is deleted before its write job
