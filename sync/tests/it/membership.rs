@@ -513,7 +513,7 @@ fn key_messages_are_read_once() {
         ask(&mut w, i);
     }
     let mut chain = Chain::new(first.clone());
-    let mut update = |w: &World, chain: &mut Chain| {
+    let update = |w: &World, chain: &mut Chain| {
         let store = Counting {
             inner: &w.devices[A].peer.store,
             fetched: Default::default(),
