@@ -850,25 +850,29 @@ mod tests {
 
     /// Regression (stop 67's review): a pass skipped every log an
     /// earlier pass checked, so a text the groups declined as they were
-    /// then (Xan's, in the group's first epoch, read while Ben's newest
-    /// epoch left Xan out) was not taken once a later pass had followed
-    /// the change that adds Xan back: importing again was needed. Now it
-    /// is checked again once the groups take it, and counted once.
+    /// then was not taken once a later pass had followed a change that
+    /// makes them take it: importing again was needed. Dan, an admin,
+    /// removed Xan while Ann, the creator, added Cy into the same epoch;
+    /// Ben had only Dan's removal, so his first pass over Ann's bundle
+    /// declined Xan's text in that epoch (Xan was not in his newest), and
+    /// followed Ann's add, which wins the fork and keeps Xan. Now the next
+    /// pass takes the text, counted once.
     #[test]
     fn a_text_the_groups_declined_then_is_taken_once_they_change() {
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::profile::os_rng();
         let kdf = crate::KdfParams::insecure_for_tests();
-        let [ann, ben, xan] = ["ann", "ben", "xan"]
+        let [ann, ben, dan, xan] = ["ann", "ben", "dan", "xan"]
             .map(|n| Profile::create(&tmp.path().join(n), n, "pass", kdf, rng).unwrap());
         let now = crate::profile::now();
-        for (other, name) in [(&ben, "ben"), (&xan, "xan")] {
-            ann.add_contact(&other.invite().unwrap(), name, now, rng)
-                .unwrap();
-            other
-                .add_contact(&ann.invite().unwrap(), "ann", now, rng)
-                .unwrap();
+        let befriend = |a: &Profile, an: &str, b: &Profile, bn: &str, rng: &mut _| {
+            a.add_contact(&b.invite().unwrap(), bn, now, rng).unwrap();
+            b.add_contact(&a.invite().unwrap(), an, now, rng).unwrap();
+        };
+        for (other, name) in [(&ben, "ben"), (&dan, "dan"), (&xan, "xan")] {
+            befriend(&ann, "ann", other, name, rng);
         }
+        befriend(&dan, "dan", &ben, "ben", rng);
         let budgets = Budgets::default();
         let bundle = |from: &Profile, to: &str, name: &str| {
             let path = tmp.path().join(name);
@@ -876,35 +880,41 @@ mod tests {
                 .unwrap();
             path
         };
-        ann.create_group("desk", &["ben".into(), "xan".into()], now, rng)
+        let import = |to: &Profile, path: &Path| {
+            to.import_bundle(path, &budgets, now, &mut crate::profile::os_rng())
+                .unwrap()
+        };
+        ann.create_group("desk", &["ben".into(), "dan".into(), "xan".into()], now, rng)
             .unwrap();
-        // Xan joins and writes into the first epoch; the text waits.
-        xan.import_bundle(&bundle(&ann, "xan", "a-x1"), &budgets, now, rng)
+        ann.change_group("desk", &crate::GroupAction::MakeAdmin("dan".into()), now, rng)
             .unwrap();
-        xan.write_group("desk", "from the first epoch", now, rng)
+        for (p, name) in [(&ben, "ben"), (&dan, "dan"), (&xan, "xan")] {
+            import(p, &bundle(&ann, name, &format!("a-{name}")));
+        }
+        // Xan writes; the text waits.
+        xan.write_group("desk", "from before the fork", now, rng)
             .unwrap();
-        let xans = bundle(&xan, "ann", "x-a1");
-        // Ann removes Xan, and Ben follows.
-        ann.change_group("desk", &crate::GroupAction::Remove("xan".into()), now, rng)
+        let xans = bundle(&xan, "ann", "x-a");
+        // Dan removes Xan, and Ben follows him.
+        dan.change_group("desk", &crate::GroupAction::Remove("xan".into()), now, rng)
             .unwrap();
-        ben.import_bundle(&bundle(&ann, "ben", "a-b1"), &budgets, now, rng)
+        import(&ben, &bundle(&dan, "ben", "d-b"));
+        // Ann, who never heard of it, adds Cy in the same epoch (the
+        // creator's change wins the fork) and takes Xan's text.
+        let cy = strand_sync::Identity::generate("cy", rng).unwrap();
+        ann.add_contact(&cy.invite(), "cy", now, rng).unwrap();
+        ann.change_group("desk", &crate::GroupAction::Add("cy".into()), now, rng)
             .unwrap();
-        // Ann adds Xan back, then takes Xan's text.
-        ann.change_group("desk", &crate::GroupAction::Add("xan".into()), now, rng)
-            .unwrap();
-        ann.import_bundle(&xans, &budgets, now, rng).unwrap();
+        import(&ann, &xans);
         let shown = |p: &Profile| {
             p.group_conversation("desk")
                 .unwrap()
                 .iter()
-                .any(|m| m.message.text == "from the first epoch")
+                .any(|m| m.message.text == "from before the fork")
         };
         assert!(shown(&ann));
-        // Ben's first pass reads the first epoch while his newest leaves
-        // Xan out, and declines the text; the next follows Xan's add.
-        let imported = ben
-            .import_bundle(&bundle(&ann, "ben", "a-b2"), &budgets, now, rng)
-            .unwrap();
+        assert!(!shown(&ben));
+        let imported = import(&ben, &bundle(&ann, "ben", "a-b2"));
         assert_eq!(imported.incomplete, None, "{imported:?}");
         assert!(shown(&ben), "{imported:?}");
         assert_eq!((imported.refused, imported.new_texts), (0, 1), "{imported:?}");
