@@ -704,7 +704,7 @@ impl Pump {
                 let public = *public;
                 self.node
                     .tasks
-                    .spawn(async move { node.reach_record(public).await });
+                    .spawn(async move { node.reach_record_arrived(public).await });
             }
         }
     }

@@ -12,7 +12,8 @@
 //! one link. Failed attempts back off from [`RELAY_MIN_BACKOFF`] to
 //! [`RELAY_MAX_BACKOFF`];
 //! a session's end, a new record, or a new reservation of ours tries again
-//! at once.
+//! at once (a contact's records that links bring are taken one a minute at
+//! most: [`Node::reach_record_arrived`]).
 //!
 //! [`RELAY_DIAL_DEFER`]: crate::runtime::limits::RELAY_DIAL_DEFER
 //! [`RELAY_MIN_BACKOFF`]: crate::runtime::limits::RELAY_MIN_BACKOFF
@@ -60,6 +61,31 @@ pub(crate) struct Reachability {
     /// Bumped whenever a record changes.
     version: AtomicU64,
     last_retry: Mutex<Option<Instant>>,
+    /// Per contact, when a record of theirs that a link brought was last
+    /// taken, and whether a later one waits ([`Reachability::arrived`]).
+    arrived: Mutex<HashMap<PublicIdentity, (Instant, bool)>>,
+}
+
+/// How often, at most, a contact's new reach record that a link brings
+/// is taken. Each new one with other offers makes the node give up
+/// reservations and reserve on the relays it names, and each dials the
+/// contact through their relays at once: a contact sending one record
+/// after another (a few bytes each, two sets of offers in turn) made the
+/// node dial hosts of their choosing as fast as they sent. A real record
+/// changes when a device's relays do, far less often; one that waits is
+/// taken (the newest by then) when the minute is up.
+const REACH_RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a contact's reach record that a link brought is taken now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Arrived {
+    /// Now.
+    Now,
+    /// At this time (the newest record then): one was taken within
+    /// [`REACH_RECORD_EVERY`].
+    At(Instant),
+    /// With one already waiting.
+    Waiting,
 }
 
 /// Relays contacts offer that this node reserves on, at most.
@@ -166,6 +192,27 @@ impl Reachability {
             .collect()
     }
 
+    /// A record of `contact`'s came over a link at `now`: whether to take
+    /// it now, later, or with one already waiting (at most one a
+    /// [`REACH_RECORD_EVERY`]).
+    pub(crate) fn arrived(&self, contact: &PublicIdentity, now: Instant) -> Arrived {
+        let mut arrived = self.arrived.lock().expect("arrived lock");
+        match arrived.get_mut(contact) {
+            Some((last, waiting)) if now < *last + REACH_RECORD_EVERY => {
+                if *waiting {
+                    Arrived::Waiting
+                } else {
+                    *waiting = true;
+                    Arrived::At(*last + REACH_RECORD_EVERY)
+                }
+            }
+            _ => {
+                arrived.insert(*contact, (now, false));
+                Arrived::Now
+            }
+        }
+    }
+
     /// Tries every contact again now (a reservation of ours is new), at
     /// most once per [`RETRY_ALL_EVERY`] (a relay that takes reservations
     /// and drops them must not make the node redial everyone).
@@ -213,6 +260,26 @@ impl Node {
         .unwrap_or(false);
         if offers_changed {
             self.relays_changed(&[]).await;
+        }
+    }
+
+    /// A contact's link brought a new [`Reach`] record: taken now
+    /// ([`Node::reach_record`]), or, if one of theirs was taken less than
+    /// [`REACH_RECORD_EVERY`] ago, when that is up (the newest then).
+    pub(crate) async fn reach_record_arrived(self, public: PublicIdentity) {
+        match self.shared.reach.arrived(&public, Instant::now()) {
+            Arrived::Now => self.reach_record(public).await,
+            Arrived::Waiting => {}
+            Arrived::At(at) => {
+                let cancel = self.shared.cancel.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                // Taken now: the next waits a minute from here.
+                let _ = self.shared.reach.arrived(&public, Instant::now());
+                self.reach_record(public).await;
+            }
         }
     }
 
@@ -401,4 +468,45 @@ pub(crate) fn contacts_only(
         }
         c.2.contains(peer)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (stop 68's audit of what contacts can cost): every
+    /// reach record a contact's link brought was taken at once, and each
+    /// with other offers made the node reserve on the relays it names and
+    /// dial the contact through their relays: a contact sending records
+    /// in turn made the node dial hosts of their choosing as fast as they
+    /// sent. Now one is taken a minute, and one waits for the minute's end.
+    #[test]
+    fn a_contacts_reach_records_are_taken_once_a_minute() {
+        let reach = Reachability::default();
+        let bob = PublicIdentity {
+            sign: [1; 32],
+            dh: [2; 32],
+        };
+        let carol = PublicIdentity {
+            sign: [3; 32],
+            dh: [4; 32],
+        };
+        let start = Instant::now();
+        let at: Vec<Arrived> = (0..100)
+            .map(|i| reach.arrived(&bob, start + Duration::from_millis(i)))
+            .collect();
+        assert_eq!(at[0], Arrived::Now);
+        assert_eq!(at[1], Arrived::At(start + REACH_RECORD_EVERY));
+        assert!(at[2..].iter().all(|a| *a == Arrived::Waiting), "{at:?}");
+        // Another contact's are their own.
+        assert_eq!(reach.arrived(&carol, start), Arrived::Now);
+        // The minute up, the waiting one is taken, and the next waits a
+        // minute from there.
+        let later = start + REACH_RECORD_EVERY;
+        assert_eq!(reach.arrived(&bob, later), Arrived::Now);
+        assert_eq!(
+            reach.arrived(&bob, later + Duration::from_secs(1)),
+            Arrived::At(later + REACH_RECORD_EVERY)
+        );
+    }
 }
