@@ -628,7 +628,11 @@ impl Profile {
                             pass.over_budget += 1;
                             continue;
                         }
-                        Verdict::Invalid(strand_sync::Invalid::FormerMember) => {
+                        // Content the groups declined as they were (a
+                        // change declined so waits on the same bound each
+                        // pass: it is not checked again).
+                        Verdict::Invalid(strand_sync::Invalid::FormerMember) if !change =>
+                        {
                             pass.refused += 1;
                             pass.refused_later += 1;
                             pass.later.insert(item.message().id());
