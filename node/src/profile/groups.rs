@@ -1761,14 +1761,22 @@ mod tests {
             .unwrap()
             .last()
             .id();
-        let book = p.book();
-        let (_, with_carol) = book.sync_contact(&carol.public()).unwrap();
-        let at = with_carol.groups.iter().position(|g| g.id == real);
-        assert!(
-            at.is_some_and(|at| at < strand_sync::limits::MAX_GROUPS_PER_SESSION),
-            "the group Alice and Carol are in is at {at:?} of {}",
-            with_carol.groups.len()
-        );
+        let place = |p: &Profile| {
+            let book = p.book();
+            let (_, with_carol) = book.sync_contact(&carol.public()).unwrap();
+            let at = with_carol.groups.iter().position(|g| g.id == real);
+            assert!(
+                at.is_some_and(|at| at < strand_sync::limits::MAX_GROUPS_PER_SESSION),
+                "the group Alice and Carol are in is at {at:?} of {}",
+                with_carol.groups.len()
+            );
+        };
+        place(&p);
+        // And after a restart (the groups read back in the store's order).
+        let dir = p.dir().to_path_buf();
+        p.close();
+        let p = Profile::open(&dir, "pass").unwrap();
+        place(&p);
     }
 
     /// The id `p`'s group list shows for the group `root`.

@@ -255,7 +255,14 @@ fn sync_order<'c>(chains: &'c [Chain], me: &AuthorId) -> Vec<&'c strand_sync::Ep
     let mut turns: std::collections::HashMap<AuthorId, usize> = std::collections::HashMap::new();
     let mut keyed = Vec::new();
     for chain in chains {
-        let by = chain.entries().first().map_or(*me, |e| e.by);
+        // Who welcomed this device into the epoch its path starts at: the
+        // same after a restart, whatever order the entries are read in.
+        let start = chain.path().first();
+        let by = chain
+            .entries()
+            .iter()
+            .find(|e| Some(&e.id) == start)
+            .map_or(*me, |e| e.by);
         let turn = turns.entry(by).or_default();
         let mut held: Vec<&strand_sync::Epoch> =
             chain.epochs().filter(|e| e.member(me).is_some()).collect();
