@@ -72,15 +72,17 @@ pub(crate) fn sealing_path(dir: &Path) -> PathBuf {
 
 /// The sealed copy an unlock cut short left in `dir`, if there is one and
 /// it is a file of its own (a link is only removed, never written
-/// through).
+/// through; anything else is left for the folder's removal, and does not
+/// stop a wipe).
 fn sealing_file(dir: &Path) -> Result<Option<PathBuf>, ProfileError> {
     let path = sealing_path(dir);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => Ok(Some(path)),
-        Ok(_) => {
+        Ok(m) if m.file_type().is_symlink() => {
             std::fs::remove_file(&path).map_err(io(&path))?;
             Ok(None)
         }
+        Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(crate::profile::io_error(&path, e)),
     }
