@@ -463,7 +463,33 @@ impl Plan {
             );
         }
         let path = dir.join(&point.scenario.file);
+        // Only files of the plan's own, not through a link: a point's
+        // file and the inputs it names (as `plan` wrote them, `../inputs/…`)
+        // are checked before they are read.
+        for f in std::iter::once(&point.scenario).chain(&self.body.inputs) {
+            let at = dir.join(&f.file);
+            let link = std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+            anyhow::ensure!(!link, "{}: a link, not a file of the plan", at.display());
+        }
         let (table, sdir) = Scenario::read_table(&path)?;
+        for key in ["contacts", "social"] {
+            let named = table
+                .get(key)
+                .and_then(|t| t.get("file"))
+                .and_then(|f| f.as_str());
+            if let Some(named) = named {
+                let ours = self
+                    .body
+                    .inputs
+                    .iter()
+                    .any(|f| named == format!("../{}", f.file));
+                anyhow::ensure!(
+                    ours,
+                    "{}: {key}.file names {named:?}, not one of the plan's inputs",
+                    path.display()
+                );
+            }
+        }
         let sc = Scenario::from_table(table, sdir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok((job, sc))
@@ -751,6 +777,52 @@ mod tests {
         }
         let plan = one_job(Some(VERSION), "points/0.toml", &["inputs/0123-t.one"]);
         assert_eq!(Plan::read(manifest(&plan).path()).unwrap(), plan);
+    }
+
+    /// Regression (stop 68's review): a plan's own names were confined,
+    /// but a point's scenario could name a trace anywhere (an absolute
+    /// path, or one through `..`), and a point file could be a link to a
+    /// file anywhere: the job read it. Now a point names only the plan's
+    /// inputs, and neither is read through a link.
+    #[test]
+    fn a_point_naming_a_file_that_is_not_the_plans_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("elsewhere.one");
+        std::fs::write(&outside, "0 CONN 0 1 up\n10 CONN 0 1 down\n").unwrap();
+        let point = |trace: &str| {
+            format!(
+                "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 2\n[contacts]\nmodel = \"trace\"\nfile = {trace:?}\n"
+            )
+        };
+        let plan_of = |text: &str| {
+            let mut plan = one_job(Some(VERSION), "points/0.toml", &[]);
+            plan.body.points[0].scenario.blake2b = digest(text.as_bytes());
+            plan.id = plan.body.id();
+            plan
+        };
+        for trace in [outside.display().to_string(), "../../elsewhere.one".into()] {
+            let text = point(&trace);
+            let plan = plan_of(&text);
+            let dir = manifest(&plan);
+            std::fs::create_dir(dir.path().join("points")).unwrap();
+            std::fs::write(dir.path().join("points/0.toml"), &text).unwrap();
+            let err = plan.scenario(dir.path(), 0).unwrap_err().to_string();
+            assert!(err.contains("not one of the plan's inputs"), "{trace}: {err}");
+        }
+        // A point file that is a link to one elsewhere.
+        let text = "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 2\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n";
+        let elsewhere = tmp.path().join("elsewhere.toml");
+        std::fs::write(&elsewhere, text).unwrap();
+        let plan = plan_of(text);
+        let dir = manifest(&plan);
+        std::fs::create_dir(dir.path().join("points")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("points/0.toml")).unwrap();
+        let err = plan.scenario(dir.path(), 0).unwrap_err().to_string();
+        assert!(err.contains("a link, not a file of the plan"), "{err}");
+        // The same file in the plan is read.
+        std::fs::remove_file(dir.path().join("points/0.toml")).unwrap();
+        std::fs::write(dir.path().join("points/0.toml"), text).unwrap();
+        plan.scenario(dir.path(), 0).unwrap();
     }
 
     /// The Slurm array's logs go to `DIR/logs/`, the directory the plan
