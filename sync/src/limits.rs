@@ -106,7 +106,8 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 /// re-open once per batch stored without a handover (a file's chunks, an
 /// import) and once when they add a group we knew first, and the news an
 /// opening fetches is stored only after it: 4 covers a few such in a row,
-/// and leaves a peer 4 exchanges a session beyond what its news brings.
+/// and leaves a peer 4 exchanges a session beyond what its news brings
+/// (and one a minute: [`REOPEN_REFILL_EVERY`]).
 pub const REOPEN_ALLOWANCE: u32 = 4;
 
 /// Every this long, each group's peer gets one re-opening back besides

@@ -48,7 +48,8 @@ pub const DEFAULT_PER_GROUP: u64 = 2 << 30;
 /// Bytes of messages of unknown kinds a contact may store here: 1 MiB.
 pub const DEFAULT_UNKNOWN_KINDS: u64 = 1 << 20;
 /// Bytes of key messages (asking for a group's new key, and answering)
-/// one member may store here in one group: some 4,800, many more than a
+/// one member may store here in one group, over the group's life (they
+/// are state, and never expire): some 4,800, many more than a
 /// member asks and answers (one request per change whose box failed, one
 /// answer per member who asked, and only while fewer than two others
 /// have answered). Each is read once when the group is followed, and

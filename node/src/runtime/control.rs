@@ -312,7 +312,7 @@ async fn handle(
 /// off while it still writes, and reads the answer).
 async fn request_line(
     rd: &mut (impl tokio::io::AsyncBufRead + Unpin),
-) -> std::io::Result<Result<String, &'static str>> {
+) -> std::io::Result<Result<String, String>> {
     let mut line = Vec::new();
     (&mut *rd)
         .take(MAX_REQUEST as u64)
@@ -335,9 +335,12 @@ async fn request_line(
                 }
             }
         }
-        return Ok(Err("longer than a request can be (8 MiB)"));
+        return Ok(Err(format!(
+            "longer than a request can be ({} MiB)",
+            MAX_REQUEST >> 20
+        )));
     }
-    Ok(String::from_utf8(line).map_err(|_| "not UTF-8"))
+    Ok(String::from_utf8(line).map_err(|_| "not UTF-8".to_owned()))
 }
 
 /// How long a node is given to answer whether it runs (`Status`) or to
