@@ -807,7 +807,10 @@ mod tests {
             std::fs::create_dir(dir.path().join("points")).unwrap();
             std::fs::write(dir.path().join("points/0.toml"), &text).unwrap();
             let err = plan.scenario(dir.path(), 0).unwrap_err().to_string();
-            assert!(err.contains("not one of the plan's inputs"), "{trace}: {err}");
+            assert!(
+                err.contains("not one of the plan's inputs"),
+                "{trace}: {err}"
+            );
         }
         // A point file that is a link to one elsewhere.
         let text = "name = \"x\"\nduration = \"1h\"\n[[group]]\ncount = 2\n[contacts]\nmodel = \"meetings\"\ngap = \"1h\"\nduration = \"1m\"\n";

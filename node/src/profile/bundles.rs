@@ -631,8 +631,7 @@ impl Profile {
                         // Content the groups declined as they were (a
                         // change declined so waits on the same bound each
                         // pass: it is not checked again).
-                        Verdict::Invalid(strand_sync::Invalid::FormerMember) if !change =>
-                        {
+                        Verdict::Invalid(strand_sync::Invalid::FormerMember) if !change => {
                             pass.refused += 1;
                             pass.refused_later += 1;
                             pass.later.insert(item.message().id());
@@ -888,10 +887,20 @@ mod tests {
             to.import_bundle(path, &budgets, now, &mut crate::profile::os_rng())
                 .unwrap()
         };
-        ann.create_group("desk", &["ben".into(), "dan".into(), "xan".into()], now, rng)
-            .unwrap();
-        ann.change_group("desk", &crate::GroupAction::MakeAdmin("dan".into()), now, rng)
-            .unwrap();
+        ann.create_group(
+            "desk",
+            &["ben".into(), "dan".into(), "xan".into()],
+            now,
+            rng,
+        )
+        .unwrap();
+        ann.change_group(
+            "desk",
+            &crate::GroupAction::MakeAdmin("dan".into()),
+            now,
+            rng,
+        )
+        .unwrap();
         for (p, name) in [(&ben, "ben"), (&dan, "dan"), (&xan, "xan")] {
             import(p, &bundle(&ann, name, &format!("a-{name}")));
         }
@@ -921,7 +930,11 @@ mod tests {
         let imported = import(&ben, &bundle(&ann, "ben", "a-b2"));
         assert_eq!(imported.incomplete, None, "{imported:?}");
         assert!(shown(&ben), "{imported:?}");
-        assert_eq!((imported.refused, imported.new_texts), (0, 1), "{imported:?}");
+        assert_eq!(
+            (imported.refused, imported.new_texts),
+            (0, 1),
+            "{imported:?}"
+        );
     }
 
     /// Regression: every pass over a bundle checked all its messages

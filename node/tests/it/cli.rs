@@ -1143,7 +1143,11 @@ fn a_request_line_that_cannot_be_one_is_answered_why() {
         let written = std::io::Write::write_all(&mut stream, line);
         let mut answer = String::new();
         let read = BufReader::new(stream).read_line(&mut answer);
-        (written.map_err(|e| e.to_string()), read.map_err(|e| e.to_string()), answer)
+        (
+            written.map_err(|e| e.to_string()),
+            read.map_err(|e| e.to_string()),
+            answer,
+        )
     };
     let (written, read, answer) = ask(b"\"Sta\xfftus\"\n");
     assert!(written.is_ok() && read.is_ok(), "{written:?} {read:?}");
@@ -1152,7 +1156,10 @@ fn a_request_line_that_cannot_be_one_is_answered_why() {
     long.push(b'\n');
     let (written, read, answer) = ask(&long);
     assert!(written.is_ok() && read.is_ok(), "{written:?} {read:?}");
-    assert!(answer.contains("longer than a request can be"), "{answer:?}");
+    assert!(
+        answer.contains("longer than a request can be"),
+        "{answer:?}"
+    );
     // Still served.
     assert!(a.ok(&["contacts"]).contains("bob"));
 }

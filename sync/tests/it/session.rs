@@ -1697,7 +1697,11 @@ fn an_opening_past_the_allowance_is_answered_in_time() {
         assert!(pair.a.session.as_mut().unwrap().resync(&group));
         pair.drive();
     }
-    assert_eq!(synced(&pair.b, &group) - before, allowance, "the last waits");
+    assert_eq!(
+        synced(&pair.b, &group) - before,
+        allowance,
+        "the last waits"
+    );
     pair.drive_for(strand_sync::limits::REOPEN_REFILL_EVERY + 1_000);
     assert_eq!(synced(&pair.b, &group) - before, allowance + 1);
     assert!(pair.a.session.as_ref().unwrap().is_idle());
