@@ -132,13 +132,22 @@ impl<B> Gate<B> {
         }
     }
 
+    /// The handler of a new connection: open at once to a relay this
+    /// device reserves on, reached directly (`relayed`: the connection
+    /// goes through a circuit). A circuit whose remote claims a relay's id
+    /// is the relay speaking for itself through its own circuit, or
+    /// someone holding its key: it waits for a session like any other
+    /// (before, it was opened at once, and the relay could have this
+    /// device answer identify and DCUtR over it, and dial the hundreds of
+    /// addresses a DCUtR answer may name).
     fn handler<H: ConnectionHandler>(
         &mut self,
         connection: ConnectionId,
         peer: &PeerId,
+        relayed: bool,
         inner: H,
     ) -> Gated<H> {
-        let open = self.trusted.contains(peer);
+        let open = !relayed && self.trusted.contains(peer);
         if open {
             self.open.insert(connection);
         }
@@ -187,7 +196,8 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             local_addr,
             remote_addr,
         )?;
-        let handler = self.handler(connection_id, &peer, inner);
+        let relayed = crate::relay::is_circuit(local_addr) || crate::relay::is_circuit(remote_addr);
+        let handler = self.handler(connection_id, &peer, relayed, inner);
         if !handler.open {
             self.closing
                 .push_back((Instant::now() + AUTHENTICATE_WITHIN, peer, connection_id));
@@ -225,7 +235,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             role_override,
             port_use,
         )?;
-        Ok(self.handler(connection_id, &peer, inner))
+        Ok(self.handler(connection_id, &peer, crate::relay::is_circuit(addr), inner))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {

@@ -573,6 +573,72 @@ async fn a_stranger_who_knows_the_relay_id_learns_no_address() {
     alice.shutdown().await;
 }
 
+/// Regression (stop 68's relay audit): the gate opened at once for any
+/// connection whose remote had the id of a relay this device reserves on,
+/// circuits included, so a relay (or whoever holds its key) dialling the
+/// device through a circuit in its own name was answered identify and
+/// DCUtR before any session: the device's addresses, and a DCUtR answer
+/// that may name hundreds of addresses for the device to dial. Mallory
+/// is one of Alice's relays by id here; her circuit through the real relay
+/// now waits for a session like a stranger's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_from_a_relays_id_is_gated_like_a_strangers() {
+    use futures::StreamExt;
+    use libp2p::identify;
+    use libp2p::swarm::SwarmEvent;
+
+    let server = relay_server(17, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let mut mallory = stranger(Duration::from_secs(60));
+    let mallory_id = *mallory.local_peer_id();
+    // Nothing listens there: only her id is one of Alice's relays'.
+    let mallory_as_relay: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{mallory_id}")
+        .parse()
+        .unwrap();
+    let (alice, mut alice_events) =
+        client(config(0xa, vec![relay_at.clone(), mallory_as_relay], true)).await;
+    let mut reserved = false;
+    for _ in 0..400 {
+        let states = alice.relay_states().await;
+        if states
+            .iter()
+            .any(|s| s.relay == relay_at && s.state == ReservationState::Reserved)
+        {
+            reserved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reserved, "{:?}", alice.relay_states().await);
+    let target = alice.local_peer_id();
+    mallory.dial(circuit_addr(&relay_at, target)).unwrap();
+
+    let mut connected = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        tokio::select! {
+            e = mallory.select_next_some() => match e {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
+                    connected = true;
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Identify(identify::Event::Received { peer_id, info, .. })) if peer_id == target => {
+                    panic!("Alice answered identify over the circuit: {info:?}");
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Dcutr(e)) if e.remote_peer_id == target => {
+                    panic!("hole punching over the circuit: {e:?}");
+                }
+                _ => {}
+            },
+            Some(e) = alice_events.recv() => {
+                assert!(!matches!(e, TransportEvent::Incoming(_)), "a link from Mallory");
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    assert!(connected, "the relay put the circuit through");
+    alice.shutdown().await;
+}
+
 /// A relay told the address it is reached at (`--relay-announce`, behind
 /// port forwarding) tells anyone who connects that one, not the
 /// addresses it listens on: identify sent those too, and for a relay on a
