@@ -228,7 +228,27 @@ struct Slot {
     /// The last connection error to the relay, for when its listener
     /// closes without saying why.
     last_error: Option<String>,
+    /// Addresses the relay named for this device on this reservation.
+    addresses: usize,
+    /// When this reservation was accepted.
+    reserved_at: Option<Instant>,
 }
+
+/// How long a reservation must have lasted before its relay's earlier
+/// failures are forgotten (its backoff starts again from the least): a
+/// relay that accepts each reservation and then drops it (or has it
+/// given up) was otherwise asked again every 2 s for ever.
+const RESERVATION_PROVEN: Duration = Duration::from_secs(60);
+
+/// Most addresses a relay may name for this device on one reservation:
+/// a relay is reached at a few (an address of each kind it listens on).
+/// The relay names them at every renewal, as often as it likes, and the
+/// swarm and identify keep each new one for as long as the listener
+/// lives: a relay naming fresh ones at each renewal, a second apart,
+/// grew this device's memory without end (some 400 MB an hour), and
+/// every status read copied the list. Past this the reservation is given
+/// up, and tried again after its backoff.
+const MAX_RELAY_ADDRESSES: usize = 8;
 
 impl Slot {
     fn backoff(&self) -> Duration {
@@ -417,6 +437,7 @@ impl Task {
         match self.swarm.listen_on(addr) {
             Ok(id) => {
                 self.slots[i].listener = Some(id);
+                self.slots[i].addresses = 0;
                 self.slots[i].state = ReservationState::Reserving;
             }
             Err(e) => self.failed(i, e.to_string()),
@@ -626,6 +647,8 @@ impl Task {
                 attempts: 0,
                 retry_at: None,
                 last_error: None,
+                addresses: 0,
+                reserved_at: None,
             });
             let i = self.slots.len() - 1;
             self.reserve(i);
@@ -640,6 +663,23 @@ impl Task {
                 address,
             } => {
                 tracing::debug!(%address, "relay client listening");
+                if let Some(i) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.listener == Some(listener_id))
+                {
+                    self.slots[i].addresses += 1;
+                    if self.slots[i].addresses > MAX_RELAY_ADDRESSES {
+                        self.swarm.remove_listener(listener_id);
+                        self.failed(
+                            i,
+                            format!(
+                                "the relay named more than {MAX_RELAY_ADDRESSES} addresses for this device"
+                            ),
+                        );
+                        return true;
+                    }
+                }
                 if let Some(reply) = self.listens.remove(&listener_id) {
                     let _ = reply.send(Ok(address.clone()));
                 }
@@ -735,12 +775,25 @@ impl Task {
                     renewal,
                     limit,
                 } => {
-                    for slot in self.slots.iter_mut().filter(|s| s.relay == relay_peer_id) {
+                    // (Not one given up meanwhile: its listener is gone.)
+                    for slot in self
+                        .slots
+                        .iter_mut()
+                        .filter(|s| s.relay == relay_peer_id && s.listener.is_some())
+                    {
                         if !renewal {
                             tracing::info!(relay = %slot.addr, ?limit, "reserved on the relay");
                         }
                         slot.state = ReservationState::Reserved;
-                        slot.attempts = 0;
+                        let now = Instant::now();
+                        if !renewal {
+                            slot.reserved_at = Some(now);
+                        } else if slot
+                            .reserved_at
+                            .is_some_and(|at| now.duration_since(at) >= RESERVATION_PROVEN)
+                        {
+                            slot.attempts = 0;
+                        }
                         slot.last_error = None;
                     }
                 }

@@ -117,6 +117,108 @@ async fn plain_relay(
     (addr, rx, task)
 }
 
+/// A hostile relay: libp2p's relay server with one-second reservations
+/// and no rate limits, naming 20 fresh addresses more for its clients
+/// every second (documentation addresses, RFC 5737: never dialled).
+async fn growing_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{identify, noise, relay, tcp, yamux};
+
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| PlainRelay {
+            relay: relay::Behaviour::new(
+                key.public().to_peer_id(),
+                relay::Config {
+                    reservation_duration: Duration::from_secs(1),
+                    reservation_rate_limiters: Vec::new(),
+                    ..relay::Config::default()
+                },
+            ),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/plain-relay/1".into(),
+                key.public(),
+            )),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .relay
+        .set_status(Some(relay::Status::Enable));
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let listening = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("the relay listens in time");
+    swarm.add_external_address(listening.clone());
+    let addr = listening.with(Protocol::P2p(*swarm.local_peer_id()));
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut port = 1000u16;
+        loop {
+            tokio::select! {
+                _ = swarm.select_next_some() => {}
+                _ = every.tick() => {
+                    for _ in 0..20 {
+                        port = port.wrapping_add(1);
+                        swarm.add_external_address(
+                            format!("/ip4/198.51.100.7/tcp/{port}").parse().unwrap(),
+                        );
+                    }
+                }
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// Regression (stop 68's relay audit): a relay names this device's
+/// addresses at every renewal of a reservation, as often as it likes, and
+/// the swarm kept each new one as long as the listener lived: a relay
+/// naming fresh ones every second grew a device's memory without end
+/// (and every status read copied the list). Past `MAX_RELAY_ADDRESSES`
+/// (8) the reservation is given up, and tried again after its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_grow_the_clients_addresses() {
+    let (relay_at, relay) = growing_relay().await;
+    let (alice, _events) = client(config(0xa, vec![relay_at.clone()], true)).await;
+    let mut most = 0;
+    let mut given_up = None;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        most = most.max(alice.info().await.addresses.len());
+        for s in alice.relay_states().await {
+            if let ReservationState::Failing { error, .. } = s.state {
+                if error.contains("addresses") {
+                    given_up = Some(error);
+                }
+            }
+        }
+    }
+    // (Her direct listeners besides, for hole punching.)
+    assert!(most <= 12, "Alice listened on {most} addresses");
+    assert!(given_up.is_some(), "{:?}", alice.relay_states().await);
+    alice.shutdown().await;
+    relay.abort();
+}
+
 /// Runs a plain relay and hands on the identify answers it receives,
 /// until the first one after the test stopped reading.
 async fn forward_identify(mut swarm: libp2p::Swarm<PlainRelay>, tx: mpsc::Sender<Told>) {
