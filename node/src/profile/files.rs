@@ -1088,7 +1088,7 @@ fn set_mode(file: &std::fs::File, mode: u32) {
 /// lose the file though the save said it was done. A failure is only
 /// logged: the file is saved and named, and failing the save would have
 /// the user save it again, under a second name.
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     let synced = match std::fs::File::open(dir) {
         Ok(folder) => match folder.sync_all() {
             // The filesystem does not sync folders (some network and FUSE

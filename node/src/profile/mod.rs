@@ -460,6 +460,10 @@ fn sealed_db(dir: &Path, file: std::fs::File, root: &[u8; 32]) -> Result<Databas
     })
 }
 
+/// Where [`Profile::create`] makes a profile's file, before it takes
+/// [`DB_FILE`]'s name.
+pub(crate) const MAKING_FILE: &str = "strand.redb.new";
+
 /// A new file for a sealed profile at `path` (mode 0600 from the start),
 /// with its header written.
 fn new_sealed_file(path: &Path, header: &Header) -> Result<std::fs::File, ProfileError> {
@@ -658,8 +662,23 @@ impl Profile {
         rng.fill_bytes(&mut root[..]);
         let header = sealed_header(passphrase, &root, kdf, rng)?;
         let path = dir.join(DB_FILE);
+        // Made under another name and given the profile's once its first
+        // transaction is in: a create killed half way leaves no profile
+        // (before, a file with a header and nothing else, which `init`
+        // said was a profile and `open` said was damaged). One a create
+        // cut short left is no one's.
+        let making = dir.join(MAKING_FILE);
         let db = if sealed {
-            let file = new_sealed_file(&path, &header)?;
+            if let Err(e) = crate::profile::wipe::destroy_sealing(dir) {
+                tracing::warn!("a profile file a create cut short left is still there: {e}");
+            }
+            let file = new_sealed_file(&making, &header)?;
+            #[cfg(test)]
+            if tests::CUT_AFTER_HEADER.with(std::cell::Cell::get) {
+                // As a kill here: nothing after it runs.
+                std::mem::forget(file);
+                return Err(ProfileError::Closed);
+            }
             sealed_db(dir, file, &root)
         } else {
             open_db(dir, true)
@@ -668,13 +687,17 @@ impl Profile {
         // left, `init` would say one exists and `open` that it is damaged.
         let made = db.and_then(|db| {
             Profile::first_commit(&db, &identity, name, &header, kdf, sealed, &root, rng)?;
+            if sealed {
+                std::fs::rename(&making, &path).map_err(|e| io_error(&path, e))?;
+                crate::profile::files::sync_dir(dir);
+            }
             Ok(db)
         });
         let db = made.inspect_err(|_| {
             // (The unsealed format, for tests, may have failed on a file
             // it did not make.)
             if sealed {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&making);
             }
         })?;
         restrict_permissions(&dir.join(DB_FILE));
@@ -2179,6 +2202,36 @@ pub(crate) fn alice_with_bob(dir: &Path) -> (Profile, strand_sync::Identity, str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes the next [`Profile::create`] on this thread stop as a
+        /// kill would, once the file's header is written.
+        pub(super) static CUT_AFTER_HEADER: std::cell::Cell<bool> =
+            const { std::cell::Cell::new(false) };
+    }
+
+    /// Regression (stop 68's crash audit): a create killed between the
+    /// file's header and its first transaction left a file with a header
+    /// and nothing else, which `init` said was a profile and `open` said
+    /// was damaged, until the user deleted the folder by hand (in an app's
+    /// private storage: cleared its data). The file is made under another
+    /// name now and takes the profile's once its first transaction is in:
+    /// a create cut short leaves no profile, and the next one works.
+    #[test]
+    fn a_create_killed_half_way_leaves_no_profile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let rng = &mut os_rng();
+        let kdf = KdfParams::insecure_for_tests();
+        CUT_AFTER_HEADER.with(|c| c.set(true));
+        assert!(Profile::create(&dir, "Ann", "pass", kdf, rng).is_err());
+        CUT_AFTER_HEADER.with(|c| c.set(false));
+        assert!(!Profile::exists(&dir), "a profile half made");
+        let p = Profile::create(&dir, "Ann", "pass", kdf, rng).unwrap();
+        p.close();
+        Profile::open(&dir, "pass").unwrap();
+        assert!(!dir.join(MAKING_FILE).exists());
+    }
 
     fn record(verified: bool, legacy: bool) -> ContactRecord {
         ContactRecord {

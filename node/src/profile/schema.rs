@@ -50,7 +50,9 @@
 //! with `Durability::Immediate`, so after a crash the file holds exactly
 //! the transactions that committed; a message batch is one transaction,
 //! and a file sent appears (its chunks and manifest) in one transaction,
-//! its parts having waited in `sending`. A contact added is written with
+//! its parts having waited in `sending`. A new profile's file is made as
+//! `strand.redb.new` and takes its name once its first transaction is
+//! in, so a create cut short leaves no profile. A contact added is written with
 //! what they are still to be told (`to-tell`), each taken away in the
 //! transaction that tells it.
 //! The sealed backend keeps redb's one in-place page (its header) in two

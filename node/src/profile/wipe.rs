@@ -16,8 +16,9 @@
 //!
 //! A sealed copy of the file that the first unlock of a profile from
 //! before sealing was making (`strand.redb.sealing`, left if that unlock
-//! was killed before its rename) holds the root key sealed under the
-//! passphrase too: its header goes in step 1 and its bytes in step 2.
+//! was killed before its rename), and the file a create was making
+//! (`strand.redb.new`), hold the root key sealed under the passphrase
+//! too: their headers go in step 1 and their bytes in step 2.
 //!
 //! What it cannot do: storage that remaps writes (SSDs and flash wear
 //! levelling, copy-on-write or snapshotting file systems such as btrfs and
@@ -70,12 +71,17 @@ pub(crate) fn sealing_path(dir: &Path) -> PathBuf {
     dir.join(format!("{DB_FILE}.sealing"))
 }
 
-/// The sealed copy an unlock cut short left in `dir`, if there is one and
-/// it is a file of its own (a link is only removed, never written
-/// through; anything else is left for the folder's removal, and does not
-/// stop a wipe).
-fn sealing_file(dir: &Path) -> Result<Option<PathBuf>, ProfileError> {
-    let path = sealing_path(dir);
+/// The sealed files a cut-short operation can leave in `dir` beside the
+/// profile's: the copy a first unlock of a profile from before sealing
+/// makes, and the file a create makes before it takes the profile's name.
+fn left_files(dir: &Path) -> [PathBuf; 2] {
+    [sealing_path(dir), dir.join(crate::profile::MAKING_FILE)]
+}
+
+/// `path`, if it is a file of its own (a link is only removed, never
+/// written through; anything else is left for the folder's removal, and
+/// does not stop a wipe).
+fn sealing_file(path: PathBuf) -> Result<Option<PathBuf>, ProfileError> {
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => Ok(Some(path)),
         Ok(m) if m.file_type().is_symlink() => {
@@ -88,34 +94,39 @@ fn sealing_file(dir: &Path) -> Result<Option<PathBuf>, ProfileError> {
     }
 }
 
-/// Overwrites the header (both copies of the sealed root key) of the
-/// sealed copy an unlock cut short left in `dir`, if it has one. Returns
-/// the copies overwritten.
+/// Overwrites the header (both copies of the sealed root key) of each
+/// sealed file a cut-short operation left in `dir` ([`left_files`]).
+/// Returns the copies overwritten.
 fn destroy_sealing_keys(dir: &Path) -> Result<usize, ProfileError> {
-    let Some(path) = sealing_file(dir)? else {
-        return Ok(0);
-    };
-    if !crate::profile::sealed::is_sealed(&path) {
-        return Ok(0);
+    let mut copies = 0;
+    for path in left_files(dir) {
+        let Some(path) = sealing_file(path)? else {
+            continue;
+        };
+        if crate::profile::sealed::is_sealed(&path) {
+            crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
+            copies += 2;
+        }
     }
-    crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
-    Ok(2)
+    Ok(copies)
 }
 
-/// Destroys the sealed copy an unlock cut short left in `dir`, if there
-/// is one: its keys, then its bytes, then the file.
+/// Destroys the sealed files a cut-short operation left in `dir`
+/// ([`left_files`]): their keys, then their bytes, then the files.
 pub(crate) fn destroy_sealing(dir: &Path) -> Result<(), ProfileError> {
     destroy_sealing_keys(dir)?;
-    let Some(path) = sealing_file(dir)? else {
-        return Ok(());
-    };
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
-    crate::profile::overwrite(&file).map_err(io(&path))?;
-    drop(file);
-    std::fs::remove_file(&path).map_err(io(&path))?;
+    for path in left_files(dir) {
+        let Some(path) = sealing_file(path)? else {
+            continue;
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        crate::profile::overwrite(&file).map_err(io(&path))?;
+        drop(file);
+        std::fs::remove_file(&path).map_err(io(&path))?;
+    }
     Ok(())
 }
 
