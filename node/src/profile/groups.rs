@@ -595,6 +595,16 @@ impl Profile {
         &self,
         epochs: impl Iterator<Item = &'a Epoch>,
     ) -> Result<HashMap<AuthorId, String>, ProfileError> {
+        self.chosen_names_of(epochs, None)
+    }
+
+    /// [`Profile::chosen_names_in`], of `only` that member when given (one
+    /// lookup an epoch, not a read of every member's).
+    fn chosen_names_of<'a>(
+        &self,
+        epochs: impl Iterator<Item = &'a Epoch>,
+        only: Option<&AuthorId>,
+    ) -> Result<HashMap<AuthorId, String>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let names = match txn.open_table(NAMES) {
             Ok(t) => t,
@@ -604,13 +614,26 @@ impl Profile {
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let mut newest: HashMap<AuthorId, ([u8; 40], String)> = HashMap::new();
         for epoch in epochs {
-            for entry in names
-                .range(crate::profile::store::record_range(&epoch.id()))
-                .map_err(db_error)?
-            {
-                let (k, v) = entry.map_err(db_error)?;
-                let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
-                let at = v.value();
+            let rows: Vec<(AuthorId, [u8; 72])> = match only {
+                Some(author) => names
+                    .get(crate::profile::store::record_key(&epoch.id(), author))
+                    .map_err(db_error)?
+                    .map(|v| (*author, v.value()))
+                    .into_iter()
+                    .collect(),
+                None => names
+                    .range(crate::profile::store::record_range(&epoch.id()))
+                    .map_err(db_error)?
+                    .map(|entry| {
+                        entry.map(|(k, v)| {
+                            let author: AuthorId = k.value()[32..].try_into().expect("32 bytes");
+                            (author, v.value())
+                        })
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(db_error)?,
+            };
+            for (author, at) in rows {
                 let Some(bytes) = messages.get(&at).map_err(db_error)? else {
                     continue;
                 };
@@ -655,7 +678,7 @@ impl Profile {
             };
             // Each epoch needs it: members who join later read only the
             // epochs from theirs on.
-            let there = self.chosen_names_in(std::iter::once(head))?;
+            let there = self.chosen_names_of(std::iter::once(head), Some(&me))?;
             if there.get(&me).map(String::as_str) != Some(identity.name()) {
                 heads.push(head.group().clone());
             }
@@ -1683,6 +1706,52 @@ mod tests {
         let (root, stored) = stored_welcome(p, from, name, now, rng);
         p.apply_group_messages(&[stored], now, rng).unwrap();
         root
+    }
+
+    /// Regression (stop 68's crash audit): the user's name was written
+    /// into a group's newest epoch after the join (or a rename) committed,
+    /// so a stop in between left the group without it until its next
+    /// change: its members saw the adder's name for the user. A profile
+    /// now writes it at every open where it is missing.
+    #[test]
+    fn a_name_a_stop_kept_from_a_group_is_written_at_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&dir);
+        let now = crate::profile::now();
+        let root = joined(&p, &bob, "desk", now, rng);
+        let me = p.identity().public().sign;
+        let head = |p: &Profile| {
+            p.chains()
+                .iter()
+                .find(|c| c.root() == root)
+                .unwrap()
+                .writable(&me)
+                .unwrap()
+                .clone()
+        };
+        let named = |p: &Profile| {
+            p.chosen_names_of(std::iter::once(&head(p)), Some(&me))
+                .unwrap()
+                .get(&me)
+                .cloned()
+        };
+        assert_eq!(named(&p).as_deref(), Some("Alice"), "written at the join");
+        // As a stop between the join and the name leaves it.
+        let epoch = head(&p).id();
+        p.write_txn(move |txn| {
+            txn.open_table(NAMES)
+                .map_err(db_error)?
+                .remove(crate::profile::store::record_key(&epoch, &me))
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(named(&p), None);
+        p.close();
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(named(&p).as_deref(), Some("Alice"));
     }
 
     /// A welcome from `from` into an epoch of a group of theirs numbered

@@ -526,6 +526,13 @@ impl Profile {
         // message would bring it back. Writes only if there is any.
         let roots = profile.chains().iter().map(|c| c.root()).collect();
         profile.group_work(&roots, now, rng);
+        // And the user's name in each group's newest epoch that lacks it
+        // (a group joined, or a rename, just before a stop: the name was
+        // written after the join or the rename committed). Writes only
+        // where it is missing.
+        if let Err(e) = profile.write_chosen_names(None, now, rng) {
+            tracing::warn!("writing the user's name into groups failed: {e}");
+        }
         // Once: whose each mailbox from an older Strand is. Not a reason
         // to refuse the profile: tried again at the next open.
         if let Err(e) = profile.find_mailbox_owners(rng) {
