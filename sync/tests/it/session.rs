@@ -1650,11 +1650,11 @@ fn a_group_opened_again_after_each_new_message_is_answered_every_time() {
     assert_eq!(a.len(), 200);
 }
 
-/// An opening with nothing new past `REOPEN_ALLOWANCE` waits, and ends
-/// nothing: the next new message of the group has it answered.
-#[test]
-fn an_opening_past_the_allowance_waits_for_news() {
-    let mut pair = Pair::new(77);
+/// Alice re-opens her group with Bob one time more than the allowance,
+/// with nothing new: the last opening waits. Returns the pair, the group
+/// and Bob's count of exchanges before.
+fn an_opening_past_the_allowance(seed: u64) -> (Pair, GroupId, usize) {
+    let mut pair = Pair::new(seed);
     shared_history(&mut pair, 40);
     pair.connect();
     pair.drive();
@@ -1670,10 +1670,21 @@ fn an_opening_past_the_allowance_waits_for_news() {
         allowance,
         "the last waits"
     );
+    (pair, group, before)
+}
+
+/// An opening with nothing new past `REOPEN_ALLOWANCE` waits, and ends
+/// nothing: the next new message of the group has it answered.
+#[test]
+fn an_opening_past_the_allowance_waits_for_news() {
+    let (mut pair, group, before) = an_opening_past_the_allowance(77);
     assert!(!pair.a.session.as_ref().unwrap().is_idle());
     pair.b.write("news");
     pair.drive();
-    assert_eq!(synced(&pair.b, &group) - before, allowance + 1);
+    assert_eq!(
+        synced(&pair.b, &group) - before,
+        REOPEN_ALLOWANCE as usize + 1
+    );
     assert!(pair.a.session.as_ref().unwrap().is_idle());
     assert!(pair.a.texts().iter().any(|t| t == "news"));
     assert_eq!(pair.a.close_error(), None);
@@ -1686,24 +1697,12 @@ fn an_opening_past_the_allowance_waits_for_news() {
 /// group's next message.
 #[test]
 fn an_opening_past_the_allowance_is_answered_in_time() {
-    let mut pair = Pair::new(78);
-    shared_history(&mut pair, 40);
-    pair.connect();
-    pair.drive();
-    let group = pair.a.group().id;
-    let before = synced(&pair.b, &group);
-    let allowance = REOPEN_ALLOWANCE as usize;
-    for _ in 0..=allowance {
-        assert!(pair.a.session.as_mut().unwrap().resync(&group));
-        pair.drive();
-    }
+    let (mut pair, group, before) = an_opening_past_the_allowance(78);
+    pair.drive_for(strand_sync::limits::REOPEN_REFILL_EVERY + 1_000);
     assert_eq!(
         synced(&pair.b, &group) - before,
-        allowance,
-        "the last waits"
+        REOPEN_ALLOWANCE as usize + 1
     );
-    pair.drive_for(strand_sync::limits::REOPEN_REFILL_EVERY + 1_000);
-    assert_eq!(synced(&pair.b, &group) - before, allowance + 1);
     assert!(pair.a.session.as_ref().unwrap().is_idle());
     assert_eq!(pair.a.close_error(), None);
     assert_eq!(pair.b.close_error(), None);
