@@ -1088,6 +1088,29 @@ mod tests {
         }
     }
 
+    /// `envelope`, handed by `from` to the device whose pool with them is
+    /// `pool` for delivery (its mode, then the envelope), at `at`.
+    fn handed_over(
+        from: &strand_sync::Identity,
+        pool: &strand_sync::Group,
+        envelope: &strand_sync::Envelope,
+        at: u64,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> Message {
+        let mut body = vec![1u8];
+        body.extend_from_slice(envelope.as_bytes());
+        Message::create_expiring(
+            from,
+            pool,
+            at,
+            Some(envelope.expires()),
+            Kind::ENVELOPE,
+            &body,
+            rng,
+        )
+        .unwrap()
+    }
+
     /// A node whose every thread, the blocking threads its carrying steps
     /// run on included, logs to `journal` (debug and up).
     fn logging_to(journal: &Journal) -> (tracing::Dispatch, tokio::runtime::Runtime) {
@@ -1139,20 +1162,9 @@ mod tests {
             let text =
                 Message::create(&mallory, &theirs, at, Kind::TEXT, b"let me in", rng).unwrap();
             let envelope = Envelope::seal(&alice, &text, t0 + 3_600_000, 1, rng).unwrap();
-            // Handed to Alice for delivery (its mode, then the envelope).
-            let mut body = vec![1u8];
-            body.extend_from_slice(envelope.as_bytes());
-            let handed = Message::create_expiring(
-                &bob,
-                &pool,
-                at,
-                Some(envelope.expires()),
-                Kind::ENVELOPE,
-                &body,
-                rng,
-            )
-            .unwrap();
-            store.insert(&pool.id, &handed).unwrap();
+            store
+                .insert(&pool.id, &handed_over(&bob, &pool, &envelope, at, rng))
+                .unwrap();
         }
         store.commit().unwrap();
         drop(store);
@@ -1244,20 +1256,10 @@ mod tests {
         store.insert(&group.id, &filler).unwrap();
         for (i, text) in texts.iter().enumerate() {
             let envelope = Envelope::seal(&alice, text, t0 + 3_600_000, 1, rng).unwrap();
-            // Handed to Alice for delivery (its mode, then the envelope).
-            let mut body = vec![1u8];
-            body.extend_from_slice(envelope.as_bytes());
-            let handed = Message::create_expiring(
-                &bob,
-                &pool,
-                t0 - 1_000 + i as u64,
-                Some(envelope.expires()),
-                Kind::ENVELOPE,
-                &body,
-                rng,
-            )
-            .unwrap();
-            store.insert(&pool.id, &handed).unwrap();
+            let at = t0 - 1_000 + i as u64;
+            store
+                .insert(&pool.id, &handed_over(&bob, &pool, &envelope, at, rng))
+                .unwrap();
         }
         store.commit().unwrap();
         drop(store);
