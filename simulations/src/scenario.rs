@@ -210,8 +210,13 @@ impl Link {
     /// and its headers). The others are typical, not measured here: a
     /// Wi-Fi LAN at 100 Mbit/s; a libp2p circuit relay over the internet
     /// at 10 Mbit/s with 80 ms one way and ~2 s to reserve and connect.
+    ///
+    /// Every one of them, and every link type of a scenario's own that
+    /// does not say `packet`, runs sessions with the packets the node
+    /// uses on every link (`strand_sync::limits::DEFAULT_PACKET_LEN`; the
+    /// BLE link layer cuts them to the radio's size).
     pub fn builtin(name: &str) -> Option<Link> {
-        let link = |rate: f64, lat_ms: u64, frame, oh, loss, setup_ms: u64, packet, pref| Link {
+        let link = |rate: f64, lat_ms: u64, frame, oh, loss, setup_ms: u64, pref| Link {
             hint: name == "ble",
             hint_contacts: false,
             name: name.to_string(),
@@ -221,13 +226,13 @@ impl Link {
             frame_overhead: oh,
             loss,
             setup: setup_ms * 1000,
-            packet,
+            packet: strand_sync::limits::DEFAULT_PACKET_LEN,
             preference: pref,
         };
         Some(match name {
-            "ble" => link(100_000.0, 30, 241, 12, 0.01, 1500, 512, 0),
-            "lan" => link(12_500_000.0, 2, 1460, 52, 0.0, 50, 16 * 1024, 2),
-            "relay" => link(1_250_000.0, 80, 1200, 80, 0.0, 2000, 16 * 1024, 1),
+            "ble" => link(100_000.0, 30, 241, 12, 0.01, 1500, 0),
+            "lan" => link(12_500_000.0, 2, 1460, 52, 0.0, 50, 2),
+            "relay" => link(1_250_000.0, 80, 1200, 80, 0.0, 2000, 1),
             _ => return None,
         })
     }

@@ -427,6 +427,43 @@ fn carrying_options_out_of_range_are_refused_not_held_to_a_bound() {
 }
 
 #[test]
+fn links_run_the_nodes_session_packets_unless_they_say_otherwise() {
+    // The node runs every link's sessions with DEFAULT_PACKET_LEN
+    // (SessionSettings::default); the simulator ran BLE's with 512-byte
+    // packets (before: 512 here), and link types of a scenario's own,
+    // based on BLE, with them too.
+    let node = strand_sync::limits::DEFAULT_PACKET_LEN;
+    for name in ["ble", "lan", "relay"] {
+        let link = strand_sim::scenario::Link::builtin(name).unwrap();
+        assert_eq!(link.packet, node, "{name}");
+    }
+    let s = Scenario::parse(
+        r#"
+        name = "links"
+        duration = "1h"
+        [links.ble]
+        packet = 1024
+        [links.own]
+        rate = "1Mbit"
+        [[group]]
+        count = 2
+        link = "ble"
+        [[group]]
+        count = 2
+        link = "own"
+        [contacts]
+        model = "meetings"
+        gap = "1h"
+        duration = "1m"
+        "#,
+        Default::default(),
+    )
+    .unwrap();
+    let packets: Vec<usize> = s.group_links().unwrap().iter().map(|l| l.packet).collect();
+    assert_eq!(packets, [1024, node], "an override stays one");
+}
+
+#[test]
 fn carrying_delivers_what_meetings_between_contacts_alone_cannot() {
     // The same trace and workload with and without carrying: sealed
     // envelopes through contacts who carry deliver more, within each
