@@ -48,16 +48,6 @@ struct Device {
     hint: Option<(u64, Advert)>,
 }
 
-/// A device's carrier (Strand with carrying) at the start of a carrying
-/// step, as the node takes it at every one (`runtime::carrying`): with
-/// what expired by `now` gone, so that nothing expired is taken in
-/// against, handed on, counted or stored.
-fn carrying_step(carrier: &mut Option<Carrier>, now: strand_sync::Time) -> Option<&mut Carrier> {
-    let carrier = carrier.as_mut()?;
-    carrier.expire(now);
-    Some(carrier)
-}
-
 /// The two sessions of a link (side 0 dialled, side 1 accepted) and their
 /// timers.
 #[derive(Default)]
@@ -497,7 +487,10 @@ impl Strand {
         else {
             return Vec::new();
         };
-        carrying_step(&mut self.devices[n].carrier, now);
+        // Every carrying step starts as the node's does (`Carrier::step`).
+        if let Some(carrier) = self.devices[n].carrier.as_mut() {
+            carrier.step(now);
+        }
         let mut touched = Vec::new();
         let mut hand_to = BTreeSet::new();
         if established {
@@ -605,8 +598,10 @@ impl Strand {
             .filter(|(_, up)| **up)
             .map(|(c, _)| c.public.sign)
             .collect();
-        carrying_step(&mut dev.carrier, now)
+        dev.carrier
+            .as_mut()
             .expect("carrying")
+            .step(now)
             .set_linked(linked);
         let mut touched = Vec::new();
         for pi in contacts {
@@ -821,7 +816,8 @@ impl Strand {
         if let Dest::Device(to) = c_dest {
             let dev = &mut self.devices[from as usize];
             let pos = dev.contact_nodes.iter().position(|n| *n == to);
-            let spreads = carrying_step(&mut dev.carrier, now).is_some_and(|carrier| {
+            let spreads = dev.carrier.as_mut().is_some_and(|carrier| {
+                carrier.step(now);
                 pos.is_some_and(|p| carrier.originate(&dev.endpoint.contacts()[p].public, msg, now))
             });
             if spreads {

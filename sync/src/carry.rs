@@ -1707,7 +1707,20 @@ impl Carrier {
         Ok(out)
     }
 
-    /// Forgets everything expired by `now`.
+    /// Starts a carrying step at `now`: what expired by `now` goes first
+    /// ([`Carrier::expire`]), so that nothing expired is taken in
+    /// against, handed on, counted or saved during the step (an own
+    /// message past its timer included). Every step a device takes with
+    /// its carrier (taking in pool messages, a hand-out, a text written)
+    /// starts here, the node's and the simulator's alike; returns the
+    /// carrier, to go on with.
+    pub fn step(&mut self, now: Time) -> &mut Carrier {
+        self.expire(now);
+        self
+    }
+
+    /// Forgets everything expired by `now` (at the start of a step, see
+    /// [`Carrier::step`]).
     pub fn expire(&mut self, now: Time) {
         let gone: Vec<[u8; 32]> = self
             .held
@@ -4228,5 +4241,40 @@ mod tests {
         assert_eq!(offered.len(), 1);
         assert_eq!(offered[0].body[0], OFFER);
         assert_eq!(p[0].carrier.spreading_at(NOW + 1).out, 1);
+    }
+
+    /// A step starts with what expired gone: an envelope a carrier holds
+    /// stays through a step just before its expiry and goes at the step
+    /// at its expiry, as `expire` lets it go; the sender's own message
+    /// stops spreading at the step past its lifetime. The step hands back
+    /// the carrier itself.
+    #[test]
+    fn a_step_starts_with_what_expired_gone() {
+        let mut rng = ChaCha20Rng::seed_from_u64(50);
+        let mut a = person("a", &mut rng, spray());
+        let mut d = person("d", &mut rng, spray());
+        let c = person("c", &mut rng, spray());
+        a.carrier.set_carrier(&d.id.public().sign, true, NOW);
+        assert!(a
+            .carrier
+            .originate(&c.id.public(), text(&a, &c, b"x", &mut rng), NOW));
+        let h = a.carrier.hand(&d.id.public(), NOW, &mut rng).remove(0);
+        assert!(matches!(
+            d.carrier
+                .receive_envelope(&d.id, &a.id.public(), &h.body, NOW),
+            Ok(Arrival::Held { .. })
+        ));
+        let before = d.carrier.encode_state();
+        assert_eq!(d.carrier.step(h.expires - 1).held(), 1);
+        assert_eq!(d.carrier.encode_state(), before, "nothing expired yet");
+        let mut expired = d.carrier.clone();
+        expired.expire(h.expires);
+        let stepped = d.carrier.step(h.expires);
+        assert_eq!((stepped.held(), stepped.used()), (0, 0));
+        assert_eq!(d.carrier.encode_state(), expired.encode_state());
+        // The sender's own message lasts the sender's lifetime.
+        let lifetime = spray().lifetime;
+        assert_eq!(a.carrier.step(NOW + lifetime - 1).spreading(), 1);
+        assert_eq!(a.carrier.step(NOW + lifetime).spreading(), 0);
     }
 }

@@ -85,7 +85,7 @@ async fn carrying_step<R: Send + 'static, S: Send + 'static>(
             .clone();
         // Nothing expired is handed on or written back (an own message
         // past its timer included: its copy here goes with it).
-        carrier.expire(shared.clock.now());
+        carrier.step(shared.clock.now());
         let mut job = Job::default();
         let r = f(&shared, &mut carrier, &mut job)?;
         let now = shared.clock.now();
