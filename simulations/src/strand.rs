@@ -16,8 +16,8 @@ use rand_core::{RngCore, SeedableRng};
 use strand_sync::MemoryStore;
 use strand_sync::{
     encode_carrying, Advert, Carrier, CarryConfig, Config, Contact, Endpoint, Event, Group,
-    GroupId, GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId, Session,
-    SessionError, Store, Taken, WriteStore,
+    GroupId, GroupKey, Handout, HandshakeError, Identity, Kind, Message, MessageId, OpenedFate,
+    Session, SessionError, Store, Taken, WriteStore,
 };
 
 use crate::social::{Creation, Dest};
@@ -537,25 +537,23 @@ impl Strand {
                     token,
                     expires,
                 }) => {
-                    // Only a text a contact wrote in their 1:1 group is
-                    // taken, and only then is it acknowledged.
-                    let Some(c) = strand_sync::opened_author(dev.endpoint.contacts(), &message)
-                    else {
-                        return false;
-                    };
-                    let group = c.direct_group().clone();
-                    if message.validate(&group, now).is_err() {
-                        return false;
+                    // Only a text a contact wrote in their 1:1 group, valid
+                    // there, is taken, and only then is it acknowledged
+                    // (the simulator keeps no storage budgets and has one
+                    // clock: nothing waits).
+                    let mut fate = OpenedFate::Refused;
+                    if let Some(c) = strand_sync::opened_author(dev.endpoint.contacts(), &message) {
+                        let group = c.direct_group().clone();
+                        if message.validate(&group, now).is_ok() {
+                            if let Ok(true) =
+                                WriteStore::insert(&mut dev.store, &group.id, &message)
+                            {
+                                opened.push((group.id, message.key()));
+                            }
+                            fate = OpenedFate::Taken;
+                        }
                     }
-                    if let Ok(true) = WriteStore::insert(&mut dev.store, &group.id, &message) {
-                        opened.push((group.id, message.key()));
-                    }
-                    todo.push(Handout {
-                        to: from.sign,
-                        kind: Kind::ACK,
-                        body: carrier.acknowledge(&token, expires),
-                        expires,
-                    });
+                    todo.extend(carrier.settle_opened(&from, &token, expires, fate));
                 }
                 Ok(Taken::Held { .. }) => {
                     w.metrics.note_carried(node, carrier.used());

@@ -255,7 +255,8 @@ pub enum Arrival {
     /// It opened: a message for this device. The caller accepts it only
     /// if it is valid in the 1:1 group of the contact that wrote it (any
     /// stranger can seal to a public key), stores it as if it came
-    /// directly, and then calls [`Carrier::acknowledge`].
+    /// directly, and then calls [`Carrier::settle_opened`] (or
+    /// [`Carrier::acknowledge`]).
     Opened {
         /// The sealed message.
         message: Message,
@@ -306,8 +307,9 @@ pub enum Taken {
     },
     /// An envelope for this device opened (see [`Arrival::Opened`]): the
     /// device stores `message` if [`opened_author`] names its contact and
-    /// it is valid in their 1:1 group, and only then writes the
-    /// [`Carrier::acknowledge`]ment into the pool it came from.
+    /// it is valid in their 1:1 group, and then tells the carrier what
+    /// became of it ([`Carrier::settle_opened`]), which gives the
+    /// acknowledgement to write into the pool it came from, if any.
     Opened {
         /// The sealed message.
         message: Message,
@@ -325,6 +327,25 @@ pub enum Taken {
     /// Nothing to do: the device's own pool message, one of no pool kind,
     /// or an envelope already held, delivered or not to be carried.
     Nothing,
+}
+
+/// What a device did with the message of an envelope that opened for it
+/// ([`Taken::Opened`]), checked and stored as if its author had sent it
+/// over a link: passed to [`Carrier::settle_opened`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenedFate {
+    /// Stored, or already here: acknowledged to the contact that brought
+    /// it.
+    Taken,
+    /// Not yet, as over a link (over its author's budget here, or dated
+    /// ahead of this device's clock): the envelope is opened again later,
+    /// and not counted opened again.
+    Later,
+    /// Not a text a contact wrote in their 1:1 group with this device
+    /// ([`opened_author`]: any stranger can seal to a public key), or not
+    /// valid there: dropped, and never acknowledged (that would tell a
+    /// stranger who holds the key it was sealed to).
+    Refused,
 }
 
 /// The kinds a carrying pool holds: envelopes, acknowledgements, requests
@@ -1614,6 +1635,38 @@ impl Carrier {
         self.waiting.remove(&token.hash());
         self.remember_ack(token, expires);
         token.0.to_vec()
+    }
+
+    /// An envelope that opened for this device ([`Taken::Opened`], with
+    /// its `token` and `expires`) came from contact `from`, and the device
+    /// did `fate` with its message: the acknowledgement to write into the
+    /// pool shared with `from` if it was taken ([`Carrier::acknowledge`]),
+    /// or nothing ([`Carrier::take_later`] if it waits; nothing changes
+    /// if it was refused). The node and the simulator settle every opened
+    /// envelope here, once its message is stored.
+    pub fn settle_opened(
+        &mut self,
+        from: &PublicIdentity,
+        token: &AckToken,
+        expires: Time,
+        fate: OpenedFate,
+    ) -> Option<Handout> {
+        match fate {
+            OpenedFate::Taken => {
+                let body = self.acknowledge(token, expires);
+                Some(Handout {
+                    to: from.sign,
+                    kind: Kind::ACK,
+                    body,
+                    expires,
+                })
+            }
+            OpenedFate::Later => {
+                self.take_later(token, expires);
+                None
+            }
+            OpenedFate::Refused => None,
+        }
     }
 
     /// The device could not take in the message of an opened envelope
@@ -4276,5 +4329,72 @@ mod tests {
         let lifetime = spray().lifetime;
         assert_eq!(a.carrier.step(NOW + lifetime - 1).spreading(), 1);
         assert_eq!(a.carrier.step(NOW + lifetime).spreading(), 0);
+    }
+
+    /// An opened envelope is settled by what its message became: taken,
+    /// it is acknowledged to the contact that brought it (the handout
+    /// is the acknowledgement's body, to that contact, for the
+    /// envelope's expiry) and a replay is known delivered; waiting, it
+    /// opens again later without being counted again and nothing is
+    /// written; refused, nothing changes and nothing is written (it is
+    /// counted opened again if it opens again).
+    #[test]
+    fn an_opened_envelope_is_settled_by_what_its_message_became() {
+        let mut rng = ChaCha20Rng::seed_from_u64(51);
+        let cfg = spray();
+        let mut a = person("a", &mut rng, cfg);
+        let b = person("b", &mut rng, cfg);
+        let mut c = person("c", &mut rng, cfg);
+        a.carrier
+            .originate(&c.id.public(), text(&a, &c, b"settle", &mut rng), NOW);
+        a.carrier.set_carrier(&b.id.public().sign, true, NOW);
+        let h = a.carrier.hand(&b.id.public(), NOW, &mut rng).remove(0);
+        let from = b.id.public();
+        let open = |c: &mut Person| {
+            let Arrival::Opened { token, expires, .. } = c
+                .carrier
+                .receive_envelope(&c.id, &from, &h.body, NOW)
+                .unwrap()
+            else {
+                panic!("it opens")
+            };
+            (token, expires)
+        };
+        // Refused: nothing changes.
+        let (token, expires) = open(&mut c);
+        let before = c.carrier.encode_state();
+        let refused = c
+            .carrier
+            .settle_opened(&from, &token, expires, OpenedFate::Refused);
+        assert_eq!(refused, None);
+        assert_eq!(c.carrier.encode_state(), before);
+        // Later: kept to open again, not counted opened again (a refused
+        // one was: it was not kept).
+        let (token, expires) = open(&mut c);
+        assert_eq!(c.carrier.stats().opened, 2);
+        let later = c
+            .carrier
+            .settle_opened(&from, &token, expires, OpenedFate::Later);
+        assert_eq!(later, None);
+        let (token, expires) = open(&mut c);
+        assert_eq!(c.carrier.stats().opened, 2);
+        // Taken: acknowledged to the contact that brought it.
+        let ack = c
+            .carrier
+            .settle_opened(&from, &token, expires, OpenedFate::Taken);
+        assert_eq!(
+            ack,
+            Some(Handout {
+                to: from.sign,
+                kind: Kind::ACK,
+                body: token.0.to_vec(),
+                expires,
+            })
+        );
+        assert_eq!(c.carrier.stats().accepted, 1);
+        assert!(matches!(
+            c.carrier.receive_envelope(&c.id, &from, &h.body, NOW),
+            Ok(Arrival::Delivered)
+        ));
     }
 }

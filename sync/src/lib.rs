@@ -93,8 +93,8 @@ pub use bundle::{
 };
 pub use carry::{
     batch_handouts, decode_carrying, encode_carrying, is_carried_kind, is_pool_kind, opened_author,
-    Arrival, Carrier, CarryConfig, CarryError, CarryStats, Handout, PartKey, Spread, Spreading,
-    Taken, DEFAULT_HOLD_GAPS, DEFAULT_REACH, DEFAULT_WIDTH, MAX_BATCH, MAX_CARRY_BUDGET,
+    Arrival, Carrier, CarryConfig, CarryError, CarryStats, Handout, OpenedFate, PartKey, Spread,
+    Spreading, Taken, DEFAULT_HOLD_GAPS, DEFAULT_REACH, DEFAULT_WIDTH, MAX_BATCH, MAX_CARRY_BUDGET,
     MAX_ENVELOPE_LIFETIME, MAX_HOLD, MAX_REACH,
 };
 pub use codec::{hex, unhex};

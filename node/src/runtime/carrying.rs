@@ -22,7 +22,7 @@ use std::sync::{Arc, PoisonError};
 
 use strand_sync::{
     batch_handouts, is_pool_kind, AckToken, AuthorId, Carrier, GroupId, Handout, Key, Kind,
-    Message, PublicIdentity, Store, Taken, Time,
+    Message, OpenedFate, PublicIdentity, Store, Taken, Time,
 };
 
 use super::{Node, NodeEvent, Shared};
@@ -860,32 +860,26 @@ fn opened_out_of(
     let taken = shared
         .profile
         .take_opened(message, &shared.ledger, &shared.config.budgets, now)?;
-    Ok(match taken {
+    let (fate, out) = match taken {
         TakenOut::Taken { author, key, new } => {
-            let body = carrier.acknowledge(&token, expires);
-            job.out.push(Handout {
-                to: from.sign,
-                kind: Kind::ACK,
-                body,
-                expires,
-            });
             if new {
                 opened
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((author, key));
             }
-            OutOfEnvelope::Taken
+            (OpenedFate::Taken, OutOfEnvelope::Taken)
         }
-        TakenOut::Later(wait) => {
-            // Said once for the whole pass, with a count (see `Tally`).
-            carrier.take_later(&token, expires);
-            OutOfEnvelope::Waits(wait)
-        }
+        // Said once for the whole pass, with a count (see `Tally`).
+        TakenOut::Later(wait) => (OpenedFate::Later, OutOfEnvelope::Waits(wait)),
         // Said once for the whole pass too: one each was a warning per
         // envelope, a pool full of them a million lines.
-        TakenOut::Refused => OutOfEnvelope::Refused,
-    })
+        TakenOut::Refused => (OpenedFate::Refused, OutOfEnvelope::Refused),
+    };
+    // Acknowledged to `from` if taken, kept to open again if it waits.
+    job.out
+        .extend(carrier.settle_opened(from, &token, expires, fate));
+    Ok(out)
 }
 
 impl Node {
