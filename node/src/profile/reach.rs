@@ -10,7 +10,7 @@
 use rand_core::{CryptoRng, RngCore};
 use redb::ReadableDatabase;
 use strand_sync::limits::{Time, MAX_REACH_ADDRESSES};
-use strand_sync::{GroupId, Key, Kind, Message, PublicIdentity, Reach};
+use strand_sync::{Contact, GroupId, Identity, Key, Kind, Message, PublicIdentity, Reach};
 use strand_transport::Multiaddr;
 use zeroize::Zeroizing;
 
@@ -70,6 +70,22 @@ pub struct RelayChange {
     pub address: String,
     /// The records written to contacts (hand them to live sessions).
     pub written: Vec<(GroupId, Key)>,
+}
+
+/// The [`Reach`] record `body` as a message to `contact`, in their 1:1
+/// group: what [`Profile::publish_reach`] writes to every contact and
+/// [`Profile::reach_new_contacts`] to those added since.
+fn reach_message(
+    identity: &Identity,
+    contact: &Contact,
+    body: &[u8],
+    now: Time,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<(GroupId, Message), ProfileError> {
+    let group = contact.direct_group();
+    let m = Message::create(identity, group, now, Kind::REACH, body, rng)
+        .map_err(ProfileError::Message)?;
+    Ok((group.id, m))
 }
 
 /// Why a relay address was refused.
@@ -318,12 +334,7 @@ impl Profile {
                 continue;
             };
             let message = match &body {
-                Some(body) => {
-                    let group = contact.direct_group();
-                    let m = Message::create(&identity, group, now, Kind::REACH, body, rng)
-                        .map_err(ProfileError::Message)?;
-                    Some((group.id, m))
-                }
+                Some(body) => Some(reach_message(&identity, &contact, body, now, rng)?),
                 None => None,
             };
             rows.push((*id, message));
@@ -351,10 +362,8 @@ impl Profile {
         let body = Zeroizing::new(reach.encode());
         let mut messages = Vec::with_capacity(contacts.len());
         for c in contacts {
-            let group = self.sync_contact(c)?.direct_group().clone();
-            let m = Message::create(&identity, &group, now, Kind::REACH, &body, rng)
-                .map_err(ProfileError::Message)?;
-            messages.push((group.id, m));
+            let contact = self.sync_contact(c)?;
+            messages.push(reach_message(&identity, &contact, &body, now, rng)?);
         }
         let me = identity.public().sign;
         self.write_txn(move |txn| insert_written(txn, me, now, &messages).map_err(db_error))
