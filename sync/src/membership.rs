@@ -43,6 +43,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -145,7 +146,11 @@ pub struct Epoch {
     genesis: Option<Genesis>,
     /// The epoch and the change that made this one (`None` for the first).
     parent: Option<(GroupId, MessageId)>,
-    members: Vec<Member>,
+    /// Shared between copies, and with the change that made the epoch
+    /// ([`Transition::members`]): a device's groups are copied whole at
+    /// every change of one of them, and a list of a thousand members is
+    /// some 190 kB in memory.
+    members: Arc<[Member]>,
     group: Group,
 }
 
@@ -336,7 +341,15 @@ impl Epoch {
             None => first_id(&root, &members, &key),
         };
         Ok(Epoch::with_id(
-            root, id, number, name, creator, genesis, parent, members, key,
+            root,
+            id,
+            number,
+            name,
+            creator,
+            genesis,
+            parent,
+            members.into(),
+            key,
         ))
     }
 
@@ -349,7 +362,7 @@ impl Epoch {
         creator: AuthorId,
         genesis: Option<Genesis>,
         parent: Option<(GroupId, MessageId)>,
-        members: Vec<Member>,
+        members: Arc<[Member]>,
         key: [u8; 32],
     ) -> Epoch {
         let group = Group::new(
@@ -429,7 +442,7 @@ impl Epoch {
         if self.member(author).is_none() {
             return Err(GroupError::NotMember);
         }
-        let mut members = self.members.clone();
+        let mut members = self.members.to_vec();
         match change {
             Change::Add { public, name } => {
                 if !self.is_admin(author) {
@@ -546,7 +559,7 @@ impl Epoch {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Message, GroupError> {
         let author = me.public().sign;
-        let mut members = self.members.clone();
+        let mut members = self.members.to_vec();
         match &change {
             Change::Add { public, name } => members.push(Member {
                 public: *public,
@@ -668,6 +681,8 @@ impl Epoch {
             return Err(GroupError::Inconsistent);
         }
         let next_id = next_id(&self.id(), &msg.id());
+        // One list, shared by the change and the epoch it opens.
+        let listed: Arc<[Member]> = listed.into();
         let mine = me.public().sign;
         // A box that does not open (or opens to a key the change does not
         // commit to) leaves this reader waiting for the key: the change
@@ -680,9 +695,12 @@ impl Epoch {
                 match open_box(me, "strand/v2/group-box", &eph_public, sealed, &self.id())
                     .filter(|key| key_commitment(&self.id(), key) == commit)
                 {
-                    Some(key) => {
-                        Next::Opened(Box::new(self.child(next_id, msg.id(), listed.clone(), key)))
-                    }
+                    Some(key) => Next::Opened(Box::new(self.child(
+                        next_id,
+                        msg.id(),
+                        Arc::clone(&listed),
+                        key,
+                    ))),
                     None => Next::Pending,
                 }
             }
@@ -699,7 +717,13 @@ impl Epoch {
     }
 
     /// The epoch a change of this one makes, with its key.
-    fn child(&self, id: GroupId, change: MessageId, members: Vec<Member>, key: [u8; 32]) -> Epoch {
+    fn child(
+        &self,
+        id: GroupId,
+        change: MessageId,
+        members: Arc<[Member]>,
+        key: [u8; 32],
+    ) -> Epoch {
         Epoch::with_id(
             self.root,
             id,
@@ -931,7 +955,15 @@ impl Epoch {
         r.finish()?;
         let members = normalise(members, &creator)?;
         Ok(Epoch::with_id(
-            root, id, number, name, creator, None, None, members, key,
+            root,
+            id,
+            number,
+            name,
+            creator,
+            None,
+            None,
+            members.into(),
+            key,
         ))
     }
 
@@ -1202,8 +1234,8 @@ pub struct Transition {
     pub author: AuthorId,
     /// What it does.
     pub change: Change,
-    /// The next epoch's members.
-    pub members: Vec<Member>,
+    /// The next epoch's members (shared with that epoch, once opened).
+    pub members: Arc<[Member]>,
     /// The next epoch's id (every reader of the change knows it).
     pub next_id: GroupId,
     /// What the next epoch's key is committed to.
@@ -1345,7 +1377,7 @@ pub struct Chain {
     shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId, AuthorId)>>,
     /// What each epoch's key messages said, each read once (shared
     /// between copies of the chain until one changes it).
-    keys_read: BTreeMap<GroupId, std::sync::Arc<KeysRead>>,
+    keys_read: BTreeMap<GroupId, Arc<KeysRead>>,
     /// Derived by [`Chain::resolve`].
     path: Vec<GroupId>,
     end: End,
@@ -1547,7 +1579,7 @@ impl Chain {
                 ControlFlow::Continue(())
             })?;
             let mut read = self.keys_read.remove(&id).unwrap_or_default();
-            let read_now = std::sync::Arc::make_mut(&mut read);
+            let read_now = Arc::make_mut(&mut read);
             // Each author's MEMBERSHIP message with the smallest id is the
             // only one that counts in an epoch (valid or not): a member
             // cannot flood an epoch with changes, and every device that
@@ -1634,7 +1666,7 @@ impl Chain {
                         t.next = Next::Opened(Box::new(epoch.child(
                             t.next_id,
                             change,
-                            t.members.clone(),
+                            Arc::clone(&t.members),
                             key,
                         )));
                         break;
@@ -2078,7 +2110,7 @@ impl Chain {
             other => other.clone(),
         };
         match last.apply(me, &same) {
-            Ok(members) if members == change.members => vec![(last.id(), same)],
+            Ok(members) if members[..] == change.members[..] => vec![(last.id(), same)],
             _ => Vec::new(),
         }
     }
@@ -2391,6 +2423,45 @@ mod tests {
         let pair = ids[1].contact(&ids[0].public()).unwrap();
         let read = Epoch::from_welcome(&ids[1], pair.direct_group(), &welcome.unwrap(), 5);
         assert_eq!(read.err(), Some(GroupError::WeakKey));
+    }
+
+    /// A copy of a chain (a node copies all its groups at every change of
+    /// one) shares its epochs' member lists and its changes', and a
+    /// change shares its list with the epoch it opens. Before, each copy
+    /// held every member of every group again: a thousand members are
+    /// some 190 kB.
+    #[test]
+    fn a_copy_of_a_chain_shares_its_member_lists() {
+        use crate::store::{MemoryStore, WriteStore};
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let ids = people(3, &mut rng);
+        let e = group(&ids, &mut rng);
+        let (msg, _) = e
+            .propose(
+                &ids[0],
+                Change::MakeAdmin(ids[1].public().sign),
+                5,
+                &mut rng,
+            )
+            .unwrap();
+        let mut store = MemoryStore::new();
+        assert!(store.insert(&e.id(), &msg).unwrap());
+        let mut chain = Chain::new(e.clone());
+        let opened = chain.update(&ids[1], &store, 6).unwrap();
+        assert_eq!(opened.len(), 1);
+        let copy = chain.clone();
+        let lists = |c: &Chain| -> Vec<*const Member> {
+            c.epochs().map(|e| e.members().as_ptr()).collect()
+        };
+        assert_eq!(lists(&copy).len(), 2);
+        assert_eq!(lists(&copy), lists(&chain));
+        let change = &chain.changes[&e.id()][0];
+        let next = chain.epoch(&opened[0]).unwrap();
+        assert_eq!(change.members.as_ptr(), next.members().as_ptr());
+        assert_eq!(
+            copy.changes[&e.id()][0].members.as_ptr(),
+            change.members.as_ptr()
+        );
     }
 
     #[test]

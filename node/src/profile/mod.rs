@@ -964,7 +964,10 @@ impl Profile {
     }
 
     /// Starts a change of the groups: a copy of them to change, then
-    /// [`ChainsStep::publish`]. Until it is published or dropped, another
+    /// [`ChainsStep::publish`]. The copy shares the epochs' member lists
+    /// with the groups it copies (`strand_sync::Epoch` keeps them behind
+    /// an `Arc`): it costs each group's bookkeeping, not every member of
+    /// every group again. Until it is published or dropped, another
     /// change waits, so it starts from this one's result (two changed from
     /// the same copy, the later published would drop the earlier's, such
     /// as a group just joined, until the next start).
