@@ -108,7 +108,7 @@ pub use group::{Group, GroupId, GroupKey};
 pub use identity::{check_name, mark_invisible, AuthorId, Contact, Identity, PublicIdentity};
 pub use inbound::{Inbound, InboundMessage, Verdict};
 pub use invite::{Invite, INVITE_PREFIX, MAX_INVITE_REACH_LEN, MAX_INVITE_TEXT_LEN};
-pub use limits::{Time, HELLO_LEN};
+pub use limits::{Time, HELLO_LEN, MAX_WELCOMED_MEMBERS};
 pub use mailbox::{
     check_mailbox_proof, decode_mailbox, decode_mailbox_code, decode_mailbox_contacts,
     encode_mailbox, encode_mailbox_code, encode_mailbox_contacts, mailbox_proof, MailboxError,

@@ -234,3 +234,17 @@ pub const RELAY_EPOCH: Time = 60 * MINUTE;
 /// Most keys asked about in one QUERY frame (40 bytes each, 10 KiB): the
 /// peer looks each up once. Delivery confirmations for more are split.
 pub const MAX_QUERY_KEYS: usize = 256;
+
+/// Most members a device holds, summed over the epochs one author
+/// welcomed it into ([`crate::Chain::welcomed_members`]): a welcome that
+/// would take them past it is not taken ([`crate::Chain::take_welcome`]),
+/// and the node declines it unstored. 64 groups of the most members
+/// ([`crate::MAX_GROUP_MEMBERS`], 1,000), or 1,280 groups of fifty: more
+/// than one contact brings anyone into. Each member held costs some 190
+/// bytes of memory (its keys, its name, its key again in its epoch's
+/// log), read at every unlock and copied at every change of the groups
+/// before their member lists were shared: 64,000 is some 12 MB for the
+/// groups of one contact. Without it, one contact's 4,096 welcomes (the
+/// node's number) into groups of 1,000 made-up members, 530 MB on disk
+/// within their allowance and budget, held 4 million members: 780 MB.
+pub const MAX_WELCOMED_MEMBERS: usize = 64 * crate::membership::MAX_GROUP_MEMBERS;

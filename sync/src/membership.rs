@@ -39,7 +39,9 @@
 //! of its newest welcomed epoch while it has not seen the group change
 //! ([`Chain::take_welcome`]), and never from a member it knows to be
 //! revoked or to have left; an entry from a welcomer since revoked (or
-//! gone) counts only if its path holds the removal (or her Leave).
+//! gone) counts only if its path holds the removal (or her Leave). Nor is
+//! one taken past [`MAX_WELCOMED_MEMBERS`] members held from the epochs
+//! its author welcomed the reader into ([`Chain::welcome_fits`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -56,7 +58,7 @@ use crate::codec::Reader;
 use crate::crypto::{hash, kdf};
 use crate::group::{Group, GroupId, GroupKey};
 use crate::identity::{check_name, check_stored_name, AuthorId, Identity, PublicIdentity};
-use crate::limits::Time;
+use crate::limits::{Time, MAX_WELCOMED_MEMBERS};
 use crate::message::{Kind, Message, MessageId};
 use crate::store::{Key, KeyRange, Store};
 use crate::{DecodeError, Invalid, KeyError};
@@ -232,6 +234,13 @@ pub enum GroupError {
     /// it moves no one.
     #[error("a welcome from someone removed from the group, or who left it")]
     Revoked,
+    /// A welcome that would take the members held from the epochs its
+    /// author welcomed this device into past [`MAX_WELCOMED_MEMBERS`]
+    /// ([`Chain::welcome_fits`]).
+    #[error(
+        "a welcome past the {MAX_WELCOMED_MEMBERS} members this device holds from the groups one contact welcomed it into"
+    )]
+    TooManyWelcomed,
 }
 
 /// The root of a group: what its creator signs.
@@ -911,18 +920,16 @@ impl Epoch {
         if version != VERSION {
             return Err(GroupError::Decode(DecodeError::Version(version)));
         }
-        let nonce: [u8; 32] = r.array()?;
-        let proof: [u8; 64] = r.array()?;
-        let name = get_name(&mut r)?;
-        let creator: AuthorId = r.array()?;
-        let number = r.u32()?;
-        let parent = if number == 0 {
-            None
-        } else {
-            Some((GroupId(r.array()?), MessageId(r.array()?)))
-        };
-        let key: [u8; 32] = r.array()?;
-        let members = decode_members(&mut r)?;
+        let Fields {
+            nonce,
+            proof,
+            name,
+            creator,
+            number,
+            parent,
+            key,
+            members,
+        } = Fields::read(&mut r)?;
         r.finish()?;
         let root = root_of(&creator, &nonce, &name);
         let signer = crate::identity::verifying_key(&creator).ok_or(GroupError::WeakKey)?;
@@ -942,6 +949,27 @@ impl Epoch {
             members,
             key,
         )
+    }
+
+    /// How many members the epoch in the WELCOME message `msg` of the 1:1
+    /// log `pair` lists, read without checking the epoch (its creator's
+    /// proof, its members' keys): what [`Chain::welcome_fits`] asks of a
+    /// welcome before it is stored. `None` if `msg` is no welcome, does
+    /// not open or does not decode: such a welcome is never taken.
+    /// Checks neither the message's signature nor its time: for a
+    /// message already found valid.
+    pub fn welcome_members(pair: &Group, msg: &Message) -> Option<usize> {
+        if msg.kind() != Kind::WELCOME {
+            return None;
+        }
+        let body = msg.open(pair).ok()?;
+        let mut r = Reader::new(&body);
+        if r.u8().ok()? != VERSION {
+            return None;
+        }
+        let fields = Fields::read(&mut r).ok()?;
+        r.finish().ok()?;
+        Some(fields.members.len())
     }
 
     fn decode_legacy(r: &mut Reader<'_>) -> Result<Epoch, GroupError> {
@@ -1030,6 +1058,46 @@ impl Epoch {
             return Err(GroupError::WeakKey);
         }
         Ok(epoch)
+    }
+}
+
+/// The fields of an epoch's bytes after the version ([`Epoch::encode`],
+/// version 2), read but not yet checked.
+struct Fields {
+    nonce: [u8; 32],
+    proof: [u8; 64],
+    name: String,
+    creator: AuthorId,
+    number: u32,
+    parent: Option<(GroupId, MessageId)>,
+    key: [u8; 32],
+    members: Vec<Member>,
+}
+
+impl Fields {
+    fn read(r: &mut Reader<'_>) -> Result<Fields, GroupError> {
+        let nonce: [u8; 32] = r.array()?;
+        let proof: [u8; 64] = r.array()?;
+        let name = get_name(r)?;
+        let creator: AuthorId = r.array()?;
+        let number = r.u32()?;
+        let parent = if number == 0 {
+            None
+        } else {
+            Some((GroupId(r.array()?), MessageId(r.array()?)))
+        };
+        let key: [u8; 32] = r.array()?;
+        let members = decode_members(r)?;
+        Ok(Fields {
+            nonce,
+            proof,
+            name,
+            creator,
+            number,
+            parent,
+            key,
+            members,
+        })
     }
 }
 
@@ -1496,14 +1564,21 @@ impl Chain {
     /// even the adder — can move a member anywhere. (An epoch an admin
     /// made up and welcomed her member into while still an admin, with a
     /// Leave of her own written into it, outlives her real Leave:
-    /// PROTOCOL.md §14.3.) Returns whether it was taken.
+    /// PROTOCOL.md §14.3.) Nor is one taken that would hold more than
+    /// [`MAX_WELCOMED_MEMBERS`] members from `author`'s welcomes
+    /// ([`Chain::welcome_fits`]): refused, `chains` unchanged. Returns
+    /// whether it was taken.
     pub fn take_welcome(
         chains: &mut Vec<Chain>,
         author: &AuthorId,
         at: Time,
         epoch: Epoch,
     ) -> Result<bool, GroupError> {
+        let fits = Chain::welcome_fits(chains.as_slice(), author, epoch.members.len(), 0);
         let Some(chain) = chains.iter_mut().find(|c| c.root == epoch.root) else {
+            if !fits {
+                return Err(GroupError::TooManyWelcomed);
+            }
             chains.push(Chain::welcomed(epoch, *author, at));
             return Ok(true);
         };
@@ -1535,6 +1610,9 @@ impl Chain {
                 return Err(GroupError::Inconsistent);
             }
         }
+        if !fits {
+            return Err(GroupError::TooManyWelcomed);
+        }
         chain.epochs.insert(id, epoch);
         chain.entries.push(Entry {
             id,
@@ -1543,6 +1621,35 @@ impl Chain {
         });
         chain.resolve();
         Ok(true)
+    }
+
+    /// Members of the epochs `by` welcomed this device into, summed over
+    /// `chains` (an epoch welcomed into twice, or by two, counts for each
+    /// entry: each welcomer holds it there).
+    pub fn welcomed_members(chains: &[Chain], by: &AuthorId) -> usize {
+        let mut n = 0usize;
+        for chain in chains {
+            for entry in chain.entries.iter().filter(|e| e.by == *by) {
+                let members = chain.epochs.get(&entry.id).map_or(0, |e| e.members.len());
+                n = n.saturating_add(members);
+            }
+        }
+        n
+    }
+
+    /// Whether this device may take a welcome from `by` into an epoch of
+    /// `members` members (PROTOCOL.md §14.3): the members held from the
+    /// epochs `by` welcomed it into ([`Chain::welcomed_members`]), with
+    /// `pending` more from welcomes of theirs not yet taken into `chains`
+    /// (stored, not yet followed), stay within [`MAX_WELCOMED_MEMBERS`].
+    /// A welcome is as long as its member list, and each member held is
+    /// kept in memory and read at every unlock: without a bound one
+    /// contact's welcomes into made-up groups held millions.
+    pub fn welcome_fits(chains: &[Chain], by: &AuthorId, members: usize, pending: usize) -> bool {
+        Chain::welcomed_members(chains, by)
+            .saturating_add(pending)
+            .saturating_add(members)
+            <= MAX_WELCOMED_MEMBERS
     }
 
     /// Reads the MEMBERSHIP and KEY messages of every known epoch from
@@ -2423,6 +2530,69 @@ mod tests {
         let pair = ids[1].contact(&ids[0].public()).unwrap();
         let read = Epoch::from_welcome(&ids[1], pair.direct_group(), &welcome.unwrap(), 5);
         assert_eq!(read.err(), Some(GroupError::WeakKey));
+    }
+
+    /// Regression (an audit's "Welcomes"): one contact could welcome a
+    /// device into 4,096 groups of a thousand made-up members (530 MB on
+    /// disk, within their allowance and budget): 4 million members held
+    /// in memory and read at every unlock. A welcome is now refused,
+    /// nothing taken, once the members held from the epochs its author
+    /// welcomed the device into would pass [`MAX_WELCOMED_MEMBERS`]; a
+    /// welcome from someone else is still taken.
+    #[test]
+    fn a_welcome_past_the_members_held_from_its_author_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let ids = people(3, &mut rng);
+        let (mal, reader, ann) = (&ids[0], &ids[1], &ids[2]);
+        let mut others = vec![(reader.public(), reader.name().to_owned())];
+        others.extend(
+            people(MAX_GROUP_MEMBERS - 2, &mut rng)
+                .iter()
+                .map(|p| (p.public(), p.name().to_owned())),
+        );
+        let by = mal.public().sign;
+        let mut chains = Vec::new();
+        for i in 0..MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS {
+            let e = Epoch::create(mal, &format!("g{i}"), &others, &mut rng).unwrap();
+            assert_eq!(e.members().len(), MAX_GROUP_MEMBERS);
+            let taken = Chain::take_welcome(&mut chains, &by, 5, e);
+            assert_eq!(taken, Ok(true), "group {i}");
+        }
+        let groups = chains.len();
+        assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
+        // What a node reads of a welcome before it stores it.
+        let small = Epoch::create(mal, "small", &others[..1], &mut rng).unwrap();
+        let sent = mal.contact(&reader.public()).unwrap();
+        let welcome = small
+            .welcome(mal, sent.direct_group(), 5, &mut rng)
+            .unwrap();
+        let pair = reader.contact(&mal.public()).unwrap();
+        assert_eq!(
+            Epoch::welcome_members(pair.direct_group(), &welcome),
+            Some(2)
+        );
+        // Past the bound: a new group of two, and a later epoch of a
+        // group held (a member removed), are refused, nothing taken.
+        let held = chains[0].epochs().next().unwrap().clone();
+        let (_, next) = held
+            .propose(mal, Change::Remove(others[1].0.sign), 6, &mut rng)
+            .unwrap();
+        let next = next.unwrap();
+        for (epoch, what) in [(small, "a new group"), (next, "a later epoch")] {
+            assert_eq!(
+                Chain::take_welcome(&mut chains, &by, 7, epoch),
+                Err(GroupError::TooManyWelcomed),
+                "{what}"
+            );
+        }
+        assert_eq!(chains.len(), groups);
+        assert_eq!(chains[0].epochs().count(), 1);
+        assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
+        // Someone else's welcome has room of its own.
+        let reader_only = [(reader.public(), reader.name().to_owned())];
+        let theirs = Epoch::create(ann, "theirs", &reader_only, &mut rng).unwrap();
+        let taken = Chain::take_welcome(&mut chains, &ann.public().sign, 7, theirs);
+        assert_eq!(taken, Ok(true));
     }
 
     /// A copy of a chain (a node copies all its groups at every change of

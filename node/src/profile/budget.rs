@@ -18,7 +18,9 @@
 //! admin can make ([`strand_sync::Chain::takes_change`]); welcomes are
 //! bounded by number
 //! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
-//! ([`WELCOME_ALLOWANCE`]), past which they count like any message.
+//! ([`WELCOME_ALLOWANCE`]), past which they count like any message, and
+//! by the members their groups hold here
+//! ([`strand_sync::MAX_WELCOMED_MEMBERS`]): those stay in memory.
 //!
 //! A message over budget is declined, not dropped: strand-sync reports it
 //! as rejected, does not acknowledge it, and it is offered again at a later
@@ -29,12 +31,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use strand_sync::{AuthorId, GroupId, Inbound, Key, Kind, Time, Verdict};
+use strand_sync::{AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, Time, Verdict};
 
 use crate::profile::expiry::{Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
-use crate::profile::{Profile, ProfileError};
+use crate::profile::{Book, Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
 pub const DEFAULT_PER_CONTACT: u64 = 1 << 30;
@@ -333,6 +335,9 @@ pub enum Over {
     UnknownKinds,
     /// Welcomes ([`MAX_WELCOMES_PER_CONTACT`]).
     Welcomes,
+    /// A welcome past the members this device holds from the groups its
+    /// author welcomed it into ([`strand_sync::MAX_WELCOMED_MEMBERS`]).
+    WelcomedMembers,
     /// Key messages, in a private group ([`MAX_KEY_BYTES`]).
     KeyMessages,
     /// Written into an old epoch by someone no longer in the group (a
@@ -357,6 +362,14 @@ pub struct Declined {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     used: Mutex<HashMap<GroupId, Scope>>,
+}
+
+/// How many members a welcome `msg` in the 1:1 group `group` brings, if
+/// it is a welcome of a contact's that could be taken
+/// ([`Epoch::welcome_members`]).
+fn welcome_members(book: &Book, group: &GroupId, msg: &Message) -> Option<usize> {
+    let (_, contact) = book.by_direct_group(group)?;
+    Epoch::welcome_members(contact.direct_group(), msg)
 }
 
 impl Profile {
@@ -410,10 +423,12 @@ impl Ledger {
 
     /// Declines the valid messages of `batch` that would take their
     /// author (or their group) past a budget, those a removed member
-    /// wrote into an old epoch, and the changes past
+    /// wrote into an old epoch, the changes past
     /// [`strand_sync::MAX_CHANGES_OFF_PATH`] off the path (or a second
     /// into one epoch) by someone who is not an admin of the group, and
-    /// counts the others as stored. Blocking
+    /// the welcomes past [`strand_sync::MAX_WELCOMED_MEMBERS`] members
+    /// held from their author's ([`Chain::welcome_fits`]), and counts the
+    /// others as stored. Blocking
     /// (the first time a scope is seen, its messages are counted).
     /// Returns what was declined.
     ///
@@ -429,11 +444,15 @@ impl Ledger {
     ) -> Result<Vec<Declined>, ProfileError> {
         let me = profile.identity().public().sign;
         let chains = profile.chains();
+        let book = profile.book();
         let mut declined = Vec::new();
         let mut ledger = self.used.lock().expect("ledger lock");
         // The epochs of the changes taken in this batch, per group and
         // author: the chains have not read them yet.
         let mut changes: HashMap<(GroupId, AuthorId), Vec<GroupId>> = HashMap::new();
+        // The members of the welcomes taken in this batch, per author:
+        // not in the chains until they are followed.
+        let mut welcomed: HashMap<AuthorId, usize> = HashMap::new();
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
@@ -462,6 +481,25 @@ impl Ledger {
                     continue;
                 }
             }
+            // Its members stay in memory once it is taken: a welcome
+            // past the bound is declined, before it counts anywhere.
+            let members = if kind == Kind::WELCOME {
+                welcome_members(&book, &group, item.message())
+            } else {
+                None
+            };
+            if let Some(m) = members {
+                let pending = welcomed.get(&author).copied().unwrap_or(0);
+                if !Chain::welcome_fits(&chains, &author, m, pending) {
+                    item.decline();
+                    declined.push(Declined {
+                        author,
+                        group: None,
+                        over: Over::WelcomedMembers,
+                    });
+                    continue;
+                }
+            }
             let (scope_id, logs, private) = profile.budget_scope(&group);
             let scope = match ledger.get_mut(&scope_id) {
                 Some(s) => s,
@@ -474,6 +512,9 @@ impl Ledger {
             let over = scope.over(budgets, private, &author, kind, n);
             if over.is_none() {
                 scope.take(author, kind, n);
+                if let Some(m) = members {
+                    *welcomed.entry(author).or_default() += m;
+                }
             }
             if let Some(over) = over {
                 item.decline();
@@ -678,7 +719,6 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strand_sync::Message;
 
     /// Regression (stop 68's audit of what contacts can cost): a member
     /// could fill their whole budget in a group (320 MiB) with key
@@ -955,6 +995,80 @@ mod tests {
         assert_eq!(used.welcomes, fit + 3);
         assert_eq!(used.welcome_bytes, fit * len);
         assert_eq!(used.total.all, 3 * len);
+    }
+
+    /// Regression (an audit's "Welcomes"): a contact could welcome this
+    /// device into 4,096 groups of a thousand made-up members, within
+    /// their allowance and budget: 4 million members in memory, read at
+    /// every unlock and copied at every change of the groups. A welcome
+    /// that would take the members held from its author's welcomes past
+    /// [`strand_sync::MAX_WELCOMED_MEMBERS`] is now declined unstored
+    /// (the session goes on; it is offered again later), counting those
+    /// of the same batch and, after a restart, the groups already taken;
+    /// and one stored all the same is not taken.
+    #[test]
+    fn welcomes_past_the_members_held_from_a_contact_are_declined() {
+        use strand_sync::{Identity, Invalid, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let mut others = vec![(p.identity().public(), "Alice".to_owned())];
+        for i in 0..MAX_GROUP_MEMBERS - 2 {
+            let made_up = Identity::generate(&format!("m{i}"), rng).unwrap();
+            others.push((made_up.public(), format!("m{i}")));
+        }
+        let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
+        // One group more than the bound holds, all of a thousand.
+        let welcomes: Vec<Message> = (0..=full)
+            .map(|i| {
+                let epoch = Epoch::create(&bob, &format!("g{i}"), &others, rng).unwrap();
+                epoch
+                    .welcome(&bob, &group, now - 1000 + i as u64, rng)
+                    .unwrap()
+            })
+            .collect();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, welcomes.clone());
+        batch.verify(now);
+        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        assert_eq!(declined.len(), 1, "{declined:?}");
+        assert_eq!(declined[0].over, Over::WelcomedMembers);
+        let verdicts: Vec<Verdict> = batch.iter().map(|m| m.verdict().clone()).collect();
+        assert!(verdicts[..full].iter().all(|v| *v == Verdict::Valid));
+        assert_eq!(verdicts[full], Verdict::Invalid(Invalid::OverBudget));
+
+        // Those that fit, stored and followed: held.
+        let mut store = p.store().unwrap();
+        let mut stored = Vec::new();
+        for m in &welcomes[..full] {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+            stored.push((group.id, m.key()));
+        }
+        store.commit().unwrap();
+        p.apply_group_messages(&stored, now, rng).unwrap();
+        assert_eq!(p.chains().len(), full, "all joined");
+
+        // As after a restart (a ledger that counted nothing): a welcome
+        // into a group of two is over what the groups held leave.
+        let small = Epoch::create(&bob, "small", &others[..1], rng)
+            .unwrap()
+            .welcome(&bob, &group, now - 10, rng)
+            .unwrap();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, [small.clone()]);
+        batch.verify(now);
+        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        assert_eq!(declined.len(), 1, "{declined:?}");
+        assert_eq!(declined[0].over, Over::WelcomedMembers);
+        // Stored all the same (as a bundle's batches, each checked before
+        // the last was followed, could): not taken.
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &small).unwrap());
+        store.commit().unwrap();
+        p.apply_group_messages(&[(group.id, small.key())], now, rng)
+            .unwrap();
+        assert_eq!(p.chains().len(), full);
     }
 
     /// A sweep gives back what the expired messages counted, and the

@@ -433,6 +433,7 @@ impl Pump {
                 Over::Group => (budgets.per_group, "--budget-per-group"),
                 Over::UnknownKinds => (budgets.unknown_kinds, ""),
                 Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
+                Over::WelcomedMembers => (strand_sync::MAX_WELCOMED_MEMBERS as u64, ""),
                 Over::KeyMessages => (crate::profile::budget::MAX_KEY_BYTES, ""),
                 Over::FormerMember => {
                     tracing::warn!(
