@@ -203,9 +203,19 @@ pub enum Remote {
     Ip(IpAddr),
     /// An emulated device, by its number on the hub.
     Emulated(u64),
-    /// A device through a relay, by its ephemeral id there (the relay
-    /// hides its address; the id changes every relay epoch).
-    Relayed(String),
+    /// A device through a relay (the relay hides its address).
+    Relayed {
+        /// The relay it came through, by its id: taken from this device's
+        /// own connection to the relay (the circuit's address,
+        /// `…/p2p/<relay>/p2p-circuit`), so the remote cannot choose it.
+        relay: String,
+        /// The device's ephemeral id there. It changes every relay epoch,
+        /// and a stranger makes a fresh one for nothing.
+        peer: String,
+    },
+    /// A relay, as limits count every link that came through it
+    /// ([`Remote::limit_key`] of a [`Remote::Relayed`]).
+    Relay(String),
     /// A Bluetooth device, by its radio address (random and rotating where
     /// the device uses LE privacy).
     Bluetooth(String),
@@ -215,11 +225,14 @@ pub enum Remote {
 
 impl Remote {
     /// What limits count this remote under: an IPv6 address by its /64
-    /// (one LAN host can hold any number of addresses in its prefix), any
-    /// other remote as itself.
+    /// (one LAN host can hold any number of addresses in its prefix), a
+    /// relayed device by its relay ([`Remote::Relay`]: its id at the relay
+    /// costs a stranger nothing, so counted by id one stranger could take
+    /// any number of shares), any other remote as itself.
     pub fn limit_key(&self) -> Remote {
         match self {
             Remote::Ip(ip) => Remote::Ip(ip_limit_key(*ip)),
+            Remote::Relayed { relay, .. } => Remote::Relay(relay.clone()),
             other => other.clone(),
         }
     }
@@ -242,7 +255,8 @@ impl std::fmt::Display for Remote {
         match self {
             Remote::Ip(ip) => write!(f, "{ip}"),
             Remote::Emulated(n) => write!(f, "emulated device {n}"),
-            Remote::Relayed(id) => write!(f, "relayed peer {id}"),
+            Remote::Relayed { relay, peer } => write!(f, "relayed peer {peer} (relay {relay})"),
+            Remote::Relay(id) => write!(f, "relay {id}"),
             Remote::Bluetooth(addr) => write!(f, "Bluetooth device {addr}"),
             Remote::Unknown => f.write_str("an unknown address"),
         }

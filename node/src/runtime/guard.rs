@@ -3,8 +3,12 @@
 //! A link that has not authenticated its peer is *pending*. Pending links
 //! others open are few ([`MAX_PENDING_LINKS`]), few per remote address
 //! ([`MAX_PENDING_PER_REMOTE`]; IPv6 by /64) and rate limited per remote
-//! address ([`LINKS_PER_REMOTE_PER_SECOND`]); a refused link is dropped
-//! before the node does any work for it (not even a beacon). Once a session
+//! address ([`LINKS_PER_REMOTE_PER_SECOND`]); a link through a relay counts
+//! under the relay, not under the id its remote has there (which costs a
+//! stranger nothing), with a larger share that is still a quarter of the
+//! whole ([`MAX_PENDING_PER_RELAY`], [`LINKS_PER_RELAY_PER_SECOND`]). A
+//! refused link is dropped before the node does any work for it (not even
+//! a beacon). Once a session
 //! authenticates its contact, the link leaves the pending budget, so
 //! strangers can fill it without touching contacts' sessions; links the
 //! node opens to contacts have a budget of their own
@@ -28,8 +32,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::limits::{
     CONTACT_DIALS_PER_SECOND, CONTACT_DIAL_BURST, DISCOVERY_DIALS_PER_SECOND, DISCOVERY_DIAL_BURST,
-    LINKS_PER_REMOTE_BURST, LINKS_PER_REMOTE_PER_SECOND, MAX_PENDING_DIALS,
-    MAX_PENDING_DISCOVERY_DIALS, MAX_PENDING_LINKS, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
+    LINKS_PER_RELAY_BURST, LINKS_PER_RELAY_PER_SECOND, LINKS_PER_REMOTE_BURST,
+    LINKS_PER_REMOTE_PER_SECOND, MAX_PENDING_DIALS, MAX_PENDING_DISCOVERY_DIALS, MAX_PENDING_LINKS,
+    MAX_PENDING_PER_RELAY, MAX_PENDING_PER_REMOTE, MAX_TRACKED_REMOTES,
 };
 
 /// The shortest wait [`Bucket::take_or_wait`] gives, so rounding can never
@@ -91,11 +96,12 @@ impl Bucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
-    /// This address opens links faster than the rate limit.
-    #[error("too many new links from this address")]
+    /// This address (or relay) opens links faster than the rate limit.
+    #[error("too many new links from this address or relay")]
     Rate,
-    /// This address already has its share of links in handshake.
-    #[error("too many links from this address in handshake")]
+    /// This address (or relay) already has its share of links in
+    /// handshake.
+    #[error("too many links from this address or relay in handshake")]
     Busy,
     /// The node has its share of links in handshake.
     #[error("too many links in handshake")]
@@ -106,6 +112,36 @@ pub enum Refusal {
 struct PerRemote {
     pending: usize,
     bucket: Bucket,
+}
+
+/// What one remote, as limits count it ([`Remote::limit_key`]), may have.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    /// Links in their preamble at once.
+    pending: usize,
+    /// New links per second, sustained.
+    per_second: f64,
+    /// New links at once after a quiet spell.
+    burst: f64,
+}
+
+impl Share {
+    /// A relay's share is every link through it, whoever opened it; any
+    /// other remote's is an address's.
+    fn of(key: &Remote) -> Share {
+        match key {
+            Remote::Relay(_) => Share {
+                pending: MAX_PENDING_PER_RELAY,
+                per_second: LINKS_PER_RELAY_PER_SECOND,
+                burst: LINKS_PER_RELAY_BURST,
+            },
+            _ => Share {
+                pending: MAX_PENDING_PER_REMOTE,
+                per_second: LINKS_PER_REMOTE_PER_SECOND,
+                burst: LINKS_PER_REMOTE_BURST,
+            },
+        }
+    }
 }
 
 /// Which budget a link the node opens is paid from.
@@ -178,11 +214,12 @@ impl Guard {
                 return Err(Refusal::Full);
             }
         }
+        let share = Share::of(remote);
         let r = map.entry(remote.clone()).or_insert_with(|| PerRemote {
             pending: 0,
-            bucket: Bucket::new(LINKS_PER_REMOTE_PER_SECOND, LINKS_PER_REMOTE_BURST),
+            bucket: Bucket::new(share.per_second, share.burst),
         });
-        if r.pending >= MAX_PENDING_PER_REMOTE {
+        if r.pending >= share.pending {
             return Err(Refusal::Busy);
         }
         if !r.bucket.take() {
@@ -274,6 +311,47 @@ mod tests {
         let contact = guard.admit_outbound(Dial::Contact);
         assert!(contact.is_ok(), "a contact's link has slots of its own");
         assert_eq!(guard.pending(), MAX_PENDING_DISCOVERY_DIALS + 1);
+    }
+
+    /// A device through a relay, with its id there.
+    fn relayed(relay: &str, peer: &str) -> Remote {
+        Remote::Relayed {
+            relay: relay.into(),
+            peer: peer.into(),
+        }
+    }
+
+    /// Regression (a hostile relay against the client): relayed links
+    /// were counted by their remote's id at the relay, which a stranger
+    /// makes afresh for nothing, so one relay brought 32 made-up ids of 4
+    /// links each, took all 128 pending slots, and every link others
+    /// opened was refused, a contact's through another relay too. Counted
+    /// by their relay, a flood through one takes its share and no more.
+    #[test]
+    fn made_up_ids_through_one_relay_take_its_share_and_no_more() {
+        let guard = Guard::new();
+        let mut flood = Vec::new();
+        for id in 0..MAX_PENDING_LINKS {
+            let stranger = relayed("relay-1", &format!("made-up-{id}"));
+            for _ in 0..MAX_PENDING_PER_REMOTE {
+                flood.extend(guard.admit_inbound(&stranger).ok());
+            }
+        }
+        assert_eq!(flood.len(), MAX_PENDING_PER_RELAY);
+        // A contact through another relay, and one on the LAN, get in
+        // (before: `Refusal::Full`).
+        let other_relay = guard.admit_inbound(&relayed("relay-2", "contact"));
+        assert!(other_relay.is_ok(), "{other_relay:?}");
+        let lan = guard.admit_inbound(&Remote::Ip("192.168.1.20".parse().unwrap()));
+        assert!(lan.is_ok(), "{lan:?}");
+        // Through the flooded relay, a fresh id waits like the flood.
+        assert_eq!(
+            guard
+                .admit_inbound(&relayed("relay-1", "another"))
+                .unwrap_err(),
+            Refusal::Busy
+        );
+        assert_eq!(guard.pending(), MAX_PENDING_PER_RELAY + 2);
     }
 
     /// An empty bucket says how long until its next token (a slow bucket

@@ -1,8 +1,9 @@
 //! Every bound the node enforces, with the reason for each number.
 //!
 //! Strangers get bounded work: a link that has not authenticated holds a
-//! *pending* slot (few, and few per remote address, and only for the
-//! handshake timeout), and new links from one address are rate limited.
+//! *pending* slot (few, and few per remote address or relay, and only for
+//! the handshake timeout), and new links from one address or through one
+//! relay are rate limited.
 //! Contacts get sessions, which strangers cannot reach. The protocol's own
 //! limits (frames, messages, rounds) are in [`strand_sync::limits`].
 
@@ -31,10 +32,44 @@ pub const MAX_PENDING_DIALS: usize = 64;
 pub const MAX_PENDING_DISCOVERY_DIALS: usize = 32;
 
 /// Links in their preamble at once from one remote address (an IPv6
-/// address counts by its /64). An honest
+/// address counts by its /64; a relayed link by its relay,
+/// [`MAX_PENDING_PER_RELAY`]). An honest
 /// device opens one link per meeting (two while both dial); 4 leaves room
 /// for a reconnect while keeping one address from taking the pending slots.
 pub const MAX_PENDING_PER_REMOTE: usize = 4;
+
+/// Links in their preamble at once that came through one relay, whoever
+/// opened them. A relayed link's remote is only its id at the relay,
+/// which a stranger makes afresh for nothing: counted by id, 32 made-up
+/// ids of [`MAX_PENDING_PER_REMOTE`] links each would take all
+/// [`MAX_PENDING_LINKS`] (32 × 4 = 128) and refuse every link others
+/// open, contacts' too. The relay is this device's own connection, which
+/// the remote does not choose; one relay, with everyone who dials through
+/// it, holds at most a quarter of the slots (128 / 32: four relays, all
+/// flooding, to fill them), and 96 stay for links through other relays,
+/// on the LAN and over Bluetooth. Eight addresses' worth: room for the
+/// contacts who reach this device through that relay at once after a
+/// wake. A flood through one relay still keeps out contacts who come
+/// through that relay while it lasts; this device's own dials to them are
+/// paid from [`MAX_PENDING_DIALS`].
+pub const MAX_PENDING_PER_RELAY: usize = 32;
+
+// More than an address's share, less than the whole: one relay must not
+// be able to fill the pending slots.
+const _: () = assert!(
+    MAX_PENDING_PER_REMOTE < MAX_PENDING_PER_RELAY && MAX_PENDING_PER_RELAY < MAX_PENDING_LINKS
+);
+
+/// New inbound links per second through one relay, sustained: four
+/// addresses' worth ([`LINKS_PER_REMOTE_PER_SECOND`]), as a relay carries
+/// the links of every contact who reaches this device through it. A flood
+/// past it is refused before any work, as an address's is.
+pub const LINKS_PER_RELAY_PER_SECOND: f64 = 8.0;
+
+/// New inbound links one relay may bring at once after a quiet spell: as
+/// many as it may have in their preamble ([`MAX_PENDING_PER_RELAY`]), so
+/// the contacts who all dial at a wake get in together.
+pub const LINKS_PER_RELAY_BURST: f64 = 32.0;
 
 /// New inbound links per second from one remote address, sustained. An
 /// honest device opens a link per meeting and redials every few seconds at

@@ -312,6 +312,22 @@ fn relay_of(circuit: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     None
 }
 
+/// The relay a relayed connection goes through, from its circuit address
+/// on this side ([`stream::remote_of`]: the address of this device's own
+/// connection to the relay, then `/p2p-circuit`), so the remote cannot
+/// choose it: the relay's id, or where the address names none (a relay
+/// that dialled this device) the relay's address.
+fn relay_name(circuit: &Multiaddr) -> String {
+    match relay_of(circuit) {
+        Some((id, _)) => id.to_string(),
+        None => circuit
+            .iter()
+            .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+            .collect::<Multiaddr>()
+            .to_string(),
+    }
+}
+
 fn dial_error(target: impl ToString, reason: impl ToString) -> TransportError {
     TransportError::Dial {
         target: target.to_string(),
@@ -331,10 +347,18 @@ fn link(
     let authenticated = crate::Authenticated::new(move || {
         let _ = signal.send(Authenticated { peer, connection });
     });
-    // A relayed connection's remote address is the relay's (or none):
-    // the remote is known by its ephemeral id there.
+    // A relayed connection's remote is known by its ephemeral id at the
+    // relay, and by the relay (which limits count it under: the id costs
+    // a stranger nothing).
     let (kind, remote) = if relayed {
-        (LinkKind::Relay, Remote::Relayed(peer.to_string()))
+        let relay = remote.map(relay_name).unwrap_or_default();
+        (
+            LinkKind::Relay,
+            Remote::Relayed {
+                relay,
+                peer: peer.to_string(),
+            },
+        )
     } else {
         (
             LinkKind::HolePunched,

@@ -21,6 +21,12 @@
 //! moves its session to the direct link, and strand-sync's reconciliation
 //! means a move in the middle of a sync loses and repeats nothing.
 //!
+//! A link through a relay is a [`Remote::Relayed`](crate::Remote::Relayed):
+//! the remote's id at the relay, which costs a stranger nothing to make,
+//! and the relay, named by this device's own connection to it, which the
+//! remote cannot choose. Limits count it by the relay
+//! ([`Remote::limit_key`](crate::Remote::limit_key)).
+//!
 //! # Identity
 //!
 //! The libp2p identity used here is not the LAN one, and it changes every

@@ -27,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::task::{Context, Poll, Waker};
 
 use libp2p::core::transport::PortUse;
-use libp2p::core::Endpoint;
+use libp2p::core::{ConnectedPoint, Endpoint};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, Stream, THandler,
@@ -48,7 +48,8 @@ pub enum Event {
     Inbound {
         /// The remote's (ephemeral) id.
         peer: PeerId,
-        /// The remote address of the connection it came on.
+        /// The remote address of the connection it came on; for a relayed
+        /// one, the circuit's address on this side, which names the relay.
         remote: Option<Multiaddr>,
         /// The connection it came on.
         connection: ConnectionId,
@@ -63,7 +64,8 @@ pub enum Event {
         id: OpenId,
         /// The remote.
         peer: PeerId,
-        /// The remote address of the connection it is on.
+        /// The remote address of the connection it is on; for a relayed
+        /// one, the circuit's address on this side, which names the relay.
         remote: Option<Multiaddr>,
         /// The connection it is on.
         connection: ConnectionId,
@@ -83,12 +85,26 @@ pub enum Event {
     },
 }
 
+/// What [`Event`]s give as a connection's remote address: the remote's
+/// address, or for a relayed connection the circuit's address on this
+/// side, which names the relay (`<relay addr>/p2p/<relay>/p2p-circuit`,
+/// then the remote's id where this side dialled). The remote's own
+/// address on a circuit this side accepted is only the id it claims
+/// (`/p2p/<id>`), which says nothing of the relay it came through.
+pub(crate) fn remote_of(endpoint: &ConnectedPoint) -> Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => local_addr.clone(),
+        other => other.get_remote_address().clone(),
+    }
+}
+
 /// The behaviour: opens Strand streams to peers (dialling them if needed)
 /// and reports streams remotes open.
 #[derive(Default)]
 pub struct Behaviour {
     connected: HashMap<PeerId, Vec<ConnectionId>>,
-    /// Each connection's remote address and whether it is relayed.
+    /// Each connection's remote address ([`remote_of`]) and whether it is
+    /// relayed.
     remotes: HashMap<ConnectionId, (Multiaddr, bool)>,
     awaiting_connection: HashMap<PeerId, Vec<OpenId>>,
     /// Requests handed to a connection and not yet answered: failed if the
@@ -223,10 +239,7 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(e) => {
                 self.remotes.insert(
                     e.connection_id,
-                    (
-                        e.endpoint.get_remote_address().clone(),
-                        e.endpoint.is_relayed(),
-                    ),
+                    (remote_of(e.endpoint), e.endpoint.is_relayed()),
                 );
                 self.connected
                     .entry(e.peer_id)

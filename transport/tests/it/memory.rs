@@ -103,3 +103,19 @@ fn limits_count_an_ipv6_host_by_its_prefix() {
     let lo = Remote::Ip("::1".parse().unwrap());
     assert_eq!(lo.limit_key(), lo);
 }
+
+/// A relayed device's id at the relay costs a stranger nothing: limits
+/// count it by the relay it came through.
+#[test]
+fn limits_count_a_relayed_device_by_its_relay() {
+    let relayed = |relay: &str, peer: &str| Remote::Relayed {
+        relay: relay.into(),
+        peer: peer.into(),
+    };
+    let a = relayed("relay-1", "made-up-1");
+    let b = relayed("relay-1", "made-up-2");
+    let c = relayed("relay-2", "made-up-1");
+    assert_eq!(a.limit_key(), Remote::Relay("relay-1".into()));
+    assert_eq!(a.limit_key(), b.limit_key());
+    assert_ne!(a.limit_key(), c.limit_key());
+}

@@ -387,10 +387,14 @@ async fn two_devices_link_through_a_relay_that_sees_only_ephemeral_ids() {
         .unwrap();
     assert_eq!(out.kind, LinkKind::Relay);
     assert_eq!(out.direction, Direction::Outbound);
-    assert_eq!(out.remote, Remote::Relayed(alice_id.to_string()));
+    let through = |peer: libp2p::PeerId| Remote::Relayed {
+        relay: server.peer_id().to_string(),
+        peer: peer.to_string(),
+    };
+    assert_eq!(out.remote, through(alice_id));
     let mut inc = next_incoming(&mut alice_events).await;
     assert_eq!(inc.kind, LinkKind::Relay);
-    assert_eq!(inc.remote, Remote::Relayed(bob.local_peer_id().to_string()));
+    assert_eq!(inc.remote, through(bob.local_peer_id()));
     exchange(&mut out, &mut inc).await;
 
     let stats = server.stats().await;
@@ -691,6 +695,77 @@ async fn a_circuit_from_a_relays_id_is_gated_like_a_strangers() {
         "the relay put the circuit through"
     );
     alice.shutdown().await;
+}
+
+/// Regression (a hostile relay against the client): a relayed link's
+/// remote was only its id at the relay, and the node's limits on links in
+/// handshake counted it by that (`Remote::limit_key`). A stranger makes
+/// ids for nothing, so through one relay 32 made-up ids of 4 links each
+/// took all 128 of the node's pending slots, and every link others opened
+/// was refused, a contact's through another relay too. A relayed link
+/// now names the relay it came through, from Alice's own connection to
+/// it (the remote cannot choose it), and counts under it: strangers of
+/// as many ids as they like through R1 share R1's count (strand-node's
+/// `MAX_PENDING_PER_RELAY`, a quarter of the slots: its guard's test
+/// floods it), and Bob's link through R2 counts apart from theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_through_one_relay_count_under_it_whatever_ids_they_come_from() {
+    // Strangers, a fresh id each.
+    const STRANGERS: u8 = 6;
+    let r1 = relay_server(18, "/ip4/127.0.0.1/tcp/0").await;
+    let r2 = relay_server(19, "/ip4/127.0.0.1/tcp/0").await;
+    let r1_at = relay_addr(&r1).await;
+    let r2_at = relay_addr(&r2).await;
+    let (alice, mut alice_events) =
+        client(config(0xa, vec![r1_at.clone(), r2_at.clone()], false)).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+    let through = |relay: &RelayServer, peer: libp2p::PeerId| Remote::Relayed {
+        relay: relay.peer_id().to_string(),
+        peer: peer.to_string(),
+    };
+
+    let mut strangers = Vec::new();
+    for i in 0..STRANGERS {
+        let (stranger, events) = client(config(0x40 + i, Vec::new(), false)).await;
+        let out = stranger
+            .dial(&circuit_addr(&r1_at, target))
+            .unwrap()
+            .await
+            .unwrap();
+        let inc = next_incoming(&mut alice_events).await;
+        assert_eq!(inc.remote, through(&r1, stranger.local_peer_id()));
+        assert_eq!(
+            inc.remote.limit_key(),
+            Remote::Relay(r1.peer_id().to_string()),
+            "stranger {i} counts under R1"
+        );
+        strangers.push((stranger, events, out, inc));
+    }
+
+    let (bob, _bob_events) = client(config(0xb, Vec::new(), false)).await;
+    let mut out = bob
+        .dial(&circuit_addr(&r2_at, target))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(out.remote, through(&r2, target));
+    let mut inc = next_incoming(&mut alice_events).await;
+    assert_eq!(inc.remote, through(&r2, bob.local_peer_id()));
+    assert_eq!(
+        inc.remote.limit_key(),
+        Remote::Relay(r2.peer_id().to_string())
+    );
+    exchange(&mut out, &mut inc).await;
+
+    for (stranger, ..) in &strangers {
+        stranger.shutdown().await;
+    }
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+    r1.shutdown().await;
+    r2.shutdown().await;
 }
 
 /// For 15 s, what `target` (Alice) answers `stranger`, who dialled her
