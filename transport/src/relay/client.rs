@@ -18,10 +18,11 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::circuit_limits::PendingCircuits;
 use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
 use super::{
-    last_peer, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
+    last_peer, relay_name, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
     MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
@@ -38,6 +39,19 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(90);
 /// Inbound connections in their handshakes at once (direct ones from hole
 /// punching, and circuits through relays).
 const MAX_PENDING_INCOMING: u32 = 64;
+/// Inbound circuits through one relay in their handshakes at once, whoever
+/// they come from: half of [`MAX_PENDING_INCOMING`]. A circuit's remote is
+/// an id that costs nothing, and its handshake lasts as long as the relay
+/// (or whoever dials through it) leaves it unanswered, up to the swarm's
+/// 10 s connection timeout: counted together, one relay could hold all
+/// 64, and every other inbound connection would be refused. Counted by
+/// relay, it takes two relays to fill them, and one leaves 32 for
+/// circuits through other relays and hole-punched connections. An honest handshake takes a few round trips
+/// through the relay, so 32 at once is as many contacts dialling through
+/// one relay at the same moment (eight times an address's
+/// `MAX_PENDING_PER_IP`, 4).
+const MAX_PENDING_CIRCUITS_PER_RELAY: usize = 32;
+const _: () = assert!(MAX_PENDING_CIRCUITS_PER_RELAY < MAX_PENDING_INCOMING as usize);
 /// Inbound connections held at once: a few per contact.
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 /// Connections to one PeerId: a relay and a direct one, each way.
@@ -51,6 +65,9 @@ const IDENTIFY_VERSION: &str = "/strand/relay-client/1";
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     ip_limits: IpLimits,
+    // Before `limits`: a circuit it refuses never counts against the
+    // swarm's limits.
+    circuits: PendingCircuits,
     limits: connection_limits::Behaviour,
     relay: relay::client::Behaviour,
     // Behind the gate: they answer a remote only once a Strand session
@@ -161,6 +178,7 @@ pub(crate) fn spawn(
         .map_err(setup_error)?
         .with_behaviour(|key, relay| Behaviour {
             ip_limits: IpLimits::new(counts),
+            circuits: PendingCircuits::new(MAX_PENDING_CIRCUITS_PER_RELAY),
             limits: connection_limits::Behaviour::new(
                 ConnectionLimits::default()
                     .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
@@ -310,22 +328,6 @@ fn relay_of(circuit: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
         relay.push(p);
     }
     None
-}
-
-/// The relay a relayed connection goes through, from its circuit address
-/// on this side ([`stream::remote_of`]: the address of this device's own
-/// connection to the relay, then `/p2p-circuit`), so the remote cannot
-/// choose it: the relay's id, or where the address names none (a relay
-/// that dialled this device) the relay's address.
-fn relay_name(circuit: &Multiaddr) -> String {
-    match relay_of(circuit) {
-        Some((id, _)) => id.to_string(),
-        None => circuit
-            .iter()
-            .take_while(|p| !matches!(p, Protocol::P2pCircuit))
-            .collect::<Multiaddr>()
-            .to_string(),
-    }
 }
 
 fn dial_error(target: impl ToString, reason: impl ToString) -> TransportError {

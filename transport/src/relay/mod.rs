@@ -25,7 +25,10 @@
 //! the remote's id at the relay, which costs a stranger nothing to make,
 //! and the relay, named by this device's own connection to it, which the
 //! remote cannot choose. Limits count it by the relay
-//! ([`Remote::limit_key`](crate::Remote::limit_key)).
+//! ([`Remote::limit_key`](crate::Remote::limit_key)), and so does the
+//! client's swarm for circuits in their handshakes: one relay takes at
+//! most half of the connections the swarm takes in their handshakes at
+//! once, whatever ids it puts through.
 //!
 //! # Identity
 //!
@@ -60,6 +63,7 @@ use crate::generation::ask;
 use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
+mod circuit_limits;
 mod client;
 mod gate;
 mod hide_circuits;
@@ -215,6 +219,22 @@ pub(crate) fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last()? {
         Protocol::P2p(id) => Some(id),
         _ => None,
+    }
+}
+
+/// The relay a circuit goes through, named by the circuit's address on
+/// this side (see [`crate::stream::Event::Inbound`]'s `remote`: the address
+/// of this device's own connection to the relay, then `/p2p-circuit`), so
+/// the remote cannot choose it: the relay's id, or where that address
+/// names none (a relay that dialled this device) the relay's address.
+pub(crate) fn relay_name(circuit: &Multiaddr) -> String {
+    let relay: Multiaddr = circuit
+        .iter()
+        .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+        .collect();
+    match last_peer(&relay) {
+        Some(id) => id.to_string(),
+        None => relay.to_string(),
     }
 }
 

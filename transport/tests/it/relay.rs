@@ -63,12 +63,13 @@ struct PlainRelay {
 /// What a peer told a plain relay in an identify answer.
 type Told = (libp2p::PeerId, libp2p::identify::Info);
 
-/// Starts a plain relay on loopback that asks identify every
-/// `identify_every`: its address (ending in its id), the identify answers
-/// it receives, and its task.
-async fn plain_relay(
-    identify_every: Duration,
-) -> (Multiaddr, mpsc::Receiver<Told>, tokio::task::JoinHandle<()>) {
+/// A plain relay's swarm listening on loopback, relaying under `config`
+/// and asking identify every `identify_every` (libp2p's interval if
+/// `None`), and its address, ending in its id.
+async fn listening_relay(
+    config: libp2p::relay::Config,
+    identify_every: Option<Duration>,
+) -> (Multiaddr, libp2p::Swarm<PlainRelay>) {
     use futures::StreamExt;
     use libp2p::multiaddr::Protocol;
     use libp2p::swarm::SwarmEvent;
@@ -82,71 +83,15 @@ async fn plain_relay(
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|key| PlainRelay {
-            relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
-            identify: identify::Behaviour::new(
-                identify::Config::new("/plain-relay/1".into(), key.public())
-                    .with_interval(identify_every),
-            ),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm
-        .behaviour_mut()
-        .relay
-        .set_status(Some(relay::Status::Enable));
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let listening = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
+        .with_behaviour(|key| {
+            let mut asks = identify::Config::new("/plain-relay/1".into(), key.public());
+            if let Some(every) = identify_every {
+                asks = asks.with_interval(every);
             }
-        }
-    })
-    .await
-    .expect("the plain relay listens in time");
-    // The address its reservations name (a reservation without one fails).
-    swarm.add_external_address(listening.clone());
-    let addr = listening.with(Protocol::P2p(*swarm.local_peer_id()));
-    // Far more than the answers a test reads (one a second from a client).
-    let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(forward_identify(swarm, tx));
-    (addr, rx, task)
-}
-
-/// A hostile relay: libp2p's relay server with one-second reservations
-/// and no rate limits, naming 20 fresh addresses more for its clients
-/// every second (documentation addresses, RFC 5737: never dialled).
-async fn growing_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
-    use futures::StreamExt;
-    use libp2p::multiaddr::Protocol;
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{identify, noise, relay, tcp, yamux};
-
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| PlainRelay {
-            relay: relay::Behaviour::new(
-                key.public().to_peer_id(),
-                relay::Config {
-                    reservation_duration: Duration::from_secs(1),
-                    reservation_rate_limiters: Vec::new(),
-                    ..relay::Config::default()
-                },
-            ),
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/plain-relay/1".into(),
-                key.public(),
-            )),
+            PlainRelay {
+                relay: relay::Behaviour::new(key.public().to_peer_id(), config),
+                identify: identify::Behaviour::new(asks),
+            }
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -167,8 +112,41 @@ async fn growing_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
     })
     .await
     .expect("the relay listens in time");
+    // The address its reservations name (a reservation without one fails).
     swarm.add_external_address(listening.clone());
     let addr = listening.with(Protocol::P2p(*swarm.local_peer_id()));
+    (addr, swarm)
+}
+
+/// Starts a plain relay on loopback that asks identify every
+/// `identify_every`: its address (ending in its id), the identify answers
+/// it receives, and its task.
+async fn plain_relay(
+    identify_every: Duration,
+) -> (Multiaddr, mpsc::Receiver<Told>, tokio::task::JoinHandle<()>) {
+    let (addr, swarm) =
+        listening_relay(libp2p::relay::Config::default(), Some(identify_every)).await;
+    // Far more than the answers a test reads (one a second from a client).
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(forward_identify(swarm, tx));
+    (addr, rx, task)
+}
+
+/// A hostile relay: libp2p's relay server with one-second reservations
+/// and no rate limits, naming 20 fresh addresses more for its clients
+/// every second (documentation addresses, RFC 5737: never dialled).
+async fn growing_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+
+    let (addr, mut swarm) = listening_relay(
+        libp2p::relay::Config {
+            reservation_duration: Duration::from_secs(1),
+            reservation_rate_limiters: Vec::new(),
+            ..libp2p::relay::Config::default()
+        },
+        None,
+    )
+    .await;
     let task = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         let mut port = 1000u16;
@@ -184,6 +162,30 @@ async fn growing_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
                     }
                 }
             }
+        }
+    });
+    (addr, task)
+}
+
+/// A relay that puts through as many circuits as anyone asks, at any
+/// rate: libp2p's relay server without its circuit limits, as a hostile
+/// or careless relay runs.
+async fn open_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+
+    let (addr, mut swarm) = listening_relay(
+        libp2p::relay::Config {
+            max_circuits: 1024,
+            max_circuits_per_peer: 1024,
+            circuit_src_rate_limiters: Vec::new(),
+            ..libp2p::relay::Config::default()
+        },
+        None,
+    )
+    .await;
+    let task = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
         }
     });
     (addr, task)
@@ -765,6 +767,137 @@ async fn links_through_one_relay_count_under_it_whatever_ids_they_come_from() {
         t.shutdown().await;
     }
     r1.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// Someone who opens circuits to `target` through `relay` and never
+/// starts their handshakes: each holds one of the target's places for
+/// connections in their handshakes until the target gives up on it (its
+/// swarm's connection timeout, 10 s), and is opened again. It keeps
+/// `circuits` open, opening 8 at a time (libp2p's relay client drops
+/// dials past 10 in flight on one relay connection); `held` counts those
+/// open. One id does here: the remote's id plays no part in the limits.
+async fn stall_circuits(
+    relay: Multiaddr,
+    target: libp2p::PeerId,
+    circuits: usize,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use futures::stream::FuturesUnordered;
+    use futures::StreamExt;
+    use libp2p::core::transport::{DialOpts, PortUse};
+    use libp2p::core::{Endpoint, Transport as _};
+    use libp2p::{noise, tcp, yamux};
+    use std::sync::atomic::Ordering;
+
+    // What the relay client's transport gives for a dial.
+    type Dial = <libp2p::relay::client::Transport as libp2p::core::Transport>::Dial;
+    const OPENING: usize = 8;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (mut transport, behaviour) = libp2p::relay::client::new(key.public().to_peer_id());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let addr = circuit_addr(&relay, target);
+    let mut opening = FuturesUnordered::<Dial>::new();
+    let mut again = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            Some(opened) = opening.next() => {
+                if let Ok(mut circuit) = opened {
+                    held.fetch_add(1, Ordering::SeqCst);
+                    let held = held.clone();
+                    tokio::spawn(async move {
+                        // Nothing written; read until the target drops it.
+                        let mut buf = [0u8; 64];
+                        while matches!(circuit.read(&mut buf).await, Ok(n) if n > 0) {}
+                        held.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            }
+            _ = again.tick() => {
+                while opening.len() < OPENING
+                    && held.load(Ordering::SeqCst) + opening.len() < circuits
+                {
+                    let dial = transport.dial(
+                        addr.clone(),
+                        DialOpts {
+                            role: Endpoint::Dialer,
+                            port_use: PortUse::New,
+                        },
+                    );
+                    opening.push(dial.expect("a circuit address"));
+                }
+            }
+        }
+    }
+}
+
+/// Regression (a hostile relay against the client): the relay client's
+/// swarm took 64 inbound connections in their handshakes at once,
+/// whatever they came through, and a circuit's handshake lasts as long
+/// as whoever opened it leaves it unanswered (up to the swarm's 10 s
+/// connection timeout). Through one relay that puts circuits through
+/// without limit, someone who opened circuits to Alice and never answered
+/// held all 64, and Alice refused every other inbound connection: Bob's
+/// circuit through a second relay was refused. Counted by relay, the
+/// first relay's circuits take half, and Bob gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuits_stalled_through_one_relay_do_not_keep_out_one_through_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let (r1_at, r1) = open_relay().await;
+    let r2 = relay_server(20, "/ip4/127.0.0.1/tcp/0").await;
+    let r2_at = relay_addr(&r2).await;
+    let (alice, mut alice_events) =
+        client(config(0xa, vec![r1_at.clone(), r2_at.clone()], false)).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+
+    // More than the 64 Alice's swarm takes in all.
+    let held = Arc::new(AtomicUsize::new(0));
+    let staller = tokio::spawn(stall_circuits(r1_at, target, 96, held.clone()));
+    // The stalled circuits go in at once on loopback: Bob dials well
+    // within the 10 s before Alice gives up on the first of them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while held.load(Ordering::SeqCst) < 24 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} circuits stalled",
+            held.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (bob, _bob_events) = client(config(0xb, Vec::new(), false)).await;
+    let mut out = match bob.dial(&circuit_addr(&r2_at, target)).unwrap().await {
+        Ok(link) => link,
+        Err(e) => panic!("Bob's circuit through R2 was refused: {e}"),
+    };
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    let stalled = held.load(Ordering::SeqCst);
+    assert!(
+        stalled < 64,
+        "{stalled} circuits through R1 in their handshakes"
+    );
+
+    staller.abort();
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+    r1.abort();
     r2.shutdown().await;
 }
 
