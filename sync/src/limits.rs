@@ -93,7 +93,41 @@ pub const MAX_GROUPS_PER_SESSION: usize = 256;
 /// sent), so a peer cannot make us work faster than it reads what we send;
 /// this caps how long one exchange can keep us at it. A session that
 /// hits it ends, and the next one carries on from what was transferred.
+/// (What the rounds make us walk is bounded apart, and far lower:
+/// [`RECON_WORK_WALKS`].)
 pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
+
+/// Walks of a group's log a peer may make us spend answering its
+/// reconciliation of the group, ahead of progress (PROTOCOL.md §8.5).
+/// Each answer counts the keys it visits (a fingerprint the keys in its
+/// range, a pass each key it reads); each message of the group moved
+/// (stored new from the peer, sent to it in full, handed to send, or
+/// resynced) pays one walk back, and so does time
+/// ([`RECON_WORK_REFILL`]). A frame that arrives with this many walks
+/// unpaid waits, unanswered, as an opening past [`REOPEN_ALLOWANCE`] does.
+/// Before, a peer that answered every reply with a fingerprint of the
+/// whole log that differs had us summarise and split the log once a round
+/// for [`MAX_ROUNDS_PER_GROUP`] rounds: some 8,000 walks an exchange.
+/// Honest exchanges stay far inside: with full packets one walks the log
+/// about twice per level it splits (four levels for 10^6 messages) before
+/// the messages it finds start to pay back, and with 512-byte packets a
+/// round walks up to the whole log and moves a few messages (206 round
+/// trips for 1,000 differences in logs of 10^5: well under a walk per
+/// message moved).
+pub const RECON_WORK_WALKS: u64 = 32;
+
+/// The fewest keys a walk of a log counts as ([`RECON_WORK_WALKS`]): a log
+/// smaller than this is cheap to walk (4,096 keys take about 0.1 ms), and
+/// its allowance, 32 × 4,096 keys, is still a few milliseconds of work.
+/// Without it an empty log would have no allowance at all.
+pub const RECON_WORK_FLOOR: u64 = 4096;
+
+/// Walks of each group's log paid back every [`REOPEN_REFILL_EVERY`]
+/// besides progress: about what answering a re-opening costs (a summary
+/// and a split) and a round or two after it. So a peer whose exchange
+/// moves nothing waits about a minute for a round or two, and one that
+/// works us with nothing new gets 4 walks of each log a minute.
+pub const RECON_WORK_REFILL: u64 = 4;
 
 /// Re-openings of a group (an OPEN after its exchange ended) a peer may
 /// make on a session ahead of news: each message of the group this side
@@ -111,9 +145,10 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 pub const REOPEN_ALLOWANCE: u32 = 4;
 
 /// Every this long, each group's peer gets one re-opening back besides
-/// news (up to [`REOPEN_ALLOWANCE`]): an honest opening that ran ahead of
-/// its news (a fifth import in a row) waits at most this long, and a
-/// contact with nothing new walks each log once a minute at most.
+/// news (up to [`REOPEN_ALLOWANCE`]) and [`RECON_WORK_REFILL`] walks of
+/// its log: an honest opening that ran ahead of its news (a fifth import
+/// in a row) waits at most this long, and a contact with nothing new
+/// walks each log a few times a minute at most.
 pub const REOPEN_REFILL_EVERY: Time = 60 * SECOND;
 
 /// Most messages received in one session. After this the session ends and

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 
+use crate::codec::Reader;
 use crate::endpoint::Keys;
 use crate::frame::{self, Frame};
 use crate::group::{Group, GroupId};
@@ -19,7 +20,7 @@ use crate::limits::*;
 use crate::message::Message;
 use crate::preamble::{self, MAX_RECORD};
 use crate::recon::{self, Send};
-use crate::store::{Key, KeyRange, Store, TagKey, WriteStore};
+use crate::store::{Key, KeyRange, Metered, Store, TagKey, WriteStore};
 use crate::token::{Beacon, BEACON_LEN};
 use crate::{HandshakeError, Invalid, SessionError};
 
@@ -48,6 +49,14 @@ const MAX_QUEUED_EXCEPT: usize = 1 << 16;
 /// Room kept for message 2's PAD frame (type, a 2-byte length, at least an
 /// empty body), so the padded packet never exceeds `max_packet`.
 const PAD_FRAME_MIN: usize = 3;
+/// Most bytes of the peer's reconciliation frames held unanswered at once
+/// (PROTOCOL.md §8.5), encoded: one per group at most, each at most a
+/// packet (64 KiB; a waiting opening, one item, at most 8 KiB). A frame
+/// waits only once the peer has made us walk its group's log
+/// [`RECON_WORK_WALKS`] times over what progress paid back, or re-opened it
+/// [`REOPEN_ALLOWANCE`] times ahead of news, which honest peers do not;
+/// past this the session ends (`Limit`).
+const MAX_DEFERRED_BYTES: usize = 1 << 20;
 
 /// Session settings: per link kind (a BLE link wants small packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +310,50 @@ struct Exchange {
     done: bool,
 }
 
+/// What answering the peer's reconciliation of one group has cost us, in
+/// keys visited, and progress and time have not paid back (PROTOCOL.md
+/// §8.5, [`RECON_WORK_WALKS`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Work {
+    /// Keys our answers to the peer visited, less what was paid back;
+    /// never below zero: what the peer may spend ahead is the allowance,
+    /// not savings.
+    debt: u64,
+    /// The log's size as this side last counted all of it.
+    log: u64,
+}
+
+impl Work {
+    /// What one walk of the log counts: its size, at least
+    /// [`RECON_WORK_FLOOR`].
+    fn walk(&self) -> u64 {
+        self.log.max(RECON_WORK_FLOOR)
+    }
+
+    /// Whether the peer has made us walk the log [`RECON_WORK_WALKS`] times
+    /// over what was paid back: its next frame for the group waits.
+    fn spent(&self) -> bool {
+        self.debt >= RECON_WORK_WALKS.saturating_mul(self.walk())
+    }
+
+    /// Pays back `walks` walks of the log.
+    fn pay(&mut self, walks: u64) {
+        self.debt = self.debt.saturating_sub(walks.saturating_mul(self.walk()));
+    }
+}
+
+/// A frame of the peer's waiting, unanswered and unread, until its group
+/// has work left and, for a re-opening, a re-opening left (PROTOCOL.md
+/// §8.5).
+#[derive(Debug)]
+struct Deferred {
+    /// Its reconciliation message, encoded ([`MAX_DEFERRED_BYTES`]).
+    msg: Vec<u8>,
+    /// Whether it opens the group again after its exchange ended: it takes
+    /// one of the peer's re-openings when answered.
+    reopening: bool,
+}
+
 /// One link with one contact: preamble, Noise handshake, reconciliation
 /// and message transfer. Made by [`crate::Endpoint::dial`] or
 /// [`crate::Endpoint::accept`].
@@ -400,10 +453,17 @@ pub struct Session {
     /// one, news of the group gives one back. At most one entry per synced
     /// group.
     reopens: BTreeMap<GroupId, u32>,
-    /// Openings the peer made with none left, each answered once news of
-    /// its group gives one back (PROTOCOL.md §8.5): at most one per synced
-    /// group, each a single item of at most [`MAX_TAGS_PER_FRAME`] tags.
-    deferred: BTreeMap<GroupId, recon::ReconMsg>,
+    /// What answering the peer's reconciliation of each group cost that
+    /// progress and time have not paid back: at most one entry per synced
+    /// group.
+    work: BTreeMap<GroupId, Work>,
+    /// The peer's frames waiting for their group's work to be paid back
+    /// below [`RECON_WORK_WALKS`] walks, or (openings made with none left)
+    /// for news to give a re-opening back (PROTOCOL.md §8.5): at most one
+    /// per synced group, [`MAX_DEFERRED_BYTES`] in all.
+    deferred: BTreeMap<GroupId, Deferred>,
+    /// Bytes of the messages in `deferred`.
+    deferred_bytes: usize,
     /// When every group last got a re-opening back with time
     /// ([`REOPEN_REFILL_EVERY`]).
     reopens_refilled: Time,
@@ -495,7 +555,9 @@ impl Session {
             resync: BTreeSet::new(),
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
+            work: BTreeMap::new(),
             deferred: BTreeMap::new(),
+            deferred_bytes: 0,
             reopens_refilled: now,
             opened: false,
             records: VecDeque::new(),
@@ -649,6 +711,9 @@ impl Session {
                     for left in self.reopens.values_mut() {
                         *left = (*left + 1).min(REOPEN_ALLOWANCE);
                     }
+                    for work in self.work.values_mut() {
+                        work.pay(RECON_WORK_REFILL);
+                    }
                 }
                 if now >= self.last_recv.saturating_add(IDLE_TIMEOUT) {
                     self.fail(SessionError::Timeout);
@@ -734,11 +799,71 @@ impl Session {
 
     /// News of `group` (a message stored new from the peer or handed to
     /// send, a batch to reconcile again): the peer may open it once more,
-    /// up to [`REOPEN_ALLOWANCE`] ahead.
+    /// up to [`REOPEN_ALLOWANCE`] ahead, and it is progress: it pays back
+    /// a walk of the log ([`RECON_WORK_WALKS`]).
     fn news(&mut self, group: &GroupId) {
         if let Some(left) = self.reopens.get_mut(group) {
             *left = (*left + 1).min(REOPEN_ALLOWANCE);
         }
+        if let Some(work) = self.work.get_mut(group) {
+            work.pay(1);
+        }
+    }
+
+    /// Whether answering the peer's reconciliation of `group` waits for
+    /// progress or time: it has made us walk the log [`RECON_WORK_WALKS`]
+    /// times over what they paid back (PROTOCOL.md §8.5).
+    fn work_spent(&self, group: &GroupId) -> bool {
+        self.work.get(group).is_some_and(Work::spent)
+    }
+
+    /// Counts what answering the peer in `group` visited in `store`, and
+    /// the log's size if it was counted whole.
+    fn charge<S: Store>(&mut self, group: GroupId, store: &Metered<'_, S>) {
+        let work = self.work.entry(group).or_default();
+        if let Some(log) = store.log() {
+            work.log = log;
+        }
+        work.debt = work.debt.saturating_add(store.visited());
+    }
+
+    /// Holds the peer's `msg` for `group`, unanswered and unread, until
+    /// [`Session::answer_deferred`] finds it due. Meanwhile the group is
+    /// being reconciled and this side does not wait for a reply in it, so a
+    /// RECON or OPEN of the peer's for it is out of turn.
+    fn defer(
+        &mut self,
+        group: GroupId,
+        msg: &recon::ReconMsg,
+        reopening: bool,
+    ) -> Result<(), SessionError> {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        // Turns are strict, so no frame of the group's waits already.
+        self.take_deferred(&group);
+        if self.deferred_bytes + bytes.len() > MAX_DEFERRED_BYTES {
+            return Err(SessionError::Limit("reconciliation frames held unanswered"));
+        }
+        self.deferred_bytes += bytes.len();
+        self.deferred.insert(
+            group,
+            Deferred {
+                msg: bytes,
+                reopening,
+            },
+        );
+        let ex = self.exchanges.entry(group).or_default();
+        ex.awaiting_reply = false;
+        ex.opening = false;
+        ex.done = false;
+        Ok(())
+    }
+
+    /// Takes the peer's frame for `group` that waits, if one does.
+    fn take_deferred(&mut self, group: &GroupId) -> Option<Deferred> {
+        let deferred = self.deferred.remove(group)?;
+        self.deferred_bytes = self.deferred_bytes.saturating_sub(deferred.msg.len());
+        Some(deferred)
     }
 
     /// Takes one of the peer's re-openings of `group`, if it has one left.
@@ -1201,7 +1326,7 @@ impl Session {
                     }
                 }
                 Frame::UnknownGroup(group) => {
-                    self.deferred.remove(&group);
+                    self.take_deferred(&group);
                     if let Some(e) = self.exchanges.get_mut(&group) {
                         e.done = true;
                         e.awaiting_reply = false;
@@ -1278,7 +1403,12 @@ impl Session {
         id: GroupId,
         frame: fn(&GroupId, &recon::ReconMsg) -> Vec<u8>,
     ) -> Result<(), SessionError> {
-        let msg = recon::open(store, &id, &self.tags).map_err(store_error)?;
+        let store = Metered::new(store);
+        let msg = recon::open(&store, &id, &self.tags).map_err(store_error)?;
+        if let Some(log) = store.log() {
+            // What a walk of the log costs, for the peer's answers.
+            self.work.entry(id).or_default().log = log;
+        }
         self.control.push_back(frame(&id, &msg));
         self.exchanges.insert(
             id,
@@ -1312,25 +1442,25 @@ impl Session {
                 None => {}
                 // Over (or refused with UNKNOWN_GROUP before we knew the
                 // group): a new exchange. Answering walks the whole log, so
-                // it is answered now only if the peer has a re-opening left;
-                // else it waits, unread, until news gives one back (§8.5):
-                // a peer that opens again and again with nothing new makes
-                // us walk the log a few times, not once per 60-byte frame.
+                // it is answered now only if the peer has a re-opening left
+                // (and walks: `work_spent`); else it waits, unread, until
+                // news gives one back (§8.5): a peer that opens again and
+                // again with nothing new makes us walk the log a few times,
+                // not once per 60-byte frame.
                 Some((true, _)) => {
                     if self.control.awaited(&group) {
                         return Err(SessionError::Decode(crate::DecodeError::Invalid(
                             "reconciliation frame before our reply was sent",
                         )));
                     }
-                    let answer = self.take_reopen(&group);
+                    let answer = !self.work_spent(&group) && self.take_reopen(&group);
                     let ex = self.exchanges.get_mut(&group).expect("seen above");
                     ex.done = false;
                     ex.awaiting_reply = answer;
                     ex.opening = false;
                     ex.rounds = 0;
                     if !answer {
-                        self.deferred.insert(group, msg.clone());
-                        return Ok(());
+                        return self.defer(group, msg, true);
                     }
                 }
                 // Both opened it at once: the dialler's opening stands, and
@@ -1352,18 +1482,26 @@ impl Session {
         self.on_recon(group, msg, store)
     }
 
-    /// Answers the peer's openings that waited for news of their group
-    /// (§8.5) and have had some since.
+    /// Answers the peer's frames that waited for progress or news of their
+    /// group (§8.5) and have had enough since.
     fn answer_deferred<S: Store>(&mut self, store: &S) -> Result<(), SessionError> {
         let due: Vec<GroupId> = self
             .deferred
-            .keys()
-            .filter(|g| self.reopens.get(*g).is_none_or(|left| *left > 0))
-            .copied()
+            .iter()
+            .filter(|(group, deferred)| {
+                !self.work_spent(group)
+                    && (!deferred.reopening
+                        || self.reopens.get(*group).is_none_or(|left| *left > 0))
+            })
+            .map(|(group, _)| *group)
             .collect();
         for group in due {
-            let msg = self.deferred.remove(&group).expect("listed above");
-            self.take_reopen(&group);
+            let deferred = self.take_deferred(&group).expect("listed above");
+            if deferred.reopening {
+                self.take_reopen(&group);
+            }
+            let msg = recon::ReconMsg::decode(&mut Reader::new(&deferred.msg))
+                .expect("a message this session decoded, then encoded");
             if let Some(ex) = self.exchanges.get_mut(&group) {
                 ex.awaiting_reply = true;
             }
@@ -1406,6 +1544,13 @@ impl Session {
                 "reconciliation frame before our reply was sent",
             )));
         }
+        if self.work_spent(&group) {
+            // The peer has made us walk this log RECON_WORK_WALKS times
+            // over what progress and time paid back (a fingerprint of the
+            // whole log that differs, round after round): its frame waits,
+            // unread, until they bring the count down (§8.5).
+            return self.defer(group, msg, false);
+        }
         let ex = self.exchanges.entry(group).or_default();
         ex.rounds += 1;
         if ex.rounds > MAX_ROUNDS_PER_GROUP {
@@ -1414,7 +1559,9 @@ impl Session {
         ex.awaiting_reply = false;
         ex.opening = false;
         let budget = self.config.packet() - TAG_LEN - 40;
-        let reply = recon::reply(store, &group, &self.tags, msg, budget).map_err(store_error)?;
+        let metered = Metered::new(store);
+        let reply = recon::reply(&metered, &group, &self.tags, msg, budget).map_err(store_error)?;
+        self.charge(group, &metered);
         for s in reply.send {
             if self.sends.len() < MAX_SEND_QUEUE {
                 let s = match s {
@@ -1790,6 +1937,11 @@ impl Session {
                 let own = bytes[33..65] == self.keys.me.sign;
                 let (group, key) = (*group, *key);
                 self.current = None;
+                // Taken in full by the peer: progress, which pays back a
+                // walk of its group's log (§8.5).
+                if let Some(work) = self.work.get_mut(&group) {
+                    work.pay(1);
+                }
                 if own {
                     self.events.push_back(Event::Sent { group, key });
                 }

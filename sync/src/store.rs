@@ -8,6 +8,7 @@
 //! threads; [`WriteStore`] is what [`crate::Session::settle`] needs to do it
 //! all in place.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
@@ -184,6 +185,89 @@ pub trait Store {
             summary.add(tags, &key.id);
             ControlFlow::Continue(())
         })?;
+        Ok(summary)
+    }
+}
+
+/// A store as a session reads it to answer the peer: it counts the keys
+/// visited (a fingerprint counts the keys in its range, however the store
+/// computes it; a pass each key it reads) and notes the log's size when
+/// all of it was counted. What a peer's reconciliation costs us is
+/// measured with it (PROTOCOL.md §8.5).
+pub(crate) struct Metered<'a, S> {
+    store: &'a S,
+    visited: Cell<u64>,
+    log: Cell<Option<u64>>,
+}
+
+impl<'a, S: Store> Metered<'a, S> {
+    pub(crate) fn new(store: &'a S) -> Self {
+        Metered {
+            store,
+            visited: Cell::new(0),
+            log: Cell::new(None),
+        }
+    }
+
+    /// Keys visited so far.
+    pub(crate) fn visited(&self) -> u64 {
+        self.visited.get()
+    }
+
+    /// The group's log size, if a pass or a fingerprint covered all of it.
+    pub(crate) fn log(&self) -> Option<u64> {
+        self.log.get()
+    }
+
+    fn count(&self, range: &KeyRange, keys: u64, whole: bool) {
+        self.visited.set(self.visited.get().saturating_add(keys));
+        if whole && *range == KeyRange::ALL {
+            self.log.set(Some(keys));
+        }
+    }
+}
+
+impl<S: Store> Store for Metered<'_, S> {
+    type Error = S::Error;
+
+    fn get(&self, group: &GroupId, key: &Key) -> Result<Option<Vec<u8>>, S::Error> {
+        self.store.get(group, key)
+    }
+
+    fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, S::Error> {
+        self.store.contains(group, key)
+    }
+
+    fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, S::Error> {
+        self.store.kind(group, key)
+    }
+
+    fn scan(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        visit: &mut dyn FnMut(&Key) -> ControlFlow<()>,
+    ) -> Result<(), S::Error> {
+        let mut keys = 0u64;
+        let mut whole = true;
+        let result = self.store.scan(group, range, &mut |key| {
+            keys += 1;
+            let flow = visit(key);
+            whole &= flow.is_continue();
+            flow
+        });
+        self.count(range, keys, whole);
+        result
+    }
+
+    fn summarize(
+        &self,
+        group: &GroupId,
+        range: &KeyRange,
+        tags: &TagKey,
+    ) -> Result<Summary, S::Error> {
+        let summary = self.store.summarize(group, range, tags)?;
+        self.count(range, summary.count, true);
         Ok(summary)
     }
 }

@@ -8,7 +8,7 @@ use strand_sync::harness::{Action, Pair, Peer, Side};
 use strand_sync::limits::MAX_PREAMBLE_PAD;
 use strand_sync::limits::{
     HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MIN_PACKET_LEN,
-    REOPEN_ALLOWANCE, TOKEN_EPOCH,
+    RECON_WORK_FLOOR, RECON_WORK_WALKS, REOPEN_ALLOWANCE, REOPEN_REFILL_EVERY, TOKEN_EPOCH,
 };
 use strand_sync::{
     Config, DecodeError, Endpoint, Event, GroupId, HandshakeError, Identity, Invalid, Key,
@@ -35,6 +35,7 @@ fn delivered(peer: &Peer) -> usize {
 const RECON: u8 = 0x01;
 const MSG: u8 = 0x03;
 const MSG_BEGIN: u8 = 0x04;
+const PING: u8 = 0x08;
 const OPEN: u8 = 0x0c;
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -1698,7 +1699,7 @@ fn an_opening_past_the_allowance_waits_for_news() {
 #[test]
 fn an_opening_past_the_allowance_is_answered_in_time() {
     let (mut pair, group, before) = an_opening_past_the_allowance(78);
-    pair.drive_for(strand_sync::limits::REOPEN_REFILL_EVERY + 1_000);
+    pair.drive_for(REOPEN_REFILL_EVERY + 1_000);
     assert_eq!(
         synced(&pair.b, &group) - before,
         REOPEN_ALLOWANCE as usize + 1
@@ -1706,4 +1707,66 @@ fn an_opening_past_the_allowance_is_answered_in_time() {
     assert!(pair.a.session.as_ref().unwrap().is_idle());
     assert_eq!(pair.a.close_error(), None);
     assert_eq!(pair.b.close_error(), None);
+}
+
+/// A contact that answered every reply of ours in an exchange with a
+/// fingerprint of the whole log that differs (a RECON of some 50 bytes)
+/// kept the exchange going for up to `MAX_ROUNDS_PER_GROUP` (4,096)
+/// rounds, each a summary and a split of the whole log: two walks of it a
+/// round, some 8,000 an exchange (400 rounds here, 800 walks). What
+/// answering costs is counted now: once the contact has made us walk the
+/// log `RECON_WORK_WALKS` times with nothing moving, its next frame waits
+/// unanswered, and the session goes on; time pays some walks back.
+#[test]
+fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() {
+    const LOG: u64 = 5_000;
+    let walk = LOG.max(RECON_WORK_FLOOR);
+    let mut pair = Pair::new(79);
+    shared_history(&mut pair, LOG as usize);
+    pair.connect();
+    pair.drive();
+    assert_eq!(pair.b.close_error(), None);
+    let group = pair.a.group().id;
+    let now = pair.now;
+    let mut a = pair.a.session.take().unwrap();
+    let mut b = pair.b.session.take().unwrap();
+    let store = Counted {
+        store: std::mem::take(&mut pair.b.store),
+        visits: Cell::new(0),
+    };
+    let mut answered = 0;
+    for round in 0..400u64 {
+        // One item up to ∞ (PROTOCOL.md §8.1): a fingerprint of as many
+        // messages as Bob holds with a sum he does not have, so he splits.
+        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut body = group.0.to_vec();
+        body.extend_from_slice(&[0, 1]);
+        varint(LOG, &mut body);
+        body.extend_from_slice(&made_up.to_le_bytes());
+        // The first opens the group again; the others answer Bob's split.
+        let kind = if round == 0 { OPEN } else { RECON };
+        let packet = a.send_raw_packet(&frame(kind, &body)).unwrap();
+        b.handle_input(now, &packet, &store).unwrap();
+        // The contact reads Bob's reply, and stops when none comes.
+        if b.poll_transmit(now, &store).is_none() {
+            break;
+        }
+        answered += 1;
+    }
+    // Two walks an answer; the last one may go past the allowance.
+    let visits = store.visits.get();
+    assert!(
+        visits <= (RECON_WORK_WALKS + 2) * walk,
+        "{answered} replies answered, {visits} keys visited"
+    );
+    assert!(!b.is_closed());
+    // The frame that waits is answered once time pays walks back (the
+    // contact still there: a PING keeps the link alive).
+    let later = now + REOPEN_REFILL_EVERY;
+    let ping = a.send_raw_packet(&frame(PING, &[])).unwrap();
+    b.handle_input(later, &ping, &store).unwrap();
+    b.handle_timeout(later);
+    assert!(b.poll_transmit(later, &store).is_some());
+    assert_eq!(store.visits.get(), visits + 2 * LOG, "answered in time");
+    assert!(!b.is_closed());
 }
