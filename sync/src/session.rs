@@ -10,7 +10,6 @@ use std::sync::Arc;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 
-use crate::codec::Reader;
 use crate::endpoint::Keys;
 use crate::frame::{self, Frame};
 use crate::group::{Group, GroupId};
@@ -347,8 +346,10 @@ impl Work {
 /// §8.5).
 #[derive(Debug)]
 struct Deferred {
-    /// Its reconciliation message, encoded ([`MAX_DEFERRED_BYTES`]).
-    msg: Vec<u8>,
+    /// Its reconciliation message.
+    msg: recon::ReconMsg,
+    /// The message's size encoded, as [`MAX_DEFERRED_BYTES`] counts it.
+    bytes: usize,
     /// Whether it opens the group again after its exchange ended: it takes
     /// one of the peer's re-openings when answered.
     reopening: bool,
@@ -848,7 +849,8 @@ impl Session {
         self.deferred.insert(
             group,
             Deferred {
-                msg: bytes,
+                msg: msg.clone(),
+                bytes: bytes.len(),
                 reopening,
             },
         );
@@ -862,7 +864,7 @@ impl Session {
     /// Takes the peer's frame for `group` that waits, if one does.
     fn take_deferred(&mut self, group: &GroupId) -> Option<Deferred> {
         let deferred = self.deferred.remove(group)?;
-        self.deferred_bytes = self.deferred_bytes.saturating_sub(deferred.msg.len());
+        self.deferred_bytes = self.deferred_bytes.saturating_sub(deferred.bytes);
         Some(deferred)
     }
 
@@ -1500,12 +1502,10 @@ impl Session {
             if deferred.reopening {
                 self.take_reopen(&group);
             }
-            let msg = recon::ReconMsg::decode(&mut Reader::new(&deferred.msg))
-                .expect("a message this session decoded, then encoded");
             if let Some(ex) = self.exchanges.get_mut(&group) {
                 ex.awaiting_reply = true;
             }
-            self.on_recon(group, &msg, store)?;
+            self.on_recon(group, &deferred.msg, store)?;
         }
         Ok(())
     }
