@@ -56,6 +56,12 @@ const PAD_FRAME_MIN: usize = 3;
 /// [`REOPEN_ALLOWANCE`] times ahead of news, which honest peers do not;
 /// past this the session ends (`Limit`).
 const MAX_DEFERRED_BYTES: usize = 1 << 20;
+/// Most messages whose sending in full pays back a walk of their group's
+/// log in one session (PROTOCOL.md §8.5): each pays once, however often
+/// the peer asks for it again (a message it already holds, wanted round
+/// after round, would otherwise buy a walk each time). 16,384 tags, some
+/// 600 kB at most; past it, sending pays nothing and time pays back.
+const MAX_PAID_SENDS: usize = 1 << 14;
 
 /// Session settings: per link kind (a BLE link wants small packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,6 +464,9 @@ pub struct Session {
     /// progress and time have not paid back: at most one entry per synced
     /// group.
     work: BTreeMap<GroupId, Work>,
+    /// Tags of the messages whose sending in full paid back a walk
+    /// ([`MAX_PAID_SENDS`]).
+    paid: BTreeSet<u64>,
     /// The peer's frames waiting for their group's work to be paid back
     /// below [`RECON_WORK_WALKS`] walks, or (openings made with none left)
     /// for news to give a re-opening back (PROTOCOL.md §8.5): at most one
@@ -557,6 +566,7 @@ impl Session {
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
             work: BTreeMap::new(),
+            paid: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_bytes: 0,
             reopens_refilled: now,
@@ -806,6 +816,12 @@ impl Session {
         if let Some(left) = self.reopens.get_mut(group) {
             *left = (*left + 1).min(REOPEN_ALLOWANCE);
         }
+        self.progress(group);
+    }
+
+    /// A message of `group` moved between the two: progress, which pays
+    /// back a walk of the group's log (§8.5).
+    fn progress(&mut self, group: &GroupId) {
         if let Some(work) = self.work.get_mut(group) {
             work.pay(1);
         }
@@ -1938,9 +1954,11 @@ impl Session {
                 let (group, key) = (*group, *key);
                 self.current = None;
                 // Taken in full by the peer: progress, which pays back a
-                // walk of its group's log (§8.5).
-                if let Some(work) = self.work.get_mut(&group) {
-                    work.pay(1);
+                // walk of its group's log (§8.5), once a message: one the
+                // peer asks for again and again pays nothing more.
+                let tag = self.tags.tag(&key.id);
+                if self.paid.len() < MAX_PAID_SENDS && self.paid.insert(tag) {
+                    self.progress(&group);
                 }
                 if own {
                     self.events.push_back(Event::Sent { group, key });

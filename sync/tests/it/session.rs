@@ -1770,3 +1770,88 @@ fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() 
     assert_eq!(store.visits.get(), visits + 2 * LOG, "answered in time");
     assert!(!b.is_closed());
 }
+
+/// A review of the work bound: each message sent in full paid back a walk
+/// of the log, however often the peer asked for it, so a contact that
+/// listed nothing for the log's first two messages (Bob sends them again)
+/// beside a whole-rest fingerprint that differs, round after round, paid
+/// for every answer with two messages it already held: 400 rounds
+/// answered here, some 800 walks. A message pays once a session now.
+#[test]
+fn messages_asked_for_again_and_again_pay_for_no_more_walks() {
+    const LOG: u64 = 5_000;
+    let walk = LOG.max(RECON_WORK_FLOOR);
+    let mut pair = Pair::new(83);
+    shared_history(&mut pair, LOG as usize);
+    pair.connect();
+    pair.drive();
+    assert_eq!(pair.b.close_error(), None);
+    let group = pair.a.group().id;
+    let now = pair.now;
+    let mut third = None;
+    let mut seen = 0;
+    pair.b
+        .store
+        .scan(&group, &KeyRange::ALL, &mut |key| {
+            seen += 1;
+            if seen == 3 {
+                third = Some(*key);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let third = third.expect("a log of 5,000");
+    let mut a = pair.a.session.take().unwrap();
+    let mut b = pair.b.session.take().unwrap();
+    let store = Counted {
+        store: std::mem::take(&mut pair.b.store),
+        visits: Cell::new(0),
+    };
+    let mut answered = 0;
+    for round in 0..400u64 {
+        let mut body = group.0.to_vec();
+        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        if round == 0 {
+            // An opening is one item: the whole log, a sum Bob lacks.
+            body.extend_from_slice(&[0, 1]);
+            varint(LOG, &mut body);
+            body.extend_from_slice(&made_up.to_le_bytes());
+            let packet = a.send_raw_packet(&frame(OPEN, &body)).unwrap();
+            b.handle_input(now, &packet, &store).unwrap();
+            while b.poll_transmit(now, &store).is_some() {}
+            continue;
+        }
+        // Up to the third message: an IdList of nothing, so Bob sends the
+        // first two, which the contact holds.
+        varint(third.time + 1, &mut body);
+        let id_len = 32 - third.id.0.iter().rev().take_while(|b| **b == 0).count();
+        body.push(id_len as u8);
+        body.extend_from_slice(&third.id.0[..id_len]);
+        body.push(2);
+        varint(0, &mut body);
+        // The rest, up to ∞: a fingerprint Bob does not have, so he splits.
+        body.push(0);
+        body.push(1);
+        varint(LOG - 2, &mut body);
+        body.extend_from_slice(&made_up.to_le_bytes());
+        let packet = a.send_raw_packet(&frame(RECON, &body)).unwrap();
+        b.handle_input(now, &packet, &store).unwrap();
+        // The contact reads all Bob writes (his reply and the two
+        // messages), and stops when nothing comes.
+        let mut wrote = false;
+        while b.poll_transmit(now, &store).is_some() {
+            wrote = true;
+        }
+        if !wrote {
+            break;
+        }
+        answered += 1;
+    }
+    let visits = store.visits.get();
+    assert!(
+        visits <= (RECON_WORK_WALKS + 4) * walk,
+        "{answered} rounds answered, {visits} keys visited"
+    );
+    assert!(!b.is_closed());
+}
