@@ -951,14 +951,14 @@ impl Epoch {
         )
     }
 
-    /// How many members the epoch in the WELCOME message `msg` of the 1:1
-    /// log `pair` lists, read without checking the epoch (its creator's
-    /// proof, its members' keys): what [`Chain::welcome_fits`] asks of a
-    /// welcome before it is stored. `None` if `msg` is no welcome, does
-    /// not open or does not decode: such a welcome is never taken.
-    /// Checks neither the message's signature nor its time: for a
-    /// message already found valid.
-    pub fn welcome_members(pair: &Group, msg: &Message) -> Option<usize> {
+    /// The epoch the WELCOME message `msg` of the 1:1 log `pair` brings,
+    /// as [`Chain::welcome_fits`] counts it (its group, its id, how many
+    /// members it lists), read without checking the epoch (its creator's
+    /// proof, its members' keys): what is asked of a welcome before it is
+    /// stored. `None` if `msg` is no welcome, does not open or does not
+    /// decode: such a welcome is never taken. Checks neither the message's
+    /// signature nor its time: for a message already found valid.
+    pub fn welcome_size(pair: &Group, msg: &Message) -> Option<WelcomeSize> {
         if msg.kind() != Kind::WELCOME {
             return None;
         }
@@ -967,9 +967,28 @@ impl Epoch {
         if r.u8().ok()? != VERSION {
             return None;
         }
-        let fields = Fields::read(&mut r).ok()?;
+        let f = Fields::read(&mut r).ok()?;
         r.finish().ok()?;
-        Some(fields.members.len())
+        let root = root_of(&f.creator, &f.nonce, &f.name);
+        let members = normalise(f.members, &f.creator).ok()?;
+        let epoch = match &f.parent {
+            Some((p, change)) => next_id(p, change),
+            None => first_id(&root, &members, &f.key),
+        };
+        Some(WelcomeSize {
+            root,
+            epoch,
+            members: members.len(),
+        })
+    }
+
+    /// What [`Chain::welcome_fits`] counts of this epoch, welcomed into.
+    pub fn welcome_size_of(&self) -> WelcomeSize {
+        WelcomeSize {
+            root: self.root,
+            epoch: self.id(),
+            members: self.members.len(),
+        }
     }
 
     fn decode_legacy(r: &mut Reader<'_>) -> Result<Epoch, GroupError> {
@@ -1059,6 +1078,18 @@ impl Epoch {
         }
         Ok(epoch)
     }
+}
+
+/// An epoch a welcome brings, as the bound on members held from one
+/// welcomer counts it ([`Chain::welcome_fits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WelcomeSize {
+    /// The group (its root).
+    pub root: GroupId,
+    /// The epoch's id.
+    pub epoch: GroupId,
+    /// Its members.
+    pub members: usize,
 }
 
 /// The fields of an epoch's bytes after the version ([`Epoch::encode`],
@@ -1574,7 +1605,7 @@ impl Chain {
         at: Time,
         epoch: Epoch,
     ) -> Result<bool, GroupError> {
-        let fits = Chain::welcome_fits(chains.as_slice(), author, epoch.members.len(), 0);
+        let fits = Chain::welcome_fits(chains.as_slice(), author, &epoch.welcome_size_of(), 0);
         let Some(chain) = chains.iter_mut().find(|c| c.root == epoch.root) else {
             if !fits {
                 return Err(GroupError::TooManyWelcomed);
@@ -1624,31 +1655,46 @@ impl Chain {
     }
 
     /// Members of the epochs `by` welcomed this device into, summed over
-    /// `chains` (an epoch welcomed into twice, or by two, counts for each
-    /// entry: each welcomer holds it there).
+    /// `chains`, each epoch once (welcomed into again, as after a fork or
+    /// a re-add into an epoch already held, it holds no more members).
     pub fn welcomed_members(chains: &[Chain], by: &AuthorId) -> usize {
         let mut n = 0usize;
         for chain in chains {
-            for entry in chain.entries.iter().filter(|e| e.by == *by) {
-                let members = chain.epochs.get(&entry.id).map_or(0, |e| e.members.len());
+            let ids: BTreeSet<&GroupId> = chain
+                .entries
+                .iter()
+                .filter(|e| e.by == *by)
+                .map(|e| &e.id)
+                .collect();
+            for id in ids {
+                let members = chain.epochs.get(id).map_or(0, |e| e.members.len());
                 n = n.saturating_add(members);
             }
         }
         n
     }
 
-    /// Whether this device may take a welcome from `by` into an epoch of
-    /// `members` members (PROTOCOL.md §14.3): the members held from the
-    /// epochs `by` welcomed it into ([`Chain::welcomed_members`]), with
-    /// `pending` more from welcomes of theirs not yet taken into `chains`
-    /// (stored, not yet followed), stay within [`MAX_WELCOMED_MEMBERS`].
-    /// A welcome is as long as its member list, and each member held is
-    /// kept in memory and read at every unlock: without a bound one
-    /// contact's welcomes into made-up groups held millions.
-    pub fn welcome_fits(chains: &[Chain], by: &AuthorId, members: usize, pending: usize) -> bool {
-        Chain::welcomed_members(chains, by)
+    /// Whether this device may take a welcome from `by` into the epoch
+    /// `welcome` (PROTOCOL.md §14.3): one it already holds adds nothing
+    /// and always fits; else the members held from the epochs `by`
+    /// welcomed it into ([`Chain::welcomed_members`]), with `pending` more
+    /// from welcomes of theirs not yet taken into `chains` (stored, not
+    /// yet followed), stay within [`MAX_WELCOMED_MEMBERS`]. A welcome is
+    /// as long as its member list, and each member held is kept in memory
+    /// and read at every unlock: without a bound one contact's welcomes
+    /// into made-up groups held millions.
+    pub fn welcome_fits(
+        chains: &[Chain],
+        by: &AuthorId,
+        welcome: &WelcomeSize,
+        pending: usize,
+    ) -> bool {
+        let held = chains
+            .iter()
+            .any(|c| c.root == welcome.root && c.epochs.contains_key(&welcome.epoch));
+        held || Chain::welcomed_members(chains, by)
             .saturating_add(pending)
-            .saturating_add(members)
+            .saturating_add(welcome.members)
             <= MAX_WELCOMED_MEMBERS
     }
 
@@ -2568,9 +2614,13 @@ mod tests {
             .unwrap();
         let pair = reader.contact(&mal.public()).unwrap();
         assert_eq!(
-            Epoch::welcome_members(pair.direct_group(), &welcome),
-            Some(2)
+            Epoch::welcome_size(pair.direct_group(), &welcome),
+            Some(small.welcome_size_of())
         );
+        assert_eq!(small.welcome_size_of().members, 2);
+        // A welcome into an epoch already held adds nothing: it fits.
+        let again = chains[0].epochs().next().unwrap().welcome_size_of();
+        assert!(Chain::welcome_fits(&chains, &by, &again, 0));
         // Past the bound: a new group of two, and a later epoch of a
         // group held (a member removed), are refused, nothing taken.
         let held = chains[0].epochs().next().unwrap().clone();

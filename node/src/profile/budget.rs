@@ -31,7 +31,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use strand_sync::{AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, Time, Verdict};
+use strand_sync::{
+    AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, Time, Verdict, WelcomeSize,
+};
 
 use crate::profile::expiry::{Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
@@ -364,12 +366,11 @@ pub(crate) struct Ledger {
     used: Mutex<HashMap<GroupId, Scope>>,
 }
 
-/// How many members a welcome `msg` in the 1:1 group `group` brings, if
-/// it is a welcome of a contact's that could be taken
-/// ([`Epoch::welcome_members`]).
-fn welcome_members(book: &Book, group: &GroupId, msg: &Message) -> Option<usize> {
+/// The epoch a welcome `msg` in the 1:1 group `group` brings, if it is a
+/// welcome of a contact's that could be taken ([`Epoch::welcome_size`]).
+fn welcome_size(book: &Book, group: &GroupId, msg: &Message) -> Option<WelcomeSize> {
     let (_, contact) = book.by_direct_group(group)?;
-    Epoch::welcome_members(contact.direct_group(), msg)
+    Epoch::welcome_size(contact.direct_group(), msg)
 }
 
 impl Profile {
@@ -483,14 +484,14 @@ impl Ledger {
             }
             // Its members stay in memory once it is taken: a welcome
             // past the bound is declined, before it counts anywhere.
-            let members = if kind == Kind::WELCOME {
-                welcome_members(&book, &group, item.message())
+            let welcome = if kind == Kind::WELCOME {
+                welcome_size(&book, &group, item.message())
             } else {
                 None
             };
-            if let Some(m) = members {
+            if let Some(w) = &welcome {
                 let pending = welcomed.get(&author).copied().unwrap_or(0);
-                if !Chain::welcome_fits(&chains, &author, m, pending) {
+                if !Chain::welcome_fits(&chains, &author, w, pending) {
                     item.decline();
                     declined.push(Declined {
                         author,
@@ -512,8 +513,8 @@ impl Ledger {
             let over = scope.over(budgets, private, &author, kind, n);
             if over.is_none() {
                 scope.take(author, kind, n);
-                if let Some(m) = members {
-                    *welcomed.entry(author).or_default() += m;
+                if let Some(w) = &welcome {
+                    *welcomed.entry(author).or_default() += w.members;
                 }
             }
             if let Some(over) = over {
