@@ -42,8 +42,11 @@ pub enum Verdict {
         /// Whether this call stored it (false: it was already there).
         new: bool,
     },
-    /// Not valid. [`Invalid::FromTheFuture`] and [`Invalid::OverBudget`]
-    /// are offered again later; any other reason ends the session.
+    /// Not valid. Some reasons ([`Invalid::FromTheFuture`],
+    /// [`Invalid::OverBudget`], [`Invalid::Expired`], [`Invalid::MustLast`],
+    /// [`Invalid::FormerMember`], [`Invalid::Lifetime`]) are refused and
+    /// the session goes on, offered again later; any other reason ends the
+    /// session (PROTOCOL.md §4, on receipt).
     Invalid(Invalid),
 }
 

@@ -265,6 +265,21 @@ pub enum Invalid {
     /// it).
     #[error("a message of kind {0} written to expire: group changes, welcomes, keys, timers, names, reach and mailbox records must not")]
     MustLast(u8),
+    /// A text or file (manifest or chunk: [`Kind::follows_timer`]) whose
+    /// expiry is not a timer after its time: `lasts` ms, less than
+    /// [`MIN_TIMER`] or more than [`MAX_TIMER`]. A device writes these
+    /// kinds to expire at their time plus the conversation's timer, so
+    /// no honest one writes this; a contact who did could have a text
+    /// arrive, notify, and vanish a second later. Refused and never
+    /// stored; the session goes on (a device of a version before this
+    /// rule may relay it).
+    #[error(
+        "written to disappear {lasts} ms after it was written: a timer is 5 minutes to 366 days"
+    )]
+    Lifetime {
+        /// Its expiry less its time, in ms.
+        lasts: Time,
+    },
     /// Valid, but written into an old epoch of a private group by someone
     /// who is no longer a member (PROTOCOL.md §14): not stored, offered
     /// again by a later sync (taken if the receiver finds it was wrong).

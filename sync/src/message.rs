@@ -32,6 +32,7 @@ use crate::crypto::hash_prefix_and_whole;
 use crate::group::{Group, GroupId};
 use crate::identity::{AuthorId, Identity};
 use crate::limits::{Time, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MESSAGE_OVERHEAD};
+use crate::timer::{MAX_TIMER, MIN_TIMER};
 use crate::{DecodeError, Invalid};
 use blake2::digest::{FixedOutput, Update};
 use blake2::{Blake2s256, Digest};
@@ -125,6 +126,29 @@ impl Kind {
                 | Kind::KEY
         )
     }
+
+    /// Whether a conversation's timer sets when messages of this kind
+    /// expire: a text, and a file's chunks and manifest, written under a
+    /// timer expire at their time plus the timer (PROTOCOL.md §4.1), so
+    /// one that lasts less than [`MIN_TIMER`] or more than [`MAX_TIMER`]
+    /// came from no honest device ([`Invalid::Lifetime`]). Other kinds
+    /// that may expire (a carrying pool's, whose expiry is an envelope's;
+    /// kinds this version does not know) may last any time.
+    pub fn follows_timer(self) -> bool {
+        matches!(self, Kind::TEXT | Kind::CHUNK | Kind::FILE)
+    }
+}
+
+/// How long a message of `kind` written to last `lasts` ms (its expiry
+/// less its time) may last: a kind a timer governs
+/// ([`Kind::follows_timer`]) within [`MIN_TIMER`]..=[`MAX_TIMER`], the
+/// timers there are, else [`Invalid::Lifetime`]; any other kind, any
+/// time.
+fn check_lifetime(kind: Kind, lasts: Time) -> Result<(), Invalid> {
+    if kind.follows_timer() && !(MIN_TIMER..=MAX_TIMER).contains(&lasts) {
+        return Err(Invalid::Lifetime { lasts });
+    }
+    Ok(())
 }
 
 /// A decoded message whose structure is sound; [`Message::validate`] checks
@@ -166,6 +190,9 @@ impl Message {
     /// `expires` (and refuses from then on); `None` writes one that stays
     /// (version 1). An expiring body may be 8 bytes shorter than
     /// [`MAX_BODY_LEN`], so the message stays within [`MAX_MESSAGE_LEN`].
+    /// A kind that lasts ([`Kind::lasts`]) may not expire
+    /// ([`Invalid::MustLast`]), and a text or file expires a timer after
+    /// `time`, [`MIN_TIMER`] to [`MAX_TIMER`] ([`Invalid::Lifetime`]).
     pub fn create_expiring(
         author: &Identity,
         group: &Group,
@@ -178,12 +205,17 @@ impl Message {
         if expires.is_some() && kind.lasts() {
             return Err(Invalid::MustLast(kind.0));
         }
+        // One at or before its time is `Expired`, below.
+        if let Some(e) = expires.filter(|&e| e > time) {
+            check_lifetime(kind, e - time)?;
+        }
         Message::forge_expiring(author, group, time, expires, kind, body, rng)
     }
 
-    /// [`Message::create_expiring`] without the rule that some kinds never
-    /// expire ([`Kind::lasts`]): what a hostile member can sign, for tests
-    /// and fuzzing. Receivers refuse such a message.
+    /// [`Message::create_expiring`] without the rules that some kinds never
+    /// expire ([`Kind::lasts`]) and that texts and files last a timer
+    /// ([`Kind::follows_timer`]): what a hostile member can sign, for
+    /// tests and fuzzing. Receivers refuse such a message.
     #[doc(hidden)]
     pub fn forge_expiring(
         author: &Identity,
@@ -304,8 +336,10 @@ impl Message {
 
     /// Full validation for storing or forwarding: the group is `group`, the
     /// author is a member, the signature holds, the time is not beyond
-    /// [`MAX_CLOCK_SKEW`] past `now`, and the body decrypts under the
-    /// group key. Returns the plaintext body.
+    /// [`MAX_CLOCK_SKEW`] past `now`, an expiry is after `now`, on a kind
+    /// that may expire ([`Kind::lasts`]) and, for a text or file, a timer
+    /// after the time ([`Kind::follows_timer`]), and the body decrypts
+    /// under the group key. Returns the plaintext body.
     pub fn validate(&self, group: &Group, now: Time) -> Result<Vec<u8>, Invalid> {
         if self.group() != group.id {
             return Err(Invalid::WrongGroup);
@@ -321,9 +355,10 @@ impl Message {
     }
 
     /// The checks that follow the signature: the time is not beyond
-    /// [`MAX_CLOCK_SKEW`] past `now`, an expiry is after `now` and on a
-    /// kind that may expire ([`Kind::lasts`]), and the body decrypts (and
-    /// is UTF-8 for a text). Returns the plaintext body.
+    /// [`MAX_CLOCK_SKEW`] past `now`, an expiry is after `now`, on a
+    /// kind that may expire ([`Kind::lasts`]) and, for a text or file, a
+    /// timer after the time ([`Kind::follows_timer`]), and the body
+    /// decrypts (and is UTF-8 for a text). Returns the plaintext body.
     pub(crate) fn check_after_signature(
         &self,
         group: &Group,
@@ -342,6 +377,8 @@ impl Message {
             if self.kind().lasts() {
                 return Err(Invalid::MustLast(self.kind().0));
             }
+            // Decoding saw to it that the expiry is after the time.
+            check_lifetime(self.kind(), expires.saturating_sub(self.time()))?;
         }
         self.open(group)
     }

@@ -150,7 +150,10 @@ pub enum Event {
     /// A message that is fine but cannot be stored yet (its timestamp is
     /// too far ahead of our clock, or the storage budget for its sender is
     /// spent). It was not stored; it will be offered again by the next
-    /// sync.
+    /// sync. Also a message refused for what an honest peer may still
+    /// hold and offer (expired since, or stored by a version before a
+    /// rule: [`Invalid::MustLast`], [`Invalid::Lifetime`]): the session
+    /// goes on.
     Rejected {
         /// Its group.
         group: GroupId,
@@ -1698,7 +1701,8 @@ impl Session {
                     | Invalid::Expired { .. }
                     | Invalid::OverBudget
                     | Invalid::FormerMember
-                    | Invalid::MustLast(_)),
+                    | Invalid::MustLast(_)
+                    | Invalid::Lifetime { .. }),
                 ) => {
                     self.events.push_back(Event::Rejected {
                         group,

@@ -1082,6 +1082,8 @@ mod tests {
         let me = p.identity().public().sign;
         let now = crate::profile::now();
         let expires = [Some(now + 1000), None, Some(now + 1000), None];
+        // Written under the shortest timer (a text lasts at least that).
+        let written = now + 1000 - strand_sync::MIN_TIMER - 10;
         let texts: Vec<Message> = expires
             .iter()
             .enumerate()
@@ -1089,7 +1091,7 @@ mod tests {
                 Message::create_expiring(
                     &bob,
                     &group,
-                    now - 10 + i as u64,
+                    written + i as u64,
                     *e,
                     Kind::TEXT,
                     &[7; 10_000],
@@ -1127,9 +1129,10 @@ mod tests {
         );
     }
 
-    /// `count` texts of 100 bytes from Bob, dated just before `now`, the
-    /// first `expiring` of them disappearing at `now + 1000`: counted by
-    /// a new ledger and stored, as a link would. The ledger and the texts.
+    /// `count` texts of 100 bytes from Bob, dated just before
+    /// `now + 1000` less the shortest timer, the first `expiring` of them
+    /// disappearing at `now + 1000` (under that timer): counted by a new
+    /// ledger and stored, as a link would. The ledger and the texts.
     fn bobs_texts_stored(
         p: &Profile,
         bob: &strand_sync::Identity,
@@ -1139,13 +1142,14 @@ mod tests {
         expiring: u64,
     ) -> (Ledger, Vec<Message>) {
         let rng = &mut crate::profile::os_rng();
+        let written = now + 1000 - strand_sync::MIN_TIMER - 20;
         let texts: Vec<Message> = (0..count)
             .map(|i| {
                 let expires = (i < expiring).then_some(now + 1000);
                 Message::create_expiring(
                     bob,
                     group,
-                    now - 20 + i,
+                    written + i,
                     expires,
                     Kind::TEXT,
                     &[7; 100],

@@ -478,7 +478,8 @@ pub(crate) mod tests {
         store.commit().unwrap();
     }
 
-    /// Ten of Bob's tiny texts, all expiring at `expires`, stored.
+    /// Ten of Bob's tiny texts, all expiring at `expires` (at least
+    /// [`strand_sync::MIN_TIMER`] after `now`), stored.
     fn ten_expiring(
         p: &Profile,
         bob: &strand_sync::Identity,
@@ -514,7 +515,8 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::profile::now();
-        let expires = now + 60_000;
+        // Under the shortest timer (a text lasts at least that).
+        let expires = now + strand_sync::MIN_TIMER;
         ten_expiring(&p, &bob, &group, now, expires);
 
         let first = p.sweep_batch(expires, 3).unwrap();
@@ -549,7 +551,8 @@ pub(crate) mod tests {
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let rng = &mut crate::profile::os_rng();
         let now = crate::profile::now();
-        let expires = now + 60_000;
+        // Under the shortest timer (a text lasts at least that).
+        let expires = now + strand_sync::MIN_TIMER;
         ten_expiring(&p, &bob, &group, now, expires);
         let later =
             Message::create_expiring(&bob, &group, now, Some(expires + 1), Kind::TEXT, b"y", rng)

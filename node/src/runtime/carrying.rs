@@ -1212,13 +1212,14 @@ mod tests {
             ..Budgets::default()
         };
         // Bob's budget is full but for 100 bytes, less than any text of
-        // his, with a text that disappears in a minute.
+        // his, with a text that disappears in a minute (written four
+        // minutes ago under a five-minute timer).
         let room = 100;
         let disappearing = |body: &[u8], rng: &mut rand_chacha::ChaCha20Rng| {
             Message::create_expiring(
                 &bob,
                 &group,
-                t0 - 2_000,
+                t0 + 60_000 - strand_sync::MIN_TIMER,
                 Some(t0 + 60_000),
                 Kind::TEXT,
                 body,

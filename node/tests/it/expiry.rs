@@ -1,8 +1,10 @@
 //! Disappearing messages between real nodes: a message written
 //! under a timer is deleted on every device when it expires, and a device
-//! that was off at that moment neither keeps it nor brings it back.
+//! that was off at that moment neither keeps it nor brings it back; a
+//! contact's text that lasts no timer is refused.
 
-use strand_node::{os_rng, Budgets, Node, NodeConfig, Profile};
+use strand_node::{os_rng, Budgets, Node, NodeConfig, NodeEvent, Profile};
+use strand_sync::{Kind, Message, Store, WriteStore};
 use strand_transport::memory::Hub;
 
 use crate::hub::{befriend, profile, start, until};
@@ -232,4 +234,84 @@ fn a_timer_that_is_not_one_leaves_its_authors_timer_before_it() {
     ann.set_timer("ben", Some(5 * MIN), now + 3, &mut rng)
         .unwrap();
     assert_eq!(ann.timer("ben").unwrap(), Some(5 * MIN));
+}
+
+/// Regression ("Times peers claim"): Ben, a contact who signs what he
+/// likes, writes a text that disappears a second after its time (dated a
+/// minute ahead, within the skew allowed, so it has not expired when it
+/// arrives). No honest device writes one, so Ann's node refuses it: never
+/// stored, never shown, nobody told. The link goes on: nothing ends a
+/// session over it, and Ben's next text comes. Before, it was stored and
+/// shown (and the app said a message had come) until it vanished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_that_vanishes_at_once_is_refused_and_the_link_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let mut rng = os_rng();
+    let group = ben.direct_group("ann").unwrap();
+    let written = strand_node::now() + MIN;
+    let brief = Message::forge_expiring(
+        &ben.identity(),
+        &group,
+        written,
+        Some(written + 1_000),
+        Kind::TEXT,
+        b"gone in a second",
+        &mut rng,
+    )
+    .unwrap();
+    let mut store = ben.store().unwrap();
+    store.insert(&group.id, &brief).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    ben.write("ann", "an ordinary one", strand_node::now(), &mut rng)
+        .unwrap();
+
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let mut events = ann.subscribe();
+    let ben = start(ben, &hub).await;
+    until("Ann gets Ben's ordinary text", || {
+        texts(ann.profile(), "ben").contains(&"an ordinary one".to_string())
+    })
+    .await;
+    ben.send("ann", "and one after").await.unwrap();
+    until("and the one after it", || {
+        texts(ann.profile(), "ben").contains(&"and one after".to_string())
+    })
+    .await;
+    let view = ann.profile().read_view().unwrap();
+    assert!(
+        !Store::contains(&view, &group.id, &brief.key()).unwrap(),
+        "the text that lasts a second is not stored"
+    );
+    drop(view);
+    let mut shown = texts(ann.profile(), "ben");
+    shown.sort();
+    assert_eq!(shown, ["an ordinary one", "and one after"]);
+    let mut seen = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(e) => seen.push(e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            NodeEvent::Received { text, .. } if text == "gone in a second"
+        )),
+        "nobody is told of it: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            NodeEvent::Disconnected { error: Some(error), .. } if error.contains("invalid")
+        )),
+        "no session ended over it: {seen:?}"
+    );
+    ann.shutdown().await;
+    ben.shutdown().await;
 }

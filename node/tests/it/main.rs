@@ -20,7 +20,8 @@
 //! - `delete`: deleting a contact takes the conversation and nothing
 //!   else, cuts a live session off, and frees a mailbox's place.
 //! - `expiry`: disappearing messages deleted on every node, and not
-//!   brought back by one that was off.
+//!   brought back by one that was off; a contact's text that vanishes at
+//!   once is refused, and the link goes on.
 //! - `files`: files and images to a contact and a group, saved
 //!   byte-identical; a file that does not match its hash is refused.
 //! - `flood`: a stranger that opens links as fast as asked (a helper).

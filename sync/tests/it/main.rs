@@ -10,7 +10,8 @@
 //! - `beacon`: discovery beacons and handshake tokens.
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.
-//! - `expiry`: disappearing messages: the signed expiry, never forwarded.
+//! - `expiry`: disappearing messages: the signed expiry, never forwarded;
+//!   a text or file that lasts no timer is refused.
 //! - `files`: file chunks do not hold up texts; an altered chunk is refused.
 //! - `groups`: groups added to a live session sync on it.
 //! - `membership`: private groups over sessions: relay, leave, removal, forks.

@@ -285,7 +285,7 @@ fn the_length_is_read_from_the_header() {
         &w.alice,
         &w.group,
         NOW,
-        Some(NOW + 60_000),
+        Some(NOW + strand_sync::MIN_TIMER),
         Kind::TEXT,
         &[7; 300],
         &mut rng(2),
