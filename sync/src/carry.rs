@@ -820,6 +820,14 @@ impl Carrier {
         self.own.len()
     }
 
+    /// Each of this device's messages kept to spread, as whom it is to
+    /// and its key: what a caller that keeps delivery apart (a node's
+    /// outbox) checks to stop spreading, with [`Carrier::delivered`],
+    /// those it learnt were delivered while this state was not saved.
+    pub fn own_messages(&self) -> impl Iterator<Item = (PublicIdentity, Key)> + '_ {
+        self.own.values().map(|o| (o.recipient, o.message.key()))
+    }
+
     /// Where this device's own messages not yet known delivered stand at
     /// `now`: with carriers, held back, or waiting for a carrier.
     pub fn spreading_at(&self, now: Time) -> Spreading {

@@ -18,9 +18,9 @@ use strand_sync::{
 use crate::profile::budget::{Budgets, Ledger};
 use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
-use crate::profile::schema::{meta, CARRIED, MESSAGES, META};
-use crate::profile::store::{insert_written, table_key};
-use crate::profile::{Profile, ProfileError};
+use crate::profile::schema::{meta, CARRIED, MESSAGES, META, OUTBOX};
+use crate::profile::store::{insert_written, row_facts, table_key};
+use crate::profile::{Delivery, Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
 const ROLE_CARRIER: &str = "strand/v2/carrier";
@@ -199,6 +199,31 @@ impl Profile {
                 carrier.forget(&to);
             }
         }
+        // Texts the outbox says a contact holds stop spreading, saved so
+        // at the next step too: a contact's confirmation is marked in the
+        // outbox when it comes, and reaches the carrier only at the next
+        // carrying step, so a node stopped in between (a kill, a step
+        // that failed) left them spreading until they expired. At most
+        // one lookup per text kept to spread.
+        let outbox = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(carrier),
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut delivered = Vec::new();
+        for (to, key) in carrier.own_messages() {
+            let Some(c) = book.sync.iter().find(|c| c.public == to) else {
+                continue;
+            };
+            let row = table_key(&c.direct_group().id, &key);
+            let state = outbox.get(&row).map_err(db_error)?.map(|v| v.value());
+            if state.is_some_and(|s| Delivery::from_u8(s) == Delivery::Delivered) {
+                delivered.push(key.id);
+            }
+        }
+        for id in &delivered {
+            carrier.delivered(id);
+        }
         Ok(carrier)
     }
 
@@ -331,6 +356,37 @@ impl Profile {
             let written = insert_written(txn, me, save.now, &save.messages).map_err(db_error)?;
             Ok((written, raised))
         })
+    }
+
+    /// A contact confirmed holding `keys`, messages this profile wrote (a
+    /// link's [`strand_sync::Event::Delivered`]): marked delivered, as
+    /// [`Profile::mark_many_async`] does, and those in carrying pools
+    /// hollowed, in the same transaction. A pool message has no outbox
+    /// row and is never asked about again, so a confirmation kept for
+    /// the next carrying step was lost to a kill before it: the message
+    /// stayed whole until it expired (a notice, for good). Returns the
+    /// messages whose state it raised, as [`Profile::mark_many_async`].
+    pub(crate) async fn confirmed_async(
+        &self,
+        keys: Vec<(GroupId, Key)>,
+    ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let book = self.book();
+        let pool: Vec<(GroupId, Key)> = keys
+            .iter()
+            .filter(|(g, _)| book.sync.iter().any(|c| c.pool.id == *g))
+            .copied()
+            .collect();
+        drop(book);
+        let me = self.identity().public().sign;
+        self.write_txn_async(move |txn| {
+            let raised = crate::profile::mark_in(txn, &keys, Delivery::Delivered)?;
+            hollow_own_in(txn, &me, &pool)?;
+            Ok(raised)
+        })
+        .await
     }
 
     /// The rows of `carried` stored now.
@@ -606,6 +662,33 @@ fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// [`hollow_in`] for the pool messages of `items` that `me` wrote and
+/// that are still whole: a contact's own, unread, holds an envelope not
+/// yet taken.
+fn hollow_own_in(
+    txn: &redb::WriteTransaction,
+    me: &AuthorId,
+    items: &[(GroupId, Key)],
+) -> Result<(), ProfileError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut own = Vec::with_capacity(items.len());
+    {
+        let t = txn.open_table(MESSAGES).map_err(db_error)?;
+        for (group, key) in items {
+            let Some(v) = t.get(&table_key(group, key)).map_err(db_error)? else {
+                continue;
+            };
+            // None for a row hollow already.
+            if row_facts(v.value()).is_some_and(|(author, _, _)| author == *me) {
+                own.push((*group, *key));
+            }
+        }
+    }
+    hollow_in(txn, &own)
 }
 
 /// The status of `carrier` among `contacts` at `now`.

@@ -54,7 +54,11 @@
 //! `strand.redb.new` and takes its name once its first transaction is
 //! in, so a create cut short leaves no profile. A contact added is written with
 //! what they are still to be told (`to-tell`), each taken away in the
-//! transaction that tells it.
+//! transaction that tells it. A contact's confirmation that it holds a
+//! message of this profile's is marked in `outbox` when it comes, and a
+//! pool message it confirms is hollowed in that transaction; the
+//! carrying state hears of a confirmed text at its next step, or, if the
+//! node stops first, from `outbox` when it is next loaded.
 //! The sealed backend keeps redb's one in-place page (its header) in two
 //! copies, so a torn write of it reads as before or after.
 

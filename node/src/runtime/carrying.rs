@@ -10,8 +10,12 @@
 //!   state from then on. An envelope that opens for this user is taken in
 //!   exactly as if its author had sent it over a link, and acknowledged
 //!   to the contact that brought it.
-//! * The peer confirms a pool message this node wrote: hollowed too. It
-//!   confirms one of this user's 1:1 messages: it stops spreading.
+//! * The peer confirms a pool message this node wrote: hollowed too, in
+//!   the transaction that marks the confirmation (its link's delivery
+//!   marks), as nothing would ask the peer again. It confirms one of this
+//!   user's 1:1 messages: it stops spreading, at the next carrying step,
+//!   or at the next start if the node stops first (the message's mark
+//!   in the outbox says it was confirmed).
 //! * The user sends a 1:1 text: it starts spreading.
 //!
 //! Every step runs on a blocking thread under one lock, and saves the
@@ -693,16 +697,27 @@ pub(crate) async fn read_unread(shared: Arc<Shared>) -> Tally {
     tally
 }
 
-/// The peer confirmed holding messages this node wrote.
+/// The peer confirmed holding messages this node wrote: its 1:1
+/// messages among them stop spreading. (Its pool messages were hollowed
+/// when the confirmation was marked, `crate::Profile::confirmed_async`;
+/// a 1:1 message's mark is written then too, and the carrier loaded at
+/// the next start stops it spreading if this step never comes:
+/// `crate::Profile::load_carrier`.)
 pub(crate) async fn confirmed(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) {
-    let result = with_carrier(shared, move |shared, carrier, job| {
+    let direct: Vec<Key> = {
         let book = shared.profile.book();
-        for (group, key) in items {
-            if book.sync.iter().any(|c| c.pool.id == group) {
-                job.hollow.push((group, key));
-            } else if book.sync.iter().any(|c| c.direct_group().id == group) {
-                carrier.delivered(&key.id);
-            }
+        items
+            .into_iter()
+            .filter(|(group, _)| book.sync.iter().any(|c| c.direct_group().id == *group))
+            .map(|(_, key)| key)
+            .collect()
+    };
+    if direct.is_empty() {
+        return;
+    }
+    let result = with_carrier(shared, move |_, carrier, _| {
+        for key in &direct {
+            carrier.delivered(&key.id);
         }
         Ok(())
     })
@@ -1008,6 +1023,104 @@ mod tests {
         .await;
         ann.shutdown().await;
         ben.shutdown().await;
+    }
+
+    /// How many of `node`'s own messages in `pool` are whole (not
+    /// hollow).
+    fn whole_own(node: &Node, pool: &GroupId) -> usize {
+        let me = node.shared.profile.identity().public().sign;
+        let view = node.shared.profile.read_view().unwrap();
+        let mut keys = Vec::new();
+        view.scan(pool, &strand_sync::KeyRange::ALL, &mut |k| {
+            keys.push(*k);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        keys.iter()
+            .filter_map(|k| view.get(pool, k).unwrap())
+            .filter(|bytes| Message::decode(bytes.clone()).is_ok_and(|m| m.author() == me))
+            .count()
+    }
+
+    /// How many of this user's texts `node`'s carrier keeps to spread.
+    fn spreading(node: &Node) -> usize {
+        let s = node.carry_status();
+        s.spreading + s.held_back + s.waiting
+    }
+
+    /// Regression (crash audit: a contact's confirmations waited in
+    /// memory for the next carrying step). Ann carries (a notice to Ben
+    /// in their pool) and wrote Ben a text, which spreads. Her carrier
+    /// is busy when Ben comes; he confirms holding both, and her node is
+    /// killed (her profile closed, so nothing more is written) before any
+    /// carrying step runs. The notice is hollow before the kill and
+    /// after, and at her next start the text no longer spreads. Before,
+    /// both confirmations waited for a carrying step, and the kill lost
+    /// them: the notice stayed whole for good (a pool message is never
+    /// asked about again; one with an expiry stayed until it expired),
+    /// and the text, marked delivered, spread to carriers until it
+    /// expired.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_a_contact_confirmed_before_a_kill_is_not_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let [ann, ben, _cat] = three(tmp.path());
+        let ann_dir = ann.dir().to_path_buf();
+        let with_ben = ann
+            .sync_contacts()
+            .into_iter()
+            .find(|c| c.public == ben.identity().public())
+            .unwrap();
+        let (pool, direct) = (with_ben.pool.id, with_ben.direct_group().id);
+        let hub = strand_transport::memory::Hub::new();
+        let config = || super::super::NodeConfig {
+            emulated: Some(hub.clone()),
+            ..Default::default()
+        };
+        let ann = Node::start(ann, config()).await.unwrap();
+        ann.set_carrying(true).await.unwrap();
+        let key = ann.send("ben", "still there?").await.unwrap();
+        assert!(whole_own(&ann, &pool) > 0, "the notice to Ben");
+        assert_eq!(spreading(&ann), 1, "the text");
+
+        // Ann's carrier is busy (a long step) until her node is killed.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        let shared = ann.shared.clone();
+        let busy = std::thread::spawn(move || {
+            let _step = shared.carry_step.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = free_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        let ben = Node::start(ben, config()).await.unwrap();
+        within("Ben's confirmation of the text is marked", || {
+            ann.shared.profile.delivery(&direct, &key).unwrap() == Some(crate::Delivery::Delivered)
+        })
+        .await;
+        within(
+            "the notice Ben confirmed is hollow, with no carrying step",
+            || whole_own(&ann, &pool) == 0,
+        )
+        .await;
+        assert_eq!(spreading(&ann), 1, "no carrying step ran");
+
+        // Killed: nothing is written from here on, and the steps waiting
+        // for the carrier fail.
+        let profile = ann.shared.profile.clone();
+        tokio::task::spawn_blocking(move || profile.close())
+            .await
+            .unwrap();
+        free_tx.send(()).unwrap();
+        busy.join().unwrap();
+        ann.shutdown().await;
+        ben.shutdown().await;
+
+        let ann = Node::start(crate::Profile::open(&ann_dir, "pass").unwrap(), config())
+            .await
+            .unwrap();
+        assert_eq!(whole_own(&ann, &pool), 0, "the notice stays hollow");
+        assert_eq!(spreading(&ann), 0, "the text no longer spreads");
+        ann.shutdown().await;
     }
 
     /// A disappearing text that carriers could take is kept by this

@@ -73,7 +73,8 @@ async fn check_and_store(
 }
 
 /// A link's carrying job ([`Pump::carry_waiting`]): what the peer
-/// confirmed is let go of first, then the pool messages it sent are read.
+/// confirmed stops spreading first, then the pool messages it sent are
+/// read.
 async fn carry(node: Arc<Shared>, confirmed: Vec<(GroupId, Key)>, pool: Vec<(GroupId, Key)>) {
     if !confirmed.is_empty() {
         super::carrying::confirmed(node.clone(), confirmed).await;
@@ -107,8 +108,11 @@ struct Pump {
     rejected: HashSet<std::mem::Discriminant<strand_sync::Invalid>>,
     /// Tells the transport the remote authenticated.
     authenticated: Option<strand_transport::Authenticated>,
-    /// Messages of ours the peer confirmed, for carrying (pool messages
-    /// to hollow, 1:1 messages to stop spreading).
+    /// Messages of ours the peer confirmed, for carrying: 1:1 messages
+    /// to stop spreading. (Its pool messages are hollowed with the
+    /// delivery marks, [`Pump::flush_marks`]; a 1:1 message's mark is
+    /// what the carrier is set right by at the next start, should the
+    /// node stop before this reaches it.)
     confirmed: Vec<(GroupId, Key)>,
     /// How many of ours the peer acknowledged (for the log).
     acknowledged: u64,
@@ -800,7 +804,9 @@ impl Pump {
     }
 
     /// Records delivery states (on the writer, not waited for: the marks
-    /// only ever rise, so their order does not matter). The user is told
+    /// only ever rise, so their order does not matter), and hollows the
+    /// pool messages of ours the peer confirmed with them
+    /// ([`crate::Profile::confirmed_async`]). The user is told
     /// of a message delivered once it is recorded, and only if it was not
     /// already (through a carrier, or in an earlier session).
     fn flush_marks(&mut self) {
@@ -822,7 +828,15 @@ impl Pump {
                 }
             }
             self.node.tasks.spawn(async move {
-                match node.profile.mark_many_async(keys, state).await {
+                // What the peer confirmed: its pool messages of ours are
+                // hollowed with the marks, not at the next carrying step
+                // (which a kill may never let come).
+                let marked = if state == Delivery::Delivered {
+                    node.profile.confirmed_async(keys).await
+                } else {
+                    node.profile.mark_many_async(keys, state).await
+                };
+                match marked {
                     Ok(raised) if state == Delivery::Delivered => {
                         let Some((contact, pool)) = notices else {
                             return;

@@ -91,6 +91,24 @@ fn pool_messages(node: &Node, public: &PublicIdentity) -> usize {
     n
 }
 
+/// How many messages `author` wrote that `node` keeps whole (not read
+/// and hollowed, nor confirmed and hollowed) in the carrying pool it
+/// shares with its contact `public`.
+fn whole_in_pool(node: &Node, public: &PublicIdentity, author: &PublicIdentity) -> usize {
+    let pool = synced(node, public).pool.id;
+    let view = node.profile().read_view().unwrap();
+    let mut keys = Vec::new();
+    view.scan(&pool, &strand_sync::KeyRange::ALL, &mut |k| {
+        keys.push(*k);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    keys.iter()
+        .filter_map(|k| view.get(&pool, k).unwrap())
+        .filter(|bytes| Message::decode(bytes.clone()).is_ok_and(|m| m.author() == author.sign))
+        .count()
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -238,11 +256,14 @@ async fn a_text_to_a_linked_contact_goes_to_carriers_only_once_the_link_ends() {
 /// An acknowledgement that comes for a text already marked delivered (it
 /// reached Cat directly, and the node stopped before its carrier let go
 /// of it) tells the user nothing new: before, a second `Delivered` came.
+/// (Such a text no longer spreads from the next start on, see
+/// `a_text_confirmed_before_a_kill_stops_spreading_at_the_next_start`:
+/// the acknowledgement Ben brings then finds nothing to let go of.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_already_delivered_is_not_told_delivered_again() {
     let tmp = tempfile::tempdir().unwrap();
     let (ann, ben, cat) = three(tmp.path());
-    let cat_key = cat.identity().public();
+    let (ben_key, cat_key) = (ben.identity().public(), cat.identity().public());
     let hub = Hub::new();
     let ann = start(ann, &hub).await;
     let ben = start(ben, &hub).await;
@@ -266,14 +287,17 @@ async fn a_text_already_delivered_is_not_told_delivered_again() {
         .unwrap();
     let ann = start(ann, &hub).await;
     let mut events = ann.subscribe();
-    assert_eq!(ann.carry_status().spreading, 1);
+    assert_eq!(ann.carry_status().spreading, 0, "marked delivered");
+    // Ben wrote her Cat's acknowledgement when it reached him: the one
+    // pool message of his she has not had.
+    let before = pool_messages(&ann, &ben_key);
     let ben = start(
         Profile::open(&tmp.path().join("ben"), "pass").unwrap(),
         &hub,
     )
     .await;
-    until("Ann has the acknowledgement", || {
-        ann.carry_status().spreading == 0
+    until("Ann reads the acknowledgement", || {
+        pool_messages(&ann, &ben_key) > before && whole_in_pool(&ann, &ben_key, &ben_key) == 0
     })
     .await;
     let mut told = 0;
@@ -285,6 +309,38 @@ async fn a_text_already_delivered_is_not_told_delivered_again() {
     assert_eq!(told, 0, "told delivered again");
     ann.shutdown().await;
     ben.shutdown().await;
+}
+
+/// Regression (crash audit: a contact's confirmations waited in memory
+/// for the next carrying step). Ann's text to Ben spreads through
+/// carriers; Ben confirms holding it, and Ann's node is killed after her
+/// link marked it delivered but before her carrier heard so (here the
+/// mark is written with no node running, which leaves the profile as
+/// such a kill does). At her next start it no longer spreads. Before, it
+/// went on spreading, to every carrier she met, until it expired (a
+/// week), though she saw it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_confirmed_before_a_kill_stops_spreading_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ann, ben) = (profile(tmp.path(), "ann"), profile(tmp.path(), "ben"));
+    befriend(&ann, &ben);
+    let ben_key = ben.identity().public();
+    let spreading = |n: &Node| {
+        let s = n.carry_status();
+        s.spreading + s.held_back + s.waiting
+    };
+    let hub = Hub::new();
+    let ann = start(ann, &hub).await;
+    let key = ann.send("ben", "are you there?").await.unwrap();
+    assert_eq!(spreading(&ann), 1, "the text spreads");
+    let direct = synced(&ann, &ben_key).direct_group().id;
+    ann.shutdown().await;
+    let ann = Profile::open(&tmp.path().join("ann"), "pass").unwrap();
+    ann.mark(&direct, &key, strand_node::Delivery::Delivered)
+        .unwrap();
+    let ann = start(ann, &hub).await;
+    assert_eq!(spreading(&ann), 0, "spreading, though Ben holds it");
+    ann.shutdown().await;
 }
 
 /// A drive export writes the conversations before it takes the carrying
