@@ -1557,6 +1557,24 @@ impl Store for Counted {
     }
 }
 
+/// Alice and Bob with a shared log of `n` messages, linked and synced,
+/// their sessions taken out of the pair to be driven by hand, and Bob's
+/// store counting the keys his answers visit.
+fn linked_over_a_counted_log(seed: u64, n: u64) -> (Pair, Session, Session, Counted) {
+    let mut pair = Pair::new(seed);
+    shared_history(&mut pair, n as usize);
+    pair.connect();
+    pair.drive();
+    assert_eq!(pair.b.close_error(), None);
+    let a = pair.a.session.take().unwrap();
+    let b = pair.b.session.take().unwrap();
+    let store = Counted {
+        store: std::mem::take(&mut pair.b.store),
+        visits: Cell::new(0),
+    };
+    (pair, a, b, store)
+}
+
 /// A contact opened a group whose exchange was over again and again, each
 /// OPEN (some 60 bytes: an IdList of one made-up tag, or a Fingerprint
 /// that differs) sent once it had read our reply to the last, and each
@@ -1569,19 +1587,9 @@ impl Store for Counted {
 fn opening_a_group_again_with_nothing_new_costs_a_few_walks_of_its_log() {
     const LOG: u64 = 2_000;
     for fingerprint in [false, true] {
-        let mut pair = Pair::new(75);
-        shared_history(&mut pair, LOG as usize);
-        pair.connect();
-        pair.drive();
-        assert_eq!(pair.b.close_error(), None);
+        let (pair, mut a, mut b, store) = linked_over_a_counted_log(75, LOG);
         let group = pair.a.group().id;
         let now = pair.now;
-        let mut a = pair.a.session.take().unwrap();
-        let mut b = pair.b.session.take().unwrap();
-        let store = Counted {
-            store: std::mem::take(&mut pair.b.store),
-            visits: Cell::new(0),
-        };
         let mut closed = None;
         for round in 0..400u64 {
             let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -1721,19 +1729,9 @@ fn an_opening_past_the_allowance_is_answered_in_time() {
 fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() {
     const LOG: u64 = 5_000;
     let walk = LOG.max(RECON_WORK_FLOOR);
-    let mut pair = Pair::new(79);
-    shared_history(&mut pair, LOG as usize);
-    pair.connect();
-    pair.drive();
-    assert_eq!(pair.b.close_error(), None);
+    let (pair, mut a, mut b, store) = linked_over_a_counted_log(79, LOG);
     let group = pair.a.group().id;
     let now = pair.now;
-    let mut a = pair.a.session.take().unwrap();
-    let mut b = pair.b.session.take().unwrap();
-    let store = Counted {
-        store: std::mem::take(&mut pair.b.store),
-        visits: Cell::new(0),
-    };
     let mut answered = 0;
     for round in 0..400u64 {
         // One item up to ∞ (PROTOCOL.md §8.1): a fingerprint of as many
@@ -1781,16 +1779,12 @@ fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() 
 fn messages_asked_for_again_and_again_pay_for_no_more_walks() {
     const LOG: u64 = 5_000;
     let walk = LOG.max(RECON_WORK_FLOOR);
-    let mut pair = Pair::new(83);
-    shared_history(&mut pair, LOG as usize);
-    pair.connect();
-    pair.drive();
-    assert_eq!(pair.b.close_error(), None);
+    let (pair, mut a, mut b, store) = linked_over_a_counted_log(83, LOG);
     let group = pair.a.group().id;
     let now = pair.now;
     let mut third = None;
     let mut seen = 0;
-    pair.b
+    store
         .store
         .scan(&group, &KeyRange::ALL, &mut |key| {
             seen += 1;
@@ -1802,12 +1796,6 @@ fn messages_asked_for_again_and_again_pay_for_no_more_walks() {
         })
         .unwrap();
     let third = third.expect("a log of 5,000");
-    let mut a = pair.a.session.take().unwrap();
-    let mut b = pair.b.session.take().unwrap();
-    let store = Counted {
-        store: std::mem::take(&mut pair.b.store),
-        visits: Cell::new(0),
-    };
     let mut answered = 0;
     for round in 0..400u64 {
         let mut body = group.0.to_vec();
