@@ -9,7 +9,10 @@
 //! passphrase: the socket trusts the user, as the user's files do.) One
 //! JSON object per line each way: a [`Request`], then one [`Answer`] (or,
 //! for `follow`, a stream of [`crate::NodeEvent`] lines after it). What
-//! each request does is [`Node::handle`]'s.
+//! each request does is [`Node::handle`]'s. At most
+//! [`MAX_CONTROL_CONNECTIONS`] connections are served at once; one more is
+//! answered at once with a [`FailureKind::Refused`](super::api::FailureKind)
+//! error line saying so, before its request is read, and closed.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Answer, Failure, Reply, Request};
+use super::limits::MAX_CONTROL_CONNECTIONS;
 use crate::{hex, Node};
 
 /// File name of the control socket in a profile directory.
@@ -92,7 +96,9 @@ fn bind_private(
 /// Serves the control socket until the task is dropped, or returns
 /// `Ok(())` once a client asked for [`Request::Shutdown`] (and was
 /// answered). Only processes of the user who runs the node are served
-/// (`SO_PEERCRED`), whatever the file's permissions. A connection that
+/// (`SO_PEERCRED`), whatever the file's permissions, and at most
+/// [`MAX_CONTROL_CONNECTIONS`] at once, whoever they are: one more is
+/// told so at once and closed, with no task of its own. A connection that
 /// cannot be accepted (the process out of file handles, say) is logged
 /// and accepting goes on shortly after, so the node keeps running; only
 /// a socket that cannot serve at all (not a listening socket any more)
@@ -104,6 +110,7 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut failing = Failing::default();
+    let served = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -135,9 +142,15 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
                 continue;
             }
         };
+        // Each connection served holds a permit until its task ends.
+        let Ok(permit) = served.clone().try_acquire_owned() else {
+            refuse_busy(stream);
+            continue;
+        };
         let node = node.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match stream.peer_cred().map(|c| c.uid()) {
                 Ok(uid) if uid == owner => {
                     if let Err(e) = handle(node, stream, stop).await {
@@ -243,6 +256,39 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
     ));
     send(&mut stream, &answer).await?;
     stream.shutdown().await
+}
+
+/// What a client that comes while [`MAX_CONTROL_CONNECTIONS`] others are
+/// served is told.
+fn busy() -> Answer {
+    Answer::Error(Failure::refused(format!(
+        "the node is already serving {MAX_CONTROL_CONNECTIONS} connections on its control socket, the most it serves at once (commands still running, `strand read --follow`, the app): try again once one of them has ended"
+    )))
+}
+
+/// Tells a client that came while [`MAX_CONTROL_CONNECTIONS`] others are
+/// served why it gets nothing, and hangs up: no task, no wait, so past the
+/// bound a connection costs the node this and nothing more. The line is
+/// written before the request is read (never read): a socket just
+/// accepted has room for it, and it stays for the client to read after
+/// its request, even once writing that failed because the node hung up
+/// (the clients here read it then: [`request`]).
+fn refuse_busy(stream: UnixStream) {
+    let mut line = serde_json::to_vec(&busy()).expect("serialisable");
+    line.push(b'\n');
+    match stream.into_std() {
+        Ok(mut stream) => {
+            // Non-blocking: a client that cannot take one line is not
+            // waited for.
+            if let Err(e) = std::io::Write::write_all(&mut stream, &line) {
+                tracing::debug!("refusing a control connection: {e}");
+            }
+        }
+        Err(e) => tracing::debug!("refusing a control connection: {e}"),
+    }
+    // Not a warning: a script that opens connections without end would
+    // fill the log with it; the client itself is told.
+    tracing::debug!("refused a control connection: {MAX_CONTROL_CONNECTIONS} are served already");
 }
 
 /// Writes one line of JSON.
@@ -412,10 +458,18 @@ async fn ask(
         let (rd, mut wr) = stream.into_split();
         let mut line = serde_json::to_vec(request).expect("serialisable");
         line.push(b'\n');
-        wr.write_all(&line).await?;
+        let written = wr.write_all(&line).await;
         let mut rd = BufReader::new(rd);
         let mut answer = String::new();
-        rd.read_line(&mut answer).await?;
+        let read = rd.read_line(&mut answer).await;
+        // A node serving all it can answers before it reads the request
+        // and hangs up ([`refuse_busy`]), so writing the request may have
+        // failed (a broken pipe) with its answer waiting to be read: a
+        // whole line is the answer, whatever else failed.
+        if !answer.ends_with('\n') {
+            written?;
+            read?;
+        }
         let response = serde_json::from_str(&answer)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         Ok(Some((response, rd)))

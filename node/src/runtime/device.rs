@@ -91,11 +91,14 @@ impl Device {
     /// node was stopped.
     pub async fn stop_running(dir: &Path) -> Result<bool, OpenError> {
         let start = Instant::now();
-        // A node that does not answer (stopped, stuck) or is another
-        // user's is said so; one gone between connect and answer is not
-        // asked.
+        // A node that does not answer (stopped, stuck), is another
+        // user's, or refuses (serving all the connections it can) is said
+        // so; one gone between connect and answer is not asked.
         let ask = || async {
             match control::request_within(dir, &Request::Shutdown, control::ANSWER_WITHIN).await {
+                Ok(Some(Answer::Error(refused))) => {
+                    Err(OpenError::Control(std::io::Error::other(refused)))
+                }
                 Ok(answer) => Ok(answer.is_some()),
                 Err(e)
                     if matches!(

@@ -132,6 +132,18 @@ pub const CONTACT_DIAL_BURST: f64 = 64.0;
 /// How often configured peers are redialled while not connected.
 pub const REDIAL: Duration = Duration::from_secs(5);
 
+/// Connections the control socket serves at once (`strand` commands, the
+/// app attached to a running node, `strand read --follow`). Each holds a
+/// task, a file handle and its request line (up to 8 MiB) for as long as
+/// it lasts: a follower for as long as it follows, a command that sends or
+/// saves a file until it is done, one that says nothing for a minute.
+/// A person runs a few at once; 64 leaves room for scripts and many
+/// terminals following while keeping the node's handles (1,024 is a
+/// common limit, shared with links and the store) and memory bounded.
+/// One more is answered at once with why (`Refused`: the node is busy)
+/// and closed, so a command says so instead of waiting without end.
+pub const MAX_CONTROL_CONNECTIONS: usize = 64;
+
 /// The longest a device found nearby waits to be dialled again after a
 /// contact's link to it ended; a session that lasted at least this long
 /// starts the wait at [`REDIAL`] again ([`super::Node`]'s `dial_nearby`).

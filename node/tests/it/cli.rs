@@ -1164,6 +1164,68 @@ fn a_request_line_that_cannot_be_one_is_answered_why() {
     assert!(a.ok(&["contacts"]).contains("bob"));
 }
 
+/// The control socket serves at most `MAX_CONTROL_CONNECTIONS`
+/// connections at once: one more is answered at once with why (a
+/// `refused` error line) and closed, so `strand` says so and ends rather
+/// than wait; once others close, connections are served again. Before,
+/// every connection got a task of its own, without bound, and one more was
+/// served like the rest.
+#[test]
+fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
+    use std::os::unix::net::UnixStream;
+    use strand_node::limits::MAX_CONTROL_CONNECTIONS;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    // As many connections as it serves, saying nothing (it waits a minute
+    // for their requests), and no other before them: they are taken in
+    // the order they came.
+    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    // One more asks for the contacts.
+    let answer = {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The node may have hung up before the request is written: its
+        // answer is there to read all the same.
+        let _ = std::io::Write::write_all(&mut stream, b"{\"request\":\"contacts\"}\n");
+        let mut answer = String::new();
+        let read = BufReader::new(stream).read_line(&mut answer);
+        assert!(read.is_ok(), "{read:?} {answer:?}");
+        answer
+    };
+    let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+    assert_eq!(v["error"]["kind"], "refused", "{answer}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!(
+                "already serving {MAX_CONTROL_CONNECTIONS} connections"
+            ))),
+        "{answer}"
+    );
+    // `strand` says so, and ends.
+    let out = output_within(&a, &["contacts"], Duration::from_secs(60)).expect("strand ended");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already serving"), "{err}");
+    // The others close: served again.
+    drop(held);
+    eventually(
+        "`strand contacts` served again",
+        Duration::from_secs(60),
+        || a.cmd(&["contacts"]).status.success(),
+    );
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.
@@ -4005,39 +4067,24 @@ fn output_within(user: &User, args: &[&str], within: Duration) -> Option<Output>
 /// failed accepts and accepts again once handles are free, and `strand
 /// status` reaches it. (Before, the first failed accept ended the control
 /// socket, and `strand run` stopped with "the control socket failed".)
-/// The node runs with at most 128 file handles (`ulimit -n` in the shell
-/// that execs it) and the test holds more connections than that open on
-/// its socket, idle: a Unix socket's `connect` does not fail when the
-/// server is out of handles (the connection waits in the backlog), so
-/// the test opens a fixed number, well under the backlog, rather than
-/// until one fails.
+/// Once running, the node is left `SPARE` file handles more than it has
+/// open (its limit lowered with `prlimit`), and the test holds more
+/// connections than that open on its socket, idle: fewer than the
+/// control socket serves at once (`MAX_CONTROL_CONNECTIONS`), past which
+/// it would answer and close them rather than run out. A Unix socket's
+/// `connect` does not fail when the server is out of handles (the
+/// connection waits in the backlog), so the test opens a fixed number,
+/// well under the backlog, rather than until one fails.
 #[test]
 fn a_node_out_of_file_handles_keeps_running() {
-    const LIMIT: usize = 128;
+    const SPARE: usize = 16;
+    const HELD: usize = SPARE + 32;
+    const _: () = assert!(HELD < strand_node::limits::MAX_CONTROL_CONNECTIONS);
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
-    let mut limited = Command::new("sh");
-    limited
-        .env("STRAND_PROFILE", &a.dir)
-        .env("STRAND_PASSPHRASE", &a.pass)
-        .env("STRAND_INSECURE_KDF_FOR_TESTS", "1")
-        .env_remove("STRAND_LOG")
-        .arg("-c")
-        .arg(format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\""))
-        .arg(BIN);
-    let mut args = run_args(&[]);
-    args.push("--no-ble");
-    let (run, _) = a.run_with(&args, limited);
+    let (run, _) = a.run_also(&[], &["--no-ble"]);
     let mut run = Killed(run);
     let pid = run.0.id();
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let nofile = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(nofile, LIMIT.to_string(), "{limits}");
     let socket = a.dir.join("control.sock");
     eventually("the control socket", Duration::from_secs(20), || {
         socket.exists()
@@ -4045,9 +4092,37 @@ fn a_node_out_of_file_handles_keeps_running() {
     assert!(
         output_within(&a, &["status"], Duration::from_secs(20)).is_some_and(|o| o.status.success())
     );
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = (open + SPARE) as libc::rlim_t;
+    let lowered = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: a system call that lowers the file handle limit of the
+    // node, a child process of this user's; it reads `lowered` and writes
+    // nothing here.
+    let set = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &lowered,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(nofile, limit.to_string(), "{limits}");
 
-    // More idle connections than the node has handles.
-    let held: Vec<std::os::unix::net::UnixStream> = (0..LIMIT + 16)
+    // More idle connections than the node has handles left.
+    let held: Vec<std::os::unix::net::UnixStream> = (0..HELD)
         .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
         .collect();
     eventually(
