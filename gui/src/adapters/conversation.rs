@@ -21,6 +21,10 @@ use crate::{AppWindow, ConversationAdapter, GroupsAdapter, MessageItem};
 
 /// Messages read from the store at a time.
 pub const PAGE: usize = 50;
+
+// A page the node answers (it refuses more than MAX_PAGE).
+const _: () = assert!(PAGE <= strand_node::runtime::api::MAX_PAGE);
+
 /// Pages kept decrypted; the least recently shown goes first.
 pub const MAX_PAGES: usize = 8;
 

@@ -239,13 +239,14 @@ pub enum Request {
         of: Target,
     },
     /// At most `limit` messages of a conversation from `from` on
-    /// (inclusive), in the order shown.
+    /// (inclusive), in the order shown. A `limit` over [`MAX_PAGE`] is
+    /// refused ([`check_page`]).
     Page {
         /// Which conversation.
         of: Target,
         /// Where the page starts.
         from: crate::Position,
-        /// Most messages.
+        /// Most messages: at most [`MAX_PAGE`].
         limit: usize,
     },
     /// Marks a conversation read up to `up_to` (never back).
@@ -588,6 +589,20 @@ pub fn check_path(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a [`Request::Page`]'s `limit` must be: at most [`MAX_PAGE`]. A
+/// request for more is refused rather than cut short, as the reply has no
+/// word to say it was (a page shorter than asked reads as the end of the
+/// conversation); the caller asks for the next page from where this one
+/// ends.
+pub fn check_page(limit: usize) -> Result<(), Failure> {
+    if limit > MAX_PAGE {
+        return Err(Failure::bad_input(format!(
+            "a page holds at most {MAX_PAGE} messages, not {limit}: ask for the next page from where one ends"
+        )));
+    }
+    Ok(())
+}
+
 /// A text of `len` bytes fits a message's body
 /// ([`strand_sync::limits::MAX_BODY_LEN`]; a timer takes 8 bytes of it,
 /// which the node says when it writes).
@@ -730,6 +745,13 @@ impl FileView {
 /// Most messages in one page of [`Request::Read`]: a long conversation
 /// crosses the socket a page at a time, so neither side holds it whole.
 pub const READ_PAGE: usize = 500;
+
+/// Most messages one [`Request::Page`] may ask for: as many as a page of
+/// [`Request::Read`], for the same reason. A page is read, decrypted and
+/// answered whole, in one line, so a limit with no bound (`usize::MAX`)
+/// would hold a whole conversation in the node's memory and on the
+/// socket at once. The app asks for 50 at a time.
+pub const MAX_PAGE: usize = READ_PAGE;
 
 /// Where a page of a conversation starts: a message's place (shown at,
 /// time, id in hex).

@@ -215,6 +215,7 @@ impl Node {
                 Ok(Reply::Positions { positions })
             }
             Request::Page { of, from, limit } => {
+                super::api::check_page(limit)?;
                 let p = self.profile().clone();
                 match of {
                     Target::Contact(c) => Ok(Reply::Stored {

@@ -1226,6 +1226,89 @@ fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
     );
 }
 
+/// One request to the node running on the profile in `dir`.
+async fn ask_node(
+    dir: &Path,
+    request: strand_node::runtime::api::Request,
+) -> strand_node::runtime::api::Answer {
+    strand_node::control::request(dir, &request)
+        .await
+        .unwrap()
+        .expect("a node answers")
+        .0
+}
+
+/// A page of a conversation (`Page`, the app's) asks for at most
+/// `MAX_PAGE` messages; more is refused as bad input, and the node goes
+/// on. Before, any limit was served, `usize::MAX` too: the whole
+/// conversation read, decrypted and sent in one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_more_than_the_most_is_refused() {
+    use strand_node::runtime::api::{Answer, FailureKind, Reply, Request, Target, MAX_PAGE};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let b = User::init(tmp.path(), "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    {
+        let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+        for i in 0..MAX_PAGE + 1 {
+            p.write(
+                "bob",
+                &format!("m{i}"),
+                1_000 + i as u64,
+                &mut strand_node::os_rng(),
+            )
+            .unwrap();
+        }
+    }
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    let page = |limit: usize| Request::Page {
+        of: Target::Contact("bob".into()),
+        from: strand_node::Position::MIN,
+        limit,
+    };
+    match ask_node(&a.dir, page(MAX_PAGE)).await {
+        Answer::Ok(Reply::Stored { messages }) => assert_eq!(messages.len(), MAX_PAGE),
+        other => panic!("{other:?}"),
+    }
+    for limit in [MAX_PAGE + 1, usize::MAX] {
+        match ask_node(&a.dir, page(limit)).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+                assert!(e.message.contains(&format!("at most {MAX_PAGE}")), "{e}");
+            }
+            Answer::Ok(Reply::Stored { messages }) => {
+                panic!(
+                    "a page of {limit} answered with {} messages",
+                    messages.len()
+                )
+            }
+            other => panic!("a page of {limit}: {other:?}"),
+        }
+    }
+    // A group's page too.
+    match ask_node(
+        &a.dir,
+        Request::Page {
+            of: Target::Group("no such group".into()),
+            from: strand_node::Position::MIN,
+            limit: usize::MAX,
+        },
+    )
+    .await
+    {
+        Answer::Error(e) => assert!(e.message.contains(&format!("at most {MAX_PAGE}")), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Still served.
+    assert!(a.ok(&["contacts"]).contains("bob"));
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.
