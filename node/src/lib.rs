@@ -73,7 +73,7 @@ pub use runtime::{control, limits};
 pub use runtime::{
     is_public_address, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError,
     NodeEvent, Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus,
-    SessionSettings, Status, TransportStatus,
+    SessionSettings, Status, TooManyPeers, TransportStatus,
 };
 /// The Bluetooth battery setting ([`Preferences::bluetooth`]).
 pub use strand_transport::ble::duty::Duty;

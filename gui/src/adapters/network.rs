@@ -116,6 +116,14 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
                     let address = addr.to_string();
                     if let Some(Err(e)) = core.call(Request::AddPeer { address }) {
                         tracing::warn!("dialling {addr}: {e}");
+                        // Said where "Dialling …" was (too many addresses
+                        // dialled already, say).
+                        let text = format!("Not dialled: {e}");
+                        core.ui(move |ui| {
+                            let a = ui.global::<NetworkAdapter>();
+                            a.set_dial_ok(false);
+                            a.set_dial_result(text.into());
+                        });
                     }
                 });
             }

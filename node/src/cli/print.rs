@@ -277,6 +277,9 @@ pub(crate) fn status(s: &Status) {
     if let Some(reason) = &s.bluetooth_off {
         println!("  Bluetooth off: {reason}");
     }
+    for p in &s.peers {
+        println!("  dialling {p} (again every few seconds while no link to it is up)");
+    }
     if s.woke > 0 {
         println!(
             "  woke from sleep {} time{} (links renewed each time)",

@@ -294,7 +294,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         set: Vec<crate::profile::prefs::PreferenceChange>,
     },
-    /// Dials this address now and again while no link to it is up.
+    /// Dials this address now and again while no link to it is up, until
+    /// the node stops ([`crate::Node::add_peer`]): asked again for an
+    /// address already dialled, it changes nothing; past
+    /// [`MAX_PEERS`](crate::limits::MAX_PEERS) addresses it is refused.
     AddPeer {
         /// A multiaddr.
         address: String,

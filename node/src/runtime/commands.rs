@@ -288,7 +288,7 @@ impl Node {
                 let addr = address.trim().parse().map_err(|e| {
                     Failure::bad_input(format!("{address:?} is not an address: {e}"))
                 })?;
-                self.add_peer(addr);
+                self.add_peer(addr).map_err(Failure::refused)?;
                 Ok(Reply::Done)
             }
             Request::Follow | Request::Shutdown => Err(Failure::refused(

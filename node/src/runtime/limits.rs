@@ -132,6 +132,21 @@ pub const CONTACT_DIAL_BURST: f64 = 64.0;
 /// How often configured peers are redialled while not connected.
 pub const REDIAL: Duration = Duration::from_secs(5);
 
+/// Addresses the node dials again and again ([`crate::NodeConfig::peers`],
+/// `strand run --peer`, and the app's "dial an address":
+/// [`crate::runtime::api::Request::AddPeer`]). Each is one task for the
+/// node's life, however often it is given, dialling every [`REDIAL`] while
+/// no link to it is up, paid from contacts' dials
+/// ([`CONTACT_DIALS_PER_SECOND`]): 32 of them dial at most 6.4 times a
+/// second, so even all unanswered they leave contacts through relays and
+/// devices found nearby most of the bucket. A person types a handful (the
+/// devices of a network that blocks multicast); past 32 an address is
+/// refused, not queued.
+pub const MAX_PEERS: usize = 32;
+
+// Every configured peer dialled every REDIAL stays within contacts' rate.
+const _: () = assert!((MAX_PEERS as f64) / (REDIAL.as_secs() as f64) < CONTACT_DIALS_PER_SECOND);
+
 /// Connections the control socket serves at once (`strand` commands, the
 /// app attached to a running node, `strand read --follow`). Each holds a
 /// task, a file handle and its request line (up to 8 MiB) for as long as

@@ -49,6 +49,7 @@ pub mod limits;
 mod link;
 mod paired;
 pub mod panics;
+mod peers;
 mod registry;
 mod relaying;
 #[cfg(target_os = "linux")]
@@ -56,11 +57,12 @@ mod sleep;
 
 pub use bluetooth::BleSettings;
 pub use guard::Refusal;
+pub use peers::TooManyPeers;
 pub use registry::Seen;
 
 use crate::runtime::guard::Dial;
 use crate::runtime::limits::{
-    EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, MAX_SKIPPED_DIALS, REDIAL, SHUTDOWN_GRACE,
+    EVENT_BUFFER, EXPIRY_CHECK, EXPIRY_IDLE, IDLE_CHECK, MAX_SKIPPED_DIALS, SHUTDOWN_GRACE,
     TRANSPORT_EVENTS,
 };
 use crate::{chain, os_rng, ContactRecord, Profile, ProfileError};
@@ -161,7 +163,9 @@ pub struct NodeConfig {
     /// Bluetooth LE, if used. Where there is no adapter or no BlueZ, the
     /// node says so ([`Status::bluetooth_off`]) and runs without it.
     pub ble: Option<BleSettings>,
-    /// Addresses to dial and keep dialling (for networks without mDNS).
+    /// Addresses to dial and keep dialling (for networks without mDNS):
+    /// the first [`MAX_PEERS`](limits::MAX_PEERS), each once
+    /// ([`Node::add_peer`]).
     pub peers: Vec<Multiaddr>,
     /// Session settings per link kind.
     pub sessions: SessionSettings,
@@ -469,6 +473,10 @@ pub struct Status {
     /// ([`crate::Profile::own_name_problem`]).
     #[serde(default)]
     pub name_problem: Option<String>,
+    /// Addresses the node dials again and again while no link to them is
+    /// up ([`NodeConfig::peers`], [`Node::add_peer`]), one task each.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 impl Status {
@@ -600,6 +608,8 @@ pub(crate) struct Shared {
     /// Devices found nearby whose contact's link ended and that are
     /// waiting to be dialled again: one wait per device ([`discovery`]).
     pub(crate) redialling: Mutex<std::collections::HashSet<Peer>>,
+    /// Addresses dialled again and again, one task each ([`peers`]).
+    pub(crate) peers: peers::Peers,
     /// Devices found while no discovery dial was left, waiting for one
     /// ([`MAX_SKIPPED_DIALS`], [`discovery`]).
     pub(crate) skipped: Mutex<discovery::Backlog<Peer>>,
@@ -774,6 +784,7 @@ impl Node {
             bluetooth_off,
             nearby: Mutex::default(),
             redialling: Mutex::default(),
+            peers: peers::Peers::default(),
             skipped: Mutex::new(discovery::Backlog::new(MAX_SKIPPED_DIALS)),
             skipped_added: tokio::sync::Notify::new(),
             carrier: Mutex::new(carrier),
@@ -823,7 +834,9 @@ impl Node {
                 .spawn(node.clone().dial_through_relays(relays));
         }
         for addr in node.shared.config.peers.clone() {
-            node.add_peer(addr);
+            if let Err(e) = node.add_peer(addr) {
+                tracing::warn!("{e}");
+            }
         }
         Ok(node)
     }
@@ -1107,42 +1120,6 @@ impl Node {
             .iter()
             .find(|t| t.kind() == kind)
             .cloned()
-    }
-
-    /// Dials `addr` now and again every few seconds while no link to it is
-    /// up, like [`NodeConfig::peers`]. Needs the node's runtime.
-    pub fn add_peer(&self, addr: Multiaddr) {
-        let n = self.clone();
-        self.shared.tasks.spawn(async move {
-            let cancel = n.shared.cancel.clone();
-            loop {
-                if let Err(e) = n.dial_once(&addr).await {
-                    tracing::debug!(%addr, "dial failed: {}", chain(&e));
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(REDIAL) => {}
-                }
-            }
-        });
-    }
-
-    /// Dials `addr` and runs the link until it ends.
-    async fn dial_once(&self, addr: &Multiaddr) -> Result<(), LinkError> {
-        let dial = self
-            .shared
-            .transports
-            .iter()
-            .find_map(|t| t.dial(addr))
-            .ok_or_else(|| LinkError::NoTransport(addr.clone()))?;
-        if !self.contact_dial().await {
-            return Ok(());
-        }
-        let link = dial.await?;
-        let (done, ended) = tokio::sync::oneshot::channel();
-        self.admit_outbound(link, Dial::Contact, Some(done));
-        let _ = ended.await;
-        Ok(())
     }
 
     /// Waits for a token to dial a contact (or an address the user gave):
@@ -1543,6 +1520,7 @@ impl Node {
             contacts: p.contacts().len(),
             panics: panics::recorded(),
             name_problem: p.own_name_problem(),
+            peers: self.shared.peers.addresses(),
         }
     }
 

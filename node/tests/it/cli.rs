@@ -1238,6 +1238,16 @@ async fn ask_node(
         .0
 }
 
+/// The addresses the node running on the profile in `dir` dials again
+/// and again, as its status says.
+async fn peers_dialled(dir: &Path) -> Vec<String> {
+    use strand_node::runtime::api::{Answer, Reply, Request};
+    match ask_node(dir, Request::Status).await {
+        Answer::Ok(Reply::Status(s)) => s.peers,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A page of a conversation (`Page`, the app's) asks for at most
 /// `MAX_PAGE` messages; more is refused as bad input, and the node goes
 /// on. Before, any limit was served, `usize::MAX` too: the whole
@@ -1307,6 +1317,70 @@ async fn a_page_of_more_than_the_most_is_refused() {
     }
     // Still served.
     assert!(a.ok(&["contacts"]).contains("bob"));
+}
+
+/// `AddPeer` keeps one task an address, however often it is asked (also
+/// written with spaces around it), dials at most `MAX_PEERS` addresses
+/// and refuses one more with why; `strand status` lists them. Before,
+/// every `AddPeer` spawned another task dialling for the node's life:
+/// asked twice, an address was dialled by two, and nothing bounded how
+/// many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_peer_dials_an_address_once_and_a_bounded_number_of_them() {
+    use strand_node::limits::MAX_PEERS;
+    use strand_node::runtime::api::{Answer, FailureKind, Reply, Request};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (run, _) = a.run(&[]);
+    let _run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    let dir = a.dir.clone();
+    let add = |address: String| ask_node(&dir, Request::AddPeer { address });
+    let dialled = || peers_dialled(&dir);
+    // Loopback addresses where nothing listens: every dial is refused at
+    // once, and dialled again every few seconds.
+    let address = |i: usize| format!("/ip4/127.0.1.{}/tcp/9", i + 1);
+    for asked in [address(0), address(0), format!("  {}  ", address(0))] {
+        match add(asked).await {
+            Answer::Ok(Reply::Done) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(dialled().await, vec![address(0)]);
+
+    for i in 1..MAX_PEERS {
+        match add(address(i)).await {
+            Answer::Ok(Reply::Done) => {}
+            other => panic!("{i}: {other:?}"),
+        }
+    }
+    match add(address(MAX_PEERS)).await {
+        Answer::Error(e) => {
+            assert_eq!(e.kind, FailureKind::Refused, "{e}");
+            assert!(
+                e.message
+                    .contains(&format!("already dials {MAX_PEERS} addresses")),
+                "{e}"
+            );
+        }
+        other => panic!("one address more than the most: {other:?}"),
+    }
+    // One dialled already is still taken: nothing changes.
+    match add(address(0)).await {
+        Answer::Ok(Reply::Done) => {}
+        other => panic!("{other:?}"),
+    }
+    let now = dialled().await;
+    assert_eq!(now.len(), MAX_PEERS, "{now:?}");
+    assert!(!now.contains(&address(MAX_PEERS)), "{now:?}");
+    let status = a.ok(&["status"]);
+    assert!(
+        status.contains(&format!("dialling {}", address(0))),
+        "{status}"
+    );
 }
 
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has

@@ -16,7 +16,8 @@
 //!   and from the command line; a named pipe or a folder given as one is
 //!   refused at once.
 //! - `cli`: the `strand` binary as separate processes: 100 messages each
-//!   way, kill -9 mid-sync, a stranger, bad command-line input.
+//!   way, kill -9 mid-sync, a stranger, bad command-line input; the
+//!   control socket's bounds (connections, pages, addresses dialled).
 //! - `delete`: deleting a contact takes the conversation and nothing
 //!   else, cuts a live session off, and frees a mailbox's place.
 //! - `expiry`: disappearing messages deleted on every node, and not

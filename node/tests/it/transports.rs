@@ -414,7 +414,7 @@ async fn made_up_devices_do_not_keep_a_contact_s_address_from_being_dialled() {
     let flood = MadeUp::start(&hub, 16, None);
     flood.until_made(2_000).await;
     for addr in ben_addrs {
-        ann.add_peer(addr);
+        ann.add_peer(addr).unwrap();
     }
     ann.send("ben", "through the flood").await.unwrap();
     crate::hub::until("the text through the flood", || {
