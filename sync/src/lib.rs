@@ -116,8 +116,8 @@ pub use mailbox::{
 };
 pub use membership::{
     decode_chosen_name, encode_chosen_name, Chain, Change, Entry, Epoch, GroupError, Head, KeyWork,
-    Member, Next, Sealing, Transition, Unwritable, WelcomeSize, MAX_CHANGES_OFF_PATH,
-    MAX_GROUP_MEMBERS,
+    Member, Next, PendingWelcomes, Sealing, Transition, Unwritable, WelcomeSize,
+    MAX_CHANGES_OFF_PATH, MAX_GROUP_MEMBERS,
 };
 pub use message::{encoded_len, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};

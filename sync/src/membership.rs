@@ -1092,6 +1092,51 @@ pub struct WelcomeSize {
     pub members: usize,
 }
 
+/// One author's welcomes let in but not yet taken into the chains (a
+/// node's batch, checked before it is stored and followed), as
+/// [`Chain::welcome_fits`] counts them on top of the members the chains
+/// hold: each epoch once, none the chains already hold. A welcome into
+/// an epoch held, or into one a welcome of the batch brings (sent again,
+/// as an adder does after a fork), is taken as nothing new
+/// ([`Chain::take_welcome`]), so it adds nothing; of two into one later
+/// epoch (whose id does not name its members), the one with more members
+/// counts, whichever is followed first.
+#[derive(Debug, Clone, Default)]
+pub struct PendingWelcomes {
+    /// Per (group, epoch), the members counted for it.
+    epochs: BTreeMap<(GroupId, GroupId), usize>,
+    /// Their sum.
+    members: usize,
+}
+
+impl PendingWelcomes {
+    /// Counts `welcome`, let in, as pending: `chains` are those
+    /// [`Chain::welcome_fits`] is asked with.
+    pub fn add(&mut self, chains: &[Chain], welcome: &WelcomeSize) {
+        if Chain::holds(chains, welcome) {
+            return;
+        }
+        let key = (welcome.root, welcome.epoch);
+        let counted = self.epochs.entry(key).or_default();
+        if welcome.members > *counted {
+            self.members = self.members.saturating_add(welcome.members - *counted);
+            *counted = welcome.members;
+        }
+    }
+
+    /// The members counted.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// The members `welcome` adds to those counted: beyond what a pending
+    /// welcome into its epoch counts.
+    fn adds(&self, welcome: &WelcomeSize) -> usize {
+        let counted = self.epochs.get(&(welcome.root, welcome.epoch)).copied();
+        welcome.members.saturating_sub(counted.unwrap_or(0))
+    }
+}
+
 /// The fields of an epoch's bytes after the version ([`Epoch::encode`],
 /// version 2), read but not yet checked.
 struct Fields {
@@ -1605,7 +1650,12 @@ impl Chain {
         at: Time,
         epoch: Epoch,
     ) -> Result<bool, GroupError> {
-        let fits = Chain::welcome_fits(chains.as_slice(), author, &epoch.welcome_size_of(), 0);
+        let fits = Chain::welcome_fits(
+            chains.as_slice(),
+            author,
+            &epoch.welcome_size_of(),
+            &PendingWelcomes::default(),
+        );
         let Some(chain) = chains.iter_mut().find(|c| c.root == epoch.root) else {
             if !fits {
                 return Err(GroupError::TooManyWelcomed);
@@ -1657,6 +1707,15 @@ impl Chain {
     /// Members of the epochs `by` welcomed this device into, summed over
     /// `chains`, each epoch once (welcomed into again, as after a fork or
     /// a re-add into an epoch already held, it holds no more members).
+    ///
+    /// A group this device left, or was removed from, counts as well:
+    /// what the bound protects is memory, and such a group's chain keeps
+    /// every epoch it had (a node loads them all at every unlock, syncs
+    /// the ones it was a member of, takes changes into them and may be
+    /// welcomed back; nothing lets them go). Were it not counted, a
+    /// contact could welcome the device into a group of made-up members,
+    /// remove it there with one change (the group is theirs: they are its
+    /// admin), and have room for the next, without end.
     pub fn welcomed_members(chains: &[Chain], by: &AuthorId) -> usize {
         let mut n = 0usize;
         for chain in chains {
@@ -1677,25 +1736,32 @@ impl Chain {
     /// Whether this device may take a welcome from `by` into the epoch
     /// `welcome` (PROTOCOL.md §14.3): one it already holds adds nothing
     /// and always fits; else the members held from the epochs `by`
-    /// welcomed it into ([`Chain::welcomed_members`]), with `pending` more
-    /// from welcomes of theirs not yet taken into `chains` (stored, not
-    /// yet followed), stay within [`MAX_WELCOMED_MEMBERS`]. A welcome is
-    /// as long as its member list, and each member held is kept in memory
-    /// and read at every unlock: without a bound one contact's welcomes
-    /// into made-up groups held millions.
+    /// welcomed it into ([`Chain::welcomed_members`]), with those of
+    /// `by`'s welcomes let in but not yet taken into `chains` (stored,
+    /// not yet followed: [`PendingWelcomes`]) and what this one adds to
+    /// them, stay within [`MAX_WELCOMED_MEMBERS`]. A welcome is as long
+    /// as its member list, and each member held is kept in memory and
+    /// read at every unlock: without a bound one contact's welcomes into
+    /// made-up groups held millions.
     pub fn welcome_fits(
         chains: &[Chain],
         by: &AuthorId,
         welcome: &WelcomeSize,
-        pending: usize,
+        pending: &PendingWelcomes,
     ) -> bool {
-        let held = chains
+        if Chain::holds(chains, welcome) {
+            return true;
+        }
+        let held = Chain::welcomed_members(chains, by);
+        let pending = pending.members.saturating_add(pending.adds(welcome));
+        held.saturating_add(pending) <= MAX_WELCOMED_MEMBERS
+    }
+
+    /// Whether `chains` hold the epoch `welcome` brings.
+    fn holds(chains: &[Chain], welcome: &WelcomeSize) -> bool {
+        chains
             .iter()
-            .any(|c| c.root == welcome.root && c.epochs.contains_key(&welcome.epoch));
-        held || Chain::welcomed_members(chains, by)
-            .saturating_add(pending)
-            .saturating_add(welcome.members)
-            <= MAX_WELCOMED_MEMBERS
+            .any(|c| c.root == welcome.root && c.epochs.contains_key(&welcome.epoch))
     }
 
     /// Reads the MEMBERSHIP and KEY messages of every known epoch from
@@ -2587,6 +2653,7 @@ mod tests {
     /// welcome from someone else is still taken.
     #[test]
     fn a_welcome_past_the_members_held_from_its_author_is_refused() {
+        use crate::store::{MemoryStore, WriteStore};
         let mut rng = ChaCha20Rng::seed_from_u64(11);
         let ids = people(3, &mut rng);
         let (mal, reader, ann) = (&ids[0], &ids[1], &ids[2]);
@@ -2620,7 +2687,8 @@ mod tests {
         assert_eq!(small.welcome_size_of().members, 2);
         // A welcome into an epoch already held adds nothing: it fits.
         let again = chains[0].epochs().next().unwrap().welcome_size_of();
-        assert!(Chain::welcome_fits(&chains, &by, &again, 0));
+        let none = PendingWelcomes::default();
+        assert!(Chain::welcome_fits(&chains, &by, &again, &none));
         // Past the bound: a new group of two, and a later epoch of a
         // group held (a member removed), are refused, nothing taken.
         let held = chains[0].epochs().next().unwrap().clone();
@@ -2638,11 +2706,51 @@ mod tests {
         assert_eq!(chains.len(), groups);
         assert_eq!(chains[0].epochs().count(), 1);
         assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
+        // A group this device was removed from still counts: its epochs
+        // stay in memory, and the group's admin removes it at will.
+        let (out, _) = held
+            .propose(mal, Change::Remove(reader.public().sign), 8, &mut rng)
+            .unwrap();
+        let mut store = MemoryStore::new();
+        assert!(store.insert(&held.id(), &out).unwrap());
+        chains[0].update(reader, &store, 9).unwrap();
+        assert!(matches!(chains[0].head(), Head::Out { .. }));
+        assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
+        let another = Epoch::create(mal, "another", &others[..1], &mut rng).unwrap();
+        assert_eq!(
+            Chain::take_welcome(&mut chains, &by, 10, another),
+            Err(GroupError::TooManyWelcomed)
+        );
         // Someone else's welcome has room of its own.
         let reader_only = [(reader.public(), reader.name().to_owned())];
         let theirs = Epoch::create(ann, "theirs", &reader_only, &mut rng).unwrap();
         let taken = Chain::take_welcome(&mut chains, &ann.public().sign, 7, theirs);
         assert_eq!(taken, Ok(true));
+    }
+
+    /// The welcomes of a node's batch count each epoch once, and none
+    /// this device holds: those are taken as nothing new.
+    #[test]
+    fn pending_welcomes_count_each_epoch_once_and_none_held() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let ids = people(4, &mut rng);
+        let mal = &ids[0];
+        let listed: Vec<_> = ids[1..]
+            .iter()
+            .map(|p| (p.public(), p.name().to_owned()))
+            .collect();
+        let held = Epoch::create(mal, "held", &listed, &mut rng).unwrap();
+        let new = Epoch::create(mal, "new", &listed, &mut rng).unwrap();
+        let by = mal.public().sign;
+        let mut chains = Vec::new();
+        let taken = Chain::take_welcome(&mut chains, &by, 5, held.clone());
+        assert_eq!(taken, Ok(true));
+        let mut pending = PendingWelcomes::default();
+        pending.add(&chains, &held.welcome_size_of());
+        assert_eq!(pending.members(), 0);
+        pending.add(&chains, &new.welcome_size_of());
+        pending.add(&chains, &new.welcome_size_of());
+        assert_eq!(pending.members(), 4);
     }
 
     /// A copy of a chain (a node copies all its groups at every change of

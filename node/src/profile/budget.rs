@@ -32,7 +32,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use strand_sync::{
-    AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, Time, Verdict, WelcomeSize,
+    AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, PendingWelcomes, Time, Verdict,
+    WelcomeSize,
 };
 
 use crate::profile::expiry::{Swept, SWEEP_BATCH};
@@ -451,9 +452,9 @@ impl Ledger {
         // The epochs of the changes taken in this batch, per group and
         // author: the chains have not read them yet.
         let mut changes: HashMap<(GroupId, AuthorId), Vec<GroupId>> = HashMap::new();
-        // The members of the welcomes taken in this batch, per author:
-        // not in the chains until they are followed.
-        let mut welcomed: HashMap<AuthorId, usize> = HashMap::new();
+        // The welcomes taken in this batch, per author: not in the
+        // chains until they are followed.
+        let mut welcomed: HashMap<AuthorId, PendingWelcomes> = HashMap::new();
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
@@ -490,7 +491,7 @@ impl Ledger {
                 None
             };
             if let Some(w) = &welcome {
-                let pending = welcomed.get(&author).copied().unwrap_or(0);
+                let pending = welcomed.entry(author).or_default();
                 if !Chain::welcome_fits(&chains, &author, w, pending) {
                     item.decline();
                     declined.push(Declined {
@@ -514,7 +515,7 @@ impl Ledger {
             if over.is_none() {
                 scope.take(author, kind, n);
                 if let Some(w) = &welcome {
-                    *welcomed.entry(author).or_default() += w.members;
+                    welcomed.entry(author).or_default().add(&chains, w);
                 }
             }
             if let Some(over) = over {
@@ -1069,6 +1070,70 @@ mod tests {
         store.commit().unwrap();
         p.apply_group_messages(&[(group.id, small.key())], now, rng)
             .unwrap();
+        assert_eq!(p.chains().len(), full);
+    }
+
+    /// Regression: a welcome that brings nothing new, into an epoch this
+    /// device holds (a group it was welcomed into before, left or not)
+    /// or into one a welcome of the same batch brings (sent again),
+    /// counted its members again among the batch's, so the author's
+    /// later welcomes of the batch were declined as past
+    /// [`strand_sync::MAX_WELCOMED_MEMBERS`] while the groups they bring
+    /// fit it, and offered again at every session until the rest was
+    /// followed. Each epoch now counts once, none held
+    /// ([`PendingWelcomes`]), as [`Chain::take_welcome`] takes them.
+    #[test]
+    fn welcomes_that_bring_nothing_new_count_nothing_in_their_batch() {
+        use strand_sync::{Identity, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let mut others = vec![(p.identity().public(), "Alice".to_owned())];
+        for i in 0..MAX_GROUP_MEMBERS - 2 {
+            let made_up = Identity::generate(&format!("m{i}"), rng).unwrap();
+            others.push((made_up.public(), format!("m{i}")));
+        }
+        // As many groups of a thousand as the bound holds.
+        let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
+        let epochs: Vec<Epoch> = (0..full)
+            .map(|i| Epoch::create(&bob, &format!("g{i}"), &others, rng).unwrap())
+            .collect();
+        // The first, taken.
+        let first = epochs[0].welcome(&bob, &group, now - 1000, rng).unwrap();
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &first).unwrap());
+        store.commit().unwrap();
+        p.apply_group_messages(&[(group.id, first.key())], now, rng)
+            .unwrap();
+        assert_eq!(p.chains().len(), 1);
+
+        // One batch: the first group's welcome again, the second's twice,
+        // then the rest's, one each: the bound exactly.
+        let mut welcomes = vec![
+            epochs[0].welcome(&bob, &group, now - 999, rng).unwrap(),
+            epochs[1].welcome(&bob, &group, now - 998, rng).unwrap(),
+            epochs[1].welcome(&bob, &group, now - 997, rng).unwrap(),
+        ];
+        for (i, e) in epochs.iter().enumerate().skip(2) {
+            welcomes.push(e.welcome(&bob, &group, now - 900 + i as u64, rng).unwrap());
+        }
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, welcomes.clone());
+        batch.verify(now);
+        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        assert!(declined.is_empty(), "{declined:?}");
+        assert!(batch.iter().all(|m| *m.verdict() == Verdict::Valid));
+
+        // Stored and followed, all are taken: the same count.
+        let mut store = p.store().unwrap();
+        let mut stored = Vec::new();
+        for m in &welcomes {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+            stored.push((group.id, m.key()));
+        }
+        store.commit().unwrap();
+        p.apply_group_messages(&stored, now, rng).unwrap();
         assert_eq!(p.chains().len(), full);
     }
 
