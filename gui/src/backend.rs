@@ -190,12 +190,14 @@ impl Changes {
                 contact,
                 group,
                 budget,
+                unit,
                 ..
             } => {
                 self.over_budget = Some(crate::adapters::budget_notice(
                     &contact,
                     group.as_deref(),
                     budget,
+                    unit,
                 ));
             }
             // A bundle can touch any conversation and group; missed events
@@ -655,6 +657,40 @@ mod tests {
         }
         assert!(backend.try_job(|_| {}), "the user's request was dropped");
         assert_eq!(rx.try_iter().count(), 2);
+    }
+
+    /// Regression: a contact's welcome declined past the members their
+    /// groups may hold here ([`strand_sync::MAX_WELCOMED_MEMBERS`]) was
+    /// told as a budget of bytes, "more than the 64.0 kB this device
+    /// keeps for them", and past their 4,096 welcomes as "4.1 kB". The
+    /// notice now says what the figure counts.
+    #[test]
+    fn the_over_budget_notice_says_what_the_budget_counts() {
+        use strand_node::BudgetUnit;
+        let notice = |budget, unit| {
+            let mut changes = Changes::default();
+            changes.add(NodeEvent::OverBudget {
+                contact: "Mal".into(),
+                group: None,
+                group_key: None,
+                budget,
+                unit,
+            });
+            changes.over_budget.expect("a notice")
+        };
+        let members = strand_sync::MAX_WELCOMED_MEMBERS as u64;
+        let n = notice(members, BudgetUnit::Members);
+        assert!(
+            n.starts_with("Mal has welcomed you into groups with more than the 64,000 members"),
+            "{n}"
+        );
+        let n = notice(4096, BudgetUnit::Welcomes);
+        assert!(
+            n.starts_with("Mal has sent more than the 4,096 welcomes into groups"),
+            "{n}"
+        );
+        let n = notice(20_000, BudgetUnit::Bytes);
+        assert!(n.starts_with("Mal has sent more than the 20.0 kB"), "{n}");
     }
 
     /// Messages deleted when their timer ran out are taken off the

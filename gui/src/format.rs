@@ -134,6 +134,19 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// "64,000": a count, its thousands set apart.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// "AB" for "Alice Baker", "A" for "alice".
 pub fn initials(name: &str) -> String {
     let mut words = name.split_whitespace().filter_map(|w| w.chars().next());
@@ -269,6 +282,9 @@ mod tests {
         assert_eq!(initials("  "), "");
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_234_567), "1.2 MB");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(64_000), "64,000");
+        assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(preview("\nfirst line\nsecond"), "first line…");
         assert_eq!(hue("Alice"), hue("Alice"));
         assert_ne!(hue("Alice"), hue("Bob"));

@@ -50,7 +50,7 @@ use std::path::PathBuf;
 
 pub use cli::args;
 pub use profile::base::{hex, now};
-pub use profile::budget::Budgets;
+pub use profile::budget::{BudgetUnit, Budgets};
 pub use profile::bundles::{Exported, Imported};
 pub use profile::carried::{CarrySettings, CarryStatus};
 pub use profile::crypto::{os_rng, KdfParams};

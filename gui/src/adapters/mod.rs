@@ -14,6 +14,7 @@ pub mod picker;
 pub mod settings;
 
 use slint::ComponentHandle;
+use strand_node::BudgetUnit;
 
 use crate::backend::{Backend, Changes, Core};
 use crate::{AppAdapter, AppWindow, Screen, SettingsAdapter};
@@ -175,17 +176,29 @@ pub(crate) fn save_file(core: &Core, id: String) -> Option<String> {
 }
 
 /// What the app says when a contact's (or a group member's) messages are
-/// over the budget this device keeps for them. The names are others'
-/// words (a member's may be any admin's), shown safely.
-pub(crate) fn budget_notice(contact: &str, group: Option<&str>, budget: u64) -> String {
+/// over the budget this device keeps for them: `budget` counts bytes, or,
+/// for a contact's welcomes into groups, the welcomes or their groups'
+/// members, as `unit` says. The names are others' words (a member's may
+/// be any admin's), shown safely.
+pub(crate) fn budget_notice(
+    contact: &str,
+    group: Option<&str>,
+    budget: u64,
+    unit: BudgetUnit,
+) -> String {
     let who = strand_node::display::one_line(contact);
     let whose = match group {
         Some(g) => format!("{who} in {}", strand_node::display::one_line(g)),
         None => who,
     };
+    let n = crate::format::count(budget);
+    let (done, what) = match unit {
+        BudgetUnit::Bytes => ("sent", crate::format::bytes(budget)),
+        BudgetUnit::Welcomes => ("sent", format!("{n} welcomes into groups")),
+        BudgetUnit::Members => ("welcomed you into groups with", format!("{n} members")),
+    };
     format!(
-        "{whose} has sent more than the {} this device keeps for them; the rest waits until there is room.",
-        crate::format::bytes(budget)
+        "{whose} has {done} more than the {what} this device keeps for them; the rest waits until there is room."
     )
 }
 
@@ -440,12 +453,19 @@ fn refresh_lists(core: &mut Core) {
 
 #[cfg(test)]
 mod tests {
+    use strand_node::BudgetUnit;
+
     /// A member's name (an admin's choice) and a group's name may hold a
     /// right-to-left override: the notice shows it, and it turns nothing
     /// around ("(unverified)" stays where it is).
     #[test]
     fn the_over_budget_notice_shows_names_safely() {
-        let n = super::budget_notice("Eve\u{202e}x (unverified)", Some("ops\u{202e}"), 512 * 1024);
+        let n = super::budget_notice(
+            "Eve\u{202e}x (unverified)",
+            Some("ops\u{202e}"),
+            512 * 1024,
+            BudgetUnit::Bytes,
+        );
         assert!(!n.contains('\u{202e}'), "{n}");
         assert!(
             n.starts_with(
@@ -453,7 +473,7 @@ mod tests {
             ),
             "{n}"
         );
-        let n = super::budget_notice("Bob", None, 64 << 20);
+        let n = super::budget_notice("Bob", None, 64 << 20, BudgetUnit::Bytes);
         assert!(n.starts_with("Bob has sent more than the 67.1 MB"), "{n}");
     }
 }

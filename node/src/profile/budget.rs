@@ -349,6 +349,21 @@ pub enum Over {
     FormerMember,
 }
 
+/// What a budget counts, as [`crate::NodeEvent::OverBudget`] gives its
+/// figure: bytes, but for the bounds on a contact's welcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetUnit {
+    /// Bytes of stored messages.
+    #[default]
+    Bytes,
+    /// Welcomes into groups ([`MAX_WELCOMES_PER_CONTACT`]).
+    Welcomes,
+    /// Members of the groups one contact welcomed this device into
+    /// ([`strand_sync::MAX_WELCOMED_MEMBERS`]).
+    Members,
+}
+
 /// A message declined, and whose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declined {

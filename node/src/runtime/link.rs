@@ -27,6 +27,7 @@ use futures::stream::FuturesOrdered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use strand_sync::{
     Event, Group, GroupId, Inbound, Key, Kind, PublicIdentity, Session, SessionError, Verdict,
+    MAX_WELCOMED_MEMBERS,
 };
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::guard::Pending;
 use super::registry::{Command, Joining, SessionId};
 use super::{LinkError, NodeEvent, Shared};
-use crate::profile::budget::{Declined, Over};
+use crate::profile::budget::{
+    BudgetUnit as Unit, Declined, Over, MAX_KEY_BYTES, MAX_WELCOMES_PER_CONTACT,
+};
 use crate::runtime::limits::{
     LINK_DRAIN, MAX_BATCHES_IN_FLIGHT, MAX_POOL_WAITING, READ_CHUNK, READ_QUEUE, SESSION_COMMANDS,
     WRITE_QUEUE,
@@ -431,14 +434,14 @@ impl Pump {
                 .map(|(_, n, _)| n.clone())
                 .unwrap_or_default();
             let budgets = &self.node.config.budgets;
-            let (budget, flag) = match d.over {
-                Over::Contact => (budgets.per_contact, "--budget-per-contact"),
-                Over::Member => (budgets.per_member, "--budget-per-member"),
-                Over::Group => (budgets.per_group, "--budget-per-group"),
-                Over::UnknownKinds => (budgets.unknown_kinds, ""),
-                Over::Welcomes => (crate::profile::budget::MAX_WELCOMES_PER_CONTACT, ""),
-                Over::WelcomedMembers => (strand_sync::MAX_WELCOMED_MEMBERS as u64, ""),
-                Over::KeyMessages => (crate::profile::budget::MAX_KEY_BYTES, ""),
+            let (budget, unit, flag) = match d.over {
+                Over::Contact => (budgets.per_contact, Unit::Bytes, "--budget-per-contact"),
+                Over::Member => (budgets.per_member, Unit::Bytes, "--budget-per-member"),
+                Over::Group => (budgets.per_group, Unit::Bytes, "--budget-per-group"),
+                Over::UnknownKinds => (budgets.unknown_kinds, Unit::Bytes, ""),
+                Over::Welcomes => (MAX_WELCOMES_PER_CONTACT, Unit::Welcomes, ""),
+                Over::WelcomedMembers => (MAX_WELCOMED_MEMBERS as u64, Unit::Members, ""),
+                Over::KeyMessages => (MAX_KEY_BYTES, Unit::Bytes, ""),
                 Over::FormerMember => {
                     tracing::warn!(
                         "declined messages from someone no longer in a group (or no longer an admin of it), written into an epoch they still hold"
@@ -451,6 +454,7 @@ impl Pump {
             tracing::debug!(author = %author, via = %from, group = group.as_deref().unwrap_or(""), "over budget");
             tracing::warn!(
                 budget,
+                ?unit,
                 over = ?d.over,
                 "over the storage budget: the rest of their messages waits for a later sync{}",
                 if flag.is_empty() { String::new() } else { format!(" (raise it with {flag})") }
@@ -460,6 +464,7 @@ impl Pump {
                 group,
                 group_key: d.group.as_ref().map(crate::group_key),
                 budget,
+                unit,
             });
         }
     }

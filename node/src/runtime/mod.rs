@@ -313,8 +313,13 @@ pub enum NodeEvent {
         /// That group's key ([`crate::group_key`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group_key: Option<String>,
-        /// The budget, in bytes.
+        /// The budget, in `unit`s.
         budget: u64,
+        /// What `budget` counts: bytes, but for the bounds on a contact's
+        /// welcomes (their number, and the members of their groups).
+        /// Bytes if absent (an event from a node before it).
+        #[serde(default)]
+        unit: crate::BudgetUnit,
     },
     /// Parts of a file, or its description, arrived: `have` of its
     /// `total` parts are here (one event per stored batch that holds some
