@@ -86,6 +86,7 @@ mod session;
 mod store;
 mod timer;
 mod token;
+mod walks;
 
 pub use bundle::{
     bundle_contact, BundleError, BundleMeta, BundleReader, BundleWriter, BUNDLE_HEADER_LEN,
@@ -126,6 +127,7 @@ pub use session::{Config, Event, SentParts, Session, Stats};
 pub use store::{Key, KeyRange, MemoryStore, Store, Summary, TagKey, WriteStore};
 pub use timer::{decode_timer, encode_timer, MAX_TIMER, MIN_TIMER};
 pub use token::{epoch, Advert, Beacon, ADVERT_LEN, BEACON_LEN};
+pub use walks::WalkAllowance;
 
 /// Bytes that do not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -105,6 +105,9 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 /// resynced) pays one walk back, and so does time
 /// ([`RECON_WORK_REFILL`]). A frame that arrives with this many walks
 /// unpaid waits, unanswered, as an opening past [`REOPEN_ALLOWANCE`] does.
+/// The count is the contact's, not a session's: a session starts from
+/// what the contact's last one left ([`crate::WalkAllowance`]), so a
+/// contact that drops the link and dials again gets no fresh walks.
 /// Before, a peer that answered every reply with a fingerprint of the
 /// whole log that differs had us summarise and split the log once a round
 /// for [`MAX_ROUNDS_PER_GROUP`] rounds: some 8,000 walks an exchange.
@@ -123,10 +126,12 @@ pub const RECON_WORK_WALKS: u64 = 32;
 pub const RECON_WORK_FLOOR: u64 = 4096;
 
 /// Walks of each group's log paid back every [`REOPEN_REFILL_EVERY`]
-/// besides progress: about what answering a re-opening costs (a summary
-/// and a split) and a round or two after it. So a peer whose exchange
-/// moves nothing waits about a minute for a round or two, and one that
-/// works us with nothing new gets 4 walks of each log a minute.
+/// besides progress, between a contact's sessions too
+/// ([`crate::WalkAllowance::refill`]): about what answering a re-opening
+/// costs (a summary and a split) and a round or two after it. So a peer
+/// whose exchange moves nothing waits about a minute for a round or two,
+/// and one that works us with nothing new gets 4 walks of each log a
+/// minute.
 pub const RECON_WORK_REFILL: u64 = 4;
 
 /// Re-openings of a group (an OPEN after its exchange ended) a peer may

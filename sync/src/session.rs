@@ -21,6 +21,7 @@ use crate::preamble::{self, MAX_RECORD};
 use crate::recon::{self, Send};
 use crate::store::{Key, KeyRange, Metered, Store, TagKey, WriteStore};
 use crate::token::{Beacon, BEACON_LEN};
+use crate::walks::{WalkAllowance, Work};
 use crate::{HandshakeError, Invalid, SessionError};
 
 const TAG_LEN: usize = 16;
@@ -318,38 +319,6 @@ struct Exchange {
     done: bool,
 }
 
-/// What answering the peer's reconciliation of one group has cost us, in
-/// keys visited, and progress and time have not paid back (PROTOCOL.md
-/// §8.5, [`RECON_WORK_WALKS`]).
-#[derive(Debug, Default, Clone, Copy)]
-struct Work {
-    /// Keys our answers to the peer visited, less what was paid back;
-    /// never below zero: what the peer may spend ahead is the allowance,
-    /// not savings.
-    debt: u64,
-    /// The log's size as this side last counted all of it.
-    log: u64,
-}
-
-impl Work {
-    /// What one walk of the log counts: its size, at least
-    /// [`RECON_WORK_FLOOR`].
-    fn walk(&self) -> u64 {
-        self.log.max(RECON_WORK_FLOOR)
-    }
-
-    /// Whether the peer has made us walk the log [`RECON_WORK_WALKS`] times
-    /// over what was paid back: its next frame for the group waits.
-    fn spent(&self) -> bool {
-        self.debt >= RECON_WORK_WALKS.saturating_mul(self.walk())
-    }
-
-    /// Pays back `walks` walks of the log.
-    fn pay(&mut self, walks: u64) {
-        self.debt = self.debt.saturating_sub(walks.saturating_mul(self.walk()));
-    }
-}
-
 /// A frame of the peer's waiting, unanswered and unread, until its group
 /// has work left and, for a re-opening, a re-opening left (PROTOCOL.md
 /// §8.5).
@@ -465,8 +434,9 @@ pub struct Session {
     reopens: BTreeMap<GroupId, u32>,
     /// What answering the peer's reconciliation of each group cost that
     /// progress and time have not paid back: at most one entry per synced
-    /// group.
-    work: BTreeMap<GroupId, Work>,
+    /// group. Full at the start, or taken on from the contact's last
+    /// session ([`Session::resume_walks`]).
+    walks: WalkAllowance,
     /// Tags of the messages whose sending in full paid back a walk
     /// ([`MAX_PAID_SENDS`]).
     paid: BTreeSet<u64>,
@@ -568,7 +538,7 @@ impl Session {
             resync: BTreeSet::new(),
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
-            work: BTreeMap::new(),
+            walks: WalkAllowance::full(now),
             paid: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_bytes: 0,
@@ -684,6 +654,29 @@ impl Session {
             && self.inbound_pending() == 0
     }
 
+    /// What is left of the peer's walks of each group's log (PROTOCOL.md
+    /// §8.5): at the session's end, what the caller keeps for the contact
+    /// and hands to its next session ([`Session::resume_walks`]), so a
+    /// contact that drops the link and dials again gets no fresh
+    /// allowance.
+    pub fn walks_left(&self) -> WalkAllowance {
+        self.walks.clone()
+    }
+
+    /// Takes on what the contact's last session left of its walks
+    /// ([`Session::walks_left`]), refilled by time to `now`
+    /// ([`WalkAllowance::refill`]): what that one spent and progress and
+    /// time have not paid back counts here too, on top of what this one
+    /// has counted. Call it on [`Event::Established`] with what was kept
+    /// for the peer (the contact is not known before). The frames of the
+    /// peer's that came with the handshake (one per group at most, as
+    /// turns are strict) may have been answered already: they are counted
+    /// all the same. Only the groups this session syncs are taken on.
+    pub fn resume_walks(&mut self, now: Time, left: WalkAllowance) {
+        let groups = &self.groups;
+        self.walks.resume(now, left, |g| groups.contains_key(g));
+    }
+
     /// The next thing to report, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -725,10 +718,10 @@ impl Session {
                     for left in self.reopens.values_mut() {
                         *left = (*left + 1).min(REOPEN_ALLOWANCE);
                     }
-                    for work in self.work.values_mut() {
-                        work.pay(RECON_WORK_REFILL);
-                    }
                 }
+                // Walks come back with time by the one rule, the same a
+                // contact's next session is refilled by.
+                self.walks.refill(now);
                 if now >= self.last_recv.saturating_add(IDLE_TIMEOUT) {
                     self.fail(SessionError::Timeout);
                 } else if now >= self.last_send.saturating_add(KEEPALIVE_INTERVAL)
@@ -825,7 +818,7 @@ impl Session {
     /// A message of `group` moved between the two: progress, which pays
     /// back a walk of the group's log (§8.5).
     fn progress(&mut self, group: &GroupId) {
-        if let Some(work) = self.work.get_mut(group) {
+        if let Some(work) = self.walks.spent.get_mut(group) {
             work.pay(1);
         }
     }
@@ -834,13 +827,13 @@ impl Session {
     /// progress or time: it has made us walk the log [`RECON_WORK_WALKS`]
     /// times over what they paid back (PROTOCOL.md §8.5).
     fn work_spent(&self, group: &GroupId) -> bool {
-        self.work.get(group).is_some_and(Work::spent)
+        self.walks.spent.get(group).is_some_and(Work::spent)
     }
 
     /// Counts what answering the peer in `group` visited in `store`, and
     /// the log's size if it was counted whole.
     fn charge<S: Store>(&mut self, group: GroupId, store: &Metered<'_, S>) {
-        let work = self.work.entry(group).or_default();
+        let work = self.walks.spent.entry(group).or_default();
         if let Some(log) = store.log() {
             work.log = log;
         }
@@ -1428,7 +1421,7 @@ impl Session {
         let msg = recon::open(&store, &id, &self.tags).map_err(store_error)?;
         if let Some(log) = store.log() {
             // What a walk of the log costs, for the peer's answers.
-            self.work.entry(id).or_default().log = log;
+            self.walks.spent.entry(id).or_default().log = log;
         }
         self.control.push_back(frame(&id, &msg));
         self.exchanges.insert(

@@ -364,8 +364,9 @@ impl Pump {
         let last = std::mem::take(&mut self.confirmed);
         self.flush_marks();
         let registered = self.id.take();
-        if let Some(id) = registered {
-            self.node.registry.unregister(id, self.node.clock.now());
+        if let (Some(id), Some(peer)) = (registered, self.session.peer()) {
+            let (now, left) = (self.node.clock.now(), self.session.walks_left());
+            self.node.registry.unregister(id, peer, now, left);
         }
         let was_contact = registered
             .and(self.contact.as_ref())
@@ -526,6 +527,12 @@ impl Pump {
         for g in &groups {
             self.session.add_group(g.clone());
         }
+        // What the contact's earlier sessions left of its walks (the
+        // registry keeps it): one that drops the link and dials again gets
+        // none afresh.
+        let now = self.node.clock.now();
+        let left = self.node.registry.walks_left(&peer, now);
+        self.session.resume_walks(now, left);
         let joining = Joining {
             contact: peer,
             name: &name,

@@ -1,4 +1,5 @@
-//! The sessions that are up, by contact, and when each contact was seen.
+//! The sessions that are up, by contact, when each contact was seen, and
+//! what its sessions left of its walks.
 //!
 //! A session registers when its peer is authenticated (not before: a
 //! stranger never takes a contact's slot). At [`MAX_SESSIONS_PER_CONTACT`]
@@ -7,13 +8,25 @@
 //! old one cannot keep the real contact out. A session on a direct link
 //! (LAN, hole-punched, Bluetooth) also replaces the contact's relayed ones:
 //! the relay is the slower path and limits what it carries.
+//!
+//! What answering a contact's reconciliation may cost is bounded in walks
+//! of each group's log (strand-sync's [`WalkAllowance`], PROTOCOL.md §8.5),
+//! and the bound holds across the contact's sessions: a session that ends
+//! leaves what it had left here, and the contact's next one starts from
+//! it, refilled by time ([`Registry::walks_left`]). Dropping the link and
+//! dialling again buys nothing. Two sessions of one contact up at once
+//! each start from what was left when it came up, and what they leave is
+//! kept together, the more spent of each group's
+//! ([`WalkAllowance::keep`]): one that spent nothing does not undo the
+//! other's count by ending last, and a session replaced by a newer one
+//! leaves its count too.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use strand_sync::{AuthorId, GroupId, Key, PublicIdentity};
+use strand_sync::{AuthorId, GroupId, Key, PublicIdentity, WalkAllowance};
 use strand_transport::LinkKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +101,10 @@ struct Inner {
     seen: BTreeMap<PublicIdentity, Seen>,
     /// Messages each contact's sessions moved (received, or acknowledged).
     progress: BTreeMap<PublicIdentity, u64>,
+    /// What each contact's sessions left of its walks, while some are
+    /// spent (a full allowance is not kept): one per contact at most,
+    /// some 50 bytes a group it syncs.
+    walks: BTreeMap<PublicIdentity, WalkAllowance>,
     /// Announcements so far, and the latest few (see [`Registry::mark`]).
     seq: u64,
     recent: VecDeque<(u64, GroupId, Key)>,
@@ -239,9 +256,32 @@ impl Registry {
         Ok((id, missed))
     }
 
-    /// A session ended.
-    pub(crate) fn unregister(&self, id: SessionId, now: u64) {
+    /// A session with `contact` ended (or was told to: replaced by a newer
+    /// one, it has left the registry already), leaving `left` of the
+    /// contact's walks (its [`strand_sync::Session::walks_left`]): kept for
+    /// the contact's next session while any are spent, unless the contact
+    /// was deleted.
+    pub(crate) fn unregister(
+        &self,
+        id: SessionId,
+        contact: &PublicIdentity,
+        now: u64,
+        left: WalkAllowance,
+    ) {
         let mut inner = self.inner.lock().expect("registry lock");
+        if inner.seen.contains_key(contact) {
+            if let Some(kept) = inner.walks.get_mut(contact) {
+                kept.keep(now, left);
+            } else {
+                inner.walks.insert(*contact, left);
+            }
+        }
+        // Refilled by time, a contact's allowance is whole again within
+        // minutes: those are not kept.
+        inner.walks.retain(|_, w| {
+            w.refill(now);
+            !w.is_full()
+        });
         if let Some(e) = inner.sessions.remove(&id) {
             let still = best_kind(&inner, &e.contact);
             if let Some(s) = inner.seen.get_mut(&e.contact) {
@@ -252,6 +292,20 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// What `contact`'s sessions left of its walks, refilled by time
+    /// to `now` (the whole allowance if nothing is kept): what its next
+    /// session starts from ([`strand_sync::Session::resume_walks`]).
+    pub(crate) fn walks_left(&self, contact: &PublicIdentity, now: u64) -> WalkAllowance {
+        let inner = self.inner.lock().expect("registry lock");
+        let mut left = inner
+            .walks
+            .get(contact)
+            .cloned()
+            .unwrap_or_else(|| WalkAllowance::full(now));
+        left.refill(now);
+        left
     }
 
     /// How many messages `contact`'s sessions have moved (to tell a link
@@ -374,6 +428,7 @@ impl Registry {
         });
         inner.seen.remove(contact);
         inner.progress.remove(contact);
+        inner.walks.remove(contact);
     }
 
     /// Tells every session to close.
@@ -489,7 +544,7 @@ mod tests {
         assert_eq!(r.sessions(), 1);
         assert_eq!(r.seen(|_| None)[0].link, "hole-punched");
         // Its end does not mark the contact gone.
-        r.unregister(a, 2);
+        r.unregister(a, &contact(1), 2, WalkAllowance::full(2));
         assert!(r.seen(|_| None)[0].connected);
         let again = CancellationToken::new();
         r.register(j(1, "ann", LinkKind::Relay, 3, 0), tx, again.clone())
@@ -500,7 +555,7 @@ mod tests {
             "hole-punched",
             "the best link shows"
         );
-        r.unregister(b, 4);
+        r.unregister(b, &contact(1), 4, WalkAllowance::full(4));
         assert_eq!(r.seen(|_| None)[0].link, "relay");
         assert!(r.seen(|_| None)[0].connected);
     }

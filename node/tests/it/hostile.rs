@@ -1,12 +1,13 @@
 //! Attacks on real nodes over real sockets: a stranger's flood,
-//! replayed hellos, receipts without acknowledgements.
+//! replayed hellos, receipts without acknowledgements, a contact that
+//! dials again for fresh walks of a log.
 
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Multiaddr;
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
-use strand_sync::Config;
+use strand_sync::{Config, GroupId, Session};
 use strand_transport::{Lan, LanConfig, Transport};
 
 use crate::flood::flood;
@@ -308,6 +309,131 @@ async fn an_unacknowledged_message_is_never_shown_delivered() {
     assert_eq!(
         alice.profile().delivery(&group, &key).unwrap(),
         Some(Delivery::Sent)
+    );
+    drop(link);
+    alice.shutdown().await;
+}
+
+/// How long Alice's node is quiet before Bob's session counts as settled.
+const QUIET: Duration = Duration::from_millis(500);
+/// How long Bob waits for an answer before he counts his frame as waiting.
+const ANSWER: Duration = Duration::from_secs(2);
+
+/// Bob, played by the test, on a link of his own to Alice's node: his
+/// session runs until it is idle and Alice has been quiet for `QUIET`.
+async fn bob_syncs(lan: &Lan, addr: &Multiaddr, b: &Profile) -> (strand_transport::Link, Session) {
+    let mut link = lan.dial(addr).unwrap().await.unwrap();
+    let mut s = b
+        .endpoint()
+        .dial(Config::default(), strand_node::now(), &mut os_rng());
+    let mut store = b.store().unwrap();
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        while let Some(out) = s.poll_transmit(strand_node::now(), &store) {
+            link.stream.write_all(&out).await.unwrap();
+        }
+        link.stream.flush().await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Bob's session settles"
+        );
+        let read = tokio::time::timeout(QUIET, link.stream.read(&mut buf));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => {
+                s.handle_input(strand_node::now(), &buf[..n], &store)
+                    .unwrap();
+                s.settle(strand_node::now(), &mut store);
+            }
+            Ok(_) => panic!("Alice's node hung up"),
+            Err(_) if s.is_idle() => break,
+            Err(_) => {}
+        }
+    }
+    store.commit().unwrap();
+    (link, s)
+}
+
+/// Bob answers every reply of Alice's in `group` with a fingerprint of the
+/// whole log that she does not have, so she splits it: an OPEN first, then
+/// a RECON a round, until she writes nothing back for `ANSWER`. Returns
+/// how many she answered.
+async fn whole_log_fingerprints(
+    link: &mut strand_transport::Link,
+    s: &mut Session,
+    group: GroupId,
+) -> u64 {
+    let mut answered = 0;
+    let mut buf = vec![0u8; 65536];
+    for round in 0..1_000u64 {
+        // One item up to ∞ (PROTOCOL.md §8.1): a count that is not hers
+        // and a sum she does not have.
+        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut body = group.0.to_vec();
+        body.extend_from_slice(&[0, 1]);
+        body.extend_from_slice(&[0xc0, 0x84, 0x3d]); // 1,000,000 as a varint
+        body.extend_from_slice(&made_up.to_le_bytes());
+        // RECON is 0x01, OPEN 0x0c; a frame is its type, a varint length
+        // and the body.
+        let kind = if round == 0 { 0x0c } else { 0x01 };
+        let plain = [&[kind, body.len() as u8][..], &body].concat();
+        let packet = s.send_raw_packet(&plain).unwrap();
+        link.stream.write_all(&packet).await.unwrap();
+        link.stream.flush().await.unwrap();
+        let read = tokio::time::timeout(ANSWER, link.stream.read(&mut buf));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => answered += 1,
+            _ => break,
+        }
+    }
+    answered
+}
+
+/// A contact that had made Alice's node walk a log `RECON_WORK_WALKS`
+/// times on one session could drop the link and dial again for as many
+/// walks more, as often as it liked: the walks were counted per session.
+/// The node keeps what a contact's session leaves and starts its next
+/// session from it, so the contact's new link waits as its last one did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_that_dials_again_gets_no_fresh_walks_of_a_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path());
+    // A log of 300 in their conversation, both holding all of it.
+    let mut rng = os_rng();
+    let start = 1_700_000_000_000 - 1_000_000;
+    let (group, _) = b.write("Alice", "b0", start, &mut rng).unwrap();
+    for i in 1..300 {
+        b.write("Alice", &format!("b{i}"), start + i * 1000, &mut rng)
+            .unwrap();
+    }
+    crate::sync::sync(&a, &b);
+    let alice = Node::start(
+        a,
+        NodeConfig {
+            lan: loopback(),
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = addr_of(&alice, false).await;
+    let mut events = alice.subscribe();
+    let (tx, _ev) = tokio::sync::mpsc::channel(16);
+    let lan = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let (mut link, mut s) = bob_syncs(&lan, &addr, &b).await;
+    let first = whole_log_fingerprints(&mut link, &mut s, group).await;
+    // Each answer walks her log of 300 twice, and a walk of a log that
+    // small counts as 4,096 keys: some 200 answers make 32 walks.
+    assert!(first > 100, "{first} answered on the first link");
+    drop(link);
+    until(&mut events, |e| matches!(e, NodeEvent::Disconnected { .. })).await;
+    // At once on a new link: what the last one left is where it starts.
+    let (mut link, mut s) = bob_syncs(&lan, &addr, &b).await;
+    let again = whole_log_fingerprints(&mut link, &mut s, group).await;
+    // A minute's refill (a slow run) would answer some 27 more.
+    assert!(
+        again * 4 < first,
+        "{again} answered on the second link, {first} on the first"
     );
     drop(link);
     alice.shutdown().await;

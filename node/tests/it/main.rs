@@ -35,7 +35,8 @@
 //!   posts and timers into old epochs.
 //! - `hostile`: attacks on real nodes: a stranger's flood,
 //!   replayed hellos (and after a restart), receipts without
-//!   acknowledgements; shutdown releases the profile.
+//!   acknowledgements, a contact dialling again for fresh walks of a log;
+//!   shutdown releases the profile.
 //! - `transcript`: the node writes strand-sync's reference bytes for a
 //!   fixed link (the simulator's test checks the same).
 //! - `transports`: one node on the LAN and emulated links at once, each

@@ -32,7 +32,7 @@ fn pair(tmp: &std::path::Path) -> (Profile, Profile) {
 
 /// Runs one link between the two profiles until quiet (Alice dials),
 /// storing what arrives in each profile's redb file.
-fn sync(a: &Profile, b: &Profile) -> (Vec<Event>, Vec<Event>) {
+pub(crate) fn sync(a: &Profile, b: &Profile) -> (Vec<Event>, Vec<Event>) {
     let mut rng = os_rng();
     let mut sa = a.endpoint().dial(Config::default(), NOW, &mut rng);
     let mut sb = b.endpoint().accept(Config::default(), NOW, &mut rng);

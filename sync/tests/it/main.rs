@@ -6,7 +6,8 @@
 //! - `session`: scripted two-peer sessions over the virtual-time harness:
 //!   fresh sync, large logs, strangers, tampering, truncation, replay,
 //!   oversize messages, timeouts, live messages, delivery, BLE-sized
-//!   packets, lossy links, determinism, re-openings bounded by news.
+//!   packets, lossy links, determinism, re-openings bounded by news,
+//!   walks of a log bounded across a contact's sessions.
 //! - `beacon`: discovery beacons and handshake tokens.
 //! - `properties`: proptest: any two random logs converge to their union.
 //! - `collision`: a member's colliding fingerprint sets cannot hide messages.

@@ -1563,6 +1563,14 @@ impl Store for Counted {
 fn linked_over_a_counted_log(seed: u64, n: u64) -> (Pair, Session, Session, Counted) {
     let mut pair = Pair::new(seed);
     shared_history(&mut pair, n as usize);
+    let (a, b, store) = counted_link(&mut pair);
+    (pair, a, b, store)
+}
+
+/// Links the pair's Alice and Bob (again: Bob's store must be back in the
+/// pair), syncs them, and takes their sessions out of the pair and Bob's
+/// store into a count.
+fn counted_link(pair: &mut Pair) -> (Session, Session, Counted) {
     pair.connect();
     pair.drive();
     assert_eq!(pair.b.close_error(), None);
@@ -1572,7 +1580,41 @@ fn linked_over_a_counted_log(seed: u64, n: u64) -> (Pair, Session, Session, Coun
         store: std::mem::take(&mut pair.b.store),
         visits: Cell::new(0),
     };
-    (pair, a, b, store)
+    (a, b, store)
+}
+
+/// Alice, played by the test, answers every reply of Bob's in `group` with
+/// a fingerprint of the whole log (`log` messages) that Bob does not have,
+/// so he splits: an OPEN first, then a RECON a round, for 400 rounds or
+/// until Bob writes nothing back. Returns how many Bob answered.
+fn whole_log_fingerprints(
+    a: &mut Session,
+    b: &mut Session,
+    store: &Counted,
+    group: GroupId,
+    log: u64,
+    now: u64,
+) -> u64 {
+    let mut answered = 0;
+    for round in 0..400u64 {
+        // One item up to ∞ (PROTOCOL.md §8.1): a fingerprint of as many
+        // messages as Bob holds with a sum he does not have, so he splits.
+        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut body = group.0.to_vec();
+        body.extend_from_slice(&[0, 1]);
+        varint(log, &mut body);
+        body.extend_from_slice(&made_up.to_le_bytes());
+        // The first opens the group again; the others answer Bob's split.
+        let kind = if round == 0 { OPEN } else { RECON };
+        let packet = a.send_raw_packet(&frame(kind, &body)).unwrap();
+        b.handle_input(now, &packet, store).unwrap();
+        // The contact reads Bob's reply, and stops when none comes.
+        if b.poll_transmit(now, store).is_none() {
+            break;
+        }
+        answered += 1;
+    }
+    answered
 }
 
 /// A contact opened a group whose exchange was over again and again, each
@@ -1732,25 +1774,7 @@ fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() 
     let (pair, mut a, mut b, store) = linked_over_a_counted_log(79, LOG);
     let group = pair.a.group().id;
     let now = pair.now;
-    let mut answered = 0;
-    for round in 0..400u64 {
-        // One item up to ∞ (PROTOCOL.md §8.1): a fingerprint of as many
-        // messages as Bob holds with a sum he does not have, so he splits.
-        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut body = group.0.to_vec();
-        body.extend_from_slice(&[0, 1]);
-        varint(LOG, &mut body);
-        body.extend_from_slice(&made_up.to_le_bytes());
-        // The first opens the group again; the others answer Bob's split.
-        let kind = if round == 0 { OPEN } else { RECON };
-        let packet = a.send_raw_packet(&frame(kind, &body)).unwrap();
-        b.handle_input(now, &packet, &store).unwrap();
-        // The contact reads Bob's reply, and stops when none comes.
-        if b.poll_transmit(now, &store).is_none() {
-            break;
-        }
-        answered += 1;
-    }
+    let answered = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, now);
     // Two walks an answer; the last one may go past the allowance.
     let visits = store.visits.get();
     assert!(
@@ -1767,6 +1791,54 @@ fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() 
     assert!(b.poll_transmit(later, &store).is_some());
     assert_eq!(store.visits.get(), visits + 2 * LOG, "answered in time");
     assert!(!b.is_closed());
+}
+
+/// A contact that had made us walk a log `RECON_WORK_WALKS` times on one
+/// session could drop the link and dial again for 32 walks more, as often
+/// as it liked: the walks were counted per session, and a session is cheap
+/// to make. What a session leaves (`Session::walks_left`) is where the
+/// contact's next one starts now (`Session::resume_walks`), refilled by
+/// time alone, and never past the whole allowance.
+#[test]
+fn a_contact_that_dials_again_gets_no_fresh_walks() {
+    const LOG: u64 = 5_000;
+    let walk = LOG.max(RECON_WORK_FLOOR);
+    let (mut pair, mut a, mut b, store) = linked_over_a_counted_log(89, LOG);
+    let group = pair.a.group().id;
+    let first = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, pair.now);
+    let spent = store.visits.get();
+    assert!(
+        spent >= (RECON_WORK_WALKS - 4) * walk,
+        "the first session spent its walks: {first} replies answered, {spent} keys visited"
+    );
+    // The link drops; the contact dials again at once, and Bob's new
+    // session starts from what the last one left, as the node hands it.
+    let left = b.walks_left();
+    drop((a, b));
+    pair.b.store = store.store;
+    let (mut a, mut b, store) = counted_link(&mut pair);
+    b.resume_walks(pair.now, left);
+    let again = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, pair.now);
+    let visits = store.visits.get();
+    assert_eq!(
+        (again, visits),
+        (0, 0),
+        "on the second session: {again} replies answered, {visits} keys visited"
+    );
+    assert!(!b.is_closed(), "its frame waits");
+    // An hour later time has given all the walks back, and no more.
+    let left = b.walks_left();
+    drop((a, b));
+    pair.b.store = store.store;
+    pair.drive_for(60 * REOPEN_REFILL_EVERY);
+    let (mut a, mut b, store) = counted_link(&mut pair);
+    b.resume_walks(pair.now, left);
+    let later = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, pair.now);
+    let visits = store.visits.get();
+    assert!(
+        later > 0 && visits <= (RECON_WORK_WALKS + 2) * walk,
+        "an hour later: {later} replies answered, {visits} keys visited"
+    );
 }
 
 /// A review of the work bound: each message sent in full paid back a walk
