@@ -41,7 +41,13 @@
 //! revoked or to have left; an entry from a welcomer since revoked (or
 //! gone) counts only if its path holds the removal (or her Leave). Nor is
 //! one taken past [`MAX_WELCOMED_MEMBERS`] members held from the epochs
-//! its author welcomed the reader into ([`Chain::welcome_fits`]).
+//! its author welcomed the reader into ([`Chain::welcome_fits`]). A
+//! newcomer cannot tell whether the add it was welcomed by won its fork
+//! (it cannot read the epoch forked), so when an add of it lost and
+//! another took effect (two admins added it at once), the creator, and
+//! the author of the add that lost, welcome it where it was added
+//! ([`Chain::welcomes_again`]); an entry the creator welcomed it into
+//! passes over every other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -1036,6 +1042,49 @@ impl Epoch {
         )?)
     }
 
+    /// Whether the 1:1 log `pair` in `store` holds a WELCOME by `author`
+    /// into the epoch `epoch`: a welcome written again
+    /// ([`Chain::welcomes_again`]) is written once. Reads the log's
+    /// welcomes only, each opened but not checked (they are stored, so
+    /// found valid).
+    pub fn welcomed_into<S: Store>(
+        store: &S,
+        pair: &Group,
+        author: &AuthorId,
+        epoch: &GroupId,
+    ) -> Result<bool, S::Error> {
+        let mut welcomes = Vec::new();
+        let mut failed = None;
+        store.scan(&pair.id, &KeyRange::ALL, &mut |k| {
+            match store.kind(&pair.id, k) {
+                Ok(kind) if kind == Some(Kind::WELCOME) => welcomes.push(*k),
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for k in welcomes {
+            let Some(bytes) = store.get(&pair.id, &k)? else {
+                continue;
+            };
+            let Ok(msg) = Message::decode(bytes) else {
+                continue;
+            };
+            if msg.author() == *author
+                && Epoch::welcome_size(pair, &msg).is_some_and(|w| w.epoch == *epoch)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Reads a WELCOME message from the 1:1 log `pair`: the epoch, if `me`
     /// is a member of it and its author may have written it (the creator
     /// for a first epoch, an admin of the epoch for a later one). Whether
@@ -1634,10 +1683,15 @@ impl Chain {
     /// is new here. For a group this device already follows, only from
     /// its creator or from whoever welcomed it into the epoch its path
     /// starts at (an adder whose change lost a fork welcomes again, and
-    /// the creator when it made an adder's change again); the path then
-    /// starts from the entry that leads furthest ([`Chain::resolve`]). So
-    /// no one else — a removed member, or one who left, least of all,
-    /// even the adder — can move a member anywhere. (An epoch an admin
+    /// the creator when it made an adder's change again, or when an add
+    /// of this device lost a fork and another took effect:
+    /// [`Chain::welcomes_again`]); the path then starts from the entry that
+    /// leads furthest ([`Chain::resolve`]), but an entry the creator
+    /// welcomed it into (its path not ending out) passes over every other.
+    /// So no one else — a removed member, or one who left, least of all,
+    /// even the adder — can move a member anywhere: not even the admin
+    /// whose add won such a fork, whose word this device cannot tell from
+    /// a made-up sibling's (PROTOCOL.md §14.3). (An epoch an admin
     /// made up and welcomed her member into while still an admin, with a
     /// Leave of her own written into it, outlives her real Leave:
     /// PROTOCOL.md §14.3.) Nor is one taken that would hold more than
@@ -2043,6 +2097,21 @@ impl Chain {
                 !gone || self.takes_out(path, &e.by)
             })
             .collect();
+        // An entry the creator welcomed this device into, whose path does
+        // not end out, passes over every entry from anyone else: the
+        // creator reads the epochs it comes from, a joiner does not
+        // (PROTOCOL.md §14.3). An admin whose add of the device lost a
+        // fork may write on into her epoch, or have welcomed it into ones
+        // she made up, leading further; once the creator has welcomed it
+        // where the group is, none of that counts.
+        let by_creator = |w: &&(&Entry, Vec<GroupId>, End)| {
+            Some(w.0.by) == creator && !matches!(w.2, End::Out(_))
+        };
+        let standing: Vec<&(&Entry, Vec<GroupId>, End)> = if standing.iter().any(by_creator) {
+            standing.into_iter().filter(by_creator).collect()
+        } else {
+            standing
+        };
         let entries = if standing.is_empty() {
             walks.iter().collect()
         } else {
@@ -2332,6 +2401,60 @@ impl Chain {
             Ok(members) if members[..] == change.members[..] => vec![(last.id(), same)],
             _ => Vec::new(),
         }
+    }
+
+    /// Welcomes `me` should write again (PROTOCOL.md §14.3): `(epoch,
+    /// whom)` for each add that lost a fork on the path (of someone its
+    /// epoch did not list) while an add of the same newcomer took effect
+    /// further on: `epoch` is the first on the path that lists them (the
+    /// winner, when two admins added them at once; or where an add was
+    /// made again). The newcomer may have taken the welcome into the epoch
+    /// that lost: it cannot read the epoch they forked, so it cannot tell,
+    /// and it takes a welcome into a group it follows only from the
+    /// creator or from whoever welcomed it into its path's first epoch. So
+    /// the creator welcomes it there, and so does the author of the add
+    /// that lost (if that was the welcome it took); no one else would be
+    /// heard. Only an admin of the epoch may welcome into it; no one
+    /// revoked, or who left, is welcomed. The caller writes each welcome
+    /// once ([`Epoch::welcomed_into`]).
+    pub fn welcomes_again(&self, me: &AuthorId) -> Vec<(GroupId, PublicIdentity)> {
+        let mut out = Vec::new();
+        if self.is_legacy() {
+            return out;
+        }
+        let creator = self.epochs.values().next().map(|e| e.creator);
+        let left = self.left();
+        for (k, id) in self.path.iter().enumerate() {
+            let Some(parent) = self.epochs.get(id) else {
+                continue;
+            };
+            let won = self.winner(id).map(|t| t.key);
+            for lost in self.changes.get(id).into_iter().flatten() {
+                if Some(lost.key) == won || (Some(*me) != creator && lost.author != *me) {
+                    continue;
+                }
+                let Change::Add { public, .. } = &lost.change else {
+                    continue;
+                };
+                let sign = public.sign;
+                if parent.member(&sign).is_some()
+                    || self.revoked.contains(&sign)
+                    || left.contains(&sign)
+                {
+                    continue;
+                }
+                let added = self.path[k + 1..]
+                    .iter()
+                    .filter_map(|id| self.epochs.get(id))
+                    .find(|e| e.member(&sign).is_some());
+                if let Some(at) = added.filter(|at| at.is_admin(me)) {
+                    if !out.contains(&(at.id(), *public)) {
+                        out.push((at.id(), *public));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Key messages `me` should write: a request for every epoch it is

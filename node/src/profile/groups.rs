@@ -1154,9 +1154,12 @@ impl Profile {
     /// What the protocol asks of this device in the groups `roots` (§14):
     /// asks for a key its box did not give, hands keys to members who
     /// asked, makes again a change of its own that lost a fork, removes
-    /// removed members still in the newest epoch if it may, and makes a
+    /// removed members still in the newest epoch if it may, makes a
     /// change again whose key no one can give it when it outranks the
-    /// author. A few rounds, each reading what the last wrote.
+    /// author, and welcomes a contact again where the group added them
+    /// when an add of them lost a fork (the creator, or that add's author:
+    /// [`Chain::welcomes_again`]; once each). A few rounds, each reading
+    /// what the last wrote.
     ///
     /// What it wrote is returned even if a later step fails (that is
     /// logged, and the work done again when the group's next changes or
@@ -1187,14 +1190,15 @@ impl Profile {
         let me = identity.public().sign;
         for _ in 0..WORK_ROUNDS {
             let chains = self.chains();
-            let mut keys: Vec<(GroupId, Message)> = Vec::new();
+            // Key messages, and welcomes written again.
+            let mut messages: Vec<(GroupId, Message)> = Vec::new();
             let mut changes: Vec<(Epoch, Change)> = Vec::new();
             for chain in chains.iter().filter(|c| roots.contains(&c.root())) {
                 let work = chain.key_work(&me);
                 for (at, next) in &work.requests {
                     let epoch = chain.epoch(at).expect("requests are in held epochs");
                     tracing::info!("asking a group's other members for a new key");
-                    keys.push((
+                    messages.push((
                         *at,
                         epoch
                             .key_request(&identity, next, now, rng)
@@ -1204,12 +1208,38 @@ impl Profile {
                 for (at, to, next) in &work.shares {
                     let epoch = chain.epoch(at).expect("requests are in held epochs");
                     let next = chain.epoch(next).expect("shares are of held epochs");
-                    keys.push((
+                    messages.push((
                         *at,
                         epoch
                             .key_share(&identity, to, next, now, rng)
                             .map_err(group_error)?,
                     ));
+                }
+                let again = chain.welcomes_again(&me);
+                if !again.is_empty() {
+                    // The newcomer may hold only the epoch an add that
+                    // lost made, and takes a welcome from no one else.
+                    let view = self.read_view()?;
+                    let book = self.book();
+                    for (at, to) in again {
+                        let Some((record, contact)) = book.sync_contact(&to) else {
+                            continue;
+                        };
+                        let pair = contact.direct_group();
+                        if record.mailbox
+                            || Epoch::welcomed_into(&view, pair, &me, &at).map_err(db_error)?
+                        {
+                            continue;
+                        }
+                        let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
+                        tracing::info!("welcoming a new member again where the group added them");
+                        messages.push((
+                            pair.id,
+                            epoch
+                                .welcome(&identity, pair, now, rng)
+                                .map_err(group_error)?,
+                        ));
+                    }
                 }
                 for (at, change) in chain.overrides(&me) {
                     let epoch = chain.epoch(&at).expect("overrides are in held epochs");
@@ -1227,12 +1257,13 @@ impl Profile {
                 }
             }
             drop(chains);
-            if keys.is_empty() && changes.is_empty() {
+            if messages.is_empty() && changes.is_empty() {
                 break;
             }
-            if !keys.is_empty() {
+            if !messages.is_empty() {
                 let stored = self.write_txn(move |txn| {
-                    keys.iter()
+                    messages
+                        .iter()
                         .map(|(g, m)| crate::profile::store_own(txn, g, m))
                         .collect::<Result<Vec<_>, _>>()
                 })?;
@@ -1800,6 +1831,77 @@ mod tests {
         strand_sync::WriteStore::insert(&mut store, &pair.id, &msg).unwrap();
         store.commit().unwrap();
         (pair.id, msg.key())
+    }
+
+    /// Regression (the membership model's flake, 1 run in 28): Bob and
+    /// Dan, admins of Alice's group, add Xan into one epoch at once. Xan
+    /// cannot read that epoch, so cannot tell whose add won; if it took
+    /// the welcome of the add that lost, it refused the winner's (from
+    /// neither the creator nor its adder) and held a dead epoch for good.
+    /// Alice, the creator, whose welcome it takes, now welcomes it into
+    /// the winner: once, however often the group's work runs.
+    #[test]
+    fn the_creator_welcomes_again_whom_two_admins_added_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
+        let xan = strand_sync::Identity::generate("Xan", rng).unwrap();
+        p.add_contact(&dan.invite(), "Dan", 0, rng).unwrap();
+        p.add_contact(&xan.invite(), "Xan", 0, rng).unwrap();
+        let now = crate::profile::now();
+        p.create_group("desk", &["Bob".into(), "Dan".into()], now, rng)
+            .unwrap();
+        for name in ["Bob", "Dan"] {
+            p.change_group("desk", &GroupAction::MakeAdmin(name.into()), now, rng)
+                .unwrap();
+        }
+        let head = p.group_epochs("desk").unwrap().pop().unwrap();
+        assert!(head.is_admin(&bob.public().sign) && head.is_admin(&dan.public().sign));
+        let add = Change::Add {
+            public: xan.public(),
+            name: "Xan".into(),
+        };
+        let mut stored = Vec::new();
+        let mut made = Vec::new();
+        for admin in [&bob, &dan] {
+            let (msg, next) = head.propose(admin, add.clone(), now, rng).unwrap();
+            made.push((msg.id(), next.expect("an admin stays in").id()));
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &head.id(), &msg).unwrap();
+            store.commit().unwrap();
+            stored.push((head.id(), msg.key()));
+        }
+        // Of two admins' changes, the smaller id wins.
+        let won = made.iter().min().expect("two").1;
+        let pair = p.direct_group("Xan").unwrap();
+        let alice = p.identity().public().sign;
+        let welcomes = |p: &Profile| -> Vec<Message> {
+            let view = p.read_view().unwrap();
+            let mut keys = Vec::new();
+            Store::scan(&view, &pair.id, &strand_sync::KeyRange::ALL, &mut |k| {
+                keys.push(*k);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            keys.into_iter()
+                .filter_map(|k| Message::decode(Store::get(&view, &pair.id, &k).unwrap()?).ok())
+                .filter(|m| m.kind() == Kind::WELCOME && m.author() == alice)
+                .collect()
+        };
+        assert!(welcomes(&p).is_empty(), "Xan was not Alice's to add");
+        p.apply_group_messages(&stored, now, rng).unwrap();
+        let again = welcomes(&p);
+        assert_eq!(again.len(), 1, "Alice welcomes Xan again");
+        let xans_pair = xan
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        let epoch = Epoch::from_welcome(&xan, &xans_pair, &again[0], now).unwrap();
+        assert_eq!(epoch.id(), won, "into the epoch that won");
+        p.apply_group_messages(&stored, now, rng).unwrap();
+        assert_eq!(welcomes(&p).len(), 1, "once");
     }
 
     /// Regression (stop 68's audit of what contacts can cost): a contact
