@@ -45,8 +45,9 @@ pub enum Verdict {
     /// Not valid. Some reasons ([`Invalid::FromTheFuture`],
     /// [`Invalid::OverBudget`], [`Invalid::Expired`], [`Invalid::MustLast`],
     /// [`Invalid::FormerMember`], [`Invalid::Lifetime`]) are refused and
-    /// the session goes on, offered again later; any other reason ends the
-    /// session (PROTOCOL.md §4, on receipt).
+    /// the session goes on (some for now, some for good:
+    /// [`Invalid::may_be_taken_later`]); any other reason ends the session
+    /// (PROTOCOL.md §4, on receipt).
     Invalid(Invalid),
 }
 

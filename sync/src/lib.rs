@@ -289,6 +289,30 @@ pub enum Invalid {
     FormerMember,
 }
 
+impl Invalid {
+    /// Whether a message refused for this reason may be taken when it is
+    /// offered again, as it is: once this device's clock reaches its time
+    /// ([`Invalid::FromTheFuture`]), once there is room for its sender
+    /// ([`Invalid::OverBudget`]), or if this device finds its author still
+    /// in the group ([`Invalid::FormerMember`]). For every other reason
+    /// it is refused for good: offered again, it is refused again.
+    pub fn may_be_taken_later(&self) -> bool {
+        // No wildcard: a new reason is placed here when it is made.
+        match self {
+            Invalid::FromTheFuture { .. } | Invalid::OverBudget | Invalid::FormerMember => true,
+            Invalid::BodyTooLong(_)
+            | Invalid::NotMember
+            | Invalid::WrongGroup
+            | Invalid::Signature
+            | Invalid::Decrypt
+            | Invalid::NotText
+            | Invalid::Expired { .. }
+            | Invalid::MustLast(_)
+            | Invalid::Lifetime { .. } => false,
+        }
+    }
+}
+
 /// Why a session ended with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -153,8 +153,9 @@ pub enum Event {
     /// spent). It was not stored; it will be offered again by the next
     /// sync. Also a message refused for what an honest peer may still
     /// hold and offer (expired since, or stored by a version before a
-    /// rule: [`Invalid::MustLast`], [`Invalid::Lifetime`]): the session
-    /// goes on.
+    /// rule: [`Invalid::MustLast`], [`Invalid::Lifetime`]), which is
+    /// refused again whenever it is offered: the session goes on.
+    /// [`Invalid::may_be_taken_later`] tells the two apart.
     Rejected {
         /// Its group.
         group: GroupId,

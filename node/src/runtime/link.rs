@@ -26,8 +26,8 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use strand_sync::{
-    Event, Group, GroupId, Inbound, Key, Kind, PublicIdentity, Session, SessionError, Verdict,
-    MAX_WELCOMED_MEMBERS,
+    Event, Group, GroupId, Inbound, Invalid, Key, Kind, PublicIdentity, Session, SessionError,
+    Verdict, MAX_WELCOMED_MEMBERS,
 };
 use strand_transport::{Direction, Link, LinkKind, LinkStream};
 use tokio::sync::{mpsc, oneshot};
@@ -108,7 +108,7 @@ struct Pump {
     declined: HashSet<(strand_sync::AuthorId, Option<GroupId>, Over)>,
     /// Why messages were not stored, as logged this session (once for
     /// each kind of reason).
-    rejected: HashSet<std::mem::Discriminant<strand_sync::Invalid>>,
+    rejected: HashSet<std::mem::Discriminant<Invalid>>,
     /// Tells the transport the remote authenticated.
     authenticated: Option<strand_transport::Authenticated>,
     /// Messages of ours the peer confirmed, for carrying: 1:1 messages
@@ -498,7 +498,7 @@ impl Pump {
                     // may send a million, each rejected.
                     if let Some((_, name, _)) = &self.contact {
                         if self.rejected.insert(std::mem::discriminant(&reason)) {
-                            tracing::warn!(link = %self.kind, "a message not stored yet: {reason}");
+                            tracing::warn!(link = %self.kind, "{}", rejected_words(&reason));
                             tracing::debug!(contact = %name, "not stored");
                         }
                     }
@@ -865,6 +865,54 @@ impl Pump {
                     Err(e) => tracing::error!("recording delivery failed: {e}"),
                 }
             });
+        }
+    }
+}
+
+/// What the node's log says of a contact's message refused on receipt
+/// while the session goes on ([`Event::Rejected`]): "not stored yet" only
+/// where it may be taken when offered again, "refused for good" where it
+/// never will be; why, in the reason's own words.
+fn rejected_words(reason: &Invalid) -> String {
+    if reason.may_be_taken_later() {
+        format!("a message not stored yet: {reason}")
+    } else {
+        format!("a message refused for good: {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contact's message refused for good on receipt (an expiry that is
+    /// not a timer after its time, a lasting kind written to expire, one
+    /// expired) is logged as refused for good, with why; only one this
+    /// device may take when offered again is "not stored yet". Before,
+    /// every one was "not stored yet", as if a later sync would store it.
+    #[test]
+    fn a_message_refused_for_good_is_not_logged_as_not_stored_yet() {
+        let for_good = [
+            Invalid::Lifetime { lasts: 1_000 },
+            Invalid::MustLast(3),
+            Invalid::Expired { expires: 1, now: 2 },
+        ];
+        for reason in for_good {
+            assert_eq!(
+                rejected_words(&reason),
+                format!("a message refused for good: {reason}")
+            );
+        }
+        let for_now = [
+            Invalid::FromTheFuture { time: 2, now: 1 },
+            Invalid::OverBudget,
+            Invalid::FormerMember,
+        ];
+        for reason in for_now {
+            assert_eq!(
+                rejected_words(&reason),
+                format!("a message not stored yet: {reason}")
+            );
         }
     }
 }
