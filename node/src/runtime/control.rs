@@ -410,7 +410,8 @@ pub(crate) fn own_uid() -> std::io::Result<u32> {
 }
 
 /// Sends one request to a running node. `Ok(None)` if no node answers on
-/// this profile's socket.
+/// this profile's socket; an error of kind `UnexpectedEof`, saying so, if
+/// the node hangs up without answering (it stopped meanwhile).
 pub async fn request(
     profile: &Path,
     request: &Request,
@@ -426,6 +427,26 @@ pub async fn request_within(
     within: std::time::Duration,
 ) -> std::io::Result<Option<Answer>> {
     Ok(ask(profile, request, Some(within)).await?.map(|(a, _)| a))
+}
+
+/// Whether an error on the control socket is the node hanging up.
+fn hung_up(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof
+    )
+}
+
+/// What a client is told when the node hung up without answering: it
+/// stopped while the request was in progress (or, a bug, the task
+/// answering it panicked). What was asked may have been done or not: the
+/// node may have stopped before or after doing it.
+fn stopped_before_answering() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the node stopped before it answered, or failed answering: what was asked may or may not have been done",
+    )
 }
 
 async fn ask(
@@ -465,10 +486,17 @@ async fn ask(
         // A node serving all it can answers before it reads the request
         // and hangs up ([`refuse_busy`]), so writing the request may have
         // failed (a broken pipe) with its answer waiting to be read: a
-        // whole line is the answer, whatever else failed.
+        // whole line is the answer, whatever else failed. With none, the
+        // node hung up without answering: it stopped (before it read the
+        // request, a broken pipe or a reset; after, the end of the
+        // stream), and there is no answer to parse.
         if !answer.ends_with('\n') {
-            written?;
-            read?;
+            for e in [written.err(), read.err()].into_iter().flatten() {
+                if !hung_up(&e) {
+                    return Err(e);
+                }
+            }
+            return Err(stopped_before_answering());
         }
         let response = serde_json::from_str(&answer)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;

@@ -1451,6 +1451,50 @@ fn a_node_that_does_not_answer_is_said_so_not_waited_for() {
     drop(run);
 }
 
+/// A node that stops while a command's request is in progress hangs up
+/// without an answer line: `strand` says the node stopped before it
+/// answered, and ends with 2 (a failure, not bad input), whether the node
+/// had read the request or not. Before, the answer it never got was
+/// parsed, and the command ended with "EOF while parsing a value at line
+/// 1 column 1".
+#[test]
+fn a_node_that_stops_before_it_answers_is_said_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    // A node, played here: it answers whether it runs, then hangs up on
+    // the command's request without answering, once after reading it and
+    // once before.
+    let listener = std::os::unix::net::UnixListener::bind(a.dir.join("control.sock")).unwrap();
+    let node = std::thread::spawn(move || {
+        for reads_the_request in [true, false] {
+            let (mut status, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&status).read_line(&mut line).unwrap();
+            assert!(line.contains("\"status\""), "{line}");
+            std::io::Write::write_all(&mut status, b"{\"ok\":{\"reply\":\"done\"}}\n").unwrap();
+            drop(status);
+            let (request, _) = listener.accept().unwrap();
+            if reads_the_request {
+                let mut line = String::new();
+                BufReader::new(&request).read_line(&mut line).unwrap();
+                assert!(line.contains("\"contacts\""), "{line}");
+            }
+            drop(request);
+        }
+    });
+    for reads_the_request in [true, false] {
+        let (out, by_itself) = guarded(a.command(), &["contacts"], Duration::from_secs(60));
+        assert!(by_itself, "strand waited for the node that stopped");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{reads_the_request}: {err}");
+        assert!(
+            err.contains("the node stopped before it answered"),
+            "{reads_the_request}: {err}"
+        );
+    }
+    node.join().unwrap();
+}
+
 /// A control socket another user serves (made in a profile folder they
 /// can write to, while no node runs) is told nothing: not a passphrase
 /// change, not a text. Before, the client sent its request to whoever
