@@ -106,8 +106,12 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 /// ([`RECON_WORK_REFILL`]). A frame that arrives with this many walks
 /// unpaid waits, unanswered, as an opening past [`REOPEN_ALLOWANCE`] does.
 /// The count is the contact's, not a session's: a session starts from
-/// what the contact's last one left ([`crate::WalkAllowance`]), so a
-/// contact that drops the link and dials again gets no fresh walks.
+/// the most the contact's other sessions spent, those that ended and
+/// those still up ([`crate::WalkAllowance`]), so a contact that dials
+/// again, after the link dropped or beside it, gets no fresh allowance:
+/// only the walk or two its handshake's frames cost. Two sessions up at
+/// once each spend from what was left when it came up (twice this when
+/// nothing was spent), and a restart of the device forgets the count.
 /// Before, a peer that answered every reply with a fingerprint of the
 /// whole log that differs had us summarise and split the log once a round
 /// for [`MAX_ROUNDS_PER_GROUP`] rounds: some 8,000 walks an exchange.
@@ -127,7 +131,8 @@ pub const RECON_WORK_FLOOR: u64 = 4096;
 
 /// Walks of each group's log paid back every [`REOPEN_REFILL_EVERY`]
 /// besides progress, between a contact's sessions too
-/// ([`crate::WalkAllowance::refill`]): about what answering a re-opening
+/// ([`crate::WalkAllowance::refill`]; two sessions up at once are each
+/// paid back, so twice this a minute): about what answering a re-opening
 /// costs (a summary and a split) and a round or two after it. So a peer
 /// whose exchange moves nothing waits about a minute for a round or two,
 /// and one that works us with nothing new gets 4 walks of each log a

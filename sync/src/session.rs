@@ -438,6 +438,9 @@ pub struct Session {
     /// group. Full at the start, or taken on from the contact's last
     /// session ([`Session::resume_walks`]).
     walks: WalkAllowance,
+    /// Whether `walks` changed (a charge, progress, the log's size, what
+    /// was taken on) since [`Session::poll_walks_left`] last said.
+    walks_changed: bool,
     /// Tags of the messages whose sending in full paid back a walk
     /// ([`MAX_PAID_SENDS`]).
     paid: BTreeSet<u64>,
@@ -540,6 +543,7 @@ impl Session {
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
             walks: WalkAllowance::full(now),
+            walks_changed: false,
             paid: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_bytes: 0,
@@ -659,14 +663,30 @@ impl Session {
     /// §8.5): at the session's end, what the caller keeps for the contact
     /// and hands to its next session ([`Session::resume_walks`]), so a
     /// contact that drops the link and dials again gets no fresh
-    /// allowance.
+    /// allowance (while the session is up, [`Session::poll_walks_left`]
+    /// says when it changed).
     pub fn walks_left(&self) -> WalkAllowance {
         self.walks.clone()
     }
 
-    /// Takes on what the contact's last session left of its walks
-    /// ([`Session::walks_left`]), refilled by time to `now`
-    /// ([`WalkAllowance::refill`]): what that one spent and progress and
+    /// What is left of the peer's walks ([`Session::walks_left`]) if it
+    /// changed since last polled: answering the peer charged it, progress
+    /// paid some back, or [`Session::resume_walks`] took on what was kept.
+    /// A caller that runs several sessions of one contact at once hands
+    /// it to where a new session of the contact's starts from, so one
+    /// that comes up while this one is still up starts from what this
+    /// one spent, not afresh. Time's refill is not a change here: whoever
+    /// reads the allowance refills it to their own `now` by the same
+    /// rule ([`WalkAllowance::refill`]). Cheap when nothing changed.
+    pub fn poll_walks_left(&mut self) -> Option<WalkAllowance> {
+        let changed = std::mem::take(&mut self.walks_changed);
+        changed.then(|| self.walks.clone())
+    }
+
+    /// Takes on what the contact's other sessions left of its walks, or
+    /// have left while up ([`Session::walks_left`], the more spent of
+    /// each group's: [`WalkAllowance::keep`]), refilled by time to `now`
+    /// ([`WalkAllowance::refill`]): what they spent and progress and
     /// time have not paid back counts here too, on top of what this one
     /// has counted. Call it on [`Event::Established`] with what was kept
     /// for the peer (the contact is not known before). The frames of the
@@ -676,6 +696,7 @@ impl Session {
     pub fn resume_walks(&mut self, now: Time, left: WalkAllowance) {
         let groups = &self.groups;
         self.walks.resume(now, left, |g| groups.contains_key(g));
+        self.walks_changed = true;
     }
 
     /// The next thing to report, if any.
@@ -820,7 +841,10 @@ impl Session {
     /// back a walk of the group's log (§8.5).
     fn progress(&mut self, group: &GroupId) {
         if let Some(work) = self.walks.spent.get_mut(group) {
-            work.pay(1);
+            if work.debt > 0 {
+                work.pay(1);
+                self.walks_changed = true;
+            }
         }
     }
 
@@ -835,10 +859,12 @@ impl Session {
     /// the log's size if it was counted whole.
     fn charge<S: Store>(&mut self, group: GroupId, store: &Metered<'_, S>) {
         let work = self.walks.spent.entry(group).or_default();
+        let was = *work;
         if let Some(log) = store.log() {
             work.log = log;
         }
         work.debt = work.debt.saturating_add(store.visited());
+        self.walks_changed |= *work != was;
     }
 
     /// Holds the peer's `msg` for `group`, unanswered and unread, until
@@ -1422,7 +1448,9 @@ impl Session {
         let msg = recon::open(&store, &id, &self.tags).map_err(store_error)?;
         if let Some(log) = store.log() {
             // What a walk of the log costs, for the peer's answers.
-            self.walks.spent.entry(id).or_default().log = log;
+            let work = self.walks.spent.entry(id).or_default();
+            self.walks_changed |= work.log != log;
+            work.log = log;
         }
         self.control.push_back(frame(&id, &msg));
         self.exchanges.insert(

@@ -1,8 +1,9 @@
 //! What answering a contact's reconciliation may still cost us, in walks
 //! of each group's log (PROTOCOL.md §8.5, [`RECON_WORK_WALKS`]), and the
 //! one rule by which time gives it back. A session counts it; the caller
-//! carries what is left from a contact's session to its next, so a
-//! contact that drops the link and dials again does not start afresh.
+//! carries what is left from a contact's session to its next (and to one
+//! that comes up beside it), so a contact that drops the link and dials
+//! again does not start afresh.
 
 use std::collections::BTreeMap;
 
@@ -47,23 +48,38 @@ impl Work {
 /// sessions spent and progress and time have not paid back.
 ///
 /// A session starts with the whole allowance; [`Session::walks_left`]
-/// says what is left, and [`Session::resume_walks`] starts a contact's
-/// next session from it, so a contact that drops the link and dials
-/// again gets no fresh walks. Between sessions only time gives walks
-/// back, by [`WalkAllowance::refill`], the same rule a session follows.
+/// says what is left (and [`Session::poll_walks_left`], when it
+/// changed), and [`Session::resume_walks`] starts a contact's next
+/// session from it, so a contact that drops the link and dials again, or
+/// dials again beside a session still up, gets no fresh allowance (but
+/// for the edges PROTOCOL.md §8.5 names: the handshake's frames, two
+/// sessions up at once each spending from where it started). Between
+/// sessions only time gives walks back, by [`WalkAllowance::refill`], the
+/// same rule a session follows.
 ///
 /// ```
-/// use strand_sync::WalkAllowance;
-/// use strand_sync::limits::REOPEN_REFILL_EVERY;
+/// use strand_sync::limits::{RECON_WORK_REFILL, REOPEN_REFILL_EVERY};
+/// use strand_sync::{GroupId, WalkAllowance};
 ///
 /// let now = 1_700_000_000_000;
-/// // Kept per contact, from the end of one session to the next.
-/// let mut left = WalkAllowance::full(now);
-/// left.refill(now + 3 * REOPEN_REFILL_EVERY);
-/// assert!(left.is_full()); // never more than the whole allowance
+/// let group = GroupId([7; 32]);
+/// // What a contact's session left, kept until its next: 10 walks of a
+/// // log of 5,000 messages spent.
+/// let mut left = WalkAllowance::having_spent(now, group, 10, 5_000);
+/// assert_eq!(left.walks_spent(&group), 10);
+/// // A minute and a half later time has paid one minute back; the half
+/// // counts towards the next.
+/// left.refill(now + REOPEN_REFILL_EVERY * 3 / 2);
+/// assert_eq!(left.walks_spent(&group), 10 - RECON_WORK_REFILL);
+/// left.refill(now + 2 * REOPEN_REFILL_EVERY);
+/// assert_eq!(left.walks_spent(&group), 10 - 2 * RECON_WORK_REFILL);
+/// // And never more than the whole allowance.
+/// left.refill(now + 60 * REOPEN_REFILL_EVERY);
+/// assert!(left.is_full());
 /// ```
 ///
 /// [`Session::walks_left`]: crate::Session::walks_left
+/// [`Session::poll_walks_left`]: crate::Session::poll_walks_left
 /// [`Session::resume_walks`]: crate::Session::resume_walks
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkAllowance {
@@ -83,9 +99,29 @@ impl WalkAllowance {
         }
     }
 
+    /// An allowance with `walks` walks of `group`'s log, of `log`
+    /// messages, spent as of `now`: what a contact that spent them would
+    /// leave. For tests and examples; a session counts its own.
+    #[doc(hidden)]
+    pub fn having_spent(now: Time, group: GroupId, walks: u64, log: u64) -> Self {
+        let mut work = Work { debt: 0, log };
+        work.debt = walks.saturating_mul(work.walk());
+        WalkAllowance {
+            spent: BTreeMap::from([(group, work)]),
+            at: now,
+        }
+    }
+
     /// Whether nothing is spent: a caller need not keep it.
     pub fn is_full(&self) -> bool {
         self.spent.values().all(|w| w.debt == 0)
+    }
+
+    /// The whole walks of `group`'s log spent and not paid back, as of
+    /// the last refill: past [`RECON_WORK_WALKS`], the peer's next frame
+    /// for the group waits.
+    pub fn walks_spent(&self, group: &GroupId) -> u64 {
+        self.spent.get(group).map_or(0, |w| w.debt / w.walk())
     }
 
     /// Gives back what time has earned by `now`: [`RECON_WORK_REFILL`]
@@ -160,19 +196,11 @@ mod tests {
     const LOG: u64 = 5_000;
 
     fn spent(walks: u64, at: Time) -> WalkAllowance {
-        let mut left = WalkAllowance::full(at);
-        left.spent.insert(
-            GroupId([1; 32]),
-            Work {
-                debt: walks * LOG,
-                log: LOG,
-            },
-        );
-        left
+        WalkAllowance::having_spent(at, GroupId([1; 32]), walks, LOG)
     }
 
     fn walks(left: &WalkAllowance) -> u64 {
-        left.spent[&GroupId([1; 32])].debt / LOG
+        left.walks_spent(&GroupId([1; 32]))
     }
 
     /// Time pays `RECON_WORK_REFILL` walks for each whole minute, the part
@@ -196,15 +224,22 @@ mod tests {
         assert_eq!(walks(&back), 10, "counted from where the clock went back");
     }
 
-    /// What two sessions of a contact leave is kept as the more spent, so
-    /// one that spent nothing does not undo the other's count.
+    /// What two sessions of a contact leave is kept as the more spent of
+    /// each group's, whichever ends last: not the sum (both started from
+    /// what was kept, so the sum counts that twice), and not the last (one
+    /// that spent less does not undo the other's count).
     #[test]
     fn what_two_sessions_leave_is_kept_as_the_more_spent() {
         let mut kept = spent(30, 0);
-        kept.keep(1_000, WalkAllowance::full(0));
-        assert_eq!(walks(&kept), 30);
-        let mut kept = WalkAllowance::full(0);
+        kept.keep(1_000, spent(10, 0));
+        assert_eq!(walks(&kept), 30, "not 40, not 10");
+        let mut kept = spent(10, 0);
         kept.keep(1_000, spent(30, 0));
-        assert_eq!(walks(&kept), 30);
+        assert_eq!(walks(&kept), 30, "not 40, not 10");
+        // Per group: each keeps its own more spent.
+        let other = GroupId([2; 32]);
+        let mut kept = spent(30, 0);
+        kept.keep(1_000, WalkAllowance::having_spent(0, other, 10, LOG));
+        assert_eq!((walks(&kept), kept.walks_spent(&other)), (30, 10));
     }
 }

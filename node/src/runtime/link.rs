@@ -220,6 +220,7 @@ impl Pump {
         let mut closing = false;
         loop {
             self.events();
+            self.note_walks();
             self.flush_marks();
             if carrying.is_none() {
                 carrying = self.carry_waiting();
@@ -527,9 +528,10 @@ impl Pump {
         for g in &groups {
             self.session.add_group(g.clone());
         }
-        // What the contact's earlier sessions left of its walks (the
-        // registry keeps it): one that drops the link and dials again gets
-        // none afresh.
+        // What the contact's earlier sessions left of its walks, and its
+        // sessions up now have left (the registry keeps both): one that
+        // dials again, after the link dropped or beside it, gets none
+        // afresh.
         let now = self.node.clock.now();
         let left = self.node.registry.walks_left(&peer, now);
         self.session.resume_walks(now, left);
@@ -587,6 +589,21 @@ impl Pump {
         self.node
             .tasks
             .spawn(super::carrying::session_up(self.node.clone(), peer));
+    }
+
+    /// Tells the registry what the session has left of the contact's
+    /// walks when that changed (a frame answered, progress), so a session
+    /// of the contact's that comes up while this one is up starts from it.
+    /// Polled after every input, command, timeout and packet sent: a flag
+    /// unless something changed, then a copy of a few entries a group.
+    fn note_walks(&mut self) {
+        let Some(id) = self.id else {
+            // Not registered yet: what changed stays to be told.
+            return;
+        };
+        if let Some(left) = self.session.poll_walks_left() {
+            self.node.registry.note_walks(id, left);
+        }
     }
 
     /// Starts syncing the groups in `groups` that the session does not yet

@@ -11,15 +11,27 @@
 //!
 //! What answering a contact's reconciliation may cost is bounded in walks
 //! of each group's log (strand-sync's [`WalkAllowance`], PROTOCOL.md §8.5),
-//! and the bound holds across the contact's sessions: a session that ends
-//! leaves what it had left here, and the contact's next one starts from
-//! it, refilled by time ([`Registry::walks_left`]). Dropping the link and
-//! dialling again buys nothing. Two sessions of one contact up at once
-//! each start from what was left when it came up, and what they leave is
-//! kept together, the more spent of each group's
-//! ([`WalkAllowance::keep`]): one that spent nothing does not undo the
-//! other's count by ending last, and a session replaced by a newer one
-//! leaves its count too.
+//! and the bound holds across the contact's sessions. A session that ends
+//! leaves what it had left here; a session that is up tells what it has
+//! left whenever that changes ([`Registry::note_walks`]); and the
+//! contact's next session starts from the most any of them spent, each
+//! group's, refilled by time ([`Registry::walks_left`]). So dialling
+//! again, after the link dropped or beside a session still up (and
+//! replacing it), buys no fresh allowance. What sessions leave is kept
+//! as the more spent of each group's ([`WalkAllowance::keep`]): one that
+//! spent nothing does not undo the other's count by ending last, and a
+//! session replaced by a newer one leaves its count too.
+//!
+//! What is not covered: the peer's frames that come with the handshake
+//! (its first per group at most) are answered before the session has
+//! what was kept, so a new session still costs a walk or two of each log.
+//! Sessions up at once each spend from what was left when it came up,
+//! and time pays each back on its own: what one spends counts only for
+//! sessions that come up after. So a contact's sessions up at once can
+//! spend up to [`MAX_SESSIONS_PER_CONTACT`] times what is left (the whole
+//! allowance each, if nothing was spent), and [`MAX_SESSIONS_PER_CONTACT`]
+//! × `RECON_WORK_REFILL` walks of each log a minute. What is kept is in
+//! memory: a restart forgets it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +75,9 @@ struct Entry {
     /// What its full queue dropped, for it to catch up on
     /// ([`Registry::take_missed`]).
     missed: Missed,
+    /// What it has left of its contact's walks, as it last told
+    /// ([`Registry::note_walks`]): some 50 bytes a group it syncs.
+    walks: Option<WalkAllowance>,
 }
 
 /// What a session's full queue dropped (a file's chunks relayed at
@@ -101,9 +116,10 @@ struct Inner {
     seen: BTreeMap<PublicIdentity, Seen>,
     /// Messages each contact's sessions moved (received, or acknowledged).
     progress: BTreeMap<PublicIdentity, u64>,
-    /// What each contact's sessions left of its walks, while some are
-    /// spent (a full allowance is not kept): one per contact at most,
-    /// some 50 bytes a group it syncs.
+    /// What each contact's sessions that ended (or were replaced) left of
+    /// its walks, while some are spent (a full allowance is not kept):
+    /// one per contact at most, some 50 bytes a group it syncs. What the
+    /// sessions up now have left is in their entries.
     walks: BTreeMap<PublicIdentity, WalkAllowance>,
     /// Announcements so far, and the latest few (see [`Registry::mark`]).
     seq: u64,
@@ -133,6 +149,32 @@ pub enum Full {
     /// direct.
     #[error("the contact is already connected directly")]
     Direct,
+}
+
+/// Keeps `left` (what a session of `contact`'s left of its walks) with
+/// what the contact's other sessions left, the more spent of each group's,
+/// unless the contact was deleted.
+fn keep_walks(inner: &mut Inner, contact: &PublicIdentity, now: u64, left: WalkAllowance) {
+    if !inner.seen.contains_key(contact) {
+        return;
+    }
+    if let Some(kept) = inner.walks.get_mut(contact) {
+        kept.keep(now, left);
+    } else {
+        inner.walks.insert(*contact, left);
+    }
+}
+
+/// A session leaves the registry, replaced by a newer one: it is told to
+/// close, and what it last said it had left of its walks is kept (its
+/// pump keeps what it leaves at the end too).
+fn drop_replaced(inner: &mut Inner, id: SessionId, now: u64) {
+    if let Some(old) = inner.sessions.remove(&id) {
+        old.close.cancel();
+        if let Some(left) = old.walks {
+            keep_walks(inner, &old.contact, now, left);
+        }
+    }
 }
 
 /// The best link a contact has up now: a direct one over a relayed one.
@@ -199,10 +241,8 @@ impl Registry {
                 .map(|(id, _)| *id)
                 .collect();
             for id in relayed {
-                if let Some(old) = inner.sessions.remove(&id) {
-                    tracing::debug!(contact = %name, link = %kind, "moving off the relay");
-                    old.close.cancel();
-                }
+                tracing::debug!(contact = %name, link = %kind, "moving off the relay");
+                drop_replaced(&mut inner, id, now);
             }
         }
         let mine: Vec<(SessionId, LinkKind)> = inner
@@ -219,9 +259,7 @@ impl Registry {
                 .find(|(_, k)| kind != LinkKind::Relay || *k == LinkKind::Relay)
                 .map(|(id, _)| *id)
                 .ok_or(Full::Direct)?;
-            if let Some(old) = inner.sessions.remove(&victim) {
-                old.close.cancel();
-            }
+            drop_replaced(&mut inner, victim, now);
         } else if inner.sessions.len() >= MAX_SESSIONS {
             return Err(Full::Node);
         }
@@ -235,6 +273,7 @@ impl Registry {
                 commands,
                 close,
                 missed: Missed::default(),
+                walks: None,
             },
         );
         let link = best_kind(&inner, &contact).unwrap_or(kind);
@@ -269,13 +308,7 @@ impl Registry {
         left: WalkAllowance,
     ) {
         let mut inner = self.inner.lock().expect("registry lock");
-        if inner.seen.contains_key(contact) {
-            if let Some(kept) = inner.walks.get_mut(contact) {
-                kept.keep(now, left);
-            } else {
-                inner.walks.insert(*contact, left);
-            }
-        }
+        keep_walks(&mut inner, contact, now, left);
         // Refilled by time, a contact's allowance is whole again within
         // minutes: those are not kept.
         inner.walks.retain(|_, w| {
@@ -294,9 +327,24 @@ impl Registry {
         }
     }
 
-    /// What `contact`'s sessions left of its walks, refilled by time
-    /// to `now` (the whole allowance if nothing is kept): what its next
-    /// session starts from ([`strand_sync::Session::resume_walks`]).
+    /// Session `id` has `left` of its contact's walks now (its
+    /// [`strand_sync::Session::poll_walks_left`], told when it changed):
+    /// a session of the contact's that comes up meanwhile starts from it.
+    /// Once the session has left the registry (replaced, or its contact
+    /// deleted) it is not taken: what it leaves comes with
+    /// [`Registry::unregister`].
+    pub(crate) fn note_walks(&self, id: SessionId, left: WalkAllowance) {
+        let mut inner = self.inner.lock().expect("registry lock");
+        if let Some(e) = inner.sessions.get_mut(&id) {
+            e.walks = Some(left);
+        }
+    }
+
+    /// What `contact`'s sessions left of its walks, and those up now
+    /// have left, the more spent of each group's, refilled by time to
+    /// `now` (the whole allowance if nothing is kept and none spent):
+    /// what its next session starts from
+    /// ([`strand_sync::Session::resume_walks`]).
     pub(crate) fn walks_left(&self, contact: &PublicIdentity, now: u64) -> WalkAllowance {
         let inner = self.inner.lock().expect("registry lock");
         let mut left = inner
@@ -304,6 +352,10 @@ impl Registry {
             .get(contact)
             .cloned()
             .unwrap_or_else(|| WalkAllowance::full(now));
+        let live = inner.sessions.values().filter(|e| e.contact == *contact);
+        for up in live.filter_map(|e| e.walks.as_ref()) {
+            left.keep(now, up.clone());
+        }
         left.refill(now);
         left
     }
@@ -558,6 +610,65 @@ mod tests {
         r.unregister(b, &contact(1), 4, WalkAllowance::full(4));
         assert_eq!(r.seen(|_| None)[0].link, "relay");
         assert!(r.seen(|_| None)[0].connected);
+    }
+
+    /// Sessions of one contact up at once each got the whole allowance:
+    /// the registry learnt what a session spent only when it ended, so a
+    /// contact whose session had spent its walks and stayed up dialled
+    /// again beside it for 32 fresh walks of each log, and a third time
+    /// (replacing the first) for 32 more. A new session now starts from
+    /// the most any of the contact's spent, those up included, and one
+    /// replaced leaves its count.
+    #[test]
+    fn a_session_up_beside_one_that_spent_its_walks_gets_none_afresh() {
+        let r = Registry::default();
+        let g = GroupId([9; 32]);
+        let session = |now| {
+            let (tx, _rx) = mpsc::channel(1);
+            let close = CancellationToken::new();
+            let id = r
+                .register(j(1, "ann", LinkKind::Lan, now, 0), tx, close.clone())
+                .unwrap()
+                .0;
+            (id, close)
+        };
+        let (first, first_close) = session(0);
+        assert!(r.walks_left(&contact(1), 1).is_full());
+        r.note_walks(first, WalkAllowance::having_spent(1, g, 32, 5_000));
+        // The first is still up: the second starts from what it spent.
+        assert_eq!(r.walks_left(&contact(1), 2).walks_spent(&g), 32);
+        assert!(r.walks_left(&contact(2), 2).is_full(), "another contact's");
+        let (second, _) = session(2);
+        // The second, resumed from 32, made progress: 20 spent on it now.
+        // The first has spent 32: the more spent stands.
+        r.note_walks(second, WalkAllowance::having_spent(3, g, 20, 5_000));
+        assert_eq!(r.walks_left(&contact(1), 4).walks_spent(&g), 32);
+        // A third replaces the first, whose count stays though its pump
+        // has not ended yet.
+        let (third, _) = session(4);
+        assert!(first_close.is_cancelled());
+        r.note_walks(third, WalkAllowance::full(5));
+        assert_eq!(r.walks_left(&contact(1), 5).walks_spent(&g), 32);
+        // The first, replaced, tells no more: what it leaves comes at its
+        // end.
+        r.note_walks(first, WalkAllowance::having_spent(6, g, 40, 5_000));
+        assert_eq!(r.walks_left(&contact(1), 6).walks_spent(&g), 32);
+        r.unregister(
+            first,
+            &contact(1),
+            7,
+            WalkAllowance::having_spent(6, g, 40, 5_000),
+        );
+        assert_eq!(r.walks_left(&contact(1), 7).walks_spent(&g), 40);
+        // Time pays back what is kept and what the live ones have left
+        // alike.
+        let later = 7 + 2 * strand_sync::limits::REOPEN_REFILL_EVERY;
+        let paid = 2 * strand_sync::limits::RECON_WORK_REFILL;
+        let left = r.walks_left(&contact(1), later);
+        assert_eq!(left.walks_spent(&g), 40 - paid);
+        // A deleted contact's count goes with it.
+        r.forget(&contact(1));
+        assert!(r.walks_left(&contact(1), later).is_full());
     }
 
     /// A relayed session never takes a direct one's place at the cap.

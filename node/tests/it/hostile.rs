@@ -394,6 +394,9 @@ async fn whole_log_fingerprints(
 /// walks more, as often as it liked: the walks were counted per session.
 /// The node keeps what a contact's session leaves and starts its next
 /// session from it, so the contact's new link waits as its last one did.
+/// The same held for a link dialled beside one still up, whose count the
+/// node learnt only when it ended: the new session starts from what the
+/// sessions up have spent too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_that_dials_again_gets_no_fresh_walks_of_a_log() {
     let tmp = tempfile::tempdir().unwrap();
@@ -425,15 +428,25 @@ async fn a_contact_that_dials_again_gets_no_fresh_walks_of_a_log() {
     // Each answer walks her log of 300 twice, and a walk of a log that
     // small counts as 4,096 keys: some 200 answers make 32 walks.
     assert!(first > 100, "{first} answered on the first link");
-    drop(link);
-    until(&mut events, |e| matches!(e, NodeEvent::Disconnected { .. })).await;
-    // At once on a new link: what the last one left is where it starts.
-    let (mut link, mut s) = bob_syncs(&lan, &addr, &b).await;
-    let again = whole_log_fingerprints(&mut link, &mut s, group).await;
+    // A second link while the first is up: what the first has spent is
+    // where it starts.
+    let (mut beside, mut s) = bob_syncs(&lan, &addr, &b).await;
+    let along = whole_log_fingerprints(&mut beside, &mut s, group).await;
     // A minute's refill (a slow run) would answer some 27 more.
     assert!(
+        along * 4 < first,
+        "{along} answered on a link beside the first, {first} on the first"
+    );
+    drop((link, beside));
+    for _ in 0..2 {
+        until(&mut events, |e| matches!(e, NodeEvent::Disconnected { .. })).await;
+    }
+    // At once on a new link: what the last ones left is where it starts.
+    let (mut link, mut s) = bob_syncs(&lan, &addr, &b).await;
+    let again = whole_log_fingerprints(&mut link, &mut s, group).await;
+    assert!(
         again * 4 < first,
-        "{again} answered on the second link, {first} on the first"
+        "{again} answered on the next link, {first} on the first"
     );
     drop(link);
     alice.shutdown().await;

@@ -1811,6 +1811,10 @@ fn a_contact_that_dials_again_gets_no_fresh_walks() {
         spent >= (RECON_WORK_WALKS - 4) * walk,
         "the first session spent its walks: {first} replies answered, {spent} keys visited"
     );
+    // What it has left is told once a change, as a node hands it on to a
+    // session of the contact's that comes up while this one is up.
+    assert_eq!(b.poll_walks_left(), Some(b.walks_left()));
+    assert_eq!(b.poll_walks_left(), None, "nothing changed since");
     // The link drops; the contact dials again at once, and Bob's new
     // session starts from what the last one left, as the node hands it.
     let left = b.walks_left();
