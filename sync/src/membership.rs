@@ -45,9 +45,10 @@
 //! newcomer cannot tell whether the add it was welcomed by won its fork
 //! (it cannot read the epoch forked), so when an add of it lost and
 //! another took effect (two admins added it at once), the creator, and
-//! the author of the add that lost, welcome it where it was added
-//! ([`Chain::welcomes_again`]); an entry the creator welcomed it into
-//! passes over every other.
+//! the author of the add that lost, welcome it where the group has it:
+//! into the first epoch of its membership's stretch that reaches the
+//! newest, once ([`Chain::welcomes_again`]); an entry the creator
+//! welcomed it into passes over every other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -2404,30 +2405,55 @@ impl Chain {
     }
 
     /// Welcomes `me` should write again (PROTOCOL.md §14.3): `(epoch,
-    /// whom)` for each add that lost a fork on the path (of someone its
-    /// epoch did not list) while an add of the same newcomer took effect
-    /// further on: `epoch` is the first on the path that lists them (the
-    /// winner, when two admins added them at once; or where an add was
-    /// made again). The newcomer may have taken the welcome into the epoch
-    /// that lost: it cannot read the epoch they forked, so it cannot tell,
-    /// and it takes a welcome into a group it follows only from the
-    /// creator or from whoever welcomed it into its path's first epoch. So
-    /// the creator welcomes it there, and so does the author of the add
-    /// that lost (if that was the welcome it took); no one else would be
-    /// heard. Only an admin of the epoch may welcome into it; no one
-    /// revoked, or who left, is welcomed. The caller writes each welcome
-    /// once ([`Epoch::welcomed_into`]).
+    /// whom)` for a newcomer an add of which lost a fork on the path (of
+    /// someone its epoch did not list) while an add of them took effect
+    /// (the winner, when two admins added them at once; or an add made
+    /// again). The newcomer may have taken the welcome into the epoch
+    /// that lost: it cannot read the epoch they forked, so it cannot
+    /// tell, and it takes a welcome into a group it follows only from the
+    /// creator or from whoever welcomed it into its path's first epoch.
+    /// So the creator welcomes it where the group has it, and so does the
+    /// author of the add that lost (if that was the welcome it took); no
+    /// one else would be heard.
+    ///
+    /// Only where the newcomer is now: a member of the path's last epoch
+    /// (and of the epoch the path waits to go on to, if it does), and
+    /// `epoch` the first of the unbroken stretch of path epochs listing
+    /// it that reaches there. So one at most per newcomer, and none into
+    /// a stretch of its membership that ended: a welcome into an epoch it
+    /// does not hold counts that epoch's members against what it keeps
+    /// for the welcome's author ([`Chain::welcome_fits`]), and an admin
+    /// who lost adds of it, removed it and left would otherwise have the
+    /// creator write one for each stretch. Only an admin of `epoch` may
+    /// welcome into it; no one revoked, or who left, is welcomed. The
+    /// caller writes each welcome once ([`Epoch::welcomed_into`]).
+    ///
+    /// One pass back from the path's end: O(path × newcomers still
+    /// listed), after one over the path's changes.
     pub fn welcomes_again(&self, me: &AuthorId) -> Vec<(GroupId, PublicIdentity)> {
-        let mut out = Vec::new();
         if self.is_legacy() {
-            return out;
+            return Vec::new();
         }
         let creator = self.epochs.values().next().map(|e| e.creator);
+        // Every epoch on the path is held (`Chain::walk`).
+        let last = self.path.last().expect("a path starts at an epoch");
+        let head = &self.epochs[last];
+        // Where the path waits at a change (or ends out), the epoch it
+        // makes must list the newcomer too.
+        let then = match self.end {
+            End::Member => None,
+            End::Waiting(w) | End::Out(w) => Some(&self.changes[last][w].members[..]),
+        };
+        let stays = |sign: &AuthorId| {
+            let lists = |members: &[Member]| members.iter().any(|m| m.public.sign == *sign);
+            head.member(sign).is_some() && then.is_none_or(lists)
+        };
         let left = self.left();
-        for (k, id) in self.path.iter().enumerate() {
-            let Some(parent) = self.epochs.get(id) else {
-                continue;
-            };
+        // Newcomers of adds that lost, which `me` welcomes again (anyone's
+        // as the creator, else its own), still there.
+        let mut listed: BTreeMap<AuthorId, PublicIdentity> = BTreeMap::new();
+        for id in &self.path {
+            let parent = &self.epochs[id];
             let won = self.winner(id).map(|t| t.key);
             for lost in self.changes.get(id).into_iter().flatten() {
                 if Some(lost.key) == won || (Some(*me) != creator && lost.author != *me) {
@@ -2437,22 +2463,35 @@ impl Chain {
                     continue;
                 };
                 let sign = public.sign;
-                if parent.member(&sign).is_some()
-                    || self.revoked.contains(&sign)
-                    || left.contains(&sign)
+                if parent.member(&sign).is_none()
+                    && stays(&sign)
+                    && !self.revoked.contains(&sign)
+                    && !left.contains(&sign)
                 {
-                    continue;
+                    listed.insert(sign, *public);
                 }
-                let added = self.path[k + 1..]
-                    .iter()
-                    .filter_map(|id| self.epochs.get(id))
-                    .find(|e| e.member(&sign).is_some());
-                if let Some(at) = added.filter(|at| at.is_admin(me)) {
-                    if !out.contains(&(at.id(), *public)) {
+            }
+        }
+        // From the end back, each until an epoch does not list it: its
+        // stretch starts at the next. (There is one: the epoch its add
+        // that lost was made in.)
+        let mut out = Vec::new();
+        for (k, id) in self.path.iter().enumerate().rev() {
+            if listed.is_empty() {
+                break;
+            }
+            let epoch = &self.epochs[id];
+            listed.retain(|sign, public| {
+                let there = epoch.member(sign).is_some();
+                if !there {
+                    // Not the last: that one lists them.
+                    let at = &self.epochs[&self.path[k + 1]];
+                    if at.is_admin(me) {
                         out.push((at.id(), *public));
                     }
                 }
-            }
+                there
+            });
         }
         out
     }

@@ -1291,6 +1291,182 @@ fn a_newcomer_whose_honest_adder_lost_a_fork_ends_on_the_winner() {
     m.check().unwrap();
 }
 
+/// Mal's add of the first outsider loses to another change in its epoch
+/// (the creator's add of the other outsider), but her welcome is the
+/// one the outsider took; later Ben adds it, and it refuses his welcome
+/// (from neither the creator nor its adder). The creator welcomes it
+/// into Ben's epoch, where the group has it: an add that lost calls for
+/// it whether or not the add that took effect was its sibling.
+#[test]
+fn a_newcomer_added_again_after_its_add_lost_ends_where_the_group_has_it() {
+    let mut m = Model::new(4, &[2], true, 21);
+    m.apply(Op::MakeAdmin(1));
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let o = m.members;
+    let head = m.writable(0).expect("the creator is a member");
+    let add = Change::Add {
+        public: m.devs[o].id.public(),
+        name: "o".into(),
+    };
+    let now = m.tick();
+    let (msg, next) = head.propose(&m.devs[2].id, add, now, &mut m.rng).unwrap();
+    let lost = next.expect("Mal is in her next epoch");
+    m.devs[2].store.insert(&head.id(), &msg).unwrap();
+    m.adds.push((m.sign(2), m.sign(o)));
+    m.welcome(2, o, &lost);
+    m.react(o);
+    let other = Change::Add {
+        public: m.devs[o + 1].id.public(),
+        name: "p".into(),
+    };
+    assert!(m.make(0, &head, other));
+    m.adds.push((m.sign(0), m.sign(o + 1)));
+    m.heal();
+    let won = m.chain(0).unwrap().winner(&head.id()).map(|t| t.author);
+    assert_eq!(won, Some(m.sign(0)), "the creator's add won");
+    assert_eq!(m.chain(o).unwrap().path().to_vec(), vec![lost.id()]);
+    m.apply(Op::Add(1, 0));
+    let added = m.chain(1).unwrap().last().clone();
+    assert!(added.member(&m.sign(o)).is_some(), "Ben added it");
+    m.heal();
+    match m.chain(o).unwrap().head() {
+        Head::Member(h) => assert_eq!(h.id(), added.id(), "left where Mal put it:{}", m.dump()),
+        other => panic!("the outsider is not a member: {other:?}"),
+    }
+    m.check().unwrap();
+}
+
+/// `by` makes `change` at the creator's head, and the creator reads it
+/// (only the creator: the others need not follow).
+fn creator_reads(m: &mut Model, by: usize, change: Change) {
+    let head = m.chain(0).unwrap().last().clone();
+    let now = m.tick();
+    let (msg, _) = head
+        .propose(&m.devs[by].id, change.clone(), now, &mut m.rng)
+        .unwrap();
+    m.devs[0].store.insert(&head.id(), &msg).unwrap();
+    if let Change::Remove(x) = change {
+        m.removes.push((m.sign(by), x));
+    }
+    m.digest(0);
+}
+
+/// After [`two_adds_of_one_newcomer`] (Mal's add lost, and the creator
+/// welcomed the outsider into Ben's epoch): `rounds` times, Mal removes
+/// the outsider, then Ben adds it again and Mal adds it at once, her add
+/// losing; then, if `last_out`, Mal removes it once more; then she
+/// leaves, so her removals no longer count (it is not revoked). As the
+/// creator reads it. Returns the model and the epochs Ben's adds made,
+/// each the first of a stretch of the outsider's membership.
+fn lost_forks_again_and_again(rounds: usize, last_out: bool) -> (Model, Vec<GroupId>) {
+    let (mut m, won, _) = two_adds_of_one_newcomer(false);
+    let outsider = m.devs[m.members].id.public();
+    let add = Change::Add {
+        public: outsider,
+        name: "o".into(),
+    };
+    let mut stretches = vec![won.id()];
+    for _ in 0..rounds {
+        creator_reads(&mut m, 2, Change::Remove(outsider.sign));
+        let head = m.chain(0).unwrap().last().clone();
+        assert!(head.member(&outsider.sign).is_none(), "Mal removed it");
+        let now = m.tick();
+        let (ben, next) = head
+            .propose(&m.devs[1].id, add.clone(), now, &mut m.rng)
+            .unwrap();
+        let next = next.expect("Ben is in the next epoch").id();
+        let mut mal = None;
+        for _ in 0..64 {
+            let now = m.tick();
+            let (msg, _) = head
+                .propose(&m.devs[2].id, add.clone(), now, &mut m.rng)
+                .unwrap();
+            if msg.id() > ben.id() {
+                mal = Some(msg);
+                break;
+            }
+        }
+        let mal = mal.expect("one of 64 draws");
+        m.devs[0].store.insert(&head.id(), &mal).unwrap();
+        m.devs[0].store.insert(&head.id(), &ben).unwrap();
+        m.adds.push((m.sign(1), outsider.sign));
+        m.adds.push((m.sign(2), outsider.sign));
+        m.digest(0);
+        let last = m.chain(0).unwrap().last().id();
+        assert_eq!(last, next, "Ben's add won:{}", m.dump());
+        stretches.push(next);
+    }
+    if last_out {
+        creator_reads(&mut m, 2, Change::Remove(outsider.sign));
+    }
+    creator_reads(&mut m, 2, Change::Leave);
+    m.admins_left.insert(m.sign(2));
+    (m, stretches)
+}
+
+/// The epochs the creator welcomed device `j` into, as written.
+fn creator_welcomes(m: &Model, j: usize) -> Vec<GroupId> {
+    let pair = m.pair(0, j);
+    m.devs[0]
+        .store
+        .messages(&pair.id)
+        .filter_map(|(_, bytes)| Message::decode(bytes.to_vec()).ok())
+        .filter(|msg| msg.kind() == Kind::WELCOME && msg.author() == m.sign(0))
+        .filter_map(|msg| Epoch::welcome_size(&pair, &msg))
+        .map(|w| w.epoch)
+        .collect()
+}
+
+/// Regression (a review of the welcome written again): Mal's add of the
+/// outsider loses a fork to Ben's; then twice Mal removes it, Ben adds
+/// it again and Mal adds it at once, losing; then she leaves, so her
+/// removals no longer count. Each stretch of the outsider's membership
+/// came after an add of hers that lost, and the creator welcomed it
+/// again into every one, two of them long ended: each welcome into an
+/// epoch it does not hold counts that epoch's members against what it
+/// keeps for the creator, so such an admin could use up the creator's
+/// allowance. Now once, into the stretch that reaches the head.
+#[test]
+fn a_member_added_in_lost_forks_again_and_again_is_welcomed_again_once() {
+    let (mut m, stretches) = lost_forks_again_and_again(2, false);
+    let o = m.members;
+    let last = *stretches.last().unwrap();
+    let creator = m.chain(0).unwrap();
+    match creator.head() {
+        Head::Member(h) => assert!(h.member(&m.sign(o)).is_some(), "the outsider is in"),
+        other => panic!("the creator is not a member: {other:?}"),
+    }
+    assert_eq!(
+        creator.welcomes_again(&m.sign(0)),
+        vec![(last, m.devs[o].id.public())],
+        "one, into the stretch that reaches the head:{}",
+        m.dump()
+    );
+    assert_eq!(creator_welcomes(&m, o), vec![stretches[0]], "as the fork was read");
+    m.react(0);
+    assert_eq!(creator_welcomes(&m, o), vec![stretches[0], last]);
+}
+
+/// As above, but Mal removes the outsider once more before she leaves:
+/// it is in no epoch of the group's now, and the creator welcomed it
+/// again all the same, into each stretch of its membership (all ended).
+/// Now into none.
+#[test]
+fn a_member_removed_after_lost_forks_is_not_welcomed_again() {
+    let (mut m, stretches) = lost_forks_again_and_again(2, true);
+    let o = m.members;
+    let creator = m.chain(0).unwrap();
+    assert!(creator.last().member(&m.sign(o)).is_none(), "Mal removed it");
+    assert!(
+        creator.welcomes_again(&m.sign(0)).is_empty(),
+        "into a stretch that ended:{}",
+        m.dump()
+    );
+    m.react(0);
+    assert_eq!(creator_welcomes(&m, o), vec![stretches[0]], "as the fork was read");
+}
+
 /// Mal, an admin, adds an outsider and welcomes it; then she makes a
 /// change in the new epoch, keeps its log from the outsider for a while,
 /// and welcomes the outsider into an epoch of her own under the id of the
