@@ -1045,20 +1045,23 @@ impl Epoch {
 
     /// Whether the 1:1 log `pair` in `store` holds a WELCOME by `author`
     /// into the epoch `epoch`: a welcome written again
-    /// ([`Chain::welcomes_again`]) is written once. Reads the log's
-    /// welcomes only, each opened but not checked (they are stored, so
-    /// found valid).
+    /// ([`Chain::welcomes_again`]) is written once. Only `author`'s
+    /// welcomes are read whole, each opened but not checked (they are
+    /// stored, so found valid); of every other message the store tells
+    /// the author and kind ([`Store::head`]), from its header where it
+    /// keeps one apart. A 1:1 log is mostly the contact's: its texts and
+    /// files, and its welcomes into its own groups.
     pub fn welcomed_into<S: Store>(
         store: &S,
         pair: &Group,
         author: &AuthorId,
         epoch: &GroupId,
     ) -> Result<bool, S::Error> {
-        let mut welcomes = Vec::new();
+        let mut theirs = Vec::new();
         let mut failed = None;
         store.scan(&pair.id, &KeyRange::ALL, &mut |k| {
-            match store.kind(&pair.id, k) {
-                Ok(kind) if kind == Some(Kind::WELCOME) => welcomes.push(*k),
+            match store.head(&pair.id, k) {
+                Ok(Some((by, Kind::WELCOME))) if by == *author => theirs.push(*k),
                 Ok(_) => {}
                 Err(e) => {
                     failed = Some(e);
@@ -1070,16 +1073,14 @@ impl Epoch {
         if let Some(e) = failed {
             return Err(e);
         }
-        for k in welcomes {
+        for k in theirs {
             let Some(bytes) = store.get(&pair.id, &k)? else {
                 continue;
             };
             let Ok(msg) = Message::decode(bytes) else {
                 continue;
             };
-            if msg.author() == *author
-                && Epoch::welcome_size(pair, &msg).is_some_and(|w| w.epoch == *epoch)
-            {
+            if Epoch::welcome_size(pair, &msg).is_some_and(|w| w.epoch == *epoch) {
                 return Ok(true);
             }
         }

@@ -513,6 +513,13 @@ pub(crate) fn kind_of(bytes: &[u8]) -> Option<Kind> {
     bytes.get(73).map(|k| Kind(*k))
 }
 
+/// The author and kind of an encoded message (§4), read from its header
+/// (bytes 33..65 and 73): what a store tells without decoding the body.
+pub(crate) fn head_of(bytes: &[u8]) -> Option<(AuthorId, Kind)> {
+    let author: AuthorId = bytes.get(33..65)?.try_into().ok()?;
+    Some((author, kind_of(bytes)?))
+}
+
 /// The expiry of an encoded message (one that decodes), read from its
 /// header: what a session checks before sending a stored message.
 pub(crate) fn expires_of(bytes: &[u8]) -> Option<Time> {

@@ -16,8 +16,9 @@ use std::ops::ControlFlow;
 use siphasher::sip::SipHasher24;
 
 use crate::group::GroupId;
+use crate::identity::AuthorId;
 use crate::limits::Time;
-use crate::message::{Kind, Message, MessageId};
+use crate::message::{head_of, Kind, Message, MessageId};
 
 /// What a group log is ordered by: (timestamp, id). Reconciliation ranges
 /// are ranges of keys.
@@ -162,6 +163,14 @@ pub trait Store {
             .and_then(|bytes| bytes.get(73).map(|k| Kind(*k))))
     }
 
+    /// The author and kind of the message with this key (bytes 33..65 and
+    /// 73 of its encoding), if stored: who wrote a message, read before
+    /// its body is. The default fetches it; a store that keeps headers
+    /// apart from bodies answers without reading the body.
+    fn head(&self, group: &GroupId, key: &Key) -> Result<Option<(AuthorId, Kind)>, Self::Error> {
+        Ok(self.get(group, key)?.and_then(|bytes| head_of(&bytes)))
+    }
+
     /// Calls `visit` on each key of `range` in ascending order, until it
     /// returns [`ControlFlow::Break`].
     fn scan(
@@ -240,6 +249,10 @@ impl<S: Store> Store for Metered<'_, S> {
 
     fn kind(&self, group: &GroupId, key: &Key) -> Result<Option<Kind>, S::Error> {
         self.store.kind(group, key)
+    }
+
+    fn head(&self, group: &GroupId, key: &Key) -> Result<Option<(AuthorId, Kind)>, S::Error> {
+        self.store.head(group, key)
     }
 
     fn scan(
@@ -379,6 +392,11 @@ impl Store for MemoryStore {
             .log
             .get(&(*group, *key))
             .and_then(|v| v.get(73).map(|k| Kind(*k))))
+    }
+
+    fn head(&self, group: &GroupId, key: &Key) -> Result<Option<(AuthorId, Kind)>, Infallible> {
+        let row = self.log.get(&(*group, *key));
+        Ok(row.and_then(|v| head_of(&v[..])))
     }
 
     fn scan(

@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
 use strand_sync::{
     decode_chosen_name, encode_chosen_name, AuthorId, Chain, Change, Entry, Epoch, Group,
-    GroupError, GroupId, Head, Key, Kind, Message, Store,
+    GroupError, GroupId, Head, Key, Kind, Message, PublicIdentity, Store,
 };
 
 use crate::profile::crypto::{open, seal};
@@ -1157,9 +1157,10 @@ impl Profile {
     /// removed members still in the newest epoch if it may, makes a
     /// change again whose key no one can give it when it outranks the
     /// author, and welcomes a contact again where the group added them
-    /// when an add of them lost a fork (the creator, or that add's author:
-    /// [`Chain::welcomes_again`]; once each). A few rounds, each reading
-    /// what the last wrote.
+    /// when two adds of them forked and one lost (the creator, or the
+    /// author of the add that lost: [`Chain::welcomes_again`]; once each,
+    /// the 1:1 log read for it once an unlock). A few rounds, each
+    /// reading what the last wrote.
     ///
     /// What it wrote is returned even if a later step fails (that is
     /// logged, and the work done again when the group's next changes or
@@ -1190,8 +1191,9 @@ impl Profile {
         let me = identity.public().sign;
         for _ in 0..WORK_ROUNDS {
             let chains = self.chains();
-            // Key messages, and welcomes written again.
+            // Key messages, and welcomes written again (and whom to).
             let mut messages: Vec<(GroupId, Message)> = Vec::new();
+            let mut welcomed = Vec::new();
             let mut changes: Vec<(Epoch, Change)> = Vec::new();
             for chain in chains.iter().filter(|c| roots.contains(&c.root())) {
                 let work = chain.key_work(&me);
@@ -1215,31 +1217,16 @@ impl Profile {
                             .map_err(group_error)?,
                     ));
                 }
-                let again = chain.welcomes_again(&me);
-                if !again.is_empty() {
-                    // The newcomer may hold only the epoch an add that
-                    // lost made, and takes a welcome from no one else.
-                    let view = self.read_view()?;
-                    let book = self.book();
-                    for (at, to) in again {
-                        let Some((record, contact)) = book.sync_contact(&to) else {
-                            continue;
-                        };
-                        let pair = contact.direct_group();
-                        if record.mailbox
-                            || Epoch::welcomed_into(&view, pair, &me, &at).map_err(db_error)?
-                        {
-                            continue;
-                        }
-                        let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
-                        tracing::info!("welcoming a new member again where the group added them");
-                        messages.push((
-                            pair.id,
-                            epoch
-                                .welcome(&identity, pair, now, rng)
-                                .map_err(group_error)?,
-                        ));
-                    }
+                for (pair, at, to) in self.welcomes_to_write(chain, &me)? {
+                    let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
+                    tracing::info!("welcoming a new member again where the group added them");
+                    messages.push((
+                        pair.id,
+                        epoch
+                            .welcome(&identity, &pair, now, rng)
+                            .map_err(group_error)?,
+                    ));
+                    welcomed.push((chain.root(), at, to));
                 }
                 for (at, change) in chain.overrides(&me) {
                     let epoch = chain.epoch(&at).expect("overrides are in held epochs");
@@ -1268,6 +1255,11 @@ impl Profile {
                         .collect::<Result<Vec<_>, _>>()
                 })?;
                 written.messages.extend(stored);
+                self.inner
+                    .welcomed_again
+                    .lock()
+                    .expect("welcomed lock")
+                    .extend(welcomed);
                 self.refresh_chains(roots, now)?;
             }
             let book = self.book();
@@ -1290,6 +1282,57 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// The welcomes [`Chain::welcomes_again`] asks of this device in
+    /// `chain` that are not written yet: `(1:1 log, epoch, newcomer)`, to
+    /// contacts only (a mailbox holds no group). Whether one is written
+    /// is read from the newcomer's 1:1 log ([`Epoch::welcomed_into`])
+    /// once an unlock: what was found there, or written by the caller, is
+    /// kept in memory (`welcomed_again`), as the group asks for it again
+    /// at every round of its work. What the group no longer asks for is
+    /// let go.
+    fn welcomes_to_write(
+        &self,
+        chain: &Chain,
+        me: &AuthorId,
+    ) -> Result<Vec<(Group, GroupId, AuthorId)>, ProfileError> {
+        let root = chain.root();
+        let again = chain.welcomes_again(me);
+        let unknown: Vec<(GroupId, PublicIdentity)> = {
+            let mut known = self.inner.welcomed_again.lock().expect("welcomed lock");
+            known.retain(|(r, at, to)| {
+                *r != root || again.iter().any(|(a, p)| a == at && p.sign == *to)
+            });
+            again
+                .into_iter()
+                .filter(|(at, to)| !known.contains(&(root, *at, to.sign)))
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The newcomer may hold only the epoch an add that lost made,
+        // and takes a welcome from no one else.
+        let view = self.read_view()?;
+        let book = self.book();
+        let mut out = Vec::new();
+        for (at, to) in unknown {
+            let Some((record, contact)) = book.sync_contact(&to) else {
+                continue;
+            };
+            if record.mailbox {
+                continue;
+            }
+            let pair = contact.direct_group();
+            if Epoch::welcomed_into(&view, pair, me, &at).map_err(db_error)? {
+                let mut known = self.inner.welcomed_again.lock().expect("welcomed lock");
+                known.insert((root, at, to.sign));
+                continue;
+            }
+            out.push((pair.clone(), at, to.sign));
+        }
+        Ok(out)
     }
 
     /// Follows the changes and key messages of these groups again.
@@ -1833,23 +1876,26 @@ mod tests {
         (pair.id, msg.key())
     }
 
-    /// Regression (the membership model's flake, 1 run in 28): Bob and
-    /// Dan, admins of Alice's group, add Xan into one epoch at once. Xan
-    /// cannot read that epoch, so cannot tell whose add won; if it took
-    /// the welcome of the add that lost, it refused the winner's (from
-    /// neither the creator nor its adder) and held a dead epoch for good.
-    /// Alice, the creator, whose welcome it takes, now welcomes it into
-    /// the winner: once, however often the group's work runs.
-    #[test]
-    fn the_creator_welcomes_again_whom_two_admins_added_at_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::profile::os_rng();
-        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+    /// Alice's group "desk" with Bob and Dan, both admins, and Xan, her
+    /// contact, not in it; then an add of Xan by Bob and one by Dan into
+    /// the group's head, as two admins make them at once (not stored).
+    /// Returns the profile, Xan, the head's id, and each add with the
+    /// epoch it makes, the one that wins (the smaller id) first.
+    fn two_adds_of_xan(
+        dir: &std::path::Path,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (
+        Profile,
+        strand_sync::Identity,
+        GroupId,
+        Vec<(Message, GroupId)>,
+    ) {
+        let (p, bob, _) = crate::profile::alice_with_bob(dir);
         let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
         let xan = strand_sync::Identity::generate("Xan", rng).unwrap();
         p.add_contact(&dan.invite(), "Dan", 0, rng).unwrap();
         p.add_contact(&xan.invite(), "Xan", 0, rng).unwrap();
-        let now = crate::profile::now();
         p.create_group("desk", &["Bob".into(), "Dan".into()], now, rng)
             .unwrap();
         for name in ["Bob", "Dan"] {
@@ -1862,36 +1908,71 @@ mod tests {
             public: xan.public(),
             name: "Xan".into(),
         };
-        let mut stored = Vec::new();
-        let mut made = Vec::new();
+        let mut adds = Vec::new();
         for admin in [&bob, &dan] {
             let (msg, next) = head.propose(admin, add.clone(), now, rng).unwrap();
-            made.push((msg.id(), next.expect("an admin stays in").id()));
-            let mut store = p.store().unwrap();
-            strand_sync::WriteStore::insert(&mut store, &head.id(), &msg).unwrap();
-            store.commit().unwrap();
-            stored.push((head.id(), msg.key()));
+            adds.push((msg, next.expect("an admin stays in").id()));
         }
         // Of two admins' changes, the smaller id wins.
-        let won = made.iter().min().expect("two").1;
-        let pair = p.direct_group("Xan").unwrap();
-        let alice = p.identity().public().sign;
-        let welcomes = |p: &Profile| -> Vec<Message> {
-            let view = p.read_view().unwrap();
-            let mut keys = Vec::new();
-            Store::scan(&view, &pair.id, &strand_sync::KeyRange::ALL, &mut |k| {
-                keys.push(*k);
-                std::ops::ControlFlow::Continue(())
-            })
-            .unwrap();
-            keys.into_iter()
-                .filter_map(|k| Message::decode(Store::get(&view, &pair.id, &k).unwrap()?).ok())
-                .filter(|m| m.kind() == Kind::WELCOME && m.author() == alice)
-                .collect()
-        };
-        assert!(welcomes(&p).is_empty(), "Xan was not Alice's to add");
-        p.apply_group_messages(&stored, now, rng).unwrap();
-        let again = welcomes(&p);
+        adds.sort_by_key(|(msg, _)| msg.id());
+        (p, xan, head.id(), adds)
+    }
+
+    /// A contact's change `msg` in epoch `at` arrives at `p`: stored, then
+    /// followed.
+    fn change_arrives(
+        p: &Profile,
+        at: &GroupId,
+        msg: &Message,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) {
+        let mut store = p.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, at, msg).unwrap();
+        store.commit().unwrap();
+        let followed = [(*at, msg.key())];
+        p.apply_group_messages(&followed, now, rng).unwrap();
+    }
+
+    /// The welcomes the user of `p` wrote to `contact`, in their 1:1 log.
+    fn own_welcomes_to(p: &Profile, contact: &str) -> Vec<Message> {
+        let pair = p.direct_group(contact).unwrap();
+        let me = p.identity().public().sign;
+        let view = p.read_view().unwrap();
+        let mut keys = Vec::new();
+        Store::scan(&view, &pair.id, &strand_sync::KeyRange::ALL, &mut |k| {
+            keys.push(*k);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        keys.into_iter()
+            .filter_map(|k| Message::decode(Store::get(&view, &pair.id, &k).unwrap()?).ok())
+            .filter(|m| m.kind() == Kind::WELCOME && m.author() == me)
+            .collect()
+    }
+
+    /// Regression (the membership model's flake, 1 run in 28): Bob and
+    /// Dan, admins of Alice's group, add Xan into one epoch at once. Xan
+    /// cannot read that epoch, so cannot tell whose add won; if it took
+    /// the welcome of the add that lost, it refused the winner's (from
+    /// neither the creator nor its adder) and held a dead epoch for good.
+    /// Alice, the creator, whose welcome it takes, now welcomes it into
+    /// the winner: once, however often the group's work runs. With one
+    /// add and no fork, she writes nothing: Xan takes its adder's word.
+    #[test]
+    fn the_creator_welcomes_again_whom_two_admins_added_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, xan, head, adds) = two_adds_of_xan(&tmp.path().join("a"), now, rng);
+        let (won, lost) = (&adds[0], &adds[1]);
+        change_arrives(&p, &head, &lost.0, now, rng);
+        assert!(
+            own_welcomes_to(&p, "Xan").is_empty(),
+            "one add of Xan, no fork: Xan was not Alice's to welcome"
+        );
+        change_arrives(&p, &head, &won.0, now, rng);
+        let again = own_welcomes_to(&p, "Xan");
         assert_eq!(again.len(), 1, "Alice welcomes Xan again");
         let xans_pair = xan
             .contact(&p.identity().public())
@@ -1899,9 +1980,59 @@ mod tests {
             .direct_group()
             .clone();
         let epoch = Epoch::from_welcome(&xan, &xans_pair, &again[0], now).unwrap();
-        assert_eq!(epoch.id(), won, "into the epoch that won");
-        p.apply_group_messages(&stored, now, rng).unwrap();
-        assert_eq!(welcomes(&p).len(), 1, "once");
+        assert_eq!(epoch.id(), won.1, "into the epoch that won");
+        let both = [(head, won.0.key()), (head, lost.0.key())];
+        p.apply_group_messages(&both, now, rng).unwrap();
+        assert_eq!(own_welcomes_to(&p, "Xan").len(), 1, "once");
+    }
+
+    /// Regression (a review of the welcome written again): the group's
+    /// work asks for the welcome at every round (every batch of the
+    /// group's changes or key messages followed, every unlock), and each
+    /// time the node read the whole 1:1 log with Xan to tell it was
+    /// written, every row's kind and every welcome decoded. What it found
+    /// or wrote is now kept while the profile is open: the welcome,
+    /// taken out of the log behind the node's back, is not looked for
+    /// (nor written) again until the next unlock.
+    #[test]
+    fn a_welcome_written_again_is_looked_for_once_an_unlock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, _, head, adds) = two_adds_of_xan(&dir, now, rng);
+        for (msg, _) in adds.iter().rev() {
+            change_arrives(&p, &head, msg, now, rng);
+        }
+        let again = own_welcomes_to(&p, "Xan");
+        assert_eq!(again.len(), 1, "Alice welcomes Xan again");
+        let row = table_key(&p.direct_group("Xan").unwrap().id, &again[0].key());
+        p.write_txn(move |txn| {
+            txn.open_table(MESSAGES)
+                .map_err(db_error)?
+                .remove(&row)
+                .map_err(db_error)?;
+            txn.open_table(OUTBOX)
+                .map_err(db_error)?
+                .remove(&row)
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(own_welcomes_to(&p, "Xan").is_empty());
+        let keys: Vec<(GroupId, Key)> = adds.iter().map(|(msg, _)| (head, msg.key())).collect();
+        p.apply_group_messages(&keys, now, rng).unwrap();
+        assert!(
+            own_welcomes_to(&p, "Xan").is_empty(),
+            "the group's work read the 1:1 log again"
+        );
+        p.close();
+        let p = Profile::open(&dir, "pass").unwrap();
+        assert_eq!(
+            own_welcomes_to(&p, "Xan").len(),
+            1,
+            "looked for at the unlock, not found, written"
+        );
     }
 
     /// Regression (stop 68's audit of what contacts can cost): a contact

@@ -697,6 +697,15 @@ impl Store for ReadView {
             .and_then(|v| v.value().get(73).map(|k| Kind(*k))))
     }
 
+    fn head(&self, group: &GroupId, key: &Key) -> Result<Option<(AuthorId, Kind)>, redb::Error> {
+        let Some(t) = &self.table else {
+            return Ok(None);
+        };
+        // From the row's head, as kind: a split message's parts stay unread.
+        Ok(t.get(&table_key(group, key))?
+            .and_then(|v| row_head(v.value())))
+    }
+
     fn contains(&self, group: &GroupId, key: &Key) -> Result<bool, redb::Error> {
         let Some(t) = &self.table else {
             return Ok(false);

@@ -4,8 +4,8 @@
 
 use strand_sync::harness::{Pair, Peer};
 use strand_sync::{
-    Chain, Change, Epoch, GroupId, Head, Invalid, Key, Kind, Message, PublicIdentity, Store,
-    WriteStore,
+    AuthorId, Chain, Change, Epoch, GroupId, Head, Identity, Invalid, Key, Kind, MemoryStore,
+    Message, PublicIdentity, Store, WriteStore,
 };
 
 use crate::common::rng;
@@ -448,6 +448,10 @@ impl<S: Store> Store for Counting<'_, S> {
         self.inner.kind(group, key)
     }
 
+    fn head(&self, group: &GroupId, key: &Key) -> Result<Option<(AuthorId, Kind)>, S::Error> {
+        self.inner.head(group, key)
+    }
+
     fn scan(
         &self,
         group: &GroupId,
@@ -484,6 +488,48 @@ fn following_changes_fetches_only_the_changes() {
         .unwrap();
     assert_eq!(chain.epochs().count(), 2, "the change was followed");
     assert_eq!(*store.fetched.borrow(), [Kind::MEMBERSHIP]);
+}
+
+/// Regression (a review of the welcome written again): telling whether a
+/// welcome was written ([`Epoch::welcomed_into`], which the creator's
+/// group work asks) fetched and decoded every welcome in the 1:1 log,
+/// the contact's too (welcomes into their own groups, most of what such
+/// a log holds besides texts). Now only the author's own are fetched:
+/// the others' author is in their header.
+#[test]
+fn telling_a_welcome_written_fetches_only_its_authors_welcomes() {
+    let r = &mut rng(41);
+    let alice = Identity::generate("alice", r).unwrap();
+    let bob = Identity::generate("bob", r).unwrap();
+    let contact = alice.contact(&bob.public()).unwrap();
+    let pair = contact.direct_group().clone();
+    let now = strand_sync::harness::EPOCH;
+    let mut store = MemoryStore::new();
+    let mut bobs = Vec::new();
+    for i in 0..5 {
+        let with = [(alice.public(), "alice".to_owned())];
+        let epoch = Epoch::create(&bob, &format!("desk{i}"), &with, r).unwrap();
+        let msg = epoch.welcome(&bob, &pair, now - 1000 + i, r).unwrap();
+        store.insert(&pair.id, &msg).unwrap();
+        bobs.push(epoch.id());
+    }
+    let with = [(bob.public(), "bob".to_owned())];
+    let mine = Epoch::create(&alice, "news", &with, r).unwrap();
+    let msg = mine.welcome(&alice, &pair, now - 500, r).unwrap();
+    store.insert(&pair.id, &msg).unwrap();
+    let counting = Counting {
+        inner: &store,
+        fetched: Default::default(),
+    };
+    let me = alice.public().sign;
+    let asks = |e: &GroupId| Epoch::welcomed_into(&counting, &pair, &me, e).unwrap();
+    assert!(asks(&mine.id()));
+    assert!(!asks(&bobs[0]), "Bob's welcome, not Alice's");
+    assert_eq!(
+        *counting.fetched.borrow(),
+        [Kind::WELCOME, Kind::WELCOME],
+        "Alice's welcome only, once a call"
+    );
 }
 
 /// Regression (stop 68's audit of what contacts can cost): following a

@@ -1443,7 +1443,11 @@ fn a_member_added_in_lost_forks_again_and_again_is_welcomed_again_once() {
         "one, into the stretch that reaches the head:{}",
         m.dump()
     );
-    assert_eq!(creator_welcomes(&m, o), vec![stretches[0]], "as the fork was read");
+    assert_eq!(
+        creator_welcomes(&m, o),
+        vec![stretches[0]],
+        "as the fork was read"
+    );
     m.react(0);
     assert_eq!(creator_welcomes(&m, o), vec![stretches[0], last]);
 }
@@ -1457,14 +1461,21 @@ fn a_member_removed_after_lost_forks_is_not_welcomed_again() {
     let (mut m, stretches) = lost_forks_again_and_again(2, true);
     let o = m.members;
     let creator = m.chain(0).unwrap();
-    assert!(creator.last().member(&m.sign(o)).is_none(), "Mal removed it");
+    assert!(
+        creator.last().member(&m.sign(o)).is_none(),
+        "Mal removed it"
+    );
     assert!(
         creator.welcomes_again(&m.sign(0)).is_empty(),
         "into a stretch that ended:{}",
         m.dump()
     );
     m.react(0);
-    assert_eq!(creator_welcomes(&m, o), vec![stretches[0]], "as the fork was read");
+    assert_eq!(
+        creator_welcomes(&m, o),
+        vec![stretches[0]],
+        "as the fork was read"
+    );
 }
 
 /// Mal, an admin, adds an outsider and welcomes it; then she makes a
