@@ -8,9 +8,10 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Multiaddr;
 use strand_node::{os_rng, Delivery, KdfParams, Node, NodeConfig, NodeEvent, Profile};
 use strand_sync::{Config, GroupId, Session};
-use strand_transport::{Lan, LanConfig, Transport};
+use strand_transport::{Lan, LanConfig, Transport, TransportEvent};
 
 use crate::flood::flood;
+use crate::lan::{loopback, on_loopback};
 use tokio::sync::broadcast::Receiver;
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -28,12 +29,11 @@ fn both_loopbacks() -> Option<LanConfig> {
     })
 }
 
-fn loopback() -> Option<LanConfig> {
-    Some(LanConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        ..LanConfig::default()
-    })
+/// A LAN transport on loopback of the test's own, to dial Alice's or
+/// Bob's node from, and the queue of its events (kept while it is used).
+async fn own_lan() -> (Lan, tokio::sync::mpsc::Receiver<TransportEvent>) {
+    let (tx, ev) = tokio::sync::mpsc::channel(16);
+    (Lan::start(loopback().unwrap(), tx).await.unwrap(), ev)
 }
 
 /// Alice and Bob, contacts of each other, in `root`.
@@ -96,16 +96,7 @@ async fn a_stranger_opening_50_links_a_second_for_20_s_does_not_stop_two_contact
     // Let the flood fill whatever it can before Bob arrives: at 50 a
     // second, the old node's 256 link slots were full after 5 s.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let bob = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            peers: vec![v4],
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bob = on_loopback(b, vec![v4]).await;
     let mut bob_events = bob.subscribe();
     for i in 0..20 {
         bob.send("Alice", &format!("during the flood {i}"))
@@ -163,19 +154,10 @@ async fn replayed_hellos_get_no_session_and_do_not_keep_the_real_contact_out() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
     let b_dir = b.dir().to_path_buf();
-    let bob = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bob = on_loopback(b, Vec::new()).await;
     let addr = addr_of(&bob, false).await;
     // An observer's recording of a real hello of Alice's to Bob.
-    let (tx, _ev) = tokio::sync::mpsc::channel(16);
-    let observer = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let (observer, _ev) = own_lan().await;
     let alice_end = a.endpoint();
     let hello = {
         let mut link = observer.dial(&addr).unwrap().await.unwrap();
@@ -205,16 +187,7 @@ async fn replayed_hellos_get_no_session_and_do_not_keep_the_real_contact_out() {
     }
     // The real Alice arrives and syncs.
     let mut bob_events = bob.subscribe();
-    let alice = Node::start(
-        a.clone(),
-        NodeConfig {
-            lan: loopback(),
-            peers: vec![addr.clone()],
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let alice = on_loopback(a.clone(), vec![addr.clone()]).await;
     alice.send("Bob", "the real me").await.unwrap();
     until(
         &mut bob_events,
@@ -226,15 +199,7 @@ async fn replayed_hellos_get_no_session_and_do_not_keep_the_real_contact_out() {
     // After Bob restarts, the recording is still worthless.
     bob.shutdown().await;
     let b = Profile::open(&b_dir, "b").unwrap();
-    let bob = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bob = on_loopback(b, Vec::new()).await;
     let addr = addr_of(&bob, false).await;
     let mut link = observer.dial(&addr).unwrap().await.unwrap();
     read_record(&mut link).await;
@@ -262,20 +227,11 @@ async fn an_unacknowledged_message_is_never_shown_delivered() {
     let (group, key) = a
         .write("Bob", "did you get it?", strand_node::now(), &mut os_rng())
         .unwrap();
-    let alice = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let alice = on_loopback(a, Vec::new()).await;
     let addr = addr_of(&alice, false).await;
     let mut events = alice.subscribe();
     // Bob, played by the test: he syncs but never stores or acknowledges.
-    let (tx, _ev) = tokio::sync::mpsc::channel(16);
-    let lan = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let (lan, _ev) = own_lan().await;
     let mut link = lan.dial(&addr).unwrap().await.unwrap();
     let mut s = b
         .endpoint()
@@ -410,19 +366,10 @@ async fn a_contact_that_dials_again_gets_no_fresh_walks_of_a_log() {
             .unwrap();
     }
     crate::sync::sync(&a, &b);
-    let alice = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let alice = on_loopback(a, Vec::new()).await;
     let addr = addr_of(&alice, false).await;
     let mut events = alice.subscribe();
-    let (tx, _ev) = tokio::sync::mpsc::channel(16);
-    let lan = Lan::start(loopback().unwrap(), tx).await.unwrap();
+    let (lan, _ev) = own_lan().await;
     let (mut link, mut s) = bob_syncs(&lan, &addr, &b).await;
     let first = whole_log_fingerprints(&mut link, &mut s, group).await;
     // Each answer walks her log of 300 twice, and a walk of a log that
@@ -458,29 +405,12 @@ async fn shutdown_releases_the_profile() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
     let a_dir = a.dir().to_path_buf();
-    let alice = Node::start(
-        a,
-        NodeConfig {
-            lan: loopback(),
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let alice = on_loopback(a, Vec::new()).await;
     let addr = addr_of(&alice, false).await;
     // Listening before Bob starts: his link can be up before `start`
     // returns here.
     let mut ev = alice.subscribe();
-    let bob = Node::start(
-        b,
-        NodeConfig {
-            lan: loopback(),
-            peers: vec![addr],
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bob = on_loopback(b, vec![addr]).await;
     until(&mut ev, |e| matches!(e, NodeEvent::Connected { .. })).await;
     assert!(Profile::in_use(&a_dir));
     alice.shutdown().await;
