@@ -206,6 +206,18 @@ impl Drop for Killed {
     }
 }
 
+/// `strand run` as `user` ([`User::run`], no peers), once its control
+/// socket is there: the node, and the socket's path.
+fn run_serving(user: &User) -> (Killed, PathBuf) {
+    let (run, _) = user.run(&[]);
+    let run = Killed(run);
+    let socket = user.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    (run, socket)
+}
+
 #[test]
 fn two_processes_exchange_100_messages_each_way() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1059,12 +1071,7 @@ fn a_control_client_of_another_user_is_refused() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (a, _b) = pair(tmp.path());
-    let (run, _) = a.run(&[]);
-    let _run = Killed(run);
-    let socket = a.dir.join("control.sock");
-    eventually("the control socket", Duration::from_secs(20), || {
-        socket.exists()
-    });
+    let (_run, socket) = run_serving(&a);
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the socket is private from the start");
     // Open every door a careless user could: directories, socket, binary.
@@ -1129,12 +1136,7 @@ fn a_control_client_of_another_user_is_refused() {
 fn a_request_line_that_cannot_be_one_is_answered_why() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, _b) = pair(tmp.path());
-    let (run, _) = a.run(&[]);
-    let _run = Killed(run);
-    let socket = a.dir.join("control.sock");
-    eventually("the control socket", Duration::from_secs(20), || {
-        socket.exists()
-    });
+    let (_run, socket) = run_serving(&a);
     let ask = |line: &[u8]| {
         let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
         stream
@@ -1176,12 +1178,7 @@ fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
     use strand_node::limits::MAX_CONTROL_CONNECTIONS;
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
-    let (run, _) = a.run(&[]);
-    let _run = Killed(run);
-    let socket = a.dir.join("control.sock");
-    eventually("the control socket", Duration::from_secs(20), || {
-        socket.exists()
-    });
+    let (_run, socket) = run_serving(&a);
     // As many connections as it serves, saying nothing (it waits a minute
     // for their requests), and no other before them: they are taken in
     // the order they came.
@@ -1248,6 +1245,26 @@ async fn peers_dialled(dir: &Path) -> Vec<String> {
     }
 }
 
+/// Alice in `root`, with Bob as her contact "bob", and `n` texts of hers
+/// to him ("m0", "m1", …, a millisecond apart) written into her profile
+/// while no node runs.
+fn alice_with_texts_to_bob(root: &Path, n: usize) -> User {
+    let a = User::init(root, "alice");
+    let b = User::init(root, "bob");
+    a.ok(&["add", &b.invite(), "--name", "bob"]);
+    let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+    for i in 0..n {
+        p.write(
+            "bob",
+            &format!("m{i}"),
+            1_000 + i as u64,
+            &mut strand_node::os_rng(),
+        )
+        .unwrap();
+    }
+    a
+}
+
 /// A page of a conversation (`Page`, the app's) asks for at most
 /// `MAX_PAGE` messages; more is refused as bad input, and the node goes
 /// on. Before, any limit was served, `usize::MAX` too: the whole
@@ -1256,27 +1273,8 @@ async fn peers_dialled(dir: &Path) -> Vec<String> {
 async fn a_page_of_more_than_the_most_is_refused() {
     use strand_node::runtime::api::{Answer, FailureKind, Reply, Request, Target, MAX_PAGE};
     let tmp = tempfile::tempdir().unwrap();
-    let a = User::init(tmp.path(), "alice");
-    let b = User::init(tmp.path(), "bob");
-    a.ok(&["add", &b.invite(), "--name", "bob"]);
-    {
-        let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
-        for i in 0..MAX_PAGE + 1 {
-            p.write(
-                "bob",
-                &format!("m{i}"),
-                1_000 + i as u64,
-                &mut strand_node::os_rng(),
-            )
-            .unwrap();
-        }
-    }
-    let (run, _) = a.run(&[]);
-    let _run = Killed(run);
-    let socket = a.dir.join("control.sock");
-    eventually("the control socket", Duration::from_secs(20), || {
-        socket.exists()
-    });
+    let a = alice_with_texts_to_bob(tmp.path(), MAX_PAGE + 1);
+    let (_run, _) = run_serving(&a);
     let page = |limit: usize| Request::Page {
         of: Target::Contact("bob".into()),
         from: strand_node::Position::MIN,
@@ -1331,12 +1329,7 @@ async fn add_peer_dials_an_address_once_and_a_bounded_number_of_them() {
     use strand_node::runtime::api::{Answer, FailureKind, Reply, Request};
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
-    let (run, _) = a.run(&[]);
-    let _run = Killed(run);
-    let socket = a.dir.join("control.sock");
-    eventually("the control socket", Duration::from_secs(20), || {
-        socket.exists()
-    });
+    let (_run, _) = run_serving(&a);
     let dir = a.dir.clone();
     let add = |address: String| ask_node(&dir, Request::AddPeer { address });
     let dialled = || peers_dialled(&dir);
@@ -1687,22 +1680,8 @@ async fn read_is_paged_over_the_control_socket() {
     use strand_node::control;
     use strand_node::runtime::api::{Answer, Cursor, Reply, Request, READ_PAGE};
     let tmp = tempfile::tempdir().unwrap();
-    let a = User::init(tmp.path(), "alice");
-    let b = User::init(tmp.path(), "bob");
-    a.ok(&["add", &b.invite(), "--name", "bob"]);
     let n = READ_PAGE * 2 + 37;
-    {
-        let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
-        for i in 0..n {
-            p.write(
-                "bob",
-                &format!("m{i}"),
-                1_000 + i as u64,
-                &mut strand_node::os_rng(),
-            )
-            .unwrap();
-        }
-    }
+    let a = alice_with_texts_to_bob(tmp.path(), n);
     let (run, _) = a.run(&[]);
     let _run = Killed(run);
     let out = a.cmd(&["read", "bob", "--json"]);
