@@ -1014,6 +1014,23 @@ mod tests {
         assert_eq!(used.total.all, 3 * len);
     }
 
+    /// The others of a group of the most members
+    /// ([`strand_sync::MAX_GROUP_MEMBERS`], a thousand) that Bob makes
+    /// with Alice (`p`): her, and made-up members "m0", "m1", … to fill
+    /// it.
+    fn others_of_a_full_group(
+        p: &Profile,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> Vec<(strand_sync::PublicIdentity, String)> {
+        use strand_sync::{Identity, MAX_GROUP_MEMBERS};
+        let mut others = vec![(p.identity().public(), "Alice".to_owned())];
+        for i in 0..MAX_GROUP_MEMBERS - 2 {
+            let made_up = Identity::generate(&format!("m{i}"), rng).unwrap();
+            others.push((made_up.public(), format!("m{i}")));
+        }
+        others
+    }
+
     /// Regression (an audit's "Welcomes"): a contact could welcome this
     /// device into 4,096 groups of a thousand made-up members, within
     /// their allowance and budget: 4 million members in memory, read at
@@ -1025,16 +1042,12 @@ mod tests {
     /// and one stored all the same is not taken.
     #[test]
     fn welcomes_past_the_members_held_from_a_contact_are_declined() {
-        use strand_sync::{Identity, Invalid, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        use strand_sync::{Invalid, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::profile::os_rng();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::profile::now();
-        let mut others = vec![(p.identity().public(), "Alice".to_owned())];
-        for i in 0..MAX_GROUP_MEMBERS - 2 {
-            let made_up = Identity::generate(&format!("m{i}"), rng).unwrap();
-            others.push((made_up.public(), format!("m{i}")));
-        }
+        let others = others_of_a_full_group(&p, rng);
         let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
         // One group more than the bound holds, all of a thousand.
         let welcomes: Vec<Message> = (0..=full)
@@ -1099,16 +1112,12 @@ mod tests {
     /// ([`PendingWelcomes`]), as [`Chain::take_welcome`] takes them.
     #[test]
     fn welcomes_that_bring_nothing_new_count_nothing_in_their_batch() {
-        use strand_sync::{Identity, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        use strand_sync::{MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
         let tmp = tempfile::tempdir().unwrap();
         let rng = &mut crate::profile::os_rng();
         let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
         let now = crate::profile::now();
-        let mut others = vec![(p.identity().public(), "Alice".to_owned())];
-        for i in 0..MAX_GROUP_MEMBERS - 2 {
-            let made_up = Identity::generate(&format!("m{i}"), rng).unwrap();
-            others.push((made_up.public(), format!("m{i}")));
-        }
+        let others = others_of_a_full_group(&p, rng);
         // As many groups of a thousand as the bound holds.
         let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
         let epochs: Vec<Epoch> = (0..full)
