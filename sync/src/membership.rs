@@ -2420,7 +2420,9 @@ impl Chain {
     /// Only where the newcomer is now: a member of the path's last epoch
     /// (and of the epoch the path waits to go on to, if it does), and
     /// `epoch` the first of the unbroken stretch of path epochs listing
-    /// it that reaches there. So one at most per newcomer, and none into
+    /// it that reaches there; `whom` as that epoch lists it (an add that
+    /// lost may pair its signing key with another dh key, and would name
+    /// no contact). So one at most per newcomer, and none into
     /// a stretch of its membership that ended: a welcome into an epoch it
     /// does not hold counts that epoch's members against what it keeps
     /// for the welcome's author ([`Chain::welcome_fits`]), and an admin
@@ -2451,8 +2453,11 @@ impl Chain {
         };
         let left = self.left();
         // Newcomers of adds that lost, which `me` welcomes again (anyone's
-        // as the creator, else its own), still there.
-        let mut listed: BTreeMap<AuthorId, PublicIdentity> = BTreeMap::new();
+        // as the creator, else its own), still there: signing keys only.
+        // An add may name the newcomer's signing key with any usable dh
+        // key, and one that lost takes no effect, so the identity
+        // welcomed is the one the group lists (below), never an add's.
+        let mut listed: BTreeSet<AuthorId> = BTreeSet::new();
         for id in &self.path {
             let parent = &self.epochs[id];
             let won = self.winner(id).map(|t| t.key);
@@ -2469,7 +2474,7 @@ impl Chain {
                     && !self.revoked.contains(&sign)
                     && !left.contains(&sign)
                 {
-                    listed.insert(sign, *public);
+                    listed.insert(sign);
                 }
             }
         }
@@ -2482,13 +2487,17 @@ impl Chain {
                 break;
             }
             let epoch = &self.epochs[id];
-            listed.retain(|sign, public| {
+            listed.retain(|sign| {
                 let there = epoch.member(sign).is_some();
                 if !there {
                     // Not the last: that one lists them.
                     let at = &self.epochs[&self.path[k + 1]];
                     if at.is_admin(me) {
-                        out.push((at.id(), *public));
+                        // Kept at the epoch before, so listed here.
+                        let member = at
+                            .member(sign)
+                            .expect("the stretch's first epoch lists them");
+                        out.push((at.id(), member.public));
                     }
                 }
                 there

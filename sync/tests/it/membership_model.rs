@@ -1159,9 +1159,22 @@ fn a_junk_key_answer_from_someone_removed_does_not_count() {
 /// winning one's after; then everyone meets. Returns the model, and the
 /// epochs the winning and the losing add made.
 fn two_adds_of_one_newcomer(mal_wins: bool) -> (Model, Epoch, Epoch) {
-    let mut m = Model::new(4, &[2], true, 21);
+    adds_of_one_newcomer(mal_wins, false)
+}
+
+/// [`two_adds_of_one_newcomer`]; if `forged`, device 3 (Eve) is a hostile
+/// admin too, and before everyone meets she adds the outsider's signing
+/// key with a dh key of her own making into the same epoch, her add
+/// losing too and its id the largest of the three (she sends it to no
+/// one: the others get it as they meet).
+fn adds_of_one_newcomer(mal_wins: bool, forged: bool) -> (Model, Epoch, Epoch) {
+    let hostile: &[usize] = if forged { &[2, 3] } else { &[2] };
+    let mut m = Model::new(4, hostile, true, 21);
     m.apply(Op::MakeAdmin(1));
     m.apply(Op::MakeAdmin(2));
+    if forged {
+        m.apply(Op::MakeAdmin(3));
+    }
     m.heal();
     let o = m.members;
     let head = m.writable(1).expect("Ben is a member");
@@ -1198,6 +1211,33 @@ fn two_adds_of_one_newcomer(mal_wins: bool) -> (Model, Epoch, Epoch) {
         // The winner's welcome is not taken: from neither the creator
         // nor the outsider's adder as it stands.
         assert_eq!(m.chain(o).unwrap().path().to_vec(), vec![loser.2.id()]);
+    }
+    if forged {
+        let eve = 3;
+        assert!(head.is_admin(&m.sign(eve)), "Eve is an admin");
+        let dh = Identity::generate("e", &mut m.rng).unwrap().public().dh;
+        let made_up = Change::Add {
+            public: PublicIdentity {
+                sign: m.sign(o),
+                dh,
+            },
+            name: "o".into(),
+        };
+        let mut last = None;
+        for _ in 0..64 {
+            let now = m.tick();
+            let (msg, _) = head
+                .propose(&m.devs[eve].id, made_up.clone(), now, &mut m.rng)
+                .unwrap();
+            if msg.id() > loser.1.id() {
+                last = Some(msg);
+                break;
+            }
+        }
+        let msg = last.expect("one of 64 draws");
+        m.devs[eve].store.insert(&head.id(), &msg).unwrap();
+        m.adds.push((m.sign(eve), m.sign(o)));
+        m.digest(eve);
     }
     m.heal();
     let creator = m.chain(0).unwrap();
@@ -1476,6 +1516,37 @@ fn a_member_removed_after_lost_forks_is_not_welcomed_again() {
         vec![stretches[0]],
         "as the fork was read"
     );
+}
+
+/// Regression (a review of the welcome written again): as in
+/// [`a_newcomer_whose_first_welcome_lost_a_fork_ends_on_the_winner`]
+/// (Ben's add of the outsider wins, Mal's loses and her welcome came
+/// first), and Eve, another hostile admin, adds the outsider's signing key
+/// with a dh key of her own into the same epoch, her add losing too and
+/// read after Mal's. welcomes_again kept the identity of the last add
+/// that lost it read, Eve's: the creator was asked to welcome someone no
+/// contact is, welcomed no one, and the outsider stayed on Mal's epoch for
+/// good. It now names the outsider as the winning epoch lists it.
+#[test]
+fn a_forged_add_that_lost_cannot_keep_the_creators_welcome_from_a_newcomer() {
+    let (m, won, _) = adds_of_one_newcomer(false, true);
+    let o = m.members;
+    assert_eq!(
+        won.member(&m.sign(o)).map(|x| x.public),
+        Some(m.devs[o].id.public()),
+        "Ben's add lists the outsider's own keys"
+    );
+    assert_eq!(
+        m.chain(0).unwrap().welcomes_again(&m.sign(0)),
+        vec![(won.id(), m.devs[o].id.public())],
+        "the creator welcomes whom the group lists:{}",
+        m.dump()
+    );
+    match m.chain(o).unwrap().head() {
+        Head::Member(h) => assert_eq!(h.id(), won.id(), "on the epoch that lost:{}", m.dump()),
+        other => panic!("the outsider is not a member: {other:?}"),
+    }
+    m.check().unwrap();
 }
 
 /// Mal, an admin, adds an outsider and welcomes it; then she makes a
