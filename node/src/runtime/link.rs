@@ -248,6 +248,10 @@ impl Pump {
                         break;
                     }
                 }
+                // And changed the walks left (a deferred answer charged,
+                // a group opened, a walk's progress): told now, not only
+                // when the next packet or event wakes the loop.
+                self.note_walks();
             }
             // At least a millisecond: a deadline in the past is handled on
             // the next pass, never in a busy loop.
