@@ -16,8 +16,8 @@
 //!   (a NAME message, §14.5), else the name they were added under, the
 //!   last two marked unverified.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadableDatabase, ReadableTable};
@@ -1159,8 +1159,9 @@ impl Profile {
     /// author, and welcomes a contact again where the group added them
     /// when two adds of them forked and one lost (the creator, or the
     /// author of the add that lost: [`Chain::welcomes_again`]; once each,
-    /// the 1:1 log read for it once an unlock). A few rounds, each
-    /// reading what the last wrote.
+    /// the 1:1 log read for it once an unlock while the group asks for
+    /// it: [`WelcomedAgain`]). A few rounds, each reading what the last
+    /// wrote.
     ///
     /// What it wrote is returned even if a later step fails (that is
     /// logged, and the work done again when the group's next changes or
@@ -1193,7 +1194,9 @@ impl Profile {
             let chains = self.chains();
             // Key messages, and welcomes written again (and whom to).
             let mut messages: Vec<(GroupId, Message)> = Vec::new();
-            let mut welcomed = Vec::new();
+            // The welcomes this round writes, held from other runs of the
+            // group work until they commit (let go if they do not).
+            let mut reserved = Reserved::new(&self.inner.welcomed_again);
             let mut changes: Vec<(Epoch, Change)> = Vec::new();
             for chain in chains.iter().filter(|c| roots.contains(&c.root())) {
                 let work = chain.key_work(&me);
@@ -1217,7 +1220,7 @@ impl Profile {
                             .map_err(group_error)?,
                     ));
                 }
-                for (pair, at, to) in self.welcomes_to_write(chain, &me)? {
+                for (pair, at) in self.welcomes_to_write(chain, &me, &mut reserved)? {
                     let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
                     tracing::info!("welcoming a new member again where the group added them");
                     messages.push((
@@ -1226,7 +1229,6 @@ impl Profile {
                             .welcome(&identity, &pair, now, rng)
                             .map_err(group_error)?,
                     ));
-                    welcomed.push((chain.root(), at, to));
                 }
                 for (at, change) in chain.overrides(&me) {
                     let epoch = chain.epoch(&at).expect("overrides are in held epochs");
@@ -1255,11 +1257,7 @@ impl Profile {
                         .collect::<Result<Vec<_>, _>>()
                 })?;
                 written.messages.extend(stored);
-                self.inner
-                    .welcomed_again
-                    .lock()
-                    .expect("welcomed lock")
-                    .extend(welcomed);
+                reserved.written();
                 self.refresh_chains(roots, now)?;
             }
             let book = self.book();
@@ -1285,30 +1283,21 @@ impl Profile {
     }
 
     /// The welcomes [`Chain::welcomes_again`] asks of this device in
-    /// `chain` that are not written yet: `(1:1 log, epoch, newcomer)`, to
-    /// contacts only (a mailbox holds no group). Whether one is written
-    /// is read from the newcomer's 1:1 log ([`Epoch::welcomed_into`])
-    /// once an unlock: what was found there, or written by the caller, is
-    /// kept in memory (`welcomed_again`), as the group asks for it again
-    /// at every round of its work. What the group no longer asks for is
-    /// let go.
+    /// `chain` that are not written yet: `(1:1 log, epoch)`, to contacts
+    /// only (a mailbox holds no group). Whether one is written is read
+    /// from the newcomer's 1:1 log ([`Epoch::welcomed_into`]) once an
+    /// unlock for each pair while the group asks for it (see
+    /// [`WelcomedAgain`]): the group asks at every round of its work.
+    /// Those returned stay in `reserved` until the caller's write
+    /// commits.
     fn welcomes_to_write(
         &self,
         chain: &Chain,
         me: &AuthorId,
-    ) -> Result<Vec<(Group, GroupId, AuthorId)>, ProfileError> {
+        reserved: &mut Reserved<'_>,
+    ) -> Result<Vec<(Group, GroupId)>, ProfileError> {
         let root = chain.root();
-        let again = chain.welcomes_again(me);
-        let unknown: Vec<(GroupId, PublicIdentity)> = {
-            let mut known = self.inner.welcomed_again.lock().expect("welcomed lock");
-            known.retain(|(r, at, to)| {
-                *r != root || again.iter().any(|(a, p)| a == at && p.sign == *to)
-            });
-            again
-                .into_iter()
-                .filter(|(at, to)| !known.contains(&(root, *at, to.sign)))
-                .collect()
-        };
+        let unknown = reserved.take(root, chain.welcomes_again(me));
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
@@ -1318,19 +1307,18 @@ impl Profile {
         let book = self.book();
         let mut out = Vec::new();
         for (at, to) in unknown {
-            let Some((record, contact)) = book.sync_contact(&to) else {
+            let contact = book.sync_contact(&to).filter(|(record, _)| !record.mailbox);
+            let Some((_, contact)) = contact else {
+                // Not a contact (yet): asked again at the next round.
+                reserved.let_go(root, at, to.sign);
                 continue;
             };
-            if record.mailbox {
-                continue;
-            }
             let pair = contact.direct_group();
             if Epoch::welcomed_into(&view, pair, me, &at).map_err(db_error)? {
-                let mut known = self.inner.welcomed_again.lock().expect("welcomed lock");
-                known.insert((root, at, to.sign));
+                reserved.found(root, at, to.sign);
                 continue;
             }
-            out.push((pair.clone(), at, to.sign));
+            out.push((pair.clone(), at));
         }
         Ok(out)
     }
@@ -1533,6 +1521,126 @@ impl Profile {
             author,
             text,
         })
+    }
+}
+
+/// Welcomes written again ([`Chain::welcomes_again`]) that this process
+/// found in the newcomer's 1:1 log, wrote there, or is writing: per group
+/// root, `(epoch, newcomer)`. The group's work asks for each at every
+/// round (each batch of its changes or key messages followed, each
+/// unlock), and telling whether one is written reads the 1:1 log; so a
+/// pair is looked for once an unlock while the group asks for it. A
+/// group's pairs it no longer asks for are let go as its work runs (at
+/// most one a member of each group is kept, and only that group's are
+/// looked at), and so are a contact's when they are deleted (their 1:1
+/// log went with them: [`WelcomedAgain::forget`]).
+#[derive(Debug, Default)]
+pub(crate) struct WelcomedAgain(BTreeMap<GroupId, BTreeSet<(GroupId, AuthorId)>>);
+
+impl WelcomedAgain {
+    /// Of the pairs the group `root` asks for now (`again`), those not
+    /// held, which are held from now on; its pairs not in `again` are let
+    /// go.
+    fn take(
+        &mut self,
+        root: GroupId,
+        again: Vec<(GroupId, PublicIdentity)>,
+    ) -> Vec<(GroupId, PublicIdentity)> {
+        if again.is_empty() {
+            self.0.remove(&root);
+            return again;
+        }
+        let held = self.0.entry(root).or_default();
+        held.retain(|(at, to)| again.iter().any(|(a, p)| a == at && p.sign == *to));
+        again
+            .into_iter()
+            .filter(|(at, to)| held.insert((*at, to.sign)))
+            .collect()
+    }
+
+    fn remove(&mut self, root: GroupId, at: GroupId, to: AuthorId) {
+        if let Some(held) = self.0.get_mut(&root) {
+            held.remove(&(at, to));
+            if held.is_empty() {
+                self.0.remove(&root);
+            }
+        }
+    }
+
+    /// Lets go of every welcome to `sign`: the contact was deleted, and
+    /// their 1:1 log with them, so added again they are welcomed again.
+    pub(crate) fn forget(&mut self, sign: &AuthorId) {
+        for held in self.0.values_mut() {
+            held.retain(|(_, to)| to != sign);
+        }
+        self.0.retain(|_, held| !held.is_empty());
+    }
+}
+
+/// The welcomes one round of the group work took from [`WelcomedAgain`]
+/// and has yet to write: held there, so a run at the same time passes
+/// over them instead of writing them too, and let go when this is
+/// dropped unless [`Reserved::written`] said they committed (so a write
+/// that failed is tried again).
+struct Reserved<'a> {
+    welcomed: &'a Mutex<WelcomedAgain>,
+    pairs: Vec<(GroupId, GroupId, AuthorId)>,
+}
+
+impl<'a> Reserved<'a> {
+    fn new(welcomed: &'a Mutex<WelcomedAgain>) -> Self {
+        Reserved {
+            welcomed,
+            pairs: Vec::new(),
+        }
+    }
+
+    /// [`WelcomedAgain::take`], those taken held by this round.
+    fn take(
+        &mut self,
+        root: GroupId,
+        again: Vec<(GroupId, PublicIdentity)>,
+    ) -> Vec<(GroupId, PublicIdentity)> {
+        let taken = self
+            .welcomed
+            .lock()
+            .expect("welcomed lock")
+            .take(root, again);
+        self.pairs
+            .extend(taken.iter().map(|(at, to)| (root, *at, to.sign)));
+        taken
+    }
+
+    /// Found written: kept, whatever this round does.
+    fn found(&mut self, root: GroupId, at: GroupId, to: AuthorId) {
+        self.pairs.retain(|p| *p != (root, at, to));
+    }
+
+    /// Not to be written now: let go at once.
+    fn let_go(&mut self, root: GroupId, at: GroupId, to: AuthorId) {
+        self.found(root, at, to);
+        self.welcomed
+            .lock()
+            .expect("welcomed lock")
+            .remove(root, at, to);
+    }
+
+    /// What this round took is written and committed: kept.
+    fn written(&mut self) {
+        self.pairs.clear();
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.pairs.is_empty() {
+            return;
+        }
+        // Dropped while unwinding too: a poisoned lock still lets go.
+        let mut welcomed = self.welcomed.lock().unwrap_or_else(PoisonError::into_inner);
+        for (root, at, to) in self.pairs.drain(..) {
+            welcomed.remove(root, at, to);
+        }
     }
 }
 
@@ -2032,6 +2140,73 @@ mod tests {
             own_welcomes_to(&p, "Xan").len(),
             1,
             "looked for at the unlock, not found, written"
+        );
+    }
+
+    /// Regression (a review of the welcome written again): deleting Xan
+    /// deleted their 1:1 log, Alice's welcome with it, but the open
+    /// profile still remembered it written; added back within the same
+    /// unlock, Xan was never welcomed again. Deleting a contact now lets
+    /// go of what is remembered of welcomes to them.
+    #[test]
+    fn a_contact_deleted_and_added_back_is_welcomed_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, xan, head, adds) = two_adds_of_xan(&tmp.path().join("a"), now, rng);
+        for (msg, _) in adds.iter().rev() {
+            change_arrives(&p, &head, msg, now, rng);
+        }
+        assert_eq!(
+            own_welcomes_to(&p, "Xan").len(),
+            1,
+            "Alice welcomes Xan again"
+        );
+        p.delete_contact("Xan", now, rng).unwrap();
+        p.add_contact(&xan.invite(), "Xan", 0, rng).unwrap();
+        let keys: Vec<(GroupId, Key)> = adds.iter().map(|(msg, _)| (head, msg.key())).collect();
+        p.apply_group_messages(&keys, now, rng).unwrap();
+        assert_eq!(
+            own_welcomes_to(&p, "Xan").len(),
+            1,
+            "written again once Xan was added back"
+        );
+    }
+
+    /// Regression (a review of the welcome written again): two runs of
+    /// the group work at once could both find a welcome unknown and both
+    /// write it, as it was remembered only once a write committed. A run
+    /// now holds what it takes until its write: another passes over it
+    /// meanwhile; it is let go if the write does not commit, kept if it
+    /// does.
+    #[test]
+    fn a_welcome_one_run_is_writing_is_not_written_by_another() {
+        let welcomed = Mutex::new(WelcomedAgain::default());
+        let root = GroupId([1; 32]);
+        let newcomer = PublicIdentity {
+            sign: [3; 32],
+            dh: [4; 32],
+        };
+        let again = vec![(GroupId([2; 32]), newcomer)];
+        let mut first = Reserved::new(&welcomed);
+        assert_eq!(first.take(root, again.clone()), again);
+        let mut second = Reserved::new(&welcomed);
+        assert!(
+            second.take(root, again.clone()).is_empty(),
+            "the first run is writing it"
+        );
+        // The first run's write failed.
+        drop(first);
+        assert_eq!(
+            second.take(root, again.clone()),
+            again,
+            "let go, taken again"
+        );
+        second.written();
+        drop(second);
+        assert!(
+            Reserved::new(&welcomed).take(root, again).is_empty(),
+            "written: kept"
         );
     }
 

@@ -309,15 +309,11 @@ struct Inner {
     /// both check the old one and both be told done, leaving whichever
     /// wrote last (or one copy of each).
     passphrase: std::sync::Mutex<()>,
-    /// Welcomes written again (`Chain::welcomes_again`) that this process
-    /// found in the newcomer's 1:1 log or wrote there: (group root,
-    /// epoch, newcomer). The group's work asks for each at every round
-    /// (each batch of its changes or key messages followed, each unlock),
-    /// and telling whether one is written reads the whole 1:1 log; so
-    /// each is looked for once an unlock (`Profile::welcomes_to_write`).
-    /// A group's are let go once it no longer asks for them: at most one
-    /// a member of each group is kept.
-    welcomed_again: std::sync::Mutex<std::collections::BTreeSet<(GroupId, GroupId, AuthorId)>>,
+    /// Welcomes written again that this process found in the newcomer's
+    /// 1:1 log, wrote there, or is writing, so that each pair is looked
+    /// for once an unlock while its group asks for it
+    /// ([`groups::WelcomedAgain`], `Profile::welcomes_to_write`).
+    welcomed_again: std::sync::Mutex<groups::WelcomedAgain>,
     writer: Writer,
 }
 
@@ -515,7 +511,7 @@ impl Profile {
                 lists: std::sync::Mutex::new(()),
                 alike: std::sync::Mutex::new(None),
                 passphrase: std::sync::Mutex::new(()),
-                welcomed_again: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+                welcomed_again: std::sync::Mutex::new(groups::WelcomedAgain::default()),
                 writer: Writer::default(),
             }),
         };

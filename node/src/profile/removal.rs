@@ -10,7 +10,9 @@
 //! (`to-tell`);
 //! if they are a mailbox, whose mailbox they are (`mailbox-for/`, so that
 //! contact may name another); if they are this user's own mailbox, the
-//! pairing (so another can be paired).
+//! pairing (so another can be paired). Once that commits, which welcomes
+//! written again to them the open profile remembers finding or writing
+//! (their 1:1 log held them): added back, they are welcomed again.
 //!
 //! What stays: the private groups they are in, and what they wrote there
 //! (they are still a member; the group shows the name they chose); a
@@ -188,13 +190,23 @@ impl Profile {
             Ok((messages, told))
         });
         match written {
-            Ok((messages, told)) => Ok(Deleted {
-                contact: record,
-                messages,
-                groups,
-                mailbox_of,
-                told,
-            }),
+            Ok((messages, told)) => {
+                // Their 1:1 log went: a welcome written again to them is
+                // to be looked for (and written) again if they are added
+                // back.
+                self.inner
+                    .welcomed_again
+                    .lock()
+                    .expect("welcomed lock")
+                    .forget(&record.public.sign);
+                Ok(Deleted {
+                    contact: record,
+                    messages,
+                    groups,
+                    mailbox_of,
+                    told,
+                })
+            }
             Err(e) => {
                 *self.inner.book.write().expect("book lock") = book;
                 Err(e)
