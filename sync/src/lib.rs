@@ -120,7 +120,7 @@ pub use membership::{
     Member, Next, PendingWelcomes, Sealing, Transition, Unwritable, WelcomeSize,
     MAX_CHANGES_OFF_PATH, MAX_GROUP_MEMBERS,
 };
-pub use message::{encoded_len, Kind, Message, MessageId};
+pub use message::{encoded_len, head_of, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};
 pub use safety::{safety_number, SafetyNumber, SAFETY_DIGITS, SAFETY_QR_PREFIX};
 pub use session::{Config, Event, SentParts, Session, Stats};

@@ -515,7 +515,7 @@ pub(crate) fn kind_of(bytes: &[u8]) -> Option<Kind> {
 
 /// The author and kind of an encoded message (§4), read from its header
 /// (bytes 33..65 and 73): what a store tells without decoding the body.
-pub(crate) fn head_of(bytes: &[u8]) -> Option<(AuthorId, Kind)> {
+pub fn head_of(bytes: &[u8]) -> Option<(AuthorId, Kind)> {
     let author: AuthorId = bytes.get(33..65)?.try_into().ok()?;
     Some((author, kind_of(bytes)?))
 }

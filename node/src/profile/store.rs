@@ -142,9 +142,10 @@ pub(crate) fn whole(
 
 /// The author and kind in a [`MESSAGES`] row's head, read as stored
 /// (every row was checked before it was stored, and a whole row and a
-/// split one begin alike); `None` for a hollow row.
+/// split one begin alike: strand-sync's [`strand_sync::head_of`]);
+/// `None` for a hollow row.
 pub(crate) fn row_head(row: &[u8]) -> Option<(AuthorId, Kind)> {
-    Some((row.get(33..65)?.try_into().ok()?, Kind(*row.get(73)?)))
+    strand_sync::head_of(row)
 }
 
 /// The author, kind and whole length of the message in a [`MESSAGES`]
