@@ -931,6 +931,21 @@ impl Node {
 mod tests {
     use std::time::Duration;
 
+    /// Holds `node`'s carrying step (a long step) on a thread of its own
+    /// until the sender returned is sent to or dropped; returns once held.
+    fn hold_carry_step(node: &Node) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+        let shared = node.shared.clone();
+        let busy = std::thread::spawn(move || {
+            let _step = shared.carry_step.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = free_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        (free_tx, busy)
+    }
+
     use super::*;
 
     async fn within(what: &str, mut check: impl FnMut() -> bool) {
@@ -987,15 +1002,7 @@ mod tests {
         })
         .await;
         // Ben's carrier is busy (a long step) until told.
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
-        let shared = ben.shared.clone();
-        let busy = std::thread::spawn(move || {
-            let _step = shared.carry_step.lock().unwrap();
-            held_tx.send(()).unwrap();
-            let _ = free_rx.recv();
-        });
-        held_rx.recv().unwrap();
+        let (free_tx, busy) = hold_carry_step(&ben);
         let tasks = ben.shared.tasks.len();
         // Each text is offered to Ben in a pool message of its own, and
         // each reaches him in a batch of its own.
@@ -1083,15 +1090,7 @@ mod tests {
         assert_eq!(spreading(&ann), 1, "the text");
 
         // Ann's carrier is busy (a long step) until her node is killed.
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
-        let shared = ann.shared.clone();
-        let busy = std::thread::spawn(move || {
-            let _step = shared.carry_step.lock().unwrap();
-            held_tx.send(()).unwrap();
-            let _ = free_rx.recv();
-        });
-        held_rx.recv().unwrap();
+        let (free_tx, busy) = hold_carry_step(&ann);
         let ben = Node::start(ben, config()).await.unwrap();
         within("Ben's confirmation of the text is marked", || {
             ann.shared.profile.delivery(&direct, &key).unwrap() == Some(crate::Delivery::Delivered)
