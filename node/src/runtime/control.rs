@@ -10,9 +10,14 @@
 //! JSON object per line each way: a [`Request`], then one [`Answer`] (or,
 //! for `follow`, a stream of [`crate::NodeEvent`] lines after it). What
 //! each request does is [`Node::handle`]'s. At most
-//! [`MAX_CONTROL_CONNECTIONS`] connections are served at once; one more is
-//! answered at once with a [`FailureKind::Refused`](super::api::FailureKind)
-//! error line saying so, before its request is read, and closed.
+//! [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
+//! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
+//! stop it ([`reserved_for`]): so the user can stop their own node while
+//! every other connection is held. A connection in that reserve asking
+//! anything else, and one more past the reserve too (at once, before its
+//! request is read), is answered with a
+//! [`FailureKind::Refused`](super::api::FailureKind) error line saying so,
+//! and closed.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Answer, Failure, Reply, Request};
-use super::limits::MAX_CONTROL_CONNECTIONS;
+use super::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
 use crate::{hex, Node};
 
 /// File name of the control socket in a profile directory.
@@ -97,8 +102,11 @@ fn bind_private(
 /// `Ok(())` once a client asked for [`Request::Shutdown`] (and was
 /// answered). Only processes of the user who runs the node are served
 /// (`SO_PEERCRED`), whatever the file's permissions, and at most
-/// [`MAX_CONTROL_CONNECTIONS`] at once, whoever they are: one more is
-/// told so at once and closed, with no task of its own. A connection that
+/// [`MAX_CONTROL_CONNECTIONS`] at once, whoever they are; past them,
+/// [`RESERVED_CONTROL_CONNECTIONS`] more have their request read and are
+/// served only if it is one [`reserved_for`] (status, shutdown), else
+/// told so; past those too, one more is told so at once and closed, with
+/// no task of its own. A connection that
 /// cannot be accepted (the process out of file handles, say) is logged
 /// and accepting goes on shortly after, so the node keeps running; only
 /// a socket that cannot serve at all (not a listening socket any more)
@@ -111,6 +119,7 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut failing = Failing::default();
     let served = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
+    let reserve = std::sync::Arc::new(tokio::sync::Semaphore::new(RESERVED_CONTROL_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -142,10 +151,19 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
                 continue;
             }
         };
-        // Each connection served holds a permit until its task ends.
-        let Ok(permit) = served.clone().try_acquire_owned() else {
-            refuse_busy(stream);
-            continue;
+        // Each connection served holds a permit until its task ends: an
+        // ordinary one while there is one, else one of the reserve (whose
+        // connections are served only what `reserved_for` lets through),
+        // else none, and it is refused at once.
+        let (permit, reserved) = match served.clone().try_acquire_owned() {
+            Ok(permit) => (permit, false),
+            Err(_) => match reserve.clone().try_acquire_owned() {
+                Ok(permit) => (permit, true),
+                Err(_) => {
+                    refuse_busy(stream);
+                    continue;
+                }
+            },
         };
         let node = node.clone();
         let stop = stop.clone();
@@ -153,7 +171,7 @@ pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
             let _permit = permit;
             match stream.peer_cred().map(|c| c.uid()) {
                 Ok(uid) if uid == owner => {
-                    if let Err(e) = handle(node, stream, stop).await {
+                    if let Err(e) = handle(node, stream, stop, reserved).await {
                         tracing::debug!("control connection: {e}");
                     }
                 }
@@ -258,17 +276,28 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
+/// Whether `request` may be served on a connection of the reserve
+/// ([`RESERVED_CONTROL_CONNECTIONS`]), past the ordinary bound: asking
+/// whether the node runs and how ([`Request::Status`]: every command asks
+/// it first, `strand status`) and stopping it ([`Request::Shutdown`]:
+/// `strand wipe`, the app's wipe). Each is answered at once and ends its
+/// connection, so the reserve is never held for long by them.
+fn reserved_for(request: &Request) -> bool {
+    matches!(request, Request::Status | Request::Shutdown)
+}
+
 /// What a client that comes while [`MAX_CONTROL_CONNECTIONS`] others are
-/// served is told.
+/// served is told (unless it asks for what the reserve serves).
 fn busy() -> Answer {
     Answer::Error(Failure::refused(format!(
-        "the node is already serving {MAX_CONTROL_CONNECTIONS} connections on its control socket, the most it serves at once (commands still running, `strand read --follow`, the app): try again once one of them has ended"
+        "the node is already serving {MAX_CONTROL_CONNECTIONS} connections on its control socket, the most it serves at once for anything but its status or stopping it (commands still running, `strand read --follow`, the app): try again once one of them has ended"
     )))
 }
 
 /// Tells a client that came while [`MAX_CONTROL_CONNECTIONS`] others are
-/// served why it gets nothing, and hangs up: no task, no wait, so past the
-/// bound a connection costs the node this and nothing more. The line is
+/// served, and the [`RESERVED_CONTROL_CONNECTIONS`] as well, why it gets
+/// nothing, and hangs up: no task, no wait, so past the bound a
+/// connection costs the node this and nothing more. The line is
 /// written before the request is read (never read): a socket just
 /// accepted has room for it, and it stays for the client to read after
 /// its request, even once writing that failed because the node hung up
@@ -288,7 +317,9 @@ fn refuse_busy(stream: UnixStream) {
     }
     // Not a warning: a script that opens connections without end would
     // fill the log with it; the client itself is told.
-    tracing::debug!("refused a control connection: {MAX_CONTROL_CONNECTIONS} are served already");
+    tracing::debug!(
+        "refused a control connection: {MAX_CONTROL_CONNECTIONS} are served already, and {RESERVED_CONTROL_CONNECTIONS} kept for status and stopping"
+    );
 }
 
 /// Writes one line of JSON.
@@ -301,10 +332,14 @@ async fn send(
     out.write_all(&bytes).await
 }
 
+/// Serves one connection: reads its request line, answers it. One that
+/// holds a permit of the reserve (`reserved`) is served only a request
+/// [`reserved_for`] it, and told the node is busy otherwise.
 async fn handle(
     node: Node,
     stream: UnixStream,
     stop: tokio_util::sync::CancellationToken,
+    reserved: bool,
 ) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
@@ -319,6 +354,12 @@ async fn handle(
     let answer = match line.map(|l| serde_json::from_str::<Request>(&l)) {
         Err(why) => Answer::Error(Failure::bad_input(format!("bad request: {why}"))),
         Ok(Err(e)) => Answer::Error(Failure::bad_input(format!("bad request: {e}"))),
+        Ok(Ok(request)) if reserved && !reserved_for(&request) => {
+            tracing::debug!(
+                "refused a control request past the {MAX_CONTROL_CONNECTIONS} connections served: only status and stopping are served there"
+            );
+            busy()
+        }
         Ok(Ok(Request::Follow)) => {
             let mut events = node.subscribe();
             send(&mut wr, &Answer::Ok(Reply::Following)).await?;

@@ -155,9 +155,26 @@ const _: () = assert!((MAX_PEERS as f64) / (REDIAL.as_secs() as f64) < CONTACT_D
 /// A person runs a few at once; 64 leaves room for scripts and many
 /// terminals following while keeping the node's handles (1,024 is a
 /// common limit, shared with links and the store) and memory bounded.
-/// One more is answered at once with why (`Refused`: the node is busy)
-/// and closed, so a command says so instead of waiting without end.
+/// One more is served only to ask the node's status or stop it
+/// ([`RESERVED_CONTROL_CONNECTIONS`]); anything else it asks is answered
+/// with why (`Refused`: the node is busy) and it is closed, so a command
+/// says so instead of waiting without end.
 pub const MAX_CONTROL_CONNECTIONS: usize = 64;
+
+/// Connections the control socket serves past
+/// [`MAX_CONTROL_CONNECTIONS`], only to ask whether the node runs and how
+/// ([`crate::runtime::api::Request::Status`], which every command asks
+/// first) or to stop it ([`crate::runtime::api::Request::Shutdown`]:
+/// `strand wipe`, the app's wipe): so the user can still stop their own
+/// node while every ordinary connection is held (64 terminals following,
+/// a script, a process of theirs that connected and says nothing). Such a
+/// connection's request line is read (bounded in size and time, as every
+/// one is) before it is decided; any other request on it is refused as
+/// past the bound. A command takes one at a time and gives it back as
+/// soon as it is answered, so 4 lets a few run at once; past these too, a
+/// connection is refused at once, before its request is read, so tasks
+/// and handles stay bounded (68 in all).
+pub const RESERVED_CONTROL_CONNECTIONS: usize = 4;
 
 /// The longest a device found nearby waits to be dialled again after a
 /// contact's link to it ended; a session that lasted at least this long

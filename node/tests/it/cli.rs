@@ -1167,48 +1167,30 @@ fn a_request_line_that_cannot_be_one_is_answered_why() {
 }
 
 /// The control socket serves at most `MAX_CONTROL_CONNECTIONS`
-/// connections at once: one more is answered at once with why (a
-/// `refused` error line) and closed, so `strand` says so and ends rather
-/// than wait; once others close, connections are served again. Before,
-/// every connection got a task of its own, without bound, and one more was
-/// served like the rest.
+/// connections at once, and `RESERVED_CONTROL_CONNECTIONS` more for its
+/// status and stopping it: one more than those is answered at once with
+/// why (a `refused` error line), whatever it asks, and closed, so
+/// `strand` says so and ends rather than wait; once others close,
+/// connections are served again. Before, every connection got a task of
+/// its own, without bound, and one more was served like the rest.
 #[test]
 fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
     use std::os::unix::net::UnixStream;
-    use strand_node::limits::MAX_CONTROL_CONNECTIONS;
+    use strand_node::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
     let (_run, socket) = run_serving(&a);
-    // As many connections as it serves, saying nothing (it waits a minute
-    // for their requests), and no other before them: they are taken in
-    // the order they came.
-    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS)
+    // As many connections as it serves, the reserve too, saying nothing
+    // (it waits a minute for their requests), and no other before them:
+    // they are taken in the order they came.
+    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
-    // One more asks for the contacts.
-    let answer = {
-        let mut stream = UnixStream::connect(&socket).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        // The node may have hung up before the request is written: its
-        // answer is there to read all the same.
-        let _ = std::io::Write::write_all(&mut stream, b"{\"request\":\"contacts\"}\n");
-        let mut answer = String::new();
-        let read = BufReader::new(stream).read_line(&mut answer);
-        assert!(read.is_ok(), "{read:?} {answer:?}");
-        answer
-    };
-    let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
-    assert_eq!(v["error"]["kind"], "refused", "{answer}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!(
-                "already serving {MAX_CONTROL_CONNECTIONS} connections"
-            ))),
-        "{answer}"
-    );
+    // One more asks for the contacts, or how the node is: refused alike.
+    for request in ["contacts", "status"] {
+        let answer = answer_on(&socket, &format!("{{\"request\":\"{request}\"}}"));
+        assert_busy(&answer);
+    }
     // `strand` says so, and ends.
     let out = output_within(&a, &["contacts"], Duration::from_secs(60)).expect("strand ended");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1220,6 +1202,77 @@ fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
         "`strand contacts` served again",
         Duration::from_secs(60),
         || a.cmd(&["contacts"]).status.success(),
+    );
+}
+
+/// With `MAX_CONTROL_CONNECTIONS` connections held (terminals following,
+/// a script, a process that connected and says nothing), the node still
+/// answers `strand status` and still stops when asked (`strand wipe` asks
+/// it to, then wipes the profile), through the few connections it keeps
+/// for those (`RESERVED_CONTROL_CONNECTIONS`); anything else asked past
+/// the bound is still refused. Before, the next connection was refused
+/// whatever it asked: the user could neither stop nor wipe their own
+/// node while the connections were held.
+#[test]
+fn past_its_bound_the_control_socket_still_answers_status_and_stops() {
+    use std::os::unix::net::UnixStream;
+    use strand_node::limits::MAX_CONTROL_CONNECTIONS;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (mut run, socket) = run_serving(&a);
+    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    // How the node is: answered.
+    let status: Value = serde_json::from_str(&a.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    // Anything else: refused, on the socket and by `strand`.
+    assert_busy(&answer_on(&socket, "{\"request\":\"contacts\"}"));
+    let out = output_within(&a, &["contacts"], Duration::from_secs(60)).expect("strand ended");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already serving"), "{err}");
+    // Stopped and wiped.
+    let out = output_within(&a, &["wipe", "--yes"], Duration::from_secs(60)).expect("strand ended");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the node stopped", Duration::from_secs(30), || {
+        run.0.try_wait().unwrap().is_some()
+    });
+    assert!(!a.dir.exists());
+    drop(held);
+}
+
+/// The one line a node answers on its control socket at `socket` to
+/// `request` (a JSON request, without its newline), as JSON.
+fn answer_on(socket: &Path, request: &str) -> Value {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The node may have hung up before the request is written: its
+    // answer is there to read all the same.
+    let _ = std::io::Write::write_all(&mut stream, format!("{request}\n").as_bytes());
+    let mut answer = String::new();
+    let read = BufReader::new(stream).read_line(&mut answer);
+    assert!(read.is_ok(), "{read:?} {answer:?}");
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+/// That `answer` is the control socket's: it serves all it can already.
+fn assert_busy(answer: &Value) {
+    use strand_node::limits::MAX_CONTROL_CONNECTIONS;
+    assert_eq!(answer["error"]["kind"], "refused", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!(
+                "already serving {MAX_CONTROL_CONNECTIONS} connections"
+            ))),
+        "{answer}"
     );
 }
 
