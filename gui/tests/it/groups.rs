@@ -87,17 +87,26 @@ fn a_group_is_made_read_and_changed_from_the_app() {
         assert!(g.get_admin() && g.get_creator() && g.get_member());
         assert_eq!(g.get_summary(), "2 members · you are an admin");
 
-        // Bob joins, and writes; his text shows with his name.
+        // Bob joins, and writes; his text shows with his name, and the
+        // open group scrolls to it.
         assert!(h.pump_until(WAIT, || rt
             .block_on(async { bob.profile().groups() })
             .map(|l| l.len() == 1)
             .unwrap_or(false)));
+        let before = g.get_scroll_to_end();
         rt.block_on(bob.send_group("Newsroom", "hello group"))
             .unwrap();
         assert!(h.pump_until(WAIT, || g
             .get_messages()
             .iter()
             .any(|m| m.text == "hello group" && m.author == "Bob" && !m.unverified)));
+        // Its scroll is waited for here, where it arrived, not left to
+        // land later (the counter is read again below, where another
+        // group is made, and must not move there).
+        assert!(
+            h.pump_until(WAIT, || g.get_scroll_to_end() > before),
+            "Bob's text did not scroll the open group to it"
+        );
         assert!(g.invoke_send("hi Bob".into()));
         assert!(h.pump_until(WAIT, || bob
             .profile()
