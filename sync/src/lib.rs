@@ -127,7 +127,7 @@ pub use session::{Config, Event, SentParts, Session, Stats};
 pub use store::{Key, KeyRange, MemoryStore, Store, Summary, TagKey, WriteStore};
 pub use timer::{decode_timer, encode_timer, MAX_TIMER, MIN_TIMER};
 pub use token::{epoch, Advert, Beacon, ADVERT_LEN, BEACON_LEN};
-pub use walks::WalkAllowance;
+pub use walks::{WalkAccount, WalkAllowance};
 
 /// Bytes that do not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

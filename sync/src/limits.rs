@@ -105,13 +105,11 @@ pub const MAX_ROUNDS_PER_GROUP: u32 = 4096;
 /// resynced) pays one walk back, and so does time
 /// ([`RECON_WORK_REFILL`]). A frame that arrives with this many walks
 /// unpaid waits, unanswered, as an opening past [`REOPEN_ALLOWANCE`] does.
-/// The count is the contact's, not a session's: a session starts from
-/// the most the contact's other sessions spent, those that ended and
-/// those still up ([`crate::WalkAllowance`]), so a contact that dials
-/// again, after the link dropped or beside it, gets no fresh allowance:
-/// only the walk or two its handshake's frames cost. Two sessions up at
-/// once each spend from what was left when it came up (twice this when
-/// nothing was spent), and a restart of the device forgets the count.
+/// The count is the contact's, not a session's: all the contact's
+/// sessions, one after another or up at once, spend from one account
+/// ([`crate::WalkAccount`]), so a contact that dials again, after the link
+/// dropped or beside it, gets no fresh allowance: only the walk or two
+/// its handshake's frames cost. A restart of the device forgets the count.
 /// Before, a peer that answered every reply with a fingerprint of the
 /// whole log that differs had us summarise and split the log once a round
 /// for [`MAX_ROUNDS_PER_GROUP`] rounds: some 8,000 walks an exchange.
@@ -130,9 +128,9 @@ pub const RECON_WORK_WALKS: u64 = 32;
 pub const RECON_WORK_FLOOR: u64 = 4096;
 
 /// Walks of each group's log paid back every [`REOPEN_REFILL_EVERY`]
-/// besides progress, between a contact's sessions too
-/// ([`crate::WalkAllowance::refill`]; two sessions up at once are each
-/// paid back, so twice this a minute): about what answering a re-opening
+/// besides progress, between a contact's sessions too, and once for all
+/// of its sessions up at once ([`crate::WalkAllowance::refill`], on the
+/// contact's one [`crate::WalkAccount`]): about what answering a re-opening
 /// costs (a summary and a split) and a round or two after it. So a peer
 /// whose exchange moves nothing waits about a minute for a round or two,
 /// and one that works us with nothing new gets 4 walks of each log a

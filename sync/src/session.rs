@@ -21,7 +21,7 @@ use crate::preamble::{self, MAX_RECORD};
 use crate::recon::{self, Send};
 use crate::store::{Key, KeyRange, Metered, Store, TagKey, WriteStore};
 use crate::token::{Beacon, BEACON_LEN};
-use crate::walks::{WalkAllowance, Work};
+use crate::walks::{WalkAccount, WalkAllowance, Work};
 use crate::{HandshakeError, Invalid, SessionError};
 
 const TAG_LEN: usize = 16;
@@ -434,13 +434,11 @@ pub struct Session {
     /// group.
     reopens: BTreeMap<GroupId, u32>,
     /// What answering the peer's reconciliation of each group cost that
-    /// progress and time have not paid back: at most one entry per synced
-    /// group. Full at the start, or taken on from the contact's last
-    /// session ([`Session::resume_walks`]).
-    walks: WalkAllowance,
-    /// Whether `walks` changed (a charge, progress, the log's size, what
-    /// was taken on) since [`Session::poll_walks_left`] last said.
-    walks_changed: bool,
+    /// progress and time have not paid back: the session's own account,
+    /// full at the start, until it spends from the contact's
+    /// ([`Session::share_walks`]), which the contact's other sessions
+    /// spend from too.
+    walks: WalkAccount,
     /// Tags of the messages whose sending in full paid back a walk
     /// ([`MAX_PAID_SENDS`]).
     paid: BTreeSet<u64>,
@@ -542,8 +540,7 @@ impl Session {
             resync: BTreeSet::new(),
             peer_lacks: BTreeSet::new(),
             reopens: BTreeMap::new(),
-            walks: WalkAllowance::full(now),
-            walks_changed: false,
+            walks: WalkAccount::new(WalkAllowance::full(now)),
             paid: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_bytes: 0,
@@ -659,44 +656,32 @@ impl Session {
             && self.inbound_pending() == 0
     }
 
-    /// What is left of the peer's walks of each group's log (PROTOCOL.md
-    /// §8.5): at the session's end, what the caller keeps for the contact
-    /// and hands to its next session ([`Session::resume_walks`]), so a
-    /// contact that drops the link and dials again gets no fresh
-    /// allowance (while the session is up, [`Session::poll_walks_left`]
-    /// says when it changed).
-    pub fn walks_left(&self) -> WalkAllowance {
+    /// The account of the peer's walks of each group's log this session
+    /// spends from (PROTOCOL.md §8.5): its own, with the whole allowance,
+    /// until [`Session::share_walks`] gives it the contact's. A clone
+    /// shares it: kept for the contact, it is where the contact's next
+    /// session spends from, so a contact that drops the link and dials
+    /// again gets no fresh allowance.
+    pub fn walks(&self) -> WalkAccount {
         self.walks.clone()
     }
 
-    /// What is left of the peer's walks ([`Session::walks_left`]) if it
-    /// changed since last polled: answering the peer charged it, progress
-    /// paid some back, or [`Session::resume_walks`] took on what was kept.
-    /// A caller that runs several sessions of one contact at once hands
-    /// it to where a new session of the contact's starts from, so one
-    /// that comes up while this one is still up starts from what this
-    /// one spent, not afresh. Time's refill is not a change here: whoever
-    /// reads the allowance refills it to their own `now` by the same
-    /// rule ([`WalkAllowance::refill`]). Cheap when nothing changed.
-    pub fn poll_walks_left(&mut self) -> Option<WalkAllowance> {
-        let changed = std::mem::take(&mut self.walks_changed);
-        changed.then(|| self.walks.clone())
-    }
-
-    /// Takes on what the contact's other sessions left of its walks, or
-    /// have left while up ([`Session::walks_left`], the more spent of
-    /// each group's: [`WalkAllowance::keep`]), refilled by time to `now`
-    /// ([`WalkAllowance::refill`]): what they spent and progress and
-    /// time have not paid back counts here too, on top of what this one
-    /// has counted. Call it on [`Event::Established`] with what was kept
-    /// for the peer (the contact is not known before). The frames of the
-    /// peer's that came with the handshake (one per group at most, as
-    /// turns are strict) may have been answered already: they are counted
-    /// all the same. Only the groups this session syncs are taken on.
-    pub fn resume_walks(&mut self, now: Time, left: WalkAllowance) {
-        let groups = &self.groups;
-        self.walks.resume(now, left, |g| groups.contains_key(g));
-        self.walks_changed = true;
+    /// Spends the peer's walks from `account` from now on: the contact's
+    /// one account ([`WalkAccount`]), which the caller keeps for the
+    /// contact and hands to each of its sessions, so that they spend, one
+    /// after another or up at once, from one allowance that time refills
+    /// once. What this session counted on its own so far is charged to
+    /// it: the peer's frames that came with the handshake (one per group
+    /// at most, as turns are strict), which may have been answered
+    /// already, and this side's counts of its logs. Call it on
+    /// [`Event::Established`] (the contact is not known before).
+    pub fn share_walks(&mut self, now: Time, account: WalkAccount) {
+        if self.walks.is_same(&account) {
+            return;
+        }
+        let own = std::mem::replace(&mut self.walks, account);
+        let counted = own.lock().clone();
+        self.walks.lock().take_on(now, counted);
     }
 
     /// The next thing to report, if any.
@@ -741,9 +726,9 @@ impl Session {
                         *left = (*left + 1).min(REOPEN_ALLOWANCE);
                     }
                 }
-                // Walks come back with time by the one rule, the same a
-                // contact's next session is refilled by.
-                self.walks.refill(now);
+                // Walks come back with time by the one rule, whichever of
+                // the contact's sessions reads the account.
+                self.walks.lock().refill(now);
                 if now >= self.last_recv.saturating_add(IDLE_TIMEOUT) {
                     self.fail(SessionError::Timeout);
                 } else if now >= self.last_send.saturating_add(KEEPALIVE_INTERVAL)
@@ -840,11 +825,8 @@ impl Session {
     /// A message of `group` moved between the two: progress, which pays
     /// back a walk of the group's log (§8.5).
     fn progress(&mut self, group: &GroupId) {
-        if let Some(work) = self.walks.spent.get_mut(group) {
-            if work.debt > 0 {
-                work.pay(1);
-                self.walks_changed = true;
-            }
+        if let Some(work) = self.walks.lock().spent.get_mut(group) {
+            work.pay(1);
         }
     }
 
@@ -852,19 +834,18 @@ impl Session {
     /// progress or time: it has made us walk the log [`RECON_WORK_WALKS`]
     /// times over what they paid back (PROTOCOL.md §8.5).
     fn work_spent(&self, group: &GroupId) -> bool {
-        self.walks.spent.get(group).is_some_and(Work::spent)
+        self.walks.lock().spent.get(group).is_some_and(Work::spent)
     }
 
     /// Counts what answering the peer in `group` visited in `store`, and
     /// the log's size if it was counted whole.
     fn charge<S: Store>(&mut self, group: GroupId, store: &Metered<'_, S>) {
-        let work = self.walks.spent.entry(group).or_default();
-        let was = *work;
+        let mut walks = self.walks.lock();
+        let work = walks.spent.entry(group).or_default();
         if let Some(log) = store.log() {
             work.log = log;
         }
         work.debt = work.debt.saturating_add(store.visited());
-        self.walks_changed |= *work != was;
     }
 
     /// Holds the peer's `msg` for `group`, unanswered and unread, until
@@ -1448,9 +1429,7 @@ impl Session {
         let msg = recon::open(&store, &id, &self.tags).map_err(store_error)?;
         if let Some(log) = store.log() {
             // What a walk of the log costs, for the peer's answers.
-            let work = self.walks.spent.entry(id).or_default();
-            self.walks_changed |= work.log != log;
-            work.log = log;
+            self.walks.lock().spent.entry(id).or_default().log = log;
         }
         self.control.push_back(frame(&id, &msg));
         self.exchanges.insert(

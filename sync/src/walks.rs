@@ -1,11 +1,13 @@
 //! What answering a contact's reconciliation may still cost us, in walks
 //! of each group's log (PROTOCOL.md §8.5, [`RECON_WORK_WALKS`]), and the
-//! one rule by which time gives it back. A session counts it; the caller
-//! carries what is left from a contact's session to its next (and to one
-//! that comes up beside it), so a contact that drops the link and dials
-//! again does not start afresh.
+//! one rule by which time gives it back. A session counts it in an
+//! account ([`WalkAccount`]); the caller keeps one account a contact and
+//! hands it to each of the contact's sessions, so a contact that drops the
+//! link and dials again, or dials again beside a session still up, spends
+//! from the one allowance, refilled once.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::group::GroupId;
 use crate::limits::{
@@ -47,15 +49,10 @@ impl Work {
 /// answering its reconciliation: [`RECON_WORK_WALKS`] less what its
 /// sessions spent and progress and time have not paid back.
 ///
-/// A session starts with the whole allowance; [`Session::walks_left`]
-/// says what is left (and [`Session::poll_walks_left`], when it
-/// changed), and [`Session::resume_walks`] starts a contact's next
-/// session from it, so a contact that drops the link and dials again, or
-/// dials again beside a session still up, gets no fresh allowance (but
-/// for the edges PROTOCOL.md §8.5 names: the handshake's frames, two
-/// sessions up at once each spending from where it started). Between
-/// sessions only time gives walks back, by [`WalkAllowance::refill`], the
-/// same rule a session follows.
+/// Sessions spend it through a [`WalkAccount`], the contact's one account
+/// that all its sessions share ([`Session::share_walks`]). Only time gives
+/// walks back between sessions, by [`WalkAllowance::refill`], the same
+/// rule a session follows.
 ///
 /// ```
 /// use strand_sync::limits::{RECON_WORK_REFILL, REOPEN_REFILL_EVERY};
@@ -63,8 +60,8 @@ impl Work {
 ///
 /// let now = 1_700_000_000_000;
 /// let group = GroupId([7; 32]);
-/// // What a contact's session left, kept until its next: 10 walks of a
-/// // log of 5,000 messages spent.
+/// // What a contact's sessions left: 10 walks of a log of 5,000 messages
+/// // spent.
 /// let mut left = WalkAllowance::having_spent(now, group, 10, 5_000);
 /// assert_eq!(left.walks_spent(&group), 10);
 /// // A minute and a half later time has paid one minute back; the half
@@ -78,9 +75,7 @@ impl Work {
 /// assert!(left.is_full());
 /// ```
 ///
-/// [`Session::walks_left`]: crate::Session::walks_left
-/// [`Session::poll_walks_left`]: crate::Session::poll_walks_left
-/// [`Session::resume_walks`]: crate::Session::resume_walks
+/// [`Session::share_walks`]: crate::Session::share_walks
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkAllowance {
     /// Per group, what was spent and not paid back.
@@ -146,46 +141,90 @@ impl WalkAllowance {
         }
     }
 
-    /// Keeps `left` (what a session of the contact's left) together with
-    /// this (what its other sessions left), both refilled to `now`: for
-    /// each group, the more spent. So a session that spent nothing, up
-    /// beside one that spent its walks, does not undo that one's count when
-    /// it ends after it; progress pays back on the session it happens on,
-    /// and between sessions only time does.
-    pub fn keep(&mut self, now: Time, mut left: WalkAllowance) {
+    /// Takes on what a session counted on its own before it spent from
+    /// this account (the peer's frames that came with the handshake, and
+    /// the logs' sizes as it counted them), as of `now`: this one refilled
+    /// by time to `now` first, the session's debt adds to it, and the
+    /// session's count of a log's size, the newer, stands. This one's
+    /// refill clock stands: it is the contact's.
+    pub(crate) fn take_on(&mut self, now: Time, own: WalkAllowance) {
         self.refill(now);
-        left.refill(now);
-        for (group, work) in left.spent {
-            let mine = self.spent.entry(group).or_default();
-            if work.debt >= mine.debt {
-                *mine = work;
-            }
-        }
-        self.at = self.at.max(left.at);
-    }
-
-    /// Takes on what `earlier` (a contact's earlier session) left spent,
-    /// refilled to `now`, for the groups `synced` holds: its debt adds to
-    /// what this one has counted, and the earlier refill clock stands, so
-    /// a period under way is not lost.
-    pub(crate) fn resume(
-        &mut self,
-        now: Time,
-        mut earlier: WalkAllowance,
-        synced: impl Fn(&GroupId) -> bool,
-    ) {
-        earlier.refill(now);
-        for (group, work) in earlier.spent {
-            if !synced(&group) {
-                continue;
-            }
+        for (group, work) in own.spent {
             let mine = self.spent.entry(group).or_default();
             mine.debt = mine.debt.saturating_add(work.debt);
-            if mine.log == 0 {
+            if work.log != 0 {
                 mine.log = work.log;
             }
         }
-        self.at = self.at.min(earlier.at);
+    }
+}
+
+/// A contact's one account of walks ([`WalkAllowance`]), which all its
+/// sessions spend from, one after another or up at once: clones share it.
+/// A session starts with an account of its own holding the whole
+/// allowance; [`Session::share_walks`] moves it onto the contact's, which
+/// the caller keeps for the contact (a new one, or the first session's
+/// own: [`Session::walks`]). Every session on it charges its answers
+/// to it, is paid back by its progress, and refills it by time by the one
+/// rule ([`WalkAllowance::refill`]), so the contact's sessions together
+/// spend [`RECON_WORK_WALKS`] walks of each log ahead and get
+/// [`RECON_WORK_REFILL`] back a minute, however many are up. A session
+/// whose account is its own alone spends exactly as if none were shared.
+///
+/// ```
+/// use strand_sync::limits::{RECON_WORK_REFILL, REOPEN_REFILL_EVERY};
+/// use strand_sync::{GroupId, WalkAccount, WalkAllowance};
+///
+/// let now = 1_700_000_000_000;
+/// let group = GroupId([7; 32]);
+/// let contact = WalkAccount::new(WalkAllowance::full(now));
+/// // Two sessions of the contact's, up at once, hold the one account.
+/// let (first, second) = (contact.clone(), contact.clone());
+/// first.spend(now, group, 20, 5_000);
+/// second.spend(now, group, 12, 5_000);
+/// assert_eq!(contact.left(now).walks_spent(&group), 32);
+/// // A minute later time has paid the contact back once, not once each.
+/// let later = now + REOPEN_REFILL_EVERY;
+/// assert_eq!(first.left(later).walks_spent(&group), 32 - RECON_WORK_REFILL);
+/// assert_eq!(second.left(later).walks_spent(&group), 32 - RECON_WORK_REFILL);
+/// ```
+///
+/// [`Session::share_walks`]: crate::Session::share_walks
+/// [`Session::walks`]: crate::Session::walks
+#[derive(Debug, Clone)]
+pub struct WalkAccount(Arc<Mutex<WalkAllowance>>);
+
+impl WalkAccount {
+    /// An account holding `left`.
+    pub fn new(left: WalkAllowance) -> Self {
+        WalkAccount(Arc::new(Mutex::new(left)))
+    }
+
+    /// What is left, refilled by time to `now` ([`WalkAllowance::refill`]).
+    pub fn left(&self, now: Time) -> WalkAllowance {
+        let mut left = self.lock();
+        left.refill(now);
+        left.clone()
+    }
+
+    /// Charges `walks` walks of `group`'s log, of `log` messages, as of
+    /// `now`: what a session on the account would, answering the peer.
+    /// For tests and examples; a session charges its own.
+    #[doc(hidden)]
+    pub fn spend(&self, now: Time, group: GroupId, walks: u64, log: u64) {
+        self.lock().take_on(now, WalkAllowance::having_spent(now, group, walks, log));
+    }
+
+    /// Whether `other` is this account (a clone of it), not one apart.
+    pub(crate) fn is_same(&self, other: &WalkAccount) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The allowance, for a session to read or change. The account is
+    /// counts that every change leaves whole, so one whose lock a panic
+    /// elsewhere poisoned is still good: it is taken as it stands.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WalkAllowance> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -224,22 +263,24 @@ mod tests {
         assert_eq!(walks(&back), 10, "counted from where the clock went back");
     }
 
-    /// What two sessions of a contact leave is kept as the more spent of
-    /// each group's, whichever ends last: not the sum (both started from
-    /// what was kept, so the sum counts that twice), and not the last (one
-    /// that spent less does not undo the other's count).
+    /// What a session counted on its own before it spent from the
+    /// contact's account adds to what the account has spent, refilled to
+    /// then; the session's newer count of the log's size stands, and the
+    /// account's refill clock.
     #[test]
-    fn what_two_sessions_leave_is_kept_as_the_more_spent() {
-        let mut kept = spent(30, 0);
-        kept.keep(1_000, spent(10, 0));
-        assert_eq!(walks(&kept), 30, "not 40, not 10");
-        let mut kept = spent(10, 0);
-        kept.keep(1_000, spent(30, 0));
-        assert_eq!(walks(&kept), 30, "not 40, not 10");
-        // Per group: each keeps its own more spent.
-        let other = GroupId([2; 32]);
-        let mut kept = spent(30, 0);
-        kept.keep(1_000, WalkAllowance::having_spent(0, other, 10, LOG));
-        assert_eq!((walks(&kept), kept.walks_spent(&other)), (30, 10));
+    fn a_session_joining_the_account_adds_what_it_counted() {
+        let mut account = spent(30, 0);
+        account.take_on(REOPEN_REFILL_EVERY + 1_000, spent(2, 10_000));
+        assert_eq!(walks(&account), 30 - RECON_WORK_REFILL + 2);
+        // The account's clock: the next minute is due a minute after its
+        // last refill (at a minute), not after the session's start.
+        account.refill(10_000 + REOPEN_REFILL_EVERY);
+        assert_eq!(walks(&account), 30 - RECON_WORK_REFILL + 2);
+        account.refill(2 * REOPEN_REFILL_EVERY);
+        assert_eq!(walks(&account), 30 - 2 * RECON_WORK_REFILL + 2);
+        let g = GroupId([1; 32]);
+        let mut account = WalkAllowance::having_spent(0, g, 4, LOG);
+        account.take_on(0, WalkAllowance::having_spent(0, g, 0, 2 * LOG));
+        assert_eq!(walks(&account), 2, "walks of the log as it is now");
     }
 }

@@ -220,7 +220,6 @@ impl Pump {
         let mut closing = false;
         loop {
             self.events();
-            self.note_walks();
             self.flush_marks();
             if carrying.is_none() {
                 carrying = self.carry_waiting();
@@ -248,10 +247,6 @@ impl Pump {
                         break;
                     }
                 }
-                // And changed the walks left (a deferred answer charged,
-                // a group opened, a walk's progress): told now, not only
-                // when the next packet or event wakes the loop.
-                self.note_walks();
             }
             // At least a millisecond: a deadline in the past is handled on
             // the next pass, never in a busy loop.
@@ -369,9 +364,8 @@ impl Pump {
         let last = std::mem::take(&mut self.confirmed);
         self.flush_marks();
         let registered = self.id.take();
-        if let (Some(id), Some(peer)) = (registered, self.session.peer()) {
-            let (now, left) = (self.node.clock.now(), self.session.walks_left());
-            self.node.registry.unregister(id, peer, now, left);
+        if let Some(id) = registered {
+            self.node.registry.unregister(id, self.node.clock.now());
         }
         let was_contact = registered
             .and(self.contact.as_ref())
@@ -532,13 +526,6 @@ impl Pump {
         for g in &groups {
             self.session.add_group(g.clone());
         }
-        // What the contact's earlier sessions left of its walks, and its
-        // sessions up now have left (the registry keeps both): one that
-        // dials again, after the link dropped or beside it, gets none
-        // afresh.
-        let now = self.node.clock.now();
-        let left = self.node.registry.walks_left(&peer, now);
-        self.session.resume_walks(now, left);
         let joining = Joining {
             contact: peer,
             name: &name,
@@ -560,6 +547,13 @@ impl Pump {
                     self.session.close();
                     return;
                 }
+                // The contact's one account of walks, which its other
+                // sessions, up now or ended, spent from: one that dials
+                // again, after the link dropped or beside it, gets no
+                // fresh allowance nor a refill of its own.
+                let now = self.node.clock.now();
+                let walks = self.node.registry.walks(&peer, now);
+                self.session.share_walks(now, walks);
                 for (g, k) in missed {
                     self.session.handle_new_message(&g, k);
                 }
@@ -593,21 +587,6 @@ impl Pump {
         self.node
             .tasks
             .spawn(super::carrying::session_up(self.node.clone(), peer));
-    }
-
-    /// Tells the registry what the session has left of the contact's
-    /// walks when that changed (a frame answered, progress), so a session
-    /// of the contact's that comes up while this one is up starts from it.
-    /// Polled after every input, command, timeout and packet sent: a flag
-    /// unless something changed, then a copy of a few entries a group.
-    fn note_walks(&mut self) {
-        let Some(id) = self.id else {
-            // Not registered yet: what changed stays to be told.
-            return;
-        };
-        if let Some(left) = self.session.poll_walks_left() {
-            self.node.registry.note_walks(id, left);
-        }
     }
 
     /// Starts syncing the groups in `groups` that the session does not yet

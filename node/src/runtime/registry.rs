@@ -1,5 +1,5 @@
 //! The sessions that are up, by contact, when each contact was seen, and
-//! what its sessions left of its walks.
+//! the account of its walks that its sessions spend from.
 //!
 //! A session registers when its peer is authenticated (not before: a
 //! stranger never takes a contact's slot). At [`MAX_SESSIONS_PER_CONTACT`]
@@ -11,34 +11,26 @@
 //!
 //! What answering a contact's reconciliation may cost is bounded in walks
 //! of each group's log (strand-sync's [`WalkAllowance`], PROTOCOL.md §8.5),
-//! and the bound holds across the contact's sessions. A session that ends
-//! leaves what it had left here; a session that is up tells what it has
-//! left whenever that changes ([`Registry::note_walks`]); and the
-//! contact's next session starts from the most any of them spent, each
-//! group's, refilled by time ([`Registry::walks_left`]). So dialling
-//! again, after the link dropped or beside a session still up (and
-//! replacing it), buys no fresh allowance. What sessions leave is kept
-//! as the more spent of each group's ([`WalkAllowance::keep`]): one that
-//! spent nothing does not undo the other's count by ending last, and a
-//! session replaced by a newer one leaves its count too.
+//! and the bound holds across the contact's sessions: the registry keeps
+//! one account of the contact's walks ([`WalkAccount`]) and hands it to
+//! each of its sessions as it registers ([`Registry::walks`]). The
+//! sessions up at once spend from it together, and time refills it once
+//! for all of them; a session that ends, or is replaced by a newer one,
+//! leaves what it spent there; and the contact's next session spends
+//! from what is left. So dialling again, after the link dropped or beside
+//! a session still up, buys no fresh allowance, nor a second refill.
 //!
 //! What is not covered: the peer's frames that come with the handshake
-//! (its first per group at most) are answered before the session has
-//! what was kept, so a new session still costs a walk or two of each log.
-//! Sessions up at once each spend from what was left when it came up,
-//! and time pays each back on its own: what one spends counts only for
-//! sessions that come up after. So a contact's sessions up at once can
-//! spend up to [`MAX_SESSIONS_PER_CONTACT`] times what is left (the whole
-//! allowance each, if nothing was spent), and [`MAX_SESSIONS_PER_CONTACT`]
-//! × `RECON_WORK_REFILL` walks of each log a minute. What is kept is in
-//! memory: a restart forgets it.
+//! (its first per group at most) are answered before the session has the
+//! contact's account, so a new session still costs a walk or two of each
+//! log. The account is in memory: a restart forgets it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use strand_sync::{AuthorId, GroupId, Key, PublicIdentity, WalkAllowance};
+use strand_sync::{AuthorId, GroupId, Key, PublicIdentity, WalkAccount, WalkAllowance};
 use strand_transport::LinkKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -75,9 +67,6 @@ struct Entry {
     /// What its full queue dropped, for it to catch up on
     /// ([`Registry::take_missed`]).
     missed: Missed,
-    /// What it has left of its contact's walks, as it last told
-    /// ([`Registry::note_walks`]): some 50 bytes a group it syncs.
-    walks: Option<WalkAllowance>,
 }
 
 /// What a session's full queue dropped (a file's chunks relayed at
@@ -116,11 +105,12 @@ struct Inner {
     seen: BTreeMap<PublicIdentity, Seen>,
     /// Messages each contact's sessions moved (received, or acknowledged).
     progress: BTreeMap<PublicIdentity, u64>,
-    /// What each contact's sessions that ended (or were replaced) left of
-    /// its walks, while some are spent (a full allowance is not kept):
-    /// one per contact at most, some 50 bytes a group it syncs. What the
-    /// sessions up now have left is in their entries.
-    walks: BTreeMap<PublicIdentity, WalkAllowance>,
+    /// Each contact's account of walks, which all its sessions spend
+    /// from ([`Registry::walks`]): kept while a session of the contact's
+    /// is up or any walks are spent (refilled by time, an account is
+    /// whole again within minutes: those are not kept), some 50 bytes a
+    /// group it syncs.
+    walks: BTreeMap<PublicIdentity, WalkAccount>,
     /// Announcements so far, and the latest few (see [`Registry::mark`]).
     seq: u64,
     recent: VecDeque<(u64, GroupId, Key)>,
@@ -151,29 +141,12 @@ pub enum Full {
     Direct,
 }
 
-/// Keeps `left` (what a session of `contact`'s left of its walks) with
-/// what the contact's other sessions left, the more spent of each group's,
-/// unless the contact was deleted.
-fn keep_walks(inner: &mut Inner, contact: &PublicIdentity, now: u64, left: WalkAllowance) {
-    if !inner.seen.contains_key(contact) {
-        return;
-    }
-    if let Some(kept) = inner.walks.get_mut(contact) {
-        kept.keep(now, left);
-    } else {
-        inner.walks.insert(*contact, left);
-    }
-}
-
 /// A session leaves the registry, replaced by a newer one: it is told to
-/// close, and what it last said it had left of its walks is kept (its
-/// pump keeps what it leaves at the end too).
-fn drop_replaced(inner: &mut Inner, id: SessionId, now: u64) {
+/// close. What it spent of its contact's walks is on the contact's
+/// account, which it spends from until its link ends.
+fn drop_replaced(inner: &mut Inner, id: SessionId) {
     if let Some(old) = inner.sessions.remove(&id) {
         old.close.cancel();
-        if let Some(left) = old.walks {
-            keep_walks(inner, &old.contact, now, left);
-        }
     }
 }
 
@@ -242,7 +215,7 @@ impl Registry {
                 .collect();
             for id in relayed {
                 tracing::debug!(contact = %name, link = %kind, "moving off the relay");
-                drop_replaced(&mut inner, id, now);
+                drop_replaced(&mut inner, id);
             }
         }
         let mine: Vec<(SessionId, LinkKind)> = inner
@@ -259,7 +232,7 @@ impl Registry {
                 .find(|(_, k)| kind != LinkKind::Relay || *k == LinkKind::Relay)
                 .map(|(id, _)| *id)
                 .ok_or(Full::Direct)?;
-            drop_replaced(&mut inner, victim, now);
+            drop_replaced(&mut inner, victim);
         } else if inner.sessions.len() >= MAX_SESSIONS {
             return Err(Full::Node);
         }
@@ -273,7 +246,6 @@ impl Registry {
                 commands,
                 close,
                 missed: Missed::default(),
-                walks: None,
             },
         );
         let link = best_kind(&inner, &contact).unwrap_or(kind);
@@ -295,26 +267,12 @@ impl Registry {
         Ok((id, missed))
     }
 
-    /// A session with `contact` ended (or was told to: replaced by a newer
-    /// one, it has left the registry already), leaving `left` of the
-    /// contact's walks (its [`strand_sync::Session::walks_left`]): kept for
-    /// the contact's next session while any are spent, unless the contact
-    /// was deleted.
-    pub(crate) fn unregister(
-        &self,
-        id: SessionId,
-        contact: &PublicIdentity,
-        now: u64,
-        left: WalkAllowance,
-    ) {
+    /// Session `id` ended (or was told to: replaced by a newer one, it has
+    /// left the registry already). What it spent of its contact's walks is
+    /// on the contact's account, kept for the contact's next session while
+    /// any are spent.
+    pub(crate) fn unregister(&self, id: SessionId, now: u64) {
         let mut inner = self.inner.lock().expect("registry lock");
-        keep_walks(&mut inner, contact, now, left);
-        // Refilled by time, a contact's allowance is whole again within
-        // minutes: those are not kept.
-        inner.walks.retain(|_, w| {
-            w.refill(now);
-            !w.is_full()
-        });
         if let Some(e) = inner.sessions.remove(&id) {
             let still = best_kind(&inner, &e.contact);
             if let Some(s) = inner.seen.get_mut(&e.contact) {
@@ -325,39 +283,27 @@ impl Registry {
                 }
             }
         }
+        // Refilled by time, a contact's account is whole again within
+        // minutes: those of contacts with no session up are not kept.
+        let Inner { sessions, walks, .. } = &mut *inner;
+        let up: BTreeSet<&PublicIdentity> = sessions.values().map(|e| &e.contact).collect();
+        walks.retain(|contact, account| up.contains(contact) || !account.left(now).is_full());
     }
 
-    /// Session `id` has `left` of its contact's walks now (its
-    /// [`strand_sync::Session::poll_walks_left`], told when it changed):
-    /// a session of the contact's that comes up meanwhile starts from it.
-    /// Once the session has left the registry (replaced, or its contact
-    /// deleted) it is not taken: what it leaves comes with
-    /// [`Registry::unregister`].
-    pub(crate) fn note_walks(&self, id: SessionId, left: WalkAllowance) {
+    /// The account of `contact`'s walks ([`WalkAccount`]) that all its
+    /// sessions spend from ([`strand_sync::Session::share_walks`]): the
+    /// one its sessions up now spend from, or its last ones left, refilled
+    /// by time as it is read; the whole allowance, counted from `now`, if
+    /// there is none. A session of the contact's takes it once it has
+    /// registered: a deleted contact's (deleted while its session
+    /// registered) is not kept.
+    pub(crate) fn walks(&self, contact: &PublicIdentity, now: u64) -> WalkAccount {
         let mut inner = self.inner.lock().expect("registry lock");
-        if let Some(e) = inner.sessions.get_mut(&id) {
-            e.walks = Some(left);
+        let fresh = || WalkAccount::new(WalkAllowance::full(now));
+        if !inner.seen.contains_key(contact) {
+            return fresh();
         }
-    }
-
-    /// What `contact`'s sessions left of its walks, and those up now
-    /// have left, the more spent of each group's, refilled by time to
-    /// `now` (the whole allowance if nothing is kept and none spent):
-    /// what its next session starts from
-    /// ([`strand_sync::Session::resume_walks`]).
-    pub(crate) fn walks_left(&self, contact: &PublicIdentity, now: u64) -> WalkAllowance {
-        let inner = self.inner.lock().expect("registry lock");
-        let mut left = inner
-            .walks
-            .get(contact)
-            .cloned()
-            .unwrap_or_else(|| WalkAllowance::full(now));
-        let live = inner.sessions.values().filter(|e| e.contact == *contact);
-        for up in live.filter_map(|e| e.walks.as_ref()) {
-            left.keep(now, up.clone());
-        }
-        left.refill(now);
-        left
+        inner.walks.entry(*contact).or_insert_with(fresh).clone()
     }
 
     /// How many messages `contact`'s sessions have moved (to tell a link
@@ -516,6 +462,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use strand_sync::limits::{RECON_WORK_REFILL, RECON_WORK_WALKS, REOPEN_REFILL_EVERY};
+
     use super::*;
 
     fn j(c: u8, name: &str, kind: LinkKind, now: u64, since: u64) -> Joining<'_> {
@@ -533,6 +481,18 @@ mod tests {
             sign: [n; 32],
             dh: [n; 32],
         }
+    }
+
+    /// Registers a LAN session of contact `c` at `now`: its id, and what
+    /// tells it to close.
+    fn up(r: &Registry, c: u8, now: u64) -> (SessionId, CancellationToken) {
+        let (tx, _rx) = mpsc::channel(1);
+        let close = CancellationToken::new();
+        let id = r
+            .register(j(c, "ann", LinkKind::Lan, now, 0), tx, close.clone())
+            .unwrap()
+            .0;
+        (id, close)
     }
 
     /// At the per-contact cap a newly authenticated session
@@ -596,7 +556,7 @@ mod tests {
         assert_eq!(r.sessions(), 1);
         assert_eq!(r.seen(|_| None)[0].link, "hole-punched");
         // Its end does not mark the contact gone.
-        r.unregister(a, &contact(1), 2, WalkAllowance::full(2));
+        r.unregister(a, 2);
         assert!(r.seen(|_| None)[0].connected);
         let again = CancellationToken::new();
         r.register(j(1, "ann", LinkKind::Relay, 3, 0), tx, again.clone())
@@ -607,7 +567,7 @@ mod tests {
             "hole-punched",
             "the best link shows"
         );
-        r.unregister(b, &contact(1), 4, WalkAllowance::full(4));
+        r.unregister(b, 4);
         assert_eq!(r.seen(|_| None)[0].link, "relay");
         assert!(r.seen(|_| None)[0].connected);
     }
@@ -616,59 +576,73 @@ mod tests {
     /// the registry learnt what a session spent only when it ended, so a
     /// contact whose session had spent its walks and stayed up dialled
     /// again beside it for 32 fresh walks of each log, and a third time
-    /// (replacing the first) for 32 more. A new session now starts from
-    /// the most any of the contact's spent, those up included, and one
-    /// replaced leaves its count.
+    /// (replacing the first) for 32 more. Every session of the contact's
+    /// spends from its one account now, a replaced one too until its link
+    /// ends, and the account outlives them while any walks are spent.
     #[test]
     fn a_session_up_beside_one_that_spent_its_walks_gets_none_afresh() {
         let r = Registry::default();
         let g = GroupId([9; 32]);
-        let session = |now| {
-            let (tx, _rx) = mpsc::channel(1);
-            let close = CancellationToken::new();
-            let id = r
-                .register(j(1, "ann", LinkKind::Lan, now, 0), tx, close.clone())
-                .unwrap()
-                .0;
-            (id, close)
-        };
-        let (first, first_close) = session(0);
-        assert!(r.walks_left(&contact(1), 1).is_full());
-        r.note_walks(first, WalkAllowance::having_spent(1, g, 32, 5_000));
-        // The first is still up: the second starts from what it spent.
-        assert_eq!(r.walks_left(&contact(1), 2).walks_spent(&g), 32);
-        assert!(r.walks_left(&contact(2), 2).is_full(), "another contact's");
-        let (second, _) = session(2);
-        // The second, resumed from 32, made progress: 20 spent on it now.
-        // The first has spent 32: the more spent stands.
-        r.note_walks(second, WalkAllowance::having_spent(3, g, 20, 5_000));
-        assert_eq!(r.walks_left(&contact(1), 4).walks_spent(&g), 32);
-        // A third replaces the first, whose count stays though its pump
-        // has not ended yet.
-        let (third, _) = session(4);
+        let (first, first_close) = up(&r, 1, 0);
+        let on_first = r.walks(&contact(1), 0);
+        assert!(on_first.left(1).is_full());
+        on_first.spend(1, g, 32, 5_000);
+        // The first is still up: the second spends from what it spent.
+        let (second, _) = up(&r, 1, 2);
+        assert_eq!(r.walks(&contact(1), 2).left(2).walks_spent(&g), 32);
+        up(&r, 2, 2);
+        assert!(r.walks(&contact(2), 2).left(2).is_full(), "another contact's");
+        // A third replaces the first, which spends on until its link ends:
+        // the third sees what it spends.
+        let (third, _) = up(&r, 1, 4);
         assert!(first_close.is_cancelled());
-        r.note_walks(third, WalkAllowance::full(5));
-        assert_eq!(r.walks_left(&contact(1), 5).walks_spent(&g), 32);
-        // The first, replaced, tells no more: what it leaves comes at its
-        // end.
-        r.note_walks(first, WalkAllowance::having_spent(6, g, 40, 5_000));
-        assert_eq!(r.walks_left(&contact(1), 6).walks_spent(&g), 32);
-        r.unregister(
-            first,
-            &contact(1),
-            7,
-            WalkAllowance::having_spent(6, g, 40, 5_000),
-        );
-        assert_eq!(r.walks_left(&contact(1), 7).walks_spent(&g), 40);
-        // Time pays back what is kept and what the live ones have left
-        // alike.
-        let later = 7 + 2 * strand_sync::limits::REOPEN_REFILL_EVERY;
-        let paid = 2 * strand_sync::limits::RECON_WORK_REFILL;
-        let left = r.walks_left(&contact(1), later);
-        assert_eq!(left.walks_spent(&g), 40 - paid);
-        // A deleted contact's count goes with it.
+        let on_third = r.walks(&contact(1), 4);
+        on_first.spend(5, g, 8, 5_000);
+        assert_eq!(on_third.left(5).walks_spent(&g), 40);
+        // All end: the account is kept while walks are spent, and time
+        // pays it back.
+        for id in [first, second, third] {
+            r.unregister(id, 6);
+        }
+        let later = 6 + 2 * REOPEN_REFILL_EVERY;
+        up(&r, 1, later);
+        let left = r.walks(&contact(1), later).left(later);
+        assert_eq!(left.walks_spent(&g), 40 - 2 * RECON_WORK_REFILL);
+        // A deleted contact's account goes with it.
         r.forget(&contact(1));
-        assert!(r.walks_left(&contact(1), later).is_full());
+        up(&r, 1, later);
+        assert!(r.walks(&contact(1), later).left(later).is_full());
+    }
+
+    /// Two sessions of one contact up at once each spent from what was
+    /// left when it came up, and time paid each back on its own: together
+    /// they could spend twice the allowance, and `RECON_WORK_REFILL` walks
+    /// of each log a minute each. They spend from the contact's one
+    /// account now: what either spends the other has not, and a minute
+    /// pays the contact back once.
+    #[test]
+    fn sessions_of_a_contact_up_at_once_share_one_allowance_and_one_refill() {
+        let r = Registry::default();
+        let g = GroupId([9; 32]);
+        up(&r, 1, 0);
+        up(&r, 1, 0);
+        let (one, two) = (r.walks(&contact(1), 0), r.walks(&contact(1), 0));
+        // Each spends half the allowance: all of it, together.
+        one.spend(1, g, RECON_WORK_WALKS / 2, 5_000);
+        two.spend(1, g, RECON_WORK_WALKS / 2, 5_000);
+        assert_eq!(one.left(1).walks_spent(&g), RECON_WORK_WALKS);
+        assert_eq!(two.left(1).walks_spent(&g), RECON_WORK_WALKS);
+        // A minute later both see the refill: the contact's, once.
+        let later = REOPEN_REFILL_EVERY;
+        let refilled = RECON_WORK_WALKS - RECON_WORK_REFILL;
+        assert_eq!(one.left(later).walks_spent(&g), refilled);
+        assert_eq!(two.left(later).walks_spent(&g), refilled);
+        two.spend(later, g, RECON_WORK_REFILL, 5_000);
+        assert_eq!(
+            one.left(later).walks_spent(&g),
+            RECON_WORK_WALKS,
+            "what the second spent, the first has not"
+        );
     }
 
     /// A relayed session never takes a direct one's place at the cap.

@@ -348,11 +348,11 @@ async fn whole_log_fingerprints(
 /// A contact that had made Alice's node walk a log `RECON_WORK_WALKS`
 /// times on one session could drop the link and dial again for as many
 /// walks more, as often as it liked: the walks were counted per session.
-/// The node keeps what a contact's session leaves and starts its next
-/// session from it, so the contact's new link waits as its last one did.
-/// The same held for a link dialled beside one still up, whose count the
-/// node learnt only when it ended: the new session starts from what the
-/// sessions up have spent too.
+/// The node keeps one account of the contact's walks, which all its
+/// sessions spend from, so the contact's new link waits as its last one
+/// did. The same held for a link dialled beside one still up, whose count
+/// the node learnt only when it ended: the new session spends from the
+/// account the session up spends from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_that_dials_again_gets_no_fresh_walks_of_a_log() {
     let tmp = tempfile::tempdir().unwrap();

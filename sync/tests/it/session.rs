@@ -8,7 +8,8 @@ use strand_sync::harness::{Action, Pair, Peer, Side};
 use strand_sync::limits::MAX_PREAMBLE_PAD;
 use strand_sync::limits::{
     HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_BODY_LEN, MAX_CLOCK_SKEW, MAX_MESSAGE_LEN, MIN_PACKET_LEN,
-    RECON_WORK_FLOOR, RECON_WORK_WALKS, REOPEN_ALLOWANCE, REOPEN_REFILL_EVERY, TOKEN_EPOCH,
+    RECON_WORK_FLOOR, RECON_WORK_REFILL, RECON_WORK_WALKS, REOPEN_ALLOWANCE, REOPEN_REFILL_EVERY,
+    TOKEN_EPOCH,
 };
 use strand_sync::{
     Config, DecodeError, Endpoint, Event, GroupId, HandshakeError, Identity, Invalid, Key,
@@ -1583,6 +1584,18 @@ fn counted_link(pair: &mut Pair) -> (Session, Session, Counted) {
     (a, b, store)
 }
 
+/// The body of a frame of `group` holding one item up to ∞ (PROTOCOL.md
+/// §8.1): a fingerprint of as many messages as Bob holds (`log`), with a
+/// sum he does not have (the `round`th made up), so he splits.
+fn whole_log_fingerprint(group: GroupId, log: u64, round: u64) -> Vec<u8> {
+    let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut body = group.0.to_vec();
+    body.extend_from_slice(&[0, 1]);
+    varint(log, &mut body);
+    body.extend_from_slice(&made_up.to_le_bytes());
+    body
+}
+
 /// Alice, played by the test, answers every reply of Bob's in `group` with
 /// a fingerprint of the whole log (`log` messages) that Bob does not have,
 /// so he splits: an OPEN first, then a RECON a round, for 400 rounds or
@@ -1597,13 +1610,7 @@ fn whole_log_fingerprints(
 ) -> u64 {
     let mut answered = 0;
     for round in 0..400u64 {
-        // One item up to ∞ (PROTOCOL.md §8.1): a fingerprint of as many
-        // messages as Bob holds with a sum he does not have, so he splits.
-        let made_up = (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut body = group.0.to_vec();
-        body.extend_from_slice(&[0, 1]);
-        varint(log, &mut body);
-        body.extend_from_slice(&made_up.to_le_bytes());
+        let body = whole_log_fingerprint(group, log, round);
         // The first opens the group again; the others answer Bob's split.
         let kind = if round == 0 { OPEN } else { RECON };
         let packet = a.send_raw_packet(&frame(kind, &body)).unwrap();
@@ -1796,9 +1803,10 @@ fn answering_every_reply_with_a_whole_log_fingerprint_costs_a_few_walks_of_it() 
 /// A contact that had made us walk a log `RECON_WORK_WALKS` times on one
 /// session could drop the link and dial again for 32 walks more, as often
 /// as it liked: the walks were counted per session, and a session is cheap
-/// to make. What a session leaves (`Session::walks_left`) is where the
-/// contact's next one starts now (`Session::resume_walks`), refilled by
-/// time alone, and never past the whole allowance.
+/// to make. The account a session spends from (`Session::walks`), kept for
+/// the contact, is where its next one spends from now
+/// (`Session::share_walks`), refilled by time alone, and never past the
+/// whole allowance.
 #[test]
 fn a_contact_that_dials_again_gets_no_fresh_walks() {
     const LOG: u64 = 5_000;
@@ -1811,17 +1819,14 @@ fn a_contact_that_dials_again_gets_no_fresh_walks() {
         spent >= (RECON_WORK_WALKS - 4) * walk,
         "the first session spent its walks: {first} replies answered, {spent} keys visited"
     );
-    // What it has left is told once a change, as a node hands it on to a
-    // session of the contact's that comes up while this one is up.
-    assert_eq!(b.poll_walks_left(), Some(b.walks_left()));
-    assert_eq!(b.poll_walks_left(), None, "nothing changed since");
     // The link drops; the contact dials again at once, and Bob's new
-    // session starts from what the last one left, as the node hands it.
-    let left = b.walks_left();
+    // session spends from the account the last one spent from, as the
+    // node keeps it for the contact.
+    let account = b.walks();
     drop((a, b));
     pair.b.store = store.store;
     let (mut a, mut b, store) = counted_link(&mut pair);
-    b.resume_walks(pair.now, left);
+    b.share_walks(pair.now, account);
     let again = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, pair.now);
     let visits = store.visits.get();
     assert_eq!(
@@ -1831,18 +1836,89 @@ fn a_contact_that_dials_again_gets_no_fresh_walks() {
     );
     assert!(!b.is_closed(), "its frame waits");
     // An hour later time has given all the walks back, and no more.
-    let left = b.walks_left();
+    let account = b.walks();
     drop((a, b));
     pair.b.store = store.store;
     pair.drive_for(60 * REOPEN_REFILL_EVERY);
     let (mut a, mut b, store) = counted_link(&mut pair);
-    b.resume_walks(pair.now, left);
+    b.share_walks(pair.now, account);
     let later = whole_log_fingerprints(&mut a, &mut b, &store, group, LOG, pair.now);
     let visits = store.visits.get();
     assert!(
         later > 0 && visits <= (RECON_WORK_WALKS + 2) * walk,
         "an hour later: {later} replies answered, {visits} keys visited"
     );
+}
+
+/// Two sessions of one contact up at once each spent from what was left
+/// when it came up, and time paid each back on its own: a contact that
+/// dialled a second link while its first was up could spend the whole
+/// allowance on each (64 walks of a log), and once both were spent, got
+/// `RECON_WORK_REFILL` walks a minute on each (8 a minute). Its sessions
+/// spend from one account now (`Session::share_walks`): together, one
+/// allowance and one refill.
+#[test]
+fn two_sessions_of_a_contact_up_at_once_spend_one_allowance() {
+    const LOG: u64 = 5_000;
+    let walk = LOG.max(RECON_WORK_FLOOR);
+    let (mut pair, mut a1, mut b1, store) = linked_over_a_counted_log(97, LOG);
+    let group = pair.a.group().id;
+    // A second link comes up while the first is: Bob's node hands its
+    // session the contact's account, the one the first spends from.
+    pair.b.store = store.store;
+    let (mut a2, mut b2, store) = counted_link(&mut pair);
+    let now = pair.now;
+    b2.share_walks(now, b1.walks());
+    // The contact spends its walks on the first link...
+    let first = whole_log_fingerprints(&mut a1, &mut b1, &store, group, LOG, now);
+    let spent = store.visits.get();
+    assert!(
+        spent >= (RECON_WORK_WALKS - 4) * walk,
+        "on the first link: {first} replies answered, {spent} keys visited"
+    );
+    // ...and has none left on the second.
+    store.visits.set(0);
+    let beside = whole_log_fingerprints(&mut a2, &mut b2, &store, group, LOG, now);
+    let visits = store.visits.get();
+    assert_eq!(
+        (beside, visits),
+        (0, 0),
+        "on the second link: {beside} replies answered, {visits} keys visited"
+    );
+    assert!(!b2.is_closed(), "its frame waits");
+    // A minute later time has paid walks back: once for the contact. The
+    // frame waiting on each link is woken (a PING keeps the link alive),
+    // and the contact answers every reply of Bob's, on either link, with
+    // another whole-log fingerprint, until he answers on neither.
+    let later = now + REOPEN_REFILL_EVERY;
+    store.visits.set(0);
+    let mut links = [(a1, b1, true), (a2, b2, true)];
+    for round in 0..100u64 {
+        let mut answered = false;
+        for (a, b, waits) in &mut links {
+            let plain = if *waits {
+                frame(PING, &[])
+            } else {
+                frame(RECON, &whole_log_fingerprint(group, LOG, 1_000 + round))
+            };
+            let packet = a.send_raw_packet(&plain).unwrap();
+            let before = store.visits.get();
+            b.handle_input(later, &packet, &store).unwrap();
+            b.handle_timeout(later);
+            while b.poll_transmit(later, &store).is_some() {}
+            *waits = store.visits.get() == before;
+            answered |= !*waits;
+        }
+        if !answered {
+            break;
+        }
+    }
+    let visits = store.visits.get();
+    assert!(
+        visits > 0 && visits <= RECON_WORK_REFILL * walk,
+        "a minute later, on both links: {visits} keys visited, a walk is {walk}"
+    );
+    assert!(links.iter().all(|(_, b, _)| !b.is_closed()));
 }
 
 /// A review of the work bound: each message sent in full paid back a walk
