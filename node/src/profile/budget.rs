@@ -389,6 +389,27 @@ fn welcome_size(book: &Book, group: &GroupId, msg: &Message) -> Option<WelcomeSi
     Epoch::welcome_size(contact.direct_group(), msg)
 }
 
+/// Whether `chain` takes a message of `kind` that `author` wrote into its
+/// epoch `epoch`, as the group stands: a change as
+/// [`Chain::takes_change`] says (`pending`: the epochs of the author's
+/// changes taken since the chain last read the store), anything else as
+/// [`Chain::accepts`] does. One declined is [`Over::FormerMember`], and
+/// may be taken once the group has changed (its author an admin again,
+/// or back in its newest epoch).
+pub(crate) fn takes(
+    chain: &Chain,
+    epoch: &GroupId,
+    author: &AuthorId,
+    kind: Kind,
+    pending: &[GroupId],
+) -> bool {
+    if kind == Kind::MEMBERSHIP {
+        chain.takes_change(epoch, author, pending)
+    } else {
+        chain.accepts(epoch, author, kind)
+    }
+}
+
 impl Profile {
     /// The scope a group log's messages are counted in: a private group's
     /// root and all its epochs, or the log itself.
@@ -480,11 +501,7 @@ impl Ledger {
             let chain = chains.iter().find(|c| c.epoch(&group).is_some());
             if let Some(chain) = chain {
                 let pending = changes.entry((chain.root(), author)).or_default();
-                let taken = if kind == Kind::MEMBERSHIP {
-                    chain.takes_change(&group, &author, pending)
-                } else {
-                    chain.accepts(&group, &author, kind)
-                };
+                let taken = takes(chain, &group, &author, kind, pending);
                 if kind == Kind::MEMBERSHIP && taken {
                     pending.push(group);
                 }
