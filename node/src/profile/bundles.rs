@@ -21,7 +21,7 @@ use strand_sync::{
 };
 
 use crate::profile::base::counted;
-use crate::profile::budget::{Budgets, Ledger};
+use crate::profile::budget::{takes, Budgets, Ledger};
 use crate::profile::files::{open_regular, Report};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
@@ -219,9 +219,11 @@ struct Pass {
     /// group epochs known by then): a later pass skips them.
     known: std::collections::HashSet<GroupId>,
     /// Messages declined for what the groups were as this pass read them
-    /// (content in an older epoch from someone not in the newest): a
-    /// later pass, once the groups have followed more of the bundle's
-    /// changes, checks them again (they are among `refused`).
+    /// (content in an older epoch from someone not in the newest; a
+    /// change from someone not an admin of the newest, past those they
+    /// may make: [`takes`]): a later pass, once the groups have followed
+    /// more of the bundle's changes, checks them again (they are among
+    /// `refused`).
     later: std::collections::HashSet<strand_sync::MessageId>,
     /// How many of `refused` those are (a bundle may hold one twice).
     refused_later: usize,
@@ -558,13 +560,16 @@ impl Profile {
                 // Checked on an earlier pass: signatures are not checked
                 // again, once for every epoch a bundle's chain adds; only
                 // what the groups as they were then declined is.
-                if done.contains(&group) {
+                let retried = done.contains(&group);
+                if retried {
                     list.retain(|m| again.contains(&m.id()));
-                    // Those the groups still decline are not checked
-                    // again: each is checked at most twice.
+                    // Those the groups still decline (as the ledger
+                    // would) are not checked again: each is checked at
+                    // most twice.
                     let chain = chains.iter().find(|c| c.epoch(&group).is_some());
                     list.retain(|m| {
-                        let now = chain.is_none_or(|c| c.accepts(&group, &m.author(), m.kind()));
+                        let now =
+                            chain.is_none_or(|c| takes(c, &group, &m.author(), m.kind(), &[]));
                         if !now {
                             pass.refused += 1;
                             pass.refused_later += 1;
@@ -628,10 +633,13 @@ impl Profile {
                             pass.over_budget += 1;
                             continue;
                         }
-                        // Content the groups declined as they were (a
-                        // change declined so waits on the same bound each
-                        // pass: it is not checked again).
-                        Verdict::Invalid(strand_sync::Invalid::FormerMember) if !change => {
+                        // Declined for what the groups were as this
+                        // pass read them (content from someone not in
+                        // the newest epoch; a change from someone not an
+                        // admin of it, past those they may make): checked
+                        // again on a later pass once they take it, and
+                        // not again after that (each at most twice).
+                        Verdict::Invalid(strand_sync::Invalid::FormerMember) if !retried => {
                             pass.refused += 1;
                             pass.refused_later += 1;
                             pass.later.insert(item.message().id());
@@ -935,6 +943,130 @@ mod tests {
             (0, 1),
             "{imported:?}"
         );
+    }
+
+    /// Regression: a change the groups declined on an earlier pass of
+    /// an import (its author not an admin of the newest epoch, with a
+    /// change of theirs in that epoch already: Chain::takes_change) was
+    /// not checked again once a later pass had followed the changes that
+    /// make it one to take: content was, changes were not, and only
+    /// importing again took it. Dan, an admin, left; Ben followed him.
+    /// Dan's device, back from a backup made before he left, then changed
+    /// the group again from there (his smaller id counts, in place of his
+    /// Leave), while Ann, the creator, had changed it too in that same
+    /// epoch (her change wins the fork, and keeps Dan an admin). Ben's
+    /// first pass over Ann's bundle declines Dan's change (Dan is out of
+    /// his newest) and follows Ann's; now the next pass takes it, and one
+    /// import leaves Ben's group where Ann's is.
+    #[test]
+    fn a_change_the_groups_declined_then_is_taken_once_they_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let kdf = crate::KdfParams::insecure_for_tests();
+        let [ann, ben, dan] = ["ann", "ben", "dan"]
+            .map(|n| Profile::create(&tmp.path().join(n), n, "pass", kdf, rng).unwrap());
+        let now = crate::profile::now();
+        let befriend = |a: &Profile, an: &str, b: &Profile, bn: &str, rng: &mut _| {
+            a.add_contact(&b.invite().unwrap(), bn, now, rng).unwrap();
+            b.add_contact(&a.invite().unwrap(), an, now, rng).unwrap();
+        };
+        befriend(&ann, "ann", &ben, "ben", rng);
+        befriend(&ann, "ann", &dan, "dan", rng);
+        befriend(&dan, "dan", &ben, "ben", rng);
+        let budgets = Budgets::default();
+        let bundle = |from: &Profile, to: &str, name: &str| {
+            let path = tmp.path().join(name);
+            from.export_bundle(to, &path, now, &mut crate::profile::os_rng())
+                .unwrap();
+            path
+        };
+        let import = |to: &Profile, path: &Path| {
+            to.import_bundle(path, &budgets, now, &mut crate::profile::os_rng())
+                .unwrap()
+        };
+        let holds = |p: &Profile, group: &GroupId, key: &Key| {
+            strand_sync::Store::contains(&p.read_view().unwrap(), group, key).unwrap()
+        };
+        let epochs = |p: &Profile| -> std::collections::BTreeSet<GroupId> {
+            p.group_epochs("desk")
+                .unwrap()
+                .iter()
+                .map(|e| e.id())
+                .collect()
+        };
+        ann.create_group("desk", &["ben".into(), "dan".into()], now, rng)
+            .unwrap();
+        ann.change_group(
+            "desk",
+            &crate::GroupAction::MakeAdmin("dan".into()),
+            now,
+            rng,
+        )
+        .unwrap();
+        for (p, name) in [(&ben, "ben"), (&dan, "dan")] {
+            import(p, &bundle(&ann, name, &format!("a-{name}")));
+        }
+        let dan_id = dan.identity();
+        let admin = dan
+            .group_epochs("desk")
+            .unwrap()
+            .into_iter()
+            .find(|e| e.is_admin(&dan_id.public().sign))
+            .expect("the epoch where Dan is an admin");
+        // Ann adds Cy, and has not heard of what Dan does next.
+        let cy = strand_sync::Identity::generate("cy", rng).unwrap();
+        ann.add_contact(&cy.invite(), "cy", now, rng).unwrap();
+        ann.change_group("desk", &crate::GroupAction::Add("cy".into()), now, rng)
+            .unwrap();
+        // Dan leaves, in the same epoch, and Ben follows him.
+        let left = dan
+            .change_group("desk", &crate::GroupAction::Leave, now, rng)
+            .unwrap();
+        let (at, leave) = left.messages[0];
+        assert_eq!(at, admin.id(), "Dan's Leave");
+        import(&ben, &bundle(&dan, "ben", "d-b"));
+        assert!(holds(&ben, &at, &leave));
+        // Dan's device, from before it left, adds Eve there (a smaller id
+        // than his Leave's, which it replaces); Ann takes it from him, an
+        // admin in her newest epoch.
+        let eve = strand_sync::Identity::generate("eve", rng).unwrap();
+        let mut change = None;
+        for _ in 0..64 {
+            let add = strand_sync::Change::Add {
+                public: eve.public(),
+                name: "eve".into(),
+            };
+            let (m, _) = admin.propose(&dan_id, add, now, rng).unwrap();
+            if m.id() < leave.id {
+                change = Some(m);
+                break;
+            }
+        }
+        let change = change.expect("one of 64 ids below the Leave's");
+        let mut store = dan.store().unwrap();
+        strand_sync::WriteStore::insert(&mut store, &at, &change).unwrap();
+        store.commit().unwrap();
+        import(&ann, &bundle(&dan, "ann", "d-a"));
+        assert!(holds(&ann, &at, &change.key()));
+
+        let path = tmp.path().join("a-b2");
+        let exported = ann.export_bundle("ben", &path, now, rng).unwrap();
+        CHECKED.with(|n| n.set(0));
+        let imported = import(&ben, &path);
+        assert_eq!(imported.incomplete, None, "{imported:?}");
+        assert_eq!(imported.refused, 0, "{imported:?}");
+        assert!(holds(&ben, &at, &change.key()), "{imported:?}");
+        assert!(epochs(&ann).is_subset(&epochs(&ben)), "{imported:?}");
+        assert_eq!(
+            ben.group_epochs("desk").unwrap().last().map(|e| e.id()),
+            ann.group_epochs("desk").unwrap().last().map(|e| e.id()),
+            "Ben's group is where Ann's is"
+        );
+        // Dan's change checked twice at most, the others once.
+        assert!(CHECKED.with(Cell::get) <= exported.messages + 1);
+        // Importing it again brings nothing.
+        let again = import(&ben, &path);
+        assert_eq!((again.new, again.refused), (0, 0), "{again:?}");
     }
 
     /// Regression: every pass over a bundle checked all its messages
