@@ -71,8 +71,8 @@ pub use profile::{prefs, schema, sealed, strength, wipe};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use runtime::{control, limits};
 pub use runtime::{
-    is_public_address, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig, NodeError,
-    NodeEvent, Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus,
+    is_public_address, AddPeerError, BleSettings, BluetoothStatus, LinkError, Node, NodeConfig,
+    NodeError, NodeEvent, Refusal, RelaySettings, RelayStatus, Seen, ServeSettings, ServingStatus,
     SessionSettings, Status, TooManyPeers, TransportStatus,
 };
 /// The Bluetooth battery setting ([`Preferences::bluetooth`]).

@@ -388,8 +388,10 @@ pub trait Transport: Send + Sync + 'static {
     fn kind(&self) -> LinkKind;
     /// Opens a link to a device it reported in [`TransportEvent::Discovered`].
     fn open(&self, peer: Peer) -> BoxFuture<'static, Result<Link, TransportError>>;
-    /// Opens a link to an address, if this transport handles addresses of
-    /// that form (`None` otherwise).
+    /// Opens a link to an address, if this transport dials addresses of
+    /// that form (`None` otherwise: one it would fail to dial every time,
+    /// whatever the network). The future does nothing until it is polled,
+    /// so `dial(addr).is_some()` asks whether the transport takes `addr`.
     fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>>;
     /// What it is doing now.
     fn info(&self) -> BoxFuture<'static, TransportInfo>;

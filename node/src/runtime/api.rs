@@ -297,7 +297,9 @@ pub enum Request {
     /// Dials this address now and again while no link to it is up, until
     /// the node stops ([`crate::Node::add_peer`]): asked again for an
     /// address already dialled, it changes nothing; past
-    /// [`MAX_PEERS`](crate::limits::MAX_PEERS) addresses it is refused.
+    /// [`MAX_PEERS`](crate::limits::MAX_PEERS) addresses it is refused,
+    /// and an address none of the node's transports dials is refused as
+    /// bad input ([`crate::AddPeerError`]).
     AddPeer {
         /// A multiaddr.
         address: String,

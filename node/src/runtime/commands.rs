@@ -14,7 +14,7 @@ use super::api::{
     TimerView, READ_PAGE,
 };
 use super::Node;
-use crate::{hex, GroupAction, Profile, ProfileError};
+use crate::{hex, AddPeerError, GroupAction, Profile, ProfileError};
 
 impl Node {
     /// Answers one request. Every failure leaves the profile as it was.
@@ -288,7 +288,10 @@ impl Node {
                 let addr = address.trim().parse().map_err(|e| {
                     Failure::bad_input(format!("{address:?} is not an address: {e}"))
                 })?;
-                self.add_peer(addr).map_err(Failure::refused)?;
+                self.add_peer(addr).map_err(|e| match e {
+                    AddPeerError::Undialable { .. } => Failure::bad_input(e),
+                    _ => Failure::refused(e),
+                })?;
                 Ok(Reply::Done)
             }
             Request::Follow | Request::Shutdown => Err(Failure::refused(

@@ -141,7 +141,9 @@ pub const REDIAL: Duration = Duration::from_secs(5);
 /// second, so even all unanswered they leave contacts through relays and
 /// devices found nearby most of the bucket. A person types a handful (the
 /// devices of a network that blocks multicast); past 32 an address is
-/// refused, not queued.
+/// refused, not queued. One none of the node's transports dials (a typo,
+/// another protocol) is refused before it takes a place: it would fail
+/// at every dial and hold the place for good.
 pub const MAX_PEERS: usize = 32;
 
 // Every configured peer dialled every REDIAL stays within contacts' rate.

@@ -57,7 +57,7 @@ mod sleep;
 
 pub use bluetooth::BleSettings;
 pub use guard::Refusal;
-pub use peers::TooManyPeers;
+pub use peers::{AddPeerError, TooManyPeers};
 pub use registry::Seen;
 
 use crate::runtime::guard::Dial;

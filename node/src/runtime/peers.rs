@@ -2,12 +2,14 @@
 //! [`NodeConfig::peers`](super::NodeConfig::peers) (`strand run --peer`)
 //! and [`Request::AddPeer`](super::api::Request::AddPeer) (the app's "dial
 //! an address"). One task per address, however often it is given, at most
-//! [`MAX_PEERS`] of them; each ends when the node stops.
+//! [`MAX_PEERS`] of them; each ends when the node stops. An address none
+//! of the node's transports dials is refused before it takes a place.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use strand_transport::Multiaddr;
+use futures::future::BoxFuture;
+use strand_transport::{Link, Multiaddr, TransportError};
 
 use super::guard::Dial;
 use super::limits::{MAX_PEERS, REDIAL};
@@ -62,14 +64,40 @@ pub struct TooManyPeers {
     pub address: Multiaddr,
 }
 
+/// [`Node::add_peer`] refused an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddPeerError {
+    /// None of the node's transports dials addresses of its form (a typo,
+    /// another protocol, a DNS name): dialled again and again it would
+    /// fail every time, and hold one of the [`MAX_PEERS`] places until
+    /// the node stops.
+    #[error(
+        "none of this node's transports dials {address}: it was not added (an address to dial looks like /ip4/192.168.1.20/tcp/40123)"
+    )]
+    Undialable {
+        /// The address refused.
+        address: Multiaddr,
+    },
+    /// The node dials the most addresses it keeps.
+    #[error(transparent)]
+    TooMany(#[from] TooManyPeers),
+}
+
 impl Node {
     /// Dials `addr` now and again every [`REDIAL`] while no link to it is
     /// up, like [`NodeConfig::peers`](super::NodeConfig::peers), until
     /// the node stops. An address already dialled so is left to the task
     /// that dials it (one task an address, however often it is given);
-    /// past [`MAX_PEERS`] addresses a new one is refused. Needs the node's
-    /// runtime.
-    pub fn add_peer(&self, addr: Multiaddr) -> Result<(), TooManyPeers> {
+    /// past [`MAX_PEERS`] addresses a new one is refused, and so is one
+    /// none of the node's transports dials, before it takes a place.
+    /// Needs the node's runtime.
+    pub fn add_peer(&self, addr: Multiaddr) -> Result<(), AddPeerError> {
+        // Known at once and for good: the transports are the node's from
+        // its start to its stop.
+        if self.dial_of(&addr).is_none() {
+            return Err(AddPeerError::Undialable { address: addr });
+        }
         if !self.shared.peers.take(&addr)? {
             return Ok(());
         }
@@ -96,13 +124,20 @@ impl Node {
         Ok(())
     }
 
+    /// The dial of `addr` by the first of the node's transports that dials
+    /// addresses of its form, not started (a transport's dial does nothing
+    /// until it is polled); `None` if none does.
+    fn dial_of(
+        &self,
+        addr: &Multiaddr,
+    ) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
+        self.shared.transports.iter().find_map(|t| t.dial(addr))
+    }
+
     /// Dials `addr` and runs the link until it ends.
     async fn dial_once(&self, addr: &Multiaddr) -> Result<(), LinkError> {
         let dial = self
-            .shared
-            .transports
-            .iter()
-            .find_map(|t| t.dial(addr))
+            .dial_of(addr)
             .ok_or_else(|| LinkError::NoTransport(addr.clone()))?;
         if !self.contact_dial().await {
             return Ok(());

@@ -1429,6 +1429,53 @@ async fn add_peer_dials_an_address_once_and_a_bounded_number_of_them() {
     );
 }
 
+/// An address none of the node's transports dials (another protocol, a
+/// port 0) is refused at once as bad input, saying so, and takes none of
+/// the `MAX_PEERS` places: more of them than that, all different, leave
+/// every place free, and an address the node dials is still taken after
+/// them. Before, each was taken and dialled every few seconds until the
+/// node stopped, failing every time, and `MAX_PEERS` of them kept every
+/// other address out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_no_transport_dials_is_refused_and_takes_no_place() {
+    use strand_node::limits::MAX_PEERS;
+    use strand_node::runtime::api::{Answer, FailureKind, Reply, Request};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (_run, _) = run_serving(&a);
+    let dir = a.dir.clone();
+    let add = |address: String| ask_node(&dir, Request::AddPeer { address });
+    // On loopback, each one different: WebRTC and WebSocket, which the
+    // node does not speak, and TCP port 0.
+    let undialable = |i: usize| match i % 3 {
+        0 => format!("/ip4/127.0.1.{}/udp/9/webrtc", i + 1),
+        1 => format!("/ip4/127.0.1.{}/tcp/9/ws", i + 1),
+        _ => format!("/ip4/127.0.1.{}/tcp/0", i + 1),
+    };
+    for i in 0..=MAX_PEERS {
+        let address = undialable(i);
+        match add(address.clone()).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+                assert!(
+                    e.message
+                        .contains(&format!("none of this node's transports dials {address}")),
+                    "{e}"
+                );
+            }
+            other => panic!("{address}: {other:?}"),
+        }
+    }
+    assert_eq!(peers_dialled(&dir).await, Vec::<String>::new());
+    // Loopback, where nothing listens: taken, and dialled.
+    let dialable = "/ip4/127.0.0.1/tcp/9".to_owned();
+    match add(dialable.clone()).await {
+        Answer::Ok(Reply::Done) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(peers_dialled(&dir).await, vec![dialable]);
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.

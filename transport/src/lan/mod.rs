@@ -28,6 +28,7 @@
 //! of the node, not all of it.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -180,6 +181,32 @@ fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
 
 fn is_tcp(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
+/// Whether this transport can dial `addr`: an IP address and a TCP port,
+/// or (with QUIC) a UDP port and `/quic-v1`, then nothing but `/p2p/<id>`,
+/// with a port and an address that are not 0 or unspecified: what
+/// libp2p's TCP and QUIC transports dial. Anything else (a DNS name,
+/// which this swarm does not resolve; `/ws`, `/webrtc`, QUIC's draft
+/// `/quic`; a circuit, the relay transport's) they refuse every time it
+/// is dialled, so [`Lan`]'s [`Transport::dial`] does not take it: whoever
+/// gave the address is told at once that nothing dials it, rather than
+/// have it fail again and again.
+fn dials(addr: &Multiaddr) -> bool {
+    let mut parts: Vec<Protocol<'_>> = addr.iter().collect();
+    while matches!(parts.last(), Some(Protocol::P2p(_))) {
+        parts.pop();
+    }
+    let (ip, port) = match parts.as_slice() {
+        [Protocol::Ip4(ip), Protocol::Tcp(port)] => (IpAddr::V4(*ip), *port),
+        [Protocol::Ip6(ip), Protocol::Tcp(port)] => (IpAddr::V6(*ip), *port),
+        #[cfg(feature = "quic")]
+        [Protocol::Ip4(ip), Protocol::Udp(port), Protocol::QuicV1] => (IpAddr::V4(*ip), *port),
+        #[cfg(feature = "quic")]
+        [Protocol::Ip6(ip), Protocol::Udp(port), Protocol::QuicV1] => (IpAddr::V6(*ip), *port),
+        _ => return false,
+    };
+    port != 0 && !ip.is_unspecified()
 }
 
 impl Lan {
@@ -371,18 +398,7 @@ impl Transport for Lan {
         &self,
         addr: &Multiaddr,
     ) -> Option<BoxFuture<'static, Result<crate::Link, TransportError>>> {
-        let first = addr.iter().next()?;
-        if crate::relay::is_circuit(addr) {
-            return None;
-        }
-        if !matches!(
-            first,
-            Protocol::Ip4(_)
-                | Protocol::Ip6(_)
-                | Protocol::Dns(_)
-                | Protocol::Dns4(_)
-                | Protocol::Dns6(_)
-        ) {
+        if !dials(addr) {
             return None;
         }
         let commands = self.shared.current().commands;

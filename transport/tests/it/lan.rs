@@ -112,6 +112,49 @@ async fn dialling_nobody_is_a_clear_error() {
     assert!(client.dial(&"/memory/3".parse().unwrap()).is_none());
 }
 
+/// An address the LAN's TCP and QUIC cannot dial (another protocol, a
+/// port or an address of 0, a DNS name, which it does not resolve, a
+/// circuit) is not taken: `dial` answers `None`, so the node tells
+/// whoever gave it at once rather than dial it again and again. What it
+/// dials is taken, with or without the `/p2p/<id>` of whom it expects.
+/// Before, every address that began with an IP address or a DNS name was
+/// taken, and failed at every dial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_the_lan_cannot_dial_is_not_taken() {
+    let (client, _ev) = start(loopback()).await;
+    let id = PeerId::random();
+    let undialable = [
+        "/ip4/127.0.0.1/udp/9/webrtc".to_owned(),
+        "/ip4/127.0.0.1/udp/9/webrtc-direct".to_owned(),
+        "/ip4/127.0.0.1/tcp/9/ws".to_owned(),
+        "/ip4/127.0.0.1/udp/9/quic".to_owned(),
+        "/ip4/127.0.0.1/udp/9".to_owned(),
+        "/ip4/127.0.0.1".to_owned(),
+        "/ip4/127.0.0.1/tcp/0".to_owned(),
+        "/ip4/0.0.0.0/tcp/9".to_owned(),
+        "/ip6/::/tcp/9".to_owned(),
+        "/dns4/localhost/tcp/9".to_owned(),
+        format!("/p2p/{id}"),
+        format!("/ip4/127.0.0.1/tcp/9/p2p/{id}/p2p-circuit/p2p/{id}"),
+    ];
+    for addr in undialable {
+        let addr: Multiaddr = addr.parse().unwrap();
+        assert!(client.dial(&addr).is_none(), "{addr} was taken");
+    }
+    let mut dialable = vec![
+        "/ip4/127.0.0.1/tcp/9".to_owned(),
+        "/ip6/::1/tcp/9".to_owned(),
+        format!("/ip4/127.0.0.1/tcp/9/p2p/{id}"),
+    ];
+    if cfg!(feature = "quic") {
+        dialable.push("/ip4/127.0.0.1/udp/9/quic-v1".to_owned());
+    }
+    for addr in dialable {
+        let addr: Multiaddr = addr.parse().unwrap();
+        assert!(client.dial(&addr).is_some(), "{addr} was not taken");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_listen_address_is_a_clear_error() {
     let bad = LanConfig {
