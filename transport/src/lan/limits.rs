@@ -8,6 +8,10 @@
 //! can hold any number of addresses in its prefix. The counts are
 //! shared by every generation of the LAN transport's swarm, so an identity
 //! rotation does not reset them.
+//!
+//! The handshakes under way from everyone together are bounded apart, by
+//! the transport ([`MAX_PENDING_INCOMING`]): there the newest takes an old
+//! one's place, where a behaviour could only refuse it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,6 +34,19 @@ use crate::Reason;
 /// once. An honest device opens one connection per meeting (two while
 /// identities rotate); 4 leaves room for a reconnect.
 pub const MAX_PENDING_PER_IP: usize = 4;
+
+/// Inbound connections in their handshakes at once, from everyone. Past
+/// this a new one does not wait or get refused: it takes the place of the
+/// oldest handshake of the address with the most under way, so strangers
+/// holding silent connections cannot shut a contact out (see
+/// `handshakes.rs`). 64 is far more than a LAN's devices dial at once.
+pub const MAX_PENDING_INCOMING: usize = 64;
+
+/// How long a connection, inbound or dialled, has to finish its Noise and
+/// yamux handshakes (libp2p's default; a LAN needs milliseconds). An
+/// inbound one that says nothing holds its place this long, unless a
+/// newer one takes it ([`MAX_PENDING_INCOMING`]).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Inbound connections one IP address may hold. A device needs one per
 /// live identity of ours it talks to (the current one, plus old ones whose

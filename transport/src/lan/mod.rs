@@ -25,7 +25,12 @@
 //! Inbound connections are limited per remote IP address
 //! ([`limits::MAX_PENDING_PER_IP`], [`limits::MAX_CONNECTIONS_PER_IP`]),
 //! across generations, so a stranger with many fresh PeerIds gets a sliver
-//! of the node, not all of it.
+//! of the node, not all of it. Handshakes under way from everyone are
+//! bounded too ([`limits::MAX_PENDING_INCOMING`]), but a new connection
+//! past that bound takes the place of the oldest handshake of the address
+//! with the most under way rather than being refused: strangers at many
+//! addresses holding silent connections cannot keep a contact from
+//! dialling in.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -42,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::generation::ask;
 use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
+mod handshakes;
 pub mod limits;
 mod swarm;
 

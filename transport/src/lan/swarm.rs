@@ -12,14 +12,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::ListenerId;
+use libp2p::core::{upgrade, Transport as _};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{identity, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use super::limits::{ip_of, IpLimits, SharedCounts};
+use super::handshakes::Handshakes;
+use super::limits::{ip_of, IpLimits, SharedCounts, HANDSHAKE_TIMEOUT, MAX_PENDING_INCOMING};
 use super::{LanConfig, Shared};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
@@ -32,8 +36,6 @@ const MAX_OPENING: usize = COMMAND_QUEUE * 4;
 /// Connections idle this long are closed (sessions keep theirs busy with
 /// keepalives).
 const IDLE_CONNECTION: Duration = Duration::from_secs(90);
-/// Inbound connections in their handshakes at once, from everyone.
-const MAX_PENDING_INCOMING: u32 = 64;
 /// Inbound connections held at once, from everyone: a few per contact.
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 /// Connections to one PeerId (ephemeral, so this only stops accidents).
@@ -84,49 +86,71 @@ pub(crate) fn spawn(
     shared: std::sync::Weak<Shared>,
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<Generation, TransportError> {
-    let mdns_on = config.mdns;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| TransportError::Setup(Box::new(e)))?;
-    #[cfg(feature = "quic")]
-    let swarm = swarm.with_quic();
-    let swarm = swarm
-        .with_behaviour(|key| {
-            let mdns = if mdns_on {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    key.public().to_peer_id(),
-                )?)
-            } else {
-                None
-            };
-            Ok(Behaviour {
-                ip_limits: IpLimits::new(counts),
-                limits: connection_limits::Behaviour::new(
-                    ConnectionLimits::default()
-                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
-                        .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
-                        .with_max_established_per_peer(Some(MAX_PER_PEER)),
-                ),
-                stream: stream::Behaviour::new(),
-                mdns: Toggle::from(mdns),
-            })
-        })
-        .map_err(|e| TransportError::Setup(Box::new(Reason(e.to_string()))))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
-        .build();
-    let local = *swarm.local_peer_id();
+    let key = identity::Keypair::generate_ed25519();
+    let local = key.public().to_peer_id();
+    let swarm = Swarm::new(
+        build_transport(&key)?,
+        build_behaviour(config, counts, local)?,
+        local,
+        libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(IDLE_CONNECTION),
+    );
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let task = tokio::spawn(run(swarm, rx, events, shared));
     Ok(Generation {
         commands: tx,
         local,
         task,
+    })
+}
+
+/// TCP with Noise and yamux (and QUIC beside it), what libp2p's
+/// `SwarmBuilder::with_tcp` and `with_quic` build, with its handshakes
+/// bounded in time ([`HANDSHAKE_TIMEOUT`]) and the inbound ones in number
+/// ([`MAX_PENDING_INCOMING`], [`Handshakes`]). The bound in number is the
+/// transport's, not a behaviour's: a behaviour can refuse a new
+/// connection, but cannot end a pending one to make room for it.
+fn build_transport(
+    key: &identity::Keypair,
+) -> Result<libp2p::core::transport::Boxed<(PeerId, StreamMuxerBox)>, TransportError> {
+    let noise = noise::Config::new(key).map_err(|e| TransportError::Setup(Box::new(e)))?;
+    let upgraded = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(upgrade::Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    #[cfg(feature = "quic")]
+    let upgraded = upgraded
+        .or_transport(
+            libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
+                .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+        )
+        .map(|either, _| either.into_inner());
+    let timed = TransportTimeout::new(upgraded, HANDSHAKE_TIMEOUT).boxed();
+    Ok(Handshakes::new(timed, MAX_PENDING_INCOMING).boxed())
+}
+
+fn build_behaviour(
+    config: &LanConfig,
+    counts: SharedCounts,
+    local: PeerId,
+) -> Result<Behaviour, TransportError> {
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                .map_err(|e| TransportError::Setup(Box::new(e)))?,
+        )
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        ip_limits: IpLimits::new(counts),
+        limits: connection_limits::Behaviour::new(
+            ConnectionLimits::default()
+                .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                .with_max_established_per_peer(Some(MAX_PER_PEER)),
+        ),
+        stream: stream::Behaviour::new(),
+        mdns: Toggle::from(mdns),
     })
 }
 

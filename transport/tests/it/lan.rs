@@ -306,3 +306,77 @@ async fn one_address_cannot_take_every_connection() {
         h.abort();
     }
 }
+
+/// The socket address of a `/ip4/…/tcp/…` address.
+#[cfg(target_os = "linux")]
+fn socket_addr(addr: &Multiaddr) -> std::net::SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Tcp(n) => port = Some(n),
+            _ => {}
+        }
+    }
+    (ip.expect("an IPv4 address"), port.expect("a TCP port")).into()
+}
+
+/// Strangers at sixteen addresses, each holding `MAX_PENDING_PER_IP`
+/// connections that never start their handshakes, took all
+/// `MAX_PENDING_INCOMING` places for handshakes, and every other
+/// connection was refused until theirs timed out (`HANDSHAKE_TIMEOUT`,
+/// when they could open them again): a contact dialling in was shut out
+/// for as long as the strangers kept at it. A new connection now takes the
+/// place of the oldest handshake of the address with the most under way.
+/// (The strangers come from 127.0.0.2 on, the contact from 127.0.0.1:
+/// Linux routes all of 127/8 to loopback.)
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_holding_every_handshake_place_do_not_shut_a_contact_out() {
+    use strand_transport::lan::limits::{
+        HANDSHAKE_TIMEOUT, MAX_PENDING_INCOMING, MAX_PENDING_PER_IP,
+    };
+    let (server, events) = start(loopback()).await;
+    let _echo = echo(events);
+    let addr = address(&server).await;
+    let target = socket_addr(&addr);
+    // Raw TCP connections that say nothing, MAX_PENDING_PER_IP from each
+    // address, until every place is taken.
+    let mut silent = Vec::new();
+    for i in 0..MAX_PENDING_INCOMING / MAX_PENDING_PER_IP {
+        let last = 2 + u8::try_from(i).expect("a few addresses");
+        let from = std::net::Ipv4Addr::new(127, 0, 0, last);
+        for _ in 0..MAX_PENDING_PER_IP {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((from, 0).into()).unwrap();
+            silent.push(socket.connect(target).await.unwrap());
+        }
+    }
+    // Well before the silent handshakes time out: a contact refused
+    // could not have got in by waiting for them.
+    let wait = HANDSHAKE_TIMEOUT / 2;
+    let (client, _ev) = start(loopback()).await;
+    let mut link = tokio::time::timeout(wait, client.dial(&addr).unwrap())
+        .await
+        .expect("an answer in time")
+        .expect("the contact gets in");
+    assert_eq!(&round_trip(&mut link, b"in at").await, b"ta ni");
+    // A stranger's connection was closed to make room: one of them reads
+    // the end of its stream.
+    let ends = silent.iter_mut().map(|s| {
+        Box::pin(async move {
+            let mut buf = [0u8; 64];
+            loop {
+                match tokio::io::AsyncReadExt::read(s, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+    });
+    tokio::time::timeout(wait, futures::future::select_all(ends))
+        .await
+        .expect("a silent connection closed in time");
+}

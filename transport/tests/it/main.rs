@@ -5,7 +5,7 @@
 //! - `ble`: the BLE link layer over the emulated radio: loss, slow
 //!   readers, drops, hostile frames, 10,000-message syncs.
 //! - `lan`: the LAN transport over real libp2p TCP sockets on loopback:
-//!   links, errors, identity rotation, per-IP limits.
+//!   links, errors, identity rotation, per-IP limits, handshake places.
 //! - `memory`: emulated links between transports on one hub.
 //! - `relay`: a relay server and clients on loopback: reservations,
 //!   circuits, identity rotation, hole punching, what relays and
