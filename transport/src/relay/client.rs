@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use super::circuit_limits::PendingCircuits;
 use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
+use super::punch_dials::PunchDials;
 use super::{
-    last_peer, relay_name, RelayConfig, RelayState, ReservationState, Shared, MAX_RESERVE_BACKOFF,
-    MIN_RESERVE_BACKOFF, RELAYED_GRACE,
+    last_peer, relay_name, RelayConfig, RelayState, ReservationState, Shared, MAX_PUNCH_ADDRESSES,
+    MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
 use crate::stream::{self, OpenId};
@@ -73,9 +74,10 @@ pub(crate) struct Behaviour {
     // Behind the gate: they answer a remote only once a Strand session
     // on that connection authenticated it (or it is a relay). Identify is
     // never told the circuit addresses, so it tells nobody where else
-    // this device holds reservations.
+    // this device holds reservations. A hole punch dials only a few of
+    // the addresses the remote names.
     identify: Gate<HideCircuits<identify::Behaviour>>,
-    dcutr: Gate<Toggle<dcutr::Behaviour>>,
+    dcutr: Gate<Toggle<PunchDials>>,
     autonat: Gate<Toggle<autonat::v2::client::Behaviour>>,
     stream: stream::Behaviour,
 }
@@ -193,9 +195,12 @@ pub(crate) fn spawn(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                     .with_hide_listen_addrs(true),
             ))),
-            dcutr: Gate::new(Toggle::from(
-                hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
-            )),
+            dcutr: Gate::new(Toggle::from(hole_punch.then(|| {
+                PunchDials::new(
+                    dcutr::Behaviour::new(key.public().to_peer_id()),
+                    MAX_PUNCH_ADDRESSES,
+                )
+            }))),
             autonat: Gate::new(Toggle::from(
                 hole_punch.then(autonat::v2::client::Behaviour::default),
             )),

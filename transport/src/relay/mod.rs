@@ -30,6 +30,14 @@
 //! most half of the connections the swarm takes in their handshakes at
 //! once, whatever ids it puts through.
 //!
+//! In a hole punch the remote names the addresses this device dials (in
+//! DCUtR's CONNECT message, some 400 fit), and libp2p's dcutr dials every
+//! one that is not a circuit. A punch here dials at most
+//! [`MAX_PUNCH_ADDRESSES`] of them, public ones first, and none narrower
+//! than the relay it goes through (a contact met through a relay on the
+//! internet cannot have this device dial its LAN or itself), no names and
+//! no unspecified address: a contact cannot use the device to scan.
+//!
 //! # Identity
 //!
 //! The libp2p identity used here is not the LAN one, and it changes every
@@ -67,6 +75,7 @@ mod circuit_limits;
 mod client;
 mod gate;
 mod hide_circuits;
+mod punch_dials;
 pub mod server;
 
 use client::{Command, Generation};
@@ -76,6 +85,16 @@ pub use gate::AUTHENTICATE_WITHIN;
 /// direct one: time for the node to start its session on the direct link
 /// and let the relayed one end by itself.
 pub const RELAYED_GRACE: Duration = Duration::from_secs(20);
+
+/// Addresses one hole punch dials at most, of those the remote named:
+/// the swarm dials eight of a dial's addresses at once (libp2p's dial
+/// concurrency), and a punch works only if this side's dial leaves when
+/// the other side's does, so an address dialled after a first eight
+/// failed comes too late to punch anything. An honest device names the
+/// addresses others observed it at (libp2p's dcutr, the 20 latest; one
+/// per transport and IP version where its NAT keeps ports); a hostile
+/// one could name some 400.
+pub const MAX_PUNCH_ADDRESSES: usize = 8;
 
 /// How long an old generation keeps its links after its epoch, at most:
 /// sessions on it resume at once on the new identity.

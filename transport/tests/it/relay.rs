@@ -52,6 +52,95 @@ fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
         .build()
 }
 
+/// A contact's node as anyone could write it: it dials through relays,
+/// opens Strand streams, and answers hole punching (DCUtR) naming the
+/// addresses [`Propose`] proposed, whatever they are.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Scanner {
+    relay: libp2p::relay::client::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
+    stream: strand_transport::stream::Behaviour,
+    propose: Propose,
+}
+
+/// Proposes addresses as its swarm's own, once each, as identify does
+/// with what others observe: DCUtR names them to a remote to dial.
+struct Propose(std::vec::IntoIter<Multiaddr>);
+
+impl libp2p::swarm::NetworkBehaviour for Propose {
+    type ConnectionHandler = libp2p::swarm::dummy::ConnectionHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: libp2p::PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: libp2p::swarm::THandlerOutEvent<Self>,
+    ) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<Self::ToSwarm, libp2p::swarm::THandlerInEvent<Self>>>
+    {
+        match self.0.next() {
+            Some(addr) => {
+                std::task::Poll::Ready(libp2p::swarm::ToSwarm::NewExternalAddrCandidate(addr))
+            }
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// A contact's node whose hole punching names `named`.
+fn scanner(named: Vec<Multiaddr>) -> libp2p::Swarm<Scanner> {
+    use libp2p::{dcutr, noise, tcp, yamux};
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key, relay| Scanner {
+            relay,
+            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+            stream: strand_transport::stream::Behaviour::new(),
+            propose: Propose(named.into_iter()),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 /// A relay as anyone can run it: libp2p's relay server and identify,
 /// which asks every connected peer again at its interval.
 #[derive(libp2p::swarm::NetworkBehaviour)]
@@ -696,6 +785,127 @@ async fn a_circuit_from_a_relays_id_is_gated_like_a_strangers() {
         answered_nothing(&mut mallory, target, &mut alice_events).await,
         "the relay put the circuit through"
     );
+    alice.shutdown().await;
+}
+
+/// Regression: in a hole punch the remote names the addresses this
+/// device dials (DCUtR's CONNECT message; some 400 fit), and libp2p
+/// dialled every one that was not a circuit, so a contact could have
+/// Alice's device dial hundreds of addresses of its choosing at every
+/// punch: hosts on her LAN, ports of her machine, names for her resolver.
+/// Mallory, a contact (his session authenticated), names 16 ports of
+/// Alice's machine (the relay is on loopback here, so they are as near as
+/// it is), then a name and the unspecified address, each for another port
+/// of hers. Alice dials at most MAX_PUNCH_ADDRESSES of the 16, and neither
+/// of the others (before: all 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_cannot_have_a_hole_punch_dial_every_address_it_names() {
+    use std::collections::HashMap;
+
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use strand_transport::relay::MAX_PUNCH_ADDRESSES;
+    use strand_transport::stream;
+
+    const NAMED: usize = 16;
+    let server = relay_server(21, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay_at.clone()], true)).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+
+    // Ports that tell each connection made to them, and close it (the
+    // dial fails at once, and the next is made).
+    let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+    let mut ports = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..NAMED + 2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tx = accepted_tx.clone();
+        ports.push(port);
+        listeners.push(tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = tx.send(port);
+                drop(socket);
+            }
+        }));
+    }
+    let mut named: Vec<Multiaddr> = ports[..NAMED]
+        .iter()
+        .map(|port| format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap())
+        .collect();
+    let junk = [ports[NAMED], ports[NAMED + 1]];
+    named.push(format!("/dns4/localhost/tcp/{}", junk[0]).parse().unwrap());
+    named.push(format!("/ip4/0.0.0.0/tcp/{}", junk[1]).parse().unwrap());
+
+    // DCUtR names what its swarm proposed when the circuit opens: all of
+    // it first.
+    let mut mallory = scanner(named.clone());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut proposed = 0;
+        while proposed < named.len() {
+            if let SwarmEvent::NewExternalAddrCandidate { .. } = mallory.select_next_some().await {
+                proposed += 1;
+            }
+        }
+    })
+    .await
+    .expect("the addresses proposed in time");
+    mallory
+        .behaviour_mut()
+        .stream
+        .open_at(target, vec![circuit_addr(&relay_at, target)]);
+    let driving = tokio::spawn(async move {
+        // Kept open while the test runs.
+        let mut streams = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(ScannerEvent::Stream(stream::Event::Opened {
+                stream,
+                ..
+            })) = mallory.select_next_some().await
+            {
+                streams.push(stream);
+            }
+        }
+    });
+    let mut inc = next_incoming(&mut alice_events).await;
+    inc.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+
+    // Alice dials what Mallory named; once every address failed, DCUtR
+    // tries again, and a port is dialled twice: by then each one dialled
+    // the first time has told it (before it closed, which failed the
+    // dial).
+    let mut dialled: HashMap<u16, usize> = HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let port = accepted.recv().await.expect("the listeners live");
+            let times = dialled.entry(port).or_default();
+            *times += 1;
+            if *times == 2 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("Alice tries to punch a hole twice in time");
+    assert!(
+        !junk.iter().any(|port| dialled.contains_key(port)),
+        "Alice dialled a name or the unspecified address: {dialled:?} (junk {junk:?})"
+    );
+    assert!(
+        dialled.len() <= MAX_PUNCH_ADDRESSES,
+        "Alice dialled {} of the {NAMED} addresses named: {dialled:?}",
+        dialled.len()
+    );
+
+    driving.abort();
+    for listener in listeners {
+        listener.abort();
+    }
     alice.shutdown().await;
 }
 

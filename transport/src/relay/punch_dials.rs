@@ -1,0 +1,470 @@
+//! Keeps the addresses a hole punch dials to a few worth dialling.
+//!
+//! In a hole punch (DCUtR) the remote names the addresses this device
+//! dials, in its CONNECT message: as many as fit in the protocol's 4 KiB
+//! (some 400), whatever they are. libp2p's dcutr leaves out only circuit
+//! addresses and dials the rest, eight at a time until one answers, and a
+//! remote may ask again as soon as a punch has failed. So a contact (any
+//! remote a Strand session authenticated, once the gate opened) could have
+//! this device dial hundreds of addresses of its choosing at every punch:
+//! hosts on the device's LAN, ports of the machine itself, names for its
+//! resolver to look up. A scanner run from the device, at a contact's
+//! bidding.
+//!
+//! [`PunchDials`] wraps dcutr, and a hole punch dials at most
+//! [`MAX_PUNCH_ADDRESSES`](super::MAX_PUNCH_ADDRESSES) addresses, chosen
+//! by [`punch_addresses`]. The addresses are not the wrapper's to change
+//! where dcutr names them: they travel in its `DialOpts`, which libp2p
+//! lets no behaviour read or rewrite (`handle_pending_outbound_connection`
+//! sees them, and may only add to them). So a dcutr dial with addresses
+//! to leave out is refused there, and made again with the ones kept; the
+//! swarm knows the new dial by a new connection id, and dcutr is shown it
+//! under the id it asked for, so its retries and its report of success
+//! work as before (the report names the swarm's id).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::dcutr;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::{
+    AddressChange, ConnectionClosed, ConnectionEstablished, DialFailure,
+};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{is_circuit, last_peer};
+use crate::{ip_scope, scope, Scope};
+
+/// The addresses a hole punch to `peer` dials, out of those it `named`:
+/// at most `max`, each once, the widest first (public ones, then LAN
+/// ones, then this machine's; in the order named within each), and none
+/// that is
+/// - of a scope narrower than `floor`, the scope of the relay the punch
+///   goes through: a relay observed the addresses a contact sends, and a
+///   relay on the internet observes none on this device's LAN or
+///   machine (a relay on loopback, as in tests, lets every scope through);
+/// - a name (`/dns…`) or anything not starting with an IP address: what
+///   a relay observes is an IP address, and a name would be looked up by
+///   this device's resolver, perhaps to a host on its LAN;
+/// - the unspecified address (0.0.0.0, ::), which reaches this machine;
+/// - a circuit: a hole punch makes a direct connection;
+/// - one that ends in another device's id (the swarm would not dial it).
+pub(crate) fn punch_addresses(
+    peer: PeerId,
+    floor: Scope,
+    named: &[Multiaddr],
+    max: usize,
+) -> Vec<Multiaddr> {
+    let mut usable: Vec<(Scope, &Multiaddr)> = named
+        .iter()
+        .filter_map(|addr| {
+            let ip = match addr.iter().next()? {
+                Protocol::Ip4(ip) => IpAddr::V4(ip),
+                // (::ffff:0.0.0.0 is unspecified as 0.0.0.0 is.)
+                Protocol::Ip6(ip) => ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
+                _ => return None,
+            };
+            let unspecified = ip.is_unspecified();
+            let elsewhere = last_peer(addr).is_some_and(|id| id != peer);
+            let reach = ip_scope(ip);
+            (!unspecified && !elsewhere && !is_circuit(addr) && reach >= floor)
+                .then_some((reach, addr))
+        })
+        .collect();
+    // Stable: the order named stands within a scope.
+    usable.sort_by_key(|(reach, _)| std::cmp::Reverse(*reach));
+    let mut out: Vec<Multiaddr> = Vec::with_capacity(max.min(usable.len()));
+    for (_, addr) in usable {
+        if out.len() == max {
+            break;
+        }
+        if !out.contains(addr) {
+            out.push(addr.clone());
+        }
+    }
+    out
+}
+
+/// Why a hole punch's dial was refused: it is made again with the
+/// addresses worth dialling (or there were none).
+#[derive(Debug, thiserror::Error)]
+#[error("a hole punch dials {kept} of the {named} addresses the remote named")]
+struct Narrowed {
+    named: usize,
+    kept: usize,
+}
+
+/// dcutr, its dials kept to the addresses [`punch_addresses`] chooses.
+pub(crate) struct PunchDials {
+    inner: dcutr::Behaviour,
+    /// Addresses a hole punch dials at most.
+    max: usize,
+    /// Relayed connections: their remote, and the scope of their relay's
+    /// address (this device's own connection to it, which the remote
+    /// cannot choose).
+    relayed: HashMap<ConnectionId, (PeerId, Scope)>,
+    /// Dials dcutr asked for that the swarm has not begun yet.
+    asked: HashSet<ConnectionId>,
+    /// dcutr's dials refused for their addresses, whose failure dcutr is
+    /// not told: a dial made again stands for each.
+    refused: HashSet<ConnectionId>,
+    /// Dials made again, to hand the swarm.
+    again: VecDeque<DialOpts>,
+    /// Dials made again (and the connection each makes), with the id
+    /// dcutr knows it by; until the dial fails or the connection closes.
+    remade: HashMap<ConnectionId, ConnectionId>,
+}
+
+impl PunchDials {
+    pub(crate) fn new(inner: dcutr::Behaviour, max: usize) -> PunchDials {
+        PunchDials {
+            inner,
+            max,
+            relayed: HashMap::new(),
+            asked: HashSet::new(),
+            refused: HashSet::new(),
+            again: VecDeque::new(),
+            remade: HashMap::new(),
+        }
+    }
+
+    /// The narrowest scope of the relays `peer` is connected through
+    /// ([`Scope::Global`], the strictest, if none).
+    fn floor(&self, peer: &PeerId) -> Scope {
+        self.relayed
+            .values()
+            .filter(|(p, _)| p == peer)
+            .map(|(_, s)| *s)
+            .min()
+            .unwrap_or(Scope::Global)
+    }
+
+    /// The id dcutr knows `connection` by.
+    fn as_asked(&self, connection: ConnectionId) -> ConnectionId {
+        self.remade.get(&connection).copied().unwrap_or(connection)
+    }
+}
+
+impl NetworkBehaviour for PunchDials {
+    type ConnectionHandler = THandler<dcutr::Behaviour>;
+    type ToSwarm = dcutr::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        // As dcutr tells a relayed one: by the circuit on this side.
+        if is_circuit(local_addr) {
+            self.relayed
+                .insert(connection_id, (peer, scope(local_addr)));
+        }
+        self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        let asked_as = self.as_asked(connection_id);
+        let more = self.inner.handle_pending_outbound_connection(
+            asked_as,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )?;
+        // Only dcutr's own dials, each once (one made again is kept).
+        if !self.asked.remove(&connection_id) {
+            return Ok(more);
+        }
+        let Some(peer) = maybe_peer else {
+            return Ok(more);
+        };
+        let kept = punch_addresses(peer, self.floor(&peer), addresses, self.max);
+        if kept.as_slice() == addresses {
+            return Ok(more);
+        }
+        tracing::debug!(
+            %peer,
+            named = addresses.len(),
+            kept = kept.len(),
+            "a hole punch dials only the addresses worth dialling"
+        );
+        let narrowed = Narrowed {
+            named: addresses.len(),
+            kept: kept.len(),
+        };
+        // None worth dialling: dcutr hears the dial failed, as when every
+        // address fails, and tries again or gives up as it would then.
+        if !kept.is_empty() {
+            // The dial dcutr asked for, but for its addresses.
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Always)
+                .addresses(kept);
+            let opts = match effective_role {
+                Endpoint::Listener => opts.override_role(),
+                Endpoint::Dialer => opts,
+            }
+            .build();
+            self.remade.insert(opts.connection_id(), connection_id);
+            self.refused.insert(connection_id);
+            self.again.push_back(opts);
+        }
+        Err(ConnectionDenied::new(narrowed))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        if is_circuit(addr) {
+            self.relayed.insert(connection_id, (peer, scope(addr)));
+        }
+        let asked_as = self.as_asked(connection_id);
+        self.inner.handle_established_outbound_connection(
+            asked_as,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::DialFailure(e) => {
+                self.asked.remove(&e.connection_id);
+                self.relayed.remove(&e.connection_id);
+                if self.refused.remove(&e.connection_id) {
+                    return;
+                }
+                if let Some(asked_as) = self.remade.remove(&e.connection_id) {
+                    self.inner
+                        .on_swarm_event(FromSwarm::DialFailure(DialFailure {
+                            connection_id: asked_as,
+                            ..e
+                        }));
+                    return;
+                }
+            }
+            FromSwarm::ListenFailure(e) => {
+                self.relayed.remove(&e.connection_id);
+            }
+            FromSwarm::ConnectionClosed(e) => {
+                self.relayed.remove(&e.connection_id);
+                if let Some(asked_as) = self.remade.remove(&e.connection_id) {
+                    self.inner
+                        .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+                            connection_id: asked_as,
+                            ..e
+                        }));
+                    return;
+                }
+            }
+            FromSwarm::ConnectionEstablished(e) => {
+                if let Some(&asked_as) = self.remade.get(&e.connection_id) {
+                    self.inner.on_swarm_event(FromSwarm::ConnectionEstablished(
+                        ConnectionEstablished {
+                            connection_id: asked_as,
+                            ..e
+                        },
+                    ));
+                    return;
+                }
+            }
+            FromSwarm::AddressChange(e) => {
+                if let Some(&asked_as) = self.remade.get(&e.connection_id) {
+                    self.inner
+                        .on_swarm_event(FromSwarm::AddressChange(AddressChange {
+                            connection_id: asked_as,
+                            ..e
+                        }));
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        let asked_as = self.as_asked(connection_id);
+        self.inner
+            .on_connection_handler_event(peer_id, asked_as, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        // (The swarm polls again at once after a dial it was handed,
+        // which is when one is refused and made again.)
+        if let Some(opts) = self.again.pop_front() {
+            return Poll::Ready(ToSwarm::Dial { opts });
+        }
+        match self.inner.poll(cx) {
+            Poll::Ready(ToSwarm::Dial { opts }) => {
+                self.asked.insert(opts.connection_id());
+                Poll::Ready(ToSwarm::Dial { opts })
+            }
+            Poll::Ready(ToSwarm::GenerateEvent(dcutr::Event {
+                remote_peer_id,
+                result: Ok(connection),
+            })) => {
+                // The connection as the swarm knows it.
+                let connection = self
+                    .remade
+                    .iter()
+                    .find(|(_, asked_as)| **asked_as == connection)
+                    .map_or(connection, |(made, _)| *made);
+                Poll::Ready(ToSwarm::GenerateEvent(dcutr::Event {
+                    remote_peer_id,
+                    result: Ok(connection),
+                }))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().expect("a valid address")
+    }
+
+    fn peer() -> PeerId {
+        super::super::peer_id_of([3; 32])
+    }
+
+    /// What a hostile contact names: 200 addresses, the public ones (RFC
+    /// 5737 documentation addresses) after 150 others, and junk among
+    /// them all.
+    fn named(peer: PeerId) -> Vec<Multiaddr> {
+        let stranger = super::super::peer_id_of([4; 32]);
+        let mut out = Vec::new();
+        for i in 0..50u16 {
+            out.push(addr(&format!("/ip4/192.168.1.{}/tcp/22", i + 1)));
+            out.push(addr(&format!("/ip4/127.0.0.1/tcp/{}", 8000 + i)));
+            out.push(match i % 5 {
+                0 => addr(&format!("/ip4/0.0.0.0/tcp/{}", 9000 + i)),
+                1 => addr(&format!("/dns4/router.lan/tcp/{}", 80 + i)),
+                2 => addr(&format!("/ip6/::/udp/{}/quic-v1", 9000 + i)),
+                3 => addr(&format!("/ip4/203.0.113.9/tcp/{}/p2p/{stranger}", 4000 + i)),
+                _ => addr(&format!(
+                    "/ip4/198.51.100.1/tcp/4001/p2p/{stranger}/p2p-circuit/p2p/{peer}"
+                )),
+            });
+        }
+        for i in 0..50u16 {
+            out.push(addr(&format!(
+                "/ip4/203.0.113.7/tcp/{}/p2p/{peer}",
+                4000 + i
+            )));
+        }
+        assert_eq!(out.len(), 200);
+        out
+    }
+
+    /// Regression: a hole punch dialled every address the remote named
+    /// (as many as fit in DCUtR's 4 KiB, some 400), this device's LAN and
+    /// loopback ones, names and junk alike. Of 200, it now dials
+    /// MAX_PUNCH_ADDRESSES, the public ones first, in the order named.
+    #[test]
+    fn a_hole_punch_dials_a_few_of_the_addresses_named_the_widest_first() {
+        let max = super::super::MAX_PUNCH_ADDRESSES;
+        let peer = peer();
+        let named = named(peer);
+        let public: Vec<Multiaddr> = (0..max as u16)
+            .map(|i| addr(&format!("/ip4/203.0.113.7/tcp/{}/p2p/{peer}", 4000 + i)))
+            .collect();
+        for floor in [Scope::Loopback, Scope::Local, Scope::Global] {
+            assert_eq!(
+                punch_addresses(peer, floor, &named, max),
+                public,
+                "through a relay of scope {floor:?}"
+            );
+        }
+
+        // Without public ones: LAN ones, then this machine's, where the
+        // relay is as near.
+        let near: Vec<Multiaddr> = named
+            .iter()
+            .filter(|a| scope(a) != Scope::Global)
+            .cloned()
+            .collect();
+        let lan = |i: u16| addr(&format!("/ip4/192.168.1.{}/tcp/22", i + 1));
+        let here = |i: u16| addr(&format!("/ip4/127.0.0.1/tcp/{}", 8000 + i));
+        assert_eq!(
+            punch_addresses(peer, Scope::Loopback, &near, max),
+            (0..max as u16).map(lan).collect::<Vec<_>>()
+        );
+        let mut a_few = vec![here(0), lan(0), here(1), lan(1)];
+        assert_eq!(
+            punch_addresses(peer, Scope::Loopback, &a_few, max),
+            [lan(0), lan(1), here(0), here(1)]
+        );
+        // A relay on the LAN: nothing of this machine; on the internet:
+        // nothing of the LAN either.
+        assert_eq!(
+            punch_addresses(peer, Scope::Local, &a_few, max),
+            [lan(0), lan(1)]
+        );
+        assert!(punch_addresses(peer, Scope::Global, &near, max).is_empty());
+
+        // Each once; and nothing but junk is nothing.
+        a_few.extend(a_few.clone());
+        assert_eq!(punch_addresses(peer, Scope::Loopback, &a_few, max).len(), 4);
+        let junk: Vec<Multiaddr> = named
+            .iter()
+            .filter(|a| {
+                let s = a.to_string();
+                !s.starts_with("/ip4/192.168.")
+                    && !s.starts_with("/ip4/127.")
+                    && !s.starts_with("/ip4/203.0.113.7/")
+            })
+            .cloned()
+            .collect();
+        assert_eq!(junk.len(), 50);
+        assert!(punch_addresses(peer, Scope::Loopback, &junk, max).is_empty());
+    }
+}
