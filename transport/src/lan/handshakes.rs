@@ -118,9 +118,12 @@ struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.release(self.id);
-        }
+        // Counts every change leaves whole: a poisoned lock is taken as
+        // it stands, so the place is given back whatever happened.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .release(self.id);
     }
 }
 
@@ -151,7 +154,7 @@ fn bounded<O: Send + 'static>(
         let (abort, registration) = AbortHandle::new_pair();
         let id = slots
             .lock()
-            .expect("handshake slots lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take(source, abort);
         let _place = Place { slots, id };
         match Abortable::new(upgrade, registration).await {
