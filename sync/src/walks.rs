@@ -212,7 +212,8 @@ impl WalkAccount {
     /// For tests and examples; a session charges its own.
     #[doc(hidden)]
     pub fn spend(&self, now: Time, group: GroupId, walks: u64, log: u64) {
-        self.lock().take_on(now, WalkAllowance::having_spent(now, group, walks, log));
+        self.lock()
+            .take_on(now, WalkAllowance::having_spent(now, group, walks, log));
     }
 
     /// Whether `other` is this account (a clone of it), not one apart.

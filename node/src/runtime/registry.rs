@@ -285,7 +285,9 @@ impl Registry {
         }
         // Refilled by time, a contact's account is whole again within
         // minutes: those of contacts with no session up are not kept.
-        let Inner { sessions, walks, .. } = &mut *inner;
+        let Inner {
+            sessions, walks, ..
+        } = &mut *inner;
         let up: BTreeSet<&PublicIdentity> = sessions.values().map(|e| &e.contact).collect();
         walks.retain(|contact, account| up.contains(contact) || !account.left(now).is_full());
     }
@@ -591,7 +593,10 @@ mod tests {
         let (second, _) = up(&r, 1, 2);
         assert_eq!(r.walks(&contact(1), 2).left(2).walks_spent(&g), 32);
         up(&r, 2, 2);
-        assert!(r.walks(&contact(2), 2).left(2).is_full(), "another contact's");
+        assert!(
+            r.walks(&contact(2), 2).left(2).is_full(),
+            "another contact's"
+        );
         // A third replaces the first, which spends on until its link ends:
         // the third sees what it spends.
         let (third, _) = up(&r, 1, 4);
