@@ -201,6 +201,13 @@ const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60)
 /// events after it are not bounded by this.
 const REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// [`REQUEST_WITHIN`] for a connection of the reserve
+/// ([`RESERVED_CONTROL_CONNECTIONS`]): `strand` and the app write their
+/// request as soon as they are connected, so a few seconds are plenty, and
+/// connections that say nothing hold the reserve (and keep the user from
+/// stopping the node) for no longer than this.
+const RESERVED_REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a follower (`strand read --follow`, the app attached) may
 /// leave an event unread before it is let go. A terminal scrolled back or
 /// a suspended `strand` takes it; it can follow again.
@@ -343,7 +350,12 @@ async fn handle(
 ) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
-    let line = tokio::time::timeout(REQUEST_WITHIN, request_line(&mut rd))
+    let within = if reserved {
+        RESERVED_REQUEST_WITHIN
+    } else {
+        REQUEST_WITHIN
+    };
+    let line = tokio::time::timeout(within, request_line(&mut rd))
         .await
         .map_err(|_| {
             std::io::Error::new(

@@ -170,9 +170,10 @@ pub const MAX_CONTROL_CONNECTIONS: usize = 64;
 /// `strand wipe`, the app's wipe): so the user can still stop their own
 /// node while every ordinary connection is held (64 terminals following,
 /// a script, a process of theirs that connected and says nothing). Such a
-/// connection's request line is read (bounded in size and time, as every
-/// one is) before it is decided; any other request on it is refused as
-/// past the bound. A command takes one at a time and gives it back as
+/// connection's request line is read (bounded in size as every one is, and
+/// in time to 5 s, not the minute others have, so connections that say
+/// nothing hold the reserve only that long) before it is decided; any
+/// other request on it is refused as past the bound. A command takes one at a time and gives it back as
 /// soon as it is answered, so 4 lets a few run at once; past these too, a
 /// connection is refused at once, before its request is read, so tasks
 /// and handles stay bounded (68 in all).

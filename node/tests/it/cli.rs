@@ -1246,6 +1246,30 @@ fn past_its_bound_the_control_socket_still_answers_status_and_stops() {
     drop(held);
 }
 
+/// Connections that take the reserve and say nothing hold it only
+/// briefly: before, each was given the minute every connection has to
+/// send its request, so four of them kept the user from stopping their
+/// node for that long, again and again.
+#[test]
+fn silent_connections_hold_the_reserve_only_briefly() {
+    use std::os::unix::net::UnixStream;
+    use strand_node::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (_run, socket) = run_serving(&a);
+    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    assert_busy(&answer_on(&socket, "{\"request\":\"status\"}"));
+    // Well within the minute an ordinary connection has.
+    eventually(
+        "status answered past the silent ones",
+        Duration::from_secs(30),
+        || answer_on(&socket, "{\"request\":\"status\"}")["ok"].is_object(),
+    );
+    drop(held);
+}
+
 /// The one line a node answers on its control socket at `socket` to
 /// `request` (a JSON request, without its newline), as JSON.
 fn answer_on(socket: &Path, request: &str) -> Value {
