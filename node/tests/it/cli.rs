@@ -1500,6 +1500,58 @@ async fn an_address_no_transport_dials_is_refused_and_takes_no_place() {
     assert_eq!(peers_dialled(&dir).await, vec![dialable]);
 }
 
+/// A circuit address the relay client can never dial (no target id, no
+/// relay id or relay address, a second relay, something after the
+/// target, a relay at `/ws` or at port 0) is refused at once as bad
+/// input, as any address none of the node's transports dials, and takes
+/// no place; a circuit as the node makes them (a relay's address and id,
+/// `/p2p-circuit`, then the id of whom it reaches) is still taken.
+/// Before, the relay transport took every address with a `/p2p-circuit`
+/// in it: each of these was taken, listed as dialled, and dialled every
+/// few seconds until the node stopped, failing every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_address_the_relay_client_cannot_dial_is_refused() {
+    use strand_node::runtime::api::{Answer, FailureKind, Reply, Request};
+    use strand_transport::relay::peer_id_of;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (_run, _) = run_serving(&a);
+    let dir = a.dir.clone();
+    let add = |address: String| ask_node(&dir, Request::AddPeer { address });
+    // A relay on loopback where nothing listens, and someone behind it.
+    let (relay, target) = (peer_id_of([1; 32]), peer_id_of([2; 32]));
+    let r = format!("/ip4/127.0.0.1/tcp/9/p2p/{relay}");
+    let t = format!("/p2p/{target}");
+    for address in [
+        format!("{r}/p2p-circuit"),
+        format!("/ip4/127.0.0.1/tcp/9/p2p-circuit{t}"),
+        format!("/p2p/{relay}/p2p-circuit{t}"),
+        format!("{r}/p2p-circuit{t}/p2p-circuit/p2p/{relay}"),
+        format!("{r}/p2p-circuit{t}/tcp/9"),
+        format!("/ip4/127.0.0.1/tcp/9/ws/p2p/{relay}/p2p-circuit{t}"),
+        format!("/ip4/127.0.0.1/tcp/0/p2p/{relay}/p2p-circuit{t}"),
+    ] {
+        match add(address.clone()).await {
+            Answer::Error(e) => {
+                assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+                assert!(
+                    e.message
+                        .contains(&format!("none of this node's transports dials {address}")),
+                    "{e}"
+                );
+            }
+            other => panic!("{address}: {other:?}"),
+        }
+    }
+    assert_eq!(peers_dialled(&dir).await, Vec::<String>::new());
+    let circuit = format!("{r}/p2p-circuit{t}");
+    match add(circuit.clone()).await {
+        Answer::Ok(Reply::Done) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(peers_dialled(&dir).await, vec![circuit]);
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.

@@ -233,6 +233,40 @@ pub fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// Whether this client can dial `addr`: `<relay>/p2p/<relay id>/p2p-circuit/p2p/<target id>`
+/// and nothing more (what [`circuit_addr`] makes), where `<relay>` is one
+/// address the client's own transports reach: an IP address, or a name
+/// (`/dns`, `/dns4`, `/dns6`: the client resolves names), then a TCP
+/// port or (with QUIC) a UDP port and `/quic-v1`, the port not 0 and the
+/// IP address not unspecified; or `/dnsaddr/<name>`. That is what
+/// libp2p's relay client dials (one `/p2p-circuit`, the relay's id before
+/// it, the target's after it) over this client's TCP, QUIC and DNS. Any
+/// other circuit (no target id or no relay id, a second relay, something
+/// after the target, a relay at `/ws`, `/webrtc`, QUIC's draft `/quic` or
+/// port 0) fails every time it is dialled, so [`Relays`]'
+/// [`Transport::dial`] does not take it: whoever gave it is told at once
+/// that nothing dials it, rather than have it fail again and again.
+fn dials(addr: &Multiaddr) -> bool {
+    let parts: Vec<Protocol<'_>> = addr.iter().collect();
+    let [relay @ .., Protocol::P2p(_), Protocol::P2pCircuit, Protocol::P2p(_)] = parts.as_slice()
+    else {
+        return false;
+    };
+    let host = |p: &Protocol<'_>| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => !name.is_empty(),
+        _ => false,
+    };
+    match relay {
+        [Protocol::Dnsaddr(name)] => !name.is_empty(),
+        [at, Protocol::Tcp(port)] => host(at) && *port != 0,
+        #[cfg(feature = "quic")]
+        [at, Protocol::Udp(port), Protocol::QuicV1] => host(at) && *port != 0,
+        _ => false,
+    }
+}
+
 /// The id at the end of an address (`…/p2p/<id>`).
 pub(crate) fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last()? {
@@ -569,7 +603,7 @@ impl Transport for Relays {
     }
 
     fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
-        if !is_circuit(addr) {
+        if !dials(addr) {
             return None;
         }
         let commands = self.shared.current().commands;
@@ -664,5 +698,75 @@ mod tests {
             [relay],
             "bad addresses are left out, the rest kept"
         );
+    }
+
+    /// The circuits this client dials are taken, and only those: the
+    /// node's own (a contact's id behind a relay's address as `strand
+    /// relay` prints it, as `--relay-announce` names it, or as a relay for
+    /// contacts listens, over TCP or QUIC) and the others libp2p's relay
+    /// client dials over this client's TCP, QUIC and DNS. A circuit that
+    /// would fail at every dial is not taken.
+    #[test]
+    fn only_circuits_the_client_can_dial_are_taken() {
+        let (relay, target) = (peer_id_of([1; 32]), peer_id_of([2; 32]));
+        let through = |at: &str| {
+            let at: Multiaddr = format!("{at}/p2p/{relay}").parse().unwrap();
+            circuit_addr(&at, target)
+        };
+        for at in [
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/192.168.1.20/tcp/4001",
+            "/ip4/203.0.113.7/tcp/4001",
+            "/ip6/::1/tcp/4001",
+            "/ip6/fd00::20/tcp/4001",
+            "/ip6/2001:db8::7/tcp/4001",
+            "/dns4/relay.example.org/tcp/4001",
+            "/dns6/relay.example.org/tcp/4001",
+            "/dns/relay.example.org/tcp/4001",
+            "/dnsaddr/relay.example.org",
+        ] {
+            let c = through(at);
+            assert!(dials(&c), "{c} refused");
+        }
+        for at in [
+            "/ip4/203.0.113.7/udp/4001/quic-v1",
+            "/ip6/2001:db8::7/udp/4001/quic-v1",
+            "/dns4/relay.example.org/udp/4001/quic-v1",
+        ] {
+            let c = through(at);
+            assert_eq!(dials(&c), cfg!(feature = "quic"), "{c}");
+        }
+        let r = format!("/ip4/203.0.113.7/tcp/4001/p2p/{relay}");
+        let t = format!("/p2p/{target}");
+        for bad in [
+            // Not a circuit: the LAN's, or nobody's.
+            r.clone(),
+            format!("/ip4/203.0.113.7/tcp/4001{t}"),
+            // No target, no relay id, no relay address.
+            format!("{r}/p2p-circuit"),
+            format!("/ip4/203.0.113.7/tcp/4001/p2p-circuit{t}"),
+            format!("/p2p/{relay}/p2p-circuit{t}"),
+            format!("/p2p-circuit{t}"),
+            // A second relay, or something after the target or before it.
+            format!("{r}/p2p-circuit{t}/p2p-circuit{t}"),
+            format!("{r}/p2p-circuit{t}/tcp/4001"),
+            format!("{r}/p2p-circuit/ip4/198.51.100.1/tcp/4001{t}"),
+            format!("{r}/p2p-circuit{t}{t}"),
+            format!("{r}/p2p/{relay}/p2p-circuit{t}"),
+            // A relay address this client's transports do not dial.
+            format!("/ip4/203.0.113.7/tcp/4001/ws/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/203.0.113.7/udp/4001/webrtc-direct/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/203.0.113.7/udp/4001/quic/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/203.0.113.7/udp/4001/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/203.0.113.7/p2p/{relay}/p2p-circuit{t}"),
+            format!("/dns4/relay.example.org/p2p/{relay}/p2p-circuit{t}"),
+            format!("/memory/4001/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/203.0.113.7/tcp/0/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip4/0.0.0.0/tcp/4001/p2p/{relay}/p2p-circuit{t}"),
+            format!("/ip6/::/tcp/4001/p2p/{relay}/p2p-circuit{t}"),
+        ] {
+            let addr: Multiaddr = bad.parse().unwrap();
+            assert!(!dials(&addr), "{addr} taken");
+        }
     }
 }
