@@ -88,10 +88,11 @@ async fn on_device(ctx: &Ctx, device: &Device, command: Command) -> Result<()> {
         Command::Mailbox { action } => mailbox(ctx, device, action).await,
         Command::Notifications {
             text,
+            names,
             mute,
             unmute,
             group,
-        } => notifications(ctx, device, text, mute, unmute, group).await,
+        } => notifications(ctx, device, text, names, mute, unmute, group).await,
         Command::Bluetooth { scan } => bluetooth(ctx, device, scan).await,
         Command::Status => status(ctx, device).await,
         Command::Relay {
@@ -889,6 +890,7 @@ async fn notifications(
     ctx: &Ctx,
     device: &Device,
     text: Option<ShowHide>,
+    names: Option<ShowHide>,
     mute: Option<String>,
     unmute: Option<String>,
     group: bool,
@@ -901,6 +903,11 @@ async fn notifications(
     if let Some(t) = text {
         changes.push(PreferenceChange::ShowText {
             on: t == ShowHide::Show,
+        });
+    }
+    if let Some(n) = names {
+        changes.push(PreferenceChange::ShowNames {
+            on: n == ShowHide::Show,
         });
     }
     for (name, muted) in [(mute, true), (unmute, false)] {
@@ -928,11 +935,25 @@ async fn notifications(
             .map(|g| (g.key, g.id))
             .collect(),
     };
-    if prefs.show_text {
-        println!("Notifications show who wrote and the text (`--text hide` for who wrote only).");
-    } else {
-        println!("Notifications show who wrote, not the text (`--text show` to show it).");
-    }
+    let shown = match (prefs.show_names, prefs.show_text) {
+        (true, true) => {
+            "Notifications show who wrote and the text \
+             (`--text hide` for who wrote only, `--names hide` to name no one)."
+        }
+        (true, false) => {
+            "Notifications show who wrote, not the text \
+             (`--text show` to show it, `--names hide` to name no one)."
+        }
+        (false, true) => {
+            "Notifications show the text, not who wrote or in which group \
+             (`--names show` to name them, `--text hide` to hide the text)."
+        }
+        (false, false) => {
+            "Notifications show only that a message came, not who wrote or what \
+             (`--names show` to name them, `--text show` to show the text)."
+        }
+    };
+    println!("{shown}");
     let muted: Vec<String> = prefs
         .muted_contacts
         .iter()

@@ -203,11 +203,14 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<MailboxAction>,
     },
-    /// What the desktop app's notifications show, and which conversations stay quiet: `strand notifications --mute Bob`, `--text show`; shows the settings if no option
+    /// What the desktop app's notifications show, and which conversations stay quiet: `strand notifications --mute Bob`, `--text show`, `--names hide`; shows the settings if no option
     Notifications {
         /// Show or hide the message text in notifications (hidden at first: only who wrote shows, so nothing of a message shows on a locked screen)
         #[arg(long, value_enum)]
         text: Option<ShowHide>,
+        /// Show or hide who wrote, and in which group, in notifications (shown at first; hidden, a notification says only that a message came, so a locked screen shows no one's name)
+        #[arg(long, value_enum)]
+        names: Option<ShowHide>,
         /// Mute a contact's conversation (a group's, with --group)
         #[arg(long, value_name = "NAME")]
         mute: Option<String>,
@@ -453,7 +456,7 @@ pub enum OnOff {
     Off,
 }
 
-/// `strand notifications --text show|hide`.
+/// `strand notifications --text show|hide`, `--names show|hide`.
 #[allow(missing_docs)] // clap takes the doc comments as help text
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShowHide {

@@ -5,13 +5,18 @@
 //! talks to), in the `meta` entry `prefs`.
 //!
 //! Stored form: a version byte (2), a flags byte (bit 0: notifications
-//! show the text; bit 1: keep running with the window closed), the
+//! show the text; bit 1: keep running with the window closed; bit 2:
+//! notifications name no one, neither who wrote nor the group), the
 //! Bluetooth setting (a [`Duty`] byte), a count (u32 LE), then that many
 //! 32-byte conversation ids (a contact's 1:1
 //! group id, or a private group's root id). Muted conversations are kept
 //! by id, so renaming a contact or a group keeps them muted; ids of
 //! conversations no longer here are dropped from what is shown. Version 1
-//! (no Bluetooth byte) is read as the default setting.
+//! (no Bluetooth byte) is read as the default setting. Bits of the flags
+//! byte this code does not know are neither refused nor acted on, and are
+//! written back as they were; bit 2 says "hide" so that what was stored
+//! before it existed (bit clear) reads as before: notifications name who
+//! wrote.
 
 use std::collections::BTreeSet;
 
@@ -27,15 +32,24 @@ const ROLE_PREFS: &str = "strand/v2/prefs";
 const VERSION: u8 = 2;
 const SHOW_TEXT: u8 = 1;
 const KEEP_RUNNING: u8 = 2;
+/// Set: notifications name no one (clear, the default, they name who
+/// wrote and the group).
+const HIDE_NAMES: u8 = 4;
 /// More muted conversations than any profile has contacts and groups.
 const MAX_MUTED: usize = 100_000;
 
 /// The preferences, as the app and `strand notifications` show them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preferences {
     /// Notifications show the message text (off: only who wrote, so
     /// nothing of it shows on a locked screen).
     pub show_text: bool,
+    /// Notifications name who wrote, and in which group (on by default;
+    /// off: they say only that a message came, so a locked screen shows
+    /// no one's name). A node from before this setting sends none: it
+    /// names them.
+    #[serde(default = "named")]
+    pub show_names: bool,
     /// Closing the app's window leaves the app syncing (and notifying) in
     /// the background.
     pub keep_running: bool,
@@ -51,6 +65,28 @@ pub struct Preferences {
     /// battery setting).
     #[serde(with = "duty_name", default)]
     pub bluetooth: Duty,
+}
+
+/// Notifications name who wrote unless the user chose otherwise.
+fn named() -> bool {
+    true
+}
+
+impl Default for Preferences {
+    /// What a new profile has: notifications name who wrote but show no
+    /// text, the app stops syncing with its window closed, nothing is
+    /// muted, Bluetooth scans at its default setting.
+    fn default() -> Preferences {
+        Preferences {
+            show_text: false,
+            show_names: named(),
+            keep_running: false,
+            muted_contacts: Vec::new(),
+            muted_groups: Vec::new(),
+            muted_group_keys: Vec::new(),
+            bluetooth: Duty::default(),
+        }
+    }
 }
 
 /// A [`Duty`] by its name, in the node's API.
@@ -89,6 +125,11 @@ impl Preferences {
 pub enum PreferenceChange {
     /// Show message text in notifications, or not.
     ShowText {
+        /// On or off.
+        on: bool,
+    },
+    /// Name who wrote (and the group) in notifications, or not.
+    ShowNames {
         /// On or off.
         on: bool,
     },
@@ -255,6 +296,7 @@ impl Profile {
             .unzip();
         Ok(Preferences {
             show_text: stored.flags & SHOW_TEXT != 0,
+            show_names: stored.flags & HIDE_NAMES == 0,
             keep_running: stored.flags & KEEP_RUNNING != 0,
             muted_contacts,
             muted_groups,
@@ -329,6 +371,7 @@ impl Profile {
     fn resolve(&self, change: &PreferenceChange) -> Result<Resolved, ProfileError> {
         Ok(match change {
             PreferenceChange::ShowText { on } => Resolved::Flag(SHOW_TEXT, *on),
+            PreferenceChange::ShowNames { on } => Resolved::Flag(HIDE_NAMES, !*on),
             PreferenceChange::KeepRunning { on } => Resolved::Flag(KEEP_RUNNING, *on),
             PreferenceChange::Bluetooth { duty } => Resolved::Duty(*duty),
             PreferenceChange::MuteContact { name, muted } => {
@@ -453,5 +496,92 @@ mod tests {
         // What version 1 stored reads with the default Bluetooth setting.
         let old = Stored::decode(&[1, 1, 0, 0, 0, 0]).unwrap();
         assert_eq!((old.flags, old.duty), (1, Duty::Balanced));
+        // Every flag bit decodes, known or not, and is kept as it came.
+        let all = Stored::decode(&[2, 0xff, 1, 0, 0, 0, 0]).unwrap();
+        assert_eq!(all.flags, 0xff);
+    }
+
+    /// Seals `bytes` as the stored preferences, as an earlier build wrote
+    /// them.
+    fn store_raw(profile: &Profile, bytes: &[u8]) {
+        use crate::profile::db_error;
+        let root = zeroize::Zeroizing::new(*profile.root());
+        let mut rng = crate::profile::os_rng();
+        let bytes = bytes.to_vec();
+        profile
+            .write_txn(move |txn| {
+                let mut meta = txn
+                    .open_table(crate::profile::schema::META)
+                    .map_err(db_error)?;
+                let sealed = crate::profile::crypto::seal(&root, ROLE_PREFS, &bytes, &mut rng);
+                meta.insert(meta::PREFS, &sealed[..]).map_err(db_error)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Notifications name who wrote until the user says not to, and what
+    /// was stored before the setting existed (no bit 2) reads as named,
+    /// with the rest as it was. Hidden, it is kept as bit 2, and survives
+    /// a reopen; a flag bit this code does not know is kept through a
+    /// change.
+    #[test]
+    fn names_in_notifications_stay_until_hidden_and_old_profiles_read_as_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _, _) = crate::profile::alice_with_bob(dir.path());
+        let rng = &mut crate::profile::os_rng();
+        assert!(alice.preferences().unwrap().show_names);
+
+        // Version 2 with text shown, the app kept running and the saver
+        // setting; version 1 with text shown: both name who wrote.
+        store_raw(&alice, &[2, SHOW_TEXT | KEEP_RUNNING, 2, 0, 0, 0, 0]);
+        let p = alice.preferences().unwrap();
+        assert!(p.show_names && p.show_text && p.keep_running, "{p:?}");
+        assert_eq!(p.bluetooth, Duty::Saver);
+        store_raw(&alice, &[1, SHOW_TEXT, 0, 0, 0, 0]);
+        let p = alice.preferences().unwrap();
+        assert!(p.show_names && p.show_text && !p.keep_running, "{p:?}");
+
+        let p = alice
+            .change_preferences(&[PreferenceChange::ShowNames { on: false }], rng)
+            .unwrap();
+        assert!(!p.show_names && p.show_text, "{p:?}");
+        assert_eq!(
+            alice.stored_preferences().unwrap().flags,
+            SHOW_TEXT | HIDE_NAMES
+        );
+        drop(alice);
+        let alice = Profile::open(dir.path(), "pass").unwrap();
+        assert!(!alice.preferences().unwrap().show_names);
+
+        // A bit from a later build: kept, whatever else changes.
+        store_raw(&alice, &[2, 0x80 | HIDE_NAMES, 1, 0, 0, 0, 0]);
+        assert!(!alice.preferences().unwrap().show_names);
+        let p = alice
+            .change_preferences(&[PreferenceChange::ShowNames { on: true }], rng)
+            .unwrap();
+        assert!(p.show_names && !p.show_text, "{p:?}");
+        assert_eq!(alice.stored_preferences().unwrap().flags, 0x80);
+    }
+
+    /// The change is named as the others are in the node's API, and
+    /// preferences from a node that predates the setting (no
+    /// `show_names`) read as named.
+    #[test]
+    fn the_names_setting_in_the_api() {
+        assert_eq!(
+            serde_json::to_value(PreferenceChange::ShowNames { on: false }).unwrap(),
+            serde_json::json!({"change": "show_names", "on": false})
+        );
+        let older = serde_json::json!({
+            "show_text": false,
+            "keep_running": false,
+            "muted_contacts": [],
+            "muted_groups": [],
+            "bluetooth": "balanced",
+        });
+        let p: Preferences = serde_json::from_value(older).unwrap();
+        assert_eq!(p, Preferences::default());
+        assert!(p.show_names);
     }
 }

@@ -3421,10 +3421,22 @@ fn notification_settings_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     let json: Value = serde_json::from_str(&alice.ok(&["--json", "notifications"])).unwrap();
     assert_eq!(json["show_text"], true, "{json}");
+    assert_eq!(json["show_names"], true, "{json}");
     assert_eq!(json["muted_contacts"][0], "bob", "{json}");
 
     let shown = alice.ok(&["notifications", "--unmute", "bob"]);
     assert!(shown.contains("Nothing is muted"), "{shown}");
+
+    // Who wrote: named at first, then hidden (with the text, or alone),
+    // kept, and named again.
+    let shown = alice.ok(&["notifications", "--names", "hide"]);
+    assert!(shown.contains("the text, not who wrote"), "{shown}");
+    let shown = alice.ok(&["notifications", "--text", "hide"]);
+    assert!(shown.contains("only that a message came"), "{shown}");
+    let json: Value = serde_json::from_str(&alice.ok(&["--json", "notifications"])).unwrap();
+    assert_eq!(json["show_names"], false, "{json}");
+    let shown = alice.ok(&["notifications", "--names", "show"]);
+    assert!(shown.contains("who wrote, not the text"), "{shown}");
 
     // A muted group is listed with the id `strand group list` shows (two
     // may share its name).
