@@ -6,9 +6,13 @@
 //! the one in front becomes a notification, unless its conversation is
 //! muted. By default it says who wrote, not what: notification daemons
 //! show notifications on a locked screen, so the text appears only when
-//! the user turns it on ([`strand_node::Preferences::show_text`]); until
-//! then it is also marked transient, so the daemon keeps no history of
-//! who wrote for a locked screen to list. Everything in it comes from
+//! the user turns it on ([`strand_node::Preferences::show_text`]). The
+//! user may also have it name no one, neither who wrote nor the group
+//! ([`strand_node::Preferences::show_names`]): it is then titled
+//! "Strand". While it keeps either back, it is also marked transient, so
+//! the daemon keeps no history of it for a locked screen to list. What a
+//! notification shows is decided in one place (`notice`), for each
+//! message and for the count of many alike. Everything in it comes from
 //! someone else (names, texts), so it is shown through
 //! [`strand_node::display::one_line`], and its body (the part the
 //! specification lets hold markup) is escaped. Clicking it opens the
@@ -58,25 +62,69 @@ pub const HUNG_PAUSE: Duration = Duration::from_secs(60);
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    /// Its title: who wrote (and in which group).
+    /// Its title: who wrote (and in which group), or "Strand" if the
+    /// user chose to have no one named.
     pub title: String,
     /// Its text: what they wrote, or only that they wrote.
     pub body: String,
     /// The conversation a click opens.
     pub of: Target,
     /// Whether the daemon should keep it out of its history (the
-    /// `transient` hint): while texts are hidden, the user chose not to
-    /// have messages shown, and a history would keep listing who wrote
-    /// (on a locked screen too) after the notification itself went.
+    /// `transient` hint): while texts or names are hidden, the user chose
+    /// not to have messages (or who wrote them) shown, and a history would
+    /// keep listing them (on a locked screen too) after the notification
+    /// itself went.
     pub transient: bool,
 }
 
+/// What arrived, for [`notice`].
+enum Arrival<'a> {
+    /// One message: who wrote it (and in which group), as a title names
+    /// them, and its text.
+    One { from: String, text: &'a str },
+    /// This many messages at once.
+    Many(usize),
+}
+
+/// The notification for `arrival`, which a click on opens `of`. Every
+/// notification is made here, so that what the user chose to keep off
+/// the screen (the text; who wrote and the group) is in none of them, and
+/// each that keeps something back is transient.
+fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
+    let (title, body) = match arrival {
+        Arrival::One { from, text } => {
+            let title = match prefs.show_names {
+                true => strand_node::display::one_line(&from),
+                false => "Strand".to_owned(),
+            };
+            let body = match prefs.show_text {
+                true => {
+                    let shown = strand_node::display::one_line(text);
+                    match shown.char_indices().nth(MAX_BODY) {
+                        Some((cut, _)) => format!("{}…", &shown[..cut]),
+                        None => shown,
+                    }
+                }
+                false => "New message".to_owned(),
+            };
+            (title, body)
+        }
+        Arrival::Many(count) => ("Strand".to_owned(), format!("{count} new messages")),
+    };
+    Notice {
+        title,
+        body,
+        of,
+        transient: !prefs.show_text || !prefs.show_names,
+    }
+}
+
 /// What to show for the messages that arrived in one batch: nothing for
-/// muted conversations; who wrote (and what, if the user chose to show
-/// texts) for each of the first few; beyond [`MAX_AT_ONCE`], one
+/// muted conversations; who wrote and what, as far as the user chose to
+/// show them, for each of the first few; beyond [`MAX_AT_ONCE`], one
 /// notification that counts them.
 pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
-    let mut out: Vec<Notice> = received
+    let arrived: Vec<(String, &str, Target)> = received
         .iter()
         .filter_map(|e| {
             let NodeEvent::Received {
@@ -90,7 +138,7 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
                 return None;
             };
             // A group by its key: another may have its name.
-            let (title, of) = match (group, group_key) {
+            let (from, of) = match (group, group_key) {
                 (Some(_), Some(key)) if prefs.mutes_group(key) => return None,
                 (None, _) if prefs.mutes_contact(contact) => return None,
                 (Some(g), Some(key)) => (format!("{contact} in {g}"), Target::Group(key.clone())),
@@ -99,34 +147,17 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
                 (Some(_), None) => return None,
                 (None, _) => (contact.clone(), Target::Contact(contact.clone())),
             };
-            let body = if prefs.show_text {
-                let shown = strand_node::display::one_line(text);
-                match shown.char_indices().nth(MAX_BODY) {
-                    Some((cut, _)) => format!("{}…", &shown[..cut]),
-                    None => shown,
-                }
-            } else {
-                "New message".to_owned()
-            };
-            Some(Notice {
-                title: strand_node::display::one_line(&title),
-                body,
-                of,
-                transient: !prefs.show_text,
-            })
+            Some((from, text.as_str(), of))
         })
         .collect();
-    if out.len() > MAX_AT_ONCE {
-        let first = out[0].of.clone();
-        let count = out.len();
-        out = vec![Notice {
-            title: "Strand".to_owned(),
-            body: format!("{count} new messages"),
-            of: first,
-            transient: !prefs.show_text,
-        }];
+    if arrived.len() > MAX_AT_ONCE {
+        let first = arrived[0].2.clone();
+        return vec![notice(Arrival::Many(arrived.len()), first, prefs)];
     }
-    out
+    arrived
+        .into_iter()
+        .map(|(from, text, of)| notice(Arrival::One { from, text }, of, prefs))
+        .collect()
 }
 
 /// Escapes what a daemon that reads markup in bodies would take as a tag
@@ -443,6 +474,69 @@ mod tests {
         assert!(!n[0].transient);
         let hidden = Preferences::default();
         assert!(notices(&many, &hidden)[0].transient);
+    }
+
+    /// With names hidden, no notification names who wrote or the group:
+    /// not one for a 1:1 message, not one for a group's, not the count of
+    /// many at once, with texts hidden or shown. Each is titled "Strand",
+    /// still opens its conversation, and is kept out of the daemon's
+    /// history. Before, the title named them whatever the user chose.
+    #[test]
+    fn hidden_names_are_in_no_notification() {
+        let batch = [
+            received("Bob", None, "the door code is 4512"),
+            received("Ann", Some("Book club"), "chapter 3"),
+        ];
+        /// Whether any of `shown` names a contact or the group.
+        fn names_someone(shown: &[Notice]) -> bool {
+            shown.iter().any(|n| {
+                ["Bob", "Ann", "Book club"]
+                    .iter()
+                    .any(|name| n.title.contains(*name) || n.body.contains(*name))
+            })
+        }
+        let mut prefs = Preferences {
+            show_names: false,
+            ..Preferences::default()
+        };
+        let n = notices(&batch, &prefs);
+        assert_eq!(n.len(), 2);
+        assert!(!names_someone(&n), "{n:?}");
+        assert!(
+            n.iter()
+                .all(|n| (n.title.as_str(), n.body.as_str()) == ("Strand", "New message")),
+            "{n:?}"
+        );
+        assert_eq!(n[0].of, Target::Contact("Bob".into()));
+        assert_eq!(n[1].of, Target::Group(key_of("Book club")));
+        assert!(n.iter().all(|n| n.transient));
+
+        // Texts shown: the text, still under no name, still transient.
+        prefs.show_text = true;
+        let n = notices(&batch, &prefs);
+        assert!(!names_someone(&n), "{n:?}");
+        assert_eq!(n[0].body, "the door code is 4512");
+        assert!(
+            n.iter().all(|n| n.title == "Strand" && n.transient),
+            "{n:?}"
+        );
+
+        // Many at once, in a group.
+        let many: Vec<_> = (0..5)
+            .map(|i| received("Ann", Some("Book club"), &i.to_string()))
+            .collect();
+        let n = notices(&many, &prefs);
+        assert_eq!(n.len(), 1);
+        assert!(!names_someone(&n), "{n:?}");
+        assert_eq!(n[0].body, "5 new messages");
+        assert_eq!(n[0].of, Target::Group(key_of("Book club")));
+        assert!(n[0].transient);
+
+        // Named again: as before.
+        prefs.show_names = true;
+        let n = notices(&batch, &prefs);
+        assert_eq!(n[1].title, "Ann in Book club");
+        assert!(!n[1].transient);
     }
 
     /// A call the service did not answer in time is told apart from its

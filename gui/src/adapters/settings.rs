@@ -57,6 +57,10 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         b.job(move |core| change_preferences(core, strand_node::PreferenceChange::ShowText { on }))
     });
     let b = backend.clone();
+    adapter.on_set_notify_names(move |on| {
+        b.job(move |core| change_preferences(core, strand_node::PreferenceChange::ShowNames { on }))
+    });
+    let b = backend.clone();
     adapter.on_set_keep_running(move |on| {
         b.job(move |core| {
             change_preferences(core, strand_node::PreferenceChange::KeepRunning { on })
@@ -149,6 +153,7 @@ fn show_preferences(core: &mut Core, p: strand_node::Preferences) {
     core.ui(move |ui| {
         let a = ui.global::<SettingsAdapter>();
         a.set_notify_text(p.show_text);
+        a.set_notify_names(p.show_names);
         a.set_keep_running(p.keep_running);
         show_duty(&a, p.bluetooth);
         let muted = open.is_some_and(|c| p.mutes_contact(&c));

@@ -202,7 +202,8 @@ fn the_timer_s_box_shows_the_open_conversation_s_timer() {
 /// A switch in the settings flipped by the user, then the profile wiped
 /// and a new one made: the switch shows the new profile's preference
 /// (no text shown, the default), not the old one's. Before, the flip cut
-/// the switch loose from the app, as the timer's box above.
+/// the switch loose from the app, as the timer's box above. The same for
+/// the switch naming who wrote (on by default).
 #[test]
 fn a_flipped_switch_shows_the_next_profile_s_preference() {
     on_ui(|h| {
@@ -219,28 +220,36 @@ fn a_flipped_switch_shows_the_next_profile_s_preference() {
         // Tall enough that the settings need no scrolling (elements
         // scrolled out of sight are not found).
         h.resize(&gui.ui, 1100, 2400, 1.0);
-        let switch = || {
-            ElementHandle::find_by_accessible_label(
-                &gui.ui,
-                "Show the message text (notifications can show on a locked screen)",
-            )
-            .find(|e| e.accessible_role() == Some(AccessibleRole::Switch))
-            .expect("the switch on screen")
+        let labelled = |label: &str| {
+            ElementHandle::find_by_accessible_label(&gui.ui, label)
+                .find(|e| e.accessible_role() == Some(AccessibleRole::Switch))
+                .expect("the switch on screen")
+        };
+        let switch =
+            || labelled("Show the message text (notifications can show on a locked screen)");
+        let names = || {
+            labelled("Name who wrote, and the group (notifications can show on a locked screen)")
         };
         assert_eq!(switch().accessible_checked(), Some(false));
         switch().invoke_accessible_default_action();
         // What the node then read back.
         assert!(h.pump_until(WAIT, || settings.get_notify_text()));
         assert_eq!(switch().accessible_checked(), Some(true));
+        assert_eq!(names().accessible_checked(), Some(true));
+        names().invoke_accessible_default_action();
+        assert!(h.pump_until(WAIT, || !settings.get_notify_names()));
+        assert_eq!(names().accessible_checked(), Some(false));
         settings.invoke_wipe("Alice".into());
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding));
         gui.create(h, "Ann");
         assert!(h.pump_until(WAIT, || !settings.get_notify_text()));
+        assert!(h.pump_until(WAIT, || settings.get_notify_names()));
         gui.ui
             .global::<AppAdapter>()
             .invoke_navigate(Screen::Settings);
         h.pump();
         assert_eq!(switch().accessible_checked(), Some(false));
+        assert_eq!(names().accessible_checked(), Some(true));
     });
 }
 

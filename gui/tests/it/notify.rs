@@ -256,6 +256,20 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         );
         assert_eq!(daemon.last().transient, None);
 
+        // Names hidden: the text under no name, kept out of the history.
+        settings.invoke_set_notify_names(false);
+        assert!(h.pump_until(WAIT, || !settings.get_notify_names()));
+        rt.block_on(bob.send("Alice", "under no name")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 3));
+        let nameless = daemon.last();
+        assert_eq!(
+            (nameless.title.as_str(), nameless.body.as_str()),
+            ("Strand", "under no name")
+        );
+        assert_eq!(nameless.transient, Some(true));
+        settings.invoke_set_notify_names(true);
+        assert!(h.pump_until(WAIT, || settings.get_notify_names()));
+
         // Muted: nothing; unmuted again: the next one shows, and the muted
         // one never did.
         gui.ui.global::<AppAdapter>().invoke_navigate(Screen::Chats);
@@ -271,7 +285,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         conv.invoke_set_muted(false);
         assert!(h.pump_until(WAIT, || !conv.get_muted()));
         rt.block_on(bob.send("Alice", "after")).unwrap();
-        assert!(h.pump_until(WAIT, || daemon.count() == 3));
+        assert!(h.pump_until(WAIT, || daemon.count() == 4));
         assert_eq!(daemon.last().body, "after");
         assert!(daemon
             .shown
@@ -301,7 +315,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         // the app has heard of the rename (the node's events come in
         // order).
         rt.block_on(bob.send("Alice", "renamed?")).unwrap();
-        assert!(h.pump_until(WAIT, || daemon.count() == 4));
+        assert!(h.pump_until(WAIT, || daemon.count() == 5));
         assert_eq!(daemon.last().title, "Robert");
         close_conversation(&gui);
         daemon.click(id);
@@ -314,7 +328,7 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
             && gui.contacts().is_empty()));
         // Every notification of his is taken off the screen.
         let all: Vec<u32> = daemon.shown.lock().unwrap().iter().map(|n| n.id).collect();
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 5);
         assert!(h.pump_until(WAIT, || {
             let mut c = daemon.closed.lock().unwrap().clone();
             c.sort();
