@@ -238,6 +238,24 @@ impl Remote {
     }
 }
 
+/// Whether `parts` (an address, less a `/p2p/<id>` at its end) is one
+/// that libp2p's TCP transport dials, or with QUIC its QUIC one: a host
+/// that `host` takes, then a TCP port, or a UDP port and `/quic-v1`; never
+/// port 0. The LAN's and the relay client's dials differ only in the
+/// hosts they take (the relay client resolves names).
+pub(crate) fn tcp_or_quic(
+    parts: &[libp2p::multiaddr::Protocol<'_>],
+    host: impl Fn(&libp2p::multiaddr::Protocol<'_>) -> bool,
+) -> bool {
+    use libp2p::multiaddr::Protocol;
+    match parts {
+        [at, Protocol::Tcp(port)] => host(at) && *port != 0,
+        #[cfg(feature = "quic")]
+        [at, Protocol::Udp(port), Protocol::QuicV1] => host(at) && *port != 0,
+        _ => false,
+    }
+}
+
 /// An IP address as limits count it: IPv6 by its /64.
 pub(crate) fn ip_limit_key(ip: IpAddr) -> IpAddr {
     match ip {

@@ -33,7 +33,6 @@
 //! dialling in.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -203,16 +202,11 @@ fn dials(addr: &Multiaddr) -> bool {
     while matches!(parts.last(), Some(Protocol::P2p(_))) {
         parts.pop();
     }
-    let (ip, port) = match parts.as_slice() {
-        [Protocol::Ip4(ip), Protocol::Tcp(port)] => (IpAddr::V4(*ip), *port),
-        [Protocol::Ip6(ip), Protocol::Tcp(port)] => (IpAddr::V6(*ip), *port),
-        #[cfg(feature = "quic")]
-        [Protocol::Ip4(ip), Protocol::Udp(port), Protocol::QuicV1] => (IpAddr::V4(*ip), *port),
-        #[cfg(feature = "quic")]
-        [Protocol::Ip6(ip), Protocol::Udp(port), Protocol::QuicV1] => (IpAddr::V6(*ip), *port),
-        _ => return false,
-    };
-    port != 0 && !ip.is_unspecified()
+    crate::tcp_or_quic(&parts, |p| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        _ => false,
+    })
 }
 
 impl Lan {
