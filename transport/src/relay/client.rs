@@ -83,11 +83,16 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
-    /// The relays' connections pass the gate from the start.
-    fn trust(&mut self, relays: &[PeerId]) {
+    /// The relays' connections pass the gate from the start; hole punches
+    /// through relays a contact named dial nothing narrower than the
+    /// relays this device chose (`own`, their addresses).
+    fn trust(&mut self, relays: &[PeerId], own: &[Multiaddr]) {
         self.identify.trust(relays.iter().copied());
         self.dcutr.trust(relays.iter().copied());
         self.autonat.trust(relays.iter().copied());
+        if let Some(punch) = self.dcutr.inner_mut().as_mut() {
+            punch.own_relays(own);
+        }
     }
 
     /// A Strand session on `connection` authenticated `peer`.
@@ -662,7 +667,7 @@ impl Task {
             self.swarm.remove_listener(id);
         }
         let trusted: Vec<PeerId> = relays.iter().filter_map(last_peer).collect();
-        self.swarm.behaviour_mut().trust(&trusted);
+        self.swarm.behaviour_mut().trust(&trusted, &relays);
         for addr in relays {
             if self.slots.iter().any(|s| s.addr == addr) {
                 continue;

@@ -91,6 +91,11 @@ impl<B> Gate<B> {
     }
 
     /// The peers (relays) whose connections need no authentication.
+    /// The behaviour behind the gate.
+    pub(crate) fn inner_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
     pub(crate) fn trust(&mut self, peers: impl IntoIterator<Item = PeerId>) {
         self.trusted = peers.into_iter().collect();
     }

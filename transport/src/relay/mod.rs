@@ -35,8 +35,10 @@
 //! one that is not a circuit. A punch here dials at most
 //! [`MAX_PUNCH_ADDRESSES`] of them, public ones first, and none narrower
 //! than the relay it goes through (a contact met through a relay on the
-//! internet cannot have this device dial its LAN or itself), no names and
-//! no unspecified address: a contact cannot use the device to scan.
+//! internet cannot have this device dial its LAN or itself; a relay the
+//! contact named counts as no nearer than this device's own), no names,
+//! no unspecified, multicast or broadcast address, and one punch dial a
+//! contact at a time: a contact cannot use the device to scan.
 //!
 //! # Identity
 //!
@@ -260,10 +262,7 @@ fn dials(addr: &Multiaddr) -> bool {
     };
     match relay {
         [Protocol::Dnsaddr(name)] => !name.is_empty(),
-        [at, Protocol::Tcp(port)] => host(at) && *port != 0,
-        #[cfg(feature = "quic")]
-        [at, Protocol::Udp(port), Protocol::QuicV1] => host(at) && *port != 0,
-        _ => false,
+        relay => crate::tcp_or_quic(relay, host),
     }
 }
 

@@ -45,8 +45,9 @@ use crate::{ip_scope, scope, Scope};
 
 /// The addresses a hole punch to `peer` dials, out of those it `named`:
 /// at most `max`, each once, the widest first (public ones, then LAN
-/// ones, then this machine's; in the order named within each), and none
-/// that is
+/// ones, then this machine's; within each, the last named first: dcutr
+/// names what it observed oldest first, and the newest are the likeliest
+/// to answer), and none that is
 /// - of a scope narrower than `floor`, the scope of the relay the punch
 ///   goes through: a relay observed the addresses a contact sends, and a
 ///   relay on the internet observes none on this device's LAN or
@@ -55,6 +56,8 @@ use crate::{ip_scope, scope, Scope};
 ///   a relay observes is an IP address, and a name would be looked up by
 ///   this device's resolver, perhaps to a host on its LAN;
 /// - the unspecified address (0.0.0.0, ::), which reaches this machine;
+/// - multicast, broadcast or reserved (240.0.0.0/4): not one host, and
+///   QUIC's punch would spray every host on the LAN that listens;
 /// - a circuit: a hole punch makes a direct connection;
 /// - one that ends in another device's id (the swarm would not dial it).
 pub(crate) fn punch_addresses(
@@ -72,14 +75,15 @@ pub(crate) fn punch_addresses(
                 Protocol::Ip6(ip) => ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
                 _ => return None,
             };
-            let unspecified = ip.is_unspecified();
+            let unspecified = ip.is_unspecified() || !unicast(ip);
             let elsewhere = last_peer(addr).is_some_and(|id| id != peer);
             let reach = ip_scope(ip);
             (!unspecified && !elsewhere && !is_circuit(addr) && reach >= floor)
                 .then_some((reach, addr))
         })
         .collect();
-    // Stable: the order named stands within a scope.
+    // Stable: within a scope, the order named stands, newest first.
+    usable.reverse();
     usable.sort_by_key(|(reach, _)| std::cmp::Reverse(*reach));
     let mut out: Vec<Multiaddr> = Vec::with_capacity(max.min(usable.len()));
     for (_, addr) in usable {
@@ -91,6 +95,15 @@ pub(crate) fn punch_addresses(
         }
     }
     out
+}
+
+/// Whether `ip` names one host: not multicast, not broadcast nor another
+/// reserved IPv4 address (240.0.0.0/4).
+fn unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && v4.octets()[0] < 240,
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    }
 }
 
 /// Why a hole punch's dial was refused: it is made again with the
@@ -108,9 +121,19 @@ pub(crate) struct PunchDials {
     /// Addresses a hole punch dials at most.
     max: usize,
     /// Relayed connections: their remote, and the scope of their relay's
-    /// address (this device's own connection to it, which the remote
-    /// cannot choose).
+    /// address (this device's own connection to it). A circuit this
+    /// device dialled goes through a relay the remote named, so its scope
+    /// counts as no narrower than [`PunchDials::own`].
     relayed: HashMap<ConnectionId, (PeerId, Scope)>,
+    /// The narrowest scope of the relays this device chose itself
+    /// ([`PunchDials::own_relays`]; [`Scope::Global`] if none): a remote
+    /// that names a relay on this device's machine or LAN to be dialled
+    /// through does not make the punch dial there.
+    own: Scope,
+    /// Per remote, the swarm's id of its punch dial under way: one at a
+    /// time, as the side that dialled the circuit takes every CONNECT the
+    /// remote sends, and each would be a dial.
+    dialling: HashMap<PeerId, ConnectionId>,
     /// Dials dcutr asked for that the swarm has not begun yet.
     asked: HashSet<ConnectionId>,
     /// dcutr's dials refused for their addresses, whose failure dcutr is
@@ -129,11 +152,25 @@ impl PunchDials {
             inner,
             max,
             relayed: HashMap::new(),
+            own: Scope::Global,
+            dialling: HashMap::new(),
             asked: HashSet::new(),
             refused: HashSet::new(),
             again: VecDeque::new(),
             remade: HashMap::new(),
         }
+    }
+
+    /// The relays this device chose (their addresses): a punch through a
+    /// relay the remote named dials nothing narrower than the narrowest of
+    /// them.
+    pub(crate) fn own_relays(&mut self, relays: &[Multiaddr]) {
+        self.own = relays.iter().map(scope).min().unwrap_or(Scope::Global);
+    }
+
+    /// Ends what is kept of a punch dial, by the swarm's id.
+    fn dial_ended(&mut self, connection: ConnectionId) {
+        self.dialling.retain(|_, c| *c != connection);
     }
 
     /// The narrowest scope of the relays `peer` is connected through
@@ -208,8 +245,17 @@ impl NetworkBehaviour for PunchDials {
         let Some(peer) = maybe_peer else {
             return Ok(more);
         };
+        // One at a time: dcutr hears this one failed.
+        if self.dialling.contains_key(&peer) {
+            tracing::debug!(%peer, "a hole punch while one is under way: not dialled");
+            return Err(ConnectionDenied::new(Narrowed {
+                named: addresses.len(),
+                kept: 0,
+            }));
+        }
         let kept = punch_addresses(peer, self.floor(&peer), addresses, self.max);
         if kept.as_slice() == addresses {
+            self.dialling.insert(peer, connection_id);
             return Ok(more);
         }
         tracing::debug!(
@@ -235,6 +281,7 @@ impl NetworkBehaviour for PunchDials {
             }
             .build();
             self.remade.insert(opts.connection_id(), connection_id);
+            self.dialling.insert(peer, opts.connection_id());
             self.refused.insert(connection_id);
             self.again.push_back(opts);
         }
@@ -250,7 +297,10 @@ impl NetworkBehaviour for PunchDials {
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         if is_circuit(addr) {
-            self.relayed.insert(connection_id, (peer, scope(addr)));
+            // Through a relay the remote named: as near as this device's
+            // own relays at most.
+            self.relayed
+                .insert(connection_id, (peer, scope(addr).max(self.own)));
         }
         let asked_as = self.as_asked(connection_id);
         self.inner.handle_established_outbound_connection(
@@ -265,6 +315,7 @@ impl NetworkBehaviour for PunchDials {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::DialFailure(e) => {
+                self.dial_ended(e.connection_id);
                 self.asked.remove(&e.connection_id);
                 self.relayed.remove(&e.connection_id);
                 if self.refused.remove(&e.connection_id) {
@@ -294,6 +345,7 @@ impl NetworkBehaviour for PunchDials {
                 }
             }
             FromSwarm::ConnectionEstablished(e) => {
+                self.dial_ended(e.connection_id);
                 if let Some(&asked_as) = self.remade.get(&e.connection_id) {
                     self.inner.on_swarm_event(FromSwarm::ConnectionEstablished(
                         ConnectionEstablished {
@@ -414,8 +466,9 @@ mod tests {
         let max = super::super::MAX_PUNCH_ADDRESSES;
         let peer = peer();
         let named = named(peer);
+        // The last named first (dcutr names the newest observed last).
         let public: Vec<Multiaddr> = (0..max as u16)
-            .map(|i| addr(&format!("/ip4/203.0.113.7/tcp/{}/p2p/{peer}", 4000 + i)))
+            .map(|i| addr(&format!("/ip4/203.0.113.7/tcp/{}/p2p/{peer}", 4049 - i)))
             .collect();
         for floor in [Scope::Loopback, Scope::Local, Scope::Global] {
             assert_eq!(
@@ -436,19 +489,30 @@ mod tests {
         let here = |i: u16| addr(&format!("/ip4/127.0.0.1/tcp/{}", 8000 + i));
         assert_eq!(
             punch_addresses(peer, Scope::Loopback, &near, max),
-            (0..max as u16).map(lan).collect::<Vec<_>>()
+            (0..max as u16).map(|i| lan(49 - i)).collect::<Vec<_>>()
         );
         let mut a_few = vec![here(0), lan(0), here(1), lan(1)];
         assert_eq!(
             punch_addresses(peer, Scope::Loopback, &a_few, max),
-            [lan(0), lan(1), here(0), here(1)]
+            [lan(1), lan(0), here(1), here(0)]
         );
         // A relay on the LAN: nothing of this machine; on the internet:
         // nothing of the LAN either.
         assert_eq!(
             punch_addresses(peer, Scope::Local, &a_few, max),
-            [lan(0), lan(1)]
+            [lan(1), lan(0)]
         );
+        // Not one host: multicast, broadcast, reserved; whatever the floor.
+        let many = [
+            "/ip4/224.0.0.1/udp/9/quic-v1",
+            "/ip4/239.255.255.250/udp/1900/quic-v1",
+            "/ip4/255.255.255.255/tcp/9",
+            "/ip4/240.0.0.1/tcp/9",
+            "/ip6/ff02::1/udp/9/quic-v1",
+            "/ip6/ff0e::1/tcp/9",
+        ]
+        .map(addr);
+        assert!(punch_addresses(peer, Scope::Loopback, &many, max).is_empty());
         assert!(punch_addresses(peer, Scope::Global, &near, max).is_empty());
 
         // Each once; and nothing but junk is nothing.
@@ -466,5 +530,81 @@ mod tests {
             .collect();
         assert_eq!(junk.len(), 50);
         assert!(punch_addresses(peer, Scope::Loopback, &junk, max).is_empty());
+    }
+
+    fn punch() -> PunchDials {
+        PunchDials::new(
+            dcutr::Behaviour::new(super::super::peer_id_of([1; 32])),
+            super::super::MAX_PUNCH_ADDRESSES,
+        )
+    }
+
+    /// Regression (review): the side that dialled a circuit takes every
+    /// CONNECT the remote sends, each a dial of up to 8 addresses, so a
+    /// contact looping CONNECT had the device hold hundreds of dials
+    /// pending at once. A remote's punch dial is now one at a time: the
+    /// next is refused (dcutr hears it failed) until that one ended.
+    #[test]
+    fn a_remote_gets_one_punch_dial_at_a_time() {
+        let mut p = punch();
+        let peer = peer();
+        let named = [addr(&format!("/ip4/203.0.113.7/tcp/4001/p2p/{peer}"))];
+        let dcutr_dial = |p: &mut PunchDials, id: usize| {
+            let id = ConnectionId::new_unchecked(id);
+            p.asked.insert(id);
+            p.handle_pending_outbound_connection(id, Some(peer), &named, Endpoint::Dialer)
+                .is_ok()
+        };
+        assert!(dcutr_dial(&mut p, 1), "the first");
+        assert!(!dcutr_dial(&mut p, 2), "one while the first is under way");
+        // Another remote's is its own.
+        let other = super::super::peer_id_of([5; 32]);
+        let id = ConnectionId::new_unchecked(3);
+        p.asked.insert(id);
+        let theirs = [addr(&format!("/ip4/203.0.113.8/tcp/4001/p2p/{other}"))];
+        assert!(p
+            .handle_pending_outbound_connection(id, Some(other), &theirs, Endpoint::Dialer)
+            .is_ok());
+        // The first ended: the next is dialled.
+        let error = libp2p::swarm::DialError::Aborted;
+        p.on_swarm_event(FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(peer),
+            error: &error,
+            connection_id: ConnectionId::new_unchecked(1),
+        }));
+        assert!(dcutr_dial(&mut p, 4), "once the first ended");
+    }
+
+    /// Regression (review): a circuit this device dialled goes through a
+    /// relay the remote named, and its scope set what the punch may dial:
+    /// a contact naming a relay at 127.0.0.1 (this device's own, say) had
+    /// punches with it dial this machine's ports. Such a circuit now
+    /// counts as no nearer than the relays this device chose.
+    #[test]
+    fn a_relay_the_remote_named_makes_a_punch_dial_no_nearer_than_ours() {
+        let mut p = punch();
+        let peer = peer();
+        let relay = super::super::peer_id_of([6; 32]);
+        let circuit = |n: usize, p: &mut PunchDials| {
+            let at = addr(&format!(
+                "/ip4/127.0.0.1/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{peer}"
+            ));
+            p.handle_established_outbound_connection(
+                ConnectionId::new_unchecked(n),
+                peer,
+                &at,
+                Endpoint::Dialer,
+                PortUse::Reuse,
+            )
+            .expect("dcutr takes a relayed connection");
+        };
+        circuit(1, &mut p);
+        assert_eq!(p.floor(&peer), Scope::Global, "no relays of our own");
+        p.own_relays(&[addr(&format!("/ip4/192.168.1.2/tcp/4001/p2p/{relay}"))]);
+        circuit(2, &mut p);
+        assert_eq!(p.floor(&peer), Scope::Local, "a relay of ours on the LAN");
+        p.own_relays(&[addr(&format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}"))]);
+        circuit(3, &mut p);
+        assert_eq!(p.floor(&peer), Scope::Loopback, "ours here too (tests)");
     }
 }
