@@ -1175,17 +1175,18 @@ fn a_request_line_that_cannot_be_one_is_answered_why() {
 /// its own, without bound, and one more was served like the rest.
 #[test]
 fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
-    use std::os::unix::net::UnixStream;
     use strand_node::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
     let (_run, socket) = run_serving(&a);
     // As many connections as it serves, the reserve too, saying nothing
-    // (it waits a minute for their requests), and no other before them:
-    // they are taken in the order they came.
-    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
+    // (it waits a minute for the ordinary ones' requests, 5 s for the
+    // reserve's: what follows is asked within that), and no other before
+    // them: they are taken in the order they came.
+    let held = silent_connections(
+        &socket,
+        MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS,
+    );
     // One more asks for the contacts, or how the node is: refused alike.
     for request in ["contacts", "status"] {
         let answer = answer_on(&socket, &format!("{{\"request\":\"{request}\"}}"));
@@ -1215,14 +1216,11 @@ fn past_its_bound_the_control_socket_says_it_is_busy_and_serves_again_later() {
 /// node while the connections were held.
 #[test]
 fn past_its_bound_the_control_socket_still_answers_status_and_stops() {
-    use std::os::unix::net::UnixStream;
     use strand_node::limits::MAX_CONTROL_CONNECTIONS;
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
     let (mut run, socket) = run_serving(&a);
-    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
+    let held = silent_connections(&socket, MAX_CONTROL_CONNECTIONS);
     // How the node is: answered.
     let status: Value = serde_json::from_str(&a.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["running"], true, "{status}");
@@ -1252,14 +1250,14 @@ fn past_its_bound_the_control_socket_still_answers_status_and_stops() {
 /// node for that long, again and again.
 #[test]
 fn silent_connections_hold_the_reserve_only_briefly() {
-    use std::os::unix::net::UnixStream;
     use strand_node::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
     let tmp = tempfile::tempdir().unwrap();
     let a = User::init(tmp.path(), "alice");
     let (_run, socket) = run_serving(&a);
-    let held: Vec<UnixStream> = (0..MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS)
-        .map(|_| UnixStream::connect(&socket).unwrap())
-        .collect();
+    let held = silent_connections(
+        &socket,
+        MAX_CONTROL_CONNECTIONS + RESERVED_CONTROL_CONNECTIONS,
+    );
     assert_busy(&answer_on(&socket, "{\"request\":\"status\"}"));
     // Well within the minute an ordinary connection has.
     eventually(
@@ -1268,6 +1266,14 @@ fn silent_connections_hold_the_reserve_only_briefly() {
         || answer_on(&socket, "{\"request\":\"status\"}")["ok"].is_object(),
     );
     drop(held);
+}
+
+/// `count` connections to the control socket at `socket`, made one after
+/// another, that say nothing.
+fn silent_connections(socket: &Path, count: usize) -> Vec<std::os::unix::net::UnixStream> {
+    (0..count)
+        .map(|_| std::os::unix::net::UnixStream::connect(socket).unwrap())
+        .collect()
 }
 
 /// The one line a node answers on its control socket at `socket` to
