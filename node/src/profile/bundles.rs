@@ -859,6 +859,42 @@ mod tests {
         pub(super) static CHECKED: Cell<usize> = const { Cell::new(0) };
     }
 
+    /// Profiles in `dir` that carry bundles to each other, at `now`.
+    struct Bundling<'a> {
+        dir: &'a Path,
+        now: Time,
+    }
+
+    impl Bundling<'_> {
+        /// `a` (called `an` by `b`) and `b` (`bn` to `a`) add each other.
+        fn befriend(&self, a: &Profile, an: &str, b: &Profile, bn: &str) {
+            let rng = &mut crate::profile::os_rng();
+            a.add_contact(&b.invite().unwrap(), bn, self.now, rng)
+                .unwrap();
+            b.add_contact(&a.invite().unwrap(), an, self.now, rng)
+                .unwrap();
+        }
+
+        /// `from`'s bundle for its contact `to`, written to `name`.
+        fn bundle(&self, from: &Profile, to: &str, name: &str) -> std::path::PathBuf {
+            let path = self.dir.join(name);
+            from.export_bundle(to, &path, self.now, &mut crate::profile::os_rng())
+                .unwrap();
+            path
+        }
+
+        /// `to` imports the bundle at `path`, under the default budgets.
+        fn import(&self, to: &Profile, path: &Path) -> Imported {
+            to.import_bundle(
+                path,
+                &Budgets::default(),
+                self.now,
+                &mut crate::profile::os_rng(),
+            )
+            .unwrap()
+        }
+    }
+
     /// Regression (stop 67's review): a pass skipped every log an
     /// earlier pass checked, so a text the groups declined as they were
     /// then was not taken once a later pass had followed a change that
@@ -876,25 +912,14 @@ mod tests {
         let [ann, ben, dan, xan] = ["ann", "ben", "dan", "xan"]
             .map(|n| Profile::create(&tmp.path().join(n), n, "pass", kdf, rng).unwrap());
         let now = crate::profile::now();
-        let befriend = |a: &Profile, an: &str, b: &Profile, bn: &str, rng: &mut _| {
-            a.add_contact(&b.invite().unwrap(), bn, now, rng).unwrap();
-            b.add_contact(&a.invite().unwrap(), an, now, rng).unwrap();
+        let desk = Bundling {
+            dir: tmp.path(),
+            now,
         };
         for (other, name) in [(&ben, "ben"), (&dan, "dan"), (&xan, "xan")] {
-            befriend(&ann, "ann", other, name, rng);
+            desk.befriend(&ann, "ann", other, name);
         }
-        befriend(&dan, "dan", &ben, "ben", rng);
-        let budgets = Budgets::default();
-        let bundle = |from: &Profile, to: &str, name: &str| {
-            let path = tmp.path().join(name);
-            from.export_bundle(to, &path, now, &mut crate::profile::os_rng())
-                .unwrap();
-            path
-        };
-        let import = |to: &Profile, path: &Path| {
-            to.import_bundle(path, &budgets, now, &mut crate::profile::os_rng())
-                .unwrap()
-        };
+        desk.befriend(&dan, "dan", &ben, "ben");
         ann.create_group(
             "desk",
             &["ben".into(), "dan".into(), "xan".into()],
@@ -910,23 +935,23 @@ mod tests {
         )
         .unwrap();
         for (p, name) in [(&ben, "ben"), (&dan, "dan"), (&xan, "xan")] {
-            import(p, &bundle(&ann, name, &format!("a-{name}")));
+            desk.import(p, &desk.bundle(&ann, name, &format!("a-{name}")));
         }
         // Xan writes; the text waits.
         xan.write_group("desk", "from before the fork", now, rng)
             .unwrap();
-        let xans = bundle(&xan, "ann", "x-a");
+        let xans = desk.bundle(&xan, "ann", "x-a");
         // Dan removes Xan, and Ben follows him.
         dan.change_group("desk", &crate::GroupAction::Remove("xan".into()), now, rng)
             .unwrap();
-        import(&ben, &bundle(&dan, "ben", "d-b"));
+        desk.import(&ben, &desk.bundle(&dan, "ben", "d-b"));
         // Ann, who never heard of it, adds Cy in the same epoch (the
         // creator's change wins the fork) and takes Xan's text.
         let cy = strand_sync::Identity::generate("cy", rng).unwrap();
         ann.add_contact(&cy.invite(), "cy", now, rng).unwrap();
         ann.change_group("desk", &crate::GroupAction::Add("cy".into()), now, rng)
             .unwrap();
-        import(&ann, &xans);
+        desk.import(&ann, &xans);
         let shown = |p: &Profile| {
             p.group_conversation("desk")
                 .unwrap()
@@ -935,7 +960,7 @@ mod tests {
         };
         assert!(shown(&ann));
         assert!(!shown(&ben));
-        let imported = import(&ben, &bundle(&ann, "ben", "a-b2"));
+        let imported = desk.import(&ben, &desk.bundle(&ann, "ben", "a-b2"));
         assert_eq!(imported.incomplete, None, "{imported:?}");
         assert!(shown(&ben), "{imported:?}");
         assert_eq!(
@@ -966,24 +991,13 @@ mod tests {
         let [ann, ben, dan] = ["ann", "ben", "dan"]
             .map(|n| Profile::create(&tmp.path().join(n), n, "pass", kdf, rng).unwrap());
         let now = crate::profile::now();
-        let befriend = |a: &Profile, an: &str, b: &Profile, bn: &str, rng: &mut _| {
-            a.add_contact(&b.invite().unwrap(), bn, now, rng).unwrap();
-            b.add_contact(&a.invite().unwrap(), an, now, rng).unwrap();
+        let desk = Bundling {
+            dir: tmp.path(),
+            now,
         };
-        befriend(&ann, "ann", &ben, "ben", rng);
-        befriend(&ann, "ann", &dan, "dan", rng);
-        befriend(&dan, "dan", &ben, "ben", rng);
-        let budgets = Budgets::default();
-        let bundle = |from: &Profile, to: &str, name: &str| {
-            let path = tmp.path().join(name);
-            from.export_bundle(to, &path, now, &mut crate::profile::os_rng())
-                .unwrap();
-            path
-        };
-        let import = |to: &Profile, path: &Path| {
-            to.import_bundle(path, &budgets, now, &mut crate::profile::os_rng())
-                .unwrap()
-        };
+        desk.befriend(&ann, "ann", &ben, "ben");
+        desk.befriend(&ann, "ann", &dan, "dan");
+        desk.befriend(&dan, "dan", &ben, "ben");
         let holds = |p: &Profile, group: &GroupId, key: &Key| {
             strand_sync::Store::contains(&p.read_view().unwrap(), group, key).unwrap()
         };
@@ -1004,7 +1018,7 @@ mod tests {
         )
         .unwrap();
         for (p, name) in [(&ben, "ben"), (&dan, "dan")] {
-            import(p, &bundle(&ann, name, &format!("a-{name}")));
+            desk.import(p, &desk.bundle(&ann, name, &format!("a-{name}")));
         }
         let dan_id = dan.identity();
         let admin = dan
@@ -1024,7 +1038,7 @@ mod tests {
             .unwrap();
         let (at, leave) = left.messages[0];
         assert_eq!(at, admin.id(), "Dan's Leave");
-        import(&ben, &bundle(&dan, "ben", "d-b"));
+        desk.import(&ben, &desk.bundle(&dan, "ben", "d-b"));
         assert!(holds(&ben, &at, &leave));
         // Dan's device, from before it left, adds Eve there (a smaller id
         // than his Leave's, which it replaces); Ann takes it from him, an
@@ -1046,13 +1060,13 @@ mod tests {
         let mut store = dan.store().unwrap();
         strand_sync::WriteStore::insert(&mut store, &at, &change).unwrap();
         store.commit().unwrap();
-        import(&ann, &bundle(&dan, "ann", "d-a"));
+        desk.import(&ann, &desk.bundle(&dan, "ann", "d-a"));
         assert!(holds(&ann, &at, &change.key()));
 
         let path = tmp.path().join("a-b2");
         let exported = ann.export_bundle("ben", &path, now, rng).unwrap();
         CHECKED.with(|n| n.set(0));
-        let imported = import(&ben, &path);
+        let imported = desk.import(&ben, &path);
         assert_eq!(imported.incomplete, None, "{imported:?}");
         assert_eq!(imported.refused, 0, "{imported:?}");
         assert!(holds(&ben, &at, &change.key()), "{imported:?}");
@@ -1065,7 +1079,7 @@ mod tests {
         // Dan's change checked twice at most, the others once.
         assert!(CHECKED.with(Cell::get) <= exported.messages + 1);
         // Importing it again brings nothing.
-        let again = import(&ben, &path);
+        let again = desk.import(&ben, &path);
         assert_eq!((again.new, again.refused), (0, 0), "{again:?}");
     }
 
