@@ -26,9 +26,14 @@ struct Stranger {
     dcutr: libp2p::dcutr::Behaviour,
 }
 
-/// A stranger's swarm, keeping idle connections for `idle`.
-fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
-    use libp2p::{dcutr, identify, noise, tcp, yamux};
+/// A plain libp2p node over TCP that dials through relays, with the
+/// behaviour `behaviour` makes of its key and its relay client, keeping
+/// idle connections for `idle`.
+fn relay_client<B: libp2p::swarm::NetworkBehaviour>(
+    idle: Duration,
+    behaviour: impl FnOnce(&libp2p::identity::Keypair, libp2p::relay::client::Behaviour) -> B,
+) -> libp2p::Swarm<B> {
+    use libp2p::{noise, tcp, yamux};
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -39,17 +44,23 @@ fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
         .unwrap()
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .unwrap()
-        .with_behaviour(|key, relay| Stranger {
-            relay,
-            identify: identify::Behaviour::new(identify::Config::new(
-                "/stranger/1".into(),
-                key.public(),
-            )),
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-        })
+        .with_behaviour(behaviour)
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build()
+}
+
+/// A stranger's swarm, keeping idle connections for `idle`.
+fn stranger(idle: Duration) -> libp2p::Swarm<Stranger> {
+    use libp2p::{dcutr, identify};
+    relay_client(idle, |key, relay| Stranger {
+        relay,
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/stranger/1".into(),
+            key.public(),
+        )),
+        dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+    })
 }
 
 /// A contact's node as anyone could write it: it dials through relays,
@@ -119,26 +130,12 @@ impl libp2p::swarm::NetworkBehaviour for Propose {
 
 /// A contact's node whose hole punching names `named`.
 fn scanner(named: Vec<Multiaddr>) -> libp2p::Swarm<Scanner> {
-    use libp2p::{dcutr, noise, tcp, yamux};
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|key, relay| Scanner {
-            relay,
-            dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
-            stream: strand_transport::stream::Behaviour::new(),
-            propose: Propose(named.into_iter()),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    relay_client(Duration::from_secs(60), |key, relay| Scanner {
+        relay,
+        dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+        stream: strand_transport::stream::Behaviour::new(),
+        propose: Propose(named.into_iter()),
+    })
 }
 
 /// A relay as anyone can run it: libp2p's relay server and identify,
