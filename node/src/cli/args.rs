@@ -36,7 +36,7 @@ pub struct TransportArgs {
     #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
     pub relay_listen: Vec<Multiaddr>,
     /// The address contacts reach that relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
-    #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts")]
+    #[arg(long, value_name = "MULTIADDR", requires = "relay_for_contacts", value_parser = relay_announce)]
     pub relay_announce: Vec<Multiaddr>,
     /// Use Bluetooth LE: the default where an adapter and BlueZ exist (where not, the node says why in one line and runs on)
     #[arg(long)]
@@ -62,6 +62,26 @@ pub struct TransportArgs {
     /// When you carry for contacts (`strand carry on`): how much their sealed envelopes may take on this device, in MiB; past it the oldest are dropped [default: 16, at most 1024]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_024))]
     pub carry_budget: Option<u64>,
+}
+
+/// `--relay-announce`, and `strand relay --announce`: where a relay is
+/// reached, less its `/p2p/<relay id>` (the relay adds its own), at an
+/// address the relay client dials
+/// ([`strand_transport::relay::reaches_relay_at`], the rule for every
+/// relay address). Any other is refused here: contacts (and clients) would
+/// be told it, and every reservation and circuit there would fail.
+pub fn relay_announce(text: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("not an address: {e}"))?;
+    if strand_transport::relay::reaches_relay_at(&addr) {
+        return Ok(addr);
+    }
+    Err(format!(
+        "a relay cannot be reached at {addr}: {} (here without the /p2p/ part: the relay adds its own id)",
+        strand_transport::relay::RELAY_ADDRESS_FORMS
+    ))
 }
 
 /// Where `strand relay` and `--relay-for-contacts` listen by default.

@@ -374,7 +374,7 @@ pub struct RelayServerArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<strand_transport::Multiaddr>,
     /// The address clients reach the relay at, if not where it listens (repeatable): behind port forwarding, the router's public address
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", value_parser = args::relay_announce)]
     pub announce: Vec<strand_transport::Multiaddr>,
     /// File holding the relay's key, so its id (part of its address) survives restarts; created if missing [default: ~/.local/share/strand-relay/key on Linux: the platform's data directory for strand-relay]
     #[arg(long, value_name = "FILE", conflicts_with = "ephemeral")]

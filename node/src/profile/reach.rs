@@ -114,6 +114,15 @@ fn check_relay(addr: &str) -> Result<Multiaddr, ProfileError> {
                 .into(),
         ));
     }
+    // The one rule the relay client dials by: a relay it cannot reach
+    // would fail every reservation and circuit, and contacts would be
+    // told it.
+    if !strand_transport::relay::is_relay_addr(&parsed) {
+        return Err(ProfileError::Relay(format!(
+            "the relay client cannot dial a relay at {parsed}: {}",
+            strand_transport::relay::RELAY_ADDRESS_FORMS
+        )));
+    }
     if parsed.to_vec().len() > strand_sync::limits::MAX_REACH_ADDRESS_LEN {
         return Err(ProfileError::Relay("the address is too long".into()));
     }
@@ -172,9 +181,12 @@ impl Profile {
         self.set_meta_sealed(meta::RELAYS, ROLE_RELAYS, &encode_relays(relays), rng)
     }
 
-    /// Adds a relay (a multiaddr ending in the relay's `/p2p/` id). The
-    /// profile's contacts learn it with the next sync. Adding one twice is
-    /// an error, and so is going past [`MAX_REACH_ADDRESSES`].
+    /// Adds a relay (a multiaddr ending in the relay's `/p2p/` id, at an
+    /// address the relay client dials:
+    /// [`strand_transport::relay::is_relay_addr`]; any other is refused,
+    /// saying what is taken, and nothing is stored). The profile's
+    /// contacts learn it with the next sync. Adding one twice is an error,
+    /// and so is going past [`MAX_REACH_ADDRESSES`].
     pub fn add_relay(
         &self,
         addr: &str,

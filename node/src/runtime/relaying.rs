@@ -100,8 +100,11 @@ const RETRY_ALL_EVERY: Duration = Duration::from_secs(30);
 /// asked for together but at a boundary.
 const EPOCH_MARGIN: u64 = 5 * 60 * 1000;
 
-/// The relay addresses in a record's list (what a contact wrote is
-/// checked like anything from the wire: the rest is left out).
+/// The relay addresses in a record's list: those that decode and that
+/// this node's relay client can dial a relay at ([`is_relay_addr`], the
+/// rule its dials follow). What a contact wrote (in a record or their
+/// invite) is checked like anything from the wire: the rest is left out,
+/// so it is neither tried nor reserved on.
 fn addrs(list: &[Vec<u8>]) -> Vec<Multiaddr> {
     list.iter()
         .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
@@ -508,5 +511,56 @@ mod tests {
             reach.arrived(&bob, later + Duration::from_secs(1)),
             Arrived::At(later + REACH_RECORD_EVERY)
         );
+    }
+
+    /// Regression: a contact's relay was taken if it ended in
+    /// `/p2p/<id>`, so a record or an invite naming a relay at `/ws`, at
+    /// `0.0.0.0`, at port 0, at QUIC's draft `/quic` or at no address
+    /// made this node try the contact through it (and reserve on it, as
+    /// an offer), failing every time. Now only relays the relay client
+    /// dials are taken.
+    #[test]
+    fn a_contacts_relays_the_client_cannot_dial_are_not_tried() {
+        let id = peer_id_of([1; 32]);
+        let good: Multiaddr = format!("/ip4/203.0.113.7/tcp/4001/p2p/{id}")
+            .parse()
+            .unwrap();
+        let bad: Vec<Multiaddr> = [
+            format!("/ip4/203.0.113.7/tcp/4001/ws/p2p/{id}"),
+            format!("/ip4/0.0.0.0/tcp/4001/p2p/{id}"),
+            format!("/ip4/203.0.113.7/tcp/0/p2p/{id}"),
+            format!("/ip4/203.0.113.7/udp/4001/quic/p2p/{id}"),
+            format!("/p2p/{id}"),
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let mut listed: Vec<Vec<u8>> = bad.iter().map(|a| a.to_vec()).collect();
+        listed.push(good.to_vec());
+        // A record's list (relays or offers): the good one alone.
+        assert_eq!(addrs(&listed), std::slice::from_ref(&good));
+        // An invite naming them: Bob's node tries Alice through the good
+        // relay only.
+        let rng = &mut crate::profile::os_rng();
+        let tmp = tempfile::tempdir().unwrap();
+        let bob = Profile::create(
+            &tmp.path().join("bob"),
+            "bob",
+            "pass",
+            crate::KdfParams::insecure_for_tests(),
+            rng,
+        )
+        .unwrap();
+        let alice = strand_sync::Identity::generate("alice", rng).unwrap();
+        let invite = alice.invite_with_reach(&Reach {
+            seed: [9; 32],
+            relays: listed,
+            offers: Vec::new(),
+        });
+        assert_eq!(invite.reach.as_ref().unwrap().relays.len(), 6, "all fit");
+        bob.add_contact(&invite, "alice", 0, rng).unwrap();
+        let reach = Reachability::load(&bob);
+        let targets = reach.targets.lock().unwrap();
+        assert_eq!(targets[&alice.public()].relays, [good]);
     }
 }

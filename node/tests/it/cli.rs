@@ -1539,6 +1539,75 @@ async fn a_circuit_address_the_relay_client_cannot_dial_is_refused() {
     refused_then_taken(undialable, format!("{r}/p2p-circuit{t}")).await;
 }
 
+/// Regression: `strand relay add` took a relay address the relay client
+/// cannot dial (here at `/ws`) as long as it ended in the relay's id:
+/// "Added relay", contacts told it, and every reservation and circuit
+/// through it failed for ever. Now it ends in an error saying what a
+/// relay address may be, and the list stays empty.
+#[test]
+fn relay_add_refuses_a_relay_the_client_cannot_dial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = User::init(tmp.path(), "alice");
+    let bad = "/ip4/1.2.3.4/tcp/4001/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let out = u.cmd(&["relay", "add", bad]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "added: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("a relay is reached over TCP"), "{err}");
+    let list: Value = serde_json::from_str(&u.ok(&["relay", "list", "--json"])).unwrap();
+    assert_eq!(list, serde_json::json!([]), "nothing added");
+}
+
+/// Regression: `strand relay --announce` and `strand run
+/// --relay-for-contacts --relay-announce` took any address, so a relay
+/// told its clients (and a node its contacts) an address no relay client
+/// dials (`/ws`, `0.0.0.0`, port 0, or one with an id already). Now each
+/// is refused before anything starts, saying what is taken.
+#[test]
+fn a_relay_is_not_announced_where_no_client_reaches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = User::init(tmp.path(), "alice");
+    let guard = Duration::from_secs(60);
+    for bad in [
+        "/ip4/203.0.113.7/tcp/4001/ws",
+        "/ip4/0.0.0.0/tcp/4001",
+        "/ip4/203.0.113.7/tcp/0",
+        "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+    ] {
+        let mut relay = Command::new(BIN);
+        relay.env_remove("STRAND_LOG");
+        let serve = [
+            "relay",
+            "--ephemeral",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--announce",
+            bad,
+        ];
+        let mut run = run_args(&[]);
+        run.extend([
+            "--relay-for-contacts",
+            "--relay-listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--relay-announce",
+            bad,
+        ]);
+        for (command, args) in [(relay, &serve[..]), (u.command(), &run[..])] {
+            let (out, by_itself) = guarded(command, args, guard);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(by_itself, "{args:?} ran");
+            assert!(!out.status.success(), "{args:?}: {err}");
+            assert!(
+                err.contains("a relay cannot be reached at") && err.contains("/tcp/PORT"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.

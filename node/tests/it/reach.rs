@@ -164,6 +164,46 @@ fn bad_relay_addresses_are_refused_and_change_nothing() {
     );
 }
 
+/// Regression: a relay address was added if it ended in the relay's id
+/// and went through no relay, so one the relay client cannot dial (at
+/// `/ws`, at `0.0.0.0`, at port 0, at QUIC's draft `/quic`, or no
+/// address at all) was added, told to contacts, and failed every
+/// reservation and circuit for ever. Now it is refused, saying what a
+/// relay address may be, and nothing is stored or told.
+#[test]
+fn a_relay_the_client_cannot_dial_is_refused_saying_what_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = pair(tmp.path());
+    let mut rng = os_rng();
+    a.add_relay(RELAY, NOW, &mut rng).unwrap();
+    let before = a.stored_messages().unwrap();
+    let id = RELAY.rsplit('/').next().unwrap();
+    for bad in [
+        format!("/ip4/1.2.3.4/tcp/4001/ws/p2p/{id}"),
+        format!("/ip4/0.0.0.0/tcp/4001/p2p/{id}"),
+        format!("/ip4/1.2.3.4/tcp/0/p2p/{id}"),
+        format!("/ip4/1.2.3.4/udp/4001/quic/p2p/{id}"),
+        format!("/p2p/{id}"),
+    ] {
+        match a.add_relay(&bad, NOW, &mut rng) {
+            Err(ProfileError::Relay(why)) => assert!(
+                why.contains("a relay is reached over TCP") && why.contains("/tcp/PORT"),
+                "{bad}: {why}"
+            ),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert_eq!(a.relays().unwrap(), [RELAY], "the list is unchanged");
+    assert_eq!(a.stored_messages().unwrap(), before, "nothing told");
+    // QUIC's `/quic-v1` is taken where this build speaks QUIC.
+    let quic = format!("/ip6/::1/udp/4001/quic-v1/p2p/{id}");
+    assert_eq!(
+        a.add_relay(&quic, NOW, &mut rng).is_ok(),
+        strand_transport::QUIC,
+        "{quic}"
+    );
+}
+
 /// Someone who never synced with Alice (they swapped codes by
 /// mail) learns her relays from her invite; her own records win once they
 /// sync.

@@ -127,7 +127,8 @@ pub type IdentityFn = Arc<dyn Fn(u64) -> [u8; 32] + Send + Sync>;
 /// Relay client settings.
 #[derive(Clone)]
 pub struct RelayConfig {
-    /// Relays to keep a reservation on (each ending in `/p2p/<relay id>`).
+    /// Relays to keep a reservation on (each `…/p2p/<relay id>`; those
+    /// [`is_relay_addr`] does not take are left out, with a warning).
     pub relays: Vec<Multiaddr>,
     /// This device's relay identity per epoch.
     pub identity: IdentityFn,
@@ -236,35 +237,92 @@ pub fn is_circuit(addr: &Multiaddr) -> bool {
 }
 
 /// Whether this client can dial `addr`: `<relay>/p2p/<relay id>/p2p-circuit/p2p/<target id>`
-/// and nothing more (what [`circuit_addr`] makes), where `<relay>` is one
-/// address the client's own transports reach: an IP address, or a name
-/// (`/dns`, `/dns4`, `/dns6`: the client resolves names), then a TCP
-/// port or (with QUIC) a UDP port and `/quic-v1`, the port not 0 and the
-/// IP address not unspecified; or `/dnsaddr/<name>`. That is what
-/// libp2p's relay client dials (one `/p2p-circuit`, the relay's id before
-/// it, the target's after it) over this client's TCP, QUIC and DNS. Any
-/// other circuit (no target id or no relay id, a second relay, something
-/// after the target, a relay at `/ws`, `/webrtc`, QUIC's draft `/quic` or
-/// port 0) fails every time it is dialled, so [`Relays`]'
-/// [`Transport::dial`] does not take it: whoever gave it is told at once
-/// that nothing dials it, rather than have it fail again and again.
+/// and nothing more (what [`circuit_addr`] makes), where
+/// `<relay>/p2p/<relay id>` is a relay's address as [`is_relay_addr`]
+/// takes it (the one rule for both: a circuit through a relay this
+/// client reaches). That is what libp2p's relay client dials (one
+/// `/p2p-circuit`, the relay's id before it, the target's after it)
+/// over this client's TCP, QUIC and DNS. Any other circuit (no target id
+/// or no relay id, a second relay, something after the target, a relay
+/// at `/ws`, `/webrtc`, QUIC's draft `/quic` or port 0) fails every time
+/// it is dialled, so [`Relays`]' [`Transport::dial`] does not take it:
+/// whoever gave it is told at once that nothing dials it, rather than
+/// have it fail again and again.
 fn dials(addr: &Multiaddr) -> bool {
     let parts: Vec<Protocol<'_>> = addr.iter().collect();
-    let [relay @ .., Protocol::P2p(_), Protocol::P2pCircuit, Protocol::P2p(_)] = parts.as_slice()
-    else {
-        return false;
-    };
+    match parts.as_slice() {
+        [relay @ .., Protocol::P2pCircuit, Protocol::P2p(_)] => relay_with_id(relay),
+        _ => false,
+    }
+}
+
+/// Whether `addr` is a relay's address as this client reaches it:
+/// `<relay>/p2p/<relay id>` and nothing more, where `<relay>` is one IP
+/// address (not unspecified) or a name (`/dns`, `/dns4`, `/dns6`: the
+/// client resolves names), then a TCP port, or (in builds with QUIC,
+/// [`crate::QUIC`]) a UDP port and `/quic-v1`, the port not 0; or
+/// `/dnsaddr/<name>`. The circuits [`Relays`] dials are those through
+/// such an address (the two share this rule), so a relay this takes is
+/// one every circuit can go through.
+/// A relay at any other address (`/ws`, `/webrtc`, QUIC's draft `/quic`,
+/// port 0, `0.0.0.0`, no transport at all, a second `/p2p`, or through
+/// another relay) would fail every reservation and every circuit, for
+/// ever: [`RelayConfig::relays`] and [`Relays::set_relays`] leave it out,
+/// and so does the node with a contact's relays; a user who gives one is
+/// told why ([`RELAY_ADDRESS_FORMS`]).
+pub fn is_relay_addr(addr: &Multiaddr) -> bool {
+    let parts: Vec<Protocol<'_>> = addr.iter().collect();
+    relay_with_id(&parts)
+}
+
+/// Whether this client reaches a relay at `addr`, a relay's address less
+/// its `/p2p/<relay id>` (as a relay is told where it is reached:
+/// `strand relay --announce`): [`is_relay_addr`] of `addr` with the
+/// relay's id after it.
+pub fn reaches_relay_at(addr: &Multiaddr) -> bool {
+    let parts: Vec<Protocol<'_>> = addr.iter().collect();
+    reaches(&parts)
+}
+
+/// [`is_relay_addr`] of an address's parts: [`reaches`], then the
+/// relay's id.
+fn relay_with_id(parts: &[Protocol<'_>]) -> bool {
+    match parts {
+        [at @ .., Protocol::P2p(_)] => reaches(at),
+        _ => false,
+    }
+}
+
+/// Whether the client's transports reach a relay at `at` (an address's
+/// parts, less the relay's id): an IP address that is not unspecified or
+/// a name, then TCP or QUIC ([`crate::tcp_or_quic`]); or `/dnsaddr/<name>`.
+fn reaches(at: &[Protocol<'_>]) -> bool {
     let host = |p: &Protocol<'_>| match p {
         Protocol::Ip4(ip) => !ip.is_unspecified(),
         Protocol::Ip6(ip) => !ip.is_unspecified(),
         Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => !name.is_empty(),
         _ => false,
     };
-    match relay {
+    match at {
         [Protocol::Dnsaddr(name)] => !name.is_empty(),
-        relay => crate::tcp_or_quic(relay, host),
+        at => crate::tcp_or_quic(at, host),
     }
 }
+
+/// The relay addresses [`is_relay_addr`] takes, in words for whoever
+/// gives one that it does not: true of this build (QUIC only where the
+/// build speaks it).
+pub const RELAY_ADDRESS_FORMS: &str = if crate::QUIC {
+    "a relay is reached over TCP or QUIC: an IP address (/ip4/…, /ip6/…; not 0.0.0.0 or ::) \
+     or a name (/dns/…, /dns4/…, /dns6/…), then /tcp/PORT or /udp/PORT/quic-v1 (PORT not 0), \
+     or /dnsaddr/NAME; then /p2p/ and the relay's id \
+     (e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…, as `strand relay` prints it)"
+} else {
+    "a relay is reached over TCP (this build has no QUIC): an IP address (/ip4/…, /ip6/…; \
+     not 0.0.0.0 or ::) or a name (/dns/…, /dns4/…, /dns6/…), then /tcp/PORT (PORT not 0), \
+     or /dnsaddr/NAME; then /p2p/ and the relay's id \
+     (e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…, as `strand relay` prints it)"
+};
 
 /// The id at the end of an address (`…/p2p/<id>`).
 pub(crate) fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
@@ -388,8 +446,9 @@ impl std::fmt::Debug for Relays {
 
 impl Relays {
     /// Starts the client: a first generation with this epoch's identity
-    /// reserves on every relay. Needs a tokio runtime. Relay addresses that
-    /// do not end in a relay id are refused.
+    /// reserves on every relay. Needs a tokio runtime. Addresses that are
+    /// not a relay's as [`is_relay_addr`] takes them are left out, with a
+    /// warning.
     pub async fn start(
         config: RelayConfig,
         events: mpsc::Sender<TransportEvent>,
@@ -490,7 +549,8 @@ impl Relays {
 
     /// Replaces the relays to reserve on (reservations on relays no longer
     /// listed are given up).
-    /// Addresses that are not a relay's are left out (with a warning).
+    /// Addresses that are not a relay's ([`is_relay_addr`]) are left out
+    /// (with a warning).
     pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), TransportError> {
         let relays = usable_relays(relays);
         // Not while a rotation reads the list for the next generation.
@@ -518,14 +578,9 @@ impl Relays {
     }
 }
 
-/// Whether an address can be a relay's: it ends in the relay's
-/// `/p2p/<id>` and does not itself go through a relay.
-pub fn is_relay_addr(addr: &Multiaddr) -> bool {
-    last_peer(addr).is_some() && !is_circuit(addr)
-}
-
-/// The relay addresses of `relays`; the others are left out, with a
-/// warning (one bad address, e.g. from a contact, spoils nothing else).
+/// The relay addresses of `relays` ([`is_relay_addr`]); the others are
+/// left out, with a warning (one bad address, e.g. from a contact, spoils
+/// nothing else).
 fn usable_relays(relays: Vec<Multiaddr>) -> Vec<Multiaddr> {
     relays
         .into_iter()
@@ -533,7 +588,7 @@ fn usable_relays(relays: Vec<Multiaddr>) -> Vec<Multiaddr> {
             let ok = is_relay_addr(r);
             if !ok {
                 tracing::warn!(
-                    "{r} is not a relay address (it must end in /p2p/<relay id> and not go through another relay): left out"
+                    "{r} is not a relay address this client can dial ({RELAY_ADDRESS_FORMS}): left out"
                 );
             }
             ok
@@ -696,6 +751,96 @@ mod tests {
             ]),
             [relay],
             "bad addresses are left out, the rest kept"
+        );
+    }
+
+    /// Regression: a relay address was taken if it ended in `/p2p/<id>`
+    /// and went through no relay, so a relay at `/ws`, at `0.0.0.0`, at
+    /// port 0, at QUIC's draft `/quic` or at no address at all was kept
+    /// (from the user's list, or a contact's) and every reservation and
+    /// circuit through it failed, for ever. Now a relay address is taken
+    /// exactly when circuits through it are ([`dials`]: one rule).
+    #[test]
+    fn only_relays_the_client_can_dial_are_taken() {
+        let (relay, target) = (peer_id_of([1; 32]), peer_id_of([2; 32]));
+        let at = |a: &str| -> Multiaddr { format!("{a}/p2p/{relay}").parse().unwrap() };
+        let taken = [
+            "/ip4/1.2.3.4/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip6/2001:db8::7/tcp/4001",
+            "/dns/relay.example/tcp/443",
+            "/dns4/relay.example/tcp/443",
+            "/dns6/relay.example/tcp/443",
+            "/dnsaddr/relay.example",
+        ];
+        let quic = [
+            "/ip6/::1/udp/4001/quic-v1",
+            "/ip4/1.2.3.4/udp/4001/quic-v1",
+            "/dns/relay.example/udp/443/quic-v1",
+        ];
+        let refused = [
+            "/ip4/1.2.3.4/tcp/4001/ws",
+            "/dns/relay.example/tcp/443/wss",
+            "/ip4/0.0.0.0/tcp/4001",
+            "/ip6/::/tcp/4001",
+            "/ip4/1.2.3.4/tcp/0",
+            "/ip4/1.2.3.4/udp/0/quic-v1",
+            "/ip4/1.2.3.4/udp/4001/quic",
+            "/ip4/1.2.3.4/udp/4001",
+            "/ip4/1.2.3.4/udp/4001/webrtc-direct",
+            "/ip4/1.2.3.4",
+            "/dns/relay.example",
+            "/memory/4001",
+            // A bare `/p2p/<id>`: no address at all.
+            "",
+        ];
+        for a in taken {
+            let addr = at(a);
+            assert!(is_relay_addr(&addr), "{addr} refused");
+            assert!(reaches_relay_at(&a.parse().unwrap()), "{a} refused");
+        }
+        for a in quic {
+            let addr = at(a);
+            assert_eq!(is_relay_addr(&addr), cfg!(feature = "quic"), "{addr}");
+            assert_eq!(
+                reaches_relay_at(&a.parse().unwrap()),
+                cfg!(feature = "quic"),
+                "{a}"
+            );
+        }
+        for a in refused {
+            let addr = at(a);
+            assert!(!is_relay_addr(&addr), "{addr} taken");
+        }
+        let good = at("/ip4/1.2.3.4/tcp/4001");
+        for addr in [
+            // No relay id, two ids, through another relay.
+            "/ip4/1.2.3.4/tcp/4001".parse().unwrap(),
+            good.clone().with(Protocol::P2p(relay)),
+            circuit_addr(&good, target),
+            at("/ip4/1.2.3.4/tcp/4001/ws"),
+        ] {
+            assert!(!is_relay_addr(&addr), "{addr} taken");
+        }
+        // A relay address is taken exactly when the circuits through it
+        // are.
+        for &a in taken.iter().chain(&quic).chain(&refused) {
+            let addr = at(a);
+            assert_eq!(
+                is_relay_addr(&addr),
+                dials(&circuit_addr(&addr, target)),
+                "{addr}"
+            );
+        }
+        // The config's and `set_relays`' lists keep the good ones only.
+        assert_eq!(
+            usable_relays(vec![
+                at("/ip4/1.2.3.4/tcp/4001/ws"),
+                good.clone(),
+                at("/ip4/0.0.0.0/tcp/4001"),
+                at(""),
+            ]),
+            [good]
         );
     }
 
