@@ -797,13 +797,16 @@ mod tests {
         for a in taken {
             let addr = at(a);
             assert!(is_relay_addr(&addr), "{addr} refused");
-            assert!(reaches_relay_at(&a.parse().unwrap()), "{a} refused");
+            assert!(
+                reaches_relay_at(&a.parse::<Multiaddr>().unwrap()),
+                "{a} refused"
+            );
         }
         for a in quic {
             let addr = at(a);
             assert_eq!(is_relay_addr(&addr), cfg!(feature = "quic"), "{addr}");
             assert_eq!(
-                reaches_relay_at(&a.parse().unwrap()),
+                reaches_relay_at(&a.parse::<Multiaddr>().unwrap()),
                 cfg!(feature = "quic"),
                 "{a}"
             );
