@@ -19,12 +19,33 @@
 //! conversation. The unread count goes on the app's icon where the dock
 //! shows one (the launcher entry API).
 //!
+//! With both names and texts hidden, a notification says nothing that
+//! tells one arrival from another ("Strand", "New message"), and a
+//! screen of them tells the user no more than one would. So then the
+//! messages of a batch become one notification that counts them ("New
+//! message", "3 new messages"), however few, and each later one replaces
+//! the last (`Notify`'s `replaces_id`) with its count going on from the
+//! last one's, until the user has looked at the app: the window coming in
+//! front, or a click on a notification, starts the count again (the next
+//! one still replaces the last, which is stale by then). The count is the
+//! notifier's own tally of the messages it counted
+//! ([`Notifier::unseen`]), not the unread count: that one also counts
+//! muted conversations, which notify nothing, and messages the user saw
+//! and left unread, which are not new. A notification the user dismissed,
+//! or that expired, does not start the count again (its messages are still
+//! unseen); replacing an id the daemon already closed shows a new
+//! notification, as the specification says. With names hidden and texts
+//! shown, the texts tell arrivals apart, so each is shown as before. A
+//! notification that counts messages (these, or many at once) opens the
+//! conversation of the newest of them. Each notification on the screen is
+//! remembered once: a replaced one's entry moves to the one replacing it.
+//!
 //! When the profile locks, every notification still remembered is taken
 //! off the screen and forgotten ([`Notifier::locked`]). The calls are made
 //! on the app's core thread, so each waits at most [`CALL_TIMEOUT`].
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use strand_node::runtime::api::Target;
@@ -45,7 +66,8 @@ const MAX_BODY: usize = 200;
 /// Notifications remembered for clicks: older ones open nothing.
 const REMEMBERED: usize = 64;
 /// More arrivals than this at once (a sync after days away) become one
-/// notification that counts them.
+/// notification that counts them (with names and texts hidden, any number
+/// do: nothing tells them apart).
 pub const MAX_AT_ONCE: usize = 3;
 /// How long a call to the notification service (`Notify`,
 /// `CloseNotification`) may take. A daemon answers in milliseconds, and
@@ -75,6 +97,12 @@ pub struct Notice {
     /// keep listing them (on a locked screen too) after the notification
     /// itself went.
     pub transient: bool,
+    /// For a notification that tells no message apart (it names no one
+    /// and shows no text): how many messages it counts, those the one it
+    /// replaces counted included. It replaces the last such notification
+    /// rather than standing beside it ([`Notifier::show`]). `None` for one
+    /// that stands beside the others.
+    pub counts: Option<usize>,
 }
 
 /// What arrived, for [`notice`].
@@ -84,6 +112,18 @@ enum Arrival<'a> {
     One { from: String, text: &'a str },
     /// This many messages at once.
     Many(usize),
+    /// This many messages since the user last looked at the app, told
+    /// apart by nothing shown: one notification that counts them and
+    /// replaces the last.
+    Unseen(usize),
+}
+
+/// The text that counts `count` messages.
+fn counted(count: usize) -> String {
+    match count {
+        1 => "New message".to_owned(),
+        _ => format!("{count} new messages"),
+    }
 }
 
 /// The notification for `arrival`, which a click on opens `of`. Every
@@ -91,6 +131,10 @@ enum Arrival<'a> {
 /// the screen (the text; who wrote and the group) is in none of them, and
 /// each that keeps something back is transient.
 fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
+    let counts = match arrival {
+        Arrival::Unseen(count) => Some(count),
+        Arrival::One { .. } | Arrival::Many(_) => None,
+    };
     let (title, body) = match arrival {
         Arrival::One { from, text } => {
             let title = match prefs.show_names {
@@ -109,21 +153,26 @@ fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
             };
             (title, body)
         }
-        Arrival::Many(count) => ("Strand".to_owned(), format!("{count} new messages")),
+        Arrival::Many(count) | Arrival::Unseen(count) => ("Strand".to_owned(), counted(count)),
     };
     Notice {
         title,
         body,
         of,
         transient: !prefs.show_text || !prefs.show_names,
+        counts,
     }
 }
 
 /// What to show for the messages that arrived in one batch: nothing for
 /// muted conversations; who wrote and what, as far as the user chose to
 /// show them, for each of the first few; beyond [`MAX_AT_ONCE`], one
-/// notification that counts them.
-pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
+/// notification that counts them. With names and texts both hidden, one
+/// notification that counts them whatever their number, going on from the
+/// `unseen` messages the last such notification counted
+/// ([`Notifier::unseen`]). One that counts opens the newest's
+/// conversation.
+pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Vec<Notice> {
     let arrived: Vec<(String, &str, Target)> = received
         .iter()
         .filter_map(|e| {
@@ -150,9 +199,18 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences) -> Vec<Notice> {
             Some((from, text.as_str(), of))
         })
         .collect();
+    // The batch is in the order the messages arrived.
+    let Some((_, _, newest)) = arrived.last() else {
+        return Vec::new();
+    };
+    // Nothing shown tells one from another: one that counts them all.
+    if !prefs.show_names && !prefs.show_text {
+        let count = unseen.saturating_add(arrived.len());
+        return vec![notice(Arrival::Unseen(count), newest.clone(), prefs)];
+    }
     if arrived.len() > MAX_AT_ONCE {
-        let first = arrived[0].2.clone();
-        return vec![notice(Arrival::Many(arrived.len()), first, prefs)];
+        let count = arrived.len();
+        return vec![notice(Arrival::Many(count), newest.clone(), prefs)];
     }
     arrived
         .into_iter()
@@ -173,13 +231,36 @@ fn timed_out(e: &zbus::Error) -> bool {
     matches!(e, zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
+/// What the notifier remembers of the notifications it showed.
+#[derive(Default)]
+struct Shown {
+    /// Each notification remembered (newest last), once: which
+    /// conversation it opens. A replaced one's entry goes as the one
+    /// replacing it comes.
+    entries: VecDeque<(u32, Target)>,
+    /// The last notification that counts messages told apart by nothing
+    /// ([`Notice::counts`]), while it is remembered: the next replaces it.
+    counting: Option<Counting>,
+}
+
+/// The notification that counts messages told apart by nothing.
+#[derive(Debug, Clone, Copy)]
+struct Counting {
+    /// Its id, which the next such notification replaces.
+    id: u32,
+    /// How many messages the next one goes on from: those it counted, or
+    /// none once the user looked at the app ([`Notifier::seen`]).
+    unseen: usize,
+}
+
 /// A link to the notification service.
 pub struct Notifier {
     conn: Connection,
     /// The notification service's object, for `Notify`.
     service: Proxy<'static>,
-    /// Notifications shown (newest last): which conversation each opens.
-    shown: Arc<Mutex<VecDeque<(u32, Target)>>>,
+    /// What was shown: which conversation each notification opens, and
+    /// the one that counts.
+    shown: Arc<Mutex<Shown>>,
     /// Until when the service is taken as hung: a call to it timed out
     /// lately, and it is not called again before then ([`HUNG_PAUSE`]).
     hung_until: Mutex<Option<Instant>>,
@@ -200,7 +281,7 @@ impl Notifier {
             None => zbus::blocking::connection::Builder::session()?,
         };
         let conn = builder.method_timeout(CALL_TIMEOUT).build()?;
-        let shown: Arc<Mutex<VecDeque<(u32, Target)>>> = Arc::default();
+        let shown: Arc<Mutex<Shown>> = Arc::default();
         let service = Proxy::new(&conn, SERVICE, PATH, SERVICE)?;
         let clicks = service.receive_signal("ActionInvoked")?;
         let remembered = shown.clone();
@@ -217,6 +298,7 @@ impl Notifier {
                     let ours = remembered
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
+                        .entries
                         .iter()
                         .any(|(shown, _)| *shown == id);
                     if ours {
@@ -233,27 +315,44 @@ impl Notifier {
         })
     }
 
+    /// What is remembered of what was shown.
+    fn remembered(&self) -> MutexGuard<'_, Shown> {
+        self.shown.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The conversation notification `id` opens: `None` if it is not
     /// remembered (too old, of a deleted contact, or shown before the
     /// profile was locked).
     pub fn opens(&self, id: u32) -> Option<Target> {
-        self.shown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.remembered()
+            .entries
             .iter()
             .find(|(shown, _)| *shown == id)
             .map(|(_, t)| t.clone())
     }
 
+    /// How many messages the notification that counts messages told apart
+    /// by nothing (names and texts hidden) counted, for the next one to go
+    /// on from ([`notices`]): none if no such notification is remembered,
+    /// or if the user looked at the app since it was shown.
+    pub fn unseen(&self) -> usize {
+        self.remembered().counting.map_or(0, |c| c.unseen)
+    }
+
+    /// The user looked at the app (its window came in front, or a click on
+    /// a notification opened it): the next notification that counts
+    /// messages counts them afresh. It still replaces the last one, which
+    /// is stale by then.
+    pub fn seen(&self) {
+        if let Some(counting) = &mut self.remembered().counting {
+            counting.unseen = 0;
+        }
+    }
+
     /// A contact was renamed: notifications already shown of them open
     /// their conversation by the new name.
     pub fn renamed(&self, from: &str, to: &str) {
-        for (_, target) in self
-            .shown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter_mut()
-        {
+        for (_, target) in self.remembered().entries.iter_mut() {
             if *target == Target::Contact(from.to_owned()) {
                 *target = Target::Contact(to.to_owned());
             }
@@ -264,20 +363,24 @@ impl Notifier {
     /// last [`REMEMBERED`]) are taken off the screen (their texts are
     /// gone) and open nothing (a click would otherwise open whoever is
     /// given the name next). A summary that opens their conversation goes
-    /// too, though it counted others' messages as well.
+    /// too, though it counted others' messages as well; if it was the one
+    /// that counts messages told apart by nothing, the next counts afresh.
     pub fn deleted(&self, name: &str) {
         let gone = Target::Contact(name.to_owned());
         let mut closing = Vec::new();
-        self.shown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(id, target)| {
+        {
+            let mut shown = self.remembered();
+            shown.entries.retain(|(id, target)| {
                 let theirs = *target == gone;
                 if theirs {
                     closing.push(*id);
                 }
                 !theirs
             });
+            if shown.counting.is_some_and(|c| closing.contains(&c.id)) {
+                shown.counting = None;
+            }
+        }
         self.close(&closing);
     }
 
@@ -287,13 +390,10 @@ impl Notifier {
     /// nothing. Otherwise it would open the same-named conversation in
     /// whichever profile is unlocked next.
     pub fn locked(&self) {
-        let closing: Vec<u32> = self
-            .shown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .map(|(id, _)| id)
-            .collect();
+        let mut shown = self.remembered();
+        shown.counting = None;
+        let closing: Vec<u32> = shown.entries.drain(..).map(|(id, _)| id).collect();
+        drop(shown);
         self.close(&closing);
     }
 
@@ -351,8 +451,11 @@ impl Notifier {
         )
     }
 
-    /// Shows `notice`; its id. A call that times out also makes the
-    /// service [`Notifier::hung`].
+    /// Shows `notice`; its id. One that counts messages told apart by
+    /// nothing ([`Notice::counts`]) replaces the last such one, if it is
+    /// still remembered: a daemon that closed that one meanwhile shows a
+    /// new one. A call that times out also makes the service
+    /// [`Notifier::hung`].
     pub fn show(&self, notice: &Notice) -> zbus::Result<u32> {
         let mut hints: HashMap<&str, Value<'_>> = HashMap::from([
             ("category", Value::from("im.received")),
@@ -362,6 +465,10 @@ impl Notifier {
         if notice.transient {
             hints.insert("transient", Value::Bool(true));
         }
+        let replaces = match notice.counts {
+            Some(_) => self.remembered().counting.map_or(0, |c| c.id),
+            None => 0,
+        };
         // The summary is plain text in the specification (only the body
         // may hold markup), so the title is not escaped: a daemon would
         // show "&amp;" for "&".
@@ -371,7 +478,7 @@ impl Notifier {
                 "Notify",
                 &(
                     "Strand",
-                    0u32,
+                    replaces,
                     "strand",
                     notice.title.as_str(),
                     escape(&notice.body),
@@ -383,10 +490,22 @@ impl Notifier {
             .inspect_err(|e| {
                 self.took_too_long(e);
             })?;
-        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-        shown.push_back((id, notice.of.clone()));
-        if shown.len() > REMEMBERED {
-            shown.pop_front();
+        let mut shown = self.remembered();
+        // One entry per notification on the screen: the replaced one's
+        // goes (the daemon gives back its id, or a new one if it had
+        // closed it).
+        if replaces != 0 {
+            shown.entries.retain(|(old, _)| *old != replaces);
+        }
+        shown.entries.push_back((id, notice.of.clone()));
+        if let Some(unseen) = notice.counts {
+            shown.counting = Some(Counting { id, unseen });
+        }
+        if shown.entries.len() > REMEMBERED {
+            let forgotten = shown.entries.pop_front().map(|(gone, _)| gone);
+            if shown.counting.is_some_and(|c| Some(c.id) == forgotten) {
+                shown.counting = None;
+            }
         }
         Ok(id)
     }
@@ -419,7 +538,7 @@ mod tests {
             received("Ann", Some("Book club"), "chapter 3"),
         ];
         let mut prefs = Preferences::default();
-        let n = notices(&batch, &prefs);
+        let n = notices(&batch, &prefs, 0);
         assert_eq!(n.len(), 2);
         assert_eq!(
             (n[0].title.as_str(), n[0].body.as_str()),
@@ -434,12 +553,12 @@ mod tests {
         prefs.show_text = true;
         prefs.muted_groups = vec!["Book club".into()];
         prefs.muted_group_keys = vec![key_of("Book club")];
-        let n = notices(&batch, &prefs);
+        let n = notices(&batch, &prefs, 0);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].body, "the door code is 4512");
         assert!(!n[0].transient);
         prefs.muted_contacts = vec!["Bob".into()];
-        assert!(notices(&batch, &prefs).is_empty());
+        assert!(notices(&batch, &prefs, 0).is_empty());
     }
 
     #[test]
@@ -451,13 +570,14 @@ mod tests {
         let n = notices(
             &[received("Bob\u{202e}", None, "<b>hi</b>\nforged line")],
             &prefs,
+            0,
         );
         assert_eq!(n[0].title, "Bob<U+202E>");
         assert!(!n[0].body.contains('\n'));
         assert_eq!(escape("<b>&amp;"), "&lt;b&gt;&amp;amp;");
         let long = "x".repeat(1000);
         assert_eq!(
-            notices(&[received("Bob", None, &long)], &prefs)[0]
+            notices(&[received("Bob", None, &long)], &prefs, 0)[0]
                 .body
                 .chars()
                 .count(),
@@ -467,13 +587,13 @@ mod tests {
         let many: Vec<_> = (0..5)
             .map(|i| received("Bob", None, &i.to_string()))
             .collect();
-        let n = notices(&many, &prefs);
+        let n = notices(&many, &prefs, 0);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].body, "5 new messages");
         assert_eq!(n[0].of, Target::Contact("Bob".into()));
         assert!(!n[0].transient);
         let hidden = Preferences::default();
-        assert!(notices(&many, &hidden)[0].transient);
+        assert!(notices(&many, &hidden, 0)[0].transient);
     }
 
     /// With names hidden, no notification names who wrote or the group:
@@ -481,6 +601,8 @@ mod tests {
     /// many at once, with texts hidden or shown. Each is titled "Strand",
     /// still opens its conversation, and is kept out of the daemon's
     /// history. Before, the title named them whatever the user chose.
+    /// (With texts hidden too, the batch is one notification that counts
+    /// it, opening the newest's conversation: nothing tells them apart.)
     #[test]
     fn hidden_names_are_in_no_notification() {
         let batch = [
@@ -499,21 +621,19 @@ mod tests {
             show_names: false,
             ..Preferences::default()
         };
-        let n = notices(&batch, &prefs);
-        assert_eq!(n.len(), 2);
+        let n = notices(&batch, &prefs, 0);
+        assert_eq!(n.len(), 1);
         assert!(!names_someone(&n), "{n:?}");
-        assert!(
-            n.iter()
-                .all(|n| (n.title.as_str(), n.body.as_str()) == ("Strand", "New message")),
-            "{n:?}"
+        assert_eq!(
+            (n[0].title.as_str(), n[0].body.as_str()),
+            ("Strand", "2 new messages")
         );
-        assert_eq!(n[0].of, Target::Contact("Bob".into()));
-        assert_eq!(n[1].of, Target::Group(key_of("Book club")));
-        assert!(n.iter().all(|n| n.transient));
+        assert_eq!(n[0].of, Target::Group(key_of("Book club")));
+        assert!(n[0].transient);
 
         // Texts shown: the text, still under no name, still transient.
         prefs.show_text = true;
-        let n = notices(&batch, &prefs);
+        let n = notices(&batch, &prefs, 0);
         assert!(!names_someone(&n), "{n:?}");
         assert_eq!(n[0].body, "the door code is 4512");
         assert!(
@@ -525,7 +645,7 @@ mod tests {
         let many: Vec<_> = (0..5)
             .map(|i| received("Ann", Some("Book club"), &i.to_string()))
             .collect();
-        let n = notices(&many, &prefs);
+        let n = notices(&many, &prefs, 0);
         assert_eq!(n.len(), 1);
         assert!(!names_someone(&n), "{n:?}");
         assert_eq!(n[0].body, "5 new messages");
@@ -534,9 +654,73 @@ mod tests {
 
         // Named again: as before.
         prefs.show_names = true;
-        let n = notices(&batch, &prefs);
+        let n = notices(&batch, &prefs, 0);
         assert_eq!(n[1].title, "Ann in Book club");
         assert!(!n[1].transient);
+    }
+
+    /// With names and texts both hidden, a notification says nothing that
+    /// tells one message from another, so a batch of them, from different
+    /// conversations and fewer than [`MAX_AT_ONCE`], is one notification
+    /// that counts them and opens the newest's conversation; the next
+    /// batch's counts on from the `unseen` the last one counted. Before,
+    /// three arrivals made three identical "Strand" / "New message"
+    /// notifications. A name or a text shown tells them apart: then each
+    /// is its own, as before.
+    #[test]
+    fn messages_told_apart_by_nothing_are_one_notification_that_counts_them() {
+        let batch = [
+            received("Bob", None, "one"),
+            received("Carol", None, "two"),
+            received("Ann", Some("Book club"), "three"),
+        ];
+        let mut prefs = Preferences {
+            show_names: false,
+            show_text: false,
+            ..Preferences::default()
+        };
+        let n = notices(&batch, &prefs, 0);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(
+            (n[0].title.as_str(), n[0].body.as_str()),
+            ("Strand", "3 new messages")
+        );
+        assert_eq!(n[0].of, Target::Group(key_of("Book club")));
+        assert_eq!(n[0].counts, Some(3));
+        assert!(n[0].transient);
+
+        // The next batch goes on from the last one's count; one alone is
+        // "New message".
+        let next = [received("Bob", None, "four")];
+        let n = notices(&next, &prefs, 3);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].body, "4 new messages");
+        assert_eq!(n[0].counts, Some(4));
+        assert_eq!(n[0].of, Target::Contact("Bob".into()));
+        let n = notices(&next, &prefs, 0);
+        assert_eq!(
+            (n[0].title.as_str(), n[0].body.as_str(), n[0].counts),
+            ("Strand", "New message", Some(1))
+        );
+        // Nothing notified (all muted): no notification, not "0" nor the
+        // last count again.
+        prefs.muted_contacts = vec!["Bob".into()];
+        assert!(notices(&next, &prefs, 3).is_empty());
+        prefs.muted_contacts.clear();
+
+        // Texts shown, names hidden: the texts tell them apart.
+        prefs.show_text = true;
+        let n = notices(&batch, &prefs, 3);
+        let bodies: Vec<_> = n.iter().map(|n| n.body.as_str()).collect();
+        assert_eq!(bodies, ["one", "two", "three"]);
+        assert!(n.iter().all(|n| n.title == "Strand" && n.counts.is_none()));
+        // Names shown, texts hidden: the names do.
+        prefs.show_text = false;
+        prefs.show_names = true;
+        let n = notices(&batch, &prefs, 3);
+        let titles: Vec<_> = n.iter().map(|n| n.title.as_str()).collect();
+        assert_eq!(titles, ["Bob", "Carol", "Ann in Book club"]);
+        assert!(n.iter().all(|n| n.counts.is_none()));
     }
 
     /// A call the service did not answer in time is told apart from its

@@ -328,6 +328,11 @@ pub(crate) fn in_front(core: &mut Core) {
         groups::reload(core, false);
     }
     refresh_lists(core);
+    // The user sees what arrived: the next notification that counts
+    // messages counts afresh.
+    if let Some(notifier) = core.notifier_connected() {
+        notifier.seen();
+    }
 }
 
 /// Notifications for what arrived, unless the window is in front.
@@ -341,7 +346,10 @@ fn notify(core: &mut Core, received: &[strand_node::NodeEvent]) {
     else {
         return;
     };
-    let notices = crate::notify::notices(received, &prefs);
+    // What the notification that counts messages (names and texts
+    // hidden) counted so far: none before the notifier connects.
+    let unseen = core.notifier_connected().map_or(0, |n| n.unseen());
+    let notices = crate::notify::notices(received, &prefs, unseen);
     if notices.is_empty() {
         return;
     }
@@ -407,9 +415,15 @@ pub(crate) fn open_from_notification(core: &mut Core, id: u32) {
     if !core.unlocked() {
         return;
     }
-    let Some(target) = core.notifier_connected().and_then(|n| n.opens(id)) else {
+    let Some(notifier) = core.notifier_connected() else {
         return;
     };
+    let Some(target) = notifier.opens(id) else {
+        return;
+    };
+    // The user looks at the app now: the next notification that counts
+    // messages counts afresh.
+    notifier.seen();
     core.ui(move |ui| {
         let _ = ui.show();
         match target {

@@ -19,8 +19,9 @@
 //!   sockets: an incoming message updates the list and unread count, a reply
 //!   is delivered; and the same against `strand run` as a separate process.
 //! - `notify`: desktop notifications on a private D-Bus bus: who wrote,
-//!   the text only when chosen, no name when so chosen, muted
-//!   conversations quiet, a click opens.
+//!   the text only when chosen, no name when so chosen, with neither one
+//!   notification that counts and replaces the last, muted conversations
+//!   quiet, a click opens.
 //! - `phone`: the phone layout: every screen at phone sizes and scales,
 //!   checked for what runs off the side, overlaps or is too small to tap;
 //!   the navigation stack and Back.

@@ -1,7 +1,8 @@
 //! Desktop notifications, shown by a notification server on a private
 //! D-Bus bus (a real `dbus-daemon`, and a small server implementing
 //! `org.freedesktop.Notifications` that records what it was asked to show
-//! and clicks on request, and can be made to hang).
+//! and clicks on request, replaces as the specification says, and can be
+//! made to hang).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +33,8 @@ const HANG: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 struct Note {
     id: u32,
+    /// The notification it replaces (`replaces_id`): 0 for none.
+    replaces: u32,
     title: String,
     body: String,
     actions: Vec<String>,
@@ -55,7 +58,7 @@ impl Server {
     async fn notify(
         &self,
         _app_name: String,
-        _replaces_id: u32,
+        replaces_id: u32,
         _app_icon: String,
         summary: String,
         body: String,
@@ -63,19 +66,28 @@ impl Server {
         hints: HashMap<String, zbus::zvariant::OwnedValue>,
         _expire_timeout: i32,
     ) -> u32 {
-        let id = {
+        // The call's number (for `answered`), and the id it gives.
+        let (call, id) = {
             let mut shown = self.shown.lock().unwrap();
-            let id = shown.len() as u32 + 1;
+            let call = shown.len() + 1;
+            // A notification it showed is replaced and keeps its id; any
+            // other gets the next one.
+            let id = if replaces_id != 0 && shown.iter().any(|n| n.id == replaces_id) {
+                replaces_id
+            } else {
+                shown.iter().map(|n| n.id).max().unwrap_or(0) + 1
+            };
             shown.push(Note {
                 id,
+                replaces: replaces_id,
                 title: summary,
                 body,
                 actions,
                 transient: hints.get("transient").and_then(|v| bool::try_from(v).ok()),
             });
-            id
+            (call, id)
         };
-        if id as usize > self.answered {
+        if call > self.answered {
             // No permit is ever added: only closing the gate ends this.
             let _ = self.gate.acquire().await;
         }
@@ -348,6 +360,90 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
         daemon.click(id);
         let opened = || gui.screen() == Screen::Chats || conv.get_contact() == "Robert";
         assert!(!h.pump_until(Duration::from_secs(3), opened));
+
+        drop(gui);
+        rt.shutdown_timeout(Duration::from_secs(5));
+    });
+}
+
+/// With names and texts hidden (texts are, by default), a notification
+/// says nothing that tells one message from another: each later one
+/// replaces the last (`replaces_id`) and counts on from it ("2 new
+/// messages"), until the user looks at the app (the window comes in front,
+/// or a click opens it), after which the next counts afresh, still
+/// replacing the stale one. The app remembers it once, not once per
+/// message: locking closes it once. Before, each arrival stacked another
+/// identical "Strand" / "New message" (`replaces_id` 0).
+#[test]
+fn arrivals_told_apart_by_nothing_replace_one_notification_that_counts_them() {
+    on_ui(|h| {
+        let bus = Bus::start();
+        let daemon = Daemon::start(&bus.address, usize::MAX);
+        let tmp = tempfile::tempdir().unwrap();
+        let (gui, rt, bob) = alice_hears_bob(h, tmp.path(), bus.address.clone());
+        let settings = gui.ui.global::<SettingsAdapter>();
+        settings.invoke_set_notify_names(false);
+        assert!(h.pump_until(WAIT, || !settings.get_notify_names()));
+        assert!(!settings.get_notify_text());
+
+        rt.block_on(bob.send("Alice", "one")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 1));
+        let first = daemon.last();
+        assert_eq!(
+            (first.title.as_str(), first.body.as_str(), first.replaces),
+            ("Strand", "New message", 0)
+        );
+        assert_eq!(first.transient, Some(true));
+
+        // A batch of its own (the first was notified): it replaces the
+        // first, counting both.
+        rt.block_on(bob.send("Alice", "two")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 2));
+        let second = daemon.last();
+        assert_eq!(second.replaces, first.id, "stacked: {second:?}");
+        assert_eq!(
+            (second.title.as_str(), second.body.as_str(), second.id),
+            ("Strand", "2 new messages", first.id)
+        );
+
+        // The window comes in front (the app's jobs run in order, so
+        // before the next arrival's) and goes behind again: the next
+        // counts afresh, replacing the stale one.
+        let app = gui.app.as_ref().unwrap();
+        app.in_front(true);
+        app.in_front(false);
+        rt.block_on(bob.send("Alice", "three")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 3));
+        let third = daemon.last();
+        assert_eq!(
+            (third.replaces, third.body.as_str()),
+            (first.id, "New message")
+        );
+
+        // A click opens the newest's conversation (Bob's), and the next
+        // counts afresh again.
+        close_conversation(&gui);
+        daemon.click(first.id);
+        let conv = gui.ui.global::<ConversationAdapter>();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
+            && conv.get_contact() == "Bob"));
+        gui.ui
+            .global::<AppAdapter>()
+            .invoke_navigate(Screen::Settings);
+        rt.block_on(bob.send("Alice", "four")).unwrap();
+        assert!(h.pump_until(WAIT, || daemon.count() == 4));
+        let fourth = daemon.last();
+        assert_eq!(
+            (fourth.replaces, fourth.body.as_str()),
+            (first.id, "New message")
+        );
+
+        // One notification on the screen, remembered once: locking
+        // closes it once.
+        settings.invoke_lock();
+        assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
+            && !gui.onboarding().get_busy()));
+        assert_eq!(*daemon.closed.lock().unwrap(), [first.id]);
 
         drop(gui);
         rt.shutdown_timeout(Duration::from_secs(5));
