@@ -48,7 +48,9 @@
 //! the author of the add that lost, welcome it where the group has it:
 //! into the first epoch of its membership's stretch that reaches the
 //! newest, once ([`Chain::welcomes_again`]); an entry the creator
-//! welcomed it into passes over every other.
+//! welcomed it into passes over every other (the creator's welcome is
+//! taken even into an epoch held, as the creator's entry), and of the
+//! creator's entries the latest welcome.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -1148,8 +1150,10 @@ pub struct WelcomeSize {
 /// [`Chain::welcome_fits`] counts them on top of the members the chains
 /// hold: each epoch once, none the chains already hold. A welcome into
 /// an epoch held, or into one a welcome of the batch brings (sent again,
-/// as an adder does after a fork), is taken as nothing new
-/// ([`Chain::take_welcome`]), so it adds nothing; of two into one later
+/// as an adder does after a fork), brings no epoch
+/// ([`Chain::take_welcome`]), so it adds nothing (but for the creator's
+/// in place of a made-up epoch under that id, which `take_welcome`
+/// counts itself); of two into one later
 /// epoch (whose id does not name its members), the one with more members
 /// counts, whichever is followed first.
 #[derive(Debug, Clone, Default)]
@@ -1536,7 +1540,9 @@ pub struct Entry {
     pub by: AuthorId,
     /// The welcome's time (0 for a group made on the device): of two
     /// welcomes from one adder into epochs as far along, the later wins
-    /// (an adder welcomes again when its first add lost a fork).
+    /// (an adder welcomes again when its first add lost a fork); of the
+    /// creator's welcomes, the later wins however far the other leads
+    /// ([`Chain::take_welcome`]).
     pub at: Time,
 }
 
@@ -1689,7 +1695,8 @@ impl Chain {
     /// of this device lost a fork and another took effect:
     /// [`Chain::welcomes_again`]); the path then starts from the entry that
     /// leads furthest ([`Chain::resolve`]), but an entry the creator
-    /// welcomed it into (its path not ending out) passes over every other.
+    /// welcomed it into (its path not ending out) passes over every other,
+    /// and of those the creator's latest welcome is where it starts.
     /// So no one else — a removed member, or one who left, least of all,
     /// even the adder — can move a member anywhere: not even the admin
     /// whose add won such a fork, whose word this device cannot tell from
@@ -1698,15 +1705,28 @@ impl Chain {
     /// Leave of her own written into it, outlives her real Leave:
     /// PROTOCOL.md §14.3.) Nor is one taken that would hold more than
     /// [`MAX_WELCOMED_MEMBERS`] members from `author`'s welcomes
-    /// ([`Chain::welcome_fits`]): refused, `chains` unchanged. Returns
-    /// whether it was taken.
+    /// ([`Chain::welcome_fits`]): refused, `chains` unchanged.
+    ///
+    /// A welcome into an epoch this device holds brings nothing, unless
+    /// it is the creator's: that one is taken whatever the device holds,
+    /// as the creator's entry (the creator writes it once, and may well
+    /// write it after another admin's welcome into the same epoch). If
+    /// the epoch held is the creator's (the same number, members and
+    /// key), the entry is made the creator's, in place of whoever
+    /// welcomed the device into it, at the creator's latest welcome into
+    /// it; if not (one a path welcomer made up under that id), that one
+    /// is let go and the creator's taken. Returns whether it was taken:
+    /// the caller stores the entry, over the epoch held (one row per
+    /// epoch, which [`Chain::restore`] reads back as this entry).
     pub fn take_welcome(
         chains: &mut Vec<Chain>,
         author: &AuthorId,
         at: Time,
         epoch: Epoch,
     ) -> Result<bool, GroupError> {
-        let fits = Chain::welcome_fits(
+        // As if the epoch were not held: a welcome into one held fits (it
+        // brings nothing), except the creator's in place of a made-up one.
+        let fits = Chain::fits_beside(
             chains.as_slice(),
             author,
             &epoch.welcome_size_of(),
@@ -1719,7 +1739,22 @@ impl Chain {
             chains.push(Chain::welcomed(epoch, *author, at));
             return Ok(true);
         };
-        if chain.epochs.contains_key(&epoch.id()) {
+        let id = epoch.id();
+        let from_creator = *author == epoch.creator;
+        // Whether the epoch is held, and if so whether it is this one
+        // (the same number, members and key: its id names only its
+        // parent and change). The creator's welcome into an epoch held
+        // counts for who welcomed the device there: without it, an
+        // admin's welcome into the same epoch that came first left no
+        // creator entry, and the entry that led furthest won, so a sitting
+        // admin who wrote on into a branch that lost took the device back
+        // onto it.
+        let held = chain.epochs.get(&id).map(|mine| {
+            mine.number == epoch.number
+                && mine.members == epoch.members
+                && mine.group.key().as_bytes() == epoch.group.key().as_bytes()
+        });
+        if held.is_some() && !from_creator {
             return Ok(false);
         }
         if chain.is_legacy() {
@@ -1727,13 +1762,12 @@ impl Chain {
         }
         let entry = chain.path[0];
         let welcomer = chain.entries.iter().find(|e| e.id == entry).map(|e| e.by);
-        if *author != epoch.creator && Some(*author) != welcomer {
+        if !from_creator && Some(*author) != welcomer {
             return Err(GroupError::KnownGroup);
         }
         if chain.revoked.contains(author) || chain.left().contains(author) {
             return Err(GroupError::Revoked);
         }
-        let id = epoch.id();
         // A later epoch whose change this device has read is what the
         // change makes, or nothing: its id names only its parent and
         // change, so an adder could otherwise put members and a key of
@@ -1747,15 +1781,44 @@ impl Chain {
                 return Err(GroupError::Inconsistent);
             }
         }
-        if !fits {
-            return Err(GroupError::TooManyWelcomed);
-        }
-        chain.epochs.insert(id, epoch);
-        chain.entries.push(Entry {
+        let theirs = Entry {
             id,
             by: *author,
             at,
-        });
+        };
+        match held {
+            Some(true) => {
+                // One entry per epoch, as the node stores one row per
+                // epoch: the creator's, at its latest welcome into it.
+                let entered = chain.entries.iter().position(|e| e.id == id);
+                if let Some(k) = entered {
+                    let e = &mut chain.entries[k];
+                    if e.by == *author && e.at >= at {
+                        return Ok(false);
+                    }
+                    *e = theirs;
+                } else {
+                    chain.entries.push(theirs);
+                }
+                chain.resolve();
+                return Ok(true);
+            }
+            Some(false) => {
+                // Two epochs under one id, both from the creator: the
+                // first stands.
+                if chain.entries.iter().any(|e| e.id == id && e.by == *author) {
+                    return Err(GroupError::Inconsistent);
+                }
+                if !fits {
+                    return Err(GroupError::TooManyWelcomed);
+                }
+                chain.forget(&id);
+            }
+            None if !fits => return Err(GroupError::TooManyWelcomed),
+            None => {}
+        }
+        chain.epochs.insert(id, epoch);
+        chain.entries.push(theirs);
         chain.resolve();
         Ok(true)
     }
@@ -1805,9 +1868,18 @@ impl Chain {
         welcome: &WelcomeSize,
         pending: &PendingWelcomes,
     ) -> bool {
-        if Chain::holds(chains, welcome) {
-            return true;
-        }
+        Chain::holds(chains, welcome) || Chain::fits_beside(chains, by, welcome, pending)
+    }
+
+    /// Whether `welcome` fits as an epoch `chains` do not hold: the
+    /// members held from `by`'s welcomes, those pending and what it adds
+    /// stay within [`MAX_WELCOMED_MEMBERS`] ([`Chain::welcome_fits`]).
+    fn fits_beside(
+        chains: &[Chain],
+        by: &AuthorId,
+        welcome: &WelcomeSize,
+        pending: &PendingWelcomes,
+    ) -> bool {
         let held = Chain::welcomed_members(chains, by);
         let pending = pending.members.saturating_add(pending.adds(welcome));
         held.saturating_add(pending) <= MAX_WELCOMED_MEMBERS
@@ -2109,7 +2181,8 @@ impl Chain {
         let by_creator = |w: &&(&Entry, Vec<GroupId>, End)| {
             Some(w.0.by) == creator && !matches!(w.2, End::Out(_))
         };
-        let standing: Vec<&(&Entry, Vec<GroupId>, End)> = if standing.iter().any(by_creator) {
+        let creator_stands = standing.iter().any(by_creator);
+        let standing: Vec<&(&Entry, Vec<GroupId>, End)> = if creator_stands {
             standing.into_iter().filter(by_creator).collect()
         } else {
             standing
@@ -2122,13 +2195,21 @@ impl Chain {
         // The path starts at the entry that leads furthest (then the one
         // the higher-ranked member welcomed this device into, then the
         // later welcome, then the smaller id): an old or made-up entry
-        // never wins over the epoch the group went on to.
+        // never wins over the epoch the group went on to. Of the
+        // creator's entries, its latest welcome first: the creator
+        // welcomes again only into where the group has this device now,
+        // and an admin can write on into the branch an older welcome of
+        // the creator's is on (every member takes an admin's changes),
+        // leading further. The time is the creator's own claim, signed,
+        // so no one else orders its welcomes.
         let best = entries
             .iter()
             .min_by_key(|(e, path, _)| {
                 let reach = self.epochs[path.last().expect("a path")].number;
                 let rank = self.epochs[&e.id].rank(&e.by);
+                let latest = if creator_stands { e.at } else { 0 };
                 (
+                    std::cmp::Reverse(latest),
                     std::cmp::Reverse(reach),
                     rank,
                     std::cmp::Reverse(e.at),

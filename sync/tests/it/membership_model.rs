@@ -1168,6 +1168,18 @@ fn two_adds_of_one_newcomer(mal_wins: bool) -> (Model, Epoch, Epoch) {
 /// losing too and its id the largest of the three (she sends it to no
 /// one: the others get it as they meet).
 fn adds_of_one_newcomer(mal_wins: bool, forged: bool) -> (Model, Epoch, Epoch) {
+    let (mut m, won, lost) = adds_before_anyone_meets(mal_wins, forged);
+    m.heal();
+    let fork = won.parent().expect("a later epoch");
+    let creator = m.chain(0).unwrap();
+    let winner = creator.winner(&fork).expect("a winner");
+    assert_eq!(winner.next_id, won.id(), "the smaller id won");
+    (m, won, lost)
+}
+
+/// [`adds_of_one_newcomer`] before everyone meets: each adder has read
+/// only its own add, and the outsider holds the epoch that lost.
+fn adds_before_anyone_meets(mal_wins: bool, forged: bool) -> (Model, Epoch, Epoch) {
     let hostile: &[usize] = if forged { &[2, 3] } else { &[2] };
     let mut m = Model::new(4, hostile, true, 21);
     m.apply(Op::MakeAdmin(1));
@@ -1239,10 +1251,6 @@ fn adds_of_one_newcomer(mal_wins: bool, forged: bool) -> (Model, Epoch, Epoch) {
         m.adds.push((m.sign(eve), m.sign(o)));
         m.digest(eve);
     }
-    m.heal();
-    let creator = m.chain(0).unwrap();
-    let won = creator.winner(&head.id()).expect("a winner");
-    assert_eq!(won.next_id, winner.2.id(), "the smaller id won");
     (m, winner.2, loser.2)
 }
 
@@ -1546,6 +1554,162 @@ fn a_forged_add_that_lost_cannot_keep_the_creators_welcome_from_a_newcomer() {
         Head::Member(h) => assert_eq!(h.id(), won.id(), "on the epoch that lost:{}", m.dump()),
         other => panic!("the outsider is not a member: {other:?}"),
     }
+    m.check().unwrap();
+}
+
+/// Mal (device 2), a sitting admin, writes `k` changes into a branch the
+/// group left, from `from`, each into the epoch the one before made: adds
+/// of devices of her own that no one else knows. Every member takes an
+/// admin's changes, so they reach the outsider, who is listed in each and
+/// opens it. Returns the last epoch.
+fn mal_writes_on(m: &mut Model, from: &Epoch, k: u32) -> Epoch {
+    let mut at = from.clone();
+    for i in 0..k {
+        let hers = Identity::generate(&format!("s{i}"), &mut m.rng).unwrap();
+        let add = Change::Add {
+            public: hers.public(),
+            name: format!("s{i}"),
+        };
+        let now = m.tick();
+        let (msg, next) = at.propose(&m.devs[2].id, add, now, &mut m.rng).unwrap();
+        m.devs[2].store.insert(&at.id(), &msg).unwrap();
+        at = next.expect("Mal is in her next epoch");
+    }
+    m.digest(2);
+    at
+}
+
+/// Device `i`'s chain as a node stores it (one row per epoch: an entry,
+/// with who welcomed it and when, or a plain epoch) and reads it back at
+/// unlock: the same entries and the same path.
+fn reopens_alike(m: &Model, i: usize) {
+    let chain = m.chain(i).unwrap();
+    let entered = |id: GroupId| chain.entries().iter().any(|e| e.id == id);
+    let entries: Vec<(Epoch, strand_sync::Entry)> = chain
+        .entries()
+        .iter()
+        .map(|e| (chain.epoch(&e.id).expect("an entry's epoch").clone(), *e))
+        .collect();
+    let others: Vec<Epoch> = chain
+        .epochs()
+        .filter(|e| !entered(e.id()))
+        .cloned()
+        .collect();
+    let mut back = Chain::restore(entries, others).expect("an entry");
+    back.update(&m.devs[i].id, &m.devs[i].store, NOW).unwrap();
+    assert_eq!(back.entries(), chain.entries());
+    assert_eq!(back.path(), chain.path());
+}
+
+/// Regression (a review of the welcome written again): Ben and Mal, both
+/// admins, add the first outsider into one epoch at once; Mal's add wins
+/// and Ben's welcome reaches the outsider first (Mal's is refused). Ben
+/// reads the fork and welcomes it again into Mal's epoch, which it takes
+/// (he welcomed it into its path's first epoch); the creator's welcome
+/// into that epoch came after, and was taken as nothing new, so the
+/// outsider had no entry from the creator. Then Mal writes on into Ben's
+/// epoch, which lost: every member takes her changes, and the outsider's
+/// entry there led further, so it followed her onto that branch, where
+/// she had added a device of her own, and no one saw it. Now the
+/// creator's welcome into an epoch held makes it the creator's entry,
+/// which passes over the others.
+#[test]
+fn a_branch_that_lost_grown_by_an_admin_does_not_take_a_newcomer_back() {
+    let (mut m, mal_next, ben_next) = adds_before_anyone_meets(true, false);
+    let o = m.members;
+    assert_eq!(m.chain(o).unwrap().path().to_vec(), vec![ben_next.id()]);
+    // Ben reads Mal's add, which won, and welcomes the outsider again into
+    // her epoch, before the creator does.
+    m.push(2, 1, false);
+    m.react(1);
+    m.react(o);
+    let chain = m.chain(o).unwrap();
+    assert_eq!(chain.path().to_vec(), vec![mal_next.id()], "Ben's welcome");
+    assert!(chain.entries().iter().all(|e| e.by == m.sign(1)));
+    m.heal();
+    assert!(
+        creator_welcomes(&m, o).contains(&mal_next.id()),
+        "the creator welcomed it into Mal's epoch, which it held"
+    );
+    let group = m.chain(0).unwrap().last().clone();
+    assert_eq!(group.id(), mal_next.id(), "the group is on Mal's epoch");
+    let k = group.number - ben_next.number + 2;
+    let hers = mal_writes_on(&mut m, &ben_next, k);
+    m.heal();
+    assert!(
+        m.chain(o).unwrap().epoch(&hers.id()).is_some(),
+        "the outsider opened her branch"
+    );
+    m.check().unwrap();
+    assert!(
+        m.chain(o)
+            .unwrap()
+            .entries()
+            .iter()
+            .any(|e| e.id == mal_next.id() && e.by == m.sign(0)),
+        "the creator's entry:{}",
+        m.dump()
+    );
+    reopens_alike(&m, o);
+}
+
+/// Regression (a review of the welcome written again): as in
+/// [`a_newcomer_whose_first_welcome_lost_a_fork_ends_on_the_winner`]
+/// (Ben's add of the outsider wins, Mal's loses, and the creator welcomes
+/// the outsider into Ben's epoch). Then Mal signs the add again into the
+/// epoch they forked, with an id drawn below Ben's: only an author's
+/// smallest id counts there, and she is an admin, so every member takes
+/// it and it wins. The creator welcomes the outsider again, into her
+/// epoch. Then she writes on into Ben's, which lost: the creator's older
+/// entry led further, and the outsider followed her there. Now of the
+/// creator's entries the latest welcome counts first.
+#[test]
+fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
+    let (mut m, won, _) = two_adds_of_one_newcomer(false);
+    let o = m.members;
+    let fork = won.parent().expect("Ben's epoch comes from the one forked");
+    let creator = m.chain(0).unwrap();
+    let forked = creator.epoch(&fork).expect("the creator holds it").clone();
+    let ben = creator.winner(&fork).expect("Ben's add won").key.id;
+    assert_eq!(creator_welcomes(&m, o), vec![won.id()]);
+    let add = Change::Add {
+        public: m.devs[o].id.public(),
+        name: "o".into(),
+    };
+    let now = m.tick();
+    let mut late = None;
+    for _ in 0..1024 {
+        let (msg, _) = forked
+            .propose(&m.devs[2].id, add.clone(), now, &mut m.rng)
+            .unwrap();
+        if msg.id() < ben {
+            late = Some(msg);
+            break;
+        }
+    }
+    let late = late.expect("one of 1024 draws");
+    m.devs[2].store.insert(&fork, &late).unwrap();
+    m.digest(2);
+    m.heal();
+    let group = m.chain(0).unwrap().last().clone();
+    assert_eq!(group.parent(), Some(fork), "her add won:{}", m.dump());
+    assert_ne!(group.id(), won.id(), "her add won");
+    let mut welcomes = creator_welcomes(&m, o);
+    welcomes.sort();
+    let mut twice = vec![won.id(), group.id()];
+    twice.sort();
+    assert_eq!(welcomes, twice, "the creator welcomed it again");
+    match m.chain(o).unwrap().head() {
+        Head::Member(h) => assert_eq!(h.id(), group.id(), "{}", m.dump()),
+        other => panic!("the outsider is not a member: {other:?}"),
+    }
+    let k = group.number - won.number + 2;
+    let hers = mal_writes_on(&mut m, &won, k);
+    m.heal();
+    assert!(
+        m.chain(o).unwrap().epoch(&hers.id()).is_some(),
+        "the outsider opened her branch"
+    );
     m.check().unwrap();
 }
 
