@@ -26,12 +26,13 @@
 //!
 //! A member whose box does not open asks for the key in the epoch that
 //! holds the change, and any member who has it answers, sealed to the
-//! asker ([`Kind::KEY`]), unless two members besides the change's author
-//! already have (only the asker can tell junk from the key); the key is
-//! checked against the change's commitment, so no one can hand over a
-//! wrong one. A member that outranks a change's author and cannot open
-//! its box makes the same change again itself ([`Chain::overrides`]): no
-//! one locks the creator out.
+//! key-agreement key the asker's request names ([`Kind::KEY`]; not the
+//! one listed, which its adder chose), unless two members besides the
+//! change's author already have (only the asker can tell junk from the
+//! key); the key is checked against the change's commitment, so no one
+//! can hand over a wrong one. A member that outranks a change's author
+//! and cannot open its box makes the same change again itself
+//! ([`Chain::overrides`]): no one locks the creator out.
 //!
 //! New members get the epoch they join in a [`Kind::WELCOME`] message in
 //! their 1:1 conversation with the admin who added them. A welcome is
@@ -799,7 +800,10 @@ impl Epoch {
     }
 
     /// A [`Kind::KEY`] request in this epoch's log: `me` is listed in
-    /// `next` (made by a change here) and its box did not open.
+    /// `next` (made by a change here) and its box did not open. It names
+    /// `me`'s own key-agreement key, which answers are sealed to: the
+    /// admin who added `me` may have listed another one (only the signing
+    /// key of a member is ever checked), and only `me` signs this.
     pub fn key_request(
         &self,
         me: &Identity,
@@ -809,6 +813,7 @@ impl Epoch {
     ) -> Result<Message, GroupError> {
         let mut body = vec![KEY_REQUEST];
         body.extend_from_slice(&next.0);
+        body.extend_from_slice(&me.public().dh);
         Ok(Message::create(
             me,
             &self.group,
@@ -820,7 +825,8 @@ impl Epoch {
     }
 
     /// A [`Kind::KEY`] answer in this epoch's log: `next`'s key sealed to
-    /// `to`.
+    /// `to` (the requester's signing key, and the key-agreement key its
+    /// request named: see [`Chain::key_work`]).
     pub fn key_share(
         &self,
         me: &Identity,
@@ -865,9 +871,23 @@ impl Epoch {
         let body = msg.validate(&self.group, now)?;
         let mut r = Reader::new(&body);
         let out = match r.u8()? {
-            KEY_REQUEST => KeyMessage::Request {
-                next: GroupId(r.array()?),
-            },
+            KEY_REQUEST => {
+                let next = GroupId(r.array()?);
+                // A request from a version before requests named a key
+                // has 33 bytes. One naming a key no secret can be agreed
+                // with is read as naming none: no answer could be sealed
+                // to it, and only the requester, who signed it, is worse
+                // off for it.
+                let dh = if r.is_empty() {
+                    None
+                } else {
+                    Some(r.array::<32>()?)
+                };
+                KeyMessage::Request {
+                    next,
+                    dh: dh.filter(crate::identity::usable_dh),
+                }
+            }
             KEY_SHARE => KeyMessage::Share {
                 next: GroupId(r.array()?),
                 to: r.array()?,
@@ -1485,6 +1505,10 @@ impl Gone {
 enum KeyMessage {
     Request {
         next: GroupId,
+        /// The key-agreement key the requester asks answers sealed to;
+        /// `None` for a request of the older form (or naming a key no
+        /// secret can be agreed with): sealed to the one `next` lists.
+        dh: Option<[u8; 32]>,
     },
     Share {
         next: GroupId,
@@ -1494,14 +1518,22 @@ enum KeyMessage {
     },
 }
 
+/// Key requests read in one epoch: (who asks, for which next epoch),
+/// and the key-agreement key they named (`None`: the one the next epoch
+/// lists them with). Of one requester's requests for one epoch, the
+/// greatest key counts (a named one over none), whatever order they are
+/// read in.
+type Requests = BTreeMap<(AuthorId, GroupId), Option<[u8; 32]>>;
+
 /// What an epoch's key messages said, each read once
 /// ([`Chain::update`]).
 #[derive(Debug, Clone, Default)]
 struct KeysRead {
     /// Every key message read, valid or not: none is checked again.
     seen: BTreeSet<Key>,
-    /// (who asks, for which next epoch).
-    requests: BTreeSet<(AuthorId, GroupId)>,
+    /// (who asks, for which next epoch), and the key-agreement key they
+    /// asked answers sealed to.
+    requests: Requests,
     /// (to whom, for which next epoch, from whom).
     shares: BTreeSet<(AuthorId, GroupId, AuthorId)>,
     /// Answers to this device: (next epoch, ephemeral key, box).
@@ -1514,7 +1546,8 @@ pub struct KeyWork {
     /// `(epoch, next)`: ask in `epoch`'s log for `next`'s key.
     pub requests: Vec<(GroupId, GroupId)>,
     /// `(epoch, to, next)`: answer `to`'s request in `epoch`'s log with
-    /// `next`'s key.
+    /// `next`'s key, sealed to `to` (the key-agreement key the request
+    /// named, or for a request of the older form the one `next` lists).
     pub shares: Vec<(GroupId, PublicIdentity, GroupId)>,
 }
 
@@ -1571,8 +1604,9 @@ pub struct Chain {
     changes: BTreeMap<GroupId, Vec<Transition>>,
     /// Members who asked to leave, per epoch.
     leaving: BTreeMap<GroupId, BTreeSet<AuthorId>>,
-    /// Key requests per epoch: (who asks, for which next epoch).
-    requests: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId)>>,
+    /// Key requests per epoch: (who asks, for which next epoch), and the
+    /// key-agreement key they named.
+    requests: BTreeMap<GroupId, Requests>,
     /// Key answers seen per epoch: (to whom, for which next epoch, from
     /// whom).
     shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId, AuthorId)>>,
@@ -1966,8 +2000,10 @@ impl Chain {
                     continue;
                 }
                 match epoch.read_key(&msg, now) {
-                    Ok(KeyMessage::Request { next }) => {
-                        read_now.requests.insert((msg.author(), next));
+                    Ok(KeyMessage::Request { next, dh }) => {
+                        let asked = (msg.author(), next);
+                        let named = read_now.requests.entry(asked).or_default();
+                        *named = (*named).max(dh);
                     }
                     Ok(KeyMessage::Share {
                         next,
@@ -2502,8 +2538,9 @@ impl Chain {
     /// (and of the epoch the path waits to go on to, if it does), and
     /// `epoch` the first of the unbroken stretch of path epochs listing
     /// it that reaches there; `whom` as that epoch lists it (an add that
-    /// lost may pair its signing key with another dh key, and would name
-    /// no contact). So one at most per newcomer, and none into
+    /// lost may pair its signing key with another dh key). Any add may,
+    /// so the caller finds whom to welcome by signing key alone. So one
+    /// at most per newcomer, and none into
     /// a stretch of its membership that ended: a welcome into an epoch it
     /// does not hold counts that epoch's members against what it keeps
     /// for the welcome's author ([`Chain::welcome_fits`]), and an admin
@@ -2601,14 +2638,14 @@ impl Chain {
                     && !self
                         .requests
                         .get(id)
-                        .is_some_and(|r| r.contains(&(*me, t.next_id)))
+                        .is_some_and(|r| r.contains_key(&(*me, t.next_id)))
                 {
                     work.requests.push((*id, t.next_id));
                 }
             }
         }
         for (id, requests) in &self.requests {
-            for (who, next) in requests {
+            for ((who, next), dh) in requests {
                 if who == me {
                     continue;
                 }
@@ -2646,7 +2683,19 @@ impl Chain {
                 if answered.contains(me) || others >= KEY_ANSWERS {
                     continue;
                 }
-                work.shares.push((*id, member.public, *next));
+                // Sealed to the key the request names, not the listed one:
+                // an admin may list a member's signing key with a
+                // key-agreement key only she holds (an add checks no
+                // more). Every later change seals the member's box to
+                // that one, and answers sealed to it too kept the member
+                // waiting for good. Only the member signs its request; it
+                // could hand the key on anyway. A request of the older
+                // form names none.
+                let to = PublicIdentity {
+                    sign: *who,
+                    dh: dh.unwrap_or(member.public.dh),
+                };
+                work.shares.push((*id, to, *next));
             }
         }
         work
@@ -3182,6 +3231,96 @@ mod tests {
             .unwrap();
         for p in &ids {
             assert!(matches!(e.read(p, &msg, 10).unwrap().next, Next::Pending));
+        }
+    }
+
+    /// Regression (a review of groups under a hostile insider): an admin
+    /// could list a member's signing key with a key-agreement key only
+    /// she held, and every key answer to that member was sealed to it. A
+    /// request now names the requester's own key, and answers are sealed
+    /// to that. A request of the older form (33 bytes) is still answered,
+    /// sealed to the listed key, and so is one naming a key no secret can
+    /// be agreed with: no answer could be sealed to it (`key_share` fails,
+    /// and the node's key work with it, at every round), and only its
+    /// author, who alone signs it, is worse off. Longer bodies are no
+    /// request.
+    #[test]
+    fn key_answers_are_sealed_to_the_key_the_request_names() {
+        use crate::store::{MemoryStore, WriteStore};
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let ids = people(3, &mut rng);
+        let hers = people(1, &mut rng)[0].public().dh;
+        let listed = PublicIdentity {
+            dh: hers,
+            ..ids[2].public()
+        };
+        let others = [
+            (ids[1].public(), "p1".to_owned()),
+            (listed, "p2".to_owned()),
+        ];
+        let e = Epoch::create(&ids[0], "g", &others, &mut rng).unwrap();
+        let (change, next) = e
+            .propose(
+                &ids[0],
+                Change::MakeAdmin(ids[1].public().sign),
+                9,
+                &mut rng,
+            )
+            .unwrap();
+        let next = next.expect("the creator stays");
+        assert!(matches!(
+            e.read(&ids[2], &change, 10).unwrap().next,
+            Next::Pending
+        ));
+        // What the creator answers, given these requests.
+        let answers = |requests: &[&Message]| {
+            let mut store = MemoryStore::new();
+            store.insert(&e.id(), &change).unwrap();
+            for msg in requests {
+                store.insert(&e.id(), msg).unwrap();
+            }
+            let mut chain = Chain::new(e.clone());
+            chain.update(&ids[0], &store, 10).unwrap();
+            chain.key_work(&ids[0].public().sign).shares
+        };
+        let new = e.key_request(&ids[2], &next.id(), 9, &mut rng).unwrap();
+        assert_eq!(new.validate(e.group(), 10).unwrap().len(), 65);
+        let mut old_body = vec![KEY_REQUEST];
+        old_body.extend_from_slice(&next.id().0);
+        let body = |tail: &[u8], rng: &mut ChaCha20Rng| {
+            let mut body = old_body.clone();
+            body.extend_from_slice(tail);
+            Message::create(&ids[2], e.group(), 9, Kind::KEY, &body, rng).unwrap()
+        };
+        let old = body(&[], &mut rng);
+        let mut low_order = [0u8; 32];
+        low_order[0] = 1;
+        let weak = body(&low_order, &mut rng);
+        let own = ids[2].public();
+        assert_eq!(answers(&[&new]), [(e.id(), own, next.id())]);
+        assert_eq!(answers(&[&old]), [(e.id(), listed, next.id())]);
+        assert_eq!(answers(&[&weak]), [(e.id(), listed, next.id())]);
+        // Both forms from one requester: one answer, to the key named.
+        assert_eq!(answers(&[&old, &new]), [(e.id(), own, next.id())]);
+        let mut longer = own.dh.to_vec();
+        longer.push(0);
+        for tail in [&longer[..], &own.dh[..1]] {
+            assert!(answers(&[&body(tail, &mut rng)]).is_empty());
+        }
+        // The answer to the request opens for the member; one sealed to
+        // the listed key does not.
+        let mut store = MemoryStore::new();
+        store.insert(&e.id(), &change).unwrap();
+        let mut theirs = Chain::new(e.clone());
+        for (to, opens) in [(listed, false), (own, true)] {
+            let share = e.key_share(&ids[0], &to, &next, 9, &mut rng).unwrap();
+            store.insert(&e.id(), &share).unwrap();
+            theirs.update(&ids[2], &store, 10).unwrap();
+            match theirs.head() {
+                Head::Member(h) => assert!(opens && h.id() == next.id()),
+                Head::Waiting { .. } => assert!(!opens),
+                Head::Out { .. } => panic!("listed"),
+            }
         }
     }
 

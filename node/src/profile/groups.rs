@@ -1307,7 +1307,13 @@ impl Profile {
         let book = self.book();
         let mut out = Vec::new();
         for (at, to) in unknown {
-            let contact = book.sync_contact(&to).filter(|(record, _)| !record.mailbox);
+            // By signing key: the welcome goes into the 1:1 log of whoever
+            // holds it. An add may have listed them with a key-agreement
+            // key of its author's choosing, and the full keys then found
+            // no contact, so the newcomer was never welcomed again.
+            let contact = book
+                .by_signing_key(&to.sign)
+                .filter(|(record, _)| !record.mailbox);
             let Some((_, contact)) = contact else {
                 // Not a contact (yet): asked again at the next round.
                 reserved.let_go(root, at, to.sign);
@@ -1999,6 +2005,22 @@ mod tests {
         GroupId,
         Vec<(Message, GroupId)>,
     ) {
+        two_adds_of_xan_listed(dir, None, now, rng)
+    }
+
+    /// As [`two_adds_of_xan`], the adds listing Xan's signing key with
+    /// the key-agreement key `dh` if given (one its adders chose).
+    fn two_adds_of_xan_listed(
+        dir: &std::path::Path,
+        dh: Option<[u8; 32]>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (
+        Profile,
+        strand_sync::Identity,
+        GroupId,
+        Vec<(Message, GroupId)>,
+    ) {
         let (p, bob, _) = crate::profile::alice_with_bob(dir);
         let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
         let xan = strand_sync::Identity::generate("Xan", rng).unwrap();
@@ -2013,7 +2035,10 @@ mod tests {
         let head = p.group_epochs("desk").unwrap().pop().unwrap();
         assert!(head.is_admin(&bob.public().sign) && head.is_admin(&dan.public().sign));
         let add = Change::Add {
-            public: xan.public(),
+            public: PublicIdentity {
+                dh: dh.unwrap_or(xan.public().dh),
+                ..xan.public()
+            },
             name: "Xan".into(),
         };
         let mut adds = Vec::new();
@@ -2092,6 +2117,35 @@ mod tests {
         let both = [(head, won.0.key()), (head, lost.0.key())];
         p.apply_group_messages(&both, now, rng).unwrap();
         assert_eq!(own_welcomes_to(&p, "Xan").len(), 1, "once");
+    }
+
+    /// Regression (a review of groups under a hostile insider): an add
+    /// may list Xan's signing key with a key-agreement key its author
+    /// chose, and Alice looked for the contact to welcome again by both
+    /// keys: she found none, asked again at every round, and Xan stayed
+    /// on the epoch of the add that lost. She now finds Xan by signing
+    /// key, and Xan reads the welcome.
+    #[test]
+    fn a_newcomer_listed_with_another_key_is_welcomed_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let other = strand_sync::Identity::generate("Other", rng).unwrap();
+        let dir = tmp.path().join("a");
+        let listed = Some(other.public().dh);
+        let (p, xan, head, adds) = two_adds_of_xan_listed(&dir, listed, now, rng);
+        for (msg, _) in adds.iter().rev() {
+            change_arrives(&p, &head, msg, now, rng);
+        }
+        let again = own_welcomes_to(&p, "Xan");
+        assert_eq!(again.len(), 1, "Alice welcomes Xan again");
+        let xans_pair = xan
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        let epoch = Epoch::from_welcome(&xan, &xans_pair, &again[0], now).unwrap();
+        assert_eq!(epoch.id(), adds[0].1, "into the epoch that won");
     }
 
     /// Regression (a review of the welcome written again): the group's

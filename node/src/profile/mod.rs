@@ -236,6 +236,17 @@ impl Book {
             .find(|(r, _)| r.public == *public)
     }
 
+    /// The contact who holds the signing key `sign` (contacts never share
+    /// one), whatever key-agreement key it comes with: a group's member
+    /// list names a member's signing key with the key-agreement key its
+    /// adder chose, which need not be the member's.
+    pub(crate) fn by_signing_key(&self, sign: &AuthorId) -> Option<(&ContactRecord, &Contact)> {
+        self.records
+            .iter()
+            .zip(&self.sync)
+            .find(|(r, _)| r.public.sign == *sign)
+    }
+
     /// The contact whose 1:1 group is `group`.
     pub(crate) fn by_direct_group(&self, group: &GroupId) -> Option<(&ContactRecord, &Contact)> {
         self.records

@@ -370,7 +370,9 @@ impl Model {
             }
         }
         for (epoch, to) in chain.welcomes_again(&me) {
-            let Some(j) = (0..self.devs.len()).find(|&j| self.devs[j].id.public() == to) else {
+            // By signing key, as the node finds the contact: the epoch may
+            // list them with a key-agreement key their adder chose.
+            let Some(j) = (0..self.devs.len()).find(|&j| self.sign(j) == to.sign) else {
                 continue;
             };
             let pair = self.pair(i, j);
@@ -393,8 +395,10 @@ impl Model {
         };
         self.devs[i].store.insert(&epoch.id(), &msg).unwrap();
         if let (Change::Add { public, .. }, Some(next)) = (&change, &next) {
+            // The welcome goes to whoever holds the signing key added,
+            // whatever key-agreement key the add names.
             let j = (0..self.devs.len())
-                .find(|&j| self.devs[j].id.public() == *public)
+                .find(|&j| self.sign(j) == public.sign)
                 .unwrap();
             self.welcome(i, j, next);
         }
@@ -1741,6 +1745,41 @@ fn a_made_up_epoch_gives_way_to_one_whose_key_is_asked_for() {
 #[test]
 fn a_made_up_epoch_is_let_go_while_the_key_is_asked_for() {
     made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), false);
+}
+
+/// Regression (a review of groups under a hostile insider): Mal (device
+/// 2), an admin, adds the outsider's signing key (device 3) with a
+/// key-agreement key only she holds, and welcomes it: the welcome
+/// carries the key, so it joins. At the group's next change its box is
+/// sealed to Mal's key, and so were the answers to its key requests: it
+/// waited for the group's key for good, listed, and no honest admin
+/// could add it again (already a member). Its requests now name its own
+/// key, and the answers are sealed to that.
+#[test]
+fn an_add_under_a_key_the_newcomer_lacks_does_not_lock_it_out() {
+    let mut m = Model::new(3, &[2], true, 45);
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let head = m.writable(2).expect("Mal is a member");
+    let mals = Identity::generate("x", &mut m.rng).unwrap().public().dh;
+    let listed = PublicIdentity {
+        sign: m.sign(3),
+        dh: mals,
+    };
+    let add = Change::Add {
+        public: listed,
+        name: "o3".into(),
+    };
+    assert!(m.make(2, &head, add));
+    m.adds.push((m.sign(2), m.sign(3)));
+    m.heal();
+    assert!(m.writable(3).is_some(), "the outsider joined");
+    // The creator changes the group: the outsider's box is sealed to
+    // Mal's key.
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    m.check().unwrap();
+    assert!(m.writable(3).is_some(), "the outsider writes in the group");
 }
 
 /// Mal's made-up epoch under the id her change makes, welcomed to the
