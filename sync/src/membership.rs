@@ -30,9 +30,13 @@
 //! one listed, which its adder chose), unless two members besides the
 //! change's author already have (only the asker can tell junk from the
 //! key); the key is checked against the change's commitment, so no one
-//! can hand over a wrong one. A member that outranks a change's author
-//! and cannot open its box makes the same change again itself
-//! ([`Chain::overrides`]): no one locks the creator out.
+//! can hand over a wrong one. A device that has read such a request
+//! seals that member's box in the changes it writes to the key named
+//! too ([`NamedKeys`], [`Epoch::propose_to`]), so the member opens them
+//! without asking again, and whoever holds the listed key cannot. A
+//! member that outranks a change's author and cannot open its box makes
+//! the same change again itself ([`Chain::overrides`]): no one locks the
+//! creator out.
 //!
 //! New members get the epoch they join in a [`Kind::WELCOME`] message in
 //! their 1:1 conversation with the admin who added them. A welcome is
@@ -538,7 +542,9 @@ impl Epoch {
 
     /// Makes `change` as `me`: the MEMBERSHIP message to store in this
     /// epoch's log (and so sync to its members), and the next epoch (`None`
-    /// if `me` leaves).
+    /// if `me` leaves). Each box is sealed to the key-agreement key the
+    /// next epoch lists: a device that follows the group writes with
+    /// [`Epoch::propose_to`] and the keys its members named.
     pub fn propose(
         &self,
         me: &Identity,
@@ -546,7 +552,28 @@ impl Epoch {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Message, Option<Epoch>), GroupError> {
-        self.propose_sealed(me, change, now, Sealing::Honest, rng)
+        self.propose_to(me, change, &NamedKeys::default(), now, rng)
+    }
+
+    /// [`Epoch::propose`] with each member's box sealed as
+    /// [`NamedKeys::seal_to`] says: to the key-agreement key the member
+    /// named in a key request read in this group ([`Chain::named_keys`]),
+    /// if it named one, not only the one its adder listed. So a member
+    /// listed with a key it lacks opens the change without asking again,
+    /// and whoever holds the listed key cannot open its box. A box is
+    /// bound to the member's signing key, not to a key-agreement key:
+    /// its reader opens it with its own key, and no one checks a box
+    /// against the list.
+    pub fn propose_to(
+        &self,
+        me: &Identity,
+        change: Change,
+        named: &NamedKeys,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(Message, Option<Epoch>), GroupError> {
+        let members = self.apply(&me.public().sign, &change)?;
+        self.write_change(me, change, members, named, now, Sealing::Honest, rng)
     }
 
     /// [`Epoch::propose`] with boxes sealed as `sealing` says: tests and
@@ -561,7 +588,8 @@ impl Epoch {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(Message, Option<Epoch>), GroupError> {
         let members = self.apply(&me.public().sign, &change)?;
-        self.write_change(me, change, members, now, sealing, rng)
+        let named = NamedKeys::default();
+        self.write_change(me, change, members, &named, now, sealing, rng)
     }
 
     /// A change as `me` would write it whether or not it may: the member
@@ -593,15 +621,18 @@ impl Epoch {
                 .for_each(|m| m.admin = true),
         }
         let members = normalise(members, &self.creator)?;
-        self.write_change(me, change, members, now, sealing, rng)
+        let named = NamedKeys::default();
+        self.write_change(me, change, members, &named, now, sealing, rng)
             .map(|(m, _)| m)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_change(
         &self,
         me: &Identity,
         change: Change,
         members: Vec<Member>,
+        named: &NamedKeys,
         now: Time,
         sealing: Sealing,
         rng: &mut (impl RngCore + CryptoRng),
@@ -626,7 +657,8 @@ impl Epoch {
         let eph_public = DhPublic::from(&eph).to_bytes();
         body.extend_from_slice(&eph_public);
         for m in &members {
-            let shared = eph.diffie_hellman(&DhPublic::from(m.public.dh));
+            let to = named.seal_to(&m.public);
+            let shared = eph.diffie_hellman(&DhPublic::from(to.dh));
             if !shared.was_contributory() {
                 return Err(GroupError::WeakKey);
             }
@@ -1507,7 +1539,8 @@ enum KeyMessage {
         next: GroupId,
         /// The key-agreement key the requester asks answers sealed to;
         /// `None` for a request of the older form (or naming a key no
-        /// secret can be agreed with): sealed to the one `next` lists.
+        /// secret can be agreed with): sealed to one it named in another
+        /// request, or the one `next` lists ([`NamedKeys`]).
         dh: Option<[u8; 32]>,
     },
     Share {
@@ -1519,11 +1552,38 @@ enum KeyMessage {
 }
 
 /// Key requests read in one epoch: (who asks, for which next epoch),
-/// and the key-agreement key they named (`None`: the one the next epoch
-/// lists them with). Of one requester's requests for one epoch, the
-/// greatest key counts (a named one over none), whatever order they are
-/// read in.
+/// and the key-agreement key they named (`None`: none). Of one
+/// requester's requests for one epoch, the greatest key counts (a named
+/// one over none), whatever order they are read in; what answers and
+/// boxes are sealed to is the greatest a member named in any
+/// ([`Chain::named_keys`]).
 type Requests = BTreeMap<(AuthorId, GroupId), Option<[u8; 32]>>;
+
+/// The key-agreement keys members named in the key requests a device
+/// has read in one group ([`Chain::named_keys`]), by signing key; of one
+/// member's, the greatest, as for one request (whatever order they are
+/// read in). A member's share of a new key, in an answer or in a
+/// change's box, is sealed to the key it named ([`NamedKeys::seal_to`]):
+/// its adder may have listed its signing key with a key-agreement key
+/// only she holds (an add checks no more than that the key is usable).
+/// A request is signed with the member's own signing key, so no one else
+/// names one for it, and a member could hand its key on anyway: sealing
+/// to the one it named gives no one anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedKeys(BTreeMap<AuthorId, [u8; 32]>);
+
+impl NamedKeys {
+    /// Whom to seal `member`'s share of a key to: its signing key, and
+    /// the key-agreement key it named, or (none named) the listed one.
+    /// The one rule for key answers ([`Chain::key_work`]) and for a
+    /// change's boxes ([`Epoch::propose_to`]).
+    pub fn seal_to(&self, member: &PublicIdentity) -> PublicIdentity {
+        PublicIdentity {
+            sign: member.sign,
+            dh: self.0.get(&member.sign).copied().unwrap_or(member.dh),
+        }
+    }
+}
 
 /// What an epoch's key messages said, each read once
 /// ([`Chain::update`]).
@@ -1546,8 +1606,9 @@ pub struct KeyWork {
     /// `(epoch, next)`: ask in `epoch`'s log for `next`'s key.
     pub requests: Vec<(GroupId, GroupId)>,
     /// `(epoch, to, next)`: answer `to`'s request in `epoch`'s log with
-    /// `next`'s key, sealed to `to` (the key-agreement key the request
-    /// named, or for a request of the older form the one `next` lists).
+    /// `next`'s key, sealed to `to` (the key-agreement key its author
+    /// named, or if it named none, as requests of the older form, the one
+    /// `next` lists: [`NamedKeys::seal_to`]).
     pub shares: Vec<(GroupId, PublicIdentity, GroupId)>,
 }
 
@@ -2624,6 +2685,21 @@ impl Chain {
         out
     }
 
+    /// The key-agreement keys members named in every key request read
+    /// in this group, in any epoch held: what a member's share of a key
+    /// is sealed to, in answers and in the changes this device writes
+    /// ([`NamedKeys::seal_to`]).
+    pub fn named_keys(&self) -> NamedKeys {
+        let mut named = NamedKeys::default();
+        for ((who, _), dh) in self.requests.values().flatten() {
+            if let Some(dh) = dh {
+                let held = named.0.entry(*who).or_insert(*dh);
+                *held = (*held).max(*dh);
+            }
+        }
+        named
+    }
+
     /// Key messages `me` should write: a request for every epoch it is
     /// listed in but could not open (once), and an answer to every request
     /// for an epoch it holds that no one has answered.
@@ -2644,8 +2720,9 @@ impl Chain {
                 }
             }
         }
+        let named = self.named_keys();
         for (id, requests) in &self.requests {
-            for ((who, next), dh) in requests {
+            for (who, next) in requests.keys() {
                 if who == me {
                     continue;
                 }
@@ -2683,19 +2760,14 @@ impl Chain {
                 if answered.contains(me) || others >= KEY_ANSWERS {
                     continue;
                 }
-                // Sealed to the key the request names, not the listed one:
+                // Sealed to the key the member named, not the listed one:
                 // an admin may list a member's signing key with a
                 // key-agreement key only she holds (an add checks no
-                // more). Every later change seals the member's box to
-                // that one, and answers sealed to it too kept the member
-                // waiting for good. Only the member signs its request; it
-                // could hand the key on anyway. A request of the older
-                // form names none.
-                let to = PublicIdentity {
-                    sign: *who,
-                    dh: dh.unwrap_or(member.public.dh),
-                };
-                work.shares.push((*id, to, *next));
+                // more), and answers sealed to that kept the member
+                // waiting for good. A request of the older form names
+                // none.
+                work.shares
+                    .push((*id, named.seal_to(&member.public), *next));
             }
         }
         work

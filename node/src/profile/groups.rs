@@ -929,7 +929,10 @@ impl Profile {
     }
 
     /// Writes `change` into `head`'s log, stores the next epoch, welcomes
-    /// an added contact, and follows the chain.
+    /// an added contact, and follows the chain. Each member's box is
+    /// sealed to the key-agreement key it named in a key request read in
+    /// the group, if it named one ([`Chain::named_keys`]), not only the
+    /// one its adder listed.
     fn propose(
         &self,
         head: &Epoch,
@@ -939,8 +942,14 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
         let identity = self.identity();
+        let named = self
+            .chains()
+            .iter()
+            .find(|c| c.root() == head.root)
+            .map(Chain::named_keys)
+            .unwrap_or_default();
         let (msg, next) = head
-            .propose(&identity, change, now, rng)
+            .propose_to(&identity, change, &named, now, rng)
             .map_err(group_error)?;
         let mut messages = vec![(head.id(), msg)];
         let mut sealed = None;

@@ -32,7 +32,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use strand_sync::{
     AuthorId, Chain, Change, Epoch, Group, GroupId, Head, Identity, Kind, MemoryStore, Message,
-    PublicIdentity, Sealing, Store, WriteStore, MAX_CHANGES_OFF_PATH,
+    Next, PublicIdentity, Sealing, Store, WriteStore, MAX_CHANGES_OFF_PATH,
 };
 
 const NOW: u64 = 1_800_000_000_000;
@@ -386,10 +386,14 @@ impl Model {
         wrote
     }
 
-    /// `i` makes `change` in `epoch` and welcomes whoever it adds.
+    /// `i` makes `change` in `epoch` and welcomes whoever it adds. Boxes
+    /// are sealed to the keys members named in the key requests `i` has
+    /// read, as the node seals them.
     fn make(&mut self, i: usize, epoch: &Epoch, change: Change) -> bool {
         let now = self.tick();
-        let Ok((msg, next)) = epoch.propose(&self.devs[i].id, change.clone(), now, &mut self.rng)
+        let named = self.chain(i).map(Chain::named_keys).unwrap_or_default();
+        let Ok((msg, next)) =
+            epoch.propose_to(&self.devs[i].id, change.clone(), &named, now, &mut self.rng)
         else {
             return false;
         };
@@ -1747,6 +1751,30 @@ fn a_made_up_epoch_is_let_go_while_the_key_is_asked_for() {
     made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), false);
 }
 
+/// Mal (device 2), made an admin, adds the outsider's signing key
+/// (device 3) with a key-agreement key only she holds (returned), and
+/// welcomes it; the group settles.
+fn added_under_mals_key() -> (Model, Identity) {
+    let mut m = Model::new(3, &[2], true, 45);
+    m.apply(Op::MakeAdmin(2));
+    m.heal();
+    let head = m.writable(2).expect("Mal is a member");
+    let mals = Identity::generate("x", &mut m.rng).unwrap();
+    let listed = PublicIdentity {
+        sign: m.sign(3),
+        dh: mals.public().dh,
+    };
+    let add = Change::Add {
+        public: listed,
+        name: "o3".into(),
+    };
+    assert!(m.make(2, &head, add));
+    m.adds.push((m.sign(2), m.sign(3)));
+    m.heal();
+    assert!(m.writable(3).is_some(), "the outsider joined");
+    (m, mals)
+}
+
 /// Regression (a review of groups under a hostile insider): Mal (device
 /// 2), an admin, adds the outsider's signing key (device 3) with a
 /// key-agreement key only she holds, and welcomes it: the welcome
@@ -1757,29 +1785,57 @@ fn a_made_up_epoch_is_let_go_while_the_key_is_asked_for() {
 /// key, and the answers are sealed to that.
 #[test]
 fn an_add_under_a_key_the_newcomer_lacks_does_not_lock_it_out() {
-    let mut m = Model::new(3, &[2], true, 45);
-    m.apply(Op::MakeAdmin(2));
-    m.heal();
-    let head = m.writable(2).expect("Mal is a member");
-    let mals = Identity::generate("x", &mut m.rng).unwrap().public().dh;
-    let listed = PublicIdentity {
-        sign: m.sign(3),
-        dh: mals,
-    };
-    let add = Change::Add {
-        public: listed,
-        name: "o3".into(),
-    };
-    assert!(m.make(2, &head, add));
-    m.adds.push((m.sign(2), m.sign(3)));
-    m.heal();
-    assert!(m.writable(3).is_some(), "the outsider joined");
+    let (mut m, _) = added_under_mals_key();
     // The creator changes the group: the outsider's box is sealed to
     // Mal's key.
     m.apply(Op::MakeAdmin(1));
     m.heal();
     m.check().unwrap();
     assert!(m.writable(3).is_some(), "the outsider writes in the group");
+}
+
+/// Regression (the same review): after such an add, the boxes of every
+/// later change were still sealed to the key Mal listed, so the newcomer
+/// asked again at each change, and Mal opened every later epoch's key
+/// from its box, even once removed. A device that has read the
+/// newcomer's key request seals its box to the key the request named.
+#[test]
+fn a_change_after_the_newcomer_asked_is_sealed_to_its_own_key() {
+    let (mut m, mals) = added_under_mals_key();
+    // The outsider asks once, for the key of the creator's change, and
+    // every member reads its request.
+    m.apply(Op::MakeAdmin(1));
+    m.heal();
+    assert!(m.writable(3).is_some(), "the outsider has the key it asked for");
+    // The creator removes Mal; the outsider reads that change alone, and
+    // no answer is written.
+    let head = m.writable(0).expect("the creator is a member");
+    assert!(m.make(0, &head, Change::Remove(m.sign(2))));
+    m.removes.push((m.sign(0), m.sign(2)));
+    let (key, next) = {
+        let t = m.chain(0).unwrap().winner(&head.id()).expect("a change");
+        assert_eq!(t.author, m.sign(0));
+        (t.key, t.next_id)
+    };
+    let bytes = m.devs[0].store.get(&head.id(), &key).unwrap().unwrap();
+    let change = Message::decode(bytes).unwrap();
+    m.devs[3].store.insert(&head.id(), &change).unwrap();
+    m.digest(3);
+    let theirs = m.chain(3).unwrap();
+    match theirs.head() {
+        Head::Member(h) => assert_eq!(h.id(), next, "the outsider is elsewhere"),
+        other => panic!("the outsider's box did not open: {other:?}"),
+    }
+    assert!(theirs.key_work(&m.sign(3)).requests.is_empty());
+    // Mal's key does not open the outsider's box: the outsider's
+    // signing key (which the box is bound to) with Mal's key.
+    let mut secret = *m.devs[3].id.to_secret_bytes();
+    secret[32..].copy_from_slice(&mals.to_secret_bytes()[32..]);
+    let with_hers = Identity::from_secret_bytes(&secret, "x").unwrap();
+    let read = head.read(&with_hers, &change, NOW).unwrap();
+    assert!(matches!(read.next, Next::Pending), "Mal's key opens the outsider's box");
+    m.heal();
+    m.check().unwrap();
 }
 
 /// Mal's made-up epoch under the id her change makes, welcomed to the
