@@ -1731,7 +1731,20 @@ fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
 /// the place of hers.
 #[test]
 fn a_made_up_epoch_cannot_take_a_real_ones_id() {
-    made_up_epoch_under_a_real_id(Sealing::Honest, false);
+    made_up_epoch_under_a_real_id(Sealing::Honest, false, false);
+}
+
+/// Regression (a review of the creator's welcome into an epoch held): as
+/// above, and the creator, having read her change, welcomes the outsider
+/// into the epoch it makes before the outsider reads it. The outsider
+/// holds her made-up epoch under that id: it lets hers go and takes the
+/// creator's (the creator's entry, the real members), the same once read
+/// back from what a node stores, and the same welcome again changes
+/// nothing. A second, different epoch under that id from the creator is
+/// refused, and changes nothing.
+#[test]
+fn the_creators_welcome_takes_the_place_of_a_made_up_epoch() {
+    made_up_epoch_under_a_real_id(Sealing::Honest, false, true);
 }
 
 /// As above, with the outsider's key box in her change garbled, and her
@@ -1740,7 +1753,7 @@ fn a_made_up_epoch_cannot_take_a_real_ones_id() {
 /// for the key, which another member gives.
 #[test]
 fn a_made_up_epoch_gives_way_to_one_whose_key_is_asked_for() {
-    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), true);
+    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), true, false);
 }
 
 /// With the outsider's box garbled and her welcome taken first: once the
@@ -1748,7 +1761,7 @@ fn a_made_up_epoch_gives_way_to_one_whose_key_is_asked_for() {
 /// for the key (held, hers led further, and the path followed it).
 #[test]
 fn a_made_up_epoch_is_let_go_while_the_key_is_asked_for() {
-    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), false);
+    made_up_epoch_under_a_real_id(Sealing::Garble(Vec::new()), false, false);
 }
 
 /// Mal (device 2), made an admin, adds the outsider's signing key
@@ -1839,8 +1852,14 @@ fn a_change_after_the_newcomer_asked_is_sealed_to_its_own_key() {
 }
 
 /// Mal's made-up epoch under the id her change makes, welcomed to the
-/// outsider before it reads the change, or after (`late`).
-fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool) {
+/// outsider before it reads the change, or after (`late`); with
+/// `creator` (not `late`), the creator then welcomes the outsider into
+/// the real epoch, still before it reads the change.
+fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool, creator: bool) {
+    assert!(
+        !(late && creator),
+        "the creator welcomes before the change is read"
+    );
     let mut m = Model::new(3, &[1], true, 11);
     m.apply(Op::MakeAdmin(1));
     m.heal();
@@ -1909,6 +1928,9 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool) {
     m.devs[1].store.insert(&pair.id, &welcome).unwrap();
     m.devs[o].store.insert(&pair.id, &welcome).unwrap();
     m.react(o);
+    if creator {
+        creator_welcomes_over_a_made_up_epoch(&mut m, &e, &real, change.key().id.0);
+    }
     if garbled && !late {
         // Her change reaches the outsider, with no one else to give the key.
         m.meet(1, o);
@@ -1932,6 +1954,87 @@ fn made_up_epoch_under_a_real_id(sealing: Sealing, late: bool) {
         other => panic!("the outsider is not in the group's epoch: {other:?}"),
     }
     m.check().unwrap();
+}
+
+/// The creator (device 0) reads Mal's change in `e`, which makes `real`,
+/// and welcomes the outsider into `real` before the outsider reads the
+/// change; the outsider holds Mal's made-up epoch under `real`'s id, her
+/// welcome's entry. Then a second epoch under that id from the creator.
+fn creator_welcomes_over_a_made_up_epoch(m: &mut Model, e: &Epoch, real: &Epoch, change: [u8; 32]) {
+    let (o, creator) = (m.members, m.sign(0));
+    let id = real.id();
+    let chain = m.chain(o).unwrap();
+    let made_up = chain.epoch(&id).expect("her made-up epoch is held");
+    assert_ne!(made_up.members(), real.members(), "made up");
+    assert!(
+        chain
+            .entries()
+            .iter()
+            .any(|x| x.id == id && x.by == m.sign(1)),
+        "her welcome's entry"
+    );
+    // Her add (which makes `e`), then her change in `e`: read, not
+    // answered.
+    for _ in 0..2 {
+        m.push(1, 0, false);
+        m.digest(0);
+    }
+    let theirs = m
+        .chain(0)
+        .unwrap()
+        .epoch(&id)
+        .expect("the creator read her change")
+        .clone();
+    assert_eq!(theirs.members(), real.members());
+    let pair = m.pair(0, o);
+    let now = m.tick();
+    let welcome = theirs
+        .welcome(&m.devs[0].id, &pair, now, &mut m.rng)
+        .unwrap();
+    m.devs[0].store.insert(&pair.id, &welcome).unwrap();
+    m.devs[o].store.insert(&pair.id, &welcome).unwrap();
+    m.react(o);
+    let chain = m.chain(o).unwrap();
+    let entries: Vec<_> = chain
+        .entries()
+        .iter()
+        .filter(|x| x.id == id)
+        .copied()
+        .collect();
+    assert_eq!(
+        entries,
+        [strand_sync::Entry {
+            id,
+            by: creator,
+            at: now
+        }],
+        "the creator's entry in place of hers:{}",
+        m.dump()
+    );
+    let held = chain.epoch(&id).expect("the real epoch is held");
+    assert_eq!(held.members(), real.members(), "the epoch the change makes");
+    reopens_alike(m, o);
+    // The same welcome again: nothing new.
+    let again = Epoch::from_welcome(&m.devs[o].id, &pair, &welcome, NOW).unwrap();
+    let taken = Chain::take_welcome(&mut m.devs[o].chains, &creator, now, again);
+    assert_eq!(taken, Ok(false));
+    // A second epoch under the id from the creator (the creator and the
+    // outsider its only members): the first stands.
+    let body = m.forge(e, 0, o, e.number + 1, Some((e.id(), change)));
+    let now = m.tick();
+    let other =
+        Message::create(&m.devs[0].id, &pair, now, Kind::WELCOME, &body, &mut m.rng).unwrap();
+    let other = Epoch::from_welcome(&m.devs[o].id, &pair, &other, NOW).unwrap();
+    assert_eq!(other.id(), id);
+    let taken = Chain::take_welcome(&mut m.devs[o].chains, &creator, now, other);
+    assert_eq!(taken, Err(strand_sync::GroupError::Inconsistent));
+    let chain = m.chain(o).unwrap();
+    assert_eq!(chain.epoch(&id).unwrap().members(), real.members());
+    assert_eq!(chain.entries().iter().filter(|x| x.id == id).count(), 1);
+    assert!(chain
+        .entries()
+        .iter()
+        .any(|x| x.id == id && x.by == creator));
 }
 
 /// Mal, made an admin first, writes into the epoch she was made one in

@@ -826,14 +826,41 @@ mod tests {
             assert!(!is_relay_addr(&addr), "{addr} taken");
         }
         // A relay address is taken exactly when the circuits through it
-        // are.
-        for &a in taken.iter().chain(&quic).chain(&refused) {
-            let addr = at(a);
-            assert_eq!(
-                is_relay_addr(&addr),
-                dials(&circuit_addr(&addr, target)),
-                "{addr}"
-            );
+        // are: each circuit written out by hand, so this does not lean on
+        // `circuit_addr` or on the rule the two share.
+        let through = |a: &str| -> Multiaddr {
+            format!("{a}/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap()
+        };
+        for a in taken {
+            let c = through(a);
+            assert!(dials(&c), "{c} refused");
+        }
+        for a in quic {
+            let c = through(a);
+            assert_eq!(dials(&c), cfg!(feature = "quic"), "{c}");
+        }
+        for a in refused {
+            let c = through(a);
+            assert!(!dials(&c), "{c} taken");
+        }
+        // Told where it is reached (less its id), a relay at a refused
+        // form is not reached either. The bare `/p2p/<id>` leaves the
+        // empty address, which is no relay's either.
+        for a in refused {
+            let addr: Multiaddr = a.parse().unwrap();
+            assert!(!reaches_relay_at(&addr), "{a:?} taken");
+        }
+        // `reaches_relay_at` takes an address less its `/p2p/<relay id>`:
+        // one that still has it (or a circuit through it) is not one.
+        for addr in [
+            at("/ip4/1.2.3.4/tcp/4001"),
+            at("/dns/relay.example/tcp/443"),
+            at("/dnsaddr/relay.example"),
+            circuit_addr(&good, target),
+        ] {
+            assert!(!reaches_relay_at(&addr), "{addr} taken");
         }
         // The config's and `set_relays`' lists keep the good ones only.
         assert_eq!(
