@@ -967,6 +967,118 @@ proptest! {
     }
 }
 
+/// A schedule `hostile_members_cannot_bend_membership` found on
+/// 2026-11-29 (stop 72's first CI run; its shrinking stopped at 256
+/// steps), which fails on that stop's first commit as on its last:
+/// "member 4 follows a dead epoch". Not yet explained or fixed, so kept
+/// here, ignored, rather than in the property test's regressions file
+/// (which would fail every run): run it with `--ignored`.
+#[test]
+#[ignore = "a known failure of the membership model, not yet fixed (closing note, stop 72)"]
+fn late_changes_and_a_forged_welcome_leave_no_member_on_a_dead_epoch() {
+    let ops = vec![
+        Op::Text(0),
+        Op::Text(7),
+        Op::MakeAdmin(3),
+        Op::MakeAdmin(4),
+        Op::Meet(2, 0),
+        Op::LateChange {
+            who: 0,
+            epoch: 0,
+            time: 0,
+            sealing: 0,
+            change: 0,
+            target: 0,
+        },
+        Op::LateText {
+            who: 0,
+            epoch: 0,
+            time: 355,
+        },
+        Op::LateChange {
+            who: 8,
+            epoch: 3,
+            time: 330184982916,
+            sealing: 1,
+            change: 0,
+            target: 8,
+        },
+        Op::LateChange {
+            who: 9,
+            epoch: 14,
+            time: 899267259749,
+            sealing: 1,
+            change: 2,
+            target: 8,
+        },
+        Op::LateChange {
+            who: 6,
+            epoch: 15,
+            time: 7439440560,
+            sealing: 3,
+            change: 2,
+            target: 2,
+        },
+        Op::ForgedWelcome {
+            who: 5,
+            victim: 3,
+            number: 1,
+        },
+        Op::LateText {
+            who: 14,
+            epoch: 14,
+            time: 1645630060473,
+        },
+        Op::Text(14),
+        Op::LateChange {
+            who: 7,
+            epoch: 12,
+            time: 1562705160332,
+            sealing: 0,
+            change: 3,
+            target: 4,
+        },
+        Op::LateChange {
+            who: 15,
+            epoch: 3,
+            time: 16483128480,
+            sealing: 1,
+            change: 2,
+            target: 6,
+        },
+        Op::LateChange {
+            who: 4,
+            epoch: 1,
+            time: 1510785415742,
+            sealing: 3,
+            change: 3,
+            target: 12,
+        },
+        Op::LateChange {
+            who: 10,
+            epoch: 6,
+            time: 485699457603,
+            sealing: 1,
+            change: 0,
+            target: 2,
+        },
+        Op::LateText {
+            who: 15,
+            epoch: 2,
+            time: 1052824862816,
+        },
+        Op::Leave(4),
+        Op::Meet(11, 9),
+        Op::Leave(10),
+    ];
+    let mut model = Model::new(5, &[2], false, 1498128111599922371);
+    for op in ops {
+        model.apply(op);
+    }
+    model.heal();
+    model.check().unwrap();
+}
+
 /// Mal (device 2), made an admin, adds an outsider (device 3), who
 /// joins: the model, and the welcome Mal would forge for the outsider
 /// into an epoch she made up with a large number.
@@ -1819,7 +1931,10 @@ fn a_change_after_the_newcomer_asked_is_sealed_to_its_own_key() {
     // every member reads its request.
     m.apply(Op::MakeAdmin(1));
     m.heal();
-    assert!(m.writable(3).is_some(), "the outsider has the key it asked for");
+    assert!(
+        m.writable(3).is_some(),
+        "the outsider has the key it asked for"
+    );
     // The creator removes Mal; the outsider reads that change alone, and
     // no answer is written.
     let head = m.writable(0).expect("the creator is a member");
@@ -1846,7 +1961,10 @@ fn a_change_after_the_newcomer_asked_is_sealed_to_its_own_key() {
     secret[32..].copy_from_slice(&mals.to_secret_bytes()[32..]);
     let with_hers = Identity::from_secret_bytes(&secret, "x").unwrap();
     let read = head.read(&with_hers, &change, NOW).unwrap();
-    assert!(matches!(read.next, Next::Pending), "Mal's key opens the outsider's box");
+    assert!(
+        matches!(read.next, Next::Pending),
+        "Mal's key opens the outsider's box"
+    );
     m.heal();
     m.check().unwrap();
 }
