@@ -2076,6 +2076,17 @@ mod tests {
         p.apply_group_messages(&followed, now, rng).unwrap();
     }
 
+    /// The epoch Xan takes from `welcome`, a welcome `p` wrote to Xan in
+    /// their 1:1 conversation.
+    fn xan_reads(p: &Profile, xan: &strand_sync::Identity, welcome: &Message, now: Time) -> Epoch {
+        let xans_pair = xan
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        Epoch::from_welcome(xan, &xans_pair, welcome, now).unwrap()
+    }
+
     /// The welcomes the user of `p` wrote to `contact`, in their 1:1 log.
     fn own_welcomes_to(p: &Profile, contact: &str) -> Vec<Message> {
         let pair = p.direct_group(contact).unwrap();
@@ -2116,12 +2127,7 @@ mod tests {
         change_arrives(&p, &head, &won.0, now, rng);
         let again = own_welcomes_to(&p, "Xan");
         assert_eq!(again.len(), 1, "Alice welcomes Xan again");
-        let xans_pair = xan
-            .contact(&p.identity().public())
-            .unwrap()
-            .direct_group()
-            .clone();
-        let epoch = Epoch::from_welcome(&xan, &xans_pair, &again[0], now).unwrap();
+        let epoch = xan_reads(&p, &xan, &again[0], now);
         assert_eq!(epoch.id(), won.1, "into the epoch that won");
         let both = [(head, won.0.key()), (head, lost.0.key())];
         p.apply_group_messages(&both, now, rng).unwrap();
@@ -2148,12 +2154,7 @@ mod tests {
         }
         let again = own_welcomes_to(&p, "Xan");
         assert_eq!(again.len(), 1, "Alice welcomes Xan again");
-        let xans_pair = xan
-            .contact(&p.identity().public())
-            .unwrap()
-            .direct_group()
-            .clone();
-        let epoch = Epoch::from_welcome(&xan, &xans_pair, &again[0], now).unwrap();
+        let epoch = xan_reads(&p, &xan, &again[0], now);
         assert_eq!(epoch.id(), adds[0].1, "into the epoch that won");
     }
 
