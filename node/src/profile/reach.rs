@@ -276,7 +276,8 @@ impl Profile {
             .unwrap_or_default())
     }
 
-    /// Writes a [`Reach`] record (this profile's relays and `offers`, the
+    /// Writes a [`Reach`] record (this profile's relays the relay client
+    /// can dial, and `offers`, the
     /// relays this node runs for its contacts, which it is reached through
     /// too; its seed) into every contact's 1:1 group, unless the last one
     /// said the same, or there is nothing to say yet. Returns the messages
@@ -287,10 +288,15 @@ impl Profile {
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        // Relays stored before `add_relay` checked them may be ones the
+        // relay client cannot dial (`is_relay_addr`): contacts would be
+        // told an address that fails every reservation and circuit, so
+        // they are left out here as the runtime leaves them out.
         let mut relays: Vec<Vec<u8>> = self
             .relays()?
             .iter()
             .filter_map(|r| r.parse::<Multiaddr>().ok())
+            .filter(strand_transport::relay::is_relay_addr)
             .map(|a| a.to_vec())
             .collect();
         for o in offers {
@@ -445,5 +451,33 @@ impl Profile {
             Some(b) => Ok(Reach::decode(&b).ok()),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay stored before `add_relay` refused the ones the relay client
+    /// cannot dial (here a WebSocket address) stays in the user's list,
+    /// but is told to no contact: the record names only the good one.
+    /// Before, every stored relay that parsed was published.
+    #[test]
+    fn a_stored_relay_the_client_cannot_dial_is_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _bob, _) = crate::profile::alice_with_bob(dir.path());
+        let rng = &mut crate::profile::os_rng();
+        let id = "12D3KooWGRYZDHBembyGJQqQ6WgLqJWYNjnECGDVtFdxXnYyRJFk";
+        let bad = format!("/ip4/203.0.113.7/tcp/4001/ws/p2p/{id}");
+        let good = format!("/ip4/203.0.113.8/tcp/4001/p2p/{id}");
+        assert!(check_relay(&bad).is_err(), "refused when added now");
+        alice.set_relays(&[bad.clone(), good.clone()], rng).unwrap();
+        let written = alice.publish_reach(&[], 0, rng).unwrap();
+        assert_eq!(written.len(), 1, "one record, to Bob");
+        let reach = alice.published_reach().unwrap().unwrap();
+        let good_bytes = good.parse::<Multiaddr>().unwrap().to_vec();
+        assert_eq!(reach.relays, [good_bytes]);
+        // The user's list still shows both, to remove the bad one.
+        assert_eq!(alice.relays().unwrap(), [bad, good]);
     }
 }
