@@ -22,7 +22,10 @@
 //! epoch changes nothing; then the higher rank wins (the creator's change,
 //! then an admin's), then the smaller message id. Times never count. An
 //! admin whose change lost makes it again on the winner
-//! ([`Chain::reissue`]).
+//! ([`Chain::reissue`]). A device that has read the creator's removal of
+//! itself is out wherever its path leads: removed on the winning branch,
+//! it reads nothing there after its removal, so a strike the creator
+//! writes later is out of its sight.
 //!
 //! A member whose box does not open asks for the key in the epoch that
 //! holds the change, and any member who has it answers, sealed to the
@@ -1622,6 +1625,10 @@ enum End {
     Waiting(usize),
     /// The last epoch's winning change (its index) leaves the reader out.
     Out(usize),
+    /// The creator removed the reader, by the change (its index) in the
+    /// epoch named, and its path does not end out there: the reader is
+    /// out wherever its path leads ([`Chain::resolve`]).
+    Removed(GroupId, usize),
 }
 
 /// An epoch a device was welcomed into (or created).
@@ -1653,6 +1660,12 @@ pub struct Entry {
 /// admin's) among those not struck, then the one with the smaller message
 /// id. No claimed time decides anything, and nothing beyond the epoch's
 /// own log and the branches that follow it counts.
+///
+/// **Removed by the creator.** A device that has read the creator's
+/// removal of itself is out ([`Head::Out`]) wherever its path leads: a
+/// member removed on the winning branch of a fork reads no epoch after its
+/// removal, so it cannot see the creator strike the other branch there,
+/// and its path may end on the branch that lost (PROTOCOL.md §14.1).
 #[derive(Debug, Clone)]
 pub struct Chain {
     root: GroupId,
@@ -2322,9 +2335,59 @@ impl Chain {
             .filter(|(_, p, _)| p.last() == Some(&end))
             .max_by_key(|(_, p, _)| p.len())
             .unwrap_or(best);
-        let (path, end_state) = (path.clone(), *end_state);
+        let (path, mut end_state) = (path.clone(), *end_state);
+        // A device that has read the creator's removal of itself is out,
+        // wherever its path leads. The creator's removals stand for good:
+        // whoever reads one holds the removed device revoked, no one
+        // writes while it is in the head, and the creator makes the
+        // removal again on whatever branch wins (PROTOCOL.md §14.1). Yet
+        // the path can lead the removed device onto a branch that lost.
+        // Whether a candidate is struck depends on what the other
+        // branches hold, and a device removed on the winning branch reads
+        // no epoch after its removal there: the creator may go on to
+        // remove the other branch's author in one of those, striking that
+        // branch, and the removed device never reads it. Following its
+        // path, it stayed a member of an epoch no one writes into again.
+        // What it reads of the fork (the winners, its path) stays as it
+        // is; only where it stands changes. A removal by another admin
+        // does not count here: it lapses if its author leaves or the
+        // creator removes them, which may lie where this device cannot
+        // read.
+        if !matches!(end_state, End::Out(_)) {
+            if let Some((id, w)) = self.removal_by_creator(creator) {
+                end_state = End::Removed(id, w);
+            }
+        }
         self.path = path;
         self.end = end_state;
+    }
+
+    /// The creator's removal of this device, if it has read one in any
+    /// epoch it holds: that epoch, and the change's index in it. A device
+    /// holds only epochs that list it, so a removal whose next epoch does
+    /// not list the reader is the reader's. Of several (the creator makes
+    /// a removal that lost a fork again), the one in the newest epoch,
+    /// then the one with the smallest key: the same from the same
+    /// messages, whatever order they came in.
+    fn removal_by_creator(&self, creator: Option<AuthorId>) -> Option<(GroupId, usize)> {
+        let mut found: Option<(u32, Key, GroupId, usize)> = None;
+        for (id, changes) in &self.changes {
+            let Some(epoch) = self.epochs.get(id) else {
+                continue;
+            };
+            for (i, t) in changes.iter().enumerate() {
+                let removes_me = Some(t.author) == creator
+                    && matches!(t.change, Change::Remove(_))
+                    && matches!(t.next, Next::NotListed);
+                let better = found.is_none_or(|(number, key, _, _)| {
+                    epoch.number > number || (epoch.number == number && t.key < key)
+                });
+                if removes_me && better {
+                    found = Some((epoch.number, t.key, *id, i));
+                }
+            }
+        }
+        found.map(|(_, _, id, i)| (id, i))
     }
 
     /// Whether a winning change on `path` takes `who` out: a removal,
@@ -2444,11 +2507,18 @@ impl Chain {
                 last,
                 change: &self.changes[&last.id()][w],
             },
+            // Removed by the creator off its path: the epoch it was
+            // removed from is the last it was in.
+            End::Removed(id, w) => Head::Out {
+                last: &self.epochs[&id],
+                change: &self.changes[&id][w],
+            },
         }
     }
 
     /// The newest epoch this device holds on its path: the head, the epoch
-    /// it waits to leave, or the last it was in.
+    /// it waits to leave, or the last it was in (for a device the creator
+    /// removed off its path, the epoch it was removed from).
     pub fn last(&self) -> &Epoch {
         match self.head() {
             Head::Member(e) => e,
@@ -2625,6 +2695,11 @@ impl Chain {
         let then = match self.end {
             End::Member => None,
             End::Waiting(w) | End::Out(w) => Some(&self.changes[last][w].members[..]),
+            // The creator removed this device: it is revoked for good, and
+            // anyone who has read that refuses its welcomes (PROTOCOL.md
+            // §14.3). Its path may end on a branch that lost, which says
+            // nothing of where the group has anyone.
+            End::Removed(..) => return Vec::new(),
         };
         let stays = |sign: &AuthorId| {
             let lists = |members: &[Member]| members.iter().any(|m| m.public.sign == *sign);
