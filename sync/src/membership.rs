@@ -1603,6 +1603,162 @@ struct KeysRead {
     mine: Vec<(GroupId, [u8; 32], [u8; BOX_LEN])>,
 }
 
+/// What an epoch's MEMBERSHIP messages said, each read once
+/// ([`Chain::update`]), as [`KeysRead`] is for its key messages. Read
+/// again at every follow, each change ever held cost a signature check,
+/// a decryption and a box to open every time: a made-up group's
+/// hundreds of made-up admins' changes, all of them at every unlock and
+/// every change of the group.
+///
+/// Kept in memory only: a chain restored at unlock reads each change
+/// once more, and no more. Bounded by the log: a message id and author
+/// per MEMBERSHIP message it holds, what counts per author.
+#[derive(Debug, Clone, Default)]
+struct ChangesRead {
+    /// Every MEMBERSHIP message fetched from the log, and its author
+    /// (`None`: it did not decode, and counts for no one): none is
+    /// fetched again to learn whose it is.
+    seen: BTreeMap<Key, Option<AuthorId>>,
+    /// Each author's MEMBERSHIP message with the smallest id (the one
+    /// that counts), and what reading it gave.
+    counted: BTreeMap<AuthorId, (Key, Said)>,
+}
+
+/// What an author's counted MEMBERSHIP message said ([`ChangesRead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Nothing yet: not read, or refused for a reason that may pass
+    /// ([`Invalid::may_be_taken_later`]: written ahead of this device's
+    /// clock). Read at the next follow.
+    Unread,
+    /// A change, which the epoch's entry of the chain's changes holds
+    /// (with its box opened since, if a key came for it).
+    Change,
+    /// A request to leave.
+    Leave,
+    /// Nothing, for good: not a valid change of this epoch.
+    Refused,
+}
+
+impl ChangesRead {
+    /// Follows the MEMBERSHIP messages of `epoch`'s log (`log`: their
+    /// keys, in order) as `me` at `now`: fetches those not seen before,
+    /// and reads each author's one that counts unless it was read (as
+    /// `held` holds it: the changes read here before, sorted by id).
+    /// Returns the epoch's changes, sorted by id, and who asked to
+    /// leave: what reading every message afresh gives.
+    fn follow<S: Store>(
+        &mut self,
+        epoch: &Epoch,
+        log: &[Key],
+        held: &[Transition],
+        me: &Identity,
+        store: &S,
+        now: Time,
+    ) -> Result<(Vec<Transition>, BTreeSet<AuthorId>), S::Error> {
+        let id = epoch.id();
+        // A node keeps each author's smallest change only, and deletes
+        // the one it held when a smaller one comes: what left the log is
+        // let go here too, and an author whose counted message left it
+        // counts their smallest still there, as if read afresh.
+        let still = log.iter().filter(|k| self.seen.contains_key(*k)).count();
+        if still < self.seen.len() {
+            self.seen.retain(|k, _| log.binary_search(k).is_ok());
+            let seen = &self.seen;
+            let gone: Vec<AuthorId> = self
+                .counted
+                .iter()
+                .filter(|(_, (k, _))| !seen.contains_key(k))
+                .map(|(author, _)| *author)
+                .collect();
+            for author in gone {
+                self.counted.remove(&author);
+                let smallest = self
+                    .seen
+                    .iter()
+                    .filter(|(_, by)| **by == Some(author))
+                    .map(|(k, _)| *k)
+                    .min_by_key(|k| k.id);
+                if let Some(k) = smallest {
+                    self.counted.insert(author, (k, Said::Unread));
+                }
+            }
+        }
+        // Each author's MEMBERSHIP message with the smallest id is the
+        // only one that counts in an epoch (valid or not): a member
+        // cannot flood an epoch with changes, and every device that
+        // holds the same messages picks the same one.
+        let mut fresh: BTreeMap<AuthorId, Message> = BTreeMap::new();
+        for k in log {
+            if self.seen.contains_key(k) {
+                continue;
+            }
+            let Some(bytes) = store.get(&id, k)? else {
+                continue;
+            };
+            let Ok(msg) = Message::decode(bytes) else {
+                self.seen.insert(*k, None);
+                continue;
+            };
+            let author = msg.author();
+            self.seen.insert(*k, Some(author));
+            let smaller = self
+                .counted
+                .get(&author)
+                .is_none_or(|(counted, _)| msg.id() < counted.id);
+            if smaller {
+                self.counted.insert(author, (*k, Said::Unread));
+                fresh.insert(author, msg);
+            }
+        }
+        let mut found: Vec<Transition> = Vec::new();
+        let mut leaving = BTreeSet::new();
+        for (author, (k, said)) in &mut self.counted {
+            match said {
+                Said::Leave => {
+                    leaving.insert(*author);
+                    continue;
+                }
+                Said::Refused => continue,
+                Said::Change => {
+                    if let Ok(i) = held.binary_search_by_key(&k.id, |t| t.key.id) {
+                        found.push(held[i].clone());
+                        continue;
+                    }
+                    // Not held (the chain let it go): read it again.
+                }
+                Said::Unread => {}
+            }
+            let msg = match fresh.remove(author) {
+                Some(msg) => msg,
+                None => match store.get(&id, k)?.map(Message::decode) {
+                    Some(Ok(msg)) => msg,
+                    // Gone since the scan: read at the next follow.
+                    _ => {
+                        *said = Said::Unread;
+                        continue;
+                    }
+                },
+            };
+            *said = match epoch.read_membership(me, &msg, now) {
+                Ok(Some(t)) => {
+                    found.push(t);
+                    Said::Change
+                }
+                Ok(None) => {
+                    leaving.insert(*author);
+                    Said::Leave
+                }
+                // Not yet: read again once it may be taken.
+                Err(GroupError::Invalid(why)) if why.may_be_taken_later() => Said::Unread,
+                Err(_) => Said::Refused,
+            };
+        }
+        found.sort_by_key(|t| t.key.id);
+        Ok((found, leaving))
+    }
+}
+
 /// What a member should write for others' keys ([`Chain::key_work`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyWork {
@@ -1687,6 +1843,9 @@ pub struct Chain {
     /// What each epoch's key messages said, each read once (shared
     /// between copies of the chain until one changes it).
     keys_read: BTreeMap<GroupId, Arc<KeysRead>>,
+    /// What each epoch's MEMBERSHIP messages said, each read once (shared
+    /// as `keys_read` is).
+    changes_read: BTreeMap<GroupId, Arc<ChangesRead>>,
     /// Derived by [`Chain::resolve`].
     path: Vec<GroupId>,
     end: End,
@@ -1718,6 +1877,7 @@ impl Chain {
             requests: BTreeMap::new(),
             shares: BTreeMap::new(),
             keys_read: BTreeMap::new(),
+            changes_read: BTreeMap::new(),
             path: vec![id],
             end: End::Member,
             winners: BTreeMap::new(),
@@ -2004,6 +2164,12 @@ impl Chain {
     /// `store` and follows the changes: returns the epochs newly opened.
     /// Invalid changes are skipped (a member's mistake must not stop the
     /// others).
+    ///
+    /// Each message is read once in the chain's life (a copy shares what
+    /// was read), and what it said kept: a follow reads what is new since
+    /// the last one, and what could not be taken yet (written ahead of
+    /// the clock), besides a scan of each epoch's keys. Follow with the
+    /// same `me` each time. A restored chain reads everything once.
     pub fn update<S: Store>(
         &mut self,
         me: &Identity,
@@ -2035,44 +2201,31 @@ impl Chain {
             })?;
             let mut read = self.keys_read.remove(&id).unwrap_or_default();
             let read_now = Arc::make_mut(&mut read);
-            // Each author's MEMBERSHIP message with the smallest id is the
-            // only one that counts in an epoch (valid or not): a member
-            // cannot flood an epoch with changes, and every device that
-            // holds the same messages picks the same one.
-            let mut changes: BTreeMap<AuthorId, Message> = BTreeMap::new();
+            let mut counted = self.changes_read.remove(&id).unwrap_or_default();
+            // The log's MEMBERSHIP messages, in key order.
+            let mut log = Vec::new();
             for k in keys {
                 // Only changes and key messages are read in full: a
                 // group's files and texts are most of its log.
                 let kind = store.kind(&id, &k)?;
-                if kind != Some(Kind::MEMBERSHIP) && kind != Some(Kind::KEY) {
+                if kind == Some(Kind::MEMBERSHIP) {
+                    log.push(k);
                     continue;
                 }
                 // A key message is read once: checked again at every
                 // change, a member's thousands of them (each a signature
                 // and a box, within their budget) made every change of
                 // the group cost as many checks.
-                let key_message = kind == Some(Kind::KEY);
-                if key_message && read_now.seen.contains(&k) {
+                if kind != Some(Kind::KEY) || read_now.seen.contains(&k) {
                     continue;
                 }
                 let Some(bytes) = store.get(&id, &k)? else {
                     continue;
                 };
                 let Ok(msg) = Message::decode(bytes) else {
-                    if key_message {
-                        read_now.seen.insert(k);
-                    }
+                    read_now.seen.insert(k);
                     continue;
                 };
-                if msg.kind() == Kind::MEMBERSHIP {
-                    let smaller = changes
-                        .get(&msg.author())
-                        .is_none_or(|held| msg.id() < held.id());
-                    if smaller {
-                        changes.insert(msg.author(), msg);
-                    }
-                    continue;
-                }
                 match epoch.read_key(&msg, now) {
                     Ok(KeyMessage::Request { next, dh }) => {
                         let asked = (msg.author(), next);
@@ -2096,18 +2249,12 @@ impl Chain {
                 }
                 read_now.seen.insert(k);
             }
-            let mut found: Vec<Transition> = Vec::new();
-            let mut leaving = BTreeSet::new();
-            for msg in changes.values() {
-                match epoch.read_membership(me, msg, now) {
-                    Ok(Some(t)) => found.push(t),
-                    Ok(None) => {
-                        leaving.insert(msg.author());
-                    }
-                    Err(_) => {}
-                }
-            }
-            found.sort_by_key(|t| t.key.id);
+            // Changes are read once too (see ChangesRead): only those new
+            // since the last follow, and those that could not be taken
+            // yet, are read.
+            let before = self.changes.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            let (mut found, leaving) =
+                Arc::make_mut(&mut counted).follow(&epoch, &log, before, me, store, now)?;
             for t in &mut found {
                 if !matches!(t.next, Next::Pending) {
                     continue;
@@ -2144,6 +2291,7 @@ impl Chain {
                         // What was read under a made-up epoch of this id
                         // is read again under the real one.
                         self.keys_read.remove(&next.id());
+                        self.changes_read.remove(&next.id());
                         self.epochs.insert(next.id(), (**next).clone());
                         opened.push(next.id());
                         todo.push(next.id());
@@ -2159,6 +2307,7 @@ impl Chain {
             self.requests.insert(id, read_now.requests.clone());
             self.shares.insert(id, read_now.shares.clone());
             self.keys_read.insert(id, read);
+            self.changes_read.insert(id, counted);
         }
         self.resolve();
         Ok(opened)
@@ -2186,6 +2335,7 @@ impl Chain {
         self.requests.remove(id);
         self.shares.remove(id);
         self.keys_read.remove(id);
+        self.changes_read.remove(id);
     }
 
     /// Works out who is revoked, every epoch's winning change, the path

@@ -578,6 +578,131 @@ fn key_messages_are_read_once() {
     assert_eq!(update(&w, &mut copy), 0);
 }
 
+/// Regression (an audit of made-up groups, "grow without end"):
+/// following a group read every change of every epoch again at each
+/// follow, a signature, a body and a box each, so the changes a group
+/// ever held (a made-up group's hundreds of made-up admins' among them)
+/// cost as many checks at every follow and every unlock. Each is now
+/// read once: a follow reads the new ones. One written ahead of the
+/// clock is read again at each follow until it may be taken, and then
+/// taken; a copy of the chain reads none again, and a chain restored
+/// (as at unlock) reads each once.
+#[test]
+fn changes_are_read_once() {
+    let mut w = World::new(&["alice", "bob", "carol"]);
+    w.befriend(A, B);
+    w.befriend(A, C);
+    let root = w.create(A, "newsroom", &[B]);
+    let first = w.head(A, root).unwrap();
+    w.change(A, root, Change::MakeAdmin(w.public(B).sign));
+    let carol = Change::Add {
+        public: w.public(C),
+        name: "carol".into(),
+    };
+    w.change(A, root, carol);
+    // The changes one follow at `now` fetches (none is read unfetched).
+    let update = |w: &World, chain: &mut Chain, now: u64| {
+        let store = Counting {
+            inner: &w.devices[A].peer.store,
+            fetched: Default::default(),
+        };
+        chain
+            .update(&w.devices[A].peer.identity, &store, now)
+            .unwrap();
+        let fetched = store.fetched.into_inner();
+        fetched.iter().filter(|k| **k == Kind::MEMBERSHIP).count()
+    };
+    let head = |c: &Chain| match c.head() {
+        Head::Member(e) => Some(e.id()),
+        _ => None,
+    };
+    let now = w.now();
+    let mut chain = Chain::new(first.clone());
+    assert_eq!(update(&w, &mut chain, now), 2);
+    assert_eq!(chain.epochs().count(), 3, "both changes followed");
+    assert_eq!(update(&w, &mut chain, now), 0, "read again");
+    w.change(A, root, Change::Remove(w.public(C).sign));
+    assert_eq!(update(&w, &mut chain, now), 1, "only the new one is read");
+    assert_eq!(chain.epochs().count(), 4);
+    assert_eq!(head(&chain), Some(w.head(A, root).unwrap().id()));
+    assert_eq!(update(&w, &mut chain, now), 0);
+
+    // Written ahead of the clock: not taken, and not taken as read.
+    let ahead = now + strand_sync::limits::MAX_CLOCK_SKEW + 60_000;
+    let last = w.head(A, root).unwrap();
+    let dan = Identity::generate("dan", &mut rng(44)).unwrap();
+    let add = Change::Add {
+        public: dan.public(),
+        name: "dan".into(),
+    };
+    let (msg, next) = last
+        .propose(&w.devices[A].peer.identity, add, ahead, &mut rng(45))
+        .unwrap();
+    w.devices[A].peer.store.insert(&last.id(), &msg).unwrap();
+    assert_eq!(update(&w, &mut chain, now), 1);
+    assert_eq!(update(&w, &mut chain, now), 1, "not yet taken: read again");
+    assert_eq!(head(&chain), Some(last.id()));
+    assert_eq!(update(&w, &mut chain, ahead), 1, "its time came");
+    assert_eq!(head(&chain), Some(next.unwrap().id()), "taken");
+    assert_eq!(update(&w, &mut chain, ahead), 0);
+
+    // A copy shares what was read; a restored chain reads each once.
+    let mut copy = chain.clone();
+    assert_eq!(update(&w, &mut copy, ahead), 0);
+    let entry = chain.entries()[0];
+    let others = chain
+        .epochs()
+        .filter(|e| e.id() != first.id())
+        .cloned()
+        .collect();
+    let mut restored = Chain::restore(vec![(first, entry)], others).unwrap();
+    assert_eq!(update(&w, &mut restored, ahead), 4);
+    assert_eq!(update(&w, &mut restored, ahead), 0);
+    assert_eq!(restored.path(), chain.path());
+    assert_eq!(head(&restored), head(&chain));
+}
+
+/// A change the store let go of counts no more, as if every change were
+/// read afresh at each follow: a node keeps only each author's smallest
+/// change in an epoch (PROTOCOL.md §14), and a chain that read one the
+/// store no longer holds counts the author's smallest still there, as a
+/// new chain would.
+#[test]
+fn a_change_the_store_let_go_of_counts_no_more() {
+    let mut r = rng(43);
+    let now = strand_sync::harness::EPOCH;
+    let [alice, bob, carol] =
+        ["alice", "bob", "carol"].map(|n| Identity::generate(n, &mut r).unwrap());
+    let first = Epoch::create(&alice, "g", &[(bob.public(), "bob".into())], &mut r).unwrap();
+    let admin = Change::MakeAdmin(bob.public().sign);
+    let (admin, _) = first.propose(&alice, admin, now - 20, &mut r).unwrap();
+    let add = Change::Add {
+        public: carol.public(),
+        name: "carol".into(),
+    };
+    let (add, _) = first.propose(&alice, add, now - 10, &mut r).unwrap();
+    let (small, large) = if admin.id() < add.id() {
+        (admin, add)
+    } else {
+        (add, admin)
+    };
+    let mut both = MemoryStore::new();
+    both.insert(&first.id(), &small).unwrap();
+    both.insert(&first.id(), &large).unwrap();
+    let mut rest = MemoryStore::new();
+    rest.insert(&first.id(), &large).unwrap();
+    let winner = |c: &Chain| c.winner(&first.id()).map(|t| t.key);
+    let mut chain = Chain::new(first.clone());
+    chain.update(&bob, &both, now).unwrap();
+    assert_eq!(winner(&chain), Some(small.key()), "the smaller id counts");
+    chain.update(&bob, &rest, now).unwrap();
+    let mut afresh = Chain::new(first.clone());
+    afresh.update(&bob, &rest, now).unwrap();
+    assert_eq!(winner(&afresh), Some(large.key()));
+    assert_eq!(winner(&chain), Some(large.key()));
+    assert_eq!(chain.path(), afresh.path());
+}
+
 /// An epoch numbered u32::MAX (anyone can make one up for a group of
 /// their own: the creator's signature covers the root, not the number)
 /// has no next. A change there is refused, and one read there, numbered
