@@ -26,19 +26,27 @@
 //! message", "3 new messages"), however few, and each later one replaces
 //! the last (`Notify`'s `replaces_id`) with its count going on from the
 //! last one's, until the user has looked at the app: the window coming in
-//! front, or a click on a notification, starts the count again (the next
-//! one still replaces the last, which is stale by then). The count is the
-//! notifier's own tally of the messages it counted
-//! ([`Notifier::unseen`]), not the unread count: that one also counts
-//! muted conversations, which notify nothing, and messages the user saw
-//! and left unread, which are not new. A notification the user dismissed,
-//! or that expired, does not start the count again (its messages are still
-//! unseen); replacing an id the daemon already closed shows a new
-//! notification, as the specification says. With names hidden and texts
-//! shown, the texts tell arrivals apart, so each is shown as before. A
-//! notification that counts messages (these, or many at once) opens the
-//! conversation of the newest of them. Each notification on the screen is
-//! remembered once: a replaced one's entry moves to the one replacing it.
+//! front, or a click on a notification, takes it off the screen
+//! (`CloseNotification`: the user has seen what it counted, and it would
+//! otherwise stay up, stale), and the next one counts afresh in a
+//! notification of its own. The count is the notifier's own tally of the
+//! messages it counted ([`Notifier::unseen`]), not the unread count: that
+//! one also counts muted conversations, which notify nothing, and
+//! messages the user saw and left unread, which are not new. The tally
+//! goes on whether or not the service showed a notification: a batch it
+//! failed to show, or was not asked to show while it hung, is unseen all
+//! the same, and the next one counts it. A notification the user
+//! dismissed, or that expired, does not start the count again (its
+//! messages are still unseen); replacing an id the daemon already closed
+//! shows a new notification, as the specification says. With names or
+//! texts shown, they tell arrivals apart, so each is shown as before; the
+//! last one that counted is then left as it is on the screen, and once
+//! both are hidden again the next counts afresh in a notification of its
+//! own (counting on would leave out what was notified by name or text in
+//! between). A notification that counts messages (these, or many at
+//! once) opens the conversation of the newest of them. Each notification
+//! on the screen is remembered once: a replaced one's entry moves to the
+//! one replacing it.
 //!
 //! When the profile locks, every notification still remembered is taken
 //! off the screen and forgotten ([`Notifier::locked`]). The calls are made
@@ -169,7 +177,7 @@ fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
 /// show them, for each of the first few; beyond [`MAX_AT_ONCE`], one
 /// notification that counts them. With names and texts both hidden, one
 /// notification that counts them whatever their number, going on from the
-/// `unseen` messages the last such notification counted
+/// `unseen` messages counted since the count last started
 /// ([`Notifier::unseen`]). One that counts opens the newest's
 /// conversation.
 pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Vec<Notice> {
@@ -239,18 +247,77 @@ struct Shown {
     /// replacing it comes.
     entries: VecDeque<(u32, Target)>,
     /// The last notification that counts messages told apart by nothing
-    /// ([`Notice::counts`]), while it is remembered: the next replaces it.
-    counting: Option<Counting>,
+    /// ([`Notice::counts`]), while it is remembered and still the one
+    /// that counts: the next replaces it.
+    counting: Option<u32>,
+    /// How many messages the notifications that count have counted since
+    /// the count last started: the next goes on from it
+    /// ([`Notifier::unseen`]). Set as each is asked for, whether or not
+    /// the service shows it: a batch it failed to show, or was not asked
+    /// to while it hung, is unseen all the same.
+    unseen: usize,
 }
 
-/// The notification that counts messages told apart by nothing.
-#[derive(Debug, Clone, Copy)]
-struct Counting {
-    /// Its id, which the next such notification replaces.
-    id: u32,
-    /// How many messages the next one goes on from: those it counted, or
-    /// none once the user looked at the app ([`Notifier::seen`]).
-    unseen: usize,
+impl Shown {
+    /// `notice` is about to be shown (or to fail to be): the id it
+    /// replaces, 0 for none. One that counts sets the tally now, shown or
+    /// not. One that does not count means names or texts are shown now,
+    /// and they tell arrivals apart: the last one that counted is left as
+    /// it is on the screen (still remembered, for a click or a lock), no
+    /// longer to be replaced nor counted on from, so that once both are
+    /// hidden again the next one counts afresh in a notification of its
+    /// own, rather than counting on past the messages notified meanwhile
+    /// into one that may be long stale.
+    fn asking(&mut self, notice: &Notice) -> u32 {
+        match notice.counts {
+            Some(unseen) => {
+                self.unseen = unseen;
+                self.counting.unwrap_or(0)
+            }
+            None => {
+                self.stop_counting();
+                0
+            }
+        }
+    }
+
+    /// The service showed `notice` as `id`, in place of `replaces` (0 for
+    /// none).
+    fn shown(&mut self, notice: &Notice, replaces: u32, id: u32) {
+        // One entry per notification on the screen: the replaced one's
+        // goes (the daemon gives back its id, or a new one if it had
+        // closed it).
+        if replaces != 0 {
+            self.entries.retain(|(old, _)| *old != replaces);
+        }
+        self.entries.push_back((id, notice.of.clone()));
+        if notice.counts.is_some() {
+            self.counting = Some(id);
+        }
+        if self.entries.len() > REMEMBERED {
+            let forgotten = self.entries.pop_front().map(|(gone, _)| gone);
+            if forgotten.is_some() && forgotten == self.counting {
+                self.stop_counting();
+            }
+        }
+    }
+
+    /// The user looked at the app: the count starts again, and the
+    /// notification that counted, if one is remembered, is forgotten; its
+    /// id, to take it off the screen.
+    fn seen(&mut self) -> Option<u32> {
+        self.unseen = 0;
+        let stale = self.counting.take()?;
+        self.entries.retain(|(id, _)| *id != stale);
+        Some(stale)
+    }
+
+    /// No notification counts any longer: the next one that counts shows
+    /// as a new one and counts afresh.
+    fn stop_counting(&mut self) {
+        self.counting = None;
+        self.unseen = 0;
+    }
 }
 
 /// A link to the notification service.
@@ -331,21 +398,25 @@ impl Notifier {
             .map(|(_, t)| t.clone())
     }
 
-    /// How many messages the notification that counts messages told apart
-    /// by nothing (names and texts hidden) counted, for the next one to go
-    /// on from ([`notices`]): none if no such notification is remembered,
-    /// or if the user looked at the app since it was shown.
+    /// How many messages the notifications that count messages told apart
+    /// by nothing (names and texts hidden) counted, those the service did
+    /// not show included, for the next one to go on from ([`notices`]):
+    /// none once the user looked at the app, and none after the one that
+    /// counted was forgotten (at a lock, with the contact it opens
+    /// deleted, or once names or texts were shown).
     pub fn unseen(&self) -> usize {
-        self.remembered().counting.map_or(0, |c| c.unseen)
+        self.remembered().unseen
     }
 
     /// The user looked at the app (its window came in front, or a click on
-    /// a notification opened it): the next notification that counts
-    /// messages counts them afresh. It still replaces the last one, which
-    /// is stale by then.
+    /// a notification opened it): the notification that counts messages
+    /// told apart by nothing, if one is remembered, is taken off the
+    /// screen and forgotten (the user has seen what it counted), and the
+    /// next one counts afresh in a notification of its own.
     pub fn seen(&self) {
-        if let Some(counting) = &mut self.remembered().counting {
-            counting.unseen = 0;
+        let stale = self.remembered().seen();
+        if let Some(id) = stale {
+            self.close(&[id]);
         }
     }
 
@@ -377,8 +448,8 @@ impl Notifier {
                 }
                 !theirs
             });
-            if shown.counting.is_some_and(|c| closing.contains(&c.id)) {
-                shown.counting = None;
+            if shown.counting.is_some_and(|id| closing.contains(&id)) {
+                shown.stop_counting();
             }
         }
         self.close(&closing);
@@ -391,7 +462,7 @@ impl Notifier {
     /// whichever profile is unlocked next.
     pub fn locked(&self) {
         let mut shown = self.remembered();
-        shown.counting = None;
+        shown.stop_counting();
         let closing: Vec<u32> = shown.entries.drain(..).map(|(id, _)| id).collect();
         drop(shown);
         self.close(&closing);
@@ -451,12 +522,19 @@ impl Notifier {
         )
     }
 
-    /// Shows `notice`; its id. One that counts messages told apart by
-    /// nothing ([`Notice::counts`]) replaces the last such one, if it is
-    /// still remembered: a daemon that closed that one meanwhile shows a
-    /// new one. A call that times out also makes the service
-    /// [`Notifier::hung`].
-    pub fn show(&self, notice: &Notice) -> zbus::Result<u32> {
+    /// Shows `notice`; its id, or `None` if the service is
+    /// [`Notifier::hung`] (then it is not called). One that counts
+    /// messages told apart by nothing ([`Notice::counts`]) replaces the
+    /// last such one, if it is still remembered: a daemon that closed that
+    /// one meanwhile shows a new one. What it counts is tallied whether or
+    /// not it is shown, and one that does not count ends the count
+    /// (`Shown::asking`). A call that times out also makes the service
+    /// hung.
+    pub fn show(&self, notice: &Notice) -> zbus::Result<Option<u32>> {
+        let replaces = self.remembered().asking(notice);
+        if self.hung() {
+            return Ok(None);
+        }
         let mut hints: HashMap<&str, Value<'_>> = HashMap::from([
             ("category", Value::from("im.received")),
             ("desktop-entry", Value::from("strand")),
@@ -465,10 +543,6 @@ impl Notifier {
         if notice.transient {
             hints.insert("transient", Value::Bool(true));
         }
-        let replaces = match notice.counts {
-            Some(_) => self.remembered().counting.map_or(0, |c| c.id),
-            None => 0,
-        };
         // The summary is plain text in the specification (only the body
         // may hold markup), so the title is not escaped: a daemon would
         // show "&amp;" for "&".
@@ -490,24 +564,8 @@ impl Notifier {
             .inspect_err(|e| {
                 self.took_too_long(e);
             })?;
-        let mut shown = self.remembered();
-        // One entry per notification on the screen: the replaced one's
-        // goes (the daemon gives back its id, or a new one if it had
-        // closed it).
-        if replaces != 0 {
-            shown.entries.retain(|(old, _)| *old != replaces);
-        }
-        shown.entries.push_back((id, notice.of.clone()));
-        if let Some(unseen) = notice.counts {
-            shown.counting = Some(Counting { id, unseen });
-        }
-        if shown.entries.len() > REMEMBERED {
-            let forgotten = shown.entries.pop_front().map(|(gone, _)| gone);
-            if shown.counting.is_some_and(|c| Some(c.id) == forgotten) {
-                shown.counting = None;
-            }
-        }
-        Ok(id)
+        self.remembered().shown(notice, replaces, id);
+        Ok(Some(id))
     }
 }
 
@@ -721,6 +779,113 @@ mod tests {
         let titles: Vec<_> = n.iter().map(|n| n.title.as_str()).collect();
         assert_eq!(titles, ["Bob", "Carol", "Ann in Book club"]);
         assert!(n.iter().all(|n| n.counts.is_none()));
+    }
+
+    /// Preferences under which nothing shown tells arrivals apart.
+    fn told_apart_by_nothing() -> Preferences {
+        Preferences {
+            show_names: false,
+            show_text: false,
+            ..Preferences::default()
+        }
+    }
+
+    /// Asks for `notice` as [`Notifier::show`] does, the service showing
+    /// it as `id` (`None`: it failed, or was not called): the id it
+    /// replaces.
+    fn ask(shown: &mut Shown, notice: &Notice, id: Option<u32>) -> u32 {
+        let replaces = shown.asking(notice);
+        if let Some(id) = id {
+            shown.shown(notice, replaces, id);
+        }
+        replaces
+    }
+
+    /// A batch the service did not show (`Notify` failed, or the service
+    /// hung and was not asked) is unseen all the same: the next
+    /// notification that counts counts it too, whether or not one was
+    /// shown before. Before, the tally was kept only once the service had
+    /// shown a notification, so after four arrivals the last said "2 new
+    /// messages".
+    #[test]
+    fn a_batch_not_shown_is_counted_by_the_next_notification() {
+        let prefs = told_apart_by_nothing();
+        let mut shown = Shown::default();
+        let next = |text: &str, shown: &Shown| {
+            let n = notices(&[received("Bob", None, text)], &prefs, shown.unseen);
+            assert_eq!(n.len(), 1, "{n:?}");
+            n[0].clone()
+        };
+        // Not shown, with none shown before.
+        let first = next("one", &shown);
+        assert_eq!(ask(&mut shown, &first, None), 0);
+        let second = next("two", &shown);
+        assert_eq!(
+            (second.body.as_str(), second.counts),
+            ("2 new messages", Some(2))
+        );
+        assert_eq!(ask(&mut shown, &second, Some(7)), 0);
+        // Not shown, in place of one shown.
+        let third = next("three", &shown);
+        assert_eq!(ask(&mut shown, &third, None), 7);
+        let fourth = next("four", &shown);
+        assert_eq!(fourth.body, "4 new messages");
+        assert_eq!(ask(&mut shown, &fourth, Some(7)), 7);
+        assert_eq!(shown.entries.len(), 1);
+    }
+
+    /// Names (or texts) shown midway tell arrivals apart: the notification
+    /// that counted is left as it is, and once names are hidden again the
+    /// next one counts afresh in a notification of its own. Before, the
+    /// old one's id and count were kept through it: the next replaced the
+    /// old one (stale, maybe long gone) and counted on from it past the
+    /// message notified by name in between ("3 new messages" for what was
+    /// one new message since).
+    #[test]
+    fn names_shown_midway_end_the_count() {
+        let mut prefs = told_apart_by_nothing();
+        let mut shown = Shown::default();
+        let batch = [received("Bob", None, "one"), received("Carol", None, "two")];
+        let n = notices(&batch, &prefs, shown.unseen);
+        assert_eq!(n[0].counts, Some(2));
+        assert_eq!(ask(&mut shown, &n[0], Some(7)), 0);
+
+        prefs.show_names = true;
+        let n = notices(&[received("Bob", None, "three")], &prefs, shown.unseen);
+        assert_eq!((n[0].title.as_str(), n[0].counts), ("Bob", None));
+        assert_eq!(ask(&mut shown, &n[0], Some(8)), 0);
+
+        prefs.show_names = false;
+        let n = notices(&[received("Carol", None, "four")], &prefs, shown.unseen);
+        assert_eq!((n[0].body.as_str(), n[0].counts), ("New message", Some(1)));
+        assert_eq!(ask(&mut shown, &n[0], Some(9)), 0);
+        // The one left on the screen is still remembered: a click on it
+        // opens, a lock closes it.
+        let remembered: Vec<u32> = shown.entries.iter().map(|(id, _)| *id).collect();
+        assert_eq!(remembered, [7, 8, 9]);
+    }
+
+    /// The user looked at the app: the notification that counted is the
+    /// one to take off the screen, once, and is forgotten; the next counts
+    /// afresh in one of its own. Another notification stays remembered.
+    /// Before, it was kept and replaced by the next.
+    #[test]
+    fn looking_at_the_app_takes_the_notification_that_counts_away() {
+        let named = Preferences::default();
+        let prefs = told_apart_by_nothing();
+        let mut shown = Shown::default();
+        let n = notices(&[received("Ann", None, "by name")], &named, shown.unseen);
+        ask(&mut shown, &n[0], Some(6));
+        let n = notices(&[received("Bob", None, "one")], &prefs, shown.unseen);
+        ask(&mut shown, &n[0], Some(7));
+
+        assert_eq!(shown.seen(), Some(7));
+        assert_eq!(shown.seen(), None);
+        let remembered: Vec<u32> = shown.entries.iter().map(|(id, _)| *id).collect();
+        assert_eq!(remembered, [6]);
+        let n = notices(&[received("Bob", None, "two")], &prefs, shown.unseen);
+        assert_eq!(n[0].body, "New message");
+        assert_eq!(ask(&mut shown, &n[0], Some(8)), 0);
     }
 
     /// A call the service did not answer in time is told apart from its

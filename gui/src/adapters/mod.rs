@@ -358,11 +358,10 @@ fn notify(core: &mut Core, received: &[strand_node::NodeEvent]) {
     };
     for n in &notices {
         // A service that did not answer in time lately is not asked
-        // (the log said so): each call would hold the core thread up as
-        // long again. The unread counts still show what arrived.
-        if notifier.hung() {
-            break;
-        }
+        // (`show` returns at once, the log said so): each call would hold
+        // the core thread up as long again. The unread counts still show
+        // what arrived, and what a notification that counts would have
+        // counted is counted by the next one.
         if let Err(e) = notifier.show(n) {
             tracing::warn!("a notification was not shown: {e}");
         }

@@ -1,8 +1,9 @@
 //! Desktop notifications, shown by a notification server on a private
 //! D-Bus bus (a real `dbus-daemon`, and a small server implementing
 //! `org.freedesktop.Notifications` that records what it was asked to show
-//! and clicks on request, replaces as the specification says, and can be
-//! made to hang).
+//! and to close, and clicks on request, replaces as the specification says
+//! (a closed notification is not replaced: its replacement gets a new id),
+//! and can be made to hang).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,10 +70,15 @@ impl Server {
         // The call's number (for `answered`), and the id it gives.
         let (call, id) = {
             let mut shown = self.shown.lock().unwrap();
+            let closed = self.closed.lock().unwrap();
             let call = shown.len() + 1;
-            // A notification it showed is replaced and keeps its id; any
-            // other gets the next one.
-            let id = if replaces_id != 0 && shown.iter().any(|n| n.id == replaces_id) {
+            // A notification it shows is replaced and keeps its id; any
+            // other (one it never showed, or one closed since) gets the
+            // next one.
+            let id = if replaces_id != 0
+                && !closed.contains(&replaces_id)
+                && shown.iter().any(|n| n.id == replaces_id)
+            {
                 replaces_id
             } else {
                 shown.iter().map(|n| n.id).max().unwrap_or(0) + 1
@@ -370,10 +376,13 @@ fn arrivals_notify_with_text_only_when_chosen_and_a_click_opens_the_conversation
 /// says nothing that tells one message from another: each later one
 /// replaces the last (`replaces_id`) and counts on from it ("2 new
 /// messages"), until the user looks at the app (the window comes in front,
-/// or a click opens it), after which the next counts afresh, still
-/// replacing the stale one. The app remembers it once, not once per
-/// message: locking closes it once. Before, each arrival stacked another
-/// identical "Strand" / "New message" (`replaces_id` 0).
+/// or a click opens it): then it is taken off the screen
+/// (`CloseNotification`), and the next counts afresh in a new one. The
+/// app remembers each once, not once per message: locking closes the one
+/// on the screen once. Before, each arrival stacked another identical
+/// "Strand" / "New message" (`replaces_id` 0); and until this change, the
+/// stale count stayed on the screen after the user had looked, to be
+/// replaced by the next.
 #[test]
 fn arrivals_told_apart_by_nothing_replace_one_notification_that_counts_them() {
     on_ui(|h| {
@@ -385,6 +394,7 @@ fn arrivals_told_apart_by_nothing_replace_one_notification_that_counts_them() {
         settings.invoke_set_notify_names(false);
         assert!(h.pump_until(WAIT, || !settings.get_notify_names()));
         assert!(!settings.get_notify_text());
+        let closed = || daemon.closed.lock().unwrap().clone();
 
         rt.block_on(bob.send("Alice", "one")).unwrap();
         assert!(h.pump_until(WAIT, || daemon.count() == 1));
@@ -405,45 +415,51 @@ fn arrivals_told_apart_by_nothing_replace_one_notification_that_counts_them() {
             (second.title.as_str(), second.body.as_str(), second.id),
             ("Strand", "2 new messages", first.id)
         );
+        assert!(closed().is_empty());
 
-        // The window comes in front (the app's jobs run in order, so
-        // before the next arrival's) and goes behind again: the next
-        // counts afresh, replacing the stale one.
+        // The window comes in front: the user sees what it counted, and it
+        // goes from the screen. Behind again, the next counts afresh in a
+        // new one.
         let app = gui.app.as_ref().unwrap();
         app.in_front(true);
+        assert!(
+            h.pump_until(WAIT, || closed() == [first.id]),
+            "not closed: {:?}",
+            closed()
+        );
         app.in_front(false);
         rt.block_on(bob.send("Alice", "three")).unwrap();
         assert!(h.pump_until(WAIT, || daemon.count() == 3));
         let third = daemon.last();
-        assert_eq!(
-            (third.replaces, third.body.as_str()),
-            (first.id, "New message")
-        );
+        assert_eq!((third.replaces, third.body.as_str()), (0, "New message"));
+        assert_ne!(third.id, first.id);
 
-        // A click opens the newest's conversation (Bob's), and the next
-        // counts afresh again.
+        // A click opens the newest's conversation (Bob's) and takes the
+        // notification away, and the next counts afresh again.
         close_conversation(&gui);
-        daemon.click(first.id);
+        daemon.click(third.id);
         let conv = gui.ui.global::<ConversationAdapter>();
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Chats
             && conv.get_contact() == "Bob"));
+        assert!(
+            h.pump_until(WAIT, || closed() == [first.id, third.id]),
+            "not closed: {:?}",
+            closed()
+        );
         gui.ui
             .global::<AppAdapter>()
             .invoke_navigate(Screen::Settings);
         rt.block_on(bob.send("Alice", "four")).unwrap();
         assert!(h.pump_until(WAIT, || daemon.count() == 4));
         let fourth = daemon.last();
-        assert_eq!(
-            (fourth.replaces, fourth.body.as_str()),
-            (first.id, "New message")
-        );
+        assert_eq!((fourth.replaces, fourth.body.as_str()), (0, "New message"));
 
         // One notification on the screen, remembered once: locking
         // closes it once.
         settings.invoke_lock();
         assert!(h.pump_until(WAIT, || gui.screen() == Screen::Onboarding
             && !gui.onboarding().get_busy()));
-        assert_eq!(*daemon.closed.lock().unwrap(), [first.id]);
+        assert_eq!(closed(), [first.id, third.id, fourth.id]);
 
         drop(gui);
         rt.shutdown_timeout(Duration::from_secs(5));
