@@ -22,10 +22,10 @@
 //! epoch changes nothing; then the higher rank wins (the creator's change,
 //! then an admin's), then the smaller message id. Times never count. An
 //! admin whose change lost makes it again on the winner
-//! ([`Chain::reissue`]). A device that has read the creator's removal of
-//! itself is out wherever its path leads: removed on the winning branch,
-//! it reads nothing there after its removal, so a strike the creator
-//! writes later is out of its sight.
+//! ([`Chain::reissue`]). A device that has read a removal of itself that
+//! it holds as revoking it is out wherever its path leads: removed on the
+//! winning branch, it reads nothing there after its removal, so a strike
+//! the creator writes later is out of its sight.
 //!
 //! A member whose box does not open asks for the key in the epoch that
 //! holds the change, and any member who has it answers, sealed to the
@@ -1781,9 +1781,10 @@ enum End {
     Waiting(usize),
     /// The last epoch's winning change (its index) leaves the reader out.
     Out(usize),
-    /// The creator removed the reader, by the change (its index) in the
-    /// epoch named, and its path does not end out there: the reader is
-    /// out wherever its path leads ([`Chain::resolve`]).
+    /// The reader read its removal, by the change (its index) in the
+    /// epoch named, and holds itself revoked by it, and its path does not
+    /// end out there: the reader is out wherever its path leads
+    /// ([`Chain::resolve`]).
     Removed(GroupId, usize),
 }
 
@@ -1817,11 +1818,12 @@ pub struct Entry {
 /// id. No claimed time decides anything, and nothing beyond the epoch's
 /// own log and the branches that follow it counts.
 ///
-/// **Removed by the creator.** A device that has read the creator's
-/// removal of itself is out ([`Head::Out`]) wherever its path leads: a
-/// member removed on the winning branch of a fork reads no epoch after its
-/// removal, so it cannot see the creator strike the other branch there,
-/// and its path may end on the branch that lost (PROTOCOL.md §14.1).
+/// **Removed.** A device that has read a removal of itself, which it holds
+/// as revoking it (the creator's; another admin's while that admin is not
+/// gone), is out ([`Head::Out`]) wherever its path leads: a member removed
+/// on the winning branch of a fork reads no epoch after its removal, so it
+/// cannot see the creator strike the other branch there, and its path may
+/// end on the branch that lost (PROTOCOL.md §14.1).
 #[derive(Debug, Clone)]
 pub struct Chain {
     root: GroupId,
@@ -2486,25 +2488,27 @@ impl Chain {
             .max_by_key(|(_, p, _)| p.len())
             .unwrap_or(best);
         let (path, mut end_state) = (path.clone(), *end_state);
-        // A device that has read the creator's removal of itself is out,
-        // wherever its path leads. The creator's removals stand for good:
-        // whoever reads one holds the removed device revoked, no one
-        // writes while it is in the head, and the creator makes the
-        // removal again on whatever branch wins (PROTOCOL.md §14.1). Yet
-        // the path can lead the removed device onto a branch that lost.
-        // Whether a candidate is struck depends on what the other
-        // branches hold, and a device removed on the winning branch reads
-        // no epoch after its removal there: the creator may go on to
-        // remove the other branch's author in one of those, striking that
-        // branch, and the removed device never reads it. Following its
-        // path, it stayed a member of an epoch no one writes into again.
-        // What it reads of the fork (the winners, its path) stays as it
-        // is; only where it stands changes. A removal by another admin
-        // does not count here: it lapses if its author leaves or the
-        // creator removes them, which may lie where this device cannot
-        // read.
+        // A device that has read a removal of itself, which it holds as
+        // revoking it, is out, wherever its path leads. Such a removal
+        // stands at every reader that holds it as this device does: the
+        // removed device is revoked there, no one writes while it is in
+        // the head, and an admin removes it again on whatever branch wins
+        // (PROTOCOL.md §14.1). Yet the path can lead the removed device
+        // onto a branch that lost. Whether a candidate is struck depends
+        // on what the other branches hold, and a device removed on the
+        // winning branch reads no epoch after its removal there: the
+        // creator may go on to remove the other branch's author in one of
+        // those, striking that branch, and the removed device never reads
+        // it. Following its path, it stayed a member of an epoch no one
+        // writes into again. What it reads of the fork (the winners, its
+        // path) stays as it is; only where it stands changes. An admin's
+        // removal lapses if its author leaves or the creator removes
+        // them, which may lie where this device cannot read; but while it
+        // has not read that, it holds itself revoked, and could write
+        // nothing as a member either. Once it reads the lapse, the removal
+        // no longer revokes it, and it is a member again.
         if !matches!(end_state, End::Out(_)) {
-            if let Some((id, w)) = self.removal_by_creator(creator) {
+            if let Some((id, w)) = self.own_removal() {
                 end_state = End::Removed(id, w);
             }
         }
@@ -2512,22 +2516,22 @@ impl Chain {
         self.end = end_state;
     }
 
-    /// The creator's removal of this device, if it has read one in any
-    /// epoch it holds: that epoch, and the change's index in it. A device
-    /// holds only epochs that list it, so a removal whose next epoch does
-    /// not list the reader is the reader's. Of several (the creator makes
-    /// a removal that lost a fork again), the one in the newest epoch,
-    /// then the one with the smallest key: the same from the same
-    /// messages, whatever order they came in.
-    fn removal_by_creator(&self, creator: Option<AuthorId>) -> Option<(GroupId, usize)> {
+    /// A removal of this device it has read in any epoch it holds, and
+    /// holds as revoking it (the creator's always; another admin's while
+    /// that admin is not gone, [`Chain::compute_revoked`]): that epoch,
+    /// and the change's index in it. A device holds only epochs that list
+    /// it, so a removal whose next epoch does not list the reader is the
+    /// reader's. Of several (a removal that lost a fork is made again),
+    /// the one in the newest epoch, then the one with the smallest key:
+    /// the same from the same messages, whatever order they came in.
+    fn own_removal(&self) -> Option<(GroupId, usize)> {
         let mut found: Option<(u32, Key, GroupId, usize)> = None;
         for (id, changes) in &self.changes {
             let Some(epoch) = self.epochs.get(id) else {
                 continue;
             };
             for (i, t) in changes.iter().enumerate() {
-                let removes_me = Some(t.author) == creator
-                    && matches!(t.change, Change::Remove(_))
+                let removes_me = matches!(&t.change, Change::Remove(x) if self.revoked.contains(x))
                     && matches!(t.next, Next::NotListed);
                 let better = found.is_none_or(|(number, key, _, _)| {
                     epoch.number > number || (epoch.number == number && t.key < key)
@@ -2657,8 +2661,8 @@ impl Chain {
                 last,
                 change: &self.changes[&last.id()][w],
             },
-            // Removed by the creator off its path: the epoch it was
-            // removed from is the last it was in.
+            // Removed off its path: the epoch it was removed from is the
+            // last it was in.
             End::Removed(id, w) => Head::Out {
                 last: &self.epochs[&id],
                 change: &self.changes[&id][w],
@@ -2845,10 +2849,11 @@ impl Chain {
         let then = match self.end {
             End::Member => None,
             End::Waiting(w) | End::Out(w) => Some(&self.changes[last][w].members[..]),
-            // The creator removed this device: it is revoked for good, and
-            // anyone who has read that refuses its welcomes (PROTOCOL.md
-            // §14.3). Its path may end on a branch that lost, which says
-            // nothing of where the group has anyone.
+            // This device holds itself revoked by a removal it read: it
+            // writes nothing, and whoever holds that removal as it does
+            // refuses its welcomes (PROTOCOL.md §14.3). Its path may end
+            // on a branch that lost, which says nothing of where the group
+            // has anyone.
             End::Removed(..) => return Vec::new(),
         };
         let stays = |sign: &AuthorId| {

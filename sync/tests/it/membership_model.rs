@@ -1167,6 +1167,82 @@ fn a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
     m.check().unwrap();
 }
 
+/// The same as `a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one`,
+/// with Dan, no admin, removed on the winning branch by Ben, an admin,
+/// not by the creator: Dan holds himself revoked by Ben's removal (Ben is
+/// not gone as far as Dan reads), so he is out, not a member (unable to
+/// write for good) of Cat's epoch, which lost and no one writes into.
+/// Before, only the creator's removal put him out. (Review of stop 73,
+/// M1.)
+#[test]
+fn a_member_an_admin_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
+    let (ben, cat, dan, eve) = (1, 2, 3, 4);
+    let mut m = Model::new(5, &[], false, 49);
+    for i in [ben, cat] {
+        m.apply(Op::MakeAdmin(i));
+    }
+    m.heal();
+    let fork = m.writable(0).expect("the creator is a member");
+    assert_eq!(m.writable(dan).map(|e| e.id()), Some(fork.id()), "one head");
+    let remove_eve = Change::Remove(m.sign(eve));
+    let now = m.tick();
+    let (bens, _) = fork
+        .propose(&m.devs[ben].id, remove_eve.clone(), now, &mut m.rng)
+        .unwrap();
+    let mut cats = None;
+    for _ in 0..64 {
+        let now = m.tick();
+        let (msg, _) = fork
+            .propose(&m.devs[cat].id, remove_eve.clone(), now, &mut m.rng)
+            .unwrap();
+        if msg.id() < bens.id() {
+            cats = Some(msg);
+            break;
+        }
+    }
+    let cats = cats.expect("one of 64 draws");
+    // Ben's change reaches the creator, Cat's reaches Dan.
+    for (i, msg) in [(ben, &bens), (0, &bens), (cat, &cats), (dan, &cats)] {
+        m.devs[i].store.insert(&fork.id(), msg).unwrap();
+    }
+    m.removes.push((m.sign(ben), m.sign(eve)));
+    m.removes.push((m.sign(cat), m.sign(eve)));
+    m.digest(ben);
+    m.digest(0);
+    // On Ben's branch, Ben removes Dan; the creator reads it and removes
+    // Cat, striking her change.
+    let head = m.writable(ben).expect("Ben is a member");
+    assert!(m.make(ben, &head, Change::Remove(m.sign(dan))));
+    m.removes.push((m.sign(ben), m.sign(dan)));
+    m.meet(0, ben);
+    let head = m.writable(0).expect("the creator is a member");
+    assert!(m.make(0, &head, Change::Remove(m.sign(cat))));
+    m.removes.push((m.sign(0), m.sign(cat)));
+    // Dan reads Ben's change, and Ben's removal of him.
+    m.meet(0, dan);
+    let creator = m.chain(0).unwrap();
+    assert_eq!(
+        creator.winner(&fork.id()).map(|t| t.author),
+        Some(m.sign(ben)),
+        "the creator's removal of Cat strikes her change"
+    );
+    let chain = m.chain(dan).unwrap();
+    assert_eq!(
+        chain.winner(&fork.id()).map(|t| t.author),
+        Some(m.sign(cat)),
+        "as far as Dan reads, Cat's change wins"
+    );
+    match chain.head() {
+        Head::Out { change, .. } => {
+            assert_eq!(change.author, m.sign(ben));
+            assert_eq!(change.change, Change::Remove(m.sign(dan)));
+        }
+        other => panic!("Dan is not out: {other:?}{}", m.dump()),
+    }
+    m.heal();
+    m.check().unwrap();
+}
+
 /// Mal (device 2), made an admin, adds an outsider (device 3), who
 /// joins: the model, and the welcome Mal would forge for the outsider
 /// into an epoch she made up with a large number.
