@@ -31,15 +31,16 @@
 //! holds the change, and any member who has it answers, sealed to the
 //! key-agreement key the asker's request names ([`Kind::KEY`]; not the
 //! one listed, which its adder chose), unless two members besides the
-//! change's author already have (only the asker can tell junk from the
-//! key); the key is checked against the change's commitment, so no one
-//! can hand over a wrong one. A device that has read such a request
-//! seals that member's box in the changes it writes to the key named
-//! too ([`NamedKeys`], [`Epoch::propose_to`]), so the member opens them
-//! without asking again, and whoever holds the listed key cannot. A
-//! member that outranks a change's author and cannot open its box makes
-//! the same change again itself ([`Chain::overrides`]): no one locks the
-//! creator out.
+//! change's author already have, sealed to that key (only the asker can
+//! tell junk from the key; an answer names the key it was sealed to
+//! when that is not the listed one); the key is checked against the
+//! change's commitment, so no one can hand over a wrong one. A device
+//! that has read such a request seals that member's box in the changes
+//! it writes to the key named too ([`NamedKeys`], [`Epoch::propose_to`]),
+//! so the member opens them without asking again, and whoever holds the
+//! listed key cannot. A member that outranks a change's author and
+//! cannot open its box makes the same change again itself
+//! ([`Chain::overrides`]): no one locks the creator out.
 //!
 //! New members get the epoch they join in a [`Kind::WELCOME`] message in
 //! their 1:1 conversation with the admin who added them. A welcome is
@@ -107,8 +108,10 @@ const LEAVE_REQUEST: u8 = 0x81;
 const KEY_REQUEST: u8 = 1;
 const KEY_SHARE: u8 = 2;
 /// Answers to one key request, from members other than the change's
-/// author, after which no one else answers: so a member who answers with
-/// junk (only the asker can tell) keeps the key from no one alone.
+/// author and sealed to the key answers to its author are sealed to
+/// ([`Chain::key_work`]), after which no one else answers: so a member
+/// who answers with junk (only the asker can tell) keeps the key from no
+/// one alone.
 const KEY_ANSWERS: usize = 2;
 
 const ROOT_LABEL: &[u8] = b"strand/v2/group-root";
@@ -861,7 +864,12 @@ impl Epoch {
 
     /// A [`Kind::KEY`] answer in this epoch's log: `next`'s key sealed to
     /// `to` (the requester's signing key, and the key-agreement key its
-    /// request named: see [`Chain::key_work`]).
+    /// request named: see [`Chain::key_work`]). An answer sealed to a key
+    /// other than the one `next` lists names it after the box, so that
+    /// other members can tell whether it answers the request they read
+    /// (an answer sealed to the listed key does not answer a request
+    /// naming another); one sealed to the listed key keeps the older
+    /// form, which every version reads.
     pub fn key_share(
         &self,
         me: &Identity,
@@ -891,6 +899,9 @@ impl Epoch {
         body.extend_from_slice(&to.sign);
         body.extend_from_slice(&eph_public);
         body.extend_from_slice(&sealed);
+        if next.member(&to.sign).map(|m| m.public.dh) != Some(to.dh) {
+            body.extend_from_slice(&to.dh);
+        }
         Ok(Message::create(
             me,
             &self.group,
@@ -928,6 +939,13 @@ impl Epoch {
                 to: r.array()?,
                 eph: r.array()?,
                 sealed: r.array()?,
+                // An answer of the older form (145 bytes) names no key:
+                // it is taken as sealed to the one `next` lists.
+                dh: if r.is_empty() {
+                    None
+                } else {
+                    Some(r.array::<32>()?)
+                },
             },
             _ => {
                 return Err(GroupError::Decode(DecodeError::Invalid(
@@ -1551,6 +1569,9 @@ enum KeyMessage {
         to: AuthorId,
         eph: [u8; 32],
         sealed: [u8; BOX_LEN],
+        /// The key-agreement key the box was sealed to, if not the one
+        /// `next` lists (`None`: that one, as in the older form).
+        dh: Option<[u8; 32]>,
     },
 }
 
@@ -1597,11 +1618,23 @@ struct KeysRead {
     /// (who asks, for which next epoch), and the key-agreement key they
     /// asked answers sealed to.
     requests: Requests,
-    /// (to whom, for which next epoch, from whom).
-    shares: BTreeSet<(AuthorId, GroupId, AuthorId)>,
+    /// Answers read, and the key each was sealed to.
+    shares: Shares,
+    /// The next epochs this device asked for with a request naming its
+    /// own key-agreement key ([`Chain::key_work`]): one of the older form
+    /// (written before it updated), or naming another key, gets no
+    /// answer it can open where it was listed with a key it lacks.
+    asked: BTreeSet<GroupId>,
     /// Answers to this device: (next epoch, ephemeral key, box).
     mine: Vec<(GroupId, [u8; 32], [u8; BOX_LEN])>,
 }
+
+/// Key answers read in one epoch: (to whom, for which next epoch, from
+/// whom, and the key-agreement key the box was sealed to if the answer
+/// names one: `None` for the one the next epoch lists). An answer counts
+/// for a request only if it was sealed to the key answers to its author
+/// are sealed to now ([`Chain::key_work`]).
+type Shares = BTreeSet<(AuthorId, GroupId, AuthorId, Option<[u8; 32]>)>;
 
 /// What an epoch's MEMBERSHIP messages said, each read once
 /// ([`Chain::update`]), as [`KeysRead`] is for its key messages. Read
@@ -1840,8 +1873,8 @@ pub struct Chain {
     /// key-agreement key they named.
     requests: BTreeMap<GroupId, Requests>,
     /// Key answers seen per epoch: (to whom, for which next epoch, from
-    /// whom).
-    shares: BTreeMap<GroupId, BTreeSet<(AuthorId, GroupId, AuthorId)>>,
+    /// whom, to which key-agreement key if not the listed one).
+    shares: BTreeMap<GroupId, Shares>,
     /// What each epoch's key messages said, each read once (shared
     /// between copies of the chain until one changes it).
     keys_read: BTreeMap<GroupId, Arc<KeysRead>>,
@@ -2182,6 +2215,7 @@ impl Chain {
             return Ok(Vec::new());
         }
         let mine = me.public().sign;
+        let my_dh = me.public().dh;
         let mut opened = Vec::new();
         // Whom the creator removed, as read so far. A change of theirs
         // opens no epoch: it cannot win where the removal lies after it
@@ -2233,14 +2267,18 @@ impl Chain {
                         let asked = (msg.author(), next);
                         let named = read_now.requests.entry(asked).or_default();
                         *named = (*named).max(dh);
+                        if msg.author() == mine && dh == Some(my_dh) {
+                            read_now.asked.insert(next);
+                        }
                     }
                     Ok(KeyMessage::Share {
                         next,
                         to,
                         eph,
                         sealed,
+                        dh,
                     }) => {
-                        read_now.shares.insert((to, next, msg.author()));
+                        read_now.shares.insert((to, next, msg.author(), dh));
                         if to == mine {
                             read_now.mine.push((next, eph, sealed));
                         }
@@ -2932,7 +2970,9 @@ impl Chain {
 
     /// Key messages `me` should write: a request for every epoch it is
     /// listed in but could not open (once), and an answer to every request
-    /// for an epoch it holds that no one has answered.
+    /// for an epoch it holds that no one has answered with a box sealed
+    /// to the key answers to its author are sealed to. `me` is the device
+    /// the chain follows for ([`Chain::update`]).
     pub fn key_work(&self, me: &AuthorId) -> KeyWork {
         let mut work = KeyWork::default();
         if self.is_legacy() {
@@ -2940,11 +2980,15 @@ impl Chain {
         }
         for (id, changes) in &self.changes {
             for t in changes {
+                // Only a request naming this device's own key counts as
+                // asked: one of the older form, written before it
+                // updated, is answered sealed to the listed key, which
+                // the admin who added it may hold instead.
                 if matches!(t.next, Next::Pending)
                     && !self
-                        .requests
+                        .keys_read
                         .get(id)
-                        .is_some_and(|r| r.contains_key(&(*me, t.next_id)))
+                        .is_some_and(|r| r.asked.contains(&t.next_id))
                 {
                     work.requests.push((*id, t.next_id));
                 }
@@ -2971,6 +3015,17 @@ impl Chain {
                 // epoch asked for besides the change's author (who sealed
                 // the box that failed) have. (One the change left out, or
                 // removed, never had the key.)
+                //
+                // Sealed to the key the member named, not the listed one:
+                // an admin may list a member's signing key with a
+                // key-agreement key only she holds (an add checks no
+                // more), and answers sealed to that kept the member
+                // waiting for good. A request of the older form names
+                // none. Only answers sealed to that key count: one sealed
+                // to the listed key, to a request of the older form the
+                // member wrote before it updated (or by that admin, who
+                // holds it), does not answer the request naming its own.
+                let to = named.seal_to(&member.public);
                 let author = self
                     .changes
                     .get(id)
@@ -2980,8 +3035,10 @@ impl Chain {
                     .get(id)
                     .into_iter()
                     .flatten()
-                    .filter(|(to, n, _)| to == who && n == next)
-                    .map(|(_, _, by)| *by)
+                    .filter(|(whom, n, _, dh)| {
+                        whom == who && n == next && dh.unwrap_or(member.public.dh) == to.dh
+                    })
+                    .map(|(_, _, by, _)| *by)
                     .collect();
                 let others = answered
                     .iter()
@@ -2990,14 +3047,7 @@ impl Chain {
                 if answered.contains(me) || others >= KEY_ANSWERS {
                     continue;
                 }
-                // Sealed to the key the member named, not the listed one:
-                // an admin may list a member's signing key with a
-                // key-agreement key only she holds (an add checks no
-                // more), and answers sealed to that kept the member
-                // waiting for good. A request of the older form names
-                // none.
-                work.shares
-                    .push((*id, named.seal_to(&member.public), *next));
+                work.shares.push((*id, to, *next));
             }
         }
         work
@@ -3536,6 +3586,162 @@ mod tests {
         }
     }
 
+    /// A group of `n` people, the creator first, that lists person 2's
+    /// signing key with a key-agreement key someone else holds (as a
+    /// hostile admin may: an add checks no more than that the key is
+    /// usable), and the creator's change making person 1 an admin, whose
+    /// box person 2 cannot open: `(people, person 2 as listed, the
+    /// epoch, the change, the epoch it makes)`.
+    fn listed_with_another_key(
+        n: usize,
+        rng: &mut ChaCha20Rng,
+    ) -> (Vec<Identity>, PublicIdentity, Epoch, Message, Epoch) {
+        let ids = people(n, rng);
+        let hers = people(1, rng)[0].public().dh;
+        let listed = PublicIdentity {
+            dh: hers,
+            ..ids[2].public()
+        };
+        let others: Vec<_> = ids[1..]
+            .iter()
+            .map(|p| {
+                let public = if p.public().sign == listed.sign {
+                    listed
+                } else {
+                    p.public()
+                };
+                (public, p.name().to_owned())
+            })
+            .collect();
+        let e = Epoch::create(&ids[0], "g", &others, rng).unwrap();
+        let (change, next) = e
+            .propose(&ids[0], Change::MakeAdmin(ids[1].public().sign), 9, rng)
+            .unwrap();
+        let next = next.expect("the creator stays");
+        assert!(matches!(
+            e.read(&ids[2], &change, 10).unwrap().next,
+            Next::Pending
+        ));
+        (ids, listed, e, change, next)
+    }
+
+    /// A request for `next`'s key written by hand: `0x01` ‖ next id,
+    /// then `tail` (nothing: the older form).
+    fn request_by_hand(
+        by: &Identity,
+        e: &Epoch,
+        next: &Epoch,
+        tail: &[u8],
+        rng: &mut ChaCha20Rng,
+    ) -> Message {
+        let mut body = vec![KEY_REQUEST];
+        body.extend_from_slice(&next.id().0);
+        body.extend_from_slice(tail);
+        Message::create(by, e.group(), 9, Kind::KEY, &body, rng).unwrap()
+    }
+
+    /// Regression (gap left by key requests that name a key): answers
+    /// were counted per member, not per key. A member listed with a
+    /// key-agreement key its adder holds asked in the older form (before
+    /// it updated), and two members answered, sealed to the listed key;
+    /// when it then asked naming its own, every member took it as
+    /// answered (two answers, `KEY_ANSWERS`, besides the change's author,
+    /// and each had answered it itself), so nothing it could open was
+    /// written and it waited for good. The admin holding the listed key
+    /// could stop answers the same way. An answer now counts for a
+    /// request only if it was sealed to the key answers are sealed to
+    /// now; one sealed to another key than the listed one names it, and
+    /// one sealed to the listed key keeps the older form.
+    #[test]
+    fn an_answer_sealed_to_the_listed_key_does_not_answer_a_request_naming_another() {
+        use crate::store::{MemoryStore, WriteStore};
+        let mut rng = ChaCha20Rng::seed_from_u64(22);
+        let (ids, listed, e, change, next) = listed_with_another_key(4, &mut rng);
+        let own = ids[2].public();
+        let mut store = MemoryStore::new();
+        store.insert(&e.id(), &change).unwrap();
+        let old = request_by_hand(&ids[2], &e, &next, &[], &mut rng);
+        store.insert(&e.id(), &old).unwrap();
+        // What `p` answers, reading the store.
+        let answers = |p: &Identity, store: &MemoryStore| {
+            let mut chain = Chain::new(e.clone());
+            chain.update(p, store, 10).unwrap();
+            chain.key_work(&p.public().sign).shares
+        };
+        assert_eq!(answers(&ids[1], &store), [(e.id(), listed, next.id())]);
+        // Members 1 and 3 answer the older request, sealed to the listed
+        // key (which the older form means): the creator, the change's
+        // author, then writes none.
+        for p in [&ids[1], &ids[3]] {
+            let share = e.key_share(p, &listed, &next, 9, &mut rng).unwrap();
+            assert_eq!(share.validate(e.group(), 10).unwrap().len(), 145);
+            store.insert(&e.id(), &share).unwrap();
+        }
+        assert!(answers(&ids[0], &store).is_empty());
+        assert!(answers(&ids[1], &store).is_empty());
+        // The member asks naming its own key: those answers do not
+        // answer that, and each member answers, sealed to the key named.
+        let new = e.key_request(&ids[2], &next.id(), 9, &mut rng).unwrap();
+        store.insert(&e.id(), &new).unwrap();
+        for p in [&ids[0], &ids[1], &ids[3]] {
+            assert_eq!(answers(p, &store), [(e.id(), own, next.id())]);
+        }
+        // An answer one byte longer is no answer.
+        let share = e.key_share(&ids[1], &own, &next, 9, &mut rng).unwrap();
+        let mut longer = share.validate(e.group(), 10).unwrap();
+        assert_eq!(longer.len(), 145 + 32, "it names the key");
+        longer.push(0);
+        let junk = Message::create(&ids[3], e.group(), 9, Kind::KEY, &longer, &mut rng).unwrap();
+        store.insert(&e.id(), &junk).unwrap();
+        assert_eq!(answers(&ids[3], &store), [(e.id(), own, next.id())]);
+        // Answers sealed to it count: once members 1 and 3 wrote them, no
+        // one writes more, and the member opens them.
+        store.insert(&e.id(), &share).unwrap();
+        let share = e.key_share(&ids[3], &own, &next, 9, &mut rng).unwrap();
+        store.insert(&e.id(), &share).unwrap();
+        for p in [&ids[0], &ids[1], &ids[3]] {
+            assert!(answers(p, &store).is_empty());
+        }
+        let mut theirs = Chain::new(e.clone());
+        theirs.update(&ids[2], &store, 10).unwrap();
+        assert!(matches!(theirs.head(), Head::Member(h) if h.id() == next.id()));
+    }
+
+    /// Regression (the same gap): a device that asked for a key in the
+    /// older form, before it updated, wrote no request naming its own key
+    /// (it had asked, by signing key), so it waited for answers sealed to
+    /// the key listed, which its adder may hold instead. Only a request
+    /// naming its own key counts as asked now (one naming another does
+    /// not either), and it writes one, once.
+    #[test]
+    fn a_device_that_asked_in_the_older_form_asks_again_naming_its_key() {
+        use crate::store::{MemoryStore, WriteStore};
+        let mut rng = ChaCha20Rng::seed_from_u64(23);
+        let (ids, listed, e, change, next) = listed_with_another_key(3, &mut rng);
+        let me = ids[2].public().sign;
+        let mut store = MemoryStore::new();
+        store.insert(&e.id(), &change).unwrap();
+        let mut theirs = Chain::new(e.clone());
+        // What the member asks for, reading the store.
+        let asks = |chain: &mut Chain, store: &MemoryStore| {
+            chain.update(&ids[2], store, 10).unwrap();
+            chain.key_work(&me).requests
+        };
+        assert_eq!(asks(&mut theirs, &store), [(e.id(), next.id())]);
+        // Its request of the older form, and one naming a key not its
+        // own (here the listed one; only it signs its requests, so only
+        // a device of its own with another key-agreement key writes one).
+        let older: &[u8] = &[];
+        for tail in [older, &listed.dh[..]] {
+            let msg = request_by_hand(&ids[2], &e, &next, tail, &mut rng);
+            store.insert(&e.id(), &msg).unwrap();
+            assert_eq!(asks(&mut theirs, &store), [(e.id(), next.id())]);
+        }
+        let new = e.key_request(&ids[2], &next.id(), 9, &mut rng).unwrap();
+        store.insert(&e.id(), &new).unwrap();
+        assert!(asks(&mut theirs, &store).is_empty(), "asked once");
+    }
+
     /// Regression (a review of groups under a hostile insider): an admin
     /// could list a member's signing key with a key-agreement key only
     /// she held, and every key answer to that member was sealed to it. A
@@ -3550,30 +3756,7 @@ mod tests {
     fn key_answers_are_sealed_to_the_key_the_request_names() {
         use crate::store::{MemoryStore, WriteStore};
         let mut rng = ChaCha20Rng::seed_from_u64(21);
-        let ids = people(3, &mut rng);
-        let hers = people(1, &mut rng)[0].public().dh;
-        let listed = PublicIdentity {
-            dh: hers,
-            ..ids[2].public()
-        };
-        let others = [
-            (ids[1].public(), "p1".to_owned()),
-            (listed, "p2".to_owned()),
-        ];
-        let e = Epoch::create(&ids[0], "g", &others, &mut rng).unwrap();
-        let (change, next) = e
-            .propose(
-                &ids[0],
-                Change::MakeAdmin(ids[1].public().sign),
-                9,
-                &mut rng,
-            )
-            .unwrap();
-        let next = next.expect("the creator stays");
-        assert!(matches!(
-            e.read(&ids[2], &change, 10).unwrap().next,
-            Next::Pending
-        ));
+        let (ids, listed, e, change, next) = listed_with_another_key(3, &mut rng);
         // What the creator answers, given these requests.
         let answers = |requests: &[&Message]| {
             let mut store = MemoryStore::new();
@@ -3587,13 +3770,8 @@ mod tests {
         };
         let new = e.key_request(&ids[2], &next.id(), 9, &mut rng).unwrap();
         assert_eq!(new.validate(e.group(), 10).unwrap().len(), 65);
-        let mut old_body = vec![KEY_REQUEST];
-        old_body.extend_from_slice(&next.id().0);
-        let body = |tail: &[u8], rng: &mut ChaCha20Rng| {
-            let mut body = old_body.clone();
-            body.extend_from_slice(tail);
-            Message::create(&ids[2], e.group(), 9, Kind::KEY, &body, rng).unwrap()
-        };
+        let body =
+            |tail: &[u8], rng: &mut ChaCha20Rng| request_by_hand(&ids[2], &e, &next, tail, rng);
         let old = body(&[], &mut rng);
         let mut low_order = [0u8; 32];
         low_order[0] = 1;
