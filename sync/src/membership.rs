@@ -59,7 +59,10 @@
 //! newest, once ([`Chain::welcomes_again`]); an entry the creator
 //! welcomed it into passes over every other (the creator's welcome is
 //! taken even into an epoch held, as the creator's entry), and of the
-//! creator's entries the latest welcome.
+//! creator's entries the latest welcome. A welcome's time is the only
+//! time that counts here, so a welcomer dates its welcomes to one
+//! newcomer into one group in the order written, whatever its clock does
+//! ([`Epoch::welcome_time`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -1120,18 +1123,70 @@ impl Epoch {
 
     /// Whether the 1:1 log `pair` in `store` holds a WELCOME by `author`
     /// into the epoch `epoch`: a welcome written again
-    /// ([`Chain::welcomes_again`]) is written once. Only `author`'s
-    /// welcomes are read whole, each opened but not checked (they are
-    /// stored, so found valid); of every other message the store tells
-    /// the author and kind ([`Store::head`]), from its header where it
-    /// keeps one apart. A 1:1 log is mostly the contact's: its texts and
-    /// files, and its welcomes into its own groups.
+    /// ([`Chain::welcomes_again`]) is written once.
     pub fn welcomed_into<S: Store>(
         store: &S,
         pair: &Group,
         author: &AuthorId,
         epoch: &GroupId,
     ) -> Result<bool, S::Error> {
+        let welcomes = Epoch::welcomes_by(store, pair, author)?;
+        Ok(welcomes
+            .iter()
+            .any(|msg| Epoch::welcome_size(pair, msg).is_some_and(|w| w.epoch == *epoch)))
+    }
+
+    /// The time to sign a welcome into this group with, one that `author`
+    /// writes at `now` into the 1:1 log `pair` in `store`: `now`, unless
+    /// a welcome `author` wrote there into this group (into any of its
+    /// epochs) is dated `now` or later, and then one millisecond after the
+    /// latest of those. So one author's welcomes to one newcomer into one
+    /// group are dated in the order they were written, whatever the
+    /// author's clock did in between. The newcomer follows the creator's
+    /// latest welcome, and of one adder's welcomes into epochs as far
+    /// along the later one ([`Chain::take_welcome`]): a welcome dated
+    /// `now` after the clock stepped back would count as older than the
+    /// one it corrects, and the newcomer would stay on the branch that
+    /// lost (PROTOCOL.md §14.3).
+    ///
+    /// Dated past `now` only when the author's clock dated a welcome there
+    /// later before, and then one millisecond past that time for each
+    /// welcome written since: never further ahead than the clock has been.
+    /// If that welcome was dated so far ahead that readers refuse it
+    /// ([`Invalid::FromTheFuture`]), they refuse this one for as long and
+    /// then take both, this one as the later; dated `now`, this one would
+    /// be taken first and then count as older than that one, for good.
+    pub fn welcome_time<S: Store>(
+        &self,
+        store: &S,
+        pair: &Group,
+        author: &AuthorId,
+        now: Time,
+    ) -> Result<Time, S::Error> {
+        let latest = Epoch::welcomes_by(store, pair, author)?
+            .iter()
+            .filter(|msg| Epoch::welcome_size(pair, msg).is_some_and(|w| w.root == self.root))
+            .map(Message::time)
+            .max();
+        Ok(match latest {
+            Some(time) if time >= now => time.saturating_add(1),
+            _ => now,
+        })
+    }
+
+    /// The WELCOME messages by `author` in the 1:1 log `pair` in `store`,
+    /// decoded but not checked (they are stored, so found valid). Only
+    /// `author`'s welcomes are read whole; of every other message the
+    /// store tells the author and kind ([`Store::head`]), from its header
+    /// where it keeps one apart. A 1:1 log is mostly the contact's: its
+    /// texts and files, and its welcomes into its own groups; one
+    /// author's welcomes there are one for each epoch it welcomed the
+    /// contact into.
+    fn welcomes_by<S: Store>(
+        store: &S,
+        pair: &Group,
+        author: &AuthorId,
+    ) -> Result<Vec<Message>, S::Error> {
         let mut theirs = Vec::new();
         let mut failed = None;
         store.scan(&pair.id, &KeyRange::ALL, &mut |k| {
@@ -1148,18 +1203,16 @@ impl Epoch {
         if let Some(e) = failed {
             return Err(e);
         }
+        let mut welcomes = Vec::with_capacity(theirs.len());
         for k in theirs {
             let Some(bytes) = store.get(&pair.id, &k)? else {
                 continue;
             };
-            let Ok(msg) = Message::decode(bytes) else {
-                continue;
-            };
-            if Epoch::welcome_size(pair, &msg).is_some_and(|w| w.epoch == *epoch) {
-                return Ok(true);
+            if let Ok(msg) = Message::decode(bytes) {
+                welcomes.push(msg);
             }
         }
-        Ok(false)
+        Ok(welcomes)
     }
 
     /// Reads a WELCOME message from the 1:1 log `pair`: the epoch, if `me`
@@ -1833,7 +1886,9 @@ pub struct Entry {
     /// welcomes from one adder into epochs as far along, the later wins
     /// (an adder welcomes again when its first add lost a fork); of the
     /// creator's welcomes, the later wins however far the other leads
-    /// ([`Chain::take_welcome`]).
+    /// ([`Chain::take_welcome`]). A welcomer dates its welcomes to one
+    /// newcomer into one group in the order it writes them, whatever its
+    /// clock does ([`Epoch::welcome_time`]).
     pub at: Time,
 }
 
@@ -2501,7 +2556,9 @@ impl Chain {
         // and an admin can write on into the branch an older welcome of
         // the creator's is on (every member takes an admin's changes),
         // leading further. The time is the creator's own claim, signed,
-        // so no one else orders its welcomes.
+        // so no one else orders its welcomes; and the creator dates them
+        // in the order it writes them, even when its clock steps back
+        // ([`Epoch::welcome_time`]), so the latest is the last written.
         let best = entries
             .iter()
             .min_by_key(|(e, path, _)| {

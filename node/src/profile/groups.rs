@@ -776,6 +776,8 @@ impl Profile {
         let mut welcomes = Vec::with_capacity(with.len());
         for contact in with {
             let pair = self.direct_group(contact.trim())?;
+            // Dated now: no welcome into a group just made was written
+            // before, so none is dated later ([`Epoch::welcome_time`]).
             let msg = epoch
                 .welcome(&identity, &pair, now, rng)
                 .map_err(group_error)?;
@@ -929,10 +931,11 @@ impl Profile {
     }
 
     /// Writes `change` into `head`'s log, stores the next epoch, welcomes
-    /// an added contact, and follows the chain. Each member's box is
-    /// sealed to the key-agreement key it named in a key request read in
-    /// the group, if it named one ([`Chain::named_keys`]), not only the
-    /// one its adder listed.
+    /// an added contact (dated after any welcome of this device's to them
+    /// into the group: [`Epoch::welcome_time`]), and follows the chain.
+    /// Each member's box is sealed to the key-agreement key it named in a
+    /// key request read in the group, if it named one
+    /// ([`Chain::named_keys`]), not only the one its adder listed.
     fn propose(
         &self,
         head: &Epoch,
@@ -957,8 +960,11 @@ impl Profile {
             sealed = Some(self.sealed_epoch(next, rng));
             if let Some(contact) = welcome_to {
                 let pair = self.direct_group(contact)?;
+                let time = next
+                    .welcome_time(&self.read_view()?, &pair, &identity.public().sign, now)
+                    .map_err(db_error)?;
                 let w = next
-                    .welcome(&identity, &pair, now, rng)
+                    .welcome(&identity, &pair, time, rng)
                     .map_err(group_error)?;
                 messages.push((pair.id, w));
             }
@@ -1229,13 +1235,13 @@ impl Profile {
                             .map_err(group_error)?,
                     ));
                 }
-                for (pair, at) in self.welcomes_to_write(chain, &me, &mut reserved)? {
+                for (pair, at, time) in self.welcomes_to_write(chain, &me, &mut reserved, now)? {
                     let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
                     tracing::info!("welcoming a new member again where the group added them");
                     messages.push((
                         pair.id,
                         epoch
-                            .welcome(&identity, &pair, now, rng)
+                            .welcome(&identity, &pair, time, rng)
                             .map_err(group_error)?,
                     ));
                 }
@@ -1292,19 +1298,22 @@ impl Profile {
     }
 
     /// The welcomes [`Chain::welcomes_again`] asks of this device in
-    /// `chain` that are not written yet: `(1:1 log, epoch)`, to contacts
-    /// only (a mailbox holds no group). Whether one is written is read
-    /// from the newcomer's 1:1 log ([`Epoch::welcomed_into`]) once an
-    /// unlock for each pair while the group asks for it (see
-    /// [`WelcomedAgain`]): the group asks at every round of its work.
-    /// Those returned stay in `reserved` until the caller's write
-    /// commits.
+    /// `chain` that are not written yet: `(1:1 log, epoch, time)`, to
+    /// contacts only (a mailbox holds no group), each with the time to
+    /// date it at `now`: after this device's earlier welcomes to that
+    /// contact into the group, even if the clock stepped back since
+    /// ([`Epoch::welcome_time`]). Whether one is written is read from the
+    /// newcomer's 1:1 log ([`Epoch::welcomed_into`]) once an unlock for
+    /// each pair while the group asks for it (see [`WelcomedAgain`]): the
+    /// group asks at every round of its work. Those returned stay in
+    /// `reserved` until the caller's write commits.
     fn welcomes_to_write(
         &self,
         chain: &Chain,
         me: &AuthorId,
         reserved: &mut Reserved<'_>,
-    ) -> Result<Vec<(Group, GroupId)>, ProfileError> {
+        now: Time,
+    ) -> Result<Vec<(Group, GroupId, Time)>, ProfileError> {
         let root = chain.root();
         let unknown = reserved.take(root, chain.welcomes_again(me));
         if unknown.is_empty() {
@@ -1333,7 +1342,9 @@ impl Profile {
                 reserved.found(root, at, to.sign);
                 continue;
             }
-            out.push((pair.clone(), at));
+            let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
+            let time = epoch.welcome_time(&view, pair, me, now).map_err(db_error)?;
+            out.push((pair.clone(), at, time));
         }
         Ok(out)
     }
@@ -2030,8 +2041,24 @@ mod tests {
         GroupId,
         Vec<(Message, GroupId)>,
     ) {
-        let (p, bob, _) = crate::profile::alice_with_bob(dir);
         let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
+        two_adds_of_xan_with(dir, &dan, dh, now, rng)
+    }
+
+    /// As [`two_adds_of_xan_listed`], with `dan` as Dan.
+    fn two_adds_of_xan_with(
+        dir: &std::path::Path,
+        dan: &strand_sync::Identity,
+        dh: Option<[u8; 32]>,
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (
+        Profile,
+        strand_sync::Identity,
+        GroupId,
+        Vec<(Message, GroupId)>,
+    ) {
+        let (p, bob, _) = crate::profile::alice_with_bob(dir);
         let xan = strand_sync::Identity::generate("Xan", rng).unwrap();
         p.add_contact(&dan.invite(), "Dan", 0, rng).unwrap();
         p.add_contact(&xan.invite(), "Xan", 0, rng).unwrap();
@@ -2051,7 +2078,7 @@ mod tests {
             name: "Xan".into(),
         };
         let mut adds = Vec::new();
-        for admin in [&bob, &dan] {
+        for admin in [&bob, dan] {
             let (msg, next) = head.propose(admin, add.clone(), now, rng).unwrap();
             adds.push((msg, next.expect("an admin stays in").id()));
         }
@@ -2156,6 +2183,77 @@ mod tests {
         assert_eq!(again.len(), 1, "Alice welcomes Xan again");
         let epoch = xan_reads(&p, &xan, &again[0], now);
         assert_eq!(epoch.id(), adds[0].1, "into the epoch that won");
+    }
+
+    /// Regression (a review of the welcome written again): Bob's and
+    /// Dan's adds of Xan fork Alice's group, and Alice, the creator,
+    /// welcomes Xan into the winner. Then Dan signs his add again into
+    /// the epoch they forked, with an id below the winner's (only an
+    /// author's smallest id counts there, so it wins), and Alice welcomes
+    /// Xan again, into his new epoch, her clock a minute behind now. That
+    /// welcome was dated by her clock, before the first; Xan follows the
+    /// creator's latest welcome by its date, so it stayed on the epoch
+    /// that lost. Alice now dates it after her first welcome to Xan into
+    /// the group.
+    #[test]
+    fn a_welcome_written_again_with_the_clock_stepped_back_is_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
+        let dir = tmp.path().join("a");
+        let (p, xan, head, adds) = two_adds_of_xan_with(&dir, &dan, None, now, rng);
+        for (msg, _) in adds.iter().rev() {
+            change_arrives(&p, &head, msg, now, rng);
+        }
+        let first = own_welcomes_to(&p, "Xan");
+        assert_eq!(first.len(), 1, "Alice welcomes Xan into the winner");
+        assert_eq!(xan_reads(&p, &xan, &first[0], now).id(), adds[0].1);
+        // Within what readers take from a clock ahead of theirs
+        // (MAX_CLOCK_SKEW): Alice still reads what she wrote a minute
+        // "later".
+        let back = now - 60_000;
+        let forked = p
+            .chains()
+            .iter()
+            .find_map(|c| c.epoch(&head).cloned())
+            .expect("Alice holds the epoch forked");
+        let add = Change::Add {
+            public: xan.public(),
+            name: "Xan".into(),
+        };
+        // Below the smaller of two ids: some 24 draws on average, more
+        // than 65,536 about once in 30,000 runs.
+        let again = (0..1 << 16)
+            .map(|_| forked.propose(&dan, add.clone(), back, rng).unwrap())
+            .find(|(msg, _)| msg.id() < adds[0].0.id())
+            .expect("an id below the winner's");
+        let later = again.1.expect("Dan is in his next epoch").id();
+        change_arrives(&p, &head, &again.0, back, rng);
+        let welcomes = own_welcomes_to(&p, "Xan");
+        assert_eq!(welcomes.len(), 2, "Alice welcomes Xan again");
+        let second = welcomes
+            .iter()
+            .find(|&w| xan_reads(&p, &xan, w, now).id() == later)
+            .expect("into Dan's new epoch");
+        // Xan takes both, and follows the later.
+        let mut chains = Vec::new();
+        for w in &welcomes {
+            let epoch = xan_reads(&p, &xan, w, now);
+            assert_eq!(
+                Chain::take_welcome(&mut chains, &w.author(), w.time(), epoch),
+                Ok(true)
+            );
+        }
+        match chains[0].head() {
+            Head::Member(h) => assert_eq!(h.id(), later, "Xan stayed on the epoch that lost"),
+            other => panic!("Xan is not a member: {other:?}"),
+        }
+        assert_eq!(
+            second.time(),
+            first[0].time() + 1,
+            "dated just after the first, her clock behind it"
+        );
     }
 
     /// Regression (a review of the welcome written again): the group's

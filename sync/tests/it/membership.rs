@@ -532,6 +532,53 @@ fn telling_a_welcome_written_fetches_only_its_authors_welcomes() {
     );
 }
 
+/// A welcome is dated after its author's latest welcome in the 1:1 log
+/// into the same group while the clock is behind that one
+/// ([`Epoch::welcome_time`]), and by the clock otherwise: the author's
+/// welcomes into another group, and the contact's, do not move it.
+#[test]
+fn a_welcome_is_dated_after_its_authors_earlier_ones_into_the_group() {
+    let r = &mut rng(43);
+    let alice = Identity::generate("alice", r).unwrap();
+    let bob = Identity::generate("bob", r).unwrap();
+    let pair = alice.contact(&bob.public()).unwrap().direct_group().clone();
+    let now = strand_sync::harness::EPOCH;
+    let (me, bobs) = (alice.public().sign, bob.public().sign);
+    let with = [(bob.public(), "bob".to_owned())];
+    let desk = Epoch::create(&alice, "desk", &with, r).unwrap();
+    let news = Epoch::create(&alice, "news", &with, r).unwrap();
+    let with = [(alice.public(), "alice".to_owned())];
+    let his = Epoch::create(&bob, "desk", &with, r).unwrap();
+    let mut store = MemoryStore::new();
+    let date = |store: &MemoryStore, epoch: &Epoch, author: &AuthorId, now: u64| {
+        epoch.welcome_time(store, &pair, author, now).unwrap()
+    };
+    assert_eq!(date(&store, &desk, &me, now), now, "no welcome yet");
+    let written = [
+        (&desk, &alice, now + 5_000),
+        (&desk, &alice, now + 2_000),
+        (&news, &alice, now + 9_000),
+        (&his, &bob, now + 9_000),
+    ];
+    for (epoch, by, at) in written {
+        let msg = epoch.welcome(by, &pair, at, r).unwrap();
+        store.insert(&pair.id, &msg).unwrap();
+    }
+    assert_eq!(
+        date(&store, &desk, &me, now),
+        now + 5_001,
+        "after the latest into the group, not the other group's"
+    );
+    assert_eq!(
+        date(&store, &desk, &me, now + 5_000),
+        now + 5_001,
+        "a welcome dated now is no later"
+    );
+    assert_eq!(date(&store, &desk, &me, now + 7_000), now + 7_000);
+    assert_eq!(date(&store, &his, &me, now), now, "none of hers into his");
+    assert_eq!(date(&store, &his, &bobs, now), now + 9_001, "his own");
+}
+
 /// Regression (stop 68's audit of what contacts can cost): following a
 /// group read every key message of every epoch again at each change, a
 /// signature check and a box each, so a member who stored thousands of

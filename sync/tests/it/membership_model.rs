@@ -186,11 +186,17 @@ impl Model {
         self.devs[i].chains.iter().find(|c| c.root() == self.root)
     }
 
+    /// `i` welcomes `j` into `epoch`, dated as a node dates it: after
+    /// `i`'s earlier welcomes to `j` into the group, whatever the clock
+    /// says.
     fn welcome(&mut self, i: usize, j: usize, epoch: &Epoch) {
         let pair = self.pair(i, j);
         let now = self.tick();
+        let time = epoch
+            .welcome_time(&self.devs[i].store, &pair, &self.sign(i), now)
+            .unwrap();
         let msg = epoch
-            .welcome(&self.devs[i].id, &pair, now, &mut self.rng)
+            .welcome(&self.devs[i].id, &pair, time, &mut self.rng)
             .unwrap();
         self.devs[i].store.insert(&pair.id, &msg).unwrap();
         self.devs[j].store.insert(&pair.id, &msg).unwrap();
@@ -1739,14 +1745,22 @@ fn lost_forks_again_and_again(rounds: usize, last_out: bool) -> (Model, Vec<Grou
 
 /// The epochs the creator welcomed device `j` into, as written.
 fn creator_welcomes(m: &Model, j: usize) -> Vec<GroupId> {
+    creator_welcomes_dated(m, j)
+        .into_iter()
+        .map(|(epoch, _)| epoch)
+        .collect()
+}
+
+/// [`creator_welcomes`], each with the welcome's time, in the order of
+/// those times.
+fn creator_welcomes_dated(m: &Model, j: usize) -> Vec<(GroupId, u64)> {
     let pair = m.pair(0, j);
     m.devs[0]
         .store
         .messages(&pair.id)
         .filter_map(|(_, bytes)| Message::decode(bytes.to_vec()).ok())
         .filter(|msg| msg.kind() == Kind::WELCOME && msg.author() == m.sign(0))
-        .filter_map(|msg| Epoch::welcome_size(&pair, &msg))
-        .map(|w| w.epoch)
+        .filter_map(|msg| Some((Epoch::welcome_size(&pair, &msg)?.epoch, msg.time())))
         .collect()
 }
 
@@ -1937,25 +1951,19 @@ fn a_branch_that_lost_grown_by_an_admin_does_not_take_a_newcomer_back() {
     reopens_alike(&m, o);
 }
 
-/// Regression (a review of the welcome written again): as in
-/// [`a_newcomer_whose_first_welcome_lost_a_fork_ends_on_the_winner`]
-/// (Ben's add of the outsider wins, Mal's loses, and the creator welcomes
-/// the outsider into Ben's epoch). Then Mal signs the add again into the
-/// epoch they forked, with an id drawn below Ben's: only an author's
-/// smallest id counts there, and she is an admin, so every member takes
-/// it and it wins. The creator welcomes the outsider again, into her
-/// epoch. Then she writes on into Ben's, which lost: the creator's older
-/// entry led further, and the outsider followed her there. Now of the
-/// creator's entries the latest welcome counts first.
-#[test]
-fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
-    let (mut m, won, _) = two_adds_of_one_newcomer(false);
+/// After [`two_adds_of_one_newcomer`] (Ben's add of the outsider won,
+/// Mal's lost, and the creator welcomed the outsider into Ben's epoch
+/// `won`): Mal signs the add again into the epoch they forked, with an
+/// id drawn below Ben's, and reads it herself (no one else has it yet).
+/// Only an author's smallest id counts there, and she is an admin, so
+/// once read it wins. Returns the epoch forked.
+fn mal_adds_again_below_ben(m: &mut Model, won: &Epoch) -> GroupId {
     let o = m.members;
     let fork = won.parent().expect("Ben's epoch comes from the one forked");
     let creator = m.chain(0).unwrap();
     let forked = creator.epoch(&fork).expect("the creator holds it").clone();
     let ben = creator.winner(&fork).expect("Ben's add won").key.id;
-    assert_eq!(creator_welcomes(&m, o), vec![won.id()]);
+    assert_eq!(creator_welcomes(m, o), vec![won.id()]);
     let add = Change::Add {
         public: m.devs[o].id.public(),
         name: "o".into(),
@@ -1974,6 +1982,24 @@ fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
     let late = late.expect("one of 1024 draws");
     m.devs[2].store.insert(&fork, &late).unwrap();
     m.digest(2);
+    fork
+}
+
+/// Regression (a review of the welcome written again): as in
+/// [`a_newcomer_whose_first_welcome_lost_a_fork_ends_on_the_winner`]
+/// (Ben's add of the outsider wins, Mal's loses, and the creator welcomes
+/// the outsider into Ben's epoch). Then Mal signs the add again into the
+/// epoch they forked, with an id drawn below Ben's: only an author's
+/// smallest id counts there, and she is an admin, so every member takes
+/// it and it wins. The creator welcomes the outsider again, into her
+/// epoch. Then she writes on into Ben's, which lost: the creator's older
+/// entry led further, and the outsider followed her there. Now of the
+/// creator's entries the latest welcome counts first.
+#[test]
+fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
+    let (mut m, won, _) = two_adds_of_one_newcomer(false);
+    let o = m.members;
+    let fork = mal_adds_again_below_ben(&mut m, &won);
     m.heal();
     let group = m.chain(0).unwrap().last().clone();
     assert_eq!(group.parent(), Some(fork), "her add won:{}", m.dump());
@@ -1993,6 +2019,42 @@ fn a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome() {
     assert!(
         m.chain(o).unwrap().epoch(&hers.id()).is_some(),
         "the outsider opened her branch"
+    );
+    m.check().unwrap();
+}
+
+/// Regression (a review of the welcome written again): as in
+/// [`a_newcomer_the_creator_welcomed_twice_follows_the_later_welcome`],
+/// with the clock set back, before the creator's first welcome of the
+/// outsider, once Mal has signed her add again: the creator welcomes the
+/// outsider again with its clock behind. That welcome was dated by the
+/// clock, before the first, and of the creator's welcomes the outsider
+/// follows the latest by its date, so it stayed on Ben's epoch, which
+/// lost. A welcome is now dated after its author's earlier welcomes to
+/// the same newcomer into the group.
+#[test]
+fn a_newcomer_follows_the_creators_later_welcome_though_its_clock_stepped_back() {
+    let (mut m, won, _) = two_adds_of_one_newcomer(false);
+    let o = m.members;
+    let fork = mal_adds_again_below_ben(&mut m, &won);
+    let first = creator_welcomes_dated(&m, o)[0].1;
+    // Far enough back that healing never ticks past the first welcome
+    // (checked below): every welcome the creator writes now, its clock
+    // says, comes before it.
+    m.clock = first - 1_000_000;
+    m.heal();
+    assert!(m.clock < first, "the clock caught up:{}", m.dump());
+    let group = m.chain(0).unwrap().last().clone();
+    assert_eq!(group.parent(), Some(fork), "her add won:{}", m.dump());
+    assert_ne!(group.id(), won.id(), "her add won");
+    match m.chain(o).unwrap().head() {
+        Head::Member(h) => assert_eq!(h.id(), group.id(), "on Ben's epoch:{}", m.dump()),
+        other => panic!("the outsider is not a member: {other:?}"),
+    }
+    assert_eq!(
+        creator_welcomes_dated(&m, o),
+        vec![(won.id(), first), (group.id(), first + 1)],
+        "the second dated just after the first"
     );
     m.check().unwrap();
 }
