@@ -1272,16 +1272,17 @@ pub struct WelcomeSize {
 }
 
 /// One author's welcomes let in but not yet taken into the chains (a
-/// node's batch, checked before it is stored and followed), as
+/// node's, stored and not yet followed, or in a batch being checked), as
 /// [`Chain::welcome_fits`] counts them on top of the members the chains
 /// hold: each epoch once, none the chains already hold. A welcome into
-/// an epoch held, or into one a welcome of the batch brings (sent again,
-/// as an adder does after a fork), brings no epoch
-/// ([`Chain::take_welcome`]), so it adds nothing (but for the creator's
-/// in place of a made-up epoch under that id, which `take_welcome`
-/// counts itself); of two into one later
-/// epoch (whose id does not name its members), the one with more members
-/// counts, whichever is followed first.
+/// an epoch held, or into one another pending welcome brings (sent
+/// again, as an adder does after a fork), brings no epoch
+/// ([`Chain::take_welcome`]), so it adds nothing; but for the creator's
+/// into an epoch held that the creator did not welcome the device into,
+/// which becomes the creator's entry (in place of a made-up epoch under
+/// that id, or of another welcomer's) and so counts as one not held. Of
+/// two into one later epoch (whose id does not name its members), the
+/// one with more members counts, whichever is followed first.
 #[derive(Debug, Clone, Default)]
 pub struct PendingWelcomes {
     /// Per (group, epoch), the members counted for it.
@@ -1291,10 +1292,10 @@ pub struct PendingWelcomes {
 }
 
 impl PendingWelcomes {
-    /// Counts `welcome`, let in, as pending: `chains` are those
-    /// [`Chain::welcome_fits`] is asked with.
-    pub fn add(&mut self, chains: &[Chain], welcome: &WelcomeSize) {
-        if Chain::holds(chains, welcome) {
+    /// Counts `welcome`, from `by` and let in, as pending: `chains` are
+    /// those [`Chain::welcome_fits`] is asked with.
+    pub fn add(&mut self, chains: &[Chain], by: &AuthorId, welcome: &WelcomeSize) {
+        if Chain::holds(chains, by, welcome) {
             return;
         }
         let key = (welcome.root, welcome.epoch);
@@ -2212,8 +2213,10 @@ impl Chain {
 
     /// Whether this device may take a welcome from `by` into the epoch
     /// `welcome` (PROTOCOL.md §14.3): one it already holds adds nothing
-    /// and always fits; else the members held from the epochs `by`
-    /// welcomed it into ([`Chain::welcomed_members`]), with those of
+    /// and always fits (but for the creator's where the creator did not
+    /// welcome it there: see [`Chain::holds`]); else the members held
+    /// from the epochs `by` welcomed it into
+    /// ([`Chain::welcomed_members`]), with those of
     /// `by`'s welcomes let in but not yet taken into `chains` (stored,
     /// not yet followed: [`PendingWelcomes`]) and what this one adds to
     /// them, stay within [`MAX_WELCOMED_MEMBERS`]. A welcome is as long
@@ -2226,7 +2229,7 @@ impl Chain {
         welcome: &WelcomeSize,
         pending: &PendingWelcomes,
     ) -> bool {
-        Chain::holds(chains, welcome) || Chain::fits_beside(chains, by, welcome, pending)
+        Chain::holds(chains, by, welcome) || Chain::fits_beside(chains, by, welcome, pending)
     }
 
     /// Whether `welcome` fits as an epoch `chains` do not hold: the
@@ -2243,11 +2246,26 @@ impl Chain {
         held.saturating_add(pending) <= MAX_WELCOMED_MEMBERS
     }
 
-    /// Whether `chains` hold the epoch `welcome` brings.
-    fn holds(chains: &[Chain], welcome: &WelcomeSize) -> bool {
-        chains
-            .iter()
-            .any(|c| c.root == welcome.root && c.epochs.contains_key(&welcome.epoch))
+    /// Whether a welcome from `by` into the epoch `welcome` brings
+    /// nothing to count: `chains` hold that epoch, and `by` is not the
+    /// group's creator or already welcomed the device into it. The
+    /// creator's welcome into an epoch held that someone else welcomed
+    /// the device into, or that it reached by a change, becomes the
+    /// creator's entry ([`Chain::take_welcome`]): its members count for
+    /// the creator from then on, and where what is held under that id is
+    /// an epoch a path welcomer made up, `take_welcome` refuses it past
+    /// the bound: counted as held, it would pass a node's check on
+    /// receipt and then be refused when followed.
+    fn holds(chains: &[Chain], by: &AuthorId, welcome: &WelcomeSize) -> bool {
+        chains.iter().any(|c| {
+            c.root == welcome.root
+                && c.epochs.get(&welcome.epoch).is_some_and(|e| {
+                    e.creator != *by
+                        || c.entries
+                            .iter()
+                            .any(|n| n.id == welcome.epoch && n.by == *by)
+                })
+        })
     }
 
     /// Reads the MEMBERSHIP and KEY messages of every known epoch from
@@ -3457,11 +3475,97 @@ mod tests {
         let taken = Chain::take_welcome(&mut chains, &by, 5, held.clone());
         assert_eq!(taken, Ok(true));
         let mut pending = PendingWelcomes::default();
-        pending.add(&chains, &held.welcome_size_of());
+        pending.add(&chains, &by, &held.welcome_size_of());
         assert_eq!(pending.members(), 0);
-        pending.add(&chains, &new.welcome_size_of());
-        pending.add(&chains, &new.welcome_size_of());
+        pending.add(&chains, &by, &new.welcome_size_of());
+        pending.add(&chains, &by, &new.welcome_size_of());
         assert_eq!(pending.members(), 4);
+    }
+
+    /// Regression: the creator's welcome into an epoch held under an id
+    /// whose epoch a path welcomer made up counted as held (nothing new)
+    /// for the bound on members held from the creator's welcomes, so a
+    /// node let it in on receipt, stored it, and had it refused when it
+    /// was followed ([`Chain::take_welcome`] counts it, as the epoch it
+    /// takes in place of the made-up one), then marked followed: lost.
+    /// It now counts as new, declined before it is stored; another
+    /// welcomer's into that epoch still brings nothing.
+    #[test]
+    fn the_creators_welcome_over_a_made_up_epoch_counts_as_new() {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let ids = people(4, &mut rng);
+        let (creator, reader, ann) = (&ids[0], &ids[1], &ids[2]);
+        let mut others = vec![(reader.public(), reader.name().to_owned())];
+        others.extend(
+            people(MAX_GROUP_MEMBERS - 2, &mut rng)
+                .iter()
+                .map(|p| (p.public(), p.name().to_owned())),
+        );
+        let by = creator.public().sign;
+        let mut chains = Vec::new();
+        for i in 0..MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS {
+            let e = Epoch::create(creator, &format!("g{i}"), &others, &mut rng).unwrap();
+            assert_eq!(Chain::take_welcome(&mut chains, &by, 5, e), Ok(true));
+        }
+        assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
+        // Another group of the creator's: Ann made an admin there, and an
+        // epoch she made up under the id of the one that change makes
+        // (one member more, a key of her own), which she welcomes the
+        // reader into first.
+        let listed = [
+            (reader.public(), reader.name().to_owned()),
+            (ann.public(), ann.name().to_owned()),
+        ];
+        let first = Epoch::create(creator, "g", &listed, &mut rng).unwrap();
+        let (_, real) = first
+            .propose(creator, Change::MakeAdmin(ann.public().sign), 6, &mut rng)
+            .unwrap();
+        let real = real.unwrap();
+        let mut members = real.members().to_vec();
+        members.push(Member {
+            public: ids[3].public(),
+            name: ids[3].name().to_owned(),
+            admin: false,
+        });
+        let made_up = Epoch::assemble(
+            real.root,
+            real.number,
+            real.name.clone(),
+            real.creator,
+            real.genesis,
+            real.parent,
+            members,
+            [7; 32],
+        )
+        .unwrap();
+        assert_eq!(made_up.id(), real.id());
+        let theirs = ann.public().sign;
+        assert_eq!(
+            Chain::take_welcome(&mut chains, &theirs, 7, made_up),
+            Ok(true)
+        );
+        // The creator's welcome into the real one: past the bound when
+        // followed, and so when checked on receipt.
+        let size = real.welcome_size_of();
+        let none = PendingWelcomes::default();
+        assert!(
+            !Chain::welcome_fits(&chains, &by, &size, &none),
+            "counted as held"
+        );
+        let mut pending = PendingWelcomes::default();
+        pending.add(&chains, &by, &size);
+        assert_eq!(pending.members(), real.members().len());
+        let before = chains.len();
+        assert_eq!(
+            Chain::take_welcome(&mut chains, &by, 8, real),
+            Err(GroupError::TooManyWelcomed)
+        );
+        assert_eq!(chains.len(), before);
+        // Ann's again brings nothing.
+        assert!(Chain::welcome_fits(&chains, &theirs, &size, &none));
+        let mut hers = PendingWelcomes::default();
+        hers.add(&chains, &theirs, &size);
+        assert_eq!(hers.members(), 0);
     }
 
     /// A copy of a chain (a node copies all its groups at every change of

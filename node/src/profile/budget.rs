@@ -20,7 +20,15 @@
 //! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
 //! ([`WELCOME_ALLOWANCE`]), past which they count like any message, and
 //! by the members their groups hold here
-//! ([`strand_sync::MAX_WELCOMED_MEMBERS`]): those stay in memory.
+//! ([`strand_sync::MAX_WELCOMED_MEMBERS`]): those stay in memory. A
+//! welcome is followed (taken into the groups) only after its batch is
+//! stored, so the ledger keeps each contact's welcomes let in until they
+//! are followed, and counts them with the groups held: batches stored
+//! before either is followed cannot together pass the bound, which
+//! following them would then enforce by refusing one already stored
+//! (and acknowledged: never offered again). After a restart, what is
+//! stored and not yet followed is read back from the store
+//! ([`crate::profile::schema::GROUP_PENDING`]).
 //!
 //! A message over budget is declined, not dropped: strand-sync reports it
 //! as rejected, does not acknowledge it, and it is offered again at a later
@@ -28,7 +36,7 @@
 //! The node says so once per session and names whose messages were
 //! declined ([`super::NodeEvent::OverBudget`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use strand_sync::{
@@ -212,6 +220,19 @@ struct Scope {
     welcomes: u64,
     /// Bytes of welcomes stored within [`WELCOME_ALLOWANCE`].
     welcome_bytes: u64,
+    /// In a contact's 1:1 group, the welcomes of theirs let in and not
+    /// yet followed, by key ([`Ledger::apply`]).
+    welcomed: BTreeMap<Key, Welcomed>,
+}
+
+/// A welcome let in and not yet followed, as the ledger keeps it until
+/// it is: its author, the epoch it brings, and whether it is stored (if
+/// not, its batch is being stored).
+#[derive(Debug, Clone, Copy)]
+struct Welcomed {
+    author: AuthorId,
+    size: WelcomeSize,
+    stored: bool,
 }
 
 impl Scope {
@@ -275,6 +296,64 @@ impl Scope {
         } else {
             None
         }
+    }
+
+    /// `author`'s welcomes let in here and not yet followed, as
+    /// [`Chain::welcome_fits`] counts them beside `chains`: in order, each
+    /// that fits beside those before it, as following them takes them.
+    /// One that does not fit (stored past a ledger that lost count, see
+    /// [`Ledger::forget`]) waits in the store for room, holding none, and
+    /// is left out: counted, it would keep its author's welcomes out for
+    /// good.
+    fn pending_welcomes(&self, chains: &[Chain], author: &AuthorId) -> PendingWelcomes {
+        let mut pending = PendingWelcomes::default();
+        for w in self.welcomed.values().filter(|w| w.author == *author) {
+            if Chain::welcome_fits(chains, author, &w.size, &pending) {
+                pending.add(chains, author, &w.size);
+            }
+        }
+        pending
+    }
+
+    /// Brings the welcomes let in that this scope keeps (`group`, a
+    /// contact's 1:1 group, its one log) up to date with the store: those
+    /// stored and followed since are let go, and those stored and not
+    /// followed that it does not keep (stored before this ledger counted
+    /// the scope: before a restart, or before it forgot) are read.
+    fn read_welcomes(
+        &mut self,
+        profile: &Profile,
+        book: &Book,
+        group: &GroupId,
+    ) -> Result<(), ProfileError> {
+        let stored = profile.welcomes_not_followed(group)?;
+        self.welcomed
+            .retain(|key, w| !w.stored || stored.contains(key));
+        let unread: Vec<&Key> = stored
+            .iter()
+            .filter(|key| !self.welcomed.contains_key(*key))
+            .collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let view = profile.read_view()?;
+        for key in unread {
+            let bytes =
+                strand_sync::Store::get(&view, group, key).map_err(crate::profile::db_error)?;
+            let Some(msg) = bytes.and_then(|b| Message::decode(b).ok()) else {
+                continue;
+            };
+            if let Some(size) = welcome_size(book, group, &msg) {
+                let author = msg.author();
+                let w = Welcomed {
+                    author,
+                    size,
+                    stored: true,
+                };
+                self.welcomed.insert(*key, w);
+            }
+        }
+        Ok(())
     }
 
     /// Gives back what [`Scope::take`] counted. A welcome is taken to have
@@ -474,6 +553,13 @@ impl Ledger {
     /// are checked while earlier ones are still being stored, and each
     /// must see what the others took (a first count from the store would
     /// not), or together they would overshoot the budget.
+    ///
+    /// A welcome counts the members of the groups held and of its
+    /// author's welcomes let in and not yet followed, in this batch or
+    /// an earlier one (kept in its scope until the store says they were
+    /// followed: `Scope::read_welcomes`). Those are read before the
+    /// groups are: a welcome is taken into the groups before it is
+    /// marked followed, so one followed meanwhile counts in the groups.
     pub(crate) fn apply(
         &self,
         profile: &Profile,
@@ -481,17 +567,41 @@ impl Ledger {
         batch: &mut Inbound,
     ) -> Result<Vec<Declined>, ProfileError> {
         let me = profile.identity().public().sign;
-        let chains = profile.chains();
         let book = profile.book();
         let mut declined = Vec::new();
         let mut ledger = self.used.lock().expect("ledger lock");
+        // The epoch each welcome brings, read once (the body opened).
+        let sizes: Vec<Option<WelcomeSize>> = batch
+            .iter()
+            .map(|item| {
+                let msg = item.message();
+                let counted = *item.verdict() == Verdict::Valid
+                    && msg.author() != me
+                    && msg.kind() == Kind::WELCOME;
+                counted
+                    .then(|| welcome_size(&book, item.group(), msg))
+                    .flatten()
+            })
+            .collect();
+        let mut logs_welcomed: Vec<GroupId> = Vec::new();
+        for (item, size) in batch.iter().zip(&sizes) {
+            if size.is_some() && !logs_welcomed.contains(item.group()) {
+                logs_welcomed.push(*item.group());
+            }
+        }
+        for group in &logs_welcomed {
+            let (scope_id, logs, _) = profile.budget_scope(group);
+            Ledger::counted(&mut ledger, profile, scope_id, &logs, &me)?
+                .read_welcomes(profile, &book, group)?;
+        }
+        let chains = profile.chains();
         // The epochs of the changes taken in this batch, per group and
         // author: the chains have not read them yet.
         let mut changes: HashMap<(GroupId, AuthorId), Vec<GroupId>> = HashMap::new();
-        // The welcomes taken in this batch, per author: not in the
-        // chains until they are followed.
+        // Per author, the welcomes let in and not yet followed, with
+        // those this batch lets in: not in the chains until followed.
         let mut welcomed: HashMap<AuthorId, PendingWelcomes> = HashMap::new();
-        for item in batch.iter_mut() {
+        for (item, welcome) in batch.iter_mut().zip(sizes) {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
             }
@@ -515,15 +625,14 @@ impl Ledger {
                     continue;
                 }
             }
+            let (scope_id, logs, private) = profile.budget_scope(&group);
+            let scope = Ledger::counted(&mut ledger, profile, scope_id, &logs, &me)?;
             // Its members stay in memory once it is taken: a welcome
             // past the bound is declined, before it counts anywhere.
-            let welcome = if kind == Kind::WELCOME {
-                welcome_size(&book, &group, item.message())
-            } else {
-                None
-            };
             if let Some(w) = &welcome {
-                let pending = welcomed.entry(author).or_default();
+                let pending = welcomed
+                    .entry(author)
+                    .or_insert_with(|| scope.pending_welcomes(&chains, &author));
                 if !Chain::welcome_fits(&chains, &author, w, pending) {
                     item.decline();
                     declined.push(Declined {
@@ -534,20 +643,20 @@ impl Ledger {
                     continue;
                 }
             }
-            let (scope_id, logs, private) = profile.budget_scope(&group);
-            let scope = match ledger.get_mut(&scope_id) {
-                Some(s) => s,
-                None => {
-                    let counted = Ledger::count(profile, &logs, &me)?;
-                    ledger.entry(scope_id).or_insert(counted)
-                }
-            };
             let n = item.message().as_bytes().len() as u64;
             let over = scope.over(budgets, private, &author, kind, n);
             if over.is_none() {
                 scope.take(author, kind, n);
-                if let Some(w) = &welcome {
-                    welcomed.entry(author).or_default().add(&chains, w);
+                if let Some(size) = welcome {
+                    if let Some(pending) = welcomed.get_mut(&author) {
+                        pending.add(&chains, &author, &size);
+                    }
+                    let w = Welcomed {
+                        author,
+                        size,
+                        stored: false,
+                    };
+                    scope.welcomed.entry(item.key()).or_insert(w);
                 }
             }
             if let Some(over) = over {
@@ -560,6 +669,22 @@ impl Ledger {
             }
         }
         Ok(declined)
+    }
+
+    /// The scope `scope_id` (whose logs are `logs`) as `ledger` counts
+    /// it, counted from the store first if it is not yet.
+    fn counted<'a>(
+        ledger: &'a mut HashMap<GroupId, Scope>,
+        profile: &Profile,
+        scope_id: GroupId,
+        logs: &[GroupId],
+        me: &AuthorId,
+    ) -> Result<&'a mut Scope, ProfileError> {
+        if !ledger.contains_key(&scope_id) {
+            let counted = Ledger::count(profile, logs, me)?;
+            ledger.insert(scope_id, counted);
+        }
+        Ok(ledger.get_mut(&scope_id).expect("counted just now"))
     }
 
     /// Declines, before any signature is checked, the unchecked messages
@@ -676,6 +801,33 @@ impl Ledger {
         }
     }
 
+    /// Notes the welcomes of a batch [`Ledger::apply`] let in as stored:
+    /// from now on they are let go once the store says they were
+    /// followed. (Until then they are being stored: the store does not
+    /// list them yet. One whose batch fails to store is forgotten with
+    /// the rest, [`Ledger::forget`], and one declined as its contact was
+    /// deleted with its scope, [`Ledger::drop_scopes`].)
+    pub(crate) fn stored(&self, profile: &Profile, batch: &Inbound) {
+        let me = profile.identity().public().sign;
+        let mut ledger = self.used.lock().expect("ledger lock");
+        for item in batch.iter() {
+            let msg = item.message();
+            if !matches!(item.verdict(), Verdict::Stored { .. })
+                || msg.kind() != Kind::WELCOME
+                || msg.author() == me
+            {
+                continue;
+            }
+            let (scope_id, _, _) = profile.budget_scope(item.group());
+            let kept = ledger
+                .get_mut(&scope_id)
+                .and_then(|scope| scope.welcomed.get_mut(&item.key()));
+            if let Some(w) = kept {
+                w.stored = true;
+            }
+        }
+    }
+
     /// Gives back `freed` bytes of `group`: pool messages read and
     /// hollowed, each down to [`HOLLOW_ROW`].
     pub(crate) fn hollowed(&self, group: &GroupId, freed: u64) {
@@ -744,7 +896,11 @@ impl Ledger {
     }
 
     /// Forgets what was counted (after a batch failed to store, or the
-    /// groups changed: the store is the truth again).
+    /// groups changed: the store is the truth again). Welcomes of other
+    /// batches being stored meanwhile are forgotten too, and not read
+    /// back until stored: one that then overshoots the bound is refused
+    /// when followed and left to follow again at the next unlock
+    /// ([`Profile::apply_group_messages`]).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
     }
@@ -1108,14 +1264,148 @@ mod tests {
         let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
         assert_eq!(declined.len(), 1, "{declined:?}");
         assert_eq!(declined[0].over, Over::WelcomedMembers);
-        // Stored all the same (as a bundle's batches, each checked before
-        // the last was followed, could): not taken.
+        // Stored all the same (past a ledger that lost count, as after a
+        // batch that failed to store): not taken. Nor marked followed:
+        // stored, it was acknowledged and is never offered again, so it
+        // waits in the store, followed again at each unlock (where it may
+        // fit). Before, it was marked followed: lost.
         let mut store = p.store().unwrap();
         assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &small).unwrap());
         store.commit().unwrap();
-        p.apply_group_messages(&[(group.id, small.key())], now, rng)
-            .unwrap();
+        let waits = [(group.id, small.key())];
+        p.apply_group_messages(&waits, now, rng).unwrap();
         assert_eq!(p.chains().len(), full);
+        assert_eq!(p.pending_group_messages(None).unwrap(), waits);
+        p.follow_pending(now, rng);
+        assert_eq!(p.chains().len(), full);
+        assert_eq!(p.pending_group_messages(None).unwrap(), waits);
+    }
+
+    /// Regression: the ledger counted a contact's welcomes not yet
+    /// followed a batch at a time, so two batches stored before either
+    /// was followed could together pass
+    /// [`strand_sync::MAX_WELCOMED_MEMBERS`]: the second's last was
+    /// stored, refused when followed and marked followed, never offered
+    /// again. Welcomes let in now count until they are followed (and a
+    /// ledger that did not let them in, as after a restart, reads them
+    /// from the store): the one past the bound is declined unstored, and
+    /// offered again it is let in once the first batch is followed and
+    /// what it held no room for is let go (a welcome into a group
+    /// without Alice, refused when followed). Nothing is lost: every
+    /// group with Alice is taken.
+    #[test]
+    fn welcomes_not_yet_followed_count_across_batches() {
+        use strand_sync::{Invalid, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let budgets = Budgets::default();
+        let others = others_of_a_full_group(&p, rng);
+        // As many groups of a thousand as the bound holds.
+        let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
+        let welcomes: Vec<Message> = (0..full)
+            .map(|i| {
+                let epoch = Epoch::create(&bob, &format!("g{i}"), &others, rng).unwrap();
+                epoch
+                    .welcome(&bob, &group, now - 1000 + i as u64, rng)
+                    .unwrap()
+            })
+            .collect();
+        // The first batch: 39 of them, and a welcome into a group of 999
+        // without Alice. The second: the other 25.
+        let not_hers = Epoch::create(&bob, "not hers", &others[1..], rng)
+            .unwrap()
+            .welcome(&bob, &group, now - 500, rng)
+            .unwrap();
+        let mut first = welcomes[..39].to_vec();
+        first.push(not_hers);
+        let second = welcomes[39..].to_vec();
+        assert_eq!(second.len(), 25);
+        let stored = |b: &Inbound| -> Vec<(GroupId, Key)> {
+            b.iter()
+                .filter(|m| *m.verdict() == Verdict::Stored { new: true })
+                .map(|m| (*m.group(), m.key()))
+                .collect()
+        };
+        let ledger = Ledger::default();
+        let (first, declined) = p
+            .check_and_store(Inbound::new(&group, first), &ledger, &budgets, now)
+            .unwrap();
+        assert!(declined.is_empty(), "{declined:?}");
+        let first = stored(&first);
+        assert_eq!(first.len(), 40);
+
+        // The first not yet followed: the second has room for 24, as a
+        // ledger that counted nothing (as after a restart) sees too.
+        let mut batch = Inbound::new(&group, second.clone());
+        batch.verify(now);
+        let declined = Ledger::default().apply(&p, &budgets, &mut batch).unwrap();
+        assert_eq!(declined.len(), 1, "after a restart: {declined:?}");
+        let (batch, declined) = p
+            .check_and_store(Inbound::new(&group, second.clone()), &ledger, &budgets, now)
+            .unwrap();
+        assert_eq!(declined.len(), 1, "{declined:?}");
+        assert_eq!(declined[0].over, Over::WelcomedMembers);
+        let last = batch.iter().last().unwrap();
+        assert_eq!(*last.verdict(), Verdict::Invalid(Invalid::OverBudget));
+        let mut rest = stored(&batch);
+        assert_eq!(rest.len(), 24);
+        let view = p.read_view().unwrap();
+        let held = strand_sync::Store::contains(&view, &group.id, &second[24].key()).unwrap();
+        assert!(!held, "declined unstored");
+        drop(view);
+
+        // The first followed: offered again, the last fits.
+        p.apply_group_messages(&first, now, rng).unwrap();
+        assert_eq!(p.chains().len(), 39);
+        let again = Inbound::new(&group, [second[24].clone()]);
+        let (again, declined) = p.check_and_store(again, &ledger, &budgets, now).unwrap();
+        assert!(declined.is_empty(), "{declined:?}");
+        rest.extend(stored(&again));
+        assert_eq!(rest.len(), 25);
+        p.apply_group_messages(&rest, now, rng).unwrap();
+        assert_eq!(p.chains().len(), full, "every group with Alice taken");
+        assert!(p.pending_group_messages(None).unwrap().is_empty());
+    }
+
+    /// A welcome that waits in the store for room (refused when followed,
+    /// see [`Profile::apply_group_messages`]) holds none, and keeps none
+    /// of its author's later welcomes out: the ledger counts a contact's
+    /// welcomes not yet followed in order, each that fits beside those
+    /// before it, as following them takes them.
+    #[test]
+    fn a_welcome_that_waits_for_room_keeps_none_out() {
+        let bob = [7; 32];
+        let mut scope = Scope::default();
+        for (i, members) in [40_000, 30_000, 20_000].into_iter().enumerate() {
+            let size = WelcomeSize {
+                root: GroupId([i as u8; 32]),
+                epoch: GroupId([i as u8; 32]),
+                members,
+            };
+            let key = Key {
+                time: i as Time,
+                id: strand_sync::MessageId([i as u8; 32]),
+            };
+            let w = Welcomed {
+                author: bob,
+                size,
+                stored: true,
+            };
+            scope.welcomed.insert(key, w);
+        }
+        // The second does not fit beside the first: left out.
+        let pending = scope.pending_welcomes(&[], &bob);
+        assert_eq!(pending.members(), 60_000);
+        let next = WelcomeSize {
+            root: GroupId([9; 32]),
+            epoch: GroupId([9; 32]),
+            members: 4_000,
+        };
+        assert!(Chain::welcome_fits(&[], &bob, &next, &pending));
+        // Another author's count nothing.
+        assert_eq!(scope.pending_welcomes(&[], &[8; 32]).members(), 0);
     }
 
     /// Regression: a welcome that brings nothing new, into an epoch this

@@ -270,8 +270,11 @@ impl Profile {
     /// batch is stored; if the node stopped first (killed, a crash, a
     /// follow that failed), nothing else would ever follow it, and sync
     /// never offers it again (it is held): a welcome so stored left its
-    /// group lost for good. Followed as a link follows them. Nothing here
-    /// fails the open: what fails is logged, and tried again at the next.
+    /// group lost for good. Followed as a link follows them; a welcome
+    /// that waits for room ([`Profile::apply_group_messages`]) is followed
+    /// again at each unlock until it is taken or refused for another
+    /// reason. Nothing here fails the open: what fails is logged, and
+    /// tried again at the next.
     pub(crate) fn follow_pending(&self, now: Time, rng: &mut (impl RngCore + CryptoRng)) {
         let mut after: Option<[u8; 72]> = None;
         loop {
@@ -324,6 +327,31 @@ impl Profile {
             page.push(split_table_key(&k.value()));
         }
         Ok(page)
+    }
+
+    /// The welcomes in the 1:1 group `pair` stored and not yet followed
+    /// (or waiting for room, see [`Profile::apply_group_messages`]): what
+    /// the budget ledger counts beside the groups held
+    /// ([`crate::profile::budget`]).
+    pub(crate) fn welcomes_not_followed(
+        &self,
+        pair: &GroupId,
+    ) -> Result<BTreeSet<Key>, ProfileError> {
+        let txn = self.db()?.begin_read().map_err(db_error)?;
+        let pending = match txn.open_table(GROUP_PENDING) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeSet::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let (lo, hi) = (table_key(pair, &Key::MIN), table_key(pair, &Key::MAX));
+        let mut keys = BTreeSet::new();
+        for entry in pending.range::<&[u8; 72]>(&lo..=&hi).map_err(db_error)? {
+            let (k, kind) = entry.map_err(db_error)?;
+            if Kind(kind.value()) == Kind::WELCOME {
+                keys.insert(split_table_key(&k.value()).1);
+            }
+        }
+        Ok(keys)
     }
 
     /// `stored` were followed (or refused): none is pending any more.
@@ -1058,27 +1086,44 @@ impl Profile {
     /// kinds just stored): takes welcomes the protocol allows, opens new
     /// epochs, stores them, then does the group work they call for
     /// ([`Profile::group_work`]). Returns what it wrote.
+    ///
+    /// A welcome refused as past the members held from its author's
+    /// welcomes ([`strand_sync::MAX_WELCOMED_MEMBERS`]) is not marked
+    /// followed: it waits in the store, and is followed again at the next
+    /// unlock, when it may fit. The budget ledger declines such a welcome
+    /// before it is stored, counting those stored and not yet followed,
+    /// so one is stored only past a ledger that lost count (a batch that
+    /// failed to store: [`crate::profile::budget`]); stored, it was
+    /// acknowledged, and its author never offers it again, so marked
+    /// followed it would be lost for good.
     pub(crate) fn apply_group_messages(
         &self,
         stored: &[(GroupId, Key)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Written, ProfileError> {
-        let written = self.follow_group_messages(stored, now, rng)?;
+        let (written, waiting) = self.follow_group_messages(stored, now, rng)?;
         // Followed: not to follow again at the next unlock. If that is
         // not written, they are (which changes nothing).
-        if let Err(e) = self.followed(stored) {
+        let followed: Vec<(GroupId, Key)> = stored
+            .iter()
+            .filter(|s| !waiting.contains(s))
+            .copied()
+            .collect();
+        if let Err(e) = self.followed(&followed) {
             tracing::warn!("group messages followed were not marked so: {e}");
         }
         Ok(written)
     }
 
+    /// [`Profile::apply_group_messages`] but for marking them followed:
+    /// what it wrote, and the welcomes that wait for room.
     fn follow_group_messages(
         &self,
         stored: &[(GroupId, Key)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Written, ProfileError> {
+    ) -> Result<(Written, Vec<(GroupId, Key)>), ProfileError> {
         let identity = self.identity();
         // Read after the step is taken: a view from before it would
         // follow the groups as they were before a change that published
@@ -1089,6 +1134,7 @@ impl Profile {
         let mut dirty = std::collections::BTreeSet::new();
         let mut new_epochs = Vec::new();
         let mut new_entries = Vec::new();
+        let mut waiting = Vec::new();
         for (group, key) in stored {
             let Some(bytes) = view.get(group, key).map_err(db_error)? else {
                 continue;
@@ -1122,6 +1168,10 @@ impl Profile {
                         new_entries.push((epoch, entry));
                     }
                     Ok((false, ..)) => {}
+                    Err(e @ GroupError::TooManyWelcomed) => {
+                        tracing::warn!("a group welcome waits for room: {e}");
+                        waiting.push((*group, *key));
+                    }
                     Err(e) => tracing::warn!("a group welcome was not taken: {e}"),
                 }
             } else if is_group_kind(msg.kind()) {
@@ -1131,7 +1181,7 @@ impl Profile {
             }
         }
         if dirty.is_empty() {
-            return Ok(Written::default());
+            return Ok((Written::default(), waiting));
         }
         for chain in chains.iter_mut().filter(|c| dirty.contains(&c.root())) {
             for id in chain.update(&identity, &view, now).map_err(db_error)? {
@@ -1163,7 +1213,7 @@ impl Profile {
             Ok(names) => written.messages.extend(names),
             Err(e) => tracing::warn!("your name was not written to a group: {e}"),
         }
-        Ok(written)
+        Ok((written, waiting))
     }
 
     /// What the protocol asks of this device in the groups `roots` (§14):

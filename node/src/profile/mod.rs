@@ -1650,6 +1650,7 @@ impl Profile {
             }
         };
         ledger.refund(self, &batch);
+        ledger.stored(self, &batch);
         // What the ledger counted of them before they were declined.
         ledger.drop_scopes(&gone);
         Ok((batch, declined))

@@ -109,8 +109,10 @@ pub const EPOCHS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("epoch
 /// Group messages from others (welcomes, changes, keys) stored and not
 /// yet followed, by their `messages` key: written with the message, taken
 /// away once [`crate::Profile::apply_group_messages`] has followed it, and
-/// followed at the next unlock if the node stopped between the two; the
-/// value is the message's kind. A table older versions ignore.
+/// followed at the next unlock if the node stopped between the two (or if
+/// it is a welcome that waits for room); the value is the message's kind.
+/// The budget ledger counts the welcomes listed here. A table older
+/// versions ignore.
 pub const GROUP_PENDING: TableDefinition<[u8; 72], u8> = TableDefinition::new("group-pending");
 
 /// Disappearing messages, by when they expire: expiry (u64 BE) ‖ the
