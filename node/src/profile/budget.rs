@@ -680,11 +680,12 @@ impl Ledger {
         logs: &[GroupId],
         me: &AuthorId,
     ) -> Result<&'a mut Scope, ProfileError> {
-        if !ledger.contains_key(&scope_id) {
-            let counted = Ledger::count(profile, logs, me)?;
-            ledger.insert(scope_id, counted);
-        }
-        Ok(ledger.get_mut(&scope_id).expect("counted just now"))
+        Ok(match ledger.entry(scope_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Ledger::count(profile, logs, me)?)
+            }
+        })
     }
 
     /// Declines, before any signature is checked, the unchecked messages
