@@ -50,6 +50,14 @@ pub const MAX_MESSAGE_LEN: usize = MAX_BODY_LEN + MESSAGE_OVERHEAD;
 /// A message beyond it is not stored now and is offered again next session.
 pub const MAX_CLOCK_SKEW: Time = 15 * MINUTE;
 
+/// How far ahead of the clock a welcome this device wrote may lie and
+/// still date its later welcomes into the group after it
+/// (`Epoch::welcome_time`): a clock that stepped back by up to a day holds
+/// them back until it catches up, and keeps them in order; one dated
+/// further ahead (a clock once reset by years) is passed over, and holds
+/// nothing back.
+pub const WELCOME_DATED_AHEAD: Time = 24 * 60 * MINUTE;
+
 /// Length of a token epoch. Discovery beacons and handshake tokens are keyed
 /// by the epoch, so a recorded one stops working after at most two epochs.
 /// It must be at least [`MAX_CLOCK_SKEW`]: receivers accept the previous,

@@ -79,7 +79,7 @@ use crate::codec::Reader;
 use crate::crypto::{hash, kdf};
 use crate::group::{Group, GroupId, GroupKey};
 use crate::identity::{check_name, check_stored_name, AuthorId, Identity, PublicIdentity};
-use crate::limits::{Time, MAX_WELCOMED_MEMBERS};
+use crate::limits::{Time, MAX_WELCOMED_MEMBERS, WELCOME_DATED_AHEAD};
 use crate::message::{Kind, Message, MessageId};
 use crate::store::{Key, KeyRange, Store};
 use crate::{DecodeError, Invalid, KeyError};
@@ -1156,6 +1156,10 @@ impl Epoch {
     /// ([`Invalid::FromTheFuture`]), they refuse this one for as long and
     /// then take both, this one as the later; dated `now`, this one would
     /// be taken first and then count as older than that one, for good.
+    /// Not beyond [`WELCOME_DATED_AHEAD`] (a day): a welcome dated further
+    /// ahead (a clock once reset by years) is passed over, since dated
+    /// after it this one would be refused for as long; the price is that
+    /// once its time comes, readers take that one as the later.
     pub fn welcome_time<S: Store>(
         &self,
         store: &S,
@@ -1163,8 +1167,12 @@ impl Epoch {
         author: &AuthorId,
         now: Time,
     ) -> Result<Time, S::Error> {
+        // One dated more than a day ahead (the clock was once far ahead)
+        // is passed over: counted, it would hold every later welcome into
+        // the group back with it, for as long.
         let latest = Epoch::welcomes_by(store, pair, author)?
             .iter()
+            .filter(|msg| msg.time() <= now.saturating_add(WELCOME_DATED_AHEAD))
             .filter(|msg| Epoch::welcome_size(pair, msg).is_some_and(|w| w.root == self.root))
             .map(Message::time)
             .max();
@@ -3119,7 +3127,24 @@ impl Chain {
                     .iter()
                     .filter(|by| Some(**by) != author && epoch.member(by).is_some())
                     .count();
-                if answered.contains(me) || others >= KEY_ANSWERS {
+                // This device answers each request once in each form: once
+                // sealed to the listed key, and once to a key the member
+                // named. Counted by the key alone, a member naming a new
+                // key at each request (a greater one, which counts) would
+                // have every member answer again at each, until each was
+                // past its KEY budget at every reader, for good.
+                let mine = self
+                    .shares
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .any(|(whom, n, by, dh)| {
+                        whom == who
+                            && n == next
+                            && by == me
+                            && (dh.is_some() || to.dh == member.public.dh)
+                    });
+                if mine || others >= KEY_ANSWERS {
                     continue;
                 }
                 work.shares.push((*id, to, *next));
@@ -3866,6 +3891,54 @@ mod tests {
         let mut theirs = Chain::new(e.clone());
         theirs.update(&ids[2], &store, 10).unwrap();
         assert!(matches!(theirs.head(), Head::Member(h) if h.id() == next.id()));
+    }
+
+    /// Regression (review of stop 73, H1): with answers counted by the key
+    /// they were sealed to, a member naming a new, greater key at each
+    /// request (the greatest counts) had every member answer again at
+    /// each, until each answerer was past its KEY budget at every reader,
+    /// for good (its requests and answers declined). Each device answers
+    /// a request once in each form: once sealed to the listed key, once
+    /// to a key the member named.
+    #[test]
+    fn naming_greater_keys_again_gets_no_new_answers() {
+        use crate::store::{MemoryStore, WriteStore};
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        let (ids, listed, e, change, next) = listed_with_another_key(4, &mut rng);
+        let mut store = MemoryStore::new();
+        store.insert(&e.id(), &change).unwrap();
+        let answers = |p: &Identity, store: &MemoryStore| {
+            let mut chain = Chain::new(e.clone());
+            chain.update(p, store, 10).unwrap();
+            chain.key_work(&p.public().sign).shares
+        };
+        // The older form first: answered once, sealed to the listed key.
+        let old = request_by_hand(&ids[2], &e, &next, &[], &mut rng);
+        store.insert(&e.id(), &old).unwrap();
+        let share = e.key_share(&ids[1], &listed, &next, 9, &mut rng).unwrap();
+        store.insert(&e.id(), &share).unwrap();
+        assert!(answers(&ids[1], &store).is_empty(), "answered");
+        let mut keys: Vec<[u8; 32]> = people(8, &mut rng).iter().map(|p| p.public().dh).collect();
+        keys.sort();
+        for (round, dh) in keys.iter().enumerate() {
+            let msg = request_by_hand(&ids[2], &e, &next, dh, &mut rng);
+            store.insert(&e.id(), &msg).unwrap();
+            let to = PublicIdentity {
+                dh: *dh,
+                ..ids[2].public()
+            };
+            for p in [&ids[1], &ids[3]] {
+                let work = answers(p, &store);
+                if round == 0 {
+                    // The first key named: each answers it, once.
+                    assert_eq!(work, [(e.id(), to, next.id())]);
+                    let share = e.key_share(p, &to, &next, 9, &mut rng).unwrap();
+                    store.insert(&e.id(), &share).unwrap();
+                } else {
+                    assert!(work.is_empty(), "round {round}: answered again");
+                }
+            }
+        }
     }
 
     /// Regression (the same gap): a device that asked for a key in the

@@ -579,6 +579,41 @@ fn a_welcome_is_dated_after_its_authors_earlier_ones_into_the_group() {
     assert_eq!(date(&store, &his, &bobs, now), now + 9_001, "his own");
 }
 
+/// Regression (review of stop 73, M1): a welcome this device dated far
+/// ahead once (its clock reset years ahead, then put right) held every
+/// later welcome into the group back with it: each was dated after it,
+/// and so refused by the newcomer for as long. One dated more than a day
+/// ahead is passed over; one a day ahead still counts.
+#[test]
+fn a_welcome_dated_far_ahead_once_holds_no_later_one_back() {
+    let r = &mut rng(44);
+    let alice = Identity::generate("alice", r).unwrap();
+    let bob = Identity::generate("bob", r).unwrap();
+    let pair = alice.contact(&bob.public()).unwrap().direct_group().clone();
+    let now = strand_sync::harness::EPOCH;
+    let me = alice.public().sign;
+    let with = [(bob.public(), "bob".to_owned())];
+    let desk = Epoch::create(&alice, "desk", &with, r).unwrap();
+    let mut store = MemoryStore::new();
+    let years = 3 * 365 * 24 * 3_600_000;
+    let far = desk.welcome(&alice, &pair, now + years, r).unwrap();
+    store.insert(&pair.id, &far).unwrap();
+    let time = desk.welcome_time(&store, &pair, &me, now).unwrap();
+    assert_eq!(time, now, "the welcome dated years ahead is passed over");
+    let next = desk.welcome(&alice, &pair, time, r).unwrap();
+    assert!(
+        next.validate(&pair, now).is_ok(),
+        "the newcomer takes it now"
+    );
+    // One ahead by a day still counts: the clock stepped back by that
+    // much, and the welcomes stay in order (refused until it catches up).
+    let ahead = strand_sync::limits::WELCOME_DATED_AHEAD;
+    let near = desk.welcome(&alice, &pair, now + ahead, r).unwrap();
+    store.insert(&pair.id, &near).unwrap();
+    let time = desk.welcome_time(&store, &pair, &me, now).unwrap();
+    assert_eq!(time, now + ahead + 1);
+}
+
 /// Regression (stop 68's audit of what contacts can cost): following a
 /// group read every key message of every epoch again at each change, a
 /// signature check and a box each, so a member who stored thousands of
