@@ -1630,7 +1630,13 @@ impl Profile {
         if !batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
             return Ok((batch, Vec::new()));
         }
-        let declined = ledger.apply(self, budgets, &mut batch)?;
+        // A count that failed part way (a store read) may have let some of
+        // the batch in: forgotten, as after a failed store, or what it
+        // let in (welcomes kept until followed above all) would stay
+        // counted though never stored.
+        let declined = ledger.apply(self, budgets, &mut batch).inspect_err(|_| {
+            ledger.forget();
+        })?;
         if !batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
             return Ok((batch, declined));
         }
