@@ -1095,23 +1095,12 @@ fn late_changes_and_a_forged_welcome_leave_no_member_on_a_dead_epoch() {
     model.check().unwrap();
 }
 
-/// Ben (device 1) and Cat (device 2), both admins, each remove Eve
-/// (device 4) from one epoch at once, Cat's change with the smaller id.
-/// The creator reads only Ben's, and on his branch removes Dan (device 3,
-/// an admin too), then Cat: that strikes Cat's change, and Ben's branch
-/// wins. Dan reads both changes and the creator's removal of himself, but
-/// not the epoch after it (it does not list him), where Cat's removal
-/// lies. As far as he reads, Cat's change wins on its id. He followed it
-/// and stayed a member of her epoch for good, one no one writes into
-/// again (and where no one may remove him: only the creator removes an
-/// admin). Having read the creator's removal of himself, he is out.
-#[test]
-fn a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
+/// Ben (device 1) and Cat (device 2), admins of the healed model `m`,
+/// each remove Eve (device 4) from its head at once, Cat's change with
+/// the smaller id; Ben's reaches Ben and the creator, Cat's Cat and Dan
+/// (device 3), none of them read yet. Returns the epoch they fork.
+fn ben_and_cat_remove_eve_at_once(m: &mut Model) -> Epoch {
     let (ben, cat, dan, eve) = (1, 2, 3, 4);
-    let mut m = Model::new(5, &[], false, 48);
-    for i in [ben, cat, dan] {
-        m.apply(Op::MakeAdmin(i));
-    }
     m.heal();
     let fork = m.writable(0).expect("the creator is a member");
     assert_eq!(m.writable(dan).map(|e| e.id()), Some(fork.id()), "one head");
@@ -1132,12 +1121,32 @@ fn a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
         }
     }
     let cats = cats.expect("one of 64 draws");
-    // Ben's change reaches the creator, Cat's reaches Dan.
     for (i, msg) in [(ben, &bens), (0, &bens), (cat, &cats), (dan, &cats)] {
         m.devs[i].store.insert(&fork.id(), msg).unwrap();
     }
     m.removes.push((m.sign(ben), m.sign(eve)));
     m.removes.push((m.sign(cat), m.sign(eve)));
+    fork
+}
+
+/// Ben (device 1) and Cat (device 2), both admins, each remove Eve
+/// (device 4) from one epoch at once, Cat's change with the smaller id.
+/// The creator reads only Ben's, and on his branch removes Dan (device 3,
+/// an admin too), then Cat: that strikes Cat's change, and Ben's branch
+/// wins. Dan reads both changes and the creator's removal of himself, but
+/// not the epoch after it (it does not list him), where Cat's removal
+/// lies. As far as he reads, Cat's change wins on its id. He followed it
+/// and stayed a member of her epoch for good, one no one writes into
+/// again (and where no one may remove him: only the creator removes an
+/// admin). Having read the creator's removal of himself, he is out.
+#[test]
+fn a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
+    let (ben, cat, dan) = (1, 2, 3);
+    let mut m = Model::new(5, &[], false, 48);
+    for i in [ben, cat, dan] {
+        m.apply(Op::MakeAdmin(i));
+    }
+    let fork = ben_and_cat_remove_eve_at_once(&mut m);
     m.digest(0);
     // On Ben's branch, the creator removes Dan, then Cat.
     let mut removed_from = Vec::new();
@@ -1182,37 +1191,12 @@ fn a_member_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
 /// M1.)
 #[test]
 fn a_member_an_admin_removed_on_the_winning_branch_is_out_not_on_the_losing_one() {
-    let (ben, cat, dan, eve) = (1, 2, 3, 4);
+    let (ben, cat, dan) = (1, 2, 3);
     let mut m = Model::new(5, &[], false, 49);
     for i in [ben, cat] {
         m.apply(Op::MakeAdmin(i));
     }
-    m.heal();
-    let fork = m.writable(0).expect("the creator is a member");
-    assert_eq!(m.writable(dan).map(|e| e.id()), Some(fork.id()), "one head");
-    let remove_eve = Change::Remove(m.sign(eve));
-    let now = m.tick();
-    let (bens, _) = fork
-        .propose(&m.devs[ben].id, remove_eve.clone(), now, &mut m.rng)
-        .unwrap();
-    let mut cats = None;
-    for _ in 0..64 {
-        let now = m.tick();
-        let (msg, _) = fork
-            .propose(&m.devs[cat].id, remove_eve.clone(), now, &mut m.rng)
-            .unwrap();
-        if msg.id() < bens.id() {
-            cats = Some(msg);
-            break;
-        }
-    }
-    let cats = cats.expect("one of 64 draws");
-    // Ben's change reaches the creator, Cat's reaches Dan.
-    for (i, msg) in [(ben, &bens), (0, &bens), (cat, &cats), (dan, &cats)] {
-        m.devs[i].store.insert(&fork.id(), msg).unwrap();
-    }
-    m.removes.push((m.sign(ben), m.sign(eve)));
-    m.removes.push((m.sign(cat), m.sign(eve)));
+    let fork = ben_and_cat_remove_eve_at_once(&mut m);
     m.digest(ben);
     m.digest(0);
     // On Ben's branch, Ben removes Dan; the creator reads it and removes
