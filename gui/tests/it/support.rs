@@ -51,7 +51,18 @@ pub fn on_ui(body: impl FnOnce(&Headless) + Send + 'static) {
         .unwrap();
     match done_rx.recv() {
         Ok(Ok(())) => {}
-        Ok(Err(panic)) => resume_unwind(panic),
+        Ok(Err(panic)) => {
+            // Said here, in this test's own output: the UI thread's panic
+            // was printed into the output of whichever test started that
+            // thread, long passed, and `resume_unwind` prints nothing.
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            eprintln!("the test's body panicked on the UI thread: {what}");
+            resume_unwind(panic)
+        }
         Err(_) => panic!("the UI thread died"),
     }
 }
