@@ -1167,19 +1167,45 @@ impl Epoch {
         author: &AuthorId,
         now: Time,
     ) -> Result<Time, S::Error> {
+        let welcomes = Epoch::welcomes_by(store, pair, author)?;
+        Ok(self.dated_after(&welcomes, pair, now))
+    }
+
+    /// [`Epoch::welcome_time`] for a welcome into this epoch written again
+    /// ([`Chain::welcomes_again`]), or `None` if `author` has welcomed
+    /// into it already ([`Epoch::welcomed_into`]): one read of the 1:1 log
+    /// for both.
+    pub fn welcome_again_time<S: Store>(
+        &self,
+        store: &S,
+        pair: &Group,
+        author: &AuthorId,
+        now: Time,
+    ) -> Result<Option<Time>, S::Error> {
+        let welcomes = Epoch::welcomes_by(store, pair, author)?;
+        let id = self.id();
+        let written = welcomes
+            .iter()
+            .any(|msg| Epoch::welcome_size(pair, msg).is_some_and(|w| w.epoch == id));
+        Ok((!written).then(|| self.dated_after(&welcomes, pair, now)))
+    }
+
+    /// The time [`Epoch::welcome_time`] gives, from `welcomes`, one
+    /// author's in the 1:1 log `pair`.
+    fn dated_after(&self, welcomes: &[Message], pair: &Group, now: Time) -> Time {
         // One dated more than a day ahead (the clock was once far ahead)
         // is passed over: counted, it would hold every later welcome into
         // the group back with it, for as long.
-        let latest = Epoch::welcomes_by(store, pair, author)?
+        let latest = welcomes
             .iter()
             .filter(|msg| msg.time() <= now.saturating_add(WELCOME_DATED_AHEAD))
             .filter(|msg| Epoch::welcome_size(pair, msg).is_some_and(|w| w.root == self.root))
             .map(Message::time)
             .max();
-        Ok(match latest {
+        match latest {
             Some(time) if time >= now => time.saturating_add(1),
             _ => now,
-        })
+        }
     }
 
     /// The WELCOME messages by `author` in the 1:1 log `pair` in `store`,

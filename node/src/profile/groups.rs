@@ -1353,7 +1353,7 @@ impl Profile {
     /// date it at `now`: after this device's earlier welcomes to that
     /// contact into the group, even if the clock stepped back since
     /// ([`Epoch::welcome_time`]). Whether one is written is read from the
-    /// newcomer's 1:1 log ([`Epoch::welcomed_into`]) once an unlock for
+    /// newcomer's 1:1 log in the same read ([`Epoch::welcome_again_time`]) once an unlock for
     /// each pair while the group asks for it (see [`WelcomedAgain`]): the
     /// group asks at every round of its work. Those returned stay in
     /// `reserved` until the caller's write commits.
@@ -1388,12 +1388,14 @@ impl Profile {
                 continue;
             };
             let pair = contact.direct_group();
-            if Epoch::welcomed_into(&view, pair, me, &at).map_err(db_error)? {
+            let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
+            let time = epoch
+                .welcome_again_time(&view, pair, me, now)
+                .map_err(db_error)?;
+            let Some(time) = time else {
                 reserved.found(root, at, to.sign);
                 continue;
-            }
-            let epoch = chain.epoch(&at).expect("welcomes are into held epochs");
-            let time = epoch.welcome_time(&view, pair, me, now).map_err(db_error)?;
+            };
             out.push((pair.clone(), at, time));
         }
         Ok(out)
