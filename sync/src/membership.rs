@@ -2014,7 +2014,10 @@ impl Chain {
 
     /// A chain as a device stored it: the epochs it was welcomed into (or
     /// created), each with its [`Entry`], and every other epoch it opened.
-    /// Follow it with [`Chain::update`].
+    /// Follow it with [`Chain::update`]. Give it only epochs that list the
+    /// device (or of a group made before version 2): a chain reads a
+    /// removal whose next epoch does not list the reader as the reader's
+    /// own, so an epoch without it would put it out of the group.
     pub fn restore(entries: Vec<(Epoch, Entry)>, others: Vec<Epoch>) -> Option<Chain> {
         let mut entries = entries.into_iter();
         let (first, e) = entries.next()?;
@@ -2668,7 +2671,12 @@ impl Chain {
     /// that admin is not gone, [`Chain::compute_revoked`]): that epoch,
     /// and the change's index in it. A device holds only epochs that list
     /// it, so a removal whose next epoch does not list the reader is the
-    /// reader's. Of several (a removal that lost a fork is made again),
+    /// reader's. (Every way in keeps to that: [`Epoch::from_welcome`]
+    /// refuses an epoch that does not list the reader, a change's epoch
+    /// opens only to those it lists, [`Epoch::propose`] makes no epoch of
+    /// a change its author leaves, and what is given to
+    /// [`Chain::restore`] lists the device: the node passes over any
+    /// stored epoch that does not.) Of several (a removal that lost a fork is made again),
     /// the one in the newest epoch, then the one with the smallest key:
     /// the same from the same messages, whatever order they came in.
     fn own_removal(&self) -> Option<(GroupId, usize)> {

@@ -192,10 +192,38 @@ impl Profile {
     }
 
     /// Reads the stored epochs and follows each group's changes: at unlock.
+    ///
+    /// A device holds only epochs that list it: strand-sync's [`Chain`]
+    /// reads a removal whose next epoch does not list the reader as the
+    /// reader's own, so a removal of someone else in an epoch without
+    /// this device would put it out of a group it is in. Every other way
+    /// in checks it (a welcome is taken only into an epoch that lists the
+    /// reader, a change's box opens only to those it lists, and a change
+    /// of this device's own makes no epoch it leaves); what this device
+    /// stored is checked here, as a store written by a bug or another
+    /// version may hold anything. A stored epoch that does not list this
+    /// device is passed over, with a warning, and left on disk: nothing is
+    /// lost, and the unlock goes on. Epochs of a group made by a version
+    /// before 2 are read as they are: such a group's changes are never
+    /// read ([`Chain::update`]), so nothing there relies on it.
     pub(crate) fn load_groups(&self) -> Result<(), ProfileError> {
         let mut step = self.chains_step();
         let db = self.db()?;
+        let me = self.identity();
+        let lists_me = |epoch: &Epoch| {
+            let listed = epoch.is_legacy() || epoch.member(&me.public().sign).is_some();
+            if !listed {
+                tracing::warn!(
+                    "a stored epoch of a group does not list this device: it is not held"
+                );
+            }
+            listed
+        };
         let mut entries: BTreeMap<GroupId, Vec<(Epoch, Entry)>> = BTreeMap::new();
+        // Groups with an entry stored, held or not: one whose entries
+        // were all passed over does not start from another epoch as if an
+        // older version had stored it (below).
+        let mut entered: BTreeSet<GroupId> = BTreeSet::new();
         let mut others: BTreeMap<GroupId, Vec<Epoch>> = BTreeMap::new();
         {
             let txn = db.begin_read().map_err(db_error)?;
@@ -214,6 +242,10 @@ impl Profile {
                     let by: AuthorId = plain[..32].try_into().expect("32 bytes");
                     let at = u64::from_be_bytes(plain[32..40].try_into().expect("8 bytes"));
                     let epoch = Epoch::decode(&plain[40..]).map_err(corrupt)?;
+                    entered.insert(epoch.root);
+                    if !lists_me(&epoch) {
+                        continue;
+                    }
                     let entry = Entry {
                         id: epoch.id(),
                         by,
@@ -226,10 +258,11 @@ impl Profile {
                     ProfileError::Corrupt("a group epoch does not decrypt".into())
                 })?;
                 let epoch = Epoch::decode(&plain).map_err(corrupt)?;
-                others.entry(epoch.root).or_default().push(epoch);
+                if lists_me(&epoch) {
+                    others.entry(epoch.root).or_default().push(epoch);
+                }
             }
         }
-        let me = self.identity();
         let view = self.read_view()?;
         let now = crate::profile::now();
         let roots: std::collections::BTreeSet<GroupId> =
@@ -239,7 +272,12 @@ impl Profile {
             let mut taken = entries.remove(&root).unwrap_or_default();
             let mut rest = others.remove(&root).unwrap_or_default();
             // Groups stored before entries were kept (made by an older
-            // version, read-only) start from their oldest epoch.
+            // version, read-only) start from their oldest epoch. One whose
+            // every entry was passed over is not held at all: another
+            // epoch taken for its entry would be an entry no one made.
+            if taken.is_empty() && entered.contains(&root) {
+                continue;
+            }
             if taken.is_empty() {
                 rest.sort_by_key(|e| e.number);
                 if rest.is_empty() {
@@ -2864,5 +2902,76 @@ mod tests {
 
         let p = Profile::open(&dir, "pass").unwrap();
         assert_eq!(member_names(&p, "Walkers"), ["me"]);
+    }
+
+    /// Regression: a device holds only epochs that list it, and
+    /// strand-sync's `Chain` reads a removal whose next epoch does not
+    /// list the reader as the reader's own. Nothing checked it for the
+    /// epochs read back from the store at unlock: one there that did not
+    /// list the user (as a bug or another version could have written)
+    /// made the creator's removal of someone else in it read as the
+    /// user's, and put her out of a group she is in. Such an epoch is now
+    /// not held.
+    #[test]
+    fn a_stored_epoch_that_does_not_list_the_user_is_not_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let now = crate::profile::now();
+        let (p, bob, pair) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public();
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        let dan = strand_sync::Identity::generate("Dan", rng).unwrap();
+        let others = [
+            (me, "Alice".to_owned()),
+            (carol.public(), "Carol".to_owned()),
+            (dan.public(), "Dan".to_owned()),
+        ];
+        let first = Epoch::create(&bob, "desk", &others, rng).unwrap();
+        let welcome = first.welcome(&bob, &pair, now, rng).unwrap();
+        {
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &pair.id, &welcome).unwrap();
+            store.commit().unwrap();
+        }
+        p.apply_group_messages(&[(pair.id, welcome.key())], now, rng)
+            .unwrap();
+        // An epoch of the group without Alice: the one Bob's removal of
+        // her would make (the removal never reaches her). In it, Bob, the
+        // creator, removes Dan: a removal whose next epoch does not list
+        // Alice either.
+        let (_, without) = first
+            .propose(&bob, Change::Remove(me.sign), now, rng)
+            .unwrap();
+        let without = without.expect("Bob stays in");
+        let (removal, _) = without
+            .propose(&bob, Change::Remove(dan.public().sign), now, rng)
+            .unwrap();
+        {
+            let mut store = p.store().unwrap();
+            strand_sync::WriteStore::insert(&mut store, &without.id(), &removal).unwrap();
+            store.commit().unwrap();
+        }
+        let (k, v) = p.sealed_epoch(&without, rng);
+        p.write_txn(move |txn| {
+            txn.open_table(EPOCHS)
+                .map_err(db_error)?
+                .insert(&k, &v[..])
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .unwrap();
+        // As at the next unlock.
+        p.load_groups().unwrap();
+        let chains = p.chains();
+        let chain = chains.iter().find(|c| c.root() == first.root).unwrap();
+        // Held, the epoch put her out: Head::Out, its last epoch the one
+        // without her.
+        assert!(
+            matches!(chain.head(), Head::Member(e) if e.id() == first.id()),
+            "Alice is still a member of the group's first epoch: {:?}",
+            chain.head()
+        );
+        assert_eq!(chain.writable(&me.sign).map(Epoch::id), Ok(first.id()));
+        assert!(chain.epoch(&without.id()).is_none());
     }
 }
