@@ -18,6 +18,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::catch_panics::{CatchPanics, Event as RelayEvent};
 use super::circuit_limits::PendingCircuits;
 use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
@@ -70,7 +71,9 @@ pub(crate) struct Behaviour {
     // swarm's limits.
     circuits: PendingCircuits,
     limits: connection_limits::Behaviour,
-    relay: relay::client::Behaviour,
+    // A relay's answer can make libp2p's relay client panic; this keeps
+    // that to the relay's connection, which is closed (see the module).
+    relay: CatchPanics<relay::client::Behaviour>,
     // Behind the gate: they answer a remote only once a Strand session
     // on that connection authenticated it (or it is a relay). Identify is
     // never told the circuit addresses, so it tells nobody where else
@@ -192,7 +195,7 @@ pub(crate) fn spawn(
                     .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
                     .with_max_established_per_peer(Some(MAX_PER_PEER)),
             ),
-            relay,
+            relay: CatchPanics::new(relay),
             // The relay learns our public address from this and tells us
             // the one it sees (what hole punching dials); the addresses we
             // listen on, and our reservations on other relays, stay ours.
@@ -477,6 +480,27 @@ impl Task {
                 self.slots[i].state = ReservationState::Reserving;
             }
             Err(e) => self.failed(i, e.to_string()),
+        }
+    }
+
+    /// libp2p's relay client panicked on a connection to `relay` (on what
+    /// the relay sent) and that connection is being closed: the
+    /// reservations that were on it are given up, and tried again after
+    /// their backoff on a new connection. Before, the panic killed the
+    /// connection's task without the swarm hearing, and every later
+    /// attempt went to the dead connection and failed at once.
+    fn relay_client_panicked(&mut self, relay: PeerId, message: &str) {
+        let error =
+            format!("libp2p's relay client failed on what the relay sent ({message}); its connection was closed");
+        for i in 0..self.slots.len() {
+            if self.slots[i].relay != relay {
+                continue;
+            }
+            // (One given up meanwhile has no listener, and is left be.)
+            if let Some(id) = self.slots[i].listener {
+                self.swarm.remove_listener(id);
+                self.failed(i, error.clone());
+            }
         }
     }
 
@@ -805,7 +829,11 @@ impl Task {
             SwarmEvent::ExternalAddrExpired { address } => {
                 self.external.remove(&address);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(RelayEvent::Panicked {
+                peer,
+                message,
+            })) => self.relay_client_panicked(peer, &message),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(RelayEvent::Inner(event))) => match event {
                 relay::client::Event::ReservationReqAccepted {
                     relay_peer_id,
                     renewal,

@@ -7,7 +7,12 @@
 //! the relay then forwards circuits other devices open to it. The
 //! reservation is renewed while the connection to the relay lives, made
 //! again after it drops (with backoff), and each relay's state (reserving,
-//! reserved, failing and why) is in [`TransportInfo::relays`].
+//! reserved, failing and why) is in [`TransportInfo::relays`]. A relay can
+//! make libp2p's relay client panic (a reservation that expires too far
+//! ahead; see `catch_panics`): the panic is caught, the connection to
+//! that relay closed, and the reservation reported failing with the
+//! panic's message, then made again after its backoff on a new
+//! connection.
 //!
 //! A contact is dialled at `<relay>/p2p-circuit/p2p/<their id>`: the relay
 //! joins the two connections and sees sizes and timing, not content (the
@@ -73,6 +78,7 @@ use crate::generation::ask;
 use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
+mod catch_panics;
 mod circuit_limits;
 mod client;
 mod gate;

@@ -9,7 +9,7 @@
 //! - `memory`: emulated links between transports on one hub.
 //! - `relay`: a relay server and clients on loopback: reservations,
 //!   circuits, identity rotation, hole punching, what relays and
-//!   strangers are told, limits counted per relay.
+//!   strangers are told, limits counted per relay, hostile relays.
 
 mod ble;
 mod lan;

@@ -277,6 +277,328 @@ async fn open_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
+/// A relay that answers every reservation with one that expires at
+/// `u64::MAX` seconds after 1970, which libp2p's relay client cannot make
+/// a renewal timer of; it runs no other protocol. `named` is the address
+/// its reservations name (the client reads on to the expiry only past
+/// one); `answered` hears each answer sent.
+struct EndlessExpiry {
+    named: Multiaddr,
+    answered: mpsc::UnboundedSender<()>,
+}
+
+impl EndlessExpiry {
+    fn handler(&self) -> EndlessExpiryHandler {
+        EndlessExpiryHandler {
+            named: self.named.clone(),
+            answered: self.answered.clone(),
+        }
+    }
+}
+
+impl libp2p::swarm::NetworkBehaviour for EndlessExpiry {
+    type ConnectionHandler = EndlessExpiryHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(self.handler())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(self.handler())
+    }
+
+    fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: libp2p::PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: libp2p::swarm::THandlerOutEvent<Self>,
+    ) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<Self::ToSwarm, libp2p::swarm::THandlerInEvent<Self>>>
+    {
+        std::task::Poll::Pending
+    }
+}
+
+/// A connection's handler of [`EndlessExpiry`]: it takes the streams of
+/// circuit relay v2's hop protocol, and answers each on a task.
+struct EndlessExpiryHandler {
+    named: Multiaddr,
+    answered: mpsc::UnboundedSender<()>,
+}
+
+impl libp2p::swarm::ConnectionHandler for EndlessExpiryHandler {
+    type FromBehaviour = std::convert::Infallible;
+    type ToBehaviour = std::convert::Infallible;
+    type InboundProtocol = libp2p::core::upgrade::ReadyUpgrade<libp2p::StreamProtocol>;
+    type OutboundProtocol = libp2p::core::upgrade::DeniedUpgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(
+        &self,
+    ) -> libp2p::swarm::SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        libp2p::swarm::SubstreamProtocol::new(
+            libp2p::core::upgrade::ReadyUpgrade::new(libp2p::StreamProtocol::new(
+                "/libp2p/circuit/relay/0.2.0/hop",
+            )),
+            (),
+        )
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        true
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<
+        libp2p::swarm::ConnectionHandlerEvent<
+            Self::OutboundProtocol,
+            Self::OutboundOpenInfo,
+            Self::ToBehaviour,
+        >,
+    > {
+        std::task::Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: libp2p::swarm::handler::ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
+
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: stream,
+            ..
+        }) = event
+        {
+            tokio::spawn(answer_with_endless_expiry(
+                stream,
+                self.named.clone(),
+                self.answered.clone(),
+            ));
+        }
+    }
+}
+
+/// Reads a client's reservation request on `stream` and answers it with
+/// a reservation that expires at `u64::MAX`, naming `named`.
+async fn answer_with_endless_expiry(
+    mut stream: libp2p::Stream,
+    named: Multiaddr,
+    answered: mpsc::UnboundedSender<()>,
+) {
+    // The request: its length, then a HopMessage of type RESERVE (not
+    // read further). libp2p's relay messages are 4 KiB at most.
+    let mut length = 0usize;
+    for shift in [0u32, 7] {
+        let mut byte = [0u8];
+        if stream.read_exact(&mut byte).await.is_err() {
+            return;
+        }
+        length |= usize::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    if length > 4096 {
+        return;
+    }
+    let mut request = vec![0; length];
+    if stream.read_exact(&mut request).await.is_err() {
+        return;
+    }
+    let answer = length_prefixed(&endless_reservation(&named));
+    if stream.write_all(&answer).await.is_ok() && stream.flush().await.is_ok() {
+        let _ = answered.send(());
+    }
+}
+
+/// The relay's answer, a HopMessage (libp2p-relay's
+/// `generated/message.proto`) in protobuf: type STATUS (2), status OK
+/// (100), and a reservation that expires at `u64::MAX` and names `named`.
+fn endless_reservation(named: &Multiaddr) -> Vec<u8> {
+    // Reservation: expire (field 1, a varint), addrs (field 2, bytes).
+    let mut reservation = vec![0x08];
+    reservation.extend(varint(u64::MAX));
+    reservation.push(0x12);
+    reservation.extend(length_prefixed(&named.to_vec()));
+    // HopMessage: type (field 1, a varint), reservation (field 3,
+    // bytes), status (field 5, a varint).
+    let mut hop = vec![0x08, 2, 0x1a];
+    hop.extend(length_prefixed(&reservation));
+    hop.extend_from_slice(&[0x28, 100]);
+    hop
+}
+
+/// `bytes` after their length as an unsigned varint: how protobuf puts a
+/// bytes field, and how libp2p's relay puts a message on its stream
+/// (prost-codec).
+fn length_prefixed(bytes: &[u8]) -> Vec<u8> {
+    let mut out = varint(bytes.len() as u64);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `n` as an unsigned varint (protobuf's and multiformats'): seven bits a
+/// byte, least significant first, the high bit set on all but the last.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return out;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// Starts an [`EndlessExpiry`] relay with the key `[key; 32]` (as
+/// [`relay_server`]'s) listening at `listen`: its address (ending in its
+/// id), what hears each answer it sends, and its task.
+async fn endless_expiry_relay(
+    key: u8,
+    listen: Multiaddr,
+) -> (
+    Multiaddr,
+    mpsc::UnboundedReceiver<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{noise, tcp, yamux};
+
+    let mut secret = [key; 32];
+    let identity = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).unwrap();
+    let (answered_tx, answered) = mpsc::unbounded_channel();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| EndlessExpiry {
+            named: listen.clone(),
+            answered: answered_tx,
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.listen_on(listen.clone()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the relay listens in time");
+    let addr = listen.with(Protocol::P2p(*swarm.local_peer_id()));
+    let task = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (addr, answered, task)
+}
+
+/// Regression (a hostile relay against the client): libp2p's relay
+/// client makes a renewal timer of the expiry a relay names for a
+/// reservation, and one far ahead (`u64::MAX`) overflowed it: the relay
+/// client panicked in the connection's task, which tokio dropped without
+/// the swarm hearing. The dead connection stayed in the swarm's books,
+/// every later reservation on that relay was sent to it and lost (failing
+/// at once: "the connection to the relay closed"), and the relay was
+/// never dialled again until the next epoch, even once it answered well.
+/// Now the panic is caught and closes only that connection: the
+/// reservation is reported failing with why, and once the relay (the
+/// same key at the same port) answers well, Alice reserves on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_answer_that_breaks_the_relay_client_costs_only_its_connection() {
+    use strand_transport::multiaddr::Protocol;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let (relay_at, mut answered, hostile) = endless_expiry_relay(22, listen.clone()).await;
+    let (alice, _events) = client(config(0xa, vec![relay_at.clone()], false)).await;
+    tokio::time::timeout(Duration::from_secs(20), answered.recv())
+        .await
+        .expect("Alice asks the relay for a reservation in time")
+        .expect("the relay runs");
+
+    // Reported failing, with why.
+    let reported = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let states = alice.relay_states().await;
+            if let Some(ReservationState::Failing { error, .. }) = states.first().map(|s| &s.state)
+            {
+                if error.contains("relay client failed on what the relay sent") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if reported.is_err() {
+        panic!(
+            "not reported failing with why: {:?}",
+            alice.relay_states().await
+        );
+    }
+
+    // The relay answers well now: the same key, at the same port.
+    hostile.abort();
+    let _ = hostile.await;
+    let fixed = relay_server(22, &listen.to_string()).await;
+    assert_eq!(relay_at.iter().last(), Some(Protocol::P2p(fixed.peer_id())));
+    wait_reserved(&alice).await;
+    alice.shutdown().await;
+    fixed.shutdown().await;
+}
+
 /// Regression (stop 68's relay audit): a relay names this device's
 /// addresses at every renewal of a reservation, as often as it likes, and
 /// the swarm kept each new one as long as the listener lived: a relay

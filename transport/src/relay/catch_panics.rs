@@ -1,0 +1,292 @@
+//! Keeps a panic in libp2p's relay client to the one connection it
+//! happened on.
+//!
+//! A relay can make libp2p's relay client panic. libp2p-relay 0.22 turns
+//! the expiry a relay names for a reservation into a timer for its
+//! renewal (`outbound_hop::make_reservation`): three quarters of the time
+//! from now to the expiry, which futures-timer adds to `Instant::now()`.
+//! The expiry is any `u64` the relay likes, and one far enough ahead
+//! (`u64::MAX` does it) overflows that addition. The panic happens in the
+//! handler of the connection to the relay, in that connection's task.
+//! Before this wrapper, tokio caught it and dropped the task, and the
+//! swarm was never told: no `ConnectionClosed`, so the connection stayed
+//! established in the swarm's books and in the relay client's, which
+//! sent every later reservation on that relay to that connection, where
+//! it was dropped. Each attempt failed at once ("the connection to the
+//! relay closed"), no new connection was ever dialled, and the relay was
+//! lost to this generation (until the next epoch), even once it answered
+//! well.
+//!
+//! [`CatchPanics`] wraps the relay client's behaviour. Its handler runs
+//! the wrapped handler's `poll` (where libp2p's relay client runs what
+//! the relay sends) under `catch_unwind`; after a panic it never calls
+//! the wrapped handler again, and the behaviour reports
+//! [`Event::Panicked`] and closes that connection, so the swarm and the
+//! relay client forget it. The client gives up the reservation with the
+//! panic's message, and tries again after its backoff on a new
+//! connection. The wrapped handler is dropped with the connection: what
+//! it held (the reservation's channel to its listener) goes then.
+//!
+//! The panic still reaches the process's panic hook first (the node's
+//! hook records it as a failure): it is a bug of a dependency that a
+//! peer can set off, caught here rather than prevented, since the
+//! addition is in libp2p's own code.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::{Context, Poll};
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::swarm::handler::ConnectionEvent;
+use libp2p::swarm::{
+    CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
+    FromSwarm, NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent,
+    ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+
+/// A behaviour whose connection handlers' panics close their connection
+/// instead of leaving it dead in the swarm's books.
+pub(crate) struct CatchPanics<B: NetworkBehaviour> {
+    inner: B,
+    /// What to tell the swarm before anything of the wrapped behaviour's:
+    /// a panic, then the close of its connection. Two for each connection
+    /// whose handler panicked (a handler panics once: it is not polled
+    /// again), so no more than the swarm's connections.
+    queued: VecDeque<ToSwarm<Event<B::ToSwarm>, THandlerInEvent<B>>>,
+}
+
+impl<B: NetworkBehaviour> CatchPanics<B> {
+    pub(crate) fn new(inner: B) -> CatchPanics<B> {
+        CatchPanics {
+            inner,
+            queued: VecDeque::new(),
+        }
+    }
+}
+
+/// What [`CatchPanics`] reports.
+#[derive(Debug)]
+pub(crate) enum Event<T> {
+    /// The wrapped behaviour's event.
+    Inner(T),
+    /// The handler of a connection to `peer` panicked with `message`; the
+    /// connection is being closed.
+    Panicked { peer: PeerId, message: String },
+}
+
+/// What a [`Caught`] handler tells its behaviour.
+#[derive(Debug)]
+pub(crate) enum HandlerEvent<T> {
+    /// The wrapped handler's event.
+    Inner(T),
+    /// The wrapped handler panicked, with this message.
+    Panicked(String),
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for CatchPanics<B> {
+    type ConnectionHandler = Caught<THandler<B>>;
+    type ToSwarm = Event<B::ToSwarm>;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+            .map(Caught::new)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_outbound_connection(
+                connection_id,
+                peer,
+                addr,
+                role_override,
+                port_use,
+            )
+            .map(Caught::new)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            HandlerEvent::Inner(event) => {
+                self.inner
+                    .on_connection_handler_event(peer_id, connection_id, event);
+            }
+            HandlerEvent::Panicked(message) => {
+                tracing::warn!(
+                    peer = %peer_id,
+                    "a connection handler panicked, closing its connection: {message}"
+                );
+                self.queued
+                    .push_back(ToSwarm::GenerateEvent(Event::Panicked {
+                        peer: peer_id,
+                        message,
+                    }));
+                self.queued.push_back(ToSwarm::CloseConnection {
+                    peer_id,
+                    connection: CloseConnection::One(connection_id),
+                });
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        // The swarm polls the behaviour again after each handler event,
+        // so what is queued there needs no waker.
+        if let Some(action) = self.queued.pop_front() {
+            return Poll::Ready(action);
+        }
+        self.inner
+            .poll(cx)
+            .map(|action| action.map_out(Event::Inner))
+    }
+}
+
+/// A connection handler whose `poll` may panic: the panic is reported to
+/// the behaviour, and the handler is not called again.
+pub(crate) struct Caught<H> {
+    inner: H,
+    /// Whether the wrapped handler panicked. Its state is then whatever
+    /// the panic left, so it is neither polled nor told anything more; it
+    /// is dropped with the connection.
+    panicked: bool,
+}
+
+impl<H> Caught<H> {
+    fn new(inner: H) -> Caught<H> {
+        Caught {
+            inner,
+            panicked: false,
+        }
+    }
+}
+
+impl<H: ConnectionHandler> ConnectionHandler for Caught<H> {
+    type FromBehaviour = H::FromBehaviour;
+    type ToBehaviour = HandlerEvent<H::ToBehaviour>;
+    type InboundProtocol = H::InboundProtocol;
+    type OutboundProtocol = H::OutboundProtocol;
+    type InboundOpenInfo = H::InboundOpenInfo;
+    type OutboundOpenInfo = H::OutboundOpenInfo;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        // After a panic, streams the remote opens are dropped in
+        // `on_connection_event` until the connection closes.
+        self.inner.listen_protocol()
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        if !self.panicked {
+            self.inner.on_behaviour_event(event);
+        }
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        !self.panicked && self.inner.connection_keep_alive()
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
+        if self.panicked {
+            // The behaviour was told, and closes the connection.
+            return Poll::Pending;
+        }
+        let inner = &mut self.inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(event) => event.map(|e| e.map_custom(HandlerEvent::Inner)),
+            Err(payload) => {
+                self.panicked = true;
+                Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                    HandlerEvent::Panicked(panic_message(payload.as_ref())),
+                ))
+            }
+        }
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        if !self.panicked {
+            self.inner.on_connection_event(event);
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
+        if self.panicked {
+            return Poll::Ready(None);
+        }
+        self.inner
+            .poll_close(cx)
+            .map(|event| event.map(HandlerEvent::Inner))
+    }
+}
+
+/// A panic's message: what `panic!` and `expect` carry.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
