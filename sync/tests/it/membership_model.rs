@@ -822,6 +822,17 @@ impl Model {
                             i,
                             self.dump()
                         );
+                        // Healed, an honest member the group lists can
+                        // write: no one it holds revoked is left in the
+                        // head, and it does not hold itself removed.
+                        let writable = chain.writable(&self.sign(i));
+                        prop_assert!(
+                            writable.is_ok() || chain.leaving(&self.sign(i)),
+                            "member {} cannot write: {:?}:{}",
+                            i,
+                            writable.err(),
+                            self.dump()
+                        );
                     } else {
                         // Welcomed into an epoch that lost and never
                         // re-added (its adder is gone): only an outsider.
