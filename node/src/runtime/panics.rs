@@ -6,7 +6,9 @@
 //!
 //! One panic is known not to be a failure, and is only logged at debug
 //! level: see [`known_harmless`]. A panic inside [`contained`] is the
-//! caller's to handle, and is only logged as a warning.
+//! caller's to handle, and is only logged as a warning; so is one the
+//! transport catches and handles (libp2p's relay client on what a relay
+//! sent: `strand_transport::relay::containing_panic`).
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -62,7 +64,8 @@ fn install_hook() {
             "thread {} panicked{at}: {what}",
             thread.name().unwrap_or("(unnamed)")
         );
-        if let Some(doing) = CONTAINED.try_with(Cell::get).ok().flatten() {
+        let contained = CONTAINED.try_with(Cell::get).ok().flatten();
+        if let Some(doing) = contained.or_else(strand_transport::relay::containing_panic) {
             tracing::warn!("{line} (while {doing}; handled)");
             return;
         }
@@ -127,6 +130,34 @@ mod tests {
                 .any(|l| l.contains("no match with that id found")
                     && l.contains("strand-test-worker")
                     && l.contains("panics.rs")),
+            "{kept:?}"
+        );
+    }
+
+    /// Regression: a panic the transport catches and handles (libp2p's
+    /// relay client on a relay's answer; the connection is closed) was
+    /// recorded as a failure, so a relay could make `strand status` say
+    /// a part of the node failed. It is logged as handled, and one after
+    /// it on the same thread is recorded again.
+    #[test]
+    fn a_panic_the_transport_contains_is_not_recorded() {
+        super::install();
+        let worker = std::thread::spawn(|| {
+            let caught =
+                strand_transport::relay::contain_panic(|| -> u8 { panic!("a relay's answer") });
+            assert!(caught.is_err());
+            assert!(strand_transport::relay::containing_panic().is_none());
+            panic!("not contained after the relay's")
+        });
+        assert!(worker.join().is_err());
+        let kept = super::recorded();
+        assert!(
+            !kept.iter().any(|l| l.contains("a relay's answer")),
+            "{kept:?}"
+        );
+        assert!(
+            kept.iter()
+                .any(|l| l.contains("not contained after the relay's")),
             "{kept:?}"
         );
     }

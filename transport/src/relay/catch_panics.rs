@@ -27,11 +27,15 @@
 //! connection. The wrapped handler is dropped with the connection: what
 //! it held (the reservation's channel to its listener) goes then.
 //!
-//! The panic still reaches the process's panic hook first (the node's
-//! hook records it as a failure): it is a bug of a dependency that a
-//! peer can set off, caught here rather than prevented, since the
-//! addition is in libp2p's own code.
+//! The panic still reaches the process's panic hook first. It is a bug
+//! of a dependency that a peer can set off, caught here rather than
+//! prevented, since the addition is in libp2p's own code; and it is
+//! handled, not a failure of the node. So while a wrapped handler runs,
+//! [`contain`] says so on that thread, and the node's hook logs such
+//! a panic as a warning and does not record it (else a relay could make
+//! `strand status` say that a part of the node failed).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
@@ -45,6 +49,31 @@ use libp2p::swarm::{
     ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+thread_local! {
+    /// Whether this thread is running a wrapped handler's `poll`.
+    static CONTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What this thread is doing under [`contain`], if it is: a panic now
+/// is caught and handled (its connection closed), not a failure. For a
+/// panic hook.
+pub fn containing() -> Option<&'static str> {
+    CONTAINING
+        .try_with(Cell::get)
+        .ok()
+        .filter(|on| *on)
+        .map(|_| "running libp2p's relay client on what a relay sent")
+}
+
+/// Runs `f` (a wrapped handler's `poll`) and catches its panic, with
+/// [`containing`] saying so on this thread meanwhile.
+pub fn contain<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let outer = CONTAINING.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(outer));
+    result
+}
 
 /// A behaviour whose connection handlers' panics close their connection
 /// instead of leaving it dead in the swarm's books.
@@ -247,7 +276,7 @@ impl<H: ConnectionHandler> ConnectionHandler for Caught<H> {
             return Poll::Pending;
         }
         let inner = &mut self.inner;
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        match contain(|| inner.poll(cx)) {
             Ok(event) => event.map(|e| e.map_custom(HandlerEvent::Inner)),
             Err(payload) => {
                 self.panicked = true;
