@@ -1282,6 +1282,85 @@ mod tests {
         assert_eq!(p.pending_group_messages(None).unwrap(), waits);
     }
 
+    /// Regression: a welcome refused when followed for want of room (past
+    /// [`strand_sync::MAX_WELCOMED_MEMBERS`] members held from its
+    /// author's welcomes) waited in the store until the next unlock, even
+    /// once room was made for it. Here Bob, an admin of Carol's group,
+    /// welcomed Alice into it; Carol's welcome into the same epoch makes
+    /// the entry hers, and Bob's welcomes hold a thousand members fewer.
+    /// His welcome that waited is now followed then, in the same session.
+    #[test]
+    fn a_welcome_that_waited_for_room_is_followed_once_room_is_made() {
+        use strand_sync::{Change, Identity, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let now = crate::profile::now();
+        let carol = Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", 0, rng).unwrap();
+        let carols = carol
+            .contact(&p.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        let others = others_of_a_full_group(&p, rng);
+        let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
+        // Carol's group of a thousand, with Alice; Bob, made an admin,
+        // welcomes Alice into its second epoch.
+        let mut theirs = vec![others[0].clone(), (bob.public(), "Bob".to_owned())];
+        theirs.extend(others[1..MAX_GROUP_MEMBERS - 2].iter().cloned());
+        let first = Epoch::create(&carol, "theirs", &theirs, rng).unwrap();
+        let admin = Change::MakeAdmin(bob.public().sign);
+        let (_, second) = first.propose(&carol, admin, now, rng).unwrap();
+        let second = second.expect("Carol stays in");
+        assert_eq!(second.members().len(), MAX_GROUP_MEMBERS);
+        // Then Bob's own groups of a thousand, up to the bound.
+        let mut welcomes = vec![second.welcome(&bob, &group, now - 2000, rng).unwrap()];
+        for i in 1..full {
+            let epoch = Epoch::create(&bob, &format!("g{i}"), &others, rng).unwrap();
+            let at = now - 2000 + i as u64;
+            welcomes.push(epoch.welcome(&bob, &group, at, rng).unwrap());
+        }
+        let mut store = p.store().unwrap();
+        let mut stored = Vec::new();
+        for m in &welcomes {
+            assert!(strand_sync::WriteStore::insert(&mut store, &group.id, m).unwrap());
+            stored.push((group.id, m.key()));
+        }
+        store.commit().unwrap();
+        p.apply_group_messages(&stored, now, rng).unwrap();
+        assert_eq!(p.chains().len(), full);
+        let bobs = |p: &Profile| Chain::welcomed_members(&p.chains(), &bob.public().sign);
+        assert_eq!(bobs(&p), MAX_WELCOMED_MEMBERS);
+
+        // Bob's welcome into a group of two, stored past a ledger that
+        // lost count: it waits for room.
+        let small = Epoch::create(&bob, "small", &others[..1], rng).unwrap();
+        let waits = small.welcome(&bob, &group, now - 10, rng).unwrap();
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &waits).unwrap());
+        store.commit().unwrap();
+        let waiting = [(group.id, waits.key())];
+        p.apply_group_messages(&waiting, now, rng).unwrap();
+        assert_eq!(p.chains().len(), full);
+        assert_eq!(p.pending_group_messages(None).unwrap(), waiting);
+
+        // Carol's welcome into the epoch Bob welcomed Alice into: room
+        // for the one that waits.
+        let hers = second.welcome(&carol, &carols, now - 5, rng).unwrap();
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &carols.id, &hers).unwrap());
+        store.commit().unwrap();
+        p.apply_group_messages(&[(carols.id, hers.key())], now, rng)
+            .unwrap();
+        assert!(
+            p.chains().iter().any(|c| c.root() == small.root),
+            "followed without an unlock"
+        );
+        assert_eq!(bobs(&p), MAX_WELCOMED_MEMBERS - MAX_GROUP_MEMBERS + 2);
+        assert!(p.pending_group_messages(None).unwrap().is_empty());
+    }
+
     /// Regression: the ledger counted a contact's welcomes not yet
     /// followed a batch at a time, so two batches stored before either
     /// was followed could together pass

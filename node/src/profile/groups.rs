@@ -311,8 +311,9 @@ impl Profile {
     /// group lost for good. Followed as a link follows them; a welcome
     /// that waits for room ([`Profile::apply_group_messages`]) is followed
     /// again at each unlock until it is taken or refused for another
-    /// reason. Nothing here fails the open: what fails is logged, and
-    /// tried again at the next.
+    /// reason (and within a session once room is made for it:
+    /// [`WaitingForRoom`]). Nothing here fails the open: what fails is
+    /// logged, and tried again at the next.
     pub(crate) fn follow_pending(&self, now: Time, rng: &mut (impl RngCore + CryptoRng)) {
         let mut after: Option<[u8; 72]> = None;
         loop {
@@ -1127,14 +1128,57 @@ impl Profile {
     ///
     /// A welcome refused as past the members held from its author's
     /// welcomes ([`strand_sync::MAX_WELCOMED_MEMBERS`]) is not marked
-    /// followed: it waits in the store, and is followed again at the next
-    /// unlock, when it may fit. The budget ledger declines such a welcome
-    /// before it is stored, counting those stored and not yet followed,
-    /// so one is stored only past a ledger that lost count (a batch that
-    /// failed to store: [`crate::profile::budget`]); stored, it was
-    /// acknowledged, and its author never offers it again, so marked
-    /// followed it would be lost for good.
+    /// followed: it waits in the store, and is followed again once room
+    /// is made for it in this session ([`WaitingForRoom`]: at the end of
+    /// the call in which its author's welcomes come to hold fewer members
+    /// than when it was refused, once for each time they do), and at each
+    /// unlock. The budget ledger declines such a welcome before it is
+    /// stored, counting those stored and not yet followed, so one is
+    /// stored only past a ledger that lost count (a batch that failed to
+    /// store: [`crate::profile::budget`]); stored, it was acknowledged,
+    /// and its author never offers it again, so marked followed it would
+    /// be lost for good.
     pub(crate) fn apply_group_messages(
+        &self,
+        stored: &[(GroupId, Key)],
+        now: Time,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Written, ProfileError> {
+        let mut written = self.follow_and_mark(stored, now, rng)?;
+        // Room made since a welcome was refused for want of it (here, or
+        // by a follow elsewhere since): followed again, once, here. One
+        // refused again waits for room made after this.
+        let again = self
+            .inner
+            .waiting_for_room
+            .lock()
+            .expect("waiting lock")
+            .room_made(&self.chains());
+        if !again.is_empty() {
+            tracing::info!(
+                "following {} group welcome(s) again: room was made for them",
+                again.len()
+            );
+            match self.follow_and_mark(&again, now, rng) {
+                Ok(more) => {
+                    written.messages.extend(more.messages);
+                    written.epochs |= more.epochs;
+                    written.unfinished = written.unfinished.or(more.unfinished);
+                }
+                // Still stored and not followed: followed at the next
+                // unlock.
+                Err(e) => {
+                    tracing::warn!("group welcomes that waited for room were not followed: {e}")
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Follows `stored` ([`Profile::follow_group_messages`]) and marks
+    /// followed all but the welcomes that wait for room, which
+    /// [`WaitingForRoom`] keeps until they are followed.
+    fn follow_and_mark(
         &self,
         stored: &[(GroupId, Key)],
         now: Time,
@@ -1145,12 +1189,17 @@ impl Profile {
         // not written, they are (which changes nothing).
         let followed: Vec<(GroupId, Key)> = stored
             .iter()
-            .filter(|s| !waiting.contains(s))
+            .filter(|s| !waiting.iter().any(|w| w.at == **s))
             .copied()
             .collect();
         if let Err(e) = self.followed(&followed) {
             tracing::warn!("group messages followed were not marked so: {e}");
         }
+        self.inner
+            .waiting_for_room
+            .lock()
+            .expect("waiting lock")
+            .note(&followed, waiting);
         Ok(written)
     }
 
@@ -1161,7 +1210,7 @@ impl Profile {
         stored: &[(GroupId, Key)],
         now: Time,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<(Written, Vec<(GroupId, Key)>), ProfileError> {
+    ) -> Result<(Written, Vec<Waiting>), ProfileError> {
         let identity = self.identity();
         // Read after the step is taken: a view from before it would
         // follow the groups as they were before a change that published
@@ -1208,7 +1257,12 @@ impl Profile {
                     Ok((false, ..)) => {}
                     Err(e @ GroupError::TooManyWelcomed) => {
                         tracing::warn!("a group welcome waits for room: {e}");
-                        waiting.push((*group, *key));
+                        let author = msg.author();
+                        waiting.push(Waiting {
+                            at: (*group, *key),
+                            author,
+                            held: Chain::welcomed_members(&chains, &author),
+                        });
                     }
                     Err(e) => tracing::warn!("a group welcome was not taken: {e}"),
                 }
@@ -1637,6 +1691,80 @@ impl Profile {
             author,
             text,
         })
+    }
+}
+
+/// A welcome refused as past the members held from its author's welcomes
+/// ([`strand_sync::MAX_WELCOMED_MEMBERS`]): where it is stored, its
+/// author, and the members their welcomes held when it was refused
+/// ([`Chain::welcomed_members`]).
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    at: (GroupId, Key),
+    author: AuthorId,
+    held: usize,
+}
+
+/// The welcomes this process found waiting for room
+/// ([`Profile::apply_group_messages`]), each with its author and the
+/// members their welcomes held when it was last refused
+/// ([`Chain::welcomed_members`]).
+///
+/// Those members do not drop as a group goes on (a group left, or that
+/// this device was removed from, still counts, and no group is deleted),
+/// nor when a contact is deleted (their groups stay). They drop only as a
+/// follow changes an epoch the author welcomed this device into: one the
+/// group's change shows made up, let go or replaced by the epoch the
+/// change makes ([`Chain::update`]); one the creator's welcome replaces;
+/// or one held whose entry the creator's welcome makes the creator's
+/// ([`Chain::take_welcome`]). So a welcome is followed again once they
+/// hold fewer than when it was refused, at the end of the follow that
+/// finds it so: not at every message, and not again until they drop
+/// again.
+///
+/// Each is also stored and pending ([`GROUP_PENDING`]; a contact stores
+/// at most [`crate::profile::budget::MAX_WELCOMES_PER_CONTACT`]
+/// welcomes). A new unlock starts empty, and follows every welcome
+/// pending ([`Profile::follow_pending`]), which fills it again.
+#[derive(Debug, Default)]
+pub(crate) struct WaitingForRoom(BTreeMap<(GroupId, Key), (AuthorId, usize)>);
+
+impl WaitingForRoom {
+    /// `followed` were followed (taken, or refused for good), and
+    /// `waiting` were refused for want of room.
+    fn note(&mut self, followed: &[(GroupId, Key)], waiting: Vec<Waiting>) {
+        if self.0.is_empty() && waiting.is_empty() {
+            return;
+        }
+        for at in followed {
+            self.0.remove(at);
+        }
+        for w in waiting {
+            self.0.insert(w.at, (w.author, w.held));
+        }
+    }
+
+    /// The welcomes whose authors' welcomes hold fewer members in
+    /// `chains` than when they were refused, in stored order (a contact's
+    /// in the order written, as following takes them), let go here: the
+    /// follow that takes them or refuses them again says which wait.
+    fn room_made(&mut self, chains: &[Chain]) -> Vec<(GroupId, Key)> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        let mut held: BTreeMap<AuthorId, usize> = BTreeMap::new();
+        let mut again = Vec::new();
+        self.0.retain(|at, &mut (author, then)| {
+            let now = *held
+                .entry(author)
+                .or_insert_with(|| Chain::welcomed_members(chains, &author));
+            if now < then {
+                again.push(*at);
+                return false;
+            }
+            true
+        });
+        again
     }
 }
 

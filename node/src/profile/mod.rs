@@ -325,6 +325,9 @@ struct Inner {
     /// for once an unlock while its group asks for it
     /// ([`groups::WelcomedAgain`], `Profile::welcomes_to_write`).
     welcomed_again: std::sync::Mutex<groups::WelcomedAgain>,
+    /// Welcomes refused for want of room, followed again once room is
+    /// made for them ([`groups::WaitingForRoom`]).
+    waiting_for_room: std::sync::Mutex<groups::WaitingForRoom>,
     writer: Writer,
 }
 
@@ -523,6 +526,7 @@ impl Profile {
                 alike: std::sync::Mutex::new(None),
                 passphrase: std::sync::Mutex::new(()),
                 welcomed_again: std::sync::Mutex::new(groups::WelcomedAgain::default()),
+                waiting_for_room: std::sync::Mutex::new(groups::WaitingForRoom::default()),
                 writer: Writer::default(),
             }),
         };

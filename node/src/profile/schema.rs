@@ -110,7 +110,9 @@ pub const EPOCHS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("epoch
 /// yet followed, by their `messages` key: written with the message, taken
 /// away once [`crate::Profile::apply_group_messages`] has followed it, and
 /// followed at the next unlock if the node stopped between the two (or if
-/// it is a welcome that waits for room); the value is the message's kind.
+/// it is a welcome that waits for room, followed sooner if room is made
+/// for it: `crate::profile::groups::WaitingForRoom`); the value is the
+/// message's kind.
 /// The budget ledger counts the welcomes listed here. A table older
 /// versions ignore.
 pub const GROUP_PENDING: TableDefinition<[u8; 72], u8> = TableDefinition::new("group-pending");
