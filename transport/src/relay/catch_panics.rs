@@ -27,11 +27,35 @@
 //! connection. The wrapped handler is dropped with the connection: what
 //! it held (the reservation's channel to its listener) goes then.
 //!
+//! libp2p's relay client can panic in its behaviour too, in the swarm's
+//! own task, where nothing caught it: the whole relay client of that
+//! generation (its swarm, every reservation and link on it) went. When
+//! a reservation's listener closes (this device gives the relay up: its
+//! relays change, an epoch drains), libp2p-relay 0.22
+//! (`priv_client::Behaviour::on_listener_closed`) forgets the address it
+//! holds for that connection's reservation, pending or not, and tells
+//! the handler to drop its reservation; but a request in flight on the
+//! connection runs on in the handler, and an OK answer to it reaches
+//! the behaviour's `on_connection_handler_event` as an accepted
+//! reservation, where `expect("Relay connection exist")` panics. A relay
+//! can hold its answer until libp2p's stream timeout (60 s) and answer
+//! once it is given up, and an honest answer can cross the closing. So
+//! [`CatchPanics`] runs the wrapped behaviour's
+//! `on_connection_handler_event` under [`contain`] too. That `expect` is
+//! the only panic there, and it comes before the behaviour changes
+//! anything: the event (an answer no listener waits for) is dropped, and
+//! the panic is reported and its connection closed as after a handler's.
+//! The relay client's other panics are left uncaught: `on_swarm_event`'s
+//! (a connection closed that it never saw established) and `poll`'s (its
+//! transport gone) would break the swarm's own promises, not follow from
+//! what a peer sent, and the first would leave the behaviour's books half
+//! updated.
+//!
 //! The panic still reaches the process's panic hook first. It is a bug
 //! of a dependency that a peer can set off, caught here rather than
-//! prevented, since the addition is in libp2p's own code; and it is
-//! handled, not a failure of the node. So while a wrapped handler runs,
-//! [`contain`] says so on that thread, and the node's hook logs such
+//! prevented, since the code is libp2p's own; and it is handled, not a
+//! failure of the node. So while the wrapped relay client runs under
+//! [`contain`], that says so on the thread, and the node's hook logs such
 //! a panic as a warning and does not record it (else a relay could make
 //! `strand status` say that a part of the node failed).
 
@@ -51,7 +75,8 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 thread_local! {
-    /// Whether this thread is running a wrapped handler's `poll`.
+    /// Whether this thread is running the wrapped relay client under
+    /// [`contain`].
     static CONTAINING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -66,7 +91,8 @@ pub fn containing() -> Option<&'static str> {
         .map(|_| "running libp2p's relay client on what a relay sent")
 }
 
-/// Runs `f` (a wrapped handler's `poll`) and catches its panic, with
+/// Runs `f` (a wrapped handler's `poll`, or the wrapped behaviour on a
+/// handler's event) and catches its panic, with
 /// [`containing`] saying so on this thread meanwhile.
 pub fn contain<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     let outer = CONTAINING.with(|c| c.replace(true));
@@ -82,7 +108,10 @@ pub(crate) struct CatchPanics<B: NetworkBehaviour> {
     /// What to tell the swarm before anything of the wrapped behaviour's:
     /// a panic, then the close of its connection. Two for each connection
     /// whose handler panicked (a handler panics once: it is not polled
-    /// again), so no more than the swarm's connections.
+    /// again), and two for each answer to a reservation given up (a
+    /// connection has at most libp2p's ten requests in flight, and only
+    /// as many as this device asked for): a few for each of the swarm's
+    /// connections.
     queued: VecDeque<ToSwarm<Event<B::ToSwarm>, THandlerInEvent<B>>>,
 }
 
@@ -93,6 +122,27 @@ impl<B: NetworkBehaviour> CatchPanics<B> {
             queued: VecDeque::new(),
         }
     }
+
+    /// Reports that `what` panicked with `message` on `connection_id`
+    /// (to `peer_id`), and closes that connection.
+    fn panicked(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        what: &str,
+        message: String,
+    ) {
+        tracing::warn!(peer = %peer_id, "{what}, closing its connection: {message}");
+        self.queued
+            .push_back(ToSwarm::GenerateEvent(Event::Panicked {
+                peer: peer_id,
+                message,
+            }));
+        self.queued.push_back(ToSwarm::CloseConnection {
+            peer_id,
+            connection: CloseConnection::One(connection_id),
+        });
+    }
 }
 
 /// What [`CatchPanics`] reports.
@@ -100,7 +150,8 @@ impl<B: NetworkBehaviour> CatchPanics<B> {
 pub(crate) enum Event<T> {
     /// The wrapped behaviour's event.
     Inner(T),
-    /// The handler of a connection to `peer` panicked with `message`; the
+    /// The wrapped handler of a connection to `peer`, or the wrapped
+    /// behaviour on that handler's event, panicked with `message`; the
     /// connection is being closed.
     Panicked { peer: PeerId, message: String },
 }
@@ -186,24 +237,27 @@ impl<B: NetworkBehaviour> NetworkBehaviour for CatchPanics<B> {
     ) {
         match event {
             HandlerEvent::Inner(event) => {
-                self.inner
-                    .on_connection_handler_event(peer_id, connection_id, event);
+                // libp2p's relay client panics here on an answer to a
+                // reservation whose listener closed, before it changes
+                // anything (see the module).
+                let inner = &mut self.inner;
+                if let Err(payload) =
+                    contain(|| inner.on_connection_handler_event(peer_id, connection_id, event))
+                {
+                    self.panicked(
+                        peer_id,
+                        connection_id,
+                        "libp2p's relay client panicked on a connection handler's event",
+                        panic_message(payload.as_ref()),
+                    );
+                }
             }
-            HandlerEvent::Panicked(message) => {
-                tracing::warn!(
-                    peer = %peer_id,
-                    "a connection handler panicked, closing its connection: {message}"
-                );
-                self.queued
-                    .push_back(ToSwarm::GenerateEvent(Event::Panicked {
-                        peer: peer_id,
-                        message,
-                    }));
-                self.queued.push_back(ToSwarm::CloseConnection {
-                    peer_id,
-                    connection: CloseConnection::One(connection_id),
-                });
-            }
+            HandlerEvent::Panicked(message) => self.panicked(
+                peer_id,
+                connection_id,
+                "a connection handler panicked",
+                message,
+            ),
         }
     }
 

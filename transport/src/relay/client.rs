@@ -488,7 +488,9 @@ impl Task {
     /// reservations that were on it are given up, and tried again after
     /// their backoff on a new connection. Before, the panic killed the
     /// connection's task without the swarm hearing, and every later
-    /// attempt went to the dead connection and failed at once.
+    /// attempt went to the dead connection and failed at once. (A panic
+    /// on an answer to a reservation given up finds no slot here: its
+    /// listener is gone.)
     fn relay_client_panicked(&mut self, relay: PeerId, message: &str) {
         let error =
             format!("libp2p's relay client failed on what the relay sent ({message}); its connection was closed");

@@ -9,10 +9,11 @@
 //! again after it drops (with backoff), and each relay's state (reserving,
 //! reserved, failing and why) is in [`TransportInfo::relays`]. A relay can
 //! make libp2p's relay client panic (a reservation that expires too far
-//! ahead; see `catch_panics`): the panic is caught, the connection to
-//! that relay closed, and the reservation reported failing with the
-//! panic's message, then made again after its backoff on a new
-//! connection.
+//! ahead, or an OK answer to a reservation this device gave up while the
+//! relay held it; see `catch_panics`): the panic is caught, the
+//! connection to that relay closed, and the reservation (if still
+//! wanted) reported failing with the panic's message, then made again
+//! after its backoff on a new connection.
 //!
 //! A contact is dialled at `<relay>/p2p-circuit/p2p/<their id>`: the relay
 //! joins the two connections and sees sizes and timing, not content (the

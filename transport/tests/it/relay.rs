@@ -277,27 +277,40 @@ async fn open_relay() -> (Multiaddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// A relay that answers every reservation with one that expires at
-/// `u64::MAX` seconds after 1970, which libp2p's relay client cannot make
-/// a renewal timer of; it runs no other protocol. `named` is the address
-/// its reservations name (the client reads on to the expiry only past
-/// one); `answered` hears each answer sent.
-struct EndlessExpiry {
+/// How a [`HandRelay`] answers the reservation requests it reads, and
+/// where it says what it did.
+#[derive(Clone)]
+struct Answering {
+    /// The address its reservations name (the client reads on to the
+    /// expiry only past one).
     named: Multiaddr,
+    /// When its reservations expire, in seconds since 1970.
+    expiry: u64,
+    /// If set, each request is answered only after a `notify_one` on it.
+    hold: Option<Arc<tokio::sync::Notify>>,
+    /// Hears each request read.
+    asked: mpsc::UnboundedSender<()>,
+    /// Hears each answer sent.
     answered: mpsc::UnboundedSender<()>,
 }
 
-impl EndlessExpiry {
-    fn handler(&self) -> EndlessExpiryHandler {
-        EndlessExpiryHandler {
-            named: self.named.clone(),
-            answered: self.answered.clone(),
+/// A relay whose answers to reservation requests are written by hand, as
+/// [`Answering`] says: what a hostile relay can send and when, beyond
+/// what libp2p's relay server would. It runs no other protocol.
+struct HandRelay {
+    answering: Answering,
+}
+
+impl HandRelay {
+    fn handler(&self) -> HandRelayHandler {
+        HandRelayHandler {
+            answering: self.answering.clone(),
         }
     }
 }
 
-impl libp2p::swarm::NetworkBehaviour for EndlessExpiry {
-    type ConnectionHandler = EndlessExpiryHandler;
+impl libp2p::swarm::NetworkBehaviour for HandRelay {
+    type ConnectionHandler = HandRelayHandler;
     type ToSwarm = std::convert::Infallible;
 
     fn handle_established_inbound_connection(
@@ -341,14 +354,13 @@ impl libp2p::swarm::NetworkBehaviour for EndlessExpiry {
     }
 }
 
-/// A connection's handler of [`EndlessExpiry`]: it takes the streams of
+/// A connection's handler of [`HandRelay`]: it takes the streams of
 /// circuit relay v2's hop protocol, and answers each on a task.
-struct EndlessExpiryHandler {
-    named: Multiaddr,
-    answered: mpsc::UnboundedSender<()>,
+struct HandRelayHandler {
+    answering: Answering,
 }
 
-impl libp2p::swarm::ConnectionHandler for EndlessExpiryHandler {
+impl libp2p::swarm::ConnectionHandler for HandRelayHandler {
     type FromBehaviour = std::convert::Infallible;
     type ToBehaviour = std::convert::Infallible;
     type InboundProtocol = libp2p::core::upgrade::ReadyUpgrade<libp2p::StreamProtocol>;
@@ -404,22 +416,14 @@ impl libp2p::swarm::ConnectionHandler for EndlessExpiryHandler {
             ..
         }) = event
         {
-            tokio::spawn(answer_with_endless_expiry(
-                stream,
-                self.named.clone(),
-                self.answered.clone(),
-            ));
+            tokio::spawn(answer_reservation(stream, self.answering.clone()));
         }
     }
 }
 
-/// Reads a client's reservation request on `stream` and answers it with
-/// a reservation that expires at `u64::MAX`, naming `named`.
-async fn answer_with_endless_expiry(
-    mut stream: libp2p::Stream,
-    named: Multiaddr,
-    answered: mpsc::UnboundedSender<()>,
-) {
+/// Reads a client's reservation request on `stream` and answers it as
+/// `answering` says.
+async fn answer_reservation(mut stream: libp2p::Stream, answering: Answering) {
     // The request: its length, then a HopMessage of type RESERVE (not
     // read further). libp2p's relay messages are 4 KiB at most.
     let mut length = 0usize;
@@ -440,19 +444,24 @@ async fn answer_with_endless_expiry(
     if stream.read_exact(&mut request).await.is_err() {
         return;
     }
-    let answer = length_prefixed(&endless_reservation(&named));
+    let _ = answering.asked.send(());
+    if let Some(hold) = &answering.hold {
+        hold.notified().await;
+    }
+    let answer = length_prefixed(&reservation_answer(&answering.named, answering.expiry));
     if stream.write_all(&answer).await.is_ok() && stream.flush().await.is_ok() {
-        let _ = answered.send(());
+        let _ = answering.answered.send(());
     }
 }
 
 /// The relay's answer, a HopMessage (libp2p-relay's
 /// `generated/message.proto`) in protobuf: type STATUS (2), status OK
-/// (100), and a reservation that expires at `u64::MAX` and names `named`.
-fn endless_reservation(named: &Multiaddr) -> Vec<u8> {
+/// (100), and a reservation that expires at `expiry` (seconds since
+/// 1970) and names `named`.
+fn reservation_answer(named: &Multiaddr, expiry: u64) -> Vec<u8> {
     // Reservation: expire (field 1, a varint), addrs (field 2, bytes).
     let mut reservation = vec![0x08];
-    reservation.extend(varint(u64::MAX));
+    reservation.extend(varint(expiry));
     reservation.push(0x12);
     reservation.extend(length_prefixed(&named.to_vec()));
     // HopMessage: type (field 1, a varint), reservation (field 3,
@@ -487,17 +496,28 @@ fn varint(mut n: u64) -> Vec<u8> {
     }
 }
 
-/// Starts an [`EndlessExpiry`] relay with the key `[key; 32]` (as
-/// [`relay_server`]'s) listening at `listen`: its address (ending in its
-/// id), what hears each answer it sends, and its task.
-async fn endless_expiry_relay(
+/// A running [`HandRelay`].
+struct RunningHandRelay {
+    /// Its address, ending in its id.
+    addr: Multiaddr,
+    /// Hears each reservation request it reads.
+    asked: mpsc::UnboundedReceiver<()>,
+    /// Hears each answer it sends.
+    answered: mpsc::UnboundedReceiver<()>,
+    /// Hears each of its connections close.
+    closed: mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a [`HandRelay`] with the key `[key; 32]` (as [`relay_server`]'s)
+/// listening at `listen`, whose reservations expire at `expiry` (seconds
+/// since 1970), each answered once `hold` (if any) lets it.
+async fn hand_relay(
     key: u8,
     listen: Multiaddr,
-) -> (
-    Multiaddr,
-    mpsc::UnboundedReceiver<()>,
-    tokio::task::JoinHandle<()>,
-) {
+    expiry: u64,
+    hold: Option<Arc<tokio::sync::Notify>>,
+) -> RunningHandRelay {
     use futures::StreamExt;
     use libp2p::multiaddr::Protocol;
     use libp2p::swarm::SwarmEvent;
@@ -505,6 +525,7 @@ async fn endless_expiry_relay(
 
     let mut secret = [key; 32];
     let identity = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret).unwrap();
+    let (asked_tx, asked) = mpsc::unbounded_channel();
     let (answered_tx, answered) = mpsc::unbounded_channel();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
@@ -514,30 +535,47 @@ async fn endless_expiry_relay(
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|_| EndlessExpiry {
-            named: listen.clone(),
-            answered: answered_tx,
+        .with_behaviour(|_| HandRelay {
+            answering: Answering {
+                named: listen.clone(),
+                expiry,
+                hold,
+                asked: asked_tx,
+                answered: answered_tx,
+            },
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    swarm.listen_on(listen.clone()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    swarm.listen_on(listen).unwrap();
+    let listening = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
-                return;
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
             }
         }
     })
     .await
     .expect("the relay listens in time");
-    let addr = listen.with(Protocol::P2p(*swarm.local_peer_id()));
+    // Its reservations name where it listens (with the port the system
+    // chose, if `listen` left it to it).
+    swarm.behaviour_mut().answering.named = listening.clone();
+    let addr = listening.with(Protocol::P2p(*swarm.local_peer_id()));
+    let (closed_tx, closed) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         loop {
-            swarm.select_next_some().await;
+            if let SwarmEvent::ConnectionClosed { .. } = swarm.select_next_some().await {
+                let _ = closed_tx.send(());
+            }
         }
     });
-    (addr, answered, task)
+    RunningHandRelay {
+        addr,
+        asked,
+        answered,
+        closed,
+        task,
+    }
 }
 
 /// Regression (a hostile relay against the client): libp2p's relay
@@ -561,9 +599,10 @@ async fn a_relay_answer_that_breaks_the_relay_client_costs_only_its_connection()
         .unwrap()
         .port();
     let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
-    let (relay_at, mut answered, hostile) = endless_expiry_relay(22, listen.clone()).await;
+    let mut hostile = hand_relay(22, listen.clone(), u64::MAX, None).await;
+    let relay_at = hostile.addr.clone();
     let (alice, _events) = client(config(0xa, vec![relay_at.clone()], false)).await;
-    tokio::time::timeout(Duration::from_secs(20), answered.recv())
+    tokio::time::timeout(Duration::from_secs(20), hostile.answered.recv())
         .await
         .expect("Alice asks the relay for a reservation in time")
         .expect("the relay runs");
@@ -590,13 +629,87 @@ async fn a_relay_answer_that_breaks_the_relay_client_costs_only_its_connection()
     }
 
     // The relay answers well now: the same key, at the same port.
-    hostile.abort();
-    let _ = hostile.await;
+    hostile.task.abort();
+    let _ = hostile.task.await;
     let fixed = relay_server(22, &listen.to_string()).await;
     assert_eq!(relay_at.iter().last(), Some(Protocol::P2p(fixed.peer_id())));
     wait_reserved(&alice).await;
     alice.shutdown().await;
     fixed.shutdown().await;
+}
+
+/// Regression (a relay holding its answer against the client): when a
+/// reservation's listener closes (this device gives the relay up: its
+/// relays change, an epoch drains), libp2p's relay client forgets that
+/// reservation's connection, but the request in flight on it runs on,
+/// and an OK answer to it made libp2p's relay client panic ("Relay
+/// connection exist") in the swarm's own task: the whole relay client of
+/// that generation stopped, every reservation and link with it. A relay
+/// can hold its answer until libp2p's stream timeout (60 s). Now the
+/// panic is caught and costs only that relay's connection. Here a relay
+/// holds Alice's request while she moves to a good relay, then answers
+/// (a sane reservation, an hour long); she goes on: her reservation on
+/// the good relay holds, and she reserves on one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_reservation_given_up_costs_only_that_relays_connection() {
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + HOUR.as_secs();
+    let mut holding = hand_relay(
+        23,
+        "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        in_an_hour,
+        Some(hold.clone()),
+    )
+    .await;
+    let good = relay_server(24, "/ip4/127.0.0.1/tcp/0").await;
+    let good_at = relay_addr(&good).await;
+    let (alice, _events) = client(config(0xa, vec![holding.addr.clone()], false)).await;
+    tokio::time::timeout(Duration::from_secs(20), holding.asked.recv())
+        .await
+        .expect("Alice asks the holding relay for a reservation in time")
+        .expect("the relay runs");
+
+    // She gives that relay up while it holds her request: its listener
+    // closes. libp2p's relay transport reports the closing in the same
+    // poll in which it passes her request for the good relay on to the
+    // relay client, so the relay client has heard of it before she is
+    // reserved there.
+    alice
+        .set_relays(vec![good_at.clone()])
+        .await
+        .expect("the relay client runs");
+    wait_reserved(&alice).await;
+
+    // The relay answers. Once libp2p's relay client has taken the answer,
+    // the relay's connection closes (before the fix, with the whole
+    // swarm, its task ended by the panic).
+    hold.notify_one();
+    tokio::time::timeout(Duration::from_secs(20), holding.answered.recv())
+        .await
+        .expect("the relay answers in time")
+        .expect("the relay runs");
+    tokio::time::timeout(Duration::from_secs(20), holding.closed.recv())
+        .await
+        .expect("the holding relay's connection closes in time")
+        .expect("the relay runs");
+
+    // She goes on.
+    let more = relay_server(25, "/ip4/127.0.0.1/tcp/0").await;
+    let more_at = relay_addr(&more).await;
+    alice
+        .set_relays(vec![good_at, more_at])
+        .await
+        .expect("the relay client still runs");
+    wait_reserved(&alice).await;
+    assert_eq!(alice.relay_states().await.len(), 2);
+    alice.shutdown().await;
+    good.shutdown().await;
+    more.shutdown().await;
+    holding.task.abort();
 }
 
 /// Regression (stop 68's relay audit): a relay names this device's
