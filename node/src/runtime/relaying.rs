@@ -97,7 +97,14 @@ const RETRY_ALL_EVERY: Duration = Duration::from_secs(30);
 /// How close to an epoch's boundary a contact is also tried under the
 /// neighbouring epoch's id (clocks differ a little). Elsewhere only the
 /// current id is asked for, so a relay never sees two ids of one device
-/// asked for together but at a boundary.
+/// asked for together but at a boundary. At a boundary it links two ids
+/// of each side: the contact's two, asked for together, and this
+/// device's own two. A contact not reached under their current id is
+/// asked for under both of theirs, before the boundary under this
+/// device's old id and after it under the new one (every dial goes
+/// through the current generation, and a new reservation at the
+/// boundary tries every contact not connected again at once), so both
+/// of this device's ids ask for the same pairs.
 const EPOCH_MARGIN: u64 = 5 * 60 * 1000;
 
 /// The relay addresses in a record's list: those that decode and that

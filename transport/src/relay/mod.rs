@@ -56,7 +56,16 @@
 //! which libp2p counts as external addresses). At an epoch boundary a new
 //! *generation* with the new identity reserves on every relay, and the old
 //! one gives up its reservations and keeps its live links until they end
-//! (at most [`MAX_DRAIN`]).
+//! (at most [`MAX_DRAIN`]). The old one takes no new dial: [`Relays`]'
+//! [`Transport::dial`] goes to the current generation only, and a
+//! draining one refuses a dial (one it took before, still waiting for the
+//! relay to identify it, opens within a few seconds). So through a relay
+//! only one of the device's ids dials at a time. That alone does not keep
+//! a relay from linking the two ids at the boundary: the node tries a
+//! contact it has not reached under the contact's neighbouring epoch's id
+//! too (clocks differ), under its old id before the boundary and its new
+//! one after, so both of its ids ask for the same ids of the same
+//! contacts (see `EPOCH_MARGIN` in the node's `runtime::relaying`).
 //!
 //! # The server ([`server`])
 //!
