@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::catch_panics::{CatchPanics, Event as RelayEvent};
-use super::circuit_limits::PendingCircuits;
+use super::circuit_limits::CircuitLimits;
 use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
 use super::punch_dials::PunchDials;
@@ -54,8 +54,6 @@ const MAX_PENDING_INCOMING: u32 = 64;
 /// `MAX_PENDING_PER_IP`, 4).
 const MAX_PENDING_CIRCUITS_PER_RELAY: usize = 32;
 const _: () = assert!(MAX_PENDING_CIRCUITS_PER_RELAY < MAX_PENDING_INCOMING as usize);
-/// Inbound connections held at once: a few per contact.
-const MAX_ESTABLISHED_INCOMING: u32 = 256;
 /// Connections to one PeerId: a relay and a direct one, each way.
 const MAX_PER_PEER: u32 = 4;
 /// How long a circuit dial waits for the relay to tell us our public
@@ -68,8 +66,10 @@ const IDENTIFY_VERSION: &str = "/strand/relay-client/1";
 pub(crate) struct Behaviour {
     ip_limits: IpLimits,
     // Before `limits`: a circuit it refuses never counts against the
-    // swarm's limits.
-    circuits: PendingCircuits,
+    // swarm's limits. It counts circuits by relay, in their handshakes
+    // and established until a session authenticates them, so that one
+    // relay cannot take the places of circuits through the others.
+    circuits: CircuitLimits,
     limits: connection_limits::Behaviour,
     // A relay's answer can make libp2p's relay client panic; this keeps
     // that to the relay's connection, which is closed (see the module).
@@ -98,8 +98,11 @@ impl Behaviour {
         }
     }
 
-    /// A Strand session on `connection` authenticated `peer`.
+    /// A Strand session on `connection` authenticated `peer`: the gates
+    /// open, and a circuit no longer counts in its relay's share of those
+    /// not yet authenticated.
     fn open(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.circuits.authenticated(connection);
         self.identify.open(peer, connection);
         self.dcutr.open(peer, connection);
         self.autonat.open(peer, connection);
@@ -171,6 +174,7 @@ pub(crate) fn spawn(
     events: mpsc::Sender<TransportEvent>,
 ) -> Result<Generation, TransportError> {
     let hole_punch = config.hole_punch;
+    let max_incoming = config.max_incoming;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -188,11 +192,11 @@ pub(crate) fn spawn(
         .map_err(setup_error)?
         .with_behaviour(|key, relay| Behaviour {
             ip_limits: IpLimits::new(counts),
-            circuits: PendingCircuits::new(MAX_PENDING_CIRCUITS_PER_RELAY),
+            circuits: CircuitLimits::new(MAX_PENDING_CIRCUITS_PER_RELAY, max_incoming as usize),
             limits: connection_limits::Behaviour::new(
                 ConnectionLimits::default()
                     .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
-                    .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                    .with_max_established_incoming(Some(max_incoming))
                     .with_max_established_per_peer(Some(MAX_PER_PEER)),
             ),
             relay: CatchPanics::new(relay),
@@ -694,6 +698,7 @@ impl Task {
         }
         let trusted: Vec<PeerId> = relays.iter().filter_map(last_peer).collect();
         self.swarm.behaviour_mut().trust(&trusted, &relays);
+        self.swarm.behaviour_mut().circuits.set_relays(relays.len());
         for addr in relays {
             if self.slots.iter().any(|s| s.addr == addr) {
                 continue;

@@ -34,7 +34,16 @@
 //! ([`Remote::limit_key`](crate::Remote::limit_key)), and so does the
 //! client's swarm for circuits in their handshakes: one relay takes at
 //! most half of the connections the swarm takes in their handshakes at
-//! once, whatever ids it puts through.
+//! once, whatever ids it puts through. Established circuits no Strand
+//! session has authenticated yet (strangers', until the gate cuts them
+//! at [`AUTHENTICATE_WITHIN`]) are counted by relay too: together they
+//! take at most half of the inbound connections the swarm holds
+//! ([`RelayConfig::max_incoming`]), each relay an equal share of that
+//! half, and a new circuit through a relay that holds its share is
+//! refused (none is closed for it). A circuit whose session authenticated
+//! a contact leaves its relay's count, so contacts linked through a relay
+//! never fill its share; strangers through one relay cannot keep out a
+//! contact's circuit through another.
 //!
 //! In a hole punch the remote names the addresses this device dials (in
 //! DCUtR's CONNECT message, some 400 fit), and libp2p's dcutr dials every
@@ -137,6 +146,11 @@ const MAX_GENERATIONS: usize = 4;
 /// [`Transport::open`].
 const MAX_PUNCHED: usize = 256;
 
+/// Inbound connections the relay client holds at once by default
+/// ([`RelayConfig::max_incoming`]): circuits and direct connections
+/// together, a few per contact.
+pub const MAX_INCOMING: u32 = 256;
+
 /// The secret key (Ed25519, 32 bytes) of this device's relay identity in a
 /// given epoch.
 pub type IdentityFn = Arc<dyn Fn(u64) -> [u8; 32] + Send + Sync>;
@@ -158,6 +172,12 @@ pub struct RelayConfig {
     /// Where direct connections are accepted when hole punching (ports of
     /// 0: the system picks; each generation picks anew).
     pub listen: Vec<Multiaddr>,
+    /// Inbound connections held at once, circuits and direct ones
+    /// together ([`MAX_INCOMING`] by default). Circuits no Strand session
+    /// has authenticated yet take at most half of them, split equally
+    /// among the relays (see the module docs), so strangers through one
+    /// relay cannot keep out circuits through the others.
+    pub max_incoming: u32,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -167,6 +187,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("epoch", &self.epoch)
             .field("hole_punch", &self.hole_punch)
             .field("listen", &self.listen)
+            .field("max_incoming", &self.max_incoming)
             .finish_non_exhaustive()
     }
 }
@@ -181,6 +202,7 @@ impl RelayConfig {
             epoch,
             hole_punch: true,
             listen: crate::listen_everywhere(0),
+            max_incoming: MAX_INCOMING,
         }
     }
 }

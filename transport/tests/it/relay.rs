@@ -1543,6 +1543,108 @@ async fn circuits_stalled_through_one_relay_do_not_keep_out_one_through_another(
     r2.shutdown().await;
 }
 
+/// Regression (strangers through one relay against the client): the
+/// relay client's swarm held at most 256 established inbound connections,
+/// counted for all relays together, and a circuit no Strand session
+/// authenticated stays until the gate cuts it (30 s) and can be opened
+/// again at once. Strangers dialling Alice through one relay, each with a
+/// fresh id (or the relay itself, with ids it makes up), held them all,
+/// and a contact's circuit through any other relay was refused while they
+/// lasted. Now circuits not yet authenticated count by relay: together
+/// they take at most half of Alice's inbound connections, each of her
+/// relays an equal share, and a new one through a relay that holds its
+/// share is refused. Alice holds 8 here (`RelayConfig::max_incoming`), so
+/// 8 strangers through R1 would fill them all; R1's share is 2 (half of
+/// 8 between two relays), and Bob gets in through R2 while the strangers
+/// hold theirs. None of them authenticates: they are Alice's to cut only
+/// 30 s after they came in, and they still carry bytes once Bob is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_through_one_relay_do_not_keep_out_a_contact_through_another() {
+    use std::collections::HashMap;
+
+    const MAX_INCOMING: u32 = 8;
+    // Half of MAX_INCOMING, between Alice's two relays.
+    const SHARE: usize = 2;
+    let r1 = relay_server(26, "/ip4/127.0.0.1/tcp/0").await;
+    let r2 = relay_server(27, "/ip4/127.0.0.1/tcp/0").await;
+    let r1_at = relay_addr(&r1).await;
+    let r2_at = relay_addr(&r2).await;
+    let mut alice_config = config(0xa, vec![r1_at.clone(), r2_at.clone()], false);
+    alice_config.max_incoming = MAX_INCOMING;
+    let (alice, mut alice_events) = client(alice_config).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+    let through = |relay: &RelayServer, peer: libp2p::PeerId| Remote::Relayed {
+        relay: relay.peer_id().to_string(),
+        peer: peer.to_string(),
+    };
+
+    // As many strangers as Alice holds connections, a fresh id each, dial
+    // her through R1 at once (each opens a Strand stream, which she takes
+    // only on a circuit she let in).
+    let mut strangers = Vec::new();
+    for i in 0..MAX_INCOMING as u8 {
+        strangers.push(client(config(0x60 + i, Vec::new(), false)).await);
+    }
+    let dials = strangers
+        .iter()
+        .map(|(stranger, _)| stranger.dial(&circuit_addr(&r1_at, target)).unwrap());
+    let dialled = futures::future::join_all(dials).await;
+    let mut held: HashMap<String, Link> = HashMap::new();
+    for ((stranger, _), result) in strangers.iter().zip(dialled) {
+        if let Ok(out) = result {
+            held.insert(stranger.local_peer_id().to_string(), out);
+        }
+    }
+    // Alice's ends of theirs, by the stranger's id.
+    let mut theirs: Vec<(Link, Link)> = Vec::new();
+    for _ in 0..held.len() {
+        let inc = next_incoming(&mut alice_events).await;
+        let Remote::Relayed { relay, peer } = &inc.remote else {
+            panic!("a stranger's link is relayed: {:?}", inc.remote);
+        };
+        assert_eq!(
+            *relay,
+            r1.peer_id().to_string(),
+            "the strangers came through R1"
+        );
+        let out = held.remove(peer).expect("a stranger whose circuit got in");
+        theirs.push((out, inc));
+    }
+
+    let (bob, _bob_events) = client(config(0xb, Vec::new(), false)).await;
+    let mut out = match bob.dial(&circuit_addr(&r2_at, target)).unwrap().await {
+        Ok(link) => link,
+        Err(e) => panic!(
+            "Bob's circuit through R2 was refused while {} strangers held circuits through R1: {e}",
+            theirs.len()
+        ),
+    };
+    let mut inc = next_incoming(&mut alice_events).await;
+    assert_eq!(inc.remote, through(&r2, bob.local_peer_id()));
+    exchange(&mut out, &mut inc).await;
+
+    // The strangers held R1's share, no more, the whole time: their
+    // circuits still carry bytes.
+    assert_eq!(
+        theirs.len(),
+        SHARE,
+        "strangers' circuits Alice let in through R1"
+    );
+    for (out, inc) in &mut theirs {
+        exchange(out, inc).await;
+    }
+
+    for (stranger, _) in &strangers {
+        stranger.shutdown().await;
+    }
+    for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
+
 /// For 15 s, what `target` (Alice) answers `stranger`, who dialled her
 /// through a circuit: it fails the test if she answers identify or starts
 /// a hole punch, or if her transport hands her node a link (the stranger
