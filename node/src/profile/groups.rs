@@ -1130,9 +1130,11 @@ impl Profile {
     /// welcomes ([`strand_sync::MAX_WELCOMED_MEMBERS`]) is not marked
     /// followed: it waits in the store, and is followed again once room
     /// is made for it in this session ([`WaitingForRoom`]: at the end of
-    /// the call in which its author's welcomes come to hold fewer members
-    /// than when it was refused, once for each time they do), and at each
-    /// unlock. The budget ledger declines such a welcome before it is
+    /// the first call that finds its author's welcomes holding fewer
+    /// members than when it was refused, once for each time they do;
+    /// room made by a chain's refresh elsewhere, as at a request to leave
+    /// or a change of this device's, is found at the next call), and at
+    /// each unlock. The budget ledger declines such a welcome before it is
     /// stored, counting those stored and not yet followed, so one is
     /// stored only past a ledger that lost count (a batch that failed to
     /// store: [`crate::profile::budget`]); stored, it was acknowledged,
@@ -1718,8 +1720,10 @@ struct Waiting {
 /// change makes ([`Chain::update`]); one the creator's welcome replaces;
 /// or one held whose entry the creator's welcome makes the creator's
 /// ([`Chain::take_welcome`]). So a welcome is followed again once they
-/// hold fewer than when it was refused, at the end of the follow that
-/// finds it so: not at every message, and not again until they drop
+/// hold fewer than when it was refused, at the end of the first
+/// [`Profile::apply_group_messages`] that finds it so (room made by a
+/// refresh of the chains elsewhere waits for the next such call, or the
+/// next unlock): not at every message, and not again until they drop
 /// again.
 ///
 /// Each is also stored and pending ([`GROUP_PENDING`]; a contact stores
