@@ -1,50 +1,78 @@
-//! Keeps a panic in libp2p's relay client to the one connection it
-//! happened on.
+//! Keeps a panic in libp2p's relay client to the one connection, or the
+//! one event, it happened on.
 //!
 //! A relay can make libp2p's relay client panic. libp2p-relay 0.22 turns
 //! the expiry a relay names for a reservation into a timer for its
 //! renewal (`outbound_hop::make_reservation`): three quarters of the time
 //! from now to the expiry, which futures-timer adds to `Instant::now()`.
 //! The expiry is any `u64` the relay likes, and one far enough ahead
-//! (`u64::MAX` does it) overflows that addition. The panic happens in the
-//! handler of the connection to the relay, in that connection's task.
-//! Before this wrapper, tokio caught it and dropped the task, and the
-//! swarm was never told: no `ConnectionClosed`, so the connection stayed
-//! established in the swarm's books and in the relay client's, which
-//! sent every later reservation on that relay to that connection, where
-//! it was dropped. Each attempt failed at once ("the connection to the
-//! relay closed"), no new connection was ever dialled, and the relay was
-//! lost to this generation (until the next epoch), even once it answered
-//! well.
+//! overflows that addition: on Unix an `Instant` counts seconds in an
+//! `i64`, so an expiry some 4×10¹¹ years ahead (three quarters of it past
+//! `i64::MAX` seconds, 2.9×10¹¹ years) does it, and `u64::MAX` (5.8×10¹¹
+//! years after 1970) is one. The panic happens in the handler of the
+//! connection to the relay, in that connection's task. Before this
+//! wrapper, tokio caught it and dropped the task, and the swarm was never
+//! told: no `ConnectionClosed`, so the connection stayed established in
+//! the swarm's books and in the relay client's, which sent every later
+//! reservation on that relay to that connection, where it was dropped.
+//! Each attempt failed at once ("the connection to the relay closed"), no
+//! new connection was ever dialled, and the relay was lost to this
+//! generation (until the next epoch), even once it answered well.
 //!
 //! [`CatchPanics`] wraps the relay client's behaviour. Its handler runs
 //! the wrapped handler's `poll` (where libp2p's relay client runs what
-//! the relay sends) under `catch_unwind`; after a panic it never calls
-//! the wrapped handler again, and the behaviour reports
-//! [`Event::Panicked`] and closes that connection, so the swarm and the
-//! relay client forget it. The client gives up the reservation with the
+//! the relay sends) under `catch_unwind`. After a panic it never polls
+//! the wrapped handler or tells it anything again (it is still asked
+//! which streams it takes, `listen_protocol`, and the streams the remote
+//! opens are then dropped), and the behaviour reports [`Event::Panicked`]
+//! and closes that connection, so the swarm and the relay client forget
+//! it. Everything on that connection goes with it: this generation's
+//! reservation on that relay, and the links through it (circuits this
+//! device opened on that connection, and those the relay opened to it),
+//! which are dialled again, by this device or by the contact. Nothing
+//! less will do: the wrapped handler's state is whatever the panic left,
+//! and it holds them all. The client gives up the reservation with the
 //! panic's message, and tries again after its backoff on a new
 //! connection. The wrapped handler is dropped with the connection: what
 //! it held (the reservation's channel to its listener) goes then.
 //!
 //! libp2p's relay client can panic in its behaviour too, in the swarm's
 //! own task, where nothing caught it: the whole relay client of that
-//! generation (its swarm, every reservation and link on it) went. When
-//! a reservation's listener closes (this device gives the relay up: its
+//! generation (its swarm, every reservation and link on it) went. When a
+//! reservation's listener closes (this device gives the relay up: its
 //! relays change, an epoch drains), libp2p-relay 0.22
 //! (`priv_client::Behaviour::on_listener_closed`) forgets the address it
-//! holds for that connection's reservation, pending or not, and tells
-//! the handler to drop its reservation; but a request in flight on the
-//! connection runs on in the handler, and an OK answer to it reaches
-//! the behaviour's `on_connection_handler_event` as an accepted
+//! holds for that connection's reservation, pending or not, and tells the
+//! handler to drop its reservation; but a request in flight on the
+//! connection runs on in the handler (as does one waiting for a dial
+//! still under way, sent once the dial completes), and an OK answer to it
+//! reaches the behaviour's `on_connection_handler_event` as an accepted
 //! reservation, where `expect("Relay connection exist")` panics. A relay
 //! can hold its answer until libp2p's stream timeout (60 s) and answer
 //! once it is given up, and an honest answer can cross the closing. So
 //! [`CatchPanics`] runs the wrapped behaviour's
 //! `on_connection_handler_event` under [`contain`] too. That `expect` is
-//! the only panic there, and it comes before the behaviour changes
-//! anything: the event (an answer no listener waits for) is dropped, and
-//! the panic is reported and its connection closed as after a handler's.
+//! the only panic there, and it is the first thing that can panic: the
+//! behaviour has changed nothing yet. So the event (a late answer to a
+//! reservation given up, which no listener waits for) is dropped and
+//! logged, and that is all: the connection stays, with every link through
+//! it, and no reservation is failed (none waits for that answer). Closing
+//! it, as after a handler's panic, cut every link through that relay in
+//! honest cases: an epoch's drain while a renewal was in flight (the old
+//! generation is kept exactly so that its links can finish), relays
+//! changed while contacts' links went through the one given up. A relay
+//! given up while this device was still dialling it comes here on its
+//! OK answer every time.
+//!
+//! What the dropped event leaves behind: libp2p's handler took the answer
+//! as an accepted reservation, which it holds with the closed listener's
+//! channel. Its first message on that channel finds it closed and drops
+//! the reservation, and the connection is then closed when idle, like any
+//! other. If the listener is not yet dropped when that message goes (a
+//! narrow window as it closes), the message is taken and the stale
+//! reservation keeps the connection until its renewal, whose answer is
+//! dropped here the same way and ends it.
+//!
 //! The relay client's other panics are left uncaught: `on_swarm_event`'s
 //! (a connection closed that it never saw established) and `poll`'s (its
 //! transport gone) would break the swarm's own promises, not follow from
@@ -81,8 +109,8 @@ thread_local! {
 }
 
 /// What this thread is doing under [`contain`], if it is: a panic now
-/// is caught and handled (its connection closed), not a failure. For a
-/// panic hook.
+/// is caught and handled (its connection closed, or the event it came
+/// on dropped), not a failure. For a panic hook.
 pub fn containing() -> Option<&'static str> {
     CONTAINING
         .try_with(Cell::get)
@@ -102,15 +130,14 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 }
 
 /// A behaviour whose connection handlers' panics close their connection
-/// instead of leaving it dead in the swarm's books.
+/// instead of leaving it dead in the swarm's books, and whose own panic
+/// on a handler's event drops that event.
 pub(crate) struct CatchPanics<B: NetworkBehaviour> {
     inner: B,
     /// What to tell the swarm before anything of the wrapped behaviour's:
-    /// a panic, then the close of its connection. Two for each connection
-    /// whose handler panicked (a handler panics once: it is not polled
-    /// again), and two for each answer to a reservation given up (a
-    /// connection has at most libp2p's ten requests in flight, and only
-    /// as many as this device asked for): a few for each of the swarm's
+    /// a handler's panic, then the close of its connection. Two for each
+    /// connection whose handler panicked (a handler panics once: it is
+    /// not polled again), so at most two for each of the swarm's
     /// connections.
     queued: VecDeque<ToSwarm<Event<B::ToSwarm>, THandlerInEvent<B>>>,
 }
@@ -123,16 +150,13 @@ impl<B: NetworkBehaviour> CatchPanics<B> {
         }
     }
 
-    /// Reports that `what` panicked with `message` on `connection_id`
-    /// (to `peer_id`), and closes that connection.
-    fn panicked(
-        &mut self,
-        peer_id: PeerId,
-        connection_id: ConnectionId,
-        what: &str,
-        message: String,
-    ) {
-        tracing::warn!(peer = %peer_id, "{what}, closing its connection: {message}");
+    /// Reports that the wrapped handler of `connection_id` (to `peer_id`)
+    /// panicked with `message`, and closes that connection.
+    fn panicked(&mut self, peer_id: PeerId, connection_id: ConnectionId, message: String) {
+        tracing::warn!(
+            peer = %peer_id,
+            "a connection handler panicked, closing its connection: {message}"
+        );
         self.queued
             .push_back(ToSwarm::GenerateEvent(Event::Panicked {
                 peer: peer_id,
@@ -150,9 +174,10 @@ impl<B: NetworkBehaviour> CatchPanics<B> {
 pub(crate) enum Event<T> {
     /// The wrapped behaviour's event.
     Inner(T),
-    /// The wrapped handler of a connection to `peer`, or the wrapped
-    /// behaviour on that handler's event, panicked with `message`; the
-    /// connection is being closed.
+    /// The wrapped handler of a connection to `peer` panicked with
+    /// `message`; the connection is being closed. (The wrapped
+    /// behaviour's panic on a handler's event is not reported: the event
+    /// is dropped, and nothing else changes.)
     Panicked { peer: PeerId, message: String },
 }
 
@@ -239,25 +264,20 @@ impl<B: NetworkBehaviour> NetworkBehaviour for CatchPanics<B> {
             HandlerEvent::Inner(event) => {
                 // libp2p's relay client panics here on an answer to a
                 // reservation whose listener closed, before it changes
-                // anything (see the module).
+                // anything: the answer is dropped, and the connection
+                // kept with the links on it (see the module).
                 let inner = &mut self.inner;
                 if let Err(payload) =
                     contain(|| inner.on_connection_handler_event(peer_id, connection_id, event))
                 {
-                    self.panicked(
-                        peer_id,
-                        connection_id,
-                        "libp2p's relay client panicked on a connection handler's event",
-                        panic_message(payload.as_ref()),
+                    tracing::debug!(
+                        peer = %peer_id,
+                        "dropped a late answer to a reservation given up, on which libp2p's relay client panicked (contained; the connection is kept): {}",
+                        panic_message(payload.as_ref())
                     );
                 }
             }
-            HandlerEvent::Panicked(message) => self.panicked(
-                peer_id,
-                connection_id,
-                "a connection handler panicked",
-                message,
-            ),
+            HandlerEvent::Panicked(message) => self.panicked(peer_id, connection_id, message),
         }
     }
 

@@ -72,7 +72,8 @@ pub(crate) struct Behaviour {
     circuits: CircuitLimits,
     limits: connection_limits::Behaviour,
     // A relay's answer can make libp2p's relay client panic; this keeps
-    // that to the relay's connection, which is closed (see the module).
+    // a handler's panic to the relay's connection, which is closed, and
+    // drops an answer the behaviour panics on (see the module).
     relay: CatchPanics<relay::client::Behaviour>,
     // Behind the gate: they answer a remote only once a Strand session
     // on that connection authenticated it (or it is a relay). Identify is

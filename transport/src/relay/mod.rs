@@ -8,12 +8,15 @@
 //! reservation is renewed while the connection to the relay lives, made
 //! again after it drops (with backoff), and each relay's state (reserving,
 //! reserved, failing and why) is in [`TransportInfo::relays`]. A relay can
-//! make libp2p's relay client panic (a reservation that expires too far
-//! ahead, or an OK answer to a reservation this device gave up while the
-//! relay held it; see `catch_panics`): the panic is caught, the
-//! connection to that relay closed, and the reservation (if still
-//! wanted) reported failing with the panic's message, then made again
-//! after its backoff on a new connection.
+//! make libp2p's relay client panic (see `catch_panics`), and the panic is
+//! caught. A reservation that expires absurdly far ahead makes its
+//! connection's handler panic: the connection to that relay is closed,
+//! with the links through it (they are dialled again), and the
+//! reservation reported failing with the panic's message, then made again
+//! after its backoff on a new connection. An OK answer to a reservation
+//! this device gave up (while the relay held it, or as it was given up)
+//! makes libp2p's relay client panic in the swarm's task: that answer is
+//! dropped, and nothing else changes (the connection and its links stay).
 //!
 //! A contact is dialled at `<relay>/p2p-circuit/p2p/<their id>`: the relay
 //! joins the two connections and sees sizes and timing, not content (the
