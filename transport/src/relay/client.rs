@@ -488,14 +488,22 @@ impl Task {
         }
     }
 
-    /// libp2p's relay client panicked on a connection to `relay` (on what
-    /// the relay sent) and that connection is being closed: the
-    /// reservations that were on it are given up, and tried again after
-    /// their backoff on a new connection. Before, the panic killed the
-    /// connection's task without the swarm hearing, and every later
-    /// attempt went to the dead connection and failed at once. (A panic
-    /// on an answer to a reservation given up finds no slot here: its
-    /// listener is gone.)
+    /// libp2p's relay client panicked in the handler of a connection to
+    /// `relay` (on what the relay sent) and that connection is being
+    /// closed: the reservations that were on it are given up, and tried
+    /// again after their backoff on a new connection. Before, the panic
+    /// killed the connection's task without the swarm hearing, and every
+    /// later attempt went to the dead connection and failed at once.
+    ///
+    /// Only a handler's panic comes here. The relay client's panic on an
+    /// answer to a reservation given up is dropped in `CatchPanics`
+    /// without a word to this task, so it fails no slot, not even one
+    /// added again for that relay while the answer was on its way.
+    /// Every slot on `relay` that has a listener is failed: libp2p's
+    /// relay client keeps a relay's reservations on its first connection
+    /// to it, nearly always the one closing; one on another connection
+    /// to the relay (made while a dial was under way) is given up and
+    /// made again too, which costs it a backoff.
     fn relay_client_panicked(&mut self, relay: PeerId, message: &str) {
         let error =
             format!("libp2p's relay client failed on what the relay sent ({message}); its connection was closed");
