@@ -122,10 +122,17 @@ pub fn containing() -> Option<&'static str> {
 /// Runs `f` (a wrapped handler's `poll`, or the wrapped behaviour on a
 /// handler's event) and catches its panic, with
 /// [`containing`] saying so on this thread meanwhile.
+///
+/// The flag is reached with `try_with`, as in [`containing`]: `with`
+/// panics where a thread's locals are already gone (code run from
+/// another thread local's destructor), outside the `catch_unwind`. There
+/// `f` still runs under `catch_unwind`, only without the flag.
 pub fn contain<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let outer = CONTAINING.with(|c| c.replace(true));
+    let outer = CONTAINING.try_with(|c| c.replace(true)).ok();
     let result = catch_unwind(AssertUnwindSafe(f));
-    CONTAINING.with(|c| c.set(outer));
+    if let Some(outer) = outer {
+        let _ = CONTAINING.try_with(|c| c.set(outer));
+    }
     result
 }
 
