@@ -48,3 +48,16 @@ pub(crate) fn keep<C>(
         }
     }
 }
+
+/// Stops the generation whose identity is `local` at once and forgets it:
+/// for one that never took over (its rotation could not listen), which
+/// has no links to keep.
+pub(crate) fn stop<C>(gens: &Mutex<VecDeque<Generation<C>>>, local: PeerId) {
+    let mut gens = gens.lock().expect("generations lock");
+    gens.retain(|g| {
+        if g.local == local {
+            g.task.abort();
+        }
+        g.local != local
+    });
+}

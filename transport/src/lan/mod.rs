@@ -20,6 +20,27 @@
 //! the QUIC port again once it is free, and this transport prefers TCP
 //! addresses when it dials a discovered device.
 //!
+//! # A rotation that cannot listen
+//!
+//! After a change of network (or on waking somewhere else) a configured
+//! address may be gone. A new generation that can listen on some of the
+//! addresses takes over on those; each one it could not listen on is
+//! logged and tried again at the next rotation. One that can listen on
+//! none is stopped at once: it never took over, so it has nothing to keep.
+//!
+//! The old generation drains all the same, because its time is over: were
+//! it kept until a rotation succeeded, it would go on accepting, dialling
+//! and answering mDNS with one PeerId for as long as the network stayed
+//! changed, the stable identifier rotation exists to avoid. So the LAN goes
+//! *quiet*: no identity ([`Lan::local_peer_id`] is `None`), no listener,
+//! nothing announced, dials and opens refused with
+//! [`TransportError::Quiet`]; links already up stay, as at any rotation.
+//! It tries a rotation again soon (after 2 seconds, doubling up to a
+//! minute) rather than a whole period later, and the first one that can
+//! listen ends the quiet with a new identity. Being out of reach on the
+//! LAN for a while costs less than being followable: relays (where set)
+//! still carry links, and the LAN comes back as soon as an address does.
+//!
 //! # Limits
 //!
 //! Inbound connections are limited per remote IP address
@@ -49,6 +70,8 @@ use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, Transport
 mod handshakes;
 pub mod limits;
 mod swarm;
+#[cfg(test)]
+mod tests;
 
 use swarm::{Command, Generation};
 
@@ -69,6 +92,17 @@ const MAX_GENERATIONS: usize = 16;
 /// How long the new generation tries to bind a QUIC port the old one is
 /// still releasing, before it takes any free port.
 const QUIC_REBIND: Duration = Duration::from_secs(2);
+
+/// How soon a quiet LAN (see the module docs) tries a rotation again: an
+/// address lost to a change of network is often back within seconds
+/// (a DHCP lease, a Wi-Fi roam).
+const QUIET_RETRY_FIRST: Duration = Duration::from_secs(2);
+
+/// The longest wait between those tries (each failure doubles it, and it
+/// is never longer than [`LanConfig::rotate_every`]): a device back on a
+/// network is reachable again within a minute, and a swarm built and
+/// dropped once a minute costs little.
+const QUIET_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// LAN transport settings.
 #[derive(Debug, Clone)]
@@ -106,7 +140,12 @@ pub(crate) struct Shared {
     config: LanConfig,
     events: mpsc::Sender<TransportEvent>,
     counts: limits::SharedCounts,
-    current: RwLock<Current>,
+    /// The generation that listens, announces and dials; `None` while the
+    /// LAN is quiet (its last rotation could listen nowhere).
+    current: RwLock<Option<Current>>,
+    /// Told when the LAN goes quiet, so [`rotate_forever`] tries again
+    /// soon rather than a whole period later.
+    went_quiet: Arc<tokio::sync::Notify>,
     /// The listening addresses as configured, with the ports actually
     /// bound, so later generations take the same ones.
     bound: Mutex<Vec<Multiaddr>>,
@@ -148,8 +187,15 @@ impl Shared {
         Peer::new(LinkKind::Lan, h)
     }
 
-    fn current(&self) -> Current {
+    fn current(&self) -> Option<Current> {
         self.current.read().expect("current lock").clone()
+    }
+
+    /// The current generation's command queue, or why there is none.
+    fn commands(&self) -> Result<mpsc::Sender<Command>, TransportError> {
+        self.current()
+            .map(|c| c.commands)
+            .ok_or(TransportError::Quiet)
     }
 }
 
@@ -163,7 +209,7 @@ pub struct Lan {
 impl std::fmt::Debug for Lan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lan")
-            .field("local", &self.shared.current().local)
+            .field("local", &self.local_peer_id())
             .finish_non_exhaustive()
     }
 }
@@ -218,17 +264,13 @@ impl Lan {
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Lan, TransportError> {
         let counts = limits::SharedCounts::default();
-        // The first generation is started just below; until then `current`
-        // holds a closed queue.
-        let (closed, _) = mpsc::channel(1);
+        // The first generation is started just below.
         let shared = Arc::new(Shared {
             config: config.clone(),
             events: events.clone(),
             counts: counts.clone(),
-            current: RwLock::new(Current {
-                commands: closed,
-                local: PeerId::random(),
-            }),
+            current: RwLock::new(None),
+            went_quiet: Arc::new(tokio::sync::Notify::new()),
             bound: Mutex::new(Vec::new()),
             peers: Mutex::new(PeerTable::default()),
             old: Mutex::new(VecDeque::new()),
@@ -240,7 +282,7 @@ impl Lan {
             commands: generation.commands.clone(),
             local: generation.local,
         };
-        *shared.current.write().expect("current lock") = current.clone();
+        *shared.current.write().expect("current lock") = Some(current.clone());
         let mut bound = Vec::new();
         for addr in &config.listen {
             let got = ask(&current.commands, |reply| Command::Listen {
@@ -256,107 +298,227 @@ impl Lan {
         Ok(Lan { shared })
     }
 
-    /// This generation's ephemeral libp2p identity.
-    pub fn local_peer_id(&self) -> PeerId {
-        self.shared.current().local
+    /// This generation's ephemeral libp2p identity; `None` while the LAN
+    /// is quiet (its last rotation could listen nowhere: see the module
+    /// docs).
+    pub fn local_peer_id(&self) -> Option<PeerId> {
+        self.shared.current().map(|c| c.local)
     }
 
-    /// The addresses the current generation listens on.
+    /// The addresses the current generation listens on (none while the
+    /// LAN is quiet).
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        ask(&self.shared.current().commands, |reply| {
-            Command::Addresses { reply }
-        })
-        .await
-        .unwrap_or_default()
+        let Ok(commands) = self.shared.commands() else {
+            return Vec::new();
+        };
+        ask(&commands, |reply| Command::Addresses { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Replaces the identity now (a new generation takes over the ports;
     /// the old one keeps its live connections). Runs by itself every
     /// [`LanConfig::rotate_every`].
+    ///
+    /// The new generation takes over on the addresses it can listen on,
+    /// and the others are logged and tried again at the next rotation.
+    /// If it can listen on none, it is stopped, the old generation drains
+    /// all the same, and the LAN is quiet until a rotation succeeds (see
+    /// the module docs); the error is the first address that failed.
     pub async fn rotate(&self) -> Result<(), TransportError> {
         let shared = &self.shared;
         let _one_at_a_time = shared.rotating.lock().await;
         let old = shared.current();
-        let generation = swarm::spawn(
+        let result = match swarm::spawn(
             &shared.config,
             shared.counts.clone(),
             Arc::downgrade(shared),
             shared.events.clone(),
-        )?;
-        let new = Current {
-            commands: generation.commands.clone(),
-            local: generation.local,
+        ) {
+            Ok(generation) => {
+                let new = Current {
+                    commands: generation.commands.clone(),
+                    local: generation.local,
+                };
+                // Tracked at once, so shutdown stops it whatever happens below.
+                crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
+                let result = self.take_over(old.as_ref(), &new).await;
+                match &result {
+                    Ok(()) => tracing::debug!(local = %new.local, "LAN identity rotated"),
+                    // It never took over, so it has no links to keep; left
+                    // running, it would be a second identity on the network
+                    // until MAX_GENERATIONS newer ones pushed it out.
+                    Err(_) => crate::generation::stop(&shared.old, new.local),
+                }
+                result
+            }
+            Err(e) => Err(e),
         };
-        // Tracked at once, so shutdown stops it whatever happens below.
-        crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
+        if let Err(e) = &result {
+            self.go_quiet(old.as_ref(), e).await;
+        }
+        result
+    }
+
+    /// Makes `new` the current generation on the addresses in `bound` it
+    /// can listen on, and drains `old`. An address it cannot listen on is
+    /// logged and kept in `bound`, to be tried again at the next rotation.
+    /// Fails if it can listen on none (the first address's error), or if
+    /// `new` stopped ([`TransportError::Stopped`]).
+    async fn take_over(&self, old: Option<&Current>, new: &Current) -> Result<(), TransportError> {
+        let shared = &self.shared;
         let bound = shared.bound.lock().expect("bound lock").clone();
+        let mut listening = 0;
+        let mut first_failure = None;
         // TCP first: the new listener sits beside the old one.
         for addr in bound.iter().filter(|a| is_tcp(a)) {
-            ask(&new.commands, |reply| Command::Listen {
+            match ask(&new.commands, |reply| Command::Listen {
                 addr: addr.clone(),
                 reply,
             })
-            .await??;
+            .await?
+            {
+                Ok(_) => listening += 1,
+                Err(e) => cannot_listen(addr, e, &mut first_failure),
+            }
         }
-        *shared.current.write().expect("current lock") = new.clone();
+        let quic = bound.iter().any(|a| !is_tcp(a));
+        if listening == 0 && !quic {
+            if let Some(e) = first_failure.take() {
+                return Err(e);
+            }
+        }
+        *shared.current.write().expect("current lock") = Some(new.clone());
         // The old generation stops listening (and announcing).
-        let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
+        if let Some(old) = old {
+            let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
+        }
         // QUIC: the port frees once the old endpoint has closed.
         let mut rebound = bound.clone();
         for (i, addr) in bound.iter().enumerate().filter(|(_, a)| !is_tcp(a)) {
-            let deadline = tokio::time::Instant::now() + QUIC_REBIND;
-            let got = loop {
-                let r = ask(&new.commands, |reply| Command::Listen {
-                    addr: addr.clone(),
-                    reply,
-                })
-                .await?;
-                match r {
-                    Ok(a) => break Some(a),
-                    Err(_) if tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%addr, "QUIC port still in use after rotation, taking another: {e}");
-                        break None;
-                    }
+            match listen_quic(new, addr).await? {
+                Ok(got) => {
+                    listening += 1;
+                    rebound[i] = with_port(addr, &got);
                 }
-            };
-            if got.is_none() {
-                let any = with_port(addr, &"/udp/0".parse().expect("valid"));
-                let a = ask(&new.commands, |reply| Command::Listen {
-                    addr: any.clone(),
-                    reply,
-                })
-                .await??;
-                rebound[i] = with_port(addr, &a);
+                Err(e) => cannot_listen(addr, e, &mut first_failure),
+            }
+        }
+        if listening == 0 {
+            if let Some(e) = first_failure.take() {
+                return Err(e);
             }
         }
         *shared.bound.lock().expect("bound lock") = rebound;
-        tracing::debug!(local = %self.local_peer_id(), "LAN identity rotated");
         Ok(())
+    }
+
+    /// After a rotation that could listen nowhere (`why`): the old
+    /// generation drains as at any rotation, and the LAN has no identity
+    /// until a rotation succeeds (see the module docs).
+    async fn go_quiet(&self, old: Option<&Current>, why: &TransportError) {
+        let shared = &self.shared;
+        *shared.current.write().expect("current lock") = None;
+        if let Some(old) = old {
+            // Already drained if the rotation got that far: answered at once.
+            let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
+            tracing::warn!(
+                "the LAN's new identity could listen on none of its addresses, so the LAN is \
+                 quiet (no identity: it neither listens, announces nor dials) until a rotation \
+                 succeeds; trying again soon: {}",
+                crate::error_chain(why)
+            );
+        } else {
+            tracing::debug!("the LAN is still quiet: {}", crate::error_chain(why));
+        }
+        shared.went_quiet.notify_one();
     }
 }
 
-/// Rotates the identity every epoch until the transport stops (or every
-/// handle is gone).
-async fn rotate_forever(shared: Weak<Shared>) {
+/// Logs an address the new generation cannot listen on (it is tried again
+/// at the next rotation), and keeps the first such error in `first`.
+fn cannot_listen(addr: &Multiaddr, e: TransportError, first: &mut Option<TransportError>) {
+    tracing::warn!(
+        %addr,
+        "the new LAN identity cannot listen here; trying again at the next rotation: {}",
+        crate::error_chain(&e)
+    );
+    first.get_or_insert(e);
+}
+
+/// Listens with `new` on a QUIC address whose port the old generation may
+/// still hold: the same port once it frees (within [`QUIC_REBIND`]), any
+/// port after that. The outer error is the generation's (it stopped), the
+/// inner one the address's.
+async fn listen_quic(
+    new: &Current,
+    addr: &Multiaddr,
+) -> Result<Result<Multiaddr, TransportError>, TransportError> {
+    let deadline = tokio::time::Instant::now() + QUIC_REBIND;
     loop {
-        let Some((every, stop)) = shared
-            .upgrade()
-            .map(|s| (s.config.rotate_every, s.stop.clone()))
-        else {
+        let r = ask(&new.commands, |reply| Command::Listen {
+            addr: addr.clone(),
+            reply,
+        })
+        .await?;
+        match r {
+            Ok(a) => return Ok(Ok(a)),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::warn!(%addr, "QUIC port still in use after rotation, taking another: {e}");
+                break;
+            }
+        }
+    }
+    let any = with_port(addr, &"/udp/0".parse().expect("valid"));
+    ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await
+}
+
+/// How long a quiet LAN waits before its next try, after `failures` tries
+/// in a row that failed.
+fn quiet_retry(failures: u32, every: Duration) -> Duration {
+    QUIET_RETRY_FIRST
+        .saturating_mul(1 << failures.min(16))
+        .min(QUIET_RETRY_MAX)
+        .min(every)
+}
+
+/// Rotates the identity every epoch until the transport stops (or every
+/// handle is gone); while the LAN is quiet, tries again sooner
+/// ([`quiet_retry`]).
+async fn rotate_forever(shared: Weak<Shared>) {
+    // Tries in a row that left the LAN quiet.
+    let mut failures: u32 = 0;
+    loop {
+        let Some((wait, stop, went_quiet)) = shared.upgrade().map(|s| {
+            let quiet = s.current().is_none();
+            if !quiet {
+                failures = 0;
+            }
+            let wait = if quiet {
+                quiet_retry(failures, s.config.rotate_every)
+            } else {
+                s.config.rotate_every
+            };
+            (wait, s.stop.clone(), s.went_quiet.clone())
+        }) else {
             return;
         };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
+            // A rotation asked for elsewhere (on waking) left the LAN
+            // quiet: wait a retry's time, not the rest of the period.
+            _ = went_quiet.notified() => continue,
             _ = stop.cancelled() => return,
         }
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if let Err(e) = (Lan { shared }).rotate().await {
-            tracing::warn!("LAN identity rotation failed: {e}");
+        // A failed rotation has said why (`go_quiet`).
+        if (Lan { shared }).rotate().await.is_err() {
+            failures = failures.saturating_add(1);
         }
     }
 }
@@ -383,8 +545,9 @@ impl Transport for Lan {
                     .cloned()
             })
             .flatten();
-        let commands = self.shared.current().commands;
+        let commands = self.shared.commands();
         async move {
+            let commands = commands?;
             let (peer, addrs) = found.ok_or(TransportError::UnknownPeer)?;
             // TCP where the device has it: TCP links survive our rotations.
             let tcp: Vec<_> = addrs.iter().filter(|a| is_tcp(a)).cloned().collect();
@@ -401,10 +564,11 @@ impl Transport for Lan {
         if !dials(addr) {
             return None;
         }
-        let commands = self.shared.current().commands;
+        let commands = self.shared.commands();
         let addr = addr.clone();
         Some(
             async move {
+                let commands = commands?;
                 let target = addr.to_string();
                 ask(&commands, |reply| Command::Dial { addr, reply })
                     .await?
@@ -426,7 +590,7 @@ impl Transport for Lan {
                 kind: LinkKind::Lan,
                 addresses: lan.listen_addrs().await,
                 discovery: lan.shared.config.mdns,
-                ephemeral_id: Some(lan.local_peer_id().to_string()),
+                ephemeral_id: lan.local_peer_id().map(|p| p.to_string()),
                 relays: Vec::new(),
                 external: Vec::new(),
                 #[cfg(target_os = "linux")]

@@ -14,6 +14,8 @@
 mod ble;
 mod lan;
 mod memory;
+#[path = "../support/neighbour.rs"]
+mod neighbour;
 mod relay;
 mod stream;
 #[path = "../support/sync_end.rs"]

@@ -1,0 +1,161 @@
+//! Rotations that cannot listen. They need an address that was fine when
+//! the transport started and is unusable at a later rotation, as after a
+//! change of network. Loopback has no such address to take away, so these
+//! tests put one into the addresses rotations listen on (`Shared::bound`,
+//! which no public call reaches): 127.0.0.1 on a port a plain socket of
+//! the test holds. Without `SO_REUSEPORT` on that socket, the kernel
+//! refuses every other listener there.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use tokio::sync::mpsc;
+
+use super::{Lan, LanConfig};
+use crate::{Transport, TransportError, TransportEvent};
+
+#[path = "../../tests/support/neighbour.rs"]
+mod neighbour;
+
+use neighbour::{neighbour, peer_id_seen_at};
+
+/// A transport on 127.0.0.1 that rotates only when told to (the period is
+/// an hour), without mDNS (which ignores loopback), and the address it
+/// listens on.
+async fn start() -> (Lan, mpsc::Receiver<TransportEvent>, Multiaddr) {
+    let (tx, rx) = mpsc::channel(64);
+    let config = LanConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        rotate_every: Duration::from_secs(3600),
+    };
+    let lan = Lan::start(config, tx).await.unwrap();
+    let addr = lan
+        .listen_addrs()
+        .await
+        .into_iter()
+        .next()
+        .expect("listening");
+    (lan, rx, addr)
+}
+
+/// A port on 127.0.0.1 held by a socket without `SO_REUSEPORT`, and its
+/// address: nothing else can listen there while the socket lives.
+fn held_port() -> (TcpListener, Multiaddr) {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    (
+        holder,
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+    )
+}
+
+/// The identity the transport shows now, if any.
+async fn identity(lan: &Lan) -> Option<String> {
+    lan.info().await.ephemeral_id
+}
+
+/// The identity a neighbour meets at `addr`, or `None` if nothing answers
+/// there.
+async fn met_at(addr: &Multiaddr) -> Option<String> {
+    peer_id_seen_at(&mut neighbour(), addr)
+        .await
+        .ok()
+        .map(|p| p.to_string())
+}
+
+/// A rotation stopped at the first address it could not listen on and
+/// failed: the old identity stayed current and went on listening (a
+/// neighbour met the same PeerId as before), and the new generation ran on,
+/// unused, until sixteen more rotations pushed it out. Now the new
+/// identity takes over on the addresses it can listen on, and the one it
+/// could not is tried again at the next rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_cannot_listen_on_one_address_still_rotates() {
+    let (lan, _events, working) = start().await;
+    let before = identity(&lan).await.expect("an identity");
+    assert_eq!(met_at(&working).await.as_ref(), Some(&before));
+    let (holder, gone) = held_port();
+    // The unusable address first: a rotation that stopped there had
+    // listened nowhere yet.
+    *lan.shared.bound.lock().unwrap() = vec![gone.clone(), working.clone()];
+
+    lan.rotate()
+        .await
+        .expect("the rotation takes the address it can listen on");
+    let after = identity(&lan).await.expect("a new identity");
+    assert_ne!(after, before, "the identity rotated");
+    assert_eq!(
+        met_at(&working).await.as_ref(),
+        Some(&after),
+        "a neighbour meets the new identity, not the old one"
+    );
+
+    // The address is back: the next rotation listens there too.
+    drop(holder);
+    lan.rotate().await.unwrap();
+    let newest = identity(&lan).await.expect("a newer identity");
+    assert_eq!(met_at(&gone).await.as_ref(), Some(&newest));
+    assert_eq!(met_at(&working).await.as_ref(), Some(&newest));
+}
+
+/// A rotation that could listen on none of its addresses (all gone, as on
+/// waking on another network) failed and changed nothing: the old identity
+/// stayed current, listening, announcing and dialling with one PeerId for
+/// as long as the network stayed changed (the next try came a whole
+/// rotation period later), and the new generation ran on beside it. Now
+/// the new generation is stopped at once, the old one drains as at any
+/// rotation, and the LAN is quiet, with no identity at all, until a
+/// rotation succeeds, which it tries again soon by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_can_listen_nowhere_goes_quiet_until_one_succeeds() {
+    let (lan, _events, working) = start().await;
+    let before = identity(&lan).await.expect("an identity");
+    let (holder, gone) = held_port();
+    *lan.shared.bound.lock().unwrap() = vec![gone.clone()];
+
+    let err = lan.rotate().await.unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Listen { addr, .. } if *addr == gone),
+        "{err}"
+    );
+    assert_eq!(identity(&lan).await, None, "the old identity is over");
+    assert!(lan.listen_addrs().await.is_empty());
+    assert_eq!(met_at(&working).await, None, "nothing answers any more");
+    let dialled = lan.dial(&working).expect("a LAN address").await;
+    assert!(matches!(dialled, Err(TransportError::Quiet)), "{dialled:?}");
+    // No generation runs on: the old one had no links to keep, the new
+    // one never took over. (A retry may be under way for a moment; the
+    // port is still held, so it stops as soon as it starts.)
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while lan
+            .shared
+            .old
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|g| !g.task.is_finished())
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every generation stopped");
+
+    // The address is back: the LAN tries again by itself, well before its
+    // hourly rotation, and listens there with a new identity.
+    drop(holder);
+    let back = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(id) = identity(&lan).await {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a retry that listens, in time");
+    assert_ne!(back, before);
+    assert_eq!(met_at(&gone).await.as_ref(), Some(&back));
+}
