@@ -301,22 +301,6 @@ fn next_id(parent: &GroupId, change: &MessageId) -> GroupId {
     GroupId(hash(&[b"strand/v2/epoch", &parent.0, &change.0]))
 }
 
-/// A digest of an epoch's number, members and key: what tells the epoch
-/// held under an id from another made up under it (a later epoch's id
-/// names only its parent and the change, not what the epoch holds), for
-/// a welcome read before it is stored ([`WelcomeSize`]) as for one
-/// followed ([`Chain::take_welcome`]).
-fn contents_digest(number: u32, members: &[Member], key: &[u8; 32]) -> [u8; 32] {
-    let mut enc = Vec::new();
-    encode_members(members, &mut enc);
-    hash(&[
-        b"strand/v2/epoch-contents",
-        &number.to_be_bytes(),
-        &enc,
-        key,
-    ])
-}
-
 impl Epoch {
     /// Creates a group: the first epoch, with a random key, the creator
     /// (an admin) and `others`, as the creator knows them.
@@ -1080,7 +1064,6 @@ impl Epoch {
             root,
             epoch,
             members: members.len(),
-            contents: contents_digest(f.number, &members, &f.key),
         })
     }
 
@@ -1090,22 +1073,7 @@ impl Epoch {
             root: self.root,
             epoch: self.id(),
             members: self.members.len(),
-            contents: self.contents(),
         }
-    }
-
-    /// [`contents_digest`] of this epoch.
-    fn contents(&self) -> [u8; 32] {
-        contents_digest(self.number, &self.members, self.group.key().as_bytes())
-    }
-
-    /// Whether this epoch is the one `welcome` brings: the same id, and
-    /// the same number, members and key (its id names only its parent
-    /// and the change, so another epoch can be made up under it).
-    fn is_welcomed_as(&self, welcome: &WelcomeSize) -> bool {
-        self.id() == welcome.epoch
-            && self.members.len() == welcome.members
-            && self.contents() == welcome.contents
     }
 
     fn decode_legacy(r: &mut Reader<'_>) -> Result<Epoch, GroupError> {
@@ -1335,29 +1303,6 @@ pub struct WelcomeSize {
     pub epoch: GroupId,
     /// Its members.
     pub members: usize,
-    /// A digest of its number, members and key: whether an epoch held
-    /// under its id is this one, or one made up under it
-    /// ([`Chain::welcome_fits`]).
-    pub contents: [u8; 32],
-}
-
-/// How a welcome counts for the members held from its author's welcomes
-/// ([`Chain::counts`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counts {
-    /// Not at all: an epoch held, welcomed into by someone other than
-    /// the group's creator, or by the creator where it welcomed the
-    /// device before (taken as nothing new, or refused for another
-    /// reason).
-    Nothing,
-    /// The creator's into an epoch held as it is (the same number,
-    /// members and key) that the creator did not welcome the device
-    /// into: taken whatever the bound, as the creator's entry, its
-    /// members counted for the creator from then on.
-    CreatorsEntry,
-    /// An epoch not held, or the creator's in place of one made up under
-    /// its id: its members count, within the bound.
-    NewEpoch,
 }
 
 /// One author's welcomes let in but not yet taken into the chains (a
@@ -1369,13 +1314,9 @@ enum Counts {
 /// ([`Chain::take_welcome`]), so it adds nothing; but for the creator's
 /// into an epoch held that the creator did not welcome the device into,
 /// which becomes the creator's entry (in place of a made-up epoch under
-/// that id, or of another welcomer's) and so counts as one not held:
-/// once followed, its members count for the creator, so the creator's
-/// later welcomes must fit beside them (even where it was let in past
-/// the bound, as the creator's entry into the epoch held as it is: see
-/// [`Chain::welcome_fits`]). Of two into one later epoch (whose id does
-/// not name its members), the one with more members counts, whichever
-/// is followed first.
+/// that id, or of another welcomer's) and so counts as one not held. Of
+/// two into one later epoch (whose id does not name its members), the
+/// one with more members counts, whichever is followed first.
 #[derive(Debug, Clone, Default)]
 pub struct PendingWelcomes {
     /// Per (group, epoch), the members counted for it.
@@ -1388,7 +1329,7 @@ impl PendingWelcomes {
     /// Counts `welcome`, from `by` and let in, as pending: `chains` are
     /// those [`Chain::welcome_fits`] is asked with.
     pub fn add(&mut self, chains: &[Chain], by: &AuthorId, welcome: &WelcomeSize) {
-        if Chain::counts(chains, by, welcome) == Counts::Nothing {
+        if Chain::holds(chains, by, welcome) {
             return;
         }
         let key = (welcome.root, welcome.epoch);
@@ -2179,16 +2120,12 @@ impl Chain {
         at: Time,
         epoch: Epoch,
     ) -> Result<bool, GroupError> {
-        // By the rule a node checks a welcome by before it stores it, with
-        // nothing pending: the welcomes followed before this one are in
-        // `chains`. A welcome into an epoch held fits (it brings nothing,
-        // or the creator's makes the epoch held as it is the creator's
-        // entry), except the creator's in place of a made-up one.
-        let size = epoch.welcome_size_of();
-        let fits = Chain::welcome_fits(
+        // As if the epoch were not held: a welcome into one held fits (it
+        // brings nothing), except the creator's in place of a made-up one.
+        let fits = Chain::fits_beside(
             chains.as_slice(),
             author,
-            &size,
+            &epoch.welcome_size_of(),
             &PendingWelcomes::default(),
         );
         let Some(chain) = chains.iter_mut().find(|c| c.root == epoch.root) else {
@@ -2208,7 +2145,11 @@ impl Chain {
         // creator entry, and the entry that led furthest won, so a sitting
         // admin who wrote on into a branch that lost took the device back
         // onto it.
-        let held = chain.epochs.get(&id).map(|mine| mine.is_welcomed_as(&size));
+        let held = chain.epochs.get(&id).map(|mine| {
+            mine.number == epoch.number
+                && mine.members == epoch.members
+                && mine.group.key().as_bytes() == epoch.group.key().as_bytes()
+        });
         if held.is_some() && !from_creator {
             return Ok(false);
         }
@@ -2236,19 +2177,6 @@ impl Chain {
                 return Err(GroupError::Inconsistent);
             }
         }
-        // Two epochs under one id, both from the creator: the first
-        // stands.
-        let entered = chain.entries.iter().any(|e| e.id == id && e.by == *author);
-        if held == Some(false) && entered {
-            return Err(GroupError::Inconsistent);
-        }
-        // Past the bound: a new epoch, or the creator's in place of one
-        // made up under its id. (Never the creator's into the epoch held
-        // as it is: it holds no member more, and is taken whatever the
-        // bound, as the creator's entry.)
-        if !fits {
-            return Err(GroupError::TooManyWelcomed);
-        }
         let theirs = Entry {
             id,
             by: *author,
@@ -2271,7 +2199,18 @@ impl Chain {
                 chain.resolve();
                 return Ok(true);
             }
-            Some(false) => chain.forget(&id),
+            Some(false) => {
+                // Two epochs under one id, both from the creator: the
+                // first stands.
+                if chain.entries.iter().any(|e| e.id == id && e.by == *author) {
+                    return Err(GroupError::Inconsistent);
+                }
+                if !fits {
+                    return Err(GroupError::TooManyWelcomed);
+                }
+                chain.forget(&id);
+            }
+            None if !fits => return Err(GroupError::TooManyWelcomed),
             None => {}
         }
         chain.epochs.insert(id, epoch);
@@ -2310,12 +2249,11 @@ impl Chain {
     }
 
     /// Whether this device may take a welcome from `by` into the epoch
-    /// `welcome` (PROTOCOL.md §14.3), as [`Chain::take_welcome`] asks
-    /// when the welcome is followed and a node before it stores it: one
-    /// that brings nothing to count always fits, and so does the
-    /// creator's that makes an epoch held as it is the creator's entry
-    /// ([`Chain::counts`]); else the members held from the epochs `by`
-    /// welcomed it into ([`Chain::welcomed_members`]), with those of
+    /// `welcome` (PROTOCOL.md §14.3): one it already holds adds nothing
+    /// and always fits (but for the creator's where the creator did not
+    /// welcome it there: see [`Chain::holds`]); else the members held
+    /// from the epochs `by` welcomed it into
+    /// ([`Chain::welcomed_members`]), with those of
     /// `by`'s welcomes let in but not yet taken into `chains` (stored,
     /// not yet followed: [`PendingWelcomes`]) and what this one adds to
     /// them, stay within [`MAX_WELCOMED_MEMBERS`]. A welcome is as long
@@ -2328,52 +2266,43 @@ impl Chain {
         welcome: &WelcomeSize,
         pending: &PendingWelcomes,
     ) -> bool {
-        match Chain::counts(chains, by, welcome) {
-            Counts::Nothing | Counts::CreatorsEntry => true,
-            Counts::NewEpoch => {
-                let held = Chain::welcomed_members(chains, by);
-                let pending = pending.members.saturating_add(pending.adds(welcome));
-                held.saturating_add(pending) <= MAX_WELCOMED_MEMBERS
-            }
-        }
+        Chain::holds(chains, by, welcome) || Chain::fits_beside(chains, by, welcome, pending)
     }
 
-    /// How a welcome from `by` into the epoch `welcome` counts for the
-    /// members held from `by`'s welcomes, as [`Chain::take_welcome`]
-    /// would take it into `chains`: the one rule for the bound, when a
-    /// welcome is followed and when a node checks it before storing it
-    /// ([`Chain::welcome_fits`], [`PendingWelcomes`]).
-    ///
-    /// The creator's welcome into an epoch held that someone else
-    /// welcomed the device into, or that it reached by a change, becomes
-    /// the creator's entry: its members count for the creator from then
-    /// on. Where what is held under that id is the epoch the welcome
-    /// brings, it holds no member more, and is taken whatever the bound:
-    /// it is how the creator moves a member to where the group has it,
-    /// after a fork ([`Chain::welcomes_again`]), and a node that counted
-    /// it as new declined it on receipt, at every sync, while the
-    /// creator's welcomes held near the bound. Where it is an epoch a
-    /// path welcomer made up, the creator's takes its place as a new
-    /// epoch, within the bound.
-    fn counts(chains: &[Chain], by: &AuthorId, welcome: &WelcomeSize) -> Counts {
-        let held = chains
-            .iter()
-            .find(|c| c.root == welcome.root)
-            .and_then(|c| c.epochs.get(&welcome.epoch).map(|e| (c, e)));
-        let Some((chain, mine)) = held else {
-            return Counts::NewEpoch;
-        };
-        let entered = chain
-            .entries
-            .iter()
-            .any(|n| n.id == welcome.epoch && n.by == *by);
-        if mine.creator != *by || entered {
-            Counts::Nothing
-        } else if mine.is_welcomed_as(welcome) {
-            Counts::CreatorsEntry
-        } else {
-            Counts::NewEpoch
-        }
+    /// Whether `welcome` fits as an epoch `chains` do not hold: the
+    /// members held from `by`'s welcomes, those pending and what it adds
+    /// stay within [`MAX_WELCOMED_MEMBERS`] ([`Chain::welcome_fits`]).
+    fn fits_beside(
+        chains: &[Chain],
+        by: &AuthorId,
+        welcome: &WelcomeSize,
+        pending: &PendingWelcomes,
+    ) -> bool {
+        let held = Chain::welcomed_members(chains, by);
+        let pending = pending.members.saturating_add(pending.adds(welcome));
+        held.saturating_add(pending) <= MAX_WELCOMED_MEMBERS
+    }
+
+    /// Whether a welcome from `by` into the epoch `welcome` brings
+    /// nothing to count: `chains` hold that epoch, and `by` is not the
+    /// group's creator or already welcomed the device into it. The
+    /// creator's welcome into an epoch held that someone else welcomed
+    /// the device into, or that it reached by a change, becomes the
+    /// creator's entry ([`Chain::take_welcome`]): its members count for
+    /// the creator from then on, and where what is held under that id is
+    /// an epoch a path welcomer made up, `take_welcome` refuses it past
+    /// the bound: counted as held, it would pass a node's check on
+    /// receipt and then be refused when followed.
+    fn holds(chains: &[Chain], by: &AuthorId, welcome: &WelcomeSize) -> bool {
+        chains.iter().any(|c| {
+            c.root == welcome.root
+                && c.epochs.get(&welcome.epoch).is_some_and(|e| {
+                    e.creator != *by
+                        || c.entries
+                            .iter()
+                            .any(|n| n.id == welcome.epoch && n.by == *by)
+                })
+        })
     }
 
     /// Reads the MEMBERSHIP and KEY messages of every known epoch from
@@ -3696,81 +3625,6 @@ mod tests {
         let mut hers = PendingWelcomes::default();
         hers.add(&chains, &theirs, &size);
         assert_eq!(hers.members(), 0);
-    }
-
-    /// Regression: the creator's welcome into an epoch held as it is
-    /// (the same number, members and key), that another admin welcomed
-    /// the reader into, counted on receipt as an epoch not held, so with
-    /// the creator's welcomes at [`MAX_WELCOMED_MEMBERS`] a node declined
-    /// it while [`Chain::take_welcome`] took it whatever the bound (it
-    /// holds no member more): the creator's welcome that moves a member
-    /// where the group has it never arrived. It fits now, by the one
-    /// rule both ask; it still counts among the creator's pending
-    /// welcomes, as its members count for the creator once it is taken.
-    #[test]
-    fn the_creators_welcome_into_an_epoch_held_as_it_is_fits_at_the_bound() {
-        let mut rng = ChaCha20Rng::seed_from_u64(15);
-        let ids = people(3, &mut rng);
-        let (creator, reader, ann) = (&ids[0], &ids[1], &ids[2]);
-        let mut others = vec![(reader.public(), reader.name().to_owned())];
-        others.extend(
-            people(MAX_GROUP_MEMBERS - 2, &mut rng)
-                .iter()
-                .map(|p| (p.public(), p.name().to_owned())),
-        );
-        let by = creator.public().sign;
-        let mut chains = Vec::new();
-        for i in 0..MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS {
-            let e = Epoch::create(creator, &format!("g{i}"), &others, &mut rng).unwrap();
-            assert_eq!(Chain::take_welcome(&mut chains, &by, 5, e), Ok(true));
-        }
-        assert_eq!(Chain::welcomed_members(&chains, &by), MAX_WELCOMED_MEMBERS);
-        // Another group of the creator's: Ann, made an admin, welcomes
-        // the reader into its second epoch.
-        let listed = [
-            (reader.public(), reader.name().to_owned()),
-            (ann.public(), ann.name().to_owned()),
-        ];
-        let first = Epoch::create(creator, "g", &listed, &mut rng).unwrap();
-        let (_, second) = first
-            .propose(creator, Change::MakeAdmin(ann.public().sign), 6, &mut rng)
-            .unwrap();
-        let second = second.unwrap();
-        let theirs = ann.public().sign;
-        assert_eq!(
-            Chain::take_welcome(&mut chains, &theirs, 7, second.clone()),
-            Ok(true)
-        );
-        // The creator's welcome into it: it fits on receipt, and counts
-        // among the creator's pending welcomes.
-        let size = second.welcome_size_of();
-        let none = PendingWelcomes::default();
-        assert!(
-            Chain::welcome_fits(&chains, &by, &size, &none),
-            "counted as new"
-        );
-        let mut pending = PendingWelcomes::default();
-        pending.add(&chains, &by, &size);
-        assert_eq!(pending.members(), second.members().len());
-        assert!(Chain::welcome_fits(&chains, &by, &size, &pending));
-        // Followed, it is taken: the entry is the creator's.
-        assert_eq!(
-            Chain::take_welcome(&mut chains, &by, 8, second.clone()),
-            Ok(true)
-        );
-        let chain = chains.iter().find(|c| c.root == second.root).unwrap();
-        let entry = chain.entries().iter().find(|e| e.id == second.id());
-        assert_eq!(entry.map(|e| e.by), Some(by));
-        assert_eq!(Chain::welcomed_members(&chains, &theirs), 0);
-        assert_eq!(
-            Chain::welcomed_members(&chains, &by),
-            MAX_WELCOMED_MEMBERS + second.members().len()
-        );
-        // Now the creator's entry, it brings nothing when sent again.
-        assert!(Chain::welcome_fits(&chains, &by, &size, &none));
-        let mut again = PendingWelcomes::default();
-        again.add(&chains, &by, &size);
-        assert_eq!(again.members(), 0);
     }
 
     /// A copy of a chain (a node copies all its groups at every change of

@@ -1463,7 +1463,6 @@ mod tests {
                 root: GroupId([i as u8; 32]),
                 epoch: GroupId([i as u8; 32]),
                 members,
-                contents: [i as u8; 32],
             };
             let key = Key {
                 time: i as Time,
@@ -1483,7 +1482,6 @@ mod tests {
             root: GroupId([9; 32]),
             epoch: GroupId([9; 32]),
             members: 4_000,
-            contents: [9; 32],
         };
         assert!(Chain::welcome_fits(&[], &bob, &next, &pending));
         // Another author's count nothing.
@@ -1548,85 +1546,6 @@ mod tests {
         store.commit().unwrap();
         p.apply_group_messages(&stored, now, rng).unwrap();
         assert_eq!(p.chains().len(), full);
-    }
-
-    /// Regression (review: "the creator's rescue welcome can be declined
-    /// on receipt near the bound though take_welcome would take it"): the
-    /// creator's welcome into an epoch this device holds as it is, that
-    /// another admin welcomed it into (or that it reached by a change),
-    /// counted on receipt as an epoch not held. With the creator's
-    /// welcomes holding [`strand_sync::MAX_WELCOMED_MEMBERS`], the ledger
-    /// declined it ([`Over::WelcomedMembers`]), at every sync, though
-    /// [`Chain::take_welcome`] takes it whatever the bound (it holds no
-    /// member more): the creator's welcome that moves a member to where
-    /// the group has it, after a fork, never arrived. Here Bob, an admin
-    /// of Carol's group, welcomed Alice into its second epoch, and
-    /// Carol's welcomes hold the bound; Carol's welcome into that epoch
-    /// is now let in, stored and followed, and the entry is hers.
-    #[test]
-    fn the_creators_welcome_into_an_epoch_held_is_let_in_at_the_bound() {
-        use strand_sync::{Change, Identity, MAX_GROUP_MEMBERS, MAX_WELCOMED_MEMBERS};
-        let tmp = tempfile::tempdir().unwrap();
-        let rng = &mut crate::profile::os_rng();
-        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
-        let now = crate::profile::now();
-        let budgets = Budgets::default();
-        let carol = Identity::generate("Carol", rng).unwrap();
-        p.add_contact(&carol.invite(), "Carol", 0, rng).unwrap();
-        let carols = carol
-            .contact(&p.identity().public())
-            .unwrap()
-            .direct_group()
-            .clone();
-        let others = others_of_a_full_group(&p, rng);
-        let full = MAX_WELCOMED_MEMBERS / MAX_GROUP_MEMBERS;
-        // Carol's group of three, with Alice and Bob; Bob, made an
-        // admin, welcomes Alice into its second epoch.
-        let listed = [others[0].clone(), (bob.public(), "Bob".to_owned())];
-        let first = Epoch::create(&carol, "theirs", &listed, rng).unwrap();
-        let admin = Change::MakeAdmin(bob.public().sign);
-        let (_, second) = first.propose(&carol, admin, now, rng).unwrap();
-        let second = second.expect("Carol stays in");
-        let bobs = second.welcome(&bob, &group, now - 3000, rng).unwrap();
-        // Then Carol's own groups of a thousand, up to the bound.
-        let mut stored = Vec::new();
-        let mut store = p.store().unwrap();
-        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &bobs).unwrap());
-        stored.push((group.id, bobs.key()));
-        for i in 0..full {
-            let epoch = Epoch::create(&carol, &format!("g{i}"), &others, rng).unwrap();
-            let at = now - 2000 + i as u64;
-            let hers = epoch.welcome(&carol, &carols, at, rng).unwrap();
-            assert!(strand_sync::WriteStore::insert(&mut store, &carols.id, &hers).unwrap());
-            stored.push((carols.id, hers.key()));
-        }
-        store.commit().unwrap();
-        p.apply_group_messages(&stored, now, rng).unwrap();
-        assert_eq!(p.chains().len(), full + 1);
-        let welcomed =
-            |p: &Profile, by: &Identity| Chain::welcomed_members(&p.chains(), &by.public().sign);
-        assert_eq!(welcomed(&p, &carol), MAX_WELCOMED_MEMBERS);
-        assert_eq!(welcomed(&p, &bob), 3);
-
-        // Carol's welcome into the epoch Bob welcomed Alice into: let in
-        // on receipt, as following it takes it.
-        let rescue = second.welcome(&carol, &carols, now - 5, rng).unwrap();
-        let batch = Inbound::new(&carols, [rescue.clone()]);
-        let (batch, declined) = p
-            .check_and_store(batch, &Ledger::default(), &budgets, now)
-            .unwrap();
-        assert!(declined.is_empty(), "declined on receipt: {declined:?}");
-        let verdict = batch.iter().next().unwrap().verdict().clone();
-        assert_eq!(verdict, Verdict::Stored { new: true });
-        p.apply_group_messages(&[(carols.id, rescue.key())], now, rng)
-            .unwrap();
-        let chains = p.chains();
-        let chain = chains.iter().find(|c| c.root() == second.root).unwrap();
-        let entry = chain.entries().iter().find(|e| e.id == second.id());
-        assert_eq!(entry.map(|e| e.by), Some(carol.public().sign));
-        assert!(p.pending_group_messages(None).unwrap().is_empty());
-        assert_eq!(welcomed(&p, &bob), 0);
-        assert_eq!(welcomed(&p, &carol), MAX_WELCOMED_MEMBERS + 3);
     }
 
     /// A sweep gives back what the expired messages counted, and the
