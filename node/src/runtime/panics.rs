@@ -13,6 +13,8 @@
 use std::cell::Cell;
 use std::sync::Mutex;
 
+use strand_transport::relay::panic_message;
+
 /// The last panics, newest last.
 static RECORDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// How many are kept.
@@ -33,15 +35,7 @@ pub fn contained<T>(doing: &'static str, f: impl FnOnce() -> T) -> Result<T, Str
     let outer = CONTAINED.with(|c| c.replace(Some(doing)));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(outer));
-    result.map_err(|payload| message(payload.as_ref()))
-}
-
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
+    result.map_err(|payload| panic_message(payload.as_ref()))
 }
 
 /// Installs the hook. Only the first call does anything, so tests (and
@@ -55,7 +49,7 @@ fn install_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
-        let what = message(info.payload());
+        let what = panic_message(info.payload());
         let location = info.location();
         let at = location
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

@@ -392,8 +392,9 @@ impl<H: ConnectionHandler> ConnectionHandler for Caught<H> {
     }
 }
 
-/// A panic's message: what `panic!` and `expect` carry.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// A panic's message: what `panic!` and `expect` carry (the node's panic
+/// hook reads it too).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -101,7 +101,7 @@ use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
 mod catch_panics;
-pub use catch_panics::{contain as contain_panic, containing as containing_panic};
+pub use catch_panics::{contain as contain_panic, containing as containing_panic, panic_message};
 mod circuit_limits;
 mod client;
 mod gate;
