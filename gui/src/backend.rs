@@ -717,6 +717,7 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
+            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob"));
@@ -748,6 +749,7 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
+            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob", None));
