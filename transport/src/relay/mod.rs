@@ -54,9 +54,11 @@
 //! [`MAX_PUNCH_ADDRESSES`] of them, public ones first, and none narrower
 //! than the relay it goes through (a contact met through a relay on the
 //! internet cannot have this device dial its LAN or itself; a relay the
-//! contact named counts as no nearer than this device's own), no names,
-//! no unspecified, multicast or broadcast address, and one punch dial a
-//! contact at a time: a contact cannot use the device to scan.
+//! contact named counts as no nearer than this device's own), of those
+//! on the LAN or this machine one host's only (a relay that near observed
+//! the contact at one address there), no names, no unspecified,
+//! multicast or broadcast address, and one punch dial a contact at a
+//! time: a contact cannot use the device to scan.
 //!
 //! # Identity
 //!

@@ -52,6 +52,12 @@ use crate::{ip_scope, scope, Scope};
 ///   goes through: a relay observed the addresses a contact sends, and a
 ///   relay on the internet observes none on this device's LAN or
 ///   machine (a relay on loopback, as in tests, lets every scope through);
+/// - nearer than the internet (on the LAN or this machine) and at another
+///   host than the first such kept: a relay nearer than the internet
+///   observed the contact at one address there (identify's observation,
+///   and its listening ports at that address), so an honest contact names
+///   one such host, and a contact naming eight would have this device
+///   knock at its neighbours' doors, eight at each punch;
 /// - a name (`/dns…`) or anything not starting with an IP address: what
 ///   a relay observes is an IP address, and a name would be looked up by
 ///   this device's resolver, perhaps to a host on its LAN;
@@ -66,12 +72,13 @@ pub(crate) fn punch_addresses(
     named: &[Multiaddr],
     max: usize,
 ) -> Vec<Multiaddr> {
-    let mut usable: Vec<(Scope, &Multiaddr)> = named
+    let mut usable: Vec<(Scope, IpAddr, &Multiaddr)> = named
         .iter()
         .filter_map(|addr| {
             let ip = match addr.iter().next()? {
                 Protocol::Ip4(ip) => IpAddr::V4(ip),
-                // (::ffff:0.0.0.0 is unspecified as 0.0.0.0 is.)
+                // (::ffff:0.0.0.0 is unspecified as 0.0.0.0 is, and
+                // ::ffff:192.168.1.9 is the host 192.168.1.9 is.)
                 Protocol::Ip6(ip) => ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
                 _ => return None,
             };
@@ -79,18 +86,25 @@ pub(crate) fn punch_addresses(
             let elsewhere = last_peer(addr).is_some_and(|id| id != peer);
             let reach = ip_scope(ip);
             (!unspecified && !elsewhere && !is_circuit(addr) && reach >= floor)
-                .then_some((reach, addr))
+                .then_some((reach, ip, addr))
         })
         .collect();
     // Stable: within a scope, the order named stands, newest first.
     usable.reverse();
-    usable.sort_by_key(|(reach, _)| std::cmp::Reverse(*reach));
+    usable.sort_by_key(|(reach, ..)| std::cmp::Reverse(*reach));
+    // The one host nearer than the internet: the newest named of the
+    // widest such scope (a LAN host before this machine).
+    let near_host = usable
+        .iter()
+        .find(|(reach, ..)| *reach < Scope::Global)
+        .map(|(_, ip, _)| *ip);
     let mut out: Vec<Multiaddr> = Vec::with_capacity(max.min(usable.len()));
-    for (_, addr) in usable {
+    for (reach, ip, addr) in usable {
         if out.len() == max {
             break;
         }
-        if !out.contains(addr) {
+        let another_near_host = reach < Scope::Global && Some(ip) != near_host;
+        if !another_near_host && !out.contains(addr) {
             out.push(addr.clone());
         }
     }
@@ -478,29 +492,36 @@ mod tests {
             );
         }
 
-        // Without public ones: LAN ones, then this machine's, where the
-        // relay is as near.
+        // Without public ones: one host nearer than the internet, where
+        // the relay is as near; a LAN one before this machine, the newest
+        // named of them.
         let near: Vec<Multiaddr> = named
             .iter()
             .filter(|a| scope(a) != Scope::Global)
             .cloned()
             .collect();
-        let lan = |i: u16| addr(&format!("/ip4/192.168.1.{}/tcp/22", i + 1));
+        let lan = |port: u16| addr(&format!("/ip4/192.168.1.1/tcp/{port}"));
         let here = |i: u16| addr(&format!("/ip4/127.0.0.1/tcp/{}", 8000 + i));
         assert_eq!(
             punch_addresses(peer, Scope::Loopback, &near, max),
-            (0..max as u16).map(|i| lan(49 - i)).collect::<Vec<_>>()
+            [addr("/ip4/192.168.1.50/tcp/22")]
         );
-        let mut a_few = vec![here(0), lan(0), here(1), lan(1)];
+        let mut a_few = vec![here(0), lan(22), here(1), lan(23)];
         assert_eq!(
             punch_addresses(peer, Scope::Loopback, &a_few, max),
-            [lan(1), lan(0), here(1), here(0)]
+            [lan(23), lan(22)]
+        );
+        let only_here = [here(0), here(1)];
+        assert_eq!(
+            punch_addresses(peer, Scope::Loopback, &only_here, max),
+            [here(1), here(0)]
         );
         // A relay on the LAN: nothing of this machine; on the internet:
         // nothing of the LAN either.
+        assert!(punch_addresses(peer, Scope::Local, &only_here, max).is_empty());
         assert_eq!(
             punch_addresses(peer, Scope::Local, &a_few, max),
-            [lan(1), lan(0)]
+            [lan(23), lan(22)]
         );
         // Not one host: multicast, broadcast, reserved; whatever the floor.
         let many = [
@@ -517,7 +538,10 @@ mod tests {
 
         // Each once; and nothing but junk is nothing.
         a_few.extend(a_few.clone());
-        assert_eq!(punch_addresses(peer, Scope::Loopback, &a_few, max).len(), 4);
+        assert_eq!(
+            punch_addresses(peer, Scope::Loopback, &a_few, max),
+            [lan(23), lan(22)]
+        );
         let junk: Vec<Multiaddr> = named
             .iter()
             .filter(|a| {
@@ -530,6 +554,50 @@ mod tests {
             .collect();
         assert_eq!(junk.len(), 50);
         assert!(punch_addresses(peer, Scope::Loopback, &junk, max).is_empty());
+    }
+
+    /// Regression (review): through a relay on the LAN (the floor is
+    /// Local), a contact could name eight hosts of this device's LAN, and
+    /// each punch dialled them all: its neighbours scanned at the
+    /// contact's bidding. Such a relay observed the contact at one LAN
+    /// address, so a punch now dials one host nearer than the internet,
+    /// the newest named, at each port named for it; public ones beside.
+    #[test]
+    fn a_punch_dials_one_host_nearer_than_the_internet() {
+        let max = super::super::MAX_PUNCH_ADDRESSES;
+        let peer = peer();
+        let at = |host: &str, port: u16| addr(&format!("/ip4/{host}/tcp/{port}/p2p/{peer}"));
+        // Eight neighbours, then the contact's own address: TCP, QUIC, and
+        // TCP again as an IPv4-mapped IPv6 address.
+        let mut named: Vec<Multiaddr> = (10..18)
+            .map(|h| at(&format!("192.168.1.{h}"), 22))
+            .collect();
+        named.push(at("192.168.1.9", 4001));
+        let quic = addr(&format!("/ip4/192.168.1.9/udp/4001/quic-v1/p2p/{peer}"));
+        named.push(quic.clone());
+        let mapped = addr(&format!("/ip6/::ffff:192.168.1.9/tcp/4002/p2p/{peer}"));
+        named.push(mapped.clone());
+        let own = [mapped, quic, at("192.168.1.9", 4001)];
+        assert_eq!(punch_addresses(peer, Scope::Local, &named, max), own);
+
+        // Named the other way round, the newest neighbour is the host.
+        named.rotate_left(8);
+        assert_eq!(
+            punch_addresses(peer, Scope::Local, &named, max),
+            [at("192.168.1.17", 22)]
+        );
+
+        // Public ones first and beside it; this machine is another host.
+        named.rotate_right(8);
+        let public = at("203.0.113.7", 4001);
+        named.push(public.clone());
+        named.push(at("127.0.0.1", 4001));
+        let mut with_public = vec![public];
+        with_public.extend(own);
+        assert_eq!(
+            punch_addresses(peer, Scope::Loopback, &named, max),
+            with_public
+        );
     }
 
     fn punch() -> PunchDials {
