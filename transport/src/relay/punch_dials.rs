@@ -51,7 +51,11 @@ use crate::{ip_scope, scope, Scope};
 /// - of a scope narrower than `floor`, the scope of the relay the punch
 ///   goes through: a relay observed the addresses a contact sends, and a
 ///   relay on the internet observes none on this device's LAN or
-///   machine (a relay on loopback, as in tests, lets every scope through);
+///   machine (a relay on loopback, as in tests, lets every scope through;
+///   one reached by a name, `/dns…`, counts as on the internet: the swarm
+///   knows a connection by the name it dialled, not the address the name
+///   led to, which may be anywhere and change, so a relay on the LAN
+///   named so lets no LAN address through);
 /// - nearer than the internet (on the LAN or this machine) and at another
 ///   host than the first such kept: a relay nearer than the internet
 ///   observed the contact at one address there (identify's observation,
@@ -597,6 +601,69 @@ mod tests {
         assert_eq!(
             punch_addresses(peer, Scope::Loopback, &named, max),
             with_public
+        );
+    }
+
+    /// A relay reached by a name (`/dns…`) counts as on the internet,
+    /// whether this device chose it or a contact named it: where the name
+    /// led is not known here, and counted nearer, a name could open this
+    /// device's LAN or machine to a punch. Not a fix: the rule as it was,
+    /// kept; this holds it.
+    #[test]
+    fn a_relay_reached_by_a_name_counts_as_on_the_internet() {
+        let peer = peer();
+        let relay = super::super::peer_id_of([6; 32]);
+        let at = |host: &str| addr(&format!("{host}/tcp/4001/p2p/{relay}"));
+        // A circuit to this device through one of its own relays, named
+        // by the address it reaches that relay at.
+        let through_ours = |ours: &str| {
+            let mut p = punch();
+            p.own_relays(&[at(ours)]);
+            let circuit = at(ours).with(Protocol::P2pCircuit);
+            let remote = addr(&format!("/p2p/{peer}"));
+            p.handle_established_inbound_connection(
+                ConnectionId::new_unchecked(1),
+                peer,
+                &circuit,
+                &remote,
+            )
+            .expect("dcutr takes a relayed connection");
+            p.floor(&peer)
+        };
+        assert_eq!(through_ours("/ip4/192.168.1.2"), Scope::Local);
+        for name in ["/dns4/relay.lan", "/dns6/localhost", "/dns/nas.local"] {
+            assert_eq!(through_ours(name), Scope::Global, "{name}");
+        }
+
+        // A circuit this device dialled through a relay the contact
+        // named: a name there opens nothing either, whatever ours are.
+        let through_theirs = |ours: &str, theirs: &str| {
+            let mut p = punch();
+            p.own_relays(&[at(ours)]);
+            let circuit = at(theirs)
+                .with(Protocol::P2pCircuit)
+                .with(Protocol::P2p(peer));
+            p.handle_established_outbound_connection(
+                ConnectionId::new_unchecked(1),
+                peer,
+                &circuit,
+                Endpoint::Dialer,
+                PortUse::Reuse,
+            )
+            .expect("dcutr takes a relayed connection");
+            p.floor(&peer)
+        };
+        assert_eq!(
+            through_theirs("/ip4/127.0.0.1", "/dns4/localhost"),
+            Scope::Global
+        );
+        assert_eq!(
+            through_theirs("/dns4/relay.lan", "/ip4/127.0.0.1"),
+            Scope::Global
+        );
+        assert_eq!(
+            through_theirs("/ip4/192.168.1.2", "/ip4/192.168.1.3"),
+            Scope::Local
         );
     }
 
