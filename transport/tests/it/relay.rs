@@ -139,6 +139,84 @@ fn scanner(named: Vec<Multiaddr>) -> libp2p::Swarm<Scanner> {
     })
 }
 
+/// A contact's node reached through a relay, as anyone could write it:
+/// it starts hole punches on the circuits it takes (DCUtR's side that
+/// sends CONNECT), naming the addresses [`Propose`] proposed, and never
+/// dials one itself ([`NoPunchDials`]).
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Starter {
+    relay: libp2p::relay::client::Behaviour,
+    no_punch_dials: NoPunchDials,
+    dcutr: libp2p::dcutr::Behaviour,
+    stream: strand_transport::stream::Behaviour,
+    propose: Propose,
+}
+
+/// Refuses its swarm's dials in the listener's role: those of a hole
+/// punch on the side that started it. So a direct connection between the
+/// two sides is one the other side's punch dialled.
+struct NoPunchDials;
+
+impl libp2p::swarm::NetworkBehaviour for NoPunchDials {
+    type ConnectionHandler = libp2p::swarm::dummy::ConnectionHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: Option<libp2p::PeerId>,
+        _: &[Multiaddr],
+        role: libp2p::core::Endpoint,
+    ) -> Result<Vec<Multiaddr>, libp2p::swarm::ConnectionDenied> {
+        match role {
+            libp2p::core::Endpoint::Listener => Err(libp2p::swarm::ConnectionDenied::new(
+                "this side dials no hole punch",
+            )),
+            libp2p::core::Endpoint::Dialer => Ok(Vec::new()),
+        }
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: libp2p::PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: libp2p::swarm::THandlerOutEvent<Self>,
+    ) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<Self::ToSwarm, libp2p::swarm::THandlerInEvent<Self>>>
+    {
+        std::task::Poll::Pending
+    }
+}
+
 /// A relay as anyone can run it: libp2p's relay server and identify,
 /// which asks every connected peer again at its interval.
 #[derive(libp2p::swarm::NetworkBehaviour)]
@@ -1391,6 +1469,150 @@ async fn a_contact_cannot_have_a_hole_punch_dial_every_address_it_names() {
     assert!(
         dialled.len() <= MAX_PUNCH_ADDRESSES,
         "Alice dialled {} of the {NAMED} addresses named: {dialled:?}",
+        dialled.len()
+    );
+
+    driving.abort();
+    for listener in listeners {
+        listener.abort();
+    }
+    alice.shutdown().await;
+}
+
+/// The cap where the contact starts the punch: Alice dialled the circuit
+/// to Mallory, so his side sends CONNECT, and Alice dials what it names
+/// in the dialer's role (libp2p-dcutr's InboundConnectNegotiated; in the
+/// test above Alice starts, and dials in the listener's role). Mallory
+/// names 16 ports of Alice's machine that take a connection and close it,
+/// then last his own address, where he listens; he dials nothing himself.
+/// Alice dials the last named first and at most MAX_PUNCH_ADDRESSES, all
+/// at once, so her punch reaches Mallory with at most 7 of the 16
+/// dialled. Without the cap on this path, the swarm dials the 17 in the
+/// order named, eight at a time, and Mallory only once 9 have failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_that_starts_the_punch_has_it_dial_only_a_few_addresses() {
+    use std::collections::HashSet;
+
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use strand_transport::relay::MAX_PUNCH_ADDRESSES;
+    use strand_transport::stream;
+
+    const NAMED: usize = 16;
+    let server = relay_server(22, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let (alice, mut alice_events) = client(config(0xa, vec![relay_at.clone()], true)).await;
+    wait_reserved(&alice).await;
+
+    // Ports that tell each connection made to them, and close it (that
+    // address of the dial fails at once).
+    let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+    let mut ports = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..NAMED {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tx = accepted_tx.clone();
+        ports.push(port);
+        listeners.push(tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = tx.send(port);
+                drop(socket);
+            }
+        }));
+    }
+
+    let mut mallory = relay_client(Duration::from_secs(60), |key, relay| Starter {
+        relay,
+        no_punch_dials: NoPunchDials,
+        dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+        stream: stream::Behaviour::new(),
+        propose: Propose(Vec::new().into_iter()),
+    });
+    let mallory_id = *mallory.local_peer_id();
+    mallory
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let mallory_at = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = mallory.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await
+    .expect("Mallory listens in time");
+    let mut named: Vec<Multiaddr> = ports
+        .iter()
+        .map(|port| format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap())
+        .collect();
+    named.push(mallory_at);
+    // DCUtR names what its swarm proposed when the circuit opens: all of
+    // it first, then the reservation Alice dials him through.
+    mallory.behaviour_mut().propose = Propose(named.clone().into_iter());
+    mallory
+        .listen_on(relay_at.clone().with(Protocol::P2pCircuit))
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut proposed, mut reserved) = (0, false);
+        while proposed < named.len() || !reserved {
+            match mallory.select_next_some().await {
+                SwarmEvent::NewExternalAddrCandidate { .. } => proposed += 1,
+                SwarmEvent::Behaviour(StarterEvent::Relay(
+                    libp2p::relay::client::Event::ReservationReqAccepted { .. },
+                )) => reserved = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the addresses proposed and Mallory reserved in time");
+    let driving = tokio::spawn(async move {
+        // Kept open while the test runs.
+        let mut streams = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(StarterEvent::Stream(stream::Event::Inbound {
+                stream,
+                ..
+            })) = mallory.select_next_some().await
+            {
+                streams.push(stream);
+            }
+        }
+    });
+
+    let mut out = alice
+        .dial(&circuit_addr(&relay_at, mallory_id))
+        .unwrap()
+        .await
+        .unwrap();
+    out.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+    // Only Alice's punch dial makes a direct connection with Mallory, and
+    // it is told as found once up.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let e = alice_events.recv().await.expect("events open");
+            if let TransportEvent::Discovered { .. } = e {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("Alice's punch reaches Mallory in time");
+    // Each port tells a connection before closing it, so before that
+    // address of the dial failed, and so before the swarm dialled the
+    // next one.
+    let mut dialled = HashSet::new();
+    while let Ok(port) = accepted.try_recv() {
+        dialled.insert(port);
+    }
+    assert!(
+        dialled.len() < MAX_PUNCH_ADDRESSES,
+        "Alice dialled {} of the {NAMED} ports named before Mallory's address: {dialled:?}",
         dialled.len()
     );
 
