@@ -1633,12 +1633,12 @@ impl Node {
             self.shared.registry.announce(*g, *k, None);
         }
         if let Some(r) = &self.shared.relays {
-            let list = relay_list(
+            let (own, borrowed) = relay_list(
                 &self.shared.profile,
                 &self.shared.serving,
                 &self.shared.reach,
             );
-            if let Err(e) = r.set_relays(list).await {
+            if let Err(e) = r.set_relays(own, borrowed).await {
                 tracing::warn!("updating the relays failed: {e}");
             }
         }
@@ -1718,11 +1718,9 @@ async fn start_relays(
     };
     let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
     profile.publish_reach(&offers, clock.now(), &mut rng)?;
-    let mut config = RelayConfig::new(
-        relay_list(profile, &serving, reach),
-        Arc::new(identity),
-        epoch,
-    );
+    let (own, borrowed) = relay_list(profile, &serving, reach);
+    let mut config = RelayConfig::new(own, Arc::new(identity), epoch);
+    config.borrowed = borrowed;
     config.hole_punch = settings.hole_punch;
     config.listen = settings.listen.clone();
     let client = Relays::start(config, events).await?;
@@ -1752,25 +1750,33 @@ pub fn is_public_address(address: &str) -> bool {
             .is_ok_and(|a| strand_transport::scope(&a) == strand_transport::Scope::Global)
 }
 
-/// The relays to reserve on: the profile's, the one this node runs, and
-/// the ones contacts run for their contacts.
+/// The relays to reserve on: this node's own (the profile's, which its
+/// user chose, and the one it runs), and those contacts lent it (the ones
+/// they run for their contacts, [`relaying::Reachability::offers`]).
+/// Contacts choose what they lend, anywhere: only this node's own relays
+/// set how near a hole punch may dial ([`RelayConfig::borrowed`]).
 fn relay_list(
     profile: &Profile,
     serving: &[Multiaddr],
     reach: &relaying::Reachability,
-) -> Vec<Multiaddr> {
-    let mut out: Vec<Multiaddr> = profile
+) -> (Vec<Multiaddr>, Vec<Multiaddr>) {
+    let mut own: Vec<Multiaddr> = profile
         .relays()
         .unwrap_or_default()
         .iter()
         .filter_map(|r| r.parse().ok())
         .collect();
-    for a in serving.iter().cloned().chain(reach.offers()) {
-        if !out.contains(&a) {
-            out.push(a);
+    for a in serving {
+        if !own.contains(a) {
+            own.push(a.clone());
         }
     }
-    out
+    let borrowed = reach
+        .offers()
+        .into_iter()
+        .filter(|a| !own.contains(a))
+        .collect();
+    (own, borrowed)
 }
 
 /// Hands memory the allocator holds but nobody uses back to the OS.

@@ -24,8 +24,8 @@ use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
 use super::punch_dials::PunchDials;
 use super::{
-    last_peer, relay_name, RelayConfig, RelayState, ReservationState, Shared, MAX_PUNCH_ADDRESSES,
-    MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
+    last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState, Shared,
+    MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
 use crate::stream::{self, OpenId};
@@ -88,8 +88,8 @@ pub(crate) struct Behaviour {
 
 impl Behaviour {
     /// The relays' connections pass the gate from the start; hole punches
-    /// through relays a contact named dial nothing narrower than the
-    /// relays this device chose (`own`, their addresses).
+    /// through relays a contact named or lent dial nothing narrower than
+    /// this device's own relays (`own`, their addresses).
     fn trust(&mut self, relays: &[PeerId], own: &[Multiaddr]) {
         self.identify.trust(relays.iter().copied());
         self.dcutr.trust(relays.iter().copied());
@@ -129,7 +129,7 @@ pub(crate) enum Command {
     },
     /// Keep reservations on these relays (and give up the others).
     SetRelays {
-        relays: Vec<Multiaddr>,
+        relays: RelayList,
         reply: oneshot::Sender<()>,
     },
     /// Open a stream at a circuit address.
@@ -692,7 +692,9 @@ impl Task {
         }
     }
 
-    fn set_relays(&mut self, relays: Vec<Multiaddr>) {
+    fn set_relays(&mut self, list: RelayList) {
+        // Reserved on alike; only this device's own set a punch's floor.
+        let relays = list.all();
         let keep: HashSet<&Multiaddr> = relays.iter().collect();
         let mut gone = Vec::new();
         self.slots.retain(|s| {
@@ -706,7 +708,7 @@ impl Task {
             self.swarm.remove_listener(id);
         }
         let trusted: Vec<PeerId> = relays.iter().filter_map(last_peer).collect();
-        self.swarm.behaviour_mut().trust(&trusted, &relays);
+        self.swarm.behaviour_mut().trust(&trusted, &list.own);
         self.swarm.behaviour_mut().circuits.set_relays(relays.len());
         for addr in relays {
             if self.slots.iter().any(|s| s.addr == addr) {

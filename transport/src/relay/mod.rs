@@ -54,7 +54,8 @@
 //! [`MAX_PUNCH_ADDRESSES`] of them, public ones first, and none narrower
 //! than the relay it goes through (a contact met through a relay on the
 //! internet cannot have this device dial its LAN or itself; a relay the
-//! contact named counts as no nearer than this device's own), of those
+//! contact named, or one a contact lent, [`RelayConfig::borrowed`],
+//! counts as no nearer than this device's own), of those
 //! on the LAN or this machine one host's only (a relay that near observed
 //! the contact at one address there), no names, no unspecified,
 //! multicast or broadcast address, and one punch dial a contact at a
@@ -163,9 +164,16 @@ pub type IdentityFn = Arc<dyn Fn(u64) -> [u8; 32] + Send + Sync>;
 /// Relay client settings.
 #[derive(Clone)]
 pub struct RelayConfig {
-    /// Relays to keep a reservation on (each `…/p2p/<relay id>`; those
+    /// Relays to keep a reservation on, this device's own: those its user
+    /// chose and the one it runs (each `…/p2p/<relay id>`; those
     /// [`is_relay_addr`] does not take are left out, with a warning).
     pub relays: Vec<Multiaddr>,
+    /// Relays contacts lent this device (the ones they run for their
+    /// contacts), reserved on as [`RelayConfig::relays`] are. Unlike
+    /// those, they do not set how near a hole punch may dial (see the
+    /// module docs): a contact lending a relay on this machine or LAN
+    /// does not open them to punches.
+    pub borrowed: Vec<Multiaddr>,
     /// This device's relay identity per epoch.
     pub identity: IdentityFn,
     /// How long one identity lives. Epochs count from the Unix epoch, so
@@ -189,6 +197,7 @@ impl std::fmt::Debug for RelayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayConfig")
             .field("relays", &self.relays)
+            .field("borrowed", &self.borrowed)
             .field("epoch", &self.epoch)
             .field("hole_punch", &self.hole_punch)
             .field("listen", &self.listen)
@@ -198,11 +207,13 @@ impl std::fmt::Debug for RelayConfig {
 }
 
 impl RelayConfig {
-    /// Settings for these relays and identities: hole punching on, direct
-    /// connections accepted on all interfaces (TCP and QUIC).
+    /// Settings for these relays (this device's own, none borrowed) and
+    /// identities: hole punching on, direct connections accepted on all
+    /// interfaces (TCP and QUIC).
     pub fn new(relays: Vec<Multiaddr>, identity: IdentityFn, epoch: Duration) -> RelayConfig {
         RelayConfig {
             relays,
+            borrowed: Vec::new(),
             identity,
             epoch,
             hole_punch: true,
@@ -429,7 +440,7 @@ struct Current {
 /// What the handle and the generations share.
 pub(crate) struct Shared {
     config: RelayConfig,
-    relays: Mutex<Vec<Multiaddr>>,
+    relays: Mutex<RelayList>,
     events: mpsc::Sender<TransportEvent>,
     counts: SharedCounts,
     current: RwLock<Current>,
@@ -499,7 +510,10 @@ impl Relays {
     ) -> Result<Relays, TransportError> {
         let (closed, _) = mpsc::channel(1);
         let shared = Arc::new(Shared {
-            relays: Mutex::new(usable_relays(config.relays.clone())),
+            relays: Mutex::new(RelayList::usable(
+                config.relays.clone(),
+                config.borrowed.clone(),
+            )),
             config,
             events,
             counts: SharedCounts::default(),
@@ -591,12 +605,18 @@ impl Relays {
         self.shared.current().epoch
     }
 
-    /// Replaces the relays to reserve on (reservations on relays no longer
-    /// listed are given up).
+    /// Replaces the relays to reserve on, this device's own and those
+    /// contacts lent it (as [`RelayConfig::relays`] and
+    /// [`RelayConfig::borrowed`]); reservations on relays no longer
+    /// listed are given up.
     /// Addresses that are not a relay's ([`is_relay_addr`]) are left out
     /// (with a warning).
-    pub async fn set_relays(&self, relays: Vec<Multiaddr>) -> Result<(), TransportError> {
-        let relays = usable_relays(relays);
+    pub async fn set_relays(
+        &self,
+        relays: Vec<Multiaddr>,
+        borrowed: Vec<Multiaddr>,
+    ) -> Result<(), TransportError> {
+        let relays = RelayList::usable(relays, borrowed);
         // Not while a rotation reads the list for the next generation.
         let _one_at_a_time = self.shared.rotating.lock().await;
         *self.shared.relays.lock().expect("relays lock") = relays.clone();
@@ -619,6 +639,38 @@ impl Relays {
     pub async fn rotate(&self) -> Result<(), TransportError> {
         let next = self.epoch() + 1;
         self.start_generation(next).await
+    }
+}
+
+/// The relays a generation reserves on: this device's own and those
+/// contacts lent it ([`RelayConfig::relays`], [`RelayConfig::borrowed`]).
+/// Only its own set how near a hole punch dials.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RelayList {
+    pub(crate) own: Vec<Multiaddr>,
+    pub(crate) borrowed: Vec<Multiaddr>,
+}
+
+impl RelayList {
+    /// The relays of `own` and `borrowed` this client can reserve on
+    /// ([`usable_relays`]).
+    fn usable(own: Vec<Multiaddr>, borrowed: Vec<Multiaddr>) -> RelayList {
+        RelayList {
+            own: usable_relays(own),
+            borrowed: usable_relays(borrowed),
+        }
+    }
+
+    /// Every relay, each once, this device's own first (a relay both
+    /// lent and its own is its own).
+    pub(crate) fn all(&self) -> Vec<Multiaddr> {
+        let mut out = self.own.clone();
+        for b in &self.borrowed {
+            if !out.contains(b) {
+                out.push(b.clone());
+            }
+        }
+        out
     }
 }
 

@@ -49,13 +49,15 @@ use crate::{ip_scope, scope, Scope};
 /// names what it observed oldest first, and the newest are the likeliest
 /// to answer), and none that is
 /// - of a scope narrower than `floor`, the scope of the relay the punch
-///   goes through: a relay observed the addresses a contact sends, and a
-///   relay on the internet observes none on this device's LAN or
-///   machine (a relay on loopback, as in tests, lets every scope through;
-///   one reached by a name, `/dns…`, counts as on the internet: the swarm
-///   knows a connection by the name it dialled, not the address the name
-///   led to, which may be anywhere and change, so a relay on the LAN
-///   named so lets no LAN address through);
+///   goes through, counted as no nearer than this device's own relays
+///   (a relay a contact named or lent may be anywhere): a relay observed
+///   the addresses a contact sends, and a relay on the internet observes
+///   none on this device's LAN or machine (a relay on loopback, as in
+///   tests, lets every scope through; one reached by a name, `/dns…`,
+///   counts as on the internet: the swarm knows a connection by the name
+///   it dialled, not the address the name led to, which may be anywhere
+///   and change, so a relay on the LAN named so lets no LAN address
+///   through);
 /// - nearer than the internet (on the LAN or this machine) and at another
 ///   host than the first such kept: a relay nearer than the internet
 ///   observed the contact at one address there (identify's observation,
@@ -139,14 +141,17 @@ pub(crate) struct PunchDials {
     /// Addresses a hole punch dials at most.
     max: usize,
     /// Relayed connections: their remote, and the scope of their relay's
-    /// address (this device's own connection to it). A circuit this
-    /// device dialled goes through a relay the remote named, so its scope
-    /// counts as no narrower than [`PunchDials::own`].
+    /// address (this device's own connection to it), counted as no
+    /// narrower than [`PunchDials::own`]: a circuit this device dialled
+    /// goes through a relay the remote named, and one it took may come
+    /// through a relay a contact lent (through one of this device's own
+    /// relays, that changes nothing: `own` is the narrowest of them).
     relayed: HashMap<ConnectionId, (PeerId, Scope)>,
-    /// The narrowest scope of the relays this device chose itself
-    /// ([`PunchDials::own_relays`]; [`Scope::Global`] if none): a remote
-    /// that names a relay on this device's machine or LAN to be dialled
-    /// through does not make the punch dial there.
+    /// The narrowest scope of this device's own relays, those its user
+    /// chose and the one it runs ([`PunchDials::own_relays`];
+    /// [`Scope::Global`] if none): a remote that names or lends a relay
+    /// on this device's machine or LAN does not make a punch through it
+    /// dial there.
     own: Scope,
     /// Per remote, the swarm's id of its punch dial under way: one at a
     /// time, as the side that dialled the circuit takes every CONNECT the
@@ -179,9 +184,8 @@ impl PunchDials {
         }
     }
 
-    /// The relays this device chose (their addresses): a punch through a
-    /// relay the remote named dials nothing narrower than the narrowest of
-    /// them.
+    /// This device's own relays (their addresses), not those contacts
+    /// lent it: a punch dials nothing narrower than the narrowest of them.
     pub(crate) fn own_relays(&mut self, relays: &[Multiaddr]) {
         self.own = relays.iter().map(scope).min().unwrap_or(Scope::Global);
     }
@@ -229,10 +233,11 @@ impl NetworkBehaviour for PunchDials {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        // As dcutr tells a relayed one: by the circuit on this side.
+        // As dcutr tells a relayed one: by the circuit on this side, the
+        // relay this device reserved on, perhaps one a contact lent.
         if is_circuit(local_addr) {
             self.relayed
-                .insert(connection_id, (peer, scope(local_addr)));
+                .insert(connection_id, (peer, scope(local_addr).max(self.own)));
         }
         self.inner.handle_established_inbound_connection(
             connection_id,
@@ -664,6 +669,50 @@ mod tests {
         assert_eq!(
             through_theirs("/ip4/192.168.1.2", "/ip4/192.168.1.3"),
             Scope::Local
+        );
+    }
+
+    /// Regression (review): a circuit through one of this device's
+    /// reservations counted as near as that relay, and the node reserves
+    /// on relays contacts lend it (their offers, checked for form only).
+    /// A contact lending a relay at 127.0.0.1 (this node's own relay for
+    /// contacts, say) and dialling through it had punches dial this
+    /// machine's ports. Such a circuit now counts as no nearer than this
+    /// device's own relays, as one through a relay the contact named does.
+    #[test]
+    fn a_relay_a_contact_lent_makes_a_punch_dial_no_nearer_than_ours() {
+        let peer = peer();
+        let relay = super::super::peer_id_of([6; 32]);
+        let at = |host: &str| addr(&format!("{host}/tcp/4001/p2p/{relay}"));
+        let through_lent = |ours: &[Multiaddr]| {
+            let mut p = punch();
+            p.own_relays(ours);
+            let circuit = at("/ip4/127.0.0.1").with(Protocol::P2pCircuit);
+            let remote = addr(&format!("/p2p/{peer}"));
+            p.handle_established_inbound_connection(
+                ConnectionId::new_unchecked(1),
+                peer,
+                &circuit,
+                &remote,
+            )
+            .expect("dcutr takes a relayed connection");
+            p.floor(&peer)
+        };
+        assert_eq!(through_lent(&[]), Scope::Global, "no relays of our own");
+        assert_eq!(
+            through_lent(&[at("/ip4/203.0.113.7")]),
+            Scope::Global,
+            "ours on the internet"
+        );
+        assert_eq!(
+            through_lent(&[at("/ip4/203.0.113.7"), at("/ip4/192.168.1.2")]),
+            Scope::Local,
+            "one of ours on the LAN"
+        );
+        assert_eq!(
+            through_lent(&[at("/ip4/127.0.0.1")]),
+            Scope::Loopback,
+            "ours here too (tests)"
         );
     }
 

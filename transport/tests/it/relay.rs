@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use strand_transport::relay::server::{RelayLimits, RelayServer, RelayServerConfig};
-use strand_transport::relay::{circuit_addr, peer_id_of, IdentityFn};
+use strand_transport::relay::{circuit_addr, is_circuit, peer_id_of, IdentityFn};
 use strand_transport::{
     Direction, Link, LinkKind, Multiaddr, RelayConfig, Relays, Remote, ReservationState, Transport,
     TransportError, TransportEvent,
@@ -174,6 +174,87 @@ impl libp2p::swarm::NetworkBehaviour for NoPunchDials {
             )),
             libp2p::core::Endpoint::Dialer => Ok(Vec::new()),
         }
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: libp2p::PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<libp2p::swarm::THandler<Self>, libp2p::swarm::ConnectionDenied> {
+        Ok(libp2p::swarm::dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: libp2p::PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: libp2p::swarm::THandlerOutEvent<Self>,
+    ) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<Self::ToSwarm, libp2p::swarm::THandlerInEvent<Self>>>
+    {
+        std::task::Poll::Pending
+    }
+}
+
+/// A contact's node as in [`Scanner`], whose own hole punch dials to
+/// `TellPunchDials::to` are refused and told.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Answerer {
+    tell: TellPunchDials,
+    relay: libp2p::relay::client::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
+    stream: strand_transport::stream::Behaviour,
+    propose: Propose,
+}
+
+/// Refuses its swarm's dials to `to` at direct addresses and tells each
+/// on `told`. Where `to` starts the hole punch, such a dial answers its
+/// CONNECT (libp2p-dcutr 0.15 dials once the SYNC came), one per CONNECT.
+struct TellPunchDials {
+    to: libp2p::PeerId,
+    told: mpsc::UnboundedSender<()>,
+}
+
+impl libp2p::swarm::NetworkBehaviour for TellPunchDials {
+    type ConnectionHandler = libp2p::swarm::dummy::ConnectionHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        peer: Option<libp2p::PeerId>,
+        addresses: &[Multiaddr],
+        _: libp2p::core::Endpoint,
+    ) -> Result<Vec<Multiaddr>, libp2p::swarm::ConnectionDenied> {
+        let direct = !addresses.is_empty() && !addresses.iter().any(is_circuit);
+        if peer != Some(self.to) || !direct {
+            return Ok(Vec::new());
+        }
+        let _ = self.told.send(());
+        Err(libp2p::swarm::ConnectionDenied::new(
+            "this side dials no hole punch",
+        ))
     }
 
     fn handle_established_inbound_connection(
@@ -787,7 +868,7 @@ async fn an_answer_to_a_reservation_given_up_is_dropped_and_the_connection_kept(
     // relay client, so the relay client has heard of it before she is
     // reserved there.
     alice
-        .set_relays(vec![good_at.clone()])
+        .set_relays(vec![good_at.clone()], Vec::new())
         .await
         .expect("the relay client runs");
     wait_reserved(&alice).await;
@@ -808,7 +889,7 @@ async fn an_answer_to_a_reservation_given_up_is_dropped_and_the_connection_kept(
     let more = relay_server(25, "/ip4/127.0.0.1/tcp/0").await;
     let more_at = relay_addr(&more).await;
     alice
-        .set_relays(vec![good_at.clone(), more_at.clone()])
+        .set_relays(vec![good_at.clone(), more_at.clone()], Vec::new())
         .await
         .expect("the relay client still runs");
     wait_reserved(&alice).await;
@@ -827,7 +908,7 @@ async fn an_answer_to_a_reservation_given_up_is_dropped_and_the_connection_kept(
     // kept (the relay answers at once now), and none is dialled.
     hold.notify_one();
     alice
-        .set_relays(vec![good_at, more_at, holding.addr.clone()])
+        .set_relays(vec![good_at, more_at, holding.addr.clone()], Vec::new())
         .await
         .expect("the relay client still runs");
     wait_reserved(&alice).await;
@@ -1614,6 +1695,121 @@ async fn a_contact_that_starts_the_punch_has_it_dial_only_a_few_addresses() {
         dialled.len() < MAX_PUNCH_ADDRESSES,
         "Alice dialled {} of the {NAMED} ports named before Mallory's address: {dialled:?}",
         dialled.len()
+    );
+
+    driving.abort();
+    for listener in listeners {
+        listener.abort();
+    }
+    alice.shutdown().await;
+}
+
+/// Regression (review): a hole punch's floor came from every relay the
+/// device reserved on, relays contacts lent it among them (the node
+/// reserves on up to 4 that contacts offer, checked for their form
+/// only), and a circuit through one of its reservations counted as near
+/// as that relay. So a contact lending a relay on Alice's machine (her
+/// node's own relay for contacts, say) had her punches dial her
+/// machine's ports. Here Alice's only relay is one a contact lent, on
+/// loopback; Mallory dials her through it and names 8 ports of her
+/// machine. Her punch dials none of them: its floor is the internet, as
+/// with no relay of her own. Mallory tells the test each of his punch
+/// dials, one per CONNECT Alice sends; she sends her second only once
+/// the dial of her first punch failed, which it does only after each
+/// port it dialled told the test (before: all 8 had by then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_a_contact_lent_lets_no_punch_dial_this_machine() {
+    use std::collections::HashSet;
+
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use strand_transport::relay::MAX_PUNCH_ADDRESSES;
+    use strand_transport::stream;
+
+    let server = relay_server(28, "/ip4/127.0.0.1/tcp/0").await;
+    let relay_at = relay_addr(&server).await;
+    let mut lent = config(0xa, Vec::new(), true);
+    lent.borrowed = vec![relay_at.clone()];
+    let (alice, mut alice_events) = client(lent).await;
+    wait_reserved(&alice).await;
+    let target = alice.local_peer_id();
+
+    // Ports that tell each connection made to them, and close it (that
+    // address of the dial fails at once).
+    let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+    let mut named: Vec<Multiaddr> = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..MAX_PUNCH_ADDRESSES {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tx = accepted_tx.clone();
+        named.push(format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap());
+        listeners.push(tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = tx.send(port);
+                drop(socket);
+            }
+        }));
+    }
+
+    // DCUtR names what its swarm proposed when the circuit opens: all of
+    // it first.
+    let (told, mut punch_dials) = mpsc::unbounded_channel();
+    let mut mallory = relay_client(Duration::from_secs(60), |key, relay| Answerer {
+        tell: TellPunchDials { to: target, told },
+        relay,
+        dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+        stream: stream::Behaviour::new(),
+        propose: Propose(named.clone().into_iter()),
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut proposed = 0;
+        while proposed < named.len() {
+            if let SwarmEvent::NewExternalAddrCandidate { .. } = mallory.select_next_some().await {
+                proposed += 1;
+            }
+        }
+    })
+    .await
+    .expect("the addresses proposed in time");
+    mallory
+        .behaviour_mut()
+        .stream
+        .open_at(target, vec![circuit_addr(&relay_at, target)]);
+    let driving = tokio::spawn(async move {
+        // Kept open while the test runs.
+        let mut streams = Vec::new();
+        loop {
+            if let SwarmEvent::Behaviour(AnswererEvent::Stream(stream::Event::Opened {
+                stream,
+                ..
+            })) = mallory.select_next_some().await
+            {
+                streams.push(stream);
+            }
+        }
+    });
+    let mut inc = next_incoming(&mut alice_events).await;
+    inc.authenticated
+        .take()
+        .expect("a relayed link waits")
+        .call();
+
+    // Mallory's second punch dial answers Alice's second CONNECT.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in 0..2 {
+            punch_dials.recv().await.expect("Mallory's swarm runs");
+        }
+    })
+    .await
+    .expect("Alice tries to punch a hole twice in time");
+    let mut dialled = HashSet::new();
+    while let Ok(port) = accepted.try_recv() {
+        dialled.insert(port);
+    }
+    assert!(
+        dialled.is_empty(),
+        "through a relay a contact lent, Alice dialled ports of her machine: {dialled:?}"
     );
 
     driving.abort();
