@@ -326,36 +326,75 @@ impl Lan {
     /// all the same, and the LAN is quiet until a rotation succeeds (see
     /// the module docs); the error is the first address that failed.
     pub async fn rotate(&self) -> Result<(), TransportError> {
+        let _one_at_a_time = self.shared.rotating.lock().await;
+        // A rotation asked for after shutdown (on waking, say) starts
+        // nothing: no generation would be left to stop it.
+        if self.shared.stop.is_cancelled() {
+            return Err(TransportError::Stopped);
+        }
+        let old = self.shared.current();
+        match self.spawn() {
+            Ok(generation) => self.hand_over(old, generation).await,
+            Err(e) => {
+                self.go_quiet(old.as_ref(), &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A new generation, not yet tracked or listening.
+    fn spawn(&self) -> Result<Generation, TransportError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.rotating.lock().await;
-        let old = shared.current();
-        let result = match swarm::spawn(
+        swarm::spawn(
             &shared.config,
             shared.counts.clone(),
             Arc::downgrade(shared),
             shared.events.clone(),
-        ) {
-            Ok(generation) => {
-                let new = Current {
-                    commands: generation.commands.clone(),
-                    local: generation.local,
-                };
-                // Tracked at once, so shutdown stops it whatever happens below.
-                crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
-                let result = self.take_over(old.as_ref(), &new).await;
-                match &result {
-                    Ok(()) => tracing::debug!(local = %new.local, "LAN identity rotated"),
-                    // It never took over, so it has no links to keep; left
-                    // running, it would be a second identity on the network
-                    // until MAX_GENERATIONS newer ones pushed it out.
-                    Err(_) => crate::generation::stop(&shared.old, new.local),
-                }
-                result
-            }
-            Err(e) => Err(e),
+        )
+    }
+
+    /// The rest of [`Lan::rotate`], once `generation` is spawned: it takes
+    /// over from `old` ([`Lan::take_over`]), or, if it can listen
+    /// nowhere, is stopped and the LAN goes quiet. The caller holds
+    /// `rotating`. If shutdown ran meanwhile, the new generation stops
+    /// too (with the others, or here if shutdown came before it was
+    /// tracked), and the LAN does not go quiet: a quiet LAN tries again.
+    async fn hand_over(
+        &self,
+        old: Option<Current>,
+        generation: Generation,
+    ) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let new = Current {
+            commands: generation.commands.clone(),
+            local: generation.local,
         };
-        if let Err(e) = &result {
-            self.go_quiet(old.as_ref(), e).await;
+        // Tracked at once, so shutdown stops it whatever happens below.
+        crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
+        // Shutdown cancels `stop` before it stops the generations tracked.
+        // If it had not cancelled it by now, it will find this one; if it
+        // had, it may have stopped them all before this one was among
+        // them, and nothing else would stop it.
+        if shared.stop.is_cancelled() {
+            crate::generation::stop(&shared.old, new.local);
+            return Err(TransportError::Stopped);
+        }
+        let result = self.take_over(old.as_ref(), &new).await;
+        match &result {
+            Ok(()) => tracing::debug!(local = %new.local, "LAN identity rotated"),
+            Err(e) => {
+                // It never took over, so it has no links to keep; left
+                // running, it would be a second identity on the network
+                // until MAX_GENERATIONS newer ones pushed it out.
+                crate::generation::stop(&shared.old, new.local);
+                // Shutdown ran during the take-over and stopped the new
+                // generation with the others: the LAN is stopped, not
+                // quiet, and no retry should follow.
+                if shared.stop.is_cancelled() {
+                    return Err(TransportError::Stopped);
+                }
+                self.go_quiet(old.as_ref(), e).await;
+            }
         }
         result
     }

@@ -159,3 +159,41 @@ async fn a_rotation_that_can_listen_nowhere_goes_quiet_until_one_succeeds() {
     assert_ne!(back, before);
     assert_eq!(met_at(&gone).await.as_ref(), Some(&back));
 }
+
+/// A rotation asked for after shutdown (on waking, as the node does,
+/// while it stops) started a new generation that nothing stopped:
+/// shutdown had already stopped the ones it tracked, so the new one took
+/// over the LAN's ports and listened (and with mDNS, announced itself)
+/// until the process ended. Now it starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_after_shutdown_starts_nothing() {
+    let (lan, _events, working) = start().await;
+    lan.shutdown().await;
+
+    let rotated = lan.rotate().await;
+    assert!(matches!(rotated, Err(TransportError::Stopped)), "{rotated:?}");
+    assert!(lan.shared.old.lock().unwrap().is_empty());
+    assert_eq!(met_at(&working).await, None, "nothing answers after shutdown");
+}
+
+/// The same race, closer: shutdown runs on another thread after a
+/// rotation looked at the stop token and before it tracked its new
+/// generation (here, between the spawn and the hand-over). The new
+/// generation was tracked in a list shutdown had already emptied, took
+/// over and listened on. Now it is stopped before it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_shutdown_overtakes_stops_its_generation() {
+    let (lan, _events, working) = start().await;
+    let _one_at_a_time = lan.shared.rotating.lock().await;
+    let old = lan.shared.current();
+    let generation = lan.spawn().unwrap();
+    lan.shutdown().await;
+
+    let handed = lan.hand_over(old, generation).await;
+    assert!(matches!(handed, Err(TransportError::Stopped)), "{handed:?}");
+    assert!(
+        lan.shared.old.lock().unwrap().is_empty(),
+        "no generation is left running"
+    );
+    assert_eq!(met_at(&working).await, None, "nothing answers after shutdown");
+}
