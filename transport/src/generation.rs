@@ -39,9 +39,23 @@ pub(crate) fn keep<C>(
     generation: Generation<C>,
     max: usize,
 ) {
+    track(gens, generation);
+    trim(gens, max);
+}
+
+/// Tracks `generation` beside the older ones still running, so shutdown
+/// stops them all, and stops none of them: for a generation that may yet
+/// fail to take over ([`stop`]), which should cost no older one its
+/// links. [`trim`] once it has.
+pub(crate) fn track<C>(gens: &Mutex<VecDeque<Generation<C>>>, generation: Generation<C>) {
     let mut gens = gens.lock().expect("generations lock");
     gens.retain(|g| !g.task.is_finished());
     gens.push_back(generation);
+}
+
+/// Stops the oldest generations past `max`; the newest is never one.
+pub(crate) fn trim<C>(gens: &Mutex<VecDeque<Generation<C>>>, max: usize) {
+    let mut gens = gens.lock().expect("generations lock");
     while gens.len() > max {
         if let Some(g) = gens.pop_front() {
             g.task.abort();

@@ -369,8 +369,9 @@ impl Lan {
             commands: generation.commands.clone(),
             local: generation.local,
         };
-        // Tracked at once, so shutdown stops it whatever happens below.
-        crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
+        // Tracked at once, so shutdown stops it whatever happens below;
+        // the oldest past MAX_GENERATIONS stop only once it took over.
+        crate::generation::track(&shared.old, generation);
         // Shutdown cancels `stop` before it stops the generations tracked.
         // If it had not cancelled it by now, it will find this one; if it
         // had, it may have stopped them all before this one was among
@@ -381,7 +382,10 @@ impl Lan {
         }
         let result = self.take_over(old.as_ref(), &new).await;
         match &result {
-            Ok(()) => tracing::debug!(local = %new.local, "LAN identity rotated"),
+            Ok(()) => {
+                crate::generation::trim(&shared.old, MAX_GENERATIONS);
+                tracing::debug!(local = %new.local, "LAN identity rotated");
+            }
             Err(e) => {
                 // It never took over, so it has no links to keep; left
                 // running, it would be a second identity on the network

@@ -12,7 +12,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
-use super::{Lan, LanConfig};
+use super::{Lan, LanConfig, MAX_GENERATIONS};
 use crate::{Transport, TransportError, TransportEvent};
 
 #[path = "../../tests/support/neighbour.rs"]
@@ -196,4 +196,41 @@ async fn a_rotation_that_shutdown_overtakes_stops_its_generation() {
         "no generation is left running"
     );
     assert_eq!(met_at(&working).await, None, "nothing answers after shutdown");
+}
+
+/// A rotation that could listen nowhere tracked its new generation the
+/// way a successful one does, stopping the oldest generation past
+/// MAX_GENERATIONS, and with it the links that generation still carried,
+/// though the new one was stopped at once and never took over. A quiet
+/// LAN retrying every few seconds would have stopped them one by one.
+/// Now the oldest stop only once a new generation took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_can_listen_nowhere_stops_no_older_generation() {
+    let (lan, _events, _working) = start().await;
+    // Beside the current one, as many older generations as are kept,
+    // the oldest first. Each would be draining with links still up;
+    // here they are idle swarms, which run until stopped.
+    let mut older = Vec::new();
+    for _ in 1..MAX_GENERATIONS {
+        let g = lan.spawn().unwrap();
+        older.push(g.local);
+        lan.shared.old.lock().unwrap().push_front(g);
+    }
+    assert_eq!(lan.shared.old.lock().unwrap().len(), MAX_GENERATIONS);
+    let (_holder, gone) = held_port();
+    *lan.shared.bound.lock().unwrap() = vec![gone];
+
+    lan.rotate().await.unwrap_err();
+    let tracked: Vec<_> = lan
+        .shared
+        .old
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|g| g.local)
+        .collect();
+    for local in &older {
+        assert!(tracked.contains(local), "an older generation was stopped");
+    }
+    lan.shutdown().await;
 }
