@@ -519,50 +519,70 @@ async fn listen_quic(
     ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await
 }
 
-/// How long a quiet LAN waits before its next try, after `failures` tries
-/// in a row that failed.
-fn quiet_retry(failures: u32, every: Duration) -> Duration {
-    QUIET_RETRY_FIRST
-        .saturating_mul(1 << failures.min(16))
-        .min(QUIET_RETRY_MAX)
-        .min(every)
+/// The waits of [`rotate_forever`]: a whole period while the LAN
+/// listens; once it is quiet, [`QUIET_RETRY_FIRST`], doubled after each
+/// retry that fails, up to [`QUIET_RETRY_MAX`] (and never longer than the
+/// period).
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Rotations in a row, the loop's or others', that left the LAN quiet.
+    failures: u32,
+}
+
+impl Backoff {
+    /// A rotation could listen nowhere (the LAN is quiet).
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// How long to wait before the next rotation, the LAN being `quiet`
+    /// now or not; `every` is [`LanConfig::rotate_every`].
+    fn wait(&mut self, quiet: bool, every: Duration) -> Duration {
+        if !quiet {
+            self.failures = 0;
+            return every;
+        }
+        // The failure that made the LAN quiet is followed by the shortest
+        // wait; each retry that fails doubles it.
+        let doublings = self.failures.saturating_sub(1).min(16);
+        QUIET_RETRY_FIRST
+            .saturating_mul(1 << doublings)
+            .min(QUIET_RETRY_MAX)
+            .min(every)
+    }
 }
 
 /// Rotates the identity every epoch until the transport stops (or every
 /// handle is gone); while the LAN is quiet, tries again sooner
-/// ([`quiet_retry`]).
+/// ([`Backoff`]).
 async fn rotate_forever(shared: Weak<Shared>) {
-    // Tries in a row that left the LAN quiet.
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::default();
     loop {
         let Some((wait, stop, went_quiet)) = shared.upgrade().map(|s| {
             let quiet = s.current().is_none();
-            if !quiet {
-                failures = 0;
-            }
-            let wait = if quiet {
-                quiet_retry(failures, s.config.rotate_every)
-            } else {
-                s.config.rotate_every
-            };
+            let wait = backoff.wait(quiet, s.config.rotate_every);
             (wait, s.stop.clone(), s.went_quiet.clone())
         }) else {
             return;
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            // A rotation asked for elsewhere (on waking) left the LAN
-            // quiet: wait a retry's time, not the rest of the period.
-            _ = went_quiet.notified() => continue,
+            // A rotation, this loop's or one asked for elsewhere (on
+            // waking), left the LAN quiet: wait a retry's time from now,
+            // not the rest of the period. Failures are counted here,
+            // whoever rotated (two while nothing waits count as one: a
+            // Notify keeps one permit).
+            _ = went_quiet.notified() => {
+                backoff.failed();
+                continue;
+            }
             _ = stop.cancelled() => return,
         }
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        // A failed rotation has said why (`go_quiet`).
-        if (Lan { shared }).rotate().await.is_err() {
-            failures = failures.saturating_add(1);
-        }
+        // A rotation that fails says why and tells `went_quiet` (`go_quiet`).
+        let _ = (Lan { shared }).rotate().await;
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
-use super::{Lan, LanConfig, MAX_GENERATIONS};
+use super::{Backoff, Lan, LanConfig, MAX_GENERATIONS};
 use crate::{Transport, TransportError, TransportEvent};
 
 #[path = "../../tests/support/neighbour.rs"]
@@ -233,4 +233,35 @@ async fn a_rotation_that_can_listen_nowhere_stops_no_older_generation() {
         assert!(tracked.contains(local), "an older generation was stopped");
     }
     lan.shutdown().await;
+}
+
+/// The loop counted a failure of its own rotation before its first wait,
+/// so after a periodic rotation that left the LAN quiet the first retry
+/// came after 4 seconds, not 2 (one asked for on waking got 2). Now every
+/// rotation that leaves the LAN quiet counts once, whoever rotated, and
+/// the waits are 2, 4, 8, 16 and 32 seconds, then a minute; once a
+/// rotation listens, a whole period again, and the next quiet starts
+/// over at 2 seconds.
+#[test]
+fn a_quiet_lan_tries_again_after_two_seconds_then_less_and_less_often() {
+    let hour = Duration::from_secs(3600);
+    let mut backoff = Backoff::default();
+    assert_eq!(backoff.wait(false, hour), hour);
+    let waits: Vec<u64> = (0..8)
+        .map(|_| {
+            backoff.failed();
+            backoff.wait(true, hour).as_secs()
+        })
+        .collect();
+    assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+
+    assert_eq!(backoff.wait(false, hour), hour);
+    backoff.failed();
+    assert_eq!(backoff.wait(true, hour), Duration::from_secs(2));
+    // Never longer than the period.
+    let short = Duration::from_secs(10);
+    for _ in 0..4 {
+        backoff.failed();
+    }
+    assert_eq!(backoff.wait(true, short), short);
 }
