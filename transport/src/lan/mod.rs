@@ -41,6 +41,12 @@
 //! LAN for a while costs less than being followable: relays (where set)
 //! still carry links, and the LAN comes back as soon as an address does.
 //!
+//! The first generation, at [`Lan::start`], is handed the addresses the
+//! same way: a device started away from the network its settings name
+//! starts all the same, on the addresses it has, or quiet. Only an
+//! address of a form the transport never listens on (a DNS name) fails
+//! the start: no network would make it work.
+//!
 //! # Limits
 //!
 //! Inbound connections are limited per remote IP address
@@ -230,6 +236,24 @@ fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
+/// Whether this transport listens on addresses of `addr`'s form: an IP
+/// address and a TCP port, or (with QUIC) a UDP port and `/quic-v1`, then
+/// nothing but `/p2p/<id>`; unspecified addresses and port 0 included.
+/// One of another form (a DNS name, `/ws`) fails on every network, not
+/// only after a change of network, so [`Lan::start`] refuses it.
+fn listens(addr: &Multiaddr) -> bool {
+    let mut parts: Vec<Protocol<'_>> = addr.iter().collect();
+    while matches!(parts.last(), Some(Protocol::P2p(_))) {
+        parts.pop();
+    }
+    match parts.as_slice() {
+        [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Tcp(_)] => true,
+        #[cfg(feature = "quic")]
+        [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Udp(_), Protocol::QuicV1] => true,
+        _ => false,
+    }
+}
+
 fn is_tcp(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
 }
@@ -258,44 +282,57 @@ fn dials(addr: &Multiaddr) -> bool {
 impl Lan {
     /// Starts the transport (a first generation with a fresh, ephemeral
     /// identity), reporting to `events`. Must be called inside a tokio
-    /// runtime. Fails if it cannot listen on every configured address.
+    /// runtime. The first generation listens where it can, as a
+    /// rotation's does: an address it cannot listen on is logged and
+    /// tried again at the next rotation, and if it can listen on none,
+    /// the LAN starts quiet and tries again soon (see the module docs).
+    /// Fails only for an address of a form it never listens on (a DNS
+    /// name, say: [`TransportError::Listen`]), or a swarm that cannot be
+    /// built.
     pub async fn start(
         config: LanConfig,
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Lan, TransportError> {
-        let counts = limits::SharedCounts::default();
-        // The first generation is started just below.
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            events: events.clone(),
-            counts: counts.clone(),
-            current: RwLock::new(None),
-            went_quiet: Arc::new(tokio::sync::Notify::new()),
-            bound: Mutex::new(Vec::new()),
-            peers: Mutex::new(PeerTable::default()),
-            old: Mutex::new(VecDeque::new()),
-            stop: CancellationToken::new(),
-            rotating: tokio::sync::Mutex::new(()),
-        });
-        let generation = swarm::spawn(&config, counts, Arc::downgrade(&shared), events)?;
-        let current = Current {
-            commands: generation.commands.clone(),
-            local: generation.local,
-        };
-        *shared.current.write().expect("current lock") = Some(current.clone());
-        let mut bound = Vec::new();
-        for addr in &config.listen {
-            let got = ask(&current.commands, |reply| Command::Listen {
+        // Such an address fails on every network: a mistake in the
+        // settings, said now rather than logged at every rotation.
+        if let Some(addr) = config.listen.iter().find(|a| !listens(a)) {
+            return Err(TransportError::Listen {
                 addr: addr.clone(),
-                reply,
-            })
-            .await??;
-            bound.push(with_port(addr, &got));
+                source: Box::new(crate::Reason(
+                    "the LAN listens on /ip4/ADDRESS/tcp/PORT, /ip4/ADDRESS/udp/PORT/quic-v1 \
+                     or the same with /ip6 (port 0 for any)"
+                        .into(),
+                )),
+            });
         }
-        *shared.bound.lock().expect("bound lock") = bound;
-        shared.old.lock().expect("old lock").push_back(generation);
-        tokio::spawn(rotate_forever(Arc::downgrade(&shared)));
-        Ok(Lan { shared })
+        let lan = Lan {
+            shared: Arc::new(Shared {
+                bound: Mutex::new(config.listen.clone()),
+                config,
+                events,
+                counts: limits::SharedCounts::default(),
+                // Until the first generation takes over, just below.
+                current: RwLock::new(None),
+                went_quiet: Arc::new(tokio::sync::Notify::new()),
+                peers: Mutex::new(PeerTable::default()),
+                old: Mutex::new(VecDeque::new()),
+                stop: CancellationToken::new(),
+                rotating: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let first = lan.spawn()?;
+        {
+            let _one_at_a_time = lan.shared.rotating.lock().await;
+            if let Err(e) = lan.hand_over(None, first).await {
+                tracing::warn!(
+                    "the LAN could listen on none of its addresses, so it starts quiet (no \
+                     identity: it neither listens, announces nor dials) and tries again soon: {}",
+                    crate::error_chain(&e)
+                );
+            }
+        }
+        tokio::spawn(rotate_forever(Arc::downgrade(&lan.shared)));
+        Ok(lan)
     }
 
     /// This generation's ephemeral libp2p identity; `None` while the LAN
@@ -353,12 +390,13 @@ impl Lan {
         )
     }
 
-    /// The rest of [`Lan::rotate`], once `generation` is spawned: it takes
-    /// over from `old` ([`Lan::take_over`]), or, if it can listen
-    /// nowhere, is stopped and the LAN goes quiet. The caller holds
-    /// `rotating`. If shutdown ran meanwhile, the new generation stops
-    /// too (with the others, or here if shutdown came before it was
-    /// tracked), and the LAN does not go quiet: a quiet LAN tries again.
+    /// The rest of [`Lan::rotate`] (and of [`Lan::start`], with no `old`)
+    /// once `generation` is spawned: it takes over from `old`
+    /// ([`Lan::take_over`]), or, if it can listen nowhere, is stopped and
+    /// the LAN goes quiet. The caller holds `rotating`. If shutdown ran
+    /// meanwhile, the new generation stops too (with the others, or here
+    /// if shutdown came before it was tracked), and the LAN does not go
+    /// quiet: a quiet LAN tries again.
     async fn hand_over(
         &self,
         old: Option<Current>,
@@ -405,23 +443,29 @@ impl Lan {
 
     /// Makes `new` the current generation on the addresses in `bound` it
     /// can listen on, and drains `old`. An address it cannot listen on is
-    /// logged and kept in `bound`, to be tried again at the next rotation.
+    /// logged and kept in `bound`, to be tried again at the next rotation;
+    /// one it listens on is kept with the port it got (a port 0 in the
+    /// settings becomes the one chosen, which later generations take).
     /// Fails if it can listen on none (the first address's error), or if
     /// `new` stopped ([`TransportError::Stopped`]).
     async fn take_over(&self, old: Option<&Current>, new: &Current) -> Result<(), TransportError> {
         let shared = &self.shared;
         let bound = shared.bound.lock().expect("bound lock").clone();
+        let mut rebound = bound.clone();
         let mut listening = 0;
         let mut first_failure = None;
         // TCP first: the new listener sits beside the old one.
-        for addr in bound.iter().filter(|a| is_tcp(a)) {
+        for (i, addr) in bound.iter().enumerate().filter(|(_, a)| is_tcp(a)) {
             match ask(&new.commands, |reply| Command::Listen {
                 addr: addr.clone(),
                 reply,
             })
             .await?
             {
-                Ok(_) => listening += 1,
+                Ok(got) => {
+                    listening += 1;
+                    rebound[i] = with_port(addr, &got);
+                }
                 Err(e) => cannot_listen(addr, e, &mut first_failure),
             }
         }
@@ -437,7 +481,6 @@ impl Lan {
             let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;
         }
         // QUIC: the port frees once the old endpoint has closed.
-        let mut rebound = bound.clone();
         for (i, addr) in bound.iter().enumerate().filter(|(_, a)| !is_tcp(a)) {
             match listen_quic(new, addr).await? {
                 Ok(got) => {

@@ -20,17 +20,25 @@ mod neighbour;
 
 use neighbour::{neighbour, peer_id_seen_at};
 
-/// A transport on 127.0.0.1 that rotates only when told to (the period is
-/// an hour), without mDNS (which ignores loopback), and the address it
-/// listens on.
-async fn start() -> (Lan, mpsc::Receiver<TransportEvent>, Multiaddr) {
+/// A transport set to listen on `listen` that rotates only when told to
+/// (or when quiet: the period is an hour), without mDNS (which ignores
+/// loopback).
+async fn start_on(
+    listen: Vec<Multiaddr>,
+) -> Result<(Lan, mpsc::Receiver<TransportEvent>), TransportError> {
     let (tx, rx) = mpsc::channel(64);
     let config = LanConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        listen,
         mdns: false,
         rotate_every: Duration::from_secs(3600),
     };
-    let lan = Lan::start(config, tx).await.unwrap();
+    Ok((Lan::start(config, tx).await?, rx))
+}
+
+/// A transport on 127.0.0.1 (see [`start_on`]), and the address it
+/// listens on.
+async fn start() -> (Lan, mpsc::Receiver<TransportEvent>, Multiaddr) {
+    let (lan, rx) = start_on(vec![any_port()]).await.unwrap();
     let addr = lan
         .listen_addrs()
         .await
@@ -38,6 +46,11 @@ async fn start() -> (Lan, mpsc::Receiver<TransportEvent>, Multiaddr) {
         .next()
         .expect("listening");
     (lan, rx, addr)
+}
+
+/// 127.0.0.1 at a port the system chooses.
+fn any_port() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0".parse().unwrap()
 }
 
 /// A port on 127.0.0.1 held by a socket without `SO_REUSEPORT`, and its
@@ -264,4 +277,72 @@ fn a_quiet_lan_tries_again_after_two_seconds_then_less_and_less_often() {
         backoff.failed();
     }
     assert_eq!(backoff.wait(true, short), short);
+}
+
+/// Lan::start failed outright when it could not listen on one of its
+/// addresses (one given with `--listen` that is gone, as when a device
+/// starts on another network), so the node did not start, where a
+/// rotation takes over on the addresses it can listen on. Now the start
+/// does the same; a port 0 becomes the port chosen, kept by the next
+/// generation, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_listen_on_one_address_listens_on_the_others() {
+    let (holder, gone) = held_port();
+    let (lan, _events) = start_on(vec![gone.clone(), any_port()])
+        .await
+        .expect("started on the address it can listen on");
+    let first = identity(&lan).await.expect("an identity");
+    let listening = lan.listen_addrs().await;
+    let [working] = listening.as_slice() else {
+        panic!("one address listened on: {listening:?}");
+    };
+    assert_eq!(met_at(working).await.as_ref(), Some(&first));
+
+    // The address is back: the next rotation listens there too.
+    drop(holder);
+    lan.rotate().await.unwrap();
+    let second = identity(&lan).await.expect("a new identity");
+    assert_eq!(met_at(&gone).await.as_ref(), Some(&second));
+    assert_eq!(met_at(working).await.as_ref(), Some(&second));
+}
+
+/// One that could listen on none of its addresses failed as well. Now
+/// the LAN starts quiet, as after a rotation that could listen nowhere,
+/// and tries again by itself until an address is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_can_listen_nowhere_starts_quiet_and_tries_again() {
+    let (holder, gone) = held_port();
+    let (lan, _events) = start_on(vec![gone.clone()]).await.expect("started quiet");
+    assert_eq!(identity(&lan).await, None, "no identity while quiet");
+    assert!(lan.listen_addrs().await.is_empty());
+    let dialled = lan.dial(&gone).expect("a LAN address").await;
+    assert!(matches!(dialled, Err(TransportError::Quiet)), "{dialled:?}");
+
+    // No rotation asked for: the LAN's own retry (2 s after the start,
+    // then 4 s, ...) finds the address back.
+    drop(holder);
+    let back = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(id) = identity(&lan).await {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a retry that listens, in time");
+    assert_eq!(met_at(&gone).await.as_ref(), Some(&back));
+}
+
+/// An address of a form the LAN never listens on still fails the start
+/// at once: no network would make it work. (tests/it/lan.rs checks a
+/// DNS name alone; here beside an address that works.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_an_address_of_no_listening_form_fails() {
+    let named: Multiaddr = "/dns4/example.invalid/tcp/1".parse().unwrap();
+    let err = start_on(vec![any_port(), named.clone()]).await.unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Listen { addr, .. } if *addr == named),
+        "{err}"
+    );
 }
