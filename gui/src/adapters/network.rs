@@ -276,7 +276,7 @@ pub(crate) fn show(core: &mut Core, status: Status) {
     let lan_detail = if lan.is_none() {
         "off".to_owned()
     } else if addrs.is_empty() {
-        "not listening".to_owned()
+        lan.map_or("not listening", |t| t.not_listening_note()).to_owned()
     } else {
         // The libp2p identity neighbours see: a new one every 15 minutes.
         let id = lan

@@ -187,6 +187,10 @@ pub(crate) fn listening(s: &Status) {
     for a in &lan {
         println!("LAN: {a}");
     }
+    // A LAN that could listen nowhere at the start runs quiet and retries.
+    for t in s.transports.iter().filter(|t| t.kind == "LAN" && t.addresses.is_empty()) {
+        println!("LAN: {}", t.not_listening_note());
+    }
     for t in s.transports.iter().filter(|t| t.kind == "relay") {
         for a in &t.addresses {
             println!("{}: {a}", relay_address_label(a));
@@ -234,7 +238,7 @@ pub(crate) fn status(s: &Status) {
     for t in &s.transports {
         let discovery = if t.discovery { ", discovery on" } else { "" };
         let addresses = if t.addresses.is_empty() {
-            "not listening".to_owned()
+            t.not_listening_note().to_owned()
         } else if t.kind == "relay" {
             t.addresses
                 .iter()

@@ -422,6 +422,21 @@ pub struct TransportStatus {
     pub bluetooth: Option<BluetoothStatus>,
 }
 
+impl TransportStatus {
+    /// What `strand status` and the Network screen say of it while it
+    /// listens on no address. A LAN that runs always has an identity; one
+    /// without is quiet (its last identity could listen on none of its
+    /// addresses, gone after a change of network?) and tries again by
+    /// itself, which "not listening" alone would not tell.
+    pub fn not_listening_note(&self) -> &'static str {
+        if self.kind == LinkKind::Lan.to_string() && self.ephemeral_id.is_none() {
+            "not listening (no address could be bound; retrying)"
+        } else {
+            "not listening"
+        }
+    }
+}
+
 /// The BLE transport, for `strand status` and the Network screen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BluetoothStatus {
@@ -1855,6 +1870,32 @@ mod tests {
             serde_json::from_str::<NodeEvent>(&older).unwrap(),
             NodeEvent::Received { cut: false, .. }
         ));
+    }
+
+    /// A quiet LAN (no identity: its last rotation, or its start, could
+    /// listen nowhere) was shown as only "not listening", as if it had
+    /// stopped for good; it says it is retrying.
+    #[test]
+    fn a_quiet_lan_is_shown_retrying() {
+        let lan = |id: Option<&str>| TransportStatus {
+            kind: "LAN".into(),
+            addresses: Vec::new(),
+            discovery: true,
+            ephemeral_id: id.map(Into::into),
+            relays: Vec::new(),
+            external: Vec::new(),
+            bluetooth: None,
+        };
+        assert_eq!(
+            lan(None).not_listening_note(),
+            "not listening (no address could be bound; retrying)"
+        );
+        assert_eq!(lan(Some("12D3KooW")).not_listening_note(), "not listening");
+        let relay = TransportStatus {
+            kind: "relay".into(),
+            ..lan(None)
+        };
+        assert_eq!(relay.not_listening_note(), "not listening");
     }
 
     fn addrs(list: &[&str]) -> Vec<Multiaddr> {
