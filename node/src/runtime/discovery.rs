@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strand_transport::{Peer, Transport};
+use strand_transport::{Peer, Transport, TransportError};
 
 use super::guard::Dial;
 use super::Node;
@@ -210,6 +210,13 @@ impl Node {
             let link = match t.open(peer).await {
                 Ok(link) => link,
                 Err(e) => {
+                    // The quiet LAN refuses before it dials anyone, so the
+                    // token goes back. It ends this task all the same:
+                    // once the LAN listens again, its new identity's
+                    // discovery finds the devices still there.
+                    if matches!(e, TransportError::Quiet) {
+                        self.shared.guard.give_back(dial);
+                    }
                     tracing::debug!("dial after discovery failed: {e}");
                     return;
                 }
@@ -259,8 +266,80 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use futures::future::BoxFuture;
+    use strand_transport::{Link, LinkKind, Multiaddr, TransportEvent, TransportInfo};
+
     use super::*;
     use crate::runtime::limits::MAX_SKIPPED_DIALS;
+
+    /// A transport that refuses every dial at once, as the LAN does while
+    /// it is quiet.
+    struct Quiet;
+
+    impl Transport for Quiet {
+        fn kind(&self) -> LinkKind {
+            LinkKind::Lan
+        }
+
+        fn open(&self, _: Peer) -> BoxFuture<'static, Result<Link, TransportError>> {
+            Box::pin(async { Err(TransportError::Quiet) })
+        }
+
+        fn dial(&self, _: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
+            None
+        }
+
+        fn info(&self) -> BoxFuture<'static, TransportInfo> {
+            unreachable!("not asked in these tests")
+        }
+
+        fn shutdown(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    /// A device found dialled while the LAN is quiet (on waking on
+    /// another network the node dials the devices found before) cost a
+    /// discovery dial's token, though the LAN refused the dial before it
+    /// reached the network: a wake's dials emptied the bucket, and the
+    /// devices found once the LAN listened again waited behind them. Now
+    /// the token goes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dial_the_quiet_lan_refuses_costs_no_discovery_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let profile = crate::Profile::create(
+            &tmp.path().join("ann"),
+            "ann",
+            "pass",
+            crate::KdfParams::insecure_for_tests(),
+            &mut crate::profile::os_rng(),
+        )
+        .unwrap();
+        let node = Node::start(profile, super::super::NodeConfig::default())
+            .await
+            .unwrap();
+        let guard = &node.shared.guard;
+        guard.stop_refilling();
+        // Every token taken, as by many devices found at once: the last
+        // one pays for the dial below, as `Node::open` takes it.
+        let mut taken = 0;
+        while guard.may_dial(Dial::Discovery) {
+            taken += 1;
+        }
+        assert!(taken > 0, "the bucket starts with tokens");
+        // A device to dial: one a hub of emulated links reports.
+        let hub = strand_transport::memory::Hub::new();
+        let (tx, mut found) = tokio::sync::mpsc::channel(4);
+        let _here = hub.join(tx);
+        let _there = hub.join(tokio::sync::mpsc::channel(4).0);
+        let Ok(TransportEvent::Discovered { peer, .. }) = found.try_recv() else {
+            panic!("the hub reports the other device");
+        };
+
+        node.dial_nearby(Arc::new(Quiet), peer).await;
+        assert!(guard.may_dial(Dial::Discovery), "the token came back");
+        node.shutdown().await;
+    }
 
     #[test]
     fn a_backlog_keeps_each_item_once_in_order() {

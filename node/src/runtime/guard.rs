@@ -86,6 +86,12 @@ impl Bucket {
         }
     }
 
+    /// Puts back a token taken for nothing (never past the burst).
+    pub(crate) fn give_back(&mut self) {
+        self.refill();
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     fn full(&mut self) -> bool {
         self.refill();
         self.tokens >= self.burst
@@ -257,14 +263,34 @@ impl Guard {
         })
     }
 
+    /// `dial`'s bucket of tokens.
+    fn bucket(&self, dial: Dial) -> &Mutex<Bucket> {
+        match dial {
+            Dial::Contact => &self.contact_dials,
+            Dial::Discovery => &self.discovery_dials,
+        }
+    }
+
     /// Takes a token to open a link from `dial`'s bucket; else says how
     /// long until one is there.
     pub(crate) fn try_dial(&self, dial: Dial) -> Result<(), Duration> {
-        let bucket = match dial {
-            Dial::Contact => &self.contact_dials,
-            Dial::Discovery => &self.discovery_dials,
-        };
-        bucket.lock().expect("guard lock").take_or_wait()
+        self.bucket(dial).lock().expect("guard lock").take_or_wait()
+    }
+
+    /// Gives back a token [`Guard::try_dial`] took for a dial the
+    /// transport refused before it reached the network (the LAN while it
+    /// is quiet): it dialled no one, so it costs the budget nothing.
+    pub(crate) fn give_back(&self, dial: Dial) {
+        self.bucket(dial).lock().expect("guard lock").give_back();
+    }
+
+    /// Tests: the buckets hardly refill any more (a token in some thirty
+    /// years), so a test counts tokens without racing the clock.
+    #[cfg(test)]
+    pub(crate) fn stop_refilling(&self) {
+        for dial in [Dial::Contact, Dial::Discovery] {
+            self.bucket(dial).lock().expect("guard lock").rate = 1e-9;
+        }
     }
 
     /// Whether the node may open another link from `dial`'s bucket now
