@@ -42,10 +42,14 @@
 //! still carry links, and the LAN comes back as soon as an address does.
 //!
 //! The first generation, at [`Lan::start`], is handed the addresses the
-//! same way: a device started away from the network its settings name
-//! starts all the same, on the addresses it has, or quiet. Only an
-//! address of a form the transport never listens on (a DNS name) fails
-//! the start: no network would make it work.
+//! same way when they are *gone* (the system says the address is not on
+//! this device: [`gone`]): a device started away from the network its
+//! settings name starts all the same, on the addresses it has, or quiet.
+//! An address that fails otherwise fails the start, as does one of a form
+//! the transport never listens on (a DNS name): a port another program
+//! holds, or one below 1024 without the right to it, no change of network
+//! mends, and a node that started would only retry it, unseen, forever.
+//! Said at the start, it is a clear error the user can act on.
 //!
 //! # Limits
 //!
@@ -283,12 +287,13 @@ impl Lan {
     /// Starts the transport (a first generation with a fresh, ephemeral
     /// identity), reporting to `events`. Must be called inside a tokio
     /// runtime. The first generation listens where it can, as a
-    /// rotation's does: an address it cannot listen on is logged and
-    /// tried again at the next rotation, and if it can listen on none,
-    /// the LAN starts quiet and tries again soon (see the module docs).
-    /// Fails only for an address of a form it never listens on (a DNS
-    /// name, say: [`TransportError::Listen`]), or a swarm that cannot be
-    /// built.
+    /// rotation's does, if the addresses it cannot listen on are gone
+    /// ([`gone`]): each is logged and tried again at the next rotation,
+    /// and if it can listen on none, the LAN starts quiet and tries again
+    /// soon (see the module docs). Fails ([`TransportError::Listen`]) for
+    /// an address that cannot be listened on for another reason (its port
+    /// taken by another program, or not allowed), or of a form it never
+    /// listens on (a DNS name, say); and if a swarm cannot be built.
     pub async fn start(
         config: LanConfig,
         events: mpsc::Sender<TransportEvent>,
@@ -323,12 +328,16 @@ impl Lan {
         let first = lan.spawn()?;
         {
             let _one_at_a_time = lan.shared.rotating.lock().await;
-            if let Err(e) = lan.hand_over(None, first).await {
-                tracing::warn!(
-                    "the LAN could listen on none of its addresses, so it starts quiet (no \
-                     identity: it neither listens, announces nor dials) and tries again soon: {}",
+            match lan.hand_over(None, first, When::Start).await {
+                Ok(()) => {}
+                // Every address is gone: the LAN went quiet.
+                Err(e) if gone(&e) => tracing::warn!(
+                    "none of the LAN's addresses is on this device now, so the LAN starts \
+                     quiet (no identity: it neither listens, announces nor dials) and tries \
+                     again soon: {}",
                     crate::error_chain(&e)
-                );
+                ),
+                Err(e) => return Err(e),
             }
         }
         tokio::spawn(rotate_forever(Arc::downgrade(&lan.shared)));
@@ -371,7 +380,7 @@ impl Lan {
         }
         let old = self.shared.current();
         match self.spawn() {
-            Ok(generation) => self.hand_over(old, generation).await,
+            Ok(generation) => self.hand_over(old, generation, When::Rotation).await,
             Err(e) => {
                 self.go_quiet(old.as_ref(), &e).await;
                 Err(e)
@@ -396,11 +405,14 @@ impl Lan {
     /// the LAN goes quiet. The caller holds `rotating`. If shutdown ran
     /// meanwhile, the new generation stops too (with the others, or here
     /// if shutdown came before it was tracked), and the LAN does not go
-    /// quiet: a quiet LAN tries again.
+    /// quiet: a quiet LAN tries again. At the start, an address that
+    /// failed other than by being gone stops the new generation too, and
+    /// the LAN does not go quiet: the start fails ([`When::Start`]).
     async fn hand_over(
         &self,
         old: Option<Current>,
         generation: Generation,
+        when: When,
     ) -> Result<(), TransportError> {
         let shared = &self.shared;
         let new = Current {
@@ -418,7 +430,7 @@ impl Lan {
             crate::generation::stop(&shared.old, new.local);
             return Err(TransportError::Stopped);
         }
-        let result = self.take_over(old.as_ref(), &new).await;
+        let result = self.take_over(old.as_ref(), &new, when).await;
         match &result {
             Ok(()) => {
                 crate::generation::trim(&shared.old, MAX_GENERATIONS);
@@ -435,6 +447,10 @@ impl Lan {
                 if shared.stop.is_cancelled() {
                     return Err(TransportError::Stopped);
                 }
+                // The start fails: there is no LAN to go quiet.
+                if when == When::Start && !gone(e) {
+                    return result;
+                }
                 self.go_quiet(old.as_ref(), e).await;
             }
         }
@@ -447,8 +463,15 @@ impl Lan {
     /// one it listens on is kept with the port it got (a port 0 in the
     /// settings becomes the one chosen, which later generations take).
     /// Fails if it can listen on none (the first address's error), or if
-    /// `new` stopped ([`TransportError::Stopped`]).
-    async fn take_over(&self, old: Option<&Current>, new: &Current) -> Result<(), TransportError> {
+    /// `new` stopped ([`TransportError::Stopped`]); at the start, also at
+    /// the first address that failed other than by being gone
+    /// ([`When::Start`]).
+    async fn take_over(
+        &self,
+        old: Option<&Current>,
+        new: &Current,
+        when: When,
+    ) -> Result<(), TransportError> {
         let shared = &self.shared;
         let bound = shared.bound.lock().expect("bound lock").clone();
         let mut rebound = bound.clone();
@@ -466,7 +489,7 @@ impl Lan {
                     listening += 1;
                     rebound[i] = with_port(addr, &got);
                 }
-                Err(e) => cannot_listen(addr, e, &mut first_failure),
+                Err(e) => cannot_listen(addr, e, when, &mut first_failure)?,
             }
         }
         let quic = bound.iter().any(|a| !is_tcp(a));
@@ -482,12 +505,24 @@ impl Lan {
         }
         // QUIC: the port frees once the old endpoint has closed.
         for (i, addr) in bound.iter().enumerate().filter(|(_, a)| !is_tcp(a)) {
-            match listen_quic(new, addr).await? {
+            let got = match when {
+                // No older generation holds the port: one taken is another
+                // program's, which waiting would not free.
+                When::Start => {
+                    ask(&new.commands, |reply| Command::Listen {
+                        addr: addr.clone(),
+                        reply,
+                    })
+                    .await?
+                }
+                When::Rotation => listen_quic(new, addr).await?,
+            };
+            match got {
                 Ok(got) => {
                     listening += 1;
                     rebound[i] = with_port(addr, &got);
                 }
-                Err(e) => cannot_listen(addr, e, &mut first_failure),
+                Err(e) => cannot_listen(addr, e, when, &mut first_failure)?,
             }
         }
         if listening == 0 {
@@ -522,14 +557,72 @@ impl Lan {
 }
 
 /// Logs an address the new generation cannot listen on (it is tried again
-/// at the next rotation), and keeps the first such error in `first`.
-fn cannot_listen(addr: &Multiaddr, e: TransportError, first: &mut Option<TransportError>) {
+/// at the next rotation), and keeps the first such error in `first`. At
+/// the start, an address that failed other than by being gone ([`gone`])
+/// is not tried again: it is the error ([`When::Start`]).
+fn cannot_listen(
+    addr: &Multiaddr,
+    e: TransportError,
+    when: When,
+    first: &mut Option<TransportError>,
+) -> Result<(), TransportError> {
+    if when == When::Start && !gone(&e) {
+        return Err(e);
+    }
     tracing::warn!(
         %addr,
         "the new LAN identity cannot listen here; trying again at the next rotation: {}",
         crate::error_chain(&e)
     );
     first.get_or_insert(e);
+    Ok(())
+}
+
+/// Who hands the addresses to a new generation ([`Lan::hand_over`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// The start, [`Lan::start`]: an address that is gone ([`gone`]) is
+    /// left for later, as at a rotation, but one that fails otherwise
+    /// fails the start. Its port taken by another program, or below 1024
+    /// without the right to it: no change of network mends that, and the
+    /// user who named the address is there to be told.
+    Start,
+    /// A rotation (every period, on waking, a quiet LAN's retry): the new
+    /// generation takes over wherever it can listen, whatever kept it from
+    /// the other addresses, since the old identity's time is over (see
+    /// the module docs).
+    Rotation,
+}
+
+/// Whether `e`, why an address could not be listened on, says the address
+/// is gone: not on this device now (`EADDRNOTAVAIL`), what a change of
+/// network does and the next may undo. Anything else (the port in use,
+/// permission denied, a generation that stopped) is not.
+///
+/// The system's error lies under the layers of the swarm's transport,
+/// each of which the walk goes through: an `io::Error` by the error it
+/// wraps ([`std::io::Error::get_ref`]; its `source` is that error's
+/// source, a step further), any other by its source. The TCP and QUIC
+/// transports' own errors are made a source on the way
+/// ([`swarm::Surfaced`]); without that, the upgrade layers above them
+/// would skip them.
+fn gone(e: &TransportError) -> bool {
+    let first: &(dyn std::error::Error + 'static) = e;
+    let mut next = Some(first);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::AddrNotAvailable {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                let inner: &(dyn std::error::Error + 'static) = inner;
+                next = Some(inner);
+                continue;
+            }
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Listens with `new` on a QUIC address whose port the old generation may

@@ -114,6 +114,7 @@ fn build_transport(
 ) -> Result<libp2p::core::transport::Boxed<(PeerId, StreamMuxerBox)>, TransportError> {
     let noise = noise::Config::new(key).map_err(|e| TransportError::Setup(Box::new(e)))?;
     let upgraded = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .map_err(Surfaced)
         .upgrade(upgrade::Version::V1Lazy)
         .authenticate(noise)
         .multiplex(yamux::Config::default())
@@ -122,11 +123,36 @@ fn build_transport(
     let upgraded = upgraded
         .or_transport(
             libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
+                .map_err(Surfaced::quic)
                 .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
         )
         .map(|either, _| either.into_inner());
     let timed = TransportTimeout::new(upgraded, HANDSHAKE_TIMEOUT).boxed();
     Ok(Handshakes::new(timed, MAX_PENDING_INCOMING).boxed())
+}
+
+/// An error of the TCP or QUIC transport, as the layers above them pass
+/// it on. Those layers (the upgrades, the choice between TCP and QUIC)
+/// give as their source the *source* of the error they wrap, not that
+/// error, and the system's answer (an `io::Error` with an OS code) has
+/// none: it fell out of the chain, and only its text was left. Wrapped in
+/// this, it is this error's source, so a walk down the sources finds it
+/// ([`super::gone`]: an address gone, or a port taken). Its text is the
+/// error's own, so messages read as before.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Surfaced(#[source] std::io::Error);
+
+#[cfg(feature = "quic")]
+impl Surfaced {
+    /// QUIC's error: that of its socket as it is, any other (a
+    /// handshake's, a connection's) inside an `io::Error` of its own.
+    fn quic(e: libp2p::quic::Error) -> Surfaced {
+        match e {
+            libp2p::quic::Error::Io(e) => Surfaced(e),
+            other => Surfaced(std::io::Error::other(other)),
+        }
+    }
 }
 
 fn build_behaviour(
