@@ -164,6 +164,11 @@ pub(crate) struct Shared {
     stop: CancellationToken,
     /// One rotation at a time.
     rotating: tokio::sync::Mutex<()>,
+    /// Tests: when the LAN went quiet, each time (at the start, and at
+    /// each rotation that could listen nowhere), so a test sees when
+    /// [`rotate_forever`] tried again.
+    #[cfg(test)]
+    went_quiet_at: Mutex<Vec<tokio::time::Instant>>,
 }
 
 #[derive(Default)]
@@ -323,6 +328,8 @@ impl Lan {
                 old: Mutex::new(VecDeque::new()),
                 stop: CancellationToken::new(),
                 rotating: tokio::sync::Mutex::new(()),
+                #[cfg(test)]
+                went_quiet_at: Mutex::new(Vec::new()),
             }),
         };
         let first = lan.spawn()?;
@@ -540,6 +547,12 @@ impl Lan {
     async fn go_quiet(&self, old: Option<&Current>, why: &TransportError) {
         let shared = &self.shared;
         *shared.current.write().expect("current lock") = None;
+        #[cfg(test)]
+        shared
+            .went_quiet_at
+            .lock()
+            .expect("went_quiet_at lock")
+            .push(tokio::time::Instant::now());
         if let Some(old) = old {
             // Already drained if the rotation got that far: answered at once.
             let _ = ask(&old.commands, |reply| Command::Drain { reply }).await;

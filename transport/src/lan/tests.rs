@@ -32,11 +32,19 @@ use neighbour::{neighbour, peer_id_seen_at};
 async fn start_on(
     listen: Vec<Multiaddr>,
 ) -> Result<(Lan, mpsc::Receiver<TransportEvent>), TransportError> {
+    start_rotating(listen, Duration::from_secs(3600)).await
+}
+
+/// [`start_on`], rotating by itself every `every`.
+async fn start_rotating(
+    listen: Vec<Multiaddr>,
+    every: Duration,
+) -> Result<(Lan, mpsc::Receiver<TransportEvent>), TransportError> {
     let (tx, rx) = mpsc::channel(64);
     let config = LanConfig {
         listen,
         mdns: false,
-        rotate_every: Duration::from_secs(3600),
+        rotate_every: every,
     };
     Ok((Lan::start(config, tx).await?, rx))
 }
@@ -293,6 +301,55 @@ fn a_quiet_lan_tries_again_after_two_seconds_then_less_and_less_often() {
     assert_eq!(backoff.wait(true, short), short);
 }
 
+/// Waits, in paused time, until the LAN has gone quiet `n` times; the
+/// gaps between those times, in whole seconds (a timer fires within a
+/// millisecond of its deadline).
+async fn quiet_gaps(lan: &Lan, n: usize) -> Vec<u64> {
+    let times = || lan.shared.went_quiet_at.lock().unwrap().clone();
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while times().len() < n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the LAN tries again");
+    times()[..n]
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect()
+}
+
+/// The bug of the test above, where it was: rotate_forever counted its
+/// own rotation's failure, then the notice that rotation gave, so after
+/// a periodic rotation that left the LAN quiet the first retry came 4 s
+/// later, not 2. Here the loop runs as it does (in paused time: the
+/// waits are the loop's, to the millisecond): a LAN that listens, whose
+/// address is gone at its next rotation, tries again 2 s after going
+/// quiet, then 4 s after that. It fails with the loop's old count (4,
+/// 8) and if the loop counts its failure besides the notice.
+#[tokio::test(start_paused = true)]
+async fn after_a_rotation_left_it_quiet_the_lan_tries_again_after_2_then_4_seconds() {
+    let (lan, _events) = start_rotating(vec![any_port()], Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(lan.local_peer_id().is_some(), "listening");
+    *lan.shared.bound.lock().unwrap() = vec![gone_address()];
+
+    assert_eq!(quiet_gaps(&lan, 3).await, [2, 4]);
+    lan.shutdown().await;
+}
+
+/// The same after a start that could listen nowhere: the start's own
+/// notice makes the loop count it, so the first retry comes 2 s later,
+/// the next 4 s after that.
+#[tokio::test(start_paused = true)]
+async fn a_lan_started_quiet_tries_again_after_2_then_4_seconds() {
+    let (lan, _events) = start_on(vec![gone_address()]).await.expect("started quiet");
+
+    assert_eq!(quiet_gaps(&lan, 3).await, [2, 4]);
+    lan.shutdown().await;
+}
+
 /// Lan::start failed outright when it could not listen on one of its
 /// addresses (one given with `--listen` that is gone, as when a device
 /// starts on another network), so the node did not start, where a
@@ -329,9 +386,7 @@ async fn a_start_that_cannot_listen_on_one_address_listens_on_the_others() {
 /// and tries again by itself until an address is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_that_can_listen_nowhere_starts_quiet_and_tries_again() {
-    let (lan, _events) = start_on(vec![gone_address()])
-        .await
-        .expect("started quiet");
+    let (lan, _events) = start_on(vec![gone_address()]).await.expect("started quiet");
     assert_eq!(identity(&lan).await, None, "no identity while quiet");
     assert!(lan.listen_addrs().await.is_empty());
     let somewhere: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
