@@ -452,11 +452,11 @@ pub enum TransportError {
     /// The transport has stopped.
     #[error("the transport has stopped")]
     Stopped,
-    /// The LAN is quiet: its last identity rotation could listen on none of
-    /// its addresses (gone after a change of network?), so it has no
-    /// identity to dial with until a rotation succeeds; it tries again
-    /// soon by itself.
-    #[error("the LAN listens nowhere since its last identity rotation; trying again soon")]
+    /// The LAN is quiet: its last identity rotation, or its start, could
+    /// listen on none of its addresses (gone after a change of network?),
+    /// so it has no identity to dial with until a rotation succeeds; it
+    /// tries again soon by itself.
+    #[error("the LAN listens nowhere (its addresses could not be bound); trying again soon")]
     Quiet,
     /// Setting the transport up failed.
     #[error("transport setup failed")]

@@ -151,7 +151,7 @@ pub(crate) struct Shared {
     events: mpsc::Sender<TransportEvent>,
     counts: limits::SharedCounts,
     /// The generation that listens, announces and dials; `None` while the
-    /// LAN is quiet (its last rotation could listen nowhere).
+    /// LAN is quiet (its last rotation, or its start, could listen nowhere).
     current: RwLock<Option<Current>>,
     /// Told when the LAN goes quiet, so [`rotate_forever`] tries again
     /// soon rather than a whole period later.
@@ -352,8 +352,8 @@ impl Lan {
     }
 
     /// This generation's ephemeral libp2p identity; `None` while the LAN
-    /// is quiet (its last rotation could listen nowhere: see the module
-    /// docs).
+    /// is quiet (its last rotation, or its start, could listen nowhere:
+    /// see the module docs).
     pub fn local_peer_id(&self) -> Option<PeerId> {
         self.shared.current().map(|c| c.local)
     }
@@ -541,9 +541,9 @@ impl Lan {
         Ok(())
     }
 
-    /// After a rotation that could listen nowhere (`why`): the old
-    /// generation drains as at any rotation, and the LAN has no identity
-    /// until a rotation succeeds (see the module docs).
+    /// After a rotation, or the start, that could listen nowhere (`why`):
+    /// the old generation, if any, drains as at any rotation, and the LAN
+    /// has no identity until a rotation succeeds (see the module docs).
     async fn go_quiet(&self, old: Option<&Current>, why: &TransportError) {
         let shared = &self.shared;
         *shared.current.write().expect("current lock") = None;
@@ -563,7 +563,12 @@ impl Lan {
                 crate::error_chain(why)
             );
         } else {
-            tracing::debug!("the LAN is still quiet: {}", crate::error_chain(why));
+            // The start (which says so itself), or a quiet LAN's retry.
+            tracing::debug!(
+                "the LAN's new identity could listen on none of its addresses; the LAN is quiet \
+                 and tries again soon: {}",
+                crate::error_chain(why)
+            );
         }
         shared.went_quiet.notify_one();
     }
