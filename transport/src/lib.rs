@@ -238,20 +238,23 @@ impl Remote {
     }
 }
 
-/// Whether `parts` (an address, less a `/p2p/<id>` at its end) is one
-/// that libp2p's TCP transport dials, or with QUIC its QUIC one: a host
-/// that `host` takes, then a TCP port, or a UDP port and `/quic-v1`; never
-/// port 0. The LAN's and the relay client's dials differ only in the
-/// hosts they take (the relay client resolves names).
+/// Whether `parts` (an address, less a `/p2p/<id>` at its end) has the
+/// shape libp2p's TCP transport takes, or with QUIC its QUIC one: a host
+/// that `host` takes, then a TCP port, or a UDP port and `/quic-v1`, the
+/// port one that `port` takes. The LAN's and the relay client's dials
+/// differ only in the hosts they take (the relay client resolves names),
+/// and take no port 0; where the LAN listens, any IP address and any port
+/// (0 for one the system chooses) will do.
 pub(crate) fn tcp_or_quic(
     parts: &[libp2p::multiaddr::Protocol<'_>],
     host: impl Fn(&libp2p::multiaddr::Protocol<'_>) -> bool,
+    port: impl Fn(u16) -> bool,
 ) -> bool {
     use libp2p::multiaddr::Protocol;
     match parts {
-        [at, Protocol::Tcp(port)] => host(at) && *port != 0,
+        [at, Protocol::Tcp(n)] => host(at) && port(*n),
         #[cfg(feature = "quic")]
-        [at, Protocol::Udp(port), Protocol::QuicV1] => host(at) && *port != 0,
+        [at, Protocol::Udp(n), Protocol::QuicV1] => host(at) && port(*n),
         _ => false,
     }
 }

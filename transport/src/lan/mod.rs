@@ -245,23 +245,38 @@ fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-/// Whether this transport listens on addresses of `addr`'s form: an IP
-/// address and a TCP port, or (with QUIC) a UDP port and `/quic-v1`, then
-/// nothing but `/p2p/<id>`; unspecified addresses and port 0 included.
-/// One of another form (a DNS name, `/ws`) fails on every network, not
-/// only after a change of network, so [`Lan::start`] refuses it.
-fn listens(addr: &Multiaddr) -> bool {
+/// `addr`'s parts, less any `/p2p/<id>` at its end.
+fn without_peer(addr: &Multiaddr) -> Vec<Protocol<'_>> {
     let mut parts: Vec<Protocol<'_>> = addr.iter().collect();
     while matches!(parts.last(), Some(Protocol::P2p(_))) {
         parts.pop();
     }
-    match parts.as_slice() {
-        [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Tcp(_)] => true,
-        #[cfg(feature = "quic")]
-        [Protocol::Ip4(_) | Protocol::Ip6(_), Protocol::Udp(_), Protocol::QuicV1] => true,
-        _ => false,
-    }
+    parts
 }
+
+/// Whether this transport listens on addresses of `addr`'s form: an IP
+/// address and a TCP port, or (with QUIC) a UDP port and `/quic-v1`, then
+/// nothing but `/p2p/<id>`; unspecified addresses and port 0 included.
+/// One of another form (a DNS name, `/ws`) fails on every network, not
+/// only after a change of network, so [`Lan::start`] refuses it
+/// ([`LISTEN_FORMS`] says why).
+fn listens(addr: &Multiaddr) -> bool {
+    crate::tcp_or_quic(
+        &without_peer(addr),
+        |p| matches!(p, Protocol::Ip4(_) | Protocol::Ip6(_)),
+        |_| true,
+    )
+}
+
+/// The addresses [`listens`] takes, in words for whoever gives one that
+/// it does not: true of this build (QUIC only where the build speaks it).
+const LISTEN_FORMS: &str = if crate::QUIC {
+    "the LAN listens on /ip4/ADDRESS/tcp/PORT, /ip4/ADDRESS/udp/PORT/quic-v1 or the same with \
+     /ip6 (port 0 for any)"
+} else {
+    "the LAN listens on /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT (port 0 for any; this \
+     build has no QUIC)"
+};
 
 fn is_tcp(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
@@ -277,15 +292,15 @@ fn is_tcp(addr: &Multiaddr) -> bool {
 /// gave the address is told at once that nothing dials it, rather than
 /// have it fail again and again.
 fn dials(addr: &Multiaddr) -> bool {
-    let mut parts: Vec<Protocol<'_>> = addr.iter().collect();
-    while matches!(parts.last(), Some(Protocol::P2p(_))) {
-        parts.pop();
-    }
-    crate::tcp_or_quic(&parts, |p| match p {
-        Protocol::Ip4(ip) => !ip.is_unspecified(),
-        Protocol::Ip6(ip) => !ip.is_unspecified(),
-        _ => false,
-    })
+    crate::tcp_or_quic(
+        &without_peer(addr),
+        |p| match p {
+            Protocol::Ip4(ip) => !ip.is_unspecified(),
+            Protocol::Ip6(ip) => !ip.is_unspecified(),
+            _ => false,
+        },
+        |port| port != 0,
+    )
 }
 
 impl Lan {
@@ -308,11 +323,7 @@ impl Lan {
         if let Some(addr) = config.listen.iter().find(|a| !listens(a)) {
             return Err(TransportError::Listen {
                 addr: addr.clone(),
-                source: Box::new(crate::Reason(
-                    "the LAN listens on /ip4/ADDRESS/tcp/PORT, /ip4/ADDRESS/udp/PORT/quic-v1 \
-                     or the same with /ip6 (port 0 for any)"
-                        .into(),
-                )),
+                source: Box::new(crate::Reason(LISTEN_FORMS.into())),
             });
         }
         let lan = Lan {

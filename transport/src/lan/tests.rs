@@ -438,7 +438,9 @@ async fn a_start_on_a_port_another_program_holds_fails() {
 
 /// An address of a form the LAN never listens on still fails the start
 /// at once: no network would make it work. (tests/it/lan.rs checks a
-/// DNS name alone; here beside an address that works.)
+/// DNS name alone; here beside an address that works.) The error says
+/// which forms it listens on, with QUIC's only where the build has QUIC
+/// (it named `/quic-v1` in every build).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_with_an_address_of_no_listening_form_fails() {
     let named: Multiaddr = "/dns4/example.invalid/tcp/1".parse().unwrap();
@@ -447,4 +449,7 @@ async fn a_start_with_an_address_of_no_listening_form_fails() {
         matches!(&err, TransportError::Listen { addr, .. } if *addr == named),
         "{err}"
     );
+    let why = crate::error_chain(&err);
+    assert!(why.contains("/tcp/PORT"), "{why}");
+    assert_eq!(why.contains("quic-v1"), crate::QUIC, "{why}");
 }

@@ -360,7 +360,7 @@ fn reaches(at: &[Protocol<'_>]) -> bool {
     };
     match at {
         [Protocol::Dnsaddr(name)] => !name.is_empty(),
-        at => crate::tcp_or_quic(at, host),
+        at => crate::tcp_or_quic(at, host, |port| port != 0),
     }
 }
 
