@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strand_transport::{Peer, Transport, TransportError};
+use strand_transport::{Peer, Transport};
 
 use super::guard::Dial;
 use super::Node;
@@ -214,9 +214,7 @@ impl Node {
                     // token goes back. It ends this task all the same:
                     // once the LAN listens again, its new identity's
                     // discovery finds the devices still there.
-                    if matches!(e, TransportError::Quiet) {
-                        self.shared.guard.give_back(dial);
-                    }
+                    self.shared.guard.refused(dial, &e);
                     tracing::debug!("dial after discovery failed: {e}");
                     return;
                 }
@@ -267,7 +265,9 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use futures::future::BoxFuture;
-    use strand_transport::{Link, LinkKind, Multiaddr, TransportEvent, TransportInfo};
+    use strand_transport::{
+        Link, LinkKind, Multiaddr, TransportError, TransportEvent, TransportInfo,
+    };
 
     use super::*;
     use crate::runtime::limits::MAX_SKIPPED_DIALS;

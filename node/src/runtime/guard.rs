@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strand_transport::Remote;
+use strand_transport::{Remote, TransportError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::limits::{
@@ -277,11 +277,15 @@ impl Guard {
         self.bucket(dial).lock().expect("guard lock").take_or_wait()
     }
 
-    /// Gives back a token [`Guard::try_dial`] took for a dial the
-    /// transport refused before it reached the network (the LAN while it
-    /// is quiet): it dialled no one, so it costs the budget nothing.
-    pub(crate) fn give_back(&self, dial: Dial) {
-        self.bucket(dial).lock().expect("guard lock").give_back();
+    /// After a dial paid from `dial`'s bucket ([`Guard::try_dial`])
+    /// failed with `err`: gives the token back if the transport refused
+    /// the dial before it reached the network (the LAN while it is quiet,
+    /// [`TransportError::Quiet`]), since it dialled no one and so costs
+    /// the budget nothing. Any other failure keeps it spent.
+    pub(crate) fn refused(&self, dial: Dial, err: &TransportError) {
+        if matches!(err, TransportError::Quiet) {
+            self.bucket(dial).lock().expect("guard lock").give_back();
+        }
     }
 
     /// Tests: the buckets hardly refill any more (a token in some thirty

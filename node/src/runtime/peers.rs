@@ -134,7 +134,9 @@ impl Node {
         self.shared.transports.iter().find_map(|t| t.dial(addr))
     }
 
-    /// Dials `addr` and runs the link until it ends.
+    /// Dials `addr` and runs the link until it ends. A dial the
+    /// transport refused before it reached the network (the quiet LAN's)
+    /// gives its token back.
     async fn dial_once(&self, addr: &Multiaddr) -> Result<(), LinkError> {
         let dial = self
             .dial_of(addr)
@@ -142,10 +144,72 @@ impl Node {
         if !self.contact_dial().await {
             return Ok(());
         }
-        let link = dial.await?;
+        let link = match dial.await {
+            Ok(link) => link,
+            Err(e) => {
+                self.shared.guard.refused(Dial::Contact, &e);
+                return Err(e.into());
+            }
+        };
         let (done, ended) = tokio::sync::oneshot::channel();
         self.admit_outbound(link, Dial::Contact, Some(done));
         let _ = ended.await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use strand_transport::LanConfig;
+
+    use super::*;
+    use crate::runtime::limits::CONTACT_DIAL_BURST;
+
+    /// A `--peer` address dialled while the LAN is quiet (its addresses
+    /// gone) cost a contact dial's token at every try (every REDIAL, for
+    /// each such address), though the quiet LAN refused the dial before
+    /// it reached the network. Now the token goes back, as for a dial
+    /// after discovery.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_dial_the_quiet_lan_refuses_costs_no_contact_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let profile = crate::Profile::create(
+            &tmp.path().join("ann"),
+            "ann",
+            "pass",
+            crate::KdfParams::insecure_for_tests(),
+            &mut crate::profile::os_rng(),
+        )
+        .unwrap();
+        // A LAN that starts quiet: its one address is on no interface of
+        // this machine (192.0.2.1, TEST-NET-1), so it refuses every dial.
+        let config = super::super::NodeConfig {
+            lan: Some(LanConfig {
+                listen: vec!["/ip4/192.0.2.1/tcp/4001".parse().unwrap()],
+                mdns: false,
+                rotate_every: Duration::from_secs(3600),
+            }),
+            ..super::super::NodeConfig::default()
+        };
+        let node = Node::start(profile, config).await.unwrap();
+        let guard = &node.shared.guard;
+        guard.stop_refilling();
+        // Every token but one taken (the bucket starts full, and nothing
+        // else dials a contact here): the last one pays for the dial.
+        for _ in 1..CONTACT_DIAL_BURST as usize {
+            assert!(guard.may_dial(Dial::Contact));
+        }
+
+        let somewhere: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+        let dialled = node.dial_once(&somewhere).await;
+        assert!(
+            matches!(dialled, Err(LinkError::Transport(TransportError::Quiet))),
+            "{dialled:?}"
+        );
+        assert!(guard.may_dial(Dial::Contact), "the token came back");
+        assert!(!guard.may_dial(Dial::Contact), "and only that one");
+        node.shutdown().await;
     }
 }
