@@ -273,20 +273,21 @@ pub(crate) fn show(core: &mut Core, status: Status) {
     let mdns = lan.is_some_and(|t| t.discovery);
     let clock = Clock::now();
     let addrs: Vec<String> = lan.map(|t| t.addresses.clone()).unwrap_or_default();
-    let lan_detail = if lan.is_none() {
-        "off".to_owned()
-    } else if addrs.is_empty() {
-        lan.map_or("not listening", |t| t.not_listening_note()).to_owned()
-    } else {
-        // The libp2p identity neighbours see: a new one every 15 minutes.
-        let id = lan
-            .and_then(|t| t.ephemeral_id.as_deref())
-            .map(|id| {
-                let tail = &id[id.len().saturating_sub(6)..];
-                format!("  ·  identity …{tail}, renewed every 15 min")
-            })
-            .unwrap_or_default();
-        id.trim_start_matches("  ·  ").to_owned()
+    let lan_detail = match lan {
+        None => "off".to_owned(),
+        Some(t) if addrs.is_empty() => t.not_listening_note().to_owned(),
+        Some(t) => {
+            // The libp2p identity neighbours see: a new one every 15 minutes.
+            let id = t
+                .ephemeral_id
+                .as_deref()
+                .map(|id| {
+                    let tail = &id[id.len().saturating_sub(6)..];
+                    format!("  ·  identity …{tail}, renewed every 15 min")
+                })
+                .unwrap_or_default();
+            id.trim_start_matches("  ·  ").to_owned()
+        }
     };
     let relay = status.transports.iter().find(|t| t.kind == "relay");
     let relay_row = match relay {

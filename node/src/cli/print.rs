@@ -178,6 +178,14 @@ fn relay_address_label(address: &str) -> &'static str {
 /// first (the address another device gives `--peer`), then hole punching
 /// and relayed addresses, then the relay it runs for contacts.
 pub(crate) fn listening(s: &Status) {
+    for line in listening_lines(s) {
+        println!("{line}");
+    }
+}
+
+/// The lines [`listening`] prints.
+fn listening_lines(s: &Status) -> Vec<String> {
+    let mut out = Vec::new();
     let lan: Vec<&String> = s
         .transports
         .iter()
@@ -185,25 +193,34 @@ pub(crate) fn listening(s: &Status) {
         .flat_map(|t| &t.addresses)
         .collect();
     for a in &lan {
-        println!("LAN: {a}");
+        out.push(format!("LAN: {a}"));
     }
     // A LAN that could listen nowhere at the start runs quiet and retries.
-    for t in s.transports.iter().filter(|t| t.kind == "LAN" && t.addresses.is_empty()) {
-        println!("LAN: {}", t.not_listening_note());
+    // Not "LAN: …", which labels an address: scripts (and tests) take
+    // what follows it for one to give `--peer`.
+    for t in s
+        .transports
+        .iter()
+        .filter(|t| t.kind == "LAN" && t.addresses.is_empty())
+    {
+        out.push(format!("LAN {}", t.not_listening_note()));
     }
     for t in s.transports.iter().filter(|t| t.kind == "relay") {
         for a in &t.addresses {
-            println!("{}: {a}", relay_address_label(a));
+            out.push(format!("{}: {a}", relay_address_label(a)));
         }
     }
     if let Some(serving) = &s.serving {
         for a in &serving.addresses {
-            println!("relay for contacts: {a}");
+            out.push(format!("relay for contacts: {a}"));
         }
     }
     if let Some(first) = lan.first() {
-        println!("Another device on this network can dial this one: strand run --peer {first}");
+        out.push(format!(
+            "Another device on this network can dial this one: strand run --peer {first}"
+        ));
     }
+    out
 }
 
 /// What an address others confirmed (AutoNAT) is, as `strand status`
@@ -332,6 +349,40 @@ pub(crate) fn status(s: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `strand run` printed a LAN that started quiet as "LAN: not
+    /// listening (…)", with the label of an address, so whatever reads
+    /// "LAN: ADDRESS" (a script passing it to `--peer`, the tests) took
+    /// the words for an address. It prints "LAN not listening (…)" now;
+    /// a LAN that listens is printed as before.
+    #[test]
+    fn a_quiet_lan_is_not_printed_as_an_address() {
+        let status = |addresses: &[&str]| -> Status {
+            serde_json::from_value(serde_json::json!({
+                "name": "ann",
+                "profile": "/profiles/ann",
+                "transports": [{
+                    "kind": "LAN",
+                    "addresses": addresses,
+                    "discovery": true,
+                    "ephemeral_id": null,
+                }],
+                "seen": [],
+                "links": 0,
+                "sessions": 0,
+                "bytes_sent": 0,
+                "bytes_received": 0,
+                "messages": 0,
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            listening_lines(&status(&[])),
+            ["LAN not listening (no address could be bound; retrying)"]
+        );
+        let listening = listening_lines(&status(&["/ip4/192.168.1.20/tcp/4001"]));
+        assert_eq!(listening[0], "LAN: /ip4/192.168.1.20/tcp/4001");
+    }
 
     /// What others chose (a group's name, a contact's relay offer and the
     /// error it gives) reaches the terminal with no control, invisible or

@@ -206,9 +206,16 @@ async fn a_rotation_after_shutdown_starts_nothing() {
     lan.shutdown().await;
 
     let rotated = lan.rotate().await;
-    assert!(matches!(rotated, Err(TransportError::Stopped)), "{rotated:?}");
+    assert!(
+        matches!(rotated, Err(TransportError::Stopped)),
+        "{rotated:?}"
+    );
     assert!(lan.shared.old.lock().unwrap().is_empty());
-    assert_eq!(met_at(&working).await, None, "nothing answers after shutdown");
+    assert_eq!(
+        met_at(&working).await,
+        None,
+        "nothing answers after shutdown"
+    );
 }
 
 /// The same race, closer: shutdown runs on another thread after a
@@ -230,7 +237,11 @@ async fn a_rotation_that_shutdown_overtakes_stops_its_generation() {
         lan.shared.old.lock().unwrap().is_empty(),
         "no generation is left running"
     );
-    assert_eq!(met_at(&working).await, None, "nothing answers after shutdown");
+    assert_eq!(
+        met_at(&working).await,
+        None,
+        "nothing answers after shutdown"
+    );
 }
 
 /// A rotation that could listen nowhere tracked its new generation the
