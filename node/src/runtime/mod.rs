@@ -1738,6 +1738,9 @@ async fn start_relays(
     config.borrowed = borrowed;
     config.hole_punch = settings.hole_punch;
     config.listen = settings.listen.clone();
+    // Its epochs follow the node's clock, as the relay for contacts does
+    // (a test's fixed clock holds them still).
+    config.clock = Arc::new(move || std::time::UNIX_EPOCH + Duration::from_millis(clock.now()));
     let client = Relays::start(config, events).await?;
     Ok((client, server, serving))
 }

@@ -5,8 +5,12 @@
 //! A contact's [`Reach`] record gives their relays and the seed of their
 //! relay identities; their id at a relay in an epoch is
 //! `peer_id_of(relay_key(seed, epoch))`. A contact with no session up is
-//! dialled through each of their relays, with this epoch's id first and
-//! the neighbouring epochs' after it (clocks differ a little). Of two
+//! dialled through each of their relays under their id of the epoch this
+//! node's relay client dials in, and no other: clocks differ a little,
+//! and the relay client covers that by reserving under the next epoch's
+//! id before the turn and keeping the old one after it
+//! ([`EPOCH_MARGIN`]), so a relay never sees one of this device's ids ask
+//! for two ids of a contact, nor two of its ids ask for the same one. Of two
 //! contacts who both have relays, the one whose relay id is smaller dials
 //! at once and the other [`RELAY_DIAL_DEFER`] later, so one meeting makes
 //! one link. Failed attempts back off from [`RELAY_MIN_BACKOFF`] to
@@ -15,6 +19,7 @@
 //! at once (a contact's records that links bring are taken one a minute at
 //! most: [`Node::reach_record_arrived`]).
 //!
+//! [`EPOCH_MARGIN`]: strand_transport::relay::EPOCH_MARGIN
 //! [`RELAY_DIAL_DEFER`]: crate::runtime::limits::RELAY_DIAL_DEFER
 //! [`RELAY_MIN_BACKOFF`]: crate::runtime::limits::RELAY_MIN_BACKOFF
 //! [`RELAY_MAX_BACKOFF`]: crate::runtime::limits::RELAY_MAX_BACKOFF
@@ -28,7 +33,7 @@ use strand_sync::relay_key;
 use strand_sync::{PublicIdentity, Reach};
 use strand_transport::relay::server::PeerFilter;
 use strand_transport::relay::{circuit_addr, is_relay_addr, peer_id_of, IdentityFn};
-use strand_transport::{Multiaddr, PeerId, Relays, Transport};
+use strand_transport::{Multiaddr, PeerId, Relays};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -93,19 +98,6 @@ pub const MAX_BORROWED_RELAYS: usize = 4;
 
 /// How often a new reservation may make the node try every contact again.
 const RETRY_ALL_EVERY: Duration = Duration::from_secs(30);
-
-/// How close to an epoch's boundary a contact is also tried under the
-/// neighbouring epoch's id (clocks differ a little). Elsewhere only the
-/// current id is asked for, so a relay never sees two ids of one device
-/// asked for together but at a boundary. At a boundary it links two ids
-/// of each side: the contact's two, asked for together, and this
-/// device's own two. A contact not reached under their current id is
-/// asked for under both of theirs, before the boundary under this
-/// device's old id and after it under the new one (every dial goes
-/// through the current generation, and a new reservation at the
-/// boundary tries every contact not connected again at once), so both
-/// of this device's ids ask for the same pairs.
-const EPOCH_MARGIN: u64 = 5 * 60 * 1000;
 
 /// The relay addresses in a record's list: those that decode and that
 /// this node's relay client can dial a relay at ([`is_relay_addr`], the
@@ -235,6 +227,11 @@ impl Reachability {
             }
             *last = Some(now);
         }
+        self.try_all_now(now);
+    }
+
+    /// Makes every contact due at `now`.
+    fn try_all_now(&self, now: Instant) {
         for t in self.targets.lock().expect("targets lock").values_mut() {
             t.next = t.next.min(now);
         }
@@ -297,8 +294,17 @@ impl Node {
     pub(crate) async fn dial_through_relays(self, relays: Relays) {
         let cancel = self.shared.cancel.clone();
         let reach = self.shared.reach.clone();
+        let mut epoch = relays.epoch();
         loop {
             let now = Instant::now();
+            // At a turn every contact's id changes, and this device's new
+            // id reserved a margin before it (no new reservation says so
+            // now): everyone not connected is tried again under the new
+            // ids (within a minute of the turn, this loop's longest sleep).
+            if relays.epoch() != epoch {
+                epoch = relays.epoch();
+                reach.try_all_now(now);
+            }
             let mut due = Vec::new();
             let mut next = now + Duration::from_secs(60);
             let no_own = self.own_relays().is_empty();
@@ -357,42 +363,20 @@ impl Node {
         out
     }
 
-    /// The epochs to try a contact under now: this one, and the
-    /// neighbouring one within [`EPOCH_MARGIN`] of a boundary.
-    fn epochs_to_try(&self) -> Vec<u64> {
-        let len = self
-            .shared
-            .config
-            .relay
-            .as_ref()
-            .map_or(strand_sync::limits::RELAY_EPOCH, |r| {
-                r.epoch.as_millis() as u64
-            })
-            .max(1);
-        let now = self.shared.clock.now();
-        let (e, into) = (now / len, now % len);
-        let margin = EPOCH_MARGIN.min(len / 4);
-        let mut out = vec![e];
-        if len - into <= margin {
-            out.push(e + 1);
-        }
-        if into < margin && e > 0 {
-            out.push(e - 1);
-        }
-        out
-    }
-
     /// One attempt to reach a contact through relays; runs the link to its
     /// end if one comes up.
     async fn reach_contact(self, relays: Relays, public: PublicIdentity, target: Target) {
-        let epochs = self.epochs_to_try();
-        let theirs = peer_id_of(relay_key(&target.seed, epochs[0]));
-        let mine = relays.local_peer_id();
+        // Their id of the epoch this device dials in, under its id of that
+        // epoch, and no other: see the module docs.
+        let dialler = relays.dialler();
+        let theirs = peer_id_of(relay_key(&target.seed, dialler.epoch()));
+        let mine = dialler.local_peer_id();
         // The smaller id dials at once, the other a little later.
         if mine > theirs && target.backoff == MIN_BACKOFF {
             tokio::time::sleep(DIAL_DEFER).await;
         }
         let mut progressed = false;
+        let mut turned = false;
         if !self.shared.registry.is_connected(&public) {
             // Where they said they are first; then the relay this node
             // runs, its own, and the ones contacts offer (the contact may
@@ -403,34 +387,37 @@ impl Node {
                     vias.push(r);
                 }
             }
-            'all: for ep in epochs {
-                let id = peer_id_of(relay_key(&target.seed, ep));
-                for via in &vias {
-                    if self.shared.cancel.is_cancelled() {
-                        break 'all;
+            for via in &vias {
+                if self.shared.cancel.is_cancelled() {
+                    break;
+                }
+                // The epoch turned: the dialler dials no more, and the
+                // contact is tried again at once under their new id.
+                if relays.epoch() != dialler.epoch() {
+                    turned = true;
+                    break;
+                }
+                let addr = circuit_addr(via, theirs);
+                let Some(dial) = dialler.dial(&addr) else {
+                    continue;
+                };
+                // A contact's dial: it waits for its token, which
+                // no stranger's discoveries can spend.
+                if !self.contact_dial().await {
+                    break;
+                }
+                match dial.await {
+                    Ok(link) => {
+                        tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
+                        let progress = self.shared.registry.progress(&public);
+                        let (done, ended) = tokio::sync::oneshot::channel();
+                        self.admit_outbound(link, Dial::Contact, Some(done));
+                        let _ = ended.await;
+                        progressed = self.shared.registry.progress(&public) != progress;
+                        break;
                     }
-                    let addr = circuit_addr(via, id);
-                    let Some(dial) = relays.dial(&addr) else {
-                        continue;
-                    };
-                    // A contact's dial: it waits for its token, which
-                    // no stranger's discoveries can spend.
-                    if !self.contact_dial().await {
-                        break 'all;
-                    }
-                    match dial.await {
-                        Ok(link) => {
-                            tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
-                            let progress = self.shared.registry.progress(&public);
-                            let (done, ended) = tokio::sync::oneshot::channel();
-                            self.admit_outbound(link, Dial::Contact, Some(done));
-                            let _ = ended.await;
-                            progressed = self.shared.registry.progress(&public) != progress;
-                            break 'all;
-                        }
-                        Err(e) => {
-                            tracing::debug!(contact = %target.name, relay = %via, "not reached: {}", chain(&e))
-                        }
+                    Err(e) => {
+                        tracing::debug!(contact = %target.name, relay = %via, "not reached: {}", chain(&e))
                     }
                 }
             }
@@ -442,6 +429,9 @@ impl Node {
                 // A link that carried messages ended (a reset circuit):
                 // again at once.
                 t.backoff = MIN_BACKOFF;
+                t.next = Instant::now();
+            } else if turned {
+                // Not tried under the new ids yet: at once, backoff as it was.
                 t.next = Instant::now();
             } else {
                 // Nobody there, or a session that carried nothing (a

@@ -142,6 +142,10 @@ pub(crate) enum Command {
     },
     /// Reservations and addresses.
     Status { reply: oneshot::Sender<Status> },
+    /// Take no dial from now on: another generation is current, and this
+    /// one keeps its reservations (and takes what comes through them)
+    /// until it is told to drain.
+    StopDialling,
     /// Give up reservations and listeners, keep live links until `until`;
     /// the task ends with its last connection.
     Drain { until: Instant },
@@ -239,6 +243,7 @@ pub(crate) fn spawn(
             relayed: HashMap::new(),
             to_close: Vec::new(),
             external: HashSet::new(),
+            dialling: true,
             draining: None,
             hole_punch,
             identified: HashSet::new(),
@@ -309,6 +314,10 @@ struct Task {
     /// replaced them).
     to_close: Vec<(Instant, PeerId)>,
     external: HashSet<Multiaddr>,
+    /// Whether this generation takes dials: until another one is current
+    /// (dials only go to the current one; this refuses any sent to it
+    /// after, so a dial never leaves under an id whose epoch is over).
+    dialling: bool,
     draining: Option<Instant>,
     hole_punch: bool,
     /// Relays that told us our address (identify) on the live connection.
@@ -552,7 +561,7 @@ impl Task {
                 let _ = reply.send(());
             }
             Command::Dial { addr, reply } => {
-                if self.draining.is_some() {
+                if !self.dialling || self.draining.is_some() {
                     let _ = reply.send(Err(TransportError::Stopped));
                     return;
                 }
@@ -614,7 +623,9 @@ impl Task {
                     external: self.external.iter().cloned().collect(),
                 });
             }
+            Command::StopDialling => self.dialling = false,
             Command::Drain { until } => {
+                self.dialling = false;
                 self.draining = Some(until);
                 for id in self.direct_listeners.drain(..) {
                     self.swarm.remove_listener(id);

@@ -68,19 +68,26 @@
 //! epoch (the node derives it from a seed only its contacts know, so they
 //! can compute the id to dial, and a relay cannot link one epoch's id to
 //! the next: identify tells it none of the device's other reservations,
-//! which libp2p counts as external addresses). At an epoch boundary a new
-//! *generation* with the new identity reserves on every relay, and the old
-//! one gives up its reservations and keeps its live links until they end
-//! (at most [`MAX_DRAIN`]). The old one takes no new dial: [`Relays`]'
-//! [`Transport::dial`] goes to the current generation only, and a
-//! draining one refuses a dial (one it took before, still waiting for the
-//! relay to identify it, opens within a few seconds). So through a relay
-//! only one of the device's ids dials at a time. That alone does not keep
-//! a relay from linking the two ids at the boundary: the node tries a
-//! contact it has not reached under the contact's neighbouring epoch's id
-//! too (clocks differ), under its old id before the boundary and its new
-//! one after, so both of its ids ask for the same ids of the same
-//! contacts (see `EPOCH_MARGIN` in the node's `runtime::relaying`).
+//! which libp2p counts as external addresses). Each identity runs as a
+//! *generation* of its own (a swarm on a task). The next epoch's
+//! generation starts [`EPOCH_MARGIN`] before the turn and reserves on
+//! every relay beside the current one, and the old one keeps its
+//! reservations until [`EPOCH_MARGIN`] after the turn: devices' clocks
+//! differ a little, and a contact dials the id of the epoch its own clock
+//! is in, which is reserved whether their clock is up to the margin ahead
+//! or behind. Then the old one gives up its reservations and keeps its
+//! live links until they end (at most [`MAX_DRAIN`]). Only the current
+//! generation dials ([`Relays::dialler`]; [`Transport::dial`] goes to it
+//! too): one started early dials nothing before its turn, and an old one
+//! refuses every dial sent to it after its turn (one it
+//! took before, still waiting for the relay to identify it, opens within
+//! a few seconds). A contact is dialled under their id of the dialler's
+//! epoch only, so a relay never sees one of this device's ids ask for two
+//! ids of a contact, nor two of its ids ask for one id: at the turn it
+//! sees the old id ask for contacts' old ids and the new one for their
+//! new ids, and the two ids reserve side by side for the margins, each
+//! on a connection of its own (linked only, as at any time, by the IP
+//! address they come from).
 //!
 //! # The server ([`server`])
 //!
@@ -144,9 +151,23 @@ pub const MAX_RESERVE_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// How often the client checks the wall clock for a new epoch, at most.
 const RECHECK_EPOCH: Duration = Duration::from_secs(60);
 
-/// Old generations kept at once (each holds only links that were live at
-/// its epoch's end).
-const MAX_GENERATIONS: usize = 4;
+/// How long before an epoch's turn its identity reserves on the relays,
+/// and how long after it the old identity keeps its reservations (both
+/// taking what comes through them; only the current one dials). Devices'
+/// clocks differ a little: a contact whose clock is up to this far ahead
+/// or behind dials the id of the epoch its own clock is in, and finds it
+/// reserved. Dials need no margin then, and a dialler asks for one id of
+/// each contact, the one of its own epoch, under its own id of that
+/// epoch: a relay never sees one id ask for two ids of a contact, nor
+/// two ids of a device ask for one id. At most a quarter of an epoch
+/// (shorter ones, in tests), so the margins of two turns never meet.
+pub const EPOCH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// Generations kept at once: the current one, the next (from
+/// [`EPOCH_MARGIN`] before its turn), and old ones (the one before the
+/// current keeps its reservations until [`EPOCH_MARGIN`] after the turn;
+/// older ones hold only links that were live then).
+const MAX_GENERATIONS: usize = 5;
 
 /// Direct connections made by hole punching, remembered for
 /// [`Transport::open`].
@@ -160,6 +181,9 @@ pub const MAX_INCOMING: u32 = 256;
 /// The secret key (Ed25519, 32 bytes) of this device's relay identity in a
 /// given epoch.
 pub type IdentityFn = Arc<dyn Fn(u64) -> [u8; 32] + Send + Sync>;
+
+/// The wall clock the client's epochs follow.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Relay client settings.
 #[derive(Clone)]
@@ -179,6 +203,10 @@ pub struct RelayConfig {
     /// How long one identity lives. Epochs count from the Unix epoch, so
     /// every device with a correct clock agrees on them.
     pub epoch: Duration,
+    /// The clock epochs are read from: [`SystemTime::now`] by default (the
+    /// node passes its own, tests one they move; see
+    /// [`Relays::follow_clock`]).
+    pub clock: WallClock,
     /// Accept direct connections and punch holes (DCUtR). Off, the node
     /// is reached through relays only and listens on nothing else.
     pub hole_punch: bool,
@@ -216,6 +244,7 @@ impl RelayConfig {
             borrowed: Vec::new(),
             identity,
             epoch,
+            clock: Arc::new(SystemTime::now),
             hole_punch: true,
             listen: crate::listen_everywhere(0),
             max_incoming: MAX_INCOMING,
@@ -430,11 +459,97 @@ fn until_next_epoch(at: SystemTime, epoch: Duration) -> Duration {
     Duration::from_millis((len - since % len) as u64)
 }
 
+/// The margin around a turn for epochs of this length: [`EPOCH_MARGIN`],
+/// at most a quarter of an epoch.
+fn margin(epoch: Duration) -> Duration {
+    EPOCH_MARGIN.min(epoch / 4)
+}
+
+/// How long from `at` until the client next has something to do: start
+/// the next epoch's generation (a margin before the turn), turn, or have
+/// the old generation give up its reservations (a margin after it). Never
+/// zero: the turn is always ahead, and each other moment counts only
+/// while it is.
+fn until_next_look(at: SystemTime, epoch: Duration) -> Duration {
+    let until = until_next_epoch(at, epoch);
+    let margin = margin(epoch);
+    let into = epoch.saturating_sub(until);
+    let mut wait = until;
+    if until > margin {
+        wait = wait.min(until - margin);
+    }
+    if into < margin {
+        wait = wait.min(margin - into);
+    }
+    wait.max(Duration::from_millis(1))
+}
+
+/// A generation as the handle knows it: its epoch, identity and commands.
 #[derive(Clone)]
 struct Current {
     commands: mpsc::Sender<Command>,
     local: PeerId,
     epoch: u64,
+}
+
+/// The generation that dials now, as it was when asked
+/// ([`Relays::dialler`]): its epoch, its id, and its dials. A contact's id
+/// to dial is theirs for [`Dialler::epoch`]; dials through a dialler whose
+/// epoch has turned are refused (the generation dials no more), so one
+/// of this device's ids only ever asks for contacts' ids of its own
+/// epoch.
+#[derive(Clone)]
+pub struct Dialler(Current);
+
+impl std::fmt::Debug for Dialler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialler")
+            .field("local", &self.0.local)
+            .field("epoch", &self.0.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dialler {
+    /// The epoch of the identity that dials: contacts are dialled under
+    /// their id of this epoch.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch
+    }
+
+    /// The identity that dials, as relays see it.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.0.local
+    }
+
+    /// Dials a circuit address (one through a relay [`is_relay_addr`]
+    /// takes) from this generation, or returns `None` for an address this
+    /// client does not dial. Fails with
+    /// [`TransportError::Stopped`] once the generation's epoch has turned.
+    pub fn dial(
+        &self,
+        addr: &Multiaddr,
+    ) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
+        if !dials(addr) {
+            return None;
+        }
+        let commands = self.0.commands.clone();
+        let addr = addr.clone();
+        Some(
+            async move {
+                let target = addr.to_string();
+                ask(&commands, |reply| Command::Dial { addr, reply })
+                    .await?
+                    .map_err(|e| match e {
+                        TransportError::Dial { source, .. } => {
+                            TransportError::Dial { target, source }
+                        }
+                        other => other,
+                    })
+            }
+            .boxed(),
+        )
+    }
 }
 
 /// What the handle and the generations share.
@@ -444,6 +559,14 @@ pub(crate) struct Shared {
     events: mpsc::Sender<TransportEvent>,
     counts: SharedCounts,
     current: RwLock<Current>,
+    /// The next epoch's generation, from [`EPOCH_MARGIN`] before its turn:
+    /// reserved on the relays and taking what comes, dialling nothing.
+    next: Mutex<Option<Current>>,
+    /// The generation before the current one, until [`EPOCH_MARGIN`] after
+    /// the turn: still reserved and taking what comes, dialling nothing.
+    previous: Mutex<Option<Current>>,
+    /// Every generation's task (the current, next and previous ones too),
+    /// so shutdown stops them all.
     old: Mutex<VecDeque<Generation>>,
     punched: Mutex<Punched>,
     stop: CancellationToken,
@@ -522,23 +645,32 @@ impl Relays {
                 local: PeerId::random(),
                 epoch: 0,
             }),
+            next: Mutex::new(None),
+            previous: Mutex::new(None),
             old: Mutex::new(VecDeque::new()),
             punched: Mutex::new(Punched::default()),
             stop: CancellationToken::new(),
             rotating: tokio::sync::Mutex::new(()),
         });
         let relays = Relays { shared };
-        let epoch = epoch_at(SystemTime::now(), relays.shared.config.epoch);
-        relays.start_generation(epoch).await?;
+        let epoch = epoch_at((relays.shared.config.clock)(), relays.shared.config.epoch);
+        let first = {
+            let _one_at_a_time = relays.shared.rotating.lock().await;
+            relays.spawn_generation(epoch).await?
+        };
+        *relays.shared.current.write().expect("current lock") = first;
+        tracing::debug!(local = %relays.local_peer_id(), epoch, "relay identity for this epoch");
+        // Its first look starts the next epoch's generation at once if
+        // this one ends within the margin.
         tokio::spawn(rotate_forever(Arc::downgrade(&relays.shared)));
         Ok(relays)
     }
 
-    /// Starts a generation for `epoch`, makes it current, and has the one
-    /// before drain.
-    async fn start_generation(&self, epoch: u64) -> Result<(), TransportError> {
+    /// Starts a generation for `epoch`: it listens and reserves on the
+    /// relays, and is tracked for shutdown. It is not made current. Called
+    /// with `rotating` held.
+    async fn spawn_generation(&self, epoch: u64) -> Result<Current, TransportError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.rotating.lock().await;
         let key = keypair((shared.config.identity)(epoch));
         let generation = client::spawn(
             key,
@@ -553,20 +685,126 @@ impl Relays {
             epoch,
         };
         if let Err(e) = self.set_up(&new).await {
-            // Nothing else holds it: it goes, and the current one stays.
+            // Nothing else holds it: it goes.
             generation.task.abort();
             return Err(e);
         }
         crate::generation::keep(&shared.old, generation, MAX_GENERATIONS);
+        Ok(new)
+    }
+
+    /// Starts the generation of `epoch` ahead of its turn: reserved and
+    /// taking what comes through its reservations (contacts whose clocks
+    /// are ahead dial it), dialling nothing until it is current.
+    async fn prepare(&self, epoch: u64) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.rotating.lock().await;
+        if shared.current().epoch >= epoch {
+            return Ok(());
+        }
+        let stale = {
+            let mut next = shared.next.lock().expect("next lock");
+            match next.take() {
+                Some(n) if n.epoch == epoch => {
+                    *next = Some(n);
+                    return Ok(());
+                }
+                other => other,
+            }
+        };
+        if let Some(stale) = stale {
+            drain(&stale).await;
+        }
+        let new = self.spawn_generation(epoch).await?;
+        tracing::debug!(local = %new.local, epoch, "relay identity for the next epoch reserves");
+        *shared.next.lock().expect("next lock") = Some(new);
+        Ok(())
+    }
+
+    /// Makes the generation of `epoch` current: the one started ahead of
+    /// its turn, or (if none was) a new one. The one it replaces dials no
+    /// more; it keeps its reservations as the previous generation until
+    /// [`EPOCH_MARGIN`] after the turn ([`Relays::follow_clock`]), or
+    /// with `keep_old` false gives them up at once. A previous one still
+    /// reserved gives them up now.
+    async fn turn(&self, epoch: u64, keep_old: bool) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.rotating.lock().await;
+        if shared.current().epoch >= epoch {
+            return Ok(());
+        }
+        let ready = shared.next.lock().expect("next lock").take();
+        let new = match ready {
+            Some(n) if n.epoch == epoch => n,
+            other => {
+                if let Some(stale) = other {
+                    drain(&stale).await;
+                }
+                self.spawn_generation(epoch).await?
+            }
+        };
         let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
-        let _ = old
-            .commands
-            .send(Command::Drain {
-                until: tokio::time::Instant::now() + MAX_DRAIN,
-            })
-            .await;
+        // Before anything else it is told: a dial that reaches it after
+        // this is refused.
+        let _ = old.commands.send(Command::StopDialling).await;
+        if !keep_old {
+            drain(&old).await;
+        }
+        let before = {
+            let mut previous = shared.previous.lock().expect("previous lock");
+            if keep_old {
+                previous.replace(old)
+            } else {
+                previous.take()
+            }
+        };
+        if let Some(before) = before {
+            drain(&before).await;
+        }
         tracing::debug!(local = %self.local_peer_id(), epoch, "relay identity for this epoch");
         Ok(())
+    }
+
+    /// One look at the clock ([`RelayConfig::clock`]), doing what is due:
+    /// within [`EPOCH_MARGIN`] of the turn the next epoch's generation
+    /// reserves; at the turn it becomes the one that dials; a margin after
+    /// it the one before gives up its reservations. The client looks by
+    /// itself at each of these moments (and every minute: the monotonic
+    /// clock stops while the machine sleeps, the wall clock does not);
+    /// tests that move the clock call this.
+    pub async fn follow_clock(&self) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let len = shared.config.epoch;
+        let margin = margin(len);
+        let now = (shared.config.clock)();
+        let epoch = epoch_at(now, len);
+        let mut result = Ok(());
+        if epoch > self.epoch() {
+            result = self.turn(epoch, true).await;
+        }
+        // The previous generation's reservations end a margin after its
+        // epoch did.
+        let done = {
+            let mut previous = shared.previous.lock().expect("previous lock");
+            let ended = match (&*previous, now.checked_sub(margin)) {
+                (Some(p), Some(t)) => epoch_at(t, len) > p.epoch,
+                _ => false,
+            };
+            if ended {
+                previous.take()
+            } else {
+                None
+            }
+        };
+        if let Some(done) = done {
+            drain(&done).await;
+        }
+        // (Not if the turn failed: the current one is still the old one.)
+        if until_next_epoch(now, len) <= margin && self.epoch() == epoch {
+            let prepared = self.prepare(epoch + 1).await;
+            result = result.and(prepared);
+        }
+        result
     }
 
     /// A new generation listens for direct connections and reserves on the
@@ -605,10 +843,17 @@ impl Relays {
         self.shared.current().epoch
     }
 
+    /// The generation that dials now: contacts are dialled under their id
+    /// of its epoch, through it ([`Dialler`]).
+    pub fn dialler(&self) -> Dialler {
+        Dialler(self.shared.current())
+    }
+
     /// Replaces the relays to reserve on, this device's own and those
     /// contacts lent it (as [`RelayConfig::relays`] and
-    /// [`RelayConfig::borrowed`]); reservations on relays no longer
-    /// listed are given up.
+    /// [`RelayConfig::borrowed`]), for every generation that holds
+    /// reservations (the next and the previous one too); reservations on
+    /// relays no longer listed are given up.
     /// Addresses that are not a relay's ([`is_relay_addr`]) are left out
     /// (with a warning).
     pub async fn set_relays(
@@ -620,6 +865,19 @@ impl Relays {
         // Not while a rotation reads the list for the next generation.
         let _one_at_a_time = self.shared.rotating.lock().await;
         *self.shared.relays.lock().expect("relays lock") = relays.clone();
+        let others: Vec<mpsc::Sender<Command>> = [
+            self.shared.next.lock().expect("next lock").clone(),
+            self.shared.previous.lock().expect("previous lock").clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|g| g.commands)
+        .collect();
+        for commands in others {
+            // One that stopped has nothing to keep.
+            let relays = relays.clone();
+            let _ = ask(&commands, |reply| Command::SetRelays { relays, reply }).await;
+        }
         let commands = self.shared.current().commands;
         ask(&commands, |reply| Command::SetRelays { relays, reply }).await
     }
@@ -634,11 +892,12 @@ impl Relays {
         .unwrap_or_default()
     }
 
-    /// Moves to the next epoch's identity now (tests; it happens by itself
-    /// at every epoch boundary).
+    /// Moves to the next epoch's identity now, the old one giving up its
+    /// reservations at once (tests; it happens by itself at every epoch
+    /// boundary, with a margin: [`Relays::follow_clock`]).
     pub async fn rotate(&self) -> Result<(), TransportError> {
         let next = self.epoch() + 1;
-        self.start_generation(next).await
+        self.turn(next, false).await
     }
 }
 
@@ -674,6 +933,17 @@ impl RelayList {
     }
 }
 
+/// Has a generation give up its reservations and listeners and keep its
+/// live links for at most [`MAX_DRAIN`].
+async fn drain(generation: &Current) {
+    let _ = generation
+        .commands
+        .send(Command::Drain {
+            until: tokio::time::Instant::now() + MAX_DRAIN,
+        })
+        .await;
+}
+
 /// The relay addresses of `relays` ([`is_relay_addr`]); the others are
 /// left out, with a warning (one bad address, e.g. from a contact, spoils
 /// nothing else).
@@ -692,33 +962,28 @@ fn usable_relays(relays: Vec<Multiaddr>) -> Vec<Multiaddr> {
         .collect()
 }
 
-/// Starts the next epoch's generation at every epoch boundary.
+/// Follows the clock for as long as the client runs: the next epoch's
+/// generation reserves a margin before the turn, becomes current at it,
+/// and the old one gives up its reservations a margin after it
+/// ([`Relays::follow_clock`]).
 async fn rotate_forever(shared: Weak<Shared>) {
     loop {
-        // At most a minute at a time: the monotonic clock stops while the
-        // machine sleeps, the wall clock (which epochs follow) does not.
-        let Some((wait, stop)) = shared.upgrade().map(|s| {
-            (
-                until_next_epoch(SystemTime::now(), s.config.epoch).min(RECHECK_EPOCH),
-                s.stop.clone(),
-            )
-        }) else {
+        let Some(shared_now) = shared.upgrade() else {
             return;
         };
+        let relays = Relays { shared: shared_now };
+        if let Err(e) = relays.follow_clock().await {
+            tracing::warn!("relay identity rotation failed: {e}");
+        }
+        // At most a minute at a time: the monotonic clock stops while the
+        // machine sleeps, the wall clock (which epochs follow) does not.
+        let config = &relays.shared.config;
+        let wait = until_next_look((config.clock)(), config.epoch).min(RECHECK_EPOCH);
+        let stop = relays.shared.stop.clone();
+        drop(relays);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
-        }
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let relays = Relays { shared };
-        let epoch = epoch_at(SystemTime::now(), relays.shared.config.epoch);
-        if epoch <= relays.epoch() {
-            continue;
-        }
-        if let Err(e) = relays.start_generation(epoch).await {
-            tracing::warn!("relay identity rotation failed: {e}");
         }
     }
 }
@@ -753,25 +1018,7 @@ impl Transport for Relays {
     }
 
     fn dial(&self, addr: &Multiaddr) -> Option<BoxFuture<'static, Result<Link, TransportError>>> {
-        if !dials(addr) {
-            return None;
-        }
-        let commands = self.shared.current().commands;
-        let addr = addr.clone();
-        Some(
-            async move {
-                let target = addr.to_string();
-                ask(&commands, |reply| Command::Dial { addr, reply })
-                    .await?
-                    .map_err(|e| match e {
-                        TransportError::Dial { source, .. } => {
-                            TransportError::Dial { target, source }
-                        }
-                        other => other,
-                    })
-            }
-            .boxed(),
-        )
+        self.dialler().dial(addr)
     }
 
     fn info(&self) -> BoxFuture<'static, TransportInfo> {
@@ -821,6 +1068,20 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(3600 * 5 + 10);
         assert_eq!(epoch_at(t, hour), 5);
         assert_eq!(until_next_epoch(t, hour), Duration::from_secs(3590));
+    }
+
+    /// The client looks at the clock at each moment of a turn: a margin
+    /// before it (the next generation reserves), at it, and a margin
+    /// after it (the old one gives up its reservations).
+    #[test]
+    fn the_client_looks_at_each_moment_of_a_turn() {
+        let hour = Duration::from_secs(3600);
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(3600 * 5 + s);
+        let s = Duration::from_secs;
+        assert_eq!(until_next_look(at(1800), hour), s(1800) - EPOCH_MARGIN);
+        assert_eq!(until_next_look(at(3600 - 60), hour), s(60));
+        assert_eq!(until_next_look(at(60), hour), EPOCH_MARGIN - s(60));
+        assert_eq!(margin(s(60)), s(15), "a quarter of a short epoch");
     }
 
     #[test]

@@ -1015,6 +1015,10 @@ async fn relay_addr(server: &RelayServer) -> Multiaddr {
 
 fn config(device: u8, relays: Vec<Multiaddr>, hole_punch: bool) -> RelayConfig {
     let mut c = RelayConfig::new(relays, identity(device), HOUR);
+    // Held in the middle of an hour: no turn comes of itself (near one,
+    // the next hour's id would reserve too, and counts would change with
+    // the time the test runs at).
+    c.clock = Arc::new(|| std::time::UNIX_EPOCH + HOUR * 1000 + HOUR / 2);
     c.hole_punch = hole_punch;
     c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     c
@@ -1262,6 +1266,151 @@ async fn a_new_epoch_brings_a_new_id_at_the_relay() {
     }
     assert!(gone, "the old identity's reservation was given up");
     for t in [&alice, &bob] {
+        t.shutdown().await;
+    }
+}
+
+/// A clock a test moves (milliseconds since the Unix epoch), for
+/// [`RelayConfig::clock`].
+fn moved_clock(at: &Arc<AtomicU64>) -> strand_transport::relay::WallClock {
+    let at = at.clone();
+    Arc::new(move || {
+        std::time::UNIX_EPOCH + Duration::from_millis(at.load(std::sync::atomic::Ordering::SeqCst))
+    })
+}
+
+/// A client whose epochs follow `clock`, with no reservations of its
+/// own: a contact that only dials.
+async fn dialler_at(
+    device: u8,
+    clock: &Arc<AtomicU64>,
+) -> (Relays, mpsc::Receiver<TransportEvent>) {
+    let mut c = config(device, Vec::new(), false);
+    c.clock = moved_clock(clock);
+    client(c).await
+}
+
+/// Dials `id` through `relay` from `from`'s current generation until a
+/// link opens (the reservation under `id` may still be on its way), or
+/// gives up after some 100 tries.
+async fn reached(from: &Relays, relay: &Multiaddr, id: strand_transport::PeerId) -> Option<Link> {
+    for _ in 0..100 {
+        if let Ok(link) = from.dialler().dial(&circuit_addr(relay, id))?.await {
+            return Some(link);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Regression (the turn of the hour linked a device's two relay ids):
+/// contacts near the turn dialled a device under both of its hour ids,
+/// from one id of theirs, and so, before the turn under their old id and
+/// after it under their new one, showed a relay both. Now a contact dials
+/// only the id of the epoch its clock is in, and the device covers
+/// clocks that differ: it reserves under the next epoch's id
+/// [`EPOCH_MARGIN`](strand_transport::relay::EPOCH_MARGIN) (5 minutes)
+/// before the turn, from the next epoch's own generation, while the
+/// current one still dials; and keeps the old id's reservation 5 minutes
+/// after it, while the new one dials and the old one dials nothing. A
+/// contact 3 minutes ahead reaches it before the turn, one 3 minutes
+/// behind after it. Before, the next id reserved only at the turn, and
+/// the old one gave up its reservation then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_clock_is_a_few_minutes_off_still_reaches_the_device() {
+    let server = relay_server(12, "/ip4/127.0.0.1/tcp/0").await;
+    let relay = relay_addr(&server).await;
+    let minute = 60_000;
+    let turn = 1000 * HOUR.as_millis() as u64;
+    let id = |e: u64| peer_id_of((identity(0xa))(e));
+
+    // Alice's clock, 10 minutes before the turn: one id, reserved.
+    let alice_clock = Arc::new(AtomicU64::new(turn - 10 * minute));
+    let mut c = config(0xa, vec![relay.clone()], false);
+    c.clock = moved_clock(&alice_clock);
+    let (alice, mut alice_events) = client(c).await;
+    alice.follow_clock().await.unwrap();
+    wait_reserved(&alice).await;
+    assert_eq!(alice.epoch(), 999);
+
+    // 2 minutes before the turn by her clock; Bob's is 3 minutes ahead,
+    // in the next epoch, and dials her id for it.
+    alice_clock.store(turn - 2 * minute, std::sync::atomic::Ordering::SeqCst);
+    alice.follow_clock().await.unwrap();
+    assert_eq!(alice.epoch(), 999, "the turn has not come");
+    let before_turn = alice.dialler();
+    assert_eq!(before_turn.epoch(), 999);
+    assert_eq!(
+        before_turn.local_peer_id(),
+        id(999),
+        "the current id dials until the turn"
+    );
+    let bob_clock = Arc::new(AtomicU64::new(turn + minute));
+    let (bob, _bob_events) = dialler_at(0xb, &bob_clock).await;
+    assert_eq!(bob.dialler().epoch(), 1000);
+    let mut out = reached(&bob, &relay, id(bob.dialler().epoch()))
+        .await
+        .expect("Bob, 3 minutes ahead, reaches Alice's next id before her turn");
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    // (Her current id is reserved still.)
+    reached(&bob, &relay, id(999))
+        .await
+        .expect("her current id too");
+    next_incoming(&mut alice_events).await;
+
+    // 2 minutes after the turn: the new id dials, the old one nothing, and
+    // Carol, 3 minutes behind, still in the old epoch, reaches the old id.
+    alice_clock.store(turn + 2 * minute, std::sync::atomic::Ordering::SeqCst);
+    alice.follow_clock().await.unwrap();
+    assert_eq!(alice.epoch(), 1000);
+    assert_eq!(alice.dialler().local_peer_id(), id(1000));
+    let carol_clock = Arc::new(AtomicU64::new(turn - minute));
+    let (carol, _carol_events) = dialler_at(0xc, &carol_clock).await;
+    assert_eq!(carol.dialler().epoch(), 999);
+    let mut out = reached(&carol, &relay, id(carol.dialler().epoch()))
+        .await
+        .expect("Carol, 3 minutes behind, reaches Alice's old id after her turn");
+    let mut inc = next_incoming(&mut alice_events).await;
+    exchange(&mut out, &mut inc).await;
+    // A dial through the old generation, asked for after the turn, is
+    // refused: it would show the old id asking for a contact's new id.
+    let carols_new = peer_id_of((identity(0xc))(1000));
+    match before_turn
+        .dial(&circuit_addr(&relay, carols_new))
+        .unwrap()
+        .await
+    {
+        Err(TransportError::Stopped) => {}
+        Err(e) => panic!("the old id dialled: {e}"),
+        Ok(_) => panic!("the old id dialled, and reached someone"),
+    }
+
+    // Past the margin: the old id's reservation is given up.
+    alice_clock.store(turn + 6 * minute, std::sync::atomic::Ordering::SeqCst);
+    alice.follow_clock().await.unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        if carol
+            .dialler()
+            .dial(&circuit_addr(&relay, id(999)))
+            .unwrap()
+            .await
+            .is_err()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the old id's reservation was given up after the margin"
+    );
+    reached(&bob, &relay, id(1000))
+        .await
+        .expect("the new id stays reserved");
+    for t in [&alice, &bob, &carol] {
         t.shutdown().await;
     }
 }
