@@ -142,6 +142,10 @@ pub(crate) enum Command {
     },
     /// Reservations and addresses.
     Status { reply: oneshot::Sender<Status> },
+    /// This generation is the current one from now on: it takes dials,
+    /// and tells of the addresses it comes to listen at. Sent at its turn
+    /// to one started ahead of it.
+    StartDialling,
     /// Take no dial from now on: another generation is current, and this
     /// one keeps its reservations (and takes what comes through them)
     /// until it is told to drain.
@@ -170,13 +174,16 @@ fn setup_error(e: impl std::fmt::Display) -> TransportError {
     TransportError::Setup(Box::new(Reason(e.to_string())))
 }
 
-/// Builds a swarm with this identity and starts its task.
+/// Builds a swarm with this identity and starts its task. One started
+/// ahead of its turn (`current` false) takes no dial and tells of no
+/// address until it is told its turn has come ([`Command::StartDialling`]).
 pub(crate) fn spawn(
     key: identity::Keypair,
     config: &RelayConfig,
     counts: SharedCounts,
     shared: std::sync::Weak<Shared>,
     events: mpsc::Sender<TransportEvent>,
+    current: bool,
 ) -> Result<Generation, TransportError> {
     let hole_punch = config.hole_punch;
     let max_incoming = config.max_incoming;
@@ -243,7 +250,7 @@ pub(crate) fn spawn(
             relayed: HashMap::new(),
             to_close: Vec::new(),
             external: HashSet::new(),
-            dialling: true,
+            current,
             draining: None,
             hole_punch,
             identified: HashSet::new(),
@@ -314,10 +321,15 @@ struct Task {
     /// replaced them).
     to_close: Vec<(Instant, PeerId)>,
     external: HashSet<Multiaddr>,
-    /// Whether this generation takes dials: until another one is current
-    /// (dials only go to the current one; this refuses any sent to it
-    /// after, so a dial never leaves under an id whose epoch is over).
-    dialling: bool,
+    /// Whether this generation is the current one, the one that dials.
+    /// One started ahead of its turn, or whose turn is over, refuses any
+    /// dial sent to it, so a dial never leaves under an id of another
+    /// epoch than the dialler's. Nor does it tell of new addresses
+    /// ([`TransportEvent::Listening`]): on one the node tries every
+    /// contact again, under the current id, and the next id's reservation
+    /// before its turn (or the old id's again after it) is no reason to;
+    /// the node tries them all again at the turn itself.
+    current: bool,
     draining: Option<Instant>,
     hole_punch: bool,
     /// Relays that told us our address (identify) on the live connection.
@@ -561,7 +573,7 @@ impl Task {
                 let _ = reply.send(());
             }
             Command::Dial { addr, reply } => {
-                if !self.dialling || self.draining.is_some() {
+                if !self.current || self.draining.is_some() {
                     let _ = reply.send(Err(TransportError::Stopped));
                     return;
                 }
@@ -623,9 +635,10 @@ impl Task {
                     external: self.external.iter().cloned().collect(),
                 });
             }
-            Command::StopDialling => self.dialling = false,
+            Command::StartDialling => self.current = true,
+            Command::StopDialling => self.current = false,
             Command::Drain { until } => {
-                self.dialling = false;
+                self.current = false;
                 self.draining = Some(until);
                 for id in self.direct_listeners.drain(..) {
                     self.swarm.remove_listener(id);
@@ -772,7 +785,7 @@ impl Task {
                 if let Some(reply) = self.listens.remove(&listener_id) {
                     let _ = reply.send(Ok(address.clone()));
                 }
-                if self.draining.is_none() {
+                if self.current && self.draining.is_none() {
                     let _ = self.events.try_send(TransportEvent::Listening {
                         kind: LinkKind::Relay,
                         addr: address,

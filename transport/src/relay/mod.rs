@@ -78,16 +78,21 @@
 //! or behind. Then the old one gives up its reservations and keeps its
 //! live links until they end (at most [`MAX_DRAIN`]). Only the current
 //! generation dials ([`Relays::dialler`]; [`Transport::dial`] goes to it
-//! too): one started early dials nothing before its turn, and an old one
-//! refuses every dial sent to it after its turn (one it
-//! took before, still waiting for the relay to identify it, opens within
-//! a few seconds). A contact is dialled under their id of the dialler's
-//! epoch only, so a relay never sees one of this device's ids ask for two
-//! ids of a contact, nor two of its ids ask for one id: at the turn it
-//! sees the old id ask for contacts' old ids and the new one for their
-//! new ids, and the two ids reserve side by side for the margins, each
-//! on a connection of its own (linked only, as at any time, by the IP
-//! address they come from).
+//! too): one started early dials nothing before its turn (nor tells of
+//! its circuit addresses, on which the node would try every contact
+//! again), and an old one refuses every dial sent to it after its turn
+//! (one it took before, still waiting for the relay to identify it,
+//! opens within a few seconds). The node dials a contact under their id
+//! of the dialler's epoch only, so a relay never sees one of this
+//! device's ids ask for two ids of a contact, nor two of its ids ask for
+//! one id of a contact: at the turn it sees the old id ask for contacts'
+//! old ids and the new one for their new ids. (That holds for contacts,
+//! whose ids the node computes. An address dialled as it was given, a
+//! peer the user named say, names the same id in every epoch, and each
+//! epoch's id asks for it.) The two ids reserve side by side for the
+//! margins, each on a connection of its own (linked only, as at any
+//! time, by the IP address they come from), so a relay holds two
+//! reservations of each device then ([`server::MAX_RESERVATIONS`]).
 //!
 //! # The server ([`server`])
 //!
@@ -159,8 +164,9 @@ const RECHECK_EPOCH: Duration = Duration::from_secs(60);
 /// reserved. Dials need no margin then, and a dialler asks for one id of
 /// each contact, the one of its own epoch, under its own id of that
 /// epoch: a relay never sees one id ask for two ids of a contact, nor
-/// two ids of a device ask for one id. At most a quarter of an epoch
-/// (shorter ones, in tests), so the margins of two turns never meet.
+/// two ids of a device ask for one id of a contact. At most a quarter of
+/// an epoch (shorter ones, in tests), so the margins of two turns never
+/// meet.
 pub const EPOCH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Generations kept at once: the current one, the next (from
@@ -656,7 +662,7 @@ impl Relays {
         let epoch = epoch_at((relays.shared.config.clock)(), relays.shared.config.epoch);
         let first = {
             let _one_at_a_time = relays.shared.rotating.lock().await;
-            relays.spawn_generation(epoch).await?
+            relays.spawn_generation(epoch, true).await?
         };
         *relays.shared.current.write().expect("current lock") = first;
         tracing::debug!(local = %relays.local_peer_id(), epoch, "relay identity for this epoch");
@@ -667,10 +673,19 @@ impl Relays {
     }
 
     /// Starts a generation for `epoch`: it listens and reserves on the
-    /// relays, and is tracked for shutdown. It is not made current. Called
-    /// with `rotating` held.
-    async fn spawn_generation(&self, epoch: u64) -> Result<Current, TransportError> {
+    /// relays, and is tracked for shutdown. It is not made current here;
+    /// with `current` false it is started ahead of its turn, and takes no
+    /// dial until it is told its turn has come. Called with `rotating`
+    /// held. Once the client is shut down it starts none
+    /// ([`TransportError::Stopped`]).
+    async fn spawn_generation(&self, epoch: u64, current: bool) -> Result<Current, TransportError> {
         let shared = &self.shared;
+        // Shutdown empties the list of generations to stop them, and
+        // takes `rotating` to do it: one started after that would run on,
+        // unseen, reserving under this device's id for ever.
+        if shared.stop.is_cancelled() {
+            return Err(TransportError::Stopped);
+        }
         let key = keypair((shared.config.identity)(epoch));
         let generation = client::spawn(
             key,
@@ -678,13 +693,20 @@ impl Relays {
             shared.counts.clone(),
             Arc::downgrade(shared),
             shared.events.clone(),
+            current,
         )?;
         let new = Current {
             commands: generation.commands.clone(),
             local: generation.local,
             epoch,
         };
-        if let Err(e) = self.set_up(&new).await {
+        let set_up = match self.set_up(&new).await {
+            // Shut down while it was set up: shutdown may be waiting for
+            // `rotating` to empty the list, or have emptied it already.
+            Ok(()) if shared.stop.is_cancelled() => Err(TransportError::Stopped),
+            other => other,
+        };
+        if let Err(e) = set_up {
             // Nothing else holds it: it goes.
             generation.task.abort();
             return Err(e);
@@ -715,7 +737,7 @@ impl Relays {
         if let Some(stale) = stale {
             drain(&stale).await;
         }
-        let new = self.spawn_generation(epoch).await?;
+        let new = self.spawn_generation(epoch, false).await?;
         tracing::debug!(local = %new.local, epoch, "relay identity for the next epoch reserves");
         *shared.next.lock().expect("next lock") = Some(new);
         Ok(())
@@ -735,12 +757,17 @@ impl Relays {
         }
         let ready = shared.next.lock().expect("next lock").take();
         let new = match ready {
-            Some(n) if n.epoch == epoch => n,
+            Some(n) if n.epoch == epoch => {
+                // Told before it is made current, so that no dial reaches
+                // it while it still refuses them.
+                let _ = n.commands.send(Command::StartDialling).await;
+                n
+            }
             other => {
                 if let Some(stale) = other {
                     drain(&stale).await;
                 }
-                self.spawn_generation(epoch).await?
+                self.spawn_generation(epoch, true).await?
             }
         };
         let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
@@ -775,36 +802,69 @@ impl Relays {
     pub async fn follow_clock(&self) -> Result<(), TransportError> {
         let shared = &self.shared;
         let len = shared.config.epoch;
-        let margin = margin(len);
         let now = (shared.config.clock)();
         let epoch = epoch_at(now, len);
         let mut result = Ok(());
         if epoch > self.epoch() {
             result = self.turn(epoch, true).await;
         }
-        // The previous generation's reservations end a margin after its
-        // epoch did.
-        let done = {
+        self.retire().await;
+        // (Not if the turn failed: the current one is still the old one.)
+        if until_next_epoch(now, len) <= margin(len) && self.epoch() == epoch {
+            let prepared = self.prepare(epoch + 1).await;
+            result = result.and(prepared);
+        }
+        result
+    }
+
+    /// Has the generations the clock has left behind give up their
+    /// reservations: the previous one a margin after its epoch ended, and
+    /// a next one whose turn is no longer within the margin ahead. A clock
+    /// that steps back (set by hand, or corrected) ends them too: the
+    /// previous one once the clock is out of the margin after its epoch,
+    /// the next one once it is out of the margin before its turn (by more
+    /// than a look's [`RECHECK_EPOCH`]: a clock corrected by a few seconds
+    /// at the margin's edge would otherwise end it and start its identity
+    /// again moments later, beside the reservation the relay keeps for the
+    /// old one until its connection closes, and a relay may route a
+    /// circuit to either). Kept, they would hold reservations no contact
+    /// dials until the clock came round again (hours, for a clock set back
+    /// by hours).
+    async fn retire(&self) {
+        let shared = &self.shared;
+        let len = shared.config.epoch;
+        let margin = margin(len);
+        // The clock is read once `rotating` is held: a turn or preparation
+        // done before read it earlier, so none is undone on an older
+        // reading.
+        let _one_at_a_time = shared.rotating.lock().await;
+        let now = (shared.config.clock)();
+        let previous = {
             let mut previous = shared.previous.lock().expect("previous lock");
-            let ended = match (&*previous, now.checked_sub(margin)) {
-                (Some(p), Some(t)) => epoch_at(t, len) > p.epoch,
-                _ => false,
-            };
-            if ended {
+            let over = previous.as_ref().is_some_and(|p| {
+                now.checked_sub(margin).map(|t| epoch_at(t, len)) != Some(p.epoch)
+            });
+            if over {
                 previous.take()
             } else {
                 None
             }
         };
-        if let Some(done) = done {
+        let next = {
+            let mut next = shared.next.lock().expect("next lock");
+            let early = next.as_ref().is_some_and(|n| {
+                until_next_epoch(now, len) > margin + RECHECK_EPOCH
+                    || epoch_at(now, len) + 1 != n.epoch
+            });
+            if early {
+                next.take()
+            } else {
+                None
+            }
+        };
+        for done in previous.into_iter().chain(next) {
             drain(&done).await;
         }
-        // (Not if the turn failed: the current one is still the old one.)
-        if until_next_epoch(now, len) <= margin && self.epoch() == epoch {
-            let prepared = self.prepare(epoch + 1).await;
-            result = result.and(prepared);
-        }
-        result
     }
 
     /// A new generation listens for direct connections and reserves on the
@@ -973,7 +1033,10 @@ async fn rotate_forever(shared: Weak<Shared>) {
         };
         let relays = Relays { shared: shared_now };
         if let Err(e) = relays.follow_clock().await {
-            tracing::warn!("relay identity rotation failed: {e}");
+            // (Shut down meanwhile: nothing failed.)
+            if !relays.shared.stop.is_cancelled() {
+                tracing::warn!("relay identity rotation failed: {e}");
+            }
         }
         // At most a minute at a time: the monotonic clock stops while the
         // machine sleeps, the wall clock (which epochs follow) does not.
@@ -1047,6 +1110,10 @@ impl Transport for Relays {
         let shared = self.shared.clone();
         async move {
             shared.stop.cancel();
+            // A generation being started (a turn, or the next epoch's
+            // ahead of it) holds `rotating` until it is in the list, or
+            // has seen the cancel and stopped itself; none starts after.
+            let _one_at_a_time = shared.rotating.lock().await;
             let generations: Vec<Generation> =
                 shared.old.lock().expect("old lock").drain(..).collect();
             for g in generations {
