@@ -10,14 +10,17 @@
 //! and the relay client covers that by reserving under the next epoch's
 //! id before the turn and keeping the old one after it
 //! ([`EPOCH_MARGIN`]), so a relay never sees one of this device's ids ask
-//! for two ids of a contact, nor two of its ids ask for the same one. Of two
+//! for two ids of a contact, nor two of its ids ask for the same id of a
+//! contact. (A peer the user named by a circuit address is dialled at that
+//! address, the same id in every epoch: [`Node::add_peer`].) Of two
 //! contacts who both have relays, the one whose relay id is smaller dials
 //! at once and the other [`RELAY_DIAL_DEFER`] later, so one meeting makes
 //! one link. Failed attempts back off from [`RELAY_MIN_BACKOFF`] to
 //! [`RELAY_MAX_BACKOFF`];
-//! a session's end, a new record, or a new reservation of ours tries again
-//! at once (a contact's records that links bring are taken one a minute at
-//! most: [`Node::reach_record_arrived`]).
+//! a session's end, a new record, a new reservation of ours, or the turn
+//! of the epoch (an attempt it cut short included) tries again at once (a
+//! contact's records that links bring are taken one a minute at most:
+//! [`Node::reach_record_arrived`]).
 //!
 //! [`EPOCH_MARGIN`]: strand_transport::relay::EPOCH_MARGIN
 //! [`RELAY_DIAL_DEFER`]: crate::runtime::limits::RELAY_DIAL_DEFER
@@ -33,7 +36,7 @@ use strand_sync::relay_key;
 use strand_sync::{PublicIdentity, Reach};
 use strand_transport::relay::server::PeerFilter;
 use strand_transport::relay::{circuit_addr, is_relay_addr, peer_id_of, IdentityFn};
-use strand_transport::{Multiaddr, PeerId, Relays};
+use strand_transport::{Multiaddr, PeerId, Relays, TransportError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -376,6 +379,7 @@ impl Node {
             tokio::time::sleep(DIAL_DEFER).await;
         }
         let mut progressed = false;
+        let mut reached = false;
         let mut turned = false;
         if !self.shared.registry.is_connected(&public) {
             // Where they said they are first; then the relay this node
@@ -409,6 +413,7 @@ impl Node {
                 match dial.await {
                     Ok(link) => {
                         tracing::debug!(contact = %target.name, relay = %via, "reached through a relay");
+                        reached = true;
                         let progress = self.shared.registry.progress(&public);
                         let (done, ended) = tokio::sync::oneshot::channel();
                         self.admit_outbound(link, Dial::Contact, Some(done));
@@ -416,11 +421,21 @@ impl Node {
                         progressed = self.shared.registry.progress(&public) != progress;
                         break;
                     }
+                    // The epoch turned while the dial waited for its
+                    // token: the dialler takes no dial any more.
+                    Err(TransportError::Stopped) => {
+                        turned = true;
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!(contact = %target.name, relay = %via, "not reached: {}", chain(&e))
                     }
                 }
             }
+            // Or it turned while the last relay was asked (which answered
+            // for the old ids): the contact was not tried under the new
+            // ones either.
+            turned |= !reached && relays.epoch() != dialler.epoch();
         }
         let mut targets = self.shared.reach.targets.lock().expect("targets lock");
         if let Some(t) = targets.get_mut(&public) {
