@@ -382,7 +382,7 @@ pub struct RelayServerArgs {
     /// A new key (and id) every run, stored nowhere
     #[arg(long)]
     pub ephemeral: bool,
-    /// Most reservations held at once (1 to 1,000,000)
+    /// Most reservations held at once (1 to 1,000,000); a device holds two for some minutes around each turn of the hour, so allow two per device served
     #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::MAX_RESERVATIONS, value_parser = relay_slots())]
     pub max_reservations: usize,
     /// Most circuits open at once (1 to 1,000,000)

@@ -27,9 +27,21 @@ use super::keypair;
 use crate::lan::limits::{IpLimitConfig, IpLimits, SharedCounts};
 use crate::{Reason, TransportError};
 
-/// Reservations held at once, from everyone. A reservation is one device
-/// reachable through this relay: its connection, buffers and a table entry
-/// (the relay benchmark measures the memory each costs).
+/// Reservations held at once, from everyone. A reservation is one id of a
+/// device reachable through this relay: its connection, buffers and a
+/// table entry (the relay benchmark measures the memory each costs). A
+/// Strand device holds one, and around each turn of the hour two: its
+/// next hour's id reserves [`EPOCH_MARGIN`](super::EPOCH_MARGIN) before
+/// the turn, and its old id's reservation lasts until that long after it,
+/// and then until its connection closes (a minute or two later, or when
+/// the last link through it ends). Devices' clocks agree, so they all
+/// hold two at once then: a relay serves half as many devices as it holds
+/// reservations, some 2,000 here. A reservation refused for want of room
+/// is asked for again after its backoff (at most
+/// [`MAX_RESERVE_BACKOFF`](super::MAX_RESERVE_BACKOFF) apart), and gets in
+/// once old ids' reservations are gone; until then contacts whose clocks
+/// have turned do not reach that device through this relay (they may
+/// through its others).
 pub const MAX_RESERVATIONS: usize = 4096;
 
 /// Reservations one PeerId may hold. A Strand device holds one per
