@@ -795,6 +795,9 @@ async fn listening_relay() -> (
             break address;
         }
     };
+    // A libp2p relay serves circuits only once it has an address others
+    // can reach it at.
+    swarm.add_external_address(at.clone());
     let addr = format!("{at}/p2p/{}", swarm.local_peer_id());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
