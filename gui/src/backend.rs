@@ -717,7 +717,6 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
-            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob"));
@@ -749,7 +748,6 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
-            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob", None));

@@ -760,8 +760,14 @@ impl Pump {
                 None => return,
             }
         };
-        let event = NodeEvent::received(contact, group_name, group_key, &key, &text);
-        let _ = self.node.events.send(event);
+        let _ = self.node.events.send(NodeEvent::Received {
+            contact,
+            group: group_name,
+            group_key,
+            time: key.time,
+            id: hex(&key.id.0),
+            text,
+        });
     }
 
     fn notify_sent(&self, group: GroupId, key: Key) {
