@@ -427,6 +427,40 @@ async fn a_start_that_can_listen_nowhere_starts_quiet_and_tries_again() {
     assert_eq!(met_at(working).await.as_ref(), Some(&back));
 }
 
+/// The same with QUIC: its transport's error hid the system's under the
+/// upgrade layers, so a QUIC address that is gone read as one that failed
+/// otherwise, and failed the start, alone, beside a gone TCP address, or
+/// beside one that works ([`super::swarm::Surfaced`]). Now a QUIC address
+/// that is gone is left for later like a TCP one: with a gone TCP address
+/// the LAN starts quiet, with a working one it listens there.
+#[cfg(feature = "quic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_gone_quic_address_is_quiet_or_listens_on_the_others() {
+    let gone_quic: Multiaddr = "/ip4/192.0.2.1/udp/4001/quic-v1".parse().unwrap();
+
+    let (lan, _events) = start_on(vec![gone_quic.clone(), gone_address()])
+        .await
+        .expect("started quiet");
+    assert_eq!(identity(&lan).await, None, "no identity while quiet");
+    assert!(lan.listen_addrs().await.is_empty());
+    lan.shutdown().await;
+
+    let (lan, _events) = start_on(vec![gone_quic.clone(), any_port()])
+        .await
+        .expect("started on the address it can listen on");
+    let first = identity(&lan).await.expect("an identity");
+    let listening = lan.listen_addrs().await;
+    let [working] = listening.as_slice() else {
+        panic!("one address listened on: {listening:?}");
+    };
+    assert_eq!(met_at(working).await.as_ref(), Some(&first));
+    assert!(
+        lan.shared.bound.lock().unwrap().contains(&gone_quic),
+        "the gone address is tried again at the next rotation"
+    );
+    lan.shutdown().await;
+}
+
 /// The start went quiet when it could listen nowhere and started on the
 /// others when some address failed, whatever kept it from an address: a
 /// port another program holds (or one below 1024 without the right to
