@@ -185,6 +185,17 @@ mod tests {
         .unwrap();
         // A LAN that starts quiet: its one address is on no interface of
         // this machine (192.0.2.1, TEST-NET-1), so it refuses every dial.
+        // Where the system lets a socket bind it, the LAN would listen and
+        // the dial fail otherwise, which would not say why; so this checks
+        // first (as transport's lan tests do in `gone_address`).
+        match std::net::TcpListener::bind("192.0.2.1:0") {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+            other => panic!(
+                "these tests need 192.0.2.1 (TEST-NET-1) to be unbindable here; is \
+                 net.ipv4.ip_nonlocal_bind set or the address assigned? (binding it gave \
+                 {other:?})"
+            ),
+        }
         let config = super::super::NodeConfig {
             lan: Some(LanConfig {
                 listen: vec!["/ip4/192.0.2.1/tcp/4001".parse().unwrap()],

@@ -69,9 +69,19 @@ fn any_port() -> Multiaddr {
 
 /// An address on no interface of this machine, as one given with
 /// `--listen` is after a change of network: 192.0.2.1 (TEST-NET-1, RFC
-/// 5737, never a host's), which the system refuses with `EADDRNOTAVAIL`
-/// (unless `net.ipv4.ip_nonlocal_bind` is set). Nothing is sent there.
+/// 5737, never a host's), which the system refuses with `EADDRNOTAVAIL`.
+/// Nothing is sent there. Where the system lets a socket bind it (the
+/// address assigned, or `net.ipv4.ip_nonlocal_bind` set), the tests
+/// that use it would fail with messages that do not say why, so this
+/// checks first and says so. (node/src/runtime/peers.rs checks the same.)
 fn gone_address() -> Multiaddr {
+    match TcpListener::bind("192.0.2.1:0") {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+        other => panic!(
+            "these tests need 192.0.2.1 (TEST-NET-1) to be unbindable here; is \
+             net.ipv4.ip_nonlocal_bind set or the address assigned? (binding it gave {other:?})"
+        ),
+    }
     "/ip4/192.0.2.1/tcp/4001".parse().unwrap()
 }
 
