@@ -488,16 +488,19 @@ impl CliError {
         }
     }
 
+    /// The error as one line: each cause in words a person reads (an
+    /// `io::Error` by [`crate::io_words`], none with the OS's error
+    /// number), a cause that repeats the one before it left out
+    /// ([`crate::profile::error::one_line`]).
     fn line(&self) -> String {
         match self {
-            CliError::Other(e) => e
-                .chain()
-                .map(|c| match c.downcast_ref::<std::io::Error>() {
+            CliError::Other(e) => crate::profile::error::one_line(e.chain().map(|c| {
+                let words = match c.downcast_ref::<std::io::Error>() {
                     Some(io) => crate::io_words(io),
                     None => c.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(": "),
+                };
+                crate::profile::error::without_os_number(&words).to_string()
+            })),
             other => other.to_string(),
         }
     }
@@ -784,4 +787,45 @@ fn new_profile_kdf() -> KdfParams {
         return KdfParams::insecure_for_tests();
     }
     KdfParams::calibrate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CliError;
+
+    /// An error whose text is its inner error's, as libp2p's layers
+    /// pass one on, with that error as its source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Passed(#[source] std::io::Error);
+
+    /// An error with no text of its own, as libp2p's `TransportError::Other`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("")]
+    struct Silent(#[source] std::io::Error);
+
+    /// A start that failed on a held port printed "cannot listen on X: :
+    /// Address already in use (os error 98): Address already in use":
+    /// every layer of the error said it again, or said nothing. Now the
+    /// line says it once, without the OS's number. (Fails before: the
+    /// line joined every cause.)
+    #[test]
+    fn an_error_line_says_a_repeated_cause_once() {
+        // The system's own error, on loopback: a port a socket holds.
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let os = std::net::TcpListener::bind(holder.local_addr().unwrap()).unwrap_err();
+        assert_eq!(os.kind(), std::io::ErrorKind::AddrInUse);
+        let layered = Silent(std::io::Error::other(Passed(os)));
+        let e = CliError::Other(anyhow::Error::new(layered).context("cannot listen on X"));
+        let line = e.line();
+        assert_eq!(line.matches("in use").count(), 1, "{line}");
+        assert!(line.starts_with("cannot listen on X: "), "{line}");
+        assert!(!line.contains("os error"), "{line}");
+        assert!(!line.contains(": :"), "{line}");
+
+        // `strand::chain` (the node's other one-line form) the same.
+        let held = std::net::TcpListener::bind(holder.local_addr().unwrap()).unwrap_err();
+        let chained = crate::chain(&Silent(std::io::Error::other(Passed(held))));
+        assert_eq!(chained.matches("in use").count(), 1, "{chained}");
+    }
 }

@@ -63,14 +63,17 @@ pub fn io_words(e: &std::io::Error) -> String {
         K::StorageFull => "the disk is full".into(),
         K::ReadOnlyFilesystem => "the disk is read-only".into(),
         K::FileTooLarge => "the file is too large for this file system".into(),
-        _ => {
-            // The OS's words without its error number.
-            let text = e.to_string();
-            match text.find(" (os error ") {
-                Some(i) => text[..i].to_string(),
-                None => text,
-            }
-        }
+        // The OS's words without its error number.
+        _ => without_os_number(&e.to_string()).to_string(),
+    }
+}
+
+/// `text` without the OS's error number it ends with, if any: "Address
+/// already in use (os error 98)" reads "Address already in use".
+pub(crate) fn without_os_number(text: &str) -> &str {
+    match text.find(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => text,
     }
 }
 
@@ -324,14 +327,32 @@ fn unwritable(group: &str, why: &strand_sync::Unwritable) -> String {
     }
 }
 
-/// An error and its sources, as one line.
+/// An error and its sources, as one line ([`one_line`]).
 pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+    let mut segments = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        segments.push(s.to_string());
         source = s.source();
+    }
+    one_line(segments)
+}
+
+/// An error's texts, outermost first, as one line joined by ": ". A text
+/// that is empty, or that the line so far already ends with, is left
+/// out: layers that pass an error on often show its text again (or
+/// none), and libp2p's listen errors said "Address already in use" two
+/// or three times. The same rule as the transport's `error_chain`.
+pub(crate) fn one_line(segments: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        if segment.is_empty() || out.ends_with(&segment) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&segment);
     }
     out
 }
