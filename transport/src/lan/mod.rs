@@ -723,10 +723,10 @@ impl Backoff {
 async fn rotate_forever(shared: Weak<Shared>) {
     let mut backoff = Backoff::default();
     loop {
-        let Some((wait, stop, went_quiet)) = shared.upgrade().map(|s| {
+        let Some((quiet, wait, stop, went_quiet)) = shared.upgrade().map(|s| {
             let quiet = s.current().is_none();
             let wait = backoff.wait(quiet, s.config.rotate_every);
-            (wait, s.stop.clone(), s.went_quiet.clone())
+            (quiet, wait, s.stop.clone(), s.went_quiet.clone())
         }) else {
             return;
         };
@@ -746,6 +746,13 @@ async fn rotate_forever(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        // A retry timed while the LAN was quiet, and another rotation (one
+        // asked for on waking) has listened since: the LAN has a fresh
+        // identity, which a second rotation would replace within the
+        // minute, cutting the links just made. The next wait is a period.
+        if quiet && shared.current().is_some() {
+            continue;
+        }
         // A rotation that fails says why and tells `went_quiet` (`go_quiet`).
         let _ = (Lan { shared }).rotate().await;
     }

@@ -371,6 +371,30 @@ async fn a_lan_started_quiet_tries_again_after_2_then_4_seconds() {
     lan.shutdown().await;
 }
 
+/// A quiet LAN's retry, timed before a rotation asked for elsewhere (on
+/// waking) listened, still rotated when it came, a second or a minute
+/// later: a second new identity, and the links just made cut. Now a
+/// retry finds the LAN listening and waits a whole period instead. (In
+/// paused time: the retry is the loop's, 2 s after the start.) Fails
+/// before with a third identity by the time the test looks.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_retry_after_a_rotation_that_listened_does_not_rotate_again() {
+    let (lan, _events) = start_on(vec![gone_address()]).await.expect("started quiet");
+    // The loop takes the start's notice and waits 2 s to retry.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(identity(&lan).await, None, "quiet");
+
+    // On waking: the address is back, and a rotation listens there.
+    *lan.shared.bound.lock().unwrap() = vec![any_port()];
+    lan.rotate().await.expect("a rotation that listens");
+    let woken = identity(&lan).await.expect("an identity");
+
+    // Well past the retry's time, within the hour's period.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(identity(&lan).await, Some(woken), "no second rotation");
+    lan.shutdown().await;
+}
+
 /// Lan::start failed outright when it could not listen on one of its
 /// addresses (one given with `--listen` that is gone, as when a device
 /// starts on another network), so the node did not start, where a
