@@ -579,6 +579,11 @@ pub(crate) struct Shared {
     rotating: tokio::sync::Mutex<()>,
 }
 
+/// Proof that the caller holds [`Shared::rotating`]: what turns, starts
+/// or ends generations takes it, so that one look at the clock is done
+/// whole before another starts.
+type Rotating<'a> = tokio::sync::MutexGuard<'a, ()>;
+
 /// Direct connections hole punching made, by handle.
 #[derive(Default)]
 struct Punched {
@@ -717,10 +722,10 @@ impl Relays {
 
     /// Starts the generation of `epoch` ahead of its turn: reserved and
     /// taking what comes through its reservations (contacts whose clocks
-    /// are ahead dial it), dialling nothing until it is current.
-    async fn prepare(&self, epoch: u64) -> Result<(), TransportError> {
+    /// are ahead dial it), dialling nothing until it is current. Called
+    /// with `rotating` held (`_held`).
+    async fn prepare(&self, epoch: u64, _held: &Rotating<'_>) -> Result<(), TransportError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.rotating.lock().await;
         if shared.current().epoch >= epoch {
             return Ok(());
         }
@@ -748,10 +753,14 @@ impl Relays {
     /// more; it keeps its reservations as the previous generation until
     /// [`EPOCH_MARGIN`] after the turn ([`Relays::follow_clock`]), or
     /// with `keep_old` false gives them up at once. A previous one still
-    /// reserved gives them up now.
-    async fn turn(&self, epoch: u64, keep_old: bool) -> Result<(), TransportError> {
+    /// reserved gives them up now. Called with `rotating` held (`_held`).
+    async fn turn(
+        &self,
+        epoch: u64,
+        keep_old: bool,
+        _held: &Rotating<'_>,
+    ) -> Result<(), TransportError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.rotating.lock().await;
         if shared.current().epoch >= epoch {
             return Ok(());
         }
@@ -799,19 +808,28 @@ impl Relays {
     /// itself at each of these moments (and every minute: the monotonic
     /// clock stops while the machine sleeps, the wall clock does not);
     /// tests that move the clock call this.
+    ///
+    /// The whole look is one reading of the clock, taken once `rotating`
+    /// is held, and holds it throughout: two readings on either side of
+    /// the turn (the lock waited for, or the runtime busy) would have the
+    /// second end the next generation as stale and the first start its
+    /// identity again, beside the reservations the relays keep for the
+    /// old one until its connections close (and a relay may route a
+    /// circuit to either).
     pub async fn follow_clock(&self) -> Result<(), TransportError> {
         let shared = &self.shared;
         let len = shared.config.epoch;
+        let held = shared.rotating.lock().await;
         let now = (shared.config.clock)();
         let epoch = epoch_at(now, len);
         let mut result = Ok(());
         if epoch > self.epoch() {
-            result = self.turn(epoch, true).await;
+            result = self.turn(epoch, true, &held).await;
         }
-        self.retire().await;
+        self.retire(now, &held).await;
         // (Not if the turn failed: the current one is still the old one.)
         if until_next_epoch(now, len) <= margin(len) && self.epoch() == epoch {
-            let prepared = self.prepare(epoch + 1).await;
+            let prepared = self.prepare(epoch + 1, &held).await;
             result = result.and(prepared);
         }
         result
@@ -829,16 +847,14 @@ impl Relays {
     /// old one until its connection closes, and a relay may route a
     /// circuit to either). Kept, they would hold reservations no contact
     /// dials until the clock came round again (hours, for a clock set back
-    /// by hours).
-    async fn retire(&self) {
+    /// by hours). A next one whose epoch `now` is in is not ended: its
+    /// turn has come, and [`Relays::turn`] makes it current. Called with
+    /// `rotating` held (`_held`), on the reading of the clock the turn and
+    /// preparation of the same look use.
+    async fn retire(&self, now: SystemTime, _held: &Rotating<'_>) {
         let shared = &self.shared;
         let len = shared.config.epoch;
         let margin = margin(len);
-        // The clock is read once `rotating` is held: a turn or preparation
-        // done before read it earlier, so none is undone on an older
-        // reading.
-        let _one_at_a_time = shared.rotating.lock().await;
-        let now = (shared.config.clock)();
         let previous = {
             let mut previous = shared.previous.lock().expect("previous lock");
             let over = previous.as_ref().is_some_and(|p| {
@@ -853,8 +869,9 @@ impl Relays {
         let next = {
             let mut next = shared.next.lock().expect("next lock");
             let early = next.as_ref().is_some_and(|n| {
-                until_next_epoch(now, len) > margin + RECHECK_EPOCH
-                    || epoch_at(now, len) + 1 != n.epoch
+                n.epoch != epoch_at(now, len)
+                    && (until_next_epoch(now, len) > margin + RECHECK_EPOCH
+                        || epoch_at(now, len) + 1 != n.epoch)
             });
             if early {
                 next.take()
@@ -956,8 +973,9 @@ impl Relays {
     /// reservations at once (tests; it happens by itself at every epoch
     /// boundary, with a margin: [`Relays::follow_clock`]).
     pub async fn rotate(&self) -> Result<(), TransportError> {
+        let held = self.shared.rotating.lock().await;
         let next = self.epoch() + 1;
-        self.turn(next, false).await
+        self.turn(next, false, &held).await
     }
 }
 
@@ -1149,6 +1167,65 @@ mod tests {
         assert_eq!(until_next_look(at(3600 - 60), hour), s(60));
         assert_eq!(until_next_look(at(60), hour), EPOCH_MARGIN - s(60));
         assert_eq!(margin(s(60)), s(15), "a quarter of a short epoch");
+    }
+
+    /// Regression (a look at the clock that straddled the turn started the
+    /// next identity twice): a look read the clock before it took
+    /// `rotating` and again when it retired old generations; a reading
+    /// just before the turn and one just after had the second end the
+    /// next generation (its turn no longer "ahead") and the first start
+    /// it again, under the same id, beside the reservations the relays
+    /// kept for the first until its connections closed. Now a look reads
+    /// the clock once, under `rotating`, and retiring never ends the next
+    /// generation once the clock is in its epoch: here the old ones are
+    /// retired on a reading past the turn, and the generation that becomes
+    /// current is the one prepared before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retiring_at_the_turn_keeps_the_generation_prepared_for_it() {
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        let hour = Duration::from_secs(3600);
+        let turn = 1000 * hour.as_millis() as u64;
+        let at = Arc::new(AtomicU64::new(turn - 2 * 60_000));
+        let identity: IdentityFn = Arc::new(|epoch| {
+            let mut key = [7u8; 32];
+            key[..8].copy_from_slice(&epoch.to_le_bytes());
+            key
+        });
+        let mut config = RelayConfig::new(Vec::new(), identity, hour);
+        let reading = at.clone();
+        config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
+        config.hole_punch = false;
+        let (events, _events) = mpsc::channel(64);
+        let relays = Relays::start(config, events).await.unwrap();
+
+        // 2 minutes before the turn: the next generation is prepared.
+        relays.follow_clock().await.unwrap();
+        let prepared = relays
+            .shared
+            .next
+            .lock()
+            .expect("next lock")
+            .clone()
+            .expect("the next generation is prepared 2 minutes before the turn")
+            .commands;
+
+        // Just past the turn, the old generations are retired (as the
+        // second reading of a look that straddled the turn did), then the
+        // clock is followed.
+        {
+            let held = relays.shared.rotating.lock().await;
+            at.store(turn + 1, SeqCst);
+            relays
+                .retire(UNIX_EPOCH + Duration::from_millis(turn + 1), &held)
+                .await;
+        }
+        relays.follow_clock().await.unwrap();
+        assert_eq!(relays.epoch(), 1000);
+        assert!(
+            relays.shared.current().commands.same_channel(&prepared),
+            "the generation prepared for the turn was ended and its identity started again"
+        );
+        relays.shutdown().await;
     }
 
     #[test]
