@@ -422,8 +422,11 @@ impl Node {
                         break;
                     }
                     // The epoch turned while the dial waited for its
-                    // token: the dialler takes no dial any more.
-                    Err(TransportError::Stopped) => {
+                    // token: the dialler takes no dial any more. (A
+                    // refusal with the epoch unmoved is a generation that
+                    // stopped: a failure, with its backoff, not a turn to
+                    // try again at once.)
+                    Err(TransportError::Stopped) if relays.epoch() != dialler.epoch() => {
                         turned = true;
                         break;
                     }

@@ -769,8 +769,15 @@ impl Relays {
             Some(n) if n.epoch == epoch => {
                 // Told before it is made current, so that no dial reaches
                 // it while it still refuses them.
-                let _ = n.commands.send(Command::StartDialling).await;
-                n
+                if n.commands.send(Command::StartDialling).await.is_ok() {
+                    n
+                } else {
+                    // Its task ended (trimmed, or it panicked): made
+                    // current, it would refuse every dial. A new one takes
+                    // its place.
+                    tracing::warn!(epoch, "the relay identity started ahead of its turn has stopped; starting it again");
+                    self.spawn_generation(epoch, true).await?
+                }
             }
             other => {
                 if let Some(stale) = other {
