@@ -84,6 +84,11 @@ pub(crate) struct Reachability {
 /// taken (the newest by then) when the minute is up.
 const REACH_RECORD_EVERY: Duration = Duration::from_secs(60);
 
+/// How long after a turn of the epoch (by the relay client's clock) the
+/// dialling loop wakes to try contacts under their new ids: time for the
+/// client's own look at the clock to turn first.
+const TURN_SLACK: Duration = Duration::from_secs(2);
+
 /// Whether a contact's reach record that a link brought is taken now.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Arrived {
@@ -293,7 +298,9 @@ impl Node {
         }
     }
 
-    /// Dials contacts through their relays, for as long as the node runs.
+    /// Dials contacts through their relays, for as long as the node runs:
+    /// each contact when its backoff is over, and every one not connected
+    /// just after each turn of the epoch, under their new ids.
     pub(crate) async fn dial_through_relays(self, relays: Relays) {
         let cancel = self.shared.cancel.clone();
         let reach = self.shared.reach.clone();
@@ -303,13 +310,14 @@ impl Node {
             // At a turn every contact's id changes, and this device's new
             // id reserved a margin before it (no new reservation says so
             // now): everyone not connected is tried again under the new
-            // ids (within a minute of the turn, this loop's longest sleep).
+            // ids. The loop wakes just after each turn for it (the
+            // client's own look turns at it).
             if relays.epoch() != epoch {
                 epoch = relays.epoch();
                 reach.try_all_now(now);
             }
             let mut due = Vec::new();
-            let mut next = now + Duration::from_secs(60);
+            let mut next = now + Duration::from_secs(60).min(relays.until_turn() + TURN_SLACK);
             let no_own = self.own_relays().is_empty();
             {
                 let mut targets = reach.targets.lock().expect("targets lock");

@@ -927,6 +927,14 @@ impl Relays {
         self.shared.current().epoch
     }
 
+    /// How long until the next turn of the epoch by the client's clock
+    /// ([`RelayConfig::clock`]): the client turns then (a look of its own,
+    /// [`Relays::follow_clock`]), and contacts' ids change with it.
+    pub fn until_turn(&self) -> Duration {
+        let config = &self.shared.config;
+        until_next_epoch((config.clock)(), config.epoch)
+    }
+
     /// The generation that dials now: contacts are dialled under their id
     /// of its epoch, through it ([`Dialler`]).
     pub fn dialler(&self) -> Dialler {
