@@ -41,7 +41,12 @@ use crate::{Reason, TransportError};
 /// [`MAX_RESERVE_BACKOFF`](super::MAX_RESERVE_BACKOFF) apart), and gets in
 /// once old ids' reservations are gone; until then contacts whose clocks
 /// have turned do not reach that device through this relay (they may
-/// through its others).
+/// through its others). libp2p's relay checks this limit on renewals
+/// too: on a relay full from the doubled count, a current id whose
+/// renewal (every 45 minutes or so, at a moment of its own) falls in the
+/// margins is refused and loses its reservation, until it gets in again
+/// after its backoff. The per-IP connection limit is likewise reached
+/// twice as fast near the turn by many devices behind one address.
 pub const MAX_RESERVATIONS: usize = 4096;
 
 /// Reservations one PeerId may hold. A Strand device holds one per
