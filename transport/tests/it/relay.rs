@@ -1004,6 +1004,26 @@ async fn relay_server(key: u8, listen: &str) -> RelayServer {
     .unwrap()
 }
 
+/// A relay on loopback that lets one IP address open as many circuits as
+/// a test asks for: for tests that take a refused circuit for a missing
+/// reservation ([`comes_to_take_no_circuit`]), which the relay's rate
+/// limit for circuits from one address (every client here dials from
+/// 127.0.0.1) must not refuse first.
+async fn unthrottled_relay_server(key: u8) -> RelayServer {
+    RelayServer::start(RelayServerConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        announce: Vec::new(),
+        key: [key; 32],
+        limits: RelayLimits {
+            circuits_per_ip_burst: 10_000,
+            ..RelayLimits::default()
+        },
+        only: None,
+    })
+    .await
+    .unwrap()
+}
+
 async fn relay_addr(server: &RelayServer) -> Multiaddr {
     server
         .addresses()
@@ -1327,9 +1347,10 @@ async fn next_incoming_telling(
 /// `id`: a dial from one with a live connection to it opens a stream on
 /// that connection, whatever the reservation. (The relay's count of
 /// reservations cannot tell: it holds one given up until its connection
-/// closes, a minute or two later.) Fewer tries than the relay lets one
-/// IP address open circuits at once, so a refusal is `id`'s, not the
-/// relay's rate limit.
+/// closes, a minute or two later.) `relay` must be one that does not
+/// limit circuits from one IP address ([`unthrottled_relay_server`]):
+/// every dial of a test comes from 127.0.0.1, and a refusal must be
+/// `id`'s, not the relay's rate limit.
 async fn comes_to_take_no_circuit(relay: &Multiaddr, id: strand_transport::PeerId) -> bool {
     for _ in 0..20 {
         let (dave, _dave_events) = client(config(0xd, Vec::new(), false)).await;
@@ -1366,7 +1387,7 @@ fn tells_of(told: &[Multiaddr], id: strand_transport::PeerId) -> bool {
 /// the old one gave up its reservation then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_whose_clock_is_a_few_minutes_off_still_reaches_the_device() {
-    let server = relay_server(12, "/ip4/127.0.0.1/tcp/0").await;
+    let server = unthrottled_relay_server(12).await;
     let relay = relay_addr(&server).await;
     let minute = 60_000;
     let turn = 1000 * HOUR.as_millis() as u64;
@@ -1475,7 +1496,7 @@ async fn a_contact_whose_clock_is_a_few_minutes_off_still_reaches_the_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_set_back_ends_the_reservations_it_left_behind() {
     use std::sync::atomic::Ordering::SeqCst;
-    let server = relay_server(13, "/ip4/127.0.0.1/tcp/0").await;
+    let server = unthrottled_relay_server(13).await;
     let relay = relay_addr(&server).await;
     let minute = 60_000;
     let hour = HOUR.as_millis() as u64;
