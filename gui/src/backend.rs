@@ -371,8 +371,18 @@ impl Core {
         let served = node.clone();
         let backend = self.backend.clone();
         let session = self.session;
+        // Bound before the window shows the node running, so a `strand`
+        // command run then reaches it.
+        let bound = {
+            let _entered = runtime.enter();
+            control::bind(&node, &dir)
+        };
         runtime.spawn(async move {
-            match control::serve(served, &dir).await {
+            let served = match bound {
+                Ok(bound) => control::serve(served, bound).await,
+                Err(e) => Err(e),
+            };
+            match served {
                 // `strand wipe` (or another program of this user) asked the
                 // node to stop.
                 Ok(()) => backend.job(move |core| {

@@ -179,10 +179,14 @@ pub(super) async fn run_node_inner(
     // are printed. Not when quiet: a receiver never read keeps the last
     // events (message texts among them) in memory.
     let arriving = (!quiet).then(|| crate::runtime::device::Events::Local(node.subscribe()));
-    let control = {
-        let node = node.clone();
-        let dir = ctx.dir.clone();
-        tokio::spawn(async move { control::serve(node, &dir).await })
+    // Bound before anything is printed: a command run as soon as the
+    // addresses show reaches the node.
+    let control = match control::bind(&node, &ctx.dir) {
+        Ok(bound) => tokio::spawn(control::serve(node.clone(), bound)),
+        Err(e) => {
+            node.shutdown().await;
+            return Err(anyhow!(e).context("binding the control socket"));
+        }
     };
     for a in node.wait_listening(Duration::from_secs(10)).await {
         tracing::info!("listening on {a}");

@@ -98,7 +98,27 @@ fn bind_private(
     made
 }
 
-/// Serves the control socket until the task is dropped, or returns
+/// The control socket bound in a profile and not yet served: clients
+/// that connect wait in its backlog until [`serve`] accepts them. Bound
+/// before the node says it runs (`strand run` prints its addresses), so
+/// a command run as soon as that is printed reaches the node rather than
+/// find the profile locked and no socket there.
+pub struct Bound {
+    listener: UnixListener,
+    owner: u32,
+}
+
+/// Binds the control socket for `node` in the profile directory
+/// `profile`, replacing a socket file left there (we hold the profile's
+/// lock, so such a file is stale). Needs a tokio runtime.
+pub fn bind(node: &Node, profile: &Path) -> std::io::Result<Bound> {
+    let path = socket_path(profile);
+    let _ = std::fs::remove_file(&path);
+    let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
+    Ok(Bound { listener, owner })
+}
+
+/// Serves the control socket [`bind`] made until the task is dropped, or returns
 /// `Ok(())` once a client asked for [`Request::Shutdown`] (and was
 /// answered). Only processes of the user who runs the node are served
 /// (`SO_PEERCRED`), whatever the file's permissions, and at most
@@ -111,11 +131,8 @@ fn bind_private(
 /// and accepting goes on shortly after, so the node keeps running; only
 /// a socket that cannot serve at all (not a listening socket any more)
 /// ends it with the error.
-pub async fn serve(node: Node, profile: &Path) -> std::io::Result<()> {
-    let path = socket_path(profile);
-    // We hold the profile's lock, so a socket file left here is stale.
-    let _ = std::fs::remove_file(&path);
-    let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
+pub async fn serve(node: Node, bound: Bound) -> std::io::Result<()> {
+    let Bound { listener, owner } = bound;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut failing = Failing::default();
     let served = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
