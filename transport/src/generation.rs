@@ -5,10 +5,13 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::TransportError;
+use crate::{Link, TransportError};
+
+/// Where a generation's task answers a command that yields a link.
+pub(crate) type LinkReply = oneshot::Sender<Result<Link, TransportError>>;
 
 /// One swarm (one identity) and its task, driven by commands `C`.
 pub(crate) struct Generation<C> {
@@ -29,6 +32,25 @@ pub(crate) async fn ask<C, T>(
         .await
         .map_err(|_| TransportError::Stopped)?;
     rx.await.map_err(|_| TransportError::Stopped)
+}
+
+/// Asks a generation to dial `addr` with the dial command `make` builds,
+/// and waits for the link. A failed dial names the address as the caller
+/// gave it, whatever address the swarm reported, so the user reads back
+/// the target they asked for; a stopped generation is
+/// [`TransportError::Stopped`].
+pub(crate) async fn dial<C>(
+    commands: &mpsc::Sender<C>,
+    addr: Multiaddr,
+    make: impl FnOnce(Multiaddr, LinkReply) -> C,
+) -> Result<Link, TransportError> {
+    let target = addr.to_string();
+    ask(commands, |reply| make(addr, reply))
+        .await?
+        .map_err(|e| match e {
+            TransportError::Dial { source, .. } => TransportError::Dial { target, source },
+            other => other,
+        })
 }
 
 /// Tracks `generation` beside the older ones still running (their live

@@ -74,7 +74,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::generation::ask;
+use crate::generation::{self, ask};
 use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
 mod handshakes;
@@ -804,15 +804,8 @@ impl Transport for Lan {
         Some(
             async move {
                 let commands = commands?;
-                let target = addr.to_string();
-                ask(&commands, |reply| Command::Dial { addr, reply })
-                    .await?
-                    .map_err(|e| match e {
-                        TransportError::Dial { source, .. } => {
-                            TransportError::Dial { target, source }
-                        }
-                        other => other,
-                    })
+                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply })
+                    .await
             }
             .boxed(),
         )

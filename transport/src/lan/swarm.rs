@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::handshakes::Handshakes;
 use super::limits::{ip_of, IpLimits, SharedCounts, HANDSHAKE_TIMEOUT, MAX_PENDING_INCOMING};
 use super::{LanConfig, Shared};
+use crate::generation::LinkReply;
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
 
@@ -196,8 +197,6 @@ fn link(direction: Direction, remote: Option<&Multiaddr>, stream: libp2p::Stream
         authenticated: None,
     }
 }
-
-type LinkReply = oneshot::Sender<Result<Link, TransportError>>;
 
 async fn run(
     mut swarm: Swarm<Behaviour>,

@@ -27,6 +27,7 @@ use super::{
     last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState, Shared,
     MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
+use crate::generation::LinkReply;
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
@@ -117,8 +118,6 @@ pub(crate) struct Status {
     pub(crate) addresses: Vec<Multiaddr>,
     pub(crate) external: Vec<Multiaddr>,
 }
-
-type LinkReply = oneshot::Sender<Result<Link, TransportError>>;
 
 /// What a generation's task does for the handle.
 pub(crate) enum Command {

@@ -111,7 +111,7 @@ use libp2p::{identity, Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::generation::ask;
+use crate::generation::{self, ask};
 use crate::lan::limits::SharedCounts;
 use crate::{Link, LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
@@ -543,15 +543,8 @@ impl Dialler {
         let addr = addr.clone();
         Some(
             async move {
-                let target = addr.to_string();
-                ask(&commands, |reply| Command::Dial { addr, reply })
-                    .await?
-                    .map_err(|e| match e {
-                        TransportError::Dial { source, .. } => {
-                            TransportError::Dial { target, source }
-                        }
-                        other => other,
-                    })
+                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply })
+                    .await
             }
             .boxed(),
         )
