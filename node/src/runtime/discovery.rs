@@ -271,6 +271,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::limits::MAX_SKIPPED_DIALS;
+    use crate::runtime::test_node;
 
     /// A transport that refuses every dial at once, as the LAN does while
     /// it is quiet.
@@ -307,17 +308,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dial_the_quiet_lan_refuses_costs_no_discovery_token() {
         let tmp = tempfile::tempdir().unwrap();
-        let profile = crate::Profile::create(
-            &tmp.path().join("ann"),
-            "ann",
-            "pass",
-            crate::KdfParams::insecure_for_tests(),
-            &mut crate::profile::os_rng(),
-        )
-        .unwrap();
-        let node = Node::start(profile, super::super::NodeConfig::default())
-            .await
-            .unwrap();
+        let node = test_node(tmp.path(), super::super::NodeConfig::default()).await;
         let guard = &node.shared.guard;
         guard.stop_refilling();
         // Every token taken, as by many devices found at once: the last

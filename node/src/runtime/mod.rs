@@ -1781,6 +1781,22 @@ fn _assert_send() {
     let _ = |n: Node| is_send(n.shutdown().boxed());
 }
 
+/// For unit tests: Ann's node, started with `config` on a new profile in
+/// `dir` (passphrase "pass", the quick key derivation). The caller keeps
+/// `dir` for as long as the node runs.
+#[cfg(test)]
+pub(crate) async fn test_node(dir: &std::path::Path, config: NodeConfig) -> Node {
+    let profile = Profile::create(
+        &dir.join("ann"),
+        "ann",
+        "pass",
+        crate::KdfParams::insecure_for_tests(),
+        &mut os_rng(),
+    )
+    .unwrap();
+    Node::start(profile, config).await.unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::limits::CONTACT_DIAL_BURST;
+    use crate::runtime::test_node;
 
     /// A `--peer` address dialled while the LAN is quiet (its addresses
     /// gone) cost a contact dial's token at every try (every REDIAL, for
@@ -174,15 +175,6 @@ mod tests {
     /// after discovery.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_dial_the_quiet_lan_refuses_costs_no_contact_token() {
-        let tmp = tempfile::tempdir().unwrap();
-        let profile = crate::Profile::create(
-            &tmp.path().join("ann"),
-            "ann",
-            "pass",
-            crate::KdfParams::insecure_for_tests(),
-            &mut crate::profile::os_rng(),
-        )
-        .unwrap();
         // A LAN that starts quiet: its one address is on no interface of
         // this machine (192.0.2.1, TEST-NET-1), so it refuses every dial.
         // Where the system lets a socket bind it, the LAN would listen and
@@ -204,7 +196,8 @@ mod tests {
             }),
             ..super::super::NodeConfig::default()
         };
-        let node = Node::start(profile, config).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let node = test_node(tmp.path(), config).await;
         let guard = &node.shared.guard;
         guard.stop_refilling();
         // Every token but one taken (the bucket starts full, and nothing
