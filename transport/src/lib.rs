@@ -466,17 +466,34 @@ pub enum TransportError {
     Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// An error and its sources, as one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+/// An error and its sources, as one line ([`error_line`]).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut texts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
-        let next = s.to_string();
-        if !out.ends_with(&next) {
-            out.push_str(": ");
-            out.push_str(&next);
-        }
+        texts.push(s.to_string());
         source = s.source();
+    }
+    error_line(texts)
+}
+
+/// An error's texts, outermost first, as one line joined by ": ". A text
+/// that is empty, or that the line so far already ends with, is left
+/// out: layers that pass an error on often show its text again (or
+/// none), and libp2p's listen errors said "Address already in use" two
+/// or three times. It takes texts rather than an error so that a caller
+/// can word each cause its own way first (the node's CLI does) and still
+/// follow the one rule.
+pub fn error_line(texts: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::new();
+    for text in texts {
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
     }
     out
 }

@@ -491,10 +491,10 @@ impl CliError {
     /// The error as one line: each cause in words a person reads (an
     /// `io::Error` by [`crate::io_words`], none with the OS's error
     /// number), a cause that repeats the one before it left out
-    /// ([`crate::profile::error::one_line`]).
+    /// ([`strand_transport::error_line`]).
     fn line(&self) -> String {
         match self {
-            CliError::Other(e) => crate::profile::error::one_line(e.chain().map(|c| {
+            CliError::Other(e) => strand_transport::error_line(e.chain().map(|c| {
                 let words = match c.downcast_ref::<std::io::Error>() {
                     Some(io) => crate::io_words(io),
                     None => c.to_string(),

@@ -4,6 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// An error and its sources, as one line: the transport's rule
+/// ([`strand_transport::error_line`]), so that node and transport errors
+/// read alike.
+pub use strand_transport::error_chain as chain;
+
 /// A database error (kept as the source of [`ProfileError::Db`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(transparent)]
@@ -325,34 +330,4 @@ fn unwritable(group: &str, why: &strand_sync::Unwritable) -> String {
         }
         other => format!("{group:?}: {other}"),
     }
-}
-
-/// An error and its sources, as one line ([`one_line`]).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut segments = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        segments.push(s.to_string());
-        source = s.source();
-    }
-    one_line(segments)
-}
-
-/// An error's texts, outermost first, as one line joined by ": ". A text
-/// that is empty, or that the line so far already ends with, is left
-/// out: layers that pass an error on often show its text again (or
-/// none), and libp2p's listen errors said "Address already in use" two
-/// or three times. The same rule as the transport's `error_chain`.
-pub(crate) fn one_line(segments: impl IntoIterator<Item = String>) -> String {
-    let mut out = String::new();
-    for segment in segments {
-        if segment.is_empty() || out.ends_with(&segment) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&segment);
-    }
-    out
 }
