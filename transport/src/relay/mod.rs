@@ -1153,6 +1153,8 @@ impl Transport for Relays {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
     use super::*;
 
     #[test]
@@ -1190,21 +1192,7 @@ mod tests {
     /// current is the one prepared before it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retiring_at_the_turn_keeps_the_generation_prepared_for_it() {
-        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-        let hour = Duration::from_secs(3600);
-        let turn = 1000 * hour.as_millis() as u64;
-        let at = Arc::new(AtomicU64::new(turn - 2 * 60_000));
-        let identity: IdentityFn = Arc::new(|epoch| {
-            let mut key = [7u8; 32];
-            key[..8].copy_from_slice(&epoch.to_le_bytes());
-            key
-        });
-        let mut config = RelayConfig::new(Vec::new(), identity, hour);
-        let reading = at.clone();
-        config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
-        config.hole_punch = false;
-        let (events, _events) = mpsc::channel(64);
-        let relays = Relays::start(config, events).await.unwrap();
+        let (relays, at, turn, _events) = started_before_the_turn().await;
 
         // 2 minutes before the turn: the next generation is prepared.
         relays.follow_clock().await.unwrap();
@@ -1233,6 +1221,78 @@ mod tests {
             relays.shared.current().commands.same_channel(&prepared),
             "the generation prepared for the turn was ended and its identity started again"
         );
+        relays.shutdown().await;
+    }
+
+    /// A client on hourly epochs, with no relays and no hole punching, on
+    /// a clock of its own (milliseconds since the Unix epoch, which the
+    /// test moves) set 2 minutes before the turn to epoch 1000; that
+    /// turn; and the receiver of the client's events, kept for as long as
+    /// it runs.
+    async fn started_before_the_turn(
+    ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
+        let hour = Duration::from_secs(3600);
+        let turn = 1000 * hour.as_millis() as u64;
+        let at = Arc::new(AtomicU64::new(turn - 2 * 60_000));
+        let identity: IdentityFn = Arc::new(|epoch| {
+            let mut key = [7u8; 32];
+            key[..8].copy_from_slice(&epoch.to_le_bytes());
+            key
+        });
+        let mut config = RelayConfig::new(Vec::new(), identity, hour);
+        let reading = at.clone();
+        config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
+        config.hole_punch = false;
+        let (events, received) = mpsc::channel(64);
+        let relays = Relays::start(config, events).await.unwrap();
+        (relays, at, turn, received)
+    }
+
+    /// Regression (a prepared generation that had stopped was made
+    /// current): turn sent the generation prepared for the epoch
+    /// StartDialling, ignored that it could not be sent, and made it
+    /// current; its task had ended (trimmed, or it panicked), so every
+    /// dial was refused and the client reserved under no id of the new
+    /// epoch until the next turn. Now a prepared generation that cannot
+    /// be told its turn has come is replaced by a new one of the same
+    /// epoch (the same identity). Here its task is ended between the
+    /// preparation and the turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_generation_prepared_for_the_turn_that_stopped_is_replaced_at_it() {
+        let (relays, at, turn, _events) = started_before_the_turn().await;
+        relays.follow_clock().await.unwrap();
+        let prepared = relays
+            .shared
+            .next
+            .lock()
+            .expect("next lock")
+            .clone()
+            .expect("the next generation is prepared 2 minutes before the turn");
+
+        // Its task ends; awaited, so its commands are closed before the
+        // turn.
+        let task = {
+            let mut old = relays.shared.old.lock().expect("old lock");
+            let i = old
+                .iter()
+                .position(|g| g.commands.same_channel(&prepared.commands))
+                .expect("the prepared generation is tracked");
+            old.remove(i).expect("found just now").task
+        };
+        task.abort();
+        let _ = task.await;
+        assert!(prepared.commands.is_closed());
+
+        at.store(turn + 1, SeqCst);
+        relays.follow_clock().await.unwrap();
+        assert_eq!(relays.epoch(), 1000);
+        let current = relays.shared.current();
+        assert!(
+            !current.commands.is_closed(),
+            "the generation made current at the turn has stopped: it would refuse every dial"
+        );
+        assert!(!current.commands.same_channel(&prepared.commands));
+        assert_eq!(current.local, prepared.local, "the epoch's own identity");
         relays.shutdown().await;
     }
 
