@@ -35,7 +35,7 @@ use std::time::Duration;
 use strand_sync::relay_key;
 use strand_sync::{PublicIdentity, Reach};
 use strand_transport::relay::server::PeerFilter;
-use strand_transport::relay::{circuit_addr, is_relay_addr, peer_id_of, IdentityFn};
+use strand_transport::relay::{circuit_addr, is_relay_addr, peer_id_of, Dialler, IdentityFn};
 use strand_transport::{Multiaddr, PeerId, Relays, TransportError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -88,6 +88,33 @@ const REACH_RECORD_EVERY: Duration = Duration::from_secs(60);
 /// dialling loop wakes to try contacts under their new ids: time for the
 /// client's own look at the clock to turn first.
 const TURN_SLACK: Duration = Duration::from_secs(2);
+
+/// The longest the dialling loop sleeps: it wakes earlier for a contact
+/// whose backoff ends, and just after a turn of the epoch
+/// ([`longest_sleep`]).
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+
+/// How long the dialling loop sleeps at most, the next turn of the epoch
+/// by the relay client's clock `until_turn` away ([`Relays::until_turn`]):
+/// [`LONGEST_SLEEP`], and no longer than until just after that turn
+/// ([`TURN_SLACK`]), when every contact not connected is tried under
+/// their new ids (nothing else wakes the loop then: the new id reserved
+/// a margin before the turn).
+fn longest_sleep(until_turn: Duration) -> Duration {
+    LONGEST_SLEEP.min(until_turn + TURN_SLACK)
+}
+
+/// Whether a dial's error ended an attempt because the epoch turned under
+/// it, so the contact is tried again at once under their new ids. The
+/// dialler refuses every dial ([`TransportError::Stopped`]) once its
+/// generation dials no more: that is a turn only if the relay client's
+/// epoch has moved past the dialler's. With the epoch unmoved the
+/// generation has stopped (its task ended), and the refusal is a failure
+/// like any other, with its backoff: taken for a turn, it had the contact
+/// dialled again at once, in a loop bounded only by contact-dial tokens.
+fn cut_by_turn(error: &TransportError, relays: &Relays, dialler: &Dialler) -> bool {
+    matches!(error, TransportError::Stopped) && relays.epoch() != dialler.epoch()
+}
 
 /// Whether a contact's reach record that a link brought is taken now.
 #[derive(Debug, PartialEq, Eq)]
@@ -317,7 +344,7 @@ impl Node {
                 reach.try_all_now(now);
             }
             let mut due = Vec::new();
-            let mut next = now + Duration::from_secs(60).min(relays.until_turn() + TURN_SLACK);
+            let mut next = now + longest_sleep(relays.until_turn());
             let no_own = self.own_relays().is_empty();
             {
                 let mut targets = reach.targets.lock().expect("targets lock");
@@ -434,7 +461,7 @@ impl Node {
                     // refusal with the epoch unmoved is a generation that
                     // stopped: a failure, with its backoff, not a turn to
                     // try again at once.)
-                    Err(TransportError::Stopped) if relays.epoch() != dialler.epoch() => {
+                    Err(e) if cut_by_turn(&e, &relays, &dialler) => {
                         turned = true;
                         break;
                     }
@@ -498,7 +525,110 @@ pub(crate) fn contacts_only(
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use strand_transport::relay::epoch_at;
+    use strand_transport::{RelayConfig, Transport, TransportEvent};
+    use tokio::sync::mpsc;
+
     use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A relay client on hourly epochs, with no relays and no hole
+    /// punching, on a clock of its own (milliseconds since the Unix
+    /// epoch, which the test moves) set to `at`; and the receiver of its
+    /// events, kept for as long as the client runs.
+    async fn relays_on_a_clock(
+        at: u64,
+    ) -> (Relays, Arc<AtomicU64>, mpsc::Receiver<TransportEvent>) {
+        let clock = Arc::new(AtomicU64::new(at));
+        let reading = clock.clone();
+        let identity: IdentityFn = Arc::new(|epoch| relay_key(&[7; 32], epoch));
+        let mut config = RelayConfig::new(Vec::new(), identity, HOUR);
+        config.clock =
+            Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(Ordering::SeqCst)));
+        config.hole_punch = false;
+        let (events, received) = mpsc::channel(64);
+        let relays = Relays::start(config, events).await.unwrap();
+        (relays, clock, received)
+    }
+
+    /// How a dial through `dialler` to `addr` was refused.
+    async fn refusal(dialler: &Dialler, addr: &Multiaddr) -> TransportError {
+        match dialler.dial(addr).expect("a circuit the client dials").await {
+            Ok(_) => panic!("{addr} was dialled"),
+            Err(e) => e,
+        }
+    }
+
+    /// Regression (a stopped generation was taken for a turn): every dial
+    /// the dialler refused ([`TransportError::Stopped`]) was taken for a
+    /// turn of the epoch, and the contact was tried again at once with
+    /// their backoff unchanged; a generation whose task has ended refuses
+    /// every dial, so the node dialled the contact in a loop bounded only
+    /// by contact-dial tokens. Now a refusal is a turn only if the relay
+    /// client's epoch moved. Both refusals here come from a real client:
+    /// one after a turn, one from a client whose generations have all
+    /// stopped (shut down) in the same epoch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_generation_is_not_taken_for_a_turn() {
+        let half_past = 1000 * HOUR.as_millis() as u64 + 30 * 60_000;
+        let (relays, _clock, _events) = relays_on_a_clock(half_past).await;
+        let relay: Multiaddr = format!("/ip4/127.0.0.1/tcp/9/p2p/{}", peer_id_of([1; 32]))
+            .parse()
+            .unwrap();
+        let contact = circuit_addr(&relay, peer_id_of([2; 32]));
+
+        // A turn: the old dialler refuses, and the contact is tried again
+        // at once under their new id.
+        let before = relays.dialler();
+        relays.rotate().await.unwrap();
+        let refused = refusal(&before, &contact).await;
+        assert!(matches!(refused, TransportError::Stopped), "{refused}");
+        assert!(cut_by_turn(&refused, &relays, &before));
+
+        // The generation that dials has stopped, in the same epoch: a
+        // failure, with its backoff.
+        let dialler = relays.dialler();
+        relays.shutdown().await;
+        let refused = refusal(&dialler, &contact).await;
+        assert!(matches!(refused, TransportError::Stopped), "{refused}");
+        assert_eq!(relays.epoch(), dialler.epoch());
+        assert!(
+            !cut_by_turn(&refused, &relays, &dialler),
+            "a stopped generation was taken for a turn: the contact would be dialled again at once, again and again"
+        );
+    }
+
+    /// Regression (contacts were tried under their new relay ids up to a
+    /// minute after the turn): the dialling loop slept up to a minute and
+    /// nothing woke it at the turn (the new id reserved a margin before
+    /// it, so no new reservation told of it), so contacts were tried under
+    /// their new ids only at its next wake-up. Now it sleeps no longer than
+    /// until just after the relay client's next turn, by the client's
+    /// clock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dialling_loop_wakes_just_after_the_turn() {
+        let turn = 1000 * HOUR.as_millis() as u64;
+        let (relays, clock, _events) = relays_on_a_clock(turn - 30 * 60_000).await;
+        // Half an hour before the turn: the longest sleep.
+        assert_eq!(longest_sleep(relays.until_turn()), LONGEST_SLEEP);
+
+        // 10 s before it: the loop wakes after the turn, within the slack.
+        clock.store(turn - 10_000, Ordering::SeqCst);
+        let sleep = longest_sleep(relays.until_turn());
+        let wake = UNIX_EPOCH + Duration::from_millis(turn - 10_000) + sleep;
+        assert_eq!(epoch_at(wake, HOUR), 1000, "the loop wakes before the turn");
+        let after = wake
+            .duration_since(UNIX_EPOCH + Duration::from_millis(turn))
+            .unwrap();
+        assert_eq!(
+            after, TURN_SLACK,
+            "the loop wakes {after:?} after the turn: contacts wait that long for their new ids"
+        );
+        relays.shutdown().await;
+    }
 
     /// Regression (stop 68's audit of what contacts can cost): every
     /// reach record a contact's link brought was taken at once, and each
