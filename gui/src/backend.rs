@@ -727,6 +727,7 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
+            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob"));
@@ -758,6 +759,7 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: "hi".into(),
+            cut: false,
         };
         let mut changes = Changes::default();
         changes.add(received("Bob", None));

@@ -69,8 +69,9 @@ const BADGE_PATH: &str = "/com/canonical/unity/launcherentry/strand";
 const BADGE_INTERFACE: &str = "com.canonical.Unity.LauncherEntry";
 /// The app, by its desktop entry.
 const APP_URI: &str = "application://strand.desktop";
-/// Longest text shown in a notification, in characters.
-const MAX_BODY: usize = 200;
+/// Longest text shown in a notification, in characters: as much as the
+/// node sends of a new message's text.
+const MAX_BODY: usize = strand_node::limits::RECEIVED_PREVIEW;
 /// Notifications remembered for clicks: older ones open nothing.
 const REMEMBERED: usize = 64;
 /// More arrivals than this at once (a sync after days away) become one
@@ -116,8 +117,13 @@ pub struct Notice {
 /// What arrived, for [`notice`].
 enum Arrival<'a> {
     /// One message: who wrote it (and in which group), as a title names
-    /// them, and its text.
-    One { from: String, text: &'a str },
+    /// them, its text (or the start of it, as the node sent it), and
+    /// whether that was cut.
+    One {
+        from: String,
+        text: &'a str,
+        cut: bool,
+    },
     /// This many messages at once.
     Many(usize),
     /// This many messages since the user last looked at the app, told
@@ -144,7 +150,7 @@ fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
         Arrival::One { .. } | Arrival::Many(_) => None,
     };
     let (title, body) = match arrival {
-        Arrival::One { from, text } => {
+        Arrival::One { from, text, cut } => {
             let title = match prefs.show_names {
                 true => strand_node::display::one_line(&from),
                 false => "Strand".to_owned(),
@@ -152,9 +158,10 @@ fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
             let body = match prefs.show_text {
                 true => {
                     let shown = strand_node::display::one_line(text);
-                    match shown.char_indices().nth(MAX_BODY) {
-                        Some((cut, _)) => format!("{}…", &shown[..cut]),
-                        None => shown,
+                    match strand_node::display::first_chars(&shown, MAX_BODY) {
+                        (start, true) => format!("{start}…"),
+                        (_, false) if cut => format!("{shown}…"),
+                        (_, false) => shown,
                     }
                 }
                 false => "New message".to_owned(),
@@ -181,7 +188,7 @@ fn notice(arrival: Arrival<'_>, of: Target, prefs: &Preferences) -> Notice {
 /// ([`Notifier::unseen`]). One that counts opens the newest's
 /// conversation.
 pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Vec<Notice> {
-    let arrived: Vec<(String, &str, Target)> = received
+    let arrived: Vec<(String, &str, bool, Target)> = received
         .iter()
         .filter_map(|e| {
             let NodeEvent::Received {
@@ -189,6 +196,7 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Ve
                 group,
                 group_key,
                 text,
+                cut,
                 ..
             } = e
             else {
@@ -204,11 +212,11 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Ve
                 (Some(_), None) => return None,
                 (None, _) => (contact.clone(), Target::Contact(contact.clone())),
             };
-            Some((from, text.as_str(), of))
+            Some((from, text.as_str(), *cut, of))
         })
         .collect();
     // The batch is in the order the messages arrived.
-    let Some((_, _, newest)) = arrived.last() else {
+    let Some((.., newest)) = arrived.last() else {
         return Vec::new();
     };
     // Nothing shown tells one from another: one that counts them all.
@@ -222,7 +230,7 @@ pub fn notices(received: &[NodeEvent], prefs: &Preferences, unseen: usize) -> Ve
     }
     arrived
         .into_iter()
-        .map(|(from, text, of)| notice(Arrival::One { from, text }, of, prefs))
+        .map(|(from, text, cut, of)| notice(Arrival::One { from, text, cut }, of, prefs))
         .collect()
 }
 
@@ -586,6 +594,7 @@ mod tests {
             time: 1,
             id: "00".into(),
             text: text.into(),
+            cut: false,
         }
     }
 
@@ -634,13 +643,15 @@ mod tests {
         assert!(!n[0].body.contains('\n'));
         assert_eq!(escape("<b>&amp;"), "&lt;b&gt;&amp;amp;");
         let long = "x".repeat(1000);
-        assert_eq!(
-            notices(&[received("Bob", None, &long)], &prefs, 0)[0]
-                .body
-                .chars()
-                .count(),
-            MAX_BODY + 1
-        );
+        let whole = notices(&[received("Bob", None, &long)], &prefs, 0);
+        assert_eq!(whole[0].body.chars().count(), MAX_BODY + 1);
+        // What the node sends of a long text (its start, marked cut)
+        // shows as the whole text did: as long, and said to go on.
+        let mut start = received("Bob", None, &long[..MAX_BODY]);
+        if let NodeEvent::Received { cut, .. } = &mut start {
+            *cut = true;
+        }
+        assert_eq!(notices(&[start], &prefs, 0)[0].body, whole[0].body);
 
         let many: Vec<_> = (0..5)
             .map(|i| received("Bob", None, &i.to_string()))

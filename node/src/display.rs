@@ -96,6 +96,17 @@ pub fn json_escaped(json: &str) -> String {
     out
 }
 
+/// `text`'s first `chars` characters, cut between two characters (never
+/// inside one), and whether it had more: what a preview shows of a text
+/// ([`crate::NodeEvent::Received`], a notification), which says it was
+/// cut (with `…`) when it was.
+pub fn first_chars(text: &str, chars: usize) -> (&str, bool) {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
+    }
+}
+
 fn push_visible(out: &mut String, c: char, hidden: bool) {
     if c == '\t' {
         out.push_str("    ");
@@ -144,6 +155,15 @@ mod tests {
         assert_eq!(one_line("ok \u{2764}\u{FE0F}"), "ok \u{2764}\u{FE0F}");
         let json = serde_json::to_string(&format!("{family}x\u{200D}y")).unwrap();
         assert_eq!(json_escaped(&json), format!("\"{family}x\\u200dy\""));
+    }
+
+    #[test]
+    fn a_preview_is_cut_between_characters_and_says_so() {
+        assert_eq!(first_chars("café", 4), ("café", false));
+        assert_eq!(first_chars("café", 3), ("caf", true));
+        assert_eq!(first_chars("éé🙂x", 3), ("éé🙂", true));
+        assert_eq!(first_chars("", 0), ("", false));
+        assert_eq!(first_chars("a", 0), ("", true));
     }
 
     #[test]

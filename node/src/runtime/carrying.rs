@@ -916,14 +916,8 @@ impl Node {
             .flatten()
             .unwrap_or_default();
         tracing::info!("a message arrived by envelope");
-        let _ = shared.events.send(NodeEvent::Received {
-            contact: r.name.clone(),
-            group: None,
-            group_key: None,
-            time: key.time,
-            id: hex(&key.id.0),
-            text,
-        });
+        let event = NodeEvent::received(r.name.clone(), None, None, &key, &text);
+        let _ = shared.events.send(event);
     }
 }
 

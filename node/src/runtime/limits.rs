@@ -216,8 +216,23 @@ pub const MAX_BATCHES_IN_FLIGHT: usize = 8;
 /// being written) does not stop the link. About a megabyte and a half.
 pub const MAX_POOL_WAITING: usize = 16_384;
 
-/// Node events buffered for each subscriber (GUI, `read --follow`).
+/// Node events kept for subscribers (the app, each follower of the
+/// control socket): one ring for all of them, where an event stays until
+/// every subscriber has read it or this many newer ones have taken its
+/// place (the subscriber that was too slow is told how many it missed).
 pub const EVENT_BUFFER: usize = 1024;
+
+/// Characters of a new message's text that its
+/// [`crate::NodeEvent::Received`] carries (cut between characters, and
+/// marked `cut` when the text is longer). An event stays in memory until
+/// the slowest follower has read it, or until [`EVENT_BUFFER`] newer ones
+/// push it out: with whole texts (up to a megabyte each) a follower that
+/// reads slowly (a terminal scrolled back, an app that is busy) made the
+/// node hold up to a gigabyte; with 200 characters (at most 800 bytes)
+/// the texts in the buffer stay under a megabyte. 200 is what a
+/// notification shows of a text; whoever shows more (`strand read`, the
+/// app's conversation) reads the message whole from the conversation.
+pub const RECEIVED_PREVIEW: usize = 200;
 
 /// Commands (new messages to push, close) queued for one session.
 pub const SESSION_COMMANDS: usize = 1024;

@@ -760,14 +760,8 @@ impl Pump {
                 None => return,
             }
         };
-        let _ = self.node.events.send(NodeEvent::Received {
-            contact,
-            group: group_name,
-            group_key,
-            time: key.time,
-            id: hex(&key.id.0),
-            text,
-        });
+        let event = NodeEvent::received(contact, group_name, group_key, &key, &text);
+        let _ = self.node.events.send(event);
     }
 
     fn notify_sent(&self, group: GroupId, key: Key) {

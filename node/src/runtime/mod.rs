@@ -239,8 +239,15 @@ pub enum NodeEvent {
         time: u64,
         /// Message id (hex).
         id: String,
-        /// The text.
+        /// The text, or its first [`limits::RECEIVED_PREVIEW`] characters
+        /// if it is longer (then `cut`). The whole text is in the
+        /// conversation ([`api::Request::Read`], [`api::Request::Page`],
+        /// [`api::Request::GroupRead`]).
         text: String,
+        /// Whether `text` is only the start of the message's text. False
+        /// in an event from a node before previews, which sent it whole.
+        #[serde(default)]
+        cut: bool,
     },
     /// A group was created, joined or changed (members, epochs).
     GroupsChanged,
@@ -366,6 +373,31 @@ pub enum NodeEvent {
         /// that followed again: [`crate::runtime::device::Events::next`]).
         count: u64,
     },
+}
+
+impl NodeEvent {
+    /// The [`NodeEvent::Received`] for the message `key` with this text:
+    /// only its start ([`limits::RECEIVED_PREVIEW`]), so that what a slow
+    /// follower keeps the node holding is bounded whatever its contacts
+    /// write.
+    pub(crate) fn received(
+        contact: String,
+        group: Option<String>,
+        group_key: Option<String>,
+        key: &Key,
+        text: &str,
+    ) -> NodeEvent {
+        let (preview, cut) = crate::display::first_chars(text, limits::RECEIVED_PREVIEW);
+        NodeEvent::Received {
+            contact,
+            group,
+            group_key,
+            time: key.time,
+            id: crate::hex(&key.id.0),
+            text: preview.to_owned(),
+            cut,
+        }
+    }
 }
 
 /// One transport's state, for `strand status` and the Network screen.
@@ -1845,6 +1877,44 @@ mod tests {
             ..lan(None)
         };
         assert_eq!(relay.not_listening_note(), "not listening");
+    }
+
+    /// A new message's event carries the start of its text whatever
+    /// its length, cut between characters: what a follower that reads
+    /// slowly keeps the node holding is bounded (before, the whole text,
+    /// up to a megabyte an event). An older node's event, which has no
+    /// `cut`, reads as whole.
+    #[test]
+    fn a_received_event_is_small_whatever_the_text() {
+        let key = Key {
+            time: 1,
+            id: strand_sync::MessageId([7; 32]),
+        };
+        // Control characters take six bytes each in JSON (`\u0001`), the
+        // most a character takes there.
+        let whole = "\u{1}🙂".repeat(strand_sync::limits::MAX_BODY_LEN / 5);
+        let event = NodeEvent::received("Ann".into(), None, None, &key, &whole);
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(
+            json.len() < limits::RECEIVED_PREVIEW * 6 + 256,
+            "an event of {} bytes",
+            json.len()
+        );
+        let NodeEvent::Received { text, cut, .. } = &event else {
+            unreachable!("made as one")
+        };
+        assert!(*cut);
+        assert_eq!(text.chars().count(), limits::RECEIVED_PREVIEW);
+        assert!(whole.starts_with(text.as_str()));
+
+        let short = NodeEvent::received("Ann".into(), None, None, &key, "hi");
+        assert!(matches!(&short, NodeEvent::Received { text, cut: false, .. } if text == "hi"));
+        let older = json.replace(",\"cut\":true", "");
+        assert_ne!(older, json);
+        assert!(matches!(
+            serde_json::from_str::<NodeEvent>(&older).unwrap(),
+            NodeEvent::Received { cut: false, .. }
+        ));
     }
 
     fn addrs(list: &[&str]) -> Vec<Multiaddr> {

@@ -519,8 +519,15 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
 /// (a terminal scrolled back; here, stopped) is let go by the node, and
 /// `strand read --follow` then ended, silently, as if the node had
 /// stopped. It now follows again, and what arrives later is printed.
+///
+/// The node lets a follower go once writing one event to it has waited
+/// a minute, that is once its socket is full. The event that says a text
+/// arrived carries only the start of it (`RECEIVED_PREVIEW` characters),
+/// so the socket is filled with many texts, not a few long ones (as
+/// before previews): [`texts_to_fill_a_follower`] of them.
 #[test]
 fn a_follower_let_go_for_reading_slowly_follows_again() {
+    use strand_node::runtime::api::{Answer, Reply, Request, Target};
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = pair(tmp.path());
     let mut command = a.command();
@@ -559,30 +566,49 @@ fn a_follower_let_go_for_reading_slowly_follows_again() {
             .unwrap()
             .success())
     };
-    // Stopped, it reads nothing: three long texts' events fill its
-    // socket, and a minute on the node lets it go.
+    // Stopped, it reads nothing: the texts' events fill its socket, and
+    // a minute on the node lets it go. Each text is a preview's worth of
+    // control characters, then its number. They are sent as `strand
+    // send` sends them, straight to Bob's node (quicker than a process
+    // for each).
     signal("-STOP");
-    for i in 0..3 {
-        let mut text = vec![b'a' + i; 400_000];
-        text.push(b'\n');
-        let out = b.piped(&["send", "alice"], text);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    eventually("the long texts", Duration::from_secs(120), || {
-        a.read("bob").len() == 4
+    let texts = texts_to_fill_a_follower();
+    let start = "\u{1}".repeat(strand_node::limits::RECEIVED_PREVIEW);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for i in 0..texts {
+            let send = Request::Send {
+                to: Target::Contact("alice".into()),
+                text: format!("{start}{i}"),
+            };
+            match ask_node(&b.dir, send).await {
+                Answer::Ok(Reply::Written { .. }) => {}
+                other => panic!("text {i}: {other:?}"),
+            }
+        }
+    });
+    eventually("the texts", Duration::from_secs(120), || {
+        a.read("bob").len() == 1 + texts
     });
     eventually("the follower let go", Duration::from_secs(150), || {
         a.log().contains("a follower stopped reading")
     });
     signal("-CONT");
-    // What it held comes out; then it follows again.
-    for _ in 0..3 {
-        assert_eq!(next()["text"].as_str().map(str::len), Some(400_000));
-    }
+    // What it held comes out, every text whole (as `read` reads them back
+    // from the conversation); then it follows again.
+    let mut printed: Vec<usize> = (0..texts)
+        .map(|_| {
+            let line = next();
+            let text = line["text"].as_str().expect("a text");
+            let number = text.strip_prefix(start.as_str()).expect("one of the texts");
+            number.parse::<usize>().expect("its number")
+        })
+        .collect();
+    printed.sort_unstable();
+    assert_eq!(printed, (0..texts).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         follow.0.try_wait().unwrap().is_none(),
@@ -590,6 +616,30 @@ fn a_follower_let_go_for_reading_slowly_follows_again() {
     );
     b.ok(&["send", "alice", "still there?"]);
     assert_eq!(next()["text"], "still there?");
+}
+
+/// How many texts [`a_follower_let_go_for_reading_slowly_follows_again`]
+/// sends a stopped follower so that their events fill its socket. Each
+/// event's line holds the start of its text, `RECEIVED_PREVIEW` control
+/// characters, each written in six bytes (`\u0001`): over 1,200 bytes a
+/// line, whatever else it says. Linux holds what a Unix socket carries in
+/// its sender's buffer (`net.core.wmem_default`, the node's end, as the
+/// node sets no size); the receiver's (`rmem_default`) is counted as well
+/// in case a kernel holds more there, and 64 KiB more for what the
+/// follower may have read before it stopped. About 208 KiB each by
+/// default: 410 texts. (More than the node keeps for a follower,
+/// `EVENT_BUFFER`, would do as well: it writes each event as it comes
+/// until the socket is full, and drops only what comes after.)
+fn texts_to_fill_a_follower() -> usize {
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(212_992)
+    };
+    let bytes = sysctl("wmem_default") + sysctl("rmem_default") + (64 << 10);
+    let line = 6 * strand_node::limits::RECEIVED_PREVIEW;
+    bytes.div_ceil(line)
 }
 
 /// A contact named under older rules (a variation selector that selects

@@ -176,3 +176,49 @@ async fn a_contact_renamed_mid_session_is_named_anew() {
     .await;
     node_a.shutdown().await;
 }
+
+/// A text as long as a message holds: the event that says it arrived
+/// carries its start, cut between characters and marked cut, so what a
+/// follower that reads slowly keeps the node holding stays small (before,
+/// the whole text, up to a megabyte for each of the 1,024 events waiting
+/// for it); the text reads whole from the conversation, as `strand read`
+/// (`--follow` too) and the app read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_text_arrives_as_a_preview_and_reads_whole() {
+    use strand_node::runtime::api::{Reply, Request};
+    let tmp = tempfile::tempdir().unwrap();
+    let (node_a, node_b) = alice_and_bob(tmp.path()).await;
+    let mut events_b = node_b.subscribe();
+    // Characters of one, two and four bytes: a cut inside one would show.
+    let whole = "aé🙂".repeat(strand_sync::limits::MAX_BODY_LEN / 8);
+    node_a.send("Bob", &whole).await.unwrap();
+    let mut arrived = None;
+    until(&mut events_b, |e| {
+        if matches!(e, NodeEvent::Received { .. }) {
+            arrived = Some(e.clone());
+        }
+        arrived.is_some()
+    })
+    .await;
+    let event = arrived.unwrap();
+    let json = serde_json::to_vec(&event).unwrap();
+    assert!(json.len() < 4096, "an event of {} bytes", json.len());
+    let NodeEvent::Received { text, cut, .. } = &event else {
+        unreachable!("matched above")
+    };
+    assert!(*cut);
+    assert_eq!(text.chars().count(), strand_node::limits::RECEIVED_PREVIEW);
+    assert!(whole.starts_with(text.as_str()));
+    let read = Request::Read {
+        contact: "Alice".into(),
+        from: None,
+        limit: None,
+    };
+    let page = match node_b.handle(read).await.unwrap() {
+        Reply::Page(page) => page,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(page.messages.last().map(|m| &m.text), Some(&whole));
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}

@@ -11,7 +11,8 @@
 //! - `sync`: two profiles' redb stores reconciled by strand-sync sessions.
 //! - `interop`: a js-libp2p relay carries Strand's sync; a js-libp2p
 //!   client uses `strand relay`.
-//! - `lan`: two nodes in one process over real libp2p sockets on loopback.
+//! - `lan`: two nodes in one process over real libp2p sockets on loopback;
+//!   a long text's event carries only its start.
 //! - `bundles`: removable-drive bundles between profiles that never met
 //!   and from the command line; a named pipe or a folder given as one is
 //!   refused at once.
