@@ -28,6 +28,13 @@
 //! logged and tried again at the next rotation. One that can listen on
 //! none is stopped at once: it never took over, so it has nothing to keep.
 //!
+//! An unspecified address (`0.0.0.0`, `::`) is never gone: its listener
+//! takes every address of its family the device has, and each one that
+//! comes later. On a device with none of that family yet (IPv6 turned
+//! off, no network at all) it listens all the same, with no address until
+//! one comes (a listen waits [`swarm::FIRST_ADDRESS_WAIT`] for a first
+//! address, not forever), and the LAN is not quiet for it.
+//!
 //! The old generation drains all the same, because its time is over: were
 //! it kept until a rotation succeeded, it would go on accepting, dialling
 //! and answering mDNS with one PeerId for as long as the network stayed
@@ -480,6 +487,8 @@ impl Lan {
     /// logged and kept in `bound`, to be tried again at the next rotation;
     /// one it listens on is kept with the port it got (a port 0 in the
     /// settings becomes the one chosen, which later generations take).
+    /// An unspecified address with none of its family on the device yet
+    /// is listened on all the same ([`listened`]).
     /// Fails if it can listen on none (the first address's error), or if
     /// `new` stopped ([`TransportError::Stopped`]); at the start, also at
     /// the first address that failed other than by being gone
@@ -505,7 +514,7 @@ impl Lan {
             {
                 Ok(got) => {
                     listening += 1;
-                    rebound[i] = with_port(addr, &got);
+                    rebound[i] = listened(addr, got);
                 }
                 Err(e) => cannot_listen(addr, e, when, &mut first_failure)?,
             }
@@ -538,7 +547,7 @@ impl Lan {
             match got {
                 Ok(got) => {
                     listening += 1;
-                    rebound[i] = with_port(addr, &got);
+                    rebound[i] = listened(addr, got);
                 }
                 Err(e) => cannot_listen(addr, e, when, &mut first_failure)?,
             }
@@ -582,6 +591,28 @@ impl Lan {
             );
         }
         shared.went_quiet.notify_one();
+    }
+}
+
+/// `addr` as later generations listen on it, now that a new one listens
+/// there and got the address `got`: with the port it got (a port 0 in
+/// the settings becomes the one chosen). With no address yet (`None`:
+/// an unspecified address, and the device has none of its family, as
+/// with IPv6 turned off; see [`Command::Listen`]), the listener still
+/// counts: it listens, and reports each address of that family that
+/// comes, so the LAN is not quiet for it. Its port is not known until
+/// then, so `addr` is kept as configured.
+fn listened(addr: &Multiaddr, got: Option<Multiaddr>) -> Multiaddr {
+    match got {
+        Some(got) => with_port(addr, &got),
+        None => {
+            tracing::info!(
+                %addr,
+                "listening, but this device has no address of this family yet; each one is \
+                 used as it comes"
+            );
+            addr.clone()
+        }
     }
 }
 
@@ -661,7 +692,7 @@ fn gone(e: &TransportError) -> bool {
 async fn listen_quic(
     new: &Current,
     addr: &Multiaddr,
-) -> Result<Result<Multiaddr, TransportError>, TransportError> {
+) -> Result<Result<Option<Multiaddr>, TransportError>, TransportError> {
     let deadline = tokio::time::Instant::now() + QUIC_REBIND;
     loop {
         let r = ask(&new.commands, |reply| Command::Listen {

@@ -10,7 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
@@ -41,6 +43,18 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(90);
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 /// Connections to one PeerId (ephemeral, so this only stops accidents).
 const MAX_PER_PEER: u32 = 4;
+/// How long a listen waits for its first address before it is answered
+/// without one ([`Command::Listen`]). A listener on a given address has
+/// it at once. One on an unspecified address (`0.0.0.0`, `::`) has one
+/// address per address of its family on the device's interfaces, which
+/// libp2p's TCP and QUIC transports read from the system when the
+/// listener opens (on Linux, one netlink request, answered within
+/// milliseconds) and report one by one; where the device has none of
+/// that family (IPv6 turned off, no network at all) they report nothing,
+/// and a listen that waited for an address waited forever. A second is
+/// far more than the system takes, and short enough that a start or a
+/// rotation on such a device is hardly slowed.
+const FIRST_ADDRESS_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -52,11 +66,13 @@ pub(crate) struct Behaviour {
 
 /// What a generation's task does for the handle.
 pub(crate) enum Command {
-    /// Listen on an address; the answer is the first address it got.
-    Listen {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<Multiaddr, TransportError>>,
-    },
+    /// Listen on an address; the answer is the first address it got, or
+    /// `None` if the listener opened but no address came within
+    /// [`FIRST_ADDRESS_WAIT`] (an unspecified address, and none of its
+    /// family on the device yet). Such a listener still listens: each
+    /// address it gets later is reported as it comes
+    /// ([`TransportEvent::Listening`], [`Command::Addresses`]).
+    Listen { addr: Multiaddr, reply: ListenReply },
     /// Connect to an address and open a stream.
     Dial {
         addr: Multiaddr,
@@ -198,6 +214,8 @@ fn link(direction: Direction, remote: Option<&Multiaddr>, stream: libp2p::Stream
     }
 }
 
+pub(crate) type ListenReply = oneshot::Sender<Result<Option<Multiaddr>, TransportError>>;
+
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
@@ -206,8 +224,12 @@ async fn run(
 ) {
     let mut dials: HashMap<ConnectionId, (Multiaddr, LinkReply)> = HashMap::new();
     let mut opens: HashMap<OpenId, (String, LinkReply)> = HashMap::new();
-    let mut listens: HashMap<ListenerId, oneshot::Sender<Result<Multiaddr, TransportError>>> =
-        HashMap::new();
+    let mut listens: HashMap<ListenerId, ListenReply> = HashMap::new();
+    // One timer per listen in `listens`, ending at FIRST_ADDRESS_WAIT: a
+    // listen still unanswered then is answered without an address. (One
+    // answered before leaves its timer to end with nothing to do.)
+    let mut first_address_waits: FuturesUnordered<BoxFuture<'static, ListenerId>> =
+        FuturesUnordered::new();
     let mut listeners: Vec<ListenerId> = Vec::new();
     let mut draining: Option<Vec<oneshot::Sender<()>>> = None;
     // Events the swarm gave while it was polled out of turn (below).
@@ -245,6 +267,8 @@ async fn run(
                     Ok(id) => {
                         listeners.push(id);
                         listens.insert(id, reply);
+                        first_address_waits
+                            .push(tokio::time::sleep(FIRST_ADDRESS_WAIT).map(move |()| id).boxed());
                     }
                     Err(e) => {
                         let _ = reply.send(Err(TransportError::Listen { addr, source: Box::new(e) }));
@@ -286,6 +310,11 @@ async fn run(
                     }
                 }
             },
+            Some(id) = first_address_waits.next(), if !first_address_waits.is_empty() => {
+                if let Some(reply) = listens.remove(&id) {
+                    let _ = reply.send(Ok(None));
+                }
+            }
             event = async {
                 match stash.pop_front() {
                     Some(event) => event,
@@ -295,7 +324,7 @@ async fn run(
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::debug!(%address, "listening");
                     if let Some(reply) = listens.remove(&listener_id) {
-                        let _ = reply.send(Ok(address.clone()));
+                        let _ = reply.send(Ok(Some(address.clone())));
                     }
                     if draining.is_none() {
                         let _ = events.try_send(TransportEvent::Listening { kind: LinkKind::Lan, addr: address });

@@ -11,6 +11,11 @@
 //! of this machine instead ([`gone_address`]); loopback cannot bring that
 //! one back, so where a test needs an address back, it gives the LAN's
 //! list one that works.
+//!
+//! A listen on an unspecified address where the device has no address of
+//! its family needs a network with none: that test runs again in a
+//! process of its own, in a network namespace it makes
+//! ([`in_a_network_with_no_address`]).
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -531,4 +536,131 @@ async fn a_start_with_an_address_of_no_listening_form_fails() {
     let why = crate::error_chain(&err);
     assert!(why.contains("/tcp/PORT"), "{why}");
     assert_eq!(why.contains("quic-v1"), crate::QUIC, "{why}");
+}
+
+/// Set in the process [`in_a_network_with_no_address`] starts: the test
+/// runs its body there, not another process.
+const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADDRESS";
+
+/// Runs this module's test `name` again, in a process of its own in a
+/// network namespace of its own, made with `unshare --map-root-user
+/// --net` (no privilege needed where user namespaces are allowed): its
+/// one interface, loopback, is down and has no address, and the process
+/// may bring it up. Panics with the process's output if the test fails
+/// there; says SKIPPED on stderr and returns where no namespace can be
+/// made (no `unshare`, or user namespaces not allowed).
+fn in_a_network_with_no_address(name: &str) {
+    let can = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!(
+            "SKIPPED: cannot make a network namespace here (needs util-linux's unshare and \
+             user namespaces, or root)"
+        );
+        return;
+    }
+    // The harness names a test by its path less the crate's name.
+    let (_crate, module) = module_path!().split_once("::").expect("a module path");
+    let test = format!("{module}::{name}");
+    let out = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--net", "--"])
+        .arg(std::env::current_exe().expect("this test binary"))
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_A_NETWORK_WITH_NO_ADDRESS, "1")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A name that matched no test would pass with "0 passed".
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a network with no address: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A listen on an unspecified address waited for its first address, and
+/// libp2p's TCP and QUIC transports give one address for each of that
+/// family on the device: on one with none (IPv6 turned off, for `::`; no
+/// network at all), none came, so the start never returned (nor `strand
+/// run`), and a rotation never ended, holding up every rotation after
+/// it. Now a listen that has no address after a second is answered
+/// without one: the LAN listens there with an identity (it is not quiet),
+/// and takes each address as it comes. Here, in a network namespace whose
+/// only interface is down, with no address at all: before, the start
+/// never ended (the timeout below fails it).
+#[test]
+fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
+    if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_none() {
+        in_a_network_with_no_address(
+            "a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
+        );
+        return;
+    }
+    /// What iproute2's `ip` says, run with `args` in this namespace.
+    fn ip(args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("iproute2's ip runs");
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("ip's output is text")
+    }
+    assert_eq!(
+        ip(&["-4", "-o", "addr"]),
+        "",
+        "the namespace has no IPv4 address"
+    );
+    // How long anything here may take: the listen waits a second.
+    let within = Duration::from_secs(20);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let everywhere: Multiaddr = "/ip4/0.0.0.0/tcp/0".parse().unwrap();
+        let (lan, _events) = tokio::time::timeout(within, start_on(vec![everywhere]))
+            .await
+            .expect("the start ends, with no address to wait for")
+            .expect("the start listens");
+        let first = identity(&lan)
+            .await
+            .expect("an identity: the LAN is not quiet");
+        assert!(lan.listen_addrs().await.is_empty(), "no address yet");
+
+        tokio::time::timeout(within, lan.rotate())
+            .await
+            .expect("a rotation ends too")
+            .expect("and listens");
+        let second = identity(&lan).await.expect("a new identity");
+        assert_ne!(second, first);
+        assert!(
+            lan.shared.went_quiet_at.lock().unwrap().is_empty(),
+            "the LAN never went quiet"
+        );
+
+        // An address comes (loopback up: 127.0.0.1): the listener takes it.
+        ip(&["link", "set", "lo", "up"]);
+        let addr = tokio::time::timeout(within, async {
+            loop {
+                if let Some(addr) = lan.listen_addrs().await.into_iter().next() {
+                    return addr;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the address that came is listened on");
+        assert!(
+            addr.to_string().starts_with("/ip4/127.0.0.1/tcp/"),
+            "{addr}"
+        );
+        assert_eq!(met_at(&addr).await, Some(second));
+        tokio::time::timeout(within, lan.shutdown())
+            .await
+            .expect("shutdown ends");
+    });
 }
