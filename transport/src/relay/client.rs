@@ -24,8 +24,8 @@ use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
 use super::punch_dials::PunchDials;
 use super::{
-    last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState, Shared,
-    MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
+    fixed_port, last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState,
+    Shared, MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
 use crate::generation::LinkReply;
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
@@ -121,7 +121,11 @@ pub(crate) struct Status {
 
 /// What a generation's task does for the handle.
 pub(crate) enum Command {
-    /// Listen for direct connections.
+    /// Listen for direct connections (hole punching's). At a fixed port,
+    /// sent to the current generation only: the first at its start, each
+    /// later one at its turn, once the one before it has stopped
+    /// listening there ([`Command::StopDialling`]). At port 0 (a port of
+    /// its own), sent to each as it starts.
     Listen {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<Multiaddr, TransportError>>,
@@ -145,10 +149,17 @@ pub(crate) enum Command {
     /// and tells of the addresses it comes to listen at. Sent at its turn
     /// to one started ahead of it.
     StartDialling,
-    /// Take no dial from now on: another generation is current, and this
-    /// one keeps its reservations (and takes what comes through them)
-    /// until it is told to drain.
-    StopDialling,
+    /// Take no dial from now on, and listen at no fixed port: another
+    /// generation is current, and this one keeps its reservations (and
+    /// takes what comes through them, and its listeners at ports of its
+    /// own) until it is told to drain. `reply` hears once the listeners at
+    /// fixed ports are removed, so that the new generation listens at a
+    /// fixed `--punch-listen` port only after this one let it go: two
+    /// swarms listening there (the TCP transport sets SO_REUSEPORT) have
+    /// the system split direct connections between them, and every one
+    /// that reaches the old id fails the dialler's check of the id it
+    /// expects.
+    StopDialling { reply: oneshot::Sender<()> },
     /// Give up reservations and listeners, keep live links until `until`;
     /// the task ends with its last connection.
     Drain { until: Instant },
@@ -175,7 +186,9 @@ fn setup_error(e: impl std::fmt::Display) -> TransportError {
 
 /// Builds a swarm with this identity and starts its task. One started
 /// ahead of its turn (`current` false) takes no dial and tells of no
-/// address until it is told its turn has come ([`Command::StartDialling`]).
+/// address until it is told its turn has come ([`Command::StartDialling`]);
+/// the handle has it listen for direct connections at a fixed port only
+/// then.
 pub(crate) fn spawn(
     key: identity::Keypair,
     config: &RelayConfig,
@@ -245,6 +258,7 @@ pub(crate) fn spawn(
             slots: Vec::new(),
             listens: HashMap::new(),
             direct_listeners: Vec::new(),
+            fixed_port_listeners: Vec::new(),
             opens: HashMap::new(),
             relayed: HashMap::new(),
             to_close: Vec::new(),
@@ -313,6 +327,9 @@ struct Task {
     slots: Vec<Slot>,
     listens: HashMap<ListenerId, oneshot::Sender<Result<Multiaddr, TransportError>>>,
     direct_listeners: Vec<ListenerId>,
+    /// Those of `direct_listeners` at a fixed port, which only the current
+    /// generation holds ([`Command::StopDialling`]).
+    fixed_port_listeners: Vec<ListenerId>,
     opens: HashMap<OpenId, (String, LinkReply)>,
     /// Relayed connections, by remote.
     relayed: HashMap<PeerId, Vec<ConnectionId>>,
@@ -558,6 +575,9 @@ impl Task {
             Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
                 Ok(id) => {
                     self.direct_listeners.push(id);
+                    if fixed_port(&addr) {
+                        self.fixed_port_listeners.push(id);
+                    }
                     self.listens.insert(id, reply);
                 }
                 Err(e) => {
@@ -635,10 +655,18 @@ impl Task {
                 });
             }
             Command::StartDialling => self.current = true,
-            Command::StopDialling => self.current = false,
+            Command::StopDialling { reply } => {
+                self.current = false;
+                for id in self.fixed_port_listeners.drain(..) {
+                    self.direct_listeners.retain(|l| *l != id);
+                    self.swarm.remove_listener(id);
+                }
+                let _ = reply.send(());
+            }
             Command::Drain { until } => {
                 self.current = false;
                 self.draining = Some(until);
+                self.fixed_port_listeners.clear();
                 for id in self.direct_listeners.drain(..) {
                     self.swarm.remove_listener(id);
                 }
@@ -797,6 +825,7 @@ impl Task {
                 addresses,
             } => {
                 self.direct_listeners.retain(|l| *l != listener_id);
+                self.fixed_port_listeners.retain(|l| *l != listener_id);
                 if let Some(reply) = self.listens.remove(&listener_id) {
                     let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
                     let source: Box<dyn std::error::Error + Send + Sync> = match reason {

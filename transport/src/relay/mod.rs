@@ -94,6 +94,24 @@
 //! time, by the IP address they come from), so a relay holds two
 //! reservations of each device then ([`server::MAX_RESERVATIONS`]).
 //!
+//! At a fixed port ([`RelayConfig::listen`], `--punch-listen`) only the
+//! current generation listens for direct connections: the next one from
+//! its turn, once the old one has stopped listening there. Both would
+//! bind it (the TCP transport sets SO_REUSEPORT), the system would hand
+//! each about half of the direct connections that come, and those that
+//! reach the id their dialler did not expect would fail. A generation
+//! listening at port 0 has a port of its own, from its start until it
+//! drains, and its connections to the relays leave from that port, so
+//! the address a relay observes for it leads there. One started early
+//! with only fixed ports has no listener before its turn, and its
+//! connections to the relays leave from ports of the system's choosing
+//! (they did before too: the old id's connection to the same relay held
+//! the 4-tuple). A hole punch on a circuit to it before its turn (a
+//! contact whose clock is ahead) then finds nothing listening, usually
+//! fails, and the link stays on the relay; after its turn, identify's
+//! next round on those connections gives the observed address with the
+//! listening port put in, which holds behind a NAT that keeps ports.
+//!
 //! # The server ([`server`])
 //!
 //! `strand relay` runs [`server::RelayServer`], with limits suited to sync
@@ -217,7 +235,12 @@ pub struct RelayConfig {
     /// is reached through relays only and listens on nothing else.
     pub hole_punch: bool,
     /// Where direct connections are accepted when hole punching (ports of
-    /// 0: the system picks; each generation picks anew).
+    /// 0: the system picks; each generation picks anew, and listens from
+    /// its start until it drains). At a fixed port only the current
+    /// generation listens: the next one from its turn, and the old one
+    /// stops at it (two listening there would split the connections that
+    /// come between two ids, and each one reaching the id its dialler did
+    /// not expect would fail).
     pub listen: Vec<Multiaddr>,
     /// Inbound connections held at once, circuits and direct ones
     /// together ([`MAX_INCOMING`] by default). Circuits no Strand session
@@ -449,6 +472,14 @@ fn any_port(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
+/// Whether `addr` names a port (one not 0): where two generations both
+/// listened, the system would split the connections that come there
+/// between them (the TCP transport sets SO_REUSEPORT), so only the
+/// current generation listens at one.
+pub(crate) fn fixed_port(addr: &Multiaddr) -> bool {
+    any_port(addr) != *addr
+}
+
 /// The epoch `at` falls in.
 pub fn epoch_at(at: SystemTime, epoch: Duration) -> u64 {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -670,11 +701,12 @@ impl Relays {
         Ok(relays)
     }
 
-    /// Starts a generation for `epoch`: it listens and reserves on the
-    /// relays, and is tracked for shutdown. It is not made current here;
-    /// with `current` false it is started ahead of its turn, and takes no
-    /// dial until it is told its turn has come. Called with `rotating`
-    /// held. Once the client is shut down it starts none
+    /// Starts a generation for `epoch`: it listens for direct connections
+    /// and reserves on the relays, and is tracked for shutdown. It is not
+    /// made current here; with `current` false it is started ahead of its
+    /// turn: it takes no dial, and listens at no fixed port, until its
+    /// turn ([`Relays::turn`]). Called with `rotating` held.
+    /// Once the client is shut down it starts none
     /// ([`TransportError::Stopped`]).
     async fn spawn_generation(&self, epoch: u64, current: bool) -> Result<Current, TransportError> {
         let shared = &self.shared;
@@ -698,7 +730,7 @@ impl Relays {
             local: generation.local,
             epoch,
         };
-        let set_up = match self.set_up(&new).await {
+        let set_up = match self.set_up(&new, current).await {
             // Shut down while it was set up: shutdown may be waiting for
             // `rotating` to empty the list, or have emptied it already.
             Ok(()) if shared.stop.is_cancelled() => Err(TransportError::Stopped),
@@ -715,8 +747,8 @@ impl Relays {
 
     /// Starts the generation of `epoch` ahead of its turn: reserved and
     /// taking what comes through its reservations (contacts whose clocks
-    /// are ahead dial it), dialling nothing until it is current. Called
-    /// with `rotating` held (`_held`).
+    /// are ahead dial it), dialling nothing and listening at no fixed
+    /// port until it is current. Called with `rotating` held (`_held`).
     async fn prepare(&self, epoch: u64, _held: &Rotating<'_>) -> Result<(), TransportError> {
         let shared = &self.shared;
         if shared.current().epoch >= epoch {
@@ -743,10 +775,12 @@ impl Relays {
 
     /// Makes the generation of `epoch` current: the one started ahead of
     /// its turn, or (if none was) a new one. The one it replaces dials no
-    /// more; it keeps its reservations as the previous generation until
-    /// [`EPOCH_MARGIN`] after the turn ([`Relays::follow_clock`]), or
-    /// with `keep_old` false gives them up at once. A previous one still
-    /// reserved gives them up now. Called with `rotating` held (`_held`).
+    /// more and stops listening at fixed ports, and then the new one
+    /// listens there; the old one keeps its reservations as the
+    /// previous generation until [`EPOCH_MARGIN`] after the turn
+    /// ([`Relays::follow_clock`]), or with `keep_old` false gives them up
+    /// at once. A previous one still reserved gives them up now. Called
+    /// with `rotating` held (`_held`).
     async fn turn(
         &self,
         epoch: u64,
@@ -758,31 +792,63 @@ impl Relays {
             return Ok(());
         }
         let ready = shared.next.lock().expect("next lock").take();
-        let new = match ready {
-            Some(n) if n.epoch == epoch => {
-                // Told before it is made current, so that no dial reaches
-                // it while it still refuses them.
-                if n.commands.send(Command::StartDialling).await.is_ok() {
-                    n
-                } else {
-                    // Its task ended (trimmed, or it panicked): made
-                    // current, it would refuse every dial. A new one takes
-                    // its place.
-                    tracing::warn!(epoch, "the relay identity started ahead of its turn has stopped; starting it again");
-                    self.spawn_generation(epoch, true).await?
-                }
-            }
+        let prepared = match ready {
+            Some(n) if n.epoch == epoch => Some(n),
             other => {
                 if let Some(stale) = other {
                     drain(&stale).await;
                 }
-                self.spawn_generation(epoch, true).await?
+                None
             }
         };
-        let old = std::mem::replace(&mut *shared.current.write().expect("current lock"), new);
+        // Told before it is made current, so that no dial reaches it
+        // while it still refuses them. One started here is started ahead
+        // of its turn too, so that it listens for direct connections only
+        // after the old one stops (below).
+        let mut started = None;
+        if let Some(n) = prepared {
+            if n.commands.send(Command::StartDialling).await.is_ok() {
+                started = Some(n);
+            } else {
+                // Its task ended (trimmed, or it panicked): made current,
+                // it would refuse every dial. A new one takes its place.
+                tracing::warn!(
+                    epoch,
+                    "the relay identity started ahead of its turn has stopped; starting it again"
+                );
+            }
+        }
+        let new = match started {
+            Some(n) => n,
+            None => {
+                let n = self.spawn_generation(epoch, false).await?;
+                n.commands
+                    .send(Command::StartDialling)
+                    .await
+                    .map_err(|_| TransportError::Stopped)?;
+                n
+            }
+        };
+        let old = std::mem::replace(
+            &mut *shared.current.write().expect("current lock"),
+            new.clone(),
+        );
         // Before anything else it is told: a dial that reaches it after
-        // this is refused.
-        let _ = old.commands.send(Command::StopDialling).await;
+        // this is refused. It stops listening at fixed ports too, and the
+        // new one listens there only once it has: both would listen
+        // (SO_REUSEPORT), the system would split direct connections
+        // between them, and those that reach the old id fail the
+        // dialler's check of the id it expects. (One that stopped listens
+        // nowhere.)
+        let _ = ask(&old.commands, |reply| Command::StopDialling { reply }).await;
+        if let Err(e) = self.listen_directly(&new, true).await {
+            // It is current already, and reachable through the relays:
+            // the turn goes on, without direct connections to this id.
+            tracing::warn!(
+                epoch,
+                "the relay identity for this epoch takes no direct connections: {e}"
+            );
+        }
         if !keep_old {
             drain(&old).await;
         }
@@ -884,30 +950,55 @@ impl Relays {
         }
     }
 
-    /// A new generation listens for direct connections and reserves on the
-    /// relays. A listening port still held by the generation before it
-    /// (QUIC cannot share one) gives way to a free one.
-    async fn set_up(&self, new: &Current) -> Result<(), TransportError> {
+    /// A new generation listens for direct connections, then reserves on
+    /// the relays: its connections to the relays leave from the port it
+    /// listens at (the TCP transport reuses it), so the address a relay
+    /// observes, which hole punching tells the remote, leads to that
+    /// port. One started ahead of its turn (`current` false) listens at
+    /// ports of 0 only (ports of its own); at fixed ones only from its
+    /// turn ([`Relays::turn`]).
+    async fn set_up(&self, new: &Current, current: bool) -> Result<(), TransportError> {
         let shared = &self.shared;
-        if shared.config.hole_punch {
-            for addr in &shared.config.listen {
-                let r = ask(&new.commands, |reply| Command::Listen {
-                    addr: addr.clone(),
-                    reply,
-                })
-                .await?;
-                if let Err(e) = r {
-                    let any = any_port(addr);
-                    if any == *addr {
-                        return Err(e);
-                    }
-                    tracing::warn!(%addr, "cannot listen there ({e}); taking another port");
-                    ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await??;
-                }
-            }
+        self.listen_directly(new, false).await?;
+        if current {
+            self.listen_directly(new, true).await?;
         }
         let relays = shared.relays.lock().expect("relays lock").clone();
         ask(&new.commands, |reply| Command::SetRelays { relays, reply }).await
+    }
+
+    /// Has a generation listen for direct connections (with hole
+    /// punching on) at those of [`RelayConfig::listen`] with a fixed port
+    /// ([`fixed_port`]; only the current generation listens there), or
+    /// with `fixed` false at those with port 0. A fixed port still held (a
+    /// QUIC socket of the generation before that has not closed yet; QUIC
+    /// cannot share one) gives way to a free one.
+    async fn listen_directly(&self, new: &Current, fixed: bool) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        if !shared.config.hole_punch {
+            return Ok(());
+        }
+        for addr in shared
+            .config
+            .listen
+            .iter()
+            .filter(|a| fixed_port(a) == fixed)
+        {
+            let r = ask(&new.commands, |reply| Command::Listen {
+                addr: addr.clone(),
+                reply,
+            })
+            .await?;
+            if let Err(e) = r {
+                let any = any_port(addr);
+                if any == *addr {
+                    return Err(e);
+                }
+                tracing::warn!(%addr, "cannot listen there ({e}); taking another port");
+                ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await??;
+            }
+        }
+        Ok(())
     }
 
     /// The identity relays see now.
@@ -1293,6 +1384,121 @@ mod tests {
         );
         assert!(!current.commands.same_channel(&prepared.commands));
         assert_eq!(current.local, prepared.local, "the epoch's own identity");
+        relays.shutdown().await;
+    }
+
+    /// The addresses `generation` listens at for direct connections (not
+    /// through a relay), as its swarm has them.
+    async fn direct_listens(generation: &Current) -> Vec<Multiaddr> {
+        ask(&generation.commands, |reply| Command::Status { reply })
+            .await
+            .expect("the generation runs")
+            .addresses
+            .into_iter()
+            .filter(|a| !is_circuit(a))
+            .collect()
+    }
+
+    /// Regression (a fixed `--punch-listen` port split direct connections
+    /// between two ids): the next epoch's generation listened at the punch
+    /// port from 5 minutes before its turn, and the old one until 5
+    /// minutes after it. The TCP transport sets SO_REUSEPORT, so both
+    /// bound the port, and the system handed each about half of the
+    /// direct connections that came there; those that reached the id the
+    /// dialler did not expect failed. Now only the current generation
+    /// listens at a fixed port: the next one from its turn, and the old
+    /// one stops at the turn (it keeps its reservations). At port 0 each
+    /// listens at a port of its own, from its start until it drains.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_current_generation_listens_at_a_fixed_punch_port() {
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        let hour = Duration::from_secs(3600);
+        let minute = 60_000;
+        let turn = 1000 * hour.as_millis() as u64;
+        let at = Arc::new(AtomicU64::new(turn - 10 * minute));
+        let identity: IdentityFn = Arc::new(|epoch| {
+            let mut key = [9u8; 32];
+            key[..8].copy_from_slice(&epoch.to_le_bytes());
+            key
+        });
+        // A port free now, given as a fixed one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on loopback")
+            .port();
+        let punch: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let own: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let mut config = RelayConfig::new(Vec::new(), identity, hour);
+        let reading = at.clone();
+        config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
+        config.listen = vec![punch.clone(), own];
+        assert!(config.hole_punch);
+        let (events, _events) = mpsc::channel(64);
+        let relays = Relays::start(config, events).await.unwrap();
+        let first = relays.shared.current();
+        let listens = direct_listens(&first).await;
+        assert!(
+            listens.contains(&punch) && listens.len() == 2,
+            "{listens:?}"
+        );
+
+        // 2 minutes before the turn: the next generation is prepared, and
+        // listens at a port of its own only; the current one at both.
+        at.store(turn - 2 * minute, SeqCst);
+        relays.follow_clock().await.unwrap();
+        let next = relays
+            .shared
+            .next
+            .lock()
+            .expect("next lock")
+            .clone()
+            .expect("the next generation is prepared 2 minutes before the turn");
+        let early = direct_listens(&next).await;
+        assert!(
+            !early.contains(&punch),
+            "the next generation listens at the fixed port before its turn: {early:?}"
+        );
+        assert_eq!(early.len(), 1, "at its own port: {early:?}");
+        assert!(direct_listens(&first).await.contains(&punch));
+
+        // 2 minutes after the turn: the one prepared is current and listens
+        // at the port; the old one, reserved for the margin still, stops.
+        at.store(turn + 2 * minute, SeqCst);
+        relays.follow_clock().await.unwrap();
+        assert_eq!(relays.epoch(), 1000);
+        let current = relays.shared.current();
+        assert!(current.commands.same_channel(&next.commands));
+        let listens = direct_listens(&current).await;
+        assert!(
+            listens.contains(&punch) && listens.len() == 2,
+            "{listens:?}"
+        );
+        let previous = relays
+            .shared
+            .previous
+            .lock()
+            .expect("previous lock")
+            .clone();
+        assert!(
+            previous.is_some_and(|p| p.commands.same_channel(&first.commands)),
+            "the old generation is kept for the margin"
+        );
+        // Its listener at the fixed port is removed at the turn; the swarm
+        // forgets the address as it next runs, which may come after a
+        // command. The one at its own port stays for the margin.
+        let mut late = direct_listens(&first).await;
+        for _ in 0..200 {
+            if !late.contains(&punch) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            late = direct_listens(&first).await;
+        }
+        assert!(
+            !late.contains(&punch),
+            "the old generation listens at the fixed port after its turn: {late:?}"
+        );
+        assert_eq!(late.len(), 1, "at its own port: {late:?}");
         relays.shutdown().await;
     }
 
