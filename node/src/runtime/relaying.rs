@@ -556,7 +556,11 @@ mod tests {
 
     /// How a dial through `dialler` to `addr` was refused.
     async fn refusal(dialler: &Dialler, addr: &Multiaddr) -> TransportError {
-        match dialler.dial(addr).expect("a circuit the client dials").await {
+        match dialler
+            .dial(addr)
+            .expect("a circuit the client dials")
+            .await
+        {
             Ok(_) => panic!("{addr} was dialled"),
             Err(e) => e,
         }

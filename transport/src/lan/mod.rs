@@ -835,8 +835,7 @@ impl Transport for Lan {
         Some(
             async move {
                 let commands = commands?;
-                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply })
-                    .await
+                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply }).await
             }
             .boxed(),
         )

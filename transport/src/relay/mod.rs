@@ -574,8 +574,7 @@ impl Dialler {
         let addr = addr.clone();
         Some(
             async move {
-                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply })
-                    .await
+                generation::dial(&commands, addr, |addr, reply| Command::Dial { addr, reply }).await
             }
             .boxed(),
         )
