@@ -60,6 +60,8 @@ pub mod ble;
 mod generation;
 pub mod lan;
 pub mod memory;
+#[cfg(test)]
+mod network_namespace;
 pub mod relay;
 pub mod stream;
 

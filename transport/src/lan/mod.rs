@@ -32,8 +32,8 @@
 //! takes every address of its family the device has, and each one that
 //! comes later. On a device with none of that family yet (IPv6 turned
 //! off, no network at all) it listens all the same, with no address until
-//! one comes (a listen waits [`swarm::FIRST_ADDRESS_WAIT`] for a first
-//! address, not forever), and the LAN is not quiet for it.
+//! one comes (a listen waits [`crate::generation::FIRST_ADDRESS_WAIT`]
+//! for a first address, not forever), and the LAN is not quiet for it.
 //!
 //! The old generation drains all the same, because its time is over: were
 //! it kept until a rotation succeeded, it would go on accepting, dialling
@@ -600,19 +600,13 @@ impl Lan {
 /// an unspecified address, and the device has none of its family, as
 /// with IPv6 turned off; see [`Command::Listen`]), the listener still
 /// counts: it listens, and reports each address of that family that
-/// comes, so the LAN is not quiet for it. Its port is not known until
-/// then, so `addr` is kept as configured.
+/// comes, so the LAN is not quiet for it (the generation's task says so
+/// in the log). Its port is not known until then, so `addr` is kept as
+/// configured.
 fn listened(addr: &Multiaddr, got: Option<Multiaddr>) -> Multiaddr {
     match got {
         Some(got) => with_port(addr, &got),
-        None => {
-            tracing::info!(
-                %addr,
-                "listening, but this device has no address of this family yet; each one is \
-                 used as it comes"
-            );
-            addr.clone()
-        }
+        None => addr.clone(),
     }
 }
 

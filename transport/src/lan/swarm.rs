@@ -10,9 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
@@ -27,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::handshakes::Handshakes;
 use super::limits::{ip_of, IpLimits, SharedCounts, HANDSHAKE_TIMEOUT, MAX_PENDING_INCOMING};
 use super::{LanConfig, Shared};
-use crate::generation::LinkReply;
+use crate::generation::{LinkReply, ListenReply, Listens};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
 
@@ -43,18 +41,6 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(90);
 const MAX_ESTABLISHED_INCOMING: u32 = 256;
 /// Connections to one PeerId (ephemeral, so this only stops accidents).
 const MAX_PER_PEER: u32 = 4;
-/// How long a listen waits for its first address before it is answered
-/// without one ([`Command::Listen`]). A listener on a given address has
-/// it at once. One on an unspecified address (`0.0.0.0`, `::`) has one
-/// address per address of its family on the device's interfaces, which
-/// libp2p's TCP and QUIC transports read from the system when the
-/// listener opens (on Linux, one netlink request, answered within
-/// milliseconds) and report one by one; where the device has none of
-/// that family (IPv6 turned off, no network at all) they report nothing,
-/// and a listen that waited for an address waited forever. A second is
-/// far more than the system takes, and short enough that a start or a
-/// rotation on such a device is hardly slowed.
-const FIRST_ADDRESS_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -67,10 +53,8 @@ pub(crate) struct Behaviour {
 /// What a generation's task does for the handle.
 pub(crate) enum Command {
     /// Listen on an address; the answer is the first address it got, or
-    /// `None` if the listener opened but no address came within
-    /// [`FIRST_ADDRESS_WAIT`] (an unspecified address, and none of its
-    /// family on the device yet). Such a listener still listens: each
-    /// address it gets later is reported as it comes
+    /// `None` if none came soon ([`ListenReply`]). Such a listener still
+    /// listens: each address it gets later is reported as it comes
     /// ([`TransportEvent::Listening`], [`Command::Addresses`]).
     Listen { addr: Multiaddr, reply: ListenReply },
     /// Connect to an address and open a stream.
@@ -214,8 +198,6 @@ fn link(direction: Direction, remote: Option<&Multiaddr>, stream: libp2p::Stream
     }
 }
 
-pub(crate) type ListenReply = oneshot::Sender<Result<Option<Multiaddr>, TransportError>>;
-
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
@@ -224,12 +206,7 @@ async fn run(
 ) {
     let mut dials: HashMap<ConnectionId, (Multiaddr, LinkReply)> = HashMap::new();
     let mut opens: HashMap<OpenId, (String, LinkReply)> = HashMap::new();
-    let mut listens: HashMap<ListenerId, ListenReply> = HashMap::new();
-    // One timer per listen in `listens`, ending at FIRST_ADDRESS_WAIT: a
-    // listen still unanswered then is answered without an address. (One
-    // answered before leaves its timer to end with nothing to do.)
-    let mut first_address_waits: FuturesUnordered<BoxFuture<'static, ListenerId>> =
-        FuturesUnordered::new();
+    let mut listens = Listens::default();
     let mut listeners: Vec<ListenerId> = Vec::new();
     let mut draining: Option<Vec<oneshot::Sender<()>>> = None;
     // Events the swarm gave while it was polled out of turn (below).
@@ -266,9 +243,7 @@ async fn run(
                 Some(Command::Listen { addr, reply }) => match swarm.listen_on(addr.clone()) {
                     Ok(id) => {
                         listeners.push(id);
-                        listens.insert(id, reply);
-                        first_address_waits
-                            .push(tokio::time::sleep(FIRST_ADDRESS_WAIT).map(move |()| id).boxed());
+                        listens.insert(id, addr, reply);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(TransportError::Listen { addr, source: Box::new(e) }));
@@ -310,11 +285,7 @@ async fn run(
                     }
                 }
             },
-            Some(id) = first_address_waits.next(), if !first_address_waits.is_empty() => {
-                if let Some(reply) = listens.remove(&id) {
-                    let _ = reply.send(Ok(None));
-                }
-            }
+            () = listens.answer_late() => {}
             event = async {
                 match stash.pop_front() {
                     Some(event) => event,
@@ -323,16 +294,14 @@ async fn run(
             } => match event {
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::debug!(%address, "listening");
-                    if let Some(reply) = listens.remove(&listener_id) {
-                        let _ = reply.send(Ok(Some(address.clone())));
-                    }
+                    listens.got(listener_id, &address);
                     if draining.is_none() {
                         let _ = events.try_send(TransportEvent::Listening { kind: LinkKind::Lan, addr: address });
                     }
                 }
                 SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
                     listeners.retain(|l| *l != listener_id);
-                    if let Some(reply) = listens.remove(&listener_id) {
+                    if let Some(reply) = listens.take(listener_id) {
                         let why = match reason {
                             Ok(()) => Box::new(Reason("closed".into())) as Box<dyn std::error::Error + Send + Sync>,
                             Err(e) => Box::new(e),

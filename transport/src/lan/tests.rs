@@ -15,7 +15,7 @@
 //! A listen on an unspecified address where the device has no address of
 //! its family needs a network with none: that test runs again in a
 //! process of its own, in a network namespace it makes
-//! ([`in_a_network_with_no_address`]).
+//! ([`crate::network_namespace`]).
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
 use super::{Backoff, Lan, LanConfig, When, MAX_GENERATIONS};
+use crate::network_namespace::{in_a_network_with_no_address, ip};
 use crate::{Transport, TransportError, TransportEvent};
 
 #[path = "../../tests/support/neighbour.rs"]
@@ -538,49 +539,6 @@ async fn a_start_with_an_address_of_no_listening_form_fails() {
     assert_eq!(why.contains("quic-v1"), crate::QUIC, "{why}");
 }
 
-/// Set in the process [`in_a_network_with_no_address`] starts: the test
-/// runs its body there, not another process.
-const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADDRESS";
-
-/// Runs this module's test `name` again, in a process of its own in a
-/// network namespace of its own, made with `unshare --map-root-user
-/// --net` (no privilege needed where user namespaces are allowed): its
-/// one interface, loopback, is down and has no address, and the process
-/// may bring it up. Panics with the process's output if the test fails
-/// there; says SKIPPED on stderr and returns where no namespace can be
-/// made (no `unshare`, or user namespaces not allowed).
-fn in_a_network_with_no_address(name: &str) {
-    let can = std::process::Command::new("unshare")
-        .args(["--map-root-user", "--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !can {
-        eprintln!(
-            "SKIPPED: cannot make a network namespace here (needs util-linux's unshare and \
-             user namespaces, or root)"
-        );
-        return;
-    }
-    // The harness names a test by its path less the crate's name.
-    let (_crate, module) = module_path!().split_once("::").expect("a module path");
-    let test = format!("{module}::{name}");
-    let out = std::process::Command::new("unshare")
-        .args(["--map-root-user", "--net", "--"])
-        .arg(std::env::current_exe().expect("this test binary"))
-        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_A_NETWORK_WITH_NO_ADDRESS, "1")
-        .output()
-        .expect("unshare runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // A name that matched no test would pass with "0 passed".
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} in a network with no address: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A listen on an unspecified address waited for its first address, and
 /// libp2p's TCP and QUIC transports give one address for each of that
 /// family on the device: on one with none (IPv6 turned off, for `::`; no
@@ -593,20 +551,11 @@ fn in_a_network_with_no_address(name: &str) {
 /// never ended (the timeout below fails it).
 #[test]
 fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
-    if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_none() {
-        in_a_network_with_no_address(
-            "a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
-        );
+    if !in_a_network_with_no_address(
+        module_path!(),
+        "a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
+    ) {
         return;
-    }
-    /// What iproute2's `ip` says, run with `args` in this namespace.
-    fn ip(args: &[&str]) -> String {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .expect("iproute2's ip runs");
-        assert!(out.status.success(), "ip {args:?}: {out:?}");
-        String::from_utf8(out.stdout).expect("ip's output is text")
     }
     assert_eq!(
         ip(&["-4", "-o", "addr"]),

@@ -27,7 +27,7 @@ use super::{
     fixed_port, last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState,
     Shared, MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
 };
-use crate::generation::LinkReply;
+use crate::generation::{LinkReply, ListenReply, Listens};
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
@@ -125,11 +125,11 @@ pub(crate) enum Command {
     /// sent to the current generation only: the first at its start, each
     /// later one at its turn, once the one before it has stopped
     /// listening there ([`Command::StopDialling`]). At port 0 (a port of
-    /// its own), sent to each as it starts.
-    Listen {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<Multiaddr, TransportError>>,
-    },
+    /// its own), sent to each as it starts. The answer is the first
+    /// address it got, or `None` if none came soon ([`ListenReply`]);
+    /// such a listener still listens, and each address it gets later is
+    /// among those [`Command::Status`] gives.
+    Listen { addr: Multiaddr, reply: ListenReply },
     /// Keep reservations on these relays (and give up the others).
     SetRelays {
         relays: RelayList,
@@ -256,7 +256,7 @@ pub(crate) fn spawn(
             events,
             shared,
             slots: Vec::new(),
-            listens: HashMap::new(),
+            listens: Listens::default(),
             direct_listeners: Vec::new(),
             fixed_port_listeners: Vec::new(),
             opens: HashMap::new(),
@@ -325,7 +325,7 @@ struct Task {
     events: mpsc::Sender<TransportEvent>,
     shared: std::sync::Weak<Shared>,
     slots: Vec<Slot>,
-    listens: HashMap<ListenerId, oneshot::Sender<Result<Multiaddr, TransportError>>>,
+    listens: Listens,
     direct_listeners: Vec<ListenerId>,
     /// Those of `direct_listeners` at a fixed port, which only the current
     /// generation holds ([`Command::StopDialling`]).
@@ -464,6 +464,7 @@ impl Task {
                         return;
                     }
                 }
+                () = self.listens.answer_late() => {}
                 _ = tokio::time::sleep_until(wake) => self.timers(),
             }
         }
@@ -578,7 +579,7 @@ impl Task {
                     if fixed_port(&addr) {
                         self.fixed_port_listeners.push(id);
                     }
-                    self.listens.insert(id, reply);
+                    self.listens.insert(id, addr, reply);
                 }
                 Err(e) => {
                     let _ = reply.send(Err(TransportError::Listen {
@@ -809,9 +810,7 @@ impl Task {
                         return true;
                     }
                 }
-                if let Some(reply) = self.listens.remove(&listener_id) {
-                    let _ = reply.send(Ok(address.clone()));
-                }
+                self.listens.got(listener_id, &address);
                 if self.current && self.draining.is_none() {
                     let _ = self.events.try_send(TransportEvent::Listening {
                         kind: LinkKind::Relay,
@@ -826,7 +825,7 @@ impl Task {
             } => {
                 self.direct_listeners.retain(|l| *l != listener_id);
                 self.fixed_port_listeners.retain(|l| *l != listener_id);
-                if let Some(reply) = self.listens.remove(&listener_id) {
+                if let Some(reply) = self.listens.take(listener_id) {
                     let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
                     let source: Box<dyn std::error::Error + Send + Sync> = match reason {
                         Ok(()) => Box::new(Reason("closed".into())),

@@ -112,6 +112,14 @@
 //! next round on those connections gives the observed address with the
 //! listening port put in, which holds behind a NAT that keeps ports.
 //!
+//! An unspecified address there (`0.0.0.0`, `::`, as by default) takes
+//! every address of its family the device has, and each one that comes
+//! later. On a device with none of that family yet (IPv6 turned off, no
+//! network at all) a generation listens there all the same, with no
+//! address until one comes: a listen waits
+//! [`crate::generation::FIRST_ADDRESS_WAIT`] for a first address, not
+//! forever, as the LAN's does.
+//!
 //! # The server ([`server`])
 //!
 //! `strand relay` runs [`server::RelayServer`], with limits suited to sync
@@ -971,7 +979,10 @@ impl Relays {
     /// ([`fixed_port`]; only the current generation listens there), or
     /// with `fixed` false at those with port 0. A fixed port still held (a
     /// QUIC socket of the generation before that has not closed yet; QUIC
-    /// cannot share one) gives way to a free one.
+    /// cannot share one) gives way to a free one. An unspecified address
+    /// with none of its family on the device yet is listened at all the
+    /// same, with no address until one comes (the listen's answer is
+    /// `None`, no failure, so it keeps its port as given).
     async fn listen_directly(&self, new: &Current, fixed: bool) -> Result<(), TransportError> {
         let shared = &self.shared;
         if !shared.config.hole_punch {
@@ -1246,6 +1257,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
     use super::*;
+    use crate::network_namespace::{in_a_network_with_no_address, ip};
 
     #[test]
     fn epochs_count_from_the_unix_epoch() {
@@ -1314,13 +1326,11 @@ mod tests {
         relays.shutdown().await;
     }
 
-    /// A client on hourly epochs, with no relays and no hole punching, on
-    /// a clock of its own (milliseconds since the Unix epoch, which the
-    /// test moves) set 2 minutes before the turn to epoch 1000; that
-    /// turn; and the receiver of the client's events, kept for as long as
-    /// it runs.
-    async fn started_before_the_turn(
-    ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
+    /// Settings for a client on hourly epochs, with no relays, on a clock
+    /// of its own (milliseconds since the Unix epoch, which the test
+    /// moves) set 2 minutes before the turn to epoch 1000; that clock's
+    /// reading; and that turn.
+    fn before_the_turn() -> (RelayConfig, Arc<AtomicU64>, u64) {
         let hour = Duration::from_secs(3600);
         let turn = 1000 * hour.as_millis() as u64;
         let at = Arc::new(AtomicU64::new(turn - 2 * 60_000));
@@ -1332,6 +1342,15 @@ mod tests {
         let mut config = RelayConfig::new(Vec::new(), identity, hour);
         let reading = at.clone();
         config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
+        (config, at, turn)
+    }
+
+    /// A client set as [`before_the_turn`], with no hole punching; the
+    /// reading of its clock; the turn; and the receiver of the client's
+    /// events, kept for as long as it runs.
+    async fn started_before_the_turn(
+    ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
+        let (mut config, at, turn) = before_the_turn();
         config.hole_punch = false;
         let (events, received) = mpsc::channel(64);
         let relays = Relays::start(config, events).await.unwrap();
@@ -1499,6 +1518,91 @@ mod tests {
         );
         assert_eq!(late.len(), 1, "at its own port: {late:?}");
         relays.shutdown().await;
+    }
+
+    /// Regression (the relay client's start waited forever on a device
+    /// with no address of the family it listens on for hole punching):
+    /// a generation's listen for direct connections was answered only
+    /// with its listener's first address, and libp2p's TCP transport
+    /// gives a listener on `0.0.0.0` (the default) one address per IPv4
+    /// address of the device: on one with none (no network at all; `::`
+    /// with IPv6 turned off) none came, so `Relays::start` never returned
+    /// (nor the node's start), and neither did the preparation of the
+    /// next epoch's generation, holding `rotating` and every turn behind
+    /// it. Now such a listen is answered without an address after
+    /// [`crate::generation::FIRST_ADDRESS_WAIT`], as the LAN's is: the
+    /// listener stays open and takes each address as it comes. Here, in
+    /// a network namespace whose only interface is down, with no address
+    /// at all: before, the start never ended (the timeout below fails
+    /// it).
+    #[test]
+    fn a_punch_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
+        if !in_a_network_with_no_address(
+            module_path!(),
+            "a_punch_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
+        ) {
+            return;
+        }
+        assert_eq!(
+            ip(&["-4", "-o", "addr"]),
+            "",
+            "the namespace has no IPv4 address"
+        );
+        // How long anything here may take: a listen waits a second.
+        let within = Duration::from_secs(20);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let (mut config, at, turn) = before_the_turn();
+            assert!(config.hole_punch);
+            config.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()];
+            let (events, _events) = mpsc::channel(64);
+            let relays = tokio::time::timeout(within, Relays::start(config, events))
+                .await
+                .expect("the start ends, with no address to wait for")
+                .expect("the start listens");
+            let first = relays.shared.current();
+            assert!(direct_listens(&first).await.is_empty(), "no address yet");
+
+            // The next epoch's generation is prepared (it listens at port
+            // 0 too), and takes its turn.
+            tokio::time::timeout(within, relays.follow_clock())
+                .await
+                .expect("preparing the next generation ends")
+                .expect("and it starts");
+            at.store(turn + 2 * 60_000, SeqCst);
+            tokio::time::timeout(within, relays.follow_clock())
+                .await
+                .expect("the turn ends")
+                .expect("and it is taken");
+            assert_eq!(relays.epoch(), 1000);
+            let current = relays.shared.current();
+            assert!(!current.commands.same_channel(&first.commands));
+
+            // An address comes (loopback up: 127.0.0.1): the current
+            // generation's listener takes it.
+            ip(&["link", "set", "lo", "up"]);
+            let addr = tokio::time::timeout(within, async {
+                loop {
+                    if let Some(addr) = direct_listens(&current).await.into_iter().next() {
+                        return addr;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the address that came is listened at");
+            assert!(
+                addr.to_string().starts_with("/ip4/127.0.0.1/tcp/"),
+                "{addr}"
+            );
+            tokio::time::timeout(within, relays.shutdown())
+                .await
+                .expect("shutdown ends");
+        });
     }
 
     #[test]

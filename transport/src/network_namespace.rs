@@ -1,0 +1,66 @@
+//! Tests that need a network with no address: a listen on an unspecified
+//! address (`0.0.0.0`, `::`) where the device has none of its family,
+//! which loopback cannot give (it always has 127.0.0.1 and ::1). Such a
+//! test runs again in a process of its own, in a network namespace it
+//! makes ([`in_a_network_with_no_address`]); both transports' tests use
+//! it.
+
+/// Set in the process [`in_a_network_with_no_address`] starts: the test
+/// runs its body there, not another process.
+const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADDRESS";
+
+/// Whether this process is the one to run the body of the test `name` of
+/// the module `module` (its `module_path!()`): true in a network with no
+/// address. Otherwise it runs that test again, in a process of its own in
+/// a network namespace of its own, made with `unshare --map-root-user
+/// --net` (no privilege needed where user namespaces are allowed): its
+/// one interface, loopback, is down and has no address, and the process
+/// may bring it up ([`ip`]). Then it is false: this process has nothing
+/// more to do. Panics with the other process's output if the test fails
+/// there; says SKIPPED on stderr where no namespace can be made (no
+/// `unshare`, or user namespaces not allowed).
+pub(crate) fn in_a_network_with_no_address(module: &str, name: &str) -> bool {
+    if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_some() {
+        return true;
+    }
+    let can = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        eprintln!(
+            "SKIPPED: cannot make a network namespace here (needs util-linux's unshare and \
+             user namespaces, or root)"
+        );
+        return false;
+    }
+    // The harness names a test by its path less the crate's name.
+    let (_crate, module) = module.split_once("::").expect("a module path");
+    let test = format!("{module}::{name}");
+    let out = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--net", "--"])
+        .arg(std::env::current_exe().expect("this test binary"))
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_A_NETWORK_WITH_NO_ADDRESS, "1")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A name that matched no test would pass with "0 passed".
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a network with no address: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// What iproute2's `ip` says, run with `args` in this process's network.
+pub(crate) fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2's ip runs");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("ip's output is text")
+}
