@@ -77,9 +77,11 @@ impl Listens {
     }
 
     /// The reply to the listen of `id`, if still unanswered, taken to be
-    /// answered otherwise (its listener closed).
-    pub(crate) fn take(&mut self, id: ListenerId) -> Option<ListenReply> {
-        self.replies.remove(&id).map(|(reply, _)| reply)
+    /// answered otherwise (its listener closed), and the address it asked
+    /// for (the listener has none of its own yet, or it would have been
+    /// answered).
+    pub(crate) fn take(&mut self, id: ListenerId) -> Option<(ListenReply, Multiaddr)> {
+        self.replies.remove(&id)
     }
 
     /// Waits until a listen is still unanswered [`FIRST_ADDRESS_WAIT`]

@@ -2,8 +2,8 @@
 //! address (`0.0.0.0`, `::`) where the device has none of its family,
 //! which loopback cannot give (it always has 127.0.0.1 and ::1). Such a
 //! test runs again in a process of its own, in a network namespace it
-//! makes ([`in_a_network_with_no_address`]); both transports' tests use
-//! it.
+//! makes ([`in_a_network_with_no_address`]); both transports' tests and
+//! the relay server's use it.
 
 /// Set in the process [`in_a_network_with_no_address`] starts: the test
 /// runs its body there, not another process.
@@ -18,19 +18,24 @@ const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADD
 /// may bring it up ([`ip`]). Then it is false: this process has nothing
 /// more to do. Panics with the other process's output if the test fails
 /// there; says SKIPPED on stderr where no namespace can be made (no
-/// `unshare`, or user namespaces not allowed).
+/// `unshare`, or user namespaces not allowed), or where there is no `ip`
+/// to bring its loopback up with.
 pub(crate) fn in_a_network_with_no_address(module: &str, name: &str) -> bool {
     if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_some() {
         return true;
     }
-    let can = std::process::Command::new("unshare")
-        .args(["--map-root-user", "--net", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !can {
+    // The test's body brings loopback up with `ip`: without it, it would
+    // fail there, not be skipped.
+    let runs = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if !runs("unshare", &["--map-root-user", "--net", "true"]) || !runs("ip", &["-V"]) {
         eprintln!(
             "SKIPPED: cannot make a network namespace here (needs util-linux's unshare and \
-             user namespaces, or root)"
+             user namespaces, or root, and iproute2's ip)"
         );
         return false;
     }

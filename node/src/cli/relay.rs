@@ -123,8 +123,17 @@ pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
     })
     .await
     .context("starting the relay")?;
-    for a in server.addresses().await {
+    let addresses = server.addresses().await;
+    for a in &addresses {
         println!("relay listening on {a}");
+    }
+    if addresses.is_empty() {
+        // Listening on an unspecified address with none of its family on
+        // this device yet (RelayServer::start).
+        println!(
+            "relay {} listening, with no address yet: each one is used as it comes",
+            server.peer_id()
+        );
     }
     println!(
         "limits: {} reservations, {} circuits, each circuit {} s and {}",

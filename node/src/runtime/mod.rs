@@ -1727,6 +1727,15 @@ async fn start_relays(
             })
             .await?;
             let addrs = serving_addresses(server.addresses().await);
+            if addrs.is_empty() {
+                // Listening on an unspecified address with none of its
+                // family on this device yet (RelayServer::start): no
+                // address to offer contacts, so none is offered.
+                tracing::info!(
+                    "the relay for contacts has no address yet; contacts are offered it from the \
+                     next start that has one"
+                );
+            }
             (Some(server), addrs)
         }
         None => (None, Vec::new()),

@@ -299,14 +299,13 @@ async fn run(
                         let _ = events.try_send(TransportEvent::Listening { kind: LinkKind::Lan, addr: address });
                     }
                 }
-                SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
                     listeners.retain(|l| *l != listener_id);
-                    if let Some(reply) = listens.take(listener_id) {
+                    if let Some((reply, addr)) = listens.take(listener_id) {
                         let why = match reason {
                             Ok(()) => Box::new(Reason("closed".into())) as Box<dyn std::error::Error + Send + Sync>,
                             Err(e) => Box::new(e),
                         };
-                        let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
                         let _ = reply.send(Err(TransportError::Listen { addr, source: why }));
                     }
                 }

@@ -821,12 +821,11 @@ impl Task {
             SwarmEvent::ListenerClosed {
                 listener_id,
                 reason,
-                addresses,
+                ..
             } => {
                 self.direct_listeners.retain(|l| *l != listener_id);
                 self.fixed_port_listeners.retain(|l| *l != listener_id);
-                if let Some(reply) = self.listens.take(listener_id) {
-                    let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                if let Some((reply, addr)) = self.listens.take(listener_id) {
                     let source: Box<dyn std::error::Error + Send + Sync> = match reason {
                         Ok(()) => Box::new(Reason("closed".into())),
                         Err(e) => Box::new(e),

@@ -24,6 +24,7 @@ use libp2p::{autonat, identify, noise, relay, tcp, yamux, Multiaddr, PeerId, Swa
 use tokio::sync::{mpsc, oneshot};
 
 use super::keypair;
+use crate::generation::Listens;
 use crate::lan::limits::{IpLimitConfig, IpLimits, SharedCounts};
 use crate::{Reason, TransportError};
 
@@ -309,8 +310,14 @@ fn saturated(n: usize) -> u32 {
 }
 
 impl RelayServer {
-    /// Starts the relay and waits until it listens on every address.
-    /// Needs a tokio runtime.
+    /// Starts the relay and waits until it listens on every address: until
+    /// each listener has its first address, or for one on an unspecified
+    /// address (`0.0.0.0`, `::`) with none of its family on the device yet
+    /// (IPv6 turned off, no network at all), for a second (the LAN's and
+    /// the relay client's `FIRST_ADDRESS_WAIT`): that one listens all the
+    /// same, and each address it gets later is among
+    /// [`RelayServer::addresses`], which may be none until then. Needs a
+    /// tokio runtime.
     pub async fn start(config: RelayServerConfig) -> Result<RelayServer, TransportError> {
         let key = keypair(config.key);
         let limits = config.limits;
@@ -357,7 +364,14 @@ impl RelayServer {
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
-        let mut waiting = Vec::new();
+        // Each listen is answered as the LAN's and the relay client's are
+        // ([`Listens`]): with its listener's first address, or, where none
+        // comes soon (an unspecified address, and none of its family on
+        // the device yet), without one; that listener stays open, and
+        // each address it gets later is among those the relay is reached
+        // at.
+        let mut listens = Listens::default();
+        let mut answers = Vec::new();
         for addr in &config.listen {
             let id = swarm
                 .listen_on(addr.clone())
@@ -365,38 +379,43 @@ impl RelayServer {
                     addr: addr.clone(),
                     source: Box::new(e),
                 })?;
-            waiting.push((id, addr.clone()));
+            let (reply, answer) = oneshot::channel();
+            listens.insert(id, addr.clone(), reply);
+            answers.push(answer);
         }
         // Without announced addresses, the relay is reached at the widest
         // scope it listens on (public addresses if any, else LAN ones).
         let announced = !config.announce.is_empty();
-        // Until each listener has an address.
-        while !waiting.is_empty() {
-            match swarm.select_next_some().await {
-                SwarmEvent::NewListenAddr { listener_id, .. } => {
-                    waiting.retain(|(id, _)| *id != listener_id);
-                    if !announced {
-                        reached_at(&mut swarm);
-                    }
+        // Until each listen is answered.
+        for mut answer in answers {
+            let answered = loop {
+                tokio::select! {
+                    answered = &mut answer => break answered,
+                    () = listens.answer_late() => {}
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::NewListenAddr { listener_id, address } => {
+                            listens.got(listener_id, &address);
+                            if !announced {
+                                reached_at(&mut swarm);
+                            }
+                        }
+                        SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                            if let Some((reply, addr)) = listens.take(listener_id) {
+                                let source: Box<dyn std::error::Error + Send + Sync> =
+                                    match reason {
+                                        Ok(()) => Box::new(Reason("closed".into())),
+                                        Err(e) => Box::new(e),
+                                    };
+                                let _ = reply.send(Err(TransportError::Listen { addr, source }));
+                            }
+                        }
+                        _ => {}
+                    },
                 }
-                SwarmEvent::ListenerClosed {
-                    listener_id,
-                    reason,
-                    ..
-                } => {
-                    if let Some((_, addr)) = waiting.iter().find(|(id, _)| *id == listener_id) {
-                        let source: Box<dyn std::error::Error + Send + Sync> = match reason {
-                            Ok(()) => Box::new(Reason("closed".into())),
-                            Err(e) => Box::new(e),
-                        };
-                        return Err(TransportError::Listen {
-                            addr: addr.clone(),
-                            source,
-                        });
-                    }
-                }
-                _ => {}
-            }
+            };
+            // `listens` keeps each reply until it answers it, so the
+            // answer comes; a listener that closed fails the start.
+            answered.map_err(setup_error)??;
         }
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
@@ -551,6 +570,75 @@ fn cut_at_a_limit(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network_namespace::{in_a_network_with_no_address, ip};
+
+    /// Regression (`strand relay` and `--relay-for-contacts` waited
+    /// forever on a device with no address of the family they listen
+    /// on): [`RelayServer::start`] waited until each listener had an
+    /// address, and libp2p's TCP transport gives a listener on `0.0.0.0`
+    /// one address per IPv4 address of the device: on one with none (no
+    /// network at all; `::` with IPv6 turned off) none came, so the start
+    /// never returned. Now such a listen counts after a second without
+    /// one, as the LAN's and the relay client's do: the listener stays
+    /// open and takes each address as it comes. Here, in a network
+    /// namespace whose only interface is down, with no address at all:
+    /// before, the start never ended (the timeout below fails it).
+    #[test]
+    fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
+        if !in_a_network_with_no_address(
+            module_path!(),
+            "a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
+        ) {
+            return;
+        }
+        assert_eq!(
+            ip(&["-4", "-o", "addr"]),
+            "",
+            "the namespace has no IPv4 address"
+        );
+        // How long anything here may take: a listen waits a second.
+        let within = Duration::from_secs(20);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let config = RelayServerConfig {
+                listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()],
+                announce: Vec::new(),
+                key: [7; 32],
+                limits: RelayLimits::default(),
+                only: None,
+            };
+            let server = tokio::time::timeout(within, RelayServer::start(config))
+                .await
+                .expect("the start ends, with no address to wait for")
+                .expect("the start listens");
+            assert_eq!(server.addresses().await, Vec::<Multiaddr>::new(), "no address yet");
+
+            // An address comes (loopback up: 127.0.0.1): the listener
+            // takes it, and the relay is reached there.
+            ip(&["link", "set", "lo", "up"]);
+            let addr = tokio::time::timeout(within, async {
+                loop {
+                    if let Some(addr) = server.addresses().await.into_iter().next() {
+                        return addr;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the address that came is listened at");
+            let relay = format!("/p2p/{}", server.peer_id());
+            assert!(
+                addr.to_string().starts_with("/ip4/127.0.0.1/tcp/")
+                    && addr.to_string().ends_with(&relay),
+                "{addr}"
+            );
+            server.shutdown().await;
+        });
+    }
 
     /// Limits whose sum does not fit a `u32` give the largest connection
     /// limit, not an overflow: before, `max_reservations + max_circuits`
