@@ -34,6 +34,9 @@
 //! off, no network at all) it listens all the same, with no address until
 //! one comes (a listen waits [`crate::generation::FIRST_ADDRESS_WAIT`]
 //! for a first address, not forever), and the LAN is not quiet for it.
+//! A port 0 there is chosen when the listener opens but known only with
+//! its first address, so the rotation after that learns it from the
+//! generation that listens ([`learn_ports`]) and keeps it from then on.
 //!
 //! The old generation drains all the same, because its time is over: were
 //! it kept until a rotation succeeded, it would go on accepting, dialling
@@ -126,7 +129,8 @@ const QUIET_RETRY_MAX: Duration = Duration::from_secs(60);
 pub struct LanConfig {
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0` and
     /// `/ip4/0.0.0.0/udp/0/quic-v1`. A port of 0 is chosen once and kept
-    /// across rotations.
+    /// across rotations (on an unspecified address with none of its
+    /// family on the device yet, from the rotation after one comes).
     pub listen: Vec<Multiaddr>,
     /// Announce and discover peers with mDNS. Off on networks that block
     /// multicast, and in tests on loopback (mDNS ignores loopback).
@@ -488,7 +492,8 @@ impl Lan {
     /// one it listens on is kept with the port it got (a port 0 in the
     /// settings becomes the one chosen, which later generations take).
     /// An unspecified address with none of its family on the device yet
-    /// is listened on all the same ([`listened`]).
+    /// is listened on all the same ([`listened`]), and the port it got is
+    /// learnt from `old` at the next rotation ([`learn_ports`]).
     /// Fails if it can listen on none (the first address's error), or if
     /// `new` stopped ([`TransportError::Stopped`]); at the start, also at
     /// the first address that failed other than by being gone
@@ -500,6 +505,9 @@ impl Lan {
         when: When,
     ) -> Result<(), TransportError> {
         let shared = &self.shared;
+        if let Some(old) = old {
+            learn_ports(&shared.bound, old).await;
+        }
         let bound = shared.bound.lock().expect("bound lock").clone();
         let mut rebound = bound.clone();
         let mut listening = 0;
@@ -602,11 +610,42 @@ impl Lan {
 /// counts: it listens, and reports each address of that family that
 /// comes, so the LAN is not quiet for it (the generation's task says so
 /// in the log). Its port is not known until then, so `addr` is kept as
-/// configured.
+/// configured, and the next rotation learns the port from this
+/// generation if an address came meanwhile ([`learn_ports`]).
 fn listened(addr: &Multiaddr, got: Option<Multiaddr>) -> Multiaddr {
     match got {
         Some(got) => with_port(addr, &got),
         None => addr.clone(),
+    }
+}
+
+/// Before a rotation: records in `bound` the port each listener of `old`
+/// (the generation that listens now) got since its listen was answered
+/// without an address ([`listened`]), so that the new generation listens
+/// at that port too, as it does at any port 0 chosen
+/// ([`LanConfig::listen`]). Without this, a port 0 on an unspecified
+/// address the device had none of at a rotation stayed 0 in `bound`, and
+/// every rotation after its address came chose another port: a neighbour
+/// given the address (`--peer`) lost it at the next change of identity.
+///
+/// Such a listen asked for the address as `bound` has it (kept as
+/// configured), so that is how its entry is found. A listen answered with
+/// its address had its port recorded then: its entry no longer reads as
+/// it asked, or, at a port given, [`with_port`] leaves it as it is. Only
+/// rotations change `bound`, one at a time (`rotating`), so this and the
+/// rotation's own update cannot cross. (Recorded by the generation's task
+/// when the address came, it could: a rotation under way writes back the
+/// `bound` it read at its start.)
+async fn learn_ports(bound: &Mutex<Vec<Multiaddr>>, old: &Current) {
+    // A generation that stopped has nothing to tell.
+    let Ok(firsts) = ask(&old.commands, |reply| Command::FirstAddresses { reply }).await else {
+        return;
+    };
+    let mut bound = bound.lock().expect("bound lock");
+    for addr in bound.iter_mut() {
+        if let Some((_, first)) = firsts.iter().find(|(asked, _)| asked == addr) {
+            *addr = with_port(addr, first);
+        }
     }
 }
 

@@ -72,6 +72,14 @@ pub(crate) enum Command {
     Addresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    /// For each open listener that has got an address, the address it
+    /// was asked to listen on and the first address it got: the port
+    /// chosen for a port 0, which the next generation takes. A listen
+    /// answered before its listener had an address (`None`) leaves that
+    /// port unknown to the LAN until then ([`super::learn_ports`]).
+    FirstAddresses {
+        reply: oneshot::Sender<Vec<(Multiaddr, Multiaddr)>>,
+    },
     /// Close the listeners, keep the connections; answer once the
     /// listeners are closed. The task ends with its last connection.
     Drain { reply: oneshot::Sender<()> },
@@ -79,6 +87,14 @@ pub(crate) enum Command {
 
 /// A running generation.
 pub(crate) type Generation = crate::generation::Generation<Command>;
+
+/// One of a generation's open listeners.
+struct Listener {
+    /// The address it was asked to listen on.
+    asked: Multiaddr,
+    /// The first address it got, once it has one.
+    first: Option<Multiaddr>,
+}
 
 /// Builds a swarm with a fresh identity and starts its task.
 pub(crate) fn spawn(
@@ -207,7 +223,7 @@ async fn run(
     let mut dials: HashMap<ConnectionId, (Multiaddr, LinkReply)> = HashMap::new();
     let mut opens: HashMap<OpenId, (String, LinkReply)> = HashMap::new();
     let mut listens = Listens::default();
-    let mut listeners: Vec<ListenerId> = Vec::new();
+    let mut listeners: HashMap<ListenerId, Listener> = HashMap::new();
     let mut draining: Option<Vec<oneshot::Sender<()>>> = None;
     // Events the swarm gave while it was polled out of turn (below).
     let mut stash: VecDeque<SwarmEvent<BehaviourEvent>> = VecDeque::new();
@@ -242,7 +258,7 @@ async fn run(
                 None => return,
                 Some(Command::Listen { addr, reply }) => match swarm.listen_on(addr.clone()) {
                     Ok(id) => {
-                        listeners.push(id);
+                        listeners.insert(id, Listener { asked: addr.clone(), first: None });
                         listens.insert(id, addr, reply);
                     }
                     Err(e) => {
@@ -252,8 +268,15 @@ async fn run(
                 Some(Command::Addresses { reply }) => {
                     let _ = reply.send(swarm.listeners().cloned().collect());
                 }
+                Some(Command::FirstAddresses { reply }) => {
+                    let firsts: Vec<(Multiaddr, Multiaddr)> = listeners
+                        .values()
+                        .filter_map(|l| Some((l.asked.clone(), l.first.clone()?)))
+                        .collect();
+                    let _ = reply.send(firsts);
+                }
                 Some(Command::Drain { reply }) => {
-                    for id in &listeners {
+                    for id in listeners.keys() {
                         swarm.remove_listener(*id);
                     }
                     draining.get_or_insert_with(Vec::new).push(reply);
@@ -295,12 +318,15 @@ async fn run(
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::debug!(%address, "listening");
                     listens.got(listener_id, &address);
+                    if let Some(listener) = listeners.get_mut(&listener_id) {
+                        listener.first.get_or_insert_with(|| address.clone());
+                    }
                     if draining.is_none() {
                         let _ = events.try_send(TransportEvent::Listening { kind: LinkKind::Lan, addr: address });
                     }
                 }
                 SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                    listeners.retain(|l| *l != listener_id);
+                    listeners.remove(&listener_id);
                     if let Some((reply, addr)) = listens.take(listener_id) {
                         let why = match reason {
                             Ok(()) => Box::new(Reason("closed".into())) as Box<dyn std::error::Error + Send + Sync>,

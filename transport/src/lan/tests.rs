@@ -549,6 +549,13 @@ async fn a_start_with_an_address_of_no_listening_form_fails() {
 /// and takes each address as it comes. Here, in a network namespace whose
 /// only interface is down, with no address at all: before, the start
 /// never ended (the timeout below fails it).
+///
+/// Then the port such a listener got once its address came was never
+/// recorded (the LAN kept port 0, as configured), so the next rotation
+/// listened at another port, and a neighbour given the address lost it:
+/// a port 0 is chosen once and kept. Now the rotation learns it from the
+/// generation that listens ([`super::learn_ports`]); before, the last
+/// rotation below listened at a new port.
 #[test]
 fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
     if !in_a_network_with_no_address(
@@ -607,7 +614,22 @@ fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_fore
             addr.to_string().starts_with("/ip4/127.0.0.1/tcp/"),
             "{addr}"
         );
-        assert_eq!(met_at(&addr).await, Some(second));
+        assert_eq!(met_at(&addr).await, Some(second.clone()));
+
+        // The port it got is kept, as any port 0 chosen is: the next
+        // identity listens at the same address.
+        tokio::time::timeout(within, lan.rotate())
+            .await
+            .expect("a rotation ends")
+            .expect("and listens");
+        let third = identity(&lan).await.expect("a new identity");
+        assert_ne!(third, second);
+        assert_eq!(
+            lan.listen_addrs().await,
+            vec![addr.clone()],
+            "the same port as before the rotation"
+        );
+        assert_eq!(met_at(&addr).await, Some(third));
         tokio::time::timeout(within, lan.shutdown())
             .await
             .expect("shutdown ends");
