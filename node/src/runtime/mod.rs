@@ -427,12 +427,17 @@ impl TransportStatus {
     /// listens on no address. A LAN that runs always has an identity; one
     /// without is quiet (its last identity could listen on none of its
     /// addresses, gone after a change of network?) and tries again by
-    /// itself, which "not listening" alone would not tell.
+    /// itself, which "not listening" alone would not tell. One with an
+    /// identity and no address listens on an unspecified address
+    /// (`0.0.0.0`, `::`) while the device has no address of its family
+    /// (no network yet, IPv6 turned off), and takes each as it comes.
     pub fn not_listening_note(&self) -> &'static str {
-        if self.kind == LinkKind::Lan.to_string() && self.ephemeral_id.is_none() {
+        if self.kind != LinkKind::Lan.to_string() {
+            "not listening"
+        } else if self.ephemeral_id.is_none() {
             "not listening (no address could be bound; retrying)"
         } else {
-            "not listening"
+            "listening, no address yet (each is used as the device gets one)"
         }
     }
 }
@@ -1864,7 +1869,10 @@ mod tests {
 
     /// A quiet LAN (no identity: its last rotation, or its start, could
     /// listen nowhere) was shown as only "not listening", as if it had
-    /// stopped for good; it says it is retrying.
+    /// stopped for good; it says it is retrying. One with an identity and
+    /// no address was "not listening" too, though it listens (on an
+    /// unspecified address, the device having none of its family yet);
+    /// it says so now.
     #[test]
     fn a_quiet_lan_is_shown_retrying() {
         let lan = |id: Option<&str>| TransportStatus {
@@ -1880,7 +1888,10 @@ mod tests {
             lan(None).not_listening_note(),
             "not listening (no address could be bound; retrying)"
         );
-        assert_eq!(lan(Some("12D3KooW")).not_listening_note(), "not listening");
+        assert_eq!(
+            lan(Some("12D3KooW")).not_listening_note(),
+            "listening, no address yet (each is used as the device gets one)"
+        );
         let relay = TransportStatus {
             kind: "relay".into(),
             ..lan(None)
