@@ -14,10 +14,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
+use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -106,6 +109,44 @@ impl Listens {
                 return;
             }
         }
+    }
+}
+
+/// Polls `swarm` until it has nothing more to give for now, keeping each
+/// event it gives in `stash` for the task to handle in its turn
+/// ([`next_event`]). A listener the swarm has reported closed
+/// ([`SwarmEvent::ListenerClosed`]) still holds its socket until its
+/// transport is next polled (libp2p-tcp ends the listener's stream, and
+/// drops the socket, on the poll after it reports the close), and the
+/// swarm polls its transport only when the behaviour and the connections
+/// have nothing for it: after this every listener has been polled. Until
+/// then the socket shares its port with a new listener there (the TCP
+/// transport sets SO_REUSEPORT), so the system still hands it some new
+/// connections, and those are reset when it is dropped. A task that says
+/// a port is free calls this first.
+pub(crate) async fn poll_until_idle<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    stash: &mut VecDeque<SwarmEvent<B::ToSwarm>>,
+) {
+    std::future::poll_fn(|cx| {
+        while let Poll::Ready(Some(event)) = swarm.poll_next_unpin(cx) {
+            stash.push_back(event);
+        }
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// The swarm's next event: the first of those [`poll_until_idle`] kept,
+/// or else the next it gives. For a branch of the task's `select!`:
+/// dropped before it ends, it has taken nothing.
+pub(crate) async fn next_event<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    stash: &mut VecDeque<SwarmEvent<B::ToSwarm>>,
+) -> SwarmEvent<B::ToSwarm> {
+    match stash.pop_front() {
+        Some(event) => event,
+        None => swarm.select_next_some().await,
     }
 }
 

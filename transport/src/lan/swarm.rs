@@ -7,10 +7,8 @@
 //! connections it already has, until the last one closes.
 
 use std::collections::{HashMap, VecDeque};
-use std::task::Poll;
 use std::time::Duration;
 
-use futures::StreamExt;
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
@@ -25,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::handshakes::Handshakes;
 use super::limits::{ip_of, IpLimits, SharedCounts, HANDSHAKE_TIMEOUT, MAX_PENDING_INCOMING};
 use super::{LanConfig, Shared};
-use crate::generation::{LinkReply, ListenReply, Listens};
+use crate::generation::{next_event, poll_until_idle, LinkReply, ListenReply, Listens};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
 
@@ -232,18 +230,9 @@ async fn run(
             if listeners.is_empty() {
                 if !waiting.is_empty() {
                     // A closed listener's socket is dropped only when the
-                    // transport is next polled. Until then it shares the
-                    // port with the new generation's, so the kernel still
-                    // hands it some new connections, and those are reset
-                    // when it is dropped. Poll until the swarm has nothing
-                    // more (every listener polled) before saying drained.
-                    std::future::poll_fn(|cx| {
-                        while let Poll::Ready(Some(event)) = swarm.poll_next_unpin(cx) {
-                            stash.push_back(event);
-                        }
-                        Poll::Ready(())
-                    })
-                    .await;
+                    // transport is next polled: every listener is, before
+                    // this says drained.
+                    poll_until_idle(&mut swarm, &mut stash).await;
                 }
                 for reply in waiting.drain(..) {
                     let _ = reply.send(());
@@ -309,12 +298,7 @@ async fn run(
                 }
             },
             () = listens.answer_late() => {}
-            event = async {
-                match stash.pop_front() {
-                    Some(event) => event,
-                    None => swarm.select_next_some().await,
-                }
-            } => match event {
+            event = next_event(&mut swarm, &mut stash) => match event {
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::debug!(%address, "listening");
                     listens.got(listener_id, &address);

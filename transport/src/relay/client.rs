@@ -2,10 +2,9 @@
 //! identity, on a task of its own. It keeps the reservations, dials
 //! through relays, punches holes, and opens streams.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use futures::StreamExt;
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -24,10 +23,11 @@ use super::gate::Gate;
 use super::hide_circuits::HideCircuits;
 use super::punch_dials::PunchDials;
 use super::{
-    fixed_port, last_peer, relay_name, RelayConfig, RelayList, RelayState, ReservationState,
-    Shared, MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF, RELAYED_GRACE,
+    fixed_tcp_port, is_circuit, last_peer, relay_name, RelayConfig, RelayList, RelayState,
+    ReservationState, Shared, MAX_PUNCH_ADDRESSES, MAX_RESERVE_BACKOFF, MIN_RESERVE_BACKOFF,
+    RELAYED_GRACE,
 };
-use crate::generation::{LinkReply, ListenReply, Listens};
+use crate::generation::{next_event, poll_until_idle, LinkReply, ListenReply, Listens};
 use crate::lan::limits::{ip_of, IpLimits, SharedCounts};
 use crate::stream::{self, OpenId};
 use crate::{Direction, Link, LinkKind, Reason, Remote, TransportError, TransportEvent};
@@ -121,11 +121,12 @@ pub(crate) struct Status {
 
 /// What a generation's task does for the handle.
 pub(crate) enum Command {
-    /// Listen for direct connections (hole punching's). At a fixed port,
-    /// sent to the current generation only: the first at its start, each
-    /// later one at its turn, once the one before it has stopped
+    /// Listen for direct connections (hole punching's). At a fixed TCP
+    /// port, sent to the current generation only: the first at its start,
+    /// each later one at its turn, once the one before it has stopped
     /// listening there ([`Command::StopDialling`]). At port 0 (a port of
-    /// its own), sent to each as it starts. The answer is the first
+    /// its own) and at a QUIC port, sent to each as it starts
+    /// ([`super::fixed_tcp_port`]). The answer is the first
     /// address it got, or `None` if none came soon ([`ListenReply`]);
     /// such a listener still listens, and each address it gets later is
     /// among those [`Command::Status`] gives.
@@ -149,11 +150,11 @@ pub(crate) enum Command {
     /// and tells of the addresses it comes to listen at. Sent at its turn
     /// to one started ahead of it.
     StartDialling,
-    /// Take no dial from now on, and listen at no fixed port: another
+    /// Take no dial from now on, and listen at no fixed TCP port: another
     /// generation is current, and this one keeps its reservations (and
-    /// takes what comes through them, and its listeners at ports of its
-    /// own) until it is told to drain. `reply` hears once the listeners at
-    /// fixed ports are removed, so that the new generation listens at a
+    /// takes what comes through them, and its other listeners) until it
+    /// is told to drain. `reply` hears once the listeners at fixed TCP
+    /// ports are closed (the swarm said so), so that the new generation listens at a
     /// fixed `--punch-listen` port only after this one let it go: two
     /// swarms listening there (the TCP transport sets SO_REUSEPORT) have
     /// the system split direct connections between them, and every one
@@ -187,8 +188,8 @@ fn setup_error(e: impl std::fmt::Display) -> TransportError {
 /// Builds a swarm with this identity and starts its task. One started
 /// ahead of its turn (`current` false) takes no dial and tells of no
 /// address until it is told its turn has come ([`Command::StartDialling`]);
-/// the handle has it listen for direct connections at a fixed port only
-/// then.
+/// the handle has it listen for direct connections at a fixed TCP port
+/// only then.
 pub(crate) fn spawn(
     key: identity::Keypair,
     config: &RelayConfig,
@@ -258,7 +259,10 @@ pub(crate) fn spawn(
             slots: Vec::new(),
             listens: Listens::default(),
             direct_listeners: Vec::new(),
-            fixed_port_listeners: Vec::new(),
+            fixed_tcp_listeners: Vec::new(),
+            closing_fixed: Vec::new(),
+            stopped: Vec::new(),
+            stash: VecDeque::new(),
             opens: HashMap::new(),
             relayed: HashMap::new(),
             to_close: Vec::new(),
@@ -327,9 +331,18 @@ struct Task {
     slots: Vec<Slot>,
     listens: Listens,
     direct_listeners: Vec<ListenerId>,
-    /// Those of `direct_listeners` at a fixed port, which only the current
-    /// generation holds ([`Command::StopDialling`]).
-    fixed_port_listeners: Vec<ListenerId>,
+    /// Those of `direct_listeners` at a fixed TCP port, which only the
+    /// current generation holds ([`Command::StopDialling`]).
+    fixed_tcp_listeners: Vec<ListenerId>,
+    /// Those removed at [`Command::StopDialling`] that the swarm has not
+    /// yet said are closed.
+    closing_fixed: Vec<ListenerId>,
+    /// The replies to [`Command::StopDialling`] waiting for
+    /// `closing_fixed` to empty.
+    stopped: Vec<oneshot::Sender<()>>,
+    /// Events the swarm gave while it was polled out of turn
+    /// ([`poll_until_idle`]).
+    stash: VecDeque<SwarmEvent<BehaviourEvent>>,
     opens: HashMap<OpenId, (String, LinkReply)>,
     /// Relayed connections, by remote.
     relayed: HashMap<PeerId, Vec<ConnectionId>>,
@@ -448,6 +461,15 @@ impl Task {
                     return;
                 }
             }
+            if !self.stopped.is_empty() && self.closing_fixed.is_empty() {
+                // Every fixed TCP port is let go: the swarm said its
+                // listener closed, and its socket is dropped once the
+                // transport is polled again.
+                poll_until_idle(&mut self.swarm, &mut self.stash).await;
+                for reply in self.stopped.drain(..) {
+                    let _ = reply.send(());
+                }
+            }
             let wake = self.next_wake();
             tokio::select! {
                 command = commands.recv() => match command {
@@ -459,7 +481,7 @@ impl Task {
                     tracing::debug!(%peer, "authenticated: identify and hole punching may answer");
                     self.swarm.behaviour_mut().open(peer, connection);
                 }
-                event = self.swarm.select_next_some() => {
+                event = next_event(&mut self.swarm, &mut self.stash) => {
                     if !self.swarm_event(event).await {
                         return;
                     }
@@ -576,8 +598,8 @@ impl Task {
             Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
                 Ok(id) => {
                     self.direct_listeners.push(id);
-                    if fixed_port(&addr) {
-                        self.fixed_port_listeners.push(id);
+                    if fixed_tcp_port(&addr) {
+                        self.fixed_tcp_listeners.push(id);
                     }
                     self.listens.insert(id, addr, reply);
                 }
@@ -655,19 +677,39 @@ impl Task {
                     external: self.external.iter().cloned().collect(),
                 });
             }
-            Command::StartDialling => self.current = true,
+            Command::StartDialling => {
+                self.current = true;
+                // The addresses it came to listen at before its turn (at
+                // ports of its own) were not told of then: they are now,
+                // as those it comes to listen at from now on will be.
+                if self.draining.is_none() {
+                    for addr in self.swarm.listeners().filter(|a| !is_circuit(a)) {
+                        let _ = self.events.try_send(TransportEvent::Listening {
+                            kind: LinkKind::Relay,
+                            addr: addr.clone(),
+                        });
+                    }
+                }
+            }
             Command::StopDialling { reply } => {
                 self.current = false;
-                for id in self.fixed_port_listeners.drain(..) {
+                for id in self.fixed_tcp_listeners.drain(..) {
                     self.direct_listeners.retain(|l| *l != id);
-                    self.swarm.remove_listener(id);
+                    if self.swarm.remove_listener(id) {
+                        self.closing_fixed.push(id);
+                    }
                 }
-                let _ = reply.send(());
+                // Answered once the swarm says each is closed (run).
+                if self.closing_fixed.is_empty() {
+                    let _ = reply.send(());
+                } else {
+                    self.stopped.push(reply);
+                }
             }
             Command::Drain { until } => {
                 self.current = false;
                 self.draining = Some(until);
-                self.fixed_port_listeners.clear();
+                self.fixed_tcp_listeners.clear();
                 for id in self.direct_listeners.drain(..) {
                     self.swarm.remove_listener(id);
                 }
@@ -824,7 +866,8 @@ impl Task {
                 ..
             } => {
                 self.direct_listeners.retain(|l| *l != listener_id);
-                self.fixed_port_listeners.retain(|l| *l != listener_id);
+                self.fixed_tcp_listeners.retain(|l| *l != listener_id);
+                self.closing_fixed.retain(|l| *l != listener_id);
                 if let Some((reply, addr)) = self.listens.take(listener_id) {
                     let source: Box<dyn std::error::Error + Send + Sync> = match reason {
                         Ok(()) => Box::new(Reason("closed".into())),

@@ -94,16 +94,21 @@
 //! time, by the IP address they come from), so a relay holds two
 //! reservations of each device then ([`server::MAX_RESERVATIONS`]).
 //!
-//! At a fixed port ([`RelayConfig::listen`], `--punch-listen`) only the
-//! current generation listens for direct connections: the next one from
-//! its turn, once the old one has stopped listening there. Both would
-//! bind it (the TCP transport sets SO_REUSEPORT), the system would hand
-//! each about half of the direct connections that come, and those that
-//! reach the id their dialler did not expect would fail. A generation
-//! listening at port 0 has a port of its own, from its start until it
-//! drains, and its connections to the relays leave from that port, so
-//! the address a relay observes for it leads there. One started early
-//! with only fixed ports has no listener before its turn, and its
+//! At a fixed TCP port ([`RelayConfig::listen`], `--punch-listen`) only
+//! the current generation listens for direct connections: the next one
+//! from its turn, once the old one has stopped listening there. Both
+//! would bind it (the TCP transport sets SO_REUSEPORT), the system would
+//! hand each about half of the direct connections that come, and those
+//! that reach the id their dialler did not expect would fail. A
+//! generation listening at port 0 has a port of its own, from its start
+//! until it drains, and its connections to the relays leave from that
+//! port, so the address a relay observes for it leads there. So does one
+//! at a QUIC port, fixed or not: QUIC cannot share a port (a generation
+//! that finds it held takes a free one), and its listener's socket
+//! carries all its QUIC connections, so taking it away at the turn would
+//! close the old generation's relay connections and hole-punched links
+//! then, not when it drains. One started early with only fixed TCP ports
+//! has no listener before its turn, and its
 //! connections to the relays leave from ports of the system's choosing
 //! (they did before too: the old id's connection to the same relay held
 //! the 4-tuple). A hole punch on a circuit to it before its turn (a
@@ -167,6 +172,13 @@ pub const RELAYED_GRACE: Duration = Duration::from_secs(20);
 /// per transport and IP version where its NAT keeps ports); a hostile
 /// one could name some 400.
 pub const MAX_PUNCH_ADDRESSES: usize = 8;
+
+/// How long a turn waits for the old generation to let its fixed TCP
+/// ports go ([`Relays::turn`]). Its task answers within moments; one
+/// stuck would otherwise hold `rotating`, and every look at the clock,
+/// rotation and shutdown behind it. Past this the new generation listens
+/// there all the same (the old one may then share the port for a while).
+const STOP_DIALLING_WAIT: Duration = Duration::from_secs(5);
 
 /// How long an old generation keeps its links after its epoch, at most:
 /// sessions on it resume at once on the new identity.
@@ -244,11 +256,13 @@ pub struct RelayConfig {
     pub hole_punch: bool,
     /// Where direct connections are accepted when hole punching (ports of
     /// 0: the system picks; each generation picks anew, and listens from
-    /// its start until it drains). At a fixed port only the current
+    /// its start until it drains). At a fixed TCP port only the current
     /// generation listens: the next one from its turn, and the old one
     /// stops at it (two listening there would split the connections that
     /// come between two ids, and each one reaching the id its dialler did
-    /// not expect would fail).
+    /// not expect would fail). At a fixed QUIC port each generation
+    /// listens from its start, and one that finds it held by the one
+    /// before takes a free port ([`fixed_tcp_port`]).
     pub listen: Vec<Multiaddr>,
     /// Inbound connections held at once, circuits and direct ones
     /// together ([`MAX_INCOMING`] by default). Circuits no Strand session
@@ -480,12 +494,19 @@ fn any_port(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-/// Whether `addr` names a port (one not 0): where two generations both
-/// listened, the system would split the connections that come there
+/// Whether `addr` names a TCP port (one not 0): where two generations
+/// both listened, the system would split the connections that come there
 /// between them (the TCP transport sets SO_REUSEPORT), so only the
-/// current generation listens at one.
-pub(crate) fn fixed_port(addr: &Multiaddr) -> bool {
-    any_port(addr) != *addr
+/// current generation listens at one. A QUIC (UDP) port is not one of
+/// these: the QUIC transport cannot share a port, so a generation that
+/// finds its port held takes a free one; and its listener's socket is
+/// the one its connections use (dials leave from it too), so removing
+/// the listener closes every connection on it, the old generation's
+/// relay connections and hole-punched links among them. Each generation
+/// listens at a QUIC port from its start until it drains.
+pub(crate) fn fixed_tcp_port(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::Tcp(port) if port != 0))
 }
 
 /// The epoch `at` falls in.
@@ -711,7 +732,7 @@ impl Relays {
     /// Starts a generation for `epoch`: it listens for direct connections
     /// and reserves on the relays, and is tracked for shutdown. It is not
     /// made current here; with `current` false it is started ahead of its
-    /// turn: it takes no dial, and listens at no fixed port, until its
+    /// turn: it takes no dial, and listens at no fixed TCP port, until its
     /// turn ([`Relays::turn`]). Called with `rotating` held.
     /// Once the client is shut down it starts none
     /// ([`TransportError::Stopped`]).
@@ -782,7 +803,7 @@ impl Relays {
 
     /// Makes the generation of `epoch` current: the one started ahead of
     /// its turn, or (if none was) a new one. The one it replaces dials no
-    /// more and stops listening at fixed ports, and then the new one
+    /// more and stops listening at fixed TCP ports, and then the new one
     /// listens there; the old one keeps its reservations as the
     /// previous generation until [`EPOCH_MARGIN`] after the turn
     /// ([`Relays::follow_clock`]), or with `keep_old` false gives them up
@@ -841,13 +862,24 @@ impl Relays {
             new.clone(),
         );
         // Before anything else it is told: a dial that reaches it after
-        // this is refused. It stops listening at fixed ports too, and the
+        // this is refused. It stops listening at fixed TCP ports too, and the
         // new one listens there only once it has: both would listen
         // (SO_REUSEPORT), the system would split direct connections
         // between them, and those that reach the old id fail the
         // dialler's check of the id it expects. (One that stopped listens
         // nowhere.)
-        let _ = ask(&old.commands, |reply| Command::StopDialling { reply }).await;
+        let stopped = tokio::time::timeout(
+            STOP_DIALLING_WAIT,
+            ask(&old.commands, |reply| Command::StopDialling { reply }),
+        )
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                epoch,
+                "the relay identity before this one has not let its fixed ports go within \
+                 {STOP_DIALLING_WAIT:?}; the new one listens there all the same"
+            );
+        }
         if let Err(e) = self.listen_directly(&new, true).await {
             // It is current already, and reachable through the relays:
             // the turn goes on, without direct connections to this id.
@@ -962,7 +994,7 @@ impl Relays {
     /// listens at (the TCP transport reuses it), so the address a relay
     /// observes, which hole punching tells the remote, leads to that
     /// port. One started ahead of its turn (`current` false) listens at
-    /// ports of 0 only (ports of its own); at fixed ones only from its
+    /// ports of 0 and QUIC ports only; at fixed TCP ones only from its
     /// turn ([`Relays::turn`]).
     async fn set_up(&self, new: &Current, current: bool) -> Result<(), TransportError> {
         let shared = &self.shared;
@@ -975,11 +1007,12 @@ impl Relays {
     }
 
     /// Has a generation listen for direct connections (with hole
-    /// punching on) at those of [`RelayConfig::listen`] with a fixed port
-    /// ([`fixed_port`]; only the current generation listens there), or
-    /// with `fixed` false at those with port 0. A fixed port still held (a
-    /// QUIC socket of the generation before that has not closed yet; QUIC
-    /// cannot share one) gives way to a free one. An unspecified address
+    /// punching on) at those of [`RelayConfig::listen`] with a fixed TCP
+    /// port ([`fixed_tcp_port`]; only the current generation listens
+    /// there), or with `fixed` false at the others (port 0, and QUIC
+    /// ports, fixed or not). A fixed port still held (a QUIC socket of
+    /// the generation before; QUIC cannot share one) gives way to a free
+    /// one. An unspecified address
     /// with none of its family on the device yet is listened at all the
     /// same, with no address until one comes (the listen's answer is
     /// `None`, no failure, so it keeps its port as given).
@@ -992,7 +1025,7 @@ impl Relays {
             .config
             .listen
             .iter()
-            .filter(|a| fixed_port(a) == fixed)
+            .filter(|a| fixed_tcp_port(a) == fixed)
         {
             let r = ask(&new.commands, |reply| Command::Listen {
                 addr: addr.clone(),
@@ -1294,7 +1327,7 @@ mod tests {
     /// current is the one prepared before it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retiring_at_the_turn_keeps_the_generation_prepared_for_it() {
-        let (relays, at, turn, _events) = started_before_the_turn().await;
+        let (relays, at, turn, _events) = started_before_the_turn(None).await;
 
         // 2 minutes before the turn: the next generation is prepared.
         relays.follow_clock().await.unwrap();
@@ -1345,13 +1378,18 @@ mod tests {
         (config, at, turn)
     }
 
-    /// A client set as [`before_the_turn`], with no hole punching; the
-    /// reading of its clock; the turn; and the receiver of the client's
-    /// events, kept for as long as it runs.
+    /// A client set as [`before_the_turn`], hole punching at
+    /// `punch_listen` (with `None` not at all); the reading of its clock;
+    /// the turn; and the receiver of the client's events, kept for as
+    /// long as it runs.
     async fn started_before_the_turn(
+        punch_listen: Option<Vec<Multiaddr>>,
     ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
         let (mut config, at, turn) = before_the_turn();
-        config.hole_punch = false;
+        match punch_listen {
+            Some(listen) => config.listen = listen,
+            None => config.hole_punch = false,
+        }
         let (events, received) = mpsc::channel(64);
         let relays = Relays::start(config, events).await.unwrap();
         (relays, at, turn, received)
@@ -1368,7 +1406,7 @@ mod tests {
     /// preparation and the turn.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_generation_prepared_for_the_turn_that_stopped_is_replaced_at_it() {
-        let (relays, at, turn, _events) = started_before_the_turn().await;
+        let (relays, at, turn, _events) = started_before_the_turn(None).await;
         relays.follow_clock().await.unwrap();
         let prepared = relays
             .shared
@@ -1429,30 +1467,9 @@ mod tests {
     /// listens at a port of its own, from its start until it drains.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_the_current_generation_listens_at_a_fixed_punch_port() {
-        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-        let hour = Duration::from_secs(3600);
-        let minute = 60_000;
-        let turn = 1000 * hour.as_millis() as u64;
-        let at = Arc::new(AtomicU64::new(turn - 10 * minute));
-        let identity: IdentityFn = Arc::new(|epoch| {
-            let mut key = [9u8; 32];
-            key[..8].copy_from_slice(&epoch.to_le_bytes());
-            key
-        });
-        // A port free now, given as a fixed one.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port on loopback")
-            .port();
-        let punch: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
         let own: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
-        let mut config = RelayConfig::new(Vec::new(), identity, hour);
-        let reading = at.clone();
-        config.clock = Arc::new(move || UNIX_EPOCH + Duration::from_millis(reading.load(SeqCst)));
-        config.listen = vec![punch.clone(), own];
-        assert!(config.hole_punch);
-        let (events, _events) = mpsc::channel(64);
-        let relays = Relays::start(config, events).await.unwrap();
+        let (relays, at, turn, mut events, punch) =
+            started_at_a_fixed_port(false, vec![own]).await;
         let first = relays.shared.current();
         let listens = direct_listens(&first).await;
         assert!(
@@ -1462,7 +1479,6 @@ mod tests {
 
         // 2 minutes before the turn: the next generation is prepared, and
         // listens at a port of its own only; the current one at both.
-        at.store(turn - 2 * minute, SeqCst);
         relays.follow_clock().await.unwrap();
         let next = relays
             .shared
@@ -1478,10 +1494,11 @@ mod tests {
         );
         assert_eq!(early.len(), 1, "at its own port: {early:?}");
         assert!(direct_listens(&first).await.contains(&punch));
+        while events.try_recv().is_ok() {}
 
         // 2 minutes after the turn: the one prepared is current and listens
         // at the port; the old one, reserved for the margin still, stops.
-        at.store(turn + 2 * minute, SeqCst);
+        at.store(turn + 2 * 60_000, SeqCst);
         relays.follow_clock().await.unwrap();
         assert_eq!(relays.epoch(), 1000);
         let current = relays.shared.current();
@@ -1501,23 +1518,122 @@ mod tests {
             previous.is_some_and(|p| p.commands.same_channel(&first.commands)),
             "the old generation is kept for the margin"
         );
-        // Its listener at the fixed port is removed at the turn; the swarm
-        // forgets the address as it next runs, which may come after a
-        // command. The one at its own port stays for the margin.
-        let mut late = direct_listens(&first).await;
-        for _ in 0..200 {
-            if !late.contains(&punch) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            late = direct_listens(&first).await;
-        }
+        // Its listener at the fixed port is closed before the turn goes
+        // on (the swarm said so). The one at its own port stays for the
+        // margin.
+        let late = direct_listens(&first).await;
         assert!(
             !late.contains(&punch),
             "the old generation listens at the fixed port after its turn: {late:?}"
         );
         assert_eq!(late.len(), 1, "at its own port: {late:?}");
+
+        // The address the new current one listened at before its turn,
+        // at its own port, is told of at the turn (before, it never was:
+        // it came while that generation was not current).
+        let told = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match events.recv().await.expect("events open") {
+                    TransportEvent::Listening { addr, .. } if addr == early[0] => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            told.is_ok(),
+            "the address {} the new id listened at before its turn was not told of",
+            early[0]
+        );
         relays.shutdown().await;
+    }
+
+    /// Regression (a fixed QUIC punch port was taken from the old
+    /// generation at the turn): the rule that only the current generation
+    /// listens at a fixed port held for QUIC too, but the QUIC transport
+    /// cannot share a port, and its listener's socket carries every QUIC
+    /// connection of the swarm (dials leave from it): removing it closed
+    /// the old id's relay connections and hole-punched links at the turn,
+    /// not when it drains. Now a fixed QUIC port is listened at from a
+    /// generation's start, as before that rule, and kept until it drains;
+    /// the next one, finding it held, listens at a free port.
+    #[cfg(feature = "quic")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_old_generation_keeps_its_fixed_quic_punch_port_after_the_turn() {
+        let (relays, at, turn, _events, punch) = started_at_a_fixed_port(true, Vec::new()).await;
+        let first = relays.shared.current();
+        relays.follow_clock().await.unwrap();
+        let next = relays
+            .shared
+            .next
+            .lock()
+            .expect("next lock")
+            .clone()
+            .expect("the next generation is prepared 2 minutes before the turn");
+        let early = direct_listens(&next).await;
+        assert_eq!(
+            early.len(),
+            1,
+            "the next generation listens at QUIC from its start, at a free port: {early:?}"
+        );
+        assert_ne!(early[0], punch);
+
+        at.store(turn + 2 * 60_000, SeqCst);
+        relays.follow_clock().await.unwrap();
+        assert!(relays.shared.current().commands.same_channel(&next.commands));
+        assert_eq!(
+            direct_listens(&first).await,
+            vec![punch],
+            "the old generation keeps its QUIC port (and the connections on it) after the turn"
+        );
+        assert_eq!(direct_listens(&next).await, early);
+        relays.shutdown().await;
+    }
+
+    /// A client set as [`before_the_turn`], hole punching at `others`
+    /// and at a fixed port on loopback (TCP, or with `quic` QUIC), where
+    /// its first generation listens; the reading of its clock; the turn;
+    /// the receiver of its events; and that fixed address. The port is one
+    /// the system had free a moment before: one taken meanwhile would have
+    /// the generation listen at a free port in its place, and then another
+    /// is tried.
+    async fn started_at_a_fixed_port(
+        quic: bool,
+        others: Vec<Multiaddr>,
+    ) -> (
+        Relays,
+        Arc<AtomicU64>,
+        u64,
+        mpsc::Receiver<TransportEvent>,
+        Multiaddr,
+    ) {
+        for _ in 0..20 {
+            let punch = if quic {
+                let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|s| s.local_addr())
+                    .expect("a free UDP port on loopback")
+                    .port();
+                format!("/ip4/127.0.0.1/udp/{port}/quic-v1")
+            } else {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free TCP port on loopback")
+                    .port();
+                format!("/ip4/127.0.0.1/tcp/{port}")
+            };
+            let punch: Multiaddr = punch.parse().unwrap();
+            let mut listen = vec![punch.clone()];
+            listen.extend(others.iter().cloned());
+            let (relays, at, turn, events) = started_before_the_turn(Some(listen)).await;
+            if direct_listens(&relays.shared.current())
+                .await
+                .contains(&punch)
+            {
+                return (relays, at, turn, events, punch);
+            }
+            relays.shutdown().await;
+        }
+        panic!("no free port on loopback stayed free long enough to listen at");
     }
 
     /// Regression (the relay client's start waited forever on a device
