@@ -400,14 +400,20 @@ impl Core {
     /// Attaches to the node running on the profile (`strand run`, the
     /// user service, or another window's), if one answers on its control
     /// socket: every action goes to it, its events come back over the
-    /// socket. No passphrase: the socket serves this user's processes.
+    /// socket. No passphrase: the socket serves this user's processes. A
+    /// node still starting (the profile held, its socket not bound yet)
+    /// is waited for a few seconds, as a `strand` command waits for it
+    /// ([`Device::running_or_starting`]).
     pub fn attach(&mut self) -> bool {
         self.stop();
         let dir = self.options.profile.clone();
         let Ok(runtime) = node_runtime() else {
             return false;
         };
-        if !runtime.block_on(Device::running(&dir)).unwrap_or(false) {
+        if !runtime
+            .block_on(Device::running_or_starting(&dir))
+            .unwrap_or(false)
+        {
             return false;
         }
         self.watch(runtime, Device::Running(dir))

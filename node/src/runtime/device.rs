@@ -54,27 +54,80 @@ pub enum OpenError {
 /// its profile.
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a client waits for a node that holds its profile but does not
+/// answer on the control socket yet: one that is starting binds its
+/// socket only after its transports started. A profile held longer with
+/// no node answering is held by something else (a command's offline
+/// node, a node stopped or stuck), and is said to be in use.
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a client asks again for a node that is starting.
+const START_ASK_EVERY: Duration = Duration::from_millis(100);
+
+/// Asks `ask` whether it reached the profile's node; while it did not and
+/// the profile is held (a node may be starting), asks again every
+/// [`START_ASK_EVERY`] for up to [`START_WAIT`]. Returns whether it
+/// reached the node; an error `ask` gives ends it.
+async fn while_starting<E, F, Fut>(dir: &Path, mut ask: F) -> Result<bool, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    let start = Instant::now();
+    loop {
+        if ask().await? {
+            return Ok(true);
+        }
+        if start.elapsed() >= START_WAIT || !Profile::in_use(dir) {
+            return Ok(false);
+        }
+        tokio::time::sleep(START_ASK_EVERY).await;
+    }
+}
+
 impl Device {
     /// The device of the profile in `dir`: its running node if one
-    /// answers on the control socket; else the profile, unlocked with the
-    /// passphrase `passphrase` gives, with a node started offline on it.
+    /// answers on the control socket (waiting for one that is starting,
+    /// [`Device::running_or_starting`]); else the profile, unlocked with
+    /// the passphrase `passphrase` gives, with a node started offline on
+    /// it. A profile held with no node answering is said to be in use
+    /// before the passphrase is asked for.
     pub async fn open(
         dir: &Path,
         passphrase: impl FnOnce() -> Result<zeroize::Zeroizing<String>, String>,
     ) -> Result<Device, OpenError> {
-        if Self::running(dir).await.map_err(OpenError::Control)? {
+        let running = || async {
+            Self::running_or_starting(dir)
+                .await
+                .map_err(OpenError::Control)
+        };
+        if running().await? {
             return Ok(Device::Running(dir.to_path_buf()));
         }
         if !Profile::exists(dir) {
             return Err(ProfileError::NotFound(dir.to_path_buf()).into());
         }
+        if Profile::in_use(dir) {
+            return Err(ProfileError::InUse(dir.to_path_buf()).into());
+        }
         let pass = passphrase().map_err(OpenError::Passphrase)?;
-        let profile = Profile::open(dir, &pass)?;
+        let profile = match Profile::open(dir, &pass) {
+            Ok(profile) => profile,
+            // A node started while the passphrase was asked for: it is
+            // reached once it answers.
+            Err(e @ ProfileError::InUse(_)) => {
+                if running().await? {
+                    return Ok(Device::Running(dir.to_path_buf()));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let node = Node::start(profile, NodeConfig::offline()).await?;
         Ok(Device::Offline(node))
     }
 
-    /// Whether a node answers on `dir`'s control socket.
+    /// Whether a node answers on `dir`'s control socket (asked once).
     pub async fn running(dir: &Path) -> std::io::Result<bool> {
         Ok(
             control::request_within(dir, &Request::Status, control::ANSWER_WITHIN)
@@ -83,12 +136,23 @@ impl Device {
         )
     }
 
+    /// Whether a node answers on `dir`'s control socket, waiting for one
+    /// that is starting: while none answers and the profile is held, it
+    /// is asked again for up to [`START_WAIT`]. A node starting (`strand
+    /// run`, the user service, the app) holds the profile from the moment
+    /// it opens it, and binds its socket only once its transports started,
+    /// which can take seconds (Bluetooth over D-Bus); asked once in
+    /// between, a command found the profile in use by another process.
+    pub async fn running_or_starting(dir: &Path) -> std::io::Result<bool> {
+        while_starting(dir, || Self::running(dir)).await
+    }
+
     /// Stops the node running on the profile in `dir`, if one does, and
     /// waits until it let go of the profile (its lock and its key), so
     /// that this process can open it: `strand wipe` and the app's wipe.
     /// A node that is still starting may not answer yet, so while the
-    /// profile is held it asks again for a few seconds. Returns whether a
-    /// node was stopped.
+    /// profile is held it asks again for up to [`START_WAIT`]. Returns
+    /// whether a node was stopped.
     pub async fn stop_running(dir: &Path) -> Result<bool, OpenError> {
         let start = Instant::now();
         // A node that does not answer (stopped, stuck), is another
@@ -111,12 +175,7 @@ impl Device {
                 Err(_) => Ok(false),
             }
         };
-        let mut asked = ask().await?;
-        while !asked && Profile::in_use(dir) && start.elapsed() < Duration::from_secs(5) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            asked = ask().await?;
-        }
-        if !asked {
+        if !while_starting(dir, ask).await? {
             return Ok(false);
         }
         while Profile::in_use(dir) {

@@ -186,6 +186,42 @@ fn a_second_process_is_refused_and_nothing_is_corrupted() {
     assert_eq!(p.conversation("Bob").unwrap()[0].text, "kept");
 }
 
+/// Regression: a command run while a node was starting (its profile
+/// held, its control socket not bound yet: `strand run` binds it once
+/// its transports started, which takes seconds with Bluetooth) looked
+/// for the socket once, then opened the profile and was told it is in
+/// use by another Strand process. It now asks again while the profile is
+/// held, and reaches the node once its socket is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_reaches_a_node_that_binds_its_socket_after_it_looked() {
+    use strand_node::runtime::api::Request;
+    use strand_node::runtime::device::Device;
+    use strand_node::{control, Node, NodeConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    // A node on the profile (it holds it) that has not bound its socket.
+    let node = Node::start(new_profile(&dir), NodeConfig::offline())
+        .await
+        .unwrap();
+    let opening = Device::open(&dir, || Err("the passphrase was asked for".to_owned()));
+    tokio::pin!(opening);
+    // Polled once: it finds no socket, and must not have given up. (It
+    // did: it then asked for the passphrase, or opened the profile, and
+    // failed, all within that one poll.)
+    tokio::select! {
+        biased;
+        done = &mut opening => panic!("done before the node bound its socket: {done:?}"),
+        () = std::future::ready(()) => {}
+    }
+    let bound = control::bind(&node, &dir).unwrap();
+    let served = tokio::spawn(control::serve(node.clone(), bound));
+    let device = opening.await.unwrap();
+    assert!(matches!(device, Device::Running(_)), "{device:?}");
+    assert!(device.call(Request::Status).await.is_ok());
+    served.abort();
+    node.shutdown().await;
+}
+
 #[test]
 fn secrets_and_bodies_are_not_readable_at_rest() {
     let tmp = tempfile::tempdir().unwrap();
