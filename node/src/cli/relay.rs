@@ -179,6 +179,14 @@ pub(super) async fn run_node_inner(
     quiet: bool,
 ) -> Result<()> {
     let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
+    // Listened for before the node starts, so that a signal at any moment
+    // after (once the addresses show, or while it starts) stops it
+    // cleanly, its control socket removed; with no handler yet, SIGTERM
+    // ended the process there. Not before the profile is opened: Ctrl-C
+    // ends a passphrase prompt.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     let config = NodeConfig {
         report_arrivals: !quiet,
         ..transports.node_config()
@@ -209,8 +217,6 @@ pub(super) async fn run_node_inner(
             println!("Bluetooth LE on {}", b.adapter);
         }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
     let arrivals = async {
         match arriving {
             Some(arriving) => super::progress::arrivals(ctx, arriving).await,
@@ -219,7 +225,7 @@ pub(super) async fn run_node_inner(
     };
     let result = tokio::select! {
         _ = arrivals => Ok(()),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = interrupt.recv() => Ok(()),
         _ = term.recv() => Ok(()),
         r = control => match r {
             Ok(Ok(())) => {

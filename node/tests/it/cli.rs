@@ -4914,3 +4914,42 @@ fn the_bluetooth_scan_setting_is_kept_and_followed() {
     alice.ok(&["bluetooth", "--scan", "always"]);
     assert_eq!(scan(&alice), "always");
 }
+
+/// Regression: `strand run` listened for SIGTERM only once it had printed
+/// its addresses, so a SIGTERM once its control socket was there (it is
+/// bound before they are printed) ended the process at once: the node
+/// was not shut down and `control.sock` was left behind. It listens
+/// before the node starts, so the node stops cleanly and removes its
+/// socket.
+///
+/// With no transports, the node waits its whole wait for a listening
+/// address (10 s) between binding its socket and printing: the signal
+/// comes then.
+#[test]
+fn sigterm_once_the_control_socket_is_there_stops_the_node_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let log = std::fs::File::create(a.dir.with_extension("log")).unwrap();
+    let run = a
+        .command()
+        .args(["run", "--no-lan", "--no-relay", "--no-ble"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    assert!(Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log());
+    assert!(!socket.exists(), "control.sock left behind");
+    assert!(!strand_node::Profile::in_use(&a.dir));
+}
