@@ -8,7 +8,9 @@
 //! any process of that user may use a running node without the
 //! passphrase: the socket trusts the user, as the user's files do.) One
 //! JSON object per line each way: a [`Request`], then one [`Answer`] (or,
-//! for `follow`, a stream of [`crate::NodeEvent`] lines after it). What
+//! for `follow`, a stream of [`crate::NodeEvent`] lines after it, through
+//! a socket that holds little unread, [`FOLLOWER_SEND_BUFFER`], and is
+//! hung up once one line has waited a minute to be read). What
 //! each request does is [`Node::handle`]'s. At most
 //! [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
 //! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
@@ -230,6 +232,28 @@ const RESERVED_REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_s
 /// a suspended `strand` takes it; it can follow again.
 const FOLLOWER_READS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The send buffer the node asks of the kernel for a follower's
+/// connection (`SO_SNDBUF`), in bytes; Linux doubles it for its own
+/// bookkeeping, so a follower's socket holds at most 32 KiB as Linux
+/// counts it (less if `net.core.wmem_max` is set lower), whatever the
+/// system's default.
+///
+/// What the node writes to a follower and the follower has not read
+/// stays in the kernel, counted against the node's end only (on a Unix
+/// stream socket the receiver's buffer bounds nothing): with the
+/// default (`net.core.wmem_default`, 208 KiB on Linux, megabytes on
+/// hosts tuned for throughput) a follower that stops reading held that
+/// much for the minute before it is let go (`FOLLOWER_READS_WITHIN`),
+/// for each of up to [`MAX_CONTROL_CONNECTIONS`] followers. The socket
+/// need not hold more: events wait for a follower in the node's own ring
+/// (`EVENT_BUFFER` of them) while it reads, so the socket only keeps the
+/// node from waiting on a follower line by line, and 32 KiB holds a
+/// dozen or more events that carry a text's start (over 1.2 KB each in
+/// the worst case) or hundreds of the smaller ones. It also makes a
+/// follower's socket fill after the same events on every host, which is
+/// when a stopped follower starts to be let go.
+pub const FOLLOWER_SEND_BUFFER: usize = 16 * 1024;
+
 /// Whether an error from `accept` on the control socket means the socket
 /// itself is unusable (a bug: the handle is not a listening socket), so
 /// serving ends. Everything else (out of file handles or memory, a client
@@ -390,6 +414,7 @@ async fn handle(
             busy()
         }
         Ok(Ok(Request::Follow)) => {
+            bound_send_buffer(wr.as_ref());
             let mut events = node.subscribe();
             send(&mut wr, &Answer::Ok(Reply::Following)).await?;
             loop {
@@ -421,6 +446,20 @@ async fn handle(
         Ok(Ok(request)) => node.handle(request).await.into(),
     };
     send(&mut wr, &answer).await
+}
+
+/// Asks the kernel to hold at most [`FOLLOWER_SEND_BUFFER`] (twice that
+/// as Linux counts it) of what the node wrote to the follower at the
+/// other end of `stream` and it has not read yet. Where that cannot be
+/// set, the follower is served with the system's buffer, and that is
+/// logged.
+fn bound_send_buffer(stream: &UnixStream) {
+    if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(FOLLOWER_SEND_BUFFER) {
+        tracing::debug!(
+            "a follower's send buffer is left as the system sets it: {}",
+            crate::io_words(&e)
+        );
+    }
 }
 
 /// A client's request line, or why it is none: not UTF-8, or longer than
@@ -588,4 +627,27 @@ async fn ask(
             ),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A follower's socket holds at most twice [`FOLLOWER_SEND_BUFFER`]
+    /// unread (as Linux counts it), not the system's default (212,992
+    /// bytes on Linux, more where tuned), which a stopped follower made
+    /// the kernel hold for a minute. Fails with the `set_send_buffer_size`
+    /// in [`bound_send_buffer`] taken out.
+    #[tokio::test]
+    async fn a_followers_send_buffer_is_bounded() {
+        let (node_end, _follower) = UnixStream::pair().unwrap();
+        bound_send_buffer(&node_end);
+        let size = socket2::SockRef::from(&node_end)
+            .send_buffer_size()
+            .unwrap();
+        assert!(
+            size <= 2 * FOLLOWER_SEND_BUFFER,
+            "a send buffer of {size} bytes"
+        );
+    }
 }

@@ -524,7 +524,10 @@ fn bad_input_on_the_command_line_is_a_clear_error_and_changes_nothing() {
 /// a minute, that is once its socket is full. The event that says a text
 /// arrived carries only the start of it (`RECEIVED_PREVIEW` characters),
 /// so the socket is filled with many texts, not a few long ones (as
-/// before previews): [`texts_to_fill_a_follower`] of them.
+/// before previews): [`TEXTS_TO_FILL_A_FOLLOWER`] of them, which fill it
+/// only because the node bounds a follower's send buffer
+/// (`FOLLOWER_SEND_BUFFER`): without that bound the follower is never let
+/// go, and the test fails waiting for it.
 #[test]
 fn a_follower_let_go_for_reading_slowly_follows_again() {
     use strand_node::runtime::api::{Answer, Reply, Request, Target};
@@ -572,7 +575,7 @@ fn a_follower_let_go_for_reading_slowly_follows_again() {
     // send` sends them, straight to Bob's node (quicker than a process
     // for each).
     signal("-STOP");
-    let texts = texts_to_fill_a_follower();
+    let texts = TEXTS_TO_FILL_A_FOLLOWER;
     let start = "\u{1}".repeat(strand_node::limits::RECEIVED_PREVIEW);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -619,28 +622,36 @@ fn a_follower_let_go_for_reading_slowly_follows_again() {
 }
 
 /// How many texts [`a_follower_let_go_for_reading_slowly_follows_again`]
-/// sends a stopped follower so that their events fill its socket. Each
-/// event's line holds the start of its text, `RECEIVED_PREVIEW` control
-/// characters, each written in six bytes (`\u0001`): over 1,200 bytes a
-/// line, whatever else it says. Linux holds what a Unix socket carries in
-/// its sender's buffer (`net.core.wmem_default`, the node's end, as the
-/// node sets no size); the receiver's (`rmem_default`) is counted as well
-/// in case a kernel holds more there, and 64 KiB more for what the
-/// follower may have read before it stopped. About 208 KiB each by
-/// default: 410 texts. (More than the node keeps for a follower,
-/// `EVENT_BUFFER`, would do as well: it writes each event as it comes
-/// until the socket is full, and drops only what comes after.)
-fn texts_to_fill_a_follower() -> usize {
-    let sysctl = |name: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(212_992)
-    };
-    let bytes = sysctl("wmem_default") + sysctl("rmem_default") + (64 << 10);
-    let line = 6 * strand_node::limits::RECEIVED_PREVIEW;
-    bytes.div_ceil(line)
-}
+/// sends a stopped follower so that their events fill its socket: 40.
+///
+/// On a Unix stream socket what is written and not yet read is bounded by
+/// the sender's buffer alone (the receiver's plays no part), and the node
+/// sets that for a follower to `FOLLOWER_SEND_BUFFER`, 16,384 bytes,
+/// which Linux doubles: 32,768. Each event's line holds the start of its
+/// text, `RECEIVED_PREVIEW` (200) control characters written in six
+/// bytes each (`\u0001`), so over 1,200 bytes a line whatever else it
+/// says. 27 such lines (32,400 bytes) fall short of 32,768 and 28
+/// (33,600) pass it; the kernel lets one write past the bound (it checks
+/// before a write, not after), so 29 surely fill it. The sum below gives
+/// the 28 (32,768 / 1,200 rounded down, and one) and twelve more, 40,
+/// for a margin of eleven. (The kernel counts more than a line's bytes,
+/// a 2 KiB block and its bookkeeping, some 2.3 KB, so fewer fill it.)
+///
+/// Not many more, so that the test checks the bound: without it the
+/// buffer is the system's default (`net.core.wmem_default`, 212,992
+/// bytes on Linux), which 40 lines do not fill even counted at a 4 KiB
+/// page and its bookkeeping each (some 4.4 KB: 176,000 bytes), so the
+/// node never waits on the follower and never lets it go. For the node
+/// lets a follower go only when one write to it has waited
+/// `FOLLOWER_READS_WITHIN` (a minute), that is when its socket is full;
+/// how many events it keeps for followers (`EVENT_BUFFER`) plays no
+/// part: a follower more than that many behind is told how many it
+/// missed (`missed`) and goes on following, so more texts than that into
+/// a socket that still has room would not do.
+const TEXTS_TO_FILL_A_FOLLOWER: usize = 2 * strand_node::control::FOLLOWER_SEND_BUFFER
+    / (6 * strand_node::limits::RECEIVED_PREVIEW)
+    + 1
+    + 12;
 
 /// A contact named under older rules (a variation selector that selects
 /// nothing) is printed with it marked, as texts and group names are, in
