@@ -652,6 +652,21 @@ mod tests {
             *cut = true;
         }
         assert_eq!(notices(&[start], &prefs, 0)[0].body, whole[0].body);
+        // So does the start of one that ends in an emoji sequence across
+        // the limit: the node leaves the sequence out rather than send
+        // 👨 and a joiner shown as `<U+200D>`.
+        let family = format!(
+            "{}\u{1F468}\u{200D}\u{1F469}",
+            "x".repeat(MAX_BODY - 2)
+        );
+        let whole = notices(&[received("Bob", None, &family)], &prefs, 0);
+        let (text, cut) = strand_node::display::first_chars(&family, MAX_BODY);
+        let mut start = received("Bob", None, text);
+        if let NodeEvent::Received { cut: was_cut, .. } = &mut start {
+            *was_cut = cut;
+        }
+        assert_eq!(notices(&[start], &prefs, 0)[0].body, whole[0].body);
+        assert!(!whole[0].body.contains("<U+200D>"), "{}", whole[0].body);
 
         let many: Vec<_> = (0..5)
             .map(|i| received("Bob", None, &i.to_string()))

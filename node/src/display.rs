@@ -96,15 +96,41 @@ pub fn json_escaped(json: &str) -> String {
     out
 }
 
-/// `text`'s first `chars` characters, cut between two characters (never
-/// inside one), and whether it had more: what a preview shows of a text
-/// ([`crate::NodeEvent::Received`], a notification), which says it was
-/// cut (with `…`) when it was.
+/// The start of `text`, at most `chars` characters, and whether it had
+/// more: what a preview shows of a text ([`crate::NodeEvent::Received`],
+/// a notification), which says it was cut (with `…`) when it was.
+///
+/// The cut is between two characters as they show (extended grapheme
+/// clusters, as `profile::base::cut` cuts by bytes), where every
+/// character of the start shows as it does in the whole text. Whether a
+/// zero-width joiner, a variation selector or a flag's tag is hidden
+/// ([`marked`]) depends on its neighbours, so a cut between characters
+/// could leave 👨‍👩's joiner dangling and shown as `<U+200D>` in the
+/// preview while the whole text shows the family. The start may then be
+/// shorter than `chars`. Only if no such cut is left (the first cluster is
+/// longer than `chars`: a letter under hundreds of marks) is the cut
+/// between characters, so the preview is never longer than `chars`.
 pub fn first_chars(text: &str, chars: usize) -> (&str, bool) {
-    match text.char_indices().nth(chars) {
-        Some((end, _)) => (&text[..end], true),
-        None => (text, false),
-    }
+    use unicode_segmentation::UnicodeSegmentation;
+    let Some((limit, _)) = text.char_indices().nth(chars) else {
+        return (text, false);
+    };
+    let ends: Vec<usize> = text
+        .grapheme_indices(true)
+        .map(|(at, cluster)| at + cluster.len())
+        .take_while(|&end| end <= limit)
+        .collect();
+    let shows_alike = |end: usize| {
+        marked(&text[..end])
+            .zip(marked(text))
+            .all(|(start, whole)| start == whole)
+    };
+    let end = ends
+        .into_iter()
+        .rev()
+        .find(|&end| shows_alike(end))
+        .unwrap_or(limit);
+    (&text[..end], true)
 }
 
 fn push_visible(out: &mut String, c: char, hidden: bool) {
@@ -164,6 +190,51 @@ mod tests {
         assert_eq!(first_chars("éé🙂x", 3), ("éé🙂", true));
         assert_eq!(first_chars("", 0), ("", false));
         assert_eq!(first_chars("a", 0), ("", true));
+    }
+
+    /// A preview is cut between characters as they show, where what it
+    /// keeps shows as in the whole text. Before, it was cut at the 200th
+    /// character whatever stood there: 198 letters then 👨‍👩 became 198
+    /// letters, 👨 and a dangling joiner, shown as `<U+200D>`.
+    #[test]
+    fn a_preview_shows_as_the_start_of_the_whole_text() {
+        let text = format!("{}\u{1F468}\u{200D}\u{1F469}", "x".repeat(198));
+        let (preview, cut) = first_chars(&text, 200);
+        assert!(cut);
+        assert!(!preview.ends_with('\u{200D}'), "{preview:?}");
+        assert_eq!(preview, "x".repeat(198));
+        assert!(one_line(&text).starts_with(&one_line(preview)));
+
+        // Emoji sequences, a subdivision flag, a keycap, a selected
+        // heart, a country flag, joiners between an emoji and a regional
+        // indicator (a cluster ends at each joiner, yet the joiner shows
+        // as part of the emoji around it), and a joiner and a selector
+        // that show as `<U+XXXX>` anyway.
+        let texts = [
+            "x\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}y",
+            "x\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}y",
+            "x1\u{FE0F}\u{20E3}y\u{2764}\u{FE0F}z",
+            "x\u{1F1FA}\u{1F1F8}y",
+            "x\u{1F468}\u{200D}\u{1F1E6}y\u{1F1E6}\u{200D}\u{1F468}z",
+            "xa\u{200D}b\u{FE00}c",
+        ];
+        for text in texts {
+            for chars in 0..=text.chars().count() + 1 {
+                let (preview, cut) = first_chars(text, chars);
+                assert!(preview.chars().count() <= chars, "{text:?} {chars}");
+                assert_eq!(cut, preview.len() < text.len(), "{text:?} {chars}");
+                assert!(
+                    one_line(text).starts_with(&one_line(preview)),
+                    "{text:?} at {chars}: {preview:?}"
+                );
+            }
+        }
+
+        // One cluster longer than the limit is cut between characters.
+        let marks = format!("a{}", "\u{301}".repeat(300));
+        let (preview, cut) = first_chars(&marks, 200);
+        assert!(cut);
+        assert_eq!(preview.chars().count(), 200);
     }
 
     #[test]
