@@ -480,16 +480,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// An error's texts, outermost first, as one line joined by ": ". A text
-/// that is empty, or that the line so far already ends with, is left
-/// out: layers that pass an error on often show its text again (or
-/// none), and libp2p's listen errors said "Address already in use" two
-/// or three times. It takes texts rather than an error so that a caller
-/// can word each cause its own way first (the node's CLI does) and still
-/// follow the one rule.
+/// that is empty, or that the line so far already ends with as a whole
+/// cause (the line is that text, or ends with ": " and it), is left out:
+/// layers that pass an error on often show its text again (or none),
+/// and libp2p's listen errors said "Address already in use" two or three
+/// times. A text that merely ends the line is kept: a cause "0" after
+/// "cannot listen on /ip4/1.2.3.4/tcp/0" says something the line does not.
+/// It takes texts rather than an error so that a caller can word each
+/// cause its own way first (the node's CLI does) and still follow the one
+/// rule.
 pub fn error_line(texts: impl IntoIterator<Item = String>) -> String {
     let mut out = String::new();
     for text in texts {
-        if text.is_empty() || out.ends_with(&text) {
+        let said = out == text
+            || out
+                .strip_suffix(text.as_str())
+                .is_some_and(|before| before.ends_with(": "));
+        if text.is_empty() || said {
             continue;
         }
         if !out.is_empty() {
@@ -509,6 +516,52 @@ pub struct Reason(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error with no text of its own, as libp2p's
+    /// `TransportError::Other`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("")]
+    struct Silent(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    /// An error whose text is its inner error's, as libp2p's layers pass
+    /// one on, with that error as its source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Passed(#[source] std::io::Error);
+
+    /// An error's texts become one line joined by ": ", leaving out an
+    /// empty text and one the line already says as a whole cause, and
+    /// nothing else. Before, a cause that merely ended the line ("0"
+    /// after ".../tcp/0") was left out too.
+    #[test]
+    fn an_error_line_leaves_out_only_what_it_already_says() {
+        let line = |texts: &[&str]| error_line(texts.iter().map(|t| t.to_string()));
+        assert_eq!(line(&["", "x"]), "x");
+        assert_eq!(line(&["a: b", "b"]), "a: b");
+        assert_eq!(line(&["a", "", "b", "b"]), "a: b");
+        assert_eq!(line(&["a", "b: c", "c", "b: c"]), "a: b: c");
+        assert_eq!(line(&["on /tcp/0", "0"]), "on /tcp/0: 0");
+        assert_eq!(line(&["ab", "b"]), "ab: b");
+        assert_eq!(line(&[]), "");
+
+        assert_eq!(error_chain(&Silent(Box::new(Reason("x".into())))), "x");
+        let at: Multiaddr = "/ip4/1.2.3.4/tcp/0".parse().unwrap();
+        let zero = TransportError::Listen {
+            addr: at.clone(),
+            source: Box::new(Reason("0".into())),
+        };
+        assert_eq!(error_chain(&zero), "cannot listen on /ip4/1.2.3.4/tcp/0: 0");
+        // A port held, as libp2p passes it on: said once.
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let held = TransportError::Listen {
+            addr: at,
+            source: Box::new(Silent(Box::new(std::io::Error::other(Passed(in_use()))))),
+        };
+        assert_eq!(
+            error_chain(&held),
+            format!("cannot listen on /ip4/1.2.3.4/tcp/0: {}", in_use())
+        );
+    }
 
     #[test]
     fn addresses_are_scoped_by_who_could_dial_them() {
