@@ -655,10 +655,7 @@ mod tests {
         // So does the start of one that ends in an emoji sequence across
         // the limit: the node leaves the sequence out rather than send
         // 👨 and a joiner shown as `<U+200D>`.
-        let family = format!(
-            "{}\u{1F468}\u{200D}\u{1F469}",
-            "x".repeat(MAX_BODY - 2)
-        );
+        let family = format!("{}\u{1F468}\u{200D}\u{1F469}", "x".repeat(MAX_BODY - 2));
         let whole = notices(&[received("Bob", None, &family)], &prefs, 0);
         let (text, cut) = strand_node::display::first_chars(&family, MAX_BODY);
         let mut start = received("Bob", None, text);

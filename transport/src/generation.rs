@@ -68,7 +68,8 @@ impl Listens {
     /// `addr`, to answer `reply` with.
     pub(crate) fn insert(&mut self, id: ListenerId, addr: Multiaddr, reply: ListenReply) {
         self.replies.insert(id, (reply, addr));
-        self.deadlines.push_back((Instant::now() + FIRST_ADDRESS_WAIT, id));
+        self.deadlines
+            .push_back((Instant::now() + FIRST_ADDRESS_WAIT, id));
     }
 
     /// The listener `id` got `address`: its listen, if still unanswered,

@@ -683,9 +683,7 @@ pub(super) async fn status(ctx: &Ctx) -> Result<()> {
     let active = systemctl(&["is-active", UNIT]);
     // Right after `install --start` the node may still be starting (the
     // unit is Type=simple): it is waited for while it holds the profile.
-    let running = Device::running_or_starting(&profile)
-        .await
-        .unwrap_or(false);
+    let running = Device::running_or_starting(&profile).await.unwrap_or(false);
     let exec = unit.as_ref().and_then(|u| u.exec_start.clone());
     if ctx.json {
         return super::print::json(&serde_json::json!({

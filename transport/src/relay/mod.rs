@@ -1468,8 +1468,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_the_current_generation_listens_at_a_fixed_punch_port() {
         let own: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
-        let (relays, at, turn, mut events, punch) =
-            started_at_a_fixed_port(false, vec![own]).await;
+        let (relays, at, turn, mut events, punch) = started_at_a_fixed_port(false, vec![own]).await;
         let first = relays.shared.current();
         let listens = direct_listens(&first).await;
         assert!(
@@ -1580,7 +1579,11 @@ mod tests {
 
         at.store(turn + 2 * 60_000, SeqCst);
         relays.follow_clock().await.unwrap();
-        assert!(relays.shared.current().commands.same_channel(&next.commands));
+        assert!(relays
+            .shared
+            .current()
+            .commands
+            .same_channel(&next.commands));
         assert_eq!(
             direct_listens(&first).await,
             vec![punch],

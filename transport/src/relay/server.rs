@@ -615,7 +615,11 @@ mod tests {
                 .await
                 .expect("the start ends, with no address to wait for")
                 .expect("the start listens");
-            assert_eq!(server.addresses().await, Vec::<Multiaddr>::new(), "no address yet");
+            assert_eq!(
+                server.addresses().await,
+                Vec::<Multiaddr>::new(),
+                "no address yet"
+            );
 
             // An address comes (loopback up: 127.0.0.1): the listener
             // takes it, and the relay is reached there.
