@@ -179,19 +179,31 @@ pub(super) async fn run_node_inner(
     quiet: bool,
 ) -> Result<()> {
     let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
-    // Listened for before the node starts, so that a signal at any moment
-    // after (once the addresses show, or while it starts) stops it
-    // cleanly, its control socket removed; with no handler yet, SIGTERM
-    // ended the process there. Not before the profile is opened: Ctrl-C
-    // ends a passphrase prompt.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     let config = NodeConfig {
         report_arrivals: !quiet,
         ..transports.node_config()
     };
     let node = Node::start(profile, config).await?;
+    // Listened for once the node runs and before its control socket
+    // exists, and at every moment after (while it waits for addresses,
+    // once they show): a signal stops the node cleanly, its socket
+    // removed. While the node starts, a signal ends the process as it
+    // always did: there is no socket yet, and the profile's lock goes
+    // with the process.
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = (|| {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })();
+    let (mut term, mut interrupt) = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(anyhow!(e).context("listening for SIGTERM and Ctrl-C"));
+        }
+    };
     // Listening from the start: a file can arrive before the addresses
     // are printed. Not when quiet: a receiver never read keeps the last
     // events (message texts among them) in memory.
@@ -205,17 +217,32 @@ pub(super) async fn run_node_inner(
             return Err(anyhow!(e).context("binding the control socket"));
         }
     };
-    for a in node.wait_listening(Duration::from_secs(10)).await {
-        tracing::info!("listening on {a}");
-    }
-    super::print::listening(&node.status().await);
-    if let Some(reason) = node.bluetooth_off() {
-        println!("Bluetooth off: {reason}; running without it (--no-ble turns it off quietly)");
-    }
-    for t in node.status().await.transports {
-        if let Some(b) = t.bluetooth {
-            println!("Bluetooth LE on {}", b.adapter);
+    let shown = async {
+        for a in node.wait_listening(Duration::from_secs(10)).await {
+            tracing::info!("listening on {a}");
         }
+        super::print::listening(&node.status().await);
+        if let Some(reason) = node.bluetooth_off() {
+            println!("Bluetooth off: {reason}; running without it (--no-ble turns it off quietly)");
+        }
+        for t in node.status().await.transports {
+            if let Some(b) = t.bluetooth {
+                println!("Bluetooth LE on {}", b.adapter);
+            }
+        }
+    };
+    // A signal while the node waits for its addresses (up to 10 s) stops
+    // it then, not once they show.
+    let stopped_early = tokio::select! {
+        () = shown => false,
+        _ = interrupt.recv() => true,
+        _ = term.recv() => true,
+    };
+    if stopped_early {
+        control.abort();
+        let _ = std::fs::remove_file(control::socket_path(&ctx.dir));
+        node.shutdown().await;
+        return Ok(());
     }
     let arrivals = async {
         match arriving {

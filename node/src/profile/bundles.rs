@@ -1044,8 +1044,13 @@ mod tests {
         // than his Leave's, which it replaces); Ann takes it from him, an
         // admin in her newest epoch.
         let eve = strand_sync::Identity::generate("eve", rng).unwrap();
+        // Ids are hashes: the Leave's lies at a uniform place, and 64
+        // tries found none below it about one run in 65 (when the Leave's
+        // id is among the smallest). 65,536 tries fail one run in 65,537
+        // and, as the first below it comes early (a dozen tries on
+        // average), cost no more.
         let mut change = None;
-        for _ in 0..64 {
+        for _ in 0..1 << 16 {
             let add = strand_sync::Change::Add {
                 public: eve.public(),
                 name: "eve".into(),
@@ -1056,7 +1061,7 @@ mod tests {
                 break;
             }
         }
-        let change = change.expect("one of 64 ids below the Leave's");
+        let change = change.expect("one of 65,536 ids below the Leave's");
         let mut store = dan.store().unwrap();
         strand_sync::WriteStore::insert(&mut store, &at, &change).unwrap();
         store.commit().unwrap();

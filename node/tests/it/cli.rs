@@ -4930,7 +4930,7 @@ fn the_bluetooth_scan_setting_is_kept_and_followed() {
 /// its addresses, so a SIGTERM once its control socket was there (it is
 /// bound before they are printed) ended the process at once: the node
 /// was not shut down and `control.sock` was left behind. It listens
-/// before the node starts, so the node stops cleanly and removes its
+/// before the socket is bound, so the node stops cleanly and removes its
 /// socket.
 ///
 /// With no transports, the node waits its whole wait for a listening
