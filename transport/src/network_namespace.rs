@@ -9,20 +9,33 @@
 /// runs its body there, not another process.
 const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADDRESS";
 
-/// Whether this process is the one to run the body of the test `name` of
-/// the module `module` (its `module_path!()`): true in a network with no
-/// address. Otherwise it runs that test again, in a process of its own in
+/// A runtime for the body of the test `name` of the module `module` (its
+/// `module_path!()`), where this process is the one to run it: in a
+/// network with no address, which it checks (no IPv4 address). Otherwise it runs that test again, in a process of its own in
 /// a network namespace of its own, made with `unshare --map-root-user
 /// --net` (no privilege needed where user namespaces are allowed): its
 /// one interface, loopback, is down and has no address, and the process
-/// may bring it up ([`ip`]). Then it is false: this process has nothing
+/// may bring it up ([`ip`]). Then it is `None`: this process has nothing
 /// more to do. Panics with the other process's output if the test fails
 /// there; says SKIPPED on stderr where no namespace can be made (no
 /// `unshare`, or user namespaces not allowed), or where there is no `ip`
 /// to bring its loopback up with.
-pub(crate) fn in_a_network_with_no_address(module: &str, name: &str) -> bool {
+pub(crate) fn in_a_network_with_no_address(
+    module: &str,
+    name: &str,
+) -> Option<tokio::runtime::Runtime> {
     if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_some() {
-        return true;
+        assert_eq!(
+            ip(&["-4", "-o", "addr"]),
+            "",
+            "the namespace has no IPv4 address"
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        return Some(runtime);
     }
     // The test's body brings loopback up with `ip`: without it, it would
     // fail there, not be skipped.
@@ -37,7 +50,7 @@ pub(crate) fn in_a_network_with_no_address(module: &str, name: &str) -> bool {
             "SKIPPED: cannot make a network namespace here (needs util-linux's unshare and \
              user namespaces, or root, and iproute2's ip)"
         );
-        return false;
+        return None;
     }
     // The harness names a test by its path less the crate's name.
     let (_crate, module) = module.split_once("::").expect("a module path");
@@ -57,7 +70,7 @@ pub(crate) fn in_a_network_with_no_address(module: &str, name: &str) -> bool {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    false
+    None
 }
 
 /// What iproute2's `ip` says, run with `args` in this process's network.

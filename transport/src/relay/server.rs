@@ -585,24 +585,14 @@ mod tests {
     /// before, the start never ended (the timeout below fails it).
     #[test]
     fn a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever() {
-        if !in_a_network_with_no_address(
+        let Some(runtime) = in_a_network_with_no_address(
             module_path!(),
             "a_listen_on_an_unspecified_address_with_none_of_its_family_does_not_wait_forever",
-        ) {
+        ) else {
             return;
-        }
-        assert_eq!(
-            ip(&["-4", "-o", "addr"]),
-            "",
-            "the namespace has no IPv4 address"
-        );
+        };
         // How long anything here may take: a listen waits a second.
         let within = Duration::from_secs(20);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
         runtime.block_on(async {
             let config = RelayServerConfig {
                 listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()],
