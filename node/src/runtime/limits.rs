@@ -234,6 +234,18 @@ pub const EVENT_BUFFER: usize = 1024;
 /// app's conversation) reads the message whole from the conversation.
 pub const RECEIVED_PREVIEW: usize = 200;
 
+/// Names a [`crate::NodeEvent::ContactsAdded`] carries; it counts the
+/// rest. A mailbox device adds its owner's contacts in one step, up to
+/// [`strand_sync::MAX_MAILBOX_CONTACTS`] (4096) at once: naming them all
+/// made one event of hundreds of kilobytes, several times what a
+/// follower's socket holds ([`super::control::FOLLOWER_SEND_BUFFER`]), in
+/// one line the follower had to read whole, and held in the ring of
+/// [`EVENT_BUFFER`] events until every subscriber read it. A name is at
+/// most 64 bytes, twice that as JSON escapes quotes and backslashes, so
+/// with 20 an event stays under 3 KB. 20 is more than a notification or a
+/// line of text names; whoever shows them all reads the contact list.
+pub const CONTACTS_ADDED_NAMES: usize = 20;
+
 /// Commands (new messages to push, close) queued for one session.
 pub const SESSION_COMMANDS: usize = 1024;
 

@@ -262,10 +262,20 @@ pub enum NodeEvent {
     /// Contacts were added (here, through the CLI, the app or another
     /// window; a contact's mailbox, from their record or a bundle; on a
     /// mailbox device, its owner's contacts, up to thousands at once): one
-    /// event for the lot.
+    /// event for the lot, naming the first few and counting the rest, so
+    /// that it stays small however many there were
+    /// ([`limits::CONTACTS_ADDED_NAMES`]).
     ContactsAdded {
-        /// Their names.
+        /// The names of the first [`limits::CONTACTS_ADDED_NAMES`] (each
+        /// at most [`strand_sync::limits::MAX_NAME_LEN`] bytes, as every
+        /// contact's name is checked when it is given). The contact list
+        /// has them all ([`api::Request::Contacts`]).
         names: Vec<String>,
+        /// How many more were added than `names` names: 0 unless there
+        /// were more than [`limits::CONTACTS_ADDED_NAMES`]. 0 in an event
+        /// from a node before it, which named them all.
+        #[serde(default)]
+        more: usize,
     },
     /// The user deleted a contact and the conversation with them (here,
     /// through the CLI, the app or another window).
@@ -396,6 +406,22 @@ impl NodeEvent {
             id: crate::hex(&key.id.0),
             text: preview.to_owned(),
             cut,
+        }
+    }
+
+    /// The [`NodeEvent::ContactsAdded`] for these contacts: the names of
+    /// the first [`limits::CONTACTS_ADDED_NAMES`] and how many more, so
+    /// that one event stays a few kilobytes when a mailbox takes its
+    /// owner's whole list at once.
+    pub(crate) fn contacts_added(records: &[ContactRecord]) -> NodeEvent {
+        let names: Vec<String> = records
+            .iter()
+            .take(limits::CONTACTS_ADDED_NAMES)
+            .map(|r| r.name.clone())
+            .collect();
+        NodeEvent::ContactsAdded {
+            more: records.len() - names.len(),
+            names,
         }
     }
 }

@@ -64,9 +64,7 @@ impl Node {
             .collect();
         let records = &records[..];
         if !records.is_empty() {
-            let _ = self.shared.events.send(NodeEvent::ContactsAdded {
-                names: records.iter().map(|r| r.name.clone()).collect(),
-            });
+            let _ = self.shared.events.send(NodeEvent::contacts_added(records));
         }
         for r in records {
             self.clone().reach_record(r.public).await;

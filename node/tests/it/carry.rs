@@ -688,6 +688,90 @@ fn mailbox_records_on_a_drive_imported_offline_are_taken() {
     assert!(ann.write("owen", "still fine", now, &mut rng).is_ok());
 }
 
+/// A mailbox takes a list of a thousand of its owner's contacts (here
+/// from a drive; a link's are followed up the same way) and says so in
+/// one event, which names the first few and counts the rest. Before, it
+/// named all of them: a line of over 30 KB to every follower of the
+/// control socket (up to 4096 names, hundreds of kilobytes, for the
+/// longest list), more than a follower's socket holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_contacts_added_at_once_make_one_small_event() {
+    use strand_node::runtime::limits::CONTACTS_ADDED_NAMES;
+    const LISTED: usize = 1000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (owen, max) = (profile(tmp.path(), "owen"), profile(tmp.path(), "max"));
+    let mut rng = strand_node::os_rng();
+    let now = strand_node::now();
+    let settings = strand_node::CarrySettings::default();
+    max.become_mailbox(&owen.invite().unwrap(), &settings, now, &mut rng)
+        .unwrap();
+    let (mailbox, _) = owen
+        .pair_mailbox(&max.mailbox_code().unwrap().unwrap(), now, &mut rng)
+        .unwrap();
+    // Owen's list, later than the one pairing wrote, as his node writes
+    // one when he has a thousand contacts.
+    let listed: Vec<PublicIdentity> = (0..LISTED)
+        .map(|i| {
+            Identity::generate(&format!("c{i}"), &mut rng)
+                .unwrap()
+                .public()
+        })
+        .collect();
+    let to_max = owen.sync_contact(&mailbox).unwrap().direct_group().clone();
+    let body = strand_sync::encode_mailbox_contacts(&listed);
+    let list = Message::create(
+        &owen.identity(),
+        &to_max,
+        now + 1,
+        Kind::MAILBOX_CONTACTS,
+        &body,
+        &mut rng,
+    )
+    .unwrap();
+    let mut store = owen.store().unwrap();
+    store.insert(&to_max.id, &list).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let drive = tmp.path().join("for-max");
+    owen.export_bundle(&mailbox.name, &drive, now, &mut rng)
+        .unwrap();
+
+    let max = start(max, &Hub::new()).await;
+    let mut events = max.subscribe();
+    max.import_bundle(&drive).await.unwrap();
+    assert_eq!(max.profile().contacts().len(), 1 + LISTED, "Owen and his list");
+    let mut added = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, NodeEvent::ContactsAdded { .. }) {
+            added.push(event);
+        }
+    }
+    let [event] = &added[..] else {
+        panic!("one event for the list: {added:?}");
+    };
+    // As a follower of the control socket gets it: one line of a few
+    // hundred bytes here (under 3 KB with the longest names).
+    let line = serde_json::to_string(event).unwrap();
+    assert!(line.len() < 4096, "{} bytes: {line}", line.len());
+    assert_eq!(serde_json::from_str::<NodeEvent>(&line).unwrap(), *event);
+    let NodeEvent::ContactsAdded { names, more } = event else {
+        unreachable!("only these were kept");
+    };
+    assert_eq!(names.len(), CONTACTS_ADDED_NAMES);
+    assert_eq!(names.len() + more, LISTED);
+    // The names it gives are of contacts Max has now.
+    let contacts: Vec<String> = max
+        .profile()
+        .contacts()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    for name in names {
+        assert!(contacts.contains(name), "{name} is no contact");
+    }
+    max.shutdown().await;
+}
+
 /// One mailbox per contact holds when the user renames: Eve names a
 /// mailbox, and Ann renames Eve, then Eve's mailbox. A second mailbox
 /// Eve names after each rename is not added (it was checked by the name
