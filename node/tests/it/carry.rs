@@ -739,7 +739,11 @@ async fn a_thousand_contacts_added_at_once_make_one_small_event() {
     let max = start(max, &Hub::new()).await;
     let mut events = max.subscribe();
     max.import_bundle(&drive).await.unwrap();
-    assert_eq!(max.profile().contacts().len(), 1 + LISTED, "Owen and his list");
+    assert_eq!(
+        max.profile().contacts().len(),
+        1 + LISTED,
+        "Owen and his list"
+    );
     let mut added = Vec::new();
     while let Ok(event) = events.try_recv() {
         if matches!(event, NodeEvent::ContactsAdded { .. }) {
