@@ -23,6 +23,7 @@ use std::time::Duration;
 use strand_node::runtime::api::{Failure, Reply, Request};
 use strand_node::runtime::control;
 use strand_node::runtime::device::Device;
+use strand_node::runtime::starting::Starting;
 use strand_node::{KdfParams, Node, NodeConfig, NodeError, NodeEvent, Profile};
 
 use crate::AppWindow;
@@ -366,6 +367,10 @@ impl Core {
         // The window shows a file's parts as they arrive.
         let mut config = self.options.node.clone();
         config.report_arrivals = true;
+        // A `strand` command (or another window) run until the control
+        // socket is bound waits for this node rather than find the
+        // profile in use; a start that fails drops the marker.
+        let starting = Starting::mark(&profile);
         let node = runtime.block_on(Node::start(profile, config))?;
         let dir = self.options.profile.clone();
         let served = node.clone();
@@ -375,7 +380,7 @@ impl Core {
         // command run then reaches it.
         let bound = {
             let _entered = runtime.enter();
-            control::bind(&node, &dir)
+            control::bind(&node, &dir, starting)
         };
         runtime.spawn(async move {
             let served = match bound {
@@ -401,9 +406,10 @@ impl Core {
     /// user service, or another window's), if one answers on its control
     /// socket: every action goes to it, its events come back over the
     /// socket. No passphrase: the socket serves this user's processes. A
-    /// node still starting (the profile held, its socket not bound yet)
-    /// is waited for a few seconds, as a `strand` command waits for it
-    /// ([`Device::running_or_starting`]).
+    /// node still starting (it says so in the profile folder until its
+    /// socket is bound) is waited for a few seconds, as a `strand`
+    /// command waits for it ([`Device::running_or_starting`]); a profile
+    /// held by anything else is not waited for.
     pub fn attach(&mut self) -> bool {
         self.stop();
         let dir = self.options.profile.clone();

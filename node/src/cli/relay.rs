@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context};
 
 use super::args::TransportArgs;
 use super::{Ctx, RelayServerArgs};
+use crate::runtime::starting::Starting;
 use crate::{control, os_rng, Node, NodeConfig};
 
 type Result<T> = anyhow::Result<T>;
@@ -183,13 +184,18 @@ pub(super) async fn run_node_inner(
         report_arrivals: !quiet,
         ..transports.node_config()
     };
+    // Commands run from now until the control socket is bound wait for
+    // this node rather than find the profile in use; every return before
+    // the socket is bound drops the marker.
+    let starting = Starting::mark(&profile);
     let node = Node::start(profile, config).await?;
     // Listened for once the node runs and before its control socket
     // exists, and at every moment after (while it waits for addresses,
     // once they show): a signal stops the node cleanly, its socket
     // removed. While the node starts, a signal ends the process as it
-    // always did: there is no socket yet, and the profile's lock goes
-    // with the process.
+    // always did: there is no socket yet, the profile's lock goes with
+    // the process, and the marker left names a process that is gone,
+    // which commands ignore (`runtime::starting`).
     use tokio::signal::unix::{signal, SignalKind};
     let signals = (|| {
         Ok::<_, std::io::Error>((
@@ -210,7 +216,7 @@ pub(super) async fn run_node_inner(
     let arriving = (!quiet).then(|| crate::runtime::device::Events::Local(node.subscribe()));
     // Bound before anything is printed: a command run as soon as the
     // addresses show reaches the node.
-    let control = match control::bind(&node, &ctx.dir) {
+    let control = match control::bind(&node, &ctx.dir, starting) {
         Ok(bound) => tokio::spawn(control::serve(node.clone(), bound)),
         Err(e) => {
             node.shutdown().await;

@@ -682,7 +682,8 @@ pub(super) async fn status(ctx: &Ctx) -> Result<()> {
         .unwrap_or_else(|| ctx.dir.clone());
     let active = systemctl(&["is-active", UNIT]);
     // Right after `install --start` the node may still be starting (the
-    // unit is Type=simple): it is waited for while it holds the profile.
+    // unit is Type=simple): it is waited for while it says it is starting
+    // (`runtime::starting`).
     let running = Device::running_or_starting(&profile).await.unwrap_or(false);
     let exec = unit.as_ref().and_then(|u| u.exec_start.clone());
     if ctx.json {

@@ -29,6 +29,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Answer, Failure, Reply, Request};
 use super::limits::{MAX_CONTROL_CONNECTIONS, RESERVED_CONTROL_CONNECTIONS};
+use super::starting::Starting;
 use crate::{hex, Node};
 
 /// File name of the control socket in a profile directory.
@@ -112,11 +113,17 @@ pub struct Bound {
 
 /// Binds the control socket for `node` in the profile directory
 /// `profile`, replacing a socket file left there (we hold the profile's
-/// lock, so such a file is stale). Needs a tokio runtime.
-pub fn bind(node: &Node, profile: &Path) -> std::io::Result<Bound> {
+/// lock, so such a file is stale), then removes the marker `starting`
+/// that said the node was starting (see [`super::starting`]): from then
+/// on a command reaches the node, or, if binding failed, finds the
+/// profile in use rather than wait for a socket that will not come.
+/// Needs a tokio runtime.
+pub fn bind(node: &Node, profile: &Path, starting: Starting) -> std::io::Result<Bound> {
     let path = socket_path(profile);
     let _ = std::fs::remove_file(&path);
-    let (listener, owner) = bind_private(&path, &mut node.shared.rng())?;
+    let bound = bind_private(&path, &mut node.shared.rng());
+    drop(starting);
+    let (listener, owner) = bound?;
     Ok(Bound { listener, owner })
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
 use super::api::{Answer, Failure, Reply, Request};
-use super::control;
+use super::{control, starting};
 use crate::{Node, NodeConfig, NodeError, NodeEvent, Profile, ProfileError};
 
 /// A profile's device: its running node, or one started for the caller.
@@ -54,32 +54,49 @@ pub enum OpenError {
 /// its profile.
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
-/// How long a client waits for a node that holds its profile but does not
-/// answer on the control socket yet: one that is starting binds its
-/// socket only after its transports started. A profile held longer with
-/// no node answering is held by something else (a command's offline
-/// node, a node stopped or stuck), and is said to be in use.
+/// How long, at most, a client waits for a node that says it is starting
+/// on its profile ([`starting`]) and does not answer on the control
+/// socket yet: one binds its socket only after its transports started.
+/// One still starting after this (its start hangs) is said to be in use.
 pub const START_WAIT: Duration = Duration::from_secs(10);
 
 /// How often a client asks again for a node that is starting.
 const START_ASK_EVERY: Duration = Duration::from_millis(100);
 
 /// Asks `ask` whether it reached the profile's node; while it did not and
-/// the profile is held (a node may be starting), asks again every
-/// [`START_ASK_EVERY`] for up to [`START_WAIT`]. Returns whether it
-/// reached the node; an error `ask` gives ends it.
+/// a node says it is starting on the profile
+/// ([`starting::node_starting`]), asks again every [`START_ASK_EVERY`]
+/// for up to [`START_WAIT`]. Returns whether it reached the node; an
+/// error `ask` gives ends it. A profile held with no node starting (by a
+/// command's offline node, a process that hangs) is not waited for.
+///
+/// The marker is looked at before each ask: it goes only once the socket
+/// is bound, so a marker gone by then means a node the ask reaches, or
+/// none starting. The profile's lock is tested once, and only for a
+/// marker that names a running process (which could be another process
+/// given the id of one killed while it started): the test takes the lock
+/// for a moment, and a `Profile::open` in that moment (a restart of
+/// `strand run`) would be told the profile is in use.
 async fn while_starting<E, F, Fut>(dir: &Path, mut ask: F) -> Result<bool, E>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool, E>>,
 {
     let start = Instant::now();
+    let mut held = false;
     loop {
+        let node_starting = starting::node_starting(dir);
         if ask().await? {
             return Ok(true);
         }
-        if start.elapsed() >= START_WAIT || !Profile::in_use(dir) {
+        if !node_starting || start.elapsed() >= START_WAIT {
             return Ok(false);
+        }
+        if !held {
+            if !Profile::in_use(dir) {
+                return Ok(false);
+            }
+            held = true;
         }
         tokio::time::sleep(START_ASK_EVERY).await;
     }
@@ -137,12 +154,15 @@ impl Device {
     }
 
     /// Whether a node answers on `dir`'s control socket, waiting for one
-    /// that is starting: while none answers and the profile is held, it
-    /// is asked again for up to [`START_WAIT`]. A node starting (`strand
-    /// run`, the user service, the app) holds the profile from the moment
-    /// it opens it, and binds its socket only once its transports started,
-    /// which can take seconds (Bluetooth over D-Bus); asked once in
-    /// between, a command found the profile in use by another process.
+    /// that is starting: while none answers and a node says it is
+    /// starting on the profile ([`starting`]), it is asked again for up to
+    /// [`START_WAIT`]. A node starting (`strand run`, the user service,
+    /// the app) holds the profile from the moment it opens it, and binds
+    /// its socket only once its transports started, which can take
+    /// seconds (Bluetooth over D-Bus); asked once in between, a command
+    /// found the profile in use by another process. A profile held by
+    /// anything else (a command's offline node) is not waited for: the
+    /// answer is `false` at once, and the caller finds the profile in use.
     pub async fn running_or_starting(dir: &Path) -> std::io::Result<bool> {
         while_starting(dir, || Self::running(dir)).await
     }
@@ -150,9 +170,9 @@ impl Device {
     /// Stops the node running on the profile in `dir`, if one does, and
     /// waits until it let go of the profile (its lock and its key), so
     /// that this process can open it: `strand wipe` and the app's wipe.
-    /// A node that is still starting may not answer yet, so while the
-    /// profile is held it asks again for up to [`START_WAIT`]. Returns
-    /// whether a node was stopped.
+    /// A node that is still starting may not answer yet, so while it
+    /// says it is starting ([`starting`]) it is asked again for up to
+    /// [`START_WAIT`]. Returns whether a node was stopped.
     pub async fn stop_running(dir: &Path) -> Result<bool, OpenError> {
         let start = Instant::now();
         // A node that does not answer (stopped, stuck), is another
@@ -281,5 +301,63 @@ impl Events {
                 Err(_) => None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::runtime::starting::{Starting, MARKER};
+
+    /// Asks as [`while_starting`] would, never reaching a node, and
+    /// counts the asks; `reached_on`: the ask that reaches one.
+    async fn asks(dir: &Path, reached_on: Option<u32>) -> (bool, u32) {
+        let asked = Cell::new(0);
+        let reached = while_starting(dir, || {
+            asked.set(asked.get() + 1);
+            std::future::ready(Ok::<bool, ()>(Some(asked.get()) == reached_on))
+        })
+        .await
+        .unwrap();
+        (reached, asked.get())
+    }
+
+    /// Regression: a profile held by something that never binds a
+    /// socket (another command's offline node, a process that hangs) was
+    /// asked again every 100 ms for 10 s before it was said to be in use,
+    /// and the app waited as long at launch. With no node saying it is
+    /// starting, it is asked once. (Fails before: asked about 100 times.)
+    #[tokio::test]
+    async fn a_held_profile_with_no_node_starting_is_asked_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_held, _, _) = crate::profile::alice_with_bob(tmp.path());
+        assert!(Profile::in_use(tmp.path()));
+        assert_eq!(asks(tmp.path(), None).await, (false, 1));
+    }
+
+    /// A marker left by a process that is gone (killed while its node
+    /// started) is ignored: the held profile is asked once. One naming a
+    /// process that runs is waited for, until the node answers.
+    #[tokio::test]
+    async fn a_marker_of_a_process_that_is_gone_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (held, _, _) = crate::profile::alice_with_bob(tmp.path());
+        // A process that ran and was reaped: its id names none now.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        assert!(gone.wait().unwrap().success());
+        std::fs::write(tmp.path().join(MARKER), format!("{pid}\n")).unwrap();
+        assert!(!starting::node_starting(tmp.path()));
+        assert_eq!(asks(tmp.path(), None).await, (false, 1));
+
+        // This process's marker (it runs): asked again until the third
+        // ask reaches the node.
+        let marked = Starting::mark(&held);
+        assert!(starting::node_starting(tmp.path()));
+        assert_eq!(asks(tmp.path(), Some(3)).await, (true, 3));
+        drop(marked);
+        assert_eq!(asks(tmp.path(), None).await, (false, 1));
     }
 }

@@ -54,6 +54,7 @@ mod registry;
 mod relaying;
 #[cfg(target_os = "linux")]
 mod sleep;
+pub mod starting;
 
 pub use bluetooth::BleSettings;
 pub use guard::Refusal;

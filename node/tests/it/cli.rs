@@ -4964,3 +4964,67 @@ fn sigterm_once_the_control_socket_is_there_stops_the_node_cleanly() {
     assert!(!socket.exists(), "control.sock left behind");
     assert!(!strand_node::Profile::in_use(&a.dir));
 }
+
+/// Regression: a SIGTERM while `strand run` waited for its addresses (up
+/// to 10 s, once its control socket is bound) was acted on only once they
+/// were printed. It stops the node then: nothing the wait ends with is
+/// printed, and the node stops cleanly (exit status 0, its socket
+/// removed, the profile let go, no starting marker left).
+///
+/// The LAN listens only on 192.0.2.1 (TEST-NET-1), which no interface
+/// here has: it binds nothing and sends nothing, so the node waits its
+/// whole wait and would then print that the LAN is not listening. (The
+/// signal is sent as soon as the socket shows, well within those 10 s.)
+#[test]
+fn sigterm_while_the_node_waits_for_its_addresses_stops_it_then() {
+    match std::net::TcpListener::bind("192.0.2.1:0") {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+        other => panic!(
+            "this test needs 192.0.2.1 (TEST-NET-1) to be unbindable here; is \
+             net.ipv4.ip_nonlocal_bind set or the address assigned? (binding it gave \
+             {other:?})"
+        ),
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let log = std::fs::File::create(a.dir.with_extension("log")).unwrap();
+    let out = a.dir.with_extension("out");
+    let run = a
+        .command()
+        .args([
+            "run",
+            "--listen",
+            "/ip4/192.0.2.1/tcp/0",
+            "--no-mdns",
+            "--no-relay",
+            "--no-ble",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut run = Killed(run);
+    let socket = a.dir.join("control.sock");
+    eventually("the control socket", Duration::from_secs(20), || {
+        socket.exists()
+    });
+    assert!(Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = run.0.wait().unwrap();
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log());
+    assert!(
+        !printed.contains("LAN"),
+        "printed what the wait ends with, so the signal waited for it: {printed}"
+    );
+    assert!(!socket.exists(), "control.sock left behind");
+    assert!(
+        !a.dir.join(strand_node::runtime::starting::MARKER).exists(),
+        "the starting marker left behind"
+    );
+    assert!(!strand_node::Profile::in_use(&a.dir));
+}

@@ -2,7 +2,8 @@
 //!
 //! - `profile`: creating, unlocking and locking profiles on real redb
 //!   files; wrong passphrases, a second owner (another process), corrupt
-//!   and newer files; what is and is not readable at rest.
+//!   and newer files; what is and is not readable at rest; a command
+//!   waits for a node that says it is starting, and for nothing else.
 //! - `reach`: relays in the profile and the records that tell contacts
 //!   about them, hidden from conversations.
 //! - `relay`: nodes with no shared network syncing through a real relay on

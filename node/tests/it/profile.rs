@@ -190,19 +190,24 @@ fn a_second_process_is_refused_and_nothing_is_corrupted() {
 /// held, its control socket not bound yet: `strand run` binds it once
 /// its transports started, which takes seconds with Bluetooth) looked
 /// for the socket once, then opened the profile and was told it is in
-/// use by another Strand process. It now asks again while the profile is
-/// held, and reaches the node once its socket is there.
+/// use by another Strand process. It now asks again while the node says
+/// it is starting (as `strand run` and the app do, from when they hold
+/// the profile until their socket is bound), and reaches the node once
+/// its socket is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_reaches_a_node_that_binds_its_socket_after_it_looked() {
     use strand_node::runtime::api::Request;
     use strand_node::runtime::device::Device;
+    use strand_node::runtime::starting::Starting;
     use strand_node::{control, Node, NodeConfig};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    // A node on the profile (it holds it) that has not bound its socket.
-    let node = Node::start(new_profile(&dir), NodeConfig::offline())
-        .await
-        .unwrap();
+    // A node starting on the profile, as `strand run` starts one: it
+    // holds the profile, says it is starting, and has not bound its
+    // socket.
+    let profile = new_profile(&dir);
+    let starting = Starting::mark(&profile);
+    let node = Node::start(profile, NodeConfig::offline()).await.unwrap();
     let opening = Device::open(&dir, || Err("the passphrase was asked for".to_owned()));
     tokio::pin!(opening);
     // Polled once: it finds no socket, and must not have given up. (It
@@ -213,12 +218,46 @@ async fn a_command_reaches_a_node_that_binds_its_socket_after_it_looked() {
         done = &mut opening => panic!("done before the node bound its socket: {done:?}"),
         () = std::future::ready(()) => {}
     }
-    let bound = control::bind(&node, &dir).unwrap();
+    let bound = control::bind(&node, &dir, starting).unwrap();
     let served = tokio::spawn(control::serve(node.clone(), bound));
     let device = opening.await.unwrap();
     assert!(matches!(device, Device::Running(_)), "{device:?}");
     assert!(device.call(Request::Status).await.is_ok());
+    assert!(
+        !dir.join(strand_node::runtime::starting::MARKER).exists(),
+        "the marker outlived the binding of the socket"
+    );
     served.abort();
+    node.shutdown().await;
+}
+
+/// Regression: a profile held by something that never binds a control
+/// socket (here a node that does not say it is starting, as a command's
+/// offline node does not) was waited for 10 s, asked again every 100 ms,
+/// before a command said it is in use; the app waited as long at
+/// launch. It is in use at once: the first poll of the opening is its
+/// last, and no passphrase is asked for. (Fails before: the first poll
+/// leaves it waiting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_held_with_no_node_starting_is_in_use_at_once() {
+    use strand_node::runtime::device::{Device, OpenError};
+    use strand_node::{Node, NodeConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let node = Node::start(new_profile(&dir), NodeConfig::offline())
+        .await
+        .unwrap();
+    let opening = Device::open(&dir, || Err("the passphrase was asked for".to_owned()));
+    tokio::pin!(opening);
+    let done = tokio::select! {
+        biased;
+        done = &mut opening => done,
+        () = std::future::ready(()) => panic!("waiting for a node that is not starting"),
+    };
+    assert!(
+        matches!(done, Err(OpenError::Profile(ProfileError::InUse(_)))),
+        "{done:?}"
+    );
     node.shutdown().await;
 }
 
