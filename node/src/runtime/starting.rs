@@ -26,6 +26,9 @@
 //! Only a process that holds the profile writes the marker ([`Starting::mark`]
 //! takes the open profile), so two starting at once cannot take each
 //! other's: the second is refused the profile before it would write one.
+//! The price is a short moment with no marker yet, while `Profile::open`
+//! finishes after taking the lock (migrations, the groups read): a
+//! command then finds the profile in use.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
