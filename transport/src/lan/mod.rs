@@ -8,7 +8,8 @@
 //! neighbour follow a device from network to network. Every
 //! [`LanConfig::rotate_every`] a new *generation* takes over: a swarm with
 //! a fresh identity that listens on the same TCP ports (the sockets use
-//! `SO_REUSEPORT`, so there is no gap) and announces itself over mDNS. The
+//! `SO_REUSEPORT`, so there is no gap; see below for the other programs
+//! that could use it) and announces itself over mDNS. The
 //! old generation closes its listeners, so it announces nothing more, and
 //! keeps its connections until the last one closes: live sessions on TCP
 //! are not dropped.
@@ -60,6 +61,34 @@
 //! holds, or one below 1024 without the right to it, no change of network
 //! mends, and a node that started would only retry it, unseen, forever.
 //! Said at the start, it is a clear error the user can act on.
+//!
+//! # A port another program holds
+//!
+//! The `SO_REUSEPORT` that lets a new generation listen beside the old
+//! one lets any other program of the same user do so too: libp2p's TCP
+//! transport sets it on every listener, so a second Strand node (another
+//! profile) given the same port was let in beside the first, and the
+//! system split new connections between two nodes that know nothing of
+//! each other. So where no generation of this LAN listens (at the start,
+//! and at each retry of a quiet LAN), each TCP address at a port given
+//! (not 0) is first bound by a plain socket as libp2p makes one
+//! (`SO_REUSEADDR`, and `IPV6_V6ONLY` for IPv6) but without
+//! `SO_REUSEPORT`, then let go ([`probe`]): the system refuses it if any
+//! socket listens at that port, sharing or not, and the port is in use
+//! by another program ([`PortInUse`]). The start fails with that, as a
+//! server's does; a quiet LAN's retry logs it and leaves the address for
+//! the next. A rotation while the LAN listens makes no such check: its
+//! old generation holds the ports, and the new one must listen beside
+//! it. QUIC needs none: libp2p's QUIC socket shares its port with
+//! nothing, so a port taken fails the listen itself.
+//!
+//! Two gaps are left. Between the check and the listen (one command to
+//! the new generation) another program could still take the port, as
+//! when two nodes start at the same moment. And an address a rotation
+//! listens on again, after it was gone (a change of network) while the
+//! LAN listened on its others, is not checked: the old generation holds
+//! the ports of those others, and the check cannot tell its sockets from
+//! another program's.
 //!
 //! # Limits
 //!
@@ -323,7 +352,8 @@ impl Lan {
     /// and if it can listen on none, the LAN starts quiet and tries again
     /// soon (see the module docs). Fails ([`TransportError::Listen`]) for
     /// an address that cannot be listened on for another reason (its port
-    /// taken by another program, or not allowed), or of a form it never
+    /// taken by another program, another Strand node included:
+    /// [`PortInUse`]; or not allowed), or of a form it never
     /// listens on (a DNS name, say); and if a swarm cannot be built.
     pub async fn start(
         config: LanConfig,
@@ -493,7 +523,9 @@ impl Lan {
     /// settings becomes the one chosen, which later generations take).
     /// An unspecified address with none of its family on the device yet
     /// is listened on all the same ([`listened`]), and the port it got is
-    /// learnt from `old` at the next rotation ([`learn_ports`]).
+    /// learnt from `old` at the next rotation ([`learn_ports`]). With no
+    /// `old` (the start, a quiet LAN's retry), a TCP port given that
+    /// another program holds is not listened on ([`probe`]).
     /// Fails if it can listen on none (the first address's error), or if
     /// `new` stopped ([`TransportError::Stopped`]); at the start, also at
     /// the first address that failed other than by being gone
@@ -512,8 +544,26 @@ impl Lan {
         let mut rebound = bound.clone();
         let mut listening = 0;
         let mut first_failure = None;
+        // No generation of ours listens (the start, or a quiet LAN's
+        // retry): a port given that a socket holds is another program's,
+        // which libp2p's listener would share (see the module docs). All
+        // are checked before any is listened on, so that two addresses at
+        // one port (IPv4 and IPv6, say) are not taken for each other.
+        let mut taken = vec![false; bound.len()];
+        if old.is_none() {
+            for (i, addr) in bound.iter().enumerate() {
+                if let Err(e) = probe(addr) {
+                    taken[i] = true;
+                    cannot_listen(addr, e, when, &mut first_failure)?;
+                }
+            }
+        }
         // TCP first: the new listener sits beside the old one.
-        for (i, addr) in bound.iter().enumerate().filter(|(_, a)| is_tcp(a)) {
+        for (i, addr) in bound
+            .iter()
+            .enumerate()
+            .filter(|&(i, a)| is_tcp(a) && !taken[i])
+        {
             match ask(&new.commands, |reply| Command::Listen {
                 addr: addr.clone(),
                 reply,
@@ -716,6 +766,66 @@ fn gone(e: &TransportError) -> bool {
         next = err.source();
     }
     false
+}
+
+/// A TCP port given in the settings that a socket of another program
+/// holds, found before the LAN listened there ([`probe`]). libp2p's own
+/// listener would have shared it (see the module docs).
+#[derive(Debug, thiserror::Error)]
+#[error("port {port} is in use by another program")]
+struct PortInUse {
+    /// The port.
+    port: u16,
+    /// The system's refusal of the plain socket (`EADDRINUSE`).
+    #[source]
+    os: std::io::Error,
+}
+
+/// Checks, before the LAN listens at `addr` where no generation of its
+/// own listens, that no other socket holds its port (see the module
+/// docs): for a TCP address at a port given (not 0, which is always
+/// free), binds a plain socket there as libp2p's TCP transport makes one
+/// (`SO_REUSEADDR`, so that connections of a node that ran there before
+/// do not count; `IPV6_V6ONLY` for IPv6, so that an IPv6 address does not
+/// claim the port's IPv4 side too), but without `SO_REUSEPORT`, and lets
+/// it go at once. Linux (Android too) refuses that bind with
+/// `EADDRINUSE` if any socket listens at the port, with `SO_REUSEPORT` or
+/// without: that is [`PortInUse`]. Any other refusal (the address gone,
+/// a port below 1024 without the right to it) the listen meets too and
+/// says as it always has, so it passes here. The socket never listens,
+/// so it takes no connection in its moment.
+fn probe(addr: &Multiaddr) -> Result<(), TransportError> {
+    let at = match without_peer(addr).as_slice() {
+        [Protocol::Ip4(ip), Protocol::Tcp(port)] if *port != 0 => {
+            std::net::SocketAddr::new((*ip).into(), *port)
+        }
+        [Protocol::Ip6(ip), Protocol::Tcp(port)] if *port != 0 => {
+            std::net::SocketAddr::new((*ip).into(), *port)
+        }
+        _ => return Ok(()),
+    };
+    let bind = || -> std::io::Result<()> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        if at.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.bind(&at.into())
+    };
+    match bind() {
+        Err(os) if os.kind() == std::io::ErrorKind::AddrInUse => Err(TransportError::Listen {
+            addr: addr.clone(),
+            source: Box::new(PortInUse {
+                port: at.port(),
+                os,
+            }),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Listens with `new` on a QUIC address whose port the old generation may

@@ -20,10 +20,11 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
-use super::{Backoff, Lan, LanConfig, When, MAX_GENERATIONS};
+use super::{Backoff, Lan, LanConfig, PortInUse, When, MAX_GENERATIONS};
 use crate::network_namespace::{in_a_network_with_no_address, ip};
 use crate::{Transport, TransportError, TransportEvent};
 
@@ -519,6 +520,99 @@ async fn a_start_on_a_port_another_program_holds_fails() {
             "{err}"
         );
     }
+}
+
+/// Two LANs given one port (two Strand nodes, two profiles of one user,
+/// each run with the same `--listen`) both listened there: libp2p's TCP
+/// transport sets SO_REUSEPORT on every listener, so the system let the
+/// second in beside the first and split new connections between two
+/// nodes that know nothing of each other. Now the second start fails, as
+/// a server's does, saying the port is in use ([`super::probe`]); the
+/// first keeps its port, and its rotations still take it (the new
+/// identity listens beside the old one, which is what SO_REUSEPORT is on
+/// for), and keep it from a later start too. Fails before at the second
+/// start, which listened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_at_a_port_another_lan_listens_at_fails() {
+    let (first, _events, taken) = start().await;
+    let port = taken
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(n) => Some(n),
+            _ => None,
+        })
+        .expect("a TCP port");
+    let before = identity(&first).await.expect("an identity");
+    let refused = |err: TransportError| {
+        let line = crate::error_chain(&err);
+        let TransportError::Listen { addr, source } = err else {
+            panic!("{line}");
+        };
+        assert_eq!(addr, taken, "{line}");
+        let in_use = source.downcast_ref::<PortInUse>().map(|e| e.port);
+        assert_eq!(in_use, Some(port), "{line}");
+        assert!(
+            line.starts_with(&format!(
+                "cannot listen on {taken}: port {port} is in use by another program"
+            )),
+            "{line}"
+        );
+    };
+
+    refused(start_on(vec![taken.clone()]).await.unwrap_err());
+    assert_eq!(
+        met_at(&taken).await.as_ref(),
+        Some(&before),
+        "the first LAN still takes the connections"
+    );
+
+    first
+        .rotate()
+        .await
+        .expect("the rotation listens at the port");
+    let after = identity(&first).await.expect("a new identity");
+    assert_ne!(after, before);
+    assert_eq!(met_at(&taken).await.as_ref(), Some(&after));
+    refused(start_on(vec![taken.clone()]).await.unwrap_err());
+    assert_eq!(met_at(&taken).await.as_ref(), Some(&after));
+    first.shutdown().await;
+}
+
+/// The same for a quiet LAN's retries (no identity of its own listens
+/// anywhere, so they check the ports given as the start does): one that
+/// found its address's port held by another LAN listened there beside
+/// it. Now the retry logs it and the LAN stays quiet. (In paused time:
+/// the retries are the loop's, 2 and 6 s after the start.) Fails before
+/// with an identity: the first retry listened.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_lan_does_not_take_a_port_another_lan_listens_at() {
+    let (first, _events) = start_on(vec![any_port()]).await.unwrap();
+    let taken = first
+        .listen_addrs()
+        .await
+        .into_iter()
+        .next()
+        .expect("listening");
+    let (lan, _quiet_events) = start_on(vec![gone_address()]).await.expect("started quiet");
+    // Its address back, at the port the first LAN listens at.
+    *lan.shared.bound.lock().unwrap() = vec![taken.clone()];
+
+    let times_quiet = || lan.shared.went_quiet_at.lock().unwrap().len();
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while times_quiet() < 3 && lan.local_peer_id().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the LAN tries again");
+    assert_eq!(
+        lan.local_peer_id(),
+        None,
+        "a retry listened at the port the first LAN listens at"
+    );
+    assert_eq!(first.listen_addrs().await, vec![taken]);
+    lan.shutdown().await;
+    first.shutdown().await;
 }
 
 /// An address of a form the LAN never listens on still fails the start
