@@ -388,14 +388,18 @@ pub enum TransportEvent {
 pub struct TransportInfo {
     /// Which transport.
     pub kind: LinkKind,
-    /// Addresses it listens on.
+    /// Addresses it listens on (the relay transport's under each of its
+    /// identities that holds reservations: two around a turn of the
+    /// epoch).
     pub addresses: Vec<Multiaddr>,
     /// Whether it discovers devices by itself (mDNS, BLE scanning).
     pub discovery: bool,
     /// Its current ephemeral identity on the wire, if it has one (the
     /// libp2p PeerId of this epoch), for logs and tests.
     pub ephemeral_id: Option<String>,
-    /// Relays and the reservations on them (the relay transport only).
+    /// Relays and the reservations on them (the relay transport only:
+    /// each relay once, across the identities that hold reservations
+    /// around a turn of the epoch, [`Relays::relay_states`]).
     pub relays: Vec<RelayState>,
     /// Its public addresses, as confirmed by others (AutoNAT), if any.
     pub external: Vec<Multiaddr>,

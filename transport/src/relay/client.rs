@@ -111,7 +111,10 @@ impl Behaviour {
     }
 }
 
-/// What the handle and the current generation report.
+/// What one generation reports ([`Command::Status`]): its reservations,
+/// the addresses it listens at, and those others confirmed. The handle
+/// merges the reports of the generations that hold reservations
+/// ([`super::Relays::relay_states`]).
 #[derive(Debug, Default)]
 pub(crate) struct Status {
     pub(crate) relays: Vec<RelayState>,
@@ -144,7 +147,7 @@ pub(crate) enum Command {
         connection: ConnectionId,
         reply: LinkReply,
     },
-    /// Reservations and addresses.
+    /// Reservations and addresses (none once it drains).
     Status { reply: oneshot::Sender<Status> },
     /// This generation is the current one from now on: it takes dials,
     /// and tells of the addresses it comes to listen at. Sent at its turn
@@ -650,6 +653,15 @@ impl Task {
                 self.opens.insert(id, (peer.to_string(), reply));
             }
             Command::Status { reply } => {
+                // A draining generation has given up its reservations and
+                // listeners, though its slots keep the states they had
+                // (and the swarm lists a listener until it has closed
+                // it): it reports none, so that a report merged with the
+                // other generations' never counts what it gave up.
+                if self.draining.is_some() {
+                    let _ = reply.send(Status::default());
+                    return;
+                }
                 let _ = reply.send(Status {
                     relays: self
                         .slots

@@ -93,6 +93,12 @@
 //! margins, each on a connection of its own (linked only, as at any
 //! time, by the IP address they come from), so a relay holds two
 //! reservations of each device then ([`server::MAX_RESERVATIONS`]).
+//! What the client reports ([`Relays::relay_states`],
+//! [`Transport::info`]) covers every generation that holds reservations:
+//! each relay once, reserved if one of them holds a reservation there
+//! (the device is reachable through it under that id), and the
+//! addresses each listens at; the identity it names is the current
+//! one's, the one that dials.
 //!
 //! At a fixed TCP port ([`RelayConfig::listen`], `--punch-listen`) only
 //! the current generation listens for direct connections: the next one
@@ -155,7 +161,7 @@ mod hide_circuits;
 mod punch_dials;
 pub mod server;
 
-use client::{Command, Generation};
+use client::{Command, Generation, Status};
 pub use gate::AUTHENTICATE_WITHIN;
 
 /// How long a relayed connection stays open after hole punching made a
@@ -866,6 +872,18 @@ impl Relays {
             &mut *shared.current.write().expect("current lock"),
             new.clone(),
         );
+        // With `keep_old` it is the previous generation from now on,
+        // where a status read finds it as soon as it is no longer current
+        // (`Relays::status`); the previous one before it, if any, gives
+        // up its reservations below.
+        let before = {
+            let mut previous = shared.previous.lock().expect("previous lock");
+            if keep_old {
+                previous.replace(old.clone())
+            } else {
+                previous.take()
+            }
+        };
         // Before anything else it is told: a dial that reaches it after
         // this is refused. It stops listening at fixed TCP ports too, and the
         // new one listens there only once it has: both would listen
@@ -896,14 +914,6 @@ impl Relays {
         if !keep_old {
             drain(&old).await;
         }
-        let before = {
-            let mut previous = shared.previous.lock().expect("previous lock");
-            if keep_old {
-                previous.replace(old)
-            } else {
-                previous.take()
-            }
-        };
         if let Some(before) = before {
             drain(&before).await;
         }
@@ -1106,14 +1116,64 @@ impl Relays {
         ask(&commands, |reply| Command::SetRelays { relays, reply }).await
     }
 
-    /// Each relay and the reservation on it.
+    /// Each relay and this device's reservation on it, merged across the
+    /// generations that hold reservations: the current one, the next one
+    /// (from [`EPOCH_MARGIN`] before its turn) and the previous one
+    /// (until [`EPOCH_MARGIN`] after it). Each holds them under an id
+    /// some contact dials, the one of the epoch the contact's clock is
+    /// in; older generations have given theirs up and count for nothing.
+    /// Read from the current generation alone, a relay could read
+    /// reserving or failing around a turn (the new id refused, or still
+    /// asking after a turn no generation was prepared for) while the
+    /// device was reachable through it under its other id.
+    ///
+    /// Each relay is listed once, in the current generation's order. It
+    /// reads [`ReservationState::Reserved`] if any of those generations
+    /// holds a reservation there: a contact whose clock is in that
+    /// generation's epoch reaches this device through it. When only the
+    /// next or the previous one does, a contact whose clock agrees with
+    /// this device's dials the current id, and does not get through until
+    /// that one is reserved too (or, before the turn, until the turn): a
+    /// relay refusing the new id (too full) reads failing only once the
+    /// old id's reservation ends, [`EPOCH_MARGIN`] after the turn.
+    /// Otherwise a relay reads as the current generation has it
+    /// (reserving, or failing with its attempts and error): that is the
+    /// id contacts with a correct clock dial, so its error is the one
+    /// that matters. A relay only another generation lists (while
+    /// [`Relays::set_relays`] goes from one generation to the next) reads
+    /// as that one has it.
     pub async fn relay_states(&self) -> Vec<RelayState> {
-        ask(&self.shared.current().commands, |reply| Command::Status {
-            reply,
-        })
-        .await
-        .map(|s| s.relays)
-        .unwrap_or_default()
+        self.status().await.relays
+    }
+
+    /// What the client reports ([`Relays::relay_states`],
+    /// [`Transport::info`]): the reports of the generations that hold
+    /// reservations, as one ([`merge_status`]). The generations are read
+    /// in the order a turn moves them (the next one becomes current,
+    /// then the current one previous), and one read twice is asked once:
+    /// a read in the middle of a turn finds each where it is at that
+    /// moment, and can miss one only in the moments the turn moves it
+    /// (the longest while the next one is told its turn has come; the
+    /// one found current then is the old one, still reserved). One that
+    /// has stopped is left out, and one that drains by the time it is
+    /// asked reports nothing.
+    async fn status(&self) -> Status {
+        let shared = &self.shared;
+        let next = shared.next.lock().expect("next lock").clone();
+        let current = shared.current();
+        let previous = shared.previous.lock().expect("previous lock").clone();
+        let mut merged = ask(&current.commands, |reply| Command::Status { reply })
+            .await
+            .unwrap_or_default();
+        for other in [next, previous].into_iter().flatten() {
+            if other.commands.same_channel(&current.commands) {
+                continue;
+            }
+            if let Ok(status) = ask(&other.commands, |reply| Command::Status { reply }).await {
+                merge_status(&mut merged, status);
+            }
+        }
+        merged
     }
 
     /// Moves to the next epoch's identity now, the old one giving up its
@@ -1155,6 +1215,43 @@ impl RelayList {
             }
         }
         out
+    }
+}
+
+/// Adds to `merged`, the current generation's report, `other`, that of
+/// another generation holding reservations (the next or the previous
+/// one; see [`Relays::relay_states`]):
+///
+/// - a relay reads reserved if `other` holds a reservation there, and
+///   one `merged` does not list yet is added as `other` has it;
+/// - the addresses `other` listens at that `merged` lacks are added:
+///   each circuit address ends in the id of the generation that holds
+///   that reservation, and a dial to it reaches this device for as long
+///   as that generation keeps it (hole punching's listeners likewise, at
+///   ports of their own);
+/// - so are the external addresses others confirmed to `other` (a public
+///   address of this device, whichever of its ids was reached there, or
+///   a circuit address of `other`'s).
+fn merge_status(merged: &mut Status, other: Status) {
+    for r in other.relays {
+        match merged.relays.iter_mut().find(|m| m.relay == r.relay) {
+            Some(m) => {
+                if r.state == ReservationState::Reserved {
+                    m.state = ReservationState::Reserved;
+                }
+            }
+            None => merged.relays.push(r),
+        }
+    }
+    for a in other.addresses {
+        if !merged.addresses.contains(&a) {
+            merged.addresses.push(a);
+        }
+    }
+    for a in other.external {
+        if !merged.external.contains(&a) {
+            merged.external.push(a);
+        }
     }
 }
 
@@ -1252,15 +1349,17 @@ impl Transport for Relays {
     fn info(&self) -> BoxFuture<'static, TransportInfo> {
         let relays = self.clone();
         async move {
-            let status = ask(&relays.shared.current().commands, |reply| Command::Status {
-                reply,
-            })
-            .await
-            .unwrap_or_default();
+            // Relays, addresses and external addresses merged across the
+            // generations that hold reservations (see `relay_states`).
+            let status = relays.status().await;
             TransportInfo {
                 kind: LinkKind::Relay,
                 addresses: status.addresses,
                 discovery: false,
+                // Not merged: the current generation's alone. It is the
+                // one that dials, the id relays see ask for contacts (the
+                // next one's, reserved ahead of its turn, dials nothing),
+                // and "the identity of this epoch" names one id.
                 ephemeral_id: Some(relays.local_peer_id().to_string()),
                 relays: status.relays,
                 external: status.external,
@@ -1336,14 +1435,7 @@ mod tests {
 
         // 2 minutes before the turn: the next generation is prepared.
         relays.follow_clock().await.unwrap();
-        let prepared = relays
-            .shared
-            .next
-            .lock()
-            .expect("next lock")
-            .clone()
-            .expect("the next generation is prepared 2 minutes before the turn")
-            .commands;
+        let prepared = prepared(&relays).commands;
 
         // Just past the turn, the old generations are retired (as the
         // second reading of a look that straddled the turn did), then the
@@ -1390,7 +1482,16 @@ mod tests {
     async fn started_before_the_turn(
         punch_listen: Option<Vec<Multiaddr>>,
     ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
+        started_before_the_turn_on(Vec::new(), punch_listen).await
+    }
+
+    /// [`started_before_the_turn`], reserving on `relays`.
+    async fn started_before_the_turn_on(
+        relays: Vec<Multiaddr>,
+        punch_listen: Option<Vec<Multiaddr>>,
+    ) -> (Relays, Arc<AtomicU64>, u64, mpsc::Receiver<TransportEvent>) {
         let (mut config, at, turn) = before_the_turn();
+        config.relays = relays;
         match punch_listen {
             Some(listen) => config.listen = listen,
             None => config.hole_punch = false,
@@ -1398,6 +1499,220 @@ mod tests {
         let (events, received) = mpsc::channel(64);
         let relays = Relays::start(config, events).await.unwrap();
         (relays, at, turn, received)
+    }
+
+    /// The generation prepared for the turn (the next epoch's), as a look
+    /// at the clock 2 minutes before the turn leaves it.
+    fn prepared(relays: &Relays) -> Current {
+        relays
+            .shared
+            .next
+            .lock()
+            .expect("next lock")
+            .clone()
+            .expect("the next generation is prepared 2 minutes before the turn")
+    }
+
+    /// The generation before the current one, kept after the turn for
+    /// the margin.
+    fn previous(relays: &Relays) -> Option<Current> {
+        relays
+            .shared
+            .previous
+            .lock()
+            .expect("previous lock")
+            .clone()
+    }
+
+    /// What `generation` itself reports, not merged with the other
+    /// generations' reports.
+    async fn own_status(generation: &Current) -> Status {
+        ask(&generation.commands, |reply| Command::Status { reply })
+            .await
+            .expect("the generation runs")
+    }
+
+    /// A relay on loopback that holds a reservation only for the id the
+    /// [`before_the_turn`] identity has in epoch `admitted`, and refuses
+    /// every other; and its address.
+    async fn relay_admitting(admitted: u64) -> (server::RelayServer, Multiaddr) {
+        let (config, _, _) = before_the_turn();
+        let admitted = peer_id_of((config.identity)(admitted));
+        let only: server::PeerFilter = Arc::new(move |peer: &PeerId| *peer == admitted);
+        let relay = server::RelayServer::start(server::RelayServerConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            announce: Vec::new(),
+            key: [5; 32],
+            limits: server::RelayLimits::default(),
+            only: Some(only),
+        })
+        .await
+        .expect("a relay on loopback");
+        let addr = relay
+            .addresses()
+            .await
+            .into_iter()
+            .next()
+            .expect("the relay listens on loopback");
+        (relay, addr)
+    }
+
+    /// Whether `status` has a reservation on `relay` and lists a circuit
+    /// address that ends in `id` (libp2p's relay client ends each in the
+    /// id that listens).
+    fn holds(status: &Status, relay: &Multiaddr, id: PeerId) -> bool {
+        status
+            .relays
+            .iter()
+            .any(|r| r.relay == *relay && r.state == ReservationState::Reserved)
+            && status
+                .addresses
+                .iter()
+                .any(|a| is_circuit(a) && last_peer(a) == Some(id))
+    }
+
+    /// Waits until `generation` itself holds a reservation on `relay` and
+    /// lists its circuit address there (the relay's answer and the
+    /// address come in either order).
+    async fn until_held_by(generation: &Current, relay: &Multiaddr) {
+        let held = tokio::time::timeout(Duration::from_secs(20), async {
+            while !holds(&own_status(generation).await, relay, generation.local) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            held.is_ok(),
+            "not reserved there: {:?}",
+            own_status(generation).await
+        );
+    }
+
+    /// Whether `generation` itself has a slot on `relay` that is not
+    /// reserved (reserving, or failing).
+    async fn not_held_by(generation: &Current, relay: &Multiaddr) -> bool {
+        own_status(generation)
+            .await
+            .relays
+            .iter()
+            .any(|r| r.relay == *relay && r.state != ReservationState::Reserved)
+    }
+
+    /// Regression (a relay read reserving or failing around a turn while
+    /// the device was reachable through it): `relay_states` and `info`
+    /// asked the current generation alone, so a relay that held the
+    /// reservation of the next epoch's id (made ahead of its turn, for
+    /// contacts whose clocks are ahead) and none of the current id read as
+    /// the current one had it, and the next id's circuit address there
+    /// was not listed. Now they merge the generations that hold
+    /// reservations: here a relay takes the next epoch's id only, and
+    /// reads reserved, once, with that id's circuit address among the
+    /// addresses; the identity shown is still the current one, which
+    /// dials.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_holding_only_the_next_id_reads_reserved_before_the_turn() {
+        let (server, relay) = relay_admitting(1000).await;
+        let (relays, _at, _turn, _events) =
+            started_before_the_turn_on(vec![relay.clone()], None).await;
+        assert_eq!(relays.epoch(), 999);
+        let current = relays.shared.current();
+
+        // 2 minutes before the turn: the next generation is prepared and
+        // reserves; the relay refuses the current one.
+        relays.follow_clock().await.unwrap();
+        let next = prepared(&relays);
+        until_held_by(&next, &relay).await;
+        assert!(
+            not_held_by(&current, &relay).await,
+            "the relay refuses the current id: {:?}",
+            own_status(&current).await
+        );
+
+        let reserved = [RelayState {
+            relay,
+            state: ReservationState::Reserved,
+        }];
+        assert_eq!(
+            relays.relay_states().await,
+            reserved,
+            "the next id is reserved there"
+        );
+        let info = relays.info().await;
+        assert_eq!(info.relays, reserved);
+        assert!(
+            info.addresses
+                .iter()
+                .any(|a| is_circuit(a) && last_peer(a) == Some(next.local)),
+            "the next id's circuit address is not listed: {:?}",
+            info.addresses
+        );
+        assert_eq!(
+            info.ephemeral_id,
+            Some(current.local.to_string()),
+            "the identity shown is the one that dials"
+        );
+        relays.shutdown().await;
+        server.shutdown().await;
+    }
+
+    /// The same after the turn: a relay that keeps the old id's
+    /// reservation for the margin and refuses the new current id read as
+    /// the new one had it (reserving or failing) from the turn on. Now it
+    /// reads reserved, with the old id's circuit address among the
+    /// addresses, and the identity shown is the new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_holding_only_the_old_id_reads_reserved_after_the_turn() {
+        let (server, relay) = relay_admitting(999).await;
+        let (relays, at, turn, _events) =
+            started_before_the_turn_on(vec![relay.clone()], None).await;
+        assert_eq!(relays.epoch(), 999);
+        let first = relays.shared.current();
+        until_held_by(&first, &relay).await;
+        relays.follow_clock().await.unwrap();
+
+        // 2 minutes after the turn: the generation prepared for it is
+        // current, and refused; the old one keeps its reservation for the
+        // margin.
+        at.store(turn + 2 * 60_000, SeqCst);
+        relays.follow_clock().await.unwrap();
+        assert_eq!(relays.epoch(), 1000);
+        let current = relays.shared.current();
+        assert!(
+            previous(&relays).is_some_and(|p| p.commands.same_channel(&first.commands)),
+            "the old generation is kept for the margin"
+        );
+        until_held_by(&first, &relay).await;
+        assert!(
+            not_held_by(&current, &relay).await,
+            "the relay refuses the new id: {:?}",
+            own_status(&current).await
+        );
+
+        let reserved = [RelayState {
+            relay,
+            state: ReservationState::Reserved,
+        }];
+        assert_eq!(
+            relays.relay_states().await,
+            reserved,
+            "the old id is reserved there still"
+        );
+        let info = relays.info().await;
+        assert_eq!(info.relays, reserved);
+        assert!(
+            info.addresses
+                .iter()
+                .any(|a| is_circuit(a) && last_peer(a) == Some(first.local)),
+            "the old id's circuit address is not listed: {:?}",
+            info.addresses
+        );
+        assert_eq!(
+            info.ephemeral_id,
+            Some(current.local.to_string()),
+            "the identity shown is the one that dials"
+        );
+        relays.shutdown().await;
+        server.shutdown().await;
     }
 
     /// Regression (a prepared generation that had stopped was made
@@ -1413,13 +1728,7 @@ mod tests {
     async fn a_generation_prepared_for_the_turn_that_stopped_is_replaced_at_it() {
         let (relays, at, turn, _events) = started_before_the_turn(None).await;
         relays.follow_clock().await.unwrap();
-        let prepared = relays
-            .shared
-            .next
-            .lock()
-            .expect("next lock")
-            .clone()
-            .expect("the next generation is prepared 2 minutes before the turn");
+        let prepared = prepared(&relays);
 
         // Its task ends; awaited, so its commands are closed before the
         // turn.
@@ -1451,9 +1760,8 @@ mod tests {
     /// The addresses `generation` listens at for direct connections (not
     /// through a relay), as its swarm has them.
     async fn direct_listens(generation: &Current) -> Vec<Multiaddr> {
-        ask(&generation.commands, |reply| Command::Status { reply })
+        own_status(generation)
             .await
-            .expect("the generation runs")
             .addresses
             .into_iter()
             .filter(|a| !is_circuit(a))
@@ -1484,13 +1792,7 @@ mod tests {
         // 2 minutes before the turn: the next generation is prepared, and
         // listens at a port of its own only; the current one at both.
         relays.follow_clock().await.unwrap();
-        let next = relays
-            .shared
-            .next
-            .lock()
-            .expect("next lock")
-            .clone()
-            .expect("the next generation is prepared 2 minutes before the turn");
+        let next = prepared(&relays);
         let early = direct_listens(&next).await;
         assert!(
             !early.contains(&punch),
@@ -1512,14 +1814,8 @@ mod tests {
             listens.contains(&punch) && listens.len() == 2,
             "{listens:?}"
         );
-        let previous = relays
-            .shared
-            .previous
-            .lock()
-            .expect("previous lock")
-            .clone();
         assert!(
-            previous.is_some_and(|p| p.commands.same_channel(&first.commands)),
+            previous(&relays).is_some_and(|p| p.commands.same_channel(&first.commands)),
             "the old generation is kept for the margin"
         );
         // Its listener at the fixed port is closed before the turn goes
@@ -1567,13 +1863,7 @@ mod tests {
         let (relays, at, turn, _events, punch) = started_at_a_fixed_port(true, Vec::new()).await;
         let first = relays.shared.current();
         relays.follow_clock().await.unwrap();
-        let next = relays
-            .shared
-            .next
-            .lock()
-            .expect("next lock")
-            .clone()
-            .expect("the next generation is prepared 2 minutes before the turn");
+        let next = prepared(&relays);
         let early = direct_listens(&next).await;
         assert_eq!(
             early.len(),
