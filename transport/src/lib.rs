@@ -60,8 +60,9 @@ pub mod ble;
 mod generation;
 pub mod lan;
 pub mod memory;
-#[cfg(test)]
-mod network_namespace;
+#[cfg(any(test, feature = "network-namespace-tests"))]
+#[doc(hidden)]
+pub mod network_namespace;
 pub mod relay;
 pub mod stream;
 

@@ -3,7 +3,8 @@
 //! which loopback cannot give (it always has 127.0.0.1 and ::1). Such a
 //! test runs again in a process of its own, in a network namespace it
 //! makes ([`in_a_network_with_no_address`]); both transports' tests and
-//! the relay server's use it.
+//! the relay server's use it, and the node's, with the feature
+//! `network-namespace-tests` (only tests turn it on).
 
 /// Set in the process [`in_a_network_with_no_address`] starts: the test
 /// runs its body there, not another process.
@@ -20,10 +21,7 @@ const IN_A_NETWORK_WITH_NO_ADDRESS: &str = "STRAND_TEST_IN_A_NETWORK_WITH_NO_ADD
 /// there; says SKIPPED on stderr where no namespace can be made (no
 /// `unshare`, or user namespaces not allowed), or where there is no `ip`
 /// to bring its loopback up with.
-pub(crate) fn in_a_network_with_no_address(
-    module: &str,
-    name: &str,
-) -> Option<tokio::runtime::Runtime> {
+pub fn in_a_network_with_no_address(module: &str, name: &str) -> Option<tokio::runtime::Runtime> {
     if std::env::var_os(IN_A_NETWORK_WITH_NO_ADDRESS).is_some() {
         assert_eq!(
             ip(&["-4", "-o", "addr"]),
@@ -74,7 +72,7 @@ pub(crate) fn in_a_network_with_no_address(
 }
 
 /// What iproute2's `ip` says, run with `args` in this process's network.
-pub(crate) fn ip(args: &[&str]) -> String {
+pub fn ip(args: &[&str]) -> String {
     let out = std::process::Command::new("ip")
         .args(args)
         .output()

@@ -47,6 +47,7 @@ mod discovery;
 mod guard;
 pub mod limits;
 mod link;
+mod offering;
 mod paired;
 pub mod panics;
 mod peers;
@@ -662,8 +663,10 @@ impl Shared {
 pub(crate) struct Shared {
     pub(crate) relays: Option<Relays>,
     pub(crate) relay_server: tokio::sync::Mutex<Option<RelayServer>>,
-    /// The relay this node runs for contacts, as they reach it.
-    pub(crate) serving: Vec<Multiaddr>,
+    /// The relay this node runs for contacts, as they reach it: where
+    /// contacts were last told it is ([`offering`], read with
+    /// [`Shared::serving`]).
+    pub(crate) serving: Mutex<Vec<Multiaddr>>,
     pub(crate) reach: Arc<relaying::Reachability>,
     pub(crate) profile: Profile,
     pub(crate) config: NodeConfig,
@@ -846,10 +849,13 @@ impl Node {
             .map_err(|_| NodeError::Profile(ProfileError::Closed))?
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        // The relay for contacts' addresses as they change, from where
+        // `serving` read them.
+        let relay_addresses = relay_server.as_ref().map(RelayServer::watch_addresses);
         let shared = Arc::new(Shared {
             relays: relays.clone(),
             relay_server: tokio::sync::Mutex::new(relay_server),
-            serving,
+            serving: Mutex::new(serving),
             reach,
             profile,
             config,
@@ -916,6 +922,11 @@ impl Node {
             node.shared
                 .tasks
                 .spawn(node.clone().dial_through_relays(relays));
+        }
+        if let Some(addresses) = relay_addresses {
+            node.shared
+                .tasks
+                .spawn(node.clone().follow_relay_addresses(addresses));
         }
         for addr in node.shared.config.peers.clone() {
             if let Err(e) = node.add_peer(addr) {
@@ -1589,7 +1600,12 @@ impl Node {
                 Some(server) => {
                     let stats = server.stats().await;
                     Some(ServingStatus {
-                        addresses: self.shared.serving.iter().map(|a| a.to_string()).collect(),
+                        addresses: self
+                            .shared
+                            .serving()
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect(),
                         reservations: stats.reservations,
                         circuits: stats.circuits,
                     })
@@ -1611,7 +1627,12 @@ impl Node {
     /// One relay's status line.
     fn relay_status(&self, address: String, state: Option<&ReservationState>) -> RelayStatus {
         let p = &self.shared.profile;
-        let source = if self.shared.serving.iter().any(|a| a.to_string() == address) {
+        let source = if self
+            .shared
+            .serving()
+            .iter()
+            .any(|a| a.to_string() == address)
+        {
             "this node"
         } else if p.relays().unwrap_or_default().contains(&address) {
             "yours"
@@ -1682,7 +1703,7 @@ impl Node {
         if let Some(r) = &self.shared.relays {
             let (own, borrowed) = relay_list(
                 &self.shared.profile,
-                &self.shared.serving,
+                &self.shared.serving(),
                 &self.shared.reach,
             );
             if let Err(e) = r.set_relays(own, borrowed).await {
@@ -1762,18 +1783,17 @@ async fn start_relays(
             if addrs.is_empty() {
                 // Listening on an unspecified address with none of its
                 // family on this device yet (RelayServer::start): no
-                // address to offer contacts, so none is offered.
+                // address to offer contacts yet; each change is told as
+                // it comes ([`offering`]).
                 tracing::info!(
-                    "the relay for contacts has no address yet; contacts are offered it from the \
-                     next start that has one"
+                    "the relay for contacts has no address yet; contacts are told once it has one"
                 );
             }
             (Some(server), addrs)
         }
         None => (None, Vec::new()),
     };
-    let offers: Vec<Vec<u8>> = serving.iter().map(|a| a.to_vec()).collect();
-    profile.publish_reach(&offers, clock.now(), &mut rng)?;
+    offering::publish_offers(profile, &serving, clock.now(), &mut rng)?;
     let (own, borrowed) = relay_list(profile, &serving, reach);
     let mut config = RelayConfig::new(own, Arc::new(identity), epoch);
     config.borrowed = borrowed;

@@ -82,7 +82,7 @@ pub(crate) struct Reachability {
 /// node dial hosts of their choosing as fast as they sent. A real record
 /// changes when a device's relays do, far less often; one that waits is
 /// taken (the newest by then) when the minute is up.
-const REACH_RECORD_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const REACH_RECORD_EVERY: Duration = Duration::from_secs(60);
 
 /// How long after a turn of the epoch (by the relay client's clock) the
 /// dialling loop wakes to try contacts under their new ids: time for the
@@ -345,11 +345,11 @@ impl Node {
             }
             let mut due = Vec::new();
             let mut next = now + longest_sleep(relays.until_turn());
-            let no_own = self.own_relays().is_empty();
+            let no_others = self.relays_to_try_contacts_at().is_empty();
             {
                 let mut targets = reach.targets.lock().expect("targets lock");
                 for (public, t) in targets.iter_mut() {
-                    if t.busy || t.relays.is_empty() && no_own {
+                    if t.busy || t.relays.is_empty() && no_others {
                         continue;
                     }
                     if self.shared.registry.is_connected(public) {
@@ -379,13 +379,15 @@ impl Node {
         }
     }
 
-    /// Relays to try a contact at besides the ones they announced: the
-    /// one this node runs for its contacts (they reserve there), the ones
-    /// contacts run for theirs, and this node's own (contacts often share
-    /// a relay, and a contact who changed relays while apart can be found
-    /// there).
-    fn own_relays(&self) -> Vec<Multiaddr> {
-        let mut out = self.shared.serving.clone();
+    /// Relays to try every contact at besides the ones each announced:
+    /// the one this node runs for its contacts (they reserve there), the
+    /// ones contacts run for theirs and offered this node (a contact may
+    /// reserve there too), and the profile's (contacts often share a
+    /// relay, and a contact who changed relays while apart can be found
+    /// there). Not this node's own relays alone: contacts' offers are
+    /// among them.
+    fn relays_to_try_contacts_at(&self) -> Vec<Multiaddr> {
+        let mut out = self.shared.serving();
         for a in self.shared.reach.offers() {
             if !out.contains(&a) {
                 out.push(a);
@@ -418,10 +420,10 @@ impl Node {
         let mut turned = false;
         if !self.shared.registry.is_connected(&public) {
             // Where they said they are first; then the relay this node
-            // runs, its own, and the ones contacts offer (the contact may
-            // reserve there too).
+            // runs, the ones contacts offer (the contact may reserve
+            // there too) and the profile's.
             let mut vias = target.relays.clone();
-            for r in self.own_relays() {
+            for r in self.relays_to_try_contacts_at() {
                 if !vias.contains(&r) {
                     vias.push(r);
                 }

@@ -10,6 +10,12 @@
 //! A relay with an [`RelayServerConfig::only`] filter holds reservations
 //! for the listed peers alone (a node relaying for its contacts), so
 //! nobody else can be reached through it.
+//!
+//! A relay listening on an unspecified address (`0.0.0.0`, `::`) is
+//! reached at each address of the device's interfaces, and those come
+//! and go (a network joined after the start, an interface taken down):
+//! [`RelayServer::watch_addresses`] follows them, so a node that offers
+//! its relay to contacts can tell them each change.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -21,7 +27,7 @@ use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{autonat, identify, noise, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::keypair;
 use crate::generation::Listens;
@@ -226,7 +232,6 @@ struct Behaviour {
 }
 
 enum Command {
-    Addresses(oneshot::Sender<Vec<Multiaddr>>),
     Stats(oneshot::Sender<RelayStats>),
 }
 
@@ -236,6 +241,9 @@ enum Command {
 pub struct RelayServer {
     commands: mpsc::Sender<Command>,
     local: PeerId,
+    /// The addresses the relay is reached at, as [`RelayServer::addresses`]
+    /// gives them; its task sends each change.
+    addresses: watch::Receiver<Vec<Multiaddr>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -419,10 +427,12 @@ impl RelayServer {
         }
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(swarm, rx, announced));
+        let (reached, addresses) = watch::channel(reached_addresses(&swarm));
+        let task = tokio::spawn(run(swarm, rx, reached, announced));
         Ok(RelayServer {
             commands: tx,
             local,
+            addresses,
             task,
         })
     }
@@ -435,15 +445,18 @@ impl RelayServer {
     /// The relay's addresses as users add them: each ends in
     /// `/p2p/<relay id>`.
     pub async fn addresses(&self) -> Vec<Multiaddr> {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Addresses(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.with(Protocol::P2p(self.local)))
-            .collect()
+        self.addresses.borrow().clone()
+    }
+
+    /// The relay's addresses ([`RelayServer::addresses`]) as they change:
+    /// its task sends the new list, sorted, whenever a listener gets an
+    /// address or loses one (an interface comes up or goes down) and that
+    /// changes where the relay is reached; with announced addresses
+    /// ([`RelayServerConfig::announce`]) it never changes. The receiver
+    /// has seen the list as it was at the start; a change made since is
+    /// waiting. The sender goes (`changed` fails) when the relay stops.
+    pub fn watch_addresses(&self) -> watch::Receiver<Vec<Multiaddr>> {
+        self.addresses.clone()
     }
 
     /// What the relay holds now.
@@ -475,7 +488,24 @@ fn reached_at(swarm: &mut Swarm<Behaviour>) {
     }
 }
 
-async fn run(mut swarm: Swarm<Behaviour>, mut commands: mpsc::Receiver<Command>, announced: bool) {
+/// The addresses the relay is reached at (its external ones), each with
+/// its id, sorted: what [`RelayServer::addresses`] gives.
+fn reached_addresses(swarm: &Swarm<Behaviour>) -> Vec<Multiaddr> {
+    let local = *swarm.local_peer_id();
+    let mut out: Vec<Multiaddr> = swarm
+        .external_addresses()
+        .map(|a| a.clone().with(Protocol::P2p(local)))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    reached: watch::Sender<Vec<Multiaddr>>,
+    announced: bool,
+) {
     let mut stats = RelayStats::default();
     // Reservations by peer: one per connection, so a peer that
     // reconnected holds two until the old connection closes.
@@ -484,9 +514,6 @@ async fn run(mut swarm: Swarm<Behaviour>, mut commands: mpsc::Receiver<Command>,
         tokio::select! {
             command = commands.recv() => match command {
                 None => return,
-                Some(Command::Addresses(reply)) => {
-                    let _ = reply.send(swarm.external_addresses().cloned().collect());
-                }
                 Some(Command::Stats(reply)) => {
                     stats.reservations = reserved.values().sum();
                     stats.connections = swarm.network_info().connection_counters().num_connections();
@@ -495,13 +522,27 @@ async fn run(mut swarm: Swarm<Behaviour>, mut commands: mpsc::Receiver<Command>,
             },
             event = swarm.select_next_some() => match event {
                 // The swarm's listen addresses are current when it says
-                // they changed.
+                // they changed. Whoever watches the addresses is told
+                // only when where the relay is reached changed (not when
+                // a narrower address came or went).
                 SwarmEvent::NewListenAddr { .. }
                 | SwarmEvent::ExpiredListenAddr { .. }
-                | SwarmEvent::ListenerClosed { .. }
-                    if !announced =>
-                {
-                    reached_at(&mut swarm);
+                | SwarmEvent::ListenerClosed { .. } => {
+                    if !announced {
+                        reached_at(&mut swarm);
+                    }
+                    let now = reached_addresses(&swarm);
+                    reached.send_if_modified(|was| {
+                        if *was == now {
+                            return false;
+                        }
+                        tracing::info!(
+                            addresses = ?now,
+                            "the relay is reached at other addresses"
+                        );
+                        *was = now;
+                        true
+                    });
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
                     #[allow(deprecated)]
@@ -630,6 +671,78 @@ mod tests {
                     && addr.to_string().ends_with(&relay),
                 "{addr}"
             );
+            server.shutdown().await;
+        });
+    }
+
+    /// Regression (a node offered its relay to contacts at the addresses
+    /// it had when it started, and no other): nothing said when the
+    /// relay's addresses changed, so a node whose relay listened on an
+    /// unspecified address with no address yet offered it nowhere until
+    /// its next start, and one whose address went kept offering it. Now
+    /// [`RelayServer::watch_addresses`] reports each change. Here, in a
+    /// network namespace with no address: the relay starts with none,
+    /// loopback comes up (127.0.0.1) and the relay reports it, then
+    /// 127.0.0.1 is taken away and the relay reports that it is reached
+    /// nowhere. Before, no change was ever reported (the timeouts below
+    /// fail it).
+    #[test]
+    fn the_relay_reports_an_address_that_came_and_one_that_went() {
+        let Some(runtime) = in_a_network_with_no_address(
+            module_path!(),
+            "the_relay_reports_an_address_that_came_and_one_that_went",
+        ) else {
+            return;
+        };
+        // How long anything here may take: a listen waits a second.
+        let within = Duration::from_secs(20);
+        runtime.block_on(async {
+            let config = RelayServerConfig {
+                listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()],
+                announce: Vec::new(),
+                key: [7; 32],
+                limits: RelayLimits::default(),
+                only: None,
+            };
+            let server = tokio::time::timeout(within, RelayServer::start(config))
+                .await
+                .expect("the start ends, with no address to wait for")
+                .expect("the start listens");
+            let mut addresses = server.watch_addresses();
+            assert_eq!(
+                *addresses.borrow_and_update(),
+                Vec::<Multiaddr>::new(),
+                "no address yet"
+            );
+
+            // Loopback comes up: 127.0.0.1, reported.
+            ip(&["link", "set", "lo", "up"]);
+            tokio::time::timeout(within, addresses.changed())
+                .await
+                .expect("the address that came is reported")
+                .expect("the relay runs");
+            let came = addresses.borrow_and_update().clone();
+            let relay = format!("/p2p/{}", server.peer_id());
+            assert!(
+                came.len() == 1
+                    && came[0].to_string().starts_with("/ip4/127.0.0.1/tcp/")
+                    && came[0].to_string().ends_with(&relay),
+                "{came:?}"
+            );
+            assert_eq!(server.addresses().await, came);
+
+            // 127.0.0.1 goes: reported, and the relay is reached nowhere.
+            ip(&["addr", "del", "127.0.0.1/8", "dev", "lo"]);
+            tokio::time::timeout(within, addresses.changed())
+                .await
+                .expect("the address that went is reported")
+                .expect("the relay runs");
+            assert_eq!(
+                *addresses.borrow_and_update(),
+                Vec::<Multiaddr>::new(),
+                "the address that went is still given"
+            );
+            assert_eq!(server.addresses().await, Vec::<Multiaddr>::new());
             server.shutdown().await;
         });
     }
