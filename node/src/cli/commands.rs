@@ -499,7 +499,11 @@ async fn send(ctx: &Ctx, device: &Device, to: Target, text: Option<String>) -> R
 }
 
 /// An absolute path a device can take (the node may run in another
-/// directory, and the socket carries UTF-8 only).
+/// directory, and the socket carries UTF-8 only). Every device refuses a
+/// path that is not UTF-8 ([`check_path`](crate::runtime::api::check_path)),
+/// but one sent to a running node is refused by the client as it talks to
+/// the node, which `Device::call` words as a failure to talk to it (exit
+/// 2): checked here, it is the same bad input (exit 1) either way.
 fn absolute(path: &Path) -> Result<std::path::PathBuf> {
     let path = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
     crate::runtime::commands::utf8_path(&path)?;

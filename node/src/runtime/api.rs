@@ -573,12 +573,16 @@ pub fn check_text(text: &str) -> Result<(), Failure> {
     check_text_length(text.len())
 }
 
-/// What a path in a request ([`Request::path`]) must be: absolute. The
-/// node runs in a folder of its own (the service's is the user's home),
-/// not the one the user named a relative path from, so such a path would
-/// read or write where they did not mean: an empty folder for an export
-/// put the bundle in the node's folder. The CLI and the app make the
-/// paths people give absolute before asking.
+/// What a path in a request ([`Request::path`]) must be: absolute, and
+/// UTF-8. The node runs in a folder of its own (the service's is the
+/// user's home), not the one the user named a relative path from, so such
+/// a path would read or write where they did not mean: an empty folder for
+/// an export put the bundle in the node's folder. The CLI and the app make
+/// the paths people give absolute before asking. A path that is not UTF-8
+/// cannot cross the control socket
+/// ([`utf8_path`](super::commands::utf8_path)), so it is refused by every
+/// device alike: before, a node in the app's own process took it, and the
+/// same request to a running node made the app panic.
 pub fn check_path(path: &Path) -> Result<(), Failure> {
     if path.as_os_str().is_empty() {
         return Err(Failure::bad_input(
@@ -591,7 +595,7 @@ pub fn check_path(path: &Path) -> Result<(), Failure> {
             path.display()
         )));
     }
-    Ok(())
+    super::commands::utf8_path(path)
 }
 
 /// What a [`Request::Page`]'s `limit` must be: at most [`MAX_PAGE`]. A

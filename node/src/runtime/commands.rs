@@ -438,3 +438,34 @@ pub fn utf8_path(path: &Path) -> Result<(), Failure> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::api::FailureKind;
+
+    /// A request naming a path that is not UTF-8 is bad input, said so,
+    /// on every device: it cannot cross the control socket, and before, a
+    /// node in the app's own process took it while the same request to a
+    /// running node made the app panic. Fails with the `utf8_path` call
+    /// at the end of `check_path` taken out (the node then looks for the
+    /// file message, and says there is none).
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_bad_input() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let node = super::super::test_node(tmp.path(), crate::NodeConfig::offline()).await;
+        let dir = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        let e = node
+            .handle(Request::Save {
+                id: "00000000".into(),
+                dir,
+                task: None,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.kind, FailureKind::BadInput, "{e}");
+        assert!(e.message.contains("valid UTF-8"), "{e}");
+        node.shutdown().await;
+    }
+}

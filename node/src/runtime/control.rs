@@ -9,9 +9,19 @@
 //! passphrase: the socket trusts the user, as the user's files do.) One
 //! JSON object per line each way: a [`Request`], then one [`Answer`] (or,
 //! for `follow`, a stream of [`crate::NodeEvent`] lines after it, through
-//! a socket that holds little unread, [`FOLLOWER_SEND_BUFFER`], and is
-//! hung up once one line has waited a minute to be read). What
-//! each request does is [`Node::handle`]'s. At most
+//! a socket that holds little unread, [`FOLLOWER_SEND_BUFFER`]). A client
+//! that leaves a line unread for a minute ([`READS_WITHIN`]), its answer
+//! as much as a follower its events, is hung up: else it held its
+//! connection for as long as it lived. A follower sends nothing after its
+//! request and keeps its end of the connection open while it follows (the
+//! client here does: [`request`]); the node watches that end, so a
+//! follower that hangs up is let go at once, not when the node next has
+//! an event for it (on a quiet node, never: closed followers held every
+//! connection, and every command was refused). One that only shuts down
+//! its writing and reads on (an older `strand`, a script) is followed
+//! still, and let go when writing to it fails. A request the client
+//! cannot write as JSON (a path that is not UTF-8) is refused before
+//! anything is sent. What each request does is [`Node::handle`]'s. At most
 //! [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
 //! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
 //! stop it ([`reserved_for`]): so the user can stop their own node while
@@ -234,10 +244,18 @@ const REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// stopping the node) for no longer than this.
 const RESERVED_REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a follower (`strand read --follow`, the app attached) may
-/// leave an event unread before it is let go. A terminal scrolled back or
-/// a suspended `strand` takes it; it can follow again.
-const FOLLOWER_READS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a client may leave a line the node writes to it unread
+/// before it is let go: an answer, or one of a follower's (`strand read
+/// --follow`, the app attached) events. A terminal scrolled back or a
+/// suspended `strand` takes it; a follower can follow again. Without a
+/// bound, a client that did not read its answer (one larger than the
+/// socket holds: a page of long texts, an error repeating a long request)
+/// held its connection, and the answer, for as long as it lived.
+const READS_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why a client that left its answer unread for [`READS_WITHIN`] was hung
+/// up on.
+const ANSWER_UNREAD: &str = "a client left its answer unread: hung up";
 
 /// The send buffer the node asks of the kernel for a follower's
 /// connection (`SO_SNDBUF`), in bytes; Linux doubles it for its own
@@ -250,7 +268,7 @@ const FOLLOWER_READS_WITHIN: std::time::Duration = std::time::Duration::from_sec
 /// stream socket the receiver's buffer bounds nothing): with the
 /// default (`net.core.wmem_default`, 208 KiB on Linux, megabytes on
 /// hosts tuned for throughput) a follower that stops reading held that
-/// much for the minute before it is let go (`FOLLOWER_READS_WITHIN`),
+/// much for the minute before it is let go ([`READS_WITHIN`]),
 /// for each of up to [`MAX_CONTROL_CONNECTIONS`] followers. The socket
 /// need not hold more: events wait for a follower in the node's own ring
 /// (`EVENT_BUFFER` of them) while it reads, so the socket only keeps the
@@ -327,7 +345,7 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
     let answer = Answer::Error(Failure::refused(
         "this node serves only the user who runs it",
     ));
-    send(&mut stream, &answer).await?;
+    send_within(&mut stream, &answer, ANSWER_UNREAD).await?;
     stream.shutdown().await
 }
 
@@ -387,6 +405,19 @@ async fn send(
     out.write_all(&bytes).await
 }
 
+/// [`send`], hung up (an error of kind `TimedOut`, saying `unread`) if the
+/// client leaves the line unread for [`READS_WITHIN`]: every line the node
+/// writes to a client of this user's, answers and events alike.
+async fn send_within(
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    line: &impl Serialize,
+    unread: &'static str,
+) -> std::io::Result<()> {
+    tokio::time::timeout(READS_WITHIN, send(out, line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, unread))?
+}
+
 /// Serves one connection: reads its request line, answers it. One that
 /// holds a permit of the reserve (`reserved`) is served only a request
 /// [`reserved_for`] it, and told the node is busy otherwise.
@@ -423,36 +454,83 @@ async fn handle(
         Ok(Ok(Request::Follow)) => {
             bound_send_buffer(wr.as_ref());
             let mut events = node.subscribe();
-            send(&mut wr, &Answer::Ok(Reply::Following)).await?;
+            send_within(&mut wr, &Answer::Ok(Reply::Following), ANSWER_UNREAD).await?;
+            // The follower's end is watched until it hangs up (then it is
+            // let go at once) or only shuts down its writing (then it is
+            // let go once writing to it fails).
+            let mut watching = true;
             loop {
-                let event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
-                        crate::NodeEvent::Missed { count }
+                let event = tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(e) => e,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
+                            crate::NodeEvent::Missed { count }
+                        }
+                        Err(_) => return Ok(()),
+                    },
+                    hung_up = follower_done(&mut rd), if watching => {
+                        if hung_up {
+                            return Ok(());
+                        }
+                        watching = false;
+                        continue;
                     }
-                    Err(_) => return Ok(()),
                 };
                 // A follower that stops reading is let go: its receiver
                 // would keep the node's last events (message texts among
                 // them) in memory for as long as it stayed.
-                tokio::time::timeout(FOLLOWER_READS_WITHIN, send(&mut wr, &event))
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "a follower stopped reading: hung up",
-                        )
-                    })??;
+                send_within(&mut wr, &event, "a follower stopped reading: hung up").await?;
             }
         }
         Ok(Ok(Request::Shutdown)) => {
-            send(&mut wr, &Answer::Ok(Reply::Done)).await?;
+            send_within(&mut wr, &Answer::Ok(Reply::Done), ANSWER_UNREAD).await?;
             stop.cancel();
             return Ok(());
         }
         Ok(Ok(request)) => node.handle(request).await.into(),
     };
-    send(&mut wr, &answer).await
+    send_within(&mut wr, &answer, ANSWER_UNREAD).await
+}
+
+/// Waits until the follower at the other end of `rd` is done writing to
+/// its connection, and says whether it hung up: closed its end, or the
+/// connection failed (`true`), rather than only shut down its writing and
+/// reads on (`false`). A follower sends nothing after its request; what
+/// one sends all the same is dropped unread. Cancel-safe: it only reads.
+async fn follower_done(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> bool {
+    let mut dropped = [0u8; 64];
+    loop {
+        match rd.read(&mut dropped).await {
+            Ok(0) => {
+                let stream: &UnixStream = rd.get_ref().as_ref();
+                return closed(stream);
+            }
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Whether the other end of `stream`, which has shut down its writing,
+/// closed the connection altogether: the kernel says so (`POLLHUP`) once
+/// the connection is shut both ways, as it is from the moment the other
+/// end is closed. A client that shut down its writing only (an older
+/// `strand`'s did after its request) is not: it may read on.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn closed(stream: &impl std::os::fd::AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut asked = [PollFd::new(stream, PollFlags::empty())];
+    // At once: the answer is the connection's state now.
+    poll(&mut asked, Some(&Timespec::default())).is_ok()
+        && asked[0].revents().contains(PollFlags::HUP)
+}
+
+/// [`closed`] where it is not asked (systems other than Linux and
+/// Android): not known, so `false`, and such a follower is let go once
+/// writing to it fails.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn closed(_stream: &impl std::os::fd::AsFd) -> bool {
+    false
 }
 
 /// Asks the kernel to hold at most [`FOLLOWER_SEND_BUFFER`] (twice that
@@ -570,6 +648,16 @@ async fn ask(
     request: &Request,
     within: Option<std::time::Duration>,
 ) -> std::io::Result<Option<(Answer, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
+    // What cannot be written as JSON is refused before anything is sent
+    // (it made the client panic): a path that is not UTF-8, said as the
+    // node says it, and anything else that does not serialise.
+    if let Some(path) = request.path() {
+        super::commands::utf8_path(path)
+            .map_err(|f| std::io::Error::new(std::io::ErrorKind::InvalidInput, f.message))?;
+    }
+    let mut line = serde_json::to_vec(request)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    line.push(b'\n');
     let Ok(address) = SocketAddress::of(profile, SOCKET) else {
         return Ok(None);
     };
@@ -593,9 +681,13 @@ async fn ask(
     }
     let exchange = async {
         let (rd, mut wr) = stream.into_split();
-        let mut line = serde_json::to_vec(request).expect("serialisable");
-        line.push(b'\n');
         let written = wr.write_all(&line).await;
+        // The connection stays open both ways until the reader returned
+        // is dropped, rather than being shut for writing now (as dropping
+        // the writing half does): to the node, a follower that shut down
+        // its writing may read on, and is let go only once writing to it
+        // fails; one whose end is closed is let go at once.
+        wr.forget();
         let mut rd = BufReader::new(rd);
         let mut answer = String::new();
         let read = rd.read_line(&mut answer).await;
@@ -656,5 +748,229 @@ mod tests {
             size <= 2 * FOLLOWER_SEND_BUFFER,
             "a send buffer of {size} bytes"
         );
+    }
+
+    /// A path that is not UTF-8, under `dir`: absolute, and a name JSON
+    /// cannot carry.
+    fn not_utf8(dir: &Path) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+    }
+
+    /// A node, played on `profile`'s socket by a thread: for each of
+    /// `answers`, it takes one connection, reads its request line, writes
+    /// the answer, and hangs up, but for the last connection, which it
+    /// returns open.
+    fn played_node(
+        profile: &Path,
+        answers: Vec<Answer>,
+    ) -> std::thread::JoinHandle<std::os::unix::net::UnixStream> {
+        let listener = std::os::unix::net::UnixListener::bind(socket_path(profile)).unwrap();
+        std::thread::spawn(move || {
+            let count = answers.len();
+            for (i, answer) in answers.into_iter().enumerate() {
+                let (stream, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line)
+                    .unwrap();
+                let mut bytes = serde_json::to_vec(&answer).unwrap();
+                bytes.push(b'\n');
+                std::io::Write::write_all(&mut &stream, &bytes).unwrap();
+                if i + 1 == count {
+                    return stream;
+                }
+            }
+            panic!("no answer to give")
+        })
+    }
+
+    /// A follower that hangs up is let go at once, not when the node next
+    /// has an event for it: a quiet node has none, so closed followers
+    /// (`strand read --follow` ended with Ctrl-C, the app locked) held
+    /// their connections for good, and `MAX_CONTROL_CONNECTIONS` of them
+    /// refused every command. Fails with the `follower_done` branch of
+    /// the follow loop's `select!` taken out: the task then waits for an
+    /// event that never comes (an offline node with nothing to do has
+    /// none), and the hour of paused time runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_hangs_up_is_let_go_without_an_event() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = crate::runtime::test_node(tmp.path(), crate::NodeConfig::offline()).await;
+        let (node_end, follower) = UnixStream::pair().unwrap();
+        let served = tokio::spawn(handle(
+            node.clone(),
+            node_end,
+            tokio_util::sync::CancellationToken::new(),
+            false,
+        ));
+        let (rd, mut wr) = follower.into_split();
+        wr.write_all(b"{\"request\":\"follow\"}\n").await.unwrap();
+        let mut line = String::new();
+        BufReader::new(rd).read_line(&mut line).await.unwrap();
+        assert!(line.contains("following"), "{line}");
+        // Its reading half is gone already: this closes the connection.
+        drop(wr);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(3600), served).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        node.shutdown().await;
+    }
+
+    /// A follower that only shuts down its writing after its request (as
+    /// `strand` did before it kept its connection open, and as a script
+    /// may) reads on, and is sent events still: the node tells it from
+    /// one that hung up. Fails if the end of a follower's writing is taken
+    /// for it hanging up (`closed` in `follower_done` made `true`).
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_only_stops_writing_is_followed_still() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = crate::runtime::test_node(tmp.path(), crate::NodeConfig::offline()).await;
+        let (node_end, follower) = UnixStream::pair().unwrap();
+        let served = tokio::spawn(handle(
+            node.clone(),
+            node_end,
+            tokio_util::sync::CancellationToken::new(),
+            false,
+        ));
+        let (rd, mut wr) = follower.into_split();
+        wr.write_all(b"{\"request\":\"follow\"}\n").await.unwrap();
+        // Shuts the connection for writing; its reading half reads on.
+        drop(wr);
+        let mut rd = BufReader::new(rd);
+        let mut line = String::new();
+        rd.read_line(&mut line).await.unwrap();
+        assert!(line.contains("following"), "{line}");
+        // Time goes on only once the node has nothing left to do: it has
+        // seen the follower's writing end.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(!served.is_finished(), "the follower was let go");
+        node.shared
+            .events
+            .send(crate::NodeEvent::GroupsChanged)
+            .unwrap();
+        line.clear();
+        rd.read_line(&mut line).await.unwrap();
+        assert!(line.contains("groups_changed"), "{line:?}");
+        drop(rd);
+        node.shutdown().await;
+    }
+
+    /// A client keeps its connection open both ways for as long as the
+    /// reader [`request`] returns lives, and closed once that is dropped:
+    /// so the node lets a follower go as soon as it drops its events (the
+    /// app locked, say). Before, dropping the writing half shut the
+    /// connection for writing at once, which to the node is a follower
+    /// that reads on, let go only when the node next writes to it. Fails
+    /// with the `wr.forget()` in `ask` taken out.
+    #[tokio::test]
+    async fn a_client_keeps_its_connection_open_until_it_is_done_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = played_node(tmp.path(), vec![Answer::Ok(Reply::Following)]);
+        let (answer, reader) = request(tmp.path(), &Request::Follow)
+            .await
+            .unwrap()
+            .expect("the node answers");
+        assert!(matches!(answer, Answer::Ok(Reply::Following)), "{answer:?}");
+        let node_end = node.join().unwrap();
+        node_end.set_nonblocking(true).unwrap();
+        let read = std::io::Read::read(&mut &node_end, &mut [0; 8]);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the client is done writing: {read:?}"
+        );
+        assert!(!closed(&node_end));
+        drop(reader);
+        assert!(closed(&node_end), "the client closed its end");
+    }
+
+    /// An answer its client leaves unread is given up after
+    /// [`READS_WITHIN`], as a follower's event is: before, a client that
+    /// did not read an answer larger than its socket holds (here an error
+    /// that repeats a long request) held its connection, and the answer,
+    /// for as long as it lived. Fails with the last `send_within` in
+    /// [`handle`] made a plain `send` (the task then waits for good, and
+    /// twice the bound of paused time runs out).
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_left_unread_is_given_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = crate::runtime::test_node(tmp.path(), crate::NodeConfig::offline()).await;
+        let (node_end, client) = UnixStream::pair().unwrap();
+        // Little room for what is left unread (Linux raises 1 byte to its
+        // least, some 4.6 KB): the answer below does not fit.
+        socket2::SockRef::from(&node_end)
+            .set_send_buffer_size(1)
+            .unwrap();
+        let served = tokio::spawn(handle(
+            node.clone(),
+            node_end,
+            tokio_util::sync::CancellationToken::new(),
+            false,
+        ));
+        // Never read.
+        let (_rd, mut wr) = client.into_split();
+        let request = format!(
+            "{{\"request\":\"add_peer\",\"address\":\"{}\"}}\n",
+            "x".repeat(64 * 1024)
+        );
+        wr.write_all(request.as_bytes()).await.unwrap();
+        let ended = tokio::time::timeout(2 * READS_WITHIN, served).await;
+        assert!(
+            matches!(&ended, Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{ended:?}"
+        );
+        node.shutdown().await;
+    }
+
+    /// A request naming a path that is not UTF-8 (a downloads folder so
+    /// named, in the app attached to a running node) is refused by the
+    /// client before anything is sent, in the node's words: JSON cannot
+    /// carry it, and writing it made the client panic ("serialisable").
+    /// Fails with the `utf8_path` check at the top of `ask` taken out
+    /// (serde's words, or with the `expect` back, the panic).
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_refused_before_it_is_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A node of this user's, played: a socket never answered.
+        let _node = std::os::unix::net::UnixListener::bind(socket_path(tmp.path())).unwrap();
+        let save = Request::Save {
+            id: "00000000".into(),
+            dir: not_utf8(tmp.path()),
+            task: None,
+        };
+        let e = request_within(tmp.path(), &save, ANSWER_WITHIN)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.to_string().contains("use a path that is valid UTF-8"),
+            "{e}"
+        );
+    }
+
+    /// A follower let go (it left its events unread a minute) that is told
+    /// the node is busy when it follows again asks again, rather than take
+    /// the node for stopped: `strand read --follow` ended, and the app said
+    /// the node had stopped, while it ran serving all it could. Fails with
+    /// the `Refused` arm of [`Events::next`](super::super::device::Events::next)'s
+    /// following again taken out.
+    #[tokio::test]
+    async fn a_follower_told_busy_when_it_follows_again_asks_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        // It follows, lets go, is busy, then follows again.
+        let node = played_node(
+            tmp.path(),
+            vec![
+                Answer::Ok(Reply::Following),
+                busy(),
+                Answer::Ok(Reply::Following),
+            ],
+        );
+        let device = super::super::device::Device::Running(tmp.path().to_path_buf());
+        let mut events = device.follow().await.expect("following");
+        let next = events.next().await;
+        assert!(
+            matches!(next, Some(crate::NodeEvent::Missed { count: 0 })),
+            "{next:?}"
+        );
+        let _following = node.join().unwrap();
     }
 }

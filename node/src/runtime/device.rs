@@ -284,12 +284,28 @@ impl Events {
                     // terminal scrolled back, a suspended `strand`). If
                     // it still runs, it is followed again, and what was
                     // missed meanwhile is said (`count` 0: not known).
-                    Ok(None) | Err(_) => match control::request(profile, &Request::Follow).await {
-                        Ok(Some((Answer::Ok(_), reader))) => {
-                            *lines = reader.lines();
-                            return Some(NodeEvent::Missed { count: 0 });
+                    Ok(None) | Err(_) => loop {
+                        /// How often a node that is serving all the
+                        /// connections it can is asked again.
+                        const ASK_AGAIN_EVERY: Duration = Duration::from_secs(1);
+                        match control::request(profile, &Request::Follow).await {
+                            Ok(Some((Answer::Ok(_), reader))) => {
+                                *lines = reader.lines();
+                                return Some(NodeEvent::Missed { count: 0 });
+                            }
+                            // Refused: it serves all the connections it
+                            // can (commands, followers), so it still runs,
+                            // and is asked again until one ends. Before,
+                            // that read as the node having stopped
+                            // (`strand read --follow` ended, the app said
+                            // the node stopped).
+                            Ok(Some((Answer::Error(e), _)))
+                                if e.kind == super::api::FailureKind::Refused =>
+                            {
+                                tokio::time::sleep(ASK_AGAIN_EVERY).await;
+                            }
+                            _ => return None,
                         }
-                        _ => return None,
                     },
                 }
             },

@@ -643,7 +643,7 @@ fn a_follower_let_go_for_reading_slowly_follows_again() {
 /// page and its bookkeeping each (some 4.4 KB: 176,000 bytes), so the
 /// node never waits on the follower and never lets it go. For the node
 /// lets a follower go only when one write to it has waited
-/// `FOLLOWER_READS_WITHIN` (a minute), that is when its socket is full;
+/// `READS_WITHIN` (a minute), that is when its socket is full;
 /// how many events it keeps for followers (`EVENT_BUFFER`) plays no
 /// part: a follower more than that many behind is told how many it
 /// missed (`missed`) and goes on following, so more texts than that into
@@ -1327,6 +1327,40 @@ fn silent_connections_hold_the_reserve_only_briefly() {
         || answer_on(&socket, "{\"request\":\"status\"}")["ok"].is_object(),
     );
     drop(held);
+}
+
+/// Followers that hang up give their connections back at once, on a node
+/// with nothing to tell them: before, each held its connection until the
+/// node next had an event for it, which on a quiet node was never, so
+/// `MAX_CONTROL_CONNECTIONS` followers ended (`strand read --follow` and
+/// Ctrl-C, an app locked) refused every command until the node restarted.
+#[test]
+fn followers_that_hang_up_give_their_connections_back() {
+    use strand_node::limits::MAX_CONTROL_CONNECTIONS;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let (_run, socket) = run_serving(&a);
+    let followers: Vec<_> = (0..MAX_CONTROL_CONNECTIONS)
+        .map(|_| {
+            let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            std::io::Write::write_all(&mut stream, b"{\"request\":\"follow\"}\n").unwrap();
+            let mut answer = String::new();
+            BufReader::new(&stream).read_line(&mut answer).unwrap();
+            assert!(answer.contains("following"), "{answer:?}");
+            stream
+        })
+        .collect();
+    // All held: anything but status and stopping is refused.
+    assert_busy(&answer_on(&socket, "{\"request\":\"contacts\"}"));
+    drop(followers);
+    eventually(
+        "the followers' connections given back",
+        Duration::from_secs(60),
+        || answer_on(&socket, "{\"request\":\"contacts\"}")["ok"].is_object(),
+    );
 }
 
 /// `count` connections to the control socket at `socket`, made one after
