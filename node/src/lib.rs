@@ -66,7 +66,7 @@ pub use profile::prefs::{PreferenceChange, Preferences};
 pub use profile::reach::RelayChange;
 pub use profile::removal::Deleted;
 pub use profile::store::{Position, ReadView, RedbStore};
-pub use profile::views::{ContactSummary, UNREAD_CAP};
+pub use profile::views::{ContactSummary, ConversationPage, PageBound, UNREAD_CAP};
 pub use profile::{prefs, schema, sealed, strength, wipe};
 pub use profile::{ContactRecord, Delivery, Profile, StoredMessage, SKEW_SHOWN};
 pub use runtime::{control, limits};

@@ -663,30 +663,55 @@ async fn print_after(
     name: &str,
     last: &mut Option<Cursor>,
 ) -> Result<()> {
-    let mut from = last.clone();
-    loop {
-        let request = Request::Read {
+    let from = last.clone();
+    each_page(
+        device,
+        from,
+        |from| Request::Read {
             contact: name.to_owned(),
-            from: from.clone(),
+            from,
             limit: None,
-        };
-        let page = match device.call(request).await? {
-            Reply::Page(p) => p,
-            other => return Err(unexpected(other)),
-        };
-        for m in &page.messages {
+        },
+        |reply| match reply {
+            Reply::Page(p) => Ok((p.messages, p.next)),
+            other => Err(other),
+        },
+        |m: api::MessageView| {
             // A page starts at its cursor, inclusive: skip what was printed.
             if last.as_ref().is_some_and(|c| c.id == m.id) {
-                continue;
+                return Ok(());
             }
-            print_message(m, ctx.json)?;
+            print_message(&m, ctx.json)?;
             *last = Some(Cursor {
                 shown: Some(m.shown),
                 time: m.time,
-                id: m.id.clone(),
+                id: m.id,
             });
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Asks for a conversation a page at a time from `from` on (the start if
+/// `None`), as the device pages it ([`Request::Read`],
+/// [`Request::GroupRead`]: each page marked read as it is answered), and
+/// hands each message to `each` in order. `ask` makes the request for the
+/// page at a cursor; `open` takes the page's messages and the next one's
+/// cursor out of the reply, or gives back a reply of another kind.
+async fn each_page<M>(
+    device: &Device,
+    mut from: Option<Cursor>,
+    ask: impl Fn(Option<Cursor>) -> Request,
+    open: impl Fn(Reply) -> std::result::Result<(Vec<M>, Option<Cursor>), Reply>,
+    mut each: impl FnMut(M) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let (messages, next) = open(device.call(ask(from)).await?).map_err(unexpected)?;
+        for m in messages {
+            each(m)?;
         }
-        match page.next {
+        match next {
             Some(next) => from = Some(next),
             None => return Ok(()),
         }
@@ -842,47 +867,27 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
         GroupCmd::Send { group, text, .. } => send(ctx, device, Target::Group(group), text).await?,
         GroupCmd::Timer { group, set } => timer(ctx, device, Target::Group(group), set).await?,
         GroupCmd::Read { group } => {
-            let list = match device
-                .call(Request::GroupRead {
+            let mut any = false;
+            each_page(
+                device,
+                None,
+                |from| Request::GroupRead {
                     group: group.clone(),
-                })
-                .await?
-            {
-                Reply::GroupMessages { messages } => messages,
-                other => return Err(unexpected(other)),
-            };
-            if ctx.json {
-                return json(&list);
-            }
-            if list.is_empty() {
+                    from,
+                    limit: None,
+                },
+                |reply| match reply {
+                    Reply::GroupMessages { messages, next } => Ok((messages, next)),
+                    other => Err(other),
+                },
+                |m: api::GroupMessageView| {
+                    any = true;
+                    print::print_group_message(&m, ctx.json)
+                },
+            )
+            .await?;
+            if !any && !ctx.json {
                 println!("No messages in {group} yet.");
-            }
-            for m in list {
-                let from = display::one_line(&m.message.from);
-                let who = if m.verified {
-                    from
-                } else {
-                    format!("{from} (unverified)")
-                };
-                let expires = m
-                    .message
-                    .expires
-                    .map(|e| format!("  (disappears {})", print::format_time(e)))
-                    .unwrap_or_default();
-                let text = match &m.message.file {
-                    Some(f) => print::file_line(f, &m.message.id),
-                    None => display::lines(&m.message.text, ""),
-                };
-                let late = if m.late {
-                    "  (written after they left the group; it arrived late)"
-                } else {
-                    ""
-                };
-                let skew = print::skew_note(&m.message);
-                println!(
-                    "{}  {who}: {text}{skew}{expires}{late}",
-                    print::format_time(m.message.shown)
-                );
             }
         }
     }

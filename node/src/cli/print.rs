@@ -2,7 +2,7 @@
 //! another person wrote goes through [`crate::display`].
 
 use crate::display;
-use crate::runtime::api::{FileView, GroupView, MessageView};
+use crate::runtime::api::{FileView, GroupMessageView, GroupView, MessageView};
 use crate::{RelayStatus, Status};
 
 /// Prints `v` as pretty JSON, nothing in it able to drive or fool a
@@ -46,6 +46,41 @@ pub(crate) fn print_message(m: &MessageView, json: bool) -> super::Result<()> {
             display::one_line(&m.from),
         );
     }
+    Ok(())
+}
+
+/// Prints a group's text with its author (marked unverified when the name
+/// is not the user's own for them): one line, more if its text has line
+/// breaks, or its JSON on one line, as [`print_message`] does.
+pub(crate) fn print_group_message(m: &GroupMessageView, json: bool) -> super::Result<()> {
+    if json {
+        return json_line(m);
+    }
+    let from = display::one_line(&m.message.from);
+    let who = if m.verified {
+        from
+    } else {
+        format!("{from} (unverified)")
+    };
+    let expires = m
+        .message
+        .expires
+        .map(|e| format!("  (disappears {})", format_time(e)))
+        .unwrap_or_default();
+    let text = match &m.message.file {
+        Some(f) => file_line(f, &m.message.id),
+        None => display::lines(&m.message.text, ""),
+    };
+    let late = if m.late {
+        "  (written after they left the group; it arrived late)"
+    } else {
+        ""
+    };
+    let skew = skew_note(&m.message);
+    println!(
+        "{}  {who}: {text}{skew}{expires}{late}",
+        format_time(m.message.shown)
+    );
     Ok(())
 }
 

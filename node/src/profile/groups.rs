@@ -32,7 +32,9 @@ use crate::profile::schema::{EPOCHS, GROUP_PENDING, MESSAGES, NAMES, OUTBOX, SEE
 use crate::profile::store::{
     shown_key, shown_position, split_table_key, table_key, Position, SHOWN_INCOMING,
 };
-use crate::profile::views::{increment, shown_range};
+use crate::profile::views::{
+    held_bytes, increment, shown_range, ConversationPage, Filling, PageBound,
+};
 use strand_sync::Time;
 
 use crate::profile::{Profile, ProfileError, StoredMessage};
@@ -1543,33 +1545,55 @@ impl Profile {
         from: &Position,
         limit: usize,
     ) -> Result<Vec<GroupMessage>, ProfileError> {
+        Ok(self
+            .group_conversation_page_within(group, from, PageBound::messages(limit))?
+            .messages)
+    }
+
+    /// The texts of a group from `from` (inclusive) on, in the order they
+    /// are shown, decrypted, with author names, until the page is full
+    /// ([`PageBound`]), and where the next page starts: only those are
+    /// read, whatever the group's length.
+    pub fn group_conversation_page_within(
+        &self,
+        group: &str,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<GroupMessage>, ProfileError> {
         let chain = self.chain_named(group)?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let chosen = self.chosen_names(&chain)?;
-        // The first `limit` of each epoch from `from`, then the first
-        // `limit` of those in order: each epoch's rows are in order.
+        // The first `bound.messages` + 1 of each epoch from `from`, then
+        // the first that many of those in order (each epoch's rows are in
+        // order): the page at most, and the row after it, where the next
+        // page starts.
+        let take = bound.messages.saturating_add(1);
         let epochs: Vec<&Epoch> = chain.epochs().collect();
         let mut rows = Vec::new();
         for (i, epoch) in epochs.iter().enumerate() {
             let (_, hi) = shown_range(&epoch.id());
             let lo = shown_key(&epoch.id(), from);
-            for entry in shown.range(lo..=hi).map_err(db_error)?.take(limit) {
+            for entry in shown.range(lo..=hi).map_err(db_error)?.take(take) {
                 let (k, v) = entry.map_err(db_error)?;
                 rows.push((shown_position(&k.value()), i, v.value()));
             }
         }
         rows.sort_by_key(|(at, ..)| *at);
-        rows.truncate(limit);
-        let mut out = Vec::with_capacity(rows.len());
+        rows.truncate(take);
+        let mut page = Filling::new(bound);
         for (at, i, v) in rows {
+            if !page.has_room_for(at) {
+                break;
+            }
             let epoch = epochs[i];
             let message = self.decode_stored(epoch.group(), at, &v, &messages, &outbox)?;
-            out.push(self.group_message(&chain, epoch, &messages, message, &chosen)?);
+            let bytes = held_bytes(&message);
+            page.push(bytes, self.group_message(&chain, epoch, &messages, message, &chosen)?);
         }
-        Ok(out)
+        Ok(page.done())
     }
 
     fn group_message(

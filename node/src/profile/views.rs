@@ -4,7 +4,11 @@
 //! A long conversation is never decrypted whole: [`Profile::conversation_keys`]
 //! lists its positions (48 bytes each, no bodies) so a UI knows how many
 //! rows it has and where each sits, and [`Profile::conversation_page`]
-//! decrypts just the rows on screen.
+//! decrypts just the rows on screen. A reader that goes through the
+//! conversation from one page to the next instead (`strand read`, `strand
+//! group read`) uses [`Profile::conversation_page_within`] and its group
+//! twin, whose page ends after so many messages or once their texts hold
+//! so many bytes ([`PageBound`]), and says where the next page starts.
 //!
 //! Conversations are in the order messages are shown, not the order their
 //! authors claim ([`Position`]): a message claiming to be no newer than
@@ -34,6 +38,94 @@ pub struct ContactSummary {
     /// Messages from them newer than the newest one the user has seen, at
     /// most [`UNREAD_CAP`].
     pub unread: u32,
+}
+
+/// Where a page of a conversation ends: after `messages` messages, or
+/// after the message that brings what their texts hold (a file's name,
+/// type and preview for a file) to `bytes` or more, whichever comes
+/// first. A page ends by bytes only once it holds a message, so every
+/// page but an empty conversation's moves its reader on. A count alone
+/// bounds a page poorly where a text may be a mebibyte long: 500 of those
+/// are half a gibibyte, read and decrypted at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageBound {
+    /// Most messages in the page.
+    pub messages: usize,
+    /// What the page's texts hold (in bytes) once it ends.
+    pub bytes: usize,
+}
+
+impl PageBound {
+    /// At most `messages` messages, however long.
+    pub fn messages(messages: usize) -> PageBound {
+        PageBound {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// A page of a conversation: its messages, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationPage<M> {
+    /// In the order shown.
+    pub messages: Vec<M>,
+    /// Where the first message after the page is shown; `None` when the
+    /// page ends the conversation.
+    pub next: Option<Position>,
+}
+
+/// A page being read, against its [`PageBound`]: the one place that
+/// decides where a page ends, for a contact's conversation and a group's.
+pub(crate) struct Filling<M> {
+    bound: PageBound,
+    bytes: usize,
+    page: ConversationPage<M>,
+}
+
+impl<M> Filling<M> {
+    pub(crate) fn new(bound: PageBound) -> Filling<M> {
+        Filling {
+            bound,
+            bytes: 0,
+            page: ConversationPage {
+                messages: Vec::new(),
+                next: None,
+            },
+        }
+    }
+
+    /// Whether the message shown at `at` (the next in order) goes into
+    /// the page; if not, the next page starts there, and the caller
+    /// stops reading.
+    pub(crate) fn has_room_for(&mut self, at: Position) -> bool {
+        let held = self.page.messages.len();
+        let full = held >= self.bound.messages || (held > 0 && self.bytes >= self.bound.bytes);
+        if full {
+            self.page.next = Some(at);
+        }
+        !full
+    }
+
+    /// Puts a message in, which holds `bytes` ([`held_bytes`]).
+    pub(crate) fn push(&mut self, bytes: usize, message: M) {
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.page.messages.push(message);
+    }
+
+    pub(crate) fn done(self) -> ConversationPage<M> {
+        self.page
+    }
+}
+
+/// What a message holds that a page counts against its
+/// [`PageBound::bytes`]: its text, or a file's name, type and preview.
+/// The rest is a few fixed fields, which the count of messages bounds.
+pub(crate) fn held_bytes(m: &StoredMessage) -> usize {
+    let file = m.file.as_ref().map_or(0, |f| {
+        f.name.len() + f.mime.len() + f.preview.as_ref().map_or(0, Vec::len)
+    });
+    m.text.len() + file
 }
 
 impl Profile {
@@ -167,6 +259,21 @@ impl Profile {
         from: &Position,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, ProfileError> {
+        Ok(self
+            .conversation_page_within(contact, from, PageBound::messages(limit))?
+            .messages)
+    }
+
+    /// The messages of the conversation with `contact` from `from`
+    /// (inclusive) on, in the order they are shown, decrypted, until the
+    /// page is full ([`PageBound`]), and where the next page starts: only
+    /// those are read, whatever the conversation's length.
+    pub fn conversation_page_within(
+        &self,
+        contact: &str,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<StoredMessage>, ProfileError> {
         let group = self.direct_group(contact)?;
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
@@ -174,16 +281,17 @@ impl Profile {
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
         let (_, hi) = shown_range(&group.id);
         let lo = shown_key(&group.id, from);
-        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut page = Filling::new(bound);
         for entry in shown.range(lo..=hi).map_err(db_error)? {
-            if out.len() == limit {
-                break;
-            }
             let (k, v) = entry.map_err(db_error)?;
             let at = shown_position(&k.value());
-            out.push(self.decode_stored(&group, at, &v.value(), &messages, &outbox)?);
+            if !page.has_room_for(at) {
+                break;
+            }
+            let m = self.decode_stored(&group, at, &v.value(), &messages, &outbox)?;
+            page.push(held_bytes(&m), m);
         }
-        Ok(out)
+        Ok(page.done())
     }
 
     /// Records that the user has seen the conversation with `contact` up

@@ -153,8 +153,9 @@ pub enum Request {
     },
     /// One page of the conversation with a contact, in the order shown (see
     /// [`crate::Position`]): at most `limit` messages (default and most
-    /// [`READ_PAGE`]) from `from` on (the `next` of the previous page; the
-    /// start if absent). What it returns is marked read.
+    /// [`READ_PAGE`]), fewer once their texts hold [`READ_PAGE_BYTES`],
+    /// from `from` on (the `next` of the previous page; the start if
+    /// absent). It is marked read up to its last message, and no further.
     Read {
         /// Contact name.
         contact: String,
@@ -195,10 +196,21 @@ pub enum Request {
         /// What to do.
         action: GroupAction,
     },
-    /// A group's conversation (all of it), marked read.
+    /// One page of a group's conversation, as [`Request::Read`] pages a
+    /// contact's: at most `limit` texts (default and most [`READ_PAGE`]),
+    /// fewer once they hold [`READ_PAGE_BYTES`], from `from` on (the
+    /// start if absent), marked read up to the last of them and no
+    /// further. A group crosses the socket a page at a time, as a
+    /// contact's conversation does, never whole in one line.
     GroupRead {
         /// Group name (or key, or id prefix).
         group: String,
+        /// Where the page starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Cursor>,
+        /// Most texts in the page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
     /// Carrying for contacts: with `set`, start or stop first.
     Carry {
@@ -413,10 +425,13 @@ pub enum Reply {
         /// What it did.
         outcome: GroupOutcome,
     },
-    /// [`Request::GroupRead`].
+    /// [`Request::GroupRead`]: a page of a group's conversation.
     GroupMessages {
         /// Oldest first.
         messages: Vec<GroupMessageView>,
+        /// Where the next page starts; `None` after the last.
+        #[serde(default)]
+        next: Option<Cursor>,
     },
     /// [`Request::Carry`].
     Carry(crate::CarryStatus),
@@ -751,9 +766,19 @@ impl FileView {
     }
 }
 
-/// Most messages in one page of [`Request::Read`]: a long conversation
-/// crosses the socket a page at a time, so neither side holds it whole.
+/// Most messages in one page of [`Request::Read`] and
+/// [`Request::GroupRead`]: a long conversation crosses the socket a page
+/// at a time, so neither side holds it whole.
 pub const READ_PAGE: usize = 500;
+
+/// What the texts of one page of [`Request::Read`] or
+/// [`Request::GroupRead`] hold at most, give or take its last message
+/// ([`crate::PageBound`]): a text may be a mebibyte
+/// ([`strand_sync::limits::MAX_BODY_LEN`]), so [`READ_PAGE`] of them
+/// would be half a gibibyte read, decrypted and written as one line. As
+/// much as a request may hold; a page ends after the message that reaches
+/// it, so it holds one message at least.
+pub const READ_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most messages one [`Request::Page`] may ask for: as many as a page of
 /// [`Request::Read`], for the same reason. A page is read, decrypted and
@@ -773,6 +798,31 @@ pub struct Cursor {
     pub time: u64,
     /// Message id, hex.
     pub id: String,
+}
+
+impl Cursor {
+    /// The cursor of the message shown at `at`.
+    pub fn at(at: &crate::Position) -> Cursor {
+        Cursor {
+            shown: Some(at.shown),
+            time: at.key.time,
+            id: hex(&at.key.id.0),
+        }
+    }
+
+    /// Where it points, or why it points nowhere (an id that is not hex).
+    pub fn position(&self) -> Result<crate::Position, Failure> {
+        let id = crate::profile::unhex(&self.id).ok_or_else(|| {
+            Failure::bad_input(format!("bad cursor: {:?} is not a message id", self.id))
+        })?;
+        Ok(crate::Position {
+            shown: self.shown.unwrap_or(self.time),
+            key: strand_sync::Key {
+                time: self.time,
+                id: strand_sync::MessageId(id),
+            },
+        })
+    }
 }
 
 /// A page of a conversation.

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::api::{
     ContactView, Cursor, Failure, GroupMessageView, GroupOutcome, GroupView, MailboxAction,
     MailboxView, MessageView, ReadPage, Reply, Request, SafetyView, Target, TimerSetting,
-    TimerView, READ_PAGE,
+    TimerView, READ_PAGE, READ_PAGE_BYTES,
 };
 use super::Node;
 use crate::{hex, AddPeerError, GroupAction, Profile, ProfileError};
@@ -150,17 +150,11 @@ impl Node {
                 };
                 Ok(Reply::GroupChanged { outcome })
             }
-            Request::GroupRead { group } => {
+            Request::GroupRead { group, from, limit } => {
                 let p = self.profile().clone();
-                let messages = blocking(move || {
-                    let messages = p.group_conversation(&group)?;
-                    p.mark_group_read(&group)?;
-                    Ok::<_, ProfileError>(messages)
-                })
-                .await?;
-                Ok(Reply::GroupMessages {
-                    messages: messages.iter().map(GroupMessageView::of).collect(),
-                })
+                let (messages, next) =
+                    blocking(move || read_group_page(&p, &group, from.as_ref(), limit)).await?;
+                Ok(Reply::GroupMessages { messages, next })
             }
             Request::Carry { set } => Ok(Reply::Carry(match set {
                 Some(on) => self.set_carrying(on).await?,
@@ -357,43 +351,76 @@ pub fn conversation(p: &Profile, contact: &str) -> Result<Vec<MessageView>, Prof
         .collect())
 }
 
-/// One page of the conversation with `contact` (see [`Request::Read`]),
-/// marked read: it is being shown.
+/// One page of the conversation with `contact` ([`Request::Read`]),
+/// marked read up to its last message: it is being shown.
 pub fn read_page(
     p: &Profile,
     contact: &str,
     from: Option<&Cursor>,
     limit: Option<usize>,
 ) -> Result<ReadPage, Failure> {
-    let limit = limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE);
-    let start = match from {
-        None => crate::Position::MIN,
-        Some(c) => crate::Position {
-            shown: c.shown.unwrap_or(c.time),
-            key: strand_sync::Key {
-                time: c.time,
-                id: strand_sync::MessageId(crate::profile::unhex(&c.id).ok_or_else(|| {
-                    Failure::bad_input(format!("bad cursor: {:?} is not a message id", c.id))
-                })?),
-            },
-        },
-    };
-    let mut page = p.conversation_page(contact, &start, limit + 1)?;
-    let next = (page.len() > limit).then(|| {
-        let m = page.pop().expect("limit + 1 messages");
-        Cursor {
-            shown: Some(m.shown),
-            time: m.key.time,
-            id: hex(&m.key.id.0),
-        }
-    });
-    if let Some(last) = page.last() {
-        p.mark_read(contact, &last.position())?;
-    }
+    let (page, next) = read_marked(
+        from,
+        limit,
+        |start, bound| p.conversation_page_within(contact, start, bound),
+        |m: &crate::StoredMessage| m.position(),
+        |up_to| p.mark_read(contact, up_to),
+    )?;
     Ok(ReadPage {
         messages: page.into_iter().map(|m| view(contact, m)).collect(),
         next,
     })
+}
+
+/// One page of a group's conversation ([`Request::GroupRead`]), marked
+/// read up to its last text, as [`read_page`] reads a contact's.
+pub fn read_group_page(
+    p: &Profile,
+    group: &str,
+    from: Option<&Cursor>,
+    limit: Option<usize>,
+) -> Result<(Vec<GroupMessageView>, Option<Cursor>), Failure> {
+    let (page, next) = read_marked(
+        from,
+        limit,
+        |start, bound| p.group_conversation_page_within(group, start, bound),
+        |m: &crate::GroupMessage| m.message.position(),
+        |up_to| p.mark_group_read_to(group, up_to),
+    )?;
+    Ok((page.iter().map(GroupMessageView::of).collect(), next))
+}
+
+/// Reads one page of a conversation, a contact's or a group's, from
+/// `from` on (the start if `None`): at most `limit` messages (default and
+/// most [`READ_PAGE`]), fewer once their texts hold [`READ_PAGE_BYTES`].
+/// Then marks the conversation read up to the page's last message and no
+/// further: what comes after it, stored before or while it was read, was
+/// not shown, and stays unread. Returns the page and where the next one
+/// starts. [`Request::Read`] and [`Request::GroupRead`] both read this
+/// way, so `strand read` and `strand group read` page alike.
+fn read_marked<M>(
+    from: Option<&Cursor>,
+    limit: Option<usize>,
+    read: impl FnOnce(
+        &crate::Position,
+        crate::PageBound,
+    ) -> Result<crate::ConversationPage<M>, ProfileError>,
+    position: impl Fn(&M) -> crate::Position,
+    mark: impl FnOnce(&crate::Position) -> Result<(), ProfileError>,
+) -> Result<(Vec<M>, Option<Cursor>), Failure> {
+    let bound = crate::PageBound {
+        messages: limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE),
+        bytes: READ_PAGE_BYTES,
+    };
+    let start = match from {
+        None => crate::Position::MIN,
+        Some(c) => c.position()?,
+    };
+    let page = read(&start, bound)?;
+    if let Some(last) = page.messages.last() {
+        mark(&position(last))?;
+    }
+    Ok((page.messages, page.next.as_ref().map(Cursor::at)))
 }
 
 /// The mailbox pairing of `p`.

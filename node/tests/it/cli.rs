@@ -2062,6 +2062,64 @@ async fn read_is_paged_over_the_control_socket() {
     }
 }
 
+/// Regression: `group_read` answered a whole group in one line, however
+/// long (the node built it, and `strand` read it, whole). One request now
+/// answers a page of at most `READ_PAGE` texts and where the next starts,
+/// as `read` does; `strand group read` asks a page at a time and still
+/// prints every text, in order (with `--json`, one a line).
+#[test]
+fn group_read_is_paged_over_the_control_socket() {
+    use strand_node::runtime::api::READ_PAGE;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = READ_PAGE + 1;
+    let a = alice_with_texts_to_bob(tmp.path(), 0);
+    a.ok(&["group", "create", "desk", "--with", "bob"]);
+    {
+        let p = strand_node::Profile::open(&a.dir, &a.pass).unwrap();
+        let t0 = strand_node::now();
+        for i in 0..n {
+            p.write_group(
+                "desk",
+                &format!("m{i}"),
+                t0 + i as u64,
+                &mut strand_node::os_rng(),
+            )
+            .unwrap();
+        }
+    }
+    let (_run, socket) = run_serving(&a);
+    // One request: one bounded page, and where the next starts. (Asked
+    // as an older client asks, with neither `from` nor `limit`.)
+    let answer = answer_on(&socket, r#"{"request":"group_read","group":"desk"}"#);
+    let page = &answer["ok"];
+    assert_eq!(page["reply"], "group_messages", "{answer}");
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), READ_PAGE);
+    assert_eq!(messages[0]["text"], "m0");
+    assert!(page["next"]["id"].is_string(), "{}", page["next"]);
+
+    let want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let out = a.cmd(&["group", "read", "desk", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let texts: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, want);
+    let printed = a.ok(&["group", "read", "desk"]);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), n, "{printed}");
+    for (line, text) in lines.iter().zip(&want) {
+        assert!(line.ends_with(&format!(": {text}")), "{line}");
+    }
+}
+
 #[test]
 fn read_follow_prints_what_arrives_where_it_is_shown_and_reads_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -667,6 +667,177 @@ fn a_backdated_group_text_does_not_jump_into_history_through_another_epoch() {
     assert_eq!(desk_unread(&p), 1, "and counted unread");
 }
 
+/// Regression: `GroupRead` answered a whole group at once, however long,
+/// and then marked it read up to its newest text, so a text stored
+/// between the read and the mark counted as read without being shown. It
+/// pages now as `Read` does: one request answers at most `READ_PAGE`
+/// texts and where the next page starts, and marks read those and no
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_read_a_page_at_a_time_and_marked_read_as_far_as_shown() {
+    use strand_node::runtime::api::{Cursor, GroupMessageView, Reply, Request, READ_PAGE};
+    use strand_node::{Node, NodeConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let t = now() - 600_000;
+    let bob = desk_with_bob(&p, t - 2 * HOUR);
+    let head = desk_head(&p);
+    // One more than a page, from Bob, stored together as sync stores them.
+    let mut store = p.store().unwrap();
+    for i in 0..=READ_PAGE {
+        let m = text_from(&bob, head.group(), t + i as u64, &format!("#{i}"));
+        assert!(store.insert(&head.id(), &m).unwrap());
+    }
+    store.commit().unwrap();
+    drop(store);
+    assert_eq!(desk_unread(&p), READ_PAGE as u32 + 1);
+    let node = Node::start(p, NodeConfig::offline()).await.unwrap();
+    let read = |from: Option<Cursor>| {
+        let node = node.clone();
+        async move {
+            let ask = Request::GroupRead {
+                group: "desk".into(),
+                from,
+                limit: None,
+            };
+            match node.handle(ask).await.unwrap() {
+                Reply::GroupMessages { messages, next } => (messages, next),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let texts = |page: &[GroupMessageView]| -> Vec<String> {
+        page.iter().map(|m| m.message.text.clone()).collect()
+    };
+
+    let (first, next) = read(None).await;
+    assert_eq!(
+        texts(&first),
+        (0..READ_PAGE).map(|i| format!("#{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(desk_unread(node.profile()), 1, "read as far as shown");
+    let (rest, after) = read(Some(next.expect("a page after the first"))).await;
+    assert_eq!(texts(&rest), [format!("#{READ_PAGE}")]);
+    assert_eq!(after, None);
+    assert_eq!(desk_unread(node.profile()), 0);
+    node.shutdown().await;
+}
+
+/// A page read from one to the next ends after its bound's messages, or
+/// after the text that brings what its texts hold to its bound's bytes,
+/// whichever comes first; it holds one text at least, however long; and
+/// it says where the next starts. A contact's conversation and a group's
+/// end alike.
+#[test]
+fn a_page_ends_once_its_texts_hold_its_bytes() {
+    use strand_node::PageBound;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let t = now() - 600_000;
+    let bob = desk_with_bob(&p, t - 2 * HOUR);
+    let head = desk_head(&p);
+    let direct = group_with(&p, &bob);
+    // Ten texts of 100 bytes each, to the user and in the group.
+    let text = |i: usize| i.to_string().repeat(100);
+    let mut store = p.store().unwrap();
+    for i in 0..10 {
+        let time = t + i as u64;
+        assert!(store
+            .insert(&direct.id, &text_from(&bob, &direct, time, &text(i)))
+            .unwrap());
+        assert!(store
+            .insert(&head.id(), &text_from(&bob, head.group(), time, &text(i)))
+            .unwrap());
+    }
+    store.commit().unwrap();
+    drop(store);
+    let contact_at = p.conversation_keys("Bob").unwrap();
+    let group_at = p.group_conversation_keys("desk").unwrap();
+    assert_eq!((contact_at.len(), group_at.len()), (10, 10));
+    for (start, messages, bytes, want) in [
+        // The third text brings it to 300 bytes.
+        (0, 10, 250, 0..3),
+        // Reaching the bytes exactly ends it too.
+        (0, 10, 200, 0..2),
+        // Two messages come first.
+        (0, 2, 250, 0..2),
+        // One text at least, however long.
+        (0, 10, 1, 0..1),
+        (0, 10, 0, 0..1),
+        // The conversation ends first: no next page.
+        (7, 10, 250, 7..10),
+        (0, usize::MAX, usize::MAX, 0..10),
+    ] {
+        let bound = PageBound { messages, bytes };
+        let what = format!("{bound:?} from {start}");
+        let want_texts: Vec<String> = want.clone().map(text).collect();
+        let c = p
+            .conversation_page_within("Bob", &contact_at[start], bound)
+            .unwrap();
+        let got: Vec<String> = c.messages.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(got, want_texts, "{what}");
+        assert_eq!(c.next, contact_at.get(want.end).copied(), "{what}");
+        let g = p
+            .group_conversation_page_within("desk", &group_at[start], bound)
+            .unwrap();
+        let got: Vec<String> = g.messages.iter().map(|m| m.message.text.clone()).collect();
+        assert_eq!(got, want_texts, "{what}");
+        assert_eq!(g.next, group_at.get(want.end).copied(), "{what}");
+    }
+}
+
+/// A page of `Read` (and so of `strand read`) ends once its texts hold
+/// `READ_PAGE_BYTES`: a page counted only its messages, and 500 texts of
+/// a mebibyte each were half a gibibyte read, decrypted and answered in
+/// one line. What the page holds is marked read, the rest is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_page_ends_once_its_texts_hold_read_page_bytes() {
+    use strand_node::runtime::api::{Cursor, Reply, Request, READ_PAGE, READ_PAGE_BYTES};
+    use strand_node::{Node, NodeConfig};
+    let each = strand_sync::limits::MAX_BODY_LEN / 2;
+    let fit = READ_PAGE_BYTES.div_ceil(each);
+    assert!(fit < READ_PAGE, "the bytes end the page, not the count");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = new_profile(&tmp.path().join("a"));
+    let bob = Identity::generate("Bob", &mut os_rng()).unwrap();
+    p.add_contact(&bob.invite(), "Bob", NOW, &mut os_rng())
+        .unwrap();
+    let group = group_with(&p, &bob);
+    let mut store = p.store().unwrap();
+    for i in 0..=fit {
+        let text = char::from(b'a' + i as u8).to_string().repeat(each);
+        let m = text_from(&bob, &group, NOW + i as u64, &text);
+        assert!(store.insert(&group.id, &m).unwrap());
+    }
+    store.commit().unwrap();
+    drop(store);
+    let node = Node::start(p, NodeConfig::offline()).await.unwrap();
+    let read = |from: Option<Cursor>| {
+        let node = node.clone();
+        async move {
+            let ask = Request::Read {
+                contact: "Bob".into(),
+                from,
+                limit: None,
+            };
+            match node.handle(ask).await.unwrap() {
+                Reply::Page(page) => page,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let first = read(None).await;
+    assert_eq!(first.messages.len(), fit);
+    assert!(first.messages.iter().all(|m| m.text.len() == each));
+    assert_eq!(node.profile().summaries().unwrap()[0].unread, 1);
+    let rest = read(first.next).await;
+    assert_eq!(rest.messages.len(), 1);
+    assert!(rest.messages[0].text.starts_with(char::from(b'a' + fit as u8)));
+    assert_eq!(rest.next, None);
+    assert_eq!(node.profile().summaries().unwrap()[0].unread, 0);
+    node.shutdown().await;
+}
+
 #[test]
 fn in_use_is_reported_before_unlocking() {
     let tmp = tempfile::tempdir().unwrap();
