@@ -674,7 +674,7 @@ async fn print_after(
         },
         |reply| match reply {
             Reply::Page(p) => Ok((p.messages, p.next)),
-            other => Err(other),
+            other => Err(Box::new(other)),
         },
         |m: api::MessageView| {
             // A page starts at its cursor, inclusive: skip what was printed.
@@ -703,11 +703,12 @@ async fn each_page<M>(
     device: &Device,
     mut from: Option<Cursor>,
     ask: impl Fn(Option<Cursor>) -> Request,
-    open: impl Fn(Reply) -> std::result::Result<(Vec<M>, Option<Cursor>), Reply>,
+    open: impl Fn(Reply) -> std::result::Result<(Vec<M>, Option<Cursor>), Box<Reply>>,
     mut each: impl FnMut(M) -> Result<()>,
 ) -> Result<()> {
     loop {
-        let (messages, next) = open(device.call(ask(from)).await?).map_err(unexpected)?;
+        let (messages, next) =
+            open(device.call(ask(from)).await?).map_err(|other| unexpected(*other))?;
         for m in messages {
             each(m)?;
         }
@@ -878,7 +879,7 @@ async fn group(ctx: &Ctx, device: &Device, action: GroupCmd) -> Result<()> {
                 },
                 |reply| match reply {
                     Reply::GroupMessages { messages, next } => Ok((messages, next)),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
                 |m: api::GroupMessageView| {
                     any = true;

@@ -1591,7 +1591,10 @@ impl Profile {
             let epoch = epochs[i];
             let message = self.decode_stored(epoch.group(), at, &v, &messages, &outbox)?;
             let bytes = held_bytes(&message);
-            page.push(bytes, self.group_message(&chain, epoch, &messages, message, &chosen)?);
+            page.push(
+                bytes,
+                self.group_message(&chain, epoch, &messages, message, &chosen)?,
+            );
         }
         Ok(page.done())
     }

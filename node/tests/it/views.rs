@@ -832,7 +832,9 @@ async fn a_read_page_ends_once_its_texts_hold_read_page_bytes() {
     assert_eq!(node.profile().summaries().unwrap()[0].unread, 1);
     let rest = read(first.next).await;
     assert_eq!(rest.messages.len(), 1);
-    assert!(rest.messages[0].text.starts_with(char::from(b'a' + fit as u8)));
+    assert!(rest.messages[0]
+        .text
+        .starts_with(char::from(b'a' + fit as u8)));
     assert_eq!(rest.next, None);
     assert_eq!(node.profile().summaries().unwrap()[0].unread, 0);
     node.shutdown().await;
