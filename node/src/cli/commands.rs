@@ -1178,8 +1178,9 @@ async fn relay_remove(ctx: &Ctx, device: &Device, address: String) -> Result<()>
 /// `strand wipe`: stops a running node (it lets go of the profile),
 /// then destroys the profile, then the user service that ran it, if one
 /// did ([`super::service::ProfileService`]: its passphrase and its
-/// unit). Needs no passphrase: whoever can delete the folder can destroy
-/// it anyway; this makes it fast and thorough. What of the service could
+/// unit). Needs no passphrase (so a `--passphrase-file` given is not
+/// read): whoever can delete the folder can destroy it anyway; this
+/// makes it fast and thorough. What of the service could
 /// not be removed is a warning on standard error, with how to remove it;
 /// the wipe stands (exit 0).
 async fn wipe(ctx: &Ctx, yes: bool) -> Result<()> {

@@ -43,10 +43,10 @@ pub struct Cli {
     /// Profile directory [default: the platform's data directory]
     #[arg(long, global = true, env = "STRAND_PROFILE")]
     pub profile: Option<PathBuf>,
-    /// Print JSON instead of text, for scripts: name, contacts, rename-contact, read, status, verify, group list|members|read, carry, mailbox, notifications, bluetooth, relay list, export, import, passphrase (and no progress bars)
+    /// Print JSON instead of text, for scripts (and no progress bars): every command on a profile but init, run, wipe and service install|remove, which print text only and refuse it
     #[arg(long, global = true)]
     pub json: bool,
-    /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal
+    /// Read the passphrase from this file's first line (for scripts; keep the file private) instead of STRAND_PASSPHRASE or the terminal; read only when a command needs the passphrase (not by wipe, say)
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Read the passphrase from the desktop keyring (Secret Service), where `strand service install --keyring` put it
@@ -65,7 +65,8 @@ const SERVICE_HELP: &str = "\
 The Debian package also installs one for every user, in /usr/lib/systemd/user: it runs `strand run` on the default profile with \
 the passphrase in ~/.config/strand/passphrase (mode 0600), and starts at login once turned on with \
 `systemctl --user enable --now strand`. A passphrase in a file is readable by anything running as you: see docs/guide/service.md. \
-`strand service remove` and `status` act on the profile the unit runs; after `strand passphrase`, the service's copy of the passphrase (keyring item, or a file whose first line is the old passphrase) takes the new one; \
+`strand service remove` and `status` act on the profile the unit runs (there is one unit, whatever profile it runs: \
+`remove` refuses --profile); after `strand passphrase`, the service's copy of the passphrase (keyring item, or a file whose first line is the old passphrase) takes the new one; \
 `strand wipe` of the profile the service runs removes its passphrase (keyring item, or file, overwritten) and its unit too.";
 
 #[allow(missing_docs)] // clap takes the doc comments as help text
@@ -394,24 +395,28 @@ pub struct RelayServerArgs {
     /// Bytes a circuit may carry, both ways together, before the relay resets it (0: no limit)
     #[arg(long, value_name = "BYTES", default_value_t = strand_transport::relay::server::CIRCUIT_BYTES)]
     pub circuit_bytes: u64,
-    /// New reservations one IP address may make at once (then one every 30 s)
-    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::RESERVATIONS_PER_IP_BURST)]
+    /// New reservations one IP address may make at once (then one every 30 s; at least 1)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::RESERVATIONS_PER_IP_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub reservations_per_ip: u32,
-    /// New circuits one IP address may open at once (then one every 10 s)
-    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CIRCUITS_PER_IP_BURST)]
+    /// New circuits one IP address may open at once (then one every 10 s; at least 1)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CIRCUITS_PER_IP_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     pub circuits_per_ip: u32,
-    /// Connections one IP address may hold (and open at once)
-    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CONNECTIONS_PER_IP)]
+    /// Connections one IP address may hold, and open at once (1 to 1,000,000)
+    #[arg(long, value_name = "N", default_value_t = strand_transport::relay::server::CONNECTIONS_PER_IP, value_parser = relay_slots())]
     pub connections_per_ip: usize,
 }
 
-/// The most reservations, or circuits, `strand relay` may be told to
-/// hold: each holds a connection (a file descriptor, of which a process
-/// gets about a million at most) and some 40 KiB of memory
-/// (`docs/benchmarks.md`), so a million is already some 40 GiB.
+/// The most reservations, circuits, or connections from one IP address,
+/// `strand relay` may be told to hold: each holds a connection (a file
+/// descriptor, of which a process gets about a million at most) and some
+/// 40 KiB of memory (`docs/benchmarks.md`), so a million is already some
+/// 40 GiB.
 const MAX_RELAY_SLOTS: u64 = 1_000_000;
 
-/// `--max-reservations` and `--max-circuits`: 1 to [`MAX_RELAY_SLOTS`].
+/// `--max-reservations`, `--max-circuits` and `--connections-per-ip`: 1
+/// to [`MAX_RELAY_SLOTS`]. None may be 0: a relay that holds nothing
+/// (with `--connections-per-ip 0`, no connection from anywhere) would
+/// start, print its limits and serve no one.
 fn relay_slots() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RELAY_SLOTS)
 }
@@ -432,7 +437,7 @@ pub enum ServiceAction {
         #[arg(last = true)]
         run_args: Vec<String>,
     },
-    /// Stop and remove the user unit
+    /// Stop and remove the user unit, whichever profile it runs (so --profile is refused: `strand service status` shows the profile)
     Remove,
     /// Whether the unit is installed and running, and whether a node runs on the profile
     Status,
@@ -529,22 +534,16 @@ pub fn main() -> ExitCode {
     let env_passphrase = std::env::var("STRAND_PASSPHRASE").ok().map(Zeroizing::new);
     scrub_env("STRAND_PASSPHRASE");
     std::env::remove_var("STRAND_PASSPHRASE");
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
-    let cli = match parsed {
-        Ok((cli, matches)) => {
-            let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-            if let Err(e) = refuse_inert_options(&cli.command, given) {
-                eprintln!("strand: {}", e.line());
-                return ExitCode::from(e.code());
-            }
-            cli
-        }
-        Err(e) => {
+    let cli = match parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(NotRun::Clap(e)) => {
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
+        }
+        Err(NotRun::Refused(e)) => {
+            eprintln!("strand: {}", e.line());
+            return ExitCode::from(e.code());
         }
     };
     let long_running = matches!(
@@ -571,6 +570,32 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Why a command line is not run.
+pub(crate) enum NotRun {
+    /// Clap's own answer: a usage error, or the help or version asked for.
+    Clap(clap::Error),
+    /// An option the command does nothing with ([`refuse_inert_options`]).
+    Refused(CliError),
+}
+
+/// The command line `args` (the program's name first), parsed as `strand`
+/// parses its own: `main` runs it, and `strand service install` checks
+/// the `strand run` its unit will run with it, which must not be refused
+/// at every start.
+pub(crate) fn parse<I, T>(args: I) -> std::result::Result<Cli, NotRun>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(NotRun::Clap)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(NotRun::Clap)?;
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    refuse_inert_options(&cli.command, given).map_err(NotRun::Refused)?;
+    Ok(cli)
+}
+
 fn init_logging(verbose: u8, node: bool) {
     let default = match (verbose, node) {
         (0, false) => "warn",
@@ -591,9 +616,10 @@ fn init_logging(verbose: u8, node: bool) {
 pub(crate) struct Ctx {
     pub(crate) dir: PathBuf,
     pub(crate) json: bool,
-    /// From `--passphrase-file` or `STRAND_PASSPHRASE`, if given.
-    passphrase: Option<Zeroizing<String>>,
-    /// The `--passphrase-file` given, if one was (a service reads it).
+    /// `STRAND_PASSPHRASE`, if it was set.
+    env_passphrase: Option<Zeroizing<String>>,
+    /// The `--passphrase-file` given, if one was: read when a passphrase
+    /// is needed ([`passphrase`]), and named in the unit a service runs.
     pub(crate) passphrase_path: Option<PathBuf>,
     /// `--passphrase-keyring`: the passphrase is read from the desktop
     /// keyring when one is needed.
@@ -604,30 +630,66 @@ impl Ctx {
     /// The profile's device: its running node, or one started offline on
     /// it (the passphrase is asked for only then).
     pub(crate) async fn device(&self) -> Result<Device> {
-        Device::open(&self.dir, || passphrase(self, false).map_err(|e| e.line()))
-            .await
-            .map_err(|e| CliError::Other(anyhow::Error::new(e)))
+        // Why the passphrase could not be had, kept whole: the device
+        // only takes its words, and its exit code (1 for a usage error,
+        // such as an empty passphrase file) would be lost with the rest.
+        let mut unread = None;
+        let opened = Device::open(&self.dir, || {
+            passphrase(self, false).map_err(|e| {
+                let line = e.line();
+                unread = Some(e);
+                line
+            })
+        })
+        .await;
+        match (opened, unread) {
+            (Ok(device), _) => Ok(device),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(CliError::Other(anyhow::Error::new(e))),
+        }
     }
 }
 
 /// The global options that do nothing for `command`: given on the
 /// command line, they are refused rather than ignored (from the
-/// environment, as `STRAND_PROFILE`, they are left alone).
+/// environment, as `STRAND_PROFILE`, they are left alone). A script that
+/// asks for JSON from a command that prints text, or names a profile
+/// that a command does not act on, is told so before anything is done,
+/// not after (`strand --json wipe --yes` wiped, then printed text).
+///
+/// A passphrase given to a command that opens a profile and needs none
+/// (`strand wipe`, `service remove`, any command while a node runs) is
+/// not refused: it is offered, not asked for, as `STRAND_PASSPHRASE` is,
+/// and the file is read only if a passphrase is needed ([`passphrase`]).
 fn refuse_inert_options(command: &Command, given: impl Fn(&str) -> bool) -> Result<()> {
-    const PROFILE: &[&str] = &["profile", "passphrase_file", "passphrase_keyring", "json"];
-    let (name, why, inert) = match command {
-        Command::Relay { action: None, .. } => ("relay", "a relay opens no profile", PROFILE),
-        Command::Demo { .. } => (
-            "demo",
-            "the demo makes throwaway profiles of its own",
-            PROFILE,
+    const PROFILE: [&str; 4] = ["profile", "passphrase_file", "passphrase_keyring", "json"];
+    const TEXT: &str = "it prints text only";
+    const RUN: &str = "it prints text only: its addresses, and what arrives";
+    const ONE_UNIT: &str =
+        "it removes the one user unit, strand.service, whichever profile that runs (`strand service status` shows which)";
+    // Each option refused, and why.
+    let all = |why: &'static str| PROFILE.map(|id| (id, why)).to_vec();
+    let json = |why: &'static str| vec![("json", why)];
+    let (name, inert): (&str, Vec<(&str, &str)>) = match command {
+        Command::Relay { action: None, .. } => ("relay", all("a relay opens no profile")),
+        Command::Demo { .. } => ("demo", all("the demo makes throwaway profiles of its own")),
+        Command::Manual { .. } => ("manual", all("it writes a package's files")),
+        Command::Init { .. } => ("init", json(TEXT)),
+        Command::Run { .. } => ("run", json(RUN)),
+        Command::Wipe { .. } => ("wipe", json(TEXT)),
+        Command::Service {
+            action: ServiceAction::Install { .. },
+        } => ("service install", json(TEXT)),
+        Command::Service {
+            action: ServiceAction::Remove,
+        } => (
+            "service remove",
+            vec![("profile", ONE_UNIT), ("json", TEXT)],
         ),
-        Command::Manual { .. } => ("manual", "it writes a package's files", PROFILE),
-        Command::Init { .. } => ("init", "it prints text only", &["json"][..]),
         _ => return Ok(()),
     };
-    match inert.iter().find(|id| given(id)) {
-        Some(id) => Err(usage!(
+    match inert.into_iter().find(|(id, _)| given(id)) {
+        Some((id, why)) => Err(usage!(
             "--{} does nothing for `strand {name}`: {why}",
             id.replace('_', "-")
         )),
@@ -651,14 +713,10 @@ async fn dispatch(cli: Cli, env_passphrase: Option<Zeroizing<String>>) -> Result
         None => crate::default_profile_dir()
             .ok_or_else(|| CliError::Usage("no home directory: pass --profile DIR".into()))?,
     };
-    let passphrase = match &cli.passphrase_file {
-        Some(file) => Some(passphrase_from_file(file)?),
-        None => env_passphrase,
-    };
     let ctx = Ctx {
         dir,
         json: cli.json,
-        passphrase,
+        env_passphrase,
         passphrase_path: cli.passphrase_file.clone(),
         keyring: cli.passphrase_keyring,
     };
@@ -735,9 +793,14 @@ pub(crate) fn passphrase_from_file(file: &Path) -> Result<Zeroizing<String>> {
 }
 
 /// The passphrase: given (file, environment or keyring), or typed in the
-/// terminal.
+/// terminal. The file is read here, when a command needs the passphrase,
+/// not before the command runs: one that needs none (`strand wipe`) does
+/// not fail on a passphrase file that is gone.
 pub(crate) fn passphrase(ctx: &Ctx, confirm: bool) -> Result<Zeroizing<String>> {
-    if let Some(p) = &ctx.passphrase {
+    if let Some(file) = &ctx.passphrase_path {
+        return passphrase_from_file(file);
+    }
+    if let Some(p) = &ctx.env_passphrase {
         return Ok(p.clone());
     }
     if ctx.keyring {

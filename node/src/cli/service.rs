@@ -13,7 +13,9 @@
 //! app's settings both call) the old one would fail at every start, and
 //! systemd would start it again every 10 s, each time with a full
 //! Argon2id run. `remove` and `status` read which profile the service
-//! runs from its unit ([`Installed`]), not from `--profile`.
+//! runs from its unit ([`Installed`]), not from `--profile`: there is one
+//! unit, whatever profile it runs, so `remove` refuses a `--profile` on
+//! its command line rather than remove another profile's service.
 //!
 //! A wipe of that profile takes the service with it
 //! ([`ProfileService`], which `strand wipe` and the app's settings
@@ -26,11 +28,10 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use clap::Parser;
 use zeroize::Zeroizing;
 
 use super::keyring::KeyringError;
-use super::{usage, Cli, CliError, Ctx, Result};
+use super::{usage, CliError, Ctx, NotRun, Result};
 use crate::runtime::device::Device;
 
 /// The unit's name.
@@ -438,14 +439,16 @@ pub(super) fn install(ctx: &Ctx, run_args: &[String], start: bool, keyring: bool
     }
     let dir = std::path::absolute(&ctx.dir).map_err(|e| anyhow::anyhow!(e))?;
     unit_can_name("the profile's folder", &dir)?;
-    // The flags must be ones `strand run` takes.
+    // The flags must be ones `strand run` takes, and does not refuse
+    // (`--json`): the service would fail at every start.
     let mut probe = vec!["strand".to_owned(), "run".to_owned()];
     probe.extend(run_args.iter().cloned());
-    if let Err(e) = Cli::try_parse_from(&probe) {
-        return Err(usage!(
-            "not flags of `strand run`: {}",
-            e.to_string().lines().next().unwrap_or("")
-        ));
+    if let Err(e) = super::parse(&probe) {
+        let why = match e {
+            NotRun::Clap(e) => e.to_string().lines().next().unwrap_or("").to_owned(),
+            NotRun::Refused(e) => e.line(),
+        };
+        return Err(usage!("not flags of `strand run`: {why}"));
     }
     if let Some(arg) = run_args.iter().find(|a| a.chars().any(char::is_control)) {
         return Err(usage!(
@@ -626,8 +629,9 @@ fn private_file(file: &Path) -> Result<PathBuf> {
 }
 
 /// `strand service remove`: the unit, and the passphrase it kept in the
-/// desktop keyring for the profile it runs (whichever profile this
-/// command was given).
+/// desktop keyring for the profile it runs (whichever profile
+/// `STRAND_PROFILE` names; a `--profile` on the command line is refused
+/// before this runs, by [`super::refuse_inert_options`]).
 pub(super) fn remove() -> Result<()> {
     let Some(unit) = installed()? else {
         println!(

@@ -875,6 +875,179 @@ fn options_a_command_does_nothing_with_are_refused() {
     assert!(Path::new(profile).exists());
 }
 
+/// `--json` for a command that prints text only (`wipe`, `run`, `service
+/// install`, `service remove`) is refused in one line, exit 1, before the
+/// command does anything, as it is for `init`; so is a `--json` among the
+/// flags `service install` gives the unit's `strand run`, which would then
+/// fail at every start. Before, each was taken and ignored: `strand --json
+/// wipe --yes` wiped the profile and printed text, `strand --json run`
+/// ran, and `service install` wrote the unit (exit 0).
+#[test]
+fn json_is_refused_by_the_commands_that_print_text_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let refused = |out: &Output, command: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", said(out));
+        let says = format!("--json does nothing for `strand {command}`");
+        assert!(err.contains(&says), "{command}: {err}");
+        assert_eq!(err.lines().count(), 1, "{command}: {err}");
+        assert!(out.stdout.is_empty(), "{command}: {}", said(out));
+    };
+
+    let out = a.cmd(&["--json", "wipe", "--yes"]);
+    refused(&out, "wipe");
+    assert!(
+        strand_node::Profile::exists(&a.dir),
+        "the profile was wiped"
+    );
+    a.ok(&["contacts"]);
+
+    // A node that is not refused runs until it is stopped.
+    let mut args = vec!["--json"];
+    args.extend(run_args(&[]));
+    let out =
+        output_within(&a, &args, Duration::from_secs(60)).expect("`strand --json run` ran on");
+    refused(&out, "run");
+
+    let home = ServiceHome::new(tmp.path());
+    let unit = home.config.join("systemd/user/strand.service");
+    let pass = home.private("pass", &format!("{}\n", a.pass));
+    let file = pass.to_str().unwrap();
+    let install = [
+        "--passphrase-file",
+        file,
+        "service",
+        "install",
+        "--no-start",
+    ];
+    let out = home.strand(&a, &[&["--json"], &install[..]].concat());
+    refused(&out, "service install");
+    let out = home.strand(&a, &[&install[..], &["--", "--json"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains("not flags of `strand run`: --json does nothing for `strand run`"),
+        "{}",
+        said(&out)
+    );
+    assert!(!unit.exists(), "a unit was written");
+
+    home.install(&a, &pass);
+    let out = home.strand(&a, &["--json", "service", "remove"]);
+    refused(&out, "service remove");
+    assert!(unit.exists(), "the unit was removed");
+    assert_eq!(home.systemctl.asked(), "", "systemd was asked");
+}
+
+/// `strand service remove` refuses a `--profile` on its command line
+/// (exit 1, the unit left, systemd not asked): there is one unit,
+/// whatever profile it runs, and `remove` acts on that one. Before, the
+/// profile given was ignored, and the service of another profile than
+/// the one named was stopped and removed without a word. From the
+/// environment (`STRAND_PROFILE`) the profile is left alone, and the unit
+/// is removed.
+#[test]
+fn service_remove_refuses_a_profile_on_its_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = User::init(tmp.path(), "alice");
+    let bob = User::init(tmp.path(), "bob");
+    let home = ServiceHome::new(tmp.path());
+    let unit = home.config.join("systemd/user/strand.service");
+    let pass = home.private("pass", &format!("{}\n", alice.pass));
+    home.install(&alice, &pass);
+    assert!(unit.exists());
+
+    let bob_dir = bob.dir.to_str().unwrap();
+    let out = home.strand(&bob, &["--profile", bob_dir, "service", "remove"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        err.contains("--profile does nothing for `strand service remove`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("strand.service") && err.contains("strand service status"),
+        "{err}"
+    );
+    assert!(unit.exists(), "alice's service was removed");
+    assert_eq!(home.systemctl.asked(), "", "systemd was asked");
+
+    let out = home.strand(&bob, &["service", "remove"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(!unit.exists());
+    let asked = home.systemctl.asked();
+    assert!(asked.contains("disable --now strand.service"), "{asked}");
+}
+
+/// A `--passphrase-file` is read only when the command needs the
+/// passphrase: `strand wipe` needs none, so one that is gone does not
+/// stop it. Before, the file was read before any command ran, and the
+/// wipe failed ("reading the passphrase file"), the profile left as it
+/// was. A command that needs the passphrase still says the file is gone.
+#[test]
+fn a_passphrase_file_is_read_only_when_a_passphrase_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = User::init(tmp.path(), "alice");
+    let gone = tmp.path().join("gone");
+    let gone = gone.to_str().unwrap();
+    let strand = |args: &[&str]| {
+        a.command()
+            .env_remove("STRAND_PASSPHRASE")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = strand(&["--passphrase-file", gone, "contacts"]);
+    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+    assert!(
+        said(&out).contains(gone) && said(&out).contains("no such file or folder"),
+        "{}",
+        said(&out)
+    );
+    assert!(strand_node::Profile::exists(&a.dir));
+
+    let out = strand(&["--passphrase-file", gone, "wipe", "--yes"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("Wiped"), "{}", said(&out));
+    assert!(!a.dir.exists(), "the profile is still there");
+}
+
+/// `strand relay` refuses 0 for `--connections-per-ip`,
+/// `--reservations-per-ip` and `--circuits-per-ip` (exit 1, clap's range
+/// error naming the flag), as it does for `--max-reservations`. Before,
+/// `--connections-per-ip 0` started a relay that turned every connection
+/// away, and the other two were taken as 1: each relay ran until stopped.
+#[test]
+fn a_relay_limit_of_zero_is_refused() {
+    let guard = Duration::from_secs(60);
+    for flag in [
+        "--connections-per-ip",
+        "--reservations-per-ip",
+        "--circuits-per-ip",
+    ] {
+        let mut relay = Command::new(BIN);
+        relay.env_remove("STRAND_LOG").env_remove("STRAND_PROFILE");
+        let args = [
+            "relay",
+            "--ephemeral",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            flag,
+            "0",
+        ];
+        let (out, by_itself) = guarded(relay, &args, guard);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(by_itself, "{flag} 0: the relay ran on");
+        assert_eq!(out.status.code(), Some(1), "{flag} 0: {err}");
+        assert!(
+            err.contains(flag) && err.contains("0 is not in 1.."),
+            "{flag} 0: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{flag} 0: {}", said(&out));
+    }
+}
+
 /// Reads one preamble record (`u16` length, body) from a raw link.
 async fn record(stream: &mut Box<dyn strand_transport::LinkStream>) -> Vec<u8> {
     use futures::AsyncReadExt;
