@@ -63,6 +63,7 @@ pub mod memory;
 #[cfg(any(test, feature = "network-namespace-tests"))]
 #[doc(hidden)]
 pub mod network_namespace;
+mod ports;
 pub mod relay;
 pub mod stream;
 
@@ -239,6 +240,15 @@ impl Remote {
             other => other.clone(),
         }
     }
+}
+
+/// `addr`'s parts, less any `/p2p/<id>` at its end.
+pub(crate) fn without_peer(addr: &Multiaddr) -> Vec<libp2p::multiaddr::Protocol<'_>> {
+    let mut parts: Vec<libp2p::multiaddr::Protocol<'_>> = addr.iter().collect();
+    while matches!(parts.last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+        parts.pop();
+    }
+    parts
 }
 
 /// Whether `parts` (an address, less a `/p2p/<id>` at its end) has the

@@ -1876,6 +1876,45 @@ fn a_relay_is_not_announced_where_no_client_reaches_it() {
     }
 }
 
+/// Regression: `strand relay --listen` at a TCP port another relay
+/// listened at started and shared the port (libp2p's TCP listener sets
+/// SO_REUSEPORT), and the system split new connections between the two
+/// relays. Now the second stops at once, saying the port is in use by
+/// another program, and the first runs on. Before, the second ran until
+/// the guard ended it.
+#[test]
+fn a_relay_at_a_port_another_relay_listens_at_does_not_start() {
+    let (mut first, addr) = crate::relay::spawn_relay(
+        Command::new(BIN)
+            .env_remove("STRAND_LOG")
+            .args(["relay", "--ephemeral", "--listen", "/ip4/127.0.0.1/tcp/0"]),
+    );
+    // `/ip4/127.0.0.1/tcp/PORT/p2p/ID`.
+    let port = addr
+        .split('/')
+        .nth(4)
+        .unwrap_or_else(|| panic!("no port in {addr}"))
+        .to_owned();
+    let taken = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut second = Command::new(BIN);
+    second.env_remove("STRAND_LOG");
+    let args = ["relay", "--ephemeral", "--listen", taken.as_str()];
+    let (out, by_itself) = guarded(second, &args, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(by_itself, "the second relay ran: {err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot listen on {taken}: port {port} is in use by another program"
+        )),
+        "{err}"
+    );
+    assert!(
+        first.0.try_wait().unwrap().is_none(),
+        "the first relay stopped"
+    );
+}
+
 /// `strand ARGS` as `user` (or `command`), ended after `guard` if it has
 /// not ended by then (a command that hangs fails its test instead of
 /// hanging it): its output, and whether it ended by itself.

@@ -71,16 +71,15 @@
 //! system split new connections between two nodes that know nothing of
 //! each other. So where no generation of this LAN listens (at the start,
 //! and at each retry of a quiet LAN), each TCP address at a port given
-//! (not 0) is first bound by a plain socket as libp2p makes one
-//! (`SO_REUSEADDR`, and `IPV6_V6ONLY` for IPv6) but without
-//! `SO_REUSEPORT`, then let go ([`probe`]): the system refuses it if any
-//! socket listens at that port, sharing or not, and the port is in use
-//! by another program ([`PortInUse`]). The start fails with that, as a
-//! server's does; a quiet LAN's retry logs it and leaves the address for
-//! the next. A rotation while the LAN listens makes no such check: its
-//! old generation holds the ports, and the new one must listen beside
-//! it. QUIC needs none: libp2p's QUIC socket shares its port with
-//! nothing, so a port taken fails the listen itself.
+//! (not 0) is first checked for another program's socket ([`probe`],
+//! shared with the relay server and the relay client: see
+//! [`crate::ports`]), and one held is in use by another program
+//! ([`PortInUse`](crate::ports::PortInUse)). The start fails with that,
+//! as a server's does; a quiet LAN's retry logs it and leaves the
+//! address for the next. A rotation while the LAN listens makes no such
+//! check: its old generation holds the ports, and the new one must
+//! listen beside it. QUIC needs none: libp2p's QUIC socket shares its
+//! port with nothing, so a port taken fails the listen itself.
 //!
 //! Two gaps are left. Between the check and the listen (one command to
 //! the new generation) another program could still take the port, as
@@ -114,6 +113,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::generation::{self, ask};
+use crate::ports::probe;
+use crate::without_peer;
 use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
 mod handshakes;
@@ -285,15 +286,6 @@ fn with_port(configured: &Multiaddr, bound: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-/// `addr`'s parts, less any `/p2p/<id>` at its end.
-fn without_peer(addr: &Multiaddr) -> Vec<Protocol<'_>> {
-    let mut parts: Vec<Protocol<'_>> = addr.iter().collect();
-    while matches!(parts.last(), Some(Protocol::P2p(_))) {
-        parts.pop();
-    }
-    parts
-}
-
 /// Whether this transport listens on addresses of `addr`'s form: an IP
 /// address and a TCP port, or (with QUIC) a UDP port and `/quic-v1`, then
 /// nothing but `/p2p/<id>`; unspecified addresses and port 0 included.
@@ -353,8 +345,9 @@ impl Lan {
     /// soon (see the module docs). Fails ([`TransportError::Listen`]) for
     /// an address that cannot be listened on for another reason (its port
     /// taken by another program, another Strand node included:
-    /// [`PortInUse`]; or not allowed), or of a form it never
-    /// listens on (a DNS name, say); and if a swarm cannot be built.
+    /// [`PortInUse`](crate::ports::PortInUse); or not allowed), or of a
+    /// form it never listens on (a DNS name, say); and if a swarm cannot
+    /// be built.
     pub async fn start(
         config: LanConfig,
         events: mpsc::Sender<TransportEvent>,
@@ -766,66 +759,6 @@ fn gone(e: &TransportError) -> bool {
         next = err.source();
     }
     false
-}
-
-/// A TCP port given in the settings that a socket of another program
-/// holds, found before the LAN listened there ([`probe`]). libp2p's own
-/// listener would have shared it (see the module docs).
-#[derive(Debug, thiserror::Error)]
-#[error("port {port} is in use by another program")]
-struct PortInUse {
-    /// The port.
-    port: u16,
-    /// The system's refusal of the plain socket (`EADDRINUSE`).
-    #[source]
-    os: std::io::Error,
-}
-
-/// Checks, before the LAN listens at `addr` where no generation of its
-/// own listens, that no other socket holds its port (see the module
-/// docs): for a TCP address at a port given (not 0, which is always
-/// free), binds a plain socket there as libp2p's TCP transport makes one
-/// (`SO_REUSEADDR`, so that connections of a node that ran there before
-/// do not count; `IPV6_V6ONLY` for IPv6, so that an IPv6 address does not
-/// claim the port's IPv4 side too), but without `SO_REUSEPORT`, and lets
-/// it go at once. Linux (Android too) refuses that bind with
-/// `EADDRINUSE` if any socket listens at the port, with `SO_REUSEPORT` or
-/// without: that is [`PortInUse`]. Any other refusal (the address gone,
-/// a port below 1024 without the right to it) the listen meets too and
-/// says as it always has, so it passes here. The socket never listens,
-/// so it takes no connection in its moment.
-fn probe(addr: &Multiaddr) -> Result<(), TransportError> {
-    let at = match without_peer(addr).as_slice() {
-        [Protocol::Ip4(ip), Protocol::Tcp(port)] if *port != 0 => {
-            std::net::SocketAddr::new((*ip).into(), *port)
-        }
-        [Protocol::Ip6(ip), Protocol::Tcp(port)] if *port != 0 => {
-            std::net::SocketAddr::new((*ip).into(), *port)
-        }
-        _ => return Ok(()),
-    };
-    let bind = || -> std::io::Result<()> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(at),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        if at.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_reuse_address(true)?;
-        socket.bind(&at.into())
-    };
-    match bind() {
-        Err(os) if os.kind() == std::io::ErrorKind::AddrInUse => Err(TransportError::Listen {
-            addr: addr.clone(),
-            source: Box::new(PortInUse {
-                port: at.port(),
-                os,
-            }),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Listens with `new` on a QUIC address whose port the old generation may

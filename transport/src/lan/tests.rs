@@ -24,8 +24,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use tokio::sync::mpsc;
 
-use super::{Backoff, Lan, LanConfig, PortInUse, When, MAX_GENERATIONS};
+use super::{Backoff, Lan, LanConfig, When, MAX_GENERATIONS};
 use crate::network_namespace::{in_a_network_with_no_address, ip};
+use crate::ports::PortInUse;
 use crate::{Transport, TransportError, TransportEvent};
 
 #[path = "../../tests/support/neighbour.rs"]
@@ -527,11 +528,11 @@ async fn a_start_on_a_port_another_program_holds_fails() {
 /// transport sets SO_REUSEPORT on every listener, so the system let the
 /// second in beside the first and split new connections between two
 /// nodes that know nothing of each other. Now the second start fails, as
-/// a server's does, saying the port is in use ([`super::probe`]); the
-/// first keeps its port, and its rotations still take it (the new
-/// identity listens beside the old one, which is what SO_REUSEPORT is on
-/// for), and keep it from a later start too. Fails before at the second
-/// start, which listened.
+/// a server's does, saying the port is in use
+/// ([`crate::ports::probe`]); the first keeps its port, and its
+/// rotations still take it (the new identity listens beside the old
+/// one, which is what SO_REUSEPORT is on for), and keep it from a later
+/// start too. Fails before at the second start, which listened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_at_a_port_another_lan_listens_at_fails() {
     let (first, _events, taken) = start().await;

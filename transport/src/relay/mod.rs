@@ -131,6 +131,24 @@
 //! [`crate::generation::FIRST_ADDRESS_WAIT`] for a first address, not
 //! forever, as the LAN's does.
 //!
+//! The SO_REUSEPORT that lets a new generation take the port lets
+//! another program of the same user listen at a fixed TCP port beside
+//! this client (a second Strand node given the same `--punch-listen`
+//! port), or this client beside it, and the system would split direct
+//! connections between the two. So where no generation of this client
+//! listens at the fixed TCP ports (the first one, at the start; the
+//! new one at a turn, once the old one has answered that it let them
+//! go), each is first checked for another program's listener
+//! ([`crate::ports`]). One held is logged ("port N is in use by
+//! another program") and the generation listens at a free port in its
+//! place, as for a fixed port it cannot listen at for any other
+//! reason: the node starts, and hole punching works where the routers
+//! allow, though not through a port forwarded to the one given. Each
+//! turn checks again, so the port is taken once the other program has
+//! let it go. A turn whose old generation did not answer in time (or
+//! had stopped) checks nothing: its listener may still be there, and
+//! the check cannot tell it from another program's.
+//!
 //! # The server ([`server`])
 //!
 //! `strand relay` runs [`server::RelayServer`], with limits suited to sync
@@ -273,7 +291,9 @@ pub struct RelayConfig {
     /// come between two ids, and each one reaching the id its dialler did
     /// not expect would fail). At a fixed QUIC port each generation
     /// listens from its start, and one that finds it held by the one
-    /// before takes a free port ([`fixed_tcp_port`]).
+    /// before takes a free port ([`fixed_tcp_port`]). A fixed TCP port
+    /// another program listens at is not shared either: a free one is
+    /// taken in its place (see the module docs).
     pub listen: Vec<Multiaddr>,
     /// Inbound connections held at once, circuits and direct ones
     /// together ([`MAX_INCOMING`] by default). Circuits no Strand session
@@ -903,7 +923,16 @@ impl Relays {
                  {STOP_DIALLING_WAIT:?}; the new one listens there all the same"
             );
         }
-        if let Err(e) = self.listen_directly(&new, true).await {
+        // Once the old one has let its fixed TCP ports go (it answered),
+        // no generation of this client listens there (only the current
+        // one ever does), and a socket listening at one is another
+        // program's: checked, as at the start. Not otherwise: its
+        // listener may still be there (it did not answer in time, or its
+        // task ended, and a socket of an ended task may not be dropped
+        // yet), and the check cannot tell its socket from another
+        // program's.
+        let let_go = matches!(stopped, Ok(Ok(())));
+        if let Err(e) = self.listen_directly(&new, true, let_go).await {
             // It is current already, and reachable through the relays:
             // the turn goes on, without direct connections to this id.
             tracing::warn!(
@@ -1013,9 +1042,12 @@ impl Relays {
     /// turn ([`Relays::turn`]).
     async fn set_up(&self, new: &Current, current: bool) -> Result<(), TransportError> {
         let shared = &self.shared;
-        self.listen_directly(new, false).await?;
+        self.listen_directly(new, false, false).await?;
         if current {
-            self.listen_directly(new, true).await?;
+            // Only the first generation is set up current, at the start:
+            // no generation of this client exists yet, so a fixed TCP port
+            // held is another program's.
+            self.listen_directly(new, true, true).await?;
         }
         let relays = shared.relays.lock().expect("relays lock").clone();
         ask(&new.commands, |reply| Command::SetRelays { relays, reply }).await
@@ -1027,32 +1059,60 @@ impl Relays {
     /// there), or with `fixed` false at the others (port 0, and QUIC
     /// ports, fixed or not). A fixed port still held (a QUIC socket of
     /// the generation before; QUIC cannot share one) gives way to a free
-    /// one. An unspecified address
-    /// with none of its family on the device yet is listened at all the
-    /// same, with no address until one comes (the listen's answer is
-    /// `None`, no failure, so it keeps its port as given).
-    async fn listen_directly(&self, new: &Current, fixed: bool) -> Result<(), TransportError> {
+    /// one. So does, with `check` (no generation of this client listens
+    /// at the fixed TCP ports now), a fixed TCP port another program
+    /// listens at ([`crate::ports::probe`]), which the TCP transport
+    /// would otherwise share (see the module docs). An unspecified
+    /// address with none of its family on the device yet is listened at
+    /// all the same, with no address until one comes (the listen's
+    /// answer is `None`, no failure, so it keeps its port as given).
+    async fn listen_directly(
+        &self,
+        new: &Current,
+        fixed: bool,
+        check: bool,
+    ) -> Result<(), TransportError> {
         let shared = &self.shared;
         if !shared.config.hole_punch {
             return Ok(());
         }
-        for addr in shared
+        let addrs: Vec<&Multiaddr> = shared
             .config
             .listen
             .iter()
             .filter(|a| fixed_tcp_port(a) == fixed)
-        {
-            let r = ask(&new.commands, |reply| Command::Listen {
-                addr: addr.clone(),
-                reply,
+            .collect();
+        // All are checked before any is listened at, so that two
+        // addresses at one port (`127.0.0.1` and `0.0.0.0`, say) are not
+        // taken for each other.
+        let held: Vec<Option<TransportError>> = addrs
+            .iter()
+            .map(|a| {
+                if check {
+                    crate::ports::probe(a).err()
+                } else {
+                    None
+                }
             })
-            .await?;
+            .collect();
+        for (addr, held) in addrs.into_iter().zip(held) {
+            let r = match held {
+                Some(e) => Err(e),
+                None => {
+                    ask(&new.commands, |reply| Command::Listen {
+                        addr: addr.clone(),
+                        reply,
+                    })
+                    .await?
+                }
+            };
             if let Err(e) = r {
                 let any = any_port(addr);
                 if any == *addr {
                     return Err(e);
                 }
-                tracing::warn!(%addr, "cannot listen there ({e}); taking another port");
+                let why = crate::error_chain(&e);
+                tracing::warn!(%addr, "{why}; taking another port");
                 ask(&new.commands, |reply| Command::Listen { addr: any, reply }).await??;
             }
         }
@@ -1886,6 +1946,72 @@ mod tests {
         );
         assert_eq!(direct_listens(&next).await, early);
         relays.shutdown().await;
+    }
+
+    /// Regression (a fixed `--punch-listen` port another program
+    /// listened at was shared): the TCP transport sets SO_REUSEPORT, so a
+    /// client given a punch port that another program of the same user
+    /// listened at (a second Strand node given the same port) listened
+    /// there beside it, at its start and at each turn, and the system
+    /// split direct connections between the two. Now the first generation
+    /// checks the port at the start, and the new one at each turn once
+    /// the old one has let the port go ([`crate::ports::probe`]); a port
+    /// held is left to the other program, and a free one taken in its
+    /// place. Here the other program is a relay on loopback, which the
+    /// client reserves on: neither generation listens at its port, and
+    /// it still holds their reservations. Fails before at the start (the
+    /// first generation listened at the port), and with the check at the
+    /// start only, at the turn (the new one did).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fixed_punch_port_another_program_listens_at_is_not_shared() {
+        let server = server::RelayServer::start(server::RelayServerConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            announce: Vec::new(),
+            key: [5; 32],
+            limits: server::RelayLimits::default(),
+            only: None,
+        })
+        .await
+        .expect("a relay on loopback");
+        let relay = server
+            .addresses()
+            .await
+            .into_iter()
+            .next()
+            .expect("the relay listens on loopback");
+        let taken: Multiaddr = relay
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+
+        let (relays, at, turn, _events) =
+            started_before_the_turn_on(vec![relay.clone()], Some(vec![taken.clone()])).await;
+        let first = relays.shared.current();
+        let listens = direct_listens(&first).await;
+        assert!(
+            listens.len() == 1 && !listens.contains(&taken),
+            "the client listens at the relay's port, or not at one of its own: {listens:?}"
+        );
+        until_held_by(&first, &relay).await;
+
+        // 2 minutes before the turn the next generation is prepared (it
+        // listens at no fixed port yet); 2 minutes after, it is current,
+        // and listens for direct connections from then on.
+        relays.follow_clock().await.unwrap();
+        at.store(turn + 2 * 60_000, SeqCst);
+        relays.follow_clock().await.unwrap();
+        assert_eq!(relays.epoch(), 1000);
+        let current = relays.shared.current();
+        assert!(!current.commands.same_channel(&first.commands));
+        let listens = direct_listens(&current).await;
+        assert!(
+            listens.len() == 1 && !listens.contains(&taken),
+            "after the turn the client listens at the relay's port, or not at one of its \
+             own: {listens:?}"
+        );
+        until_held_by(&current, &relay).await;
+        relays.shutdown().await;
+        server.shutdown().await;
     }
 
     /// A client set as [`before_the_turn`], hole punching at `others`

@@ -11,6 +11,19 @@
 //! for the listed peers alone (a node relaying for its contacts), so
 //! nobody else can be reached through it.
 //!
+//! A relay given a TCP port that another program listens at (another
+//! `strand relay`, a Strand node) does not start: libp2p's TCP listener
+//! would share the port (it sets `SO_REUSEPORT`, which the LAN and the
+//! relay client need for their identities), and the system would split
+//! new connections between the two: each one that reaches the relay its
+//! client did not name (by its id) fails. So before it listens, each TCP
+//! address at a port given (not 0) is checked for a socket listening
+//! there ([`crate::ports`]), and [`RelayServer::start`] fails with
+//! "cannot listen on ADDR: port N is in use by another program". A relay
+//! has one swarm for its whole life, so no listener of its own can hold
+//! the port then. (A node's relay for contacts given the port its LAN
+//! listens at is refused the same way.)
+//!
 //! A relay listening on an unspecified address (`0.0.0.0`, `::`) is
 //! reached at each address of the device's interfaces, and those come
 //! and go (a network joined after the start, an interface taken down):
@@ -325,8 +338,18 @@ impl RelayServer {
     /// the relay client's `FIRST_ADDRESS_WAIT`): that one listens all the
     /// same, and each address it gets later is among
     /// [`RelayServer::addresses`], which may be none until then. Needs a
-    /// tokio runtime.
+    /// tokio runtime. Fails ([`TransportError::Listen`]) for an address
+    /// that cannot be listened on, a TCP port another program listens at
+    /// among them ([`PortInUse`](crate::ports::PortInUse), see the module
+    /// docs).
     pub async fn start(config: RelayServerConfig) -> Result<RelayServer, TransportError> {
+        // Another program's listener at a port given would be shared, not
+        // refused (see the module docs). All are checked before anything
+        // listens, so that two addresses at one port (`127.0.0.1` and
+        // `0.0.0.0`, say) are not taken for each other.
+        for addr in &config.listen {
+            crate::ports::probe(addr)?;
+        }
         let key = keypair(config.key);
         let limits = config.limits;
         let only = config.only.clone();
@@ -745,6 +768,98 @@ mod tests {
             assert_eq!(server.addresses().await, Vec::<Multiaddr>::new());
             server.shutdown().await;
         });
+    }
+
+    /// Regression (a second relay given the port a first listened at
+    /// shared it): libp2p's TCP transport sets SO_REUSEPORT on every
+    /// listener, so a second `strand relay` (or a node's relay for
+    /// contacts) started at a port another relay listened at was let in
+    /// beside it, and the system split new connections between the two:
+    /// each that reached the relay its client did not name failed. Now
+    /// the second start fails, saying the port is in use
+    /// ([`crate::ports::probe`]), and the first still holds reservations.
+    /// Fails before at the second start, which listened.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_at_a_port_another_relay_listens_at_fails() {
+        use crate::ports::PortInUse;
+        use crate::relay::{RelayConfig, Relays, ReservationState};
+        use crate::Transport;
+
+        // How long anything here may take.
+        let within = Duration::from_secs(20);
+        let config = |listen: Multiaddr, key: u8| RelayServerConfig {
+            listen: vec![listen],
+            announce: Vec::new(),
+            key: [key; 32],
+            limits: RelayLimits::default(),
+            only: None,
+        };
+        let first = RelayServer::start(config("/ip4/127.0.0.1/tcp/0".parse().unwrap(), 7))
+            .await
+            .expect("a relay on loopback");
+        let reached = first
+            .addresses()
+            .await
+            .into_iter()
+            .next()
+            .expect("the relay listens on loopback");
+        let taken: Multiaddr = reached
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        let port = taken
+            .iter()
+            .find_map(|p| match p {
+                Protocol::Tcp(n) => Some(n),
+                _ => None,
+            })
+            .expect("a TCP port");
+
+        let refused = RelayServer::start(config(taken.clone(), 8))
+            .await
+            .expect_err("a second relay started at the port the first listens at");
+        let line = crate::error_chain(&refused);
+        let TransportError::Listen { addr, source } = refused else {
+            panic!("{line}");
+        };
+        assert_eq!(addr, taken, "{line}");
+        let in_use = source.downcast_ref::<PortInUse>().map(|e| e.port);
+        assert_eq!(in_use, Some(port), "{line}");
+        assert!(
+            line.starts_with(&format!(
+                "cannot listen on {taken}: port {port} is in use by another program"
+            )),
+            "{line}"
+        );
+
+        // The first still serves: a client reserves on it.
+        let mut client = RelayConfig::new(
+            vec![reached.clone()],
+            Arc::new(|_: u64| [3u8; 32]),
+            Duration::from_secs(3600),
+        );
+        client.hole_punch = false;
+        let (events, _events) = mpsc::channel(64);
+        let client = Relays::start(client, events)
+            .await
+            .expect("a relay client");
+        let reserved = tokio::time::timeout(within, async {
+            loop {
+                let states = client.relay_states().await;
+                if states.iter().any(|r| r.state == ReservationState::Reserved) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            reserved.is_ok(),
+            "the first relay holds no reservation: {:?}",
+            client.relay_states().await
+        );
+        client.shutdown().await;
+        first.shutdown().await;
     }
 
     /// Limits whose sum does not fit a `u32` give the largest connection
