@@ -244,37 +244,61 @@ impl Backend {
     }
 }
 
-/// What to do with a click on a notification (its id): open it on the
-/// core thread. Clicks are coalesced: while one waits in the core's queue,
-/// a newer one takes its place instead of queueing a job of its own. A
-/// flood of `ActionInvoked` signals (a notification service gone wrong)
-/// then holds one place in the queue, and the
-/// user's own requests still find room; one job per click would fill the
-/// queue and drop them. The newest click is the one kept, as each would
-/// open its conversation over the one before.
-fn clicks(backend: Backend) -> impl Fn(u32) + Send + 'static {
-    let waiting: Arc<Mutex<Option<u32>>> = Arc::default();
-    move |id| {
+/// Runs `run` on the core thread with each value given, coalesced: while
+/// one job of it waits in the core's queue, a newer value takes the place
+/// of the one it holds instead of queueing a job of its own, so however
+/// often it is called, it holds one place in the queue. The newest value
+/// is the one run.
+fn coalesced<T: Send + 'static>(
+    backend: Backend,
+    run: fn(&mut Core, T),
+) -> impl Fn(T) + Send + 'static {
+    let waiting: Arc<Mutex<Option<T>>> = Arc::default();
+    move |value| {
         let first = waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .replace(id)
+            .replace(value)
             .is_none();
         if !first {
             return;
         }
         let newest = waiting.clone();
         let queued = backend.try_job(move |core| {
-            let id = newest.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(id) = id {
-                crate::adapters::open_from_notification(core, id);
+            let value = newest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(value) = value {
+                run(core, value);
             }
         });
         if !queued {
-            // No job will take it: the next click queues one again.
+            // No job will take it: the next call queues one again.
             waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
+}
+
+/// What to do with a click on a notification (its id): open it on the
+/// core thread, [`coalesced`]. A flood of `ActionInvoked` signals (a
+/// notification service gone wrong) then holds one place in the queue,
+/// and the user's own requests still find room; one job per click would
+/// fill the queue and drop them. The newest click is the one kept, as
+/// each would open its conversation over the one before.
+fn clicks(backend: Backend) -> impl Fn(u32) + Send + 'static {
+    coalesced(backend, crate::adapters::open_from_notification)
+}
+
+/// The periodic refresh ([`TICK`]), queued on the core thread
+/// [`coalesced`]: a tick that comes while one still waits there is not
+/// queued again. A node this window is attached to that does not answer
+/// (stopped with Ctrl-Z, stuck) takes [`control::ANSWER_WITHIN`] to say
+/// so at each tick, longer than a tick; before, ticks piled up in the
+/// queue faster than they were done, and everything queued after them
+/// (the user's requests, quitting) waited longer the longer the node was
+/// stopped.
+fn ticks(backend: Backend) -> impl Fn(()) + Send + 'static {
+    coalesced(backend, |core: &mut Core, (): ()| {
+        crate::adapters::on_tick(core)
+    })
 }
 
 /// The core thread's state.
@@ -312,6 +336,10 @@ pub(crate) struct Core {
     /// (`strand name` on the node this window is attached to) shows at
     /// the next refresh, with the invite made again.
     pub name_shown: Option<(String, Option<String>)>,
+    /// What the window's notice line was last told of the node's status
+    /// failing (a node this window is attached to that does not answer),
+    /// while it fails: [`crate::adapters::network::status`].
+    pub status_failure: Option<String>,
     /// Whether the window is the one in front (then nothing notifies).
     pub focused: Arc<AtomicBool>,
     /// The link to the notification service, once one was needed: `Err`
@@ -522,13 +550,13 @@ impl Core {
                 }
             });
         });
-        let backend = self.backend.clone();
+        let ticked = ticks(self.backend.clone());
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                backend.job(crate::adapters::on_tick);
+                ticked(());
             }
         });
         self.device = Some(device);
@@ -541,6 +569,7 @@ impl Core {
     /// window is attached to goes on; the window only lets go of it.
     pub fn stop(&mut self) {
         self.session += 1;
+        self.status_failure = None;
         self.open = None;
         self.open_group = None;
         let device = self.device.take();
@@ -596,6 +625,7 @@ pub(crate) fn spawn(
         badge: None,
         preferences: Default::default(),
         name_shown: None,
+        status_failure: None,
         focused,
         notifier: None,
         quit: false,
@@ -679,6 +709,23 @@ mod tests {
         }
         assert!(backend.try_job(|_| {}), "the user's request was dropped");
         assert_eq!(rx.try_iter().count(), 2);
+    }
+
+    /// Ticks that come while one waits in the core's queue (the core
+    /// thread waiting on a node that does not answer) hold one place in
+    /// it. Before, each queued a job: a node stopped for long took as
+    /// long again to catch up with, and quitting waited behind them. Fails
+    /// with [`ticks`] queueing `on_tick` at each call
+    /// (`move |()| backend.job(crate::adapters::on_tick)`).
+    #[test]
+    fn ticks_while_one_waits_take_one_place_in_the_queue() {
+        let (tx, rx) = sync_channel(JOB_QUEUE);
+        let backend = Backend { tx };
+        let ticked = ticks(backend.clone());
+        for _ in 0..10 {
+            ticked(());
+        }
+        assert_eq!(rx.try_iter().count(), 1);
     }
 
     /// Regression: a contact's welcome declined past the members their

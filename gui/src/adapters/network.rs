@@ -193,13 +193,37 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
     });
 }
 
-/// The node's status; `None` while locked.
-pub(crate) fn status(core: &Core) -> Option<Status> {
+/// The node's status; `None` while locked, or if it could not be had.
+/// Why not is said on the window's notice line (and in the log), once
+/// while it stays the same, and the notice goes once the node answers
+/// again (unless something else was said since): a node this window is
+/// attached to that does not answer (stopped with Ctrl-Z, or stuck) is
+/// said so, naming its process, at the next refresh. It is not taken for
+/// the node gone: that is when its events end
+/// ([`super::node_gone`]), which a stopped node's do not, and one let go
+/// on again is answered where it was.
+pub(crate) fn status(core: &mut Core) -> Option<Status> {
     match core.call(Request::Status)? {
-        Ok(Reply::Status(status)) => Some(*status),
+        Ok(Reply::Status(status)) => {
+            if let Some(said) = core.status_failure.take() {
+                core.ui(move |ui| {
+                    let app = ui.global::<crate::AppAdapter>();
+                    if app.get_notice() == said {
+                        app.set_notice(SharedString::new());
+                    }
+                });
+            }
+            Some(*status)
+        }
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!("the node's status: {e}");
+            let said = format!("Not refreshed: {}", e.message);
+            if core.status_failure.as_ref() != Some(&said) {
+                tracing::warn!("the node's status: {e}");
+                let shown = said.clone();
+                core.ui(move |ui| ui.global::<crate::AppAdapter>().set_notice(shown.into()));
+                core.status_failure = Some(said);
+            }
             None
         }
     }

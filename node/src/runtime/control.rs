@@ -354,8 +354,10 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
 /// whether the node runs and how ([`Request::Status`]: every command asks
 /// it first, `strand status`) and stopping it ([`Request::Shutdown`]:
 /// `strand wipe`, the app's wipe). Each is answered at once and ends its
-/// connection, so the reserve is never held for long by them.
-fn reserved_for(request: &Request) -> bool {
+/// connection, so the reserve is never held for long by them; and so a
+/// client waits for their answer no longer than [`ANSWER_WITHIN`]
+/// ([`Device::call`](super::device::Device::call)).
+pub(crate) fn reserved_for(request: &Request) -> bool {
     matches!(request, Request::Status | Request::Shutdown)
 }
 
@@ -643,6 +645,33 @@ fn stopped_before_answering() -> std::io::Error {
     )
 }
 
+/// `request` as the line a client writes, in a buffer that is wiped when
+/// it is dropped, and made at its full size at once (its length is
+/// counted first): one grown as it is written (as `serde_json::to_vec`
+/// grows its own) leaves what it held in the memory it moved out of,
+/// freed unwiped, and a request may carry passphrases
+/// ([`Request::ChangePassphrase`]). Only this process's copy is wiped:
+/// the node reads the line into buffers of its own, not wiped.
+fn line_of(request: &Request) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
+    /// Counts the bytes written to it, and keeps none.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, request)?;
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(count.0 + 1));
+    serde_json::to_writer(&mut *line, request)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 async fn ask(
     profile: &Path,
     request: &Request,
@@ -655,9 +684,8 @@ async fn ask(
         super::commands::utf8_path(path)
             .map_err(|f| std::io::Error::new(std::io::ErrorKind::InvalidInput, f.message))?;
     }
-    let mut line = serde_json::to_vec(request)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    line.push(b'\n');
+    let line =
+        line_of(request).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let Ok(address) = SocketAddress::of(profile, SOCKET) else {
         return Ok(None);
     };

@@ -212,16 +212,36 @@ impl Device {
         !matches!(self, Device::Offline(_))
     }
 
-    /// Answers one request.
+    /// Answers one request. A running node is given
+    /// [`control::ANSWER_WITHIN`] to answer what it answers at once (its
+    /// status: what the reserve of its control socket serves,
+    /// [`control::reserved_for`]), and said not to answer after that,
+    /// naming its process; what can take long (sending a file, an import,
+    /// an export, a passphrase change) is waited for as long as it takes.
+    /// Before, a node stopped with Ctrl-Z (or stuck) made an app attached
+    /// to it wait for good on its next status (asked every few seconds),
+    /// and everything after it, quitting too.
     pub async fn call(&self, request: Request) -> Result<Reply, Failure> {
         match self {
-            Device::Running(dir) => match control::request(dir, &request).await {
-                Ok(Some((answer, _))) => answer.into(),
-                Ok(None) => Err(Failure::failed(
-                    "the running node stopped (start it again, or run the command again)",
-                )),
-                Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
-            },
+            Device::Running(dir) => {
+                let answered = if control::reserved_for(&request) {
+                    control::request_within(dir, &request, control::ANSWER_WITHIN).await
+                } else {
+                    control::request(dir, &request)
+                        .await
+                        .map(|reached| reached.map(|(answer, _)| answer))
+                };
+                match answered {
+                    Ok(Some(answer)) => answer.into(),
+                    Ok(None) => Err(Failure::failed(
+                        "the running node stopped (start it again, or run the command again)",
+                    )),
+                    // It says what happened itself: which process did not
+                    // answer in how long, and what to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::failed(e)),
+                    Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
+                }
+            }
             Device::Offline(node) | Device::Local(node) => node.handle(request).await,
         }
     }
@@ -375,5 +395,40 @@ mod tests {
         assert_eq!(asks(tmp.path(), Some(3)).await, (true, 3));
         drop(marked);
         assert_eq!(asks(tmp.path(), None).await, (false, 1));
+    }
+
+    /// A running node that does not answer its status (stopped with
+    /// Ctrl-Z, or stuck) is said not to answer, naming its process, after
+    /// [`control::ANSWER_WITHIN`]: before, an app attached to it waited
+    /// for good on the status it asks every few seconds, and so did
+    /// everything after it (quitting too). The node is played by a socket
+    /// of this process's that is never accepted: connecting to it works
+    /// (the connection waits in its backlog), and no answer comes. Time
+    /// is paused, and goes on whenever nothing is left to do. Fails with
+    /// [`Device::call`] asking through `control::request` for every
+    /// request (no bound): the outer timeout then runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_node_that_does_not_answer_its_status_is_said_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _node =
+            std::os::unix::net::UnixListener::bind(control::socket_path(tmp.path())).unwrap();
+        let device = Device::Running(tmp.path().to_path_buf());
+        let asked =
+            tokio::time::timeout(2 * control::ANSWER_WITHIN, device.call(Request::Status)).await;
+        let failure = asked.expect("answered within the bound").unwrap_err();
+        assert!(
+            failure.message.contains(&format!(
+                "did not answer within {} s",
+                control::ANSWER_WITHIN.as_secs()
+            )),
+            "{failure:?}"
+        );
+        // The socket's process: this one, which made it listen.
+        assert!(
+            failure
+                .message
+                .contains(&format!("(process {})", std::process::id())),
+            "{failure:?}"
+        );
     }
 }
