@@ -320,6 +320,17 @@ struct Inner {
     /// both check the old one and both be told done, leaving whichever
     /// wrote last (or one copy of each).
     passphrase: std::sync::Mutex<()>,
+    /// What contacts are told of where to reach this device changed one
+    /// change at a time, from reading the relay list and the last record
+    /// to storing the new one ([`Profile::publish_reach`], the relay
+    /// list's changes, the record for contacts added since): two at once
+    /// could each read before the other wrote, and whichever stored last
+    /// would drop the other's change.
+    reaching: std::sync::Mutex<()>,
+    /// The relays this node offers its contacts, as this process last
+    /// said them (`None`: not yet, and the last record's stand); changed
+    /// under `reaching` ([`Profile::publish_reach`]).
+    offering: std::sync::Mutex<Option<Vec<Vec<u8>>>>,
     /// Welcomes written again that this process found in the newcomer's
     /// 1:1 log, wrote there, or is writing, so that each pair is looked
     /// for once an unlock while its group asks for it
@@ -525,6 +536,8 @@ impl Profile {
                 lists: std::sync::Mutex::new(()),
                 alike: std::sync::Mutex::new(None),
                 passphrase: std::sync::Mutex::new(()),
+                reaching: std::sync::Mutex::new(()),
+                offering: std::sync::Mutex::new(None),
                 welcomed_again: std::sync::Mutex::new(groups::WelcomedAgain::default()),
                 waiting_for_room: std::sync::Mutex::new(groups::WaitingForRoom::default()),
                 writer: Writer::default(),

@@ -81,7 +81,8 @@ pub const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("con
 pub const MESSAGES: TableDefinition<[u8; 72], &[u8]> = TableDefinition::new("messages");
 /// Per group and author, the table key of their newest record
 /// ([`strand_sync::Kind::REACH`]): where a contact says they can be
-/// reached, without scanning the conversation.
+/// reached, without scanning the conversation (and the user's own
+/// newest, which their next record is dated after).
 pub const RECORDS: TableDefinition<[u8; 64], [u8; 72]> = TableDefinition::new("records");
 /// Delivery state of messages this profile wrote.
 pub const OUTBOX: TableDefinition<[u8; 72], u8> = TableDefinition::new("outbox");

@@ -12,7 +12,10 @@
 //! ([`RelayServer::watch_addresses`]). A change is told as any change of
 //! the record is: a new record in each contact's 1:1 group, handed to
 //! live sessions at once, and the relay client reserves on the new
-//! addresses ([`Node::relays_changed`]).
+//! addresses ([`Node::relays_changed`]). A change of the relay list made
+//! meanwhile (`strand relay add`, on another thread) takes its turn with
+//! the node's record ([`Profile::publish_reach`]): whichever comes second
+//! writes what holds then, the relay list and the offers both.
 //!
 //! Each change told costs a message to every contact, so telling is
 //! bounded: a change is told [`OFFER_SETTLE`] after it came, with the rest
