@@ -1884,11 +1884,13 @@ fn a_relay_is_not_announced_where_no_client_reaches_it() {
 /// the guard ended it.
 #[test]
 fn a_relay_at_a_port_another_relay_listens_at_does_not_start() {
-    let (mut first, addr) = crate::relay::spawn_relay(
-        Command::new(BIN)
-            .env_remove("STRAND_LOG")
-            .args(["relay", "--ephemeral", "--listen", "/ip4/127.0.0.1/tcp/0"]),
-    );
+    let (mut first, addr) =
+        crate::relay::spawn_relay(Command::new(BIN).env_remove("STRAND_LOG").args([
+            "relay",
+            "--ephemeral",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]));
     // `/ip4/127.0.0.1/tcp/PORT/p2p/ID`.
     let port = addr
         .split('/')

@@ -840,9 +840,7 @@ mod tests {
         );
         client.hole_punch = false;
         let (events, _events) = mpsc::channel(64);
-        let client = Relays::start(client, events)
-            .await
-            .expect("a relay client");
+        let client = Relays::start(client, events).await.expect("a relay client");
         let reserved = tokio::time::timeout(within, async {
             loop {
                 let states = client.relay_states().await;
