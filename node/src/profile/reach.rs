@@ -12,11 +12,12 @@
 //! offers by the node as its relay's addresses change, on other
 //! threads), each reading what it says only once the one before it is
 //! stored, and each dated after the last written to that contact
-//! ([`dated`]): the record stored as published is the one contacts keep.
+//! ([`dated`], unless that one is dated too far ahead for contacts to
+//! take): the record stored as published is the one contacts keep.
 
 use rand_core::{CryptoRng, RngCore};
 use redb::{ReadTransaction, ReadableDatabase};
-use strand_sync::limits::{Time, MAX_REACH_ADDRESSES};
+use strand_sync::limits::{Time, MAX_CLOCK_SKEW, MAX_REACH_ADDRESSES};
 use strand_sync::{
     AuthorId, Contact, Group, GroupId, Identity, Key, Kind, Message, PublicIdentity, Reach,
 };
@@ -108,6 +109,13 @@ fn reach_message(
 /// id, and one dated before it (a clock read before another change took
 /// its turn) would lose. Either way the contact would keep an older
 /// record than the one stored as published.
+///
+/// A last record dated [`MAX_CLOCK_SKEW`] or more ahead of `now` (written
+/// while the clock was ahead, since put right) is not followed: a record
+/// dated after it would be as far ahead, contacts refuse what is dated
+/// more than that past their clock, and every later record would be
+/// refused until the real time caught up. The next is dated `now`, as
+/// before records were dated after the last.
 fn dated(
     txn: &ReadTransaction,
     group: &GroupId,
@@ -115,7 +123,10 @@ fn dated(
     now: Time,
 ) -> Result<Time, ProfileError> {
     let last = newest_record(txn, group, author)?.map(|k| sync_key(&k).time);
-    Ok(last.map_or(now, |t| now.max(t.saturating_add(1))))
+    Ok(match last {
+        Some(t) if t < now.saturating_add(MAX_CLOCK_SKEW) => now.max(t.saturating_add(1)),
+        _ => now,
+    })
 }
 
 /// The [`MESSAGES`] key of the newest record `author` wrote in `group`,
@@ -763,6 +774,30 @@ mod tests {
         let stored = alice.published_reach().unwrap();
         assert_eq!(stored.as_ref().unwrap().offers, [listed(3)]);
         assert_eq!(kept(&alice, &group), stored, "Bob keeps the one stored");
+    }
+
+    /// Regression (a record written while the clock was a year ahead
+    /// dated every later one a year ahead too, after the clock was put
+    /// right, and contacts refuse what is dated more than
+    /// [`MAX_CLOCK_SKEW`] past their clock: they learned no change of
+    /// relays for a year). The next record is dated by the clock again.
+    #[test]
+    fn a_record_dated_far_ahead_does_not_date_the_next_ones_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _bob, _) = alice_with_bob(dir.path());
+        let rng = &mut os_rng();
+        let year: Time = 365 * 24 * 3600 * 1000;
+        alice.publish_reach(&[listed(1)], 100 + year, rng).unwrap();
+        let written = alice.publish_reach(&[listed(2)], 100, rng).unwrap();
+        assert_eq!(written.len(), 1, "one record, to Bob");
+        assert_eq!(written[0].1.time, 100, "dated by the clock");
+        // One just under the bound ahead is still followed.
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _bob, _) = alice_with_bob(dir.path());
+        let near = 100 + MAX_CLOCK_SKEW - 1;
+        alice.publish_reach(&[listed(1)], near, rng).unwrap();
+        let written = alice.publish_reach(&[listed(2)], 100, rng).unwrap();
+        assert_eq!(written[0].1.time, near + 1);
     }
 
     /// A record that could not be written (here: its only contact was
