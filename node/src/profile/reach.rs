@@ -349,7 +349,8 @@ impl Profile {
     /// relays this node runs for its contacts, which it is reached through
     /// too; its seed) into every contact's 1:1 group, unless the last one
     /// said the same, or there is nothing to say yet. Returns the messages
-    /// written.
+    /// written. A contact deleted meanwhile is passed over; the others
+    /// get the record, and it is stored.
     ///
     /// One change at a time with the relay list's: those that come
     /// meanwhile wait, and each publishes what holds once its turn comes
@@ -457,7 +458,7 @@ impl Profile {
         let mut rows = Vec::with_capacity(due.len());
         for (id, c) in &due {
             // Deleted since the rows were read: their rows went with them.
-            let Ok(contact) = self.sync_contact(c) else {
+            let Some(contact) = self.still_a_contact(c) else {
                 continue;
             };
             let message = match &body {
@@ -479,6 +480,19 @@ impl Profile {
         })
     }
 
+    /// The protocol view of the contact `record` names, or `None` if they
+    /// were deleted since the list that named them was read: a deletion
+    /// does not wait for a record being written. Both [`Profile::write_reach`]
+    /// and [`Profile::reach_new_contacts`] pass such a contact over and
+    /// write to the others: failing the record for all of them would leave
+    /// every other contact on the one before, with nothing to write it
+    /// again until what it says changes.
+    fn still_a_contact(&self, record: &ContactRecord) -> Option<Contact> {
+        self.book()
+            .sync_contact(&record.public)
+            .map(|(_, c)| c.clone())
+    }
+
     fn write_reach(
         &self,
         reach: &Reach,
@@ -491,7 +505,10 @@ impl Profile {
         let read = self.db()?.begin_read().map_err(db_error)?;
         let mut messages = Vec::with_capacity(contacts.len());
         for c in contacts {
-            let contact = self.sync_contact(c)?;
+            // Deleted since the list was read: the others still get it.
+            let Some(contact) = self.still_a_contact(c) else {
+                continue;
+            };
             messages.push(reach_message(&read, &identity, &contact, &body, now, rng)?);
         }
         drop(read);
@@ -800,15 +817,52 @@ mod tests {
         assert_eq!(written[0].1.time, near + 1);
     }
 
-    /// A record that could not be written (here: its only contact was
-    /// deleted under it) leaves the offers it was given standing: the
-    /// relay list's next change tells them, not those of the record
-    /// stored before, where the node's relay no longer is. Before, a
-    /// change of the relay list took its offers from the record stored.
+    /// A record that could not be written leaves the offers it was given
+    /// standing: the relay list's next change tells them, not those of
+    /// the record stored before, where the node's relay no longer is.
+    /// Before, a change of the relay list took its offers from the record
+    /// stored. The record fails here on a clock reading the one time no
+    /// message may carry (`u64::MAX`, reserved), after its offers were
+    /// found good: the same place a store that fails its writes fails it.
     #[test]
     fn the_offers_last_given_stand_though_their_record_failed() {
         let dir = tempfile::tempdir().unwrap();
+        let (alice, _bob, group) = alice_with_bob(dir.path());
+        alice
+            .publish_reach(&[listed(1)], 10, &mut os_rng())
+            .unwrap();
+        let failed = alice.publish_reach(&[listed(2)], Time::MAX, &mut os_rng());
+        assert!(
+            matches!(failed, Err(ProfileError::Message(_))),
+            "{failed:?}"
+        );
+        assert_eq!(
+            alice.published_reach().unwrap().unwrap().offers,
+            [listed(1)],
+            "nothing was written"
+        );
+        alice.add_relay(&relay(3), 30, &mut os_rng()).unwrap();
+        let stored = alice.published_reach().unwrap().unwrap();
+        assert_eq!(stored.relays, [listed(3), listed(2)]);
+        assert_eq!(stored.offers, [listed(2)], "the offers last given");
+        assert_eq!(kept(&alice, &group), Some(stored), "Bob keeps that one");
+    }
+
+    /// Regression: a contact (Bob) deleted after a record had read the
+    /// contact list and before it was written failed the record for every
+    /// contact (`UnknownContact`), and it was not stored: Carol stayed on
+    /// the offers of the record before, and the node, which tells offers
+    /// only when its relay's addresses change, never wrote it again. Now
+    /// Bob is passed over, as telling new contacts passes over one deleted
+    /// meanwhile: Carol gets the record, and it is stored.
+    #[test]
+    fn a_contact_deleted_while_a_record_is_written_fails_it_for_no_one_else() {
+        let dir = tempfile::tempdir().unwrap();
         let (alice, _bob, _) = alice_with_bob(dir.path());
+        let carol = Identity::generate("Carol", &mut os_rng()).unwrap();
+        alice
+            .add_contact(&carol.invite(), "Carol", 5, &mut os_rng())
+            .unwrap();
         alice
             .publish_reach(&[listed(1)], 10, &mut os_rng())
             .unwrap();
@@ -816,17 +870,23 @@ mod tests {
         BEFORE_WRITING.set(Some(Box::new(move || {
             deleting.delete_contact("Bob", 20, &mut os_rng()).unwrap();
         })));
-        // Should a deleted contact one day be passed over instead, this
-        // record is stored, and the test needs another way to fail it.
-        let failed = alice.publish_reach(&[listed(2)], 20, &mut os_rng());
-        assert!(
-            matches!(failed, Err(ProfileError::UnknownContact(_))),
-            "{failed:?}"
+        let written = alice
+            .publish_reach(&[listed(2)], 20, &mut os_rng())
+            .expect("written to Carol");
+        assert!(alice.contact("Bob").is_err(), "Bob was deleted under it");
+        let group = carol
+            .contact(&alice.identity().public())
+            .unwrap()
+            .direct_group()
+            .clone();
+        assert_eq!(
+            written.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
+            [group.id],
+            "one record, to Carol"
         );
-        alice.add_relay(&relay(3), 30, &mut os_rng()).unwrap();
         let stored = alice.published_reach().unwrap().unwrap();
-        assert_eq!(stored.relays, [listed(3), listed(2)]);
-        assert_eq!(stored.offers, [listed(2)], "the offers last given");
+        assert_eq!(stored.offers, [listed(2)], "the new offers are stored");
+        assert_eq!(kept(&alice, &group), Some(stored), "Carol keeps that one");
     }
 
     /// A relay stored before `add_relay` refused the ones the relay client

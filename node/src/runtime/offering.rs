@@ -148,6 +148,16 @@ impl Node {
                 .await;
         let written = match written {
             Ok(Ok(written)) => written,
+            // Not tried again until the addresses change, and `serving`
+            // stays as set: it is where the relay is reached (the client
+            // reserves there, the status shows it), told or not. The
+            // offers given stand in the profile, so the relay list's next
+            // change tells them, and so does the node's next start. A
+            // contact deleted meanwhile fails nothing; what is left to
+            // fail here is the store (closed as the node stops, or
+            // refusing writes, which a retry soon after would most likely
+            // find the same) or addresses no record may carry (which a
+            // retry with the same addresses always would).
             Ok(Err(e)) => {
                 tracing::warn!(
                     "telling contacts where the relay for them is failed: {}",
