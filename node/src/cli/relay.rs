@@ -130,9 +130,12 @@ pub(super) async fn serve_relay(args: &RelayServerArgs) -> Result<()> {
     }
     if addresses.is_empty() {
         // Listening on an unspecified address with none of its family on
-        // this device yet (RelayServer::start).
+        // this device yet (RelayServer::start), or only loopback, which
+        // counts only when named (see strand_transport's relay server):
+        // the line says how to try the relay on this machine alone.
         println!(
-            "relay {} listening, with no address yet: each one is used as it comes",
+            "relay {} listening, with no address others can reach yet (loopback only when \
+             --listen names it, as /ip4/127.0.0.1/tcp/4001): each one is used as it comes",
             server.peer_id()
         );
     }

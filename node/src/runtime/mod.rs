@@ -1782,7 +1782,8 @@ async fn start_relays(
             let addrs = serving_addresses(server.addresses().await);
             if addrs.is_empty() {
                 // Listening on an unspecified address with none of its
-                // family on this device yet (RelayServer::start): no
+                // family on this device yet (RelayServer::start), or only
+                // loopback, which such a relay is never reached at: no
                 // address to offer contacts yet; each change is told as
                 // it comes ([`offering`]).
                 tracing::info!(
@@ -1808,7 +1809,8 @@ async fn start_relays(
 
 /// The addresses of the relay this node runs that contacts are told:
 /// those of the widest scope it has ([`strand_transport::widest_scope`]:
-/// public ones if any, else LAN ones, else loopback ones, as in tests), at
+/// public ones if any, else LAN ones, else loopback ones, which the relay
+/// gives only when set to listen on loopback, as in tests), at
 /// most [`MAX_REACH_ADDRESSES`](strand_sync::limits::MAX_REACH_ADDRESSES).
 /// A contact far away could not dial a LAN address, and would learn from
 /// it how the user's home network is numbered. A relay behind port

@@ -9,7 +9,10 @@
 //! on an unspecified address (`0.0.0.0`, `::`) is reached at an address
 //! for each network the device is on, which come as the device joins one
 //! (it may have none at the start) and go when it leaves
-//! ([`RelayServer::watch_addresses`]). A change is told as any change of
+//! ([`RelayServer::watch_addresses`]; loopback does not count unless the
+//! relay was set to listen there, so a device that lost its network
+//! offers its relay nowhere rather than at `127.0.0.1`, which would be
+//! each contact's own machine). A change is told as any change of
 //! the record is: a new record in each contact's 1:1 group, handed to
 //! live sessions at once, and the relay client reserves on the new
 //! addresses ([`Node::relays_changed`]). A change of the relay list made
@@ -211,10 +214,12 @@ mod tests {
     /// started with none, and the addresses it got later were offered to
     /// contacts only from the node's next start. Now the node follows the
     /// relay's addresses while it runs. Here, in a network namespace with
-    /// no address: the node starts offering nothing, loopback comes up,
-    /// and the node serves at 127.0.0.1, publishes a record offering it
-    /// (what contacts and the invite are told) and reserves there itself.
-    /// Before, nothing of that happened (the timeout below fails it).
+    /// no address: the node starts offering nothing, loopback comes up
+    /// with a private address (10.7.7.7; the relay on `0.0.0.0` is never
+    /// reached at 127.0.0.1), and the node serves at 10.7.7.7, publishes
+    /// a record offering it (what contacts and the invite are told) and
+    /// reserves there itself. Before, nothing of that happened (the
+    /// timeout below fails it).
     #[test]
     fn an_address_the_relay_for_contacts_gets_after_the_start_is_offered() {
         let Some(runtime) = in_a_network_with_no_address(
@@ -252,9 +257,11 @@ mod tests {
                 "nothing to offer yet"
             );
 
-            // Loopback comes up: the relay is reached at 127.0.0.1, and
-            // the node reserves there once it has told contacts.
+            // Loopback comes up with 10.7.7.7: the relay is reached
+            // there, and the node reserves there once it has told
+            // contacts.
             ip(&["link", "set", "lo", "up"]);
+            ip(&["addr", "add", "10.7.7.7/32", "dev", "lo"]);
             tokio::time::timeout(within, async {
                 while !node.relays().await.iter().any(|r| r.source == "this node") {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -264,7 +271,7 @@ mod tests {
             .expect("the node serves at the address that came");
             let now = serving(&node);
             assert!(
-                now.len() == 1 && now[0].to_string().starts_with("/ip4/127.0.0.1/tcp/"),
+                now.len() == 1 && now[0].to_string().starts_with("/ip4/10.7.7.7/tcp/"),
                 "{now:?}"
             );
             let status = node.status().await;

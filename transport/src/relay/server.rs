@@ -29,6 +29,19 @@
 //! and go (a network joined after the start, an interface taken down):
 //! [`RelayServer::watch_addresses`] follows them, so a node that offers
 //! its relay to contacts can tell them each change.
+//!
+//! Loopback (`127.0.0.1`, `::1`) is among those addresses only for a
+//! relay asked to listen on a loopback address (a test, or `strand relay
+//! --listen /ip4/127.0.0.1/...` to try it on one machine). A listener on
+//! an unspecified address takes loopback too, but nobody else can dial
+//! it there: a device that lost its network (Wi-Fi gone, a cable pulled)
+//! would otherwise fall back to it as its widest address, and a node
+//! would tell every contact its relay is at `127.0.0.1`, their own
+//! machine. Such a relay is reached nowhere until a network comes back
+//! (its address list is empty), and a node then offers its relay
+//! nowhere. A client on the same machine cannot reserve on it meanwhile:
+//! a reservation names where the relay is reached, and libp2p's client
+//! refuses one that names nothing.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -190,9 +203,10 @@ pub struct RelayServerConfig {
     /// Addresses to listen on.
     pub listen: Vec<Multiaddr>,
     /// Addresses clients reach the relay at, as the relay tells them in
-    /// reservations; empty: the addresses it listens on (right on a LAN or
-    /// a host with a public address; behind port forwarding, give the
-    /// public one).
+    /// reservations; empty: the addresses it listens on, loopback ones
+    /// only if `listen` names a loopback address (see the module docs;
+    /// right on a LAN or a host with a public address; behind port
+    /// forwarding, give the public one).
     pub announce: Vec<Multiaddr>,
     /// The relay's Ed25519 secret key: its PeerId, which users write in
     /// relay addresses, so it is kept across restarts.
@@ -415,8 +429,14 @@ impl RelayServer {
             answers.push(answer);
         }
         // Without announced addresses, the relay is reached at the widest
-        // scope it listens on (public addresses if any, else LAN ones).
+        // scope it listens on (public addresses if any, else LAN ones),
+        // and at loopback ones only if it was asked to listen on one (see
+        // the module docs). `0.0.0.0` and `::` are not loopback.
         let announced = !config.announce.is_empty();
+        let loopback = config
+            .listen
+            .iter()
+            .any(|a| crate::scope(a) == crate::Scope::Loopback);
         // Until each listen is answered.
         for mut answer in answers {
             let answered = loop {
@@ -427,7 +447,7 @@ impl RelayServer {
                         SwarmEvent::NewListenAddr { listener_id, address } => {
                             listens.got(listener_id, &address);
                             if !announced {
-                                reached_at(&mut swarm);
+                                reached_at(&mut swarm, loopback);
                             }
                         }
                         SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
@@ -450,8 +470,14 @@ impl RelayServer {
         }
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
+        // An address that went while the listens were answered (the loop
+        // above follows only those that came) is no longer listened at:
+        // the watch starts from where the relay is reached now.
+        if !announced {
+            reached_at(&mut swarm, loopback);
+        }
         let (reached, addresses) = watch::channel(reached_addresses(&swarm));
-        let task = tokio::spawn(run(swarm, rx, reached, announced));
+        let task = tokio::spawn(run(swarm, rx, reached, announced, loopback));
         Ok(RelayServer {
             commands: tx,
             local,
@@ -497,11 +523,13 @@ impl RelayServer {
     }
 }
 
-/// Makes the widest-scope addresses the relay listens on its external
-/// ones: what identify tells those who connect, what reservations name and
-/// what [`RelayServer::addresses`] gives.
-fn reached_at(swarm: &mut Swarm<Behaviour>) {
-    let keep = crate::widest_scope(swarm.listeners().cloned());
+/// Makes the addresses the relay listens on that it is reached at
+/// ([`reachable`]) its external ones: what identify tells those who
+/// connect, what reservations name and what [`RelayServer::addresses`]
+/// gives. `loopback`: whether the relay was asked to listen on a loopback
+/// address.
+fn reached_at(swarm: &mut Swarm<Behaviour>, loopback: bool) {
+    let keep = reachable(swarm.listeners().cloned(), loopback);
     let old: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
     for a in old.iter().filter(|a| !keep.contains(a)) {
         swarm.remove_external_address(a);
@@ -509,6 +537,19 @@ fn reached_at(swarm: &mut Swarm<Behaviour>) {
     for a in keep.into_iter().filter(|a| !old.contains(a)) {
         swarm.add_external_address(a);
     }
+}
+
+/// Of the addresses the relay listens on (`listening`), those it is
+/// reached at: the widest-scope ones ([`crate::widest_scope`]), less the
+/// loopback ones unless the relay was asked to listen on loopback
+/// (`loopback`; the module docs say why). None if only loopback is left
+/// of a listen on an unspecified address.
+fn reachable(listening: impl IntoIterator<Item = Multiaddr>, loopback: bool) -> Vec<Multiaddr> {
+    crate::widest_scope(
+        listening
+            .into_iter()
+            .filter(|a| loopback || crate::scope(a) != crate::Scope::Loopback),
+    )
 }
 
 /// The addresses the relay is reached at (its external ones), each with
@@ -528,6 +569,7 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     reached: watch::Sender<Vec<Multiaddr>>,
     announced: bool,
+    loopback: bool,
 ) {
     let mut stats = RelayStats::default();
     // Reservations by peer: one per connection, so a peer that
@@ -552,7 +594,7 @@ async fn run(
                 | SwarmEvent::ExpiredListenAddr { .. }
                 | SwarmEvent::ListenerClosed { .. } => {
                     if !announced {
-                        reached_at(&mut swarm);
+                        reached_at(&mut swarm, loopback);
                     }
                     let now = reached_addresses(&swarm);
                     reached.send_if_modified(|was| {
@@ -675,9 +717,11 @@ mod tests {
                 "no address yet"
             );
 
-            // An address comes (loopback up: 127.0.0.1): the listener
-            // takes it, and the relay is reached there.
+            // An address comes (a private one on loopback, brought up
+            // with it; 127.0.0.1 is never offered from `0.0.0.0`): the
+            // listener takes it, and the relay is reached there.
             ip(&["link", "set", "lo", "up"]);
+            ip(&["addr", "add", "10.7.7.7/32", "dev", "lo"]);
             let addr = tokio::time::timeout(within, async {
                 loop {
                     if let Some(addr) = server.addresses().await.into_iter().next() {
@@ -690,7 +734,7 @@ mod tests {
             .expect("the address that came is listened at");
             let relay = format!("/p2p/{}", server.peer_id());
             assert!(
-                addr.to_string().starts_with("/ip4/127.0.0.1/tcp/")
+                addr.to_string().starts_with("/ip4/10.7.7.7/tcp/")
                     && addr.to_string().ends_with(&relay),
                 "{addr}"
             );
@@ -705,8 +749,9 @@ mod tests {
     /// its next start, and one whose address went kept offering it. Now
     /// [`RelayServer::watch_addresses`] reports each change. Here, in a
     /// network namespace with no address: the relay starts with none,
-    /// loopback comes up (127.0.0.1) and the relay reports it, then
-    /// 127.0.0.1 is taken away and the relay reports that it is reached
+    /// loopback comes up with a private address (10.7.7.7; 127.0.0.1 is
+    /// never offered from `0.0.0.0`) and the relay reports it, then
+    /// 10.7.7.7 is taken away and the relay reports that it is reached
     /// nowhere. Before, no change was ever reported (the timeouts below
     /// fail it).
     #[test]
@@ -738,8 +783,10 @@ mod tests {
                 "no address yet"
             );
 
-            // Loopback comes up: 127.0.0.1, reported.
+            // Loopback comes up with 10.7.7.7: reported (127.0.0.1,
+            // which comes with it, changes nothing).
             ip(&["link", "set", "lo", "up"]);
+            ip(&["addr", "add", "10.7.7.7/32", "dev", "lo"]);
             tokio::time::timeout(within, addresses.changed())
                 .await
                 .expect("the address that came is reported")
@@ -748,14 +795,14 @@ mod tests {
             let relay = format!("/p2p/{}", server.peer_id());
             assert!(
                 came.len() == 1
-                    && came[0].to_string().starts_with("/ip4/127.0.0.1/tcp/")
+                    && came[0].to_string().starts_with("/ip4/10.7.7.7/tcp/")
                     && came[0].to_string().ends_with(&relay),
                 "{came:?}"
             );
             assert_eq!(server.addresses().await, came);
 
-            // 127.0.0.1 goes: reported, and the relay is reached nowhere.
-            ip(&["addr", "del", "127.0.0.1/8", "dev", "lo"]);
+            // 10.7.7.7 goes: reported, and the relay is reached nowhere.
+            ip(&["addr", "del", "10.7.7.7/32", "dev", "lo"]);
             tokio::time::timeout(within, addresses.changed())
                 .await
                 .expect("the address that went is reported")
@@ -768,6 +815,103 @@ mod tests {
             assert_eq!(server.addresses().await, Vec::<Multiaddr>::new());
             server.shutdown().await;
         });
+    }
+
+    /// Regression (a device that lost its network told its contacts
+    /// that its relay was at `127.0.0.1`): a relay listening on
+    /// `0.0.0.0` is reached at each of the device's addresses, loopback
+    /// among them, and at the widest-scope ones; when the last LAN or
+    /// public address went (Wi-Fi down), loopback was the widest left,
+    /// so the relay said it was reached at 127.0.0.1 and a node offered
+    /// that to every contact, who would dial their own machine. Now
+    /// loopback counts only for a relay asked to listen on it, and this
+    /// one is reached nowhere. Here, in a network namespace with
+    /// loopback up and a private address on it (10.7.7.7): the relay is
+    /// reached at 10.7.7.7; that address goes, and the change reported is
+    /// to no address. Before, it was to `/ip4/127.0.0.1/tcp/…` (the
+    /// assert below fails).
+    #[test]
+    fn a_relay_on_an_unspecified_address_is_not_reached_at_loopback_once_its_network_goes() {
+        let Some(runtime) = in_a_network_with_no_address(
+            module_path!(),
+            "a_relay_on_an_unspecified_address_is_not_reached_at_loopback_once_its_network_goes",
+        ) else {
+            return;
+        };
+        // How long anything here may take: a listen waits a second.
+        let within = Duration::from_secs(20);
+        runtime.block_on(async {
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["addr", "add", "10.7.7.7/32", "dev", "lo"]);
+            let config = RelayServerConfig {
+                listen: vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()],
+                announce: Vec::new(),
+                key: [7; 32],
+                limits: RelayLimits::default(),
+                only: None,
+            };
+            let server = tokio::time::timeout(within, RelayServer::start(config))
+                .await
+                .expect("the start ends")
+                .expect("the start listens");
+            let mut addresses = server.watch_addresses();
+            // Reached at 10.7.7.7, wider than loopback (the listener may
+            // have answered the start with 127.0.0.1, before 10.7.7.7
+            // came).
+            let at_10_7_7_7 = |list: &[Multiaddr]| {
+                list.iter()
+                    .any(|a| a.to_string().starts_with("/ip4/10.7.7.7/tcp/"))
+            };
+            tokio::time::timeout(within, async {
+                while !at_10_7_7_7(&addresses.borrow_and_update()[..]) {
+                    addresses.changed().await.expect("the relay runs");
+                }
+            })
+            .await
+            .expect("the relay is reached at 10.7.7.7");
+            let reached = server.addresses().await;
+            let relay = format!("/p2p/{}", server.peer_id());
+            assert!(
+                reached.len() == 1
+                    && reached[0].to_string().starts_with("/ip4/10.7.7.7/tcp/")
+                    && reached[0].to_string().ends_with(&relay),
+                "{reached:?}"
+            );
+
+            // The network goes: only loopback is left.
+            ip(&["addr", "del", "10.7.7.7/32", "dev", "lo"]);
+            tokio::time::timeout(within, addresses.changed())
+                .await
+                .expect("the change is reported")
+                .expect("the relay runs");
+            assert_eq!(
+                *addresses.borrow_and_update(),
+                Vec::<Multiaddr>::new(),
+                "a relay listening on 0.0.0.0 is said to be reached at loopback"
+            );
+            assert_eq!(server.addresses().await, Vec::<Multiaddr>::new());
+            server.shutdown().await;
+        });
+    }
+
+    /// Which addresses a relay is reached at, of those it listens on: the
+    /// widest-scope ones, and loopback ones only for a relay asked to
+    /// listen on loopback (the regression test above has the story).
+    #[test]
+    fn loopback_is_reached_only_by_a_relay_asked_to_listen_there() {
+        let addrs =
+            |list: &[&str]| -> Vec<Multiaddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
+        let loopback = ["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001"];
+        let lan = "/ip4/192.168.1.20/tcp/4001";
+        // Listening on `0.0.0.0` or `::`: loopback alone is nowhere.
+        assert_eq!(reachable(addrs(&loopback), false), Vec::<Multiaddr>::new());
+        let with_lan = addrs(&[loopback[0], lan, loopback[1]]);
+        assert_eq!(reachable(with_lan.clone(), false), addrs(&[lan]));
+        // Asked to listen on loopback: reached there when it is the
+        // widest.
+        assert_eq!(reachable(addrs(&loopback), true), addrs(&loopback));
+        assert_eq!(reachable(with_lan, true), addrs(&[lan]));
+        assert_eq!(reachable(Vec::new(), true), Vec::<Multiaddr>::new());
     }
 
     /// Regression (a second relay given the port a first listened at
