@@ -93,3 +93,28 @@ remove_scratch() {
         || { sleep 1; rm -rf --one-file-system "$dir" 2>/dev/null; } \
         || echo "$(basename "$0"): could not remove $dir" >&2
 }
+
+# Makes room for a build: with less than $1 GiB (default 30) free where
+# the target directory lives, its incremental caches go first (a build
+# with CARGO_INCREMENTAL=0 never reads them), then, if that is not
+# enough, the whole cache (it is only a cache: the build starts over).
+# A cache is only removed if cargo marked it as one (CACHEDIR.TAG).
+make_room() {
+    local need=${1:-30} at
+    free_gib() {
+        at=$CARGO_TARGET_DIR
+        while [ ! -d "$at" ]; do at=$(dirname "$at"); done
+        df -Pk "$at" | awk 'NR == 2 { print int($4 / 1048576) }'
+    }
+    [ "$(free_gib)" -ge "$need" ] && return 0
+    [ -f "$CARGO_TARGET_DIR/CACHEDIR.TAG" ] || {
+        echo "only $(free_gib) GiB free for $CARGO_TARGET_DIR (not a cargo cache: left alone)" >&2
+        return 0
+    }
+    echo "only $(free_gib) GiB free: removing incremental caches in $CARGO_TARGET_DIR" >&2
+    rm -rf "$CARGO_TARGET_DIR"/*/incremental
+    [ "$(free_gib)" -ge "$need" ] && return 0
+    echo "only $(free_gib) GiB free: removing the build cache $CARGO_TARGET_DIR" >&2
+    rm -rf --one-file-system "$CARGO_TARGET_DIR"
+    echo "$(free_gib) GiB free" >&2
+}
