@@ -336,9 +336,10 @@ pub(crate) struct Core {
     /// (`strand name` on the node this window is attached to) shows at
     /// the next refresh, with the invite made again.
     pub name_shown: Option<(String, Option<String>)>,
-    /// What the window's notice line was last told of the node's status
-    /// failing (a node this window is attached to that does not answer),
-    /// while it fails: [`crate::adapters::network::status`].
+    /// What the window's notice line was last told of a refresh failing
+    /// (a node this window is attached to that does not answer), until
+    /// the node's status is answered again:
+    /// [`crate::adapters::network::not_refreshed`].
     pub status_failure: Option<String>,
     /// Whether the window is the one in front (then nothing notifies).
     pub focused: Arc<AtomicBool>,

@@ -135,16 +135,24 @@ pub(crate) fn refresh(core: &mut Core) {
 }
 
 /// Re-reads the list from the store and shows it with `seen` (from the
-/// node's status) as each contact's reachability.
+/// node's status) as each contact's reachability. If either read fails
+/// (a node this window is attached to that stopped answering gives up
+/// on them, [`strand_node::runtime::control::ANSWER_WITHIN`]), the list
+/// stays as it was and the window says it was not refreshed: shown
+/// without the contacts' views, it would lose every verified mark and
+/// every warning of a name that looks like another's.
 pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
-    let Some(Ok(Reply::Summaries {
-        contacts: mut summaries,
-    })) = core.call(Request::Summaries)
-    else {
-        return;
+    let mut summaries = match core.call(Request::Summaries) {
+        Some(Ok(Reply::Summaries { contacts })) => contacts,
+        Some(Err(e)) => return super::network::not_refreshed(core, &e),
+        Some(Ok(_)) | None => return,
     };
-    let trusts: Vec<(String, Trust)> = views(core)
-        .unwrap_or_default()
+    let contact_views = match core.call(Request::Contacts) {
+        Some(Ok(Reply::Contacts { contacts })) => contacts,
+        Some(Err(e)) => return super::network::not_refreshed(core, &e),
+        Some(Ok(_)) | None => return,
+    };
+    let trusts: Vec<(String, Trust)> = contact_views
         .iter()
         .map(|c| (c.name.clone(), trust(c)))
         .collect();

@@ -858,7 +858,9 @@ pub(crate) fn reload(core: &mut Core, scroll: bool) {
 }
 
 /// The rows of one page of `of` from `from` on; `None` while locked (or
-/// for a reply that is no page).
+/// for a reply that is no page). A [`Request::Page`] ends by count only
+/// (not by bytes too, as a page of `strand read` does), so it holds all
+/// [`PAGE`] rows of a page of the model, which has no `next` to follow.
 fn read_page(core: &Core, of: Target, from: Position) -> Option<Result<Vec<Row>, Failure>> {
     match core.call(Request::Page {
         of,

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 use strand_node::display::one_line;
-use strand_node::runtime::api::{MailboxAction, Reply, Request};
+use strand_node::runtime::api::{Failure, MailboxAction, Reply, Request};
 use strand_node::Status;
 use strand_transport::Multiaddr;
 
@@ -217,15 +217,27 @@ pub(crate) fn status(core: &mut Core) -> Option<Status> {
         }
         Ok(_) => None,
         Err(e) => {
-            let said = format!("Not refreshed: {}", e.message);
-            if core.status_failure.as_ref() != Some(&said) {
-                tracing::warn!("the node's status: {e}");
-                let shown = said.clone();
-                core.ui(move |ui| ui.global::<crate::AppAdapter>().set_notice(shown.into()));
-                core.status_failure = Some(said);
-            }
+            not_refreshed(core, &e);
             None
         }
+    }
+}
+
+/// Says on the window's notice line that the screens could not be
+/// refreshed, and why (`e`: a read the node did not answer in time,
+/// naming its process, or failed), once while it stays the same; the
+/// notice goes once the node answers its status again ([`status`]). The
+/// status and the lists of the periodic refresh say so alike: a node
+/// stopped between the two is said so by the list's read, which gives
+/// up after [`strand_node::runtime::control::ANSWER_WITHIN`] as the
+/// status does.
+pub(crate) fn not_refreshed(core: &mut Core, e: &Failure) {
+    let said = format!("Not refreshed: {}", e.message);
+    if core.status_failure.as_ref() != Some(&said) {
+        tracing::warn!("refreshing: {e}");
+        let shown = said.clone();
+        core.ui(move |ui| ui.global::<crate::AppAdapter>().set_notice(shown.into()));
+        core.status_failure = Some(said);
     }
 }
 

@@ -21,15 +21,19 @@
 //! its writing and reads on (an older `strand`, a script) is followed
 //! still, and let go when writing to it fails. A request the client
 //! cannot write as JSON (a path that is not UTF-8) is refused before
-//! anything is sent. What each request does is [`Node::handle`]'s. At most
-//! [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
-//! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
-//! stop it ([`reserved_for`]): so the user can stop their own node while
-//! every other connection is held. A connection in that reserve asking
-//! anything else, and one more past the reserve too (at once, before its
-//! request is read), is answered with a
-//! [`FailureKind::Refused`](super::api::FailureKind) error line saying so,
-//! and closed.
+//! anything is sent. `strand` and the app give up on the answer to a
+//! read (and to the status, or stopping the node) after
+//! [`ANSWER_WITHIN`], saying the node did not answer
+//! ([`may_give_up_on`]); what changes something is waited for as long
+//! as it takes. What each request does is
+//! [`Node::handle`]'s. At most [`MAX_CONTROL_CONNECTIONS`] connections
+//! are served at once, and [`RESERVED_CONTROL_CONNECTIONS`] more only to
+//! ask the node's status or stop it ([`reserved_for`]): so the user can
+//! stop their own node while every other connection is held. A
+//! connection in that reserve asking anything else, and one more past
+//! the reserve too (at once, before its request is read), is answered
+//! with a [`FailureKind::Refused`](super::api::FailureKind) error line
+//! saying so, and closed.
 
 use std::path::{Path, PathBuf};
 
@@ -356,9 +360,76 @@ async fn refuse_stranger(mut stream: UnixStream) -> std::io::Result<()> {
 /// `strand wipe`, the app's wipe). Each is answered at once and ends its
 /// connection, so the reserve is never held for long by them; and so a
 /// client waits for their answer no longer than [`ANSWER_WITHIN`]
-/// ([`Device::call`](super::device::Device::call)).
+/// ([`may_give_up_on`]).
 pub(crate) fn reserved_for(request: &Request) -> bool {
     matches!(request, Request::Status | Request::Shutdown)
+}
+
+/// Whether a client may stop waiting for the answer to `request` once
+/// [`ANSWER_WITHIN`] has passed, and say the node did not answer
+/// ([`Device::call`](super::device::Device::call)): what the reserve
+/// serves ([`reserved_for`]), and every read, which changes nothing
+/// stored and is answered at once (from the store, off the node's
+/// workers, or from what the node holds). A node that answers none of
+/// them in that time is stopped (Ctrl-Z) or stuck. Before, only the
+/// status was given up on: the other reads an app attached to a running
+/// node makes at every refresh (the contact list, a conversation's
+/// positions and pages, ...) waited for a stopped node for good, and
+/// its window with them.
+///
+/// A request that changes something is waited for as long as it takes:
+/// given up on, it could still be done once the node goes on, after the
+/// user was told it failed (a text sent twice when they send it again).
+/// Stopping the node is the exception it always was: one that does not
+/// take it is to be ended all the same, which the error says. Every
+/// request is named here, so a new one is sorted when it is added.
+pub(crate) fn may_give_up_on(request: &Request) -> bool {
+    match request {
+        Request::Status | Request::Shutdown => true,
+        Request::Contacts
+        | Request::Groups
+        | Request::GroupMembers { .. }
+        | Request::Relays
+        | Request::Summaries
+        | Request::GroupSummaries
+        | Request::Positions { .. }
+        | Request::Page { .. } => true,
+        // Asked with nothing to change, each only reads.
+        Request::Verify { verified, .. } => verified.is_none(),
+        Request::Timer { set, .. } => set.is_none(),
+        Request::Carry { set } => set.is_none(),
+        Request::Preferences { set } => set.is_empty(),
+        // The invite (and the mailbox pairing, which shows it while none
+        // is paired) stores the profile's relay seed the first time it is
+        // asked: made once, by whichever ask comes first, and the same
+        // for every ask after it, so nothing the user sees depends on
+        // which.
+        Request::Invite => true,
+        Request::Mailbox { action } => action.is_none(),
+        // Writes, and what takes as long as its file does.
+        Request::Add { .. }
+        | Request::Send { .. }
+        | Request::SendFile { .. }
+        | Request::Save { .. }
+        | Request::Export { .. }
+        | Request::Import { .. }
+        | Request::GroupCreate { .. }
+        | Request::GroupChange { .. }
+        | Request::RelayAdd { .. }
+        | Request::RelayRemove { .. }
+        | Request::MarkRead { .. }
+        | Request::RenameContact { .. }
+        | Request::DeleteContact { .. }
+        | Request::Rename { .. }
+        | Request::ChangePassphrase { .. }
+        | Request::AddPeer { .. } => false,
+        // A page of `strand read`: it marks the conversation read up to
+        // its last message.
+        Request::Read { .. } | Request::GroupRead { .. } => false,
+        // Its events are waited for as long as the node runs
+        // ([`Device::follow`](super::device::Device::follow)).
+        Request::Follow => false,
+    }
 }
 
 /// What a client that comes while [`MAX_CONTROL_CONNECTIONS`] others are
@@ -585,9 +656,9 @@ async fn request_line(
     Ok(String::from_utf8(line).map_err(|_| "not UTF-8".to_owned()))
 }
 
-/// How long a node is given to answer whether it runs (`Status`) or to
-/// take a `Shutdown`: it answers those at once, unless it is stopped
-/// (Ctrl-Z) or stuck.
+/// How long a node is given to answer whether it runs (`Status`), to
+/// take a `Shutdown`, or to answer a read ([`may_give_up_on`]): it
+/// answers those at once, unless it is stopped (Ctrl-Z) or stuck.
 pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// This process's (effective) user: the owner of a file it makes.

@@ -214,17 +214,19 @@ impl Device {
 
     /// Answers one request. A running node is given
     /// [`control::ANSWER_WITHIN`] to answer what it answers at once (its
-    /// status: what the reserve of its control socket serves,
-    /// [`control::reserved_for`]), and said not to answer after that,
-    /// naming its process; what can take long (sending a file, an import,
-    /// an export, a passphrase change) is waited for as long as it takes.
-    /// Before, a node stopped with Ctrl-Z (or stuck) made an app attached
-    /// to it wait for good on its next status (asked every few seconds),
-    /// and everything after it, quitting too.
+    /// status, and every read: [`control::may_give_up_on`]), and said not
+    /// to answer after that, naming its process; a request that changes
+    /// something (a text sent, a contact added, a file sent, an import, a
+    /// passphrase change) is waited for as long as it takes, since one
+    /// given up on could still be done later. Before, a node stopped with
+    /// Ctrl-Z (or stuck) made an app attached to it wait for good on its
+    /// next status (asked every few seconds), then on the reads of its
+    /// next refresh (the contact list, a conversation's pages), and
+    /// everything after them, quitting too.
     pub async fn call(&self, request: Request) -> Result<Reply, Failure> {
         match self {
             Device::Running(dir) => {
-                let answered = if control::reserved_for(&request) {
+                let answered = if control::may_give_up_on(&request) {
                     control::request_within(dir, &request, control::ANSWER_WITHIN).await
                 } else {
                     control::request(dir, &request)
@@ -345,6 +347,7 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use crate::runtime::api::{Target, TimerSetting};
     use crate::runtime::starting::{Starting, MARKER};
 
     /// Asks as [`while_starting`] would, never reaching a node, and
@@ -430,5 +433,105 @@ mod tests {
                 .contains(&format!("(process {})", std::process::id())),
             "{failure:?}"
         );
+    }
+
+    /// Reads an app attached to a running node makes at every refresh:
+    /// the open conversation's timer, positions and a page of it, the
+    /// contact and group lists, the preferences.
+    fn refresh_reads() -> Vec<Request> {
+        let of = Target::Contact("Bob".into());
+        vec![
+            Request::Page {
+                of: of.clone(),
+                from: crate::Position::MIN,
+                limit: 50,
+            },
+            Request::Positions { of: of.clone() },
+            Request::Timer { of, set: None },
+            Request::Summaries,
+            Request::Contacts,
+            Request::GroupSummaries,
+            Request::Preferences { set: Vec::new() },
+        ]
+    }
+
+    /// A running node that does not answer a read (stopped with Ctrl-Z,
+    /// or stuck) is said not to answer, naming its process, after
+    /// [`control::ANSWER_WITHIN`], as it is for its status: before, only
+    /// the status was given up on, and an app attached to the node waited
+    /// for good on the other reads of its refresh (a conversation's
+    /// positions and pages, the contact list), and so did its window and
+    /// quitting. The node is played as in
+    /// [`a_running_node_that_does_not_answer_its_status_is_said_so`], and
+    /// time is paused the same way. Fails with [`Device::call`] bounding
+    /// only what [`control::reserved_for`] lets through (its
+    /// `control::may_give_up_on` made `control::reserved_for`): the outer
+    /// timeout then runs out on the first read, the page.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_node_that_does_not_answer_a_read_is_said_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _node =
+            std::os::unix::net::UnixListener::bind(control::socket_path(tmp.path())).unwrap();
+        let device = Device::Running(tmp.path().to_path_buf());
+        for read in refresh_reads() {
+            let asked =
+                tokio::time::timeout(2 * control::ANSWER_WITHIN, device.call(read.clone())).await;
+            let Ok(answered) = asked else {
+                panic!("{read:?} was waited for past the bound");
+            };
+            let failure = answered.unwrap_err();
+            assert!(
+                failure.message.contains(&format!(
+                    "did not answer within {} s",
+                    control::ANSWER_WITHIN.as_secs()
+                )),
+                "{read:?}: {failure:?}"
+            );
+            assert!(
+                failure
+                    .message
+                    .contains(&format!("(process {})", std::process::id())),
+                "{read:?}: {failure:?}"
+            );
+        }
+    }
+
+    /// A request that changes something is waited for however long the
+    /// node takes, as it was: given up on, it could still be done once a
+    /// stopped node goes on, after the user was told it failed (a text
+    /// sent again would then be sent twice). Its read-only forms are
+    /// given up on ([`a_running_node_that_does_not_answer_a_read_is_said_so`]),
+    /// so this keeps [`control::may_give_up_on`] from taking writes for
+    /// reads: it fails if one of these is given up on (the outer timeout
+    /// is then not reached).
+    #[tokio::test(start_paused = true)]
+    async fn a_write_to_a_running_node_is_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _node =
+            std::os::unix::net::UnixListener::bind(control::socket_path(tmp.path())).unwrap();
+        let device = Device::Running(tmp.path().to_path_buf());
+        let of = Target::Contact("Bob".into());
+        let writes = [
+            Request::Send {
+                to: of.clone(),
+                text: "hi".into(),
+            },
+            Request::MarkRead {
+                of: of.clone(),
+                up_to: crate::Position::MIN,
+            },
+            Request::Timer {
+                of,
+                set: Some(TimerSetting::Off),
+            },
+            Request::Preferences {
+                set: vec![crate::profile::prefs::PreferenceChange::ShowText { on: false }],
+            },
+        ];
+        for write in writes {
+            let asked =
+                tokio::time::timeout(2 * control::ANSWER_WITHIN, device.call(write.clone())).await;
+            assert!(asked.is_err(), "{write:?} was given up on: {asked:?}");
+        }
     }
 }
