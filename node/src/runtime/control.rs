@@ -21,19 +21,23 @@
 //! its writing and reads on (an older `strand`, a script) is followed
 //! still, and let go when writing to it fails. A request the client
 //! cannot write as JSON (a path that is not UTF-8) is refused before
-//! anything is sent. `strand` and the app give up on the answer to a
-//! read (and to the status, or stopping the node) after
-//! [`ANSWER_WITHIN`], saying the node did not answer
-//! ([`may_give_up_on`]); what changes something is waited for as long
-//! as it takes. What each request does is
-//! [`Node::handle`]'s. At most [`MAX_CONTROL_CONNECTIONS`] connections
-//! are served at once, and [`RESERVED_CONTROL_CONNECTIONS`] more only to
-//! ask the node's status or stop it ([`reserved_for`]): so the user can
-//! stop their own node while every other connection is held. A
-//! connection in that reserve asking anything else, and one more past
-//! the reserve too (at once, before its request is read), is answered
-//! with a [`FailureKind::Refused`](super::api::FailureKind) error line
-//! saying so, and closed.
+//! anything is sent. A request line holds at most [`MAX_REQUEST`]; one
+//! longer than [`SHORT_REQUEST`] is read into a request only while no
+//! other such line is ([`parse`]), as reading one takes many times its
+//! length in memory. The node's copy of a line is wiped once it is read,
+//! as a client's is once sent: a line may carry passphrases. `strand` and
+//! the app give up on the answer to a read (and to the status, or
+//! stopping the node) after [`ANSWER_WITHIN`], saying the node did not
+//! answer ([`may_give_up_on`]); what changes something is waited for as
+//! long as it takes. What each request does is [`Node::handle`]'s. At
+//! most [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
+//! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
+//! stop it ([`reserved_for`]): so the user can stop their own node while
+//! every other connection is held. A connection in that reserve asking
+//! anything else, and one more past the reserve too (at once, before its
+//! request is read), is answered with a
+//! [`FailureKind::Refused`](super::api::FailureKind) error line saying so,
+//! and closed.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +55,30 @@ pub const SOCKET: &str = "control.sock";
 
 /// Longest request line accepted (a message of 1 MiB, JSON-escaped).
 const MAX_REQUEST: usize = 8 * 1024 * 1024;
+
+/// Longest request line read into a [`Request`] as soon as it has come,
+/// on its connection's task. A longer one waits its turn, and only
+/// [`LONG_REQUESTS_PARSED_AT_ONCE`] are read at once ([`parse`]). Every
+/// request but a long text or a long list is far shorter, a status or a
+/// shutdown (what the reserve serves) always, so those are never held up
+/// behind long ones. All [`MAX_CONTROL_CONNECTIONS`] and the reserve
+/// reading lines this long at once take some 70 MiB at the most.
+const SHORT_REQUEST: usize = 64 * 1024;
+
+/// Request lines longer than [`SHORT_REQUEST`] read into a [`Request`]
+/// at once. serde holds every field of such a line in a form of its own
+/// while it reads it (`Request` is told by a field, `"request"`, that
+/// may come last, so nothing can be read into its type before the whole
+/// line is), some 16 times the line's length for a line of small
+/// numbers: a line of [`MAX_REQUEST`] takes 128 MiB while it is read.
+/// One at a time, connections reading such lines at once take that much,
+/// not [`MAX_CONTROL_CONNECTIONS`] times as much (8 GiB).
+const LONG_REQUESTS_PARSED_AT_ONCE: usize = 1;
+
+/// How much of a request line is read before the buffer for it first
+/// grows (it doubles, up to [`MAX_REQUEST`]): most requests are far
+/// shorter.
+const FIRST_READ: usize = 4 * 1024;
 
 /// The socket path for a profile.
 pub fn socket_path(profile: &Path) -> PathBuf {
@@ -160,6 +188,7 @@ pub async fn serve(node: Node, bound: Bound) -> std::io::Result<()> {
     let mut failing = Failing::default();
     let served = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     let reserve = std::sync::Arc::new(tokio::sync::Semaphore::new(RESERVED_CONTROL_CONNECTIONS));
+    let parsing = std::sync::Arc::new(tokio::sync::Semaphore::new(LONG_REQUESTS_PARSED_AT_ONCE));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -207,11 +236,12 @@ pub async fn serve(node: Node, bound: Bound) -> std::io::Result<()> {
         };
         let node = node.clone();
         let stop = stop.clone();
+        let parsing = parsing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match stream.peer_cred().map(|c| c.uid()) {
                 Ok(uid) if uid == owner => {
-                    if let Err(e) = handle(node, stream, stop, reserved).await {
+                    if let Err(e) = handle(node, stream, stop, reserved, parsing).await {
                         tracing::debug!("control connection: {e}");
                     }
                 }
@@ -493,15 +523,17 @@ async fn send_within(
 
 /// Serves one connection: reads its request line, answers it. One that
 /// holds a permit of the reserve (`reserved`) is served only a request
-/// [`reserved_for`] it, and told the node is busy otherwise.
+/// [`reserved_for`] it, and told the node is busy otherwise. A long
+/// request line waits for one of the turns `parsing` holds to be read
+/// ([`parse`]).
 async fn handle(
     node: Node,
     stream: UnixStream,
     stop: tokio_util::sync::CancellationToken,
     reserved: bool,
+    parsing: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> std::io::Result<()> {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
+    let (mut rd, mut wr) = stream.into_split();
     let within = if reserved {
         RESERVED_REQUEST_WITHIN
     } else {
@@ -515,16 +547,19 @@ async fn handle(
                 "no request line in time: hung up",
             )
         })??;
-    let answer = match line.map(|l| serde_json::from_str::<Request>(&l)) {
+    let request = match line {
+        Ok(line) => parse(line, &parsing).await?,
+        Err(why) => Err(why),
+    };
+    let answer = match request {
         Err(why) => Answer::Error(Failure::bad_input(format!("bad request: {why}"))),
-        Ok(Err(e)) => Answer::Error(Failure::bad_input(format!("bad request: {e}"))),
-        Ok(Ok(request)) if reserved && !reserved_for(&request) => {
+        Ok(request) if reserved && !reserved_for(&request) => {
             tracing::debug!(
                 "refused a control request past the {MAX_CONTROL_CONNECTIONS} connections served: only status and stopping are served there"
             );
             busy()
         }
-        Ok(Ok(Request::Follow)) => {
+        Ok(Request::Follow) => {
             bound_send_buffer(wr.as_ref());
             let mut events = node.subscribe();
             send_within(&mut wr, &Answer::Ok(Reply::Following), ANSWER_UNREAD).await?;
@@ -555,12 +590,12 @@ async fn handle(
                 send_within(&mut wr, &event, "a follower stopped reading: hung up").await?;
             }
         }
-        Ok(Ok(Request::Shutdown)) => {
+        Ok(Request::Shutdown) => {
             send_within(&mut wr, &Answer::Ok(Reply::Done), ANSWER_UNREAD).await?;
             stop.cancel();
             return Ok(());
         }
-        Ok(Ok(request)) => node.handle(request).await.into(),
+        Ok(request) => node.handle(request).await.into(),
     };
     send_within(&mut wr, &answer, ANSWER_UNREAD).await
 }
@@ -570,12 +605,12 @@ async fn handle(
 /// connection failed (`true`), rather than only shut down its writing and
 /// reads on (`false`). A follower sends nothing after its request; what
 /// one sends all the same is dropped unread. Cancel-safe: it only reads.
-async fn follower_done(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> bool {
+async fn follower_done(rd: &mut tokio::net::unix::OwnedReadHalf) -> bool {
     let mut dropped = [0u8; 64];
     loop {
         match rd.read(&mut dropped).await {
             Ok(0) => {
-                let stream: &UnixStream = rd.get_ref().as_ref();
+                let stream: &UnixStream = (*rd).as_ref();
                 return closed(stream);
             }
             Ok(_) => {}
@@ -620,40 +655,100 @@ fn bound_send_buffer(stream: &UnixStream) {
     }
 }
 
-/// A client's request line, or why it is none: not UTF-8, or longer than
-/// [`MAX_REQUEST`] (read to its end and dropped, so the client is not cut
-/// off while it still writes, and reads the answer).
+/// A client's request line (with its `\n`, if it ends in one rather
+/// than with the stream), or why it is none: longer than [`MAX_REQUEST`]
+/// (read to its end and dropped, so the client is not cut off while it
+/// still writes, and reads the answer). What a client sends after its
+/// line is dropped: nothing but the request is read as one (a follower
+/// sends nothing more; what it sends all the same is dropped unread).
+///
+/// A line may carry passphrases ([`Request::ChangePassphrase`]), so it
+/// is read straight into memory that is wiped when it is dropped: read
+/// without a buffered reader (whose own buffer would keep a copy), into a
+/// buffer grown by moving what it holds into a larger one and wiping the
+/// smaller, never by reallocating it (which frees the old memory
+/// unwiped). The line is wiped once it is parsed ([`parse`]).
 async fn request_line(
-    rd: &mut (impl tokio::io::AsyncBufRead + Unpin),
-) -> std::io::Result<Result<String, String>> {
-    let mut line = Vec::new();
-    (&mut *rd)
-        .take(MAX_REQUEST as u64)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if line.len() == MAX_REQUEST && line.last() != Some(&b'\n') {
-        loop {
-            let buf = rd.fill_buf().await?;
-            if buf.is_empty() {
-                break;
-            }
-            match buf.iter().position(|b| *b == b'\n') {
-                Some(end) => {
-                    rd.consume(end + 1);
-                    break;
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<Result<zeroize::Zeroizing<Vec<u8>>, String>> {
+    let mut line = zeroize::Zeroizing::new(vec![0u8; FIRST_READ]);
+    let mut filled = 0;
+    loop {
+        if filled == line.len() {
+            if filled == MAX_REQUEST {
+                // Too long: the rest of it is read through the same
+                // buffer and dropped.
+                loop {
+                    let read = rd.read(&mut line[..]).await?;
+                    if read == 0 || line[..read].contains(&b'\n') {
+                        break;
+                    }
                 }
-                None => {
-                    let n = buf.len();
-                    rd.consume(n);
-                }
+                return Ok(Err(format!(
+                    "longer than a request can be ({} MiB)",
+                    MAX_REQUEST >> 20
+                )));
             }
+            let mut larger = zeroize::Zeroizing::new(vec![0u8; (2 * filled).min(MAX_REQUEST)]);
+            larger[..filled].copy_from_slice(&line[..filled]);
+            // The smaller buffer is wiped as it is dropped.
+            line = larger;
         }
-        return Ok(Err(format!(
-            "longer than a request can be ({} MiB)",
-            MAX_REQUEST >> 20
-        )));
+        let read = rd.read(&mut line[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        let start = filled;
+        filled += read;
+        if let Some(end) = line[start..filled].iter().position(|b| *b == b'\n') {
+            filled = start + end + 1;
+            break;
+        }
     }
-    Ok(String::from_utf8(line).map_err(|_| "not UTF-8".to_owned()))
+    // What came after the line stays in the spare room, wiped with it.
+    line.truncate(filled);
+    Ok(Ok(line))
+}
+
+/// `line` read into a [`Request`], or why it is none (in words for the
+/// client: not UTF-8, or serde's). A line longer than [`SHORT_REQUEST`]
+/// waits for one of the turns `parsing` holds
+/// ([`LONG_REQUESTS_PARSED_AT_ONCE`]), and is read on a thread for
+/// blocking work, not on one of the runtime's, which reading 8 MiB would
+/// hold for a while. `line` is wiped once read, whichever way: a
+/// passphrase in it goes on in the request's [`Secret`], wiped when the
+/// request is dropped. (Not wiped: the copy serde_json makes, in a buffer
+/// of its own, of a string it has to unescape, so of a passphrase with a
+/// quote, a backslash or a control character in it.)
+///
+/// [`Secret`]: super::api::Secret
+async fn parse(
+    line: zeroize::Zeroizing<Vec<u8>>,
+    parsing: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<Result<Request, String>> {
+    if line.len() <= SHORT_REQUEST {
+        return Ok(request_of(&line));
+    }
+    let turn = parsing
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore of turns to parse is never closed");
+    tokio::task::spawn_blocking(move || {
+        // Given back once the line is read, even if the connection's task
+        // is gone meanwhile (the node stopping): the memory is in use
+        // until then.
+        let _turn = turn;
+        request_of(&line)
+    })
+    .await
+    .map_err(std::io::Error::other)
+}
+
+/// [`parse`]'s reading itself.
+fn request_of(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_owned())?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// How long a node is given to answer whether it runs (`Status`), to
@@ -721,8 +816,8 @@ fn stopped_before_answering() -> std::io::Error {
 /// counted first): one grown as it is written (as `serde_json::to_vec`
 /// grows its own) leaves what it held in the memory it moved out of,
 /// freed unwiped, and a request may carry passphrases
-/// ([`Request::ChangePassphrase`]). Only this process's copy is wiped:
-/// the node reads the line into buffers of its own, not wiped.
+/// ([`Request::ChangePassphrase`]). The node wipes its copy of the line
+/// as well ([`request_line`]).
 fn line_of(request: &Request) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
     /// Counts the bytes written to it, and keeps none.
     struct Count(usize);
@@ -849,6 +944,81 @@ mod tests {
         );
     }
 
+    /// As many turns to read long request lines as [`serve`] gives its
+    /// connections.
+    fn turns_to_parse() -> std::sync::Arc<tokio::sync::Semaphore> {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(LONG_REQUESTS_PARSED_AT_ONCE))
+    }
+
+    /// A status request, padded with spaces (which JSON allows) to
+    /// `len` bytes.
+    fn status_line(len: usize) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut line = b"{\"request\":\"status\"".to_vec();
+        line.resize(len - 1, b' ');
+        line.push(b'}');
+        zeroize::Zeroizing::new(line)
+    }
+
+    /// A long request line is read into a request only while no other
+    /// one is: serde holds a line's fields in a form of its own while it
+    /// reads them, some 16 times the line's length, so 64 connections
+    /// sending 8 MiB lines at once took gibibytes. Here the one turn is
+    /// held, as by a connection whose line is being read, and a long line
+    /// waits for it: an hour of paused time passes (it passes only while
+    /// nothing else runs, not while a line is read on a blocking thread)
+    /// and the line is not read; a short one is read at once meanwhile;
+    /// once the turn is given back, the long one is read. Fails with the
+    /// `acquire_owned` in [`parse`] taken out (and `_turn` with it): the
+    /// long line is read at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_request_line_waits_while_another_is_read() {
+        let turns = turns_to_parse();
+        let long = status_line(SHORT_REQUEST + 1);
+        let other = turns.clone().acquire_owned().await.unwrap();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(3600),
+            parse(long.clone(), &turns),
+        )
+        .await;
+        assert!(waited.is_err(), "read while another was: {waited:?}");
+        let short = tokio::time::timeout(
+            std::time::Duration::from_secs(3600),
+            parse(status_line(SHORT_REQUEST), &turns),
+        )
+        .await;
+        assert!(
+            matches!(short, Ok(Ok(Ok(Request::Status)))),
+            "a short line waited: {short:?}"
+        );
+        drop(other);
+        let read = parse(long, &turns).await.unwrap();
+        assert_eq!(read, Ok(Request::Status));
+    }
+
+    /// A request line is read whole into the buffer that grows for it,
+    /// however many reads it takes, up to its `\n` and no further; one
+    /// longer than [`MAX_REQUEST`] is refused, and read to its end.
+    #[tokio::test]
+    async fn a_request_line_is_read_whole_and_no_further() {
+        let line = status_line(3 * FIRST_READ + 5);
+        let mut sent = line.to_vec();
+        sent.extend_from_slice(b"\nnext\n");
+        let read = request_line(&mut &sent[..]).await.unwrap().unwrap();
+        assert_eq!(&read[..], &sent[..line.len() + 1]);
+        assert_eq!(request_of(&read), Ok(Request::Status));
+
+        let mut sent = vec![b' '; MAX_REQUEST + 10];
+        sent.push(b'\n');
+        let mut rd = &sent[..];
+        let refused = request_line(&mut rd).await.unwrap();
+        assert!(
+            matches!(&refused, Err(why) if why.contains("longer than a request can be")),
+            "{:?}",
+            refused.as_ref().map(|l| l.len())
+        );
+        assert!(rd.is_empty(), "{} bytes left unread", rd.len());
+    }
+
     /// A path that is not UTF-8, under `dir`: absolute, and a name JSON
     /// cannot carry.
     fn not_utf8(dir: &Path) -> PathBuf {
@@ -901,6 +1071,7 @@ mod tests {
             node_end,
             tokio_util::sync::CancellationToken::new(),
             false,
+            turns_to_parse(),
         ));
         let (rd, mut wr) = follower.into_split();
         wr.write_all(b"{\"request\":\"follow\"}\n").await.unwrap();
@@ -929,6 +1100,7 @@ mod tests {
             node_end,
             tokio_util::sync::CancellationToken::new(),
             false,
+            turns_to_parse(),
         ));
         let (rd, mut wr) = follower.into_split();
         wr.write_all(b"{\"request\":\"follow\"}\n").await.unwrap();
@@ -1003,6 +1175,7 @@ mod tests {
             node_end,
             tokio_util::sync::CancellationToken::new(),
             false,
+            turns_to_parse(),
         ));
         // Never read.
         let (_rd, mut wr) = client.into_split();
