@@ -389,17 +389,17 @@ impl Core {
     /// Starts the node on an unlocked profile, with the event forwarder and
     /// the periodic refresh. The node serves the profile's control socket
     /// as `strand run` does, so `strand` commands and another window reach
-    /// it while the app holds the profile.
-    pub fn start(&mut self, profile: Profile) -> Result<(), NodeError> {
+    /// it while the app holds the profile. `starting` marks the profile
+    /// as having a node starting ([`Starting::open`] as it is unlocked,
+    /// [`Starting::mark`] once created): a `strand` command (or another
+    /// window) run until the socket is bound waits for this node rather
+    /// than find the profile in use; a start that fails drops the marker.
+    pub fn start(&mut self, profile: Profile, starting: Starting) -> Result<(), NodeError> {
         self.stop();
         let runtime = node_runtime()?;
         // The window shows a file's parts as they arrive.
         let mut config = self.options.node.clone();
         config.report_arrivals = true;
-        // A `strand` command (or another window) run until the control
-        // socket is bound waits for this node rather than find the
-        // profile in use; a start that fails drops the marker.
-        let starting = Starting::mark(&profile);
         let node = runtime.block_on(Node::start(profile, config))?;
         let dir = self.options.profile.clone();
         let served = node.clone();

@@ -1,6 +1,7 @@
 //! First run (create a profile) and unlock.
 
 use slint::ComponentHandle;
+use strand_node::runtime::starting::Starting;
 use strand_node::strength;
 use strand_node::{os_rng, Profile, ProfileError};
 
@@ -126,20 +127,26 @@ fn create(core: &mut Core, name: &str, pass: &str) {
         .kdf
         .unwrap_or_else(strand_node::KdfParams::calibrate);
     match Profile::create(&dir, name, pass, kdf, &mut os_rng()) {
-        Ok(profile) => started(core, profile),
+        Ok(profile) => {
+            let starting = Starting::mark(&profile);
+            started(core, profile, starting)
+        }
         Err(e) => fail(core, e),
     }
 }
 
+/// Unlocks the profile for this window's node, which says it is starting
+/// from the moment the open holds the profile (a wrong passphrase leaves
+/// nothing said).
 fn unlock(core: &mut Core, pass: &str) {
-    match Profile::open(&core.options.profile.clone(), pass) {
-        Ok(profile) => started(core, profile),
+    match Starting::open(&core.options.profile.clone(), pass) {
+        Ok((profile, starting)) => started(core, profile, starting),
         Err(e) => fail(core, e),
     }
 }
 
-fn started(core: &mut Core, profile: Profile) {
-    match core.start(profile) {
+fn started(core: &mut Core, profile: Profile, starting: Starting) {
+    match core.start(profile, starting) {
         Ok(()) => opened(core),
         Err(e) => {
             let message = format!("Could not start syncing: {e}");

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::runtime::api::{Failure, FailureKind};
 use crate::runtime::device::Device;
+use crate::runtime::starting::Starting;
 use crate::{KdfParams, Profile, ProfileError};
 use args::TransportArgs;
 
@@ -835,11 +836,13 @@ pub(crate) fn typed_passphrase(label: &str, confirm: bool) -> Result<Zeroizing<S
     Ok(p)
 }
 
-fn open_profile(ctx: &Ctx) -> Result<Profile> {
+/// Opens the profile for `strand run`, marked as having a node starting
+/// from the moment the open holds it ([`Starting::open`]).
+fn open_profile_to_run(ctx: &Ctx) -> Result<(Profile, Starting)> {
     if !Profile::exists(&ctx.dir) {
         return Err(ProfileError::NotFound(ctx.dir.clone()).into());
     }
-    Ok(Profile::open(&ctx.dir, &passphrase(ctx, false)?)?)
+    Ok(Starting::open(&ctx.dir, &passphrase(ctx, false)?)?)
 }
 
 /// The Argon2id parameters for a new profile: calibrated on this device.

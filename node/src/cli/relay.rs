@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context};
 
 use super::args::TransportArgs;
 use super::{Ctx, RelayServerArgs};
-use crate::runtime::starting::Starting;
 use crate::{control, os_rng, Node, NodeConfig};
 
 type Result<T> = anyhow::Result<T>;
@@ -182,15 +181,15 @@ pub(super) async fn run_node_inner(
     transports: &TransportArgs,
     quiet: bool,
 ) -> Result<()> {
-    let profile = super::open_profile(ctx).map_err(|e| anyhow!(e.line()))?;
+    // Commands run from the moment the open holds the profile until the
+    // control socket is bound wait for this node rather than find the
+    // profile in use; every return before the socket is bound (an open
+    // that fails too) drops the marker.
+    let (profile, starting) = super::open_profile_to_run(ctx).map_err(|e| anyhow!(e.line()))?;
     let config = NodeConfig {
         report_arrivals: !quiet,
         ..transports.node_config()
     };
-    // Commands run from now until the control socket is bound wait for
-    // this node rather than find the profile in use; every return before
-    // the socket is bound drops the marker.
-    let starting = Starting::mark(&profile);
     let node = Node::start(profile, config).await?;
     // Listened for once the node runs and before its control socket
     // exists, and at every moment after (while it waits for addresses,

@@ -513,6 +513,27 @@ fn new_sealed_file(path: &Path, header: &Header) -> Result<std::fs::File, Profil
     Ok(file)
 }
 
+/// Calls `held` for [`Profile::open_holding`], the profile's lock just
+/// taken. (In tests, then runs the pause set in `PAUSE_WHILE_HELD`.)
+fn now_held<T>(dir: &Path, held: impl FnOnce(&Path) -> T) -> T {
+    let held = held(dir);
+    #[cfg(test)]
+    if let Some(pause) = PAUSE_WHILE_HELD.with(|pause| pause.borrow_mut().take()) {
+        pause(dir);
+    }
+    held
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Run by the next [`Profile::open`] on this thread once it holds the
+    /// profile's lock (and did what it was asked to do then), before the
+    /// rest of the open: a test looks at the profile folder at that
+    /// moment as another process would.
+    pub(crate) static PAUSE_WHILE_HELD: std::cell::RefCell<Option<Box<dyn FnOnce(&Path)>>> =
+        std::cell::RefCell::new(None);
+}
+
 impl Profile {
     fn from_parts(
         dir: &Path,
@@ -790,14 +811,33 @@ impl Profile {
     /// Opens and unlocks an existing profile. A wrong passphrase is
     /// [`ProfileError::WrongPassphrase`] and changes nothing.
     pub fn open(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
+        Profile::open_holding(dir, passphrase, |_| ()).map(|(profile, ())| profile)
+    }
+
+    /// [`Profile::open`], calling `held` with the profile's folder as soon
+    /// as the profile's lock is taken, before the rest of the open, which
+    /// can take seconds (for a profile from before sealing, the key
+    /// derived from the passphrase; migrations; the groups read; what
+    /// expired swept). What `held` returns comes back with the profile,
+    /// or is dropped where the open fails after it (an error or a panic).
+    /// A node that will serve its control socket marks itself as starting
+    /// this way ([`crate::runtime::starting`]): a command run during the
+    /// open then waits for it rather than find the profile in use, and a
+    /// wrong passphrase leaves no mark.
+    pub(crate) fn open_holding<T>(
+        dir: &Path,
+        passphrase: &str,
+        held: impl FnOnce(&Path) -> T,
+    ) -> Result<(Profile, T), ProfileError> {
         if !Profile::exists(dir) {
             return Err(ProfileError::NotFound(dir.to_path_buf()));
         }
         let path = dir.join(DB_FILE);
         if crate::profile::sealed::is_sealed(&path) {
-            return Profile::open_sealed_profile(dir, passphrase);
+            return Profile::open_sealed_profile(dir, passphrase, held);
         }
         let db = open_db(dir, false)?;
+        let held = now_held(dir, held);
         let txn = db.begin_read().map_err(db_error)?;
         let m = txn.open_table(META).map_err(db_error)?;
         let get = |name: &str| meta_value(&m, name);
@@ -824,7 +864,8 @@ impl Profile {
         };
         let db = seal_file(dir, db, &header, &root)?;
         let db = split_chunks(db, version, || open_sealed(dir, &root))?;
-        Profile::from_parts(dir, db, root, identity, contacts)
+        let profile = Profile::from_parts(dir, db, root, identity, contacts)?;
+        Ok((profile, held))
     }
 
     /// Changes the passphrase that unlocks this profile. `current` must
@@ -863,13 +904,20 @@ impl Profile {
         rewrite_header(&path, &sealed_header(new, &root, kdf, rng)?)
     }
 
-    fn open_sealed_profile(dir: &Path, passphrase: &str) -> Result<Profile, ProfileError> {
+    /// [`Profile::open_holding`] for a profile sealed as a whole: its key
+    /// is derived from the passphrase before the lock is taken.
+    fn open_sealed_profile<T>(
+        dir: &Path,
+        passphrase: &str,
+        held: impl FnOnce(&Path) -> T,
+    ) -> Result<(Profile, T), ProfileError> {
         let path = dir.join(DB_FILE);
         if crate::profile::sealed::is_locked(&path) {
             return Err(ProfileError::InUse(dir.to_path_buf()));
         }
         let (header, root) = unseal_header(&path, passphrase)?;
         let db = open_sealed(dir, &root)?;
+        let held = now_held(dir, held);
         // A sealed copy left beside it by a sealing cut short (`seal_file`)
         // holds the root key sealed under the passphrase as this file
         // does: it goes. Not a reason to refuse the profile.
@@ -902,7 +950,8 @@ impl Profile {
                 ),
             }
         }
-        Profile::from_parts(dir, db, root, identity, contacts)
+        let profile = Profile::from_parts(dir, db, root, identity, contacts)?;
+        Ok((profile, held))
     }
 
     /// The profile's root key, for tests that open its file themselves.

@@ -10,9 +10,9 @@
 //! early for such a node, or facing a holder that will never bind one (a
 //! command's offline node, a process that hangs). The lock alone does not
 //! say which, so the starting node writes a marker, the file [`MARKER`]
-//! holding its process id, once it holds the profile and before the node
-//! starts, and removes it once its socket is bound, or when it gives up
-//! ([`Starting`] is a guard: an error or a panic drops it, and
+//! holding its process id, from the moment it holds the profile, and
+//! removes it once its socket is bound, or when it gives up ([`Starting`]
+//! is a guard: an error or a panic drops it, and
 //! [`control::bind`](super::control::bind) takes it). A command waits
 //! ([`crate::runtime::device::Device::running_or_starting`]) only while
 //! the marker is there and names a process that runs
@@ -23,17 +23,23 @@
 //! that hangs) leaves its marker behind. It names a process that no
 //! longer runs, so it is ignored, and the next start replaces it.
 //!
-//! Only a process that holds the profile writes the marker ([`Starting::mark`]
-//! takes the open profile), so two starting at once cannot take each
-//! other's: the second is refused the profile before it would write one.
-//! The price is a short moment with no marker yet, while `Profile::open`
-//! finishes after taking the lock (migrations, the groups read): a
-//! command then finds the profile in use.
+//! Only a process that holds the profile writes the marker, so two
+//! starting at once cannot take each other's: the second is refused the
+//! profile before it would write one. [`Starting::open`] writes it inside
+//! the profile's open, the moment the lock is taken: the rest of the
+//! open can take seconds (for a profile from before sealing, the key
+//! derived from the passphrase; migrations; the groups read), and a
+//! command run then would otherwise find the profile held with no marker,
+//! and say it is in use. An open that fails after the lock (a wrong
+//! passphrase, a damaged file) drops the guard with the error, so the
+//! app, whose process lives on to ask for the passphrase again, leaves no
+//! marker behind. A profile just created is marked once
+//! [`crate::Profile::create`] returned ([`Starting::mark`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::Profile;
+use crate::{Profile, ProfileError};
 
 /// File name of the marker in a profile folder: the process id of the
 /// node starting there, in decimal, and a newline.
@@ -44,7 +50,8 @@ pub const MARKER: &str = "starting";
 const MAX_MARKER: u64 = 64;
 
 /// The marker of a node starting on a profile this process holds: written
-/// by [`Starting::mark`], removed when this is dropped (by
+/// by [`Starting::open`] or [`Starting::mark`], removed when this is
+/// dropped (by
 /// [`control::bind`](super::control::bind) once the socket is bound, or
 /// on an error path before that).
 #[derive(Debug)]
@@ -55,12 +62,27 @@ pub struct Starting {
 }
 
 impl Starting {
+    /// Opens and unlocks the profile in `dir` as [`Profile::open`] does,
+    /// for a node that will serve its control socket (`strand run`, the
+    /// app): its folder is marked as having a node starting from the
+    /// moment the open holds the profile's lock, until the [`Starting`]
+    /// returned is dropped. An open that fails leaves no marker.
+    pub fn open(dir: &Path, passphrase: &str) -> Result<(Profile, Starting), ProfileError> {
+        Profile::open_holding(dir, passphrase, Starting::in_folder)
+    }
+
     /// Marks the folder of `profile`, which this process holds, as having
-    /// a node starting, until the result is dropped. A marker that cannot
-    /// be written (a full disk) is logged and the start goes on: commands
-    /// then find the profile in use until the socket is bound.
+    /// a node starting, until the result is dropped: for a profile just
+    /// created (one opened is marked by [`Starting::open`]).
     pub fn mark(profile: &Profile) -> Starting {
-        let dir = profile.dir();
+        Starting::in_folder(profile.dir())
+    }
+
+    /// Marks the profile folder `dir`, whose profile this process holds.
+    /// A marker that cannot be written (a full disk) is logged and the
+    /// start goes on: commands then find the profile in use until the
+    /// socket is bound.
+    fn in_folder(dir: &Path) -> Starting {
         match write_marker(dir) {
             Ok(path) => Starting { path: Some(path) },
             Err(e) => {
@@ -146,7 +168,159 @@ fn runs(_pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::pin::Pin;
+    use std::rc::Rc;
+
     use super::*;
+    use crate::profile::PAUSE_WHILE_HELD;
+    use crate::runtime::control;
+    use crate::runtime::device::{Device, OpenError};
+    use crate::{KdfParams, Node, NodeConfig};
+
+    /// A command's opening of a device, kept between its polls.
+    type Opening = Pin<Box<dyn std::future::Future<Output = Result<Device, OpenError>>>>;
+
+    /// Sets what the next profile open on this thread runs once it holds
+    /// the profile's lock ([`PAUSE_WHILE_HELD`]).
+    fn pause_while_held(pause: impl FnOnce(&Path) + 'static) {
+        let pause: Box<dyn FnOnce(&Path)> = Box::new(pause);
+        PAUSE_WHILE_HELD.with(|slot| *slot.borrow_mut() = Some(pause));
+    }
+
+    /// Regression: a command run while `strand run` (or the app) held
+    /// the profile but was still opening it (for a profile from before
+    /// sealing, deriving its key; migrating it; reading its groups: a
+    /// second or more) found the profile held and no marker, and said at
+    /// once that it is in use by another Strand process: the marker was
+    /// written only once `Profile::open` returned. It is written the
+    /// moment the open takes the lock, so the command waits, and reaches
+    /// the node once its socket is bound. The open stops right after
+    /// the lock ([`PAUSE_WHILE_HELD`]), and the command is polled once
+    /// there: it must not be done. (Fails with [`Starting::open`] marking
+    /// the profile after `Profile::open` returned, as before: that poll
+    /// says the profile is in use.)
+    #[test]
+    fn a_command_waits_for_a_node_still_opening_its_profile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        drop(crate::profile::alice_with_bob(&dir));
+        let runtime = Rc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        // What the command did when polled during the open: still
+        // waiting (its opening, polled on below), or done (what it said).
+        let seen: Rc<RefCell<Option<Result<Opening, String>>>> = Rc::default();
+        let (polling, seeing, asking) = (runtime.clone(), seen.clone(), dir.clone());
+        pause_while_held(move |_| {
+            let mut opening: Opening = Box::pin(async move {
+                Device::open(&asking, || Err("the passphrase was asked for".to_owned())).await
+            });
+            let done = polling.block_on(async {
+                tokio::select! {
+                    biased;
+                    done = &mut opening => Some(done),
+                    () = std::future::ready(()) => None,
+                }
+            });
+            *seeing.borrow_mut() = Some(match done {
+                None => Ok(opening),
+                Some(done) => Err(format!("{done:?}")),
+            });
+        });
+        let (profile, starting) = Starting::open(&dir, "pass").unwrap();
+        let seen = seen.borrow_mut().take();
+        let opening = match seen {
+            Some(Ok(opening)) => opening,
+            Some(Err(done)) => {
+                panic!("the command did not wait for the node opening its profile: {done}")
+            }
+            None => panic!("the open did not stop with the profile held"),
+        };
+        assert!(node_starting(&dir), "the open returned with no marker");
+
+        // The node starts and binds its socket: the command reaches it,
+        // and the marker is gone.
+        let node = runtime
+            .block_on(Node::start(profile, NodeConfig::offline()))
+            .unwrap();
+        let bound = {
+            let _entered = runtime.enter();
+            control::bind(&node, &dir, starting).unwrap()
+        };
+        let served = runtime.spawn(control::serve(node.clone(), bound));
+        let device = runtime.block_on(opening).unwrap();
+        assert!(matches!(device, Device::Running(_)), "{device:?}");
+        assert!(
+            !dir.join(MARKER).exists(),
+            "the marker outlived the socket's binding"
+        );
+        served.abort();
+        runtime.block_on(node.shutdown());
+    }
+
+    /// An open for a node that fails once it holds the profile (a wrong
+    /// passphrase for a profile from before sealing, whose key is derived
+    /// under the lock) removes the marker it wrote: the app lives on to
+    /// ask for the passphrase again, and a marker naming it would have
+    /// every command wait for a node that is not starting. A sealed
+    /// profile refuses the wrong passphrase before its lock is taken, and
+    /// is not marked at all. (The first check fails before: nothing was
+    /// marked during the open.)
+    #[test]
+    fn a_wrong_passphrase_leaves_no_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::os_rng();
+        let old = tmp.path().join("old");
+        drop(
+            Profile::create_unsealed_for_tests(
+                &old,
+                "Alice",
+                "pass",
+                KdfParams::insecure_for_tests(),
+                rng,
+            )
+            .unwrap(),
+        );
+        let marked = Rc::new(Cell::new(false));
+        let seeing = marked.clone();
+        pause_while_held(move |dir| seeing.set(node_starting(dir)));
+        let refused = Starting::open(&old, "wrong");
+        assert!(
+            matches!(refused, Err(ProfileError::WrongPassphrase)),
+            "{refused:?}"
+        );
+        assert!(marked.get(), "not marked while the open held the profile");
+        assert!(
+            !old.join(MARKER).exists(),
+            "a wrong passphrase left the marker"
+        );
+        assert!(!node_starting(&old));
+        // The right one opens it (sealing it now), marked until the guard
+        // goes.
+        let (profile, starting) = Starting::open(&old, "pass").unwrap();
+        assert!(node_starting(&old));
+        drop(starting);
+        assert!(!old.join(MARKER).exists());
+        drop(profile);
+
+        let sealed = tmp.path().join("sealed");
+        drop(crate::profile::alice_with_bob(&sealed));
+        let refused = Starting::open(&sealed, "wrong");
+        assert!(
+            matches!(refused, Err(ProfileError::WrongPassphrase)),
+            "{refused:?}"
+        );
+        assert!(
+            !sealed.join(MARKER).exists(),
+            "a wrong passphrase left the marker"
+        );
+        assert!(!node_starting(&sealed));
+    }
 
     /// The marker names this process while its guard lives, and goes
     /// with it; a marker another process wrote since is left alone.
