@@ -664,8 +664,8 @@ pub(crate) struct Shared {
     pub(crate) relays: Option<Relays>,
     pub(crate) relay_server: tokio::sync::Mutex<Option<RelayServer>>,
     /// The relay this node runs for contacts, as they reach it: where
-    /// contacts were last told it is ([`offering`], read with
-    /// [`Shared::serving`]).
+    /// contacts were last offered it, told or still to be told
+    /// ([`offering`], read with [`Shared::serving`]).
     pub(crate) serving: Mutex<Vec<Multiaddr>>,
     pub(crate) reach: Arc<relaying::Reachability>,
     pub(crate) profile: Profile,

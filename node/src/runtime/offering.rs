@@ -29,6 +29,18 @@
 //! went and came back). An interface flapping all day costs each contact
 //! at most one record a minute.
 //!
+//! A change whose record could not be written (the store refused it: a
+//! full disk, a write that failed) is tried again, or contacts would stay
+//! on the addresses told before until the next change or the node's next
+//! start, which may be days away: [`OFFER_EVERY`] after the failure, then
+//! twice as long after each try that fails too, and at most
+//! [`OFFER_RETRY_MAX`] apart ([`retry_at`]), so a store that keeps
+//! failing costs a warning an hour, not one a minute. Trying stops once
+//! the record is written, or once the addresses change again: that change
+//! is told as any is, once it settled and no sooner than [`OFFER_EVERY`]
+//! after the last try, and told even if the addresses came back to those
+//! whose record failed (contacts were never told them).
+//!
 //! [`Reach`]: strand_sync::Reach
 //! [`RelayServer::watch_addresses`]: strand_transport::relay::server::RelayServer::watch_addresses
 
@@ -56,6 +68,12 @@ pub(crate) const OFFER_SETTLE: Duration = Duration::from_secs(2);
 /// messages that wait there.
 pub(crate) const OFFER_EVERY: Duration = REACH_RECORD_EVERY;
 
+/// The longest wait between two tries of a change whose record could not
+/// be written ([`retry_at`]): a store that fails for hours is tried, and
+/// warned of, once an hour, and one that works again is found within the
+/// hour.
+pub(crate) const OFFER_RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// When a change of the relay's addresses that came at `changed` is told:
 /// [`OFFER_SETTLE`] later, and no sooner than [`OFFER_EVERY`] after the
 /// last change told, at `told` (`None`: none since the start).
@@ -64,6 +82,45 @@ fn tell_at(changed: Instant, told: Option<Instant>) -> Instant {
     match told {
         Some(told) => settled.max(told + OFFER_EVERY),
         None => settled,
+    }
+}
+
+/// When a change whose record could not be written is tried again, the
+/// try that failed `failures` times in a row (the first: 1) having failed
+/// at `failed`: [`OFFER_EVERY`] after the first failure, as a change is
+/// told no sooner after the last, then twice as long after each, and at
+/// most [`OFFER_RETRY_MAX`] after it.
+fn retry_at(failed: Instant, failures: u32) -> Instant {
+    let doubled = 2u32.saturating_pow(failures.saturating_sub(1));
+    failed + OFFER_EVERY.saturating_mul(doubled).min(OFFER_RETRY_MAX)
+}
+
+/// A change of the relay's addresses whose record could not be written,
+/// waiting to be tried again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    /// How many tries failed in a row.
+    failures: u32,
+    /// When the next is ([`retry_at`]).
+    at: Instant,
+}
+
+/// What offering contacts the relay at some addresses came to.
+#[derive(Debug)]
+enum Offered {
+    /// Contacts were told those already.
+    Unchanged,
+    /// Contacts are told: the record is written, or none was needed.
+    Told,
+    /// The record could not be written, for this reason.
+    Failed(ProfileError),
+}
+
+/// Waits until `at`, or for good if there is none.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -84,7 +141,8 @@ pub(crate) fn publish_offers(
 
 impl Shared {
     /// The addresses of the relay this node runs for contacts, as
-    /// contacts were last told them (none if it runs none).
+    /// contacts were last offered them: told, or still to be told if
+    /// their record failed (none if it runs none).
     pub(crate) fn serving(&self) -> Vec<Multiaddr> {
         self.serving.lock().expect("serving lock").clone()
     }
@@ -93,8 +151,8 @@ impl Shared {
 impl Node {
     /// Follows the addresses of the relay this node runs for contacts
     /// (`addresses`, from [`RelayServer::watch_addresses`]) for as long
-    /// as the node runs, and tells contacts each change, bounded as the
-    /// module docs say.
+    /// as the node runs, and tells contacts each change, bounded and
+    /// tried again as the module docs say.
     ///
     /// [`RelayServer::watch_addresses`]: strand_transport::relay::server::RelayServer::watch_addresses
     pub(crate) async fn follow_relay_addresses(
@@ -102,84 +160,132 @@ impl Node {
         mut addresses: watch::Receiver<Vec<Multiaddr>>,
     ) {
         let cancel = self.shared.cancel.clone();
+        // When a change was last told or tried: a try that failed bounds
+        // the next as one told does, so a flapping interface does not
+        // try a failing store more often either.
         let mut told: Option<Instant> = None;
+        let mut retry: Option<Retry> = None;
         loop {
-            tokio::select! {
+            let retrying = tokio::select! {
+                // A change that came by the time a try is due is told as a
+                // change, once it settled.
+                biased;
                 _ = cancel.cancelled() => return,
                 changed = addresses.changed() => {
                     // The relay stopped: nothing more will change.
                     if changed.is_err() {
                         return;
                     }
+                    // Changes that come meanwhile wait in `addresses`: the
+                    // newest is read then.
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep_until(tell_at(Instant::now(), told)) => {}
+                    }
+                    false
                 }
-            }
-            // Changes that come meanwhile wait in `addresses`: the newest
-            // is read then.
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(tell_at(Instant::now(), told)) => {}
-            }
+                _ = until(retry.map(|r| r.at)) => true,
+            };
             let reached = serving_addresses(addresses.borrow_and_update().clone());
-            if self.offer(reached).await {
-                told = Some(Instant::now());
-            }
+            // While a record failed, contacts were not told where the
+            // relay is, even if it is back where it was then.
+            let error = match self.offer(reached, retry.is_some()).await {
+                // Contacts were told those: nothing is left to try (so
+                // none is while a record failed, `untold`).
+                Offered::Unchanged => {
+                    retry = None;
+                    continue;
+                }
+                Offered::Told => None,
+                Offered::Failed(e) => Some(e),
+            };
+            let now = Instant::now();
+            told = Some(now);
+            retry = match error {
+                None => None,
+                // The profile closed under it: the node stops.
+                Some(_) if cancel.is_cancelled() => return,
+                Some(e) => {
+                    // A new change starts over: its addresses may be
+                    // ones a record can carry, and the store may write
+                    // again.
+                    let failures = match retry {
+                        Some(r) if retrying => r.failures.saturating_add(1),
+                        _ => 1,
+                    };
+                    let at = retry_at(now, failures);
+                    tracing::warn!(
+                        again_in = ?(at - now),
+                        "telling contacts where the relay for them is failed: {}",
+                        chain(&e)
+                    );
+                    Some(Retry { failures, at })
+                }
+            };
         }
     }
 
     /// Offers contacts the relay this node runs at `serving` instead of
-    /// where they were last told it is: returns whether that changed.
-    async fn offer(&self, serving: Vec<Multiaddr>) -> bool {
-        {
+    /// where they were last offered it, unless that is the same and they
+    /// were told it (`untold`: they were not, as its record failed).
+    async fn offer(&self, serving: Vec<Multiaddr>, untold: bool) -> Offered {
+        let changed = {
             let mut current = self.shared.serving.lock().expect("serving lock");
-            if *current == serving {
-                return false;
+            let changed = *current != serving;
+            if !changed && !untold {
+                return Offered::Unchanged;
             }
             current.clone_from(&serving);
-        }
-        if serving.is_empty() {
+            changed
+        };
+        if !changed {
+            tracing::info!(addresses = ?serving, "telling contacts again where the relay for them is");
+        } else if serving.is_empty() {
             tracing::info!(
                 "the relay for contacts has no address now; contacts are told once it has one"
             );
         } else {
             tracing::info!(addresses = ?serving, "telling contacts where the relay for them is now");
         }
-        let profile = self.shared.profile.clone();
-        let now = self.shared.clock.now();
-        let mut rng = self.shared.rng();
-        let written =
-            tokio::task::spawn_blocking(move || publish_offers(&profile, &serving, now, &mut rng))
-                .await;
-        let written = match written {
-            Ok(Ok(written)) => written,
-            // Not tried again until the addresses change, and `serving`
-            // stays as set: it is where the relay is reached (the client
-            // reserves there, the status shows it), told or not. The
-            // offers given stand in the profile, so the relay list's next
-            // change tells them, and so does the node's next start. A
-            // contact deleted meanwhile fails nothing; what is left to
-            // fail here is the store (closed as the node stops, or
-            // refusing writes, which a retry soon after would most likely
-            // find the same) or addresses no record may carry (which a
-            // retry with the same addresses always would).
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    "telling contacts where the relay for them is failed: {}",
-                    chain(&e)
-                );
-                Vec::new()
-            }
-            // The profile closed under it (the node stops).
-            Err(_) => Vec::new(),
+        // `serving` stays as set whether or not the record is written: it
+        // is where the relay is reached (the client reserves there, the
+        // status shows it), told or not. The offers given stand in the
+        // profile too, so the relay list's next change tells them if no
+        // try has by then. A contact deleted meanwhile fails nothing.
+        let (written, offered) = match self.tell(serving).await {
+            Ok(written) => (written, Offered::Told),
+            Err(e) => (Vec::new(), Offered::Failed(e)),
         };
         // The relay client reserves on the new addresses whether or not
         // the record could be written.
         self.relays_changed(&written).await;
-        true
+        offered
+    }
+
+    /// Writes the record that offers contacts the relay at `serving`
+    /// ([`publish_offers`]) on a blocking thread, as the store is written
+    /// there. Returns the messages written.
+    async fn tell(&self, serving: Vec<Multiaddr>) -> Result<Vec<(GroupId, Key)>, ProfileError> {
+        // A test's store refusing it.
+        #[cfg(test)]
+        if let Some(e) = tests::refused() {
+            return Err(e);
+        }
+        let profile = self.shared.profile.clone();
+        let now = self.shared.clock.now();
+        let mut rng = self.shared.rng();
+        tokio::task::spawn_blocking(move || publish_offers(&profile, &serving, now, &mut rng))
+            .await
+            // It did not run to its end: the runtime stops with the node
+            // (or it panicked, which the panic hook logged and recorded).
+            .unwrap_or(Err(ProfileError::Closed))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use strand_transport::network_namespace::{in_a_network_with_no_address, ip};
 
     use super::*;
@@ -206,6 +312,189 @@ mod tests {
         // A change long after the last one told: once it settled.
         let later = told + OFFER_EVERY * 3;
         assert_eq!(tell_at(later, Some(told)), later + OFFER_SETTLE);
+    }
+
+    /// A change whose record failed is tried again a minute after, then
+    /// ever less often: twice as long after each try that fails too, and
+    /// at most an hour apart, however long the store fails.
+    #[test]
+    fn a_change_whose_record_failed_is_tried_again_ever_less_often() {
+        let failed = Instant::now();
+        assert_eq!(retry_at(failed, 1), failed + OFFER_EVERY);
+        assert_eq!(retry_at(failed, 2), failed + 2 * OFFER_EVERY);
+        assert_eq!(retry_at(failed, 3), failed + 4 * OFFER_EVERY);
+        assert_eq!(retry_at(failed, 6), failed + 32 * OFFER_EVERY);
+        // 64 minutes would be past the hour.
+        assert_eq!(retry_at(failed, 7), failed + OFFER_RETRY_MAX);
+        assert_eq!(retry_at(failed, 40), failed + OFFER_RETRY_MAX);
+        assert_eq!(retry_at(failed, u32::MAX), failed + OFFER_RETRY_MAX);
+    }
+
+    /// What a test's store does with the records that offer contacts the
+    /// relay, as the task telling them sees it ([`refused`]): it refuses
+    /// the next `refusals` (as a full disk would), and notes when each
+    /// record was tried.
+    #[derive(Default)]
+    struct Store {
+        refusals: u32,
+        tries: Vec<Instant>,
+    }
+
+    tokio::task_local! {
+        /// The store of the task that runs in its scope: only that task
+        /// finds its records refused, whatever other tests run meanwhile.
+        static STORE: Arc<Mutex<Store>>;
+    }
+
+    /// Whether a test's store refuses the record tried now, and why
+    /// ([`STORE`]; in any other task, it does not).
+    pub(super) fn refused() -> Option<ProfileError> {
+        STORE
+            .try_with(|store| {
+                let mut store = store.lock().expect("store lock");
+                store.tries.push(Instant::now());
+                if store.refusals == 0 {
+                    return None;
+                }
+                store.refusals -= 1;
+                Some(crate::profile::io_error(
+                    std::path::Path::new("the test's disk"),
+                    std::io::ErrorKind::StorageFull.into(),
+                ))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The time a test waits for the node at most: a day of paused time.
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// Waits (in paused time, which goes on whenever nothing is left to
+    /// do) until `done`, for at most a [`DAY`].
+    async fn within_a_day(what: &str, mut done: impl FnMut() -> bool) {
+        let waited = tokio::time::timeout(DAY, async {
+            while !done() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{what}: not within a day");
+    }
+
+    /// An offline node whose relay for contacts is played by `addresses`
+    /// (what a test sends there is a change of the relay's addresses),
+    /// followed by a task whose records `store` takes. Returns the node
+    /// and that task.
+    async fn followed(
+        dir: &std::path::Path,
+        addresses: watch::Receiver<Vec<Multiaddr>>,
+        store: &Arc<Mutex<Store>>,
+    ) -> (Node, tokio::task::JoinHandle<()>) {
+        let node = crate::runtime::test_node(dir, NodeConfig::offline()).await;
+        let following = tokio::spawn(STORE.scope(
+            store.clone(),
+            node.clone().follow_relay_addresses(addresses),
+        ));
+        (node, following)
+    }
+
+    /// The offers of the record the node stored as published, if any.
+    fn offered(node: &Node) -> Option<Vec<Vec<u8>>> {
+        node.profile().published_reach().unwrap().map(|r| r.offers)
+    }
+
+    /// Regression (a change of the relay's addresses whose record failed
+    /// to be written, on a store error, was not tried again until the
+    /// next change or the node's next start: contacts could stay on the
+    /// addresses told before for days). Here the store refuses the first
+    /// three records: the change is tried again a minute after the first
+    /// failure, two after the second, four after the third, and then
+    /// written; and once it is, it is tried no more. Fails without the
+    /// retry (`Some(Retry { failures, at })` in `follow_relay_addresses`
+    /// made `None`, as before): nothing tries the record again, and the
+    /// paused day runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_whose_record_failed_is_tried_again_until_it_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (relay, addresses) = watch::channel(Vec::new());
+        let store = Arc::new(Mutex::new(Store {
+            refusals: 3,
+            ..Store::default()
+        }));
+        let (node, following) = followed(tmp.path(), addresses, &store).await;
+        let at: Multiaddr = "/ip4/10.7.7.7/tcp/4001".parse().unwrap();
+        relay.send(vec![at.clone()]).unwrap();
+        within_a_day("told", || offered(&node) == Some(vec![at.to_vec()])).await;
+        let tries = store.lock().unwrap().tries.clone();
+        assert_eq!(tries.len(), 4, "three refused, one written: {tries:?}");
+        for (n, pair) in tries.windows(2).enumerate() {
+            // `n + 1` tries had failed in a row.
+            let due = retry_at(pair[0], n as u32 + 1);
+            assert!(
+                pair[1] >= due && pair[1] - due < Duration::from_secs(1),
+                "try {} came {:?} after the one before",
+                n + 2,
+                pair[1] - pair[0]
+            );
+        }
+        assert_eq!(node.shared.serving(), [at.clone()]);
+        // Told: no more tries, for longer than any wait between two.
+        tokio::time::sleep(2 * OFFER_RETRY_MAX).await;
+        assert_eq!(
+            store.lock().unwrap().tries.len(),
+            4,
+            "tried after it was written"
+        );
+        node.shutdown().await;
+        following.await.unwrap();
+    }
+
+    /// A change that comes while a change whose record failed waits to be
+    /// tried again is told as usual, not at the try's time, and a change
+    /// back to the addresses whose record failed is told too: contacts
+    /// were never told them. Here the record fails three times, and the
+    /// next try is four minutes away; the addresses go and come back,
+    /// and are told as that change is, a minute after the last try, not
+    /// at that try's time. Fails if that change is taken for no change
+    /// (`&& !untold` taken out of [`Node::offer`]: the addresses are then
+    /// never told), and without the retry (the third try never comes).
+    #[tokio::test(start_paused = true)]
+    async fn a_change_while_a_record_is_tried_again_is_told_as_usual() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (relay, addresses) = watch::channel(Vec::new());
+        let store = Arc::new(Mutex::new(Store {
+            refusals: 3,
+            ..Store::default()
+        }));
+        let (node, following) = followed(tmp.path(), addresses, &store).await;
+        let at: Multiaddr = "/ip4/10.7.7.7/tcp/4001".parse().unwrap();
+        relay.send(vec![at.clone()]).unwrap();
+        let tried = |n: usize| store.lock().unwrap().tries.len() >= n;
+        within_a_day("three tries", || tried(3)).await;
+        let third = store.lock().unwrap().tries[2];
+        assert_eq!(offered(&node), None, "nothing written yet");
+        // The address goes, and comes back within the settling time.
+        relay.send(Vec::new()).unwrap();
+        relay.send(vec![at.clone()]).unwrap();
+        let came_back = Instant::now();
+        within_a_day("told", || offered(&node) == Some(vec![at.to_vec()])).await;
+        let tries = store.lock().unwrap().tries.clone();
+        assert_eq!(tries.len(), 4, "{tries:?}");
+        let due = tell_at(came_back, Some(third));
+        assert!(
+            tries[3] >= due && tries[3] < retry_at(third, 3),
+            "told {:?} after the change, the try due {:?} after it",
+            tries[3] - came_back,
+            retry_at(third, 3) - came_back
+        );
+        tokio::time::sleep(2 * OFFER_RETRY_MAX).await;
+        assert_eq!(
+            store.lock().unwrap().tries.len(),
+            4,
+            "tried after it was written"
+        );
+        node.shutdown().await;
+        following.await.unwrap();
     }
 
     /// Regression (contacts were offered the node's relay at the
