@@ -1560,12 +1560,43 @@ impl Profile {
         from: &Position,
         bound: PageBound,
     ) -> Result<ConversationPage<GroupMessage>, ProfileError> {
+        self.group_page_within(&self.chain_named(group)?, from, bound)
+    }
+
+    /// A page of a group's conversation, read as
+    /// [`Profile::group_conversation_page_within`] reads it, then marked
+    /// read as far as it shows and no further, as
+    /// [`Profile::read_page_marked`] marks a contact's. The group is
+    /// looked up once, so the mark goes to the epochs the page was read
+    /// from: not to another group that took its name meanwhile, nor to an
+    /// epoch that came since, whose texts the page did not show.
+    pub fn read_group_page_marked(
+        &self,
+        group: &str,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<GroupMessage>, ProfileError> {
         let chain = self.chain_named(group)?;
+        self.read_then_mark(
+            chain.epochs().map(Epoch::id).collect(),
+            from,
+            || self.group_page_within(&chain, from, bound),
+            |m: &GroupMessage| m.message.position(),
+        )
+    }
+
+    /// [`Profile::group_conversation_page_within`] of `chain`.
+    pub(crate) fn group_page_within(
+        &self,
+        chain: &Chain,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<GroupMessage>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let shown = txn.open_table(SHOWN).map_err(db_error)?;
         let outbox = txn.open_table(OUTBOX).map_err(db_error)?;
-        let chosen = self.chosen_names(&chain)?;
+        let chosen = self.chosen_names(chain)?;
         // The first `bound.messages` + 1 of each epoch from `from`, then
         // the first that many of those in order (each epoch's rows are in
         // order): the page at most, and the row after it, where the next
@@ -1593,7 +1624,7 @@ impl Profile {
             let bytes = held_bytes(&message);
             page.push(
                 bytes,
-                self.group_message(&chain, epoch, &messages, message, &chosen)?,
+                self.group_message(chain, epoch, &messages, message, &chosen)?,
             );
         }
         Ok(page.done())

@@ -36,9 +36,11 @@
 //! is checked the same way ([`crate::Profile::store_composed`]), as is a
 //! mute ([`crate::Profile::change_preferences`]). Rows other own writes
 //! put into their groups after reading the list before the deletion (a
-//! read mark, a reach record, a carrying step, a file's last transaction)
-//! are not checked again, and stay until the contact is added again: the
-//! windows are a write's length.
+//! reach record, a carrying step, a file's last transaction) are not
+//! checked again, and stay until the contact is added again: the windows
+//! are a write's length. A read mark is not among them: it goes no
+//! further than the newest text its conversation shows, and once the
+//! deletion is in there is none, so it writes nothing.
 
 use std::sync::Arc;
 

@@ -9,6 +9,12 @@
 //! group read`) uses [`Profile::conversation_page_within`] and its group
 //! twin, whose page ends after so many messages or once their texts hold
 //! so many bytes ([`PageBound`]), and says where the next page starts.
+//! Such a reader marks each page read as it goes
+//! ([`Profile::read_page_marked`], [`Profile::read_group_page_marked`]),
+//! and only as far as the page showed: the page is read in a read
+//! transaction, so the writer never waits for it, and a text can be
+//! stored before the page is marked. One dated among the page's messages
+//! was not shown, and the mark stops below it ([`shown_as_far_as`]).
 //!
 //! Conversations are in the order messages are shown, not the order their
 //! authors claim ([`Position`]): a message claiming to be no newer than
@@ -16,7 +22,7 @@
 //! unread, and carries when it arrived so a UI can mark the gap
 //! ([`StoredMessage::skew`]).
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use strand_sync::{GroupId, Kind, Message};
 
 use crate::profile::db_error;
@@ -274,7 +280,36 @@ impl Profile {
         from: &Position,
         bound: PageBound,
     ) -> Result<ConversationPage<StoredMessage>, ProfileError> {
+        self.page_within(&self.direct_group(contact)?, from, bound)
+    }
+
+    /// A page of the conversation with `contact`, read as
+    /// [`Profile::conversation_page_within`] reads it, then marked read as
+    /// far as it shows and no further ([`Profile::read_then_mark`]). The
+    /// contact is looked up once: if they are deleted once the page is
+    /// read, nothing is marked (their conversation is gone).
+    pub fn read_page_marked(
+        &self,
+        contact: &str,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<StoredMessage>, ProfileError> {
         let group = self.direct_group(contact)?;
+        self.read_then_mark(
+            vec![group.id],
+            from,
+            || self.page_within(&group, from, bound),
+            StoredMessage::position,
+        )
+    }
+
+    /// [`Profile::conversation_page_within`] of the 1:1 group `group`.
+    fn page_within(
+        &self,
+        group: &strand_sync::Group,
+        from: &Position,
+        bound: PageBound,
+    ) -> Result<ConversationPage<StoredMessage>, ProfileError> {
         let txn = self.db()?.begin_read().map_err(db_error)?;
         let messages = txn.open_table(MESSAGES).map_err(db_error)?;
         let shown = txn.open_table(SHOWN).map_err(db_error)?;
@@ -288,7 +323,7 @@ impl Profile {
             if !page.has_room_for(at) {
                 break;
             }
-            let m = self.decode_stored(&group, at, &v.value(), &messages, &outbox)?;
+            let m = self.decode_stored(group, at, &v.value(), &messages, &outbox)?;
             page.push(held_bytes(&m), m);
         }
         Ok(page.done())
@@ -313,35 +348,112 @@ impl Profile {
         logs: Vec<GroupId>,
         up_to: Position,
     ) -> Result<(), ProfileError> {
-        self.write_txn(move |txn| {
-            let shown = txn.open_table(SHOWN).map_err(db_error)?;
-            let mut newest = None;
-            for id in &logs {
-                let (lo, hi) = shown_range(id);
-                if let Some(last) = shown.range(lo..=hi).map_err(db_error)?.next_back() {
-                    let (k, _) = last.map_err(db_error)?;
-                    newest = newest.max(Some(shown_position(&k.value())));
-                }
-            }
-            drop(shown);
-            let Some(up_to) = newest.map(|n| n.min(up_to)) else {
-                return Ok(());
-            };
-            for table in [SEEN, FLOOR] {
-                let mut t = txn.open_table(table).map_err(db_error)?;
-                for id in &logs {
-                    let current = t
-                        .get(&id.0)
-                        .map_err(db_error)?
-                        .map(|v| Position::from_bytes(&v.value()));
-                    if current.is_none_or(|c| c < up_to) {
-                        t.insert(&id.0, up_to.to_bytes()).map_err(db_error)?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        self.write_txn(move |txn| raise_read_marks_in(txn, &logs, up_to))
     }
+
+    /// Reads a page of a conversation with `read`, from `from` on, then
+    /// marks `logs` read (the conversation's: a contact's log, or every
+    /// epoch of a group) as far as the page showed and no further, in
+    /// one write transaction after the read ([`shown_as_far_as`]): what
+    /// comes after its last message stays unread, and so does a text
+    /// stored once the page was read and shown among its messages. The
+    /// one way [`Profile::read_page_marked`] and
+    /// [`Profile::read_group_page_marked`] mark a page read; `position`
+    /// says where a message of the page is shown.
+    pub(crate) fn read_then_mark<M>(
+        &self,
+        logs: Vec<GroupId>,
+        from: &Position,
+        read: impl FnOnce() -> Result<ConversationPage<M>, ProfileError>,
+        position: impl Fn(&M) -> Position,
+    ) -> Result<ConversationPage<M>, ProfileError> {
+        let page = read()?;
+        let shown: Vec<Position> = page.messages.iter().map(position).collect();
+        if !shown.is_empty() {
+            let from = *from;
+            self.write_txn(move |txn| {
+                let Some(up_to) = shown_as_far_as(txn, &logs, from, &shown)? else {
+                    return Ok(());
+                };
+                raise_read_marks_in(txn, &logs, up_to)
+            })?;
+        }
+        Ok(page)
+    }
+}
+
+/// [`Profile::raise_read_marks`], in `txn`.
+fn raise_read_marks_in(
+    txn: &WriteTransaction,
+    logs: &[GroupId],
+    up_to: Position,
+) -> Result<(), ProfileError> {
+    let shown = txn.open_table(SHOWN).map_err(db_error)?;
+    let mut newest = None;
+    for id in logs {
+        let (lo, hi) = shown_range(id);
+        if let Some(last) = shown.range(lo..=hi).map_err(db_error)?.next_back() {
+            let (k, _) = last.map_err(db_error)?;
+            newest = newest.max(Some(shown_position(&k.value())));
+        }
+    }
+    drop(shown);
+    let Some(up_to) = newest.map(|n| n.min(up_to)) else {
+        return Ok(());
+    };
+    for table in [SEEN, FLOOR] {
+        let mut t = txn.open_table(table).map_err(db_error)?;
+        for id in logs {
+            let current = t
+                .get(&id.0)
+                .map_err(db_error)?
+                .map(|v| Position::from_bytes(&v.value()));
+            if current.is_none_or(|c| c < up_to) {
+                t.insert(&id.0, up_to.to_bytes()).map_err(db_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How far a page may mark its conversation read, once it showed the
+/// messages at `shown` (in order, the first at or after `from`): to its
+/// last message, unless `logs` now hold a text between `from` and there
+/// that the page did not show. Such a text was stored once the page was
+/// read (dated among its messages and above the floor then, it is shown
+/// among them). The read mark says the user saw everything up to it, so
+/// it then goes only to the page's last message before that text, or
+/// nowhere (`None`) if the text comes before the first. Reads at most one
+/// row per message of the page, and one more per log.
+fn shown_as_far_as(
+    txn: &WriteTransaction,
+    logs: &[GroupId],
+    from: Position,
+    shown: &[Position],
+) -> Result<Option<Position>, ProfileError> {
+    let Some(&last) = shown.last() else {
+        return Ok(None);
+    };
+    let table = txn.open_table(SHOWN).map_err(db_error)?;
+    let mut unshown: Option<Position> = None;
+    for id in logs {
+        let rows = table
+            .range(shown_key(id, &from)..=shown_key(id, &last))
+            .map_err(db_error)?;
+        for entry in rows {
+            let (k, _) = entry.map_err(db_error)?;
+            let at = shown_position(&k.value());
+            if shown.binary_search(&at).is_err() {
+                unshown = Some(unshown.map_or(at, |u| u.min(at)));
+                break;
+            }
+        }
+    }
+    let seen = match unshown {
+        Some(u) => shown.partition_point(|a| *a < u),
+        None => shown.len(),
+    };
+    Ok(seen.checked_sub(1).map(|i| shown[i]))
 }
 
 /// The first and last possible [`SHOWN`] keys of `group` (inclusive).
@@ -369,4 +481,138 @@ pub(crate) fn increment(bytes: &mut [u8]) {
         }
     }
     bytes.fill(0xff);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{alice_with_bob, now, os_rng};
+    use crate::{GroupAction, GroupMessage};
+    use strand_sync::{Epoch, Group, Identity, WriteStore};
+
+    const MINUTE: u64 = 60_000;
+
+    /// Stores a text from `from` in the log `log`, dated `time`, as sync
+    /// would (arriving now, in a transaction of its own).
+    fn receive(p: &Profile, from: &Identity, log: &Group, time: u64, text: &str) {
+        let m =
+            Message::create(from, log, time, Kind::TEXT, text.as_bytes(), &mut os_rng()).unwrap();
+        let mut store = p.store().unwrap();
+        assert!(store.insert(&log.id, &m).unwrap());
+        store.commit().unwrap();
+    }
+
+    /// Regression (a page marked read past a text it did not show): a
+    /// page of `strand read` was read in one transaction and marked read
+    /// up to its last message in another. A text stored in between, dated
+    /// among the page's messages (and above the floor), is shown among
+    /// them though the page did not hold it, and the mark made it read:
+    /// never shown, and never counted unread. Now the mark stops below
+    /// it, and the next read shows it.
+    #[test]
+    fn a_text_stored_among_a_page_as_it_is_read_stays_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, direct) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        receive(&p, &bob, &direct, t, "one");
+        receive(&p, &bob, &direct, t + 2 * MINUTE, "three");
+        let bound = PageBound::messages(10);
+        let page = p
+            .read_then_mark(
+                vec![direct.id],
+                &Position::MIN,
+                || {
+                    let page = p.page_within(&direct, &Position::MIN, bound);
+                    // What Bob wrote between the two arrives as the page
+                    // is shown.
+                    receive(&p, &bob, &direct, t + MINUTE, "two");
+                    page
+                },
+                StoredMessage::position,
+            )
+            .unwrap();
+        let texts = |m: &[StoredMessage]| m.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&page.messages), ["one", "three"]);
+        assert_eq!(
+            texts(&p.conversation("Bob").unwrap()),
+            ["one", "two", "three"],
+            "shown between the two"
+        );
+        assert_eq!(
+            p.summaries().unwrap()[0].unread,
+            2,
+            "\"two\" was not shown, and \"three\" comes after it"
+        );
+        let again = p.read_page_marked("Bob", &Position::MIN, bound).unwrap();
+        assert_eq!(texts(&again.messages), ["one", "two", "three"]);
+        assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    }
+
+    /// The same in a group, whose texts are in its epochs' logs: a text
+    /// stored in another epoch than the page's texts, among them, as the
+    /// page is read, stays unread.
+    #[test]
+    fn a_group_text_stored_among_a_page_as_it_is_read_stays_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut os_rng();
+        let (p, bob, _) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        p.create_group("desk", &["Bob".into()], t - 120 * MINUTE, rng)
+            .unwrap();
+        let carol = Identity::generate("Carol", rng).unwrap();
+        p.add_contact(&carol.invite(), "Carol", 0, rng).unwrap();
+        p.change_group(
+            "desk",
+            &GroupAction::Add("Carol".into()),
+            t - 60 * MINUTE,
+            rng,
+        )
+        .unwrap();
+        let epochs = p.group_epochs("desk").unwrap();
+        assert_eq!(epochs.len(), 2);
+        let (first, head) = (&epochs[0], &epochs[1]);
+        receive(&p, &bob, first.group(), t, "one");
+        receive(&p, &bob, first.group(), t + 2 * MINUTE, "three");
+        let unread = |p: &Profile| {
+            p.groups()
+                .unwrap()
+                .into_iter()
+                .find(|g| g.name == "desk")
+                .unwrap()
+                .unread
+        };
+        assert_eq!(unread(&p), 2);
+        let chain = p.chain_named("desk").unwrap();
+        let bound = PageBound::messages(10);
+        let page = p
+            .read_then_mark(
+                chain.epochs().map(Epoch::id).collect(),
+                &Position::MIN,
+                || {
+                    let page = p.group_page_within(&chain, &Position::MIN, bound);
+                    receive(&p, &bob, head.group(), t + MINUTE, "two");
+                    page
+                },
+                |m: &GroupMessage| m.message.position(),
+            )
+            .unwrap();
+        let texts =
+            |m: &[GroupMessage]| m.iter().map(|m| m.message.text.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&page.messages), ["one", "three"]);
+        assert_eq!(
+            texts(&p.group_conversation("desk").unwrap()),
+            ["one", "two", "three"],
+            "shown between the two"
+        );
+        assert_eq!(
+            unread(&p),
+            2,
+            "\"two\" was not shown, nor \"three\" after it"
+        );
+        let again = p
+            .read_group_page_marked("desk", &Position::MIN, bound)
+            .unwrap();
+        assert_eq!(texts(&again.messages), ["one", "two", "three"]);
+        assert_eq!(unread(&p), 0);
+    }
 }

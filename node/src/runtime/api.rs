@@ -155,7 +155,9 @@ pub enum Request {
     /// [`crate::Position`]): at most `limit` messages (default and most
     /// [`READ_PAGE`]), fewer once their texts hold [`READ_PAGE_BYTES`],
     /// from `from` on (the `next` of the previous page; the start if
-    /// absent). It is marked read up to its last message, and no further.
+    /// absent). It is marked read up to its last message, and no further:
+    /// nor past a text stored among its messages once it was read, which
+    /// it did not show ([`crate::Profile::read_page_marked`]).
     Read {
         /// Contact name.
         contact: String,
@@ -200,8 +202,9 @@ pub enum Request {
     /// contact's: at most `limit` texts (default and most [`READ_PAGE`]),
     /// fewer once they hold [`READ_PAGE_BYTES`], from `from` on (the
     /// start if absent), marked read up to the last of them and no
-    /// further. A group crosses the socket a page at a time, as a
-    /// contact's conversation does, never whole in one line.
+    /// further, as a contact's page is. A group crosses the socket a page
+    /// at a time, as a contact's conversation does, never whole in one
+    /// line.
     GroupRead {
         /// Group name (or key, or id prefix).
         group: String,

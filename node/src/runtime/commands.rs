@@ -352,20 +352,16 @@ pub fn conversation(p: &Profile, contact: &str) -> Result<Vec<MessageView>, Prof
 }
 
 /// One page of the conversation with `contact` ([`Request::Read`]),
-/// marked read up to its last message: it is being shown.
+/// marked read as far as it shows ([`read_marked`]): it is being shown.
 pub fn read_page(
     p: &Profile,
     contact: &str,
     from: Option<&Cursor>,
     limit: Option<usize>,
 ) -> Result<ReadPage, Failure> {
-    let (page, next) = read_marked(
-        from,
-        limit,
-        |start, bound| p.conversation_page_within(contact, start, bound),
-        |m: &crate::StoredMessage| m.position(),
-        |up_to| p.mark_read(contact, up_to),
-    )?;
+    let (page, next) = read_marked(from, limit, |start, bound| {
+        p.read_page_marked(contact, start, bound)
+    })?;
     Ok(ReadPage {
         messages: page.into_iter().map(|m| view(contact, m)).collect(),
         next,
@@ -373,31 +369,29 @@ pub fn read_page(
 }
 
 /// One page of a group's conversation ([`Request::GroupRead`]), marked
-/// read up to its last text, as [`read_page`] reads a contact's.
+/// read as far as it shows, as [`read_page`] reads a contact's.
 pub fn read_group_page(
     p: &Profile,
     group: &str,
     from: Option<&Cursor>,
     limit: Option<usize>,
 ) -> Result<(Vec<GroupMessageView>, Option<Cursor>), Failure> {
-    let (page, next) = read_marked(
-        from,
-        limit,
-        |start, bound| p.group_conversation_page_within(group, start, bound),
-        |m: &crate::GroupMessage| m.message.position(),
-        |up_to| p.mark_group_read_to(group, up_to),
-    )?;
+    let (page, next) = read_marked(from, limit, |start, bound| {
+        p.read_group_page_marked(group, start, bound)
+    })?;
     Ok((page.iter().map(GroupMessageView::of).collect(), next))
 }
 
-/// Reads one page of a conversation, a contact's or a group's, from
-/// `from` on (the start if `None`): at most `limit` messages (default and
-/// most [`READ_PAGE`]), fewer once their texts hold [`READ_PAGE_BYTES`].
-/// Then marks the conversation read up to the page's last message and no
-/// further: what comes after it, stored before or while it was read, was
-/// not shown, and stays unread. Returns the page and where the next one
-/// starts. [`Request::Read`] and [`Request::GroupRead`] both read this
-/// way, so `strand read` and `strand group read` page alike.
+/// Reads one page of a conversation, a contact's or a group's, with
+/// `read`, from `from` on (the start if `None`): at most `limit` messages
+/// (default and most [`READ_PAGE`]), fewer once their texts hold
+/// [`READ_PAGE_BYTES`]. `read` marks the page read as far as it shows and
+/// no further ([`crate::Profile::read_page_marked`],
+/// [`crate::Profile::read_group_page_marked`]): what comes after it, and
+/// a text stored among its messages once it was read, were not shown,
+/// and stay unread. Returns the page and where the next one starts.
+/// [`Request::Read`] and [`Request::GroupRead`] both read this way, so
+/// `strand read` and `strand group read` page alike.
 fn read_marked<M>(
     from: Option<&Cursor>,
     limit: Option<usize>,
@@ -405,8 +399,6 @@ fn read_marked<M>(
         &crate::Position,
         crate::PageBound,
     ) -> Result<crate::ConversationPage<M>, ProfileError>,
-    position: impl Fn(&M) -> crate::Position,
-    mark: impl FnOnce(&crate::Position) -> Result<(), ProfileError>,
 ) -> Result<(Vec<M>, Option<Cursor>), Failure> {
     let bound = crate::PageBound {
         messages: limit.unwrap_or(READ_PAGE).clamp(1, READ_PAGE),
@@ -417,9 +409,6 @@ fn read_marked<M>(
         Some(c) => c.position()?,
     };
     let page = read(&start, bound)?;
-    if let Some(last) = page.messages.last() {
-        mark(&position(last))?;
-    }
     Ok((page.messages, page.next.as_ref().map(Cursor::at)))
 }
 
