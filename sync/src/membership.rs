@@ -1605,6 +1605,19 @@ pub struct Transition {
 }
 
 impl Transition {
+    /// Whom this change puts out of the group as striking counts
+    /// (PROTOCOL.md §14.1): the member it removes if `creator` wrote it,
+    /// or its author if it is a Leave. A candidate is struck where
+    /// another candidate's branch puts its author out
+    /// ([`Chain::resolve`]).
+    fn puts_out(&self, creator: Option<&AuthorId>) -> Option<AuthorId> {
+        match &self.change {
+            Change::Remove(x) if Some(&self.author) == creator => Some(*x),
+            Change::Leave => Some(self.author),
+            _ => None,
+        }
+    }
+
     /// Whether `epoch` is the one this change, made in epoch `from`,
     /// makes: the next number, its members, and the key the change
     /// commits to.
@@ -1640,6 +1653,50 @@ impl Gone {
     fn opens_nothing(&self, t: &Transition) -> bool {
         self.removed.contains(&t.author)
     }
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// The work [`Chain::resolve`] did on this thread, as
+    /// [`resolve_work`] counts it.
+    static RESOLVE_WORK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` steps of [`Chain::resolve`]'s work, in tests only: each
+/// record it keeps for an epoch, each author it keeps for the branches,
+/// and each time it asks whether a branch puts someone out. A test
+/// bounds it along a long chain, where it once grew with the square of
+/// the chain's length.
+#[cfg(test)]
+fn resolve_work(n: usize) {
+    RESOLVE_WORK.with(|w| w.set(w.get() + n));
+}
+
+#[cfg(not(test))]
+fn resolve_work(_: usize) {}
+
+/// Where an epoch's winners lead, as [`Chain::resolve`] works them out:
+/// its winning change, then the winner of the epoch that change makes,
+/// and so on while this device holds the next epoch.
+///
+/// An epoch's id commits to its parent's and to the change that makes
+/// it, so each epoch is made by a change in one epoch only, and two
+/// lines of winners never join: the epochs whose winners lead to one
+/// last epoch form a single line, in which no two are as many steps from
+/// its end. So epoch G lies on the line from epoch X (X itself
+/// included) if and only if both lead to the same last epoch and G is
+/// as many steps from it as X or fewer. That is what lets resolving ask
+/// whether a branch puts someone out without keeping the whole set for
+/// every epoch.
+#[derive(Clone, Copy)]
+struct Reach {
+    /// The winning change (its index), if the epoch has any change.
+    winner: Option<usize>,
+    /// The last epoch its winners lead to (itself, if it has no winner
+    /// or this device does not hold the epoch its winner makes).
+    last: GroupId,
+    /// How many winning changes lead from it to `last`.
+    steps: usize,
 }
 
 /// A [`Kind::KEY`] message's body.
@@ -2495,14 +2552,26 @@ impl Chain {
         let left = self.left();
         self.revoked = self.compute_revoked(&left);
         let creator = self.epochs.values().next().map(|e| e.creator);
-        // Per epoch: its winner, and who its branch (the winner's change
-        // and every winner after it) removes by the creator or sees leave.
-        let mut info: BTreeMap<GroupId, (Option<usize>, BTreeSet<AuthorId>)> = BTreeMap::new();
+        // Per epoch: its winner, and where its winners lead ([`Reach`]).
+        let mut reach: BTreeMap<GroupId, Reach> = BTreeMap::new();
+        // Whom winning changes put out ([`Transition::puts_out`]), and
+        // where: for each such member and each last epoch, the fewest
+        // steps to that last epoch from an epoch whose winner puts them
+        // out. A candidate's branch (its change, then the winners after
+        // it) puts someone out if its change does, or a winner after it
+        // does: one on the line that ends at the same last epoch as the
+        // epoch the change makes, and as near that end or nearer
+        // ([`Reach`]). So each epoch adds a record or two, and each
+        // question of a branch is one look-up. Keeping every epoch's
+        // whole set instead, a copy of the next one's with one more,
+        // cost the square of a chain's length, which any contact can
+        // make long in a group of their own.
+        let mut put_out: BTreeMap<(AuthorId, GroupId), usize> = BTreeMap::new();
         // Post-order over the tree from every entry, without recursion
         // (chains may be long).
         let mut stack: Vec<(GroupId, bool)> = self.entries.iter().map(|e| (e.id, false)).collect();
         while let Some((id, expanded)) = stack.pop() {
-            if info.contains_key(&id) {
+            if reach.contains_key(&id) {
                 continue;
             }
             let changes = self.changes.get(&id).map(Vec::as_slice).unwrap_or(&[]);
@@ -2510,7 +2579,7 @@ impl Chain {
                 stack.push((id, true));
                 for t in changes {
                     if let Some(next) = t.next.opened() {
-                        if self.epochs.contains_key(&next.id()) && !info.contains_key(&next.id()) {
+                        if self.epochs.contains_key(&next.id()) && !reach.contains_key(&next.id()) {
                             stack.push((next.id(), false));
                         }
                     }
@@ -2520,31 +2589,24 @@ impl Chain {
             let Some(epoch) = self.epochs.get(&id) else {
                 continue;
             };
-            // Who each candidate's branch sees gone.
-            let gone: Vec<BTreeSet<AuthorId>> = changes
+            // Where the epoch each candidate makes leads, if held.
+            let after: Vec<Option<Reach>> = changes
                 .iter()
-                .map(|t| {
-                    let mut g = t
-                        .next
-                        .opened()
-                        .and_then(|n| info.get(&n.id()))
-                        .map(|(_, g)| g.clone())
-                        .unwrap_or_default();
-                    match &t.change {
-                        Change::Remove(x) if Some(t.author) == creator => {
-                            g.insert(*x);
-                        }
-                        Change::Leave => {
-                            g.insert(t.author);
-                        }
-                        _ => {}
-                    }
-                    g
-                })
+                .map(|t| t.next.opened().and_then(|n| reach.get(&n.id()).copied()))
                 .collect();
+            // Whether candidate `j`'s branch puts `who` out.
+            let branch_puts_out = |j: usize, who: &AuthorId| {
+                resolve_work(1);
+                changes[j].puts_out(creator.as_ref()) == Some(*who)
+                    || after[j].is_some_and(|r| {
+                        put_out
+                            .get(&(*who, r.last))
+                            .is_some_and(|&steps| steps <= r.steps)
+                    })
+            };
             let struck = |i: usize| {
                 let author = changes[i].author;
-                (0..changes.len()).any(|j| j != i && gone[j].contains(&author))
+                (0..changes.len()).any(|j| j != i && branch_puts_out(j, &author))
             };
             let order = |i: usize| (epoch.rank(&changes[i].author), changes[i].key.id);
             let standing: Vec<usize> = (0..changes.len()).filter(|&i| !struck(i)).collect();
@@ -2554,12 +2616,29 @@ impl Chain {
                 standing
             };
             let winner = pool.into_iter().min_by_key(|&i| order(i));
-            let seen = winner.map(|w| gone[w].clone()).unwrap_or_default();
-            info.insert(id, (winner, seen));
+            let here = match winner.and_then(|w| after[w]) {
+                Some(next) => Reach {
+                    winner,
+                    last: next.last,
+                    steps: next.steps + 1,
+                },
+                None => Reach {
+                    winner,
+                    last: id,
+                    steps: 0,
+                },
+            };
+            if let Some(who) = winner.and_then(|w| changes[w].puts_out(creator.as_ref())) {
+                let steps = put_out.entry((who, here.last)).or_insert(here.steps);
+                *steps = (*steps).min(here.steps);
+                resolve_work(1);
+            }
+            reach.insert(id, here);
+            resolve_work(1);
         }
-        self.winners = info
+        self.winners = reach
             .iter()
-            .filter_map(|(id, (w, _))| w.map(|w| (*id, w)))
+            .filter_map(|(id, r)| r.winner.map(|w| (*id, w)))
             .collect();
         // An entry from a welcomer this device knows was removed, or
         // left, counts only if its own path holds that removal or Leave:
@@ -3664,6 +3743,57 @@ mod tests {
             copy.changes[&e.id()][0].members.as_ptr(),
             change.members.as_ptr()
         );
+    }
+
+    /// Regression (an audit of a hostile insider, "resolve is
+    /// quadratic"): resolving a group built, for every epoch, the set of
+    /// everyone the creator removed (or who left) on its winners' branch,
+    /// each a copy of the next epoch's set and all kept to the end. Along
+    /// a chain of N such removals that is some N² authors, at every
+    /// follow and every unlock, and any contact could make one in a group
+    /// of their own by adding and removing made-up members: 20,000
+    /// changes cost gigabytes. Resolving now does work in proportion to
+    /// the epochs and changes, and the path is the same.
+    #[test]
+    fn a_long_chain_of_removals_resolves_in_linear_work() {
+        use crate::store::{MemoryStore, WriteStore};
+        const CYCLES: usize = 300;
+        let mut rng = ChaCha20Rng::seed_from_u64(15);
+        let ids = people(2, &mut rng);
+        let (mal, alice) = (&ids[0], &ids[1]);
+        let first = group(&ids, &mut rng);
+        let made_up = people(CYCLES, &mut rng);
+        let mut store = MemoryStore::new();
+        // Mal's epochs, in the order he makes them.
+        let mut epochs = vec![first.clone()];
+        for (k, x) in made_up.iter().enumerate() {
+            let add = Change::Add {
+                public: x.public(),
+                name: x.name().to_owned(),
+            };
+            for change in [add, Change::Remove(x.public().sign)] {
+                let last = epochs.last().expect("the first epoch");
+                let (msg, next) = last.propose(mal, change, 5 + k as Time, &mut rng).unwrap();
+                assert!(store.insert(&last.id(), &msg).unwrap());
+                epochs.push(next.expect("the creator is in every epoch"));
+            }
+        }
+        let path: Vec<GroupId> = epochs.iter().map(Epoch::id).collect();
+        let mut chain = Chain::new(first);
+        RESOLVE_WORK.with(|w| w.set(0));
+        let opened = chain.update(alice, &store, 1_000).unwrap();
+        let work = RESOLVE_WORK.with(|w| w.take());
+        assert_eq!(opened.len(), 2 * CYCLES);
+        assert_eq!(chain.path(), path.as_slice());
+        assert!(matches!(chain.head(), Head::Member(e) if e.id() == path[2 * CYCLES]));
+        // A record per epoch and one per removal: some 3 × CYCLES.
+        // Before, some 2 × CYCLES².
+        assert!(work <= 4 * CYCLES, "{work} steps for {CYCLES} cycles");
+        // So at each follow after, with nothing new.
+        chain.update(alice, &store, 1_000).unwrap();
+        let work = RESOLVE_WORK.with(|w| w.take());
+        assert!(work <= 4 * CYCLES, "{work} steps again");
+        assert_eq!(chain.path(), path.as_slice());
     }
 
     #[test]
