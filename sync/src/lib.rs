@@ -118,7 +118,7 @@ pub use mailbox::{
 pub use membership::{
     decode_chosen_name, encode_chosen_name, Chain, Change, Entry, Epoch, GroupError, Head, KeyWork,
     Member, NamedKeys, Next, PendingWelcomes, Sealing, Transition, Unwritable, WelcomeSize,
-    MAX_CHANGES_OFF_PATH, MAX_GROUP_MEMBERS,
+    LEAVE_REQUEST_LEN, MAX_CHANGES_OFF_PATH, MAX_GROUP_MEMBERS,
 };
 pub use message::{encoded_len, head_of, Kind, Message, MessageId};
 pub use reach::{relay_epoch, relay_key, Reach};

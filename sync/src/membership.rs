@@ -79,7 +79,7 @@ use crate::codec::Reader;
 use crate::crypto::{hash, kdf};
 use crate::group::{Group, GroupId, GroupKey};
 use crate::identity::{check_name, check_stored_name, AuthorId, Identity, PublicIdentity};
-use crate::limits::{Time, MAX_WELCOMED_MEMBERS, WELCOME_DATED_AHEAD};
+use crate::limits::{Time, MAX_WELCOMED_MEMBERS, MESSAGE_OVERHEAD, WELCOME_DATED_AHEAD};
 use crate::message::{Kind, Message, MessageId};
 use crate::store::{Key, KeyRange, Store};
 use crate::{DecodeError, Invalid, KeyError};
@@ -107,6 +107,11 @@ const CHANGE_ADMIN: u8 = 4;
 
 /// A MEMBERSHIP body that asks the admins to remove its author.
 const LEAVE_REQUEST: u8 = 0x81;
+/// How long a request to leave is, encoded ([`Epoch::leave_request`]: a
+/// one-byte body, in a message that lasts): the longest a MEMBERSHIP
+/// message from someone who is not an admin of its epoch can be and
+/// still be read as anything ([`Epoch::could_be_membership`]).
+pub const LEAVE_REQUEST_LEN: usize = MESSAGE_OVERHEAD + 1;
 
 const KEY_REQUEST: u8 = 1;
 const KEY_SHARE: u8 = 2;
@@ -440,6 +445,19 @@ impl Epoch {
     /// Whether `sign` may add and remove members.
     pub fn is_admin(&self, sign: &AuthorId) -> bool {
         self.member(sign).is_some_and(|m| m.admin)
+    }
+
+    /// Whether a MEMBERSHIP message `len` bytes long (encoded) that
+    /// `author` wrote into this epoch's log could be one the group reads,
+    /// judged on those two alone: every change is an admin's
+    /// ([`Epoch::apply`]), and anyone else has only a request to leave to
+    /// write ([`LEAVE_REQUEST_LEN`] bytes). A longer one from someone who
+    /// is not an admin here is junk whatever it says: a node counts it
+    /// against its author's storage budget like a text (PROTOCOL.md
+    /// §14.4), where a real one is left out. In a group made by a version
+    /// before 2 (read-only), any could be.
+    pub fn could_be_membership(&self, author: &AuthorId, len: usize) -> bool {
+        self.is_legacy() || len <= LEAVE_REQUEST_LEN || self.is_admin(author)
     }
 
     /// Whether this epoch was stored by a version before 2: its group can
@@ -3860,6 +3878,29 @@ mod tests {
                 .unwrap_err(),
             GroupError::NotMember
         );
+    }
+
+    /// A request to leave is [`LEAVE_REQUEST_LEN`] bytes long, and only
+    /// an admin of the epoch writes a MEMBERSHIP message longer than
+    /// that which the group reads: a node leaves out of its budgets only
+    /// what [`Epoch::could_be_membership`] says could be one.
+    #[test]
+    fn only_an_admin_writes_a_membership_message_longer_than_a_request_to_leave() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let ids = people(3, &mut rng);
+        let e = group(&ids, &mut rng);
+        let (admin, member) = (ids[0].public().sign, ids[1].public().sign);
+        let leave = e.leave_request(&ids[1], 5, &mut rng).unwrap();
+        assert_eq!(leave.as_bytes().len(), LEAVE_REQUEST_LEN);
+        assert!(e.could_be_membership(&member, LEAVE_REQUEST_LEN));
+        let remove = Change::Remove(ids[2].public().sign);
+        let (change, _) = e.propose(&ids[0], remove.clone(), 6, &mut rng).unwrap();
+        let long = change.as_bytes().len();
+        assert!(long > LEAVE_REQUEST_LEN);
+        assert!(e.could_be_membership(&admin, long));
+        assert!(e.apply(&member, &remove).is_err(), "not an admin's change");
+        assert!(!e.could_be_membership(&member, long));
+        assert!(!e.could_be_membership(&member, LEAVE_REQUEST_LEN + 1));
     }
 
     #[test]

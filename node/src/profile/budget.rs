@@ -15,8 +15,13 @@
 //! byte budgets (a flood must not keep a removal out, nor a full 1:1 log
 //! an invitation): the protocol keeps one change per author per epoch
 //! (PROTOCOL.md §14), and bounds the epochs someone who is no longer an
-//! admin can make ([`strand_sync::Chain::takes_change`]); welcomes are
-//! bounded by number
+//! admin can make ([`strand_sync::Chain::takes_change`]). Only a
+//! MEMBERSHIP message that could be a change or a request to leave is
+//! left out: one from an admin of the epoch it is written in, or one no
+//! longer than a request to leave ([`Epoch::could_be_membership`]). Any
+//! other is junk and counts like a text: a long one from a member who is
+//! not an admin (or one removed, into each epoch they still hold), or one
+//! in a log that is no group's epoch. Welcomes are bounded by number
 //! ([`MAX_WELCOMES_PER_CONTACT`]) and by bytes of their own
 //! ([`WELCOME_ALLOWANCE`]), past which they count like any message, and
 //! by the members their groups hold here
@@ -236,13 +241,23 @@ struct Welcomed {
 }
 
 impl Scope {
-    /// Whether a message of `kind`, `n` bytes long, is left out of the
-    /// byte budgets: a group change or welcome as long as a real one can
-    /// be, and a welcome only while it fits the allowance.
-    fn exempt(&self, kind: Kind, n: u64) -> bool {
+    /// Whether a message `author` wrote of `kind`, `n` bytes long, into
+    /// the log of `epoch` (if that log is an epoch of a private group
+    /// held here) is left out of the byte budgets: a group change or
+    /// welcome as long as a real one can be, a change only where it
+    /// could be one (an admin's of its epoch, or no longer than a request
+    /// to leave: [`Epoch::could_be_membership`]), and a welcome only
+    /// while it fits the allowance. What the epoch says is fixed, so a
+    /// message is judged alike when it is taken, given back, and counted
+    /// again from the store.
+    fn exempt(&self, epoch: Option<&Epoch>, author: &AuthorId, kind: Kind, n: u64) -> bool {
         let real = n <= MAX_EXEMPT_LEN;
         match kind {
-            Kind::MEMBERSHIP => real,
+            Kind::MEMBERSHIP => {
+                real && epoch.is_some_and(|e| {
+                    usize::try_from(n).is_ok_and(|n| e.could_be_membership(author, n))
+                })
+            }
             Kind::WELCOME => real && self.welcome_bytes + n <= WELCOME_ALLOWANCE,
             _ => false,
         }
@@ -250,8 +265,8 @@ impl Scope {
 
     /// Counts a message as stored: a welcome within the allowance there,
     /// anything else not exempt in the budgets.
-    fn take(&mut self, author: AuthorId, kind: Kind, n: u64) {
-        let exempt = self.exempt(kind, n);
+    fn take(&mut self, epoch: Option<&Epoch>, author: AuthorId, kind: Kind, n: u64) {
+        let exempt = self.exempt(epoch, &author, kind, n);
         if kind == Kind::WELCOME {
             self.welcomes += 1;
             if exempt {
@@ -264,13 +279,15 @@ impl Scope {
         }
     }
 
-    /// Which budget a message of `author` and `kind`, `n` bytes long,
-    /// would take past if it were stored now (`private`: the scope is a
-    /// private group), if any. Only grows as the scope counts more.
+    /// Which budget a message of `author` and `kind`, `n` bytes long, in
+    /// the log of `epoch` (see [`Scope::exempt`]), would take past if it
+    /// were stored now (`private`: the scope is a private group), if any.
+    /// Only grows as the scope counts more.
     fn over(
         &self,
         budgets: &Budgets,
         private: bool,
+        epoch: Option<&Epoch>,
         author: &AuthorId,
         kind: Kind,
         n: u64,
@@ -278,7 +295,7 @@ impl Scope {
         if kind == Kind::WELCOME && self.welcomes >= MAX_WELCOMES_PER_CONTACT {
             return Some(Over::Welcomes);
         }
-        if self.exempt(kind, n) {
+        if self.exempt(epoch, author, kind, n) {
             return None;
         }
         let unknown = !known(kind);
@@ -356,18 +373,19 @@ impl Scope {
         Ok(())
     }
 
-    /// Gives back what [`Scope::take`] counted. A welcome is taken to have
+    /// Gives back what [`Scope::take`] counted (`epoch` as it was given
+    /// there). A welcome is taken to have
     /// been within the allowance while the allowance holds that much: an
     /// error either way is bounded, and mended when the ledger is counted
     /// again.
-    fn give_back(&mut self, author: AuthorId, kind: Kind, n: u64) {
+    fn give_back(&mut self, epoch: Option<&Epoch>, author: AuthorId, kind: Kind, n: u64) {
         if kind == Kind::WELCOME {
             self.welcomes = self.welcomes.saturating_sub(1);
             if n <= MAX_EXEMPT_LEN && self.welcome_bytes >= n {
                 self.welcome_bytes -= n;
                 return;
             }
-        } else if self.exempt(kind, n) {
+        } else if self.exempt(epoch, &author, kind, n) {
             return;
         }
         self.total.sub(n, kind);
@@ -468,6 +486,12 @@ fn welcome_size(book: &Book, group: &GroupId, msg: &Message) -> Option<WelcomeSi
     Epoch::welcome_size(contact.direct_group(), msg)
 }
 
+/// The epoch the log `group` is, if it is one of a private group's in
+/// `chains`.
+fn epoch_of<'a>(chains: &'a [Chain], group: &GroupId) -> Option<&'a Epoch> {
+    chains.iter().find_map(|c| c.epoch(group))
+}
+
 /// Whether `chain` takes a message of `kind` that `author` wrote into its
 /// epoch `epoch`, as the group stands: a change as
 /// [`Chain::takes_change`] says (`pending`: the epochs of the author's
@@ -515,8 +539,10 @@ impl Ledger {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Scope::default()),
             Err(e) => return Err(crate::profile::db_error(e)),
         };
+        let chains = profile.chains();
         let mut scope = Scope::default();
         for group in logs {
+            let epoch = epoch_of(&chains, group);
             let lo = table_key(group, &Key::MIN);
             let hi = table_key(group, &Key::MAX);
             for entry in table.range(lo..hi).map_err(crate::profile::db_error)? {
@@ -532,7 +558,7 @@ impl Ledger {
                 if author == *me {
                     continue;
                 }
-                scope.take(author, kind, n as u64);
+                scope.take(epoch, author, kind, n as u64);
             }
         }
         Ok(scope)
@@ -609,6 +635,7 @@ impl Ledger {
             let author = item.message().author();
             let kind = item.message().kind();
             let chain = chains.iter().find(|c| c.epoch(&group).is_some());
+            let epoch = chain.and_then(|c| c.epoch(&group));
             if let Some(chain) = chain {
                 let pending = changes.entry((chain.root(), author)).or_default();
                 let taken = takes(chain, &group, &author, kind, pending);
@@ -644,9 +671,9 @@ impl Ledger {
                 }
             }
             let n = item.message().as_bytes().len() as u64;
-            let over = scope.over(budgets, private, &author, kind, n);
+            let over = scope.over(budgets, private, epoch, &author, kind, n);
             if over.is_none() {
-                scope.take(author, kind, n);
+                scope.take(epoch, author, kind, n);
                 if let Some(size) = welcome {
                     if let Some(pending) = welcomed.get_mut(&author) {
                         pending.add(&chains, &author, &size);
@@ -719,8 +746,10 @@ impl Ledger {
         let Ok(ledger) = self.used.try_lock() else {
             return declined;
         };
-        // Each log of the batch (mostly one) and its scope.
-        let mut scopes: Vec<(GroupId, GroupId, bool)> = Vec::new();
+        let chains = profile.chains();
+        // Each log of the batch (mostly one), its scope, and the epoch it
+        // is (if it is one).
+        let mut scopes: Vec<(GroupId, GroupId, bool, Option<&Epoch>)> = Vec::new();
         for item in batch.iter_mut() {
             if *item.verdict() != Verdict::Unchecked || item.message().author() == me {
                 continue;
@@ -730,11 +759,12 @@ impl Ledger {
             let seen = scopes
                 .iter()
                 .find(|(g, ..)| *g == group)
-                .map(|s| (s.1, s.2));
-            let (scope_id, private) = seen.unwrap_or_else(|| {
+                .map(|s| (s.1, s.2, s.3));
+            let (scope_id, private, epoch) = seen.unwrap_or_else(|| {
                 let (id, _, private) = profile.budget_scope(&group);
-                scopes.push((group, id, private));
-                (id, private)
+                let epoch = epoch_of(&chains, &group);
+                scopes.push((group, id, private, epoch));
+                (id, private, epoch)
             });
             let Some(scope) = ledger.get(&scope_id) else {
                 continue;
@@ -746,7 +776,7 @@ impl Ledger {
                 item.message().kind(),
                 item.message().as_bytes().len() as u64,
             );
-            if let Some(over) = scope.over(budgets, private, &author, kind, n) {
+            if let Some(over) = scope.over(budgets, private, epoch, &author, kind, n) {
                 item.decline();
                 declined.push(Declined {
                     author,
@@ -779,7 +809,7 @@ impl Ledger {
             .lock()
             .expect("ledger lock")
             .get(group)
-            .is_some_and(|scope| scope.over(budgets, false, author, kind, n).is_some())
+            .is_some_and(|scope| scope.over(budgets, false, None, author, kind, n).is_some())
     }
 
     /// Gives back what [`Ledger::apply`] counted for messages of a stored
@@ -787,6 +817,7 @@ impl Ledger {
     /// they take no more room.
     pub(crate) fn refund(&self, profile: &Profile, batch: &Inbound) {
         let me = profile.identity().public().sign;
+        let chains = profile.chains();
         let mut ledger = self.used.lock().expect("ledger lock");
         for item in batch.iter() {
             if *item.verdict() != (Verdict::Stored { new: false }) || item.message().author() == me
@@ -798,7 +829,8 @@ impl Ledger {
                 continue;
             };
             let msg = item.message();
-            scope.give_back(msg.author(), msg.kind(), msg.as_bytes().len() as u64);
+            let epoch = epoch_of(&chains, item.group());
+            scope.give_back(epoch, msg.author(), msg.kind(), msg.as_bytes().len() as u64);
         }
     }
 
@@ -864,14 +896,18 @@ impl Ledger {
         loop {
             let mut ledger = self.used.lock().expect("ledger lock");
             let swept = total.or_done(profile.sweep_batch(now, limit))?;
+            let chains = profile.chains();
             for (group, facts) in &swept.rows {
                 let (scope_id, _, _) = profile.budget_scope(group);
                 let Some(scope) = ledger.get_mut(&scope_id) else {
                     continue;
                 };
+                let epoch = epoch_of(&chains, group);
                 match facts {
                     None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
-                    Some((author, kind, n)) if *author != me => scope.give_back(*author, *kind, *n),
+                    Some((author, kind, n)) if *author != me => {
+                        scope.give_back(epoch, *author, *kind, *n)
+                    }
                     Some(_) => {}
                 }
             }
@@ -921,19 +957,17 @@ mod tests {
         let (budgets, bob, n) = (Budgets::default(), [7; 32], 215);
         let mut scope = Scope::default();
         let mut taken = 0;
-        while scope.over(&budgets, true, &bob, Kind::KEY, n).is_none() && taken <= 2_000_000 {
-            scope.take(bob, Kind::KEY, n);
+        let over = |scope: &Scope, kind| scope.over(&budgets, true, None, &bob, kind, n);
+        while over(&scope, Kind::KEY).is_none() && taken <= 2_000_000 {
+            scope.take(None, bob, Kind::KEY, n);
             taken += 1;
         }
         assert_eq!(taken, MAX_KEY_BYTES / n);
-        assert_eq!(
-            scope.over(&budgets, true, &bob, Kind::KEY, n),
-            Some(Over::KeyMessages)
-        );
-        assert_eq!(scope.over(&budgets, true, &bob, Kind::TEXT, n), None);
+        assert_eq!(over(&scope, Kind::KEY), Some(Over::KeyMessages));
+        assert_eq!(over(&scope, Kind::TEXT), None);
         // Given back (an older key message deleted), there is room again.
-        scope.give_back(bob, Kind::KEY, n);
-        assert_eq!(scope.over(&budgets, true, &bob, Kind::KEY, n), None);
+        scope.give_back(None, bob, Kind::KEY, n);
+        assert_eq!(over(&scope, Kind::KEY), None);
     }
 
     /// A member can send a group a file of the largest size: its parts,
@@ -1186,6 +1220,148 @@ mod tests {
         assert_eq!(used.welcomes, fit + 3);
         assert_eq!(used.welcome_bytes, fit * len);
         assert_eq!(used.total.all, 3 * len);
+    }
+
+    /// Bob's group "Walkers" of him, Alice (`p`) and Carol, who is not an
+    /// admin, followed by Alice from Bob's welcome in their 1:1 group
+    /// `group`: its first epoch, and Carol.
+    fn bobs_group_with_carol(
+        p: &Profile,
+        bob: &strand_sync::Identity,
+        group: &strand_sync::Group,
+        now: Time,
+    ) -> (Epoch, strand_sync::Identity) {
+        let rng = &mut crate::profile::os_rng();
+        let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
+        let others = [
+            (p.identity().public(), "Alice".to_owned()),
+            (carol.public(), "Carol".to_owned()),
+        ];
+        let epoch = Epoch::create(bob, "Walkers", &others, rng).unwrap();
+        assert!(!epoch.is_admin(&carol.public().sign));
+        let welcome = epoch.welcome(bob, group, now - 1000, rng).unwrap();
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &welcome).unwrap());
+        store.commit().unwrap();
+        p.apply_group_messages(&[(group.id, welcome.key())], now, rng)
+            .unwrap();
+        let held = p.chains().iter().any(|c| c.epoch(&epoch.id()).is_some());
+        assert!(held, "Alice follows Bob's group");
+        (epoch, carol)
+    }
+
+    /// Regression (a group audit's L1): a MEMBERSHIP message was left out
+    /// of the budgets whoever wrote it, up to the longest a real change
+    /// can be (some 182 kB). But only an admin's change is longer than a
+    /// request to leave, so a member who is not one (or one removed, into
+    /// the epochs they hold) could store a message of junk that long in
+    /// every epoch they are in, uncounted. Such a message now counts
+    /// against its author's budget like a text: declined past it, counted
+    /// within it, and counted again from the store.
+    #[test]
+    fn a_long_membership_message_from_a_member_not_an_admin_counts_against_their_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let (epoch, carol) = bobs_group_with_carol(&p, &bob, &group, now);
+        let carols = carol.public().sign;
+        let junk = Message::create(
+            &carol,
+            epoch.group(),
+            now - 10,
+            Kind::MEMBERSHIP,
+            &[7; 100_000],
+            rng,
+        )
+        .unwrap();
+        let len = junk.as_bytes().len() as u64;
+        assert!(len <= MAX_EXEMPT_LEN, "as long as an admin's change can be");
+        let batch = || {
+            let mut b = Inbound::new(epoch.group(), [junk.clone()]);
+            b.verify(now);
+            b
+        };
+        // Past a budget smaller than it: declined.
+        let budgets = Budgets {
+            per_member: 50_000,
+            ..Budgets::default()
+        };
+        let declined = Ledger::default().apply(&p, &budgets, &mut batch()).unwrap();
+        let over = Declined {
+            author: carols,
+            group: Some(epoch.root),
+            over: Over::Member,
+        };
+        assert_eq!(declined, [over]);
+        // Within the budget: taken, and counted.
+        let ledger = Ledger::default();
+        let declined = ledger.apply(&p, &Budgets::default(), &mut batch());
+        assert!(declined.unwrap().is_empty());
+        let used = ledger.used.lock().unwrap()[&epoch.root].by_author[&carols];
+        assert_eq!(used.all, len);
+        // Stored, and counted from the store: the same.
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &epoch.id(), &junk).unwrap());
+        store.commit().unwrap();
+        let counted = Ledger::count(&p, &[epoch.id()], &me).unwrap();
+        assert_eq!(counted.by_author.get(&carols).map(|u| u.all), Some(len));
+    }
+
+    /// What the budgets leave out, they still do: a request to leave from
+    /// a member who is not an admin, and an admin's change, both past a
+    /// budget that a short text of that member's is over, in the ledger
+    /// and counted from the store.
+    #[test]
+    fn requests_to_leave_and_admins_changes_stay_out_of_the_budgets() {
+        use strand_sync::{Change, Invalid, LEAVE_REQUEST_LEN};
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let (epoch, carol) = bobs_group_with_carol(&p, &bob, &group, now);
+        let carols = carol.public().sign;
+        let leave = epoch.leave_request(&carol, now - 10, rng).unwrap();
+        let make_admin = Change::MakeAdmin(carols);
+        let (change, _) = epoch.propose(&bob, make_admin, now - 9, rng).unwrap();
+        let text = Message::create(&carol, epoch.group(), now - 8, Kind::TEXT, b"hi", rng).unwrap();
+        assert_eq!(leave.as_bytes().len(), LEAVE_REQUEST_LEN);
+        assert!(change.as_bytes().len() > LEAVE_REQUEST_LEN);
+        let budgets = Budgets {
+            per_member: 100,
+            ..Budgets::default()
+        };
+        assert!(text.as_bytes().len() > 100);
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(epoch.group(), [leave.clone(), change.clone(), text]);
+        batch.verify(now);
+        let declined = ledger.apply(&p, &budgets, &mut batch).unwrap();
+        let over = Declined {
+            author: carols,
+            group: Some(epoch.root),
+            over: Over::Member,
+        };
+        assert_eq!(declined, [over], "only the text");
+        let verdicts: Vec<Verdict> = batch.iter().map(|m| m.verdict().clone()).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Valid,
+                Verdict::Valid,
+                Verdict::Invalid(Invalid::OverBudget)
+            ]
+        );
+        assert_eq!(ledger.used.lock().unwrap()[&epoch.root].total.all, 0);
+        // Stored, and counted from the store: nothing.
+        let mut store = p.store().unwrap();
+        for m in [&leave, &change] {
+            assert!(strand_sync::WriteStore::insert(&mut store, &epoch.id(), m).unwrap());
+        }
+        store.commit().unwrap();
+        let counted = Ledger::count(&p, &[epoch.id()], &me).unwrap();
+        assert_eq!(counted.total.all, 0);
     }
 
     /// The others of a group of the most members
