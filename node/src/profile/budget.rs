@@ -42,14 +42,14 @@
 //! declined ([`super::NodeEvent::OverBudget`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use strand_sync::{
     AuthorId, Chain, Epoch, GroupId, Inbound, Key, Kind, Message, PendingWelcomes, Time, Verdict,
     WelcomeSize,
 };
 
-use crate::profile::expiry::{Swept, SWEEP_BATCH};
+use crate::profile::expiry::{DeletedRow, Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
 use crate::profile::{Book, Profile, ProfileError};
@@ -247,9 +247,19 @@ impl Scope {
     /// welcome as long as a real one can be, a change only where it
     /// could be one (an admin's of its epoch, or no longer than a request
     /// to leave: [`Epoch::could_be_membership`]), and a welcome only
-    /// while it fits the allowance. What the epoch says is fixed, so a
-    /// message is judged alike when it is taken, given back, and counted
-    /// again from the store.
+    /// while it fits the allowance.
+    ///
+    /// Who is an admin of an epoch does not change as the group goes on
+    /// (that is another epoch's list), but what this device holds under
+    /// an epoch's id can: an epoch made up by whoever welcomed this
+    /// device into it is replaced by the real one under the same id,
+    /// which may name other admins ([`Chain::take_welcome`], or as the
+    /// change that makes it is read), and a log becomes an epoch once its
+    /// group is followed. So a batch is given back by the groups it was
+    /// counted by ([`Applied::groups`]). A message counted in one batch
+    /// and given back later (swept, or replaced by a smaller change)
+    /// across such a replacement is off by its length, once, until the
+    /// ledger is counted again from the store.
     fn exempt(&self, epoch: Option<&Epoch>, author: &AuthorId, kind: Kind, n: u64) -> bool {
         let real = n <= MAX_EXEMPT_LEN;
         match kind {
@@ -472,6 +482,17 @@ pub struct Declined {
     pub over: Over,
 }
 
+/// What [`Ledger::apply`] made of a batch.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// What it declined.
+    pub(crate) declined: Vec<Declined>,
+    /// The private groups it counted the batch by: what the batch turns
+    /// out not to take up, [`Ledger::refund`] gives back by the same
+    /// (see [`Scope::exempt`]).
+    pub(crate) groups: Arc<Vec<Chain>>,
+}
+
 /// Per scope, what the other members stored, counted once from the store
 /// and then kept up to date by the node.
 #[derive(Debug, Default)]
@@ -513,16 +534,22 @@ pub(crate) fn takes(
     }
 }
 
-impl Profile {
-    /// The scope a group log's messages are counted in: a private group's
-    /// root and all its epochs, or the log itself.
-    fn budget_scope(&self, group: &GroupId) -> (GroupId, Vec<GroupId>, bool) {
-        for chain in self.chains().iter() {
-            if chain.epoch(group).is_some() {
-                return (chain.root(), chain.epochs().map(|e| e.id()).collect(), true);
-            }
+/// The scope a group log's messages are counted in, as the private
+/// groups `chains` stand: a private group's root and all its epochs
+/// (true: private), or the log itself.
+fn budget_scope(chains: &[Chain], group: &GroupId) -> (GroupId, Vec<GroupId>, bool) {
+    for chain in chains {
+        if chain.epoch(group).is_some() {
+            return (chain.root(), chain.epochs().map(|e| e.id()).collect(), true);
         }
-        (*group, vec![*group], false)
+    }
+    (*group, vec![*group], false)
+}
+
+impl Profile {
+    /// [`budget_scope`] as the groups stand now.
+    fn budget_scope(&self, group: &GroupId) -> (GroupId, Vec<GroupId>, bool) {
+        budget_scope(&self.chains(), group)
     }
 }
 
@@ -573,7 +600,8 @@ impl Ledger {
     /// held from their author's ([`Chain::welcome_fits`]), and counts the
     /// others as stored. Blocking
     /// (the first time a scope is seen, its messages are counted).
-    /// Returns what was declined.
+    /// Returns what was declined, and the groups the batch was judged
+    /// and counted by (for [`Ledger::refund`]).
     ///
     /// The ledger stays locked for the whole batch: batches of one link
     /// are checked while earlier ones are still being stored, and each
@@ -591,7 +619,7 @@ impl Ledger {
         profile: &Profile,
         budgets: &Budgets,
         batch: &mut Inbound,
-    ) -> Result<Vec<Declined>, ProfileError> {
+    ) -> Result<Applied, ProfileError> {
         let me = profile.identity().public().sign;
         let book = profile.book();
         let mut declined = Vec::new();
@@ -652,7 +680,7 @@ impl Ledger {
                     continue;
                 }
             }
-            let (scope_id, logs, private) = profile.budget_scope(&group);
+            let (scope_id, logs, private) = budget_scope(&chains, &group);
             let scope = Ledger::counted(&mut ledger, profile, scope_id, &logs, &me)?;
             // Its members stay in memory once it is taken: a welcome
             // past the bound is declined, before it counts anywhere.
@@ -695,7 +723,10 @@ impl Ledger {
                 });
             }
         }
-        Ok(declined)
+        Ok(Applied {
+            declined,
+            groups: chains,
+        })
     }
 
     /// The scope `scope_id` (whose logs are `logs`) as `ledger` counts
@@ -761,7 +792,7 @@ impl Ledger {
                 .find(|(g, ..)| *g == group)
                 .map(|s| (s.1, s.2, s.3));
             let (scope_id, private, epoch) = seen.unwrap_or_else(|| {
-                let (id, _, private) = profile.budget_scope(&group);
+                let (id, _, private) = budget_scope(&chains, &group);
                 let epoch = epoch_of(&chains, &group);
                 scopes.push((group, id, private, epoch));
                 (id, private, epoch)
@@ -812,25 +843,60 @@ impl Ledger {
             .is_some_and(|scope| scope.over(budgets, false, None, author, kind, n).is_some())
     }
 
-    /// Gives back what [`Ledger::apply`] counted for messages of a stored
-    /// batch that were already there (another link brought them first):
-    /// they take no more room.
-    pub(crate) fn refund(&self, profile: &Profile, batch: &Inbound) {
+    /// Gives back what the ledger counted of a stored batch that takes
+    /// up no room: its messages that were already there (another link
+    /// brought them first), and the rows that its MEMBERSHIP messages
+    /// replaced (`replaced`: only an author's one with the smallest id
+    /// is kept in an epoch, see
+    /// [`crate::profile::store::Inserter::take_replaced`]), which may
+    /// have been counted in an earlier batch or from the store. All are
+    /// judged by `groups`, those [`Ledger::apply`] counted the batch by
+    /// ([`Applied::groups`]), not as they stand now (see
+    /// [`Scope::exempt`]).
+    pub(crate) fn refund(
+        &self,
+        profile: &Profile,
+        groups: &[Chain],
+        batch: &Inbound,
+        replaced: &[DeletedRow],
+    ) {
         let me = profile.identity().public().sign;
-        let chains = profile.chains();
+        let again = batch
+            .iter()
+            .filter(|item| *item.verdict() == (Verdict::Stored { new: false }))
+            .map(|item| {
+                let msg = item.message();
+                let facts = (msg.author(), msg.kind(), msg.as_bytes().len() as u64);
+                (*item.group(), Some(facts))
+            });
+        let rows = again.chain(replaced.iter().copied());
         let mut ledger = self.used.lock().expect("ledger lock");
-        for item in batch.iter() {
-            if *item.verdict() != (Verdict::Stored { new: false }) || item.message().author() == me
-            {
-                continue;
-            }
-            let (scope_id, _, _) = profile.budget_scope(item.group());
+        Ledger::give_back_rows(&mut ledger, groups, &me, rows);
+    }
+
+    /// Gives back to `ledger` what it counted of `rows` (deleted, or
+    /// stored twice): each in its log's scope, judged by its log's epoch,
+    /// as `groups` hold them. What `me` wrote counted nothing. Each log is
+    /// looked up once: a batch, or a sweep's, is mostly of one.
+    fn give_back_rows(
+        ledger: &mut HashMap<GroupId, Scope>,
+        groups: &[Chain],
+        me: &AuthorId,
+        rows: impl IntoIterator<Item = DeletedRow>,
+    ) {
+        let mut logs: HashMap<GroupId, (GroupId, Option<&Epoch>)> = HashMap::new();
+        for (group, facts) in rows {
+            let (scope_id, epoch) = *logs
+                .entry(group)
+                .or_insert_with(|| (budget_scope(groups, &group).0, epoch_of(groups, &group)));
             let Some(scope) = ledger.get_mut(&scope_id) else {
                 continue;
             };
-            let msg = item.message();
-            let epoch = epoch_of(&chains, item.group());
-            scope.give_back(epoch, msg.author(), msg.kind(), msg.as_bytes().len() as u64);
+            match facts {
+                None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
+                Some((author, kind, n)) if author != *me => scope.give_back(epoch, author, kind, n),
+                Some(_) => {}
+            }
         }
     }
 
@@ -896,21 +962,8 @@ impl Ledger {
         loop {
             let mut ledger = self.used.lock().expect("ledger lock");
             let swept = total.or_done(profile.sweep_batch(now, limit))?;
-            let chains = profile.chains();
-            for (group, facts) in &swept.rows {
-                let (scope_id, _, _) = profile.budget_scope(group);
-                let Some(scope) = ledger.get_mut(&scope_id) else {
-                    continue;
-                };
-                let epoch = epoch_of(&chains, group);
-                match facts {
-                    None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
-                    Some((author, kind, n)) if *author != me => {
-                        scope.give_back(epoch, *author, *kind, *n)
-                    }
-                    Some(_) => {}
-                }
-            }
+            let groups = profile.chains();
+            Ledger::give_back_rows(&mut ledger, &groups, &me, swept.rows.iter().copied());
             drop(ledger);
             total.add_count(&swept);
             if !swept.more() {
@@ -1013,23 +1066,26 @@ mod tests {
         };
         let ledger = Ledger::default();
         let mut first = batch();
-        assert!(
-            ledger.apply(&p, &budgets, &mut first).unwrap().is_empty(),
-            "8 KB fit"
-        );
+        let applied = ledger.apply(&p, &budgets, &mut first).unwrap();
+        assert!(applied.declined.is_empty(), "8 KB fit");
         // Another link brought them first: nothing new was stored.
         for item in first.iter_mut() {
             item.set_stored(false);
         }
-        ledger.refund(&p, &first);
+        ledger.refund(&p, &applied.groups, &first, &[]);
         let mut again = batch();
         assert!(
-            ledger.apply(&p, &budgets, &mut again).unwrap().is_empty(),
+            ledger
+                .apply(&p, &budgets, &mut again)
+                .unwrap()
+                .declined
+                .is_empty(),
             "the same 8 KB, counted once"
         );
         // Counted, not given back: a third copy would be over.
         let mut third = batch();
-        assert!(!ledger.apply(&p, &budgets, &mut third).unwrap().is_empty());
+        let declined = ledger.apply(&p, &budgets, &mut third).unwrap().declined;
+        assert!(!declined.is_empty());
     }
 
     /// A contact over their budget costs no signature check: what a budget
@@ -1148,11 +1204,15 @@ mod tests {
         let real = [welcome(0, 150_000), welcome(1, 150_000)];
         let mut real = Inbound::new(&group, real);
         real.verify(now);
-        assert!(ledger.apply(&p, &budgets, &mut real).unwrap().is_empty());
+        assert!(ledger
+            .apply(&p, &budgets, &mut real)
+            .unwrap()
+            .declined
+            .is_empty());
         // Longer than any epoch: counted, and over.
         let mut huge = Inbound::new(&group, [welcome(2, 600_000)]);
         huge.verify(now);
-        let declined = ledger.apply(&p, &budgets, &mut huge).unwrap();
+        let declined = ledger.apply(&p, &budgets, &mut huge).unwrap().declined;
         assert_eq!(declined.len(), 1);
         assert_eq!(declined[0].over, Over::Contact);
         const { assert!(MAX_EXEMPT_LEN < 600_000) };
@@ -1193,7 +1253,8 @@ mod tests {
         let ledger = Ledger::default();
         let mut batch = Inbound::new(&group, welcomes.clone());
         batch.verify(now);
-        let declined = ledger.apply(&p, &budgets, &mut batch).unwrap();
+        let applied = ledger.apply(&p, &budgets, &mut batch).unwrap();
+        let declined = &applied.declined;
         // The allowance's worth, and then the budget's (three).
         assert_eq!(declined.len() as u64, 200 - fit - 3);
         assert!(declined.iter().all(|d| d.over == Over::Contact));
@@ -1203,11 +1264,15 @@ mod tests {
                 item.set_stored(false);
             }
         }
-        ledger.refund(&p, &batch);
+        ledger.refund(&p, &applied.groups, &batch, &[]);
         let mut again = Inbound::new(&group, welcomes.clone());
         again.verify(now);
         assert_eq!(
-            ledger.apply(&p, &budgets, &mut again).unwrap().len() as u64,
+            ledger
+                .apply(&p, &budgets, &mut again)
+                .unwrap()
+                .declined
+                .len() as u64,
             200 - fit - 3
         );
         // Stored, and counted from the store: the same.
@@ -1231,6 +1296,19 @@ mod tests {
         group: &strand_sync::Group,
         now: Time,
     ) -> (Epoch, strand_sync::Identity) {
+        let (epoch, carol, welcome) = bobs_group_with_carol_not_followed(p, bob, group, now);
+        follow(p, group, &welcome, &epoch, now);
+        (epoch, carol)
+    }
+
+    /// [`bobs_group_with_carol`], Bob's welcome stored and not yet
+    /// followed: the epoch, Carol, and the welcome.
+    fn bobs_group_with_carol_not_followed(
+        p: &Profile,
+        bob: &strand_sync::Identity,
+        group: &strand_sync::Group,
+        now: Time,
+    ) -> (Epoch, strand_sync::Identity, Message) {
         let rng = &mut crate::profile::os_rng();
         let carol = strand_sync::Identity::generate("Carol", rng).unwrap();
         let others = [
@@ -1243,11 +1321,23 @@ mod tests {
         let mut store = p.store().unwrap();
         assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &welcome).unwrap());
         store.commit().unwrap();
+        (epoch, carol, welcome)
+    }
+
+    /// Alice (`p`) follows the `welcome` into `epoch` stored in her 1:1
+    /// group `group`.
+    fn follow(
+        p: &Profile,
+        group: &strand_sync::Group,
+        welcome: &Message,
+        epoch: &Epoch,
+        now: Time,
+    ) {
+        let rng = &mut crate::profile::os_rng();
         p.apply_group_messages(&[(group.id, welcome.key())], now, rng)
             .unwrap();
         let held = p.chains().iter().any(|c| c.epoch(&epoch.id()).is_some());
         assert!(held, "Alice follows Bob's group");
-        (epoch, carol)
     }
 
     /// Regression (a group audit's L1): a MEMBERSHIP message was left out
@@ -1288,7 +1378,10 @@ mod tests {
             per_member: 50_000,
             ..Budgets::default()
         };
-        let declined = Ledger::default().apply(&p, &budgets, &mut batch()).unwrap();
+        let declined = Ledger::default()
+            .apply(&p, &budgets, &mut batch())
+            .unwrap()
+            .declined;
         let over = Declined {
             author: carols,
             group: Some(epoch.root),
@@ -1298,7 +1391,7 @@ mod tests {
         // Within the budget: taken, and counted.
         let ledger = Ledger::default();
         let declined = ledger.apply(&p, &Budgets::default(), &mut batch());
-        assert!(declined.unwrap().is_empty());
+        assert!(declined.unwrap().declined.is_empty());
         let used = ledger.used.lock().unwrap()[&epoch.root].by_author[&carols];
         assert_eq!(used.all, len);
         // Stored, and counted from the store: the same.
@@ -1307,6 +1400,111 @@ mod tests {
         store.commit().unwrap();
         let counted = Ledger::count(&p, &[epoch.id()], &me).unwrap();
         assert_eq!(counted.by_author.get(&carols).map(|u| u.all), Some(len));
+    }
+
+    /// Regression (a review of the MEMBERSHIP budgets, R2-1): a
+    /// MEMBERSHIP message with a smaller id replaces its author's one
+    /// stored in the epoch, which is deleted, but what the ledger counted
+    /// of the one deleted stayed counted until the ledger was counted
+    /// again from the store (at the next unlock): a member's 100 kB of
+    /// junk, replaced by a shorter message, took up 100 kB of their budget
+    /// for nothing. It is now given back, and the ledger holds what a
+    /// count from the store finds.
+    #[test]
+    fn a_membership_message_replaced_by_a_smaller_one_gives_its_room_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let (epoch, carol) = bobs_group_with_carol(&p, &bob, &group, now);
+        let carols = carol.public().sign;
+        // Two of Carol's, both junk long enough to count: the one with the
+        // larger id is stored first, and the other then replaces it.
+        let mut junk = |at: Time, len: usize| {
+            let body = vec![7u8; len];
+            Message::create(&carol, epoch.group(), at, Kind::MEMBERSHIP, &body, rng).unwrap()
+        };
+        let (a, b) = (junk(now - 10, 100_000), junk(now - 9, 50_000));
+        let (first, second) = if a.id() > b.id() { (a, b) } else { (b, a) };
+        let ledger = Ledger::default();
+        for m in [&first, &second] {
+            let batch = Inbound::new(epoch.group(), [m.clone()]);
+            let stored = p.check_and_store(batch, &ledger, &Budgets::default(), now);
+            let (batch, declined) = stored.unwrap();
+            assert!(declined.is_empty(), "{declined:?}");
+            let verdict = batch.iter().next().unwrap().verdict().clone();
+            assert_eq!(verdict, Verdict::Stored { new: true });
+        }
+        let (root, logs, _) = p.budget_scope(&epoch.id());
+        let counted = Ledger::count(&p, &logs, &me).unwrap();
+        let kept = second.as_bytes().len() as u64;
+        let theirs = counted.by_author.get(&carols).copied();
+        assert_eq!(theirs.map(|u| u.all), Some(kept), "the first was replaced");
+        let used = ledger.used.lock().unwrap();
+        assert_eq!(used[&root].by_author.get(&carols).copied(), theirs);
+        assert_eq!(used[&root].total, counted.total);
+    }
+
+    /// Regression (a review of the MEMBERSHIP budgets, R2-2): a stored
+    /// batch was counted by the groups as they stood when it was checked,
+    /// and what it turned out not to take up (messages another link had
+    /// stored first) was given back by the groups as they stood after it
+    /// was stored. What the groups say of a log can change in between:
+    /// an epoch a welcomer made up is replaced by the real one under its
+    /// id, with other admins, or (as here) the group is followed. Counted
+    /// while the log was no group's (in a scope of its own, Bob's change
+    /// like a text), Bob's was then given back as an admin's (nothing)
+    /// and Carol's from the group's scope, which had counted it once from
+    /// the store: the log's scope kept both, the group's lost Carol's.
+    /// A batch is now given back by the groups it was counted by.
+    #[test]
+    fn a_batch_is_given_back_by_the_groups_it_was_counted_by() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let (epoch, carol, welcome) = bobs_group_with_carol_not_followed(&p, &bob, &group, now);
+        let carols = carol.public().sign;
+        let mut junk = |who: &strand_sync::Identity, at: Time| {
+            let body = vec![7u8; 100_000];
+            Message::create(who, epoch.group(), at, Kind::MEMBERSHIP, &body, rng).unwrap()
+        };
+        let (bobs, theirs) = (junk(&bob, now - 10), junk(&carol, now - 9));
+        let mut batch = Inbound::new(epoch.group(), [bobs.clone(), theirs.clone()]);
+        batch.verify(now);
+        let ledger = Ledger::default();
+        let applied = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        assert!(applied.declined.is_empty(), "{:?}", applied.declined);
+        let alone = ledger.used.lock().unwrap()[&epoch.id()].total.all;
+        assert_eq!(
+            alone,
+            (bobs.as_bytes().len() + theirs.as_bytes().len()) as u64
+        );
+        // Alice follows the group, another link stores both, and the
+        // group's scope is counted from the store: Carol's, not Bob's.
+        follow(&p, &group, &welcome, &epoch, now);
+        let mut store = p.store().unwrap();
+        for m in [&bobs, &theirs] {
+            assert!(strand_sync::WriteStore::insert(&mut store, &epoch.id(), m).unwrap());
+        }
+        store.commit().unwrap();
+        let (root, logs, private) = p.budget_scope(&epoch.id());
+        assert!(private && root == epoch.root);
+        Ledger::counted(&mut ledger.used.lock().unwrap(), &p, root, &logs, &me).unwrap();
+        // Nothing of the batch was new: given back.
+        for item in batch.iter_mut() {
+            item.set_stored(false);
+        }
+        ledger.refund(&p, &applied.groups, &batch, &[]);
+        let used = ledger.used.lock().unwrap();
+        assert_eq!(used[&epoch.id()].total.all, 0, "given back where counted");
+        let counted = Ledger::count(&p, &logs, &me).unwrap();
+        let kept = counted.by_author.get(&carols).copied();
+        assert_eq!(kept.map(|u| u.all), Some(theirs.as_bytes().len() as u64));
+        assert_eq!(used[&root].by_author.get(&carols).copied(), kept);
+        assert_eq!(used[&root].total, counted.total);
     }
 
     /// What the budgets leave out, they still do: a request to leave from
@@ -1337,7 +1535,7 @@ mod tests {
         let ledger = Ledger::default();
         let mut batch = Inbound::new(epoch.group(), [leave.clone(), change.clone(), text]);
         batch.verify(now);
-        let declined = ledger.apply(&p, &budgets, &mut batch).unwrap();
+        let declined = ledger.apply(&p, &budgets, &mut batch).unwrap().declined;
         let over = Declined {
             author: carols,
             group: Some(epoch.root),
@@ -1411,7 +1609,10 @@ mod tests {
         let ledger = Ledger::default();
         let mut batch = Inbound::new(&group, welcomes.clone());
         batch.verify(now);
-        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        let declined = ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .declined;
         assert_eq!(declined.len(), 1, "{declined:?}");
         assert_eq!(declined[0].over, Over::WelcomedMembers);
         let verdicts: Vec<Verdict> = batch.iter().map(|m| m.verdict().clone()).collect();
@@ -1438,7 +1639,10 @@ mod tests {
         let ledger = Ledger::default();
         let mut batch = Inbound::new(&group, [small.clone()]);
         batch.verify(now);
-        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        let declined = ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .declined;
         assert_eq!(declined.len(), 1, "{declined:?}");
         assert_eq!(declined[0].over, Over::WelcomedMembers);
         // Stored all the same (past a ledger that lost count, as after a
@@ -1596,7 +1800,10 @@ mod tests {
         // ledger that counted nothing (as after a restart) sees too.
         let mut batch = Inbound::new(&group, second.clone());
         batch.verify(now);
-        let declined = Ledger::default().apply(&p, &budgets, &mut batch).unwrap();
+        let declined = Ledger::default()
+            .apply(&p, &budgets, &mut batch)
+            .unwrap()
+            .declined;
         assert_eq!(declined.len(), 1, "after a restart: {declined:?}");
         let (batch, declined) = p
             .check_and_store(Inbound::new(&group, second.clone()), &ledger, &budgets, now)
@@ -1708,7 +1915,10 @@ mod tests {
         let ledger = Ledger::default();
         let mut batch = Inbound::new(&group, welcomes.clone());
         batch.verify(now);
-        let declined = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        let declined = ledger
+            .apply(&p, &Budgets::default(), &mut batch)
+            .unwrap()
+            .declined;
         assert!(declined.is_empty(), "{declined:?}");
         assert!(batch.iter().all(|m| *m.verdict() == Verdict::Valid));
 
@@ -1758,6 +1968,7 @@ mod tests {
         assert!(ledger
             .apply(&p, &Budgets::default(), &mut batch)
             .unwrap()
+            .declined
             .is_empty());
         let mut store = p.store().unwrap();
         for m in &texts {
@@ -1816,6 +2027,7 @@ mod tests {
         assert!(ledger
             .apply(p, &Budgets::default(), &mut batch)
             .unwrap()
+            .declined
             .is_empty());
         let mut store = p.store().unwrap();
         for m in &texts {

@@ -29,12 +29,16 @@ use crate::profile::{Profile, ProfileError};
 #[derive(Debug, Default)]
 pub struct Swept {
     deleted: usize,
-    pub(crate) rows: Vec<(GroupId, Option<RowFacts>)>,
+    pub(crate) rows: Vec<DeletedRow>,
     more: bool,
 }
 
 /// A deleted row's author, kind and length.
 pub(crate) type RowFacts = (AuthorId, Kind, u64);
+
+/// A deleted row's log and, unless it was hollow, its [`RowFacts`]
+/// ([`crate::profile::store::deleted_row`]).
+pub(crate) type DeletedRow = (GroupId, Option<RowFacts>);
 
 impl Swept {
     /// How many messages were deleted.
@@ -199,12 +203,8 @@ impl Profile {
                     // A hollow row, or what the ledger counted (a row that
                     // does not read counted nothing).
                     swept.deleted += 1;
-                    let row = row.value();
-                    if row.is_empty() {
-                        swept.rows.push((group, None));
-                    } else if let Some((author, kind, n)) = crate::profile::store::row_facts(row) {
-                        swept.rows.push((group, Some((author, kind, n as u64))));
-                    }
+                    let row = crate::profile::store::deleted_row(group, row.value());
+                    swept.rows.extend(row);
                 }
                 outbox.remove(&key).map_err(db_error)?;
                 if chunks.remove(&key).map_err(db_error)?.is_some() {

@@ -1700,20 +1700,21 @@ impl Profile {
         // the batch in: forgotten, as after a failed store, or what it
         // let in (welcomes kept until followed above all) would stay
         // counted though never stored.
-        let declined = ledger.apply(self, budgets, &mut batch).inspect_err(|_| {
+        let applied = ledger.apply(self, budgets, &mut batch).inspect_err(|_| {
             ledger.forget();
         })?;
         if !batch.iter().any(|m| *m.verdict() == Verdict::Valid) {
-            return Ok((batch, declined));
+            return Ok((batch, applied.declined));
         }
         let me = self.identity().public().sign;
         let inner = self.inner.clone();
-        let (batch, gone) = match self.write_txn(move |txn| {
+        let (batch, replaced, gone) = match self.write_txn(move |txn| {
             // A contact deleted since the session read the list: nothing
             // of theirs is stored now (see [`crate::profile::removal`]).
             let gone = decline_unknown_groups(&inner, &mut batch);
             let chains = inner.chains.read().expect("chains lock").clone();
-            Ok((store_checked(txn, me, &chains, batch, now)?, gone))
+            let (batch, replaced) = store_checked(txn, me, &chains, batch, now)?;
+            Ok((batch, replaced, gone))
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -1721,11 +1722,13 @@ impl Profile {
                 return Err(e);
             }
         };
-        ledger.refund(self, &batch);
+        // Given back by the groups the batch was counted by, whatever
+        // changed since.
+        ledger.refund(self, &applied.groups, &batch, &replaced);
         ledger.stored(self, &batch);
         // What the ledger counted of them before they were declined.
         ledger.drop_scopes(&gone);
-        Ok((batch, declined))
+        Ok((batch, applied.declined))
     }
 }
 
@@ -1784,14 +1787,15 @@ impl Inner {
 
 /// Stores the valid messages of a checked batch in `txn` and records in
 /// it which were new. `chains` are the private groups: an epoch's floor
-/// is its group's (see [`Inserter`]).
+/// is its group's (see [`Inserter`]). Returns the batch, and the rows
+/// its MEMBERSHIP messages replaced ([`Inserter::take_replaced`]).
 pub(crate) fn store_checked(
     txn: &WriteTransaction,
     me: AuthorId,
     chains: &[Chain],
     mut batch: Inbound,
     now: Time,
-) -> Result<Inbound, ProfileError> {
+) -> Result<(Inbound, Vec<crate::profile::expiry::DeletedRow>), ProfileError> {
     let mut store = Inserter::new(txn, me, now)
         .map_err(db_error)?
         .with_groups(chains);
@@ -1811,7 +1815,7 @@ pub(crate) fn store_checked(
             item.set_stored(new);
         }
     }
-    Ok(batch)
+    Ok((batch, store.take_replaced()))
 }
 
 pub(crate) fn store_own(

@@ -16,6 +16,7 @@ use strand_sync::{
     WriteStore,
 };
 
+use crate::profile::expiry::DeletedRow;
 use crate::profile::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
@@ -160,6 +161,18 @@ pub(crate) fn row_facts(row: &[u8]) -> Option<(AuthorId, Kind, usize)> {
     Some((m.author(), m.kind(), row.len()))
 }
 
+/// A [`MESSAGES`] row of `group` being deleted, as the budget ledger
+/// gives it back ([`crate::profile::budget`]): its log and, unless it is
+/// hollow, its author, kind and length. `None` for a row that does not
+/// read: a count from the store counted nothing for it.
+pub(crate) fn deleted_row(group: GroupId, row: &[u8]) -> Option<DeletedRow> {
+    if row.is_empty() {
+        return Some((group, None));
+    }
+    let (author, kind, n) = row_facts(row)?;
+    Some((group, Some((author, kind, n as u64))))
+}
+
 /// The sync key of a table key.
 pub fn sync_key(table_key: &[u8; 72]) -> Key {
     Key {
@@ -294,6 +307,11 @@ fn is_late(floor: Option<&Position>, time: Time) -> bool {
 /// is the newest of all its chain's epochs' floors: what the user read or
 /// wrote in one epoch is history in all of them, and an epoch made after
 /// the user read the group starts above what they read.
+///
+/// A MEMBERSHIP message can replace one stored before
+/// ([`Inserter::keep_smallest_change`]): the rows it deleted are listed
+/// ([`Inserter::take_replaced`]), for the budget ledger to give back what
+/// it counted of them.
 pub(crate) struct Inserter<'t> {
     txn: &'t WriteTransaction,
     messages: Table<'t, [u8; 72], &'static [u8]>,
@@ -310,6 +328,8 @@ pub(crate) struct Inserter<'t> {
     /// index in `chains`: read once, not once per text (a chain's epochs
     /// are as many as its changes).
     group_floors: std::collections::HashMap<usize, Option<Position>>,
+    /// The rows deleted as a smaller MEMBERSHIP message replaced them.
+    replaced: Vec<DeletedRow>,
     me: AuthorId,
     now: Time,
 }
@@ -330,9 +350,18 @@ impl<'t> Inserter<'t> {
             epoch_of: Default::default(),
             chains: Vec::new(),
             group_floors: Default::default(),
+            replaced: Vec::new(),
             me,
             now,
         })
+    }
+
+    /// The rows it deleted so far as a MEMBERSHIP message with a smaller
+    /// id replaced them ([`Inserter::keep_smallest_change`]), and then
+    /// none: what the budget ledger counted of them is given back
+    /// ([`crate::profile::budget::Ledger::refund`]).
+    pub(crate) fn take_replaced(&mut self) -> Vec<DeletedRow> {
+        std::mem::take(&mut self.replaced)
     }
 
     /// Tells it the private groups, so that the floor of an epoch is its
@@ -432,7 +461,8 @@ impl<'t> Inserter<'t> {
 
     /// Whether to store a MEMBERSHIP message: only each author's one
     /// with the smallest id counts in an epoch, so a larger one is not
-    /// stored and a smaller one replaces the one kept (removed here).
+    /// stored and a smaller one replaces the one kept (removed here, and
+    /// listed for [`Inserter::take_replaced`]).
     fn keep_smallest_change(
         &mut self,
         group: &GroupId,
@@ -446,7 +476,9 @@ impl<'t> Inserter<'t> {
             if old[40..] <= k[40..] {
                 return Ok(false);
             }
-            self.messages.remove(&old)?;
+            if let Some(row) = self.messages.remove(&old)? {
+                self.replaced.extend(deleted_row(*group, row.value()));
+            }
         }
         t.insert(&at, k)?;
         Ok(true)
