@@ -656,7 +656,11 @@ async fn read(ctx: &Ctx, device: &Device, name: &str, follow: bool) -> Result<()
 
 /// Prints the conversation after `last` (from the start if `None`), a
 /// page at a time (a long conversation is never held whole), and moves
-/// `last` to the last message printed. Each page is marked read.
+/// `last` to the last message printed. Each page is marked read. A text
+/// stored as a page is read, shown among its messages or between two
+/// pages, is not passed over: the node ends that page below it and
+/// starts the next just above the last message it answered
+/// ([`Request::Read`]), so no text before `last` is left unprinted.
 async fn print_after(
     ctx: &Ctx,
     device: &Device,

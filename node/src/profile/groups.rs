@@ -33,7 +33,7 @@ use crate::profile::store::{
     shown_key, shown_position, split_table_key, table_key, Position, SHOWN_INCOMING,
 };
 use crate::profile::views::{
-    held_bytes, increment, shown_range, ConversationPage, Filling, PageBound,
+    first_unread_key, held_bytes, shown_range, ConversationPage, Filling, PageBound,
 };
 use strand_sync::Time;
 
@@ -1701,14 +1701,7 @@ impl Profile {
                     last = Some((at, self.group_message(chain, epoch, &messages, m, &chosen)?));
                 }
             }
-            let from = match seen.get(&id.0).map_err(db_error)? {
-                Some(mark) => {
-                    let mut k = shown_key(&id, &Position::from_bytes(&mark.value()));
-                    increment(&mut k[32..]);
-                    k
-                }
-                None => lo,
-            };
+            let from = first_unread_key(&seen, &id)?;
             if from <= hi {
                 for entry in shown.range(from..=hi).map_err(db_error)? {
                     let (_, v) = entry.map_err(db_error)?;

@@ -14,7 +14,11 @@
 //! and only as far as the page showed: the page is read in a read
 //! transaction, so the writer never waits for it, and a text can be
 //! stored before the page is marked. One dated among the page's messages
-//! was not shown, and the mark stops below it ([`shown_as_far_as`]).
+//! was not shown: the page ends below it, and the next page starts there
+//! ([`Profile::read_then_mark`]). The read mark is one position per log,
+//! so the mark of a page never passes a text above the current mark that
+//! the page did not show, whether among its messages or before its start
+//! ([`unshown`]).
 //!
 //! Conversations are in the order messages are shown, not the order their
 //! authors claim ([`Position`]): a message claiming to be no newer than
@@ -212,15 +216,7 @@ impl Profile {
                 }
                 None => None,
             };
-            let from = match seen.get(&group.id.0).map_err(db_error)? {
-                // Strictly after the mark: the smallest key above it.
-                Some(mark) => {
-                    let mut k = shown_key(&group.id, &Position::from_bytes(&mark.value()));
-                    increment(&mut k[32..]);
-                    k
-                }
-                None => lo,
-            };
+            let from = first_unread_key(&seen, &group.id)?;
             let mut unread = 0;
             if from <= hi {
                 for entry in shown.range(from..=hi).map_err(db_error)? {
@@ -285,7 +281,8 @@ impl Profile {
 
     /// A page of the conversation with `contact`, read as
     /// [`Profile::conversation_page_within`] reads it, then marked read as
-    /// far as it shows and no further ([`Profile::read_then_mark`]). The
+    /// far as it shows and no further ([`Profile::read_then_mark`]), and
+    /// where the next page starts: just above its last message. The
     /// contact is looked up once: if they are deleted once the page is
     /// read, nothing is marked (their conversation is gone).
     pub fn read_page_marked(
@@ -354,12 +351,25 @@ impl Profile {
     /// Reads a page of a conversation with `read`, from `from` on, then
     /// marks `logs` read (the conversation's: a contact's log, or every
     /// epoch of a group) as far as the page showed and no further, in
-    /// one write transaction after the read ([`shown_as_far_as`]): what
-    /// comes after its last message stays unread, and so does a text
-    /// stored once the page was read and shown among its messages. The
-    /// one way [`Profile::read_page_marked`] and
+    /// one write transaction after the read ([`unshown`]). The one way
+    /// [`Profile::read_page_marked`] and
     /// [`Profile::read_group_page_marked`] mark a page read; `position`
     /// says where a message of the page is shown.
+    ///
+    /// The page is read in a read transaction, so the writer never waits
+    /// for it, and a text can be stored before it is marked. One shown
+    /// among the page's messages was not in it: the page then ends below
+    /// that text and is marked read no further, and the next page starts
+    /// there. (If the text comes before the page's first message, the
+    /// page is empty and the next starts where this one did: it is read
+    /// again.) The next page always starts just above this one's last
+    /// message, not at the message that followed it when it was read, so
+    /// a text stored before the next page is read and shown between the
+    /// two is in the next. A reader that goes from one page to the next
+    /// (`strand read`, with `--follow` too, and `strand group read`) thus
+    /// shows every text it marks read. One that starts past texts above
+    /// the read mark, which it has not shown, moves the mark no further:
+    /// they stay unread, and so does what comes after them.
     pub(crate) fn read_then_mark<M>(
         &self,
         logs: Vec<GroupId>,
@@ -367,16 +377,30 @@ impl Profile {
         read: impl FnOnce() -> Result<ConversationPage<M>, ProfileError>,
         position: impl Fn(&M) -> Position,
     ) -> Result<ConversationPage<M>, ProfileError> {
-        let page = read()?;
-        let shown: Vec<Position> = page.messages.iter().map(position).collect();
-        if !shown.is_empty() {
-            let from = *from;
-            self.write_txn(move |txn| {
-                let Some(up_to) = shown_as_far_as(txn, &logs, from, &shown)? else {
-                    return Ok(());
-                };
-                raise_read_marks_in(txn, &logs, up_to)
-            })?;
+        let mut page = read()?;
+        let shown: Vec<Position> = page.messages.iter().map(&position).collect();
+        if shown.is_empty() {
+            return Ok(page);
+        }
+        let from = *from;
+        let among = self.write_txn(move |txn| {
+            let found = unshown(txn, &logs, from, &shown)?;
+            if let Some(up_to) = found.read_to(&shown) {
+                raise_read_marks_in(txn, &logs, up_to)?;
+            }
+            Ok(found.among)
+        })?;
+        if let Some(stored) = among {
+            let before = page
+                .messages
+                .iter()
+                .take_while(|&m| position(m) < stored)
+                .count();
+            page.messages.truncate(before);
+        }
+        if among.is_some() || page.next.is_some() {
+            let end = page.messages.last().map(&position);
+            page.next = Some(end.map_or(from, just_above));
         }
         Ok(page)
     }
@@ -416,44 +440,98 @@ fn raise_read_marks_in(
     Ok(())
 }
 
-/// How far a page may mark its conversation read, once it showed the
-/// messages at `shown` (in order, the first at or after `from`): to its
-/// last message, unless `logs` now hold a text between `from` and there
-/// that the page did not show. Such a text was stored once the page was
-/// read (dated among its messages and above the floor then, it is shown
-/// among them). The read mark says the user saw everything up to it, so
-/// it then goes only to the page's last message before that text, or
-/// nowhere (`None`) if the text comes before the first. Reads at most one
-/// row per message of the page, and one more per log.
-fn shown_as_far_as(
+/// Texts of a conversation that a page did not show, above the read
+/// mark and up to the page's last message, as [`unshown`] finds them
+/// when the page is marked read.
+struct Unshown {
+    /// A log holds a text above its read mark and below the page's start.
+    before: bool,
+    /// The first text from the page's start to its last message that the
+    /// page did not show: one stored once the page was read (dated among
+    /// its messages and above the floor then, it is shown among them).
+    among: Option<Position>,
+}
+
+impl Unshown {
+    /// How far the page that showed the texts at `shown` (in order) may
+    /// mark its conversation read. The read mark says the user saw
+    /// everything up to it, so it goes to the page's last message below
+    /// the first text the page did not show, or nowhere (`None`) if that
+    /// text comes first: always so for one below the page's start.
+    fn read_to(&self, shown: &[Position]) -> Option<Position> {
+        if self.before {
+            return None;
+        }
+        let seen = match self.among {
+            Some(u) => shown.partition_point(|a| *a < u),
+            None => shown.len(),
+        };
+        seen.checked_sub(1).map(|i| shown[i])
+    }
+}
+
+/// The texts of `logs` that a page read from `from` on, which showed the
+/// texts at `shown` (in order), did not show: from just above each log's
+/// read mark to the page's last message. Every text below `from` is one,
+/// so the first there settles it, whoever wrote it (the user's own too:
+/// the check reads one row per log, however many lie there). Reads at
+/// most one row per message of the page, and two more per log.
+fn unshown(
     txn: &WriteTransaction,
     logs: &[GroupId],
     from: Position,
     shown: &[Position],
-) -> Result<Option<Position>, ProfileError> {
-    let Some(&last) = shown.last() else {
-        return Ok(None);
+) -> Result<Unshown, ProfileError> {
+    let mut found = Unshown {
+        before: false,
+        among: None,
+    };
+    let Some(last) = shown.last() else {
+        return Ok(found);
     };
     let table = txn.open_table(SHOWN).map_err(db_error)?;
-    let mut unshown: Option<Position> = None;
+    let seen = txn.open_table(SEEN).map_err(db_error)?;
     for id in logs {
-        let rows = table
-            .range(shown_key(id, &from)..=shown_key(id, &last))
-            .map_err(db_error)?;
-        for entry in rows {
+        let start = shown_key(id, &from);
+        let unread = first_unread_key(&seen, id)?;
+        if unread < start {
+            if let Some(entry) = table.range(unread..start).map_err(db_error)?.next() {
+                entry.map_err(db_error)?;
+                found.before = true;
+            }
+        }
+        for entry in table.range(start..=shown_key(id, last)).map_err(db_error)? {
             let (k, _) = entry.map_err(db_error)?;
             let at = shown_position(&k.value());
             if shown.binary_search(&at).is_err() {
-                unshown = Some(unshown.map_or(at, |u| u.min(at)));
+                found.among = Some(found.among.map_or(at, |u| u.min(at)));
                 break;
             }
         }
     }
-    let seen = match unshown {
-        Some(u) => shown.partition_point(|a| *a < u),
-        None => shown.len(),
-    };
-    Ok(seen.checked_sub(1).map(|i| shown[i]))
+    Ok(found)
+}
+
+/// The first [`SHOWN`] key of `log` that its read mark ([`SEEN`]) does
+/// not cover: the first above the mark, or the log's first if it has
+/// none. Its unread texts start there.
+pub(crate) fn first_unread_key(
+    seen: &impl ReadableTable<[u8; 32], [u8; 48]>,
+    log: &GroupId,
+) -> Result<[u8; 80], ProfileError> {
+    Ok(match seen.get(&log.0).map_err(db_error)? {
+        Some(mark) => shown_key(log, &just_above(Position::from_bytes(&mark.value()))),
+        None => shown_range(log).0,
+    })
+}
+
+/// The first position above `at`. A page read and marked that ends at
+/// `at` says the next starts there ([`Profile::read_then_mark`]), so a
+/// text stored meanwhile and shown just after `at` is in the next.
+fn just_above(at: Position) -> Position {
+    let mut bytes = at.to_bytes();
+    increment(&mut bytes);
+    Position::from_bytes(&bytes)
 }
 
 /// The first and last possible [`SHOWN`] keys of `group` (inclusive).
@@ -508,7 +586,7 @@ mod tests {
     /// among the page's messages (and above the floor), is shown among
     /// them though the page did not hold it, and the mark made it read:
     /// never shown, and never counted unread. Now the mark stops below
-    /// it, and the next read shows it.
+    /// it, the page ends there, and the next read shows it.
     #[test]
     fn a_text_stored_among_a_page_as_it_is_read_stays_unread() {
         let tmp = tempfile::tempdir().unwrap();
@@ -532,7 +610,7 @@ mod tests {
             )
             .unwrap();
         let texts = |m: &[StoredMessage]| m.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
-        assert_eq!(texts(&page.messages), ["one", "three"]);
+        assert_eq!(texts(&page.messages), ["one"], "it ends below \"two\"");
         assert_eq!(
             texts(&p.conversation("Bob").unwrap()),
             ["one", "two", "three"],
@@ -598,7 +676,7 @@ mod tests {
             .unwrap();
         let texts =
             |m: &[GroupMessage]| m.iter().map(|m| m.message.text.clone()).collect::<Vec<_>>();
-        assert_eq!(texts(&page.messages), ["one", "three"]);
+        assert_eq!(texts(&page.messages), ["one"], "it ends below \"two\"");
         assert_eq!(
             texts(&p.group_conversation("desk").unwrap()),
             ["one", "two", "three"],
@@ -609,10 +687,151 @@ mod tests {
             2,
             "\"two\" was not shown, nor \"three\" after it"
         );
-        let again = p
-            .read_group_page_marked("desk", &Position::MIN, bound)
-            .unwrap();
-        assert_eq!(texts(&again.messages), ["one", "two", "three"]);
+        let next = page.next.expect("the page ends below \"two\"");
+        let rest = p.read_group_page_marked("desk", &next, bound).unwrap();
+        assert_eq!(texts(&rest.messages), ["two", "three"]);
         assert_eq!(unread(&p), 0);
+    }
+
+    /// The texts of a conversation with Bob as `strand read` shows them:
+    /// pages of `bound` read and marked one after the other from `from`,
+    /// as long as there is a next (a few pages at most here, so a page
+    /// that never moves its reader on fails rather than spins).
+    fn read_on(p: &Profile, from: Option<Position>, bound: PageBound) -> Vec<String> {
+        let mut shown = Vec::new();
+        let mut next = from;
+        for _ in 0..8 {
+            let Some(from) = next else {
+                return shown;
+            };
+            let page = p.read_page_marked("Bob", &from, bound).unwrap();
+            shown.extend(page.messages.iter().map(|m| m.text.clone()));
+            next = page.next;
+        }
+        panic!("still reading after 8 pages: {shown:?}");
+    }
+
+    /// Regression (the page after one read as a text was stored among its
+    /// messages marked that text read): the first page stopped its mark
+    /// below the text but still held the messages after it, and said the
+    /// next page started after those. The read mark is one position, and
+    /// the next page marked it up to its own last message, past the text:
+    /// read, and never shown (`strand read` went on to the next page, and
+    /// `strand read --follow` read again from after the last message it
+    /// printed). Now the first page ends below the text, and the next one
+    /// starts there and shows it.
+    #[test]
+    fn the_page_after_a_text_stored_among_one_as_it_is_read_shows_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, direct) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        receive(&p, &bob, &direct, t, "one");
+        receive(&p, &bob, &direct, t + 2 * MINUTE, "three");
+        receive(&p, &bob, &direct, t + 3 * MINUTE, "four");
+        let bound = PageBound::messages(2);
+        let first = p
+            .read_then_mark(
+                vec![direct.id],
+                &Position::MIN,
+                || {
+                    let page = p.page_within(&direct, &Position::MIN, bound);
+                    receive(&p, &bob, &direct, t + MINUTE, "two");
+                    page
+                },
+                StoredMessage::position,
+            )
+            .unwrap();
+        let mut shown: Vec<String> = first.messages.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(shown, ["one"]);
+        assert_eq!(p.summaries().unwrap()[0].unread, 3);
+        shown.extend(read_on(&p, first.next, bound));
+        assert_eq!(shown, ["one", "two", "three", "four"]);
+        assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    }
+
+    /// A text stored as a page is read, and shown before the page's first
+    /// message, leaves the page empty, and the next starts where it did:
+    /// read again, it shows the text.
+    #[test]
+    fn a_page_a_text_stored_as_it_is_read_comes_before_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, direct) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        receive(&p, &bob, &direct, t, "one");
+        receive(&p, &bob, &direct, t + MINUTE, "two");
+        let bound = PageBound::messages(10);
+        let first = p
+            .read_then_mark(
+                vec![direct.id],
+                &Position::MIN,
+                || {
+                    let page = p.page_within(&direct, &Position::MIN, bound);
+                    receive(&p, &bob, &direct, t - MINUTE, "zero");
+                    page
+                },
+                StoredMessage::position,
+            )
+            .unwrap();
+        assert!(first.messages.is_empty(), "it ends below \"zero\"");
+        assert_eq!(first.next, Some(Position::MIN), "where it started");
+        assert_eq!(p.summaries().unwrap()[0].unread, 3);
+        assert_eq!(read_on(&p, first.next, bound), ["zero", "one", "two"]);
+        assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    }
+
+    /// Regression (a text stored between two pages was passed over): a
+    /// page said the next started at the message that followed it when
+    /// it was read. A text stored before the next page was read, shown
+    /// between the two, was in neither, and the next page marked it read.
+    /// Now the next page starts just above the last message of the one
+    /// before, and holds it.
+    #[test]
+    fn a_text_stored_between_two_pages_is_in_the_second() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, direct) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        receive(&p, &bob, &direct, t, "one");
+        receive(&p, &bob, &direct, t + 2 * MINUTE, "three");
+        let bound = PageBound::messages(1);
+        let first = p.read_page_marked("Bob", &Position::MIN, bound).unwrap();
+        assert_eq!(first.messages[0].text, "one");
+        receive(&p, &bob, &direct, t + MINUTE, "two");
+        assert_eq!(read_on(&p, first.next, bound), ["two", "three"]);
+        assert_eq!(p.summaries().unwrap()[0].unread, 0);
+    }
+
+    /// Regression (a page marked read past texts before its start): a
+    /// page checked what it did not show from its start on, so a reader
+    /// that started past texts above the read mark (with a cursor from
+    /// before they were stored, say, or after the mark stopped below one)
+    /// marked them read unseen. The read mark says the user saw
+    /// everything up to it: it now moves no further, and they stay unread
+    /// until a page from below them shows them.
+    #[test]
+    fn a_page_read_from_past_unread_texts_leaves_them_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, bob, direct) = alice_with_bob(&tmp.path().join("a"));
+        let t = now() - 10 * MINUTE;
+        receive(&p, &bob, &direct, t, "one");
+        receive(&p, &bob, &direct, t + 2 * MINUTE, "three");
+        let one = p.conversation_keys("Bob").unwrap()[0];
+        p.mark_read("Bob", &one).unwrap();
+        // Above the mark, and so shown at its time, before "three".
+        receive(&p, &bob, &direct, t + MINUTE, "two");
+        let at = p.conversation_keys("Bob").unwrap();
+        assert_eq!(at.len(), 3);
+        let bound = PageBound::messages(10);
+        let page = p.read_page_marked("Bob", &at[2], bound).unwrap();
+        assert_eq!(page.messages[0].text, "three");
+        assert_eq!(
+            p.summaries().unwrap()[0].unread,
+            2,
+            "\"two\" was not shown, and \"three\" comes after it"
+        );
+        assert_eq!(
+            read_on(&p, Some(Position::MIN), bound),
+            ["one", "two", "three"]
+        );
+        assert_eq!(p.summaries().unwrap()[0].unread, 0);
     }
 }

@@ -155,9 +155,14 @@ pub enum Request {
     /// [`crate::Position`]): at most `limit` messages (default and most
     /// [`READ_PAGE`]), fewer once their texts hold [`READ_PAGE_BYTES`],
     /// from `from` on (the `next` of the previous page; the start if
-    /// absent). It is marked read up to its last message, and no further:
-    /// nor past a text stored among its messages once it was read, which
-    /// it did not show ([`crate::Profile::read_page_marked`]).
+    /// absent). It is marked read up to its last message, and no further.
+    /// A text stored among its messages once it was read ends it below
+    /// that text (it may then be empty, its `next` its `from`: ask again),
+    /// and the next page starts just above its last message, so that one
+    /// holds a text stored in between: a client that goes from one page to
+    /// the next shows every text it marks read. The mark does not pass a text
+    /// above it and before `from` either, which the page did not show
+    /// ([`crate::Profile::read_page_marked`]).
     Read {
         /// Contact name.
         contact: String,
@@ -432,7 +437,8 @@ pub enum Reply {
     GroupMessages {
         /// Oldest first.
         messages: Vec<GroupMessageView>,
-        /// Where the next page starts; `None` after the last.
+        /// Where the next page starts (just above this one's last
+        /// message, see [`Request::Read`]); `None` after the last.
         #[serde(default)]
         next: Option<Cursor>,
     },
@@ -833,7 +839,8 @@ impl Cursor {
 pub struct ReadPage {
     /// Oldest first.
     pub messages: Vec<MessageView>,
-    /// Where the next page starts; `None` after the last.
+    /// Where the next page starts (just above this one's last message,
+    /// see [`Request::Read`]); `None` after the last.
     pub next: Option<Cursor>,
 }
 

@@ -387,9 +387,11 @@ pub fn read_group_page(
 /// (default and most [`READ_PAGE`]), fewer once their texts hold
 /// [`READ_PAGE_BYTES`]. `read` marks the page read as far as it shows and
 /// no further ([`crate::Profile::read_page_marked`],
-/// [`crate::Profile::read_group_page_marked`]): what comes after it, and
-/// a text stored among its messages once it was read, were not shown,
-/// and stay unread. Returns the page and where the next one starts.
+/// [`crate::Profile::read_group_page_marked`]): what comes after it was
+/// not shown, and stays unread; a text stored among its messages once it
+/// was read ends the page below it. Returns the page and where the next
+/// one starts (just above its last message, so a text stored in between
+/// is in the next).
 /// [`Request::Read`] and [`Request::GroupRead`] both read this way, so
 /// `strand read` and `strand group read` page alike.
 fn read_marked<M>(
