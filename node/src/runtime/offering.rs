@@ -38,8 +38,14 @@
 //! failing costs a warning an hour, not one a minute. Trying stops once
 //! the record is written, or once the addresses change again: that change
 //! is told as any is, once it settled and no sooner than [`OFFER_EVERY`]
-//! after the last try, and told even if the addresses came back to those
-//! whose record failed (contacts were never told them).
+//! after the last try, and its failures are counted from one again. A
+//! notice of the relay's addresses that leaves those to offer as they
+//! were when the record failed is no change: the device's other networks
+//! come and go (a container bridge, a VPN) while the relay is offered at
+//! the same global addresses, and an address may go and come back within
+//! the settling time. The try stays when it was, and so does its wait, or
+//! such churn on a failing store would bring a try and a warning every
+//! minute.
 //!
 //! [`Reach`]: strand_sync::Reach
 //! [`RelayServer::watch_addresses`]: strand_transport::relay::server::RelayServer::watch_addresses
@@ -97,9 +103,12 @@ fn retry_at(failed: Instant, failures: u32) -> Instant {
 
 /// A change of the relay's addresses whose record could not be written,
 /// waiting to be tried again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Retry {
-    /// How many tries failed in a row.
+    /// The addresses whose record failed: a notice that leaves those to
+    /// offer as they are is no change, and the wait stays.
+    addresses: Vec<Multiaddr>,
+    /// How many tries of those failed in a row.
     failures: u32,
     /// When the next is ([`retry_at`]).
     at: Instant,
@@ -166,7 +175,7 @@ impl Node {
         let mut told: Option<Instant> = None;
         let mut retry: Option<Retry> = None;
         loop {
-            let retrying = tokio::select! {
+            let due = tokio::select! {
                 // A change that came by the time a try is due is told as a
                 // change, once it settled.
                 biased;
@@ -184,12 +193,19 @@ impl Node {
                     }
                     false
                 }
-                _ = until(retry.map(|r| r.at)) => true,
+                _ = until(retry.as_ref().map(|r| r.at)) => true,
             };
             let reached = serving_addresses(addresses.borrow_and_update().clone());
+            // A notice that leaves the addresses to offer as they were
+            // when their record failed is no change: the try waits for its
+            // time, which a store that keeps failing pushes ever further.
+            let unchanged = |r: &Retry| r.addresses == reached;
+            if !due && retry.as_ref().is_some_and(unchanged) {
+                continue;
+            }
             // While a record failed, contacts were not told where the
             // relay is, even if it is back where it was then.
-            let error = match self.offer(reached, retry.is_some()).await {
+            let error = match self.offer(reached.clone(), retry.is_some()).await {
                 // Contacts were told those: nothing is left to try (so
                 // none is while a record failed, `untold`).
                 Offered::Unchanged => {
@@ -206,11 +222,11 @@ impl Node {
                 // The profile closed under it: the node stops.
                 Some(_) if cancel.is_cancelled() => return,
                 Some(e) => {
-                    // A new change starts over: its addresses may be
-                    // ones a record can carry, and the store may write
+                    // A change to other addresses starts over: they may
+                    // be ones a record can carry, and the store may write
                     // again.
-                    let failures = match retry {
-                        Some(r) if retrying => r.failures.saturating_add(1),
+                    let failures = match &retry {
+                        Some(r) if unchanged(r) => r.failures.saturating_add(1),
                         _ => 1,
                     };
                     let at = retry_at(now, failures);
@@ -219,7 +235,11 @@ impl Node {
                         "telling contacts where the relay for them is failed: {}",
                         chain(&e)
                     );
-                    Some(Retry { failures, at })
+                    Some(Retry {
+                        addresses: reached,
+                        failures,
+                        at,
+                    })
                 }
             };
         }
@@ -410,9 +430,11 @@ mod tests {
     /// three records: the change is tried again a minute after the first
     /// failure, two after the second, four after the third, and then
     /// written; and once it is, it is tried no more. Fails without the
-    /// retry (`Some(Retry { failures, at })` in `follow_relay_addresses`
+    /// retry (`Some(Retry { .. })` in `follow_relay_addresses`
     /// made `None`, as before): nothing tries the record again, and the
-    /// paused day runs out.
+    /// paused day runs out. Fails the same way if a try of the addresses
+    /// whose record failed is taken for no change (`&& !untold` taken out
+    /// of [`Node::offer`]).
     #[tokio::test(start_paused = true)]
     async fn a_change_whose_record_failed_is_tried_again_until_it_is_written() {
         let tmp = tempfile::tempdir().unwrap();
@@ -450,14 +472,14 @@ mod tests {
     }
 
     /// A change that comes while a change whose record failed waits to be
-    /// tried again is told as usual, not at the try's time, and a change
-    /// back to the addresses whose record failed is told too: contacts
-    /// were never told them. Here the record fails three times, and the
-    /// next try is four minutes away; the addresses go and come back,
-    /// and are told as that change is, a minute after the last try, not
-    /// at that try's time. Fails if that change is taken for no change
-    /// (`&& !untold` taken out of [`Node::offer`]: the addresses are then
-    /// never told), and without the retry (the third try never comes).
+    /// tried again is told as usual, not at the try's time. Here the
+    /// record fails three times, and the next try is four minutes away;
+    /// the relay moves to another address, which is told as that change
+    /// is, a minute after the last try, not at that try's time. Fails if
+    /// that change is taken for none (the check before [`Node::offer`] in
+    /// `follow_relay_addresses` made to pass over any notice while a try
+    /// waits: the new address is then told at the try's time), and
+    /// without the retry (the third try never comes).
     #[tokio::test(start_paused = true)]
     async fn a_change_while_a_record_is_tried_again_is_told_as_usual() {
         let tmp = tempfile::tempdir().unwrap();
@@ -467,25 +489,25 @@ mod tests {
             ..Store::default()
         }));
         let (node, following) = followed(tmp.path(), addresses, &store).await;
-        let at: Multiaddr = "/ip4/10.7.7.7/tcp/4001".parse().unwrap();
-        relay.send(vec![at.clone()]).unwrap();
+        let first: Multiaddr = "/ip4/10.7.7.7/tcp/4001".parse().unwrap();
+        relay.send(vec![first]).unwrap();
         let tried = |n: usize| store.lock().unwrap().tries.len() >= n;
         within_a_day("three tries", || tried(3)).await;
         let third = store.lock().unwrap().tries[2];
         assert_eq!(offered(&node), None, "nothing written yet");
-        // The address goes, and comes back within the settling time.
-        relay.send(Vec::new()).unwrap();
+        // The relay moves to another address.
+        let at: Multiaddr = "/ip4/10.7.7.8/tcp/4001".parse().unwrap();
         relay.send(vec![at.clone()]).unwrap();
-        let came_back = Instant::now();
+        let moved = Instant::now();
         within_a_day("told", || offered(&node) == Some(vec![at.to_vec()])).await;
         let tries = store.lock().unwrap().tries.clone();
         assert_eq!(tries.len(), 4, "{tries:?}");
-        let due = tell_at(came_back, Some(third));
+        let due = tell_at(moved, Some(third));
         assert!(
             tries[3] >= due && tries[3] < retry_at(third, 3),
             "told {:?} after the change, the try due {:?} after it",
-            tries[3] - came_back,
-            retry_at(third, 3) - came_back
+            tries[3] - moved,
+            retry_at(third, 3) - moved
         );
         tokio::time::sleep(2 * OFFER_RETRY_MAX).await;
         assert_eq!(
@@ -493,6 +515,67 @@ mod tests {
             4,
             "tried after it was written"
         );
+        node.shutdown().await;
+        following.await.unwrap();
+    }
+
+    /// Regression (a notice of the relay's addresses after a record
+    /// failed started its wait over at a minute even when the addresses
+    /// to offer were the same: a container bridge or a VPN coming and
+    /// going on a device whose relay is offered at a global address, with
+    /// a full disk, cost a try and a warning every minute instead of
+    /// ever fewer). Here the store refuses every record, and every 15
+    /// seconds the device gets or loses a private address (which the
+    /// global one hides from contacts), or the global one goes and comes
+    /// back within the settling time: the tries still come a minute, two,
+    /// four and eight apart. Fails before (the check before
+    /// [`Node::offer`] in `follow_relay_addresses` taken out): a try
+    /// every minute, about 20 in those 20 minutes instead of 5.
+    #[tokio::test(start_paused = true)]
+    async fn a_notice_that_leaves_the_addresses_to_offer_as_they_were_keeps_the_wait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (relay, addresses) = watch::channel(Vec::new());
+        let store = Arc::new(Mutex::new(Store {
+            refusals: u32::MAX,
+            ..Store::default()
+        }));
+        let (node, following) = followed(tmp.path(), addresses, &store).await;
+        let global: Multiaddr = "/ip4/203.0.113.7/tcp/4001".parse().unwrap();
+        let bridge: Multiaddr = "/ip4/172.17.0.1/tcp/4001".parse().unwrap();
+        relay.send(vec![global.clone()]).unwrap();
+        within_a_day("the first try", || !store.lock().unwrap().tries.is_empty()).await;
+        let first = store.lock().unwrap().tries[0];
+        // The notices come 7 seconds past each quarter minute after the
+        // first try, never within the settling time before a try (those
+        // come whole minutes after it), so none of them can delay one.
+        tokio::time::sleep_until(first + Duration::from_secs(7)).await;
+        let end = first + 20 * OFFER_EVERY;
+        let mut turn = 0;
+        while Instant::now() < end {
+            match turn % 3 {
+                0 => relay.send(vec![global.clone(), bridge.clone()]).unwrap(),
+                1 => relay.send(vec![global.clone()]).unwrap(),
+                _ => {
+                    relay.send(Vec::new()).unwrap();
+                    relay.send(vec![global.clone()]).unwrap();
+                }
+            }
+            turn += 1;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+        let tries = store.lock().unwrap().tries.clone();
+        let after: Vec<_> = tries.iter().map(|t| *t - first).collect();
+        // At 0, 1, 3, 7 and 15 minutes; the next is at 31.
+        assert_eq!(tries.len(), 5, "tries this long after the first: {after:?}");
+        for (n, pair) in tries.windows(2).enumerate() {
+            let due = retry_at(pair[0], n as u32 + 1);
+            assert!(
+                pair[1] >= due && pair[1] - due < Duration::from_secs(1),
+                "try {} late or early: {after:?}",
+                n + 2
+            );
+        }
+        assert_eq!(offered(&node), None, "nothing written");
         node.shutdown().await;
         following.await.unwrap();
     }
