@@ -26,10 +26,11 @@
 //! other such line is ([`parse`]), as reading one takes many times its
 //! length in memory. The node's copy of a line is wiped once it is read,
 //! as a client's is once sent: a line may carry passphrases. `strand` and
-//! the app give up on the answer to a read (and to the status, or
-//! stopping the node) after [`ANSWER_WITHIN`], saying the node did not
-//! answer ([`may_give_up_on`]); what changes something is waited for as
-//! long as it takes. What each request does is [`Node::handle`]'s. At
+//! the app give up on the answer to a read (and to the status, stopping
+//! the node, or moving a read mark forward) after [`ANSWER_WITHIN`],
+//! saying the node did not answer ([`may_give_up_on`]); what else
+//! changes something is waited for as long as it takes. What each
+//! request does is [`Node::handle`]'s. At
 //! most [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
 //! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
 //! stop it ([`reserved_for`]): so the user can stop their own node while
@@ -397,22 +398,26 @@ pub(crate) fn reserved_for(request: &Request) -> bool {
 
 /// Whether a client may stop waiting for the answer to `request` once
 /// [`ANSWER_WITHIN`] has passed, and say the node did not answer
-/// ([`Device::call`](super::device::Device::call)): what the reserve
-/// serves ([`reserved_for`]), and every read, which changes nothing
-/// stored and is answered at once (from the store, off the node's
-/// workers, or from what the node holds). A node that answers none of
-/// them in that time is stopped (Ctrl-Z) or stuck. Before, only the
-/// status was given up on: the other reads an app attached to a running
-/// node makes at every refresh (the contact list, a conversation's
-/// positions and pages, ...) waited for a stopped node for good, and
-/// its window with them.
+/// ([`Device::call`](super::device::Device::call)). Given up on are the
+/// requests whose outcome the user need not know: what the reserve
+/// serves ([`reserved_for`]); every read, which changes nothing stored
+/// and is answered at once (from the store, off the node's workers, or
+/// from what the node holds); and [`Request::MarkRead`], which only
+/// moves a conversation's read mark forward (never back), and which the
+/// app asks again at its next refresh of the conversation, so done late
+/// or twice it changes nothing the user was told. A node that answers
+/// none of them in that time is stopped (Ctrl-Z) or stuck. Before, only
+/// the status was given up on: the other requests an app attached to a
+/// running node makes at every refresh (the contact list, a
+/// conversation's positions and pages, the mark of what it showed, ...)
+/// waited for a stopped node for good, and its window with them.
 ///
-/// A request that changes something is waited for as long as it takes:
-/// given up on, it could still be done once the node goes on, after the
-/// user was told it failed (a text sent twice when they send it again).
-/// Stopping the node is the exception it always was: one that does not
-/// take it is to be ended all the same, which the error says. Every
-/// request is named here, so a new one is sorted when it is added.
+/// A request whose outcome the user is told is waited for as long as it
+/// takes: given up on, it could still be done once the node goes on,
+/// after the user was told it failed (a text sent twice when they send
+/// it again). Stopping the node is the exception it always was: one that
+/// does not take it is to be ended all the same, which the error says.
+/// Every request is named here, so a new one is sorted when it is added.
 pub(crate) fn may_give_up_on(request: &Request) -> bool {
     match request {
         Request::Status | Request::Shutdown => true,
@@ -436,6 +441,9 @@ pub(crate) fn may_give_up_on(request: &Request) -> bool {
         // which.
         Request::Invite => true,
         Request::Mailbox { action } => action.is_none(),
+        // Only moves a read mark forward, and the app asks it again at
+        // its next refresh of the conversation.
+        Request::MarkRead { .. } => true,
         // Writes, and what takes as long as its file does.
         Request::Add { .. }
         | Request::Send { .. }
@@ -447,7 +455,6 @@ pub(crate) fn may_give_up_on(request: &Request) -> bool {
         | Request::GroupChange { .. }
         | Request::RelayAdd { .. }
         | Request::RelayRemove { .. }
-        | Request::MarkRead { .. }
         | Request::RenameContact { .. }
         | Request::DeleteContact { .. }
         | Request::Rename { .. }

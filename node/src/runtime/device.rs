@@ -435,9 +435,10 @@ mod tests {
         );
     }
 
-    /// Reads an app attached to a running node makes at every refresh:
-    /// the open conversation's timer, positions and a page of it, the
-    /// contact and group lists, the preferences.
+    /// Requests an app attached to a running node makes at every
+    /// refresh: the open conversation's timer, positions and a page of it,
+    /// the mark of what it showed, the contact and group lists, the
+    /// preferences.
     fn refresh_reads() -> Vec<Request> {
         let of = Target::Contact("Bob".into());
         vec![
@@ -447,6 +448,10 @@ mod tests {
                 limit: 50,
             },
             Request::Positions { of: of.clone() },
+            Request::MarkRead {
+                of: of.clone(),
+                up_to: crate::Position::MIN,
+            },
             Request::Timer { of, set: None },
             Request::Summaries,
             Request::Contacts,
@@ -461,12 +466,16 @@ mod tests {
     /// the status was given up on, and an app attached to the node waited
     /// for good on the other reads of its refresh (a conversation's
     /// positions and pages, the contact list), and so did its window and
-    /// quitting. The node is played as in
+    /// quitting. The same holds for the mark of what a refresh showed
+    /// ([`Request::MarkRead`]), which only moves forward and is asked
+    /// again at the next refresh. The node is played as in
     /// [`a_running_node_that_does_not_answer_its_status_is_said_so`], and
     /// time is paused the same way. Fails with [`Device::call`] bounding
     /// only what [`control::reserved_for`] lets through (its
     /// `control::may_give_up_on` made `control::reserved_for`): the outer
-    /// timeout then runs out on the first read, the page.
+    /// timeout then runs out on the first read, the page. Fails on the
+    /// mark with `Request::MarkRead` among the writes of
+    /// `control::may_give_up_on`, as it was.
     #[tokio::test(start_paused = true)]
     async fn a_running_node_that_does_not_answer_a_read_is_said_so() {
         let tmp = tempfile::tempdir().unwrap();
@@ -515,10 +524,6 @@ mod tests {
             Request::Send {
                 to: of.clone(),
                 text: "hi".into(),
-            },
-            Request::MarkRead {
-                of: of.clone(),
-                up_to: crate::Position::MIN,
             },
             Request::Timer {
                 of,
