@@ -11,7 +11,14 @@
 //! Node events (a message arrived, was delivered, a contact connected) are
 //! gathered for [`DEBOUNCE`] and then become one refresh, so a bulk sync of
 //! thousands of messages costs a handful of redraws.
+//!
+//! A node this window is attached to that does not answer (stopped with
+//! Ctrl-Z, or stuck) is waited for [`control::ANSWER_WITHIN`] at most once
+//! per job: once one request of a job went unanswered, the job's later
+//! reads fail at once ([`Core::call`]), so opening a conversation takes
+//! ten seconds to say so, not ten for each of its reads.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -20,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use strand_node::runtime::api::{Failure, Reply, Request};
+use strand_node::runtime::api::{Failure, FailureKind, Reply, Request};
 use strand_node::runtime::control;
 use strand_node::runtime::device::Device;
 use strand_node::runtime::starting::Starting;
@@ -341,6 +348,10 @@ pub(crate) struct Core {
     /// the node's status is answered again:
     /// [`crate::adapters::network::not_refreshed`].
     pub status_failure: Option<String>,
+    /// A request of the job running now that the node this window is
+    /// attached to did not answer in time, while it has answered none
+    /// since: the job's later reads fail with it at once ([`Core::call`]).
+    unanswered: RefCell<Option<Failure>>,
     /// Whether the window is the one in front (then nothing notifies).
     pub focused: Arc<AtomicBool>,
     /// The link to the notification service, once one was needed: `Err`
@@ -352,6 +363,37 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The core thread's state before a profile is unlocked.
+    fn new(
+        options: Options,
+        ui: slint::Weak<AppWindow>,
+        backend: Backend,
+        focused: Arc<AtomicBool>,
+    ) -> Core {
+        Core {
+            options,
+            ui,
+            backend,
+            runtime: None,
+            device: None,
+            open: None,
+            chats_visible: true,
+            open_group: None,
+            groups_visible: false,
+            generation: 0,
+            session: 0,
+            unread: (0, 0),
+            badge: None,
+            preferences: Default::default(),
+            name_shown: None,
+            status_failure: None,
+            unanswered: RefCell::new(None),
+            focused,
+            notifier: None,
+            quit: false,
+        }
+    }
+
     /// The warning shown that the user's name must change, if it must
     /// ([`Core::name_shown`]).
     pub fn name_warning(&self) -> Option<&str> {
@@ -371,9 +413,39 @@ impl Core {
     }
 
     /// Asks the device; `None` while locked.
+    ///
+    /// Once the node this window is attached to did not answer a request
+    /// of the job running now in time ([`FailureKind::Unanswered`]), every
+    /// later request of the job that would be given up on as well
+    /// ([`control::may_give_up_on`]: the reads, the status) fails at once
+    /// with the same words, until the node answers one that is waited for.
+    /// Before, each waited [`control::ANSWER_WITHIN`] in turn: opening a
+    /// conversation on a stopped node (its timer, positions, safety
+    /// number, the status and the contact list) held the core thread, and
+    /// quitting, for some forty seconds. The next job asks again
+    /// ([`Core::run_job`]): the node may have gone on.
     pub fn call(&self, request: Request) -> Option<Result<Reply, Failure>> {
         let device = self.device.as_ref()?;
-        self.block_on(device.call(request))
+        if control::may_give_up_on(&request) {
+            if let Some(unanswered) = self.unanswered.borrow().clone() {
+                return Some(Err(unanswered));
+            }
+        }
+        let answered = self.block_on(device.call(request))?;
+        *self.unanswered.borrow_mut() = match &answered {
+            Err(e) if e.kind == FailureKind::Unanswered => Some(e.clone()),
+            _ => None,
+        };
+        Some(answered)
+    }
+
+    /// Runs `job`, asking the node afresh: a request an earlier job gave
+    /// up on ([`Core::call`]) is no reason to give up on this one's, as the
+    /// node may have gone on since. A job that panics is a bug, recorded
+    /// by the panic hook: its panic is returned.
+    fn run_job(&mut self, job: Job) -> std::thread::Result<()> {
+        self.unanswered.get_mut().take();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(self)))
     }
 
     /// Whether a profile is unlocked.
@@ -571,6 +643,7 @@ impl Core {
     pub fn stop(&mut self) {
         self.session += 1;
         self.status_failure = None;
+        self.unanswered.get_mut().take();
         self.open = None;
         self.open_group = None;
         let device = self.device.take();
@@ -610,27 +683,7 @@ pub(crate) fn spawn(
 ) -> (Backend, JoinHandle<()>) {
     let (tx, rx) = sync_channel(JOB_QUEUE);
     let backend = Backend { tx };
-    let core = Core {
-        options,
-        ui,
-        backend: backend.clone(),
-        runtime: None,
-        device: None,
-        open: None,
-        chats_visible: true,
-        open_group: None,
-        groups_visible: false,
-        generation: 0,
-        session: 0,
-        unread: (0, 0),
-        badge: None,
-        preferences: Default::default(),
-        name_shown: None,
-        status_failure: None,
-        focused,
-        notifier: None,
-        quit: false,
-    };
+    let core = Core::new(options, ui, backend.clone(), focused);
     let thread = std::thread::Builder::new()
         .name("strand-core".into())
         .spawn(move || run(core, rx))
@@ -644,7 +697,7 @@ pub(crate) fn spawn(
 /// nothing until it is closed.
 fn run(mut core: Core, rx: Receiver<Job>) {
     while let Ok(job) = rx.recv() {
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut core)));
+        let ran = core.run_job(job);
         if ran.is_err() {
             tracing::error!("a request to the core thread failed; going on with the next");
         }
@@ -694,6 +747,74 @@ mod tests {
             kept.iter().any(|l| l.contains("a request that fails")),
             "{kept:?}"
         );
+    }
+
+    /// A core thread's state with `runtime`, attached to the node running
+    /// on `profile` (which the test plays there).
+    fn attached(profile: &std::path::Path, runtime: tokio::runtime::Runtime) -> Core {
+        let options = Options {
+            profile: profile.to_path_buf(),
+            node: NodeConfig::default(),
+            kdf: None,
+            dark: false,
+            notify: Notify::Off,
+        };
+        // Nothing the tests run queues jobs.
+        let (tx, _) = sync_channel(JOB_QUEUE);
+        let mut core = Core::new(
+            options,
+            slint::Weak::default(),
+            Backend { tx },
+            Arc::new(AtomicBool::new(false)),
+        );
+        core.runtime = Some(runtime);
+        core.device = Some(Device::Running(profile.to_path_buf()));
+        core
+    }
+
+    /// Regression (opening a conversation while the node this window is
+    /// attached to was stopped with Ctrl-Z held the core thread, and
+    /// quitting, for some forty seconds: its timer, its safety number,
+    /// the node's status and the contact list were each waited for
+    /// [`control::ANSWER_WITHIN`] in turn). Now the node is asked once:
+    /// the job's later reads fail at once with the same words, and the
+    /// window says it was not refreshed. The next job asks again. The
+    /// node is played as in strand-node's device tests, by a socket that
+    /// is never accepted: each connection made to it waits in its
+    /// backlog, where it is counted. Time is paused, and goes on whenever
+    /// nothing is left to do. Fails with [`Core::call`] asking every
+    /// request (its check of `unanswered` taken out): the node is asked
+    /// four times. Fails on the second job without the reset in
+    /// [`Core::run_job`]: the node is not asked again.
+    #[test]
+    fn a_job_waits_once_for_a_node_that_does_not_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = std::os::unix::net::UnixListener::bind(control::socket_path(tmp.path()))
+            .expect("the node's socket");
+        node.set_nonblocking(true).unwrap();
+        let asked = || std::iter::from_fn(|| node.accept().ok()).count();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let mut core = attached(tmp.path(), runtime);
+        core.run_job(Box::new(|core: &mut Core| {
+            crate::adapters::conversation::open(core, "Bob".into())
+        }))
+        .unwrap();
+        assert_eq!(asked(), 1, "times the node was asked while opening");
+        let said = core.status_failure.clone().unwrap_or_default();
+        assert!(
+            said.starts_with("Not refreshed: ")
+                && said.contains(&format!(
+                    "did not answer within {} s",
+                    control::ANSWER_WITHIN.as_secs()
+                )),
+            "{said:?}"
+        );
+        core.run_job(Box::new(crate::adapters::contacts::refresh)).unwrap();
+        assert_eq!(asked(), 1, "times the node was asked at the next job");
     }
 
     /// A flood of clicks on notifications holds one place in the core's

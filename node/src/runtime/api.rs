@@ -512,6 +512,14 @@ pub enum FailureKind {
     Refused,
     /// Something failed on the device (the disk, the network).
     Failed,
+    /// A node running on the profile did not answer in time (stopped with
+    /// Ctrl-Z, or stuck), and the client gave up waiting, as it does only
+    /// where that is safe
+    /// ([`may_give_up_on`](super::control::may_give_up_on)). Said by a
+    /// client ([`Device::call`](super::device::Device::call)), never by a
+    /// node: what a later request of the same kind would get too, until
+    /// the node answers again.
+    Unanswered,
 }
 
 impl Failure {
@@ -535,6 +543,15 @@ impl Failure {
     pub fn failed(message: impl std::fmt::Display) -> Failure {
         Failure {
             kind: FailureKind::Failed,
+            message: message.to_string(),
+        }
+    }
+
+    /// Not answered in time by the node running on the profile
+    /// ([`FailureKind::Unanswered`]).
+    pub fn unanswered(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind: FailureKind::Unanswered,
             message: message.to_string(),
         }
     }

@@ -418,7 +418,7 @@ pub(crate) fn reserved_for(request: &Request) -> bool {
 /// it again). Stopping the node is the exception it always was: one that
 /// does not take it is to be ended all the same, which the error says.
 /// Every request is named here, so a new one is sorted when it is added.
-pub(crate) fn may_give_up_on(request: &Request) -> bool {
+pub fn may_give_up_on(request: &Request) -> bool {
     match request {
         Request::Status | Request::Shutdown => true,
         Request::Contacts

@@ -240,7 +240,9 @@ impl Device {
                     )),
                     // It says what happened itself: which process did not
                     // answer in how long, and what to do.
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::failed(e)),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        Err(Failure::unanswered(e))
+                    }
                     Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
                 }
             }
@@ -347,7 +349,7 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
-    use crate::runtime::api::{Target, TimerSetting};
+    use crate::runtime::api::{FailureKind, Target, TimerSetting};
     use crate::runtime::starting::{Starting, MARKER};
 
     /// Asks as [`while_starting`] would, never reaching a node, and
@@ -489,6 +491,8 @@ mod tests {
                 panic!("{read:?} was waited for past the bound");
             };
             let failure = answered.unwrap_err();
+            // What the app gives up on the rest of a job with.
+            assert_eq!(failure.kind, FailureKind::Unanswered, "{read:?}");
             assert!(
                 failure.message.contains(&format!(
                     "did not answer within {} s",
