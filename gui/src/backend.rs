@@ -344,8 +344,9 @@ pub(crate) struct Core {
     /// the next refresh, with the invite made again.
     pub name_shown: Option<(String, Option<String>)>,
     /// What the window's notice line was last told of a refresh failing
-    /// (a node this window is attached to that does not answer), until
-    /// the node's status is answered again:
+    /// (a node this window is attached to that does not answer, a list
+    /// that could not be read), and the log too, until a refresh reads the
+    /// status and the lists again:
     /// [`crate::adapters::network::not_refreshed`].
     pub status_failure: Option<String>,
     /// A request of the job running now that the node this window is
@@ -784,8 +785,9 @@ mod tests {
     /// backlog, where it is counted. Time is paused, and goes on whenever
     /// nothing is left to do. Fails with [`Core::call`] asking every
     /// request (its check of `unanswered` taken out): the node is asked
-    /// four times. Fails on the second job without the reset in
-    /// [`Core::run_job`]: the node is not asked again.
+    /// for the timer, the safety number and the status in turn. Fails on
+    /// the second job without the reset in [`Core::run_job`]: the node is
+    /// not asked again.
     #[test]
     fn a_job_waits_once_for_a_node_that_does_not_answer() {
         let tmp = tempfile::tempdir().unwrap();
@@ -815,6 +817,131 @@ mod tests {
         );
         core.run_job(Box::new(crate::adapters::contacts::refresh)).unwrap();
         assert_eq!(asked(), 1, "times the node was asked at the next job");
+    }
+
+    /// What a test's log holds.
+    #[derive(Clone, Default)]
+    struct Journal(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Journal {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Journal {
+        /// How many lines logged so far hold `words`.
+        fn count(&self, words: &str) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .filter(|l| l.contains(words))
+                .count()
+        }
+    }
+
+    /// Regression (the node's status answered and the contact list's
+    /// reads failing, as they do for a store with a broken row, logged a
+    /// warning at every tick, every five seconds for as long as it
+    /// lasted, and the notice was taken down and put up again each time:
+    /// the status, once answered, cleared what had been said). Now it is
+    /// said once; the notice goes once a tick reads the lists, and a
+    /// failure after that is said again. The node is played on the
+    /// core's runtime: it answers its status, and the lists with an error
+    /// until they are mended. Fails before (the notice cleared in
+    /// `network::status` once the status is answered, and not in
+    /// `network::refreshed`): three ticks log three warnings.
+    #[test]
+    fn a_list_read_that_keeps_failing_is_said_once() {
+        use std::sync::atomic::Ordering;
+        use strand_node::runtime::api::Answer;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status: strand_node::Status = serde_json::from_value(serde_json::json!({
+            "name": "Ann",
+            "profile": tmp.path(),
+            "transports": [],
+            "seen": [],
+            "links": 0,
+            "sessions": 0,
+            "bytes_sent": 0,
+            "bytes_received": 0,
+            "messages": 0,
+        }))
+        .unwrap();
+        let broken = "a listed message is missing";
+        // Whether the node reads the lists (an empty one) again.
+        let mended = Arc::new(AtomicBool::new(false));
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::UnixListener::bind(control::socket_path(tmp.path())).unwrap()
+        };
+        let lists = mended.clone();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (asked, mut answering) = stream.into_split();
+                let mut line = String::new();
+                if tokio::io::BufReader::new(asked)
+                    .read_line(&mut line)
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+                let read = lists.load(Ordering::SeqCst);
+                let answer = match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Status) => Answer::Ok(Reply::Status(Box::new(status.clone()))),
+                    Ok(Request::Summaries) if read => Answer::Ok(Reply::Summaries {
+                        contacts: Vec::new(),
+                    }),
+                    Ok(Request::Contacts) if read => Answer::Ok(Reply::Contacts {
+                        contacts: Vec::new(),
+                    }),
+                    _ => Answer::Error(Failure::failed(broken)),
+                };
+                let mut line = serde_json::to_vec(&answer).unwrap();
+                line.push(b'\n');
+                let _ = answering.write_all(&line).await;
+            }
+        });
+        let mut core = attached(tmp.path(), runtime);
+        let journal = Journal::default();
+        let logging = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer({
+                    let journal = journal.clone();
+                    move || journal.clone()
+                })
+                .finish(),
+        );
+        let _logging = tracing::dispatcher::set_default(&logging);
+        let said = format!("Not refreshed: {broken}");
+
+        for _ in 0..3 {
+            crate::adapters::on_tick(&mut core);
+            assert_eq!(core.status_failure.as_deref(), Some(said.as_str()));
+        }
+        assert_eq!(journal.count("refreshing:"), 1, "warnings at three ticks");
+
+        mended.store(true, Ordering::SeqCst);
+        crate::adapters::on_tick(&mut core);
+        assert_eq!(core.status_failure, None, "the notice stays once read");
+
+        mended.store(false, Ordering::SeqCst);
+        crate::adapters::on_tick(&mut core);
+        assert_eq!(core.status_failure.as_deref(), Some(said.as_str()));
+        assert_eq!(journal.count("refreshing:"), 2, "a new failure is said");
     }
 
     /// A flood of clicks on notifications holds one place in the core's

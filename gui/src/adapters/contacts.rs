@@ -126,21 +126,25 @@ fn item(summary: &ContactSummary, trust: Trust, seen: Option<&Seen>, clock: &Clo
     }
 }
 
-/// Re-reads the list (one store read, one status call) and shows it.
+/// Re-reads the list (one store read, one status call) and shows it. A
+/// status that could not be had leaves the list as it was (the window
+/// says why, [`super::network::status`]).
 pub(crate) fn refresh(core: &mut Core) {
-    let seen = super::network::status(core)
-        .map(|s| s.seen)
-        .unwrap_or_default();
-    show(core, &seen);
+    if let Some(status) = super::network::status(core) {
+        show(core, &status.seen);
+    }
 }
 
 /// Re-reads the list from the store and shows it with `seen` (from the
-/// node's status) as each contact's reachability. If either read fails
-/// (a node this window is attached to that stopped answering gives up
-/// on them, [`strand_node::runtime::control::ANSWER_WITHIN`]), the list
-/// stays as it was and the window says it was not refreshed: shown
-/// without the contacts' views, it would lose every verified mark and
-/// every warning of a name that looks like another's.
+/// node's status, which every caller has just read) as each contact's
+/// reachability. If either read fails (a node this window is attached
+/// to that stopped answering gives up on them,
+/// [`strand_node::runtime::control::ANSWER_WITHIN`]), the list stays as
+/// it was and the window says it was not refreshed: shown without the
+/// contacts' views, it would lose every verified mark and every warning
+/// of a name that looks like another's. Once both are read, with the
+/// status before them, the refresh worked, and a notice that one had
+/// not goes ([`super::network::refreshed`]).
 pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
     let mut summaries = match core.call(Request::Summaries) {
         Some(Ok(Reply::Summaries { contacts })) => contacts,
@@ -196,6 +200,7 @@ pub(crate) fn show(core: &mut Core, seen: &[Seen]) {
             c.set_online(online);
         }
     });
+    super::network::refreshed(core);
 }
 
 /// Empties the list (on lock).

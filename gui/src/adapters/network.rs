@@ -194,27 +194,15 @@ fn change_relay(backend: &Backend, weak: slint::Weak<AppWindow>, address: String
 }
 
 /// The node's status; `None` while locked, or if it could not be had.
-/// Why not is said on the window's notice line (and in the log), once
-/// while it stays the same, and the notice goes once the node answers
-/// again (unless something else was said since): a node this window is
-/// attached to that does not answer (stopped with Ctrl-Z, or stuck) is
-/// said so, naming its process, at the next refresh. It is not taken for
-/// the node gone: that is when its events end
-/// ([`super::node_gone`]), which a stopped node's do not, and one let go
-/// on again is answered where it was.
+/// Why not is said on the window's notice line (and in the log) by
+/// [`not_refreshed`]: a node this window is attached to that does not
+/// answer (stopped with Ctrl-Z, or stuck) is said so, naming its
+/// process, at the next refresh. It is not taken for the node gone: that
+/// is when its events end ([`super::node_gone`]), which a stopped node's
+/// do not, and one let go on again is answered where it was.
 pub(crate) fn status(core: &mut Core) -> Option<Status> {
     match core.call(Request::Status)? {
-        Ok(Reply::Status(status)) => {
-            if let Some(said) = core.status_failure.take() {
-                core.ui(move |ui| {
-                    let app = ui.global::<crate::AppAdapter>();
-                    if app.get_notice() == said {
-                        app.set_notice(SharedString::new());
-                    }
-                });
-            }
-            Some(*status)
-        }
+        Ok(Reply::Status(status)) => Some(*status),
         Ok(_) => None,
         Err(e) => {
             not_refreshed(core, &e);
@@ -225,12 +213,13 @@ pub(crate) fn status(core: &mut Core) -> Option<Status> {
 
 /// Says on the window's notice line that the screens could not be
 /// refreshed, and why (`e`: a read the node did not answer in time,
-/// naming its process, or failed), once while it stays the same; the
-/// notice goes once the node answers its status again ([`status`]). The
-/// status and the lists of the periodic refresh say so alike: a node
-/// stopped between the two is said so by the list's read, which gives
-/// up after [`strand_node::runtime::control::ANSWER_WITHIN`] as the
-/// status does.
+/// naming its process, or failed), and logs it, once while it stays the
+/// same: a read that keeps failing is said once, not at every tick. The
+/// notice goes once a refresh reads the status and the lists again
+/// ([`refreshed`]). The status and the lists of the periodic refresh say
+/// so alike: a node stopped between the two is said so by the list's
+/// read, which gives up after
+/// [`strand_node::runtime::control::ANSWER_WITHIN`] as the status does.
 pub(crate) fn not_refreshed(core: &mut Core, e: &Failure) {
     let said = format!("Not refreshed: {}", e.message);
     if core.status_failure.as_ref() != Some(&said) {
@@ -238,6 +227,23 @@ pub(crate) fn not_refreshed(core: &mut Core, e: &Failure) {
         let shown = said.clone();
         core.ui(move |ui| ui.global::<crate::AppAdapter>().set_notice(shown.into()));
         core.status_failure = Some(said);
+    }
+}
+
+/// A refresh read the node's status and the lists: the notice that one
+/// was not ([`not_refreshed`]) goes, unless something else was said
+/// since. Not as soon as the status is answered: a list read that keeps
+/// failing while the status is answered would then be said again, and
+/// logged, at every tick, its notice taken down and put up again each
+/// time.
+pub(crate) fn refreshed(core: &mut Core) {
+    if let Some(said) = core.status_failure.take() {
+        core.ui(move |ui| {
+            let app = ui.global::<crate::AppAdapter>();
+            if app.get_notice() == said {
+                app.set_notice(SharedString::new());
+            }
+        });
     }
 }
 
