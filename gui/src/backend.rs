@@ -815,7 +815,8 @@ mod tests {
                 )),
             "{said:?}"
         );
-        core.run_job(Box::new(crate::adapters::contacts::refresh)).unwrap();
+        core.run_job(Box::new(crate::adapters::contacts::refresh))
+            .unwrap();
         assert_eq!(asked(), 1, "times the node was asked at the next job");
     }
 
