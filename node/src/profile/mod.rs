@@ -524,13 +524,17 @@ fn now_held<T>(dir: &Path, held: impl FnOnce(&Path) -> T) -> T {
     held
 }
 
+/// What a test runs while an open holds the profile ([`PAUSE_WHILE_HELD`]).
+#[cfg(test)]
+pub(crate) type WhileHeld = Box<dyn FnOnce(&Path)>;
+
 #[cfg(test)]
 thread_local! {
     /// Run by the next [`Profile::open`] on this thread once it holds the
     /// profile's lock (and did what it was asked to do then), before the
     /// rest of the open: a test looks at the profile folder at that
     /// moment as another process would.
-    pub(crate) static PAUSE_WHILE_HELD: std::cell::RefCell<Option<Box<dyn FnOnce(&Path)>>> =
+    pub(crate) static PAUSE_WHILE_HELD: std::cell::RefCell<Option<WhileHeld>> =
         std::cell::RefCell::new(None);
 }
 

@@ -459,7 +459,7 @@ mod tests {
                 pair[1] - pair[0]
             );
         }
-        assert_eq!(node.shared.serving(), [at.clone()]);
+        assert_eq!(node.shared.serving(), std::slice::from_ref(&at));
         // Told: no more tries, for longer than any wait between two.
         tokio::time::sleep(2 * OFFER_RETRY_MAX).await;
         assert_eq!(
