@@ -49,9 +49,10 @@ use strand_sync::{
     WelcomeSize,
 };
 
-use crate::profile::expiry::{DeletedRow, Swept, SWEEP_BATCH};
+use crate::profile::expiry::{Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
+use crate::profile::store::DeletedRow;
 use crate::profile::{Book, Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.

@@ -16,7 +16,7 @@ use strand_sync::{decode_timer, encode_timer, AuthorId, Group, GroupId, Key, Kin
 
 use crate::profile::db_error;
 use crate::profile::schema::{EXPIRY, FLOOR, MESSAGES, OUTBOX, SEEN, SHOWN, TIMERS};
-use crate::profile::store::{shown_key, Position};
+use crate::profile::store::{shown_key, DeletedRow, Position};
 use crate::profile::{Profile, ProfileError};
 
 /// What a sweep deleted: how many messages and, for one batch (one
@@ -32,13 +32,6 @@ pub struct Swept {
     pub(crate) rows: Vec<DeletedRow>,
     more: bool,
 }
-
-/// A deleted row's author, kind and length.
-pub(crate) type RowFacts = (AuthorId, Kind, u64);
-
-/// A deleted row's log and, unless it was hollow, its [`RowFacts`]
-/// ([`crate::profile::store::deleted_row`]).
-pub(crate) type DeletedRow = (GroupId, Option<RowFacts>);
 
 impl Swept {
     /// How many messages were deleted.

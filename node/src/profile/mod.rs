@@ -1799,7 +1799,7 @@ pub(crate) fn store_checked(
     chains: &[Chain],
     mut batch: Inbound,
     now: Time,
-) -> Result<(Inbound, Vec<crate::profile::expiry::DeletedRow>), ProfileError> {
+) -> Result<(Inbound, Vec<crate::profile::store::DeletedRow>), ProfileError> {
     let mut store = Inserter::new(txn, me, now)
         .map_err(db_error)?
         .with_groups(chains);

@@ -16,7 +16,6 @@ use strand_sync::{
     WriteStore,
 };
 
-use crate::profile::expiry::DeletedRow;
 use crate::profile::schema::{BODIES, FLOOR, MESSAGES, RECORDS, SHOWN};
 
 /// The table key of a message: group ‖ time (BE) ‖ id, so byte order is
@@ -160,6 +159,13 @@ pub(crate) fn row_facts(row: &[u8]) -> Option<(AuthorId, Kind, usize)> {
     let m = Message::decode(row.to_vec()).ok()?;
     Some((m.author(), m.kind(), row.len()))
 }
+
+/// A deleted row's author, kind and length.
+pub(crate) type RowFacts = (AuthorId, Kind, u64);
+
+/// A deleted row's log and, unless it was hollow, its [`RowFacts`]
+/// ([`deleted_row`]).
+pub(crate) type DeletedRow = (GroupId, Option<RowFacts>);
 
 /// A [`MESSAGES`] row of `group` being deleted, as the budget ledger
 /// gives it back ([`crate::profile::budget`]): its log and, unless it is
