@@ -42,6 +42,7 @@
 //! declined ([`super::NodeEvent::OverBudget`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strand_sync::{
@@ -229,7 +230,18 @@ struct Scope {
     /// In a contact's 1:1 group, the welcomes of theirs let in and not
     /// yet followed, by key ([`Ledger::apply`]).
     welcomed: BTreeMap<Key, Welcomed>,
+    /// Which count from the store this scope is ([`Ledger::counted`]):
+    /// one forgotten and counted again is another scope, with another
+    /// stamp, though it has the same id.
+    stamp: Stamp,
 }
+
+/// A number no other count from the store of the same ledger has had.
+/// What a batch turns out not to take up is given back only to a scope
+/// whose stamp is the one it had when the batch was counted into it
+/// ([`Applied::scopes`], [`Ledger::refund`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stamp(u64);
 
 /// A welcome let in and not yet followed, as the ledger keeps it until
 /// it is: its author, the epoch it brings, and whether it is stored (if
@@ -492,6 +504,10 @@ pub(crate) struct Applied {
     /// out not to take up, [`Ledger::refund`] gives back by the same
     /// (see [`Scope::exempt`]).
     pub(crate) groups: Arc<Vec<Chain>>,
+    /// The scopes it counted the batch into, each with its stamp then:
+    /// [`Ledger::refund`] gives back to those only, and only while they
+    /// are the same counts.
+    scopes: HashMap<GroupId, Stamp>,
 }
 
 /// Per scope, what the other members stored, counted once from the store
@@ -499,6 +515,9 @@ pub(crate) struct Applied {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     used: Mutex<HashMap<GroupId, Scope>>,
+    /// The scopes counted from the store so far: the next one's
+    /// [`Stamp`].
+    counts: AtomicU64,
 }
 
 /// The epoch a welcome `msg` in the 1:1 group `group` brings, if it is a
@@ -646,7 +665,7 @@ impl Ledger {
         }
         for group in &logs_welcomed {
             let (scope_id, logs, _) = profile.budget_scope(group);
-            Ledger::counted(&mut ledger, profile, scope_id, &logs, &me)?
+            self.counted(&mut ledger, profile, scope_id, &logs, &me)?
                 .read_welcomes(profile, &book, group)?;
         }
         let chains = profile.chains();
@@ -656,6 +675,7 @@ impl Ledger {
         // Per author, the welcomes let in and not yet followed, with
         // those this batch lets in: not in the chains until followed.
         let mut welcomed: HashMap<AuthorId, PendingWelcomes> = HashMap::new();
+        let mut scopes: HashMap<GroupId, Stamp> = HashMap::new();
         for (item, welcome) in batch.iter_mut().zip(sizes) {
             if *item.verdict() != Verdict::Valid || item.message().author() == me {
                 continue;
@@ -682,7 +702,8 @@ impl Ledger {
                 }
             }
             let (scope_id, logs, private) = budget_scope(&chains, &group);
-            let scope = Ledger::counted(&mut ledger, profile, scope_id, &logs, &me)?;
+            let scope = self.counted(&mut ledger, profile, scope_id, &logs, &me)?;
+            scopes.insert(scope_id, scope.stamp);
             // Its members stay in memory once it is taken: a welcome
             // past the bound is declined, before it counts anywhere.
             if let Some(w) = &welcome {
@@ -727,12 +748,15 @@ impl Ledger {
         Ok(Applied {
             declined,
             groups: chains,
+            scopes,
         })
     }
 
-    /// The scope `scope_id` (whose logs are `logs`) as `ledger` counts
-    /// it, counted from the store first if it is not yet.
+    /// The scope `scope_id` (whose logs are `logs`) as `ledger` (this
+    /// ledger's scopes, locked) counts it, counted from the store first
+    /// if it is not yet, with a [`Stamp`] of its own.
     fn counted<'a>(
+        &self,
         ledger: &'a mut HashMap<GroupId, Scope>,
         profile: &Profile,
         scope_id: GroupId,
@@ -742,7 +766,11 @@ impl Ledger {
         Ok(match ledger.entry(scope_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Ledger::count(profile, logs, me)?)
+                let mut scope = Ledger::count(profile, logs, me)?;
+                // Only told apart, and taken under the ledger's lock:
+                // no order is needed beyond the counter's own.
+                scope.stamp = Stamp(self.counts.fetch_add(1, Ordering::Relaxed));
+                e.insert(scope)
             }
         })
     }
@@ -851,13 +879,26 @@ impl Ledger {
     /// is kept in an epoch, see
     /// [`crate::profile::store::Inserter::take_replaced`]), which may
     /// have been counted in an earlier batch or from the store. All are
-    /// judged by `groups`, those [`Ledger::apply`] counted the batch by
+    /// judged by the groups [`Ledger::apply`] counted the batch by
     /// ([`Applied::groups`]), not as they stand now (see
     /// [`Scope::exempt`]).
+    ///
+    /// Given back only to the scopes `applied` counted the batch into,
+    /// while they are those very counts ([`Applied::scopes`]). The ledger
+    /// is not locked while the batch is stored: a scope it forgot
+    /// meanwhile ([`Ledger::forget`], [`Ledger::drop_scopes`]) and
+    /// counted afresh from the store never counted the batch, only what
+    /// the store held: a message that was there already, once; a
+    /// replaced row, once if counted before the batch was stored and not
+    /// at all if after. Given back there, either was taken out of a count
+    /// that held it once or not at all, and its author had that much
+    /// room beyond their budget until the next count. Skipped, such a
+    /// scope at worst keeps a replaced row the store no longer holds
+    /// until the next count: more declined, never more stored.
     pub(crate) fn refund(
         &self,
         profile: &Profile,
-        groups: &[Chain],
+        applied: &Applied,
         batch: &Inbound,
         replaced: &[DeletedRow],
     ) {
@@ -872,16 +913,20 @@ impl Ledger {
             });
         let rows = again.chain(replaced.iter().copied());
         let mut ledger = self.used.lock().expect("ledger lock");
-        Ledger::give_back_rows(&mut ledger, groups, &me, rows);
+        let only = Some(&applied.scopes);
+        Ledger::give_back_rows(&mut ledger, &applied.groups, only, &me, rows);
     }
 
     /// Gives back to `ledger` what it counted of `rows` (deleted, or
     /// stored twice): each in its log's scope, judged by its log's epoch,
-    /// as `groups` hold them. What `me` wrote counted nothing. Each log is
-    /// looked up once: a batch, or a sweep's, is mostly of one.
+    /// as `groups` hold them; if `only` is given, only to the scopes it
+    /// names that still have the stamp it gives (see [`Ledger::refund`]).
+    /// What `me` wrote counted nothing. Each log is looked up once: a
+    /// batch, or a sweep's, is mostly of one.
     fn give_back_rows(
         ledger: &mut HashMap<GroupId, Scope>,
         groups: &[Chain],
+        only: Option<&HashMap<GroupId, Stamp>>,
         me: &AuthorId,
         rows: impl IntoIterator<Item = DeletedRow>,
     ) {
@@ -893,6 +938,11 @@ impl Ledger {
             let Some(scope) = ledger.get_mut(&scope_id) else {
                 continue;
             };
+            // Not the count the batch was counted into: nothing of it
+            // is there to give back.
+            if only.is_some_and(|only| only.get(&scope_id) != Some(&scope.stamp)) {
+                continue;
+            }
             match facts {
                 None => scope.total.all = scope.total.all.saturating_sub(HOLLOW_ROW),
                 Some((author, kind, n)) if author != *me => scope.give_back(epoch, author, kind, n),
@@ -906,7 +956,11 @@ impl Ledger {
     /// followed. (Until then they are being stored: the store does not
     /// list them yet. One whose batch fails to store is forgotten with
     /// the rest, [`Ledger::forget`], and one declined as its contact was
-    /// deleted with its scope, [`Ledger::drop_scopes`].)
+    /// deleted with its scope, [`Ledger::drop_scopes`].) Unlike
+    /// [`Ledger::refund`], this may mark a scope counted afresh since the
+    /// batch was let in: the batch is stored now, so a welcome of it that
+    /// such a scope holds (read from the store, or let in again by a
+    /// later batch) is stored, whichever count holds it.
     pub(crate) fn stored(&self, profile: &Profile, batch: &Inbound) {
         let me = profile.identity().public().sign;
         let mut ledger = self.used.lock().expect("ledger lock");
@@ -964,7 +1018,8 @@ impl Ledger {
             let mut ledger = self.used.lock().expect("ledger lock");
             let swept = total.or_done(profile.sweep_batch(now, limit))?;
             let groups = profile.chains();
-            Ledger::give_back_rows(&mut ledger, &groups, &me, swept.rows.iter().copied());
+            let rows = swept.rows.iter().copied();
+            Ledger::give_back_rows(&mut ledger, &groups, None, &me, rows);
             drop(ledger);
             total.add_count(&swept);
             if !swept.more() {
@@ -975,7 +1030,9 @@ impl Ledger {
 
     /// Forgets what was counted in the 1:1 groups and pools `groups` (a
     /// contact was deleted, or a batch for one deleted was declined after
-    /// it was counted): counted afresh if they are ever used again.
+    /// it was counted): counted afresh if they are ever used again, and
+    /// then given back nothing of a batch counted before
+    /// ([`Ledger::refund`]).
     pub(crate) fn drop_scopes(&self, groups: &[GroupId]) {
         if groups.is_empty() {
             return;
@@ -987,11 +1044,16 @@ impl Ledger {
     }
 
     /// Forgets what was counted (after a batch failed to store, or the
-    /// groups changed: the store is the truth again). Welcomes of other
-    /// batches being stored meanwhile are forgotten too, and not read
-    /// back until stored: one that then overshoots the bound is refused
-    /// when followed and left to follow again at the next unlock
-    /// ([`Profile::apply_group_messages`]).
+    /// groups changed: the store is the truth again). Each scope is
+    /// counted afresh from the store when next used, as another count
+    /// (a new [`Stamp`]): what a batch counted before turns out not to
+    /// take up is not given back to it ([`Ledger::refund`]), since it
+    /// never counted that batch. (Counted while such a batch is still
+    /// being stored, it does not count that batch at all until the next
+    /// count.) Welcomes of other batches being stored meanwhile are
+    /// forgotten too, and not read back until stored: one that then
+    /// overshoots the bound is refused when followed and left to follow
+    /// again at the next unlock ([`Profile::apply_group_messages`]).
     pub(crate) fn forget(&self) {
         self.used.lock().expect("ledger lock").clear();
     }
@@ -1073,7 +1135,7 @@ mod tests {
         for item in first.iter_mut() {
             item.set_stored(false);
         }
-        ledger.refund(&p, &applied.groups, &first, &[]);
+        ledger.refund(&p, &applied, &first, &[]);
         let mut again = batch();
         assert!(
             ledger
@@ -1087,6 +1149,59 @@ mod tests {
         let mut third = batch();
         let declined = ledger.apply(&p, &budgets, &mut third).unwrap().declined;
         assert!(!declined.is_empty());
+    }
+
+    /// Regression (a review of the ledger's locking): what a stored
+    /// batch turned out not to take up was given back after it was
+    /// stored, the ledger not locked in between, to whatever scope held
+    /// the batch's logs then. One the ledger had forgotten meanwhile
+    /// (another batch failed to store, or a contact was deleted) and
+    /// counted afresh from the store had counted a message that was
+    /// there already once, not twice: giving it back left the scope
+    /// short of it, and its author with that much room beyond their
+    /// budget until the next count. A batch is now given back only to the
+    /// very counts it was counted into.
+    #[test]
+    fn a_batch_given_back_after_the_ledger_counted_afresh_is_not_given_back_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, group) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let now = crate::profile::now();
+        let mut text = |i: u64| {
+            Message::create(&bob, &group, now - 1000 + i, Kind::TEXT, &[b'x'; 1000], rng)
+                .unwrap()
+        };
+        let (old, new) = (text(0), text(1));
+        // Another link stored the first already.
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &old).unwrap());
+        store.commit().unwrap();
+        let ledger = Ledger::default();
+        let mut batch = Inbound::new(&group, [old.clone(), new.clone()]);
+        batch.verify(now);
+        let applied = ledger.apply(&p, &Budgets::default(), &mut batch).unwrap();
+        assert!(applied.declined.is_empty(), "{:?}", applied.declined);
+        // The batch is stored (the ledger not locked): only the second
+        // is new.
+        let mut store = p.store().unwrap();
+        assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &new).unwrap());
+        store.commit().unwrap();
+        let mut items = batch.iter_mut();
+        items.next().unwrap().set_stored(false);
+        items.next().unwrap().set_stored(true);
+        // Meanwhile the ledger forgot, and the scope was counted afresh
+        // from the store (as another batch would have it counted).
+        ledger.forget();
+        ledger
+            .counted(&mut ledger.used.lock().unwrap(), &p, group.id, &[group.id], &me)
+            .unwrap();
+        ledger.refund(&p, &applied, &batch, &[]);
+        let counted = Ledger::count(&p, &[group.id], &me).unwrap();
+        let both = (old.as_bytes().len() + new.as_bytes().len()) as u64;
+        assert_eq!(counted.total.all, both, "each stored once");
+        let used = ledger.used.lock().unwrap()[&group.id].total;
+        assert_eq!(used, counted.total, "the first is still counted");
     }
 
     /// A contact over their budget costs no signature check: what a budget
@@ -1265,7 +1380,7 @@ mod tests {
                 item.set_stored(false);
             }
         }
-        ledger.refund(&p, &applied.groups, &batch, &[]);
+        ledger.refund(&p, &applied, &batch, &[]);
         let mut again = Inbound::new(&group, welcomes.clone());
         again.verify(now);
         assert_eq!(
@@ -1493,12 +1608,14 @@ mod tests {
         store.commit().unwrap();
         let (root, logs, private) = p.budget_scope(&epoch.id());
         assert!(private && root == epoch.root);
-        Ledger::counted(&mut ledger.used.lock().unwrap(), &p, root, &logs, &me).unwrap();
+        ledger
+            .counted(&mut ledger.used.lock().unwrap(), &p, root, &logs, &me)
+            .unwrap();
         // Nothing of the batch was new: given back.
         for item in batch.iter_mut() {
             item.set_stored(false);
         }
-        ledger.refund(&p, &applied.groups, &batch, &[]);
+        ledger.refund(&p, &applied, &batch, &[]);
         let used = ledger.used.lock().unwrap();
         assert_eq!(used[&epoch.id()].total.all, 0, "given back where counted");
         let counted = Ledger::count(&p, &logs, &me).unwrap();

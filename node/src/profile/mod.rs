@@ -1727,8 +1727,9 @@ impl Profile {
             }
         };
         // Given back by the groups the batch was counted by, whatever
-        // changed since.
-        ledger.refund(self, &applied.groups, &batch, &replaced);
+        // changed since, and only to the scopes it was counted into (not
+        // to one the ledger forgot meanwhile and counted afresh).
+        ledger.refund(self, &applied, &batch, &replaced);
         ledger.stored(self, &batch);
         // What the ledger counted of them before they were declined.
         ledger.drop_scopes(&gone);
