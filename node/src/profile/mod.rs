@@ -51,7 +51,7 @@ use crate::profile::crypto::{open, passphrase_key, seal, KdfParams};
 pub use crate::profile::error::{chain, io_words, AddressError, DbError, IoError, ProfileError};
 use crate::profile::pairing::Added;
 use crate::profile::schema::{meta, CONTACTS, DB_FILE, FLOOR, MESSAGES, META, OUTBOX, SEEN, SHOWN};
-use crate::profile::sealed::{read_header, write_header, Header, SealedBackend};
+use crate::profile::sealed::{read_header, read_header_from, write_header, Header, SealedBackend};
 use crate::profile::store::{sync_key, table_key, Inserter, Position, ReadView, RedbStore};
 use crate::profile::writer::Writer;
 
@@ -470,13 +470,25 @@ pub(crate) fn open_db(dir: &Path, create: bool) -> Result<Database, ProfileError
 /// Opens the sealed profile file in `dir` with the page key from `root`
 /// (see [`crate::profile::sealed`]).
 pub(crate) fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, ProfileError> {
+    sealed_db(dir, lock_sealed(dir)?, root)
+}
+
+/// Opens the sealed profile file in `dir` and takes its lock
+/// ([`crate::profile::sealed::try_lock`]), which the database built on
+/// the file then holds: [`ProfileError::InUse`] if another handle holds
+/// it. Dropped, the file lets go of it.
+fn lock_sealed(dir: &Path) -> Result<std::fs::File, ProfileError> {
     let path = dir.join(DB_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| io_error(&path, e))?;
-    sealed_db(dir, file, root)
+    match crate::profile::sealed::try_lock(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(ProfileError::InUse(dir.to_path_buf())),
+        Err(e) => Err(io_error(&path, e)),
+    }
 }
 
 fn sealed_db(dir: &Path, file: std::fs::File, root: &[u8; 32]) -> Result<Database, ProfileError> {
@@ -528,6 +540,11 @@ fn now_held<T>(dir: &Path, held: impl FnOnce(&Path) -> T) -> T {
 #[cfg(test)]
 pub(crate) type WhileHeld = Box<dyn FnOnce(&Path)>;
 
+/// What a test runs as a root key is about to be unsealed
+/// ([`PAUSE_WHILE_UNSEALING`]).
+#[cfg(test)]
+pub(crate) type WhileUnsealing = Box<dyn FnOnce()>;
+
 #[cfg(test)]
 thread_local! {
     /// Run by the next [`Profile::open`] on this thread once it holds the
@@ -535,6 +552,13 @@ thread_local! {
     /// rest of the open: a test looks at the profile folder at that
     /// moment as another process would.
     pub(crate) static PAUSE_WHILE_HELD: std::cell::RefCell<Option<WhileHeld>> =
+        std::cell::RefCell::new(None);
+
+    /// Run by the next unsealing of a root key under a passphrase on this
+    /// thread (an open's, a check's), just before its key is derived: a
+    /// test looks at the profile folder as another process would during
+    /// the seconds an open spends deriving it.
+    pub(crate) static PAUSE_WHILE_UNSEALING: std::cell::RefCell<Option<WhileUnsealing>> =
         std::cell::RefCell::new(None);
 }
 
@@ -820,10 +844,10 @@ impl Profile {
 
     /// [`Profile::open`], calling `held` with the profile's folder as soon
     /// as the profile's lock is taken, before the rest of the open, which
-    /// can take seconds (for a profile from before sealing, the key
-    /// derived from the passphrase; migrations; the groups read; what
-    /// expired swept). What `held` returns comes back with the profile,
-    /// or is dropped where the open fails after it (an error or a panic).
+    /// can take seconds (the key derived from the passphrase; migrations;
+    /// the groups read; what expired swept). What `held` returns comes
+    /// back with the profile, or is dropped where the open fails after it
+    /// (an error or a panic).
     /// A node that will serve its control socket marks itself as starting
     /// this way ([`crate::runtime::starting`]): a command run during the
     /// open then waits for it rather than find the profile in use, and a
@@ -908,20 +932,26 @@ impl Profile {
         rewrite_header(&path, &sealed_header(new, &root, kdf, rng)?)
     }
 
-    /// [`Profile::open_holding`] for a profile sealed as a whole: its key
-    /// is derived from the passphrase before the lock is taken.
+    /// [`Profile::open_holding`] for a profile sealed as a whole. The
+    /// file's lock is taken and `held` called before the key is derived
+    /// from the passphrase (Argon2id: a second or more), and the database
+    /// is then built on the very file that holds the lock (a second
+    /// opening of it would conflict with its lock): a command run during
+    /// the derivation finds the profile held, and a node starting saying
+    /// so, as for a profile from before sealing, rather than a free
+    /// profile it would open itself while the node that was starting
+    /// then fails. A wrong passphrase drops what `held` returned, then
+    /// the file with its lock.
     fn open_sealed_profile<T>(
         dir: &Path,
         passphrase: &str,
         held: impl FnOnce(&Path) -> T,
     ) -> Result<(Profile, T), ProfileError> {
         let path = dir.join(DB_FILE);
-        if crate::profile::sealed::is_locked(&path) {
-            return Err(ProfileError::InUse(dir.to_path_buf()));
-        }
-        let (header, root) = unseal_header(&path, passphrase)?;
-        let db = open_sealed(dir, &root)?;
+        let file = lock_sealed(dir)?;
         let held = now_held(dir, held);
+        let (header, root) = unseal_file_header(&file, passphrase)?;
+        let db = sealed_db(dir, file, &root)?;
         // A sealed copy left beside it by a sealing cut short (`seal_file`)
         // holds the root key sealed under the passphrase as this file
         // does: it goes. Not a reason to refuse the profile.
@@ -1936,7 +1966,17 @@ fn unseal_header(
     path: &Path,
     passphrase: &str,
 ) -> Result<(Header, Zeroizing<[u8; 32]>), ProfileError> {
-    let (_, header) = read_header(path).map_err(|e| ProfileError::Header(e.into()))?;
+    let file = std::fs::File::open(path).map_err(|e| ProfileError::Header(e.into()))?;
+    unseal_file_header(&file, passphrase)
+}
+
+/// [`unseal_header`] of the sealed file `file`, open already (an open
+/// holds its lock through it).
+fn unseal_file_header(
+    file: &std::fs::File,
+    passphrase: &str,
+) -> Result<(Header, Zeroizing<[u8; 32]>), ProfileError> {
+    let (_, header) = read_header_from(file).map_err(|e| ProfileError::Header(e.into()))?;
     header.kdf.check_openable()?;
     let root = unseal_root(passphrase, &header.salt, header.kdf, &header.sealed_root)?;
     Ok((header, root))
@@ -1950,6 +1990,10 @@ fn unseal_root(
     kdf: KdfParams,
     sealed: &[u8],
 ) -> Result<Zeroizing<[u8; 32]>, ProfileError> {
+    #[cfg(test)]
+    if let Some(pause) = PAUSE_WHILE_UNSEALING.with(|pause| pause.borrow_mut().take()) {
+        pause();
+    }
     let key = passphrase_key(passphrase, salt, kdf).ok_or(ProfileError::Kdf)?;
     let plain = Zeroizing::new(open(&key, ROLE_ROOT, sealed).ok_or(ProfileError::WrongPassphrase)?);
     let mut root = Zeroizing::new([0u8; 32]);

@@ -232,7 +232,9 @@ fn header_slots(file: &impl Slots) -> std::io::Result<[Option<(u64, Header)>; 2]
     ])
 }
 
-fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
+/// The newest valid header of the open profile file `file`, and its
+/// counter.
+pub(crate) fn read_header_from(file: &File) -> std::io::Result<(u64, Header)> {
     let [a, b] = header_slots(file)?;
     match (a, b) {
         (Some(a), Some(b)) => Ok(if a.0 >= b.0 { a } else { b }),
@@ -291,16 +293,33 @@ pub(crate) fn destroy_header(path: &Path) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Takes the profile file's lock through `file` if no other handle holds
+/// it: whether it did. The lock is the file's `flock` (std's
+/// [`File::try_lock`] on Linux): it belongs to this opening of the file,
+/// goes with its last descriptor, and conflicts with the lock taken
+/// through another opening, in this process too. Taken again through the
+/// same opening, it is held already and this answers `true`: an open
+/// takes it before the passphrase's key is derived
+/// ([`crate::Profile::open`]), then hands the file to [`SealedBackend`],
+/// where redb takes it again.
+pub(crate) fn try_lock(file: &File) -> std::io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Tries the profile file's lock without keeping it: whether another
 /// handle holds it now.
 pub(crate) fn is_locked(path: &Path) -> bool {
     match File::open(path) {
-        Ok(f) => match f.try_lock() {
-            Ok(()) => {
+        Ok(f) => match try_lock(&f) {
+            Ok(true) => {
                 let _ = f.unlock();
                 false
             }
-            Err(_) => true,
+            Ok(false) | Err(_) => true,
         },
         Err(_) => false,
     }
@@ -354,7 +373,8 @@ fn corrupt(what: &str) -> std::io::Error {
 
 impl SealedBackend {
     /// Opens the sealed file `file` (header already written) with the page
-    /// key derived from `root`.
+    /// key derived from `root`. Its lock may be taken already through
+    /// `file` ([`try_lock`]): redb's taking it again succeeds.
     pub(crate) fn new(file: File, root: &[u8; 32]) -> std::io::Result<SealedBackend> {
         let key = Zeroizing::new(strand_sync::kdf(root, "strand/v3/db-pages", &[]));
         let cipher = XChaCha20Poly1305::new((&*key).into());
@@ -644,11 +664,7 @@ impl StorageBackend for SealedBackend {
         if !is_full_range(start, end) {
             return Err(BackendError::Unsupported);
         }
-        match self.file.try_lock() {
-            Ok(()) => Ok(true),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => Err(BackendError::Io(e)),
-        }
+        try_lock(&self.file).map_err(BackendError::Io)
     }
 
     fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {

@@ -26,15 +26,17 @@
 //! Only a process that holds the profile writes the marker, so two
 //! starting at once cannot take each other's: the second is refused the
 //! profile before it would write one. [`Starting::open`] writes it inside
-//! the profile's open, the moment the lock is taken: the rest of the
-//! open can take seconds (for a profile from before sealing, the key
-//! derived from the passphrase; migrations; the groups read), and a
-//! command run then would otherwise find the profile held with no marker,
-//! and say it is in use. An open that fails after the lock (a wrong
-//! passphrase, a damaged file) drops the guard with the error, so the
-//! app, whose process lives on to ask for the passphrase again, leaves no
-//! marker behind. A profile just created is marked once
-//! [`crate::Profile::create`] returned ([`Starting::mark`]).
+//! the profile's open, the moment the lock is taken, which is before the
+//! key is derived from the passphrase: the rest of the open can take
+//! seconds (that derivation; migrations; the groups read), and a command
+//! run then would otherwise find the profile held with no marker, and say
+//! it is in use (or, had the lock waited for the key, find it free, open
+//! it itself, and leave the starting node refused). An open that fails
+//! after the lock (a wrong passphrase, a damaged file) drops the guard
+//! with the error, and then the lock, so the app, whose process lives on
+//! to ask for the passphrase again, leaves no marker behind. A profile
+//! just created is marked once [`crate::Profile::create`] returned
+//! ([`Starting::mark`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -173,13 +175,16 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::profile::PAUSE_WHILE_HELD;
+    use crate::profile::{PAUSE_WHILE_HELD, PAUSE_WHILE_UNSEALING};
     use crate::runtime::control;
     use crate::runtime::device::{Device, OpenError};
     use crate::{KdfParams, Node, NodeConfig};
 
     /// A command's opening of a device, kept between its polls.
     type Opening = Pin<Box<dyn std::future::Future<Output = Result<Device, OpenError>>>>;
+
+    /// What a test runs where it stops an open.
+    type AtStop = Box<dyn FnOnce()>;
 
     /// Sets what the next profile open on this thread runs once it holds
     /// the profile's lock ([`PAUSE_WHILE_HELD`]).
@@ -188,23 +193,58 @@ mod tests {
         PAUSE_WHILE_HELD.with(|slot| *slot.borrow_mut() = Some(pause));
     }
 
+    /// Sets what the next unsealing of a root key on this thread runs
+    /// just before it derives the passphrase's key
+    /// ([`PAUSE_WHILE_UNSEALING`]).
+    fn pause_while_unsealing(pause: impl FnOnce() + 'static) {
+        let pause: AtStop = Box::new(pause);
+        PAUSE_WHILE_UNSEALING.with(|slot| *slot.borrow_mut() = Some(pause));
+    }
+
     /// Regression: a command run while `strand run` (or the app) held
-    /// the profile but was still opening it (for a profile from before
-    /// sealing, deriving its key; migrating it; reading its groups: a
-    /// second or more) found the profile held and no marker, and said at
-    /// once that it is in use by another Strand process: the marker was
-    /// written only once `Profile::open` returned. It is written the
-    /// moment the open takes the lock, so the command waits, and reaches
-    /// the node once its socket is bound. The open stops right after
-    /// the lock ([`PAUSE_WHILE_HELD`]), and the command is polled once
-    /// there: it must not be done. (Fails with [`Starting::open`] marking
-    /// the profile after `Profile::open` returned, as before: that poll
-    /// says the profile is in use.)
+    /// the profile but was still opening it (deriving its key; migrating
+    /// it; reading its groups: a second or more) found the profile held
+    /// and no marker, and said at once that it is in use by another
+    /// Strand process: the marker was written only once `Profile::open`
+    /// returned. It is written the moment the open takes the lock, so the
+    /// command waits, and reaches the node once its socket is bound. The
+    /// open stops right after the lock ([`PAUSE_WHILE_HELD`]), and the
+    /// command is polled once there: it must not be done. (Fails with
+    /// [`Starting::open`] marking the profile after `Profile::open`
+    /// returned, as before: that poll says the profile is in use.)
     #[test]
     fn a_command_waits_for_a_node_still_opening_its_profile() {
+        a_command_waits_while(|poll| pause_while_held(move |_| poll()));
+    }
+
+    /// Regression: a profile sealed as a whole was locked only once its
+    /// key was derived from the passphrase (Argon2id: seconds), so a
+    /// command run meanwhile (`strand send` while `strand run` unlocks)
+    /// found the profile free and no marker, asked for the passphrase and
+    /// opened the profile itself, and `strand run` then failed, the
+    /// profile in use. The lock is taken, and the marker written, before
+    /// the derivation: the command waits for the node. The open stops as
+    /// it derives the key ([`PAUSE_WHILE_UNSEALING`]), and the command is
+    /// polled once there: it must not be done. (Fails with
+    /// `Profile::open_sealed_profile` deriving the key before it takes
+    /// the lock, as before: that poll finds the profile free and asks
+    /// for the passphrase.)
+    #[test]
+    fn a_command_waits_for_a_node_still_unsealing_its_profile() {
+        a_command_waits_while(pause_while_unsealing);
+    }
+
+    /// Opens a sealed profile as a node that will serve its control
+    /// socket does ([`Starting::open`]), with a command run while the
+    /// open is stopped where `stop` says (it is handed what to run
+    /// there): polled once then, the command must still be waiting; it
+    /// then reaches the node once its socket is bound, and the marker is
+    /// gone.
+    fn a_command_waits_while(stop: impl FnOnce(AtStop)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         drop(crate::profile::alice_with_bob(&dir));
+        assert!(Profile::is_sealed(&dir));
         let runtime = Rc::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -216,7 +256,7 @@ mod tests {
         // waiting (its opening, polled on below), or done (what it said).
         let seen: Rc<RefCell<Option<Result<Opening, String>>>> = Rc::default();
         let (polling, seeing, asking) = (runtime.clone(), seen.clone(), dir.clone());
-        pause_while_held(move |_| {
+        let poll: AtStop = Box::new(move || {
             let mut opening: Opening = Box::pin(async move {
                 Device::open(&asking, || Err("the passphrase was asked for".to_owned())).await
             });
@@ -232,6 +272,7 @@ mod tests {
                 Some(done) => Err(format!("{done:?}")),
             });
         });
+        stop(poll);
         let (profile, starting) = Starting::open(&dir, "pass").unwrap();
         let seen = seen.borrow_mut().take();
         let opening = match seen {
@@ -239,7 +280,7 @@ mod tests {
             Some(Err(done)) => {
                 panic!("the command did not wait for the node opening its profile: {done}")
             }
-            None => panic!("the open did not stop with the profile held"),
+            None => panic!("the open did not stop where the test asked"),
         };
         assert!(node_starting(&dir), "the open returned with no marker");
 
@@ -267,10 +308,9 @@ mod tests {
     /// passphrase for a profile from before sealing, whose key is derived
     /// under the lock) removes the marker it wrote: the app lives on to
     /// ask for the passphrase again, and a marker naming it would have
-    /// every command wait for a node that is not starting. A sealed
-    /// profile refuses the wrong passphrase before its lock is taken, and
-    /// is not marked at all. (The first check fails before: nothing was
-    /// marked during the open.)
+    /// every command wait for a node that is not starting. (The first
+    /// check fails before: nothing was marked during the open.) The same
+    /// for a sealed profile is the test after this one.
     #[test]
     fn a_wrong_passphrase_leaves_no_marker() {
         let tmp = tempfile::tempdir().unwrap();
@@ -307,19 +347,65 @@ mod tests {
         drop(starting);
         assert!(!old.join(MARKER).exists());
         drop(profile);
+    }
 
-        let sealed = tmp.path().join("sealed");
-        drop(crate::profile::alice_with_bob(&sealed));
-        let refused = Starting::open(&sealed, "wrong");
+    /// A profile sealed as a whole is held and marked while its key is
+    /// derived from the passphrase (a second opener is told it is in use),
+    /// and a wrong passphrase then lets go of both: no marker is left, and
+    /// the right passphrase opens the profile at once. (Fails before the
+    /// lock was taken ahead of the derivation: during it, the profile was
+    /// neither held nor marked, and a second open took it.)
+    #[test]
+    fn a_wrong_passphrase_on_a_sealed_profile_leaves_no_marker_and_frees_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        drop(crate::profile::alice_with_bob(&dir));
+        assert!(Profile::is_sealed(&dir));
+        /// What the test saw while the open derived the key.
+        struct Seen {
+            held: bool,
+            marked: bool,
+            /// What a second open said.
+            second: Result<(), ProfileError>,
+        }
+        let seen: Rc<RefCell<Option<Seen>>> = Rc::default();
+        let (seeing, looking) = (seen.clone(), dir.clone());
+        pause_while_unsealing(move || {
+            let second = Profile::open(&looking, "pass").map(drop);
+            *seeing.borrow_mut() = Some(Seen {
+                held: Profile::in_use(&looking),
+                marked: node_starting(&looking),
+                second,
+            });
+        });
+        let refused = Starting::open(&dir, "wrong");
+        let seen = seen.borrow_mut().take();
+        let Some(seen) = seen else {
+            panic!("the open derived no key: {refused:?}")
+        };
+        assert!(seen.held, "not held while the open derived the key");
+        assert!(seen.marked, "not marked while the open derived the key");
+        assert!(
+            matches!(seen.second, Err(ProfileError::InUse(_))),
+            "a second open during the derivation: {:?}",
+            seen.second
+        );
         assert!(
             matches!(refused, Err(ProfileError::WrongPassphrase)),
             "{refused:?}"
         );
         assert!(
-            !sealed.join(MARKER).exists(),
+            !dir.join(MARKER).exists(),
             "a wrong passphrase left the marker"
         );
-        assert!(!node_starting(&sealed));
+        assert!(!node_starting(&dir));
+        assert!(!Profile::in_use(&dir), "a wrong passphrase kept the lock");
+        // The right one opens it at once, marked until the guard goes.
+        let (profile, starting) = Starting::open(&dir, "pass").unwrap();
+        assert!(node_starting(&dir));
+        drop(starting);
+        assert!(!dir.join(MARKER).exists());
+        drop(profile);
     }
 
     /// The marker names this process while its guard lives, and goes
