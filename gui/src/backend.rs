@@ -16,7 +16,11 @@
 //! Ctrl-Z, or stuck) is waited for [`control::ANSWER_WITHIN`] at most once
 //! per job: once one request of a job went unanswered, the job's later
 //! reads fail at once ([`Core::call`]), so opening a conversation takes
-//! ten seconds to say so, not ten for each of its reads.
+//! ten seconds to say so, not ten for each of its reads. Attaching to a
+//! node is bounded the same way: one that answers its status and then
+//! not the follow asked next is given up on after as long
+//! ([`Core::watch`]), and not asked again in the same job
+//! ([`Core::node_answers`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -514,10 +518,15 @@ impl Core {
     /// held by anything else is not waited for.
     pub fn attach(&mut self) -> bool {
         self.stop();
-        let dir = self.options.profile.clone();
         let Ok(runtime) = node_runtime() else {
             return false;
         };
+        self.attach_on(runtime)
+    }
+
+    /// [`Core::attach`], with the link to the node on `runtime`.
+    fn attach_on(&mut self, runtime: tokio::runtime::Runtime) -> bool {
+        let dir = self.options.profile.clone();
         if !runtime
             .block_on(Device::running_or_starting(&dir))
             .unwrap_or(false)
@@ -552,8 +561,15 @@ impl Core {
     }
 
     /// Whether a node answers on the profile's control socket (asked with
-    /// no device here).
+    /// no device here). One that did not answer in time in the job
+    /// running now (the follow of an attach, [`Core::watch`]) is not
+    /// asked again until the next job, as [`Core::call`] does not ask it
+    /// again: it answers no sooner, and would hold the core thread as
+    /// long once more.
     pub fn node_answers(&self) -> bool {
+        if self.unanswered.borrow().is_some() {
+            return false;
+        }
         once(Device::running(&self.options.profile)).is_ok_and(|r| r.unwrap_or(false))
     }
 
@@ -574,10 +590,21 @@ impl Core {
     /// Follows `device`'s events (a refresh per [`DEBOUNCE`] of them) and
     /// ticks every [`TICK`]; when its events end while it is still this
     /// window's device, the node stopped: [`crate::adapters::node_gone`].
+    /// A running node that does not answer the follow in time
+    /// ([`Device::follow`]: stopped with Ctrl-Z, or stuck, since it
+    /// answered its status) is not watched, and that is remembered for
+    /// the rest of the job, as [`Core::call`] remembers it.
     fn watch(&mut self, runtime: tokio::runtime::Runtime, device: Device) -> bool {
-        let Ok(mut events) = runtime.block_on(device.follow()) else {
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            return false;
+        let mut events = match runtime.block_on(device.follow()) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!("following the node's events: {e}");
+                if e.kind == FailureKind::Unanswered {
+                    *self.unanswered.get_mut() = Some(e);
+                }
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                return false;
+            }
         };
         let backend = self.backend.clone();
         let session = self.session;
@@ -750,9 +777,9 @@ mod tests {
         );
     }
 
-    /// A core thread's state with `runtime`, attached to the node running
-    /// on `profile` (which the test plays there).
-    fn attached(profile: &std::path::Path, runtime: tokio::runtime::Runtime) -> Core {
+    /// A core thread's state on `profile`, before it is unlocked or
+    /// attached to a node.
+    fn unattached(profile: &std::path::Path) -> Core {
         let options = Options {
             profile: profile.to_path_buf(),
             node: NodeConfig::default(),
@@ -762,12 +789,18 @@ mod tests {
         };
         // Nothing the tests run queues jobs.
         let (tx, _) = sync_channel(JOB_QUEUE);
-        let mut core = Core::new(
+        Core::new(
             options,
             slint::Weak::default(),
             Backend { tx },
             Arc::new(AtomicBool::new(false)),
-        );
+        )
+    }
+
+    /// A core thread's state with `runtime`, attached to the node running
+    /// on `profile` (which the test plays there).
+    fn attached(profile: &std::path::Path, runtime: tokio::runtime::Runtime) -> Core {
+        let mut core = unattached(profile);
         core.runtime = Some(runtime);
         core.device = Some(Device::Running(profile.to_path_buf()));
         core
@@ -820,6 +853,98 @@ mod tests {
         assert_eq!(asked(), 1, "times the node was asked at the next job");
     }
 
+    /// Regression (attaching to a node that answered its status and was
+    /// stopped with Ctrl-Z, or got stuck, before it answered the follow
+    /// asked next held the core thread, and quitting, for good: the
+    /// follow was waited for without bound). Now the follow is given up
+    /// on after [`control::ANSWER_WITHIN`], as a read is: the window is
+    /// not attached, and the node is not asked again in the same job
+    /// ([`Core::node_answers`]). The node is played on the core's
+    /// runtime, whose time is paused and goes on whenever nothing is left
+    /// to do: it answers every status and takes a follow without
+    /// answering it, then hangs up after twice the bound (so that a
+    /// follow waited for without bound ends, rather than the test). A
+    /// copy of its socket is kept once the runtime is gone, and counts
+    /// the connections made to it after. Fails with `Request::Follow`
+    /// back among the requests `control::may_give_up_on` waits for: the
+    /// node hangs up first, which is no failure to give up on. Fails
+    /// without the check of `unanswered` in [`Core::node_answers`]: the
+    /// node is asked its status again (waited for ten seconds, as the
+    /// runtime `node_answers` makes is not paused).
+    #[test]
+    fn attaching_to_a_node_that_does_not_answer_its_follow_gives_up_once() {
+        use strand_node::runtime::api::Answer;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let node = std::os::unix::net::UnixListener::bind(control::socket_path(tmp.path()))
+            .expect("the node's socket");
+        // Both copies share it: the runtime's needs it, and the test's
+        // counts without waiting.
+        node.set_nonblocking(true).unwrap();
+        let played = node.try_clone().unwrap();
+        let status = status_of(tmp.path());
+        runtime.spawn(async move {
+            let listener = tokio::net::UnixListener::from_std(played).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (asked, mut answering) = stream.into_split();
+                let mut asked = tokio::io::BufReader::new(asked);
+                let mut line = String::new();
+                if asked.read_line(&mut line).await.is_err() {
+                    continue;
+                }
+                if let Ok(Request::Status) = serde_json::from_str::<Request>(&line) {
+                    let answer = Answer::Ok(Reply::Status(Box::new(status.clone())));
+                    let mut line = serde_json::to_vec(&answer).unwrap();
+                    line.push(b'\n');
+                    let _ = answering.write_all(&line).await;
+                } else {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(2 * control::ANSWER_WITHIN).await;
+                        drop((asked, answering));
+                    });
+                }
+            }
+        });
+        let mut core = unattached(tmp.path());
+        assert!(!core.attach_on(runtime), "attached to a node that does not answer");
+        assert!(core.device.is_none());
+        let Some(failure) = core.unanswered.borrow().clone() else {
+            panic!("the follow was not given up on");
+        };
+        assert!(
+            failure.message.contains(&format!(
+                "did not answer within {} s",
+                control::ANSWER_WITHIN.as_secs()
+            )),
+            "{failure:?}"
+        );
+        assert!(!core.node_answers(), "the node answers");
+        let asked = std::iter::from_fn(|| node.accept().ok()).count();
+        assert_eq!(asked, 0, "times the node was asked again in the job");
+    }
+
+    /// The status a node played on `profile` answers with.
+    fn status_of(profile: &std::path::Path) -> strand_node::Status {
+        serde_json::from_value(serde_json::json!({
+            "name": "Ann",
+            "profile": profile,
+            "transports": [],
+            "seen": [],
+            "links": 0,
+            "sessions": 0,
+            "bytes_sent": 0,
+            "bytes_received": 0,
+            "messages": 0,
+        }))
+        .unwrap()
+    }
+
     /// What a test's log holds.
     #[derive(Clone, Default)]
     struct Journal(Arc<Mutex<Vec<u8>>>);
@@ -867,18 +992,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let status: strand_node::Status = serde_json::from_value(serde_json::json!({
-            "name": "Ann",
-            "profile": tmp.path(),
-            "transports": [],
-            "seen": [],
-            "links": 0,
-            "sessions": 0,
-            "bytes_sent": 0,
-            "bytes_received": 0,
-            "messages": 0,
-        }))
-        .unwrap();
+        let status = status_of(tmp.path());
         let broken = "a listed message is missing";
         // Whether the node reads the lists (an empty one) again.
         let mended = Arc::new(AtomicBool::new(false));

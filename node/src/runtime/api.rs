@@ -516,7 +516,8 @@ pub enum FailureKind {
     /// Ctrl-Z, or stuck), and the client gave up waiting, as it does only
     /// where that is safe
     /// ([`may_give_up_on`](super::control::may_give_up_on)). Said by a
-    /// client ([`Device::call`](super::device::Device::call)), never by a
+    /// client ([`Device::call`](super::device::Device::call),
+    /// [`Device::follow`](super::device::Device::follow)), never by a
     /// node: what a later request of the same kind would get too, until
     /// the node answers again.
     Unanswered,

@@ -27,10 +27,11 @@
 //! length in memory. The node's copy of a line is wiped once it is read,
 //! as a client's is once sent: a line may carry passphrases. `strand` and
 //! the app give up on the answer to a read (and to the status, stopping
-//! the node, or moving a read mark forward) after [`ANSWER_WITHIN`],
-//! saying the node did not answer ([`may_give_up_on`]); what else
-//! changes something is waited for as long as it takes. What each
-//! request does is [`Node::handle`]'s. At
+//! the node, moving a read mark forward, or following its events, whose
+//! stream comes after that answer) after [`ANSWER_WITHIN`], saying the
+//! node did not answer ([`may_give_up_on`], applied by
+//! [`request_or_give_up`]); what else changes something is waited for as
+//! long as it takes. What each request does is [`Node::handle`]'s. At
 //! most [`MAX_CONTROL_CONNECTIONS`] connections are served at once, and
 //! [`RESERVED_CONTROL_CONNECTIONS`] more only to ask the node's status or
 //! stop it ([`reserved_for`]): so the user can stop their own node while
@@ -398,19 +399,25 @@ pub(crate) fn reserved_for(request: &Request) -> bool {
 
 /// Whether a client may stop waiting for the answer to `request` once
 /// [`ANSWER_WITHIN`] has passed, and say the node did not answer
-/// ([`Device::call`](super::device::Device::call)). Given up on are the
-/// requests whose outcome the user need not know: what the reserve
-/// serves ([`reserved_for`]); every read, which changes nothing stored
-/// and is answered at once (from the store, off the node's workers, or
-/// from what the node holds); and [`Request::MarkRead`], which only
-/// moves a conversation's read mark forward (never back), and which the
-/// app asks again at its next refresh of the conversation, so done late
-/// or twice it changes nothing the user was told. A node that answers
+/// ([`Device::call`](super::device::Device::call),
+/// [`Device::follow`](super::device::Device::follow), through
+/// [`request_or_give_up`]). Given up on are the requests whose outcome
+/// the user need not know: what the reserve serves ([`reserved_for`]);
+/// every read, which changes nothing stored and is answered at once
+/// (from the store, off the node's workers, or from what the node
+/// holds); [`Request::Follow`], whose answer (that the node follows) is
+/// sent at once, and whose events after it are read for as long as the
+/// node runs; and [`Request::MarkRead`], which only moves a
+/// conversation's read mark forward (never back), and which the app asks
+/// again at its next refresh of the conversation, so done late or twice
+/// it changes nothing the user was told. A node that answers
 /// none of them in that time is stopped (Ctrl-Z) or stuck. Before, only
 /// the status was given up on: the other requests an app attached to a
 /// running node makes at every refresh (the contact list, a
 /// conversation's positions and pages, the mark of what it showed, ...)
-/// waited for a stopped node for good, and its window with them.
+/// waited for a stopped node for good, and its window with them, as
+/// the follow did an app attaching to a node stopped right after its
+/// status.
 ///
 /// A request whose outcome the user is told is waited for as long as it
 /// takes: given up on, it could still be done once the node goes on,
@@ -463,9 +470,10 @@ pub fn may_give_up_on(request: &Request) -> bool {
         // A page of `strand read`: it marks the conversation read up to
         // its last message.
         Request::Read { .. } | Request::GroupRead { .. } => false,
-        // Its events are waited for as long as the node runs
+        // Only reads. Its answer comes at once; its events, after it,
+        // are read for as long as the node runs
         // ([`Device::follow`](super::device::Device::follow)).
-        Request::Follow => false,
+        Request::Follow => true,
     }
 }
 
@@ -759,8 +767,9 @@ fn request_of(line: &[u8]) -> Result<Request, String> {
 }
 
 /// How long a node is given to answer whether it runs (`Status`), to
-/// take a `Shutdown`, or to answer a read ([`may_give_up_on`]): it
-/// answers those at once, unless it is stopped (Ctrl-Z) or stuck.
+/// take a `Shutdown`, to answer a read or that it follows
+/// ([`may_give_up_on`]): it answers those at once, unless it is stopped
+/// (Ctrl-Z) or stuck.
 pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// This process's (effective) user: the owner of a file it makes.
@@ -796,6 +805,22 @@ pub async fn request_within(
     within: std::time::Duration,
 ) -> std::io::Result<Option<Answer>> {
     Ok(ask(profile, request, Some(within)).await?.map(|(a, _)| a))
+}
+
+/// [`request`], given up on as [`may_give_up_on`] says: a request that
+/// may be given up on fails (an error of kind `TimedOut`, naming the
+/// node's process) once [`ANSWER_WITHIN`] has passed with no answer;
+/// any other is waited for as long as it takes. Only the answer is
+/// bounded: what comes after it (a follow's events, read from the reader
+/// returned) is not. [`Device`](super::device::Device) asks a running
+/// node through this, its calls and its follow alike, so the rule is
+/// applied in one place.
+pub async fn request_or_give_up(
+    profile: &Path,
+    request: &Request,
+) -> std::io::Result<Option<(Answer, BufReader<tokio::net::unix::OwnedReadHalf>)>> {
+    let within = may_give_up_on(request).then_some(ANSWER_WITHIN);
+    ask(profile, request, within).await
 }
 
 /// Whether an error on the control socket is the node hanging up.

@@ -225,45 +225,39 @@ impl Device {
     /// everything after them, quitting too.
     pub async fn call(&self, request: Request) -> Result<Reply, Failure> {
         match self {
-            Device::Running(dir) => {
-                let answered = if control::may_give_up_on(&request) {
-                    control::request_within(dir, &request, control::ANSWER_WITHIN).await
-                } else {
-                    control::request(dir, &request)
-                        .await
-                        .map(|reached| reached.map(|(answer, _)| answer))
-                };
-                match answered {
-                    Ok(Some(answer)) => answer.into(),
-                    Ok(None) => Err(Failure::failed(
-                        "the running node stopped (start it again, or run the command again)",
-                    )),
-                    // It says what happened itself: which process did not
-                    // answer in how long, and what to do.
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        Err(Failure::unanswered(e))
-                    }
-                    Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
-                }
-            }
+            Device::Running(dir) => match control::request_or_give_up(dir, &request).await {
+                Ok(Some((answer, _))) => answer.into(),
+                Ok(None) => Err(Failure::failed(
+                    "the running node stopped (start it again, or run the command again)",
+                )),
+                Err(e) => Err(talking_failed(e)),
+            },
             Device::Offline(node) | Device::Local(node) => node.handle(request).await,
         }
     }
 
     /// The node's events from now on, one at a time, until it stops (an
     /// offline node has no links to hear from, but reports the progress
-    /// of what it is asked to do).
+    /// of what it is asked to do). A running node is given
+    /// [`control::ANSWER_WITHIN`] to answer that it follows, as for a
+    /// read ([`control::may_give_up_on`]), and said not to answer after
+    /// that, as [`Device::call`] says it; its events are then read for as
+    /// long as it runs. Before, a node stopped with Ctrl-Z (or stuck)
+    /// between the status an app attaching to it asks first and this
+    /// follow held the app's core thread, and quitting, for good.
     pub async fn follow(&self) -> Result<Events, Failure> {
         match self {
-            Device::Running(dir) => match control::request(dir, &Request::Follow).await {
-                Ok(Some((Answer::Ok(_), reader))) => Ok(Events::Socket {
-                    profile: dir.clone(),
-                    lines: reader.lines(),
-                }),
-                Ok(Some((Answer::Error(e), _))) => Err(e),
-                Ok(None) => Err(Failure::failed("the running node stopped")),
-                Err(e) => Err(Failure::failed(format!("talking to the running node: {e}"))),
-            },
+            Device::Running(dir) => {
+                match control::request_or_give_up(dir, &Request::Follow).await {
+                    Ok(Some((Answer::Ok(_), reader))) => Ok(Events::Socket {
+                        profile: dir.clone(),
+                        lines: reader.lines(),
+                    }),
+                    Ok(Some((Answer::Error(e), _))) => Err(e),
+                    Ok(None) => Err(Failure::failed("the running node stopped")),
+                    Err(e) => Err(talking_failed(e)),
+                }
+            }
             Device::Local(node) | Device::Offline(node) => Ok(Events::Local(node.subscribe())),
         }
     }
@@ -274,6 +268,19 @@ impl Device {
         if let Device::Offline(node) = self {
             node.shutdown().await;
         }
+    }
+}
+
+/// What a client is told when talking to the running node failed. A
+/// node that did not answer in time ([`control::request_or_give_up`])
+/// is said so with a kind of its own ([`Failure::unanswered`]), in the
+/// words of the error: which process did not answer in how long, and
+/// what to do.
+fn talking_failed(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        Failure::unanswered(e)
+    } else {
+        Failure::failed(format!("talking to the running node: {e}"))
     }
 }
 
@@ -312,6 +319,10 @@ impl Events {
                         /// How often a node that is serving all the
                         /// connections it can is asked again.
                         const ASK_AGAIN_EVERY: Duration = Duration::from_secs(1);
+                        // Waited for as long as it takes, as the events
+                        // are (only their reader waits on it): a node
+                        // stopped meanwhile is followed again once it
+                        // goes on.
                         match control::request(profile, &Request::Follow).await {
                             Ok(Some((Answer::Ok(_), reader))) => {
                                 *lines = reader.lines();
@@ -507,6 +518,91 @@ mod tests {
                 "{read:?}: {failure:?}"
             );
         }
+    }
+
+    /// A node, played on this runtime on `profile`'s socket, that
+    /// answers its status and then nothing more, as one stopped with
+    /// Ctrl-Z (or stuck) right after it answered: it answers every
+    /// status with one of its own, and takes every other request (the
+    /// follow an app attaching to it asks next) without ever answering
+    /// it or hanging up.
+    fn node_that_answers_only_its_status(profile: &Path) {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::UnixListener::bind(control::socket_path(profile)).unwrap();
+        let status: crate::Status = serde_json::from_value(serde_json::json!({
+            "name": "Ann",
+            "profile": profile,
+            "transports": [],
+            "seen": [],
+            "links": 0,
+            "sessions": 0,
+            "bytes_sent": 0,
+            "bytes_received": 0,
+            "messages": 0,
+            "running": true,
+        }))
+        .unwrap();
+        tokio::spawn(async move {
+            let mut unanswered = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (asked, mut answering) = stream.into_split();
+                let mut asked = tokio::io::BufReader::new(asked);
+                let mut line = String::new();
+                if asked.read_line(&mut line).await.is_err() {
+                    continue;
+                }
+                if let Ok(Request::Status) = serde_json::from_str::<Request>(&line) {
+                    let answer = Answer::Ok(Reply::Status(Box::new(status.clone())));
+                    let mut line = serde_json::to_vec(&answer).unwrap();
+                    line.push(b'\n');
+                    let _ = answering.write_all(&line).await;
+                } else {
+                    unanswered.push((asked, answering));
+                }
+            }
+        });
+    }
+
+    /// Regression: a running node that answered its status and then did
+    /// not answer the follow asked next (stopped with Ctrl-Z, or stuck,
+    /// in between) was waited for without bound: an app attaching to it
+    /// held its core thread, and quitting, for good. The follow's answer
+    /// is now given up on after [`control::ANSWER_WITHIN`] as a read's
+    /// is, with the same kind and words. Time is paused as in
+    /// [`a_running_node_that_does_not_answer_its_status_is_said_so`]; the
+    /// node is played on the test's runtime, so time goes on only once
+    /// nothing is left to do, the status answered. Fails with
+    /// `Request::Follow` back among the requests
+    /// `control::may_give_up_on` waits for (`false`): the outer timeout
+    /// then runs out on the follow.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_node_that_does_not_answer_a_follow_is_said_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        node_that_answers_only_its_status(tmp.path());
+        assert!(Device::running(tmp.path()).await.unwrap(), "the node answers its status");
+        let device = Device::Running(tmp.path().to_path_buf());
+        let asked = tokio::time::timeout(2 * control::ANSWER_WITHIN, device.follow()).await;
+        let Ok(followed) = asked else {
+            panic!("the follow was waited for past the bound");
+        };
+        let Err(failure) = followed else {
+            panic!("followed a node that did not answer");
+        };
+        // What the app gives up on the rest of a job with.
+        assert_eq!(failure.kind, FailureKind::Unanswered, "{failure:?}");
+        assert!(
+            failure.message.contains(&format!(
+                "did not answer within {} s",
+                control::ANSWER_WITHIN.as_secs()
+            )),
+            "{failure:?}"
+        );
+        assert!(
+            failure
+                .message
+                .contains(&format!("(process {})", std::process::id())),
+            "{failure:?}"
+        );
     }
 
     /// A request that changes something is waited for however long the
