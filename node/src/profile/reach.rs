@@ -16,7 +16,7 @@
 //! take): the record stored as published is the one contacts keep.
 
 use rand_core::{CryptoRng, RngCore};
-use redb::{ReadTransaction, ReadableDatabase};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use strand_sync::limits::{Time, MAX_CLOCK_SKEW, MAX_REACH_ADDRESSES};
 use strand_sync::{
     AuthorId, Contact, Group, GroupId, Identity, Key, Kind, Message, PublicIdentity, Reach,
@@ -217,8 +217,18 @@ impl Profile {
         let Some(v) = m.get(name).map_err(db_error)? else {
             return Ok(None);
         };
-        open(self.root(), role, v.value())
-            .map(Some)
+        self.unseal_meta(name, role, v.value()).map(Some)
+    }
+
+    /// The `meta` entry `name`, `sealed` for `role` as it is stored
+    /// ([`Profile::set_meta_sealed`]), opened.
+    fn unseal_meta(
+        &self,
+        name: &str,
+        role: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ProfileError> {
+        open(self.root(), role, sealed)
             .ok_or_else(|| ProfileError::Corrupt(format!("`{name}` does not decrypt")))
     }
 
@@ -302,21 +312,46 @@ impl Profile {
     }
 
     /// The seed this device's relay identities derive from (made on first
-    /// use).
+    /// use), the one stored for every caller. One is made only in the
+    /// write transaction that finds none stored, and stored there: callers
+    /// at the same moment (the app's invite, the node starting its relays
+    /// or telling contacts its reach) all get the first stored. Before,
+    /// the look and the write were apart: each caller that found none
+    /// made one and stored it, the last stored stayed, and the others'
+    /// showed in an invite, or keyed the node's relay identities, though
+    /// never stored.
     pub fn relay_seed(
         &self,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<[u8; 32], ProfileError> {
+        let seed_of = |b: &[u8]| -> Result<[u8; 32], ProfileError> {
+            b.try_into().map_err(|_| ProfileError::Corrupt("the relay seed".into()))
+        };
+        // Read without writing once there is one, as every later time.
         if let Some(b) = self.meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED)? {
-            return b
-                .as_slice()
-                .try_into()
-                .map_err(|_| ProfileError::Corrupt("the relay seed".into()));
+            return seed_of(b.as_slice());
         }
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        self.set_meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED, &seed, rng)?;
-        Ok(seed)
+        // A test holds two callers here, both having found none.
+        #[cfg(test)]
+        tests::no_seed_found();
+        // Made before the transaction, which takes no generator; unused if
+        // another caller stored one meanwhile.
+        let mut made = [0u8; 32];
+        rng.fill_bytes(&mut made);
+        let sealed = seal(self.root(), ROLE_RELAY_SEED, &made, rng);
+        let stored = self.write_txn(move |txn| {
+            let mut table = txn.open_table(META).map_err(db_error)?;
+            if let Some(stored) = table.get(meta::RELAY_SEED).map_err(db_error)? {
+                return Ok(Some(stored.value().to_vec()));
+            }
+            table.insert(meta::RELAY_SEED, &sealed[..]).map_err(db_error)?;
+            Ok(None)
+        })?;
+        let Some(stored) = stored else {
+            return Ok(made);
+        };
+        let stored = self.unseal_meta(meta::RELAY_SEED, ROLE_RELAY_SEED, &stored)?;
+        seed_of(stored.as_slice())
     }
 
     /// The record last written to contacts, if any.
@@ -603,6 +638,9 @@ mod tests {
         /// Run by the next change on this thread that finds another under
         /// way, before it waits for it.
         static WAITING: Hook = const { Cell::new(None) };
+        /// Run by the next [`Profile::relay_seed`] on this thread that
+        /// finds no seed stored, before it makes one.
+        static NO_SEED_FOUND: Hook = const { Cell::new(None) };
     }
 
     pub(super) fn before_writing() {
@@ -613,6 +651,12 @@ mod tests {
 
     pub(super) fn waiting() {
         if let Some(hook) = WAITING.take() {
+            hook();
+        }
+    }
+
+    pub(super) fn no_seed_found() {
+        if let Some(hook) = NO_SEED_FOUND.take() {
             hook();
         }
     }
@@ -910,5 +954,56 @@ mod tests {
         assert_eq!(reach.relays, [good_bytes]);
         // The user's list still shows both, to remove the bad one.
         assert_eq!(alice.relays().unwrap(), [bad, good]);
+    }
+
+    /// Regression: two callers asking the relay seed of a profile that
+    /// had none yet (the app's invite, and the node starting its relays
+    /// or telling contacts its reach) each made one and stored it, one
+    /// after the other: the last stored stayed, and the other caller had
+    /// one that was never stored (shown in an invite, its relay
+    /// identities known to nobody). Now every caller gets the one stored.
+    /// Each round, on a profile with no seed, two threads ask for it a
+    /// few times each; both are held (`NO_SEED_FOUND`) once they have
+    /// found none, until the other has too, so both go on to make one: no
+    /// timing decides anything. Fails with the write transaction in
+    /// [`Profile::relay_seed`] made the store of the seed made, as before
+    /// (`self.set_meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED, &made,
+    /// rng)?; return Ok(made);`): each thread then gets its own.
+    #[test]
+    fn callers_at_once_all_get_the_relay_seed_stored() {
+        use std::sync::{Arc, Barrier};
+        // Profiles tried, and how often each thread asks each.
+        const ROUNDS: usize = 4;
+        const ASKED: usize = 8;
+        for _ in 0..ROUNDS {
+            let dir = tempfile::tempdir().unwrap();
+            let (alice, _bob, _) = alice_with_bob(dir.path());
+            let none = alice.meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED);
+            assert!(none.unwrap().is_none(), "a seed before it was asked for");
+            let both_found_none = Arc::new(Barrier::new(2));
+            let asking: Vec<_> = (0..2)
+                .map(|_| {
+                    let alice = alice.clone();
+                    let both_found_none = both_found_none.clone();
+                    std::thread::spawn(move || {
+                        NO_SEED_FOUND.set(Some(Box::new(move || {
+                            both_found_none.wait();
+                        })));
+                        (0..ASKED)
+                            .map(|_| alice.relay_seed(&mut os_rng()).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let answers: Vec<[u8; 32]> = asking
+                .into_iter()
+                .flat_map(|asked| asked.join().expect("the caller went well"))
+                .collect();
+            let stored = alice.meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED);
+            let stored = stored.unwrap().expect("a seed is stored");
+            for answer in &answers {
+                assert_eq!(answer.as_slice(), stored.as_slice(), "not the seed stored");
+            }
+        }
     }
 }

@@ -186,7 +186,8 @@ pub mod meta {
     /// the multiaddr as text; sealed under the root key. Absent: none.
     pub const RELAYS: &str = "relays";
     /// The seed of this device's relay identities (32 bytes), sealed under
-    /// the root key. Made when first needed.
+    /// the root key. Made when first needed, once: in the write
+    /// transaction that finds none ([`crate::Profile::relay_seed`]).
     pub const RELAY_SEED: &str = "relay_seed";
     /// The [`strand_sync::Reach`] record last written to contacts, sealed
     /// under the root key: a new one is written only when it changes.
