@@ -18,11 +18,14 @@
 //! sharing or not, and the port is in use by another program
 //! ([`PortInUse`]). Where a listener of the transport's own may still
 //! hold the port (a new identity taking over from the old), there is no
-//! check: it cannot tell its own socket from another program's. Who
-//! checks where, and what a port in use then does, is in the docs of
-//! [`crate::lan`] (the start fails; a quiet LAN stays quiet),
-//! [`crate::relay::server`] (the start fails) and [`crate::relay`] (a
-//! hole punching port: another is taken in its place).
+//! check: it cannot tell its own socket from another program's. The LAN
+//! knows which ports its listeners hold ([`holds_port`]), and checks the
+//! others at a change of identity too. Who checks where, and what a port
+//! in use then does, is in the docs of [`crate::lan`] (the start fails; a
+//! change of identity leaves the address for the next, and a quiet LAN
+//! stays quiet), [`crate::relay::server`] (the start fails) and
+//! [`crate::relay`] (a hole punching port: another is taken in its
+//! place).
 //!
 //! Another program, to the check, is any socket not of the transport
 //! asking, the same node's other transports among them: a node whose
@@ -33,6 +36,8 @@
 //! nothing, so a UDP port taken fails the listen itself. One gap is left
 //! everywhere: between the check and the listen, another program could
 //! still take the port, as when two start at the same moment.
+
+use std::net::SocketAddr;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
@@ -69,13 +74,8 @@ pub(crate) struct PortInUse {
 /// passes here, as does an address that is not TCP. The socket never
 /// listens, so it takes no connection in its moment.
 pub(crate) fn probe(addr: &Multiaddr) -> Result<(), TransportError> {
-    let at = match crate::without_peer(addr).as_slice() {
-        [Protocol::Ip4(ip), Protocol::Tcp(port)] if *port != 0 => {
-            std::net::SocketAddr::new((*ip).into(), *port)
-        }
-        [Protocol::Ip6(ip), Protocol::Tcp(port)] if *port != 0 => {
-            std::net::SocketAddr::new((*ip).into(), *port)
-        }
+    let at = match tcp_socket(addr) {
+        Some(at) if at.port() != 0 => at,
         _ => return Ok(()),
     };
     let bind = || -> std::io::Result<()> {
@@ -99,5 +99,33 @@ pub(crate) fn probe(addr: &Multiaddr) -> Result<(), TransportError> {
             }),
         }),
         _ => Ok(()),
+    }
+}
+
+/// Whether a listener of the transport's own at `held` (a TCP address,
+/// at the port it got) holds the port of `addr`, so that [`probe`] there
+/// would be refused for that listener's socket and cannot be asked: the
+/// same port (not 0) and IP family, and the same IP address or either
+/// unspecified (which takes every address of its family). IPv4 and IPv6
+/// do not meet: libp2p's IPv6 sockets, and the probe's, are IPv6 only.
+/// Two TCP sockets at one port on two addresses of the device do not
+/// meet either, so the other is checked.
+pub(crate) fn holds_port(held: &Multiaddr, addr: &Multiaddr) -> bool {
+    let (Some(held), Some(addr)) = (tcp_socket(held), tcp_socket(addr)) else {
+        return false;
+    };
+    held.port() != 0
+        && held.port() == addr.port()
+        && held.is_ipv4() == addr.is_ipv4()
+        && (held.ip() == addr.ip() || held.ip().is_unspecified() || addr.ip().is_unspecified())
+}
+
+/// Where a listener at `addr` binds, if it is a TCP address (an IP
+/// address and a TCP port, perhaps then `/p2p/<id>`).
+fn tcp_socket(addr: &Multiaddr) -> Option<SocketAddr> {
+    match crate::without_peer(addr).as_slice() {
+        [Protocol::Ip4(ip), Protocol::Tcp(port)] => Some(SocketAddr::new((*ip).into(), *port)),
+        [Protocol::Ip6(ip), Protocol::Tcp(port)] => Some(SocketAddr::new((*ip).into(), *port)),
+        _ => None,
     }
 }

@@ -69,25 +69,31 @@
 //! transport sets it on every listener, so a second Strand node (another
 //! profile) given the same port was let in beside the first, and the
 //! system split new connections between two nodes that know nothing of
-//! each other. So where no generation of this LAN listens (at the start,
-//! and at each retry of a quiet LAN), each TCP address at a port given
-//! (not 0) is first checked for another program's socket ([`probe`],
-//! shared with the relay server and the relay client: see
-//! [`crate::ports`]), and one held is in use by another program
+//! each other. So before a new generation listens, each TCP address at a
+//! port given (not 0; or chosen for a 0 before) is first checked for
+//! another program's socket ([`probe`], shared with the relay server and
+//! the relay client: see [`crate::ports`]), but for those whose port a
+//! listener of the old generation holds ([`holds_port`]): there the new
+//! one must listen beside the old, and the check could not tell the old
+//! one's socket from another program's. At the start, and at each retry
+//! of a quiet LAN, no generation listens, and every address is checked;
+//! at a rotation, each the old generation does not listen at, as one it
+//! could not listen on at the last rotation (gone after a change of
+//! network) that is back now. One held is in use by another program
 //! ([`PortInUse`](crate::ports::PortInUse)). The start fails with that,
-//! as a server's does; a quiet LAN's retry logs it and leaves the
-//! address for the next. A rotation while the LAN listens makes no such
-//! check: its old generation holds the ports, and the new one must
-//! listen beside it. QUIC needs none: libp2p's QUIC socket shares its
-//! port with nothing, so a port taken fails the listen itself.
+//! as a server's does; a rotation (a quiet LAN's retry too) logs it and
+//! leaves the address for the next, as any address it cannot listen on
+//! (see above): it takes over on the others, or if none is left, the LAN
+//! goes (or stays) quiet. QUIC needs no check: libp2p's QUIC socket
+//! shares its port with nothing, so a port taken fails the listen itself.
 //!
 //! Two gaps are left. Between the check and the listen (one command to
 //! the new generation) another program could still take the port, as
-//! when two nodes start at the same moment. And an address a rotation
-//! listens on again, after it was gone (a change of network) while the
-//! LAN listened on its others, is not checked: the old generation holds
-//! the ports of those others, and the check cannot tell its sockets from
-//! another program's.
+//! when two nodes start at the same moment. And at a rotation, an
+//! address whose port the old generation holds at an address that takes
+//! it in (the same port given on `0.0.0.0` and on `192.168.1.20`, say)
+//! is not checked: the system would refuse the check for the old
+//! generation's own socket.
 //!
 //! # Limits
 //!
@@ -113,7 +119,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::generation::{self, ask};
-use crate::ports::probe;
+use crate::ports::{holds_port, probe};
 use crate::without_peer;
 use crate::{LinkKind, Peer, Transport, TransportError, TransportEvent, TransportInfo};
 
@@ -516,9 +522,12 @@ impl Lan {
     /// settings becomes the one chosen, which later generations take).
     /// An unspecified address with none of its family on the device yet
     /// is listened on all the same ([`listened`]), and the port it got is
-    /// learnt from `old` at the next rotation ([`learn_ports`]). With no
-    /// `old` (the start, a quiet LAN's retry), a TCP port given that
-    /// another program holds is not listened on ([`probe`]).
+    /// learnt from `old` at the next rotation ([`learn_ports`]). A TCP
+    /// port given that another program holds is not listened on
+    /// ([`probe`]): each address is checked but those whose port a
+    /// listener of `old` holds (none at the start, nor at a quiet LAN's
+    /// retry), and one held is left for the next rotation, as one the new
+    /// generation cannot listen on.
     /// Fails if it can listen on none (the first address's error), or if
     /// `new` stopped ([`TransportError::Stopped`]); at the start, also at
     /// the first address that failed other than by being gone
@@ -530,25 +539,45 @@ impl Lan {
         when: When,
     ) -> Result<(), TransportError> {
         let shared = &self.shared;
-        if let Some(old) = old {
-            learn_ports(&shared.bound, old).await;
-        }
+        // The listeners of the generation that listens now: none at the
+        // start or at a quiet LAN's retry, and none of one that stopped
+        // (its sockets went with it).
+        let open = match old {
+            Some(old) => ask(&old.commands, |reply| Command::Listeners { reply })
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        learn_ports(&shared.bound, &open);
         let bound = shared.bound.lock().expect("bound lock").clone();
+        // Where each of them holds its port, at the port it got.
+        let held: Vec<Multiaddr> = open
+            .into_iter()
+            .map(|(asked, first)| listened(&asked, first))
+            .collect();
         let mut rebound = bound.clone();
         let mut listening = 0;
         let mut first_failure = None;
-        // No generation of ours listens (the start, or a quiet LAN's
-        // retry): a port given that a socket holds is another program's,
-        // which libp2p's listener would share (see the module docs). All
-        // are checked before any is listened on, so that two addresses at
-        // one port (IPv4 and IPv6, say) are not taken for each other.
+        // A port given that a socket holds is another program's, which
+        // libp2p's listener would share (see the module docs), unless a
+        // listener of the old generation holds it: the new one listens
+        // beside that one, and the check could not tell the two apart.
+        // So every address is checked but those: all at the start and at
+        // a quiet LAN's retry, and at a rotation each the old generation
+        // does not listen at (one back after a change of network). One
+        // taken is left for the next rotation as any address the new
+        // generation cannot listen on is ([`cannot_listen`]; at the
+        // start, it is the error). All are checked before any is
+        // listened on, so that two addresses at one port (`127.0.0.1`
+        // and `0.0.0.0`, say) are not taken for each other.
         let mut taken = vec![false; bound.len()];
-        if old.is_none() {
-            for (i, addr) in bound.iter().enumerate() {
-                if let Err(e) = probe(addr) {
-                    taken[i] = true;
-                    cannot_listen(addr, e, when, &mut first_failure)?;
-                }
+        for (i, addr) in bound.iter().enumerate() {
+            if held.iter().any(|h| holds_port(h, addr)) {
+                continue;
+            }
+            if let Err(e) = probe(addr) {
+                taken[i] = true;
+                cannot_listen(addr, e, when, &mut first_failure)?;
             }
         }
         // TCP first: the new listener sits beside the old one.
@@ -671,22 +700,25 @@ fn listened(addr: &Multiaddr, got: Option<Multiaddr>) -> Multiaddr {
 /// every rotation after its address came chose another port: a neighbour
 /// given the address (`--peer`) lost it at the next change of identity.
 ///
-/// Such a listen asked for the address as `bound` has it (kept as
-/// configured), so that is how its entry is found. A listen answered with
-/// its address had its port recorded then: its entry no longer reads as
-/// it asked, or, at a port given, [`with_port`] leaves it as it is. Only
-/// rotations change `bound`, one at a time (`rotating`), so this and the
-/// rotation's own update cannot cross. (Recorded by the generation's task
-/// when the address came, it could: a rotation under way writes back the
-/// `bound` it read at its start.)
-async fn learn_ports(bound: &Mutex<Vec<Multiaddr>>, old: &Current) {
-    // A generation that stopped has nothing to tell.
-    let Ok(firsts) = ask(&old.commands, |reply| Command::FirstAddresses { reply }).await else {
-        return;
-    };
+/// `open` is what `old` told of its listeners ([`Command::Listeners`]:
+/// each one's address asked for, and its first address if it has one; a
+/// generation that stopped tells nothing). A listen answered without an
+/// address asked for the address as `bound` has it (kept as configured),
+/// so that is how its entry is found. A listen answered with its address
+/// had its port recorded then: its entry no longer reads as it asked,
+/// or, at a port given, [`with_port`] leaves it as it is. Only rotations
+/// change `bound`, one at a time (`rotating`), so this and the rotation's
+/// own update cannot cross. (Recorded by the generation's task when the
+/// address came, it could: a rotation under way writes back the `bound`
+/// it read at its start.)
+fn learn_ports(bound: &Mutex<Vec<Multiaddr>>, open: &[(Multiaddr, Option<Multiaddr>)]) {
     let mut bound = bound.lock().expect("bound lock");
     for addr in bound.iter_mut() {
-        if let Some((_, first)) = firsts.iter().find(|(asked, _)| asked == addr) {
+        let first = open
+            .iter()
+            .filter(|(asked, _)| asked == addr)
+            .find_map(|(_, first)| first.as_ref());
+        if let Some(first) = first {
             *addr = with_port(addr, first);
         }
     }

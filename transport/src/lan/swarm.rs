@@ -70,13 +70,15 @@ pub(crate) enum Command {
     Addresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
-    /// For each open listener that has got an address, the address it
-    /// was asked to listen on and the first address it got: the port
-    /// chosen for a port 0, which the next generation takes. A listen
-    /// answered before its listener had an address (`None`) leaves that
-    /// port unknown to the LAN until then ([`super::learn_ports`]).
-    FirstAddresses {
-        reply: oneshot::Sender<Vec<(Multiaddr, Multiaddr)>>,
+    /// Each open listener: the address it was asked to listen on, and
+    /// the first address it got, if it has one. The next generation
+    /// learns from these the port chosen for a port 0, which it takes (a
+    /// listen answered before its listener had an address leaves that
+    /// port unknown to the LAN until then: [`super::learn_ports`]), and
+    /// which ports this one holds, which it does not check for another
+    /// program's socket ([`super::Lan::take_over`]).
+    Listeners {
+        reply: oneshot::Sender<Vec<(Multiaddr, Option<Multiaddr>)>>,
     },
     /// Close the listeners, keep the connections; answer once the
     /// listeners are closed. The task ends with its last connection.
@@ -257,12 +259,12 @@ async fn run(
                 Some(Command::Addresses { reply }) => {
                     let _ = reply.send(swarm.listeners().cloned().collect());
                 }
-                Some(Command::FirstAddresses { reply }) => {
-                    let firsts: Vec<(Multiaddr, Multiaddr)> = listeners
+                Some(Command::Listeners { reply }) => {
+                    let open: Vec<(Multiaddr, Option<Multiaddr>)> = listeners
                         .values()
-                        .filter_map(|l| Some((l.asked.clone(), l.first.clone()?)))
+                        .map(|l| (l.asked.clone(), l.first.clone()))
                         .collect();
-                    let _ = reply.send(firsts);
+                    let _ = reply.send(open);
                 }
                 Some(Command::Drain { reply }) => {
                     for id in listeners.keys() {

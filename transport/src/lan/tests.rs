@@ -153,6 +153,69 @@ async fn a_rotation_that_cannot_listen_on_one_address_still_rotates() {
     assert_eq!(met_at(&working).await.as_ref(), Some(&newest));
 }
 
+/// An address a rotation listened on again, back after the rotation
+/// before could not listen there (gone after a change of network, while
+/// the LAN listened on its others), was not checked for another
+/// program's socket as the start checks it ([`crate::ports::probe`]):
+/// the old generation held the LAN's other ports, so rotations checked
+/// nothing, and the new identity listened beside whatever took the port
+/// meanwhile (here another LAN, as a second Strand node given the same
+/// `--listen` would), splitting new connections with it. Now a rotation
+/// checks each address its old generation does not listen at, and one
+/// whose port another program holds is left for the next rotation, as
+/// any address it cannot listen on: the identity still rotates, on the
+/// others. Fails before at the second rotation's addresses: the new
+/// identity listened at the other LAN's port too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_does_not_take_a_port_another_lan_took_while_its_address_was_gone() {
+    let (lan, _events, working) = start().await;
+    let before = identity(&lan).await.expect("an identity");
+    // The address is gone at a rotation (its port held, as in the test
+    // above).
+    let (holder, back) = held_port();
+    *lan.shared.bound.lock().unwrap() = vec![back.clone(), working.clone()];
+    lan.rotate()
+        .await
+        .expect("the rotation takes the address it can listen on");
+    assert_eq!(lan.listen_addrs().await, vec![working.clone()]);
+
+    // It is back, and another LAN listens there before the next rotation.
+    drop(holder);
+    let (other, _other_events) = start_on(vec![back.clone()])
+        .await
+        .expect("the other LAN listens where the address is back");
+    let others = identity(&other).await.expect("an identity");
+
+    lan.rotate()
+        .await
+        .expect("the rotation takes the address it can listen on");
+    let after = identity(&lan).await.expect("a new identity");
+    assert_ne!(after, before, "the identity rotated");
+    assert_eq!(
+        lan.listen_addrs().await,
+        vec![working.clone()],
+        "the new identity listens at the port the other LAN took"
+    );
+    assert_eq!(met_at(&working).await.as_ref(), Some(&after));
+    assert_eq!(
+        met_at(&back).await.as_ref(),
+        Some(&others),
+        "the other LAN keeps its port"
+    );
+    assert!(
+        lan.shared.bound.lock().unwrap().contains(&back),
+        "the address is tried again at the next rotation"
+    );
+
+    // The other LAN gone, the next rotation listens there.
+    other.shutdown().await;
+    lan.rotate().await.unwrap();
+    let newest = identity(&lan).await.expect("a newer identity");
+    assert_eq!(met_at(&back).await.as_ref(), Some(&newest));
+    assert_eq!(met_at(&working).await.as_ref(), Some(&newest));
+    lan.shutdown().await;
+}
+
 /// A rotation that could listen on none of its addresses (all gone, as on
 /// waking on another network) failed and changed nothing: the old identity
 /// stayed current, listening, announcing and dialling with one PeerId for
