@@ -364,48 +364,7 @@ impl RelayServer {
         for addr in &config.listen {
             crate::ports::probe(addr)?;
         }
-        let key = keypair(config.key);
-        let limits = config.limits;
-        let only = config.only.clone();
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(setup_error)?;
-        #[cfg(feature = "quic")]
-        let swarm = swarm.with_quic();
-        let mut swarm = swarm
-            .with_behaviour(|key| Behaviour {
-                ip_limits: IpLimits::new(SharedCounts::with_config(limits.ip)),
-                limits: connection_limits::Behaviour::new(
-                    ConnectionLimits::default()
-                        .with_max_established_incoming(Some(max_established_incoming(&limits)))
-                        .with_max_established_per_peer(Some(max_established_per_peer(&limits))),
-                ),
-                relay: relay::Behaviour::new(
-                    key.public().to_peer_id(),
-                    relay_config(&limits, only),
-                ),
-                // Identify tells anyone who connects the addresses the
-                // relay is reached at (its external ones), not every one
-                // it listens on: those would number the network behind it.
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
-                        .with_hide_listen_addrs(true),
-                ),
-                autonat: autonat::v2::server::Behaviour::default(),
-            })
-            .map_err(setup_error)?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
-            .build();
-        // Serve whether or not an external address is confirmed yet.
-        swarm
-            .behaviour_mut()
-            .relay
-            .set_status(Some(relay::Status::Enable));
+        let mut swarm = relay_swarm(&config)?;
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
@@ -468,22 +427,38 @@ impl RelayServer {
             // answer comes; a listener that closed fails the start.
             answered.map_err(setup_error)??;
         }
+        Ok(RelayServer::serve(swarm, announced, loopback))
+    }
+
+    /// The end of [`RelayServer::start`]: the relay's task, on `swarm`,
+    /// which listens where the start asked it to and is reached at the
+    /// addresses that came meanwhile (`announced`, `loopback`: as
+    /// [`run`] takes them). Its address watch
+    /// ([`RelayServer::watch_addresses`]) starts from where the relay is
+    /// reached now, not from the addresses that came: the start waits up
+    /// to a second for a listen's first address, and follows only the
+    /// addresses that come in that time (each one made an address the
+    /// relay is reached at, [`reached_at`]), not those that go, so one
+    /// that came and went was given as the relay's (to the node that
+    /// offers it to contacts, and to clients by identify and in
+    /// reservations) until the next change.
+    fn serve(mut swarm: Swarm<Behaviour>, announced: bool, loopback: bool) -> RelayServer {
         let local = *swarm.local_peer_id();
         let (tx, rx) = mpsc::channel(16);
-        // An address that went while the listens were answered (the loop
-        // above follows only those that came) is no longer listened at:
-        // the watch starts from where the relay is reached now.
+        // An address that went while the listens were answered is no
+        // longer listened at: the watch starts from where the relay is
+        // reached now.
         if !announced {
             reached_at(&mut swarm, loopback);
         }
         let (reached, addresses) = watch::channel(reached_addresses(&swarm));
         let task = tokio::spawn(run(swarm, rx, reached, announced, loopback));
-        Ok(RelayServer {
+        RelayServer {
             commands: tx,
             local,
             addresses,
             task,
-        })
+        }
     }
 
     /// The relay's PeerId.
@@ -521,6 +496,51 @@ impl RelayServer {
     pub async fn shutdown(self) {
         self.task.abort();
     }
+}
+
+/// The relay's swarm, with its identity and limits, serving (whether or
+/// not an address of its is confirmed) and listening nowhere yet.
+fn relay_swarm(config: &RelayServerConfig) -> Result<Swarm<Behaviour>, TransportError> {
+    let key = keypair(config.key);
+    let limits = config.limits;
+    let only = config.only.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(setup_error)?;
+    #[cfg(feature = "quic")]
+    let swarm = swarm.with_quic();
+    let mut swarm = swarm
+        .with_behaviour(|key| Behaviour {
+            ip_limits: IpLimits::new(SharedCounts::with_config(limits.ip)),
+            limits: connection_limits::Behaviour::new(
+                ConnectionLimits::default()
+                    .with_max_established_incoming(Some(max_established_incoming(&limits)))
+                    .with_max_established_per_peer(Some(max_established_per_peer(&limits))),
+            ),
+            relay: relay::Behaviour::new(key.public().to_peer_id(), relay_config(&limits, only)),
+            // Identify tells anyone who connects the addresses the relay
+            // is reached at (its external ones), not every one it listens
+            // on: those would number the network behind it.
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_hide_listen_addrs(true),
+            ),
+            autonat: autonat::v2::server::Behaviour::default(),
+        })
+        .map_err(setup_error)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION))
+        .build();
+    // Serve whether or not an external address is confirmed yet.
+    swarm
+        .behaviour_mut()
+        .relay
+        .set_status(Some(relay::Status::Enable));
+    Ok(swarm)
 }
 
 /// Makes the addresses the relay listens on that it is reached at
@@ -912,6 +932,55 @@ mod tests {
         assert_eq!(reachable(addrs(&loopback), true), addrs(&loopback));
         assert_eq!(reachable(with_lan, true), addrs(&[lan]));
         assert_eq!(reachable(Vec::new(), true), Vec::<Multiaddr>::new());
+    }
+
+    /// Regression (an address that went in the relay's first second was
+    /// given as the relay's until the next change): the start waits up
+    /// to a second for a listen's first address (one on an unspecified
+    /// address with none of its family yet), making each address that
+    /// comes meanwhile one the relay is reached at, and passing over
+    /// those that go. The address watch started from what that left, so
+    /// an address that came and went in that second was where a node
+    /// told its contacts its relay was, and what identify told clients.
+    /// Now the relay's task starts from where the relay is reached when
+    /// it starts ([`RelayServer::serve`]). No test can time an address's
+    /// going inside that second, so the state the start leaves then is
+    /// made by hand: a relay swarm listening at 127.0.0.1, and reached at
+    /// 10.7.7.7 (an address that came, wider than loopback), which it no
+    /// longer listens at. Fails with the `reached_at` call taken out of
+    /// [`RelayServer::serve`] (the start before): the relay is given at
+    /// 10.7.7.7.
+    #[tokio::test]
+    async fn an_address_that_went_while_the_start_waited_is_not_given() {
+        let at: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let config = RelayServerConfig {
+            listen: vec![at.clone()],
+            announce: Vec::new(),
+            key: [7; 32],
+            limits: RelayLimits::default(),
+            only: None,
+        };
+        let mut swarm = relay_swarm(&config).expect("a relay swarm");
+        swarm.listen_on(at).expect("a listener on loopback");
+        let listened = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        // As the start left it when 10.7.7.7 came (the widest address,
+        // so the one the relay is reached at) and went before the start
+        // ended.
+        swarm.add_external_address("/ip4/10.7.7.7/tcp/4001".parse().unwrap());
+
+        let server = RelayServer::serve(swarm, false, true);
+        let reached = vec![listened.with(Protocol::P2p(server.peer_id()))];
+        assert_eq!(
+            *server.watch_addresses().borrow(),
+            reached,
+            "the relay is given where it no longer listens"
+        );
+        assert_eq!(server.addresses().await, reached);
+        server.shutdown().await;
     }
 
     /// Regression (a second relay given the port a first listened at
