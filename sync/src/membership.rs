@@ -1693,10 +1693,13 @@ std::thread_local! {
 
 /// Counts `n` steps of [`Chain::resolve`]'s work, in tests only: each
 /// record it keeps for an epoch, each author it keeps for the branches,
-/// each time it asks whether a branch puts someone out, and each epoch
-/// of a path it walks ([`Chain::walk`]). Tests bound it along a long
-/// chain, where it once grew with the square of the chain's length, and
-/// with many entries into one.
+/// each candidate of a fork it weighs for striking and each line it
+/// matches for one ([`struck`]), and each epoch of a path it walks
+/// ([`Chain::walk`]).
+/// Tests bound it along a long chain, where it once grew with the square
+/// of the chain's length, with many entries into one, and with many
+/// admins' changes forking one epoch, where it once grew with the square
+/// of the candidates.
 #[cfg(test)]
 fn resolve_work(n: usize) {
     RESOLVE_WORK.with(|w| w.set(w.get() + n));
@@ -1737,13 +1740,18 @@ struct Reach {
 /// winners on the line from an epoch (its own, then those after it)
 /// take a member out if and only if one of these is at the same last
 /// epoch and as near it or nearer: one look-up.
+///
+/// Kept by member, so that all the lines a member is taken out on can
+/// be read at once ([`Outs::lines`]): what striking asks of an epoch's
+/// candidates together ([`struck`]).
 #[derive(Default)]
-struct Outs(BTreeMap<(AuthorId, GroupId), usize>);
+struct Outs(BTreeMap<AuthorId, BTreeMap<GroupId, usize>>);
 
 impl Outs {
     /// Notes that the winner of the epoch at `at` takes `who` out.
     fn note(&mut self, who: AuthorId, at: &Reach) {
-        let fewest = self.0.entry((who, at.last)).or_insert(at.steps);
+        let lines = self.0.entry(who).or_default();
+        let fewest = lines.entry(at.last).or_insert(at.steps);
         *fewest = (*fewest).min(at.steps);
         resolve_work(1);
     }
@@ -1751,10 +1759,163 @@ impl Outs {
     /// Whether a winner on the line from the epoch at `from` (that
     /// epoch's own included) takes `who` out.
     fn on_line(&self, who: &AuthorId, from: &Reach) -> bool {
-        self.0
-            .get(&(*who, from.last))
+        self.lines(who)
+            .and_then(|lines| lines.get(&from.last))
             .is_some_and(|&fewest| fewest <= from.steps)
     }
+
+    /// The lines on which a winner takes `who` out: each by its last
+    /// epoch, with the fewest steps to it from such a winner. So the line
+    /// from an epoch at [`Reach`] `r` takes `who` out if and only if
+    /// these hold `r.last` with no more than `r.steps`
+    /// ([`Outs::on_line`]). `None` if no winner takes them out.
+    fn lines(&self, who: &AuthorId) -> Option<&BTreeMap<GroupId, usize>> {
+        self.0.get(who)
+    }
+}
+
+/// Of an epoch's candidates, at most two that put one member out on
+/// their branches ([`struck`]): the first two found. That is enough to
+/// tell whether any candidate other than a given one does, which is
+/// what strikes that one's change, without keeping them all.
+#[derive(Clone, Copy, Default)]
+struct Strikers {
+    first: Option<usize>,
+    second: Option<usize>,
+}
+
+impl Strikers {
+    /// Adds candidate `j` (once, however often it is found).
+    fn add(&mut self, j: usize) {
+        match (self.first, self.second) {
+            (None, _) => self.first = Some(j),
+            (Some(f), None) if f != j => self.second = Some(j),
+            _ => {}
+        }
+    }
+
+    /// Whether a candidate other than `i` is among them: the two kept
+    /// are distinct, so if there are two, one is not `i`, and if there
+    /// is one, it is the only candidate found.
+    fn other_than(&self, i: usize) -> bool {
+        [self.first, self.second]
+            .into_iter()
+            .flatten()
+            .any(|j| j != i)
+    }
+}
+
+/// Of an epoch's candidates whose epochs lead to one last epoch
+/// ([`Reach`]), the two furthest from it, with their steps
+/// ([`struck`]). A line of winners takes a member out from any epoch as
+/// far from its last as a winner that takes them out, or further
+/// ([`Outs::on_line`]); so if the second furthest is near enough, at
+/// least these two candidates' branches take the member out, and if
+/// not, no candidate's but the furthest's can.
+#[derive(Clone, Copy, Default)]
+struct Furthest {
+    first: Option<(usize, usize)>,
+    second: Option<(usize, usize)>,
+}
+
+impl Furthest {
+    /// Adds candidate `j`, whose epoch is `steps` from the last.
+    fn add(&mut self, j: usize, steps: usize) {
+        match self.first {
+            Some((_, most)) if steps <= most => {
+                if self.second.is_none_or(|(_, next)| steps > next) {
+                    self.second = Some((j, steps));
+                }
+            }
+            _ => {
+                self.second = self.first;
+                self.first = Some((j, steps));
+            }
+        }
+    }
+
+    /// The candidates kept whose epochs are at least `fewest` steps from
+    /// the last.
+    fn at_least(&self, fewest: usize) -> impl Iterator<Item = usize> {
+        [self.first, self.second]
+            .into_iter()
+            .flatten()
+            .filter(move |&(_, steps)| steps >= fewest)
+            .map(|(j, _)| j)
+    }
+}
+
+/// Which of an epoch's candidates are struck ([`Chain::resolve`]): a
+/// candidate is, when another candidate's branch puts its author out,
+/// that is, the other's change puts them out
+/// ([`Transition::puts_out`]), or a winner on the line from the epoch
+/// the other's change makes does (`after`, where that epoch leads if it
+/// is held; `put_out`, whom the winners resolved so far put out).
+///
+/// Asked candidate by candidate, that is every other candidate's branch
+/// for each: the square of the candidates. Every admin of the epoch
+/// writes one, and a group's creator can make a thousand admins up, so
+/// it is answered for all at once. Each candidate's change is filed
+/// under whom it puts out, and each epoch it makes under its last epoch
+/// ([`Furthest`]); then, for each author, the lines `put_out` holds them
+/// out on are matched against those last epochs, from whichever side
+/// has fewer ([`Outs::lines`]), to find at most two candidates that put
+/// the author out ([`Strikers`]): a candidate is struck if one of them
+/// is not itself. The work grows with the candidates and the lines
+/// their authors are put out on, not with their square; an epoch with
+/// one candidate (most of them) has no other to strike it, and costs
+/// nothing.
+fn struck(
+    changes: &[Transition],
+    after: &[Option<Reach>],
+    creator: Option<&AuthorId>,
+    put_out: &Outs,
+) -> Vec<bool> {
+    if changes.len() < 2 {
+        return vec![false; changes.len()];
+    }
+    resolve_work(changes.len());
+    let mut by_change: BTreeMap<AuthorId, Strikers> = BTreeMap::new();
+    let mut by_last: BTreeMap<GroupId, Furthest> = BTreeMap::new();
+    for (j, t) in changes.iter().enumerate() {
+        if let Some(who) = t.puts_out(creator) {
+            by_change.entry(who).or_default().add(j);
+        }
+        if let Some(r) = after[j] {
+            by_last.entry(r.last).or_default().add(j, r.steps);
+        }
+    }
+    // Who puts each author out, found once per author.
+    let mut strikers: BTreeMap<AuthorId, Strikers> = BTreeMap::new();
+    let mut is_struck = Vec::with_capacity(changes.len());
+    for (i, t) in changes.iter().enumerate() {
+        let found = strikers.entry(t.author).or_insert_with(|| {
+            let mut found = by_change.get(&t.author).copied().unwrap_or_default();
+            let mut take = |fewest: usize, furthest: &Furthest| {
+                furthest.at_least(fewest).for_each(|j| found.add(j));
+            };
+            if let Some(lines) = put_out.lines(&t.author) {
+                if lines.len() <= by_last.len() {
+                    for (last, &fewest) in lines {
+                        resolve_work(1);
+                        if let Some(furthest) = by_last.get(last) {
+                            take(fewest, furthest);
+                        }
+                    }
+                } else {
+                    for (last, furthest) in &by_last {
+                        resolve_work(1);
+                        if let Some(&fewest) = lines.get(last) {
+                            take(fewest, furthest);
+                        }
+                    }
+                }
+            }
+            found
+        });
+        is_struck.push(found.other_than(i));
+    }
+    is_struck
 }
 
 /// An entry as [`Chain::resolve`] weighs it, without its path: where
@@ -2629,7 +2790,9 @@ impl Chain {
         // each question of a branch is one look-up. Keeping every
         // epoch's whole set instead, a copy of the next one's with one
         // more, cost the square of a chain's length, which any contact
-        // can make long in a group of their own.
+        // can make long in a group of their own. An epoch's candidates
+        // are weighed for striking all at once ([`struck`]), not each
+        // against every other's branch.
         let mut put_out = Outs::default();
         // Whom winning changes take out, removed by anyone or left
         // ([`Transition::takes_out`]): what an entry's path is asked
@@ -2662,18 +2825,9 @@ impl Chain {
                 .iter()
                 .map(|t| t.next.opened().and_then(|n| reach.get(&n.id()).copied()))
                 .collect();
-            // Whether candidate `j`'s branch puts `who` out.
-            let branch_puts_out = |j: usize, who: &AuthorId| {
-                resolve_work(1);
-                changes[j].puts_out(creator.as_ref()) == Some(*who)
-                    || after[j].is_some_and(|r| put_out.on_line(who, &r))
-            };
-            let struck = |i: usize| {
-                let author = changes[i].author;
-                (0..changes.len()).any(|j| j != i && branch_puts_out(j, &author))
-            };
+            let is_struck = struck(changes, &after, creator.as_ref(), &put_out);
             let order = |i: usize| (epoch.rank(&changes[i].author), changes[i].key.id);
-            let standing: Vec<usize> = (0..changes.len()).filter(|&i| !struck(i)).collect();
+            let standing: Vec<usize> = (0..changes.len()).filter(|&i| !is_struck[i]).collect();
             let pool = if standing.is_empty() {
                 (0..changes.len()).collect()
             } else {
@@ -3934,6 +4088,161 @@ mod tests {
         // path walked once: some 7 × CYCLES. Before, the path from
         // every entry: some 1.5 × CYCLES².
         assert!(work <= 10 * CYCLES, "{work} steps for {CYCLES} entries");
+    }
+
+    /// Regression (a review of resolving, "striking is quadratic in an
+    /// epoch's candidates"): to tell whether a candidate is struck,
+    /// resolving asked every other candidate's branch whether it puts the
+    /// candidate's author out. Each admin of an epoch writes a candidate
+    /// into it, and a group's creator can make as many admins up as the
+    /// group has members: a thousand admins' changes into one epoch cost
+    /// a million questions, at every follow and every unlock, and as many
+    /// again for every epoch they fork. An epoch's candidates are now
+    /// weighed for striking all at once, and the same are struck: here,
+    /// one whose author leaves on another's branch and one whose author
+    /// the creator removes on another's, while one whose own change puts
+    /// its author out, and one whose own branch does, stand.
+    #[test]
+    fn many_admins_forking_one_epoch_resolve_in_linear_work() {
+        use crate::store::{MemoryStore, WriteStore};
+        const ADMINS: usize = 200;
+        let mut rng = ChaCha20Rng::seed_from_u64(17);
+        let ids = people(3, &mut rng);
+        let (mal, alice, bob) = (&ids[0], &ids[1], &ids[2]);
+        let made_up = people(ADMINS, &mut rng);
+        let others: Vec<_> = ids[1..]
+            .iter()
+            .chain(&made_up)
+            .map(|p| (p.public(), p.name().to_owned()))
+            .collect();
+        let first = Epoch::create(mal, "g", &others, &mut rng).unwrap();
+        let mut store = MemoryStore::new();
+        // Mal makes every made-up member an admin, one change each.
+        let mut epoch = first.clone();
+        for (k, x) in made_up.iter().enumerate() {
+            let admin = Change::MakeAdmin(x.public().sign);
+            let (msg, next) = epoch.propose(mal, admin, 5 + k as Time, &mut rng).unwrap();
+            assert!(store.insert(&epoch.id(), &msg).unwrap());
+            epoch = next.expect("the creator stays");
+        }
+        // Each admin writes a change into that one epoch: admin 1 leaves,
+        // the others remove Bob (which puts no one out: its author is
+        // not the creator).
+        let forked = epoch;
+        let mut made = Vec::new();
+        for (k, x) in made_up.iter().enumerate() {
+            let change = if k == 1 {
+                Change::Leave
+            } else {
+                Change::Remove(bob.public().sign)
+            };
+            let (msg, next) = forked
+                .propose(x, change, 1_000 + k as Time, &mut rng)
+                .unwrap();
+            assert!(store.insert(&forked.id(), &msg).unwrap());
+            made.push(next);
+        }
+        // On their branches: admin 3 leaves on admin 2's, the creator
+        // removes admin 5 on admin 4's, and admin 6 leaves on her own.
+        for (k, who, change) in [
+            (2, &made_up[3], Change::Leave),
+            (4, mal, Change::Remove(made_up[5].public().sign)),
+            (6, &made_up[6], Change::Leave),
+        ] {
+            let epoch = made[k].as_ref().expect("who removes Bob stays");
+            let (msg, _) = epoch.propose(who, change, 2_000, &mut rng).unwrap();
+            assert!(store.insert(&epoch.id(), &msg).unwrap());
+        }
+        let mut chain = Chain::new(first);
+        RESOLVE_WORK.with(|w| w.set(0));
+        chain.update(alice, &store, 10_000).unwrap();
+        let work = RESOLVE_WORK.with(|w| w.take());
+        assert_eq!(chain.changes[&forked.id()].len(), ADMINS);
+        // The same winners, path and end as the plain way, which struck
+        // admins 3 and 5 in the forked epoch and no one else.
+        let plain = resolve_plainly(&chain);
+        assert_eq!(plain.struck, 2);
+        assert_eq!(chain.winners, plain.winners);
+        assert_eq!(chain.path, plain.path);
+        assert_eq!(chain.end, plain.end);
+        assert!(chain.path.len() > ADMINS + 1, "the path goes past the fork");
+        // A record per epoch (some 2 × ADMINS), a step per candidate of
+        // the forked epoch and the path walked once (ADMINS and a few
+        // each): some 4 × ADMINS. Before, every candidate in the forked
+        // epoch asked of every other: some ADMINS².
+        assert!(work <= 8 * ADMINS, "{work} steps for {ADMINS} admins");
+        // So at each follow after, with nothing new.
+        chain.update(alice, &store, 10_000).unwrap();
+        let work = RESOLVE_WORK.with(|w| w.take());
+        assert!(work <= 8 * ADMINS, "{work} steps again");
+        assert_eq!(chain.path, plain.path);
+    }
+
+    proptest::proptest! {
+        /// Striking an epoch's candidates all at once ([`struck`])
+        /// strikes the same ones as asking, for each candidate, every
+        /// other candidate's branch whether it puts the candidate's
+        /// author out, as resolving did before: over a few authors (the
+        /// creator among them), changes that put their author out,
+        /// someone else or no one, epochs that lead to one last epoch at
+        /// the same steps or others, and any number of lines per member.
+        /// Real changes never make one author two candidates of an
+        /// epoch, nor two candidates' epochs lead to one last epoch
+        /// (lines of winners never join), which the plain way
+        /// ([`resolving_chooses_as_the_plain_way`]) cannot reach; this
+        /// asks of them too.
+        #[test]
+        fn striking_all_at_once_strikes_as_one_by_one(
+            candidates in proptest::collection::vec(
+                (0u8..4, 0u8..3, 0u8..4, proptest::option::of((0u8..3, 0usize..4))),
+                0..8,
+            ),
+            notes in proptest::collection::vec((0u8..4, 0u8..3, 0usize..4), 0..8),
+        ) {
+            let creator: AuthorId = [0; 32];
+            let changes: Vec<Transition> = candidates
+                .iter()
+                .enumerate()
+                .map(|(j, &(author, what, whom, _))| Transition {
+                    key: Key {
+                        time: 0,
+                        id: MessageId([j as u8; 32]),
+                    },
+                    author: [author; 32],
+                    change: match what {
+                        0 => Change::MakeAdmin([whom; 32]),
+                        1 => Change::Remove([whom; 32]),
+                        _ => Change::Leave,
+                    },
+                    members: Arc::from(Vec::<Member>::new()),
+                    next_id: GroupId([j as u8; 32]),
+                    commit: [0; 32],
+                    next: Next::Pending,
+                })
+                .collect();
+            let reach = |last: u8, steps: usize| Reach {
+                winner: None,
+                last: GroupId([last; 32]),
+                steps,
+            };
+            let after: Vec<Option<Reach>> = candidates
+                .iter()
+                .map(|&(_, _, _, to)| to.map(|(last, steps)| reach(last, steps)))
+                .collect();
+            let mut put_out = Outs::default();
+            for &(who, last, steps) in &notes {
+                put_out.note([who; 32], &reach(last, steps));
+            }
+            let puts_out = |j: usize, who: &AuthorId| {
+                changes[j].puts_out(Some(&creator)) == Some(*who)
+                    || after[j].is_some_and(|r| put_out.on_line(who, &r))
+            };
+            let one_by_one: Vec<bool> = (0..changes.len())
+                .map(|i| (0..changes.len()).any(|j| j != i && puts_out(j, &changes[i].author)))
+                .collect();
+            let all_at_once = struck(&changes, &after, Some(&creator), &put_out);
+            proptest::prop_assert_eq!(all_at_once, one_by_one);
+        }
     }
 
     /// Per epoch, as [`resolve_plainly`] settles it: its winner, and
