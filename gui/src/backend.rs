@@ -912,7 +912,10 @@ mod tests {
             }
         });
         let mut core = unattached(tmp.path());
-        assert!(!core.attach_on(runtime), "attached to a node that does not answer");
+        assert!(
+            !core.attach_on(runtime),
+            "attached to a node that does not answer"
+        );
         assert!(core.device.is_none());
         let Some(failure) = core.unanswered.borrow().clone() else {
             panic!("the follow was not given up on");

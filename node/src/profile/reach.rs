@@ -325,7 +325,8 @@ impl Profile {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<[u8; 32], ProfileError> {
         let seed_of = |b: &[u8]| -> Result<[u8; 32], ProfileError> {
-            b.try_into().map_err(|_| ProfileError::Corrupt("the relay seed".into()))
+            b.try_into()
+                .map_err(|_| ProfileError::Corrupt("the relay seed".into()))
         };
         // Read without writing once there is one, as every later time.
         if let Some(b) = self.meta_sealed(meta::RELAY_SEED, ROLE_RELAY_SEED)? {
@@ -344,7 +345,9 @@ impl Profile {
             if let Some(stored) = table.get(meta::RELAY_SEED).map_err(db_error)? {
                 return Ok(Some(stored.value().to_vec()));
             }
-            table.insert(meta::RELAY_SEED, &sealed[..]).map_err(db_error)?;
+            table
+                .insert(meta::RELAY_SEED, &sealed[..])
+                .map_err(db_error)?;
             Ok(None)
         })?;
         let Some(stored) = stored else {

@@ -579,7 +579,10 @@ mod tests {
     async fn a_running_node_that_does_not_answer_a_follow_is_said_so() {
         let tmp = tempfile::tempdir().unwrap();
         node_that_answers_only_its_status(tmp.path());
-        assert!(Device::running(tmp.path()).await.unwrap(), "the node answers its status");
+        assert!(
+            Device::running(tmp.path()).await.unwrap(),
+            "the node answers its status"
+        );
         let device = Device::Running(tmp.path().to_path_buf());
         let asked = tokio::time::timeout(2 * control::ANSWER_WITHIN, device.follow()).await;
         let Ok(followed) = asked else {
