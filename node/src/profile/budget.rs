@@ -53,7 +53,7 @@ use strand_sync::{
 use crate::profile::expiry::{Swept, SWEEP_BATCH};
 use crate::profile::schema::MESSAGES;
 use crate::profile::store::table_key;
-use crate::profile::store::DeletedRow;
+use crate::profile::store::{DeletedRow, RowFacts};
 use crate::profile::{Book, Profile, ProfileError};
 
 /// Bytes a contact may store here, in their 1:1 group, by default: 1 GiB.
@@ -508,6 +508,14 @@ pub(crate) struct Applied {
     /// [`Ledger::refund`] gives back to those only, and only while they
     /// are the same counts.
     scopes: HashMap<GroupId, Stamp>,
+}
+
+/// The counts of the pools that pool messages about to be hollowed are
+/// in, by log: what hollowing them frees is given back to those
+/// ([`Ledger::before_hollowing`], [`Ledger::hollowed`]).
+#[derive(Debug)]
+pub(crate) struct Freed {
+    scopes: HashMap<GroupId, (GroupId, Stamp)>,
 }
 
 /// Per scope, what the other members stored, counted once from the store
@@ -982,11 +990,55 @@ impl Ledger {
         }
     }
 
-    /// Gives back `freed` bytes of `group`: pool messages read and
-    /// hollowed, each down to [`HOLLOW_ROW`].
-    pub(crate) fn hollowed(&self, group: &GroupId, freed: u64) {
-        if let Some(scope) = self.used.lock().expect("ledger lock").get_mut(group) {
-            scope.total.all = scope.total.all.saturating_sub(freed);
+    /// The counts of the pools that pool messages about to be hollowed
+    /// (`hollow`) are in, each counted from the store first if it is
+    /// not yet, taken before the hollowing is written: what it frees is
+    /// given back to those ([`Ledger::hollowed`]).
+    pub(crate) fn before_hollowing(&self, profile: &Profile, hollow: &[(GroupId, Key)]) -> Freed {
+        let me = profile.identity().public().sign;
+        let mut ledger = self.used.lock().expect("ledger lock");
+        let mut scopes = HashMap::new();
+        for (group, _) in hollow {
+            if scopes.contains_key(group) {
+                continue;
+            }
+            let (scope_id, logs, _) = profile.budget_scope(group);
+            // Not counted, it gets nothing back: it counts from the
+            // store when first used, after the hollowing or before.
+            match self.counted(&mut ledger, profile, scope_id, &logs, &me) {
+                Ok(scope) => {
+                    scopes.insert(*group, (scope_id, scope.stamp));
+                }
+                Err(e) => tracing::debug!("a pool not counted before hollowing: {e}"),
+            }
+        }
+        Freed { scopes }
+    }
+
+    /// Gives back what pool messages read and hollowed (`rows`, as
+    /// [`Profile::commit_carrying_hollowing`] hollowed them) freed, each
+    /// down to [`HOLLOW_ROW`], to the counts `freed` took before they
+    /// were hollowed, if those are still the ones the ledger holds. The
+    /// ledger is not locked while the hollowing is written: a pool's
+    /// scope forgotten meanwhile and counted afresh from the store may
+    /// count them as hollow rows already, and given back there too, its
+    /// author would have that much room beyond their budget until the
+    /// next count. Only the rows hollowed are given back: a pool message
+    /// a sweep deleted meanwhile was given back by the sweep.
+    pub(crate) fn hollowed(&self, profile: &Profile, freed: Freed, rows: &[(GroupId, RowFacts)]) {
+        let me = profile.identity().public().sign;
+        let mut ledger = self.used.lock().expect("ledger lock");
+        for (group, (author, _, n)) in rows {
+            let Some((scope_id, stamp)) = freed.scopes.get(group) else {
+                continue;
+            };
+            match ledger.get_mut(scope_id) {
+                Some(scope) if scope.stamp == *stamp && *author != me => {
+                    let n = n.saturating_sub(HOLLOW_ROW);
+                    scope.total.all = scope.total.all.saturating_sub(n)
+                }
+                _ => {}
+            }
         }
     }
 
@@ -1169,8 +1221,7 @@ mod tests {
         let me = p.identity().public().sign;
         let now = crate::profile::now();
         let mut text = |i: u64| {
-            Message::create(&bob, &group, now - 1000 + i, Kind::TEXT, &[b'x'; 1000], rng)
-                .unwrap()
+            Message::create(&bob, &group, now - 1000 + i, Kind::TEXT, &[b'x'; 1000], rng).unwrap()
         };
         let (old, new) = (text(0), text(1));
         // Another link stored the first already.
@@ -1187,14 +1238,22 @@ mod tests {
         let mut store = p.store().unwrap();
         assert!(strand_sync::WriteStore::insert(&mut store, &group.id, &new).unwrap());
         store.commit().unwrap();
-        let mut items = batch.iter_mut();
-        items.next().unwrap().set_stored(false);
-        items.next().unwrap().set_stored(true);
+        {
+            let mut items = batch.iter_mut();
+            items.next().unwrap().set_stored(false);
+            items.next().unwrap().set_stored(true);
+        }
         // Meanwhile the ledger forgot, and the scope was counted afresh
         // from the store (as another batch would have it counted).
         ledger.forget();
         ledger
-            .counted(&mut ledger.used.lock().unwrap(), &p, group.id, &[group.id], &me)
+            .counted(
+                &mut ledger.used.lock().unwrap(),
+                &p,
+                group.id,
+                &[group.id],
+                &me,
+            )
             .unwrap();
         ledger.refund(&p, &applied, &batch, &[]);
         let counted = Ledger::count(&p, &[group.id], &me).unwrap();
@@ -2285,14 +2344,128 @@ mod tests {
         let used = |l: &Ledger| l.used.lock().unwrap().get(&pool.id).unwrap().total;
         assert_eq!(used(&ledger).all, bytes + late_len);
 
+        let freed = ledger.before_hollowing(&p, &keys);
         let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
-        p.save_carrying(&carrier, Vec::new(), keys, now, rng)
+        let save = p
+            .prepare_carrying(&carrier, Vec::new(), keys, now, rng)
             .unwrap();
+        let (_, _, hollowed) = p.commit_carrying_hollowing(save).unwrap();
+        assert_eq!(hollowed.len(), 3);
         assert_eq!(
             Ledger::count(&p, &[pool.id], &me).unwrap().total.all,
             3 * HOLLOW_ROW
         );
-        ledger.hollowed(&pool.id, bytes - 3 * HOLLOW_ROW);
+        ledger.hollowed(&p, freed, &hollowed);
         assert_eq!(used(&ledger).all, 3 * HOLLOW_ROW + late_len);
+    }
+
+    /// Regression (a review of the ledger's locking, as for
+    /// [`Ledger::refund`]): the bytes hollowed pool messages freed were
+    /// given back after the hollowing was written, the ledger not locked
+    /// in between, to whatever count of the pool the ledger held then.
+    /// One forgotten meanwhile and counted afresh from the store counted
+    /// them as hollow rows already: giving them back again left it short
+    /// (down to nothing), and the contact with that much room beyond their
+    /// budget. They are now given back only to the count that held them.
+    #[test]
+    fn hollowed_bytes_are_not_given_back_to_a_pool_counted_afresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
+        let now = crate::profile::now();
+        let mut store = p.store().unwrap();
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        for i in 0..3 {
+            let m = Message::create_expiring(
+                &bob,
+                &pool,
+                now - 10 + i,
+                Some(now + 3_600_000),
+                Kind::ACK,
+                &[i as u8; 16],
+                rng,
+            )
+            .unwrap();
+            bytes += m.as_bytes().len() as u64;
+            keys.push((pool.id, m.key()));
+            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
+        }
+        store.commit().unwrap();
+        let ledger = Ledger::default();
+        let freed = ledger.before_hollowing(&p, &keys);
+        assert_eq!(ledger.used.lock().unwrap()[&pool.id].total.all, bytes);
+        let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
+        let save = p
+            .prepare_carrying(&carrier, Vec::new(), keys, now, rng)
+            .unwrap();
+        let (_, _, hollowed) = p.commit_carrying_hollowing(save).unwrap();
+        // Meanwhile the ledger forgot, and the pool was counted afresh.
+        ledger.forget();
+        ledger
+            .counted(
+                &mut ledger.used.lock().unwrap(),
+                &p,
+                pool.id,
+                &[pool.id],
+                &me,
+            )
+            .unwrap();
+        ledger.hollowed(&p, freed, &hollowed);
+        let used = ledger.used.lock().unwrap()[&pool.id].total;
+        assert_eq!(
+            used.all,
+            3 * HOLLOW_ROW,
+            "the hollow rows are still counted"
+        );
+        assert_eq!(used, Ledger::count(&p, &[pool.id], &me).unwrap().total);
+    }
+
+    /// Regression (a review of the ledger's locking): a pool message read
+    /// to be hollowed, then deleted by a sweep before the hollowing was
+    /// written, was given back twice: whole by the sweep, then all but a
+    /// row by the carrying step, which hollowed nothing. Only the rows a
+    /// step hollowed are given back now.
+    #[test]
+    fn a_pool_message_swept_before_it_is_hollowed_is_given_back_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rng = &mut crate::profile::os_rng();
+        let (p, bob, _) = crate::profile::alice_with_bob(&tmp.path().join("a"));
+        let me = p.identity().public().sign;
+        let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
+        let now = crate::profile::now();
+        let mut store = p.store().unwrap();
+        let mut keys = Vec::new();
+        for (i, expires) in [(0, now + 1), (1, now + 3_600_000)] {
+            let m = Message::create_expiring(
+                &bob,
+                &pool,
+                now - 10 + i,
+                Some(expires),
+                Kind::ACK,
+                &[i as u8; 4000],
+                rng,
+            )
+            .unwrap();
+            keys.push((pool.id, m.key()));
+            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
+        }
+        store.commit().unwrap();
+        let ledger = Ledger::default();
+        let freed = ledger.before_hollowing(&p, &keys);
+        let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
+        let save = p
+            .prepare_carrying(&carrier, Vec::new(), keys, now, rng)
+            .unwrap();
+        // The first expires, and is swept, before the step is written.
+        assert_eq!(ledger.sweep(&p, now + 2).unwrap().count(), 1);
+        let (_, _, hollowed) = p.commit_carrying_hollowing(save).unwrap();
+        assert_eq!(hollowed.len(), 1, "only the second was there to hollow");
+        ledger.hollowed(&p, freed, &hollowed);
+        let used = ledger.used.lock().unwrap()[&pool.id].total;
+        assert_eq!(used.all, HOLLOW_ROW, "the second's row is still counted");
+        assert_eq!(used, Ledger::count(&p, &[pool.id], &me).unwrap().total);
     }
 }

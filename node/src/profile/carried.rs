@@ -19,7 +19,7 @@ use crate::profile::budget::{Budgets, Ledger};
 use crate::profile::crypto::{open, seal};
 use crate::profile::db_error;
 use crate::profile::schema::{meta, CARRIED, MESSAGES, META, OUTBOX};
-use crate::profile::store::{insert_written, row_facts, table_key};
+use crate::profile::store::{insert_written, row_facts, table_key, RowFacts};
 use crate::profile::{Delivery, Profile, ProfileError};
 
 const ROLE_CARRY: &str = "strand/v2/carry";
@@ -332,6 +332,16 @@ impl Profile {
     /// pool messages written, and the own messages it marked delivered
     /// that were not before.
     pub(crate) fn commit_carrying(&self, save: CarrySave) -> Result<(Keys, Keys), ProfileError> {
+        self.commit_carrying_hollowing(save)
+            .map(|(written, raised, _)| (written, raised))
+    }
+
+    /// [`Profile::commit_carrying`], also returning the pool messages it
+    /// hollowed, each with what it held (for [`Ledger::hollowed`]).
+    pub(crate) fn commit_carrying_hollowing(
+        &self,
+        save: CarrySave,
+    ) -> Result<(Keys, Keys, Vec<(GroupId, RowFacts)>), ProfileError> {
         let me = self.identity().public().sign;
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
@@ -346,7 +356,7 @@ impl Profile {
                 parts.insert(row, &sealed[..]).map_err(db_error)?;
             }
             drop(parts);
-            hollow_in(txn, &save.hollow)?;
+            let hollowed = hollow_in(txn, &save.hollow)?;
             for id in &save.told {
                 crate::profile::telling::told_in(txn, id, crate::profile::telling::Tell::Carrying)
                     .map_err(db_error)?;
@@ -354,7 +364,7 @@ impl Profile {
             let raised =
                 crate::profile::mark_in(txn, &save.delivered, crate::profile::Delivery::Delivered)?;
             let written = insert_written(txn, me, save.now, &save.messages).map_err(db_error)?;
-            Ok((written, raised))
+            Ok((written, raised, hollowed))
         })
     }
 
@@ -645,23 +655,34 @@ pub(crate) enum Wait {
 
 /// Drops the bytes of pool messages and keeps their keys (see
 /// [`strand_sync::MemoryStore::hollow`]): the envelope inside lives in
-/// the carrying state from then on, or is gone.
-fn hollow_in(txn: &redb::WriteTransaction, items: &[(GroupId, Key)]) -> Result<(), ProfileError> {
+/// the carrying state from then on, or is gone. Returns the rows it
+/// hollowed, each with what it held ([`RowFacts`]): not those gone
+/// meanwhile (a sweep deleted them) or hollow already, whose room was
+/// given back already.
+fn hollow_in(
+    txn: &redb::WriteTransaction,
+    items: &[(GroupId, Key)],
+) -> Result<Vec<(GroupId, RowFacts)>, ProfileError> {
+    let mut hollowed = Vec::new();
     if items.is_empty() {
-        return Ok(());
+        return Ok(hollowed);
     }
     let mut t = txn.open_table(MESSAGES).map_err(db_error)?;
     for (group, key) in items {
         let k = table_key(group, key);
-        let present = t.get(&k).map_err(db_error)?.is_some();
-        if present {
-            t.insert(&k, &[][..]).map_err(db_error)?;
-            // Pool messages are never split; should one ever be, its
-            // parts go with it.
-            crate::profile::store::remove_body(txn, &k).map_err(db_error)?;
+        let facts = match t.get(&k).map_err(db_error)? {
+            None => continue,
+            Some(v) => row_facts(v.value()),
+        };
+        t.insert(&k, &[][..]).map_err(db_error)?;
+        // Pool messages are never split; should one ever be, its
+        // parts go with it.
+        crate::profile::store::remove_body(txn, &k).map_err(db_error)?;
+        if let Some((author, kind, n)) = facts {
+            hollowed.push((*group, (author, kind, n as u64)));
         }
     }
-    Ok(())
+    Ok(hollowed)
 }
 
 /// [`hollow_in`] for the pool messages of `items` that `me` wrote and
@@ -688,7 +709,7 @@ fn hollow_own_in(
             }
         }
     }
-    hollow_in(txn, &own)
+    hollow_in(txn, &own).map(drop)
 }
 
 /// The status of `carrier` among `contacts` at `now`.

@@ -30,7 +30,7 @@ use strand_sync::{
 };
 
 use super::{Node, NodeEvent, Shared};
-use crate::profile::budget::{Budgets, Ledger, HOLLOW_ROW};
+use crate::profile::budget::{Budgets, Ledger};
 use crate::profile::carried::{notice, status, CarryStatus, TakenOut, Wait};
 use crate::profile::telling::Tell;
 use crate::{hex, ProfileError};
@@ -42,8 +42,6 @@ struct Job {
     out: Vec<Handout>,
     /// Pool messages read, to hollow.
     hollow: Vec<(GroupId, Key)>,
-    /// Bytes that hollowing them gives back to their authors' budgets.
-    freed: Vec<(GroupId, u64)>,
     /// This user's 1:1 messages acknowledged through carriers: marked
     /// delivered.
     delivered: Vec<(GroupId, Key)>,
@@ -96,6 +94,8 @@ async fn carrying_step<R: Send + 'static, S: Send + 'static>(
         // Offers, requests and acknowledgements for one contact share a
         // pool message, whichever steps made them.
         let out = batch_handouts(job.out);
+        // The pools' counts that what the step hollows is given back to.
+        let freed = shared.ledger.before_hollowing(&shared.profile, &job.hollow);
         let mut save =
             shared
                 .profile
@@ -103,10 +103,8 @@ async fn carrying_step<R: Send + 'static, S: Send + 'static>(
         save.deliver(job.delivered.clone());
         save.told(job.told);
         let s = before_save(&shared, save.messages())?;
-        let (keys, delivered) = shared.profile.commit_carrying(save)?;
-        for (group, n) in job.freed {
-            shared.ledger.hollowed(&group, n);
-        }
+        let (keys, delivered, hollowed) = shared.profile.commit_carrying_hollowing(save)?;
+        shared.ledger.hollowed(&shared.profile, freed, &hollowed);
         tell_delivered(&shared, &delivered);
         *shared
             .carrier
@@ -765,8 +763,6 @@ async fn take_pool_messages(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) -> 
                 continue;
             }
             job.hollow.push((group, key));
-            let size = pm.message.as_bytes().len() as u64;
-            job.freed.push((group, size.saturating_sub(HOLLOW_ROW)));
             let from = pm.from;
             let taken = match carrier.take(&identity, &from, &pm.message, &pm.body, now) {
                 Ok(taken) => taken,
@@ -810,7 +806,6 @@ async fn take_pool_messages(shared: Arc<Shared>, items: Vec<(GroupId, Key)>) -> 
                             // again once what it waits for may have come
                             // (its holder offers it no more).
                             job.hollow.pop();
-                            job.freed.pop();
                             tally.waits(&wait);
                             shared
                                 .waiting
