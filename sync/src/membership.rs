@@ -4198,7 +4198,11 @@ mod tests {
             let mut kept: Vec<usize> = furthest.at_least(2).collect();
             kept.sort_unstable();
             assert_eq!(kept, vec![1, 2], "{order:?}");
-            assert_eq!(furthest.at_least(3).collect::<Vec<_>>(), vec![1], "{order:?}");
+            assert_eq!(
+                furthest.at_least(3).collect::<Vec<_>>(),
+                vec![1],
+                "{order:?}"
+            );
             assert_eq!(furthest.at_least(4).count(), 0, "{order:?}");
         }
     }
