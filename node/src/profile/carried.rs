@@ -109,6 +109,9 @@ pub struct CarryStatus {
 /// Messages, by log and key.
 type Keys = Vec<(GroupId, Key)>;
 
+/// Pool messages hollowed, by log, each with what it held.
+type Hollowed = Vec<(GroupId, RowFacts)>;
+
 /// A pool message read back: who shares the pool, and the message.
 pub(crate) struct PoolMessage {
     pub(crate) from: PublicIdentity,
@@ -341,7 +344,7 @@ impl Profile {
     pub(crate) fn commit_carrying_hollowing(
         &self,
         save: CarrySave,
-    ) -> Result<(Keys, Keys, Vec<(GroupId, RowFacts)>), ProfileError> {
+    ) -> Result<(Keys, Keys, Hollowed), ProfileError> {
         let me = self.identity().public().sign;
         self.write_txn(move |txn| {
             let mut m = txn.open_table(META).map_err(db_error)?;
@@ -662,7 +665,7 @@ pub(crate) enum Wait {
 fn hollow_in(
     txn: &redb::WriteTransaction,
     items: &[(GroupId, Key)],
-) -> Result<Vec<(GroupId, RowFacts)>, ProfileError> {
+) -> Result<Hollowed, ProfileError> {
     let mut hollowed = Vec::new();
     if items.is_empty() {
         return Ok(hollowed);
