@@ -2307,25 +2307,7 @@ mod tests {
         let me = p.identity().public().sign;
         let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
         let now = crate::profile::now();
-        let mut store = p.store().unwrap();
-        let mut keys = Vec::new();
-        let mut bytes = 0;
-        for i in 0..3 {
-            let m = Message::create_expiring(
-                &bob,
-                &pool,
-                now - 10 + i,
-                Some(now + 3_600_000),
-                Kind::ACK,
-                &[i as u8; 16],
-                rng,
-            )
-            .unwrap();
-            bytes += m.as_bytes().len() as u64;
-            keys.push((pool.id, m.key()));
-            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
-        }
-        store.commit().unwrap();
+        let (keys, bytes) = store_pool_messages(&p, &bob, &pool, now, &[now + 3_600_000; 3], 16);
         let ledger = Ledger::default();
         let late = Message::create_expiring(
             &bob,
@@ -2359,6 +2341,41 @@ mod tests {
         assert_eq!(used(&ledger).all, 3 * HOLLOW_ROW + late_len);
     }
 
+    /// Stores in `pool` one pool message of Bob's, of `len` bytes, for
+    /// each expiry of `expires`, written from 10 ms before `now` on:
+    /// their keys, and how many bytes they take.
+    fn store_pool_messages(
+        p: &Profile,
+        bob: &strand_sync::Identity,
+        pool: &strand_sync::Group,
+        now: Time,
+        expires: &[Time],
+        len: usize,
+    ) -> (Vec<(GroupId, Key)>, u64) {
+        let rng = &mut crate::profile::os_rng();
+        let mut store = p.store().unwrap();
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        for (i, &expires) in expires.iter().enumerate() {
+            let body = vec![i as u8; len];
+            let m = Message::create_expiring(
+                bob,
+                pool,
+                now - 10 + i as u64,
+                Some(expires),
+                Kind::ACK,
+                &body,
+                rng,
+            )
+            .unwrap();
+            bytes += m.as_bytes().len() as u64;
+            keys.push((pool.id, m.key()));
+            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
+        }
+        store.commit().unwrap();
+        (keys, bytes)
+    }
+
     /// Regression (a review of the ledger's locking, as for
     /// [`Ledger::refund`]): the bytes hollowed pool messages freed were
     /// given back after the hollowing was written, the ledger not locked
@@ -2375,25 +2392,7 @@ mod tests {
         let me = p.identity().public().sign;
         let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
         let now = crate::profile::now();
-        let mut store = p.store().unwrap();
-        let mut keys = Vec::new();
-        let mut bytes = 0;
-        for i in 0..3 {
-            let m = Message::create_expiring(
-                &bob,
-                &pool,
-                now - 10 + i,
-                Some(now + 3_600_000),
-                Kind::ACK,
-                &[i as u8; 16],
-                rng,
-            )
-            .unwrap();
-            bytes += m.as_bytes().len() as u64;
-            keys.push((pool.id, m.key()));
-            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
-        }
-        store.commit().unwrap();
+        let (keys, bytes) = store_pool_messages(&p, &bob, &pool, now, &[now + 3_600_000; 3], 16);
         let ledger = Ledger::default();
         let freed = ledger.before_hollowing(&p, &keys);
         assert_eq!(ledger.used.lock().unwrap()[&pool.id].total.all, bytes);
@@ -2436,23 +2435,8 @@ mod tests {
         let me = p.identity().public().sign;
         let pool = bob.contact(&p.identity().public()).unwrap().pool.clone();
         let now = crate::profile::now();
-        let mut store = p.store().unwrap();
-        let mut keys = Vec::new();
-        for (i, expires) in [(0, now + 1), (1, now + 3_600_000)] {
-            let m = Message::create_expiring(
-                &bob,
-                &pool,
-                now - 10 + i,
-                Some(expires),
-                Kind::ACK,
-                &[i as u8; 4000],
-                rng,
-            )
-            .unwrap();
-            keys.push((pool.id, m.key()));
-            assert!(strand_sync::WriteStore::insert(&mut store, &pool.id, &m).unwrap());
-        }
-        store.commit().unwrap();
+        let (keys, _) =
+            store_pool_messages(&p, &bob, &pool, now, &[now + 1, now + 3_600_000], 4000);
         let ledger = Ledger::default();
         let freed = ledger.before_hollowing(&p, &keys);
         let carrier = strand_sync::Carrier::new(strand_sync::CarryConfig::default());
