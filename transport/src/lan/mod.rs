@@ -95,6 +95,13 @@
 //! is not checked: the system would refuse the check for the old
 //! generation's own socket.
 //!
+//! Dials go from a new port each, not from the listening one (libp2p's
+//! default, which the relay's hole punching needs): a dial from the
+//! listening port binds it at every address of its family, and any other
+//! program's socket at that port on another address of the device (made
+//! without `SO_REUSEADDR`) then refuses every dial, "address already in
+//! use", for a device listening at one address of its own.
+//!
 //! # Limits
 //!
 //! Inbound connections are limited per remote IP address

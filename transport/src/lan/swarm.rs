@@ -192,7 +192,8 @@ fn build_behaviour(
                 .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
                 .with_max_established_per_peer(Some(MAX_PER_PEER)),
         ),
-        stream: stream::Behaviour::new(),
+        // Dials from new ports ([`stream::Behaviour::dialling_from_new_ports`]).
+        stream: stream::Behaviour::dialling_from_new_ports(),
         mdns: Toggle::from(mdns),
     })
 }
@@ -277,7 +278,12 @@ async fn run(
                         let _ = reply.send(Err(TransportError::Stopped));
                         continue;
                     }
-                    let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                    // From a new port, as the stream behaviour's dials
+                    // ([`stream::Behaviour::dialling_from_new_ports`]).
+                    let opts = DialOpts::unknown_peer_id()
+                        .address(addr.clone())
+                        .allocate_new_port()
+                        .build();
                     let id = opts.connection_id();
                     match swarm.dial(opts) {
                         Ok(()) => {

@@ -113,12 +113,30 @@ pub struct Behaviour {
     actions: VecDeque<ToSwarm<Event, HandlerIn>>,
     next: u64,
     waker: Option<Waker>,
+    /// Whether the dials it asks for take a port of their own rather
+    /// than the listening one ([`Behaviour::dialling_from_new_ports`]).
+    new_ports: bool,
 }
 
 impl Behaviour {
     /// A new behaviour.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A behaviour whose dials each take a new port, not the listening
+    /// one (libp2p's default, which a hole punch needs: the port a remote
+    /// sees is the port it can reach). A dial from the listening port is
+    /// bound to it at every address of its family (`0.0.0.0:port` for a
+    /// listener at `192.168.1.5:port`), so any other socket at that port
+    /// on another address of the device, without SO_REUSEADDR, refuses
+    /// every such dial; the LAN, which has no use for the port a remote
+    /// sees, dials from new ports.
+    pub fn dialling_from_new_ports() -> Self {
+        Self {
+            new_ports: true,
+            ..Self::default()
+        }
     }
 
     /// Opens a stream to `peer`, dialling it first if there is no
@@ -147,9 +165,13 @@ impl Behaviour {
         } else {
             let waiting = self.awaiting_connection.entry(peer).or_default();
             if waiting.is_empty() {
-                self.actions.push_back(ToSwarm::Dial {
-                    opts: DialOpts::peer_id(peer).addresses(addresses).build(),
-                });
+                let opts = DialOpts::peer_id(peer).addresses(addresses);
+                let opts = if self.new_ports {
+                    opts.allocate_new_port()
+                } else {
+                    opts
+                };
+                self.actions.push_back(ToSwarm::Dial { opts: opts.build() });
             }
             waiting.push(id);
         }
