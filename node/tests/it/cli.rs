@@ -1292,6 +1292,36 @@ fn root_here() -> bool {
     root
 }
 
+/// A copy of the `strand` binary in `dir` that any user may run (the
+/// build's own sits under root's home). Spawned once before it is
+/// given back: another test's thread that forks while the copy is being
+/// written holds it open for writing until its child runs its program,
+/// and until then running the copy fails with "Text file busy" (seen
+/// once in CI). Running it waits that out.
+fn binary_for_anyone(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("strand");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for _ in 0..500 {
+        match Command::new(&bin)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ran => {
+                ran.unwrap();
+                return bin;
+            }
+        }
+    }
+    panic!("the copied binary stayed busy");
+}
+
 /// A process of another user gets nothing from the control
 /// socket, even when every permission on the way was opened up (the
 /// node checks the peer's uid with `SO_PEERCRED`). Needs root, to run the
@@ -1314,9 +1344,7 @@ fn a_control_client_of_another_user_is_refused() {
     open(tmp.path(), 0o755);
     open(&a.dir, 0o755);
     open(&socket, 0o666);
-    let bin = tmp.path().join("strand");
-    std::fs::copy(BIN, &bin).unwrap();
-    open(&bin, 0o755);
+    let bin = binary_for_anyone(tmp.path());
     let out = Command::new(&bin)
         .args(["contacts"])
         .env("STRAND_PROFILE", &a.dir)
@@ -2059,9 +2087,7 @@ fn a_control_socket_another_user_serves_is_told_nothing() {
         let _ = std::io::Read::read_to_end(&mut stream, &mut got);
         got.len()
     });
-    let bin = tmp.path().join("strand");
-    std::fs::copy(BIN, &bin).unwrap();
-    open(&bin, 0o755);
+    let bin = binary_for_anyone(tmp.path());
     let mut client = Command::new(&bin);
     client
         .env("STRAND_PROFILE", &a.dir)
