@@ -963,6 +963,20 @@ mod tests {
         }
     }
 
+    /// Kept while a test reads what it logged: every place in the code
+    /// that logs is then weighed by every live dispatcher, the test's
+    /// among them. While only one dispatcher lives, tracing-core weighs a
+    /// place logged at for the first time by the logging thread's own
+    /// dispatcher alone: another test's thread, with none, logging first
+    /// where this test logs marked the place logged by no one, and the
+    /// test's lines went nowhere (`a_list_read_that_keeps_failing_is_said_once`
+    /// failed so in CI). Places weighed before are weighed again.
+    fn weighed_by_all() -> tracing::Dispatch {
+        let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        tracing::callsite::rebuild_interest_cache();
+        second
+    }
+
     impl Journal {
         /// How many lines logged so far hold `words`.
         fn count(&self, words: &str) -> usize {
@@ -1044,6 +1058,16 @@ mod tests {
                 .finish(),
         );
         let _logging = tracing::dispatcher::set_default(&logging);
+        let _weighed_by_all = weighed_by_all();
+        // What another test's thread did: it logged there first, with no
+        // dispatcher of its own (in CI, `a_job_waits_once_...`).
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::thread::spawn(move || {
+            let mut core = unattached(elsewhere.path());
+            crate::adapters::network::not_refreshed(&mut core, &Failure::failed("elsewhere"));
+        })
+        .join()
+        .unwrap();
         let said = format!("Not refreshed: {broken}");
 
         for _ in 0..3 {

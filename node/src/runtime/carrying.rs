@@ -1207,8 +1207,19 @@ mod tests {
     }
 
     /// A node whose every thread, the blocking threads its carrying steps
-    /// run on included, logs to `journal` (debug and up).
-    fn logging_to(journal: &Journal) -> (tracing::Dispatch, tokio::runtime::Runtime) {
+    /// run on included, logs to `journal` (debug and up). The third
+    /// dispatcher, logging nowhere, is kept as long as the test reads the
+    /// journal: while only one dispatcher lives, tracing-core weighs a
+    /// place logged at for the first time by the logging thread's own
+    /// dispatcher alone, and another test's thread, with none, logging
+    /// first where this node logs would mark the place logged by no one.
+    fn logging_to(
+        journal: &Journal,
+    ) -> (
+        tracing::Dispatch,
+        tokio::runtime::Runtime,
+        tracing::Dispatch,
+    ) {
         let dispatch = tracing::Dispatch::new(
             tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::DEBUG)
@@ -1219,6 +1230,8 @@ mod tests {
                 })
                 .finish(),
         );
+        let weighed_by_all = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        tracing::callsite::rebuild_interest_cache();
         let runtime = {
             let dispatch = dispatch.clone();
             tokio::runtime::Builder::new_multi_thread()
@@ -1230,7 +1243,7 @@ mod tests {
                 .build()
                 .unwrap()
         };
-        (dispatch, runtime)
+        (dispatch, runtime, weighed_by_all)
     }
 
     /// Bob hands Alice 20 envelopes sealed to her, each holding a text
@@ -1265,7 +1278,7 @@ mod tests {
         drop(store);
 
         let journal = Journal::default();
-        let (dispatch, runtime) = logging_to(&journal);
+        let (dispatch, runtime, _weighed_by_all) = logging_to(&journal);
         let config = super::super::NodeConfig {
             emulated: Some(strand_transport::memory::Hub::new()),
             deterministic: Some((t0, 1)),
@@ -1361,7 +1374,7 @@ mod tests {
         drop(store);
 
         let journal = Journal::default();
-        let (dispatch, runtime) = logging_to(&journal);
+        let (dispatch, runtime, _weighed_by_all) = logging_to(&journal);
         let config = super::super::NodeConfig {
             emulated: Some(strand_transport::memory::Hub::new()),
             deterministic: Some((t0, 1)),

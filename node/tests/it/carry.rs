@@ -1034,7 +1034,14 @@ fn a_mailbox_with_a_contacts_key_is_refused_naming_no_one() {
             move || journal.clone()
         })
         .finish();
+    // While only one dispatcher lives, tracing-core weighs a place logged
+    // at for the first time by the logging thread's own dispatcher alone:
+    // another test's thread, with none, logging first where this one does
+    // would mark the place logged by no one. A second one, kept for the
+    // test, has every place weighed by all.
+    let _weighed_by_all = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
         names_as_mailbox(&mallory, &ann, &with_dh_of(&bob), now);
     });
     assert_eq!(ann.contacts(), before, "nothing stored");
