@@ -288,15 +288,6 @@ fn socket_addr(addr: &Multiaddr) -> std::net::SocketAddr {
     (ip.expect("an IPv4 address"), port.expect("a TCP port")).into()
 }
 
-/// Strangers at sixteen addresses, each holding `MAX_PENDING_PER_IP`
-/// connections that never start their handshakes, took all
-/// `MAX_PENDING_INCOMING` places for handshakes, and every other
-/// connection was refused until theirs timed out (`HANDSHAKE_TIMEOUT`,
-/// when they could open them again): a contact dialling in was shut out
-/// for as long as the strangers kept at it. A new connection now takes the
-/// place of the oldest handshake of the address with the most under way.
-/// (The strangers come from 127.0.0.2 on, the contact from 127.0.0.1:
-/// Linux routes all of 127/8 to loopback.)
 /// Regression (a flaky run of the whole suite, then a reading of
 /// libp2p-tcp and the kernel): the LAN dialled from its listening port,
 /// bound at every address of its family (`0.0.0.0:port` for a listener
@@ -315,10 +306,11 @@ async fn a_socket_at_the_listening_port_on_another_address_does_not_stop_dials()
     let (client, _ev) = start(loopback()).await;
     let port = socket_addr(&address(&client).await).port();
     // Another program's socket at the client's listening port, on another
-    // loopback address, with no reuse flags.
+    // loopback address, with no reuse flags (not one of 127.0.0.2–17, where
+    // the strangers' test below binds at ports the system picks).
     let other = tokio::net::TcpSocket::new_v4().unwrap();
     other
-        .bind((std::net::Ipv4Addr::new(127, 0, 0, 2), port).into())
+        .bind((std::net::Ipv4Addr::new(127, 0, 2, 1), port).into())
         .expect("another address at the same port is free to bind");
     let mut link = client
         .dial(&addr)
@@ -329,6 +321,15 @@ async fn a_socket_at_the_listening_port_on_another_address_does_not_stop_dials()
     drop(other);
 }
 
+/// Strangers at sixteen addresses, each holding `MAX_PENDING_PER_IP`
+/// connections that never start their handshakes, took all
+/// `MAX_PENDING_INCOMING` places for handshakes, and every other
+/// connection was refused until theirs timed out (`HANDSHAKE_TIMEOUT`,
+/// when they could open them again): a contact dialling in was shut out
+/// for as long as the strangers kept at it. A new connection now takes the
+/// place of the oldest handshake of the address with the most under way.
+/// (The strangers come from 127.0.0.2 on, the contact from 127.0.0.1:
+/// Linux routes all of 127/8 to loopback.)
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_holding_every_handshake_place_do_not_shut_a_contact_out() {
