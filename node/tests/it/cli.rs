@@ -1293,19 +1293,25 @@ fn root_here() -> bool {
 }
 
 /// A copy of the `strand` binary in `dir` that any user may run (the
-/// build's own sits under root's home). Spawned once before it is
-/// given back: another test's thread that forks while the copy is being
-/// written holds it open for writing until its child runs its program,
-/// and until then running the copy fails with "Text file busy" (seen
-/// once in CI). Running it waits that out.
+/// build's own sits under root's home), run once ([`runnable`]).
 fn binary_for_anyone(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("strand");
     std::fs::copy(BIN, &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    runnable(&bin, "--help");
+    bin
+}
+
+/// Waits until the program just written at `program` can be run, running
+/// it with `arg` (which must do nothing): another test's thread that
+/// forks while the file is being written holds it open for writing until
+/// its child runs its own program, and until then running the file fails
+/// with "Text file busy" (seen once in CI, for [`binary_for_anyone`]).
+fn runnable(program: &Path, arg: &str) {
     for _ in 0..500 {
-        match Command::new(&bin)
-            .arg("--help")
+        match Command::new(program)
+            .arg(arg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -1315,11 +1321,11 @@ fn binary_for_anyone(dir: &Path) -> PathBuf {
             }
             ran => {
                 ran.unwrap();
-                return bin;
+                return;
             }
         }
     }
-    panic!("the copied binary stayed busy");
+    panic!("{} stayed busy", program.display());
 }
 
 /// A process of another user gets nothing from the control
@@ -3653,10 +3659,16 @@ impl FakeSystemctl {
         let fake = bin.join("systemctl");
         std::fs::write(
             &fake,
-            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", asked.display()),
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --probe ] && exit 0\necho \"$@\" >> '{}'\n",
+                asked.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // `strand` runs it as another test's thread forks: the fork may
+        // still hold it open for writing.
+        runnable(&fake, "--probe");
         FakeSystemctl {
             path: format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
             asked,
