@@ -476,8 +476,9 @@ pub(crate) fn open_sealed(dir: &Path, root: &[u8; 32]) -> Result<Database, Profi
 /// Opens the sealed profile file in `dir` and takes its lock
 /// ([`crate::profile::sealed::try_lock`]), which the database built on
 /// the file then holds: [`ProfileError::InUse`] if another handle holds
-/// it. Dropped, the file lets go of it.
-fn lock_sealed(dir: &Path) -> Result<std::fs::File, ProfileError> {
+/// it. Dropped, the file lets go of it. A wipe holds it the same way
+/// ([`crate::profile::wipe`]).
+pub(crate) fn lock_sealed(dir: &Path) -> Result<std::fs::File, ProfileError> {
     let path = dir.join(DB_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -58,7 +58,7 @@
 //! blocks change when (to someone who sees the file more than once). An attacker who can write the file can zero a block or put
 //! back an older copy of it: damage, not forgery.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -283,10 +283,9 @@ pub(crate) fn write_header(file: &impl Slots, h: &Header, fresh: bool) -> std::i
     }
 }
 
-/// Overwrites both header slots with random bytes and syncs: no
-/// passphrase opens the file afterwards.
-pub(crate) fn destroy_header(path: &Path) -> std::io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+/// Overwrites both header slots of `file` (open for writing) with random
+/// bytes and syncs: no passphrase opens the file afterwards.
+pub(crate) fn destroy_header(file: &File) -> std::io::Result<()> {
     let mut noise = vec![0u8; HEADER as usize];
     crate::profile::os_rng().fill_bytes(&mut noise);
     file.write_all_at(&noise, 0)?;
@@ -683,6 +682,7 @@ impl StorageBackend for SealedBackend {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::fs::OpenOptions;
 
     use super::*;
 

@@ -20,6 +20,13 @@
 //! (`strand.redb.new`), hold the root key sealed under the passphrase
 //! too: their headers go in step 1 and their bytes in step 2.
 //!
+//! A wipe takes the sealed profile file's lock as an open does
+//! (`profile::lock_sealed`) before it overwrites anything, and holds it
+//! until the folder is gone: a profile in use (a running node) is refused
+//! as [`ProfileError::InUse`], and so is an open that comes while the wipe
+//! runs, rather than a node running on a file whose keys are then
+//! overwritten.
+//!
 //! What it cannot do: storage that remaps writes (SSDs and flash wear
 //! levelling, copy-on-write or snapshotting file systems such as btrfs and
 //! ZFS) may keep old blocks the overwrite never reaches; backups and copies
@@ -27,7 +34,7 @@
 //! Encrypted storage (full-disk encryption) is the defence for those; see
 //! the README.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -60,8 +67,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ProfileError + '_ {
 /// profile afterwards. Needs the profile not to be in use
 /// ([`ProfileError::InUse`]). Returns the copies overwritten.
 pub fn destroy_keys(dir: &Path) -> Result<usize, ProfileError> {
-    let copies = destroy_file_keys(dir)?;
-    Ok(copies + destroy_sealing_keys(dir)?)
+    destroy_keys_holding(dir).map(|(copies, _held)| copies)
+}
+
+/// [`destroy_keys`], and for a sealed profile its file, which holds the
+/// profile's lock from before anything was overwritten: the caller keeps
+/// it for as long as no open may come in.
+fn destroy_keys_holding(dir: &Path) -> Result<(usize, Option<File>), ProfileError> {
+    let (copies, held) = destroy_file_keys(dir)?;
+    Ok((copies + destroy_sealing_keys(dir)?, held))
 }
 
 /// Where the first unlock of a profile from before sealing makes its
@@ -104,7 +118,11 @@ fn destroy_sealing_keys(dir: &Path) -> Result<usize, ProfileError> {
             continue;
         };
         if crate::profile::sealed::is_sealed(&path) {
-            crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|file| crate::profile::sealed::destroy_header(&file))
+                .map_err(io(&path))?;
             copies += 2;
         }
     }
@@ -130,18 +148,23 @@ pub(crate) fn destroy_sealing(dir: &Path) -> Result<(), ProfileError> {
     Ok(())
 }
 
-/// [`destroy_keys`] for the database file itself.
-fn destroy_file_keys(dir: &Path) -> Result<usize, ProfileError> {
+/// [`destroy_keys`] for the database file itself. A sealed file's lock
+/// is taken first, as an open takes it (`profile::lock_sealed`:
+/// [`ProfileError::InUse`] if a node holds it), the header overwritten
+/// through that very opening, and the file returned still holding it.
+fn destroy_file_keys(dir: &Path) -> Result<(usize, Option<File>), ProfileError> {
     let path = dir.join(DB_FILE);
     if !path.exists() {
         return Err(ProfileError::NotFound(dir.to_path_buf()));
     }
     if crate::profile::sealed::is_sealed(&path) {
-        if crate::profile::sealed::is_locked(&path) {
-            return Err(ProfileError::InUse(dir.to_path_buf()));
+        let file = crate::profile::lock_sealed(dir)?;
+        #[cfg(test)]
+        if let Some(pause) = PAUSE_WHILE_WIPING.with(|pause| pause.borrow_mut().take()) {
+            pause();
         }
-        crate::profile::sealed::destroy_header(&path).map_err(io(&path))?;
-        return Ok(2);
+        crate::profile::sealed::destroy_header(&file).map_err(io(&path))?;
+        return Ok((2, Some(file)));
     }
     // Neither sealed nor redb: the keys were destroyed by a wipe that was
     // cut short; let this one finish.
@@ -151,7 +174,7 @@ fn destroy_file_keys(dir: &Path) -> Result<usize, ProfileError> {
         .is_ok()
         && &magic == b"redb\x1a\x0a\xa9\x0d\x0a";
     if !redb_file {
-        return Ok(0);
+        return Ok((0, None));
     }
     // Read what to look for; opening also proves nobody else holds it.
     let needles: Vec<Vec<u8>> = {
@@ -211,27 +234,97 @@ fn destroy_file_keys(dir: &Path) -> Result<usize, ProfileError> {
         file.write_all(&noise).map_err(io(&path))?;
     }
     file.sync_all().map_err(io(&path))?;
-    Ok(found.len())
+    Ok((found.len(), None))
 }
 
 /// Destroys the profile in `dir`: its keys first, then the whole database
 /// file, then the folder (see the module documentation for the order and
 /// what it cannot erase). The profile must not be in use: stop its node
-/// first.
+/// first ([`ProfileError::InUse`]). A sealed profile's lock is held from
+/// before its keys go until the folder is gone, so no open comes in
+/// meanwhile.
 pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
-    let key_copies = destroy_keys(dir)?;
+    let (key_copies, held) = destroy_keys_holding(dir)?;
     let path = dir.join(DB_FILE);
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
+    let file = match held {
+        Some(file) => file,
+        None => OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?,
+    };
     let len = file.metadata().map_err(io(&path))?.len();
     crate::profile::overwrite(&file).map_err(io(&path))?;
-    drop(file);
     destroy_sealing(dir)?;
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    // Only now lets go of the lock, the file gone.
+    drop(file);
     Ok(Wiped {
         key_copies,
         bytes: len,
     })
+}
+
+/// What a test runs as a wipe holds a sealed profile's lock, before it
+/// overwrites anything ([`PAUSE_WHILE_WIPING`]).
+#[cfg(test)]
+type WhileWiping = Box<dyn FnOnce()>;
+
+#[cfg(test)]
+thread_local! {
+    /// Run by the next wipe of a sealed profile on this thread (or
+    /// destroying of its keys) once it has taken the profile's lock and
+    /// before it overwrites the header: a test opens the profile at that
+    /// moment as a node would. Per thread, so no other test is stopped.
+    static PAUSE_WHILE_WIPING: std::cell::RefCell<Option<WhileWiping>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::profile::Profile;
+
+    /// Regression (node review): a wipe of a sealed profile checked that
+    /// no node held the profile's lock, then overwrote the header without
+    /// holding the lock itself, so a node that opened the profile in
+    /// between ran on a file whose keys were then gone. The wipe now
+    /// takes the lock as an open does and holds it to the end: the open
+    /// in between is refused as in use, and the wipe completes. The wipe
+    /// stops between taking the lock and overwriting the header
+    /// ([`PAUSE_WHILE_WIPING`]), and the profile is opened there. (Fails
+    /// with `destroy_file_keys` checking `is_locked` and opening the file
+    /// without the lock, as before: that open succeeds.)
+    #[test]
+    fn a_profile_opened_while_it_is_wiped_is_refused_as_in_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        drop(crate::profile::alice_with_bob(&dir));
+        assert!(Profile::is_sealed(&dir));
+        // What the open during the wipe gave.
+        let opened: Rc<RefCell<Option<Result<Profile, ProfileError>>>> = Rc::default();
+        let (opening, at) = (opened.clone(), dir.clone());
+        let pause: WhileWiping = Box::new(move || {
+            *opening.borrow_mut() = Some(Profile::open(&at, "pass"));
+        });
+        PAUSE_WHILE_WIPING.with(|slot| *slot.borrow_mut() = Some(pause));
+
+        let wiped = wipe(&dir);
+        let opened = opened.borrow_mut().take();
+        match opened {
+            Some(Err(ProfileError::InUse(_))) => {}
+            Some(Ok(profile)) => {
+                drop(profile);
+                panic!("the profile opened during the wipe, which gave {wiped:?}");
+            }
+            Some(Err(e)) => panic!("the open during the wipe failed otherwise: {e:?}"),
+            None => panic!("the wipe did not stop where the test asked"),
+        }
+        let wiped = wiped.unwrap();
+        assert_eq!(wiped.key_copies, 2);
+        assert!(!dir.exists(), "the folder is gone");
+    }
 }
