@@ -10,7 +10,8 @@
 //!
 //! Node events (a message arrived, was delivered, a contact connected) are
 //! gathered for [`DEBOUNCE`] and then become one refresh, so a bulk sync of
-//! thousands of messages costs a handful of redraws.
+//! thousands of messages costs a handful of redraws; events that come
+//! while that refresh waits for the core thread join it ([`node_events`]).
 //!
 //! A node this window is attached to that does not answer (stopped with
 //! Ctrl-Z, or stuck) is waited for [`control::ANSWER_WITHIN`] at most once
@@ -40,12 +41,19 @@ use strand_node::{KdfParams, Node, NodeConfig, NodeError, NodeEvent, Profile};
 use crate::AppWindow;
 
 /// Requests queued for the core thread. The UI makes them at human pace
-/// (plus one per page of a scrolled conversation), so 1024 is far more
-/// than is ever waiting; if it is full the request is refused and logged
-/// rather than blocking the UI thread.
+/// (plus one per page of a scrolled conversation), and node events, ticks
+/// and clicks on notifications hold one place each however many come
+/// ([`coalesced`]), so 1024 is far more than is ever waiting; if it is
+/// full the request is refused and logged rather than blocking the UI
+/// thread.
 const JOB_QUEUE: usize = 1024;
 /// Node events within this window become one refresh.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Node events a batch holds at most: one is handed over for the refresh
+/// ([`node_events`]) when it holds as many, even within [`DEBOUNCE`], so
+/// the events of a bulk sync do not pile up on the way. A thousand cost
+/// one redraw; a refresh already waiting takes them in.
+const MAX_BATCH: usize = 1000;
 /// How often "seen 5 min ago", transports and traffic are refreshed.
 pub const TICK: Duration = Duration::from_secs(5);
 /// Worker threads of the node's runtime: sessions are mostly waiting on
@@ -80,7 +88,7 @@ pub enum Notify {
 }
 
 /// What changed since the last refresh.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Changes {
     /// Contacts with new messages from them: the open conversation, if
     /// among them, scrolls to the newest.
@@ -117,6 +125,18 @@ pub(crate) struct Changes {
 const MAX_NOTIFIED: usize = 999;
 
 impl Changes {
+    /// What `held` (gathered from earlier events, if any) says with
+    /// `events` added after it, in order: the same as one batch of all of
+    /// them, so a rename or a deletion in a later batch applies to what
+    /// arrived in an earlier one ([`node_events`]).
+    fn gathered(held: Option<Changes>, events: Vec<NodeEvent>) -> Changes {
+        let mut changes = held.unwrap_or_default();
+        for event in events {
+            changes.add(event);
+        }
+        changes
+    }
+
     fn add(&mut self, event: NodeEvent) {
         if matches!(event, NodeEvent::Received { .. }) && self.received.len() < MAX_NOTIFIED {
             self.received.push(event.clone());
@@ -255,28 +275,34 @@ impl Backend {
     }
 }
 
-/// Runs `run` on the core thread with each value given, coalesced: while
-/// one job of it waits in the core's queue, a newer value takes the place
-/// of the one it holds instead of queueing a job of its own, so however
-/// often it is called, it holds one place in the queue. The newest value
-/// is the one run.
-fn coalesced<T: Send + 'static>(
+/// Runs `run` on the core thread with what it is given, coalesced: while
+/// one job of it waits in the core's queue, a newer value is gathered
+/// into the one it holds instead of queueing a job of its own, so however
+/// often it is called, it holds one place in the queue. `gather` says how
+/// a value joins what is held (nothing, if none is): the newest may take
+/// its place ([`newest`]: ticks, clicks), or be added to it (node events,
+/// [`Changes::gathered`]). A job takes what is held when it runs; a value
+/// given after that queues the next.
+fn coalesced<T: 'static, S: Send + 'static>(
     backend: Backend,
-    run: fn(&mut Core, T),
+    gather: fn(Option<S>, T) -> S,
+    run: fn(&mut Core, S),
 ) -> impl Fn(T) + Send + 'static {
-    let waiting: Arc<Mutex<Option<T>>> = Arc::default();
+    let waiting: Arc<Mutex<Option<S>>> = Arc::default();
     move |value| {
-        let first = waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(value)
-            .is_none();
+        let first = {
+            let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let held = waiting.take();
+            let first = held.is_none();
+            *waiting = Some(gather(held, value));
+            first
+        };
         if !first {
             return;
         }
-        let newest = waiting.clone();
+        let held = waiting.clone();
         let queued = backend.try_job(move |core| {
-            let value = newest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let value = held.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(value) = value {
                 run(core, value);
             }
@@ -288,6 +314,12 @@ fn coalesced<T: Send + 'static>(
     }
 }
 
+/// What [`coalesced`] keeps of values that replace one another: the
+/// newest.
+fn newest<T>(_held: Option<T>, value: T) -> T {
+    value
+}
+
 /// What to do with a click on a notification (its id): open it on the
 /// core thread, [`coalesced`]. A flood of `ActionInvoked` signals (a
 /// notification service gone wrong) then holds one place in the queue,
@@ -295,7 +327,7 @@ fn coalesced<T: Send + 'static>(
 /// fill the queue and drop them. The newest click is the one kept, as
 /// each would open its conversation over the one before.
 fn clicks(backend: Backend) -> impl Fn(u32) + Send + 'static {
-    coalesced(backend, crate::adapters::open_from_notification)
+    coalesced(backend, newest, crate::adapters::open_from_notification)
 }
 
 /// The periodic refresh ([`TICK`]), queued on the core thread
@@ -307,9 +339,23 @@ fn clicks(backend: Backend) -> impl Fn(u32) + Send + 'static {
 /// (the user's requests, quitting) waited longer the longer the node was
 /// stopped.
 fn ticks(backend: Backend) -> impl Fn(()) + Send + 'static {
-    coalesced(backend, |core: &mut Core, (): ()| {
+    coalesced(backend, newest, |core: &mut Core, (): ()| {
         crate::adapters::on_tick(core)
     })
+}
+
+/// Node events, a batch ([`DEBOUNCE`]) at a time, queued on the core
+/// thread as one refresh [`coalesced`]: a batch that comes while a
+/// refresh still waits there joins it ([`Changes::gathered`]) rather than
+/// queueing one of its own, and nothing it carries is lost (arrivals to
+/// notify, marks, renames and deletions, in the order they happened).
+/// Before, each batch queued a job: a burst of events while the core
+/// thread was busy (a read of a node that does not answer, up to
+/// [`control::ANSWER_WITHIN`]) ran the same refresh over and over after
+/// it, and could fill the queue so that the user's own requests were
+/// dropped.
+fn node_events(backend: Backend) -> impl Fn(Vec<NodeEvent>) + Send + 'static {
+    coalesced(backend, Changes::gathered, crate::adapters::on_changes)
 }
 
 /// The core thread's state.
@@ -587,9 +633,10 @@ impl Core {
         matches!(self.device, Some(Device::Running(_)))
     }
 
-    /// Follows `device`'s events (a refresh per [`DEBOUNCE`] of them) and
-    /// ticks every [`TICK`]; when its events end while it is still this
-    /// window's device, the node stopped: [`crate::adapters::node_gone`].
+    /// Follows `device`'s events (a refresh per [`DEBOUNCE`] of them,
+    /// [`node_events`]) and ticks every [`TICK`]; when its events end
+    /// while it is still this window's device, the node stopped:
+    /// [`crate::adapters::node_gone`].
     /// A running node that does not answer the follow in time
     /// ([`Device::follow`]: stopped with Ctrl-Z, or stuck, since it
     /// answered its status) is not watched, and that is remembered for
@@ -610,25 +657,26 @@ impl Core {
         let session = self.session;
         let attached = matches!(device, Device::Running(_));
         let dir = self.options.profile.clone();
+        let changed = node_events(self.backend.clone());
         runtime.spawn(async move {
             loop {
-                let mut changes = Changes::default();
                 let Some(first) = events.next().await else {
                     break;
                 };
-                changes.add(first);
+                let mut batch = vec![first];
                 let gathered = tokio::time::Instant::now() + DEBOUNCE;
                 let mut ended = false;
-                while let Ok(next) = tokio::time::timeout_at(gathered, events.next()).await {
-                    match next {
-                        Some(e) => changes.add(e),
-                        None => {
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(gathered, events.next()).await {
+                        Ok(Some(e)) => batch.push(e),
+                        Ok(None) => {
                             ended = true;
                             break;
                         }
+                        Err(_) => break,
                     }
                 }
-                backend.job(move |core| crate::adapters::on_changes(core, changes));
+                changed(batch);
                 if ended {
                     break;
                 }
@@ -1117,6 +1165,126 @@ mod tests {
             ticked(());
         }
         assert_eq!(rx.try_iter().count(), 1);
+    }
+
+    /// Regression (node events that came while the core thread was busy,
+    /// a read of a node that does not answer for one, each queued a
+    /// refresh, a batch ([`DEBOUNCE`]) at a time: a burst ran the same
+    /// refresh over and over once the core thread was free, and past
+    /// [`JOB_QUEUE`] batches the user's own request was dropped). Now the
+    /// batches that come while a refresh waits in the core's queue hold
+    /// its one place. The core thread is held busy as in the tests above:
+    /// nothing takes from the queue. Fails with [`node_events`] queueing
+    /// a refresh per batch, as `Core::watch` did: the user's request is
+    /// refused.
+    #[test]
+    fn node_events_while_a_refresh_waits_take_one_place_in_the_queue() {
+        let (tx, rx) = sync_channel(JOB_QUEUE);
+        let backend = Backend { tx };
+        let changed = node_events(backend.clone());
+        for id in 0..2 * JOB_QUEUE {
+            changed(vec![NodeEvent::Delivered {
+                contact: "Bob".into(),
+                group_key: None,
+                id: format!("{id:04x}"),
+            }]);
+        }
+        assert!(backend.try_job(|_| {}), "the user's request was dropped");
+        assert_eq!(rx.try_iter().count(), 2);
+    }
+
+    /// Batches of node events that join a refresh waiting in the core's
+    /// queue give it what one batch of all their events gives, in order:
+    /// an arrival takes the new name of a rename in a later batch, one
+    /// from a contact deleted in a later batch is not notified, and a
+    /// mark stays a mark. Once the refresh has taken them, the next batch
+    /// queues a refresh of its own, with its events only. The refresh is
+    /// played by a function that keeps what it is given. Fails with
+    /// [`Changes::gathered`] starting afresh at each batch, as if a batch
+    /// took the place of the one before it as a tick does
+    /// (`Changes::default()` for `held.unwrap_or_default()`): the first
+    /// batches are lost.
+    #[test]
+    fn node_events_joining_a_waiting_refresh_are_all_kept_in_order() {
+        thread_local! {
+            static REFRESHED: RefCell<Vec<Changes>> = const { RefCell::new(Vec::new()) };
+        }
+        fn refresh(_: &mut Core, changes: Changes) {
+            REFRESHED.with_borrow_mut(|r| r.push(changes));
+        }
+        let received = |contact: &str, id: &str| NodeEvent::Received {
+            contact: contact.into(),
+            group: None,
+            group_key: None,
+            time: 1,
+            id: id.into(),
+            text: "hi".into(),
+            cut: false,
+        };
+        let batches = vec![
+            vec![received("Bob", "01"), received("Carol", "02")],
+            vec![
+                NodeEvent::ContactRenamed {
+                    from: "Bob".into(),
+                    to: "Robert".into(),
+                },
+                NodeEvent::Delivered {
+                    contact: "Dan".into(),
+                    group_key: None,
+                    id: "03".into(),
+                },
+            ],
+            vec![
+                received("Robert", "04"),
+                NodeEvent::ContactDeleted {
+                    name: "Carol".into(),
+                },
+            ],
+        ];
+        let mut one_batch = Changes::default();
+        for event in batches.iter().flatten() {
+            one_batch.add(event.clone());
+        }
+        let (tx, rx) = sync_channel(JOB_QUEUE);
+        let changed = coalesced(Backend { tx }, Changes::gathered, refresh);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut core = unattached(tmp.path());
+
+        for batch in batches {
+            changed(batch);
+        }
+        let jobs: Vec<Job> = rx.try_iter().collect();
+        assert_eq!(jobs.len(), 1, "refreshes queued");
+        for job in jobs {
+            job(&mut core);
+        }
+        let refreshed = REFRESHED.take();
+        assert_eq!(refreshed.len(), 1, "refreshes run");
+        let merged = &refreshed[0];
+        let notified: Vec<(&str, &str)> = merged
+            .received
+            .iter()
+            .map(|e| match e {
+                NodeEvent::Received { contact, id, .. } => (contact.as_str(), id.as_str()),
+                _ => ("", ""),
+            })
+            .collect();
+        assert_eq!(notified, [("Robert", "01"), ("Robert", "04")]);
+        assert_eq!(merged.renamed, [("Bob".to_owned(), "Robert".to_owned())]);
+        assert_eq!(merged.deleted, ["Carol"]);
+        assert!(merged.marks.contains("Dan"), "{:?}", merged.marks);
+        assert_eq!(*merged, one_batch);
+
+        changed(vec![received("Eve", "05")]);
+        let jobs: Vec<Job> = rx.try_iter().collect();
+        assert_eq!(jobs.len(), 1, "refreshes queued after the first ran");
+        for job in jobs {
+            job(&mut core);
+        }
+        assert_eq!(
+            REFRESHED.take(),
+            [Changes::gathered(None, vec![received("Eve", "05")])]
+        );
     }
 
     /// Regression: a contact's welcome declined past the members their
