@@ -43,8 +43,9 @@ pub use backend::{Notify, Options};
 
 use slint::ComponentHandle;
 
-/// The running app: its core thread. Dropping it stops the node and
-/// releases the profile.
+/// The running app: its core thread. Dropping it stops the node,
+/// releases the profile and forgets what was typed and not sent; drop it
+/// on the UI thread, where the drafts are kept.
 pub struct App {
     backend: backend::Backend,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -74,6 +75,9 @@ impl Drop for App {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The profile is let go, as when it locks: nothing typed to it
+        // stays for the next window of this process.
+        adapters::drafts::forget_all();
     }
 }
 

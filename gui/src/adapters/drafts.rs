@@ -5,7 +5,8 @@
 //! again, so a text typed to one person never goes to another and none is
 //! lost by opening someone else. A draft leaves the box only once the
 //! node has taken it: a send the node refuses leaves it there to fix.
-//! Kept in memory on the UI thread, and forgotten when the profile locks.
+//! Kept in memory on the UI thread, and forgotten when the profile is let
+//! go ([`forget_all`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ impl Drafts {
         false
     }
 
-    /// Every draft goes (the profile locks).
+    /// Every draft goes ([`forget_all`]).
     pub(crate) fn clear(&mut self) {
         *self = Drafts::default();
     }
@@ -83,6 +84,19 @@ thread_local! {
     pub(crate) static CONTACTS: RefCell<Drafts> = RefCell::new(Drafts::default());
     /// The groups' drafts, by group key.
     pub(crate) static GROUPS: RefCell<Drafts> = RefCell::new(Drafts::default());
+}
+
+/// Every draft goes: the profile they were typed in is let go, when it
+/// locks ([`super::settings::lock`]) and when its window's app is dropped
+/// ([`crate::App`]). The drafts are kept by name on the UI thread, which
+/// outlives a window (tests open one after another on it), so a draft
+/// left would show in the next profile's conversation of the same name,
+/// and Enter would send it there. Called on the UI thread, after the
+/// conversations were closed (closing one keeps its box's text as a
+/// draft).
+pub(crate) fn forget_all() {
+    CONTACTS.with_borrow_mut(Drafts::clear);
+    GROUPS.with_borrow_mut(Drafts::clear);
 }
 
 #[cfg(test)]

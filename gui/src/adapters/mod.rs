@@ -6,7 +6,7 @@ pub mod add_contact;
 pub mod camera;
 pub mod contacts;
 pub mod conversation;
-mod drafts;
+pub(crate) mod drafts;
 pub mod groups;
 pub mod network;
 pub mod onboarding;

@@ -358,10 +358,7 @@ pub(crate) fn lock(core: &mut Core) {
     super::contacts::clear(core);
     super::groups::clear(core);
     // No draft stays for the next profile (or in memory).
-    core.ui(|_| {
-        super::drafts::CONTACTS.with_borrow_mut(|d| d.clear());
-        super::drafts::GROUPS.with_borrow_mut(|d| d.clear());
-    });
+    core.ui(|_| super::drafts::forget_all());
     super::onboarding::show_with(core, !attached);
 }
 

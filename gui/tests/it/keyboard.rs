@@ -324,6 +324,59 @@ fn a_draft_stays_with_its_conversation() {
     });
 }
 
+/// Regression (drafts are kept by contact name on the UI thread, and were
+/// forgotten only when a profile locked: a window dropped left them
+/// there, and the next window of the process, on another profile, showed
+/// the text typed to the first one's Bob in its own Bob's box, where
+/// Enter would send it to him). Now dropping the app forgets them, as
+/// locking does. Fails without the call to `drafts::forget_all` in
+/// `App`'s drop: the second Bob's box holds "door 4512".
+#[test]
+fn a_draft_does_not_outlive_its_window() {
+    on_ui(|h| {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |gui: &Gui, name: &str| {
+            let row = gui.contacts().iter().position(|c| c.name == name).unwrap();
+            gui.ui.global::<ContactsAdapter>().invoke_open(row as i32);
+            let conversation = gui.ui.global::<ConversationAdapter>();
+            assert!(h.pump_until(WAIT, || conversation.get_contact() == name));
+            h.pump();
+        };
+        let typed = |gui: &Gui| {
+            message_box(gui, "Message")
+                .accessible_value()
+                .unwrap_or_default()
+        };
+        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        gui.create(h, "Alice");
+        gui.add_made_up(h, &["Bob", "Carol"]);
+        h.pump();
+        open(&gui, "Bob");
+        click(&gui, 700.0, 655.0);
+        h.pump();
+        for c in "door 4512".chars() {
+            key(&gui, c.to_string());
+        }
+        h.pump();
+        assert_eq!(typed(&gui), "door 4512");
+        // Bob's text is kept for him while Carol's conversation is open.
+        open(&gui, "Carol");
+        assert_eq!(typed(&gui), "");
+        drop(gui);
+
+        let gui = Gui::new(h, options(&tmp.path().join("dave")));
+        gui.create(h, "Dave");
+        gui.add_made_up(h, &["Bob"]);
+        h.pump();
+        open(&gui, "Bob");
+        assert_eq!(
+            typed(&gui),
+            "",
+            "the other window's text is not in this Bob's box"
+        );
+    });
+}
+
 /// A text the node refuses (too long for one message) stays in the box,
 /// with why. Before, the group's box emptied as the text went to the
 /// node, and the text was lost with the refusal.
