@@ -121,6 +121,7 @@ fn main() {
     let ui = AppWindow::new().unwrap();
     let options = strand_gui::Options {
         profile: dir.clone(),
+        downloads: tmp.path().join("downloads"),
         node: NodeConfig {
             lan: Some(LanConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],

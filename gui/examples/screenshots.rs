@@ -106,6 +106,7 @@ fn main() {
 
     // First run.
     let options = |dir: PathBuf, dark| strand_gui::Options {
+        downloads: dir.with_file_name("downloads"),
         profile: dir,
         node: loopback(),
         kdf: Some(KdfParams::insecure_for_tests()),

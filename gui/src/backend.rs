@@ -65,6 +65,15 @@ const NODE_THREADS: usize = 2;
 pub struct Options {
     /// The profile directory.
     pub profile: PathBuf,
+    /// Where *Save* writes a file, and where *Send by drive* offers to
+    /// write when no removable drive is mounted. Absolute, as the node
+    /// takes the folders it saves to. The app reads it once at start
+    /// ([`strand_node::downloads_dir`]: `STRAND_DOWNLOADS`, else the
+    /// user's downloads folder). Tests give a folder of their own here
+    /// rather than set that variable: the environment is one for the
+    /// whole process, and setting it while other threads read it is
+    /// undefined behaviour in C's terms.
+    pub downloads: PathBuf,
     /// Transports and peers for the embedded node.
     pub node: NodeConfig,
     /// Passphrase hashing for a profile created by the first-run screen:
@@ -802,6 +811,7 @@ mod tests {
         let profile = tempfile::tempdir().unwrap();
         let options = Options {
             profile: profile.path().join("profile"),
+            downloads: profile.path().join("downloads"),
             node: NodeConfig::default(),
             kdf: None,
             dark: false,
@@ -830,6 +840,7 @@ mod tests {
     fn unattached(profile: &std::path::Path) -> Core {
         let options = Options {
             profile: profile.to_path_buf(),
+            downloads: profile.with_file_name("downloads"),
             node: NodeConfig::default(),
             kdf: None,
             dark: false,

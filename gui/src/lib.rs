@@ -14,6 +14,7 @@
 //! let ui = strand_gui::AppWindow::new().unwrap();
 //! let options = strand_gui::Options {
 //!     profile: "/tmp/strand-profile".into(),
+//!     downloads: strand_node::downloads_dir(),
 //!     node: Default::default(),
 //!     kdf: None,
 //!     dark: false,
@@ -87,8 +88,9 @@ impl Drop for App {
 pub fn init(ui: &AppWindow, options: Options) -> App {
     ui.global::<Theme>().set_dark(options.dark);
     let focused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let downloads = options.downloads.clone();
     let (backend, thread) = backend::spawn(options, ui.as_weak(), focused.clone());
-    adapters::connect(ui, &backend);
+    adapters::connect(ui, &backend, &downloads);
     watch_window(ui, backend.clone(), focused.clone());
     keep_running_when_closed(ui);
     backend.job(adapters::onboarding::show);

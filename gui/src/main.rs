@@ -53,6 +53,9 @@ fn main() -> ExitCode {
     };
     let options = strand_gui::Options {
         profile,
+        // Read once, here: `STRAND_DOWNLOADS` if set, else the user's
+        // downloads folder.
+        downloads: strand_node::downloads_dir(),
         node: cli.transports.node_config(),
         kdf: None,
         dark: cli.dark,

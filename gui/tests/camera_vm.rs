@@ -322,6 +322,7 @@ fn a_real_v4l2_device_is_found_streamed_and_its_qr_code_read() {
         &ui,
         strand_gui::Options {
             profile: tmp.path().join("alice"),
+            downloads: tmp.path().join("downloads"),
             node: strand_node::NodeConfig {
                 lan: None,
                 ..Default::default()

@@ -364,7 +364,7 @@ pub fn with_group_model<R>(ui: &AppWindow, f: impl FnOnce(&ConversationModel) ->
     Some(f(model))
 }
 
-pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend, downloads: &std::path::Path) {
     let adapter = ui.global::<ConversationAdapter>();
     adapter.set_messages(ModelRc::from(Rc::new(ConversationModel::new(
         backend.clone(),
@@ -466,10 +466,16 @@ pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
         true
     });
     let eweak = ui.as_weak();
+    let downloads = downloads.to_path_buf();
     adapter.on_start_export(move || {
         let Some(ui) = eweak.upgrade() else { return };
         let a = ui.global::<ConversationAdapter>();
-        a.set_drive_folder(drive_folder().to_string_lossy().into_owned().into());
+        a.set_drive_folder(
+            drive_folder(&downloads)
+                .to_string_lossy()
+                .into_owned()
+                .into(),
+        );
         a.set_exporting(true);
     });
     let eb = backend.clone();
@@ -942,8 +948,8 @@ fn send(core: &mut Core, contact: String, text: String, typed: String) {
 
 /// Where "Send by drive" offers to write: the first removable drive
 /// mounted for this user (`/media/USER/…`, `/run/media/USER/…`), else the
-/// downloads folder.
-fn drive_folder() -> std::path::PathBuf {
+/// `downloads` folder.
+fn drive_folder(downloads: &std::path::Path) -> std::path::PathBuf {
     let user = std::env::var_os("USER").unwrap_or_default();
     for root in ["/media", "/run/media"] {
         let base = std::path::Path::new(root).join(&user);
@@ -959,7 +965,7 @@ fn drive_folder() -> std::path::PathBuf {
             }
         }
     }
-    strand_node::downloads_dir()
+    downloads.to_path_buf()
 }
 
 /// A new bundle file's path in `folder`: `strand-bundle.strand`, or with

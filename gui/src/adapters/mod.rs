@@ -63,11 +63,13 @@ pub(crate) fn absolute(path: &str) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Connects every adapter's callbacks.
-pub(crate) fn connect(ui: &AppWindow, backend: &Backend) {
+/// Connects every adapter's callbacks. `downloads` is the app's downloads
+/// folder ([`crate::Options::downloads`]), for what the UI thread offers
+/// without asking the core thread.
+pub(crate) fn connect(ui: &AppWindow, backend: &Backend, downloads: &std::path::Path) {
     onboarding::connect(ui, backend);
     contacts::connect(ui, backend);
-    conversation::connect(ui, backend);
+    conversation::connect(ui, backend, downloads);
     groups::connect(ui, backend);
     add_contact::connect(ui, backend);
     camera::connect(ui, backend);
@@ -157,11 +159,11 @@ pub(crate) fn node_gone(core: &mut Core) {
     settings::closed(core, message.to_owned());
 }
 
-/// Saves the file message `id` names to the downloads folder: what the
-/// conversation or group screen says of it, or nothing if the node is
-/// gone.
+/// Saves the file message `id` names to the downloads folder
+/// ([`crate::Options::downloads`]): what the conversation or group screen
+/// says of it, or nothing if the node is gone.
 pub(crate) fn save_file(core: &Core, id: String) -> Option<String> {
-    let dir = strand_node::downloads_dir();
+    let dir = core.options.downloads.clone();
     match core.call(strand_node::runtime::api::Request::Save {
         id,
         dir,

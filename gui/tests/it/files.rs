@@ -2,7 +2,7 @@
 //! and one with the file picker, receive an image that shows its preview, save it.
 
 use slint::{ComponentHandle, Model};
-use strand_gui::{ConversationAdapter, FilePickerAdapter};
+use strand_gui::{ConversationAdapter, FilePickerAdapter, Options};
 use strand_node::Conversation;
 
 use crate::support::{on_ui, options, Gui, WAIT};
@@ -11,10 +11,18 @@ use crate::support::{on_ui, options, Gui, WAIT};
 fn files_are_sent_shown_and_saved_from_the_app() {
     on_ui(|h| {
         let tmp = tempfile::tempdir().unwrap();
+        // Where *Save* writes, given to the app rather than through
+        // `STRAND_DOWNLOADS`: setting the environment races with the
+        // other threads of this binary that read it, and stays set for
+        // every later test.
         let downloads = tmp.path().join("downloads");
-        // Only this test saves files; the variable names where.
-        std::env::set_var("STRAND_DOWNLOADS", &downloads);
-        let gui = Gui::new(h, options(&tmp.path().join("alice")));
+        let gui = Gui::new(
+            h,
+            Options {
+                downloads: downloads.clone(),
+                ..options(&tmp.path().join("alice"))
+            },
+        );
         gui.create(h, "Alice");
         let (rt, bob) = gui.bob_linked(h, tmp.path());
         gui.ui

@@ -96,9 +96,13 @@ pub fn loopback() -> NodeConfig {
     }
 }
 
+/// A window's options for the profile in `dir`, a folder in the test's
+/// own: saved files go to `downloads` beside it, never the user's
+/// downloads folder.
 pub fn options(dir: &Path) -> Options {
     Options {
         profile: dir.to_path_buf(),
+        downloads: dir.with_file_name("downloads"),
         node: loopback(),
         kdf: Some(KdfParams::insecure_for_tests()),
         dark: false,
