@@ -22,10 +22,12 @@
 //!
 //! A wipe takes the sealed profile file's lock as an open does
 //! (`profile::lock_sealed`) before it overwrites anything, and holds it
-//! until the folder is gone: a profile in use (a running node) is refused
-//! as [`ProfileError::InUse`], and so is an open that comes while the wipe
-//! runs, rather than a node running on a file whose keys are then
-//! overwritten.
+//! until the whole file is overwritten: a profile in use (a running node)
+//! is refused as [`ProfileError::InUse`], and so is an open that comes
+//! while the wipe runs, rather than a node running on a file whose keys
+//! are then overwritten. After that the file holds nothing to open (an
+//! open of what is left fails), and it is closed before the folder goes:
+//! on NFS a file still open is renamed, not removed.
 //!
 //! What it cannot do: storage that remaps writes (SSDs and flash wear
 //! levelling, copy-on-write or snapshotting file systems such as btrfs and
@@ -241,8 +243,8 @@ fn destroy_file_keys(dir: &Path) -> Result<(usize, Option<File>), ProfileError> 
 /// file, then the folder (see the module documentation for the order and
 /// what it cannot erase). The profile must not be in use: stop its node
 /// first ([`ProfileError::InUse`]). A sealed profile's lock is held from
-/// before its keys go until the folder is gone, so no open comes in
-/// meanwhile.
+/// before its keys go until the whole file is overwritten, so no open
+/// comes in meanwhile.
 pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
     let (key_copies, held) = destroy_keys_holding(dir)?;
     let path = dir.join(DB_FILE);
@@ -255,10 +257,12 @@ pub fn wipe(dir: &Path) -> Result<Wiped, ProfileError> {
     };
     let len = file.metadata().map_err(io(&path))?.len();
     crate::profile::overwrite(&file).map_err(io(&path))?;
+    // The lock goes with the file's last bytes: nothing is left to open.
+    // Not later: on NFS a file still open is not removed but renamed, and
+    // the folder's removal would fail.
+    drop(file);
     destroy_sealing(dir)?;
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
-    // Only now lets go of the lock, the file gone.
-    drop(file);
     Ok(Wiped {
         key_copies,
         bytes: len,
