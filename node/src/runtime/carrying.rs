@@ -1207,9 +1207,9 @@ mod tests {
     }
 
     /// A node whose every thread, the blocking threads its carrying steps
-    /// run on included, logs to `journal` (debug and up). The third
-    /// dispatcher, logging nowhere, is kept as long as the test reads the
-    /// journal: while only one dispatcher lives, tracing-core weighs a
+    /// run on included, logs to `journal` (debug and up). The second
+    /// dispatcher it gives, logging nowhere, is kept as long as the test
+    /// reads the journal: while only one dispatcher lives, tracing-core weighs a
     /// place logged at for the first time by the logging thread's own
     /// dispatcher alone, and another test's thread, with none, logging
     /// first where this node logs would mark the place logged by no one.
